@@ -1,0 +1,57 @@
+"""One error hierarchy. Every error carries the identifiers it is about and a sentence saying what to do next.
+
+``RetryableError`` means "the same call may succeed later" (rate limits, 5xx, a lost connection): tenacity retries it
+inside a task. ``PermanentError`` means retrying cannot help (bad spec, dimension mismatch, a refused request): the
+batch is marked failed with the message and ``nsmigrate retry`` re-runs it once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+
+class NsmigrateError(Exception):
+    """Root of every error nsmigrate raises on purpose."""
+
+    def __init__(self, message: str, *, hint: str = "", **ids: object) -> None:
+        self.message = message
+        self.hint = hint
+        self.ids = {k: v for k, v in ids.items() if v is not None}
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = " ".join(f"{k}={v}" for k, v in self.ids.items())
+        text = f"{self.message} [{where}]" if where else self.message
+        return f"{text} — {self.hint}" if self.hint else text
+
+
+class PermanentError(NsmigrateError):
+    """Retrying the same call cannot help."""
+
+
+class RetryableError(NsmigrateError):
+    """The same call may succeed later (429, 5xx, connection reset)."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, status: int | None = None,
+                 hint: str = "", **ids: object) -> None:
+        self.retry_after_s = retry_after_s
+        self.status = status
+        super().__init__(message, hint=hint, **ids)
+
+
+class SpecError(PermanentError):
+    """The job spec is invalid; the message names the field path."""
+
+
+class PlanError(PermanentError):
+    """The spec is valid but the plan it leads to is unsafe (collisions, bad target names, dimension mismatch)."""
+
+
+class StoreError(PermanentError):
+    """A store refused a request for a reason retrying cannot fix."""
+
+
+class StateError(PermanentError):
+    """A state transition was asked for that the current state does not allow (e.g. cleanup before verification)."""
+
+
+class NotFound(PermanentError):
+    """A job, namespace run or batch does not exist."""

@@ -1,0 +1,48 @@
+"""Every queue name, task name and Redis key prefix, built in one place.
+
+The orchestrator enqueues tasks by *name* (it never imports ``workers``); the workers register their tasks under the
+same names. Redis keys all start with ``nsmigrate:`` so one prefix scan shows everything the fleet keeps there.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Queue(StrEnum):
+    LIST = "list"
+    COPY = "copy"
+    VERIFY = "verify"
+    CLEANUP = "cleanup"
+
+
+class TaskName(StrEnum):
+    LIST_NAMESPACE = "nsmigrate.list_namespace"
+    COPY_BATCH = "nsmigrate.copy_batch"
+    VERIFY_NAMESPACE = "nsmigrate.verify_namespace"
+    CLEANUP_NAMESPACE = "nsmigrate.cleanup_namespace"
+
+
+# Which queue each task goes to: one pool per queue in production (docker-compose.yml).
+TASK_QUEUES: dict[TaskName, Queue] = {
+    TaskName.LIST_NAMESPACE: Queue.LIST,
+    TaskName.COPY_BATCH: Queue.COPY,
+    TaskName.VERIFY_NAMESPACE: Queue.VERIFY,
+    TaskName.CLEANUP_NAMESPACE: Queue.CLEANUP,
+}
+
+KEY_PREFIX = "nsmigrate"
+
+
+def rate_bucket_key(scope: str) -> str:
+    """Redis key of the fleet-wide token bucket for one Pinecone rate scope (e.g. ``write:<host>:<namespace>``)."""
+    return f"{KEY_PREFIX}:rate:{scope}"
+
+
+def inflight_key(namespace_run_id: int) -> str:
+    """Redis key counting the copy batches of one namespace run that are queued or running."""
+    return f"{KEY_PREFIX}:inflight:{namespace_run_id}"
+
+
+def lock_key(name: str) -> str:
+    return f"{KEY_PREFIX}:lock:{name}"

@@ -1,0 +1,29 @@
+"""One typed settings object, read once at the entry point and passed down.
+
+Environment variables (prefix ``NSMIGRATE_``) or a ``.env`` file. Secrets (Pinecone API keys, Supabase keys) are not
+settings: specs name the environment variable that holds them and the store adapters read it when they connect.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NSMIGRATE_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/nsmigrate",
+        description="SQLAlchemy URL of the job table database (Postgres).",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker, locks and rate buckets.")
+    visibility_timeout_s: int = Field(3600, description="Redis redelivers an unacked task after this; > any batch.")
+    max_batches_in_flight: int = Field(64, description="Default bound on queued+running copy batches per namespace.")
+    flower_user: str = Field("admin", description="Flower basic-auth user.")
+    flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings once (entry points only); ``overrides`` win over the environment."""
+    return Settings(**overrides)  # type: ignore[arg-type]

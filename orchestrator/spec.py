@@ -1,0 +1,254 @@
+"""The declarative job spec (YAML), validated with pydantic.
+
+A bad spec fails with one ``SpecError`` that lists every problem with its field path, e.g.
+``target.host: a host needs its scheme, e.g. https://… or http://127.0.0.1:5081``. Nothing is written before the spec
+validates. Secrets are never in a spec: it names the environment variable that holds them (``api_key_env``).
+
+See ``migrations/README.md`` for the format with examples, and ``migrations/*.yaml`` for the shipped jobs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orchestrator.errors import SpecError
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+class _Model(BaseModel):
+    # Unknown keys are typos far more often than intent: refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_env_name(value: str, field: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(
+            f"{field} must be the NAME of an environment variable (like PINECONE_API_KEY), not a value; "
+            "put the secret in the environment and name it here"
+        )
+    return value
+
+
+class PineconeStoreSpec(_Model):
+    """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
+
+    kind: Literal["pinecone"] = "pinecone"
+    index: str | None = Field(None, description="Index name, resolved to its host through the control plane.")
+    host: str | None = Field(None, description="Data-plane host with scheme, e.g. https://idx-abc.svc.….pinecone.io")
+    control_host: str | None = Field(None, description="Control-plane URL override (local sandbox only).")
+    api_key_env: str = Field("PINECONE_API_KEY", description="Name of the env var holding the API key.")
+
+    @model_validator(mode="after")
+    def _one_address(self) -> PineconeStoreSpec:
+        if (self.index is None) == (self.host is None):
+            raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
+        for name in ("host", "control_host"):
+            value = getattr(self, name)
+            if value is not None and not re.match(r"^https?://[^/\s]+", value):
+                raise ValueError(f"{name} {value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
+        _check_env_name(self.api_key_env, "api_key_env")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How this store is named in scopes, plans and messages (never contains a key)."""
+        return self.index or (self.host or "").split("://", 1)[-1]
+
+
+class PgvectorStoreSpec(_Model):
+    """A Postgres + pgvector store: one legacy table with a namespace column, or one table per namespace."""
+
+    kind: Literal["pgvector"] = "pgvector"
+    database_url_env: str = Field("NSMIGRATE_PGVECTOR_URL", description="Env var holding the SQLAlchemy URL.")
+    layout: Literal["single_table", "table_per_namespace"] = "table_per_namespace"
+    table: str = Field("embeddings", description="single_table: the table; table_per_namespace: the name prefix.")
+    namespace_column: str = Field("namespace", description="single_table only: the column naming the namespace.")
+    dimension: int | None = Field(None, gt=0, le=16000, description="Needed to create tables in a new target.")
+
+    @model_validator(mode="after")
+    def _names(self) -> PgvectorStoreSpec:
+        _check_env_name(self.database_url_env, "database_url_env")
+        for name in ("table", "namespace_column"):
+            if not re.match(r"^[a-z_][a-z0-9_]{0,40}$", getattr(self, name)):
+                raise ValueError(f"{name} must be a lower-case SQL identifier (a-z, 0-9, _), ≤ 41 characters")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"pgvector:{self.table}"
+
+
+StoreSpec = Annotated[PineconeStoreSpec | PgvectorStoreSpec, Field(discriminator="kind")]
+
+
+class NamespaceSelection(_Model):
+    """Which source namespaces take part: shell-style globs; ``""`` or ``__default__`` is the default namespace.
+    A name without glob characters must exist in the source, or the plan is refused."""
+
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+
+
+class CreatorMapping(_Model):
+    """Where the twin → creator mapping comes from."""
+
+    source: Literal["file", "supabase", "inline"] = "file"
+    path: str | None = Field(None, description="file: CSV (twin_id,creator_id) or YAML {twin_id: creator_id}.")
+    url_env: str = Field("SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: str = Field("SUPABASE_KEY", description="supabase: env var holding the service key.")
+    twins_table: str = "twins"
+    twins: dict[str, str] = Field(default_factory=dict, description="inline: {twin_id: creator_id}.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> CreatorMapping:
+        if self.source == "file" and not self.path:
+            raise ValueError("source `file` needs `path` (a CSV twin_id,creator_id or a YAML mapping)")
+        if self.source == "inline" and not self.twins:
+            raise ValueError("source `inline` needs `twins: {twin_id: creator_id}`")
+        if self.source == "supabase":
+            _check_env_name(self.url_env, "url_env")
+            _check_env_name(self.key_env, "key_env")
+        return self
+
+
+class Routing(_Model):
+    """How a source namespace becomes a target namespace.
+
+    - ``same``: the same name (index → index copies, pod → serverless).
+    - ``explicit``: ``map: {source: target}``; every selected namespace must be in the map.
+    - ``creator``: the UUID namespace is a twin id → ``creator_{creator_id}_twin_{twin_id}``; vectors of the default
+      namespace are routed one by one by their ``twin_id_field`` metadata (no such field → ``public``).
+      ``override_creator`` puts every twin under one creator (e.g. the test creator ``sainath.no.1``).
+    """
+
+    mode: Literal["same", "explicit", "creator"] = "same"
+    map: dict[str, str] = Field(default_factory=dict)
+    creators: CreatorMapping | None = None
+    override_creator: str | None = None
+    twin_id_field: str = "twin_id"
+    unknown_twin: Literal["fail", "public"] = Field(
+        "fail", description="A twin that has no creator: refuse the plan (fail) or send its vectors to `public`."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> Routing:
+        if self.mode == "explicit" and not self.map:
+            raise ValueError("mode `explicit` needs `map: {source_namespace: target_namespace}`")
+        if self.mode == "creator" and self.creators is None and self.override_creator is None:
+            raise ValueError("mode `creator` needs `creators:` (where the twin → creator mapping is) or `override_creator`")
+        return self
+
+
+class Enrichment(_Model):
+    """Metadata the copy sets on every target vector (source metadata is kept as it is)."""
+
+    creator_fields: bool = Field(True, description="Set creator_id and twin_id (creator routing only).")
+    migrated_from: bool = Field(True, description="Set migrated_from = '<source store>/<source namespace>'.")
+    constants: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+class RateBudget(_Model):
+    """Fleet-wide request budgets per second, shared by all workers (Pinecone serverless limits are 100 req/s
+    per namespace for writes, 100 req/s per index for fetch and 200 req/s per index for list)."""
+
+    read_rps: float = Field(80, gt=0, description="fetch requests/s per source index.")
+    list_rps: float = Field(150, gt=0, description="list requests/s per source index.")
+    write_rps: float = Field(80, gt=0, description="upsert requests/s per target namespace.")
+    write_mb_per_s: float = Field(40, gt=0, description="upsert megabytes/s per target namespace.")
+
+
+class Verification(_Model):
+    counts: bool = True
+    ids: bool = True
+    contents: Literal["all", "sample", "none"] = "all"
+    sample_size: int = Field(200, gt=0)
+    query_samples: int = Field(0, ge=0, description="Sample queries whose top-k ids must match; 0 = off.")
+    top_k: int = Field(10, gt=0, le=1000)
+    count_timeout_s: float = Field(60, gt=0, description="How long to poll counts until they are stable.")
+    tolerance: float = Field(1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
+
+
+class Cleanup(_Model):
+    """``never``: the source is kept. ``manual``: `nsmigrate cleanup JOB` may delete verified source namespaces.
+    ``auto``: deleted right after verification passes."""
+
+    mode: Literal["never", "manual", "auto"] = "never"
+
+
+class Backup(_Model):
+    """Export each source namespace to Parquet before anything is copied."""
+
+    enabled: bool = False
+    directory: str = "backups"
+
+
+class JobSpec(_Model):
+    """A migration job. ``name`` identifies the job: running a spec whose job exists resumes it."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
+    description: str = ""
+    source: StoreSpec
+    target: StoreSpec
+    namespaces: NamespaceSelection = Field(default_factory=NamespaceSelection)
+    routing: Routing = Field(default_factory=Routing)
+    enrich: Enrichment = Field(default_factory=Enrichment)
+    batch_size: int = Field(100, gt=0, le=1000, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000).")
+    max_batches_in_flight: int = Field(32, gt=0, le=10000, description="Queued+running copy batches per namespace.")
+    rate: RateBudget = Field(default_factory=RateBudget)
+    allow_id_overwrite: bool = Field(
+        False, description="Allow two sources to write the same id into one target namespace (last write wins)."
+    )
+    verify: Verification = Field(default_factory=Verification)
+    auto_verify: bool = Field(True, description="Verify each namespace as soon as its copy finishes.")
+    cleanup: Cleanup = Field(default_factory=Cleanup)
+    backup: Backup = Field(default_factory=Backup)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        if self.cleanup.mode == "auto" and not self.auto_verify:
+            raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
+        return self
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid job spec {origin}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"] if p not in ("pinecone", "pgvector")) or "(top level)"
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown field (a typo?); see migrations/README.md for the fields"
+        lines.append(f"  {path}: {message}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
+    """Validate a spec given as a dict; raises SpecError naming each bad field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"invalid job spec {origin}: the top level must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(_format_errors(e, origin)) from e
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a YAML spec file; raises SpecError with the file name and field paths."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"spec file {p} does not exist", hint="give the path of a YAML job spec, e.g. migrations/…")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"spec file {p} is not valid YAML: {e}") from e
+    return parse_spec(data, origin=str(p))
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    """The spec as stored in the job table (it holds env var names only, never secrets)."""
+    return spec.model_dump(mode="json")

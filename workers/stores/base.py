@@ -1,0 +1,89 @@
+"""The one interface every vector store implements (Pinecone, pgvector).
+
+Stores are thin and synchronous: no retries and no rate limiting here. They translate the store's own failures into
+``RetryableError`` (429, 5xx, connection errors; with ``retry_after_s`` when the store said) or ``StoreError``
+(everything retrying cannot fix), and the copy task wraps them in the retry policy and the rate budget.
+
+The default namespace is the empty string ``""`` everywhere in nsmigrate (Pinecone reports it as ``__default__``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+DEFAULT_NAMESPACE = ""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One vector: its id, its values and its metadata."""
+
+    id: str
+    values: list[float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IdPage:
+    """One page of ids from ``list_ids``; ``next_token`` is None on the last page."""
+
+    ids: list[str]
+    next_token: str | None
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """What a migration needs from a store. Limits: ``fetch``/``delete`` take ≤ 1,000 ids, ``upsert`` ≤ 1,000 records
+    and ≤ 2 MB (callers split; see ``workers.chunking``), ``list_ids`` pages ≤ 100 ids."""
+
+    #: Human-readable identity used in rate-limit scopes and messages (never contains a key).
+    name: str
+
+    def dimension(self) -> int:
+        """Vector dimension of the index/table."""
+        ...
+
+    def namespaces(self) -> dict[str, int]:
+        """Every namespace and its vector count (counts may lag for eventually consistent stores)."""
+        ...
+
+    def count(self, namespace: str) -> int:
+        """Vector count of one namespace (0 when it does not exist)."""
+        ...
+
+    def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+        """One page of ids in a stable order."""
+        ...
+
+    def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
+        """The records that exist among ``ids`` (missing ids are simply absent)."""
+        ...
+
+    def upsert(self, namespace: str, records: Sequence[Record]) -> int:
+        """Insert or overwrite; returns how many the store acknowledged."""
+        ...
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        """Delete these ids (missing ones are ignored)."""
+        ...
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Delete a whole namespace."""
+        ...
+
+    def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
+        """Ids of the ``top_k`` nearest vectors, best first (used by verification's query equivalence)."""
+        ...
+
+
+def iter_all_ids(store: VectorStore, namespace: str, page_size: int = 100) -> Iterator[str]:
+    """Every id of a namespace, page by page."""
+    token: str | None = None
+    while True:
+        page = store.list_ids(namespace, limit=page_size, token=token)
+        yield from page.ids
+        if not page.next_token:
+            return
+        token = page.next_token
