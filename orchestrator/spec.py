@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from orchestrator.errors import SpecError
+from orchestrator.naming import identifier_problem
 
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
@@ -39,20 +40,30 @@ class PineconeStoreSpec(_Model):
     """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
 
     kind: Literal["pinecone"] = "pinecone"
-    index: str | None = Field(None, description="Index name, resolved to its host through the control plane.")
-    host: str | None = Field(None, description="Data-plane host with scheme, e.g. https://idx-abc.svc.….pinecone.io")
-    control_host: str | None = Field(None, description="Control-plane URL override (local sandbox only).")
-    api_key_env: str = Field("PINECONE_API_KEY", description="Name of the env var holding the API key.")
+    index: str | None = Field(default=None, description="Index name, resolved to its host through the control plane.")
+    host: str | None = Field(
+        default=None, description="Data-plane host with scheme, e.g. https://idx-abc.svc.….pinecone.io"
+    )
+    control_host: str | None = Field(default=None, description="Control-plane URL override (local sandbox only).")
+    api_key_env: str = Field(default="PINECONE_API_KEY", description="Name of the env var holding the API key.")
+
+    # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
+    @field_validator("host", "control_host")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_env(cls, value: str) -> str:
+        return _check_env_name(value, "api_key_env")
 
     @model_validator(mode="after")
     def _one_address(self) -> PineconeStoreSpec:
         if (self.index is None) == (self.host is None):
             raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
-        for name in ("host", "control_host"):
-            value = getattr(self, name)
-            if value is not None and not re.match(r"^https?://[^/\s]+", value):
-                raise ValueError(f"{name} {value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
-        _check_env_name(self.api_key_env, "api_key_env")
         return self
 
     @property
@@ -65,19 +76,27 @@ class PgvectorStoreSpec(_Model):
     """A Postgres + pgvector store: one legacy table with a namespace column, or one table per namespace."""
 
     kind: Literal["pgvector"] = "pgvector"
-    database_url_env: str = Field("NSMIGRATE_PGVECTOR_URL", description="Env var holding the SQLAlchemy URL.")
+    database_url_env: str = Field(default="NSMIGRATE_PGVECTOR_URL", description="Env var holding the SQLAlchemy URL.")
     layout: Literal["single_table", "table_per_namespace"] = "table_per_namespace"
-    table: str = Field("embeddings", description="single_table: the table; table_per_namespace: the name prefix.")
-    namespace_column: str = Field("namespace", description="single_table only: the column naming the namespace.")
-    dimension: int | None = Field(None, gt=0, le=16000, description="Needed to create tables in a new target.")
+    table: str = Field(
+        default="embeddings", description="single_table: the table; table_per_namespace: the name prefix."
+    )
+    namespace_column: str = Field(
+        default="namespace", description="single_table only: the column naming the namespace."
+    )
+    dimension: int | None = Field(default=None, gt=0, le=16000, description="Needed to create tables in a new target.")
 
-    @model_validator(mode="after")
-    def _names(self) -> PgvectorStoreSpec:
-        _check_env_name(self.database_url_env, "database_url_env")
-        for name in ("table", "namespace_column"):
-            if not re.match(r"^[a-z_][a-z0-9_]{0,40}$", getattr(self, name)):
-                raise ValueError(f"{name} must be a lower-case SQL identifier (a-z, 0-9, _), ≤ 41 characters")
-        return self
+    @field_validator("database_url_env")
+    @classmethod
+    def _url_env(cls, value: str) -> str:
+        return _check_env_name(value, "database_url_env")
+
+    @field_validator("table", "namespace_column")
+    @classmethod
+    def _sql_name(cls, value: str) -> str:
+        if not re.match(r"^[a-z_][a-z0-9_]{0,40}$", value):
+            raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _), ≤ 41 characters")
+        return value
 
     @property
     def label(self) -> str:
@@ -99,9 +118,9 @@ class CreatorMapping(_Model):
     """Where the twin → creator mapping comes from."""
 
     source: Literal["file", "supabase", "inline"] = "file"
-    path: str | None = Field(None, description="file: CSV (twin_id,creator_id) or YAML {twin_id: creator_id}.")
-    url_env: str = Field("SUPABASE_URL", description="supabase: env var holding the project URL.")
-    key_env: str = Field("SUPABASE_KEY", description="supabase: env var holding the service key.")
+    path: str | None = Field(default=None, description="file: CSV (twin_id,creator_id) or YAML {twin_id: creator_id}.")
+    url_env: str = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: str = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
     twins_table: str = "twins"
     twins: dict[str, str] = Field(default_factory=dict, description="inline: {twin_id: creator_id}.")
 
@@ -111,10 +130,12 @@ class CreatorMapping(_Model):
             raise ValueError("source `file` needs `path` (a CSV twin_id,creator_id or a YAML mapping)")
         if self.source == "inline" and not self.twins:
             raise ValueError("source `inline` needs `twins: {twin_id: creator_id}`")
-        if self.source == "supabase":
-            _check_env_name(self.url_env, "url_env")
-            _check_env_name(self.key_env, "key_env")
         return self
+
+    @field_validator("url_env", "key_env")
+    @classmethod
+    def _env(cls, value: str, info: ValidationInfo) -> str:
+        return _check_env_name(value, info.field_name or "url_env")
 
 
 class Routing(_Model):
@@ -133,23 +154,37 @@ class Routing(_Model):
     override_creator: str | None = None
     twin_id_field: str = "twin_id"
     unknown_twin: Literal["fail", "public"] = Field(
-        "fail", description="A twin that has no creator: refuse the plan (fail) or send its vectors to `public`."
+        default="fail",
+        description="A twin that has no creator: refuse the plan (fail) or send its vectors to `public`.",
     )
+
+    @field_validator("override_creator")
+    @classmethod
+    def _creator_id(cls, value: str | None) -> str | None:
+        # Caught here, with its field path, rather than as a plan error later.
+        problem = identifier_problem("creator_id", value) if value is not None else None
+        if problem:
+            raise ValueError(f"{problem} (ids are letters, digits, '.' and '-', starting with a letter or digit)")
+        return value
 
     @model_validator(mode="after")
     def _complete(self) -> Routing:
         if self.mode == "explicit" and not self.map:
             raise ValueError("mode `explicit` needs `map: {source_namespace: target_namespace}`")
         if self.mode == "creator" and self.creators is None and self.override_creator is None:
-            raise ValueError("mode `creator` needs `creators:` (where the twin → creator mapping is) or `override_creator`")
+            raise ValueError(
+                "mode `creator` needs `creators:` (where the twin → creator mapping is) or `override_creator`"
+            )
         return self
 
 
 class Enrichment(_Model):
     """Metadata the copy sets on every target vector (source metadata is kept as it is)."""
 
-    creator_fields: bool = Field(True, description="Set creator_id and twin_id (creator routing only).")
-    migrated_from: bool = Field(True, description="Set migrated_from = '<source store>/<source namespace>'.")
+    creator_fields: bool = Field(
+        default=True, description="Set creator_id and twin_id on vectors written into a twin namespace."
+    )
+    migrated_from: bool = Field(default=True, description="Set migrated_from = '<source store>/<source namespace>'.")
     constants: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
@@ -157,21 +192,21 @@ class RateBudget(_Model):
     """Fleet-wide request budgets per second, shared by all workers (Pinecone serverless limits are 100 req/s
     per namespace for writes, 100 req/s per index for fetch and 200 req/s per index for list)."""
 
-    read_rps: float = Field(80, gt=0, description="fetch requests/s per source index.")
-    list_rps: float = Field(150, gt=0, description="list requests/s per source index.")
-    write_rps: float = Field(80, gt=0, description="upsert requests/s per target namespace.")
-    write_mb_per_s: float = Field(40, gt=0, description="upsert megabytes/s per target namespace.")
+    read_rps: float = Field(default=80, gt=0, description="fetch requests/s per source index.")
+    list_rps: float = Field(default=150, gt=0, description="list requests/s per source index.")
+    write_rps: float = Field(default=80, gt=0, description="upsert requests/s per target namespace.")
+    write_mb_per_s: float = Field(default=40, gt=0, description="upsert megabytes/s per target namespace.")
 
 
 class Verification(_Model):
     counts: bool = True
     ids: bool = True
     contents: Literal["all", "sample", "none"] = "all"
-    sample_size: int = Field(200, gt=0)
-    query_samples: int = Field(0, ge=0, description="Sample queries whose top-k ids must match; 0 = off.")
-    top_k: int = Field(10, gt=0, le=1000)
-    count_timeout_s: float = Field(60, gt=0, description="How long to poll counts until they are stable.")
-    tolerance: float = Field(1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
+    sample_size: int = Field(default=200, gt=0)
+    query_samples: int = Field(default=0, ge=0, description="Sample queries whose top-k ids must match; 0 = off.")
+    top_k: int = Field(default=10, gt=0, le=1000)
+    count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
+    tolerance: float = Field(default=1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
 
 
 class Cleanup(_Model):
@@ -198,14 +233,18 @@ class JobSpec(_Model):
     namespaces: NamespaceSelection = Field(default_factory=NamespaceSelection)
     routing: Routing = Field(default_factory=Routing)
     enrich: Enrichment = Field(default_factory=Enrichment)
-    batch_size: int = Field(100, gt=0, le=1000, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000).")
-    max_batches_in_flight: int = Field(32, gt=0, le=10000, description="Queued+running copy batches per namespace.")
+    batch_size: int = Field(
+        default=100, gt=0, le=1000, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000)."
+    )
+    max_batches_in_flight: int = Field(
+        default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
+    )
     rate: RateBudget = Field(default_factory=RateBudget)
     allow_id_overwrite: bool = Field(
-        False, description="Allow two sources to write the same id into one target namespace (last write wins)."
+        default=False, description="Allow two sources to write the same id into one target namespace (last write wins)."
     )
     verify: Verification = Field(default_factory=Verification)
-    auto_verify: bool = Field(True, description="Verify each namespace as soon as its copy finishes.")
+    auto_verify: bool = Field(default=True, description="Verify each namespace as soon as its copy finishes.")
     cleanup: Cleanup = Field(default_factory=Cleanup)
     backup: Backup = Field(default_factory=Backup)
 
@@ -223,6 +262,8 @@ def _format_errors(err: ValidationError, origin: str) -> str:
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             message = "unknown field (a typo?); see migrations/README.md for the fields"
+        elif e["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            message = "a store needs `kind: pinecone` or `kind: pgvector`"
         lines.append(f"  {path}: {message}")
     return "\n".join(lines)
 
@@ -230,7 +271,9 @@ def _format_errors(err: ValidationError, origin: str) -> str:
 def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
     """Validate a spec given as a dict; raises SpecError naming each bad field."""
     if not isinstance(data, dict):
-        raise SpecError(f"invalid job spec {origin}: the top level must be a mapping of fields, got {type(data).__name__}")
+        raise SpecError(
+            f"invalid job spec {origin}: the top level must be a mapping of fields, got {type(data).__name__}"
+        )
     try:
         return JobSpec.model_validate(data)
     except ValidationError as e:

@@ -1,0 +1,23 @@
+"""Store adapters: one ``VectorStore`` protocol (``base.py``) and its implementations, opened by ``open_store``."""
+
+from __future__ import annotations
+
+from orchestrator.errors import StoreError
+from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, VectorStore, iter_all_ids
+
+__all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids", "open_store"]
+
+
+def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
+    """The adapter for ``spec`` (by ``spec.kind``). Nothing connects yet: clients are created on first use, in the
+    process that uses them (after Celery's fork), and secrets are read from the environment then."""
+    if spec.kind == "pinecone":
+        from workers.stores.pinecone import PineconeStore
+
+        return PineconeStore(spec)
+    if spec.kind == "pgvector":
+        from workers.stores.pgvector import PgvectorStore
+
+        return PgvectorStore(spec)
+    raise StoreError(f"unknown store kind {getattr(spec, 'kind', None)!r}", hint="use `pinecone` or `pgvector`")

@@ -10,28 +10,11 @@ The default namespace is the empty string ``""`` everywhere in nsmigrate (Pineco
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-DEFAULT_NAMESPACE = ""
+from orchestrator.records import DEFAULT_NAMESPACE, IdPage, Record
 
-
-@dataclass(frozen=True)
-class Record:
-    """One vector: its id, its values and its metadata."""
-
-    id: str
-    values: list[float]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class IdPage:
-    """One page of ids from ``list_ids``; ``next_token`` is None on the last page."""
-
-    ids: list[str]
-    next_token: str | None
-
+__all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids"]
 
 @runtime_checkable
 class VectorStore(Protocol):

@@ -1,0 +1,235 @@
+"""Benchmark: the seeds' sequential list → fetch → upsert loop against the nsmigrate fleet.
+
+Both copy the same data between two indexes of the same local Pinecone data plane, which runs in its own process with
+50 ms added to every request and Pinecone's serverless per-second limits enforced (429 + Retry-After). Reported per
+data set, all measured in one run: vectors/s of each and their ratio, the share of requests answered 429, and the
+fleet's worker CPU seconds per 1,000 vectors.
+
+    make bench                                   # both data sets
+    .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-concurrency 32
+
+Never a timed test: these are figures to read, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pinecone import Pinecone
+
+from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
+from orchestrator.models import RunState
+from orchestrator.settings import Settings
+from orchestrator.spec import parse_spec
+from sandbox.seed import SeedData, seed_dataset
+from sandbox.services import PostgresServer, RedisServer
+from sandbox.stack import SANDBOX_API_KEY
+from workers.stores import open_store
+
+LATENCY_MS = 50
+# Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
+SERVER_LIMITS = {"write_rps_per_namespace": 100, "fetch_rps_per_index": 100, "list_rps_per_index": 200}
+
+
+@dataclass
+class Result:
+    name: str
+    vectors: int
+    seconds: float
+    requests: int
+    responses_429: int
+    cpu_s: float | None = None
+
+    @property
+    def vectors_per_s(self) -> float:
+        return self.vectors / self.seconds
+
+    @property
+    def share_429(self) -> float:
+        return self.responses_429 / max(self.requests, 1)
+
+
+class DataPlane:
+    """The local Pinecone data plane in a child process (so its CPU does not compete with the loop's)."""
+
+    def __init__(self, dimension: int, workdir: Path) -> None:
+        port_file = workdir / "hosts.json"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.pinecone_server", "--index", f"src:{dimension}:cosine:pod",
+             "--index", f"loop:{dimension}", "--index", f"fleet:{dimension}", "--port-file", str(port_file)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the data plane did not start")
+            time.sleep(0.05)
+        self.hosts: dict[str, str] = json.loads(port_file.read_text())["indexes"]
+
+    def admin(self, index: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.hosts[index] + path, data=data, method="POST" if data else "GET",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def set_faults(self, **faults: Any) -> None:
+        for index in self.hosts:
+            self.admin(index, "/_sandbox/faults", faults)
+
+    def counts(self) -> tuple[int, int]:
+        """(data-plane requests, 429 answers) summed over the indexes since the last reset."""
+        total = answered_429 = 0
+        for index in self.hosts:
+            stats = self.admin(index, "/_sandbox/stats")
+            total += sum(stats["requests"].values())
+            answered_429 += stats["responses_429"]
+        return total, answered_429
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def load_source(plane: DataPlane, data: SeedData) -> None:
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts["src"])
+    per_request = max(1, min(1000, 1_500_000 // (data.dimension * 20)))
+    for ns, records in data.namespaces.items():
+        for start in range(0, len(records), per_request):
+            chunk = records[start:start + per_request]
+            index.upsert(vectors=[(i, [float(x) for x in v], m) for i, v, m in chunk], namespace=ns)
+
+
+def sequential_loop(plane: DataPlane, data: SeedData) -> Result:
+    """The seeds' one-off script: for each namespace, list a page, fetch it, upsert it; one request at a time."""
+    pc = Pinecone(api_key=SANDBOX_API_KEY)
+    src, dst = pc.Index(host=plane.hosts["src"]), pc.Index(host=plane.hosts["loop"])
+    per_upsert = max(1, min(100, 1_500_000 // (data.dimension * 20)))
+    before = plane.counts()
+    started, copied = time.monotonic(), 0
+    for ns in data.namespaces:
+        for ids in src.list(namespace=ns, limit=100):
+            vectors = src.fetch(ids=ids, namespace=ns).vectors
+            items = [(v.id, v.values, v.metadata or {}) for v in vectors.values()]
+            for i in range(0, len(items), per_upsert):
+                dst.upsert(vectors=items[i:i + per_upsert], namespace=ns)
+            copied += len(items)
+    seconds = time.monotonic() - started
+    requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
+    return Result("sequential loop", copied, seconds, requests, r429)
+
+
+def fleet(plane: DataPlane, data: SeedData, redis_url: str, database_url: str, workdir: Path,
+          copy_concurrency: int, copy_workers: int) -> Result:
+    env = dict(os.environ, NSMIGRATE_DATABASE_URL=database_url, NSMIGRATE_REDIS_URL=redis_url,
+               PINECONE_API_KEY=SANDBOX_API_KEY)
+    procs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker", "-Q", "list,verify", "-c", "8",
+                               "--hostname", "ctl@%h", "--loglevel", "WARNING"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    for n in range(copy_workers):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "worker", "-Q", "copy", "-c", str(copy_concurrency),
+             "--hostname", f"copy{n}@%h", "--loglevel", "WARNING"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        os.environ["PINECONE_API_KEY"] = SANDBOX_API_KEY
+        spec = parse_spec({
+            "name": "bench", "source": {"host": plane.hosts["src"]}, "target": {"host": plane.hosts["fleet"]},
+            "batch_size": 100, "max_batches_in_flight": 64, "auto_verify": False,
+            # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
+            "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
+        })
+        settings = Settings(database_url=database_url, redis_url=redis_url)
+        db = jobs.Database(database_url)
+        prepared = launch.prepare(spec, open_store, workdir)
+        time.sleep(2)  # let the workers finish booting so start-up is not counted as copy time
+        cpu_before = _cpu_seconds(procs)
+        before = plane.counts()
+        started = time.monotonic()
+        job_id = launch.launch(db, Dispatcher(settings), prepared)
+        while True:
+            status = jobs.job_status(db, job_id)
+            if all(r["state"] == RunState.COPIED for r in status["runs"]):
+                break
+            if any(r["batches"]["failed"] for r in status["runs"]):
+                raise RuntimeError(f"fleet batches failed: {status}")
+            time.sleep(0.05)
+        seconds = time.monotonic() - started
+        cpu = _cpu_seconds(procs) - cpu_before
+        requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
+        db.dispose()
+        return Result("fleet", status["totals"]["copied"], seconds, requests, r429, cpu_s=cpu)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(20)
+
+
+def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            proc = psutil.Process(p.pid)
+            for each in [proc, *proc.children(recursive=True)]:
+                times = each.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+DATA_SETS = {
+    "seed": dict(),  # 805 vectors, dimension 3072, 30 UUID namespaces + default
+    "large": dict(n_vectors=20_000, dimension=1536, n_twin_namespaces=50, default_count=0),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sets", default="seed,large", help="comma-separated: seed, large")
+    parser.add_argument("--copy-concurrency", type=int, default=32, help="threads per copy worker")
+    parser.add_argument("--copy-workers", type=int, default=2, help="copy worker processes")
+    args = parser.parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis, PostgresServer() as pg:
+        for name in args.sets.split(","):
+            data = seed_dataset(**DATA_SETS[name])
+            workdir = Path(tmp) / name
+            workdir.mkdir()
+            plane = DataPlane(data.dimension, workdir)
+            try:
+                load_source(plane, data)
+                plane.set_faults(latency_ms=LATENCY_MS, **SERVER_LIMITS)
+                loop = sequential_loop(plane, data)
+                db_url = pg.url  # one job table; each set is its own job
+                flt = fleet(plane, data, redis.url, db_url, workdir, args.copy_concurrency, args.copy_workers)
+            finally:
+                plane.stop()
+            rows.append((name, data, loop, flt))
+    print(f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; "
+          f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} threads, {os.cpu_count()} cores")
+    print(f"{'data set':<28}{'loop vec/s':>12}{'fleet vec/s':>13}{'ratio':>8}{'429 loop':>10}{'429 fleet':>11}"
+          f"{'fleet CPU s/1k vec':>20}")
+    for name, data, loop, flt in rows:
+        label = f"{name} ({data.total}×{data.dimension}, {len(data.namespaces)} ns)"
+        print(f"{label:<28}{loop.vectors_per_s:>12.1f}{flt.vectors_per_s:>13.1f}"
+              f"{flt.vectors_per_s / loop.vectors_per_s:>7.1f}×{loop.share_429:>10.2%}{flt.share_429:>11.2%}"
+              f"{(flt.cpu_s or 0) / flt.vectors * 1000:>20.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,403 @@
+"""The ``nsmigrate`` command line: plan, run and watch jobs, re-run what failed, verify, clean up, run workers.
+
+Every command reads its connection settings once from the environment (``NSMIGRATE_DATABASE_URL``,
+``NSMIGRATE_REDIS_URL``; see ``orchestrator.settings``) or from ``--database-url`` / ``--redis-url``.
+Errors are printed as one clear message with what to do, and exit with code 2 (bad input) or 1 (failed check).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
+from orchestrator.errors import NsmigrateError
+from orchestrator.models import JobState, RunState
+from orchestrator.records import display_namespace, parse_namespace_arg
+from orchestrator.settings import Settings, load_settings
+from orchestrator.spec import load_spec
+
+app = typer.Typer(
+    name="nsmigrate",
+    help="Migrate vector data between Pinecone namespaces/indexes and pgvector tables with a Celery fleet: "
+    "plan a job from a YAML spec, run it on workers, watch it, re-run failed batches, verify, then clean up.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DatabaseOpt = Annotated[str | None, typer.Option("--database-url", help="Job table (SQLAlchemy URL). "
+                                                 "Default: $NSMIGRATE_DATABASE_URL.", show_default=False)]
+RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="Broker/locks/rate buckets. "
+                                              "Default: $NSMIGRATE_REDIS_URL.", show_default=False)]
+JobArg = Annotated[str, typer.Argument(help="Job id, or job name (its newest job).")]
+NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n",
+                                                  help="Only this source namespace (__default__ for the default).")]
+
+
+def _settings(database_url: str | None, redis_url: str | None) -> Settings:
+    overrides = {k: v for k, v in {"database_url": database_url, "redis_url": redis_url}.items() if v}
+    return load_settings(**overrides)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def _open_store(spec: Any) -> Any:
+    # The CLI is the composition root: it may open stores; the orchestrator core only receives this function.
+    from workers.stores import open_store
+
+    return open_store(spec)
+
+
+def _db(settings: Settings) -> jobs.Database:
+    try:
+        return jobs.Database(settings.database_url)
+    except Exception as e:  # connection refused, bad URL, auth: say where and what to set
+        raise _fail(f"cannot open the job table at {_redact(settings.database_url)}: {type(e).__name__}: "
+                    f"{str(e).splitlines()[0][:200]} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable "
+                    "Postgres") from e
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def _job_id(db: jobs.Database, ref: str) -> int:
+    return jobs.find_job(db, ref).id
+
+
+def main() -> None:
+    """Console-script entry point: known errors become one clear line instead of a traceback."""
+    try:
+        app()
+    except NsmigrateError as e:
+        err_console.print(f"[bold red]error:[/] {e}")
+        sys.exit(2)
+
+
+# ------------------------------------------------------------------------------------------------ plan / run
+
+
+def _print_plan(prepared: launch.Prepared) -> None:
+    plan = prepared.plan
+    table = Table(title=f"plan for job {prepared.spec.name!r}: {prepared.source_label} → {prepared.target_label}")
+    for col in ("source namespace", "target namespace", "vectors", "batches"):
+        table.add_column(col, justify="right" if col in ("vectors", "batches") else "left")
+    for run in plan.runs:
+        target = run.target_namespace if run.target_namespace is not None else "(routed per vector by twin id)"
+        table.add_row(display_namespace(run.source_namespace), target, str(run.vector_count), str(run.batches))
+    console.print(table)
+    est = plan.estimate
+    console.print(
+        f"{len(plan.runs)} namespaces, {plan.total_vectors} vectors, {plan.total_batches} batches; "
+        f"requests: {est.list_requests} list, {est.fetch_requests} fetch, {est.upsert_requests} upsert; "
+        f"≈{est.read_units} read units, ≈{est.write_units} write units; "
+        f"≈{est.duration_s:.1f} s at the configured budgets"
+    )
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+@app.command()
+def plan(spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")]) -> None:
+    """Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing."""
+    job_spec = load_spec(spec)
+    _print_plan(launch.prepare(job_spec, _open_store, spec.parent))
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress per namespace until the job ends.")] = False,
+    new: Annotated[bool, typer.Option("--new", help="Start a new job even if an unfinished one of this name "
+                                      "exists (default: resume it).")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is
+    resumed instead (use --new to start over)."""
+    settings = _settings(database_url, redis_url)
+    job_spec = load_spec(spec)
+    db = _db(settings)
+    dispatcher = Dispatcher(settings)
+    existing = None if new else jobs.latest_unfinished_job(db, job_spec.name)
+    if existing is not None:
+        counts = launch.resume(db, dispatcher, existing.id)
+        console.print(f"job {existing.id} ({job_spec.name}) was unfinished: resumed "
+                      f"({counts['listers']} listers, {counts['batches']} batches re-queued)")
+        job_id = existing.id
+    else:
+        prepared = launch.prepare(job_spec, _open_store, spec.parent)
+        _print_plan(prepared)
+        job_id = launch.launch(db, dispatcher, prepared)
+        console.print(f"job {job_id} started")
+    print(job_id)
+    if wait:
+        raise typer.Exit(watch_job(db, job_id))
+
+
+def _run_done(run: dict[str, Any]) -> bool:
+    if run["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED, RunState.CANCELLED):
+        return True
+    # Copy finished but some batches failed: nothing more will happen until `retry`.
+    b = run["batches"]
+    return run["state"] == RunState.COPYING and b["failed"] > 0 and b["queued"] == 0 and b["running"] == 0
+
+
+def watch_job(db: jobs.Database, job_id: int, poll_s: float = 0.5, timeout_s: float | None = None) -> int:
+    """Live progress bars per namespace until every run is final (or stuck on failed batches). Returns the exit code:
+    0 when everything copied and passed verification, 1 otherwise."""
+    status = jobs.job_status(db, job_id)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with Progress(TextColumn("{task.description}", justify="left"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console,
+                  transient=False, disable=not console.is_terminal) as progress:
+        bars = {r["run_id"]: progress.add_task(display_namespace(r["source_namespace"])[:40],
+                                               total=max(r["source_count"], 1), state=r["state"])
+                for r in status["runs"]}
+        while True:
+            status = jobs.job_status(db, job_id)
+            for r in status["runs"]:
+                progress.update(bars[r["run_id"]], completed=r["copied"], state=r["state"],
+                                total=max(r["source_count"], r["listed"], 1))
+            if all(_run_done(r) for r in status["runs"]) or status["state"] != JobState.RUNNING:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                err_console.print(f"[yellow]still running after {timeout_s:.0f} s; `nsmigrate status {job_id}`[/]")
+                return 1
+            time.sleep(poll_s)
+    _print_summary(status)
+    ok = all(r["state"] in (RunState.VERIFIED, RunState.CLEANED) or
+             (r["state"] == RunState.COPIED and r["failed"] == 0) for r in status["runs"])
+    return 0 if ok else 1
+
+
+def _print_summary(status: dict[str, Any]) -> None:
+    table = Table(title=f"job {status['job_id']} ({status['name']}): {status['state']}")
+    for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
+        table.add_column(col)
+    for r in status["runs"]:
+        note = r["verification"] or r["last_error"] or ""
+        table.add_row(display_namespace(r["source_namespace"]), r["state"], f"{r['copied']}/{r['source_count']}",
+                      str(r["failed"]), note[:120])
+    console.print(table)
+    t = status["totals"]
+    console.print(f"total: {t['copied']}/{t['source']} vectors copied, {t['failed']} in failed batches")
+    if t["failed"]:
+        console.print(f"re-run the failed batches with `nsmigrate retry {status['job_id']}`")
+
+
+# ------------------------------------------------------------------------------------------------ watching
+
+
+@app.command()
+def status(job: JobArg, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+           database_url: DatabaseOpt = None) -> None:
+    """Show a job's state, per-namespace progress, failed batches and verification results."""
+    db = _db(_settings(database_url, None))
+    snapshot = jobs.job_status(db, _job_id(db, job))
+    if as_json:
+        print(json.dumps(snapshot, indent=2, default=str))
+    else:
+        _print_summary(snapshot)
+
+
+@app.command("jobs")
+def list_jobs(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+              database_url: DatabaseOpt = None) -> None:
+    """List the jobs in the job table."""
+    db = _db(_settings(database_url, None))
+    table = Table("id", "name", "kind", "state", "created")
+    for j in jobs.list_jobs(db, limit):
+        table.add_row(str(j["job_id"]), j["name"], j["kind"], j["state"], j["created_at"][:19])
+    console.print(table)
+
+
+@app.command()
+def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
+    """Show a job's audit log (who did what, when)."""
+    db = _db(_settings(database_url, None))
+    for e in jobs.events_of(db, _job_id(db, job)):
+        console.print(f"{e['at'][:19]}  {e['actor']:<28} {e['action']:<18} {json.dumps(e['detail'], default=str)}")
+
+
+@app.command("watch")
+def watch(job: JobArg, database_url: DatabaseOpt = None) -> None:
+    """Live progress of a running job (like `run --wait`)."""
+    db = _db(_settings(database_url, None))
+    raise typer.Exit(watch_job(db, _job_id(db, job)))
+
+
+# ------------------------------------------------------------------------------------------------ acting
+
+
+@app.command()
+def retry(job: JobArg, namespace: NamespaceOpt = None, wait: Annotated[bool, typer.Option("--wait")] = False,
+          database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+    """Re-enqueue the failed batches of JOB (only those), e.g. once a fault is gone."""
+    settings = _settings(database_url, redis_url)
+    db = _db(settings)
+    job_id = _job_id(db, job)
+    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    n = launch.retry_failed(db, Dispatcher(settings), job_id, ns)
+    console.print(f"{n} failed batches re-queued for job {job_id}")
+    if wait:
+        raise typer.Exit(watch_job(db, job_id))
+
+
+@app.command()
+def resume(job: JobArg, wait: Annotated[bool, typer.Option("--wait")] = False,
+           database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+    """Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat."""
+    settings = _settings(database_url, redis_url)
+    db = _db(settings)
+    job_id = _job_id(db, job)
+    counts = launch.resume(db, Dispatcher(settings), job_id)
+    console.print(f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
+                  f"{counts['verifications']} verifications")
+    if wait:
+        raise typer.Exit(watch_job(db, job_id))
+
+
+@app.command()
+def cancel(job: JobArg, database_url: DatabaseOpt = None) -> None:
+    """Cancel JOB: queued batches are skipped by the workers; nothing is deleted."""
+    db = _db(_settings(database_url, None))
+    job_id = _job_id(db, job)
+    n = jobs.cancel_job(db, job_id)
+    console.print(f"job {job_id} cancelled ({n} namespace runs stopped)")
+
+
+@app.command()
+def verify(job: JobArg, namespace: NamespaceOpt = None,
+           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the reports.")] = True,
+           database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+    """(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed."""
+    settings = _settings(database_url, redis_url)
+    db = _db(settings)
+    job_id = _job_id(db, job)
+    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    run_ids = launch.request_verification(db, Dispatcher(settings), job_id, ns)
+    if not run_ids:
+        raise _fail(f"job {job_id} has no namespace that finished copying; see `nsmigrate status {job_id}`", 1)
+    console.print(f"verification queued for {len(run_ids)} namespaces")
+    if wait:
+        raise typer.Exit(watch_job(db, job_id))
+
+
+@app.command()
+def cleanup(job: JobArg, namespace: NamespaceOpt = None,
+            yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+            dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+            database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+    """Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and
+    the source has not changed since). Every deletion and refusal is written to the audit log."""
+    settings = _settings(database_url, redis_url)
+    db = _db(settings)
+    job_id = _job_id(db, job)
+    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    runs = jobs.runs_of(db, job_id, ns)
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise _fail("cleanup deletes source data: pass --yes to confirm (or --dry-run to see what it would do)")
+        typer.confirm(f"Delete up to {len(runs)} verified source namespaces of job {job_id}?", abort=True)
+    from workers.cleaning import cleanup_run  # the CLI runs cleanup inline so the user sees each result
+    from workers.context import WorkerContext
+
+    ctx = WorkerContext(settings)
+    refused = 0
+    for r in runs:
+        result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor())
+        refused += result["action"] == "refused"
+        console.print(f"{display_namespace(r.source_namespace)}: {result['action']} "
+                      f"{result.get('count', '')} {result.get('reason', '')}")
+    raise typer.Exit(1 if refused else 0)
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: list,copy,verify,cleanup.")]
+    = "list,copy,verify,cleanup",
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Tasks at once in this worker.")] = 8,
+    pool: Annotated[str, typer.Option(help="threads (I/O-bound, light) or prefork.")] = "threads",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    hostname: Annotated[str | None, typer.Option(help="Worker node name (default nsmigrate-<queues>@host).")] = None,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Run a worker consuming the given queues (one pool per queue in production)."""
+    from orchestrator.names import Queue
+    from workers.app import configure
+
+    settings = _settings(database_url, redis_url)
+    unknown = [q for q in queues.split(",") if q not in {x.value for x in Queue}]
+    if unknown:
+        raise _fail(f"unknown queue(s) {unknown}: choose from {[q.value for q in Queue]}")
+    # Workers read their settings from the environment in each process: hand the resolved ones down.
+    os.environ["NSMIGRATE_DATABASE_URL"] = settings.database_url
+    os.environ["NSMIGRATE_REDIS_URL"] = settings.redis_url
+    jobs.Database(settings.database_url).dispose()  # create/upgrade the schema once, before any task runs
+    celery_app = configure(settings)
+    name = hostname or f"nsmigrate-{queues.replace(',', '-')}@%h"
+    celery_app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "-l", loglevel,
+                            "-n", name, "--without-mingle", "--without-gossip"])
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="Port to serve Flower on.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to bind (keep it local or behind a proxy).")] = "127.0.0.1",
+    redis_url: RedisOpt = None,
+) -> None:
+    """Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var
+    named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD)."""
+    from workers.app import configure
+
+    settings = _settings(None, redis_url)
+    password = os.environ.get(settings.flower_password_env)
+    if not password:
+        raise _fail(f"Flower needs a password: set {settings.flower_password_env} (basic auth is always on)")
+    # Flower reads basic auth from its env var, which keeps the password off the command line (ps, /proc).
+    os.environ["FLOWER_BASIC_AUTH"] = f"{settings.flower_user}:{password}"
+    celery_app = configure(settings)
+    celery_app.start(["flower", f"--port={port}", f"--address={address}", "--persistent=False"])
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the sandbox, workers and Flower running until Ctrl-C.")]
+    = False,
+    workers: Annotated[int, typer.Option(help="Copy worker concurrency.")] = 16,
+) -> None:
+    """Run the seeds' creator-namespace job end to end on embedded services (no accounts, no Docker): a local
+    Pinecone data plane with the seed-shaped data set, Redis, Postgres, a worker pool and Flower."""
+    from sandbox.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep, copy_concurrency=workers, console=console))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Enqueueing tasks by *name* on their Redis queues (the orchestrator never imports the workers).
+
+Only ids travel through Redis. Task kwargs carry readable context (job, namespace, batch sequence) for Flower and
+logs; they never carry vectors or secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.names import TASK_QUEUES, Queue, TaskName
+from orchestrator.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Configuration shared by the producer side and the workers, so both agree on queues and delivery."""
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        # A task is acknowledged after it ran: a killed worker's batch is redelivered (batches are idempotent).
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # Redis redelivers an unacked task after this; it must exceed the longest batch (retries included).
+        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "task_default_queue": Queue.COPY.value,
+        "task_create_missing_queues": True,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        # Flower and `celery events` need task events.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+    }
+
+
+class Dispatcher:
+    """Sends tasks by name. Cheap to build; one per process."""
+
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+        if app is None:
+            app = Celery("nsmigrate-dispatch", set_as_current=False)
+            app.conf.update(celery_config(settings))
+        self.app = app
+
+    def send(self, task: TaskName, **kwargs: Any) -> None:
+        self.app.send_task(task.value, kwargs=kwargs, queue=TASK_QUEUES[task].value)
+
+    def list_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
+        self.send(TaskName.LIST_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
+
+    def copy_batch(self, batch_id: int, *, job_id: int, run_id: int, namespace: str) -> None:
+        self.send(TaskName.COPY_BATCH, batch_id=batch_id, job_id=job_id, run_id=run_id, namespace=namespace)
+
+    def verify_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
+        self.send(TaskName.VERIFY_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
+
+    def cleanup_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
+        self.send(TaskName.CLEANUP_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
+
+    def close(self) -> None:
+        self.app.close()

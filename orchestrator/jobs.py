@@ -1,0 +1,481 @@
+"""State transitions of the job table. Each public function is one transaction; a task never leaves half a change.
+
+Counters that many workers bump at once (copied, failed) are updated with ``SET x = x + n`` so concurrent batches
+cannot lose each other's increments, and "is this namespace copied?" is a single conditional UPDATE so exactly one
+finishing batch wins it (and enqueues verification).
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.errors import NotFound, StateError
+from orchestrator.models import (
+    Batch,
+    BatchState,
+    Event,
+    Job,
+    JobKind,
+    JobState,
+    NamespaceRun,
+    RunState,
+    ensure_schema,
+    utcnow,
+)
+from orchestrator.planner import Plan
+from orchestrator.spec import JobSpec, spec_to_json
+
+ACTIVE_BATCH_STATES = (BatchState.QUEUED, BatchState.RUNNING)
+FINAL_RUN_STATES = (RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED, RunState.CANCELLED)
+
+
+def default_actor() -> str:
+    """Who is acting, for the audit log: user@host (a worker passes its own hostname)."""
+    try:
+        user = getpass.getuser()
+    except OSError:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class Database:
+    """The job table database: an engine, a session factory and the schema made sure of once."""
+
+    def __init__(self, url: str, *, create: bool = True, pool_size: int = 5) -> None:
+        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        if not url.startswith("sqlite"):
+            kwargs.update(pool_size=pool_size, max_overflow=10)
+        self.engine = sa.create_engine(url, **kwargs)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if create:
+            ensure_schema(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _event(s: Session, action: str, actor: str, job_id: int | None, run_id: int | None = None, **detail: Any) -> None:
+    s.add(Event(job_id=job_id, run_id=run_id, actor=actor, action=action, detail=detail))
+
+
+def _get_run(s: Session, run_id: int, *, lock: bool = False) -> NamespaceRun:
+    stmt = sa.select(NamespaceRun).where(NamespaceRun.id == run_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    run = s.scalars(stmt).one_or_none()
+    if run is None:
+        raise NotFound(f"namespace run {run_id} does not exist", run_id=run_id)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------------------- jobs
+
+
+def create_job(db: Database, spec: JobSpec, plan: Plan, *, source_label: str, target_label: str,
+               kind: JobKind = JobKind.MIGRATE, actor: str | None = None, parent_job_id: int | None = None) -> int:
+    """Write the job and one namespace run per planned namespace; returns the job id."""
+    actor = actor or default_actor()
+    with db.transaction() as s:
+        job = Job(name=spec.name, kind=kind, spec=spec_to_json(spec), state=JobState.RUNNING,
+                  parent_job_id=parent_job_id)
+        s.add(job)
+        s.flush()
+        for p in plan.runs:
+            s.add(NamespaceRun(
+                job_id=job.id, source_store=source_label, source_namespace=p.source_namespace,
+                target_store=target_label, target_namespace=p.target_namespace, creator_id=p.creator_id,
+                twin_id=p.twin_id, source_count=p.vector_count,
+                routing_table=dict(plan.twins) if p.target_namespace is None else {},
+            ))
+        _event(s, "job_created", actor, job.id, kind=str(kind), namespaces=len(plan.runs),
+               vectors=plan.total_vectors)
+        return job.id
+
+
+def find_job(db: Database, ref: str | int) -> Job:
+    """A job by id, or the newest job of that name."""
+    with db.transaction() as s:
+        if isinstance(ref, int) or str(ref).isdigit():
+            job = s.get(Job, int(ref))
+        else:
+            job = s.scalars(sa.select(Job).where(Job.name == ref).order_by(Job.id.desc()).limit(1)).one_or_none()
+        if job is None:
+            raise NotFound(f"no job {ref!r} in the job table", hint="`nsmigrate jobs` lists the jobs")
+        return job
+
+
+def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRATE) -> Job | None:
+    with db.transaction() as s:
+        return s.scalars(
+            sa.select(Job).where(Job.name == name, Job.kind == kind, Job.state == JobState.RUNNING)
+            .order_by(Job.id.desc()).limit(1)
+        ).one_or_none()
+
+
+def job_spec(db: Database, job_id: int) -> JobSpec:
+    with db.transaction() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        return JobSpec.model_validate(job.spec)
+
+
+def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[NamespaceRun]:
+    with db.transaction() as s:
+        stmt = sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id)
+        if namespace is not None:
+            stmt = stmt.where(NamespaceRun.source_namespace == namespace)
+        return list(s.scalars(stmt))
+
+
+def get_run(db: Database, run_id: int) -> NamespaceRun:
+    with db.transaction() as s:
+        return _get_run(s, run_id)
+
+
+def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
+    """Stop handing out work: unfinished runs become cancelled, queued batches are dropped by the workers."""
+    with db.transaction() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        job.state = JobState.CANCELLED
+        result = s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
+            .values(state=RunState.CANCELLED)
+        )
+        _event(s, "job_cancelled", actor or default_actor(), job_id)
+        return int(result.rowcount or 0)
+
+
+def is_cancelled(db: Database, run_id: int) -> bool:
+    with db.transaction() as s:
+        return s.scalar(sa.select(NamespaceRun.state).where(NamespaceRun.id == run_id)) == RunState.CANCELLED
+
+
+def maybe_finish_job(db: Database, job_id: int) -> bool:
+    """Mark the job finished when every namespace run is in a final state."""
+    with db.transaction() as s:
+        open_runs = s.scalar(
+            sa.select(sa.func.count()).select_from(NamespaceRun)
+            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
+        )
+        if open_runs:
+            return False
+        result = s.execute(
+            sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(state=JobState.FINISHED)
+        )
+        return bool(result.rowcount)
+
+
+# -------------------------------------------------------------------------------------------------------- listing
+
+
+def start_listing(db: Database, run_id: int) -> NamespaceRun | None:
+    """pending/listing/copying → listing work may go on; None when the run is past listing or cancelled."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        if run.listing_done or run.state not in (RunState.PENDING, RunState.LISTING, RunState.COPYING):
+            return None
+        if run.state == RunState.PENDING:
+            run.state = RunState.LISTING
+        return run
+
+
+def add_batches(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], next_token: str | None,
+                *, listing_done: bool) -> list[int]:
+    """Record new batches and the lister's resume point together, so a restarted lister neither skips nor repeats
+    a page. Returns the new batch ids."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        new: list[Batch] = []
+        for ids in id_batches:
+            batch = Batch(run_id=run_id, seq=run.batches_total + len(new), ids=list(ids))
+            new.append(batch)
+        s.add_all(new)
+        run.batches_total += len(new)
+        run.listed += sum(len(b.ids) for b in new)
+        run.list_token = next_token
+        if listing_done:
+            run.listing_done = True
+            run.list_token = None
+        if run.state in (RunState.PENDING, RunState.LISTING):
+            run.state = RunState.COPYING if listing_done else RunState.LISTING
+        s.flush()
+        return [b.id for b in new]
+
+
+def active_batches(db: Database, run_id: int) -> int:
+    """How many copy batches of this run are queued or running (the lister keeps this under a bound)."""
+    with db.transaction() as s:
+        return int(s.scalar(
+            sa.select(sa.func.count()).select_from(Batch)
+            .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
+        ) or 0)
+
+
+# -------------------------------------------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class BatchWork:
+    """What a copy task needs, loaded in one go."""
+
+    batch_id: int
+    run_id: int
+    job_id: int
+    seq: int
+    ids: list[str]
+    source_namespace: str
+    target_namespace: str | None
+    creator_id: str | None
+    twin_id: str | None
+    routing_table: dict[str, str]
+    spec: JobSpec
+
+
+def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
+    """queued/running/failed → running (attempts + 1). None when the batch is done or its run was cancelled, so a
+    redelivered or duplicate task does nothing."""
+    with db.transaction() as s:
+        batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one_or_none()
+        if batch is None:
+            raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
+        if batch.state == BatchState.DONE:
+            return None
+        run = _get_run(s, batch.run_id)
+        if run.state == RunState.CANCELLED:
+            return None
+        job = s.get(Job, run.job_id)
+        assert job is not None
+        batch.state = BatchState.RUNNING
+        batch.attempts += 1
+        batch.worker = worker
+        batch.started_at = utcnow()
+        return BatchWork(
+            batch_id=batch.id, run_id=run.id, job_id=run.job_id, seq=batch.seq, ids=list(batch.ids),
+            source_namespace=run.source_namespace, target_namespace=run.target_namespace,
+            creator_id=run.creator_id, twin_id=run.twin_id, routing_table=dict(run.routing_table or {}),
+            spec=JobSpec.model_validate(job.spec),
+        )
+
+
+def finish_batch(db: Database, batch_id: int, *, vectors: int, missing: int, nbytes: int,
+                 targets: Sequence[str]) -> None:
+    """running → done; the run's copied counter and the set of target namespaces it wrote grow with it."""
+    with db.transaction() as s:
+        batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
+        if batch.state == BatchState.DONE:
+            return
+        was_failed = batch.state == BatchState.FAILED
+        batch.state = BatchState.DONE
+        batch.vectors, batch.missing, batch.bytes = vectors, missing, nbytes
+        batch.last_error = None
+        batch.finished_at = utcnow()
+        run = _get_run(s, batch.run_id, lock=True)
+        run.copied += vectors
+        if was_failed:
+            run.failed = max(0, run.failed - len(batch.ids))
+        known = set(run.target_namespaces or [])
+        if not known.issuperset(targets):
+            run.target_namespaces = sorted(known | set(targets))
+
+
+def fail_batch(db: Database, batch_id: int, error: str) -> None:
+    """running → failed with the error; `nsmigrate retry` re-queues it."""
+    with db.transaction() as s:
+        batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
+        if batch.state in (BatchState.DONE, BatchState.FAILED):
+            return
+        batch.state = BatchState.FAILED
+        batch.last_error = error[:2000]
+        batch.finished_at = utcnow()
+        s.execute(sa.update(NamespaceRun).where(NamespaceRun.id == batch.run_id)
+                  .values(failed=NamespaceRun.failed + len(batch.ids)))
+
+
+def maybe_mark_copied(db: Database, run_id: int) -> bool:
+    """copying → copied once listing is done and every batch is done. True for exactly one caller."""
+    with db.transaction() as s:
+        unfinished = sa.exists().where(Batch.run_id == run_id, Batch.state != BatchState.DONE)
+        result = s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.id == run_id, NamespaceRun.state == RunState.COPYING,
+                   NamespaceRun.listing_done.is_(True), ~unfinished)
+            .values(state=RunState.COPIED)
+        )
+        return bool(result.rowcount)
+
+
+def requeue_failed(db: Database, job_id: int, namespace: str | None = None,
+                   actor: str | None = None) -> list[tuple[int, int]]:
+    """failed → queued for the job's (or one namespace's) failed batches; returns (run_id, batch_id) to enqueue."""
+    with db.transaction() as s:
+        stmt = (sa.select(Batch, NamespaceRun).join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+                .where(NamespaceRun.job_id == job_id, Batch.state == BatchState.FAILED).with_for_update())
+        if namespace is not None:
+            stmt = stmt.where(NamespaceRun.source_namespace == namespace)
+        out: list[tuple[int, int]] = []
+        for batch, run in s.execute(stmt).all():
+            batch.state = BatchState.QUEUED
+            run.failed = max(0, run.failed - len(batch.ids))
+            if run.state == RunState.CANCELLED:
+                run.state = RunState.COPYING
+            out.append((run.id, batch.id))
+        _event(s, "batches_requeued", actor or default_actor(), job_id, namespace=namespace, batches=len(out))
+        return out
+
+
+def unfinished_work(db: Database, job_id: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """For resume: runs whose listing is unfinished, and (run_id, batch_id) of batches queued or running."""
+    with db.transaction() as s:
+        listing = list(s.scalars(
+            sa.select(NamespaceRun.id).where(
+                NamespaceRun.job_id == job_id, NamespaceRun.listing_done.is_(False),
+                NamespaceRun.state.in_((RunState.PENDING, RunState.LISTING, RunState.COPYING)))
+        ))
+        batches = [(r, b) for r, b in s.execute(
+            sa.select(Batch.run_id, Batch.id).join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+            .where(NamespaceRun.job_id == job_id, Batch.state.in_(ACTIVE_BATCH_STATES),
+                   NamespaceRun.state != RunState.CANCELLED)
+        ).all()]
+        return listing, batches
+
+
+def runs_in_state(db: Database, job_id: int, *states: RunState) -> list[int]:
+    with db.transaction() as s:
+        return list(s.scalars(sa.select(NamespaceRun.id).where(
+            NamespaceRun.job_id == job_id, NamespaceRun.state.in_(states))))
+
+
+# ------------------------------------------------------------------------------------------- verification/cleanup
+
+
+def start_verify(db: Database, run_id: int) -> bool:
+    """copied/verified/verify_failed → verifying."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        if run.state not in (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.VERIFYING):
+            return False
+        run.state = RunState.VERIFYING
+        return True
+
+
+def finish_verify(db: Database, run_id: int, report: dict[str, Any], passed: bool, actor: str) -> None:
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        run.state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
+        run.verification = report
+        _event(s, "verified" if passed else "verify_failed", actor, run.job_id, run.id,
+               namespace=run.source_namespace, summary=report.get("summary"))
+
+
+def start_cleanup(db: Database, run_id: int, actor: str) -> NamespaceRun:
+    """verified → cleaning, or StateError saying why not. The caller re-checks the source fingerprint first."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        if run.state != RunState.VERIFIED:
+            _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace,
+                   reason=f"state is {run.state}")
+            raise StateError(
+                f"refusing to delete source namespace {run.source_namespace!r}: its run is {run.state}, not verified",
+                hint="run `nsmigrate verify JOB` first; only a verified namespace can be cleaned up",
+                job_id=run.job_id, run_id=run.id,
+            )
+        run.state = RunState.CLEANING
+        return run
+
+
+def finish_cleanup(db: Database, run_id: int, detail: dict[str, Any], actor: str) -> None:
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        run.state = RunState.CLEANED
+        run.cleanup = detail
+        _event(s, "source_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
+
+
+def abort_cleanup(db: Database, run_id: int, reason: str, actor: str, back_to: RunState) -> None:
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        run.state = back_to
+        _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason)
+
+
+def record_event(db: Database, action: str, actor: str, job_id: int | None = None, run_id: int | None = None,
+                 **detail: Any) -> None:
+    with db.transaction() as s:
+        _event(s, action, actor, job_id, run_id, **detail)
+
+
+# --------------------------------------------------------------------------------------------------------- status
+
+
+def job_status(db: Database, job_id: int) -> dict[str, Any]:
+    """A plain-data snapshot of a job for `status` (and --json)."""
+    with db.transaction() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        counts = {
+            (run_id, state): n for run_id, state, n in s.execute(
+                sa.select(Batch.run_id, Batch.state, sa.func.count())
+                .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+                .where(NamespaceRun.job_id == job_id).group_by(Batch.run_id, Batch.state)
+            ).all()
+        }
+        errors = {
+            run_id: err for run_id, err in s.execute(
+                sa.select(Batch.run_id, sa.func.max(Batch.last_error))
+                .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+                .where(NamespaceRun.job_id == job_id, Batch.state == BatchState.FAILED).group_by(Batch.run_id)
+            ).all()
+        }
+        runs = []
+        for run in s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id)):
+            runs.append({
+                "run_id": run.id, "source_namespace": run.source_namespace,
+                "target_namespace": run.target_namespace, "targets": list(run.target_namespaces or []),
+                "state": run.state, "source_count": run.source_count, "listed": run.listed, "copied": run.copied,
+                "failed": run.failed, "batches": {st.value: counts.get((run.id, st), 0) for st in BatchState},
+                "last_error": errors.get(run.id),
+                "verification": (run.verification or {}).get("summary"),
+                "verified_ok": (run.verification or {}).get("passed"),
+            })
+        return {
+            "job_id": job.id, "name": job.name, "kind": job.kind, "state": job.state,
+            "created_at": job.created_at.isoformat(), "runs": runs,
+            "totals": {
+                "source": sum(r["source_count"] for r in runs), "listed": sum(r["listed"] for r in runs),
+                "copied": sum(r["copied"] for r in runs), "failed": sum(r["failed"] for r in runs),
+            },
+        }
+
+
+def list_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
+    with db.transaction() as s:
+        return [
+            {"job_id": j.id, "name": j.name, "kind": j.kind, "state": j.state, "created_at": j.created_at.isoformat()}
+            for j in s.scalars(sa.select(Job).order_by(Job.id.desc()).limit(limit))
+        ]
+
+
+def events_of(db: Database, job_id: int) -> list[dict[str, Any]]:
+    with db.transaction() as s:
+        return [
+            {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "run_id": e.run_id, "detail": e.detail}
+            for e in s.scalars(sa.select(Event).where(Event.job_id == job_id).order_by(Event.id))
+        ]

@@ -1,0 +1,143 @@
+"""From a validated spec to a running job, and the commands that act on a job (resume, retry, verify).
+
+Stores are opened by a function passed in by the entry point (the CLI passes ``workers.stores.open_store``): the
+orchestrator reads the source inventory to plan, but never imports the worker tasks; it enqueues them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator import jobs
+from orchestrator.dispatch import Dispatcher
+from orchestrator.errors import NsmigrateError, PlanError, RetryableError
+from orchestrator.models import RunState
+from orchestrator.planner import (
+    Inventory,
+    Plan,
+    check_id_collisions,
+    make_plan,
+    namespaces_needing_id_check,
+)
+from orchestrator.records import display_namespace
+from orchestrator.spec import JobSpec
+from orchestrator.tenancy import load_twins
+
+
+class InventoryStore(Protocol):
+    """The read-only part of a store that planning needs."""
+
+    name: str
+
+    def dimension(self) -> int: ...
+    def namespaces(self) -> dict[str, int]: ...
+    def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> Any: ...
+
+
+StoreOpener = Callable[[Any], InventoryStore]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: JobSpec
+    plan: Plan
+    source_label: str
+    target_label: str
+
+
+def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None = None) -> Inventory:
+    try:
+        namespaces = store.namespaces()
+        try:
+            dimension = store.dimension()
+        except NsmigrateError:
+            if fallback_dimension is None:
+                raise
+            dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
+    except RetryableError as e:
+        raise PlanError(f"the {role} store {store.name} did not answer: {e}",
+                        hint=f"check the {role} host/URL and that the service is up, then run again") from e
+    return Inventory(label=store.name, dimension=dimension, namespaces=namespaces)
+
+
+def _all_ids(store: InventoryStore, namespace: str) -> list[str]:
+    ids: list[str] = []
+    token: str | None = None
+    while True:
+        page = store.list_ids(namespace, limit=100, token=token)
+        ids.extend(page.ids)
+        token = page.next_token
+        if not token:
+            return ids
+
+
+def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None) -> Prepared:
+    """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing."""
+    source = open_store(spec.source)
+    target = open_store(spec.target)
+    source_inv = _inventory(source, "source")
+    target_inv = _inventory(target, "target", fallback_dimension=source_inv.dimension)
+    twins: dict[str, str] = {}
+    if spec.routing.mode == "creator" and spec.routing.creators is not None:
+        twins = load_twins(spec.routing.creators, spec_dir)
+    plan = make_plan(spec, source_inv, target_inv, twins)
+    needs_check = namespaces_needing_id_check(plan)
+    if needs_check:
+        ids = {ns: _all_ids(source, ns) for ns in needs_check}
+        check_id_collisions(plan, ids, spec.allow_id_overwrite)
+    return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name)
+
+
+def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int:
+    """Write the job and its namespace runs, then enqueue one lister per namespace. Returns the job id."""
+    job_id = jobs.create_job(db, prepared.spec, prepared.plan, source_label=prepared.source_label,
+                             target_label=prepared.target_label)
+    for run in jobs.runs_of(db, job_id):
+        dispatcher.list_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+    return job_id
+
+
+def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, int]:
+    """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
+    copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token."""
+    listing, batches = jobs.unfinished_work(db, job_id)
+    runs = {r.id: r for r in jobs.runs_of(db, job_id)}
+    for run_id in listing:
+        dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace))
+    for run_id, batch_id in batches:
+        dispatcher.copy_batch(batch_id, job_id=job_id, run_id=run_id,
+                              namespace=display_namespace(runs[run_id].source_namespace))
+    to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
+    for run_id in to_verify:
+        dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace))
+    # Runs whose batches are all done but were never marked copied (a worker died right after its last batch).
+    for run_id in jobs.runs_in_state(db, job_id, RunState.COPYING):
+        if jobs.maybe_mark_copied(db, run_id):
+            dispatcher.verify_namespace(run_id, job_id=job_id,
+                                        namespace=display_namespace(runs[run_id].source_namespace))
+    jobs.record_event(db, "job_resumed", jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
+    return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
+
+
+def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
+    """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces."""
+    requeued = jobs.requeue_failed(db, job_id, namespace)
+    runs = {r.id: r for r in jobs.runs_of(db, job_id)}
+    for run_id, batch_id in requeued:
+        dispatcher.copy_batch(batch_id, job_id=job_id, run_id=run_id,
+                              namespace=display_namespace(runs[run_id].source_namespace))
+    return len(requeued)
+
+
+def request_verification(db: jobs.Database, dispatcher: Dispatcher, job_id: int,
+                         namespace: str | None = None) -> list[int]:
+    """Enqueue verification of every run that finished copying (again, for runs verified before)."""
+    run_ids = []
+    for run in jobs.runs_of(db, job_id, namespace):
+        if run.state in (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED):
+            dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+            run_ids.append(run.id)
+    return run_ids

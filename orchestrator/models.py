@@ -1,0 +1,164 @@
+"""The job table: jobs, namespace runs, batches and the audit log (SQLAlchemy 2, Postgres).
+
+States are ``str`` enums; every change of state goes through one small function in ``orchestrator.jobs`` that runs in
+a single transaction. The schema is created (and upgraded by adding what is missing) by ``ensure_schema``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobKind(StrEnum):
+    MIGRATE = "migrate"
+    ERASE = "erase"
+    ROLLBACK = "rollback"
+    SYNC = "sync"
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"  # every namespace run reached a final state; see the runs for pass/fail
+
+
+class RunState(StrEnum):
+    PENDING = "pending"
+    LISTING = "listing"
+    COPYING = "copying"
+    COPIED = "copied"
+    VERIFYING = "verifying"
+    VERIFIED = "verified"
+    VERIFY_FAILED = "verify_failed"
+    CLEANING = "cleaning"
+    CLEANED = "cleaned"
+    CANCELLED = "cancelled"
+
+
+class BatchState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+# JSON on Postgres is JSONB; the variant keeps SQLite usable for throwaway local runs.
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONType, list[str]: JSONType}
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16), default=JobKind.MIGRATE)
+    spec: Mapped[dict[str, Any]]  # env var *names* only, never secrets
+    state: Mapped[str] = mapped_column(sa.String(16), default=JobState.RUNNING)
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    parent_job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    runs: Mapped[list[NamespaceRun]] = relationship(back_populates="job", order_by="NamespaceRun.id")
+
+
+class NamespaceRun(Base):
+    __tablename__ = "namespace_runs"
+    __table_args__ = (sa.UniqueConstraint("job_id", "source_namespace"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id"), index=True)
+    source_store: Mapped[str] = mapped_column(sa.String(300))
+    source_namespace: Mapped[str] = mapped_column(sa.String(512))
+    target_store: Mapped[str] = mapped_column(sa.String(300))
+    target_namespace: Mapped[str | None] = mapped_column(sa.String(512))  # None = routed per vector
+    creator_id: Mapped[str | None] = mapped_column(sa.String(100))
+    twin_id: Mapped[str | None] = mapped_column(sa.String(100))
+    routing_table: Mapped[dict[str, Any]] = mapped_column(default=dict)  # twin → creator, routed runs only
+    state: Mapped[str] = mapped_column(sa.String(16), default=RunState.PENDING, index=True)
+    source_count: Mapped[int] = mapped_column(default=0)  # at plan time
+    listed: Mapped[int] = mapped_column(default=0)
+    copied: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    batches_total: Mapped[int] = mapped_column(default=0)
+    listing_done: Mapped[bool] = mapped_column(default=False)
+    list_token: Mapped[str | None] = mapped_column(sa.Text)  # resume point of the lister
+    target_namespaces: Mapped[list[str]] = mapped_column(default=list)  # where this run wrote (routed: several)
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    cleanup: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    job: Mapped[Job] = relationship(back_populates="runs")
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "seq"),
+        sa.Index("ix_batches_run_state", "run_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("namespace_runs.id"))
+    seq: Mapped[int]
+    ids: Mapped[list[str]]
+    state: Mapped[str] = mapped_column(sa.String(16), default=BatchState.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    vectors: Mapped[int] = mapped_column(default=0)
+    missing: Mapped[int] = mapped_column(default=0)  # listed but gone from the source when fetched
+    bytes: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Event(Base):
+    """Append-only audit log: who did what to which job/namespace, when. Erasures and cleanups always write one."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"), index=True)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("namespace_runs.id"))
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class SchemaInfo(Base):
+    __tablename__ = "nsmigrate_schema"
+
+    version: Mapped[int] = mapped_column(primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    """Create the job table schema, or bring an older one up to date. Safe to call from many processes at once."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Serialise concurrent first runs (CLI + workers) so CREATE TABLE races cannot fail.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(7316001)"))
+        Base.metadata.create_all(conn)
+        current = conn.execute(sa.select(sa.func.max(SchemaInfo.version))).scalar()
+        if current is None or current < SCHEMA_VERSION:
+            conn.execute(sa.insert(SchemaInfo).values(version=SCHEMA_VERSION))

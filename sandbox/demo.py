@@ -1,0 +1,135 @@
+"""``nsmigrate demo``: the seeds' creator-namespace job, end to end, on embedded services.
+
+It starts the local stack, loads the seed-shaped data set (805 vectors of dimension 3072: 30 UUID twin namespaces
+plus 376 vectors in the default namespace), writes the twin → creator mapping, points the shipped spec
+``migrations/creator-namespaces.yaml`` at the sandbox, runs it on a real worker pool with Flower watching, and prints
+what landed where. Nothing outside this machine is touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from migrations import catalogue
+from orchestrator import jobs, launch
+from orchestrator.cli import _print_plan, watch_job
+from orchestrator.dispatch import Dispatcher
+from orchestrator.records import display_namespace
+from orchestrator.settings import load_settings
+from orchestrator.spec import parse_spec
+from sandbox.pinecone_server import IndexSpec
+from sandbox.seed import seed_dataset
+from sandbox.stack import Stack, start_stack
+
+DEMO_JOB = "creator-namespaces"
+
+
+def sandbox_spec(spec_path: Path, stack: Stack, twins_csv: Path | None) -> dict[str, Any]:
+    """The shipped spec with its Pinecone stores pointed at the sandbox's control plane (and the mapping file)."""
+    data = yaml.safe_load(spec_path.read_text())
+    for role in ("source", "target"):
+        if data[role].get("kind", "pinecone") == "pinecone":
+            data[role]["control_host"] = stack.pinecone.control_host
+    creators = (data.get("routing") or {}).get("creators")
+    if creators and creators.get("source") == "file" and twins_csv is not None:
+        creators["path"] = str(twins_csv)
+    return data
+
+
+def write_twins_csv(twins: dict[str, str], path: Path) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["twin_id", "creator_id"])
+        writer.writerows(sorted(twins.items()))
+    return path
+
+
+def run_demo(*, keep: bool = False, copy_concurrency: int = 16, console: Console | None = None) -> int:
+    console = console or Console()
+    spec_path = catalogue()[DEMO_JOB]
+    shipped = yaml.safe_load(spec_path.read_text())
+    index_name = shipped["source"]["index"]
+    seed = seed_dataset()
+    console.print(f"[bold]nsmigrate demo[/]: job {DEMO_JOB!r} from {spec_path}")
+    console.print("starting Redis, Postgres (pgvector), the local Pinecone data plane, workers and Flower …")
+    stack = start_stack([IndexSpec(index_name, dimension=seed.dimension, metric="cosine", kind="pod")])
+    try:
+        seed.load_into(stack.pinecone, index_name)
+        console.print(f"loaded the seed data set into index {index_name!r}: {seed.total} vectors "
+                      f"(dimension {seed.dimension}) in {len(seed.namespaces)} namespaces")
+        twins_csv = write_twins_csv(seed.twins, stack.workdir / "seed-twins.csv")
+        spec_file = stack.workdir / f"{DEMO_JOB}.yaml"
+        spec_file.write_text(yaml.safe_dump(sandbox_spec(spec_path, stack, twins_csv), sort_keys=False))
+
+        os.environ.update({k: v for k, v in stack.env().items() if k.startswith(("NSMIGRATE_", "PINECONE_"))})
+        stack.start_worker("list,verify,cleanup", 4, name="control")
+        stack.start_worker("copy", copy_concurrency, name="copy")
+        flower_url = stack.start_flower()
+
+        settings = load_settings()
+        db = jobs.Database(settings.database_url)
+        spec = parse_spec(yaml.safe_load(spec_file.read_text()), origin=str(spec_file))
+        prepared = launch.prepare(spec, _open_store, spec_file.parent)
+        _print_plan(prepared)
+        started = time.monotonic()
+        job_id = launch.launch(db, Dispatcher(settings), prepared)
+        console.print(f"job {job_id} started; watch it in Flower at {flower_url} "
+                      f"(user admin, password {stack.flower_password})")
+        code = watch_job(db, job_id, timeout_s=600)
+        elapsed = time.monotonic() - started
+        _print_landing(console, stack, index_name)
+        status = jobs.job_status(db, job_id)
+        console.print(f"copied {status['totals']['copied']} of {status['totals']['source']} vectors in "
+                      f"{elapsed:.1f} s; the source namespaces are kept (cleanup mode "
+                      f"{spec.cleanup.mode!r}: only verified namespaces can be deleted, with `nsmigrate cleanup`).")
+        if keep:
+            console.print(f"[bold]running until Ctrl-C[/]: Flower {flower_url}; NSMIGRATE_DATABASE_URL="
+                          f"{settings.database_url} NSMIGRATE_REDIS_URL={settings.redis_url}")
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        db.dispose()
+        return code
+    finally:
+        stack.stop()
+
+
+def _print_landing(console: Console, stack: Stack, index_name: str) -> None:
+    from pinecone import Pinecone
+
+    index = Pinecone(api_key="sandbox-key").Index(host=stack.pinecone.host(index_name))
+    stats = index.describe_index_stats()
+    table = Table(title=f"index {index_name!r} after the job: creator namespaces")
+    table.add_column("namespace")
+    table.add_column("vectors", justify="right")
+    creator_namespaces = sorted(ns for ns in stats.namespaces if ns.startswith("creator_") or ns == "public")
+    for ns in creator_namespaces:
+        table.add_row(ns, str(stats.namespaces[ns].vector_count))
+    console.print(table)
+    if creator_namespaces:
+        sample_ns = creator_namespaces[0]
+        page = index.list_paginated(namespace=sample_ns, limit=1)
+        if page.vectors:
+            vid = page.vectors[0].id
+            meta = index.fetch(ids=[vid], namespace=sample_ns).vectors[vid].metadata
+            console.print(f"example vector {vid!r} in {sample_ns}: metadata "
+                          f"{ {k: meta[k] for k in sorted(meta) if k != 'text'} }")
+    console.print(f"{len(creator_namespaces)} creator namespaces; source namespaces still present: "
+                  f"{len([ns for ns in stats.namespaces if not ns.startswith('creator_')])} "
+                  f"(including {display_namespace('')})")
+
+
+def _open_store(spec: Any) -> Any:
+    from workers.stores import open_store
+
+    return open_store(spec)

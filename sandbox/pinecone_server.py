@@ -1,0 +1,1528 @@
+"""A local Pinecone data plane (plus a minimal control plane) that the real ``pinecone`` SDK talks to unmodified.
+
+Each index is served on its own loopback port, in memory, by a stdlib ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive,
+daemon threads, one lock per index). The wire shapes follow the 2026-04 OpenAPI spec in
+``shared/reference/pinecone-api`` and what SDK 10.2.0 (API version 2026-07) sends and parses. Fault injection
+(latency, per-scope rate limits answered with 429 + ``Retry-After``, random 429/5xx, silent write drops, the
+``/namespaces`` endpoints switched off) can be changed at runtime, in process or over HTTP, so Celery workers and
+benchmarks in other processes see it.
+
+Use it from Python::
+
+    from sandbox.pinecone_server import PineconeSandbox, IndexSpec, Faults
+    sb = PineconeSandbox(indexes=[IndexSpec("seeds-pod", 3072, "cosine", kind="pod"),
+                                  IndexSpec("seeds-serverless", 3072)]).start()
+    from pinecone import Pinecone
+    idx = Pinecone(api_key="any").Index(host=sb.host("seeds-pod"))     # always with the http:// scheme
+    pc = Pinecone(api_key="any", host=sb.control_host)                  # pc.Index(name="seeds-pod") works too
+    sb.set_faults("seeds-pod", Faults(latency_ms=20, write_rps_per_namespace=100))
+    sb.stats("seeds-pod"); sb.reset(); sb.stop()
+
+or as a separate process (serves until SIGTERM, prints the hosts as one JSON line)::
+
+    python -m sandbox.pinecone_server --index seeds-pod:3072:cosine:pod --index seeds-serverless:3072 --port-file F
+
+Admin endpoints on every data-plane port (never subject to faults, no Api-Key needed):
+
+- ``GET /_sandbox/faults`` -> the current :class:`Faults` as JSON; ``POST /_sandbox/faults`` with a JSON object
+  *replaces* them (omitted keys take their defaults, unknown keys are refused with 400).
+- ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/reset`` clears data and stats (faults stay).
+
+The control plane also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}``.
+
+Choices where the real service is not pinned down by the spec:
+
+- Data-plane errors use the spec's ``rpcStatus`` shape ``{"code": <gRPC int>, "message": str, "details": []}``, as the
+  real grpc-gateway does (so the SDK's ``exc.error_code`` is ``None`` and ``exc.body["code"]`` is e.g. 3). Control-plane
+  errors use ``{"error": {"code": "NOT_FOUND", "message": ...}, "status": 404}``.
+- A request body over 2 MiB is refused with ``OVERSIZE_STATUS`` (400, gRPC code 3, "Request size ... exceeds the maximum
+  supported size of 2MB"). The SDK's docs expect 413 (``PayloadTooLargeError``) for this; change the constant to 413 to
+  test that path. With 3072-dim float vectors the JSON is ~60 KB per vector, so ~30 vectors fill 2 MB.
+- The default namespace is stored as ``""``; ``"__default__"`` is accepted as its name everywhere and is how
+  ``describe_index_stats``, ``GET /namespaces`` and the stats report it.
+- Real pod indexes do not serve ``/vectors/list`` or ``/namespaces``; the sandbox serves both for every kind unless
+  ``Faults(namespaces_endpoint=False)``. ``describe_index_stats`` with a filter is refused on serverless (as documented).
+- Euclidean scores are squared distances, ascending (Pinecone's convention); cosine/dotproduct descending.
+
+The SDK's own retries (found in ``pinecone/_internal/http_client.py``):
+
+- ``Index`` (REST) always uses the default ``RetryConfig`` (3 retries = 4 attempts on 408/429/500/502/503/504,
+  honouring ``Retry-After`` parsed as float seconds, capped at ``max_wait=60``, plus up to 50 % jitter). The
+  ``retry_config`` passed to ``Pinecone(...)`` reaches only the control plane and gRPC, not data-plane REST, and there is
+  no environment variable. :func:`set_sdk_retries` swaps the config on an ``Index``'s transport (private attributes,
+  for tests); patching ``pinecone._internal.http_client._retry_sleep`` (the SDK's own seam) makes retries instant.
+- Process-global state per *bare hostname* (``127.0.0.1``, port ignored, so every sandbox index shares it): a retry
+  budget (100 tokens, -1 per retryable failure, +0.1 per success, no retries at or below 50) and an adaptive bulk gate
+  (``Retry-After`` sets a hold, 429s halve concurrency, a stall detector refuses batches for 30 s). After ~50 429/5xx
+  answers in one process the SDK stops retrying. :func:`reset_sdk_host_state` clears both (tests only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import numpy as np
+import orjson
+
+# --- Pinecone's limits ------------------------------------------------------------------------------------------
+
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+MAX_UPSERT_VECTORS = 1000
+MAX_IDS_PER_REQUEST = 1000  # fetch and delete
+MAX_ID_LENGTH = 512
+MAX_METADATA_BYTES = 40960
+MAX_LIST_LIMIT = 100
+MAX_TOP_K = 10_000
+MAX_TOP_K_WITH_DATA = 1000  # topK when includeValues or includeMetadata is set
+MAX_FETCH_BY_METADATA_LIMIT = 10_000
+OVERSIZE_STATUS = 400  # see the module docstring: 400 INVALID_ARGUMENT, or 413 as the SDK's docs expect
+POD_CAPACITY_VECTORS = 1_000_000  # what indexFullness is measured against for kind="pod" (one p1.x1 pod)
+
+DEFAULT_NAMESPACE_NAME = "__default__"
+METRICS = ("cosine", "dotproduct", "euclidean")
+KINDS = ("pod", "serverless")
+
+# HTTP status -> gRPC status code, for the data plane's rpcStatus error body.
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 409: 6, 413: 3, 429: 8, 500: 2, 503: 14}
+# HTTP status -> the control plane's string error code.
+_CONTROL_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
+
+
+# --- public configuration --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One in-memory index: ``kind`` is ``"pod"`` or ``"serverless"``, ``metric`` one of cosine/dotproduct/euclidean."""
+
+    name: str
+    dimension: int
+    metric: str = "cosine"
+    kind: str = "serverless"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("IndexSpec.name must not be empty")
+        if not 1 <= self.dimension <= 20_000:
+            raise ValueError(f"IndexSpec.dimension must be 1..20000, got {self.dimension}")
+        if self.metric not in METRICS:
+            raise ValueError(f"IndexSpec.metric must be one of {METRICS}, got {self.metric!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"IndexSpec.kind must be one of {KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What an index does wrong on purpose. The defaults do nothing wrong.
+
+    - ``latency_ms``: added to every data-plane request (admin endpoints excepted).
+    - ``*_rps_*``: requests admitted per sliding 1-second window for that Pinecone scope, ``None`` = unlimited.
+      Writes are upsert/update/delete per namespace, queries per namespace, fetch and list per index. A refused
+      request gets 429 and ``Retry-After``.
+    - ``retry_after_s``: the ``Retry-After`` value sent; ``None`` = whole seconds until the window frees a slot
+      (at least 1, as HTTP wants). The SDK parses it as a float, so fractions work and keep tests fast.
+    - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
+      (seeded by ``seed``; deterministic for a sequential client).
+    - ``drop_fraction``: upserts answer the full ``upsertedCount`` but silently do not store this fraction of the
+      vectors (chosen with a seeded RNG; exact when ``n * drop_fraction`` is a whole number).
+    - ``namespaces_endpoint``: when ``False`` the ``/namespaces`` endpoints answer 404, as Pinecone Local does.
+    """
+
+    latency_ms: float = 0.0
+    write_rps_per_namespace: int | None = None
+    query_rps_per_namespace: int | None = None
+    fetch_rps_per_index: int | None = None
+    list_rps_per_index: int | None = None
+    retry_after_s: float | None = None
+    error_rate_429: float = 0.0
+    error_rate_5xx: float = 0.0
+    status_5xx: int = 503
+    drop_fraction: float = 0.0
+    namespaces_endpoint: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0:
+            raise ValueError("latency_ms must be >= 0")
+        for name in ("write_rps_per_namespace", "query_rps_per_namespace", "fetch_rps_per_index", "list_rps_per_index"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
+        for name in ("error_rate_429", "error_rate_5xx", "drop_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within 0..1")
+        if self.error_rate_429 + self.error_rate_5xx > 1.0:
+            raise ValueError("error_rate_429 + error_rate_5xx must not exceed 1")
+        if self.retry_after_s is not None and self.retry_after_s < 0:
+            raise ValueError("retry_after_s must be >= 0")
+        if not 500 <= self.status_5xx <= 599:
+            raise ValueError("status_5xx must be a 5xx status")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Faults:
+        """Build from JSON; unknown keys raise ``ValueError`` so a typo is not silently ignored."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown fault keys {unknown}; known: {sorted(known)}")
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def pinecone_serverless_limits(cls, **overrides: Any) -> Faults:
+        """The documented serverless per-second limits (upsert/query/delete 100 per namespace, fetch 100, list 200)."""
+        base = cls(write_rps_per_namespace=100, query_rps_per_namespace=100, fetch_rps_per_index=100,
+                   list_rps_per_index=200)
+        return replace(base, **overrides)
+
+
+# --- errors ------------------------------------------------------------------------------------------------------
+
+
+class _Refusal(Exception):
+    """A request refused with an HTTP status; turned into the plane's error body at the edge."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def _bad(message: str) -> _Refusal:
+    return _Refusal(400, message)
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _data_error(refusal: _Refusal) -> _Reply:
+    body = {"code": _GRPC_CODES.get(refusal.status, 2), "message": refusal.message, "details": []}
+    return _Reply(refusal.status, body, refusal.headers)
+
+
+def _control_error(refusal: _Refusal) -> _Reply:
+    code = _CONTROL_CODES.get(refusal.status, "UNKNOWN")
+    return _Reply(refusal.status, {"error": {"code": code, "message": refusal.message}, "status": refusal.status})
+
+
+# --- metadata and filters (pure) ---------------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_metadata(metadata: Any) -> dict[str, Any] | None:
+    """Return *metadata* if Pinecone would accept it, else raise a 400 refusal saying which field is wrong."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise _bad(f"Metadata must be a JSON object, got {type(metadata).__name__}")
+    for key, value in metadata.items():
+        ok = (
+            isinstance(value, (str, bool))
+            or (_is_number(value) and math.isfinite(value))
+            or (isinstance(value, list) and all(isinstance(item, str) for item in value))
+        )
+        if not ok:
+            # Worded like the service (the SDK's client-side check copies it): the value as JSON, then the field.
+            shown = orjson.dumps(value).decode()[:64]
+            raise _bad(f"Metadata value must be a string, number, boolean or list of strings, got '{shown}' for field '{key}'")
+    size = len(orjson.dumps(metadata))
+    if size > MAX_METADATA_BYTES:
+        raise _bad(f"Metadata size is {size} bytes, which exceeds the limit of {MAX_METADATA_BYTES} bytes per vector")
+    return metadata
+
+
+Predicate = Callable[[Mapping[str, Any]], bool]
+_COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "$gt": lambda a, b: a > b,
+    "$gte": lambda a, b: a >= b,
+    "$lt": lambda a, b: a < b,
+    "$lte": lambda a, b: a <= b,
+}
+
+
+def _scalar_matches(value: Any, operand: Any) -> bool:
+    """Equality as Pinecone filters see it: a list of strings matches if it contains the operand; bool != 1."""
+    if isinstance(value, list):
+        return isinstance(operand, str) and operand in value
+    if isinstance(value, bool) or isinstance(operand, bool):
+        return isinstance(value, bool) and isinstance(operand, bool) and value == operand
+    if _is_number(value) and _is_number(operand):
+        return value == operand
+    return isinstance(value, str) and isinstance(operand, str) and value == operand
+
+
+def _require_scalar(op: str, operand: Any) -> None:
+    if not (isinstance(operand, (str, bool)) or _is_number(operand)):
+        raise _bad(f"Filter operator {op} needs a string, number or boolean, got {type(operand).__name__}")
+
+
+def _operator(field_name: str, op: str, operand: Any) -> Predicate:
+    if op in ("$eq", "$ne"):
+        _require_scalar(op, operand)
+        eq: Predicate = lambda md: field_name in md and _scalar_matches(md[field_name], operand)  # noqa: E731
+        return eq if op == "$eq" else (lambda md: not eq(md))
+    if op in ("$in", "$nin"):
+        if not isinstance(operand, list):
+            raise _bad(f"Filter operator {op} needs an array, got {type(operand).__name__}")
+        for item in operand:
+            _require_scalar(op, item)
+        inside: Predicate = lambda md: field_name in md and any(  # noqa: E731
+            _scalar_matches(md[field_name], item) for item in operand
+        )
+        return inside if op == "$in" else (lambda md: not inside(md))
+    if op in _COMPARISONS:
+        if not _is_number(operand):
+            raise _bad(f"Filter operator {op} needs a number, got {type(operand).__name__}")
+        compare = _COMPARISONS[op]
+        return lambda md: _is_number(md.get(field_name)) and compare(md[field_name], operand)
+    if op == "$exists":
+        if not isinstance(operand, bool):
+            raise _bad(f"Filter operator $exists needs a boolean, got {type(operand).__name__}")
+        return lambda md: (field_name in md) == operand
+    raise _bad(f"Unsupported filter operator {op!r} on field '{field_name}'")
+
+
+def compile_filter(expression: Any) -> Predicate:
+    """Turn a Pinecone metadata filter into a predicate over a metadata dict (validating it on the way).
+
+    Supports ``$eq $ne $in $nin $gt $gte $lt $lte $exists $and $or`` and the implicit ``{"field": value}`` equality.
+    """
+    if not isinstance(expression, dict):
+        raise _bad(f"Filter must be a JSON object, got {type(expression).__name__}")
+    parts: list[Predicate] = []
+    for key, condition in expression.items():
+        if key in ("$and", "$or"):
+            if not isinstance(condition, list) or not condition:
+                raise _bad(f"Filter operator {key} needs a non-empty array of filters")
+            subs = [compile_filter(sub) for sub in condition]
+            combine = all if key == "$and" else any
+            parts.append(lambda md, subs=subs, combine=combine: combine(p(md) for p in subs))
+        elif key.startswith("$"):
+            raise _bad(f"Unsupported top-level filter operator {key!r}")
+        elif isinstance(condition, dict):
+            if not condition:
+                raise _bad(f"Filter for field '{key}' must not be empty")
+            parts.extend(_operator(key, op, operand) for op, operand in condition.items())
+        else:
+            parts.append(_operator(key, "$eq", condition))
+    return lambda md: all(p(md) for p in parts)
+
+
+# --- storage -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Record:
+    values: np.ndarray  # float32, shape (dimension,)
+    metadata: dict[str, Any] | None = None
+    sparse: dict[str, Any] | None = None
+
+
+class _Namespace:
+    """The records of one namespace, with the sorted-id list and the value matrix cached until the next write."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, _Record] = {}
+        self._sorted: list[str] | None = None
+        self._matrix: tuple[list[str], np.ndarray] | None = None
+
+    def touched(self) -> None:
+        self._sorted = None
+        self._matrix = None
+
+    def sorted_ids(self) -> list[str]:
+        if self._sorted is None:
+            # Pinecone lists in bitwise "C" collation, i.e. by UTF-8 bytes.
+            self._sorted = sorted(self.records, key=lambda i: i.encode())
+        return self._sorted
+
+    def matrix(self, dimension: int) -> tuple[list[str], np.ndarray]:
+        if self._matrix is None:
+            ids = list(self.records)
+            mat = np.stack([self.records[i].values for i in ids]) if ids else np.empty((0, dimension), np.float32)
+            self._matrix = (ids, mat)
+        return self._matrix
+
+
+def _namespace_name(value: Any) -> str:
+    """The stored name of a namespace as given in a request; ``__default__`` and absent both mean ``""``."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _bad(f"namespace must be a string, got {type(value).__name__}")
+    return "" if value == DEFAULT_NAMESPACE_NAME else value
+
+
+def _display_name(namespace: str) -> str:
+    return namespace or DEFAULT_NAMESPACE_NAME
+
+
+def _encode_token(last: str) -> str:
+    return base64.urlsafe_b64encode(last.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise _bad(f"Invalid pagination token {token!r}") from exc
+
+
+def _page(names: list[str], prefix: str, token: str | None, limit: int) -> tuple[list[str], str | None]:
+    """One page of sorted *names* after the token's position; the next token, or None when nothing is left."""
+    after = _decode_token(token).encode() if token else None
+    matching = [n for n in names if n.startswith(prefix) and (after is None or n.encode() > after)]
+    page = matching[:limit]
+    return page, (_encode_token(page[-1]) if len(matching) > limit else None)
+
+
+def _as_vector(values: Any, dimension: int, what: str) -> np.ndarray:
+    if not isinstance(values, list):
+        raise _bad(f"{what} values must be an array of numbers")
+    if len(values) != dimension:
+        raise _bad(f"{what} dimension {len(values)} does not match the dimension of the index {dimension}")
+    if not all(_is_number(v) for v in values):
+        raise _bad(f"{what} values must all be numbers")
+    array = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise _bad(f"{what} values must be finite")
+    return array
+
+
+def _valid_id(value: Any, what: str = "Vector id") -> str:
+    if not isinstance(value, str) or not value:
+        raise _bad(f"{what} must be a non-empty string")
+    if len(value) > MAX_ID_LENGTH:
+        raise _bad(f"{what} length {len(value)} exceeds the maximum length of {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _scores(metric: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    if metric == "euclidean":
+        diff = matrix - query
+        return np.einsum("ij,ij->i", diff, diff)
+    dots = matrix @ query
+    if metric == "dotproduct":
+        return dots
+    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+
+
+class IndexStore:
+    """The data of one index and the operations the endpoints need. Every method takes the index lock."""
+
+    def __init__(self, spec: IndexSpec) -> None:
+        self.spec = spec
+        self.lock = threading.RLock()
+        self.namespaces: dict[str, _Namespace] = {}
+
+    def clear(self) -> None:
+        with self.lock:
+            self.namespaces.clear()
+
+    def _ns(self, namespace: str, create: bool = False) -> _Namespace | None:
+        ns = self.namespaces.get(namespace)
+        if ns is None and create:
+            ns = self.namespaces[namespace] = _Namespace()
+        return ns
+
+    def _drop_if_empty(self, namespace: str) -> None:
+        ns = self.namespaces.get(namespace)
+        if ns is not None and not ns.records:
+            del self.namespaces[namespace]
+
+    def put(self, namespace: str, records: Iterable[tuple[str, _Record]]) -> int:
+        with self.lock:
+            ns = self._ns(namespace, create=True)
+            assert ns is not None
+            count = 0
+            for vector_id, record in records:
+                ns.records[vector_id] = record
+                count += 1
+            ns.touched()
+            return count
+
+    def fetch(self, namespace: str, ids: list[str]) -> dict[str, _Record]:
+        with self.lock:
+            ns = self._ns(namespace)
+            if ns is None:
+                return {}
+            return {i: ns.records[i] for i in ids if i in ns.records}
+
+    def list_ids(self, namespace: str, prefix: str, token: str | None, limit: int) -> tuple[list[str], str | None]:
+        with self.lock:
+            ns = self._ns(namespace)
+            names = ns.sorted_ids() if ns is not None else []
+            return _page(names, prefix, token, limit)
+
+    def matching(self, namespace: str, predicate: Predicate | None) -> list[str]:
+        with self.lock:
+            ns = self._ns(namespace)
+            if ns is None:
+                return []
+            if predicate is None:
+                return list(ns.records)
+            return [i for i, r in ns.records.items() if predicate(r.metadata or {})]
+
+    def query(
+        self, namespace: str, vector: np.ndarray, top_k: int, predicate: Predicate | None
+    ) -> list[tuple[str, float, _Record]]:
+        with self.lock:
+            ns = self._ns(namespace)
+            if ns is None or not ns.records:
+                return []
+            ids, matrix = ns.matrix(self.spec.dimension)
+            if predicate is not None:
+                keep = np.fromiter((predicate(ns.records[i].metadata or {}) for i in ids), bool, len(ids))
+                ids = [i for i, k in zip(ids, keep, strict=True) if k]
+                matrix = matrix[keep]
+            if not ids:
+                return []
+            scores = _scores(self.spec.metric, matrix, vector)
+            order = scores if self.spec.metric == "euclidean" else -scores
+            k = min(top_k, len(ids))
+            top = np.argpartition(order, k - 1)[:k] if k < len(ids) else np.arange(len(ids))
+            ranked = sorted(top, key=lambda j: (order[j], ids[j]))
+            return [(ids[j], float(scores[j]), ns.records[ids[j]]) for j in ranked]
+
+    def delete(self, namespace: str, ids: Iterable[str]) -> int:
+        with self.lock:
+            ns = self._ns(namespace)
+            if ns is None:
+                return 0
+            removed = sum(1 for i in ids if ns.records.pop(i, None) is not None)
+            ns.touched()
+            self._drop_if_empty(namespace)
+            return removed
+
+    def delete_namespace(self, namespace: str) -> bool:
+        with self.lock:
+            return self.namespaces.pop(namespace, None) is not None
+
+    def create_namespace(self, namespace: str) -> bool:
+        with self.lock:
+            if namespace in self.namespaces:
+                return False
+            self.namespaces[namespace] = _Namespace()
+            return True
+
+    def update(
+        self, namespace: str, ids: list[str], values: np.ndarray | None, set_metadata: dict[str, Any] | None,
+        sparse: dict[str, Any] | None,
+    ) -> int:
+        """Apply values/metadata/sparse changes to existing *ids* (all checked first, so nothing half-applies)."""
+        with self.lock:
+            ns = self._ns(namespace)
+            if ns is None:
+                return 0
+            present = [i for i in ids if i in ns.records]
+            merged = {}
+            for i in present:
+                old = ns.records[i].metadata
+                merged[i] = validate_metadata({**(old or {}), **set_metadata}) if set_metadata else old
+            for i in present:
+                record = ns.records[i]
+                ns.records[i] = _Record(
+                    values if values is not None else record.values,
+                    merged[i],
+                    sparse if sparse is not None else record.sparse,
+                )
+            ns.touched()
+            return len(present)
+
+    def counts(self, predicate: Predicate | None = None) -> dict[str, int]:
+        with self.lock:
+            if predicate is None:
+                return {name: len(ns.records) for name, ns in self.namespaces.items()}
+            return {
+                name: sum(1 for r in ns.records.values() if predicate(r.metadata or {}))
+                for name, ns in self.namespaces.items()
+            }
+
+    def snapshot(self) -> dict[str, dict[str, tuple[np.ndarray, dict[str, Any] | None]]]:
+        with self.lock:
+            return {
+                name: {i: (r.values.copy(), dict(r.metadata) if r.metadata else r.metadata) for i, r in ns.records.items()}
+                for name, ns in self.namespaces.items()
+            }
+
+
+# --- faults ------------------------------------------------------------------------------------------------------
+
+# Which Pinecone rate scope each data-plane operation falls under, and whether it is per namespace.
+_SCOPES: dict[str, tuple[str, bool]] = {
+    "upsert": ("write", True),
+    "update": ("write", True),
+    "delete": ("write", True),
+    "query": ("query", True),
+    "fetch": ("fetch", False),
+    "list": ("list", False),
+}
+_SCOPE_LIMIT = {
+    "write": "write_rps_per_namespace",
+    "query": "query_rps_per_namespace",
+    "fetch": "fetch_rps_per_index",
+    "list": "list_rps_per_index",
+}
+_SCOPE_STAT = {
+    "write": "write_per_namespace",
+    "query": "query_per_namespace",
+    "fetch": "fetch_per_index",
+    "list": "list_per_index",
+}
+
+
+class _Window:
+    """Admissions in the last second for one scope key, and the most ever admitted within one second."""
+
+    __slots__ = ("peak", "times")
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+        self.peak = 0
+
+    def admit(self, now: float, limit: int | None) -> float | None:
+        """Admit and return None, or refuse and return the seconds until a slot frees."""
+        while self.times and self.times[0] <= now - 1.0:
+            self.times.popleft()
+        if limit is not None and len(self.times) >= limit:
+            return (self.times[0] + 1.0 - now) if self.times else 1.0
+        self.times.append(now)
+        # The busiest 1-second window always ends at an admission, so checking here finds the true maximum.
+        self.peak = max(self.peak, len(self.times))
+        return None
+
+
+class FaultState:
+    """Faults of one index plus everything the stats report. Thread-safe."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self._lock = threading.Lock()
+        self.set(faults or Faults())
+        self.reset_stats()
+
+    def set(self, faults: Faults) -> None:
+        with self._lock:
+            self.faults = faults
+            self._error_rng = random.Random(faults.seed)
+            self._drop_rng = random.Random(faults.seed + 1)
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._windows: dict[tuple[str, str | None], _Window] = {}
+            self._requests: dict[str, int] = {}
+            self._counters = dict.fromkeys(
+                ("responses_429", "responses_5xx", "injected_429", "injected_5xx", "vectors_stored", "vectors_dropped"),
+                0,
+            )
+            self._rate_limited = dict.fromkeys(_SCOPE_LIMIT, 0)
+            self._error_rng = random.Random(self.faults.seed)
+            self._drop_rng = random.Random(self.faults.seed + 1)
+
+    def count_request(self, op: str) -> None:
+        with self._lock:
+            self._requests[op] = self._requests.get(op, 0) + 1
+
+    def count_reply(self, status: int) -> None:
+        with self._lock:
+            if status == 429:
+                self._counters["responses_429"] += 1
+            elif status >= 500:
+                self._counters["responses_5xx"] += 1
+
+    def count_stored(self, stored: int, dropped: int) -> None:
+        with self._lock:
+            self._counters["vectors_stored"] += stored
+            self._counters["vectors_dropped"] += dropped
+
+    def _retry_after(self, wait_s: float) -> str:
+        if self.faults.retry_after_s is not None:
+            return f"{self.faults.retry_after_s:g}"
+        return str(max(1, math.ceil(wait_s)))
+
+    def inject(self) -> _Refusal | None:
+        """Maybe answer this request with a random 5xx or 429."""
+        with self._lock:
+            faults = self.faults
+            if faults.error_rate_5xx == 0 and faults.error_rate_429 == 0:
+                return None
+            draw = self._error_rng.random()
+            if draw < faults.error_rate_5xx:
+                self._counters["injected_5xx"] += 1
+                return _Refusal(faults.status_5xx, "Service unavailable (sandbox fault injection)")
+            if draw < faults.error_rate_5xx + faults.error_rate_429:
+                self._counters["injected_429"] += 1
+                return _Refusal(429, "Too many requests (sandbox fault injection)",
+                                {"Retry-After": self._retry_after(1.0)})
+            return None
+
+    def admit(self, op: str, namespace: str) -> _Refusal | None:
+        """Count this request against its rate scope; a 429 refusal when the scope's window is full."""
+        if op not in _SCOPES:
+            return None
+        scope, per_namespace = _SCOPES[op]
+        key = (scope, namespace if per_namespace else None)
+        with self._lock:
+            limit = getattr(self.faults, _SCOPE_LIMIT[scope])
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = _Window()
+            wait = window.admit(time.monotonic(), limit)
+            if wait is None:
+                return None
+            self._rate_limited[scope] += 1
+            where = f"namespace '{_display_name(namespace)}'" if per_namespace else "index"
+            return _Refusal(
+                429,
+                f"Request failed. You've reached the max {scope} requests per second ({limit}) for this {where}. "
+                "Retry after the Retry-After interval.",
+                {"Retry-After": self._retry_after(wait)},
+            )
+
+    def choose_drops(self, count: int) -> set[int]:
+        """Positions of the vectors an upsert of *count* vectors silently drops."""
+        with self._lock:
+            fraction = self.faults.drop_fraction
+            if fraction <= 0 or count == 0:
+                return set()
+            exact = count * fraction
+            # Stochastic rounding keeps the long-run fraction right even for one-vector upserts.
+            k = int(exact) + (1 if self._drop_rng.random() < exact - int(exact) else 0)
+            return set(self._drop_rng.sample(range(count), min(k, count)))
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            peaks: dict[str, Any] = {"write_per_namespace": {}, "query_per_namespace": {}, "fetch_per_index": 0,
+                                     "list_per_index": 0}
+            for (scope, namespace), window in self._windows.items():
+                name = _SCOPE_STAT[scope]
+                if namespace is None:
+                    peaks[name] = window.peak
+                else:
+                    peaks[name][_display_name(namespace)] = window.peak
+            return {
+                "requests": dict(self._requests),
+                **self._counters,
+                "rate_limited": dict(self._rate_limited),
+                "max_admitted_per_second": peaks,
+            }
+
+
+# --- the data-plane service (request in, reply out; no sockets) --------------------------------------------------
+
+Handler = Callable[[Any, dict[str, list[str]], str | None], Any]
+
+
+class IndexService:
+    """Routes one index's requests: admin, then latency, injected errors, rate limits, validation, the operation."""
+
+    def __init__(self, spec: IndexSpec, faults: Faults | None = None, api_key: str | None = None) -> None:
+        self.spec = spec
+        self.store = IndexStore(spec)
+        self.faults = FaultState(faults)
+        self.api_key = api_key
+        self._routes: dict[tuple[str, str], tuple[str, Handler]] = {
+            ("POST", "/vectors/upsert"): ("upsert", self._upsert),
+            ("GET", "/vectors/fetch"): ("fetch", self._fetch),
+            ("POST", "/vectors/fetch_by_metadata"): ("fetch_by_metadata", self._fetch_by_metadata),
+            ("GET", "/vectors/list"): ("list", self._list),
+            ("POST", "/query"): ("query", self._query),
+            ("POST", "/vectors/delete"): ("delete", self._delete),
+            ("POST", "/vectors/update"): ("update", self._update),
+            ("POST", "/describe_index_stats"): ("describe_index_stats", self._describe_index_stats),
+            ("GET", "/describe_index_stats"): ("describe_index_stats", self._describe_index_stats),
+            ("GET", "/namespaces"): ("list_namespaces", self._list_namespaces),
+            ("POST", "/namespaces"): ("create_namespace", self._create_namespace),
+            ("GET", "/namespaces/{}"): ("describe_namespace", self._describe_namespace),
+            ("DELETE", "/namespaces/{}"): ("delete_namespace", self._delete_namespace),
+        }
+
+    # -- entry point
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+        parts = urlsplit(target)
+        path = parts.path.rstrip("/") or "/"
+        query = parse_qs(parts.query, keep_blank_values=True)
+        if path.startswith("/_sandbox/"):
+            return self._admin(method, path, body)
+        reply = self._data_plane(method, path, query, headers, body)
+        self.faults.count_reply(reply.status)
+        return reply
+
+    def _data_plane(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Mapping[str, str], body: bytes
+    ) -> _Reply:
+        try:
+            op, handler, arg = self._route(method, path)
+            self.faults.count_request(op)
+            faults = self.faults.faults
+            if faults.latency_ms:
+                time.sleep(faults.latency_ms / 1000.0)
+            _check_api_key(headers, self.api_key)
+            if op.endswith("namespace") or op == "list_namespaces":
+                if not faults.namespaces_endpoint:
+                    raise _Refusal(404, "Not Found")
+            injected = self.faults.inject()
+            if injected is not None:
+                raise injected
+            payload = _parse_json(body) if method == "POST" else None
+            refusal = self.faults.admit(op, self._scope_namespace(op, payload, query))
+            if refusal is not None:
+                raise refusal
+            if op == "upsert" and len(body) > MAX_REQUEST_BYTES:
+                size_mb = len(body) / (1024 * 1024)
+                raise _Refusal(
+                    OVERSIZE_STATUS,
+                    f"Request size {size_mb:.1f}MB exceeds the maximum supported size of 2MB. "
+                    "Please try to reduce your batch size.",
+                )
+            return _Reply(200, handler(payload, query, arg))
+        except _Refusal as refusal:
+            return _data_error(refusal)
+
+    def _route(self, method: str, path: str) -> tuple[str, Handler, str | None]:
+        arg: str | None = None
+        key = (method, path)
+        if path.startswith("/namespaces/") and path.count("/") == 2:
+            arg = unquote(path.split("/", 2)[2])
+            key = (method, "/namespaces/{}")
+        if key in self._routes:
+            op, handler = self._routes[key]
+            return op, handler, arg
+        if any(p == key[1] for _, p in self._routes):
+            raise _Refusal(405, f"Method {method} not allowed on {path}")
+        raise _Refusal(404, f"Not Found: {path}")
+
+    @staticmethod
+    def _scope_namespace(op: str, payload: Any, query: dict[str, list[str]]) -> str:
+        with contextlib.suppress(_Refusal):
+            if isinstance(payload, dict):
+                return _namespace_name(payload.get("namespace"))
+            return _namespace_name(_one(query, "namespace"))
+        return ""
+
+    # -- admin
+
+    def _admin(self, method: str, path: str, body: bytes) -> _Reply:
+        try:
+            if path == "/_sandbox/faults" and method == "GET":
+                return _Reply(200, self.faults.faults.to_dict())
+            if path == "/_sandbox/faults" and method == "POST":
+                payload = _parse_json(body) if body else {}
+                if not isinstance(payload, dict):
+                    raise _bad("faults must be a JSON object")
+                try:
+                    faults = Faults.from_dict(payload)
+                except (TypeError, ValueError) as exc:
+                    raise _bad(str(exc)) from exc
+                self.faults.set(faults)
+                return _Reply(200, faults.to_dict())
+            if path == "/_sandbox/stats" and method == "GET":
+                return _Reply(200, self.stats())
+            if path == "/_sandbox/reset" and method == "POST":
+                self.reset()
+                return _Reply(200, {})
+            raise _Refusal(404, f"Not Found: {method} {path}")
+        except _Refusal as refusal:
+            return _data_error(refusal)
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.store.counts()
+        return {
+            "index": self.spec.name,
+            "kind": self.spec.kind,
+            "vector_count": sum(counts.values()),
+            "namespaces": {_display_name(n): c for n, c in sorted(counts.items())},
+            **self.faults.stats(),
+        }
+
+    def reset(self) -> None:
+        self.store.clear()
+        self.faults.reset_stats()
+
+    # -- operations
+
+    def _upsert(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        body = _object(payload)
+        namespace = _namespace_name(body.get("namespace"))
+        vectors = body.get("vectors")
+        if not isinstance(vectors, list) or not vectors:
+            raise _bad("vectors must be a non-empty array")
+        if len(vectors) > MAX_UPSERT_VECTORS:
+            raise _bad(f"Upsert request contains {len(vectors)} vectors; the maximum is {MAX_UPSERT_VECTORS} vectors")
+        records = [self._record(v) for v in vectors]
+        dropped = self.faults.choose_drops(len(records))
+        kept = [r for position, r in enumerate(records) if position not in dropped]
+        self.store.put(namespace, kept)
+        self.faults.count_stored(len(kept), len(dropped))
+        return {"upsertedCount": len(records)}
+
+    def _record(self, vector: Any) -> tuple[str, _Record]:
+        if not isinstance(vector, dict):
+            raise _bad("each vector must be a JSON object")
+        vector_id = _valid_id(vector.get("id"))
+        values = _as_vector(vector.get("values"), self.spec.dimension, "Vector")
+        sparse = vector.get("sparseValues")
+        if sparse is not None and not isinstance(sparse, dict):
+            raise _bad("sparseValues must be an object with indices and values")
+        return vector_id, _Record(values, validate_metadata(vector.get("metadata")), sparse)
+
+    def _fetch(self, _payload: Any, query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        ids = query.get("ids", [])
+        if not ids:
+            raise _bad("ids must contain at least one vector id")
+        if len(ids) > MAX_IDS_PER_REQUEST:
+            raise _bad(f"Fetch request contains {len(ids)} ids; the maximum is {MAX_IDS_PER_REQUEST} ids")
+        for vector_id in ids:
+            _valid_id(vector_id)
+        namespace = _namespace_name(_one(query, "namespace"))
+        found = self.store.fetch(namespace, ids)
+        return {
+            "vectors": {i: _vector_json(i, r) for i, r in found.items()},
+            "namespace": namespace,
+            "usage": {"readUnits": max(1, len(found) // 10)},
+        }
+
+    def _fetch_by_metadata(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        body = _object(payload)
+        namespace = _namespace_name(body.get("namespace"))
+        if not body.get("filter"):
+            raise _bad("Empty filter provided for fetch by metadata request")
+        predicate = compile_filter(body["filter"])
+        limit = _int_in(body.get("limit", 100), "limit", 1, MAX_FETCH_BY_METADATA_LIMIT)
+        ids = sorted(self.store.matching(namespace, predicate), key=lambda i: i.encode())
+        page, token = _page(ids, "", body.get("paginationToken"), limit)
+        found = self.store.fetch(namespace, page)
+        reply: dict[str, Any] = {
+            "vectors": {i: _vector_json(i, r) for i, r in found.items()},
+            "namespace": namespace,
+            "usage": {"readUnits": max(1, len(found) // 10)},
+        }
+        if token:
+            reply["pagination"] = {"next": token}
+        return reply
+
+    def _list(self, _payload: Any, query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        namespace = _namespace_name(_one(query, "namespace"))
+        limit = _int_in(_one(query, "limit") or MAX_LIST_LIMIT, "limit", 1, MAX_LIST_LIMIT)
+        prefix = _one(query, "prefix") or ""
+        ids, token = self.store.list_ids(namespace, prefix, _one(query, "paginationToken") or None, limit)
+        reply: dict[str, Any] = {"vectors": [{"id": i} for i in ids], "namespace": namespace,
+                                 "usage": {"readUnits": 1}}
+        if token:
+            reply["pagination"] = {"next": token}
+        return reply
+
+    def _query(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        body = _object(payload)
+        namespace = _namespace_name(body.get("namespace"))
+        if "topK" not in body:
+            raise _bad("topK is required")
+        top_k = _int_in(body["topK"], "topK", 1, MAX_TOP_K)
+        include_values = bool(body.get("includeValues", False))
+        include_metadata = bool(body.get("includeMetadata", False))
+        if (include_values or include_metadata) and top_k > MAX_TOP_K_WITH_DATA:
+            raise _bad(
+                f"topK must be at most {MAX_TOP_K_WITH_DATA} when includeValues or includeMetadata is true, "
+                f"got {top_k}"
+            )
+        predicate = compile_filter(body["filter"]) if body.get("filter") is not None else None
+        vector = self._query_vector(body, namespace)
+        matches = [] if vector is None else self.store.query(namespace, vector, top_k, predicate)
+        return {
+            "matches": [_match_json(i, s, r, include_values, include_metadata) for i, s, r in matches],
+            "namespace": namespace,
+            "usage": {"readUnits": 5},
+        }
+
+    def _query_vector(self, body: dict[str, Any], namespace: str) -> np.ndarray | None:
+        has_vector, has_id = body.get("vector") is not None, body.get("id") is not None
+        if has_vector and has_id:
+            raise _bad("Cannot provide both 'ID' and 'vector' at the same time")
+        if has_vector:
+            return _as_vector(body["vector"], self.spec.dimension, "Query vector")
+        if has_id:
+            found = self.store.fetch(namespace, [_valid_id(body["id"])])
+            return next(iter(found.values())).values if found else None
+        raise _bad("No query provided: one of 'vector' or 'id' is required")
+
+    def _delete(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        body = _object(payload)
+        namespace = _namespace_name(body.get("namespace"))
+        ids, delete_all, flt = body.get("ids"), bool(body.get("deleteAll", False)), body.get("filter")
+        if delete_all and ids:
+            raise _bad("No explicit IDs allowed when delete_all=true")
+        if delete_all and flt:
+            raise _bad("No filter allowed when delete_all=true")
+        if delete_all:
+            self.store.delete_namespace(namespace)
+            return {}
+        if flt is not None:
+            if not flt:
+                raise _bad("Delete with empty metadata filter is not allowed")
+            self.store.delete(namespace, self.store.matching(namespace, compile_filter(flt)))
+            return {}
+        if not isinstance(ids, list) or not ids:
+            raise _bad("Must specify one of ids, deleteAll, or filter")
+        if len(ids) > MAX_IDS_PER_REQUEST:
+            raise _bad(f"Delete request contains {len(ids)} ids; the maximum is {MAX_IDS_PER_REQUEST} ids")
+        self.store.delete(namespace, [_valid_id(i) for i in ids])
+        return {}
+
+    def _update(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        body = _object(payload)
+        namespace = _namespace_name(body.get("namespace"))
+        has_id, flt = body.get("id") is not None, body.get("filter")
+        if has_id == (flt is not None):
+            raise _bad("Exactly one of id or filter must be provided")
+        set_metadata = body.get("setMetadata")
+        if set_metadata is not None:
+            validate_metadata(set_metadata)
+        values = None
+        if body.get("values") is not None:
+            if flt is not None:
+                raise _bad("Update by metadata request does not support updating vector values.")
+            values = _as_vector(body["values"], self.spec.dimension, "Vector")
+        if has_id:
+            self.store.update(namespace, [_valid_id(body["id"])], values, set_metadata, body.get("sparseValues"))
+            return {}
+        if not flt:
+            raise _bad("Update with empty metadata filter is not allowed")
+        matched = self.store.matching(namespace, compile_filter(flt))
+        if not body.get("dryRun", False):
+            self.store.update(namespace, matched, None, set_metadata, None)
+        return {"matchedRecords": len(matched)}
+
+    def _describe_index_stats(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        flt = payload.get("filter") if isinstance(payload, dict) else None
+        if flt is not None and self.spec.kind == "serverless":
+            raise _bad("Serverless indexes do not support describe_index_stats with metadata filtering")
+        counts = self.store.counts(compile_filter(flt) if flt is not None else None)
+        total = sum(self.store.counts().values())
+        return {
+            "namespaces": {_display_name(n): {"vectorCount": c} for n, c in sorted(counts.items())},
+            "dimension": self.spec.dimension,
+            "indexFullness": total / POD_CAPACITY_VECTORS if self.spec.kind == "pod" else 0.0,
+            "totalVectorCount": total,
+            "metric": self.spec.metric,
+            "vectorType": "dense",
+        }
+
+    def _namespace_json(self, namespace: str, count: int) -> dict[str, Any]:
+        return {"name": _display_name(namespace), "record_count": count}
+
+    def _list_namespaces(self, _payload: Any, query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        limit = _int_in(_one(query, "limit") or MAX_LIST_LIMIT, "limit", 1, MAX_LIST_LIMIT)
+        counts = self.store.counts()
+        by_name = {_display_name(n): c for n, c in counts.items()}
+        prefix = _one(query, "prefix") or ""
+        names = sorted(by_name, key=lambda n: n.encode())
+        page, token = _page(names, prefix, _one(query, "paginationToken") or None, limit)
+        reply: dict[str, Any] = {
+            "namespaces": [{"name": n, "record_count": by_name[n]} for n in page],
+            "total_count": sum(1 for n in names if n.startswith(prefix)),
+        }
+        if token:
+            reply["pagination"] = {"next": token}
+        return reply
+
+    def _describe_namespace(self, _payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
+        namespace = _namespace_name(arg)
+        counts = self.store.counts()
+        if namespace not in counts:
+            raise _Refusal(404, f"Namespace '{arg}' not found")
+        return self._namespace_json(namespace, counts[namespace])
+
+    def _delete_namespace(self, _payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
+        if not self.store.delete_namespace(_namespace_name(arg)):
+            raise _Refusal(404, f"Namespace '{arg}' not found")
+        return {}
+
+    def _create_namespace(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
+        body = _object(payload)
+        name = body.get("name")
+        if not isinstance(name, str) or not name or name == DEFAULT_NAMESPACE_NAME:
+            raise _bad("name must be a non-empty namespace name other than __default__")
+        if not self.store.create_namespace(name):
+            raise _Refusal(409, f"Namespace '{name}' already exists")
+        return self._namespace_json(name, 0)
+
+
+def _check_api_key(headers: Mapping[str, str], expected: str | None) -> None:
+    key = headers.get("Api-Key") or headers.get("api-key")
+    if not key or (expected is not None and key != expected):
+        raise _Refusal(401, "Invalid API Key" if key else "No API key provided")
+
+
+def _parse_json(body: bytes) -> Any:
+    if not body:
+        raise _bad("Request body must be a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(f"Invalid JSON body: {exc}") from exc
+
+
+def _object(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise _bad("Request body must be a JSON object")
+    return payload
+
+
+def _one(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
+
+
+def _int_in(value: Any, name: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise _bad(f"{name} must be an integer, got {value!r}") from exc
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise _bad(f"{name} must be an integer, got {value!r}")
+    if not low <= number <= high:
+        raise _bad(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _vector_json(vector_id: str, record: _Record) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": vector_id, "values": record.values}
+    if record.sparse is not None:
+        out["sparseValues"] = record.sparse
+    if record.metadata is not None:
+        out["metadata"] = record.metadata
+    return out
+
+
+def _match_json(vector_id: str, score: float, record: _Record, values: bool, metadata: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": vector_id, "score": score, "values": record.values if values else []}
+    if metadata and record.metadata is not None:
+        out["metadata"] = record.metadata
+    return out
+
+
+# --- control plane -----------------------------------------------------------------------------------------------
+
+
+def index_model(spec: IndexSpec, host: str) -> dict[str, Any]:
+    """An index description both the 2026-04 spec (spec/dimension/metric) and SDK 10.x (schema/deployment) accept."""
+    vector_field = {"type": "dense_vector", "dimension": spec.dimension, "metric": spec.metric}
+    on_demand = {"mode": "OnDemand", "status": {"state": "Ready"}}
+    model: dict[str, Any] = {
+        "name": spec.name,
+        "dimension": spec.dimension,
+        "metric": spec.metric,
+        "vector_type": "dense",
+        # The SDK keeps a host that carries a scheme and prepends https:// to one that does not.
+        "host": host,
+        "deletion_protection": "disabled",
+        "status": {"ready": True, "state": "Ready"},
+        "schema": {"fields": {"_values": vector_field}},
+        "tags": {"sandbox": "true"},
+    }
+    if spec.kind == "pod":
+        model["spec"] = {"pod": {"environment": "us-east-1-aws", "pod_type": "p1.x1", "pods": 1, "replicas": 1,
+                                 "shards": 1}}
+        model["deployment"] = {"deployment_type": "pod", "environment": "us-east-1-aws", "pod_type": "p1.x1",
+                               "replicas": 1, "shards": 1}
+    else:
+        model["spec"] = {"serverless": {"cloud": "aws", "region": "us-east-1", "read_capacity": on_demand}}
+        model["deployment"] = {"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"}
+        model["read_capacity"] = on_demand
+    return model
+
+
+def spec_from_create_request(body: Any) -> IndexSpec:
+    """Read an IndexSpec from a 2026-07 (schema + deployment) or a 2026-04 (dimension + metric + spec) create body."""
+    body = _object(body)
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise _bad("name is required")
+    dimension, metric = body.get("dimension"), body.get("metric", "cosine")
+    fields_ = ((body.get("schema") or {}).get("fields") or {}) if isinstance(body.get("schema"), dict) else {}
+    for config in fields_.values():
+        if isinstance(config, dict) and config.get("type") == "dense_vector":
+            dimension, metric = config.get("dimension"), config.get("metric", "cosine")
+    deployment = body.get("deployment") or {}
+    is_pod = deployment.get("deployment_type") == "pod" or "pod" in (body.get("spec") or {})
+    try:
+        return IndexSpec(name, int(dimension), str(metric), "pod" if is_pod else "serverless")
+    except (TypeError, ValueError) as exc:
+        raise _bad(f"Invalid index definition: {exc}") from exc
+
+
+class ControlService:
+    """``/indexes`` for a :class:`PineconeSandbox`: list, describe, create (starts a new data-plane port), delete."""
+
+    def __init__(self, sandbox: PineconeSandbox) -> None:
+        self.sandbox = sandbox
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+        path = urlsplit(target).path.rstrip("/")
+        try:
+            if path == "/_sandbox/hosts" and method == "GET":
+                return _Reply(200, self.sandbox.describe_hosts())
+            _check_api_key(headers, self.sandbox.api_key)
+            if path == "/indexes" and method == "GET":
+                return _Reply(200, {"indexes": [index_model(s, self.sandbox.host(s.name)) for s in self.sandbox.specs()]})
+            if path == "/indexes" and method == "POST":
+                spec = spec_from_create_request(_parse_json(body))
+                if spec.name in self.sandbox.names():
+                    raise _Refusal(409, f"Resource {spec.name} already exists")
+                self.sandbox.add_index(spec)
+                return _Reply(201, index_model(spec, self.sandbox.host(spec.name)))
+            if path.startswith("/indexes/") and path.count("/") == 2:
+                return self._one_index(method, unquote(path.split("/")[2]))
+            raise _Refusal(404, f"Not Found: {path}")
+        except _Refusal as refusal:
+            return _control_error(refusal)
+
+    def _one_index(self, method: str, name: str) -> _Reply:
+        if name not in self.sandbox.names():
+            raise _Refusal(404, f"Resource {name} not found")
+        if method == "GET":
+            return _Reply(200, index_model(self.sandbox.service(name).spec, self.sandbox.host(name)))
+        if method == "DELETE":
+            self.sandbox.remove_index(name)
+            return _Reply(202)
+        raise _Refusal(404, f"Not Found: {method} /indexes/{name}")
+
+
+# --- HTTP plumbing -----------------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Reads one request, asks the server's service for a reply, writes it. Quiet unless the server is verbose."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle keep-alive connection is closed after this many seconds
+    # Headers and body go out as two writes; with Nagle on, the body waits ~40 ms for the client's delayed ACK.
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        reply = self.server.service.handle(self.command, self.path, self.headers, body)
+        data = orjson.dumps(reply.body, option=orjson.OPT_SERIALIZE_NUMPY) if reply.body is not None else b""
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_DELETE = do_PUT = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Only the request line and status are ever logged, never headers (so never the Api-Key).
+        if self.server.verbose:
+            sys.stderr.write(f"[{self.server.label}] {format % args}\n")
+
+
+class _Server(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that knows its open connections so ``close`` can cut keep-alive clients off."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], service: Any, label: str, verbose: bool) -> None:
+        self.service = service
+        self.label = label
+        self.verbose = verbose
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.verbose:
+            super().handle_error(request, client_address)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> _Server:
+        threading.Thread(target=self.serve_forever, name=f"sandbox-{self.label}", daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+        with self._connections_lock:
+            open_connections = list(self._connections)
+        for connection in open_connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+# --- the public facade -------------------------------------------------------------------------------------------
+
+
+class PineconeSandbox:
+    """Several in-memory Pinecone indexes, each on its own loopback port, plus a control plane on another.
+
+    ``api_key=None`` accepts any non-empty ``Api-Key`` header (a missing one gets 401, as Pinecone answers).
+    """
+
+    def __init__(
+        self,
+        indexes: Iterable[IndexSpec] = (),
+        *,
+        bind: str = "127.0.0.1",
+        api_key: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.bind = bind
+        self.api_key = api_key
+        self.verbose = verbose
+        self._lock = threading.RLock()
+        self._services: dict[str, IndexService] = {}
+        self._servers: dict[str, _Server] = {}
+        self._control: _Server | None = None
+        for spec in indexes:
+            if spec.name in self._services:
+                raise ValueError(f"duplicate index name {spec.name!r}")
+            self._services[spec.name] = IndexService(spec, api_key=api_key)
+
+    # -- lifecycle
+
+    def start(self) -> PineconeSandbox:
+        """Bind free ports on ``bind`` and serve every index and the control plane in daemon threads."""
+        with self._lock:
+            if self._control is not None:
+                return self
+            self._control = _Server((self.bind, 0), ControlService(self), "control", self.verbose).start()
+            for name in self._services:
+                self._serve(name)
+        return self
+
+    def _serve(self, name: str) -> None:
+        self._servers[name] = _Server((self.bind, 0), self._services[name], name, self.verbose).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            servers = [*self._servers.values(), *([self._control] if self._control else [])]
+            self._servers.clear()
+            self._control = None
+        for server in servers:
+            server.close()
+
+    def __enter__(self) -> PineconeSandbox:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # -- indexes and hosts
+
+    def add_index(self, spec: IndexSpec) -> str:
+        """Add an index (served at once if the sandbox is running); returns its host, or ``""`` before ``start``."""
+        with self._lock:
+            if spec.name in self._services:
+                raise ValueError(f"index {spec.name!r} already exists")
+            self._services[spec.name] = IndexService(spec, api_key=self.api_key)
+            if self._control is not None:
+                self._serve(spec.name)
+                return self.host(spec.name)
+            return ""
+
+    def remove_index(self, name: str) -> None:
+        with self._lock:
+            self._services.pop(name)
+            server = self._servers.pop(name, None)
+        if server is not None:
+            server.close()
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._services)
+
+    def specs(self) -> list[IndexSpec]:
+        with self._lock:
+            return [s.spec for s in self._services.values()]
+
+    def service(self, name: str) -> IndexService:
+        with self._lock:
+            if name not in self._services:
+                raise KeyError(f"no index named {name!r}; have {sorted(self._services)}")
+            return self._services[name]
+
+    def host(self, name: str) -> str:
+        """``http://127.0.0.1:PORT`` of *name*'s data plane (pass it to ``Index(host=...)`` as it is)."""
+        self.service(name)
+        with self._lock:
+            if name not in self._servers:
+                raise RuntimeError("the sandbox is not started; call start() first")
+            return self._servers[name].url
+
+    @property
+    def control_host(self) -> str:
+        """``http://127.0.0.1:PORT`` of the control plane, for ``Pinecone(api_key=..., host=...)``."""
+        with self._lock:
+            if self._control is None:
+                raise RuntimeError("the sandbox is not started; call start() first")
+            return self._control.url
+
+    def describe_hosts(self) -> dict[str, Any]:
+        return {"control": self.control_host, "indexes": {name: self.host(name) for name in self.names()}}
+
+    # -- faults, stats, data
+
+    def set_faults(self, name: str, faults: Faults) -> None:
+        """Replace *name*'s faults (same as ``POST /_sandbox/faults``); also reseeds the fault RNGs."""
+        self.service(name).faults.set(faults)
+
+    def faults(self, name: str) -> Faults:
+        return self.service(name).faults.faults
+
+    def stats(self, name: str) -> dict[str, Any]:
+        """Request counts per operation, 429/5xx answered, vectors stored/dropped, per-scope peak admissions."""
+        return self.service(name).stats()
+
+    def reset(self, name: str | None = None) -> None:
+        """Clear data and stats of one index, or of all of them; faults stay as they are."""
+        for index_name in [name] if name is not None else self.names():
+            self.service(index_name).reset()
+
+    def load(self, name: str, namespace: str, records: Iterable[tuple[str, Any, Mapping[str, Any] | None]]) -> int:
+        """Store ``(id, values, metadata)`` records directly, without HTTP or faults; returns how many."""
+        service = self.service(name)
+        dimension = service.spec.dimension
+
+        def convert(record: tuple[str, Any, Mapping[str, Any] | None]) -> tuple[str, _Record]:
+            vector_id, values, metadata = record
+            array = np.asarray(values, dtype=np.float32)
+            if array.shape != (dimension,):
+                raise ValueError(f"vector {vector_id!r} has shape {array.shape}; index {name!r} wants ({dimension},)")
+            return _valid_id(vector_id), _Record(array, dict(metadata) if metadata is not None else None)
+
+        return service.store.put(_namespace_name(namespace), (convert(r) for r in records))
+
+    def count(self, name: str, namespace: str | None = None) -> int:
+        """Vectors stored in one namespace (``""`` or ``"__default__"`` for the default) or in the whole index."""
+        counts = self.service(name).store.counts()
+        return sum(counts.values()) if namespace is None else counts.get(_namespace_name(namespace), 0)
+
+    def snapshot(self, name: str) -> dict[str, dict[str, tuple[np.ndarray, dict[str, Any] | None]]]:
+        """A copy of everything stored: ``{namespace: {id: (float32 values, metadata)}}``, default namespace ``""``."""
+        return self.service(name).store.snapshot()
+
+
+# --- SDK helpers for tests (they poke at SDK internals; never use them in production code) -----------------------
+
+
+def set_sdk_retries(index: Any, max_retries: int = 0, backoff_factor: float = 0.01, max_wait: float = 60.0) -> None:
+    """Give a ``pinecone.Index`` (REST) its own retry policy; ``max_retries=0`` turns the SDK's retries off.
+
+    SDK 10.2.0 builds every data-plane ``Index`` with the default ``RetryConfig`` and offers no argument or
+    environment variable to change it, so this replaces the config on the transport the ``Index`` owns.
+    """
+    from pinecone._internal.config import RetryConfig
+
+    transport = index._http._client._transport
+    transport._config = RetryConfig(max_retries=max_retries, backoff_factor=backoff_factor, max_wait=max_wait)
+
+
+def reset_sdk_host_state() -> None:
+    """Forget the SDK's process-global per-hostname retry budget and bulk-upsert gate (throttle holds, stalls)."""
+    from pinecone._internal.bulk import get_registry
+    from pinecone._internal.http_client import get_budget_registry
+
+    get_budget_registry()._reset()
+    get_registry()._reset()
+
+
+# --- command line ------------------------------------------------------------------------------------------------
+
+
+def parse_index_arg(text: str) -> IndexSpec:
+    """``name:dimension[:metric[:kind]]`` -> IndexSpec, e.g. ``seeds-pod:3072:cosine:pod``."""
+    parts = text.split(":")
+    if len(parts) < 2 or len(parts) > 4:
+        raise argparse.ArgumentTypeError(f"--index wants name:dimension[:metric[:kind]], got {text!r}")
+    try:
+        return IndexSpec(parts[0], int(parts[1]), *parts[2:])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _write_port_file(path: Path, hosts: dict[str, Any]) -> None:
+    # Write then rename, so a process polling for the file never reads half of it.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(hosts))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox.pinecone_server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", action="append", type=parse_index_arg, required=True,
+                        help="name:dimension[:metric[:kind]], repeatable (metric cosine, kind serverless by default)")
+    parser.add_argument("--port-file", type=Path, help="also write the hosts here as JSON")
+    parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--api-key", help="accept only this Api-Key (default: any non-empty key)")
+    parser.add_argument("--verbose", action="store_true", help="log one line per request (never headers)")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    sandbox = PineconeSandbox(args.index, bind=args.bind, api_key=args.api_key, verbose=args.verbose).start()
+    try:
+        hosts = sandbox.describe_hosts()
+        print(json.dumps(hosts), flush=True)
+        if args.port_file:
+            _write_port_file(args.port_file, hosts)
+        stop.wait()
+    finally:
+        sandbox.stop()
+        if args.port_file:
+            with contextlib.suppress(FileNotFoundError):
+                args.port_file.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

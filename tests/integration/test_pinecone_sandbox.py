@@ -1,0 +1,725 @@
+"""The local Pinecone data plane, driven by the real ``pinecone`` SDK (and raw HTTP where the SDK checks first).
+
+SDK retries are left at their defaults unless a test injects faults; those tests turn them off with
+``set_sdk_retries(idx, 0)`` so one 429/5xx reaches the test instead of being retried for seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from pinecone import (
+    ApiError,
+    NotFoundError,
+    Pinecone,
+    PineconeApiException,
+    PineconeValueError,
+    RateLimitError,
+    ServiceError,
+)
+
+from sandbox.pinecone_server import (
+    Faults,
+    IndexSpec,
+    PineconeSandbox,
+    compile_filter,
+    reset_sdk_host_state,
+    set_sdk_retries,
+)
+from sandbox.seed import seed_dataset
+
+pytestmark = pytest.mark.integration
+
+DIM = 4
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[PineconeSandbox]:
+    sb = PineconeSandbox(
+        indexes=[
+            IndexSpec("seeds-pod", DIM, "cosine", kind="pod"),
+            IndexSpec("seeds-serverless", DIM, "dotproduct"),
+            IndexSpec("euclid", DIM, "euclidean"),
+            IndexSpec("wide", 3072),
+        ]
+    ).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean(sandbox: PineconeSandbox) -> Iterator[None]:
+    for name in sandbox.names():
+        sandbox.set_faults(name, Faults())
+    sandbox.reset()
+    # The SDK's retry budget and bulk gate are process-global per hostname; start each test from a full budget.
+    reset_sdk_host_state()
+    yield
+    reset_sdk_host_state()
+
+
+@pytest.fixture(scope="module")
+def pc() -> Pinecone:
+    return Pinecone(api_key="test-key")
+
+
+def index(pc: Pinecone, sandbox: PineconeSandbox, name: str = "seeds-pod", retries: bool = True) -> Any:
+    idx = pc.Index(host=sandbox.host(name))
+    if not retries:
+        set_sdk_retries(idx, 0)
+    return idx
+
+
+def raw(sandbox: PineconeSandbox, name: str) -> httpx.Client:
+    """What the SDK would send, minus its client-side checks, so the server's own refusals can be seen."""
+    return httpx.Client(base_url=sandbox.host(name), headers={"Api-Key": "test-key"}, timeout=10)
+
+
+def unit(*values: float) -> list[float]:
+    return (np.asarray(values, dtype=np.float64) / np.linalg.norm(values)).tolist()
+
+
+# --- round trips ---------------------------------------------------------------------------------------------------
+
+
+def test_upsert_fetch_round_trip(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    response = idx.upsert(
+        vectors=[("a", [0.1, 0.2, 0.3, 0.4], {"text": "hi", "n": 3, "ok": True, "tags": ["x", "y"]}), ("b", [1, 0, 0, 0])],
+        namespace="ns1",
+    )
+    assert response.upserted_count == 2
+
+    fetched = idx.fetch(ids=["a", "b", "missing"], namespace="ns1")
+    assert set(fetched.vectors) == {"a", "b"}
+    assert fetched.namespace == "ns1"
+    assert np.allclose(fetched.vectors["a"].values, [0.1, 0.2, 0.3, 0.4], atol=1e-7)
+    assert fetched.vectors["a"].metadata == {"text": "hi", "n": 3, "ok": True, "tags": ["x", "y"]}
+    assert fetched.vectors["b"].metadata is None
+    # Same id, other namespace: nothing there.
+    assert idx.fetch(ids=["a"]).vectors == {}
+
+
+def test_upsert_overwrites_and_default_namespace_aliases(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    idx.upsert(vectors=[("a", [1, 0, 0, 0], {"v": 1})])
+    idx.upsert(vectors=[("a", [0, 1, 0, 0], {"v": 2})], namespace="__default__")
+    got = idx.fetch(ids=["a"]).vectors["a"]
+    assert got.values == [0, 1, 0, 0] and got.metadata == {"v": 2}
+    assert sandbox.count("seeds-pod", "") == 1
+
+
+def test_list_pagination_is_sorted_and_complete(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox, "seeds-serverless")
+    ids = [f"doc-{i}#chunk-{j}" for i in range(25) for j in range(10)]
+    sandbox.load("seeds-serverless", "ns", [(i, [1, 0, 0, 0], None) for i in reversed(ids)])
+
+    first = idx.list_paginated(namespace="ns", limit=100)
+    assert [v.id for v in first.vectors] == sorted(ids)[:100]
+    assert first.pagination is not None and first.pagination.next
+
+    second = idx.list_paginated(namespace="ns", limit=100, pagination_token=first.pagination.next)
+    assert [v.id for v in second.vectors] == sorted(ids)[100:200]
+
+    pages = [[v.id for v in page.vectors] for page in idx.list(namespace="ns", limit=100)]
+    assert [len(p) for p in pages] == [100, 100, 50]
+    assert [i for page in pages for i in page] == sorted(ids)
+
+    last = idx.list_paginated(namespace="ns", limit=100, pagination_token=second.pagination.next)
+    assert len(last.vectors) == 50 and last.pagination is None
+
+    prefixed = idx.list_paginated(namespace="ns", prefix="doc-1#")
+    assert [v.id for v in prefixed.vectors] == [f"doc-1#chunk-{j}" for j in range(10)]
+    assert prefixed.pagination is None
+    assert idx.list_paginated(namespace="nowhere").vectors == []
+
+
+def _brute_force(metric: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    if metric == "cosine":
+        return matrix @ query / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query))
+    if metric == "dotproduct":
+        return matrix @ query
+    return ((matrix - query) ** 2).sum(axis=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "metric"), [("seeds-pod", "cosine"), ("seeds-serverless", "dotproduct"), ("euclid", "euclidean")]
+)
+def test_query_ranks_by_metric(pc: Pinecone, sandbox: PineconeSandbox, name: str, metric: str) -> None:
+    rng = np.random.default_rng(7)
+    matrix = rng.standard_normal((50, DIM)).astype(np.float32)
+    sandbox.load(name, "q", [(f"v{i}", row, {"i": i}) for i, row in enumerate(matrix)])
+    query = rng.standard_normal(DIM).astype(np.float32)
+
+    result = index(pc, sandbox, name).query(
+        vector=query.tolist(), top_k=5, namespace="q", include_values=True, include_metadata=True
+    )
+
+    expected = _brute_force(metric, matrix, query)
+    order = np.argsort(expected if metric == "euclidean" else -expected)[:5]
+    assert [m.id for m in result.matches] == [f"v{i}" for i in order]
+    assert np.allclose([m.score for m in result.matches], expected[order], rtol=1e-4, atol=1e-5)
+    assert result.matches[0].metadata == {"i": int(order[0])}
+    assert np.allclose(result.matches[0].values, matrix[order[0]])
+    assert result.namespace == "q"
+
+
+def test_query_by_id_and_without_payload(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    idx.upsert(vectors=[("x", unit(1, 0, 0, 0), {"k": 1}), ("y", unit(1, 1, 0, 0)), ("z", unit(0, 0, 0, 1))])
+    result = idx.query(id="x", top_k=2)
+    assert [m.id for m in result.matches] == ["x", "y"]
+    assert result.matches[0].score == pytest.approx(1.0, abs=1e-6)
+    assert result.matches[0].values == [] and result.matches[0].metadata is None
+    assert idx.query(id="nope", top_k=2).matches == []
+    assert idx.query(vector=[1, 0, 0, 0], top_k=3, namespace="empty").matches == []
+
+
+RECORDS: dict[str, dict[str, Any]] = {
+    "a": {"genre": "drama", "year": 2019, "tags": ["x", "y"], "flag": True},
+    "b": {"genre": "comedy", "year": 2021, "tags": ["y"]},
+    "c": {"genre": "drama", "year": 2023, "flag": False},
+    "d": {"year": 1, "flag": 1},
+}
+
+FILTERS = [
+    ({"genre": "drama"}, {"a", "c"}),
+    ({"genre": {"$eq": "drama"}}, {"a", "c"}),
+    ({"genre": {"$ne": "drama"}}, {"b", "d"}),
+    ({"genre": {"$in": ["comedy", "horror"]}}, {"b"}),
+    ({"genre": {"$nin": ["comedy"]}}, {"a", "c", "d"}),
+    ({"year": {"$gt": 2019}}, {"b", "c"}),
+    ({"year": {"$gte": 2019}}, {"a", "b", "c"}),
+    ({"year": {"$lt": 2021}}, {"a", "d"}),
+    ({"year": {"$lte": 2021, "$gt": 1}}, {"a", "b"}),
+    ({"flag": {"$exists": True}}, {"a", "c", "d"}),
+    ({"flag": {"$exists": False}}, {"b"}),
+    ({"flag": True}, {"a"}),  # a boolean never equals the number 1
+    ({"tags": "y"}, {"a", "b"}),  # a list of strings matches the strings it contains
+    ({"tags": {"$in": ["x"]}}, {"a"}),
+    ({"$and": [{"genre": "drama"}, {"year": {"$gt": 2020}}]}, {"c"}),
+    ({"$or": [{"genre": "comedy"}, {"year": 1}]}, {"b", "d"}),
+    ({"genre": "drama", "flag": False}, {"c"}),
+]
+
+
+@pytest.mark.parametrize(("flt", "expected"), FILTERS, ids=[json.dumps(f) for f, _ in FILTERS])
+def test_query_filters(pc: Pinecone, sandbox: PineconeSandbox, flt: dict[str, Any], expected: set[str]) -> None:
+    sandbox.load("seeds-pod", "f", [(i, [1, 0, 0, 0], md) for i, md in RECORDS.items()])
+    result = index(pc, sandbox).query(vector=[1, 0, 0, 0], top_k=10, namespace="f", filter=flt)
+    assert {m.id for m in result.matches} == expected
+
+
+@pytest.mark.parametrize(
+    "flt", [{"x": {"$regex": "a"}}, {"x": {"$in": "a"}}, {"x": {"$gt": "a"}}, {"$not": {"x": 1}}, {"$or": []}]
+)
+def test_bad_filters_are_refused(pc: Pinecone, sandbox: PineconeSandbox, flt: dict[str, Any]) -> None:
+    with pytest.raises(ApiError) as caught:
+        index(pc, sandbox).query(vector=[1, 0, 0, 0], top_k=1, filter=flt)
+    assert caught.value.status_code == 400
+
+
+def test_delete_by_ids_all_and_filter(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    sandbox.load("seeds-pod", "d", [(i, [1, 0, 0, 0], md) for i, md in RECORDS.items()])
+    sandbox.load("seeds-pod", "other", [("keep", [1, 0, 0, 0], None)])
+
+    idx.delete(ids=["a", "missing"], namespace="d")
+    assert set(sandbox.snapshot("seeds-pod")["d"]) == {"b", "c", "d"}
+
+    idx.delete(filter={"genre": "drama"}, namespace="d")
+    assert set(sandbox.snapshot("seeds-pod")["d"]) == {"b", "d"}
+
+    idx.delete(delete_all=True, namespace="d")
+    assert sandbox.count("seeds-pod", "d") == 0
+    assert sandbox.count("seeds-pod", "other") == 1
+
+
+def test_update_values_metadata_and_by_filter(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    sandbox.load("seeds-pod", "u", [(i, [1, 0, 0, 0], md) for i, md in RECORDS.items()])
+
+    idx.update(id="a", values=[0, 0, 1, 0], set_metadata={"genre": "noir", "new": "yes"}, namespace="u")
+    got = idx.fetch(ids=["a"], namespace="u").vectors["a"]
+    assert got.values == [0, 0, 1, 0]
+    assert got.metadata == {**RECORDS["a"], "genre": "noir", "new": "yes"}
+
+    dry = idx.update(filter={"genre": "drama"}, set_metadata={"seen": True}, namespace="u", dry_run=True)
+    assert dry.matched_records == 1
+    assert "seen" not in idx.fetch(ids=["c"], namespace="u").vectors["c"].metadata
+
+    done = idx.update(filter={"year": {"$gte": 2021}}, set_metadata={"seen": True}, namespace="u")
+    assert done.matched_records == 2
+    seen = {i for i, (_, md) in sandbox.snapshot("seeds-pod")["u"].items() if md and md.get("seen")}
+    assert seen == {"b", "c"}
+
+
+def test_describe_index_stats_reports_default_as___default__(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    sandbox.load("seeds-pod", "", [(f"d{i}", [1, 0, 0, 0], {"k": i % 2}) for i in range(3)])
+    sandbox.load("seeds-pod", "ns", [(f"n{i}", [1, 0, 0, 0], {"k": 1}) for i in range(5)])
+    stats = index(pc, sandbox).describe_index_stats()
+    assert stats.dimension == DIM
+    assert stats.total_vector_count == 8
+    assert {k: v.vector_count for k, v in stats.namespaces.items()} == {"__default__": 3, "ns": 5}
+
+    # Pod indexes filter stats by metadata; serverless ones refuse, as documented.
+    filtered = index(pc, sandbox).describe_index_stats(filter={"k": 1})
+    assert {k: v.vector_count for k, v in filtered.namespaces.items()} == {"__default__": 1, "ns": 5}
+    with pytest.raises(ApiError) as caught:
+        index(pc, sandbox, "seeds-serverless").describe_index_stats(filter={"k": 1})
+    assert caught.value.status_code == 400
+
+
+def test_namespaces_list_describe_delete(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox, "seeds-serverless")
+    for ns, count in (("", 2), ("b-ns", 3), ("a-ns", 1)):
+        sandbox.load("seeds-serverless", ns, [(f"v{i}", [1, 0, 0, 0], None) for i in range(count)])
+
+    pages = list(idx.list_namespaces())
+    listed = {n.name: n.record_count for page in pages for n in page.namespaces}
+    assert listed == {"__default__": 2, "a-ns": 1, "b-ns": 3}
+    page = idx.list_namespaces_paginated(limit=2)
+    assert [n.name for n in page.namespaces] == ["__default__", "a-ns"] and page.pagination is not None
+    rest = idx.list_namespaces_paginated(limit=2, pagination_token=page.pagination.next)
+    assert [n.name for n in rest.namespaces] == ["b-ns"] and rest.pagination is None
+
+    assert idx.describe_namespace(name="b-ns").record_count == 3
+    assert idx.describe_namespace(name="__default__").record_count == 2
+    idx.delete_namespace(name="b-ns")
+    assert sandbox.count("seeds-serverless", "b-ns") == 0
+    with pytest.raises(NotFoundError):
+        idx.delete_namespace(name="b-ns")
+    with pytest.raises(NotFoundError):
+        idx.describe_namespace(name="never")
+
+
+# --- Pinecone's limits -------------------------------------------------------------------------------------------
+
+
+def test_limits_the_sdk_sends_through(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    too_many_ids = [f"id-{i}" for i in range(1001)]
+    cases = [
+        lambda: idx.fetch(ids=too_many_ids),
+        lambda: idx.delete(ids=too_many_ids),
+        lambda: idx.upsert(vectors=[(f"id-{i}", [1, 0, 0, 0]) for i in range(1001)]),
+        lambda: idx.upsert(vectors=[("a", [1, 0, 0])]),
+        lambda: idx.upsert(vectors=[("a", [1, 0, 0, 0], {"n": None})]),
+        lambda: idx.upsert(vectors=[("a", [1, 0, 0, 0], {"t": "x" * 41_000})]),
+        lambda: idx.query(vector=[1, 0, 0], top_k=1),
+        lambda: idx.query(vector=[1, 0, 0, 0], top_k=1001, include_metadata=True),
+        lambda: idx.update(id="a", values=[1, 0]),
+    ]
+    for case in cases:
+        with pytest.raises(PineconeApiException) as caught:
+            case()
+        assert caught.value.status_code == 400
+        assert caught.value.body["code"] == 3  # gRPC INVALID_ARGUMENT, the spec's rpcStatus shape
+    # Exactly at the limits is fine.
+    assert idx.fetch(ids=too_many_ids[:1000]).vectors == {}
+    assert idx.upsert(vectors=[(f"id-{i}", [1, 0, 0, 0]) for i in range(1000)]).upserted_count == 1000
+    assert idx.upsert(vectors=[("m", [1, 0, 0, 0], {"t": "x" * 40_000})]).upserted_count == 1
+    assert sandbox.count("seeds-pod") == 1001
+
+
+def test_upsert_over_2_mb_is_refused(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox, "wide")
+    rng = np.random.default_rng(0)
+    vectors = [(f"v{i}", rng.standard_normal(3072).tolist()) for i in range(40)]  # ~2.4 MB of JSON
+    with pytest.raises(ApiError) as caught:
+        idx.upsert(vectors=vectors)
+    assert caught.value.status_code == 400
+    assert "exceeds the maximum supported size of 2MB" in caught.value.message
+    assert sandbox.count("wide") == 0
+    assert idx.upsert(vectors=vectors, batch_size=20).upserted_count == 40
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "fragment"),
+    [
+        ("GET", "/vectors/list?limit=101", None, "limit must be between 1 and 100"),
+        ("GET", "/vectors/list?limit=0", None, "limit must be between 1 and 100"),
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "", "values": [1, 0, 0, 0]}]}, "non-empty"),
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "x" * 513, "values": [1, 0, 0, 0]}]}, "512"),
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "a", "values": [1, 0, 0, 0], "metadata": {"o": {"x": 1}}}]},
+         "list of strings"),
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "a", "values": [1, 0, 0, 0], "metadata": {"l": [1, 2]}}]},
+         "list of strings"),
+        ("POST", "/vectors/upsert", {"vectors": []}, "non-empty"),
+        ("GET", "/vectors/fetch?ids=", None, "non-empty"),
+        ("POST", "/vectors/delete", {"ids": ["a"], "deleteAll": True}, "delete_all"),
+        ("POST", "/query", {"topK": 0, "vector": [1, 0, 0, 0]}, "topK"),
+    ],
+)
+def test_limits_the_sdk_checks_first_are_also_refused_by_the_server(
+    sandbox: PineconeSandbox, method: str, path: str, body: Any, fragment: str
+) -> None:
+    with raw(sandbox, "seeds-pod") as client:
+        response = client.request(method, path, json=body)
+    assert response.status_code == 400
+    assert response.json()["code"] == 3
+    assert fragment in response.json()["message"]
+
+
+def test_sdk_refuses_some_limits_itself(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    with pytest.raises(PineconeValueError):
+        idx.list_paginated(limit=101)
+    with pytest.raises(PineconeValueError):
+        idx.fetch(ids=["x" * 513])
+    assert sandbox.stats("seeds-pod")["requests"] == {}
+
+
+def test_missing_api_key_is_401(sandbox: PineconeSandbox) -> None:
+    response = httpx.get(sandbox.host("seeds-pod") + "/vectors/list", timeout=5)
+    assert response.status_code == 401
+    assert response.json()["code"] == 16
+
+
+# --- faults ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("faults", "call"),
+    [
+        (Faults(write_rps_per_namespace=2, retry_after_s=0.25), lambda idx: idx.upsert(vectors=[("a", [1, 0, 0, 0])])),
+        (Faults(query_rps_per_namespace=2, retry_after_s=0.25), lambda idx: idx.query(vector=[1, 0, 0, 0], top_k=1)),
+        (Faults(fetch_rps_per_index=2, retry_after_s=0.25), lambda idx: idx.fetch(ids=["a"])),
+        (Faults(list_rps_per_index=2, retry_after_s=0.25), lambda idx: idx.list_paginated()),
+    ],
+    ids=["write", "query", "fetch", "list"],
+)
+def test_rate_limit_reaches_the_sdk_as_rate_limit_error(
+    pc: Pinecone, sandbox: PineconeSandbox, faults: Faults, call: Any
+) -> None:
+    sandbox.set_faults("seeds-pod", faults)
+    idx = index(pc, sandbox, retries=False)
+    call(idx)
+    call(idx)
+    with pytest.raises(RateLimitError) as caught:
+        call(idx)
+    assert caught.value.status_code == 429
+    assert caught.value.retry_after == 0.25
+    stats = sandbox.stats("seeds-pod")
+    assert stats["responses_429"] == 1
+    assert sum(stats["rate_limited"].values()) == 1
+
+
+def test_write_limit_is_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults("seeds-pod", Faults(write_rps_per_namespace=1))
+    idx = index(pc, sandbox, retries=False)
+    for ns in ("a", "b", "c"):
+        idx.upsert(vectors=[("v", [1, 0, 0, 0])], namespace=ns)
+    with pytest.raises(RateLimitError) as caught:
+        idx.delete(ids=["v"], namespace="a")
+    # Without retry_after_s the header is whole seconds until the window frees a slot, at least 1.
+    assert caught.value.retry_after == 1.0
+    assert sandbox.stats("seeds-pod")["max_admitted_per_second"]["write_per_namespace"] == {"a": 1, "b": 1, "c": 1}
+
+
+def test_sdk_retries_honour_retry_after(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults("seeds-pod", Faults(write_rps_per_namespace=1))
+    idx = index(pc, sandbox)  # the SDK's own retry policy
+    idx.upsert(vectors=[("a", [1, 0, 0, 0])])
+    started = time.monotonic()
+    assert idx.upsert(vectors=[("b", [1, 0, 0, 0])]).upserted_count == 1
+    # Retry-After: 1 plus the SDK's jitter of up to 50 %; the window reopened, so the retry got in.
+    assert 0.9 <= time.monotonic() - started < 3.0
+    stats = sandbox.stats("seeds-pod")
+    assert stats["responses_429"] >= 1 and stats["requests"]["upsert"] == 2 + stats["responses_429"]
+
+
+def test_window_accounting_proves_concurrent_workers_stayed_within_budget(
+    pc: Pinecone, sandbox: PineconeSandbox
+) -> None:
+    sandbox.set_faults("seeds-pod", Faults(write_rps_per_namespace=5, retry_after_s=0.05))
+    admitted: list[int] = []
+    refused: list[int] = []
+    deadline = time.monotonic() + 1.5
+
+    def worker(n: int) -> None:
+        idx = index(pc, sandbox, retries=False)
+        while time.monotonic() < deadline:
+            try:
+                idx.upsert(vectors=[(f"w{n}-{time.monotonic_ns()}", [1, 0, 0, 0])], namespace="shared")
+                admitted.append(n)
+            except RateLimitError:
+                refused.append(n)
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+
+    stats = sandbox.stats("seeds-pod")
+    assert refused, "four unthrottled workers must exceed 5 writes/s"
+    assert stats["max_admitted_per_second"]["write_per_namespace"]["shared"] == 5
+    assert stats["rate_limited"]["write"] == len(refused)
+    assert stats["vectors_stored"] == len(admitted) == sandbox.count("seeds-pod", "shared")
+    # 1.5 s at 5/s allows at most 10 admissions (two full windows).
+    assert len(admitted) <= 10
+
+
+def test_peak_is_tracked_without_a_limit(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    for i in range(7):
+        idx.query(vector=[1, 0, 0, 0], top_k=1, namespace="q")
+        idx.fetch(ids=[f"x{i}"])
+    peaks = sandbox.stats("seeds-pod")["max_admitted_per_second"]
+    # Fourteen local round trips finish well inside one second.
+    assert peaks["query_per_namespace"] == {"q": 7}
+    assert peaks["fetch_per_index"] == 7 and peaks["list_per_index"] == 0
+
+
+def test_random_5xx_and_429_are_seeded(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    def pattern() -> list[str]:
+        sandbox.set_faults("seeds-pod", Faults(error_rate_5xx=0.3, error_rate_429=0.2, seed=42))
+        idx = index(pc, sandbox, retries=False)
+        seen = []
+        for _ in range(30):
+            try:
+                idx.describe_index_stats()
+                seen.append("ok")
+            except ServiceError as exc:
+                assert exc.status_code == 503
+                seen.append("5xx")
+            except RateLimitError as exc:
+                assert exc.retry_after == 1.0
+                seen.append("429")
+        return seen
+
+    first = pattern()
+    assert first == pattern()
+    assert {"ok", "5xx", "429"} <= set(first)
+    stats = sandbox.stats("seeds-pod")
+    assert stats["injected_5xx"] == 2 * first.count("5xx") == stats["responses_5xx"]
+    assert stats["injected_429"] == 2 * first.count("429")
+
+
+def test_every_request_fails_with_error_rate_one(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults("seeds-pod", Faults(error_rate_5xx=1.0, status_5xx=500))
+    with pytest.raises(ServiceError) as caught:
+        index(pc, sandbox, retries=False).fetch(ids=["a"])
+    assert caught.value.status_code == 500
+
+
+def test_silent_drops(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults("seeds-pod", Faults(drop_fraction=0.25, seed=3))
+    idx = index(pc, sandbox)
+    ids = [f"v{i}" for i in range(100)]
+    assert idx.upsert(vectors=[(i, [1, 0, 0, 0]) for i in ids], namespace="d").upserted_count == 100
+    found = idx.fetch(ids=ids, namespace="d").vectors
+    assert len(found) == 75
+    stats = sandbox.stats("seeds-pod")
+    assert stats["vectors_dropped"] == 25 and stats["vectors_stored"] == 75
+    # A repair pass re-upserting what is missing gets most of it in (drops are random, not sticky).
+    missing = [i for i in ids if i not in found]
+    idx.upsert(vectors=[(i, [1, 0, 0, 0]) for i in missing], namespace="d")
+    assert 75 < sandbox.count("seeds-pod", "d") < 100
+
+
+def test_latency_is_added(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox)
+    sandbox.set_faults("seeds-pod", Faults(latency_ms=150))
+    started = time.monotonic()
+    idx.describe_index_stats()
+    assert time.monotonic() - started >= 0.15
+
+
+def test_namespaces_endpoint_switched_off(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults("seeds-pod", Faults(namespaces_endpoint=False))
+    sandbox.load("seeds-pod", "ns", [("a", [1, 0, 0, 0], None)])
+    idx = index(pc, sandbox)
+    with pytest.raises(NotFoundError):
+        list(idx.list_namespaces())
+    with pytest.raises(NotFoundError):
+        idx.describe_namespace(name="ns")
+    with pytest.raises(NotFoundError):
+        idx.delete_namespace(name="ns")
+    # The fallback the design names still works: stats to enumerate, delete_all to empty.
+    assert set(idx.describe_index_stats().namespaces) == {"ns"}
+    idx.delete(delete_all=True, namespace="ns")
+    assert sandbox.count("seeds-pod") == 0
+
+
+def test_admin_endpoints_over_http(sandbox: PineconeSandbox) -> None:
+    host = sandbox.host("seeds-pod")
+    # No Api-Key needed, and the admin endpoints ignore faults (here: every data request would fail).
+    put = httpx.post(f"{host}/_sandbox/faults", json={"error_rate_5xx": 1.0, "latency_ms": 5}, timeout=5)
+    assert put.status_code == 200 and put.json()["error_rate_5xx"] == 1.0
+    assert sandbox.faults("seeds-pod") == Faults(error_rate_5xx=1.0, latency_ms=5)
+    assert httpx.get(f"{host}/_sandbox/faults", timeout=5).json() == Faults(error_rate_5xx=1.0, latency_ms=5).to_dict()
+
+    bad = httpx.post(f"{host}/_sandbox/faults", json={"latency": 5}, timeout=5)
+    assert bad.status_code == 400 and "unknown fault keys" in bad.json()["message"]
+
+    sandbox.load("seeds-pod", "", [("a", [1, 0, 0, 0], None)])
+    stats = httpx.get(f"{host}/_sandbox/stats", timeout=5).json()
+    assert stats["vector_count"] == 1 and stats["namespaces"] == {"__default__": 1}
+    assert httpx.post(f"{host}/_sandbox/reset", timeout=5).status_code == 200
+    assert sandbox.count("seeds-pod") == 0
+    assert sandbox.faults("seeds-pod").error_rate_5xx == 1.0  # reset keeps faults
+
+
+# --- control plane, concurrency, lifecycle, CLI ------------------------------------------------------------------
+
+
+def test_control_plane_describe_list_and_index_by_name(sandbox: PineconeSandbox) -> None:
+    pc = Pinecone(api_key="test-key", host=sandbox.control_host)
+    described = pc.describe_index("seeds-pod")
+    assert described.host == sandbox.host("seeds-pod")
+    assert (described.dimension, described.metric) == (DIM, "cosine")
+    assert described.spec.pod is not None
+    assert pc.describe_index("seeds-serverless").spec.serverless is not None
+    assert {i.name for i in pc.list_indexes()} == set(sandbox.names())
+    assert not pc.has_index("nope")
+    with pytest.raises(NotFoundError):
+        pc.describe_index("nope")
+
+    idx = pc.Index(name="seeds-pod")
+    idx.upsert(vectors=[("a", [1, 0, 0, 0])])
+    assert sandbox.count("seeds-pod") == 1
+
+
+def test_control_plane_creates_and_deletes_an_index(sandbox: PineconeSandbox) -> None:
+    pc = Pinecone(api_key="test-key", host=sandbox.control_host)
+    name = f"created-{uuid.uuid4().hex[:8]}"
+    model = pc.indexes.create(
+        name=name,
+        schema={"fields": {"_values": {"type": "dense_vector", "dimension": 3, "metric": "euclidean"}}},
+        deployment={"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"},
+    )
+    try:
+        assert model.host == sandbox.host(name)
+        pc.Index(name=name).upsert(vectors=[("a", [1, 2, 3])])
+        assert sandbox.count(name) == 1
+        with pytest.raises(ApiError) as caught:
+            pc.indexes.create(
+                name=name,
+                schema={"fields": {"_values": {"type": "dense_vector", "dimension": 3, "metric": "cosine"}}},
+                deployment={"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"},
+            )
+        assert caught.value.status_code == 409
+    finally:
+        pc.delete_index(name)
+    assert name not in sandbox.names()
+
+
+def test_concurrent_writers(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    def writer(n: int) -> None:
+        idx = index(pc, sandbox)
+        for batch in range(5):
+            idx.upsert(vectors=[(f"{n}-{batch}-{i}", [1, 0, 0, 0]) for i in range(20)], namespace=f"ns{n % 3}")
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert sandbox.count("seeds-pod") == 8 * 5 * 20
+    assert index(pc, sandbox).describe_index_stats().total_vector_count == 800
+
+
+def test_stop_closes_keep_alive_connections(pc: Pinecone) -> None:
+    sb = PineconeSandbox([IndexSpec("tmp", DIM)]).start()
+    idx = pc.Index(host=sb.host("tmp"))
+    set_sdk_retries(idx, 0)
+    idx.upsert(vectors=[("a", [1, 0, 0, 0])])
+    sb.stop()
+    with pytest.raises(Exception) as caught:
+        idx.fetch(ids=["a"])
+    assert "Connection" in type(caught.value).__name__ or "onnect" in str(caught.value)
+
+
+def test_seed_data_loads_and_matches_through_the_sdk(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    data = seed_dataset(dimension=DIM)
+    assert data.load_into(sandbox, "seeds-pod") == 805
+    stats = index(pc, sandbox).describe_index_stats()
+    assert stats.total_vector_count == 805
+    assert stats.namespaces["__default__"].vector_count == 376
+    assert len(stats.namespaces) == 31
+    twin = next(iter(data.twins))
+    some_id = data.namespaces[twin][0][0]
+    assert index(pc, sandbox).fetch(ids=[some_id], namespace=twin).vectors[some_id].metadata == data.namespaces[twin][0][2]
+
+
+def test_cli_serves_until_sigterm_and_never_logs_the_api_key(tmp_path: Path) -> None:
+    port_file = tmp_path / "hosts.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.pinecone_server", "--index", "cli-a:4:dotproduct:pod", "--index", "cli-b:4",
+         "--port-file", str(port_file), "--verbose"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not port_file.exists():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the CLI did not write its port file within 20 s"
+            time.sleep(0.05)
+        hosts = json.loads(port_file.read_text())
+        assert set(hosts["indexes"]) == {"cli-a", "cli-b"}
+        secret = "sk-very-secret-value"
+        idx = Pinecone(api_key=secret).Index(host=hosts["indexes"]["cli-a"])
+        assert idx.upsert(vectors=[("a", [1, 2, 3, 4])]).upserted_count == 1
+        assert httpx.get(f"{hosts['control']}/_sandbox/hosts", timeout=5).json() == hosts
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert json.loads(out.decode().splitlines()[0]) == hosts
+    assert "POST /vectors/upsert" in err.decode()
+    assert secret not in err.decode() + out.decode()
+    assert not port_file.exists()
+
+
+def test_compile_filter_is_pure() -> None:
+    predicate = compile_filter({"$or": [{"a": {"$gt": 1}}, {"b": {"$in": ["x"]}}]})
+    assert predicate({"a": 2}) and predicate({"b": ["x", "y"]}) and not predicate({"a": 1, "b": "z"})
+
+
+def test_seed_dataset_shape() -> None:
+    data = seed_dataset(seed=1, dimension=16)
+    assert data.total == 805 and data.counts[""] == 376 and len(data.namespaces) == 31
+    twin_namespaces = [ns for ns in data.namespaces if ns]
+    assert sorted(twin_namespaces) == sorted(data.twins)
+    assert all(uuid.UUID(ns).version == 4 for ns in twin_namespaces)
+    assert len(set(data.counts[ns] for ns in twin_namespaces)) > 5  # uneven
+    assert {"sainath.no.1", "a.1", "a.10"} <= set(data.creators) and len(data.creators) == 8
+    assert set(data.twins.values()) == set(data.creators)  # every creator owns a twin
+    assert data.twins_of("a.1") and data.twins_of("a.10")
+    for ns, records in data.namespaces.items():
+        ids = [r[0] for r in records]
+        assert len(ids) == len(set(ids))
+        for vector_id, values, metadata in records:
+            assert isinstance(values, list) and len(values) == 16
+            assert abs(np.linalg.norm(values) - 1) < 1e-5
+            assert metadata["source"] == vector_id.split("#")[0] and isinstance(metadata["chunk"], int)
+            assert ("twin_id" in metadata) == (ns == "")
+            if ns == "":
+                assert metadata["twin_id"] in data.twins
+
+
+def test_seed_dataset_is_deterministic_and_scales() -> None:
+    a, b, c = seed_dataset(seed=5, dimension=8), seed_dataset(seed=5, dimension=8), seed_dataset(seed=6, dimension=8)
+    assert a.namespaces == b.namespaces and a.twins == b.twins
+    assert a.twins != c.twins
+    big = seed_dataset(n_vectors=20_000, dimension=1536, n_twin_namespaces=50, default_count=8_000, values_as="numpy")
+    assert big.total == 20_000 and len(big.namespaces) == 51
+    first = big.namespaces[""][0][1]
+    assert isinstance(first, np.ndarray) and first.dtype == np.float32 and first.shape == (1536,)

@@ -1,0 +1,125 @@
+"""Upsert chunking: every record in exactly one chunk, in order, and no request over either limit — measured on the
+JSON the SDK actually sends (orjson, as ``pinecone._internal.http_client._encode_json`` does)."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orchestrator.errors import StoreError
+from workers.chunking import MAX_UPSERT_BYTES, MAX_UPSERT_COUNT, chunk_for_upsert, estimate_bytes
+from workers.stores.base import Record
+
+
+def request_bytes(chunk: list[Record], namespace: str = "creator_abc_twin_def") -> int:
+    """Size of the upsert body the SDK would send for this chunk."""
+    vectors = [{"id": r.id, "values": r.values, **({"metadata": r.metadata} if r.metadata else {})} for r in chunk]
+    return len(orjson.dumps({"vectors": vectors, "namespace": namespace}))
+
+
+finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
+metadata = st.dictionaries(
+    st.text(min_size=1, max_size=12),
+    st.one_of(st.text(max_size=40), st.integers(-(10**9), 10**9), st.booleans(), st.lists(st.text(max_size=8), max_size=4)),
+    max_size=5,
+)
+records = st.lists(
+    st.builds(
+        Record,
+        id=st.text(min_size=1, max_size=64),
+        values=st.lists(finite_floats, min_size=0, max_size=64),
+        metadata=metadata,
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=records, max_count=st.integers(1, 30), max_bytes=st.integers(3_000, 40_000))
+def test_every_record_lands_in_exactly_one_chunk_in_order_within_both_limits(
+    records: list[Record], max_count: int, max_bytes: int
+) -> None:
+    try:
+        chunks = chunk_for_upsert(records, max_count=max_count, max_bytes=max_bytes)
+    except StoreError:
+        # Only allowed when one record alone cannot fit.
+        assert any(estimate_bytes(r) > max_bytes - 2_048 for r in records)
+        return
+
+    assert [r for chunk in chunks for r in chunk] == records  # same objects, same order, none lost or doubled
+    assert all(chunk for chunk in chunks)
+    for chunk in chunks:
+        assert len(chunk) <= max_count
+        assert request_bytes(chunk) <= max_bytes
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(finite_floats, max_size=200), meta=metadata, record_id=st.text(min_size=1, max_size=100))
+def test_estimate_is_an_upper_bound_of_the_serialised_record(
+    values: list[float], meta: dict[str, object], record_id: str
+) -> None:
+    record = Record(record_id, values, meta)
+    alone = request_bytes([record], namespace="")
+    envelope = len(orjson.dumps({"vectors": [], "namespace": ""}))
+
+    assert alone - envelope <= estimate_bytes(record)
+
+
+def test_the_2mb_limit_with_3072_dimensional_float32_vectors() -> None:
+    rng = np.random.default_rng(7)
+    batch = [
+        Record(f"doc-{i:05d}#chunk-{i % 17}", rng.normal(0, 0.05, 3072).astype(np.float32).tolist(), {"text": "x" * 500})
+        for i in range(200)
+    ]
+
+    chunks = chunk_for_upsert(batch)
+
+    assert [r for c in chunks for r in c] == batch
+    sizes = [request_bytes(c) for c in chunks]
+    assert max(sizes) <= MAX_UPSERT_BYTES
+    # Headroom, not waste: each request is still well over half the limit (~25 vectors of ~63 KB each).
+    assert min(sizes[:-1]) > MAX_UPSERT_BYTES * 0.7
+    assert 20 <= len(chunks[0]) <= 32
+
+
+def test_the_count_limit_applies_to_small_vectors() -> None:
+    batch = [Record(str(i), [0.5] * 4) for i in range(2_500)]
+
+    chunks = chunk_for_upsert(batch)
+
+    assert [len(c) for c in chunks] == [MAX_UPSERT_COUNT, MAX_UPSERT_COUNT, 500]
+
+
+@pytest.mark.parametrize(
+    ("record", "fits"),
+    [
+        (Record("small", [0.1] * 8), True),
+        (Record("huge-metadata", [0.1] * 8, {"text": "x" * 2_100_000}), False),
+        (Record("huge-vector", [0.1] * 100_000), False),
+    ],
+)
+def test_a_single_record_over_the_limit_is_a_store_error_naming_it(record: Record, fits: bool) -> None:
+    if fits:
+        assert chunk_for_upsert([record]) == [[record]]
+        return
+    with pytest.raises(StoreError) as info:
+        chunk_for_upsert([Record("ok", [0.1] * 8), record])
+    assert record.id in str(info.value)
+
+
+def test_metadata_that_is_not_json_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match="not JSON"):
+        estimate_bytes(Record("x", [0.1], {"when": object()}))
+
+
+def test_empty_input_gives_no_chunks() -> None:
+    assert chunk_for_upsert([]) == []
+
+
+@pytest.mark.parametrize(("max_count", "max_bytes"), [(0, 2_000_000), (10, 100)])
+def test_impossible_limits_are_refused(max_count: int, max_bytes: int) -> None:
+    with pytest.raises(ValueError):
+        chunk_for_upsert([Record("a", [0.1])], max_count=max_count, max_bytes=max_bytes)

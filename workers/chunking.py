@@ -1,0 +1,84 @@
+"""Split records into upsert requests that stay under Pinecone's limits (≤ 1,000 vectors and ≤ 2 MB per request).
+
+Pure: no I/O. The size is an *upper bound* of the JSON body the SDK sends (orjson, compact), so a chunk that fits here
+fits on the wire: ids and metadata are measured exactly, and each value is charged ``BYTES_PER_VALUE`` bytes — the
+longest compact JSON form of a double, e.g. ``-1.2345678901234567e-308,`` (25 bytes). Typical float32 embeddings
+serialise to ~20–21 bytes a value, so this leaves ~20 % headroom rather than risking a 413 that fails a batch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from orchestrator.errors import StoreError
+from workers.stores.base import Record
+
+#: Upper bound of one float in compact JSON plus its comma (sign, 17 significant digits, point, 'e-308', ',').
+BYTES_PER_VALUE = 25
+#: ``{"id":,"values":[],"metadata":}`` plus the comma between records.
+RECORD_OVERHEAD_BYTES = 32
+#: ``{"vectors":[],"namespace":"…"}`` with room for a 512-character namespace (JSON-escaped).
+ENVELOPE_BYTES = 2_048
+
+MAX_UPSERT_COUNT = 1_000
+MAX_UPSERT_BYTES = 2_000_000
+
+
+def _json_len(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def estimate_bytes(record: Record) -> int:
+    """Upper bound of the bytes ``record`` adds to an upsert request body.
+
+    Raises:
+        StoreError: the metadata is not JSON (e.g. holds a datetime); no store would accept it.
+    """
+    size = RECORD_OVERHEAD_BYTES + _json_len(record.id) + BYTES_PER_VALUE * len(record.values)
+    if record.metadata:
+        try:
+            size += _json_len(record.metadata)
+        except (TypeError, ValueError) as e:
+            raise StoreError(
+                f"metadata of record {record.id!r} is not JSON: {e}",
+                hint="metadata values must be strings, numbers, booleans or lists of strings",
+                record_id=record.id,
+            ) from e
+    return size
+
+
+def chunk_for_upsert(
+    records: Sequence[Record], max_count: int = MAX_UPSERT_COUNT, max_bytes: int = MAX_UPSERT_BYTES
+) -> list[list[Record]]:
+    """Split ``records`` in order into chunks of ≤ ``max_count`` records whose request body is ≤ ``max_bytes``.
+
+    Every record lands in exactly one chunk and the order is kept (a later duplicate id still wins).
+
+    Raises:
+        StoreError: a single record is too large for one request on its own (its id is named).
+        ValueError: the limits leave no room for any record.
+    """
+    if max_count < 1 or max_bytes <= ENVELOPE_BYTES:
+        raise ValueError(f"max_count must be ≥ 1 and max_bytes > {ENVELOPE_BYTES}, got {max_count} and {max_bytes}")
+    budget = max_bytes - ENVELOPE_BYTES
+    chunks: list[list[Record]] = []
+    current: list[Record] = []
+    current_bytes = 0
+    for record in records:
+        size = estimate_bytes(record)
+        if size > budget:
+            raise StoreError(
+                f"record {record.id!r} needs ~{size:,} bytes, more than one upsert request may carry "
+                f"({max_bytes:,} bytes)",
+                hint="shrink its metadata (Pinecone allows 40 KB of metadata per vector) or its dimension",
+                record_id=record.id,
+            )
+        if current and (len(current) >= max_count or current_bytes + size > budget):
+            chunks.append(current)
+            current, current_bytes = [], 0
+        current.append(record)
+        current_bytes += size
+    if current:
+        chunks.append(current)
+    return chunks

@@ -1,0 +1,75 @@
+"""Per-process resources of a worker: settings, job table, dispatcher, Redis, rate limiter and open stores.
+
+Built lazily on first use inside the worker process (after Celery forks), never at import time, because network
+clients (Pinecone's HTTP pool, SQLAlchemy's connections) must not be shared across a fork.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from orchestrator.dispatch import Dispatcher
+from orchestrator.jobs import Database
+from orchestrator.settings import Settings, load_settings
+from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from workers.ratelimit import RateLimiter
+from workers.retry import retrying
+from workers.stores import open_store
+from workers.stores.base import VectorStore
+
+T = TypeVar("T")
+
+
+class WorkerContext:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url, pool_size=10)
+        self.dispatcher = Dispatcher(settings)
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.limiter = RateLimiter(self.redis)
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self._stores: dict[str, VectorStore] = {}
+        self._lock = threading.Lock()
+
+    def store(self, spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
+        """One open store per distinct spec per process (stores keep connection pools)."""
+        key = spec.model_dump_json()
+        with self._lock:
+            if key not in self._stores:
+                self._stores[key] = open_store(spec)
+            return self._stores[key]
+
+    def call(self, fn: Callable[[], T], *, scope: str, rate_per_s: float) -> T:
+        """One store request under the fleet-wide budget of ``scope``, retried with backoff on 429/5xx.
+        Every attempt takes its own token: a retry is a request too."""
+
+        def attempt() -> T:
+            self.limiter.acquire(scope, rate_per_s)
+            return fn()
+
+        policy = retrying(attempts=self.settings.retry_attempts, max_wait_s=self.settings.retry_max_wait_s)
+        return policy(attempt)
+
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def get_context() -> WorkerContext:
+    global _context
+    with _context_lock:
+        if _context is None or _context.worker_name.split(":")[-1] != str(os.getpid()):
+            _context = WorkerContext(load_settings())
+        return _context
+
+
+def reset_context() -> None:
+    """Forget the resources inherited from a parent process (called after fork)."""
+    global _context
+    _context = None

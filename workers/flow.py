@@ -1,0 +1,34 @@
+"""What happens next after a step: the small decisions that keep a namespace run moving.
+
+- A run whose listing is done and whose batches are all done becomes ``copied`` (exactly one caller wins that) and,
+  when the spec says so, is queued for verification.
+- A lister that stopped at the in-flight bound is woken when batches finish, at most one wake-up pending at a time.
+"""
+
+from __future__ import annotations
+
+from orchestrator import jobs
+from orchestrator.names import KEY_PREFIX
+from orchestrator.records import display_namespace
+from orchestrator.spec import JobSpec
+from workers.context import WorkerContext
+
+
+def advance(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec) -> None:
+    if jobs.maybe_mark_copied(ctx.db, run_id):
+        if spec.auto_verify:
+            ctx.dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
+        return
+    run = jobs.get_run(ctx.db, run_id)
+    if not run.listing_done and jobs.active_batches(ctx.db, run_id) < spec.max_batches_in_flight:
+        wake_lister(ctx, run_id, job_id, namespace)
+
+
+def wake_lister(ctx: WorkerContext, run_id: int, job_id: int, namespace: str) -> None:
+    # SET NX: many finishing batches, one wake-up message. The lister clears the flag when it starts.
+    if ctx.redis.set(lister_wake_key(run_id), 1, nx=True, ex=60):
+        ctx.dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
+
+
+def lister_wake_key(run_id: int) -> str:
+    return f"{KEY_PREFIX}:listwake:{run_id}"

@@ -1,0 +1,215 @@
+"""A fleet-wide rate budget in Redis, shared by every worker process and thread.
+
+Pinecone's limits are per second *as the server counts them*, and a fleet of workers on many machines has no common
+clock, so every decision is made inside Redis by one atomic Lua script that reads Redis ``TIME``:
+
+- **Requests** (``acquire``): a sliding-window log in a sorted set per scope. A request is admitted when fewer than
+  ``floor(rate)`` admissions happened in the last ``1 s + guard_s``; otherwise the script answers how long until the
+  oldest of them leaves the window, the caller sleeps that long plus a little jitter and asks again. The guard
+  (default 50 ms) absorbs network jitter between admission and the request reaching Pinecone, so the fleet never
+  puts more than ``rate`` requests into *any* 1-second window. A rate below 1 means "one request every 1/rate s".
+- **Bytes** (``acquire_bytes``): a token bucket (1 s of burst) that *reserves*: the caller is told how long to wait
+  for its bytes and is then admitted without asking again, so a large request cannot be starved by small ones.
+
+Keys are ``orchestrator.names.rate_bucket_key(scope)`` and expire once idle. Scopes are built here:
+``read_scope`` (fetch, per source index), ``list_scope`` (list, per source index), ``write_scope`` (upsert/delete,
+per target namespace).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from orchestrator.errors import RetryableError
+from orchestrator.names import rate_bucket_key
+
+#: Extra seconds every admission stays in the window: admission → request on the wire jitter must not let two
+#: windows' worth of requests land in one server second.
+DEFAULT_GUARD_S = 0.05
+#: Up to this many seconds are added to every wait so processes woken by the same expiry do not collide again.
+DEFAULT_JITTER_S = 0.005
+
+_SLIDING_WINDOW_LUA = """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window_us = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local member = ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_us)
+local count = redis.call('ZCARD', key)
+if count + cost <= limit then
+  for i = 1, cost do
+    redis.call('ZADD', key, now, member .. ':' .. i)
+  end
+  redis.call('PEXPIRE', key, math.ceil(window_us / 1000) + 1000)
+  return {1, now, 0}
+end
+local nth = count + cost - limit - 1
+local entry = redis.call('ZRANGE', key, nth, nth, 'WITHSCORES')
+local wait_us = tonumber(entry[2]) + window_us - now
+if wait_us < 1 then wait_us = 1 end
+return {0, now, wait_us}
+"""
+
+_TOKEN_BUCKET_LUA = """
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate) - cost
+redis.call('HSET', key, 'tokens', string.format('%.3f', tokens), 'ts', string.format('%.6f', now))
+redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1000)
+local wait_us = 0
+if tokens < 0 then wait_us = math.ceil(-tokens / rate * 1000000) end
+return {wait_us}
+"""
+
+
+def read_scope(store_label: str) -> str:
+    """Scope of fetch requests to one source index (Pinecone: 100 req/s per index)."""
+    return f"read:{store_label}"
+
+
+def list_scope(store_label: str) -> str:
+    """Scope of list requests to one source index (Pinecone: 200 req/s per index)."""
+    return f"list:{store_label}"
+
+
+def write_scope(store_label: str, namespace: str) -> str:
+    """Scope of upsert/delete requests to one target namespace (Pinecone: 100 req/s and 50 MB/s per namespace)."""
+    return f"write:{store_label}:{namespace}"
+
+
+def window_for(rate_per_s: float, guard_s: float = DEFAULT_GUARD_S) -> tuple[int, float]:
+    """``(limit, window_s)``: at most ``limit`` admissions in any ``window_s`` keeps every 1 s window ≤ ``rate_per_s``.
+
+    ``rate_per_s ≥ 1`` → ``floor(rate)`` per ``1 s + guard``; ``rate_per_s < 1`` → one per ``1/rate s + guard``.
+    """
+    if not rate_per_s > 0 or math.isinf(rate_per_s):
+        raise ValueError(f"rate_per_s must be a positive finite number, got {rate_per_s}")
+    window_s = max(1.0, 1.0 / rate_per_s)
+    limit = max(1, math.floor(rate_per_s * window_s + 1e-9))
+    return limit, window_s + guard_s
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A granted request: how long the caller slept for it and the Redis server time it was admitted at."""
+
+    waited_s: float
+    server_time_s: float
+    tries: int
+
+
+class RateLimiter:
+    """Blocking, fleet-wide request and byte budgets per scope (see the module docstring).
+
+    Parameters:
+        redis_client: a ``redis.Redis``; create it in the worker process (after fork).
+        sleep: how to wait; tests may inject a recorder.
+        guard_s: seconds added to the 1 s window (see ``DEFAULT_GUARD_S``).
+        jitter_s: up to this many random seconds added to each wait.
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        guard_s: float = DEFAULT_GUARD_S,
+        jitter_s: float = DEFAULT_JITTER_S,
+    ) -> None:
+        self._redis = redis_client
+        self._sleep = sleep
+        self._guard_s = guard_s
+        self._jitter_s = jitter_s
+        self._window_script = redis_client.register_script(_SLIDING_WINDOW_LUA)
+        self._bucket_script = redis_client.register_script(_TOKEN_BUCKET_LUA)
+
+    def _run(self, script: Any, key: str, args: list[Any], scope: str) -> list[int]:
+        try:
+            return [int(x) for x in script(keys=[key], args=args)]
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise RetryableError(f"rate limiter could not reach Redis: {e}", scope=scope) from e
+
+    def try_acquire(self, scope: str, rate_per_s: float, cost: float = 1.0) -> tuple[bool, float, float]:
+        """One non-blocking attempt: ``(admitted, server_time_s, retry_in_s)``.
+
+        Raises:
+            ValueError: the rate is not positive, or ``cost`` exceeds what one window can ever admit.
+            RetryableError: Redis is unreachable.
+        """
+        limit, window_s = window_for(rate_per_s, self._guard_s)
+        entries = max(1, math.ceil(cost - 1e-9))
+        if entries > limit:
+            raise ValueError(f"cost {cost} can never be admitted at {rate_per_s}/s (at most {limit} per window)")
+        admitted, now_us, wait_us = self._run(
+            self._window_script,
+            rate_bucket_key(scope),
+            [limit, round(window_s * 1_000_000), entries, uuid.uuid4().hex],
+            scope,
+        )
+        return bool(admitted), now_us / 1_000_000, wait_us / 1_000_000
+
+    def admit(self, scope: str, rate_per_s: float, cost: float = 1.0) -> Admission:
+        """Block until admitted; returns the ``Admission`` (time slept, server time of admission)."""
+        waited = 0.0
+        tries = 0
+        while True:
+            tries += 1
+            admitted, now_s, retry_in_s = self.try_acquire(scope, rate_per_s, cost)
+            if admitted:
+                return Admission(waited_s=waited, server_time_s=now_s, tries=tries)
+            delay = retry_in_s + random.uniform(0.0, self._jitter_s)
+            self._sleep(delay)
+            waited += delay
+
+    def acquire(self, scope: str, rate_per_s: float, cost: float = 1.0) -> float:
+        """Block until ``cost`` requests fit in ``scope``'s budget of ``rate_per_s``; returns the seconds waited.
+
+        Raises:
+            ValueError: bad rate, or a cost larger than one window admits.
+            RetryableError: Redis is unreachable.
+        """
+        return self.admit(scope, rate_per_s, cost).waited_s
+
+    def acquire_bytes(self, scope: str, mb_per_s: float, nbytes: int) -> float:
+        """Reserve ``nbytes`` of ``scope``'s ``mb_per_s`` (10^6 bytes/s) budget, sleep until they are available and
+        return the seconds waited. Burst: one second's worth.
+
+        Raises:
+            ValueError: ``mb_per_s`` not positive or ``nbytes`` negative.
+            RetryableError: Redis is unreachable.
+        """
+        if not mb_per_s > 0 or math.isinf(mb_per_s):
+            raise ValueError(f"mb_per_s must be a positive finite number, got {mb_per_s}")
+        if nbytes < 0:
+            raise ValueError(f"nbytes must be ≥ 0, got {nbytes}")
+        if nbytes == 0:
+            return 0.0
+        rate = mb_per_s * 1_000_000
+        (wait_us,) = self._run(self._bucket_script, rate_bucket_key(f"bytes:{scope}"), [rate, rate, nbytes], scope)
+        if wait_us <= 0:
+            return 0.0
+        delay = wait_us / 1_000_000
+        self._sleep(delay)
+        return delay

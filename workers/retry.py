@@ -1,0 +1,114 @@
+"""Retry policy as data (tenacity), built in one place.
+
+Which layer retries what:
+
+- **tenacity (this module)** retries one store call — an HTTP request to Pinecone, a statement to Postgres — *inside*
+  a task, and only when it raised ``RetryableError`` (429, 5xx, 408, a timeout, a lost connection). It waits at least
+  as long as the server asked (``Retry-After``) and otherwise a random exponential backoff, so many processes that
+  were throttled at the same moment do not come back in lockstep.
+- **Celery** never retries on these exceptions. It only *redelivers* a task whose worker died before acknowledging it
+  (``acks_late``); tasks are idempotent, so a redelivered batch is harmless. Pointing both layers at the same
+  exception would multiply attempts (8 tenacity attempts × N Celery retries) and hide the real failure rate.
+- **The Pinecone SDK's own retries are switched off** by the Pinecone store adapter, so one 429 costs one request
+  against the fleet-wide rate budget and tenacity is the only layer that decides when to try again.
+
+``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch is marked failed with its message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import tenacity
+from tenacity import RetryCallState
+
+from orchestrator.errors import RetryableError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: A server asking for more than this (seconds) is treated as asking for this: a bogus header must not park a worker.
+RETRY_AFTER_CAP_S = 600.0
+
+
+class wait_retry_after(tenacity.wait.wait_base):  # noqa: N801 - named like tenacity's own wait strategies
+    """Wait ``max(Retry-After, fallback)``: never sooner than the server asked, never in lockstep with the fleet.
+
+    Use this around calls to a shared, rate-limited API: ``Retry-After`` (carried as ``RetryableError.retry_after_s``)
+    is the floor, and ``fallback`` (a jittered exponential) spreads processes that were throttled together.
+    """
+
+    def __init__(self, fallback: tenacity.wait.wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        backoff = float(self.fallback(retry_state))
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is None:
+            return backoff
+        return max(min(float(retry_after), RETRY_AFTER_CAP_S), backoff)
+
+
+def _log_before_sleep(retry_state: RetryCallState) -> None:
+    """One WARNING per retry naming the operation and the identifiers the error carries (never a key: store errors
+    never contain one, and arguments are not logged)."""
+    outcome = retry_state.outcome
+    exc = outcome.exception() if outcome is not None else None
+    op = getattr(retry_state.fn, "__qualname__", None) or "call"
+    ids = getattr(exc, "ids", {}) or {}
+    where = " ".join(f"{k}={v}" for k, v in ids.items())
+    wait_s = retry_state.upcoming_sleep
+    logger.warning(
+        "retrying %s%s after attempt %d in %.2f s: %s (status=%s)",
+        op,
+        f" [{where}]" if where else "",
+        retry_state.attempt_number,
+        wait_s,
+        getattr(exc, "message", type(exc).__name__ if exc is not None else "?"),
+        getattr(exc, "status", None),
+    )
+
+
+def retrying(*, attempts: int = 8, max_wait_s: float = 30, sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
+    """The retry policy for one store call inside a task.
+
+    Parameters:
+        attempts: total attempts, the first included (8 → up to 7 retries).
+        max_wait_s: cap of the random exponential backoff, in seconds (``Retry-After`` may ask for more; it wins,
+            up to ``RETRY_AFTER_CAP_S``).
+        sleep: how to wait; tests pass a recorder so they never sleep.
+
+    Returns:
+        A ``tenacity.Retrying`` that retries only ``RetryableError``, waits
+        ``max(retry_after_s, wait_random_exponential(multiplier=0.25, max=max_wait_s))`` between attempts, logs each
+        retry at WARNING and, after ``attempts``, re-raises the last ``RetryableError`` itself (not a ``RetryError``).
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be ≥ 1, got {attempts}")
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=wait_retry_after(tenacity.wait_random_exponential(multiplier=0.25, max=max_wait_s)),
+        retry=tenacity.retry_if_exception_type(RetryableError),
+        before_sleep=_log_before_sleep,
+        reraise=True,
+        sleep=sleep,
+    )
+
+
+def call_with_retry(fn: Callable[..., T], *args: Any, policy: tenacity.Retrying | None = None, **kwargs: Any) -> T:
+    """Call ``fn(*args, **kwargs)`` under ``policy`` (default: ``retrying()``).
+
+    Raises:
+        RetryableError: the last one, once the attempts are used up.
+        Exception: anything else ``fn`` raised, at once and unchanged.
+    """
+    # copy(): tenacity keeps per-call state on the policy object; a copy makes one shared policy safe to reuse, even
+    # from a function that is itself running under it.
+    runner = (policy or retrying()).copy()
+    return runner(fn, *args, **kwargs)

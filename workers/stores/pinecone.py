@@ -1,0 +1,266 @@
+"""The Pinecone store, on the real ``pinecone`` SDK (10.x, REST data plane).
+
+Connecting happens on first use, in the process that uses the store (Celery forks its workers after import, and an
+HTTP client must not cross a fork): the API key is read then from ``os.environ[spec.api_key_env]``, an ``index`` name
+is resolved to its data-plane host with ``describe_index`` (on ``spec.control_host`` when set), and an ``Index`` is
+built for that host. The key is never put in a message, a log line or a ``repr``.
+
+**Retries.** The SDK retries 408/429/5xx and connection errors itself (4 attempts, honouring ``Retry-After``) and keeps
+a process-wide, per-hostname retry budget that silently stops retrying after ~50 failures. nsmigrate wants exactly one
+retry layer — tenacity in ``workers.retry``, around every store call, after the fleet-wide rate limiter — so that one
+429 costs one request against the shared budget. So:
+
+- the control-plane client gets ``RetryConfig(max_retries=0)`` (a supported constructor argument);
+- the data-plane ``Index`` takes no retry argument in SDK 10.2.0 and no environment variable exists, so
+  ``disable_sdk_retries`` sets ``max_retries=0`` on the retry transport the ``Index`` owns (a private attribute,
+  checked for shape first). With ``max_retries=0`` the transport never consults the retry budget either. If a future
+  SDK changes that shape, a WARNING says so and the layers *compose*: each tenacity attempt may then hide up to 4 HTTP
+  requests (the rate limiter counts 1), and ``retry_after_s`` is whatever the SDK's last attempt saw.
+
+Errors: 429 → ``RetryableError(status=429, retry_after_s=…)``; 408, 5xx, timeouts and connection errors →
+``RetryableError``; any other refusal (400, 401, 403, 404…) and client-side validation → ``StoreError`` with the
+server's message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+from pinecone import (
+    ApiError,
+    Index,
+    NotFoundError,
+    Pinecone,
+    PineconeConnectionError,
+    PineconeError,
+    PineconeTimeoutError,
+    RateLimitError,
+    RetryConfig,
+)
+
+from orchestrator.errors import RetryableError, StoreError
+from orchestrator.spec import PineconeStoreSpec
+from workers.stores.base import IdPage, Record
+
+logger = logging.getLogger(__name__)
+
+#: How Pinecone names the default namespace in stats and namespace endpoints; nsmigrate calls it "".
+PINECONE_DEFAULT_NAMESPACE = "__default__"
+MAX_IDS_PER_REQUEST = 1_000
+MAX_LIST_LIMIT = 100
+_RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+def disable_sdk_retries(index: Any) -> bool:
+    """Turn off the SDK's own retries on a data-plane ``Index``; returns False (and warns) if the SDK's shape is not
+    the one this was written against (10.2.0), in which case the SDK keeps retrying underneath tenacity."""
+    try:
+        from pinecone._internal.http_client import _RetryTransport
+    except ImportError:  # pragma: no cover - depends on the installed SDK
+        _RetryTransport = None  # noqa: N806
+    transport = getattr(getattr(getattr(index, "_http", None), "_client", None), "_transport", None)
+    config = getattr(transport, "_config", None)
+    if _RetryTransport is None or not isinstance(transport, _RetryTransport) or not isinstance(config, RetryConfig):
+        logger.warning(
+            "could not switch off the Pinecone SDK's own retries (SDK internals changed); the SDK now retries "
+            "408/429/5xx up to 4 times inside every tenacity attempt and the rate limiter undercounts retries"
+        )
+        return False
+    transport._config = dataclasses.replace(config, max_retries=0)
+    return True
+
+
+def _from_wire_namespace(name: str) -> str:
+    return "" if name == PINECONE_DEFAULT_NAMESPACE else name
+
+
+def _retry_after(e: ApiError) -> float | None:
+    value = getattr(e, "retry_after", None)
+    if value is None:
+        raw = (e.headers or {}).get("retry-after") or (e.headers or {}).get("Retry-After")
+        with contextlib.suppress(TypeError, ValueError):
+            value = float(raw) if raw is not None else None
+    return value if value is not None and value >= 0 else None
+
+
+class PineconeStore:
+    """``VectorStore`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
+
+    Parameters:
+        spec: the store's spec (never holds the key; names its environment variable).
+        timeout_s: per-request timeout in seconds.
+    """
+
+    def __init__(self, spec: PineconeStoreSpec, *, timeout_s: float = 30.0) -> None:
+        self.spec = spec
+        self.name = spec.label
+        self._timeout_s = timeout_s
+        self._index: Index | None = None
+        self._index_pid: int | None = None
+        self._lock = threading.Lock()
+        self._dimension: int | None = None
+        #: Whether the SDK's own retries are off on the current client (see the module docstring).
+        self.sdk_retries_disabled = False
+
+    def __repr__(self) -> str:
+        return f"PineconeStore({self.name!r})"
+
+    # --- plumbing -------------------------------------------------------------------------------------------------
+
+    def _api_key(self) -> str:
+        key = os.environ.get(self.spec.api_key_env, "")
+        if not key.strip():
+            raise StoreError(
+                f"environment variable {self.spec.api_key_env} is not set (or empty)",
+                hint=f"put the Pinecone API key in {self.spec.api_key_env} in the workers' environment",
+                store=self.name,
+            )
+        return key
+
+    def _client(self) -> Index:
+        pid = os.getpid()
+        with self._lock:
+            if self._index is not None and self._index_pid == pid:
+                return self._index
+            # None yet, or inherited through fork: build our own (the parent's sockets are not ours to use).
+            key = self._api_key()
+            with self._errors("connect"):
+                host = self.spec.host
+                if host is None:
+                    control: dict[str, Any] = {"host": self.spec.control_host} if self.spec.control_host else {}
+                    pc = Pinecone(api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control)
+                    host = pc.describe_index(str(self.spec.index)).host
+                    if not host:
+                        raise StoreError(
+                            f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
+                        )
+                index = Index(host=host, api_key=key, timeout=self._timeout_s)
+            self.sdk_retries_disabled = disable_sdk_retries(index)
+            self._index, self._index_pid = index, pid
+            return index
+
+    @contextlib.contextmanager
+    def _errors(self, op: str, namespace: str | None = None) -> Iterator[None]:
+        ids: dict[str, Any] = {"store": self.name, "op": op, "namespace": namespace}
+        try:
+            yield
+        except (RetryableError, StoreError):
+            raise
+        except RateLimitError as e:
+            raise RetryableError(
+                f"Pinecone {op} was rate limited: {e.message}", status=429, retry_after_s=_retry_after(e), **ids
+            ) from e
+        except ApiError as e:
+            status = e.status_code
+            if status in _RETRYABLE_STATUSES or status >= 500:
+                raise RetryableError(
+                    f"Pinecone {op} failed ({status}): {e.message}", status=status, retry_after_s=_retry_after(e), **ids
+                ) from e
+            raise StoreError(f"Pinecone refused {op} ({status}): {e.message}", **ids) from e
+        except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
+            raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
+        except PineconeError as e:
+            raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
+
+    # --- VectorStore ----------------------------------------------------------------------------------------------
+
+    def dimension(self) -> int:
+        if self._dimension is None:
+            with self._errors("describe_index_stats"):
+                stats = self._client().describe_index_stats()
+            if not stats.dimension:
+                raise StoreError("the index reports no dense dimension", store=self.name)
+            self._dimension = int(stats.dimension)
+        return self._dimension
+
+    def namespaces(self) -> dict[str, int]:
+        with self._errors("describe_index_stats"):
+            stats = self._client().describe_index_stats()
+        if stats.dimension:
+            self._dimension = int(stats.dimension)
+        # Stats keep no empty namespaces on pod indexes; leave them out everywhere so stores agree.
+        return {
+            _from_wire_namespace(name): int(summary.vector_count)
+            for name, summary in (stats.namespaces or {}).items()
+            if summary.vector_count
+        }
+
+    def count(self, namespace: str) -> int:
+        return self.namespaces().get(namespace, 0)
+
+    def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+        if limit < 1:
+            raise ValueError(f"limit must be ≥ 1, got {limit}")
+        with self._errors("list", namespace):
+            page = self._client().list_paginated(
+                namespace=namespace, limit=min(limit, MAX_LIST_LIMIT), pagination_token=token or None
+            )
+        ids = [item.id for item in page.vectors if item.id is not None]
+        next_token = page.pagination.next if page.pagination is not None else None
+        return IdPage(ids=ids, next_token=next_token or None)
+
+    def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
+        if not ids:
+            return []
+        if len(ids) > MAX_IDS_PER_REQUEST:
+            raise ValueError(f"fetch takes ≤ {MAX_IDS_PER_REQUEST} ids per call, got {len(ids)}")
+        with self._errors("fetch", namespace):
+            found = self._client().fetch(ids=list(ids), namespace=namespace).vectors
+        return [
+            Record(id=i, values=[float(v) for v in found[i].values], metadata=dict(found[i].metadata or {}))
+            for i in dict.fromkeys(ids)
+            if i in found
+        ]
+
+    def upsert(self, namespace: str, records: Sequence[Record]) -> int:
+        if not records:
+            return 0
+        vectors: list[dict[str, Any]] = []
+        for r in records:
+            vector: dict[str, Any] = {"id": r.id, "values": list(r.values)}
+            if r.metadata:
+                vector["metadata"] = dict(r.metadata)
+            vectors.append(vector)
+        with self._errors("upsert", namespace):
+            # batch_size=None: one request, raising on failure (batched upserts report failures instead of raising).
+            response = self._client().upsert(vectors=vectors, namespace=namespace, batch_size=None)
+        return int(response.upserted_count)
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        with self._errors("delete", namespace):
+            for start in range(0, len(ids), MAX_IDS_PER_REQUEST):
+                self._client().delete(ids=list(ids[start : start + MAX_IDS_PER_REQUEST]), namespace=namespace)
+
+    def delete_namespace(self, namespace: str) -> None:
+        with self._errors("delete_namespace", namespace):
+            index = self._client()
+            if namespace:
+                try:
+                    index.delete_namespace(name=namespace)
+                    return
+                except NotFoundError:
+                    # Pod indexes, Pinecone Local and some Pinecone-shaped servers have no namespace endpoints;
+                    # a namespace that does not exist answers 404 too. Emptying it covers both.
+                    logger.info("DELETE /namespaces answered 404 on %s; emptying %r with deleteAll", self.name, namespace)
+            with contextlib.suppress(NotFoundError):
+                index.delete(delete_all=True, namespace=namespace)
+
+    def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
+        with self._errors("query", namespace):
+            response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
+        return [match.id for match in response.matches]
+
+    def close(self) -> None:
+        """Release this process's HTTP connections."""
+        with self._lock:
+            if self._index is not None and self._index_pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    self._index.close()
+            self._index = None

@@ -1,0 +1,269 @@
+"""Verification of one namespace run: list the source, fetch both sides, compare, count, store the verdict.
+
+The judging is pure (``orchestrator.verification``); this module only does the I/O, every store request through
+``ctx.call`` (fleet-wide rate budget + retries). It works chunk by chunk (≤ 1,000 ids) so a namespace of millions of
+vectors is never held in memory: only ids are kept, never vectors.
+
+What is checked (``spec.verify``):
+
+- **ids**: each source id is fetched from the target namespace ``orchestrator.routing`` sends it to; absent → missing.
+- **contents**: for all ids or a deterministic sample, values within float32 tolerance and metadata equal to
+  source + enrichment (``routing.expected_metadata``: the copy's own rule, never re-implemented here).
+- **counts** and **extras**: only for a run with a fixed target namespace that no other run of the job writes into;
+  there the target's count (polled until stable) must equal the source's and the target may hold no other ids.
+  A shared target's extra ids are reported, not judged (they belong to the other runs).
+- **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
+  target's query latency.
+
+The source is listed *now*, not taken from the copy's batches, so a source that changed after the copy (live writes)
+shows up as missing ids or differing contents and fails verification. Any error fails the run with the error in the
+report: a run never stays in ``verifying``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+from orchestrator import jobs
+from orchestrator.models import NamespaceRun, RunState
+from orchestrator.records import Record, display_namespace
+from orchestrator.routing import RouteContext, expected_metadata, route_context, route_records
+from orchestrator.spec import JobSpec
+from orchestrator.verification import (
+    Report,
+    compare_id_sets,
+    compare_record,
+    counts_stable,
+    fingerprint,
+    query_summary,
+    sample_ids,
+)
+from workers.context import WorkerContext
+from workers.ratelimit import list_scope, read_scope
+from workers.stores.base import VectorStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+FETCH_IDS = 1000  # Pinecone's maximum ids per fetch
+LIST_PAGE_IDS = 100  # Pinecone's maximum list page
+COUNT_POLL_INTERVAL_S = 0.25  # between count readings; counts_stable needs 3 equal ones in a row
+# States of another run in which it may still write into target namespaces we cannot know yet (routed runs).
+_STILL_WRITING = (RunState.PENDING, RunState.LISTING, RunState.COPYING)
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def list_all_ids(ctx: WorkerContext, store: VectorStore, namespace: str, rate_per_s: float) -> list[str]:
+    """Every id of ``namespace``, each list page one rate-limited, retried request (``list_scope`` of the store)."""
+    ids: list[str] = []
+    token: str | None = None
+    while True:
+        page = ctx.call(partial(store.list_ids, namespace, limit=LIST_PAGE_IDS, token=token),
+                        scope=list_scope(store.name), rate_per_s=rate_per_s)
+        ids.extend(page.ids)
+        if not page.next_token:
+            # A store that paged an id twice must not make the count look larger than the set.
+            return list(dict.fromkeys(ids))
+        token = page.next_token
+
+
+def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
+    """Whether another run of the job writes (or may still write) into ``run``'s fixed target namespace.
+
+    A routed run's targets are only known once it copied (``target_namespaces``); while it is still copying it may
+    write anywhere, so it counts as sharing. Conservative on purpose: a shared target only loses the count and
+    extras checks, an unshared one judged wrongly would fail (or pass) on another run's data.
+    """
+    ns = run.target_namespace
+    for other in others:
+        if other.id == run.id:
+            continue
+        if other.target_namespace == ns or ns in (other.target_namespaces or []):
+            return True
+        if other.target_namespace is None and other.state in _STILL_WRITING:
+            return True
+    return False
+
+
+def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
+    """Verify one namespace run and record the verdict (``verified`` or ``verify_failed``).
+
+    Returns:
+        The report as stored on the run (see ``orchestrator.verification.Report.to_json``); ``{}`` when the run is
+        not in a state that can be verified (not copied yet, cleaned, cancelled).
+
+    When the report passed and ``spec.cleanup.mode == "auto"``, the cleanup task is enqueued (it then finishes the
+    job); otherwise the job is marked finished here once every run is final.
+    """
+    if not jobs.start_verify(ctx.db, run_id):
+        log.info("run %s is not ready for verification; skipped", run_id)
+        return {}
+    run = jobs.get_run(ctx.db, run_id)
+    report = Report(source_namespace=run.source_namespace)
+    spec: JobSpec | None = None
+    try:
+        spec = jobs.job_spec(ctx.db, run.job_id)
+        _Verifier(ctx, run, spec, report).run()
+    except Exception as e:  # any failure must end as verify_failed: a run never stays in verifying
+        log.warning("verification of run %s (job %s) failed with an error: %s", run_id, run.job_id, e)
+        report.error = f"{type(e).__name__}: {e}"
+    data = report.to_json()
+    jobs.finish_verify(ctx.db, run_id, data, report.passed, ctx.worker_name)
+    if report.passed and spec is not None and spec.cleanup.mode == "auto":
+        ctx.dispatcher.cleanup_namespace(run_id, job_id=run.job_id, namespace=display_namespace(run.source_namespace))
+    else:
+        jobs.maybe_finish_job(ctx.db, run.job_id)
+    return data
+
+
+class _Verifier:
+    """One verification pass; fills ``report`` as it goes, so an error keeps what was found before it."""
+
+    def __init__(self, ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, report: Report) -> None:
+        self.ctx, self.run_, self.spec, self.report = ctx, run, spec, report
+        self.checks = spec.verify
+        self.source = ctx.store(spec.source)
+        self.target = ctx.store(spec.target)
+        self.route: RouteContext = route_context(
+            spec, self.source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id,
+            run.routing_table,
+        )
+        self.expected_by_ns: dict[str, set[str]] = {}
+        self.query_vectors: dict[str, list[float]] = {}
+        report.ids_checked = self.checks.ids
+        report.content_mode = self.checks.contents
+
+    # -- plumbing --------------------------------------------------------------------------------------------------
+
+    def _read(self, store: VectorStore, fn: Callable[[], T]) -> T:
+        return self.ctx.call(fn, scope=read_scope(store.name), rate_per_s=self.spec.rate.read_rps)
+
+    @property
+    def _seed(self) -> str:
+        # Per job and namespace: a re-run of verification checks the same sample.
+        return f"{self.run_.job_id}:{display_namespace(self.run_.source_namespace)}"
+
+    # -- the pass --------------------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        ns = self.run_.source_namespace
+        ids = list_all_ids(self.ctx, self.source, ns, self.spec.rate.list_rps)
+        self.report.source_count = len(ids)
+        self.report.source_fingerprint = fingerprint(ids)
+        content_ids = self._content_sample(ids)
+        fixed = self.run_.target_namespace
+        shared = fixed is not None and target_is_shared(self.run_, jobs.runs_of(self.ctx.db, self.run_.job_id))
+        query_ids: set[str] = set()
+        if self.checks.query_samples and fixed is not None and not shared:
+            query_ids = set(sample_ids(ids, self.checks.query_samples, "query:" + self._seed))
+        # Without the ids check only the sampled records are fetched at all.
+        to_fetch = ids if self.checks.ids else [i for i in ids if i in content_ids or i in query_ids]
+        for chunk in chunks(to_fetch, FETCH_IDS):
+            self._check_chunk(chunk, content_ids, query_ids)
+        self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
+        if fixed is None:
+            self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
+            return
+        if shared:
+            self.report.notes.append(
+                f"target namespace {display_namespace(fixed)!r} is shared with other runs: counts not compared, "
+                "extra ids reported but not judged"
+            )
+        elif self.checks.counts:
+            self._check_count(fixed)
+        if self.checks.ids:
+            self._check_extras(fixed, fail=not shared)
+        if query_ids:
+            self._check_queries(fixed)
+        elif self.checks.query_samples:
+            self.report.notes.append("query check skipped: only for an unshared, fixed target namespace")
+
+    def _content_sample(self, ids: Sequence[str]) -> set[str]:
+        mode = self.checks.contents
+        if mode == "all":
+            return set(ids)
+        if mode == "sample":
+            return set(sample_ids(ids, self.checks.sample_size, "contents:" + self._seed))
+        return set()
+
+    def _check_chunk(self, chunk: Sequence[str], content_ids: set[str], query_ids: set[str]) -> None:
+        source_ns = self.run_.source_namespace
+        records = self._read(self.source, lambda: self.source.fetch(source_ns, chunk))
+        by_id = {r.id: r for r in records}
+        # Listed a moment ago, gone now: something is writing the source. Never judged as "fine".
+        self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
+        for id_ in query_ids.intersection(by_id):
+            self.query_vectors[id_] = list(by_id[id_].values)
+        for ns, routed in route_records(records, self.route).items():
+            self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
+
+    def _check_targets(self, ns: str, sources: list[Record], content_ids: set[str]) -> None:
+        found = {r.id: r for r in self._read(self.target, lambda: self.target.fetch(ns, [r.id for r in sources]))}
+        self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
+        if self.checks.ids:
+            self.report.ids_expected += len(sources)
+            self.report.add_missing(r.id for r in sources if r.id not in found)
+        for src in sources:
+            if src.id not in content_ids:
+                continue
+            target = found.get(src.id)
+            if target is None and self.checks.ids:
+                continue  # already counted as missing
+            self.report.content_checked += 1
+            reason = compare_record(src, target, expected_metadata(src, ns, self.route), self.checks.tolerance)
+            if reason is not None:
+                self.report.add_mismatch(src.id, reason)
+
+    def _check_count(self, ns: str) -> None:
+        """Poll the target's count until three readings agree (stats are eventually consistent). A stable count
+        that still differs from the source is given until ``count_timeout_s`` to catch up, unless the run has
+        already failed for another reason (then waiting cannot change the verdict)."""
+        expected = self.report.source_count
+        deadline = time.monotonic() + self.checks.count_timeout_s
+        readings: list[int] = []
+        while True:
+            readings.append(self._read(self.target, lambda: self.target.count(ns)))
+            stable = counts_stable(readings)
+            if stable and (readings[-1] == expected or not self.report.passed):
+                break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(COUNT_POLL_INTERVAL_S)
+        self.report.count_readings = readings
+        self.report.count_stable = counts_stable(readings)
+        self.report.target_count = readings[-1]
+
+    def _check_extras(self, ns: str, *, fail: bool) -> None:
+        target_ids = list_all_ids(self.ctx, self.target, ns, self.spec.rate.list_rps)
+        diff = compare_id_sets(self.expected_by_ns.get(ns, set()), set(target_ids))
+        self.report.set_extras(diff, fail=fail)
+
+    def _check_queries(self, ns: str) -> None:
+        source_ns, top_k = self.run_.source_namespace, self.checks.top_k
+        source_results: list[list[str]] = []
+        target_results: list[list[str]] = []
+        latencies_ms: list[float] = []
+        for id_ in sorted(self.query_vectors):
+            vector = self.query_vectors[id_]
+            source_results.append(self._read(self.source, partial(self.source.query, source_ns, vector, top_k)))
+
+            def timed(v: list[float] = vector) -> tuple[list[str], float]:
+                # Timed inside the call: rate-limit waits and failed attempts are not the target's latency.
+                start = time.perf_counter()
+                result = self.target.query(ns, v, top_k)
+                return result, (time.perf_counter() - start) * 1000
+
+            result, ms = self._read(self.target, timed)
+            target_results.append(result)
+            latencies_ms.append(ms)
+        self.report.query = query_summary(source_results, target_results, latencies_ms, top_k)
