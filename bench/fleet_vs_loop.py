@@ -36,7 +36,7 @@ from orchestrator.spec import parse_spec
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY
-from workers.stores import open_store
+from workers.stores import open_retrying_store
 
 LATENCY_MS = 50
 # Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
@@ -153,7 +153,7 @@ def fleet(plane: DataPlane, data: SeedData, redis_url: str, database_url: str, w
         })
         settings = Settings(database_url=database_url, redis_url=redis_url)
         db = jobs.Database(database_url)
-        prepared = launch.prepare(spec, open_store, workdir)
+        prepared = launch.prepare(spec, open_retrying_store, workdir)
         time.sleep(2)  # let the workers finish booting so start-up is not counted as copy time
         cpu_before = _cpu_seconds(procs)
         before = plane.counts()

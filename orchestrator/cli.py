@@ -59,9 +59,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _open_store(spec: Any) -> Any:
     # The CLI is the composition root: it may open stores; the orchestrator core only receives this function.
-    from workers.stores import open_store
+    from workers.stores import open_retrying_store
 
-    return open_store(spec)
+    return open_retrying_store(spec)
 
 
 def _db(settings: Settings) -> jobs.Database:

@@ -384,13 +384,12 @@ def finish_verify(db: Database, run_id: int, report: dict[str, Any], passed: boo
                namespace=run.source_namespace, summary=report.get("summary"))
 
 
-def start_cleanup(db: Database, run_id: int, actor: str) -> NamespaceRun:
+def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
     """verified → cleaning, or StateError saying why not. The caller re-checks the source fingerprint first."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
         if run.state != RunState.VERIFIED:
-            _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace,
-                   reason=f"state is {run.state}")
+            # No event here: it would roll back with the raise; callers (workers.cleaning) record the refusal.
             raise StateError(
                 f"refusing to delete source namespace {run.source_namespace!r}: its run is {run.state}, not verified",
                 hint="run `nsmigrate verify JOB` first; only a verified namespace can be cleaned up",

@@ -23,6 +23,7 @@ from orchestrator.planner import (
     namespaces_needing_id_check,
 )
 from orchestrator.records import display_namespace
+from orchestrator.routing import route_context, targets_by_id
 from orchestrator.spec import JobSpec
 from orchestrator.tenancy import load_twins
 
@@ -35,6 +36,7 @@ class InventoryStore(Protocol):
     def dimension(self) -> int: ...
     def namespaces(self) -> dict[str, int]: ...
     def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> Any: ...
+    def fetch(self, namespace: str, ids: Any) -> list[Any]: ...
 
 
 StoreOpener = Callable[[Any], InventoryStore]
@@ -74,6 +76,13 @@ def _all_ids(store: InventoryStore, namespace: str) -> list[str]:
             return ids
 
 
+def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[Any]:
+    records: list[Any] = []
+    for start in range(0, len(ids), 1000):  # Pinecone fetches ≤ 1,000 ids per request
+        records.extend(store.fetch(namespace, ids[start:start + 1000]))
+    return records
+
+
 def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None) -> Prepared:
     """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing."""
     source = open_store(spec.source)
@@ -86,7 +95,14 @@ def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None
     plan = make_plan(spec, source_inv, target_inv, twins)
     needs_check = namespaces_needing_id_check(plan)
     if needs_check:
-        ids = {ns: _all_ids(source, ns) for ns in needs_check}
+        routed = {r.source_namespace for r in plan.runs if r.target_namespace is None}
+        ids: dict[str, Any] = {}
+        for ns in needs_check:
+            ids[ns] = _all_ids(source, ns)
+            if ns in routed:
+                # Read where each routed record really lands, so only true collisions are refused.
+                ctx = route_context(spec, source.name, ns, None, twins=plan.twins)
+                ids[ns] = targets_by_id(_fetch_all(source, ns, ids[ns]), ctx)
         check_id_collisions(plan, ids, spec.allow_id_overwrite)
     return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name)
 

@@ -115,6 +115,14 @@ def _matches(namespace: str, pattern: str) -> bool:
     return namespace == "" and fnmatch.fnmatchcase(display_namespace(namespace), pattern)
 
 
+def _normalized(inventory: Inventory) -> Inventory:
+    """The default namespace as "" even if a store reported it as ``__default__`` (Pinecone's stats do)."""
+    if "__default__" not in inventory.namespaces:
+        return inventory
+    counts = {parse_namespace_arg(ns): n for ns, n in inventory.namespaces.items()}
+    return Inventory(inventory.label, inventory.dimension, counts)
+
+
 def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
     """The source namespaces the spec selects, sorted (the default namespace first).
 
@@ -176,6 +184,16 @@ def _route(
         if ns == "":
             routes.append((ns, ROUTED, None, None))
             continue
+        if parse_namespace(ns).kind != "other":
+            # An output of this convention (a second plan of the same index), not a twin id: never re-route it.
+            problems.append(
+                (
+                    ns,
+                    f"source namespace {ns!r} already follows the convention: add it to namespaces.exclude "
+                    "(e.g. 'creator_*', 'public')",
+                )
+            )
+            continue
         creator = routing.override_creator or twins.get(ns)
         if creator is None:
             if routing.unknown_twin == "public":
@@ -185,12 +203,7 @@ def _route(
             continue
         bad = [p for p in (identifier_problem("creator_id", creator), identifier_problem("twin_id", ns)) if p]
         if bad:
-            already = (
-                " (it already follows the convention: add it to namespaces.exclude, e.g. 'creator_*')"
-                if (parse_namespace(ns).kind != "other")
-                else ""
-            )
-            problems.append((ns, f"source namespace {ns!r}: {'; '.join(bad)}{already}"))
+            problems.append((ns, f"source namespace {ns!r}: {'; '.join(bad)}"))
             continue
         routes.append((ns, twin_namespace(creator, ns), creator, ns))
     if unknown:
@@ -400,6 +413,8 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
             ambiguous target name, dimension mismatch, non-empty target namespace without allow_id_overwrite, or a
             namespace written onto itself or onto another source of the same store.
     """
+    source = _normalized(source)
+    target = _normalized(target) if target is not None else None
     one_store = same_store(spec)
     if target is None and one_store:
         target = source

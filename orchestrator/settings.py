@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     max_batches_in_flight: int = Field(64, description="Default bound on queued+running copy batches per namespace.")
     retry_attempts: int = Field(8, ge=1, description="Attempts per store request on 429/5xx before the batch fails.")
     retry_max_wait_s: float = Field(30, gt=0, description="Longest backoff between two attempts (Retry-After wins).")
+    rate_guard_s: float = Field(
+        0.1, ge=0, description="Seconds added to the rate budget's 1 s window: absorbs jitter between a worker's "
+        "admission and its request reaching the server, so the server never sees more than the budget in 1 s.")
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")
 

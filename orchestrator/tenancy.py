@@ -215,14 +215,17 @@ def load_supabase(mapping: CreatorMapping, page_rows: int = SUPABASE_PAGE_ROWS) 
         ) from e
     twins: dict[str, str] = {}
     start = 0
-    while True:
-        rows = _page(client, mapping, start, start + page_rows - 1)
-        if not rows:
-            return twins
-        for row in rows:
-            if row.get("creator_id") is not None and row.get("id") is not None:
-                twins[str(row["id"])] = str(row["creator_id"])
-        start += len(rows)
+    try:
+        while True:
+            rows = _page(client, mapping, start, start + page_rows - 1)
+            if not rows:
+                return twins
+            for row in rows:
+                if row.get("creator_id") is not None and row.get("id") is not None:
+                    twins[str(row["id"])] = str(row["creator_id"])
+            start += len(rows)
+    finally:
+        client.postgrest.aclose()  # the sync client's close, despite the name
 
 
 def _page(client: Any, mapping: CreatorMapping, first: int, last: int) -> list[dict[str, Any]]:

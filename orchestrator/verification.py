@@ -93,11 +93,12 @@ def compare_values(source: Sequence[float], target: Sequence[float], tolerance: 
         return f"dimension differs: expected {len(source)}, got {len(target)}"
     if not len(source):
         return None
-    a = np.asarray(source, dtype=np.float32)
-    b = np.asarray(target, dtype=np.float32)
+    # Values beyond float32's range become ±inf, as a float32 store would hold them; that is not an error here.
     # float64 for the difference: the comparison itself must not round a real difference away. Equal values
     # (infinities included) differ by 0, not by inf - inf = NaN.
-    with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.asarray(source, dtype=np.float32)
+        b = np.asarray(target, dtype=np.float32)
         diff = np.where(a == b, 0.0, np.abs(a.astype(np.float64) - b.astype(np.float64)))
     if np.isnan(diff).any():
         # NaN never equals anything; a NaN on either side is a difference unless both sides hold NaN there.
@@ -124,8 +125,9 @@ def compare_metadata(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> 
     return None
 
 
-def compare_record(source: Record, target: Record | None, expected_metadata: Mapping[str, Any],
-                   tolerance: float) -> str | None:
+def compare_record(
+    source: Record, target: Record | None, expected_metadata: Mapping[str, Any], tolerance: float
+) -> str | None:
     """Compare one copied record with its source.
 
     Parameters:
@@ -201,8 +203,12 @@ def percentile(values: Sequence[float], p: float) -> float:
     return float(ordered[low] + (ordered[high] - ordered[low]) * (rank - low))
 
 
-def query_summary(source_results: Sequence[Sequence[str]], target_results: Sequence[Sequence[str]],
-                  latencies_ms: Sequence[float], top_k: int) -> dict[str, Any]:
+def query_summary(
+    source_results: Sequence[Sequence[str]],
+    target_results: Sequence[Sequence[str]],
+    latencies_ms: Sequence[float],
+    top_k: int,
+) -> dict[str, Any]:
     """Judge sample queries run against both sides: how many top-k id lists are the same set, the mean overlap
     (|source ∩ target| / |source|), and the target's latency P50/P95 in milliseconds.
 
@@ -329,8 +335,10 @@ class Report:
             parts.append(f"{self.vanished_count} vanished from source")
         if self.query is not None:
             q = self.query
-            parts.append(f"queries {q['same_top_k']}/{q['samples']} same top-{q['top_k']}"
-                         + (f", p95 {q['latency_ms_p95']} ms" if q.get("latency_ms_p95") is not None else ""))
+            parts.append(
+                f"queries {q['same_top_k']}/{q['samples']} same top-{q['top_k']}"
+                + (f", p95 {q['latency_ms_p95']} ms" if q.get("latency_ms_p95") is not None else "")
+            )
         line = ", ".join(parts) or f"{self.source_count} source ids, nothing checked"
         return line if self.passed else f"FAILED: {line}"
 

@@ -130,6 +130,6 @@ def _print_landing(console: Console, stack: Stack, index_name: str) -> None:
 
 
 def _open_store(spec: Any) -> Any:
-    from workers.stores import open_store
+    from workers.stores import open_retrying_store
 
-    return open_store(spec)
+    return open_retrying_store(spec)

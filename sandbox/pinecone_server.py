@@ -26,7 +26,8 @@ Admin endpoints on every data-plane port (never subject to faults, no Api-Key ne
 
 - ``GET /_sandbox/faults`` -> the current :class:`Faults` as JSON; ``POST /_sandbox/faults`` with a JSON object
   *replaces* them (omitted keys take their defaults, unknown keys are refused with 400).
-- ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/reset`` clears data and stats (faults stay).
+- ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/reset`` clears data and stats
+  (faults stay).
 
 The control plane also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}``.
 
@@ -41,16 +42,18 @@ Choices where the real service is not pinned down by the spec:
 - The default namespace is stored as ``""``; ``"__default__"`` is accepted as its name everywhere and is how
   ``describe_index_stats``, ``GET /namespaces`` and the stats report it.
 - Real pod indexes do not serve ``/vectors/list`` or ``/namespaces``; the sandbox serves both for every kind unless
-  ``Faults(namespaces_endpoint=False)``. ``describe_index_stats`` with a filter is refused on serverless (as documented).
+  ``Faults(namespaces_endpoint=False)``. ``describe_index_stats`` with a filter is refused on serverless (as
+  documented).
 - Euclidean scores are squared distances, ascending (Pinecone's convention); cosine/dotproduct descending.
 
 The SDK's own retries (found in ``pinecone/_internal/http_client.py``):
 
 - ``Index`` (REST) always uses the default ``RetryConfig`` (3 retries = 4 attempts on 408/429/500/502/503/504,
   honouring ``Retry-After`` parsed as float seconds, capped at ``max_wait=60``, plus up to 50 % jitter). The
-  ``retry_config`` passed to ``Pinecone(...)`` reaches only the control plane and gRPC, not data-plane REST, and there is
-  no environment variable. :func:`set_sdk_retries` swaps the config on an ``Index``'s transport (private attributes,
-  for tests); patching ``pinecone._internal.http_client._retry_sleep`` (the SDK's own seam) makes retries instant.
+  ``retry_config`` passed to ``Pinecone(...)`` reaches only the control plane and gRPC, not data-plane REST, and
+  there is no environment variable. :func:`set_sdk_retries` swaps the config on an ``Index``'s transport (private
+  attributes, for tests); patching ``pinecone._internal.http_client._retry_sleep`` (the SDK's own seam) makes
+  retries instant.
 - Process-global state per *bare hostname* (``127.0.0.1``, port ignored, so every sandbox index shares it): a retry
   budget (100 tokens, -1 per retryable failure, +0.1 per success, no retries at or below 50) and an adaptive bulk gate
   (``Retry-After`` sets a hold, 429s halve concurrency, a stall detector refuses batches for 30 s). After ~50 429/5xx
@@ -98,6 +101,12 @@ OVERSIZE_STATUS = 400  # see the module docstring: 400 INVALID_ARGUMENT, or 413 
 POD_CAPACITY_VECTORS = 1_000_000  # what indexFullness is measured against for kind="pod" (one p1.x1 pod)
 
 DEFAULT_NAMESPACE_NAME = "__default__"
+DATA_PLANE_OPS = frozenset(
+    {
+        *("upsert", "fetch", "fetch_by_metadata", "list", "query", "delete", "update", "describe_index_stats"),
+        *("list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"),
+    }
+)
 METRICS = ("cosine", "dotproduct", "euclidean")
 KINDS = ("pod", "serverless")
 
@@ -141,7 +150,8 @@ class Faults:
     - ``retry_after_s``: the ``Retry-After`` value sent; ``None`` = whole seconds until the window frees a slot
       (at least 1, as HTTP wants). The SDK parses it as a float, so fractions work and keep tests fast.
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
-      (seeded by ``seed``; deterministic for a sequential client).
+      (seeded by ``seed``; deterministic for a sequential client). ``error_ops`` limits them to some operations
+      (e.g. ``("upsert",)``; names as in the stats' ``requests``); ``None`` = every data-plane operation.
     - ``drop_fraction``: upserts answer the full ``upsertedCount`` but silently do not store this fraction of the
       vectors (chosen with a seeded RNG; exact when ``n * drop_fraction`` is a whole number).
     - ``namespaces_endpoint``: when ``False`` the ``/namespaces`` endpoints answer 404, as Pinecone Local does.
@@ -156,6 +166,7 @@ class Faults:
     error_rate_429: float = 0.0
     error_rate_5xx: float = 0.0
     status_5xx: int = 503
+    error_ops: tuple[str, ...] | None = None
     drop_fraction: float = 0.0
     namespaces_endpoint: bool = True
     seed: int = 0
@@ -176,6 +187,12 @@ class Faults:
             raise ValueError("retry_after_s must be >= 0")
         if not 500 <= self.status_5xx <= 599:
             raise ValueError("status_5xx must be a 5xx status")
+        if self.error_ops is not None:
+            # JSON gives a list; keep a tuple so Faults stays hashable and compares equal however it was built.
+            object.__setattr__(self, "error_ops", tuple(self.error_ops))
+            unknown = sorted(set(self.error_ops) - DATA_PLANE_OPS)
+            if unknown:
+                raise ValueError(f"error_ops has unknown operations {unknown}; known: {sorted(DATA_PLANE_OPS)}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Faults:
@@ -187,13 +204,17 @@ class Faults:
         return cls(**dict(data))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.error_ops is not None:
+            data["error_ops"] = list(self.error_ops)
+        return data
 
     @classmethod
     def pinecone_serverless_limits(cls, **overrides: Any) -> Faults:
         """The documented serverless per-second limits (upsert/query/delete 100 per namespace, fetch 100, list 200)."""
-        base = cls(write_rps_per_namespace=100, query_rps_per_namespace=100, fetch_rps_per_index=100,
-                   list_rps_per_index=200)
+        base = cls(
+            write_rps_per_namespace=100, query_rps_per_namespace=100, fetch_rps_per_index=100, list_rps_per_index=200
+        )
         return replace(base, **overrides)
 
 
@@ -253,7 +274,9 @@ def validate_metadata(metadata: Any) -> dict[str, Any] | None:
         if not ok:
             # Worded like the service (the SDK's client-side check copies it): the value as JSON, then the field.
             shown = orjson.dumps(value).decode()[:64]
-            raise _bad(f"Metadata value must be a string, number, boolean or list of strings, got '{shown}' for field '{key}'")
+            raise _bad(
+                f"Metadata value must be a string, number, boolean or list of strings, got '{shown}' for field '{key}'"
+            )
     size = len(orjson.dumps(metadata))
     if size > MAX_METADATA_BYTES:
         raise _bad(f"Metadata size is {size} bytes, which exceeds the limit of {MAX_METADATA_BYTES} bytes per vector")
@@ -286,19 +309,20 @@ def _require_scalar(op: str, operand: Any) -> None:
 
 
 def _operator(field_name: str, op: str, operand: Any) -> Predicate:
-    if op in ("$eq", "$ne"):
-        _require_scalar(op, operand)
-        eq: Predicate = lambda md: field_name in md and _scalar_matches(md[field_name], operand)  # noqa: E731
-        return eq if op == "$eq" else (lambda md: not eq(md))
-    if op in ("$in", "$nin"):
-        if not isinstance(operand, list):
+    if op in ("$eq", "$ne", "$in", "$nin"):
+        operands = operand if op in ("$in", "$nin") else [operand]
+        if not isinstance(operands, list):
             raise _bad(f"Filter operator {op} needs an array, got {type(operand).__name__}")
-        for item in operand:
+        for item in operands:
             _require_scalar(op, item)
-        inside: Predicate = lambda md: field_name in md and any(  # noqa: E731
-            _scalar_matches(md[field_name], item) for item in operand
-        )
-        return inside if op == "$in" else (lambda md: not inside(md))
+        negate = op in ("$ne", "$nin")
+
+        def matches(md: Mapping[str, Any]) -> bool:
+            found = field_name in md and any(_scalar_matches(md[field_name], item) for item in operands)
+            # A record without the field matches $ne and $nin, as in MongoDB-style filters.
+            return found != negate
+
+        return matches
     if op in _COMPARISONS:
         if not _is_number(operand):
             raise _bad(f"Filter operator {op} needs a number, got {type(operand).__name__}")
@@ -309,6 +333,12 @@ def _operator(field_name: str, op: str, operand: Any) -> Predicate:
             raise _bad(f"Filter operator $exists needs a boolean, got {type(operand).__name__}")
         return lambda md: (field_name in md) == operand
     raise _bad(f"Unsupported filter operator {op!r} on field '{field_name}'")
+
+
+def _combine(op: str, subs: list[Predicate]) -> Predicate:
+    if op == "$and":
+        return lambda md: all(p(md) for p in subs)
+    return lambda md: any(p(md) for p in subs)
 
 
 def compile_filter(expression: Any) -> Predicate:
@@ -323,9 +353,7 @@ def compile_filter(expression: Any) -> Predicate:
         if key in ("$and", "$or"):
             if not isinstance(condition, list) or not condition:
                 raise _bad(f"Filter operator {key} needs a non-empty array of filters")
-            subs = [compile_filter(sub) for sub in condition]
-            combine = all if key == "$and" else any
-            parts.append(lambda md, subs=subs, combine=combine: combine(p(md) for p in subs))
+            parts.append(_combine(key, [compile_filter(sub) for sub in condition]))
         elif key.startswith("$"):
             raise _bad(f"Unsupported top-level filter operator {key!r}")
         elif isinstance(condition, dict):
@@ -345,6 +373,10 @@ class _Record:
     values: np.ndarray  # float32, shape (dimension,)
     metadata: dict[str, Any] | None = None
     sparse: dict[str, Any] | None = None
+
+
+def _copy(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if metadata is None else {k: list(v) if isinstance(v, list) else v for k, v in metadata.items()}
 
 
 class _Namespace:
@@ -537,7 +569,11 @@ class IndexStore:
             return True
 
     def update(
-        self, namespace: str, ids: list[str], values: np.ndarray | None, set_metadata: dict[str, Any] | None,
+        self,
+        namespace: str,
+        ids: list[str],
+        values: np.ndarray | None,
+        set_metadata: dict[str, Any] | None,
         sparse: dict[str, Any] | None,
     ) -> int:
         """Apply values/metadata/sparse changes to existing *ids* (all checked first, so nothing half-applies)."""
@@ -572,7 +608,7 @@ class IndexStore:
     def snapshot(self) -> dict[str, dict[str, tuple[np.ndarray, dict[str, Any] | None]]]:
         with self.lock:
             return {
-                name: {i: (r.values.copy(), dict(r.metadata) if r.metadata else r.metadata) for i, r in ns.records.items()}
+                name: {i: (r.values.copy(), _copy(r.metadata)) for i, r in ns.records.items()}
                 for name, ns in self.namespaces.items()
             }
 
@@ -628,10 +664,10 @@ class FaultState:
 
     def __init__(self, faults: Faults | None = None) -> None:
         self._lock = threading.Lock()
-        self.set(faults or Faults())
+        self.configure(faults or Faults())
         self.reset_stats()
 
-    def set(self, faults: Faults) -> None:
+    def configure(self, faults: Faults) -> None:
         with self._lock:
             self.faults = faults
             self._error_rng = random.Random(faults.seed)
@@ -670,11 +706,13 @@ class FaultState:
             return f"{self.faults.retry_after_s:g}"
         return str(max(1, math.ceil(wait_s)))
 
-    def inject(self) -> _Refusal | None:
+    def inject(self, op: str) -> _Refusal | None:
         """Maybe answer this request with a random 5xx or 429."""
         with self._lock:
             faults = self.faults
             if faults.error_rate_5xx == 0 and faults.error_rate_429 == 0:
+                return None
+            if faults.error_ops is not None and op not in faults.error_ops:
                 return None
             draw = self._error_rng.random()
             if draw < faults.error_rate_5xx:
@@ -682,8 +720,9 @@ class FaultState:
                 return _Refusal(faults.status_5xx, "Service unavailable (sandbox fault injection)")
             if draw < faults.error_rate_5xx + faults.error_rate_429:
                 self._counters["injected_429"] += 1
-                return _Refusal(429, "Too many requests (sandbox fault injection)",
-                                {"Retry-After": self._retry_after(1.0)})
+                return _Refusal(
+                    429, "Too many requests (sandbox fault injection)", {"Retry-After": self._retry_after(1.0)}
+                )
             return None
 
     def admit(self, op: str, namespace: str) -> _Refusal | None:
@@ -722,8 +761,12 @@ class FaultState:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            peaks: dict[str, Any] = {"write_per_namespace": {}, "query_per_namespace": {}, "fetch_per_index": 0,
-                                     "list_per_index": 0}
+            peaks: dict[str, Any] = {
+                "write_per_namespace": {},
+                "query_per_namespace": {},
+                "fetch_per_index": 0,
+                "list_per_index": 0,
+            }
             for (scope, namespace), window in self._windows.items():
                 name = _SCOPE_STAT[scope]
                 if namespace is None:
@@ -739,6 +782,8 @@ class FaultState:
 
 
 # --- the data-plane service (request in, reply out; no sockets) --------------------------------------------------
+
+_NAMESPACE_OPS = frozenset({"list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"})
 
 Handler = Callable[[Any, dict[str, list[str]], str | None], Any]
 
@@ -789,13 +834,12 @@ class IndexService:
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000.0)
             _check_api_key(headers, self.api_key)
-            if op.endswith("namespace") or op == "list_namespaces":
-                if not faults.namespaces_endpoint:
-                    raise _Refusal(404, "Not Found")
-            injected = self.faults.inject()
+            if op in _NAMESPACE_OPS and not faults.namespaces_endpoint:
+                raise _Refusal(404, "Not Found")
+            injected = self.faults.inject(op)
             if injected is not None:
                 raise injected
-            payload = _parse_json(body) if method == "POST" else None
+            payload = _parse_json(body) if body else None
             refusal = self.faults.admit(op, self._scope_namespace(op, payload, query))
             if refusal is not None:
                 raise refusal
@@ -845,7 +889,7 @@ class IndexService:
                     faults = Faults.from_dict(payload)
                 except (TypeError, ValueError) as exc:
                     raise _bad(str(exc)) from exc
-                self.faults.set(faults)
+                self.faults.configure(faults)
                 return _Reply(200, faults.to_dict())
             if path == "/_sandbox/stats" and method == "GET":
                 return _Reply(200, self.stats())
@@ -937,8 +981,7 @@ class IndexService:
         limit = _int_in(_one(query, "limit") or MAX_LIST_LIMIT, "limit", 1, MAX_LIST_LIMIT)
         prefix = _one(query, "prefix") or ""
         ids, token = self.store.list_ids(namespace, prefix, _one(query, "paginationToken") or None, limit)
-        reply: dict[str, Any] = {"vectors": [{"id": i} for i in ids], "namespace": namespace,
-                                 "usage": {"readUnits": 1}}
+        reply: dict[str, Any] = {"vectors": [{"id": i} for i in ids], "namespace": namespace, "usage": {"readUnits": 1}}
         if token:
             reply["pagination"] = {"next": token}
         return reply
@@ -953,8 +996,7 @@ class IndexService:
         include_metadata = bool(body.get("includeMetadata", False))
         if (include_values or include_metadata) and top_k > MAX_TOP_K_WITH_DATA:
             raise _bad(
-                f"topK must be at most {MAX_TOP_K_WITH_DATA} when includeValues or includeMetadata is true, "
-                f"got {top_k}"
+                f"topK must be at most {MAX_TOP_K_WITH_DATA} when includeValues or includeMetadata is true, got {top_k}"
             )
         predicate = compile_filter(body["filter"]) if body.get("filter") is not None else None
         vector = self._query_vector(body, namespace)
@@ -1085,8 +1127,6 @@ def _check_api_key(headers: Mapping[str, str], expected: str | None) -> None:
 
 
 def _parse_json(body: bytes) -> Any:
-    if not body:
-        raise _bad("Request body must be a JSON object")
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -1152,10 +1192,16 @@ def index_model(spec: IndexSpec, host: str) -> dict[str, Any]:
         "tags": {"sandbox": "true"},
     }
     if spec.kind == "pod":
-        model["spec"] = {"pod": {"environment": "us-east-1-aws", "pod_type": "p1.x1", "pods": 1, "replicas": 1,
-                                 "shards": 1}}
-        model["deployment"] = {"deployment_type": "pod", "environment": "us-east-1-aws", "pod_type": "p1.x1",
-                               "replicas": 1, "shards": 1}
+        model["spec"] = {
+            "pod": {"environment": "us-east-1-aws", "pod_type": "p1.x1", "pods": 1, "replicas": 1, "shards": 1}
+        }
+        model["deployment"] = {
+            "deployment_type": "pod",
+            "environment": "us-east-1-aws",
+            "pod_type": "p1.x1",
+            "replicas": 1,
+            "shards": 1,
+        }
     else:
         model["spec"] = {"serverless": {"cloud": "aws", "region": "us-east-1", "read_capacity": on_demand}}
         model["deployment"] = {"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"}
@@ -1195,7 +1241,8 @@ class ControlService:
                 return _Reply(200, self.sandbox.describe_hosts())
             _check_api_key(headers, self.sandbox.api_key)
             if path == "/indexes" and method == "GET":
-                return _Reply(200, {"indexes": [index_model(s, self.sandbox.host(s.name)) for s in self.sandbox.specs()]})
+                models = [index_model(s, self.sandbox.host(s.name)) for s in self.sandbox.specs()]
+                return _Reply(200, {"indexes": models})
             if path == "/indexes" and method == "POST":
                 spec = spec_from_create_request(_parse_json(body))
                 if spec.name in self.sandbox.names():
@@ -1282,10 +1329,10 @@ class _Server(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> _Server:
-        threading.Thread(target=self.serve_forever, name=f"sandbox-{self.label}", daemon=True).start()
+        threading.Thread(target=self.serve_forever, args=(0.05,), name=f"sandbox-{self.label}", daemon=True).start()
         return self
 
     def close(self) -> None:
@@ -1413,7 +1460,7 @@ class PineconeSandbox:
 
     def set_faults(self, name: str, faults: Faults) -> None:
         """Replace *name*'s faults (same as ``POST /_sandbox/faults``); also reseeds the fault RNGs."""
-        self.service(name).faults.set(faults)
+        self.service(name).faults.configure(faults)
 
     def faults(self, name: str) -> Faults:
         return self.service(name).faults.faults
@@ -1437,7 +1484,9 @@ class PineconeSandbox:
             array = np.asarray(values, dtype=np.float32)
             if array.shape != (dimension,):
                 raise ValueError(f"vector {vector_id!r} has shape {array.shape}; index {name!r} wants ({dimension},)")
-            return _valid_id(vector_id), _Record(array, dict(metadata) if metadata is not None else None)
+            if not isinstance(vector_id, str) or not 0 < len(vector_id) <= MAX_ID_LENGTH:
+                raise ValueError(f"vector id must be a string of 1..{MAX_ID_LENGTH} characters, got {vector_id!r}")
+            return vector_id, _Record(array, dict(metadata) if metadata is not None else None)
 
         return service.store.put(_namespace_name(namespace), (convert(r) for r in records))
 
@@ -1498,8 +1547,13 @@ def _write_port_file(path: Path, hosts: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.pinecone_server", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--index", action="append", type=parse_index_arg, required=True,
-                        help="name:dimension[:metric[:kind]], repeatable (metric cosine, kind serverless by default)")
+    parser.add_argument(
+        "--index",
+        action="append",
+        type=parse_index_arg,
+        required=True,
+        help="name:dimension[:metric[:kind]], repeatable (metric cosine, kind serverless by default)",
+    )
     parser.add_argument("--port-file", type=Path, help="also write the hosts here as JSON")
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--api-key", help="accept only this Api-Key (default: any non-empty key)")

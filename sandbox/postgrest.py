@@ -768,6 +768,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nsmigrate-postgrest-standin"
+    sys_version = ""
     timeout = 60  # idle keep-alive connections are dropped after this
     server: _Server
 
@@ -839,7 +840,9 @@ class PostgrestStandIn:
 
     def start(self) -> PostgrestStandIn:
         self._server = _Server(self._address, self._app)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="postgrest-standin", daemon=True)
+        # A short poll interval keeps stop() fast (shutdown() waits for the loop's next poll).
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="postgrest-standin",
+                                        daemon=True)
         self._thread.start()
         return self
 

@@ -3,8 +3,8 @@
 The production index holds 805 vectors: 376 in the default namespace ``""`` (each naming its twin in metadata
 ``twin_id``) and 429 spread unevenly over 30 namespaces, one per twin, each named by the twin's UUID. The 30 twins
 belong to about 8 creators whose ids include awkward ones (``sainath.no.1``, and the pair ``a.1`` / ``a.10`` that a
-careless prefix match confuses). Everything here is made from ``seed`` with numpy, so the same seed gives the same
-ids, metadata and vectors on every machine::
+careless prefix match confuses). Ids (``doc-N#chunk-M``) are unique across the whole data set. Everything here is
+made from ``seed`` with numpy, so the same seed gives the same ids, metadata and vectors on every machine::
 
     from sandbox.seed import seed_dataset
     data = seed_dataset()                      # 805 x 3072, like production
@@ -28,10 +28,11 @@ import numpy as np
 # Always among the creators: the real ids that have bitten before.
 TRICKY_CREATORS = ("sainath.no.1", "a.1", "a.10", "creator-7")
 
-_WORDS = (
-    "memory recipe garden travel piano letter winter harbor lecture sketch river budget poem orbit lantern "
-    "market signal thesis canvas ferry mentor ledger compass meadow archive sonnet bridge quartz tundra"
-).split()
+_WORDS = [
+    *("memory", "recipe", "garden", "travel", "piano", "letter", "winter", "harbor", "lecture", "sketch"),
+    *("river", "budget", "poem", "orbit", "lantern", "market", "signal", "thesis", "canvas", "ferry"),
+    *("mentor", "ledger", "compass", "meadow", "archive", "sonnet", "bridge", "quartz", "tundra"),
+]
 
 Record = tuple[str, Sequence[float], dict[str, Any]]
 
@@ -94,15 +95,18 @@ def _uneven_sizes(rng: np.random.Generator, total: int, parts: int) -> list[int]
     return sizes.tolist()
 
 
-def _ids(rng: np.random.Generator, count: int) -> list[str]:
-    """``doc-N#chunk-M`` ids, unique within one namespace: documents of 1 to 8 chunks each."""
+def _ids(rng: np.random.Generator, count: int, doc: int) -> tuple[list[str], int]:
+    """*count* ``doc-N#chunk-M`` ids from documents of 1 to 8 chunks numbered from *doc*; and the next free number.
+
+    Document numbers never repeat across namespaces, so an id is unique in the whole data set: a twin's records in the
+    default namespace and in its own namespace can be merged into one namespace without overwriting each other.
+    """
     ids: list[str] = []
-    doc = int(rng.integers(1, 50))
     while len(ids) < count:
         chunks = int(rng.integers(1, 9))
         ids.extend(f"doc-{doc}#chunk-{c}" for c in range(min(chunks, count - len(ids))))
         doc += int(rng.integers(1, 4))
-    return ids
+    return ids, doc
 
 
 def _unit_vectors(rng: np.random.Generator, count: int, dimension: int) -> np.ndarray:
@@ -129,8 +133,10 @@ def seed_dataset(
     creators = _creator_ids(n_creators)
     twin_ids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n_twin_namespaces)]
     # Every creator owns at least one twin (while twins last); the rest go to random creators.
-    owners = [creators[i % n_creators] if i < n_creators else creators[int(rng.integers(n_creators))]
-              for i in range(n_twin_namespaces)]
+    owners = [
+        creators[i % n_creators] if i < n_creators else creators[int(rng.integers(n_creators))]
+        for i in range(n_twin_namespaces)
+    ]
     twins = dict(zip(twin_ids, owners, strict=True))
 
     sizes = [default_count, *_uneven_sizes(rng, n_vectors - default_count, n_twin_namespaces)]
@@ -140,17 +146,18 @@ def seed_dataset(
     default_twins = rng.integers(0, n_twin_namespaces, size=default_count)
 
     namespaces: dict[str, list[Record]] = {}
-    start = 0
+    start, doc = 0, int(rng.integers(1, 50))
     for name, size in zip(names, sizes, strict=True):
         block = matrix[start : start + size]
         values: Sequence[Any] = block.tolist() if values_as == "list" else list(block)
         records: list[Record] = []
-        for offset, vector_id in enumerate(_ids(rng, size)):
+        ids, doc = _ids(rng, size, doc)
+        for offset, vector_id in enumerate(ids):
             row = start + offset
-            doc, chunk = vector_id.split("#")
+            source, chunk = vector_id.split("#")
             metadata: dict[str, Any] = {
                 "text": " ".join(_WORDS[w] for w in words[row]),
-                "source": doc,
+                "source": source,
                 "chunk": int(chunk.removeprefix("chunk-")),
             }
             if name == "":

@@ -3,7 +3,7 @@
 Pure: no I/O. The size is an *upper bound* of the JSON body the SDK sends (orjson, compact), so a chunk that fits here
 fits on the wire: ids and metadata are measured exactly, and each value is charged ``BYTES_PER_VALUE`` bytes — the
 longest compact JSON form of a double, e.g. ``-1.2345678901234567e-308,`` (25 bytes). Typical float32 embeddings
-serialise to ~20–21 bytes a value, so this leaves ~20 % headroom rather than risking a 413 that fails a batch.
+serialise to ~20-21 bytes a value, so this leaves ~20 % headroom rather than risking a 413 that fails a batch.
 """
 
 from __future__ import annotations

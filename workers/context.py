@@ -32,7 +32,7 @@ class WorkerContext:
         self.db = Database(settings.database_url, pool_size=10)
         self.dispatcher = Dispatcher(settings)
         self.redis = redis.Redis.from_url(settings.redis_url)
-        self.limiter = RateLimiter(self.redis)
+        self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._stores: dict[str, VectorStore] = {}
         self._lock = threading.Lock()

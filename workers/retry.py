@@ -8,7 +8,7 @@ Which layer retries what:
   were throttled at the same moment do not come back in lockstep.
 - **Celery** never retries on these exceptions. It only *redelivers* a task whose worker died before acknowledging it
   (``acks_late``); tasks are idempotent, so a redelivered batch is harmless. Pointing both layers at the same
-  exception would multiply attempts (8 tenacity attempts × N Celery retries) and hide the real failure rate.
+  exception would multiply attempts (8 tenacity attempts times N Celery retries) and hide the real failure rate.
 - **The Pinecone SDK's own retries are switched off** by the Pinecone store adapter, so one 429 costs one request
   against the fleet-wide rate budget and tenacity is the only layer that decides when to try again.
 
@@ -35,7 +35,7 @@ T = TypeVar("T")
 RETRY_AFTER_CAP_S = 600.0
 
 
-class wait_retry_after(tenacity.wait.wait_base):  # noqa: N801 - named like tenacity's own wait strategies
+class wait_retry_after(tenacity.wait.wait_base):
     """Wait ``max(Retry-After, fallback)``: never sooner than the server asked, never in lockstep with the fleet.
 
     Use this around calls to a shared, rate-limited API: ``Retry-After`` (carried as ``RetryableError.retry_after_s``)
@@ -75,7 +75,9 @@ def _log_before_sleep(retry_state: RetryCallState) -> None:
     )
 
 
-def retrying(*, attempts: int = 8, max_wait_s: float = 30, sleep: Callable[[float], None] = time.sleep) -> tenacity.Retrying:
+def retrying(
+    *, attempts: int = 8, max_wait_s: float = 30, sleep: Callable[[float], None] = time.sleep
+) -> tenacity.Retrying:
     """The retry policy for one store call inside a task.
 
     Parameters:

@@ -68,8 +68,11 @@ def list_all_ids(ctx: WorkerContext, store: VectorStore, namespace: str, rate_pe
     ids: list[str] = []
     token: str | None = None
     while True:
-        page = ctx.call(partial(store.list_ids, namespace, limit=LIST_PAGE_IDS, token=token),
-                        scope=list_scope(store.name), rate_per_s=rate_per_s)
+        page = ctx.call(
+            partial(store.list_ids, namespace, limit=LIST_PAGE_IDS, token=token),
+            scope=list_scope(store.name),
+            rate_per_s=rate_per_s,
+        )
         ids.extend(page.ids)
         if not page.next_token:
             # A store that paged an id twice must not make the count look larger than the set.
@@ -135,7 +138,12 @@ class _Verifier:
         self.source = ctx.store(spec.source)
         self.target = ctx.store(spec.target)
         self.route: RouteContext = route_context(
-            spec, self.source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id,
+            spec,
+            self.source.name,
+            run.source_namespace,
+            run.target_namespace,
+            run.creator_id,
+            run.twin_id,
             run.routing_table,
         )
         self.expected_by_ns: dict[str, set[str]] = {}

@@ -43,7 +43,7 @@ def assert_same_records(got: list[Record], want: list[Record]) -> None:
     assert [r.id for r in got] == [r.id for r in want]
     for g, w in zip(got, want, strict=True):
         # Both stores keep float32: equal to the float32 rounding of what was sent.
-        np.testing.assert_allclose(g.values, np.float32(w.values), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(g.values), np.asarray(w.values, dtype=np.float32), rtol=1e-6, atol=1e-7)
         assert g.metadata == w.metadata
 
 
@@ -139,7 +139,8 @@ def test_delete_removes_only_those_ids(store: VectorStore) -> None:
     records = make_records(10)
     store.upsert("d", records)
 
-    store.delete("d", ["id-0001", "id-0003", "not-there"])
+    # More ids than one Pinecone request takes (1,000): the adapter splits.
+    store.delete("d", ["id-0001", "id-0003", "not-there"] + [f"ghost-{i}" for i in range(1_500)])
 
     assert store.count("d") == 8
     assert {r.id for r in store.fetch("d", [r.id for r in records])} == {r.id for r in records} - {"id-0001", "id-0003"}
@@ -282,6 +283,20 @@ def test_pinecone_by_host_needs_no_control_plane(sandbox: PineconeSandbox, monke
     assert isinstance(store, PineconeStore)
     assert store.upsert("h", make_records(2)) == 2
     assert store.count("h") == 2
+
+
+def test_pinecone_connects_lazily_and_names_a_missing_index(
+    sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    # Building a store does no I/O and reads no secret (Celery builds tasks' context before forking workers).
+    store = open_store(PineconeStoreSpec(index="no-such-index", control_host=sandbox.control_host, api_key_env=KEY_ENV))
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+
+    with pytest.raises(StoreError) as info:
+        store.namespaces()
+
+    assert "404" in str(info.value) and "no-such-index" in str(info.value)
 
 
 def test_pinecone_missing_key_env_is_a_clear_error_without_any_key(

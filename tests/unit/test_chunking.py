@@ -23,7 +23,9 @@ def request_bytes(chunk: list[Record], namespace: str = "creator_abc_twin_def") 
 finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
 metadata = st.dictionaries(
     st.text(min_size=1, max_size=12),
-    st.one_of(st.text(max_size=40), st.integers(-(10**9), 10**9), st.booleans(), st.lists(st.text(max_size=8), max_size=4)),
+    st.one_of(
+        st.text(max_size=40), st.integers(-(10**9), 10**9), st.booleans(), st.lists(st.text(max_size=8), max_size=4)
+    ),
     max_size=5,
 )
 records = st.lists(
@@ -71,7 +73,9 @@ def test_estimate_is_an_upper_bound_of_the_serialised_record(
 def test_the_2mb_limit_with_3072_dimensional_float32_vectors() -> None:
     rng = np.random.default_rng(7)
     batch = [
-        Record(f"doc-{i:05d}#chunk-{i % 17}", rng.normal(0, 0.05, 3072).astype(np.float32).tolist(), {"text": "x" * 500})
+        Record(
+            f"doc-{i:05d}#chunk-{i % 17}", rng.normal(0, 0.05, 3072).astype(np.float32).tolist(), {"text": "x" * 500}
+        )
         for i in range(200)
     ]
 

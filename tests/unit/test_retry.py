@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+
 import pytest
 
 from orchestrator.errors import PermanentError, RetryableError, StoreError

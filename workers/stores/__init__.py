@@ -6,7 +6,7 @@ from orchestrator.errors import StoreError
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, VectorStore, iter_all_ids
 
-__all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids", "open_store"]
+__all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids", "open_retrying_store", "open_store"]
 
 
 def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
@@ -21,3 +21,10 @@ def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
 
         return PgvectorStore(spec)
     raise StoreError(f"unknown store kind {getattr(spec, 'kind', None)!r}", hint="use `pinecone` or `pgvector`")
+
+
+def open_retrying_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
+    """``open_store`` whose calls back off and retry on 429/5xx: for planning and CLI calls outside the copy path."""
+    from workers.stores.retrying import RetryingStore
+
+    return RetryingStore(open_store(spec))

@@ -145,7 +145,7 @@ class PgvectorStore:
 
     def _table(self, name: str, dimension: int | None = None) -> sa.Table:
         table = self._tables.get(name)
-        if table is None or (dimension is not None and table.c.embedding.type.dim != dimension):
+        if table is None or (dimension is not None and getattr(table.c.embedding.type, "dim", None) != dimension):
             columns: list[sa.Column[Any]] = []
             if self.spec.layout == "single_table":
                 # (namespace, id): the primary key index serves "one namespace, by id" — every list page.
@@ -330,7 +330,9 @@ class PgvectorStore:
                 if name not in self._existing:
                     self._create(namespace, dimension)
                 table = self._table(name)
-                rows = [{"id": r.id, "embedding": list(r.values), "metadata": dict(r.metadata)} for r in latest.values()]
+                rows = [
+                    {"id": r.id, "embedding": list(r.values), "metadata": dict(r.metadata)} for r in latest.values()
+                ]
                 if self.spec.layout == "single_table":
                     for row in rows:
                         row[self.spec.namespace_column] = namespace

@@ -30,7 +30,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from pinecone import (
@@ -61,19 +61,20 @@ _RETRYABLE_STATUSES = frozenset({408, 429})
 def disable_sdk_retries(index: Any) -> bool:
     """Turn off the SDK's own retries on a data-plane ``Index``; returns False (and warns) if the SDK's shape is not
     the one this was written against (10.2.0), in which case the SDK keeps retrying underneath tenacity."""
+    transport_cls: type | None
     try:
-        from pinecone._internal.http_client import _RetryTransport
+        from pinecone._internal.http_client import _RetryTransport as transport_cls
     except ImportError:  # pragma: no cover - depends on the installed SDK
-        _RetryTransport = None  # noqa: N806
+        transport_cls = None
     transport = getattr(getattr(getattr(index, "_http", None), "_client", None), "_transport", None)
     config = getattr(transport, "_config", None)
-    if _RetryTransport is None or not isinstance(transport, _RetryTransport) or not isinstance(config, RetryConfig):
+    if transport_cls is None or not isinstance(transport, transport_cls) or not isinstance(config, RetryConfig):
         logger.warning(
             "could not switch off the Pinecone SDK's own retries (SDK internals changed); the SDK now retries "
             "408/429/5xx up to 4 times inside every tenacity attempt and the rate limiter undercounts retries"
         )
         return False
-    transport._config = dataclasses.replace(config, max_retries=0)
+    cast(Any, transport)._config = dataclasses.replace(config, max_retries=0)
     return True
 
 
@@ -135,7 +136,9 @@ class PineconeStore:
                 host = self.spec.host
                 if host is None:
                     control: dict[str, Any] = {"host": self.spec.control_host} if self.spec.control_host else {}
-                    pc = Pinecone(api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control)
+                    pc = Pinecone(
+                        api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control
+                    )
                     host = pc.describe_index(str(self.spec.index)).host
                     if not host:
                         raise StoreError(
@@ -248,7 +251,9 @@ class PineconeStore:
                 except NotFoundError:
                     # Pod indexes, Pinecone Local and some Pinecone-shaped servers have no namespace endpoints;
                     # a namespace that does not exist answers 404 too. Emptying it covers both.
-                    logger.info("DELETE /namespaces answered 404 on %s; emptying %r with deleteAll", self.name, namespace)
+                    logger.info(
+                        "DELETE /namespaces answered 404 on %s; emptying %r with deleteAll", self.name, namespace
+                    )
             with contextlib.suppress(NotFoundError):
                 index.delete(delete_all=True, namespace=namespace)
 

@@ -1,0 +1,168 @@
+"""The fleet-wide limiter against real Redis: threads and processes hammering one scope together never exceed the rate
+in any 1-second window (as Redis's clock sees the admissions), and still get close to the rate."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from workers.ratelimit import RateLimiter, list_scope, read_scope, window_for, write_scope
+
+pytestmark = pytest.mark.integration
+
+RATE = 25
+DURATION_S = 2.5
+SCOPE = write_scope("contract-index", "creator_a_twin_b")
+
+
+def hammer(redis_url: str, start_at: float, end_at: float, out: list[float] | Any) -> None:
+    """Acquire as fast as the limiter allows from ``start_at`` until ``end_at`` (Redis time); report admission
+    times (Redis time). ``out`` is a list (threads) or a multiprocessing queue (processes)."""
+    client = redis.Redis.from_url(redis_url)
+    limiter = RateLimiter(client)
+
+    def server_now() -> float:
+        seconds, micros = client.time()
+        return seconds + micros / 1e6
+
+    while server_now() < start_at:
+        time.sleep(0.005)
+    admitted: list[float] = []
+    while True:
+        admission = limiter.admit(SCOPE, RATE)
+        admitted.append(admission.server_time_s)
+        if admission.server_time_s >= end_at:
+            break
+    client.close()
+    if isinstance(out, list):
+        out.extend(admitted)
+    else:
+        out.put(admitted)
+
+
+def max_in_any_window(times: list[float], window_s: float = 1.0) -> int:
+    """The most admissions inside any closed interval of ``window_s`` seconds."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] > window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def test_threads_and_processes_together_stay_under_the_rate(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    now_s, now_us = client.time()
+    # Processes take a moment to spawn; everyone starts together on the Redis clock.
+    start_at = now_s + now_us / 1e6 + 1.5
+    end_at = start_at + DURATION_S
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    processes = [ctx.Process(target=hammer, args=(redis_url, start_at, end_at, queue)) for _ in range(2)]
+    for p in processes:
+        p.start()
+    thread_times: list[float] = []
+    threads = [threading.Thread(target=hammer, args=(redis_url, start_at, end_at, thread_times)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    process_times = [queue.get(timeout=20) for _ in processes]
+    for p in processes:
+        p.join(timeout=20)
+        assert p.exitcode == 0
+
+    times = thread_times + [t for per_process in process_times for t in per_process]
+    assert all(per_process for per_process in process_times), "every process got admissions"
+
+    print(f"admissions={len(times)} max_in_1s={max_in_any_window(times)} processes={[len(p) for p in process_times]}")
+    assert max_in_any_window(times) <= RATE
+    in_run = [t for t in times if start_at <= t < end_at]
+    assert len(in_run) >= 0.8 * RATE * DURATION_S
+
+
+@pytest.mark.parametrize(
+    ("rate", "limit", "window_s"), [(100, 100, 1.05), (2.5, 2, 1.05), (1, 1, 1.05), (0.5, 1, 2.05)]
+)
+def test_window_for_rates(rate: float, limit: int, window_s: float) -> None:
+    assert window_for(rate) == (limit, pytest.approx(window_s))
+
+
+@pytest.mark.parametrize("rate", [0, -1, float("inf"), float("nan")])
+def test_bad_rates_are_refused(rate: float, redis_url: str) -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(redis.Redis.from_url(redis_url)).acquire("s", rate)
+
+
+def test_sleeps_exactly_what_redis_says_and_reports_it(redis_url: str) -> None:
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        time.sleep(seconds)
+
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), sleep=sleep)
+
+    waited = [limiter.acquire("fractional", 2.0) for _ in range(3)]
+
+    assert waited[:2] == [0.0, 0.0]
+    assert waited[2] == pytest.approx(sum(sleeps))
+    assert 0.9 < waited[2] < 1.2  # the oldest admission leaves the 1.05 s window
+
+
+def test_cost_counts_several_requests_and_too_large_a_cost_is_refused(redis_url: str) -> None:
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), sleep=lambda _s: None)
+
+    assert limiter.try_acquire("c", 10, cost=8)[0]
+    assert not limiter.try_acquire("c", 10, cost=3)[0]
+    assert limiter.try_acquire("c", 10, cost=2)[0]
+    with pytest.raises(ValueError):
+        limiter.acquire("c", 10, cost=11)
+
+
+def test_scopes_are_independent_and_their_keys_expire(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    limiter = RateLimiter(client, sleep=lambda _s: None)
+
+    assert limiter.try_acquire(read_scope("idx"), 1)[0]
+    assert limiter.try_acquire(list_scope("idx"), 1)[0]
+    assert limiter.try_acquire(write_scope("idx", "ns"), 1)[0]
+    assert not limiter.try_acquire(read_scope("idx"), 1)[0]
+
+    keys = client.keys("nsmigrate:rate:*")
+    assert len(keys) == 3
+    assert all(0 < client.pttl(k) <= 2_100 for k in keys)
+
+
+def test_byte_budget_reserves_and_makes_later_callers_wait(redis_url: str) -> None:
+    sleeps: list[float] = []
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), sleep=sleeps.append)
+
+    assert limiter.acquire_bytes("w", 1.0, 600_000) == 0.0  # within the 1 s burst
+    assert limiter.acquire_bytes("w", 1.0, 0) == 0.0
+    second = limiter.acquire_bytes("w", 1.0, 600_000)  # 200 KB over budget at 1 MB/s
+
+    assert second == pytest.approx(0.2, abs=0.02)
+    assert sleeps == [second]
+    third = limiter.acquire_bytes("w", 1.0, 1_000_000)  # queued behind the second's reservation
+    assert third == pytest.approx(1.2, abs=0.03)
+
+
+def test_unreachable_redis_is_retryable() -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from orchestrator.errors import RetryableError
+
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    limiter = RateLimiter(client)
+
+    with pytest.raises(RetryableError):
+        limiter.acquire("s", 10)

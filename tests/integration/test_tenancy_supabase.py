@@ -1,0 +1,97 @@
+"""``load_twins`` with ``source: supabase``: the real ``supabase`` client against the PostgREST stand-in over a real
+Postgres, with more twins than the server sends per response, so paging is exercised."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.errors import PlanError, RetryableError, SpecError
+from orchestrator.spec import CreatorMapping
+from orchestrator.tenancy import load_supabase, load_twins
+from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
+from sandbox.services import free_port
+
+pytestmark = pytest.mark.integration
+
+KEY = "sandbox-service-key"
+MAPPING = CreatorMapping(source="supabase", url_env="NSM_TEST_SUPABASE_URL", key_env="NSM_TEST_SUPABASE_KEY")
+# 2,500 twins over creators whose ids share prefixes (a.1 / a.10): more than two pages of 1,000.
+TWINS = {f"{i:08x}-0000-4000-8000-{i:012x}": ("a.1", "a.10", "sainath.no.1", "creator-7")[i % 4] for i in range(2500)}
+
+
+def _serve(database_url: str, max_rows: int, monkeypatch: pytest.MonkeyPatch) -> PostgrestStandIn:
+    server = PostgrestStandIn(database_url, api_key=KEY, max_rows=max_rows).start()
+    monkeypatch.setenv(MAPPING.url_env, server.url)
+    monkeypatch.setenv(MAPPING.key_env, KEY)
+    return server
+
+
+@pytest.fixture
+def tenancy_db(database_url: str) -> str:
+    create_tenancy_tables(database_url)
+    load_tenancy(database_url, twins=TWINS)
+    return database_url
+
+
+@pytest.fixture
+def standin(tenancy_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[PostgrestStandIn]:
+    server = _serve(tenancy_db, 1000, monkeypatch)
+    yield server
+    server.stop()
+
+
+def test_reads_every_twin_across_pages(standin: PostgrestStandIn) -> None:
+    assert load_twins(MAPPING) == TWINS
+
+
+@pytest.mark.parametrize("max_rows", [300, 999])
+def test_a_server_cap_below_the_page_size_still_reads_everything(
+    tenancy_db: str, monkeypatch: pytest.MonkeyPatch, max_rows: int
+) -> None:
+    # The client asks for 1,000 rows a page; the server sends fewer, which must not read as "the last page".
+    server = _serve(tenancy_db, max_rows, monkeypatch)
+    try:
+        assert load_supabase(MAPPING, page_rows=1000) == TWINS
+    finally:
+        server.stop()
+
+
+def test_invalid_ids_in_the_table_are_listed(tenancy_db: str, standin: PostgrestStandIn) -> None:
+    load_tenancy(tenancy_db, twins={"t_9": "ok", "t10": "bad_creator"})
+    with pytest.raises(PlanError) as err:
+        load_twins(MAPPING)
+    text = str(err.value)
+    assert "twin_id 't_9'" in text and "creator_id 'bad_creator'" in text and "Supabase table 'twins'" in text
+
+
+def test_unknown_table_is_a_spec_error(standin: PostgrestStandIn) -> None:
+    mapping = MAPPING.model_copy(update={"twins_table": "no_such_table"})
+    with pytest.raises(SpecError, match="no_such_table"):
+        load_twins(mapping)
+
+
+def test_wrong_key_is_refused_without_echoing_it(standin: PostgrestStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAPPING.key_env, "not-the-key-zz9")
+    with pytest.raises(SpecError) as err:
+        load_twins(MAPPING)
+    assert "not-the-key-zz9" not in str(err.value)
+    assert MAPPING.key_env in str(err.value)
+
+
+def test_unreachable_server_is_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MAPPING.url_env, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv(MAPPING.key_env, KEY)
+    with pytest.raises(RetryableError, match=MAPPING.url_env):
+        load_twins(MAPPING)
+
+
+@pytest.mark.parametrize("unset", [MAPPING.url_env, MAPPING.key_env])
+def test_unset_env_var_is_named(monkeypatch: pytest.MonkeyPatch, unset: str) -> None:
+    monkeypatch.setenv(MAPPING.url_env, "http://127.0.0.1:1")
+    monkeypatch.setenv(MAPPING.key_env, KEY)
+    monkeypatch.delenv(unset)
+    with pytest.raises(SpecError) as err:
+        load_twins(MAPPING)
+    assert unset in str(err.value) and KEY not in str(err.value)

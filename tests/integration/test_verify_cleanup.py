@@ -1,0 +1,456 @@
+"""Verification and cleanup on real services, called directly (no Celery worker): a real ``WorkerContext`` over real
+Postgres (job table) and Redis (rate budget), with two pgvector stores — and, the same cases again, two Pinecone
+indexes in the local data plane through the real SDK.
+
+How a run becomes ``copied`` here: the test writes the target itself with the copy's own routing/enrichment
+(``route_records``), then records one batch with ``jobs.add_batches(listing_done=True)``, ``jobs.finish_batch`` and
+``jobs.maybe_mark_copied`` — the same transitions the copy tasks make — so the job table is in the state a real copy
+leaves, without starting workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+from orchestrator import jobs
+from orchestrator.errors import StoreError
+from orchestrator.models import RunState
+from orchestrator.planner import Estimate, NamespacePlan, Plan
+from orchestrator.records import Record
+from orchestrator.routing import route_context, route_records
+from orchestrator.settings import load_settings
+from orchestrator.spec import JobSpec, parse_spec
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from workers import cleaning, verifying
+from workers.context import WorkerContext
+from workers.stores.base import VectorStore
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+URL_ENV = "NSMIGRATE_TEST_VERIFY_PG_URL"
+KEY_ENV = "NSMIGRATE_TEST_VERIFY_PINECONE_KEY"
+
+
+class RecordingDispatcher:
+    """Stands in for the Celery dispatcher: remembers what would have been enqueued."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int, dict[str, Any]]] = []
+
+    def cleanup_namespace(self, run_id: int, **kw: Any) -> None:
+        self.sent.append(("cleanup", run_id, kw))
+
+    def verify_namespace(self, run_id: int, **kw: Any) -> None:
+        self.sent.append(("verify", run_id, kw))
+
+
+def make_records(n: int, prefix: str = "v", seed: int = 0, **metadata: Any) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    return [
+        Record(
+            f"{prefix}-{i:03d}", [float(x) for x in rng.normal(size=DIM)], {"text": f"chunk {i}", "n": i, **metadata}
+        )
+        for i in range(n)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------- stores
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[PineconeSandbox]:
+    sb = PineconeSandbox(indexes=[IndexSpec("src", DIM), IndexSpec("dst", DIM)]).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture(params=["pgvector", "pinecone"])
+def store_specs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], ...]:
+    """(source, target) store specs as spec dicts."""
+    if request.param == "pgvector":
+        monkeypatch.setenv(URL_ENV, request.getfixturevalue("database_url"))
+        common = {"kind": "pgvector", "layout": "table_per_namespace", "database_url_env": URL_ENV, "dimension": DIM}
+        return {**common, "table": "src"}, {**common, "table": "dst"}
+    sb: PineconeSandbox = request.getfixturevalue("sandbox")
+    sb.reset()
+    for name in ("src", "dst"):
+        sb.set_faults(name, Faults())
+    monkeypatch.setenv(KEY_ENV, "pcsk-verify-test")
+    return tuple({"kind": "pinecone", "host": sb.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+
+
+@pytest.fixture
+def ctx(database_url: str, redis_url: str) -> Iterator[WorkerContext]:
+    context = WorkerContext(load_settings(database_url=database_url, redis_url=redis_url))
+    context.dispatcher = RecordingDispatcher()  # type: ignore[assignment]
+    yield context
+    for store in context._stores.values():
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+    context.db.dispose()
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Job:
+    ctx: WorkerContext
+    spec: JobSpec
+    job_id: int
+    runs: dict[str, int] = field(default_factory=dict)  # source namespace → run id
+
+    @property
+    def source(self) -> VectorStore:
+        return self.ctx.store(self.spec.source)
+
+    @property
+    def target(self) -> VectorStore:
+        return self.ctx.store(self.spec.target)
+
+    def state(self, ns: str = "alpha") -> str:
+        return jobs.get_run(self.ctx.db, self.runs[ns]).state
+
+    def verify(self, ns: str = "alpha") -> dict[str, Any]:
+        return verifying.verify_run(self.ctx, self.runs[ns])
+
+    def cleanup(self, ns: str = "alpha", **kw: Any) -> dict[str, Any]:
+        return cleaning.cleanup_run(self.ctx, self.runs[ns], actor="tester", **kw)
+
+    def events(self, action: str) -> list[dict[str, Any]]:
+        return [e for e in jobs.events_of(self.ctx.db, self.job_id) if e["action"] == action]
+
+
+def make_spec(store_specs: tuple[dict[str, Any], ...], **overrides: Any) -> JobSpec:
+    data: dict[str, Any] = {
+        "name": "verify-test",
+        "source": store_specs[0],
+        "target": store_specs[1],
+        "verify": {"count_timeout_s": 5},
+        "cleanup": {"mode": "manual"},
+    }
+    data.update(overrides)
+    return parse_spec(data)
+
+
+def copied_job(
+    ctx: WorkerContext,
+    spec: JobSpec,
+    data: dict[str, list[Record]],
+    targets: dict[str, str | None] | None = None,
+    twins: dict[str, str] | None = None,
+    copy: bool = True,
+) -> Job:
+    """Write ``data`` (namespace → records) to the source, create the job, copy each namespace to its target the
+    way a copy batch does (``route_records``) and mark the runs copied. ``targets`` maps a source namespace to its
+    target (default: the same name; None = routed)."""
+    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    targets = targets or {ns: ns for ns in data}
+    for ns, records in data.items():
+        source.upsert(ns, records)
+    plan = Plan(
+        runs=[NamespacePlan(ns, targets[ns], len(records), 1) for ns, records in data.items()],
+        estimate=Estimate(0, 0, 0, 0, 0, 0.0),
+        twins=twins or {},
+    )
+    job = Job(ctx, spec, jobs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name))
+    for run in jobs.runs_of(ctx.db, job.job_id):
+        job.runs[run.source_namespace] = run.id
+        records = data[run.source_namespace]
+        route = route_context(
+            spec,
+            source.name,
+            run.source_namespace,
+            run.target_namespace,
+            run.creator_id,
+            run.twin_id,
+            run.routing_table,
+        )
+        routed = route_records(records, route)
+        if copy:
+            for target_ns, enriched in routed.items():
+                target.upsert(target_ns, enriched)
+        [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True)
+        jobs.finish_batch(ctx.db, batch_id, vectors=len(records), missing=0, nbytes=0, targets=sorted(routed))
+        assert jobs.maybe_mark_copied(ctx.db, run.id)
+    return job
+
+
+# ------------------------------------------------------------------------------------------------------ verification
+
+
+def test_perfect_copy_passes_and_the_report_is_stored(ctx: WorkerContext, store_specs: tuple) -> None:
+    spec = make_spec(store_specs, verify={"count_timeout_s": 5, "query_samples": 5, "top_k": 3})
+    job = copied_job(ctx, spec, {"alpha": make_records(30)})
+
+    report = job.verify()
+
+    assert report["passed"], report
+    assert report["summary"].startswith("30/30 ids present, 30 contents equal, counts 30=30"), report["summary"]
+    assert report["missing_count"] == 0 and report["extra_count"] == 0
+    assert report["source_fingerprint"] and report["source_count"] == 30
+    assert report["query"]["samples"] == 5 and report["query"]["same_top_k"] == 5
+    assert report["query"]["latency_ms_p95"] is not None
+    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    assert run.state == RunState.VERIFIED
+    assert run.verification == report
+    assert job.events("verified")
+    assert jobs.find_job(ctx.db, job.job_id).state == "finished"
+
+
+def test_missing_vector_fails_with_its_id(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)})
+    job.target.delete("alpha", ["v-007"])
+
+    report = job.verify()
+
+    assert not report["passed"]
+    assert report["missing_ids"] == ["v-007"] and report["missing_count"] == 1
+    assert report["target_count"] == 29
+    assert job.state() == RunState.VERIFY_FAILED
+    assert report["summary"].startswith("FAILED: 29/30 ids present")
+
+
+def test_changed_value_fails(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)})
+    [copy] = job.target.fetch("alpha", ["v-003"])
+    values = list(copy.values)
+    values[5] += 0.5
+    job.target.upsert("alpha", [Record(copy.id, values, copy.metadata)])
+
+    report = job.verify()
+
+    assert not report["passed"]
+    assert report["content_mismatches"] == [{"id": "v-003", "reason": "values differ (max |Δ| 0.5 at index 5)"}]
+    assert job.state() == RunState.VERIFY_FAILED
+
+
+def test_changed_metadata_fails(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)})
+    [copy] = job.target.fetch("alpha", ["v-004"])
+    job.target.upsert("alpha", [Record(copy.id, copy.values, {**copy.metadata, "text": "edited"})])
+
+    report = job.verify()
+
+    assert not report["passed"]
+    [mismatch] = report["content_mismatches"]
+    assert mismatch["id"] == "v-004" and "metadata key 'text'" in mismatch["reason"]
+
+
+def test_a_vector_written_to_the_source_after_the_copy_fails_verification(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)})
+    job.source.upsert("alpha", make_records(1, prefix="late"))
+
+    report = job.verify()
+
+    assert not report["passed"]
+    assert report["missing_ids"] == ["late-000"]
+
+
+def test_extra_vector_in_an_unshared_target_fails(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)})
+    job.target.upsert("alpha", make_records(1, prefix="stray"))
+
+    report = job.verify()
+
+    assert not report["passed"]
+    assert report["extra_ids"] == ["stray-000"] and report["extras_fail"]
+
+
+def test_a_shared_target_reports_other_runs_ids_without_failing(ctx: WorkerContext, store_specs: tuple) -> None:
+    spec = make_spec(store_specs, routing={"mode": "explicit", "map": {"alpha": "merged", "beta": "merged"}})
+    job = copied_job(
+        ctx,
+        spec,
+        {"alpha": make_records(10, prefix="a"), "beta": make_records(5, prefix="b")},
+        targets={"alpha": "merged", "beta": "merged"},
+    )
+
+    report = job.verify("alpha")
+
+    assert report["passed"], report
+    assert report["extra_count"] == 5 and not report["extras_fail"]
+    assert report["target_count"] is None  # a shared target's count says nothing about one source
+
+
+def test_a_routed_run_is_checked_in_every_namespace_it_routes_to(ctx: WorkerContext, store_specs: tuple) -> None:
+    spec = make_spec(store_specs, routing={"mode": "creator", "creators": {"source": "inline", "twins": {"t1": "c1"}}})
+    records = make_records(6, prefix="tw", twin_id="t1") + make_records(4, prefix="pub")
+    job = copied_job(ctx, spec, {"": records}, targets={"": None}, twins={"t1": "c1"})
+
+    report = job.verify("")
+    assert report["passed"], report
+    assert report["target_namespaces"] == ["creator_c1_twin_t1", "public"]
+
+    # The enrichment is part of the contents: a copy without it must fail.
+    [copy] = job.target.fetch("creator_c1_twin_t1", ["tw-002"])
+    job.target.upsert(
+        "creator_c1_twin_t1", [Record(copy.id, copy.values, {"text": "chunk 2", "n": 2, "twin_id": "t1"})]
+    )
+    report = job.verify("")
+    assert not report["passed"]
+    assert report["content_mismatches"][0]["id"] == "tw-002"
+
+
+def test_a_store_error_fails_the_run_instead_of_leaving_it_verifying(
+    ctx: WorkerContext, store_specs: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(10)})
+
+    def broken(*_a: Any, **_k: Any) -> Any:
+        raise StoreError("target refused fetch", store="dst")
+
+    monkeypatch.setattr(job.target, "fetch", broken)
+    report = job.verify()
+
+    assert not report["passed"]
+    assert "StoreError: target refused fetch" in report["error"]
+    assert job.state() == RunState.VERIFY_FAILED
+
+
+def test_auto_cleanup_is_enqueued_after_a_passing_verification(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs, cleanup={"mode": "auto"}), {"alpha": make_records(5)})
+
+    job.verify()
+
+    dispatcher = ctx.dispatcher
+    assert isinstance(dispatcher, RecordingDispatcher)
+    assert dispatcher.sent == [("cleanup", job.runs["alpha"], {"job_id": job.job_id, "namespace": "alpha"})]
+    # The job stays open until the cleanup it asked for has run.
+    assert jobs.find_job(ctx.db, job.job_id).state == "running"
+
+
+# ----------------------------------------------------------------------------------------------------------- cleanup
+
+
+def test_cleanup_of_an_unverified_run_is_refused_and_deletes_nothing(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(10)})
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and "not verified" in result["reason"]
+    assert job.source.count("alpha") == 10
+    assert job.state() == RunState.COPIED
+    assert job.events("cleanup_refused")
+
+
+def test_cleanup_with_mode_never_is_refused(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs, cleanup={"mode": "never"}), {"alpha": make_records(10)})
+    assert job.verify()["passed"]
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and "never" in result["reason"]
+    assert job.source.count("alpha") == 10
+    assert job.state() == RunState.VERIFIED
+    assert job.events("cleanup_refused")
+
+
+def test_cleanup_after_the_source_changed_is_refused_and_deletes_nothing(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(10)})
+    assert job.verify()["passed"]
+    job.source.upsert("alpha", make_records(1, prefix="late"))
+
+    assert job.cleanup(dry_run=True)["action"] == "refused"
+    result = job.cleanup()
+
+    assert result["action"] == "refused"
+    assert result["reason"].startswith(cleaning.SOURCE_CHANGED)
+    assert job.source.count("alpha") == 11
+    assert job.state() == RunState.VERIFY_FAILED
+    assert job.events("cleanup_refused")[-1]["detail"]["reason"].startswith(cleaning.SOURCE_CHANGED)
+
+
+def test_verified_run_with_manual_mode_is_deleted_and_audited(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(12)})
+    assert job.verify()["passed"]
+
+    result = job.cleanup()
+
+    assert result == {"run_id": job.runs["alpha"], "namespace": "alpha", "action": "deleted", "count": 12}
+    assert job.source.count("alpha") == 0
+    assert job.target.count("alpha") == 12
+    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    assert run.state == RunState.CLEANED
+    assert run.cleanup is not None and run.cleanup["deleted_count"] == 12 and run.cleanup["dry_run"] is False
+    [event] = job.events("source_deleted")
+    assert event["actor"] == "tester" and event["detail"]["deleted_count"] == 12
+    # A second cleanup finds nothing to do and deletes nothing.
+    assert job.cleanup()["action"] == "refused"
+
+
+def test_the_default_namespace_is_emptied_by_id(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(
+        ctx,
+        make_spec(store_specs, routing={"mode": "explicit", "map": {"": "moved"}}),
+        {"": make_records(15)},
+        targets={"": "moved"},
+    )
+    assert job.verify("")["passed"]
+
+    result = job.cleanup("")
+
+    assert result["action"] == "deleted" and result["count"] == 15
+    assert job.source.count("") == 0
+    assert jobs.get_run(ctx.db, job.runs[""]).cleanup["method"] == "delete_ids"  # type: ignore[index]
+
+
+def test_dry_run_deletes_nothing_and_changes_nothing(ctx: WorkerContext, store_specs: tuple) -> None:
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(10)})
+    assert job.verify()["passed"]
+
+    result = job.cleanup(dry_run=True)
+
+    assert result == {"run_id": job.runs["alpha"], "namespace": "alpha", "action": "would_delete", "count": 10}
+    assert job.source.count("alpha") == 10
+    assert job.state() == RunState.VERIFIED
+    assert not job.events("source_deleted")
+
+
+def test_cleanup_refuses_when_the_source_namespace_is_also_the_target(ctx: WorkerContext, store_specs: tuple) -> None:
+    # No enrichment: with the same namespace as source and target, the "copy" is the source itself.
+    spec = make_spec((store_specs[0], store_specs[0]), enrich={"migrated_from": False})
+    job = copied_job(ctx, spec, {"alpha": make_records(5)}, copy=False)
+    assert job.verify()["passed"]  # the data is "in the target": it is the same namespace
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and "would delete the migrated data" in result["reason"]
+    assert job.source.count("alpha") == 5
+
+
+# ------------------------------------------------------------------------------------------------- silent write drops
+
+
+def test_silently_dropped_writes_fail_verification_and_block_cleanup(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.reset()
+    sandbox.set_faults("src", Faults())
+    sandbox.set_faults("dst", Faults(drop_fraction=0.1))  # upserts acknowledge everything, store 90 %
+    monkeypatch.setenv(KEY_ENV, "pcsk-verify-test")
+    specs = tuple({"kind": "pinecone", "host": sandbox.host(n), "api_key_env": KEY_ENV} for n in ("src", "dst"))
+    try:
+        job = copied_job(ctx, make_spec(specs), {"alpha": make_records(50)})
+    finally:
+        sandbox.set_faults("dst", Faults())
+
+    report = job.verify()
+
+    assert not report["passed"]
+    assert report["missing_count"] == 5 and len(report["missing_ids"]) == 5
+    assert report["target_count"] == 45
+    result = job.cleanup()
+    assert result["action"] == "refused"
+    assert job.source.count("alpha") == 50

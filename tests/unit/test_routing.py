@@ -1,0 +1,206 @@
+"""Routing records to target namespaces and the one enrichment rule shared by the copy and verification."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator.errors import PlanError
+from orchestrator.records import Record
+from orchestrator.routing import (
+    RouteContext,
+    expected_metadata,
+    route_context,
+    route_records,
+    target_of,
+    targets_by_id,
+)
+from orchestrator.spec import Enrichment, parse_spec
+
+TWINS = {"t1": "a.1", "t2": "a.10"}
+
+
+def ctx(target: str | None = None, **fields: Any) -> RouteContext:
+    defaults: dict[str, Any] = {
+        "source_label": "seeds-pod",
+        "source_namespace": "" if target is None else "t1",
+        "target_namespace": target,
+        "enrichment": Enrichment(),
+        "twins": TWINS,
+    }
+    defaults.update(fields)
+    return RouteContext(**defaults)
+
+
+def rec(rid: str, **metadata: Any) -> Record:
+    return Record(rid, [0.1, 0.2], metadata)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fields", "expected"),
+    [
+        pytest.param({"twin_id": "t1"}, {}, "creator_a.1_twin_t1", id="mapped"),
+        pytest.param({"twin_id": "t2"}, {}, "creator_a.10_twin_t2", id="a.10-not-a.1"),
+        pytest.param({}, {}, "public", id="no-field"),
+        pytest.param({"twin_id": ""}, {}, "public", id="empty-field"),
+        pytest.param({"twin_id": None}, {}, "public", id="null-field"),
+        pytest.param({"twin_id": "zz"}, {"unknown_twin": "public"}, "public", id="unknown-to-public"),
+        pytest.param({"twin_id": "zz"}, {"override_creator": "sainath.no.1"}, "creator_sainath.no.1_twin_zz", id="ovr"),
+        pytest.param({"twin_id": "t1"}, {"override_creator": "c"}, "creator_c_twin_t1", id="override-wins"),
+        pytest.param({"owner": "t1"}, {"twin_id_field": "owner"}, "creator_a.1_twin_t1", id="other-field"),
+        pytest.param({"twin_id": 7}, {"override_creator": "c"}, "creator_c_twin_7", id="number-as-text"),
+    ],
+)
+def test_routed_target(metadata: dict[str, Any], fields: dict[str, Any], expected: str) -> None:
+    assert target_of(rec("r", **metadata), ctx(**fields)) == expected
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fields", "expected"),
+    [
+        pytest.param({"twin_id": "zz"}, {}, ["record 'r1'", "twin_id='zz'", "unknown_twin: public"], id="unknown"),
+        pytest.param({"twin_id": "bad_twin"}, {"override_creator": "c"}, ["record 'r1'", "contains '_'"], id="bad-id"),
+    ],
+)
+def test_routed_errors(metadata: dict[str, Any], fields: dict[str, Any], expected: list[str]) -> None:
+    with pytest.raises(PlanError) as err:
+        route_records([rec("r1", **metadata), rec("ok", twin_id="t1")], ctx(**fields))
+    for text in expected:
+        assert text in str(err.value)
+    assert err.value.ids["record_id"] == "r1"
+
+
+def test_routed_error_counts_the_other_bad_records() -> None:
+    records = [rec(f"r{i}", twin_id="zz") for i in range(8)]
+    with pytest.raises(PlanError, match=r"7 more record\(s\) in this batch too, e.g. r1, r2, r3, r4"):
+        route_records(records, ctx())
+
+
+def test_fixed_target_takes_everything() -> None:
+    records = [rec("a", twin_id="t2"), rec("b")]
+    out = route_records(records, ctx("creator_a.1_twin_t1"))
+    assert list(out) == ["creator_a.1_twin_t1"]
+    assert [r.id for r in out["creator_a.1_twin_t1"]] == ["a", "b"]
+    # The creator fields follow the target, not the metadata the record came with.
+    assert out["creator_a.1_twin_t1"][0].metadata["twin_id"] == "t1"
+
+
+def test_routed_groups_keep_order() -> None:
+    records = [rec("1", twin_id="t1"), rec("2"), rec("3", twin_id="t2"), rec("4", twin_id="t1")]
+    out = route_records(records, ctx())
+    assert {k: [r.id for r in v] for k, v in out.items()} == {
+        "creator_a.1_twin_t1": ["1", "4"],
+        "public": ["2"],
+        "creator_a.10_twin_t2": ["3"],
+    }
+    assert list(out) == ["creator_a.1_twin_t1", "public", "creator_a.10_twin_t2"]
+
+
+@pytest.mark.parametrize(
+    ("enrichment", "target", "expected"),
+    [
+        pytest.param(
+            Enrichment(),
+            "creator_a.1_twin_t1",
+            {"text": "x", "twin_id": "t1", "creator_id": "a.1", "migrated_from": "seeds-pod/__default__"},
+            id="all",
+        ),
+        pytest.param(
+            Enrichment(),
+            "public",
+            {"text": "x", "twin_id": "t9", "migrated_from": "seeds-pod/__default__"},
+            id="public",
+        ),
+        pytest.param(
+            Enrichment(creator_fields=False, migrated_from=False),
+            "creator_a.1_twin_t1",
+            {"text": "x", "twin_id": "t9"},
+            id="off",
+        ),
+        pytest.param(
+            Enrichment(constants={"twin_id": "forced", "v": 2}),
+            "creator_a.1_twin_t1",
+            {"text": "x", "twin_id": "forced", "creator_id": "a.1", "migrated_from": "seeds-pod/__default__", "v": 2},
+            id="constants-last",
+        ),
+        pytest.param(
+            Enrichment(), "plain", {"text": "x", "twin_id": "t9", "migrated_from": "seeds-pod/__default__"}, id="other"
+        ),
+    ],
+)
+def test_enrichment(enrichment: Enrichment, target: str, expected: dict[str, Any]) -> None:
+    source = rec("r", text="x", twin_id="t9")
+    context = ctx(enrichment=enrichment)
+    assert expected_metadata(source, target, context) == expected
+
+
+def test_migrated_from_names_a_non_default_namespace() -> None:
+    context = ctx("creator_a.1_twin_t1", source_namespace="t1")
+    assert expected_metadata(rec("r"), "creator_a.1_twin_t1", context)["migrated_from"] == "seeds-pod/t1"
+
+
+def test_inputs_are_never_mutated() -> None:
+    records = [rec("a", twin_id="t1", nested={"k": [1]}), rec("b")]
+    before = copy.deepcopy(records)
+    route_records(records, ctx(enrichment=Enrichment(constants={"c": 1})))
+    assert records == before
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=6),
+            st.one_of(st.none(), st.sampled_from(["t1", "t2", "t3"])),
+            st.dictionaries(st.sampled_from(["a", "b", "creator_id"]), st.integers(), max_size=3),
+        ),
+        unique_by=lambda t: t[0],
+        max_size=40,
+    )
+)
+def test_copy_and_verification_agree(rows: list[tuple[str, str | None, dict[str, int]]]) -> None:
+    # Whatever route_records writes is exactly what verification expects: one rule, not two.
+    records = [Record(rid, [1.0], {**extra, **({"twin_id": twin} if twin else {})}) for rid, twin, extra in rows]
+    context = ctx(unknown_twin="public", enrichment=Enrichment(constants={"batch": "x"}))
+    out = route_records(records, context)
+    by_id = {r.id: r for r in records}
+    seen = []
+    for target, routed in out.items():
+        for r in routed:
+            assert r.metadata == expected_metadata(by_id[r.id], target, context)
+            assert target == target_of(by_id[r.id], context)
+            seen.append(r.id)
+    assert sorted(seen) == sorted(by_id)  # every record routed exactly once
+    assert targets_by_id(records, context) == {r.id: t for t, rs in out.items() for r in rs}
+
+
+def test_route_context_from_spec() -> None:
+    spec = parse_spec(
+        {
+            "name": "t",
+            "source": {"index": "src", "kind": "pinecone"},
+            "target": {"index": "dst", "kind": "pinecone"},
+            "routing": {
+                "mode": "creator",
+                "override_creator": "c.1",
+                "twin_id_field": "owner",
+                "unknown_twin": "public",
+            },
+            "enrich": {"constants": {"k": 1}},
+        }
+    )
+    c = route_context(spec, "src", "", None, twins={"t": "c"})
+    assert c == RouteContext(
+        source_label="src",
+        source_namespace="",
+        target_namespace=None,
+        enrichment=spec.enrich,
+        twins={"t": "c"},
+        override_creator="c.1",
+        twin_id_field="owner",
+        unknown_twin="public",
+    )
+    assert route_context(spec, "src", "x", "creator_c.1_twin_x", "c.1", "x").creator_id == "c.1"
