@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
@@ -27,7 +30,20 @@ from orchestrator.records import display_namespace, parse_namespace_arg
 from orchestrator.settings import Settings, load_settings
 from orchestrator.spec import load_spec
 
+
+class _CleanErrors(TyperGroup):
+    """Known errors (``NsmigrateError``) become one clear message and exit code 2 inside the app itself, so that
+    ``nsmigrate``, ``python -m orchestrator.cli`` and ``typer.testing.CliRunner`` all behave the same."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NsmigrateError as e:
+            raise _fail(str(e)) from e
+
+
 app = typer.Typer(
+    cls=_CleanErrors,
     name="nsmigrate",
     help="Migrate vector data between Pinecone namespaces/indexes and pgvector tables with a Celery fleet: "
     "plan a job from a YAML spec, run it on workers, watch it, re-run failed batches, verify, then clean up.",
@@ -36,7 +52,8 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: an error stays one line (no wrapping at 80 columns in pipes and logs).
+err_console = Console(stderr=True, soft_wrap=True)
 
 DatabaseOpt = Annotated[str | None, typer.Option("--database-url", help="Job table (SQLAlchemy URL). "
                                                  "Default: $NSMIGRATE_DATABASE_URL.", show_default=False)]
@@ -49,11 +66,17 @@ NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n",
 
 def _settings(database_url: str | None, redis_url: str | None) -> Settings:
     overrides = {k: v for k, v in {"database_url": database_url, "redis_url": redis_url}.items() if v}
-    return load_settings(**overrides)
+    try:
+        return load_settings(**overrides)
+    except ValidationError as e:  # e.g. NSMIGRATE_RETRY_ATTEMPTS=0: name the variable, never echo values
+        problems = "; ".join(f"NSMIGRATE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+                             for err in e.errors())
+        raise _fail(f"invalid setting(s): {problems} — fix the environment (or .env)") from e
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    # escape(): messages hold "[job_id=3]"-style ids and lists, which rich would otherwise read as markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -68,9 +91,20 @@ def _db(settings: Settings) -> jobs.Database:
     try:
         return jobs.Database(settings.database_url)
     except Exception as e:  # connection refused, bad URL, auth: say where and what to set
+        detail = (str(e).splitlines() or [""])[0][:200]
+        password = _password(settings.database_url)
+        if password:  # an unparsable URL is echoed whole by SQLAlchemy
+            detail = detail.replace(password, "***")
         raise _fail(f"cannot open the job table at {_redact(settings.database_url)}: {type(e).__name__}: "
-                    f"{str(e).splitlines()[0][:200]} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable "
-                    "Postgres") from e
+                    f"{detail} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable Postgres") from e
+
+
+def _password(url: str) -> str | None:
+    if "@" in url and "://" in url:
+        creds = url.split("://", 1)[1].rsplit("@", 1)[0]
+        if ":" in creds:
+            return creds.split(":", 1)[1] or None
+    return None
 
 
 def _redact(url: str) -> str:
@@ -88,10 +122,11 @@ def _job_id(db: jobs.Database, ref: str) -> int:
 
 def main() -> None:
     """Console-script entry point: known errors become one clear line instead of a traceback."""
+    # The app reports NsmigrateError itself (see _CleanErrors); this catches one raised outside a command.
     try:
         app()
     except NsmigrateError as e:
-        err_console.print(f"[bold red]error:[/] {e}")
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}")
         sys.exit(2)
 
 
@@ -135,7 +170,8 @@ def run(
     redis_url: RedisOpt = None,
 ) -> None:
     """Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is
-    resumed instead (use --new to start over)."""
+    resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces are
+    exported to Parquet first, and a failed backup starts nothing."""
     settings = _settings(database_url, redis_url)
     job_spec = load_spec(spec)
     db = _db(settings)
@@ -149,7 +185,11 @@ def run(
     else:
         prepared = launch.prepare(job_spec, _open_store, spec.parent)
         _print_plan(prepared)
+        # The backup comes first: if it fails, no job is written and nothing is enqueued.
+        backup = _backup_sources(prepared) if job_spec.backup.enabled else None
         job_id = launch.launch(db, dispatcher, prepared)
+        if backup is not None:
+            jobs.record_event(db, "backup_written", jobs.default_actor(), job_id, **backup)
         console.print(f"job {job_id} started")
     print(job_id)
     if wait:
@@ -175,11 +215,19 @@ def watch_job(db: jobs.Database, job_id: int, poll_s: float = 0.5, timeout_s: fl
         bars = {r["run_id"]: progress.add_task(display_namespace(r["source_namespace"])[:40],
                                                total=max(r["source_count"], 1), state=r["state"])
                 for r in status["runs"]}
+        last_line = 0.0
         while True:
             status = jobs.job_status(db, job_id)
             for r in status["runs"]:
                 progress.update(bars[r["run_id"]], completed=r["copied"], state=r["state"],
                                 total=max(r["source_count"], r["listed"], 1))
+            if not console.is_terminal and time.monotonic() - last_line >= 2:
+                # No live bars in logs and pipes: one summary line every 2 s instead.
+                last_line = time.monotonic()
+                states = sorted({r["state"] for r in status["runs"]})
+                t = status["totals"]
+                console.print(f"job {job_id}: {t['copied']}/{t['source']} copied, {t['failed']} failed; "
+                              f"namespaces {', '.join(states)}")
             if all(_run_done(r) for r in status["runs"]) or status["state"] != JobState.RUNNING:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -334,6 +382,163 @@ def cleanup(job: JobArg, namespace: NamespaceOpt = None,
     raise typer.Exit(1 if refused else 0)
 
 
+# ------------------------------------------------------------------------------------------------ backup / restore
+
+
+def _backup_store(spec: Any) -> tuple[Any, Any]:
+    """A store for export/import and the policy to pass with it: the store already retries (with the CLI's quick
+    give-up on a host that does not answer), so the backup functions must not retry a second time around it."""
+    from workers.retry import retrying
+
+    return _open_store(spec), retrying(attempts=1)
+
+
+def _backup_directory(base: str | Path, job_name: str) -> Path:
+    """``<base>/<job name>-<UTC timestamp>``: a new directory per backup, sorted by time (relative to the cwd)."""
+    from datetime import UTC, datetime
+
+    return Path(base) / f"{job_name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def _export_with_progress(store: Any, policy: Any, counts: dict[str, int], directory: Path) -> list[Any]:
+    """Export the namespaces of ``counts`` (namespace → vectors expected) into ``directory``, a bar per namespace."""
+    from workers.backup import export_namespaces
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False, disable=not console.is_terminal) as progress:
+        bars = {ns: progress.add_task(f"export {display_namespace(ns)[:40]}", total=max(n, 1))
+                for ns, n in counts.items()}
+
+        def advance(ns: str, done: int) -> None:
+            progress.update(bars[ns], completed=done, total=max(counts[ns], done, 1))
+
+        results = export_namespaces(store, list(counts), directory, progress=advance, policy=policy)
+    table = Table(title=f"exported {store.name} → {directory}")
+    for col in ("namespace", "file", "vectors", "MB"):
+        table.add_column(col, justify="right" if col in ("vectors", "MB") else "left")
+    for r in results:
+        table.add_row(display_namespace(r.namespace), r.path.name, str(r.count), f"{r.bytes / 1e6:.2f}")
+    console.print(table)
+    return results
+
+
+def _backup_sources(prepared: launch.Prepared) -> dict[str, Any]:
+    """The pre-migration backup of ``run`` (spec ``backup.enabled``): every planned source namespace exported to
+    ``backup.directory/<job name>-<UTC timestamp>/``. Returns the audit event's detail. Exits 1 if it fails."""
+    from workers.backup import MANIFEST_NAME, close_store
+
+    spec = prepared.spec
+    directory = _backup_directory(spec.backup.directory, spec.name)
+    store, policy = _backup_store(spec.source)
+    console.print(f"backup: exporting {len(prepared.plan.runs)} source namespaces to {directory}")
+    try:
+        results = _export_with_progress(store, policy, {r.source_namespace: r.vector_count
+                                                        for r in prepared.plan.runs}, directory)
+    except (NsmigrateError, OSError) as e:
+        raise _fail(f"the pre-migration backup failed, so the job was not started (nothing was enqueued): {e}",
+                    1) from e
+    finally:
+        close_store(store)
+    manifest = (directory / MANIFEST_NAME).resolve()
+    console.print(f"backup written: {manifest} (restore with `nsmigrate import {directory} SPEC --to-source`)")
+    return {"manifest": str(manifest), "namespaces": len(results), "vectors": sum(r.count for r in results)}
+
+
+@app.command("export")
+def export_cmd(
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML): the store and the namespaces to export.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="A new (or empty) directory for the files. "
+                                             "Default: <backup.directory>/<job name>-<UTC timestamp>.",
+                                             show_default=False)] = None,
+    namespace: Annotated[list[str] | None, typer.Option(
+        "--namespace", "-n", help="Only this namespace (repeatable; __default__ for the default). "
+        "Default: the source namespaces the spec selects.", show_default=False)] = None,
+    from_target: Annotated[bool, typer.Option("--from-target", help="Export the spec's target store (all its "
+                                              "namespaces unless --namespace) instead of its source.")] = False,
+) -> None:
+    """Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to
+    restore with `nsmigrate import`. Only reads from the store."""
+    from orchestrator.planner import Inventory, select_namespaces
+    from workers.backup import MANIFEST_NAME, close_store
+    from workers.retry import call_with_retry
+
+    job_spec = load_spec(spec)
+    store, policy = _backup_store(job_spec.target if from_target else job_spec.source)
+    try:
+        available: dict[str, int] = call_with_retry(store.namespaces, policy=policy)
+        if namespace:
+            wanted = list(dict.fromkeys(parse_namespace_arg(n) for n in namespace))
+            unknown = [display_namespace(n) for n in wanted if n not in available]
+            if unknown:
+                raise _fail(f"{store.name} has no namespace(s) {unknown}; it has "
+                            f"{[display_namespace(n) for n in sorted(available)]}")
+        elif from_target:
+            wanted = sorted(available)
+            if not wanted:
+                raise _fail(f"{store.name} holds no namespace to export")
+        else:
+            wanted = select_namespaces(job_spec, Inventory(label=store.name, dimension=0, namespaces=available))
+        directory = out if out is not None else _backup_directory(job_spec.backup.directory, job_spec.name)
+        results = _export_with_progress(store, policy, {ns: available.get(ns, 0) for ns in wanted}, directory)
+    except NsmigrateError as e:
+        raise _fail(str(e)) from e
+    finally:
+        close_store(store)
+    console.print(f"{sum(r.count for r in results)} vectors in {len(results)} files; "
+                  f"manifest: {directory / MANIFEST_NAME}")
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="An export directory (with manifest.json) or one exported file.")],
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML) naming the store to write to.")],
+    namespace: Annotated[list[str] | None, typer.Option(
+        "--namespace", "-n", help="Only the file of this exported namespace (repeatable; __default__ for the "
+        "default). Default: every file.", show_default=False)] = None,
+    into: Annotated[str | None, typer.Option("--into", help="Write into this namespace instead of the one recorded "
+                                             "in the file (one file only; __default__ for the default).",
+                                             show_default=False)] = None,
+    to_source: Annotated[bool, typer.Option("--to-source/--to-target", help="Write into the spec's source store "
+                                            "(restoring a backup) or its target.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Also write into namespaces that hold vectors: ids "
+                                            "in the file replace stored ones, other vectors are kept.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000, help="Rows read from a file per "
+                                            "step (upserts are split under 1,000 vectors and 2 MB).")] = 500,
+) -> None:
+    """Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked
+    first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any
+    check fails, nothing is written."""
+    from workers.backup import close_store, import_path
+
+    job_spec = load_spec(spec)
+    store, policy = _backup_store(job_spec.source if to_source else job_spec.target)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False, disable=not console.is_terminal) as progress:
+        bars: dict[str, Any] = {}
+
+        def start(header: Any, target: str) -> None:
+            bars[target] = progress.add_task(f"import {display_namespace(target)[:40]}", total=max(header.count, 1))
+
+        def advance(target: str, done: int) -> None:
+            progress.update(bars[target], completed=done)
+
+        try:
+            results = import_path(store, path, namespaces=[parse_namespace_arg(n) for n in namespace or []] or None,
+                                  into=parse_namespace_arg(into) if into is not None else None, overwrite=overwrite,
+                                  batch_size=batch_size, progress=advance, policy=policy, on_start=start)
+        except NsmigrateError as e:
+            raise _fail(str(e)) from e
+        finally:
+            close_store(store)
+    table = Table(title=f"imported into {store.name}")
+    for col in ("file", "namespace", "vectors"):
+        table.add_column(col, justify="right" if col == "vectors" else "left")
+    for r in results:
+        table.add_row(r.path.name, display_namespace(r.namespace), str(r.count))
+    console.print(table)
+    console.print(f"{sum(r.count for r in results)} vectors imported from {len(results)} files")
+
+
 # ------------------------------------------------------------------------------------------------ processes
 
 
@@ -359,7 +564,7 @@ def worker(
     # Workers read their settings from the environment in each process: hand the resolved ones down.
     os.environ["NSMIGRATE_DATABASE_URL"] = settings.database_url
     os.environ["NSMIGRATE_REDIS_URL"] = settings.redis_url
-    jobs.Database(settings.database_url).dispose()  # create/upgrade the schema once, before any task runs
+    _db(settings).dispose()  # create/upgrade the schema once, before any task runs (clear error if unreachable)
     celery_app = configure(settings)
     name = hostname or f"nsmigrate-{queues.replace(',', '-')}@%h"
     celery_app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "-l", loglevel,

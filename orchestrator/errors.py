@@ -55,3 +55,8 @@ class StateError(PermanentError):
 
 class NotFound(PermanentError):
     """A job, namespace run or batch does not exist."""
+
+
+class BackupError(PermanentError):
+    """An export or import was refused or failed: not an nsmigrate export, a dimension mismatch, a non-empty target,
+    a damaged file. The message names the file."""

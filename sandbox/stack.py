@@ -61,14 +61,15 @@ class Stack:
         self.processes.append(proc)
         return proc
 
-    def start_flower(self) -> str:
-        """Flower with basic auth on a free loopback port; returns its URL (the password is in flower_password)."""
+    def start_flower(self, **extra_env: str) -> str:
+        """Flower with basic auth on a free loopback port; returns its URL (the password is in flower_password).
+        ``extra_env`` is added to its environment (e.g. the same PINECONE_API_KEY the workers got)."""
         port = free_port()
         self.flower_password = secrets.token_urlsafe(12)
         with open(self.workdir / "flower.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.cli", "flower", "--port", str(port)],
-                env=self.env(NSMIGRATE_FLOWER_PASSWORD=self.flower_password), stdout=log,
+                env=self.env(NSMIGRATE_FLOWER_PASSWORD=self.flower_password, **extra_env), stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         self.processes.append(proc)

@@ -1,0 +1,317 @@
+"""The CLI as a user meets it: every mistake gives one clear message (naming the field, namespace or setting and what
+to do), exit code 2, and writes nothing — no job row in the job table, no message on a Redis queue.
+
+Commands run in-process through ``typer.testing.CliRunner`` on the same ``app`` that ``nsmigrate`` and
+``python -m orchestrator.cli`` run, against real Redis and Postgres and the real Pinecone SDK on the local data plane.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis as redis_lib
+import sqlalchemy as sa
+import typer
+import yaml
+from click.testing import Result
+from typer.testing import CliRunner
+
+from orchestrator import jobs
+from orchestrator.cli import app
+from orchestrator.models import RunState
+from orchestrator.names import Queue
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.services import free_port
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "sandbox-key"  # the local data plane accepts any key
+PER_NAMESPACE = 45  # 3 batches of 20 per namespace
+NAMESPACES = ("ns0", "ns1")
+
+
+@pytest.fixture(scope="module")
+def pinecone() -> Iterator[PineconeSandbox]:
+    sandbox = PineconeSandbox(indexes=[IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8),
+                                       IndexSpec("wide-dst", dimension=16)]).start()
+    for n, ns in enumerate(NAMESPACES):
+        sandbox.load("small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(PER_NAMESPACE)])
+    yield sandbox
+    sandbox.stop()
+
+
+class Cli:
+    """Runs `nsmigrate …` in-process with this test's job table, Redis and key in the environment."""
+
+    def __init__(self, database_url: str, redis_url: str, pinecone: PineconeSandbox, workdir: Path) -> None:
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.pinecone = pinecone
+        self.workdir = workdir
+        self.env = {"NSMIGRATE_DATABASE_URL": database_url, "NSMIGRATE_REDIS_URL": redis_url,
+                    "PINECONE_API_KEY": API_KEY}
+
+    def __call__(self, *args: str, **env: str) -> Result:
+        return CliRunner().invoke(app, list(args), env={**self.env, **env})
+
+    def spec_data(self, **overrides: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": "cli-small",
+            "source": {"kind": "pinecone", "host": self.pinecone.host("small-src")},
+            "target": {"kind": "pinecone", "host": self.pinecone.host("small-dst")},
+            "batch_size": 20,
+        }
+        data.update(overrides)
+        return data
+
+    def spec_file(self, text: str | None = None, **overrides: Any) -> str:
+        path = self.workdir / f"spec-{len(list(self.workdir.glob('spec-*')))}.yaml"
+        path.write_text(text if text is not None else yaml.safe_dump(self.spec_data(**overrides)))
+        return str(path)
+
+    def assert_nothing_written(self) -> None:
+        db = jobs.Database(self.database_url)
+        try:
+            assert jobs.list_jobs(db) == []
+            with db.engine.connect() as conn:
+                for table in ("namespace_runs", "batches", "events"):
+                    assert conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0, table
+        finally:
+            db.dispose()
+        r = redis_lib.Redis.from_url(self.redis_url)
+        # Celery's Redis queues are lists named after the queue.
+        assert {q.value: r.llen(q.value) for q in Queue} == {q.value: 0 for q in Queue}
+        assert r.keys("*") == []
+
+
+@pytest.fixture
+def cli(database_url: str, redis_url: str, pinecone: PineconeSandbox, tmp_path: Path) -> Cli:
+    return Cli(database_url, redis_url, pinecone, tmp_path)
+
+
+def error_of(result: Result) -> str:
+    """The error a command printed: exit code 2, no traceback, one `error:` message on stderr."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception  # not an escaped exception
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("error: "), result.stderr
+    return result.stderr
+
+
+def one_line(message: str) -> str:
+    assert message.strip().count("\n") == 0, message
+    return message
+
+
+# ------------------------------------------------------------------------------------------------------ bad specs
+
+BAD_SPECS = {
+    "unknown field": (lambda c: c.spec_file(batch_sise=50), ["batch_sise", "unknown field"]),
+    "host without scheme": (
+        lambda c: c.spec_file(target={"kind": "pinecone", "host": "idx-abc.svc.pinecone.io"}),
+        ["target.host", "needs its scheme", "https://"],
+    ),
+    "api key value in api_key_env": (
+        lambda c: c.spec_file(source={"kind": "pinecone", "host": c.pinecone.host("small-src"),
+                                      "api_key_env": "pcsk_4fXq_not_a_name"}),
+        ["source.api_key_env", "NAME of an environment variable", "put the secret in the environment"],
+    ),
+    "batch_size over 1000": (lambda c: c.spec_file(batch_size=5000), ["batch_size", "1000"]),
+    "yaml syntax error": (lambda c: c.spec_file("name: x\nsource: {kind: pinecone\n"), ["not valid YAML", "spec-"]),
+    "missing file": (lambda c: str(c.workdir / "nope.yaml"), ["nope.yaml", "does not exist", "give the path"]),
+}
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+@pytest.mark.parametrize("case", list(BAD_SPECS))
+def test_a_bad_spec_is_one_clear_error_and_writes_nothing(cli: Cli, case: str, command: str) -> None:
+    make, expected = BAD_SPECS[case]
+
+    message = error_of(cli(command, make(cli)))
+
+    for fragment in expected:
+        assert fragment in message, (fragment, message)
+    assert "pcsk_4fXq" not in message  # a key pasted into the spec is not echoed back
+    cli.assert_nothing_written()
+
+
+def test_an_unknown_namespace_is_named_with_the_available_ones(cli: Cli) -> None:
+    spec = cli.spec_file(namespaces={"include": ["ns0", "ns9"]})
+
+    message = one_line(error_of(cli("run", spec)))
+
+    assert "namespaces.include" in message and "ns9" in message
+    assert "it has 2: ns0, ns1" in message and "fix the name" in message
+    cli.assert_nothing_written()
+
+
+@pytest.mark.parametrize("role", ["source", "target"])
+def test_an_unreachable_host_fails_fast_naming_the_store(cli: Cli, role: str) -> None:
+    port = free_port()  # nothing listens there
+    spec = cli.spec_file(**{role: {"kind": "pinecone", "host": f"http://127.0.0.1:{port}"}})
+
+    started = time.monotonic()
+    result = cli("run", spec)
+    elapsed = time.monotonic() - started
+
+    message = error_of(result).splitlines()[-1]  # the retries before it are logged as warnings
+    assert f"the {role} store 127.0.0.1:{port} did not answer" in message
+    assert f"check the {role} host/URL and that the service is up" in message
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+    cli.assert_nothing_written()
+
+
+def test_a_dimension_mismatch_is_refused(cli: Cli) -> None:
+    spec = cli.spec_file(target={"kind": "pinecone", "host": cli.pinecone.host("wide-dst")})
+
+    message = one_line(error_of(cli("run", spec)))
+
+    assert "dimension mismatch" in message and "dimension 8" in message and "has 16" in message
+    assert "choose a target index created with the source dimension" in message
+    cli.assert_nothing_written()
+
+
+# ------------------------------------------------------------------------------------------------- happy paths
+
+
+def test_plan_shows_namespaces_counts_batches_cost_and_duration_and_writes_nothing(cli: Cli) -> None:
+    result = cli("plan", cli.spec_file())
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for ns in NAMESPACES:
+        assert ns in out
+    assert f"{PER_NAMESPACE} │       3" in out  # vectors and batches of each namespace
+    assert "2 namespaces, 90 vectors, 6 batches" in out
+    assert "read units" in out and "write units" in out and "s at the configured budgets" in out
+    cli.assert_nothing_written()
+
+
+def run_job(cli: Cli, **overrides: Any) -> int:
+    result = cli("run", cli.spec_file(**overrides))
+    assert result.exit_code == 0, result.output
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def test_status_json_of_a_job_without_workers_shows_it_pending(cli: Cli) -> None:
+    job_id = run_job(cli)
+
+    result = cli("status", str(job_id), "--json")
+
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["job_id"] == job_id and status["name"] == "cli-small" and status["state"] == "running"
+    assert [(r["source_namespace"], r["state"]) for r in status["runs"]] == [
+        (ns, RunState.PENDING) for ns in NAMESPACES]
+    assert status["totals"]["source"] == 2 * PER_NAMESPACE and status["totals"]["copied"] == 0
+    # One lister per namespace waits on the `list` queue for a worker.
+    assert redis_lib.Redis.from_url(cli.redis_url).llen(Queue.LIST.value) == len(NAMESPACES)
+
+
+def test_status_of_an_unknown_job_says_how_to_find_jobs(cli: Cli) -> None:
+    message = one_line(error_of(cli("status", "4242")))
+
+    assert "no job '4242'" in message and "`nsmigrate jobs` lists the jobs" in message
+
+
+def test_cleanup_without_yes_and_no_tty_refuses(cli: Cli) -> None:
+    job_id = run_job(cli, cleanup={"mode": "manual"})
+
+    message = one_line(error_of(cli("cleanup", str(job_id))))
+
+    assert "pass --yes" in message and "--dry-run" in message
+    assert cli.pinecone.stats("small-src")["requests"].get("delete", 0) == 0
+
+
+def test_cleanup_dry_run_of_an_unverified_job_deletes_nothing(cli: Cli) -> None:
+    job_id = run_job(cli, cleanup={"mode": "manual"})
+    before = cli.pinecone.stats("small-src")["requests"]
+
+    result = cli("cleanup", str(job_id), "--dry-run")
+
+    assert result.exit_code == 1, result.output  # refused: a failed check, not bad input
+    for ns in NAMESPACES:
+        assert f"{ns}: refused" in result.stdout
+    assert "not verified" in result.stdout
+    after = cli.pinecone.stats("small-src")["requests"]
+    assert after.get("delete", 0) == before.get("delete", 0) == 0
+    assert after.get("delete_namespace", 0) == 0
+    db = jobs.Database(cli.database_url)
+    try:
+        assert [r.state for r in jobs.runs_of(db, job_id)] == [RunState.PENDING] * len(NAMESPACES)
+        refusals = [e for e in jobs.events_of(db, job_id) if e["action"] == "cleanup_refused"]
+        assert len(refusals) == len(NAMESPACES) and all(e["detail"]["dry_run"] for e in refusals)
+    finally:
+        db.dispose()
+
+
+# ------------------------------------------------------------------------------------------- processes, settings
+
+
+def test_worker_with_an_unknown_queue_is_refused(cli: Cli) -> None:
+    message = one_line(error_of(cli("worker", "--queues", "copy,bogus")))
+
+    assert "bogus" in message and all(q.value in message for q in Queue)
+
+
+def test_flower_without_its_password_is_refused(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NSMIGRATE_FLOWER_PASSWORD", raising=False)
+
+    message = one_line(error_of(cli("flower", "--port", str(free_port()))))
+
+    assert "set NSMIGRATE_FLOWER_PASSWORD" in message and "basic auth" in message
+
+
+BAD_DATABASE_URLS = [
+    "postgresql+psycopg://u:s3cret@127.0.0.1:1/x",  # nothing listens
+    "postgresql+psycopg://u:s3cret@127.0.0.1:notaport/x",  # unparsable: SQLAlchemy echoes the URL
+]
+
+
+@pytest.mark.parametrize("url", BAD_DATABASE_URLS)
+@pytest.mark.parametrize("args", [["status", "1"], ["jobs"], ["worker", "--queues", "copy"], ["run", "SPEC"]])
+def test_an_unreachable_job_table_is_one_line_naming_the_setting_without_the_password(
+        cli: Cli, url: str, args: list[str]) -> None:
+    args = [cli.spec_file() if a == "SPEC" else a for a in args]
+
+    message = one_line(error_of(cli(*args, NSMIGRATE_DATABASE_URL=url)))
+
+    assert "NSMIGRATE_DATABASE_URL" in message and "cannot open the job table" in message
+    assert "s3cret" not in message
+    assert "u:***@127.0.0.1" in message
+
+
+def test_an_invalid_setting_names_the_variable(cli: Cli) -> None:
+    message = one_line(error_of(cli("jobs", NSMIGRATE_RETRY_ATTEMPTS="0")))
+
+    assert "NSMIGRATE_RETRY_ATTEMPTS" in message
+
+
+# ------------------------------------------------------------------------------------------------------ --help
+
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_top_level_help_lists_every_command() -> None:
+    result = CliRunner().invoke(app, ["--help"])
+
+    assert result.exit_code == 0, result.output
+    assert "Migrate vector data" in result.stdout
+    for name in COMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name: str) -> None:
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+    result = CliRunner().invoke(app, [name, "--help"])
+
+    assert result.exit_code == 0, result.output
+    summary = (command.help or "").split(".")[0].split("\n")[0].strip()
+    assert summary and summary[:30] in " ".join(result.stdout.split()), (name, result.stdout)

@@ -1,0 +1,151 @@
+"""Flower smoke test on the real stack: `nsmigrate flower` serves its UI and API behind basic auth only, shows the
+fleet's tasks with readable identifiers (job, namespace, batch), and no secret reaches Flower, the worker logs or the
+job table.
+
+The workers and Flower get a distinctive ``PINECONE_API_KEY`` (the local data plane accepts any key): if any layer
+leaked it — task arguments, worker info, a log line, the stored spec, an event — the string would show up below.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
+from orchestrator.models import RunState
+from orchestrator.names import TaskName
+from orchestrator.settings import Settings
+from orchestrator.spec import parse_spec
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.stack import Stack
+from workers.stores import open_retrying_store
+
+pytestmark = pytest.mark.integration
+
+SECRET = "pcsk_test_SECRET_should_never_show"
+NAMESPACES = ("ns0", "ns1")
+PER_NAMESPACE = 60
+BATCH_SIZE = 20
+
+
+@pytest.fixture
+def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    sandbox = PineconeSandbox(indexes=[IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)])
+    sandbox.start()
+    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
+    monkeypatch.setenv("PINECONE_API_KEY", SECRET)  # this process plans the job with the same key
+    yield stack
+    stack.stop()
+
+
+def poll(what: str, get: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = 30) -> Any:
+    """Call ``get`` until ``done(value)``; fail with the last value after ``timeout_s`` (Flower gets events late)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = get()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not reached in {timeout_s} s; last: {str(value)[:2000]}")
+        time.sleep(0.25)
+
+
+def run_small_job(stack: Stack) -> tuple[jobs.Database, int]:
+    for n, ns in enumerate(NAMESPACES):
+        stack.pinecone.load("small-src", ns,
+                            [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(PER_NAMESPACE)])
+    spec = parse_spec({
+        "name": "flower-smoke",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host("small-src")},
+        "target": {"kind": "pinecone", "host": stack.pinecone.host("small-dst")},
+        "batch_size": BATCH_SIZE,
+    })
+    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    db = jobs.Database(settings.database_url)
+    job_id = launch.launch(db, Dispatcher(settings), launch.prepare(spec, open_retrying_store, stack.workdir))
+    return db, job_id
+
+
+def job_table_text(db: jobs.Database) -> str:
+    """Every row of every job-table table, as text."""
+    with db.engine.connect() as conn:
+        return "\n".join(
+            json.dumps([list(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))], default=str)
+            for table in ("jobs", "namespace_runs", "batches", "events")
+        )
+
+
+def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack) -> None:
+    stack.start_worker("list,copy,verify,cleanup", 4, name="fw", PINECONE_API_KEY=SECRET)
+    url = stack.start_flower(PINECONE_API_KEY=SECRET)  # before the job: Flower only sees events from its start
+    auth = ("admin", stack.flower_password or "")
+    client = httpx.Client(base_url=url, timeout=10)
+
+    # Basic auth guards the UI and the API.
+    assert client.get("/").status_code == 401
+    assert client.get("/api/tasks").status_code == 401
+    assert client.get("/", auth=("admin", "wrong-password")).status_code == 401
+    assert client.get("/", auth=auth).status_code == 200
+
+    # Flower's event consumer must be connected before the job, or it misses the first tasks.
+    poll("the worker in Flower", lambda: client.get("/api/workers", auth=auth, params={"refresh": "true"}).json(),
+         lambda workers: any(name.startswith("fw@") for name in workers))
+
+    db, job_id = run_small_job(stack)
+    batches = len(NAMESPACES) * PER_NAMESPACE // BATCH_SIZE
+    status = poll("a verified job", lambda: jobs.job_status(db, job_id),
+                  lambda s: all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s["runs"]),
+                  timeout_s=60)
+    assert all(r["state"] == RunState.VERIFIED for r in status["runs"]), status
+
+    def succeeded(tasks: dict[str, Any]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for task in tasks.values():
+            if task.get("state") == "SUCCESS":
+                out[task["name"]] = out.get(task["name"], 0) + 1
+        return out
+
+    expected = {TaskName.LIST_NAMESPACE.value: len(NAMESPACES), TaskName.COPY_BATCH.value: batches,
+                TaskName.VERIFY_NAMESPACE.value: len(NAMESPACES)}
+    tasks_response = poll("every task succeeded in Flower", lambda: client.get("/api/tasks", auth=auth),
+                          lambda r: r.status_code == 200 and all(
+                              succeeded(r.json()).get(name, 0) >= n for name, n in expected.items()))
+    tasks: dict[str, Any] = tasks_response.json()
+
+    # Tasks are named by what they do and carry readable identifiers (only ids: no vectors, no keys).
+    assert {t["name"] for t in tasks.values()} <= {name.value for name in TaskName}
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for task in tasks.values():
+        by_name.setdefault(task["name"], []).append(ast.literal_eval(task["kwargs"]))
+    copy_kwargs = by_name[TaskName.COPY_BATCH.value]
+    assert all(k["job_id"] == job_id and k["namespace"] in NAMESPACES and isinstance(k["batch_id"], int)
+               for k in copy_kwargs), copy_kwargs
+    assert len({k["batch_id"] for k in copy_kwargs}) == batches
+    assert sorted(k["namespace"] for k in by_name[TaskName.LIST_NAMESPACE.value]) == list(NAMESPACES)
+    assert all(set(k) == {"job_id", "run_id", "namespace"} for k in by_name[TaskName.LIST_NAMESPACE.value])
+
+    # The key is nowhere: Flower's task and worker APIs (and pages), worker and Flower logs, the job table.
+    task_info = [client.get(f"/api/task/info/{task_id}", auth=auth).text for task_id in list(tasks)[:5]]
+    workers = client.get("/api/workers", auth=auth, params={"refresh": "true"})
+    assert workers.status_code == 200 and any(name.startswith("fw@") for name in workers.json())
+    pages = [client.get(path, auth=auth).text for path in ("/", "/tasks", "/workers", "/broker")]
+    for where, text in [("/api/tasks", tasks_response.text), ("/api/task/info", "\n".join(task_info)),
+                        ("/api/workers", workers.text), ("Flower pages", "\n".join(pages))]:
+        assert SECRET not in text, where
+    logs = [*sorted(stack.workdir.glob("worker-*.log")), stack.workdir / "flower.log"]
+    assert len(logs) == 2
+    for log in logs:
+        assert SECRET not in log.read_text(errors="replace"), log.name
+    assert SECRET not in job_table_text(db)
+    assert "PINECONE_API_KEY" in job_table_text(db)  # the spec names the variable, as it should
+    client.close()
+    db.dispose()
