@@ -120,7 +120,8 @@ def sequential_loop(plane: DataPlane, data: SeedData) -> Result:
     before = plane.counts()
     started, copied = time.monotonic(), 0
     for ns in data.namespaces:
-        for ids in src.list(namespace=ns, limit=100):
+        for page in src.list(namespace=ns, limit=100):
+            ids = [item if isinstance(item, str) else item.id for item in page]  # SDK 10 yields ListItems
             vectors = src.fetch(ids=ids, namespace=ns).vectors
             items = [(v.id, v.values, v.metadata or {}) for v in vectors.values()]
             for i in range(0, len(items), per_upsert):

@@ -99,6 +99,23 @@ def _db(settings: Settings) -> jobs.Database:
                     f"{detail} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable Postgres") from e
 
 
+def _dispatcher(settings: Settings) -> Dispatcher:
+    """A Dispatcher whose broker answered: checked before anything is written, so an unreachable Redis gives one
+    clear error instead of a traceback and a job row whose tasks were never enqueued."""
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5).ping()
+    except (redis.RedisError, ValueError, OSError) as e:
+        detail = (str(e).splitlines() or [""])[0][:200]
+        password = _password(settings.redis_url)
+        if password:
+            detail = detail.replace(password, "***")
+        raise _fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {type(e).__name__}: {detail} — set "
+                    "NSMIGRATE_REDIS_URL or --redis-url to a reachable Redis") from e
+    return Dispatcher(settings)
+
+
 def _password(url: str) -> str | None:
     if "@" in url and "://" in url:
         creds = url.split("://", 1)[1].rsplit("@", 1)[0]
@@ -175,7 +192,7 @@ def run(
     settings = _settings(database_url, redis_url)
     job_spec = load_spec(spec)
     db = _db(settings)
-    dispatcher = Dispatcher(settings)
+    dispatcher = _dispatcher(settings)
     existing = None if new else jobs.latest_unfinished_job(db, job_spec.name)
     if existing is not None:
         counts = launch.resume(db, dispatcher, existing.id)
@@ -307,7 +324,7 @@ def retry(job: JobArg, namespace: NamespaceOpt = None, wait: Annotated[bool, typ
     db = _db(settings)
     job_id = _job_id(db, job)
     ns = parse_namespace_arg(namespace) if namespace is not None else None
-    n = launch.retry_failed(db, Dispatcher(settings), job_id, ns)
+    n = launch.retry_failed(db, _dispatcher(settings), job_id, ns)
     console.print(f"{n} failed batches re-queued for job {job_id}")
     if wait:
         raise typer.Exit(watch_job(db, job_id))
@@ -320,7 +337,7 @@ def resume(job: JobArg, wait: Annotated[bool, typer.Option("--wait")] = False,
     settings = _settings(database_url, redis_url)
     db = _db(settings)
     job_id = _job_id(db, job)
-    counts = launch.resume(db, Dispatcher(settings), job_id)
+    counts = launch.resume(db, _dispatcher(settings), job_id)
     console.print(f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
                   f"{counts['verifications']} verifications")
     if wait:
@@ -345,7 +362,7 @@ def verify(job: JobArg, namespace: NamespaceOpt = None,
     db = _db(settings)
     job_id = _job_id(db, job)
     ns = parse_namespace_arg(namespace) if namespace is not None else None
-    run_ids = launch.request_verification(db, Dispatcher(settings), job_id, ns)
+    run_ids = launch.request_verification(db, _dispatcher(settings), job_id, ns)
     if not run_ids:
         raise _fail(f"job {job_id} has no namespace that finished copying; see `nsmigrate status {job_id}`", 1)
     console.print(f"verification queued for {len(run_ids)} namespaces")
@@ -380,6 +397,86 @@ def cleanup(job: JobArg, namespace: NamespaceOpt = None,
         console.print(f"{display_namespace(r.source_namespace)}: {result['action']} "
                       f"{result.get('count', '')} {result.get('reason', '')}")
     raise typer.Exit(1 if refused else 0)
+
+
+@app.command()
+def sync(job: JobArg, namespace: NamespaceOpt = None,
+         propagate_deletes: Annotated[bool, typer.Option(
+             "--propagate-deletes", help="Also delete from the target the ids this job copied that the source no "
+             "longer has (default: only report them).")] = False,
+         wait: Annotated[bool, typer.Option("--wait", help="Follow the copy and the verification after it.")] = False,
+         database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+    """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
+    again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes)."""
+    settings = _settings(database_url, redis_url)
+    db = _db(settings)
+    job_id = _job_id(db, job)
+    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    runs = jobs.runs_of(db, job_id, ns)
+    if not runs:
+        raise _fail(f"job {job_id} has no namespace run {namespace!r}; see `nsmigrate status {job_id}`")
+    from workers.context import WorkerContext  # the scan runs inline (like cleanup); the copies go to the fleet
+    from workers.syncing import sync_run
+
+    ctx = WorkerContext(settings)
+    refused = 0
+    for r in runs:
+        result = sync_run(ctx, r.id, propagate_deletes=propagate_deletes, actor=jobs.default_actor())
+        name = display_namespace(r.source_namespace)
+        if result["action"] == "refused":
+            refused += 1
+            console.print(f"{escape(name)}: refused — {escape(result['reason'])}", soft_wrap=True)
+            continue
+        line = (f"{escape(name)}: {result['new']} new, {result['changed']} changed → {result['to_copy']} to copy in "
+                f"{result['batches']} batches; {result['deleted_in_source']} deleted in source")
+        if propagate_deletes:
+            line += f" ({result['deleted']} deleted from the target)"
+        if result["unroutable"]:
+            line += f"; {result['unroutable']} cannot be routed (e.g. {result['unroutable_examples'][0]['reason']})"
+        console.print(line, soft_wrap=True)
+    if wait and refused < len(runs):
+        code = watch_job(db, job_id)
+        raise typer.Exit(code or (1 if refused else 0))
+    raise typer.Exit(1 if refused else 0)
+
+
+@app.command()
+def rollback(job: JobArg,
+             yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+             dry_run: Annotated[bool, typer.Option("--dry-run", help="Only check the originals and say what "
+                                                   "would be restored and removed.")] = False,
+             database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+    """Undo migrate JOB: restore its original namespaces from the targets where they are missing (after cleanup),
+    verify every original against its migrated copy, and only then remove the namespaces JOB created. Refuses, with
+    nothing deleted, when an original cannot be verified. Recorded as a job of kind `rollback`; safe to re-run."""
+    settings = _settings(database_url, redis_url)
+    db = _db(settings)
+    job_id = _job_id(db, job)
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise _fail("rollback deletes the migrated namespaces: pass --yes to confirm (or --dry-run to see what "
+                        "it would do)")
+        typer.confirm(f"Roll back job {job_id} and delete the namespaces it created?", abort=True)
+    from workers.context import WorkerContext  # runs inline, step by step, like cleanup
+    from workers.rollback import rollback_job
+
+    result = rollback_job(WorkerContext(settings), job_id, dry_run=dry_run, actor=jobs.default_actor())
+    for r in result["runs"]:
+        restored = f" ({r['restored']} restored)" if r["restored"] else ""
+        console.print(f"{escape(display_namespace(r['namespace']))}: {escape(r['summary'])}{restored}", soft_wrap=True)
+    for ns, d in result["namespaces"].items():
+        kept = f", {d['kept']} ids of others kept" if d["kept"] else ""
+        console.print(f"removed {escape(display_namespace(ns))}: {d['method']} ({d['deleted']} ids{kept})",
+                      soft_wrap=True)
+    action = result["action"]
+    if action in ("refused", "failed"):
+        raise _fail(f"rollback of job {job_id} {action}: {result['reason']}", 1)
+    where = f" (rollback job {result['rollback_job_id']})" if result["rollback_job_id"] else ""
+    done = {"rolled_back": f"job {job_id} rolled back{where}",
+            "already_rolled_back": f"job {job_id} was already rolled back{where}",
+            "dry_run": f"dry run, nothing changed: a rollback of job {job_id} would restore the missing originals "
+                       "above, verify them all, then remove the namespaces the job created"}
+    console.print(done[action], soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------ backup / restore
@@ -540,6 +637,46 @@ def import_cmd(
 
 
 # ------------------------------------------------------------------------------------------------ processes
+
+
+@app.command()
+def erase(
+    creator_id: Annotated[str, typer.Argument(help="The creator whose data goes, e.g. sainath.no.1.")],
+    spec: Annotated[Path, typer.Option("--spec", help="A job spec naming the store (its target, or its source "
+                                       "with --source).")],
+    source: Annotated[bool, typer.Option("--source", help="Erase in the spec's source store instead.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted.")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Erase every namespace of CREATOR_ID (its twin namespaces and creator-wide namespace, matched by parsing the
+    names, so `a.1` never touches `a.10`). Each deletion is written to the audit log."""
+    from workers.erasing import erase_creator, plan_erase
+
+    job_spec = load_spec(spec)
+    store_spec = job_spec.source if source else job_spec.target
+    store = _open_store(store_spec)
+    erase_plan = plan_erase(store, creator_id)
+    if not erase_plan.namespaces:
+        console.print(f"creator {creator_id!r} has no namespaces in {store.name}; nothing to erase")
+        raise typer.Exit(0)
+    table = Table("namespace", "vectors", title=f"creator {creator_id!r} in {store.name}")
+    for ns, count in erase_plan.namespaces.items():
+        table.add_row(ns, str(count))
+    console.print(table)
+    if dry_run:
+        console.print("dry run: nothing deleted")
+        raise typer.Exit(0)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _fail("erase deletes data for good: pass --yes to confirm (or --dry-run to see what it would do)")
+        typer.confirm(f"Delete these {len(erase_plan.namespaces)} namespaces for good?", abort=True)
+    db = _db(_settings(database_url, None))
+    result = erase_creator(db, store, erase_plan, job_spec.model_dump(mode="json"), actor=jobs.default_actor())
+    console.print(f"erased {len(result['erased'])} namespaces ({result['vectors']} vectors) of creator "
+                  f"{creator_id!r}; audit log: `nsmigrate events {result['job_id']}`")
+    if result["not_empty"]:
+        raise _fail(f"still not empty after the deletions: {result['not_empty']}; run erase again", 1)
 
 
 @app.command()

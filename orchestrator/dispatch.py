@@ -24,7 +24,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         # Redis redelivers an unacked task after this; it must exceed the longest batch (retries included).
-        "broker_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        # Kombu only looks for such tasks every `unacked_restore_interval` × `unacked_restore_throttle` seconds
+        # (10 × 10 by default), which would add up to 100 s to every recovery after a killed worker: sweep every
+        # interval instead, and often enough for the visibility timeout (one ZRANGE per worker per sweep).
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 5)),
+            "unacked_restore_throttle": 1,
+        },
         "task_default_queue": Queue.COPY.value,
         "task_create_missing_queues": True,
         "task_ignore_result": True,

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker, locks and rate buckets.")
     visibility_timeout_s: int = Field(3600, description="Redis redelivers an unacked task after this; > any batch.")
+    lister_lock_ttl_s: float = Field(
+        30, gt=0, description="A lister's lock expires this long after its worker died (a live lister keeps it "
+        "fresh), so a resumed or redelivered lister can take over a namespace from a killed one.")
     max_batches_in_flight: int = Field(64, description="Default bound on queued+running copy batches per namespace.")
     retry_attempts: int = Field(8, ge=1, description="Attempts per store request on 429/5xx before the batch fails.")
     retry_max_wait_s: float = Field(30, gt=0, description="Longest backoff between two attempts (Retry-After wins).")

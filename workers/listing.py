@@ -3,12 +3,23 @@
 It stops when ``max_batches_in_flight`` batches are queued or running and is woken again as they finish (see
 ``workers.flow``), so a namespace of millions of ids never becomes millions of messages at once. Each batch is
 written together with the list token after it, so a lister killed at any point resumes without skipping or
-repeating ids. A Redis lock keeps one lister per namespace run.
+repeating ids. A Redis lock keeps one lister per namespace run: it expires ``lister_lock_ttl_s`` after its lister
+died (a live lister keeps it fresh from a heartbeat thread), and ``jobs.add_batches`` only records pages listed from
+the saved token, so even two listers at once (a lock lost with a Redis restart) never batch an id twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+
+import redis
+from redis.exceptions import LockError
+
 from orchestrator import jobs
+from orchestrator.errors import StateError
 from orchestrator.names import lock_key
 from orchestrator.records import display_namespace
 from workers.context import WorkerContext
@@ -17,13 +28,53 @@ from workers.ratelimit import list_scope
 
 PAGE_LIMIT = 100  # Pinecone's maximum page size for list
 
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def lister_lock(ctx: WorkerContext, run_id: int) -> Iterator[bool]:
+    """Hold the run's lister lock (True), or find it held by a live lister (False).
+
+    The lock expires ``ttl`` after it was last refreshed; a heartbeat thread refreshes it every ``ttl / 3`` for as
+    long as this lister runs, however long one page takes with its retries. A lister killed with its worker stops
+    refreshing, so its lock is gone within ``ttl``: the wait below outlasts it, and a resumed or redelivered lister
+    takes over instead of leaving the namespace half-listed.
+    """
+    ttl_s = ctx.settings.lister_lock_ttl_s
+    key = lock_key(f"list:{run_id}")
+    lock = ctx.redis.lock(key, timeout=ttl_s, thread_local=False)
+    # Wait for the lock as long as it can still live (its holder may have had a longer TTL than ours).
+    remaining_s = max(0, int(ctx.redis.pttl(key))) / 1000
+    if not lock.acquire(blocking=True, blocking_timeout=max(ttl_s, remaining_s) + 1):
+        yield False  # a live lister (it kept the lock fresh); it rechecks the bound when it stops
+        return
+    stop = threading.Event()
+
+    def keep_fresh() -> None:
+        while not stop.wait(ttl_s / 3):
+            try:
+                lock.reacquire()
+            except LockError:
+                return  # expired after all: add_batches' token check still keeps every id in one batch
+            except redis.RedisError as e:
+                log.warning("could not refresh the lister lock of run %s: %s", run_id, e)
+
+    heartbeat = threading.Thread(target=keep_fresh, name=f"lister-lock-{run_id}", daemon=True)
+    heartbeat.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        heartbeat.join()
+        with contextlib.suppress(LockError, redis.RedisError):  # expired, or gone with a Redis restart
+            lock.release()
+
 
 def list_run(ctx: WorkerContext, run_id: int) -> None:
     ctx.redis.delete(lister_wake_key(run_id))
-    lock = ctx.redis.lock(lock_key(f"list:{run_id}"), timeout=600)
-    if not lock.acquire(blocking=False):
-        return  # another lister is on this run; it rechecks the bound when it stops
-    try:
+    with lister_lock(ctx, run_id) as held:
+        if not held:
+            return
         run = jobs.start_listing(ctx.db, run_id)
         if run is None:
             return
@@ -32,6 +83,7 @@ def list_run(ctx: WorkerContext, run_id: int) -> None:
         token = run.list_token
         done = False
         while jobs.active_batches(ctx.db, run_id) < spec.max_batches_in_flight:
+            listed_from = token
             ids: list[str] = []
             while len(ids) < spec.batch_size:
                 limit = min(PAGE_LIMIT, spec.batch_size - len(ids))
@@ -42,13 +94,16 @@ def list_run(ctx: WorkerContext, run_id: int) -> None:
                 if not token:
                     done = True
                     break
-            batch_ids = jobs.add_batches(ctx.db, run_id, [ids] if ids else [], token, listing_done=done)
+            try:
+                batch_ids = jobs.add_batches(ctx.db, run_id, [ids] if ids else [], token, listing_done=done,
+                                             listed_from=listed_from)
+            except StateError as e:
+                log.info("lister of run %s stops: %s", run_id, e)
+                return  # another lister is ahead of us and carries on
             for batch_id in batch_ids:
                 ctx.dispatcher.copy_batch(batch_id, job_id=run.job_id, run_id=run_id,
                                           namespace=display_namespace(run.source_namespace))
             if done or jobs.is_cancelled(ctx.db, run_id):
                 break
-    finally:
-        lock.release()
     # Batches may all have finished while we listed (or there were none): let the run move on, or keep listing.
     advance(ctx, run_id, run.job_id, run.source_namespace, spec)

@@ -292,6 +292,16 @@ def test_an_invalid_setting_names_the_variable(cli: Cli) -> None:
     assert "NSMIGRATE_RETRY_ATTEMPTS" in message
 
 
+def test_run_with_an_unreachable_redis_writes_no_job(cli: Cli) -> None:
+    spec = cli.spec_file()
+
+    message = one_line(error_of(cli("run", spec, NSMIGRATE_REDIS_URL=f"redis://:s3cret@127.0.0.1:{free_port()}/0")))
+
+    assert "cannot reach Redis" in message and "NSMIGRATE_REDIS_URL" in message
+    assert "s3cret" not in message and ":***@127.0.0.1" in message
+    cli.assert_nothing_written()  # checked before the job table was written, not after
+
+
 # ------------------------------------------------------------------------------------------------------ --help
 
 COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]

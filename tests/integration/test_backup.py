@@ -1,0 +1,458 @@
+"""Export to Parquet and import back, on real stores: the Pinecone SDK against the local data plane and pgvector on
+real Postgres. A round trip must be exact (ids, float32 values bit for bit, metadata with its types); an import that
+would mix data up must be refused before it writes anything; and `nsmigrate run` with `backup.enabled` must have the
+backup on disk before it enqueues any work."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import redis as redis_lib
+import yaml
+from typer.testing import CliRunner
+
+from orchestrator import jobs
+from orchestrator.cli import app
+from orchestrator.dispatch import Dispatcher
+from orchestrator.errors import BackupError
+from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from workers.backup import (
+    MANIFEST_NAME,
+    export_namespace,
+    export_namespaces,
+    file_name_for,
+    ids_fingerprint,
+    import_file,
+    import_path,
+    read_header,
+)
+from workers.retry import retrying
+from workers.stores.base import Record, VectorStore, iter_all_ids
+from workers.stores.pgvector import PgvectorStore
+from workers.stores.pinecone import PineconeStore
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+API_KEY = "sandbox-backup-key"
+ODD_NAMESPACE = "Creator.A-1/twin:ünï code " + "x" * 80  # upper case, '/', ':', a space, non-ASCII, > 100 characters
+NAMESPACES = {"": 1_234, ODD_NAMESPACE: 7, "plain": 3}  # the default one spans two fetches and two row groups
+QUICK = retrying(attempts=3, max_wait_s=0.05)
+
+
+def make_records(n: int, prefix: str, seed: int) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(n, DIM)) * 10.0 ** rng.integers(-30, 30, size=(n, 1))  # wide exponents
+    values[0, :3] = [1 / 3, -0.0, 3.4e38]  # not representable / negative zero / near float32 max
+    return [
+        Record(
+            id=f"{prefix}-{i:05d}",
+            values=[float(v) for v in values[i]],
+            metadata={
+                "n": i,
+                "score": i + 0.5,
+                "whole": 2.0,
+                "flag": i % 2 == 0,
+                "tags": ["a", f"t{i % 3}"],
+                "text": f"chunk {i} — ünï",
+                "big": 2**40 + i,
+            },
+        )
+        for i in range(n)
+    ]
+
+
+def seed_store(store: VectorStore, counts: dict[str, int] = NAMESPACES) -> dict[str, list[Record]]:
+    data = {}
+    for k, (ns, n) in enumerate(counts.items()):
+        records = make_records(n, f"r{k}", seed=k)
+        for start in range(0, n, 500):
+            store.upsert(ns, records[start : start + 500])
+        data[ns] = records
+    return data
+
+
+def typed(value: Any) -> Any:
+    """A value with the type of every leaf next to it, so 2 != 2.0 and 1 != True."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return type(value).__name__, value
+
+
+def bits(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32).view(np.uint32)
+
+
+def assert_exact(got: list[Record], want: list[Record]) -> None:
+    got_by_id = {r.id: r for r in got}
+    assert sorted(got_by_id) == sorted(r.id for r in want)
+    for w in want:
+        g = got_by_id[w.id]
+        np.testing.assert_array_equal(bits(g.values), bits(w.values))  # float32, bit for bit
+        assert typed(g.metadata) == typed(w.metadata)
+
+
+def read_all(store: VectorStore, namespace: str) -> list[Record]:
+    ids = list(iter_all_ids(store, namespace))
+    return [r for start in range(0, len(ids), 1000) for r in store.fetch(namespace, ids[start : start + 1000])]
+
+
+def read_file_records(path: Path) -> list[Record]:
+    table = pq.read_table(path)
+    return [
+        Record(i, v, json.loads(m))
+        for i, v, m in zip(
+            table.column("id").to_pylist(),
+            table.column("values").to_pylist(),
+            table.column("metadata").to_pylist(),
+            strict=True,
+        )
+    ]
+
+
+# --- the stores -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[PineconeSandbox]:
+    sb = PineconeSandbox(indexes=[IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec("wide", DIM * 2)]).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def pinecone(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, PineconeStore]]:
+    sandbox.reset()
+    monkeypatch.setenv("PINECONE_API_KEY", API_KEY)
+    stores = {name: PineconeStore(PineconeStoreSpec(host=sandbox.host(name))) for name in ("src", "dst", "wide")}
+    yield stores
+    for store in stores.values():
+        store.close()
+
+
+@pytest.fixture
+def pgvector(database_url: str) -> Iterator[dict[str, PgvectorStore]]:
+    stores = {
+        "src": PgvectorStore(PgvectorStoreSpec(layout="single_table", table="legacy", dimension=DIM), database_url),
+        "dst": PgvectorStore(PgvectorStoreSpec(layout="table_per_namespace", table="restored"), database_url),
+        "wide": PgvectorStore(
+            PgvectorStoreSpec(layout="table_per_namespace", table="wide", dimension=DIM * 2), database_url
+        ),
+    }
+    stores["wide"].upsert("w", [Record("w-1", [0.5] * DIM * 2)])  # so its dimension is on record
+    yield stores
+    for store in stores.values():
+        store.close()
+
+
+@pytest.fixture(params=["pinecone", "pgvector"])
+def stores(request: pytest.FixtureRequest) -> dict[str, VectorStore]:
+    return request.getfixturevalue(request.param)
+
+
+# --- round trips ----------------------------------------------------------------------------------------------------
+
+
+def test_export_then_import_round_trips_exactly(stores: dict[str, VectorStore], tmp_path: Path) -> None:
+    src, dst = stores["src"], stores["dst"]
+    data = seed_store(src)
+    seen: list[tuple[str, int]] = []
+
+    results = export_namespaces(
+        src, list(NAMESPACES), tmp_path / "exp", progress=lambda ns, n: seen.append((ns, n)), policy=QUICK
+    )
+
+    assert [(r.namespace, r.count) for r in results] == list(NAMESPACES.items())
+    manifest = json.loads((tmp_path / "exp" / MANIFEST_NAME).read_text())
+    assert [e["namespace"] for e in manifest["namespaces"]] == list(NAMESPACES)
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == sorted(
+        [MANIFEST_NAME, "__default__.parquet", "plain.parquet", file_name_for(ODD_NAMESPACE)]
+    )
+    for r in results:
+        header = read_header(r.path)
+        assert (header.namespace, header.count, header.dimension, header.source) == (
+            r.namespace,
+            r.count,
+            DIM,
+            src.name,
+        )
+        assert header.fingerprint == r.fingerprint == ids_fingerprint(x.id for x in reversed(data[r.namespace]))
+        assert_exact(read_file_records(r.path), data[r.namespace])  # the file itself is exact
+    assert pq.ParquetFile(results[0].path).num_row_groups == 2  # streamed: ≤ 1,000 rows per row group
+    assert seen[-1] == ("plain", 3) and ("", 1_000) in seen
+
+    imported = import_path(dst, tmp_path / "exp", policy=QUICK)
+
+    assert [(r.namespace, r.count) for r in imported] == list(NAMESPACES.items())
+    assert dst.namespaces() == NAMESPACES
+    for ns, records in data.items():
+        assert_exact(read_all(dst, ns), records)
+
+
+def test_import_into_another_namespace(stores: dict[str, VectorStore], tmp_path: Path) -> None:
+    data = seed_store(stores["src"], {"plain": 5})
+    export_namespace(stores["src"], "plain", tmp_path / "plain.parquet", policy=QUICK)
+
+    result = import_file(stores["dst"], tmp_path / "plain.parquet", namespace="restored", policy=QUICK)
+
+    assert (result.namespace, result.source_namespace, result.count) == ("restored", "plain", 5)
+    assert stores["dst"].namespaces() == {"restored": 5}
+    assert_exact(read_all(stores["dst"], "restored"), data["plain"])
+
+
+def test_exporting_an_empty_namespace_writes_an_empty_file_that_imports(
+    pinecone: dict[str, PineconeStore], tmp_path: Path
+) -> None:
+    result = export_namespace(pinecone["src"], "nothing-here", tmp_path / "e.parquet", policy=QUICK)
+
+    assert (result.count, read_header(result.path).count) == (0, 0)
+    assert import_file(pinecone["dst"], result.path, policy=QUICK).count == 0
+
+
+# --- refusals: nothing written --------------------------------------------------------------------------------------
+
+
+def test_import_refuses_a_dimension_mismatch(stores: dict[str, VectorStore], tmp_path: Path) -> None:
+    seed_store(stores["src"], {"plain": 3})
+    before = stores["wide"].namespaces()
+    path = export_namespace(stores["src"], "plain", tmp_path / "plain.parquet", policy=QUICK).path
+
+    with pytest.raises(BackupError) as info:
+        import_file(stores["wide"], path, policy=QUICK)
+
+    assert str(path) in str(info.value)
+    assert f"dimension {DIM}" in str(info.value) and f"dimension {DIM * 2}" in str(info.value)
+    assert stores["wide"].namespaces() == before
+
+
+def test_import_refuses_a_non_empty_namespace_unless_overwrite(stores: dict[str, VectorStore], tmp_path: Path) -> None:
+    src, dst = stores["src"], stores["dst"]
+    data = seed_store(src, {"a": 4, "b": 2})
+    export_namespaces(src, ["a", "b"], tmp_path / "exp", policy=QUICK)
+    kept = Record("r1-00000", [9.0] * DIM, {"old": True})  # same id as one in the file
+    extra = Record("only-in-target", [1.0] * DIM, {})
+    dst.upsert("b", [kept, extra])
+
+    with pytest.raises(BackupError) as info:
+        import_path(dst, tmp_path / "exp", policy=QUICK)
+
+    assert "already holds 2 vectors" in str(info.value) and "overwrite" in str(info.value)
+    assert dst.namespaces() == {"b": 2}  # not even the empty namespace "a" was written
+
+    import_path(dst, tmp_path / "exp", overwrite=True, policy=QUICK)
+
+    assert dst.namespaces() == {"a": 4, "b": 3}
+    assert_exact(read_all(dst, "b"), [*data["b"], extra])  # the file's version replaced the stored one
+
+
+def test_files_that_are_not_nsmigrate_exports_are_refused(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"id": ["a"], "values": [[1.0]], "metadata": ["{}"]}), plain)
+    text = tmp_path / "notes.parquet"
+    text.write_text("id,values\n")
+    (tmp_path / "empty-dir").mkdir()
+
+    cases = {
+        plain: "not an nsmigrate export",
+        text: "not a Parquet file",
+        tmp_path / "missing.parquet": "does not exist",
+        tmp_path / "empty-dir": "no manifest.json",
+    }
+    for path, message in cases.items():
+        with pytest.raises(BackupError) as info:
+            import_path(object(), path)  # type: ignore[arg-type]  # refused before any store call
+        assert message in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_damaged_export_is_refused(pinecone: dict[str, PineconeStore], tmp_path: Path) -> None:
+    seed_store(pinecone["src"], {"plain": 3})
+    path = export_namespace(pinecone["src"], "plain", tmp_path / "plain.parquet", policy=QUICK).path
+    table = pq.read_table(path)
+    edited = table.set_column(0, "id", pa.array(["x", "y", "z"]))  # same count, different ids
+    pq.write_table(edited.replace_schema_metadata(pq.read_metadata(path).metadata), path)
+
+    with pytest.raises(BackupError, match="fingerprint"):
+        import_file(pinecone["dst"], path, policy=QUICK)
+
+    assert pinecone["dst"].namespaces() == {}
+
+
+def test_export_refuses_a_directory_that_is_not_empty(pinecone: dict[str, PineconeStore], tmp_path: Path) -> None:
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "something").write_text("x")
+
+    with pytest.raises(BackupError, match="not an empty directory"):
+        export_namespaces(pinecone["src"], ["plain"], tmp_path / "exp", policy=QUICK)
+
+
+# --- the CLI --------------------------------------------------------------------------------------------------------
+
+
+def write_spec(tmp_path: Path, sandbox: PineconeSandbox, target: str = "dst", **extra: Any) -> Path:
+    spec = {
+        "name": "backup-job",
+        "source": {"kind": "pinecone", "host": sandbox.host("src")},
+        "target": {"kind": "pinecone", "host": sandbox.host(target)},
+        **extra,
+    }
+    path = tmp_path / f"spec-{target}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_cli_export_then_import(pinecone: dict[str, PineconeStore], sandbox: PineconeSandbox, tmp_path: Path) -> None:
+    data = seed_store(pinecone["src"])
+    spec = write_spec(tmp_path, sandbox, namespaces={"exclude": ["plain"]})
+    runner = CliRunner()
+
+    exported = runner.invoke(app, ["export", str(spec), "--out", str(tmp_path / "exp")])
+
+    assert exported.exit_code == 0, exported.output
+    assert "manifest" in exported.output
+    assert {e["namespace"] for e in json.loads((tmp_path / "exp" / MANIFEST_NAME).read_text())["namespaces"]} == {
+        "",
+        ODD_NAMESPACE,
+    }  # the spec's selection
+
+    imported = runner.invoke(app, ["import", str(tmp_path / "exp"), str(spec)])
+
+    assert imported.exit_code == 0, imported.output
+    assert pinecone["dst"].namespaces() == {"": 1_234, ODD_NAMESPACE: 7}
+    assert_exact(read_all(pinecone["dst"], ODD_NAMESPACE), data[ODD_NAMESPACE])
+
+    again = runner.invoke(app, ["import", str(tmp_path / "exp"), str(spec)])
+
+    assert again.exit_code == 2
+    assert "already holds" in again.output and "--overwrite" in again.output
+
+    one = runner.invoke(app, ["import", str(tmp_path / "exp"), str(spec), "-n", "__default__", "--into", "copy"])
+
+    assert one.exit_code == 0, one.output
+    assert pinecone["dst"].count("copy") == 1_234
+
+
+def test_cli_export_of_named_namespaces_and_restore_to_source(
+    pinecone: dict[str, PineconeStore], sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    data = seed_store(pinecone["src"], {"plain": 3, "other": 2})
+    spec = write_spec(tmp_path, sandbox)
+    runner = CliRunner()
+
+    unknown = runner.invoke(app, ["export", str(spec), "-n", "nope", "--out", str(tmp_path / "x")])
+    assert unknown.exit_code == 2 and "nope" in unknown.output and not (tmp_path / "x").exists()
+
+    result = runner.invoke(app, ["export", str(spec), "-n", "plain", "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    pinecone["src"].delete_namespace("plain")  # lost …
+
+    restored = runner.invoke(app, ["import", str(tmp_path / "exp" / "plain.parquet"), str(spec), "--to-source"])
+
+    assert restored.exit_code == 0, restored.output  # … and restored
+    assert_exact(read_all(pinecone["src"], "plain"), data["plain"])
+    assert pinecone["dst"].namespaces() == {}
+
+
+def test_cli_import_errors_exit_2_and_write_nothing(
+    pinecone: dict[str, PineconeStore], sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    seed_store(pinecone["src"], {"plain": 3})
+    runner = CliRunner()
+    assert (
+        runner.invoke(app, ["export", str(write_spec(tmp_path, sandbox)), "--out", str(tmp_path / "exp")]).exit_code
+        == 0
+    )
+    wide_spec = write_spec(tmp_path, sandbox, target="wide")
+    not_export = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"x": [1]}), not_export)
+
+    cases = {
+        str(tmp_path / "exp"): f"dimension {DIM * 2}",
+        str(tmp_path / "missing"): "does not exist",
+        str(not_export): "not an nsmigrate export",
+    }
+    for path, message in cases.items():
+        result = runner.invoke(app, ["import", path, str(wide_spec)])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and path in result.output
+    assert pinecone["wide"].namespaces() == {}
+
+
+# --- the backup step of `run` ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, list[Path]]]:
+    """Every task `run` sends, with the backup manifests that existed at that moment (the real send still happens)."""
+    calls: list[tuple[str, list[Path]]] = []
+    real_send = Dispatcher.send
+
+    def send(self: Dispatcher, task: Any, **kwargs: Any) -> None:
+        calls.append((task.value, sorted(tmp_path.rglob(MANIFEST_NAME))))
+        real_send(self, task, **kwargs)
+
+    monkeypatch.setattr(Dispatcher, "send", send)
+    return calls
+
+
+def test_run_writes_the_backup_before_anything_is_enqueued(
+    pinecone: dict[str, PineconeStore],
+    sandbox: PineconeSandbox,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    sent: list[tuple[str, list[Path]]],
+) -> None:
+    data = seed_store(pinecone["src"], {"": 20, "plain": 3})
+    backups = tmp_path / "backups"
+    spec = write_spec(tmp_path, sandbox, backup={"enabled": True, "directory": str(backups)})
+
+    result = CliRunner().invoke(app, ["run", str(spec), "--database-url", database_url, "--redis-url", redis_url])
+
+    assert result.exit_code == 0, result.output
+    (directory,) = backups.iterdir()
+    assert re.fullmatch(r"backup-job-\d{8}T\d{6}Z", directory.name)
+    manifest = directory / MANIFEST_NAME
+    assert sent == [("nsmigrate.list_namespace", [manifest])] * 2  # both listers, each after the backup was complete
+    for ns, records in data.items():
+        assert_exact(read_file_records(directory / file_name_for(ns)), records)
+    db = jobs.Database(database_url)
+    job_id = int(result.output.strip().splitlines()[-1])
+    (event,) = [e for e in jobs.events_of(db, job_id) if e["action"] == "backup_written"]
+    assert event["detail"] == {"manifest": str(manifest.resolve()), "namespaces": 2, "vectors": 23}
+    assert redis_lib.Redis.from_url(redis_url).llen("list") == 2  # the listers really are queued, and nothing else
+    assert str(directory) in result.output.replace("\n", "")
+    db.dispose()
+
+
+def test_a_failed_backup_starts_nothing(
+    pinecone: dict[str, PineconeStore],
+    sandbox: PineconeSandbox,
+    tmp_path: Path,
+    database_url: str,
+    redis_url: str,
+    sent: list[tuple[str, list[Path]]],
+) -> None:
+    seed_store(pinecone["src"], {"plain": 3})
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    spec = write_spec(tmp_path, sandbox, backup={"enabled": True, "directory": str(blocker)})
+
+    result = CliRunner().invoke(app, ["run", str(spec), "--database-url", database_url, "--redis-url", redis_url])
+
+    assert result.exit_code == 1, result.output
+    assert "backup failed" in result.output and "nothing was enqueued" in result.output
+    assert sent == []
+    db = jobs.Database(database_url)
+    assert jobs.list_jobs(db) == []
+    db.dispose()

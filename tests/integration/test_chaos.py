@@ -1,0 +1,375 @@
+"""Nothing is lost under faults: kill -9 of a worker or of a lister, a Redis restart, a Postgres restart, a cancel.
+
+Real `nsmigrate worker` processes, real Redis and Postgres, the real Pinecone SDK against the local data plane. The
+data plane answers slowly (``Faults(latency_ms=…)``) so that every fault lands mid-job; when to strike is decided by
+polling the job table (some batches done, not all), never by a fixed sleep. After each fault the tests check the
+data itself: every source id is in the target with equal values and metadata (read back with the SDK), every id was
+put in exactly one batch, every batch row is ``done`` and nothing failed.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+import redis as redis_lib
+import sqlalchemy as sa
+from pinecone import Pinecone
+
+from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
+from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
+from orchestrator.names import lock_key
+from orchestrator.settings import Settings
+from orchestrator.spec import parse_spec
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from sandbox.services import PostgresServer, RedisServer
+from sandbox.stack import SANDBOX_API_KEY, Stack
+from workers.stores import open_retrying_store
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+
+SRC, DST = "chaos-src", "chaos-dst"
+DIM = 16
+#: Worker settings that make a dead worker's work come back within seconds instead of the production hour:
+#: Redis redelivers an unacknowledged task after 5 s, and a dead lister's lock expires after 3 s.
+FAST_RECOVERY = {"NSMIGRATE_VISIBILITY_TIMEOUT_S": "5", "NSMIGRATE_LISTER_LOCK_TTL_S": "3"}
+#: Short store retries: an outage of the job table or of Redis must not be hidden behind minutes of backoff.
+QUICK_RETRIES = {"NSMIGRATE_RETRY_ATTEMPTS": "6", "NSMIGRATE_RETRY_MAX_WAIT_S": "0.5"}
+
+Loaded = dict[str, dict[str, tuple[list[float], dict[str, Any]]]]
+T = TypeVar("T")
+
+
+# --------------------------------------------------------------------------------------------------------- helpers
+
+
+def make_stack(redis_url: str, database_url: str, workdir: Path,
+               servers: list[RedisServer | PostgresServer] | None = None) -> Stack:
+    sandbox = PineconeSandbox(indexes=[IndexSpec(SRC, dimension=DIM), IndexSpec(DST, dimension=DIM)]).start()
+    return Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=workdir,
+                 servers=list(servers or []))
+
+
+@pytest.fixture
+def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
+    stack = make_stack(redis_url, database_url, tmp_path)
+    yield stack
+    stack.stop()
+
+
+def load_source(stack: Stack, namespaces: int, per_namespace: int) -> Loaded:
+    """``namespaces`` × ``per_namespace`` random vectors with metadata in the source index; returns what was loaded."""
+    rng = np.random.default_rng(42)
+    loaded: Loaded = {}
+    for n in range(namespaces):
+        ns = f"ns{n}"
+        records = {f"{ns}-{i:05d}": (rng.random(DIM).astype(np.float32).tolist(), {"n": n, "i": i, "tag": f"t{i % 7}"})
+                   for i in range(per_namespace)}
+        stack.pinecone.load(SRC, ns, [(vid, values, meta) for vid, (values, meta) in records.items()])
+        loaded[ns] = records
+    return loaded
+
+
+def chaos_spec(stack: Stack, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "chaos",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host(SRC)},
+        "target": {"kind": "pinecone", "host": stack.pinecone.host(DST)},
+        "batch_size": 20,
+        "max_batches_in_flight": 8,
+        "rate": {"read_rps": 1000, "list_rps": 1000, "write_rps": 1000},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def slow_data_plane(stack: Stack, latency_ms: float) -> None:
+    for index in (SRC, DST):
+        stack.pinecone.set_faults(index, Faults(latency_ms=latency_ms))
+
+
+def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, Dispatcher, int]:
+    """Plan and launch like `nsmigrate run` (the pattern of test_fleet.py)."""
+    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    db = jobs.Database(settings.database_url)
+    dispatcher = Dispatcher(settings)
+    prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
+    return db, dispatcher, launch.launch(db, dispatcher, prepared)
+
+
+def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 60, poll_s: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy, or fail after ``timeout_s`` saying what we waited for.
+    A probe that hits a service mid-restart (connection refused) is simply asked again."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while True:
+        try:
+            result = probe()
+            if result:
+                return result
+            last = result
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, redis_lib.ConnectionError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last probe: {last!r}")
+        time.sleep(poll_s)
+
+
+def batches(db: jobs.Database, job_id: int) -> list[Batch]:
+    with db.transaction() as s:
+        return list(s.scalars(
+            sa.select(Batch).join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+            .where(NamespaceRun.job_id == job_id).order_by(Batch.id)))
+
+
+def batch_states(db: jobs.Database, job_id: int) -> Counter[str]:
+    return Counter(b.state for b in batches(db, job_id))
+
+
+def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: int = 10) -> Callable[[], bool]:
+    """True while the copy is in full swing: some batches done, some running, most still to do."""
+    def probe() -> bool:
+        states = batch_states(db, job_id)
+        return min_done <= states[BatchState.DONE] <= total_batches // 2 and states[BatchState.RUNNING] > 0
+    return probe
+
+
+def all_verified(db: jobs.Database, job_id: int) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        status = jobs.job_status(db, job_id)
+        return status if all(r["state"] == RunState.VERIFIED for r in status["runs"]) else None
+    return probe
+
+
+def target_index(stack: Stack) -> Any:
+    return Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(DST))
+
+
+def fetch_all(index: Any, namespace: str, ids: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for start in range(0, len(ids), 200):  # ids travel in the query string: keep the URL short
+        out.update(index.fetch(ids=ids[start:start + 200], namespace=namespace).vectors)
+    return out
+
+
+def assert_target_holds_source(stack: Stack, loaded: Loaded) -> None:
+    """Read the target back with the SDK: every source id present, values equal (float32), source metadata kept."""
+    index = target_index(stack)
+    for ns, records in loaded.items():
+        fetched = fetch_all(index, ns, sorted(records))
+        missing = set(records) - set(fetched)
+        assert not missing, f"{len(missing)} ids of {ns} are not in the target, e.g. {sorted(missing)[:5]}"
+        for vid, (values, meta) in records.items():
+            got = fetched[vid]
+            np.testing.assert_allclose(np.asarray(got.values, dtype=np.float32), np.asarray(values, dtype=np.float32),
+                                       rtol=0, atol=1e-6, err_msg=vid)
+            assert {k: got.metadata.get(k) for k in meta} == meta, vid
+        assert stack.pinecone.count(DST, ns) == len(records), ns  # and nothing else was written there
+
+
+def assert_each_id_batched_once(db: jobs.Database, job_id: int, loaded: Loaded) -> None:
+    with db.transaction() as s:
+        run_ns = dict(s.execute(sa.select(NamespaceRun.id, NamespaceRun.source_namespace)
+                                .where(NamespaceRun.job_id == job_id)).all())
+    seen: dict[str, Counter[str]] = {ns: Counter() for ns in loaded}
+    for b in batches(db, job_id):
+        seen[run_ns[b.run_id]].update(b.ids)
+    for ns, records in loaded.items():
+        twice = [vid for vid, n in seen[ns].items() if n > 1]
+        assert not twice, f"{len(twice)} ids of {ns} were put in more than one batch, e.g. {twice[:5]}"
+        assert set(seen[ns]) == set(records), ns
+
+
+def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Loaded) -> dict[str, Any]:
+    """The job finished well and the data says so too."""
+    status = wait_for(all_verified(db, job_id), "every namespace verified", timeout_s=90)
+    states = batch_states(db, job_id)
+    assert set(states) == {BatchState.DONE}, states
+    assert status["totals"]["failed"] == 0
+    assert status["totals"]["copied"] == sum(len(r) for r in loaded.values())
+    assert_each_id_batched_once(db, job_id, loaded)
+    assert_target_holds_source(stack, loaded)
+    for ns, records in loaded.items():  # the copy never deletes from the source
+        assert stack.pinecone.count(SRC, ns) == len(records)
+    return status
+
+
+# ---------------------------------------------------------------------------------------------------------- faults
+
+
+def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack) -> None:
+    """SIGKILL of the whole worker (pool and all) while batches run. Recovered **without** `resume`: the tasks are
+    ``acks_late``, so the killed worker's messages (the batches it was running and the ones it had prefetched) stay
+    in Redis' ``unacked`` set; once they are older than the visibility timeout (5 s here), the new worker's restore
+    sweep puts them back on their queues and they run again. ``start_batch`` accepts a batch left ``running``, and
+    the upsert is idempotent, so the second run completes it. A lister killed with the worker left its lock behind;
+    the lock expires (3 s here) and the redelivered/woken lister continues from the saved token."""
+    loaded = load_source(stack, namespaces=4, per_namespace=400)
+    slow_data_plane(stack, latency_ms=120)
+    first = stack.start_worker("list,copy,verify", 6, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
+    db, _, job_id = start_job(stack, chaos_spec(stack))
+
+    wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
+    stack.kill(first, signal.SIGKILL)
+    orphaned = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
+    assert orphaned
+    stack.start_worker("list,copy,verify", 6, name="successor", **FAST_RECOVERY, **QUICK_RETRIES)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    rerun = {b.id: b.attempts for b in batches(db, job_id) if b.id in orphaned}
+    assert all(n >= 2 for n in rerun.values()), rerun  # the orphans were started again, by redelivery
+
+
+def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Stack) -> None:
+    """SIGKILL of the worker, and this time its messages are gone too (the ``unacked`` set and the queues are
+    emptied, as after a broker failover), and the new worker runs with the production visibility timeout (an hour):
+    nothing would ever come back by itself. Recovered by **`nsmigrate resume`** (``launch.resume``): it re-enqueues
+    every batch still ``queued`` or ``running`` in the job table and every unfinished lister."""
+    loaded = load_source(stack, namespaces=3, per_namespace=400)
+    slow_data_plane(stack, latency_ms=120)
+    first = stack.start_worker("list,copy,verify", 6, name="doomed", **QUICK_RETRIES)
+    db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
+
+    wait_for(mid_copy(db, job_id, total_batches=60), "batches to be running mid-copy")
+    stack.kill(first, signal.SIGKILL)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    broker.delete("unacked", "unacked_index", "list", "copy", "verify")
+    stuck = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
+    assert stuck
+    stack.start_worker("list,copy,verify", 6, name="successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+
+    counts = launch.resume(db, dispatcher, job_id)
+
+    assert counts["batches"] >= len(stuck)
+    assert_nothing_lost(stack, db, job_id, loaded)
+
+
+def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id_twice(stack: Stack) -> None:
+    """A worker that only lists is SIGKILLed while it is listing a big namespace (the in-flight bound keeps the
+    listing going for the whole copy). Its lock is left behind and its wake-up flag may be too. Recovered by a new
+    list worker and **`resume`**: the resumed lister waits out the dead lister's lock (3 s TTL here, refreshed while
+    a lister is alive) and continues from the list token saved with the last batch; a batch is only written if
+    the token it was listed from is still the saved one, so no id is ever batched twice."""
+    loaded = load_source(stack, namespaces=1, per_namespace=1200)
+    stack.pinecone.set_faults(SRC, Faults(latency_ms=80))
+    stack.pinecone.set_faults(DST, Faults(latency_ms=80))
+    lister = stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
+    stack.start_worker("copy,verify", 4, name="copier", **FAST_RECOVERY)
+    db, dispatcher, job_id = start_job(stack, chaos_spec(stack, max_batches_in_flight=3))
+    run_id = jobs.runs_of(db, job_id)[0].id
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+
+    def listing_in_progress() -> bool:
+        run = jobs.get_run(db, run_id)
+        return 8 <= run.batches_total <= 40 and bool(broker.exists(lock_key(f"list:{run_id}")))
+
+    wait_for(listing_in_progress, "the lister to be listing (lock held) after a few batches", poll_s=0.01)
+    stack.kill(lister, signal.SIGKILL)
+    at_kill = jobs.get_run(db, run_id)
+    assert not at_kill.listing_done and at_kill.list_token
+    stack.start_worker("list", 2, name="lister2", **FAST_RECOVERY)
+    launch.resume(db, dispatcher, job_id)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    assert jobs.get_run(db, run_id).batches_total == 60
+
+
+def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis (which keeps nothing on disk) is stopped and started again on the same port mid-job: every queued
+    message, every unacknowledged one, the lister locks and the rate buckets are gone. The workers reconnect by
+    themselves (Celery's broker reconnect), and the tasks that were running finish; **`resume`** re-enqueues the
+    batches the job table still has as ``queued``/``running`` (their messages died with Redis) and the listers."""
+    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
+    redis_server = RedisServer().start()
+    stack = make_stack(redis_server.url, database_url, tmp_path, servers=[redis_server])
+    try:
+        loaded = load_source(stack, namespaces=4, per_namespace=400)
+        slow_data_plane(stack, latency_ms=120)
+        stack.start_worker("list,copy,verify", 6, name="survivor", **FAST_RECOVERY, **QUICK_RETRIES)
+        db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
+
+        wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
+        redis_server.stop()
+        redis_server.start()
+        assert redis_lib.Redis.from_url(redis_server.url).dbsize() == 0  # everything Redis held is gone
+
+        launch.resume(db, dispatcher, job_id)
+
+        assert_nothing_lost(stack, db, job_id, loaded)
+        assert all(p.poll() is None for p in stack.processes)  # the same worker did it all: it reconnected
+    finally:
+        stack.stop()
+
+
+def test_postgres_restart_mid_job_leaves_no_half_written_state(
+        redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job table's Postgres is stopped (fast shutdown: open transactions abort) and started again on the same
+    port and data directory mid-job. A task that hits the outage changes nothing (every state change is one
+    transaction) and raises; its batch stays ``queued`` or ``running``, never ``failed`` and never half-done.
+    Celery redelivers such tasks after a backoff (``autoretry_for`` the job table's connection errors) and
+    **`resume`** re-enqueues whatever is still unfinished, so the job completes without `retry`."""
+    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
+    pg = PostgresServer().start()
+    stack = make_stack(redis_url, pg.url, tmp_path, servers=[pg])
+    try:
+        loaded = load_source(stack, namespaces=4, per_namespace=400)
+        slow_data_plane(stack, latency_ms=120)
+        stack.start_worker("list,copy,verify", 6, name="survivor", **FAST_RECOVERY, **QUICK_RETRIES)
+        db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
+
+        wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
+        pg.stop(fast=True)
+        pg.start()
+
+        wait_for(lambda: jobs.job_status(db, job_id), "the job table to answer again")
+        launch.resume(db, dispatcher, job_id)
+
+        assert_nothing_lost(stack, db, job_id, loaded)
+        assert all(p.poll() is None for p in stack.processes)
+    finally:
+        stack.stop()
+
+
+def test_cancel_mid_job_stops_new_batches_and_deletes_nothing(stack: Stack) -> None:
+    """`cancel` mid-job: batches already running finish, queued ones are skipped by the workers (their messages
+    are consumed and dropped), the lister stops, and nothing is deleted anywhere."""
+    loaded = load_source(stack, namespaces=4, per_namespace=400)
+    total = sum(len(r) for r in loaded.values())
+    slow_data_plane(stack, latency_ms=120)
+    stack.start_worker("list,copy,verify", 6, name="w", **QUICK_RETRIES)
+    db, _, job_id = start_job(stack, chaos_spec(stack))
+    wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
+
+    jobs.cancel_job(db, job_id)
+    cancelled_at = datetime.now(UTC)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+
+    def drained() -> bool:
+        # Every message handed out before the cancel has been consumed, and nothing runs any more.
+        idle = not any(broker.llen(q) for q in ("list", "copy", "verify")) and not broker.hlen("unacked")
+        return idle and batch_states(db, job_id)[BatchState.RUNNING] == 0
+
+    wait_for(drained, "the queues to drain and the running batches to finish")
+
+    rows = batches(db, job_id)
+    started_after = [b.id for b in rows if b.started_at is not None and b.started_at > cancelled_at]
+    assert not started_after, f"batches {started_after} started after the cancel"
+    done = [b for b in rows if b.state == BatchState.DONE]
+    assert 0 < len(done) < 80
+    assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.CANCELLED}
+    # The target holds exactly what the done batches copied, and less than everything; the source is whole.
+    copied_ids = {vid for b in done for vid in b.ids}
+    assert sum(stack.pinecone.count(DST, ns) for ns in loaded) == len(copied_ids) < total
+    for ns, records in loaded.items():
+        assert stack.pinecone.count(SRC, ns) == len(records)
+    assert jobs.find_job(db, job_id).state == "cancelled"

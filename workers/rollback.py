@@ -1,0 +1,242 @@
+"""Rollback of a migrate job: put the data back in the original namespaces, prove it is there, then remove the new
+namespaces — in that order, and nothing deleted unless every original checked out.
+
+The job's own mapping says what to undo: each forward run's source namespace is an original; its fixed target (or,
+for a routed run, the ``target_namespaces`` it wrote) holds the copies; its done batches list the ids it wrote.
+
+1. **judge** the originals as they are (``orchestrator.delta.plan_restore``, chunks of ≤ 1,000 ids): an original
+   that exists must be what the forward copy made its target from (same values; ``expected_metadata(original)`` =
+   target metadata). Any that differ → refused, nothing written.
+2. **restore** the originals that are missing (cleanup deleted them): rebuilt from the target without the enrichment
+   keys (``delta.restore_record``) and upserted into the original namespace. An original that still exists is never
+   overwritten, so a rollback before cleanup copies nothing.
+3. **verify** every original again; anything missing or different → refused, nothing deleted.
+4. **delete** the targets: the forward runs are claimed (``jobs.claim_forward_runs``: unchanged since step 1, then
+   cancelled, so no cleanup/sync of the forward job can follow), then each target namespace is dropped whole if it
+   holds nothing but ids this job wrote there, otherwise only those ids are deleted and the rest is kept (reported).
+
+It is a job of kind ``rollback`` (``parent_job_id`` = the forward job) with one run per original, so ``status`` and
+``events`` show it. Every step is idempotent and judged from the stores, so an interrupted or refused rollback is
+simply run again: restored originals are found equal, deleted targets are found gone.
+
+It runs in the calling process (the CLI, like ``cleanup``), not as Celery tasks: it is a rare, operator-driven act
+whose every step must be seen, and whose copy-back volume is at most what the migration moved. Requests still go
+through ``ctx.call`` (fleet-wide rate budgets per scope, retries).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+from orchestrator import jobs
+from orchestrator.delta import RestoreCheck, namespace_disposal, plan_restore
+from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.models import NamespaceRun, RunState
+from orchestrator.records import DEFAULT_NAMESPACE, Record, display_namespace
+from orchestrator.routing import route_context
+from orchestrator.spec import JobSpec
+from workers.chunking import chunk_for_upsert, estimate_bytes
+from workers.context import WorkerContext
+from workers.ratelimit import read_scope, write_scope
+from workers.stores.base import VectorStore
+from workers.verifying import FETCH_IDS, chunks, list_all_ids
+
+log = logging.getLogger(__name__)
+
+
+def _same_store(spec: JobSpec) -> bool:
+    # The planner's and cleanup's rule: equal specs, or the same label (index / host / pgvector table).
+    return spec.source == spec.target or spec.source.label == spec.target.label
+
+
+def _targets_of(run: NamespaceRun) -> list[str]:
+    return [run.target_namespace] if run.target_namespace is not None else sorted(run.target_namespaces or [])
+
+
+class _Rollback:
+    def __init__(self, ctx: WorkerContext, forward_job_id: int, actor: str) -> None:
+        self.ctx, self.forward_job_id, self.actor = ctx, forward_job_id, actor
+        self.spec: JobSpec = jobs.job_spec(ctx.db, forward_job_id)
+        self.source = ctx.store(self.spec.source)  # where the originals live
+        self.target = ctx.store(self.spec.target)  # where the copies live
+
+    # -- I/O helpers -------------------------------------------------------------------------------------------------
+
+    def _fetch(self, store: VectorStore, namespace: str, ids: Sequence[str]) -> list[Record]:
+        return self.ctx.call(partial(store.fetch, namespace, ids), scope=read_scope(store.name),
+                             rate_per_s=self.spec.rate.read_rps)
+
+    def _write_back(self, namespace: str, records: list[Record]) -> None:
+        scope = write_scope(self.source.name, namespace)
+        for chunk in chunk_for_upsert(records):
+            self.ctx.limiter.acquire_bytes(scope + ":bytes", self.spec.rate.write_mb_per_s,
+                                           sum(estimate_bytes(r) for r in chunk))
+            self.ctx.call(partial(self.source.upsert, namespace, chunk), scope=scope,
+                          rate_per_s=self.spec.rate.write_rps)
+
+    def _delete_ids(self, namespace: str, ids: Sequence[str]) -> None:
+        for chunk in chunks(ids, FETCH_IDS):
+            self.ctx.call(partial(self.target.delete, namespace, chunk), scope=write_scope(self.target.name, namespace),
+                          rate_per_s=self.spec.rate.write_rps)
+
+    # -- steps -------------------------------------------------------------------------------------------------------
+
+    def check(self, run: NamespaceRun, *, restore: bool) -> RestoreCheck:
+        """Judge (and with ``restore``, write back the missing) originals of one forward run, chunk by chunk."""
+        route = route_context(self.spec, self.source.name, run.source_namespace, run.target_namespace,
+                              run.creator_id, run.twin_id, run.routing_table)
+        namespaces = _targets_of(run)
+        total = RestoreCheck()
+        for chunk in chunks(jobs.written_ids(self.ctx.db, run.id), FETCH_IDS):
+            targets: dict[str, tuple[str, Record]] = {}
+            for ns in namespaces:  # a routed run's ids are spread over its namespaces: look where not found yet
+                remaining = [i for i in chunk if i not in targets]
+                if not remaining:
+                    break
+                for record in self._fetch(self.target, ns, remaining):
+                    targets.setdefault(record.id, (ns, record))
+            originals = {r.id: r for r in self._fetch(self.source, run.source_namespace, chunk)}
+            found = plan_restore(chunk, originals, targets, route, self.spec.verify.tolerance)
+            if restore and found.to_restore:
+                self._write_back(run.source_namespace, found.to_restore)
+            total.add(found)
+        return total
+
+    def delete_targets(self, runs: list[NamespaceRun], checks: dict[int, RestoreCheck]) -> dict[str, dict[str, Any]]:
+        """Remove each target namespace of ``runs``: whole when it holds only ids this job wrote there."""
+        written_here: dict[str, set[str]] = {}
+        for run in runs:
+            for ns in _targets_of(run):
+                written_here.setdefault(ns, set())
+            for ns, ids in checks[run.id].found_in.items():
+                written_here.setdefault(ns, set()).update(ids)
+        done: dict[str, dict[str, Any]] = {}
+        for ns, written in sorted(written_here.items()):
+            listed = list_all_ids(self.ctx, self.target, ns, self.spec.rate.list_rps)
+            whole, delete_ids, kept = namespace_disposal(listed, written)
+            if whole and listed and ns != DEFAULT_NAMESPACE:
+                self.ctx.call(lambda n=ns: self.target.delete_namespace(n), scope=write_scope(self.target.name, ns),
+                              rate_per_s=self.spec.rate.write_rps)
+                method = "delete_namespace"
+            else:
+                # Pinecone cannot drop the default namespace, and a namespace others wrote into is not ours to drop.
+                self._delete_ids(ns, delete_ids)
+                method = "delete_ids"
+            done[ns] = {"method": method, "deleted": len(delete_ids), "kept": len(kept), "kept_examples": kept[:10]}
+            log.info("rollback of job %s: %s %r (%d deleted, %d kept)", self.forward_job_id, method,
+                     display_namespace(ns), len(delete_ids), len(kept))
+        return done
+
+
+def _run_result(run: NamespaceRun, check: RestoreCheck, restored: int = 0) -> dict[str, Any]:
+    return {"namespace": run.source_namespace, "passed": check.passed, "summary": check.summary,
+            "restored": restored, "written": check.written}
+
+
+def rollback_job(ctx: WorkerContext, forward_job_id: int, *, dry_run: bool = False,
+                 actor: str | None = None) -> dict[str, Any]:
+    """Undo migrate job ``forward_job_id`` (see the module docstring for the steps and guarantees).
+
+    Parameters:
+        forward_job_id: the migration to undo.
+        dry_run: only judge the originals and say what would be restored and deleted; nothing is written, and no
+            rollback job is recorded.
+        actor: who asked, for the audit log (default: this worker).
+
+    Returns:
+        ``{"forward_job_id", "rollback_job_id", "action": "rolled_back" | "already_rolled_back" | "refused" |
+        "failed" | "dry_run", "reason"?, "runs": [{"namespace", "passed", "summary", "restored", "written"}],
+        "namespaces": {target namespace: {"method", "deleted", "kept", …}}}``.
+
+    Raises:
+        StateError: the job is not a migrate job, or still running (nothing is done).
+    """
+    actor = actor or ctx.worker_name
+    rb = _Rollback(ctx, forward_job_id, actor)
+    forward_runs = jobs.runs_of(ctx.db, forward_job_id)
+    if _same_store(rb.spec):
+        originals = {r.source_namespace for r in forward_runs}
+        clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
+        if clash:
+            raise StateError(f"target namespace {clash[0]!r} is also an original namespace of job {forward_job_id} "
+                             "in the same store: removing it would remove an original",
+                             hint="roll this job back by hand", job_id=forward_job_id)
+    out: dict[str, Any] = {"forward_job_id": forward_job_id, "rollback_job_id": None, "runs": [], "namespaces": {}}
+    if dry_run:
+        checks = {r.id: rb.check(r, restore=False) for r in forward_runs}
+        out["runs"] = [_run_result(r, checks[r.id]) for r in forward_runs]
+        blocking = [c for c in checks.values() if c.mismatch_count or c.unrestorable_count]
+        out["action"] = "refused" if blocking else "dry_run"
+        if blocking:
+            out["reason"] = "; ".join(blocking[0].reasons())
+        return out
+
+    rollback_id, done = jobs.open_rollback(ctx.db, forward_job_id, actor)
+    out["rollback_job_id"] = rollback_id
+    if done:
+        out["action"] = "already_rolled_back"
+        return out
+    mine = {r.source_namespace: r for r in jobs.runs_of(ctx.db, rollback_id)}
+    todo = [r for r in forward_runs if mine[r.source_namespace].state != RunState.CLEANED]
+    expected = {r.id: r.state for r in forward_runs}
+    try:
+        # 1. judge the originals as they are: any that differ → nothing is written at all.
+        checks = {r.id: rb.check(r, restore=False) for r in todo}
+        blocking = [c for c in checks.values() if c.mismatch_count or c.unrestorable_count]
+        if blocking:
+            return _refuse(ctx, rb, out, todo, mine, checks, blocking[0])
+        # 2. write back the missing originals.
+        restored: dict[int, int] = {}
+        for r in todo:
+            if checks[r.id].restore_count:
+                jobs.rollback_restoring(ctx.db, mine[r.source_namespace].id)
+                restored[r.id] = rb.check(r, restore=True).restore_count
+                jobs.rollback_restored(ctx.db, mine[r.source_namespace].id, restored[r.id], actor)
+        # 3. verify every original again.
+        checks = {r.id: rb.check(r, restore=False) for r in todo}
+        for r in todo:
+            c = checks[r.id]
+            jobs.rollback_checked(ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, actor,
+                                  written=c.written)
+        out["runs"] = [_run_result(r, checks[r.id], restored.get(r.id, 0)) for r in todo]
+        if not all(c.passed for c in checks.values()):
+            failed = next(c for c in checks.values() if not c.passed)
+            return _refuse(ctx, rb, out, todo, mine, checks, failed, record=False)
+        # 4. only now: claim the forward job and remove the targets.
+        jobs.claim_forward_runs(ctx.db, rollback_id, expected, actor)
+        removed = rb.delete_targets(todo, checks)
+        for r in todo:
+            detail = {"restored": restored.get(r.id, 0),
+                      "namespaces": {ns: removed[ns] for ns in _targets_of(r) if ns in removed}}
+            jobs.rollback_run_done(ctx.db, mine[r.source_namespace].id, detail, actor)
+        jobs.finish_rollback(ctx.db, rollback_id, actor, passed=True)
+    except NsmigrateError as e:
+        reason = f"{type(e).__name__}: {e}"
+        log.warning("rollback of job %s stopped: %s", forward_job_id, reason)
+        jobs.finish_rollback(ctx.db, rollback_id, actor, passed=False, reason=reason)
+        out.update(action="failed" if not isinstance(e, StateError) else "refused",
+                   reason=f"{reason}; run the rollback again once the cause is fixed")
+        return out
+    out["action"] = "rolled_back"
+    out["namespaces"] = removed
+    return out
+
+
+def _refuse(ctx: WorkerContext, rb: _Rollback, out: dict[str, Any], todo: list[NamespaceRun],
+            mine: dict[str, NamespaceRun], checks: dict[int, RestoreCheck], failed: RestoreCheck, *,
+            record: bool = True) -> dict[str, Any]:
+    """Refuse the rollback before anything is deleted; with ``record``, store every run's report first."""
+    if record:
+        for r in todo:
+            c = checks[r.id]
+            jobs.rollback_checked(ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, rb.actor,
+                                  written=c.written)
+        out["runs"] = [_run_result(r, checks[r.id]) for r in todo]
+    reason = f"the originals could not be verified: {'; '.join(failed.reasons())}; nothing was deleted"
+    jobs.finish_rollback(ctx.db, out["rollback_job_id"], rb.actor, passed=False, reason=reason)
+    out.update(action="refused", reason=reason)
+    log.warning("rollback of job %s refused: %s", rb.forward_job_id, reason)
+    return out

@@ -1,0 +1,119 @@
+"""Delta sync of one namespace run: copy again what appeared or changed in the source since it was copied.
+
+The source stays live during a migration; users cut over after a final sync. A sync re-lists the run's source
+namespace, fetches each chunk (≤ 1,000 ids) from the source and from the target namespace the copy's routing sends
+it to, and lets ``orchestrator.delta.plan_delta`` decide per id: new (absent from the target) or changed (values
+beyond tolerance, or metadata ≠ source + enrichment) ids are copied; ids the run wrote earlier that the source no
+longer has are *reported* as deleted in the source, and deleted from the target only with ``propagate_deletes``.
+
+The copy itself goes the normal way: the ids become new ``batches`` rows of the run (``jobs.start_sync``: state
+back to ``copying``, a ``sync`` audit event with the counts) and ``copy_batch`` tasks on the copy queue, so progress,
+retries, ``resume`` and Flower work as for the first copy; the last batch marks the run ``copied`` and verification
+runs again (``auto_verify``). Nothing is written before the scan is complete, so an interrupted sync is simply run
+again. Every store request goes through ``ctx.call`` (list/read scopes of each store, write scope for deletes).
+
+Known limit: a record whose routing changed (its twin id metadata was edited) is copied to its new namespace, but
+its old copy is found as stale only if the record is gone from the source, not when it still exists elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+from orchestrator import jobs
+from orchestrator.delta import Delta, plan_delta, route_source
+from orchestrator.errors import StateError
+from orchestrator.models import NamespaceRun
+from orchestrator.records import Record, display_namespace
+from orchestrator.routing import route_context
+from orchestrator.spec import JobSpec
+from workers.context import WorkerContext
+from workers.ratelimit import read_scope, write_scope
+from workers.stores.base import VectorStore
+from workers.verifying import FETCH_IDS, chunks, list_all_ids
+
+log = logging.getLogger(__name__)
+
+
+def _refused(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, **detail: Any) -> dict[str, Any]:
+    jobs.record_event(ctx.db, "sync_refused", actor, run.job_id, run.id, namespace=run.source_namespace,
+                      reason=reason, **detail)
+    log.warning("sync of run %s refused: %s", run.id, reason)
+    return {"run_id": run.id, "namespace": run.source_namespace, "action": "refused", "reason": reason, **detail}
+
+
+def sync_run(ctx: WorkerContext, run_id: int, *, propagate_deletes: bool = False,
+             actor: str | None = None) -> dict[str, Any]:
+    """Find and copy the new and changed ids of one namespace run.
+
+    Parameters:
+        run_id: a run in state copied, verified or verify_failed (a cleaned run is refused: its source is gone).
+        propagate_deletes: also delete from the target the ids this run wrote that the source no longer has.
+        actor: who asked, for the audit log (default: this worker).
+
+    Returns:
+        ``{"run_id", "namespace", "action": "synced" | "refused", "reason"?, "new", "changed", "unchanged",
+        "to_copy", "deleted_in_source", "deleted", "batches", …}``; the same counts are in the ``sync`` event.
+    """
+    actor = actor or ctx.worker_name
+    run = jobs.get_run(ctx.db, run_id)
+    refusal = jobs.sync_refusal(ctx.db, run_id)
+    if refusal is not None:
+        return _refused(ctx, run, refusal, actor)
+    spec = jobs.job_spec(ctx.db, run.job_id)
+    if propagate_deletes and spec.allow_id_overwrite:
+        return _refused(ctx, run, "--propagate-deletes is off for jobs with allow_id_overwrite: an id in a shared "
+                        "target namespace may belong to another source", actor)
+    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    delta = _scan(ctx, run, spec, source, target)
+    deleted = _delete_stale(ctx, target, delta, spec.rate.write_rps) if propagate_deletes else 0
+    counts = {**delta.counts(), "deleted": deleted, "propagate_deletes": propagate_deletes}
+    try:
+        batch_ids = jobs.start_sync(ctx.db, run_id, list(chunks(delta.to_copy, spec.batch_size)), actor, **counts)
+    except StateError as e:  # another sync, a cleanup or a cancel got there while we scanned
+        return _refused(ctx, run, e.message, actor, deleted=deleted)
+    namespace = display_namespace(run.source_namespace)
+    for batch_id in batch_ids:
+        ctx.dispatcher.copy_batch(batch_id, job_id=run.job_id, run_id=run_id, namespace=namespace)
+    # No batches (or all already done by fast workers): exactly one caller wins "copied" and asks for verification.
+    if jobs.maybe_mark_copied(ctx.db, run_id) and spec.auto_verify:
+        ctx.dispatcher.verify_namespace(run_id, job_id=run.job_id, namespace=namespace)
+    log.info("sync of run %s: %d new, %d changed, %d deleted in source", run_id, delta.new_count,
+             delta.changed_count, delta.stale_count)
+    return {"run_id": run_id, "namespace": run.source_namespace, "action": "synced", "batches": len(batch_ids),
+            **counts}
+
+
+def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorStore, target: VectorStore) -> Delta:
+    route = route_context(spec, source.name, run.source_namespace, run.target_namespace, run.creator_id,
+                          run.twin_id, run.routing_table)
+    tolerance = spec.verify.tolerance
+
+    def read(store: VectorStore, namespace: str, ids: Any) -> list[Record]:
+        return ctx.call(partial(store.fetch, namespace, ids), scope=read_scope(store.name),
+                        rate_per_s=spec.rate.read_rps)
+
+    ids = list_all_ids(ctx, source, run.source_namespace, spec.rate.list_rps)
+    delta = Delta()
+    for chunk in chunks(ids, FETCH_IDS):
+        records = read(source, run.source_namespace, chunk)
+        by_ns, _unroutable = route_source(records, route)  # plan_delta reports the unroutable ones
+        found = {ns: read(target, ns, routed) for ns, routed in by_ns.items()}
+        delta.add(plan_delta(records, found, route, tolerance))
+    # Ids this run copied before that the source no longer lists: still in a target namespace it wrote?
+    gone = sorted(set(jobs.written_ids(ctx.db, run.id)) - set(ids))
+    namespaces = [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
+    for chunk in chunks(gone, FETCH_IDS):
+        delta.add(plan_delta([], {ns: read(target, ns, chunk) for ns in namespaces}, route, tolerance))
+    return delta
+
+
+def _delete_stale(ctx: WorkerContext, target: VectorStore, delta: Delta, write_rps: float) -> int:
+    deleted = 0
+    for ns, ids in delta.stale.items():
+        for chunk in chunks(ids, FETCH_IDS):
+            ctx.call(partial(target.delete, ns, chunk), scope=write_scope(target.name, ns), rate_per_s=write_rps)
+            deleted += len(chunk)
+    return deleted
