@@ -55,6 +55,8 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=10)
         self.engine = sa.create_engine(url, **kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # A job's spec never changes after it is written: validate it once per process, not once per batch.
+        self._specs: dict[int, JobSpec] = {}
         if create:
             ensure_schema(self.engine)
 
@@ -69,6 +71,10 @@ class Database:
 
 def _event(s: Session, action: str, actor: str, job_id: int | None, run_id: int | None = None, **detail: Any) -> None:
     s.add(Event(job_id=job_id, run_id=run_id, actor=actor, action=action, detail=detail))
+
+
+def _is_rollback_run(s: Session, run: NamespaceRun) -> bool:
+    return s.scalar(sa.select(Job.kind).where(Job.id == run.job_id)) == JobKind.ROLLBACK
 
 
 def _get_run(s: Session, run_id: int, *, lock: bool = False) -> NamespaceRun:
@@ -293,8 +299,11 @@ def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
         run = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.id == batch.run_id).with_for_update(read=True)).one()
         if run.state == RunState.CANCELLED:
             return None
-        job = s.get(Job, run.job_id)
-        assert job is not None
+        spec = db._specs.get(run.job_id)
+        if spec is None:
+            job = s.get(Job, run.job_id)
+            assert job is not None
+            spec = db._specs.setdefault(run.job_id, JobSpec.model_validate(job.spec))
         batch.state = BatchState.RUNNING
         batch.attempts += 1
         batch.worker = worker
@@ -303,7 +312,7 @@ def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
             batch_id=batch.id, run_id=run.id, job_id=run.job_id, seq=batch.seq, ids=list(batch.ids),
             source_namespace=run.source_namespace, target_namespace=run.target_namespace,
             creator_id=run.creator_id, twin_id=run.twin_id, routing_table=dict(run.routing_table or {}),
-            spec=JobSpec.model_validate(job.spec),
+            spec=spec,
         )
 
 
@@ -354,6 +363,26 @@ def maybe_mark_copied(db: Database, run_id: int) -> bool:
         return bool(result.rowcount)
 
 
+def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
+    """After a batch ends, in one transaction: (this caller moved the run to ``copied``, the lister should be woken
+    because listing is unfinished and fewer than ``max_in_flight`` batches are queued or running)."""
+    with db.transaction() as s:
+        unfinished = sa.exists().where(Batch.run_id == run_id, Batch.state != BatchState.DONE)
+        copied = s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.id == run_id, NamespaceRun.state == RunState.COPYING,
+                   NamespaceRun.listing_done.is_(True), ~unfinished)
+            .values(state=RunState.COPIED)
+        ).rowcount
+        if copied:
+            return True, False
+        active = (sa.select(sa.func.count()).select_from(Batch)
+                  .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery())
+        listing_done, n_active = s.execute(
+            sa.select(NamespaceRun.listing_done, active).where(NamespaceRun.id == run_id)).one()
+        return False, (not listing_done and n_active < max_in_flight)
+
+
 def requeue_failed(db: Database, job_id: int, namespace: str | None = None,
                    actor: str | None = None) -> list[tuple[int, int]]:
     """failed → queued for the job's (or one namespace's) failed batches; returns (run_id, batch_id) to enqueue."""
@@ -399,10 +428,13 @@ def runs_in_state(db: Database, job_id: int, *states: RunState) -> list[int]:
 
 
 def start_verify(db: Database, run_id: int) -> bool:
-    """copied/verified/verify_failed → verifying."""
+    """copied/verified/verify_failed → verifying. Never for a rollback job's runs: they name an original as their
+    source, and rollback verifies them itself."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
         if run.state not in (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.VERIFYING):
+            return False
+        if _is_rollback_run(s, run):
             return False
         run.state = RunState.VERIFYING
         return True
@@ -421,6 +453,10 @@ def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
     """verified → cleaning, or StateError saying why not. The caller re-checks the source fingerprint first."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
+        if _is_rollback_run(s, run):
+            # Its "source" is a restored original: cleanup must never delete it.
+            raise StateError(f"run {run.id} belongs to a rollback job: there is no source to clean up",
+                             hint="cleanup acts on migrate jobs only", job_id=run.job_id, run_id=run.id)
         if run.state != RunState.VERIFIED:
             # No event here: it would roll back with the raise; callers (workers.cleaning) record the refusal.
             raise StateError(

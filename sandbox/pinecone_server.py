@@ -442,9 +442,16 @@ def _as_vector(values: Any, dimension: int, what: str) -> np.ndarray:
         raise _bad(f"{what} values must be an array of numbers")
     if len(values) != dimension:
         raise _bad(f"{what} dimension {len(values)} does not match the dimension of the index {dimension}")
-    if not all(_is_number(v) for v in values):
+    # One numpy conversion instead of a Python check per value: numbers come out as kind "i"/"f"; a bool, string,
+    # null or nested list anywhere makes the whole array "b", "U" or "O" (or fails), and is refused. One gap, kept for
+    # speed: numbers mixed with booleans ([0.5, True]) are coerced to floats, where Pinecone refuses them.
+    try:
+        raw = np.asarray(values)
+    except (ValueError, TypeError):
+        raise _bad(f"{what} values must all be numbers") from None
+    if raw.ndim != 1 or raw.dtype.kind not in "iuf":
         raise _bad(f"{what} values must all be numbers")
-    array = np.asarray(values, dtype=np.float32)
+    array = raw.astype(np.float32)
     if not np.isfinite(array).all():
         raise _bad(f"{what} values must be finite")
     return array

@@ -15,12 +15,10 @@ from workers.context import WorkerContext
 
 
 def advance(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec) -> None:
-    if jobs.maybe_mark_copied(ctx.db, run_id):
-        if spec.auto_verify:
-            ctx.dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
-        return
-    run = jobs.get_run(ctx.db, run_id)
-    if not run.listing_done and jobs.active_batches(ctx.db, run_id) < spec.max_batches_in_flight:
+    copied, wake = jobs.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
+    if copied and spec.auto_verify:
+        ctx.dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
+    elif wake:
         wake_lister(ctx, run_id, job_id, namespace)
 
 

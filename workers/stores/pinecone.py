@@ -217,7 +217,8 @@ class PineconeStore:
         with self._errors("fetch", namespace):
             found = self._client().fetch(ids=list(ids), namespace=namespace).vectors
         return [
-            Record(id=i, values=[float(v) for v in found[i].values], metadata=dict(found[i].metadata or {}))
+            # The SDK's decoder already yields Python floats; list() copies without a per-value call.
+            Record(id=i, values=list(found[i].values), metadata=dict(found[i].metadata or {}))
             for i in dict.fromkeys(ids)
             if i in found
         ]
