@@ -19,6 +19,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.redis_url,
         "broker_connection_retry_on_startup": True,
+        # A worker outlives a Redis outage of any length: it keeps reconnecting (Celery gives up after 100 tries).
+        "broker_connection_max_retries": None,
+        # Tasks running when the broker connection drops finish and record their result in the job table (the
+        # truth); their acks are lost, and Redis may redeliver them, which is harmless. Cancelling them instead
+        # (Celery 6's default) would throw finished work away. After a Redis restart, `nsmigrate resume`.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # A task is acknowledged after it ran: a killed worker's batch is redelivered (batches are idempotent).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

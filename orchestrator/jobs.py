@@ -12,9 +12,10 @@ import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import NotFound, StateError
@@ -75,6 +76,12 @@ def _event(s: Session, action: str, actor: str, job_id: int | None, run_id: int 
 
 def _is_rollback_run(s: Session, run: NamespaceRun) -> bool:
     return s.scalar(sa.select(Job.kind).where(Job.id == run.job_id)) == JobKind.ROLLBACK
+
+
+def _rowcount(s: Session, statement: sa.Executable) -> int:
+    """Rows changed by an UPDATE/DELETE (a DML result is a CursorResult, which carries the count)."""
+    result = cast(CursorResult[Any], s.execute(statement))
+    return int(result.rowcount or 0)
 
 
 def _get_run(s: Session, run_id: int, *, lock: bool = False) -> NamespaceRun:
@@ -179,13 +186,11 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
         job.state = JobState.CANCELLED
-        result = s.execute(
-            sa.update(NamespaceRun)
-            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
-            .values(state=RunState.CANCELLED)
-        )
+        stopped = _rowcount(s, sa.update(NamespaceRun)
+                            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
+                            .values(state=RunState.CANCELLED))
         _event(s, "job_cancelled", actor or default_actor(), job_id)
-        return int(result.rowcount or 0)
+        return stopped
 
 
 def is_cancelled(db: Database, run_id: int) -> bool:
@@ -202,10 +207,8 @@ def maybe_finish_job(db: Database, job_id: int) -> bool:
         )
         if open_runs:
             return False
-        result = s.execute(
-            sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(state=JobState.FINISHED)
-        )
-        return bool(result.rowcount)
+        return bool(_rowcount(s, sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING)
+                              .values(state=JobState.FINISHED)))
 
 
 # -------------------------------------------------------------------------------------------------------- listing
@@ -353,28 +356,22 @@ def fail_batch(db: Database, batch_id: int, error: str) -> None:
 def maybe_mark_copied(db: Database, run_id: int) -> bool:
     """copying → copied once listing is done and every batch is done. True for exactly one caller."""
     with db.transaction() as s:
-        unfinished = sa.exists().where(Batch.run_id == run_id, Batch.state != BatchState.DONE)
-        result = s.execute(
-            sa.update(NamespaceRun)
-            .where(NamespaceRun.id == run_id, NamespaceRun.state == RunState.COPYING,
-                   NamespaceRun.listing_done.is_(True), ~unfinished)
-            .values(state=RunState.COPIED)
-        )
-        return bool(result.rowcount)
+        return _mark_copied(s, run_id)
+
+
+def _mark_copied(s: Session, run_id: int) -> bool:
+    unfinished = sa.exists().where(Batch.run_id == run_id, Batch.state != BatchState.DONE)
+    return bool(_rowcount(s, sa.update(NamespaceRun)
+                          .where(NamespaceRun.id == run_id, NamespaceRun.state == RunState.COPYING,
+                                 NamespaceRun.listing_done.is_(True), ~unfinished)
+                          .values(state=RunState.COPIED)))
 
 
 def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
     """After a batch ends, in one transaction: (this caller moved the run to ``copied``, the lister should be woken
     because listing is unfinished and fewer than ``max_in_flight`` batches are queued or running)."""
     with db.transaction() as s:
-        unfinished = sa.exists().where(Batch.run_id == run_id, Batch.state != BatchState.DONE)
-        copied = s.execute(
-            sa.update(NamespaceRun)
-            .where(NamespaceRun.id == run_id, NamespaceRun.state == RunState.COPYING,
-                   NamespaceRun.listing_done.is_(True), ~unfinished)
-            .values(state=RunState.COPIED)
-        ).rowcount
-        if copied:
+        if _mark_copied(s, run_id):
             return True, False
         active = (sa.select(sa.func.count()).select_from(Batch)
                   .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery())

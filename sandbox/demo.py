@@ -119,9 +119,9 @@ def _print_landing(console: Console, stack: Stack, index_name: str) -> None:
     if creator_namespaces:
         sample_ns = creator_namespaces[0]
         page = index.list_paginated(namespace=sample_ns, limit=1)
-        if page.vectors:
-            vid = page.vectors[0].id
-            meta = index.fetch(ids=[vid], namespace=sample_ns).vectors[vid].metadata
+        vid = page.vectors[0].id if page.vectors else None
+        if vid is not None:
+            meta = index.fetch(ids=[vid], namespace=sample_ns).vectors[vid].metadata or {}
             console.print(f"example vector {vid!r} in {sample_ns}: metadata "
                           f"{ {k: meta[k] for k in sorted(meta) if k != 'text'} }")
     console.print(f"{len(creator_namespaces)} creator namespaces; source namespaces still present: "

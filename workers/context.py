@@ -56,6 +56,12 @@ class WorkerContext:
         policy = retrying(attempts=self.settings.retry_attempts, max_wait_s=self.settings.retry_max_wait_s)
         return policy(attempt)
 
+    def reserve_bytes(self, scope: str, mb_per_s: float, nbytes: int) -> float:
+        """Reserve ``nbytes`` of ``scope``'s byte budget (see ``RateLimiter.acquire_bytes``), retried like a store
+        call while Redis cannot be reached, so a Redis blip (a restart) does not fail the batch."""
+        policy = retrying(attempts=self.settings.retry_attempts, max_wait_s=self.settings.retry_max_wait_s)
+        return policy(self.limiter.acquire_bytes, scope, mb_per_s, nbytes)
+
 
 _context: WorkerContext | None = None
 _context_lock = threading.Lock()

@@ -7,6 +7,7 @@ Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError
@@ -35,9 +36,8 @@ def copy_batch(ctx: WorkerContext, batch_id: int) -> None:
         for namespace, routed in by_target.items():
             for chunk in chunk_for_upsert(routed):
                 size = sum(estimate_bytes(r) for r in chunk)
-                ctx.limiter.acquire_bytes(write_scope(target.name, namespace) + ":bytes",
-                                          spec.rate.write_mb_per_s, size)
-                ctx.call(lambda ns=namespace, c=chunk: target.upsert(ns, c),
+                ctx.reserve_bytes(write_scope(target.name, namespace) + ":bytes", spec.rate.write_mb_per_s, size)
+                ctx.call(partial(target.upsert, namespace, chunk),
                          scope=write_scope(target.name, namespace), rate_per_s=spec.rate.write_rps)
                 nbytes += size
         jobs.finish_batch(ctx.db, batch_id, vectors=len(records), missing=len(work.ids) - len(records),

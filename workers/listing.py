@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from functools import partial
 
 import redis
 from redis.exceptions import LockError
@@ -87,7 +88,7 @@ def list_run(ctx: WorkerContext, run_id: int) -> None:
             ids: list[str] = []
             while len(ids) < spec.batch_size:
                 limit = min(PAGE_LIMIT, spec.batch_size - len(ids))
-                page = ctx.call(lambda t=token, n=limit: source.list_ids(run.source_namespace, limit=n, token=t),
+                page = ctx.call(partial(source.list_ids, run.source_namespace, limit=limit, token=token),
                                 scope=list_scope(source.name), rate_per_s=spec.rate.list_rps)
                 ids.extend(page.ids)
                 token = page.next_token

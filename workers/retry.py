@@ -9,6 +9,11 @@ Which layer retries what:
 - **Celery** never retries on these exceptions. It only *redelivers* a task whose worker died before acknowledging it
   (``acks_late``); tasks are idempotent, so a redelivered batch is harmless. Pointing both layers at the same
   exception would multiply attempts (8 tenacity attempts times N Celery retries) and hide the real failure rate.
+- **Celery also retries a task whose job table or broker was unreachable** (``INFRASTRUCTURE_ERRORS``: a Postgres
+  restart or failover, a lost Redis connection). Such a task changed nothing (every job table change is one
+  transaction) and left its batch ``queued`` or ``running``; it is sent again after a backoff
+  (``workers.tasks``). These exceptions are never ``RetryableError``, so the two layers never stack. When the
+  broker itself is gone the retry cannot be sent: `nsmigrate resume` re-enqueues what the job table says is unfinished.
 - **The Pinecone SDK's own retries are switched off** by the Pinecone store adapter, so one 429 costs one request
   against the fleet-wide rate budget and tenacity is the only layer that decides when to try again.
 
@@ -22,6 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
+import sqlalchemy as sa
 import tenacity
 from tenacity import RetryCallState
 
@@ -30,6 +37,12 @@ from orchestrator.errors import RetryableError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The job table or Redis could not be reached: retrying the whole task later helps (see the module docstring).
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
+    redis.ConnectionError, redis.TimeoutError,
+)
 
 #: A server asking for more than this (seconds) is treated as asking for this: a bogus header must not park a worker.
 RETRY_AFTER_CAP_S = 600.0

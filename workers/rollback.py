@@ -118,7 +118,7 @@ class _Rollback:
             listed = list_all_ids(self.ctx, self.target, ns, self.spec.rate.list_rps)
             whole, delete_ids, kept = namespace_disposal(listed, written)
             if whole and listed and ns != DEFAULT_NAMESPACE:
-                self.ctx.call(lambda n=ns: self.target.delete_namespace(n), scope=write_scope(self.target.name, ns),
+                self.ctx.call(partial(self.target.delete_namespace, ns), scope=write_scope(self.target.name, ns),
                               rate_per_s=self.spec.rate.write_rps)
                 method = "delete_namespace"
             else:

@@ -17,7 +17,8 @@ What is checked (``spec.verify``):
 
 The source is listed *now*, not taken from the copy's batches, so a source that changed after the copy (live writes)
 shows up as missing ids or differing contents and fails verification. Any error fails the run with the error in the
-report: a run never stays in ``verifying``.
+report, except an outage of the job table or Redis (``INFRASTRUCTURE_ERRORS``): then the task is retried and the run
+stays ``verifying`` until it is (``nsmigrate resume`` re-enqueues it too).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from orchestrator.verification import (
 )
 from workers.context import WorkerContext
 from workers.ratelimit import list_scope, read_scope
+from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,11 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
     try:
         spec = jobs.job_spec(ctx.db, run.job_id)
         _Verifier(ctx, run, spec, report).run()
-    except Exception as e:  # any failure must end as verify_failed: a run never stays in verifying
+    except INFRASTRUCTURE_ERRORS:
+        # The job table or Redis is down, not the data: the run stays `verifying` and the task is retried (or
+        # re-enqueued by `resume`) instead of failing verification over an outage.
+        raise
+    except Exception as e:  # any other failure must end as verify_failed: a run never stays in verifying
         log.warning("verification of run %s (job %s) failed with an error: %s", run_id, run.job_id, e)
         report.error = f"{type(e).__name__}: {e}"
     data = report.to_json()

@@ -21,11 +21,16 @@ from workers.retry import retrying
 from workers.stores.base import VectorStore
 
 
-def _no_answer(retry_state: RetryCallState) -> bool:
-    """The last attempt got no HTTP answer at all (refused, unresolvable, timed out)."""
-    outcome = retry_state.outcome
-    exc = outcome.exception() if outcome is not None and outcome.failed else None
-    return isinstance(exc, RetryableError) and exc.status is None
+class _NoAnswer(tenacity.stop.stop_base):
+    """Stop condition: the last attempt got no HTTP answer at all (refused, unresolvable, timed out)."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        return isinstance(exc, RetryableError) and exc.status is None
+
+
+_no_answer = _NoAnswer()
 
 
 class RetryingStore:
