@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="seed,large", help="comma-separated: seed, large")
     parser.add_argument("--copy-concurrency", type=int, default=8, help="threads per copy worker")
-    parser.add_argument("--copy-workers", type=int, default=4, help="copy worker processes (4 × 8 threads measured best on 2 cores)")
+    parser.add_argument("--copy-workers", type=int, default=4,
+                        help="copy worker processes (4 × 8 threads measured best on 2 cores)")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis, PostgresServer() as pg:

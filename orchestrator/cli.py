@@ -287,6 +287,20 @@ def status(job: JobArg, as_json: Annotated[bool, typer.Option("--json", help="Ma
         _print_summary(snapshot)
 
 
+@app.command()
+def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids,
+    content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed."""
+    db = _db(_settings(database_url, None))
+    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    runs = jobs.runs_of(db, _job_id(db, job), ns)
+    reports = [{"source_namespace": display_namespace(r.source_namespace), "state": r.state,
+                "verification": r.verification, "cleanup": r.cleanup} for r in runs]
+    print(json.dumps(reports, indent=2, default=str))
+    passed = all((r["verification"] or {}).get("passed") for r in reports)
+    raise typer.Exit(0 if reports and passed else 1)
+
+
 @app.command("jobs")
 def list_jobs(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
               database_url: DatabaseOpt = None) -> None:

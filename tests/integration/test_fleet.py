@@ -4,14 +4,17 @@ table's word for it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pinecone import Pinecone
+from typer.testing import CliRunner
 
 from orchestrator import jobs, launch
+from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import BatchState, RunState
 from orchestrator.naming import twin_namespace
@@ -188,6 +191,13 @@ def test_a_batch_that_keeps_failing_ends_failed_and_retry_completes_it(stack: St
     target = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("small-dst"))
     for ns, ids in loaded.items():
         assert set(target.fetch(ids=ids, namespace=ns).vectors) == set(ids)
+
+    # The stored reports, as `nsmigrate report` prints them: every namespace passed, with its counts.
+    printed = CliRunner().invoke(app, ["report", str(job_id), "--database-url", stack.database_url])
+    assert printed.exit_code == 0, printed.output
+    reports = {r["source_namespace"]: r["verification"] for r in json.loads(printed.output)}
+    assert set(reports) == set(loaded)
+    assert all(r["passed"] and r["missing_count"] == 0 and r["source_count"] == 100 for r in reports.values())
 
 
 def test_two_workers_together_stay_under_the_rate_budget(stack: Stack) -> None:

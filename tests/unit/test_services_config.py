@@ -28,7 +28,7 @@ def test_no_redis_anywhere_says_what_to_install(monkeypatch: pytest.MonkeyPatch)
 def test_a_postgres_bin_dir_without_postgres_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("NSMIGRATE_POSTGRES_BIN", str(tmp_path))
     server = PostgresServer(data_dir=tmp_path / "data")
-    with pytest.raises(ServiceError, match="NSMIGRATE_POSTGRES_BIN=.* has no `postgres` binary"):
+    with pytest.raises(ServiceError, match=r"NSMIGRATE_POSTGRES_BIN=.* has no `postgres` binary"):
         server.start()
     assert server.process is None
 
