@@ -35,7 +35,7 @@ from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY
+from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 from workers.stores import open_retrying_store
 
 LATENCY_MS = 50
@@ -141,12 +141,12 @@ def fleet(plane: DataPlane, data: SeedData, redis_url: str, database_url: str, w
                PINECONE_API_KEY=SANDBOX_API_KEY)
     procs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker", "-Q", "list,verify", "-c", "8",
                                "--hostname", "ctl@%h", "--loglevel", "WARNING"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+                              stdout=open(workdir / "ctl.log", "wb"), stderr=subprocess.STDOUT)]
     for n in range(copy_workers):
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "orchestrator.cli", "worker", "-Q", "copy", "-c", str(copy_concurrency),
              "--hostname", f"copy{n}@%h", "--loglevel", "WARNING"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            stdout=open(workdir / f"copy{n}.log", "wb"), stderr=subprocess.STDOUT))
     try:
         os.environ["PINECONE_API_KEY"] = SANDBOX_API_KEY
         spec = parse_spec({
@@ -159,18 +159,21 @@ def fleet(plane: DataPlane, data: SeedData, redis_url: str, database_url: str, w
         settings = Settings(database_url=database_url, redis_url=redis_url)
         db = jobs.Database(database_url)
         prepared = launch.prepare(spec, open_retrying_store, workdir)
-        time.sleep(2)  # let the workers finish booting so start-up is not counted as copy time
+        wait_for_workers(redis_url, len(procs))  # start-up is not copy time
         cpu_before = _cpu_seconds(procs)
         before = plane.counts()
         server_cpu = _cpu_seconds([plane.proc])
         started = time.monotonic()
         job_id = launch.launch(db, Dispatcher(settings), prepared)
+        deadline = started + float(os.environ.get("BENCH_DEADLINE_S", "600"))
         while True:
             status = jobs.job_status(db, job_id)
             if all(r["state"] == RunState.COPIED for r in status["runs"]):
                 break
             if any(r["batches"]["failed"] for r in status["runs"]):
                 raise RuntimeError(f"fleet batches failed: {status}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the fleet did not finish in 600 s: {status['totals']}")
             time.sleep(0.05)
         seconds = time.monotonic() - started
         cpu = _cpu_seconds(procs) - cpu_before

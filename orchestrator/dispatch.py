@@ -62,8 +62,11 @@ class Dispatcher:
     def send(self, task: TaskName, **kwargs: Any) -> None:
         self.app.send_task(task.value, kwargs=kwargs, queue=TASK_QUEUES[task].value)
 
-    def list_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
-        self.send(TaskName.LIST_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
+    def list_namespace(self, run_id: int, *, job_id: int, namespace: str, wait_for_lock: bool = False) -> None:
+        """``wait_for_lock`` (resume): if another lister holds the run's lock, wait until it is released or has
+        expired (its lister was killed) instead of leaving the run to it."""
+        extra = {"wait_for_lock": True} if wait_for_lock else {}
+        self.send(TaskName.LIST_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace, **extra)
 
     def copy_batch(self, batch_id: int, *, job_id: int, run_id: int, namespace: str) -> None:
         self.send(TaskName.COPY_BATCH, batch_id=batch_id, job_id=job_id, run_id=run_id, namespace=namespace)

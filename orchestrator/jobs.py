@@ -268,7 +268,23 @@ def active_batches(db: Database, run_id: int) -> int:
         ) or 0)
 
 
+def queued_batches(db: Database, run_id: int) -> list[int]:
+    """Ids of this run's ``queued`` batches, oldest first (a lister that died may have recorded some of them
+    without sending their copy tasks)."""
+    with db.transaction() as s:
+        return list(s.scalars(sa.select(Batch.id).where(Batch.run_id == run_id, Batch.state == BatchState.QUEUED)
+                              .order_by(Batch.seq)))
+
+
 # -------------------------------------------------------------------------------------------------------- batches
+
+
+def run_of_batch(db: Database, batch_id: int) -> int:
+    with db.transaction() as s:
+        run_id = s.scalar(sa.select(Batch.run_id).where(Batch.id == batch_id))
+        if run_id is None:
+            raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
+        return int(run_id)
 
 
 @dataclass(frozen=True)

@@ -118,11 +118,13 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int
 
 def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, int]:
     """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
-    copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token."""
+    copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token.
+    A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``)."""
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
     for run_id in listing:
-        dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace))
+        dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace),
+                                  wait_for_lock=True)
     for run_id, batch_id in batches:
         dispatcher.copy_batch(batch_id, job_id=job_id, run_id=run_id,
                               namespace=display_namespace(runs[run_id].source_namespace))

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,3 +119,22 @@ def start_stack(indexes: list[IndexSpec], workdir: Path | None = None) -> Stack:
     pinecone = PineconeSandbox(indexes=indexes).start()
     return Stack(redis_url=redis.url, database_url=postgres.url, pinecone=pinecone, workdir=workdir,
                  servers=[redis, postgres])
+
+
+def wait_for_workers(redis_url: str, count: int, timeout_s: float = 60) -> list[str]:
+    """Block until ``count`` workers answer a Celery ping (booted and consuming), or raise ``TimeoutError``."""
+    from orchestrator.dispatch import Dispatcher
+    from orchestrator.settings import Settings
+
+    dispatcher = Dispatcher(Settings(redis_url=redis_url))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            replies = dispatcher.app.control.ping(timeout=0.5) or []
+            names = sorted(name for reply in replies for name in reply)
+            if len(names) >= count:
+                return names
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(names)} of {count} workers answered within {timeout_s:.0f} s: {names}")
+    finally:
+        dispatcher.close()

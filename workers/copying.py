@@ -20,9 +20,13 @@ from workers.ratelimit import read_scope, write_scope
 log = logging.getLogger(__name__)
 
 
-def copy_batch(ctx: WorkerContext, batch_id: int) -> None:
+def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> None:
+    """``again``: the task ran before (redelivered, or retried after an outage); see ``workers.flow.advance``."""
     work = jobs.start_batch(ctx.db, batch_id, ctx.worker_name)
     if work is None:
+        if again:  # done by the delivery that died: make sure what follows the batch was sent
+            run = jobs.get_run(ctx.db, jobs.run_of_batch(ctx.db, batch_id))
+            advance(ctx, run.id, run.job_id, run.source_namespace, jobs.job_spec(ctx.db, run.job_id), again=True)
         return
     spec = work.spec
     try:
@@ -46,5 +50,5 @@ def copy_batch(ctx: WorkerContext, batch_id: int) -> None:
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
         jobs.fail_batch(ctx.db, batch_id, f"{type(e).__name__}: {e}")
-    advance(ctx, work.run_id, work.job_id, work.source_namespace, spec)
+    advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again)
 

@@ -8,14 +8,24 @@
 from __future__ import annotations
 
 from orchestrator import jobs
+from orchestrator.models import RunState
 from orchestrator.names import KEY_PREFIX
 from orchestrator.records import display_namespace
 from orchestrator.spec import JobSpec
 from workers.context import WorkerContext
 
 
-def advance(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec) -> None:
+def advance(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec, *,
+            again: bool = False) -> None:
+    """``again``: this task ran before — a redelivery after its worker was killed, or a Celery retry after an
+    outage — and that run may have died between a change it recorded and the message that follows it. So clear a
+    wake-up flag it may have set without sending the wake-up, and re-send the verification of a run that is
+    ``copied`` (a duplicate verification is harmless)."""
+    if again:
+        ctx.redis.delete(lister_wake_key(run_id))
     copied, wake = jobs.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
+    if again and not copied:
+        copied = jobs.get_run(ctx.db, run_id).state == RunState.COPIED
     if copied and spec.auto_verify:
         ctx.dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
     elif wake:

@@ -4,8 +4,9 @@ It stops when ``max_batches_in_flight`` batches are queued or running and is wok
 ``workers.flow``), so a namespace of millions of ids never becomes millions of messages at once. Each batch is
 written together with the list token after it, so a lister killed at any point resumes without skipping or
 repeating ids. A Redis lock keeps one lister per namespace run: it expires ``lister_lock_ttl_s`` after its lister
-died (a live lister keeps it fresh from a heartbeat thread), and ``jobs.add_batches`` only records pages listed from
-the saved token, so even two listers at once (a lock lost with a Redis restart) never batch an id twice.
+died (a live lister keeps it fresh from a heartbeat thread), a resumed lister waits that long for it, and
+``jobs.add_batches`` only records pages listed from the saved token, so even two listers at once (a lock lost with a
+Redis restart) never batch an id twice.
 """
 
 from __future__ import annotations
@@ -33,21 +34,22 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def lister_lock(ctx: WorkerContext, run_id: int) -> Iterator[bool]:
-    """Hold the run's lister lock (True), or find it held by a live lister (False).
+def lister_lock(ctx: WorkerContext, run_id: int, *, wait: bool = False) -> Iterator[bool]:
+    """Hold the run's lister lock (True), or find it taken (False).
 
     The lock expires ``ttl`` after it was last refreshed; a heartbeat thread refreshes it every ``ttl / 3`` for as
     long as this lister runs, however long one page takes with its retries. A lister killed with its worker stops
-    refreshing, so its lock is gone within ``ttl``: the wait below outlasts it, and a resumed or redelivered lister
-    takes over instead of leaving the namespace half-listed.
+    refreshing, so its lock is gone within ``ttl``. ``wait`` (a resumed lister) waits that long for it; otherwise
+    a taken lock means "another lister is on it" — a live one rechecks the bound when it stops, and a dead one's
+    own task is redelivered (``acks_late``) after the visibility timeout, when its lock has long expired.
     """
     ttl_s = ctx.settings.lister_lock_ttl_s
     key = lock_key(f"list:{run_id}")
     lock = ctx.redis.lock(key, timeout=ttl_s, thread_local=False)
-    # Wait for the lock as long as it can still live (its holder may have had a longer TTL than ours).
-    remaining_s = max(0, int(ctx.redis.pttl(key))) / 1000
-    if not lock.acquire(blocking=True, blocking_timeout=max(ttl_s, remaining_s) + 1):
-        yield False  # a live lister (it kept the lock fresh); it rechecks the bound when it stops
+    # As long as the lock can still live: the dead holder may have had a longer TTL than ours.
+    wait_s = max(ttl_s, max(0, int(ctx.redis.pttl(key))) / 1000) + 1 if wait else None
+    if not lock.acquire(blocking=wait, blocking_timeout=wait_s):
+        yield False
         return
     stop = threading.Event()
 
@@ -71,11 +73,19 @@ def lister_lock(ctx: WorkerContext, run_id: int) -> Iterator[bool]:
             lock.release()
 
 
-def list_run(ctx: WorkerContext, run_id: int) -> None:
+def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, again: bool = False) -> None:
+    """``wait_for_lock``: see ``lister_lock``. ``again``: this task ran before and was killed (redelivered) or hit
+    an outage (retried); it may have recorded batches without sending their copy tasks, so the run's ``queued``
+    batches are sent again (a duplicate copy task is harmless)."""
     ctx.redis.delete(lister_wake_key(run_id))
-    with lister_lock(ctx, run_id) as held:
+    with lister_lock(ctx, run_id, wait=wait_for_lock) as held:
         if not held:
             return
+        if again:  # also when listing is done: the last batch may be the one that was never sent
+            recorded = jobs.get_run(ctx.db, run_id)
+            for batch_id in jobs.queued_batches(ctx.db, run_id):
+                ctx.dispatcher.copy_batch(batch_id, job_id=recorded.job_id, run_id=run_id,
+                                          namespace=display_namespace(recorded.source_namespace))
         run = jobs.start_listing(ctx.db, run_id)
         if run is None:
             return

@@ -1,11 +1,14 @@
 """The Celery tasks: thin wrappers that load context and call the step modules.
 
-Kwargs other than the id (job_id, namespace, …) are only there to make Flower and logs readable.
+Kwargs other than the id and ``wait_for_lock`` (job_id, namespace, …) are only there to make Flower and logs
+readable.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from celery import Task
 
 from orchestrator.names import TaskName
 from workers import cleaning, copying, listing, verifying
@@ -22,16 +25,24 @@ _RETRY_ON_OUTAGE: dict[str, Any] = {
 }
 
 
-@app.task(name=TaskName.LIST_NAMESPACE.value, **_RETRY_ON_OUTAGE)
-def list_namespace(run_id: int, **_context: Any) -> None:
-    """Page the ids of one source namespace into batches and enqueue their copies (bounded in flight)."""
-    listing.list_run(get_context(), run_id)
+def _ran_before(task: Task) -> bool:
+    """Whether this message was handed out before: redelivered by Redis after its worker died (acks_late) or sent
+    again by the retry on an outage. Its earlier run may have stopped between two of its steps."""
+    delivery_info = task.request.delivery_info or {}
+    return bool(delivery_info.get("redelivered")) or bool(task.request.retries)
 
 
-@app.task(name=TaskName.COPY_BATCH.value, **_RETRY_ON_OUTAGE)
-def copy_batch(batch_id: int, **_context: Any) -> None:
+@app.task(name=TaskName.LIST_NAMESPACE.value, bind=True, **_RETRY_ON_OUTAGE)
+def list_namespace(self: Task, run_id: int, wait_for_lock: bool = False, **_context: Any) -> None:
+    """Page the ids of one source namespace into batches and enqueue their copies (bounded in flight).
+    ``wait_for_lock`` (sent by `resume`): wait out the lock of a lister that was killed."""
+    listing.list_run(get_context(), run_id, wait_for_lock=wait_for_lock, again=_ran_before(self))
+
+
+@app.task(name=TaskName.COPY_BATCH.value, bind=True, **_RETRY_ON_OUTAGE)
+def copy_batch(self: Task, batch_id: int, **_context: Any) -> None:
     """fetch → route/enrich → upsert one batch; idempotent, so a redelivered task is harmless."""
-    copying.copy_batch(get_context(), batch_id)
+    copying.copy_batch(get_context(), batch_id, again=_ran_before(self))
 
 
 @app.task(name=TaskName.VERIFY_NAMESPACE.value, **_RETRY_ON_OUTAGE)

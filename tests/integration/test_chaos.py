@@ -25,13 +25,18 @@ from pinecone import Pinecone
 
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
+from orchestrator.errors import StateError
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
 from orchestrator.names import lock_key
-from orchestrator.settings import Settings
+from orchestrator.planner import Estimate, NamespacePlan, Plan
+from orchestrator.settings import load_settings
 from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack
+from workers import copying, listing
+from workers.context import WorkerContext
+from workers.flow import lister_wake_key
 from workers.stores import open_retrying_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
@@ -42,7 +47,7 @@ DIM = 16
 #: Redis redelivers an unacknowledged task after 5 s, and a dead lister's lock expires after 3 s.
 FAST_RECOVERY = {"NSMIGRATE_VISIBILITY_TIMEOUT_S": "5", "NSMIGRATE_LISTER_LOCK_TTL_S": "3"}
 #: Short store retries: an outage of the job table or of Redis must not be hidden behind minutes of backoff.
-QUICK_RETRIES = {"NSMIGRATE_RETRY_ATTEMPTS": "6", "NSMIGRATE_RETRY_MAX_WAIT_S": "0.5"}
+QUICK_RETRIES = {"NSMIGRATE_RETRY_ATTEMPTS": "8", "NSMIGRATE_RETRY_MAX_WAIT_S": "1"}
 
 Loaded = dict[str, dict[str, tuple[list[float], dict[str, Any]]]]
 T = TypeVar("T")
@@ -99,16 +104,17 @@ def slow_data_plane(stack: Stack, latency_ms: float) -> None:
 
 def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, Dispatcher, int]:
     """Plan and launch like `nsmigrate run` (the pattern of test_fleet.py)."""
-    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db = jobs.Database(settings.database_url)
     dispatcher = Dispatcher(settings)
     prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 60, poll_s: float = 0.05) -> T:
-    """Poll ``probe`` until it returns something truthy, or fail after ``timeout_s`` saying what we waited for.
-    A probe that hits a service mid-restart (connection refused) is simply asked again."""
+def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 60, poll_s: float = 0.05,
+             explain: Callable[[], object] | None = None) -> T:
+    """Poll ``probe`` until it returns something truthy, or fail after ``timeout_s`` saying what we waited for
+    (and ``explain()``). A probe that hits a service mid-restart (connection refused) is simply asked again."""
     deadline = time.monotonic() + timeout_s
     last: object = None
     while True:
@@ -120,7 +126,8 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 60, po
         except (sa.exc.OperationalError, sa.exc.InterfaceError, redis_lib.ConnectionError) as e:
             last = e
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last probe: {last!r}")
+            details = explain() if explain is not None else None
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last probe: {last!r}; {details}")
         time.sleep(poll_s)
 
 
@@ -191,7 +198,11 @@ def assert_each_id_batched_once(db: jobs.Database, job_id: int, loaded: Loaded) 
 
 def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Loaded) -> dict[str, Any]:
     """The job finished well and the data says so too."""
-    status = wait_for(all_verified(db, job_id), "every namespace verified", timeout_s=90)
+    def explain() -> object:
+        return [{k: r[k] for k in ("source_namespace", "state", "listed", "copied", "batches", "last_error")}
+                for r in jobs.job_status(db, job_id)["runs"]]
+
+    status = wait_for(all_verified(db, job_id), "every namespace verified", timeout_s=90, explain=explain)
     states = batch_states(db, job_id)
     assert set(states) == {BatchState.DONE}, states
     assert status["totals"]["failed"] == 0
@@ -212,7 +223,9 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack) -
     in Redis' ``unacked`` set; once they are older than the visibility timeout (5 s here), the new worker's restore
     sweep puts them back on their queues and they run again. ``start_batch`` accepts a batch left ``running``, and
     the upsert is idempotent, so the second run completes it. A lister killed with the worker left its lock behind;
-    the lock expires (3 s here) and the redelivered/woken lister continues from the saved token."""
+    the lock expires (3 s here, before the redelivery) and the redelivered lister continues from the saved token.
+    A redelivered task also re-sends what its killed run may have recorded but not yet sent (the lister's queued
+    batches, a copied run's verification): see the two exact-moment tests below."""
     loaded = load_source(stack, namespaces=4, per_namespace=400)
     slow_data_plane(stack, latency_ms=120)
     first = stack.start_worker("list,copy,verify", 6, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
@@ -236,7 +249,8 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
     every batch still ``queued`` or ``running`` in the job table and every unfinished lister."""
     loaded = load_source(stack, namespaces=3, per_namespace=400)
     slow_data_plane(stack, latency_ms=120)
-    first = stack.start_worker("list,copy,verify", 6, name="doomed", **QUICK_RETRIES)
+    first = stack.start_worker("list,copy,verify", 6, name="doomed", NSMIGRATE_LISTER_LOCK_TTL_S="3",
+                               **QUICK_RETRIES)
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
     wait_for(mid_copy(db, job_id, total_batches=60), "batches to be running mid-copy")
@@ -257,8 +271,9 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
     """A worker that only lists is SIGKILLed while it is listing a big namespace (the in-flight bound keeps the
     listing going for the whole copy). Its lock is left behind and its wake-up flag may be too. Recovered by a new
     list worker and **`resume`**: the resumed lister waits out the dead lister's lock (3 s TTL here, refreshed while
-    a lister is alive) and continues from the list token saved with the last batch; a batch is only written if
-    the token it was listed from is still the saved one, so no id is ever batched twice."""
+    a lister is alive) and continues from the list token saved with the last batch. The dead lister's own task is
+    redelivered too (visibility timeout); a batch is only written if the token it was listed from is still the
+    saved one, so the two can never batch an id twice."""
     loaded = load_source(stack, namespaces=1, per_namespace=1200)
     stack.pinecone.set_faults(SRC, Faults(latency_ms=80))
     stack.pinecone.set_faults(DST, Faults(latency_ms=80))
@@ -274,6 +289,7 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
 
     wait_for(listing_in_progress, "the lister to be listing (lock held) after a few batches", poll_s=0.01)
     stack.kill(lister, signal.SIGKILL)
+    assert broker.exists(lock_key(f"list:{run_id}"))  # the dead lister's lock is still there
     at_kill = jobs.get_run(db, run_id)
     assert not at_kill.listing_done and at_kill.list_token
     stack.start_worker("list", 2, name="lister2", **FAST_RECOVERY)
@@ -299,12 +315,15 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
         db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
         wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
+        broker = redis_lib.Redis.from_url(redis_server.url)
+        in_redis = broker.hlen("unacked") + sum(broker.llen(q) for q in ("list", "copy", "verify"))
+        assert in_redis > 0  # messages that the restart is about to lose
         redis_server.stop()
         redis_server.start()
-        assert redis_lib.Redis.from_url(redis_server.url).dbsize() == 0  # everything Redis held is gone
 
-        launch.resume(db, dispatcher, job_id)
+        counts = launch.resume(db, dispatcher, job_id)
 
+        assert counts["batches"] > 0  # batches whose messages died with Redis
         assert_nothing_lost(stack, db, job_id, loaded)
         assert all(p.poll() is None for p in stack.processes)  # the same worker did it all: it reconnected
     finally:
@@ -316,8 +335,9 @@ def test_postgres_restart_mid_job_leaves_no_half_written_state(
     """The job table's Postgres is stopped (fast shutdown: open transactions abort) and started again on the same
     port and data directory mid-job. A task that hits the outage changes nothing (every state change is one
     transaction) and raises; its batch stays ``queued`` or ``running``, never ``failed`` and never half-done.
-    Celery redelivers such tasks after a backoff (``autoretry_for`` the job table's connection errors) and
-    **`resume`** re-enqueues whatever is still unfinished, so the job completes without `retry`."""
+    Recovered by **Celery retrying those tasks** (``autoretry_for`` the job table's connection errors, with
+    backoff): the job completes with no operator action, no `resume` and no `retry`. `resume` afterwards finds
+    nothing left to do (it is the fallback when an outage outlasts the task retries)."""
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
     pg = PostgresServer().start()
     stack = make_stack(redis_url, pg.url, tmp_path, servers=[pg])
@@ -328,16 +348,103 @@ def test_postgres_restart_mid_job_leaves_no_half_written_state(
         db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
         wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
+        assert redis_lib.Redis.from_url(redis_url).llen("copy") > 0  # tasks that will run into the outage
         pg.stop(fast=True)
         pg.start()
 
-        wait_for(lambda: jobs.job_status(db, job_id), "the job table to answer again")
-        launch.resume(db, dispatcher, job_id)
-
         assert_nothing_lost(stack, db, job_id, loaded)
         assert all(p.poll() is None for p in stack.processes)
+        assert launch.resume(db, dispatcher, job_id) == {"listers": 0, "batches": 0, "verifications": 0}
     finally:
         stack.stop()
+
+
+def one_run_job(db: jobs.Database) -> tuple[int, int]:
+    """A job with one namespace run and no worker, for playing a kill at an exact point: (job id, run id)."""
+    spec = parse_spec({"name": "exact", "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+                       "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"}})
+    plan = Plan(runs=[NamespacePlan("ns0", "ns0", 3, 2)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
+    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    return job_id, jobs.runs_of(db, job_id)[0].id
+
+
+class SentTasks:
+    """Stands in for the worker's dispatcher: records what a step sends instead of sending it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+
+    def copy_batch(self, batch_id: int, **_: Any) -> None:
+        self.sent.append(("copy", batch_id))
+
+    def list_namespace(self, run_id: int, **_: Any) -> None:
+        self.sent.append(("list", run_id))
+
+    def verify_namespace(self, run_id: int, **_: Any) -> None:
+        self.sent.append(("verify", run_id))
+
+
+def sent(ctx: WorkerContext) -> list[tuple[str, int]]:
+    assert isinstance(ctx.dispatcher, SentTasks)
+    return ctx.dispatcher.sent
+
+
+@pytest.fixture
+def worker_ctx(redis_url: str, database_url: str) -> Iterator[WorkerContext]:
+    ctx = WorkerContext(load_settings(database_url=database_url, redis_url=redis_url))
+    ctx.dispatcher = SentTasks()  # type: ignore[assignment]
+    yield ctx
+    ctx.db.dispose()
+
+
+def test_two_listers_listing_from_the_same_token_cannot_both_record_the_page(worker_ctx: WorkerContext) -> None:
+    """What makes "no id in two batches" hold even when two listers run at once (a lock lost with a Redis restart,
+    a lister redelivered while the one it replaces was still alive): a page is recorded only if the run's saved
+    token is still the one it was listed from."""
+    db = worker_ctx.db
+    job_id, run_id = one_run_job(db)
+
+    jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
+    with pytest.raises(StateError):
+        jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
+    jobs.add_batches(db, run_id, [["c"]], None, listing_done=True, listed_from="t1")
+    with pytest.raises(StateError):
+        jobs.add_batches(db, run_id, [["c"]], None, listing_done=True, listed_from="t1")
+
+    assert [b.ids for b in batches(db, job_id)] == [["a", "b"], ["c"]]
+    run = jobs.get_run(db, run_id)
+    assert (run.listed, run.batches_total, run.listing_done) == (3, 2, True)
+
+
+def test_a_lister_killed_between_recording_a_batch_and_sending_it_is_made_good_by_its_redelivery(
+        worker_ctx: WorkerContext) -> None:
+    """The kill lands exactly after ``add_batches`` committed the last batch and before its copy task was sent.
+    Nothing else would ever send it; the lister's redelivered task (``again``) sends the run's queued batches."""
+    _, run_id = one_run_job(worker_ctx.db)
+    [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True)
+
+    listing.list_run(worker_ctx, run_id)  # a plain wake-up cannot know
+    assert sent(worker_ctx) == []
+    listing.list_run(worker_ctx, run_id, again=True)  # the redelivery does
+    assert sent(worker_ctx) == [("copy", batch_id)]
+
+
+def test_a_copy_killed_after_marking_its_run_copied_is_made_good_by_its_redelivery(worker_ctx: WorkerContext) -> None:
+    """The kill lands after the run's last batch marked it ``copied`` and before verification was sent (and after
+    a wake-up flag was set without its message). The redelivered copy task finds its batch done and sends what
+    should have followed."""
+    _, run_id = one_run_job(worker_ctx.db)
+    [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True)
+    assert jobs.start_batch(worker_ctx.db, batch_id, "doomed") is not None
+    jobs.finish_batch(worker_ctx.db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"])
+    assert jobs.maybe_mark_copied(worker_ctx.db, run_id)
+    worker_ctx.redis.set(lister_wake_key(run_id), 1)
+
+    copying.copy_batch(worker_ctx, batch_id)  # a duplicate delivery does nothing …
+    assert sent(worker_ctx) == []
+    copying.copy_batch(worker_ctx, batch_id, again=True)  # … the redelivery of the killed one sends verification
+    assert sent(worker_ctx) == [("verify", run_id)]
+    assert not worker_ctx.redis.exists(lister_wake_key(run_id))
 
 
 def test_cancel_mid_job_stops_new_batches_and_deletes_nothing(stack: Stack) -> None:

@@ -265,6 +265,14 @@ def test_sync_repairs_silently_dropped_writes(stack: Stack, ctx: WorkerContext) 
     assert set(states(jobs.job_status(db, job_id)).values()) == {RunState.VERIFIED}
     assert stack.pinecone.count("dst") == 120
 
+    # Across two indexes, a rollback of the synced job removes every copy (the first copy's and the sync's) and
+    # leaves the source as it is.
+    source = stack.pinecone.snapshot("src")
+    result = rollback_job(ctx, job_id, actor="tester")
+    assert result["action"] == "rolled_back", result
+    assert stack.pinecone.snapshot("dst") == {}
+    assert_same(stack.pinecone.snapshot("src"), source)
+
 
 def test_sync_refuses_a_cleaned_run(stack: Stack, ctx: WorkerContext) -> None:
     load_small(stack, namespaces=1, per_namespace=20)
