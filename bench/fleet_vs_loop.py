@@ -68,9 +68,21 @@ class DataPlane:
     def __init__(self, dimension: int, workdir: Path) -> None:
         port_file = workdir / "hosts.json"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.pinecone_server", "--index", f"src:{dimension}:cosine:pod",
-             "--index", f"loop:{dimension}", "--index", f"fleet:{dimension}", "--port-file", str(port_file)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "sandbox.pinecone_server",
+                "--index",
+                f"src:{dimension}:cosine:pod",
+                "--index",
+                f"loop:{dimension}",
+                "--index",
+                f"fleet:{dimension}",
+                "--port-file",
+                str(port_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 30
         while not port_file.exists():
@@ -81,8 +93,12 @@ class DataPlane:
 
     def admin(self, index: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.hosts[index] + path, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.hosts[index] + path,
+            data=data,
+            method="POST" if data else "GET",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req) as resp:
             return json.loads(resp.read() or b"{}")
 
@@ -109,7 +125,7 @@ def load_source(plane: DataPlane, data: SeedData) -> None:
     per_request = max(1, min(1000, 1_500_000 // (data.dimension * 20)))
     for ns, records in data.namespaces.items():
         for start in range(0, len(records), per_request):
-            chunk = records[start:start + per_request]
+            chunk = records[start : start + per_request]
             index.upsert(vectors=[(i, [float(x) for x in v], m) for i, v, m in chunk], namespace=ns)
 
 
@@ -123,39 +139,49 @@ def sequential_loop(plane: DataPlane, data: SeedData) -> Result:
     started, copied = time.monotonic(), 0
     for ns in data.namespaces:
         for page in src.list(namespace=ns, limit=100):
-            ids = [item if isinstance(item, str) else item.id for item in page]  # SDK 10 yields ListItems
+            ids = [
+                i for i in (item if isinstance(item, str) else item.id for item in page) if i
+            ]  # SDK 10 yields ListItems
             vectors = src.fetch(ids=ids, namespace=ns).vectors
             items = [(v.id, v.values, v.metadata or {}) for v in vectors.values()]
             for i in range(0, len(items), per_upsert):
-                dst.upsert(vectors=items[i:i + per_upsert], namespace=ns)
+                dst.upsert(vectors=items[i : i + per_upsert], namespace=ns)
             copied += len(items)
     seconds = time.monotonic() - started
     requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
-    return Result("sequential loop", copied, seconds, requests, r429,
-                  server_cpu_s=_cpu_seconds([plane.proc]) - server_cpu)
+    return Result(
+        "sequential loop", copied, seconds, requests, r429, server_cpu_s=_cpu_seconds([plane.proc]) - server_cpu
+    )
 
 
-def fleet(plane: DataPlane, data: SeedData, redis_url: str, database_url: str, workdir: Path,
-          copy_concurrency: int, copy_workers: int) -> Result:
-    env = dict(os.environ, NSMIGRATE_DATABASE_URL=database_url, NSMIGRATE_REDIS_URL=redis_url,
-               PINECONE_API_KEY=SANDBOX_API_KEY)
-    procs = [subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "worker", "-Q", "list,verify", "-c", "8",
-                               "--hostname", "ctl@%h", "--loglevel", "WARNING"], env=env,
-                              stdout=open(workdir / "ctl.log", "wb"), stderr=subprocess.STDOUT)]
-    for n in range(copy_workers):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "worker", "-Q", "copy", "-c", str(copy_concurrency),
-             "--hostname", f"copy{n}@%h", "--loglevel", "WARNING"], env=env,
-            stdout=open(workdir / f"copy{n}.log", "wb"), stderr=subprocess.STDOUT))
+def fleet(
+    plane: DataPlane,
+    data: SeedData,
+    redis_url: str,
+    database_url: str,
+    workdir: Path,
+    copy_concurrency: int,
+    copy_workers: int,
+) -> Result:
+    env = dict(
+        os.environ, NSMIGRATE_DATABASE_URL=database_url, NSMIGRATE_REDIS_URL=redis_url, PINECONE_API_KEY=SANDBOX_API_KEY
+    )
+    procs = [_worker(env, "list,verify", 8, "ctl", workdir)]
+    procs += [_worker(env, "copy", copy_concurrency, f"copy{n}", workdir) for n in range(copy_workers)]
     try:
         os.environ["PINECONE_API_KEY"] = SANDBOX_API_KEY
-        spec = parse_spec({
-            "name": "bench", "source": {"kind": "pinecone", "host": plane.hosts["src"]},
-            "target": {"kind": "pinecone", "host": plane.hosts["fleet"]},
-            "batch_size": 100, "max_batches_in_flight": 64, "auto_verify": False,
-            # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
-            "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
-        })
+        spec = parse_spec(
+            {
+                "name": "bench",
+                "source": {"kind": "pinecone", "host": plane.hosts["src"]},
+                "target": {"kind": "pinecone", "host": plane.hosts["fleet"]},
+                "batch_size": 100,
+                "max_batches_in_flight": 64,
+                "auto_verify": False,
+                # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
+                "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
+            }
+        )
         settings = Settings(database_url=database_url, redis_url=redis_url)
         db = jobs.Database(database_url)
         prepared = launch.prepare(spec, open_retrying_store, workdir)
@@ -179,13 +205,44 @@ def fleet(plane: DataPlane, data: SeedData, redis_url: str, database_url: str, w
         cpu = _cpu_seconds(procs) - cpu_before
         requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
         db.dispose()
-        return Result("fleet", status["totals"]["copied"], seconds, requests, r429, cpu_s=cpu,
-                      server_cpu_s=_cpu_seconds([plane.proc]) - server_cpu)
+        return Result(
+            "fleet",
+            status["totals"]["copied"],
+            seconds,
+            requests,
+            r429,
+            cpu_s=cpu,
+            server_cpu_s=_cpu_seconds([plane.proc]) - server_cpu,
+        )
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(20)
+
+
+def _worker(env: dict[str, str], queues: str, concurrency: int, name: str, workdir: Path) -> subprocess.Popen[bytes]:
+    """A real `nsmigrate worker` process logging to ``workdir/<name>.log``."""
+    with open(workdir / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
@@ -201,7 +258,7 @@ def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
     return total
 
 
-DATA_SETS = {
+DATA_SETS: dict[str, dict[str, Any]] = {
     "seed": dict(),  # 805 vectors, dimension 3072, 30 UUID namespaces + default
     "large": dict(n_vectors=20_000, dimension=1536, n_twin_namespaces=50, default_count=0),
 }
@@ -211,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="seed,large", help="comma-separated: seed, large")
     parser.add_argument("--copy-concurrency", type=int, default=8, help="threads per copy worker")
-    parser.add_argument("--copy-workers", type=int, default=4,
-                        help="copy worker processes (4 × 8 threads measured best on 2 cores)")
+    parser.add_argument(
+        "--copy-workers", type=int, default=4, help="copy worker processes (4 × 8 threads measured best on 2 cores)"
+    )
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis, PostgresServer() as pg:
@@ -230,17 +288,25 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 plane.stop()
             rows.append((name, data, loop, flt))
-    print(f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; "
-          f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} threads, {os.cpu_count()} cores")
-    print(f"{'data set':<28}{'loop vec/s':>12}{'fleet vec/s':>13}{'ratio':>8}{'429 loop':>10}{'429 fleet':>11}"
-          f"{'fleet CPU s/1k vec':>20}")
+    print(
+        f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; "
+        f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} threads, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'data set':<28}{'loop vec/s':>12}{'fleet vec/s':>13}{'ratio':>8}{'429 loop':>10}{'429 fleet':>11}"
+        f"{'fleet CPU s/1k vec':>20}"
+    )
     for name, data, loop, flt in rows:
         label = f"{name} ({data.total}×{data.dimension}, {len(data.namespaces)} ns)"
-        print(f"{label:<28}{loop.vectors_per_s:>12.1f}{flt.vectors_per_s:>13.1f}"
-              f"{flt.vectors_per_s / loop.vectors_per_s:>7.1f}×{loop.share_429:>10.2%}{flt.share_429:>11.2%}"
-              f"{(flt.cpu_s or 0) / flt.vectors * 1000:>20.2f}")
-        print(f"{'':<28}data plane CPU s: loop {loop.server_cpu_s:.1f} in {loop.seconds:.1f} s, "
-              f"fleet {flt.server_cpu_s:.1f} in {flt.seconds:.1f} s")
+        print(
+            f"{label:<28}{loop.vectors_per_s:>12.1f}{flt.vectors_per_s:>13.1f}"
+            f"{flt.vectors_per_s / loop.vectors_per_s:>7.1f}×{loop.share_429:>10.2%}{flt.share_429:>11.2%}"
+            f"{(flt.cpu_s or 0) / flt.vectors * 1000:>20.2f}"
+        )
+        print(
+            f"{'':<28}data plane CPU s: loop {loop.server_cpu_s:.1f} in {loop.seconds:.1f} s, "
+            f"fleet {flt.server_cpu_s:.1f} in {flt.seconds:.1f} s"
+        )
     return 0
 
 

@@ -55,13 +55,20 @@ console = Console()
 # soft_wrap: an error stays one line (no wrapping at 80 columns in pipes and logs).
 err_console = Console(stderr=True, soft_wrap=True)
 
-DatabaseOpt = Annotated[str | None, typer.Option("--database-url", help="Job table (SQLAlchemy URL). "
-                                                 "Default: $NSMIGRATE_DATABASE_URL.", show_default=False)]
-RedisOpt = Annotated[str | None, typer.Option("--redis-url", help="Broker/locks/rate buckets. "
-                                              "Default: $NSMIGRATE_REDIS_URL.", show_default=False)]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", help="Job table (SQLAlchemy URL). Default: $NSMIGRATE_DATABASE_URL.", show_default=False
+    ),
+]
+RedisOpt = Annotated[
+    str | None,
+    typer.Option("--redis-url", help="Broker/locks/rate buckets. Default: $NSMIGRATE_REDIS_URL.", show_default=False),
+]
 JobArg = Annotated[str, typer.Argument(help="Job id, or job name (its newest job).")]
-NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n",
-                                                  help="Only this source namespace (__default__ for the default).")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Only this source namespace (__default__ for the default).")
+]
 
 
 def _settings(database_url: str | None, redis_url: str | None) -> Settings:
@@ -69,8 +76,9 @@ def _settings(database_url: str | None, redis_url: str | None) -> Settings:
     try:
         return load_settings(**overrides)
     except ValidationError as e:  # e.g. NSMIGRATE_RETRY_ATTEMPTS=0: name the variable, never echo values
-        problems = "; ".join(f"NSMIGRATE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-                             for err in e.errors())
+        problems = "; ".join(
+            f"NSMIGRATE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors()
+        )
         raise _fail(f"invalid setting(s): {problems} — fix the environment (or .env)") from e
 
 
@@ -95,8 +103,10 @@ def _db(settings: Settings) -> jobs.Database:
         password = _password(settings.database_url)
         if password:  # an unparsable URL is echoed whole by SQLAlchemy
             detail = detail.replace(password, "***")
-        raise _fail(f"cannot open the job table at {_redact(settings.database_url)}: {type(e).__name__}: "
-                    f"{detail} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable Postgres") from e
+        raise _fail(
+            f"cannot open the job table at {_redact(settings.database_url)}: {type(e).__name__}: "
+            f"{detail} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable Postgres"
+        ) from e
 
 
 def _dispatcher(settings: Settings) -> Dispatcher:
@@ -111,8 +121,10 @@ def _dispatcher(settings: Settings) -> Dispatcher:
         password = _password(settings.redis_url)
         if password:
             detail = detail.replace(password, "***")
-        raise _fail(f"cannot reach Redis at {_redact(settings.redis_url)}: {type(e).__name__}: {detail} — set "
-                    "NSMIGRATE_REDIS_URL or --redis-url to a reachable Redis") from e
+        raise _fail(
+            f"cannot reach Redis at {_redact(settings.redis_url)}: {type(e).__name__}: {detail} — set "
+            "NSMIGRATE_REDIS_URL or --redis-url to a reachable Redis"
+        ) from e
     return Dispatcher(settings)
 
 
@@ -181,8 +193,12 @@ def plan(spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")]) -> None
 def run(
     spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")],
     wait: Annotated[bool, typer.Option("--wait", help="Show live progress per namespace until the job ends.")] = False,
-    new: Annotated[bool, typer.Option("--new", help="Start a new job even if an unfinished one of this name "
-                                      "exists (default: resume it).")] = False,
+    new: Annotated[
+        bool,
+        typer.Option(
+            "--new", help="Start a new job even if an unfinished one of this name exists (default: resume it)."
+        ),
+    ] = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -196,8 +212,10 @@ def run(
     existing = None if new else jobs.latest_unfinished_job(db, job_spec.name)
     if existing is not None:
         counts = launch.resume(db, dispatcher, existing.id)
-        console.print(f"job {existing.id} ({job_spec.name}) was unfinished: resumed "
-                      f"({counts['listers']} listers, {counts['batches']} batches re-queued)")
+        console.print(
+            f"job {existing.id} ({job_spec.name}) was unfinished: resumed "
+            f"({counts['listers']} listers, {counts['batches']} batches re-queued)"
+        )
         job_id = existing.id
     else:
         prepared = launch.prepare(job_spec, _open_store, spec.parent)
@@ -226,25 +244,41 @@ def watch_job(db: jobs.Database, job_id: int, poll_s: float = 0.5, timeout_s: fl
     0 when everything copied and passed verification, 1 otherwise."""
     status = jobs.job_status(db, job_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with Progress(TextColumn("{task.description}", justify="left"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[state]}"), TimeElapsedColumn(), console=console,
-                  transient=False, disable=not console.is_terminal) as progress:
-        bars = {r["run_id"]: progress.add_task(display_namespace(r["source_namespace"])[:40],
-                                               total=max(r["source_count"], 1), state=r["state"])
-                for r in status["runs"]}
+    with Progress(
+        TextColumn("{task.description}", justify="left"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[state]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    ) as progress:
+        bars = {
+            r["run_id"]: progress.add_task(
+                display_namespace(r["source_namespace"])[:40], total=max(r["source_count"], 1), state=r["state"]
+            )
+            for r in status["runs"]
+        }
         last_line = 0.0
         while True:
             status = jobs.job_status(db, job_id)
             for r in status["runs"]:
-                progress.update(bars[r["run_id"]], completed=r["copied"], state=r["state"],
-                                total=max(r["source_count"], r["listed"], 1))
+                progress.update(
+                    bars[r["run_id"]],
+                    completed=r["copied"],
+                    state=r["state"],
+                    total=max(r["source_count"], r["listed"], 1),
+                )
             if not console.is_terminal and time.monotonic() - last_line >= 2:
                 # No live bars in logs and pipes: one summary line every 2 s instead.
                 last_line = time.monotonic()
                 states = sorted({r["state"] for r in status["runs"]})
                 t = status["totals"]
-                console.print(f"job {job_id}: {t['copied']}/{t['source']} copied, {t['failed']} failed; "
-                              f"namespaces {', '.join(states)}")
+                console.print(
+                    f"job {job_id}: {t['copied']}/{t['source']} copied, {t['failed']} failed; "
+                    f"namespaces {', '.join(states)}"
+                )
             if all(_run_done(r) for r in status["runs"]) or status["state"] != JobState.RUNNING:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -252,8 +286,10 @@ def watch_job(db: jobs.Database, job_id: int, poll_s: float = 0.5, timeout_s: fl
                 return 1
             time.sleep(poll_s)
     _print_summary(status)
-    ok = all(r["state"] in (RunState.VERIFIED, RunState.CLEANED) or
-             (r["state"] == RunState.COPIED and r["failed"] == 0) for r in status["runs"])
+    ok = all(
+        r["state"] in (RunState.VERIFIED, RunState.CLEANED) or (r["state"] == RunState.COPIED and r["failed"] == 0)
+        for r in status["runs"]
+    )
     return 0 if ok else 1
 
 
@@ -263,8 +299,13 @@ def _print_summary(status: dict[str, Any]) -> None:
         table.add_column(col)
     for r in status["runs"]:
         note = r["verification"] or r["last_error"] or ""
-        table.add_row(display_namespace(r["source_namespace"]), r["state"], f"{r['copied']}/{r['source_count']}",
-                      str(r["failed"]), note[:120])
+        table.add_row(
+            display_namespace(r["source_namespace"]),
+            r["state"],
+            f"{r['copied']}/{r['source_count']}",
+            str(r["failed"]),
+            note[:120],
+        )
     console.print(table)
     t = status["totals"]
     console.print(f"total: {t['copied']}/{t['source']} vectors copied, {t['failed']} in failed batches")
@@ -276,8 +317,11 @@ def _print_summary(status: dict[str, Any]) -> None:
 
 
 @app.command()
-def status(job: JobArg, as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-           database_url: DatabaseOpt = None) -> None:
+def status(
+    job: JobArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
     """Show a job's state, per-namespace progress, failed batches and verification results."""
     db = _db(_settings(database_url, None))
     snapshot = jobs.job_status(db, _job_id(db, job))
@@ -294,16 +338,24 @@ def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOp
     db = _db(_settings(database_url, None))
     ns = parse_namespace_arg(namespace) if namespace is not None else None
     runs = jobs.runs_of(db, _job_id(db, job), ns)
-    reports = [{"source_namespace": display_namespace(r.source_namespace), "state": r.state,
-                "verification": r.verification, "cleanup": r.cleanup} for r in runs]
+    reports = [
+        {
+            "source_namespace": display_namespace(r.source_namespace),
+            "state": r.state,
+            "verification": r.verification,
+            "cleanup": r.cleanup,
+        }
+        for r in runs
+    ]
     print(json.dumps(reports, indent=2, default=str))
-    passed = all((r["verification"] or {}).get("passed") for r in reports)
+    passed = all((r.verification or {}).get("passed") for r in runs)
     raise typer.Exit(0 if reports and passed else 1)
 
 
 @app.command("jobs")
-def list_jobs(limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
-              database_url: DatabaseOpt = None) -> None:
+def list_jobs(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20, database_url: DatabaseOpt = None
+) -> None:
     """List the jobs in the job table."""
     db = _db(_settings(database_url, None))
     table = Table("id", "name", "kind", "state", "created")
@@ -331,8 +383,13 @@ def watch(job: JobArg, database_url: DatabaseOpt = None) -> None:
 
 
 @app.command()
-def retry(job: JobArg, namespace: NamespaceOpt = None, wait: Annotated[bool, typer.Option("--wait")] = False,
-          database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+def retry(
+    job: JobArg,
+    namespace: NamespaceOpt = None,
+    wait: Annotated[bool, typer.Option("--wait")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Re-enqueue the failed batches of JOB (only those), e.g. once a fault is gone."""
     settings = _settings(database_url, redis_url)
     db = _db(settings)
@@ -345,15 +402,21 @@ def retry(job: JobArg, namespace: NamespaceOpt = None, wait: Annotated[bool, typ
 
 
 @app.command()
-def resume(job: JobArg, wait: Annotated[bool, typer.Option("--wait")] = False,
-           database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+def resume(
+    job: JobArg,
+    wait: Annotated[bool, typer.Option("--wait")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat."""
     settings = _settings(database_url, redis_url)
     db = _db(settings)
     job_id = _job_id(db, job)
     counts = launch.resume(db, _dispatcher(settings), job_id)
-    console.print(f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
-                  f"{counts['verifications']} verifications")
+    console.print(
+        f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
+        f"{counts['verifications']} verifications"
+    )
     if wait:
         raise typer.Exit(watch_job(db, job_id))
 
@@ -368,9 +431,13 @@ def cancel(job: JobArg, database_url: DatabaseOpt = None) -> None:
 
 
 @app.command()
-def verify(job: JobArg, namespace: NamespaceOpt = None,
-           wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the reports.")] = True,
-           database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+def verify(
+    job: JobArg,
+    namespace: NamespaceOpt = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the reports.")] = True,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed."""
     settings = _settings(database_url, redis_url)
     db = _db(settings)
@@ -385,10 +452,14 @@ def verify(job: JobArg, namespace: NamespaceOpt = None,
 
 
 @app.command()
-def cleanup(job: JobArg, namespace: NamespaceOpt = None,
-            yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-            dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
-            database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+def cleanup(
+    job: JobArg,
+    namespace: NamespaceOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and
     the source has not changed since). Every deletion and refusal is written to the audit log."""
     settings = _settings(database_url, redis_url)
@@ -408,18 +479,29 @@ def cleanup(job: JobArg, namespace: NamespaceOpt = None,
     for r in runs:
         result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor())
         refused += result["action"] == "refused"
-        console.print(f"{display_namespace(r.source_namespace)}: {result['action']} "
-                      f"{result.get('count', '')} {result.get('reason', '')}")
+        console.print(
+            f"{display_namespace(r.source_namespace)}: {result['action']} "
+            f"{result.get('count', '')} {result.get('reason', '')}"
+        )
     raise typer.Exit(1 if refused else 0)
 
 
 @app.command()
-def sync(job: JobArg, namespace: NamespaceOpt = None,
-         propagate_deletes: Annotated[bool, typer.Option(
-             "--propagate-deletes", help="Also delete from the target the ids this job copied that the source no "
-             "longer has (default: only report them).")] = False,
-         wait: Annotated[bool, typer.Option("--wait", help="Follow the copy and the verification after it.")] = False,
-         database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+def sync(
+    job: JobArg,
+    namespace: NamespaceOpt = None,
+    propagate_deletes: Annotated[
+        bool,
+        typer.Option(
+            "--propagate-deletes",
+            help="Also delete from the target the ids this job copied that the source no "
+            "longer has (default: only report them).",
+        ),
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the copy and the verification after it.")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
     again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes)."""
     settings = _settings(database_url, redis_url)
@@ -441,8 +523,10 @@ def sync(job: JobArg, namespace: NamespaceOpt = None,
             refused += 1
             console.print(f"{escape(name)}: refused — {escape(result['reason'])}", soft_wrap=True)
             continue
-        line = (f"{escape(name)}: {result['new']} new, {result['changed']} changed → {result['to_copy']} to copy in "
-                f"{result['batches']} batches; {result['deleted_in_source']} deleted in source")
+        line = (
+            f"{escape(name)}: {result['new']} new, {result['changed']} changed → {result['to_copy']} to copy in "
+            f"{result['batches']} batches; {result['deleted_in_source']} deleted in source"
+        )
         if propagate_deletes:
             line += f" ({result['deleted']} deleted from the target)"
         if result["unroutable"]:
@@ -455,11 +539,15 @@ def sync(job: JobArg, namespace: NamespaceOpt = None,
 
 
 @app.command()
-def rollback(job: JobArg,
-             yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-             dry_run: Annotated[bool, typer.Option("--dry-run", help="Only check the originals and say what "
-                                                   "would be restored and removed.")] = False,
-             database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+def rollback(
+    job: JobArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only check the originals and say what would be restored and removed.")
+    ] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Undo migrate JOB: restore its original namespaces from the targets where they are missing (after cleanup),
     verify every original against its migrated copy, and only then remove the namespaces JOB created. Refuses, with
     nothing deleted, when an original cannot be verified. Recorded as a job of kind `rollback`; safe to re-run."""
@@ -468,8 +556,9 @@ def rollback(job: JobArg,
     job_id = _job_id(db, job)
     if not dry_run and not yes:
         if not sys.stdin.isatty():
-            raise _fail("rollback deletes the migrated namespaces: pass --yes to confirm (or --dry-run to see what "
-                        "it would do)")
+            raise _fail(
+                "rollback deletes the migrated namespaces: pass --yes to confirm (or --dry-run to see what it would do)"
+            )
         typer.confirm(f"Roll back job {job_id} and delete the namespaces it created?", abort=True)
     from workers.context import WorkerContext  # runs inline, step by step, like cleanup
     from workers.rollback import rollback_job
@@ -480,16 +569,19 @@ def rollback(job: JobArg,
         console.print(f"{escape(display_namespace(r['namespace']))}: {escape(r['summary'])}{restored}", soft_wrap=True)
     for ns, d in result["namespaces"].items():
         kept = f", {d['kept']} ids of others kept" if d["kept"] else ""
-        console.print(f"removed {escape(display_namespace(ns))}: {d['method']} ({d['deleted']} ids{kept})",
-                      soft_wrap=True)
+        console.print(
+            f"removed {escape(display_namespace(ns))}: {d['method']} ({d['deleted']} ids{kept})", soft_wrap=True
+        )
     action = result["action"]
     if action in ("refused", "failed"):
         raise _fail(f"rollback of job {job_id} {action}: {result['reason']}", 1)
     where = f" (rollback job {result['rollback_job_id']})" if result["rollback_job_id"] else ""
-    done = {"rolled_back": f"job {job_id} rolled back{where}",
-            "already_rolled_back": f"job {job_id} was already rolled back{where}",
-            "dry_run": f"dry run, nothing changed: a rollback of job {job_id} would restore the missing originals "
-                       "above, verify them all, then remove the namespaces the job created"}
+    done = {
+        "rolled_back": f"job {job_id} rolled back{where}",
+        "already_rolled_back": f"job {job_id} was already rolled back{where}",
+        "dry_run": f"dry run, nothing changed: a rollback of job {job_id} would restore the missing originals "
+        "above, verify them all, then remove the namespaces the job created",
+    }
     console.print(done[action], soft_wrap=True)
 
 
@@ -515,10 +607,18 @@ def _export_with_progress(store: Any, policy: Any, counts: dict[str, int], direc
     """Export the namespaces of ``counts`` (namespace → vectors expected) into ``directory``, a bar per namespace."""
     from workers.backup import export_namespaces
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False, disable=not console.is_terminal) as progress:
-        bars = {ns: progress.add_task(f"export {display_namespace(ns)[:40]}", total=max(n, 1))
-                for ns, n in counts.items()}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    ) as progress:
+        bars = {
+            ns: progress.add_task(f"export {display_namespace(ns)[:40]}", total=max(n, 1)) for ns, n in counts.items()
+        }
 
         def advance(ns: str, done: int) -> None:
             progress.update(bars[ns], completed=done, total=max(counts[ns], done, 1))
@@ -543,11 +643,13 @@ def _backup_sources(prepared: launch.Prepared) -> dict[str, Any]:
     store, policy = _backup_store(spec.source)
     console.print(f"backup: exporting {len(prepared.plan.runs)} source namespaces to {directory}")
     try:
-        results = _export_with_progress(store, policy, {r.source_namespace: r.vector_count
-                                                        for r in prepared.plan.runs}, directory)
+        results = _export_with_progress(
+            store, policy, {r.source_namespace: r.vector_count for r in prepared.plan.runs}, directory
+        )
     except (NsmigrateError, OSError) as e:
-        raise _fail(f"the pre-migration backup failed, so the job was not started (nothing was enqueued): {e}",
-                    1) from e
+        raise _fail(
+            f"the pre-migration backup failed, so the job was not started (nothing was enqueued): {e}", 1
+        ) from e
     finally:
         close_store(store)
     manifest = (directory / MANIFEST_NAME).resolve()
@@ -558,14 +660,32 @@ def _backup_sources(prepared: launch.Prepared) -> dict[str, Any]:
 @app.command("export")
 def export_cmd(
     spec: Annotated[Path, typer.Argument(help="Job spec (YAML): the store and the namespaces to export.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="A new (or empty) directory for the files. "
-                                             "Default: <backup.directory>/<job name>-<UTC timestamp>.",
-                                             show_default=False)] = None,
-    namespace: Annotated[list[str] | None, typer.Option(
-        "--namespace", "-n", help="Only this namespace (repeatable; __default__ for the default). "
-        "Default: the source namespaces the spec selects.", show_default=False)] = None,
-    from_target: Annotated[bool, typer.Option("--from-target", help="Export the spec's target store (all its "
-                                              "namespaces unless --namespace) instead of its source.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="A new (or empty) directory for the files. Default: <backup.directory>/<job name>-<UTC timestamp>.",
+            show_default=False,
+        ),
+    ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Only this namespace (repeatable; __default__ for the default). "
+            "Default: the source namespaces the spec selects.",
+            show_default=False,
+        ),
+    ] = None,
+    from_target: Annotated[
+        bool,
+        typer.Option(
+            "--from-target",
+            help="Export the spec's target store (all its namespaces unless --namespace) instead of its source.",
+        ),
+    ] = False,
 ) -> None:
     """Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to
     restore with `nsmigrate import`. Only reads from the store."""
@@ -581,8 +701,10 @@ def export_cmd(
             wanted = list(dict.fromkeys(parse_namespace_arg(n) for n in namespace))
             unknown = [display_namespace(n) for n in wanted if n not in available]
             if unknown:
-                raise _fail(f"{store.name} has no namespace(s) {unknown}; it has "
-                            f"{[display_namespace(n) for n in sorted(available)]}")
+                raise _fail(
+                    f"{store.name} has no namespace(s) {unknown}; it has "
+                    f"{[display_namespace(n) for n in sorted(available)]}"
+                )
         elif from_target:
             wanted = sorted(available)
             if not wanted:
@@ -595,26 +717,57 @@ def export_cmd(
         raise _fail(str(e)) from e
     finally:
         close_store(store)
-    console.print(f"{sum(r.count for r in results)} vectors in {len(results)} files; "
-                  f"manifest: {directory / MANIFEST_NAME}")
+    console.print(
+        f"{sum(r.count for r in results)} vectors in {len(results)} files; manifest: {directory / MANIFEST_NAME}"
+    )
 
 
 @app.command("import")
 def import_cmd(
     path: Annotated[Path, typer.Argument(help="An export directory (with manifest.json) or one exported file.")],
     spec: Annotated[Path, typer.Argument(help="Job spec (YAML) naming the store to write to.")],
-    namespace: Annotated[list[str] | None, typer.Option(
-        "--namespace", "-n", help="Only the file of this exported namespace (repeatable; __default__ for the "
-        "default). Default: every file.", show_default=False)] = None,
-    into: Annotated[str | None, typer.Option("--into", help="Write into this namespace instead of the one recorded "
-                                             "in the file (one file only; __default__ for the default).",
-                                             show_default=False)] = None,
-    to_source: Annotated[bool, typer.Option("--to-source/--to-target", help="Write into the spec's source store "
-                                            "(restoring a backup) or its target.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Also write into namespaces that hold vectors: ids "
-                                            "in the file replace stored ones, other vectors are kept.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000, help="Rows read from a file per "
-                                            "step (upserts are split under 1,000 vectors and 2 MB).")] = 500,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Only the file of this exported namespace (repeatable; __default__ for the "
+            "default). Default: every file.",
+            show_default=False,
+        ),
+    ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into",
+            help="Write into this namespace instead of the one recorded "
+            "in the file (one file only; __default__ for the default).",
+            show_default=False,
+        ),
+    ] = None,
+    to_source: Annotated[
+        bool,
+        typer.Option(
+            "--to-source/--to-target", help="Write into the spec's source store (restoring a backup) or its target."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Also write into namespaces that hold vectors: ids "
+            "in the file replace stored ones, other vectors are kept.",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            max=100_000,
+            help="Rows read from a file per step (upserts are split under 1,000 vectors and 2 MB).",
+        ),
+    ] = 500,
 ) -> None:
     """Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked
     first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any
@@ -623,8 +776,15 @@ def import_cmd(
 
     job_spec = load_spec(spec)
     store, policy = _backup_store(job_spec.source if to_source else job_spec.target)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False, disable=not console.is_terminal) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    ) as progress:
         bars: dict[str, Any] = {}
 
         def start(header: Any, target: str) -> None:
@@ -634,9 +794,17 @@ def import_cmd(
             progress.update(bars[target], completed=done)
 
         try:
-            results = import_path(store, path, namespaces=[parse_namespace_arg(n) for n in namespace or []] or None,
-                                  into=parse_namespace_arg(into) if into is not None else None, overwrite=overwrite,
-                                  batch_size=batch_size, progress=advance, policy=policy, on_start=start)
+            results = import_path(
+                store,
+                path,
+                namespaces=[parse_namespace_arg(n) for n in namespace or []] or None,
+                into=parse_namespace_arg(into) if into is not None else None,
+                overwrite=overwrite,
+                batch_size=batch_size,
+                progress=advance,
+                policy=policy,
+                on_start=start,
+            )
         except NsmigrateError as e:
             raise _fail(str(e)) from e
         finally:
@@ -656,8 +824,9 @@ def import_cmd(
 @app.command()
 def erase(
     creator_id: Annotated[str, typer.Argument(help="The creator whose data goes, e.g. sainath.no.1.")],
-    spec: Annotated[Path, typer.Option("--spec", help="A job spec naming the store (its target, or its source "
-                                       "with --source).")],
+    spec: Annotated[
+        Path, typer.Option("--spec", help="A job spec naming the store (its target, or its source with --source).")
+    ],
     source: Annotated[bool, typer.Option("--source", help="Erase in the spec's source store instead.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be deleted.")] = False,
@@ -687,16 +856,19 @@ def erase(
         typer.confirm(f"Delete these {len(erase_plan.namespaces)} namespaces for good?", abort=True)
     db = _db(_settings(database_url, None))
     result = erase_creator(db, store, erase_plan, job_spec.model_dump(mode="json"), actor=jobs.default_actor())
-    console.print(f"erased {len(result['erased'])} namespaces ({result['vectors']} vectors) of creator "
-                  f"{creator_id!r}; audit log: `nsmigrate events {result['job_id']}`")
+    console.print(
+        f"erased {len(result['erased'])} namespaces ({result['vectors']} vectors) of creator "
+        f"{creator_id!r}; audit log: `nsmigrate events {result['job_id']}`"
+    )
     if result["not_empty"]:
         raise _fail(f"still not empty after the deletions: {result['not_empty']}; run erase again", 1)
 
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: list,copy,verify,cleanup.")]
-    = "list,copy,verify,cleanup",
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="Comma-separated: list,copy,verify,cleanup.")
+    ] = "list,copy,verify,cleanup",
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Tasks at once in this worker.")] = 8,
     pool: Annotated[str, typer.Option(help="threads (I/O-bound, light) or prefork.")] = "threads",
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
@@ -718,8 +890,23 @@ def worker(
     _db(settings).dispose()  # create/upgrade the schema once, before any task runs (clear error if unreachable)
     celery_app = configure(settings)
     name = hostname or f"nsmigrate-{queues.replace(',', '-')}@%h"
-    celery_app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "-P", pool, "-l", loglevel,
-                            "-n", name, "--without-mingle", "--without-gossip"])
+    celery_app.worker_main(
+        [
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-l",
+            loglevel,
+            "-n",
+            name,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
 
 
 @app.command()
@@ -744,8 +931,9 @@ def flower(
 
 @app.command()
 def demo(
-    keep: Annotated[bool, typer.Option("--keep", help="Keep the sandbox, workers and Flower running until Ctrl-C.")]
-    = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the sandbox, workers and Flower running until Ctrl-C.")
+    ] = False,
     workers: Annotated[int, typer.Option(help="Copy worker concurrency.")] = 16,
 ) -> None:
     """Run the seeds' creator-namespace job end to end on embedded services (no accounts, no Docker): a local

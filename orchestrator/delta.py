@@ -232,8 +232,10 @@ class RestoreCheck:
             )
         if self.unrestorable_count:
             first = self.unrestorable[0]
-            out.append(f"{self.unrestorable_count} originals cannot be rebuilt exactly (e.g. {first['id']!r}: "
-                       f"{first['reason']})")
+            out.append(
+                f"{self.unrestorable_count} originals cannot be rebuilt exactly (e.g. {first['id']!r}: "
+                f"{first['reason']})"
+            )
         if self.restore_count:
             out.append(f"{self.restore_count} originals are missing (e.g. {self.missing_examples[0]!r})")
         return out
@@ -323,7 +325,8 @@ def plan_restore(
             reason: str | None = f"the original cannot be routed any more: {e.message}"
         else:
             reason = (
-                f"the original now routes to {routed!r}, its copy is in {ns!r}" if routed != ns
+                f"the original now routes to {routed!r}, its copy is in {ns!r}"
+                if routed != ns
                 else compare_record(original, target, expected_metadata(original, ns, ctx), tolerance)
             )
         if reason is None:

@@ -30,8 +30,15 @@ class PermanentError(NsmigrateError):
 class RetryableError(NsmigrateError):
     """The same call may succeed later (429, 5xx, connection reset)."""
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None, status: int | None = None,
-                 hint: str = "", **ids: object) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+        hint: str = "",
+        **ids: object,
+    ) -> None:
         self.retry_after_s = retry_after_s
         self.status = status
         super().__init__(message, hint=hint, **ids)

@@ -97,29 +97,46 @@ def _get_run(s: Session, run_id: int, *, lock: bool = False) -> NamespaceRun:
 # ---------------------------------------------------------------------------------------------------------- jobs
 
 
-def create_job(db: Database, spec: JobSpec, plan: Plan, *, source_label: str, target_label: str,
-               kind: JobKind = JobKind.MIGRATE, actor: str | None = None, parent_job_id: int | None = None) -> int:
+def create_job(
+    db: Database,
+    spec: JobSpec,
+    plan: Plan,
+    *,
+    source_label: str,
+    target_label: str,
+    kind: JobKind = JobKind.MIGRATE,
+    actor: str | None = None,
+    parent_job_id: int | None = None,
+) -> int:
     """Write the job and one namespace run per planned namespace; returns the job id."""
     actor = actor or default_actor()
     with db.transaction() as s:
-        job = Job(name=spec.name, kind=kind, spec=spec_to_json(spec), state=JobState.RUNNING,
-                  parent_job_id=parent_job_id)
+        job = Job(
+            name=spec.name, kind=kind, spec=spec_to_json(spec), state=JobState.RUNNING, parent_job_id=parent_job_id
+        )
         s.add(job)
         s.flush()
         for p in plan.runs:
-            s.add(NamespaceRun(
-                job_id=job.id, source_store=source_label, source_namespace=p.source_namespace,
-                target_store=target_label, target_namespace=p.target_namespace, creator_id=p.creator_id,
-                twin_id=p.twin_id, source_count=p.vector_count,
-                routing_table=dict(plan.twins) if p.target_namespace is None else {},
-            ))
-        _event(s, "job_created", actor, job.id, kind=str(kind), namespaces=len(plan.runs),
-               vectors=plan.total_vectors)
+            s.add(
+                NamespaceRun(
+                    job_id=job.id,
+                    source_store=source_label,
+                    source_namespace=p.source_namespace,
+                    target_store=target_label,
+                    target_namespace=p.target_namespace,
+                    creator_id=p.creator_id,
+                    twin_id=p.twin_id,
+                    source_count=p.vector_count,
+                    routing_table=dict(plan.twins) if p.target_namespace is None else {},
+                )
+            )
+        _event(s, "job_created", actor, job.id, kind=str(kind), namespaces=len(plan.runs), vectors=plan.total_vectors)
         return job.id
 
 
-def create_action_job(db: Database, name: str, kind: JobKind, spec: dict[str, Any], actor: str | None = None,
-                      **detail: Any) -> int:
+def create_action_job(
+    db: Database, name: str, kind: JobKind, spec: dict[str, Any], actor: str | None = None, **detail: Any
+) -> int:
     """A job with no namespace runs (erase): a row for the record and its audit events."""
     with db.transaction() as s:
         job = Job(name=name[:64], kind=kind, spec=spec, state=JobState.RUNNING)
@@ -153,8 +170,10 @@ def find_job(db: Database, ref: str | int) -> Job:
 def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRATE) -> Job | None:
     with db.transaction() as s:
         return s.scalars(
-            sa.select(Job).where(Job.name == name, Job.kind == kind, Job.state == JobState.RUNNING)
-            .order_by(Job.id.desc()).limit(1)
+            sa.select(Job)
+            .where(Job.name == name, Job.kind == kind, Job.state == JobState.RUNNING)
+            .order_by(Job.id.desc())
+            .limit(1)
         ).one_or_none()
 
 
@@ -186,9 +205,12 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
         job.state = JobState.CANCELLED
-        stopped = _rowcount(s, sa.update(NamespaceRun)
-                            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
-                            .values(state=RunState.CANCELLED))
+        stopped = _rowcount(
+            s,
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
+            .values(state=RunState.CANCELLED),
+        )
         _event(s, "job_cancelled", actor or default_actor(), job_id)
         return stopped
 
@@ -202,13 +224,17 @@ def maybe_finish_job(db: Database, job_id: int) -> bool:
     """Mark the job finished when every namespace run is in a final state."""
     with db.transaction() as s:
         open_runs = s.scalar(
-            sa.select(sa.func.count()).select_from(NamespaceRun)
+            sa.select(sa.func.count())
+            .select_from(NamespaceRun)
             .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
         )
         if open_runs:
             return False
-        return bool(_rowcount(s, sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING)
-                              .values(state=JobState.FINISHED)))
+        return bool(
+            _rowcount(
+                s, sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(state=JobState.FINISHED)
+            )
+        )
 
 
 # -------------------------------------------------------------------------------------------------------- listing
@@ -225,8 +251,15 @@ def start_listing(db: Database, run_id: int) -> NamespaceRun | None:
         return run
 
 
-def add_batches(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], next_token: str | None,
-                *, listing_done: bool, listed_from: str | None = None) -> list[int]:
+def add_batches(
+    db: Database,
+    run_id: int,
+    id_batches: Sequence[Sequence[str]],
+    next_token: str | None,
+    *,
+    listing_done: bool,
+    listed_from: str | None = None,
+) -> list[int]:
     """Record new batches and the lister's resume point together, so a restarted lister neither skips nor repeats
     a page. ``listed_from`` is the token the ids were listed from (None: the start of the namespace). Returns the
     new batch ids.
@@ -239,9 +272,13 @@ def add_batches(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], 
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
         if run.listing_done or run.list_token != listed_from:
-            raise StateError(f"another lister already recorded the pages after token {listed_from!r} of namespace "
-                             f"{run.source_namespace!r}", hint="nothing to do: that lister carries on",
-                             job_id=run.job_id, run_id=run.id)
+            raise StateError(
+                f"another lister already recorded the pages after token {listed_from!r} of namespace "
+                f"{run.source_namespace!r}",
+                hint="nothing to do: that lister carries on",
+                job_id=run.job_id,
+                run_id=run.id,
+            )
         new: list[Batch] = []
         for ids in id_batches:
             batch = Batch(run_id=run_id, seq=run.batches_total + len(new), ids=list(ids))
@@ -262,18 +299,25 @@ def add_batches(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], 
 def active_batches(db: Database, run_id: int) -> int:
     """How many copy batches of this run are queued or running (the lister keeps this under a bound)."""
     with db.transaction() as s:
-        return int(s.scalar(
-            sa.select(sa.func.count()).select_from(Batch)
-            .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
-        ) or 0)
+        return int(
+            s.scalar(
+                sa.select(sa.func.count())
+                .select_from(Batch)
+                .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
+            )
+            or 0
+        )
 
 
 def queued_batches(db: Database, run_id: int) -> list[int]:
     """Ids of this run's ``queued`` batches, oldest first (a lister that died may have recorded some of them
     without sending their copy tasks)."""
     with db.transaction() as s:
-        return list(s.scalars(sa.select(Batch.id).where(Batch.run_id == run_id, Batch.state == BatchState.QUEUED)
-                              .order_by(Batch.seq)))
+        return list(
+            s.scalars(
+                sa.select(Batch.id).where(Batch.run_id == run_id, Batch.state == BatchState.QUEUED).order_by(Batch.seq)
+            )
+        )
 
 
 # -------------------------------------------------------------------------------------------------------- batches
@@ -328,15 +372,23 @@ def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
         batch.worker = worker
         batch.started_at = utcnow()
         return BatchWork(
-            batch_id=batch.id, run_id=run.id, job_id=run.job_id, seq=batch.seq, ids=list(batch.ids),
-            source_namespace=run.source_namespace, target_namespace=run.target_namespace,
-            creator_id=run.creator_id, twin_id=run.twin_id, routing_table=dict(run.routing_table or {}),
+            batch_id=batch.id,
+            run_id=run.id,
+            job_id=run.job_id,
+            seq=batch.seq,
+            ids=list(batch.ids),
+            source_namespace=run.source_namespace,
+            target_namespace=run.target_namespace,
+            creator_id=run.creator_id,
+            twin_id=run.twin_id,
+            routing_table=dict(run.routing_table or {}),
             spec=spec,
         )
 
 
-def finish_batch(db: Database, batch_id: int, *, vectors: int, missing: int, nbytes: int,
-                 targets: Sequence[str]) -> None:
+def finish_batch(
+    db: Database, batch_id: int, *, vectors: int, missing: int, nbytes: int, targets: Sequence[str]
+) -> None:
     """running → done; the run's copied counter and the set of target namespaces it wrote grow with it."""
     with db.transaction() as s:
         batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
@@ -365,8 +417,11 @@ def fail_batch(db: Database, batch_id: int, error: str) -> None:
         batch.state = BatchState.FAILED
         batch.last_error = error[:2000]
         batch.finished_at = utcnow()
-        s.execute(sa.update(NamespaceRun).where(NamespaceRun.id == batch.run_id)
-                  .values(failed=NamespaceRun.failed + len(batch.ids)))
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.id == batch.run_id)
+            .values(failed=NamespaceRun.failed + len(batch.ids))
+        )
 
 
 def maybe_mark_copied(db: Database, run_id: int) -> bool:
@@ -377,10 +432,19 @@ def maybe_mark_copied(db: Database, run_id: int) -> bool:
 
 def _mark_copied(s: Session, run_id: int) -> bool:
     unfinished = sa.exists().where(Batch.run_id == run_id, Batch.state != BatchState.DONE)
-    return bool(_rowcount(s, sa.update(NamespaceRun)
-                          .where(NamespaceRun.id == run_id, NamespaceRun.state == RunState.COPYING,
-                                 NamespaceRun.listing_done.is_(True), ~unfinished)
-                          .values(state=RunState.COPIED)))
+    return bool(
+        _rowcount(
+            s,
+            sa.update(NamespaceRun)
+            .where(
+                NamespaceRun.id == run_id,
+                NamespaceRun.state == RunState.COPYING,
+                NamespaceRun.listing_done.is_(True),
+                ~unfinished,
+            )
+            .values(state=RunState.COPIED),
+        )
+    )
 
 
 def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
@@ -389,19 +453,29 @@ def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bo
     with db.transaction() as s:
         if _mark_copied(s, run_id):
             return True, False
-        active = (sa.select(sa.func.count()).select_from(Batch)
-                  .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery())
+        active = (
+            sa.select(sa.func.count())
+            .select_from(Batch)
+            .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
+            .scalar_subquery()
+        )
         listing_done, n_active = s.execute(
-            sa.select(NamespaceRun.listing_done, active).where(NamespaceRun.id == run_id)).one()
+            sa.select(NamespaceRun.listing_done, active).where(NamespaceRun.id == run_id)
+        ).one()
         return False, (not listing_done and n_active < max_in_flight)
 
 
-def requeue_failed(db: Database, job_id: int, namespace: str | None = None,
-                   actor: str | None = None) -> list[tuple[int, int]]:
+def requeue_failed(
+    db: Database, job_id: int, namespace: str | None = None, actor: str | None = None
+) -> list[tuple[int, int]]:
     """failed → queued for the job's (or one namespace's) failed batches; returns (run_id, batch_id) to enqueue."""
     with db.transaction() as s:
-        stmt = (sa.select(Batch, NamespaceRun).join(NamespaceRun, Batch.run_id == NamespaceRun.id)
-                .where(NamespaceRun.job_id == job_id, Batch.state == BatchState.FAILED).with_for_update())
+        stmt = (
+            sa.select(Batch, NamespaceRun)
+            .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+            .where(NamespaceRun.job_id == job_id, Batch.state == BatchState.FAILED)
+            .with_for_update()
+        )
         if namespace is not None:
             stmt = stmt.where(NamespaceRun.source_namespace == namespace)
         out: list[tuple[int, int]] = []
@@ -418,23 +492,35 @@ def requeue_failed(db: Database, job_id: int, namespace: str | None = None,
 def unfinished_work(db: Database, job_id: int) -> tuple[list[int], list[tuple[int, int]]]:
     """For resume: runs whose listing is unfinished, and (run_id, batch_id) of batches queued or running."""
     with db.transaction() as s:
-        listing = list(s.scalars(
-            sa.select(NamespaceRun.id).where(
-                NamespaceRun.job_id == job_id, NamespaceRun.listing_done.is_(False),
-                NamespaceRun.state.in_((RunState.PENDING, RunState.LISTING, RunState.COPYING)))
-        ))
-        batches = [(r, b) for r, b in s.execute(
-            sa.select(Batch.run_id, Batch.id).join(NamespaceRun, Batch.run_id == NamespaceRun.id)
-            .where(NamespaceRun.job_id == job_id, Batch.state.in_(ACTIVE_BATCH_STATES),
-                   NamespaceRun.state != RunState.CANCELLED)
-        ).all()]
+        listing = list(
+            s.scalars(
+                sa.select(NamespaceRun.id).where(
+                    NamespaceRun.job_id == job_id,
+                    NamespaceRun.listing_done.is_(False),
+                    NamespaceRun.state.in_((RunState.PENDING, RunState.LISTING, RunState.COPYING)),
+                )
+            )
+        )
+        batches = [
+            (r, b)
+            for r, b in s.execute(
+                sa.select(Batch.run_id, Batch.id)
+                .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+                .where(
+                    NamespaceRun.job_id == job_id,
+                    Batch.state.in_(ACTIVE_BATCH_STATES),
+                    NamespaceRun.state != RunState.CANCELLED,
+                )
+            ).all()
+        ]
         return listing, batches
 
 
 def runs_in_state(db: Database, job_id: int, *states: RunState) -> list[int]:
     with db.transaction() as s:
-        return list(s.scalars(sa.select(NamespaceRun.id).where(
-            NamespaceRun.job_id == job_id, NamespaceRun.state.in_(states))))
+        return list(
+            s.scalars(sa.select(NamespaceRun.id).where(NamespaceRun.job_id == job_id, NamespaceRun.state.in_(states)))
+        )
 
 
 # ------------------------------------------------------------------------------------------- verification/cleanup
@@ -458,8 +544,15 @@ def finish_verify(db: Database, run_id: int, report: dict[str, Any], passed: boo
         run = _get_run(s, run_id, lock=True)
         run.state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
         run.verification = report
-        _event(s, "verified" if passed else "verify_failed", actor, run.job_id, run.id,
-               namespace=run.source_namespace, summary=report.get("summary"))
+        _event(
+            s,
+            "verified" if passed else "verify_failed",
+            actor,
+            run.job_id,
+            run.id,
+            namespace=run.source_namespace,
+            summary=report.get("summary"),
+        )
 
 
 def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
@@ -468,14 +561,19 @@ def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
         run = _get_run(s, run_id, lock=True)
         if _is_rollback_run(s, run):
             # Its "source" is a restored original: cleanup must never delete it.
-            raise StateError(f"run {run.id} belongs to a rollback job: there is no source to clean up",
-                             hint="cleanup acts on migrate jobs only", job_id=run.job_id, run_id=run.id)
+            raise StateError(
+                f"run {run.id} belongs to a rollback job: there is no source to clean up",
+                hint="cleanup acts on migrate jobs only",
+                job_id=run.job_id,
+                run_id=run.id,
+            )
         if run.state != RunState.VERIFIED:
             # No event here: it would roll back with the raise; callers (workers.cleaning) record the refusal.
             raise StateError(
                 f"refusing to delete source namespace {run.source_namespace!r}: its run is {run.state}, not verified",
                 hint="run `nsmigrate verify JOB` first; only a verified namespace can be cleaned up",
-                job_id=run.job_id, run_id=run.id,
+                job_id=run.job_id,
+                run_id=run.id,
             )
         run.state = RunState.CLEANING
         return run
@@ -496,8 +594,9 @@ def abort_cleanup(db: Database, run_id: int, reason: str, actor: str, back_to: R
         _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason)
 
 
-def record_event(db: Database, action: str, actor: str, job_id: int | None = None, run_id: int | None = None,
-                 **detail: Any) -> None:
+def record_event(
+    db: Database, action: str, actor: str, job_id: int | None = None, run_id: int | None = None, **detail: Any
+) -> None:
     with db.transaction() as s:
         _event(s, action, actor, job_id, run_id, **detail)
 
@@ -507,16 +606,20 @@ def record_event(db: Database, action: str, actor: str, job_id: int | None = Non
 #: A run in one of these states finished copying and may be synced (its new and changed ids copied again).
 SYNCABLE_RUN_STATES = (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED)
 #: A forward run in one of these states writes nothing any more: a rollback may judge and remove its targets.
-ROLLBACK_READY_STATES = (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED,
-                         RunState.CANCELLED)
+ROLLBACK_READY_STATES = (
+    RunState.COPIED,
+    RunState.VERIFIED,
+    RunState.VERIFY_FAILED,
+    RunState.CLEANED,
+    RunState.CANCELLED,
+)
 
 
 def written_ids(db: Database, run_id: int) -> list[str]:
     """Every id the run's batches may have written — those of every batch that ran at least once (the first copy's
     and every sync's; a failed batch may have written some chunks) — each once, in batch order."""
     with db.transaction() as s:
-        rows = s.scalars(sa.select(Batch.ids).where(Batch.run_id == run_id, Batch.attempts > 0)
-                         .order_by(Batch.seq))
+        rows = s.scalars(sa.select(Batch.ids).where(Batch.run_id == run_id, Batch.attempts > 0).order_by(Batch.seq))
         return list(dict.fromkeys(i for ids in rows for i in ids))
 
 
@@ -528,11 +631,15 @@ def _sync_refusal(s: Session, run: NamespaceRun) -> str | None:
     if job.state == JobState.CANCELLED:
         return f"job {job.id} was cancelled (or rolled back); there is nothing to sync into"
     if run.state == RunState.CLEANED:
-        return ("its source namespace was deleted by cleanup: there is nothing left to sync from "
-                "(writers must already be on the target)")
+        return (
+            "its source namespace was deleted by cleanup: there is nothing left to sync from "
+            "(writers must already be on the target)"
+        )
     if run.state not in SYNCABLE_RUN_STATES:
-        return (f"the run is {run.state}; sync runs once its copy finished (copied, verified or verify_failed): "
-                "wait for it, or `nsmigrate retry` its failed batches")
+        return (
+            f"the run is {run.state}; sync runs once its copy finished (copied, verified or verify_failed): "
+            "wait for it, or `nsmigrate retry` its failed batches"
+        )
     return None
 
 
@@ -542,8 +649,7 @@ def sync_refusal(db: Database, run_id: int) -> str | None:
         return _sync_refusal(s, _get_run(s, run_id))
 
 
-def start_sync(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], actor: str,
-               **detail: Any) -> list[int]:
+def start_sync(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], actor: str, **detail: Any) -> list[int]:
     """copied/verified/verify_failed → copying, with one new batch per group of ids a sync found new or changed, and
     the ``sync`` audit event carrying ``detail`` (its counts) — one transaction. The last batch to finish marks the
     run copied and verification follows, exactly as after the first copy; with no batches the caller marks it
@@ -556,8 +662,9 @@ def start_sync(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], a
         run = _get_run(s, run_id, lock=True)
         refusal = _sync_refusal(s, run)
         if refusal is not None:
-            raise StateError(f"cannot sync namespace {run.source_namespace!r}: {refusal}",
-                             job_id=run.job_id, run_id=run.id)
+            raise StateError(
+                f"cannot sync namespace {run.source_namespace!r}: {refusal}", job_id=run.job_id, run_id=run.id
+            )
         new = [Batch(run_id=run_id, seq=run.batches_total + n, ids=list(ids)) for n, ids in enumerate(id_batches)]
         s.add_all(new)
         run.batches_total += len(new)
@@ -584,18 +691,28 @@ def open_rollback(db: Database, forward_job_id: int, actor: str) -> tuple[int, b
         if forward is None:
             raise NotFound(f"job {forward_job_id} does not exist", job_id=forward_job_id)
         if forward.kind != JobKind.MIGRATE:
-            raise StateError(f"job {forward.id} is a {forward.kind} job; only a migrate job can be rolled back",
-                             hint="give the id of the migration to undo", job_id=forward.id)
-        runs = list(s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == forward.id)
-                              .order_by(NamespaceRun.id)))
+            raise StateError(
+                f"job {forward.id} is a {forward.kind} job; only a migrate job can be rolled back",
+                hint="give the id of the migration to undo",
+                job_id=forward.id,
+            )
+        runs = list(
+            s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == forward.id).order_by(NamespaceRun.id))
+        )
         busy = [r for r in runs if r.state not in ROLLBACK_READY_STATES]
         if busy:
             raise StateError(
                 f"job {forward.id} is still working: namespace {busy[0].source_namespace!r} is {busy[0].state}"
                 + (f" (and {len(busy) - 1} more)" if len(busy) > 1 else ""),
-                hint=f"wait for it, or `nsmigrate cancel {forward.id}`, then roll back", job_id=forward.id)
-        existing = s.scalars(sa.select(Job).where(Job.parent_job_id == forward.id, Job.kind == JobKind.ROLLBACK)
-                             .order_by(Job.id.desc()).limit(1)).one_or_none()
+                hint=f"wait for it, or `nsmigrate cancel {forward.id}`, then roll back",
+                job_id=forward.id,
+            )
+        existing = s.scalars(
+            sa.select(Job)
+            .where(Job.parent_job_id == forward.id, Job.kind == JobKind.ROLLBACK)
+            .order_by(Job.id.desc())
+            .limit(1)
+        ).one_or_none()
         if existing is not None:
             states = set(s.scalars(sa.select(NamespaceRun.state).where(NamespaceRun.job_id == existing.id)))
             if states <= {RunState.CLEANED}:
@@ -603,25 +720,40 @@ def open_rollback(db: Database, forward_job_id: int, actor: str) -> tuple[int, b
             existing.state = JobState.RUNNING
             _event(s, "rollback_resumed", actor, existing.id, forward_job_id=forward.id)
             return existing.id, False
-        job = Job(name=f"{forward.name}.rollback"[:64], kind=JobKind.ROLLBACK, spec=forward.spec,
-                  state=JobState.RUNNING, parent_job_id=forward.id)
+        job = Job(
+            name=f"{forward.name}.rollback"[:64],
+            kind=JobKind.ROLLBACK,
+            spec=forward.spec,
+            state=JobState.RUNNING,
+            parent_job_id=forward.id,
+        )
         s.add(job)
         s.flush()
         for r in runs:
             targets = [r.target_namespace] if r.target_namespace is not None else list(r.target_namespaces or [])
-            s.add(NamespaceRun(
-                job_id=job.id, source_store=r.target_store, source_namespace=r.source_namespace,
-                target_store=r.source_store, target_namespace=r.source_namespace, creator_id=r.creator_id,
-                twin_id=r.twin_id, target_namespaces=targets, listing_done=True,
-            ))
-        _event(s, "job_created", actor, job.id, kind=str(JobKind.ROLLBACK), forward_job_id=forward.id,
-               namespaces=len(runs))
+            s.add(
+                NamespaceRun(
+                    job_id=job.id,
+                    source_store=r.target_store,
+                    source_namespace=r.source_namespace,
+                    target_store=r.source_store,
+                    target_namespace=r.source_namespace,
+                    creator_id=r.creator_id,
+                    twin_id=r.twin_id,
+                    target_namespaces=targets,
+                    listing_done=True,
+                )
+            )
+        _event(
+            s, "job_created", actor, job.id, kind=str(JobKind.ROLLBACK), forward_job_id=forward.id, namespaces=len(runs)
+        )
         _event(s, "rollback_started", actor, forward.id, rollback_job_id=job.id)
         return job.id, False
 
 
-def rollback_checked(db: Database, run_id: int, report: dict[str, Any], passed: bool, actor: str, *,
-                     written: int) -> None:
+def rollback_checked(
+    db: Database, run_id: int, report: dict[str, Any], passed: bool, actor: str, *, written: int
+) -> None:
     """A rollback run's originals were judged: verified (they match the targets) or verify_failed (nothing will be
     deleted), with the report and the number of ids the forward run wrote."""
     with db.transaction() as s:
@@ -629,8 +761,15 @@ def rollback_checked(db: Database, run_id: int, report: dict[str, Any], passed: 
         run.state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
         run.verification = report
         run.source_count = written
-        _event(s, "originals_verified" if passed else "originals_refused", actor, run.job_id, run.id,
-               namespace=run.source_namespace, summary=report.get("summary"))
+        _event(
+            s,
+            "originals_verified" if passed else "originals_refused",
+            actor,
+            run.job_id,
+            run.id,
+            namespace=run.source_namespace,
+            summary=report.get("summary"),
+        )
 
 
 def rollback_restoring(db: Database, run_id: int) -> None:
@@ -659,20 +798,25 @@ def claim_forward_runs(db: Database, rollback_job_id: int, expected: dict[int, s
     with db.transaction() as s:
         rollback = s.get(Job, rollback_job_id)
         assert rollback is not None and rollback.parent_job_id is not None
-        runs = list(s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == rollback.parent_job_id)
-                              .with_for_update()))
+        runs = list(
+            s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == rollback.parent_job_id).with_for_update())
+        )
         changed = [r for r in runs if r.state != expected.get(r.id, r.state)]
         if changed:
             raise StateError(
                 f"namespace {changed[0].source_namespace!r} of job {rollback.parent_job_id} changed while the rollback "
                 f"checked it (now {changed[0].state}); nothing was deleted",
-                hint="run the rollback again", job_id=rollback.parent_job_id)
+                hint="run the rollback again",
+                job_id=rollback.parent_job_id,
+            )
         for r in runs:
             r.state = RunState.CANCELLED
         s.execute(sa.update(Job).where(Job.id == rollback.parent_job_id).values(state=JobState.CANCELLED))
-        s.execute(sa.update(NamespaceRun).where(NamespaceRun.job_id == rollback_job_id,
-                                                NamespaceRun.state != RunState.CLEANED)
-                  .values(state=RunState.CLEANING))
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.job_id == rollback_job_id, NamespaceRun.state != RunState.CLEANED)
+            .values(state=RunState.CLEANING)
+        )
         _event(s, "rolled_back", actor, rollback.parent_job_id, rollback_job_id=rollback_job_id)
 
 
@@ -691,8 +835,14 @@ def finish_rollback(db: Database, rollback_job_id: int, actor: str, *, passed: b
         job = s.get(Job, rollback_job_id)
         assert job is not None
         job.state = JobState.FINISHED
-        _event(s, "rollback_finished" if passed else "rollback_refused", actor, job.id,
-               forward_job_id=job.parent_job_id, reason=reason or None)
+        _event(
+            s,
+            "rollback_finished" if passed else "rollback_refused",
+            actor,
+            job.id,
+            forward_job_id=job.parent_job_id,
+            reason=reason or None,
+        )
 
 
 # --------------------------------------------------------------------------------------------------------- status
@@ -705,36 +855,54 @@ def job_status(db: Database, job_id: int) -> dict[str, Any]:
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
         counts = {
-            (run_id, state): n for run_id, state, n in s.execute(
+            (run_id, state): n
+            for run_id, state, n in s.execute(
                 sa.select(Batch.run_id, Batch.state, sa.func.count())
                 .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
-                .where(NamespaceRun.job_id == job_id).group_by(Batch.run_id, Batch.state)
+                .where(NamespaceRun.job_id == job_id)
+                .group_by(Batch.run_id, Batch.state)
             ).all()
         }
         errors = {
-            run_id: err for run_id, err in s.execute(
+            run_id: err
+            for run_id, err in s.execute(
                 sa.select(Batch.run_id, sa.func.max(Batch.last_error))
                 .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
-                .where(NamespaceRun.job_id == job_id, Batch.state == BatchState.FAILED).group_by(Batch.run_id)
+                .where(NamespaceRun.job_id == job_id, Batch.state == BatchState.FAILED)
+                .group_by(Batch.run_id)
             ).all()
         }
         runs = []
         for run in s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id)):
-            runs.append({
-                "run_id": run.id, "source_namespace": run.source_namespace,
-                "target_namespace": run.target_namespace, "targets": list(run.target_namespaces or []),
-                "state": run.state, "source_count": run.source_count, "listed": run.listed, "copied": run.copied,
-                "failed": run.failed, "batches": {st.value: counts.get((run.id, st), 0) for st in BatchState},
-                "last_error": errors.get(run.id),
-                "verification": (run.verification or {}).get("summary"),
-                "verified_ok": (run.verification or {}).get("passed"),
-            })
+            runs.append(
+                {
+                    "run_id": run.id,
+                    "source_namespace": run.source_namespace,
+                    "target_namespace": run.target_namespace,
+                    "targets": list(run.target_namespaces or []),
+                    "state": run.state,
+                    "source_count": run.source_count,
+                    "listed": run.listed,
+                    "copied": run.copied,
+                    "failed": run.failed,
+                    "batches": {st.value: counts.get((run.id, st), 0) for st in BatchState},
+                    "last_error": errors.get(run.id),
+                    "verification": (run.verification or {}).get("summary"),
+                    "verified_ok": (run.verification or {}).get("passed"),
+                }
+            )
         return {
-            "job_id": job.id, "name": job.name, "kind": job.kind, "state": job.state,
-            "created_at": job.created_at.isoformat(), "runs": runs,
+            "job_id": job.id,
+            "name": job.name,
+            "kind": job.kind,
+            "state": job.state,
+            "created_at": job.created_at.isoformat(),
+            "runs": runs,
             "totals": {
-                "source": sum(r["source_count"] for r in runs), "listed": sum(r["listed"] for r in runs),
-                "copied": sum(r["copied"] for r in runs), "failed": sum(r["failed"] for r in runs),
+                "source": sum(r["source_count"] for r in runs),
+                "listed": sum(r["listed"] for r in runs),
+                "copied": sum(r["copied"] for r in runs),
+                "failed": sum(r["failed"] for r in runs),
             },
         }
 

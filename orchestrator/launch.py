@@ -60,8 +60,10 @@ def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None 
                 raise
             dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
     except RetryableError as e:
-        raise PlanError(f"the {role} store {store.name} did not answer: {e}",
-                        hint=f"check the {role} host/URL and that the service is up, then run again") from e
+        raise PlanError(
+            f"the {role} store {store.name} did not answer: {e}",
+            hint=f"check the {role} host/URL and that the service is up, then run again",
+        ) from e
     return Inventory(label=store.name, dimension=dimension, namespaces=namespaces)
 
 
@@ -79,7 +81,7 @@ def _all_ids(store: InventoryStore, namespace: str) -> list[str]:
 def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[Any]:
     records: list[Any] = []
     for start in range(0, len(ids), 1000):  # Pinecone fetches ≤ 1,000 ids per request
-        records.extend(store.fetch(namespace, ids[start:start + 1000]))
+        records.extend(store.fetch(namespace, ids[start : start + 1000]))
     return records
 
 
@@ -109,8 +111,9 @@ def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None
 
 def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int:
     """Write the job and its namespace runs, then enqueue one lister per namespace. Returns the job id."""
-    job_id = jobs.create_job(db, prepared.spec, prepared.plan, source_label=prepared.source_label,
-                             target_label=prepared.target_label)
+    job_id = jobs.create_job(
+        db, prepared.spec, prepared.plan, source_label=prepared.source_label, target_label=prepared.target_label
+    )
     for run in jobs.runs_of(db, job_id):
         dispatcher.list_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
     return job_id
@@ -123,19 +126,22 @@ def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, 
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
     for run_id in listing:
-        dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace),
-                                  wait_for_lock=True)
+        dispatcher.list_namespace(
+            run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace), wait_for_lock=True
+        )
     for run_id, batch_id in batches:
-        dispatcher.copy_batch(batch_id, job_id=job_id, run_id=run_id,
-                              namespace=display_namespace(runs[run_id].source_namespace))
+        dispatcher.copy_batch(
+            batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
+        )
     to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
     for run_id in to_verify:
         dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace))
     # Runs whose batches are all done but were never marked copied (a worker died right after its last batch).
     for run_id in jobs.runs_in_state(db, job_id, RunState.COPYING):
         if jobs.maybe_mark_copied(db, run_id):
-            dispatcher.verify_namespace(run_id, job_id=job_id,
-                                        namespace=display_namespace(runs[run_id].source_namespace))
+            dispatcher.verify_namespace(
+                run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
+            )
     jobs.record_event(db, "job_resumed", jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
     return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
 
@@ -145,13 +151,15 @@ def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespa
     requeued = jobs.requeue_failed(db, job_id, namespace)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
     for run_id, batch_id in requeued:
-        dispatcher.copy_batch(batch_id, job_id=job_id, run_id=run_id,
-                              namespace=display_namespace(runs[run_id].source_namespace))
+        dispatcher.copy_batch(
+            batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
+        )
     return len(requeued)
 
 
-def request_verification(db: jobs.Database, dispatcher: Dispatcher, job_id: int,
-                         namespace: str | None = None) -> list[int]:
+def request_verification(
+    db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
+) -> list[int]:
     """Enqueue verification of every run that finished copying (again, for runs verified before)."""
     run_ids = []
     for run in jobs.runs_of(db, job_id, namespace):

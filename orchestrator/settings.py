@@ -20,14 +20,20 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker, locks and rate buckets.")
     visibility_timeout_s: int = Field(3600, description="Redis redelivers an unacked task after this; > any batch.")
     lister_lock_ttl_s: float = Field(
-        30, gt=0, description="A lister's lock expires this long after its worker died (a live lister keeps it "
-        "fresh), so a resumed or redelivered lister can take over a namespace from a killed one.")
+        30,
+        gt=0,
+        description="A lister's lock expires this long after its worker died (a live lister keeps it "
+        "fresh), so a resumed or redelivered lister can take over a namespace from a killed one.",
+    )
     max_batches_in_flight: int = Field(64, description="Default bound on queued+running copy batches per namespace.")
     retry_attempts: int = Field(8, ge=1, description="Attempts per store request on 429/5xx before the batch fails.")
     retry_max_wait_s: float = Field(30, gt=0, description="Longest backoff between two attempts (Retry-After wins).")
     rate_guard_s: float = Field(
-        0.1, ge=0, description="Seconds added to the rate budget's 1 s window: absorbs jitter between a worker's "
-        "admission and its request reaching the server, so the server never sees more than the budget in 1 s.")
+        0.1,
+        ge=0,
+        description="Seconds added to the rate budget's 1 s window: absorbs jitter between a worker's "
+        "admission and its request reaching the server, so the server never sees more than the budget in 1 s.",
+    )
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")
 

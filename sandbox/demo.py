@@ -63,8 +63,10 @@ def run_demo(*, keep: bool = False, copy_concurrency: int = 16, console: Console
     stack = start_stack([IndexSpec(index_name, dimension=seed.dimension, metric="cosine", kind="pod")])
     try:
         seed.load_into(stack.pinecone, index_name)
-        console.print(f"loaded the seed data set into index {index_name!r}: {seed.total} vectors "
-                      f"(dimension {seed.dimension}) in {len(seed.namespaces)} namespaces")
+        console.print(
+            f"loaded the seed data set into index {index_name!r}: {seed.total} vectors "
+            f"(dimension {seed.dimension}) in {len(seed.namespaces)} namespaces"
+        )
         twins_csv = write_twins_csv(seed.twins, stack.workdir / "seed-twins.csv")
         spec_file = stack.workdir / f"{DEMO_JOB}.yaml"
         spec_file.write_text(yaml.safe_dump(sandbox_spec(spec_path, stack, twins_csv), sort_keys=False))
@@ -81,18 +83,23 @@ def run_demo(*, keep: bool = False, copy_concurrency: int = 16, console: Console
         _print_plan(prepared)
         started = time.monotonic()
         job_id = launch.launch(db, Dispatcher(settings), prepared)
-        console.print(f"job {job_id} started; watch it in Flower at {flower_url} "
-                      f"(user admin, password {stack.flower_password})")
+        console.print(
+            f"job {job_id} started; watch it in Flower at {flower_url} (user admin, password {stack.flower_password})"
+        )
         code = watch_job(db, job_id, timeout_s=600)
         elapsed = time.monotonic() - started
         _print_landing(console, stack, index_name)
         status = jobs.job_status(db, job_id)
-        console.print(f"copied {status['totals']['copied']} of {status['totals']['source']} vectors in "
-                      f"{elapsed:.1f} s; the source namespaces are kept (cleanup mode "
-                      f"{spec.cleanup.mode!r}: only verified namespaces can be deleted, with `nsmigrate cleanup`).")
+        console.print(
+            f"copied {status['totals']['copied']} of {status['totals']['source']} vectors in "
+            f"{elapsed:.1f} s; the source namespaces are kept (cleanup mode "
+            f"{spec.cleanup.mode!r}: only verified namespaces can be deleted, with `nsmigrate cleanup`)."
+        )
         if keep:
-            console.print(f"[bold]running until Ctrl-C[/]: Flower {flower_url}; NSMIGRATE_DATABASE_URL="
-                          f"{settings.database_url} NSMIGRATE_REDIS_URL={settings.redis_url}")
+            console.print(
+                f"[bold]running until Ctrl-C[/]: Flower {flower_url}; NSMIGRATE_DATABASE_URL="
+                f"{settings.database_url} NSMIGRATE_REDIS_URL={settings.redis_url}"
+            )
             try:
                 while True:
                     time.sleep(3600)
@@ -122,11 +129,14 @@ def _print_landing(console: Console, stack: Stack, index_name: str) -> None:
         vid = page.vectors[0].id if page.vectors else None
         if vid is not None:
             meta = index.fetch(ids=[vid], namespace=sample_ns).vectors[vid].metadata or {}
-            console.print(f"example vector {vid!r} in {sample_ns}: metadata "
-                          f"{ {k: meta[k] for k in sorted(meta) if k != 'text'} }")
-    console.print(f"{len(creator_namespaces)} creator namespaces; source namespaces still present: "
-                  f"{len([ns for ns in stats.namespaces if not ns.startswith('creator_')])} "
-                  f"(including {display_namespace('')})")
+            console.print(
+                f"example vector {vid!r} in {sample_ns}: metadata { {k: meta[k] for k in sorted(meta) if k != 'text'} }"
+            )
+    console.print(
+        f"{len(creator_namespaces)} creator namespaces; source namespaces still present: "
+        f"{len([ns for ns in stats.namespaces if not ns.startswith('creator_')])} "
+        f"(including {display_namespace('')})"
+    )
 
 
 def _open_store(spec: Any) -> Any:

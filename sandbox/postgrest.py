@@ -74,11 +74,24 @@ _SINGLE_OBJECT = "application/vnd.pgrst.object+json"
 
 # Fixed SQL fragments chosen by operator name; user text only ever selects a key of these maps.
 _COMPARISONS: Mapping[str, str] = {
-    "eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=",
-    "like": "LIKE", "ilike": "ILIKE", "match": "~", "imatch": "~*", "isdistinct": "IS DISTINCT FROM",
+    "eq": "=",
+    "neq": "<>",
+    "gt": ">",
+    "gte": ">=",
+    "lt": "<",
+    "lte": "<=",
+    "like": "LIKE",
+    "ilike": "ILIKE",
+    "match": "~",
+    "imatch": "~*",
+    "isdistinct": "IS DISTINCT FROM",
 }
 _IS_VALUES: Mapping[str, str] = {
-    "null": "IS NULL", "not_null": "IS NOT NULL", "true": "IS TRUE", "false": "IS FALSE", "unknown": "IS UNKNOWN",
+    "null": "IS NULL",
+    "not_null": "IS NOT NULL",
+    "true": "IS TRUE",
+    "false": "IS FALSE",
+    "unknown": "IS UNKNOWN",
 }
 _DIRECTIONS: Mapping[str, str] = {"asc": "ASC", "desc": "DESC"}
 _NULLS: Mapping[str, str] = {"nullsfirst": "NULLS FIRST", "nullslast": "NULLS LAST"}
@@ -157,8 +170,9 @@ def status_for_sqlstate(sqlstate: str | None) -> int:
 def database_error(e: psycopg.Error) -> PostgrestError:
     diag = e.diag
     message = diag.message_primary or str(e).strip() or type(e).__name__
-    return PostgrestError(status_for_sqlstate(e.sqlstate), e.sqlstate or "XX000", message,
-                          diag.message_detail, diag.message_hint)
+    return PostgrestError(
+        status_for_sqlstate(e.sqlstate), e.sqlstate or "XX000", message, diag.message_detail, diag.message_hint
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -238,8 +252,12 @@ def parse_select(text: str) -> list[SelectItem | None]:
         if not part:
             raise parse_error("select", text, "an empty column name is not allowed")
         if "(" in part or "::" in part or "->" in part:
-            raise parse_error("select", text, "resource embedding, casts and JSON paths are not supported by the "
-                                              "sandbox PostgREST stand-in; select plain columns")
+            raise parse_error(
+                "select",
+                text,
+                "resource embedding, casts and JSON paths are not supported by the "
+                "sandbox PostgREST stand-in; select plain columns",
+            )
         alias, sep, column = part.partition(":")
         if not sep:
             alias = column = part
@@ -262,7 +280,7 @@ def parse_filter(column: str, text: str) -> Filter:
     negated = False
     rest = text
     if rest.startswith("not."):
-        negated, rest = True, rest[len("not."):]
+        negated, rest = True, rest[len("not.") :]
     operator, sep, value = rest.partition(".")
     if not sep:
         raise parse_error("filter", text, "expected <operator>.<value>, e.g. eq.42")
@@ -273,8 +291,12 @@ def parse_filter(column: str, text: str) -> Filter:
             raise parse_error("filter", text, "`is` takes null, not_null, true, false or unknown")
         return Filter(column, operator, value.lower(), negated)
     if operator not in _COMPARISONS:
-        raise parse_error("filter", text, f"operator {operator!r} is not supported by the sandbox PostgREST stand-in "
-                                          f"(supported: {', '.join([*_COMPARISONS, 'in', 'is'])})")
+        raise parse_error(
+            "filter",
+            text,
+            f"operator {operator!r} is not supported by the sandbox PostgREST stand-in "
+            f"(supported: {', '.join([*_COMPARISONS, 'in', 'is'])})",
+        )
     if operator in ("like", "ilike"):
         value = value.replace("*", "%")  # PostgREST's URL-friendly wildcard
     return Filter(column, operator, value, negated)
@@ -316,9 +338,12 @@ def requested_range(range_header: str | None, limit: str | None, offset: str | N
         lower = int(match.group(1))
         upper = int(match.group(2)) if match.group(2) else None
         if upper is not None and upper < lower:
-            raise PostgrestError(416, "PGRST103", "Requested range not satisfiable",
-                                 "The lower boundary must be lower than or equal to the upper boundary in the "
-                                 "Range header.")
+            raise PostgrestError(
+                416,
+                "PGRST103",
+                "Requested range not satisfiable",
+                "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
+            )
     if offset is not None:
         lower = max(lower, _non_negative_int("offset", offset))
     if limit is not None:
@@ -401,7 +426,8 @@ def filter_sql(table: Table, flt: Filter) -> tuple[sql.Composable, list[object]]
         params = list(values)
         clause: sql.Composable = (
             sql.SQL("{} IN ({})").format(column, sql.SQL(", ").join(sql.Placeholder() for _ in values))
-            if values else sql.SQL("FALSE")
+            if values
+            else sql.SQL("FALSE")
         )
     elif flt.operator == "is":
         clause = sql.SQL("{} {}").format(column, sql.SQL(_IS_VALUES[str(flt.value)]))
@@ -482,8 +508,9 @@ class ConnectionPool:
             return psycopg.connect(self._conninfo, autocommit=True, application_name="nsmigrate-postgrest-standin")
         except psycopg.OperationalError as e:
             # PostgREST answers 503 while the database is unreachable; the client retries GETs on it.
-            raise PostgrestError(503, "PGRST000", "Database connection error. Retrying the connection.",
-                                 type(e).__name__) from e
+            raise PostgrestError(
+                503, "PGRST000", "Database connection error. Retrying the connection.", type(e).__name__
+            ) from e
 
     def _checkin(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:
@@ -534,34 +561,45 @@ class PostgrestApp:
                 return self._read(request, table_name)
             if request.method == "POST":
                 return self._insert(request, table_name)
-            raise PostgrestError(405, "PGRST117", f"Unsupported HTTP method: {request.method}",
-                                 "The sandbox PostgREST stand-in answers GET, HEAD and POST only.")
+            raise PostgrestError(
+                405,
+                "PGRST117",
+                f"Unsupported HTTP method: {request.method}",
+                "The sandbox PostgREST stand-in answers GET, HEAD and POST only.",
+            )
         except PostgrestError as e:
             return e.response()
         except psycopg.Error as e:
             return database_error(e).response()
         except Exception as e:  # a bug here must still answer in the client's error shape
             log.exception("PostgREST stand-in failed on %s %s", request.method, request.path)
-            return PostgrestError(500, "XX000", "internal error in the sandbox PostgREST stand-in",
-                                  type(e).__name__).response()
+            return PostgrestError(
+                500, "XX000", "internal error in the sandbox PostgREST stand-in", type(e).__name__
+            ).response()
 
     def _authorize(self, headers: Mapping[str, str]) -> None:
         given = headers.get("apikey")
         if given is None:
-            raise PostgrestError(401, "401", "No API key found in request",
-                                 hint="No `apikey` request header or url param was found.")
+            raise PostgrestError(
+                401, "401", "No API key found in request", hint="No `apikey` request header or url param was found."
+            )
         if not hmac.compare_digest(given.encode(), self._api_key):
-            raise PostgrestError(401, "401", "Invalid API key",
-                                 hint="Double check your Supabase `anon` or `service_role` API key.")
+            raise PostgrestError(
+                401, "401", "Invalid API key", hint="Double check your Supabase `anon` or `service_role` API key."
+            )
 
     @staticmethod
     def _table_name(path: str) -> str:
         if not path.startswith(REST_PREFIX):
             raise PostgrestError(404, "PGRST125", "Invalid path specified in request URL")
-        rest = path[len(REST_PREFIX):]
+        rest = path[len(REST_PREFIX) :]
         if rest.startswith("rpc/"):
-            raise PostgrestError(404, "PGRST202", "Could not find the function in the schema cache",
-                                 "RPC is not supported by the sandbox PostgREST stand-in.")
+            raise PostgrestError(
+                404,
+                "PGRST202",
+                "Could not find the function in the schema cache",
+                "RPC is not supported by the sandbox PostgREST stand-in.",
+            )
         if not rest or "/" in rest:
             raise PostgrestError(404, "PGRST125", "Invalid path specified in request URL")
         return unquote(rest)
@@ -569,23 +607,36 @@ class PostgrestApp:
     def _schema(self, headers: Mapping[str, str], header: str) -> str:
         schema = headers.get(header, self.schemas[0])
         if schema not in self.schemas:
-            raise PostgrestError(406, "PGRST106", f"Invalid schema: {schema}",
-                                 hint=f"Only the following schemas are exposed: {', '.join(self.schemas)}")
+            raise PostgrestError(
+                406,
+                "PGRST106",
+                f"Invalid schema: {schema}",
+                hint=f"Only the following schemas are exposed: {', '.join(self.schemas)}",
+            )
         return schema
 
     @staticmethod
     def _table(conn: psycopg.Connection[Any], schema: str, name: str) -> Table:
         rows = conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-            "ORDER BY ordinal_position", (schema, name),
+            "ORDER BY ordinal_position",
+            (schema, name),
         ).fetchall()
         if rows:
             return Table(schema, name, tuple(r[0] for r in rows))
-        tables = [r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)).fetchall()]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+            ).fetchall()
+        ]
         close = difflib.get_close_matches(name, tables, n=1)
-        raise PostgrestError(404, "PGRST205", f"Could not find the table '{schema}.{name}' in the schema cache",
-                             hint=f"Perhaps you meant the table '{schema}.{close[0]}'" if close else None)
+        raise PostgrestError(
+            404,
+            "PGRST205",
+            f"Could not find the table '{schema}.{name}' in the schema cache",
+            hint=f"Perhaps you meant the table '{schema}.{close[0]}'" if close else None,
+        )
 
     # -- GET / HEAD -------------------------------------------------------------------------------------------------
 
@@ -594,8 +645,11 @@ class PostgrestApp:
         single = _wants_single_object(request.headers)
         params = request.params
         query = {k: v for k, v in params if k in RESERVED_PARAMS}
-        filters = [parse_filter(unquote_identifier(k), v) for k, v in params if k not in RESERVED_PARAMS
-                   and _filter_key_supported(k, v)]
+        filters = [
+            parse_filter(unquote_identifier(k), v)
+            for k, v in params
+            if k not in RESERVED_PARAMS and _filter_key_supported(k, v)
+        ]
         items = parse_select(query.get("select", "*"))
         order = parse_order(query["order"]) if "order" in query else []
         rows = requested_range(request.headers.get("range"), query.get("limit"), query.get("offset"), self.max_rows)
@@ -605,9 +659,11 @@ class PostgrestApp:
             table = self._table(conn, schema, table_name)
             where, where_params = where_sql(table, filters)
             page = sql.SQL("SELECT {} FROM {} WHERE {}{} LIMIT %s OFFSET %s").format(
-                select_list(table, items), table.ident, where, order_sql(table, order))
-            body_text, returned = conn.execute(_AGGREGATE.format(page), [*where_params, rows.limit, rows.offset]
-                                               ).fetchone() or ("[]", 0)
+                select_list(table, items), table.ident, where, order_sql(table, order)
+            )
+            body_text, returned = conn.execute(
+                _AGGREGATE.format(page), [*where_params, rows.limit, rows.offset]
+            ).fetchone() or ("[]", 0)
             total = None
             if count_wanted:
                 count_query = sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table.ident, where)
@@ -615,11 +671,19 @@ class PostgrestApp:
 
         status = range_status(rows.offset, returned, total)
         if single and returned != 1:
-            raise PostgrestError(406, "PGRST116", "JSON object requested, multiple (or no) rows returned",
-                                 f"The result contains {returned} rows")
+            raise PostgrestError(
+                406,
+                "PGRST116",
+                "JSON object requested, multiple (or no) rows returned",
+                f"The result contains {returned} rows",
+            )
         if status == 416:
-            raise PostgrestError(416, "PGRST103", "Requested range not satisfiable",
-                                 f"An offset of {rows.offset} was requested, but there are only {total} rows.")
+            raise PostgrestError(
+                416,
+                "PGRST103",
+                "Requested range not satisfiable",
+                f"An offset of {rows.offset} was requested, but there are only {total} rows.",
+            )
         headers = {"Content-Range": content_range(rows.offset, returned, total)}
         if count_wanted:
             headers["Preference-Applied"] = "count=exact"
@@ -639,7 +703,8 @@ class PostgrestApp:
             columns = _insert_columns(table, rows, query.get("columns"))
             statement = self._insert_sql(conn, table, columns, prefer.get("resolution"), query.get("on_conflict"))
             wrapped = sql.SQL("WITH _pgrst_ins AS ({}) ").format(statement) + _AGGREGATE.format(
-                sql.SQL("SELECT {} FROM _pgrst_ins").format(select_list(table, items)))
+                sql.SQL("SELECT {} FROM _pgrst_ins").format(select_list(table, items))
+            )
             body_text, inserted = conn.execute(wrapped, [json.dumps(rows)]).fetchone() or ("[]", 0)
 
         count_wanted = prefer.get("count") in ("exact", "planned", "estimated")
@@ -651,30 +716,44 @@ class PostgrestApp:
             return Response(201, headers)
         single = _wants_single_object(request.headers)
         if single and inserted != 1:
-            raise PostgrestError(406, "PGRST116", "JSON object requested, multiple (or no) rows returned",
-                                 f"The result contains {inserted} rows")
+            raise PostgrestError(
+                406,
+                "PGRST116",
+                "JSON object requested, multiple (or no) rows returned",
+                f"The result contains {inserted} rows",
+            )
         return _json_response(201, headers, body_text, single, request.headers)
 
     @staticmethod
-    def _insert_sql(conn: psycopg.Connection[Any], table: Table, columns: Sequence[str], resolution: str | None,
-                    on_conflict: str | None) -> sql.Composable:
+    def _insert_sql(
+        conn: psycopg.Connection[Any],
+        table: Table,
+        columns: Sequence[str],
+        resolution: str | None,
+        on_conflict: str | None,
+    ) -> sql.Composable:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         statement = sql.SQL(
             "INSERT INTO {table} ({cols}) SELECT {cols} FROM json_populate_recordset(NULL::{table}, %s::json)"
         ).format(table=table.ident, cols=cols)
         if resolution in ("merge-duplicates", "ignore-duplicates"):
-            target = ([table.require(unquote_identifier(c.strip())) for c in on_conflict.split(",")]
-                      if on_conflict else _primary_key(conn, table))
+            target = (
+                [table.require(unquote_identifier(c.strip())) for c in on_conflict.split(",")]
+                if on_conflict
+                else _primary_key(conn, table)
+            )
             if not target:
-                raise PostgrestError(400, "42P10", "there is no unique or exclusion constraint matching the ON "
-                                     "CONFLICT specification", hint="Pass on_conflict=<columns> for a table "
-                                     "without a primary key.")
+                raise PostgrestError(
+                    400,
+                    "42P10",
+                    "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+                    hint="Pass on_conflict=<columns> for a table without a primary key.",
+                )
             conflict = sql.SQL(", ").join(sql.Identifier(c) for c in target)
             if resolution == "ignore-duplicates":
                 statement += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(conflict)
             else:
-                updates = sql.SQL(", ").join(
-                    sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns)
+                updates = sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns)
                 statement += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(conflict, updates)
         return statement + sql.SQL(" RETURNING *")
 
@@ -685,7 +764,8 @@ def _primary_key(conn: psycopg.Connection[Any], table: Table) -> list[str]:
         "JOIN information_schema.key_column_usage kcu "
         "  ON kcu.constraint_schema = tc.constraint_schema AND kcu.constraint_name = tc.constraint_name "
         "WHERE tc.table_schema = %s AND tc.table_name = %s AND tc.constraint_type = 'PRIMARY KEY' "
-        "ORDER BY kcu.ordinal_position", (table.schema, table.name),
+        "ORDER BY kcu.ordinal_position",
+        (table.schema, table.name),
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -707,8 +787,9 @@ def _wants_single_object(headers: Mapping[str, str]) -> bool:
     raise PostgrestError(406, "PGRST107", f"None of these media types are available: {accept}")
 
 
-def _json_response(status: int, headers: dict[str, str], body_text: str, single: bool,
-                   request_headers: Mapping[str, str]) -> Response:
+def _json_response(
+    status: int, headers: dict[str, str], body_text: str, single: bool, request_headers: Mapping[str, str]
+) -> Response:
     strip_nulls = "nulls=stripped" in request_headers.get("accept", "")
     if single or strip_nulls:
         data: Any = json.loads(body_text)
@@ -726,8 +807,9 @@ def _json_rows(body: bytes) -> list[dict[str, Any]]:
         raise PostgrestError(400, "PGRST102", "Empty or invalid json", str(e)) from e
     rows = [payload] if isinstance(payload, dict) else payload
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise PostgrestError(400, "PGRST102", "Empty or invalid json",
-                             "The body must be a JSON object or an array of objects.")
+        raise PostgrestError(
+            400, "PGRST102", "Empty or invalid json", "The body must be a JSON object or an array of objects."
+        )
     return rows
 
 
@@ -737,15 +819,20 @@ def _insert_columns(table: Table, rows: Sequence[dict[str, Any]], columns_param:
     else:
         key_sets = {tuple(sorted(r)) for r in rows}
         if len(key_sets) > 1:
-            raise PostgrestError(400, "PGRST102", "All object keys must match",
-                                 hint="Send the same keys in every object, or pass columns=.")
+            raise PostgrestError(
+                400,
+                "PGRST102",
+                "All object keys must match",
+                hint="Send the same keys in every object, or pass columns=.",
+            )
         wanted = list(rows[0]) if rows else []
     if not wanted:
         raise PostgrestError(400, "PGRST102", "Empty or invalid json", "No columns to insert.")
     for column in wanted:
         if column not in table.columns:
-            raise PostgrestError(400, "PGRST204",
-                                 f"Could not find the '{column}' column of '{table.name}' in the schema cache")
+            raise PostgrestError(
+                400, "PGRST204", f"Could not find the '{column}' column of '{table.name}' in the schema cache"
+            )
     return list(dict.fromkeys(wanted))
 
 
@@ -790,8 +877,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self.close_connection = True  # the unread body makes the connection unusable
-            self._send(PostgrestError(413, "PGRST413", "Payload too large",
-                                      f"The body is limited to {MAX_BODY_BYTES} bytes.").response())
+            self._send(
+                PostgrestError(
+                    413, "PGRST413", "Payload too large", f"The body is limited to {MAX_BODY_BYTES} bytes."
+                ).response()
+            )
             return
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): ", ".join(self.headers.get_all(k) or []) for k in set(self.headers.keys())}
@@ -820,8 +910,15 @@ class PostgrestStandIn:
         schemas: exposed schemas; the first is the default (``Accept-Profile``/``Content-Profile`` pick another).
     """
 
-    def __init__(self, database_url: str, api_key: str = DEFAULT_API_KEY, max_rows: int | None = DEFAULT_MAX_ROWS,
-                 host: str = "127.0.0.1", port: int = 0, schemas: Sequence[str] = ("public",)) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        api_key: str = DEFAULT_API_KEY,
+        max_rows: int | None = DEFAULT_MAX_ROWS,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        schemas: Sequence[str] = ("public",),
+    ) -> None:
         self._app = PostgrestApp(database_url, api_key, max_rows, schemas)
         self._address = (host, port)
         self._server: _Server | None = None
@@ -841,8 +938,9 @@ class PostgrestStandIn:
     def start(self) -> PostgrestStandIn:
         self._server = _Server(self._address, self._app)
         # A short poll interval keeps stop() fast (shutdown() waits for the loop's next poll).
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="postgrest-standin",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="postgrest-standin", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -900,17 +998,25 @@ def load_tenancy(database_url: str, *, twins: Mapping[str, str]) -> None:
     try:
         with engine.begin() as conn:
             if creators:
-                conn.execute(sa.text("INSERT INTO creators (id, name) VALUES (:id, :name) ON CONFLICT DO NOTHING"),
-                             [{"id": c, "name": f"Creator {c}"} for c in creators])
+                conn.execute(
+                    sa.text("INSERT INTO creators (id, name) VALUES (:id, :name) ON CONFLICT DO NOTHING"),
+                    [{"id": c, "name": f"Creator {c}"} for c in creators],
+                )
             if twins:
                 conn.execute(
-                    sa.text("INSERT INTO twins (id, creator_id, name) VALUES (:id, :creator_id, :name) "
-                            "ON CONFLICT DO NOTHING"),
-                    [{"id": t, "creator_id": c, "name": f"Twin {t}"} for t, c in twins.items()])
+                    sa.text(
+                        "INSERT INTO twins (id, creator_id, name) VALUES (:id, :creator_id, :name) "
+                        "ON CONFLICT DO NOTHING"
+                    ),
+                    [{"id": t, "creator_id": c, "name": f"Twin {t}"} for t, c in twins.items()],
+                )
                 conn.execute(
-                    sa.text("INSERT INTO sources (id, twin_id, kind, uri) VALUES (:id, :twin_id, 'document', :uri) "
-                            "ON CONFLICT DO NOTHING"),
-                    [{"id": f"src_{t}", "twin_id": t, "uri": f"sandbox://twins/{t}/source"} for t in twins])
+                    sa.text(
+                        "INSERT INTO sources (id, twin_id, kind, uri) VALUES (:id, :twin_id, 'document', :uri) "
+                        "ON CONFLICT DO NOTHING"
+                    ),
+                    [{"id": f"src_{t}", "twin_id": t, "uri": f"sandbox://twins/{t}/source"} for t in twins],
+                )
     finally:
         engine.dispose()
 
@@ -921,13 +1027,19 @@ def load_tenancy(database_url: str, *, twins: Mapping[str, str]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.postgrest", description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", default=os.environ.get("NSMIGRATE_DATABASE_URL"),
-                        help="SQLAlchemy/libpq URL of the database to serve (default: $NSMIGRATE_DATABASE_URL)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("NSMIGRATE_DATABASE_URL"),
+        help="SQLAlchemy/libpq URL of the database to serve (default: $NSMIGRATE_DATABASE_URL)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on start)")
     parser.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, help="0 for no cap")
-    parser.add_argument("--api-key-env", default="SUPABASE_KEY",
-                        help=f"env var holding the API key to require (unset: {DEFAULT_API_KEY!r})")
+    parser.add_argument(
+        "--api-key-env",
+        default="SUPABASE_KEY",
+        help=f"env var holding the API key to require (unset: {DEFAULT_API_KEY!r})",
+    )
     parser.add_argument("--create-tenancy-tables", action="store_true", help="create creators/twins/sources first")
     args = parser.parse_args(argv)
     if not args.database_url:
@@ -938,10 +1050,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    server = PostgrestStandIn(args.database_url, api_key=os.environ.get(args.api_key_env) or DEFAULT_API_KEY,
-                              max_rows=args.max_rows or None, host=args.host, port=args.port).start()
-    print(f"PostgREST stand-in serving {server.url}/rest/v1/ (key from ${args.api_key_env} or the sandbox default)",
-          flush=True)
+    server = PostgrestStandIn(
+        args.database_url,
+        api_key=os.environ.get(args.api_key_env) or DEFAULT_API_KEY,
+        max_rows=args.max_rows or None,
+        host=args.host,
+        port=args.port,
+    ).start()
+    print(
+        f"PostgREST stand-in serving {server.url}/rest/v1/ (key from ${args.api_key_env} or the sandbox default)",
+        flush=True,
+    )
     try:
         stopped.wait()
     finally:

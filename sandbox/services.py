@@ -89,8 +89,21 @@ class RedisServer:
     def start(self) -> RedisServer:
         binary = find_redis_binary()
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--protected-mode", "no", "--loglevel", "warning"],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -176,9 +189,19 @@ class PostgresServer:
                     break
                 parent.chmod(parent.stat().st_mode | 0o005)
         result = subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-             "--no-sync"],
-            capture_output=True, text=True, **as_user,  # type: ignore[call-overload]
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ],
+            capture_output=True,
+            text=True,
+            **as_user,  # type: ignore[call-overload]
         )
         if result.returncode != 0:
             raise ServiceError(f"initdb failed in {pgdata}: {result.stderr.strip()[-500:]}")
@@ -189,10 +212,30 @@ class PostgresServer:
         pgdata = self.data_dir / "pgdata"
         with open(self.data_dir / "postgres.log", "ab") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
-                [str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(self.port), "-h", "127.0.0.1",
-                 "-k", str(pgdata), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                 "-c", "max_connections=200", "-c", "shared_buffers=128MB"],
-                stdout=log, stderr=log, **self._run_as(),  # type: ignore[call-overload]
+                [
+                    str(bin_dir / "postgres"),
+                    "-D",
+                    str(pgdata),
+                    "-p",
+                    str(self.port),
+                    "-h",
+                    "127.0.0.1",
+                    "-k",
+                    str(pgdata),
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "shared_buffers=128MB",
+                ],
+                stdout=log,
+                stderr=log,
+                **self._run_as(),  # type: ignore[call-overload]
             )
         try:
             wait_for_port(self.port, 30, self.process)
@@ -216,13 +259,17 @@ class PostgresServer:
         psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAq"]
         exists = subprocess.run(
             [*psql, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         if exists.stdout.strip() != "1":
-            subprocess.run([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {self.database}"], check=True,
-                           capture_output=True)
-        subprocess.run([*psql, "-d", self.database, "-c", "CREATE EXTENSION IF NOT EXISTS vector"], check=True,
-                       capture_output=True)
+            subprocess.run(
+                [*psql, "-d", "postgres", "-c", f"CREATE DATABASE {self.database}"], check=True, capture_output=True
+            )
+        subprocess.run(
+            [*psql, "-d", self.database, "-c", "CREATE EXTENSION IF NOT EXISTS vector"], check=True, capture_output=True
+        )
 
     def stop(self, fast: bool = True) -> None:
         """Stop the server; ``fast`` sends SIGINT (abort open transactions, like `pg_ctl -m fast`)."""

@@ -37,27 +37,50 @@ class Stack:
     def env(self, **extra: str) -> dict[str, str]:
         """The environment a worker or CLI process of this stack needs."""
         env = dict(os.environ)
-        env.update({
-            "NSMIGRATE_DATABASE_URL": self.database_url,
-            "NSMIGRATE_REDIS_URL": self.redis_url,
-            "NSMIGRATE_PGVECTOR_URL": self.database_url,
-            "PINECONE_API_KEY": SANDBOX_API_KEY,
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "NSMIGRATE_DATABASE_URL": self.database_url,
+                "NSMIGRATE_REDIS_URL": self.redis_url,
+                "NSMIGRATE_PGVECTOR_URL": self.database_url,
+                "PINECONE_API_KEY": SANDBOX_API_KEY,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(extra)
         return env
 
-    def start_worker(self, queues: str = "list,copy,verify,cleanup", concurrency: int = 8, *,
-                     name: str | None = None, log_path: Path | None = None, **extra_env: str
-                     ) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self,
+        queues: str = "list,copy,verify,cleanup",
+        concurrency: int = 8,
+        *,
+        name: str | None = None,
+        log_path: Path | None = None,
+        **extra_env: str,
+    ) -> subprocess.Popen[bytes]:
         """A real `nsmigrate worker` child process; its log goes to ``log_path`` (default: in the workdir)."""
         name = name or f"w{len(self.processes)}"
         log_path = log_path or self.workdir / f"worker-{name}.log"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator.cli", "worker", "--queues", queues, "--concurrency",
-                 str(concurrency), "--hostname", f"{name}@%h", "--loglevel", "WARNING"],
-                env=self.env(**extra_env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "orchestrator.cli",
+                    "worker",
+                    "--queues",
+                    queues,
+                    "--concurrency",
+                    str(concurrency),
+                    "--hostname",
+                    f"{name}@%h",
+                    "--loglevel",
+                    "WARNING",
+                ],
+                env=self.env(**extra_env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.processes.append(proc)
         return proc
@@ -70,8 +93,10 @@ class Stack:
         with open(self.workdir / "flower.log", "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator.cli", "flower", "--port", str(port)],
-                env=self.env(NSMIGRATE_FLOWER_PASSWORD=self.flower_password, **extra_env), stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env(NSMIGRATE_FLOWER_PASSWORD=self.flower_password, **extra_env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.processes.append(proc)
         wait_for_port(port, 30, proc)
@@ -117,16 +142,17 @@ def start_stack(indexes: list[IndexSpec], workdir: Path | None = None) -> Stack:
         redis.stop()
         raise
     pinecone = PineconeSandbox(indexes=indexes).start()
-    return Stack(redis_url=redis.url, database_url=postgres.url, pinecone=pinecone, workdir=workdir,
-                 servers=[redis, postgres])
+    return Stack(
+        redis_url=redis.url, database_url=postgres.url, pinecone=pinecone, workdir=workdir, servers=[redis, postgres]
+    )
 
 
 def wait_for_workers(redis_url: str, count: int, timeout_s: float = 60) -> list[str]:
     """Block until ``count`` workers answer a Celery ping (booted and consuming), or raise ``TimeoutError``."""
     from orchestrator.dispatch import Dispatcher
-    from orchestrator.settings import Settings
+    from orchestrator.settings import load_settings
 
-    dispatcher = Dispatcher(Settings(redis_url=redis_url))
+    dispatcher = Dispatcher(load_settings(redis_url=redis_url))
     deadline = time.monotonic() + timeout_s
     try:
         while True:

@@ -31,24 +31,42 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
     spec = work.spec
     try:
         source, target = ctx.store(spec.source), ctx.store(spec.target)
-        records = ctx.call(lambda: source.fetch(work.source_namespace, work.ids),
-                           scope=read_scope(source.name), rate_per_s=spec.rate.read_rps)
-        ctx_route = route_context(spec, source.name, work.source_namespace, work.target_namespace,
-                                  work.creator_id, work.twin_id, work.routing_table)
+        records = ctx.call(
+            lambda: source.fetch(work.source_namespace, work.ids),
+            scope=read_scope(source.name),
+            rate_per_s=spec.rate.read_rps,
+        )
+        ctx_route = route_context(
+            spec,
+            source.name,
+            work.source_namespace,
+            work.target_namespace,
+            work.creator_id,
+            work.twin_id,
+            work.routing_table,
+        )
         by_target = route_records(records, ctx_route)
         nbytes = 0
         for namespace, routed in by_target.items():
             for chunk in chunk_for_upsert(routed):
                 size = sum(estimate_bytes(r) for r in chunk)
                 ctx.reserve_bytes(write_scope(target.name, namespace) + ":bytes", spec.rate.write_mb_per_s, size)
-                ctx.call(partial(target.upsert, namespace, chunk),
-                         scope=write_scope(target.name, namespace), rate_per_s=spec.rate.write_rps)
+                ctx.call(
+                    partial(target.upsert, namespace, chunk),
+                    scope=write_scope(target.name, namespace),
+                    rate_per_s=spec.rate.write_rps,
+                )
                 nbytes += size
-        jobs.finish_batch(ctx.db, batch_id, vectors=len(records), missing=len(work.ids) - len(records),
-                          nbytes=nbytes, targets=sorted(by_target))
+        jobs.finish_batch(
+            ctx.db,
+            batch_id,
+            vectors=len(records),
+            missing=len(work.ids) - len(records),
+            nbytes=nbytes,
+            targets=sorted(by_target),
+        )
     except NsmigrateError as e:
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
         jobs.fail_batch(ctx.db, batch_id, f"{type(e).__name__}: {e}")
     advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again)
-

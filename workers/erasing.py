@@ -31,20 +31,46 @@ def plan_erase(store: VectorStore, creator_id: str) -> ErasePlan:
     return ErasePlan(creator_id, store.name, {ns: inventory[ns] for ns in mine})
 
 
-def erase_creator(db: jobs.Database, store: VectorStore, plan: ErasePlan, spec: dict[str, Any],
-                  *, actor: str | None = None, settle_timeout_s: float = 30) -> dict[str, Any]:
+def erase_creator(
+    db: jobs.Database,
+    store: VectorStore,
+    plan: ErasePlan,
+    spec: dict[str, Any],
+    *,
+    actor: str | None = None,
+    settle_timeout_s: float = 30,
+) -> dict[str, Any]:
     """Delete every namespace in ``plan`` and record it as a job of kind ``erase``. Returns a summary with any
     namespace still non-empty after ``settle_timeout_s`` listed under ``not_empty``."""
-    job_id = jobs.create_action_job(db, f"erase-{plan.creator_id}", JobKind.ERASE, spec, actor,
-                                    creator_id=plan.creator_id, store=plan.store, namespaces=plan.namespaces)
+    job_id = jobs.create_action_job(
+        db,
+        f"erase-{plan.creator_id}",
+        JobKind.ERASE,
+        spec,
+        actor,
+        creator_id=plan.creator_id,
+        store=plan.store,
+        namespaces=plan.namespaces,
+    )
     for namespace, count in plan.namespaces.items():
         store.delete_namespace(namespace)
-        jobs.record_event(db, "namespace_erased", actor or jobs.default_actor(), job_id, namespace=namespace,
-                          vectors=count, creator_id=plan.creator_id)
+        jobs.record_event(
+            db,
+            "namespace_erased",
+            actor or jobs.default_actor(),
+            job_id,
+            namespace=namespace,
+            vectors=count,
+            creator_id=plan.creator_id,
+        )
     not_empty = _still_present(store, list(plan.namespaces), settle_timeout_s)
     jobs.finish_action_job(db, job_id, actor, erased=len(plan.namespaces), not_empty=not_empty)
-    return {"job_id": job_id, "erased": sorted(plan.namespaces), "not_empty": not_empty,
-            "vectors": sum(plan.namespaces.values())}
+    return {
+        "job_id": job_id,
+        "erased": sorted(plan.namespaces),
+        "not_empty": not_empty,
+        "vectors": sum(plan.namespaces.values()),
+    }
 
 
 def _still_present(store: VectorStore, namespaces: list[str], timeout_s: float) -> list[str]:

@@ -15,8 +15,9 @@ from orchestrator.spec import JobSpec
 from workers.context import WorkerContext
 
 
-def advance(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec, *,
-            again: bool = False) -> None:
+def advance(
+    ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec, *, again: bool = False
+) -> None:
     """``again``: this task ran before — a redelivery after its worker was killed, or a Celery retry after an
     outage — and that run may have died between a change it recorded and the message that follows it. So clear a
     wake-up flag it may have set without sending the wake-up, and re-send the verification of a run that is

@@ -84,8 +84,12 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
         if again:  # also when listing is done: the last batch may be the one that was never sent
             recorded = jobs.get_run(ctx.db, run_id)
             for batch_id in jobs.queued_batches(ctx.db, run_id):
-                ctx.dispatcher.copy_batch(batch_id, job_id=recorded.job_id, run_id=run_id,
-                                          namespace=display_namespace(recorded.source_namespace))
+                ctx.dispatcher.copy_batch(
+                    batch_id,
+                    job_id=recorded.job_id,
+                    run_id=run_id,
+                    namespace=display_namespace(recorded.source_namespace),
+                )
         run = jobs.start_listing(ctx.db, run_id)
         if run is None:
             return
@@ -98,22 +102,27 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
             ids: list[str] = []
             while len(ids) < spec.batch_size:
                 limit = min(PAGE_LIMIT, spec.batch_size - len(ids))
-                page = ctx.call(partial(source.list_ids, run.source_namespace, limit=limit, token=token),
-                                scope=list_scope(source.name), rate_per_s=spec.rate.list_rps)
+                page = ctx.call(
+                    partial(source.list_ids, run.source_namespace, limit=limit, token=token),
+                    scope=list_scope(source.name),
+                    rate_per_s=spec.rate.list_rps,
+                )
                 ids.extend(page.ids)
                 token = page.next_token
                 if not token:
                     done = True
                     break
             try:
-                batch_ids = jobs.add_batches(ctx.db, run_id, [ids] if ids else [], token, listing_done=done,
-                                             listed_from=listed_from)
+                batch_ids = jobs.add_batches(
+                    ctx.db, run_id, [ids] if ids else [], token, listing_done=done, listed_from=listed_from
+                )
             except StateError as e:
                 log.info("lister of run %s stops: %s", run_id, e)
                 return  # another lister is ahead of us and carries on
             for batch_id in batch_ids:
-                ctx.dispatcher.copy_batch(batch_id, job_id=run.job_id, run_id=run_id,
-                                          namespace=display_namespace(run.source_namespace))
+                ctx.dispatcher.copy_batch(
+                    batch_id, job_id=run.job_id, run_id=run_id, namespace=display_namespace(run.source_namespace)
+                )
             if done or jobs.is_cancelled(ctx.db, run_id):
                 break
     # Batches may all have finished while we listed (or there were none): let the run move on, or keep listing.

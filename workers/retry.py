@@ -40,8 +40,11 @@ T = TypeVar("T")
 
 #: The job table or Redis could not be reached: retrying the whole task later helps (see the module docstring).
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
-    sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError,
-    redis.ConnectionError, redis.TimeoutError,
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    redis.ConnectionError,
+    redis.TimeoutError,
 )
 
 #: A server asking for more than this (seconds) is treated as asking for this: a bogus header must not park a worker.

@@ -66,28 +66,41 @@ class _Rollback:
     # -- I/O helpers -------------------------------------------------------------------------------------------------
 
     def _fetch(self, store: VectorStore, namespace: str, ids: Sequence[str]) -> list[Record]:
-        return self.ctx.call(partial(store.fetch, namespace, ids), scope=read_scope(store.name),
-                             rate_per_s=self.spec.rate.read_rps)
+        return self.ctx.call(
+            partial(store.fetch, namespace, ids), scope=read_scope(store.name), rate_per_s=self.spec.rate.read_rps
+        )
 
     def _write_back(self, namespace: str, records: list[Record]) -> None:
         scope = write_scope(self.source.name, namespace)
         for chunk in chunk_for_upsert(records):
-            self.ctx.limiter.acquire_bytes(scope + ":bytes", self.spec.rate.write_mb_per_s,
-                                           sum(estimate_bytes(r) for r in chunk))
-            self.ctx.call(partial(self.source.upsert, namespace, chunk), scope=scope,
-                          rate_per_s=self.spec.rate.write_rps)
+            self.ctx.limiter.acquire_bytes(
+                scope + ":bytes", self.spec.rate.write_mb_per_s, sum(estimate_bytes(r) for r in chunk)
+            )
+            self.ctx.call(
+                partial(self.source.upsert, namespace, chunk), scope=scope, rate_per_s=self.spec.rate.write_rps
+            )
 
     def _delete_ids(self, namespace: str, ids: Sequence[str]) -> None:
         for chunk in chunks(ids, FETCH_IDS):
-            self.ctx.call(partial(self.target.delete, namespace, chunk), scope=write_scope(self.target.name, namespace),
-                          rate_per_s=self.spec.rate.write_rps)
+            self.ctx.call(
+                partial(self.target.delete, namespace, chunk),
+                scope=write_scope(self.target.name, namespace),
+                rate_per_s=self.spec.rate.write_rps,
+            )
 
     # -- steps -------------------------------------------------------------------------------------------------------
 
     def check(self, run: NamespaceRun, *, restore: bool) -> RestoreCheck:
         """Judge (and with ``restore``, write back the missing) originals of one forward run, chunk by chunk."""
-        route = route_context(self.spec, self.source.name, run.source_namespace, run.target_namespace,
-                              run.creator_id, run.twin_id, run.routing_table)
+        route = route_context(
+            self.spec,
+            self.source.name,
+            run.source_namespace,
+            run.target_namespace,
+            run.creator_id,
+            run.twin_id,
+            run.routing_table,
+        )
         namespaces = _targets_of(run)
         total = RestoreCheck()
         for chunk in chunks(jobs.written_ids(self.ctx.db, run.id), FETCH_IDS):
@@ -118,26 +131,41 @@ class _Rollback:
             listed = list_all_ids(self.ctx, self.target, ns, self.spec.rate.list_rps)
             whole, delete_ids, kept = namespace_disposal(listed, written)
             if whole and listed and ns != DEFAULT_NAMESPACE:
-                self.ctx.call(partial(self.target.delete_namespace, ns), scope=write_scope(self.target.name, ns),
-                              rate_per_s=self.spec.rate.write_rps)
+                self.ctx.call(
+                    partial(self.target.delete_namespace, ns),
+                    scope=write_scope(self.target.name, ns),
+                    rate_per_s=self.spec.rate.write_rps,
+                )
                 method = "delete_namespace"
             else:
                 # Pinecone cannot drop the default namespace, and a namespace others wrote into is not ours to drop.
                 self._delete_ids(ns, delete_ids)
                 method = "delete_ids"
             done[ns] = {"method": method, "deleted": len(delete_ids), "kept": len(kept), "kept_examples": kept[:10]}
-            log.info("rollback of job %s: %s %r (%d deleted, %d kept)", self.forward_job_id, method,
-                     display_namespace(ns), len(delete_ids), len(kept))
+            log.info(
+                "rollback of job %s: %s %r (%d deleted, %d kept)",
+                self.forward_job_id,
+                method,
+                display_namespace(ns),
+                len(delete_ids),
+                len(kept),
+            )
         return done
 
 
 def _run_result(run: NamespaceRun, check: RestoreCheck, restored: int = 0) -> dict[str, Any]:
-    return {"namespace": run.source_namespace, "passed": check.passed, "summary": check.summary,
-            "restored": restored, "written": check.written}
+    return {
+        "namespace": run.source_namespace,
+        "passed": check.passed,
+        "summary": check.summary,
+        "restored": restored,
+        "written": check.written,
+    }
 
 
-def rollback_job(ctx: WorkerContext, forward_job_id: int, *, dry_run: bool = False,
-                 actor: str | None = None) -> dict[str, Any]:
+def rollback_job(
+    ctx: WorkerContext, forward_job_id: int, *, dry_run: bool = False, actor: str | None = None
+) -> dict[str, Any]:
     """Undo migrate job ``forward_job_id`` (see the module docstring for the steps and guarantees).
 
     Parameters:
@@ -161,9 +189,12 @@ def rollback_job(ctx: WorkerContext, forward_job_id: int, *, dry_run: bool = Fal
         originals = {r.source_namespace for r in forward_runs}
         clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
         if clash:
-            raise StateError(f"target namespace {clash[0]!r} is also an original namespace of job {forward_job_id} "
-                             "in the same store: removing it would remove an original",
-                             hint="roll this job back by hand", job_id=forward_job_id)
+            raise StateError(
+                f"target namespace {clash[0]!r} is also an original namespace of job {forward_job_id} "
+                "in the same store: removing it would remove an original",
+                hint="roll this job back by hand",
+                job_id=forward_job_id,
+            )
     out: dict[str, Any] = {"forward_job_id": forward_job_id, "rollback_job_id": None, "runs": [], "namespaces": {}}
     if dry_run:
         checks = {r.id: rb.check(r, restore=False) for r in forward_runs}
@@ -199,8 +230,7 @@ def rollback_job(ctx: WorkerContext, forward_job_id: int, *, dry_run: bool = Fal
         checks = {r.id: rb.check(r, restore=False) for r in todo}
         for r in todo:
             c = checks[r.id]
-            jobs.rollback_checked(ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, actor,
-                                  written=c.written)
+            jobs.rollback_checked(ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, actor, written=c.written)
         out["runs"] = [_run_result(r, checks[r.id], restored.get(r.id, 0)) for r in todo]
         if not all(c.passed for c in checks.values()):
             failed = next(c for c in checks.values() if not c.passed)
@@ -209,31 +239,44 @@ def rollback_job(ctx: WorkerContext, forward_job_id: int, *, dry_run: bool = Fal
         jobs.claim_forward_runs(ctx.db, rollback_id, expected, actor)
         removed = rb.delete_targets(todo, checks)
         for r in todo:
-            detail = {"restored": restored.get(r.id, 0),
-                      "namespaces": {ns: removed[ns] for ns in _targets_of(r) if ns in removed}}
+            detail = {
+                "restored": restored.get(r.id, 0),
+                "namespaces": {ns: removed[ns] for ns in _targets_of(r) if ns in removed},
+            }
             jobs.rollback_run_done(ctx.db, mine[r.source_namespace].id, detail, actor)
         jobs.finish_rollback(ctx.db, rollback_id, actor, passed=True)
     except NsmigrateError as e:
         reason = f"{type(e).__name__}: {e}"
         log.warning("rollback of job %s stopped: %s", forward_job_id, reason)
         jobs.finish_rollback(ctx.db, rollback_id, actor, passed=False, reason=reason)
-        out.update(action="failed" if not isinstance(e, StateError) else "refused",
-                   reason=f"{reason}; run the rollback again once the cause is fixed")
+        out.update(
+            action="failed" if not isinstance(e, StateError) else "refused",
+            reason=f"{reason}; run the rollback again once the cause is fixed",
+        )
         return out
     out["action"] = "rolled_back"
     out["namespaces"] = removed
     return out
 
 
-def _refuse(ctx: WorkerContext, rb: _Rollback, out: dict[str, Any], todo: list[NamespaceRun],
-            mine: dict[str, NamespaceRun], checks: dict[int, RestoreCheck], failed: RestoreCheck, *,
-            record: bool = True) -> dict[str, Any]:
+def _refuse(
+    ctx: WorkerContext,
+    rb: _Rollback,
+    out: dict[str, Any],
+    todo: list[NamespaceRun],
+    mine: dict[str, NamespaceRun],
+    checks: dict[int, RestoreCheck],
+    failed: RestoreCheck,
+    *,
+    record: bool = True,
+) -> dict[str, Any]:
     """Refuse the rollback before anything is deleted; with ``record``, store every run's report first."""
     if record:
         for r in todo:
             c = checks[r.id]
-            jobs.rollback_checked(ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, rb.actor,
-                                  written=c.written)
+            jobs.rollback_checked(
+                ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, rb.actor, written=c.written
+            )
         out["runs"] = [_run_result(r, checks[r.id]) for r in todo]
     reason = f"the originals could not be verified: {'; '.join(failed.reasons())}; nothing was deleted"
     jobs.finish_rollback(ctx.db, out["rollback_job_id"], rb.actor, passed=False, reason=reason)

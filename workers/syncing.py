@@ -38,14 +38,16 @@ log = logging.getLogger(__name__)
 
 
 def _refused(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, **detail: Any) -> dict[str, Any]:
-    jobs.record_event(ctx.db, "sync_refused", actor, run.job_id, run.id, namespace=run.source_namespace,
-                      reason=reason, **detail)
+    jobs.record_event(
+        ctx.db, "sync_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **detail
+    )
     log.warning("sync of run %s refused: %s", run.id, reason)
     return {"run_id": run.id, "namespace": run.source_namespace, "action": "refused", "reason": reason, **detail}
 
 
-def sync_run(ctx: WorkerContext, run_id: int, *, propagate_deletes: bool = False,
-             actor: str | None = None) -> dict[str, Any]:
+def sync_run(
+    ctx: WorkerContext, run_id: int, *, propagate_deletes: bool = False, actor: str | None = None
+) -> dict[str, Any]:
     """Find and copy the new and changed ids of one namespace run.
 
     Parameters:
@@ -64,8 +66,13 @@ def sync_run(ctx: WorkerContext, run_id: int, *, propagate_deletes: bool = False
         return _refused(ctx, run, refusal, actor)
     spec = jobs.job_spec(ctx.db, run.job_id)
     if propagate_deletes and spec.allow_id_overwrite:
-        return _refused(ctx, run, "--propagate-deletes is off for jobs with allow_id_overwrite: an id in a shared "
-                        "target namespace may belong to another source", actor)
+        return _refused(
+            ctx,
+            run,
+            "--propagate-deletes is off for jobs with allow_id_overwrite: an id in a shared "
+            "target namespace may belong to another source",
+            actor,
+        )
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     delta = _scan(ctx, run, spec, source, target)
     deleted = _delete_stale(ctx, target, delta, spec.rate.write_rps) if propagate_deletes else 0
@@ -80,20 +87,32 @@ def sync_run(ctx: WorkerContext, run_id: int, *, propagate_deletes: bool = False
     # No batches (or all already done by fast workers): exactly one caller wins "copied" and asks for verification.
     if jobs.maybe_mark_copied(ctx.db, run_id) and spec.auto_verify:
         ctx.dispatcher.verify_namespace(run_id, job_id=run.job_id, namespace=namespace)
-    log.info("sync of run %s: %d new, %d changed, %d deleted in source", run_id, delta.new_count,
-             delta.changed_count, delta.stale_count)
-    return {"run_id": run_id, "namespace": run.source_namespace, "action": "synced", "batches": len(batch_ids),
-            **counts}
+    log.info(
+        "sync of run %s: %d new, %d changed, %d deleted in source",
+        run_id,
+        delta.new_count,
+        delta.changed_count,
+        delta.stale_count,
+    )
+    return {
+        "run_id": run_id,
+        "namespace": run.source_namespace,
+        "action": "synced",
+        "batches": len(batch_ids),
+        **counts,
+    }
 
 
 def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorStore, target: VectorStore) -> Delta:
-    route = route_context(spec, source.name, run.source_namespace, run.target_namespace, run.creator_id,
-                          run.twin_id, run.routing_table)
+    route = route_context(
+        spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
+    )
     tolerance = spec.verify.tolerance
 
     def read(store: VectorStore, namespace: str, ids: Any) -> list[Record]:
-        return ctx.call(partial(store.fetch, namespace, ids), scope=read_scope(store.name),
-                        rate_per_s=spec.rate.read_rps)
+        return ctx.call(
+            partial(store.fetch, namespace, ids), scope=read_scope(store.name), rate_per_s=spec.rate.read_rps
+        )
 
     ids = list_all_ids(ctx, source, run.source_namespace, spec.rate.list_rps)
     delta = Delta()

@@ -20,7 +20,10 @@ from workers.retry import INFRASTRUCTURE_ERRORS
 #: up to 20 times (minutes of outage): it changed nothing, and listing, copying and verifying are safe to repeat.
 #: Cleanup is not retried this way: it deletes data, an operator looks at it first.
 _RETRY_ON_OUTAGE: dict[str, Any] = {
-    "autoretry_for": INFRASTRUCTURE_ERRORS, "retry_backoff": 2, "retry_backoff_max": 60, "retry_jitter": True,
+    "autoretry_for": INFRASTRUCTURE_ERRORS,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
     "max_retries": 20,
 }
 

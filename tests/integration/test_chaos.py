@@ -56,11 +56,13 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------------------------------------- helpers
 
 
-def make_stack(redis_url: str, database_url: str, workdir: Path,
-               servers: list[RedisServer | PostgresServer] | None = None) -> Stack:
+def make_stack(
+    redis_url: str, database_url: str, workdir: Path, servers: list[RedisServer | PostgresServer] | None = None
+) -> Stack:
     sandbox = PineconeSandbox(indexes=[IndexSpec(SRC, dimension=DIM), IndexSpec(DST, dimension=DIM)]).start()
-    return Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=workdir,
-                 servers=list(servers or []))
+    return Stack(
+        redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=workdir, servers=list(servers or [])
+    )
 
 
 @pytest.fixture
@@ -77,8 +79,10 @@ def load_source(stack: Stack, namespaces: int, per_namespace: int) -> Loaded:
     loaded: Loaded = {}
     for n in range(namespaces):
         ns = f"ns{n}"
-        records = {f"{ns}-{i:05d}": (rng.random(DIM).astype(np.float32).tolist(), {"n": n, "i": i, "tag": f"t{i % 7}"})
-                   for i in range(per_namespace)}
+        records = {
+            f"{ns}-{i:05d}": (rng.random(DIM).astype(np.float32).tolist(), {"n": n, "i": i, "tag": f"t{i % 7}"})
+            for i in range(per_namespace)
+        }
         stack.pinecone.load(SRC, ns, [(vid, values, meta) for vid, (values, meta) in records.items()])
         loaded[ns] = records
     return loaded
@@ -111,8 +115,13 @@ def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, D
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
-def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 60, poll_s: float = 0.05,
-             explain: Callable[[], object] | None = None) -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    what: str,
+    timeout_s: float = 60,
+    poll_s: float = 0.05,
+    explain: Callable[[], object] | None = None,
+) -> T:
     """Poll ``probe`` until it returns something truthy, or fail after ``timeout_s`` saying what we waited for
     (and ``explain()``). A probe that hits a service mid-restart (connection refused) is simply asked again."""
     deadline = time.monotonic() + timeout_s
@@ -133,9 +142,14 @@ def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 60, po
 
 def batches(db: jobs.Database, job_id: int) -> list[Batch]:
     with db.transaction() as s:
-        return list(s.scalars(
-            sa.select(Batch).join(NamespaceRun, Batch.run_id == NamespaceRun.id)
-            .where(NamespaceRun.job_id == job_id).order_by(Batch.id)))
+        return list(
+            s.scalars(
+                sa.select(Batch)
+                .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+                .where(NamespaceRun.job_id == job_id)
+                .order_by(Batch.id)
+            )
+        )
 
 
 def batch_states(db: jobs.Database, job_id: int) -> Counter[str]:
@@ -144,9 +158,11 @@ def batch_states(db: jobs.Database, job_id: int) -> Counter[str]:
 
 def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: int = 10) -> Callable[[], bool]:
     """True while the copy is in full swing: some batches done, some running, most still to do."""
+
     def probe() -> bool:
         states = batch_states(db, job_id)
         return min_done <= states[BatchState.DONE] <= total_batches // 2 and states[BatchState.RUNNING] > 0
+
     return probe
 
 
@@ -154,6 +170,7 @@ def all_verified(db: jobs.Database, job_id: int) -> Callable[[], dict[str, Any] 
     def probe() -> dict[str, Any] | None:
         status = jobs.job_status(db, job_id)
         return status if all(r["state"] == RunState.VERIFIED for r in status["runs"]) else None
+
     return probe
 
 
@@ -164,7 +181,7 @@ def target_index(stack: Stack) -> Any:
 def fetch_all(index: Any, namespace: str, ids: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for start in range(0, len(ids), 200):  # ids travel in the query string: keep the URL short
-        out.update(index.fetch(ids=ids[start:start + 200], namespace=namespace).vectors)
+        out.update(index.fetch(ids=ids[start : start + 200], namespace=namespace).vectors)
     return out
 
 
@@ -177,16 +194,24 @@ def assert_target_holds_source(stack: Stack, loaded: Loaded) -> None:
         assert not missing, f"{len(missing)} ids of {ns} are not in the target, e.g. {sorted(missing)[:5]}"
         for vid, (values, meta) in records.items():
             got = fetched[vid]
-            np.testing.assert_allclose(np.asarray(got.values, dtype=np.float32), np.asarray(values, dtype=np.float32),
-                                       rtol=0, atol=1e-6, err_msg=vid)
+            np.testing.assert_allclose(
+                np.asarray(got.values, dtype=np.float32),
+                np.asarray(values, dtype=np.float32),
+                rtol=0,
+                atol=1e-6,
+                err_msg=vid,
+            )
             assert {k: got.metadata.get(k) for k in meta} == meta, vid
         assert stack.pinecone.count(DST, ns) == len(records), ns  # and nothing else was written there
 
 
 def assert_each_id_batched_once(db: jobs.Database, job_id: int, loaded: Loaded) -> None:
     with db.transaction() as s:
-        run_ns = dict(s.execute(sa.select(NamespaceRun.id, NamespaceRun.source_namespace)
-                                .where(NamespaceRun.job_id == job_id)).all())
+        run_ns = dict(
+            s.execute(
+                sa.select(NamespaceRun.id, NamespaceRun.source_namespace).where(NamespaceRun.job_id == job_id)
+            ).all()
+        )
     seen: dict[str, Counter[str]] = {ns: Counter() for ns in loaded}
     for b in batches(db, job_id):
         seen[run_ns[b.run_id]].update(b.ids)
@@ -198,9 +223,12 @@ def assert_each_id_batched_once(db: jobs.Database, job_id: int, loaded: Loaded) 
 
 def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Loaded) -> dict[str, Any]:
     """The job finished well and the data says so too."""
+
     def explain() -> object:
-        return [{k: r[k] for k in ("source_namespace", "state", "listed", "copied", "batches", "last_error")}
-                for r in jobs.job_status(db, job_id)["runs"]]
+        return [
+            {k: r[k] for k in ("source_namespace", "state", "listed", "copied", "batches", "last_error")}
+            for r in jobs.job_status(db, job_id)["runs"]
+        ]
 
     status = wait_for(all_verified(db, job_id), "every namespace verified", timeout_s=90, explain=explain)
     states = batch_states(db, job_id)
@@ -249,8 +277,7 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
     every batch still ``queued`` or ``running`` in the job table and every unfinished lister."""
     loaded = load_source(stack, namespaces=3, per_namespace=400)
     slow_data_plane(stack, latency_ms=120)
-    first = stack.start_worker("list,copy,verify", 6, name="doomed", NSMIGRATE_LISTER_LOCK_TTL_S="3",
-                               **QUICK_RETRIES)
+    first = stack.start_worker("list,copy,verify", 6, name="doomed", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
     wait_for(mid_copy(db, job_id, total_batches=60), "batches to be running mid-copy")
@@ -300,7 +327,8 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
 
 
 def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
-        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Redis (which keeps nothing on disk) is stopped and started again on the same port mid-job: every queued
     message, every unacknowledged one, the lister locks and the rate buckets are gone. The workers reconnect by
     themselves (Celery's broker reconnect), and the tasks that were running finish; **`resume`** re-enqueues the
@@ -331,7 +359,8 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
 
 
 def test_postgres_restart_mid_job_leaves_no_half_written_state(
-        redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The job table's Postgres is stopped (fast shutdown: open transactions abort) and started again on the same
     port and data directory mid-job. A task that hits the outage changes nothing (every state change is one
     transaction) and raises; its batch stays ``queued`` or ``running``, never ``failed`` and never half-done.
@@ -361,8 +390,13 @@ def test_postgres_restart_mid_job_leaves_no_half_written_state(
 
 def one_run_job(db: jobs.Database) -> tuple[int, int]:
     """A job with one namespace run and no worker, for playing a kill at an exact point: (job id, run id)."""
-    spec = parse_spec({"name": "exact", "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
-                       "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"}})
+    spec = parse_spec(
+        {
+            "name": "exact",
+            "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+            "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+        }
+    )
     plan = Plan(runs=[NamespacePlan("ns0", "ns0", 3, 2)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
     job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
     return job_id, jobs.runs_of(db, job_id)[0].id
@@ -417,7 +451,8 @@ def test_two_listers_listing_from_the_same_token_cannot_both_record_the_page(wor
 
 
 def test_a_lister_killed_between_recording_a_batch_and_sending_it_is_made_good_by_its_redelivery(
-        worker_ctx: WorkerContext) -> None:
+    worker_ctx: WorkerContext,
+) -> None:
     """The kill lands exactly after ``add_batches`` committed the last batch and before its copy task was sent.
     Nothing else would ever send it; the lister's redelivered task (``again``) sends the run's queued batches."""
     _, run_id = one_run_job(worker_ctx.db)

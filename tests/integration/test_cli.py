@@ -37,8 +37,13 @@ NAMESPACES = ("ns0", "ns1")
 
 @pytest.fixture(scope="module")
 def pinecone() -> Iterator[PineconeSandbox]:
-    sandbox = PineconeSandbox(indexes=[IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8),
-                                       IndexSpec("wide-dst", dimension=16)]).start()
+    sandbox = PineconeSandbox(
+        indexes=[
+            IndexSpec("small-src", dimension=8),
+            IndexSpec("small-dst", dimension=8),
+            IndexSpec("wide-dst", dimension=16),
+        ]
+    ).start()
     for n, ns in enumerate(NAMESPACES):
         sandbox.load("small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(PER_NAMESPACE)])
     yield sandbox
@@ -53,8 +58,11 @@ class Cli:
         self.redis_url = redis_url
         self.pinecone = pinecone
         self.workdir = workdir
-        self.env = {"NSMIGRATE_DATABASE_URL": database_url, "NSMIGRATE_REDIS_URL": redis_url,
-                    "PINECONE_API_KEY": API_KEY}
+        self.env = {
+            "NSMIGRATE_DATABASE_URL": database_url,
+            "NSMIGRATE_REDIS_URL": redis_url,
+            "PINECONE_API_KEY": API_KEY,
+        }
 
     def __call__(self, *args: str, **env: str) -> Result:
         return CliRunner().invoke(app, list(args), env={**self.env, **env})
@@ -117,8 +125,9 @@ BAD_SPECS = {
         ["target.host", "needs its scheme", "https://"],
     ),
     "api key value in api_key_env": (
-        lambda c: c.spec_file(source={"kind": "pinecone", "host": c.pinecone.host("small-src"),
-                                      "api_key_env": "pcsk_4fXq_not_a_name"}),
+        lambda c: c.spec_file(
+            source={"kind": "pinecone", "host": c.pinecone.host("small-src"), "api_key_env": "pcsk_4fXq_not_a_name"}
+        ),
         ["source.api_key_env", "NAME of an environment variable", "put the secret in the environment"],
     ),
     "batch_size over 1000": (lambda c: c.spec_file(batch_size=5000), ["batch_size", "1000"]),
@@ -207,7 +216,8 @@ def test_status_json_of_a_job_without_workers_shows_it_pending(cli: Cli) -> None
     status = json.loads(result.stdout)
     assert status["job_id"] == job_id and status["name"] == "cli-small" and status["state"] == "running"
     assert [(r["source_namespace"], r["state"]) for r in status["runs"]] == [
-        (ns, RunState.PENDING) for ns in NAMESPACES]
+        (ns, RunState.PENDING) for ns in NAMESPACES
+    ]
     assert status["totals"]["source"] == 2 * PER_NAMESPACE and status["totals"]["copied"] == 0
     # One lister per namespace waits on the `list` queue for a worker.
     assert redis_lib.Redis.from_url(cli.redis_url).llen(Queue.LIST.value) == len(NAMESPACES)
@@ -276,7 +286,8 @@ BAD_DATABASE_URLS = [
 @pytest.mark.parametrize("url", BAD_DATABASE_URLS)
 @pytest.mark.parametrize("args", [["status", "1"], ["jobs"], ["worker", "--queues", "copy"], ["run", "SPEC"]])
 def test_an_unreachable_job_table_is_one_line_naming_the_setting_without_the_password(
-        cli: Cli, url: str, args: list[str]) -> None:
+    cli: Cli, url: str, args: list[str]
+) -> None:
     args = [cli.spec_file() if a == "SPEC" else a for a in args]
 
     message = one_line(error_of(cli(*args, NSMIGRATE_DATABASE_URL=url)))

@@ -15,9 +15,12 @@ from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 pytestmark = pytest.mark.integration
 
 NAMESPACES = {
-    "creator_a.1_twin_t1": 3, "creator_a.1": 2,             # creator a.1
-    "creator_a.10_twin_t2": 4, "creator_a.10": 1,           # creator a.10: a prefix match would take these too
-    "public": 2, "3f2c9a1e-0000-4000-8000-000000000001": 2,  # neither
+    "creator_a.1_twin_t1": 3,
+    "creator_a.1": 2,  # creator a.1
+    "creator_a.10_twin_t2": 4,
+    "creator_a.10": 1,  # creator a.10: a prefix match would take these too
+    "public": 2,
+    "3f2c9a1e-0000-4000-8000-000000000001": 2,  # neither
 }
 
 
@@ -44,15 +47,20 @@ def remaining(sandbox: PineconeSandbox) -> dict[str, int]:
 
 
 def test_erase_deletes_exactly_the_creators_namespaces_and_audits_it(
-        sandbox: PineconeSandbox, spec_file: Path, database_url: str) -> None:
-    result = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec_file), "--yes",
-                                      "--database-url", database_url])
+    sandbox: PineconeSandbox, spec_file: Path, database_url: str
+) -> None:
+    result = CliRunner().invoke(
+        app, ["erase", "a.1", "--spec", str(spec_file), "--yes", "--database-url", database_url]
+    )
 
     assert result.exit_code == 0, result.output
     left = remaining(sandbox)
     assert "creator_a.1_twin_t1" not in left and "creator_a.1" not in left
     assert {ns: left[ns] for ns in ("creator_a.10_twin_t2", "creator_a.10", "public")} == {
-        "creator_a.10_twin_t2": 4, "creator_a.10": 1, "public": 2}
+        "creator_a.10_twin_t2": 4,
+        "creator_a.10": 1,
+        "public": 2,
+    }
     db = jobs.Database(database_url)
     [job] = jobs.list_jobs(db)
     assert job["kind"] == "erase" and job["state"] == "finished"
@@ -62,20 +70,21 @@ def test_erase_deletes_exactly_the_creators_namespaces_and_audits_it(
     db.dispose()
 
 
-def test_dry_run_and_missing_confirmation_delete_nothing(sandbox: PineconeSandbox, spec_file: Path,
-                                                         database_url: str) -> None:
+def test_dry_run_and_missing_confirmation_delete_nothing(
+    sandbox: PineconeSandbox, spec_file: Path, database_url: str
+) -> None:
     before = remaining(sandbox)
     dry = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec_file), "--dry-run"])
-    unconfirmed = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec_file),
-                                           "--database-url", database_url])
+    unconfirmed = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec_file), "--database-url", database_url])
 
     assert dry.exit_code == 0 and "creator_a.1_twin_t1" in dry.output and "dry run" in dry.output
     assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
     assert remaining(sandbox) == before
 
 
-def test_an_id_that_cannot_be_a_creator_is_refused_and_nothing_is_deleted(sandbox: PineconeSandbox,
-                                                                         spec_file: Path) -> None:
+def test_an_id_that_cannot_be_a_creator_is_refused_and_nothing_is_deleted(
+    sandbox: PineconeSandbox, spec_file: Path
+) -> None:
     before = remaining(sandbox)
     result = CliRunner().invoke(app, ["erase", "a_1", "--spec", str(spec_file), "--yes"])
 

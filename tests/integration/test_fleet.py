@@ -38,8 +38,13 @@ def seed() -> SeedData:
 
 @pytest.fixture
 def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(indexes=[IndexSpec(INDEX, dimension=3072, metric="cosine", kind="pod"),
-                                       IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)])
+    sandbox = PineconeSandbox(
+        indexes=[
+            IndexSpec(INDEX, dimension=3072, metric="cosine", kind="pod"),
+            IndexSpec("small-src", dimension=8),
+            IndexSpec("small-dst", dimension=8),
+        ]
+    )
     sandbox.start()
     stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
@@ -60,8 +65,9 @@ def creator_spec(stack: Stack, twins_csv: Path, **overrides: Any) -> dict[str, A
     return spec
 
 
-def start_job(stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
-              ) -> tuple[jobs.Database, Dispatcher, int]:
+def start_job(
+    stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
+) -> tuple[jobs.Database, Dispatcher, int]:
     """Plan and launch like `nsmigrate run`; ``after_plan`` runs in between (e.g. to inject a fault into the copy)."""
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db = jobs.Database(settings.database_url)
@@ -72,8 +78,9 @@ def start_job(stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], 
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
-def wait_until(db: jobs.Database, job_id: int, done: Callable[[dict[str, Any]], bool],
-               timeout_s: float = 120) -> dict[str, Any]:
+def wait_until(
+    db: jobs.Database, job_id: int, done: Callable[[dict[str, Any]], bool], timeout_s: float = 120
+) -> dict[str, Any]:
     """Poll the job table until ``done(status)`` or fail with the last status (a deadline, not a fixed sleep)."""
     import time
 
@@ -93,8 +100,11 @@ def all_verified(status: dict[str, Any]) -> bool:
 
 def settled_with_failures(status: dict[str, Any]) -> bool:
     runs = status["runs"]
-    return all(r["batches"]["queued"] == 0 and r["batches"]["running"] == 0 for r in runs) and any(
-        r["batches"]["failed"] for r in runs) and all(r["state"] != RunState.LISTING for r in runs)
+    return (
+        all(r["batches"]["queued"] == 0 and r["batches"]["running"] == 0 for r in runs)
+        and any(r["batches"]["failed"] for r in runs)
+        and all(r["state"] != RunState.LISTING for r in runs)
+    )
 
 
 def expected_placement(seed: SeedData) -> dict[str, set[str]]:
@@ -135,8 +145,7 @@ def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, seed: SeedData
     twins_csv = write_twins_csv(seed.twins, stack.workdir / "twins.csv")
     # Fractional Retry-After keeps the test fast; the SDK and the retry policy honour it as they would 1 s.
     stack.pinecone.set_faults(INDEX, Faults(error_rate_429=0.2, error_rate_5xx=0.05, retry_after_s=0.05, seed=7))
-    stack.start_worker("list,copy,verify,cleanup", 8, NSMIGRATE_RETRY_MAX_WAIT_S="0.5",
-                       NSMIGRATE_RETRY_ATTEMPTS="12")
+    stack.start_worker("list,copy,verify,cleanup", 8, NSMIGRATE_RETRY_MAX_WAIT_S="0.5", NSMIGRATE_RETRY_ATTEMPTS="12")
     db, _, job_id = start_job(stack, creator_spec(stack, twins_csv))
 
     status = wait_until(db, job_id, lambda s: all_verified(s) or settled_with_failures(s), timeout_s=180)
@@ -175,7 +184,8 @@ def test_a_batch_that_keeps_failing_ends_failed_and_retry_completes_it(stack: St
     loaded = load_small(stack)
     stack.start_worker("list,copy,verify,cleanup", 4, NSMIGRATE_RETRY_ATTEMPTS="2", NSMIGRATE_RETRY_MAX_WAIT_S="0.05")
     db, dispatcher, job_id = start_job(
-        stack, small_spec(stack), after_plan=lambda: stack.pinecone.set_faults("small-dst", Faults(error_rate_5xx=1.0)))
+        stack, small_spec(stack), after_plan=lambda: stack.pinecone.set_faults("small-dst", Faults(error_rate_5xx=1.0))
+    )
 
     status = wait_until(db, job_id, settled_with_failures)
     failed = sum(r["batches"][BatchState.FAILED] for r in status["runs"])

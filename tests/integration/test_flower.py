@@ -61,14 +61,17 @@ def poll(what: str, get: Callable[[], Any], done: Callable[[Any], bool], timeout
 
 def run_small_job(stack: Stack) -> tuple[jobs.Database, int]:
     for n, ns in enumerate(NAMESPACES):
-        stack.pinecone.load("small-src", ns,
-                            [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(PER_NAMESPACE)])
-    spec = parse_spec({
-        "name": "flower-smoke",
-        "source": {"kind": "pinecone", "host": stack.pinecone.host("small-src")},
-        "target": {"kind": "pinecone", "host": stack.pinecone.host("small-dst")},
-        "batch_size": BATCH_SIZE,
-    })
+        stack.pinecone.load(
+            "small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(PER_NAMESPACE)]
+        )
+    spec = parse_spec(
+        {
+            "name": "flower-smoke",
+            "source": {"kind": "pinecone", "host": stack.pinecone.host("small-src")},
+            "target": {"kind": "pinecone", "host": stack.pinecone.host("small-dst")},
+            "batch_size": BATCH_SIZE,
+        }
+    )
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db = jobs.Database(settings.database_url)
     job_id = launch.launch(db, Dispatcher(settings), launch.prepare(spec, open_retrying_store, stack.workdir))
@@ -97,14 +100,20 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack) -
     assert client.get("/", auth=auth).status_code == 200
 
     # Flower's event consumer must be connected before the job, or it misses the first tasks.
-    poll("the worker in Flower", lambda: client.get("/api/workers", auth=auth, params={"refresh": "true"}).json(),
-         lambda workers: any(name.startswith("fw@") for name in workers))
+    poll(
+        "the worker in Flower",
+        lambda: client.get("/api/workers", auth=auth, params={"refresh": "true"}).json(),
+        lambda workers: any(name.startswith("fw@") for name in workers),
+    )
 
     db, job_id = run_small_job(stack)
     batches = len(NAMESPACES) * PER_NAMESPACE // BATCH_SIZE
-    status = poll("a verified job", lambda: jobs.job_status(db, job_id),
-                  lambda s: all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s["runs"]),
-                  timeout_s=60)
+    status = poll(
+        "a verified job",
+        lambda: jobs.job_status(db, job_id),
+        lambda s: all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s["runs"]),
+        timeout_s=60,
+    )
     assert all(r["state"] == RunState.VERIFIED for r in status["runs"]), status
 
     def succeeded(tasks: dict[str, Any]) -> dict[str, int]:
@@ -114,11 +123,16 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack) -
                 out[task["name"]] = out.get(task["name"], 0) + 1
         return out
 
-    expected = {TaskName.LIST_NAMESPACE.value: len(NAMESPACES), TaskName.COPY_BATCH.value: batches,
-                TaskName.VERIFY_NAMESPACE.value: len(NAMESPACES)}
-    tasks_response = poll("every task succeeded in Flower", lambda: client.get("/api/tasks", auth=auth),
-                          lambda r: r.status_code == 200 and all(
-                              succeeded(r.json()).get(name, 0) >= n for name, n in expected.items()))
+    expected = {
+        TaskName.LIST_NAMESPACE.value: len(NAMESPACES),
+        TaskName.COPY_BATCH.value: batches,
+        TaskName.VERIFY_NAMESPACE.value: len(NAMESPACES),
+    }
+    tasks_response = poll(
+        "every task succeeded in Flower",
+        lambda: client.get("/api/tasks", auth=auth),
+        lambda r: r.status_code == 200 and all(succeeded(r.json()).get(name, 0) >= n for name, n in expected.items()),
+    )
     tasks: dict[str, Any] = tasks_response.json()
 
     # Tasks are named by what they do and carry readable identifiers (only ids: no vectors, no keys).
@@ -127,8 +141,9 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack) -
     for task in tasks.values():
         by_name.setdefault(task["name"], []).append(ast.literal_eval(task["kwargs"]))
     copy_kwargs = by_name[TaskName.COPY_BATCH.value]
-    assert all(k["job_id"] == job_id and k["namespace"] in NAMESPACES and isinstance(k["batch_id"], int)
-               for k in copy_kwargs), copy_kwargs
+    assert all(
+        k["job_id"] == job_id and k["namespace"] in NAMESPACES and isinstance(k["batch_id"], int) for k in copy_kwargs
+    ), copy_kwargs
     assert len({k["batch_id"] for k in copy_kwargs}) == batches
     assert sorted(k["namespace"] for k in by_name[TaskName.LIST_NAMESPACE.value]) == list(NAMESPACES)
     assert all(set(k) == {"job_id", "run_id", "namespace"} for k in by_name[TaskName.LIST_NAMESPACE.value])
@@ -138,8 +153,12 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack) -
     workers = client.get("/api/workers", auth=auth, params={"refresh": "true"})
     assert workers.status_code == 200 and any(name.startswith("fw@") for name in workers.json())
     pages = [client.get(path, auth=auth).text for path in ("/", "/tasks", "/workers", "/broker")]
-    for where, text in [("/api/tasks", tasks_response.text), ("/api/task/info", "\n".join(task_info)),
-                        ("/api/workers", workers.text), ("Flower pages", "\n".join(pages))]:
+    for where, text in [
+        ("/api/tasks", tasks_response.text),
+        ("/api/task/info", "\n".join(task_info)),
+        ("/api/workers", workers.text),
+        ("Flower pages", "\n".join(pages)),
+    ]:
         assert SECRET not in text, where
     logs = [*sorted(stack.workdir.glob("worker-*.log")), stack.workdir / "flower.log"]
     assert len(logs) == 2

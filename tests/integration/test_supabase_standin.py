@@ -170,8 +170,9 @@ def test_count_exact_with_head(client: Client, small_tenancy: dict[str, str]) ->
     assert result.data == []
 
 
-def test_offset_past_the_end_with_count_is_an_error_like_postgrest(client: Client,
-                                                                  small_tenancy: dict[str, str]) -> None:
+def test_offset_past_the_end_with_count_is_an_error_like_postgrest(
+    client: Client, small_tenancy: dict[str, str]
+) -> None:
     with pytest.raises(APIError) as excinfo:
         client.table("twins").select("id", count="exact").range(10, 19).execute()
     assert excinfo.value.code == "PGRST103"
@@ -185,10 +186,16 @@ def test_offset_past_the_end_with_count_is_an_error_like_postgrest(client: Clien
 def test_insert_one_and_many_and_upsert(client: Client, database_url: str) -> None:
     created = client.table("creators").insert({"id": "c1", "name": "One"}).execute()
     assert created.data == [{"id": "c1", "name": "One"}]
-    many = client.table("twins").insert([
-        {"id": "x1", "creator_id": "c1", "name": "X1"},
-        {"id": "x2", "creator_id": "c1"},
-    ]).execute()
+    many = (
+        client.table("twins")
+        .insert(
+            [
+                {"id": "x1", "creator_id": "c1", "name": "X1"},
+                {"id": "x2", "creator_id": "c1"},
+            ]
+        )
+        .execute()
+    )
     assert many.data == [{"id": "x1", "creator_id": "c1", "name": "X1"}, {"id": "x2", "creator_id": "c1", "name": None}]
 
     client.table("twins").upsert({"id": "x2", "creator_id": "c1", "name": "renamed"}).execute()
@@ -229,8 +236,9 @@ def test_unexposed_schema_is_refused(client: Client, small_tenancy: dict[str, st
     assert excinfo.value.code == "PGRST106"
 
 
-def test_wrong_or_missing_api_key_is_401_and_never_echoed(standin: PostgrestStandIn,
-                                                        small_tenancy: dict[str, str]) -> None:
+def test_wrong_or_missing_api_key_is_401_and_never_echoed(
+    standin: PostgrestStandIn, small_tenancy: dict[str, str]
+) -> None:
     wrong_key = "not-the-key-0123456789"
     with pytest.raises(APIError) as excinfo:
         create_client(standin.url, wrong_key).table("twins").select("*").execute()
@@ -254,16 +262,16 @@ def test_wrong_or_missing_api_key_is_401_and_never_echoed(standin: PostgrestStan
         lambda t: t.select("id").filter("id", "eq;drop table twins", "x"),
     ],
 )
-def test_injection_in_identifiers_is_refused_and_changes_nothing(client: Client, database_url: str,
-                                                                small_tenancy: dict[str, str], attack) -> None:  # type: ignore[no-untyped-def]
+def test_injection_in_identifiers_is_refused_and_changes_nothing(
+    client: Client, database_url: str, small_tenancy: dict[str, str], attack
+) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(APIError) as excinfo:
         attack(client.table("twins")).execute()
     assert excinfo.value.code in ("42703", "PGRST100")
     assert _twin_ids(database_url) == sorted(small_tenancy)
 
 
-def test_injection_in_values_is_just_a_value(client: Client, database_url: str,
-                                             small_tenancy: dict[str, str]) -> None:
+def test_injection_in_values_is_just_a_value(client: Client, database_url: str, small_tenancy: dict[str, str]) -> None:
     for value in ("x'; drop table twins; --", "t1' OR '1'='1", "t1) OR (1=1"):
         assert client.table("twins").select("id").eq("id", value).execute().data == []
         assert client.table("twins").select("id").in_("id", [value, "t1"]).execute().data == [{"id": "t1"}]
@@ -287,7 +295,10 @@ def test_cli_serves_until_sigterm(database_url: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "SUPABASE_KEY"}
     process = subprocess.Popen(
         [sys.executable, "-m", "sandbox.postgrest", "--database-url", database_url, "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         wait_for_port(port, 20, process)  # type: ignore[arg-type]

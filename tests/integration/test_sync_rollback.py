@@ -63,8 +63,9 @@ def ctx(stack: Stack) -> Iterator[WorkerContext]:
 # ---------------------------------------------------------------------------------------------------------- helpers
 
 
-def start_job(stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
-              ) -> tuple[jobs.Database, Dispatcher, int]:
+def start_job(
+    stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
+) -> tuple[jobs.Database, Dispatcher, int]:
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
     prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
@@ -133,8 +134,11 @@ def small_spec(stack: Stack, **overrides: Any) -> dict[str, Any]:
 def load_small(stack: Stack, namespaces: int = 2, per_namespace: int = 60) -> None:
     rng = np.random.default_rng(1)
     for n in range(namespaces):
-        stack.pinecone.load("src", f"ns{n}", [(f"v{n}-{i:04d}", rng.random(DIM).tolist(), {"n": n, "i": i})
-                                              for i in range(per_namespace)])
+        stack.pinecone.load(
+            "src",
+            f"ns{n}",
+            [(f"v{n}-{i:04d}", rng.random(DIM).tolist(), {"n": n, "i": i}) for i in range(per_namespace)],
+        )
 
 
 def small_seed() -> SeedData:
@@ -201,8 +205,9 @@ def test_live_writes_fail_verification_and_sync_copies_exactly_the_new_and_chang
     rng = np.random.default_rng(2)
     stack.pinecone.load("src", "ns0", [(f"late-{i}", rng.random(DIM).tolist(), {"n": 0}) for i in range(7)])
     stack.pinecone.load("src", "ns0", [(f"v0-{i:04d}", rng.random(DIM).tolist(), {"n": 0, "i": i}) for i in (1, 2, 3)])
-    stack.pinecone.load("src", "ns1", [(f"v1-{i:04d}", [0.5] * DIM, {"n": 1, "i": i, "edited": True})
-                                       for i in (10, 11)])
+    stack.pinecone.load(
+        "src", "ns1", [(f"v1-{i:04d}", [0.5] * DIM, {"n": 1, "i": i, "edited": True}) for i in (10, 11)]
+    )
     status = reverify(db, dispatcher, job_id)
 
     # Loudly failed, not passed.
@@ -245,8 +250,9 @@ def test_live_writes_fail_verification_and_sync_copies_exactly_the_new_and_chang
 def test_sync_repairs_silently_dropped_writes(stack: Stack, ctx: WorkerContext) -> None:
     load_small(stack)
     # Upserts acknowledge everything but store 90 %: only verification can tell.
-    db, _, job_id = start_job(stack, small_spec(stack),
-                              after_plan=lambda: stack.pinecone.set_faults("dst", Faults(drop_fraction=0.1)))
+    db, _, job_id = start_job(
+        stack, small_spec(stack), after_plan=lambda: stack.pinecone.set_faults("dst", Faults(drop_fraction=0.1))
+    )
     status = wait_final(db, job_id)
     stack.pinecone.set_faults("dst", Faults())
 

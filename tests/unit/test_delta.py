@@ -143,9 +143,14 @@ def test_a_target_record_the_copy_did_not_make_cannot_be_rebuilt() -> None:
     assert rebuilt.metadata == {"text": "a"}
 
 
-@given(st.dictionaries(st.sampled_from(["text", "n", "flag", "lang"]),
-                       st.one_of(st.text(max_size=5), st.integers(-5, 5), st.booleans()), max_size=4),
-       st.sampled_from([None, T1]))
+@given(
+    st.dictionaries(
+        st.sampled_from(["text", "n", "flag", "lang"]),
+        st.one_of(st.text(max_size=5), st.integers(-5, 5), st.booleans()),
+        max_size=4,
+    ),
+    st.sampled_from([None, T1]),
+)
 def test_restore_of_any_copied_record_round_trips(metadata: dict[str, Any], target: str | None) -> None:
     route = ctx(target)
     original = rec("v", **metadata, **({"twin_id": "t1"} if target is None else {}))

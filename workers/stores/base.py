@@ -16,6 +16,7 @@ from orchestrator.records import DEFAULT_NAMESPACE, IdPage, Record
 
 __all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids"]
 
+
 @runtime_checkable
 class VectorStore(Protocol):
     """What a migration needs from a store. Limits: ``fetch``/``delete`` take ≤ 1,000 ids, ``upsert`` ≤ 1,000 records

@@ -34,8 +34,9 @@ _no_answer = _NoAnswer()
 
 
 class RetryingStore:
-    def __init__(self, store: VectorStore, attempts: int = 6, max_wait_s: float = 10,
-                 no_answer_attempts: int = 3) -> None:
+    def __init__(
+        self, store: VectorStore, attempts: int = 6, max_wait_s: float = 10, no_answer_attempts: int = 3
+    ) -> None:
         self._store = store
         self._attempts = attempts
         self._max_wait_s = max_wait_s
@@ -50,8 +51,10 @@ class RetryingStore:
         @functools.wraps(value)
         def call(*args: Any, **kwargs: Any) -> Any:
             policy = retrying(attempts=self._attempts, max_wait_s=self._max_wait_s)
-            policy = policy.copy(stop=tenacity.stop_after_attempt(self._attempts)
-                                 | (tenacity.stop_after_attempt(self._no_answer_attempts) & _no_answer))
+            policy = policy.copy(
+                stop=tenacity.stop_after_attempt(self._attempts)
+                | (tenacity.stop_after_attempt(self._no_answer_attempts) & _no_answer)
+            )
             return policy(value, *args, **kwargs)
 
         return call
