@@ -199,7 +199,15 @@ def fleet(
             if any(r["batches"]["failed"] for r in status["runs"]):
                 raise RuntimeError(f"fleet batches failed: {status}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the fleet did not finish in 600 s: {status['totals']}")
+                stuck = [
+                    (r["source_namespace"], r["state"], r["batches"])
+                    for r in status["runs"]
+                    if r["state"] != RunState.COPIED
+                ]
+                raise RuntimeError(
+                    f"the fleet did not finish: {status['totals']}; unfinished runs {stuck[:5]}; "
+                    f"worker logs in {workdir}"
+                )
             time.sleep(0.05)
         seconds = time.monotonic() - started
         cpu = _cpu_seconds(procs) - cpu_before
@@ -273,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, RedisServer() as redis, PostgresServer() as pg:
+    tmp = tempfile.mkdtemp(prefix="nsmigrate-bench-")  # kept: worker logs for a run that went wrong
+    with RedisServer() as redis, PostgresServer() as pg:
         for name in args.sets.split(","):
             data = seed_dataset(**DATA_SETS[name])
             workdir = Path(tmp) / name

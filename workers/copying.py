@@ -16,6 +16,7 @@ from workers.chunking import chunk_for_upsert, estimate_bytes
 from workers.context import WorkerContext
 from workers.flow import advance
 from workers.ratelimit import read_scope, write_scope
+from workers.retry import INFRASTRUCTURE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -69,4 +70,11 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
         jobs.fail_batch(ctx.db, batch_id, f"{type(e).__name__}: {e}")
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the job table or Redis is unreachable: Celery sends the task again (workers.tasks)
+    except Exception as e:
+        # Anything unforeseen (an unmapped SDK or transport error, a bug) must not leave the batch `running`
+        # forever: it fails visibly with its error, and `nsmigrate retry` re-runs it.
+        log.exception("batch %s (job %s, seq %s) failed unexpectedly", batch_id, work.job_id, work.seq)
+        jobs.fail_batch(ctx.db, batch_id, f"unexpected {type(e).__name__}: {e}")
     advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again)

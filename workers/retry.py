@@ -43,6 +43,7 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     sa.exc.OperationalError,
     sa.exc.InterfaceError,
     sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,  # no pooled connection came free in time: transient, like an outage
     redis.ConnectionError,
     redis.TimeoutError,
 )

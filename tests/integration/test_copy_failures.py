@@ -1,0 +1,44 @@
+"""A copy batch never stays `running` after its task ended: whatever went wrong, it ends `done` or `failed`."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import jobs
+from orchestrator.planner import Estimate, NamespacePlan, Plan
+from orchestrator.settings import Settings
+from orchestrator.spec import parse_spec
+from workers import copying
+from workers.context import WorkerContext
+
+pytestmark = pytest.mark.integration
+
+
+class _BrokenStore:
+    """A store that fails in a way no adapter maps (a bug, an unforeseen transport error)."""
+
+    name = "broken"
+
+    def fetch(self, namespace: str, ids: list[str]) -> list[object]:
+        raise RuntimeError("connection object vanished")
+
+
+def test_an_unexpected_error_fails_the_batch_with_its_message(
+    database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = WorkerContext(Settings(database_url=database_url, redis_url=redis_url))
+    store = {"kind": "pinecone", "host": "http://127.0.0.1:9"}
+    spec = parse_spec({"name": "broken", "source": store, "target": {**store, "host": "http://127.0.0.1:10"}})
+    plan = Plan(runs=[NamespacePlan("ns", "ns", 2, 1)], estimate=Estimate(1, 1, 1, 1, 5, 0.1))
+    job_id = jobs.create_job(ctx.db, spec, plan, source_label="a", target_label="b")
+    [run] = jobs.runs_of(ctx.db, job_id)
+    [batch_id] = jobs.add_batches(ctx.db, run.id, [["x", "y"]], None, listing_done=True)
+    monkeypatch.setattr(ctx, "store", lambda _spec: _BrokenStore())
+
+    copying.copy_batch(ctx, batch_id)
+
+    [status] = jobs.job_status(ctx.db, job_id)["runs"]
+    assert status["batches"]["failed"] == 1 and status["batches"]["running"] == 0
+    assert status["last_error"] == "unexpected RuntimeError: connection object vanished"
+    assert status["failed"] == 2
+    ctx.db.dispose()
