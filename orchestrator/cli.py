@@ -870,7 +870,14 @@ def worker(
         str, typer.Option("--queues", "-Q", help="Comma-separated: list,copy,verify,cleanup.")
     ] = "list,copy,verify,cleanup",
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Tasks at once in this worker.")] = 8,
-    pool: Annotated[str, typer.Option(help="threads (I/O-bound, light) or prefork.")] = "threads",
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="prefork (default: one process per task slot, so a crash in a native library costs one task, which "
+            "is redelivered at once) or threads (lighter; a crash takes the whole worker down until the visibility "
+            "timeout)."
+        ),
+    ] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Worker node name (default nsmigrate-<queues>@host).")] = None,
     database_url: DatabaseOpt = None,

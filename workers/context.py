@@ -42,7 +42,11 @@ class WorkerContext:
         key = spec.model_dump_json()
         with self._lock:
             if key not in self._stores:
-                self._stores[key] = open_store(spec)
+                store = open_store(spec)
+                connect = getattr(store, "connect", None)  # client set-up outside any rate-budget admission
+                if connect is not None:
+                    connect()
+                self._stores[key] = store
             return self._stores[key]
 
     def call(self, fn: Callable[[], T], *, scope: str, rate_per_s: float) -> T:

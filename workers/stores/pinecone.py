@@ -125,6 +125,11 @@ class PineconeStore:
             )
         return key
 
+    def connect(self) -> None:
+        """Build the SDK client now (API key, TLS context, index host) rather than inside the first request, so that
+        work is not done between a rate-budget admission and the request it admitted."""
+        self._client()
+
     def _client(self) -> Index:
         pid = os.getpid()
         with self._lock:
