@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from orchestrator.errors import SpecError
 from orchestrator.naming import identifier_problem
 
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
 
 
 class _Model(BaseModel):
@@ -28,7 +28,7 @@ class _Model(BaseModel):
 
 
 def _check_env_name(value: str, field: str) -> str:
-    if not _ENV_NAME.match(value):
+    if not _ENV_NAME.fullmatch(value):
         raise ValueError(
             f"{field} must be the NAME of an environment variable (like PINECONE_API_KEY), not a value; "
             "put the secret in the environment and name it here"
@@ -94,7 +94,7 @@ class PgvectorStoreSpec(_Model):
     @field_validator("table", "namespace_column")
     @classmethod
     def _sql_name(cls, value: str) -> str:
-        if not re.match(r"^[a-z_][a-z0-9_]{0,40}$", value):
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", value):
             raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _), ≤ 41 characters")
         return value
 

@@ -139,7 +139,7 @@ def ids_fingerprint(ids: Iterable[str]) -> str:
     return fp.hexdigest()
 
 
-_PLAIN_FILE_STEM = re.compile(r"^[a-z0-9][a-z0-9.-]*(_[a-z0-9.-]+)*$")
+_PLAIN_FILE_STEM = re.compile(r"[a-z0-9][a-z0-9.-]*(_[a-z0-9.-]+)*")  # used with fullmatch: "$" accepts a final "\n"
 
 
 def file_name_for(namespace: str) -> str:
@@ -152,7 +152,7 @@ def file_name_for(namespace: str) -> str:
     """
     if namespace == "":
         return f"{DEFAULT_FILE_STEM}.parquet"
-    if len(namespace) <= 100 and _PLAIN_FILE_STEM.match(namespace):
+    if len(namespace) <= 100 and _PLAIN_FILE_STEM.fullmatch(namespace):
         return f"{namespace}.parquet"
     digest = hashlib.sha256(namespace.encode()).hexdigest()[:12]
     readable = re.sub(r"[^a-z0-9.-]+", "_", namespace.lower()).strip("_.-")[:60] or "ns"

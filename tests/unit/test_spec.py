@@ -209,3 +209,18 @@ def test_readme_examples_parse() -> None:
     assert len(blocks) >= 3
     for block in blocks:
         assert isinstance(parse_spec(yaml.safe_load(block), origin="README"), JobSpec)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [(("source", "api_key_env"), "PINECONE_API_KEY\n"), (("target", "table"), "embeddings\n")],
+)
+def test_a_trailing_newline_does_not_sneak_past_a_name_check(path: tuple[str, str], value: str) -> None:
+    data = {
+        "name": "x",
+        "source": {"kind": "pinecone", "host": "https://a.example"},
+        "target": {"kind": "pgvector", "table": "embeddings"},
+    }
+    data[path[0]][path[1]] = value
+    with pytest.raises(SpecError, match=f"{path[0]}.{path[1]}"):
+        parse_spec(data)

@@ -37,14 +37,14 @@ from workers.stores.base import IdPage, Record
 
 _PG_IDENTIFIER_MAX = 63
 _HASH_LEN = 10
-_PLAIN_NAME = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
+_PLAIN_NAME = re.compile(r"[a-z0-9]+(_[a-z0-9]+)*")  # always fullmatch: "$" would accept a trailing "\n"
 _UNION_CHUNK = 200
 
 
 def namespace_table_name(prefix: str, namespace: str) -> str:
     """The table holding ``namespace`` in the ``table_per_namespace`` layout (see the module docstring)."""
     plain = f"{prefix}_{namespace}"
-    if _PLAIN_NAME.match(namespace) and len(plain) <= _PG_IDENTIFIER_MAX:
+    if _PLAIN_NAME.fullmatch(namespace) and len(plain) <= _PG_IDENTIFIER_MAX:
         return plain
     digest = hashlib.sha1(namespace.encode("utf-8")).hexdigest()[:_HASH_LEN]
     slug = re.sub(r"[^a-z0-9]+", "_", namespace.lower()).strip("_")
