@@ -275,9 +275,14 @@ DATA_SETS: dict[str, dict[str, Any]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="seed,large", help="comma-separated: seed, large")
-    parser.add_argument("--copy-concurrency", type=int, default=8, help="threads per copy worker")
     parser.add_argument(
-        "--copy-workers", type=int, default=4, help="copy worker processes (4 × 8 threads measured best on 2 cores)"
+        "--copy-concurrency", type=int, default=8, help="task slots (prefork processes) per copy worker"
+    )
+    parser.add_argument(
+        "--copy-workers",
+        type=int,
+        default=1,
+        help="copy worker processes (1 × 8 prefork slots measured best on 2 cores)",
     )
     args = parser.parse_args(argv)
     rows = []
@@ -299,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((name, data, loop, flt))
     print(
         f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; "
-        f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} threads, {os.cpu_count()} cores"
+        f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} prefork slots, {os.cpu_count()} cores"
     )
     print(
         f"{'data set':<28}{'loop vec/s':>12}{'fleet vec/s':>13}{'ratio':>8}{'429 loop':>10}{'429 fleet':>11}"
