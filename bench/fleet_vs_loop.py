@@ -6,7 +6,7 @@ data set, all measured in one run: vectors/s of each and their ratio, the share 
 fleet's worker CPU seconds per 1,000 vectors.
 
     make bench                                   # both data sets
-    .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-concurrency 32
+    .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-concurrency 8
 
 Never a timed test: these are figures to read, not assertions.
 """

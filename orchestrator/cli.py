@@ -941,7 +941,7 @@ def demo(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the sandbox, workers and Flower running until Ctrl-C.")
     ] = False,
-    workers: Annotated[int, typer.Option(help="Copy worker concurrency.")] = 16,
+    workers: Annotated[int, typer.Option(help="Copy worker concurrency (prefork processes).")] = 8,
 ) -> None:
     """Run the seeds' creator-namespace job end to end on embedded services (no accounts, no Docker): a local
     Pinecone data plane with the seed-shaped data set, Redis, Postgres, a worker pool and Flower."""

@@ -52,7 +52,7 @@ def write_twins_csv(twins: dict[str, str], path: Path) -> Path:
     return path
 
 
-def run_demo(*, keep: bool = False, copy_concurrency: int = 16, console: Console | None = None) -> int:
+def run_demo(*, keep: bool = False, copy_concurrency: int = 8, console: Console | None = None) -> int:
     console = console or Console()
     spec_path = catalogue()[DEMO_JOB]
     shipped = yaml.safe_load(spec_path.read_text())
