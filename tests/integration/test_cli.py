@@ -126,7 +126,7 @@ BAD_SPECS = {
     ),
     "api key value in api_key_env": (
         lambda c: c.spec_file(
-            source={"kind": "pinecone", "host": c.pinecone.host("small-src"), "api_key_env": "pcsk_4fXq_not_a_name"}
+            source={"kind": "pinecone", "host": c.pinecone.host("small-src"), "api_key_env": "pcsk_FAKE"}
         ),
         ["source.api_key_env", "NAME of an environment variable", "put the secret in the environment"],
     ),
@@ -145,7 +145,7 @@ def test_a_bad_spec_is_one_clear_error_and_writes_nothing(cli: Cli, case: str, c
 
     for fragment in expected:
         assert fragment in message, (fragment, message)
-    assert "pcsk_4fXq" not in message  # a key pasted into the spec is not echoed back
+    assert "pcsk_FAKE" not in message  # a key pasted into the spec is not echoed back
     cli.assert_nothing_written()
 
 

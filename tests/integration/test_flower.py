@@ -31,7 +31,7 @@ from workers.stores import open_retrying_store
 
 pytestmark = pytest.mark.integration
 
-SECRET = "pcsk_test_SECRET_should_never_show"
+SECRET = "pcsk-test-SECRET-should-never-show"  # key-shaped canary (any key works locally)
 NAMESPACES = ("ns0", "ns1")
 PER_NAMESPACE = 60
 BATCH_SIZE = 20
