@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     rows = []
-    tmp = tempfile.mkdtemp(prefix="nsmigrate-bench-")  # kept: worker logs for a run that went wrong
+    tmp = tempfile.mkdtemp(prefix="nsmigrate-bench-")  # kept only if a run goes wrong: its worker logs
     with RedisServer() as redis, PostgresServer() as pg:
         for name in args.sets.split(","):
             data = seed_dataset(**DATA_SETS[name])
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 plane.stop()
             rows.append((name, data, loop, flt))
+    shutil.rmtree(tmp)  # every set finished: the worker logs are not needed (an error above keeps them)
     print(
         f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; "
         f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} prefork slots, {os.cpu_count()} cores"
