@@ -149,6 +149,16 @@ def _job_id(db: jobs.Database, ref: str) -> int:
     return jobs.find_job(db, ref).id
 
 
+def _job_context(
+    job: str, namespace: str | None, database_url: str | None, redis_url: str | None
+) -> tuple[Settings, jobs.Database, int, str | None]:
+    """What every job command starts from: settings, the job table, the job's id and the namespace asked for."""
+    settings = _settings(database_url, redis_url)
+    db = _db(settings)
+    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    return settings, db, _job_id(db, job), ns
+
+
 def main() -> None:
     """Console-script entry point: known errors become one clear line instead of a traceback."""
     # The app reports NsmigrateError itself (see _CleanErrors); this catches one raised outside a command.
@@ -391,10 +401,7 @@ def retry(
     redis_url: RedisOpt = None,
 ) -> None:
     """Re-enqueue the failed batches of JOB (only those), e.g. once a fault is gone."""
-    settings = _settings(database_url, redis_url)
-    db = _db(settings)
-    job_id = _job_id(db, job)
-    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    settings, db, job_id, ns = _job_context(job, namespace, database_url, redis_url)
     n = launch.retry_failed(db, _dispatcher(settings), job_id, ns)
     console.print(f"{n} failed batches re-queued for job {job_id}")
     if wait:
@@ -439,10 +446,7 @@ def verify(
     redis_url: RedisOpt = None,
 ) -> None:
     """(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed."""
-    settings = _settings(database_url, redis_url)
-    db = _db(settings)
-    job_id = _job_id(db, job)
-    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    settings, db, job_id, ns = _job_context(job, namespace, database_url, redis_url)
     run_ids = launch.request_verification(db, _dispatcher(settings), job_id, ns)
     if not run_ids:
         raise _fail(f"job {job_id} has no namespace that finished copying; see `nsmigrate status {job_id}`", 1)
@@ -462,10 +466,7 @@ def cleanup(
 ) -> None:
     """Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and
     the source has not changed since). Every deletion and refusal is written to the audit log."""
-    settings = _settings(database_url, redis_url)
-    db = _db(settings)
-    job_id = _job_id(db, job)
-    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    settings, db, job_id, ns = _job_context(job, namespace, database_url, redis_url)
     runs = jobs.runs_of(db, job_id, ns)
     if not dry_run and not yes:
         if not sys.stdin.isatty():
@@ -504,10 +505,7 @@ def sync(
 ) -> None:
     """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
     again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes)."""
-    settings = _settings(database_url, redis_url)
-    db = _db(settings)
-    job_id = _job_id(db, job)
-    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    settings, db, job_id, ns = _job_context(job, namespace, database_url, redis_url)
     runs = jobs.runs_of(db, job_id, ns)
     if not runs:
         raise _fail(f"job {job_id} has no namespace run {namespace!r}; see `nsmigrate status {job_id}`")

@@ -541,18 +541,24 @@ def start_verify(db: Database, run_id: int) -> bool:
 
 def finish_verify(db: Database, run_id: int, report: dict[str, Any], passed: bool, actor: str) -> None:
     with db.transaction() as s:
-        run = _get_run(s, run_id, lock=True)
-        run.state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
-        run.verification = report
-        _event(
-            s,
-            "verified" if passed else "verify_failed",
-            actor,
-            run.job_id,
-            run.id,
-            namespace=run.source_namespace,
-            summary=report.get("summary"),
-        )
+        _record_judgement(s, _get_run(s, run_id, lock=True), report, passed, actor, ("verified", "verify_failed"))
+
+
+def _record_judgement(
+    s: Session, run: NamespaceRun, report: dict[str, Any], passed: bool, actor: str, actions: tuple[str, str]
+) -> None:
+    """verified / verify_failed with its report and an audit event (``actions``: the event names for pass, fail)."""
+    run.state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
+    run.verification = report
+    _event(
+        s,
+        actions[0] if passed else actions[1],
+        actor,
+        run.job_id,
+        run.id,
+        namespace=run.source_namespace,
+        summary=report.get("summary"),
+    )
 
 
 def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
@@ -758,18 +764,8 @@ def rollback_checked(
     deleted), with the report and the number of ids the forward run wrote."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
-        run.state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
-        run.verification = report
         run.source_count = written
-        _event(
-            s,
-            "originals_verified" if passed else "originals_refused",
-            actor,
-            run.job_id,
-            run.id,
-            namespace=run.source_namespace,
-            summary=report.get("summary"),
-        )
+        _record_judgement(s, run, report, passed, actor, ("originals_verified", "originals_refused"))
 
 
 def rollback_restoring(db: Database, run_id: int) -> None:
