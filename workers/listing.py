@@ -39,9 +39,8 @@ def lister_lock(ctx: WorkerContext, run_id: int, *, wait: bool = False) -> Itera
 
     The lock expires ``ttl`` after it was last refreshed; a heartbeat thread refreshes it every ``ttl / 3`` for as
     long as this lister runs, however long one page takes with its retries. A lister killed with its worker stops
-    refreshing, so its lock is gone within ``ttl``. ``wait`` (a resumed lister) waits that long for it; otherwise
-    a taken lock means "another lister is on it" — a live one rechecks the bound when it stops, and a dead one's
-    own task is redelivered (``acks_late``) after the visibility timeout, when its lock has long expired.
+    refreshing, so its lock is gone within ``ttl``. ``wait`` (a resumed or redelivered lister) waits that long for
+    it; otherwise a taken lock means "another lister is on it", and a live one rechecks the bound when it stops.
     """
     ttl_s = ctx.settings.lister_lock_ttl_s
     key = lock_key(f"list:{run_id}")
@@ -78,7 +77,9 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
     an outage (retried); it may have recorded batches without sending their copy tasks, so the run's ``queued``
     batches are sent again (a duplicate copy task is harmless)."""
     ctx.redis.delete(lister_wake_key(run_id))
-    with lister_lock(ctx, run_id, wait=wait_for_lock) as held:
+    # A redelivered lister waits too: the visibility timeout counts from delivery, not from its worker's death, so
+    # it can arrive while the dead lister's lock still stands, and giving up would orphan the batches it recorded.
+    with lister_lock(ctx, run_id, wait=wait_for_lock or again) as held:
         if not held:
             return
         if again:  # also when listing is done: the last batch may be the one that was never sent
