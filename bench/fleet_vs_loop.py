@@ -1,14 +1,17 @@
 """Benchmark: the seeds' sequential list → fetch → upsert loop against the nsmigrate fleet.
 
-Both copy the same data between two indexes of the same local Pinecone data plane, which runs in its own process with
-50 ms added to every request and Pinecone's serverless per-second limits enforced (429 + Retry-After). Reported per
-data set, all measured in one run: vectors/s of each and their ratio, the share of requests answered 429, and the
-fleet's worker CPU seconds per 1,000 vectors.
+Both copy the same data between indexes of the same local Pinecone data plane, which runs in its own process with
+50 ms added to every request and Pinecone's serverless per-second limits enforced (429 + Retry-After). The fleet runs
+two jobs on one set of workers: the first on freshly started workers (every process pays its first-task costs), the
+second on the same workers warm, as a standing fleet runs a migration. Reported per data set, all measured in one run:
+vectors/s of the loop and of each fleet job and their ratio, the share of requests answered 429, the fleet's worker
+CPU seconds per 1,000 vectors, and where the CPU went (workers, data plane, Postgres, Redis, this process).
 
     make bench                                   # both data sets
     .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-concurrency 8
 
-Never a timed test: these are figures to read, not assertions.
+``BENCH_TIMELINE=1`` also prints the fleet's copied count every 0.2 s (to stderr); ``BENCH_DEADLINE_S`` (600) bounds a
+fleet job. Never a timed test: these are figures to read, not assertions.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class Result:
     responses_429: int
     cpu_s: float | None = None
     server_cpu_s: float | None = None
+    #: CPU seconds of everything else on the machine during the run: job table, Redis, the bench's own polling.
+    others_cpu_s: dict[str, float] | None = None
 
     @property
     def vectors_per_s(self) -> float:
@@ -79,6 +84,8 @@ class DataPlane:
                 f"loop:{dimension}",
                 "--index",
                 f"fleet:{dimension}",
+                "--index",
+                f"fleet-warm:{dimension}",
                 "--port-file",
                 str(port_file),
             ],
@@ -163,71 +170,103 @@ def fleet(
     workdir: Path,
     copy_concurrency: int,
     copy_workers: int,
-) -> Result:
+    batch_size: int,
+    services: dict[str, subprocess.Popen[bytes]],
+) -> tuple[Result, Result]:
+    """Two jobs on one worker fleet, each copying the whole data set: the first on freshly started workers (every
+    process pays its first-task costs: connections, SQL compilation, allocator growth), the second on the same
+    workers warm, as a standing fleet runs a migration."""
     env = dict(
         os.environ, NSMIGRATE_DATABASE_URL=database_url, NSMIGRATE_REDIS_URL=redis_url, PINECONE_API_KEY=SANDBOX_API_KEY
     )
     procs = [_worker(env, "list,verify", 8, "ctl", workdir)]
     procs += [_worker(env, "copy", copy_concurrency, f"copy{n}", workdir) for n in range(copy_workers)]
+    os.environ["PINECONE_API_KEY"] = SANDBOX_API_KEY
+    settings = Settings(database_url=database_url, redis_url=redis_url)
+    db = jobs.Database(database_url)
     try:
-        os.environ["PINECONE_API_KEY"] = SANDBOX_API_KEY
-        spec = parse_spec(
-            {
-                "name": "bench",
-                "source": {"kind": "pinecone", "host": plane.hosts["src"]},
-                "target": {"kind": "pinecone", "host": plane.hosts["fleet"]},
-                "batch_size": 100,
-                "max_batches_in_flight": 64,
-                "auto_verify": False,
-                # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
-                "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
-            }
-        )
-        settings = Settings(database_url=database_url, redis_url=redis_url)
-        db = jobs.Database(database_url)
-        prepared = launch.prepare(spec, open_retrying_store, workdir)
         wait_for_workers(redis_url, len(procs))  # start-up is not copy time
-        cpu_before = _cpu_seconds(procs)
-        before = plane.counts()
-        server_cpu = _cpu_seconds([plane.proc])
-        started = time.monotonic()
-        job_id = launch.launch(db, Dispatcher(settings), prepared)
-        deadline = started + float(os.environ.get("BENCH_DEADLINE_S", "600"))
-        while True:
-            status = jobs.job_status(db, job_id)
-            if all(r["state"] == RunState.COPIED for r in status["runs"]):
-                break
-            if any(r["batches"]["failed"] for r in status["runs"]):
-                raise RuntimeError(f"fleet batches failed: {status}")
-            if time.monotonic() > deadline:
-                stuck = [
-                    (r["source_namespace"], r["state"], r["batches"])
-                    for r in status["runs"]
-                    if r["state"] != RunState.COPIED
-                ]
-                raise RuntimeError(
-                    f"the fleet did not finish: {status['totals']}; unfinished runs {stuck[:5]}; "
-                    f"worker logs in {workdir}"
-                )
-            time.sleep(0.05)
-        seconds = time.monotonic() - started
-        cpu = _cpu_seconds(procs) - cpu_before
-        requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
-        db.dispose()
-        return Result(
-            "fleet",
-            status["totals"]["copied"],
-            seconds,
-            requests,
-            r429,
-            cpu_s=cpu,
-            server_cpu_s=_cpu_seconds([plane.proc]) - server_cpu,
+        first = _fleet_job("fleet, fresh workers", "fleet", batch_size, plane, db, settings, procs, services, workdir)
+        warm = _fleet_job(
+            "fleet, warm workers", "fleet-warm", batch_size, plane, db, settings, procs, services, workdir
         )
+        return first, warm
     finally:
+        db.dispose()
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(20)
+
+
+def _fleet_job(
+    label: str,
+    target_index: str,
+    batch_size: int,
+    plane: DataPlane,
+    db: jobs.Database,
+    settings: Settings,
+    procs: list[subprocess.Popen[bytes]],
+    services: dict[str, subprocess.Popen[bytes]],
+    workdir: Path,
+) -> Result:
+    """Copy the whole source index into ``target_index`` with the running fleet and measure it."""
+    spec = parse_spec(
+        {
+            "name": f"bench-{target_index}",
+            "source": {"kind": "pinecone", "host": plane.hosts["src"]},
+            "target": {"kind": "pinecone", "host": plane.hosts[target_index]},
+            "max_batches_in_flight": 64,
+            "batch_size": batch_size,
+            "auto_verify": False,
+            # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
+            "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
+        }
+    )
+    prepared = launch.prepare(spec, open_retrying_store, workdir)
+    cpu_before = _cpu_seconds(procs)
+    list_before = _cpu_seconds(procs[:1])
+    before = plane.counts()
+    server_cpu = _cpu_seconds([plane.proc])
+    others_before = {name: _cpu_seconds([p]) for name, p in services.items()}
+    bench_before = time.process_time()
+    started = time.monotonic()
+    job_id = launch.launch(db, Dispatcher(settings), prepared)
+    deadline = started + float(os.environ.get("BENCH_DEADLINE_S", "600"))
+    while True:
+        status = jobs.job_status(db, job_id)
+        if all(r["state"] == RunState.COPIED for r in status["runs"]):
+            break
+        if any(r["batches"]["failed"] for r in status["runs"]):
+            raise RuntimeError(f"fleet batches failed: {status}")
+        if time.monotonic() > deadline:
+            stuck = [
+                (r["source_namespace"], r["state"], r["batches"])
+                for r in status["runs"]
+                if r["state"] != RunState.COPIED
+            ]
+            raise RuntimeError(
+                f"the fleet did not finish: {status['totals']}; unfinished runs {stuck[:5]}; worker logs in {workdir}"
+            )
+        if os.environ.get("BENCH_TIMELINE"):
+            print(f"{time.monotonic() - started:6.2f} s {status['totals']['copied']:>7}", file=sys.stderr)
+        time.sleep(0.2)  # coarse on purpose: this process shares the CPU with the fleet
+    seconds = time.monotonic() - started
+    cpu = _cpu_seconds(procs) - cpu_before
+    others = {name: _cpu_seconds([p]) - others_before[name] for name, p in services.items()}
+    others["of which the list worker"] = _cpu_seconds(procs[:1]) - list_before
+    others["bench polling"] = time.process_time() - bench_before
+    requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
+    return Result(
+        label,
+        status["totals"]["copied"],
+        seconds,
+        requests,
+        r429,
+        cpu_s=cpu,
+        server_cpu_s=_cpu_seconds([plane.proc]) - server_cpu,
+        others_cpu_s=others,
+    )
 
 
 def _worker(env: dict[str, str], queues: str, concurrency: int, name: str, workdir: Path) -> subprocess.Popen[bytes]:
@@ -285,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="copy worker processes (1 × 8 prefork slots measured best on 2 cores)",
     )
+    parser.add_argument(
+        "--batch-size", type=int, default=500, help="the fleet job's batch_size (ids per copy batch; spec default 100)"
+    )
     args = parser.parse_args(argv)
     rows = []
     tmp = tempfile.mkdtemp(prefix="nsmigrate-bench-")  # kept only if a run goes wrong: its worker logs
@@ -299,30 +341,48 @@ def main(argv: list[str] | None = None) -> int:
                 plane.set_faults(latency_ms=LATENCY_MS, **SERVER_LIMITS)
                 loop = sequential_loop(plane, data)
                 db_url = pg.url  # one job table; each set is its own job
-                flt = fleet(plane, data, redis.url, db_url, workdir, args.copy_concurrency, args.copy_workers)
+                services = {"postgres": pg.process, "redis": redis.process}
+                first, warm = fleet(
+                    plane,
+                    data,
+                    redis.url,
+                    db_url,
+                    workdir,
+                    args.copy_concurrency,
+                    args.copy_workers,
+                    args.batch_size,
+                    {name: p for name, p in services.items() if p is not None},
+                )
             finally:
                 plane.stop()
-            rows.append((name, data, loop, flt))
+            rows.append((name, data, loop, first, warm))
     shutil.rmtree(tmp)  # every set finished: the worker logs are not needed (an error above keeps them)
     print(
         f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; "
-        f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} prefork slots, {os.cpu_count()} cores"
+        f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} prefork slots, batch_size "
+        f"{args.batch_size}, {os.cpu_count()} cores"
     )
     print(
-        f"{'data set':<28}{'loop vec/s':>12}{'fleet vec/s':>13}{'ratio':>8}{'429 loop':>10}{'429 fleet':>11}"
-        f"{'fleet CPU s/1k vec':>20}"
+        f"{'data set':<28}{'fleet job':<22}{'loop vec/s':>11}{'fleet vec/s':>12}{'ratio':>7}{'429 loop':>9}"
+        f"{'429 fleet':>10}{'fleet CPU s/1k vec':>19}"
     )
-    for name, data, loop, flt in rows:
+    for name, data, loop, *fleet_jobs in rows:
         label = f"{name} ({data.total}×{data.dimension}, {len(data.namespaces)} ns)"
-        print(
-            f"{label:<28}{loop.vectors_per_s:>12.1f}{flt.vectors_per_s:>13.1f}"
-            f"{flt.vectors_per_s / loop.vectors_per_s:>7.1f}×{loop.share_429:>10.2%}{flt.share_429:>11.2%}"
-            f"{(flt.cpu_s or 0) / flt.vectors * 1000:>20.2f}"
-        )
-        print(
-            f"{'':<28}data plane CPU s: loop {loop.server_cpu_s:.1f} in {loop.seconds:.1f} s, "
-            f"fleet {flt.server_cpu_s:.1f} in {flt.seconds:.1f} s"
-        )
+        for flt in fleet_jobs:
+            job = flt.name.removeprefix("fleet, ")
+            print(
+                f"{label:<28}{job:<22}{loop.vectors_per_s:>11.1f}{flt.vectors_per_s:>12.1f}"
+                f"{flt.vectors_per_s / loop.vectors_per_s:>6.1f}×{loop.share_429:>9.2%}{flt.share_429:>10.2%}"
+                f"{(flt.cpu_s or 0) / flt.vectors * 1000:>19.2f}"
+            )
+            label = ""
+        print(f"{'':<28}CPU s: the loop's data plane {loop.server_cpu_s:.1f} in {loop.seconds:.1f} s")
+        for flt in fleet_jobs:
+            others = ", ".join(f"{n} {cpu:.1f}" for n, cpu in (flt.others_cpu_s or {}).items())
+            print(
+                f"{'':<28}CPU s, {flt.name} ({flt.seconds:.1f} s): workers {flt.cpu_s:.1f}, "
+                f"data plane {flt.server_cpu_s:.1f}, {others}"
+            )
     return 0
 
 

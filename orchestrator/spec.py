@@ -239,6 +239,9 @@ class JobSpec(_Model):
     max_batches_in_flight: int = Field(
         default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
     )
+    parallel_upserts: int = Field(
+        default=4, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
+    )
     rate: RateBudget = Field(default_factory=RateBudget)
     allow_id_overwrite: bool = Field(
         default=False, description="Allow two sources to write the same id into one target namespace (last write wins)."

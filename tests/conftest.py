@@ -55,3 +55,13 @@ def database_url(postgres_server: PostgresServer) -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     admin.dispose()
+
+
+@pytest.fixture
+def job_table_url(database_url: str) -> str:
+    """A fresh database holding the job-table schema, as `nsmigrate worker` makes sure of before its pool starts
+    (a ``WorkerContext`` does not create it)."""
+    from orchestrator.jobs import Database
+
+    Database(database_url).dispose()
+    return database_url

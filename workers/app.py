@@ -11,7 +11,7 @@ from celery.signals import worker_process_init
 
 from orchestrator.dispatch import celery_config
 from orchestrator.settings import Settings
-from workers.context import reset_context
+from workers.context import reset_context, warm_up
 
 app = Celery("nsmigrate", include=["workers.tasks"])
 
@@ -24,3 +24,4 @@ def configure(settings: Settings) -> Celery:
 @worker_process_init.connect
 def _fresh_resources_after_fork(**_: object) -> None:
     reset_context()
+    warm_up()

@@ -6,6 +6,7 @@ clients (Pinecone's HTTP pool, SQLAlchemy's connections) must not be shared acro
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -25,11 +26,15 @@ from workers.stores.base import VectorStore
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 
 class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url, pool_size=10)
+        # No schema check per process: `nsmigrate worker` made sure of it once before forking, and a check in every
+        # process would serialise their start on the schema lock.
+        self.db = Database(settings.database_url, pool_size=10, create=False)
         self.dispatcher = Dispatcher(settings)
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
@@ -77,6 +82,18 @@ def get_context() -> WorkerContext:
         if _context is None or _context.worker_name.split(":")[-1] != str(os.getpid()):
             _context = WorkerContext(load_settings())
         return _context
+
+
+def warm_up() -> None:
+    """Open this process's job-table and Redis connections before its first task, so a new worker's first batches
+    are not slower than the rest. Best effort: a service that is down now is reached (and retried) by the task."""
+    try:
+        ctx = get_context()
+        with ctx.db.engine.connect():
+            pass
+        ctx.redis.ping()
+    except Exception as e:  # warming up must never stop a worker from starting
+        log.info("worker warm-up skipped (%s: %s); connections open on the first task", type(e).__name__, e)
 
 
 def reset_context() -> None:

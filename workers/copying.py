@@ -1,5 +1,7 @@
 """One copy batch: fetch its ids from the source, route and enrich them, upsert them to the target in chunks that
-respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff.
+respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff. The chunks go out
+``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait out one round trip
+per namespace.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -15,8 +17,10 @@ from orchestrator.routing import route_context, route_records
 from workers.chunking import chunk_for_upsert, estimate_bytes
 from workers.context import WorkerContext
 from workers.flow import advance
+from workers.parallel import run_parallel
 from workers.ratelimit import read_scope, write_scope
 from workers.retry import INFRASTRUCTURE_ERRORS
+from workers.stores.base import Record
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +51,23 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
             work.routing_table,
         )
         by_target = route_records(records, ctx_route)
-        nbytes = 0
-        for namespace, routed in by_target.items():
-            for chunk in chunk_for_upsert(routed):
-                size = sum(estimate_bytes(r) for r in chunk)
-                ctx.reserve_bytes(write_scope(target.name, namespace) + ":bytes", spec.rate.write_mb_per_s, size)
-                ctx.call(
-                    partial(target.upsert, namespace, chunk),
-                    scope=write_scope(target.name, namespace),
-                    rate_per_s=spec.rate.write_rps,
-                )
-                nbytes += size
+        uploads = [
+            (namespace, chunk, sum(estimate_bytes(r) for r in chunk))
+            for namespace, routed in by_target.items()
+            for chunk in chunk_for_upsert(routed)
+        ]
+
+        def upload(item: tuple[str, list[Record], int]) -> None:
+            namespace, chunk, size = item
+            ctx.reserve_bytes(write_scope(target.name, namespace) + ":bytes", spec.rate.write_mb_per_s, size)
+            ctx.call(
+                partial(target.upsert, namespace, chunk),
+                scope=write_scope(target.name, namespace),
+                rate_per_s=spec.rate.write_rps,
+            )
+
+        run_parallel(upload, uploads, spec.parallel_upserts)
+        nbytes = sum(size for _, _, size in uploads)
         jobs.finish_batch(
             ctx.db,
             batch_id,

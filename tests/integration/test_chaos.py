@@ -424,8 +424,8 @@ def sent(ctx: WorkerContext) -> list[tuple[str, int]]:
 
 
 @pytest.fixture
-def worker_ctx(redis_url: str, database_url: str) -> Iterator[WorkerContext]:
-    ctx = WorkerContext(load_settings(database_url=database_url, redis_url=redis_url))
+def worker_ctx(redis_url: str, job_table_url: str) -> Iterator[WorkerContext]:
+    ctx = WorkerContext(load_settings(database_url=job_table_url, redis_url=redis_url))
     ctx.dispatcher = SentTasks()  # type: ignore[assignment]
     yield ctx
     ctx.db.dispose()

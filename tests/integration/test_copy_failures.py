@@ -24,9 +24,9 @@ class _BrokenStore:
 
 
 def test_an_unexpected_error_fails_the_batch_with_its_message(
-    database_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    job_table_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx = WorkerContext(Settings(database_url=database_url, redis_url=redis_url))
+    ctx = WorkerContext(Settings(database_url=job_table_url, redis_url=redis_url))
     store = {"kind": "pinecone", "host": "http://127.0.0.1:9"}
     spec = parse_spec({"name": "broken", "source": store, "target": {**store, "host": "http://127.0.0.1:10"}})
     plan = Plan(runs=[NamespacePlan("ns", "ns", 2, 1)], estimate=Estimate(1, 1, 1, 1, 5, 0.1))

@@ -145,7 +145,8 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack) -
         k["job_id"] == job_id and k["namespace"] in NAMESPACES and isinstance(k["batch_id"], int) for k in copy_kwargs
     ), copy_kwargs
     assert len({k["batch_id"] for k in copy_kwargs}) == batches
-    assert sorted(k["namespace"] for k in by_name[TaskName.LIST_NAMESPACE.value]) == list(NAMESPACES)
+    # Every namespace was listed; a lister may also have been woken by a batch that finished while it was paging.
+    assert {k["namespace"] for k in by_name[TaskName.LIST_NAMESPACE.value]} == set(NAMESPACES)
     assert all(set(k) == {"job_id", "run_id", "namespace"} for k in by_name[TaskName.LIST_NAMESPACE.value])
 
     # The key is nowhere: Flower's task and worker APIs (and pages), worker and Flower logs, the job table.

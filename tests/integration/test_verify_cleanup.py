@@ -86,8 +86,8 @@ def store_specs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.fixture
-def ctx(database_url: str, redis_url: str) -> Iterator[WorkerContext]:
-    context = WorkerContext(load_settings(database_url=database_url, redis_url=redis_url))
+def ctx(job_table_url: str, redis_url: str) -> Iterator[WorkerContext]:
+    context = WorkerContext(load_settings(database_url=job_table_url, redis_url=redis_url))
     context.dispatcher = RecordingDispatcher()  # type: ignore[assignment]
     yield context
     for store in context._stores.values():

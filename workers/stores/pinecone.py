@@ -78,6 +78,15 @@ def disable_sdk_retries(index: Any) -> bool:
     return True
 
 
+def preload_sdk() -> None:
+    """Build (and drop) one client without connecting, so that the modules the SDK imports on first use are loaded
+    in the calling process. Called in a worker's parent before it forks its pool: ~0.1 CPU-s per child saved."""
+    try:
+        Index(host="http://127.0.0.1:1", api_key="preload", ssl_verify=False).close()
+    except Exception as e:  # only an optimisation
+        logger.debug("could not preload the Pinecone SDK: %s", e)
+
+
 def _from_wire_namespace(name: str) -> str:
     return "" if name == PINECONE_DEFAULT_NAMESPACE else name
 
@@ -149,7 +158,10 @@ class PineconeStore:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
                         )
-                index = Index(host=host, api_key=key, timeout=self._timeout_s)
+                # A plain-http host (Pinecone Local, the sandbox) has no TLS: skip loading the CA bundle, ~30 ms of CPU
+                # per process and store.
+                plain_http = host.startswith("http://")
+                index = Index(host=host, api_key=key, timeout=self._timeout_s, ssl_verify=not plain_http)
             self.sdk_retries_disabled = disable_sdk_retries(index)
             self._index, self._index_pid = index, pid
             return index

@@ -1,0 +1,27 @@
+"""Run a few blocking calls at once: the upsert requests of one copy batch, which spend their time waiting on the
+network (a batch routed to many target namespaces would otherwise wait out one round trip per namespace)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def run_parallel(fn: Callable[[T], object], items: Sequence[T], max_parallel: int) -> None:
+    """``fn(item)`` for every item, up to ``max_parallel`` at once, in threads.
+
+    Returns only once every call has ended, so nothing is still running when the caller records the outcome; then
+    raises the first error in ``items`` order, if any. ``max_parallel`` ≤ 1 runs the calls in order in this thread
+    and stops at the first error.
+    """
+    if max_parallel <= 1 or len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(max_parallel, len(items)), thread_name_prefix="nsmigrate-call") as pool:
+        futures = [pool.submit(fn, item) for item in items]
+    for future in futures:
+        future.result()
