@@ -1,17 +1,20 @@
 """Split records into upsert requests that stay under Pinecone's limits (≤ 1,000 vectors and ≤ 2 MB per request).
 
 Pure: no I/O. The size is an *upper bound* of the JSON body the SDK sends (orjson, compact), so a chunk that fits here
-fits on the wire: ids and metadata are measured exactly, and each value is charged ``BYTES_PER_VALUE`` bytes — the
-longest compact JSON form of a double, e.g. ``-1.2345678901234567e-308,`` (25 bytes). Typical float32 embeddings
-serialise to ~20-21 bytes a value, so this leaves ~20 % headroom rather than risking a 413 that fails a batch.
+fits on the wire: ids and metadata are measured exactly (with the SDK's own encoder), values kept as fetched JSON
+(``JsonValues``) are measured exactly too, and any other value is charged ``BYTES_PER_VALUE`` bytes — the longest
+compact JSON form of a double, e.g. ``-1.2345678901234567e-308,`` (25 bytes), about twice what a typical float32
+embedding needs, rather than risking a 413 that fails a batch.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
+import orjson
+
 from orchestrator.errors import StoreError
+from orchestrator.records import JsonValues
 from workers.stores.base import Record
 
 #: Upper bound of one float in compact JSON plus its comma (sign, 17 significant digits, point, 'e-308', ',').
@@ -26,7 +29,7 @@ MAX_UPSERT_BYTES = 2_000_000
 
 
 def _json_len(value: object) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    return len(orjson.dumps(value))
 
 
 def estimate_bytes(record: Record) -> int:
@@ -35,11 +38,13 @@ def estimate_bytes(record: Record) -> int:
     Raises:
         StoreError: the metadata is not JSON (e.g. holds a datetime); no store would accept it.
     """
-    size = RECORD_OVERHEAD_BYTES + _json_len(record.id) + BYTES_PER_VALUE * len(record.values)
+    values = record.values
+    values_bytes = len(values.json) if isinstance(values, JsonValues) else BYTES_PER_VALUE * len(values)
+    size = RECORD_OVERHEAD_BYTES + _json_len(record.id) + values_bytes
     if record.metadata:
         try:
             size += _json_len(record.metadata)
-        except (TypeError, ValueError) as e:
+        except (TypeError, orjson.JSONEncodeError) as e:
             raise StoreError(
                 f"metadata of record {record.id!r} is not JSON: {e}",
                 hint="metadata values must be strings, numbers, booleans or lists of strings",

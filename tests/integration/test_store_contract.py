@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import RetryableError, StoreError
+from orchestrator.records import JsonValues
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers.retry import call_with_retry, retrying
@@ -382,3 +383,47 @@ def test_pgvector_infers_the_dimension_from_the_first_write(database_url: str) -
     assert reader.namespaces() == {"n": 2}
     writer.close()
     reader.close()
+
+
+# --- Pinecone: values pass through a copy as the JSON the source sent ------------------------------------------------
+
+
+def test_pinecone_fetch_keeps_values_as_json_and_a_copy_sends_them_back_verbatim(
+    pinecone_store: PineconeStore,
+) -> None:
+    records = make_records(5)
+    pinecone_store.upsert("src", records)
+
+    fetched = pinecone_store.fetch("src", [r.id for r in records])
+    assert all(isinstance(r.values, JsonValues) for r in fetched)
+    assert_same_records(fetched, records)  # read as floats, they are the float32 values stored
+    pinecone_store.upsert("dst", fetched)
+    copied = pinecone_store.fetch("dst", [r.id for r in records])
+
+    assert [r.values.json for r in copied] == [r.values.json for r in fetched]  # type: ignore[attr-defined]
+    assert [r.metadata for r in copied] == [r.metadata for r in records]
+
+
+def test_pinecone_fetch_errors_are_mapped_on_the_json_path(
+    pinecone_store: PineconeStore, sandbox: PineconeSandbox
+) -> None:
+    sandbox.set_faults("contract", Faults(error_rate_5xx=1.0, status_5xx=503))
+    with pytest.raises(RetryableError) as info:
+        pinecone_store.fetch("ns", ["a"])
+    assert info.value.status == 503
+
+
+def test_pinecone_fetch_falls_back_to_the_public_sdk_call_when_its_internals_change(
+    pinecone_store: PineconeStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    records = make_records(3)
+    pinecone_store.upsert("ns", records)
+    monkeypatch.setattr("workers.stores.pinecone.raw_http", lambda index: None)
+
+    with caplog.at_level("WARNING", logger="workers.stores.pinecone"):
+        first = pinecone_store.fetch("ns", [r.id for r in records])
+        pinecone_store.fetch("ns", [r.id for r in records])
+
+    assert not any(isinstance(r.values, JsonValues) for r in first)
+    assert_same_records(first, records)
+    assert sum("fetch decodes values" in m for m in caplog.messages) == 1  # said once, not per batch

@@ -17,6 +17,13 @@ retry layer — tenacity in ``workers.retry``, around every store call, after th
   SDK changes that shape, a WARNING says so and the layers *compose*: each tenacity attempt may then hide up to 4 HTTP
   requests (the rate limiter counts 1), and ``retry_after_s`` is whatever the SDK's last attempt saw.
 
+**Values pass through as JSON.** ``fetch`` reads the response with the ``Index``'s own HTTP client (its session,
+auth headers, timeouts and error mapping) and keeps each vector's ``values`` as the JSON array the server sent
+(``JsonValues``); ``upsert`` hands such values back to the SDK as an ``orjson.Fragment``, which its encoder writes
+verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per vector, its request sizes are exact,
+and the values arrive bit for bit. Anything that reads the values (verification, a pgvector target) decodes them on
+first use. If a future SDK has no ``Index._http.get``, ``fetch`` says so once and uses the public ``fetch``.
+
 Errors: 429 → ``RetryableError(status=429, retry_after_s=…)``; 408, 5xx, timeouts and connection errors →
 ``RetryableError``; any other refusal (400, 401, 403, 404…) and client-side validation → ``StoreError`` with the
 server's message.
@@ -33,6 +40,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
 import httpx
+import msgspec
+import orjson
 from pinecone import (
     ApiError,
     Index,
@@ -43,9 +52,11 @@ from pinecone import (
     PineconeTimeoutError,
     RateLimitError,
     RetryConfig,
+    Vector,
 )
 
 from orchestrator.errors import RetryableError, StoreError
+from orchestrator.records import JsonValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
 
@@ -76,6 +87,31 @@ def disable_sdk_retries(index: Any) -> bool:
         return False
     cast(Any, transport)._config = dataclasses.replace(config, max_retries=0)
     return True
+
+
+class _RawVector(msgspec.Struct):
+    """A fetched vector with its values left as the JSON the server sent."""
+
+    values: msgspec.Raw = msgspec.Raw(b"[]")
+    metadata: dict[str, Any] | None = None
+
+
+class _RawFetch(msgspec.Struct):
+    vectors: dict[str, _RawVector] = {}
+
+
+_RAW_FETCH = msgspec.json.Decoder(_RawFetch)
+
+
+def raw_http(index: Any) -> Any | None:
+    """The ``Index``'s own HTTP client when it has the shape this was written against (SDK 10.2), else None."""
+    http = getattr(index, "_http", None)
+    return http if callable(getattr(http, "get", None)) else None
+
+
+def _wire_values(values: Sequence[float]) -> Any:
+    """Fetched values go back verbatim (see the module docstring): the SDK's encoder writes a Fragment as it is."""
+    return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
 
 
 def preload_sdk() -> None:
@@ -118,6 +154,7 @@ class PineconeStore:
         self._dimension: int | None = None
         #: Whether the SDK's own retries are off on the current client (see the module docstring).
         self.sdk_retries_disabled = False
+        self._warned_no_raw_fetch = False
 
     def __repr__(self) -> str:
         return f"PineconeStore({self.name!r})"
@@ -231,11 +268,30 @@ class PineconeStore:
             return []
         if len(ids) > MAX_IDS_PER_REQUEST:
             raise ValueError(f"fetch takes ≤ {MAX_IDS_PER_REQUEST} ids per call, got {len(ids)}")
+        client = self._client()
+        http = raw_http(client)
+        if http is None:
+            if not self._warned_no_raw_fetch:
+                self._warned_no_raw_fetch = True
+                logger.warning("the Pinecone SDK has no Index._http.get (SDK internals changed): fetch decodes values")
+            with self._errors("fetch", namespace):
+                decoded = client.fetch(ids=list(ids), namespace=namespace).vectors
+            return [
+                Record(id=i, values=decoded[i].values, metadata=dict(decoded[i].metadata or {}))
+                for i in dict.fromkeys(ids)
+                if i in decoded
+            ]
+        params: dict[str, Any] = {"ids": list(ids)}
+        if namespace:
+            params["namespace"] = namespace
         with self._errors("fetch", namespace):
-            found = self._client().fetch(ids=list(ids), namespace=namespace).vectors
+            response = http.get("/vectors/fetch", params=params)
+            try:
+                found = _RAW_FETCH.decode(response.content).vectors
+            except msgspec.MsgspecError as e:
+                raise StoreError(f"Pinecone fetch answered something that is not a fetch response: {e}") from e
         return [
-            # The SDK's decoder already yields Python floats; list() copies without a per-value call.
-            Record(id=i, values=list(found[i].values), metadata=dict(found[i].metadata or {}))
+            Record(id=i, values=JsonValues(bytes(found[i].values)), metadata=found[i].metadata or {})
             for i in dict.fromkeys(ids)
             if i in found
         ]
@@ -243,12 +299,10 @@ class PineconeStore:
     def upsert(self, namespace: str, records: Sequence[Record]) -> int:
         if not records:
             return 0
-        vectors: list[dict[str, Any]] = []
-        for r in records:
-            vector: dict[str, Any] = {"id": r.id, "values": list(r.values)}
-            if r.metadata:
-                vector["metadata"] = dict(r.metadata)
-            vectors.append(vector)
+        vectors = [
+            Vector(id=r.id, values=_wire_values(r.values), metadata=dict(r.metadata) if r.metadata else None)
+            for r in records
+        ]
         with self._errors("upsert", namespace):
             # batch_size=None: one request, raising on failure (batched upserts report failures instead of raising).
             response = self._client().upsert(vectors=vectors, namespace=namespace, batch_size=None)
