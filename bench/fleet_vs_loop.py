@@ -146,6 +146,15 @@ def load_source(plane: DataPlane, data: SeedData) -> None:
             index.upsert(vectors=[(i, [float(x) for x in v], m) for i, v, m in chunk], namespace=ns)
 
 
+def warm_source(plane: DataPlane, data: SeedData) -> None:
+    """Read every source vector once, untimed: the data plane makes a vector's float32 JSON on its first fetch, and
+    the loop and the fleet should both find it made."""
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts["src"])
+    for ns, records in data.namespaces.items():
+        for start in range(0, len(records), 1000):
+            index.fetch(ids=[i for i, _, _ in records[start : start + 1000]], namespace=ns)
+
+
 def sequential_loop(plane: DataPlane, data: SeedData) -> Result:
     """The seeds' one-off script: for each namespace, list a page, fetch it, upsert it; one request at a time."""
     pc = Pinecone(api_key=SANDBOX_API_KEY)
@@ -345,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             plane = DataPlane(data.dimension, workdir)
             try:
                 load_source(plane, data)
+                warm_source(plane, data)
                 plane.set_faults(latency_ms=LATENCY_MS, **SERVER_LIMITS)
                 loop = sequential_loop(plane, data)
                 db_url = pg.url  # one job table; each set is its own job

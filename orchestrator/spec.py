@@ -240,7 +240,7 @@ class JobSpec(_Model):
         default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
     )
     parallel_upserts: int = Field(
-        default=4, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
+        default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
     )
     rate: RateBudget = Field(default_factory=RateBudget)
     allow_id_overwrite: bool = Field(

@@ -761,3 +761,48 @@ def test_seed_dataset_is_deterministic_and_scales() -> None:
     assert big.total == 20_000 and len(big.namespaces) == 51
     first = big.namespaces[""][0][1]
     assert isinstance(first, np.ndarray) and first.dtype == np.float32 and first.shape == (1536,)
+
+
+# --- upserted values are checked as JSON text, and fetched as float32 --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ("[0.5, true, 0.25, 1]", "must all be numbers"),
+        ('[0.5, "0.5", 0.25, 1]', "must all be numbers"),
+        ("[0.5, null, 0.25, 1]", "must all be numbers"),
+        ("[[0.5, 0.5], 0.25, 1, 1]", "must all be numbers"),
+        ('"0.5,0.5,0.25,1"', "must be an array of numbers"),
+        ("null", "must be an array of numbers"),
+        ("[0.5, 0.25, 1]", "dimension 3 does not match the dimension of the index 4"),
+        ("[]", "dimension 0 does not match the dimension of the index 4"),
+        ("[0.5, 1e39, 0.25, 1]", "finite"),
+        ("[0.5, 1" + "0" * 40 + ", 0.25, 1]", "finite"),
+    ],
+)
+def test_upserted_values_are_refused_as_before_without_being_decoded(
+    sandbox: PineconeSandbox, values: str, fragment: str
+) -> None:
+    body = '{"vectors": [{"id": "v", "values": ' + values + '}], "namespace": "text-check"}'
+    with raw(sandbox, "seeds-pod") as client:
+        response = client.post("/vectors/upsert", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["message"]
+    assert sandbox.count("seeds-pod", "text-check") == 0
+
+
+def test_values_upserted_as_text_are_fetched_and_queried_as_float32(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    precise = [0.1234567890123, -2.5e-3, 3.0, 1e-40]  # 1e-40 is below float32's normal range
+    body = '{"vectors": [{"id": "p", "values": [0.1234567890123, -2.5e-3, 3, 1e-40]}], "namespace": "text-f32"}'
+    with raw(sandbox, "seeds-pod") as client:
+        assert client.post("/vectors/upsert", content=body).status_code == 200
+        served = client.get("/vectors/fetch", params={"ids": "p", "namespace": "text-f32"}).json()
+
+    expected = np.asarray(precise, dtype=np.float32)
+    got = served["vectors"]["p"]["values"]
+    assert np.asarray(got, dtype=np.float32).tolist() == expected.tolist()  # what Pinecone returns: float32 values
+    assert got[0] == 0.12345679  # in float32's shortest form, not the digits sent
+    idx = index(pc, sandbox)
+    match = idx.query(vector=precise, top_k=1, namespace="text-f32", include_values=True).matches[0]
+    assert match.id == "p" and np.asarray(match.values, dtype=np.float32).tolist() == expected.tolist()
