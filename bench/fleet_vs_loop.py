@@ -1,6 +1,6 @@
 """Benchmark: the seeds' sequential list → fetch → upsert loop against the nsmigrate fleet.
 
-Both copy the same data between indexes of the same local Pinecone data plane, which runs in its own process with
+Both copy the same data between indexes of the local Pinecone data plane, each index served by its own process, with
 50 ms added to every request and Pinecone's serverless per-second limits enforced (429 + Retry-After). The fleet runs
 two jobs on one set of workers: the first on freshly started workers (every process pays its first-task costs), the
 second on the same workers warm, as a standing fleet runs a migration. Reported per data set, all measured in one run:

@@ -374,21 +374,16 @@ class _Record:
     """One stored vector. Values upserted over HTTP stay the JSON text they arrived as (checked, not decoded) until
     something needs them as numbers: a query, an update, a snapshot or the first fetch. The float32 array and its
     JSON (what Pinecone returns: the float32 values) are then made once and kept. On one machine the sandbox's CPU
-    competes with the clients it serves; this keeps an upsert at a few µs per vector instead of ~150."""
+    competes with the clients it serves; checking the text costs ~40 µs per 1536-dim vector, decoding it ~120."""
 
     __slots__ = ("_json", "_text", "_values", "metadata", "sparse")
 
     def __init__(
-        self,
-        values: np.ndarray | None,
-        metadata: dict[str, Any] | None = None,
-        sparse: dict[str, Any] | None = None,
-        *,
-        text: bytes | None = None,
+        self, values: np.ndarray | bytes, metadata: dict[str, Any] | None = None, sparse: dict[str, Any] | None = None
     ) -> None:
-        assert values is not None or text is not None
-        self._values = values  # float32, shape (dimension,)
-        self._text = text  # the values as upserted (a checked JSON array of numbers)
+        #: float32, shape (dimension,); and the values as upserted (a checked JSON array of numbers)
+        self._values: np.ndarray | None = None if isinstance(values, bytes) else values
+        self._text: bytes | None = values if isinstance(values, bytes) else None
         self._json: bytes | None = None  # the float32 values as JSON
         self.metadata = metadata
         self.sparse = sparse
@@ -1009,10 +1004,7 @@ class IndexService:
         sparse = vector.get("sparseValues")
         if sparse is not None and not isinstance(sparse, dict):
             raise _bad("sparseValues must be an object with indices and values")
-        metadata = validate_metadata(vector.get("metadata"))
-        if isinstance(values, bytes):
-            return vector_id, _Record(None, metadata, sparse, text=values)
-        return vector_id, _Record(values, metadata, sparse)
+        return vector_id, _Record(values, validate_metadata(vector.get("metadata")), sparse)
 
     def _fetch(self, _payload: Any, query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
         ids = query.get("ids", [])

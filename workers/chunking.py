@@ -64,10 +64,18 @@ def chunk_for_upsert(
         StoreError: a single record is too large for one request on its own (its id is named).
         ValueError: the limits leave no room for any record.
     """
+    return [chunk for chunk, _ in sized_chunks(records, max_count, max_bytes)]
+
+
+def sized_chunks(
+    records: Sequence[Record], max_count: int = MAX_UPSERT_COUNT, max_bytes: int = MAX_UPSERT_BYTES
+) -> list[tuple[list[Record], int]]:
+    """``chunk_for_upsert`` with each chunk's estimated bytes (the sum of ``estimate_bytes`` of its records), for the
+    byte budget, so a copy measures every record once."""
     if max_count < 1 or max_bytes <= ENVELOPE_BYTES:
         raise ValueError(f"max_count must be ≥ 1 and max_bytes > {ENVELOPE_BYTES}, got {max_count} and {max_bytes}")
     budget = max_bytes - ENVELOPE_BYTES
-    chunks: list[list[Record]] = []
+    chunks: list[tuple[list[Record], int]] = []
     current: list[Record] = []
     current_bytes = 0
     for record in records:
@@ -80,10 +88,10 @@ def chunk_for_upsert(
                 record_id=record.id,
             )
         if current and (len(current) >= max_count or current_bytes + size > budget):
-            chunks.append(current)
+            chunks.append((current, current_bytes))
             current, current_bytes = [], 0
         current.append(record)
         current_bytes += size
     if current:
-        chunks.append(current)
+        chunks.append((current, current_bytes))
     return chunks

@@ -14,7 +14,7 @@ from functools import partial
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError
 from orchestrator.routing import route_context, route_records
-from workers.chunking import chunk_for_upsert, estimate_bytes
+from workers.chunking import sized_chunks
 from workers.context import WorkerContext
 from workers.flow import advance
 from workers.parallel import run_parallel
@@ -52,9 +52,7 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
         )
         by_target = route_records(records, ctx_route)
         uploads = [
-            (namespace, chunk, sum(estimate_bytes(r) for r in chunk))
-            for namespace, routed in by_target.items()
-            for chunk in chunk_for_upsert(routed)
+            (namespace, chunk, size) for namespace, routed in by_target.items() for chunk, size in sized_chunks(routed)
         ]
 
         def upload(item: tuple[str, list[Record], int]) -> None:

@@ -38,7 +38,7 @@ from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records import DEFAULT_NAMESPACE, Record, display_namespace
 from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
-from workers.chunking import chunk_for_upsert, estimate_bytes
+from workers.chunking import sized_chunks
 from workers.context import WorkerContext
 from workers.ratelimit import read_scope, write_scope
 from workers.stores.base import VectorStore
@@ -72,10 +72,8 @@ class _Rollback:
 
     def _write_back(self, namespace: str, records: list[Record]) -> None:
         scope = write_scope(self.source.name, namespace)
-        for chunk in chunk_for_upsert(records):
-            self.ctx.limiter.acquire_bytes(
-                scope + ":bytes", self.spec.rate.write_mb_per_s, sum(estimate_bytes(r) for r in chunk)
-            )
+        for chunk, size in sized_chunks(records):
+            self.ctx.limiter.acquire_bytes(scope + ":bytes", self.spec.rate.write_mb_per_s, size)
             self.ctx.call(
                 partial(self.source.upsert, namespace, chunk), scope=scope, rate_per_s=self.spec.rate.write_rps
             )

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import StoreError
-from workers.chunking import MAX_UPSERT_BYTES, MAX_UPSERT_COUNT, chunk_for_upsert, estimate_bytes
+from workers.chunking import MAX_UPSERT_BYTES, MAX_UPSERT_COUNT, chunk_for_upsert, estimate_bytes, sized_chunks
 from workers.stores.base import Record
 
 
@@ -127,3 +127,13 @@ def test_empty_input_gives_no_chunks() -> None:
 def test_impossible_limits_are_refused(max_count: int, max_bytes: int) -> None:
     with pytest.raises(ValueError):
         chunk_for_upsert([Record("a", [0.1])], max_count=max_count, max_bytes=max_bytes)
+
+
+def test_sized_chunks_are_the_same_chunks_with_their_estimated_bytes() -> None:
+    records = [Record(f"id-{i}", [0.5] * 3000, {"n": i}) for i in range(60)]
+
+    sized = sized_chunks(records)
+
+    assert [chunk for chunk, _ in sized] == chunk_for_upsert(records)
+    assert [size for _, size in sized] == [sum(estimate_bytes(r) for r in chunk) for chunk, _ in sized]
+    assert len(sized) > 1
