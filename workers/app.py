@@ -6,8 +6,12 @@ Configuration is applied by ``configure(settings)`` at the entry point, not at i
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
+
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from orchestrator.dispatch import celery_config
 from orchestrator.settings import Settings
@@ -15,10 +19,41 @@ from workers.context import reset_context, warm_up
 
 app = Celery("nsmigrate", include=["workers.tasks"])
 
+log = logging.getLogger(__name__)
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
 
 def configure(settings: Settings) -> Celery:
     app.conf.update(celery_config(settings))
     return app
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc keep memory a worker frees for its next batch instead of handing it back to the OS at once.
+
+    A copy batch allocates tens of MB (the fetched JSON, the upsert bodies) and frees them when it ends. By default
+    glibc serves many of them with fresh ``mmap``s and trims the heap on ``free``, so batches keep touching new pages,
+    and each first touch is a page fault (dear inside VMs). On the bench's 20,000 × 1536 copy this cut the copy
+    workers' page faults from ~160,000 to ~115,000 on fresh workers and from ~28,000 to ~2,000 on warm ones: 0.3–0.5
+    CPU-s, ~8 % of their CPU. Freed memory is kept up to 1 GB per process (a copy process peaks at ~40 MB).
+    Returns False where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        mallopt = libc.mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30)) and bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20))
+
+
+@worker_init.connect
+def _tune_memory(**_: object) -> None:
+    # In the worker's main process before the pool starts: forked children inherit the setting.
+    if not keep_freed_memory():
+        log.info("not glibc: freed memory goes back to the OS as the C library decides")
 
 
 @worker_process_init.connect
