@@ -240,15 +240,28 @@ def maybe_finish_job(db: Database, job_id: int) -> bool:
 # -------------------------------------------------------------------------------------------------------- listing
 
 
-def start_listing(db: Database, run_id: int) -> NamespaceRun | None:
-    """pending/listing/copying → listing work may go on; None when the run is past listing or cancelled."""
+def start_listing(db: Database, run_id: int) -> tuple[NamespaceRun, int] | None:
+    """pending/listing/copying → listing work may go on: the run and how many of its batches are in flight (queued
+    or running). None when the run is past listing or cancelled."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
         if run.listing_done or run.state not in (RunState.PENDING, RunState.LISTING, RunState.COPYING):
             return None
         if run.state == RunState.PENDING:
             run.state = RunState.LISTING
-        return run
+        return run, _in_flight(s, run_id)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What ``add_batches`` wrote and found, so the lister needs no further query before its next page."""
+
+    batch_ids: list[int]
+    #: Batches of the run queued or running, the new ones included.
+    in_flight: int
+    cancelled: bool
+    #: Listing ended with every batch already done (or none at all): this call moved the run to ``copied``.
+    copied: bool
 
 
 def add_batches(
@@ -259,10 +272,9 @@ def add_batches(
     *,
     listing_done: bool,
     listed_from: str | None = None,
-) -> list[int]:
+) -> Recorded:
     """Record new batches and the lister's resume point together, so a restarted lister neither skips nor repeats
-    a page. ``listed_from`` is the token the ids were listed from (None: the start of the namespace). Returns the
-    new batch ids.
+    a page. ``listed_from`` is the token the ids were listed from (None: the start of the namespace).
 
     Raises:
         StateError: the saved token is no longer ``listed_from`` (or listing is done): another lister recorded
@@ -292,21 +304,22 @@ def add_batches(
             run.list_token = None
         if run.state in (RunState.PENDING, RunState.LISTING):
             run.state = RunState.COPYING if listing_done else RunState.LISTING
+        cancelled = run.state == RunState.CANCELLED
         s.flush()
-        return [b.id for b in new]
+        # Only a last page that added nothing can find every batch done; otherwise the last batch to finish moves on.
+        copied = listing_done and not new and _mark_copied(s, run_id)
+        return Recorded([b.id for b in new], _in_flight(s, run_id), cancelled, copied)
 
 
-def active_batches(db: Database, run_id: int) -> int:
-    """How many copy batches of this run are queued or running (the lister keeps this under a bound)."""
-    with db.transaction() as s:
-        return int(
-            s.scalar(
-                sa.select(sa.func.count())
-                .select_from(Batch)
-                .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
-            )
-            or 0
+def _in_flight(s: Session, run_id: int) -> int:
+    return int(
+        s.scalar(
+            sa.select(sa.func.count())
+            .select_from(Batch)
+            .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
         )
+        or 0
+    )
 
 
 def queued_batches(db: Database, run_id: int) -> list[int]:

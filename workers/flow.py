@@ -27,10 +27,16 @@ def advance(
     copied, wake = jobs.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
     if again and not copied:
         copied = jobs.get_run(ctx.db, run_id).state == RunState.COPIED
-    if copied and spec.auto_verify:
-        ctx.dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
+    if copied:
+        run_copied(ctx, run_id, job_id, namespace, spec)
     elif wake:
         wake_lister(ctx, run_id, job_id, namespace)
+
+
+def run_copied(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec) -> None:
+    """What follows a run this caller moved to ``copied``: its verification, when the spec asks for it."""
+    if spec.auto_verify:
+        ctx.dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
 
 
 def wake_lister(ctx: WorkerContext, run_id: int, job_id: int, namespace: str) -> None:

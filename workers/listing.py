@@ -22,10 +22,11 @@ from redis.exceptions import LockError
 
 from orchestrator import jobs
 from orchestrator.errors import StateError
+from orchestrator.models import RunState
 from orchestrator.names import lock_key
 from orchestrator.records import display_namespace
 from workers.context import WorkerContext
-from workers.flow import advance, lister_wake_key
+from workers.flow import advance, lister_wake_key, run_copied
 from workers.ratelimit import list_scope
 
 PAGE_LIMIT = 100  # Pinecone's maximum page size for list
@@ -83,24 +84,28 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
         if not held:
             return
         if again:  # also when listing is done: the last batch may be the one that was never sent
-            recorded = jobs.get_run(ctx.db, run_id)
+            previous = jobs.get_run(ctx.db, run_id)
             for batch_id in jobs.queued_batches(ctx.db, run_id):
                 ctx.dispatcher.copy_batch(
                     batch_id,
-                    job_id=recorded.job_id,
+                    job_id=previous.job_id,
                     run_id=run_id,
-                    namespace=display_namespace(recorded.source_namespace),
+                    namespace=display_namespace(previous.source_namespace),
                 )
-        run = jobs.start_listing(ctx.db, run_id)
-        if run is None:
+            if previous.state == RunState.COPIED:  # maybe by this lister's last page, before it sent the verification
+                spec = jobs.job_spec(ctx.db, previous.job_id)
+                run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)
+        started = jobs.start_listing(ctx.db, run_id)
+        if started is None:
             return
+        run, in_flight = started
         spec = jobs.job_spec(ctx.db, run.job_id)
         source = ctx.store(spec.source)
         token = run.list_token
-        done = False
-        while jobs.active_batches(ctx.db, run_id) < spec.max_batches_in_flight:
+        while in_flight < spec.max_batches_in_flight:
             listed_from = token
             ids: list[str] = []
+            done = False
             while len(ids) < spec.batch_size:
                 limit = min(PAGE_LIMIT, spec.batch_size - len(ids))
                 page = ctx.call(
@@ -114,17 +119,21 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
                     done = True
                     break
             try:
-                batch_ids = jobs.add_batches(
+                recorded = jobs.add_batches(
                     ctx.db, run_id, [ids] if ids else [], token, listing_done=done, listed_from=listed_from
                 )
             except StateError as e:
                 log.info("lister of run %s stops: %s", run_id, e)
                 return  # another lister is ahead of us and carries on
-            for batch_id in batch_ids:
+            for batch_id in recorded.batch_ids:
                 ctx.dispatcher.copy_batch(
                     batch_id, job_id=run.job_id, run_id=run_id, namespace=display_namespace(run.source_namespace)
                 )
-            if done or jobs.is_cancelled(ctx.db, run_id):
-                break
-    # Batches may all have finished while we listed (or there were none): let the run move on, or keep listing.
+            if recorded.copied:  # the last page added nothing and every batch was done already (or there were none)
+                run_copied(ctx, run_id, run.job_id, run.source_namespace, spec)
+            if done or recorded.cancelled:
+                return  # the run's last batch to finish moves it on
+            in_flight = recorded.in_flight
+    # Stopped at the bound. Batches that finished since it was counted found this lister still running and woke
+    # nobody: look again, and keep listing (through a wake-up) if there is room now.
     advance(ctx, run_id, run.job_id, run.source_namespace, spec)

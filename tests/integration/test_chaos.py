@@ -450,13 +450,42 @@ def test_two_listers_listing_from_the_same_token_cannot_both_record_the_page(wor
     assert (run.listed, run.batches_total, run.listing_done) == (3, 2, True)
 
 
+def test_recording_a_page_reports_what_the_lister_checks_next(worker_ctx: WorkerContext) -> None:
+    """``add_batches`` answers, in its own transaction, the questions the lister used to ask in three more: how many
+    batches are in flight, whether the run was cancelled, and whether a last page that added nothing found every
+    batch done (then it, and only it, moves the run to ``copied``)."""
+    db = worker_ctx.db
+    _, run_id = one_run_job(db)
+
+    first = jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
+    second = jobs.add_batches(db, run_id, [["c"]], "t2", listing_done=False, listed_from="t1")
+    assert (second.in_flight, second.cancelled, second.copied) == (2, False, False)
+
+    for batch_id in (*first.batch_ids, *second.batch_ids):
+        assert jobs.start_batch(db, batch_id, "test") is not None
+        jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"])
+    assert jobs.after_batch(db, run_id, 64) == (False, True)  # listing unfinished: the lister is woken, not copied
+
+    last = jobs.add_batches(db, run_id, [], None, listing_done=True, listed_from="t2")
+    assert (last.batch_ids, last.in_flight, last.copied) == ([], 0, True)
+    assert jobs.get_run(db, run_id).state == RunState.COPIED
+
+
+def test_a_cancelled_run_tells_its_lister_to_stop(worker_ctx: WorkerContext) -> None:
+    db = worker_ctx.db
+    job_id, run_id = one_run_job(db)
+    jobs.cancel_job(db, job_id, actor="test")
+    recorded = jobs.add_batches(db, run_id, [["a"]], "t1", listing_done=False, listed_from=None)
+    assert recorded.cancelled and recorded.in_flight == 1
+
+
 def test_a_lister_killed_between_recording_a_batch_and_sending_it_is_made_good_by_its_redelivery(
     worker_ctx: WorkerContext,
 ) -> None:
     """The kill lands exactly after ``add_batches`` committed the last batch and before its copy task was sent.
     Nothing else would ever send it; the lister's redelivered task (``again``) sends the run's queued batches."""
     _, run_id = one_run_job(worker_ctx.db)
-    [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True)
+    [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
 
     listing.list_run(worker_ctx, run_id)  # a plain wake-up cannot know
     assert sent(worker_ctx) == []
@@ -469,7 +498,7 @@ def test_a_copy_killed_after_marking_its_run_copied_is_made_good_by_its_redelive
     a wake-up flag was set without its message). The redelivered copy task finds its batch done and sends what
     should have followed."""
     _, run_id = one_run_job(worker_ctx.db)
-    [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True)
+    [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
     assert jobs.start_batch(worker_ctx.db, batch_id, "doomed") is not None
     jobs.finish_batch(worker_ctx.db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"])
     assert jobs.maybe_mark_copied(worker_ctx.db, run_id)

@@ -32,7 +32,7 @@ def test_an_unexpected_error_fails_the_batch_with_its_message(
     plan = Plan(runs=[NamespacePlan("ns", "ns", 2, 1)], estimate=Estimate(1, 1, 1, 1, 5, 0.1))
     job_id = jobs.create_job(ctx.db, spec, plan, source_label="a", target_label="b")
     [run] = jobs.runs_of(ctx.db, job_id)
-    [batch_id] = jobs.add_batches(ctx.db, run.id, [["x", "y"]], None, listing_done=True)
+    [batch_id] = jobs.add_batches(ctx.db, run.id, [["x", "y"]], None, listing_done=True).batch_ids
     monkeypatch.setattr(ctx, "store", lambda _spec: _BrokenStore())
 
     copying.copy_batch(ctx, batch_id)

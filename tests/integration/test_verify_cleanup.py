@@ -177,7 +177,7 @@ def copied_job(
         if copy:
             for target_ns, enriched in routed.items():
                 target.upsert(target_ns, enriched)
-        [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True)
+        [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
         jobs.finish_batch(ctx.db, batch_id, vectors=len(records), missing=0, nbytes=0, targets=sorted(routed))
         assert jobs.maybe_mark_copied(ctx.db, run.id)
     return job
