@@ -400,25 +400,39 @@ def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
 
 
 def finish_batch(
-    db: Database, batch_id: int, *, vectors: int, missing: int, nbytes: int, targets: Sequence[str]
-) -> None:
-    """running → done; the run's copied counter and the set of target namespaces it wrote grow with it."""
+    db: Database,
+    batch_id: int,
+    *,
+    vectors: int,
+    missing: int,
+    nbytes: int,
+    targets: Sequence[str],
+    max_in_flight: int,
+) -> tuple[bool, bool]:
+    """running → done; the run's copied counter and the set of target namespaces it wrote grow with it. Returns
+    what ``after_batch`` would, from the same transaction: (this caller moved the run to ``copied``, wake the
+    lister). The run's row lock orders the batches that finish together, so the last of them sees all done."""
     with db.transaction() as s:
         batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
-        if batch.state == BatchState.DONE:
-            return
-        was_failed = batch.state == BatchState.FAILED
-        batch.state = BatchState.DONE
-        batch.vectors, batch.missing, batch.bytes = vectors, missing, nbytes
-        batch.last_error = None
-        batch.finished_at = utcnow()
-        run = _get_run(s, batch.run_id, lock=True)
-        run.copied += vectors
-        if was_failed:
-            run.failed = max(0, run.failed - len(batch.ids))
-        known = set(run.target_namespaces or [])
-        if not known.issuperset(targets):
-            run.target_namespaces = sorted(known | set(targets))
+        if batch.state != BatchState.DONE:
+            _finish(s, batch, vectors=vectors, missing=missing, nbytes=nbytes, targets=targets)
+        return _after_batch(s, batch.run_id, max_in_flight)
+
+
+def _finish(s: Session, batch: Batch, *, vectors: int, missing: int, nbytes: int, targets: Sequence[str]) -> None:
+    was_failed = batch.state == BatchState.FAILED
+    batch.state = BatchState.DONE
+    batch.vectors, batch.missing, batch.bytes = vectors, missing, nbytes
+    batch.last_error = None
+    batch.finished_at = utcnow()
+    run = _get_run(s, batch.run_id, lock=True)
+    run.copied += vectors
+    if was_failed:
+        run.failed = max(0, run.failed - len(batch.ids))
+    known = set(run.target_namespaces or [])
+    if not known.issuperset(targets):
+        run.target_namespaces = sorted(known | set(targets))
+    s.flush()
 
 
 def fail_batch(db: Database, batch_id: int, error: str) -> None:
@@ -464,18 +478,22 @@ def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bo
     """After a batch ends, in one transaction: (this caller moved the run to ``copied``, the lister should be woken
     because listing is unfinished and fewer than ``max_in_flight`` batches are queued or running)."""
     with db.transaction() as s:
-        if _mark_copied(s, run_id):
-            return True, False
-        active = (
-            sa.select(sa.func.count())
-            .select_from(Batch)
-            .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
-            .scalar_subquery()
-        )
-        listing_done, n_active = s.execute(
-            sa.select(NamespaceRun.listing_done, active).where(NamespaceRun.id == run_id)
-        ).one()
-        return False, (not listing_done and n_active < max_in_flight)
+        return _after_batch(s, run_id, max_in_flight)
+
+
+def _after_batch(s: Session, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
+    if _mark_copied(s, run_id):
+        return True, False
+    active = (
+        sa.select(sa.func.count())
+        .select_from(Batch)
+        .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
+        .scalar_subquery()
+    )
+    listing_done, n_active = s.execute(
+        sa.select(NamespaceRun.listing_done, active).where(NamespaceRun.id == run_id)
+    ).one()
+    return False, (not listing_done and n_active < max_in_flight)
 
 
 def requeue_failed(

@@ -34,6 +34,7 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
             advance(ctx, run.id, run.job_id, run.source_namespace, jobs.job_spec(ctx.db, run.job_id), again=True)
         return
     spec = work.spec
+    outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
     try:
         source, target = ctx.store(spec.source), ctx.store(spec.target)
         records = ctx.call(
@@ -66,13 +67,14 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
 
         run_parallel(upload, uploads, spec.parallel_upserts)
         nbytes = sum(size for _, _, size in uploads)
-        jobs.finish_batch(
+        outcome = jobs.finish_batch(
             ctx.db,
             batch_id,
             vectors=len(records),
             missing=len(work.ids) - len(records),
             nbytes=nbytes,
             targets=sorted(by_target),
+            max_in_flight=spec.max_batches_in_flight,
         )
     except NsmigrateError as e:
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
@@ -85,4 +87,4 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
         # forever: it fails visibly with its error, and `nsmigrate retry` re-runs it.
         log.exception("batch %s (job %s, seq %s) failed unexpectedly", batch_id, work.job_id, work.seq)
         jobs.fail_batch(ctx.db, batch_id, f"unexpected {type(e).__name__}: {e}")
-    advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again)
+    advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again, outcome=outcome)

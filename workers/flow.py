@@ -16,15 +16,23 @@ from workers.context import WorkerContext
 
 
 def advance(
-    ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec, *, again: bool = False
+    ctx: WorkerContext,
+    run_id: int,
+    job_id: int,
+    namespace: str,
+    spec: JobSpec,
+    *,
+    again: bool = False,
+    outcome: tuple[bool, bool] | None = None,
 ) -> None:
-    """``again``: this task ran before — a redelivery after its worker was killed, or a Celery retry after an
-    outage — and that run may have died between a change it recorded and the message that follows it. So clear a
-    wake-up flag it may have set without sending the wake-up, and re-send the verification of a run that is
-    ``copied`` (a duplicate verification is harmless)."""
+    """``outcome``: (copied, wake) as ``jobs.finish_batch`` found them in its own transaction; looked up with
+    ``jobs.after_batch`` when not given. ``again``: this task ran before — a redelivery after its worker was killed,
+    or a Celery retry after an outage — and that run may have died between a change it recorded and the message that
+    follows it. So clear a wake-up flag it may have set without sending the wake-up, and re-send the verification of
+    a run that is ``copied`` (a duplicate verification is harmless)."""
     if again:
         ctx.redis.delete(lister_wake_key(run_id))
-    copied, wake = jobs.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
+    copied, wake = outcome or jobs.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
     if again and not copied:
         copied = jobs.get_run(ctx.db, run_id).state == RunState.COPIED
     if copied:

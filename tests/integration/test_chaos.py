@@ -463,12 +463,36 @@ def test_recording_a_page_reports_what_the_lister_checks_next(worker_ctx: Worker
 
     for batch_id in (*first.batch_ids, *second.batch_ids):
         assert jobs.start_batch(db, batch_id, "test") is not None
-        jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"])
+        jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64)
     assert jobs.after_batch(db, run_id, 64) == (False, True)  # listing unfinished: the lister is woken, not copied
 
     last = jobs.add_batches(db, run_id, [], None, listing_done=True, listed_from="t2")
     assert (last.batch_ids, last.in_flight, last.copied) == ([], 0, True)
     assert jobs.get_run(db, run_id).state == RunState.COPIED
+
+
+def test_the_last_batch_to_finish_moves_its_run_on_in_the_same_transaction(worker_ctx: WorkerContext) -> None:
+    db = worker_ctx.db
+    _, run_id = one_run_job(db)
+    first, last = jobs.add_batches(db, run_id, [["a"], ["b"]], None, listing_done=True).batch_ids
+    for batch_id in (first, last):
+        assert jobs.start_batch(db, batch_id, "test") is not None
+
+    assert jobs.finish_batch(db, first, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
+        False,
+        False,  # listing is done: nobody to wake
+    )
+    assert jobs.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
+        True,
+        False,
+    )
+    # A duplicate delivery of the last batch changes nothing and does not win the run a second time.
+    assert jobs.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
+        False,
+        False,
+    )
+    run = jobs.get_run(db, run_id)
+    assert (run.state, run.copied) == (RunState.COPIED, 2)
 
 
 def test_a_cancelled_run_tells_its_lister_to_stop(worker_ctx: WorkerContext) -> None:
@@ -500,8 +524,10 @@ def test_a_copy_killed_after_marking_its_run_copied_is_made_good_by_its_redelive
     _, run_id = one_run_job(worker_ctx.db)
     [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
     assert jobs.start_batch(worker_ctx.db, batch_id, "doomed") is not None
-    jobs.finish_batch(worker_ctx.db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"])
-    assert jobs.maybe_mark_copied(worker_ctx.db, run_id)
+    copied, _ = jobs.finish_batch(
+        worker_ctx.db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"], max_in_flight=64
+    )
+    assert copied
     worker_ctx.redis.set(lister_wake_key(run_id), 1)
 
     copying.copy_batch(worker_ctx, batch_id)  # a duplicate delivery does nothing …

@@ -3,8 +3,8 @@ Postgres (job table) and Redis (rate budget), with two pgvector stores — and, 
 indexes in the local data plane through the real SDK.
 
 How a run becomes ``copied`` here: the test writes the target itself with the copy's own routing/enrichment
-(``route_records``), then records one batch with ``jobs.add_batches(listing_done=True)``, ``jobs.finish_batch`` and
-``jobs.maybe_mark_copied`` — the same transitions the copy tasks make — so the job table is in the state a real copy
+(``route_records``), then records one batch with ``jobs.add_batches(listing_done=True)`` and ``jobs.finish_batch``
+(which marks the run copied) — the same transitions the copy tasks make — so the job table is in the state a real copy
 leaves, without starting workers.
 """
 
@@ -178,8 +178,10 @@ def copied_job(
             for target_ns, enriched in routed.items():
                 target.upsert(target_ns, enriched)
         [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
-        jobs.finish_batch(ctx.db, batch_id, vectors=len(records), missing=0, nbytes=0, targets=sorted(routed))
-        assert jobs.maybe_mark_copied(ctx.db, run.id)
+        copied, _ = jobs.finish_batch(
+            ctx.db, batch_id, vectors=len(records), missing=0, nbytes=0, targets=sorted(routed), max_in_flight=1
+        )
+        assert copied
     return job
 
 
