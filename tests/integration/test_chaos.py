@@ -517,6 +517,25 @@ def test_a_lister_killed_between_recording_a_batch_and_sending_it_is_made_good_b
     assert sent(worker_ctx) == [("copy", batch_id)]
 
 
+def test_a_lister_killed_after_its_empty_last_page_finished_the_run_is_made_good_by_its_redelivery(
+    worker_ctx: WorkerContext,
+) -> None:
+    """The namespace ended on a page boundary: the last page added no batch, every batch was done, and recording it
+    moved the run to ``copied`` — then the kill, before the verification was sent. A plain wake-up finds nothing to
+    do; the redelivered lister sends the verification."""
+    db = worker_ctx.db
+    _, run_id = one_run_job(db)
+    [batch_id] = jobs.add_batches(db, run_id, [["a", "b", "c"]], "t1", listing_done=False).batch_ids
+    assert jobs.start_batch(db, batch_id, "test") is not None
+    jobs.finish_batch(db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"], max_in_flight=64)
+    assert jobs.add_batches(db, run_id, [], None, listing_done=True, listed_from="t1").copied
+
+    listing.list_run(worker_ctx, run_id)
+    assert sent(worker_ctx) == []
+    listing.list_run(worker_ctx, run_id, again=True)
+    assert sent(worker_ctx) == [("verify", run_id)]
+
+
 def test_a_copy_killed_after_marking_its_run_copied_is_made_good_by_its_redelivery(worker_ctx: WorkerContext) -> None:
     """The kill lands after the run's last batch marked it ``copied`` and before verification was sent (and after
     a wake-up flag was set without its message). The redelivered copy task finds its batch done and sends what
