@@ -178,11 +178,22 @@ def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRA
 
 
 def job_spec(db: Database, job_id: int) -> JobSpec:
-    with db.transaction() as s:
+    """The job's spec, read and validated once per process (a spec never changes once its job is written)."""
+    spec = db._specs.get(job_id)
+    if spec is None:
+        with db.transaction() as s:
+            spec = _job_spec(db, s, job_id)
+    return spec
+
+
+def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
+    spec = db._specs.get(job_id)
+    if spec is None:
         job = s.get(Job, job_id)
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-        return JobSpec.model_validate(job.spec)
+        spec = db._specs.setdefault(job_id, JobSpec.model_validate(job.spec))
+    return spec
 
 
 def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[NamespaceRun]:
@@ -375,11 +386,7 @@ def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
         run = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.id == batch.run_id).with_for_update(read=True)).one()
         if run.state == RunState.CANCELLED:
             return None
-        spec = db._specs.get(run.job_id)
-        if spec is None:
-            job = s.get(Job, run.job_id)
-            assert job is not None
-            spec = db._specs.setdefault(run.job_id, JobSpec.model_validate(job.spec))
+        spec = _job_spec(db, s, run.job_id)
         batch.state = BatchState.RUNNING
         batch.attempts += 1
         batch.worker = worker
