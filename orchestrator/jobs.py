@@ -226,11 +226,6 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
         return stopped
 
 
-def is_cancelled(db: Database, run_id: int) -> bool:
-    with db.transaction() as s:
-        return s.scalar(sa.select(NamespaceRun.state).where(NamespaceRun.id == run_id)) == RunState.CANCELLED
-
-
 def maybe_finish_job(db: Database, job_id: int) -> bool:
     """Mark the job finished when every namespace run is in a final state."""
     with db.transaction() as s:
@@ -323,13 +318,15 @@ def add_batches(
 
 
 def _in_flight(s: Session, run_id: int) -> int:
-    return int(
-        s.scalar(
-            sa.select(sa.func.count())
-            .select_from(Batch)
-            .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
-        )
-        or 0
+    """How many of the run's batches are queued or running (the lister keeps this under a bound)."""
+    return int(s.scalar(_in_flight_count(run_id)) or 0)
+
+
+def _in_flight_count(run_id: int) -> sa.Select[int]:
+    return (
+        sa.select(sa.func.count())
+        .select_from(Batch)
+        .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
     )
 
 
@@ -491,14 +488,10 @@ def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bo
 def _after_batch(s: Session, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
     if _mark_copied(s, run_id):
         return True, False
-    active = (
-        sa.select(sa.func.count())
-        .select_from(Batch)
-        .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
-        .scalar_subquery()
-    )
     listing_done, n_active = s.execute(
-        sa.select(NamespaceRun.listing_done, active).where(NamespaceRun.id == run_id)
+        sa.select(NamespaceRun.listing_done, _in_flight_count(run_id).scalar_subquery()).where(
+            NamespaceRun.id == run_id
+        )
     ).one()
     return False, (not listing_done and n_active < max_in_flight)
 
