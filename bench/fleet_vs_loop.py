@@ -8,7 +8,7 @@ vectors/s of the loop and of each fleet job and their ratio, the share of reques
 CPU seconds per 1,000 vectors, and where the CPU went (workers, data plane, Postgres, Redis, this process).
 
     make bench                                   # both data sets
-    .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-concurrency 8
+    .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-pool prefork --copy-workers 1   # a variant
 
 ``BENCH_TIMELINE=1`` also prints the fleet's copied count every 0.2 s (to stderr); ``BENCH_DEADLINE_S`` (600) bounds a
 fleet job. Never a timed test: these are figures to read, not assertions.
@@ -17,6 +17,7 @@ fleet job. Never a timed test: these are figures to read, not assertions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -46,6 +47,26 @@ from workers.stores import open_retrying_store
 LATENCY_MS = 50
 # Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
 SERVER_LIMITS = {"write_rps_per_namespace": 100, "fetch_rps_per_index": 100, "list_rps_per_index": 200}
+
+
+@dataclass(frozen=True)
+class FleetShape:
+    """The fleet under test: its worker processes and the job knobs that decide how work is cut."""
+
+    list_pool: str = "threads"
+    list_concurrency: int = 16
+    copy_pool: str = "threads"
+    copy_workers: int = 2
+    copy_concurrency: int = 8
+    batch_size: int = 200
+    parallel_upserts: int = 4
+
+    def describe(self) -> str:
+        return (
+            f"list worker {self.list_pool} × {self.list_concurrency}; {self.copy_workers} copy workers "
+            f"{self.copy_pool} × {self.copy_concurrency}; batch_size {self.batch_size}, parallel_upserts "
+            f"{self.parallel_upserts}"
+        )
 
 
 @dataclass
@@ -185,9 +206,7 @@ def fleet(
     redis_url: str,
     database_url: str,
     workdir: Path,
-    copy_concurrency: int,
-    copy_workers: int,
-    batch_size: int,
+    shape: FleetShape,
     services: dict[str, subprocess.Popen[bytes]],
 ) -> tuple[Result, Result]:
     """Two jobs on one worker fleet, each copying the whole data set: the first on freshly started workers (every
@@ -196,17 +215,18 @@ def fleet(
     env = dict(
         os.environ, NSMIGRATE_DATABASE_URL=database_url, NSMIGRATE_REDIS_URL=redis_url, PINECONE_API_KEY=SANDBOX_API_KEY
     )
-    procs = [_worker(env, "list,verify", 8, "ctl", workdir)]
-    procs += [_worker(env, "copy", copy_concurrency, f"copy{n}", workdir) for n in range(copy_workers)]
+    procs = [_worker(env, "list,verify", shape.list_pool, shape.list_concurrency, "ctl", workdir)]
+    procs += [
+        _worker(env, "copy", shape.copy_pool, shape.copy_concurrency, f"copy{n}", workdir)
+        for n in range(shape.copy_workers)
+    ]
     os.environ["PINECONE_API_KEY"] = SANDBOX_API_KEY
     settings = Settings(database_url=database_url, redis_url=redis_url)
     db = jobs.Database(database_url)
     try:
         wait_for_workers(redis_url, len(procs))  # start-up is not copy time
-        first = _fleet_job("fleet, fresh workers", "fleet", batch_size, plane, db, settings, procs, services, workdir)
-        warm = _fleet_job(
-            "fleet, warm workers", "fleet-warm", batch_size, plane, db, settings, procs, services, workdir
-        )
+        first = _fleet_job("fleet, fresh workers", "fleet", shape, plane, db, settings, procs, services, workdir)
+        warm = _fleet_job("fleet, warm workers", "fleet-warm", shape, plane, db, settings, procs, services, workdir)
         return first, warm
     finally:
         db.dispose()
@@ -219,7 +239,7 @@ def fleet(
 def _fleet_job(
     label: str,
     target_index: str,
-    batch_size: int,
+    shape: FleetShape,
     plane: DataPlane,
     db: jobs.Database,
     settings: Settings,
@@ -234,7 +254,8 @@ def _fleet_job(
             "source": {"kind": "pinecone", "host": plane.hosts["src"]},
             "target": {"kind": "pinecone", "host": plane.hosts[target_index]},
             "max_batches_in_flight": 64,
-            "batch_size": batch_size,
+            "batch_size": shape.batch_size,
+            "parallel_upserts": shape.parallel_upserts,
             "auto_verify": False,
             # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
             "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
@@ -315,7 +336,9 @@ def _last_batch_finished(db: jobs.Database, job_id: int) -> float:
     return float(finished.timestamp())
 
 
-def _worker(env: dict[str, str], queues: str, concurrency: int, name: str, workdir: Path) -> subprocess.Popen[bytes]:
+def _worker(
+    env: dict[str, str], queues: str, pool: str, concurrency: int, name: str, workdir: Path
+) -> subprocess.Popen[bytes]:
     """A real `nsmigrate worker` process logging to ``workdir/<name>.log``."""
     with open(workdir / f"{name}.log", "wb") as log:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
@@ -328,6 +351,8 @@ def _worker(env: dict[str, str], queues: str, concurrency: int, name: str, workd
                 queues,
                 "-c",
                 str(concurrency),
+                "--pool",
+                pool,
                 "--hostname",
                 f"{name}@%h",
                 "--loglevel",
@@ -361,19 +386,26 @@ DATA_SETS: dict[str, dict[str, Any]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="seed,large", help="comma-separated: seed, large")
+    default = FleetShape()
+    pools = ["threads", "prefork"]
+    parser.add_argument("--list-pool", choices=pools, default=default.list_pool, help="the list/verify worker's pool")
+    parser.add_argument("--list-concurrency", type=int, default=default.list_concurrency, help="its task slots")
+    parser.add_argument("--copy-pool", choices=pools, default=default.copy_pool, help="the copy workers' pool")
+    parser.add_argument("--copy-workers", type=int, default=default.copy_workers, help="copy worker processes")
     parser.add_argument(
-        "--copy-concurrency", type=int, default=8, help="task slots (prefork processes) per copy worker"
+        "--copy-concurrency", type=int, default=default.copy_concurrency, help="task slots per copy worker"
     )
     parser.add_argument(
-        "--copy-workers",
+        "--batch-size", type=int, default=default.batch_size, help="the jobs' batch_size (spec default 100)"
+    )
+    parser.add_argument(
+        "--parallel-upserts",
         type=int,
-        default=1,
-        help="copy worker processes (1 × 8 prefork slots measured best on 2 cores)",
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=500, help="the fleet job's batch_size (ids per copy batch; spec default 100)"
+        default=default.parallel_upserts,
+        help="the jobs' parallel_upserts (spec default 2)",
     )
     args = parser.parse_args(argv)
+    shape = FleetShape(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FleetShape)})
     rows = []
     tmp = tempfile.mkdtemp(prefix="nsmigrate-bench-")  # kept only if a run goes wrong: its worker logs
     with RedisServer() as redis, PostgresServer() as pg:
@@ -395,9 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                     redis.url,
                     db_url,
                     workdir,
-                    args.copy_concurrency,
-                    args.copy_workers,
-                    args.batch_size,
+                    shape,
                     {name: p for name, p in services.items() if p is not None},
                 )
             finally:
@@ -406,8 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(tmp)  # every set finished: the worker logs are not needed (an error above keeps them)
     print(
         f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; "
-        f"fleet: {args.copy_workers} copy workers × {args.copy_concurrency} prefork slots, batch_size "
-        f"{args.batch_size}, {os.cpu_count()} cores"
+        f"fleet: {shape.describe()}; {os.cpu_count()} cores"
     )
     print(
         f"{'data set':<28}{'fleet job':<22}{'loop vec/s':>11}{'fleet vec/s':>12}{'ratio':>7}{'429 loop':>9}"

@@ -54,11 +54,13 @@ class Stack:
         queues: str = "list,copy,verify,cleanup",
         concurrency: int = 8,
         *,
+        pool: str = "prefork",
         name: str | None = None,
         log_path: Path | None = None,
         **extra_env: str,
     ) -> subprocess.Popen[bytes]:
-        """A real `nsmigrate worker` child process; its log goes to ``log_path`` (default: in the workdir)."""
+        """A real `nsmigrate worker` child process with a ``pool`` of ``concurrency`` task slots (prefork processes
+        or threads); its log goes to ``log_path`` (default: in the workdir)."""
         name = name or f"w{len(self.processes)}"
         log_path = log_path or self.workdir / f"worker-{name}.log"
         with open(log_path, "ab") as log:
@@ -72,6 +74,8 @@ class Stack:
                     queues,
                     "--concurrency",
                     str(concurrency),
+                    "--pool",
+                    pool,
                     "--hostname",
                     f"{name}@%h",
                     "--loglevel",

@@ -11,7 +11,8 @@ import ctypes.util
 import logging
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 from orchestrator.dispatch import celery_config
 from orchestrator.settings import Settings
@@ -61,3 +62,11 @@ def _tune_memory(**_: object) -> None:
 def _fresh_resources_after_fork(**_: object) -> None:
     reset_context()
     warm_up()
+
+
+@worker_ready.connect
+def _warm_up_thread_pool(sender: object = None, **_: object) -> None:
+    # A threads (or solo) pool runs its tasks in this process, which forks nothing: open its connections now.
+    # A prefork pool's children warm up in `_fresh_resources_after_fork` instead.
+    if not isinstance(getattr(sender, "pool", None), PreforkPool):
+        warm_up()

@@ -245,7 +245,8 @@ def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Lo
 # ---------------------------------------------------------------------------------------------------------- faults
 
 
-def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack) -> None:
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, pool: str) -> None:
     """SIGKILL of the whole worker (pool and all) while batches run. Recovered **without** `resume`: the tasks are
     ``acks_late``, so the killed worker's messages (the batches it was running and the ones it had prefetched) stay
     in Redis' ``unacked`` set; once they are older than the visibility timeout (5 s here), the new worker's restore
@@ -256,14 +257,14 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack) -
     batches, a copied run's verification): see the two exact-moment tests below."""
     loaded = load_source(stack, namespaces=4, per_namespace=400)
     slow_data_plane(stack, latency_ms=120)
-    first = stack.start_worker("list,copy,verify", 6, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
+    first = stack.start_worker("list,copy,verify", 6, pool=pool, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
     db, _, job_id = start_job(stack, chaos_spec(stack))
 
     wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
     stack.kill(first, signal.SIGKILL)
     orphaned = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
     assert orphaned
-    stack.start_worker("list,copy,verify", 6, name="successor", **FAST_RECOVERY, **QUICK_RETRIES)
+    stack.start_worker("list,copy,verify", 6, pool=pool, name="successor", **FAST_RECOVERY, **QUICK_RETRIES)
 
     assert_nothing_lost(stack, db, job_id, loaded)
     rerun = {b.id: b.attempts for b in batches(db, job_id) if b.id in orphaned}

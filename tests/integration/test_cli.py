@@ -269,6 +269,12 @@ def test_worker_with_an_unknown_queue_is_refused(cli: Cli) -> None:
     assert "bogus" in message and all(q.value in message for q in Queue)
 
 
+def test_worker_with_an_unknown_pool_is_refused(cli: Cli) -> None:
+    message = one_line(error_of(cli("worker", "--queues", "copy", "--pool", "gevent")))
+
+    assert "'gevent'" in message and "prefork or threads" in message
+
+
 def test_flower_without_its_password_is_refused(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NSMIGRATE_FLOWER_PASSWORD", raising=False)
 

@@ -117,10 +117,13 @@ def expected_placement(seed: SeedData) -> dict[str, set[str]]:
     return out
 
 
-def test_seed_data_set_migrates_into_creator_namespaces_with_enriched_metadata(stack: Stack, seed: SeedData) -> None:
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_seed_data_set_migrates_into_creator_namespaces_with_enriched_metadata(
+    stack: Stack, seed: SeedData, pool: str
+) -> None:
     seed.load_into(stack.pinecone, INDEX)
     twins_csv = write_twins_csv(seed.twins, stack.workdir / "twins.csv")
-    stack.start_worker("list,copy,verify,cleanup", 8)
+    stack.start_worker("list,copy,verify,cleanup", 8, pool=pool)
     db, _, job_id = start_job(stack, creator_spec(stack, twins_csv))
 
     status = wait_until(db, job_id, all_verified)
