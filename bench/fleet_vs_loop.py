@@ -54,6 +54,7 @@ class FleetShape:
     """The fleet under test: its worker processes and the job knobs that decide how work is cut."""
 
     list_pool: str = "threads"
+    list_workers: int = 1
     list_concurrency: int = 16
     copy_pool: str = "threads"
     copy_workers: int = 2
@@ -63,8 +64,8 @@ class FleetShape:
 
     def describe(self) -> str:
         return (
-            f"list worker {self.list_pool} × {self.list_concurrency}; {self.copy_workers} copy workers "
-            f"{self.copy_pool} × {self.copy_concurrency}; batch_size {self.batch_size}, parallel_upserts "
+            f"{self.list_workers} list workers {self.list_pool} × {self.list_concurrency}, {self.copy_workers} copy "
+            f"workers {self.copy_pool} × {self.copy_concurrency}; batch_size {self.batch_size}, parallel_upserts "
             f"{self.parallel_upserts}"
         )
 
@@ -215,7 +216,10 @@ def fleet(
     env = dict(
         os.environ, NSMIGRATE_DATABASE_URL=database_url, NSMIGRATE_REDIS_URL=redis_url, PINECONE_API_KEY=SANDBOX_API_KEY
     )
-    procs = [_worker(env, "list,verify", shape.list_pool, shape.list_concurrency, "ctl", workdir)]
+    procs = [
+        _worker(env, "list,verify", shape.list_pool, shape.list_concurrency, f"list{n}", workdir)
+        for n in range(shape.list_workers)
+    ]
     procs += [
         _worker(env, "copy", shape.copy_pool, shape.copy_concurrency, f"copy{n}", workdir)
         for n in range(shape.copy_workers)
@@ -263,7 +267,8 @@ def _fleet_job(
     )
     prepared = launch.prepare(spec, open_retrying_store, workdir)
     cpu_before = _cpu_seconds(procs)
-    list_before = _cpu_seconds(procs[:1])
+    listers = procs[: shape.list_workers]
+    list_before = _cpu_seconds(listers)
     before = plane.counts()
     server_cpu = plane.cpu_seconds()
     others_before = {name: _cpu_seconds([p]) for name, p in services.items()}
@@ -296,7 +301,7 @@ def _fleet_job(
     seconds = _last_batch_finished(db, job_id) - started_wall
     cpu = _cpu_seconds(procs) - cpu_before
     others = {name: _cpu_seconds([p]) - others_before[name] for name, p in services.items()}
-    others["of which the list worker"] = _cpu_seconds(procs[:1]) - list_before
+    others["of which the list workers"] = _cpu_seconds(listers) - list_before
     others["bench polling"] = time.process_time() - bench_before
     requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
     return Result(
@@ -389,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
     default = FleetShape()
     pools = ["threads", "prefork"]
     parser.add_argument("--list-pool", choices=pools, default=default.list_pool, help="the list/verify worker's pool")
-    parser.add_argument("--list-concurrency", type=int, default=default.list_concurrency, help="its task slots")
+    parser.add_argument("--list-workers", type=int, default=default.list_workers, help="list/verify worker processes")
+    parser.add_argument(
+        "--list-concurrency", type=int, default=default.list_concurrency, help="task slots per list/verify worker"
+    )
     parser.add_argument("--copy-pool", choices=pools, default=default.copy_pool, help="the copy workers' pool")
     parser.add_argument("--copy-workers", type=int, default=default.copy_workers, help="copy worker processes")
     parser.add_argument(

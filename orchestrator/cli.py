@@ -887,6 +887,7 @@ def worker(
     """Run a worker consuming the given queues (one pool per queue in production)."""
     from orchestrator.names import Queue
     from workers.app import configure
+    from workers.context import TASK_SLOTS_ENV
 
     settings = _settings(database_url, redis_url)
     unknown = [q for q in queues.split(",") if q not in {x.value for x in Queue}]
@@ -897,6 +898,7 @@ def worker(
     # Workers read their settings from the environment in each process: hand the resolved ones down.
     os.environ["NSMIGRATE_DATABASE_URL"] = settings.database_url
     os.environ["NSMIGRATE_REDIS_URL"] = settings.redis_url
+    os.environ[TASK_SLOTS_ENV] = str(concurrency if pool == "threads" else 1)
     _db(settings).dispose()  # create/upgrade the schema once, before any task runs (clear error if unreachable)
     celery_app = configure(settings)
     name = hostname or f"nsmigrate-{queues.replace(',', '-')}@%h"

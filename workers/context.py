@@ -6,6 +6,7 @@ clients (Pinecone's HTTP pool, SQLAlchemy's connections) must not be shared acro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -28,13 +29,24 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+#: Tasks one worker process runs at once: its thread count under `--pool threads`, 1 in a prefork child. Set by
+#: `nsmigrate worker`; sizes the process's job-table pool, so no task waits for a connection or opens its own.
+TASK_SLOTS_ENV = "NSMIGRATE_TASK_SLOTS"
+
+
+def task_slots() -> int:
+    try:
+        return max(1, int(os.environ.get(TASK_SLOTS_ENV, "1")))
+    except ValueError:
+        return 1
+
 
 class WorkerContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # No schema check per process: `nsmigrate worker` made sure of it once before forking, and a check in every
         # process would serialise their start on the schema lock.
-        self.db = Database(settings.database_url, pool_size=10, create=False)
+        self.db = Database(settings.database_url, pool_size=max(10, task_slots()), create=False)
         self.dispatcher = Dispatcher(settings)
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
@@ -85,12 +97,14 @@ def get_context() -> WorkerContext:
 
 
 def warm_up() -> None:
-    """Open this process's job-table and Redis connections before its first task, so a new worker's first batches
-    are not slower than the rest. Best effort: a service that is down now is reached (and retried) by the task."""
+    """Open this process's job-table connections (one per task slot) and its Redis connection before its first task,
+    so a new worker's first batches are not slower than the rest. Best effort: a service that is down now is reached
+    (and retried) by the task."""
     try:
         ctx = get_context()
-        with ctx.db.engine.connect():
-            pass
+        with contextlib.ExitStack() as held:  # all at once: the pool keeps them for the tasks
+            for _ in range(task_slots()):
+                held.enter_context(ctx.db.engine.connect())
         ctx.redis.ping()
     except Exception as e:  # warming up must never stop a worker from starting
         log.info("worker warm-up skipped (%s: %s); connections open on the first task", type(e).__name__, e)

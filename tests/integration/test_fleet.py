@@ -5,11 +5,13 @@ table's word for it."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pinecone import Pinecone
 from typer.testing import CliRunner
 
@@ -23,7 +25,7 @@ from orchestrator.spec import parse_spec
 from sandbox.demo import write_twins_csv
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.seed import SeedData, seed_dataset
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from workers.stores import open_retrying_store
 
 pytestmark = pytest.mark.integration
@@ -141,6 +143,29 @@ def test_seed_data_set_migrates_into_creator_namespaces_with_enriched_metadata(
     # The source is untouched: cleanup mode defaults to never.
     stats = index.describe_index_stats()
     assert stats.namespaces["__default__"].vector_count == len(seed.namespaces[""])
+
+
+def test_a_threads_worker_opens_a_job_table_connection_per_thread_before_its_first_task(stack: Stack) -> None:
+    """So a fresh worker's first tasks neither wait for connections nor open them in the middle of a batch."""
+    db = jobs.Database(stack.database_url, create=False)
+    others = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    try:
+        with db.engine.connect() as conn:
+            before = conn.scalar(others) or 0
+        stack.start_worker("list,copy", 12, pool="threads")
+        wait_for_workers(stack.redis_url, 1)
+        opened = 0
+        deadline = time.monotonic() + 30  # a bound on the warm-up, not a wait for the result
+        while opened < 12 and time.monotonic() < deadline:
+            with db.engine.connect() as conn:
+                opened = (conn.scalar(others) or 0) - before
+            time.sleep(0.1)
+    finally:
+        db.dispose()
+
+    assert opened >= 12
 
 
 def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, seed: SeedData) -> None:

@@ -17,6 +17,7 @@ import yaml
 from jsonschema import Draft7Validator
 from jsonschema.validators import validator_for
 
+from orchestrator.cli import WORKER_POOLS
 from orchestrator.names import Queue
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,6 +89,8 @@ def test_every_queue_has_a_worker_pool(services: dict[str, dict[str, Any]]) -> N
             queues = option(argv, "--queues")
             assert queues, f"{name} runs a worker without --queues"
             assert option(argv, "--concurrency"), f"{name} runs a worker without --concurrency"
+            pool = option(argv, "--pool") or "prefork"
+            assert re.sub(r"^\$\{\w+:-(\w+)\}$", r"\1", pool) in WORKER_POOLS, f"{name} runs an unknown pool {pool}"
             for queue in queues.split(","):
                 consumed.setdefault(queue, []).append(name)
     assert set(consumed) == {q.value for q in Queue}, consumed
