@@ -64,9 +64,9 @@ class FleetShape:
 
     def describe(self) -> str:
         return (
-            f"{self.list_workers} list workers {self.list_pool} × {self.list_concurrency}, {self.copy_workers} copy "
-            f"workers {self.copy_pool} × {self.copy_concurrency}; batch_size {self.batch_size}, parallel_upserts "
-            f"{self.parallel_upserts}"
+            f"list workers {self.list_workers} × {self.list_pool} {self.list_concurrency}, copy workers "
+            f"{self.copy_workers} × {self.copy_pool} {self.copy_concurrency}; batch_size {self.batch_size}, "
+            f"parallel_upserts {self.parallel_upserts}"
         )
 
 
