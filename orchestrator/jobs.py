@@ -246,16 +246,64 @@ def maybe_finish_job(db: Database, job_id: int) -> bool:
 # -------------------------------------------------------------------------------------------------------- listing
 
 
-def start_listing(db: Database, run_id: int) -> tuple[NamespaceRun, int] | None:
-    """pending/listing/copying → listing work may go on: the run and how many of its batches are in flight (queued
-    or running). None when the run is past listing or cancelled."""
+@dataclass(frozen=True)
+class Listing:
+    """What a lister needs of its run, as ``start_listing`` found it."""
+
+    job_id: int
+    source_namespace: str
+    list_token: str | None
+    #: Batches of the run queued or running.
+    in_flight: int
+
+
+# The lister's two transitions are single conditional UPDATE … RETURNING statements on the tables (Core), built once:
+# the row lock, the state checks, the change and the answers in one round trip. They run once per page, and building
+# statements and the ORM's bookkeeping cost more client CPU than the database work (a large share of a list task).
+_runs, _batches = cast(sa.Table, NamespaceRun.__table__), cast(sa.Table, Batch.__table__)
+_in_flight_of_run = (
+    sa.select(sa.func.count())
+    .where(_batches.c.run_id == _runs.c.id, _batches.c.state.in_(ACTIVE_BATCH_STATES))
+    .scalar_subquery()
+)
+_START_LISTING = (
+    sa.update(_runs)
+    .where(
+        _runs.c.id == sa.bindparam("run_id"),
+        _runs.c.listing_done.is_(False),
+        _runs.c.state.in_((RunState.PENDING, RunState.LISTING, RunState.COPYING)),
+    )
+    .values(state=sa.case((_runs.c.state == RunState.PENDING, sa.literal(RunState.LISTING.value)), else_=_runs.c.state))
+    .returning(_runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _in_flight_of_run)
+)
+_RECORD_PAGE = (
+    sa.update(_runs)
+    .where(
+        _runs.c.id == sa.bindparam("run_id"),
+        _runs.c.listing_done.is_(False),
+        _runs.c.list_token.is_not_distinct_from(sa.bindparam("listed_from")),
+    )
+    .values(
+        batches_total=_runs.c.batches_total + sa.bindparam("n_batches"),
+        listed=_runs.c.listed + sa.bindparam("n_ids"),
+        list_token=sa.bindparam("next_token"),
+        listing_done=sa.bindparam("listing_done"),
+        state=sa.case(
+            (_runs.c.state.in_((RunState.PENDING, RunState.LISTING)), sa.bindparam("listing_state")),
+            else_=_runs.c.state,
+        ),
+    )
+    .returning(_runs.c.state, _runs.c.batches_total, _in_flight_of_run)
+)
+_INSERT_BATCH = sa.insert(_batches).returning(_batches.c.id, sort_by_parameter_order=True)
+
+
+def start_listing(db: Database, run_id: int) -> Listing | None:
+    """pending/listing/copying → listing work may go on (pending becomes listing): what the lister needs. None when
+    the run is past listing or cancelled (or does not exist)."""
     with db.transaction() as s:
-        run = _get_run(s, run_id, lock=True)
-        if run.listing_done or run.state not in (RunState.PENDING, RunState.LISTING, RunState.COPYING):
-            return None
-        if run.state == RunState.PENDING:
-            run.state = RunState.LISTING
-        return run, _in_flight(s, run_id)
+        row = s.connection().execute(_START_LISTING, {"run_id": run_id}).one_or_none()
+        return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0))
 
 
 @dataclass(frozen=True)
@@ -287,9 +335,23 @@ def add_batches(
             these pages first — e.g. a redelivered lister while the one it replaces was still alive, or two listers
             after a Redis restart lost their lock. Nothing is written, so no id is ever batched twice.
     """
+    id_batches = [list(ids) for ids in id_batches]
     with db.transaction() as s:
-        run = _get_run(s, run_id, lock=True)
-        if run.listing_done or run.list_token != listed_from:
+        conn = s.connection()
+        row = conn.execute(
+            _RECORD_PAGE,
+            {
+                "run_id": run_id,
+                "listed_from": listed_from,
+                "n_batches": len(id_batches),
+                "n_ids": sum(len(ids) for ids in id_batches),
+                "next_token": None if listing_done else next_token,
+                "listing_done": listing_done,
+                "listing_state": RunState.COPYING.value if listing_done else RunState.LISTING.value,
+            },
+        ).one_or_none()
+        if row is None:
+            run = _get_run(s, run_id)
             raise StateError(
                 f"another lister already recorded the pages after token {listed_from!r} of namespace "
                 f"{run.source_namespace!r}",
@@ -297,32 +359,25 @@ def add_batches(
                 job_id=run.job_id,
                 run_id=run.id,
             )
-        new: list[Batch] = []
-        for ids in id_batches:
-            batch = Batch(run_id=run_id, seq=run.batches_total + len(new), ids=list(ids))
-            new.append(batch)
-        s.add_all(new)
-        run.batches_total += len(new)
-        run.listed += sum(len(b.ids) for b in new)
-        run.list_token = next_token
-        if listing_done:
-            run.listing_done = True
-            run.list_token = None
-        if run.state in (RunState.PENDING, RunState.LISTING):
-            run.state = RunState.COPYING if listing_done else RunState.LISTING
-        cancelled = run.state == RunState.CANCELLED
-        s.flush()
+        state, batches_total, in_flight = row
+        first_seq = batches_total - len(id_batches)
+        batch_ids = (
+            list(
+                conn.execute(
+                    _INSERT_BATCH,
+                    [{"run_id": run_id, "seq": first_seq + n, "ids": ids} for n, ids in enumerate(id_batches)],
+                ).scalars()
+            )
+            if id_batches
+            else []
+        )
         # Only a last page that added nothing can find every batch done; otherwise the last batch to finish moves on.
-        copied = listing_done and not new and _mark_copied(s, run_id)
-        return Recorded([b.id for b in new], _in_flight(s, run_id), cancelled, copied)
-
-
-def _in_flight(s: Session, run_id: int) -> int:
-    """How many of the run's batches are queued or running (the lister keeps this under a bound)."""
-    return int(s.scalar(_in_flight_count(run_id)) or 0)
+        copied = listing_done and not batch_ids and _mark_copied(s, run_id)
+        return Recorded(batch_ids, int(in_flight or 0) + len(batch_ids), state == RunState.CANCELLED, copied)
 
 
 def _in_flight_count(run_id: int) -> sa.Select[int]:
+    """How many of the run's batches are queued or running (the lister keeps this under a bound)."""
     return (
         sa.select(sa.func.count())
         .select_from(Batch)
@@ -369,28 +424,93 @@ class BatchWork:
     spec: JobSpec
 
 
+# A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).
+_LOCK_BATCH = (
+    sa.select(_batches.c.state, _batches.c.run_id, _batches.c.seq, _batches.c.ids)
+    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .with_for_update()
+)
+_LOCK_BATCH_STATE = (
+    sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id")).with_for_update()
+)
+# FOR SHARE: a concurrent cancel_job (an UPDATE of this row) either waits for the start, or commits first and is seen,
+# so no batch starts after `cancel` returned; batches of one run still start side by side.
+_RUN_OF_BATCH = (
+    sa.select(
+        _runs.c.state,
+        _runs.c.job_id,
+        _runs.c.source_namespace,
+        _runs.c.target_namespace,
+        _runs.c.creator_id,
+        _runs.c.twin_id,
+        _runs.c.routing_table,
+    )
+    .where(_runs.c.id == sa.bindparam("run_id"))
+    .with_for_update(read=True)
+)
+_MARK_RUNNING = (
+    sa.update(_batches)
+    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .values(
+        state=BatchState.RUNNING.value,
+        attempts=_batches.c.attempts + 1,
+        worker=sa.bindparam("worker"),
+        started_at=sa.bindparam("now"),
+    )
+)
+_LOCK_RUN_TARGETS = (
+    sa.select(_runs.c.target_namespaces, _runs.c.failed).where(_runs.c.id == sa.bindparam("run_id")).with_for_update()
+)
+_MARK_DONE = (
+    sa.update(_batches)
+    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .values(
+        state=BatchState.DONE.value,
+        vectors=sa.bindparam("vectors"),
+        missing=sa.bindparam("missing"),
+        bytes=sa.bindparam("nbytes"),
+        last_error=None,
+        finished_at=sa.bindparam("now"),
+    )
+)
+_unfinished_of_run = (
+    sa.select(sa.func.count())
+    .where(_batches.c.run_id == _runs.c.id, _batches.c.state != BatchState.DONE)
+    .scalar_subquery()
+)
+_COUNT_BATCH_DONE = (
+    sa.update(_runs)
+    .where(_runs.c.id == sa.bindparam("run_id"))
+    .values(
+        copied=_runs.c.copied + sa.bindparam("vectors"),
+        failed=sa.bindparam("failed"),
+        target_namespaces=sa.bindparam("targets", type_=_runs.c.target_namespaces.type),
+    )
+    .returning(_runs.c.listing_done, _runs.c.state, _in_flight_of_run, _unfinished_of_run)
+)
+_RUN_PROGRESS = sa.select(_runs.c.listing_done, _runs.c.state, _in_flight_of_run, _unfinished_of_run).where(
+    _runs.c.id == sa.bindparam("run_id")
+)
+
+
 def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
     """queued/running/failed → running (attempts + 1). None when the batch is done or its run was cancelled, so a
     redelivered or duplicate task does nothing."""
     with db.transaction() as s:
-        batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one_or_none()
+        conn = s.connection()
+        batch = conn.execute(_LOCK_BATCH, {"batch_id": batch_id}).one_or_none()
         if batch is None:
             raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
         if batch.state == BatchState.DONE:
             return None
-        # FOR SHARE: a concurrent cancel_job (an UPDATE of this row) either waits for this start, or commits first
-        # and is seen here, so no batch starts after `cancel` returned.
-        run = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.id == batch.run_id).with_for_update(read=True)).one()
+        run = conn.execute(_RUN_OF_BATCH, {"run_id": batch.run_id}).one()
         if run.state == RunState.CANCELLED:
             return None
         spec = _job_spec(db, s, run.job_id)
-        batch.state = BatchState.RUNNING
-        batch.attempts += 1
-        batch.worker = worker
-        batch.started_at = utcnow()
+        conn.execute(_MARK_RUNNING, {"batch_id": batch_id, "worker": worker, "now": utcnow()})
         return BatchWork(
-            batch_id=batch.id,
-            run_id=run.id,
+            batch_id=batch_id,
+            run_id=batch.run_id,
             job_id=run.job_id,
             seq=batch.seq,
             ids=list(batch.ids),
@@ -417,26 +537,33 @@ def finish_batch(
     what ``after_batch`` would, from the same transaction: (this caller moved the run to ``copied``, wake the
     lister). The run's row lock orders the batches that finish together, so the last of them sees all done."""
     with db.transaction() as s:
-        batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
-        if batch.state != BatchState.DONE:
-            _finish(s, batch, vectors=vectors, missing=missing, nbytes=nbytes, targets=targets)
-        return _after_batch(s, batch.run_id, max_in_flight)
-
-
-def _finish(s: Session, batch: Batch, *, vectors: int, missing: int, nbytes: int, targets: Sequence[str]) -> None:
-    was_failed = batch.state == BatchState.FAILED
-    batch.state = BatchState.DONE
-    batch.vectors, batch.missing, batch.bytes = vectors, missing, nbytes
-    batch.last_error = None
-    batch.finished_at = utcnow()
-    run = _get_run(s, batch.run_id, lock=True)
-    run.copied += vectors
-    if was_failed:
-        run.failed = max(0, run.failed - len(batch.ids))
-    known = set(run.target_namespaces or [])
-    if not known.issuperset(targets):
-        run.target_namespaces = sorted(known | set(targets))
-    s.flush()
+        conn = s.connection()
+        state, run_id = conn.execute(_LOCK_BATCH_STATE, {"batch_id": batch_id}).one()
+        run = conn.execute(_LOCK_RUN_TARGETS, {"run_id": run_id}).one()
+        if state == BatchState.DONE:  # a duplicate delivery: only the decision of what follows
+            progress = conn.execute(_RUN_PROGRESS, {"run_id": run_id}).one()
+        else:
+            conn.execute(
+                _MARK_DONE,
+                {"batch_id": batch_id, "vectors": vectors, "missing": missing, "nbytes": nbytes, "now": utcnow()},
+            )
+            # Its ids were counted as failed; the run's row lock keeps the read above current.
+            failed = run.failed
+            if state == BatchState.FAILED:
+                failed = max(0, failed - len(conn.execute(_LOCK_BATCH, {"batch_id": batch_id}).one().ids))
+            progress = conn.execute(
+                _COUNT_BATCH_DONE,
+                {
+                    "run_id": run_id,
+                    "vectors": vectors,
+                    "failed": failed,
+                    "targets": sorted(set(run.target_namespaces or []) | set(targets)),
+                },
+            ).one()
+        listing_done, run_state, in_flight, unfinished = progress
+        if listing_done and run_state == RunState.COPYING and not unfinished:
+            return _mark_copied(s, run_id), False
+        return False, (not listing_done and in_flight < max_in_flight)
 
 
 def fail_batch(db: Database, batch_id: int, error: str) -> None:
@@ -461,21 +588,21 @@ def maybe_mark_copied(db: Database, run_id: int) -> bool:
         return _mark_copied(s, run_id)
 
 
-def _mark_copied(s: Session, run_id: int) -> bool:
-    unfinished = sa.exists().where(Batch.run_id == run_id, Batch.state != BatchState.DONE)
-    return bool(
-        _rowcount(
-            s,
-            sa.update(NamespaceRun)
-            .where(
-                NamespaceRun.id == run_id,
-                NamespaceRun.state == RunState.COPYING,
-                NamespaceRun.listing_done.is_(True),
-                ~unfinished,
-            )
-            .values(state=RunState.COPIED),
-        )
+_MARK_COPIED = (
+    sa.update(_runs)
+    .where(
+        _runs.c.id == sa.bindparam("run_id"),
+        _runs.c.state == RunState.COPYING,
+        _runs.c.listing_done.is_(True),
+        ~sa.exists().where(_batches.c.run_id == _runs.c.id, _batches.c.state != BatchState.DONE),
     )
+    .values(state=RunState.COPIED.value)
+)
+
+
+def _mark_copied(s: Session, run_id: int) -> bool:
+    result = cast(CursorResult[Any], s.connection().execute(_MARK_COPIED, {"run_id": run_id}))
+    return bool(result.rowcount)
 
 
 def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bool]:

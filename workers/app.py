@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+from typing import Any
 
 from celery import Celery
 from celery.concurrency.prefork import TaskPool as PreforkPool
@@ -64,9 +65,21 @@ def _fresh_resources_after_fork(**_: object) -> None:
     warm_up()
 
 
+#: How often a threads worker's event loop wakes up on its own (see `_thread_pool_ready`).
+THREAD_POOL_TICK_S = 0.02
+
+
 @worker_ready.connect
-def _warm_up_thread_pool(sender: object = None, **_: object) -> None:
-    # A threads (or solo) pool runs its tasks in this process, which forks nothing: open its connections now.
-    # A prefork pool's children warm up in `_fresh_resources_after_fork` instead.
-    if not isinstance(getattr(sender, "pool", None), PreforkPool):
-        warm_up()
+def _thread_pool_ready(sender: Any = None, **_: object) -> None:
+    if isinstance(getattr(sender, "pool", None), PreforkPool):
+        return  # a prefork pool's children warm up in `_fresh_resources_after_fork`
+    # A threads pool runs its tasks in this process, which forks nothing: open its connections now.
+    warm_up()
+    # With prefetch 1 the consumer stops fetching while every thread is busy, and a thread that finishes does not
+    # wake the event loop (a prefork child does, through its pipe): the next message waited up to the loop's next
+    # timer, ~1-2 s. A short no-op timer bounds that wait (celery/celery#6941).
+    sender.timer.call_repeatedly(THREAD_POOL_TICK_S, _tick)
+
+
+def _tick() -> None:
+    """Nothing: waking the worker's event loop is the point."""

@@ -95,10 +95,10 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
             if previous.state == RunState.COPIED:  # maybe by this lister's last page, before it sent the verification
                 spec = jobs.job_spec(ctx.db, previous.job_id)
                 run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)
-        started = jobs.start_listing(ctx.db, run_id)
-        if started is None:
+        run = jobs.start_listing(ctx.db, run_id)
+        if run is None:
             return
-        run, in_flight = started
+        in_flight = run.in_flight
         spec = jobs.job_spec(ctx.db, run.job_id)
         source = ctx.store(spec.source)
         token = run.list_token
