@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_lib
 import sqlalchemy as sa
 from pinecone import Pinecone
 from typer.testing import CliRunner
@@ -145,27 +146,36 @@ def test_seed_data_set_migrates_into_creator_namespaces_with_enriched_metadata(
     assert stats.namespaces["__default__"].vector_count == len(seed.namespaces[""])
 
 
-def test_a_threads_worker_opens_a_job_table_connection_per_thread_before_its_first_task(stack: Stack) -> None:
-    """So a fresh worker's first tasks neither wait for connections nor open them in the middle of a batch."""
+def test_a_threads_worker_opens_its_connections_before_its_first_task(stack: Stack) -> None:
+    """One job-table and one Redis connection per thread, and the task producers' connections (Celery's
+    broker_pool_limit, 10): a fresh worker's first tasks neither wait for connections nor open them mid-batch."""
+    threads, producers = 12, 10
     db = jobs.Database(stack.database_url, create=False)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
     others = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
-    try:
+
+    def opened() -> tuple[int, int]:
         with db.engine.connect() as conn:
-            before = conn.scalar(others) or 0
-        stack.start_worker("list,copy", 12, pool="threads")
+            return (conn.scalar(others) or 0), len(broker.client_list())
+
+    try:
+        db_before, redis_before = opened()
+        stack.start_worker("list,copy", threads, pool="threads")
         wait_for_workers(stack.redis_url, 1)
-        opened = 0
+        db_opened = redis_opened = 0
         deadline = time.monotonic() + 30  # a bound on the warm-up, not a wait for the result
-        while opened < 12 and time.monotonic() < deadline:
-            with db.engine.connect() as conn:
-                opened = (conn.scalar(others) or 0) - before
+        while (db_opened < threads or redis_opened < threads + producers) and time.monotonic() < deadline:
+            db_now, redis_now = opened()
+            db_opened, redis_opened = db_now - db_before, redis_now - redis_before
             time.sleep(0.1)
     finally:
         db.dispose()
+        broker.close()
 
-    assert opened >= 12
+    assert db_opened >= threads
+    assert redis_opened >= threads + producers
 
 
 def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, seed: SeedData) -> None:
