@@ -1409,6 +1409,9 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a fleet whose threads connect at once overflowed it, and each dropped SYN
+    # cost its client a 1 s retransmit (seen as sporadic 1 s stalls of whole jobs).
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, address: tuple[str, int], service: Any, label: str, verbose: bool) -> None:
         self.service = service

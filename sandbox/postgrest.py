@@ -842,6 +842,8 @@ def _insert_columns(table: Table, rows: Sequence[dict[str, Any]], columns_param:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: clients connecting at once overflowed it and waited out a 1 s SYN retry.
+    request_queue_size = socket.SOMAXCONN
     # Keep-alive connections from pooled clients would otherwise make server_close() wait for them.
     block_on_close = False
 
