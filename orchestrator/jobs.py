@@ -376,15 +376,6 @@ def add_batches(
         return Recorded(batch_ids, int(in_flight or 0) + len(batch_ids), state == RunState.CANCELLED, copied)
 
 
-def _in_flight_count(run_id: int) -> sa.Select[int]:
-    """How many of the run's batches are queued or running (the lister keeps this under a bound)."""
-    return (
-        sa.select(sa.func.count())
-        .select_from(Batch)
-        .where(Batch.run_id == run_id, Batch.state.in_(ACTIVE_BATCH_STATES))
-    )
-
-
 def queued_batches(db: Database, run_id: int) -> list[int]:
     """Ids of this run's ``queued`` batches, oldest first (a lister that died may have recorded some of them
     without sending their copy tasks)."""
@@ -430,6 +421,7 @@ _LOCK_BATCH = (
     .where(_batches.c.id == sa.bindparam("batch_id"))
     .with_for_update()
 )
+_IDS_OF_BATCH = sa.select(_batches.c.ids).where(_batches.c.id == sa.bindparam("batch_id"))
 _LOCK_BATCH_STATE = (
     sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id")).with_for_update()
 )
@@ -550,7 +542,7 @@ def finish_batch(
             # Its ids were counted as failed; the run's row lock keeps the read above current.
             failed = run.failed
             if state == BatchState.FAILED:
-                failed = max(0, failed - len(conn.execute(_LOCK_BATCH, {"batch_id": batch_id}).one().ids))
+                failed = max(0, failed - len(conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()))
             progress = conn.execute(
                 _COUNT_BATCH_DONE,
                 {
@@ -560,10 +552,7 @@ def finish_batch(
                     "targets": sorted(set(run.target_namespaces or []) | set(targets)),
                 },
             ).one()
-        listing_done, run_state, in_flight, unfinished = progress
-        if listing_done and run_state == RunState.COPYING and not unfinished:
-            return _mark_copied(s, run_id), False
-        return False, (not listing_done and in_flight < max_in_flight)
+        return _what_follows(s, run_id, progress, max_in_flight)
 
 
 def fail_batch(db: Database, batch_id: int, error: str) -> None:
@@ -613,14 +602,18 @@ def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bo
 
 
 def _after_batch(s: Session, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
-    if _mark_copied(s, run_id):
-        return True, False
-    listing_done, n_active = s.execute(
-        sa.select(NamespaceRun.listing_done, _in_flight_count(run_id).scalar_subquery()).where(
-            NamespaceRun.id == run_id
-        )
-    ).one()
-    return False, (not listing_done and n_active < max_in_flight)
+    return _what_follows(s, run_id, s.connection().execute(_RUN_PROGRESS, {"run_id": run_id}).one(), max_in_flight)
+
+
+def _what_follows(
+    s: Session, run_id: int, progress: sa.Row[Any, Any, Any, Any], max_in_flight: int
+) -> tuple[bool, bool]:
+    """From the run's (listing_done, state, in-flight batches, unfinished batches): (this caller moved the run to
+    ``copied``, wake the lister). The conditional UPDATE re-checks, so exactly one caller wins ``copied``."""
+    listing_done, state, in_flight, unfinished = progress
+    if listing_done and state == RunState.COPYING and not unfinished:
+        return _mark_copied(s, run_id), False
+    return False, (not listing_done and in_flight < max_in_flight)
 
 
 def requeue_failed(
