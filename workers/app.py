@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
@@ -73,8 +74,9 @@ THREAD_POOL_TICK_S = 0.02
 def _thread_pool_ready(sender: Any = None, **_: object) -> None:
     if isinstance(getattr(sender, "pool", None), PreforkPool):
         return  # a prefork pool's children warm up in `_fresh_resources_after_fork`
-    # A threads pool runs its tasks in this process, which forks nothing: open its connections now.
-    warm_up()
+    # A threads pool runs its tasks in this process, which forks nothing: open its connections now, off the event
+    # loop's thread, so a slow or unreachable service delays no message (tasks retry their own connections).
+    threading.Thread(target=warm_up, name="nsmigrate-warm-up", daemon=True).start()
     # With prefetch 1 the consumer stops fetching while every thread is busy, and a thread that finishes does not
     # wake the event loop (a prefork child does, through its pipe): the next message waited up to the loop's next
     # timer, ~1-2 s. A short no-op timer bounds that wait (celery/celery#6941).

@@ -115,7 +115,7 @@ def warm_up() -> None:
             producers = ctx.dispatcher.app.producer_pool
             for _ in range(min(slots, producers.limit or slots)):
                 producer = producers.acquire(block=True)
-                producer.connection.ensure_connection()
+                producer.connection.ensure_connection(max_retries=1)
                 held.callback(producer.release)
     except Exception as e:  # warming up must never stop a worker from starting
         log.info("worker warm-up skipped (%s: %s); connections open on the first task", type(e).__name__, e)
