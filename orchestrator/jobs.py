@@ -531,10 +531,10 @@ def finish_batch(
     with db.transaction() as s:
         conn = s.connection()
         state, run_id = conn.execute(_LOCK_BATCH_STATE, {"batch_id": batch_id}).one()
-        run = conn.execute(_LOCK_RUN_TARGETS, {"run_id": run_id}).one()
         if state == BatchState.DONE:  # a duplicate delivery: only the decision of what follows
             progress = conn.execute(_RUN_PROGRESS, {"run_id": run_id}).one()
         else:
+            run = conn.execute(_LOCK_RUN_TARGETS, {"run_id": run_id}).one()
             conn.execute(
                 _MARK_DONE,
                 {"batch_id": batch_id, "vectors": vectors, "missing": missing, "nbytes": nbytes, "now": utcnow()},

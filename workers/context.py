@@ -108,9 +108,7 @@ def warm_up() -> None:
             for _ in range(slots):
                 held.enter_context(ctx.db.engine.connect())
             redis_pool = ctx.redis.connection_pool
-            for conn in [redis_pool.get_connection("PING") for _ in range(slots)]:
-                conn.send_command("PING")
-                conn.read_response()
+            for conn in [redis_pool.get_connection() for _ in range(slots)]:  # each connected on the way out
                 held.callback(redis_pool.release, conn)
             producers = ctx.dispatcher.app.producer_pool
             for _ in range(min(slots, producers.limit or slots)):
