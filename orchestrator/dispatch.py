@@ -53,10 +53,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 class Dispatcher:
     """Sends tasks by name. Cheap to build; one per process."""
 
-    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+    def __init__(self, settings: Settings, app: Celery | None = None, *, producers: int = 10) -> None:
+        """``producers``: broker connections kept for sending (Celery's ``broker_pool_limit``, 10 by default). A
+        process sending from more threads than that at once makes the others wait for one or open their own."""
         if app is None:
             app = Celery("nsmigrate-dispatch", set_as_current=False)
-            app.conf.update(celery_config(settings))
+            app.conf.update(celery_config(settings), broker_pool_limit=producers)
         self.app = app
 
     def send(self, task: TaskName, **kwargs: Any) -> None:

@@ -47,7 +47,7 @@ class WorkerContext:
         # No schema check per process: `nsmigrate worker` made sure of it once before forking, and a check in every
         # process would serialise their start on the schema lock.
         self.db = Database(settings.database_url, pool_size=max(10, task_slots()), create=False)
-        self.dispatcher = Dispatcher(settings)
+        self.dispatcher = Dispatcher(settings, producers=max(10, task_slots()))
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
@@ -97,10 +97,10 @@ def get_context() -> WorkerContext:
 
 
 def warm_up() -> None:
-    """Open this process's connections before its first task: one job-table and one Redis connection per task slot,
-    and the task producers' broker connections. A new worker's first tasks then run as fast as the rest (on the bench,
-    fresh threads workers used ~15 % less CPU per vector). Best effort: a service that is down now is reached (and
-    retried) by the task."""
+    """Open this process's connections before its first task: one job-table connection, one Redis connection and
+    one task producer (a broker connection) per task slot. A new worker's first tasks then run as fast as the rest
+    (on the bench, fresh threads workers used ~15 % less CPU per vector). Best effort: a service that is down now is
+    reached (and retried) by the task."""
     try:
         ctx = get_context()
         slots = task_slots()
@@ -111,7 +111,7 @@ def warm_up() -> None:
             for conn in [redis_pool.get_connection() for _ in range(slots)]:  # each connected on the way out
                 held.callback(redis_pool.release, conn)
             producers = ctx.dispatcher.app.producer_pool
-            for _ in range(min(slots, producers.limit or slots)):
+            for _ in range(slots):
                 producer = producers.acquire(block=True)
                 producer.connection.ensure_connection(max_retries=1)
                 held.callback(producer.release)

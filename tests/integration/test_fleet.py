@@ -147,9 +147,10 @@ def test_seed_data_set_migrates_into_creator_namespaces_with_enriched_metadata(
 
 
 def test_a_threads_worker_opens_its_connections_before_its_first_task(stack: Stack) -> None:
-    """One job-table and one Redis connection per thread, and the task producers' connections (Celery's
-    broker_pool_limit, 10): a fresh worker's first tasks neither wait for connections nor open them mid-batch."""
-    threads, producers = 12, 10
+    """One job-table connection, one Redis connection and one task producer (a broker connection) per thread: a
+    fresh worker's first tasks neither wait for connections nor open them mid-batch. 12 threads: more than Celery's
+    default producer pool (10), which a threads worker raises to its thread count."""
+    threads = producers = 12
     db = jobs.Database(stack.database_url, create=False)
     broker = redis_lib.Redis.from_url(stack.redis_url)
     others = sa.text(

@@ -39,3 +39,45 @@ def test_freed_batch_memory_is_reused_without_page_faults() -> None:
     out = subprocess.run([sys.executable, "-c", _CHURN], capture_output=True, text=True, check=True, cwd=REPO)
     kept = int(out.stdout)
     assert kept < pages_per_round // 100, f"{kept} page faults per round of {pages_per_round} pages"
+
+
+# One thread allocates and frees a batch's buffers and stays alive; then another thread does the same and prints how
+# many pages it faulted in: with an arena of its own (glibc's default for threads) it faults every page again.
+_ANOTHER_THREAD = textwrap.dedent(
+    """
+    import resource, threading
+    from workers.app import keep_freed_memory
+    assert keep_freed_memory()
+    sizes = [9 << 20, 2 << 20, 2 << 20, 3 << 20]
+    faulted = []
+    def one_batch():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        buffers = [bytearray(n) for n in sizes]
+        for b in buffers:
+            b[::4096] = b"x" * len(range(0, len(b), 4096))  # touch every page
+        del buffers
+        faulted.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    freed, done = threading.Event(), threading.Event()
+    def first_thread():
+        one_batch()
+        freed.set()
+        done.wait()  # stays alive, as a worker's threads do
+    first = threading.Thread(target=first_thread)
+    first.start()
+    freed.wait()
+    second = threading.Thread(target=one_batch)
+    second.start()
+    second.join()
+    done.set()
+    first.join()
+    print(faulted[1])
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is glibc's")
+def test_a_thread_reuses_the_memory_another_thread_freed() -> None:
+    pages_per_batch = (9 + 2 + 2 + 3) << 20 >> 12
+    out = subprocess.run([sys.executable, "-c", _ANOTHER_THREAD], capture_output=True, text=True, check=True, cwd=REPO)
+    faulted = int(out.stdout)
+    assert faulted < pages_per_batch // 10, f"the second thread faulted {faulted} of {pages_per_batch} pages"
