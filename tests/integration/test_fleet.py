@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis as redis_lib
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ from sandbox.demo import write_twins_csv
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
+from workers.app import BATCH_HEAP_MB
 from workers.stores import open_retrying_store
 
 pytestmark = pytest.mark.integration
@@ -177,6 +179,21 @@ def test_a_threads_worker_opens_its_connections_before_its_first_task(stack: Sta
 
     assert db_opened >= threads
     assert redis_opened >= threads + producers
+
+
+def test_a_copy_worker_faults_in_its_batches_memory_before_its_first_task(stack: Stack) -> None:
+    """``BATCH_HEAP_MB`` per thread, touched at start by a worker that copies batches (and only by one that does)."""
+    threads = 8
+    expected_mb = BATCH_HEAP_MB * threads * 3 / 4  # the two workers differ by a few MB otherwise, either way
+    copier = psutil.Process(stack.start_worker("copy", threads, pool="threads", name="copier").pid)
+    lister = psutil.Process(stack.start_worker("list", threads, pool="threads", name="lister").pid)
+    wait_for_workers(stack.redis_url, 2)
+    extra_mb = 0.0
+    deadline = time.monotonic() + 30  # a bound on the warm-up, not a wait for the result
+    while extra_mb < expected_mb and time.monotonic() < deadline:
+        extra_mb = (copier.memory_info().rss - lister.memory_info().rss) / 2**20
+        time.sleep(0.1)
+    assert extra_mb >= expected_mb, f"the copy worker holds {extra_mb:.0f} MB more than the list worker"
 
 
 def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, seed: SeedData) -> None:

@@ -81,3 +81,38 @@ def test_a_thread_reuses_the_memory_another_thread_freed() -> None:
     out = subprocess.run([sys.executable, "-c", _ANOTHER_THREAD], capture_output=True, text=True, check=True, cwd=REPO)
     faulted = int(out.stdout)
     assert faulted < pages_per_batch // 10, f"the second thread faulted {faulted} of {pages_per_batch} pages"
+
+
+# A worker thread allocates a batch's buffers after the heap was touched at start (or not) and prints its faults.
+_AFTER_PREFAULT = textwrap.dedent(
+    """
+    import resource, sys, threading
+    from workers.app import keep_freed_memory, prefault_heap
+    assert keep_freed_memory()
+    if sys.argv[1] == "prefault":
+        prefault_heap(32)
+    faulted = []
+    def first_batch():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        buffers = [bytearray(n) for n in (9 << 20, 2 << 20, 2 << 20, 3 << 20)]
+        for b in buffers:
+            b[::4096] = b"x" * len(range(0, len(b), 4096))  # touch every page
+        faulted.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    thread = threading.Thread(target=first_batch)
+    thread.start()
+    thread.join()
+    print(faulted[0])
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is glibc's")
+def test_a_prefaulted_heap_serves_the_first_batch_without_page_faults() -> None:
+    pages_per_batch = (9 + 2 + 2 + 3) << 20 >> 12
+
+    def first_batch_faults(mode: str) -> int:
+        cmd = [sys.executable, "-c", _AFTER_PREFAULT, mode]
+        return int(subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=REPO).stdout)
+
+    assert first_batch_faults("cold") > pages_per_batch // 2  # the measure sees them when they happen
+    assert first_batch_faults("prefault") < pages_per_batch // 10
