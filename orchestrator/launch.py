@@ -110,12 +110,15 @@ def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None
 
 
 def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int:
-    """Write the job and its namespace runs, then enqueue one lister per namespace. Returns the job id."""
+    """Write the job and its namespace runs, then enqueue one lister per namespace, the largest namespaces first:
+    theirs are the longest chains of list pages, so they should not start last. Returns the job id."""
     job_id = jobs.create_job(
         db, prepared.spec, prepared.plan, source_label=prepared.source_label, target_label=prepared.target_label
     )
-    for run in jobs.runs_of(db, job_id):
-        dispatcher.list_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+    largest_first = sorted(jobs.runs_of(db, job_id), key=lambda run: run.source_count, reverse=True)
+    with dispatcher.together():
+        for run in largest_first:
+            dispatcher.list_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
     return job_id
 
 
@@ -125,17 +128,19 @@ def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, 
     A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``)."""
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
-    for run_id in listing:
-        dispatcher.list_namespace(
-            run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace), wait_for_lock=True
-        )
-    for run_id, batch_id in batches:
-        dispatcher.copy_batch(
-            batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
-        )
     to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
-    for run_id in to_verify:
-        dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace))
+    with dispatcher.together():
+        for run_id in listing:
+            dispatcher.list_namespace(
+                run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace), wait_for_lock=True
+            )
+        for run_id, batch_id in batches:
+            dispatcher.copy_batch(
+                batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
+            )
+        for run_id in to_verify:
+            namespace = display_namespace(runs[run_id].source_namespace)
+            dispatcher.verify_namespace(run_id, job_id=job_id, namespace=namespace)
     # Runs whose batches are all done but were never marked copied (a worker died right after its last batch).
     for run_id in jobs.runs_in_state(db, job_id, RunState.COPYING):
         if jobs.maybe_mark_copied(db, run_id):
@@ -150,10 +155,11 @@ def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespa
     """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces."""
     requeued = jobs.requeue_failed(db, job_id, namespace)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
-    for run_id, batch_id in requeued:
-        dispatcher.copy_batch(
-            batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
-        )
+    with dispatcher.together():
+        for run_id, batch_id in requeued:
+            dispatcher.copy_batch(
+                batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
+            )
     return len(requeued)
 
 
@@ -162,8 +168,9 @@ def request_verification(
 ) -> list[int]:
     """Enqueue verification of every run that finished copying (again, for runs verified before)."""
     run_ids = []
-    for run in jobs.runs_of(db, job_id, namespace):
-        if run.state in (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED):
-            dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-            run_ids.append(run.id)
+    with dispatcher.together():
+        for run in jobs.runs_of(db, job_id, namespace):
+            if run.state in (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED):
+                dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+                run_ids.append(run.id)
     return run_ids
