@@ -45,10 +45,11 @@ from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 from workers.stores import open_retrying_store
 
 LATENCY_MS = 50
-#: The data plane stands in for a remote service but shares the fleet's cores: like the workers (see
-#: ``workers.app.keep_freed_memory``), it keeps the memory request bodies freed, so its page faults (~1/3 fewer)
-#: take less of the CPU the fleet is measured on.
+#: The data plane stands in for a remote service but shares the fleet's cores, so its page faults would take CPU the
+#: fleet is measured on: like the workers (see ``workers.app``), it keeps the memory request bodies freed, in one
+#: heap, and touches the heap its stored vectors will need before the run (``--prefault-mb``; at most what it keeps).
 _PLANE_MALLOC = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432:glibc.malloc.arena_max=1"
+_PLANE_KEPT_MB = 256
 # Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
 SERVER_LIMITS = {"write_rps_per_namespace": 100, "fetch_rps_per_index": 100, "list_rps_per_index": 200}
 
@@ -102,7 +103,8 @@ class DataPlane:
 
     INDEXES = ("src", "loop", "fleet", "fleet-warm")
 
-    def __init__(self, dimension: int, workdir: Path) -> None:
+    def __init__(self, dimension: int, workdir: Path, stored_mb: int = 0) -> None:
+        """``stored_mb``: about how much the vectors an index will hold take (their values as JSON text)."""
         self.procs: list[subprocess.Popen[bytes]] = []
         self.hosts: dict[str, str] = {}
         for name in self.INDEXES:
@@ -117,6 +119,8 @@ class DataPlane:
                     f"{name}:{dimension}{kind}",
                     "--port-file",
                     str(port_file),
+                    "--prefault-mb",
+                    str(min(_PLANE_KEPT_MB, 2 * stored_mb)),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -426,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
             data = seed_dataset(**DATA_SETS[name])
             workdir = Path(tmp) / name
             workdir.mkdir()
-            plane = DataPlane(data.dimension, workdir)
+            # ~13 bytes per value as float32 JSON text
+            plane = DataPlane(data.dimension, workdir, stored_mb=(data.total * data.dimension * 13) >> 20)
             try:
                 load_source(plane, data)
                 warm_source(plane, data)

@@ -1666,7 +1666,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--api-key", help="accept only this Api-Key (default: any non-empty key)")
     parser.add_argument("--verbose", action="store_true", help="log one line per request (never headers)")
+    parser.add_argument(
+        "--prefault-mb",
+        type=int,
+        default=0,
+        help="touch this much heap at start, so that storing vectors does not fault it in page by page later "
+        "(kept only if the C library keeps freed memory: the bench sets GLIBC_TUNABLES for that)",
+    )
     args = parser.parse_args(argv)
+    # Touched, then freed into the heap that the vectors will be stored in (1 MiB buffers come from the heap).
+    touched = [b"\x01" * (1 << 20) for _ in range(args.prefault_mb)]
+    del touched
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from pinecone import (
     ApiError,
@@ -806,3 +807,26 @@ def test_values_upserted_as_text_are_fetched_and_queried_as_float32(pc: Pinecone
     idx = index(pc, sandbox)
     match = idx.query(vector=precise, top_k=1, namespace="text-f32", include_values=True).matches[0]
     assert match.id == "p" and np.asarray(match.values, dtype=np.float32).tolist() == expected.tolist()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's tunables")
+def test_cli_prefaults_the_heap_it_is_asked_to(tmp_path: Path) -> None:
+    """``--prefault-mb`` (the bench's data plane): that much heap is touched before the server answers, and kept."""
+
+    def resident_mb_when_serving(prefault_mb: int) -> float:
+        port_file = tmp_path / f"hosts-{prefault_mb}.json"
+        cmd = [sys.executable, "-m", "sandbox.pinecone_server", "--index", "pf:4", "--port-file", str(port_file)]
+        keep = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "GLIBC_TUNABLES": keep}
+        proc = subprocess.Popen([*cmd, "--prefault-mb", str(prefault_mb)], cwd=REPO, env=env)
+        try:
+            deadline = time.monotonic() + 20
+            while not port_file.exists():
+                assert proc.poll() is None and time.monotonic() < deadline, "the CLI did not start"
+                time.sleep(0.05)
+            return float(psutil.Process(proc.pid).memory_info().rss) / 2**20
+        finally:
+            proc.terminate()
+            proc.wait(20)
+
+    assert resident_mb_when_serving(64) - resident_mb_when_serving(0) >= 48
