@@ -111,7 +111,7 @@ def warm_up() -> None:
             for conn in [redis_pool.get_connection() for _ in range(slots)]:  # each connected on the way out
                 held.callback(redis_pool.release, conn)
             producers = ctx.dispatcher.app.producer_pool
-            for _ in range(slots):
+            for _ in range(min(slots, producers.limit or slots)):  # never wait on a pool smaller than the slots
                 producer = producers.acquire(block=True)
                 producer.connection.ensure_connection(max_retries=1)
                 held.callback(producer.release)
