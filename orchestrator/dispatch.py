@@ -73,7 +73,11 @@ class Dispatcher:
     def together(self) -> Iterator[None]:
         """Tasks this thread sends inside the block reach Redis together when it ends, in one round trip (kombu's
         publish batch) instead of two each (the message and its task-sent event): a launch sends one lister per
-        namespace. If the block raises, none of them is sent."""
+        namespace. If the block raises, none of them is sent.
+
+        kombu sends a batch once, without the reconnect-and-retry of a single publish, so this is for commands with
+        fresh connections (launch, resume, retry, verify), not for workers, whose pooled connections may predate a
+        Redis restart."""
         with self.app.producer_or_acquire() as producer, producer.batch():
             self._together.producer = producer
             try:

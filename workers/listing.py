@@ -85,14 +85,13 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
             return
         if again:  # also when listing is done: the last batch may be the one that was never sent
             previous = jobs.get_run(ctx.db, run_id)
-            with ctx.dispatcher.together():
-                for batch_id in jobs.queued_batches(ctx.db, run_id):
-                    ctx.dispatcher.copy_batch(
-                        batch_id,
-                        job_id=previous.job_id,
-                        run_id=run_id,
-                        namespace=display_namespace(previous.source_namespace),
-                    )
+            for batch_id in jobs.queued_batches(ctx.db, run_id):
+                ctx.dispatcher.copy_batch(
+                    batch_id,
+                    job_id=previous.job_id,
+                    run_id=run_id,
+                    namespace=display_namespace(previous.source_namespace),
+                )
             if previous.state == RunState.COPIED:  # maybe by this lister's last page, before it sent the verification
                 spec = jobs.job_spec(ctx.db, previous.job_id)
                 run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)

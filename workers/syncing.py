@@ -82,9 +82,8 @@ def sync_run(
     except StateError as e:  # another sync, a cleanup or a cancel got there while we scanned
         return _refused(ctx, run, e.message, actor, deleted=deleted)
     namespace = display_namespace(run.source_namespace)
-    with ctx.dispatcher.together():
-        for batch_id in batch_ids:
-            ctx.dispatcher.copy_batch(batch_id, job_id=run.job_id, run_id=run_id, namespace=namespace)
+    for batch_id in batch_ids:
+        ctx.dispatcher.copy_batch(batch_id, job_id=run.job_id, run_id=run_id, namespace=namespace)
     # No batches (or all already done by fast workers): exactly one caller wins "copied" and asks for verification.
     if jobs.maybe_mark_copied(ctx.db, run_id) and spec.auto_verify:
         ctx.dispatcher.verify_namespace(run_id, job_id=run.job_id, namespace=namespace)

@@ -9,7 +9,6 @@ put in exactly one batch, every batch row is ``done`` and nothing failed.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
 from collections import Counter
@@ -418,10 +417,6 @@ class SentTasks:
 
     def verify_namespace(self, run_id: int, **_: Any) -> None:
         self.sent.append(("verify", run_id))
-
-    @contextlib.contextmanager
-    def together(self) -> Iterator[None]:
-        yield  # recorded as they are sent
 
 
 def sent(ctx: WorkerContext) -> list[tuple[str, int]]:
