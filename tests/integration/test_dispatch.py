@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 
 import pytest
 import redis as redis_lib
@@ -21,8 +22,10 @@ def _queued_run_ids(broker: redis_lib.Redis, queue: Queue) -> list[int]:
 
 
 @pytest.fixture
-def dispatcher(redis_url: str) -> Dispatcher:
-    return Dispatcher(Settings(redis_url=redis_url))
+def dispatcher(redis_url: str) -> Iterator[Dispatcher]:
+    sender = Dispatcher(Settings(redis_url=redis_url))
+    yield sender
+    sender.close()
 
 
 def test_tasks_sent_together_reach_their_queue_in_order_when_the_block_ends(
