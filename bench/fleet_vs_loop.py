@@ -43,14 +43,10 @@ from orchestrator.spec import parse_spec
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from workers.memory import KEPT_MB
 from workers.stores import open_retrying_store
 
 LATENCY_MS = 50
-#: The data plane stands in for a remote service but shares the fleet's cores, so its page faults would take CPU the
-#: fleet is measured on: like the workers (see ``workers.app``), it keeps the memory request bodies freed, in one
-#: heap, and touches the heap its stored vectors will need before the run (``--prefault-mb``; at most what it keeps).
-_PLANE_MALLOC = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=33554432:glibc.malloc.arena_max=1"
-_PLANE_KEPT_MB = 256
 # Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
 SERVER_LIMITS = {"write_rps_per_namespace": 100, "fetch_rps_per_index": 100, "list_rps_per_index": 200}
 
@@ -120,12 +116,14 @@ class DataPlane:
                     f"{name}:{dimension}{kind}",
                     "--port-file",
                     str(port_file),
+                    # It stands in for a remote service but shares the fleet's cores: its page faults would take
+                    # CPU the fleet is measured on. So it keeps freed memory as the workers do (workers.memory) and
+                    # touches the heap its stored vectors will need before the run.
                     "--prefault-mb",
-                    str(min(_PLANE_KEPT_MB, 2 * stored_mb)),
+                    str(min(KEPT_MB, 2 * stored_mb)),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env=dict(os.environ, GLIBC_TUNABLES=_PLANE_MALLOC),
             )
             self.procs.append(proc)
             deadline = time.monotonic() + 30

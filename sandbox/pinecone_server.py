@@ -88,6 +88,8 @@ import msgspec
 import numpy as np
 import orjson
 
+from workers.memory import keep_freed_memory, prefault_heap
+
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
 
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
@@ -1670,13 +1672,13 @@ def main(argv: list[str] | None = None) -> int:
         "--prefault-mb",
         type=int,
         default=0,
-        help="touch this much heap at start, so that storing vectors does not fault it in page by page later "
-        "(kept only if the C library keeps freed memory: the bench sets GLIBC_TUNABLES for that)",
+        help="keep freed memory as the workers do and touch this much heap at start, so that storing vectors does "
+        "not fault it in page by page later (the bench: this process shares its cores with the fleet)",
     )
     args = parser.parse_args(argv)
-    # Touched, then freed into the heap that the vectors will be stored in (1 MiB buffers come from the heap).
-    touched = [b"\x01" * (1 << 20) for _ in range(args.prefault_mb)]
-    del touched
+    if args.prefault_mb > 0:
+        keep_freed_memory()
+        prefault_heap(args.prefault_mb)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
