@@ -1,7 +1,9 @@
 """The lister: pages one source namespace's ids into batch rows and enqueues a copy task per batch.
 
 It stops when ``max_batches_in_flight`` batches are queued or running and is woken again as they finish (see
-``workers.flow``), so a namespace of millions of ids never becomes millions of messages at once. Each batch is
+``workers.flow``), so a namespace of millions of ids never becomes millions of messages at once. A namespace's pages
+are a chain (each is listed from the token of the one before), so while a batch is recorded and sent the next one is
+already being listed, in a second thread. Each batch is
 written together with the list token after it, so a lister killed at any point resumes without skipping or
 repeating ids. A Redis lock keeps one lister per namespace run: it expires ``lister_lock_ttl_s`` after its lister
 died (a live lister keeps it fresh from a heartbeat thread), a resumed lister waits that long for it, and
@@ -15,6 +17,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 import redis
@@ -101,39 +104,57 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
         in_flight = run.in_flight
         spec = jobs.job_spec(ctx.db, run.job_id)
         source = ctx.store(spec.source)
-        token = run.list_token
-        while in_flight < spec.max_batches_in_flight:
-            listed_from = token
+
+        def list_batch(token: str | None) -> tuple[list[str], str | None]:
+            """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
             ids: list[str] = []
-            done = False
             while len(ids) < spec.batch_size:
-                limit = min(PAGE_LIMIT, spec.batch_size - len(ids))
                 page = ctx.call(
-                    partial(source.list_ids, run.source_namespace, limit=limit, token=token),
+                    partial(
+                        source.list_ids,
+                        run.source_namespace,
+                        limit=min(PAGE_LIMIT, spec.batch_size - len(ids)),
+                        token=token,
+                    ),
                     scope=list_scope(source.name),
                     rate_per_s=spec.rate.list_rps,
                 )
                 ids.extend(page.ids)
                 token = page.next_token
                 if not token:
-                    done = True
-                    break
-            try:
-                recorded = jobs.add_batches(
-                    ctx.db, run_id, [ids] if ids else [], token, listing_done=done, listed_from=listed_from
+                    return ids, None
+            return ids, token
+
+        token = run.list_token
+        next_batch: Future[tuple[list[str], str | None]] | None = None
+        # Waits for a batch listed ahead before the lock is let go, whatever ends the loop.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsmigrate-list-ahead") as ahead:
+            while in_flight < spec.max_batches_in_flight:
+                listed_from = token
+                ids, token = next_batch.result() if next_batch is not None else list_batch(token)
+                done = token is None
+                # A namespace's pages are a chain (each needs the token before it): list the next batch while this
+                # one is recorded and sent, so those round trips are not links of the chain. Only with room for
+                # it under the bound, so the loop goes on to take it.
+                next_batch = (
+                    ahead.submit(list_batch, token) if not done and in_flight + 1 < spec.max_batches_in_flight else None
                 )
-            except StateError as e:
-                log.info("lister of run %s stops: %s", run_id, e)
-                return  # another lister is ahead of us and carries on
-            for batch_id in recorded.batch_ids:
-                ctx.dispatcher.copy_batch(
-                    batch_id, job_id=run.job_id, run_id=run_id, namespace=display_namespace(run.source_namespace)
-                )
-            if recorded.copied:  # the last page added nothing and every batch was done already (or there were none)
-                run_copied(ctx, run_id, run.job_id, run.source_namespace, spec)
-            if done or recorded.cancelled:
-                return  # the run's last batch to finish moves it on
-            in_flight = recorded.in_flight
+                try:
+                    recorded = jobs.add_batches(
+                        ctx.db, run_id, [ids] if ids else [], token, listing_done=done, listed_from=listed_from
+                    )
+                except StateError as e:
+                    log.info("lister of run %s stops: %s", run_id, e)
+                    return  # another lister is ahead of us and carries on
+                for batch_id in recorded.batch_ids:
+                    ctx.dispatcher.copy_batch(
+                        batch_id, job_id=run.job_id, run_id=run_id, namespace=display_namespace(run.source_namespace)
+                    )
+                if recorded.copied:  # the last page added nothing and every batch was done already (or none)
+                    run_copied(ctx, run_id, run.job_id, run.source_namespace, spec)
+                if done or recorded.cancelled:
+                    return  # the run's last batch to finish moves it on
+                in_flight = recorded.in_flight
     # Stopped at the bound. Batches that finished since it was counted found this lister still running and woke
     # nobody: look again, and keep listing (through a wake-up) if there is room now.
     advance(ctx, run_id, run.job_id, run.source_namespace, spec)

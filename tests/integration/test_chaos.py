@@ -10,6 +10,7 @@ put in exactly one batch, every batch row is ``done`` and nothing failed.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -389,13 +390,14 @@ def test_postgres_restart_mid_job_leaves_no_half_written_state(
         stack.stop()
 
 
-def one_run_job(db: jobs.Database) -> tuple[int, int]:
-    """A job with one namespace run and no worker, for playing a kill at an exact point: (job id, run id)."""
+def one_run_job(db: jobs.Database, source_host: str = "http://127.0.0.1:9", **spec_fields: Any) -> tuple[int, int]:
+    """A job with one namespace run (``ns0``) and no worker, for playing a kill at an exact point: (job id, run id)."""
     spec = parse_spec(
         {
             "name": "exact",
-            "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+            "source": {"kind": "pinecone", "host": source_host},
             "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+            **spec_fields,
         }
     )
     plan = Plan(runs=[NamespacePlan("ns0", "ns0", 3, 2)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
@@ -502,6 +504,85 @@ def test_a_cancelled_run_tells_its_lister_to_stop(worker_ctx: WorkerContext) -> 
     jobs.cancel_job(db, job_id, actor="test")
     recorded = jobs.add_batches(db, run_id, [["a"]], "t1", listing_done=False, listed_from=None)
     assert recorded.cancelled and recorded.in_flight == 1
+
+
+class ListCalls:
+    """Wraps the lister's source store: records the token of every list request as it starts."""
+
+    def __init__(self, ctx: WorkerContext, job_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        store = ctx.store(jobs.job_spec(ctx.db, job_id).source)  # the lister's own (per-process) store
+        self.tokens: list[str | None] = []
+        self.started = threading.Condition()
+        list_ids = store.list_ids
+
+        def recorded(namespace: str, *, limit: int = 100, token: str | None = None) -> Any:
+            with self.started:
+                self.tokens.append(token)
+                self.started.notify_all()
+            return list_ids(namespace, limit=limit, token=token)
+
+        monkeypatch.setattr(store, "list_ids", recorded)
+
+    def wait_for(self, token: str | None) -> bool:
+        """Whether a list request from ``token`` starts (or started) within 10 s."""
+        with self.started:
+            return self.started.wait_for(lambda: token in self.tokens, timeout=10)
+
+
+@pytest.fixture
+def five_ids(worker_ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A data plane whose ``src`` index holds ids a…e in namespace ns0; yields its host."""
+    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
+    sandbox = PineconeSandbox(indexes=[IndexSpec(SRC, dimension=DIM)]).start()
+    try:
+        index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=sandbox.host(SRC))
+        index.upsert(vectors=[(i, [1.0] * DIM) for i in "abcde"], namespace="ns0")
+        yield sandbox.host(SRC)
+    finally:
+        sandbox.stop()
+
+
+def test_the_lister_lists_the_next_batch_while_it_records_and_sends_the_last(
+    worker_ctx: WorkerContext, five_ids: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A namespace's pages are a chain, each listed from the token of the one before: the lister starts the next
+    batch's list request before recording (and sending) the batch it has, so those round trips are not links of
+    the chain. Every id is still batched once, in order."""
+    db = worker_ctx.db
+    job_id, run_id = one_run_job(db, five_ids, batch_size=2)
+    calls = ListCalls(worker_ctx, job_id, monkeypatch)
+    overlapped = []
+    add_batches = jobs.add_batches
+
+    def add_batches_once_the_next_is_listing(*args: Any, **kwargs: Any) -> jobs.Recorded:
+        next_token = args[3]
+        if not kwargs["listing_done"]:
+            overlapped.append(calls.wait_for(next_token))
+        return add_batches(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "add_batches", add_batches_once_the_next_is_listing)
+    listing.list_run(worker_ctx, run_id)
+
+    assert overlapped == [True, True]
+    assert [b.ids for b in batches(db, job_id)] == [["a", "b"], ["c", "d"], ["e"]]
+    assert [kind for kind, _ in sent(worker_ctx)] == ["copy"] * 3
+
+
+def test_the_lister_lists_nothing_ahead_that_the_bound_would_leave_unused(
+    worker_ctx: WorkerContext, five_ids: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At ``max_batches_in_flight`` the lister stops (a finished batch wakes it): it lists no batch ahead that it
+    could not record, so the source's list budget is not spent twice on the same page."""
+    db = worker_ctx.db
+    job_id, run_id = one_run_job(db, five_ids, batch_size=2, max_batches_in_flight=2)
+    calls = ListCalls(worker_ctx, job_id, monkeypatch)
+
+    listing.list_run(worker_ctx, run_id)
+
+    assert [b.ids for b in batches(db, job_id)] == [["a", "b"], ["c", "d"]]
+    assert len(calls.tokens) == 2  # one page per batch of two: nothing listed for the third
+    run = jobs.get_run(db, run_id)
+    assert run.list_token is not None and not run.listing_done  # where the woken lister goes on
 
 
 def test_a_lister_killed_between_recording_a_batch_and_sending_it_is_made_good_by_its_redelivery(
