@@ -87,8 +87,10 @@ def job_table_text(db: jobs.Database) -> str:
         )
 
 
-def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack) -> None:
-    stack.start_worker("list,copy,verify,cleanup", 4, name="fw", PINECONE_API_KEY=SECRET)
+# A threads worker publishes its task events on a timer (workers.app.Consumer); a prefork one after each.
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack, pool: str) -> None:
+    stack.start_worker("list,copy,verify,cleanup", 4, name="fw", pool=pool, PINECONE_API_KEY=SECRET)
     url = stack.start_flower(PINECONE_API_KEY=SECRET)  # before the job: Flower only sees events from its start
     auth = ("admin", stack.flower_password or "")
     client = httpx.Client(base_url=url, timeout=10)
