@@ -3,12 +3,11 @@
 It stops when ``max_batches_in_flight`` batches are queued or running and is woken again as they finish (see
 ``workers.flow``), so a namespace of millions of ids never becomes millions of messages at once. A namespace's pages
 are a chain (each is listed from the token of the one before), so while a batch is recorded and sent the next one is
-already being listed, in a second thread. Each batch is
-written together with the list token after it, so a lister killed at any point resumes without skipping or
-repeating ids. A Redis lock keeps one lister per namespace run: it expires ``lister_lock_ttl_s`` after its lister
-died (a live lister keeps it fresh from a heartbeat thread), a resumed lister waits that long for it, and
-``jobs.add_batches`` only records pages listed from the saved token, so even two listers at once (a lock lost with a
-Redis restart) never batch an id twice.
+already being listed, in a second thread. Each batch is written together with the list token after it, so a lister
+killed at any point resumes without skipping or repeating ids. A Redis lock keeps one lister per namespace run: it
+expires ``lister_lock_ttl_s`` after its lister died (a live lister keeps it fresh from a heartbeat thread), a resumed
+lister waits that long for it, and ``jobs.add_batches`` only records pages listed from the saved token, so even two
+listers at once (a lock lost with a Redis restart) never batch an id twice.
 """
 
 from __future__ import annotations

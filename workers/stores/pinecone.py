@@ -126,8 +126,8 @@ def preload_sdk() -> None:
     prime_sdk_decoding()
 
 
-def prime_sdk_decoding() -> int:
-    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define; returns how many.
+def prime_sdk_decoding() -> None:
+    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define.
 
     The SDK decodes each response with ``msgspec.json.decode(data, type=…)``, and msgspec builds a type's decoding
     information on its first decode. That is not safe when threads do it at once: 32 threads making their first
@@ -143,7 +143,7 @@ def prime_sdk_decoding() -> int:
                 with contextlib.suppress(TypeError):  # request-only types msgspec cannot decode into
                     msgspec.json.Decoder(value)
                     primed += 1
-    return primed
+    logger.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
 
 
 def _from_wire_namespace(name: str) -> str:
