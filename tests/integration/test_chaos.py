@@ -328,8 +328,9 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
     assert jobs.get_run(db, run_id).batches_total == 60
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])  # threads: its events are published on a timer
 def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str
 ) -> None:
     """Redis (which keeps nothing on disk) is stopped and started again on the same port mid-job: every queued
     message, every unacknowledged one, the lister locks and the rate buckets are gone. The workers reconnect by
@@ -341,7 +342,7 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
     try:
         loaded = load_source(stack, namespaces=4, per_namespace=400)
         slow_data_plane(stack, latency_ms=120)
-        stack.start_worker("list,copy,verify", 6, name="survivor", **FAST_RECOVERY, **QUICK_RETRIES)
+        stack.start_worker("list,copy,verify", 6, pool=pool, name="survivor", **FAST_RECOVERY, **QUICK_RETRIES)
         db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
         wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
