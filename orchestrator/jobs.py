@@ -19,6 +19,7 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import NotFound, StateError
+from orchestrator.liveness import ping_when_in_doubt
 from orchestrator.models import (
     Batch,
     BatchState,
@@ -51,10 +52,13 @@ class Database:
     """The job table database: an engine, a session factory and the schema made sure of once."""
 
     def __init__(self, url: str, *, create: bool = True, pool_size: int = 5) -> None:
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        kwargs: dict[str, Any] = {}
         if not url.startswith("sqlite"):
             kwargs.update(pool_size=pool_size, max_overflow=10)
         self.engine = sa.create_engine(url, **kwargs)
+        ping_when_in_doubt(self.engine)
+        # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # A job's spec never changes after it is written: validate it once per process, not once per batch.
         self._specs: dict[int, JobSpec] = {}
@@ -65,6 +69,12 @@ class Database:
     def transaction(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    @contextmanager
+    def single_statement(self) -> Iterator[sa.Connection]:
+        """A connection for a change made by one statement, which Postgres applies atomically on its own."""
+        with self._autocommit.connect() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -292,17 +302,37 @@ _RECORD_PAGE = (
             (_runs.c.state.in_((RunState.PENDING, RunState.LISTING)), sa.bindparam("listing_state")),
             else_=_runs.c.state,
         ),
+        updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE in a CTE
     )
-    .returning(_runs.c.state, _runs.c.batches_total, _in_flight_of_run)
+    .returning(_runs.c.state, _runs.c.batches_total, _in_flight_of_run.label("in_flight"))
 )
 _INSERT_BATCH = sa.insert(_batches).returning(_batches.c.id, sort_by_parameter_order=True)
+# A page of one batch, the lister's usual record, in one statement: the page's UPDATE and the batch's INSERT (which
+# adds no row when the UPDATE found the token moved on, so nothing is written then).
+_page = _RECORD_PAGE.cte("page")
+_batch_of_page = (
+    sa.insert(_batches)
+    .from_select(
+        ["run_id", "seq", "ids"],
+        sa.select(
+            sa.bindparam("run_id", type_=sa.Integer),
+            _page.c.batches_total - 1,
+            sa.bindparam("ids", type_=_batches.c.ids.type),
+        ),
+    )
+    .returning(_batches.c.id)
+    .cte("batch_of_page")
+)
+_RECORD_PAGE_OF_ONE_BATCH = sa.select(
+    _page.c.state, _page.c.batches_total, _page.c.in_flight, _batch_of_page.c.id
+).select_from(_page.join(_batch_of_page, sa.true()))
 
 
 def start_listing(db: Database, run_id: int) -> Listing | None:
     """pending/listing/copying → listing work may go on (pending becomes listing): what the lister needs. None when
     the run is past listing or cancelled (or does not exist)."""
-    with db.transaction() as s:
-        row = s.connection().execute(_START_LISTING, {"run_id": run_id}).one_or_none()
+    with db.single_statement() as conn:
+        row = conn.execute(_START_LISTING, {"run_id": run_id}).one_or_none()
         return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0))
 
 
@@ -336,29 +366,28 @@ def add_batches(
             after a Redis restart lost their lock. Nothing is written, so no id is ever batched twice.
     """
     id_batches = [list(ids) for ids in id_batches]
+    page = {
+        "run_id": run_id,
+        "listed_from": listed_from,
+        "n_batches": len(id_batches),
+        "n_ids": sum(len(ids) for ids in id_batches),
+        "next_token": None if listing_done else next_token,
+        "listing_done": listing_done,
+        "listing_state": RunState.COPYING.value if listing_done else RunState.LISTING.value,
+        "now": utcnow(),
+    }
+    if len(id_batches) == 1:  # what a lister records page after page: one statement, one round trip
+        with db.single_statement() as conn:
+            recorded = conn.execute(_RECORD_PAGE_OF_ONE_BATCH, {**page, "ids": id_batches[0]}).one_or_none()
+            if recorded is None:
+                raise _recorded_by_another(conn, run_id, listed_from)
+        state, _, in_flight, batch_id = recorded
+        return Recorded([batch_id], int(in_flight or 0) + 1, state == RunState.CANCELLED, copied=False)
     with db.transaction() as s:
         conn = s.connection()
-        row = conn.execute(
-            _RECORD_PAGE,
-            {
-                "run_id": run_id,
-                "listed_from": listed_from,
-                "n_batches": len(id_batches),
-                "n_ids": sum(len(ids) for ids in id_batches),
-                "next_token": None if listing_done else next_token,
-                "listing_done": listing_done,
-                "listing_state": RunState.COPYING.value if listing_done else RunState.LISTING.value,
-            },
-        ).one_or_none()
+        row = conn.execute(_RECORD_PAGE, page).one_or_none()
         if row is None:
-            run = _get_run(s, run_id)
-            raise StateError(
-                f"another lister already recorded the pages after token {listed_from!r} of namespace "
-                f"{run.source_namespace!r}",
-                hint="nothing to do: that lister carries on",
-                job_id=run.job_id,
-                run_id=run.id,
-            )
+            raise _recorded_by_another(conn, run_id, listed_from)
         state, batches_total, in_flight = row
         first_seq = batches_total - len(id_batches)
         batch_ids = (
@@ -374,6 +403,18 @@ def add_batches(
         # Only a last page that added nothing can find every batch done; otherwise the last batch to finish moves on.
         copied = listing_done and not batch_ids and _mark_copied(s, run_id)
         return Recorded(batch_ids, int(in_flight or 0) + len(batch_ids), state == RunState.CANCELLED, copied)
+
+
+def _recorded_by_another(conn: sa.Connection, run_id: int, listed_from: str | None) -> StateError | NotFound:
+    run = conn.execute(sa.select(_runs.c.job_id, _runs.c.source_namespace).where(_runs.c.id == run_id)).one_or_none()
+    if run is None:
+        return NotFound(f"namespace run {run_id} does not exist", run_id=run_id)
+    return StateError(
+        f"another lister already recorded the pages after token {listed_from!r} of namespace {run.source_namespace!r}",
+        hint="nothing to do: that lister carries on",
+        job_id=run.job_id,
+        run_id=run_id,
+    )
 
 
 def queued_batches(db: Database, run_id: int) -> list[int]:
@@ -416,19 +457,16 @@ class BatchWork:
 
 
 # A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).
-_LOCK_BATCH = (
-    sa.select(_batches.c.state, _batches.c.run_id, _batches.c.seq, _batches.c.ids)
-    .where(_batches.c.id == sa.bindparam("batch_id"))
-    .with_for_update()
-)
 _IDS_OF_BATCH = sa.select(_batches.c.ids).where(_batches.c.id == sa.bindparam("batch_id"))
-_LOCK_BATCH_STATE = (
-    sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id")).with_for_update()
-)
-# FOR SHARE: a concurrent cancel_job (an UPDATE of this row) either waits for the start, or commits first and is seen,
-# so no batch starts after `cancel` returned; batches of one run still start side by side.
-_RUN_OF_BATCH = (
+_BATCH_EXISTS = sa.select(_batches.c.id).where(_batches.c.id == sa.bindparam("batch_id"))
+# Starting a batch is one statement, so one round trip: it locks the batch, then its run (FOR SHARE: a concurrent
+# cancel_job, an UPDATE of that row, either waits for the start or commits first and is seen, so no batch starts
+# after `cancel` returned; batches of one run still start side by side), and marks the batch running unless it is
+# done or the run cancelled. Batch before run, as `finish_batch` locks them.
+_batch_to_start = sa.select(_batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id")).with_for_update()
+_run_of_batch = (
     sa.select(
+        _runs.c.id,
         _runs.c.state,
         _runs.c.job_id,
         _runs.c.source_namespace,
@@ -437,21 +475,45 @@ _RUN_OF_BATCH = (
         _runs.c.twin_id,
         _runs.c.routing_table,
     )
-    .where(_runs.c.id == sa.bindparam("run_id"))
+    .where(_runs.c.id == _batch_to_start.scalar_subquery())
     .with_for_update(read=True)
+    .cte("run_of_batch")
 )
-_MARK_RUNNING = (
+_START_BATCH = (
     sa.update(_batches)
-    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .where(
+        _batches.c.id == sa.bindparam("batch_id"),
+        _batches.c.state != BatchState.DONE,
+        _batches.c.run_id == _run_of_batch.c.id,
+        _run_of_batch.c.state != RunState.CANCELLED,
+    )
     .values(
         state=BatchState.RUNNING.value,
         attempts=_batches.c.attempts + 1,
         worker=sa.bindparam("worker"),
         started_at=sa.bindparam("now"),
     )
+    .returning(
+        _batches.c.run_id,
+        _batches.c.seq,
+        _batches.c.ids,
+        _run_of_batch.c.job_id,
+        _run_of_batch.c.source_namespace,
+        _run_of_batch.c.target_namespace,
+        _run_of_batch.c.creator_id,
+        _run_of_batch.c.twin_id,
+        _run_of_batch.c.routing_table,
+    )
 )
-_LOCK_RUN_TARGETS = (
-    sa.select(_runs.c.target_namespaces, _runs.c.failed).where(_runs.c.id == sa.bindparam("run_id")).with_for_update()
+# Finishing a batch takes two statements: the first locks the batch, then its run; the second marks the batch done
+# and counts it on the run. The run's row lock orders batches that finish together, and the second statement's
+# snapshot, taken after that lock, sees every batch that finished before it. Its own batch's change is not visible
+# to its counts (one statement, one snapshot), so they leave that batch out.
+_LOCK_BATCH_AND_RUN = (
+    sa.select(_batches.c.state, _batches.c.run_id, _runs.c.target_namespaces, _runs.c.failed)
+    .join_from(_batches, _runs, _runs.c.id == _batches.c.run_id)
+    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .with_for_update(of=[_batches, _runs])
 )
 _MARK_DONE = (
     sa.update(_batches)
@@ -464,21 +526,32 @@ _MARK_DONE = (
         last_error=None,
         finished_at=sa.bindparam("now"),
     )
+    .returning(_batches.c.id)
+    .cte("done")
 )
 _unfinished_of_run = (
     sa.select(sa.func.count())
     .where(_batches.c.run_id == _runs.c.id, _batches.c.state != BatchState.DONE)
     .scalar_subquery()
 )
+_others_of_run = (_batches.c.run_id == _runs.c.id, _batches.c.id != sa.bindparam("batch_id"))
 _COUNT_BATCH_DONE = (
     sa.update(_runs)
-    .where(_runs.c.id == sa.bindparam("run_id"))
+    .add_cte(_MARK_DONE)
+    # Not "run_id": execute() would take a parameter named like a column of `batches` as a value for it.
+    .where(_runs.c.id == sa.bindparam("batch_run"))
     .values(
         copied=_runs.c.copied + sa.bindparam("vectors"),
         failed=sa.bindparam("failed"),
         target_namespaces=sa.bindparam("targets", type_=_runs.c.target_namespaces.type),
+        updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
     )
-    .returning(_runs.c.listing_done, _runs.c.state, _in_flight_of_run, _unfinished_of_run)
+    .returning(
+        _runs.c.listing_done,
+        _runs.c.state,
+        sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery(),
+        sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state != BatchState.DONE).scalar_subquery(),
+    )
 )
 _RUN_PROGRESS = sa.select(_runs.c.listing_done, _runs.c.state, _in_flight_of_run, _unfinished_of_run).where(
     _runs.c.id == sa.bindparam("run_id")
@@ -488,31 +561,25 @@ _RUN_PROGRESS = sa.select(_runs.c.listing_done, _runs.c.state, _in_flight_of_run
 def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
     """queued/running/failed → running (attempts + 1). None when the batch is done or its run was cancelled, so a
     redelivered or duplicate task does nothing."""
-    with db.transaction() as s:
-        conn = s.connection()
-        batch = conn.execute(_LOCK_BATCH, {"batch_id": batch_id}).one_or_none()
-        if batch is None:
-            raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
-        if batch.state == BatchState.DONE:
+    with db.single_statement() as conn:
+        row = conn.execute(_START_BATCH, {"batch_id": batch_id, "worker": worker, "now": utcnow()}).one_or_none()
+        if row is None:  # done, cancelled or missing: only the last is an error
+            if conn.execute(_BATCH_EXISTS, {"batch_id": batch_id}).scalar() is None:
+                raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
             return None
-        run = conn.execute(_RUN_OF_BATCH, {"run_id": batch.run_id}).one()
-        if run.state == RunState.CANCELLED:
-            return None
-        spec = _job_spec(db, s, run.job_id)
-        conn.execute(_MARK_RUNNING, {"batch_id": batch_id, "worker": worker, "now": utcnow()})
-        return BatchWork(
-            batch_id=batch_id,
-            run_id=batch.run_id,
-            job_id=run.job_id,
-            seq=batch.seq,
-            ids=list(batch.ids),
-            source_namespace=run.source_namespace,
-            target_namespace=run.target_namespace,
-            creator_id=run.creator_id,
-            twin_id=run.twin_id,
-            routing_table=dict(run.routing_table or {}),
-            spec=spec,
-        )
+    return BatchWork(
+        batch_id=batch_id,
+        run_id=row.run_id,
+        job_id=row.job_id,
+        seq=row.seq,
+        ids=list(row.ids),
+        source_namespace=row.source_namespace,
+        target_namespace=row.target_namespace,
+        creator_id=row.creator_id,
+        twin_id=row.twin_id,
+        routing_table=dict(row.routing_table or {}),
+        spec=job_spec(db, row.job_id),
+    )
 
 
 def finish_batch(
@@ -530,26 +597,23 @@ def finish_batch(
     lister). The run's row lock orders the batches that finish together, so the last of them sees all done."""
     with db.transaction() as s:
         conn = s.connection()
-        state, run_id = conn.execute(_LOCK_BATCH_STATE, {"batch_id": batch_id}).one()
+        state, run_id, target_namespaces, failed = conn.execute(_LOCK_BATCH_AND_RUN, {"batch_id": batch_id}).one()
         if state == BatchState.DONE:  # a duplicate delivery: only the decision of what follows
             progress = conn.execute(_RUN_PROGRESS, {"run_id": run_id}).one()
         else:
-            run = conn.execute(_LOCK_RUN_TARGETS, {"run_id": run_id}).one()
-            conn.execute(
-                _MARK_DONE,
-                {"batch_id": batch_id, "vectors": vectors, "missing": missing, "nbytes": nbytes, "now": utcnow()},
-            )
-            # Its ids were counted as failed; the run's row lock keeps the read above current.
-            failed = run.failed
-            if state == BatchState.FAILED:
+            if state == BatchState.FAILED:  # its ids were counted as failed; the run's row lock keeps that current
                 failed = max(0, failed - len(conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()))
             progress = conn.execute(
                 _COUNT_BATCH_DONE,
                 {
-                    "run_id": run_id,
+                    "batch_id": batch_id,
                     "vectors": vectors,
+                    "missing": missing,
+                    "nbytes": nbytes,
+                    "now": utcnow(),
+                    "batch_run": run_id,
                     "failed": failed,
-                    "targets": sorted(set(run.target_namespaces or []) | set(targets)),
+                    "targets": sorted(set(target_namespaces or []) | set(targets)),
                 },
             ).one()
         return _what_follows(s, run_id, progress, max_in_flight)
@@ -614,6 +678,28 @@ def _what_follows(
     if listing_done and state == RunState.COPYING and not unfinished:
         return _mark_copied(s, run_id), False
     return False, (not listing_done and in_flight < max_in_flight)
+
+
+def compile_task_statements(db: Database) -> None:
+    """Compile the statements that every list and copy task runs, before the first task: SQLAlchemy compiles a
+    statement on its first use in a process (~1 ms of CPU apiece) and caches it. Each runs once against ids that do
+    not exist, so it matches no row, in a transaction that is rolled back."""
+    now = utcnow()
+    page = {"run_id": -1, "listed_from": None, "n_batches": 1, "n_ids": 1, "next_token": None, "listing_done": False}
+    done = {"vectors": 0, "missing": 0, "nbytes": 0}
+    no_rows: list[tuple[sa.Executable, dict[str, Any]]] = [
+        (_START_LISTING, {"run_id": -1}),
+        (_RECORD_PAGE_OF_ONE_BATCH, {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": []}),
+        (_START_BATCH, {"batch_id": -1, "worker": "", "now": now}),
+        (_LOCK_BATCH_AND_RUN, {"batch_id": -1}),
+        (_COUNT_BATCH_DONE, {"batch_id": -1, "batch_run": -1, "failed": 0, "targets": [], "now": now, **done}),
+        (_RUN_PROGRESS, {"run_id": -1}),
+        (_MARK_COPIED, {"run_id": -1}),
+    ]
+    with db.engine.connect() as conn:
+        for statement, params in no_rows:
+            conn.execute(statement, params)
+        conn.rollback()
 
 
 def requeue_failed(

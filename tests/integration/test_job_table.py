@@ -1,0 +1,166 @@
+"""The job table's cost per task, on a real Postgres: how many statements and round trips the transitions that every
+list and copy task makes take, and that checking out a pooled connection needs no ping unless it may be dead.
+
+Each statement counted here is one round trip; a transaction adds two more (BEGIN, COMMIT), which a statement run
+in autocommit (its own transaction) does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from orchestrator import jobs, liveness
+from orchestrator.models import Batch, NamespaceRun
+from orchestrator.planner import Estimate, NamespacePlan, Plan
+from orchestrator.spec import parse_spec
+from sandbox.services import PostgresServer
+
+
+@dataclass
+class Traffic:
+    """What a `Database` sent: each statement, whether it ran in autocommit (no BEGIN/COMMIT), and pings."""
+
+    statements: list[tuple[str, bool]] = field(default_factory=list)
+    pings: int = 0
+
+    def clear(self) -> None:
+        self.statements.clear()
+        self.pings = 0
+
+    @property
+    def round_trips(self) -> int:
+        in_transaction = [sql for sql, autocommit in self.statements if not autocommit]
+        return len(self.statements) + (2 if in_transaction else 0) + self.pings
+
+
+def watch(db: jobs.Database, monkeypatch: pytest.MonkeyPatch) -> Traffic:
+    traffic = Traffic()
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def _statement(conn: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+        traffic.statements.append((statement.split()[0], bool(conn.connection.dbapi_connection.autocommit)))  # type: ignore[union-attr]
+
+    real_ping = db.engine.dialect.do_ping
+
+    def counted_ping(dbapi_connection: Any) -> bool:
+        traffic.pings += 1
+        return real_ping(dbapi_connection)
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", counted_ping)
+    return traffic
+
+
+def a_job(db: jobs.Database, namespaces: int = 1) -> tuple[int, list[int]]:
+    spec = parse_spec(
+        {
+            "name": "cost",
+            "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+            "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+        }
+    )
+    plan = Plan(
+        runs=[NamespacePlan(f"ns{n}", f"ns{n}", 3, 1) for n in range(namespaces)],
+        estimate=Estimate(0, 0, 0, 0, 0, 0.0),
+    )
+    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    return job_id, [run.id for run in jobs.runs_of(db, job_id)]
+
+
+@pytest.fixture
+def db(job_table_url: str) -> Iterator[jobs.Database]:
+    database = jobs.Database(job_table_url, create=False)
+    yield database
+    database.dispose()
+
+
+def test_a_namespace_of_one_batch_costs_eight_round_trips_from_listing_to_done(
+    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, [run_id] = a_job(db)
+    jobs.job_spec(db, jobs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
+    traffic = watch(db, monkeypatch)
+    round_trips = 0
+
+    assert jobs.start_listing(db, run_id) is not None
+    assert traffic.statements == [("UPDATE", True)]
+
+    round_trips += traffic.round_trips
+    traffic.clear()
+    [batch_id] = jobs.add_batches(db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
+    assert traffic.statements == [("WITH", True)]  # the page and its batch together
+
+    round_trips += traffic.round_trips
+    traffic.clear()
+    work = jobs.start_batch(db, batch_id, "w")
+    assert work is not None and work.ids == ["a", "b", "c"]
+    assert traffic.statements == [("WITH", True)]
+
+    round_trips += traffic.round_trips
+    traffic.clear()
+    copied, wake = jobs.finish_batch(db, batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4)
+    assert (copied, wake) == (True, False)
+    # lock batch and run; mark done and count; the run copied: one transaction
+    assert traffic.statements == [("SELECT", False), ("WITH", False), ("UPDATE", False)]
+    round_trips += traffic.round_trips
+    assert round_trips == 8  # it was 23: a ping per transaction, and BEGIN and COMMIT around single statements
+
+    with db.transaction() as s:
+        run = s.get(NamespaceRun, run_id)
+        batch = s.get(Batch, batch_id)
+        assert run is not None and batch is not None
+        assert (run.state, run.copied, run.target_namespaces) == ("copied", 3, ["ns0"])
+        assert (batch.state, batch.vectors, batch.bytes, batch.attempts) == ("done", 3, 9, 1)
+    assert traffic.pings == 0
+
+
+def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled(db: jobs.Database) -> None:
+    job_id, [run_id] = a_job(db)
+    before = jobs.job_status(db, job_id)
+
+    jobs.compile_task_statements(db)
+
+    assert jobs.job_status(db, job_id) == before
+    with db.single_statement() as conn:
+        result = conn.execute(jobs._START_LISTING, {"run_id": run_id})
+        assert result.context.cache_hit == conn.dialect.CACHE_HIT
+
+
+def test_a_connection_in_use_moments_ago_is_handed_out_without_a_ping(
+    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, [run_id] = a_job(db)
+    traffic = watch(db, monkeypatch)
+    for _ in range(3):
+        jobs.start_listing(db, run_id)
+    assert traffic.pings == 0
+
+    monkeypatch.setattr(liveness, "IDLE_PING_S", 0.0)  # every pooled connection has now been idle too long
+    jobs.start_listing(db, run_id)
+    assert traffic.pings == 1
+
+
+def test_a_restarted_postgres_costs_no_transition_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Postgres says goodbye to its idle connections when it stops: the pool sees that without a round trip, pings,
+    and replaces them, as ``pool_pre_ping`` would."""
+    server = PostgresServer().start()
+    db = jobs.Database(server.url)
+    try:
+        _, run_ids = a_job(db, namespaces=3)
+        traffic = watch(db, monkeypatch)
+        with db.transaction(), db.transaction(), db.transaction():
+            pass  # three connections in the pool
+        server.stop(fast=True)
+        server.start()
+
+        for run_id in run_ids:
+            assert jobs.start_listing(db, run_id) is not None
+        assert traffic.pings >= 1
+    finally:
+        db.dispose()
+        server.destroy()
