@@ -505,12 +505,13 @@ _START_BATCH = (
         _run_of_batch.c.routing_table,
     )
 )
-# Finishing a batch takes two statements: the first locks the batch, then its run; the second marks the batch done
-# and counts it on the run. The run's row lock orders batches that finish together, and the second statement's
-# snapshot, taken after that lock, sees every batch that finished before it. Its own batch's change is not visible
-# to its counts (one statement, one snapshot), so they leave that batch out.
+# Finishing a batch takes two statements: the first locks the batch, then its run; the second marks the batch done,
+# counts it on the run and, when it was the run's last, moves the run to copied. The run's row lock orders batches
+# that finish together, and the second statement's snapshot, taken after that lock, sees every batch that finished
+# before it. Its own batch's change is not visible to its counts (one statement, one snapshot), so they leave that
+# batch out.
 _LOCK_BATCH_AND_RUN = (
-    sa.select(_batches.c.state, _batches.c.run_id, _runs.c.target_namespaces, _runs.c.failed)
+    sa.select(_batches.c.state, _batches.c.run_id, _runs.c.state, _runs.c.target_namespaces, _runs.c.failed)
     .join_from(_batches, _runs, _runs.c.id == _batches.c.run_id)
     .where(_batches.c.id == sa.bindparam("batch_id"))
     .with_for_update(of=[_batches, _runs])
@@ -535,6 +536,7 @@ _unfinished_of_run = (
     .scalar_subquery()
 )
 _others_of_run = (_batches.c.run_id == _runs.c.id, _batches.c.id != sa.bindparam("batch_id"))
+_others_unfinished = sa.exists().where(*_others_of_run, _batches.c.state != BatchState.DONE)
 _COUNT_BATCH_DONE = (
     sa.update(_runs)
     .add_cte(_MARK_DONE)
@@ -544,13 +546,19 @@ _COUNT_BATCH_DONE = (
         copied=_runs.c.copied + sa.bindparam("vectors"),
         failed=sa.bindparam("failed"),
         target_namespaces=sa.bindparam("targets", type_=_runs.c.target_namespaces.type),
+        state=sa.case(
+            (
+                _runs.c.listing_done & (_runs.c.state == RunState.COPYING) & ~_others_unfinished,
+                sa.literal(RunState.COPIED.value),
+            ),
+            else_=_runs.c.state,
+        ),
         updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
     )
     .returning(
         _runs.c.listing_done,
         _runs.c.state,
         sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery(),
-        sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state != BatchState.DONE).scalar_subquery(),
     )
 )
 _RUN_PROGRESS = sa.select(_runs.c.listing_done, _runs.c.state, _in_flight_of_run, _unfinished_of_run).where(
@@ -597,26 +605,28 @@ def finish_batch(
     lister). The run's row lock orders the batches that finish together, so the last of them sees all done."""
     with db.transaction() as s:
         conn = s.connection()
-        state, run_id, target_namespaces, failed = conn.execute(_LOCK_BATCH_AND_RUN, {"batch_id": batch_id}).one()
+        state, run_id, run_state, target_namespaces, failed = conn.execute(
+            _LOCK_BATCH_AND_RUN, {"batch_id": batch_id}
+        ).one()
         if state == BatchState.DONE:  # a duplicate delivery: only the decision of what follows
-            progress = conn.execute(_RUN_PROGRESS, {"run_id": run_id}).one()
-        else:
-            if state == BatchState.FAILED:  # its ids were counted as failed; the run's row lock keeps that current
-                failed = max(0, failed - len(conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()))
-            progress = conn.execute(
-                _COUNT_BATCH_DONE,
-                {
-                    "batch_id": batch_id,
-                    "vectors": vectors,
-                    "missing": missing,
-                    "nbytes": nbytes,
-                    "now": utcnow(),
-                    "batch_run": run_id,
-                    "failed": failed,
-                    "targets": sorted(set(target_namespaces or []) | set(targets)),
-                },
-            ).one()
-        return _what_follows(s, run_id, progress, max_in_flight)
+            return _what_follows(s, run_id, conn.execute(_RUN_PROGRESS, {"run_id": run_id}).one(), max_in_flight)
+        if state == BatchState.FAILED:  # its ids were counted as failed; the run's row lock keeps that current
+            failed = max(0, failed - len(conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()))
+        listing_done, now_state, in_flight = conn.execute(
+            _COUNT_BATCH_DONE,
+            {
+                "batch_id": batch_id,
+                "vectors": vectors,
+                "missing": missing,
+                "nbytes": nbytes,
+                "now": utcnow(),
+                "batch_run": run_id,
+                "failed": failed,
+                "targets": sorted(set(target_namespaces or []) | set(targets)),
+            },
+        ).one()
+        copied = run_state != RunState.COPIED and now_state == RunState.COPIED
+        return copied, not listing_done and in_flight < max_in_flight
 
 
 def fail_batch(db: Database, batch_id: int, error: str) -> None:
