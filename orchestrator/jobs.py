@@ -406,6 +406,7 @@ def add_batches(
 
 
 def _recorded_by_another(conn: sa.Connection, run_id: int, listed_from: str | None) -> StateError | NotFound:
+    """The error for a page that was not recorded: another lister recorded it first (or the run is gone)."""
     run = conn.execute(sa.select(_runs.c.job_id, _runs.c.source_namespace).where(_runs.c.id == run_id)).one_or_none()
     if run is None:
         return NotFound(f"namespace run {run_id} does not exist", run_id=run_id)
