@@ -44,7 +44,8 @@ def ping_when_in_doubt(engine: sa.Engine) -> None:
         try:
             dialect.do_ping(dbapi_connection)
         except Exception as e:
-            raise exc.DisconnectionError(f"the job table's connection is gone ({type(e).__name__})") from e
+            # Like pool_pre_ping's failure: replace this connection and every pooled one as old.
+            raise exc.InvalidatePoolError(f"a pooled Postgres connection is gone ({type(e).__name__})") from e
 
 
 def _server_spoke(dbapi_connection: Any) -> bool:
