@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Celery
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_init, worker_process_init, worker_ready
 from celery.worker.consumer import Consumer as CeleryConsumer
+from celery.worker.consumer.consumer import STOP_CONDITIONS
 
 from orchestrator.dispatch import celery_config
 from orchestrator.names import Queue
@@ -33,6 +35,8 @@ def configure(settings: Settings) -> Celery:
 
 #: How often a threads worker publishes the task events it has buffered (for Flower): at most this late.
 EVENT_FLUSH_S = 0.1
+#: For this long after losing the broker, any error escaping the consumer reconnects it instead of exiting.
+BROKER_TEARDOWN_S = 120.0
 
 
 class Consumer(CeleryConsumer):
@@ -43,10 +47,45 @@ class Consumer(CeleryConsumer):
     seed bench's warm fleet was ~7 % faster over 10 interleaved pairs (fresh workers: +1 %)."""
 
     events_on_timer = False  # set by `_thread_pool_ready`
+    #: `time.monotonic()` when the broker connection was last lost, None before that.
+    broker_lost_at: float | None = None
 
     def on_send_event_buffered(self) -> None:
         if not self.events_on_timer:
             super().on_send_event_buffered()
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        self.broker_lost_at = time.monotonic()
+        super().on_connection_error_after_connected(exc)
+
+    def on_connection_error_before_connected(self, exc: BaseException) -> None:
+        self.broker_lost_at = time.monotonic()
+        super().on_connection_error_before_connected(exc)
+
+    def start(self) -> None:
+        """Celery's consumer loop, which also reconnects when something other than a connection error escapes it
+        soon after the broker was lost: kombu tearing down a dead Redis connection's channels can raise e.g.
+        ``AttributeError: 'NoneType' object has no attribute 'hostname'`` (celery/kombu#582), which Celery treats
+        as unrecoverable and exits the worker. Later errors are bugs and still stop the worker."""
+        while True:
+            try:
+                super().start()
+                return
+            except Exception as exc:
+                lost_at = self.broker_lost_at
+                if (
+                    lost_at is None
+                    or time.monotonic() - lost_at > BROKER_TEARDOWN_S
+                    or self.blueprint.state in STOP_CONDITIONS
+                ):
+                    raise
+                log.warning("consumer: %r while recovering from a lost broker; reconnecting", exc, exc_info=True)
+                self.broker_lost_at = time.monotonic()
+                if self.connection:
+                    self.on_connection_error_after_connected(exc)
+                self.on_close()
+                self._cancel_connection_timer_entries()
+                self.blueprint.restart(self)
 
 
 @worker_init.connect

@@ -10,6 +10,8 @@ put in exactly one batch, every batch row is ``done`` and nothing failed.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -34,7 +36,7 @@ from orchestrator.settings import load_settings
 from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from workers import copying, listing
 from workers.context import WorkerContext
 from workers.flow import lister_wake_key
@@ -328,14 +330,19 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
     assert jobs.get_run(db, run_id).batches_total == 60
 
 
-@pytest.mark.parametrize("pool", ["prefork", "threads"])  # threads: its events are published on a timer
+@pytest.mark.parametrize(
+    ("pool", "crash"),
+    [("prefork", False), ("threads", False), ("threads", True), ("prefork", True)],  # threads: events on a timer
+    ids=["prefork-stop", "threads-stop", "threads-kill9", "prefork-kill9"],
+)
 def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str, crash: bool
 ) -> None:
-    """Redis (which keeps nothing on disk) is stopped and started again on the same port mid-job: every queued
-    message, every unacknowledged one, the lister locks and the rate buckets are gone. The workers reconnect by
-    themselves (Celery's broker reconnect), and the tasks that were running finish; **`resume`** re-enqueues the
-    batches the job table still has as ``queued``/``running`` (their messages died with Redis) and the listers."""
+    """Redis (which keeps nothing on disk) is stopped (SIGTERM) or killed (SIGKILL) and started again on the same
+    port mid-job: every queued message, every unacknowledged one, the lister locks and the rate buckets are gone.
+    The workers reconnect by themselves (Celery's broker reconnect) and stay up, and the tasks that were running
+    finish; **`resume`** re-enqueues the batches the job table still has as ``queued``/``running`` (their messages
+    died with Redis) and the listers."""
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
     redis_server = RedisServer().start()
     stack = make_stack(redis_server.url, database_url, tmp_path, servers=[redis_server])
@@ -349,7 +356,10 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
         broker = redis_lib.Redis.from_url(redis_server.url)
         in_redis = broker.hlen("unacked") + sum(broker.llen(q) for q in ("list", "copy", "verify"))
         assert in_redis > 0  # messages that the restart is about to lose
-        redis_server.stop()
+        if crash:
+            redis_server.crash()
+        else:
+            redis_server.stop()
         redis_server.start()
 
         counts = launch.resume(db, dispatcher, job_id)
@@ -357,6 +367,83 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
         assert counts["batches"] > 0  # batches whose messages died with Redis
         assert_nothing_lost(stack, db, job_id, loaded)
         assert all(p.poll() is None for p in stack.processes)  # the same worker did it all: it reconnected
+    finally:
+        stack.stop()
+
+
+#: A threads worker (the app `nsmigrate worker` runs) with one extra consumer step that fails the way kombu does when it
+#: tears down a dead Redis connection's channels: on the first start after the broker was lost.
+KOMBU_TEARDOWN_FAULT = """
+import os
+from celery import bootsteps
+from orchestrator.settings import load_settings
+from workers.app import configure
+
+class KombuTeardownFault(bootsteps.StartStopStep):
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+    fired = False
+
+    def start(self, c):
+        if c.restart_count > 0 and not KombuTeardownFault.fired:  # -1 before the first start
+            KombuTeardownFault.fired = True
+            os.write(1, b"injecting the kombu teardown fault\\n")  # Celery redirects sys.stdout to its logger
+            raise AttributeError("'NoneType' object has no attribute 'hostname'")
+
+app = configure(load_settings())
+app.steps["consumer"].add(KombuTeardownFault)
+app.worker_main(["worker", "-Q", "copy", "-P", "threads", "-c", "2", "-n", "faulty@%h",
+                 "--without-mingle", "--without-gossip", "-l", "WARNING"])
+"""
+
+
+def test_a_worker_reconnects_when_kombu_fails_tearing_down_a_killed_redis_connection(
+    tmp_path: Path, database_url: str
+) -> None:
+    """After Redis is SIGKILLed and restarted, an error other than a connection error escaping the consumer while it
+    reconnects (kombu's ``'NoneType' object has no attribute 'hostname'``) made Celery exit the worker
+    ("Unrecoverable error"). The worker now reconnects instead, and answers on the restarted Redis."""
+    redis_server = RedisServer().start()
+    stack = Stack(
+        redis_url=redis_server.url,
+        database_url=database_url,
+        pinecone=PineconeSandbox(indexes=[]),
+        workdir=tmp_path,
+        servers=[redis_server],
+    )
+    log_path = tmp_path / "faulty-worker.log"
+    try:
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-c", KOMBU_TEARDOWN_FAULT],
+                env=stack.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        stack.processes.append(worker)
+        wait_for_workers(redis_server.url, 1)
+
+        redis_server.crash()
+        redis_server.start()
+
+        def answers_after_the_fault() -> bool:
+            output = log_path.read_text(errors="replace")
+            assert worker.poll() is None, output[-3000:]  # it exited
+            if "injecting the kombu teardown fault" not in output:
+                return False  # still to reconnect
+            try:
+                return bool(wait_for_workers(redis_server.url, 1, timeout_s=1))
+            except TimeoutError:
+                return False
+
+        wait_for(
+            answers_after_the_fault,
+            "the worker to answer on the restarted Redis",
+            timeout_s=60,
+            explain=lambda: log_path.read_text(errors="replace")[-3000:],
+        )
+        assert "Unrecoverable error" not in log_path.read_text(errors="replace")
+        assert worker.poll() is None
     finally:
         stack.stop()
 
