@@ -448,15 +448,17 @@ def test_a_worker_reconnects_when_kombu_fails_tearing_down_a_killed_redis_connec
         stack.stop()
 
 
+@pytest.mark.parametrize("crashes", [0, 2], ids=["fast-stop", "kill9-twice"])
 def test_postgres_restart_mid_job_leaves_no_half_written_state(
-    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crashes: int
 ) -> None:
-    """The job table's Postgres is stopped (fast shutdown: open transactions abort) and started again on the same
-    port and data directory mid-job. A task that hits the outage changes nothing (every state change is one
-    transaction) and raises; its batch stays ``queued`` or ``running``, never ``failed`` and never half-done.
-    Recovered by **Celery retrying those tasks** (``autoretry_for`` the job table's connection errors, with
-    backoff): the job completes with no operator action, no `resume` and no `retry`. `resume` afterwards finds
-    nothing left to do (it is the fallback when an outage outlasts the task retries)."""
+    """The job table's Postgres is stopped (fast shutdown: open transactions abort), or killed with SIGKILL twice
+    (a crash: no shutdown at all), and started again on the same port and data directory mid-job. A task that hits
+    the outage changes nothing (every state change is one transaction) and raises; its batch stays ``queued`` or
+    ``running``, never ``failed`` and never half-done. Recovered by **Celery retrying those tasks**
+    (``autoretry_for`` the job table's connection errors, with backoff): the job completes with no operator action,
+    no `resume` and no `retry`. `resume` afterwards finds nothing left to do (it is the fallback when an outage
+    outlasts the task retries)."""
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
     pg = PostgresServer().start()
     stack = make_stack(redis_url, pg.url, tmp_path, servers=[pg])
@@ -468,14 +470,49 @@ def test_postgres_restart_mid_job_leaves_no_half_written_state(
 
         wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
         assert redis_lib.Redis.from_url(redis_url).llen("copy") > 0  # tasks that will run into the outage
-        pg.stop(fast=True)
-        pg.start()
+        if crashes:
+            for crash in range(crashes):
+                if crash:  # strike again once the fleet made progress on the restarted server
+                    done = batch_states(db, job_id)[BatchState.DONE]
+                    wait_for(
+                        lambda d=done: batch_states(db, job_id)[BatchState.DONE] >= d + 5, "progress after a crash"
+                    )
+                pg.crash()
+                pg.start()
+        else:
+            pg.stop(fast=True)
+            pg.start()
 
         assert_nothing_lost(stack, db, job_id, loaded)
         assert all(p.poll() is None for p in stack.processes)
         assert launch.resume(db, dispatcher, job_id) == {"listers": 0, "batches": 0, "verifications": 0}
     finally:
         stack.stop()
+
+
+def test_a_commit_acknowledged_before_a_postgres_crash_survives_it() -> None:
+    """The job table is the truth: a task acknowledges its message once its state change committed. A commit the
+    server acknowledged must survive the server's crash, or a batch whose message is gone goes back to ``running``
+    and waits for `resume` (the embedded server once ran with ``synchronous_commit=off``, which loses the last
+    ~200 ms of acknowledged commits in a crash)."""
+    pg = PostgresServer().start()
+    try:
+        engine = sa.create_engine(pg.url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE acknowledged (i int)"))
+        for i in range(200):  # one commit each, as the job table makes them
+            with engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO acknowledged VALUES (:i)"), {"i": i})
+        engine.dispose()
+
+        pg.crash()
+        pg.start()
+
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM acknowledged")).scalar() == 200
+        engine.dispose()
+    finally:
+        pg.destroy()
 
 
 def one_run_job(db: jobs.Database, source_host: str = "http://127.0.0.1:9", **spec_fields: Any) -> tuple[int, int]:
