@@ -588,12 +588,10 @@ def rollback(
 # ------------------------------------------------------------------------------------------------ backup / restore
 
 
-def _backup_store(spec: Any) -> tuple[Any, Any]:
-    """A store for export/import and the policy to pass with it: the store already retries (with the CLI's quick
-    give-up on a host that does not answer), so the backup functions must not retry a second time around it."""
-    from workers.retry import retrying
-
-    return _open_store(spec), retrying(attempts=1)
+def _backup_store(spec: Any) -> Any:
+    """A store for export/import: it retries (with the CLI's quick give-up on a host that does not answer); the
+    backup functions do not retry around it."""
+    return _open_store(spec)
 
 
 def _backup_directory(base: str | Path, job_name: str) -> Path:
@@ -603,7 +601,7 @@ def _backup_directory(base: str | Path, job_name: str) -> Path:
     return Path(base) / f"{job_name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def _export_with_progress(store: Any, policy: Any, counts: dict[str, int], directory: Path) -> list[Any]:
+def _export_with_progress(store: Any, counts: dict[str, int], directory: Path) -> list[Any]:
     """Export the namespaces of ``counts`` (namespace → vectors expected) into ``directory``, a bar per namespace."""
     from workers.backup import export_namespaces
 
@@ -623,7 +621,7 @@ def _export_with_progress(store: Any, policy: Any, counts: dict[str, int], direc
         def advance(ns: str, done: int) -> None:
             progress.update(bars[ns], completed=done, total=max(counts[ns], done, 1))
 
-        results = export_namespaces(store, list(counts), directory, progress=advance, policy=policy)
+        results = export_namespaces(store, list(counts), directory, progress=advance)
     table = Table(title=f"exported {store.name} → {directory}")
     for col in ("namespace", "file", "vectors", "MB"):
         table.add_column(col, justify="right" if col in ("vectors", "MB") else "left")
@@ -640,11 +638,11 @@ def _backup_sources(prepared: launch.Prepared) -> dict[str, Any]:
 
     spec = prepared.spec
     directory = _backup_directory(spec.backup.directory, spec.name)
-    store, policy = _backup_store(spec.source)
+    store = _backup_store(spec.source)
     console.print(f"backup: exporting {len(prepared.plan.runs)} source namespaces to {directory}")
     try:
         results = _export_with_progress(
-            store, policy, {r.source_namespace: r.vector_count for r in prepared.plan.runs}, directory
+            store, {r.source_namespace: r.vector_count for r in prepared.plan.runs}, directory
         )
     except (NsmigrateError, OSError) as e:
         raise _fail(
@@ -691,12 +689,11 @@ def export_cmd(
     restore with `nsmigrate import`. Only reads from the store."""
     from orchestrator.planner import Inventory, select_namespaces
     from workers.backup import MANIFEST_NAME, close_store
-    from workers.retry import call_with_retry
 
     job_spec = load_spec(spec)
-    store, policy = _backup_store(job_spec.target if from_target else job_spec.source)
+    store = _backup_store(job_spec.target if from_target else job_spec.source)
     try:
-        available: dict[str, int] = call_with_retry(store.namespaces, policy=policy)
+        available: dict[str, int] = store.namespaces()
         if namespace:
             wanted = list(dict.fromkeys(parse_namespace_arg(n) for n in namespace))
             unknown = [display_namespace(n) for n in wanted if n not in available]
@@ -712,7 +709,7 @@ def export_cmd(
         else:
             wanted = select_namespaces(job_spec, Inventory(label=store.name, dimension=0, namespaces=available))
         directory = out if out is not None else _backup_directory(job_spec.backup.directory, job_spec.name)
-        results = _export_with_progress(store, policy, {ns: available.get(ns, 0) for ns in wanted}, directory)
+        results = _export_with_progress(store, {ns: available.get(ns, 0) for ns in wanted}, directory)
     except NsmigrateError as e:
         raise _fail(str(e)) from e
     finally:
@@ -775,7 +772,7 @@ def import_cmd(
     from workers.backup import close_store, import_path
 
     job_spec = load_spec(spec)
-    store, policy = _backup_store(job_spec.source if to_source else job_spec.target)
+    store = _backup_store(job_spec.source if to_source else job_spec.target)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -802,7 +799,6 @@ def import_cmd(
                 overwrite=overwrite,
                 batch_size=batch_size,
                 progress=advance,
-                policy=policy,
                 on_start=start,
             )
         except NsmigrateError as e:

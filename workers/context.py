@@ -11,21 +11,17 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import redis
 
 from orchestrator.dispatch import Dispatcher
 from orchestrator.jobs import Database, compile_task_statements
 from orchestrator.settings import Settings, load_settings
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
 from workers.ratelimit import RateLimiter
-from workers.retry import retrying
 from workers.stores import open_store
 from workers.stores.base import VectorStore
-
-T = TypeVar("T")
+from workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +62,16 @@ class WorkerContext:
                 self._stores[key] = store
             return self._stores[key]
 
-    def call(self, fn: Callable[[], T], *, scope: str, rate_per_s: float) -> T:
-        """One store request under the fleet-wide budget of ``scope``, retried with backoff on 429/5xx.
-        Every attempt takes its own token: a retry is a request too."""
-
-        def attempt() -> T:
-            self.limiter.acquire(scope, rate_per_s)
-            return fn()
-
-        policy = retrying(attempts=self.settings.retry_attempts, max_wait_s=self.settings.retry_max_wait_s)
-        return policy(attempt)
-
-    def reserve_bytes(self, scope: str, mb_per_s: float, nbytes: int) -> float:
-        """Reserve ``nbytes`` of ``scope``'s byte budget (see ``RateLimiter.acquire_bytes``), retried like a store
-        call while Redis cannot be reached, so a Redis blip (a restart) does not fail the batch."""
-        policy = retrying(attempts=self.settings.retry_attempts, max_wait_s=self.settings.retry_max_wait_s)
-        return policy(self.limiter.acquire_bytes, scope, mb_per_s, nbytes)
+    def guarded(self, spec: PineconeStoreSpec | PgvectorStoreSpec, rate: RateBudget) -> GuardedStore:
+        """This process's store for ``spec`` under the fleet-wide budget of ``rate``, every request retried: how
+        tasks call a store (see ``workers.stores.guarded``)."""
+        return GuardedStore(
+            self.store(spec),
+            limiter=self.limiter,
+            rate=rate,
+            attempts=self.settings.retry_attempts,
+            max_wait_s=self.settings.retry_max_wait_s,
+        )
 
 
 _context: WorkerContext | None = None

@@ -57,6 +57,7 @@ from pinecone import (
 )
 
 from orchestrator.errors import RetryableError, StoreError
+from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.records import JsonValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
@@ -65,8 +66,6 @@ logger = logging.getLogger(__name__)
 
 #: How Pinecone names the default namespace in stats and namespace endpoints; nsmigrate calls it "".
 PINECONE_DEFAULT_NAMESPACE = "__default__"
-MAX_IDS_PER_REQUEST = 1_000
-MAX_LIST_LIMIT = 100
 _RETRYABLE_STATUSES = frozenset({408, 429})
 
 
@@ -280,7 +279,7 @@ class PineconeStore:
             raise ValueError(f"limit must be ≥ 1, got {limit}")
         with self._errors("list", namespace):
             page = self._client().list_paginated(
-                namespace=namespace, limit=min(limit, MAX_LIST_LIMIT), pagination_token=token or None
+                namespace=namespace, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
             )
         ids = [item.id for item in page.vectors if item.id is not None]
         next_token = page.pagination.next if page.pagination is not None else None
@@ -289,8 +288,8 @@ class PineconeStore:
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         if not ids:
             return []
-        if len(ids) > MAX_IDS_PER_REQUEST:
-            raise ValueError(f"fetch takes ≤ {MAX_IDS_PER_REQUEST} ids per call, got {len(ids)}")
+        if len(ids) > FETCH_MAX_IDS:
+            raise ValueError(f"fetch takes ≤ {FETCH_MAX_IDS} ids per call, got {len(ids)}")
         client = self._client()
         http = raw_http(client)
         if http is None:
@@ -333,8 +332,8 @@ class PineconeStore:
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         with self._errors("delete", namespace):
-            for start in range(0, len(ids), MAX_IDS_PER_REQUEST):
-                self._client().delete(ids=list(ids[start : start + MAX_IDS_PER_REQUEST]), namespace=namespace)
+            for start in range(0, len(ids), DELETE_MAX_IDS):
+                self._client().delete(ids=list(ids[start : start + DELETE_MAX_IDS]), namespace=namespace)
 
     def delete_namespace(self, namespace: str) -> None:
         with self._errors("delete_namespace", namespace):
