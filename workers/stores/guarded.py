@@ -8,10 +8,14 @@ Which layer retries what (the one place this is decided):
   ``workers.retry.retrying``: ``Retry-After`` as the floor, jittered exponential backoff otherwise. Every attempt
   takes its own token from the budget: a retry is a request too. A host that never answered (``status`` None) gets
   at most ``no_answer_attempts`` tries, so a wrong host in a spec fails `plan` in seconds.
-- **Celery** never retries ``RetryableError``: it redelivers a task whose worker died (``acks_late``) and re-sends a
-  task that could not reach the job table or Redis (``workers.retry.INFRASTRUCTURE_ERRORS``, never a
-  ``RetryableError``), so the two layers never stack on one exception.
+- **Celery** never retries ``RetryableError`` (both layers on one exception would multiply attempts and hide the real
+  failure rate). It *redelivers* a task whose worker died before acknowledging it (``acks_late``; tasks are
+  idempotent), and it re-sends, after a backoff, a task that could not reach the job table or Redis
+  (``workers.retry.INFRASTRUCTURE_ERRORS``, never a ``RetryableError``; ``workers.tasks``): such a task changed
+  nothing, every job table change being one transaction. When the broker itself is gone the retry cannot be sent:
+  `nsmigrate resume` re-enqueues what the job table says is unfinished.
 - **The Pinecone SDK's own retries are off** (``workers.stores.pinecone``): one 429 costs one budgeted request.
+- ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
 
 Scopes (``workers.ratelimit``): reads (``fetch``, ``query``, ``count``, ``namespaces``, ``dimension``) take a token of
 the store's read scope at ``rate.read_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,

@@ -7,8 +7,8 @@ built for that host. The key is never put in a message, a log line or a ``repr``
 
 **Retries.** The SDK retries 408/429/5xx and connection errors itself (4 attempts, honouring ``Retry-After``) and keeps
 a process-wide, per-hostname retry budget that silently stops retrying after ~50 failures. nsmigrate wants exactly one
-retry layer — tenacity in ``workers.retry``, around every store call, after the fleet-wide rate limiter — so that one
-429 costs one request against the shared budget. So:
+retry layer — tenacity in ``workers.stores.guarded``, around every store call, after the fleet-wide rate limiter — so
+that one 429 costs one request against the shared budget. So:
 
 - the control-plane client gets ``RetryConfig(max_retries=0)`` (a supported constructor argument);
 - the data-plane ``Index`` takes no retry argument in SDK 10.2.0 and no environment variable exists, so
@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -114,37 +113,6 @@ def _wire_values(values: Sequence[float]) -> Any:
     return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
 
 
-def preload_sdk() -> None:
-    """Build (and drop) one client without connecting, so that the modules the SDK imports on first use are loaded
-    in the calling process, then prime the decoding of its response types (``prime_sdk_decoding``). Called in a
-    worker's main process before its pool runs a task: ~0.1 CPU-s per prefork child saved, and no crash."""
-    try:
-        Index(host="http://127.0.0.1:1", api_key="preload", ssl_verify=False).close()
-    except Exception as e:  # only an optimisation
-        logger.debug("could not preload the Pinecone SDK: %s", e)
-    prime_sdk_decoding()
-
-
-def prime_sdk_decoding() -> None:
-    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define.
-
-    The SDK decodes each response with ``msgspec.json.decode(data, type=…)``, and msgspec builds a type's decoding
-    information on its first decode. That is not safe when threads do it at once: 32 threads making their first
-    decode of a list response together crashed the process (SIGSEGV in ``msgspec._core``, msgspec 0.22) in about
-    half of the runs with a short GIL switch interval, and a fresh threads worker does exactly that. Built here, in
-    one thread, before any task runs, the information is only ever read by the task threads (~10 ms, once)."""
-    primed = 0
-    for name, module in list(sys.modules.items()):
-        if name.split(".")[0] != "pinecone" or module is None:
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__module__ == name:
-                with contextlib.suppress(TypeError):  # request-only types msgspec cannot decode into
-                    msgspec.json.Decoder(value)
-                    primed += 1
-    logger.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
-
-
 def _from_wire_namespace(name: str) -> str:
     return "" if name == PINECONE_DEFAULT_NAMESPACE else name
 
@@ -217,8 +185,8 @@ class PineconeStore:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
                         )
-                # A plain-http host (Pinecone Local, the sandbox) has no TLS: skip loading the CA bundle, ~30 ms of CPU
-                # per process and store.
+                # A plain-http host (Pinecone Local, the sandbox) has no TLS: skip loading the CA bundle (CPU spent
+                # per process and store).
                 plain_http = host.startswith("http://")
                 index = Index(host=host, api_key=key, timeout=self._timeout_s, ssl_verify=not plain_http)
             self.sdk_retries_disabled = disable_sdk_retries(index)
