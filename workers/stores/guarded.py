@@ -34,6 +34,7 @@ import tenacity
 from tenacity import RetryCallState
 
 from orchestrator.errors import RetryableError
+from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.records import IdPage, Record
 from orchestrator.spec import RateBudget
 from workers.chunking import estimate_bytes
@@ -94,7 +95,6 @@ class GuardedStore:
                 | (tenacity.stop_after_attempt(no_answer_attempts) & _NoAnswer())
             )
         self._policy = policy
-        self._op_names: dict[str, str] = {}
 
     def _call(self, op: str, scope: str | None, rate_per_s: float, fn: Callable[..., T], *args: Any) -> T:
         limiter = self._limiter
@@ -104,10 +104,7 @@ class GuardedStore:
                 limiter.acquire(scope, rate_per_s)
             return fn(*args)
 
-        # Named after the store's method, for the retry's log line.
-        attempt.__qualname__ = self._op_names.get(op) or self._op_names.setdefault(
-            op, f"{type(self.inner).__name__}.{op}"
-        )
+        attempt.__qualname__ = f"{type(self.inner).__name__}.{op}"  # names the operation in the retry's log line
         # copy(): tenacity keeps per-call state on the policy; a copy per call lets threads share this store.
         return self._policy.copy()(attempt)
 
@@ -148,7 +145,7 @@ class GuardedStore:
 
         return self._read("query", timed)
 
-    def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+    def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage:
         rate = self._rate
 
         def page() -> IdPage:
@@ -165,7 +162,7 @@ class GuardedStore:
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)
             # Reserved once per request, not per attempt; retried like a request while Redis is unreachable.
-            scope = write_scope(self.name, namespace) + ":bytes"
+            scope = write_scope(self.name, namespace) + ":bytes"  # the byte bucket's key since the first copy
             self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size)
         return self._write("upsert", namespace, self.inner.upsert, namespace, records)
 
