@@ -20,7 +20,6 @@ import sys
 
 import msgspec
 from celery.worker.consumer import Consumer as CeleryConsumer
-from pinecone import Index
 
 from orchestrator.jobs import compile_task_statements
 from workers.context import get_context, task_slots
@@ -89,6 +88,9 @@ def preload_sdk() -> None:
     in the calling process, then prime the decoding of its response types (``prime_sdk_decoding``). Called in a
     worker's main process before its pool runs a task. Why: every prefork child inherits the loaded modules instead
     of importing them during its first task, and no thread builds msgspec's decoding information."""
+    # Imported here: importing workers.app must not load the SDK (its import changes how threads share the heap).
+    from pinecone import Index
+
     try:
         Index(host="http://127.0.0.1:1", api_key="preload", ssl_verify=False).close()
     except Exception as e:  # only an optimisation
