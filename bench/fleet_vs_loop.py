@@ -358,7 +358,7 @@ def _worker(
             [
                 sys.executable,
                 "-m",
-                "orchestrator.cli",
+                "cli",
                 "worker",
                 "-Q",
                 queues,

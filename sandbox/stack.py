@@ -68,7 +68,7 @@ class Stack:
                 [
                     sys.executable,
                     "-m",
-                    "orchestrator.cli",
+                    "cli",
                     "worker",
                     "--queues",
                     queues,
@@ -96,7 +96,7 @@ class Stack:
         self.flower_password = secrets.token_urlsafe(12)
         with open(self.workdir / "flower.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator.cli", "flower", "--port", str(port)],
+                [sys.executable, "-m", "cli", "flower", "--port", str(port)],
                 env=self.env(NSMIGRATE_FLOWER_PASSWORD=self.flower_password, **extra_env),
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -21,8 +21,8 @@ import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs
-from orchestrator.cli import app
 from orchestrator.models import RunState
 from orchestrator.names import Queue
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
