@@ -1,5 +1,6 @@
 """The layer contract in pyproject.toml (``[tool.importlinter]``), checked on every test run: cli above workers above
-orchestrator, and the sandbox and the benchmarks outside the product. import-linter sees imports inside functions too."""
+orchestrator, and the sandbox and the benchmarks outside the product.
+import-linter sees imports inside functions too."""
 
 from __future__ import annotations
 
