@@ -17,16 +17,15 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.naming import twin_namespace
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
-from sandbox.demo import write_twins_csv
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.seed import SeedData, seed_dataset
+from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from workers.app import BATCH_HEAP_MB
 from workers.stores import open_retrying_store

@@ -17,16 +17,15 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import JobKind, JobState, RunState
 from orchestrator.naming import parse_namespace, twin_namespace
 from orchestrator.settings import Settings, load_settings
 from orchestrator.spec import parse_spec
-from sandbox.demo import write_twins_csv
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.seed import SeedData, seed_dataset
+from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from workers import cleaning
 from workers.context import WorkerContext
