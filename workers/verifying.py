@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from orchestrator import jobs
 from orchestrator.limits import FETCH_MAX_IDS
-from orchestrator.models import NamespaceRun, RunState
+from orchestrator.models import NamespaceRun
 from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_records
@@ -54,7 +54,7 @@ T = TypeVar("T")
 
 COUNT_POLL_INTERVAL_S = 0.25  # between count readings; counts_stable needs 3 equal ones in a row
 # States of another run in which it may still write into target namespaces we cannot know yet (routed runs).
-_STILL_WRITING = (RunState.PENDING, RunState.LISTING, RunState.COPYING)
+_STILL_WRITING = jobs.LISTABLE_RUN_STATES
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

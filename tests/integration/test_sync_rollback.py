@@ -17,16 +17,15 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import JobKind, JobState, RunState
 from orchestrator.naming import parse_namespace, twin_namespace
 from orchestrator.settings import Settings, load_settings
 from orchestrator.spec import parse_spec
-from sandbox.demo import write_twins_csv
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.seed import SeedData, seed_dataset
+from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from workers import cleaning
 from workers.context import WorkerContext
@@ -74,21 +73,21 @@ def start_job(
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
-def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> dict[str, Any]:
+def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> jobs.JobStatus:
     """Poll until every run is verified or verify_failed (a deadline, not a fixed sleep)."""
     import time
 
     deadline = time.monotonic() + timeout_s
     while True:
         status = jobs.job_status(db, job_id)
-        if all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status["runs"]):
+        if all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs):
             return status
         if time.monotonic() > deadline:
             pytest.fail(f"job {job_id} did not finish verifying in {timeout_s} s: {status}")
         time.sleep(0.1)
 
 
-def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, Any]:
+def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> jobs.JobStatus:
     """`nsmigrate verify`: queue verification of every run and wait for new reports (not the old verdicts)."""
     import time
 
@@ -102,8 +101,8 @@ def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str
     return wait_final(db, job_id)
 
 
-def states(status: dict[str, Any]) -> dict[str, str]:
-    return {r["source_namespace"]: r["state"] for r in status["runs"]}
+def states(status: jobs.JobStatus) -> dict[str, str]:
+    return {r.source_namespace: r.state for r in status.runs}
 
 
 def reports(db: jobs.Database, job_id: int) -> dict[str, dict[str, Any]]:
@@ -318,12 +317,12 @@ def test_rollback_before_cleanup_needs_no_copy_back_and_restores_the_index_exact
     # The job table knows: a finished rollback job of the forward job, every run cleaned; the forward job is
     # cancelled so no cleanup of it can follow.
     rollback = jobs.job_status(db, rollback_job_id)
-    assert (rollback["kind"], rollback["state"]) == (JobKind.ROLLBACK, JobState.FINISHED)
-    assert {r["state"] for r in rollback["runs"]} == {RunState.CLEANED}
-    assert all(r["verified_ok"] for r in rollback["runs"])
+    assert (rollback.kind, rollback.state) == (JobKind.ROLLBACK, JobState.FINISHED)
+    assert {r.state for r in rollback.runs} == {RunState.CLEANED}
+    assert all(r.verified_ok for r in rollback.runs)
     assert jobs.find_job(db, rollback_job_id).parent_job_id == job_id
     forward = jobs.job_status(db, job_id)
-    assert forward["state"] == JobState.CANCELLED and {r["state"] for r in forward["runs"]} == {RunState.CANCELLED}
+    assert forward.state == JobState.CANCELLED and {r.state for r in forward.runs} == {RunState.CANCELLED}
     assert events(db, job_id, "rolled_back") and len(events(db, rollback_job_id, "targets_deleted")) == 6
     assert not events(db, rollback_job_id, "originals_restored")  # the originals were intact: no copy-back
     assert cleaning.cleanup_run(ctx, jobs.runs_of(db, job_id)[0].id, actor="tester")["action"] == "refused"
@@ -374,7 +373,7 @@ def test_rollback_refuses_when_the_originals_cannot_be_verified_and_deletes_noth
         assert sorted(now[ns]) == sorted(migrated_snapshot[ns])
     assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.VERIFIED}  # the forward job is untouched
     rollback_id = result["rollback_job_id"]
-    assert RunState.VERIFY_FAILED in {r["state"] for r in jobs.job_status(db, rollback_id)["runs"]}
+    assert RunState.VERIFY_FAILED in {r.state for r in jobs.job_status(db, rollback_id).runs}
     assert events(db, rollback_id, "rollback_refused")
 
     # 2. After cleanup, the copy-back's writes are silently dropped: the restored originals do not verify.
