@@ -13,7 +13,7 @@ from cli.console import console
 from cli.options import DatabaseOpt, JobArg, NamespaceOpt, db, find_job_id, settings
 from cli.render import print_summary, watch_job
 from orchestrator import jobs
-from orchestrator.records import display_namespace, parse_namespace_arg
+from orchestrator.naming import display_namespace, parse_namespace_arg
 
 app = typer.Typer(add_completion=False)
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from cli.console import print_error
 from orchestrator import jobs
-from orchestrator.records import parse_namespace_arg
+from orchestrator.naming import parse_namespace_arg
 from orchestrator.settings import Settings, load_settings
 
 DatabaseOpt = Annotated[

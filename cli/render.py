@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cli.console import console, err_console
 from orchestrator import jobs
-from orchestrator.records import display_namespace
+from orchestrator.naming import display_namespace
 
 if TYPE_CHECKING:  # launch loads Celery: only its type is needed here
     from cli.waits import Wait

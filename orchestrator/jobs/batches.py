@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -17,7 +17,9 @@ from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from orchestrator.jobs.listing import _RECORD_PAGE_OF_ONE_BATCH, _START_LISTING
 from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _mark_copied, _runs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
-from orchestrator.spec import JobSpec
+
+if TYPE_CHECKING:
+    from orchestrator.spec import JobSpec
 
 
 def run_of_batch(db: Database, batch_id: int) -> int:

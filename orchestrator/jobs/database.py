@@ -7,7 +7,7 @@ import getpass
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
@@ -17,7 +17,9 @@ from orchestrator.errors import NotFound
 from orchestrator.jobs.lifecycle import check_run_transition
 from orchestrator.liveness import ping_when_in_doubt
 from orchestrator.models import Event, Job, JobKind, NamespaceRun, RunState, ensure_schema
-from orchestrator.spec import JobSpec
+
+if TYPE_CHECKING:  # the spec's pydantic models are not needed to read the job table
+    from orchestrator.spec import JobSpec
 
 
 def default_actor() -> str:

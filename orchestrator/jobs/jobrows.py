@@ -3,7 +3,7 @@ audit event."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -12,8 +12,10 @@ from orchestrator.errors import NotFound
 from orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
 from orchestrator.jobs.lifecycle import FINAL_RUN_STATES
 from orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState
-from orchestrator.planner import Plan
-from orchestrator.spec import JobSpec, spec_to_json
+
+if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the planner nor the spec's pydantic models
+    from orchestrator.planner import Plan
+    from orchestrator.spec import JobSpec
 
 
 def create_job(
@@ -28,6 +30,8 @@ def create_job(
     parent_job_id: int | None = None,
 ) -> int:
     """Write the job and one namespace run per planned namespace; returns the job id."""
+    from orchestrator.spec import spec_to_json  # once per job; see the TYPE_CHECKING block
+
     actor = actor or default_actor()
     with db.transaction() as s:
         job = Job(
@@ -111,6 +115,8 @@ def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
         job = s.get(Job, job_id)
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        from orchestrator.spec import JobSpec  # once per job and process: the spec is cached below
+
         spec = db._specs.setdefault(job_id, JobSpec.model_validate(job.spec))
     return spec
 

@@ -15,6 +15,8 @@ from cli.main import COMMANDS, app, load_command
 
 # What the fleet's commands need and the reading ones must not pay for.
 HEAVY = ("celery", "kombu", "pinecone", "pyarrow", "workers", "redis")
+# What planning and copying need and reading the job table does not (each with its submodules).
+NOT_FOR_READING = ("numpy", "yaml", "orchestrator.planner", "orchestrator.spec", "orchestrator.records")
 COMMAND_MODULES = sorted({entry.module for entry in COMMANDS.values()})
 
 
@@ -41,13 +43,25 @@ def test_top_level_help_imports_no_command_module_nor_the_job_table() -> None:
     )
 
 
-@pytest.mark.parametrize("args", [["status", "--help"], ["jobs", "--help"], ["status", "1"]])
+READING = [["status", "--help"], ["jobs", "--help"], ["status", "1"], ["jobs"], ["events", "1"]]
+
+
+@pytest.mark.parametrize("args", READING)
 def test_reading_commands_import_no_broker_store_sdk_or_pyarrow(args: list[str]) -> None:
     # `status 1` against a job table that does not answer: the command ran, with everything it imports.
     loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
 
     assert "cli.jobs" in loaded
     assert not {m.split(".")[0] for m in loaded} & set(HEAVY), sorted(m for m in loaded if m.split(".")[0] in HEAVY)
+
+
+@pytest.mark.parametrize("args", READING)
+def test_reading_commands_import_no_planner_spec_models_or_numpy(args: list[str]) -> None:
+    loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+    assert "cli.jobs" in loaded and "sqlalchemy.orm" in loaded
+    unwanted = sorted({n for n in NOT_FOR_READING for m in loaded if m == n or m.startswith(n + ".")})
+    assert not unwanted, unwanted
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
