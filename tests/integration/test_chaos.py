@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.polling import wait_until
 from workers import copying, listing
 from workers.context import WorkerContext
 from workers.flow import lister_wake_key
@@ -116,6 +116,10 @@ def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, D
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
+#: What a probe raises while Redis or Postgres is down or restarting.
+SERVICE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, redis_lib.ConnectionError)
+
+
 def wait_for(
     probe: Callable[[], T | None],
     what: str,
@@ -125,20 +129,11 @@ def wait_for(
 ) -> T:
     """Poll ``probe`` until it returns something truthy, or fail after ``timeout_s`` saying what we waited for
     (and ``explain()``). A probe that hits a service mid-restart (connection refused) is simply asked again."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while True:
-        try:
-            result = probe()
-            if result:
-                return result
-            last = result
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, redis_lib.ConnectionError) as e:
-            last = e
-        if time.monotonic() > deadline:
-            details = explain() if explain is not None else None
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last probe: {last!r}; {details}")
-        time.sleep(poll_s)
+    result = wait_until(
+        probe, what=what, timeout_s=timeout_s, interval_s=poll_s, retry_on=SERVICE_DOWN, explain=explain
+    )
+    assert result is not None
+    return result
 
 
 def batches(db: jobs.Database, job_id: int) -> list[Batch]:

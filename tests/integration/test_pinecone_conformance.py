@@ -20,9 +20,7 @@ from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 pytestmark = pytest.mark.integration
 
-REFERENCE = Path("/work/shared/reference/pinecone-api")
-if not REFERENCE.is_dir():
-    REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "pinecone-api"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
 
 DATA_HOST_URL = "https://index-host.example"  # the spec's server is https://{index_host}
 CONTROL_HOST_URL = "https://api.pinecone.io"

@@ -28,6 +28,7 @@ from sandbox.demo import write_twins_csv
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.polling import wait_for_job, wait_until
 from workers import cleaning
 from workers.context import WorkerContext
 from workers.rollback import rollback_job
@@ -76,29 +77,23 @@ def start_job(
 
 def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> dict[str, Any]:
     """Poll until every run is verified or verify_failed (a deadline, not a fixed sleep)."""
-    import time
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = jobs.job_status(db, job_id)
-        if all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status["runs"]):
-            return status
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} did not finish verifying in {timeout_s} s: {status}")
-        time.sleep(0.1)
+    def finished_verifying(status: dict[str, Any]) -> bool:
+        return all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status["runs"])
+
+    return wait_for_job(db, job_id, finished_verifying, timeout_s=timeout_s, interval_s=0.1)
 
 
 def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, Any]:
     """`nsmigrate verify`: queue verification of every run and wait for new reports (not the old verdicts)."""
-    import time
-
     before = {ns: report.get("checked_at") for ns, report in reports(db, job_id).items()}
     launch.request_verification(db, dispatcher, job_id)
-    deadline = time.monotonic() + 60
-    while any(report.get("checked_at") == before[ns] for ns, report in reports(db, job_id).items()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"verification of job {job_id} did not report in 60 s")
-        time.sleep(0.1)
+    wait_until(
+        lambda: reports(db, job_id),
+        what=f"new verification reports of job {job_id}",
+        done=lambda now: all(report.get("checked_at") != before[ns] for ns, report in now.items()),
+        timeout_s=60,
+    )
     return wait_final(db, job_id)
 
 
