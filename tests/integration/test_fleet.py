@@ -5,7 +5,7 @@ table's word for it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from orchestrator.naming import twin_namespace
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from sandbox.demo import write_twins_csv
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.polling import wait_for_job, wait_until
@@ -41,20 +41,13 @@ def seed() -> SeedData:
     return seed_dataset()
 
 
-@pytest.fixture
-def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(
-        indexes=[
-            IndexSpec(INDEX, dimension=3072, metric="cosine", kind="pod"),
-            IndexSpec("small-src", dimension=8),
-            IndexSpec("small-dst", dimension=8),
-        ]
-    )
-    sandbox.start()
-    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
-    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
-    yield stack
-    stack.stop()
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [
+        IndexSpec(INDEX, dimension=3072, metric="cosine", kind="pod"),
+        IndexSpec("small-src", dimension=8),
+        IndexSpec("small-dst", dimension=8),
+    ]
 
 
 def creator_spec(stack: Stack, twins_csv: Path, **overrides: Any) -> dict[str, Any]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +22,7 @@ from orchestrator.models import RunState
 from orchestrator.names import TaskName
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import Stack
 from tests.polling import wait_until
 from workers.stores import open_retrying_store
@@ -37,14 +35,14 @@ PER_NAMESPACE = 60
 BATCH_SIZE = 20
 
 
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)]
+
+
 @pytest.fixture
-def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(indexes=[IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)])
-    sandbox.start()
-    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
-    monkeypatch.setenv("PINECONE_API_KEY", SECRET)  # this process plans the job with the same key
-    yield stack
-    stack.stop()
+def pinecone_api_key() -> str:
+    return SECRET  # this process plans the job with the same key the workers and Flower get
 
 
 def run_small_job(stack: Stack) -> tuple[jobs.Database, int]:

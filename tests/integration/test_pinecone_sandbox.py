@@ -52,28 +52,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[PineconeSandbox]:
-    sb = PineconeSandbox(
-        indexes=[
-            IndexSpec("seeds-pod", DIM, "cosine", kind="pod"),
-            IndexSpec("seeds-serverless", DIM, "dotproduct"),
-            IndexSpec("euclid", DIM, "euclidean"),
-            IndexSpec("wide", 3072),
-        ]
-    ).start()
-    yield sb
-    sb.stop()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [
+        IndexSpec("seeds-pod", DIM, "cosine", kind="pod"),
+        IndexSpec("seeds-serverless", DIM, "dotproduct"),
+        IndexSpec("euclid", DIM, "euclidean"),
+        IndexSpec("wide", 3072),
+    ]
 
 
 @pytest.fixture(autouse=True)
 def clean(sandbox: PineconeSandbox) -> Iterator[None]:
-    for name in sandbox.names():
-        sandbox.set_faults(name, Faults())
-    sandbox.reset()
-    # The SDK's retry budget and bulk gate are process-global per hostname; start each test from a full budget.
-    reset_sdk_host_state()
     yield
-    reset_sdk_host_state()
+    reset_sdk_host_state()  # the next module's tests start from a full SDK budget too
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ only the job table's word for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,12 +21,12 @@ from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import JobKind, JobState, RunState
 from orchestrator.naming import parse_namespace, twin_namespace
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from sandbox.demo import write_twins_csv
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.seed import SeedData, seed_dataset
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from sandbox.stack import Stack
 from tests.polling import wait_for_job, wait_until
 from workers import cleaning
 from workers.context import WorkerContext
@@ -43,22 +42,22 @@ ONE = "one"  # creator migration inside one index (source == target)
 Snapshot = dict[str, dict[str, tuple[np.ndarray, dict[str, Any] | None]]]
 
 
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec(ONE, 16)]
+
+
 @pytest.fixture
-def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(indexes=[IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec(ONE, 16)]).start()
-    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
-    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
+def stack(stack: Stack) -> Stack:
+    """The shared stack with one worker for every queue the forward jobs and the sync use."""
     stack.start_worker("list,copy,verify", 6)
-    yield stack
-    stack.stop()
+    return stack
 
 
 @pytest.fixture
-def ctx(stack: Stack) -> Iterator[WorkerContext]:
+def ctx(stack: Stack, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
     """What `nsmigrate sync/rollback` run with: a real WorkerContext (its dispatcher sends to the stack's workers)."""
-    context = WorkerContext(load_settings(database_url=stack.database_url, redis_url=stack.redis_url))
-    yield context
-    context.db.dispose()
+    return worker_context(stack.database_url, stack.redis_url)
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
