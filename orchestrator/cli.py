@@ -243,12 +243,12 @@ def run(
         raise typer.Exit(watch_job(db, job_id))
 
 
-def _run_done(run: dict[str, Any]) -> bool:
-    if run["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED, RunState.CANCELLED):
+def _run_done(run: jobs.RunStatus) -> bool:
+    if run.state in jobs.FINAL_RUN_STATES:
         return True
     # Copy finished but some batches failed: nothing more will happen until `retry`.
-    b = run["batches"]
-    return run["state"] == RunState.COPYING and b["failed"] > 0 and b["queued"] == 0 and b["running"] == 0
+    b = run.batches
+    return run.state == RunState.COPYING and b.failed > 0 and b.queued == 0 and b.running == 0
 
 
 def watch_job(db: jobs.Database, job_id: int, poll_s: float = 0.5, timeout_s: float | None = None) -> int:
@@ -267,31 +267,30 @@ def watch_job(db: jobs.Database, job_id: int, poll_s: float = 0.5, timeout_s: fl
         disable=not console.is_terminal,
     ) as progress:
         bars = {
-            r["run_id"]: progress.add_task(
-                display_namespace(r["source_namespace"])[:40], total=max(r["source_count"], 1), state=r["state"]
+            r.run_id: progress.add_task(
+                display_namespace(r.source_namespace)[:40], total=max(r.source_count, 1), state=r.state
             )
-            for r in status["runs"]
+            for r in status.runs
         }
         last_line = 0.0
         while True:
             status = jobs.job_status(db, job_id)
-            for r in status["runs"]:
+            for r in status.runs:
                 progress.update(
-                    bars[r["run_id"]],
-                    completed=r["copied"],
-                    state=r["state"],
-                    total=max(r["source_count"], r["listed"], 1),
+                    bars[r.run_id],
+                    completed=r.copied,
+                    state=r.state,
+                    total=max(r.source_count, r.listed, 1),
                 )
             if not console.is_terminal and time.monotonic() - last_line >= 2:
                 # No live bars in logs and pipes: one summary line every 2 s instead.
                 last_line = time.monotonic()
-                states = sorted({r["state"] for r in status["runs"]})
-                t = status["totals"]
+                states = sorted({r.state for r in status.runs})
+                t = status.totals
                 console.print(
-                    f"job {job_id}: {t['copied']}/{t['source']} copied, {t['failed']} failed; "
-                    f"namespaces {', '.join(states)}"
+                    f"job {job_id}: {t.copied}/{t.source} copied, {t.failed} failed; namespaces {', '.join(states)}"
                 )
-            if all(_run_done(r) for r in status["runs"]) or status["state"] != JobState.RUNNING:
+            if all(_run_done(r) for r in status.runs) or status.state != JobState.RUNNING:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 err_console.print(f"[yellow]still running after {timeout_s:.0f} s; `nsmigrate status {job_id}`[/]")
@@ -299,30 +298,30 @@ def watch_job(db: jobs.Database, job_id: int, poll_s: float = 0.5, timeout_s: fl
             time.sleep(poll_s)
     _print_summary(status)
     ok = all(
-        r["state"] in (RunState.VERIFIED, RunState.CLEANED) or (r["state"] == RunState.COPIED and r["failed"] == 0)
-        for r in status["runs"]
+        r.state in (RunState.VERIFIED, RunState.CLEANED) or (r.state == RunState.COPIED and r.failed == 0)
+        for r in status.runs
     )
     return 0 if ok else 1
 
 
-def _print_summary(status: dict[str, Any]) -> None:
-    table = Table(title=f"job {status['job_id']} ({status['name']}): {status['state']}")
+def _print_summary(status: jobs.JobStatus) -> None:
+    table = Table(title=f"job {status.job_id} ({status.name}): {status.state}")
     for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
         table.add_column(col)
-    for r in status["runs"]:
-        note = r["verification"] or r["last_error"] or ""
+    for r in status.runs:
+        note = r.verification or r.last_error or ""
         table.add_row(
-            display_namespace(r["source_namespace"]),
-            r["state"],
-            f"{r['copied']}/{r['source_count']}",
-            str(r["failed"]),
+            display_namespace(r.source_namespace),
+            r.state,
+            f"{r.copied}/{r.source_count}",
+            str(r.failed),
             note[:120],
         )
     console.print(table)
-    t = status["totals"]
-    console.print(f"total: {t['copied']}/{t['source']} vectors copied, {t['failed']} in failed batches")
-    if t["failed"]:
-        console.print(f"re-run the failed batches with `nsmigrate retry {status['job_id']}`")
+    t = status.totals
+    console.print(f"total: {t.copied}/{t.source} vectors copied, {t.failed} in failed batches")
+    if t.failed:
+        console.print(f"re-run the failed batches with `nsmigrate retry {status.job_id}`")
 
 
 # ------------------------------------------------------------------------------------------------ watching
@@ -338,7 +337,7 @@ def status(
     db = _db(_settings(database_url, None))
     snapshot = jobs.job_status(db, _job_id(db, job))
     if as_json:
-        print(json.dumps(snapshot, indent=2, default=str))
+        print(json.dumps(snapshot.as_dict(), indent=2, default=str))
     else:
         _print_summary(snapshot)
 

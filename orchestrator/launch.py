@@ -170,7 +170,7 @@ def request_verification(
     run_ids = []
     with dispatcher.together():
         for run in jobs.runs_of(db, job_id, namespace):
-            if run.state in (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED):
+            if run.state in jobs.VERIFIABLE_RUN_STATES:
                 dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
                 run_ids.append(run.id)
     return run_ids

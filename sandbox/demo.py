@@ -91,7 +91,7 @@ def run_demo(*, keep: bool = False, copy_concurrency: int = 8, console: Console 
         _print_landing(console, stack, index_name)
         status = jobs.job_status(db, job_id)
         console.print(
-            f"copied {status['totals']['copied']} of {status['totals']['source']} vectors in "
+            f"copied {status.totals.copied} of {status.totals.source} vectors in "
             f"{elapsed:.1f} s; the source namespaces are kept (cleanup mode "
             f"{spec.cleanup.mode!r}: only verified namespaces can be deleted, with `nsmigrate cleanup`)."
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -61,11 +61,11 @@ def wait_until(
 def wait_for_job(
     db: jobs.Database,
     job_id: int,
-    done: Callable[[dict[str, Any]], object],
+    done: Callable[[jobs.JobStatus], object],
     *,
     timeout_s: float = 120,
     interval_s: float = 0.2,
-) -> dict[str, Any]:
+) -> jobs.JobStatus:
     """Poll the job table until ``done(job_status)`` and return that status; fail with the last status otherwise."""
     what = f"job {job_id}: {getattr(done, '__name__', 'the awaited state')}"
     return wait_until(

@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from orchestrator import jobs
-from orchestrator.models import NamespaceRun, RunState
+from orchestrator.models import NamespaceRun
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_records
 from orchestrator.spec import JobSpec
@@ -56,7 +56,7 @@ FETCH_IDS = 1000  # Pinecone's maximum ids per fetch
 LIST_PAGE_IDS = 100  # Pinecone's maximum list page
 COUNT_POLL_INTERVAL_S = 0.25  # between count readings; counts_stable needs 3 equal ones in a row
 # States of another run in which it may still write into target namespaces we cannot know yet (routed runs).
-_STILL_WRITING = (RunState.PENDING, RunState.LISTING, RunState.COPYING)
+_STILL_WRITING = jobs.LISTABLE_RUN_STATES
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

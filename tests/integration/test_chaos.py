@@ -159,10 +159,10 @@ def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: in
     return probe
 
 
-def all_verified(db: jobs.Database, job_id: int) -> Callable[[], dict[str, Any] | None]:
-    def probe() -> dict[str, Any] | None:
+def all_verified(db: jobs.Database, job_id: int) -> Callable[[], jobs.JobStatus | None]:
+    def probe() -> jobs.JobStatus | None:
         status = jobs.job_status(db, job_id)
-        return status if all(r["state"] == RunState.VERIFIED for r in status["runs"]) else None
+        return status if all(r.state == RunState.VERIFIED for r in status.runs) else None
 
     return probe
 
@@ -214,20 +214,20 @@ def assert_each_id_batched_once(db: jobs.Database, job_id: int, loaded: Loaded) 
         assert set(seen[ns]) == set(records), ns
 
 
-def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Loaded) -> dict[str, Any]:
+def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Loaded) -> jobs.JobStatus:
     """The job finished well and the data says so too."""
 
     def explain() -> object:
         return [
-            {k: r[k] for k in ("source_namespace", "state", "listed", "copied", "batches", "last_error")}
-            for r in jobs.job_status(db, job_id)["runs"]
+            {k: r.as_dict()[k] for k in ("source_namespace", "state", "listed", "copied", "batches", "last_error")}
+            for r in jobs.job_status(db, job_id).runs
         ]
 
     status = wait_for(all_verified(db, job_id), "every namespace verified", timeout_s=90, explain=explain)
     states = batch_states(db, job_id)
     assert set(states) == {BatchState.DONE}, states
-    assert status["totals"]["failed"] == 0
-    assert status["totals"]["copied"] == sum(len(r) for r in loaded.values())
+    assert status.totals.failed == 0
+    assert status.totals.copied == sum(len(r) for r in loaded.values())
     assert_each_id_batched_once(db, job_id, loaded)
     assert_target_holds_source(stack, loaded)
     for ns, records in loaded.items():  # the copy never deletes from the source

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from orchestrator import jobs, launch
 from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
-from orchestrator.models import BatchState, RunState
+from orchestrator.models import RunState
 from orchestrator.naming import twin_namespace
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
@@ -76,16 +76,16 @@ def start_job(
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
-def all_verified(status: dict[str, Any]) -> bool:
-    return all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status["runs"])
+def all_verified(status: jobs.JobStatus) -> bool:
+    return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
 
-def settled_with_failures(status: dict[str, Any]) -> bool:
-    runs = status["runs"]
+def settled_with_failures(status: jobs.JobStatus) -> bool:
+    runs = status.runs
     return (
-        all(r["batches"]["queued"] == 0 and r["batches"]["running"] == 0 for r in runs)
-        and any(r["batches"]["failed"] for r in runs)
-        and all(r["state"] != RunState.LISTING for r in runs)
+        all(r.batches.queued == 0 and r.batches.running == 0 for r in runs)
+        and any(r.batches.failed for r in runs)
+        and all(r.state != RunState.LISTING for r in runs)
     )
 
 
@@ -110,7 +110,7 @@ def test_seed_data_set_migrates_into_creator_namespaces_with_enriched_metadata(
 
     status = wait_for_job(db, job_id, all_verified)
 
-    assert [r["state"] for r in status["runs"]] == [RunState.VERIFIED] * len(seed.namespaces)
+    assert [r.state for r in status.runs] == [RunState.VERIFIED] * len(seed.namespaces)
     index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(INDEX))
     for namespace, ids in expected_placement(seed).items():
         fetched = index.fetch(ids=sorted(ids)[:1000], namespace=namespace).vectors
@@ -191,9 +191,9 @@ def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, seed: SeedData
 
     faults_seen = stack.pinecone.stats(INDEX)
     assert faults_seen["injected_429"] > 0 and faults_seen["injected_5xx"] > 0
-    assert status["totals"]["copied"] == seed.total
-    assert status["totals"]["failed"] == 0
-    assert all(r["state"] == RunState.VERIFIED for r in status["runs"])
+    assert status.totals.copied == seed.total
+    assert status.totals.failed == 0
+    assert all(r.state == RunState.VERIFIED for r in status.runs)
 
 
 def small_spec(stack: Stack, **overrides: Any) -> dict[str, Any]:
@@ -227,16 +227,16 @@ def test_a_batch_that_keeps_failing_ends_failed_and_retry_completes_it(stack: St
     )
 
     status = wait_for_job(db, job_id, settled_with_failures)
-    failed = sum(r["batches"][BatchState.FAILED] for r in status["runs"])
+    failed = sum(r.batches.failed for r in status.runs)
     assert failed == 15  # 3 namespaces × 100 ids / 20 per batch: every batch failed …
-    assert all("503" in (r["last_error"] or "") or "Retryable" in (r["last_error"] or "") for r in status["runs"])
+    assert all("503" in (r.last_error or "") or "Retryable" in (r.last_error or "") for r in status.runs)
     assert stack.pinecone.stats("small-dst")["requests"].get("upsert", 0) > 0
 
     stack.pinecone.set_faults("small-dst", Faults())  # … until the fault is gone
     assert launch.retry_failed(db, dispatcher, job_id) == failed
     status = wait_for_job(db, job_id, all_verified)
 
-    assert all(r["state"] == RunState.VERIFIED for r in status["runs"])
+    assert all(r.state == RunState.VERIFIED for r in status.runs)
     target = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("small-dst"))
     for ns, ids in loaded.items():
         assert set(target.fetch(ids=ids, namespace=ns).vectors) == set(ids)
@@ -262,7 +262,7 @@ def test_two_workers_together_stay_under_the_rate_budget(stack: Stack) -> None:
 
     status = wait_for_job(db, job_id, all_verified, timeout_s=240)
 
-    assert status["totals"]["copied"] == 800
+    assert status.totals.copied == 800
     src, dst = stack.pinecone.stats("small-src"), stack.pinecone.stats("small-dst")
     assert (src["responses_429"], dst["responses_429"]) == (0, 0), (src["rate_limited"], dst["rate_limited"])
     src_peaks, dst_peaks = src["max_admitted_per_second"], dst["max_admitted_per_second"]

@@ -101,11 +101,11 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack, p
     status = wait_until(
         lambda: jobs.job_status(db, job_id),
         what="a verified job",
-        done=lambda s: all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s["runs"]),
+        done=lambda s: all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s.runs),
         timeout_s=60,
         interval_s=0.25,
     )
-    assert all(r["state"] == RunState.VERIFIED for r in status["runs"]), status
+    assert all(r.state == RunState.VERIFIED for r in status.runs), status
 
     def succeeded(tasks: dict[str, Any]) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -74,16 +74,16 @@ def start_job(
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
-def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> dict[str, Any]:
+def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> jobs.JobStatus:
     """Poll until every run is verified or verify_failed (a deadline, not a fixed sleep)."""
 
-    def finished_verifying(status: dict[str, Any]) -> bool:
-        return all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status["runs"])
+    def finished_verifying(status: jobs.JobStatus) -> bool:
+        return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
     return wait_for_job(db, job_id, finished_verifying, timeout_s=timeout_s, interval_s=0.1)
 
 
-def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, Any]:
+def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> jobs.JobStatus:
     """`nsmigrate verify`: queue verification of every run and wait for new reports (not the old verdicts)."""
     before = {ns: report.get("checked_at") for ns, report in reports(db, job_id).items()}
     launch.request_verification(db, dispatcher, job_id)
@@ -96,8 +96,8 @@ def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str
     return wait_final(db, job_id)
 
 
-def states(status: dict[str, Any]) -> dict[str, str]:
-    return {r["source_namespace"]: r["state"] for r in status["runs"]}
+def states(status: jobs.JobStatus) -> dict[str, str]:
+    return {r.source_namespace: r.state for r in status.runs}
 
 
 def reports(db: jobs.Database, job_id: int) -> dict[str, dict[str, Any]]:
@@ -312,12 +312,12 @@ def test_rollback_before_cleanup_needs_no_copy_back_and_restores_the_index_exact
     # The job table knows: a finished rollback job of the forward job, every run cleaned; the forward job is
     # cancelled so no cleanup of it can follow.
     rollback = jobs.job_status(db, rollback_job_id)
-    assert (rollback["kind"], rollback["state"]) == (JobKind.ROLLBACK, JobState.FINISHED)
-    assert {r["state"] for r in rollback["runs"]} == {RunState.CLEANED}
-    assert all(r["verified_ok"] for r in rollback["runs"])
+    assert (rollback.kind, rollback.state) == (JobKind.ROLLBACK, JobState.FINISHED)
+    assert {r.state for r in rollback.runs} == {RunState.CLEANED}
+    assert all(r.verified_ok for r in rollback.runs)
     assert jobs.find_job(db, rollback_job_id).parent_job_id == job_id
     forward = jobs.job_status(db, job_id)
-    assert forward["state"] == JobState.CANCELLED and {r["state"] for r in forward["runs"]} == {RunState.CANCELLED}
+    assert forward.state == JobState.CANCELLED and {r.state for r in forward.runs} == {RunState.CANCELLED}
     assert events(db, job_id, "rolled_back") and len(events(db, rollback_job_id, "targets_deleted")) == 6
     assert not events(db, rollback_job_id, "originals_restored")  # the originals were intact: no copy-back
     assert cleaning.cleanup_run(ctx, jobs.runs_of(db, job_id)[0].id, actor="tester")["action"] == "refused"
@@ -368,7 +368,7 @@ def test_rollback_refuses_when_the_originals_cannot_be_verified_and_deletes_noth
         assert sorted(now[ns]) == sorted(migrated_snapshot[ns])
     assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.VERIFIED}  # the forward job is untouched
     rollback_id = result["rollback_job_id"]
-    assert RunState.VERIFY_FAILED in {r["state"] for r in jobs.job_status(db, rollback_id)["runs"]}
+    assert RunState.VERIFY_FAILED in {r.state for r in jobs.job_status(db, rollback_id).runs}
     assert events(db, rollback_id, "rollback_refused")
 
     # 2. After cleanup, the copy-back's writes are silently dropped: the restored originals do not verify.
