@@ -356,7 +356,7 @@ def _worker(
             [
                 sys.executable,
                 "-m",
-                "orchestrator.cli",
+                "cli",
                 "worker",
                 "-Q",
                 queues,

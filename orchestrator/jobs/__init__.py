@@ -49,8 +49,11 @@ from orchestrator.jobs.jobrows import (
 from orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
     BATCH_TRANSITIONS,
+    BUSY_RUN_STATES,
+    COPY_DONE_RUN_STATES,
     FINAL_RUN_STATES,
     JOB_TRANSITIONS,
+    JUDGED_RUN_STATES,
     LISTABLE_RUN_STATES,
     ROLLBACK_READY_STATES,
     RUN_TRANSITIONS,
@@ -78,8 +81,11 @@ from orchestrator.jobs.verdicts import abort_cleanup, finish_cleanup, finish_ver
 __all__ = [
     "ACTIVE_BATCH_STATES",
     "BATCH_TRANSITIONS",
+    "BUSY_RUN_STATES",
+    "COPY_DONE_RUN_STATES",
     "FINAL_RUN_STATES",
     "JOB_TRANSITIONS",
+    "JUDGED_RUN_STATES",
     "LISTABLE_RUN_STATES",
     "ROLLBACK_READY_STATES",
     "RUN_TRANSITIONS",

@@ -18,6 +18,19 @@ from orchestrator.models import BatchState, JobState, RunState
 ACTIVE_BATCH_STATES = (BatchState.QUEUED, BatchState.RUNNING)
 #: A run in one of these states is done: nothing more happens to it unless someone asks (retry, verify, sync).
 FINAL_RUN_STATES = (RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED, RunState.CANCELLED)
+#: A run in one of these states finished copying, whatever followed (verification, cleanup).
+COPY_DONE_RUN_STATES = (
+    RunState.COPIED,
+    RunState.VERIFYING,
+    RunState.VERIFIED,
+    RunState.VERIFY_FAILED,
+    RunState.CLEANING,
+    RunState.CLEANED,
+)
+#: A run in one of these states was judged by verification (and maybe cleaned up after).
+JUDGED_RUN_STATES = (RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED)
+#: A run in one of these states is being verified or cleaned up: something still happens to it.
+BUSY_RUN_STATES = (RunState.VERIFYING, RunState.CLEANING)
 #: A run in one of these states may still list its source namespace (and so write to its target).
 LISTABLE_RUN_STATES = (RunState.PENDING, RunState.LISTING, RunState.COPYING)
 #: A run in one of these states finished copying and may be verified (again).

@@ -19,8 +19,8 @@ import redis as redis_lib
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import BackupError
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec

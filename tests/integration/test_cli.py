@@ -2,7 +2,7 @@
 to do), exit code 2, and writes nothing — no job row in the job table, no message on a Redis queue.
 
 Commands run in-process through ``typer.testing.CliRunner`` on the same ``app`` that ``nsmigrate`` and
-``python -m orchestrator.cli`` run, against real Redis and Postgres and the real Pinecone SDK on the local data plane.
+``python -m cli`` run, against real Redis and Postgres and the real Pinecone SDK on the local data plane.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import redis as redis_lib
 import sqlalchemy as sa
-import typer
 import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
+from cli.main import COMMANDS as COMMAND_TABLE
+from cli.main import app, load_command
 from orchestrator import jobs
-from orchestrator.cli import app
 from orchestrator.models import RunState
 from orchestrator.names import Queue
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
@@ -322,7 +322,7 @@ def test_run_with_an_unreachable_redis_writes_no_job(cli: Cli) -> None:
 
 # ------------------------------------------------------------------------------------------------------ --help
 
-COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+COMMANDS = sorted(COMMAND_TABLE)
 
 
 def test_top_level_help_lists_every_command() -> None:
@@ -336,7 +336,7 @@ def test_top_level_help_lists_every_command() -> None:
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_has_help(name: str) -> None:
-    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    command = load_command(name)
 
     result = CliRunner().invoke(app, [name, "--help"])
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs
-from orchestrator.cli import app
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 pytestmark = pytest.mark.integration

@@ -16,16 +16,15 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.naming import twin_namespace
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
-from sandbox.demo import write_twins_csv
 from sandbox.pinecone_server import Faults, IndexSpec
-from sandbox.seed import SeedData, seed_dataset
+from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.polling import wait_for_job, wait_until
 from workers.app import BATCH_HEAP_MB

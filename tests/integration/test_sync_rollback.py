@@ -16,16 +16,15 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import JobKind, JobState, RunState
 from orchestrator.naming import parse_namespace, twin_namespace
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
-from sandbox.demo import write_twins_csv
 from sandbox.pinecone_server import Faults, IndexSpec
-from sandbox.seed import SeedData, seed_dataset
+from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import Stack
 from tests.polling import wait_for_job, wait_until
 from workers import cleaning

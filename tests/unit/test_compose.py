@@ -18,7 +18,7 @@ import yaml
 from jsonschema import Draft7Validator
 from jsonschema.validators import validator_for
 
-from orchestrator.cli import WORKER_POOLS
+from cli.services import WORKER_POOLS
 from orchestrator.names import Queue
 
 REPO = Path(__file__).resolve().parents[2]
