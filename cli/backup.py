@@ -20,15 +20,14 @@ from orchestrator.planner import Inventory, select_namespaces
 from orchestrator.records import display_namespace, parse_namespace_arg
 from orchestrator.spec import load_spec
 from workers.backup import MANIFEST_NAME, close_store, export_namespaces, import_path
-from workers.retry import call_with_retry, retrying
 
 app = typer.Typer(add_completion=False)
 
 
-def backup_store(spec: Any) -> tuple[Any, Any]:
-    """A store for export/import and the policy to pass with it: the store already retries (with the CLI's quick
-    give-up on a host that does not answer), so the backup functions must not retry a second time around it."""
-    return open_store(spec), retrying(attempts=1)
+def backup_store(spec: Any) -> Any:
+    """A store for export/import: it retries (with the CLI's quick give-up on a host that does not answer); the
+    backup functions do not retry around it."""
+    return open_store(spec)
 
 
 def backup_directory(base: str | Path, job_name: str) -> Path:
@@ -36,7 +35,7 @@ def backup_directory(base: str | Path, job_name: str) -> Path:
     return Path(base) / f"{job_name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def export_with_progress(store: Any, policy: Any, counts: dict[str, int], directory: Path) -> list[Any]:
+def export_with_progress(store: Any, counts: dict[str, int], directory: Path) -> list[Any]:
     """Export the namespaces of ``counts`` (namespace → vectors expected) into ``directory``, a bar per namespace."""
     with bars() as progress:
         tasks = {
@@ -46,7 +45,7 @@ def export_with_progress(store: Any, policy: Any, counts: dict[str, int], direct
         def advance(ns: str, done: int) -> None:
             progress.update(tasks[ns], completed=done, total=max(counts[ns], done, 1))
 
-        results = export_namespaces(store, list(counts), directory, progress=advance, policy=policy)
+        results = export_namespaces(store, list(counts), directory, progress=advance)
     table = Table(title=f"exported {store.name} → {directory}")
     for col in ("namespace", "file", "vectors", "MB"):
         table.add_column(col, justify="right" if col in ("vectors", "MB") else "left")
@@ -61,11 +60,11 @@ def backup_sources(prepared: Prepared) -> dict[str, Any]:
     ``backup.directory/<job name>-<UTC timestamp>/``. Returns the audit event's detail. Exits 1 if it fails."""
     spec = prepared.spec
     directory = backup_directory(spec.backup.directory, spec.name)
-    store, policy = backup_store(spec.source)
+    store = backup_store(spec.source)
     console.print(f"backup: exporting {len(prepared.plan.runs)} source namespaces to {directory}")
     try:
         results = export_with_progress(
-            store, policy, {r.source_namespace: r.vector_count for r in prepared.plan.runs}, directory
+            store, {r.source_namespace: r.vector_count for r in prepared.plan.runs}, directory
         )
     except (NsmigrateError, OSError) as e:
         raise fail(f"the pre-migration backup failed, so the job was not started (nothing was enqueued): {e}", 1) from e
@@ -111,9 +110,9 @@ def export_cmd(
     from workers.backup import MANIFEST_NAME, close_store
 
     job_spec = load_spec(spec)
-    store, policy = backup_store(job_spec.target if from_target else job_spec.source)
+    store = backup_store(job_spec.target if from_target else job_spec.source)
     try:
-        available: dict[str, int] = call_with_retry(store.namespaces, policy=policy)
+        available: dict[str, int] = store.namespaces()
         if namespace:
             wanted = list(dict.fromkeys(parse_namespace_arg(n) for n in namespace))
             unknown = [display_namespace(n) for n in wanted if n not in available]
@@ -129,7 +128,7 @@ def export_cmd(
         else:
             wanted = select_namespaces(job_spec, Inventory(label=store.name, dimension=0, namespaces=available))
         directory = out if out is not None else backup_directory(job_spec.backup.directory, job_spec.name)
-        results = export_with_progress(store, policy, {ns: available.get(ns, 0) for ns in wanted}, directory)
+        results = export_with_progress(store, {ns: available.get(ns, 0) for ns in wanted}, directory)
     except NsmigrateError as e:
         raise fail(str(e)) from e
     finally:
@@ -190,7 +189,7 @@ def import_cmd(
     first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any
     check fails, nothing is written."""
     job_spec = load_spec(spec)
-    store, policy = backup_store(job_spec.source if to_source else job_spec.target)
+    store = backup_store(job_spec.source if to_source else job_spec.target)
     with bars() as progress:
         tasks: dict[str, Any] = {}
 
@@ -209,7 +208,6 @@ def import_cmd(
                 overwrite=overwrite,
                 batch_size=batch_size,
                 progress=advance,
-                policy=policy,
                 on_start=start,
             )
         except NsmigrateError as e:

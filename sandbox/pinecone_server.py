@@ -92,6 +92,8 @@ from workers.memory import keep_freed_memory, prefault_heap
 
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
 
+# The server's own declarations, not orchestrator.limits: a wrong client constant must not be shared silently with
+# the stand-in for the server; the tests compare these with the reference spec.
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_UPSERT_VECTORS = 1000
 MAX_IDS_PER_REQUEST = 1000  # fetch and delete

@@ -13,13 +13,12 @@ from typing import Any
 from celery import Celery
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_init, worker_process_init, worker_ready
-from celery.worker.consumer import Consumer as CeleryConsumer
 
 from orchestrator.dispatch import celery_config
 from orchestrator.names import Queue
 from orchestrator.settings import Settings
-from workers.context import reset_context, task_slots, warm_up
-from workers.memory import keep_freed_memory, prefault_heap
+from workers.context import reset_context
+from workers.tuning import EVENT_FLUSH_S, Consumer, tune_memory, warm_up
 
 app = Celery("nsmigrate", include=["workers.tasks"])
 
@@ -27,46 +26,19 @@ log = logging.getLogger(__name__)
 
 
 def configure(settings: Settings) -> Celery:
-    app.conf.update(celery_config(settings), worker_consumer=f"{__name__}:Consumer")
+    app.conf.update(celery_config(settings), worker_consumer=f"{Consumer.__module__}:Consumer")
     return app
-
-
-#: How often a threads worker publishes the task events it has buffered (for Flower): at most this late.
-EVENT_FLUSH_S = 0.1
-
-
-class Consumer(CeleryConsumer):
-    """Celery's consumer, but a threads worker publishes its task events every ``EVENT_FLUSH_S`` instead of in the
-    event loop's next turn after each one. That loop's one thread also takes every message and sends every ack, and
-    each of those Redis round trips waits for the interpreter lock behind the task threads: in a busy list worker,
-    per-turn event publishes (one every ~17 ms) held the loop about a quarter of its time. With one per 100 ms the
-    seed bench's warm fleet was ~7 % faster over 10 interleaved pairs (fresh workers: +1 %)."""
-
-    events_on_timer = False  # set by `_thread_pool_ready`
-
-    def on_send_event_buffered(self) -> None:
-        if not self.events_on_timer:
-            super().on_send_event_buffered()
 
 
 @worker_init.connect
 def _tune_memory(**_: object) -> None:
     # In the worker's main process before the pool starts its threads or children (which inherit the settings).
-    if not keep_freed_memory():
-        log.info("not glibc: freed memory goes back to the OS as the C library decides")
-
-
-#: Heap a copy worker touches per task slot before its first task (see ``prefault_heap``): about what one batch
-#: holds at once. On the seed bench (batches of up to 200 × 3072 values, 8 threads) a fresh copy worker's first
-#: batches otherwise faulted in ~12,000 pages (~45 MB).
-BATCH_HEAP_MB = 8
+    tune_memory()
 
 
 def _warm_up_for_tasks() -> None:
     """Connections for every task slot and, where batches are copied, their memory."""
-    warm_up()
-    if Queue.COPY.value in app.amqp.queues.consume_from:
-        prefault_heap(BATCH_HEAP_MB * task_slots())
+    warm_up(copies_batches=Queue.COPY.value in app.amqp.queues.consume_from)
 
 
 @worker_process_init.connect

@@ -264,8 +264,8 @@ def _what_follows(
 
 def compile_task_statements(db: Database) -> None:
     """Compile the statements that every list and copy task runs, before the first task: SQLAlchemy compiles a
-    statement on its first use in a process (~1 ms of CPU apiece) and caches it. Each runs once against ids that do
-    not exist, so it matches no row, in a transaction that is rolled back."""
+    statement on its first use in a process (its cost: ``bench/README.md``) and caches it. Each runs once against ids
+    that do not exist, so it matches no row, in a transaction that is rolled back."""
     now = utcnow()
     page = {"run_id": -1, "listed_from": None, "n_batches": 1, "n_ids": 1, "next_token": None, "listing_done": False}
     done = {"vectors": 0, "missing": 0, "nbytes": 0}

@@ -27,8 +27,8 @@ from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.polling import wait_for_job, wait_until
-from workers.app import BATCH_HEAP_MB
 from workers.stores import open_retrying_store
+from workers.tuning import BATCH_HEAP_MB
 
 pytestmark = pytest.mark.integration
 
