@@ -129,15 +129,12 @@ def read_file_records(path: Path) -> list[Record]:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[PineconeSandbox]:
-    sb = PineconeSandbox(indexes=[IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec("wide", DIM * 2)]).start()
-    yield sb
-    sb.stop()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec("wide", DIM * 2)]
 
 
 @pytest.fixture
 def pinecone(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, GuardedStore]]:
-    sandbox.reset()
     monkeypatch.setenv("PINECONE_API_KEY", API_KEY)
     stores = {name: quick(PineconeStore(PineconeStoreSpec(host=sandbox.host(name)))) for name in ("src", "dst", "wide")}
     yield stores

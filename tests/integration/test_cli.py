@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +35,20 @@ NAMESPACES = ("ns0", "ns1")
 
 
 @pytest.fixture(scope="module")
-def pinecone() -> Iterator[PineconeSandbox]:
-    sandbox = PineconeSandbox(
-        indexes=[
-            IndexSpec("small-src", dimension=8),
-            IndexSpec("small-dst", dimension=8),
-            IndexSpec("wide-dst", dimension=16),
-        ]
-    ).start()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [
+        IndexSpec("small-src", dimension=8),
+        IndexSpec("small-dst", dimension=8),
+        IndexSpec("wide-dst", dimension=16),
+    ]
+
+
+@pytest.fixture(scope="module")
+def pinecone(module_sandbox: PineconeSandbox) -> PineconeSandbox:
+    sandbox = module_sandbox
     for n, ns in enumerate(NAMESPACES):
         sandbox.load("small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(PER_NAMESPACE)])
-    yield sandbox
-    sandbox.stop()
+    return sandbox
 
 
 class Cli:

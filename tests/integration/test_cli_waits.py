@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ import yaml
 
 from orchestrator import jobs
 from orchestrator.models import JobState, RunState
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import SANDBOX_API_KEY, Stack
 
 pytestmark = pytest.mark.integration
@@ -27,16 +25,18 @@ NAMESPACES = {"ns0": 30, "ns1": 50}
 COMMAND_DEADLINE_S = 90  # far above the seconds these jobs take; reached only by a wait that never ends
 
 
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)]
+
+
 @pytest.fixture
-def stack(redis_url: str, database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(indexes=[IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)])
-    sandbox.start()
+def stack(stack: Stack) -> Stack:
+    """The shared stack with its source loaded and one worker for every queue."""
     for n, (ns, count) in enumerate(NAMESPACES.items()):
-        sandbox.load("small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(count)])
-    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
+        stack.pinecone.load("small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(count)])
     stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
-    yield stack
-    stack.stop()
+    return stack
 
 
 def spec_file(stack: Stack, **overrides: Any) -> str:

@@ -38,16 +38,12 @@ def make_records(n: int, prefix: str = "id") -> list[Record]:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[PineconeSandbox]:
-    sb = PineconeSandbox(indexes=[IndexSpec("guarded", DIM)]).start()
-    yield sb
-    sb.stop()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("guarded", DIM)]
 
 
 @pytest.fixture
 def pinecone_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[PineconeStore]:
-    sandbox.reset()
-    sandbox.set_faults("guarded", Faults())
     monkeypatch.setenv(KEY_ENV, "pcsk-guarded-test")
     store = PineconeStore(PineconeStoreSpec(host=sandbox.host("guarded"), api_key_env=KEY_ENV))
     yield store
