@@ -15,7 +15,7 @@ lint: install
 	.venv/bin/ruff format --check .
 
 typecheck: install
-	.venv/bin/mypy orchestrator workers sandbox bench
+	.venv/bin/mypy cli orchestrator workers sandbox bench
 
 bench: install
 	.venv/bin/python -m bench.fleet_vs_loop

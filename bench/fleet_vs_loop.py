@@ -291,16 +291,14 @@ def _fleet_job(
         if not unfinished:
             break
         if failed:
-            raise RuntimeError(f"fleet batches failed: {jobs.job_status(db, job_id)}")
+            raise RuntimeError(f"fleet batches failed: {jobs.job_status(db, job_id).as_dict()}")
         if time.monotonic() > deadline:
             status = jobs.job_status(db, job_id)
             stuck = [
-                (r["source_namespace"], r["state"], r["batches"])
-                for r in status["runs"]
-                if r["state"] != RunState.COPIED
+                (r.source_namespace, r.state, r.batches.as_dict()) for r in status.runs if r.state != RunState.COPIED
             ]
             raise RuntimeError(
-                f"the fleet did not finish: {status['totals']}; unfinished runs {stuck[:5]}; worker logs in {workdir}"
+                f"the fleet did not finish: {status.totals}; unfinished runs {stuck[:5]}; worker logs in {workdir}"
             )
         if os.environ.get("BENCH_TIMELINE"):
             print(f"{time.monotonic() - started:6.2f} s {copied:>7}", file=sys.stderr)
@@ -358,7 +356,7 @@ def _worker(
             [
                 sys.executable,
                 "-m",
-                "orchestrator.cli",
+                "cli",
                 "worker",
                 "-Q",
                 queues,

@@ -14,7 +14,9 @@ from typing import Any, Protocol
 from orchestrator import jobs
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError
+from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
+from orchestrator.paging import iter_all_ids
 from orchestrator.planner import (
     Inventory,
     Plan,
@@ -22,7 +24,7 @@ from orchestrator.planner import (
     make_plan,
     namespaces_needing_id_check,
 )
-from orchestrator.records import display_namespace
+from orchestrator.records import IdPage, display_namespace
 from orchestrator.routing import route_context, targets_by_id
 from orchestrator.spec import JobSpec
 from orchestrator.tenancy import load_twins
@@ -35,7 +37,7 @@ class InventoryStore(Protocol):
 
     def dimension(self) -> int: ...
     def namespaces(self) -> dict[str, int]: ...
-    def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> Any: ...
+    def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage: ...
     def fetch(self, namespace: str, ids: Any) -> list[Any]: ...
 
 
@@ -67,21 +69,10 @@ def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None 
     return Inventory(label=store.name, dimension=dimension, namespaces=namespaces)
 
 
-def _all_ids(store: InventoryStore, namespace: str) -> list[str]:
-    ids: list[str] = []
-    token: str | None = None
-    while True:
-        page = store.list_ids(namespace, limit=100, token=token)
-        ids.extend(page.ids)
-        token = page.next_token
-        if not token:
-            return ids
-
-
 def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[Any]:
     records: list[Any] = []
-    for start in range(0, len(ids), 1000):  # Pinecone fetches ≤ 1,000 ids per request
-        records.extend(store.fetch(namespace, ids[start : start + 1000]))
+    for start in range(0, len(ids), FETCH_MAX_IDS):
+        records.extend(store.fetch(namespace, ids[start : start + FETCH_MAX_IDS]))
     return records
 
 
@@ -100,7 +91,7 @@ def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None}
         ids: dict[str, Any] = {}
         for ns in needs_check:
-            ids[ns] = _all_ids(source, ns)
+            ids[ns] = list(iter_all_ids(source, ns))
             if ns in routed:
                 # Read where each routed record really lands, so only true collisions are refused.
                 ctx = route_context(spec, source.name, ns, None, twins=plan.twins)
@@ -170,7 +161,7 @@ def request_verification(
     run_ids = []
     with dispatcher.together():
         for run in jobs.runs_of(db, job_id, namespace):
-            if run.state in (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED):
+            if run.state in jobs.VERIFIABLE_RUN_STATES:
                 dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
                 run_ids.append(run.id)
     return run_ids

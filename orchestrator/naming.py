@@ -34,6 +34,16 @@ _UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f
 _ID_RULE = "ids are 1 to 100 characters: letters, digits, '.' and '-', starting with a letter or digit"
 
 
+def display_namespace(namespace: str) -> str:
+    """How a namespace is shown to people: the default one as ``__default__``."""
+    return namespace or "__default__"
+
+
+def parse_namespace_arg(value: str) -> str:
+    """The inverse of display_namespace for CLI/spec input."""
+    return "" if value == "__default__" else value
+
+
 @dataclass(frozen=True)
 class ParsedNamespace:
     """What a namespace name means under the convention. ``other`` names (UUID namespaces, the default namespace

@@ -15,16 +15,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.errors import PlanError
+from orchestrator.limits import LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 from orchestrator.naming import PUBLIC, identifier_problem, namespace_problem, parse_namespace, twin_namespace
 from orchestrator.records import display_namespace, parse_namespace_arg
 from orchestrator.spec import JobSpec
 
 ROUTED = None  # target_namespace of a run whose vectors are routed one by one (the default namespace, creator mode)
 
-# Pinecone limits and pricing used by the estimate (serverless, API 2026-07).
-LIST_PAGE_IDS = 100  # ids per list page
-UPSERT_MAX_VECTORS = 1000  # vectors per upsert request
-UPSERT_MAX_BYTES = 2_000_000  # bytes per upsert request
+# Pinecone pricing used by the estimate (serverless, API 2026-07); its request limits are in orchestrator.limits.
 BYTES_PER_VALUE = 20  # a float as JSON text, with its separator: what an upsert request really carries
 BYTES_PER_VECTOR_OVERHEAD = 200  # id, metadata and JSON framing per vector
 RECORDS_PER_READ_UNIT = 10  # fetch: 1 RU per 10 records, at least 1 per request
@@ -373,7 +371,7 @@ def estimate(spec: JobSpec, runs: Sequence[NamespacePlan], dimension: int) -> Es
     list_requests = fetch_requests = upserts = read_units = write_units = total_bytes = 0
     upserts_per_target: dict[str | None, int] = {}
     for r in runs:
-        list_requests += math.ceil(r.vector_count / LIST_PAGE_IDS)
+        list_requests += math.ceil(r.vector_count / LIST_MAX_PAGE_IDS)
         for n, k in _batch_sizes(r.vector_count, spec.batch_size):
             chunks, units, size = _upsert_cost(n, dimension)
             fetch_requests += k

@@ -9,6 +9,10 @@ from typing import Any, overload
 import numpy as np
 import orjson
 
+# Names, not records: they live with the namespace convention, so showing a job's status needs no numpy.
+from orchestrator.naming import display_namespace as display_namespace
+from orchestrator.naming import parse_namespace_arg as parse_namespace_arg
+
 DEFAULT_NAMESPACE = ""  # Pinecone reports it as "__default__"; nsmigrate always uses ""
 
 
@@ -77,13 +81,3 @@ class IdPage:
 
     ids: list[str]
     next_token: str | None
-
-
-def display_namespace(namespace: str) -> str:
-    """How a namespace is shown to people: the default one as ``__default__``."""
-    return namespace or "__default__"
-
-
-def parse_namespace_arg(value: str) -> str:
-    """The inverse of display_namespace for CLI/spec input."""
-    return "" if value == "__default__" else value

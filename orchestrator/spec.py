@@ -189,8 +189,8 @@ class Enrichment(_Model):
 
 
 class RateBudget(_Model):
-    """Fleet-wide request budgets per second, shared by all workers (Pinecone serverless limits are 100 req/s
-    per namespace for writes, 100 req/s per index for fetch and 200 req/s per index for list)."""
+    """Fleet-wide request budgets per second, shared by all workers; the defaults stay under Pinecone's serverless
+    limits (``orchestrator.limits``)."""
 
     read_rps: float = Field(default=80, gt=0, description="fetch requests/s per source index.")
     list_rps: float = Field(default=150, gt=0, description="list requests/s per source index.")

@@ -2,7 +2,7 @@
 
 Each index is served on its own loopback port, in memory, by a stdlib ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive,
 daemon threads, one lock per index). The wire shapes follow the 2026-04 OpenAPI spec in
-``shared/reference/pinecone-api`` and what SDK 10.2.0 (API version 2026-07) sends and parses. Fault injection
+``tests/fixtures/reference/pinecone-api`` and what SDK 10.2.0 (API version 2026-07) sends and parses. Fault injection
 (latency, per-scope rate limits answered with 429 + ``Retry-After``, random 429/5xx, silent write drops, the
 ``/namespaces`` endpoints switched off) can be changed at runtime, in process or over HTTP, so Celery workers and
 benchmarks in other processes see it.
@@ -92,6 +92,8 @@ from workers.memory import keep_freed_memory, prefault_heap
 
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
 
+# The server's own declarations, not orchestrator.limits: a wrong client constant must not be shared silently with
+# the stand-in for the server; the tests compare these with the reference spec.
 MAX_REQUEST_BYTES = 2 * 1024 * 1024
 MAX_UPSERT_VECTORS = 1000
 MAX_IDS_PER_REQUEST = 1000  # fetch and delete

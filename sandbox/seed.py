@@ -18,9 +18,11 @@ Vectors are random unit-norm float32. ``values_as="list"`` (default) gives plain
 
 from __future__ import annotations
 
+import csv
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -166,3 +168,12 @@ def seed_dataset(
         namespaces[name] = records
         start += size
     return SeedData(namespaces=namespaces, twins=twins, creators=creators, dimension=dimension, seed=seed)
+
+
+def write_twins_csv(twins: dict[str, str], path: Path) -> Path:
+    """The twin → creator mapping as the CSV a spec's ``routing.creators`` (``source: file``) reads."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["twin_id", "creator_id"])
+        writer.writerows(sorted(twins.items()))
+    return path

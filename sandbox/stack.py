@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from celery import Celery
+
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer, die_with_parent, free_port, wait_for_port
 
@@ -69,7 +71,7 @@ class Stack:
                 [
                     sys.executable,
                     "-m",
-                    "orchestrator.cli",
+                    "cli",
                     "worker",
                     "--queues",
                     queues,
@@ -98,7 +100,7 @@ class Stack:
         self.flower_password = secrets.token_urlsafe(12)
         with open(self.workdir / "flower.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "orchestrator.cli", "flower", "--port", str(port)],
+                [sys.executable, "-m", "cli", "flower", "--port", str(port)],
                 env=self.env(NSMIGRATE_FLOWER_PASSWORD=self.flower_password, **extra_env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -156,18 +158,15 @@ def start_stack(indexes: list[IndexSpec], workdir: Path | None = None) -> Stack:
 
 def wait_for_workers(redis_url: str, count: int, timeout_s: float = 60) -> list[str]:
     """Block until ``count`` workers answer a Celery ping (booted and consuming), or raise ``TimeoutError``."""
-    from orchestrator.dispatch import Dispatcher
-    from orchestrator.settings import load_settings
-
-    dispatcher = Dispatcher(load_settings(redis_url=redis_url))
+    pinger = Celery("nsmigrate-sandbox-ping", broker=redis_url, set_as_current=False)
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            replies = dispatcher.app.control.ping(timeout=0.5) or []
+            replies = pinger.control.ping(timeout=0.5) or []
             names = sorted(name for reply in replies for name in reply)
             if len(names) >= count:
                 return names
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(names)} of {count} workers answered within {timeout_s:.0f} s: {names}")
     finally:
-        dispatcher.close()
+        pinger.close()

@@ -2,6 +2,9 @@
 
 - ``redis_server`` / ``redis_url``: a real Redis on a free port; flushed before each test that asks for ``redis_url``.
 - ``postgres_server``: PostgreSQL 18 + pgvector; ``database_url`` is a brand-new database per test (pgvector enabled).
+
+On CI (``CI=true``) a ``timing`` test whose speed bound was missed (``tests.timing.assert_timing``) is reported as
+xfailed with the measured value instead of failing; its other assertions fail as usual.
 """
 
 from __future__ import annotations
@@ -15,8 +18,25 @@ import redis as redis_lib
 import sqlalchemy as sa
 
 from sandbox.services import PostgresServer, RedisServer
+from tests.timing import TimingMiss
 
 _db_counter = itertools.count()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if (
+        report.failed
+        and call.excinfo is not None
+        and call.excinfo.errisinstance(TimingMiss)
+        and item.get_closest_marker("timing") is not None
+        and os.environ.get("CI", "").lower() == "true"
+    ):
+        # How pytest records an xfail: the run is shown as "xfailed" with this reason, not as a skip.
+        report.outcome = "skipped"
+        report.wasxfail = f"timing on this machine (CI): {call.excinfo.value}"  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

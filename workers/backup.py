@@ -8,9 +8,8 @@ a complete nsmigrate export from any other Parquet file before it writes anythin
 ``manifest.json`` listing its files.
 
 Memory stays bounded for big namespaces: ids are listed page by page, records fetched ≤ 1,000 at a time and written
-as one row group each; an import reads ``batch_size`` rows at a time. Every store call is retried with backoff on
-429/5xx (``workers.retry``): these run outside the fleet, with no rate budget to lean on. Pass an unwrapped store
-(``workers.stores.open_store``), not a ``RetryingStore``, or each failure is retried twice over.
+as one row group each; an import reads ``batch_size`` rows at a time. Nothing here retries: pass a store that does
+(``workers.stores.open_retrying_store``, a ``GuardedStore``), as the CLI does.
 
 Values are float32 in the file, as both stores keep them: an export → import round trip is bit-exact.
 """
@@ -33,12 +32,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import tenacity
 
 from orchestrator.errors import BackupError, NsmigrateError, StoreError
+from orchestrator.limits import FETCH_MAX_IDS
+from orchestrator.paging import iter_all_ids
 from orchestrator.records import display_namespace
 from workers.chunking import chunk_for_upsert
-from workers.retry import call_with_retry, retrying
 from workers.stores.base import Record, VectorStore
 
 FORMAT = "nsmigrate-export"
@@ -46,10 +45,6 @@ FORMAT_VERSION = "1"
 MANIFEST_NAME = "manifest.json"
 DEFAULT_FILE_STEM = "__default__"
 
-#: Ids per fetch (Pinecone takes ≤ 1,000) and so rows per row group.
-FETCH_IDS = 1000
-#: Ids per list page (Pinecone's maximum).
-LIST_PAGE_IDS = 100
 #: Rows read from the file per step of an import (then split into upserts under 1,000 vectors / 2 MB).
 IMPORT_BATCH_ROWS = 500
 
@@ -223,27 +218,21 @@ def table_to_records(batch: pa.RecordBatch | pa.Table, header: ExportHeader) -> 
 # --------------------------------------------------------------------------------------------------------- export
 
 
-def _id_chunks(store: VectorStore, namespace: str, size: int, policy: tenacity.Retrying) -> Iterator[list[str]]:
+def _id_chunks(store: VectorStore, namespace: str, size: int) -> Iterator[list[str]]:
     chunk: list[str] = []
-    token: str | None = None
-    while True:
-        page = call_with_retry(store.list_ids, namespace, limit=LIST_PAGE_IDS, token=token, policy=policy)
-        for vector_id in page.ids:
-            chunk.append(vector_id)
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-        if not page.next_token:
-            break
-        token = page.next_token
+    for vector_id in iter_all_ids(store, namespace):
+        chunk.append(vector_id)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
     if chunk:
         yield chunk
 
 
-def _store_dimension(store: VectorStore, policy: tenacity.Retrying) -> int | None:
+def _store_dimension(store: VectorStore) -> int | None:
     """The store's dimension, or None when it cannot know yet (a pgvector store without tables)."""
     try:
-        return int(call_with_retry(store.dimension, policy=policy))
+        return int(store.dimension())
     except StoreError:
         return None
 
@@ -254,8 +243,7 @@ def export_namespace(
     path: Path,
     *,
     progress: Progress | None = None,
-    policy: tenacity.Retrying | None = None,
-    fetch_ids: int = FETCH_IDS,
+    fetch_ids: int = FETCH_MAX_IDS,
 ) -> ExportResult:
     """Write every vector of ``namespace`` to the Parquet file ``path`` (replaced if it exists).
 
@@ -263,11 +251,10 @@ def export_namespace(
     Ids deleted between listing and fetching are skipped (the count is what was written).
 
     Parameters:
-        store: an unwrapped store (this function retries every call itself).
+        store: a store that retries (``GuardedStore``); this function does not.
         namespace: ``""`` for the default namespace.
         path: the file to write; its folder is created.
         progress: called with ``(namespace, vectors written so far)`` after each row group.
-        policy: retry policy for each store call (default ``workers.retry.retrying()``).
         fetch_ids: ids per fetch and rows per row group (≤ 1,000 for Pinecone).
 
     Raises:
@@ -275,17 +262,16 @@ def export_namespace(
         StoreError: the store refused a request.
         BackupError: a record does not fit the format (wrong dimension, metadata that is not JSON).
     """
-    policy = policy or retrying()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    dimension = _store_dimension(store, policy)
+    dimension = _store_dimension(store)
     partial = path.with_name(path.name + ".partial")
     fingerprint = IdsFingerprint()
     count = 0
     try:
         with pq.ParquetWriter(partial, SCHEMA, compression="zstd") as writer:
-            for ids in _id_chunks(store, namespace, fetch_ids, policy):
-                records = call_with_retry(store.fetch, namespace, ids, policy=policy)
+            for ids in _id_chunks(store, namespace, fetch_ids):
+                records = store.fetch(namespace, ids)
                 if not records:
                     continue
                 if dimension is None:
@@ -328,7 +314,6 @@ def export_namespaces(
     directory: Path,
     *,
     progress: Progress | None = None,
-    policy: tenacity.Retrying | None = None,
 ) -> list[ExportResult]:
     """Export each namespace to its own file in ``directory`` (see ``file_name_for``), then write ``manifest.json``.
 
@@ -353,11 +338,10 @@ def export_namespaces(
         raise BackupError(f"two namespaces map to the same file name: {names}", hint="export them one by one")
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
-    policy = policy or retrying()
     results: list[ExportResult] = []
     try:
         for ns, name in zip(namespaces, names, strict=True):
-            results.append(export_namespace(store, ns, directory / name, progress=progress, policy=policy))
+            results.append(export_namespace(store, ns, directory / name, progress=progress))
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -484,7 +468,6 @@ def check_importable(
     namespace: str,
     *,
     overwrite: bool = False,
-    policy: tenacity.Retrying | None = None,
 ) -> None:
     """Refuse an import that would mix data up: a dimension mismatch, or a namespace that already holds vectors
     (unless ``overwrite``). Writes nothing.
@@ -492,14 +475,13 @@ def check_importable(
     Raises:
         BackupError: naming the file, the store and the namespace.
     """
-    policy = policy or retrying()
-    dimension = _store_dimension(store, policy)
+    dimension = _store_dimension(store)
     if dimension is not None and header.count and dimension != header.dimension:
         raise BackupError(
             f"{header.path} holds vectors of dimension {header.dimension} but {store.name} has dimension {dimension}",
             hint="import it into a store of the same dimension",
         )
-    existing = call_with_retry(store.count, namespace, policy=policy)
+    existing = store.count(namespace)
     if existing and not overwrite:
         raise BackupError(
             f"namespace {display_namespace(namespace)} of {store.name} already holds {existing} "
@@ -517,7 +499,6 @@ def import_file(
     overwrite: bool = False,
     batch_size: int = IMPORT_BATCH_ROWS,
     progress: Progress | None = None,
-    policy: tenacity.Retrying | None = None,
     checked: bool = False,
 ) -> ImportResult:
     """Upsert the vectors of an export file into ``namespace`` (default: the namespace recorded in the file).
@@ -528,7 +509,7 @@ def import_file(
     way can be repeated with ``overwrite=True``.
 
     Parameters:
-        store: an unwrapped store (every call is retried here).
+        store: a store that retries (``GuardedStore``); this function does not.
         overwrite: allow a namespace that already holds vectors (ids in the file replace the stored ones; other
             vectors are kept).
         checked: the caller already ran the three checks (``import_path`` does, for every file at once).
@@ -539,16 +520,15 @@ def import_file(
     """
     header = read_header(path)
     target = header.namespace if namespace is None else namespace
-    policy = policy or retrying()
     if not checked:
         check_ids(header)
-        check_importable(store, header, target, overwrite=overwrite, policy=policy)
+        check_importable(store, header, target, overwrite=overwrite)
     count = 0
     parquet = pq.ParquetFile(header.path)
     for batch in parquet.iter_batches(batch_size=batch_size, columns=["id", "values", "metadata"]):
         records = table_to_records(batch, header)
         for chunk in chunk_for_upsert(records):
-            call_with_retry(store.upsert, target, chunk, policy=policy)
+            store.upsert(target, chunk)
         count += len(records)
         if progress is not None:
             progress(target, count)
@@ -598,7 +578,6 @@ def import_path(
     overwrite: bool = False,
     batch_size: int = IMPORT_BATCH_ROWS,
     progress: Progress | None = None,
-    policy: tenacity.Retrying | None = None,
     on_start: Callable[[ExportHeader, str], None] | None = None,
 ) -> list[ImportResult]:
     """Import an export directory (every file its manifest lists) or one export file.
@@ -630,11 +609,10 @@ def import_path(
             f"a target namespace can only be given for one file; {path} selects {len(headers)}",
             hint="select one namespace of the export (--namespace) as well",
         )
-    policy = policy or retrying()
     targets = [(h, h.namespace if into is None else into) for h in headers]
     for header, target in targets:  # every check before the first write
         check_ids(header)
-        check_importable(store, header, target, overwrite=overwrite, policy=policy)
+        check_importable(store, header, target, overwrite=overwrite)
     results = []
     for header, target in targets:
         if on_start is not None:
@@ -647,7 +625,6 @@ def import_path(
                 overwrite=overwrite,
                 batch_size=batch_size,
                 progress=progress,
-                policy=policy,
                 checked=True,
             )
         )

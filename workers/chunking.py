@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import orjson
 
 from orchestrator.errors import StoreError
+from orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 from orchestrator.records import JsonValues
 from workers.stores.base import Record
 
@@ -23,9 +24,6 @@ BYTES_PER_VALUE = 25
 RECORD_OVERHEAD_BYTES = 32
 #: ``{"vectors":[],"namespace":"…"}`` with room for a 512-character namespace (JSON-escaped).
 ENVELOPE_BYTES = 2_048
-
-MAX_UPSERT_COUNT = 1_000
-MAX_UPSERT_BYTES = 2_000_000
 
 
 def _json_len(value: object) -> int:
@@ -54,7 +52,7 @@ def estimate_bytes(record: Record) -> int:
 
 
 def chunk_for_upsert(
-    records: Sequence[Record], max_count: int = MAX_UPSERT_COUNT, max_bytes: int = MAX_UPSERT_BYTES
+    records: Sequence[Record], max_count: int = UPSERT_MAX_VECTORS, max_bytes: int = UPSERT_MAX_BYTES
 ) -> list[list[Record]]:
     """Split ``records`` in order into chunks of ≤ ``max_count`` records whose request body is ≤ ``max_bytes``.
 
@@ -68,7 +66,7 @@ def chunk_for_upsert(
 
 
 def sized_chunks(
-    records: Sequence[Record], max_count: int = MAX_UPSERT_COUNT, max_bytes: int = MAX_UPSERT_BYTES
+    records: Sequence[Record], max_count: int = UPSERT_MAX_VECTORS, max_bytes: int = UPSERT_MAX_BYTES
 ) -> list[tuple[list[Record], int]]:
     """``chunk_for_upsert`` with each chunk's estimated bytes (the sum of ``estimate_bytes`` of its records), for the
     byte budget, so a copy measures every record once."""

@@ -24,18 +24,17 @@ refuses as a changed source (finish it by hand).
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.limits import DELETE_MAX_IDS
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records import DEFAULT_NAMESPACE, display_namespace
 from orchestrator.spec import JobSpec
 from orchestrator.verification import fingerprint
 from workers.context import WorkerContext
-from workers.ratelimit import write_scope
-from workers.verifying import FETCH_IDS, chunks, list_all_ids
+from workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +130,8 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
 def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
     if run.state != RunState.VERIFIED:
         return _refuse(ctx, run, f"the run is {run.state}, not verified", actor, dry_run=True)
-    source = ctx.store(spec.source)
-    ids = list_all_ids(ctx, source, run.source_namespace, spec.rate.list_rps)
+    source = ctx.guarded(spec.source, spec.rate)
+    ids = list_all_ids(source, run.source_namespace)
     problem = source_problem(run.verification, ids)
     if problem is not None:
         return _refuse(ctx, run, problem, actor, dry_run=True)
@@ -149,10 +148,10 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
     except StateError as e:
         # Another cleanup or verify got there since we read the run; the refusal is audited here.
         return _refuse(ctx, run, e.message, actor, dry_run=False)
-    source = ctx.store(spec.source)
+    source = ctx.guarded(spec.source, spec.rate)
     ns = run.source_namespace
     try:
-        ids = list_all_ids(ctx, source, ns, spec.rate.list_rps)
+        ids = list_all_ids(source, ns)
     except NsmigrateError as e:
         reason = f"could not re-list the source to check it is unchanged: {e}"
         jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED)
@@ -164,14 +163,13 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
             ctx.db, run.id, problem, actor, back_to=RunState.VERIFY_FAILED if changed else RunState.VERIFIED
         )
         return _result(run, "refused", 0, problem)
-    scope = write_scope(source.name, ns)
     try:
         if ns == DEFAULT_NAMESPACE:
             # Pinecone cannot drop the default namespace: delete exactly what was verified, by id.
-            for chunk in chunks(ids, FETCH_IDS):
-                ctx.call(partial(source.delete, ns, chunk), scope=scope, rate_per_s=spec.rate.write_rps)
+            for chunk in chunks(ids, DELETE_MAX_IDS):
+                source.delete(ns, chunk)
         else:
-            ctx.call(lambda: source.delete_namespace(ns), scope=scope, rate_per_s=spec.rate.write_rps)
+            source.delete_namespace(ns)
     except NsmigrateError as e:
         reason = f"delete failed: {e}; run cleanup again"
         jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED)

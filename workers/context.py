@@ -6,26 +6,21 @@ clients (Pinecone's HTTP pool, SQLAlchemy's connections) must not be shared acro
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
-from typing import TypeVar
 
 import redis
 
 from orchestrator.dispatch import Dispatcher
-from orchestrator.jobs import Database, compile_task_statements
+from orchestrator.jobs import Database
 from orchestrator.settings import Settings, load_settings
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
 from workers.ratelimit import RateLimiter
-from workers.retry import retrying
 from workers.stores import open_store
 from workers.stores.base import VectorStore
-
-T = TypeVar("T")
+from workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
 
@@ -66,22 +61,16 @@ class WorkerContext:
                 self._stores[key] = store
             return self._stores[key]
 
-    def call(self, fn: Callable[[], T], *, scope: str, rate_per_s: float) -> T:
-        """One store request under the fleet-wide budget of ``scope``, retried with backoff on 429/5xx.
-        Every attempt takes its own token: a retry is a request too."""
-
-        def attempt() -> T:
-            self.limiter.acquire(scope, rate_per_s)
-            return fn()
-
-        policy = retrying(attempts=self.settings.retry_attempts, max_wait_s=self.settings.retry_max_wait_s)
-        return policy(attempt)
-
-    def reserve_bytes(self, scope: str, mb_per_s: float, nbytes: int) -> float:
-        """Reserve ``nbytes`` of ``scope``'s byte budget (see ``RateLimiter.acquire_bytes``), retried like a store
-        call while Redis cannot be reached, so a Redis blip (a restart) does not fail the batch."""
-        policy = retrying(attempts=self.settings.retry_attempts, max_wait_s=self.settings.retry_max_wait_s)
-        return policy(self.limiter.acquire_bytes, scope, mb_per_s, nbytes)
+    def guarded(self, spec: PineconeStoreSpec | PgvectorStoreSpec, rate: RateBudget) -> GuardedStore:
+        """This process's store for ``spec`` under the fleet-wide budget of ``rate``, every request retried: how
+        tasks call a store (see ``workers.stores.guarded``)."""
+        return GuardedStore(
+            self.store(spec),
+            limiter=self.limiter,
+            rate=rate,
+            attempts=self.settings.retry_attempts,
+            max_wait_s=self.settings.retry_max_wait_s,
+        )
 
 
 _context: WorkerContext | None = None
@@ -94,30 +83,6 @@ def get_context() -> WorkerContext:
         if _context is None or _context.worker_name.split(":")[-1] != str(os.getpid()):
             _context = WorkerContext(load_settings())
         return _context
-
-
-def warm_up() -> None:
-    """Open this process's connections before its first task: one job-table connection, one Redis connection and
-    one task producer (a broker connection) per task slot; and compile the job table statements of every task. A new
-    worker's first tasks then run as fast as the rest (on the bench, fresh threads workers used ~15 % less CPU per
-    vector). Best effort: a service that is down now is reached (and retried) by the task."""
-    try:
-        ctx = get_context()
-        slots = task_slots()
-        with contextlib.ExitStack() as held:  # all at once: the pools keep them for the tasks
-            for _ in range(slots):
-                held.enter_context(ctx.db.engine.connect())
-            redis_pool = ctx.redis.connection_pool
-            for conn in [redis_pool.get_connection() for _ in range(slots)]:  # each connected on the way out
-                held.callback(redis_pool.release, conn)
-            producers = ctx.dispatcher.app.producer_pool
-            for _ in range(min(slots, producers.limit or slots)):  # never wait on a pool smaller than the slots
-                producer = producers.acquire(block=True)
-                producer.connection.ensure_connection(max_retries=1)
-                held.callback(producer.release)
-        compile_task_statements(ctx.db)
-    except Exception as e:  # warming up must never stop a worker from starting
-        log.info("worker warm-up skipped (%s: %s); connections open on the first task", type(e).__name__, e)
 
 
 def reset_context() -> None:

@@ -1,7 +1,7 @@
 """One copy batch: fetch its ids from the source, route and enrich them, upsert them to the target in chunks that
-respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff. The chunks go out
-``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait out one round trip
-per namespace.
+respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff (``ctx.guarded``).
+The chunks go out ``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait
+out one round trip per namespace.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -9,7 +9,6 @@ Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError
@@ -18,7 +17,6 @@ from workers.chunking import sized_chunks
 from workers.context import WorkerContext
 from workers.flow import advance
 from workers.parallel import run_parallel
-from workers.ratelimit import read_scope, write_scope
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import Record
 
@@ -36,12 +34,8 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
     spec = work.spec
     outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
     try:
-        source, target = ctx.store(spec.source), ctx.store(spec.target)
-        records = ctx.call(
-            lambda: source.fetch(work.source_namespace, work.ids),
-            scope=read_scope(source.name),
-            rate_per_s=spec.rate.read_rps,
-        )
+        source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+        records = source.fetch(work.source_namespace, work.ids)
         ctx_route = route_context(
             spec,
             source.name,
@@ -58,12 +52,7 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
 
         def upload(item: tuple[str, list[Record], int]) -> None:
             namespace, chunk, size = item
-            ctx.reserve_bytes(write_scope(target.name, namespace) + ":bytes", spec.rate.write_mb_per_s, size)
-            ctx.call(
-                partial(target.upsert, namespace, chunk),
-                scope=write_scope(target.name, namespace),
-                rate_per_s=spec.rate.write_rps,
-            )
+            target.upsert(namespace, chunk, nbytes=size)
 
         run_parallel(upload, uploads, spec.parallel_upserts)
         nbytes = sum(size for _, _, size in uploads)

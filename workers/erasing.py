@@ -41,7 +41,8 @@ def erase_creator(
     settle_timeout_s: float = 30,
 ) -> dict[str, Any]:
     """Delete every namespace in ``plan`` and record it as a job of kind ``erase``. Returns a summary with any
-    namespace still non-empty after ``settle_timeout_s`` listed under ``not_empty``."""
+    namespace still non-empty after ``settle_timeout_s`` listed under ``not_empty``. ``store`` retries its own calls
+    (``workers.stores.open_retrying_store``, as the CLI passes); nothing here retries."""
     job_id = jobs.create_action_job(
         db,
         f"erase-{plan.creator_id}",

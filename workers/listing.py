@@ -17,7 +17,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import partial
 
 import redis
 from redis.exceptions import LockError
@@ -26,12 +25,10 @@ from orchestrator import jobs
 from orchestrator.errors import StateError
 from orchestrator.models import RunState
 from orchestrator.names import lock_key
+from orchestrator.paging import id_pages
 from orchestrator.records import display_namespace
 from workers.context import WorkerContext
 from workers.flow import advance, lister_wake_key, run_copied
-from workers.ratelimit import list_scope
-
-PAGE_LIMIT = 100  # Pinecone's maximum page size for list
 
 log = logging.getLogger(__name__)
 
@@ -102,27 +99,15 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
             return
         in_flight = run.in_flight
         spec = jobs.job_spec(ctx.db, run.job_id)
-        source = ctx.store(spec.source)
+        source = ctx.guarded(spec.source, spec.rate)
 
         def list_batch(token: str | None) -> tuple[list[str], str | None]:
             """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
             ids: list[str] = []
-            while len(ids) < spec.batch_size:
-                page = ctx.call(
-                    partial(
-                        source.list_ids,
-                        run.source_namespace,
-                        limit=min(PAGE_LIMIT, spec.batch_size - len(ids)),
-                        token=token,
-                    ),
-                    scope=list_scope(source.name),
-                    rate_per_s=spec.rate.list_rps,
-                )
+            for page in id_pages(source, run.source_namespace, token=token, max_ids=spec.batch_size):
                 ids.extend(page.ids)
                 token = page.next_token
-                if not token:
-                    return ids, None
-            return ids, token
+            return ids, token or None
 
         token = run.list_token
         next_batch: Future[tuple[list[str], str | None]] | None = None

@@ -22,15 +22,14 @@ def keep_freed_memory() -> bool:
 
     A copy batch allocates tens of MB (the fetched JSON, the upsert bodies) and frees them when it ends. By default
     glibc serves many of them with fresh ``mmap``s and trims the heap on ``free``, so batches keep touching new pages,
-    and each first touch is a page fault (dear inside VMs). On the bench's 20,000 × 1536 copy this cut the copy
-    workers' page faults from ~160,000 to ~115,000 on fresh workers and from ~28,000 to ~2,000 on warm ones: 0.3–0.5
-    CPU-s, ~8 % of their CPU. Up to ``KEPT_MB`` of freed memory is kept per process: a 500 × 1536 batch is ~8.5 MB of
-    JSON, which a copy holds about three times over (response, values, upsert bodies).
+    and each first touch is a page fault (dear inside VMs). Up to ``KEPT_MB`` of freed memory is kept per process: a
+    500 × 1536 batch is ~8.5 MB of JSON, which a copy holds about three times over (response, values, upsert bodies).
 
     All the process's threads share one heap (arena). By default glibc gives each thread of a threads worker its
     own, so each thread faulted in memory for its own first batches and no batch reused what another thread's batch
-    freed: with one arena, the seed bench's warm copy workers faulted ~100–500 pages per job instead of ~2,000–8,000.
-    Python threads allocate while holding the interpreter lock, so they hardly contend for the arena's lock.
+    freed. Python threads allocate while holding the interpreter lock, so they hardly contend for the arena's lock.
+
+    What this saves on the bench: ``bench/README.md``.
 
     Returns False where the C library is not glibc.
     """

@@ -1,22 +1,7 @@
-"""Retry policy as data (tenacity), built in one place.
+"""Retry policy as data (tenacity), built in one place: ``retrying`` for one store request, ``INFRASTRUCTURE_ERRORS``
+for the Celery retry of a task that could not reach the job table or Redis.
 
-Which layer retries what:
-
-- **tenacity (this module)** retries one store call — an HTTP request to Pinecone, a statement to Postgres — *inside*
-  a task, and only when it raised ``RetryableError`` (429, 5xx, 408, a timeout, a lost connection). It waits at least
-  as long as the server asked (``Retry-After``) and otherwise a random exponential backoff, so many processes that
-  were throttled at the same moment do not come back in lockstep.
-- **Celery** never retries on these exceptions. It only *redelivers* a task whose worker died before acknowledging it
-  (``acks_late``); tasks are idempotent, so a redelivered batch is harmless. Pointing both layers at the same
-  exception would multiply attempts (8 tenacity attempts times N Celery retries) and hide the real failure rate.
-- **Celery also retries a task whose job table or broker was unreachable** (``INFRASTRUCTURE_ERRORS``: a Postgres
-  restart or failover, a lost Redis connection). Such a task changed nothing (every job table change is one
-  transaction) and left its batch ``queued`` or ``running``; it is sent again after a backoff
-  (``workers.tasks``). These exceptions are never ``RetryableError``, so the two layers never stack. When the
-  broker itself is gone the retry cannot be sent: `nsmigrate resume` re-enqueues what the job table says is unfinished.
-- **The Pinecone SDK's own retries are switched off** by the Pinecone store adapter, so one 429 costs one request
-  against the fleet-wide rate budget and tenacity is the only layer that decides when to try again.
-
+Which layer retries what is decided once, in ``workers.stores.guarded`` (the wrapper every store call goes through).
 ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch is marked failed with its message.
 """
 

@@ -21,28 +21,26 @@ simply run again: restored originals are found equal, deleted targets are found 
 
 It runs in the calling process (the CLI, like ``cleanup``), not as Celery tasks: it is a rare, operator-driven act
 whose every step must be seen, and whose copy-back volume is at most what the migration moved. Requests still go
-through ``ctx.call`` (fleet-wide rate budgets per scope, retries).
+through ``ctx.guarded`` (fleet-wide rate budgets per scope, retries).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 from orchestrator import jobs
 from orchestrator.delta import RestoreCheck, namespace_disposal, plan_restore
 from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records import DEFAULT_NAMESPACE, Record, display_namespace
 from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
 from workers.chunking import sized_chunks
 from workers.context import WorkerContext
-from workers.ratelimit import read_scope, write_scope
-from workers.stores.base import VectorStore
-from workers.verifying import FETCH_IDS, chunks, list_all_ids
+from workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
 
@@ -60,31 +58,18 @@ class _Rollback:
     def __init__(self, ctx: WorkerContext, forward_job_id: int, actor: str) -> None:
         self.ctx, self.forward_job_id, self.actor = ctx, forward_job_id, actor
         self.spec: JobSpec = jobs.job_spec(ctx.db, forward_job_id)
-        self.source = ctx.store(self.spec.source)  # where the originals live
-        self.target = ctx.store(self.spec.target)  # where the copies live
+        self.source = ctx.guarded(self.spec.source, self.spec.rate)  # where the originals live
+        self.target = ctx.guarded(self.spec.target, self.spec.rate)  # where the copies live
 
     # -- I/O helpers -------------------------------------------------------------------------------------------------
 
-    def _fetch(self, store: VectorStore, namespace: str, ids: Sequence[str]) -> list[Record]:
-        return self.ctx.call(
-            partial(store.fetch, namespace, ids), scope=read_scope(store.name), rate_per_s=self.spec.rate.read_rps
-        )
-
     def _write_back(self, namespace: str, records: list[Record]) -> None:
-        scope = write_scope(self.source.name, namespace)
         for chunk, size in sized_chunks(records):
-            self.ctx.limiter.acquire_bytes(scope + ":bytes", self.spec.rate.write_mb_per_s, size)
-            self.ctx.call(
-                partial(self.source.upsert, namespace, chunk), scope=scope, rate_per_s=self.spec.rate.write_rps
-            )
+            self.source.upsert(namespace, chunk, nbytes=size)
 
     def _delete_ids(self, namespace: str, ids: Sequence[str]) -> None:
-        for chunk in chunks(ids, FETCH_IDS):
-            self.ctx.call(
-                partial(self.target.delete, namespace, chunk),
-                scope=write_scope(self.target.name, namespace),
-                rate_per_s=self.spec.rate.write_rps,
-            )
+        for chunk in chunks(ids, DELETE_MAX_IDS):
+            self.target.delete(namespace, chunk)
 
     # -- steps -------------------------------------------------------------------------------------------------------
 
@@ -101,15 +86,15 @@ class _Rollback:
         )
         namespaces = _targets_of(run)
         total = RestoreCheck()
-        for chunk in chunks(jobs.written_ids(self.ctx.db, run.id), FETCH_IDS):
+        for chunk in chunks(jobs.written_ids(self.ctx.db, run.id), FETCH_MAX_IDS):
             targets: dict[str, tuple[str, Record]] = {}
             for ns in namespaces:  # a routed run's ids are spread over its namespaces: look where not found yet
                 remaining = [i for i in chunk if i not in targets]
                 if not remaining:
                     break
-                for record in self._fetch(self.target, ns, remaining):
+                for record in self.target.fetch(ns, remaining):
                     targets.setdefault(record.id, (ns, record))
-            originals = {r.id: r for r in self._fetch(self.source, run.source_namespace, chunk)}
+            originals = {r.id: r for r in self.source.fetch(run.source_namespace, chunk)}
             found = plan_restore(chunk, originals, targets, route, self.spec.verify.tolerance)
             if restore and found.to_restore:
                 self._write_back(run.source_namespace, found.to_restore)
@@ -126,14 +111,10 @@ class _Rollback:
                 written_here.setdefault(ns, set()).update(ids)
         done: dict[str, dict[str, Any]] = {}
         for ns, written in sorted(written_here.items()):
-            listed = list_all_ids(self.ctx, self.target, ns, self.spec.rate.list_rps)
+            listed = list_all_ids(self.target, ns)
             whole, delete_ids, kept = namespace_disposal(listed, written)
             if whole and listed and ns != DEFAULT_NAMESPACE:
-                self.ctx.call(
-                    partial(self.target.delete_namespace, ns),
-                    scope=write_scope(self.target.name, ns),
-                    rate_per_s=self.spec.rate.write_rps,
-                )
+                self.target.delete_namespace(ns)
                 method = "delete_namespace"
             else:
                 # Pinecone cannot drop the default namespace, and a namespace others wrote into is not ours to drop.

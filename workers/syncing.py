@@ -10,7 +10,7 @@ The copy itself goes the normal way: the ids become new ``batches`` rows of the 
 back to ``copying``, a ``sync`` audit event with the counts) and ``copy_batch`` tasks on the copy queue, so progress,
 retries, ``resume`` and Flower work as for the first copy; the last batch marks the run ``copied`` and verification
 runs again (``auto_verify``). Nothing is written before the scan is complete, so an interrupted sync is simply run
-again. Every store request goes through ``ctx.call`` (list/read scopes of each store, write scope for deletes).
+again. Every store request goes through ``ctx.guarded`` (list/read scopes of each store, write scope for deletes).
 
 Known limit: a record whose routing changed (its twin id metadata was edited) is copied to its new namespace, but
 its old copy is found as stale only if the record is gone from the source, not when it still exists elsewhere.
@@ -19,20 +19,19 @@ its old copy is found as stale only if the record is gone from the source, not w
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 from orchestrator import jobs
 from orchestrator.delta import Delta, plan_delta, route_source
 from orchestrator.errors import StateError
+from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun
-from orchestrator.records import Record, display_namespace
+from orchestrator.records import display_namespace
 from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
 from workers.context import WorkerContext
-from workers.ratelimit import read_scope, write_scope
 from workers.stores.base import VectorStore
-from workers.verifying import FETCH_IDS, chunks, list_all_ids
+from workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +72,9 @@ def sync_run(
             "target namespace may belong to another source",
             actor,
         )
-    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     delta = _scan(ctx, run, spec, source, target)
-    deleted = _delete_stale(ctx, target, delta, spec.rate.write_rps) if propagate_deletes else 0
+    deleted = _delete_stale(target, delta) if propagate_deletes else 0
     counts = {**delta.counts(), "deleted": deleted, "propagate_deletes": propagate_deletes}
     try:
         batch_ids = jobs.start_sync(ctx.db, run_id, list(chunks(delta.to_copy, spec.batch_size)), actor, **counts)
@@ -108,31 +107,25 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorSt
         spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
     )
     tolerance = spec.verify.tolerance
-
-    def read(store: VectorStore, namespace: str, ids: Any) -> list[Record]:
-        return ctx.call(
-            partial(store.fetch, namespace, ids), scope=read_scope(store.name), rate_per_s=spec.rate.read_rps
-        )
-
-    ids = list_all_ids(ctx, source, run.source_namespace, spec.rate.list_rps)
+    ids = list_all_ids(source, run.source_namespace)
     delta = Delta()
-    for chunk in chunks(ids, FETCH_IDS):
-        records = read(source, run.source_namespace, chunk)
+    for chunk in chunks(ids, FETCH_MAX_IDS):
+        records = source.fetch(run.source_namespace, chunk)
         by_ns, _unroutable = route_source(records, route)  # plan_delta reports the unroutable ones
-        found = {ns: read(target, ns, routed) for ns, routed in by_ns.items()}
+        found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
         delta.add(plan_delta(records, found, route, tolerance))
     # Ids this run copied before that the source no longer lists: still in a target namespace it wrote?
     gone = sorted(set(jobs.written_ids(ctx.db, run.id)) - set(ids))
     namespaces = [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
-    for chunk in chunks(gone, FETCH_IDS):
-        delta.add(plan_delta([], {ns: read(target, ns, chunk) for ns in namespaces}, route, tolerance))
+    for chunk in chunks(gone, FETCH_MAX_IDS):
+        delta.add(plan_delta([], {ns: target.fetch(ns, chunk) for ns in namespaces}, route, tolerance))
     return delta
 
 
-def _delete_stale(ctx: WorkerContext, target: VectorStore, delta: Delta, write_rps: float) -> int:
+def _delete_stale(target: VectorStore, delta: Delta) -> int:
     deleted = 0
     for ns, ids in delta.stale.items():
-        for chunk in chunks(ids, FETCH_IDS):
-            ctx.call(partial(target.delete, ns, chunk), scope=write_scope(target.name, ns), rate_per_s=write_rps)
+        for chunk in chunks(ids, DELETE_MAX_IDS):
+            target.delete(ns, chunk)
             deleted += len(chunk)
     return deleted

@@ -16,10 +16,11 @@ from workers.app import app
 from workers.context import get_context
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores import pgvector as _pgvector  # noqa: F401 - preloaded, see below
-from workers.stores.pinecone import preload_sdk
+from workers.stores import pinecone as _pinecone  # noqa: F401 - preloaded, see below
+from workers.tuning import preload_sdk
 
 # The store adapters and the modules the SDK imports on first use are loaded here, in the worker's parent process, so
-# that every prefork child inherits them instead of spending ~0.4 CPU-s on imports during its first task.
+# that every prefork child inherits them instead of importing them during its first task.
 preload_sdk()
 
 #: A task that could not reach the job table or Redis is sent again after a random wait of up to 2, 4, 8 … 60 s,

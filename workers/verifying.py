@@ -1,7 +1,7 @@
 """Verification of one namespace run: list the source, fetch both sides, compare, count, store the verdict.
 
 The judging is pure (``orchestrator.verification``); this module only does the I/O, every store request through
-``ctx.call`` (fleet-wide rate budget + retries). It works chunk by chunk (≤ 1,000 ids) so a namespace of millions of
+``ctx.guarded`` (fleet-wide rate budget + retries). It works chunk by chunk (≤ 1,000 ids) so a namespace of millions of
 vectors is never held in memory: only ids are kept, never vectors.
 
 What is checked (``spec.verify``):
@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from functools import partial
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from orchestrator import jobs
-from orchestrator.models import NamespaceRun, RunState
+from orchestrator.limits import FETCH_MAX_IDS
+from orchestrator.models import NamespaceRun
+from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_records
 from orchestrator.spec import JobSpec
@@ -44,7 +45,6 @@ from orchestrator.verification import (
     sample_ids,
 )
 from workers.context import WorkerContext
-from workers.ratelimit import list_scope, read_scope
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
 
@@ -52,11 +52,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-FETCH_IDS = 1000  # Pinecone's maximum ids per fetch
-LIST_PAGE_IDS = 100  # Pinecone's maximum list page
 COUNT_POLL_INTERVAL_S = 0.25  # between count readings; counts_stable needs 3 equal ones in a row
 # States of another run in which it may still write into target namespaces we cannot know yet (routed runs).
-_STILL_WRITING = (RunState.PENDING, RunState.LISTING, RunState.COPYING)
+_STILL_WRITING = jobs.LISTABLE_RUN_STATES
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -65,21 +63,11 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def list_all_ids(ctx: WorkerContext, store: VectorStore, namespace: str, rate_per_s: float) -> list[str]:
-    """Every id of ``namespace``, each list page one rate-limited, retried request (``list_scope`` of the store)."""
-    ids: list[str] = []
-    token: str | None = None
-    while True:
-        page = ctx.call(
-            partial(store.list_ids, namespace, limit=LIST_PAGE_IDS, token=token),
-            scope=list_scope(store.name),
-            rate_per_s=rate_per_s,
-        )
-        ids.extend(page.ids)
-        if not page.next_token:
-            # A store that paged an id twice must not make the count look larger than the set.
-            return list(dict.fromkeys(ids))
-        token = page.next_token
+def list_all_ids(store: VectorStore, namespace: str) -> list[str]:
+    """Every id of ``namespace`` once, each list page one request of ``store`` (a ``GuardedStore``: budgeted,
+    retried)."""
+    # A store that paged an id twice must not make the count look larger than the set.
+    return list(dict.fromkeys(iter_all_ids(store, namespace)))
 
 
 def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
@@ -141,8 +129,8 @@ class _Verifier:
     def __init__(self, ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, report: Report) -> None:
         self.ctx, self.run_, self.spec, self.report = ctx, run, spec, report
         self.checks = spec.verify
-        self.source = ctx.store(spec.source)
-        self.target = ctx.store(spec.target)
+        self.source = ctx.guarded(spec.source, spec.rate)
+        self.target = ctx.guarded(spec.target, spec.rate)
         self.route: RouteContext = route_context(
             spec,
             self.source.name,
@@ -157,11 +145,6 @@ class _Verifier:
         report.ids_checked = self.checks.ids
         report.content_mode = self.checks.contents
 
-    # -- plumbing --------------------------------------------------------------------------------------------------
-
-    def _read(self, store: VectorStore, fn: Callable[[], T]) -> T:
-        return self.ctx.call(fn, scope=read_scope(store.name), rate_per_s=self.spec.rate.read_rps)
-
     @property
     def _seed(self) -> str:
         # Per job and namespace: a re-run of verification checks the same sample.
@@ -171,7 +154,7 @@ class _Verifier:
 
     def run(self) -> None:
         ns = self.run_.source_namespace
-        ids = list_all_ids(self.ctx, self.source, ns, self.spec.rate.list_rps)
+        ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
         self.report.source_fingerprint = fingerprint(ids)
         content_ids = self._content_sample(ids)
@@ -182,7 +165,7 @@ class _Verifier:
             query_ids = set(sample_ids(ids, self.checks.query_samples, "query:" + self._seed))
         # Without the ids check only the sampled records are fetched at all.
         to_fetch = ids if self.checks.ids else [i for i in ids if i in content_ids or i in query_ids]
-        for chunk in chunks(to_fetch, FETCH_IDS):
+        for chunk in chunks(to_fetch, FETCH_MAX_IDS):
             self._check_chunk(chunk, content_ids, query_ids)
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
         if fixed is None:
@@ -212,7 +195,7 @@ class _Verifier:
 
     def _check_chunk(self, chunk: Sequence[str], content_ids: set[str], query_ids: set[str]) -> None:
         source_ns = self.run_.source_namespace
-        records = self._read(self.source, lambda: self.source.fetch(source_ns, chunk))
+        records = self.source.fetch(source_ns, chunk)
         by_id = {r.id: r for r in records}
         # Listed a moment ago, gone now: something is writing the source. Never judged as "fine".
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
@@ -222,7 +205,7 @@ class _Verifier:
             self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
 
     def _check_targets(self, ns: str, sources: list[Record], content_ids: set[str]) -> None:
-        found = {r.id: r for r in self._read(self.target, lambda: self.target.fetch(ns, [r.id for r in sources]))}
+        found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
         if self.checks.ids:
             self.report.ids_expected += len(sources)
@@ -246,7 +229,7 @@ class _Verifier:
         deadline = time.monotonic() + self.checks.count_timeout_s
         readings: list[int] = []
         while True:
-            readings.append(self._read(self.target, lambda: self.target.count(ns)))
+            readings.append(self.target.count(ns))
             stable = counts_stable(readings)
             if stable and (readings[-1] == expected or not self.report.passed):
                 break
@@ -258,7 +241,7 @@ class _Verifier:
         self.report.target_count = readings[-1]
 
     def _check_extras(self, ns: str, *, fail: bool) -> None:
-        target_ids = list_all_ids(self.ctx, self.target, ns, self.spec.rate.list_rps)
+        target_ids = list_all_ids(self.target, ns)
         diff = compare_id_sets(self.expected_by_ns.get(ns, set()), set(target_ids))
         self.report.set_extras(diff, fail=fail)
 
@@ -269,15 +252,8 @@ class _Verifier:
         latencies_ms: list[float] = []
         for id_ in sorted(self.query_vectors):
             vector = self.query_vectors[id_]
-            source_results.append(self._read(self.source, partial(self.source.query, source_ns, vector, top_k)))
-
-            def timed(v: list[float] = vector) -> tuple[list[str], float]:
-                # Timed inside the call: rate-limit waits and failed attempts are not the target's latency.
-                start = time.perf_counter()
-                result = self.target.query(ns, v, top_k)
-                return result, (time.perf_counter() - start) * 1000
-
-            result, ms = self._read(self.target, timed)
+            source_results.append(self.source.query(source_ns, vector, top_k))
+            result, ms = self.target.timed_query(ns, vector, top_k)
             target_results.append(result)
             latencies_ms.append(ms)
         self.report.query = query_summary(source_results, target_results, latencies_ms, top_k)

@@ -19,8 +19,8 @@ import redis as redis_lib
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import BackupError
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
@@ -35,8 +35,8 @@ from workers.backup import (
     import_path,
     read_header,
 )
-from workers.retry import retrying
 from workers.stores.base import Record, VectorStore, iter_all_ids
+from workers.stores.guarded import GuardedStore
 from workers.stores.pgvector import PgvectorStore
 from workers.stores.pinecone import PineconeStore
 
@@ -46,7 +46,11 @@ DIM = 8
 API_KEY = "sandbox-backup-key"
 ODD_NAMESPACE = "Creator.A-1/twin:ünï code " + "x" * 80  # upper case, '/', ':', a space, non-ASCII, > 100 characters
 NAMESPACES = {"": 1_234, ODD_NAMESPACE: 7, "plain": 3}  # the default one spans two fetches and two row groups
-QUICK = retrying(attempts=3, max_wait_s=0.05)
+
+
+def quick(store: VectorStore) -> GuardedStore:
+    """The backup functions do not retry: like the CLI, the tests hand them a store that does."""
+    return GuardedStore(store, attempts=3, max_wait_s=0.05)
 
 
 def make_records(n: int, prefix: str, seed: int) -> list[Record]:
@@ -125,29 +129,30 @@ def read_file_records(path: Path) -> list[Record]:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[PineconeSandbox]:
-    sb = PineconeSandbox(indexes=[IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec("wide", DIM * 2)]).start()
-    yield sb
-    sb.stop()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec("wide", DIM * 2)]
 
 
 @pytest.fixture
-def pinecone(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, PineconeStore]]:
-    sandbox.reset()
+def pinecone(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, GuardedStore]]:
     monkeypatch.setenv("PINECONE_API_KEY", API_KEY)
-    stores = {name: PineconeStore(PineconeStoreSpec(host=sandbox.host(name))) for name in ("src", "dst", "wide")}
+    stores = {name: quick(PineconeStore(PineconeStoreSpec(host=sandbox.host(name)))) for name in ("src", "dst", "wide")}
     yield stores
     for store in stores.values():
         store.close()
 
 
 @pytest.fixture
-def pgvector(database_url: str) -> Iterator[dict[str, PgvectorStore]]:
+def pgvector(database_url: str) -> Iterator[dict[str, GuardedStore]]:
     stores = {
-        "src": PgvectorStore(PgvectorStoreSpec(layout="single_table", table="legacy", dimension=DIM), database_url),
-        "dst": PgvectorStore(PgvectorStoreSpec(layout="table_per_namespace", table="restored"), database_url),
-        "wide": PgvectorStore(
-            PgvectorStoreSpec(layout="table_per_namespace", table="wide", dimension=DIM * 2), database_url
+        "src": quick(
+            PgvectorStore(PgvectorStoreSpec(layout="single_table", table="legacy", dimension=DIM), database_url)
+        ),
+        "dst": quick(PgvectorStore(PgvectorStoreSpec(layout="table_per_namespace", table="restored"), database_url)),
+        "wide": quick(
+            PgvectorStore(
+                PgvectorStoreSpec(layout="table_per_namespace", table="wide", dimension=DIM * 2), database_url
+            )
         ),
     }
     stores["wide"].upsert("w", [Record("w-1", [0.5] * DIM * 2)])  # so its dimension is on record
@@ -169,9 +174,7 @@ def test_export_then_import_round_trips_exactly(stores: dict[str, VectorStore], 
     data = seed_store(src)
     seen: list[tuple[str, int]] = []
 
-    results = export_namespaces(
-        src, list(NAMESPACES), tmp_path / "exp", progress=lambda ns, n: seen.append((ns, n)), policy=QUICK
-    )
+    results = export_namespaces(src, list(NAMESPACES), tmp_path / "exp", progress=lambda ns, n: seen.append((ns, n)))
 
     assert [(r.namespace, r.count) for r in results] == list(NAMESPACES.items())
     manifest = json.loads((tmp_path / "exp" / MANIFEST_NAME).read_text())
@@ -192,7 +195,7 @@ def test_export_then_import_round_trips_exactly(stores: dict[str, VectorStore], 
     assert pq.ParquetFile(results[0].path).num_row_groups == 2  # streamed: ≤ 1,000 rows per row group
     assert seen[-1] == ("plain", 3) and ("", 1_000) in seen
 
-    imported = import_path(dst, tmp_path / "exp", policy=QUICK)
+    imported = import_path(dst, tmp_path / "exp")
 
     assert [(r.namespace, r.count) for r in imported] == list(NAMESPACES.items())
     assert dst.namespaces() == NAMESPACES
@@ -202,9 +205,9 @@ def test_export_then_import_round_trips_exactly(stores: dict[str, VectorStore], 
 
 def test_import_into_another_namespace(stores: dict[str, VectorStore], tmp_path: Path) -> None:
     data = seed_store(stores["src"], {"plain": 5})
-    export_namespace(stores["src"], "plain", tmp_path / "plain.parquet", policy=QUICK)
+    export_namespace(stores["src"], "plain", tmp_path / "plain.parquet")
 
-    result = import_file(stores["dst"], tmp_path / "plain.parquet", namespace="restored", policy=QUICK)
+    result = import_file(stores["dst"], tmp_path / "plain.parquet", namespace="restored")
 
     assert (result.namespace, result.source_namespace, result.count) == ("restored", "plain", 5)
     assert stores["dst"].namespaces() == {"restored": 5}
@@ -212,12 +215,12 @@ def test_import_into_another_namespace(stores: dict[str, VectorStore], tmp_path:
 
 
 def test_exporting_an_empty_namespace_writes_an_empty_file_that_imports(
-    pinecone: dict[str, PineconeStore], tmp_path: Path
+    pinecone: dict[str, GuardedStore], tmp_path: Path
 ) -> None:
-    result = export_namespace(pinecone["src"], "nothing-here", tmp_path / "e.parquet", policy=QUICK)
+    result = export_namespace(pinecone["src"], "nothing-here", tmp_path / "e.parquet")
 
     assert (result.count, read_header(result.path).count) == (0, 0)
-    assert import_file(pinecone["dst"], result.path, policy=QUICK).count == 0
+    assert import_file(pinecone["dst"], result.path).count == 0
 
 
 # --- refusals: nothing written --------------------------------------------------------------------------------------
@@ -226,10 +229,10 @@ def test_exporting_an_empty_namespace_writes_an_empty_file_that_imports(
 def test_import_refuses_a_dimension_mismatch(stores: dict[str, VectorStore], tmp_path: Path) -> None:
     seed_store(stores["src"], {"plain": 3})
     before = stores["wide"].namespaces()
-    path = export_namespace(stores["src"], "plain", tmp_path / "plain.parquet", policy=QUICK).path
+    path = export_namespace(stores["src"], "plain", tmp_path / "plain.parquet").path
 
     with pytest.raises(BackupError) as info:
-        import_file(stores["wide"], path, policy=QUICK)
+        import_file(stores["wide"], path)
 
     assert str(path) in str(info.value)
     assert f"dimension {DIM}" in str(info.value) and f"dimension {DIM * 2}" in str(info.value)
@@ -239,18 +242,18 @@ def test_import_refuses_a_dimension_mismatch(stores: dict[str, VectorStore], tmp
 def test_import_refuses_a_non_empty_namespace_unless_overwrite(stores: dict[str, VectorStore], tmp_path: Path) -> None:
     src, dst = stores["src"], stores["dst"]
     data = seed_store(src, {"a": 4, "b": 2})
-    export_namespaces(src, ["a", "b"], tmp_path / "exp", policy=QUICK)
+    export_namespaces(src, ["a", "b"], tmp_path / "exp")
     kept = Record("r1-00000", [9.0] * DIM, {"old": True})  # same id as one in the file
     extra = Record("only-in-target", [1.0] * DIM, {})
     dst.upsert("b", [kept, extra])
 
     with pytest.raises(BackupError) as info:
-        import_path(dst, tmp_path / "exp", policy=QUICK)
+        import_path(dst, tmp_path / "exp")
 
     assert "already holds 2 vectors" in str(info.value) and "overwrite" in str(info.value)
     assert dst.namespaces() == {"b": 2}  # not even the empty namespace "a" was written
 
-    import_path(dst, tmp_path / "exp", overwrite=True, policy=QUICK)
+    import_path(dst, tmp_path / "exp", overwrite=True)
 
     assert dst.namespaces() == {"a": 4, "b": 3}
     assert_exact(read_all(dst, "b"), [*data["b"], extra])  # the file's version replaced the stored one
@@ -275,25 +278,25 @@ def test_files_that_are_not_nsmigrate_exports_are_refused(tmp_path: Path) -> Non
         assert message in str(info.value) and str(path) in str(info.value)
 
 
-def test_a_damaged_export_is_refused(pinecone: dict[str, PineconeStore], tmp_path: Path) -> None:
+def test_a_damaged_export_is_refused(pinecone: dict[str, GuardedStore], tmp_path: Path) -> None:
     seed_store(pinecone["src"], {"plain": 3})
-    path = export_namespace(pinecone["src"], "plain", tmp_path / "plain.parquet", policy=QUICK).path
+    path = export_namespace(pinecone["src"], "plain", tmp_path / "plain.parquet").path
     table = pq.read_table(path)
     edited = table.set_column(0, "id", pa.array(["x", "y", "z"]))  # same count, different ids
     pq.write_table(edited.replace_schema_metadata(pq.read_metadata(path).metadata), path)
 
     with pytest.raises(BackupError, match="fingerprint"):
-        import_file(pinecone["dst"], path, policy=QUICK)
+        import_file(pinecone["dst"], path)
 
     assert pinecone["dst"].namespaces() == {}
 
 
-def test_export_refuses_a_directory_that_is_not_empty(pinecone: dict[str, PineconeStore], tmp_path: Path) -> None:
+def test_export_refuses_a_directory_that_is_not_empty(pinecone: dict[str, GuardedStore], tmp_path: Path) -> None:
     (tmp_path / "exp").mkdir()
     (tmp_path / "exp" / "something").write_text("x")
 
     with pytest.raises(BackupError, match="not an empty directory"):
-        export_namespaces(pinecone["src"], ["plain"], tmp_path / "exp", policy=QUICK)
+        export_namespaces(pinecone["src"], ["plain"], tmp_path / "exp")
 
 
 # --- the CLI --------------------------------------------------------------------------------------------------------
@@ -311,7 +314,7 @@ def write_spec(tmp_path: Path, sandbox: PineconeSandbox, target: str = "dst", **
     return path
 
 
-def test_cli_export_then_import(pinecone: dict[str, PineconeStore], sandbox: PineconeSandbox, tmp_path: Path) -> None:
+def test_cli_export_then_import(pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path) -> None:
     data = seed_store(pinecone["src"])
     spec = write_spec(tmp_path, sandbox, namespaces={"exclude": ["plain"]})
     runner = CliRunner()
@@ -343,7 +346,7 @@ def test_cli_export_then_import(pinecone: dict[str, PineconeStore], sandbox: Pin
 
 
 def test_cli_export_of_named_namespaces_and_restore_to_source(
-    pinecone: dict[str, PineconeStore], sandbox: PineconeSandbox, tmp_path: Path
+    pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:
     data = seed_store(pinecone["src"], {"plain": 3, "other": 2})
     spec = write_spec(tmp_path, sandbox)
@@ -364,7 +367,7 @@ def test_cli_export_of_named_namespaces_and_restore_to_source(
 
 
 def test_cli_import_errors_exit_2_and_write_nothing(
-    pinecone: dict[str, PineconeStore], sandbox: PineconeSandbox, tmp_path: Path
+    pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:
     seed_store(pinecone["src"], {"plain": 3})
     runner = CliRunner()
@@ -406,7 +409,7 @@ def sent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[str, lis
 
 
 def test_run_writes_the_backup_before_anything_is_enqueued(
-    pinecone: dict[str, PineconeStore],
+    pinecone: dict[str, GuardedStore],
     sandbox: PineconeSandbox,
     tmp_path: Path,
     database_url: str,
@@ -436,7 +439,7 @@ def test_run_writes_the_backup_before_anything_is_enqueued(
 
 
 def test_a_failed_backup_starts_nothing(
-    pinecone: dict[str, PineconeStore],
+    pinecone: dict[str, GuardedStore],
     sandbox: PineconeSandbox,
     tmp_path: Path,
     database_url: str,

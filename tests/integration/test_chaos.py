@@ -13,9 +13,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +36,7 @@ from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
+from tests.polling import wait_until
 from workers import copying, listing
 from workers.context import WorkerContext
 from workers.flow import lister_wake_key
@@ -68,12 +68,9 @@ def make_stack(
     )
 
 
-@pytest.fixture
-def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
-    stack = make_stack(redis_url, database_url, tmp_path)
-    yield stack
-    stack.stop()
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec(SRC, dimension=DIM), IndexSpec(DST, dimension=DIM)]
 
 
 def load_source(stack: Stack, namespaces: int, per_namespace: int) -> Loaded:
@@ -118,6 +115,10 @@ def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, D
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
+#: What a probe raises while Redis or Postgres is down or restarting.
+SERVICE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, redis_lib.ConnectionError)
+
+
 def wait_for(
     probe: Callable[[], T | None],
     what: str,
@@ -127,20 +128,11 @@ def wait_for(
 ) -> T:
     """Poll ``probe`` until it returns something truthy, or fail after ``timeout_s`` saying what we waited for
     (and ``explain()``). A probe that hits a service mid-restart (connection refused) is simply asked again."""
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while True:
-        try:
-            result = probe()
-            if result:
-                return result
-            last = result
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, redis_lib.ConnectionError) as e:
-            last = e
-        if time.monotonic() > deadline:
-            details = explain() if explain is not None else None
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}; last probe: {last!r}; {details}")
-        time.sleep(poll_s)
+    result = wait_until(
+        probe, what=what, timeout_s=timeout_s, interval_s=poll_s, retry_on=SERVICE_DOWN, explain=explain
+    )
+    assert result is not None
+    return result
 
 
 def batches(db: jobs.Database, job_id: int) -> list[Batch]:
@@ -169,10 +161,10 @@ def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: in
     return probe
 
 
-def all_verified(db: jobs.Database, job_id: int) -> Callable[[], dict[str, Any] | None]:
-    def probe() -> dict[str, Any] | None:
+def all_verified(db: jobs.Database, job_id: int) -> Callable[[], jobs.JobStatus | None]:
+    def probe() -> jobs.JobStatus | None:
         status = jobs.job_status(db, job_id)
-        return status if all(r["state"] == RunState.VERIFIED for r in status["runs"]) else None
+        return status if all(r.state == RunState.VERIFIED for r in status.runs) else None
 
     return probe
 
@@ -224,20 +216,20 @@ def assert_each_id_batched_once(db: jobs.Database, job_id: int, loaded: Loaded) 
         assert set(seen[ns]) == set(records), ns
 
 
-def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Loaded) -> dict[str, Any]:
+def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Loaded) -> jobs.JobStatus:
     """The job finished well and the data says so too."""
 
     def explain() -> object:
         return [
-            {k: r[k] for k in ("source_namespace", "state", "listed", "copied", "batches", "last_error")}
-            for r in jobs.job_status(db, job_id)["runs"]
+            {k: r.as_dict()[k] for k in ("source_namespace", "state", "listed", "copied", "batches", "last_error")}
+            for r in jobs.job_status(db, job_id).runs
         ]
 
     status = wait_for(all_verified(db, job_id), "every namespace verified", timeout_s=90, explain=explain)
     states = batch_states(db, job_id)
     assert set(states) == {BatchState.DONE}, states
-    assert status["totals"]["failed"] == 0
-    assert status["totals"]["copied"] == sum(len(r) for r in loaded.values())
+    assert status.totals.failed == 0
+    assert status.totals.copied == sum(len(r) for r in loaded.values())
     assert_each_id_batched_once(db, job_id, loaded)
     assert_target_holds_source(stack, loaded)
     for ns, records in loaded.items():  # the copy never deletes from the source
@@ -552,11 +544,8 @@ def sent(ctx: WorkerContext) -> list[tuple[str, int]]:
 
 
 @pytest.fixture
-def worker_ctx(redis_url: str, job_table_url: str) -> Iterator[WorkerContext]:
-    ctx = WorkerContext(load_settings(database_url=job_table_url, redis_url=redis_url))
-    ctx.dispatcher = SentTasks()  # type: ignore[assignment]
-    yield ctx
-    ctx.db.dispose()
+def worker_ctx(redis_url: str, job_table_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=SentTasks())
 
 
 def test_two_listers_listing_from_the_same_token_cannot_both_record_the_page(worker_ctx: WorkerContext) -> None:
@@ -655,16 +644,12 @@ class ListCalls:
 
 
 @pytest.fixture
-def five_ids(worker_ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A data plane whose ``src`` index holds ids a…e in namespace ns0; yields its host."""
+def five_ids(worker_ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A data plane whose ``src`` index holds ids a…e in namespace ns0; returns its host."""
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
-    sandbox = PineconeSandbox(indexes=[IndexSpec(SRC, dimension=DIM)]).start()
-    try:
-        index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=sandbox.host(SRC))
-        index.upsert(vectors=[(i, [1.0] * DIM) for i in "abcde"], namespace="ns0")
-        yield sandbox.host(SRC)
-    finally:
-        sandbox.stop()
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=sandbox.host(SRC))
+    index.upsert(vectors=[(i, [1.0] * DIM) for i in "abcde"], namespace="ns0")
+    return sandbox.host(SRC)
 
 
 def test_the_lister_lists_the_next_batch_while_it_records_and_sends_the_last(

@@ -2,27 +2,26 @@
 to do), exit code 2, and writes nothing — no job row in the job table, no message on a Redis queue.
 
 Commands run in-process through ``typer.testing.CliRunner`` on the same ``app`` that ``nsmigrate`` and
-``python -m orchestrator.cli`` run, against real Redis and Postgres and the real Pinecone SDK on the local data plane.
+``python -m cli`` run, against real Redis and Postgres and the real Pinecone SDK on the local data plane.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_lib
 import sqlalchemy as sa
-import typer
 import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
+from cli.main import COMMANDS as COMMAND_TABLE
+from cli.main import app, load_command
 from orchestrator import jobs
-from orchestrator.cli import app
 from orchestrator.models import RunState
 from orchestrator.names import Queue
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
@@ -36,18 +35,20 @@ NAMESPACES = ("ns0", "ns1")
 
 
 @pytest.fixture(scope="module")
-def pinecone() -> Iterator[PineconeSandbox]:
-    sandbox = PineconeSandbox(
-        indexes=[
-            IndexSpec("small-src", dimension=8),
-            IndexSpec("small-dst", dimension=8),
-            IndexSpec("wide-dst", dimension=16),
-        ]
-    ).start()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [
+        IndexSpec("small-src", dimension=8),
+        IndexSpec("small-dst", dimension=8),
+        IndexSpec("wide-dst", dimension=16),
+    ]
+
+
+@pytest.fixture(scope="module")
+def pinecone(module_sandbox: PineconeSandbox) -> PineconeSandbox:
+    sandbox = module_sandbox
     for n, ns in enumerate(NAMESPACES):
         sandbox.load("small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(PER_NAMESPACE)])
-    yield sandbox
-    sandbox.stop()
+    return sandbox
 
 
 class Cli:
@@ -321,7 +322,7 @@ def test_run_with_an_unreachable_redis_writes_no_job(cli: Cli) -> None:
 
 # ------------------------------------------------------------------------------------------------------ --help
 
-COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+COMMANDS = sorted(COMMAND_TABLE)
 
 
 def test_top_level_help_lists_every_command() -> None:
@@ -335,7 +336,7 @@ def test_top_level_help_lists_every_command() -> None:
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_command_has_help(name: str) -> None:
-    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    command = load_command(name)
 
     result = CliRunner().invoke(app, [name, "--help"])
 

@@ -37,8 +37,8 @@ def test_an_unexpected_error_fails_the_batch_with_its_message(
 
     copying.copy_batch(ctx, batch_id)
 
-    [status] = jobs.job_status(ctx.db, job_id)["runs"]
-    assert status["batches"]["failed"] == 1 and status["batches"]["running"] == 0
-    assert status["last_error"] == "unexpected RuntimeError: connection object vanished"
-    assert status["failed"] == 2
+    [status] = jobs.job_status(ctx.db, job_id).runs
+    assert status.batches.failed == 1 and status.batches.running == 0
+    assert status.last_error == "unexpected RuntimeError: connection object vanished"
+    assert status.failed == 2
     ctx.db.dispose()

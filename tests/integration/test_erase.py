@@ -8,8 +8,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs
-from orchestrator.cli import app
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 pytestmark = pytest.mark.integration
@@ -24,13 +24,15 @@ NAMESPACES = {
 }
 
 
-@pytest.fixture
-def sandbox() -> PineconeSandbox:
-    sb = PineconeSandbox(indexes=[IndexSpec("idx", dimension=4)]).start()
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("idx", dimension=4)]
+
+
+@pytest.fixture(autouse=True)
+def loaded(sandbox: PineconeSandbox) -> None:
     for ns, n in NAMESPACES.items():
-        sb.load("idx", ns, [(f"{ns[:8]}-{i}", [0.1, 0.2, 0.3, float(i + 1)], {"i": i}) for i in range(n)])
-    yield sb
-    sb.stop()
+        sandbox.load("idx", ns, [(f"{ns[:8]}-{i}", [0.1, 0.2, 0.3, float(i + 1)], {"i": i}) for i in range(n)])
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ table's word for it."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,19 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
-from orchestrator.models import BatchState, RunState
+from orchestrator.models import RunState
 from orchestrator.naming import twin_namespace
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
-from sandbox.demo import write_twins_csv
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.seed import SeedData, seed_dataset
+from sandbox.pinecone_server import Faults, IndexSpec
+from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
-from workers.app import BATCH_HEAP_MB
+from tests.polling import wait_for_job, wait_until
 from workers.stores import open_retrying_store
+from workers.tuning import BATCH_HEAP_MB
 
 pytestmark = pytest.mark.integration
 
@@ -41,20 +40,13 @@ def seed() -> SeedData:
     return seed_dataset()
 
 
-@pytest.fixture
-def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(
-        indexes=[
-            IndexSpec(INDEX, dimension=3072, metric="cosine", kind="pod"),
-            IndexSpec("small-src", dimension=8),
-            IndexSpec("small-dst", dimension=8),
-        ]
-    )
-    sandbox.start()
-    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
-    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
-    yield stack
-    stack.stop()
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [
+        IndexSpec(INDEX, dimension=3072, metric="cosine", kind="pod"),
+        IndexSpec("small-src", dimension=8),
+        IndexSpec("small-dst", dimension=8),
+    ]
 
 
 def creator_spec(stack: Stack, twins_csv: Path, **overrides: Any) -> dict[str, Any]:
@@ -83,32 +75,16 @@ def start_job(
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
-def wait_until(
-    db: jobs.Database, job_id: int, done: Callable[[dict[str, Any]], bool], timeout_s: float = 120
-) -> dict[str, Any]:
-    """Poll the job table until ``done(status)`` or fail with the last status (a deadline, not a fixed sleep)."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = jobs.job_status(db, job_id)
-        if done(status):
-            return status
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} did not get there in {timeout_s} s: {status}")
-        time.sleep(0.2)
+def all_verified(status: jobs.JobStatus) -> bool:
+    return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
 
-def all_verified(status: dict[str, Any]) -> bool:
-    return all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status["runs"])
-
-
-def settled_with_failures(status: dict[str, Any]) -> bool:
-    runs = status["runs"]
+def settled_with_failures(status: jobs.JobStatus) -> bool:
+    runs = status.runs
     return (
-        all(r["batches"]["queued"] == 0 and r["batches"]["running"] == 0 for r in runs)
-        and any(r["batches"]["failed"] for r in runs)
-        and all(r["state"] != RunState.LISTING for r in runs)
+        all(r.batches.queued == 0 and r.batches.running == 0 for r in runs)
+        and any(r.batches.failed for r in runs)
+        and all(r.state != RunState.LISTING for r in runs)
     )
 
 
@@ -131,9 +107,9 @@ def test_seed_data_set_migrates_into_creator_namespaces_with_enriched_metadata(
     stack.start_worker("list,copy,verify,cleanup", 8, pool=pool)
     db, _, job_id = start_job(stack, creator_spec(stack, twins_csv))
 
-    status = wait_until(db, job_id, all_verified)
+    status = wait_for_job(db, job_id, all_verified)
 
-    assert [r["state"] for r in status["runs"]] == [RunState.VERIFIED] * len(seed.namespaces)
+    assert [r.state for r in status.runs] == [RunState.VERIFIED] * len(seed.namespaces)
     index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(INDEX))
     for namespace, ids in expected_placement(seed).items():
         fetched = index.fetch(ids=sorted(ids)[:1000], namespace=namespace).vectors
@@ -167,12 +143,17 @@ def test_a_threads_worker_opens_its_connections_before_its_first_task(stack: Sta
         db_before, redis_before = opened()
         stack.start_worker("list,copy", threads, pool="threads")
         wait_for_workers(stack.redis_url, 1)
-        db_opened = redis_opened = 0
-        deadline = time.monotonic() + 30  # a bound on the warm-up, not a wait for the result
-        while (db_opened < threads or redis_opened < threads + producers) and time.monotonic() < deadline:
+
+        def opened_since_start() -> tuple[int, int]:
             db_now, redis_now = opened()
-            db_opened, redis_opened = db_now - db_before, redis_now - redis_before
-            time.sleep(0.1)
+            return db_now - db_before, redis_now - redis_before
+
+        db_opened, redis_opened = wait_until(
+            opened_since_start,
+            what=f"{threads} job-table and {threads + producers} Redis connections opened by the warm-up",
+            done=lambda counts: counts[0] >= threads and counts[1] >= threads + producers,
+            timeout_s=30,
+        )
     finally:
         db.dispose()
         broker.close()
@@ -188,11 +169,12 @@ def test_a_copy_worker_faults_in_its_batches_memory_before_its_first_task(stack:
     copier = psutil.Process(stack.start_worker("copy", threads, pool="threads", name="copier").pid)
     lister = psutil.Process(stack.start_worker("list", threads, pool="threads", name="lister").pid)
     wait_for_workers(stack.redis_url, 2)
-    extra_mb = 0.0
-    deadline = time.monotonic() + 30  # a bound on the warm-up, not a wait for the result
-    while extra_mb < expected_mb and time.monotonic() < deadline:
-        extra_mb = (copier.memory_info().rss - lister.memory_info().rss) / 2**20
-        time.sleep(0.1)
+    extra_mb = wait_until(
+        lambda: (copier.memory_info().rss - lister.memory_info().rss) / 2**20,
+        what=f"the copy worker to hold {expected_mb:.0f} MB more than the list worker",
+        done=lambda mb: mb >= expected_mb,
+        timeout_s=30,
+    )
     assert extra_mb >= expected_mb, f"the copy worker holds {extra_mb:.0f} MB more than the list worker"
 
 
@@ -204,13 +186,13 @@ def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, seed: SeedData
     stack.start_worker("list,copy,verify,cleanup", 8, NSMIGRATE_RETRY_MAX_WAIT_S="0.5", NSMIGRATE_RETRY_ATTEMPTS="12")
     db, _, job_id = start_job(stack, creator_spec(stack, twins_csv))
 
-    status = wait_until(db, job_id, lambda s: all_verified(s) or settled_with_failures(s), timeout_s=180)
+    status = wait_for_job(db, job_id, lambda s: all_verified(s) or settled_with_failures(s), timeout_s=180)
 
     faults_seen = stack.pinecone.stats(INDEX)
     assert faults_seen["injected_429"] > 0 and faults_seen["injected_5xx"] > 0
-    assert status["totals"]["copied"] == seed.total
-    assert status["totals"]["failed"] == 0
-    assert all(r["state"] == RunState.VERIFIED for r in status["runs"])
+    assert status.totals.copied == seed.total
+    assert status.totals.failed == 0
+    assert all(r.state == RunState.VERIFIED for r in status.runs)
 
 
 def small_spec(stack: Stack, **overrides: Any) -> dict[str, Any]:
@@ -243,17 +225,17 @@ def test_a_batch_that_keeps_failing_ends_failed_and_retry_completes_it(stack: St
         stack, small_spec(stack), after_plan=lambda: stack.pinecone.set_faults("small-dst", Faults(error_rate_5xx=1.0))
     )
 
-    status = wait_until(db, job_id, settled_with_failures)
-    failed = sum(r["batches"][BatchState.FAILED] for r in status["runs"])
+    status = wait_for_job(db, job_id, settled_with_failures)
+    failed = sum(r.batches.failed for r in status.runs)
     assert failed == 15  # 3 namespaces × 100 ids / 20 per batch: every batch failed …
-    assert all("503" in (r["last_error"] or "") or "Retryable" in (r["last_error"] or "") for r in status["runs"])
+    assert all("503" in (r.last_error or "") or "Retryable" in (r.last_error or "") for r in status.runs)
     assert stack.pinecone.stats("small-dst")["requests"].get("upsert", 0) > 0
 
     stack.pinecone.set_faults("small-dst", Faults())  # … until the fault is gone
     assert launch.retry_failed(db, dispatcher, job_id) == failed
-    status = wait_until(db, job_id, all_verified)
+    status = wait_for_job(db, job_id, all_verified)
 
-    assert all(r["state"] == RunState.VERIFIED for r in status["runs"])
+    assert all(r.state == RunState.VERIFIED for r in status.runs)
     target = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("small-dst"))
     for ns, ids in loaded.items():
         assert set(target.fetch(ids=ids, namespace=ns).vectors) == set(ids)
@@ -281,9 +263,9 @@ def test_two_workers_together_stay_under_the_rate_budget(stack: Stack) -> None:
     spec = small_spec(stack, batch_size=10, rate={"read_rps": budget, "list_rps": budget, "write_rps": budget})
     db, _, job_id = start_job(stack, spec)
 
-    status = wait_until(db, job_id, all_verified, timeout_s=240)
+    status = wait_for_job(db, job_id, all_verified, timeout_s=240)
 
-    assert status["totals"]["copied"] == 800
+    assert status.totals.copied == 800
     src, dst = stack.pinecone.stats("small-src"), stack.pinecone.stats("small-dst")
     assert (src["responses_429"], dst["responses_429"]) == (0, 0), (src["rate_limited"], dst["rate_limited"])
     src_peaks, dst_peaks = src["max_admitted_per_second"], dst["max_admitted_per_second"]

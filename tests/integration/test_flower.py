@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ast
 import json
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,8 +22,9 @@ from orchestrator.models import RunState
 from orchestrator.names import TaskName
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import Stack
+from tests.polling import wait_until
 from workers.stores import open_retrying_store
 
 pytestmark = pytest.mark.integration
@@ -37,26 +35,14 @@ PER_NAMESPACE = 60
 BATCH_SIZE = 20
 
 
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)]
+
+
 @pytest.fixture
-def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(indexes=[IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)])
-    sandbox.start()
-    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
-    monkeypatch.setenv("PINECONE_API_KEY", SECRET)  # this process plans the job with the same key
-    yield stack
-    stack.stop()
-
-
-def poll(what: str, get: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = 30) -> Any:
-    """Call ``get`` until ``done(value)``; fail with the last value after ``timeout_s`` (Flower gets events late)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = get()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached in {timeout_s} s; last: {str(value)[:2000]}")
-        time.sleep(0.25)
+def pinecone_api_key() -> str:
+    return SECRET  # this process plans the job with the same key the workers and Flower get
 
 
 def run_small_job(stack: Stack) -> tuple[jobs.Database, int]:
@@ -102,21 +88,24 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack, p
     assert client.get("/", auth=auth).status_code == 200
 
     # Flower's event consumer must be connected before the job, or it misses the first tasks.
-    poll(
-        "the worker in Flower",
+    wait_until(
         lambda: client.get("/api/workers", auth=auth, params={"refresh": "true"}).json(),
-        lambda workers: any(name.startswith("fw@") for name in workers),
+        what="the worker in Flower",
+        done=lambda workers: any(name.startswith("fw@") for name in workers),
+        timeout_s=30,
+        interval_s=0.25,
     )
 
     db, job_id = run_small_job(stack)
     batches = len(NAMESPACES) * PER_NAMESPACE // BATCH_SIZE
-    status = poll(
-        "a verified job",
+    status = wait_until(
         lambda: jobs.job_status(db, job_id),
-        lambda s: all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s["runs"]),
+        what="a verified job",
+        done=lambda s: all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s.runs),
         timeout_s=60,
+        interval_s=0.25,
     )
-    assert all(r["state"] == RunState.VERIFIED for r in status["runs"]), status
+    assert all(r.state == RunState.VERIFIED for r in status.runs), status
 
     def succeeded(tasks: dict[str, Any]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -130,10 +119,14 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack, p
         TaskName.COPY_BATCH.value: batches,
         TaskName.VERIFY_NAMESPACE.value: len(NAMESPACES),
     }
-    tasks_response = poll(
-        "every task succeeded in Flower",
+    tasks_response = wait_until(
         lambda: client.get("/api/tasks", auth=auth),
-        lambda r: r.status_code == 200 and all(succeeded(r.json()).get(name, 0) >= n for name, n in expected.items()),
+        what="every task succeeded in Flower",
+        done=lambda r: (
+            r.status_code == 200 and all(succeeded(r.json()).get(name, 0) >= n for name, n in expected.items())
+        ),
+        timeout_s=30,
+        interval_s=0.25,
     )
     tasks: dict[str, Any] = tasks_response.json()
 

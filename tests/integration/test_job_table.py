@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from orchestrator import jobs, liveness
+from orchestrator.jobs import listing
 from orchestrator.models import Batch, NamespaceRun
 from orchestrator.planner import Estimate, NamespacePlan, Plan
 from orchestrator.spec import parse_spec
@@ -127,7 +128,7 @@ def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled
 
     assert jobs.job_status(db, job_id) == before
     with db.single_statement() as conn:
-        result = conn.execute(jobs._START_LISTING, {"run_id": run_id})
+        result = conn.execute(listing._START_LISTING, {"run_id": run_id})
         assert result.context.cache_hit == conn.dialect.CACHE_HIT
 
 

@@ -6,7 +6,6 @@ response is checked against the response schema the spec gives for that operatio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,7 @@ from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 pytestmark = pytest.mark.integration
 
-REFERENCE = Path("/work/shared/reference/pinecone-api")
-if not REFERENCE.is_dir():
-    REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "pinecone-api"
+REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
 
 DATA_HOST_URL = "https://index-host.example"  # the spec's server is https://{index_host}
 CONTROL_HOST_URL = "https://api.pinecone.io"
@@ -40,17 +37,12 @@ def control_api() -> OpenAPI:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[PineconeSandbox]:
-    sb = PineconeSandbox([IndexSpec("conf-sl", 4), IndexSpec("conf-pod", 4, "dotproduct", kind="pod")]).start()
-    yield sb
-    sb.stop()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("conf-sl", 4), IndexSpec("conf-pod", 4, "dotproduct", kind="pod")]
 
 
 @pytest.fixture(autouse=True)
 def seeded(sandbox: PineconeSandbox) -> None:
-    for name in sandbox.names():
-        sandbox.set_faults(name, Faults())
-    sandbox.reset()
     sandbox.load("conf-sl", "", [("d1", [1, 0, 0, 0], {"genre": "drama", "year": 2020})])
     sandbox.load("conf-sl", "ns", [(f"v{i}", [1, i, 0, 0], {"tags": ["a", "b"], "ok": True}) for i in range(5)])
 

@@ -42,6 +42,8 @@ from sandbox.pinecone_server import (
     set_sdk_retries,
 )
 from sandbox.seed import seed_dataset
+from tests.polling import wait_until
+from tests.timing import assert_timing
 
 pytestmark = pytest.mark.integration
 
@@ -50,28 +52,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[PineconeSandbox]:
-    sb = PineconeSandbox(
-        indexes=[
-            IndexSpec("seeds-pod", DIM, "cosine", kind="pod"),
-            IndexSpec("seeds-serverless", DIM, "dotproduct"),
-            IndexSpec("euclid", DIM, "euclidean"),
-            IndexSpec("wide", 3072),
-        ]
-    ).start()
-    yield sb
-    sb.stop()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [
+        IndexSpec("seeds-pod", DIM, "cosine", kind="pod"),
+        IndexSpec("seeds-serverless", DIM, "dotproduct"),
+        IndexSpec("euclid", DIM, "euclidean"),
+        IndexSpec("wide", 3072),
+    ]
 
 
 @pytest.fixture(autouse=True)
 def clean(sandbox: PineconeSandbox) -> Iterator[None]:
-    for name in sandbox.names():
-        sandbox.set_faults(name, Faults())
-    sandbox.reset()
-    # The SDK's retry budget and bulk gate are process-global per hostname; start each test from a full budget.
-    reset_sdk_host_state()
     yield
-    reset_sdk_host_state()
+    reset_sdk_host_state()  # the next module's tests start from a full SDK budget too
 
 
 @pytest.fixture(scope="module")
@@ -444,6 +437,7 @@ def test_write_limit_is_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) ->
     assert sandbox.stats("seeds-pod")["max_admitted_per_second"]["write_per_namespace"] == {"a": 1, "b": 1, "c": 1}
 
 
+@pytest.mark.timing
 def test_sdk_retries_honour_retry_after(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     sandbox.set_faults("seeds-pod", Faults(write_rps_per_namespace=1))
     idx = index(pc, sandbox)  # the SDK's own retry policy
@@ -451,7 +445,9 @@ def test_sdk_retries_honour_retry_after(pc: Pinecone, sandbox: PineconeSandbox) 
     started = time.monotonic()
     assert idx.upsert(vectors=[("b", [1, 0, 0, 0])]).upserted_count == 1
     # Retry-After: 1 plus the SDK's jitter of up to 50 %; the window reopened, so the retry got in.
-    assert 0.9 <= time.monotonic() - started < 3.0
+    elapsed = time.monotonic() - started
+    assert elapsed >= 0.9
+    assert_timing(elapsed < 3.0, f"the retried upsert took {elapsed:.2f} s (bound: 3.0 s)")
     stats = sandbox.stats("seeds-pod")
     assert stats["responses_429"] >= 1 and stats["requests"]["upsert"] == 2 + stats["responses_429"]
 
@@ -706,11 +702,12 @@ def test_cli_serves_until_sigterm_and_never_logs_the_api_key(tmp_path: Path) -> 
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
-        deadline = time.monotonic() + 20
-        while not port_file.exists():
+
+        def port_file_written() -> bool:
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the CLI did not write its port file within 20 s"
-            time.sleep(0.05)
+            return port_file.exists()
+
+        wait_until(port_file_written, what="the CLI to write its port file", timeout_s=20, interval_s=0.05)
         hosts = json.loads(port_file.read_text())
         assert set(hosts["indexes"]) == {"cli-a", "cli-b"}
         secret = "sk-very-secret-value"
@@ -819,10 +816,12 @@ def test_cli_prefaults_the_heap_it_is_asked_to(tmp_path: Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen([*cmd, "--prefault-mb", str(prefault_mb)], cwd=REPO, env=env)
         try:
-            deadline = time.monotonic() + 20
-            while not port_file.exists():
-                assert proc.poll() is None and time.monotonic() < deadline, "the CLI did not start"
-                time.sleep(0.05)
+
+            def port_file_written() -> bool:
+                assert proc.poll() is None, "the CLI exited"
+                return port_file.exists()
+
+            wait_until(port_file_written, what="the CLI to start (its port file)", timeout_s=20, interval_s=0.05)
             return float(psutil.Process(proc.pid).memory_info().rss) / 2**20
         finally:
             proc.terminate()

@@ -52,16 +52,12 @@ def assert_same_records(got: list[Record], want: list[Record]) -> None:
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[PineconeSandbox]:
-    sb = PineconeSandbox(indexes=[IndexSpec("contract", DIM, "cosine", kind="pod")]).start()
-    yield sb
-    sb.stop()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("contract", DIM, "cosine", kind="pod")]
 
 
 @pytest.fixture
 def pinecone_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[PineconeStore]:
-    sandbox.reset()
-    sandbox.set_faults("contract", Faults())
     monkeypatch.setenv(KEY_ENV, KEY_VALUE)
     store = PineconeStore(PineconeStoreSpec(index="contract", control_host=sandbox.control_host, api_key_env=KEY_ENV))
     yield store

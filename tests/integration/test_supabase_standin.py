@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -30,11 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def standin(database_url: str) -> Iterator[PostgrestStandIn]:
+def standin(database_url: str, start_standin: Callable[..., PostgrestStandIn]) -> PostgrestStandIn:
     create_tenancy_tables(database_url)
-    server = PostgrestStandIn(database_url, api_key=KEY, max_rows=1000).start()
-    yield server
-    server.stop()
+    return start_standin(database_url, KEY)
 
 
 @pytest.fixture

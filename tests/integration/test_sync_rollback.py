@@ -8,8 +8,7 @@ only the job table's word for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,17 +16,17 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.cli import app
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import JobKind, JobState, RunState
 from orchestrator.naming import parse_namespace, twin_namespace
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
-from sandbox.demo import write_twins_csv
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.seed import SeedData, seed_dataset
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from sandbox.pinecone_server import Faults, IndexSpec
+from sandbox.seed import SeedData, seed_dataset, write_twins_csv
+from sandbox.stack import Stack
+from tests.polling import wait_for_job, wait_until
 from workers import cleaning
 from workers.context import WorkerContext
 from workers.rollback import rollback_job
@@ -42,22 +41,22 @@ ONE = "one"  # creator migration inside one index (source == target)
 Snapshot = dict[str, dict[str, tuple[np.ndarray, dict[str, Any] | None]]]
 
 
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec(ONE, 16)]
+
+
 @pytest.fixture
-def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(indexes=[IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec(ONE, 16)]).start()
-    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
-    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
+def stack(stack: Stack) -> Stack:
+    """The shared stack with one worker for every queue the forward jobs and the sync use."""
     stack.start_worker("list,copy,verify", 6)
-    yield stack
-    stack.stop()
+    return stack
 
 
 @pytest.fixture
-def ctx(stack: Stack) -> Iterator[WorkerContext]:
+def ctx(stack: Stack, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
     """What `nsmigrate sync/rollback` run with: a real WorkerContext (its dispatcher sends to the stack's workers)."""
-    context = WorkerContext(load_settings(database_url=stack.database_url, redis_url=stack.redis_url))
-    yield context
-    context.db.dispose()
+    return worker_context(stack.database_url, stack.redis_url)
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -74,36 +73,30 @@ def start_job(
     return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
-def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> dict[str, Any]:
+def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> jobs.JobStatus:
     """Poll until every run is verified or verify_failed (a deadline, not a fixed sleep)."""
-    import time
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status = jobs.job_status(db, job_id)
-        if all(r["state"] in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status["runs"]):
-            return status
-        if time.monotonic() > deadline:
-            pytest.fail(f"job {job_id} did not finish verifying in {timeout_s} s: {status}")
-        time.sleep(0.1)
+    def finished_verifying(status: jobs.JobStatus) -> bool:
+        return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
+
+    return wait_for_job(db, job_id, finished_verifying, timeout_s=timeout_s, interval_s=0.1)
 
 
-def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, Any]:
+def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> jobs.JobStatus:
     """`nsmigrate verify`: queue verification of every run and wait for new reports (not the old verdicts)."""
-    import time
-
     before = {ns: report.get("checked_at") for ns, report in reports(db, job_id).items()}
     launch.request_verification(db, dispatcher, job_id)
-    deadline = time.monotonic() + 60
-    while any(report.get("checked_at") == before[ns] for ns, report in reports(db, job_id).items()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"verification of job {job_id} did not report in 60 s")
-        time.sleep(0.1)
+    wait_until(
+        lambda: reports(db, job_id),
+        what=f"new verification reports of job {job_id}",
+        done=lambda now: all(report.get("checked_at") != before[ns] for ns, report in now.items()),
+        timeout_s=60,
+    )
     return wait_final(db, job_id)
 
 
-def states(status: dict[str, Any]) -> dict[str, str]:
-    return {r["source_namespace"]: r["state"] for r in status["runs"]}
+def states(status: jobs.JobStatus) -> dict[str, str]:
+    return {r.source_namespace: r.state for r in status.runs}
 
 
 def reports(db: jobs.Database, job_id: int) -> dict[str, dict[str, Any]]:
@@ -318,12 +311,12 @@ def test_rollback_before_cleanup_needs_no_copy_back_and_restores_the_index_exact
     # The job table knows: a finished rollback job of the forward job, every run cleaned; the forward job is
     # cancelled so no cleanup of it can follow.
     rollback = jobs.job_status(db, rollback_job_id)
-    assert (rollback["kind"], rollback["state"]) == (JobKind.ROLLBACK, JobState.FINISHED)
-    assert {r["state"] for r in rollback["runs"]} == {RunState.CLEANED}
-    assert all(r["verified_ok"] for r in rollback["runs"])
+    assert (rollback.kind, rollback.state) == (JobKind.ROLLBACK, JobState.FINISHED)
+    assert {r.state for r in rollback.runs} == {RunState.CLEANED}
+    assert all(r.verified_ok for r in rollback.runs)
     assert jobs.find_job(db, rollback_job_id).parent_job_id == job_id
     forward = jobs.job_status(db, job_id)
-    assert forward["state"] == JobState.CANCELLED and {r["state"] for r in forward["runs"]} == {RunState.CANCELLED}
+    assert forward.state == JobState.CANCELLED and {r.state for r in forward.runs} == {RunState.CANCELLED}
     assert events(db, job_id, "rolled_back") and len(events(db, rollback_job_id, "targets_deleted")) == 6
     assert not events(db, rollback_job_id, "originals_restored")  # the originals were intact: no copy-back
     assert cleaning.cleanup_run(ctx, jobs.runs_of(db, job_id)[0].id, actor="tester")["action"] == "refused"
@@ -374,7 +367,7 @@ def test_rollback_refuses_when_the_originals_cannot_be_verified_and_deletes_noth
         assert sorted(now[ns]) == sorted(migrated_snapshot[ns])
     assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.VERIFIED}  # the forward job is untouched
     rollback_id = result["rollback_job_id"]
-    assert RunState.VERIFY_FAILED in {r["state"] for r in jobs.job_status(db, rollback_id)["runs"]}
+    assert RunState.VERIFY_FAILED in {r.state for r in jobs.job_status(db, rollback_id).runs}
     assert events(db, rollback_id, "rollback_refused")
 
     # 2. After cleanup, the copy-back's writes are silently dropped: the restored originals do not verify.

@@ -3,7 +3,7 @@ Postgres, with more twins than the server sends per response, so paging is exerc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -21,8 +21,10 @@ MAPPING = CreatorMapping(source="supabase", url_env="NSM_TEST_SUPABASE_URL", key
 TWINS = {f"{i:08x}-0000-4000-8000-{i:012x}": ("a.1", "a.10", "sainath.no.1", "creator-7")[i % 4] for i in range(2500)}
 
 
-def _serve(database_url: str, max_rows: int, monkeypatch: pytest.MonkeyPatch) -> PostgrestStandIn:
-    server = PostgrestStandIn(database_url, api_key=KEY, max_rows=max_rows).start()
+def _serve(
+    start_standin: Callable[..., PostgrestStandIn], database_url: str, max_rows: int, monkeypatch: pytest.MonkeyPatch
+) -> PostgrestStandIn:
+    server = start_standin(database_url, KEY, max_rows=max_rows)
     monkeypatch.setenv(MAPPING.url_env, server.url)
     monkeypatch.setenv(MAPPING.key_env, KEY)
     return server
@@ -36,10 +38,10 @@ def tenancy_db(database_url: str) -> str:
 
 
 @pytest.fixture
-def standin(tenancy_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[PostgrestStandIn]:
-    server = _serve(tenancy_db, 1000, monkeypatch)
-    yield server
-    server.stop()
+def standin(
+    tenancy_db: str, start_standin: Callable[..., PostgrestStandIn], monkeypatch: pytest.MonkeyPatch
+) -> PostgrestStandIn:
+    return _serve(start_standin, tenancy_db, 1000, monkeypatch)
 
 
 def test_reads_every_twin_across_pages(standin: PostgrestStandIn) -> None:
@@ -48,14 +50,11 @@ def test_reads_every_twin_across_pages(standin: PostgrestStandIn) -> None:
 
 @pytest.mark.parametrize("max_rows", [300, 999])
 def test_a_server_cap_below_the_page_size_still_reads_everything(
-    tenancy_db: str, monkeypatch: pytest.MonkeyPatch, max_rows: int
+    tenancy_db: str, start_standin: Callable[..., PostgrestStandIn], monkeypatch: pytest.MonkeyPatch, max_rows: int
 ) -> None:
     # The client asks for 1,000 rows a page; the server sends fewer, which must not read as "the last page".
-    server = _serve(tenancy_db, max_rows, monkeypatch)
-    try:
-        assert load_supabase(MAPPING, page_rows=1000) == TWINS
-    finally:
-        server.stop()
+    _serve(start_standin, tenancy_db, max_rows, monkeypatch)
+    assert load_supabase(MAPPING, page_rows=1000) == TWINS
 
 
 def test_invalid_ids_in_the_table_are_listed(tenancy_db: str, standin: PostgrestStandIn) -> None:

@@ -10,7 +10,7 @@ leaves, without starting workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,6 @@ from orchestrator.models import RunState
 from orchestrator.planner import Estimate, NamespacePlan, Plan
 from orchestrator.records import Record
 from orchestrator.routing import route_context, route_records
-from orchestrator.settings import load_settings
 from orchestrator.spec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers import cleaning, verifying
@@ -64,10 +63,8 @@ def make_records(n: int, prefix: str = "v", seed: int = 0, **metadata: Any) -> l
 
 
 @pytest.fixture(scope="module")
-def sandbox() -> Iterator[PineconeSandbox]:
-    sb = PineconeSandbox(indexes=[IndexSpec("src", DIM), IndexSpec("dst", DIM)]).start()
-    yield sb
-    sb.stop()
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
 
 
 @pytest.fixture(params=["pgvector", "pinecone"])
@@ -78,23 +75,13 @@ def store_specs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         common = {"kind": "pgvector", "layout": "table_per_namespace", "database_url_env": URL_ENV, "dimension": DIM}
         return {**common, "table": "src"}, {**common, "table": "dst"}
     sb: PineconeSandbox = request.getfixturevalue("sandbox")
-    sb.reset()
-    for name in ("src", "dst"):
-        sb.set_faults(name, Faults())
     monkeypatch.setenv(KEY_ENV, "pcsk-verify-test")
     return tuple({"kind": "pinecone", "host": sb.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
 
 
 @pytest.fixture
-def ctx(job_table_url: str, redis_url: str) -> Iterator[WorkerContext]:
-    context = WorkerContext(load_settings(database_url=job_table_url, redis_url=redis_url))
-    context.dispatcher = RecordingDispatcher()  # type: ignore[assignment]
-    yield context
-    for store in context._stores.values():
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
-    context.db.dispose()
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import StoreError
-from workers.chunking import MAX_UPSERT_BYTES, MAX_UPSERT_COUNT, chunk_for_upsert, estimate_bytes, sized_chunks
+from orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from workers.chunking import chunk_for_upsert, estimate_bytes, sized_chunks
 from workers.stores.base import Record
 
 
@@ -83,9 +84,9 @@ def test_the_2mb_limit_with_3072_dimensional_float32_vectors() -> None:
 
     assert [r for c in chunks for r in c] == batch
     sizes = [request_bytes(c) for c in chunks]
-    assert max(sizes) <= MAX_UPSERT_BYTES
+    assert max(sizes) <= UPSERT_MAX_BYTES
     # Headroom, not waste: each request is still well over half the limit (~25 vectors of ~63 KB each).
-    assert min(sizes[:-1]) > MAX_UPSERT_BYTES * 0.7
+    assert min(sizes[:-1]) > UPSERT_MAX_BYTES * 0.7
     assert 20 <= len(chunks[0]) <= 32
 
 
@@ -94,7 +95,7 @@ def test_the_count_limit_applies_to_small_vectors() -> None:
 
     chunks = chunk_for_upsert(batch)
 
-    assert [len(c) for c in chunks] == [MAX_UPSERT_COUNT, MAX_UPSERT_COUNT, 500]
+    assert [len(c) for c in chunks] == [UPSERT_MAX_VECTORS, UPSERT_MAX_VECTORS, 500]
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """docker-compose.yml and the Dockerfile, checked without a Docker engine.
 
 No Docker runs on these machines, so the compose file is validated against the Compose Specification's JSON schema
-(kept in ../shared/reference) and then against what a safe deployment of this project needs: a worker pool for every
-queue, no secret written in the file, Flower behind basic auth on loopback only, and start-up ordered by health checks.
+(copied into tests/fixtures/reference) and then against what a safe deployment of this project needs: a worker pool for
+every queue, no secret written in the file, Flower behind basic auth on loopback only, and start-up ordered by health
+checks.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import yaml
 from jsonschema import Draft7Validator
 from jsonschema.validators import validator_for
 
-from orchestrator.cli import WORKER_POOLS
+from cli.services import WORKER_POOLS
 from orchestrator.names import Queue
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
-SCHEMA_FILE = Path(__file__).parents[2].parent / "shared/reference/compose-spec/compose-spec.json"
+SCHEMA_FILE = REPO / "tests/fixtures/reference/compose-spec/compose-spec.json"
 
 # Env names that hold credentials; their value must come from the host (interpolation), never from this file.
 SECRET_NAME = re.compile(r"(KEY|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIAL)", re.IGNORECASE)
@@ -70,8 +71,8 @@ def option(argv: list[str], name: str) -> str | None:
 def test_compose_file_matches_the_compose_specification(compose: dict[str, Any]) -> None:
     if not SCHEMA_FILE.is_file():
         pytest.fail(
-            f"the Compose Specification schema is missing at {SCHEMA_FILE}: it ships in the shared reference "
-            "folder (compose-spec/compose-spec.json from github.com/compose-spec/compose-spec); restore it"
+            f"the Compose Specification schema is missing at {SCHEMA_FILE}: it ships with the tests "
+            "(compose-spec/compose-spec.json from github.com/compose-spec/compose-spec); restore it"
         )
     schema = json.loads(SCHEMA_FILE.read_text())
     # The schema declares draft-07 with an https URI that jsonschema does not map, hence the explicit default.

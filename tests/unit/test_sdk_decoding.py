@@ -2,7 +2,7 @@
 
 msgspec (which the SDK decodes responses with) builds a type's decoding information on its first decode, and threads
 doing that at once crash the process (SIGSEGV). ``workers.tasks`` primes every SDK response type on import, before a
-pool runs any task (``workers.stores.pinecone.prime_sdk_decoding``).
+pool runs any task (``workers.tuning.prime_sdk_decoding``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,15 @@ from orchestrator.errors import StoreError
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, VectorStore, iter_all_ids
 
-__all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids", "open_retrying_store", "open_store"]
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "IdPage",
+    "Record",
+    "VectorStore",
+    "iter_all_ids",
+    "open_retrying_store",
+    "open_store",
+]
 
 
 def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
@@ -24,7 +32,13 @@ def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
 
 
 def open_retrying_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
-    """``open_store`` whose calls back off and retry on 429/5xx: for planning and CLI calls outside the copy path."""
-    from workers.stores.retrying import RetryingStore
+    """``open_store`` wrapped in a ``GuardedStore`` without a rate budget: every call backs off and retries on
+    429/5xx, and a host that does not answer fails fast. For planning and CLI calls outside the fleet."""
+    from workers.stores import guarded  # imported on use: it brings the retry and rate-limit machinery
 
-    return RetryingStore(open_store(spec))
+    return guarded.GuardedStore(
+        open_store(spec),
+        attempts=guarded.ONE_OFF_ATTEMPTS,
+        max_wait_s=guarded.ONE_OFF_MAX_WAIT_S,
+        no_answer_attempts=guarded.ONE_OFF_NO_ANSWER_ATTEMPTS,
+    )

@@ -2,16 +2,17 @@
 
 Stores are thin and synchronous: no retries and no rate limiting here. They translate the store's own failures into
 ``RetryableError`` (429, 5xx, connection errors; with ``retry_after_s`` when the store said) or ``StoreError``
-(everything retrying cannot fix), and the copy task wraps them in the retry policy and the rate budget.
+(everything retrying cannot fix); ``workers.stores.guarded.GuardedStore`` adds the retry policy and the rate budget.
 
 The default namespace is the empty string ``""`` everywhere in nsmigrate (Pinecone reports it as ``__default__``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from orchestrator.paging import iter_all_ids
 from orchestrator.records import DEFAULT_NAMESPACE, IdPage, Record
 
 __all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids"]
@@ -19,8 +20,8 @@ __all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids
 
 @runtime_checkable
 class VectorStore(Protocol):
-    """What a migration needs from a store. Limits: ``fetch``/``delete`` take ≤ 1,000 ids, ``upsert`` ≤ 1,000 records
-    and ≤ 2 MB (callers split; see ``workers.chunking``), ``list_ids`` pages ≤ 100 ids."""
+    """What a migration needs from a store. Callers keep requests within ``orchestrator.limits`` (ids per fetch and
+    delete, records and bytes per upsert: see ``workers.chunking``; ids per list page)."""
 
     #: Human-readable identity used in rate-limit scopes and messages (never contains a key).
     name: str
@@ -60,14 +61,3 @@ class VectorStore(Protocol):
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
         """Ids of the ``top_k`` nearest vectors, best first (used by verification's query equivalence)."""
         ...
-
-
-def iter_all_ids(store: VectorStore, namespace: str, page_size: int = 100) -> Iterator[str]:
-    """Every id of a namespace, page by page."""
-    token: str | None = None
-    while True:
-        page = store.list_ids(namespace, limit=page_size, token=token)
-        yield from page.ids
-        if not page.next_token:
-            return
-        token = page.next_token

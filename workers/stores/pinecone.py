@@ -7,8 +7,8 @@ built for that host. The key is never put in a message, a log line or a ``repr``
 
 **Retries.** The SDK retries 408/429/5xx and connection errors itself (4 attempts, honouring ``Retry-After``) and keeps
 a process-wide, per-hostname retry budget that silently stops retrying after ~50 failures. nsmigrate wants exactly one
-retry layer — tenacity in ``workers.retry``, around every store call, after the fleet-wide rate limiter — so that one
-429 costs one request against the shared budget. So:
+retry layer — tenacity in ``workers.stores.guarded``, around every store call, after the fleet-wide rate limiter — so
+that one 429 costs one request against the shared budget. So:
 
 - the control-plane client gets ``RetryConfig(max_retries=0)`` (a supported constructor argument);
 - the data-plane ``Index`` takes no retry argument in SDK 10.2.0 and no environment variable exists, so
@@ -35,7 +35,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -57,6 +56,7 @@ from pinecone import (
 )
 
 from orchestrator.errors import RetryableError, StoreError
+from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.records import JsonValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
@@ -65,8 +65,6 @@ logger = logging.getLogger(__name__)
 
 #: How Pinecone names the default namespace in stats and namespace endpoints; nsmigrate calls it "".
 PINECONE_DEFAULT_NAMESPACE = "__default__"
-MAX_IDS_PER_REQUEST = 1_000
-MAX_LIST_LIMIT = 100
 _RETRYABLE_STATUSES = frozenset({408, 429})
 
 
@@ -113,37 +111,6 @@ def raw_http(index: Any) -> Any | None:
 def _wire_values(values: Sequence[float]) -> Any:
     """Fetched values go back verbatim (see the module docstring): the SDK's encoder writes a Fragment as it is."""
     return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
-
-
-def preload_sdk() -> None:
-    """Build (and drop) one client without connecting, so that the modules the SDK imports on first use are loaded
-    in the calling process, then prime the decoding of its response types (``prime_sdk_decoding``). Called in a
-    worker's main process before its pool runs a task: ~0.1 CPU-s per prefork child saved, and no crash."""
-    try:
-        Index(host="http://127.0.0.1:1", api_key="preload", ssl_verify=False).close()
-    except Exception as e:  # only an optimisation
-        logger.debug("could not preload the Pinecone SDK: %s", e)
-    prime_sdk_decoding()
-
-
-def prime_sdk_decoding() -> None:
-    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define.
-
-    The SDK decodes each response with ``msgspec.json.decode(data, type=…)``, and msgspec builds a type's decoding
-    information on its first decode. That is not safe when threads do it at once: 32 threads making their first
-    decode of a list response together crashed the process (SIGSEGV in ``msgspec._core``, msgspec 0.22) in about
-    half of the runs with a short GIL switch interval, and a fresh threads worker does exactly that. Built here, in
-    one thread, before any task runs, the information is only ever read by the task threads (~10 ms, once)."""
-    primed = 0
-    for name, module in list(sys.modules.items()):
-        if name.split(".")[0] != "pinecone" or module is None:
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__module__ == name:
-                with contextlib.suppress(TypeError):  # request-only types msgspec cannot decode into
-                    msgspec.json.Decoder(value)
-                    primed += 1
-    logger.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
 
 
 def _from_wire_namespace(name: str) -> str:
@@ -218,8 +185,8 @@ class PineconeStore:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
                         )
-                # A plain-http host (Pinecone Local, the sandbox) has no TLS: skip loading the CA bundle, ~30 ms of CPU
-                # per process and store.
+                # A plain-http host (Pinecone Local, the sandbox) has no TLS: skip loading the CA bundle (CPU spent
+                # per process and store).
                 plain_http = host.startswith("http://")
                 index = Index(host=host, api_key=key, timeout=self._timeout_s, ssl_verify=not plain_http)
             self.sdk_retries_disabled = disable_sdk_retries(index)
@@ -280,7 +247,7 @@ class PineconeStore:
             raise ValueError(f"limit must be ≥ 1, got {limit}")
         with self._errors("list", namespace):
             page = self._client().list_paginated(
-                namespace=namespace, limit=min(limit, MAX_LIST_LIMIT), pagination_token=token or None
+                namespace=namespace, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
             )
         ids = [item.id for item in page.vectors if item.id is not None]
         next_token = page.pagination.next if page.pagination is not None else None
@@ -289,8 +256,8 @@ class PineconeStore:
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         if not ids:
             return []
-        if len(ids) > MAX_IDS_PER_REQUEST:
-            raise ValueError(f"fetch takes ≤ {MAX_IDS_PER_REQUEST} ids per call, got {len(ids)}")
+        if len(ids) > FETCH_MAX_IDS:
+            raise ValueError(f"fetch takes ≤ {FETCH_MAX_IDS} ids per call, got {len(ids)}")
         client = self._client()
         http = raw_http(client)
         if http is None:
@@ -333,8 +300,8 @@ class PineconeStore:
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         with self._errors("delete", namespace):
-            for start in range(0, len(ids), MAX_IDS_PER_REQUEST):
-                self._client().delete(ids=list(ids[start : start + MAX_IDS_PER_REQUEST]), namespace=namespace)
+            for start in range(0, len(ids), DELETE_MAX_IDS):
+                self._client().delete(ids=list(ids[start : start + DELETE_MAX_IDS]), namespace=namespace)
 
     def delete_namespace(self, namespace: str) -> None:
         with self._errors("delete_namespace", namespace):

@@ -3,31 +3,36 @@
 It starts the local stack, loads the seed-shaped data set (805 vectors of dimension 3072: 30 UUID twin namespaces
 plus 376 vectors in the default namespace), writes the twin → creator mapping, points the shipped spec
 ``migrations/creator-namespaces.yaml`` at the sandbox, runs it on a real worker pool with Flower watching, and prints
-what landed where. Nothing outside this machine is touched.
+what landed where. Nothing outside this machine is touched. The only module of the product that uses the sandbox.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 import yaml
-from rich.console import Console
+from pinecone import Pinecone
 from rich.table import Table
 
+from cli import waits
+from cli.console import console
+from cli.fleet import open_store
+from cli.render import print_plan, watch_job
 from migrations import catalogue
 from orchestrator import jobs, launch
-from orchestrator.cli import _print_plan, watch_job
 from orchestrator.dispatch import Dispatcher
 from orchestrator.records import display_namespace
 from orchestrator.settings import load_settings
 from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import IndexSpec
-from sandbox.seed import seed_dataset
-from sandbox.stack import Stack, start_stack
+from sandbox.seed import seed_dataset, write_twins_csv
+from sandbox.stack import SANDBOX_API_KEY, Stack, start_stack
+
+app = typer.Typer(add_completion=False)
 
 DEMO_JOB = "creator-namespaces"
 
@@ -44,16 +49,8 @@ def sandbox_spec(spec_path: Path, stack: Stack, twins_csv: Path | None) -> dict[
     return data
 
 
-def write_twins_csv(twins: dict[str, str], path: Path) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["twin_id", "creator_id"])
-        writer.writerows(sorted(twins.items()))
-    return path
-
-
-def run_demo(*, keep: bool = False, copy_concurrency: int = 8, console: Console | None = None) -> int:
-    console = console or Console()
+def run_demo(*, keep: bool = False, copy_concurrency: int = 8) -> int:
+    """Run the demo; returns the exit code of its watch (0: every namespace copied and verified)."""
     spec_path = catalogue()[DEMO_JOB]
     shipped = yaml.safe_load(spec_path.read_text())
     index_name = shipped["source"]["index"]
@@ -79,19 +76,19 @@ def run_demo(*, keep: bool = False, copy_concurrency: int = 8, console: Console 
         settings = load_settings()
         db = jobs.Database(settings.database_url)
         spec = parse_spec(yaml.safe_load(spec_file.read_text()), origin=str(spec_file))
-        prepared = launch.prepare(spec, _open_store, spec_file.parent)
-        _print_plan(prepared)
+        prepared = launch.prepare(spec, open_store, spec_file.parent)
+        print_plan(prepared)
         started = time.monotonic()
         job_id = launch.launch(db, Dispatcher(settings), prepared)
         console.print(
             f"job {job_id} started; watch it in Flower at {flower_url} (user admin, password {stack.flower_password})"
         )
-        code = watch_job(db, job_id, timeout_s=600)
+        code = watch_job(db, job_id, waits.settled(db, job_id), timeout_s=600)
         elapsed = time.monotonic() - started
-        _print_landing(console, stack, index_name)
+        _print_landing(stack, index_name)
         status = jobs.job_status(db, job_id)
         console.print(
-            f"copied {status['totals']['copied']} of {status['totals']['source']} vectors in "
+            f"copied {status.totals.copied} of {status.totals.source} vectors in "
             f"{elapsed:.1f} s; the source namespaces are kept (cleanup mode "
             f"{spec.cleanup.mode!r}: only verified namespaces can be deleted, with `nsmigrate cleanup`)."
         )
@@ -111,10 +108,8 @@ def run_demo(*, keep: bool = False, copy_concurrency: int = 8, console: Console 
         stack.stop()
 
 
-def _print_landing(console: Console, stack: Stack, index_name: str) -> None:
-    from pinecone import Pinecone
-
-    index = Pinecone(api_key="sandbox-key").Index(host=stack.pinecone.host(index_name))
+def _print_landing(stack: Stack, index_name: str) -> None:
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(index_name))
     stats = index.describe_index_stats()
     table = Table(title=f"index {index_name!r} after the job: creator namespaces")
     table.add_column("namespace")
@@ -139,7 +134,13 @@ def _print_landing(console: Console, stack: Stack, index_name: str) -> None:
     )
 
 
-def _open_store(spec: Any) -> Any:
-    from workers.stores import open_retrying_store
-
-    return open_retrying_store(spec)
+@app.command()
+def demo(
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the sandbox, workers and Flower running until Ctrl-C.")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Copy worker concurrency (prefork processes).")] = 8,
+) -> None:
+    """Run the seeds' creator-namespace job end to end on embedded services (no accounts, no Docker): a local
+    Pinecone data plane with the seed-shaped data set, Redis, Postgres, a worker pool and Flower."""
+    raise typer.Exit(run_demo(keep=keep, copy_concurrency=workers))

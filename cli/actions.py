@@ -1,0 +1,219 @@
+"""Acting on a job: ``retry``, ``resume``, ``cancel``, ``verify``, ``cleanup``, ``sync``, ``rollback``.
+
+Cleanup, sync's scan and rollback run inline (the user sees each result); re-queued work goes to the fleet.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from cli import waits
+from cli.console import console
+from cli.fleet import dispatcher
+from cli.options import (
+    DatabaseOpt,
+    JobArg,
+    NamespaceOpt,
+    RedisOpt,
+    db,
+    fail,
+    find_job_id,
+    job_context,
+    settings,
+)
+from cli.render import watch_job
+from orchestrator import jobs, launch
+from orchestrator.records import display_namespace
+from workers.cleaning import cleanup_run
+from workers.context import WorkerContext
+from workers.rollback import rollback_job
+from workers.syncing import sync_run
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def retry(
+    job: JobArg,
+    namespace: NamespaceOpt = None,
+    wait: Annotated[bool, typer.Option("--wait")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Re-enqueue the failed batches of JOB (only those), e.g. once a fault is gone."""
+    resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
+    n = launch.retry_failed(database, dispatcher(resolved), job_id, ns)
+    console.print(f"{n} failed batches re-queued for job {job_id}")
+    if wait:
+        raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))
+
+
+@app.command()
+def resume(
+    job: JobArg,
+    wait: Annotated[bool, typer.Option("--wait")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat."""
+    resolved = settings(database_url, redis_url)
+    database = db(resolved)
+    job_id = find_job_id(database, job)
+    counts = launch.resume(database, dispatcher(resolved), job_id)
+    console.print(
+        f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
+        f"{counts['verifications']} verifications"
+    )
+    if wait:
+        raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))
+
+
+@app.command()
+def cancel(job: JobArg, database_url: DatabaseOpt = None) -> None:
+    """Cancel JOB: queued batches are skipped by the workers; nothing is deleted."""
+    database = db(settings(database_url, None))
+    job_id = find_job_id(database, job)
+    n = jobs.cancel_job(database, job_id)
+    console.print(f"job {job_id} cancelled ({n} namespace runs stopped)")
+
+
+@app.command()
+def verify(
+    job: JobArg,
+    namespace: NamespaceOpt = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait for the reports.")] = True,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed."""
+    resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
+    before = waits.Verdicts.snapshot(database, job_id, ns)  # before the request: a fast worker may answer at once
+    run_ids = launch.request_verification(database, dispatcher(resolved), job_id, ns)
+    if not run_ids:
+        raise fail(f"job {job_id} has no namespace that finished copying; see `nsmigrate status {job_id}`", 1)
+    console.print(f"verification queued for {len(run_ids)} namespaces")
+    if wait:
+        raise typer.Exit(watch_job(database, job_id, waits.Verdicts(database, job_id, before, run_ids)))
+
+
+@app.command()
+def cleanup(
+    job: JobArg,
+    namespace: NamespaceOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and
+    the source has not changed since). Every deletion and refusal is written to the audit log."""
+    resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
+    runs = jobs.runs_of(database, job_id, ns)
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise fail("cleanup deletes source data: pass --yes to confirm (or --dry-run to see what it would do)")
+        typer.confirm(f"Delete up to {len(runs)} verified source namespaces of job {job_id}?", abort=True)
+    ctx = WorkerContext(resolved)
+    refused = 0
+    for r in runs:
+        result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor())
+        refused += result["action"] == "refused"
+        console.print(
+            f"{display_namespace(r.source_namespace)}: {result['action']} "
+            f"{result.get('count', '')} {result.get('reason', '')}"
+        )
+    raise typer.Exit(1 if refused else 0)
+
+
+@app.command()
+def sync(
+    job: JobArg,
+    namespace: NamespaceOpt = None,
+    propagate_deletes: Annotated[
+        bool,
+        typer.Option(
+            "--propagate-deletes",
+            help="Also delete from the target the ids this job copied that the source no "
+            "longer has (default: only report them).",
+        ),
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the copy and the verification after it.")] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
+    again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes)."""
+    resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
+    runs = jobs.runs_of(database, job_id, ns)
+    if not runs:
+        raise fail(f"job {job_id} has no namespace run {namespace!r}; see `nsmigrate status {job_id}`")
+    ctx = WorkerContext(resolved)
+    refused = 0
+    for r in runs:
+        result = sync_run(ctx, r.id, propagate_deletes=propagate_deletes, actor=jobs.default_actor())
+        name = display_namespace(r.source_namespace)
+        if result["action"] == "refused":
+            refused += 1
+            console.print(f"{escape(name)}: refused — {escape(result['reason'])}", soft_wrap=True)
+            continue
+        line = (
+            f"{escape(name)}: {result['new']} new, {result['changed']} changed → {result['to_copy']} to copy in "
+            f"{result['batches']} batches; {result['deleted_in_source']} deleted in source"
+        )
+        if propagate_deletes:
+            line += f" ({result['deleted']} deleted from the target)"
+        if result["unroutable"]:
+            line += f"; {result['unroutable']} cannot be routed (e.g. {result['unroutable_examples'][0]['reason']})"
+        console.print(line, soft_wrap=True)
+    if wait and refused < len(runs):
+        code = watch_job(database, job_id, waits.settled(database, job_id))
+        raise typer.Exit(code or (1 if refused else 0))
+    raise typer.Exit(1 if refused else 0)
+
+
+@app.command()
+def rollback(
+    job: JobArg,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only check the originals and say what would be restored and removed.")
+    ] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Undo migrate JOB: restore its original namespaces from the targets where they are missing (after cleanup),
+    verify every original against its migrated copy, and only then remove the namespaces JOB created. Refuses, with
+    nothing deleted, when an original cannot be verified. Recorded as a job of kind `rollback`; safe to re-run."""
+    resolved = settings(database_url, redis_url)
+    database = db(resolved)
+    job_id = find_job_id(database, job)
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise fail(
+                "rollback deletes the migrated namespaces: pass --yes to confirm (or --dry-run to see what it would do)"
+            )
+        typer.confirm(f"Roll back job {job_id} and delete the namespaces it created?", abort=True)
+    result = rollback_job(WorkerContext(resolved), job_id, dry_run=dry_run, actor=jobs.default_actor())
+    for r in result["runs"]:
+        restored = f" ({r['restored']} restored)" if r["restored"] else ""
+        console.print(f"{escape(display_namespace(r['namespace']))}: {escape(r['summary'])}{restored}", soft_wrap=True)
+    for ns, d in result["namespaces"].items():
+        kept = f", {d['kept']} ids of others kept" if d["kept"] else ""
+        console.print(
+            f"removed {escape(display_namespace(ns))}: {d['method']} ({d['deleted']} ids{kept})", soft_wrap=True
+        )
+    action = result["action"]
+    if action in ("refused", "failed"):
+        raise fail(f"rollback of job {job_id} {action}: {result['reason']}", 1)
+    where = f" (rollback job {result['rollback_job_id']})" if result["rollback_job_id"] else ""
+    done = {
+        "rolled_back": f"job {job_id} rolled back{where}",
+        "already_rolled_back": f"job {job_id} was already rolled back{where}",
+        "dry_run": f"dry run, nothing changed: a rollback of job {job_id} would restore the missing originals "
+        "above, verify them all, then remove the namespaces the job created",
+    }
+    console.print(done[action], soft_wrap=True)

@@ -1,0 +1,223 @@
+"""Backups: ``export`` namespaces to Parquet and ``import`` them back; ``backup_sources`` is ``run``'s pre-migration
+backup (spec ``backup.enabled``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cli.console import console
+from cli.fleet import open_store
+from cli.options import fail
+from cli.render import bars
+from orchestrator.errors import NsmigrateError
+from orchestrator.launch import Prepared
+from orchestrator.planner import Inventory, select_namespaces
+from orchestrator.records import display_namespace, parse_namespace_arg
+from orchestrator.spec import load_spec
+from workers.backup import MANIFEST_NAME, close_store, export_namespaces, import_path
+
+app = typer.Typer(add_completion=False)
+
+
+def backup_store(spec: Any) -> Any:
+    """A store for export/import: it retries (with the CLI's quick give-up on a host that does not answer); the
+    backup functions do not retry around it."""
+    return open_store(spec)
+
+
+def backup_directory(base: str | Path, job_name: str) -> Path:
+    """``<base>/<job name>-<UTC timestamp>``: a new directory per backup, sorted by time (relative to the cwd)."""
+    return Path(base) / f"{job_name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def export_with_progress(store: Any, counts: dict[str, int], directory: Path) -> list[Any]:
+    """Export the namespaces of ``counts`` (namespace → vectors expected) into ``directory``, a bar per namespace."""
+    with bars() as progress:
+        tasks = {
+            ns: progress.add_task(f"export {display_namespace(ns)[:40]}", total=max(n, 1)) for ns, n in counts.items()
+        }
+
+        def advance(ns: str, done: int) -> None:
+            progress.update(tasks[ns], completed=done, total=max(counts[ns], done, 1))
+
+        results = export_namespaces(store, list(counts), directory, progress=advance)
+    table = Table(title=f"exported {store.name} → {directory}")
+    for col in ("namespace", "file", "vectors", "MB"):
+        table.add_column(col, justify="right" if col in ("vectors", "MB") else "left")
+    for r in results:
+        table.add_row(display_namespace(r.namespace), r.path.name, str(r.count), f"{r.bytes / 1e6:.2f}")
+    console.print(table)
+    return results
+
+
+def backup_sources(prepared: Prepared) -> dict[str, Any]:
+    """The pre-migration backup of ``run`` (spec ``backup.enabled``): every planned source namespace exported to
+    ``backup.directory/<job name>-<UTC timestamp>/``. Returns the audit event's detail. Exits 1 if it fails."""
+    spec = prepared.spec
+    directory = backup_directory(spec.backup.directory, spec.name)
+    store = backup_store(spec.source)
+    console.print(f"backup: exporting {len(prepared.plan.runs)} source namespaces to {directory}")
+    try:
+        results = export_with_progress(
+            store, {r.source_namespace: r.vector_count for r in prepared.plan.runs}, directory
+        )
+    except (NsmigrateError, OSError) as e:
+        raise fail(f"the pre-migration backup failed, so the job was not started (nothing was enqueued): {e}", 1) from e
+    finally:
+        close_store(store)
+    manifest = (directory / MANIFEST_NAME).resolve()
+    console.print(f"backup written: {manifest} (restore with `nsmigrate import {directory} SPEC --to-source`)")
+    return {"manifest": str(manifest), "namespaces": len(results), "vectors": sum(r.count for r in results)}
+
+
+@app.command("export")
+def export_cmd(
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML): the store and the namespaces to export.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="A new (or empty) directory for the files. Default: <backup.directory>/<job name>-<UTC timestamp>.",
+            show_default=False,
+        ),
+    ] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Only this namespace (repeatable; __default__ for the default). "
+            "Default: the source namespaces the spec selects.",
+            show_default=False,
+        ),
+    ] = None,
+    from_target: Annotated[
+        bool,
+        typer.Option(
+            "--from-target",
+            help="Export the spec's target store (all its namespaces unless --namespace) instead of its source.",
+        ),
+    ] = False,
+) -> None:
+    """Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to
+    restore with `nsmigrate import`. Only reads from the store."""
+    from workers.backup import MANIFEST_NAME, close_store
+
+    job_spec = load_spec(spec)
+    store = backup_store(job_spec.target if from_target else job_spec.source)
+    try:
+        available: dict[str, int] = store.namespaces()
+        if namespace:
+            wanted = list(dict.fromkeys(parse_namespace_arg(n) for n in namespace))
+            unknown = [display_namespace(n) for n in wanted if n not in available]
+            if unknown:
+                raise fail(
+                    f"{store.name} has no namespace(s) {unknown}; it has "
+                    f"{[display_namespace(n) for n in sorted(available)]}"
+                )
+        elif from_target:
+            wanted = sorted(available)
+            if not wanted:
+                raise fail(f"{store.name} holds no namespace to export")
+        else:
+            wanted = select_namespaces(job_spec, Inventory(label=store.name, dimension=0, namespaces=available))
+        directory = out if out is not None else backup_directory(job_spec.backup.directory, job_spec.name)
+        results = export_with_progress(store, {ns: available.get(ns, 0) for ns in wanted}, directory)
+    except NsmigrateError as e:
+        raise fail(str(e)) from e
+    finally:
+        close_store(store)
+    console.print(
+        f"{sum(r.count for r in results)} vectors in {len(results)} files; manifest: {directory / MANIFEST_NAME}"
+    )
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="An export directory (with manifest.json) or one exported file.")],
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML) naming the store to write to.")],
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace",
+            "-n",
+            help="Only the file of this exported namespace (repeatable; __default__ for the "
+            "default). Default: every file.",
+            show_default=False,
+        ),
+    ] = None,
+    into: Annotated[
+        str | None,
+        typer.Option(
+            "--into",
+            help="Write into this namespace instead of the one recorded "
+            "in the file (one file only; __default__ for the default).",
+            show_default=False,
+        ),
+    ] = None,
+    to_source: Annotated[
+        bool,
+        typer.Option(
+            "--to-source/--to-target", help="Write into the spec's source store (restoring a backup) or its target."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Also write into namespaces that hold vectors: ids "
+            "in the file replace stored ones, other vectors are kept.",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            max=100_000,
+            help="Rows read from a file per step (upserts are split under 1,000 vectors and 2 MB).",
+        ),
+    ] = 500,
+) -> None:
+    """Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked
+    first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any
+    check fails, nothing is written."""
+    job_spec = load_spec(spec)
+    store = backup_store(job_spec.source if to_source else job_spec.target)
+    with bars() as progress:
+        tasks: dict[str, Any] = {}
+
+        def start(header: Any, target: str) -> None:
+            tasks[target] = progress.add_task(f"import {display_namespace(target)[:40]}", total=max(header.count, 1))
+
+        def advance(target: str, done: int) -> None:
+            progress.update(tasks[target], completed=done)
+
+        try:
+            results = import_path(
+                store,
+                path,
+                namespaces=[parse_namespace_arg(n) for n in namespace or []] or None,
+                into=parse_namespace_arg(into) if into is not None else None,
+                overwrite=overwrite,
+                batch_size=batch_size,
+                progress=advance,
+                on_start=start,
+            )
+        except NsmigrateError as e:
+            raise fail(str(e)) from e
+        finally:
+            close_store(store)
+    table = Table(title=f"imported into {store.name}")
+    for col in ("file", "namespace", "vectors"):
+        table.add_column(col, justify="right" if col == "vectors" else "left")
+    for r in results:
+        table.add_row(r.path.name, display_namespace(r.namespace), str(r.count))
+    console.print(table)
+    console.print(f"{sum(r.count for r in results)} vectors imported from {len(results)} files")

@@ -1,0 +1,36 @@
+"""Opening what the fleet runs on, for the commands that act: the broker (checked before anything is written) and the
+stores. Loads Celery and the store SDKs, so the commands that only read the job table never import this module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from cli.options import fail, password_of, redact
+from orchestrator.dispatch import Dispatcher
+from orchestrator.settings import Settings
+from workers.stores import open_retrying_store
+
+
+def open_store(spec: Any) -> Any:
+    """A store whose calls retry: the CLI is the composition root, the orchestrator core only receives this
+    function."""
+    return open_retrying_store(spec)
+
+
+def dispatcher(settings: Settings) -> Dispatcher:
+    """A Dispatcher whose broker answered: checked before anything is written, so an unreachable Redis gives one
+    clear error instead of a traceback and a job row whose tasks were never enqueued."""
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5).ping()
+    except (redis.RedisError, ValueError, OSError) as e:
+        detail = (str(e).splitlines() or [""])[0][:200]
+        password = password_of(settings.redis_url)
+        if password:
+            detail = detail.replace(password, "***")
+        raise fail(
+            f"cannot reach Redis at {redact(settings.redis_url)}: {type(e).__name__}: {detail} — set "
+            "NSMIGRATE_REDIS_URL or --redis-url to a reachable Redis"
+        ) from e
+    return Dispatcher(settings)

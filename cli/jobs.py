@@ -1,0 +1,82 @@
+"""Reading the job table: ``status``, ``report``, ``jobs``, ``events``, ``watch``. Loads no broker and no store."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli import waits
+from cli.console import console
+from cli.options import DatabaseOpt, JobArg, NamespaceOpt, db, find_job_id, settings
+from cli.render import print_summary, watch_job
+from orchestrator import jobs
+from orchestrator.naming import display_namespace, parse_namespace_arg
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def status(
+    job: JobArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Show a job's state, per-namespace progress, failed batches and verification results."""
+    database = db(settings(database_url, None))
+    snapshot = jobs.job_status(database, find_job_id(database, job))
+    if as_json:
+        print(json.dumps(snapshot.as_dict(), indent=2, default=str))
+    else:
+        print_summary(snapshot)
+
+
+@app.command()
+def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids,
+    content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed."""
+    database = db(settings(database_url, None))
+    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    runs = jobs.runs_of(database, find_job_id(database, job), ns)
+    reports = [
+        {
+            "source_namespace": display_namespace(r.source_namespace),
+            "state": r.state,
+            "verification": r.verification,
+            "cleanup": r.cleanup,
+        }
+        for r in runs
+    ]
+    print(json.dumps(reports, indent=2, default=str))
+    passed = all((r.verification or {}).get("passed") for r in runs)
+    raise typer.Exit(0 if reports and passed else 1)
+
+
+@app.command("jobs")
+def list_jobs(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20, database_url: DatabaseOpt = None
+) -> None:
+    """List the jobs in the job table."""
+    database = db(settings(database_url, None))
+    table = Table("id", "name", "kind", "state", "created")
+    for j in jobs.list_jobs(database, limit):
+        table.add_row(str(j["job_id"]), j["name"], j["kind"], j["state"], j["created_at"][:19])
+    console.print(table)
+
+
+@app.command()
+def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
+    """Show a job's audit log (who did what, when)."""
+    database = db(settings(database_url, None))
+    for e in jobs.events_of(database, find_job_id(database, job)):
+        console.print(f"{e['at'][:19]}  {e['actor']:<28} {e['action']:<18} {json.dumps(e['detail'], default=str)}")
+
+
+@app.command("watch")
+def watch(job: JobArg, database_url: DatabaseOpt = None) -> None:
+    """Live progress of a running job (like `run --wait`)."""
+    database = db(settings(database_url, None))
+    job_id = find_job_id(database, job)
+    raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))

@@ -1,0 +1,185 @@
+"""The root command, ``nsmigrate``: its command groups load lazily, so ``--help`` imports none of them.
+
+``COMMANDS`` names each command's module and its one-line help (the first paragraph of its docstring; a test keeps
+the two equal). A command's module, and whatever it needs (Celery, a store SDK, pyarrow), is imported only when that
+command runs or shows its own ``--help`` (click's "lazily loading subcommands" pattern).
+
+Every command reads its connection settings once from the environment (``NSMIGRATE_DATABASE_URL``,
+``NSMIGRATE_REDIS_URL``; see ``orchestrator.settings``) or from ``--database-url`` / ``--redis-url``.
+Errors are printed as one clear message with what to do, and exit with code 2 (bad input) or 1 (failed check).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import sys
+from typing import Any, NamedTuple
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from cli.console import print_error
+from orchestrator.errors import NsmigrateError
+
+
+class Entry(NamedTuple):
+    module: str
+    help: str
+
+
+#: Every command, in the order ``--help`` lists them: its module and its one-line help.
+COMMANDS: dict[str, Entry] = {
+    "plan": Entry(
+        "cli.run", "Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing."
+    ),
+    "run": Entry(
+        "cli.run",
+        "Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is "
+        "resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces "
+        "are exported to Parquet first, and a failed backup starts nothing.",
+    ),
+    "status": Entry("cli.jobs", "Show a job's state, per-namespace progress, failed batches and verification results."),
+    "report": Entry(
+        "cli.jobs",
+        "Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids, "
+        "content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed.",
+    ),
+    "jobs": Entry("cli.jobs", "List the jobs in the job table."),
+    "events": Entry("cli.jobs", "Show a job's audit log (who did what, when)."),
+    "watch": Entry("cli.jobs", "Live progress of a running job (like `run --wait`)."),
+    "retry": Entry("cli.actions", "Re-enqueue the failed batches of JOB (only those), e.g. once a fault is gone."),
+    "resume": Entry(
+        "cli.actions",
+        "Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat.",
+    ),
+    "cancel": Entry("cli.actions", "Cancel JOB: queued batches are skipped by the workers; nothing is deleted."),
+    "verify": Entry(
+        "cli.actions", "(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed."
+    ),
+    "cleanup": Entry(
+        "cli.actions",
+        "Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and "
+        "the source has not changed since). Every deletion and refusal is written to the audit log.",
+    ),
+    "sync": Entry(
+        "cli.actions",
+        "Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify "
+        "again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes).",
+    ),
+    "rollback": Entry(
+        "cli.actions",
+        "Undo migrate JOB: restore its original namespaces from the targets where they are missing (after cleanup), "
+        "verify every original against its migrated copy, and only then remove the namespaces JOB created. Refuses, "
+        "with nothing deleted, when an original cannot be verified. Recorded as a job of kind `rollback`; safe to "
+        "re-run.",
+    ),
+    "export": Entry(
+        "cli.backup",
+        "Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to "
+        "restore with `nsmigrate import`. Only reads from the store.",
+    ),
+    "import": Entry(
+        "cli.backup",
+        "Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked "
+        "first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any "
+        "check fails, nothing is written.",
+    ),
+    "erase": Entry(
+        "cli.tenancy",
+        "Erase every namespace of CREATOR_ID (its twin namespaces and creator-wide namespace, matched by parsing the "
+        "names, so `a.1` never touches `a.10`). Each deletion is written to the audit log.",
+    ),
+    "worker": Entry("cli.services", "Run a worker consuming the given queues (one pool per queue in production)."),
+    "flower": Entry(
+        "cli.services",
+        "Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var "
+        "named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD).",
+    ),
+    "demo": Entry(
+        "cli.demo",
+        "Run the seeds' creator-namespace job end to end on embedded services (no accounts, no Docker): a local "
+        "Pinecone data plane with the seed-shaped data set, Redis, Postgres, a worker pool and Flower.",
+    ),
+}
+
+
+@functools.cache
+def _commands_of(module: str) -> dict[str, Any]:
+    """The commands of a command-group module (its typer ``app``), by name; imports the module."""
+    command = typer.main.get_command(importlib.import_module(module).app)
+    if isinstance(command, TyperGroup):
+        return dict(command.commands)
+    return {command.name or "": command}
+
+
+def load_command(name: str) -> Any:
+    """The real command ``name``, its module imported."""
+    return _commands_of(COMMANDS[name].module)[name]
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists commands from ``COMMANDS`` and imports a command's module only to run it (or show its
+    own help). Known errors (``NsmigrateError``) become one clear message and exit code 2 inside the app itself, so
+    that ``nsmigrate``, ``python -m cli`` and ``typer.testing.CliRunner`` all behave the same."""
+
+    _summaries_only = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Stand-ins carrying the one-line help: the group's help lists them, typo suggestions read their names.
+        self.commands = {name: TyperCommand(name, help=entry.help) for name, entry in COMMANDS.items()}
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name not in COMMANDS:
+            return None
+        if self._summaries_only:
+            return self.commands[cmd_name]
+        return load_command(cmd_name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._summaries_only = True  # listing the commands needs their one line only, not their modules
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._summaries_only = False
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NsmigrateError as e:
+            print_error(str(e))
+            raise typer.Exit(2) from e
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    name="nsmigrate",
+    help="Migrate vector data between Pinecone namespaces/indexes and pgvector tables with a Celery fleet: "
+    "plan a job from a YAML spec, run it on workers, watch it, re-run failed batches, verify, then clean up.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root() -> None:
+    """The commands are in ``COMMANDS``; typer needs a callback to make this a group."""
+
+
+def main() -> None:
+    """Console-script entry point: known errors become one clear line instead of a traceback."""
+    # The app reports NsmigrateError itself (see LazyGroup); this catches one raised outside a command.
+    try:
+        app()
+    except NsmigrateError as e:
+        print_error(str(e))
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

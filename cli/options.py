@@ -1,0 +1,93 @@
+"""What every command shares: the option types, settings read once, the job table, and the error exit.
+
+Light on purpose: ``nsmigrate status`` loads this module, so nothing here may import Celery, a store SDK or pyarrow.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from cli.console import print_error
+from orchestrator import jobs
+from orchestrator.naming import parse_namespace_arg
+from orchestrator.settings import Settings, load_settings
+
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url", help="Job table (SQLAlchemy URL). Default: $NSMIGRATE_DATABASE_URL.", show_default=False
+    ),
+]
+RedisOpt = Annotated[
+    str | None,
+    typer.Option("--redis-url", help="Broker/locks/rate buckets. Default: $NSMIGRATE_REDIS_URL.", show_default=False),
+]
+JobArg = Annotated[str, typer.Argument(help="Job id, or job name (its newest job).")]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Only this source namespace (__default__ for the default).")
+]
+
+
+def settings(database_url: str | None, redis_url: str | None) -> Settings:
+    overrides = {k: v for k, v in {"database_url": database_url, "redis_url": redis_url}.items() if v}
+    try:
+        return load_settings(**overrides)
+    except ValidationError as e:  # e.g. NSMIGRATE_RETRY_ATTEMPTS=0: name the variable, never echo values
+        problems = "; ".join(
+            f"NSMIGRATE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in e.errors()
+        )
+        raise fail(f"invalid setting(s): {problems} — fix the environment (or .env)") from e
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``message`` as one ``error:`` line on stderr; returns the exit to raise (code 2: bad input, 1: failed)."""
+    print_error(message)
+    return typer.Exit(code)
+
+
+def db(settings: Settings) -> jobs.Database:
+    try:
+        return jobs.Database(settings.database_url)
+    except Exception as e:  # connection refused, bad URL, auth: say where and what to set
+        detail = (str(e).splitlines() or [""])[0][:200]
+        password = password_of(settings.database_url)
+        if password:  # an unparsable URL is echoed whole by SQLAlchemy
+            detail = detail.replace(password, "***")
+        raise fail(
+            f"cannot open the job table at {redact(settings.database_url)}: {type(e).__name__}: "
+            f"{detail} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable Postgres"
+        ) from e
+
+
+def password_of(url: str) -> str | None:
+    if "@" in url and "://" in url:
+        creds = url.split("://", 1)[1].rsplit("@", 1)[0]
+        if ":" in creds:
+            return creds.split(":", 1)[1] or None
+    return None
+
+
+def redact(url: str) -> str:
+    """A URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
+    return url
+
+
+def find_job_id(database: jobs.Database, ref: str) -> int:
+    return jobs.find_job(database, ref).id
+
+
+def job_context(
+    job: str, namespace: str | None, database_url: str | None, redis_url: str | None
+) -> tuple[Settings, jobs.Database, int, str | None]:
+    """What every job command starts from: settings, the job table, the job's id and the namespace asked for."""
+    resolved = settings(database_url, redis_url)
+    database = db(resolved)
+    ns = parse_namespace_arg(namespace) if namespace is not None else None
+    return resolved, database, find_job_id(database, job), ns

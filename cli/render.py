@@ -1,0 +1,115 @@
+"""Everything the CLI draws: the plan, live progress bars, a job's summary. Used by every command and by the demo.
+
+Output goes to ``cli.console``'s consoles. Without a terminal (logs, pipes) there are no
+live bars: ``watch_job`` prints one summary line every 2 s instead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.console import console, err_console
+from orchestrator import jobs
+from orchestrator.naming import display_namespace
+
+if TYPE_CHECKING:  # launch loads Celery: only its type is needed here
+    from cli.waits import Wait
+    from orchestrator.launch import Prepared
+
+
+def print_plan(prepared: Prepared) -> None:
+    plan = prepared.plan
+    table = Table(title=f"plan for job {prepared.spec.name!r}: {prepared.source_label} → {prepared.target_label}")
+    for col in ("source namespace", "target namespace", "vectors", "batches"):
+        table.add_column(col, justify="right" if col in ("vectors", "batches") else "left")
+    for run in plan.runs:
+        target = run.target_namespace if run.target_namespace is not None else "(routed per vector by twin id)"
+        table.add_row(display_namespace(run.source_namespace), target, str(run.vector_count), str(run.batches))
+    console.print(table)
+    est = plan.estimate
+    console.print(
+        f"{len(plan.runs)} namespaces, {plan.total_vectors} vectors, {plan.total_batches} batches; "
+        f"requests: {est.list_requests} list, {est.fetch_requests} fetch, {est.upsert_requests} upsert; "
+        f"≈{est.read_units} read units, ≈{est.write_units} write units; "
+        f"≈{est.duration_s:.1f} s at the configured budgets"
+    )
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}")
+
+
+def bars(*state: ProgressColumn) -> Progress:
+    """Progress bars (description, bar, done/total, ``state`` columns, elapsed), live only on a terminal."""
+    return Progress(
+        TextColumn("{task.description}", justify="left"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *state,
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None) -> int:
+    """Live progress bars per namespace until ``until`` is done, then the job's summary. Returns the exit code: 0
+    when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``."""
+    status = jobs.job_status(db, job_id)
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    with bars(TextColumn("{task.fields[state]}")) as progress:
+        tasks = {
+            r.run_id: progress.add_task(
+                display_namespace(r.source_namespace)[:40], total=max(r.source_count, 1), state=r.state
+            )
+            for r in status.runs
+        }
+        last_line = 0.0
+        while True:
+            status = jobs.job_status(db, job_id)
+            for r in status.runs:
+                progress.update(
+                    tasks[r.run_id],
+                    completed=r.copied,
+                    state=r.state,
+                    total=max(r.source_count, r.listed, 1),
+                )
+            if not console.is_terminal and time.monotonic() - last_line >= 2:
+                # No live bars in logs and pipes: one summary line every 2 s instead.
+                last_line = time.monotonic()
+                states = sorted({r.state for r in status.runs})
+                t = status.totals
+                console.print(
+                    f"job {job_id}: {t.copied}/{t.source} copied, {t.failed} failed; namespaces {', '.join(states)}"
+                )
+            if until.done(status):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                err_console.print(f"[yellow]still running after {timeout_s:.0f} s; `nsmigrate status {job_id}`[/]")
+                return 1
+            time.sleep(poll_s)
+    print_summary(status)
+    return 0 if until.ok(status) else 1
+
+
+def print_summary(status: jobs.JobStatus) -> None:
+    table = Table(title=f"job {status.job_id} ({status.name}): {status.state}")
+    for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
+        table.add_column(col)
+    for r in status.runs:
+        note = r.verification or r.last_error or ""
+        table.add_row(
+            display_namespace(r.source_namespace),
+            r.state,
+            f"{r.copied}/{r.source_count}",
+            str(r.failed),
+            note[:120],
+        )
+    console.print(table)
+    t = status.totals
+    console.print(f"total: {t.copied}/{t.source} vectors copied, {t.failed} in failed batches")
+    if t.failed:
+        console.print(f"re-run the failed batches with `nsmigrate retry {status.job_id}`")

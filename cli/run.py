@@ -1,0 +1,68 @@
+"""From a spec to a running job: ``plan`` (a dry run) and ``run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli import waits
+from cli.backup import backup_sources
+from cli.console import console
+from cli.fleet import dispatcher, open_store
+from cli.options import DatabaseOpt, RedisOpt, db, settings
+from cli.render import print_plan, watch_job
+from orchestrator import jobs, launch
+from orchestrator.spec import load_spec
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def plan(spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")]) -> None:
+    """Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing."""
+    job_spec = load_spec(spec)
+    print_plan(launch.prepare(job_spec, open_store, spec.parent))
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")],
+    wait: Annotated[bool, typer.Option("--wait", help="Show live progress per namespace until the job ends.")] = False,
+    new: Annotated[
+        bool,
+        typer.Option(
+            "--new", help="Start a new job even if an unfinished one of this name exists (default: resume it)."
+        ),
+    ] = False,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is
+    resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces are
+    exported to Parquet first, and a failed backup starts nothing."""
+    resolved = settings(database_url, redis_url)
+    job_spec = load_spec(spec)
+    database = db(resolved)
+    fleet = dispatcher(resolved)
+    existing = None if new else jobs.latest_unfinished_job(database, job_spec.name)
+    if existing is not None:
+        counts = launch.resume(database, fleet, existing.id)
+        console.print(
+            f"job {existing.id} ({job_spec.name}) was unfinished: resumed "
+            f"({counts['listers']} listers, {counts['batches']} batches re-queued)"
+        )
+        job_id = existing.id
+    else:
+        prepared = launch.prepare(job_spec, open_store, spec.parent)
+        print_plan(prepared)
+        # The backup comes first: if it fails, no job is written and nothing is enqueued.
+        backup = backup_sources(prepared) if job_spec.backup.enabled else None
+        job_id = launch.launch(database, fleet, prepared)
+        if backup is not None:
+            jobs.record_event(database, "backup_written", jobs.default_actor(), job_id, **backup)
+        console.print(f"job {job_id} started")
+    print(job_id)
+    if wait:
+        raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))

@@ -1,0 +1,89 @@
+"""The long-running processes: a ``worker`` (Celery) and ``flower`` (its monitor)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
+from orchestrator.names import Queue
+from workers.app import configure
+from workers.context import TASK_SLOTS_ENV
+
+app = typer.Typer(add_completion=False)
+
+#: The Celery pools `nsmigrate worker` runs: processes or threads (gevent/eventlet would need monkey-patching).
+WORKER_POOLS = ("prefork", "threads")
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="Comma-separated: list,copy,verify,cleanup.")
+    ] = "list,copy,verify,cleanup",
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Tasks at once in this worker.")] = 8,
+    pool: Annotated[
+        str,
+        typer.Option(
+            help="prefork (default: one process per task slot, so a crash in a native library costs one task, which "
+            "is redelivered at once) or threads (one process: far less CPU per task for the I/O-bound list and copy "
+            "queues, measured in bench/; run one copy worker per core; a crash takes the whole worker down and its "
+            "tasks wait out the visibility timeout)."
+        ),
+    ] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    hostname: Annotated[str | None, typer.Option(help="Worker node name (default nsmigrate-<queues>@host).")] = None,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Run a worker consuming the given queues (one pool per queue in production)."""
+    resolved = settings(database_url, redis_url)
+    unknown = [q for q in queues.split(",") if q not in {x.value for x in Queue}]
+    if unknown:
+        raise fail(f"unknown queue(s) {unknown}: choose from {[q.value for q in Queue]}")
+    if pool not in WORKER_POOLS:
+        raise fail(f"unknown --pool {pool!r}: choose prefork or threads")
+    # Workers read their settings from the environment in each process: hand the resolved ones down.
+    os.environ["NSMIGRATE_DATABASE_URL"] = resolved.database_url
+    os.environ["NSMIGRATE_REDIS_URL"] = resolved.redis_url
+    os.environ[TASK_SLOTS_ENV] = str(concurrency if pool == "threads" else 1)
+    db(resolved).dispose()  # create/upgrade the schema once, before any task runs (clear error if unreachable)
+    celery_app = configure(resolved)
+    name = hostname or f"nsmigrate-{queues.replace(',', '-')}@%h"
+    celery_app.worker_main(
+        [
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-l",
+            loglevel,
+            "-n",
+            name,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
+
+
+@app.command()
+def flower(
+    port: Annotated[int, typer.Option(help="Port to serve Flower on.")] = 5555,
+    address: Annotated[str, typer.Option(help="Address to bind (keep it local or behind a proxy).")] = "127.0.0.1",
+    redis_url: RedisOpt = None,
+) -> None:
+    """Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var
+    named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD)."""
+    resolved = settings(None, redis_url)
+    password = os.environ.get(resolved.flower_password_env)
+    if not password:
+        raise fail(f"Flower needs a password: set {resolved.flower_password_env} (basic auth is always on)")
+    # Flower reads basic auth from its env var, which keeps the password off the command line (ps, /proc).
+    os.environ["FLOWER_BASIC_AUTH"] = f"{resolved.flower_user}:{password}"
+    celery_app = configure(resolved)
+    celery_app.start(["flower", f"--port={port}", f"--address={address}", "--persistent=False"])

@@ -1,0 +1,97 @@
+"""When a command that follows a job is done: what it waits FOR decides, never the job's own state alone.
+
+``run``/``watch``/``retry``/``resume``/``sync`` wait for the job to settle: every namespace copied (and judged, when
+the spec verifies by itself), cancelled, or stuck on failed batches. ``verify`` waits for the verdicts it asked for,
+so re-verifying a finished job waits for the new verdicts instead of returning at once with the old ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator import jobs
+from orchestrator.models import JobState, RunState
+
+#: A verification requested for a run in one of these states still ends in a verdict (``jobs.start_verify``).
+_VERDICT_COMING = (*jobs.VERIFIABLE_RUN_STATES, RunState.VERIFYING)
+
+
+class Wait(Protocol):
+    """What a command waits for, read from each status snapshot (``orchestrator.jobs.job_status``)."""
+
+    def done(self, status: jobs.JobStatus) -> bool:
+        """Nothing more will happen that this command waits for."""
+        ...
+
+    def ok(self, status: jobs.JobStatus) -> bool:
+        """What it waited for succeeded (exit code 0)."""
+        ...
+
+
+def stuck(run: jobs.RunStatus) -> bool:
+    """Copy finished but some batches failed: nothing more will happen until `retry`."""
+    b = run.batches
+    return run.state == RunState.COPYING and b.failed > 0 and b.queued == 0 and b.running == 0
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The job's work is over: each run copied (and judged when ``auto_verify``), cancelled or stuck."""
+
+    auto_verify: bool
+
+    def _settled(self, run: jobs.RunStatus) -> bool:
+        if run.state == RunState.CANCELLED or stuck(run):
+            return True
+        if self.auto_verify:
+            return run.state in jobs.JUDGED_RUN_STATES
+        return run.state in jobs.COPY_DONE_RUN_STATES and run.state not in jobs.BUSY_RUN_STATES
+
+    def done(self, status: jobs.JobStatus) -> bool:
+        return status.state == JobState.CANCELLED or all(self._settled(r) for r in status.runs)
+
+    def ok(self, status: jobs.JobStatus) -> bool:
+        return all(
+            r.state in (RunState.VERIFIED, RunState.CLEANED) or (r.state == RunState.COPIED and r.failed == 0)
+            for r in status.runs
+        )
+
+
+def settled(db: jobs.Database, job_id: int) -> Settled:
+    """Wait for JOB to settle, verified or not as its spec says."""
+    return Settled(auto_verify=jobs.job_spec(db, job_id).auto_verify)
+
+
+class Verdicts:
+    """New verification verdicts of the runs ``run_ids``: a verdict is new when its report is not the one the run
+    held before verification was requested (``before``: run id → that report's ``checked_at``, or None)."""
+
+    def __init__(self, db: jobs.Database, job_id: int, before: Mapping[int, str | None], run_ids: Iterable[int]):
+        self.db = db
+        self.job_id = job_id
+        self.before = dict(before)
+        self.run_ids = set(run_ids)
+        self._verdicts: dict[int, bool | None] = {}  # run id → passed, once its new verdict is in (None: none will)
+
+    @staticmethod
+    def snapshot(db: jobs.Database, job_id: int, namespace: str | None = None) -> dict[int, str | None]:
+        """Each run's current verdict, to tell a new one from; take it BEFORE requesting verification."""
+        return {r.id: (r.verification or {}).get("checked_at") for r in jobs.runs_of(db, job_id, namespace)}
+
+    def done(self, status: jobs.JobStatus) -> bool:
+        waiting = self.run_ids - set(self._verdicts)
+        if waiting:
+            for run in jobs.runs_of(self.db, self.job_id):
+                if run.id not in waiting:
+                    continue
+                report = run.verification or {}
+                if run.state in jobs.JUDGED_RUN_STATES and report.get("checked_at") != self.before.get(run.id):
+                    self._verdicts[run.id] = bool(report.get("passed"))
+                elif run.state not in _VERDICT_COMING:  # cancelled or cleaned up meanwhile: no verdict will come
+                    self._verdicts[run.id] = None
+        return self.run_ids <= set(self._verdicts)
+
+    def ok(self, status: jobs.JobStatus) -> bool:
+        return all(self._verdicts.get(run_id) for run_id in self.run_ids)

@@ -1,0 +1,147 @@
+"""The job table: every change of state of a job, its namespace runs and their batches, each one transaction (or one
+statement), so a task never leaves half a change. Call it as ``from orchestrator import jobs; jobs.start_batch(…)``.
+
+Counters that many workers bump at once (copied, failed) are updated with ``SET x = x + n`` so concurrent batches
+cannot lose each other's increments, and "is this namespace copied?" is a single conditional UPDATE so exactly one
+finishing batch wins it (and enqueues verification).
+
+Who owns what:
+
+- ``database``: ``Database`` (engine, ``transaction``, ``single_statement``), the acting user, the audit-event and
+  run-row helpers every transition shares;
+- ``lifecycle``: the state groups (final, active, listable…) and the allowed transitions, one table per kind of row;
+- ``jobrows``: create, find, cancel and finish jobs; their runs and spec; ``record_event``;
+- ``listing``: the lister's transitions (``start_listing``, ``add_batches``);
+- ``batches``: a copy batch's transitions, what follows a batch, re-queueing for retry and resume;
+- ``tables``: the Core tables and the statements ``listing`` and ``batches`` share;
+- ``verdicts``: verification and cleanup;
+- ``sync_rollback``: sync and rollback bookkeeping;
+- ``status``: read-only views (``job_status`` → ``JobStatus``, ``list_jobs``, ``events_of``).
+"""
+
+from orchestrator.jobs.batches import (
+    BatchWork,
+    after_batch,
+    compile_task_statements,
+    fail_batch,
+    finish_batch,
+    maybe_mark_copied,
+    requeue_failed,
+    run_of_batch,
+    start_batch,
+    unfinished_work,
+)
+from orchestrator.jobs.database import Database, default_actor
+from orchestrator.jobs.jobrows import (
+    cancel_job,
+    create_action_job,
+    create_job,
+    find_job,
+    finish_action_job,
+    get_run,
+    job_spec,
+    latest_unfinished_job,
+    maybe_finish_job,
+    record_event,
+    runs_in_state,
+    runs_of,
+)
+from orchestrator.jobs.lifecycle import (
+    ACTIVE_BATCH_STATES,
+    BATCH_TRANSITIONS,
+    BUSY_RUN_STATES,
+    COPY_DONE_RUN_STATES,
+    FINAL_RUN_STATES,
+    JOB_TRANSITIONS,
+    JUDGED_RUN_STATES,
+    LISTABLE_RUN_STATES,
+    ROLLBACK_READY_STATES,
+    RUN_TRANSITIONS,
+    SYNCABLE_RUN_STATES,
+    VERIFIABLE_RUN_STATES,
+    check_run_transition,
+    run_may_move,
+)
+from orchestrator.jobs.listing import Listing, Recorded, add_batches, queued_batches, start_listing
+from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus, Totals, events_of, job_status, list_jobs
+from orchestrator.jobs.sync_rollback import (
+    claim_forward_runs,
+    finish_rollback,
+    open_rollback,
+    rollback_checked,
+    rollback_restored,
+    rollback_restoring,
+    rollback_run_done,
+    start_sync,
+    sync_refusal,
+    written_ids,
+)
+from orchestrator.jobs.verdicts import abort_cleanup, finish_cleanup, finish_verify, start_cleanup, start_verify
+
+__all__ = [
+    "ACTIVE_BATCH_STATES",
+    "BATCH_TRANSITIONS",
+    "BUSY_RUN_STATES",
+    "COPY_DONE_RUN_STATES",
+    "FINAL_RUN_STATES",
+    "JOB_TRANSITIONS",
+    "JUDGED_RUN_STATES",
+    "LISTABLE_RUN_STATES",
+    "ROLLBACK_READY_STATES",
+    "RUN_TRANSITIONS",
+    "SYNCABLE_RUN_STATES",
+    "VERIFIABLE_RUN_STATES",
+    "BatchCounts",
+    "BatchWork",
+    "Database",
+    "JobStatus",
+    "Listing",
+    "Recorded",
+    "RunStatus",
+    "Totals",
+    "abort_cleanup",
+    "add_batches",
+    "after_batch",
+    "cancel_job",
+    "check_run_transition",
+    "claim_forward_runs",
+    "compile_task_statements",
+    "create_action_job",
+    "create_job",
+    "default_actor",
+    "events_of",
+    "fail_batch",
+    "find_job",
+    "finish_action_job",
+    "finish_batch",
+    "finish_cleanup",
+    "finish_rollback",
+    "finish_verify",
+    "get_run",
+    "job_spec",
+    "job_status",
+    "latest_unfinished_job",
+    "list_jobs",
+    "maybe_finish_job",
+    "maybe_mark_copied",
+    "open_rollback",
+    "queued_batches",
+    "record_event",
+    "requeue_failed",
+    "rollback_checked",
+    "rollback_restored",
+    "rollback_restoring",
+    "rollback_run_done",
+    "run_may_move",
+    "run_of_batch",
+    "runs_in_state",
+    "runs_of",
+    "start_batch",
+    "start_cleanup",
+    "start_listing",
+    "start_sync",
+    "start_verify",
+    "sync_refusal",
+    "unfinished_work",
+    "written_ids",
+]

@@ -1,0 +1,337 @@
+"""A copy batch's transitions (start, finish, fail), what follows a batch, and re-queueing work for retry and
+resume. The hot statements are built once on the tables, like the lister's (see ``listing``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from orchestrator.errors import NotFound
+from orchestrator.jobs.database import Database, _event, _move_run, default_actor
+from orchestrator.jobs.jobrows import job_spec
+from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
+from orchestrator.jobs.listing import _RECORD_PAGE_OF_ONE_BATCH, _START_LISTING
+from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _mark_copied, _runs
+from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
+
+if TYPE_CHECKING:
+    from orchestrator.spec import JobSpec
+
+
+def run_of_batch(db: Database, batch_id: int) -> int:
+    with db.transaction() as s:
+        run_id = s.scalar(sa.select(Batch.run_id).where(Batch.id == batch_id))
+        if run_id is None:
+            raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
+        return int(run_id)
+
+
+@dataclass(frozen=True)
+class BatchWork:
+    """What a copy task needs, loaded in one go."""
+
+    batch_id: int
+    run_id: int
+    job_id: int
+    seq: int
+    ids: list[str]
+    source_namespace: str
+    target_namespace: str | None
+    creator_id: str | None
+    twin_id: str | None
+    routing_table: dict[str, str]
+    spec: JobSpec
+
+
+# A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).
+_IDS_OF_BATCH = sa.select(_batches.c.ids).where(_batches.c.id == sa.bindparam("batch_id"))
+_BATCH_EXISTS = sa.select(_batches.c.id).where(_batches.c.id == sa.bindparam("batch_id"))
+# Starting a batch is one statement, so one round trip: it locks the batch, then its run (FOR SHARE: a concurrent
+# cancel_job, an UPDATE of that row, either waits for the start or commits first and is seen, so no batch starts
+# after `cancel` returned; batches of one run still start side by side), and marks the batch running unless it is
+# done or the run cancelled. Batch before run, as `finish_batch` locks them.
+_batch_to_start = sa.select(_batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id")).with_for_update()
+_run_of_batch = (
+    sa.select(
+        _runs.c.id,
+        _runs.c.state,
+        _runs.c.job_id,
+        _runs.c.source_namespace,
+        _runs.c.target_namespace,
+        _runs.c.creator_id,
+        _runs.c.twin_id,
+        _runs.c.routing_table,
+    )
+    .where(_runs.c.id == _batch_to_start.scalar_subquery())
+    .with_for_update(read=True)
+    .cte("run_of_batch")
+)
+_START_BATCH = (
+    sa.update(_batches)
+    .where(
+        _batches.c.id == sa.bindparam("batch_id"),
+        _batches.c.state != BatchState.DONE,
+        _batches.c.run_id == _run_of_batch.c.id,
+        _run_of_batch.c.state != RunState.CANCELLED,
+    )
+    .values(
+        state=BatchState.RUNNING.value,
+        attempts=_batches.c.attempts + 1,
+        worker=sa.bindparam("worker"),
+        started_at=sa.bindparam("now"),
+    )
+    .returning(
+        _batches.c.run_id,
+        _batches.c.seq,
+        _batches.c.ids,
+        _run_of_batch.c.job_id,
+        _run_of_batch.c.source_namespace,
+        _run_of_batch.c.target_namespace,
+        _run_of_batch.c.creator_id,
+        _run_of_batch.c.twin_id,
+        _run_of_batch.c.routing_table,
+    )
+)
+# Finishing a batch takes two statements: the first locks the batch, then its run; the second marks the batch done,
+# counts it on the run and, when it was the run's last, moves the run to copied. The run's row lock orders batches
+# that finish together, and the second statement's snapshot, taken after that lock, sees every batch that finished
+# before it. Its own batch's change is not visible to its counts (one statement, one snapshot), so they leave that
+# batch out.
+_LOCK_BATCH_AND_RUN = (
+    sa.select(_batches.c.state, _batches.c.run_id, _runs.c.state, _runs.c.target_namespaces, _runs.c.failed)
+    .join_from(_batches, _runs, _runs.c.id == _batches.c.run_id)
+    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .with_for_update(of=[_batches, _runs])
+)
+_MARK_DONE = (
+    sa.update(_batches)
+    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .values(
+        state=BatchState.DONE.value,
+        vectors=sa.bindparam("vectors"),
+        missing=sa.bindparam("missing"),
+        bytes=sa.bindparam("nbytes"),
+        last_error=None,
+        finished_at=sa.bindparam("now"),
+    )
+    .returning(_batches.c.id)
+    .cte("done")
+)
+_unfinished_of_run = (
+    sa.select(sa.func.count())
+    .where(_batches.c.run_id == _runs.c.id, _batches.c.state != BatchState.DONE)
+    .scalar_subquery()
+)
+_others_of_run = (_batches.c.run_id == _runs.c.id, _batches.c.id != sa.bindparam("batch_id"))
+_others_unfinished = sa.exists().where(*_others_of_run, _batches.c.state != BatchState.DONE)
+_COUNT_BATCH_DONE = (
+    sa.update(_runs)
+    .add_cte(_MARK_DONE)
+    # Not "run_id": execute() would take a parameter named like a column of `batches` as a value for it.
+    .where(_runs.c.id == sa.bindparam("batch_run"))
+    .values(
+        copied=_runs.c.copied + sa.bindparam("vectors"),
+        failed=sa.bindparam("failed"),
+        target_namespaces=sa.bindparam("targets", type_=_runs.c.target_namespaces.type),
+        state=sa.case(
+            (
+                _runs.c.listing_done & (_runs.c.state == RunState.COPYING) & ~_others_unfinished,
+                sa.literal(RunState.COPIED.value),
+            ),
+            else_=_runs.c.state,
+        ),
+        updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
+    )
+    .returning(
+        _runs.c.listing_done,
+        _runs.c.state,
+        sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery(),
+    )
+)
+_RUN_PROGRESS = sa.select(_runs.c.listing_done, _runs.c.state, _in_flight_of_run, _unfinished_of_run).where(
+    _runs.c.id == sa.bindparam("run_id")
+)
+
+
+def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
+    """queued/running/failed → running (attempts + 1). None when the batch is done or its run was cancelled, so a
+    redelivered or duplicate task does nothing."""
+    with db.single_statement() as conn:
+        row = conn.execute(_START_BATCH, {"batch_id": batch_id, "worker": worker, "now": utcnow()}).one_or_none()
+        if row is None:  # done, cancelled or missing: only the last is an error
+            if conn.execute(_BATCH_EXISTS, {"batch_id": batch_id}).scalar() is None:
+                raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
+            return None
+    return BatchWork(
+        batch_id=batch_id,
+        run_id=row.run_id,
+        job_id=row.job_id,
+        seq=row.seq,
+        ids=list(row.ids),
+        source_namespace=row.source_namespace,
+        target_namespace=row.target_namespace,
+        creator_id=row.creator_id,
+        twin_id=row.twin_id,
+        routing_table=dict(row.routing_table or {}),
+        spec=job_spec(db, row.job_id),
+    )
+
+
+def finish_batch(
+    db: Database,
+    batch_id: int,
+    *,
+    vectors: int,
+    missing: int,
+    nbytes: int,
+    targets: Sequence[str],
+    max_in_flight: int,
+) -> tuple[bool, bool]:
+    """running → done; the run's copied counter and the set of target namespaces it wrote grow with it. Returns
+    what ``after_batch`` would, from the same transaction: (this caller moved the run to ``copied``, wake the
+    lister). The run's row lock orders the batches that finish together, so the last of them sees all done."""
+    with db.transaction() as s:
+        conn = s.connection()
+        state, run_id, run_state, target_namespaces, failed = conn.execute(
+            _LOCK_BATCH_AND_RUN, {"batch_id": batch_id}
+        ).one()
+        if state == BatchState.DONE:  # a duplicate delivery: only the decision of what follows
+            return _what_follows(s, run_id, conn.execute(_RUN_PROGRESS, {"run_id": run_id}).one(), max_in_flight)
+        if state == BatchState.FAILED:  # its ids were counted as failed; the run's row lock keeps that current
+            failed = max(0, failed - len(conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()))
+        listing_done, now_state, in_flight = conn.execute(
+            _COUNT_BATCH_DONE,
+            {
+                "batch_id": batch_id,
+                "vectors": vectors,
+                "missing": missing,
+                "nbytes": nbytes,
+                "now": utcnow(),
+                "batch_run": run_id,
+                "failed": failed,
+                "targets": sorted(set(target_namespaces or []) | set(targets)),
+            },
+        ).one()
+        copied = run_state != RunState.COPIED and now_state == RunState.COPIED
+        return copied, not listing_done and in_flight < max_in_flight
+
+
+def fail_batch(db: Database, batch_id: int, error: str) -> None:
+    """running → failed with the error; `nsmigrate retry` re-queues it."""
+    with db.transaction() as s:
+        batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
+        if batch.state in (BatchState.DONE, BatchState.FAILED):
+            return
+        batch.state = BatchState.FAILED
+        batch.last_error = error[:2000]
+        batch.finished_at = utcnow()
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.id == batch.run_id)
+            .values(failed=NamespaceRun.failed + len(batch.ids))
+        )
+
+
+def maybe_mark_copied(db: Database, run_id: int) -> bool:
+    """copying → copied once listing is done and every batch is done. True for exactly one caller."""
+    with db.transaction() as s:
+        return _mark_copied(s, run_id)
+
+
+def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
+    """After a batch ends, in one transaction: (this caller moved the run to ``copied``, the lister should be woken
+    because listing is unfinished and fewer than ``max_in_flight`` batches are queued or running)."""
+    with db.transaction() as s:
+        return _after_batch(s, run_id, max_in_flight)
+
+
+def _after_batch(s: Session, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
+    return _what_follows(s, run_id, s.connection().execute(_RUN_PROGRESS, {"run_id": run_id}).one(), max_in_flight)
+
+
+def _what_follows(
+    s: Session, run_id: int, progress: sa.Row[Any, Any, Any, Any], max_in_flight: int
+) -> tuple[bool, bool]:
+    """From the run's (listing_done, state, in-flight batches, unfinished batches): (this caller moved the run to
+    ``copied``, wake the lister). The conditional UPDATE re-checks, so exactly one caller wins ``copied``."""
+    listing_done, state, in_flight, unfinished = progress
+    if listing_done and state == RunState.COPYING and not unfinished:
+        return _mark_copied(s, run_id), False
+    return False, (not listing_done and in_flight < max_in_flight)
+
+
+def compile_task_statements(db: Database) -> None:
+    """Compile the statements that every list and copy task runs, before the first task: SQLAlchemy compiles a
+    statement on its first use in a process (its cost: ``bench/README.md``) and caches it. Each runs once against ids
+    that do not exist, so it matches no row, in a transaction that is rolled back."""
+    now = utcnow()
+    page = {"run_id": -1, "listed_from": None, "n_batches": 1, "n_ids": 1, "next_token": None, "listing_done": False}
+    done = {"vectors": 0, "missing": 0, "nbytes": 0}
+    no_rows: list[tuple[sa.Executable, dict[str, Any]]] = [
+        (_START_LISTING, {"run_id": -1}),
+        (_RECORD_PAGE_OF_ONE_BATCH, {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": []}),
+        (_START_BATCH, {"batch_id": -1, "worker": "", "now": now}),
+        (_LOCK_BATCH_AND_RUN, {"batch_id": -1}),
+        (_COUNT_BATCH_DONE, {"batch_id": -1, "batch_run": -1, "failed": 0, "targets": [], "now": now, **done}),
+        (_RUN_PROGRESS, {"run_id": -1}),
+        (_MARK_COPIED, {"run_id": -1}),
+    ]
+    with db.engine.connect() as conn:
+        for statement, params in no_rows:
+            conn.execute(statement, params)
+        conn.rollback()
+
+
+def requeue_failed(
+    db: Database, job_id: int, namespace: str | None = None, actor: str | None = None
+) -> list[tuple[int, int]]:
+    """failed → queued for the job's (or one namespace's) failed batches; returns (run_id, batch_id) to enqueue."""
+    with db.transaction() as s:
+        stmt = (
+            sa.select(Batch, NamespaceRun)
+            .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+            .where(NamespaceRun.job_id == job_id, Batch.state == BatchState.FAILED)
+            .with_for_update()
+        )
+        if namespace is not None:
+            stmt = stmt.where(NamespaceRun.source_namespace == namespace)
+        out: list[tuple[int, int]] = []
+        for batch, run in s.execute(stmt).all():
+            batch.state = BatchState.QUEUED
+            run.failed = max(0, run.failed - len(batch.ids))
+            if run.state == RunState.CANCELLED:
+                _move_run(run, RunState.COPYING)
+            out.append((run.id, batch.id))
+        _event(s, "batches_requeued", actor or default_actor(), job_id, namespace=namespace, batches=len(out))
+        return out
+
+
+def unfinished_work(db: Database, job_id: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """For resume: runs whose listing is unfinished, and (run_id, batch_id) of batches queued or running."""
+    with db.transaction() as s:
+        listing = list(
+            s.scalars(
+                sa.select(NamespaceRun.id).where(
+                    NamespaceRun.job_id == job_id,
+                    NamespaceRun.listing_done.is_(False),
+                    NamespaceRun.state.in_(LISTABLE_RUN_STATES),
+                )
+            )
+        )
+        batches = [
+            (r, b)
+            for r, b in s.execute(
+                sa.select(Batch.run_id, Batch.id)
+                .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+                .where(
+                    NamespaceRun.job_id == job_id,
+                    Batch.state.in_(ACTIVE_BATCH_STATES),
+                    NamespaceRun.state != RunState.CANCELLED,
+                )
+            ).all()
+        ]
+        return listing, batches

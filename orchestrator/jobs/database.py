@@ -1,0 +1,93 @@
+"""The job table's database handle (engine, sessions, single statements), who is acting, and the session helpers
+every transition shares: the audit event, a row count, a run by id."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session, sessionmaker
+
+from orchestrator.errors import NotFound
+from orchestrator.jobs.lifecycle import check_run_transition
+from orchestrator.liveness import ping_when_in_doubt
+from orchestrator.models import Event, Job, JobKind, NamespaceRun, RunState, ensure_schema
+
+if TYPE_CHECKING:  # the spec's pydantic models are not needed to read the job table
+    from orchestrator.spec import JobSpec
+
+
+def default_actor() -> str:
+    """Who is acting, for the audit log: user@host (a worker passes its own hostname)."""
+    try:
+        user = getpass.getuser()
+    except OSError:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+class Database:
+    """The job table database: an engine, a session factory and the schema made sure of once."""
+
+    def __init__(self, url: str, *, create: bool = True, pool_size: int = 5) -> None:
+        kwargs: dict[str, Any] = {}
+        if not url.startswith("sqlite"):
+            kwargs.update(pool_size=pool_size, max_overflow=10)
+        self.engine = sa.create_engine(url, **kwargs)
+        ping_when_in_doubt(self.engine)
+        # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # A job's spec never changes after it is written: validate it once per process, not once per batch.
+        self._specs: dict[int, JobSpec] = {}
+        if create:
+            ensure_schema(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def single_statement(self) -> Iterator[sa.Connection]:
+        """A connection for a change made by one statement, which Postgres applies atomically on its own."""
+        with self._autocommit.connect() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _event(s: Session, action: str, actor: str, job_id: int | None, run_id: int | None = None, **detail: Any) -> None:
+    s.add(Event(job_id=job_id, run_id=run_id, actor=actor, action=action, detail=detail))
+
+
+def _is_rollback_run(s: Session, run: NamespaceRun) -> bool:
+    return s.scalar(sa.select(Job.kind).where(Job.id == run.job_id)) == JobKind.ROLLBACK
+
+
+def _rowcount(s: Session, statement: sa.Executable) -> int:
+    """Rows changed by an UPDATE/DELETE (a DML result is a CursorResult, which carries the count)."""
+    result = cast(CursorResult[Any], s.execute(statement))
+    return int(result.rowcount or 0)
+
+
+def _get_run(s: Session, run_id: int, *, lock: bool = False) -> NamespaceRun:
+    stmt = sa.select(NamespaceRun).where(NamespaceRun.id == run_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    run = s.scalars(stmt).one_or_none()
+    if run is None:
+        raise NotFound(f"namespace run {run_id} does not exist", run_id=run_id)
+    return run
+
+
+def _move_run(run: NamespaceRun, to_state: RunState) -> None:
+    """Set a loaded run's state, or raise ``StateError`` when ``lifecycle.RUN_TRANSITIONS`` forbids the move."""
+    check_run_transition(run.id, run.state, to_state, job_id=run.job_id, namespace=run.source_namespace)
+    run.state = to_state

@@ -1,0 +1,114 @@
+"""Which states a job, a namespace run and a batch may move between, and the groups of states the code asks about.
+
+Pure data and one check, no database: every transition function of the job table takes its state conditions from
+here (the Core statements put the groups in their WHERE clauses; the ORM transitions call ``check_run_transition``),
+and so do the CLI, the launcher and the workers. Staying in the same state is not a transition and always allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orchestrator.errors import StateError
+from orchestrator.models import BatchState, JobState, RunState
+
+# ------------------------------------------------------------------------------------------------- state groups
+
+#: A batch in one of these states still has a copy task to come (or running).
+ACTIVE_BATCH_STATES = (BatchState.QUEUED, BatchState.RUNNING)
+#: A run in one of these states is done: nothing more happens to it unless someone asks (retry, verify, sync).
+FINAL_RUN_STATES = (RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED, RunState.CANCELLED)
+#: A run in one of these states finished copying, whatever followed (verification, cleanup).
+COPY_DONE_RUN_STATES = (
+    RunState.COPIED,
+    RunState.VERIFYING,
+    RunState.VERIFIED,
+    RunState.VERIFY_FAILED,
+    RunState.CLEANING,
+    RunState.CLEANED,
+)
+#: A run in one of these states was judged by verification (and maybe cleaned up after).
+JUDGED_RUN_STATES = (RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED)
+#: A run in one of these states is being verified or cleaned up: something still happens to it.
+BUSY_RUN_STATES = (RunState.VERIFYING, RunState.CLEANING)
+#: A run in one of these states may still list its source namespace (and so write to its target).
+LISTABLE_RUN_STATES = (RunState.PENDING, RunState.LISTING, RunState.COPYING)
+#: A run in one of these states finished copying and may be verified (again).
+VERIFIABLE_RUN_STATES = (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED)
+#: A run in one of these states finished copying and may be synced (its new and changed ids copied again).
+SYNCABLE_RUN_STATES = (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED)
+#: A forward run in one of these states writes nothing any more: a rollback may judge and remove its targets.
+ROLLBACK_READY_STATES = (
+    RunState.COPIED,
+    RunState.VERIFIED,
+    RunState.VERIFY_FAILED,
+    RunState.CLEANED,
+    RunState.CANCELLED,
+)
+
+# ------------------------------------------------------------------------------------------ allowed transitions
+
+_JUDGED = frozenset({RunState.VERIFIED, RunState.VERIFY_FAILED})
+
+#: from-state → the states a namespace run may move to. A rollback job's runs take the same table: pending →
+#: (copying → copied while originals are written back) → verified/verify_failed → cleaning → cleaned, and a rollback
+#: taken up again resumes from any of those.
+RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
+    RunState.PENDING: frozenset({RunState.LISTING, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
+    RunState.LISTING: frozenset({RunState.COPYING, RunState.CANCELLED}),
+    RunState.COPYING: frozenset({RunState.COPIED, RunState.CANCELLED}) | _JUDGED,
+    RunState.COPIED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
+    RunState.VERIFYING: frozenset({RunState.CANCELLED}) | _JUDGED,
+    RunState.VERIFIED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CLEANING, RunState.CANCELLED})
+    | _JUDGED,
+    RunState.VERIFY_FAILED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
+    # A cleanup refused or interrupted goes back to verified (or verify_failed: the source changed); a rollback
+    # taken up again after its deletes started judges and restores its originals anew.
+    RunState.CLEANING: frozenset({RunState.CLEANED, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
+    # A rollback claims its forward runs, cleaned ones included.
+    RunState.CLEANED: frozenset({RunState.CANCELLED}),
+    # `nsmigrate retry` of a cancelled run's failed batches copies again; a cleanup under way when its job was
+    # cancelled still records the deletion it made.
+    RunState.CANCELLED: frozenset({RunState.COPYING, RunState.CLEANED}),
+}
+
+#: from-state → the states a batch may move to, as the copy statements (``batches``) apply them: ``nsmigrate
+#: retry`` re-queues a failed batch, a redelivered copy task restarts a running or failed one, and the task of a
+#: batch re-queued meanwhile may still end it.
+BATCH_TRANSITIONS: Mapping[BatchState, frozenset[BatchState]] = {
+    BatchState.QUEUED: frozenset({BatchState.RUNNING, BatchState.DONE, BatchState.FAILED}),
+    BatchState.RUNNING: frozenset({BatchState.DONE, BatchState.FAILED}),
+    BatchState.FAILED: frozenset({BatchState.QUEUED, BatchState.RUNNING, BatchState.DONE}),
+    BatchState.DONE: frozenset(),
+}
+
+#: from-state → the states a job may move to: a sync, or a rollback taken up again, makes a finished (or cancelled
+#: rollback) job run again; a rollback cancels the migration it undoes.
+JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
+    JobState.RUNNING: frozenset({JobState.FINISHED, JobState.CANCELLED}),
+    JobState.FINISHED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
+    JobState.CANCELLED: frozenset({JobState.RUNNING}),
+}
+
+
+def run_may_move(from_state: str, to_state: str) -> bool:
+    """Whether a namespace run in ``from_state`` may move to ``to_state`` (the same state always may)."""
+    return from_state == to_state or RunState(to_state) in RUN_TRANSITIONS[RunState(from_state)]
+
+
+def check_run_transition(
+    run_id: int, from_state: str, to_state: str, *, job_id: int | None = None, namespace: str | None = None
+) -> None:
+    """Raise ``StateError`` naming the run and both states when ``from_state`` → ``to_state`` is not allowed.
+
+    Raises:
+        StateError: the transition is not in ``RUN_TRANSITIONS``.
+    """
+    if not run_may_move(from_state, to_state):
+        about = f" (namespace {namespace!r})" if namespace is not None else ""
+        raise StateError(
+            f"namespace run {run_id}{about} cannot move from {from_state} to {to_state}",
+            hint="`nsmigrate status JOB` shows where each namespace is; something else changed it meanwhile",
+            job_id=job_id,
+            run_id=run_id,
+        )

@@ -1,0 +1,236 @@
+"""Bookkeeping of sync (copy a finished run's new and changed ids again) and rollback (restore the originals, then
+remove what a migration wrote). The store work lives in ``workers.syncing`` and ``workers.rollback``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from orchestrator.errors import NotFound, StateError
+from orchestrator.jobs.database import Database, _event, _get_run, _move_run
+from orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
+from orchestrator.jobs.verdicts import _record_judgement
+from orchestrator.models import Batch, Job, JobKind, JobState, NamespaceRun, RunState
+
+
+def written_ids(db: Database, run_id: int) -> list[str]:
+    """Every id the run's batches may have written — those of every batch that ran at least once (the first copy's
+    and every sync's; a failed batch may have written some chunks) — each once, in batch order."""
+    with db.transaction() as s:
+        rows = s.scalars(sa.select(Batch.ids).where(Batch.run_id == run_id, Batch.attempts > 0).order_by(Batch.seq))
+        return list(dict.fromkeys(i for ids in rows for i in ids))
+
+
+def _sync_refusal(s: Session, run: NamespaceRun) -> str | None:
+    job = s.get(Job, run.job_id)
+    assert job is not None
+    if job.kind != JobKind.MIGRATE:
+        return f"job {job.id} is a {job.kind} job; only a migrate job can be synced"
+    if job.state == JobState.CANCELLED:
+        return f"job {job.id} was cancelled (or rolled back); there is nothing to sync into"
+    if run.state == RunState.CLEANED:
+        return (
+            "its source namespace was deleted by cleanup: there is nothing left to sync from "
+            "(writers must already be on the target)"
+        )
+    if run.state not in SYNCABLE_RUN_STATES:
+        return (
+            f"the run is {run.state}; sync runs once its copy finished (copied, verified or verify_failed): "
+            "wait for it, or `nsmigrate retry` its failed batches"
+        )
+    return None
+
+
+def sync_refusal(db: Database, run_id: int) -> str | None:
+    """Why ``run_id`` cannot be synced now, or None."""
+    with db.transaction() as s:
+        return _sync_refusal(s, _get_run(s, run_id))
+
+
+def start_sync(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], actor: str, **detail: Any) -> list[int]:
+    """copied/verified/verify_failed → copying, with one new batch per group of ids a sync found new or changed, and
+    the ``sync`` audit event carrying ``detail`` (its counts) — one transaction. The last batch to finish marks the
+    run copied and verification follows, exactly as after the first copy; with no batches the caller marks it
+    copied at once (``maybe_mark_copied``). The job is running again until its runs are final.
+
+    Raises:
+        StateError: the run cannot be synced (cleaned, still copying, cancelled; another sync got there first).
+    """
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        refusal = _sync_refusal(s, run)
+        if refusal is not None:
+            raise StateError(
+                f"cannot sync namespace {run.source_namespace!r}: {refusal}", job_id=run.job_id, run_id=run.id
+            )
+        new = [Batch(run_id=run_id, seq=run.batches_total + n, ids=list(ids)) for n, ids in enumerate(id_batches)]
+        s.add_all(new)
+        run.batches_total += len(new)
+        run.listed += sum(len(b.ids) for b in new)
+        _move_run(run, RunState.COPYING)
+        s.execute(sa.update(Job).where(Job.id == run.job_id).values(state=JobState.RUNNING))
+        s.flush()
+        _event(s, "sync", actor, run.job_id, run.id, namespace=run.source_namespace, batches=len(new), **detail)
+        return [b.id for b in new]
+
+
+def open_rollback(db: Database, forward_job_id: int, actor: str) -> tuple[int, bool]:
+    """The rollback job (kind ``rollback``, ``parent_job_id`` = the forward job) to work on, and whether an earlier
+    rollback already completed. The newest rollback job is taken up again unless all its runs are ``cleaned`` (a
+    refused or interrupted rollback resumes in place); otherwise a new one is written with one run per forward run
+    (same ``source_namespace``: the original it restores; ``target_namespaces``: the namespaces it removes).
+
+    Raises:
+        StateError: the job is not a migrate job, or one of its runs is still listing, copying, verifying or
+            cleaning (cancel it or wait first).
+    """
+    with db.transaction() as s:
+        forward = s.scalars(sa.select(Job).where(Job.id == forward_job_id).with_for_update()).one_or_none()
+        if forward is None:
+            raise NotFound(f"job {forward_job_id} does not exist", job_id=forward_job_id)
+        if forward.kind != JobKind.MIGRATE:
+            raise StateError(
+                f"job {forward.id} is a {forward.kind} job; only a migrate job can be rolled back",
+                hint="give the id of the migration to undo",
+                job_id=forward.id,
+            )
+        runs = list(
+            s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == forward.id).order_by(NamespaceRun.id))
+        )
+        busy = [r for r in runs if r.state not in ROLLBACK_READY_STATES]
+        if busy:
+            raise StateError(
+                f"job {forward.id} is still working: namespace {busy[0].source_namespace!r} is {busy[0].state}"
+                + (f" (and {len(busy) - 1} more)" if len(busy) > 1 else ""),
+                hint=f"wait for it, or `nsmigrate cancel {forward.id}`, then roll back",
+                job_id=forward.id,
+            )
+        existing = s.scalars(
+            sa.select(Job)
+            .where(Job.parent_job_id == forward.id, Job.kind == JobKind.ROLLBACK)
+            .order_by(Job.id.desc())
+            .limit(1)
+        ).one_or_none()
+        if existing is not None:
+            states = set(s.scalars(sa.select(NamespaceRun.state).where(NamespaceRun.job_id == existing.id)))
+            if states <= {RunState.CLEANED}:
+                return existing.id, True
+            existing.state = JobState.RUNNING
+            _event(s, "rollback_resumed", actor, existing.id, forward_job_id=forward.id)
+            return existing.id, False
+        job = Job(
+            name=f"{forward.name}.rollback"[:64],
+            kind=JobKind.ROLLBACK,
+            spec=forward.spec,
+            state=JobState.RUNNING,
+            parent_job_id=forward.id,
+        )
+        s.add(job)
+        s.flush()
+        for r in runs:
+            targets = [r.target_namespace] if r.target_namespace is not None else list(r.target_namespaces or [])
+            s.add(
+                NamespaceRun(
+                    job_id=job.id,
+                    source_store=r.target_store,
+                    source_namespace=r.source_namespace,
+                    target_store=r.source_store,
+                    target_namespace=r.source_namespace,
+                    creator_id=r.creator_id,
+                    twin_id=r.twin_id,
+                    target_namespaces=targets,
+                    listing_done=True,
+                )
+            )
+        _event(
+            s, "job_created", actor, job.id, kind=str(JobKind.ROLLBACK), forward_job_id=forward.id, namespaces=len(runs)
+        )
+        _event(s, "rollback_started", actor, forward.id, rollback_job_id=job.id)
+        return job.id, False
+
+
+def rollback_checked(
+    db: Database, run_id: int, report: dict[str, Any], passed: bool, actor: str, *, written: int
+) -> None:
+    """A rollback run's originals were judged: verified (they match the targets) or verify_failed (nothing will be
+    deleted), with the report and the number of ids the forward run wrote."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        run.source_count = written
+        _record_judgement(s, run, report, passed, actor, ("originals_verified", "originals_refused"))
+
+
+def rollback_restoring(db: Database, run_id: int) -> None:
+    """A rollback run starts writing missing originals back (copying)."""
+    with db.transaction() as s:
+        _move_run(_get_run(s, run_id, lock=True), RunState.COPYING)
+
+
+def rollback_restored(db: Database, run_id: int, restored: int, actor: str) -> None:
+    """copying → copied: ``restored`` originals were written back from the targets."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        _move_run(run, RunState.COPIED)
+        run.copied += restored
+        _event(s, "originals_restored", actor, run.job_id, run.id, namespace=run.source_namespace, count=restored)
+
+
+def claim_forward_runs(db: Database, rollback_job_id: int, expected: dict[int, str], actor: str) -> None:
+    """Right before a rollback deletes anything: every forward run must still be in the state it was in when the
+    originals were verified (``expected``: run id → state); then they all become cancelled, with the forward job, so
+    no cleanup, sync or verify of the forward job can run against a rolled-back migration. Rollback runs → cleaning.
+
+    Raises:
+        StateError: a forward run changed meanwhile (e.g. a cleanup or sync ran); nothing is claimed.
+    """
+    with db.transaction() as s:
+        rollback = s.get(Job, rollback_job_id)
+        assert rollback is not None and rollback.parent_job_id is not None
+        runs = list(
+            s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == rollback.parent_job_id).with_for_update())
+        )
+        changed = [r for r in runs if r.state != expected.get(r.id, r.state)]
+        if changed:
+            raise StateError(
+                f"namespace {changed[0].source_namespace!r} of job {rollback.parent_job_id} changed while the rollback "
+                f"checked it (now {changed[0].state}); nothing was deleted",
+                hint="run the rollback again",
+                job_id=rollback.parent_job_id,
+            )
+        for r in runs:
+            _move_run(r, RunState.CANCELLED)
+        s.execute(sa.update(Job).where(Job.id == rollback.parent_job_id).values(state=JobState.CANCELLED))
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.job_id == rollback_job_id, NamespaceRun.state != RunState.CLEANED)
+            .values(state=RunState.CLEANING)
+        )
+        _event(s, "rolled_back", actor, rollback.parent_job_id, rollback_job_id=rollback_job_id)
+
+
+def rollback_run_done(db: Database, run_id: int, detail: dict[str, Any], actor: str) -> None:
+    """cleaning → cleaned: the run's target namespaces (or its ids in them) are gone; ``detail`` says what went."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        _move_run(run, RunState.CLEANED)
+        run.cleanup = detail
+        _event(s, "targets_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
+
+
+def finish_rollback(db: Database, rollback_job_id: int, actor: str, *, passed: bool, reason: str = "") -> None:
+    """The rollback job is finished: completed, or refused/failed with ``reason`` (its runs say where)."""
+    with db.transaction() as s:
+        job = s.get(Job, rollback_job_id)
+        assert job is not None
+        job.state = JobState.FINISHED
+        _event(
+            s,
+            "rollback_finished" if passed else "rollback_refused",
+            actor,
+            job.id,
+            forward_job_id=job.parent_job_id,
+            reason=reason or None,
+        )

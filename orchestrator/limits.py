@@ -1,0 +1,28 @@
+"""Pinecone's data-plane limits as the client side of nsmigrate respects them: one declaration each, unit in the name.
+
+Read by the planner (estimates), the store adapters (request sizes), the chunking of upserts and every task that
+splits ids into requests. The sandbox data plane (``sandbox/pinecone_server.py``) keeps its own copy on purpose: it
+stands in for the server, and the tests compare it with the reference spec rather than with these.
+"""
+
+from __future__ import annotations
+
+#: Ids per fetch request (Pinecone API reference, "Fetch vectors": up to 1,000 ids).
+FETCH_MAX_IDS = 1_000
+#: Ids per delete request (Pinecone API reference, "Delete vectors": up to 1,000 ids).
+DELETE_MAX_IDS = 1_000
+#: Ids per list page (Pinecone API reference, "List vector IDs": limit ≤ 100).
+LIST_MAX_PAGE_IDS = 100
+#: Vectors per upsert request (Pinecone docs, "Upsert limits": 1,000 records per request).
+UPSERT_MAX_VECTORS = 1_000
+#: Bytes per upsert request body (Pinecone docs, "Upsert limits": 2 MB; read as decimal MB, the safe side of MiB).
+UPSERT_MAX_BYTES = 2_000_000
+
+#: Fetch requests per second per index (Pinecone docs, "Rate limits", serverless).
+READ_MAX_REQUESTS_PER_S_PER_INDEX = 100
+#: List requests per second per index (Pinecone docs, "Rate limits", serverless).
+LIST_MAX_REQUESTS_PER_S_PER_INDEX = 200
+#: Upsert/delete requests per second per namespace (Pinecone docs, "Rate limits", serverless).
+WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE = 100
+#: Upserted megabytes (10^6 bytes) per second per namespace (Pinecone docs, "Rate limits", serverless).
+WRITE_MAX_MB_PER_S_PER_NAMESPACE = 50

@@ -1,0 +1,113 @@
+"""Services the integration tests share, defined once (Redis and Postgres are in ``tests/conftest.py``).
+
+- ``sandbox_indexes``: the indexes of a module's local Pinecone data plane. A test module overrides this fixture to
+  choose them (``@pytest.fixture(scope="module") def sandbox_indexes(): return [IndexSpec(...), ...]``).
+- ``module_sandbox``: that data plane, started once per module (for module-scoped data); ``sandbox`` is the same one
+  as each test gets it: emptied, without faults, and with the SDK's per-host state forgotten.
+- ``stack``: a test's own worker stack (the session's Redis, a fresh database, a fresh data plane with the module's
+  indexes); the test starts the workers it needs. ``pinecone_api_key`` is the key the test process sends.
+- ``start_standin``: starts PostgREST stand-ins (Supabase's REST API over a test database), stopped after the test.
+- ``worker_context``: makes the ``WorkerContext`` a task runs with (optionally with a stand-in dispatcher that records
+  what would be sent); its stores and job-table connections are closed after the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.settings import load_settings
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox, reset_sdk_host_state
+from sandbox.postgrest import PostgrestStandIn
+from sandbox.stack import SANDBOX_API_KEY, Stack
+from workers.context import WorkerContext
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    """The indexes of this module's data plane; override it in a test module to choose others."""
+    return [IndexSpec("src", dimension=8), IndexSpec("dst", dimension=8)]
+
+
+@pytest.fixture(scope="module")
+def module_sandbox(sandbox_indexes: list[IndexSpec]) -> Iterator[PineconeSandbox]:
+    """The module's local Pinecone data plane, started once for all its tests."""
+    sb = PineconeSandbox(indexes=sandbox_indexes).start()
+    yield sb
+    sb.stop()
+
+
+@pytest.fixture
+def sandbox(module_sandbox: PineconeSandbox) -> PineconeSandbox:
+    """The module's data plane with no data, no faults and fresh stats, as a newly started one would be."""
+    sandbox = module_sandbox
+    for name in sandbox.names():
+        sandbox.set_faults(name, Faults())
+    sandbox.reset()
+    # The SDK's retry budget and bulk gate are process-global per hostname; start each test from a full budget.
+    reset_sdk_host_state()
+    return sandbox
+
+
+@pytest.fixture
+def pinecone_api_key() -> str:
+    """The ``PINECONE_API_KEY`` a stack's test process sends (the local data plane accepts any key)."""
+    return SANDBOX_API_KEY
+
+
+@pytest.fixture
+def stack(
+    redis_url: str,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sandbox_indexes: list[IndexSpec],
+    pinecone_api_key: str,
+) -> Iterator[Stack]:
+    """A stack of this test's own: no worker yet (``stack.start_worker``), stopped with everything it started."""
+    monkeypatch.setenv("PINECONE_API_KEY", pinecone_api_key)  # this process plans the job with the same key
+    sandbox = PineconeSandbox(indexes=sandbox_indexes).start()
+    stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def start_standin() -> Iterator[Callable[..., PostgrestStandIn]]:
+    """``start_standin(database_url, api_key, max_rows=1000)`` serves that database's tables as Supabase does;
+    every stand-in started is stopped after the test."""
+    started: list[PostgrestStandIn] = []
+
+    def start(database_url: str, api_key: str, *, max_rows: int = 1000) -> PostgrestStandIn:
+        server = PostgrestStandIn(database_url, api_key=api_key, max_rows=max_rows).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def worker_context() -> Iterator[Callable[..., WorkerContext]]:
+    """``worker_context(database_url, redis_url, dispatcher=None)``: a ``WorkerContext`` over those services;
+    ``dispatcher`` replaces the one that sends Celery tasks."""
+    made: list[WorkerContext] = []
+
+    def make(database_url: str, redis_url: str, dispatcher: Any = None) -> WorkerContext:
+        context = WorkerContext(load_settings(database_url=database_url, redis_url=redis_url))
+        if dispatcher is not None:
+            context.dispatcher = dispatcher
+        made.append(context)
+        return context
+
+    yield make
+    for context in made:
+        for store in context._stores.values():
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+        context.db.dispose()

@@ -1,0 +1,106 @@
+"""Commands that follow a job (`run --wait`, `verify`) return when what they wait for is done, on a real worker.
+
+`run --wait` waits for the copy, and for verification only when the spec verifies by itself; `verify` waits for the
+new verdicts it asked for, also on a job that finished long ago. Each command runs as `python -m cli` in a child
+process with a deadline, so a wait that never ends fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+import yaml
+
+from orchestrator import jobs
+from orchestrator.models import JobState, RunState
+from sandbox.pinecone_server import IndexSpec
+from sandbox.stack import SANDBOX_API_KEY, Stack
+
+pytestmark = pytest.mark.integration
+
+NAMESPACES = {"ns0": 30, "ns1": 50}
+COMMAND_DEADLINE_S = 90  # far above the seconds these jobs take; reached only by a wait that never ends
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("small-src", dimension=8), IndexSpec("small-dst", dimension=8)]
+
+
+@pytest.fixture
+def stack(stack: Stack) -> Stack:
+    """The shared stack with its source loaded and one worker for every queue."""
+    for n, (ns, count) in enumerate(NAMESPACES.items()):
+        stack.pinecone.load("small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(count)])
+    stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
+    return stack
+
+
+def spec_file(stack: Stack, **overrides: Any) -> str:
+    data: dict[str, Any] = {
+        "name": "waits",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host("small-src")},
+        "target": {"kind": "pinecone", "host": stack.pinecone.host("small-dst")},
+        "batch_size": 20,
+        **overrides,
+    }
+    path = stack.workdir / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def nsmigrate(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "cli", *args],
+            env=stack.env(PINECONE_API_KEY=SANDBOX_API_KEY),
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_DEADLINE_S,
+        )
+    except subprocess.TimeoutExpired as e:
+        printed = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else str(e.stdout)
+        pytest.fail(f"`nsmigrate {' '.join(args)}` still waiting after {COMMAND_DEADLINE_S} s; it printed:\n{printed}")
+
+
+def runs(stack: Stack, job_id: int) -> list[Any]:
+    db = jobs.Database(stack.database_url)
+    try:
+        return jobs.runs_of(db, job_id)
+    finally:
+        db.dispose()
+
+
+def test_run_wait_returns_once_copied_when_the_spec_does_not_verify(stack: Stack) -> None:
+    result = nsmigrate(stack, "run", spec_file(stack, auto_verify=False), "--wait")
+
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    job_id = int(result.stdout.split("started\n", 1)[1].split()[0])
+    after = runs(stack, job_id)
+    assert {r.state for r in after} == {RunState.COPIED}
+    assert {r.source_namespace: r.copied for r in after} == NAMESPACES
+    assert all(r.verification is None for r in after)  # nothing verified that the spec did not ask for
+
+
+def test_verify_of_a_finished_job_waits_for_the_new_verdicts(stack: Stack) -> None:
+    first = nsmigrate(stack, "run", spec_file(stack), "--wait")
+    assert first.returncode == 0, (first.stdout, first.stderr)
+    job_id = int(first.stdout.split("started\n", 1)[1].split()[0])
+    before = {r.id: r.verification["checked_at"] for r in runs(stack, job_id) if r.verification}
+    assert len(before) == len(NAMESPACES)
+    db = jobs.Database(stack.database_url)
+    try:
+        assert jobs.job_status(db, job_id).state == JobState.FINISHED
+    finally:
+        db.dispose()
+
+    result = nsmigrate(stack, "verify", str(job_id))
+
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    after = runs(stack, job_id)
+    assert {r.state for r in after} == {RunState.VERIFIED}
+    # New verdicts, not the ones the job already had when verify was asked.
+    assert all(r.verification["checked_at"] != before[r.id] for r in after), (before, result.stdout)

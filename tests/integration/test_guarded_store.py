@@ -1,0 +1,220 @@
+"""The one way to call a store, on real services: ``GuardedStore`` over the real Pinecone SDK against the local data
+plane and over pgvector on real Postgres, with the fleet-wide limiter on real Redis. Every protocol method takes its
+token from the scope the task modules always used (read Redis' own buckets to see it), an upsert reserves its bytes,
+a 429 is retried with a token per attempt, and a host that never answers fails after a few tries."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import redis as redis_lib
+
+from orchestrator.errors import RetryableError
+from orchestrator.names import rate_bucket_key
+from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from workers.chunking import estimate_bytes
+from workers.ratelimit import RateLimiter, list_scope, read_scope, write_scope
+from workers.stores import open_retrying_store
+from workers.stores.base import Record, VectorStore
+from workers.stores.guarded import GuardedStore
+from workers.stores.pgvector import PgvectorStore
+from workers.stores.pinecone import PineconeStore
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
+RATE = RateBudget(read_rps=500, list_rps=500, write_rps=500, write_mb_per_s=5)
+
+
+def make_records(n: int, prefix: str = "id") -> list[Record]:
+    rng = np.random.default_rng(7)
+    return [Record(f"{prefix}-{i:04d}", [float(v) for v in rng.normal(size=DIM)], {"n": i}) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("guarded", DIM)]
+
+
+@pytest.fixture
+def pinecone_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[PineconeStore]:
+    monkeypatch.setenv(KEY_ENV, "pcsk-guarded-test")
+    store = PineconeStore(PineconeStoreSpec(host=sandbox.host("guarded"), api_key_env=KEY_ENV))
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["pinecone", "pgvector"])
+def inner(request: pytest.FixtureRequest) -> Iterator[VectorStore]:
+    if request.param == "pinecone":
+        yield request.getfixturevalue("pinecone_store")
+        return
+    url = request.getfixturevalue("database_url")
+    pg = PgvectorStore(PgvectorStoreSpec(layout="table_per_namespace", table="emb", dimension=DIM), database_url=url)
+    yield pg
+    pg.close()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis_lib.Redis]:
+    c = redis_lib.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+def guarded(store: VectorStore, client: redis_lib.Redis, waits: list[float] | None = None) -> GuardedStore:
+    sleep: Callable[[float], None] = waits.append if waits is not None else (lambda _s: None)
+    return GuardedStore(store, limiter=RateLimiter(client), rate=RATE, attempts=8, max_wait_s=0.05, sleep=sleep)
+
+
+def server_time_us(client: redis_lib.Redis) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1_000_000 + int(micros)
+
+
+def admissions_since(client: redis_lib.Redis, scope: str, since_us: int) -> int:
+    """Requests the limiter admitted in ``scope`` at or after Redis time ``since_us``."""
+    return int(client.zcount(rate_bucket_key(scope), since_us, "+inf"))
+
+
+# --- the wrapper is the whole protocol, spelled out ---------------------------------------------------------------
+
+
+def test_every_protocol_method_is_implemented_explicitly() -> None:
+    wanted = {name for name, _ in inspect.getmembers(VectorStore, inspect.isfunction) if not name.startswith("_")}
+    assert wanted, "the protocol lost its methods"
+    missing = sorted(name for name in wanted if name not in GuardedStore.__dict__)
+    assert missing == []
+    assert not hasattr(GuardedStore, "__getattr__")
+
+
+# --- scopes: the ones the task modules always used ----------------------------------------------------------------
+
+
+def test_each_method_takes_one_token_from_its_scope(inner: VectorStore, client: redis_lib.Redis) -> None:
+    store = guarded(inner, client)
+    store.upsert("ns", make_records(5))  # something to read (its own token is checked below)
+    vector = list(make_records(1)[0].values)
+    scopes = [read_scope(store.name), list_scope(store.name), write_scope(store.name, "ns")]
+    calls: list[tuple[str, Callable[[], Any], str]] = [
+        ("dimension", store.dimension, scopes[0]),
+        ("namespaces", store.namespaces, scopes[0]),
+        ("count", lambda: store.count("ns"), scopes[0]),
+        ("fetch", lambda: store.fetch("ns", ["id-0000"]), scopes[0]),
+        ("query", lambda: store.query("ns", vector, 2), scopes[0]),
+        ("list_ids", lambda: store.list_ids("ns", limit=2), scopes[1]),
+        ("upsert", lambda: store.upsert("ns", make_records(2, "more")), scopes[2]),
+        ("delete", lambda: store.delete("ns", ["more-0000"]), scopes[2]),
+        ("delete_namespace", lambda: store.delete_namespace("ns"), scopes[2]),
+    ]
+    for name, call, scope in calls:
+        since = server_time_us(client)
+        call()
+        taken = {s: admissions_since(client, s, since) for s in scopes}
+        assert taken == {s: int(s == scope) for s in scopes}, name
+
+
+def test_write_scopes_are_per_namespace_and_read_scopes_per_store(
+    pinecone_store: PineconeStore, client: redis_lib.Redis
+) -> None:
+    store = guarded(pinecone_store, client)
+    since = server_time_us(client)
+
+    store.upsert("a", make_records(1))
+    store.upsert("b", make_records(1))
+    store.fetch("a", ["id-0000"])
+    store.fetch("b", ["id-0000"])
+
+    assert admissions_since(client, write_scope(store.name, "a"), since) == 1
+    assert admissions_since(client, write_scope(store.name, "b"), since) == 1
+    assert admissions_since(client, read_scope(store.name), since) == 2
+
+
+def test_an_upsert_reserves_its_bytes_of_the_namespace_budget(inner: VectorStore, client: redis_lib.Redis) -> None:
+    store = guarded(inner, client)
+    records = make_records(20)
+    burst = RATE.write_mb_per_s * 1_000_000
+
+    store.upsert("measured", records)
+    store.upsert("given", records, nbytes=123_456)
+
+    def tokens(namespace: str) -> float:
+        value = client.hget(rate_bucket_key("bytes:" + write_scope(store.name, namespace) + ":bytes"), "tokens")
+        assert value is not None, f"no byte budget was reserved for {namespace!r}"
+        return float(value)
+
+    assert tokens("measured") == burst - sum(estimate_bytes(r) for r in records)
+    assert tokens("given") == burst - 123_456
+
+
+# --- retries ----------------------------------------------------------------------------------------------------
+
+
+def test_429s_are_retried_and_every_attempt_takes_a_token(
+    pinecone_store: PineconeStore, sandbox: PineconeSandbox, client: redis_lib.Redis
+) -> None:
+    store = guarded(pinecone_store, client)
+    store.upsert("r", make_records(30))
+    sandbox.set_faults("guarded", Faults(error_rate_429=0.5, retry_after_s=0.01, error_ops=("fetch",), seed=3))
+    waits: list[float] = []
+    store = guarded(pinecone_store, client, waits)
+    since = server_time_us(client)
+
+    fetched = [store.fetch("r", [f"id-{i:04d}"]) for i in range(30)]
+
+    assert [[r.id for r in got] for got in fetched] == [[f"id-{i:04d}"] for i in range(30)]
+    attempts = sandbox.stats("guarded")["requests"]["fetch"]
+    assert attempts > 30 and len(waits) == attempts - 30  # some were answered 429 and tried again
+    assert all(w >= 0.01 for w in waits)  # never sooner than Retry-After
+    assert admissions_since(client, read_scope(store.name), since) == attempts
+
+
+def test_a_host_that_does_not_answer_fails_after_a_few_tries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "pcsk-guarded-test")
+    dead = PineconeStore(PineconeStoreSpec(host="http://127.0.0.1:9", api_key_env=KEY_ENV))  # discard port: refused
+    waits: list[float] = []
+    store = GuardedStore(dead, attempts=6, max_wait_s=0.05, no_answer_attempts=3, sleep=waits.append)
+
+    with pytest.raises(RetryableError) as info:
+        store.namespaces()
+
+    assert info.value.status is None
+    assert len(waits) == 2  # three tries, not six
+    dead.close()
+
+
+def test_a_server_that_answers_5xx_gets_every_attempt(pinecone_store: PineconeStore, sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults("guarded", Faults(error_rate_5xx=1.0, status_5xx=503))
+    waits: list[float] = []
+    store = GuardedStore(pinecone_store, attempts=6, max_wait_s=0.05, no_answer_attempts=3, sleep=waits.append)
+
+    with pytest.raises(RetryableError) as info:
+        store.count("ns")
+
+    assert info.value.status == 503
+    assert len(waits) == 5
+    assert sandbox.stats("guarded")["requests"]["describe_index_stats"] == 6
+
+
+def test_the_cli_store_retries_without_a_budget(
+    sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, client: redis_lib.Redis
+) -> None:
+    sandbox.reset()
+    sandbox.set_faults("guarded", Faults(error_rate_429=0.5, retry_after_s=0, error_ops=("upsert",), seed=1))
+    monkeypatch.setenv(KEY_ENV, "pcsk-guarded-test")
+    store = open_retrying_store(PineconeStoreSpec(host=sandbox.host("guarded"), api_key_env=KEY_ENV))
+    assert isinstance(store, GuardedStore)
+
+    for chunk in range(4):
+        assert store.upsert("cli", make_records(3, f"c{chunk}")) == 3
+
+    sandbox.set_faults("guarded", Faults())
+    assert store.count("cli") == 12
+    assert client.keys("*") == []  # no limiter: nothing taken from any budget
+    store.close()

@@ -1,0 +1,84 @@
+"""The CLI's shape: the root command lists every command from its table without importing a command module, a
+command loads only what it uses (``status`` never Celery, a store SDK or pyarrow), and each command's ``--help``
+shows its real options. Structural checks on imports, not timings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import COMMANDS, app, load_command
+
+# What the fleet's commands need and the reading ones must not pay for.
+HEAVY = ("celery", "kombu", "pinecone", "pyarrow", "workers", "redis")
+# What planning and copying need and reading the job table does not (each with its submodules).
+NOT_FOR_READING = ("numpy", "yaml", "orchestrator.planner", "orchestrator.spec", "orchestrator.records")
+COMMAND_MODULES = sorted({entry.module for entry in COMMANDS.values()})
+
+
+def modules_after(*args: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``nsmigrate ARGS`` in-process."""
+    probe = (
+        "import json, sys\n"
+        "from cli.main import app\n"
+        "try:\n"
+        "    app(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write(json.dumps(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
+    return set(json.loads(result.stderr.splitlines()[-1]))
+
+
+def test_top_level_help_imports_no_command_module_nor_the_job_table() -> None:
+    loaded = modules_after("--help")
+
+    assert not loaded & {*COMMAND_MODULES, "sqlalchemy", "orchestrator.jobs", *HEAVY}, sorted(
+        loaded & {*COMMAND_MODULES, "sqlalchemy", "orchestrator.jobs", *HEAVY}
+    )
+
+
+READING = [["status", "--help"], ["jobs", "--help"], ["status", "1"], ["jobs"], ["events", "1"]]
+
+
+@pytest.mark.parametrize("args", READING)
+def test_reading_commands_import_no_broker_store_sdk_or_pyarrow(args: list[str]) -> None:
+    # `status 1` against a job table that does not answer: the command ran, with everything it imports.
+    loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+    assert "cli.jobs" in loaded
+    assert not {m.split(".")[0] for m in loaded} & set(HEAVY), sorted(m for m in loaded if m.split(".")[0] in HEAVY)
+
+
+@pytest.mark.parametrize("args", READING)
+def test_reading_commands_import_no_planner_spec_models_or_numpy(args: list[str]) -> None:
+    loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+
+    assert "cli.jobs" in loaded and "sqlalchemy.orm" in loaded
+    unwanted = sorted({n for n in NOT_FOR_READING for m in loaded if m == n or m.startswith(n + ".")})
+    assert not unwanted, unwanted
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_table_gives_each_command_its_module_and_its_own_first_paragraph(name: str) -> None:
+    command = load_command(name)
+
+    assert command.name == name
+    first_paragraph = (command.help or "").split("\n\n")[0]
+    assert COMMANDS[name].help == " ".join(first_paragraph.split())
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_each_commands_help_shows_its_real_options(name: str) -> None:
+    result = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.output
+    for param in load_command(name).params:
+        for opt in param.opts:
+            shown = opt if opt.startswith("-") else (param.name or opt)
+            assert shown in result.output, (name, opt)

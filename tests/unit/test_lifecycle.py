@@ -1,0 +1,128 @@
+"""The job table's lifecycle: every state has a row in its transition table, the state groups agree with it, a
+forbidden move says which run and which states, and the typed status keeps the JSON shape of `status --json`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+
+from orchestrator.errors import StateError
+from orchestrator.jobs import lifecycle
+from orchestrator.jobs.database import _move_run
+from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
+from orchestrator.models import BatchState, JobKind, JobState, NamespaceRun, RunState
+
+TABLES: list[tuple[type[StrEnum], Any]] = [
+    (RunState, lifecycle.RUN_TRANSITIONS),
+    (BatchState, lifecycle.BATCH_TRANSITIONS),
+    (JobState, lifecycle.JOB_TRANSITIONS),
+]
+
+
+@pytest.mark.parametrize(("states", "table"), TABLES, ids=["run", "batch", "job"])
+def test_every_state_has_a_row_and_every_target_is_a_state(states: type[StrEnum], table: Any) -> None:
+    assert set(table) == set(states)
+    for targets in table.values():
+        assert targets <= set(states)
+
+
+def test_a_final_run_moves_only_when_someone_asks() -> None:
+    # verify again, clean up, sync, retry, roll back: each of those is a named transition, nothing else leaves.
+    asked = {RunState.VERIFYING, RunState.CLEANING, RunState.COPYING, RunState.CANCELLED}
+    for state in lifecycle.FINAL_RUN_STATES:
+        assert lifecycle.RUN_TRANSITIONS[state] - {RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED} <= asked
+
+
+@pytest.mark.parametrize(
+    ("group", "to_state"),
+    [
+        (lifecycle.SYNCABLE_RUN_STATES, RunState.COPYING),
+        (lifecycle.VERIFIABLE_RUN_STATES, RunState.VERIFYING),
+        (lifecycle.ROLLBACK_READY_STATES, RunState.CANCELLED),
+        (tuple(set(RunState) - set(lifecycle.FINAL_RUN_STATES)), RunState.CANCELLED),  # cancel_job
+    ],
+)
+def test_the_state_groups_agree_with_the_table(group: tuple[RunState, ...], to_state: RunState) -> None:
+    for state in group:
+        assert lifecycle.run_may_move(state, to_state), (state, to_state)
+
+
+@pytest.mark.parametrize(
+    ("from_state", "to_state"),
+    [
+        (RunState.PENDING, RunState.CLEANING),
+        (RunState.VERIFY_FAILED, RunState.CLEANING),  # only a verified namespace may be cleaned up
+        (RunState.CLEANED, RunState.VERIFIED),
+        (RunState.CANCELLED, RunState.VERIFIED),
+        (RunState.LISTING, RunState.COPIED),
+    ],
+)
+def test_a_forbidden_move_raises_naming_the_run_and_both_states(from_state: RunState, to_state: RunState) -> None:
+    run = cast(NamespaceRun, SimpleNamespace(id=41, job_id=7, source_namespace="ns-a", state=from_state))
+
+    with pytest.raises(StateError) as raised:
+        _move_run(run, to_state)
+
+    assert f"namespace run 41 (namespace 'ns-a') cannot move from {from_state} to {to_state}" in str(raised.value)
+    assert raised.value.ids == {"job_id": 7, "run_id": 41}
+    assert run.state == from_state  # nothing changed
+
+
+def test_an_allowed_move_and_staying_put_change_the_state() -> None:
+    run = cast(NamespaceRun, SimpleNamespace(id=1, job_id=1, source_namespace="ns", state=RunState.VERIFIED))
+    _move_run(run, RunState.VERIFIED)
+    _move_run(run, RunState.CLEANING)
+    assert run.state == RunState.CLEANING
+
+
+def test_job_status_as_dict_is_the_json_shape_of_status() -> None:
+    run = RunStatus(
+        run_id=3,
+        source_namespace="a",
+        target_namespace=None,
+        targets=("a1", "a2"),
+        state=RunState.COPYING,
+        source_count=10,
+        listed=8,
+        copied=6,
+        failed=2,
+        batches=BatchCounts(queued=1, done=3, failed=1),
+        last_error="boom",
+        verification=None,
+        verified_ok=None,
+    )
+    status = JobStatus(
+        job_id=9,
+        name="j",
+        kind=JobKind.MIGRATE,
+        state=JobState.RUNNING,
+        created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        runs=(run, run),
+    )
+
+    out = json.loads(json.dumps(status.as_dict()))
+
+    assert list(out) == ["job_id", "name", "kind", "state", "created_at", "runs", "totals"]
+    assert out["created_at"] == "2026-01-02T03:04:05+00:00"
+    assert (out["kind"], out["state"]) == ("migrate", "running")
+    assert out["totals"] == {"source": 20, "listed": 16, "copied": 12, "failed": 4}
+    assert out["runs"][0] == {
+        "run_id": 3,
+        "source_namespace": "a",
+        "target_namespace": None,
+        "targets": ["a1", "a2"],
+        "state": "copying",
+        "source_count": 10,
+        "listed": 8,
+        "copied": 6,
+        "failed": 2,
+        "batches": {"queued": 1, "running": 0, "done": 3, "failed": 1},
+        "last_error": "boom",
+        "verification": None,
+        "verified_ok": None,
+    }

@@ -1,0 +1,29 @@
+"""The client's Pinecone limits (``orchestrator.limits``) against the stand-in server's own declarations
+(``sandbox.pinecone_server``, compared with the reference spec by its own tests): a client limit above the server's
+would send requests the server refuses; and the default rate budget stays under the documented rates."""
+
+from __future__ import annotations
+
+from orchestrator import limits
+from orchestrator.spec import RateBudget
+from sandbox import pinecone_server as server
+
+
+def test_request_sizes_fit_what_the_server_accepts() -> None:
+    assert limits.FETCH_MAX_IDS <= server.MAX_IDS_PER_REQUEST
+    assert limits.DELETE_MAX_IDS <= server.MAX_IDS_PER_REQUEST
+    assert limits.LIST_MAX_PAGE_IDS <= server.MAX_LIST_LIMIT
+    assert limits.UPSERT_MAX_VECTORS <= server.MAX_UPSERT_VECTORS
+    assert limits.UPSERT_MAX_BYTES <= server.MAX_REQUEST_BYTES
+
+
+def test_rates_match_the_servers_and_the_default_budget_stays_under_them() -> None:
+    served = server.Faults.pinecone_serverless_limits()
+    assert served.fetch_rps_per_index == limits.READ_MAX_REQUESTS_PER_S_PER_INDEX
+    assert served.list_rps_per_index == limits.LIST_MAX_REQUESTS_PER_S_PER_INDEX
+    assert served.write_rps_per_namespace == limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
+    budget = RateBudget()
+    assert budget.read_rps < limits.READ_MAX_REQUESTS_PER_S_PER_INDEX
+    assert budget.list_rps < limits.LIST_MAX_REQUESTS_PER_S_PER_INDEX
+    assert budget.write_rps < limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
+    assert budget.write_mb_per_s < limits.WRITE_MAX_MB_PER_S_PER_NAMESPACE

@@ -1,0 +1,182 @@
+"""The one way to call a store: ``GuardedStore`` wraps a ``VectorStore`` with the fleet-wide rate budget, the byte
+budget and the retry policy, for every method of the protocol.
+
+Which layer retries what (the one place this is decided):
+
+- **tenacity, here**, retries one store request — an HTTP call to Pinecone, a statement to pgvector — when it raised
+  ``RetryableError`` (429, 5xx, 408, a timeout, a lost connection, a rate limiter that could not reach Redis), with
+  ``workers.retry.retrying``: ``Retry-After`` as the floor, jittered exponential backoff otherwise. Every attempt
+  takes its own token from the budget: a retry is a request too. A host that never answered (``status`` None) gets
+  at most ``no_answer_attempts`` tries, so a wrong host in a spec fails `plan` in seconds.
+- **Celery** never retries ``RetryableError`` (both layers on one exception would multiply attempts and hide the real
+  failure rate). It *redelivers* a task whose worker died before acknowledging it (``acks_late``; tasks are
+  idempotent), and it re-sends, after a backoff, a task that could not reach the job table or Redis
+  (``workers.retry.INFRASTRUCTURE_ERRORS``, never a ``RetryableError``; ``workers.tasks``): such a task changed
+  nothing, every job table change being one transaction. When the broker itself is gone the retry cannot be sent:
+  `nsmigrate resume` re-enqueues what the job table says is unfinished.
+- **The Pinecone SDK's own retries are off** (``workers.stores.pinecone``): one 429 costs one budgeted request.
+- ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
+
+Scopes (``workers.ratelimit``): reads (``fetch``, ``query``, ``count``, ``namespaces``, ``dimension``) take a token of
+the store's read scope at ``rate.read_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
+``delete``, ``delete_namespace``) of the namespace's write scope at ``rate.write_rps``, and an upsert first reserves
+its bytes of that namespace's byte budget at ``rate.write_mb_per_s``. Without a limiter (the CLI, planning: one-off
+calls outside the fleet) a ``GuardedStore`` only retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import tenacity
+from tenacity import RetryCallState
+
+from orchestrator.errors import RetryableError
+from orchestrator.limits import LIST_MAX_PAGE_IDS
+from orchestrator.records import IdPage, Record
+from orchestrator.spec import RateBudget
+from workers.chunking import estimate_bytes
+from workers.ratelimit import RateLimiter, list_scope, read_scope, write_scope
+from workers.retry import retrying
+from workers.stores.base import VectorStore
+
+T = TypeVar("T")
+
+#: Attempts of a one-off call (CLI, planning) when the server answered, and when it did not answer at all.
+ONE_OFF_ATTEMPTS = 6
+ONE_OFF_MAX_WAIT_S = 10.0
+ONE_OFF_NO_ANSWER_ATTEMPTS = 3
+
+
+class _NoAnswer(tenacity.stop.stop_base):
+    """Stop condition: the last attempt got no HTTP answer at all (refused, unresolvable, timed out)."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        return isinstance(exc, RetryableError) and exc.status is None
+
+
+class GuardedStore:
+    """A ``VectorStore`` whose every request is budgeted (with a limiter) and retried (always).
+
+    Parameters:
+        store: the adapter to wrap (``workers.stores.open_store``).
+        limiter, rate: the fleet-wide budget and the job's rates; both or neither.
+        attempts: tries per request, the first included.
+        max_wait_s: cap of the backoff between tries, in seconds (``Retry-After`` may ask for more).
+        no_answer_attempts: tries when the host did not answer at all (default: ``attempts``).
+        sleep: how the retry waits; tests pass a recorder.
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        *,
+        limiter: RateLimiter | None = None,
+        rate: RateBudget | None = None,
+        attempts: int = ONE_OFF_ATTEMPTS,
+        max_wait_s: float = ONE_OFF_MAX_WAIT_S,
+        no_answer_attempts: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if (limiter is None) != (rate is None):
+            raise ValueError("a GuardedStore takes a limiter and a rate budget together, or neither")
+        self.inner = store
+        self.name = store.name
+        self._limiter = limiter
+        self._rate = rate
+        policy = retrying(attempts=attempts, max_wait_s=max_wait_s, sleep=sleep)
+        if no_answer_attempts is not None and no_answer_attempts < attempts:
+            policy = policy.copy(
+                stop=tenacity.stop_after_attempt(attempts)
+                | (tenacity.stop_after_attempt(no_answer_attempts) & _NoAnswer())
+            )
+        self._policy = policy
+
+    def _call(self, op: str, scope: str | None, rate_per_s: float, fn: Callable[..., T], *args: Any) -> T:
+        limiter = self._limiter
+
+        def attempt() -> T:
+            if limiter is not None and scope is not None:
+                limiter.acquire(scope, rate_per_s)
+            return fn(*args)
+
+        attempt.__qualname__ = f"{type(self.inner).__name__}.{op}"  # names the operation in the retry's log line
+        # copy(): tenacity keeps per-call state on the policy; a copy per call lets threads share this store.
+        return self._policy.copy()(attempt)
+
+    def _read(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+        rate = self._rate
+        return self._call(op, read_scope(self.name) if rate else None, rate.read_rps if rate else 0.0, fn, *args)
+
+    def _write(self, op: str, namespace: str, fn: Callable[..., T], *args: Any) -> T:
+        rate = self._rate
+        scope = write_scope(self.name, namespace) if rate else None
+        return self._call(op, scope, rate.write_rps if rate else 0.0, fn, *args)
+
+    # -- reads: the store's read scope (list: its list scope) ---------------------------------------------------------
+
+    def dimension(self) -> int:
+        return self._read("dimension", self.inner.dimension)
+
+    def namespaces(self) -> dict[str, int]:
+        return self._read("namespaces", self.inner.namespaces)
+
+    def count(self, namespace: str) -> int:
+        return self._read("count", self.inner.count, namespace)
+
+    def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
+        return self._read("fetch", self.inner.fetch, namespace, ids)
+
+    def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
+        return self._read("query", self.inner.query, namespace, vector, top_k)
+
+    def timed_query(self, namespace: str, vector: Sequence[float], top_k: int) -> tuple[list[str], float]:
+        """``query`` and how long its successful attempt took, in ms: budget waits and failed attempts are not the
+        store's latency."""
+
+        def timed() -> tuple[list[str], float]:
+            start = time.perf_counter()
+            result = self.inner.query(namespace, vector, top_k)
+            return result, (time.perf_counter() - start) * 1000
+
+        return self._read("query", timed)
+
+    def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage:
+        rate = self._rate
+
+        def page() -> IdPage:
+            return self.inner.list_ids(namespace, limit=limit, token=token)
+
+        return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
+
+    # -- writes: the namespace's write scope ------------------------------------------------------------------------
+
+    def upsert(self, namespace: str, records: Sequence[Record], *, nbytes: int | None = None) -> int:
+        """``nbytes``: the request's size when the caller measured it already (``workers.chunking.sized_chunks``);
+        otherwise it is measured here for the byte budget."""
+        limiter, rate = self._limiter, self._rate
+        if limiter is not None and rate is not None:
+            size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)
+            # Reserved once per request, not per attempt; retried like a request while Redis is unreachable.
+            scope = write_scope(self.name, namespace) + ":bytes"  # the byte bucket's key since the first copy
+            self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size)
+        return self._write("upsert", namespace, self.inner.upsert, namespace, records)
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        self._write("delete", namespace, self.inner.delete, namespace, ids)
+
+    def delete_namespace(self, namespace: str) -> None:
+        self._write("delete_namespace", namespace, self.inner.delete_namespace, namespace)
+
+    def close(self) -> None:
+        """Close the wrapped store's connections if it has any."""
+        close = getattr(self.inner, "close", None)
+        if callable(close):
+            close()
+
+    def __repr__(self) -> str:
+        return f"GuardedStore({self.inner!r})"
