@@ -9,28 +9,100 @@ Both are real servers started as child processes on free loopback ports, each in
   ``nsmigrate_pg`` created on first use.
 
 Each server can be stopped and started again on the same port and data directory (the chaos tests restart them
-mid-job).
+mid-job), or crashed (``crash``: SIGKILL, as the OOM killer or a dead host would).
+
+Nothing started here outlives the process that started it: SIGTERM and SIGHUP unwind like Ctrl-C through the
+caller's ``finally``/fixture teardown (``stop_on_signals``), and every child is told to stop when its parent dies
+however it died, SIGKILL included (``die_with_parent``: Linux ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 _PG_SYSTEM_USER = "nsmigrate_pg"
 
 
 class ServiceError(RuntimeError):
     """An embedded service could not be found or started; the message says what to install or set."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so whatever stops the embedded services runs."""
+
+
+def _raise_terminated(signum: int, _frame: FrameType | None) -> None:
+    # A second signal must not interrupt the clean-up the first one started.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+
+def stop_on_signals() -> None:
+    """Turn SIGTERM and SIGHUP (a `kill`, a service manager, a closed terminal) into ``Terminated``, a
+    ``KeyboardInterrupt``, so they unwind through the same ``finally`` and fixture teardown as Ctrl-C. Main thread
+    only (Python runs handlers there); a handler or ``SIG_IGN`` (nohup) set by someone else is kept. Idempotent."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_DFL:
+            signal.signal(sig, _raise_terminated)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive ``sig`` when this process dies, even by SIGKILL (Linux
+    ``PR_SET_PDEATHSIG``). None where that cannot be promised: off Linux, and off the main thread, because the
+    kernel signals the child when the *thread* that forked it ends, not the process."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        # Runs after Popen's setuid (a credential change clears the setting), just before exec.
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the setting took effect
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc; empty where there is none)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def free_port() -> int:
@@ -106,9 +178,18 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
+        stop_on_signals()
         wait_for_port(self.port, 10, self.process)
         return self
+
+    def crash(self) -> None:
+        """SIGKILL the server, as the OOM killer would: no shutdown, every connection cut."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -222,10 +303,11 @@ class PostgresServer:
                     "127.0.0.1",
                     "-k",
                     str(pgdata),
+                    # Only a dead host loses what fsync=off leaves in the OS cache. synchronous_commit stays on: off,
+                    # a crashed server forgets commits it acknowledged, and a batch whose task was acked already
+                    # goes back to `running` with no message left to finish it.
                     "-c",
                     "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
                     "-c",
                     "full_page_writes=off",
                     "-c",
@@ -235,8 +317,10 @@ class PostgresServer:
                 ],
                 stdout=log,
                 stderr=log,
+                preexec_fn=die_with_parent(signal.SIGINT),  # a fast shutdown, which stops the backends too
                 **self._run_as(),  # type: ignore[call-overload]
             )
+        stop_on_signals()
         try:
             wait_for_port(self.port, 30, self.process)
             self._wait_ready(bin_dir)
@@ -280,6 +364,24 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+    def crash(self) -> None:
+        """SIGKILL the postmaster and every backend at once, as a dead host or a killed container would: no
+        shutdown, open transactions lost, shared memory and ``postmaster.pid`` left behind. ``start`` then runs
+        crash recovery. (Backends outlive a postmaster killed alone, and hold its shared memory until they notice.)"""
+        if self.process is not None and self.process.poll() is None:
+            backends = _children(self.process.pid)
+            self.process.kill()
+            for pid in backends:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            self.process.wait()
+            deadline = time.monotonic() + 10
+            while any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid) for pid in backends):
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"Postgres backends {backends} outlived SIGKILL")
+                time.sleep(0.02)
         self.process = None
 
     def destroy(self) -> None:

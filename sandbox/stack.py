@@ -2,7 +2,8 @@
 Flower, all on free loopback ports. Used by ``nsmigrate demo``, the integration tests and the benchmarks.
 
 Workers run as real ``nsmigrate worker`` child processes (the same command production runs), configured through
-their environment like in production.
+their environment like in production. Like the embedded servers (see ``sandbox.services``), they and Flower stop when
+the process that started them dies, however it died.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from celery import Celery
 
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.services import PostgresServer, RedisServer, free_port, wait_for_port
+from sandbox.services import PostgresServer, RedisServer, die_with_parent, free_port, wait_for_port
 
 SANDBOX_API_KEY = "sandbox-key"  # the local data plane accepts any key; this is not a credential
 
@@ -87,6 +88,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         self.processes.append(proc)
         return proc
@@ -103,6 +105,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         self.processes.append(proc)
         wait_for_port(port, 30, proc)

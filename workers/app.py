@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Celery
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.worker.consumer.consumer import STOP_CONDITIONS
 
 from orchestrator.dispatch import celery_config
 from orchestrator.names import Queue
 from orchestrator.settings import Settings
 from workers.context import reset_context
-from workers.tuning import EVENT_FLUSH_S, Consumer, tune_memory, warm_up
+from workers.tuning import EVENT_FLUSH_S, tune_memory, warm_up
+from workers.tuning import Consumer as TunedConsumer
 
 app = Celery("nsmigrate", include=["workers.tasks"])
 
@@ -26,8 +29,53 @@ log = logging.getLogger(__name__)
 
 
 def configure(settings: Settings) -> Celery:
-    app.conf.update(celery_config(settings), worker_consumer=f"{Consumer.__module__}:Consumer")
+    app.conf.update(celery_config(settings), worker_consumer=f"{__name__}:Consumer")
     return app
+
+
+#: For this long after losing the broker, any error escaping the consumer reconnects it instead of exiting.
+BROKER_TEARDOWN_S = 120.0
+
+
+class Consumer(TunedConsumer):
+    """The worker's consumer: ``workers.tuning.Consumer``, which also reconnects when something other than a
+    connection error escapes Celery's consumer loop soon after the broker was lost. Kombu tearing down a dead Redis
+    connection's channels can raise e.g. ``AttributeError: 'NoneType' object has no attribute 'hostname'``
+    (celery/kombu#582), which Celery treats as unrecoverable: it exits the worker, with status 0. Later errors are
+    bugs and still stop the worker."""
+
+    #: `time.monotonic()` when the broker connection was last lost, None before that.
+    broker_lost_at: float | None = None
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        self.broker_lost_at = time.monotonic()
+        super().on_connection_error_after_connected(exc)
+
+    def on_connection_error_before_connected(self, exc: BaseException) -> None:
+        self.broker_lost_at = time.monotonic()
+        super().on_connection_error_before_connected(exc)
+
+    def start(self) -> None:
+        while True:
+            try:
+                super().start()
+                return
+            except Exception as exc:
+                lost_at = self.broker_lost_at
+                if (
+                    lost_at is None
+                    or time.monotonic() - lost_at > BROKER_TEARDOWN_S
+                    or self.blueprint.state in STOP_CONDITIONS
+                ):
+                    raise
+                log.warning("consumer: %r while recovering from a lost broker; reconnecting", exc, exc_info=True)
+                # Celery's own path for a lost connection (celery.worker.consumer.Consumer.start).
+                self.broker_lost_at = time.monotonic()
+                if self.connection:
+                    self.on_connection_error_after_connected(exc)
+                self.on_close()
+                self._cancel_connection_timer_entries()
+                self.blueprint.restart(self)
 
 
 @worker_init.connect
@@ -62,7 +110,7 @@ def _thread_pool_ready(sender: Any = None, **_: object) -> None:
     # wake the event loop (a prefork child does, through its pipe): the next message waited up to the loop's next
     # timer, ~1-2 s. A short no-op timer bounds that wait (celery/celery#6941).
     sender.timer.call_repeatedly(THREAD_POOL_TICK_S, _tick)
-    if isinstance(sender, Consumer):
+    if isinstance(sender, TunedConsumer):
         sender.events_on_timer = True
         sender.timer.call_repeatedly(EVENT_FLUSH_S, sender._flush_events)
 

@@ -10,6 +10,8 @@ put in exactly one batch, every batch row is ``done`` and nothing failed.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -33,7 +35,7 @@ from orchestrator.settings import load_settings
 from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.polling import wait_until
 from workers import copying, listing
 from workers.context import WorkerContext
@@ -320,14 +322,19 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
     assert jobs.get_run(db, run_id).batches_total == 60
 
 
-@pytest.mark.parametrize("pool", ["prefork", "threads"])  # threads: its events are published on a timer
+@pytest.mark.parametrize(
+    ("pool", "crash"),
+    [("prefork", False), ("threads", False), ("threads", True), ("prefork", True)],  # threads: events on a timer
+    ids=["prefork-stop", "threads-stop", "threads-kill9", "prefork-kill9"],
+)
 def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pool: str, crash: bool
 ) -> None:
-    """Redis (which keeps nothing on disk) is stopped and started again on the same port mid-job: every queued
-    message, every unacknowledged one, the lister locks and the rate buckets are gone. The workers reconnect by
-    themselves (Celery's broker reconnect), and the tasks that were running finish; **`resume`** re-enqueues the
-    batches the job table still has as ``queued``/``running`` (their messages died with Redis) and the listers."""
+    """Redis (which keeps nothing on disk) is stopped (SIGTERM) or killed (SIGKILL) and started again on the same
+    port mid-job: every queued message, every unacknowledged one, the lister locks and the rate buckets are gone.
+    The workers reconnect by themselves (Celery's broker reconnect) and stay up, and the tasks that were running
+    finish; **`resume`** re-enqueues the batches the job table still has as ``queued``/``running`` (their messages
+    died with Redis) and the listers."""
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
     redis_server = RedisServer().start()
     stack = make_stack(redis_server.url, database_url, tmp_path, servers=[redis_server])
@@ -341,7 +348,10 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
         broker = redis_lib.Redis.from_url(redis_server.url)
         in_redis = broker.hlen("unacked") + sum(broker.llen(q) for q in ("list", "copy", "verify"))
         assert in_redis > 0  # messages that the restart is about to lose
-        redis_server.stop()
+        if crash:
+            redis_server.crash()
+        else:
+            redis_server.stop()
         redis_server.start()
 
         counts = launch.resume(db, dispatcher, job_id)
@@ -353,15 +363,94 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
         stack.stop()
 
 
-def test_postgres_restart_mid_job_leaves_no_half_written_state(
-    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+#: A threads worker (the app `nsmigrate worker` runs) with one extra consumer step that fails the way kombu does when it
+#: tears down a dead Redis connection's channels: on the first start after the broker was lost.
+KOMBU_TEARDOWN_FAULT = """
+import os
+from celery import bootsteps
+from orchestrator.settings import load_settings
+from workers.app import configure
+
+class KombuTeardownFault(bootsteps.StartStopStep):
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+    fired = False
+
+    def start(self, c):
+        if c.restart_count > 0 and not KombuTeardownFault.fired:  # -1 before the first start
+            KombuTeardownFault.fired = True
+            os.write(1, b"injecting the kombu teardown fault\\n")  # Celery redirects sys.stdout to its logger
+            raise AttributeError("'NoneType' object has no attribute 'hostname'")
+
+app = configure(load_settings())
+app.steps["consumer"].add(KombuTeardownFault)
+app.worker_main(["worker", "-Q", "copy", "-P", "threads", "-c", "2", "-n", "faulty@%h",
+                 "--without-mingle", "--without-gossip", "-l", "WARNING"])
+"""
+
+
+def test_a_worker_reconnects_when_kombu_fails_tearing_down_a_killed_redis_connection(
+    tmp_path: Path, database_url: str
 ) -> None:
-    """The job table's Postgres is stopped (fast shutdown: open transactions abort) and started again on the same
-    port and data directory mid-job. A task that hits the outage changes nothing (every state change is one
-    transaction) and raises; its batch stays ``queued`` or ``running``, never ``failed`` and never half-done.
-    Recovered by **Celery retrying those tasks** (``autoretry_for`` the job table's connection errors, with
-    backoff): the job completes with no operator action, no `resume` and no `retry`. `resume` afterwards finds
-    nothing left to do (it is the fallback when an outage outlasts the task retries)."""
+    """After Redis is SIGKILLed and restarted, an error other than a connection error escaping the consumer while it
+    reconnects (kombu's ``'NoneType' object has no attribute 'hostname'``) made Celery exit the worker
+    ("Unrecoverable error"). The worker now reconnects instead, and answers on the restarted Redis."""
+    redis_server = RedisServer().start()
+    stack = Stack(
+        redis_url=redis_server.url,
+        database_url=database_url,
+        pinecone=PineconeSandbox(indexes=[]),
+        workdir=tmp_path,
+        servers=[redis_server],
+    )
+    log_path = tmp_path / "faulty-worker.log"
+    try:
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-c", KOMBU_TEARDOWN_FAULT],
+                env=stack.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        stack.processes.append(worker)
+        wait_for_workers(redis_server.url, 1)
+
+        redis_server.crash()
+        redis_server.start()
+
+        def answers_after_the_fault() -> bool:
+            output = log_path.read_text(errors="replace")
+            assert worker.poll() is None, output[-3000:]  # it exited
+            if "injecting the kombu teardown fault" not in output:
+                return False  # still to reconnect
+            try:
+                return bool(wait_for_workers(redis_server.url, 1, timeout_s=1))
+            except TimeoutError:
+                return False
+
+        wait_for(
+            answers_after_the_fault,
+            "the worker to answer on the restarted Redis",
+            timeout_s=60,
+            explain=lambda: log_path.read_text(errors="replace")[-3000:],
+        )
+        assert "Unrecoverable error" not in log_path.read_text(errors="replace")
+        assert worker.poll() is None
+    finally:
+        stack.stop()
+
+
+@pytest.mark.parametrize("crashes", [0, 2], ids=["fast-stop", "kill9-twice"])
+def test_postgres_restart_mid_job_leaves_no_half_written_state(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crashes: int
+) -> None:
+    """The job table's Postgres is stopped (fast shutdown: open transactions abort), or killed with SIGKILL twice
+    (a crash: no shutdown at all), and started again on the same port and data directory mid-job. A task that hits
+    the outage changes nothing (every state change is one transaction) and raises; its batch stays ``queued`` or
+    ``running``, never ``failed`` and never half-done. Recovered by **Celery retrying those tasks**
+    (``autoretry_for`` the job table's connection errors, with backoff): the job completes with no operator action,
+    no `resume` and no `retry`. `resume` afterwards finds nothing left to do (it is the fallback when an outage
+    outlasts the task retries)."""
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
     pg = PostgresServer().start()
     stack = make_stack(redis_url, pg.url, tmp_path, servers=[pg])
@@ -373,14 +462,49 @@ def test_postgres_restart_mid_job_leaves_no_half_written_state(
 
         wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
         assert redis_lib.Redis.from_url(redis_url).llen("copy") > 0  # tasks that will run into the outage
-        pg.stop(fast=True)
-        pg.start()
+        if crashes:
+            for crash in range(crashes):
+                if crash:  # strike again once the fleet made progress on the restarted server
+                    done = batch_states(db, job_id)[BatchState.DONE]
+                    wait_for(
+                        lambda d=done: batch_states(db, job_id)[BatchState.DONE] >= d + 5, "progress after a crash"
+                    )
+                pg.crash()
+                pg.start()
+        else:
+            pg.stop(fast=True)
+            pg.start()
 
         assert_nothing_lost(stack, db, job_id, loaded)
         assert all(p.poll() is None for p in stack.processes)
         assert launch.resume(db, dispatcher, job_id) == {"listers": 0, "batches": 0, "verifications": 0}
     finally:
         stack.stop()
+
+
+def test_a_commit_acknowledged_before_a_postgres_crash_survives_it() -> None:
+    """The job table is the truth: a task acknowledges its message once its state change committed. A commit the
+    server acknowledged must survive the server's crash, or a batch whose message is gone goes back to ``running``
+    and waits for `resume` (the embedded server once ran with ``synchronous_commit=off``, which loses the last
+    ~200 ms of acknowledged commits in a crash)."""
+    pg = PostgresServer().start()
+    try:
+        engine = sa.create_engine(pg.url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE acknowledged (i int)"))
+        for i in range(200):  # one commit each, as the job table makes them
+            with engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO acknowledged VALUES (:i)"), {"i": i})
+        engine.dispose()
+
+        pg.crash()
+        pg.start()
+
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM acknowledged")).scalar() == 200
+        engine.dispose()
+    finally:
+        pg.destroy()
 
 
 def one_run_job(db: jobs.Database, source_host: str = "http://127.0.0.1:9", **spec_fields: Any) -> tuple[int, int]:

@@ -4,6 +4,7 @@ in any 1-second window (as Redis's clock sees the admissions), and still get clo
 from __future__ import annotations
 
 import multiprocessing
+import random
 import threading
 import time
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import pytest
 import redis
 
+from sandbox.pinecone_server import _Window
 from tests.timing import assert_timing
-from workers.ratelimit import RateLimiter, list_scope, read_scope, window_for, write_scope
+from workers.ratelimit import DEFAULT_GUARD_S, RateLimiter, list_scope, read_scope, window_for, write_scope
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +93,35 @@ def test_threads_and_processes_together_stay_under_the_rate(redis_url: str) -> N
         len(in_run) >= 0.8 * RATE * DURATION_S,
         f"{len(in_run)} admissions in {DURATION_S} s (bound: at least {0.8 * RATE * DURATION_S:.0f})",
     )
+
+
+def server_refusals(arrivals: list[float], limit: int) -> int:
+    """How many of ``arrivals`` the sandbox server's limiter (its own class, on a fake clock) answers with 429."""
+    window = _Window()
+    return sum(window.admit(t, limit) is not None for t in sorted(arrivals))
+
+
+def test_the_server_refuses_only_requests_delayed_by_more_than_the_guard(redis_url: str) -> None:
+    """The fleet limiter and the server's limiter agree at the limit: whatever the phase of the two clocks, the
+    server sees at most ``rate`` per second unless a request reaches it later than its ``rate``-th successor by
+    more than the guard. (The 429 once seen with the fleet budget equal to the server's limit was such a delay on a
+    loaded machine, not an overshoot of the limiter.)"""
+    rate = 10
+    limiter = RateLimiter(redis.Redis.from_url(redis_url))
+    admitted = [limiter.admit(SCOPE, rate).server_time_s for _ in range(4 * rate)]  # Redis's clock
+
+    limit, window_s = window_for(rate)
+    spans = [later - first for first, later in zip(admitted, admitted[limit:], strict=False)]
+    assert min(spans) >= window_s - 1e-6  # any `limit` consecutive admissions span the guarded window
+    assert server_refusals([t + 0.3 for t in admitted], limit) == 0  # any common delay (clock offset, latency)
+    jitter = random.Random(7)
+    assert server_refusals([t + jitter.uniform(0, DEFAULT_GUARD_S) for t in admitted], limit) == 0
+
+    k = spans.index(min(spans))
+    late = list(admitted)
+    late[k] += spans[k] - 1.0 + 0.01  # reaches the server 0.99 s before its `limit`-th successor
+    assert late[k] - admitted[k] > DEFAULT_GUARD_S
+    assert server_refusals(late, limit) >= 1
 
 
 @pytest.mark.parametrize(
