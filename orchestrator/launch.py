@@ -154,6 +154,16 @@ def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespa
     return len(requeued)
 
 
+def retry_failed_listers(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
+    """Re-enqueue the listers that failed for good (runs ``list_failed``) of a job or of one of its source
+    namespaces; each lists on from its saved token."""
+    requeued = jobs.requeue_failed_listers(db, job_id, namespace)
+    with dispatcher.together():
+        for run_id, source_namespace in requeued:
+            dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(source_namespace))
+    return len(requeued)
+
+
 def request_verification(
     db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
 ) -> list[int]:
