@@ -36,6 +36,7 @@ class InventoryStore(Protocol):
     name: str
 
     def dimension(self) -> int: ...
+    def metric(self) -> str | None: ...
     def namespaces(self) -> dict[str, int]: ...
     def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage: ...
     def fetch(self, namespace: str, ids: Any) -> list[Any]: ...
@@ -61,12 +62,13 @@ def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None 
             if fallback_dimension is None:
                 raise
             dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
+        metric = store.metric()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(label=store.name, dimension=dimension, namespaces=namespaces)
+    return Inventory(label=store.name, dimension=dimension, namespaces=namespaces, metric=metric)
 
 
 def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[Any]:

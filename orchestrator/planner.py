@@ -41,6 +41,8 @@ class Inventory:
     label: str
     dimension: int
     namespaces: Mapping[str, int]
+    #: cosine, dotproduct or euclidean; None: not known (the metric check is skipped).
+    metric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def _normalized(inventory: Inventory) -> Inventory:
     if "__default__" not in inventory.namespaces:
         return inventory
     counts = {parse_namespace_arg(ns): n for ns, n in inventory.namespaces.items()}
-    return Inventory(inventory.label, inventory.dimension, counts)
+    return Inventory(inventory.label, inventory.dimension, counts, inventory.metric)
 
 
 def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
@@ -421,6 +423,14 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
             f"dimension mismatch: source {source.label} has dimension {source.dimension}, target {target.label} has "
             f"{target.dimension}",
             hint="vectors cannot change dimension in a copy; choose a target index created with the source dimension",
+            source=source.label,
+            target=target.label,
+        )
+    if target is not None and source.metric and target.metric and source.metric != target.metric:
+        raise PlanError(
+            f"metric mismatch: source {source.label} uses {source.metric}, target {target.label} uses {target.metric}",
+            hint="the copied vectors would rank differently; choose a target index created with the same metric as "
+            "the source",
             source=source.label,
             target=target.label,
         )

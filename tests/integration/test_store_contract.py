@@ -427,3 +427,8 @@ def test_pinecone_fetch_falls_back_to_the_public_sdk_call_when_its_internals_cha
     assert not any(isinstance(r.values, JsonValues) for r in first)
     assert_same_records(first, records)
     assert sum("fetch decodes values" in m for m in caplog.messages) == 1  # said once, not per batch
+
+
+def test_metric_is_the_index_metric_or_none_for_a_table(store: VectorStore) -> None:
+    # The planner refuses a copy between Pinecone indexes of different metrics; a pgvector table has none.
+    assert store.metric() == ("cosine" if isinstance(store, PineconeStore) else None)

@@ -222,6 +222,14 @@ MANY = inv({f"ns{i:02d}": 1 for i in range(15)})
         ),
         pytest.param({}, SOURCE, inv({}, "dst", 1536), {}, ["dimension mismatch", "8", "1536"], id="dimension"),
         pytest.param(
+            {},
+            Inventory("src", DIM, SOURCE.namespaces, metric="cosine"),
+            Inventory("dst", DIM, {}, metric="dotproduct"),
+            {},
+            ["metric mismatch", "source src uses cosine", "target dst uses dotproduct"],
+            id="metric",
+        ),
+        pytest.param(
             {}, SOURCE, inv({T3: 7}, "dst"), {}, [f"{T3} (7 vectors)", "allow_id_overwrite"], id="target-not-empty"
         ),
         pytest.param(

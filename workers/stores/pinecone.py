@@ -227,6 +227,11 @@ class PineconeStore:
             self._dimension = int(stats.dimension)
         return self._dimension
 
+    def metric(self) -> str | None:
+        with self._errors("describe_index_stats"):
+            stats = self._client().describe_index_stats()
+        return str(stats.metric) if getattr(stats, "metric", None) else None
+
     def namespaces(self) -> dict[str, int]:
         with self._errors("describe_index_stats"):
             stats = self._client().describe_index_stats()
