@@ -15,10 +15,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.errors import PlanError
-from orchestrator.limits import LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from orchestrator.limits import (
+    LIST_MAX_PAGE_IDS,
+    SERVERLESS_MAX_NAMESPACES_PER_INDEX,
+    UPSERT_MAX_BYTES,
+    UPSERT_MAX_VECTORS,
+)
 from orchestrator.naming import PUBLIC, identifier_problem, namespace_problem, parse_namespace, twin_namespace
 from orchestrator.records import display_namespace, parse_namespace_arg
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, PineconeStoreSpec
 
 ROUTED = None  # target_namespace of a run whose vectors are routed one by one (the default namespace, creator mode)
 
@@ -320,6 +325,25 @@ def _check_targets(
             )
 
 
+def _check_namespace_limit(spec: JobSpec, runs: Sequence[NamespacePlan], target: Inventory) -> None:
+    """PlanError when a Pinecone target would hold more namespaces than its index may: the ones there now plus the
+    named targets of this copy. A routed run's targets are known per vector only and are not counted."""
+    if not isinstance(spec.target, PineconeStoreSpec):
+        return
+    limit = spec.target.max_namespaces or SERVERLESS_MAX_NAMESPACES_PER_INDEX
+    existing = set(target.namespaces)
+    new = {r.target_namespace for r in runs if r.target_namespace is not None and r.vector_count > 0} - existing
+    if len(existing) + len(new) > limit:
+        raise PlanError(
+            f"the target {target.label} would hold {len(existing) + len(new)} namespaces after this copy "
+            f"({len(existing)} now, {len(new)} new), over its limit of {limit}",
+            hint="Pinecone refuses writes to namespaces past the index's limit (Starter: 100, Builder: 1,000, "
+            "Standard/Enterprise: 100,000); set target.max_namespaces to your plan's limit, copy fewer namespaces, "
+            "or ask Pinecone to raise it",
+            target=target.label,
+        )
+
+
 def _shared_targets(
     runs: Sequence[NamespacePlan], may_route_to: Callable[[str], bool] | None
 ) -> dict[str, tuple[str, ...]]:
@@ -457,6 +481,7 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
     may_route_to = _routed_targets(spec, twins) if routed_present else None
     if target is not None:
         _check_targets(spec, runs, target, one_store, selected, may_route_to)
+        _check_namespace_limit(spec, runs, target)
     shared = _shared_targets(runs, may_route_to)
 
     if routed_present:

@@ -450,3 +450,30 @@ def test_same_mode_plans_every_namespace_once(namespaces: dict[str, int], batch_
 def test_default_namespace_reported_as_display_name_is_normalised() -> None:
     plan = make_plan(make_spec(), inv({"__default__": 3, "a": 1}), inv({"__default__": 0}, "dst"), {})
     assert targets(plan.runs) == {"": "", "a": "a"}
+
+
+# --- the target's limits --------------------------------------------------------------------------------------------
+
+
+def test_a_copy_that_would_pass_the_targets_namespace_limit_is_refused() -> None:
+    # A Starter-plan target (100 namespaces) holding 99 already; the source brings 2 more.
+    spec = make_spec(target={"kind": "pinecone", "index": "dst", "max_namespaces": 100})
+    target = inv({f"old-{n}": 1 for n in range(99)}, label="dst")
+
+    with pytest.raises(PlanError) as refused:
+        make_plan(spec, inv({"a": 5, "b": 5}), target, {})
+
+    message = str(refused.value)
+    assert "target dst would hold 101 namespaces after this copy (99 now, 2 new)" in message
+    assert "over its limit of 100" in message and "max_namespaces" in message
+    make_plan(spec, inv({"a": 5}), target, {})  # 100: at the limit, allowed
+
+
+def test_the_namespace_limit_defaults_to_pinecones_serverless_limit_and_skips_pgvector() -> None:
+    from orchestrator.limits import SERVERLESS_MAX_NAMESPACES_PER_INDEX
+
+    many = inv({f"ns-{n}": 1 for n in range(SERVERLESS_MAX_NAMESPACES_PER_INDEX)}, label="dst")
+    with pytest.raises(PlanError, match="over its limit of 100000"):
+        make_plan(make_spec(allow_id_overwrite=True), inv({"extra": 1}), many, {})
+    pg = {"kind": "pgvector", "table": "emb", "dimension": DIM}
+    make_plan(make_spec(target=pg, allow_id_overwrite=True), inv({"extra": 1}), many, {})
