@@ -21,6 +21,7 @@ from orchestrator.planner import (
     Inventory,
     Plan,
     check_id_collisions,
+    check_id_lengths,
     make_plan,
     namespaces_needing_id_check,
 )
@@ -98,6 +99,7 @@ def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None
                 # Read where each routed record really lands, so only true collisions are refused.
                 ctx = route_context(spec, source.name, ns, None, twins=plan.twins)
                 ids[ns] = targets_by_id(_fetch_all(source, ns, ids[ns]), ctx)
+        check_id_lengths(spec, ids)
         check_id_collisions(plan, ids, spec.allow_id_overwrite)
     return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name)
 

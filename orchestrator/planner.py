@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from orchestrator.errors import PlanError
 from orchestrator.limits import (
     LIST_MAX_PAGE_IDS,
+    RECORD_ID_MAX_CHARS,
     SERVERLESS_MAX_NAMESPACES_PER_INDEX,
     UPSERT_MAX_BYTES,
     UPSERT_MAX_VECTORS,
@@ -547,6 +548,28 @@ def _ids_into(listing: IdListing, target_namespace: str) -> Sequence[str]:
     if isinstance(listing, Mapping):
         return [i for i, t in listing.items() if t == target_namespace]
     return listing
+
+
+def check_id_lengths(spec: JobSpec, ids: Mapping[str, IdListing]) -> None:
+    """PlanError naming the listed ids (source namespace → ids, as for ``check_id_collisions``) a Pinecone target
+    cannot hold: longer than ``RECORD_ID_MAX_CHARS``. Only where the plan reads ids; the copy checks the rest."""
+    if not isinstance(spec.target, PineconeStoreSpec):
+        return
+    too_long = [
+        f"source namespace {display_namespace(ns)!r}: id "
+        + (repr(i) if len(i) <= 40 else f"{i[:40]!r}…")
+        + f" is {len(i)} characters"
+        for ns, listing in ids.items()
+        for i in listing
+        if len(i) > RECORD_ID_MAX_CHARS
+    ]
+    if too_long:
+        raise PlanError(
+            f"{len(too_long)} ids are longer than a Pinecone record id may be (at most {RECORD_ID_MAX_CHARS} "
+            f"characters): {'; '.join(too_long[:10])}{'; …' if len(too_long) > 10 else ''}",
+            hint="shorten those ids in the source (or leave their namespaces out), then plan again",
+            target=spec.target.label,
+        )
 
 
 def check_id_collisions(plan: Plan, ids: Mapping[str, IdListing], allow_overwrite: bool) -> None:

@@ -15,6 +15,7 @@ from orchestrator.planner import (
     Inventory,
     NamespacePlan,
     check_id_collisions,
+    check_id_lengths,
     estimate,
     make_plan,
     namespaces_needing_id_check,
@@ -477,3 +478,17 @@ def test_the_namespace_limit_defaults_to_pinecones_serverless_limit_and_skips_pg
         make_plan(make_spec(allow_id_overwrite=True), inv({"extra": 1}), many, {})
     pg = {"kind": "pgvector", "table": "emb", "dimension": DIM}
     make_plan(make_spec(target=pg, allow_id_overwrite=True), inv({"extra": 1}), many, {})
+
+
+def test_ids_the_plan_reads_are_checked_against_pinecones_id_length() -> None:
+    long_id = "z" * 513
+    listed = {"a": ["ok-1", long_id], "b": {"ok-2": "b"}}
+
+    with pytest.raises(PlanError) as refused:
+        check_id_lengths(make_spec(), listed)
+
+    message = str(refused.value)
+    assert f"source namespace 'a': id {long_id[:40]!r}… is 513 characters" in message
+    assert "at most 512" in message and "ok-1" not in message
+    check_id_lengths(make_spec(target={"kind": "pgvector", "table": "emb", "dimension": DIM}), listed)  # no limit
+    check_id_lengths(make_spec(), {"a": ["x" * 512]})  # at the limit
