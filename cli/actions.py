@@ -44,10 +44,12 @@ def retry(
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Re-enqueue the failed batches of JOB (only those), e.g. once a fault is gone."""
+    """Re-enqueue the failed batches and failed listers of JOB (only those), e.g. once a fault is gone."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
-    n = launch.retry_failed(database, dispatcher(resolved), job_id, ns)
-    console.print(f"{n} failed batches re-queued for job {job_id}")
+    fleet = dispatcher(resolved)
+    listers = launch.retry_failed_listers(database, fleet, job_id, ns)
+    n = launch.retry_failed(database, fleet, job_id, ns)
+    console.print(f"{n} failed batches and {listers} failed listers re-queued for job {job_id}")
     if wait:
         raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))
 

@@ -48,7 +48,10 @@ COMMANDS: dict[str, Entry] = {
     "jobs": Entry("cli.jobs", "List the jobs in the job table."),
     "events": Entry("cli.jobs", "Show a job's audit log (who did what, when)."),
     "watch": Entry("cli.jobs", "Live progress of a running job (like `run --wait`)."),
-    "retry": Entry("cli.actions", "Re-enqueue the failed batches of JOB (only those), e.g. once a fault is gone."),
+    "retry": Entry(
+        "cli.actions",
+        "Re-enqueue the failed batches and failed listers of JOB (only those), e.g. once a fault is gone.",
+    ),
     "resume": Entry(
         "cli.actions",
         "Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat.",

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cli.console import console, err_console
 from orchestrator import jobs
+from orchestrator.models import RunState
 from orchestrator.naming import display_namespace
 
 if TYPE_CHECKING:  # launch loads Celery: only its type is needed here
@@ -113,3 +114,5 @@ def print_summary(status: jobs.JobStatus) -> None:
     console.print(f"total: {t.copied}/{t.source} vectors copied, {t.failed} in failed batches")
     if t.failed:
         console.print(f"re-run the failed batches with `nsmigrate retry {status.job_id}`")
+    if any(r.state == RunState.LIST_FAILED for r in status.runs):
+        console.print(f"list the failed namespaces again with `nsmigrate retry {status.job_id}` once fixed")

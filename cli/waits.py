@@ -1,8 +1,9 @@
 """When a command that follows a job is done: what it waits FOR decides, never the job's own state alone.
 
 ``run``/``watch``/``retry``/``resume``/``sync`` wait for the job to settle: every namespace copied (and judged, when
-the spec verifies by itself), cancelled, or stuck on failed batches. ``verify`` waits for the verdicts it asked for,
-so re-verifying a finished job waits for the new verdicts instead of returning at once with the old ones.
+the spec verifies by itself), cancelled, or stuck on failed batches or a failed lister. ``verify`` waits for the
+verdicts it asked for, so re-verifying a finished job waits for the new verdicts instead of returning at once with
+the old ones.
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ class Wait(Protocol):
 
 
 def stuck(run: jobs.RunStatus) -> bool:
-    """Copy finished but some batches failed: nothing more will happen until `retry`."""
+    """Copy finished but some batches failed, or the lister failed for good and its batches ended: nothing more
+    will happen until `retry`."""
     b = run.batches
-    return run.state == RunState.COPYING and b.failed > 0 and b.queued == 0 and b.running == 0
+    if b.queued or b.running:
+        return False
+    return run.state == RunState.LIST_FAILED or (run.state == RunState.COPYING and b.failed > 0)
 
 
 @dataclass(frozen=True)

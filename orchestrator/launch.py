@@ -21,6 +21,7 @@ from orchestrator.planner import (
     Inventory,
     Plan,
     check_id_collisions,
+    check_id_lengths,
     make_plan,
     namespaces_needing_id_check,
 )
@@ -36,6 +37,7 @@ class InventoryStore(Protocol):
     name: str
 
     def dimension(self) -> int: ...
+    def metric(self) -> str | None: ...
     def namespaces(self) -> dict[str, int]: ...
     def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage: ...
     def fetch(self, namespace: str, ids: Any) -> list[Any]: ...
@@ -61,12 +63,13 @@ def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None 
             if fallback_dimension is None:
                 raise
             dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
+        metric = store.metric()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(label=store.name, dimension=dimension, namespaces=namespaces)
+    return Inventory(label=store.name, dimension=dimension, namespaces=namespaces, metric=metric)
 
 
 def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[Any]:
@@ -96,6 +99,7 @@ def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None
                 # Read where each routed record really lands, so only true collisions are refused.
                 ctx = route_context(spec, source.name, ns, None, twins=plan.twins)
                 ids[ns] = targets_by_id(_fetch_all(source, ns, ids[ns]), ctx)
+        check_id_lengths(spec, ids)
         check_id_collisions(plan, ids, spec.allow_id_overwrite)
     return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name)
 
@@ -151,6 +155,16 @@ def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespa
             dispatcher.copy_batch(
                 batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
             )
+    return len(requeued)
+
+
+def retry_failed_listers(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
+    """Re-enqueue the listers that failed for good (runs ``list_failed``) of a job or of one of its source
+    namespaces; each lists on from its saved token."""
+    requeued = jobs.requeue_failed_listers(db, job_id, namespace)
+    with dispatcher.together():
+        for run_id, source_namespace in requeued:
+            dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(source_namespace))
     return len(requeued)
 
 

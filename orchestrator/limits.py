@@ -18,6 +18,14 @@ UPSERT_MAX_VECTORS = 1_000
 #: Bytes per upsert request body (Pinecone docs, "Upsert limits": 2 MB; read as decimal MB, the safe side of MiB).
 UPSERT_MAX_BYTES = 2_000_000
 
+#: Characters per record id (Pinecone docs, "Identifier limits": a record id is at most 512 characters).
+RECORD_ID_MAX_CHARS = 512
+#: Bytes of one record's metadata as JSON (Pinecone docs, "Limits": max metadata size per vector is 40 KB).
+RECORD_METADATA_MAX_BYTES = 40_960
+#: Namespaces per serverless index on the Standard and Enterprise plans (Pinecone docs, "Object limits"; Starter: 100,
+#: Builder: 1,000). A target spec's ``max_namespaces`` sets the limit of another plan.
+SERVERLESS_MAX_NAMESPACES_PER_INDEX = 100_000
+
 #: Fetch requests per second per index (Pinecone docs, "Rate limits", serverless).
 READ_MAX_REQUESTS_PER_S_PER_INDEX = 100
 #: List requests per second per index (Pinecone docs, "Rate limits", serverless).

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: namespace_runs.last_error (a lister that failed for good)
 
 
 def utcnow() -> datetime:
@@ -37,6 +37,7 @@ class JobState(StrEnum):
 class RunState(StrEnum):
     PENDING = "pending"
     LISTING = "listing"
+    LIST_FAILED = "list_failed"  # the lister failed for good (``last_error``); `nsmigrate retry` lists again
     COPYING = "copying"
     COPIED = "copied"
     VERIFYING = "verifying"
@@ -99,6 +100,7 @@ class NamespaceRun(Base):
     batches_total: Mapped[int] = mapped_column(default=0)
     listing_done: Mapped[bool] = mapped_column(default=False)
     list_token: Mapped[str | None] = mapped_column(sa.Text)  # resume point of the lister
+    last_error: Mapped[str | None] = mapped_column(sa.Text)  # why the lister failed (state list_failed)
     target_namespaces: Mapped[list[str]] = mapped_column(default=list)  # where this run wrote (routed: several)
     verification: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     cleanup: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
@@ -159,6 +161,11 @@ def ensure_schema(engine: sa.Engine) -> None:
             # Serialise concurrent first runs (CLI + workers) so CREATE TABLE races cannot fail.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7316001)"))
         Base.metadata.create_all(conn)
+        # create_all adds no column to an existing table: add what later versions brought. States are plain
+        # strings (not a database enum), so a new state needs no change to the database.
+        columns = {c["name"] for c in sa.inspect(conn).get_columns(NamespaceRun.__tablename__)}
+        if "last_error" not in columns:
+            conn.execute(sa.text("ALTER TABLE namespace_runs ADD COLUMN last_error TEXT"))
         current = conn.execute(sa.select(sa.func.max(SchemaInfo.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(sa.insert(SchemaInfo).values(version=SCHEMA_VERSION))

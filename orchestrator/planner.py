@@ -15,10 +15,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.errors import PlanError
-from orchestrator.limits import LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from orchestrator.limits import (
+    LIST_MAX_PAGE_IDS,
+    RECORD_ID_MAX_CHARS,
+    SERVERLESS_MAX_NAMESPACES_PER_INDEX,
+    UPSERT_MAX_BYTES,
+    UPSERT_MAX_VECTORS,
+)
 from orchestrator.naming import PUBLIC, identifier_problem, namespace_problem, parse_namespace, twin_namespace
 from orchestrator.records import display_namespace, parse_namespace_arg
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, PineconeStoreSpec
 
 ROUTED = None  # target_namespace of a run whose vectors are routed one by one (the default namespace, creator mode)
 
@@ -41,6 +47,8 @@ class Inventory:
     label: str
     dimension: int
     namespaces: Mapping[str, int]
+    #: cosine, dotproduct or euclidean; None: not known (the metric check is skipped).
+    metric: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ def _normalized(inventory: Inventory) -> Inventory:
     if "__default__" not in inventory.namespaces:
         return inventory
     counts = {parse_namespace_arg(ns): n for ns, n in inventory.namespaces.items()}
-    return Inventory(inventory.label, inventory.dimension, counts)
+    return Inventory(inventory.label, inventory.dimension, counts, inventory.metric)
 
 
 def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
@@ -318,6 +326,25 @@ def _check_targets(
             )
 
 
+def _check_namespace_limit(spec: JobSpec, runs: Sequence[NamespacePlan], target: Inventory) -> None:
+    """PlanError when a Pinecone target would hold more namespaces than its index may: the ones there now plus the
+    named targets of this copy. A routed run's targets are known per vector only and are not counted."""
+    if not isinstance(spec.target, PineconeStoreSpec):
+        return
+    limit = spec.target.max_namespaces or SERVERLESS_MAX_NAMESPACES_PER_INDEX
+    existing = set(target.namespaces)
+    new = {r.target_namespace for r in runs if r.target_namespace is not None and r.vector_count > 0} - existing
+    if len(existing) + len(new) > limit:
+        raise PlanError(
+            f"the target {target.label} would hold {len(existing) + len(new)} namespaces after this copy "
+            f"({len(existing)} now, {len(new)} new), over its limit of {limit}",
+            hint="Pinecone refuses writes to namespaces past the index's limit (Starter: 100, Builder: 1,000, "
+            "Standard/Enterprise: 100,000); set target.max_namespaces to your plan's limit, copy fewer namespaces, "
+            "or ask Pinecone to raise it",
+            target=target.label,
+        )
+
+
 def _shared_targets(
     runs: Sequence[NamespacePlan], may_route_to: Callable[[str], bool] | None
 ) -> dict[str, tuple[str, ...]]:
@@ -424,6 +451,14 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
             source=source.label,
             target=target.label,
         )
+    if target is not None and source.metric and target.metric and source.metric != target.metric:
+        raise PlanError(
+            f"metric mismatch: source {source.label} uses {source.metric}, target {target.label} uses {target.metric}",
+            hint="the copied vectors would rank differently; choose a target index created with the same metric as "
+            "the source",
+            source=source.label,
+            target=target.label,
+        )
 
     selected = select_namespaces(spec, source)
     creator_mode = spec.routing.mode == "creator"
@@ -447,6 +482,7 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
     may_route_to = _routed_targets(spec, twins) if routed_present else None
     if target is not None:
         _check_targets(spec, runs, target, one_store, selected, may_route_to)
+        _check_namespace_limit(spec, runs, target)
     shared = _shared_targets(runs, may_route_to)
 
     if routed_present:
@@ -512,6 +548,28 @@ def _ids_into(listing: IdListing, target_namespace: str) -> Sequence[str]:
     if isinstance(listing, Mapping):
         return [i for i, t in listing.items() if t == target_namespace]
     return listing
+
+
+def check_id_lengths(spec: JobSpec, ids: Mapping[str, IdListing]) -> None:
+    """PlanError naming the listed ids (source namespace → ids, as for ``check_id_collisions``) a Pinecone target
+    cannot hold: longer than ``RECORD_ID_MAX_CHARS``. Only where the plan reads ids; the copy checks the rest."""
+    if not isinstance(spec.target, PineconeStoreSpec):
+        return
+    too_long = [
+        f"source namespace {display_namespace(ns)!r}: id "
+        + (repr(i) if len(i) <= 40 else f"{i[:40]!r}…")
+        + f" is {len(i)} characters"
+        for ns, listing in ids.items()
+        for i in listing
+        if len(i) > RECORD_ID_MAX_CHARS
+    ]
+    if too_long:
+        raise PlanError(
+            f"{len(too_long)} ids are longer than a Pinecone record id may be (at most {RECORD_ID_MAX_CHARS} "
+            f"characters): {'; '.join(too_long[:10])}{'; …' if len(too_long) > 10 else ''}",
+            hint="shorten those ids in the source (or leave their namespaces out), then plan again",
+            target=spec.target.label,
+        )
 
 
 def check_id_collisions(plan: Plan, ids: Mapping[str, IdListing], allow_overwrite: bool) -> None:

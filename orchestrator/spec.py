@@ -46,6 +46,12 @@ class PineconeStoreSpec(_Model):
     )
     control_host: str | None = Field(default=None, description="Control-plane URL override (local sandbox only).")
     api_key_env: str = Field(default="PINECONE_API_KEY", description="Name of the env var holding the API key.")
+    max_namespaces: int | None = Field(
+        default=None,
+        gt=0,
+        description="As a target: the namespaces its index may hold (your plan's limit); default: "
+        "100,000, Pinecone's serverless limit on the Standard and Enterprise plans (Starter: 100, Builder: 1,000).",
+    )
 
     # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
     @field_validator("host", "control_host")

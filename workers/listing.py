@@ -22,13 +22,14 @@ import redis
 from redis.exceptions import LockError
 
 from orchestrator import jobs
-from orchestrator.errors import StateError
+from orchestrator.errors import NsmigrateError, StateError
 from orchestrator.models import RunState
 from orchestrator.names import lock_key
 from orchestrator.paging import id_pages
 from orchestrator.records import display_namespace
 from workers.context import WorkerContext
 from workers.flow import advance, lister_wake_key, run_copied
+from workers.retry import INFRASTRUCTURE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,22 @@ def lister_lock(ctx: WorkerContext, run_id: int, *, wait: bool = False) -> Itera
 
 
 def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, again: bool = False) -> None:
+    """List one namespace run (``_list_run``). A lister that fails for good — a store refusal, retries used up, a
+    bug — ends its run ``list_failed`` with the error instead of leaving it ``listing`` for ever; `nsmigrate retry`
+    lists again from the saved token. An outage of the job table or Redis propagates: Celery sends the task again."""
+    try:
+        _list_run(ctx, run_id, wait_for_lock=wait_for_lock, again=again)
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except NsmigrateError as e:
+        log.warning("lister of run %s failed for good: %s", run_id, e)
+        jobs.fail_listing(ctx.db, run_id, f"{type(e).__name__}: {e}")
+    except Exception as e:
+        log.exception("lister of run %s failed unexpectedly", run_id)
+        jobs.fail_listing(ctx.db, run_id, f"unexpected {type(e).__name__}: {e}")
+
+
+def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, again: bool = False) -> None:
     """``wait_for_lock``: see ``lister_lock``. ``again``: this task ran before and was killed (redelivered) or hit
     an outage (retried); it may have recorded batches without sending their copy tasks, so the run's ``queued``
     batches are sent again (a duplicate copy task is harmless)."""

@@ -54,6 +54,7 @@ from orchestrator.jobs.lifecycle import (
     FINAL_RUN_STATES,
     JOB_TRANSITIONS,
     JUDGED_RUN_STATES,
+    LIST_FAILABLE_RUN_STATES,
     LISTABLE_RUN_STATES,
     ROLLBACK_READY_STATES,
     RUN_TRANSITIONS,
@@ -62,7 +63,15 @@ from orchestrator.jobs.lifecycle import (
     check_run_transition,
     run_may_move,
 )
-from orchestrator.jobs.listing import Listing, Recorded, add_batches, queued_batches, start_listing
+from orchestrator.jobs.listing import (
+    Listing,
+    Recorded,
+    add_batches,
+    fail_listing,
+    queued_batches,
+    requeue_failed_listers,
+    start_listing,
+)
 from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus, Totals, events_of, job_status, list_jobs
 from orchestrator.jobs.sync_rollback import (
     claim_forward_runs,
@@ -87,6 +96,7 @@ __all__ = [
     "JOB_TRANSITIONS",
     "JUDGED_RUN_STATES",
     "LISTABLE_RUN_STATES",
+    "LIST_FAILABLE_RUN_STATES",
     "ROLLBACK_READY_STATES",
     "RUN_TRANSITIONS",
     "SYNCABLE_RUN_STATES",
@@ -111,6 +121,7 @@ __all__ = [
     "default_actor",
     "events_of",
     "fail_batch",
+    "fail_listing",
     "find_job",
     "finish_action_job",
     "finish_batch",
@@ -128,6 +139,7 @@ __all__ = [
     "queued_batches",
     "record_event",
     "requeue_failed",
+    "requeue_failed_listers",
     "rollback_checked",
     "rollback_restored",
     "rollback_restoring",

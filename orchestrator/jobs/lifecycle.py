@@ -33,6 +33,8 @@ JUDGED_RUN_STATES = (RunState.VERIFIED, RunState.VERIFY_FAILED, RunState.CLEANED
 BUSY_RUN_STATES = (RunState.VERIFYING, RunState.CLEANING)
 #: A run in one of these states may still list its source namespace (and so write to its target).
 LISTABLE_RUN_STATES = (RunState.PENDING, RunState.LISTING, RunState.COPYING)
+#: A run whose lister may fail for good moves from one of these states to ``list_failed``.
+LIST_FAILABLE_RUN_STATES = LISTABLE_RUN_STATES
 #: A run in one of these states finished copying and may be verified (again).
 VERIFIABLE_RUN_STATES = (RunState.COPIED, RunState.VERIFIED, RunState.VERIFY_FAILED)
 #: A run in one of these states finished copying and may be synced (its new and changed ids copied again).
@@ -54,9 +56,12 @@ _JUDGED = frozenset({RunState.VERIFIED, RunState.VERIFY_FAILED})
 #: (copying → copied while originals are written back) → verified/verify_failed → cleaning → cleaned, and a rollback
 #: taken up again resumes from any of those.
 RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
-    RunState.PENDING: frozenset({RunState.LISTING, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
-    RunState.LISTING: frozenset({RunState.COPYING, RunState.CANCELLED}),
-    RunState.COPYING: frozenset({RunState.COPIED, RunState.CANCELLED}) | _JUDGED,
+    RunState.PENDING: frozenset({RunState.LISTING, RunState.LIST_FAILED, RunState.COPYING, RunState.CANCELLED})
+    | _JUDGED,
+    RunState.LISTING: frozenset({RunState.COPYING, RunState.LIST_FAILED, RunState.CANCELLED}),
+    # A lister that failed for good stays there (its batches still finish) until `nsmigrate retry` lists again.
+    RunState.LIST_FAILED: frozenset({RunState.LISTING, RunState.CANCELLED}),
+    RunState.COPYING: frozenset({RunState.COPIED, RunState.LIST_FAILED, RunState.CANCELLED}) | _JUDGED,
     RunState.COPIED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
     RunState.VERIFYING: frozenset({RunState.CANCELLED}) | _JUDGED,
     RunState.VERIFIED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CLEANING, RunState.CANCELLED})

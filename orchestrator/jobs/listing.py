@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs.database import Database
-from orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES
+from orchestrator.jobs.database import Database, _event, default_actor
+from orchestrator.jobs.lifecycle import LIST_FAILABLE_RUN_STATES, LISTABLE_RUN_STATES
 from orchestrator.jobs.tables import _batches, _in_flight_of_run, _mark_copied, _runs
-from orchestrator.models import Batch, BatchState, RunState, utcnow
+from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,46 @@ def _recorded_by_another(conn: sa.Connection, run_id: int, listed_from: str | No
         job_id=run.job_id,
         run_id=run_id,
     )
+
+
+def fail_listing(db: Database, run_id: int, error: str) -> bool:
+    """listing (or pending/copying with listing unfinished) → list_failed with the error, and an audit event: the
+    lister failed for good. False when the run was past listing or cancelled meanwhile (nothing changed)."""
+    with db.transaction() as s:
+        row = s.execute(
+            sa.update(NamespaceRun)
+            .where(
+                NamespaceRun.id == run_id,
+                NamespaceRun.listing_done.is_(False),
+                NamespaceRun.state.in_(LIST_FAILABLE_RUN_STATES),
+            )
+            .values(state=RunState.LIST_FAILED, last_error=error[:2000])
+            .returning(NamespaceRun.job_id, NamespaceRun.source_namespace)
+        ).one_or_none()
+        if row is None:
+            return False
+        _event(s, "listing_failed", default_actor(), row.job_id, run_id, namespace=row.source_namespace, error=error)
+        return True
+
+
+def requeue_failed_listers(
+    db: Database, job_id: int, namespace: str | None = None, actor: str | None = None
+) -> list[tuple[int, str]]:
+    """list_failed → listing for the job's (or one namespace's) failed listers, their error cleared; returns
+    (run_id, source namespace) of the listers to enqueue (each resumes from its saved token)."""
+    with db.transaction() as s:
+        stmt = (
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.job_id == job_id, NamespaceRun.state == RunState.LIST_FAILED)
+            .values(state=RunState.LISTING, last_error=None)
+            .returning(NamespaceRun.id, NamespaceRun.source_namespace)
+        )
+        if namespace is not None:
+            stmt = stmt.where(NamespaceRun.source_namespace == namespace)
+        out = [(run_id, ns) for run_id, ns in s.execute(stmt).all()]
+        if out:
+            _event(s, "listers_requeued", actor or default_actor(), job_id, namespace=namespace, listers=len(out))
+        return out
 
 
 def queued_batches(db: Database, run_id: int) -> list[int]:

@@ -57,7 +57,7 @@ class RunStatus:
     #: Ids in failed batches.
     failed: int
     batches: BatchCounts
-    #: The last error of one of its failed batches.
+    #: Why its lister failed (``list_failed``), else the last error of one of its failed batches.
     last_error: str | None
     #: The verification report's one-line summary, and whether it passed (None: not verified yet).
     verification: str | None
@@ -154,7 +154,7 @@ def job_status(db: Database, job_id: int) -> JobStatus:
                 copied=run.copied,
                 failed=run.failed,
                 batches=BatchCounts(**{st.value: counts.get((run.id, st), 0) for st in BatchState}),
-                last_error=errors.get(run.id),
+                last_error=run.last_error or errors.get(run.id),
                 verification=(run.verification or {}).get("summary"),
                 verified_ok=(run.verification or {}).get("passed"),
             )

@@ -40,6 +40,7 @@ def sandbox_indexes() -> list[IndexSpec]:
         IndexSpec("small-src", dimension=8),
         IndexSpec("small-dst", dimension=8),
         IndexSpec("wide-dst", dimension=16),
+        IndexSpec("dot-dst", dimension=8, metric="dotproduct"),
     ]
 
 
@@ -183,6 +184,17 @@ def test_a_dimension_mismatch_is_refused(cli: Cli) -> None:
 
     assert "dimension mismatch" in message and "dimension 8" in message and "has 16" in message
     assert "choose a target index created with the source dimension" in message
+    cli.assert_nothing_written()
+
+
+def test_a_metric_mismatch_is_refused(cli: Cli) -> None:
+    spec = cli.spec_file(target={"kind": "pinecone", "host": cli.pinecone.host("dot-dst")})
+
+    message = one_line(error_of(cli("run", spec)))
+
+    source, target = (cli.pinecone.host(name).removeprefix("http://") for name in ("small-src", "dot-dst"))
+    assert f"metric mismatch: source {source} uses cosine, target {target} uses dotproduct" in message
+    assert "same metric" in message
     cli.assert_nothing_written()
 
 

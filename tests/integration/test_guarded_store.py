@@ -105,6 +105,7 @@ def test_each_method_takes_one_token_from_its_scope(inner: VectorStore, client: 
     calls: list[tuple[str, Callable[[], Any], str]] = [
         ("dimension", store.dimension, scopes[0]),
         ("namespaces", store.namespaces, scopes[0]),
+        ("metric", store.metric, scopes[0]),
         ("count", lambda: store.count("ns"), scopes[0]),
         ("fetch", lambda: store.fetch("ns", ["id-0000"]), scopes[0]),
         ("query", lambda: store.query("ns", vector, 2), scopes[0]),

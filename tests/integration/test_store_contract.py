@@ -423,3 +423,27 @@ def test_pinecone_fetch_falls_back_to_the_public_sdk_call_when_its_internals_cha
     assert not any(isinstance(r.values, JsonValues) for r in first)
     assert_same_records(first, records)
     assert sum("fetch decodes values" in m for m in caplog.messages) == 1  # said once, not per batch
+
+
+def test_metric_is_the_index_metric_or_none_for_a_table(store: VectorStore) -> None:
+    # The planner refuses a copy between Pinecone indexes of different metrics; a pgvector table has none.
+    assert store.metric() == ("cosine" if isinstance(store, PineconeStore) else None)
+
+
+def test_records_over_pinecones_limits_are_refused_by_id_and_nothing_is_written(
+    pinecone_store: PineconeStore, sandbox: PineconeSandbox
+) -> None:
+    # A pgvector source can hold what a Pinecone index cannot: the copy must name each such record, not drop it.
+    long_id = "x" * 513
+    fat = Record("fat-metadata", [1.0] * DIM, {"text": "y" * 41_000})
+    records = [Record("fine", [1.0] * DIM, {"a": 1}), Record(long_id, [1.0] * DIM, {}), fat]
+
+    with pytest.raises(StoreError) as refused:
+        pinecone_store.upsert("limits", records)
+
+    message = str(refused.value)
+    assert "2 records exceed Pinecone's limits" in message
+    assert f"id {long_id[:40]!r}… is 513 characters (at most 512)" in message
+    assert "id 'fat-metadata' has 41011 bytes of metadata (at most 40960)" in message
+    assert "'fine'" not in message  # only the offending ids are named
+    assert pinecone_store.count("limits") == 0

@@ -126,3 +126,11 @@ def test_job_status_as_dict_is_the_json_shape_of_status() -> None:
         "verification": None,
         "verified_ok": None,
     }
+
+
+def test_a_failed_lister_leaves_only_by_retry_or_cancel() -> None:
+    # Any run still listing may fail for good; `nsmigrate retry` lists again, `cancel` stops it.
+    for state in lifecycle.LIST_FAILABLE_RUN_STATES:
+        assert lifecycle.run_may_move(state, RunState.LIST_FAILED), state
+    assert lifecycle.RUN_TRANSITIONS[RunState.LIST_FAILED] == {RunState.LISTING, RunState.CANCELLED}
+    assert RunState.LIST_FAILED not in lifecycle.FINAL_RUN_STATES  # the job waits for a retry, like a failed batch

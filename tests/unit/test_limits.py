@@ -15,6 +15,8 @@ def test_request_sizes_fit_what_the_server_accepts() -> None:
     assert limits.LIST_MAX_PAGE_IDS <= server.MAX_LIST_LIMIT
     assert limits.UPSERT_MAX_VECTORS <= server.MAX_UPSERT_VECTORS
     assert limits.UPSERT_MAX_BYTES <= server.MAX_REQUEST_BYTES
+    assert limits.RECORD_ID_MAX_CHARS == server.MAX_ID_LENGTH
+    assert limits.RECORD_METADATA_MAX_BYTES == server.MAX_METADATA_BYTES
 
 
 def test_rates_match_the_servers_and_the_default_budget_stays_under_them() -> None:

@@ -15,6 +15,7 @@ from orchestrator.planner import (
     Inventory,
     NamespacePlan,
     check_id_collisions,
+    check_id_lengths,
     estimate,
     make_plan,
     namespaces_needing_id_check,
@@ -221,6 +222,14 @@ MANY = inv({f"ns{i:02d}": 1 for i in range(15)})
             id="ambiguous-explicit-target",
         ),
         pytest.param({}, SOURCE, inv({}, "dst", 1536), {}, ["dimension mismatch", "8", "1536"], id="dimension"),
+        pytest.param(
+            {},
+            Inventory("src", DIM, SOURCE.namespaces, metric="cosine"),
+            Inventory("dst", DIM, {}, metric="dotproduct"),
+            {},
+            ["metric mismatch", "source src uses cosine", "target dst uses dotproduct"],
+            id="metric",
+        ),
         pytest.param(
             {}, SOURCE, inv({T3: 7}, "dst"), {}, [f"{T3} (7 vectors)", "allow_id_overwrite"], id="target-not-empty"
         ),
@@ -442,3 +451,44 @@ def test_same_mode_plans_every_namespace_once(namespaces: dict[str, int], batch_
 def test_default_namespace_reported_as_display_name_is_normalised() -> None:
     plan = make_plan(make_spec(), inv({"__default__": 3, "a": 1}), inv({"__default__": 0}, "dst"), {})
     assert targets(plan.runs) == {"": "", "a": "a"}
+
+
+# --- the target's limits --------------------------------------------------------------------------------------------
+
+
+def test_a_copy_that_would_pass_the_targets_namespace_limit_is_refused() -> None:
+    # A Starter-plan target (100 namespaces) holding 99 already; the source brings 2 more.
+    spec = make_spec(target={"kind": "pinecone", "index": "dst", "max_namespaces": 100})
+    target = inv({f"old-{n}": 1 for n in range(99)}, label="dst")
+
+    with pytest.raises(PlanError) as refused:
+        make_plan(spec, inv({"a": 5, "b": 5}), target, {})
+
+    message = str(refused.value)
+    assert "target dst would hold 101 namespaces after this copy (99 now, 2 new)" in message
+    assert "over its limit of 100" in message and "max_namespaces" in message
+    make_plan(spec, inv({"a": 5}), target, {})  # 100: at the limit, allowed
+
+
+def test_the_namespace_limit_defaults_to_pinecones_serverless_limit_and_skips_pgvector() -> None:
+    from orchestrator.limits import SERVERLESS_MAX_NAMESPACES_PER_INDEX
+
+    many = inv({f"ns-{n}": 1 for n in range(SERVERLESS_MAX_NAMESPACES_PER_INDEX)}, label="dst")
+    with pytest.raises(PlanError, match="over its limit of 100000"):
+        make_plan(make_spec(allow_id_overwrite=True), inv({"extra": 1}), many, {})
+    pg = {"kind": "pgvector", "table": "emb", "dimension": DIM}
+    make_plan(make_spec(target=pg, allow_id_overwrite=True), inv({"extra": 1}), many, {})
+
+
+def test_ids_the_plan_reads_are_checked_against_pinecones_id_length() -> None:
+    long_id = "z" * 513
+    listed = {"a": ["ok-1", long_id], "b": {"ok-2": "b"}}
+
+    with pytest.raises(PlanError) as refused:
+        check_id_lengths(make_spec(), listed)
+
+    message = str(refused.value)
+    assert f"source namespace 'a': id {long_id[:40]!r}… is 513 characters" in message
+    assert "at most 512" in message and "ok-1" not in message
+    check_id_lengths(make_spec(target={"kind": "pgvector", "table": "emb", "dimension": DIM}), listed)  # no limit
+    check_id_lengths(make_spec(), {"a": ["x" * 512]})  # at the limit

@@ -30,6 +30,10 @@ class VectorStore(Protocol):
         """Vector dimension of the index/table."""
         ...
 
+    def metric(self) -> str | None:
+        """How the store measures similarity (cosine, dotproduct, euclidean); None when it does not say."""
+        ...
+
     def namespaces(self) -> dict[str, int]:
         """Every namespace and its vector count (counts may lag for eventually consistent stores)."""
         ...

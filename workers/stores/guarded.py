@@ -122,6 +122,9 @@ class GuardedStore:
     def dimension(self) -> int:
         return self._read("dimension", self.inner.dimension)
 
+    def metric(self) -> str | None:
+        return self._read("metric", self.inner.metric)
+
     def namespaces(self) -> dict[str, int]:
         return self._read("namespaces", self.inner.namespaces)
 

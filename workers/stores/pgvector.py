@@ -242,6 +242,9 @@ class PgvectorStore:
             store=self.name,
         )
 
+    def metric(self) -> str | None:
+        return None  # a table has no metric of its own: each query names its operator
+
     def namespaces(self) -> dict[str, int]:
         with self._errors("namespaces"), self._get_engine().connect() as conn:
             if self.spec.layout == "single_table":

@@ -56,7 +56,13 @@ from pinecone import (
 )
 
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
+from orchestrator.limits import (
+    DELETE_MAX_IDS,
+    FETCH_MAX_IDS,
+    LIST_MAX_PAGE_IDS,
+    RECORD_ID_MAX_CHARS,
+    RECORD_METADATA_MAX_BYTES,
+)
 from orchestrator.records import JsonValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
@@ -124,6 +130,23 @@ def _retry_after(e: ApiError) -> float | None:
         with contextlib.suppress(TypeError, ValueError):
             value = float(raw) if raw is not None else None
     return value if value is not None and value >= 0 else None
+
+
+def _shown_id(record_id: str) -> str:
+    return repr(record_id) if len(record_id) <= 40 else f"{record_id[:40]!r}…"
+
+
+def over_limits(records: Sequence[Record]) -> list[str]:
+    """One line per record a Pinecone index would refuse: an id over ``RECORD_ID_MAX_CHARS`` characters, metadata
+    over ``RECORD_METADATA_MAX_BYTES`` bytes as JSON (how Pinecone measures it)."""
+    problems = []
+    for r in records:
+        if len(r.id) > RECORD_ID_MAX_CHARS:
+            problems.append(f"id {_shown_id(r.id)} is {len(r.id)} characters (at most {RECORD_ID_MAX_CHARS})")
+        size = len(orjson.dumps(dict(r.metadata))) if r.metadata else 0
+        if size > RECORD_METADATA_MAX_BYTES:
+            problems.append(f"id {_shown_id(r.id)} has {size} bytes of metadata (at most {RECORD_METADATA_MAX_BYTES})")
+    return problems
 
 
 class PineconeStore:
@@ -227,6 +250,11 @@ class PineconeStore:
             self._dimension = int(stats.dimension)
         return self._dimension
 
+    def metric(self) -> str | None:
+        with self._errors("describe_index_stats"):
+            stats = self._client().describe_index_stats()
+        return str(stats.metric) if getattr(stats, "metric", None) else None
+
     def namespaces(self) -> dict[str, int]:
         with self._errors("describe_index_stats"):
             stats = self._client().describe_index_stats()
@@ -289,6 +317,16 @@ class PineconeStore:
     def upsert(self, namespace: str, records: Sequence[Record]) -> int:
         if not records:
             return 0
+        problems = over_limits(records)
+        if problems:
+            # Checked before the request, so the error names every record; Pinecone would refuse them all unnamed.
+            shown = "; ".join(problems[:20]) + (f"; … {len(problems) - 20} more" if len(problems) > 20 else "")
+            raise StoreError(
+                f"{len(problems)} records exceed Pinecone's limits, nothing of this upsert was written: {shown}",
+                hint="shorten those ids or trim their metadata in the source, then `nsmigrate retry`",
+                store=self.name,
+                namespace=namespace,
+            )
         vectors = [
             Vector(id=r.id, values=_wire_values(r.values), metadata=dict(r.metadata) if r.metadata else None)
             for r in records
