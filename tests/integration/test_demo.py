@@ -13,19 +13,19 @@ from cli.demo import SCENARIOS
 
 pytestmark = pytest.mark.integration
 
-WIDE = {**os.environ, "COLUMNS": "200"}  # rich wraps at 80 columns in a pipe: keep names whole
+
+def nsmigrate(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    # COLUMNS: rich wraps at 80 columns in a pipe; keep names whole.
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=timeout_s, env=env
+    )
 
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_demo_scenario_runs_end_to_end_and_verifies(scenario: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", scenario, "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=580,
-        env=WIDE,
-    )
+    result = nsmigrate("demo", scenario, "--workers", "2", timeout_s=580)
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "verified" in result.stdout
@@ -33,13 +33,7 @@ def test_demo_scenario_runs_end_to_end_and_verifies(scenario: str) -> None:
 
 
 def test_demo_help_lists_every_scenario() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=WIDE,
-    )
+    result = nsmigrate("demo", "--help")
 
     assert result.returncode == 0, result.stderr
     for name, scenario in SCENARIOS.items():
@@ -48,13 +42,7 @@ def test_demo_help_lists_every_scenario() -> None:
 
 
 def test_an_unknown_scenario_is_refused_naming_the_known_ones() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", "no-such-scenario"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=WIDE,
-    )
+    result = nsmigrate("demo", "no-such-scenario")
 
     assert result.returncode == 2
     assert "no-such-scenario" in result.stderr
