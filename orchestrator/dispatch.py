@@ -7,7 +7,10 @@ logs; they never carry vectors or secrets.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +18,8 @@ from celery import Celery
 
 from orchestrator.names import TASK_QUEUES, Queue, TaskName
 from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -53,6 +58,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def _closed_kombu_channel(error: AttributeError) -> bool:
+    """The error is kombu reaching through a channel whose connection is gone, not a bug of ours."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and f"{os.sep}kombu{os.sep}" in frames[-1].filename and "'NoneType'" in str(error)
+
+
 class Dispatcher:
     """Sends tasks by name. Cheap to build; one per process."""
 
@@ -67,7 +78,18 @@ class Dispatcher:
 
     def send(self, task: TaskName, **kwargs: Any) -> None:
         producer = getattr(self._together, "producer", None)
-        self.app.send_task(task.value, kwargs=kwargs, queue=TASK_QUEUES[task].value, producer=producer)
+        queue = TASK_QUEUES[task].value
+        try:
+            self.app.send_task(task.value, kwargs=kwargs, queue=queue, producer=producer)
+        except AttributeError as e:
+            if producer is not None or not _closed_kombu_channel(e):
+                raise
+            # kombu 5.7 can publish through a pooled channel that a broker reconnect closed under it (its
+            # `connection` is None). A connection of its own sends the task; with Redis still away that raises
+            # kombu's OperationalError, which a worker retries as an outage (workers.retry.INFRASTRUCTURE_ERRORS).
+            log.warning("resending %s on a new broker connection: the pooled one was closed (%s)", task.value, e)
+            with self.app.connection_for_write() as connection:
+                self.app.send_task(task.value, kwargs=kwargs, queue=queue, connection=connection)
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import kombu.exceptions
 import redis
 import sqlalchemy as sa
 import tenacity
@@ -31,6 +32,7 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     sa.exc.TimeoutError,  # no pooled connection came free in time: transient, like an outage
     redis.ConnectionError,
     redis.TimeoutError,
+    kombu.exceptions.OperationalError,  # a task could not be sent: kombu's publish retries ran out
 )
 
 #: A server asking for more than this (seconds) is treated as asking for this: a bogus header must not park a worker.
