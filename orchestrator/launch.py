@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from orchestrator import jobs
 from orchestrator.dispatch import Dispatcher
-from orchestrator.errors import NsmigrateError, PlanError, RetryableError
+from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.paging import iter_all_ids
@@ -64,12 +64,15 @@ def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None 
                 raise
             dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
         metric = store.metric()
+        enumeration = getattr(store, "enumeration", "list")
+        probe = getattr(store, "can_list", None)
+        can_list = bool(probe()) if probe is not None else True
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(label=store.name, dimension=dimension, namespaces=namespaces, metric=metric)
+    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration)
 
 
 def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[Any]:
@@ -79,8 +82,34 @@ def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[An
     return records
 
 
+def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
+    """The spec with its id catalogue file's path made absolute (relative to the spec's directory, then the working
+    directory): the spec is stored with the job and read by workers that run elsewhere."""
+    stores = {}
+    for role in ("source", "target"):
+        store = getattr(spec, role)
+        catalogue = getattr(getattr(store, "enumerate", None), "catalogue", None)
+        if catalogue is None or catalogue.source != "file" or catalogue.path is None:
+            continue
+        path = Path(catalogue.path).expanduser()
+        candidates = [path] if path.is_absolute() else [*([spec_dir / path] if spec_dir else []), Path.cwd() / path]
+        found = next((c.resolve() for c in candidates if c.is_file()), None)
+        if found is None:
+            raise SpecError(
+                f"{role}.enumerate.catalogue.path: file {catalogue.path!r} not found (looked at "
+                f"{', '.join(str(c) for c in candidates)})",
+                hint="give a CSV with a namespace,id header, relative to the spec file's directory",
+            )
+        enumeration = store.enumerate.model_copy(
+            update={"catalogue": catalogue.model_copy(update={"path": str(found)})}
+        )
+        stores[role] = store.model_copy(update={"enumerate": enumeration})
+    return spec.model_copy(update=stores) if stores else spec
+
+
 def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None) -> Prepared:
     """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing."""
+    spec = _absolute_catalogue(spec, spec_dir)
     source = open_store(spec.source)
     target = open_store(spec.target)
     source_inv = _inventory(source, "source")

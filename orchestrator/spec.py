@@ -36,6 +36,64 @@ def _check_env_name(value: str, field: str) -> str:
     return value
 
 
+class IdCatalogue(_Model):
+    """Where the ids of a source that cannot list them are kept: rows of (namespace, id), e.g. the chunk table an
+    application writes next to its vectors. ``file``: a CSV with a ``namespace,id`` header (the default namespace as
+    ``__default__`` or empty); ``postgres``: a table in the database named by ``database_url_env``; ``supabase``: a
+    table read through the ``supabase`` client. Read in pages ordered by id."""
+
+    source: Literal["file", "postgres", "supabase"] = "file"
+    path: str | None = Field(default=None, description="file: CSV namespace,id; relative to the spec file.")
+    database_url_env: str = Field(default="NSMIGRATE_CATALOGUE_URL", description="postgres: env var with its URL.")
+    url_env: str = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: str = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    table: str = Field(default="vector_ids", description="postgres/supabase: the table of (namespace, id) rows.")
+    namespace_column: str = "namespace"
+    id_column: str = "id"
+
+    @field_validator("database_url_env", "url_env", "key_env")
+    @classmethod
+    def _env(cls, value: str, info: ValidationInfo) -> str:
+        return _check_env_name(value, info.field_name or "url_env")
+
+    @field_validator("table", "namespace_column", "id_column")
+    @classmethod
+    def _sql_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> IdCatalogue:
+        if self.source == "file" and not self.path:
+            raise ValueError("source `file` needs `path` (a CSV with a namespace,id header)")
+        return self
+
+
+#: Ids one query may return when it asks for no values and no metadata (Pinecone's top_k limit).
+SWEEP_MAX_TOP_K = 10_000
+
+
+class Enumeration(_Model):
+    """How the ids of a Pinecone source are found. ``list`` pages them (serverless indexes only); a pod index cannot
+    list, so it needs ``catalogue`` (the ids kept elsewhere, ``catalogue:``) or ``sweep`` (queries with random
+    vectors, ``top_k`` ids each, until every namespace's count in describe_index_stats is covered, at most
+    ``max_queries`` per namespace; a namespace the sweep cannot cover fails its verification)."""
+
+    mode: Literal["list", "catalogue", "sweep"] = "list"
+    catalogue: IdCatalogue | None = None
+    top_k: int = Field(default=SWEEP_MAX_TOP_K, gt=0, le=SWEEP_MAX_TOP_K, description="sweep: ids per query.")
+    max_queries: int = Field(default=1000, gt=0, le=1_000_000, description="sweep: queries per namespace, at most.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Enumeration:
+        if self.mode == "catalogue" and self.catalogue is None:
+            raise ValueError("mode `catalogue` needs `catalogue:` (source file, postgres or supabase)")
+        if self.mode != "catalogue" and self.catalogue is not None:
+            raise ValueError(f"`catalogue:` is only read with mode `catalogue`, not `{self.mode}`")
+        return self
+
+
 class PineconeStoreSpec(_Model):
     """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
 
@@ -51,6 +109,10 @@ class PineconeStoreSpec(_Model):
         gt=0,
         description="As a target: the namespaces its index may hold (your plan's limit); default: "
         "100,000, Pinecone's serverless limit on the Standard and Enterprise plans (Starter: 100, Builder: 1,000).",
+    )
+    enumerate: Enumeration = Field(
+        default_factory=Enumeration,
+        description="How its ids are found: list (serverless), catalogue or sweep (pod indexes cannot list).",
     )
 
     # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.

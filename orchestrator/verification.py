@@ -267,6 +267,10 @@ class Report:
     content_mismatches: list[dict[str, str]] = field(default_factory=list)
     content_mismatch_count: int = 0
     query: dict[str, Any] | None = None
+    #: How the source's ids were found (list, catalogue, sweep) and, when not listed, the source namespace's count
+    #: in its stats: ids an enumeration did not find were neither copied nor checked, so a shortfall fails.
+    enumeration: str = "list"
+    source_stats_count: int | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     checked_at: str = field(default_factory=_now)
@@ -293,7 +297,19 @@ class Report:
             out.append(f"error: {self.error}")
         if self.missing_count:
             out.append(f"{self.missing_count} source ids missing in target (e.g. {self.missing_ids[0]!r})")
-        if self.vanished_count:
+        if self.unenumerated:
+            out.append(
+                f"the {self.enumeration} found {self.source_count} of the {self.source_stats_count} ids the source "
+                f"namespace holds (describe_index_stats): {self.unenumerated} were never enumerated, so they were "
+                "neither copied nor checked"
+                + ("; raise enumerate.max_queries or use a catalogue" if self.enumeration == "sweep" else "")
+            )
+        if self.vanished_count and self.enumeration == "catalogue":
+            out.append(
+                f"{self.vanished_count} catalogue ids are not in the source (stale catalogue rows, or the source is "
+                "being written)"
+            )
+        elif self.vanished_count:
             out.append(f"{self.vanished_count} source ids vanished while verifying (the source is being written)")
         if self.content_mismatch_count:
             first = self.content_mismatches[0]
@@ -307,6 +323,13 @@ class Report:
         if self.query is not None and not self.query.get("passed", True):
             out.append(f"query results differ (mean top-k overlap {self.query['mean_overlap']})")
         return out
+
+    @property
+    def unenumerated(self) -> int:
+        """Source ids the enumeration (catalogue or sweep) did not find, by the source's own count."""
+        if self.source_stats_count is None:
+            return 0
+        return max(0, self.source_stats_count - self.source_count)
 
     @property
     def passed(self) -> bool:
@@ -333,6 +356,8 @@ class Report:
             parts.append(f"{self.extra_count} extra in target" + ("" if self.extras_fail else " (shared, not judged)"))
         if self.vanished_count:
             parts.append(f"{self.vanished_count} vanished from source")
+        if self.source_stats_count is not None:
+            parts.append(f"{self.enumeration} found {self.source_count}/{self.source_stats_count} source ids")
         if self.query is not None:
             q = self.query
             parts.append(
@@ -366,6 +391,8 @@ class Report:
             "content_mismatches": list(self.content_mismatches),
             "content_mismatch_count": self.content_mismatch_count,
             "query": dict(self.query) if self.query is not None else None,
+            "enumeration": self.enumeration,
+            "source_stats_count": self.source_stats_count,
             "notes": list(self.notes),
             "error": self.error,
             "source_fingerprint": self.source_fingerprint,

@@ -156,6 +156,10 @@ class _Verifier:
         ns = self.run_.source_namespace
         ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
+        self.report.enumeration = getattr(self.source, "enumeration", "list")
+        if self.report.enumeration != "list":
+            # A catalogue or a sweep may come up short where a list cannot: hold it against the source's own count.
+            self.report.source_stats_count = self.source.count(ns)
         self.report.source_fingerprint = fingerprint(ids)
         content_ids = self._content_sample(ids)
         fixed = self.run_.target_namespace

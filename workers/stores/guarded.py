@@ -131,6 +131,17 @@ class GuardedStore:
     def count(self, namespace: str) -> int:
         return self._read("count", self.inner.count, namespace)
 
+    @property
+    def enumeration(self) -> str:
+        """How the store's ids are found: ``list``, or for a Pinecone source that cannot list, ``catalogue`` or
+        ``sweep`` (``workers.stores.enumeration``; a sweep's queries are bounded by ``enumerate.max_queries``)."""
+        return str(getattr(self.inner, "enumeration", "list"))
+
+    def can_list(self) -> bool:
+        """Whether the store serves ``list`` (a Pinecone pod index does not); stores without the notion do."""
+        probe = getattr(self.inner, "can_list", None)
+        return True if probe is None else bool(self._read("can_list", probe))
+
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         return self._read("fetch", self.inner.fetch, namespace, ids)
 

@@ -66,6 +66,7 @@ from orchestrator.limits import (
 from orchestrator.records import JsonValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
+from workers.stores.enumeration import CatalogueIds, IdSource, SweepIds, SweepResult, open_catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,22 @@ class PineconeStore:
         #: Whether the SDK's own retries are off on the current client (see the module docstring).
         self.sdk_retries_disabled = False
         self._warned_no_raw_fetch = False
+        #: Where ``list_ids`` gets its ids when the index is not listed (a pod): a catalogue or a sweep.
+        self.enumeration = spec.enumerate.mode
+        self._ids: IdSource | None = None
+        self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
+        if spec.enumerate.mode == "catalogue":
+            assert spec.enumerate.catalogue is not None  # the spec requires it
+            self._ids = CatalogueIds(open_catalogue(spec.enumerate.catalogue))
+        elif spec.enumerate.mode == "sweep":
+            self._ids = SweepIds(
+                spec.enumerate,
+                query=self.query,
+                counts=self.namespaces,
+                dimension=self.dimension,
+                metric=self.metric,
+                label=self.name,
+            )
 
     def __repr__(self) -> str:
         return f"PineconeStore({self.name!r})"
@@ -203,7 +220,9 @@ class PineconeStore:
                     pc = Pinecone(
                         api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control
                     )
-                    host = pc.describe_index(str(self.spec.index)).host
+                    described = pc.describe_index(str(self.spec.index))
+                    host = described.host
+                    self._is_pod = getattr(getattr(described, "spec", None), "pod", None) is not None
                     if not host:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
@@ -270,9 +289,34 @@ class PineconeStore:
     def count(self, namespace: str) -> int:
         return self.namespaces().get(namespace, 0)
 
+    def can_list(self) -> bool:
+        """Whether the index serves ``list`` (serverless does, a pod does not): from the control plane's description
+        when the spec names the index, else by asking for one id."""
+        self._client()
+        if self._is_pod is not None:
+            return not self._is_pod
+        try:
+            with self._errors("list"):
+                self._client().list_paginated(namespace="", limit=1)
+        except StoreError as e:
+            if isinstance(e.__cause__, NotFoundError):
+                return False
+            raise
+        return True
+
+    @property
+    def last_sweep(self) -> dict[str, SweepResult]:
+        """The latest sweep of each namespace in this process (empty unless ``enumerate.mode`` is sweep)."""
+        return self._ids.last_sweep if isinstance(self._ids, SweepIds) else {}
+
     def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> IdPage:
         if limit < 1:
             raise ValueError(f"limit must be ≥ 1, got {limit}")
+        if self._ids is not None:
+            try:
+                return self._ids.list_ids(namespace, limit=min(limit, LIST_MAX_PAGE_IDS), token=token)
+            except ValueError as e:  # a token another enumeration made
+                raise StoreError(f"{e}", store=self.name, namespace=namespace) from e
         with self._errors("list", namespace):
             page = self._client().list_paginated(
                 namespace=namespace, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None

@@ -1,0 +1,172 @@
+"""Pod indexes as they really are: they cannot list ids, so a job names how its source's ids are found (a catalogue
+or a sweep), the plan refuses `list` on a pod and says what each way costs, and verification fails a namespace the
+enumeration could not cover. Real `nsmigrate worker` processes, the real SDK against the local data plane."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
+from orchestrator.errors import PlanError
+from orchestrator.models import RunState
+from orchestrator.settings import Settings
+from orchestrator.spec import parse_spec
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.stack import Stack
+from tests.polling import wait_for_job
+from workers.stores import open_retrying_store
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+SIZES = {"": 40, "alpha": 120, "beta": 7}  # the default namespace too
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("legacy-pod", DIM, "cosine", kind="pod"), IndexSpec("fresh", DIM, "cosine")]
+
+
+def load_pod(sandbox: PineconeSandbox, sizes: dict[str, int] = SIZES) -> dict[str, list[str]]:
+    rng = np.random.default_rng(5)
+    loaded = {}
+    for ns, n in sizes.items():
+        ids = [f"{ns or 'd'}#chunk-{i:03d}" for i in range(n)]
+        sandbox.load(
+            "legacy-pod", ns, [(i, rng.normal(size=DIM).tolist(), {"i": k, "ns": ns}) for k, i in enumerate(ids)]
+        )
+        loaded[ns] = ids
+    return loaded
+
+
+def write_catalogue(path: Path, loaded: dict[str, list[str]]) -> Path:
+    rows = ["namespace,id", "# the app's chunk table, exported"]
+    rows += [f"{ns or '__default__'},{i}" for ns, ids in loaded.items() for i in ids]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def pod_spec(sandbox: PineconeSandbox, enumerate_: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": "pod-to-serverless",
+        "source": {
+            "kind": "pinecone",
+            "index": "legacy-pod",
+            "control_host": sandbox.control_host,
+            "enumerate": enumerate_,
+        },
+        "target": {"kind": "pinecone", "index": "fresh", "control_host": sandbox.control_host},
+        "enrich": {"creator_fields": False, "migrated_from": False},
+        "batch_size": 25,
+    }
+    spec.update(overrides)
+    return spec
+
+
+def run_job(stack: Stack, spec_data: dict[str, Any], timeout_s: float = 120) -> jobs.JobStatus:
+    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    db = jobs.Database(settings.database_url)
+    try:
+        prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
+        job_id = launch.launch(db, Dispatcher(settings), prepared)
+        return wait_for_job(
+            db,
+            job_id,
+            lambda s: all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s.runs),
+            timeout_s=timeout_s,
+        )
+    finally:
+        db.dispose()
+
+
+def assert_same_contents(sandbox: PineconeSandbox, namespaces: list[str]) -> None:
+    source, target = sandbox.snapshot("legacy-pod"), sandbox.snapshot("fresh")
+    for ns in namespaces:
+        assert set(target[ns]) == set(source[ns]), ns
+        for vid, (values, metadata) in source[ns].items():
+            np.testing.assert_array_equal(target[ns][vid][0], values)
+            assert target[ns][vid][1] == metadata
+
+
+def test_the_plan_refuses_listing_a_pod_and_says_what_to_use(stack: Stack) -> None:
+    load_pod(stack.pinecone)
+    spec = parse_spec(pod_spec(stack.pinecone, {"mode": "list"}))
+
+    with pytest.raises(PlanError) as refused:
+        launch.prepare(spec, open_retrying_store)
+
+    message = str(refused.value)
+    assert "legacy-pod is a pod-based index" in message and "only for serverless" in message
+    assert "source.enumerate.mode" in message and "catalogue" in message and "sweep" in message
+    assert stack.pinecone.count("fresh") == 0
+
+
+def test_the_plan_says_how_each_namespace_is_enumerated_and_what_a_sweep_costs(stack: Stack) -> None:
+    load_pod(stack.pinecone)
+    spec = parse_spec(pod_spec(stack.pinecone, {"mode": "sweep", "top_k": 50, "max_queries": 2}))
+
+    plan = launch.prepare(spec, open_retrying_store).plan
+
+    by_ns = {r.source_namespace: r for r in plan.runs}
+    assert {r.enumeration for r in plan.runs} == {"sweep"}
+    assert by_ns["beta"].sweep_queries == (1, 1)  # 7 ids: one query returns them all
+    assert by_ns[""].sweep_queries == (1, 1)
+    assert by_ns["alpha"].sweep_queries == (3, 2)  # 120 ids need ≥ 3 queries of 50; the budget allows 2
+    assert plan.estimate.list_requests == 0 and plan.estimate.sweep_queries == (5, 4)
+    assert any("cannot be covered" in w and "alpha" in w for w in plan.warnings)
+    assert any("pod-based index, billed by the hour" in w for w in plan.warnings)
+
+
+def test_pod_to_serverless_by_catalogue_ends_verified_with_equal_contents(stack: Stack) -> None:
+    loaded = load_pod(stack.pinecone)
+    catalogue = write_catalogue(stack.workdir / "chunk-ids.csv", loaded)
+    stack.start_worker("list,copy,verify,cleanup", 4)
+
+    status = run_job(
+        stack, pod_spec(stack.pinecone, {"mode": "catalogue", "catalogue": {"source": "file", "path": catalogue.name}})
+    )
+
+    assert [r.state for r in status.runs] == [RunState.VERIFIED] * 3, [r.last_error for r in status.runs]
+    assert status.totals.copied == sum(SIZES.values())
+    assert_same_contents(stack.pinecone, list(SIZES))
+    assert stack.pinecone.stats("legacy-pod")["requests"].get("list", 0) == 0  # never asked a pod to list
+
+
+def test_pod_to_serverless_by_sweep_ends_verified_with_equal_contents(stack: Stack) -> None:
+    load_pod(stack.pinecone)
+    stack.start_worker("list,copy,verify,cleanup", 4)
+
+    # top_k 50 < 120: the namespace `alpha` takes several queries with different random vectors.
+    status = run_job(stack, pod_spec(stack.pinecone, {"mode": "sweep", "top_k": 50, "max_queries": 40}))
+
+    assert [r.state for r in status.runs] == [RunState.VERIFIED] * 3, [r.last_error for r in status.runs]
+    assert_same_contents(stack.pinecone, list(SIZES))
+    requests = stack.pinecone.stats("legacy-pod")["requests"]
+    assert requests.get("list", 0) == 0 and requests["query"] >= 3
+
+
+def test_a_sweep_that_cannot_cover_a_namespace_fails_its_verification(stack: Stack) -> None:
+    load_pod(stack.pinecone)
+    stack.start_worker("list,copy,verify,cleanup", 4)
+
+    # 2 queries of 50 ids can never return the 120 ids of `alpha`.
+    status = run_job(stack, pod_spec(stack.pinecone, {"mode": "sweep", "top_k": 50, "max_queries": 2}))
+
+    states = {r.source_namespace: r.state for r in status.runs}
+    assert states == {"": RunState.VERIFIED, "alpha": RunState.VERIFY_FAILED, "beta": RunState.VERIFIED}
+    db = jobs.Database(stack.database_url)
+    try:
+        alpha = next(r for r in jobs.runs_of(db, status.job_id) if r.source_namespace == "alpha")
+    finally:
+        db.dispose()
+    report = alpha.verification or {}
+    assert report["passed"] is False
+    assert report["enumeration"] == "sweep" and report["source_stats_count"] == 120
+    assert report["source_count"] < 120
+    assert any("were never enumerated" in reason and "max_queries" in reason for reason in report["reasons"])
+    assert stack.pinecone.count("fresh", "alpha") == report["source_count"]  # what it found was copied, no more
