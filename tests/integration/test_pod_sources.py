@@ -4,19 +4,23 @@ enumeration could not cover. Real `nsmigrate worker` processes, the real SDK aga
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import PlanError
 from orchestrator.models import RunState
+from orchestrator.paging import id_pages, iter_all_ids
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec import Enumeration, IdCatalogue, PineconeStoreSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.postgrest import PostgrestStandIn
 from sandbox.stack import Stack
 from tests.polling import wait_for_job
 from workers.stores import open_retrying_store
@@ -170,3 +174,48 @@ def test_a_sweep_that_cannot_cover_a_namespace_fails_its_verification(stack: Sta
     assert report["source_count"] < 120
     assert any("were never enumerated" in reason and "max_queries" in reason for reason in report["reasons"])
     assert stack.pinecone.count("fresh", "alpha") == report["source_count"]  # what it found was copied, no more
+
+
+@pytest.mark.parametrize("where", ["postgres", "supabase"])
+def test_a_catalogue_table_is_paged_in_full_through_the_store(
+    where: str,
+    sandbox: PineconeSandbox,
+    database_url: str,
+    start_standin: Callable[..., PostgrestStandIn],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ids of a Postgres table, or of a Supabase table through the real ``supabase`` client (with the server
+    sending fewer rows than asked, as PostgREST's max-rows does), come out whole and in order as ``list_ids`` pages,
+    the default namespace written ``__default__``; other namespaces' rows stay out."""
+    ids = {"": [f"d-{i:03d}" for i in range(130)], "alpha": [f"a-{i:03d}" for i in range(250)]}
+    engine = sa.create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE chunks (ns text NOT NULL, chunk_id text PRIMARY KEY)"))
+        rows = [{"ns": ns or "__default__", "id": i} for ns, values in ids.items() for i in reversed(values)]
+        conn.execute(sa.text("INSERT INTO chunks (ns, chunk_id) VALUES (:ns, :id)"), rows)
+    engine.dispose()
+    catalogue: dict[str, Any] = {"source": where, "table": "chunks", "namespace_column": "ns", "id_column": "chunk_id"}
+    if where == "postgres":
+        monkeypatch.setenv("CHUNKS_DB_URL", database_url)
+        catalogue["database_url_env"] = "CHUNKS_DB_URL"
+    else:
+        server = start_standin(database_url, "service-key", max_rows=30)
+        monkeypatch.setenv("CHUNKS_SUPABASE_URL", server.url)
+        monkeypatch.setenv("CHUNKS_SUPABASE_KEY", "service-key")
+        catalogue.update(url_env="CHUNKS_SUPABASE_URL", key_env="CHUNKS_SUPABASE_KEY")
+    monkeypatch.setenv("PINECONE_API_KEY", "test-key")
+    spec = PineconeStoreSpec(
+        index="legacy-pod",
+        control_host=sandbox.control_host,
+        enumerate=Enumeration(mode="catalogue", catalogue=IdCatalogue(**catalogue)),
+    )
+    store = open_retrying_store(spec)
+    try:
+        for ns, values in ids.items():
+            pages = list(id_pages(store, ns))
+            assert [i for page in pages for i in page.ids] == values
+            assert len(pages) >= len(values) // 100  # ≤ 100 ids a page
+        assert list(iter_all_ids(store, "nowhere")) == []
+    finally:
+        store.close()
+    assert sandbox.stats("legacy-pod")["requests"].get("list", 0) == 0

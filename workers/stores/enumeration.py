@@ -35,12 +35,6 @@ log = logging.getLogger(__name__)
 _SWEEPS_KEPT = 64
 
 
-class IdSource(Protocol):
-    """One way to page ids (``PineconeStore.list_ids`` delegates to it)."""
-
-    def list_ids(self, namespace: str, *, limit: int, token: str | None) -> IdPage: ...
-
-
 # --- catalogues ------------------------------------------------------------------------------------------------
 
 
@@ -175,16 +169,19 @@ class SupabaseCatalogue:
 
 
 class CatalogueIds:
-    """``list_ids`` from a catalogue: each page asks it for the ids after the last one handed out."""
+    """``list_ids`` from a catalogue: each page asks it for the ids after the last one handed out. A Supabase
+    server caps the rows of a response (PostgREST max-rows), so there a short page is not the end: only an empty one
+    is."""
 
     def __init__(self, reader: _CatalogueReader) -> None:
         self.reader = reader
+        self._exact = not isinstance(reader, SupabaseCatalogue)
 
     def list_ids(self, namespace: str, *, limit: int, token: str | None) -> IdPage:
         after = PageToken.decode(token, "catalogue").last if token else None
         ids = self.reader.ids_after(namespace, after, limit + 1)
         page = ids[:limit]
-        more = len(ids) > limit and bool(page)
+        more = bool(page) and (len(ids) > limit or not self._exact)
         return IdPage(ids=page, next_token=PageToken("catalogue", "-", page[-1]).encode() if more else None)
 
 
@@ -214,42 +211,39 @@ class SweepResult:
         return len(self.ids) >= self.expected
 
 
+@dataclass(frozen=True)
+class SweepReads:
+    """The reads a sweep makes: ``query(namespace, vector, top_k) → ids`` (no values, no metadata), every
+    namespace's count (describe_index_stats), the index's dimension and metric. A ``GuardedStore`` passes its own,
+    so each query takes a token of the read budget and is retried on its own."""
+
+    query: Callable[[str, list[float], int], list[str]]
+    counts: Callable[[], dict[str, int]]
+    dimension: Callable[[], int]
+    metric: Callable[[], str | None]
+
+
 class SweepIds:
-    """``list_ids`` by sweeping: see the module docstring.
+    """``list_ids`` by sweeping (see the module docstring); keeps this process's sweeps for the pages after the
+    first."""
 
-    Parameters:
-        query: ``(namespace, vector, top_k) → ids`` (no values, no metadata).
-        counts: every namespace's vector count (describe_index_stats).
-        dimension, metric: of the index, for the query vectors.
-    """
-
-    def __init__(
-        self,
-        enumeration: Enumeration,
-        *,
-        query: Callable[[str, list[float], int], list[str]],
-        counts: Callable[[], dict[str, int]],
-        dimension: Callable[[], int],
-        metric: Callable[[], str | None],
-        label: str,
-    ) -> None:
+    def __init__(self, enumeration: Enumeration, label: str) -> None:
         self.top_k, self.max_queries = enumeration.top_k, enumeration.max_queries
-        self._query, self._counts, self._dimension, self._metric = query, counts, dimension, metric
         self.label = label
         self._sweeps: dict[tuple[str, str], SweepResult] = {}
         self._lock = threading.Lock()
         #: The most recent sweep of each namespace in this process.
         self.last_sweep: dict[str, SweepResult] = {}
 
-    def sweep(self, namespace: str, session: str) -> SweepResult:
+    def sweep(self, namespace: str, session: str, reads: SweepReads) -> SweepResult:
         """Query until the ids seen reach the namespace's count or ``max_queries`` queries were made."""
-        expected = self._counts().get(namespace, 0)
-        dimension, metric = self._dimension(), self._metric()
+        expected = reads.counts().get(namespace, 0)
+        dimension, metric = reads.dimension(), reads.metric()
         seen: set[str] = set()
         queries = 0
         while len(seen) < expected and queries < self.max_queries:
             vector = sweep_vector(dimension, metric, session, namespace, queries)
-            seen.update(self._query(namespace, vector, min(self.top_k, max(expected, 1))))
+            seen.update(reads.query(namespace, vector, min(self.top_k, expected)))
             queries += 1
         result = SweepResult(namespace, utf8_order(list(seen)), expected, queries)
         if not result.covered:
@@ -270,17 +264,17 @@ class SweepIds:
             self.last_sweep[namespace] = result
         return result
 
-    def list_ids(self, namespace: str, *, limit: int, token: str | None) -> IdPage:
+    def list_ids(self, namespace: str, *, limit: int, token: str | None, reads: SweepReads) -> IdPage:
         if token is None:
             # A new listing sweeps afresh (a sync or a re-verification must see what was written since).
             session, after = secrets.token_hex(6), None
-            result = self.sweep(namespace, session)
+            result = self.sweep(namespace, session, reads)
         else:
             parsed = PageToken.decode(token, "sweep")
             session, after = parsed.session, parsed.last
             with self._lock:
                 kept = self._sweeps.get((namespace, session))
-            result = kept if kept is not None else self.sweep(namespace, session)
+            result = kept if kept is not None else self.sweep(namespace, session, reads)
         page = ids_after(result.ids, after, limit + 1)
         more = len(page) > limit
         page = page[:limit]

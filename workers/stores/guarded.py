@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import tenacity
 from tenacity import RetryCallState
@@ -41,6 +41,7 @@ from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, list_scope, read_scope, write_scope
 from workers.retry import retrying
 from workers.stores.base import VectorStore
+from workers.stores.enumeration import SweepReads
 
 T = TypeVar("T")
 
@@ -161,6 +162,11 @@ class GuardedStore:
 
     def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage:
         rate = self._rate
+        if getattr(self.inner, "sweeper", None) is not None:
+            # A sweep is many reads: each one budgeted and retried on its own, so a 429 repeats one query, not the
+            # sweep (and this page takes no list token: nothing is listed).
+            reads = SweepReads(self.query, self.namespaces, self.dimension, self.metric)
+            return cast(IdPage, self.inner.list_ids(namespace, limit=limit, token=token, reads=reads))  # type: ignore[call-arg]
 
         def page() -> IdPage:
             return self.inner.list_ids(namespace, limit=limit, token=token)

@@ -66,7 +66,7 @@ from orchestrator.limits import (
 from orchestrator.records import JsonValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
-from workers.stores.enumeration import CatalogueIds, IdSource, SweepIds, SweepResult, open_catalogue
+from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 
 logger = logging.getLogger(__name__)
 
@@ -171,20 +171,14 @@ class PineconeStore:
         self._warned_no_raw_fetch = False
         #: Where ``list_ids`` gets its ids when the index is not listed (a pod): a catalogue or a sweep.
         self.enumeration = spec.enumerate.mode
-        self._ids: IdSource | None = None
         self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
+        self.catalogue: CatalogueIds | None = None
+        self.sweeper: SweepIds | None = None
         if spec.enumerate.mode == "catalogue":
             assert spec.enumerate.catalogue is not None  # the spec requires it
-            self._ids = CatalogueIds(open_catalogue(spec.enumerate.catalogue))
+            self.catalogue = CatalogueIds(open_catalogue(spec.enumerate.catalogue))
         elif spec.enumerate.mode == "sweep":
-            self._ids = SweepIds(
-                spec.enumerate,
-                query=self.query,
-                counts=self.namespaces,
-                dimension=self.dimension,
-                metric=self.metric,
-                label=self.name,
-            )
+            self.sweeper = SweepIds(spec.enumerate, self.name)
 
     def __repr__(self) -> str:
         return f"PineconeStore({self.name!r})"
@@ -304,19 +298,23 @@ class PineconeStore:
             raise
         return True
 
-    @property
-    def last_sweep(self) -> dict[str, SweepResult]:
-        """The latest sweep of each namespace in this process (empty unless ``enumerate.mode`` is sweep)."""
-        return self._ids.last_sweep if isinstance(self._ids, SweepIds) else {}
-
-    def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+    def list_ids(
+        self, namespace: str, *, limit: int = 100, token: str | None = None, reads: SweepReads | None = None
+    ) -> IdPage:
+        """One page of ids: listed (serverless), or from the catalogue or a sweep (``spec.enumerate``). ``reads``:
+        how a sweep queries and counts (a ``GuardedStore`` passes its budgeted, retried reads; default: this
+        store's own)."""
         if limit < 1:
             raise ValueError(f"limit must be ≥ 1, got {limit}")
-        if self._ids is not None:
-            try:
-                return self._ids.list_ids(namespace, limit=min(limit, LIST_MAX_PAGE_IDS), token=token)
-            except ValueError as e:  # a token another enumeration made
-                raise StoreError(f"{e}", store=self.name, namespace=namespace) from e
+        limit = min(limit, LIST_MAX_PAGE_IDS)
+        try:
+            if self.catalogue is not None:
+                return self.catalogue.list_ids(namespace, limit=limit, token=token)
+            if self.sweeper is not None:
+                own = SweepReads(self.query, self.namespaces, self.dimension, self.metric)
+                return self.sweeper.list_ids(namespace, limit=limit, token=token, reads=reads or own)
+        except ValueError as e:  # a token another enumeration made
+            raise StoreError(f"{e}", store=self.name, namespace=namespace) from e
         with self._errors("list", namespace):
             page = self._client().list_paginated(
                 namespace=namespace, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
