@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.records import Record, display_namespace
+from orchestrator.records import Record, SparseValues, display_namespace
 
 #: How many ids / mismatches a report lists (the counts are always complete).
 ID_CAP = 100
@@ -144,9 +144,24 @@ def compare_record(
         return "missing in target"
     if target.id != source.id:
         return f"id differs: expected {source.id!r}, got {target.id!r}"
-    return compare_values(source.values, target.values, tolerance) or compare_metadata(
-        expected_metadata, target.metadata or {}
+    return (
+        compare_values(source.values, target.values, tolerance)
+        or compare_sparse(source.sparse_values, target.sparse_values, tolerance)
+        or compare_metadata(expected_metadata, target.metadata or {})
     )
+
+
+def compare_sparse(source: SparseValues | None, target: SparseValues | None, tolerance: float) -> str | None:
+    """None when both records have no sparse values, or the same indices with values equal as float32 within
+    ``tolerance``; else why not."""
+    if source is None and target is None:
+        return None
+    if source is None or target is None:
+        return "sparse values missing in target" if target is None else "sparse values in target, none in source"
+    if list(source.indices) != list(target.indices):
+        return f"sparse indices differ: expected {len(source.indices)}, got {len(target.indices)} or other indices"
+    reason = compare_values(source.values, target.values, tolerance)
+    return None if reason is None else f"sparse {reason}"
 
 
 # --------------------------------------------------------------------------------------------- sampling, helpers

@@ -1028,9 +1028,7 @@ class IndexService:
             values = _checked_vector_text(bytes(raw), self.spec.dimension, "Vector")
         else:
             values = _as_vector(raw, self.spec.dimension, "Vector")
-        sparse = vector.get("sparseValues")
-        if sparse is not None and not isinstance(sparse, dict):
-            raise _bad("sparseValues must be an object with indices and values")
+        sparse = _sparse_values(vector.get("sparseValues"), self.spec.metric)
         return vector_id, _Record(values, validate_metadata(vector.get("metadata")), sparse)
 
     def _fetch(self, _payload: Any, query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
@@ -1148,7 +1146,8 @@ class IndexService:
                 raise _bad("Update by metadata request does not support updating vector values.")
             values = _as_vector(body["values"], self.spec.dimension, "Vector")
         if has_id:
-            self.store.update(namespace, [_valid_id(body["id"])], values, set_metadata, body.get("sparseValues"))
+            sparse = _sparse_values(body.get("sparseValues"), self.spec.metric)
+            self.store.update(namespace, [_valid_id(body["id"])], values, set_metadata, sparse)
             return {}
         if not flt:
             raise _bad("Update with empty metadata filter is not allowed")
@@ -1210,6 +1209,26 @@ class IndexService:
         if not self.store.create_namespace(name):
             raise _Refusal(409, f"Namespace '{name}' already exists")
         return self._namespace_json(name, 0)
+
+
+def _sparse_values(sparse: Any, metric: str) -> dict[str, Any] | None:
+    """Checked sparse values as the index keeps and returns them (values as float32), or None when absent. Only a
+    dotproduct index holds them; the message is Pinecone's."""
+    if sparse is None:
+        return None
+    if metric != "dotproduct":
+        raise _bad("Index configuration does not support sparse values")
+    if not isinstance(sparse, dict) or not isinstance(sparse.get("indices"), list):
+        raise _bad("sparseValues must be an object with indices and values")
+    indices, values = sparse["indices"], sparse.get("values")
+    if not isinstance(values, list) or len(values) != len(indices):
+        raise _bad("sparse values must have the same length as sparse indices")
+    if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < 2**32 for i in indices):
+        raise _bad("sparse indices must be unsigned 32-bit integers")
+    if len(set(indices)) != len(indices):
+        raise _bad("sparse indices must be unique")
+    as_float32 = _as_vector(values, len(values), "Sparse") if values else np.empty(0, np.float32)
+    return {"indices": list(indices), "values": as_float32.tolist()}
 
 
 def _check_api_key(headers: Mapping[str, str], expected: str | None) -> None:

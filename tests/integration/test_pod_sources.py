@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from pinecone import ApiError, Pinecone, SparseValues, Vector
 
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
@@ -21,7 +22,7 @@ from orchestrator.settings import Settings
 from orchestrator.spec import Enumeration, IdCatalogue, PineconeStoreSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn
-from sandbox.stack import Stack
+from sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_for_job
 from workers.stores import open_retrying_store
 
@@ -33,7 +34,13 @@ SIZES = {"": 40, "alpha": 120, "beta": 7}  # the default namespace too
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("legacy-pod", DIM, "cosine", kind="pod"), IndexSpec("fresh", DIM, "cosine")]
+    return [
+        IndexSpec("legacy-pod", DIM, "cosine", kind="pod"),
+        IndexSpec("fresh", DIM, "cosine"),
+        # Sparse values (hybrid search) live only in dotproduct indexes.
+        IndexSpec("hybrid-pod", DIM, "dotproduct", kind="pod"),
+        IndexSpec("hybrid", DIM, "dotproduct"),
+    ]
 
 
 def load_pod(sandbox: PineconeSandbox, sizes: dict[str, int] = SIZES) -> dict[str, list[str]]:
@@ -72,18 +79,17 @@ def pod_spec(sandbox: PineconeSandbox, enumerate_: dict[str, Any], **overrides: 
     return spec
 
 
+def all_verified(status: jobs.JobStatus) -> bool:
+    return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
+
+
 def run_job(stack: Stack, spec_data: dict[str, Any], timeout_s: float = 120) -> jobs.JobStatus:
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db = jobs.Database(settings.database_url)
     try:
         prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
         job_id = launch.launch(db, Dispatcher(settings), prepared)
-        return wait_for_job(
-            db,
-            job_id,
-            lambda s: all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s.runs),
-            timeout_s=timeout_s,
-        )
+        return wait_for_job(db, job_id, all_verified, timeout_s=timeout_s)
     finally:
         db.dispose()
 
@@ -219,3 +225,61 @@ def test_a_catalogue_table_is_paged_in_full_through_the_store(
     finally:
         store.close()
     assert sandbox.stats("legacy-pod")["requests"].get("list", 0) == 0
+
+
+def test_sparse_values_are_copied_and_verified(stack: Stack) -> None:
+    """A pod's hybrid records (dense + sparse values) arrive whole in the serverless target, and verification compares
+    the sparse values too: a target whose sparse values differ fails it."""
+    source = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("hybrid-pod"))
+    rng = np.random.default_rng(9)
+    sparse = {
+        f"doc-{k}": SparseValues(
+            indices=sorted(rng.choice(30_000, size=5, replace=False).tolist()), values=rng.random(5).tolist()
+        )
+        for k in range(30)
+    }
+    source.upsert(
+        vectors=[Vector(id=i, values=rng.normal(size=DIM).tolist(), sparse_values=sv) for i, sv in sparse.items()]
+        + [Vector(id="dense-only", values=[1.0] * DIM)],
+        namespace="docs",
+    )
+    stack.start_worker("list,copy,verify,cleanup", 4)
+    spec = pod_spec(stack.pinecone, {"mode": "sweep"})
+    spec["source"]["index"], spec["target"]["index"] = "hybrid-pod", "hybrid"
+
+    status = run_job(stack, spec)
+
+    assert [r.state for r in status.runs] == [RunState.VERIFIED], [r.last_error for r in status.runs]
+    target = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("hybrid"))
+    fetched = target.fetch(ids=[*sparse, "dense-only"], namespace="docs").vectors
+    for vid, sv in sparse.items():
+        assert fetched[vid].sparse_values is not None, vid
+        assert fetched[vid].sparse_values.indices == sv.indices
+        np.testing.assert_allclose(fetched[vid].sparse_values.values, sv.values, rtol=1e-6)
+    assert fetched["dense-only"].sparse_values is None
+
+    # The target's sparse values changed behind the job's back: verification says so.
+    target.update(id="doc-3", sparse_values=SparseValues(indices=[1, 2], values=[0.5, 0.5]), namespace="docs")
+    db = jobs.Database(stack.database_url)
+    try:
+        launch.request_verification(
+            db, Dispatcher(Settings(database_url=stack.database_url, redis_url=stack.redis_url)), status.job_id
+        )
+        failed = wait_for_job(db, status.job_id, lambda s: s.runs[0].state == RunState.VERIFY_FAILED)
+        report = jobs.runs_of(db, failed.job_id)[0].verification or {}
+    finally:
+        db.dispose()
+    assert report["content_mismatch_count"] == 1
+    assert report["content_mismatches"][0]["id"] == "doc-3" and "sparse" in report["content_mismatches"][0]["reason"]
+
+
+def test_sparse_values_are_refused_where_they_cannot_be_kept(sandbox: PineconeSandbox) -> None:
+    """As Pinecone does, a cosine index refuses sparse values (400, its message), so nothing is kept by halves."""
+    index = Pinecone(api_key="test-key").Index(host=sandbox.host("fresh"))
+    with pytest.raises(ApiError) as refused:
+        index.upsert(
+            vectors=[Vector(id="a", values=[1.0] * DIM, sparse_values=SparseValues(indices=[1], values=[1.0]))]
+        )
+    assert refused.value.status_code == 400
+    assert "Index configuration does not support sparse values" in str(refused.value)
+    assert sandbox.count("fresh") == 0

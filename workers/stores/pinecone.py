@@ -54,6 +54,7 @@ from pinecone import (
     RetryConfig,
     Vector,
 )
+from pinecone import SparseValues as PineconeSparseValues
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import (
@@ -63,7 +64,7 @@ from orchestrator.limits import (
     RECORD_ID_MAX_CHARS,
     RECORD_METADATA_MAX_BYTES,
 )
-from orchestrator.records import JsonValues
+from orchestrator.records import JsonValues, SparseValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
@@ -95,11 +96,17 @@ def disable_sdk_retries(index: Any) -> bool:
     return True
 
 
+class _RawSparse(msgspec.Struct):
+    indices: list[int] = []
+    values: list[float] = []
+
+
 class _RawVector(msgspec.Struct):
     """A fetched vector with its values left as the JSON the server sent."""
 
     values: msgspec.Raw = msgspec.Raw(b"[]")
     metadata: dict[str, Any] | None = None
+    sparseValues: _RawSparse | None = None  # the wire's name
 
 
 class _RawFetch(msgspec.Struct):
@@ -118,6 +125,13 @@ def raw_http(index: Any) -> Any | None:
 def _wire_values(values: Sequence[float]) -> Any:
     """Fetched values go back verbatim (see the module docstring): the SDK's encoder writes a Fragment as it is."""
     return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
+
+
+def _sparse(found: Any) -> SparseValues | None:
+    """The sparse values of a fetched vector (wire or SDK shape), None when it has none."""
+    if found is None or not list(found.indices or []):
+        return None
+    return SparseValues(tuple(int(i) for i in found.indices), tuple(float(v) for v in found.values))
 
 
 def _from_wire_namespace(name: str) -> str:
@@ -337,7 +351,12 @@ class PineconeStore:
             with self._errors("fetch", namespace):
                 decoded = client.fetch(ids=list(ids), namespace=namespace).vectors
             return [
-                Record(id=i, values=decoded[i].values, metadata=dict(decoded[i].metadata or {}))
+                Record(
+                    id=i,
+                    values=decoded[i].values,
+                    metadata=dict(decoded[i].metadata or {}),
+                    sparse_values=_sparse(decoded[i].sparse_values),
+                )
                 for i in dict.fromkeys(ids)
                 if i in decoded
             ]
@@ -351,7 +370,12 @@ class PineconeStore:
             except msgspec.MsgspecError as e:
                 raise StoreError(f"Pinecone fetch answered something that is not a fetch response: {e}") from e
         return [
-            Record(id=i, values=JsonValues(bytes(found[i].values)), metadata=found[i].metadata or {})
+            Record(
+                id=i,
+                values=JsonValues(bytes(found[i].values)),
+                metadata=found[i].metadata or {},
+                sparse_values=_sparse(found[i].sparseValues),
+            )
             for i in dict.fromkeys(ids)
             if i in found
         ]
@@ -370,7 +394,16 @@ class PineconeStore:
                 namespace=namespace,
             )
         vectors = [
-            Vector(id=r.id, values=_wire_values(r.values), metadata=dict(r.metadata) if r.metadata else None)
+            Vector(
+                id=r.id,
+                values=_wire_values(r.values),
+                metadata=dict(r.metadata) if r.metadata else None,
+                sparse_values=(
+                    PineconeSparseValues(indices=list(r.sparse_values.indices), values=list(r.sparse_values.values))
+                    if r.sparse_values is not None
+                    else None
+                ),
+            )
             for r in records
         ]
         with self._errors("upsert", namespace):
