@@ -72,6 +72,8 @@ logger = logging.getLogger(__name__)
 #: How Pinecone names the default namespace in stats and namespace endpoints; nsmigrate calls it "".
 PINECONE_DEFAULT_NAMESPACE = "__default__"
 _RETRYABLE_STATUSES = frozenset({408, 429})
+#: How an index that does not serve ``/namespaces`` (a pod index) refuses ``DELETE /namespaces/{ns}``.
+_NO_NAMESPACE_ENDPOINT_STATUSES = frozenset({400, 405, 501})
 
 
 def disable_sdk_retries(index: Any) -> bool:
@@ -165,6 +167,9 @@ class PineconeStore:
         self._index_pid: int | None = None
         self._lock = threading.Lock()
         self._dimension: int | None = None
+        #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
+        #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
+        self._namespace_endpoints = True
         #: Whether the SDK's own retries are off on the current client (see the module docstring).
         self.sdk_retries_disabled = False
         self._warned_no_raw_fetch = False
@@ -203,7 +208,10 @@ class PineconeStore:
                     pc = Pinecone(
                         api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control
                     )
-                    host = pc.describe_index(str(self.spec.index)).host
+                    described = pc.describe_index(str(self.spec.index))
+                    host = described.host
+                    if getattr(getattr(described, "spec", None), "pod", None) is not None:
+                        self._namespace_endpoints = False
                     if not host:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
@@ -342,18 +350,28 @@ class PineconeStore:
                 self._client().delete(ids=list(ids[start : start + DELETE_MAX_IDS]), namespace=namespace)
 
     def delete_namespace(self, namespace: str) -> None:
+        """Delete a namespace the way the index kind allows: ``DELETE /namespaces/{ns}`` on serverless, emptying it
+        with ``deleteAll`` on a pod index (which does not serve ``/namespaces``), on Pinecone Local and on servers
+        that answer the endpoint 404."""
         with self._errors("delete_namespace", namespace):
             index = self._client()
-            if namespace:
+            if namespace and self._namespace_endpoints:
                 try:
                     index.delete_namespace(name=namespace)
                     return
                 except NotFoundError:
-                    # Pod indexes, Pinecone Local and some Pinecone-shaped servers have no namespace endpoints;
-                    # a namespace that does not exist answers 404 too. Emptying it covers both.
+                    # No such endpoint (Pinecone Local), or no such namespace: emptying it covers both.
                     logger.info(
                         "DELETE /namespaces answered 404 on %s; emptying %r with deleteAll", self.name, namespace
                     )
+                except ApiError as e:
+                    if e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
+                        raise
+                    # A pod index refuses the endpoint ("not supported for pod-based indexes"): remember it.
+                    logger.info(
+                        "%s does not serve /namespaces (%s); emptying %r with deleteAll", self.name, e, namespace
+                    )
+                    self._namespace_endpoints = False
             with contextlib.suppress(NotFoundError):
                 index.delete(delete_all=True, namespace=namespace)
 
