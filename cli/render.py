@@ -38,6 +38,8 @@ def print_plan(prepared: Prepared) -> None:
         f"≈{est.read_units} read units, ≈{est.write_units} write units; "
         f"≈{est.duration_s:.1f} s at the configured budgets"
     )
+    if prepared.target_index is not None:
+        console.print(prepared.target_index.describe())
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 

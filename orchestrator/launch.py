@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from orchestrator import jobs
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError
+from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.paging import iter_all_ids
@@ -44,6 +45,7 @@ class InventoryStore(Protocol):
 
 
 StoreOpener = Callable[[Any], InventoryStore]
+ControlOpener = Callable[[Any], IndexControl]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Prepared:
     plan: Plan
     source_label: str
     target_label: str
+    #: The target index the spec asks nsmigrate to create (``target.create``), and whether it exists already.
+    target_index: TargetIndex | None = None
 
 
 def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None = None) -> Inventory:
@@ -79,12 +83,22 @@ def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[An
     return records
 
 
-def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None) -> Prepared:
-    """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing."""
+def prepare(
+    spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None, open_control: ControlOpener | None = None
+) -> Prepared:
+    """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing.
+    ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created."""
     source = open_store(spec.source)
     target = open_store(spec.target)
     source_inv = _inventory(source, "source")
-    target_inv = _inventory(target, "target", fallback_dimension=source_inv.dimension)
+    control = open_control(spec.target) if open_control is not None and spec.target.kind == "pinecone" else None
+    target_index = plan_target_index(spec, source.name, source_inv.dimension, source_inv.metric, control)
+    if target_index is not None and target_index.action == "create":
+        # Nothing to read yet: the index the plan creates will be empty, with the shape it asks for.
+        shape = target_index.shape
+        target_inv = Inventory(label=target.name, dimension=shape.dimension, namespaces={}, metric=shape.metric)
+    else:
+        target_inv = _inventory(target, "target", fallback_dimension=source_inv.dimension)
     twins: dict[str, str] = {}
     if spec.routing.mode == "creator" and spec.routing.creators is not None:
         twins = load_twins(spec.routing.creators, spec_dir)
@@ -101,7 +115,7 @@ def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None
                 ids[ns] = targets_by_id(_fetch_all(source, ns, ids[ns]), ctx)
         check_id_lengths(spec, ids)
         check_id_collisions(plan, ids, spec.allow_id_overwrite)
-    return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name)
+    return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name, target_index=target_index)
 
 
 def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int:

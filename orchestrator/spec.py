@@ -36,6 +36,31 @@ def _check_env_name(value: str, field: str) -> str:
     return value
 
 
+class CreateIndex(_Model):
+    """A Pinecone target index nsmigrate creates (serverless) when it does not exist yet; an existing index of the
+    same dimension and metric is used as it is. Dimension and metric default to the source's."""
+
+    cloud: Literal["aws", "gcp", "azure"] = "aws"
+    region: str = Field(default="us-east-1", min_length=1, description="The cloud region, e.g. us-east-1.")
+    dimension: int | None = Field(default=None, gt=0, le=20000, description="Default: the source's dimension.")
+    metric: Literal["cosine", "dotproduct", "euclidean"] | None = Field(
+        default=None, description="Default: the source's metric."
+    )
+    deletion_protection: Literal["enabled", "disabled"] = "disabled"
+    tags: dict[str, str] = Field(default_factory=dict, description="Index tags, e.g. {team: search}.")
+    ready_timeout_s: float = Field(default=600, gt=0, description="How long `run` waits for the index to be ready.")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", key):
+                raise ValueError(f"tag key {key!r} must be 1-80 letters, digits, '_' or '-'")
+            if not re.fullmatch(r"[A-Za-z0-9;@_\-.+ ]{1,120}", tag):
+                raise ValueError(f"tag {key}: value {tag!r} must be 1-120 letters, digits, spaces or ;@_-.+")
+        return value
+
+
 class PineconeStoreSpec(_Model):
     """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
 
@@ -51,6 +76,9 @@ class PineconeStoreSpec(_Model):
         gt=0,
         description="As a target: the namespaces its index may hold (your plan's limit); default: "
         "100,000, Pinecone's serverless limit on the Standard and Enterprise plans (Starter: 100, Builder: 1,000).",
+    )
+    create: CreateIndex | None = Field(
+        default=None, description="As a target: create this serverless index if it does not exist (needs `index`)."
     )
 
     # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
@@ -70,6 +98,8 @@ class PineconeStoreSpec(_Model):
     def _one_address(self) -> PineconeStoreSpec:
         if (self.index is None) == (self.host is None):
             raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
+        if self.create is not None and self.index is None:
+            raise ValueError("`create` needs `index: NAME` (the index to create), not `host`")
         return self
 
     @property
@@ -259,6 +289,8 @@ class JobSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        if self.source.kind == "pinecone" and self.source.create is not None:
+            raise ValueError("source.create: only a target index can be created; the source must exist")
         if self.cleanup.mode == "auto" and not self.auto_verify:
             raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
         return self

@@ -151,6 +151,47 @@ def over_limits(records: Sequence[Record]) -> list[str]:
     return problems
 
 
+def api_key(spec: PineconeStoreSpec, who: str) -> str:
+    """The key from the environment variable ``spec`` names, read when it is needed (never kept in a message)."""
+    key = os.environ.get(spec.api_key_env, "")
+    if not key.strip():
+        raise StoreError(
+            f"environment variable {spec.api_key_env} is not set (or empty)",
+            hint=f"put the Pinecone API key in {spec.api_key_env} in the environment of nsmigrate and its workers",
+            store=who,
+        )
+    return key
+
+
+@contextlib.contextmanager
+def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
+    """Turn the SDK's errors into nsmigrate's: 429 → ``RetryableError`` with ``retry_after_s``; 408, 5xx, timeouts and
+    connection errors → ``RetryableError``; any other refusal → ``StoreError`` with the server's message."""
+    ids: dict[str, Any] = {"store": store, "op": op, **more}
+    try:
+        yield
+    except (RetryableError, StoreError):
+        raise
+    except RateLimitError as e:
+        raise RetryableError(
+            f"Pinecone {op} was rate limited: {e.message}", status=429, retry_after_s=_retry_after(e), **ids
+        ) from e
+    except ApiError as e:
+        status = e.status_code
+        if status in _RETRYABLE_STATUSES or status >= 500:
+            raise RetryableError(
+                f"Pinecone {op} failed ({status}): {e.message}",
+                status=status,
+                retry_after_s=_retry_after(e),
+                **ids,
+            ) from e
+        raise StoreError(f"Pinecone refused {op} ({status}): {e.message}", **ids) from e
+    except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
+        raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
+    except PineconeError as e:
+        raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
+
+
 class PineconeStore:
     """``VectorStore`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
 
@@ -180,14 +221,7 @@ class PineconeStore:
     # --- plumbing -------------------------------------------------------------------------------------------------
 
     def _api_key(self) -> str:
-        key = os.environ.get(self.spec.api_key_env, "")
-        if not key.strip():
-            raise StoreError(
-                f"environment variable {self.spec.api_key_env} is not set (or empty)",
-                hint=f"put the Pinecone API key in {self.spec.api_key_env} in the workers' environment",
-                store=self.name,
-            )
-        return key
+        return api_key(self.spec, self.name)
 
     def connect(self) -> None:
         """Build the SDK client now (API key, TLS context, index host) rather than inside the first request, so that
@@ -226,26 +260,8 @@ class PineconeStore:
 
     @contextlib.contextmanager
     def _errors(self, op: str, namespace: str | None = None) -> Iterator[None]:
-        ids: dict[str, Any] = {"store": self.name, "op": op, "namespace": namespace}
-        try:
+        with pinecone_errors(op, store=self.name, namespace=namespace):
             yield
-        except (RetryableError, StoreError):
-            raise
-        except RateLimitError as e:
-            raise RetryableError(
-                f"Pinecone {op} was rate limited: {e.message}", status=429, retry_after_s=_retry_after(e), **ids
-            ) from e
-        except ApiError as e:
-            status = e.status_code
-            if status in _RETRYABLE_STATUSES or status >= 500:
-                raise RetryableError(
-                    f"Pinecone {op} failed ({status}): {e.message}", status=status, retry_after_s=_retry_after(e), **ids
-                ) from e
-            raise StoreError(f"Pinecone refused {op} ({status}): {e.message}", **ids) from e
-        except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
-            raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
-        except PineconeError as e:
-            raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
 
     # --- VectorStore ----------------------------------------------------------------------------------------------
 
