@@ -870,13 +870,6 @@ class FaultState:
 # --- the data-plane service (request in, reply out; no sockets) --------------------------------------------------
 
 _NAMESPACE_OPS = frozenset({"list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"})
-#: Data-plane operations a pod index does not serve ("not supported for pod-based indexes" in the reference spec).
-#: A pod empties a namespace with ``POST /vectors/delete {"deleteAll": true, "namespace": ...}`` instead.
-POD_UNSUPPORTED_OPS = frozenset({"delete_namespace"})
-
-
-def _pod_refusal(op: str) -> _Refusal:
-    return _Refusal(400, f"{op} is not supported for pod-based indexes")
 
 
 Handler = Callable[[Any, dict[str, list[str]], str | None], Any]
@@ -935,8 +928,6 @@ class IndexService:
             _check_api_key(headers, self.api_key)
             if op in _NAMESPACE_OPS and not faults.namespaces_endpoint:
                 raise _Refusal(404, "Not Found")
-            if self.spec.kind == "pod" and op in POD_UNSUPPORTED_OPS:
-                raise _pod_refusal(op)
             injected = self.faults.inject(op)
             if injected is not None:
                 raise injected
