@@ -42,9 +42,13 @@ Choices where the real service is not pinned down by the spec:
   test that path. With 3072-dim float vectors the JSON is ~60 KB per vector, so ~30 vectors fill 2 MB.
 - The default namespace is stored as ``""``; ``"__default__"`` is accepted as its name everywhere and is how
   ``describe_index_stats``, ``GET /namespaces`` and the stats report it.
-- Real pod indexes do not serve ``/vectors/list`` or ``/namespaces``; the sandbox serves both for every kind unless
-  ``Faults(namespaces_endpoint=False)``. ``describe_index_stats`` with a filter is refused on serverless (as
-  documented).
+- A ``pod`` index refuses ``GET /vectors/list`` and every ``/namespaces`` endpoint, as real pods do (the API reference:
+  "``list`` is supported only for serverless indexes"; the namespace operations are "not supported for pod-based
+  indexes"): 404, gRPC code 5, with that sentence as the message (``POD_LIST_REFUSAL``, ``POD_NAMESPACES_REFUSAL``).
+  The status is not pinned down by the spec; 404 is what a pod's data plane answers for a route it does not have,
+  the same answer Pinecone Local gives for ``/namespaces`` (``Faults(namespaces_endpoint=False)`` switches those off
+  on serverless too). On a pod, namespaces are found with ``describe_index_stats``. ``describe_index_stats`` with a
+  filter is refused on serverless (as documented).
 - Euclidean scores are squared distances, ascending (Pinecone's convention); cosine/dotproduct descending.
 
 The SDK's own retries (found in ``pinecone/_internal/http_client.py``):
@@ -105,6 +109,10 @@ MAX_TOP_K = 10_000
 MAX_TOP_K_WITH_DATA = 1000  # topK when includeValues or includeMetadata is set
 MAX_FETCH_BY_METADATA_LIMIT = 10_000
 OVERSIZE_STATUS = 400  # see the module docstring: 400 INVALID_ARGUMENT, or 413 as the SDK's docs expect
+#: What a pod index answers for the serverless-only endpoints (see the module docstring).
+POD_REFUSAL_STATUS = 404
+POD_LIST_REFUSAL = "The list endpoint is supported only for serverless indexes"
+POD_NAMESPACES_REFUSAL = "This operation is not supported for pod-based indexes"
 POD_CAPACITY_VECTORS = 1_000_000  # what indexFullness is measured against for kind="pod" (one p1.x1 pod)
 
 DEFAULT_NAMESPACE_NAME = "__default__"
@@ -870,6 +878,7 @@ class FaultState:
 # --- the data-plane service (request in, reply out; no sockets) --------------------------------------------------
 
 _NAMESPACE_OPS = frozenset({"list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"})
+_SERVERLESS_ONLY_OPS = _NAMESPACE_OPS | {"list"}
 
 
 Handler = Callable[[Any, dict[str, list[str]], str | None], Any]
@@ -926,6 +935,8 @@ class IndexService:
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000.0)
             _check_api_key(headers, self.api_key)
+            if self.spec.kind == "pod" and op in _SERVERLESS_ONLY_OPS:
+                raise _Refusal(POD_REFUSAL_STATUS, POD_LIST_REFUSAL if op == "list" else POD_NAMESPACES_REFUSAL)
             if op in _NAMESPACE_OPS and not faults.namespaces_endpoint:
                 raise _Refusal(404, "Not Found")
             injected = self.faults.inject(op)

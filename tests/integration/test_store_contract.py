@@ -53,7 +53,7 @@ def assert_same_records(got: list[Record], want: list[Record]) -> None:
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("contract", DIM, "cosine", kind="pod")]
+    return [IndexSpec("contract", DIM, "cosine")]  # the listing contract: a serverless index
 
 
 @pytest.fixture
