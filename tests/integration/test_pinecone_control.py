@@ -200,7 +200,7 @@ def test_a_pod_index_empties_a_namespace_with_delete_all(
     monkeypatch.setenv(KEY_ENV, "test-key")
     load_pod(sandbox)
     refused = httpx.delete(f"{sandbox.host(POD)}/namespaces/twin-a", headers={"Api-Key": "k"}, timeout=5)
-    assert refused.status_code == 400 and "not supported for pod-based indexes" in refused.json()["message"]
+    assert refused.status_code == 404 and "not supported for pod-based indexes" in refused.json()["message"]
     assert sandbox.count(POD, "twin-a") == 7
 
     # By name the store learns from the control plane that this is a pod index and never tries /namespaces.

@@ -74,6 +74,8 @@ PINECONE_DEFAULT_NAMESPACE = "__default__"
 _RETRYABLE_STATUSES = frozenset({408, 429})
 #: How an index that does not serve ``/namespaces`` (a pod index) refuses ``DELETE /namespaces/{ns}``.
 _NO_NAMESPACE_ENDPOINT_STATUSES = frozenset({400, 405, 501})
+#: How Pinecone words that a pod index does not serve an endpoint ("not supported for pod-based indexes").
+_POD_ONLY_MARK = "pod-based indexes"
 
 
 def disable_sdk_retries(index: Any) -> bool:
@@ -375,19 +377,16 @@ class PineconeStore:
                 try:
                     index.delete_namespace(name=namespace)
                     return
-                except NotFoundError:
-                    # No such endpoint (Pinecone Local), or no such namespace: emptying it covers both.
-                    logger.info(
-                        "DELETE /namespaces answered 404 on %s; emptying %r with deleteAll", self.name, namespace
-                    )
                 except ApiError as e:
-                    if e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
+                    # 404: no such endpoint (a pod index, Pinecone Local) or no such namespace; a pod may also
+                    # answer 400/405/501. Emptying the namespace covers every case.
+                    if not isinstance(e, NotFoundError) and e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
                         raise
-                    # A pod index refuses the endpoint ("not supported for pod-based indexes"): remember it.
+                    if _POD_ONLY_MARK in str(e.message):
+                        self._namespace_endpoints = False  # a pod index: never ask again
                     logger.info(
-                        "%s does not serve /namespaces (%s); emptying %r with deleteAll", self.name, e, namespace
+                        "DELETE /namespaces refused on %s (%s); emptying %r with deleteAll", self.name, e, namespace
                     )
-                    self._namespace_endpoints = False
             with contextlib.suppress(NotFoundError):
                 index.delete(delete_all=True, namespace=namespace)
 
