@@ -101,8 +101,9 @@ COMMANDS: dict[str, Entry] = {
     ),
     "demo": Entry(
         "cli.demo",
-        "Run the seeds' creator-namespace job end to end on embedded services (no accounts, no Docker): a local "
-        "Pinecone data plane with the seed-shaped data set, Redis, Postgres, a worker pool and Flower.",
+        "Play a seed scenario end to end on embedded services (no accounts, no Docker): a local Pinecone data plane "
+        "with the seed-shaped data set, Redis, Postgres, a worker pool and Flower. Exit code 0 only when the "
+        "scenario's verification passed.",
     ),
 }
 

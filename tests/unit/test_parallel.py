@@ -11,8 +11,12 @@ from workers.parallel import run_parallel
 
 
 class Recorder:
-    def __init__(self) -> None:
+    """Each call waits at a barrier for ``together`` calls: they overlap however slowly threads start on a loaded
+    machine, and a run_parallel that runs fewer at once breaks the barrier (its timeout) instead of passing."""
+
+    def __init__(self, together: int) -> None:
         self.lock = threading.Lock()
+        self.barrier = threading.Barrier(together, timeout=30)
         self.running = 0
         self.peak = 0
         self.done: list[int] = []
@@ -21,7 +25,7 @@ class Recorder:
         with self.lock:
             self.running += 1
             self.peak = max(self.peak, self.running)
-        time.sleep(0.2)  # long enough for the calls that may run together to overlap
+        self.barrier.wait()
         with self.lock:
             self.running -= 1
             self.done.append(item)
@@ -29,7 +33,7 @@ class Recorder:
 
 @pytest.mark.parametrize("max_parallel", [1, 3, 8])
 def test_every_item_runs_and_at_most_max_parallel_at_once(max_parallel: int) -> None:
-    calls = Recorder()
+    calls = Recorder(together=min(max_parallel, 6))
     run_parallel(calls, list(range(6)), max_parallel)
     assert sorted(calls.done) == list(range(6))
     assert calls.peak == min(max_parallel, 6)

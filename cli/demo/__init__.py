@@ -1,0 +1,68 @@
+"""``nsmigrate demo [SCENARIO]``: each seed scenario, end to end, on embedded services (no accounts, no Docker).
+
+A scenario is one module of this package with a ``run(options: DemoOptions) -> int`` function, listed in
+``SCENARIOS``. It starts what it needs through ``cli.demo.harness``, runs its job(s) on a real worker pool, prints
+what landed where, and returns 0 only when verification passed. This package is the only part of the product that
+uses the sandbox (the import-linter contract in ``pyproject.toml`` says so).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated, NamedTuple
+
+import typer
+
+from cli.demo.harness import DemoOptions
+
+
+class Scenario(NamedTuple):
+    module: str  # a module of this package with run(options: DemoOptions) -> int
+    summary: str
+
+
+#: Every scenario, in the order ``nsmigrate demo --help`` lists them; the first is the default.
+SCENARIOS: dict[str, Scenario] = {
+    "creator-namespaces": Scenario(
+        "creator_namespaces",
+        "seeds 000–002: 30 UUID twin namespaces and the default namespace → creator_{creator}_twin_{twin} "
+        "namespaces (migrations/creator-namespaces.yaml), verified.",
+    ),
+}
+DEFAULT_SCENARIO = next(iter(SCENARIOS))
+
+
+def _scenario_list() -> str:
+    lines = "\n\n".join(f"{name}: {scenario.summary}" for name, scenario in SCENARIOS.items())
+    return f"Scenarios (default: {DEFAULT_SCENARIO}):\n\n{lines}"
+
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command(epilog=_scenario_list())
+def demo(
+    scenario: Annotated[
+        str, typer.Argument(help="The scenario to play (listed below).", show_default=True)
+    ] = DEFAULT_SCENARIO,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the sandbox, workers and Flower running until Ctrl-C.")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Copy worker concurrency (prefork processes).")] = 8,
+) -> None:
+    """Play a seed scenario end to end on embedded services (no accounts, no Docker): a local Pinecone data plane
+    with the seed-shaped data set, Redis, Postgres, a worker pool and Flower. Exit code 0 only when the scenario's
+    verification passed."""
+    if scenario not in SCENARIOS:
+        raise typer.BadParameter(
+            f"no scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)} (see `nsmigrate demo --help`)",
+            param_hint="SCENARIO",
+        )
+    raise typer.Exit(run_scenario(scenario, DemoOptions(keep=keep, copy_concurrency=workers)))
+
+
+def run_scenario(name: str, options: DemoOptions) -> int:
+    """Run scenario ``name`` (a key of ``SCENARIOS``); its exit code: 0 only when its verification passed."""
+    module = importlib.import_module(f"{__name__}.{SCENARIOS[name].module}")
+    code: int = module.run(options)
+    return code

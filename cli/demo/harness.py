@@ -1,0 +1,121 @@
+"""What every demo scenario does around its own story: start the embedded stack (Redis, Postgres with pgvector, the
+local Pinecone data plane), a worker pool and Flower; point a shipped spec at the sandbox; run a job to its end with
+live progress; and stop everything, however the demo ends."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+from pinecone import Index, Pinecone
+
+from cli import waits
+from cli.console import console
+from cli.fleet import open_store
+from cli.render import print_plan, watch_job
+from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
+from orchestrator.settings import Settings, load_settings
+from orchestrator.spec import JobSpec, parse_spec
+from sandbox.pinecone_server import IndexSpec
+from sandbox.stack import SANDBOX_API_KEY, Stack, start_stack
+
+JOB_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    keep: bool = False  # hold the stack (and Flower) open until Ctrl-C after the scenario
+    copy_concurrency: int = 8  # copy worker processes
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    job_id: int
+    code: int  # 0: the job settled as its spec asks (verified, when it auto-verifies)
+    elapsed_s: float  # from launch to settled
+    status: jobs.JobStatus
+    spec: JobSpec
+
+
+@dataclass
+class DemoStack:
+    """The running stack of one demo, with the job table open."""
+
+    stack: Stack
+    settings: Settings
+    db: jobs.Database
+    flower_url: str
+
+    def write_spec(self, spec_path: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
+        """The shipped spec at ``spec_path`` with its Pinecone stores pointed at the sandbox's control plane (and
+        whatever ``edit`` changes in it), written into the demo's work directory."""
+        data = yaml.safe_load(spec_path.read_text())
+        for role in ("source", "target"):
+            if data[role].get("kind", "pinecone") == "pinecone":
+                data[role]["control_host"] = self.stack.pinecone.control_host
+        if edit is not None:
+            edit(data)
+        spec_file = self.stack.workdir / spec_path.name
+        spec_file.write_text(yaml.safe_dump(data, sort_keys=False))
+        return spec_file
+
+    def run_job(self, spec_file: Path) -> JobOutcome:
+        """Plan and launch the job of ``spec_file``, watch it until it settles, and return how it ended."""
+        spec = parse_spec(yaml.safe_load(spec_file.read_text()), origin=str(spec_file))
+        prepared = launch.prepare(spec, open_store, spec_file.parent)
+        print_plan(prepared)
+        started = time.monotonic()
+        job_id = launch.launch(self.db, Dispatcher(self.settings), prepared)
+        console.print(
+            f"job {job_id} started; watch it in Flower at {self.flower_url} "
+            f"(user admin, password {self.stack.flower_password})"
+        )
+        code = watch_job(self.db, job_id, waits.settled(self.db, job_id), timeout_s=JOB_TIMEOUT_S)
+        return JobOutcome(job_id, code, time.monotonic() - started, jobs.job_status(self.db, job_id), spec)
+
+    def index(self, name: str) -> Index:
+        """A real SDK client of sandbox index ``name``."""
+        return cast(Index, Pinecone(api_key=SANDBOX_API_KEY).Index(host=self.stack.pinecone.host(name)))
+
+    def hold(self) -> None:
+        """Keep everything running until Ctrl-C, saying how to reach it."""
+        console.print(
+            f"[bold]running until Ctrl-C[/]: Flower {self.flower_url}; NSMIGRATE_DATABASE_URL="
+            f"{self.settings.database_url} NSMIGRATE_REDIS_URL={self.settings.redis_url}"
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+@contextmanager
+def demo_stack(indexes: list[IndexSpec], options: DemoOptions) -> Iterator[DemoStack]:
+    """Start the stack with ``indexes`` in the local data plane, a control worker (list, verify, cleanup), a copy
+    worker and Flower; stop all of it on the way out (``--keep`` holds it open first)."""
+    console.print("starting Redis, Postgres (pgvector), the local Pinecone data plane, workers and Flower …")
+    stack = start_stack(indexes)
+    try:
+        # The CLI's own code in this process (plan, launch, status) reads the same settings the workers get.
+        os.environ.update({k: v for k, v in stack.env().items() if k.startswith(("NSMIGRATE_", "PINECONE_"))})
+        stack.start_worker("list,verify,cleanup", 4, name="control")
+        stack.start_worker("copy", options.copy_concurrency, name="copy")
+        flower_url = stack.start_flower()
+        settings = load_settings()
+        demo = DemoStack(stack, settings, jobs.Database(settings.database_url), flower_url)
+        try:
+            yield demo
+            if options.keep:
+                demo.hold()
+        finally:
+            demo.db.dispose()
+    finally:
+        stack.stop()
