@@ -14,10 +14,21 @@ from cli.fleet import dispatcher, open_control, open_store
 from cli.options import DatabaseOpt, RedisOpt, db, settings
 from cli.render import print_plan, watch_job
 from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
 from orchestrator.indexes import IndexInfo, ensure_target_index
 from orchestrator.spec import PineconeStoreSpec, load_spec
 
 app = typer.Typer(add_completion=False)
+
+
+def launch_prepared(database: jobs.Database, fleet: Dispatcher, prepared: launch.Prepared) -> int:
+    """Create the target index the plan asks for (and wait until it is ready), then write the job and enqueue its
+    work; the index's creation goes into the job's audit log. Returns the job id."""
+    created = make_target_index(prepared)
+    job_id = launch.launch(database, fleet, prepared)
+    if created is not None:
+        jobs.record_event(database, "target_index_created", jobs.default_actor(), job_id, **created)
+    return job_id
 
 
 def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
@@ -83,12 +94,9 @@ def run(
         print_plan(prepared)
         # The backup comes first: if it fails, no job is written and nothing is enqueued.
         backup = backup_sources(prepared) if job_spec.backup.enabled else None
-        created = make_target_index(prepared)
-        job_id = launch.launch(database, fleet, prepared)
+        job_id = launch_prepared(database, fleet, prepared)
         if backup is not None:
             jobs.record_event(database, "backup_written", jobs.default_actor(), job_id, **backup)
-        if created is not None:
-            jobs.record_event(database, "target_index_created", jobs.default_actor(), job_id, **created)
         console.print(f"job {job_id} started")
     print(job_id)
     if wait:
