@@ -24,7 +24,8 @@ app = typer.Typer(add_completion=False)
 def launch_prepared(database: jobs.Database, fleet: Dispatcher, prepared: launch.Prepared) -> int:
     """Create the target index the plan asks for (and wait until it is ready), then write the job and enqueue its
     work; the index's creation goes into the job's audit log. Returns the job id."""
-    created = make_target_index(prepared)
+    # strategy collection: the job's own steps create the index, from the collection.
+    created = make_target_index(prepared) if prepared.spec.strategy != "collection" else None
     job_id = launch.launch(database, fleet, prepared)
     if created is not None:
         jobs.record_event(database, "target_index_created", jobs.default_actor(), job_id, **created)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator import jobs
+from orchestrator.collection import plan_collection
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
@@ -93,6 +94,9 @@ def prepare(
     source_inv = _inventory(source, "source")
     control = open_control(spec.target) if open_control is not None and spec.target.kind == "pinecone" else None
     target_index = plan_target_index(spec, source.name, source_inv.dimension, source_inv.metric, control)
+    if spec.strategy == "collection":
+        plan = plan_collection(spec, source_inv, target_index)
+        return Prepared(spec, plan, source.name, target.name, target_index)
     if target_index is not None and target_index.action == "create":
         # Nothing to read yet: the index the plan creates will be empty, with the shape it asks for.
         shape = target_index.shape
@@ -124,6 +128,9 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int
     job_id = jobs.create_job(
         db, prepared.spec, prepared.plan, source_label=prepared.source_label, target_label=prepared.target_label
     )
+    if prepared.spec.strategy == "collection":
+        dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
+        return job_id
     largest_first = sorted(jobs.runs_of(db, job_id), key=lambda run: run.source_count, reverse=True)
     with dispatcher.together():
         for run in largest_first:
@@ -135,6 +142,8 @@ def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, 
     """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
     copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token.
     A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``)."""
+    if _is_collection_job(db, job_id):
+        return _resume_collection(db, dispatcher, job_id)
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
     to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
@@ -160,6 +169,25 @@ def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, 
     return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
 
 
+def _is_collection_job(db: jobs.Database, job_id: int) -> bool:
+    # The stored spec as it is: rollback and erase jobs keep other shapes there.
+    return (jobs.find_job(db, job_id).spec or {}).get("strategy") == "collection"
+
+
+def _resume_collection(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, int]:
+    """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
+    runs = jobs.runs_of(db, job_id)
+    waiting = [r for r in runs if r.state in jobs.LISTABLE_RUN_STATES]
+    to_verify = [r for r in runs if r.state in (RunState.COPIED, RunState.VERIFYING)]
+    with dispatcher.together():
+        if waiting:
+            dispatcher.collection_step(job_id)
+        for run in to_verify:
+            dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+    jobs.record_event(db, "job_resumed", jobs.default_actor(), job_id, collection_step=bool(waiting))
+    return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
+
+
 def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
     """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces."""
     requeued = jobs.requeue_failed(db, job_id, namespace)
@@ -176,6 +204,9 @@ def retry_failed_listers(db: jobs.Database, dispatcher: Dispatcher, job_id: int,
     """Re-enqueue the listers that failed for good (runs ``list_failed``) of a job or of one of its source
     namespaces; each lists on from its saved token."""
     requeued = jobs.requeue_failed_listers(db, job_id, namespace)
+    if requeued and _is_collection_job(db, job_id):
+        dispatcher.collection_step(job_id)  # one step goes on for every namespace, from the job's phase
+        return len(requeued)
     with dispatcher.together():
         for run_id, source_namespace in requeued:
             dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(source_namespace))

@@ -264,6 +264,11 @@ class JobSpec(_Model):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
     description: str = ""
+    strategy: Literal["fleet", "collection"] = Field(
+        default="fleet",
+        description="fleet: workers list, fetch and upsert. collection: Pinecone copies a pod index into a new "
+        "serverless index (a collection, then an index from it); nsmigrate drives and verifies it.",
+    )
     source: StoreSpec
     target: StoreSpec
     namespaces: NamespaceSelection = Field(default_factory=NamespaceSelection)
@@ -291,9 +296,33 @@ class JobSpec(_Model):
     def _consistent(self) -> JobSpec:
         if self.source.kind == "pinecone" and self.source.create is not None:
             raise ValueError("source.create: only a target index can be created; the source must exist")
+        if self.strategy == "collection":
+            self._collection_strategy_fits()
         if self.cleanup.mode == "auto" and not self.auto_verify:
             raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
         return self
+
+    def _collection_strategy_fits(self) -> None:
+        """Pinecone restores a collection as it is: every namespace, under its own name, records unchanged."""
+        if self.source.kind != "pinecone" or self.source.index is None:
+            raise ValueError("strategy `collection` needs a Pinecone source named by `index` (a pod-based index)")
+        if self.target.kind != "pinecone" or self.target.index is None:
+            raise ValueError("strategy `collection` needs a Pinecone target named by `index` (the index to create)")
+        refusals = []
+        if self.routing.mode != "same":
+            refusals.append("routing (an index made from a collection keeps every namespace's name)")
+        if self.namespaces != NamespaceSelection():
+            refusals.append("namespaces (a collection copies every namespace)")
+        if self.enrich.constants:
+            # creator_fields and migrated_from do not apply (they default to true, so they are not refused).
+            refusals.append("enrich.constants (a collection copies records unchanged)")
+        if self.cleanup.mode != "never":
+            refusals.append("cleanup (retire the pod index yourself once reads moved to the new index)")
+        if refusals:
+            raise ValueError(
+                f"strategy `collection` cannot apply {'; '.join(refusals)}: use strategy `fleet` for renames, "
+                "enrichment or a partial selection"
+            )
 
 
 def _format_errors(err: ValidationError, origin: str) -> str:
