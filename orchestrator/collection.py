@@ -42,16 +42,26 @@ def poll_delay_s(polls: int) -> float:
     return min(POLL_MAX_S, FIRST_POLL_S * 2 ** min(polls, 16))
 
 
-def plan_collection(spec: JobSpec, source: Inventory, target_index: TargetIndex | None) -> Plan:
+def plan_collection(
+    spec: JobSpec, source: Inventory, target_index: TargetIndex | None, source_kind: str | None = "pod"
+) -> Plan:
     """The plan of a collection job: every namespace of the pod index, under its own name, no copy batches.
 
     Its estimate is verification's: listing the target's ids and fetching each from both sides (the collection and
     the index made from it cost no read or write units).
 
     Raises:
-        PlanError: the target index exists already (an index made from a collection is always new), or the pod index
-            is past what Pinecone migrates this way.
+        PlanError: the source is not a pod index (Pinecone makes collections of pod indexes only), the target
+            index exists already (an index made from a collection is always new), or the pod index is past what
+            Pinecone migrates this way.
     """
+    if source_kind != "pod":
+        raise PlanError(
+            f"strategy `collection` needs a pod-based source; {source.label} is "
+            f"{source_kind or 'not an index the control plane knows'} (Pinecone makes collections of pod indexes only)",
+            hint="use strategy `fleet` for a serverless source",
+            source=source.label,
+        )
     if target_index is None or target_index.action != "create":
         name = target_index.name if target_index is not None else spec.target.label
         raise PlanError(

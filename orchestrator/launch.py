@@ -95,7 +95,8 @@ def prepare(
     control = open_control(spec.target) if open_control is not None and spec.target.kind == "pinecone" else None
     target_index = plan_target_index(spec, source.name, source_inv.dimension, source_inv.metric, control)
     if spec.strategy == "collection":
-        plan = plan_collection(spec, source_inv, target_index)
+        described = open_control(spec.source).describe_index(source.name) if open_control is not None else None
+        plan = plan_collection(spec, source_inv, target_index, described.kind if described is not None else None)
         return Prepared(spec, plan, source.name, target.name, target_index)
     if target_index is not None and target_index.action == "create":
         # Nothing to read yet: the index the plan creates will be empty, with the shape it asks for.

@@ -18,6 +18,7 @@ from cli.main import app
 from orchestrator import jobs
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.polling import wait_for_job, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +141,43 @@ def test_an_existing_target_is_refused_before_anything_is_made(stack: Stack, tmp
         result.stderr.split()
     )
     assert sandbox.control.collection_names() == []
+
+
+def test_a_step_that_fails_ends_the_runs_with_the_error_and_retry_goes_on(stack: Stack) -> None:
+    sandbox = stack.pinecone
+    load_pod(sandbox)
+    sandbox.control.set_delays(ready_delay_s=0.3, collection_delay_s=1.5)
+    stack.start_worker("list,verify", 2, pool="threads")
+    started = nsmigrate(stack, "run", write_spec(stack))
+    assert started.exit_code == 0, started.output
+    db = jobs.Database(stack.database_url)
+    try:
+        job_id = jobs.list_jobs(db)[0]["job_id"]
+        wait_until(sandbox.control.collection_names, what="the collection started", timeout_s=30)
+        sandbox.add_index(IndexSpec(NEW, DIM, "euclidean"))  # someone takes the target's name meanwhile
+
+        def failed(status: jobs.JobStatus) -> bool:
+            return all(r.state == "list_failed" for r in status.runs)
+
+        status = wait_for_job(db, job_id, failed, timeout_s=60)
+        assert status.phase == "collecting"
+        assert all(
+            f"target index {NEW} appeared before nsmigrate created it" in (r.last_error or "") for r in status.runs
+        )
+        shown = " ".join(nsmigrate(stack, "status", str(job_id)).output.split())
+        assert "strategy collection: collecting" in shown and "list_failed" in shown
+
+        sandbox.remove_index(NEW)
+        retried = nsmigrate(stack, "retry", str(job_id))
+        assert retried.exit_code == 0, retried.output
+
+        def verified(status: jobs.JobStatus) -> bool:
+            return all(r.state == "verified" for r in status.runs)
+
+        status = wait_for_job(db, job_id, verified, timeout_s=90)
+        assert status.phase == "restored"
+        assert sandbox.count(NEW) == sum(NAMESPACES.values())
+        actions = [e["action"] for e in jobs.events_of(db, job_id)]
+        assert actions.count("collection_collecting") == 1 and "collection_failed" in actions
+    finally:
+        db.dispose()

@@ -58,6 +58,8 @@ def test_the_plan_has_every_namespace_no_batches_and_refuses_an_existing_target(
     assert (plan.estimate.upsert_requests, plan.estimate.write_units) == (0, 0)
     assert plan.estimate.list_requests == 1 + 3  # verification lists the target
     assert plan.warnings == ["namespace b is empty"]
+    with pytest.raises(PlanError, match="needs a pod-based source; pod is serverless"):
+        plan_collection(spec, Inventory("pod", 8, {"": 1}), CREATE, "serverless")
     with pytest.raises(PlanError, match="creates the target index new, and it exists already"):
         plan_collection(spec, Inventory("pod", 8, {"": 1}), TargetIndex("new", IndexShape(8, "cosine"), "use"))
 
