@@ -28,7 +28,11 @@ def print_plan(prepared: Prepared) -> None:
     for col in ("source namespace", "target namespace", "vectors", "batches"):
         table.add_column(col, justify="right" if col in ("vectors", "batches") else "left")
     for run in plan.runs:
-        target = run.target_namespace if run.target_namespace is not None else "(routed per vector by twin id)"
+        target = (
+            display_namespace(run.target_namespace)
+            if run.target_namespace is not None
+            else "(routed per vector by twin id)"
+        )
         table.add_row(display_namespace(run.source_namespace), target, str(run.vector_count), str(run.batches))
     console.print(table)
     est = plan.estimate
@@ -38,6 +42,13 @@ def print_plan(prepared: Prepared) -> None:
         f"≈{est.read_units} read units, ≈{est.write_units} write units; "
         f"≈{est.duration_s:.1f} s at the configured budgets"
     )
+    if prepared.target_index is not None:
+        console.print(prepared.target_index.describe())
+    if prepared.spec.strategy == "collection":
+        # Here, not at the top: `status` renders with this module and must not load the planner.
+        from orchestrator.collection import describe_strategy
+
+        console.print(describe_strategy(prepared.spec))
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 
@@ -97,7 +108,8 @@ def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, 
 
 
 def print_summary(status: jobs.JobStatus) -> None:
-    table = Table(title=f"job {status.job_id} ({status.name}): {status.state}")
+    phase = f", strategy collection: {status.phase}" if status.phase else ""
+    table = Table(title=f"job {status.job_id} ({status.name}): {status.state}{phase}")
     for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
         table.add_column(col)
     for r in status.runs:

@@ -65,9 +65,12 @@ class Dispatcher:
         self.app = app
         self._together = threading.local()  # the producer of this thread's `together` block, if any
 
-    def send(self, task: TaskName, **kwargs: Any) -> None:
+    def send(self, task: TaskName, *, countdown_s: float | None = None, **kwargs: Any) -> None:
+        """``countdown_s``: the task runs that many seconds later at the earliest (held by the worker that got it)."""
         producer = getattr(self._together, "producer", None)
-        self.app.send_task(task.value, kwargs=kwargs, queue=TASK_QUEUES[task].value, producer=producer)
+        self.app.send_task(
+            task.value, kwargs=kwargs, queue=TASK_QUEUES[task].value, producer=producer, countdown=countdown_s
+        )
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
@@ -99,6 +102,10 @@ class Dispatcher:
 
     def cleanup_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
         self.send(TaskName.CLEANUP_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
+
+    def collection_step(self, job_id: int, *, polls: int = 0, countdown_s: float | None = None) -> None:
+        """The next step of a `strategy: collection` job; ``polls``: how many times it found Pinecone still busy."""
+        self.send(TaskName.COLLECTION_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls)
 
     def close(self) -> None:
         self.app.close()

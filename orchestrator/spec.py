@@ -94,6 +94,31 @@ class Enumeration(_Model):
         return self
 
 
+class CreateIndex(_Model):
+    """A Pinecone target index nsmigrate creates (serverless) when it does not exist yet; an existing index of the
+    same dimension and metric is used as it is. Dimension and metric default to the source's."""
+
+    cloud: Literal["aws", "gcp", "azure"] = "aws"
+    region: str = Field(default="us-east-1", min_length=1, description="The cloud region, e.g. us-east-1.")
+    dimension: int | None = Field(default=None, gt=0, le=20000, description="Default: the source's dimension.")
+    metric: Literal["cosine", "dotproduct", "euclidean"] | None = Field(
+        default=None, description="Default: the source's metric."
+    )
+    deletion_protection: Literal["enabled", "disabled"] = "disabled"
+    tags: dict[str, str] = Field(default_factory=dict, description="Index tags, e.g. {team: search}.")
+    ready_timeout_s: float = Field(default=600, gt=0, description="How long `run` waits for the index to be ready.")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", key):
+                raise ValueError(f"tag key {key!r} must be 1-80 letters, digits, '_' or '-'")
+            if not re.fullmatch(r"[A-Za-z0-9;@_\-.+ ]{1,120}", tag):
+                raise ValueError(f"tag {key}: value {tag!r} must be 1-120 letters, digits, spaces or ;@_-.+")
+        return value
+
+
 class PineconeStoreSpec(_Model):
     """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
 
@@ -114,6 +139,9 @@ class PineconeStoreSpec(_Model):
         default_factory=Enumeration,
         description="How its ids are found: list (serverless), catalogue or sweep (pod indexes cannot list).",
     )
+    create: CreateIndex | None = Field(
+        default=None, description="As a target: create this serverless index if it does not exist (needs `index`)."
+    )
 
     # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
     @field_validator("host", "control_host")
@@ -132,6 +160,8 @@ class PineconeStoreSpec(_Model):
     def _one_address(self) -> PineconeStoreSpec:
         if (self.index is None) == (self.host is None):
             raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
+        if self.create is not None and self.index is None:
+            raise ValueError("`create` needs `index: NAME` (the index to create), not `host`")
         return self
 
     @property
@@ -296,6 +326,11 @@ class JobSpec(_Model):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
     description: str = ""
+    strategy: Literal["fleet", "collection"] = Field(
+        default="fleet",
+        description="fleet: workers list, fetch and upsert. collection: Pinecone copies a pod index into a new "
+        "serverless index (a collection, then an index from it); nsmigrate drives and verifies it.",
+    )
     source: StoreSpec
     target: StoreSpec
     namespaces: NamespaceSelection = Field(default_factory=NamespaceSelection)
@@ -321,9 +356,35 @@ class JobSpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        if self.source.kind == "pinecone" and self.source.create is not None:
+            raise ValueError("source.create: only a target index can be created; the source must exist")
+        if self.strategy == "collection":
+            self._collection_strategy_fits()
         if self.cleanup.mode == "auto" and not self.auto_verify:
             raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
         return self
+
+    def _collection_strategy_fits(self) -> None:
+        """Pinecone restores a collection as it is: every namespace, under its own name, records unchanged."""
+        if self.source.kind != "pinecone" or self.source.index is None:
+            raise ValueError("strategy `collection` needs a Pinecone source named by `index` (a pod-based index)")
+        if self.target.kind != "pinecone" or self.target.index is None:
+            raise ValueError("strategy `collection` needs a Pinecone target named by `index` (the index to create)")
+        refusals = []
+        if self.routing.mode != "same":
+            refusals.append("routing (an index made from a collection keeps every namespace's name)")
+        if self.namespaces != NamespaceSelection():
+            refusals.append("namespaces (a collection copies every namespace)")
+        if self.enrich.constants:
+            # creator_fields and migrated_from do not apply (they default to true, so they are not refused).
+            refusals.append("enrich.constants (a collection copies records unchanged)")
+        if self.cleanup.mode != "never":
+            refusals.append("cleanup (retire the pod index yourself once reads moved to the new index)")
+        if refusals:
+            raise ValueError(
+                f"strategy `collection` cannot apply {'; '.join(refusals)}: use strategy `fleet` for renames, "
+                "enrichment or a partial selection"
+            )
 
 
 def _format_errors(err: ValidationError, origin: str) -> str:

@@ -173,6 +173,7 @@ SECTIONS: dict[str, list[type[BaseModel]]] = {
     "Top level": [JobSpec],
     "Stores": [spec_module.PineconeStoreSpec, spec_module.PgvectorStoreSpec],
     "`source.enumerate`": [spec_module.Enumeration, spec_module.IdCatalogue],
+    "`target.create`": [spec_module.CreateIndex],
     "`namespaces`": [spec_module.NamespaceSelection],
     "`routing`": [spec_module.Routing],
     "`routing.creators`": [spec_module.CreatorMapping],

@@ -74,6 +74,10 @@ logger = logging.getLogger(__name__)
 #: How Pinecone names the default namespace in stats and namespace endpoints; nsmigrate calls it "".
 PINECONE_DEFAULT_NAMESPACE = "__default__"
 _RETRYABLE_STATUSES = frozenset({408, 429})
+#: How an index that does not serve ``/namespaces`` (a pod index) refuses ``DELETE /namespaces/{ns}``.
+_NO_NAMESPACE_ENDPOINT_STATUSES = frozenset({400, 405, 501})
+#: How Pinecone words that a pod index does not serve an endpoint ("not supported for pod-based indexes").
+_POD_ONLY_MARK = "pod-based indexes"
 
 
 def disable_sdk_retries(index: Any) -> bool:
@@ -164,6 +168,47 @@ def over_limits(records: Sequence[Record]) -> list[str]:
     return problems
 
 
+def api_key(spec: PineconeStoreSpec, who: str) -> str:
+    """The key from the environment variable ``spec`` names, read when it is needed (never kept in a message)."""
+    key = os.environ.get(spec.api_key_env, "")
+    if not key.strip():
+        raise StoreError(
+            f"environment variable {spec.api_key_env} is not set (or empty)",
+            hint=f"put the Pinecone API key in {spec.api_key_env} in the environment of nsmigrate and its workers",
+            store=who,
+        )
+    return key
+
+
+@contextlib.contextmanager
+def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
+    """Turn the SDK's errors into nsmigrate's: 429 → ``RetryableError`` with ``retry_after_s``; 408, 5xx, timeouts and
+    connection errors → ``RetryableError``; any other refusal → ``StoreError`` with the server's message."""
+    ids: dict[str, Any] = {"store": store, "op": op, **more}
+    try:
+        yield
+    except (RetryableError, StoreError):
+        raise
+    except RateLimitError as e:
+        raise RetryableError(
+            f"Pinecone {op} was rate limited: {e.message}", status=429, retry_after_s=_retry_after(e), **ids
+        ) from e
+    except ApiError as e:
+        status = e.status_code
+        if status in _RETRYABLE_STATUSES or status >= 500:
+            raise RetryableError(
+                f"Pinecone {op} failed ({status}): {e.message}",
+                status=status,
+                retry_after_s=_retry_after(e),
+                **ids,
+            ) from e
+        raise StoreError(f"Pinecone refused {op} ({status}): {e.message}", **ids) from e
+    except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
+        raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
+    except PineconeError as e:
+        raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
+
+
 class PineconeStore:
     """``VectorStore`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
 
@@ -180,6 +225,9 @@ class PineconeStore:
         self._index_pid: int | None = None
         self._lock = threading.Lock()
         self._dimension: int | None = None
+        #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
+        #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
+        self._namespace_endpoints = True
         #: Whether the SDK's own retries are off on the current client (see the module docstring).
         self.sdk_retries_disabled = False
         self._warned_no_raw_fetch = False
@@ -200,14 +248,7 @@ class PineconeStore:
     # --- plumbing -------------------------------------------------------------------------------------------------
 
     def _api_key(self) -> str:
-        key = os.environ.get(self.spec.api_key_env, "")
-        if not key.strip():
-            raise StoreError(
-                f"environment variable {self.spec.api_key_env} is not set (or empty)",
-                hint=f"put the Pinecone API key in {self.spec.api_key_env} in the workers' environment",
-                store=self.name,
-            )
-        return key
+        return api_key(self.spec, self.name)
 
     def connect(self) -> None:
         """Build the SDK client now (API key, TLS context, index host) rather than inside the first request, so that
@@ -231,6 +272,8 @@ class PineconeStore:
                     described = pc.describe_index(str(self.spec.index))
                     host = described.host
                     self._is_pod = getattr(getattr(described, "spec", None), "pod", None) is not None
+                    if getattr(getattr(described, "spec", None), "pod", None) is not None:
+                        self._namespace_endpoints = False
                     if not host:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
@@ -245,26 +288,8 @@ class PineconeStore:
 
     @contextlib.contextmanager
     def _errors(self, op: str, namespace: str | None = None) -> Iterator[None]:
-        ids: dict[str, Any] = {"store": self.name, "op": op, "namespace": namespace}
-        try:
+        with pinecone_errors(op, store=self.name, namespace=namespace):
             yield
-        except (RetryableError, StoreError):
-            raise
-        except RateLimitError as e:
-            raise RetryableError(
-                f"Pinecone {op} was rate limited: {e.message}", status=429, retry_after_s=_retry_after(e), **ids
-            ) from e
-        except ApiError as e:
-            status = e.status_code
-            if status in _RETRYABLE_STATUSES or status >= 500:
-                raise RetryableError(
-                    f"Pinecone {op} failed ({status}): {e.message}", status=status, retry_after_s=_retry_after(e), **ids
-                ) from e
-            raise StoreError(f"Pinecone refused {op} ({status}): {e.message}", **ids) from e
-        except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
-            raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
-        except PineconeError as e:
-            raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
 
     # --- VectorStore ----------------------------------------------------------------------------------------------
 
@@ -417,17 +442,24 @@ class PineconeStore:
                 self._client().delete(ids=list(ids[start : start + DELETE_MAX_IDS]), namespace=namespace)
 
     def delete_namespace(self, namespace: str) -> None:
+        """Delete a namespace the way the index kind allows: ``DELETE /namespaces/{ns}`` on serverless, emptying it
+        with ``deleteAll`` on a pod index (which does not serve ``/namespaces``), on Pinecone Local and on servers
+        that answer the endpoint 404."""
         with self._errors("delete_namespace", namespace):
             index = self._client()
-            if namespace:
+            if namespace and self._namespace_endpoints:
                 try:
                     index.delete_namespace(name=namespace)
                     return
-                except NotFoundError:
-                    # Pod indexes, Pinecone Local and some Pinecone-shaped servers have no namespace endpoints;
-                    # a namespace that does not exist answers 404 too. Emptying it covers both.
+                except ApiError as e:
+                    # 404: no such endpoint (a pod index, Pinecone Local) or no such namespace; a pod may also
+                    # answer 400/405/501. Emptying the namespace covers every case.
+                    if not isinstance(e, NotFoundError) and e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
+                        raise
+                    if _POD_ONLY_MARK in str(e.message):
+                        self._namespace_endpoints = False  # a pod index: never ask again
                     logger.info(
-                        "DELETE /namespaces answered 404 on %s; emptying %r with deleteAll", self.name, namespace
+                        "DELETE /namespaces refused on %s (%s); emptying %r with deleteAll", self.name, e, namespace
                     )
             with contextlib.suppress(NotFoundError):
                 index.delete(delete_all=True, namespace=namespace)
