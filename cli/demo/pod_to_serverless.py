@@ -73,7 +73,8 @@ def _print_landing(demo: DemoStack, outcome: JobOutcome, pod_name: str, target_n
     console.print(
         f"{target_name!r} is a {described.kind} index, dimension {described.dimension}, metric {described.metric}, "
         f"at {demo.stack.pinecone.host(target_name)}; it holds {sum(target_counts.values())} of the pod's "
-        f"{sum(pod_counts.values())} vectors in {len(target_counts)} namespaces. The pod index is kept: switch reads "
+        f"{sum(pod_counts.values())} vectors in {len(target_counts)} namespaces, copied and verified in "
+        f"{outcome.elapsed_s:.1f} s. The pod index is kept: switch reads "
         "to the serverless index, then retire the pod (see the README's cut-over order)."
     )
     example = next((ns for ns in target_counts if ns != "__default__"), None)

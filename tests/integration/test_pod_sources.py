@@ -24,7 +24,9 @@ from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_for_job
+from workers.context import WorkerContext
 from workers.stores import open_retrying_store
+from workers.syncing import sync_run
 
 pytestmark = pytest.mark.integration
 
@@ -283,3 +285,30 @@ def test_sparse_values_are_refused_where_they_cannot_be_kept(sandbox: PineconeSa
     assert refused.value.status_code == 400
     assert "Index configuration does not support sparse values" in str(refused.value)
     assert sandbox.count("fresh") == 0
+
+
+def test_a_final_sync_of_a_pod_source_sweeps_again_and_copies_what_was_written_since(
+    stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> None:
+    """The cut-over's last step on a pod: writes made during the copy (dual-write) are found by the same enumeration,
+    afresh (a new sweep, not the one the copy made), copied, and the namespace verifies again."""
+    load_pod(stack.pinecone)
+    stack.start_worker("list,copy,verify,cleanup", 4)
+    status = run_job(stack, pod_spec(stack.pinecone, {"mode": "sweep", "top_k": 50, "max_queries": 40}))
+    assert [r.state for r in status.runs] == [RunState.VERIFIED] * 3
+
+    pod = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("legacy-pod"))
+    pod.upsert(
+        vectors=[("alpha#late-1", [0.5] * DIM, {"late": True}), ("alpha#late-2", [-0.5] * DIM)], namespace="alpha"
+    )
+    pod.update(id="beta#chunk-003", set_metadata={"edited": True}, namespace="beta")
+    ctx = worker_context(stack.database_url, stack.redis_url)
+    results = {r.source_namespace: sync_run(ctx, r.id, actor="tester") for r in jobs.runs_of(ctx.db, status.job_id)}
+
+    assert (results["alpha"]["new"], results["alpha"]["changed"]) == (2, 0)
+    assert (results["beta"]["new"], results["beta"]["changed"]) == (0, 1)
+    assert results[""]["to_copy"] == 0
+    synced = wait_for_job(ctx.db, status.job_id, lambda s: all(r.state == RunState.VERIFIED for r in s.runs))
+    assert all(r.verified_ok for r in synced.runs)
+    assert_same_contents(stack.pinecone, list(SIZES))
+    assert stack.pinecone.stats("legacy-pod")["requests"].get("list", 0) == 0
