@@ -312,3 +312,28 @@ def test_a_final_sync_of_a_pod_source_sweeps_again_and_copies_what_was_written_s
     assert all(r.verified_ok for r in synced.runs)
     assert_same_contents(stack.pinecone, list(SIZES))
     assert stack.pinecone.stats("legacy-pod")["requests"].get("list", 0) == 0
+
+
+def test_a_catalogue_that_does_not_match_the_pod_fails_verification_naming_why(stack: Stack) -> None:
+    """Catalogue ids feed the ID-set check: rows missing from the catalogue (the pod holds more than it lists) and
+    rows the pod does not have (stale) each fail their namespace, never a silent pass."""
+    loaded = load_pod(stack.pinecone)
+    rows = {"": loaded[""], "alpha": loaded["alpha"][:-5], "beta": [*loaded["beta"], "beta#gone-1", "beta#gone-2"]}
+    catalogue = write_catalogue(stack.workdir / "chunk-ids.csv", rows)
+    stack.start_worker("list,copy,verify,cleanup", 4)
+
+    status = run_job(
+        stack, pod_spec(stack.pinecone, {"mode": "catalogue", "catalogue": {"source": "file", "path": str(catalogue)}})
+    )
+
+    states = {r.source_namespace: r.state for r in status.runs}
+    assert states == {"": RunState.VERIFIED, "alpha": RunState.VERIFY_FAILED, "beta": RunState.VERIFY_FAILED}
+    db = jobs.Database(stack.database_url)
+    try:
+        reports = {r.source_namespace: r.verification or {} for r in jobs.runs_of(db, status.job_id)}
+    finally:
+        db.dispose()
+    assert reports["alpha"]["source_stats_count"] == 120 and reports["alpha"]["source_count"] == 115
+    assert any("found 115 of the 120 ids" in reason for reason in reports["alpha"]["reasons"])
+    assert any("2 catalogue ids are not in the source" in reason for reason in reports["beta"]["reasons"])
+    assert stack.pinecone.count("fresh", "beta") == SIZES["beta"]  # the stale rows copied nothing
