@@ -17,6 +17,10 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
+#: How long an orderly stop may take at most: a worker's 15 s to stop before it is SIGKILLed (`Stack.kill`), Redis's
+#: 5 s and Postgres's 20 s (`services.*.stop`), plus a margin for a loaded machine.
+STOP_BOUND_S = 15 + 5 + 20 + 20
+
 #: The demo's shape: start the stack, work (here: wait), and stop it in `finally`.
 DRIVER = """
 import json, sys, time
@@ -68,7 +72,14 @@ def descendants(root: int) -> dict[int, str]:
 def test_the_stack_leaves_no_process_behind_when_its_process_is_signalled(sig: signal.Signals) -> None:
     repo = Path(__file__).resolve().parents[2]
     driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", DRIVER],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # The driver answers SIGHUP as a terminal's child does, even when this suite runs under `nohup` (which
+        # ignores SIGHUP for every child, and `stop_on_signals` rightly keeps an ignored signal ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     paths: dict[str, str] = {}
     started: dict[int, str] = {}
@@ -82,7 +93,7 @@ def test_the_stack_leaves_no_process_behind_when_its_process_is_signalled(sig: s
         assert "postgres" in kinds and "worker" in kinds, started
 
         driver.send_signal(sig)
-        driver.wait(30)
+        driver.wait(STOP_BOUND_S)
 
         deadline = time.monotonic() + 30
         while (left := {pid: cmd for pid, cmd in started.items() if alive(pid)}) and time.monotonic() < deadline:
