@@ -17,6 +17,11 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
+#: How long an orderly stop may take at most: a worker's 15 s to stop before it is SIGKILLed (`Stack.kill`), Redis's
+#: 5 s and Postgres's 20 s (`services.*.stop`), plus a margin for a loaded machine. A 30 s wait, below those bounds,
+#: failed once on a fresh clone while other test suites ran beside it.
+STOP_BOUND_S = 15 + 5 + 20 + 20
+
 #: The demo's shape: start the stack, work (here: wait), and stop it in `finally`.
 DRIVER = """
 import json, sys, time
@@ -82,7 +87,7 @@ def test_the_stack_leaves_no_process_behind_when_its_process_is_signalled(sig: s
         assert "postgres" in kinds and "worker" in kinds, started
 
         driver.send_signal(sig)
-        driver.wait(30)
+        driver.wait(STOP_BOUND_S)
 
         deadline = time.monotonic() + 30
         while (left := {pid: cmd for pid, cmd in started.items() if alive(pid)}) and time.monotonic() < deadline:
