@@ -354,6 +354,18 @@ class JobSpec(_Model):
     cleanup: Cleanup = Field(default_factory=Cleanup)
     backup: Backup = Field(default_factory=Backup)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_enrichment_by_default(cls, data: Any) -> Any:
+        # A collection copies records unchanged: its jobs enrich nothing unless told (and then are refused below),
+        # so every path that writes for them (a later sync) and their verification expect the records as they are.
+        if isinstance(data, dict) and data.get("strategy") == "collection":
+            enrich = dict(data.get("enrich") or {})
+            enrich.setdefault("creator_fields", False)
+            enrich.setdefault("migrated_from", False)
+            data = {**data, "enrich": enrich}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
         if self.source.kind == "pinecone" and self.source.create is not None:
@@ -375,9 +387,8 @@ class JobSpec(_Model):
             refusals.append("routing (an index made from a collection keeps every namespace's name)")
         if self.namespaces != NamespaceSelection():
             refusals.append("namespaces (a collection copies every namespace)")
-        if self.enrich.constants:
-            # creator_fields and migrated_from do not apply (they default to true, so they are not refused).
-            refusals.append("enrich.constants (a collection copies records unchanged)")
+        if self.enrich.constants or self.enrich.creator_fields or self.enrich.migrated_from:
+            refusals.append("enrich (a collection copies records unchanged)")
         if self.cleanup.mode != "never":
             refusals.append("cleanup (retire the pod index yourself once reads moved to the new index)")
         if refusals:

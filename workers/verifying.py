@@ -292,8 +292,8 @@ class _CollectionVerifier(_Verifier):
             for id_ in compared:
                 source = sources[id_]
                 self.report.content_checked += 1
-                # No enrichment: a collection copies metadata as it is.
-                reason = compare_record(source, found.get(id_), source.metadata or {}, self.checks.tolerance)
+                expected = expected_metadata(source, target_ns, self.route)  # the spec enriches nothing here
+                reason = compare_record(source, found.get(id_), expected, self.checks.tolerance)
                 if reason is not None:
                     self.report.add_mismatch(id_, reason)
         self.report.set_extras(compare_id_sets(set(), set(not_in_source)), fail=True)

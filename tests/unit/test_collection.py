@@ -36,7 +36,8 @@ def test_collection_names_are_pinecone_resource_names_unique_per_job() -> None:
     [
         ({"routing": {"mode": "explicit", "map": {"a": "b"}}}, "routing (an index made from a collection"),
         ({"namespaces": {"include": ["a*"]}}, "namespaces (a collection copies every namespace)"),
-        ({"enrich": {"constants": {"v": 2}}}, "enrich.constants"),
+        ({"enrich": {"constants": {"v": 2}}}, "enrich (a collection copies records unchanged)"),
+        ({"enrich": {"migrated_from": True}}, "enrich (a collection copies records unchanged)"),
         ({"cleanup": {"mode": "manual"}}, "cleanup (retire the pod index yourself"),
         ({"target": {"kind": "pinecone", "host": "http://127.0.0.1:1"}}, "needs a Pinecone target named by `index`"),
     ],
@@ -44,7 +45,9 @@ def test_collection_names_are_pinecone_resource_names_unique_per_job() -> None:
 def test_the_spec_refuses_what_a_collection_cannot_do(change: dict[str, Any], words: str) -> None:
     with pytest.raises(SpecError, match=re.escape(words)):
         parse_spec({**BASE, **change})
-    parse_spec(BASE)  # and takes the rest
+    spec = parse_spec(BASE)  # and takes the rest, enriching nothing
+    assert (spec.enrich.creator_fields, spec.enrich.migrated_from) == (False, False)
+    assert parse_spec(spec.model_dump(mode="json")) == spec  # as stored in the job table and read back
 
 
 def test_the_plan_has_every_namespace_no_batches_and_refuses_an_existing_target() -> None:
