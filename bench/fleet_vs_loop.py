@@ -105,7 +105,9 @@ class DataPlane:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.hosts: dict[str, str] = {}
         for name in self.INDEXES:
-            kind = ":cosine:pod" if name == "src" else ""
+            # Every index serverless: what is compared is the list → fetch → upsert path, and only serverless lists (a
+            # pod source is enumerated by a catalogue or a sweep instead: `nsmigrate plan` shows what that costs).
+            kind = ""
             port_file = workdir / f"{name}.json"
             proc = subprocess.Popen(
                 [

@@ -19,6 +19,13 @@ def open_store(spec: Any) -> Any:
     return open_retrying_store(spec)
 
 
+def open_control(spec: Any) -> Any:
+    """The Pinecone control plane of a store spec's project (index creation, collections)."""
+    from workers.stores.pinecone_control import PineconeControl  # the SDK's control plane, only where needed
+
+    return PineconeControl(spec)
+
+
 def dispatcher(settings: Settings) -> Dispatcher:
     """A Dispatcher whose broker answered: checked before anything is written, so an unreachable Redis gives one
     clear error instead of a traceback and a job row whose tasks were never enqueued."""

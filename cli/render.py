@@ -25,19 +25,42 @@ if TYPE_CHECKING:  # launch loads Celery: only its type is needed here
 def print_plan(prepared: Prepared) -> None:
     plan = prepared.plan
     table = Table(title=f"plan for job {prepared.spec.name!r}: {prepared.source_label} → {prepared.target_label}")
-    for col in ("source namespace", "target namespace", "vectors", "batches"):
-        table.add_column(col, justify="right" if col in ("vectors", "batches") else "left")
+    enumerated = any(run.enumeration != "list" for run in plan.runs)
+    columns = ["source namespace", "target namespace", "vectors", "batches"]
+    columns += ["ids by", "sweep queries", "sweep RUs"] if enumerated else []
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("source namespace", "target namespace", "ids by") else "right")
     for run in plan.runs:
-        target = run.target_namespace if run.target_namespace is not None else "(routed per vector by twin id)"
-        table.add_row(display_namespace(run.source_namespace), target, str(run.vector_count), str(run.batches))
+        target = (
+            display_namespace(run.target_namespace)
+            if run.target_namespace is not None
+            else "(routed per vector by twin id)"
+        )
+        row = [display_namespace(run.source_namespace), target, str(run.vector_count), str(run.batches)]
+        if enumerated:
+            least, most = run.sweep_queries
+            queries = "" if run.enumeration != "sweep" else str(least) if least == most else f"{least}–{most}"
+            units = f"≥{run.sweep_read_units:g}" if run.enumeration == "sweep" else ""
+            row += [run.enumeration, queries, units]
+        table.add_row(*row)
     console.print(table)
     est = plan.estimate
+    sweep = est.sweep_queries
+    shown = str(sweep[0]) if sweep[0] == sweep[1] else f"{sweep[0]}–{sweep[1]}"
+    sweeps = f", {shown} sweep queries" if sweep[1] else ""
     console.print(
         f"{len(plan.runs)} namespaces, {plan.total_vectors} vectors, {plan.total_batches} batches; "
-        f"requests: {est.list_requests} list, {est.fetch_requests} fetch, {est.upsert_requests} upsert; "
+        f"requests: {est.list_requests} list{sweeps}, {est.fetch_requests} fetch, {est.upsert_requests} upsert; "
         f"≈{est.read_units} read units, ≈{est.write_units} write units; "
         f"≈{est.duration_s:.1f} s at the configured budgets"
     )
+    if prepared.target_index is not None:
+        console.print(prepared.target_index.describe())
+    if prepared.spec.strategy == "collection":
+        # Here, not at the top: `status` renders with this module and must not load the planner.
+        from orchestrator.collection import describe_strategy
+
+        console.print(describe_strategy(prepared.spec))
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 
@@ -97,7 +120,8 @@ def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, 
 
 
 def print_summary(status: jobs.JobStatus) -> None:
-    table = Table(title=f"job {status.job_id} ({status.name}): {status.state}")
+    phase = f", strategy collection: {status.phase}" if status.phase else ""
+    table = Table(title=f"job {status.job_id} ({status.name}): {status.state}{phase}")
     for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
         table.add_column(col)
     for r in status.runs:

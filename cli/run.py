@@ -3,27 +3,63 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cli import waits
 from cli.backup import backup_sources
 from cli.console import console
-from cli.fleet import dispatcher, open_store
+from cli.fleet import dispatcher, open_control, open_store
 from cli.options import DatabaseOpt, RedisOpt, db, settings
 from cli.render import print_plan, watch_job
 from orchestrator import jobs, launch
-from orchestrator.spec import load_spec
+from orchestrator.dispatch import Dispatcher
+from orchestrator.indexes import IndexInfo, ensure_target_index
+from orchestrator.spec import PineconeStoreSpec, load_spec
 
 app = typer.Typer(add_completion=False)
+
+
+def launch_prepared(database: jobs.Database, fleet: Dispatcher, prepared: launch.Prepared) -> int:
+    """Create the target index the plan asks for (and wait until it is ready), then write the job and enqueue its
+    work; the index's creation goes into the job's audit log. Returns the job id."""
+    # strategy collection: the job's own steps create the index, from the collection.
+    created = make_target_index(prepared) if prepared.spec.strategy != "collection" else None
+    job_id = launch.launch(database, fleet, prepared)
+    if created is not None:
+        jobs.record_event(database, "target_index_created", jobs.default_actor(), job_id, **created)
+    return job_id
+
+
+def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
+    """Create the target index the plan asks for and wait until it is ready, printing progress; returns what the
+    audit log records, or None when no index was created."""
+    target = prepared.target_index
+    if target is None:
+        return None
+    spec = prepared.spec.target
+    assert isinstance(spec, PineconeStoreSpec) and spec.create is not None  # plan_target_index made sure
+    verb = "creating" if target.action == "create" else "waiting for"
+    console.print(f"{verb} target index {target.name}: {target.shape.describe()}")
+
+    def progress(elapsed_s: float, info: IndexInfo) -> None:
+        console.print(f"  target index {target.name}: {info.state or 'not ready'} after {elapsed_s:.0f} s")
+
+    info, waited_s = ensure_target_index(
+        open_control(spec), target, timeout_s=spec.create.ready_timeout_s, on_wait=progress
+    )
+    console.print(f"target index {target.name} is ready ({waited_s:.1f} s)")
+    if target.action != "create":
+        return None
+    return {"index": target.name, "host": info.host, "shape": target.shape.as_json(), "waited_s": round(waited_s, 2)}
 
 
 @app.command()
 def plan(spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")]) -> None:
     """Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing."""
     job_spec = load_spec(spec)
-    print_plan(launch.prepare(job_spec, open_store, spec.parent))
+    print_plan(launch.prepare(job_spec, open_store, spec.parent, open_control))
 
 
 @app.command()
@@ -55,11 +91,11 @@ def run(
         )
         job_id = existing.id
     else:
-        prepared = launch.prepare(job_spec, open_store, spec.parent)
+        prepared = launch.prepare(job_spec, open_store, spec.parent, open_control)
         print_plan(prepared)
         # The backup comes first: if it fails, no job is written and nothing is enqueued.
         backup = backup_sources(prepared) if job_spec.backup.enabled else None
-        job_id = launch.launch(database, fleet, prepared)
+        job_id = launch_prepared(database, fleet, prepared)
         if backup is not None:
             jobs.record_event(database, "backup_written", jobs.default_actor(), job_id, **backup)
         console.print(f"job {job_id} started")

@@ -76,11 +76,13 @@ class Dispatcher:
         self.app = app
         self._together = threading.local()  # the producer of this thread's `together` block, if any
 
-    def send(self, task: TaskName, **kwargs: Any) -> None:
+    def send(self, task: TaskName, *, countdown_s: float | None = None, **kwargs: Any) -> None:
+        """``countdown_s``: the task runs that many seconds later at the earliest (held by the worker that got it)."""
         producer = getattr(self._together, "producer", None)
         queue = TASK_QUEUES[task].value
+        options: dict[str, Any] = {"kwargs": kwargs, "queue": queue, "countdown": countdown_s}
         try:
-            self.app.send_task(task.value, kwargs=kwargs, queue=queue, producer=producer)
+            self.app.send_task(task.value, producer=producer, **options)
         except AttributeError as e:
             if producer is not None or not _closed_kombu_channel(e):
                 raise
@@ -89,7 +91,7 @@ class Dispatcher:
             # kombu's OperationalError, which a worker retries as an outage (workers.retry.INFRASTRUCTURE_ERRORS).
             log.warning("resending %s on a new broker connection: the pooled one was closed (%s)", task.value, e)
             with self.app.connection_for_write() as connection:
-                self.app.send_task(task.value, kwargs=kwargs, queue=queue, connection=connection)
+                self.app.send_task(task.value, connection=connection, **options)
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
@@ -121,6 +123,10 @@ class Dispatcher:
 
     def cleanup_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
         self.send(TaskName.CLEANUP_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
+
+    def collection_step(self, job_id: int, *, polls: int = 0, countdown_s: float | None = None) -> None:
+        """The next step of a `strategy: collection` job; ``polls``: how many times it found Pinecone still busy."""
+        self.send(TaskName.COLLECTION_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls)
 
     def close(self) -> None:
         self.app.close()

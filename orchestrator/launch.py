@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator import jobs
+from orchestrator.collection import plan_collection
 from orchestrator.dispatch import Dispatcher
-from orchestrator.errors import NsmigrateError, PlanError, RetryableError
+from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
+from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.paging import iter_all_ids
@@ -44,6 +46,7 @@ class InventoryStore(Protocol):
 
 
 StoreOpener = Callable[[Any], InventoryStore]
+ControlOpener = Callable[[Any], IndexControl]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Prepared:
     plan: Plan
     source_label: str
     target_label: str
+    #: The target index the spec asks nsmigrate to create (``target.create``), and whether it exists already.
+    target_index: TargetIndex | None = None
 
 
 def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None = None) -> Inventory:
@@ -64,12 +69,15 @@ def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None 
                 raise
             dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
         metric = store.metric()
+        enumeration = getattr(store, "enumeration", "list")
+        probe = getattr(store, "can_list", None)
+        can_list = bool(probe()) if probe is not None else True
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(label=store.name, dimension=dimension, namespaces=namespaces, metric=metric)
+    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration)
 
 
 def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[Any]:
@@ -79,12 +87,52 @@ def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[An
     return records
 
 
-def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None) -> Prepared:
-    """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing."""
+def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
+    """The spec with its id catalogue file's path made absolute (relative to the spec's directory, then the working
+    directory): the spec is stored with the job and read by workers that run elsewhere."""
+    stores = {}
+    for role in ("source", "target"):
+        store = getattr(spec, role)
+        catalogue = getattr(getattr(store, "enumerate", None), "catalogue", None)
+        if catalogue is None or catalogue.source != "file" or catalogue.path is None:
+            continue
+        path = Path(catalogue.path).expanduser()
+        candidates = [path] if path.is_absolute() else [*([spec_dir / path] if spec_dir else []), Path.cwd() / path]
+        found = next((c.resolve() for c in candidates if c.is_file()), None)
+        if found is None:
+            raise SpecError(
+                f"{role}.enumerate.catalogue.path: file {catalogue.path!r} not found (looked at "
+                f"{', '.join(str(c) for c in candidates)})",
+                hint="give a CSV with a namespace,id header, relative to the spec file's directory",
+            )
+        enumeration = store.enumerate.model_copy(
+            update={"catalogue": catalogue.model_copy(update={"path": str(found)})}
+        )
+        stores[role] = store.model_copy(update={"enumerate": enumeration})
+    return spec.model_copy(update=stores) if stores else spec
+
+
+def prepare(
+    spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None, open_control: ControlOpener | None = None
+) -> Prepared:
+    """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing.
+    ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created."""
+    spec = _absolute_catalogue(spec, spec_dir)
     source = open_store(spec.source)
     target = open_store(spec.target)
     source_inv = _inventory(source, "source")
-    target_inv = _inventory(target, "target", fallback_dimension=source_inv.dimension)
+    control = open_control(spec.target) if open_control is not None and spec.target.kind == "pinecone" else None
+    target_index = plan_target_index(spec, source.name, source_inv.dimension, source_inv.metric, control)
+    if spec.strategy == "collection":
+        described = open_control(spec.source).describe_index(source.name) if open_control is not None else None
+        plan = plan_collection(spec, source_inv, target_index, described.kind if described is not None else None)
+        return Prepared(spec, plan, source.name, target.name, target_index)
+    if target_index is not None and target_index.action == "create":
+        # Nothing to read yet: the index the plan creates will be empty, with the shape it asks for.
+        shape = target_index.shape
+        target_inv = Inventory(label=target.name, dimension=shape.dimension, namespaces={}, metric=shape.metric)
+    else:
+        target_inv = _inventory(target, "target", fallback_dimension=source_inv.dimension)
     twins: dict[str, str] = {}
     if spec.routing.mode == "creator" and spec.routing.creators is not None:
         twins = load_twins(spec.routing.creators, spec_dir)
@@ -101,7 +149,7 @@ def prepare(spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None
                 ids[ns] = targets_by_id(_fetch_all(source, ns, ids[ns]), ctx)
         check_id_lengths(spec, ids)
         check_id_collisions(plan, ids, spec.allow_id_overwrite)
-    return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name)
+    return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name, target_index=target_index)
 
 
 def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int:
@@ -110,6 +158,9 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int
     job_id = jobs.create_job(
         db, prepared.spec, prepared.plan, source_label=prepared.source_label, target_label=prepared.target_label
     )
+    if prepared.spec.strategy == "collection":
+        dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
+        return job_id
     largest_first = sorted(jobs.runs_of(db, job_id), key=lambda run: run.source_count, reverse=True)
     with dispatcher.together():
         for run in largest_first:
@@ -121,6 +172,8 @@ def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, 
     """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
     copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token.
     A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``)."""
+    if _is_collection_job(db, job_id):
+        return _resume_collection(db, dispatcher, job_id)
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
     to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
@@ -146,6 +199,25 @@ def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, 
     return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
 
 
+def _is_collection_job(db: jobs.Database, job_id: int) -> bool:
+    # The stored spec as it is: rollback and erase jobs keep other shapes there.
+    return (jobs.find_job(db, job_id).spec or {}).get("strategy") == "collection"
+
+
+def _resume_collection(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, int]:
+    """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
+    runs = jobs.runs_of(db, job_id)
+    waiting = [r for r in runs if r.state in jobs.LISTABLE_RUN_STATES]
+    to_verify = [r for r in runs if r.state in (RunState.COPIED, RunState.VERIFYING)]
+    with dispatcher.together():
+        if waiting:
+            dispatcher.collection_step(job_id)
+        for run in to_verify:
+            dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+    jobs.record_event(db, "job_resumed", jobs.default_actor(), job_id, collection_step=bool(waiting))
+    return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
+
+
 def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
     """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces."""
     requeued = jobs.requeue_failed(db, job_id, namespace)
@@ -162,6 +234,9 @@ def retry_failed_listers(db: jobs.Database, dispatcher: Dispatcher, job_id: int,
     """Re-enqueue the listers that failed for good (runs ``list_failed``) of a job or of one of its source
     namespaces; each lists on from its saved token."""
     requeued = jobs.requeue_failed_listers(db, job_id, namespace)
+    if requeued and _is_collection_job(db, job_id):
+        dispatcher.collection_step(job_id)  # one step goes on for every namespace, from the job's phase
+        return len(requeued)
     with dispatcher.together():
         for run_id, source_namespace in requeued:
             dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(source_namespace))

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2  # 2: namespace_runs.last_error (a lister that failed for good)
+SCHEMA_VERSION = 3  # 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy)
 
 
 def utcnow() -> datetime:
@@ -32,6 +32,17 @@ class JobState(StrEnum):
     RUNNING = "running"
     CANCELLED = "cancelled"
     FINISHED = "finished"  # every namespace run reached a final state; see the runs for pass/fail
+
+
+class CollectionPhase(StrEnum):
+    """Where a job of strategy ``collection`` is: Pinecone making the collection of the pod index, then the serverless
+    index from it; ``restored`` once that index is ready (its namespaces are then verified as runs). A step that
+    fails for good leaves the phase as it was and ends the runs ``list_failed`` with the error; ``nsmigrate retry``
+    takes the job up again from that phase."""
+
+    COLLECTING = "collecting"
+    RESTORING = "restoring"
+    RESTORED = "restored"
 
 
 class RunState(StrEnum):
@@ -72,6 +83,7 @@ class Job(Base):
     spec: Mapped[dict[str, Any]]  # env var *names* only, never secrets
     state: Mapped[str] = mapped_column(sa.String(16), default=JobState.RUNNING)
     dry_run: Mapped[bool] = mapped_column(default=False)
+    phase: Mapped[str | None] = mapped_column(sa.String(32))  # CollectionPhase of a `strategy: collection` job
     parent_job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -166,6 +178,8 @@ def ensure_schema(engine: sa.Engine) -> None:
         columns = {c["name"] for c in sa.inspect(conn).get_columns(NamespaceRun.__tablename__)}
         if "last_error" not in columns:
             conn.execute(sa.text("ALTER TABLE namespace_runs ADD COLUMN last_error TEXT"))
+        if "phase" not in {c["name"] for c in sa.inspect(conn).get_columns(Job.__tablename__)}:
+            conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN phase VARCHAR(32)"))
         current = conn.execute(sa.select(sa.func.max(SchemaInfo.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(sa.insert(SchemaInfo).values(version=SCHEMA_VERSION))

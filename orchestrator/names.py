@@ -21,6 +21,7 @@ class TaskName(StrEnum):
     COPY_BATCH = "nsmigrate.copy_batch"
     VERIFY_NAMESPACE = "nsmigrate.verify_namespace"
     CLEANUP_NAMESPACE = "nsmigrate.cleanup_namespace"
+    COLLECTION_STEP = "nsmigrate.collection_step"
 
 
 # Which queue each task goes to: one pool per queue in production (docker-compose.yml).
@@ -29,6 +30,8 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.COPY_BATCH: Queue.COPY,
     TaskName.VERIFY_NAMESPACE: Queue.VERIFY,
     TaskName.CLEANUP_NAMESPACE: Queue.CLEANUP,
+    # Control-plane calls and short waits, like a lister's: the queue of the control worker pool.
+    TaskName.COLLECTION_STEP: Queue.LIST,
 }
 
 KEY_PREFIX = "nsmigrate"

@@ -12,8 +12,9 @@ from __future__ import annotations
 import fnmatch
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from orchestrator.enumeration import sweep_cost
 from orchestrator.errors import PlanError
 from orchestrator.limits import (
     LIST_MAX_PAGE_IDS,
@@ -49,6 +50,9 @@ class Inventory:
     namespaces: Mapping[str, int]
     #: cosine, dotproduct or euclidean; None: not known (the metric check is skipped).
     metric: str | None = None
+    #: Whether the store serves ``list`` (a Pinecone pod does not), and how the spec says its ids are found.
+    can_list: bool = True
+    enumeration: str = "list"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,11 @@ class NamespacePlan:
     batches: int
     creator_id: str | None = None
     twin_id: str | None = None
+    #: How its ids are found (list, catalogue, sweep) and, for a sweep, its queries (at least, at most) and their
+    #: read units at least (serverless pricing; a pod is billed by the hour instead).
+    enumeration: str = "list"
+    sweep_queries: tuple[int, int] = (0, 0)
+    sweep_read_units: float = 0.0
 
     @property
     def routed(self) -> bool:
@@ -79,6 +88,9 @@ class Estimate:
     write_units: int
     duration_s: float
     bytes: int = 0  # total upsert payload, bytes
+    #: Sweep queries (at least, at most) when the source's ids are found by a sweep; included in read_units and
+    #: duration_s at their lower bound.
+    sweep_queries: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,7 @@ def _normalized(inventory: Inventory) -> Inventory:
     if "__default__" not in inventory.namespaces:
         return inventory
     counts = {parse_namespace_arg(ns): n for ns, n in inventory.namespaces.items()}
-    return Inventory(inventory.label, inventory.dimension, counts, inventory.metric)
+    return replace(inventory, namespaces=counts)
 
 
 def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
@@ -397,8 +409,14 @@ def estimate(spec: JobSpec, runs: Sequence[NamespacePlan], dimension: int) -> Es
     """
     list_requests = fetch_requests = upserts = read_units = write_units = total_bytes = 0
     upserts_per_target: dict[str | None, int] = {}
+    sweep_least = sweep_most = 0
+    sweep_units = 0.0
     for r in runs:
-        list_requests += math.ceil(r.vector_count / LIST_MAX_PAGE_IDS)
+        if r.enumeration == "list":
+            list_requests += math.ceil(r.vector_count / LIST_MAX_PAGE_IDS)
+        sweep_least += r.sweep_queries[0]
+        sweep_most += r.sweep_queries[1]
+        sweep_units += r.sweep_read_units
         for n, k in _batch_sizes(r.vector_count, spec.batch_size):
             chunks, units, size = _upsert_cost(n, dimension)
             fetch_requests += k
@@ -407,16 +425,54 @@ def estimate(spec: JobSpec, runs: Sequence[NamespacePlan], dimension: int) -> Es
             write_units += k * units
             total_bytes += k * size
             upserts_per_target[r.target_namespace] = upserts_per_target.get(r.target_namespace, 0) + k * chunks
-    read_units += list_requests
+    read_units += list_requests + math.ceil(sweep_units)
     rate = spec.rate
     targets = len(upserts_per_target)
     duration_s = max(
-        fetch_requests / rate.read_rps,
+        (fetch_requests + sweep_least) / rate.read_rps,
         list_requests / rate.list_rps,
         max(upserts_per_target.values(), default=0) / rate.write_rps,
         total_bytes / (rate.write_mb_per_s * 1e6 * targets) if targets else 0.0,
     )
-    return Estimate(list_requests, fetch_requests, upserts, read_units, write_units, duration_s, total_bytes)
+    return Estimate(
+        list_requests,
+        fetch_requests,
+        upserts,
+        read_units,
+        write_units,
+        duration_s,
+        total_bytes,
+        (sweep_least, sweep_most),
+    )
+
+
+def _check_listable(inventory: Inventory, role: str) -> None:
+    """PlanError for a store whose ids are to be listed when it cannot list (a Pinecone pod index)."""
+    if inventory.enumeration == "list" and not inventory.can_list:
+        what = "its ids are listed to copy and verify them" if role == "source" else "verification lists its ids"
+        raise PlanError(
+            f"the {role} {inventory.label} is a pod-based index: Pinecone serves `list` only for serverless indexes, "
+            f"and {what}",
+            hint=f"set {role}.enumerate.mode to `catalogue` (the ids kept in a CSV file, a Postgres or a Supabase "
+            f"table: {role}.enumerate.catalogue) or `sweep` (queries until every namespace's count in "
+            "describe_index_stats is covered); see migrations/README.md, `enumerate`",
+            **{role: inventory.label},
+        )
+
+
+def _enumerated(spec: JobSpec, run: NamespacePlan, source: Inventory) -> NamespacePlan:
+    """``run`` with how its ids are found and what a sweep of it costs."""
+    if source.enumeration != "sweep" or not isinstance(spec.source, PineconeStoreSpec):
+        return replace(run, enumeration=source.enumeration)
+    cost = sweep_cost(
+        run.vector_count, source.dimension, spec.source.enumerate.top_k, spec.source.enumerate.max_queries
+    )
+    return replace(
+        run,
+        enumeration="sweep",
+        sweep_queries=(cost.min_queries, cost.max_queries),
+        sweep_read_units=cost.min_read_units,
+    )
 
 
 def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins: Mapping[str, str]) -> Plan:
@@ -460,6 +516,10 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
             target=target.label,
         )
 
+    _check_listable(source, "source")
+    if target is not None and not one_store:
+        _check_listable(target, "target")
+
     selected = select_namespaces(spec, source)
     creator_mode = spec.routing.mode == "creator"
     routes = _route(spec, selected, twins)
@@ -478,6 +538,7 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
         )
         for ns, target_ns, creator, twin in routes
     ]
+    runs = [_enumerated(spec, r, source) for r in runs]
     _check_target_names(runs)
     may_route_to = _routed_targets(spec, twins) if routed_present else None
     if target is not None:
@@ -518,6 +579,27 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
         warnings.append(
             f"{len(unknown_public)} namespace(s) are twins with no creator and go to {PUBLIC!r}: "
             f"{_shown(unknown_public)}"
+        )
+    if isinstance(spec.source, PineconeStoreSpec) and source.enumeration == "sweep":
+        top_k, most = spec.source.enumerate.top_k, spec.source.enumerate.max_queries
+        short = [r.source_namespace for r in runs if r.vector_count > top_k * most]
+        if short:
+            warnings.append(
+                f"{len(short)} namespace(s) hold more than a sweep of {most} queries of top_k {top_k} can return: "
+                f"{_shown(short)}; they cannot be covered and will fail verification (raise "
+                "source.enumerate.max_queries or use a catalogue)"
+            )
+        several = [r.source_namespace for r in runs if top_k < r.vector_count <= top_k * most]
+        if several:
+            warnings.append(
+                f"{len(several)} namespace(s) hold more than top_k {top_k} ids and need several sweep queries: "
+                f"{_shown(several)}; random query vectors overlap, so it may take more than the least shown, and "
+                "verification fails a namespace the sweep did not cover"
+            )
+    if not source.can_list:
+        warnings.append(
+            f"{source.label} is a pod-based index, billed by the hour: the read units shown are what the same reads "
+            "cost on serverless"
         )
     if target is None:
         warnings.append("the target inventory is not known: dimension and non-empty target checks were skipped")

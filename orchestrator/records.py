@@ -67,12 +67,24 @@ class JsonValues(Sequence[float]):
 
 
 @dataclass(frozen=True)
+class SparseValues:
+    """The sparse part of a Pinecone record (hybrid search): the non-zero dimensions and their values."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def to_json(self) -> dict[str, list[Any]]:
+        return {"indices": list(self.indices), "values": list(self.values)}
+
+
+@dataclass(frozen=True)
 class Record:
-    """One vector: its id, its values and its metadata."""
+    """One vector: its id, its dense values, its metadata and (Pinecone, dotproduct indexes) its sparse values."""
 
     id: str
     values: Sequence[float]
     metadata: dict[str, Any] = field(default_factory=dict)
+    sparse_values: SparseValues | None = None
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,8 @@ def route_records(records: Sequence[Record], ctx: RouteContext) -> dict[str, lis
             errors.append(e)
             continue
         # The values list is shared, not copied: records are frozen and nothing here changes values.
-        routed.setdefault(target, []).append(Record(record.id, record.values, _enrich(record.metadata, target, ctx)))
+        enriched = Record(record.id, record.values, _enrich(record.metadata, target, ctx), record.sparse_values)
+        routed.setdefault(target, []).append(enriched)
     if errors:
         first = errors[0]
         others = ""

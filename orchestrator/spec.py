@@ -36,6 +36,89 @@ def _check_env_name(value: str, field: str) -> str:
     return value
 
 
+class IdCatalogue(_Model):
+    """Where the ids of a source that cannot list them are kept: rows of (namespace, id), e.g. the chunk table an
+    application writes next to its vectors. ``file``: a CSV with a ``namespace,id`` header (the default namespace as
+    ``__default__`` or empty); ``postgres``: a table in the database named by ``database_url_env``; ``supabase``: a
+    table read through the ``supabase`` client. Read in pages ordered by id."""
+
+    source: Literal["file", "postgres", "supabase"] = "file"
+    path: str | None = Field(default=None, description="file: CSV namespace,id; relative to the spec file.")
+    database_url_env: str = Field(default="NSMIGRATE_CATALOGUE_URL", description="postgres: env var with its URL.")
+    url_env: str = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: str = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    table: str = Field(default="vector_ids", description="postgres/supabase: the table of (namespace, id) rows.")
+    namespace_column: str = "namespace"
+    id_column: str = "id"
+
+    @field_validator("database_url_env", "url_env", "key_env")
+    @classmethod
+    def _env(cls, value: str, info: ValidationInfo) -> str:
+        return _check_env_name(value, info.field_name or "url_env")
+
+    @field_validator("table", "namespace_column", "id_column")
+    @classmethod
+    def _sql_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> IdCatalogue:
+        if self.source == "file" and not self.path:
+            raise ValueError("source `file` needs `path` (a CSV with a namespace,id header)")
+        return self
+
+
+#: Ids one query may return when it asks for no values and no metadata (Pinecone's top_k limit).
+SWEEP_MAX_TOP_K = 10_000
+
+
+class Enumeration(_Model):
+    """How the ids of a Pinecone source are found. ``list`` pages them (serverless indexes only); a pod index cannot
+    list, so it needs ``catalogue`` (the ids kept elsewhere, ``catalogue:``) or ``sweep`` (queries with random
+    vectors, ``top_k`` ids each, until every namespace's count in describe_index_stats is covered, at most
+    ``max_queries`` per namespace; a namespace the sweep cannot cover fails its verification)."""
+
+    mode: Literal["list", "catalogue", "sweep"] = "list"
+    catalogue: IdCatalogue | None = None
+    top_k: int = Field(default=SWEEP_MAX_TOP_K, gt=0, le=SWEEP_MAX_TOP_K, description="sweep: ids per query.")
+    max_queries: int = Field(default=1000, gt=0, le=1_000_000, description="sweep: queries per namespace, at most.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Enumeration:
+        if self.mode == "catalogue" and self.catalogue is None:
+            raise ValueError("mode `catalogue` needs `catalogue:` (source file, postgres or supabase)")
+        if self.mode != "catalogue" and self.catalogue is not None:
+            raise ValueError(f"`catalogue:` is only read with mode `catalogue`, not `{self.mode}`")
+        return self
+
+
+class CreateIndex(_Model):
+    """A Pinecone target index nsmigrate creates (serverless) when it does not exist yet; an existing index of the
+    same dimension and metric is used as it is. Dimension and metric default to the source's."""
+
+    cloud: Literal["aws", "gcp", "azure"] = "aws"
+    region: str = Field(default="us-east-1", min_length=1, description="The cloud region, e.g. us-east-1.")
+    dimension: int | None = Field(default=None, gt=0, le=20000, description="Default: the source's dimension.")
+    metric: Literal["cosine", "dotproduct", "euclidean"] | None = Field(
+        default=None, description="Default: the source's metric."
+    )
+    deletion_protection: Literal["enabled", "disabled"] = "disabled"
+    tags: dict[str, str] = Field(default_factory=dict, description="Index tags, e.g. {team: search}.")
+    ready_timeout_s: float = Field(default=600, gt=0, description="How long `run` waits for the index to be ready.")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", key):
+                raise ValueError(f"tag key {key!r} must be 1-80 letters, digits, '_' or '-'")
+            if not re.fullmatch(r"[A-Za-z0-9;@_\-.+ ]{1,120}", tag):
+                raise ValueError(f"tag {key}: value {tag!r} must be 1-120 letters, digits, spaces or ;@_-.+")
+        return value
+
+
 class PineconeStoreSpec(_Model):
     """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
 
@@ -51,6 +134,13 @@ class PineconeStoreSpec(_Model):
         gt=0,
         description="As a target: the namespaces its index may hold (your plan's limit); default: "
         "100,000, Pinecone's serverless limit on the Standard and Enterprise plans (Starter: 100, Builder: 1,000).",
+    )
+    enumerate: Enumeration = Field(
+        default_factory=Enumeration,
+        description="How its ids are found: list (serverless), catalogue or sweep (pod indexes cannot list).",
+    )
+    create: CreateIndex | None = Field(
+        default=None, description="As a target: create this serverless index if it does not exist (needs `index`)."
     )
 
     # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
@@ -70,6 +160,8 @@ class PineconeStoreSpec(_Model):
     def _one_address(self) -> PineconeStoreSpec:
         if (self.index is None) == (self.host is None):
             raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
+        if self.create is not None and self.index is None:
+            raise ValueError("`create` needs `index: NAME` (the index to create), not `host`")
         return self
 
     @property
@@ -234,6 +326,11 @@ class JobSpec(_Model):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
     description: str = ""
+    strategy: Literal["fleet", "collection"] = Field(
+        default="fleet",
+        description="fleet: workers list, fetch and upsert. collection: Pinecone copies a pod index into a new "
+        "serverless index (a collection, then an index from it); nsmigrate drives and verifies it.",
+    )
     source: StoreSpec
     target: StoreSpec
     namespaces: NamespaceSelection = Field(default_factory=NamespaceSelection)
@@ -257,11 +354,48 @@ class JobSpec(_Model):
     cleanup: Cleanup = Field(default_factory=Cleanup)
     backup: Backup = Field(default_factory=Backup)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_enrichment_by_default(cls, data: Any) -> Any:
+        # A collection copies records unchanged: its jobs enrich nothing unless told (and then are refused below),
+        # so every path that writes for them (a later sync) and their verification expect the records as they are.
+        if isinstance(data, dict) and data.get("strategy") == "collection":
+            enrich = dict(data.get("enrich") or {})
+            enrich.setdefault("creator_fields", False)
+            enrich.setdefault("migrated_from", False)
+            data = {**data, "enrich": enrich}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        if self.source.kind == "pinecone" and self.source.create is not None:
+            raise ValueError("source.create: only a target index can be created; the source must exist")
+        if self.strategy == "collection":
+            self._collection_strategy_fits()
         if self.cleanup.mode == "auto" and not self.auto_verify:
             raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
         return self
+
+    def _collection_strategy_fits(self) -> None:
+        """Pinecone restores a collection as it is: every namespace, under its own name, records unchanged."""
+        if self.source.kind != "pinecone" or self.source.index is None:
+            raise ValueError("strategy `collection` needs a Pinecone source named by `index` (a pod-based index)")
+        if self.target.kind != "pinecone" or self.target.index is None:
+            raise ValueError("strategy `collection` needs a Pinecone target named by `index` (the index to create)")
+        refusals = []
+        if self.routing.mode != "same":
+            refusals.append("routing (an index made from a collection keeps every namespace's name)")
+        if self.namespaces != NamespaceSelection():
+            refusals.append("namespaces (a collection copies every namespace)")
+        if self.enrich.constants or self.enrich.creator_fields or self.enrich.migrated_from:
+            refusals.append("enrich (a collection copies records unchanged)")
+        if self.cleanup.mode != "never":
+            refusals.append("cleanup (retire the pod index yourself once reads moved to the new index)")
+        if refusals:
+            raise ValueError(
+                f"strategy `collection` cannot apply {'; '.join(refusals)}: use strategy `fleet` for renames, "
+                "enrichment or a partial selection"
+            )
 
 
 def _format_errors(err: ValidationError, origin: str) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.records import Record, display_namespace
+from orchestrator.records import Record, SparseValues, display_namespace
 
 #: How many ids / mismatches a report lists (the counts are always complete).
 ID_CAP = 100
@@ -144,9 +144,24 @@ def compare_record(
         return "missing in target"
     if target.id != source.id:
         return f"id differs: expected {source.id!r}, got {target.id!r}"
-    return compare_values(source.values, target.values, tolerance) or compare_metadata(
-        expected_metadata, target.metadata or {}
+    return (
+        compare_values(source.values, target.values, tolerance)
+        or compare_sparse(source.sparse_values, target.sparse_values, tolerance)
+        or compare_metadata(expected_metadata, target.metadata or {})
     )
+
+
+def compare_sparse(source: SparseValues | None, target: SparseValues | None, tolerance: float) -> str | None:
+    """None when both records have no sparse values, or the same indices with values equal as float32 within
+    ``tolerance``; else why not."""
+    if source is None and target is None:
+        return None
+    if source is None or target is None:
+        return "sparse values missing in target" if target is None else "sparse values in target, none in source"
+    if list(source.indices) != list(target.indices):
+        return f"sparse indices differ: expected {len(source.indices)}, got {len(target.indices)} or other indices"
+    reason = compare_values(source.values, target.values, tolerance)
+    return None if reason is None else f"sparse {reason}"
 
 
 # --------------------------------------------------------------------------------------------- sampling, helpers
@@ -267,6 +282,10 @@ class Report:
     content_mismatches: list[dict[str, str]] = field(default_factory=list)
     content_mismatch_count: int = 0
     query: dict[str, Any] | None = None
+    #: How the source's ids were found (list, catalogue, sweep) and, when not listed, the source namespace's count
+    #: in its stats: ids an enumeration did not find were neither copied nor checked, so a shortfall fails.
+    enumeration: str = "list"
+    source_stats_count: int | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     checked_at: str = field(default_factory=_now)
@@ -293,7 +312,19 @@ class Report:
             out.append(f"error: {self.error}")
         if self.missing_count:
             out.append(f"{self.missing_count} source ids missing in target (e.g. {self.missing_ids[0]!r})")
-        if self.vanished_count:
+        if self.unenumerated:
+            out.append(
+                f"the {self.enumeration} found {self.source_count} of the {self.source_stats_count} ids the source "
+                f"namespace holds (describe_index_stats): {self.unenumerated} were never enumerated, so they were "
+                "neither copied nor checked"
+                + ("; raise enumerate.max_queries or use a catalogue" if self.enumeration == "sweep" else "")
+            )
+        if self.vanished_count and self.enumeration == "catalogue":
+            out.append(
+                f"{self.vanished_count} catalogue ids are not in the source (stale catalogue rows, or the source is "
+                "being written)"
+            )
+        elif self.vanished_count:
             out.append(f"{self.vanished_count} source ids vanished while verifying (the source is being written)")
         if self.content_mismatch_count:
             first = self.content_mismatches[0]
@@ -307,6 +338,13 @@ class Report:
         if self.query is not None and not self.query.get("passed", True):
             out.append(f"query results differ (mean top-k overlap {self.query['mean_overlap']})")
         return out
+
+    @property
+    def unenumerated(self) -> int:
+        """Source ids the enumeration (catalogue or sweep) did not find, by the source's own count."""
+        if self.source_stats_count is None:
+            return 0
+        return max(0, self.source_stats_count - self.source_count)
 
     @property
     def passed(self) -> bool:
@@ -333,6 +371,8 @@ class Report:
             parts.append(f"{self.extra_count} extra in target" + ("" if self.extras_fail else " (shared, not judged)"))
         if self.vanished_count:
             parts.append(f"{self.vanished_count} vanished from source")
+        if self.source_stats_count is not None:
+            parts.append(f"{self.enumeration} found {self.source_count}/{self.source_stats_count} source ids")
         if self.query is not None:
             q = self.query
             parts.append(
@@ -366,6 +406,8 @@ class Report:
             "content_mismatches": list(self.content_mismatches),
             "content_mismatch_count": self.content_mismatch_count,
             "query": dict(self.query) if self.query is not None else None,
+            "enumeration": self.enumeration,
+            "source_stats_count": self.source_stats_count,
             "notes": list(self.notes),
             "error": self.error,
             "source_fingerprint": self.source_fingerprint,

@@ -29,7 +29,8 @@ Admin endpoints on every data-plane port (never subject to faults, no Api-Key ne
 - ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/reset`` clears data and stats
   (faults stay).
 
-The control plane also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}``.
+The control plane (indexes, collections, API versions, readiness, deletion protection: ``sandbox.pinecone_control``)
+also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}``.
 
 Choices where the real service is not pinned down by the spec:
 
@@ -41,9 +42,13 @@ Choices where the real service is not pinned down by the spec:
   test that path. With 3072-dim float vectors the JSON is ~60 KB per vector, so ~30 vectors fill 2 MB.
 - The default namespace is stored as ``""``; ``"__default__"`` is accepted as its name everywhere and is how
   ``describe_index_stats``, ``GET /namespaces`` and the stats report it.
-- Real pod indexes do not serve ``/vectors/list`` or ``/namespaces``; the sandbox serves both for every kind unless
-  ``Faults(namespaces_endpoint=False)``. ``describe_index_stats`` with a filter is refused on serverless (as
-  documented).
+- A ``pod`` index refuses ``GET /vectors/list`` and every ``/namespaces`` endpoint, as real pods do (the API reference:
+  "``list`` is supported only for serverless indexes"; the namespace operations are "not supported for pod-based
+  indexes"): 404, gRPC code 5, with that sentence as the message (``POD_LIST_REFUSAL``, ``POD_NAMESPACES_REFUSAL``).
+  The status is not pinned down by the spec; 404 is what a pod's data plane answers for a route it does not have,
+  the same answer Pinecone Local gives for ``/namespaces`` (``Faults(namespaces_endpoint=False)`` switches those off
+  on serverless too). On a pod, namespaces are found with ``describe_index_stats``. ``describe_index_stats`` with a
+  filter is refused on serverless (as documented).
 - Euclidean scores are squared distances, ascending (Pinecone's convention); cosine/dotproduct descending.
 
 The SDK's own retries (found in ``pinecone/_internal/http_client.py``):
@@ -104,6 +109,10 @@ MAX_TOP_K = 10_000
 MAX_TOP_K_WITH_DATA = 1000  # topK when includeValues or includeMetadata is set
 MAX_FETCH_BY_METADATA_LIMIT = 10_000
 OVERSIZE_STATUS = 400  # see the module docstring: 400 INVALID_ARGUMENT, or 413 as the SDK's docs expect
+#: What a pod index answers for the serverless-only endpoints (see the module docstring).
+POD_REFUSAL_STATUS = 404
+POD_LIST_REFUSAL = "The list endpoint is supported only for serverless indexes"
+POD_NAMESPACES_REFUSAL = "This operation is not supported for pod-based indexes"
 POD_CAPACITY_VECTORS = 1_000_000  # what indexFullness is measured against for kind="pod" (one p1.x1 pod)
 
 DEFAULT_NAMESPACE_NAME = "__default__"
@@ -119,7 +128,15 @@ KINDS = ("pod", "serverless")
 # HTTP status -> gRPC status code, for the data plane's rpcStatus error body.
 _GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 409: 6, 413: 3, 429: 8, 500: 2, 503: 14}
 # HTTP status -> the control plane's string error code.
-_CONTROL_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
+_CONTROL_CODES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    412: "FAILED_PRECONDITION",
+    422: "UNPROCESSABLE_ENTITY",
+}
 
 
 # --- public configuration --------------------------------------------------------------------------------------
@@ -861,6 +878,8 @@ class FaultState:
 # --- the data-plane service (request in, reply out; no sockets) --------------------------------------------------
 
 _NAMESPACE_OPS = frozenset({"list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"})
+_SERVERLESS_ONLY_OPS = _NAMESPACE_OPS | {"list"}
+
 
 Handler = Callable[[Any, dict[str, list[str]], str | None], Any]
 
@@ -873,6 +892,8 @@ class IndexService:
         self.store = IndexStore(spec)
         self.faults = FaultState(faults)
         self.api_key = api_key
+        #: monotonic time from which the index is Ready; until then its data plane answers 503 (see pinecone_control)
+        self.ready_at = 0.0
         self._routes: dict[tuple[str, str], tuple[str, Handler]] = {
             ("POST", "/vectors/upsert"): ("upsert", self._upsert),
             ("GET", "/vectors/fetch"): ("fetch", self._fetch),
@@ -897,7 +918,10 @@ class IndexService:
         query = parse_qs(parts.query, keep_blank_values=True)
         if path.startswith("/_sandbox/"):
             return self._admin(method, path, body)
-        reply = self._data_plane(method, path, query, headers, body)
+        if time.monotonic() < self.ready_at:
+            reply = _data_error(_Refusal(503, f"Index {self.spec.name} is not ready yet (Initializing)"))
+        else:
+            reply = self._data_plane(method, path, query, headers, body)
         self.faults.count_reply(reply.status)
         return reply
 
@@ -911,6 +935,8 @@ class IndexService:
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000.0)
             _check_api_key(headers, self.api_key)
+            if self.spec.kind == "pod" and op in _SERVERLESS_ONLY_OPS:
+                raise _Refusal(POD_REFUSAL_STATUS, POD_LIST_REFUSAL if op == "list" else POD_NAMESPACES_REFUSAL)
             if op in _NAMESPACE_OPS and not faults.namespaces_endpoint:
                 raise _Refusal(404, "Not Found")
             injected = self.faults.inject(op)
@@ -1017,9 +1043,7 @@ class IndexService:
             values = _checked_vector_text(bytes(raw), self.spec.dimension, "Vector")
         else:
             values = _as_vector(raw, self.spec.dimension, "Vector")
-        sparse = vector.get("sparseValues")
-        if sparse is not None and not isinstance(sparse, dict):
-            raise _bad("sparseValues must be an object with indices and values")
+        sparse = _sparse_values(vector.get("sparseValues"), self.spec.metric)
         return vector_id, _Record(values, validate_metadata(vector.get("metadata")), sparse)
 
     def _fetch(self, _payload: Any, query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
@@ -1137,7 +1161,8 @@ class IndexService:
                 raise _bad("Update by metadata request does not support updating vector values.")
             values = _as_vector(body["values"], self.spec.dimension, "Vector")
         if has_id:
-            self.store.update(namespace, [_valid_id(body["id"])], values, set_metadata, body.get("sparseValues"))
+            sparse = _sparse_values(body.get("sparseValues"), self.spec.metric)
+            self.store.update(namespace, [_valid_id(body["id"])], values, set_metadata, sparse)
             return {}
         if not flt:
             raise _bad("Update with empty metadata filter is not allowed")
@@ -1199,6 +1224,26 @@ class IndexService:
         if not self.store.create_namespace(name):
             raise _Refusal(409, f"Namespace '{name}' already exists")
         return self._namespace_json(name, 0)
+
+
+def _sparse_values(sparse: Any, metric: str) -> dict[str, Any] | None:
+    """Checked sparse values as the index keeps and returns them (values as float32), or None when absent. Only a
+    dotproduct index holds them; the message is Pinecone's."""
+    if sparse is None:
+        return None
+    if metric != "dotproduct":
+        raise _bad("Index configuration does not support sparse values")
+    if not isinstance(sparse, dict) or not isinstance(sparse.get("indices"), list):
+        raise _bad("sparseValues must be an object with indices and values")
+    indices, values = sparse["indices"], sparse.get("values")
+    if not isinstance(values, list) or len(values) != len(indices):
+        raise _bad("sparse values must have the same length as sparse indices")
+    if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < 2**32 for i in indices):
+        raise _bad("sparse indices must be unsigned 32-bit integers")
+    if len(set(indices)) != len(indices):
+        raise _bad("sparse indices must be unique")
+    as_float32 = _as_vector(values, len(values), "Sparse") if values else np.empty(0, np.float32)
+    return {"indices": list(indices), "values": as_float32.tolist()}
 
 
 def _check_api_key(headers: Mapping[str, str], expected: str | None) -> None:
@@ -1279,100 +1324,6 @@ def _match_json(vector_id: str, score: float, record: _Record, values: bool, met
     if metadata and record.metadata is not None:
         out["metadata"] = record.metadata
     return out
-
-
-# --- control plane -----------------------------------------------------------------------------------------------
-
-
-def index_model(spec: IndexSpec, host: str) -> dict[str, Any]:
-    """An index description both the 2026-04 spec (spec/dimension/metric) and SDK 10.x (schema/deployment) accept."""
-    vector_field = {"type": "dense_vector", "dimension": spec.dimension, "metric": spec.metric}
-    on_demand = {"mode": "OnDemand", "status": {"state": "Ready"}}
-    model: dict[str, Any] = {
-        "name": spec.name,
-        "dimension": spec.dimension,
-        "metric": spec.metric,
-        "vector_type": "dense",
-        # The SDK keeps a host that carries a scheme and prepends https:// to one that does not.
-        "host": host,
-        "deletion_protection": "disabled",
-        "status": {"ready": True, "state": "Ready"},
-        "schema": {"fields": {"_values": vector_field}},
-        "tags": {"sandbox": "true"},
-    }
-    if spec.kind == "pod":
-        model["spec"] = {
-            "pod": {"environment": "us-east-1-aws", "pod_type": "p1.x1", "pods": 1, "replicas": 1, "shards": 1}
-        }
-        model["deployment"] = {
-            "deployment_type": "pod",
-            "environment": "us-east-1-aws",
-            "pod_type": "p1.x1",
-            "replicas": 1,
-            "shards": 1,
-        }
-    else:
-        model["spec"] = {"serverless": {"cloud": "aws", "region": "us-east-1", "read_capacity": on_demand}}
-        model["deployment"] = {"deployment_type": "managed", "cloud": "aws", "region": "us-east-1"}
-        model["read_capacity"] = on_demand
-    return model
-
-
-def spec_from_create_request(body: Any) -> IndexSpec:
-    """Read an IndexSpec from a 2026-07 (schema + deployment) or a 2026-04 (dimension + metric + spec) create body."""
-    body = _object(body)
-    name = body.get("name")
-    if not isinstance(name, str) or not name:
-        raise _bad("name is required")
-    dimension, metric = body.get("dimension"), body.get("metric", "cosine")
-    fields_ = ((body.get("schema") or {}).get("fields") or {}) if isinstance(body.get("schema"), dict) else {}
-    for config in fields_.values():
-        if isinstance(config, dict) and config.get("type") == "dense_vector":
-            dimension, metric = config.get("dimension"), config.get("metric", "cosine")
-    deployment = body.get("deployment") or {}
-    is_pod = deployment.get("deployment_type") == "pod" or "pod" in (body.get("spec") or {})
-    try:
-        return IndexSpec(name, int(dimension), str(metric), "pod" if is_pod else "serverless")
-    except (TypeError, ValueError) as exc:
-        raise _bad(f"Invalid index definition: {exc}") from exc
-
-
-class ControlService:
-    """``/indexes`` for a :class:`PineconeSandbox`: list, describe, create (starts a new data-plane port), delete."""
-
-    def __init__(self, sandbox: PineconeSandbox) -> None:
-        self.sandbox = sandbox
-
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
-        path = urlsplit(target).path.rstrip("/")
-        try:
-            if path == "/_sandbox/hosts" and method == "GET":
-                return _Reply(200, self.sandbox.describe_hosts())
-            _check_api_key(headers, self.sandbox.api_key)
-            if path == "/indexes" and method == "GET":
-                models = [index_model(s, self.sandbox.host(s.name)) for s in self.sandbox.specs()]
-                return _Reply(200, {"indexes": models})
-            if path == "/indexes" and method == "POST":
-                spec = spec_from_create_request(_parse_json(body))
-                if spec.name in self.sandbox.names():
-                    raise _Refusal(409, f"Resource {spec.name} already exists")
-                self.sandbox.add_index(spec)
-                return _Reply(201, index_model(spec, self.sandbox.host(spec.name)))
-            if path.startswith("/indexes/") and path.count("/") == 2:
-                return self._one_index(method, unquote(path.split("/")[2]))
-            raise _Refusal(404, f"Not Found: {path}")
-        except _Refusal as refusal:
-            return _control_error(refusal)
-
-    def _one_index(self, method: str, name: str) -> _Reply:
-        if name not in self.sandbox.names():
-            raise _Refusal(404, f"Resource {name} not found")
-        if method == "GET":
-            return _Reply(200, index_model(self.sandbox.service(name).spec, self.sandbox.host(name)))
-        if method == "DELETE":
-            self.sandbox.remove_index(name)
-            return _Reply(202)
-        raise _Refusal(404, f"Not Found: {method} /indexes/{name}")
 
 
 # --- HTTP plumbing -----------------------------------------------------------------------------------------------
@@ -1464,6 +1415,8 @@ class PineconeSandbox:
     """Several in-memory Pinecone indexes, each on its own loopback port, plus a control plane on another.
 
     ``api_key=None`` accepts any non-empty ``Api-Key`` header (a missing one gets 401, as Pinecone answers).
+    ``ready_delay_s`` / ``collection_delay_s``: how long an index created over the control plane, and a collection,
+    stay ``Initializing`` (see ``sandbox.pinecone_control``; ``self.control.set_delays`` changes them later).
     """
 
     def __init__(
@@ -1473,7 +1426,11 @@ class PineconeSandbox:
         bind: str = "127.0.0.1",
         api_key: str | None = None,
         verbose: bool = False,
+        ready_delay_s: float = 0.0,
+        collection_delay_s: float = 0.0,
     ) -> None:
+        from sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
+
         self.bind = bind
         self.api_key = api_key
         self.verbose = verbose
@@ -1481,6 +1438,8 @@ class PineconeSandbox:
         self._services: dict[str, IndexService] = {}
         self._servers: dict[str, _Server] = {}
         self._control: _Server | None = None
+        #: Index metadata (protection, tags, readiness) and collections; serves the control-plane port.
+        self.control = ControlPlane(self, ready_delay_s=ready_delay_s, collection_delay_s=collection_delay_s)
         for spec in indexes:
             if spec.name in self._services:
                 raise ValueError(f"duplicate index name {spec.name!r}")
@@ -1493,7 +1452,7 @@ class PineconeSandbox:
         with self._lock:
             if self._control is not None:
                 return self
-            self._control = _Server((self.bind, 0), ControlService(self), "control", self.verbose).start()
+            self._control = _Server((self.bind, 0), self.control, "control", self.verbose).start()
             for name in self._services:
                 self._serve(name)
         return self
@@ -1517,12 +1476,14 @@ class PineconeSandbox:
 
     # -- indexes and hosts
 
-    def add_index(self, spec: IndexSpec) -> str:
-        """Add an index (served at once if the sandbox is running); returns its host, or ``""`` before ``start``."""
+    def add_index(self, spec: IndexSpec, *, ready_at: float = 0.0) -> str:
+        """Add an index (served at once if the sandbox is running); returns its host, or ``""`` before ``start``.
+        Its data plane answers 503 until ``time.monotonic()`` reaches ``ready_at``."""
         with self._lock:
             if spec.name in self._services:
                 raise ValueError(f"index {spec.name!r} already exists")
-            self._services[spec.name] = IndexService(spec, api_key=self.api_key)
+            service = self._services[spec.name] = IndexService(spec, api_key=self.api_key)
+            service.ready_at = ready_at
             if self._control is not None:
                 self._serve(spec.name)
                 return self.host(spec.name)
@@ -1532,6 +1493,7 @@ class PineconeSandbox:
         with self._lock:
             self._services.pop(name)
             server = self._servers.pop(name, None)
+        self.control.forget(name)
         if server is not None:
             server.close()
 

@@ -175,6 +175,14 @@ def records_to_table(records: Sequence[Record], dimension: int, path: Path) -> p
                 file=str(path),
                 record_id=r.id,
             )
+        if r.sparse_values is not None:
+            # The format has no sparse column: a backup without them would restore less than was there.
+            raise BackupError(
+                f"record {r.id!r} has sparse values, which an nsmigrate export cannot hold; nothing was written",
+                hint="back this index up with a Pinecone collection or backup instead",
+                file=str(path),
+                record_id=r.id,
+            )
     flat = np.asarray([r.values for r in records], dtype=np.float32).reshape(-1)
     offsets = pa.array(np.arange(len(records) + 1, dtype=np.int32) * dimension)
     values = pa.ListArray.from_arrays(offsets, pa.array(flat, type=pa.float32()))

@@ -39,6 +39,8 @@ def estimate_bytes(record: Record) -> int:
     values = record.values
     values_bytes = len(values.json) if isinstance(values, JsonValues) else BYTES_PER_VALUE * len(values)
     size = RECORD_OVERHEAD_BYTES + _json_len(record.id) + values_bytes
+    if record.sparse_values is not None:
+        size += _json_len(record.sparse_values.to_json())
     if record.metadata:
         try:
             size += _json_len(record.metadata)

@@ -11,7 +11,7 @@ from typing import Any
 from celery import Task
 
 from orchestrator.names import TaskName
-from workers import cleaning, copying, listing, verifying
+from workers import cleaning, collection, copying, listing, verifying
 from workers.app import app
 from workers.context import get_context
 from workers.retry import INFRASTRUCTURE_ERRORS
@@ -65,3 +65,10 @@ def verify_namespace(run_id: int, **_context: Any) -> None:
 def cleanup_namespace(run_id: int, **_context: Any) -> None:
     """Delete a verified source namespace (only when the spec allows it and the source is unchanged)."""
     cleaning.cleanup_run(get_context(), run_id)
+
+
+@app.task(name=TaskName.COLLECTION_STEP.value, **_RETRY_ON_OUTAGE)
+def collection_step(job_id: int, polls: int = 0, **_context: Any) -> None:
+    """The next step of a `strategy: collection` job: make the collection, the index from it, hand it to
+    verification; sends itself again while Pinecone is busy."""
+    collection.step(get_context(), job_id, polls)

@@ -106,7 +106,8 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
     spec: JobSpec | None = None
     try:
         spec = jobs.job_spec(ctx.db, run.job_id)
-        _Verifier(ctx, run, spec, report).run()
+        verifier = _CollectionVerifier if spec.strategy == "collection" else _Verifier
+        verifier(ctx, run, spec, report).run()
     except INFRASTRUCTURE_ERRORS:
         # The job table or Redis is down, not the data: the run stays `verifying` and the task is retried (or
         # re-enqueued by `resume`) instead of failing verification over an outage.
@@ -156,6 +157,10 @@ class _Verifier:
         ns = self.run_.source_namespace
         ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
+        self.report.enumeration = getattr(self.source, "enumeration", "list")
+        if self.report.enumeration != "list":
+            # A catalogue or a sweep may come up short where a list cannot: hold it against the source's own count.
+            self.report.source_stats_count = self.source.count(ns)
         self.report.source_fingerprint = fingerprint(ids)
         content_ids = self._content_sample(ids)
         fixed = self.run_.target_namespace
@@ -257,3 +262,39 @@ class _Verifier:
             target_results.append(result)
             latencies_ms.append(ms)
         self.report.query = query_summary(source_results, target_results, latencies_ms, top_k)
+
+
+class _CollectionVerifier(_Verifier):
+    """A run of a ``strategy: collection`` job: Pinecone copied the pod index into a new serverless index, records
+    unchanged and namespaces under their own names. The target lists its ids (a pod source cannot): each is fetched
+    from the source and compared, one not in the source fails; the target's count, polled until stable, must equal
+    the source's (``describe_index_stats``), which is how a source id the target lacks shows."""
+
+    def run(self) -> None:
+        ns = self.run_.source_namespace
+        target_ns = self.run_.target_namespace if self.run_.target_namespace is not None else ns
+        target_ids = list_all_ids(self.target, target_ns)
+        self.report.source_count = self.source.count(ns)
+        self.report.source_fingerprint = fingerprint(target_ids)
+        self.report.target_namespaces = [target_ns]
+        self.report.notes.append(
+            "strategy collection: ids listed in the target index and fetched from the source (a pod index cannot "
+            "list); a source id missing in the target shows as a count difference"
+        )
+        content_ids = self._content_sample(target_ids)
+        not_in_source: list[str] = []
+        for chunk in chunks(target_ids, FETCH_MAX_IDS):
+            sources = {r.id: r for r in self.source.fetch(ns, chunk)}
+            not_in_source.extend(i for i in chunk if i not in sources)
+            self.report.ids_expected += len(sources)
+            compared = [i for i in chunk if i in sources and i in content_ids]
+            found = {r.id: r for r in self.target.fetch(target_ns, compared)} if compared else {}
+            for id_ in compared:
+                source = sources[id_]
+                self.report.content_checked += 1
+                expected = expected_metadata(source, target_ns, self.route)  # the spec enriches nothing here
+                reason = compare_record(source, found.get(id_), expected, self.checks.tolerance)
+                if reason is not None:
+                    self.report.add_mismatch(id_, reason)
+        self.report.set_extras(compare_id_sets(set(), set(not_in_source)), fail=True)
+        self._check_count(target_ns)  # always: the only check that sees a source id the target lacks

@@ -28,6 +28,11 @@ SCENARIOS: dict[str, Scenario] = {
         "seeds 000–002: 30 UUID twin namespaces and the default namespace → creator_{creator}_twin_{twin} "
         "namespaces (migrations/creator-namespaces.yaml), verified.",
     ),
+    "pod-to-serverless": Scenario(
+        "pod_to_serverless",
+        "seed 003: the 805 seed vectors in a pod index that cannot list → a serverless index the job creates; "
+        "ids found by a sweep, every namespace copied and verified (migrations/pod-to-serverless.yaml).",
+    ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))
 

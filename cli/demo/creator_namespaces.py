@@ -63,8 +63,9 @@ def _print_landing(demo: DemoStack, index_name: str) -> None:
     console.print(table)
     if creator_namespaces:
         sample_ns = creator_namespaces[0]
-        page = index.list_paginated(namespace=sample_ns, limit=1)
-        vid = page.vectors[0].id if page.vectors else None
+        # A pod index cannot list ids: one query returns an id of the namespace.
+        matches = index.query(vector=[1.0] * (stats.dimension or 1), top_k=1, namespace=sample_ns).matches
+        vid = matches[0].id if matches else None
         if vid is not None:
             meta = index.fetch(ids=[vid], namespace=sample_ns).vectors[vid].metadata or {}
             console.print(

@@ -17,8 +17,9 @@ from pinecone import Index, Pinecone
 
 from cli import waits
 from cli.console import console
-from cli.fleet import open_store
+from cli.fleet import open_control, open_store
 from cli.render import print_plan, watch_job
+from cli.run import launch_prepared
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.settings import Settings, load_settings
@@ -69,10 +70,10 @@ class DemoStack:
     def run_job(self, spec_file: Path) -> JobOutcome:
         """Plan and launch the job of ``spec_file``, watch it until it settles, and return how it ended."""
         spec = parse_spec(yaml.safe_load(spec_file.read_text()), origin=str(spec_file))
-        prepared = launch.prepare(spec, open_store, spec_file.parent)
+        prepared = launch.prepare(spec, open_store, spec_file.parent, open_control)
         print_plan(prepared)
         started = time.monotonic()
-        job_id = launch.launch(self.db, Dispatcher(self.settings), prepared)
+        job_id = launch_prepared(self.db, Dispatcher(self.settings), prepared)
         console.print(
             f"job {job_id} started; watch it in Flower at {self.flower_url} "
             f"(user admin, password {self.stack.flower_password})"

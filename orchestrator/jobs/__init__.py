@@ -16,6 +16,7 @@ Who owns what:
 - ``tables``: the Core tables and the statements ``listing`` and ``batches`` share;
 - ``verdicts``: verification and cleanup;
 - ``sync_rollback``: sync and rollback bookkeeping;
+- ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``status``: read-only views (``job_status`` → ``JobStatus``, ``list_jobs``, ``events_of``).
 """
 
@@ -31,6 +32,7 @@ from orchestrator.jobs.batches import (
     start_batch,
     unfinished_work,
 )
+from orchestrator.jobs.collection import collection_failed, collection_restored, enter_phase, job_phase
 from orchestrator.jobs.database import Database, default_actor
 from orchestrator.jobs.jobrows import (
     cancel_job,
@@ -115,10 +117,13 @@ __all__ = [
     "cancel_job",
     "check_run_transition",
     "claim_forward_runs",
+    "collection_failed",
+    "collection_restored",
     "compile_task_statements",
     "create_action_job",
     "create_job",
     "default_actor",
+    "enter_phase",
     "events_of",
     "fail_batch",
     "fail_listing",
@@ -129,6 +134,7 @@ __all__ = [
     "finish_rollback",
     "finish_verify",
     "get_run",
+    "job_phase",
     "job_spec",
     "job_status",
     "latest_unfinished_job",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator.errors import StateError
-from orchestrator.models import BatchState, JobState, RunState
+from orchestrator.models import BatchState, CollectionPhase, JobState, RunState
 
 # ------------------------------------------------------------------------------------------------- state groups
 
@@ -94,6 +94,33 @@ JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     JobState.FINISHED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
     JobState.CANCELLED: frozenset({JobState.RUNNING}),
 }
+
+
+#: from-phase → the phases a `strategy: collection` job may move to (None: not started). A step that fails leaves the
+#: phase as it is (its runs end ``list_failed``), so a retry goes on from there.
+COLLECTION_PHASE_TRANSITIONS: Mapping[CollectionPhase | None, frozenset[CollectionPhase]] = {
+    None: frozenset({CollectionPhase.COLLECTING}),
+    CollectionPhase.COLLECTING: frozenset({CollectionPhase.RESTORING}),
+    CollectionPhase.RESTORING: frozenset({CollectionPhase.RESTORED}),
+    CollectionPhase.RESTORED: frozenset(),
+}
+
+
+def check_phase_transition(job_id: int, from_phase: str | None, to_phase: str) -> None:
+    """Raise ``StateError`` naming the job and both phases when a collection job may not move so.
+
+    Raises:
+        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS``.
+    """
+    if from_phase == to_phase:
+        return
+    current = CollectionPhase(from_phase) if from_phase is not None else None
+    if CollectionPhase(to_phase) not in COLLECTION_PHASE_TRANSITIONS[current]:
+        raise StateError(
+            f"collection job {job_id} cannot move from {from_phase or 'not started'} to {to_phase}",
+            hint="`nsmigrate status JOB` shows its phase; something else changed it meanwhile",
+            job_id=job_id,
+        )
 
 
 def run_may_move(from_state: str, to_state: str) -> bool:

@@ -91,6 +91,8 @@ class JobStatus:
     state: JobState
     created_at: datetime
     runs: tuple[RunStatus, ...]
+    #: Where a `strategy: collection` job is (collecting, restoring, restored, failed); None for the fleet.
+    phase: str | None = None
 
     @property
     def totals(self) -> Totals:
@@ -111,6 +113,7 @@ class JobStatus:
             "created_at": self.created_at.isoformat(),
             "runs": [r.as_dict() for r in self.runs],
             "totals": self.totals.as_dict(),
+            "phase": self.phase,
         }
 
 
@@ -167,6 +170,7 @@ def job_status(db: Database, job_id: int) -> JobStatus:
             state=JobState(job.state),
             created_at=job.created_at,
             runs=runs,
+            phase=job.phase,
         )
 
 

@@ -26,7 +26,7 @@ NAMESPACES = {
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("idx", dimension=4)]
+    return [IndexSpec("idx", dimension=4), IndexSpec("pod-idx", dimension=4, kind="pod")]
 
 
 @pytest.fixture(autouse=True)
@@ -93,3 +93,22 @@ def test_an_id_that_cannot_be_a_creator_is_refused_and_nothing_is_deleted(
     assert result.exit_code == 2
     assert "a_1" in (result.output + str(result.exception))
     assert remaining(sandbox) == before
+
+
+def test_erase_on_a_pod_index_empties_the_namespaces_with_delete_all(
+    sandbox: PineconeSandbox, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PINECONE_API_KEY", "sandbox-key")
+    for ns, n in NAMESPACES.items():
+        sandbox.load("pod-idx", ns, [(f"{ns[:8]}-{i}", [0.1, 0.2, 0.3, float(i + 1)], None) for i in range(n)])
+    path = tmp_path / "pod.yaml"
+    store = {"kind": "pinecone", "index": "pod-idx", "control_host": sandbox.control_host}
+    path.write_text(yaml.safe_dump({"name": "erase-pod", "source": store, "target": store}))
+
+    result = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(path), "--yes", "--database-url", database_url])
+
+    assert result.exit_code == 0, result.output
+    left = {ns: n for ns, n in sandbox.stats("pod-idx")["namespaces"].items() if n}
+    assert "creator_a.1_twin_t1" not in left and "creator_a.1" not in left and left["creator_a.10"] == 1
+    requests = sandbox.stats("pod-idx")["requests"]
+    assert requests["delete"] == 2 and "delete_namespace" not in requests  # deleteAll, the way a pod allows

@@ -50,10 +50,17 @@ def sandbox_indexes() -> list[IndexSpec]:
 
 
 def creator_spec(stack: Stack, twins_csv: Path, **overrides: Any) -> dict[str, Any]:
+    # The seeds' index is a pod: it cannot list, so its ids are found by a sweep (in place: source and target).
+    pod = {
+        "kind": "pinecone",
+        "index": INDEX,
+        "control_host": stack.pinecone.control_host,
+        "enumerate": {"mode": "sweep"},
+    }
     spec: dict[str, Any] = {
         "name": "creator-namespaces",
-        "source": {"kind": "pinecone", "index": INDEX, "control_host": stack.pinecone.control_host},
-        "target": {"kind": "pinecone", "index": INDEX, "control_host": stack.pinecone.control_host},
+        "source": pod,
+        "target": pod,
         "routing": {"mode": "creator", "creators": {"source": "file", "path": str(twins_csv)}},
         "batch_size": 50,
         "max_batches_in_flight": 8,

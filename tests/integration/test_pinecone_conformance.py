@@ -187,3 +187,41 @@ def test_control_plane(control_api: OpenAPI, sandbox: PineconeSandbox) -> None:
         assert created["host"] == sandbox.host("conf-new")
     finally:
         sandbox.remove_index("conf-new")
+
+
+def test_collections_and_an_index_from_a_collection(control_api: OpenAPI, sandbox: PineconeSandbox) -> None:
+    base = sandbox.control_host
+    sandbox.load("conf-pod", "ns", [(f"p{i}", [0, 1, i, 0], {"i": i}) for i in range(3)])
+    created = call(
+        control_api,
+        base,
+        CONTROL_HOST_URL,
+        "POST",
+        "/collections",
+        body={"name": "conf-snap", "source": "conf-pod"},
+        expect=201,
+    )
+    try:
+        assert created["name"] == "conf-snap" and created["status"] == "Ready"  # no delay configured here
+        listed = call(control_api, base, CONTROL_HOST_URL, "GET", "/collections")
+        assert [c["name"] for c in listed["collections"]] == ["conf-snap"]
+        described = call(control_api, base, CONTROL_HOST_URL, "GET", "/collections/conf-snap")
+        assert (described["vector_count"], described["dimension"]) == (3, 4)
+        missing = call(control_api, base, CONTROL_HOST_URL, "GET", "/collections/nope", expect=404)
+        assert missing["error"] == {"code": "NOT_FOUND", "message": "Collection nope not found."}
+
+        body = {
+            "name": "conf-restored",
+            "dimension": 4,
+            "metric": "dotproduct",
+            "deletion_protection": "enabled",
+            "spec": {"serverless": {"cloud": "aws", "region": "us-east-1", "source_collection": "conf-snap"}},
+        }
+        restored = call(control_api, base, CONTROL_HOST_URL, "POST", "/indexes", body=body, expect=201)
+        assert restored["deletion_protection"] == "enabled" and sandbox.count("conf-restored") == 3
+        protected = call(control_api, base, CONTROL_HOST_URL, "DELETE", "/indexes/conf-restored", expect=403)
+        assert protected["error"]["code"] == "FORBIDDEN"
+    finally:
+        if "conf-restored" in sandbox.names():
+            sandbox.remove_index("conf-restored")
+    call(control_api, base, CONTROL_HOST_URL, "DELETE", "/collections/conf-snap", expect=202)

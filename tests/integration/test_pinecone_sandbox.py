@@ -374,7 +374,7 @@ def test_upsert_over_2_mb_is_refused(pc: Pinecone, sandbox: PineconeSandbox) -> 
 def test_limits_the_sdk_checks_first_are_also_refused_by_the_server(
     sandbox: PineconeSandbox, method: str, path: str, body: Any, fragment: str
 ) -> None:
-    with raw(sandbox, "seeds-pod") as client:
+    with raw(sandbox, "seeds-serverless") as client:
         response = client.request(method, path, json=body)
     assert response.status_code == 400
     assert response.json()["code"] == 3
@@ -412,15 +412,15 @@ def test_missing_api_key_is_401(sandbox: PineconeSandbox) -> None:
 def test_rate_limit_reaches_the_sdk_as_rate_limit_error(
     pc: Pinecone, sandbox: PineconeSandbox, faults: Faults, call: Any
 ) -> None:
-    sandbox.set_faults("seeds-pod", faults)
-    idx = index(pc, sandbox, retries=False)
+    sandbox.set_faults("seeds-serverless", faults)  # list is a serverless endpoint
+    idx = index(pc, sandbox, "seeds-serverless", retries=False)
     call(idx)
     call(idx)
     with pytest.raises(RateLimitError) as caught:
         call(idx)
     assert caught.value.status_code == 429
     assert caught.value.retry_after == 0.25
-    stats = sandbox.stats("seeds-pod")
+    stats = sandbox.stats("seeds-serverless")
     assert stats["responses_429"] == 1
     assert sum(stats["rate_limited"].values()) == 1
 
@@ -558,9 +558,9 @@ def test_latency_is_added(pc: Pinecone, sandbox: PineconeSandbox) -> None:
 
 
 def test_namespaces_endpoint_switched_off(pc: Pinecone, sandbox: PineconeSandbox) -> None:
-    sandbox.set_faults("seeds-pod", Faults(namespaces_endpoint=False))
-    sandbox.load("seeds-pod", "ns", [("a", [1, 0, 0, 0], None)])
-    idx = index(pc, sandbox)
+    sandbox.set_faults("seeds-serverless", Faults(namespaces_endpoint=False))
+    sandbox.load("seeds-serverless", "ns", [("a", [1, 0, 0, 0], None)])
+    idx = index(pc, sandbox, "seeds-serverless")
     with pytest.raises(NotFoundError):
         list(idx.list_namespaces())
     with pytest.raises(NotFoundError):
@@ -570,7 +570,37 @@ def test_namespaces_endpoint_switched_off(pc: Pinecone, sandbox: PineconeSandbox
     # The fallback the design names still works: stats to enumerate, delete_all to empty.
     assert set(idx.describe_index_stats().namespaces) == {"ns"}
     idx.delete(delete_all=True, namespace="ns")
-    assert sandbox.count("seeds-pod") == 0
+    assert sandbox.count("seeds-serverless") == 0
+
+
+def test_a_pod_index_refuses_list_and_the_namespace_endpoints(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    """Real pods serve neither ``list`` nor ``/namespaces``: the SDK gets a clear 404 naming what to use instead, and
+    ``describe_index_stats`` is how a pod's namespaces are found."""
+    sandbox.load("seeds-pod", "ns", [("a", [1, 0, 0, 0], None), ("b", [0, 1, 0, 0], None)])
+    idx = index(pc, sandbox, retries=False)
+    refusals = [
+        lambda: idx.list_paginated(namespace="ns"),
+        lambda: list(idx.list(namespace="ns")),
+        lambda: list(idx.list_namespaces()),
+        lambda: idx.describe_namespace(name="ns"),
+        lambda: idx.delete_namespace(name="ns"),
+        lambda: idx.create_namespace(name="new"),
+    ]
+    messages = []
+    for call in refusals:
+        with pytest.raises(NotFoundError) as caught:
+            call()
+        assert caught.value.status_code == 404
+        messages.append(str(caught.value))
+    assert "The list endpoint is supported only for serverless indexes" in messages[0]
+    assert all("not supported for pod-based indexes" in m for m in messages[2:])
+    assert sandbox.count("seeds-pod", "ns") == 2  # the refused delete deleted nothing
+    assert {n: s.vector_count for n, s in idx.describe_index_stats().namespaces.items()} == {"ns": 2}
+    with raw(sandbox, "seeds-pod") as client:
+        body = client.get("/vectors/list", params={"namespace": "ns"}).json()
+    assert body == {"code": 5, "message": "The list endpoint is supported only for serverless indexes", "details": []}
+    # The same calls on a serverless index are served.
+    assert index(pc, sandbox, "seeds-serverless").list_paginated(namespace="ns").vectors == []
 
 
 def test_admin_endpoints_over_http(sandbox: PineconeSandbox) -> None:

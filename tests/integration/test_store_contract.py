@@ -53,7 +53,7 @@ def assert_same_records(got: list[Record], want: list[Record]) -> None:
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("contract", DIM, "cosine", kind="pod")]
+    return [IndexSpec("contract", DIM, "cosine")]  # the listing contract: a serverless index
 
 
 @pytest.fixture
@@ -263,10 +263,13 @@ def test_pinecone_delete_namespace_falls_back_when_the_endpoint_is_off(
     pinecone_store.upsert("fallback", make_records(6))
     pinecone_store.upsert("kept", make_records(1))
     sandbox.set_faults("contract", Faults(namespaces_endpoint=False))
+    # By host, as Pinecone Local is reached: the store cannot ask the control plane what kind of index it is.
+    by_host = PineconeStore(PineconeStoreSpec(host=sandbox.host("contract"), api_key_env=KEY_ENV))
 
-    pinecone_store.delete_namespace("fallback")
+    by_host.delete_namespace("fallback")
 
     assert pinecone_store.namespaces() == {"kept": 1}
+    by_host.close()
     requests = sandbox.stats("contract")["requests"]
     assert requests["delete_namespace"] == 1  # answered 404 …
     assert requests["delete"] == 1  # … then emptied with deleteAll

@@ -107,7 +107,8 @@ def test_job_status_as_dict_is_the_json_shape_of_status() -> None:
 
     out = json.loads(json.dumps(status.as_dict()))
 
-    assert list(out) == ["job_id", "name", "kind", "state", "created_at", "runs", "totals"]
+    assert list(out) == ["job_id", "name", "kind", "state", "created_at", "runs", "totals", "phase"]
+    assert out["phase"] is None  # only a `strategy: collection` job has one
     assert out["created_at"] == "2026-01-02T03:04:05+00:00"
     assert (out["kind"], out["state"]) == ("migrate", "running")
     assert out["totals"] == {"source": 20, "listed": 16, "copied": 12, "failed": 4}

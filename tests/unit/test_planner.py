@@ -492,3 +492,27 @@ def test_ids_the_plan_reads_are_checked_against_pinecones_id_length() -> None:
     assert "at most 512" in message and "ok-1" not in message
     check_id_lengths(make_spec(target={"kind": "pgvector", "table": "emb", "dimension": DIM}), listed)  # no limit
     check_id_lengths(make_spec(), {"a": ["x" * 512]})  # at the limit
+
+
+def test_a_pod_left_on_list_is_refused_naming_catalogue_and_sweep() -> None:
+    from orchestrator.planner import Inventory, make_plan
+    from orchestrator.spec import parse_spec
+
+    spec = parse_spec(
+        {
+            "name": "pod",
+            "source": {"kind": "pinecone", "index": "legacy"},
+            "target": {"kind": "pinecone", "index": "fresh"},
+        }
+    )
+    pod = Inventory("legacy", 8, {"a": 5}, "cosine", can_list=False)
+    fresh = Inventory("fresh", 8, {}, "cosine")
+    with pytest.raises(PlanError) as refused:
+        make_plan(spec, pod, fresh, {})
+    assert "legacy is a pod-based index" in str(refused.value)
+    assert "source.enumerate.mode" in str(refused.value)
+    # The same pod, enumerated by a sweep, plans; a pod target left on list is refused too.
+    swept = Inventory("legacy", 8, {"a": 5}, "cosine", can_list=False, enumeration="sweep")
+    assert make_plan(spec, swept, fresh, {}).runs[0].enumeration == "sweep"
+    with pytest.raises(PlanError, match="the target legacy is a pod-based index"):
+        make_plan(spec, Inventory("fresh", 8, {"a": 5}, "cosine"), pod, {})

@@ -172,6 +172,8 @@ def test_load_spec_missing_file(tmp_path: Path) -> None:
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "Top level": [JobSpec],
     "Stores": [spec_module.PineconeStoreSpec, spec_module.PgvectorStoreSpec],
+    "`source.enumerate`": [spec_module.Enumeration, spec_module.IdCatalogue],
+    "`target.create`": [spec_module.CreateIndex],
     "`namespaces`": [spec_module.NamespaceSelection],
     "`routing`": [spec_module.Routing],
     "`routing.creators`": [spec_module.CreatorMapping],

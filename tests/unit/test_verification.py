@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.records import Record
+from orchestrator.records import Record, SparseValues
 from orchestrator.verification import (
     MISMATCH_CAP,
     Report,
@@ -328,3 +328,23 @@ def test_report_verdict(changes: dict, passed: bool) -> None:
     assert r.passed is passed
     assert r.to_json()["passed"] is passed
     assert r.summary.startswith("FAILED") is (not passed)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "fragment"),
+    [
+        (SparseValues((1, 7), (0.5, 0.25)), SparseValues((1, 7), (0.5, 0.25)), None),
+        (None, None, None),
+        (SparseValues((1, 7), (0.5, 0.25)), None, "sparse values missing in target"),
+        (None, SparseValues((1,), (0.5,)), "none in source"),
+        (SparseValues((1, 7), (0.5, 0.25)), SparseValues((1, 8), (0.5, 0.25)), "sparse indices differ"),
+        (SparseValues((1, 7), (0.5, 0.25)), SparseValues((1, 7), (0.5, 0.75)), "sparse values differ"),
+    ],
+)
+def test_sparse_values_are_part_of_a_records_contents(
+    source: SparseValues | None, target: SparseValues | None, fragment: str | None
+) -> None:
+    a = Record("x", [1.0, 2.0], {}, source)
+    b = Record("x", [1.0, 2.0], {}, target)
+    reason = compare_record(a, b, {}, 1e-6)
+    assert reason is None if fragment is None else fragment in (reason or "")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import tenacity
 from tenacity import RetryCallState
@@ -41,6 +41,7 @@ from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, list_scope, read_scope, write_scope
 from workers.retry import retrying
 from workers.stores.base import VectorStore
+from workers.stores.enumeration import SweepReads
 
 T = TypeVar("T")
 
@@ -131,6 +132,17 @@ class GuardedStore:
     def count(self, namespace: str) -> int:
         return self._read("count", self.inner.count, namespace)
 
+    @property
+    def enumeration(self) -> str:
+        """How the store's ids are found: ``list``, or for a Pinecone source that cannot list, ``catalogue`` or
+        ``sweep`` (``workers.stores.enumeration``; a sweep's queries are bounded by ``enumerate.max_queries``)."""
+        return str(getattr(self.inner, "enumeration", "list"))
+
+    def can_list(self) -> bool:
+        """Whether the store serves ``list`` (a Pinecone pod index does not); stores without the notion do."""
+        probe = getattr(self.inner, "can_list", None)
+        return True if probe is None else bool(self._read("can_list", probe))
+
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         return self._read("fetch", self.inner.fetch, namespace, ids)
 
@@ -150,6 +162,11 @@ class GuardedStore:
 
     def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage:
         rate = self._rate
+        if getattr(self.inner, "sweeper", None) is not None:
+            # A sweep is many reads: each one budgeted and retried on its own, so a 429 repeats one query, not the
+            # sweep (and this page takes no list token: nothing is listed).
+            reads = SweepReads(self.query, self.namespaces, self.dimension, self.metric)
+            return cast(IdPage, self.inner.list_ids(namespace, limit=limit, token=token, reads=reads))  # type: ignore[call-arg]
 
         def page() -> IdPage:
             return self.inner.list_ids(namespace, limit=limit, token=token)

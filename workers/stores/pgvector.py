@@ -319,6 +319,17 @@ class PgvectorStore:
         if not records:
             return 0
         dimension = self._dimension or len(records[0].values)
+        sparse = [r.id for r in records if r.sparse_values is not None]
+        if sparse:
+            # pgvector has no place for a Pinecone record's sparse values: refuse rather than drop them.
+            raise StoreError(
+                f"{len(sparse)} records have sparse values, which a pgvector table cannot hold (e.g. {sparse[0]!r}); "
+                "nothing of this upsert was written",
+                hint="copy an index with sparse values into a Pinecone index (dotproduct metric) instead",
+                store=self.name,
+                namespace=namespace,
+                record_id=sparse[0],
+            )
         for record in records:
             if len(record.values) != dimension:
                 raise StoreError(

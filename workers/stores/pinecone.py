@@ -54,6 +54,7 @@ from pinecone import (
     RetryConfig,
     Vector,
 )
+from pinecone import SparseValues as PineconeSparseValues
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import (
@@ -63,15 +64,20 @@ from orchestrator.limits import (
     RECORD_ID_MAX_CHARS,
     RECORD_METADATA_MAX_BYTES,
 )
-from orchestrator.records import JsonValues
+from orchestrator.records import JsonValues, SparseValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
+from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 
 logger = logging.getLogger(__name__)
 
 #: How Pinecone names the default namespace in stats and namespace endpoints; nsmigrate calls it "".
 PINECONE_DEFAULT_NAMESPACE = "__default__"
 _RETRYABLE_STATUSES = frozenset({408, 429})
+#: How an index that does not serve ``/namespaces`` (a pod index) refuses ``DELETE /namespaces/{ns}``.
+_NO_NAMESPACE_ENDPOINT_STATUSES = frozenset({400, 405, 501})
+#: How Pinecone words that a pod index does not serve an endpoint ("not supported for pod-based indexes").
+_POD_ONLY_MARK = "pod-based indexes"
 
 
 def disable_sdk_retries(index: Any) -> bool:
@@ -94,11 +100,17 @@ def disable_sdk_retries(index: Any) -> bool:
     return True
 
 
+class _RawSparse(msgspec.Struct):
+    indices: list[int] = []
+    values: list[float] = []
+
+
 class _RawVector(msgspec.Struct):
     """A fetched vector with its values left as the JSON the server sent."""
 
     values: msgspec.Raw = msgspec.Raw(b"[]")
     metadata: dict[str, Any] | None = None
+    sparseValues: _RawSparse | None = None  # the wire's name
 
 
 class _RawFetch(msgspec.Struct):
@@ -117,6 +129,13 @@ def raw_http(index: Any) -> Any | None:
 def _wire_values(values: Sequence[float]) -> Any:
     """Fetched values go back verbatim (see the module docstring): the SDK's encoder writes a Fragment as it is."""
     return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
+
+
+def _sparse(found: Any) -> SparseValues | None:
+    """The sparse values of a fetched vector (wire or SDK shape), None when it has none."""
+    if found is None or not list(found.indices or []):
+        return None
+    return SparseValues(tuple(int(i) for i in found.indices), tuple(float(v) for v in found.values))
 
 
 def _from_wire_namespace(name: str) -> str:
@@ -149,6 +168,47 @@ def over_limits(records: Sequence[Record]) -> list[str]:
     return problems
 
 
+def api_key(spec: PineconeStoreSpec, who: str) -> str:
+    """The key from the environment variable ``spec`` names, read when it is needed (never kept in a message)."""
+    key = os.environ.get(spec.api_key_env, "")
+    if not key.strip():
+        raise StoreError(
+            f"environment variable {spec.api_key_env} is not set (or empty)",
+            hint=f"put the Pinecone API key in {spec.api_key_env} in the environment of nsmigrate and its workers",
+            store=who,
+        )
+    return key
+
+
+@contextlib.contextmanager
+def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
+    """Turn the SDK's errors into nsmigrate's: 429 → ``RetryableError`` with ``retry_after_s``; 408, 5xx, timeouts and
+    connection errors → ``RetryableError``; any other refusal → ``StoreError`` with the server's message."""
+    ids: dict[str, Any] = {"store": store, "op": op, **more}
+    try:
+        yield
+    except (RetryableError, StoreError):
+        raise
+    except RateLimitError as e:
+        raise RetryableError(
+            f"Pinecone {op} was rate limited: {e.message}", status=429, retry_after_s=_retry_after(e), **ids
+        ) from e
+    except ApiError as e:
+        status = e.status_code
+        if status in _RETRYABLE_STATUSES or status >= 500:
+            raise RetryableError(
+                f"Pinecone {op} failed ({status}): {e.message}",
+                status=status,
+                retry_after_s=_retry_after(e),
+                **ids,
+            ) from e
+        raise StoreError(f"Pinecone refused {op} ({status}): {e.message}", **ids) from e
+    except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
+        raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
+    except PineconeError as e:
+        raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
+
+
 class PineconeStore:
     """``VectorStore`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
 
@@ -165,9 +225,22 @@ class PineconeStore:
         self._index_pid: int | None = None
         self._lock = threading.Lock()
         self._dimension: int | None = None
+        #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
+        #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
+        self._namespace_endpoints = True
         #: Whether the SDK's own retries are off on the current client (see the module docstring).
         self.sdk_retries_disabled = False
         self._warned_no_raw_fetch = False
+        #: Where ``list_ids`` gets its ids when the index is not listed (a pod): a catalogue or a sweep.
+        self.enumeration = spec.enumerate.mode
+        self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
+        self.catalogue: CatalogueIds | None = None
+        self.sweeper: SweepIds | None = None
+        if spec.enumerate.mode == "catalogue":
+            assert spec.enumerate.catalogue is not None  # the spec requires it
+            self.catalogue = CatalogueIds(open_catalogue(spec.enumerate.catalogue))
+        elif spec.enumerate.mode == "sweep":
+            self.sweeper = SweepIds(spec.enumerate, self.name)
 
     def __repr__(self) -> str:
         return f"PineconeStore({self.name!r})"
@@ -175,14 +248,7 @@ class PineconeStore:
     # --- plumbing -------------------------------------------------------------------------------------------------
 
     def _api_key(self) -> str:
-        key = os.environ.get(self.spec.api_key_env, "")
-        if not key.strip():
-            raise StoreError(
-                f"environment variable {self.spec.api_key_env} is not set (or empty)",
-                hint=f"put the Pinecone API key in {self.spec.api_key_env} in the workers' environment",
-                store=self.name,
-            )
-        return key
+        return api_key(self.spec, self.name)
 
     def connect(self) -> None:
         """Build the SDK client now (API key, TLS context, index host) rather than inside the first request, so that
@@ -203,7 +269,11 @@ class PineconeStore:
                     pc = Pinecone(
                         api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control
                     )
-                    host = pc.describe_index(str(self.spec.index)).host
+                    described = pc.describe_index(str(self.spec.index))
+                    host = described.host
+                    self._is_pod = getattr(getattr(described, "spec", None), "pod", None) is not None
+                    if getattr(getattr(described, "spec", None), "pod", None) is not None:
+                        self._namespace_endpoints = False
                     if not host:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
@@ -218,26 +288,8 @@ class PineconeStore:
 
     @contextlib.contextmanager
     def _errors(self, op: str, namespace: str | None = None) -> Iterator[None]:
-        ids: dict[str, Any] = {"store": self.name, "op": op, "namespace": namespace}
-        try:
+        with pinecone_errors(op, store=self.name, namespace=namespace):
             yield
-        except (RetryableError, StoreError):
-            raise
-        except RateLimitError as e:
-            raise RetryableError(
-                f"Pinecone {op} was rate limited: {e.message}", status=429, retry_after_s=_retry_after(e), **ids
-            ) from e
-        except ApiError as e:
-            status = e.status_code
-            if status in _RETRYABLE_STATUSES or status >= 500:
-                raise RetryableError(
-                    f"Pinecone {op} failed ({status}): {e.message}", status=status, retry_after_s=_retry_after(e), **ids
-                ) from e
-            raise StoreError(f"Pinecone refused {op} ({status}): {e.message}", **ids) from e
-        except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
-            raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
-        except PineconeError as e:
-            raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
 
     # --- VectorStore ----------------------------------------------------------------------------------------------
 
@@ -270,9 +322,38 @@ class PineconeStore:
     def count(self, namespace: str) -> int:
         return self.namespaces().get(namespace, 0)
 
-    def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+    def can_list(self) -> bool:
+        """Whether the index serves ``list`` (serverless does, a pod does not): from the control plane's description
+        when the spec names the index, else by asking for one id."""
+        self._client()
+        if self._is_pod is not None:
+            return not self._is_pod
+        try:
+            with self._errors("list"):
+                self._client().list_paginated(namespace="", limit=1)
+        except StoreError as e:
+            if isinstance(e.__cause__, NotFoundError):
+                return False
+            raise
+        return True
+
+    def list_ids(
+        self, namespace: str, *, limit: int = 100, token: str | None = None, reads: SweepReads | None = None
+    ) -> IdPage:
+        """One page of ids: listed (serverless), or from the catalogue or a sweep (``spec.enumerate``). ``reads``:
+        how a sweep queries and counts (a ``GuardedStore`` passes its budgeted, retried reads; default: this
+        store's own)."""
         if limit < 1:
             raise ValueError(f"limit must be ≥ 1, got {limit}")
+        limit = min(limit, LIST_MAX_PAGE_IDS)
+        try:
+            if self.catalogue is not None:
+                return self.catalogue.list_ids(namespace, limit=limit, token=token)
+            if self.sweeper is not None:
+                own = SweepReads(self.query, self.namespaces, self.dimension, self.metric)
+                return self.sweeper.list_ids(namespace, limit=limit, token=token, reads=reads or own)
+        except ValueError as e:  # a token another enumeration made
+            raise StoreError(f"{e}", store=self.name, namespace=namespace) from e
         with self._errors("list", namespace):
             page = self._client().list_paginated(
                 namespace=namespace, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
@@ -295,7 +376,12 @@ class PineconeStore:
             with self._errors("fetch", namespace):
                 decoded = client.fetch(ids=list(ids), namespace=namespace).vectors
             return [
-                Record(id=i, values=decoded[i].values, metadata=dict(decoded[i].metadata or {}))
+                Record(
+                    id=i,
+                    values=decoded[i].values,
+                    metadata=dict(decoded[i].metadata or {}),
+                    sparse_values=_sparse(decoded[i].sparse_values),
+                )
                 for i in dict.fromkeys(ids)
                 if i in decoded
             ]
@@ -309,7 +395,12 @@ class PineconeStore:
             except msgspec.MsgspecError as e:
                 raise StoreError(f"Pinecone fetch answered something that is not a fetch response: {e}") from e
         return [
-            Record(id=i, values=JsonValues(bytes(found[i].values)), metadata=found[i].metadata or {})
+            Record(
+                id=i,
+                values=JsonValues(bytes(found[i].values)),
+                metadata=found[i].metadata or {},
+                sparse_values=_sparse(found[i].sparseValues),
+            )
             for i in dict.fromkeys(ids)
             if i in found
         ]
@@ -328,7 +419,16 @@ class PineconeStore:
                 namespace=namespace,
             )
         vectors = [
-            Vector(id=r.id, values=_wire_values(r.values), metadata=dict(r.metadata) if r.metadata else None)
+            Vector(
+                id=r.id,
+                values=_wire_values(r.values),
+                metadata=dict(r.metadata) if r.metadata else None,
+                sparse_values=(
+                    PineconeSparseValues(indices=list(r.sparse_values.indices), values=list(r.sparse_values.values))
+                    if r.sparse_values is not None
+                    else None
+                ),
+            )
             for r in records
         ]
         with self._errors("upsert", namespace):
@@ -342,17 +442,24 @@ class PineconeStore:
                 self._client().delete(ids=list(ids[start : start + DELETE_MAX_IDS]), namespace=namespace)
 
     def delete_namespace(self, namespace: str) -> None:
+        """Delete a namespace the way the index kind allows: ``DELETE /namespaces/{ns}`` on serverless, emptying it
+        with ``deleteAll`` on a pod index (which does not serve ``/namespaces``), on Pinecone Local and on servers
+        that answer the endpoint 404."""
         with self._errors("delete_namespace", namespace):
             index = self._client()
-            if namespace:
+            if namespace and self._namespace_endpoints:
                 try:
                     index.delete_namespace(name=namespace)
                     return
-                except NotFoundError:
-                    # Pod indexes, Pinecone Local and some Pinecone-shaped servers have no namespace endpoints;
-                    # a namespace that does not exist answers 404 too. Emptying it covers both.
+                except ApiError as e:
+                    # 404: no such endpoint (a pod index, Pinecone Local) or no such namespace; a pod may also
+                    # answer 400/405/501. Emptying the namespace covers every case.
+                    if not isinstance(e, NotFoundError) and e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
+                        raise
+                    if _POD_ONLY_MARK in str(e.message):
+                        self._namespace_endpoints = False  # a pod index: never ask again
                     logger.info(
-                        "DELETE /namespaces answered 404 on %s; emptying %r with deleteAll", self.name, namespace
+                        "DELETE /namespaces refused on %s (%s); emptying %r with deleteAll", self.name, e, namespace
                     )
             with contextlib.suppress(NotFoundError):
                 index.delete(delete_all=True, namespace=namespace)

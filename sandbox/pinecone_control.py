@@ -1,0 +1,414 @@
+"""The local Pinecone control plane: indexes (create, describe, list, configure, delete) and collections.
+
+Served by :class:`sandbox.pinecone_server.PineconeSandbox` on its own port. It follows the 2026-04 OpenAPI spec in
+``tests/fixtures/reference/pinecone-api`` and what SDK 10.2.0 (API version 2026-07) sends, and it is no kinder than
+the service:
+
+- **API versions.** The ``X-Pinecone-Api-Version`` header decides what a create request may do. From ``2026-07`` on
+  (what SDK 10.x sends) a pod index cannot be created (400 ``deployment_type 'pod' is not supported on this API
+  version``) and neither can an index from a collection (400 ``Creating an index from collection or backup is not
+  yet supported``); both are the service's own words, quoted by the SDK. An earlier version (e.g. ``2026-04``) may
+  create a serverless or pod index from a Ready collection, with the collection's dimension.
+- **Readiness.** A created index reports ``status.ready: false`` (``Initializing``) for ``ready_delay_s``, and its
+  data plane answers 503 until then; a collection is ``Initializing`` for ``collection_delay_s`` (its size, vector
+  count and dimension appear when it is ``Ready``). Both delays are 0 by default so tests stay fast; set them with
+  :meth:`ControlPlane.set_delays` (or the ``PineconeSandbox`` arguments) to see the waits.
+- **Collections** are point-in-time copies of a **pod** index (a serverless source is refused, as Pinecone does);
+  an index with a collection still ``Initializing`` cannot be deleted (412). An index created from a collection holds
+  the collection's namespaces and records as they were when the collection was made.
+- **Deletion protection** ``enabled`` refuses ``DELETE /indexes/{name}`` with 403 until ``PATCH`` disables it.
+- **Tags** follow the spec's rules (keys ≤ 80 characters of letters, digits, ``_`` and ``-``; values ≤ 120
+  characters); ``PATCH`` merges them and an empty value removes a key.
+
+Control-plane errors use the spec's ``ErrorResponse``: ``{"error": {"code": "NOT_FOUND", "message": ...},
+"status": 404}``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from sandbox.pinecone_server import (
+    IndexSpec,
+    _bad,
+    _check_api_key,
+    _control_error,
+    _object,
+    _parse_json,
+    _Record,
+    _Refusal,
+    _Reply,
+)
+
+if TYPE_CHECKING:
+    from sandbox.pinecone_server import PineconeSandbox
+
+#: The first API version that refuses pod indexes and indexes from collections (what SDK 10.x sends).
+API_VERSION_2026_07 = "2026-07"
+API_VERSION_HEADER = "X-Pinecone-Api-Version"
+POD_ENVIRONMENT = "us-east-1-aws"
+#: cloud → regions a serverless index may be created in (a subset of Pinecone's; others answer 404 as the spec says).
+SERVERLESS_REGIONS: dict[str, tuple[str, ...]] = {
+    "aws": ("us-east-1", "us-west-2", "eu-west-1"),
+    "gcp": ("us-central1", "europe-west4"),
+    "azure": ("eastus2",),
+}
+_RESOURCE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,43}[a-z0-9])?")
+_TAG_KEY = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_TAG_VALUE = re.compile(r"[A-Za-z0-9;@_\-.+ ]{0,120}")
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+@dataclass
+class IndexMeta:
+    """What the control plane knows of an index beyond its data: where it runs, protection, tags, readiness."""
+
+    cloud: str = "aws"
+    region: str = "us-east-1"
+    deletion_protection: str = "disabled"
+    tags: dict[str, str] = field(default_factory=dict)
+    ready_at: float = 0.0  # monotonic time from which the index is Ready
+    source_collection: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return _now() >= self.ready_at
+
+
+@dataclass
+class Collection:
+    """A point-in-time copy of a pod index: its records per namespace (stored names, default ``""``)."""
+
+    name: str
+    source: str
+    dimension: int
+    metric: str
+    records: dict[str, dict[str, _Record]]
+    ready_at: float
+
+    @property
+    def status(self) -> str:
+        return "Ready" if _now() >= self.ready_at else "Initializing"
+
+    @property
+    def vector_count(self) -> int:
+        return sum(len(ns) for ns in self.records.values())
+
+    def size_bytes(self) -> int:
+        # A stand-in for bytes on disk: 4 per value plus the metadata as JSON.
+        per_vector = 4 * self.dimension
+        return sum(per_vector + len(str(r.metadata or "")) for ns in self.records.values() for r in ns.values())
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": self.name, "status": self.status, "environment": POD_ENVIRONMENT}
+        body["dimension"] = self.dimension
+        if self.status == "Ready":
+            body["size"] = self.size_bytes()
+            body["vector_count"] = self.vector_count
+        return body
+
+
+def api_version(headers: Mapping[str, str]) -> str | None:
+    """The request's ``X-Pinecone-Api-Version`` (any capitalisation), or None."""
+    for name, value in headers.items():
+        if name.lower() == API_VERSION_HEADER.lower():
+            return str(value).strip()
+    return None
+
+
+def is_2026_07_or_later(version: str | None) -> bool:
+    # Versions are dates written YYYY-MM, so they compare as strings. No header: the service's oldest behaviour.
+    return version is not None and version >= API_VERSION_2026_07
+
+
+def _check_name(what: str, name: Any) -> str:
+    if not isinstance(name, str) or not _RESOURCE_NAME.fullmatch(name):
+        raise _bad(
+            f"{what} name must contain only lowercase alphanumeric characters or hyphens, and must not begin or end "
+            "with a hyphen (1-45 characters)"
+        )
+    return name
+
+
+def check_tags(tags: Any, *, removing: bool = False) -> dict[str, str]:
+    """Tags as the spec allows them; ``removing``: an empty value (unset that key) is allowed."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise _bad("tags must be an object of string keys and values")
+    for key, value in tags.items():
+        if not _TAG_KEY.fullmatch(str(key)):
+            raise _bad(f"Tag key {key!r} must be 1-80 characters of letters, digits, '_' or '-'")
+        if not isinstance(value, str) or not _TAG_VALUE.fullmatch(value) or (value == "" and not removing):
+            raise _bad(f"Tag value {value!r} of key {key!r} must be 1-120 characters of letters, digits, ';@_-.+ '")
+    return dict(tags)
+
+
+def _deletion_protection(value: Any) -> str:
+    if value is None:
+        return "disabled"
+    if value not in ("enabled", "disabled"):
+        raise _bad(f"deletion_protection must be 'enabled' or 'disabled', got {value!r}")
+    return str(value)
+
+
+def index_model(spec: IndexSpec, host: str, meta: IndexMeta) -> dict[str, Any]:
+    """An index description both the 2026-04 spec (spec/dimension/metric) and SDK 10.x (schema/deployment) accept."""
+    vector_field = {"type": "dense_vector", "dimension": spec.dimension, "metric": spec.metric}
+    on_demand = {"mode": "OnDemand", "status": {"state": "Ready"}}
+    ready = meta.ready
+    model: dict[str, Any] = {
+        "name": spec.name,
+        "dimension": spec.dimension,
+        "metric": spec.metric,
+        "vector_type": "dense",
+        # The SDK keeps a host that carries a scheme and prepends https:// to one that does not.
+        "host": host,
+        "deletion_protection": meta.deletion_protection,
+        "status": {"ready": ready, "state": "Ready" if ready else "Initializing"},
+        "schema": {"fields": {"_values": vector_field}},
+        "tags": dict(meta.tags) or {"sandbox": "true"},
+    }
+    if spec.kind == "pod":
+        model["spec"] = {
+            "pod": {"environment": POD_ENVIRONMENT, "pod_type": "p1.x1", "pods": 1, "replicas": 1, "shards": 1}
+        }
+        model["deployment"] = {
+            "deployment_type": "pod",
+            "environment": POD_ENVIRONMENT,
+            "pod_type": "p1.x1",
+            "replicas": 1,
+            "shards": 1,
+        }
+    else:
+        model["spec"] = {"serverless": {"cloud": meta.cloud, "region": meta.region, "read_capacity": on_demand}}
+        model["deployment"] = {"deployment_type": "managed", "cloud": meta.cloud, "region": meta.region}
+        model["read_capacity"] = on_demand
+    return model
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What a create-index body asks for, whichever API version's shape it came in."""
+
+    spec: IndexSpec
+    meta: IndexMeta
+    source_collection: str | None
+
+
+def read_create_request(body: Any, version: str | None) -> CreateRequest:
+    """Read a 2026-07 (schema + deployment) or a 2026-04 (dimension + metric + spec) create body, refusing what the
+    request's API version does not allow."""
+    body = _object(body)
+    name = _check_name("Index", body.get("name"))
+    dimension, metric = body.get("dimension"), body.get("metric", "cosine")
+    schema = body.get("schema")
+    for config in ((schema or {}).get("fields") or {}).values() if isinstance(schema, dict) else ():
+        if isinstance(config, dict) and config.get("type") == "dense_vector":
+            dimension, metric = config.get("dimension"), config.get("metric", "cosine")
+    deployment = body.get("deployment") or {}
+    legacy_spec = body.get("spec") or {}
+    if not isinstance(deployment, dict) or not isinstance(legacy_spec, dict):
+        raise _bad("deployment and spec must be objects")
+    is_pod = deployment.get("deployment_type") == "pod" or "pod" in legacy_spec
+    where = (legacy_spec.get("pod") if is_pod else legacy_spec.get("serverless")) or {}
+    source_collection = where.get("source_collection") or deployment.get("source_collection")
+    source_collection = source_collection or body.get("source_collection")
+    if is_2026_07_or_later(version):
+        if source_collection is not None:
+            raise _bad("Creating an index from collection or backup is not yet supported")
+        if is_pod:
+            raise _bad("deployment_type 'pod' is not supported on this API version")
+    cloud = str(deployment.get("cloud") or where.get("cloud") or "aws")
+    region = str(deployment.get("region") or where.get("region") or "us-east-1")
+    if not is_pod and region not in SERVERLESS_REGIONS.get(cloud, ()):
+        raise _Refusal(404, f"Resource cloud: {cloud} region: {region} not found.")
+    meta = IndexMeta(
+        cloud=cloud,
+        region=region,
+        deletion_protection=_deletion_protection(body.get("deletion_protection")),
+        tags=check_tags(body.get("tags")),
+        source_collection=source_collection,
+    )
+    try:
+        spec = IndexSpec(name, int(dimension), str(metric), "pod" if is_pod else "serverless")
+    except (TypeError, ValueError) as exc:
+        raise _bad(f"Invalid index definition: {exc}") from exc
+    return CreateRequest(spec=spec, meta=meta, source_collection=source_collection)
+
+
+class ControlPlane:
+    """The control plane's state (index metadata, collections) and its HTTP routes, for one ``PineconeSandbox``."""
+
+    def __init__(
+        self, sandbox: PineconeSandbox, *, ready_delay_s: float = 0.0, collection_delay_s: float = 0.0
+    ) -> None:
+        self.sandbox = sandbox
+        self._lock = threading.RLock()
+        self._meta: dict[str, IndexMeta] = {}
+        self._collections: dict[str, Collection] = {}
+        self.set_delays(ready_delay_s=ready_delay_s, collection_delay_s=collection_delay_s)
+
+    def set_delays(self, *, ready_delay_s: float | None = None, collection_delay_s: float | None = None) -> None:
+        """How long a created index stays Initializing, and a new collection; applies to what is created next."""
+        with self._lock:
+            if ready_delay_s is not None:
+                self.ready_delay_s = max(0.0, ready_delay_s)
+            if collection_delay_s is not None:
+                self.collection_delay_s = max(0.0, collection_delay_s)
+
+    def meta(self, name: str) -> IndexMeta:
+        with self._lock:
+            return self._meta.setdefault(name, IndexMeta())  # indexes given at start: ready, unprotected
+
+    def forget(self, name: str) -> None:
+        with self._lock:
+            self._meta.pop(name, None)
+
+    def collection(self, name: str) -> Collection:
+        with self._lock:
+            if name not in self._collections:
+                raise _Refusal(404, f"Collection {name} not found.")
+            return self._collections[name]
+
+    def collection_names(self) -> list[str]:
+        with self._lock:
+            return list(self._collections)
+
+    # -- HTTP
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+        path = urlsplit(target).path.rstrip("/")
+        try:
+            if path == "/_sandbox/hosts" and method == "GET":
+                return _Reply(200, self.sandbox.describe_hosts())
+            _check_api_key(headers, self.sandbox.api_key)
+            if path == "/indexes" and method == "GET":
+                return _Reply(200, {"indexes": [self._model(s.name) for s in self.sandbox.specs()]})
+            if path == "/indexes" and method == "POST":
+                return self._create_index(_parse_json(body), api_version(headers))
+            if path.startswith("/indexes/") and path.count("/") == 2:
+                return self._one_index(method, unquote(path.split("/")[2]), body)
+            if path == "/collections" and method == "GET":
+                with self._lock:
+                    return _Reply(200, {"collections": [c.as_json() for c in self._collections.values()]})
+            if path == "/collections" and method == "POST":
+                return self._create_collection(_parse_json(body))
+            if path.startswith("/collections/") and path.count("/") == 2:
+                return self._one_collection(method, unquote(path.split("/")[2]))
+            raise _Refusal(404, f"Not Found: {path}")
+        except _Refusal as refusal:
+            return _control_error(refusal)
+
+    def _model(self, name: str) -> dict[str, Any]:
+        return index_model(self.sandbox.service(name).spec, self.sandbox.host(name), self.meta(name))
+
+    def _create_index(self, body: Any, version: str | None) -> _Reply:
+        request = read_create_request(body, version)
+        spec, meta = request.spec, request.meta
+        records: dict[str, dict[str, _Record]] = {}
+        if request.source_collection is not None:
+            source = self.collection(request.source_collection)
+            if source.status != "Ready":
+                raise _bad(f"Collection {source.name} is not ready; wait until its status is Ready")
+            if source.dimension != spec.dimension:
+                raise _bad(
+                    f"Index dimension {spec.dimension} does not match the dimension of collection {source.name} "
+                    f"({source.dimension})"
+                )
+            records = source.records
+        with self._lock:
+            if spec.name in self.sandbox.names():
+                raise _Refusal(409, "Resource already exists.")
+            meta.ready_at = _now() + self.ready_delay_s
+            self._meta[spec.name] = meta
+            self.sandbox.add_index(spec, ready_at=meta.ready_at)
+        store = self.sandbox.service(spec.name).store
+        for namespace, by_id in records.items():
+            store.put(namespace, by_id.items())
+        return _Reply(201, self._model(spec.name))
+
+    def _one_index(self, method: str, name: str, body: bytes) -> _Reply:
+        if name not in self.sandbox.names():
+            raise _Refusal(404, f"Resource {name} not found")
+        if method == "GET":
+            return _Reply(200, self._model(name))
+        if method == "PATCH":
+            return self._configure(name, _object(_parse_json(body)))
+        if method == "DELETE":
+            with self._lock:
+                if self.meta(name).deletion_protection == "enabled":
+                    raise _Refusal(
+                        403,
+                        "Deletion protection is enabled for this index. Disable deletion protection before retrying.",
+                    )
+                pending = sorted(c.name for c in self._collections.values() if c.source == name and c.status != "Ready")
+                if pending:
+                    raise _Refusal(
+                        412, f"Unable to delete an index. There are pending collections for this index: {pending}"
+                    )
+                self.sandbox.remove_index(name)
+                self.forget(name)
+            return _Reply(202)
+        raise _Refusal(404, f"Not Found: {method} /indexes/{name}")
+
+    def _configure(self, name: str, body: dict[str, Any]) -> _Reply:
+        with self._lock:
+            meta = self.meta(name)
+            if "deletion_protection" in body:
+                meta.deletion_protection = _deletion_protection(body["deletion_protection"])
+            if body.get("tags") is not None:
+                for key, value in check_tags(body["tags"], removing=True).items():
+                    if value == "":
+                        meta.tags.pop(key, None)
+                    else:
+                        meta.tags[key] = value
+        return _Reply(202, self._model(name))
+
+    def _create_collection(self, body: Any) -> _Reply:
+        body = _object(body)
+        name = _check_name("Collection", body.get("name"))
+        source = body.get("source")
+        if not isinstance(source, str) or not source:
+            raise _bad("source is required: the name of the pod-based index to copy")
+        if source not in self.sandbox.names():
+            raise _Refusal(404, f"Resource {source} not found")
+        service = self.sandbox.service(source)
+        if service.spec.kind != "pod":
+            raise _bad(f"Serverless indexes do not support collections: {source} is a serverless index")
+        with self._lock:
+            if name in self._collections:
+                raise _Refusal(409, "Resource already exists.")
+            with service.store.lock:
+                # Records are replaced, never changed in place, on write: a copy of each namespace's dict is the
+                # collection's point-in-time snapshot.
+                records = {ns: dict(data.records) for ns, data in service.store.namespaces.items() if data.records}
+            collection = Collection(
+                name=name,
+                source=source,
+                dimension=service.spec.dimension,
+                metric=service.spec.metric,
+                records=records,
+                ready_at=_now() + self.collection_delay_s,
+            )
+            self._collections[name] = collection
+        return _Reply(201, collection.as_json())
+
+    def _one_collection(self, method: str, name: str) -> _Reply:
+        collection = self.collection(name)
+        if method == "GET":
+            return _Reply(200, collection.as_json())
+        if method == "DELETE":
+            with self._lock:
+                self._collections.pop(name, None)
+            return _Reply(202)
+        raise _Refusal(404, f"Not Found: {method} /collections/{name}")

@@ -1,0 +1,183 @@
+"""`strategy: collection` end to end on the local data plane: a pod index (which cannot list) → a collection → a new
+serverless index created from it, driven as a job by real workers and verified by nsmigrate (every target id
+fetched from the pod source and compared, and the counts); then a verification that must fail does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import Result
+from pinecone import Pinecone
+from typer.testing import CliRunner
+
+from cli.main import app
+from orchestrator import jobs
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.polling import wait_for_job, wait_until
+
+pytestmark = pytest.mark.integration
+
+POD, NEW = "legacy-pod", "native-serverless"
+DIM = 8
+NAMESPACES = {"": 40, "twin-a": 130, "twin-b": 7}
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec(POD, DIM, "euclidean", kind="pod")]
+
+
+def load_pod(sandbox: PineconeSandbox) -> None:
+    rng = np.random.default_rng(7)
+    for ns, n in NAMESPACES.items():
+        records = [(f"{ns or 'd'}-{i}", rng.random(DIM).tolist(), {"i": i, "tags": ["x", ns]}) for i in range(n)]
+        sandbox.load(POD, ns, records)
+
+
+def write_spec(stack: Stack) -> str:
+    control = stack.pinecone.control_host
+    data = {
+        "name": "Seeds.Native",
+        "strategy": "collection",
+        "source": {"kind": "pinecone", "index": POD, "control_host": control},
+        "target": {
+            "kind": "pinecone",
+            "index": NEW,
+            "control_host": control,
+            "create": {"deletion_protection": "enabled", "tags": {"migrated": "collection"}},
+        },
+        "verify": {"count_timeout_s": 3},  # a count that differs for good fails after this
+    }
+    path = stack.workdir / "native.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def nsmigrate(stack: Stack, *args: str) -> Result:
+    env = {
+        "NSMIGRATE_DATABASE_URL": stack.database_url,
+        "NSMIGRATE_REDIS_URL": stack.redis_url,
+        "PINECONE_API_KEY": SANDBOX_API_KEY,
+    }
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_a_pod_index_moves_through_a_collection_and_is_verified(stack: Stack) -> None:
+    sandbox = stack.pinecone
+    load_pod(sandbox)
+    sandbox.control.set_delays(ready_delay_s=0.8, collection_delay_s=0.8)
+    spec = write_spec(stack)
+
+    planned = nsmigrate(stack, "plan", spec)
+    assert planned.exit_code == 0, planned.output
+    plan_text = " ".join(planned.output.split())
+    assert f"target index {NEW} will be created: serverless aws/us-east-1, {DIM}-dim euclidean" in plan_text
+    assert f"strategy collection: a collection of pod index {POD}, then serverless index {NEW}" in plan_text
+    assert sandbox.control.collection_names() == [] and NEW not in sandbox.names()  # a dry run
+
+    stack.start_worker("list,verify", 4, pool="threads")
+    result = nsmigrate(stack, "run", spec, "--wait")
+
+    assert result.exit_code == 0, result.output
+    db = jobs.Database(stack.database_url)
+    try:
+        job_id = jobs.list_jobs(db)[0]["job_id"]
+        status = jobs.job_status(db, job_id)
+        assert status.phase == "restored"
+        assert {r.source_namespace: r.state for r in status.runs} == dict.fromkeys(NAMESPACES, "verified")
+        by_ns = {r.source_namespace: r for r in jobs.runs_of(db, job_id)}
+        for ns, n in NAMESPACES.items():
+            report = by_ns[ns].verification or {}
+            assert report["passed"] and report["ids_expected"] == n and report["content_checked"] == n
+            assert (report["source_count"], report["target_count"]) == (n, n)
+        actions = [e["action"] for e in jobs.events_of(db, job_id)]
+        for action in ("collection_collecting", "collection_restoring", "target_index_created", "collection_restored"):
+            assert action in actions
+        assert actions.index("collection_collecting") < actions.index("collection_restoring")
+    finally:
+        db.dispose()
+
+    # Equal contents, every namespace under its own name; the pod index was never listed.
+    source, target = sandbox.snapshot(POD), sandbox.snapshot(NEW)
+    assert target.keys() == source.keys()
+    for ns, records in source.items():
+        assert target[ns].keys() == records.keys()
+        for id_, (values, metadata) in records.items():
+            assert np.array_equal(target[ns][id_][0], values) and target[ns][id_][1] == metadata
+    assert not {"list", "list_namespaces"} & set(sandbox.stats(POD)["requests"])
+    described = Pinecone(api_key=SANDBOX_API_KEY, host=sandbox.control_host).describe_index(NEW)
+    assert described.deletion_protection == "enabled" and described.tags == {"migrated": "collection"}
+    shown = nsmigrate(stack, "status", str(job_id))
+    assert "strategy collection: restored" in " ".join(shown.output.split())
+
+    # The same verification fails when the copy is not what the source holds.
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=sandbox.host(NEW))
+    index.upsert(vectors=[("intruder", [0.0] * DIM)], namespace="twin-b")
+    index.upsert(vectors=[("twin-a-3", [9.0] * DIM, {"i": 3, "tags": ["x", "twin-a"]})], namespace="twin-a")
+    index.delete(ids=["d-0"], namespace="")
+    failed = nsmigrate(stack, "verify", str(job_id))
+    assert failed.exit_code == 1, failed.output
+    reports = {
+        r["source_namespace"]: r["verification"] for r in json.loads(nsmigrate(stack, "report", str(job_id)).stdout)
+    }
+    assert reports["twin-b"]["extra_ids"] == ["intruder"] and not reports["twin-b"]["passed"]
+    assert reports["twin-a"]["content_mismatches"][0]["id"] == "twin-a-3"
+    assert (reports["__default__"]["source_count"], reports["__default__"]["target_count"]) == (40, 39)
+    assert "target count 39 ≠ source count 40" in reports["__default__"]["reasons"]
+
+
+def test_an_existing_target_is_refused_before_anything_is_made(stack: Stack, tmp_path: Path) -> None:
+    sandbox = stack.pinecone
+    load_pod(sandbox)
+    sandbox.add_index(IndexSpec(NEW, DIM, "euclidean"))
+    result = nsmigrate(stack, "run", write_spec(stack))
+    assert result.exit_code == 2, result.output
+    assert f"strategy `collection` creates the target index {NEW}, and it exists already" in " ".join(
+        result.stderr.split()
+    )
+    assert sandbox.control.collection_names() == []
+
+
+def test_a_step_that_fails_ends_the_runs_with_the_error_and_retry_goes_on(stack: Stack) -> None:
+    sandbox = stack.pinecone
+    load_pod(sandbox)
+    sandbox.control.set_delays(ready_delay_s=0.3, collection_delay_s=1.5)
+    stack.start_worker("list,verify", 2, pool="threads")
+    started = nsmigrate(stack, "run", write_spec(stack))
+    assert started.exit_code == 0, started.output
+    db = jobs.Database(stack.database_url)
+    try:
+        job_id = jobs.list_jobs(db)[0]["job_id"]
+        wait_until(sandbox.control.collection_names, what="the collection started", timeout_s=30)
+        sandbox.add_index(IndexSpec(NEW, DIM, "euclidean"))  # someone takes the target's name meanwhile
+
+        def failed(status: jobs.JobStatus) -> bool:
+            return all(r.state == "list_failed" for r in status.runs)
+
+        status = wait_for_job(db, job_id, failed, timeout_s=60)
+        assert status.phase == "collecting"
+        assert all(
+            f"target index {NEW} appeared before nsmigrate created it" in (r.last_error or "") for r in status.runs
+        )
+        shown = " ".join(nsmigrate(stack, "status", str(job_id)).output.split())
+        assert "strategy collection: collecting" in shown and "list_failed" in shown
+
+        sandbox.remove_index(NEW)
+        retried = nsmigrate(stack, "retry", str(job_id))
+        assert retried.exit_code == 0, retried.output
+
+        def verified(status: jobs.JobStatus) -> bool:
+            return all(r.state == "verified" for r in status.runs)
+
+        status = wait_for_job(db, job_id, verified, timeout_s=90)
+        assert status.phase == "restored"
+        assert sandbox.count(NEW) == sum(NAMESPACES.values())
+        actions = [e["action"] for e in jobs.events_of(db, job_id)]
+        assert actions.count("collection_collecting") == 1 and "collection_failed" in actions
+    finally:
+        db.dispose()

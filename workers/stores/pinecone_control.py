@@ -1,0 +1,186 @@
+"""The Pinecone control plane, for what nsmigrate creates: serverless target indexes, and the collection path (a
+collection of a pod index, then a serverless index created from it). Implements ``orchestrator.indexes.IndexControl``.
+
+Everything goes through the real SDK (API version 2026-07) except **creating an index from a collection**: SDK 10.x
+refuses ``source_collection`` before sending, and the service refuses it under 2026-07 ("Creating an index from
+collection or backup is not yet supported"). That one request is sent as Pinecone documents it for earlier API
+versions, with ``X-Pinecone-Api-Version: 2026-04`` (``COLLECTION_API_VERSION``, the version of the reference spec in
+``tests/fixtures/reference/pinecone-api``). The key is read from the environment variable the spec names, on first
+use, and never appears in a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pinecone import NotFoundError, Pinecone
+
+from orchestrator.errors import RetryableError, StoreError
+from orchestrator.indexes import IndexInfo, IndexShape
+from orchestrator.spec import PineconeStoreSpec
+from workers.stores.pinecone import api_key, pinecone_errors
+
+#: The last API version that creates an index from a collection (2026-07 refuses it).
+COLLECTION_API_VERSION = "2026-04"
+DEFAULT_CONTROL_HOST = "https://api.pinecone.io"
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """A collection as the control plane describes it (size and count are known once it is Ready)."""
+
+    name: str
+    status: str
+    dimension: int | None
+    vector_count: int | None
+    size_bytes: int | None
+
+
+def _kind(spec: Any) -> str:
+    if isinstance(spec, dict):
+        return "pod" if spec.get("pod") else "serverless"
+    return "pod" if getattr(spec, "pod", None) is not None else "serverless"
+
+
+def index_info(model: Any) -> IndexInfo:
+    """``IndexInfo`` from the SDK's ``IndexModel``."""
+    status = getattr(model, "status", None)
+    return IndexInfo(
+        name=str(model.name),
+        dimension=getattr(model, "dimension", None),
+        metric=str(model.metric) if getattr(model, "metric", None) else None,
+        kind="pod" if _kind(getattr(model, "spec", None)) == "pod" else "serverless",
+        ready=bool(getattr(status, "ready", False)),
+        state=str(getattr(status, "state", "") or ""),
+        host=getattr(model, "host", None),
+    )
+
+
+class PineconeControl:
+    """The control plane of the project a Pinecone store spec points at (its key, its ``control_host``)."""
+
+    def __init__(self, spec: PineconeStoreSpec, *, timeout_s: float = 30.0) -> None:
+        self.spec = spec
+        self.name = f"control:{spec.label}"
+        self.host = (spec.control_host or DEFAULT_CONTROL_HOST).rstrip("/")
+        self._timeout_s = timeout_s
+        self._client: Pinecone | None = None
+        self._lock = threading.Lock()
+
+    def _key(self) -> str:
+        return api_key(self.spec, self.name)
+
+    def _pc(self) -> Pinecone:
+        with self._lock:
+            if self._client is None:
+                self._client = Pinecone(api_key=self._key(), host=self.host, timeout=self._timeout_s)
+            return self._client
+
+    # --- indexes (orchestrator.indexes.IndexControl) ---------------------------------------------------------------
+
+    def describe_index(self, name: str) -> IndexInfo | None:
+        with pinecone_errors("describe_index", store=self.name, index=name):
+            try:
+                return index_info(self._pc().describe_index(name))
+            except NotFoundError:
+                return None
+
+    def create_index(self, name: str, shape: IndexShape) -> IndexInfo:
+        field = {"type": f"{shape.vector_type}_vector", "dimension": shape.dimension, "metric": shape.metric}
+        with pinecone_errors("create_index", store=self.name, index=name):
+            model = self._pc().indexes.create(
+                name=name,
+                schema={"fields": {"_values": field}},
+                deployment={"deployment_type": "managed", "cloud": shape.cloud, "region": shape.region},
+                deletion_protection=shape.deletion_protection,
+                tags=dict(shape.tags) or None,
+                timeout=-1,  # nsmigrate waits itself, with progress (orchestrator.indexes.wait_until_ready)
+            )
+        return index_info(model)
+
+    def create_index_from_collection(self, name: str, collection: str, shape: IndexShape) -> IndexInfo:
+        """Start creating a serverless index holding ``collection``'s records (sent under API 2026-04, see the
+        module docstring); returns at once."""
+        serverless = {"cloud": shape.cloud, "region": shape.region, "source_collection": collection}
+        body: dict[str, Any] = {
+            "name": name,
+            "dimension": shape.dimension,
+            "metric": shape.metric,
+            "deletion_protection": shape.deletion_protection,
+            "spec": {"serverless": serverless},
+        }
+        if shape.tags:
+            body["tags"] = dict(shape.tags)
+        data = self._raw("POST", "/indexes", "create_index_from_collection", json=body)
+        return IndexInfo(
+            name=str(data.get("name", name)),
+            dimension=data.get("dimension"),
+            metric=data.get("metric"),
+            kind="pod" if _kind(data.get("spec") or {}) == "pod" else "serverless",
+            ready=bool((data.get("status") or {}).get("ready")),
+            state=str((data.get("status") or {}).get("state") or ""),
+            host=data.get("host"),
+        )
+
+    # --- collections ---------------------------------------------------------------------------------------------
+
+    def create_collection(self, name: str, source: str) -> CollectionInfo:
+        with pinecone_errors("create_collection", store=self.name, collection=name):
+            return self._collection(self._pc().collections.create(name=name, source=source))
+
+    def describe_collection(self, name: str) -> CollectionInfo | None:
+        with pinecone_errors("describe_collection", store=self.name, collection=name):
+            try:
+                return self._collection(self._pc().collections.describe(name))
+            except NotFoundError:
+                return None
+
+    def delete_collection(self, name: str) -> None:
+        with pinecone_errors("delete_collection", store=self.name, collection=name), contextlib.suppress(NotFoundError):
+            self._pc().collections.delete(name)
+
+    @staticmethod
+    def _collection(model: Any) -> CollectionInfo:
+        return CollectionInfo(
+            name=str(model.name),
+            status=str(model.status),
+            dimension=model.dimension,
+            vector_count=model.vector_count,
+            size_bytes=model.size,
+        )
+
+    # --- plumbing ------------------------------------------------------------------------------------------------
+
+    def _raw(self, method: str, path: str, op: str, **kwargs: Any) -> dict[str, Any]:
+        headers = {"Api-Key": self._key(), "X-Pinecone-Api-Version": COLLECTION_API_VERSION}
+        ids: dict[str, Any] = {"store": self.name, "op": op}
+        try:
+            response = httpx.request(method, self.host + path, headers=headers, timeout=self._timeout_s, **kwargs)
+        except httpx.TransportError as e:
+            raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
+        if response.status_code < 300:
+            return dict(response.json()) if response.content else {}
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:300]
+        if response.status_code in (408, 429) or response.status_code >= 500:
+            raise RetryableError(f"Pinecone {op} failed ({response.status_code}): {message}", **ids)
+        raise StoreError(f"Pinecone refused {op} ({response.status_code}): {message}", **ids)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                close = getattr(self._client, "close", None)
+                if close is not None:
+                    close()
+            self._client = None
+
+
+def open_control(spec: PineconeStoreSpec) -> PineconeControl:
+    """The control plane of ``spec``'s project. Nothing connects until the first call."""
+    return PineconeControl(spec)
