@@ -7,8 +7,9 @@ second on the same workers warm, as a standing fleet runs a migration; ``--fleet
 after the other. Each fleet job is started as a user starts one, ``nsmigrate run SPEC --wait`` in its own process
 (``bench.user_clock``). Reported per data set, all measured in one run: the loop's time and, for the median fleet job
 of each kind, the job's clock (its job-table row to its last batch) and the user's clock (the command to its last
-batch), each as a ratio to the loop (with the range over the fleets), the share of requests answered 429, the fleet's worker
-CPU seconds per 1,000 vectors, and where the CPU went (workers, data plane, Postgres, Redis, this process).
+batch), each as a ratio to the loop (with the range over the fleets), the share of requests answered 429, the
+fleet's worker CPU seconds per 1,000 vectors, and where the CPU went (workers, data plane, Postgres, Redis, the
+command).
 
     make bench                                   # both data sets
     .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-pool prefork --copy-workers 1   # a variant
@@ -102,11 +103,11 @@ class DataPlane:
 
     INDEXES = ("src", "loop", "fleet", "fleet-warm")
 
-    def __init__(self, dimension: int, workdir: Path, stored_mb: int = 0) -> None:
+    def __init__(self, dimension: int, workdir: Path, stored_mb: int = 0, indexes: tuple[str, ...] = INDEXES) -> None:
         """``stored_mb``: about how much the vectors an index will hold take (their values as JSON text)."""
         self.procs: list[subprocess.Popen[bytes]] = []
         self.hosts: dict[str, str] = {}
-        for name in self.INDEXES:
+        for name in indexes:
             # Every index serverless: what is compared is the list → fetch → upsert path, and only serverless lists (a
             # pod source is enumerated by a catalogue or a sweep instead: `nsmigrate plan` shows what that costs).
             kind = ""
