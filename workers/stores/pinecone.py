@@ -225,6 +225,7 @@ class PineconeStore:
         self._index_pid: int | None = None
         self._lock = threading.Lock()
         self._dimension: int | None = None
+        self._metric: str | None = None  # an index's dimension and metric never change: read once, with its stats
         #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
         #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
         self._namespace_endpoints = True
@@ -303,15 +304,19 @@ class PineconeStore:
         return self._dimension
 
     def metric(self) -> str | None:
-        with self._errors("describe_index_stats"):
-            stats = self._client().describe_index_stats()
-        return str(stats.metric) if getattr(stats, "metric", None) else None
+        if self._metric is None:
+            with self._errors("describe_index_stats"):
+                stats = self._client().describe_index_stats()
+            self._metric = str(stats.metric) if getattr(stats, "metric", None) else None
+        return self._metric
 
     def namespaces(self) -> dict[str, int]:
         with self._errors("describe_index_stats"):
             stats = self._client().describe_index_stats()
         if stats.dimension:
             self._dimension = int(stats.dimension)
+        if getattr(stats, "metric", None):
+            self._metric = str(stats.metric)
         # Stats keep no empty namespaces on pod indexes; leave them out everywhere so stores agree.
         return {
             _from_wire_namespace(name): int(summary.vector_count)
