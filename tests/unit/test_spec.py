@@ -202,7 +202,7 @@ def _readme_sections() -> dict[str, set[str]]:
 @pytest.mark.parametrize("section", list(SECTIONS))
 def test_readme_field_table_matches_the_models(section: str) -> None:
     documented = _readme_sections().get(section, set())
-    fields = {name for model in SECTIONS[section] for name in model.model_fields}
+    fields = {info.alias or name for model in SECTIONS[section] for name, info in model.model_fields.items()}
     assert documented == fields
 
 
