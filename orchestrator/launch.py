@@ -19,6 +19,7 @@ from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.paging import iter_all_ids
+from orchestrator.pgschema import check_target_names
 from orchestrator.planner import (
     Inventory,
     Plan,
@@ -137,6 +138,8 @@ def prepare(
     if spec.routing.mode == "creator" and spec.routing.creators is not None:
         twins = load_twins(spec.routing.creators, spec_dir)
     plan = make_plan(spec, source_inv, target_inv, twins)
+    if spec.target.kind == "pgvector" and spec.target.documented:
+        check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
     needs_check = namespaces_needing_id_check(plan)
     if needs_check:
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None}

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -122,6 +122,17 @@ def check_namespace(namespace: str) -> None:
             hint="use lowercase letters, digits and '_' (≤ 50 characters), e.g. docs_2024; map other names with "
             "routing.mode explicit",
             namespace=namespace,
+        )
+
+
+def check_target_names(namespaces: Iterable[str]) -> None:
+    """The plan's refusal of target namespaces a documented pgvector store cannot hold, all of them in one error."""
+    problems = [p for ns in namespaces if (p := namespace_problem(ns))]
+    if problems:
+        raise PlanError(
+            "target namespace(s) that seed 004's tables cannot hold:\n  " + "\n  ".join(problems),
+            hint="map them to names of lowercase letters, digits and '_' (≤ 50 characters) with routing.mode "
+            "explicit; nothing was written",
         )
 
 

@@ -11,6 +11,7 @@ fleet's server-side copy batches (``workers.copying``) and verification (indexes
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from orchestrator import pgschema
 from orchestrator.errors import PlanError, StoreError
 from orchestrator.pgschema import ID_COLUMN, quote
 from orchestrator.records import Record
+from orchestrator.spec import JobSpec
 
 COPY_CHUNK_ROWS = 5000  # rows per INSERT … SELECT transaction of a command's copy (each one a resume point)
 
@@ -292,6 +294,54 @@ def copy_ids(
     sql = _insert_select(source, target, columns, f"s.{ID_COLUMN} = ANY(:ids)")
     result = conn.execute(sa.text(sql), {"ids": list(ids), "extra": json.dumps(dict(extra or {}))})
     return int(result.rowcount or 0)
+
+
+def in_database(spec: JobSpec) -> bool:
+    """Whether ``spec``'s batches can run inside Postgres: source and target are seed-004 tables (``schema:
+    documented``) of the same database (their URL env vars hold the same URL), and no enrichment key is a column
+    (those the copy through a worker would put in the column; in Postgres they go to ``metadata``)."""
+    source, target = spec.source, spec.target
+    if not (source.kind == target.kind == "pgvector" and source.documented and target.documented):
+        return False
+    enriched = set(spec.enrich.constants) | ({"creator_id", "twin_id"} if spec.enrich.creator_fields else set())
+    if enriched & set(pgschema.COLUMN_BY_NAME) or (
+        spec.enrich.migrated_from and "migrated_from" in pgschema.COLUMN_BY_NAME
+    ):
+        return False
+    url = os.environ.get(source.database_url_env)
+    return bool(url) and url == os.environ.get(target.database_url_env)
+
+
+def copy_batch_in_postgres(
+    store: Any,
+    target_prefix: str,
+    source_namespace: str,
+    target_namespace: str,
+    ids: Sequence[str],
+    extra: Mapping[str, Any],
+) -> int:
+    """One fleet batch inside Postgres: the rows of ``ids`` from the source namespace's table into the target
+    namespace's (created with the source's dimension if missing), ``metadata`` merged with ``extra``. ``store``: the
+    source's ``DocumentedPgvectorStore`` (its engine and error translation). Returns the rows copied."""
+    with store._errors("copy_in_postgres", source_namespace), store.engine().begin() as conn:
+        source_table = read_table(conn, store.prefix, source_namespace)
+        if source_table is None:
+            return 0
+        dimension = dimension_of(conn, source_table) or 0
+        target_table, _ = create_namespace(conn, target_prefix, target_namespace, dimension)
+        return copy_ids(conn, source_table, target_table, ids, extra)
+
+
+def finish_load(store: Any, namespaces: Sequence[str], method: str) -> list[dict[str, Any]]:
+    """After a bulk load into ``store`` (a ``DocumentedPgvectorStore``): each namespace's indexes and ANALYZE
+    (``build_indexes``); verification runs this before it judges."""
+    built = []
+    with store._errors("build_indexes"), store.engine().begin() as conn:
+        for namespace in namespaces:
+            table = read_table(conn, store.prefix, namespace)
+            if table is not None:
+                built.append(build_indexes(conn, table, method))
+    return built
 
 
 @dataclass
