@@ -18,7 +18,8 @@ from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecE
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
-from orchestrator.plan_reads import PlanReads
+from orchestrator.pgschema import check_target_names
+from orchestrator.plan_reads import PlanReads, RoutedIds
 from orchestrator.planner import (
     Inventory,
     Plan,
@@ -30,7 +31,7 @@ from orchestrator.planner import (
 from orchestrator.records import IdPage, display_namespace
 from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
-from orchestrator.tenancy import load_twins
+from orchestrator.tenancy import load_sources, load_twins
 
 
 class InventoryStore(Protocol):
@@ -145,20 +146,28 @@ def prepare(
             if target_inv.dimension == _SOURCE_DIMENSION:
                 target_inv = replace(target_inv, dimension=source_inv.dimension)
         twins: dict[str, str] = {}
-        if spec.routing.mode == "creator" and spec.routing.creators is not None:
-            twins = load_twins(spec.routing.creators, spec_dir)
-        plan = make_plan(spec, source_inv, target_inv, twins)
+        sources: dict[str, str] = {}
+        if spec.routing.mode == "creator":
+            if spec.routing.creators is not None:
+                twins = load_twins(spec.routing.creators, spec_dir)
+            sources = load_sources(spec.routing.sources, spec_dir)
+        plan = make_plan(spec, source_inv, target_inv, twins, sources)
+        routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
+        if spec.target.kind == "pgvector" and spec.target.documented:
+            check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
         needs_check = namespaces_needing_id_check(plan)
-        if needs_check:
-            # A routed record is read to learn where it really lands, so only true collisions are refused.
-            routed = {
-                r.source_namespace: route_context(spec, source.name, r.source_namespace, None, twins=plan.twins)
-                for r in plan.runs
-                if r.target_namespace is None and r.source_namespace in needs_check
-            }
-            ids = reads.ids_of(source, needs_check, routed)
-            check_id_lengths(spec, ids)
-            check_id_collisions(plan, ids, spec.allow_id_overwrite)
+        # Read where each routed record really lands: the plan shows the routes taken, and only true collisions are
+        # refused. Every namespace at once, a routed one a page at a time.
+        contexts = {ns: route_context(spec, source.name, ns, None, twins=plan.twins) for ns in routed}
+        read = reads.ids_of(source, sorted(set(needs_check) | routed), contexts)
+    ids = {ns: got.targets if isinstance(got, RoutedIds) else got for ns, got in read.items()}
+    routes = {ns: got.routes for ns, got in read.items() if isinstance(got, RoutedIds)}
+    if needs_check:
+        checked = {ns: ids[ns] for ns in needs_check}
+        check_id_lengths(spec, checked)
+        check_id_collisions(plan, checked, spec.allow_id_overwrite)
+    if routes:
+        plan = replace(plan, routes=routes)
     return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name, target_index=target_index)
 
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.records import IdPage
-from orchestrator.routing import RouteContext, targets_by_id
+from orchestrator.routing import RouteContext, route_counts, targets_by_id
 from orchestrator.spec import RateBudget
 
 T = TypeVar("T")
@@ -34,6 +35,19 @@ T = TypeVar("T")
 PLAN_THREADS = 16
 #: Fetched pages of one routed namespace held at once (each ≤ 100 records) while its list chain goes on.
 PAGES_AHEAD = 4
+
+
+@dataclass
+class RoutedIds:
+    """What planning keeps of a routed namespace: id → the target namespace it lands in, and how many records take
+    each route (``orchestrator.routing.route_counts``)."""
+
+    targets: dict[str, str] = field(default_factory=dict)
+    routes: Counter[str] = field(default_factory=Counter)
+
+    def add(self, other: RoutedIds) -> None:
+        self.targets.update(other.targets)
+        self.routes.update(other.routes)
 
 
 class PlanStore(Protocol):
@@ -103,9 +117,10 @@ class PlanReads:
         self.budget.acquire(store.name, "list")
         return store.list_ids(namespace, limit=LIST_MAX_PAGE_IDS, token=token)
 
-    def _targets(self, store: PlanStore, namespace: str, ids: list[str], ctx: RouteContext) -> dict[str, str]:
+    def _routed_page(self, store: PlanStore, namespace: str, ids: list[str], ctx: RouteContext) -> RoutedIds:
         self.budget.acquire(store.name, "read")  # a page (≤ 100 ids) is one fetch
-        return targets_by_id(store.fetch(namespace, ids), ctx)
+        records = store.fetch(namespace, ids)
+        return RoutedIds(targets_by_id(records, ctx), Counter(route_counts(records, ctx)))
 
     def namespace_ids(self, store: PlanStore, namespace: str) -> list[str]:
         """Every id of ``namespace``, page by page (a chain: each page needs the token of the one before)."""
@@ -118,38 +133,38 @@ class PlanReads:
             if not token:
                 return ids
 
-    def routed_targets(self, store: PlanStore, namespace: str, ctx: RouteContext) -> dict[str, str]:
-        """id → target namespace of every record of a routed ``namespace``: each listed page is fetched (in the
-        request pool) while the next is listed; only the mapping is kept."""
-        targets: dict[str, str] = {}
-        pending: deque[Future[dict[str, str]]] = deque()
+    def routed_ids(self, store: PlanStore, namespace: str, ctx: RouteContext) -> RoutedIds:
+        """Where every record of a routed ``namespace`` lands: each listed page is fetched (in the request pool)
+        while the next is listed; only the ids' targets and the routes' counts are kept."""
+        routed = RoutedIds()
+        pending: deque[Future[RoutedIds]] = deque()
         token: str | None = None
         try:
             while True:
                 page = self._list(store, namespace, token)
                 if page.ids:
-                    pending.append(self.request(self._targets, store, namespace, list(page.ids), ctx))
+                    pending.append(self.request(self._routed_page, store, namespace, list(page.ids), ctx))
                 while len(pending) >= PAGES_AHEAD or (pending and pending[0].done()):
-                    targets.update(pending.popleft().result())
+                    routed.add(pending.popleft().result())
                 token = page.next_token
                 if not token:
                     break
             while pending:
-                targets.update(pending.popleft().result())
+                routed.add(pending.popleft().result())
         finally:
             for left in pending:  # an error above: do not leave fetches running for nobody
                 left.cancel()
-        return targets
+        return routed
 
     def ids_of(
         self, store: PlanStore, namespaces: Iterable[str], routed: Mapping[str, RouteContext]
-    ) -> dict[str, list[str] | dict[str, str]]:
-        """For each namespace, its ids, or (a namespace of ``routed``) id → the target namespace it lands in; all
-        namespaces at once."""
+    ) -> dict[str, list[str] | RoutedIds]:
+        """For each namespace, its ids, or (a namespace of ``routed``) where its records land; all namespaces at
+        once."""
         futures: dict[str, Future[Any]] = {}
         for ns in namespaces:
             if ns in routed:
-                futures[ns] = self.chain(self.routed_targets, store, ns, routed[ns])
+                futures[ns] = self.chain(self.routed_ids, store, ns, routed[ns])
             else:
                 futures[ns] = self.chain(self.namespace_ids, store, ns)
         return {ns: f.result() for ns, f in futures.items()}

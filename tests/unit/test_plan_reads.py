@@ -65,12 +65,13 @@ def test_a_routed_namespace_is_fetched_page_by_page_and_only_its_mapping_kept() 
     store = PagedStore({"": [f"i{n}" for n in range(1234)]})
 
     with PlanReads(RateBudget()) as reads:
-        targets = reads.routed_targets(store, "", context())
+        routed = reads.routed_ids(store, "", context())
 
     assert sorted(store.fetched) == sorted([100] * 12 + [34])
     assert store.most_in_flight <= PAGES_AHEAD
-    assert len(targets) == 1234
-    assert targets["i4"] == "creator_c_twin_t1"
+    assert len(routed.targets) == 1234
+    assert routed.targets["i4"] == "creator_c_twin_t1"
+    assert sum(routed.routes.values()) == 1234
 
 
 def test_the_budget_admits_at_most_its_rate_in_any_second() -> None:
