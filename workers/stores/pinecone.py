@@ -367,6 +367,22 @@ class PineconeStore:
         next_token = page.pagination.next if page.pagination is not None else None
         return IdPage(ids=ids, next_token=next_token or None)
 
+    @property
+    def lists_by_prefix(self) -> bool:
+        """Whether ``list_ids_by_prefix`` can split this store's namespaces into chains: only where ids are listed
+        (serverless), not found by a catalogue or a sweep."""
+        return self.catalogue is None and self.sweeper is None
+
+    def list_ids_by_prefix(self, namespace: str, prefix: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+        """One page of the ids that start with ``prefix`` (Pinecone's ``list`` with ``prefix``), in its order."""
+        with self._errors("list", namespace):
+            page = self._client().list_paginated(
+                namespace=namespace, prefix=prefix, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
+            )
+        ids = [item.id for item in page.vectors if item.id is not None]
+        next_token = page.pagination.next if page.pagination is not None else None
+        return IdPage(ids=ids, next_token=next_token or None)
+
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         if not ids:
             return []
