@@ -36,18 +36,19 @@ RunAll = Callable[[list[Callable[[], IdPage]]], list[IdPage]]
 
 #: Namespaces with fewer ids than this are listed as one chain: the probes would cost more than they save.
 SPLIT_MIN_IDS = 5_000
-#: Chains per namespace at most; the fleet's list budget (``rate.list_rps``) bounds them anyway.
+#: Chains per namespace at most by default (the spec's ``max_list_chains``); the fleet's list budget
+#: (``rate.list_rps``) bounds how fast they go together.
 MAX_CHAINS = 32
 #: Probing requests one split may make (one per alphabet character per prefix split).
 MAX_PROBES = 400
 _TAG = "chains:"
 
 
-def wanted_chains(count: int) -> int:
-    """How many chains a namespace of ``count`` ids is cut into (1: it is not split)."""
+def wanted_chains(count: int, most: int = MAX_CHAINS) -> int:
+    """How many chains a namespace of ``count`` ids is cut into, at most ``most`` (1: it is not split)."""
     if count < SPLIT_MIN_IDS:
         return 1
-    return max(1, min(MAX_CHAINS, count // (SPLIT_MIN_IDS // 4)))
+    return max(1, min(most, count // (SPLIT_MIN_IDS // 4)))
 
 
 def split_prefixes(page_of: PageOf, want: int, run_all: RunAll) -> list[str]:

@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 CHAIN_THREADS = 16
 
 
-def chains_for(store: GuardedStore, namespace: str, count: int) -> ChainState | None:
-    """The chains a fresh listing of ``namespace`` (``count`` ids at plan time) is cut into, or None: listed as
-    one chain (small, or a store that cannot list by prefix)."""
-    want = wanted_chains(count)
+def chains_for(store: GuardedStore, namespace: str, count: int, most: int) -> ChainState | None:
+    """The chains (at most ``most``) a fresh listing of ``namespace`` (``count`` ids at plan time) is cut into, or
+    None: listed as one chain (small, ``most`` 1, or a store that cannot list by prefix)."""
+    want = wanted_chains(count, most)
     if want <= 1 or not store.lists_by_prefix:
         return None
 

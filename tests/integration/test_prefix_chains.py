@@ -45,16 +45,15 @@ def load(stack: Stack, ids: list[str]) -> None:
     )
 
 
-def spec(stack: Stack, **overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
+def spec(stack: Stack, max_batches_in_flight: int = 16) -> dict[str, Any]:
+    """Index big-src's namespace to big-dst, in batches of 100."""
+    store = {"src": "source", "dst": "target"}
+    return {
         "name": "one-big-namespace",
-        "source": {"kind": "pinecone", "host": stack.pinecone.host("big-src")},
-        "target": {"kind": "pinecone", "host": stack.pinecone.host("big-dst")},
+        **{role: {"kind": "pinecone", "host": stack.pinecone.host(f"big-{i}")} for i, role in store.items()},
         "batch_size": 100,
-        "max_batches_in_flight": 16,
+        "max_batches_in_flight": max_batches_in_flight,
     }
-    data.update(overrides)
-    return data
 
 
 def start(stack: Stack, data: dict[str, Any]) -> tuple[jobs.Database, int]:
