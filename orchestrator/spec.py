@@ -436,10 +436,10 @@ class JobSpec(_Model):
         default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
     )
     max_list_chains: int = Field(
-        default=32,
+        default=16,
         gt=0,
-        le=256,
-        description="Id-prefix chains a namespace of 5,000+ ids is listed in at once (1: one chain, never split).",
+        le=16,
+        description="Id-prefix chains that list a namespace of 5,000+ ids at once (1: one chain, never split).",
     )
     rate: RateBudget = Field(default_factory=RateBudget)
     allow_id_overwrite: bool = Field(

@@ -1,11 +1,12 @@
 """The lister of a large namespace: several prefix chains at once (``orchestrator.prefix_chains``).
 
 One chain lists ~2,000 ids/s at 50 ms a request; a namespace of ``SPLIT_MIN_IDS`` or more whose store lists by
-prefix is cut into up to ``MAX_CHAINS`` chains, and up to ``CHAIN_THREADS`` of them list at once (each a batch
-ahead), all under the fleet's list budget. Batches are recorded one at a time, each with the whole listing's state
-after it (``ChainState`` in the run's ``list_token``), so a lister killed at any point resumes every chain from what
-was recorded: no id is skipped or batched twice, as with one chain. The rest chain — ids outside every prefix — is
-decided on once every prefix chain is done, from the namespace's count.
+prefix is cut into several prefixes per chain wanted, and the spec's ``max_list_chains`` chains (at most
+``CHAIN_THREADS``) list them at once, each a batch ahead, all under the fleet's list budget. Batches are recorded one
+at a time, each with the whole listing's state after it (``ChainState`` in the run's ``list_token``), so a lister
+killed at any point resumes every chain from what was recorded: no id is skipped or batched twice, as with one
+chain. The rest chain — ids outside every prefix — is decided on once every prefix chain is done, from the
+namespace's count.
 """
 
 from __future__ import annotations
@@ -62,14 +63,15 @@ def list_chains(
         return source.list_ids_by_prefix(namespace, prefix, limit=limit, token=token)
 
     bound = spec.max_batches_in_flight
+    threads = max(1, min(CHAIN_THREADS, spec.max_list_chains))
     shown = display_namespace(namespace)
-    with ThreadPoolExecutor(max_workers=CHAIN_THREADS, thread_name_prefix="nsmigrate-chain") as pool:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nsmigrate-chain") as pool:
         running: dict[Future[tuple[list[str], str | None]], Chain] = {}
 
         def start_what_fits() -> None:
             busy = {c.prefix if not c.rest else None for c in running.values()}
             for chain in state.open_chains:
-                if len(running) >= CHAIN_THREADS or in_flight + len(running) >= bound:
+                if len(running) >= threads or in_flight + len(running) >= bound:
                     return
                 if (chain.prefix if not chain.rest else None) not in busy:
                     running[pool.submit(chain_batch, page_of, state, chain, spec.batch_size)] = chain
