@@ -10,6 +10,7 @@ row), the vectors/s copied (to its last batch done), the list requests made and 
 
     .venv/bin/python -m bench.one_namespace
     .venv/bin/python -m bench.one_namespace --vectors 50000 --id-shape uuid
+    .venv/bin/python -m bench.one_namespace --list-only     # the listing alone, no copy workers
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def load(host: str, ids: list[str], rng: random.Random) -> None:
 
 
 def one_job(
-    plane: DataPlane, db: jobs.Database, settings: Settings, target: str, chains: int, workdir: Path
+    plane: DataPlane, db: jobs.Database, settings: Settings, target: str, chains: int, workdir: Path, list_only: bool
 ) -> dict[str, float]:
     spec = parse_spec(
         {
@@ -78,7 +79,7 @@ def one_job(
     total = prepared.plan.total_vectors
     while True:
         run = jobs.runs_of(db, job_id)[0]
-        if run.copied >= total:
+        if run.copied >= total or (list_only and run.listing_done):
             break
         if time.monotonic() > deadline:
             raise RuntimeError(f"job {job_id} did not finish: {run.state}, listed {run.listed}, copied {run.copied}")
@@ -90,9 +91,9 @@ def one_job(
             sa.select(sa.func.max(Batch.created_at), sa.func.max(Batch.finished_at)).where(Batch.run_id.in_(of_job))
         ).one()
     requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
-    assert created is not None and listed_at is not None and finished_at is not None
+    assert created is not None and listed_at is not None
     list_s = (listed_at - created).total_seconds()
-    copy_s = (finished_at - created).total_seconds()
+    copy_s = (finished_at - created).total_seconds() if finished_at is not None and not list_only else float("nan")
     return {"ids": run.listed, "list_s": list_s, "copy_s": copy_s, "requests": requests, "r429": r429}
 
 
@@ -100,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vectors", type=int, default=200_000, help="vectors in the one namespace")
     parser.add_argument("--id-shape", choices=["doc", "uuid"], default="doc", help="doc-N#chunk-M or UUIDs")
+    parser.add_argument(
+        "--list-only",
+        action="store_true",
+        help="no copy workers: the listing alone (its batches stay queued), so the copy takes no CPU from it",
+    )
     args = parser.parse_args(argv)
     rng = random.Random(1)
     ids = make_ids(args.vectors, args.id_shape, rng)
@@ -118,14 +124,15 @@ def main(argv: list[str] | None = None) -> int:
             )
             os.environ["PINECONE_API_KEY"] = SANDBOX_API_KEY
             procs = [_worker(env, "list,verify", "threads", 16, "list0", workdir)]
-            procs += [_worker(env, "copy", "threads", 8, f"copy{n}", workdir) for n in range(2)]
+            if not args.list_only:
+                procs += [_worker(env, "copy", "threads", 8, f"copy{n}", workdir) for n in range(2)]
             settings = Settings(database_url=pg.url, redis_url=redis.url)
             db = jobs.Database(pg.url)
             wait_for_workers(redis.url, len(procs))
             results: dict[str, dict[str, float]] = {}
             for target, most in (("single", 1), ("chains", 16)):
                 cpu = _cpu_seconds(procs)
-                results[target] = one_job(plane, db, settings, target, most, workdir)
+                results[target] = one_job(plane, db, settings, target, most, workdir, args.list_only)
                 results[target]["cpu_s"] = _cpu_seconds(procs) - cpu
             db.dispose()
         finally:
@@ -136,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             plane.stop()
     print(
         f"\none namespace of {args.vectors} vectors ({args.id_shape} ids, dimension {DIM}), {LATENCY_MS} ms per "
-        f"request, serverless limits enforced; list worker 1 × threads 16, copy workers 2 × threads 8; "
+        f"request, serverless limits enforced; list worker 1 × threads 16, "
+        f"{'no copy workers (listing only)' if args.list_only else 'copy workers 2 × threads 8'}; "
         f"{os.cpu_count()} cores"
     )
     print(f"{'listing':<26}{'list s':>8}{'ids/s':>9}{'copy s':>8}{'vec/s':>9}{'requests':>10}{'429':>7}{'CPU s':>7}")
@@ -148,10 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['cpu_s']:>7.1f}"
         )
     one, split = results["single"], results["chains"]
-    print(
-        f"prefix chains / one chain: listing {one['list_s'] / split['list_s']:.1f}×, "
-        f"copy {one['copy_s'] / split['copy_s']:.1f}×"
-    )
+    copy = "" if args.list_only else f", copy {one['copy_s'] / split['copy_s']:.1f}×"
+    print(f"prefix chains / one chain: listing {one['list_s'] / split['list_s']:.1f}×{copy}")
     return 0
 
 

@@ -76,10 +76,10 @@ def list_chains(
                 if (chain.prefix if not chain.rest else None) not in busy:
                     running[pool.submit(chain_batch, page_of, state, chain, spec.batch_size)] = chain
 
-        def record(new: ChainState, ids: list[str]) -> jobs.Recorded:
+        def record(new: ChainState, id_batches: list[list[str]]) -> jobs.Recorded:
             nonlocal saved, state
             recorded = jobs.add_batches(
-                ctx.db, run_id, [ids] if ids else [], new.encode(), listing_done=new.finished, listed_from=saved
+                ctx.db, run_id, id_batches, new.encode(), listing_done=new.finished, listed_from=saved
             )
             saved, state = new.encode(), new
             for batch_id in recorded.batch_ids:
@@ -102,13 +102,18 @@ def list_chains(
                     start_what_fits()
                     continue
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                # Every batch that came in together is recorded in one round trip, with the state after all of them.
+                new, id_batches = state, []
                 for future in finished:
                     chain = running.pop(future)
                     ids, token = future.result()
-                    recorded = record(state.advanced(chain, token, len(ids)), ids)
-                    if state.finished or recorded.cancelled:
-                        return False
-                    in_flight = recorded.in_flight
+                    new = new.advanced(chain, token, len(ids))
+                    if ids:
+                        id_batches.append(ids)
+                recorded = record(new, id_batches)
+                if state.finished or recorded.cancelled:
+                    return False
+                in_flight = recorded.in_flight
                 start_what_fits()
         except StateError as e:
             log.info("lister of run %s stops: %s", run_id, e)
