@@ -26,6 +26,7 @@ from orchestrator.limits import (
 from orchestrator.naming import PUBLIC, identifier_problem, namespace_problem, parse_namespace, twin_namespace
 from orchestrator.records import display_namespace, parse_namespace_arg
 from orchestrator.spec import JobSpec, PineconeStoreSpec
+from orchestrator.textrecords import check_text_target
 
 ROUTED = None  # target_namespace of a run whose vectors are routed one by one (the default namespace, creator mode)
 
@@ -499,7 +500,9 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
     one_store = same_store(spec)
     if target is None and one_store:
         target = source
-    if target is not None and source.dimension > 0 and target.dimension > 0 and source.dimension != target.dimension:
+    if target is not None and spec.text_from is not None:
+        check_text_target(spec, target.label, target.dimension)
+    elif target is not None and source.dimension > 0 and target.dimension > 0 and source.dimension != target.dimension:
         raise PlanError(
             f"dimension mismatch: source {source.label} has dimension {source.dimension}, target {target.label} has "
             f"{target.dimension}",
@@ -507,7 +510,13 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
             source=source.label,
             target=target.label,
         )
-    if target is not None and source.metric and target.metric and source.metric != target.metric:
+    if (
+        target is not None
+        and spec.text_from is None
+        and source.metric
+        and target.metric
+        and source.metric != target.metric
+    ):
         raise PlanError(
             f"metric mismatch: source {source.label} uses {source.metric}, target {target.label} uses {target.metric}",
             hint="the copied vectors would rank differently; choose a target index created with the same metric as "

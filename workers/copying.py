@@ -1,7 +1,9 @@
 """One copy batch: fetch its ids from the source, route and enrich them, upsert them to the target in chunks that
 respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff (``ctx.guarded``).
 The chunks go out ``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait
-out one round trip per namespace.
+out one round trip per namespace. A job that writes text (an integrated target, or ``reembed``) turns the routed
+records into what its target takes (``workers.texts``); ids without text are set aside and recorded in the audit log
+(``records_not_written``), never written empty.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -13,12 +15,14 @@ import logging
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError
 from orchestrator.routing import route_context, route_records
+from orchestrator.textrecords import missing_text_reason
 from workers.chunking import sized_chunks
 from workers.context import WorkerContext
 from workers.flow import advance
 from workers.parallel import run_parallel
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import Record
+from workers.texts import for_target, records_per_request, tokens_of
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +49,26 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
             work.twin_id,
             work.routing_table,
         )
-        by_target = route_records(records, ctx_route)
+        by_target, unwritable = for_target(spec, route_records(records, ctx_route))
+        if unwritable:
+            _record_unwritable(ctx, work.job_id, work.run_id, batch_id, spec.text_from or "", unwritable)
+        per_request = records_per_request(spec)
         uploads = [
-            (namespace, chunk, size) for namespace, routed in by_target.items() for chunk, size in sized_chunks(routed)
+            (namespace, chunk, size)
+            for namespace, routed in by_target.items()
+            for chunk, size in sized_chunks(routed, max_count=per_request)
         ]
 
         def upload(item: tuple[str, list[Record], int]) -> None:
             namespace, chunk, size = item
-            target.upsert(namespace, chunk, nbytes=size)
+            target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
 
         run_parallel(upload, uploads, spec.parallel_upserts)
         nbytes = sum(size for _, _, size in uploads)
         outcome = jobs.finish_batch(
             ctx.db,
             batch_id,
-            vectors=len(records),
+            vectors=sum(len(chunk) for _, chunk, _ in uploads),
             missing=len(work.ids) - len(records),
             nbytes=nbytes,
             targets=sorted(by_target),
@@ -77,3 +86,22 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
         log.exception("batch %s (job %s, seq %s) failed unexpectedly", batch_id, work.job_id, work.seq)
         jobs.fail_batch(ctx.db, batch_id, f"unexpected {type(e).__name__}: {e}")
     advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again, outcome=outcome)
+
+
+def _record_unwritable(
+    ctx: WorkerContext, job_id: int, run_id: int, batch_id: int, text_from: str, unwritable: dict[str, list[str]]
+) -> None:
+    """Ids that have no text, per target namespace, into the audit log (verification reports them too)."""
+    for namespace, ids in unwritable.items():
+        log.warning("batch %s: %d ids without text in %r not written to %r", batch_id, len(ids), text_from, namespace)
+        jobs.record_event(
+            ctx.db,
+            "records_not_written",
+            ctx.worker_name,
+            job_id,
+            run_id,
+            batch_id=batch_id,
+            namespace=namespace,
+            ids=ids,
+            reason=missing_text_reason(text_from),
+        )
