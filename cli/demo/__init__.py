@@ -33,6 +33,12 @@ SCENARIOS: dict[str, Scenario] = {
         "seed 003: the 805 seed vectors in a pod index that cannot list → a serverless index the job creates; "
         "ids found by a sweep, every namespace copied and verified (migrations/pod-to-serverless.yaml).",
     ),
+    "integrated": Scenario(
+        "integrated",
+        "seed 001: the 805 seed vectors' text → an integrated index the job creates (its model embeds chunk_text), "
+        "written with upsert_records, verified by ids, text, fields and a text search "
+        "(migrations/seeds-integrated.yaml).",
+    ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))
 

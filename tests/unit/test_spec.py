@@ -18,7 +18,7 @@ from orchestrator.spec import JobSpec, load_spec, parse_spec, spec_to_json
 from orchestrator.tenancy import load_twins
 
 README = Path(migrations.__file__).parent / "README.md"
-SHIPPED = ["creator-namespaces", "pgvector-legacy", "pod-to-serverless", "test-creator"]
+SHIPPED = ["creator-namespaces", "pgvector-legacy", "pod-to-serverless", "seeds-integrated", "test-creator"]
 
 
 def base(**fields: Any) -> dict[str, Any]:
