@@ -155,6 +155,8 @@ def plan_target_index(
             would rank differently), an existing index of that name has another shape, or it is a pod index.
     """
     target = spec.target
+    if target.kind == "pinecone" and target.create is None and target.records is not None:
+        _check_integrated(target.index, target.records.field, control)
     if target.kind != "pinecone" or target.create is None:
         return None
     name = str(target.index)
@@ -192,6 +194,27 @@ def plan_target_index(
             target=name,
         )
     return TargetIndex(name=name, shape=shape, action="use")
+
+
+def _check_integrated(name: str | None, field: str, control: IndexControl | None) -> None:
+    """An existing target named by ``index`` that records are written to as text must embed ``field`` (a ``host``
+    target cannot be asked: Pinecone refuses its first text upsert instead, failing the batch with that message)."""
+    if name is None or control is None:
+        return
+    existing = control.describe_index(name)
+    if existing is None:
+        raise PlanError(
+            f"target index {name} does not exist",
+            hint="add target.create.model (an embedding model Pinecone hosts) to have the job create it",
+            target=name,
+        )
+    if existing.text_field != field:
+        has = f"embeds field {existing.text_field!r}" if existing.model else "has no integrated embedding"
+        raise PlanError(
+            f"target index {name} {has}, but target.records.field is {field!r}",
+            hint="set target.records.field to the index's text field, or name an integrated index that embeds it",
+            target=name,
+        )
 
 
 def _wanted(shape: IndexShape) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from cli.fleet import open_control
 from cli.run import launch_prepared
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
-from orchestrator.errors import PlanError
+from orchestrator.errors import PlanError, StateError
 from orchestrator.models import BatchState, RunState
 from orchestrator.settings import load_settings
 from orchestrator.spec import parse_spec
@@ -35,7 +35,9 @@ from tests.integration.test_chaos import (
     wait_for,
 )
 from tests.polling import wait_for_job
+from workers.context import WorkerContext
 from workers.embedders import HashingEmbedder
+from workers.rollback import rollback_job
 from workers.stores import open_retrying_store
 
 pytestmark = pytest.mark.integration
@@ -203,7 +205,9 @@ def test_a_vector_index_moves_into_an_integrated_index_the_job_creates(stack: St
     assert all(e["detail"]["namespace"] == "ns0" and "no text" in e["detail"]["reason"] for e in events)
 
 
-def test_missing_text_skip_passes_verification_and_still_names_the_ids(stack: Stack) -> None:
+def test_missing_text_skip_passes_verification_and_still_names_the_ids(
+    stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> None:
     loaded = load_source(stack, namespaces=1, per_namespace=40)
     stack.start_worker("list,copy,verify", 4)
     spec = text_spec(stack, name="skip-missing")
@@ -216,6 +220,9 @@ def test_missing_text_skip_passes_verification_and_still_names_the_ids(stack: St
     report = reports(db, job_id)["ns0"]
     assert report["unwritable_ids"] == NO_TEXT["ns0"] and "2 without text, not written" in report["summary"]
     assert_integrated_target_holds_the_text(stack, loaded)
+    # The target holds text records, not the originals: a rollback has nothing to restore or compare, and refuses.
+    with pytest.raises(StateError, match="wrote text"):
+        rollback_job(worker_context(stack.database_url, stack.redis_url), job_id, dry_run=True)
 
 
 def test_a_record_changed_in_the_target_fails_verification(stack: Stack) -> None:

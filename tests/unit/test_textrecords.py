@@ -187,6 +187,19 @@ def test_an_existing_index_is_used_only_with_the_same_model_and_field() -> None:
         plan_target_index(integrated_spec(), "src", 3072, "cosine", Control(plain))
 
 
+def test_an_existing_target_written_as_text_must_embed_that_field() -> None:
+    text_only = spec(INTEGRATED)  # no create: the index must exist and embed chunk_text
+    same = IndexInfo("dst", None, "cosine", "serverless", True, "Ready", model="m", text_field="chunk_text")
+    assert plan_target_index(text_only, "src", 8, "cosine", Control(same)) is None
+    other = IndexInfo("dst", None, "cosine", "serverless", True, "Ready", model="m", text_field="body")
+    with pytest.raises(PlanError, match=r"embeds field 'body', but target\.records\.field is 'chunk_text'"):
+        plan_target_index(text_only, "src", 8, "cosine", Control(other))
+    with pytest.raises(PlanError, match="has no integrated embedding"):
+        plan_target_index(text_only, "src", 8, "cosine", Control(IndexInfo("dst", 8, "cosine", "serverless", True, "")))
+    with pytest.raises(PlanError, match="does not exist"):
+        plan_target_index(text_only, "src", 8, "cosine", Control())
+
+
 def test_a_reembedding_target_is_created_with_the_new_dimension() -> None:
     planned = plan_target_index(spec({"create": {}}, reembed={"dimension": 32}), "src", 16, "cosine", Control())
     assert planned is not None and (planned.shape.dimension, planned.shape.metric) == (32, "cosine")
