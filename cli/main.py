@@ -93,6 +93,13 @@ COMMANDS: dict[str, Entry] = {
         "Erase every namespace of CREATOR_ID (its twin namespaces and creator-wide namespace, matched by parsing the "
         "names, so `a.1` never touches `a.10`). Each deletion is written to the audit log.",
     ),
+    "pgvector": Entry(
+        "cli.pgvector",
+        "Namespaces of seed 004's pgvector layout: one table embeddings_{namespace} per namespace (names: lowercase "
+        "letters, digits and _, at most 50 characters, not backup/temp/tmp/system/admin; the default namespace is "
+        "embeddings_default). Every copy runs inside Postgres; a move or the legacy migration renames its source to a "
+        "backup table, never drops it.",
+    ),
     "worker": Entry("cli.services", "Run a worker consuming the given queues (one pool per queue in production)."),
     "flower": Entry(
         "cli.services",

@@ -18,7 +18,14 @@ from orchestrator.spec import JobSpec, load_spec, parse_spec, spec_to_json
 from orchestrator.tenancy import load_twins
 
 README = Path(migrations.__file__).parent / "README.md"
-SHIPPED = ["creator-namespaces", "pgvector-legacy", "pod-to-serverless", "test-creator"]
+SHIPPED = [
+    "creator-namespaces",
+    "pgvector-legacy",
+    "pgvector-to-pinecone",
+    "pinecone-to-pgvector",
+    "pod-to-serverless",
+    "test-creator",
+]
 
 
 def base(**fields: Any) -> dict[str, Any]:
@@ -98,8 +105,8 @@ def test_pod_to_serverless_and_pgvector_specs() -> None:
         pytest.param(base(routing={"mode": "explicit"}), ["routing: mode `explicit` needs `map:"], id="explicit"),
         pytest.param(base(routing={"mode": "creator"}), ["routing: mode `creator` needs `creators:`"], id="creator"),
         pytest.param(
-            base(routing={"mode": "creator", "override_creator": "a_b"}),
-            ["routing.override_creator: creator_id 'a_b' contains '_'"],
+            base(routing={"mode": "creator", "override_creator": "a b"}),
+            ["routing.override_creator: creator_id 'a b' contains ' '"],
             id="bad-override",
         ),
         pytest.param(
@@ -177,6 +184,7 @@ SECTIONS: dict[str, list[type[BaseModel]]] = {
     "`namespaces`": [spec_module.NamespaceSelection],
     "`routing`": [spec_module.Routing],
     "`routing.creators`": [spec_module.CreatorMapping],
+    "`routing.sources`": [spec_module.SourceTable],
     "`enrich`": [spec_module.Enrichment],
     "`rate`": [spec_module.RateBudget],
     "`verify`": [spec_module.Verification],
@@ -202,7 +210,7 @@ def _readme_sections() -> dict[str, set[str]]:
 @pytest.mark.parametrize("section", list(SECTIONS))
 def test_readme_field_table_matches_the_models(section: str) -> None:
     documented = _readme_sections().get(section, set())
-    fields = {name for model in SECTIONS[section] for name in model.model_fields}
+    fields = {info.alias or name for model in SECTIONS[section] for name, info in model.model_fields.items()}
     assert documented == fields
 
 
