@@ -94,6 +94,13 @@ COMMANDS: dict[str, Entry] = {
         "of the job table, their vectors in shared namespaces, backups. Matched exactly (`a.1` never touches `a.10`), "
         "run as a job of kind `erase`, checked afterwards, with a receipt in the audit log and a file.",
     ),
+    "pgvector": Entry(
+        "cli.pgvector",
+        "Namespaces of seed 004's pgvector layout: one table embeddings_{namespace} per namespace (names: lowercase "
+        "letters, digits and _, at most 50 characters, not backup/temp/tmp/system/admin; the default namespace is "
+        "embeddings_default). Every copy runs inside Postgres; a move or the legacy migration renames its source to a "
+        "backup table, never drops it.",
+    ),
     "worker": Entry("cli.services", "Run a worker consuming the given queues (one pool per queue in production)."),
     "flower": Entry(
         "cli.services",

@@ -19,6 +19,7 @@ from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.paging import iter_all_ids
+from orchestrator.pgschema import check_target_names
 from orchestrator.planner import (
     Inventory,
     Plan,
@@ -141,6 +142,8 @@ def prepare(
         sources = load_sources(spec.routing.sources, spec_dir)
     plan = make_plan(spec, source_inv, target_inv, twins, sources)
     routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
+    if spec.target.kind == "pgvector" and spec.target.documented:
+        check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
     needs_check = namespaces_needing_id_check(plan)
     ids: dict[str, Any] = {}
     routes: dict[str, dict[str, int]] = {}

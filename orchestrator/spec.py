@@ -196,6 +196,8 @@ class PineconeStoreSpec(_Model):
 class PgvectorStoreSpec(_Model):
     """A Postgres + pgvector store: one legacy table with a namespace column, or one table per namespace."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     kind: Literal["pgvector"] = "pgvector"
     database_url_env: str = Field(default="NSMIGRATE_PGVECTOR_URL", description="Env var holding the SQLAlchemy URL.")
     layout: Literal["single_table", "table_per_namespace"] = "table_per_namespace"
@@ -206,6 +208,17 @@ class PgvectorStoreSpec(_Model):
         default="namespace", description="single_table only: the column naming the namespace."
     )
     dimension: int | None = Field(default=None, gt=0, le=16000, description="Needed to create tables in a new target.")
+    schema_: Literal["generic", "documented"] = Field(
+        default="generic",
+        alias="schema",
+        description="generic: (id, embedding, metadata) tables. documented: seed 004's embeddings_{namespace} tables "
+        "(orchestrator.pgschema), namespaces found from the tables themselves; table_per_namespace only.",
+    )
+    vector_index: Literal["ivfflat", "hnsw", "none"] = Field(
+        default="ivfflat",
+        description="documented: the cosine ANN index built on each target table after its load (with the b-tree "
+        "indexes and ANALYZE), when the namespace is verified.",
+    )
 
     @field_validator("database_url_env")
     @classmethod
@@ -219,9 +232,22 @@ class PgvectorStoreSpec(_Model):
             raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _), ≤ 41 characters")
         return value
 
+    @model_validator(mode="after")
+    def _documented_layout(self) -> PgvectorStoreSpec:
+        if self.schema_ == "documented" and self.layout != "table_per_namespace":
+            raise ValueError(
+                "schema `documented` is one table per namespace (layout: table_per_namespace); its legacy single "
+                "table is read as the default namespace"
+            )
+        return self
+
+    @property
+    def documented(self) -> bool:
+        return self.schema_ == "documented"
+
     @property
     def label(self) -> str:
-        return f"pgvector:{self.table}"
+        return f"pgvector:{self.table}_*" if self.documented else f"pgvector:{self.table}"
 
 
 StoreSpec = Annotated[PineconeStoreSpec | PgvectorStoreSpec, Field(discriminator="kind")]
@@ -501,4 +527,4 @@ def load_spec(path: str | Path) -> JobSpec:
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
     """The spec as stored in the job table (it holds env var names only, never secrets)."""
-    return spec.model_dump(mode="json")
+    return spec.model_dump(mode="json", by_alias=True)

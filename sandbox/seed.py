@@ -177,3 +177,43 @@ def write_twins_csv(twins: dict[str, str], path: Path) -> Path:
         writer.writerow(["twin_id", "creator_id"])
         writer.writerows(sorted(twins.items()))
     return path
+
+
+_STRATEGIES = ("semantic", "recursive", "fixed", "hierarchical")
+_CONTENT_TYPES = ("text/markdown", "text/plain", "application/pdf")
+
+
+def seed_chunks(n_rows: int, dimension: int = 384, seed: int = 0, collections: int = 3) -> list[Record]:
+    """Rows shaped like seed 004's ``embeddings`` table, as records ``(chunk_id, values, metadata)`` whose metadata
+    carries every documented column (``orchestrator.pgschema.COLUMNS``) plus one key the schema has no column for
+    (``source``, kept in the ``metadata`` JSONB). Deterministic in ``seed``; unit-norm float32 vectors."""
+    rng = np.random.default_rng(seed)
+    matrix = _unit_vectors(rng, n_rows, dimension)
+    words = rng.integers(0, len(_WORDS), size=(n_rows, 8))
+    records: list[Record] = []
+    for row in range(n_rows):
+        doc, chunk = divmod(row, 7)
+        leaf = chunk != 0
+        metadata: dict[str, Any] = {
+            "document_id": f"doc-{doc:06d}",
+            "collection_name": f"collection_{doc % collections}",
+            "text": " ".join(_WORDS[w] for w in words[row]),
+            "strategy": _STRATEGIES[doc % len(_STRATEGIES)],
+            "content_type": _CONTENT_TYPES[doc % len(_CONTENT_TYPES)],
+            "path": f"/docs/{doc:06d}.md",
+            "depth": 1 if leaf else 0,
+            "hierarchy_level": chunk % 3,
+            "quality_score": round(float(rng.random()), 4),
+            "coherence_score": round(float(rng.random()), 4),
+            "chunk_size": int(rng.integers(200, 2000)),
+            "token_count": int(rng.integers(50, 500)),
+            "is_leaf": leaf,
+            "has_code": bool(chunk % 4 == 0),
+            "domain_tags": [_WORDS[words[row][0]], _WORDS[words[row][1]]],
+            "original_keys": ["content", "meta"],
+            "source": "seed-004",
+        }
+        if leaf:
+            metadata["parent_chunk_id"] = f"doc-{doc:06d}#chunk-0"
+        records.append((f"doc-{doc:06d}#chunk-{chunk}", matrix[row].tolist(), metadata))
+    return records

@@ -163,8 +163,12 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
             ctx.db, run.id, problem, actor, back_to=RunState.VERIFY_FAILED if changed else RunState.VERIFIED
         )
         return _result(run, "refused", 0, problem)
+    method = "delete_ids" if ns == DEFAULT_NAMESPACE else "delete_namespace"
     try:
-        if ns == DEFAULT_NAMESPACE:
+        if spec.source.kind == "pgvector" and spec.source.documented:
+            # Seed 004's move: the source table is renamed to a backup, never dropped.
+            method = f"renamed_to:{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
+        elif ns == DEFAULT_NAMESPACE:
             # Pinecone cannot drop the default namespace: delete exactly what was verified, by id.
             for chunk in chunks(ids, DELETE_MAX_IDS):
                 source.delete(ns, chunk)
@@ -178,7 +182,7 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
         "deleted_count": len(ids),
         "fingerprint": fingerprint(ids),
         "dry_run": False,
-        "method": "delete_ids" if ns == DEFAULT_NAMESPACE else "delete_namespace",
+        "method": method,
     }
     jobs.finish_cleanup(ctx.db, run.id, detail, actor)
     log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, len(ids))

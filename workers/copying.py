@@ -1,7 +1,8 @@
 """One copy batch: fetch its ids from the source, route and enrich them, upsert them to the target in chunks that
 respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff (``ctx.guarded``).
 The chunks go out ``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait
-out one round trip per namespace.
+out one round trip per namespace. When source and target are seed-004 tables of one Postgres database
+(``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -12,7 +13,9 @@ import logging
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError
-from orchestrator.routing import route_context, route_records
+from orchestrator.routing import expected_metadata, route_context, route_records
+from orchestrator.spec import PgvectorStoreSpec
+from workers import pgnamespaces
 from workers.chunking import sized_chunks
 from workers.context import WorkerContext
 from workers.flow import advance
@@ -21,6 +24,48 @@ from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import Record
 
 log = logging.getLogger(__name__)
+
+
+def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, list[str]]:
+    """Fetch, route, enrich and upsert the batch; returns (vectors, bytes, target namespaces)."""
+    spec = work.spec
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    records = source.fetch(work.source_namespace, work.ids)
+    ctx_route = route_context(
+        spec,
+        source.name,
+        work.source_namespace,
+        work.target_namespace,
+        work.creator_id,
+        work.twin_id,
+        work.routing_table,
+    )
+    by_target = route_records(records, ctx_route)
+    uploads = [
+        (namespace, chunk, size) for namespace, routed in by_target.items() for chunk, size in sized_chunks(routed)
+    ]
+
+    def upload(item: tuple[str, list[Record], int]) -> None:
+        namespace, chunk, size = item
+        target.upsert(namespace, chunk, nbytes=size)
+
+    run_parallel(upload, uploads, spec.parallel_upserts)
+    return len(records), sum(size for _, _, size in uploads), sorted(by_target)
+
+
+def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, list[str]]:
+    """Source and target are tables of one database: the rows go ``INSERT … SELECT`` inside Postgres, their
+    metadata enriched by the same rule as a copy through the worker (``routing.expected_metadata``); no vector
+    passes through this process. Returns (rows, 0 bytes through the worker, [target namespace])."""
+    spec, target_ns = work.spec, work.target_namespace
+    assert target_ns is not None and isinstance(spec.target, PgvectorStoreSpec)
+    source = ctx.store(spec.source)
+    ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
+    extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
+    copied = pgnamespaces.copy_batch_in_postgres(
+        source, spec.target.table, work.source_namespace, target_ns, work.ids, extra
+    )
+    return copied, 0, [target_ns]
 
 
 def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> None:
@@ -34,35 +79,15 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
     spec = work.spec
     outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
     try:
-        source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
-        records = source.fetch(work.source_namespace, work.ids)
-        ctx_route = route_context(
-            spec,
-            source.name,
-            work.source_namespace,
-            work.target_namespace,
-            work.creator_id,
-            work.twin_id,
-            work.routing_table,
-        )
-        by_target = route_records(records, ctx_route)
-        uploads = [
-            (namespace, chunk, size) for namespace, routed in by_target.items() for chunk, size in sized_chunks(routed)
-        ]
-
-        def upload(item: tuple[str, list[Record], int]) -> None:
-            namespace, chunk, size = item
-            target.upsert(namespace, chunk, nbytes=size)
-
-        run_parallel(upload, uploads, spec.parallel_upserts)
-        nbytes = sum(size for _, _, size in uploads)
+        in_postgres = work.target_namespace is not None and pgnamespaces.in_database(spec)
+        vectors, nbytes, targets = (_copy_in_postgres if in_postgres else _copy_through_worker)(ctx, work)
         outcome = jobs.finish_batch(
             ctx.db,
             batch_id,
-            vectors=len(records),
-            missing=len(work.ids) - len(records),
+            vectors=vectors,
+            missing=len(work.ids) - vectors,
             nbytes=nbytes,
-            targets=sorted(by_target),
+            targets=targets,
             max_in_flight=spec.max_batches_in_flight,
         )
     except NsmigrateError as e:

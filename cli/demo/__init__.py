@@ -33,6 +33,13 @@ SCENARIOS: dict[str, Scenario] = {
         "seed 003: the 805 seed vectors in a pod index that cannot list → a serverless index the job creates; "
         "ids found by a sweep, every namespace copied and verified (migrations/pod-to-serverless.yaml).",
     ),
+    "pgvector": Scenario(
+        "pgvector",
+        "seed 004: a legacy pgvector embeddings table → embeddings_default (and a second namespace table) inside "
+        "Postgres → a Pinecone index → back into roundtrip_* tables, each step verified; the round trip compared "
+        "record by record and a similarity search run on the new tables (migrations/pgvector-to-pinecone.yaml, "
+        "migrations/pinecone-to-pgvector.yaml).",
+    ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))
 

@@ -18,7 +18,14 @@ from orchestrator.spec import JobSpec, load_spec, parse_spec, spec_to_json
 from orchestrator.tenancy import load_twins
 
 README = Path(migrations.__file__).parent / "README.md"
-SHIPPED = ["creator-namespaces", "pgvector-legacy", "pod-to-serverless", "test-creator"]
+SHIPPED = [
+    "creator-namespaces",
+    "pgvector-legacy",
+    "pgvector-to-pinecone",
+    "pinecone-to-pgvector",
+    "pod-to-serverless",
+    "test-creator",
+]
 
 
 def base(**fields: Any) -> dict[str, Any]:
@@ -203,7 +210,7 @@ def _readme_sections() -> dict[str, set[str]]:
 @pytest.mark.parametrize("section", list(SECTIONS))
 def test_readme_field_table_matches_the_models(section: str) -> None:
     documented = _readme_sections().get(section, set())
-    fields = {name for model in SECTIONS[section] for name in model.model_fields}
+    fields = {info.alias or name for model in SECTIONS[section] for name, info in model.model_fields.items()}
     assert documented == fields
 
 

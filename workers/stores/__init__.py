@@ -24,6 +24,10 @@ def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
         from workers.stores.pinecone import PineconeStore
 
         return PineconeStore(spec)
+    if spec.kind == "pgvector" and spec.documented:
+        from workers.stores.pgdocumented import DocumentedPgvectorStore
+
+        return DocumentedPgvectorStore(spec)
     if spec.kind == "pgvector":
         from workers.stores.pgvector import PgvectorStore
 

@@ -224,14 +224,7 @@ class PgvectorStore:
         if self._dimension is not None:
             return self._dimension
         with self._errors("dimension"), self._get_engine().connect() as conn:
-            candidates = [self.spec.table]
-            if self.spec.layout == "table_per_namespace":
-                candidates = (
-                    list(conn.execute(sa.text(f"SELECT table_name FROM {_quote(self._registry_name)}")).scalars())
-                    if self._exists(conn, self._registry_name)
-                    else []
-                )
-            for name in candidates:
+            for name in self._dimension_tables(conn):
                 dim = self._column_dimension(conn, name)
                 if dim is not None:
                     self._dimension = dim
@@ -241,6 +234,14 @@ class PgvectorStore:
             hint="set `dimension:` in the store spec",
             store=self.name,
         )
+
+    def _dimension_tables(self, conn: sa.Connection) -> list[str]:
+        """The tables whose vector column tells the store's dimension."""
+        if self.spec.layout == "single_table":
+            return [self.spec.table]
+        if not self._exists(conn, self._registry_name):
+            return []
+        return list(conn.execute(sa.text(f"SELECT table_name FROM {_quote(self._registry_name)}")).scalars())
 
     def metric(self) -> str | None:
         return None  # a table has no metric of its own: each query names its operator
@@ -315,10 +316,7 @@ class PgvectorStore:
             }
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
-    def upsert(self, namespace: str, records: Sequence[Record]) -> int:
-        if not records:
-            return 0
-        dimension = self._dimension or len(records[0].values)
+    def _refuse_sparse(self, namespace: str, records: Sequence[Record]) -> None:
         sparse = [r.id for r in records if r.sparse_values is not None]
         if sparse:
             # pgvector has no place for a Pinecone record's sparse values: refuse rather than drop them.
@@ -330,6 +328,8 @@ class PgvectorStore:
                 namespace=namespace,
                 record_id=sparse[0],
             )
+
+    def _check_dimension(self, namespace: str, records: Sequence[Record], dimension: int) -> None:
         for record in records:
             if len(record.values) != dimension:
                 raise StoreError(
@@ -339,6 +339,13 @@ class PgvectorStore:
                     namespace=namespace,
                     record_id=record.id,
                 )
+
+    def upsert(self, namespace: str, records: Sequence[Record]) -> int:
+        if not records:
+            return 0
+        dimension = self._dimension or len(records[0].values)
+        self._refuse_sparse(namespace, records)
+        self._check_dimension(namespace, records, dimension)
         # Last write wins within one request, as in Pinecone; ON CONFLICT cannot touch one row twice.
         latest = {r.id: r for r in records}
         name = self._table_name(namespace)

@@ -1,0 +1,351 @@
+"""Seed 004's pgvector layout on real PostgreSQL + pgvector: every ``nsmigrate pgvector`` command, the name rules and
+refusals, the documented schema and its indexes, copy/move/legacy verified with their backups, and the documented
+store (namespaces found from the tables, records mapped to columns, unmappable records refused by id)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from cli.main import app
+from orchestrator import pgschema
+from orchestrator.errors import PlanError
+from orchestrator.records import Record
+from orchestrator.spec import PgvectorStoreSpec
+from sandbox.seed import seed_chunks
+from workers import pgnamespaces
+from workers.stores import open_store
+from workers.stores.pgdocumented import DocumentedPgvectorStore
+
+URL_ENV = "NSMIGRATE_PGVECTOR_URL"
+DIM = 16
+
+
+@pytest.fixture
+def pg(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv(URL_ENV, database_url)
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    yield engine
+    engine.dispose()
+
+
+def store() -> DocumentedPgvectorStore:
+    spec = PgvectorStoreSpec.model_validate({"schema": "documented", "database_url_env": URL_ENV})
+    opened = open_store(spec)
+    assert isinstance(opened, DocumentedPgvectorStore)
+    return opened
+
+
+def records(n: int, seed: int = 0) -> list[Record]:
+    return [Record(id=i, values=v, metadata=m) for i, v, m in seed_chunks(n, DIM, seed=seed)]
+
+
+def load_legacy(engine: sa.Engine, n: int) -> list[Record]:
+    rows = records(n)
+    with engine.begin() as conn:
+        conn.execute(sa.text(pgschema.create_table_sql("embeddings", DIM)))
+        pgnamespaces.upsert_records(conn, "embeddings", rows)
+    return rows
+
+
+def load(namespace: str, n: int, seed: int = 0) -> list[Record]:
+    rows = records(n, seed)
+    s = store()
+    s.upsert(namespace, rows)
+    s.close()
+    return rows
+
+
+def nsmigrate(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def tables(engine: sa.Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")).scalars())
+
+
+# --- name rules -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("docs_2024", True),
+        ("", True),
+        ("a" * 50, True),
+        ("a" * 51, False),
+        ("Docs", False),
+        ("docs-2024", False),
+        ("creator_a.1_twin_x", False),
+        ("backup", False),
+        ("temp", False),
+        ("tmp", False),
+        ("system", False),
+        ("admin", False),
+        ("backup_20240101", False),
+        ('x"; DROP TABLE embeddings_a; --', False),
+    ],
+)
+def test_name_rules(name: str, ok: bool) -> None:
+    assert (pgschema.namespace_problem(name) is None) is ok
+
+
+def test_an_injection_attempt_changes_nothing_and_says_why(pg: sa.Engine) -> None:
+    load("alpha", 5)
+    before = tables(pg)
+
+    for args in (
+        ["create", 'x"; DROP TABLE embeddings_alpha; --', "--dimension", "8"],
+        ["drop", "alpha; DROP TABLE embeddings_alpha", "--yes"],
+        ["copy", "alpha", "beta'); DROP TABLE embeddings_alpha; --"],
+        ["stats", "ALPHA"],
+    ):
+        result = nsmigrate("pgvector", *args)
+        assert result.exit_code == 2, result.output
+        assert "may hold only lowercase letters, digits and '_'" in result.output
+
+    assert tables(pg) == before
+    assert store().count("alpha") == 5
+
+
+def test_a_bad_prefix_or_url_env_is_refused(pg: sa.Engine) -> None:
+    result = nsmigrate("pgvector", "list", "--prefix", 'e"x')
+    assert result.exit_code == 2 and "--prefix" in result.output and "lower-case SQL identifier" in result.output
+
+    result = nsmigrate("pgvector", "list", "--url-env", "postgresql://user:hunter2@host/db")
+    assert result.exit_code == 2 and "NAME of an environment variable" in result.output
+    assert "hunter2" not in result.output
+
+
+# --- create / list / stats / drop ---------------------------------------------------------------------------------
+
+
+def test_create_makes_the_documented_schema(pg: sa.Engine) -> None:
+    result = nsmigrate("pgvector", "create", "docs", "--dimension", str(DIM))
+    assert result.exit_code == 0, result.output
+    assert "created table embeddings_docs" in result.output
+
+    with pg.connect() as conn:
+        columns = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT column_name, udt_name FROM information_schema.columns WHERE table_name = 'embeddings_docs'"
+                )
+            ).all()
+        )
+        unique = conn.execute(
+            sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'embeddings_docs' AND indexdef LIKE '%UNIQUE%'")
+        ).scalars()
+        assert any("(chunk_id)" in d for d in unique)
+        assert pgnamespaces.dimension_of(conn, "embeddings_docs") == DIM
+    assert columns["chunk_id"] == "text" and columns["embedding"] == "vector" and columns["metadata"] == "jsonb"
+    for column in pgschema.COLUMNS:
+        assert column.name in columns
+    assert columns["domain_tags"] == "_text" and columns["depth"] == "int4" and columns["is_leaf"] == "bool"
+    assert columns["quality_score"] == "float8" and columns["created_at"] == "timestamptz"
+
+    again = nsmigrate("pgvector", "create", "docs", "--dimension", str(DIM))
+    assert again.exit_code == 0 and "already there" in again.output
+    other = nsmigrate("pgvector", "create", "docs", "--dimension", "8")
+    assert other.exit_code == 2 and "exists with dimension 16" in other.output
+
+
+def test_create_dry_run_writes_nothing(pg: sa.Engine) -> None:
+    result = nsmigrate("pgvector", "create", "docs", "--dimension", str(DIM), "--dry-run")
+    assert result.exit_code == 0 and "would create table embeddings_docs" in result.output
+    assert "embeddings_docs" not in tables(pg)
+
+
+def test_list_finds_namespaces_from_the_tables_legacy_as_default(pg: sa.Engine) -> None:
+    load_legacy(pg, 9)
+    load("alpha", 4)
+    with pg.begin() as conn:  # neither is a namespace: a backup, and a table that is not of the layout
+        conn.execute(sa.text(pgschema.create_table_sql("embeddings_backup_20240101", DIM)))
+        conn.execute(sa.text("CREATE TABLE embeddings_notes (id int)"))
+
+    result = nsmigrate("pgvector", "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "__default__": {"table": "embeddings", "rows": 9},
+        "alpha": {"table": "embeddings_alpha", "rows": 4},
+    }
+    assert store().namespaces() == {"": 9, "alpha": 4}
+
+
+def test_stats_shows_rows_collections_size_and_indexes(pg: sa.Engine) -> None:
+    load("alpha", 30)
+    result = nsmigrate("pgvector", "stats", "alpha", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert found["rows"] == 30 and found["table"] == "embeddings_alpha" and found["dimension"] == DIM
+    assert sum(found["collections"].values()) == 30 and len(found["collections"]) == 3
+    assert found["size_bytes"] > 0
+    assert found["vector_index"] is None and found["btree_columns"] == []  # nothing before the load is done
+
+    with pg.begin() as conn:
+        built = pgnamespaces.build_indexes(conn, "embeddings_alpha", "hnsw")
+    assert built["built"] == ["hnsw", "collection_name", "document_id", "strategy"]
+    found = json.loads(nsmigrate("pgvector", "stats", "alpha", "--json").output)
+    assert found["vector_index"] == "hnsw" and found["btree_columns"] == ["collection_name", "document_id", "strategy"]
+
+    missing = nsmigrate("pgvector", "stats", "nothing")
+    assert missing.exit_code == 2 and "has no table" in missing.output
+
+
+def test_drop_needs_yes(pg: sa.Engine) -> None:
+    load("alpha", 3)
+    refused = nsmigrate("pgvector", "drop", "alpha")
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    dry = nsmigrate("pgvector", "drop", "alpha", "--dry-run")
+    assert dry.exit_code == 0 and "would drop table embeddings_alpha (3 rows)" in dry.output
+    assert "embeddings_alpha" in tables(pg)
+
+    done = nsmigrate("pgvector", "drop", "alpha", "--yes")
+    assert done.exit_code == 0, done.output
+    assert "embeddings_alpha" not in tables(pg)
+
+
+# --- copy / move / legacy ---------------------------------------------------------------------------------------
+
+
+def test_copy_verifies_and_builds_the_indexes(pg: sa.Engine) -> None:
+    source = load("alpha", 1200)
+    result = nsmigrate("pgvector", "copy", "alpha", "beta", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["verified"] and report["source_rows"] == report["target_rows"] == 1200 and report["copied"] == 1200
+    assert report["indexes"]["built"] == ["ivfflat(lists=1)", "collection_name", "document_id", "strategy"]
+
+    s = store()
+    assert s.namespaces() == {"alpha": 1200, "beta": 1200}
+    copied = {r.id: r for r in s.fetch("beta", [r.id for r in source])}
+    for record in source:
+        assert copied[record.id].metadata == record.metadata
+        assert copied[record.id].values == pytest.approx(record.values, abs=1e-6)
+    found = json.loads(nsmigrate("pgvector", "stats", "beta", "--json").output)
+    assert found["vector_index"] == "ivfflat"
+
+
+def test_copy_resumes_from_where_it_stopped(pg: sa.Engine) -> None:
+    load("alpha", 50)
+    with pg.begin() as conn:  # an earlier copy that stopped after its first chunk of 20
+        pgnamespaces.create_namespace(conn, "embeddings", "beta", DIM)
+        conn.execute(
+            sa.text(
+                "INSERT INTO embeddings_beta (chunk_id, document_id, collection_name, text, embedding) "
+                "SELECT chunk_id, document_id, collection_name, text, embedding FROM embeddings_alpha "
+                "ORDER BY chunk_id LIMIT 20"
+            )
+        )
+
+    result = nsmigrate("pgvector", "copy", "alpha", "beta", "--json")
+    report = json.loads(result.output)
+    assert result.exit_code == 0 and report["verified"] and report["copied"] == 30
+
+
+def test_copy_into_a_table_holding_other_rows_is_refused(pg: sa.Engine) -> None:
+    load("alpha", 5)
+    s = store()
+    s.upsert("beta", [Record(id=f"other-{r.id}", values=r.values, metadata=r.metadata) for r in records(3)])
+    result = nsmigrate("pgvector", "copy", "alpha", "beta")
+    assert result.exit_code == 2 and "rows that are not in embeddings_alpha" in result.output
+    assert store().count("beta") == 3
+
+
+def test_move_renames_the_source_to_a_backup(pg: sa.Engine) -> None:
+    load("alpha", 40)
+    refused = nsmigrate("pgvector", "move", "alpha", "beta")
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    dry = nsmigrate("pgvector", "move", "alpha", "beta", "--dry-run", "--json")
+    assert dry.exit_code == 0 and json.loads(dry.output)["source_rows"] == 40
+    assert "embeddings_beta" not in tables(pg)
+
+    result = nsmigrate("pgvector", "move", "alpha", "beta", "--yes", "--json")
+    report = json.loads(result.output)
+    assert result.exit_code == 0 and report["verified"], result.output
+    backup = report["backup_table"]
+    assert backup.startswith("embeddings_backup_") and backup.endswith("_alpha")
+    after = tables(pg)
+    assert "embeddings_alpha" not in after and backup in after and "embeddings_beta" in after
+    with pg.connect() as conn:
+        assert conn.execute(sa.text(f'SELECT count(*) FROM "{backup}"')).scalar() == 40
+    assert store().namespaces() == {"beta": 40}  # the backup is not a namespace
+
+
+def test_legacy_goes_to_embeddings_default_with_a_backup(pg: sa.Engine) -> None:
+    rows = load_legacy(pg, 120)
+    dry = nsmigrate("pgvector", "legacy", "--dry-run", "--json")
+    assert dry.exit_code == 0 and json.loads(dry.output)["source_rows"] == 120
+    assert "embeddings_default" not in tables(pg)
+
+    result = nsmigrate("pgvector", "legacy", "--json")
+    report = json.loads(result.output)
+    assert result.exit_code == 0 and report["verified"], result.output
+    assert report["target_table"] == "embeddings_default" and report["target_rows"] == 120
+    assert report["backup_table"].startswith("embeddings_backup_")
+    after = tables(pg)
+    assert "embeddings" not in after and report["backup_table"] in after
+    s = store()
+    assert s.namespaces() == {"": 120}
+    assert s.fetch("", [rows[0].id])[0].metadata == rows[0].metadata
+
+    again = nsmigrate("pgvector", "legacy")
+    assert again.exit_code == 2 and "no legacy table" in again.output
+
+
+# --- the documented store -----------------------------------------------------------------------------------------
+
+
+def test_store_maps_metadata_to_typed_columns_and_the_rest_to_jsonb(pg: sa.Engine) -> None:
+    record = Record(
+        id="c-1",
+        values=[0.5] * DIM,
+        metadata={
+            "document_id": "d-1",
+            "collection_name": "books",
+            "text": "hello",
+            "depth": 2.0,  # Pinecone's numbers are floats
+            "quality_score": 1,
+            "is_leaf": True,
+            "domain_tags": ["a", "b"],
+            "twin_id": "t-1",
+        },
+    )
+    s = store()
+    s.upsert("", [record])
+    with pg.connect() as conn:
+        row = conn.execute(sa.text("SELECT * FROM embeddings_default")).mappings().one()
+    assert row["chunk_id"] == "c-1" and row["depth"] == 2 and row["quality_score"] == 1.0 and row["is_leaf"] is True
+    assert row["domain_tags"] == ["a", "b"] and row["metadata"] == {"twin_id": "t-1"} and row["strategy"] is None
+    [back] = s.fetch("", ["c-1"])
+    assert back.metadata == {**record.metadata, "depth": 2, "quality_score": 1.0}
+    assert s.list_ids("").ids == ["c-1"] and s.query("", [0.5] * DIM, 1) == ["c-1"]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ({"document_id": "d", "collection_name": "c"}, "has no text"),
+        ({"text": "t", "collection_name": "c"}, "has no document_id"),
+        ({"document_id": "d", "collection_name": "c", "text": "t", "depth": 2.5}, "'depth' = 2.5 is not integer"),
+        ({"document_id": "d", "collection_name": "c", "text": "t", "is_leaf": "yes"}, "is not boolean"),
+        ({"document_id": "d", "collection_name": "c", "text": "t", "domain_tags": [1]}, r"is not text\[\]"),
+    ],
+)
+def test_a_record_that_does_not_map_is_refused_by_id(pg: sa.Engine, metadata: dict[str, Any], reason: str) -> None:
+    good = records(2)
+    with pytest.raises(PlanError, match=reason) as raised:
+        store().upsert("alpha", [*good, Record(id="bad-1", values=[0.1] * DIM, metadata=metadata)])
+    assert "bad-1" in str(raised.value)
+    assert store().count("alpha") == 0  # nothing of that upsert was written
+
+
+def test_store_refuses_a_namespace_the_rules_refuse(pg: sa.Engine) -> None:
+    with pytest.raises(PlanError, match="may hold only lowercase"):
+        store().upsert("Creator-1", records(1))
+    assert tables(pg) == set()

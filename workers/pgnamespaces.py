@@ -1,0 +1,539 @@
+"""Namespaces of seed 004's pgvector layout (``orchestrator.pgschema``) as Postgres sees them: found from the tables
+themselves, created, described, dropped, and copied or moved **inside Postgres** (``INSERT … SELECT`` by keyset
+ranges: no vector leaves the database), with their indexes built after the load.
+
+Every identifier is quoted (``pgschema.quote``) and every namespace name passes ``pgschema.check_namespace`` before
+it reaches SQL, so a name like ``x"; DROP TABLE …`` is refused with the rule it breaks and changes nothing.
+Used by ``nsmigrate pgvector`` (``cli.pgvector``), the documented store (``workers.stores.pgdocumented``), the
+fleet's server-side copy batches (``workers.copying``) and verification (indexes + ANALYZE before judging).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from orchestrator import pgschema
+from orchestrator.errors import PlanError, StoreError
+from orchestrator.pgschema import ID_COLUMN, quote
+from orchestrator.records import Record
+from orchestrator.spec import JobSpec
+
+COPY_CHUNK_ROWS = 5000  # rows per INSERT … SELECT transaction of a command's copy (each one a resume point)
+
+
+def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:
+    return conn.execute(sa.text(sql), params).scalar()
+
+
+def exists(conn: sa.Connection, table: str) -> bool:
+    return bool(_one(conn, "SELECT to_regclass(:n) IS NOT NULL", n=quote(table)))
+
+
+def columns_of(conn: sa.Connection, table: str) -> frozenset[str]:
+    """The columns ``table`` has (empty when it does not exist)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:n) AND attnum > 0 AND NOT attisdropped"
+        ),
+        {"n": quote(table)},
+    ).scalars()
+    return frozenset(rows)
+
+
+def dimension_of(conn: sa.Connection, table: str) -> int | None:
+    mod = _one(
+        conn,
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(:n) AND attname = :c AND NOT attisdropped",
+        n=quote(table),
+        c=pgschema.EMBEDDING_COLUMN,
+    )
+    return int(mod) if mod is not None and mod > 0 else None
+
+
+def discover(conn: sa.Connection, prefix: str) -> dict[str, str]:
+    """Every namespace of the database and its table, found from the tables themselves: ``{prefix}_{name}`` tables
+    with a ``chunk_id`` and an ``embedding`` column whose name passes the rules; the legacy ``{prefix}`` table is the
+    default namespace while ``{prefix}_default`` does not exist."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+            "AND (c.relname = :legacy OR left(c.relname, :plen) = :p) "
+            "AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = :id) "
+            "AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = :emb) "
+            "ORDER BY c.relname"
+        ),
+        {"legacy": prefix, "p": f"{prefix}_", "plen": len(prefix) + 1, "id": ID_COLUMN, "emb": "embedding"},
+    ).scalars()
+    found: dict[str, str] = {}
+    legacy = False
+    for table in rows:
+        if table == prefix:
+            legacy = True
+            continue
+        namespace = pgschema.namespace_of(prefix, table)
+        if namespace is not None:
+            found[namespace] = table
+    if legacy and "" not in found:
+        found[""] = prefix
+    return dict(sorted(found.items()))
+
+
+def read_table(conn: sa.Connection, prefix: str, namespace: str) -> str | None:
+    """The table to read ``namespace`` from, or None when it has none (the legacy table for the default one while
+    ``{prefix}_default`` does not exist)."""
+    table = pgschema.table_of(prefix, namespace)
+    if exists(conn, table):
+        return table
+    if namespace == "" and exists(conn, prefix) and ID_COLUMN in columns_of(conn, prefix):
+        return prefix
+    return None
+
+
+def count_rows(conn: sa.Connection, tables: Mapping[str, str]) -> dict[str, int]:
+    """Rows of each namespace's table (one UNION ALL round trip)."""
+    if not tables:
+        return {}
+    items = list(tables.items())
+    union = " UNION ALL ".join(f"SELECT {i} AS i, count(*) AS n FROM {quote(t)}" for i, (_, t) in enumerate(items))
+    counted: dict[int, int] = {int(i): int(n) for i, n in conn.execute(sa.text(union)).all()}
+    return {ns: int(counted[i]) for i, (ns, _) in enumerate(items)}
+
+
+def create_namespace(conn: sa.Connection, prefix: str, namespace: str, dimension: int) -> tuple[str, bool]:
+    """Create the namespace's table of seed 004's shape if missing (safe against concurrent workers); returns the
+    table and whether it was created. Its indexes are built after the load (``build_indexes``)."""
+    table = pgschema.table_of(prefix, namespace)
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": table})
+    if exists(conn, table):
+        have = dimension_of(conn, table)
+        if have is not None and have != dimension:
+            raise StoreError(
+                f"table {table} exists with dimension {have}, not {dimension}",
+                hint="use the existing dimension, or another namespace",
+                namespace=namespace,
+            )
+        return table, False
+    conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
+    conn.execute(sa.text(pgschema.create_table_sql(table, dimension)))
+    return table, True
+
+
+def vector_text(values: Sequence[float]) -> str:
+    """pgvector's text form of a vector (bound as text, cast in the statement)."""
+    return "[" + ",".join(repr(float(v)) for v in values) + "]"
+
+
+def _placeholder(column: str) -> str:
+    if column == pgschema.METADATA_COLUMN:
+        return f"CAST(:{column} AS jsonb)"
+    if column == pgschema.EMBEDDING_COLUMN:
+        return f"CAST(:{column} AS vector)"
+    return f":{column}"
+
+
+def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> None:
+    """Insert or overwrite ``records`` as rows of ``table`` (``pgschema.record_to_row``: a record that does not map
+    raises ``MappingError`` naming it, and nothing of this call is written)."""
+    present = columns_of(conn, table)
+    rows = [pgschema.record_to_row(r, present) for r in records]
+    columns = sorted({c for row in rows for c in row})
+    for row in rows:
+        for c in columns:
+            row.setdefault(c, None)
+        row[pgschema.METADATA_COLUMN] = json.dumps(row[pgschema.METADATA_COLUMN])
+        row[pgschema.EMBEDDING_COLUMN] = vector_text(row[pgschema.EMBEDDING_COLUMN])
+    values = ", ".join(_placeholder(c) for c in columns)
+    updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c != ID_COLUMN)
+    conn.execute(
+        sa.text(
+            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES ({values}) "
+            f"ON CONFLICT ({ID_COLUMN}) DO UPDATE SET {updates}, updated_at = now()"
+        ),
+        rows,
+    )
+
+
+# --- stats and indexes ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NamespaceStats:
+    namespace: str
+    table: str
+    rows: int
+    collections: dict[str, int]
+    size_bytes: int
+    dimension: int | None
+    vector_index: str | None  # "ivfflat" | "hnsw" | None
+    btree_columns: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def index_definitions(conn: sa.Connection, table: str) -> list[str]:
+    return list(
+        conn.execute(
+            sa.text("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = :t"),
+            {"t": table},
+        ).scalars()
+    )
+
+
+def _index_presence(definitions: Sequence[str]) -> tuple[str | None, list[str]]:
+    vector = next((m for m in ("ivfflat", "hnsw") for d in definitions if f"USING {m} " in d), None)
+    btree = [
+        c
+        for c in pgschema.BTREE_COLUMNS
+        if any(d.endswith(f"USING btree ({c})") or d.endswith(f"USING btree ({quote(c)})") for d in definitions)
+    ]
+    return vector, btree
+
+
+def stats(conn: sa.Connection, prefix: str, namespace: str) -> NamespaceStats:
+    table = table_or_refuse(conn, prefix, namespace)
+    collections: dict[str, int] = {}
+    if "collection_name" in columns_of(conn, table):
+        collections = {
+            str(name): int(n)
+            for name, n in conn.execute(
+                sa.text(f"SELECT collection_name, count(*) FROM {quote(table)} GROUP BY 1 ORDER BY 2 DESC, 1")
+            ).all()
+        }
+    vector, btree = _index_presence(index_definitions(conn, table))
+    return NamespaceStats(
+        namespace=namespace,
+        table=table,
+        rows=int(_one(conn, f"SELECT count(*) FROM {quote(table)}")),
+        collections=collections,
+        size_bytes=int(_one(conn, "SELECT pg_total_relation_size(to_regclass(:n))", n=quote(table))),
+        dimension=dimension_of(conn, table),
+        vector_index=vector,
+        btree_columns=btree,
+    )
+
+
+def build_indexes(conn: sa.Connection, table: str, method: str) -> dict[str, Any]:
+    """The ANN index (``method``, ivfflat lists sized to the rows now in the table) and the b-tree indexes on
+    collection, document and strategy, each only if missing; then ``ANALYZE``. Run after the bulk load: an ivfflat
+    index built on an empty table has no lists worth the name. Returns what was built."""
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": f"indexes:{table}"})
+    rows = int(_one(conn, f"SELECT count(*) FROM {quote(table)}"))
+    vector, btree = _index_presence(index_definitions(conn, table))
+    built: list[str] = []
+    present = columns_of(conn, table)
+    if vector is None:
+        sql = pgschema.vector_index_sql(table, method, rows, dimension_of(conn, table) or 0)
+        if sql is not None:
+            conn.execute(sa.text(sql))
+            built.append(method if method != "ivfflat" else f"ivfflat(lists={pgschema.ivfflat_lists(rows)})")
+    for column in pgschema.BTREE_COLUMNS:
+        if column not in btree and column in present:
+            conn.execute(sa.text(pgschema.btree_index_sql(table, column)))
+            built.append(column)
+    conn.execute(sa.text(f"ANALYZE {quote(table)}"))
+    return {"table": table, "rows": rows, "built": built, "analyzed": True}
+
+
+def drop_namespace(conn: sa.Connection, prefix: str, namespace: str) -> str:
+    table = pgschema.table_of(prefix, namespace)
+    if not exists(conn, table):
+        raise StoreError(f"namespace {namespace or 'default'!r} has no table {table}", namespace=namespace)
+    conn.execute(sa.text(f"DROP TABLE {quote(table)}"))
+    return table
+
+
+def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: str | None) -> str:
+    """Rename ``table`` to a backup (``pgschema.backup_table``; ``namespace`` None: the legacy table); returns its
+    new name. Nothing is dropped."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    backup = pgschema.backup_table(prefix, namespace, stamp)
+    suffix = 1
+    while exists(conn, backup):  # two moves within one second
+        backup = pgschema.backup_table(prefix, namespace, f"{stamp}{suffix}")
+        suffix += 1
+    conn.execute(sa.text(f"ALTER TABLE {quote(table)} RENAME TO {quote(backup)}"))
+    return backup
+
+
+# --- copies inside Postgres -------------------------------------------------------------------------------------
+
+
+def shared_columns(conn: sa.Connection, source: str, target: str) -> list[str]:
+    have = columns_of(conn, source) & columns_of(conn, target)
+    return [c for c in pgschema.COPIED_COLUMNS if c in have]
+
+
+def _insert_select(source: str, target: str, columns: Sequence[str], where: str, tail: str = "") -> str:
+    listed = ", ".join(quote(c) for c in columns)
+    picked = ", ".join(
+        "s.metadata || CAST(:extra AS jsonb)" if c == pgschema.METADATA_COLUMN else f"s.{quote(c)}" for c in columns
+    )
+    updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c != ID_COLUMN)
+    return (
+        f"INSERT INTO {quote(target)} ({listed}) SELECT {picked} FROM {quote(source)} s WHERE {where} {tail} "
+        f"ON CONFLICT ({ID_COLUMN}) DO UPDATE SET {updates}"
+    )
+
+
+def copy_ids(
+    conn: sa.Connection, source: str, target: str, ids: Sequence[str], extra: Mapping[str, Any] | None = None
+) -> int:
+    """Copy the rows of ``ids`` from ``source`` into ``target`` inside Postgres (one fleet batch), their
+    ``metadata`` merged with ``extra`` (the job's enrichment); idempotent (a row copied before is overwritten).
+    Returns the rows copied."""
+    columns = shared_columns(conn, source, target)
+    sql = _insert_select(source, target, columns, f"s.{ID_COLUMN} = ANY(:ids)")
+    result = conn.execute(sa.text(sql), {"ids": list(ids), "extra": json.dumps(dict(extra or {}))})
+    return int(result.rowcount or 0)
+
+
+def in_database(spec: JobSpec) -> bool:
+    """Whether ``spec``'s batches can run inside Postgres: source and target are seed-004 tables (``schema:
+    documented``) of the same database (their URL env vars hold the same URL), and no enrichment key is a column
+    (those the copy through a worker would put in the column; in Postgres they go to ``metadata``)."""
+    source, target = spec.source, spec.target
+    if not (source.kind == target.kind == "pgvector" and source.documented and target.documented):
+        return False
+    enriched = set(spec.enrich.constants) | ({"creator_id", "twin_id"} if spec.enrich.creator_fields else set())
+    if enriched & set(pgschema.COLUMN_BY_NAME) or (
+        spec.enrich.migrated_from and "migrated_from" in pgschema.COLUMN_BY_NAME
+    ):
+        return False
+    url = os.environ.get(source.database_url_env)
+    return bool(url) and url == os.environ.get(target.database_url_env)
+
+
+def copy_batch_in_postgres(
+    store: Any,
+    target_prefix: str,
+    source_namespace: str,
+    target_namespace: str,
+    ids: Sequence[str],
+    extra: Mapping[str, Any],
+) -> int:
+    """One fleet batch inside Postgres: the rows of ``ids`` from the source namespace's table into the target
+    namespace's (created with the source's dimension if missing), ``metadata`` merged with ``extra``. ``store``: the
+    source's ``DocumentedPgvectorStore`` (its engine and error translation). Returns the rows copied."""
+    with store._errors("copy_in_postgres", source_namespace), store.engine().begin() as conn:
+        source_table = read_table(conn, store.prefix, source_namespace)
+        if source_table is None:
+            return 0
+        dimension = dimension_of(conn, source_table) or 0
+        target_table, _ = create_namespace(conn, target_prefix, target_namespace, dimension)
+        return copy_ids(conn, source_table, target_table, ids, extra)
+
+
+def finish_load(store: Any, namespaces: Sequence[str], method: str) -> list[dict[str, Any]]:
+    """After a bulk load into ``store`` (a ``DocumentedPgvectorStore``): each namespace's indexes and ANALYZE
+    (``build_indexes``); verification runs this before it judges."""
+    built = []
+    with store._errors("build_indexes"), store.engine().begin() as conn:
+        for namespace in namespaces:
+            table = read_table(conn, store.prefix, namespace)
+            if table is not None:
+                built.append(build_indexes(conn, table, method))
+    return built
+
+
+@dataclass
+class CopyResult:
+    source_table: str
+    target_table: str
+    source_rows: int
+    target_rows: int
+    copied: int
+    missing: list[str] = field(default_factory=list)  # source ids not in the target (first few)
+    extra: int = 0  # target rows that are not in the source
+    backup_table: str | None = None
+    indexes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        return self.source_rows == self.target_rows and not self.missing and not self.extra
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "verified": self.verified}
+
+
+def rows_not_in(conn: sa.Connection, table: str, other: str) -> int:
+    """Rows of ``table`` whose ``chunk_id`` ``other`` does not hold."""
+    sql = (
+        f"SELECT count(*) FROM {quote(table)} t WHERE NOT EXISTS "
+        f"(SELECT 1 FROM {quote(other)} o WHERE o.{ID_COLUMN} = t.{ID_COLUMN})"
+    )
+    return int(_one(conn, sql))
+
+
+def compare_tables(conn: sa.Connection, source: str, target: str, result: CopyResult) -> CopyResult:
+    """Row counts and both id-set differences, computed inside Postgres."""
+    result.source_rows = int(_one(conn, f"SELECT count(*) FROM {quote(source)}"))
+    result.target_rows = int(_one(conn, f"SELECT count(*) FROM {quote(target)}"))
+    result.missing = list(
+        conn.execute(
+            sa.text(
+                f"SELECT s.{ID_COLUMN} FROM {quote(source)} s WHERE NOT EXISTS "
+                f"(SELECT 1 FROM {quote(target)} t WHERE t.{ID_COLUMN} = s.{ID_COLUMN}) ORDER BY 1 LIMIT 20"
+            )
+        ).scalars()
+    )
+    result.extra = rows_not_in(conn, target, source)
+    return result
+
+
+def copy_table(
+    engine: sa.Engine,
+    source: str,
+    target: str,
+    *,
+    chunk_rows: int = COPY_CHUNK_ROWS,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Copy every row of ``source`` into ``target`` inside Postgres, ``chunk_rows`` at a time in ``chunk_id`` order,
+    each chunk its own transaction. Resumable: a copy killed half-way is run again from the target's largest
+    ``chunk_id`` (everything below it was committed in order). Returns the rows copied by this call."""
+    with engine.connect() as conn:
+        columns = shared_columns(conn, source, target)
+        after = _one(conn, f"SELECT max({ID_COLUMN}) FROM {quote(target)}")
+    sql = _insert_select(
+        source,
+        target,
+        columns,
+        f"(CAST(:after AS text) IS NULL OR s.{ID_COLUMN} > :after)",
+        f"ORDER BY s.{ID_COLUMN} LIMIT :n",
+    )
+    sql = f"WITH moved AS ({sql} RETURNING {ID_COLUMN}) SELECT count(*), max({ID_COLUMN}) FROM moved"
+    copied = 0
+    while True:
+        with engine.begin() as conn:
+            n, last = conn.execute(sa.text(sql), {"after": after, "n": chunk_rows, "extra": "{}"}).one()
+        if not n:
+            return copied
+        copied += int(n)
+        after = last
+        if progress is not None:
+            progress(copied)
+
+
+def check_copy_target(conn: sa.Connection, source: str, target: str) -> None:
+    """A copy may go on into ``target`` only when all it holds came from ``source`` (an earlier, unfinished copy)."""
+    foreign = rows_not_in(conn, target, source)
+    if foreign:
+        raise PlanError(
+            f"table {target} already holds {foreign} rows that are not in {source}; nothing was copied",
+            hint="copy into a new namespace, or drop the target first (`nsmigrate pgvector drop`)",
+            table=target,
+        )
+
+
+# --- the commands' copy, move and legacy migration ----------------------------------------------------------------
+
+
+def table_or_refuse(conn: sa.Connection, prefix: str, namespace: str) -> str:
+    """``read_table``, or a ``StoreError`` saying the namespace has no table."""
+    table = read_table(conn, prefix, namespace)
+    if table is None:
+        raise StoreError(
+            f"namespace {namespace or pgschema.DEFAULT_NAME!r} has no table {pgschema.table_of(prefix, namespace)}",
+            hint="`nsmigrate pgvector list` shows the namespaces there are",
+            namespace=namespace,
+        )
+    return table
+
+
+def transfer(
+    engine: sa.Engine,
+    prefix: str,
+    source_table: str,
+    target_namespace: str,
+    *,
+    vector_index: str,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> CopyResult:
+    """Copy ``source_table`` into ``target_namespace``'s table inside Postgres (created if missing, resumed if an
+    earlier copy of the same source stopped half-way), build its indexes and ANALYZE it, then compare counts and id
+    sets. ``dry_run``: only the checks and the counts; nothing is written."""
+    target_table = pgschema.table_of(prefix, target_namespace)
+    if target_table == source_table:
+        raise PlanError(f"source and target are the same table {source_table}", hint="choose another target namespace")
+    with engine.begin() as conn:
+        dimension = dimension_of(conn, source_table)
+        if dimension is None:
+            raise StoreError(f"table {source_table} has no vector column `embedding`", table=source_table)
+        result = CopyResult(source_table, target_table, 0, 0, 0)
+        if exists(conn, target_table):
+            check_copy_target(conn, source_table, target_table)
+        if dry_run:
+            return (
+                compare_tables(conn, source_table, target_table, result)
+                if exists(conn, target_table)
+                else (_counted_source(conn, result))
+            )
+        create_namespace(conn, prefix, target_namespace, dimension)
+    result.copied = copy_table(engine, source_table, target_table, progress=progress)
+    with engine.begin() as conn:
+        result.indexes = build_indexes(conn, target_table, vector_index)
+    with engine.connect() as conn:
+        return compare_tables(conn, source_table, target_table, result)
+
+
+def _counted_source(conn: sa.Connection, result: CopyResult) -> CopyResult:
+    result.source_rows = int(_one(conn, f"SELECT count(*) FROM {quote(result.source_table)}"))
+    return result
+
+
+def copy_namespace(
+    engine: sa.Engine, prefix: str, source: str, target: str, *, vector_index: str, **options: Any
+) -> CopyResult:
+    """``nsmigrate pgvector copy``: ``transfer`` from the source namespace's table; the source is left as it is."""
+    pgschema.check_namespace(target)
+    with engine.connect() as conn:
+        source_table = table_or_refuse(conn, prefix, source)
+    return transfer(engine, prefix, source_table, target, vector_index=vector_index, **options)
+
+
+def move_namespace(
+    engine: sa.Engine,
+    prefix: str,
+    source: str,
+    target: str,
+    *,
+    vector_index: str,
+    dry_run: bool = False,
+    **options: Any,
+) -> CopyResult:
+    """``nsmigrate pgvector move``: ``copy_namespace``, then, only when counts and id sets match, the source table is
+    renamed to a backup (``{prefix}_backup_{stamp}_{namespace}``), never dropped."""
+    result = copy_namespace(engine, prefix, source, target, vector_index=vector_index, dry_run=dry_run, **options)
+    if not dry_run and result.verified:
+        with engine.begin() as conn:
+            result.backup_table = rename_to_backup(conn, prefix, result.source_table, source)
+    return result
+
+
+def migrate_legacy(
+    engine: sa.Engine, prefix: str, *, vector_index: str, dry_run: bool = False, **options: Any
+) -> CopyResult:
+    """``nsmigrate pgvector legacy``: the single ``{prefix}`` table → ``{prefix}_default``, row counts verified, then
+    the legacy table renamed to ``{prefix}_backup_{stamp}`` (only when they match)."""
+    with engine.connect() as conn:
+        if not exists(conn, prefix) or ID_COLUMN not in columns_of(conn, prefix):
+            raise StoreError(
+                f"there is no legacy table {prefix} with a {ID_COLUMN} column to migrate",
+                hint="it may have been migrated already: `nsmigrate pgvector list` shows the namespaces",
+                table=prefix,
+            )
+    result = transfer(engine, prefix, prefix, "", vector_index=vector_index, dry_run=dry_run, **options)
+    if not dry_run and result.verified:
+        with engine.begin() as conn:
+            result.backup_table = rename_to_backup(conn, prefix, prefix, None)
+    return result

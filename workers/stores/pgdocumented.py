@@ -1,0 +1,151 @@
+"""The pgvector store over seed 004's tables (``schema: documented``): one ``{prefix}_{namespace}`` table per
+namespace, found from the tables themselves (``workers.pgnamespaces.discover``), records mapped to rows by
+``orchestrator.pgschema``. The engine, its lifetime and the error translation are ``PgvectorStore``'s."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from orchestrator import pgschema
+from orchestrator.pgschema import ID_COLUMN, quote
+from workers import pgnamespaces
+from workers.stores.base import IdPage, Record
+from workers.stores.pgvector import PgvectorStore
+
+
+class DocumentedPgvectorStore(PgvectorStore):
+    """``VectorStore`` over seed 004's per-namespace tables (see the module docstring)."""
+
+    def __repr__(self) -> str:
+        return f"DocumentedPgvectorStore({self.name!r})"
+
+    @property
+    def prefix(self) -> str:
+        return self.spec.table
+
+    def engine(self) -> sa.Engine:
+        """This process's engine (for the namespace operations of ``workers.pgnamespaces``)."""
+        return self._get_engine()
+
+    def _reading(self, conn: sa.Connection, namespace: str) -> str | None:
+        return pgnamespaces.read_table(conn, self.prefix, namespace)
+
+    def _dimension_tables(self, conn: sa.Connection) -> list[str]:
+        return list(pgnamespaces.discover(conn, self.prefix).values())
+
+    def namespaces(self) -> dict[str, int]:
+        with self._errors("namespaces"), self._get_engine().connect() as conn:
+            counts = pgnamespaces.count_rows(conn, pgnamespaces.discover(conn, self.prefix))
+        return {ns: n for ns, n in counts.items() if n}
+
+    def count(self, namespace: str) -> int:
+        with self._errors("count", namespace), self._get_engine().connect() as conn:
+            table = self._reading(conn, namespace)
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {quote(table)}")).scalar() or 0) if table else 0
+
+    def list_ids(self, namespace: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+        if limit < 1:
+            raise ValueError(f"limit must be ≥ 1, got {limit}")
+        with self._errors("list_ids", namespace), self._get_engine().connect() as conn:
+            table = self._reading(conn, namespace)
+            if table is None:
+                return IdPage(ids=[], next_token=None)
+            after = f"WHERE {ID_COLUMN} > :token " if token else ""
+            ids = list(
+                conn.execute(
+                    sa.text(f"SELECT {ID_COLUMN} FROM {quote(table)} {after}ORDER BY {ID_COLUMN} LIMIT :n"),
+                    {"token": token, "n": limit + 1},
+                ).scalars()
+            )
+        if len(ids) > limit:
+            return IdPage(ids=ids[:limit], next_token=ids[limit - 1])
+        return IdPage(ids=ids, next_token=None)
+
+    def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
+        if not ids:
+            return []
+        with self._errors("fetch", namespace), self._get_engine().connect() as conn:
+            table = self._reading(conn, namespace)
+            if table is None:
+                return []
+            present = pgnamespaces.columns_of(conn, table)
+            wanted = [c for c in pgschema.COPIED_COLUMNS if c in present and c not in ("created_at", "updated_at")]
+            rows = conn.execute(
+                sa.text(
+                    f"SELECT {', '.join(quote(c) for c in wanted)} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"
+                ),
+                {"ids": list(ids)},
+            ).mappings()
+            found = {row[ID_COLUMN]: pgschema.row_to_record(_parsed(row)) for row in rows}
+        return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+    def upsert(self, namespace: str, records: Sequence[Record]) -> int:
+        if not records:
+            return 0
+        self._refuse_sparse(namespace, records)
+        dimension = self._dimension or len(records[0].values)
+        self._check_dimension(namespace, records, dimension)
+        table = pgschema.table_of(self.prefix, namespace)  # the name rules refuse a bad namespace here
+        latest = {r.id: r for r in records}  # last write wins within one request, as in Pinecone
+        with self._errors("upsert", namespace), self._get_engine().begin() as conn:
+            if table not in self._existing:
+                pgnamespaces.create_namespace(conn, self.prefix, namespace, dimension)
+                self._existing.add(table)
+            pgnamespaces.upsert_records(conn, table, list(latest.values()))
+        return len(records)
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        with self._errors("delete", namespace), self._get_engine().begin() as conn:
+            table = self._reading(conn, namespace)
+            if table is not None:
+                conn.execute(sa.text(f"DELETE FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"), {"ids": list(ids)})
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Drop the namespace's table (erasure and rollback: gone for good). A migration's cleanup renames it to a
+        backup instead (``retire_namespace``)."""
+        with self._errors("delete_namespace", namespace), self._get_engine().begin() as conn:
+            table = self._reading(conn, namespace)
+            if table is not None:
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(table)}"))
+                self._existing.discard(table)
+
+    def retire_namespace(self, namespace: str) -> str | None:
+        """Rename the namespace's table to a backup (seed 004's move: the source is never dropped); its name, or None
+        when there was no table."""
+        with self._errors("retire_namespace", namespace), self._get_engine().begin() as conn:
+            table = self._reading(conn, namespace)
+            if table is None:
+                return None
+            self._existing.discard(table)
+            return pgnamespaces.rename_to_backup(conn, self.prefix, table, None if table == self.prefix else namespace)
+
+    def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
+        if top_k < 1:
+            raise ValueError(f"top_k must be ≥ 1, got {top_k}")
+        with self._errors("query", namespace), self._get_engine().connect() as conn:
+            table = self._reading(conn, namespace)
+            if table is None:
+                return []
+            return list(
+                conn.execute(
+                    sa.text(
+                        f"SELECT {ID_COLUMN} FROM {quote(table)} ORDER BY embedding <=> CAST(:v AS vector), "
+                        f"{ID_COLUMN} LIMIT :k"
+                    ),
+                    {"v": pgnamespaces.vector_text(vector), "k": top_k},
+                ).scalars()
+            )
+
+
+def _parsed(row: Any) -> dict[str, Any]:
+    """A row with its ``embedding`` as floats (psycopg hands pgvector's text form back without the adapter)."""
+    out = dict(row)
+    value = out.get(pgschema.EMBEDDING_COLUMN)
+    if isinstance(value, str):
+        out[pgschema.EMBEDDING_COLUMN] = [float(v) for v in value.strip("[]").split(",") if v]
+    return out
