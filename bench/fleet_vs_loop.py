@@ -4,15 +4,17 @@ Both copy the same data between indexes of the local Pinecone data plane, each i
 50 ms added to every request and Pinecone's serverless per-second limits enforced (429 + Retry-After). The fleet runs
 two jobs on one set of workers: the first on freshly started workers (every process pays its first-task costs), the
 second on the same workers warm, as a standing fleet runs a migration; ``--fleets`` (3) such fleets are started one
-after the other. Reported per data set, all measured in one run: vectors/s of the loop and of the median fleet job of
-each kind and their ratio (with the range over the fleets), the share of requests answered 429, the fleet's worker
-CPU seconds per 1,000 vectors, and where the CPU went (workers, data plane, Postgres, Redis, this process).
+after the other. Each fleet job is started as a user starts one, ``nsmigrate run SPEC --wait`` in its own process
+(``bench.user_clock``). Reported per data set, all measured in one run: the loop's time and, for the median fleet job
+of each kind, the job's clock (its job-table row to its last batch) and the user's clock (the command to its last
+batch), each as a ratio to the loop (with the range over the fleets), the share of requests answered 429, the
+fleet's worker CPU seconds per 1,000 vectors, and where the CPU went (workers, data plane, Postgres, Redis, the
+command).
 
     make bench                                   # both data sets
     .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-pool prefork --copy-workers 1   # a variant
 
-``BENCH_TIMELINE=1`` also prints the fleet's copied count every 0.2 s (to stderr); ``BENCH_DEADLINE_S`` (600) bounds a
-fleet job. Never a timed test: these are figures to read, not assertions.
+``BENCH_DEADLINE_S`` (600) bounds a fleet job. Never a timed test: these are figures to read, not assertions.
 """
 
 from __future__ import annotations
@@ -35,16 +37,14 @@ import psutil
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from bench.user_clock import job_clock, run_cli
+from orchestrator import jobs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
-from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 from workers.memory import KEPT_MB
-from workers.stores import open_retrying_store
 
 LATENCY_MS = 50
 # Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
@@ -83,6 +83,9 @@ class Result:
     server_cpu_s: float | None = None
     #: CPU seconds of everything else on the machine during the run: job table, Redis, the bench's own polling.
     others_cpu_s: dict[str, float] | None = None
+    #: The user's clock: from the moment `nsmigrate run` was typed to the last batch (``seconds`` is the job's own,
+    #: from its row in the job table). None for the loop, timed from its first request.
+    user_seconds: float | None = None
 
     @property
     def vectors_per_s(self) -> float:
@@ -100,11 +103,11 @@ class DataPlane:
 
     INDEXES = ("src", "loop", "fleet", "fleet-warm")
 
-    def __init__(self, dimension: int, workdir: Path, stored_mb: int = 0) -> None:
+    def __init__(self, dimension: int, workdir: Path, stored_mb: int = 0, indexes: tuple[str, ...] = INDEXES) -> None:
         """``stored_mb``: about how much the vectors an index will hold take (their values as JSON text)."""
         self.procs: list[subprocess.Popen[bytes]] = []
         self.hosts: dict[str, str] = {}
-        for name in self.INDEXES:
+        for name in indexes:
             # Every index serverless: what is compared is the list → fetch → upsert path, and only serverless lists (a
             # pod source is enumerated by a catalogue or a sweep instead: `nsmigrate plan` shows what that costs).
             kind = ""
@@ -234,13 +237,11 @@ def fleet(
         _worker(env, "copy", shape.copy_pool, shape.copy_concurrency, f"copy{n}", workdir)
         for n in range(shape.copy_workers)
     ]
-    os.environ["PINECONE_API_KEY"] = SANDBOX_API_KEY
-    settings = Settings(database_url=database_url, redis_url=redis_url)
     db = jobs.Database(database_url)
     try:
         wait_for_workers(redis_url, len(procs))  # start-up is not copy time
-        first = _fleet_job("fleet, fresh workers", "fleet", shape, plane, db, settings, procs, services, workdir)
-        warm = _fleet_job("fleet, warm workers", "fleet-warm", shape, plane, db, settings, procs, services, workdir)
+        first = _fleet_job("fleet, fresh workers", "fleet", shape, plane, db, env, procs, services, workdir)
+        warm = _fleet_job("fleet, warm workers", "fleet-warm", shape, plane, db, env, procs, services, workdir)
         return first, warm
     finally:
         db.dispose()
@@ -256,71 +257,49 @@ def _fleet_job(
     shape: FleetShape,
     plane: DataPlane,
     db: jobs.Database,
-    settings: Settings,
+    env: dict[str, str],
     procs: list[subprocess.Popen[bytes]],
     services: dict[str, subprocess.Popen[bytes]],
     workdir: Path,
 ) -> Result:
     """Copy the whole source index into ``target_index`` with the running fleet and measure it."""
-    spec = parse_spec(
-        {
-            "name": f"bench-{target_index}",
-            "source": {"kind": "pinecone", "host": plane.hosts["src"]},
-            "target": {"kind": "pinecone", "host": plane.hosts[target_index]},
-            "max_batches_in_flight": 64,
-            "batch_size": shape.batch_size,
-            "parallel_upserts": shape.parallel_upserts,
-            "auto_verify": False,
-            # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
-            "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
-        }
-    )
-    prepared = launch.prepare(spec, open_retrying_store, workdir)
+    spec = {
+        "name": f"bench-{target_index}",
+        "source": {"kind": "pinecone", "host": plane.hosts["src"]},
+        "target": {"kind": "pinecone", "host": plane.hosts[target_index]},
+        "max_batches_in_flight": 64,
+        "batch_size": shape.batch_size,
+        "parallel_upserts": shape.parallel_upserts,
+        "auto_verify": False,
+        # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
+        "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
+    }
+    parse_spec(spec)  # a bad spec fails here, not in the child
     cpu_before = _cpu_seconds(procs)
     listers = procs[: shape.list_workers]
     list_before = _cpu_seconds(listers)
     before = plane.counts()
     server_cpu = plane.cpu_seconds()
     others_before = {name: _cpu_seconds([p]) for name, p in services.items()}
-    bench_before = time.process_time()
-    started, started_wall = time.monotonic(), time.time()
-    job_id = launch.launch(db, Dispatcher(settings), prepared)
-    deadline = started + float(os.environ.get("BENCH_DEADLINE_S", "600"))
-    while True:
-        # One light query per poll (the full ``job_status`` cost this process ~0.5 CPU-s per job, taken from the
-        # fleet it measures); the status only when something is wrong.
-        unfinished, failed, copied = _progress(db, job_id)
-        if not unfinished:
-            break
-        if failed:
-            raise RuntimeError(f"fleet batches failed: {jobs.job_status(db, job_id).as_dict()}")
-        if time.monotonic() > deadline:
-            status = jobs.job_status(db, job_id)
-            stuck = [
-                (r.source_namespace, r.state, r.batches.as_dict()) for r in status.runs if r.state != RunState.COPIED
-            ]
-            raise RuntimeError(
-                f"the fleet did not finish: {status.totals}; unfinished runs {stuck[:5]}; worker logs in {workdir}"
-            )
-        if os.environ.get("BENCH_TIMELINE"):
-            print(f"{time.monotonic() - started:6.2f} s {copied:>7}", file=sys.stderr)
-        time.sleep(0.2)  # coarse on purpose: this process shares the CPU with the fleet
-    # The job ended when its last batch did (the job table says when), not when the coarse poll above noticed.
-    seconds = _last_batch_finished(db, job_id) - started_wall
+    # As a user starts it: `nsmigrate run SPEC --wait` in its own process (start-up and planning on the clock).
+    cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")))
+    created, finished = job_clock(db, cli.job_id)
+    _, _, copied = _progress(db, cli.job_id)
     cpu = _cpu_seconds(procs) - cpu_before
     others = {name: _cpu_seconds([p]) - others_before[name] for name, p in services.items()}
     others["of which the list workers"] = _cpu_seconds(listers) - list_before
-    others["bench polling"] = time.process_time() - bench_before
+    others["nsmigrate run"] = cli.cpu_s
     requests, r429 = (a - b for a, b in zip(plane.counts(), before, strict=True))
     return Result(
         label,
         copied,
-        seconds,
+        finished - created,
         requests,
         r429,
         cpu_s=cpu,
         server_cpu_s=plane.cpu_seconds() - server_cpu,
         others_cpu_s=others,
+        user_seconds=finished - cli.started,
     )
 
 
@@ -336,17 +315,6 @@ def _progress(db: jobs.Database, job_id: int) -> tuple[int, int, int]:
         ).one()
         failed = s.scalar(sa.select(sa.func.count()).where(Batch.run_id.in_(runs), Batch.state == BatchState.FAILED))
     return int(unfinished), int(failed or 0), int(copied)
-
-
-def _last_batch_finished(db: jobs.Database, job_id: int) -> float:
-    with db.transaction() as s:
-        finished = s.scalar(
-            sa.select(sa.func.max(Batch.finished_at))
-            .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
-            .where(NamespaceRun.job_id == job_id)
-        )
-    assert finished is not None, f"job {job_id} has no finished batch"
-    return float(finished.timestamp())
 
 
 def _worker(
@@ -472,30 +440,37 @@ def main(argv: list[str] | None = None) -> int:
         f"fleet: {shape.describe()}; {os.cpu_count()} cores; median job of {args.fleets} fleet(s)"
     )
     print(
-        f"{'data set':<28}{'fleet job':<22}{'loop vec/s':>11}{'fleet vec/s':>12}{'ratio':>7}{'ratio range':>14}"
-        f"{'429 loop':>9}{'429 fleet':>10}{'fleet CPU s/1k vec':>19}"
+        f"{'data set':<28}{'fleet job':<16}{'loop s':>7}{'job s':>7}{'user s':>8}{'job ×loop':>10}{'user ×loop':>11}"
+        f"{'user range':>12}{'429 fleet':>10}{'fleet CPU s/1k vec':>19}"
     )
     for name, data, loop, *jobs_by_kind in rows:
         label = f"{name} ({data.total}×{data.dimension}, {len(data.namespaces)} ns)"
         fleet_jobs = []
         for of_kind in jobs_by_kind:
-            ratios = sorted(j.vectors_per_s / loop.vectors_per_s for j in of_kind)
-            flt = sorted(of_kind, key=lambda j: j.vectors_per_s)[len(of_kind) // 2]
+            # Same vectors copied by the loop and by each job: the ratio of times is the ratio of throughputs.
+            user_ratios = sorted(loop.seconds / (j.user_seconds or j.seconds) for j in of_kind)
+            flt = sorted(of_kind, key=lambda j: j.user_seconds or j.seconds)[len(of_kind) // 2]
             fleet_jobs.append(flt)
             job = flt.name.removeprefix("fleet, ")
+            user_s = flt.user_seconds or flt.seconds
             print(
-                f"{label:<28}{job:<22}{loop.vectors_per_s:>11.1f}{flt.vectors_per_s:>12.1f}"
-                f"{flt.vectors_per_s / loop.vectors_per_s:>6.1f}×{f'{ratios[0]:.1f}–{ratios[-1]:.1f}×':>14}"
-                f"{loop.share_429:>9.2%}{max(j.share_429 for j in of_kind):>10.2%}"
+                f"{label:<28}{job:<16}{loop.seconds:>7.2f}{flt.seconds:>7.2f}{user_s:>8.2f}"
+                f"{loop.seconds / flt.seconds:>9.1f}×{loop.seconds / user_s:>10.1f}×"
+                f"{f'{user_ratios[0]:.1f}–{user_ratios[-1]:.1f}×':>12}{max(j.share_429 for j in of_kind):>10.2%}"
                 f"{(flt.cpu_s or 0) / flt.vectors * 1000:>19.2f}"
             )
             label = ""
-        print(f"{'':<28}CPU s: the loop's data plane {loop.server_cpu_s:.1f} in {loop.seconds:.1f} s")
+        print(
+            f"{'':<28}loop: {loop.vectors_per_s:.0f} vectors/s, 429s {loop.share_429:.2%}, data plane CPU "
+            f"{loop.server_cpu_s:.1f} s"
+        )
         for flt in fleet_jobs:
             others = ", ".join(f"{n} {cpu:.1f}" for n, cpu in (flt.others_cpu_s or {}).items())
+            before_job = (flt.user_seconds or flt.seconds) - flt.seconds
             print(
-                f"{'':<28}CPU s, {flt.name} ({flt.seconds:.1f} s): workers {flt.cpu_s:.1f}, "
-                f"data plane {flt.server_cpu_s:.1f}, {others}"
+                f"{'':<28}{flt.name}: {flt.vectors_per_s:.0f} vectors/s on the job clock; {before_job:.2f} s from "
+                f"the command to the job's row; CPU s: workers {flt.cpu_s:.1f}, data plane {flt.server_cpu_s:.1f}, "
+                f"{others}"
             )
     return 0
 

@@ -61,6 +61,9 @@ def print_plan(prepared: Prepared) -> None:
         from orchestrator.collection import describe_strategy
 
         console.print(describe_strategy(prepared.spec))
+    for ns, counts in plan.routes.items():
+        taken = ", ".join(f"{route} {n}" for route, n in counts.items())
+        console.print(f"routes of {display_namespace(ns)} ({sum(counts.values())} vectors): {taken}")
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
 

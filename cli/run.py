@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from cli import waits
-from cli.backup import backup_sources
 from cli.console import console
 from cli.fleet import dispatcher, open_control, open_store
 from cli.options import DatabaseOpt, RedisOpt, db, settings
@@ -94,7 +93,11 @@ def run(
         prepared = launch.prepare(job_spec, open_store, spec.parent, open_control)
         print_plan(prepared)
         # The backup comes first: if it fails, no job is written and nothing is enqueued.
-        backup = backup_sources(prepared) if job_spec.backup.enabled else None
+        backup = None
+        if job_spec.backup.enabled:
+            from cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
+
+            backup = backup_sources(prepared)
         job_id = launch_prepared(database, fleet, prepared)
         if backup is not None:
             jobs.record_event(database, "backup_written", jobs.default_actor(), job_id, **backup)

@@ -7,7 +7,7 @@ orchestrator reads the source inventory to plan, but never imports the worker ta
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,9 +29,9 @@ from orchestrator.planner import (
     namespaces_needing_id_check,
 )
 from orchestrator.records import IdPage, display_namespace
-from orchestrator.routing import route_context, targets_by_id
+from orchestrator.routing import route_context, route_counts, targets_by_id
 from orchestrator.spec import JobSpec
-from orchestrator.tenancy import load_twins
+from orchestrator.tenancy import load_sources, load_twins
 
 
 class InventoryStore(Protocol):
@@ -135,23 +135,33 @@ def prepare(
     else:
         target_inv = _inventory(target, "target", fallback_dimension=source_inv.dimension)
     twins: dict[str, str] = {}
-    if spec.routing.mode == "creator" and spec.routing.creators is not None:
-        twins = load_twins(spec.routing.creators, spec_dir)
-    plan = make_plan(spec, source_inv, target_inv, twins)
+    sources: dict[str, str] = {}
+    if spec.routing.mode == "creator":
+        if spec.routing.creators is not None:
+            twins = load_twins(spec.routing.creators, spec_dir)
+        sources = load_sources(spec.routing.sources, spec_dir)
+    plan = make_plan(spec, source_inv, target_inv, twins, sources)
+    routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
     if spec.target.kind == "pgvector" and spec.target.documented:
         check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
     needs_check = namespaces_needing_id_check(plan)
+    ids: dict[str, Any] = {}
+    routes: dict[str, dict[str, int]] = {}
+    for ns in sorted(set(needs_check) | routed):
+        ids[ns] = list(iter_all_ids(source, ns))
+        if ns in routed:
+            # Read where each routed record really lands: the plan shows the routes taken, and only true
+            # collisions are refused.
+            ctx = route_context(spec, source.name, ns, None, twins=plan.twins)
+            records = _fetch_all(source, ns, ids[ns])
+            routes[ns] = route_counts(records, ctx)
+            ids[ns] = targets_by_id(records, ctx)
     if needs_check:
-        routed = {r.source_namespace for r in plan.runs if r.target_namespace is None}
-        ids: dict[str, Any] = {}
-        for ns in needs_check:
-            ids[ns] = list(iter_all_ids(source, ns))
-            if ns in routed:
-                # Read where each routed record really lands, so only true collisions are refused.
-                ctx = route_context(spec, source.name, ns, None, twins=plan.twins)
-                ids[ns] = targets_by_id(_fetch_all(source, ns, ids[ns]), ctx)
-        check_id_lengths(spec, ids)
-        check_id_collisions(plan, ids, spec.allow_id_overwrite)
+        checked = {ns: ids[ns] for ns in needs_check}
+        check_id_lengths(spec, checked)
+        check_id_collisions(plan, checked, spec.allow_id_overwrite)
+    if routes:
+        plan = replace(plan, routes=routes)
     return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name, target_index=target_index)
 
 

@@ -13,6 +13,7 @@ import fnmatch
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from orchestrator.enumeration import sweep_cost
 from orchestrator.errors import PlanError
@@ -23,8 +24,16 @@ from orchestrator.limits import (
     UPSERT_MAX_BYTES,
     UPSERT_MAX_VECTORS,
 )
-from orchestrator.naming import PUBLIC, identifier_problem, namespace_problem, parse_namespace, twin_namespace
+from orchestrator.naming import (
+    PUBLIC,
+    Registry,
+    identifier_problem,
+    namespace_problem,
+    parse_namespace,
+    twin_namespace,
+)
 from orchestrator.records import display_namespace, parse_namespace_arg
+from orchestrator.routing import routing_table
 from orchestrator.spec import JobSpec, PineconeStoreSpec
 
 ROUTED = None  # target_namespace of a run whose vectors are routed one by one (the default namespace, creator mode)
@@ -103,9 +112,13 @@ class Plan:
 
     runs: list[NamespacePlan]
     estimate: Estimate
-    twins: Mapping[str, str] = field(default_factory=dict)  # twin_id → creator_id actually used (routed runs need it)
+    #: twin_id → creator_id actually used; for a routed run its whole routing table (``routing.routing_table``: the
+    #: sources lookup too)
+    twins: Mapping[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     shared_targets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Routed source namespace → how many of its vectors take each route (``routing.ROUTES``), when read at plan time
+    routes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def total_vectors(self) -> int:
@@ -234,24 +247,27 @@ def _route(
         raise PlanError(
             "creator routing would make invalid or ambiguous namespace names:\n  "
             + "\n  ".join(text for _, text in problems),
-            hint="ids are letters, digits, '.' and '-' (no '_'); fix them where the mapping comes from",
+            hint="ids are letters, digits, '.', '-' and '_', starting with a letter or digit; fix them where the "
+            "mapping comes from",
             source_namespace=problems[0][0],
         )
     return routes
 
 
 def _routed_targets(spec: JobSpec, twins: Mapping[str, str]) -> Callable[[str], bool]:
-    """Whether a routed run may write into a namespace: the twin namespaces its records can be sent to, or public."""
+    """Whether a routed run may write into a namespace: the twin namespaces its records can be sent to, any
+    creator-wide namespace (routed by creator id), the review namespace, or public."""
     override = spec.routing.override_creator
+    fixed = {PUBLIC, spec.routing.review_namespace}
     if override is not None:
         # Any twin id found in the metadata goes under the override creator: every twin namespace of that creator.
         def may_write(ns: str) -> bool:
             parsed = parse_namespace(ns)
-            return ns == PUBLIC or (parsed.kind == "twin" and parsed.creator_id == override)
+            return ns in fixed or ns.startswith(f"creator_{override}_twin_") or parsed.kind == "creator"
 
         return may_write
     mapped = {twin_namespace(c, t) for t, c in twins.items()}
-    return lambda ns: ns == PUBLIC or ns in mapped
+    return lambda ns: ns in fixed or ns in mapped or parse_namespace(ns).kind == "creator"
 
 
 def _check_mapping_ids(twins: Mapping[str, str]) -> None:
@@ -266,15 +282,17 @@ def _check_mapping_ids(twins: Mapping[str, str]) -> None:
             f"the twin → creator mapping has {len(problems)} id(s) that cannot be part of a namespace name:\n  "
             + "\n  ".join(problems[:_SHOWN])
             + ("\n  …" if len(problems) > _SHOWN else ""),
-            hint="ids are letters, digits, '.' and '-' (no '_'); fix them where the mapping comes from",
+            hint="ids are letters, digits, '.', '-' and '_', starting with a letter or digit; fix them where the "
+            "mapping comes from",
         )
 
 
 def _check_target_names(runs: Sequence[NamespacePlan]) -> None:
+    # Names built from the mapping (runs with a creator) are checked by the registry, not by parsing them back.
     problems = [
         f"source namespace {display_namespace(r.source_namespace)!r} → {p}"
         for r in runs
-        if r.target_namespace is not None and (p := namespace_problem(r.target_namespace))
+        if r.target_namespace is not None and r.creator_id is None and (p := namespace_problem(r.target_namespace))
     ]
     if problems:
         raise PlanError(
@@ -475,7 +493,13 @@ def _enumerated(spec: JobSpec, run: NamespacePlan, source: Inventory) -> Namespa
     )
 
 
-def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins: Mapping[str, str]) -> Plan:
+def make_plan(
+    spec: JobSpec,
+    source: Inventory,
+    target: Inventory | None,
+    twins: Mapping[str, str],
+    sources: Mapping[str, str] | None = None,
+) -> Plan:
     """Namespace runs for ``spec``.
 
     Parameters:
@@ -484,6 +508,7 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
         target: the target store's, or None when it is not known (then, unless source and target are the same
             store, the non-empty-target and dimension checks are skipped).
         twins: twin_id → creator_id (creator routing; see ``orchestrator.tenancy.load_twins``).
+        sources: the sources table's key → twin_id (``routing.sources``; ``orchestrator.tenancy.load_sources``).
 
     Returns:
         The plan; ``plan.shared_targets`` / ``namespaces_needing_id_check`` say which sources must have their ids
@@ -540,14 +565,21 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
     ]
     runs = [_enumerated(spec, r, source) for r in runs]
     _check_target_names(runs)
+    if creator_mode:
+        # Ids may contain '_': refuse only names that two different (creator, twin) pairs would share.
+        pairs = dict(twins) if routed_present else {r.twin_id: r.creator_id for r in runs if r.creator_id and r.twin_id}
+        if spec.routing.override_creator is not None:
+            pairs = {t: spec.routing.override_creator for t in pairs}
+        Registry(pairs, set(pairs.values())).check()
     may_route_to = _routed_targets(spec, twins) if routed_present else None
     if target is not None:
         _check_targets(spec, runs, target, one_store, selected, may_route_to)
         _check_namespace_limit(spec, runs, target)
     shared = _shared_targets(runs, may_route_to)
 
+    used_twins: dict[str, Any]
     if routed_present:
-        used_twins = dict(twins)
+        used_twins = routing_table(twins, sources)
     else:
         used_twins = {r.twin_id: r.creator_id for r in runs if r.twin_id is not None and r.creator_id is not None}
 
@@ -568,9 +600,10 @@ def make_plan(spec: JobSpec, source: Inventory, target: Inventory | None, twins:
         )
     if routed_present:
         warnings.append(
-            "the default namespace is routed vector by vector (by metadata "
-            f"{spec.routing.twin_id_field!r}; no such field → {PUBLIC!r}); its upsert estimate is a "
-            "lower bound"
+            "the default namespace is routed vector by vector (metadata "
+            f"{spec.routing.twin_id_field!r}, else {spec.routing.creator_id_field!r}"
+            + (f", else {spec.routing.sources.key_field!r} in the sources table" if spec.routing.sources else "")
+            + f"; resolved nowhere → {spec.routing.review_namespace!r}); its upsert estimate is a lower bound"
         )
         if not twins and spec.routing.override_creator is None:
             warnings.append("the twin → creator mapping is empty: every routed vector with a twin id will be refused")

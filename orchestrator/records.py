@@ -6,7 +6,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-import numpy as np
 import orjson
 
 # Names, not records: they live with the namespace convention, so showing a job's status needs no numpy.
@@ -59,7 +58,9 @@ class JsonValues(Sequence[float]):
 
     __hash__ = None  # type: ignore[assignment]  # mutable-equal like a list
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        import numpy as np  # only where values are compared: planning and copying never need numpy
+
         return np.asarray(self.floats(), dtype=dtype)
 
     def __repr__(self) -> str:

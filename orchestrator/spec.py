@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.errors import SpecError
 from orchestrator.naming import identifier_problem
@@ -34,6 +43,20 @@ def _check_env_name(value: str, field: str) -> str:
             "put the secret in the environment and name it here"
         )
     return value
+
+
+def _env_field(value: str, info: ValidationInfo) -> str:
+    return _check_env_name(value, info.field_name or "url_env")
+
+
+def _sql_identifier(value: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _)")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_field)]
+SqlName = Annotated[str, AfterValidator(_sql_identifier)]
 
 
 class IdCatalogue(_Model):
@@ -262,13 +285,37 @@ class CreatorMapping(_Model):
         return _check_env_name(value, info.field_name or "url_env")
 
 
+class SourceTable(_Model):
+    """The seeds' ``sources`` table: a vector of the default namespace with neither a twin id nor a creator id is
+    routed by the value of its metadata key ``key_field``, looked up here → twin → creator. ``file``: CSV with the
+    columns ``key_column`` and ``twin_column``; ``postgres``: a table in the database named by ``database_url_env``;
+    ``supabase``: the table read through the ``supabase`` client, paged."""
+
+    source: Literal["file", "postgres", "supabase"] = "supabase"
+    key_field: str = Field(default="source_id", min_length=1, description="The metadata key looked up.")
+    path: str | None = Field(default=None, description="file: CSV; relative to the spec file.")
+    database_url_env: EnvName = Field(default="NSMIGRATE_SOURCES_URL", description="postgres: env var with its URL.")
+    url_env: EnvName = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: EnvName = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    table: SqlName = "sources"
+    key_column: SqlName = "id"
+    twin_column: SqlName = "twin_id"
+
+    @model_validator(mode="after")
+    def _needs_path(self) -> SourceTable:
+        if self.source == "file" and not self.path:
+            raise ValueError("source `file` needs `path` (a CSV with the key and twin columns)")
+        return self
+
+
 class Routing(_Model):
     """How a source namespace becomes a target namespace.
 
     - ``same``: the same name (index → index copies, pod → serverless).
     - ``explicit``: ``map: {source: target}``; every selected namespace must be in the map.
     - ``creator``: the UUID namespace is a twin id → ``creator_{creator_id}_twin_{twin_id}``; vectors of the default
-      namespace are routed one by one by their ``twin_id_field`` metadata (no such field → ``public``).
+      namespace are routed one by one: by their ``twin_id_field`` metadata, else their ``creator_id_field`` (to
+      ``creator_{creator_id}``), else ``sources`` (a metadata key → twin), else to ``review_namespace``.
       ``override_creator`` puts every twin under one creator (e.g. the test creator ``sainath.no.1``).
     """
 
@@ -277,10 +324,27 @@ class Routing(_Model):
     creators: CreatorMapping | None = None
     override_creator: str | None = None
     twin_id_field: str = "twin_id"
-    unknown_twin: Literal["fail", "public"] = Field(
+    unknown_twin: Literal["fail", "review", "public"] = Field(
         default="fail",
-        description="A twin that has no creator: refuse the plan (fail) or send its vectors to `public`.",
+        description="A twin that has no creator: refuse the plan (fail) or send its vectors to the review namespace "
+        "or (shared with everyone) `public`.",
     )
+    creator_id_field: str = Field(default="creator_id", description="Default namespace: the creator id metadata key.")
+    sources: SourceTable | None = Field(default=None, description="Default namespace: metadata key → twin lookup.")
+    review_namespace: str = Field(
+        default="review",
+        min_length=1,
+        description="Default namespace: where vectors that resolve to no twin or creator go, for a person to file.",
+    )
+
+    @field_validator("review_namespace")
+    @classmethod
+    def _review(cls, value: str) -> str:
+        if value.startswith("creator_") or value == "__default__":
+            raise ValueError(
+                f"{value!r} cannot be the review namespace: it must not look like a creator's or be the default"
+            )
+        return value
 
     @field_validator("override_creator")
     @classmethod

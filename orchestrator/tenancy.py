@@ -1,4 +1,5 @@
-"""Loading the twin → creator mapping that creator routing needs.
+"""Loading the twin → creator mapping that creator routing needs, and the seeds' ``sources`` table (source key →
+twin, ``load_sources``) that routes default-namespace vectors with neither a twin nor a creator id.
 
 Three sources (``CreatorMapping.source``): ``inline`` (in the spec), ``file`` (CSV ``twin_id,creator_id`` or YAML
 ``{twin_id: creator_id}``) and ``supabase`` (the ``twins`` table, read with the real ``supabase`` client). Every id is
@@ -18,7 +19,7 @@ import yaml
 
 from orchestrator.errors import PlanError, RetryableError, SpecError
 from orchestrator.naming import identifier_problem
-from orchestrator.spec import CreatorMapping
+from orchestrator.spec import CreatorMapping, SourceTable
 
 SUPABASE_PAGE_ROWS = 1000  # rows asked for per request; the server may send fewer (PostgREST max-rows)
 _SHOWN = 10
@@ -190,8 +191,8 @@ def _env(name: str, field: str) -> str:
     if not value:
         # Name the variable, never echo a value.
         raise SpecError(
-            f"environment variable {name} (routing.creators.{field}) is not set",
-            hint=f"export {name}=… before running, or point routing.creators.{field} at the variable that holds it",
+            f"environment variable {name} ({field}) is not set",
+            hint=f"export {name}=… before running, or point {field} at the variable that holds it",
             env_var=name,
         )
     return value
@@ -199,52 +200,60 @@ def _env(name: str, field: str) -> str:
 
 def load_supabase(mapping: CreatorMapping, page_rows: int = SUPABASE_PAGE_ROWS) -> dict[str, str]:
     """twin_id → creator_id from the ``twins_table`` (columns ``id``, ``creator_id``) through the real ``supabase``
-    client, paging with ``range`` until an empty page: the server caps rows per response (PostgREST max-rows), so a
-    short page does not mean the end. Rows without a creator are left out (the planner treats those twins as
+    client, paged (``supabase_rows``). Rows without a creator are left out (the planner treats those twins as
     unknown)."""
-    url = _env(mapping.url_env, "url_env")
-    key = _env(mapping.key_env, "key_env")
+    rows = supabase_rows(
+        mapping.url_env, mapping.key_env, mapping.twins_table, ("id", "creator_id"), "routing.creators", page_rows
+    )
+    return {str(r["id"]): str(r["creator_id"]) for r in rows if r.get("id") is not None and r.get("creator_id")}
+
+
+def supabase_rows(
+    url_env: str, key_env: str, table: str, columns: tuple[str, str], field: str, page_rows: int = SUPABASE_PAGE_ROWS
+) -> list[dict[str, Any]]:
+    """Every row of ``table`` (``columns``) through the real ``supabase`` client, paging with ``range`` ordered by
+    the first column until an empty page: the server caps rows per response (PostgREST max-rows), so a short page
+    does not mean the end. ``field`` names the spec section in messages."""
+    url = _env(url_env, f"{field}.url_env")
+    key = _env(key_env, f"{field}.key_env")
     from supabase import create_client  # heavy import, only needed here
 
     try:
         client = create_client(url, key)
     except Exception as e:  # the client validates the URL and key shape
         raise SpecError(
-            f"cannot create a Supabase client from {mapping.url_env} / {mapping.key_env}: {type(e).__name__}: {e}",
-            hint=f"check that {mapping.url_env} holds the project URL and {mapping.key_env} a service key",
+            f"cannot create a Supabase client from {url_env} / {key_env}: {type(e).__name__}: {e}",
+            hint=f"check that {url_env} holds the project URL and {key_env} a service key",
         ) from e
-    twins: dict[str, str] = {}
-    start = 0
+    out: list[dict[str, Any]] = []
     try:
         while True:
-            rows = _page(client, mapping, start, start + page_rows - 1)
+            rows = _page(client, url_env, key_env, table, columns, len(out), len(out) + page_rows - 1)
             if not rows:
-                return twins
-            for row in rows:
-                if row.get("creator_id") is not None and row.get("id") is not None:
-                    twins[str(row["id"])] = str(row["creator_id"])
-            start += len(rows)
+                return out
+            out.extend(rows)
     finally:
         client.postgrest.aclose()  # the sync client's close, despite the name
 
 
-def _page(client: Any, mapping: CreatorMapping, first: int, last: int) -> list[dict[str, Any]]:
+def _page(
+    client: Any, url_env: str, key_env: str, table: str, columns: tuple[str, str], first: int, last: int
+) -> list[dict[str, Any]]:
     import httpx
     from postgrest.exceptions import APIError
 
     try:
         # Ordered so that pages do not overlap or skip rows: without ORDER BY, Postgres may return any order.
-        response = client.table(mapping.twins_table).select("id,creator_id").order("id").range(first, last).execute()
+        response = client.table(table).select(",".join(columns)).order(columns[0]).range(first, last).execute()
     except APIError as e:
         raise SpecError(
-            f"Supabase refused to read table {mapping.twins_table!r}: {e.message} (code {e.code})",
-            hint="check routing.creators.twins_table and that the key in "
-            f"{mapping.key_env} may read it (columns id, creator_id)",
-            table=mapping.twins_table,
+            f"Supabase refused to read table {table!r}: {e.message} (code {e.code})",
+            hint=f"check the table name and that the key in {key_env} may read it (columns {', '.join(columns)})",
+            table=table,
         ) from e
     except httpx.HTTPError as e:
         raise RetryableError(
-            f"cannot reach Supabase at the URL in {mapping.url_env}: {type(e).__name__}: {e}",
+            f"cannot reach Supabase at the URL in {url_env}: {type(e).__name__}: {e}",
             hint="check the network and the URL; the plan can be made again safely",
         ) from e
     return list(_rows(response.data))
@@ -254,3 +263,49 @@ def _rows(data: Any) -> Iterable[dict[str, Any]]:
     if not isinstance(data, list):
         raise SpecError(f"Supabase answered with {type(data).__name__}, not a list of rows")
     return data
+
+
+def load_sources(table: SourceTable | None, base_dir: Path | None = None) -> dict[str, str]:
+    """The seeds' ``sources`` table as source key → twin_id (empty for None): a CSV file, a Postgres table or a
+    Supabase table (paged). Rows without a twin are left out; their vectors go to the review namespace.
+
+    Raises:
+        SpecError: a missing file or column, an unset env var (named, never shown), a table that cannot be read.
+        RetryableError: Supabase could not be reached.
+    """
+    if table is None:
+        return {}
+    columns = (table.key_column, table.twin_column)
+    if table.source == "file":
+        path = resolve_path(table.path or "", base_dir)
+        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+        if reader.fieldnames is None or not set(columns) <= set(reader.fieldnames):
+            raise SpecError(
+                f"sources file {path} must have the columns {', '.join(columns)}",
+                hint="routing.sources.key_column / twin_column name them",
+                path=str(path),
+            )
+        rows: list[dict[str, Any]] = list(reader)
+    elif table.source == "postgres":
+        rows = _postgres_rows(_env(table.database_url_env, "routing.sources.database_url_env"), table.table, columns)
+    else:
+        rows = supabase_rows(table.url_env, table.key_env, table.table, columns, "routing.sources")
+    return {str(r[columns[0]]): str(r[columns[1]]) for r in rows if r.get(columns[0]) and r.get(columns[1])}
+
+
+def _postgres_rows(url: str, name: str, columns: tuple[str, str]) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(sa.text(f'SELECT "{columns[0]}", "{columns[1]}" FROM "{name}"'))
+            return [dict(zip(columns, row, strict=True)) for row in result]
+    except sa.exc.SQLAlchemyError as e:
+        raise SpecError(
+            f"cannot read the sources table {name!r}: {type(e).__name__}: {str(e).splitlines()[0]}",
+            hint="check routing.sources.table / columns and the database URL's permissions",
+            table=name,
+        ) from e
+    finally:
+        engine.dispose()

@@ -286,6 +286,11 @@ class Report:
     #: in its stats: ids an enumeration did not find were neither copied nor checked, so a shortfall fails.
     enumeration: str = "list"
     source_stats_count: int | None = None
+    #: A routed run: how many of the source's vectors took each route (``routing.ROUTES``); they add up to the
+    #: vectors fetched. None for a fixed target.
+    routes: dict[str, int] | None = None
+    #: Query latency through the tenant guard (``orchestrator.tenant``): P50/P95 ms over sampled queries.
+    latency: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     checked_at: str = field(default_factory=_now)
@@ -373,6 +378,10 @@ class Report:
             parts.append(f"{self.vanished_count} vanished from source")
         if self.source_stats_count is not None:
             parts.append(f"{self.enumeration} found {self.source_count}/{self.source_stats_count} source ids")
+        if self.routes:
+            parts.append("routes " + ", ".join(f"{k} {v}" for k, v in self.routes.items()))
+        if self.latency is not None and self.latency.get("p95_ms") is not None:
+            parts.append(f"latency p50 {self.latency['p50_ms']} ms, p95 {self.latency['p95_ms']} ms")
         if self.query is not None:
             q = self.query
             parts.append(
@@ -408,6 +417,8 @@ class Report:
             "query": dict(self.query) if self.query is not None else None,
             "enumeration": self.enumeration,
             "source_stats_count": self.source_stats_count,
+            "routes": dict(self.routes) if self.routes is not None else None,
+            "latency": dict(self.latency) if self.latency is not None else None,
             "notes": list(self.notes),
             "error": self.error,
             "source_fingerprint": self.source_fingerprint,

@@ -33,7 +33,7 @@ from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun
 from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
-from orchestrator.routing import RouteContext, expected_metadata, route_context, route_records
+from orchestrator.routing import RouteContext, expected_metadata, route_context, route_counts, route_records
 from orchestrator.spec import JobSpec
 from orchestrator.verification import (
     Report,
@@ -212,6 +212,11 @@ class _Verifier:
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
         for id_ in query_ids.intersection(by_id):
             self.query_vectors[id_] = list(by_id[id_].values)
+        if self.run_.target_namespace is None:
+            routes = self.report.routes if self.report.routes is not None else {}
+            for route, n in route_counts(records, self.route).items():
+                routes[route] = routes.get(route, 0) + n
+            self.report.routes = routes
         for ns, routed in route_records(records, self.route).items():
             self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
 

@@ -57,7 +57,8 @@ def _print_landing(demo: DemoStack, index_name: str) -> None:
     table = Table(title=f"index {index_name!r} after the job: creator namespaces")
     table.add_column("namespace")
     table.add_column("vectors", justify="right")
-    creator_namespaces = sorted(ns for ns in stats.namespaces if ns.startswith("creator_") or ns == "public")
+    shared = ("public", "review")
+    creator_namespaces = sorted(ns for ns in stats.namespaces if ns.startswith("creator_") or ns in shared)
     for ns in creator_namespaces:
         table.add_row(ns, str(stats.namespaces[ns].vector_count))
     console.print(table)

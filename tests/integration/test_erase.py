@@ -88,10 +88,10 @@ def test_an_id_that_cannot_be_a_creator_is_refused_and_nothing_is_deleted(
     sandbox: PineconeSandbox, spec_file: Path
 ) -> None:
     before = remaining(sandbox)
-    result = CliRunner().invoke(app, ["erase", "a_1", "--spec", str(spec_file), "--yes"])
+    result = CliRunner().invoke(app, ["erase", "a 1", "--spec", str(spec_file), "--yes"])
 
     assert result.exit_code == 2
-    assert "a_1" in (result.output + str(result.exception))
+    assert "a 1" in (result.output + str(result.exception))
     assert remaining(sandbox) == before
 
 

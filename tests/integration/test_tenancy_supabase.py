@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from orchestrator.errors import PlanError, RetryableError, SpecError
-from orchestrator.spec import CreatorMapping
-from orchestrator.tenancy import load_supabase, load_twins
+from orchestrator.spec import CreatorMapping, SourceTable
+from orchestrator.tenancy import load_sources, load_supabase, load_twins
 from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 from sandbox.services import free_port
 
@@ -58,11 +58,12 @@ def test_a_server_cap_below_the_page_size_still_reads_everything(
 
 
 def test_invalid_ids_in_the_table_are_listed(tenancy_db: str, standin: PostgrestStandIn) -> None:
-    load_tenancy(tenancy_db, twins={"t_9": "ok", "t10": "bad_creator"})
+    load_tenancy(tenancy_db, twins={"t 9": "ok", "t10": "bad/creator", "twin_abc123": "test_creator_123"})
     with pytest.raises(PlanError) as err:
         load_twins(MAPPING)
     text = str(err.value)
-    assert "twin_id 't_9'" in text and "creator_id 'bad_creator'" in text and "Supabase table 'twins'" in text
+    assert "twin_id 't 9'" in text and "creator_id 'bad/creator'" in text and "Supabase table 'twins'" in text
+    assert "2 invalid id(s)" in text  # the seeds' ids with '_' are valid
 
 
 def test_unknown_table_is_a_spec_error(standin: PostgrestStandIn) -> None:
@@ -94,3 +95,29 @@ def test_unset_env_var_is_named(monkeypatch: pytest.MonkeyPatch, unset: str) -> 
     with pytest.raises(SpecError) as err:
         load_twins(MAPPING)
     assert unset in str(err.value) and KEY not in str(err.value)
+
+
+SOURCES = SourceTable(source="supabase", url_env=MAPPING.url_env, key_env=MAPPING.key_env)
+
+
+@pytest.mark.parametrize("max_rows", [300, 1000])
+def test_the_sources_table_is_read_across_pages(
+    tenancy_db: str, start_standin: Callable[..., PostgrestStandIn], monkeypatch: pytest.MonkeyPatch, max_rows: int
+) -> None:
+    # The seeds' sources table (source → twin), the third route of a default-namespace vector, read with the real
+    # client and paged past the server's cap.
+    _serve(start_standin, tenancy_db, max_rows, monkeypatch)
+    assert load_sources(SOURCES) == {f"src_{t}": t for t in TWINS}
+
+
+def test_the_sources_table_from_postgres_matches_supabase(
+    tenancy_db: str, standin: PostgrestStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NSM_TEST_SOURCES_URL", tenancy_db)
+    from_postgres = load_sources(SourceTable(source="postgres", database_url_env="NSM_TEST_SOURCES_URL"))
+    assert from_postgres == load_sources(SOURCES) and len(from_postgres) == len(TWINS)
+
+
+def test_an_unreadable_sources_table_names_it(standin: PostgrestStandIn) -> None:
+    with pytest.raises(SpecError, match="'no_such_table'"):
+        load_sources(SOURCES.model_copy(update={"table": "no_such_table"}))

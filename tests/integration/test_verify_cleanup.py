@@ -278,7 +278,9 @@ def test_a_routed_run_is_checked_in_every_namespace_it_routes_to(ctx: WorkerCont
 
     report = job.verify("")
     assert report["passed"], report
-    assert report["target_namespaces"] == ["creator_c1_twin_t1", "public"]
+    assert report["target_namespaces"] == ["creator_c1_twin_t1", "review"]
+    # The routes taken, counted by verification, add up to the source count.
+    assert report["routes"] == {"twin_id": 6, "review": 4} and sum(report["routes"].values()) == report["source_count"]
 
     # The enrichment is part of the contents: a copy without it must fail.
     [copy] = job.target.fetch("creator_c1_twin_t1", ["tw-002"])

@@ -82,3 +82,16 @@ def test_each_commands_help_shows_its_real_options(name: str) -> None:
         for opt in param.opts:
             shown = opt if opt.startswith("-") else (param.name or opt)
             assert shown in result.output, (name, opt)
+
+
+# What only a backup (pyarrow) or a comparison of values (numpy) needs: `plan` and `run` start without them.
+NOT_FOR_PLANNING = ("pyarrow", "numpy", "workers.backup", "cli.backup", "orchestrator.verification")
+
+
+@pytest.mark.parametrize("args", [["plan", "--help"], ["run", "--help"]])
+def test_planning_commands_import_no_backup_machinery_nor_numpy(args: list[str]) -> None:
+    loaded = modules_after(*args)
+
+    assert "cli.run" in loaded
+    unwanted = sorted({n for n in NOT_FOR_PLANNING for m in loaded if m == n or m.startswith(n + ".")})
+    assert not unwanted, unwanted

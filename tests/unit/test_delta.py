@@ -123,7 +123,7 @@ def test_enrichment_keys_are_read_off_the_copy_rule() -> None:
         pytest.param(ctx(), rec("v", text="a", chunk=3), T1, id="twin-namespace-run"),
         pytest.param(ctx(None), rec("v", text="a", twin_id="t1"), T1, id="routed-keeps-its-twin-id"),
         pytest.param(ctx(None, twin_id_field="owner"), rec("v", owner="t2"), T2, id="routed-other-field"),
-        pytest.param(ctx(None), rec("v", text="a"), "public", id="routed-to-public"),
+        pytest.param(ctx(None), rec("v", text="a"), "review", id="routed-to-review"),
         pytest.param(ctx("moved"), rec("v", text="a"), "moved", id="plain-namespace"),
     ],
 )

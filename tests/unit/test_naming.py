@@ -12,6 +12,7 @@ from orchestrator.errors import PlanError
 from orchestrator.naming import (
     PUBLIC,
     ParsedNamespace,
+    Registry,
     creator_namespace,
     is_uuid_like,
     namespace_problem,
@@ -54,9 +55,7 @@ def test_creator_namespace_and_public() -> None:
         "",  # the default namespace
         "1af5fe75-7d26-49ff-bfc5-13ce560618fb",
         "creator_",
-        "creator_a_twin_",
         "creator_a_twin_b_twin_c",  # ambiguous: never guessed at
-        "creator_a_b",
         "creator__twin_b",
         "creator_.a_twin_b",
         "creator_a_twin_b\n",  # `$` would accept this; fullmatch does not
@@ -73,8 +72,7 @@ def test_parse_other(name: str) -> None:
     ("kind", "value", "reason"),
     [
         ("creator_id", "", "is empty"),
-        ("twin_id", "b_twin_c", "contains '_'"),
-        ("creator_id", "a_b", "could be read two ways"),
+        ("creator_id", "_a", "must start with a letter or a digit"),
         ("twin_id", "x" * 101, "101 characters"),
         ("creator_id", ".a", "must start with a letter or a digit"),
         ("creator_id", "-a", "must start with a letter or a digit"),
@@ -97,10 +95,38 @@ def test_validate_identifier_accepts(value: str) -> None:
     assert validate_identifier("twin_id", value) == value
 
 
-@pytest.mark.parametrize(("creator", "twin"), [("a_b", "c"), ("a", "b_twin_c"), ("", "c"), ("a", "")])
-def test_twin_namespace_refuses_ambiguous_ids(creator: str, twin: str) -> None:
+@pytest.mark.parametrize(("creator", "twin"), [("", "c"), ("a", ""), ("_a", "c")])
+def test_twin_namespace_refuses_invalid_ids(creator: str, twin: str) -> None:
     with pytest.raises(PlanError):
         twin_namespace(creator, twin)
+
+
+def test_the_seeds_ids_with_underscores_build_and_are_found_through_the_registry() -> None:
+    registry = Registry({"twin_abc123": "test_creator_123", "twin_coach_persona": "test_creator_123"})
+    name = registry.twin_namespace("test_creator_123", "twin_abc123")
+    assert name == "creator_test_creator_123_twin_twin_abc123"
+    # Two readings by parsing ("test_creator_123" / "twin_abc123" and "test_creator_123_twin" / "abc123") …
+    assert parse_namespace(name) == ParsedNamespace("other")
+    # … one meaning in the registry that built it.
+    assert registry.meaning(name) == ParsedNamespace("twin", "test_creator_123", "twin_abc123")
+    assert registry.conflicts() == []
+    names = [name, "creator_test_creator_123_twin_twin_coach_persona", "creator_test_creator_1234_twin_x"]
+    assert registry.owned("test_creator_123", names) == (names[:2], [])
+    assert registry.owned("test_creator_123", names, twin_id="twin_abc123") == ([name], [])
+
+
+def test_a_plan_is_refused_only_when_two_meanings_build_one_name() -> None:
+    registry = Registry({"b": "a", "c": "a_twin_b"}, creators=["a_twin_b"])
+    assert registry.conflicts() == [
+        "namespace 'creator_a_twin_b' would be built for creator 'a' / twin 'b' and creator 'a_twin_b'"
+    ]
+    with pytest.raises(PlanError, match="could be confused"):
+        registry.check()
+
+
+def test_an_unregistered_name_with_two_readings_is_reported_not_erased() -> None:
+    mine, ambiguous = Registry().owned("a", ["creator_a_twin_b_twin_c", "creator_a_twin_d", "creator_ab_twin_x"])
+    assert mine == ["creator_a_twin_d"] and ambiguous == ["creator_a_twin_b_twin_c"]
 
 
 def test_namespaces_of_creator_parses_never_prefixes() -> None:
@@ -111,7 +137,7 @@ def test_namespaces_of_creator_parses_never_prefixes() -> None:
         "creator_a.10",
         "creator_a.1_twin_y",
         "creator_a.1x_twin_z",
-        "creator_a.1_b_twin_c",  # does not parse: not a.1's
+        "creator_a.1_b_twin_c",  # creator a.1_b: not a.1's
         "public",
         "",
     ]
@@ -121,8 +147,8 @@ def test_namespaces_of_creator_parses_never_prefixes() -> None:
 
 
 def test_namespaces_of_creator_refuses_invalid_creator() -> None:
-    with pytest.raises(PlanError, match="contains '_'"):
-        namespaces_of_creator("a_1", ["creator_a_1_twin_x"])
+    with pytest.raises(PlanError, match="contains ' '"):
+        namespaces_of_creator("a 1", ["creator_a 1_twin_x"])
 
 
 @pytest.mark.parametrize(
@@ -148,7 +174,9 @@ def test_is_uuid_like(name: str, expected: bool) -> None:
         ("", None),
         ("anything-else", None),
         ("creator_a_twin_b", None),
-        ("creator_a_b_twin_c", "starts with 'creator_'"),
+        ("creator_a_b_twin_c", None),  # creator a_b, twin c: one reading
+        ("creator_a_twin_b_twin_c", "starts with 'creator_'"),  # two readings
+        ("creator_.a", "starts with 'creator_'"),
         ("x" * 513, "513 characters"),
     ],
 )
@@ -178,9 +206,24 @@ def test_a_creator_never_owns_another_creators_namespace(creator: str, other: st
     assert namespaces_of_creator(creator, names) == expected
 
 
+ids_with_underscores = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,20}\Z")
+
+
+@given(st.lists(st.tuples(ids_with_underscores, ids_with_underscores), min_size=1, max_size=6), ids_with_underscores)
+def test_a_registered_creator_never_owns_another_creators_name(pairs: list[tuple[str, str]], creator: str) -> None:
+    # Ids with '_' and shared prefixes (a.1 vs a.10, a vs a_twin_b): through the registry a name is erased for the
+    # creator it was built for, and only that one; names two meanings share are refused at plan time instead.
+    registry = Registry({t: c for c, t in pairs}, creators=[c for c, _ in pairs])
+    if registry.conflicts():
+        return
+    built = {twin_namespace(c, t): c for c, t in pairs} | {f"creator_{c}": c for c, _ in pairs}
+    mine, _ = registry.owned(creator, list(built))
+    assert mine == [name for name, owner in built.items() if owner == creator]
+
+
 @given(st.text(max_size=30))
 def test_validate_identifier_agrees_with_the_rule(value: str) -> None:
-    ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,99}", value) is not None
+    ok = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,99}", value) is not None
     if ok:
         assert validate_identifier("twin_id", value) == value
     else:

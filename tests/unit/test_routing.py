@@ -15,6 +15,7 @@ from orchestrator.routing import (
     RouteContext,
     expected_metadata,
     route_context,
+    route_counts,
     route_records,
     target_of,
     targets_by_id,
@@ -45,9 +46,35 @@ def rec(rid: str, **metadata: Any) -> Record:
     [
         pytest.param({"twin_id": "t1"}, {}, "creator_a.1_twin_t1", id="mapped"),
         pytest.param({"twin_id": "t2"}, {}, "creator_a.10_twin_t2", id="a.10-not-a.1"),
-        pytest.param({}, {}, "public", id="no-field"),
-        pytest.param({"twin_id": ""}, {}, "public", id="empty-field"),
-        pytest.param({"twin_id": None}, {}, "public", id="null-field"),
+        pytest.param({}, {}, "review", id="no-field"),
+        pytest.param({"twin_id": ""}, {}, "review", id="empty-field"),
+        pytest.param({"twin_id": None}, {}, "review", id="null-field"),
+        pytest.param({"creator_id": "a.1"}, {}, "creator_a.1", id="creator-wide"),
+        pytest.param({"twin_id": "t2", "creator_id": "a.1"}, {}, "creator_a.10_twin_t2", id="twin-first"),
+        pytest.param(
+            {"source_id": "s1"},
+            {"sources": {"s1": "t1"}, "source_key_field": "source_id"},
+            "creator_a.1_twin_t1",
+            id="via-sources",
+        ),
+        pytest.param(
+            {"source_id": "s9"},
+            {"sources": {"s1": "t1"}, "source_key_field": "source_id"},
+            "review",
+            id="unknown-source",
+        ),
+        pytest.param(
+            {"twin_id": "zz"},
+            {"unknown_twin": "review", "review_namespace": "to-file"},
+            "to-file",
+            id="unknown-to-review",
+        ),
+        pytest.param(
+            {"twin_id": "twin_abc"},
+            {"twins": {"twin_abc": "test_creator_1"}},
+            "creator_test_creator_1_twin_twin_abc",
+            id="seed-ids-with-underscores",
+        ),
         pytest.param({"twin_id": "zz"}, {"unknown_twin": "public"}, "public", id="unknown-to-public"),
         pytest.param({"twin_id": "zz"}, {"override_creator": "sainath.no.1"}, "creator_sainath.no.1_twin_zz", id="ovr"),
         pytest.param({"twin_id": "t1"}, {"override_creator": "c"}, "creator_c_twin_t1", id="override-wins"),
@@ -62,8 +89,8 @@ def test_routed_target(metadata: dict[str, Any], fields: dict[str, Any], expecte
 @pytest.mark.parametrize(
     ("metadata", "fields", "expected"),
     [
-        pytest.param({"twin_id": "zz"}, {}, ["record 'r1'", "twin_id='zz'", "unknown_twin: public"], id="unknown"),
-        pytest.param({"twin_id": "bad_twin"}, {"override_creator": "c"}, ["record 'r1'", "contains '_'"], id="bad-id"),
+        pytest.param({"twin_id": "zz"}, {}, ["record 'r1'", "twin_id='zz'", "unknown_twin: review"], id="unknown"),
+        pytest.param({"twin_id": "bad twin"}, {"override_creator": "c"}, ["record 'r1'", "contains ' '"], id="bad-id"),
     ],
 )
 def test_routed_errors(metadata: dict[str, Any], fields: dict[str, Any], expected: list[str]) -> None:
@@ -94,10 +121,10 @@ def test_routed_groups_keep_order() -> None:
     out = route_records(records, ctx())
     assert {k: [r.id for r in v] for k, v in out.items()} == {
         "creator_a.1_twin_t1": ["1", "4"],
-        "public": ["2"],
+        "review": ["2"],
         "creator_a.10_twin_t2": ["3"],
     }
-    assert list(out) == ["creator_a.1_twin_t1", "public", "creator_a.10_twin_t2"]
+    assert list(out) == ["creator_a.1_twin_t1", "review", "creator_a.10_twin_t2"]
 
 
 @pytest.mark.parametrize(
@@ -155,7 +182,7 @@ def test_inputs_are_never_mutated() -> None:
         st.tuples(
             st.text(min_size=1, max_size=6),
             st.one_of(st.none(), st.sampled_from(["t1", "t2", "t3"])),
-            st.dictionaries(st.sampled_from(["a", "b", "creator_id"]), st.integers(), max_size=3),
+            st.dictionaries(st.sampled_from(["a", "b", "creator_id"]), st.integers(min_value=0), max_size=3),
         ),
         unique_by=lambda t: t[0],
         max_size=40,
@@ -175,6 +202,8 @@ def test_copy_and_verification_agree(rows: list[tuple[str, str | None, dict[str,
             seen.append(r.id)
     assert sorted(seen) == sorted(by_id)  # every record routed exactly once
     assert targets_by_id(records, context) == {r.id: t for t, rs in out.items() for r in rs}
+    # The routes taken add up to the records routed.
+    assert sum(route_counts(records, context).values()) == len(records)
 
 
 def test_route_context_from_spec() -> None:

@@ -105,8 +105,8 @@ def test_pod_to_serverless_and_pgvector_specs() -> None:
         pytest.param(base(routing={"mode": "explicit"}), ["routing: mode `explicit` needs `map:"], id="explicit"),
         pytest.param(base(routing={"mode": "creator"}), ["routing: mode `creator` needs `creators:`"], id="creator"),
         pytest.param(
-            base(routing={"mode": "creator", "override_creator": "a_b"}),
-            ["routing.override_creator: creator_id 'a_b' contains '_'"],
+            base(routing={"mode": "creator", "override_creator": "a b"}),
+            ["routing.override_creator: creator_id 'a b' contains ' '"],
             id="bad-override",
         ),
         pytest.param(
@@ -184,6 +184,7 @@ SECTIONS: dict[str, list[type[BaseModel]]] = {
     "`namespaces`": [spec_module.NamespaceSelection],
     "`routing`": [spec_module.Routing],
     "`routing.creators`": [spec_module.CreatorMapping],
+    "`routing.sources`": [spec_module.SourceTable],
     "`enrich`": [spec_module.Enrichment],
     "`rate`": [spec_module.RateBudget],
     "`verify`": [spec_module.Verification],
