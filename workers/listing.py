@@ -23,6 +23,7 @@ from redis.exceptions import LockError
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.names import lock_key
 from orchestrator.paging import id_pages
@@ -124,10 +125,13 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
         spec = jobs.job_spec(ctx.db, run.job_id)
         source = ctx.guarded(spec.source, spec.rate)
 
+        # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
+        page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
+
         def list_batch(token: str | None) -> tuple[list[str], str | None]:
             """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
             ids: list[str] = []
-            for page in id_pages(source, run.source_namespace, token=token, max_ids=spec.batch_size):
+            for page in id_pages(source, run.source_namespace, token=token, max_ids=spec.batch_size, page_ids=page_ids):
                 ids.extend(page.ids)
                 token = page.next_token
             return ids, token or None

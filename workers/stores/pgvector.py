@@ -70,7 +70,7 @@ def _db_message(e: BaseException) -> str:
     return (text[0] if text else type(orig).__name__)[:500]
 
 
-def _is_undefined_table(e: BaseException) -> bool:
+def is_undefined_table(e: BaseException) -> bool:
     return getattr(getattr(e, "orig", None), "sqlstate", None) == "42P01"
 
 
@@ -369,7 +369,7 @@ class PgvectorStore:
                     break
                 except sa.exc.ProgrammingError as e:
                     # Dropped by another worker since we saw it: create it again, once.
-                    if attempt or not _is_undefined_table(e):
+                    if attempt or not is_undefined_table(e):
                         raise
                     self._existing.discard(name)
         return len(records)
