@@ -70,7 +70,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import bisect
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -491,11 +493,20 @@ def _decode_token(token: str) -> str:
 
 
 def _page(names: list[str], prefix: str, token: str | None, limit: int) -> tuple[list[str], str | None]:
-    """One page of sorted *names* after the token's position; the next token, or None when nothing is left."""
-    after = _decode_token(token).encode() if token else None
-    matching = [n for n in names if n.startswith(prefix) and (after is None or n.encode() > after)]
-    page = matching[:limit]
-    return page, (_encode_token(page[-1]) if len(matching) > limit else None)
+    """One page of *names* (sorted by their UTF-8 bytes) that start with *prefix*, after the token's position; the
+    next token, or None when nothing is left. Names with one prefix are one run of that order: found by bisection,
+    so a page costs the same at the start of a large namespace as at its end."""
+    start = bisect.bisect_left(names, prefix.encode(), key=str.encode)
+    if token:
+        start = max(start, bisect.bisect_right(names, _decode_token(token).encode(), key=str.encode))
+    page: list[str] = []
+    for name in itertools.islice(names, start, None):
+        if not name.startswith(prefix):
+            break
+        if len(page) == limit:  # one more matches: there is a next page
+            return page, _encode_token(page[-1])
+        page.append(name)
+    return page, None
 
 
 def _as_vector(values: Any, dimension: int, what: str) -> np.ndarray:

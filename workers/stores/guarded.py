@@ -182,6 +182,20 @@ class GuardedStore:
 
         return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
 
+    @property
+    def lists_by_prefix(self) -> bool:
+        return bool(getattr(self.inner, "lists_by_prefix", False))
+
+    def list_ids_by_prefix(
+        self, namespace: str, prefix: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None
+    ) -> IdPage:
+        rate = self._rate
+
+        def page() -> IdPage:
+            return cast(IdPage, self.inner.list_ids_by_prefix(namespace, prefix, limit=limit, token=token))  # type: ignore[attr-defined]
+
+        return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
+
     # -- writes: the namespace's write scope ------------------------------------------------------------------------
 
     def upsert(

@@ -229,6 +229,7 @@ class PineconeStore:
         self._index_pid: int | None = None
         self._lock = threading.Lock()
         self._dimension: int | None = None
+        self._metric: str | None = None  # an index's dimension and metric never change: read once, with its stats
         #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
         #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
         self._namespace_endpoints = True
@@ -307,15 +308,19 @@ class PineconeStore:
         return self._dimension
 
     def metric(self) -> str | None:
-        with self._errors("describe_index_stats"):
-            stats = self._client().describe_index_stats()
-        return str(stats.metric) if getattr(stats, "metric", None) else None
+        if self._metric is None:
+            with self._errors("describe_index_stats"):
+                stats = self._client().describe_index_stats()
+            self._metric = str(stats.metric) if getattr(stats, "metric", None) else None
+        return self._metric
 
     def namespaces(self) -> dict[str, int]:
         with self._errors("describe_index_stats"):
             stats = self._client().describe_index_stats()
         if stats.dimension:
             self._dimension = int(stats.dimension)
+        if getattr(stats, "metric", None):
+            self._metric = str(stats.metric)
         # Stats keep no empty namespaces on pod indexes; leave them out everywhere so stores agree.
         return {
             _from_wire_namespace(name): int(summary.vector_count)
@@ -361,6 +366,22 @@ class PineconeStore:
         with self._errors("list", namespace):
             page = self._client().list_paginated(
                 namespace=namespace, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
+            )
+        ids = [item.id for item in page.vectors if item.id is not None]
+        next_token = page.pagination.next if page.pagination is not None else None
+        return IdPage(ids=ids, next_token=next_token or None)
+
+    @property
+    def lists_by_prefix(self) -> bool:
+        """Whether ``list_ids_by_prefix`` can split this store's namespaces into chains: only where ids are listed
+        (serverless), not found by a catalogue or a sweep."""
+        return self.catalogue is None and self.sweeper is None
+
+    def list_ids_by_prefix(self, namespace: str, prefix: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+        """One page of the ids that start with ``prefix`` (Pinecone's ``list`` with ``prefix``), in its order."""
+        with self._errors("list", namespace):
+            page = self._client().list_paginated(
+                namespace=namespace, prefix=prefix, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
             )
         ids = [item.id for item in page.vectors if item.id is not None]
         next_token = page.pagination.next if page.pagination is not None else None
