@@ -256,6 +256,7 @@ class _Verifier:
             if not sources:
                 return
         found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
+        reembedded = self._reembedded([r for r in sources if r.id in content_ids])
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
         if self.checks.ids:
             self.report.ids_expected += len(sources)
@@ -267,23 +268,28 @@ class _Verifier:
             if target is None and self.checks.ids:
                 continue  # already counted as missing
             self.report.content_checked += 1
-            reason = self._compare(src, target, expected_metadata(src, ns, self.route))
+            reason = self._compare(reembedded.get(src.id, src), target, expected_metadata(src, ns, self.route))
             if reason is not None:
                 self.report.add_mismatch(src.id, reason)
 
+    def _reembedded(self, sources: list[Record]) -> dict[str, Record]:
+        """For a re-embedding: the sources as the copy must have written them (values: the embedding of their text,
+        one ``embed`` call for the chunk); else nothing."""
+        reembed = self.spec.reembed
+        if reembed is None or not sources:
+            return {}
+        vectors = embedder_for(reembed).embed([record_text(r.metadata, reembed.text_from) or "" for r in sources])
+        return {r.id: Record(id=r.id, values=v, metadata=r.metadata) for r, v in zip(sources, vectors, strict=True)}
+
     def _compare(self, src: Record, target: Record | None, expected: dict[str, Any]) -> str | None:
-        """Why ``target`` is not what the copy of ``src`` must be, or None. An integrated target holds the text and
-        fields (its values are the model's); a re-embedded one the embedding of the text with the metadata."""
-        text_records, reembed = self.spec.text_records, self.spec.reembed
-        if text_records is not None:
-            if target is None:
-                return "missing in target"
-            return compare_metadata(text_fields(expected, text_records.text_from, text_records.field), target.metadata)
-        if reembed is not None:
-            text = record_text(src.metadata, reembed.text_from) or ""
-            embedded = embedder_for(reembed).embed([text])[0]
-            src = Record(id=src.id, values=embedded, metadata=src.metadata)
-        return compare_record(src, target, expected, self.checks.tolerance)
+        """Why ``target`` is not what the copy of ``src`` must be (``src`` re-embedded already, for a re-embedding),
+        or None. An integrated target holds the text and fields; its values are the model's, never compared."""
+        text_records = self.spec.text_records
+        if text_records is None:
+            return compare_record(src, target, expected, self.checks.tolerance)
+        if target is None:
+            return "missing in target"
+        return compare_metadata(text_fields(expected, text_records.text_from, text_records.field), target.metadata)
 
     def _check_text_search(self) -> None:
         """Each sampled record searched by its own text in its target namespace: its top-k must contain it."""
