@@ -39,11 +39,10 @@ from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_counts, route_records
 from orchestrator.spec import JobSpec
-from orchestrator.textrecords import missing_text_reason, record_text, split_by_text, text_fields
+from orchestrator.textrecords import fields_comparer, missing_text_reason, record_text, split_by_text
 from orchestrator.verification import (
     Report,
     compare_id_sets,
-    compare_metadata,
     compare_record,
     counts_stable,
     fingerprint,
@@ -160,6 +159,7 @@ class _Verifier:
         report.ids_checked = self.checks.ids
         report.content_mode = self.checks.contents
         self.text_from = spec.text_from
+        self.fields_compare = fields_comparer(spec) or (lambda *_: None)
         self.text_sample: set[str] = set()  # ids an integrated target is searched for by their text
         self.text_queries: list[tuple[str, str, str]] = []  # (target namespace, id, text)
         text = spec.text_records or spec.reembed
@@ -284,12 +284,9 @@ class _Verifier:
     def _compare(self, src: Record, target: Record | None, expected: dict[str, Any]) -> str | None:
         """Why ``target`` is not what the copy of ``src`` must be (``src`` re-embedded already, for a re-embedding),
         or None. An integrated target holds the text and fields; its values are the model's, never compared."""
-        text_records = self.spec.text_records
-        if text_records is None:
-            return compare_record(src, target, expected, self.checks.tolerance)
-        if target is None:
-            return "missing in target"
-        return compare_metadata(text_fields(expected, text_records.text_from, text_records.field), target.metadata)
+        if self.spec.text_records is not None:
+            return self.fields_compare(src, target, expected)
+        return compare_record(src, target, expected, self.checks.tolerance)
 
     def _check_text_search(self) -> None:
         """Each sampled record searched by its own text in its target namespace: its top-k must contain it."""

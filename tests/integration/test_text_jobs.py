@@ -39,6 +39,7 @@ from workers.context import WorkerContext
 from workers.embedders import HashingEmbedder
 from workers.rollback import rollback_job
 from workers.stores import open_retrying_store
+from workers.syncing import sync_run
 
 pytestmark = pytest.mark.integration
 
@@ -306,3 +307,28 @@ def test_kill_9_of_a_worker_mid_copy_is_recovered_by_redelivery(stack: Stack, ki
     else:
         for ns, records in loaded.items():
             assert stack.pinecone.count(NEW, ns) == len(with_text(records))
+
+
+def test_sync_of_an_integrated_job_copies_only_what_changed_in_the_text_or_fields(
+    stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> None:
+    """A text job's sync judges the target by its text and fields (its values are the model's): one source record
+    given new text and one new record are copied, the rest is unchanged, and the namespace verifies again."""
+    loaded = load_source(stack, namespaces=1, per_namespace=50)
+    stack.start_worker("list,copy,verify", 4)
+    spec = text_spec(stack, name="sync-text")
+    spec["target"]["records"]["missing_text"] = "skip"
+    db, _, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+    changed = {**loaded["ns0"]["ns0-0007"], "text": "a wholly new text"}
+    vectors = np.ones((2, DIM), dtype=np.float32)
+    stack.pinecone.load(SRC, "ns0", [("ns0-0007", vectors[0], changed), ("ns0-new", vectors[1], {"text": "new one"})])
+    (run,) = jobs.runs_of(db, job_id)
+
+    result = sync_run(worker_context(stack.database_url, stack.redis_url), run.id)
+
+    assert (result["new"], result["changed"], result["unchanged"]) == (1, 1, 50 - 1), result
+    wait_for_job(db, job_id, lambda s: all(r.state == RunState.VERIFIED for r in s.runs))
+    fetched = target(stack, TEXTS).fetch(ids=["ns0-0007", "ns0-new"], namespace="ns0").vectors
+    assert fetched["ns0-0007"].metadata["chunk_text"] == "a wholly new text"
+    assert fetched["ns0-new"].metadata["chunk_text"] == "new one"
