@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis as redis_lib
 from pinecone import Pinecone
 
 from cli.fleet import open_control
@@ -21,9 +22,12 @@ from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import PlanError, StateError
 from orchestrator.models import BatchState, RunState
+from orchestrator.names import rate_bucket_key
+from orchestrator.records import Record
 from orchestrator.settings import load_settings
-from orchestrator.spec import parse_spec
-from sandbox.pinecone_server import Faults, IndexSpec
+from orchestrator.spec import PineconeStoreSpec, RateBudget, TextRecords, parse_spec
+from sandbox.embedding import IntegratedEmbed
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.integration.test_chaos import (
     FAST_RECOVERY,
@@ -37,8 +41,11 @@ from tests.integration.test_chaos import (
 from tests.polling import wait_for_job
 from workers.context import WorkerContext
 from workers.embedders import HashingEmbedder
+from workers.ratelimit import RateLimiter, embed_scope
 from workers.rollback import rollback_job
 from workers.stores import open_retrying_store
+from workers.stores.guarded import GuardedStore
+from workers.stores.pinecone import PineconeStore
 from workers.syncing import sync_run
 
 pytestmark = pytest.mark.integration
@@ -332,3 +339,31 @@ def test_sync_of_an_integrated_job_copies_only_what_changed_in_the_text_or_field
     fetched = target(stack, TEXTS).fetch(ids=["ns0-0007", "ns0-new"], namespace="ns0").vectors
     assert fetched["ns0-0007"].metadata["chunk_text"] == "a wholly new text"
     assert fetched["ns0-new"].metadata["chunk_text"] == "new one"
+
+
+def test_a_guarded_text_upsert_reserves_its_embedding_tokens_and_search_text_finds_it(
+    sandbox: PineconeSandbox, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one way to call a store, for an integrated index: an upsert of text records first reserves its estimated
+    tokens of the index's embed scope at ``rate.embed_tokens_per_min`` (here 60 a minute, so 30 tokens over the
+    one-second burst are waited off: the wait is recorded, not slept), and ``search_text`` is a budgeted read."""
+    embed = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
+    sandbox.add_index(IndexSpec("guarded-texts", 384, "cosine", embed=embed))
+    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
+    records = TextRecords(text_from="text", field="chunk_text")
+    store = PineconeStore(PineconeStoreSpec(host=sandbox.host("guarded-texts"), records=records))
+    waits: list[float] = []
+    rate = RateBudget(write_rps=100, read_rps=100, embed_tokens_per_min=60)
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        guarded = GuardedStore(store, limiter=RateLimiter(client, sleep=waits.append), rate=rate)
+        written = [Record("r1", (), {"chunk_text": "lantern harbor", "n": 1})]
+        assert guarded.upsert("docs", written, tokens=31) == 1
+        assert len(waits) == 1 and 25 < waits[0] <= 30.1  # 31 tokens, 1 of burst, refilled at 1 a second
+        assert client.exists(rate_bucket_key(f"tokens:{embed_scope(store.name)}"))
+        assert guarded.search_text("docs", "lantern harbor", 3) == ["r1"]
+        assert sandbox.stats("guarded-texts")["requests"] == {"upsert_records": 1, "search_records": 1}
+    finally:
+        store.close()
+        client.close()
+        sandbox.remove_index("guarded-texts")
