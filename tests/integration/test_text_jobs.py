@@ -35,6 +35,7 @@ from tests.integration.test_chaos import (
     all_verified,
     batches,
     fetch_all,
+    kill_and_lose_its_messages,
     mid_copy,
     wait_for,
 )
@@ -314,6 +315,28 @@ def test_kill_9_of_a_worker_mid_copy_is_recovered_by_redelivery(stack: Stack, ki
     else:
         for ns, records in loaded.items():
             assert stack.pinecone.count(NEW, ns) == len(with_text(records))
+
+
+@pytest.mark.chaos
+def test_resume_finishes_a_text_job_whose_messages_are_gone_after_a_kill_9(stack: Stack) -> None:
+    """SIGKILL of the worker and its messages gone with it (queues and ``unacked`` emptied, as after a broker
+    failover; the successor keeps the production visibility timeout): `nsmigrate resume` re-enqueues the text
+    batches the job table still has unfinished, and every namespace verifies."""
+    loaded = load_source(stack, namespaces=3, per_namespace=300)
+    spec = text_spec(stack, batch_size=20)
+    spec["target"]["records"]["missing_text"] = "skip"
+    stack.pinecone.set_faults(SRC, Faults(latency_ms=120))
+    first = stack.start_worker("list,copy,verify", 6, name="doomed", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    db, dispatcher, job_id = start_job(stack, spec)
+
+    wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
+    stuck = kill_and_lose_its_messages(stack, first, db, job_id)
+
+    assert launch.resume(db, dispatcher, job_id)["batches"] >= len(stuck)
+
+    wait_for(all_verified(db, job_id), "every namespace verified after resume", timeout_s=120)
+    assert {b.state for b in batches(db, job_id)} == {BatchState.DONE}
+    assert_integrated_target_holds_the_text(stack, loaded)
 
 
 def test_sync_of_an_integrated_job_copies_only_what_changed_in_the_text_or_fields(
