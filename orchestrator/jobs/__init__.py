@@ -13,6 +13,7 @@ Who owns what:
 - ``jobrows``: create, find, cancel and finish jobs; their runs and spec; ``record_event``;
 - ``listing``: the lister's transitions (``start_listing``, ``add_batches``);
 - ``batches``: a copy batch's transitions, what follows a batch, re-queueing for retry and resume;
+- ``stalled``: runs whose work stalled on a lost message, claimed for sending again (``claim_stalled_runs``);
 - ``tables``: the Core tables and the statements ``listing`` and ``batches`` share;
 - ``verdicts``: verification and cleanup;
 - ``sync_rollback``: sync and rollback bookkeeping;
@@ -88,6 +89,7 @@ from orchestrator.jobs.listing import (
     requeue_failed_listers,
     start_listing,
 )
+from orchestrator.jobs.stalled import claim_stalled_runs
 from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus, Totals, events_of, job_status, list_jobs
 from orchestrator.jobs.sync_rollback import (
     claim_forward_runs,
@@ -133,6 +135,7 @@ __all__ = [
     "check_run_transition",
     "claim_forward_runs",
     "claim_place",
+    "claim_stalled_runs",
     "collection_failed",
     "collection_restored",
     "compile_task_statements",
