@@ -430,6 +430,16 @@ class Verification(_Model):
     top_k: int = Field(default=10, gt=0, le=1000)
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
     tolerance: float = Field(default=1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
+    latency_samples: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Queries timed after the copy, as the application will query (a twin's creator searched across "
+        "its twins through the tenant guard); P50/P95 in the report. 0 = off.",
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, gt=0, description="Fail verification when the P95 is above this (seed 000: 100 on Pinecone)."
+    )
     text_search_samples: int = Field(
         default=50, ge=0, description="Integrated target: records searched by their own text; 0 = off."
     )

@@ -51,6 +51,7 @@ from orchestrator.verification import (
     text_search_summary,
 )
 from workers.context import WorkerContext
+from workers.latency import measure
 from workers.pgnamespaces import finish_load
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
@@ -156,6 +157,7 @@ class _Verifier:
         )
         self.expected_by_ns: dict[str, set[str]] = {}
         self.query_vectors: dict[str, list[float]] = {}
+        self.latency_vectors: list[list[float]] = []  # the first source vectors, timed as queries at the end
         report.ids_checked = self.checks.ids
         report.content_mode = self.checks.contents
         self.text_from = spec.text_from
@@ -202,6 +204,16 @@ class _Verifier:
         if self.text_queries:
             self._check_text_search()
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
+        if self.latency_vectors:
+            latency = measure(
+                self.target,
+                self.run_,
+                self.route,
+                self.report.target_namespaces,
+                self.latency_vectors,
+                self.checks.top_k,
+            )
+            self.report.latency = {**latency, "limit_ms": self.checks.latency_p95_ms}
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
             return
@@ -237,6 +249,8 @@ class _Verifier:
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
         for id_ in query_ids.intersection(by_id):
             self.query_vectors[id_] = list(by_id[id_].values)
+        wanted = self.checks.latency_samples - len(self.latency_vectors)
+        self.latency_vectors.extend(list(r.values) for r in records[: max(0, wanted)])
         if self.run_.target_namespace is None:
             routes = self.report.routes if self.report.routes is not None else {}
             for route, n in route_counts(records, self.route).items():

@@ -562,6 +562,13 @@ class PineconeStore:
             response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
         return [match.id for match in response.matches]
 
+    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
+        """``(id, score)`` of the ``top_k`` nearest, best first, with Pinecone's own scores (higher is closer for
+        cosine and dotproduct, lower for euclidean): what a cross-twin search merges on."""
+        with self._errors("query", namespace):
+            response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
+        return [(match.id, float(match.score or 0.0)) for match in response.matches]
+
     def close(self) -> None:
         """Release this process's HTTP connections."""
         with self._lock:
