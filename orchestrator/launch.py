@@ -6,7 +6,8 @@ orchestrator reads the source inventory to plan, but never imports the worker ta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -187,16 +188,32 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int
     return job_id
 
 
-def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, int]:
+def resume(
+    db: jobs.Database,
+    dispatcher: Dispatcher,
+    job_id: int,
+    *,
+    only_runs: Collection[int] | None = None,
+    together: bool = True,
+    action: str = "job_resumed",
+) -> dict[str, int]:
     """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
     copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token.
-    A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``)."""
+    A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``).
+
+    ``only_runs``: just these namespace runs. ``together``: send the tasks in one round trip (``Dispatcher.together``;
+    a worker, whose pooled broker connections may predate a Redis restart, sends them one by one). ``action``: the
+    audit event recorded."""
     if _is_collection_job(db, job_id):
         return _resume_collection(db, dispatcher, job_id)
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
     to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
-    with dispatcher.together():
+    copying = jobs.runs_in_state(db, job_id, RunState.COPYING)
+    if only_runs is not None:
+        listing, to_verify, copying = ([r for r in ids if r in only_runs] for ids in (listing, to_verify, copying))
+        batches = [(r, b) for r, b in batches if r in only_runs]
+    with dispatcher.together() if together else contextlib.nullcontext():
         for run_id in listing:
             dispatcher.list_namespace(
                 run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace), wait_for_lock=True
@@ -209,13 +226,24 @@ def resume(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, 
             namespace = display_namespace(runs[run_id].source_namespace)
             dispatcher.verify_namespace(run_id, job_id=job_id, namespace=namespace)
     # Runs whose batches are all done but were never marked copied (a worker died right after its last batch).
-    for run_id in jobs.runs_in_state(db, job_id, RunState.COPYING):
+    for run_id in copying:
         if jobs.maybe_mark_copied(db, run_id):
             dispatcher.verify_namespace(
                 run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
             )
-    jobs.record_event(db, "job_resumed", jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
+    jobs.record_event(db, action, jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
     return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
+
+
+def resend_stalled(db: jobs.Database, dispatcher: Dispatcher, idle_s: float) -> dict[int, dict[str, int]]:
+    """Send again, as `resume` would, the work of every run that stalled on a lost message: it has work to come
+    and saw no change for ``idle_s`` (the visibility timeout; see ``orchestrator.jobs.stalled``). The fleet calls
+    this by itself, so a message lost with a killed worker or a restarted Redis costs that timeout, not an operator.
+    Returns {job id: what was sent}."""
+    return {
+        job_id: resume(db, dispatcher, job_id, only_runs=set(run_ids), together=False, action="stalled_runs_resent")
+        for job_id, run_ids in jobs.claim_stalled_runs(db, idle_s).items()
+    }
 
 
 def _is_collection_job(db: jobs.Database, job_id: int) -> bool:

@@ -9,6 +9,7 @@ put in exactly one batch, every batch row is ``done`` and nothing failed.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -161,6 +162,19 @@ def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: in
     return probe
 
 
+def freeze_mid_batch(worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int, total_batches: int) -> set[int]:
+    """Stop (SIGSTOP) the worker and everything it forked while batches run: the ids of its running batches. They are
+    read once it is stopped, so none can finish between the look and a kill (on a loaded machine all of them once
+    did); when none runs at that moment, it goes on (SIGCONT) and is stopped again later."""
+    while True:
+        wait_for(mid_copy(db, job_id, total_batches), "batches to be running mid-copy")
+        os.killpg(worker.pid, signal.SIGSTOP)
+        running = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
+        if running:
+            return running
+        os.killpg(worker.pid, signal.SIGCONT)
+
+
 def all_verified(db: jobs.Database, job_id: int) -> Callable[[], jobs.JobStatus | None]:
     def probe() -> jobs.JobStatus | None:
         status = jobs.job_status(db, job_id)
@@ -237,6 +251,21 @@ def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Lo
     return status
 
 
+def kill_and_lose_its_messages(
+    stack: Stack, worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int
+) -> set[int]:
+    """SIGKILL ``worker``, empty the queues and Redis' ``unacked`` set (as after a broker failover), and start a
+    successor with the production visibility timeout: nothing comes back by itself. Returns the batches left
+    ``running``."""
+    stack.kill(worker, signal.SIGKILL)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    broker.delete("unacked", "unacked_index", "list", "copy", "verify")
+    stuck = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
+    assert stuck
+    stack.start_worker("list,copy,verify", 6, name="successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    return stuck
+
+
 # ---------------------------------------------------------------------------------------------------------- faults
 
 
@@ -249,21 +278,44 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, p
     the upsert is idempotent, so the second run completes it. A lister killed with the worker left its lock behind;
     the lock expires (3 s here, before the redelivery) and the redelivered lister continues from the saved token.
     A redelivered task also re-sends what its killed run may have recorded but not yet sent (the lister's queued
-    batches, a copied run's verification): see the two exact-moment tests below."""
+    batches, a copied run's verification): see the two exact-moment tests below. A message Redis had just handed the
+    killed worker is in no queue and not unacked; the workers' stalled-run sweep sends its work again (see
+    ``test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resume``)."""
     loaded = load_source(stack, namespaces=4, per_namespace=400)
     slow_data_plane(stack, latency_ms=120)
     first = stack.start_worker("list,copy,verify", 6, pool=pool, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
     db, _, job_id = start_job(stack, chaos_spec(stack))
 
-    wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
+    orphaned = freeze_mid_batch(first, db, job_id, total_batches=80)
     stack.kill(first, signal.SIGKILL)
-    orphaned = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-    assert orphaned
     stack.start_worker("list,copy,verify", 6, pool=pool, name="successor", **FAST_RECOVERY, **QUICK_RETRIES)
 
     assert_nothing_lost(stack, db, job_id, loaded)
     rerun = {b.id: b.attempts for b in batches(db, job_id) if b.id in orphaned}
     assert all(n >= 2 for n in rerun.values()), rerun  # the orphans were started again, by redelivery
+
+
+@pytest.mark.parametrize("lost", ["lister", "copy"])
+def test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resume(stack: Stack, lost: str) -> None:
+    """kombu's Redis transport takes a message off its queue (BRPOP) before it records it as unacknowledged, so a
+    worker killed in between takes the message along and Redis has nothing to redeliver. (Seen with a real worker:
+    SIGSTOP it while its BRPOP is blocked, publish a task, SIGKILL it: the task is in no queue and not unacked. Under
+    load a kill -9 mid-job lands there now and then, and left a run ``listing`` or a batch ``queued`` for ever.)
+    Played here by taking the message off its queue as that BRPOP does. The job table still says what is left, and
+    the fleet sends it again once the run saw no change for the visibility timeout (5 s here): no `resume`."""
+    loaded = load_source(stack, namespaces=2, per_namespace=100)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    if lost == "lister":
+        db, _, job_id = start_job(stack, chaos_spec(stack))  # no worker yet: the listers wait in their queue
+    else:
+        stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
+        db, _, job_id = start_job(stack, chaos_spec(stack))
+        wait_for(lambda: broker.llen("copy") >= 3, "copy tasks waiting in their queue (no copy worker yet)")
+    assert broker.rpop(lost if lost == "copy" else "list") is not None  # the oldest: taken by a worker that died
+    stack.start_worker("list,copy,verify", 4, name="survivor", **FAST_RECOVERY, **QUICK_RETRIES)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    assert "stalled_runs_resent" in [e["action"] for e in jobs.events_of(db, job_id)]
 
 
 def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Stack) -> None:
@@ -277,12 +329,7 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
     wait_for(mid_copy(db, job_id, total_batches=60), "batches to be running mid-copy")
-    stack.kill(first, signal.SIGKILL)
-    broker = redis_lib.Redis.from_url(stack.redis_url)
-    broker.delete("unacked", "unacked_index", "list", "copy", "verify")
-    stuck = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-    assert stuck
-    stack.start_worker("list,copy,verify", 6, name="successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    stuck = kill_and_lose_its_messages(stack, first, db, job_id)
 
     counts = launch.resume(db, dispatcher, job_id)
 
@@ -707,6 +754,38 @@ def test_a_lister_killed_between_recording_a_batch_and_sending_it_is_made_good_b
     assert sent(worker_ctx) == []
     listing.list_run(worker_ctx, run_id, again=True)  # the redelivery does
     assert sent(worker_ctx) == [("copy", batch_id)]
+
+
+def test_a_redelivered_lister_that_finds_the_lock_taken_still_sends_what_its_killed_run_left(
+    worker_ctx: WorkerContext,
+) -> None:
+    """The killed lister recorded a batch and died before sending it; by the time its task is redelivered, a
+    wake-up lister (sent by a finishing batch once the dead lister's lock expired) holds the lock and keeps it
+    fresh for longer than the redelivered one waits. That live lister only sends the batches it records itself,
+    so the redelivered lister must send the run's queued batches whether or not it gets the lock (it once did so
+    only under the lock, and the batch stayed ``queued`` until `resume`)."""
+    db = worker_ctx.db
+    _, run_id = one_run_job(db)
+    [orphan] = jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False).batch_ids
+    worker_ctx.settings.lister_lock_ttl_s = 0.5  # the redelivered lister waits ~1.5 s for the lock
+    live = worker_ctx.redis.lock(lock_key(f"list:{run_id}"), timeout=0.5, thread_local=False)
+    assert live.acquire(blocking=False)
+    stop = threading.Event()
+
+    def keep_fresh() -> None:  # what the live lister's heartbeat does
+        while not stop.wait(0.1):
+            live.reacquire()
+
+    heartbeat = threading.Thread(target=keep_fresh, daemon=True)
+    heartbeat.start()
+    try:
+        listing.list_run(worker_ctx, run_id, again=True)
+    finally:
+        stop.set()
+        heartbeat.join()
+        live.release()
+
+    assert sent(worker_ctx) == [("copy", orphan)]
 
 
 def test_a_lister_killed_after_its_empty_last_page_finished_the_run_is_made_good_by_its_redelivery(

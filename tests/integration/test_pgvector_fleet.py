@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.integration]
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 DIM = 16
-INDEX = "roundtrip"
+INDEX, BACK_INDEX = "roundtrip", "roundtrip-back"
 FAST_RECOVERY = {"NSMIGRATE_VISIBILITY_TIMEOUT_S": "5", "NSMIGRATE_LISTER_LOCK_TTL_S": "3"}
 DOCUMENTED = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
 KEEP_AS_IS = {"creator_fields": False, "migrated_from": False}
@@ -43,7 +43,7 @@ KEEP_AS_IS = {"creator_fields": False, "migrated_from": False}
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec(INDEX, dimension=DIM)]
+    return [IndexSpec(INDEX, dimension=DIM), IndexSpec(BACK_INDEX, dimension=DIM)]
 
 
 @pytest.fixture
@@ -201,6 +201,27 @@ def test_round_trip_legacy_table_to_namespace_tables_to_pinecone_and_back_is_ide
     assert returned.namespaces() == {"": 300, "docs": 120}
     assert_same_records(legacy, returned.fetch("", [r.id for r in legacy]))
     assert_same_records(docs, returned.fetch("docs", [r.id for r in docs]))
+
+
+def test_round_trip_pinecone_to_namespace_tables_and_back_is_identical(pg_stack: Stack) -> None:
+    records = {"": chunks(150, seed=3), "docs": chunks(80, seed=4, tag="d-")}
+    for ns, rows in records.items():
+        pg_stack.pinecone.load(INDEX, ns, [(r.id, r.values, r.metadata) for r in rows])
+    pg_stack.start_worker("list,copy,verify", 4, name="fleet")
+    index = {"kind": "pinecone", "host": pg_stack.pinecone.host(INDEX)}
+    middle = {**DOCUMENTED, "table": "middle"}
+    back = {"kind": "pinecone", "host": pg_stack.pinecone.host(BACK_INDEX)}
+
+    db, _, in_job = start_job(pg_stack, {"name": "in", "source": index, "target": middle, "enrich": KEEP_AS_IS})
+    wait_verified(db, in_job)
+    assert store("middle").namespaces() == {"": 150, "docs": 80}
+    db, _, out_job = start_job(pg_stack, {"name": "out", "source": middle, "target": back, "enrich": KEEP_AS_IS})
+    wait_verified(db, out_job)
+
+    target = open_store(parse_spec({"name": "x", "source": back, "target": back}).source)
+    for ns, rows in records.items():
+        assert pg_stack.pinecone.count(BACK_INDEX, ns) == len(rows)
+        assert_same_records(rows, target.fetch(ns, [r.id for r in rows]))
 
 
 def test_a_target_name_the_rules_refuse_is_refused_at_plan_time(pg_stack: Stack) -> None:

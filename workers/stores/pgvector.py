@@ -14,7 +14,7 @@ Two layouts (``PgvectorStoreSpec.layout``):
 Tables are created on first write (``spec.dimension``, or the records' own dimension). Namespaces with no vectors are
 not listed, as in Pinecone. Connection failures become ``RetryableError``; everything else ``StoreError``. The engine
 is created lazily in the process that uses it (Celery forks workers after import); a pooled connection is pinged
-when it may be dead (``orchestrator.liveness``).
+as it is checked out (``pool_pre_ping``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.liveness import ping_when_in_doubt
 from orchestrator.spec import PgvectorStoreSpec
 from workers.stores.base import IdPage, Record
 
@@ -71,7 +70,7 @@ def _db_message(e: BaseException) -> str:
     return (text[0] if text else type(orig).__name__)[:500]
 
 
-def _is_undefined_table(e: BaseException) -> bool:
+def is_undefined_table(e: BaseException) -> bool:
     return getattr(getattr(e, "orig", None), "sqlstate", None) == "42P01"
 
 
@@ -117,8 +116,7 @@ class PgvectorStore:
                             "e.g. postgresql+psycopg://user@host:5432/db",
                             store=self.name,
                         )
-                self._engine = sa.create_engine(_sqlalchemy_url(url))
-                ping_when_in_doubt(self._engine)
+                self._engine = sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
                 self._engine_pid = pid
             return self._engine
 
@@ -371,7 +369,7 @@ class PgvectorStore:
                     break
                 except sa.exc.ProgrammingError as e:
                     # Dropped by another worker since we saw it: create it again, once.
-                    if attempt or not _is_undefined_table(e):
+                    if attempt or not is_undefined_table(e):
                         raise
                     self._existing.discard(name)
         return len(records)
@@ -402,6 +400,10 @@ class PgvectorStore:
         self._existing.discard(name)
 
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
+        return [id_ for id_, _ in self.query_scored(namespace, vector, top_k)]
+
+    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
+        """``(id, cosine similarity)`` of the ``top_k`` nearest, best first (higher is closer, as Pinecone's cosine)."""
         if top_k < 1:
             raise ValueError(f"top_k must be ≥ 1, got {top_k}")
         name = self._table_name(namespace)
@@ -411,12 +413,12 @@ class PgvectorStore:
             table = self._table(name)
             distance = table.c.embedding.cosine_distance(list(vector))
             query = (
-                sa.select(table.c.id)
+                sa.select(table.c.id, distance)
                 .where(*self._where_ns(table, namespace))
                 .order_by(distance, table.c.id)
                 .limit(top_k)
             )
-            return list(conn.execute(query).scalars())
+            return [(str(id_), 1.0 - float(d)) for id_, d in conn.execute(query)]
 
     def close(self) -> None:
         """Release this process's connections."""
