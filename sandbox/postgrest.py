@@ -474,7 +474,7 @@ _AGGREGATE = sql.SQL("SELECT coalesce(json_agg(_pgrst_page), '[]')::text, count(
 class ConnectionPool:
     """Idle psycopg connections kept for reuse; connections that broke (e.g. Postgres restarted) are replaced.
 
-    Small on purpose: SQLAlchemy's pool needs a dialect for its liveness ping and psycopg_pool is not a dependency.
+    Small on purpose: SQLAlchemy's pool needs a dialect for its pre-ping and psycopg_pool is not a dependency.
     Connections are in autocommit mode so that the ping is one round trip and transactions are explicit.
     """
 

@@ -20,6 +20,7 @@ from orchestrator.dispatch import celery_config
 from orchestrator.names import Queue
 from orchestrator.settings import Settings
 from workers.context import reset_context
+from workers.stalled import start_sweeping
 from workers.tuning import EVENT_FLUSH_S, tune_memory, warm_up
 from workers.tuning import Consumer as TunedConsumer
 
@@ -28,7 +29,13 @@ app = Celery("nsmigrate", include=["workers.tasks"])
 log = logging.getLogger(__name__)
 
 
+#: What `configure` was given: the worker's settings.
+_settings: Settings | None = None
+
+
 def configure(settings: Settings) -> Celery:
+    global _settings
+    _settings = settings
     app.conf.update(celery_config(settings), worker_consumer=f"{__name__}:Consumer")
     return app
 
@@ -97,6 +104,13 @@ def _fresh_resources_after_fork(**_: object) -> None:
 
 #: How often a threads worker's event loop wakes up on its own (see `_thread_pool_ready`).
 THREAD_POOL_TICK_S = 0.02
+
+
+@worker_ready.connect
+def _sweep_for_stalled_runs(**_: object) -> None:
+    # In the worker's main process once its pool runs (a prefork pool has forked its children by then).
+    if _settings is not None:
+        start_sweeping(_settings)
 
 
 @worker_ready.connect

@@ -90,28 +90,34 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
         jobs.fail_listing(ctx.db, run_id, f"unexpected {type(e).__name__}: {e}")
 
 
+def _send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int) -> None:
+    """A lister killed between recording a page and sending what follows it left batches ``queued`` with no
+    message, or a run ``copied`` without its verification: send them (duplicates of live messages are harmless).
+    Also when listing is done: the last batch may be the one that was never sent."""
+    previous = jobs.get_run(ctx.db, run_id)
+    for batch_id in jobs.queued_batches(ctx.db, run_id):
+        ctx.dispatcher.copy_batch(
+            batch_id, job_id=previous.job_id, run_id=run_id, namespace=display_namespace(previous.source_namespace)
+        )
+    if previous.state == RunState.COPIED:  # maybe by this lister's last page, before it sent the verification
+        spec = jobs.job_spec(ctx.db, previous.job_id)
+        run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)
+
+
 def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, again: bool = False) -> None:
     """``wait_for_lock``: see ``lister_lock``. ``again``: this task ran before and was killed (redelivered) or hit
     an outage (retried); it may have recorded batches without sending their copy tasks, so the run's ``queued``
     batches are sent again (a duplicate copy task is harmless)."""
     ctx.redis.delete(lister_wake_key(run_id))
+    if again:
+        # Before the lock, not under it: the lock may be held (for longer than we wait) by a wake-up lister that
+        # only sends the batches it records itself, and nobody else would ever send the ones the killed run left.
+        _send_what_a_killed_lister_left(ctx, run_id)
     # A redelivered lister waits too: the visibility timeout counts from delivery, not from its worker's death, so
-    # it can arrive while the dead lister's lock still stands, and giving up would orphan the batches it recorded.
+    # it can arrive while the dead lister's lock still stands, and it goes on listing from the saved token.
     with lister_lock(ctx, run_id, wait=wait_for_lock or again) as held:
         if not held:
             return
-        if again:  # also when listing is done: the last batch may be the one that was never sent
-            previous = jobs.get_run(ctx.db, run_id)
-            for batch_id in jobs.queued_batches(ctx.db, run_id):
-                ctx.dispatcher.copy_batch(
-                    batch_id,
-                    job_id=previous.job_id,
-                    run_id=run_id,
-                    namespace=display_namespace(previous.source_namespace),
-                )
-            if previous.state == RunState.COPIED:  # maybe by this lister's last page, before it sent the verification
-                spec = jobs.job_spec(ctx.db, previous.job_id)
-                run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)
         run = jobs.start_listing(ctx.db, run_id)
         if run is None:
             return

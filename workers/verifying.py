@@ -14,6 +14,10 @@ What is checked (``spec.verify``):
   A shared target's extra ids are reported, not judged (they belong to the other runs).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
   target's query latency.
+- **text** (a job that writes text, ``spec.text_from``): a source id without text is reported as not written (and
+  must not be in the target); an integrated target's records are compared by id, text and fields, never values
+  (its model made them), and a sample is searched by its own text (``text_search_samples``); a re-embedded record's
+  values must equal the embedding of its source text.
 
 The source is listed *now*, not taken from the copy's batches, so a source that changed after the copy (live writes)
 shows up as missing ids or differing contents and fails verification. Any error fails the run with the error in the
@@ -35,19 +39,23 @@ from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_counts, route_records
 from orchestrator.spec import JobSpec, PgvectorStoreSpec
+from orchestrator.textrecords import missing_text_reason, record_text, split_by_text, text_fields
 from orchestrator.verification import (
     Report,
     compare_id_sets,
+    compare_metadata,
     compare_record,
     counts_stable,
     fingerprint,
     query_summary,
     sample_ids,
+    text_search_summary,
 )
 from workers.context import WorkerContext
 from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
+from workers.texts import embedder_for
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +161,13 @@ class _Verifier:
         self.query_vectors: dict[str, list[float]] = {}
         report.ids_checked = self.checks.ids
         report.content_mode = self.checks.contents
+        self.text_from = spec.text_from
+        self.text_sample: set[str] = set()  # ids an integrated target is searched for by their text
+        self.text_queries: list[tuple[str, str, str]] = []  # (target namespace, id, text)
+        text = spec.text_records or spec.reembed
+        if text is not None:
+            report.unwritable_fail = text.missing_text == "fail"
+            report.unwritable_reason = missing_text_reason(text.text_from)
 
     @property
     def _seed(self) -> str:
@@ -174,12 +189,20 @@ class _Verifier:
         fixed = self.run_.target_namespace
         shared = fixed is not None and target_is_shared(self.run_, jobs.runs_of(self.ctx.db, self.run_.job_id))
         query_ids: set[str] = set()
-        if self.checks.query_samples and fixed is not None and not shared:
+        # The query check compares rankings of the same vectors on both sides; a text job wrote other vectors.
+        if self.checks.query_samples and fixed is not None and not shared and self.text_from is None:
             query_ids = set(sample_ids(ids, self.checks.query_samples, "query:" + self._seed))
+        if self.spec.text_records is not None:
+            self.report.notes.append("integrated target: ids, text and fields compared; values are the model's")
+            if self.checks.text_search_samples:
+                self.text_sample = set(sample_ids(ids, self.checks.text_search_samples, "text:" + self._seed))
         # Without the ids check only the sampled records are fetched at all.
-        to_fetch = ids if self.checks.ids else [i for i in ids if i in content_ids or i in query_ids]
+        sampled = content_ids | query_ids | self.text_sample
+        to_fetch = ids if self.checks.ids else [i for i in ids if i in sampled]
         for chunk in chunks(to_fetch, FETCH_MAX_IDS):
             self._check_chunk(chunk, content_ids, query_ids)
+        if self.text_queries:
+            self._check_text_search()
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
@@ -196,7 +219,9 @@ class _Verifier:
         if query_ids:
             self._check_queries(fixed)
         elif self.checks.query_samples:
-            self.report.notes.append("query check skipped: only for an unshared, fixed target namespace")
+            self.report.notes.append(
+                "query check skipped: only for an unshared, fixed target namespace of a job that copies vectors"
+            )
 
     def _content_sample(self, ids: Sequence[str]) -> set[str]:
         mode = self.checks.contents
@@ -223,6 +248,15 @@ class _Verifier:
             self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
 
     def _check_targets(self, ns: str, sources: list[Record], content_ids: set[str]) -> None:
+        if self.text_from is not None:
+            split = split_by_text(sources, self.text_from)
+            self.report.add_unwritable(split.without_text)  # never written: not expected in the target either
+            sources = split.with_text
+            self.text_queries.extend(
+                (ns, r.id, record_text(r.metadata, self.text_from) or "") for r in sources if r.id in self.text_sample
+            )
+            if not sources:
+                return
         found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
         if self.checks.ids:
@@ -235,15 +269,35 @@ class _Verifier:
             if target is None and self.checks.ids:
                 continue  # already counted as missing
             self.report.content_checked += 1
-            reason = compare_record(src, target, expected_metadata(src, ns, self.route), self.checks.tolerance)
+            reason = self._compare(src, target, expected_metadata(src, ns, self.route))
             if reason is not None:
                 self.report.add_mismatch(src.id, reason)
+
+    def _compare(self, src: Record, target: Record | None, expected: dict[str, Any]) -> str | None:
+        """Why ``target`` is not what the copy of ``src`` must be, or None. An integrated target holds the text and
+        fields (its values are the model's); a re-embedded one the embedding of the text with the metadata."""
+        text_records, reembed = self.spec.text_records, self.spec.reembed
+        if text_records is not None:
+            if target is None:
+                return "missing in target"
+            return compare_metadata(text_fields(expected, text_records.text_from, text_records.field), target.metadata)
+        if reembed is not None:
+            text = record_text(src.metadata, reembed.text_from) or ""
+            embedded = embedder_for(reembed).embed([text])[0]
+            src = Record(id=src.id, values=embedded, metadata=src.metadata)
+        return compare_record(src, target, expected, self.checks.tolerance)
+
+    def _check_text_search(self) -> None:
+        """Each sampled record searched by its own text in its target namespace: its top-k must contain it."""
+        top_k = self.checks.top_k
+        found = [id_ in self.target.search_text(ns, text, top_k) for ns, id_, text in sorted(self.text_queries)]
+        self.report.text_search = text_search_summary(found, top_k, self.checks.text_search_min_hit_rate)
 
     def _check_count(self, ns: str) -> None:
         """Poll the target's count until three readings agree (stats are eventually consistent). A stable count
         that still differs from the source is given until ``count_timeout_s`` to catch up, unless the run has
         already failed for another reason (then waiting cannot change the verdict)."""
-        expected = self.report.source_count
+        expected = self.report.expected_target_count
         deadline = time.monotonic() + self.checks.count_timeout_s
         readings: list[int] = []
         while True:

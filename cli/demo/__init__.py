@@ -40,6 +40,12 @@ SCENARIOS: dict[str, Scenario] = {
         "record by record and a similarity search run on the new tables (migrations/pgvector-to-pinecone.yaml, "
         "migrations/pinecone-to-pgvector.yaml).",
     ),
+    "integrated": Scenario(
+        "integrated",
+        "seed 001: the 805 seed vectors' text → an integrated index the job creates (its model embeds chunk_text), "
+        "written with upsert_records, verified by ids, text, fields and a text search "
+        "(migrations/seeds-integrated.yaml).",
+    ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))
 

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from orchestrator.errors import NotFound
 from orchestrator.jobs.lifecycle import check_run_transition
-from orchestrator.liveness import ping_when_in_doubt
 from orchestrator.models import Event, Job, JobKind, NamespaceRun, RunState, ensure_schema
 
 if TYPE_CHECKING:  # the spec's pydantic models are not needed to read the job table
@@ -38,8 +37,8 @@ class Database:
         kwargs: dict[str, Any] = {}
         if not url.startswith("sqlite"):
             kwargs.update(pool_size=pool_size, max_overflow=10)
-        self.engine = sa.create_engine(url, **kwargs)
-        ping_when_in_doubt(self.engine)
+        # A pooled connection is pinged as it is checked out, so a restarted Postgres costs no transition an error.
+        self.engine = sa.create_engine(url, pool_pre_ping=True, **kwargs)
         # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -266,6 +266,29 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, p
     assert all(n >= 2 for n in rerun.values()), rerun  # the orphans were started again, by redelivery
 
 
+@pytest.mark.parametrize("lost", ["lister", "copy"])
+def test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resume(stack: Stack, lost: str) -> None:
+    """kombu's Redis transport takes a message off its queue (BRPOP) before it records it as unacknowledged, so a
+    worker killed in between takes the message along and Redis has nothing to redeliver. (Seen with a real worker:
+    SIGSTOP it while its BRPOP is blocked, publish a task, SIGKILL it: the task is in no queue and not unacked. Under
+    load a kill -9 mid-job lands there now and then, and left a run ``listing`` or a batch ``queued`` for ever.)
+    Played here by taking the message off its queue as that BRPOP does. The job table still says what is left, and
+    the fleet sends it again once the run saw no change for the visibility timeout (5 s here): no `resume`."""
+    loaded = load_source(stack, namespaces=2, per_namespace=100)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    if lost == "lister":
+        db, _, job_id = start_job(stack, chaos_spec(stack))  # no worker yet: the listers wait in their queue
+    else:
+        stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
+        db, _, job_id = start_job(stack, chaos_spec(stack))
+        wait_for(lambda: broker.llen("copy") >= 3, "copy tasks waiting in their queue (no copy worker yet)")
+    assert broker.rpop(lost if lost == "copy" else "list") is not None  # the oldest: taken by a worker that died
+    stack.start_worker("list,copy,verify", 4, name="survivor", **FAST_RECOVERY, **QUICK_RETRIES)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    assert "stalled_runs_resent" in [e["action"] for e in jobs.events_of(db, job_id)]
+
+
 def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Stack) -> None:
     """SIGKILL of the worker, and this time its messages are gone too (the ``unacked`` set and the queues are
     emptied, as after a broker failover), and the new worker runs with the production visibility timeout (an hour):
@@ -707,6 +730,38 @@ def test_a_lister_killed_between_recording_a_batch_and_sending_it_is_made_good_b
     assert sent(worker_ctx) == []
     listing.list_run(worker_ctx, run_id, again=True)  # the redelivery does
     assert sent(worker_ctx) == [("copy", batch_id)]
+
+
+def test_a_redelivered_lister_that_finds_the_lock_taken_still_sends_what_its_killed_run_left(
+    worker_ctx: WorkerContext,
+) -> None:
+    """The killed lister recorded a batch and died before sending it; by the time its task is redelivered, a
+    wake-up lister (sent by a finishing batch once the dead lister's lock expired) holds the lock and keeps it
+    fresh for longer than the redelivered one waits. That live lister only sends the batches it records itself,
+    so the redelivered lister must send the run's queued batches whether or not it gets the lock (it once did so
+    only under the lock, and the batch stayed ``queued`` until `resume`)."""
+    db = worker_ctx.db
+    _, run_id = one_run_job(db)
+    [orphan] = jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False).batch_ids
+    worker_ctx.settings.lister_lock_ttl_s = 0.5  # the redelivered lister waits ~1.5 s for the lock
+    live = worker_ctx.redis.lock(lock_key(f"list:{run_id}"), timeout=0.5, thread_local=False)
+    assert live.acquire(blocking=False)
+    stop = threading.Event()
+
+    def keep_fresh() -> None:  # what the live lister's heartbeat does
+        while not stop.wait(0.1):
+            live.reacquire()
+
+    heartbeat = threading.Thread(target=keep_fresh, daemon=True)
+    heartbeat.start()
+    try:
+        listing.list_run(worker_ctx, run_id, again=True)
+    finally:
+        stop.set()
+        heartbeat.join()
+        live.release()
+
+    assert sent(worker_ctx) == [("copy", orphan)]
 
 
 def test_a_lister_killed_after_its_empty_last_page_finished_the_run_is_made_good_by_its_redelivery(

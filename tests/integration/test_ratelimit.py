@@ -209,3 +209,18 @@ def test_unreachable_redis_is_retryable() -> None:
 
     with pytest.raises(RetryableError):
         limiter.acquire("s", 10)
+
+
+def test_embedding_tokens_are_reserved_per_minute_apart_from_bytes(redis_url: str) -> None:
+    """An integrated index's model takes tokens per minute: 600/min is 10 a second with one second of burst; a
+    request over it waits its debt off, and the same scope's byte budget is a different bucket."""
+    sleeps: list[float] = []
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), sleep=sleeps.append)
+
+    assert limiter.acquire_tokens("embed:t", 600, 10) == 0.0  # the burst
+    waited = limiter.acquire_tokens("embed:t", 600, 300)  # 300 tokens of debt at 10/s (the sleep is recorded)
+    assert 25 < waited <= 30 + 0.02 and sleeps == [waited]
+    assert limiter.acquire_tokens("embed:t", 600, 0) == 0.0
+    assert limiter.acquire_bytes("embed:t", 1.0, 1_000) == 0.0  # bytes of the same scope: another bucket
+    with pytest.raises(ValueError, match="per_min must be a positive"):
+        limiter.acquire_tokens("embed:t", 0, 1)

@@ -14,7 +14,7 @@ Two layouts (``PgvectorStoreSpec.layout``):
 Tables are created on first write (``spec.dimension``, or the records' own dimension). Namespaces with no vectors are
 not listed, as in Pinecone. Connection failures become ``RetryableError``; everything else ``StoreError``. The engine
 is created lazily in the process that uses it (Celery forks workers after import); a pooled connection is pinged
-when it may be dead (``orchestrator.liveness``).
+as it is checked out (``pool_pre_ping``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.liveness import ping_when_in_doubt
 from orchestrator.spec import PgvectorStoreSpec
 from workers.stores.base import IdPage, Record
 
@@ -117,8 +116,7 @@ class PgvectorStore:
                             "e.g. postgresql+psycopg://user@host:5432/db",
                             store=self.name,
                         )
-                self._engine = sa.create_engine(_sqlalchemy_url(url))
-                ping_when_in_doubt(self._engine)
+                self._engine = sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
                 self._engine_pid = pid
             return self._engine
 
