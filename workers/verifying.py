@@ -38,7 +38,7 @@ from orchestrator.models import NamespaceRun
 from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_counts, route_records
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, PgvectorStoreSpec
 from orchestrator.textrecords import fields_comparer, missing_text_reason, record_text, split_by_text
 from orchestrator.verification import (
     Report,
@@ -52,7 +52,7 @@ from orchestrator.verification import (
 )
 from workers.context import WorkerContext
 from workers.latency import measure
-from workers.pgnamespaces import finish_load
+from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
 from workers.texts import embedder_for
@@ -120,7 +120,9 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
             # ANALYZE, so the copy's tables answer queries as planned before they are judged.
             targets = [run.target_namespace] if run.target_namespace is not None else run.target_namespaces or []
             finish_load(ctx.store(spec.target), targets, spec.target.vector_index)
-        verifier = _CollectionVerifier if spec.strategy == "collection" else _Verifier
+        verifier: type[_Verifier] = _CollectionVerifier if spec.strategy == "collection" else _Verifier
+        if in_database(spec) and run.target_namespace is not None and not spec.verify.query_samples:
+            verifier = _InPostgresVerifier
         verifier(ctx, run, spec, report).run()
     except INFRASTRUCTURE_ERRORS:
         # The job table or Redis is down, not the data: the run stays `verifying` and the task is retried (or
@@ -344,6 +346,30 @@ class _Verifier:
             target_results.append(result)
             latencies_ms.append(ms)
         self.report.query = query_summary(source_results, target_results, latencies_ms, top_k)
+
+
+class _InPostgresVerifier(_Verifier):
+    """A run whose source and target are seed-004 tables of one database (``pgnamespaces.in_database``): ids and
+    contents are compared inside Postgres, chunk by chunk, with the copy's own enrichment rule; values must be equal
+    exactly (a copy inside Postgres is bit for bit). Counts and extra ids are checked as for every run."""
+
+    def _check_chunk(self, chunk: Sequence[str], content_ids: set[str], query_ids: set[str]) -> None:
+        ns = self.run_.target_namespace
+        assert ns is not None and isinstance(self.spec.target, PgvectorStoreSpec)
+        extra = expected_metadata(Record(id="", values=[], metadata={}), ns, self.route)
+        tables = RunTables(self.ctx.store(self.spec.source), self.spec.target.table, self.run_.source_namespace, ns)
+        found = compare_in_postgres(tables, chunk, extra)
+        self.report.vanished_count += len(chunk) - len(found)
+        self.expected_by_ns.setdefault(ns, set()).update(found)
+        if self.checks.ids:
+            self.report.ids_expected += len(found)
+            self.report.add_missing(i for i, reason in found.items() if reason == "missing")
+        for id_, reason in found.items():
+            if id_ not in content_ids or (reason == "missing" and self.checks.ids):
+                continue
+            self.report.content_checked += 1
+            if reason is not None:
+                self.report.add_mismatch(id_, reason)
 
 
 class _CollectionVerifier(_Verifier):
