@@ -500,6 +500,12 @@ class JobSpec(_Model):
     parallel_upserts: int = Field(
         default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
     )
+    max_list_chains: int = Field(
+        default=16,
+        gt=0,
+        le=16,
+        description="Id-prefix chains that list a namespace of 5,000+ ids at once (1: one chain, never split).",
+    )
     rate: RateBudget = Field(default_factory=RateBudget)
     allow_id_overwrite: bool = Field(
         default=False, description="Allow two sources to write the same id into one target namespace (last write wins)."
