@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from orchestrator.records import Record, SparseValues, display_namespace
 
 #: How many ids / mismatches a report lists (the counts are always complete).
@@ -93,6 +91,9 @@ def compare_values(source: Sequence[float], target: Sequence[float], tolerance: 
         return f"dimension differs: expected {len(source)}, got {len(target)}"
     if not len(source):
         return None
+    # Imported here: the plan reads this module's metadata rules (via textrecords and delta) and must not load numpy.
+    import numpy as np
+
     # Values beyond float32's range become ±inf, as a float32 store would hold them; that is not an error here.
     # float64 for the difference: the comparison itself must not round a real difference away. Equal values
     # (infinities included) differ by 0, not by inf - inf = NaN.

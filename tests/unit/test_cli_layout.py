@@ -85,7 +85,7 @@ def test_each_commands_help_shows_its_real_options(name: str) -> None:
 
 
 # What only a backup (pyarrow) or a comparison of values (numpy) needs: `plan` and `run` start without them.
-NOT_FOR_PLANNING = ("pyarrow", "numpy", "workers.backup", "cli.backup", "orchestrator.verification")
+NOT_FOR_PLANNING = ("pyarrow", "numpy", "workers.backup", "cli.backup")
 
 
 @pytest.mark.parametrize("args", [["plan", "--help"], ["run", "--help"]])
