@@ -26,11 +26,34 @@ def status(
 ) -> None:
     """Show a job's state, per-namespace progress, failed batches and verification results."""
     database = db(settings(database_url, None))
-    snapshot = jobs.job_status(database, find_job_id(database, job))
+    job_id = find_job_id(database, job)
+    snapshot = jobs.job_status(database, job_id)
+    places = jobs.places_of(database, job_id)  # an erasure job's places (none for other kinds)
     if as_json:
-        print(json.dumps(snapshot.as_dict(), indent=2, default=str))
+        data = snapshot.as_dict()
+        if places:
+            data["places"] = [
+                {
+                    "kind": p.kind,
+                    "store": p.store,
+                    "namespace": p.namespace,
+                    "path": p.path,
+                    "planned": p.planned,
+                    "erased": p.erased,
+                    "state": p.state,
+                    "error": p.last_error,
+                }
+                for p in places
+            ]
+        print(json.dumps(data, indent=2, default=str))
     else:
         print_summary(snapshot)
+        for p in places:
+            where = p.path or f"{p.store}/{display_namespace(p.namespace or '')}"
+            console.print(
+                f"  {p.kind:9} {where}: {p.state}, {p.erased} erased of {p.planned} found"
+                + (f" — {p.last_error}" if p.last_error else "")
+            )
 
 
 @app.command()

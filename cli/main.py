@@ -90,8 +90,9 @@ COMMANDS: dict[str, Entry] = {
     ),
     "erase": Entry(
         "cli.tenancy",
-        "Erase every namespace of CREATOR_ID (its twin namespaces and creator-wide namespace, matched by parsing the "
-        "names, so `a.1` never touches `a.10`). Each deletion is written to the audit log.",
+        "Erase a creator's (or one twin's, --twin) data from every place nsmigrate knows: namespaces in every store "
+        "of the job table, their vectors in shared namespaces, backups. Matched exactly (`a.1` never touches `a.10`), "
+        "run as a job of kind `erase`, checked afterwards, with a receipt in the audit log and a file.",
     ),
     "pgvector": Entry(
         "cli.pgvector",

@@ -124,6 +124,10 @@ class Dispatcher:
     def cleanup_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
         self.send(TaskName.CLEANUP_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
 
+    def erase_place(self, place_id: int, *, job_id: int, place: str) -> None:
+        """One place of an erasure job (``place``: what it is, for Flower and logs)."""
+        self.send(TaskName.ERASE_PLACE, place_id=place_id, job_id=job_id, place=place)
+
     def collection_step(self, job_id: int, *, polls: int = 0, countdown_s: float | None = None) -> None:
         """The next step of a `strategy: collection` job; ``polls``: how many times it found Pinecone still busy."""
         self.send(TaskName.COLLECTION_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls)

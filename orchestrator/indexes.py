@@ -27,7 +27,9 @@ FIRST_POLL_S = 0.25
 
 @dataclass(frozen=True)
 class IndexShape:
-    """What an index is created with: vectors (dimension, metric, type), where it runs, protection, tags."""
+    """What an index is created with: vectors (dimension, metric, type), where it runs, protection, tags; for an
+    integrated index its embedding ``model`` and ``text_field`` (its field map), dimension and metric 0 and "" when
+    the model's own defaults apply."""
 
     dimension: int
     metric: str
@@ -36,13 +38,21 @@ class IndexShape:
     region: str = "us-east-1"
     deletion_protection: str = "disabled"
     tags: Mapping[str, str] = field(default_factory=dict)
+    model: str | None = None
+    text_field: str | None = None
 
     def describe(self) -> str:
         """One line for plans and messages, e.g. ``serverless aws/us-east-1, 3072-dim cosine, …``."""
         tags = ", ".join(f"{k}={v}" for k, v in sorted(self.tags.items()))
-        return (
-            f"serverless {self.cloud}/{self.region}, {self.dimension}-dim {self.metric} {self.vector_type}, "
-            f"deletion protection {self.deletion_protection}" + (f", tags {tags}" if tags else "")
+        vectors = f"{self.dimension}-dim {self.metric} {self.vector_type}"
+        if self.model is not None:
+            vectors = (
+                f"integrated: model {self.model} embeds field {self.text_field!r}"
+                + (f", {self.dimension}-dim" if self.dimension else "")
+                + (f" {self.metric}" if self.metric else "")
+            )
+        return f"serverless {self.cloud}/{self.region}, {vectors}, deletion protection {self.deletion_protection}" + (
+            f", tags {tags}" if tags else ""
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -62,6 +72,8 @@ class IndexInfo:
     ready: bool
     state: str
     host: str | None = None
+    model: str | None = None  # an integrated index's embedding model
+    text_field: str | None = None  # and the field it embeds (field_map.text)
 
 
 class IndexControl(Protocol):
@@ -89,10 +101,29 @@ class TargetIndex:
         return f"target index {self.name} {verb}: {self.shape.describe()}"
 
 
-def wanted_shape(create: CreateIndex, source_dimension: int, source_metric: str | None) -> IndexShape:
-    """The shape ``create`` asks for, with the source's dimension and metric where it gives none."""
+def wanted_shape(
+    create: CreateIndex,
+    source_dimension: int,
+    source_metric: str | None,
+    *,
+    text_field: str | None = None,
+    reembed_dimension: int | None = None,
+) -> IndexShape:
+    """The shape ``create`` asks for, with the source's dimension and metric where it gives none (a re-embedding:
+    its own dimension; an integrated index: the model's defaults)."""
+    if create.model is not None:
+        return IndexShape(
+            dimension=create.dimension or 0,
+            metric=create.metric or "",
+            cloud=create.cloud,
+            region=create.region,
+            deletion_protection=create.deletion_protection,
+            tags=dict(create.tags),
+            model=create.model,
+            text_field=text_field,
+        )
     return IndexShape(
-        dimension=create.dimension or source_dimension,
+        dimension=create.dimension or reembed_dimension or source_dimension,
         metric=create.metric or source_metric or "cosine",
         cloud=create.cloud,
         region=create.region,
@@ -104,6 +135,9 @@ def wanted_shape(create: CreateIndex, source_dimension: int, source_metric: str 
 def shape_problems(wanted: IndexShape, dimension: int | None, metric: str | None) -> list[str]:
     """What differs between the shape a copy needs and an index's (empty: it can hold the copy as it is)."""
     problems = []
+    if wanted.model is not None:  # an integrated index: the model's dimension and metric, unless asked for
+        dimension = dimension if wanted.dimension else None
+        metric = metric if wanted.metric else None
     if dimension is not None and dimension != wanted.dimension:
         problems.append(f"dimension {dimension}, not {wanted.dimension}")
     if metric is not None and metric != wanted.metric:
@@ -121,11 +155,18 @@ def plan_target_index(
             would rank differently), an existing index of that name has another shape, or it is a pod index.
     """
     target = spec.target
+    if target.kind == "pinecone" and target.create is None and target.records is not None:
+        _check_integrated(target.index, target.records.field, control)
     if target.kind != "pinecone" or target.create is None:
         return None
     name = str(target.index)
-    shape = wanted_shape(target.create, source_dimension, source_metric)
-    differs = shape_problems(shape, source_dimension, source_metric)
+    reembed = spec.reembed.dimension if spec.reembed is not None else None
+    text_field = target.records.field if target.records is not None else None
+    shape = wanted_shape(
+        target.create, source_dimension, source_metric, text_field=text_field, reembed_dimension=reembed
+    )
+    # A copy keeps the vectors, so the shape must be the source's; text (integrated or re-embedded) makes new ones.
+    differs = shape_problems(shape, source_dimension, source_metric) if spec.text_from is None else []
     if differs:
         raise PlanError(
             f"target.create asks for an index of {_wanted(shape)} but the source {source_label} has dimension "
@@ -142,6 +183,10 @@ def plan_target_index(
     problems = shape_problems(shape, existing.dimension, existing.metric)
     if existing.kind != "serverless":
         problems.append(f"a {existing.kind} index, not serverless")
+    if (existing.model, existing.text_field) != (shape.model, shape.text_field):
+        has = f"model {existing.model} embedding {existing.text_field!r}" if existing.model else "no integrated model"
+        wants = f"model {shape.model} embedding {shape.text_field!r}" if shape.model else "a plain vector index"
+        problems.append(f"{has}, not {wants}")
     if problems:
         raise PlanError(
             f"target index {name} exists with {', '.join(problems)}; the copy needs {_wanted(shape)}",
@@ -151,7 +196,30 @@ def plan_target_index(
     return TargetIndex(name=name, shape=shape, action="use")
 
 
+def _check_integrated(name: str | None, field: str, control: IndexControl | None) -> None:
+    """An existing target named by ``index`` that records are written to as text must embed ``field`` (a ``host``
+    target cannot be asked: Pinecone refuses its first text upsert instead, failing the batch with that message)."""
+    if name is None or control is None:
+        return
+    existing = control.describe_index(name)
+    if existing is None:
+        raise PlanError(
+            f"target index {name} does not exist",
+            hint="add target.create.model (an embedding model Pinecone hosts) to have the job create it",
+            target=name,
+        )
+    if existing.text_field != field:
+        has = f"embeds field {existing.text_field!r}" if existing.model else "has no integrated embedding"
+        raise PlanError(
+            f"target index {name} {has}, but target.records.field is {field!r}",
+            hint="set target.records.field to the index's text field, or name an integrated index that embeds it",
+            target=name,
+        )
+
+
 def _wanted(shape: IndexShape) -> str:
+    if shape.model is not None:
+        return f"model {shape.model} embedding field {shape.text_field!r}"
     return f"dimension {shape.dimension} and metric {shape.metric}"
 
 

@@ -17,10 +17,10 @@ from orchestrator.collection import plan_collection
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
-from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
+from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
-from orchestrator.paging import iter_all_ids
 from orchestrator.pgschema import check_target_names
+from orchestrator.plan_reads import PlanReads, RoutedIds
 from orchestrator.planner import (
     Inventory,
     Plan,
@@ -30,7 +30,7 @@ from orchestrator.planner import (
     namespaces_needing_id_check,
 )
 from orchestrator.records import IdPage, display_namespace
-from orchestrator.routing import route_context, route_counts, targets_by_id
+from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
 from orchestrator.tenancy import load_sources, load_twins
 
@@ -61,7 +61,14 @@ class Prepared:
     target_index: TargetIndex | None = None
 
 
-def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None = None) -> Inventory:
+#: ``_inventory``'s dimension of a store that has none yet (an empty pgvector target): the source's, once known.
+_SOURCE_DIMENSION = -1
+
+
+def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dimension: int | None = None) -> Inventory:
+    """What ``store`` holds. Its listing probe (one request) runs beside the stats read."""
+    probe = getattr(store, "can_list", None)
+    probing = reads.request(probe) if probe is not None else None
     try:
         namespaces = store.namespaces()
         try:
@@ -72,21 +79,13 @@ def _inventory(store: InventoryStore, role: str, fallback_dimension: int | None 
             dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
         metric = store.metric()
         enumeration = getattr(store, "enumeration", "list")
-        probe = getattr(store, "can_list", None)
-        can_list = bool(probe()) if probe is not None else True
+        can_list = bool(probing.result()) if probing is not None else True
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
     return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration)
-
-
-def _fetch_all(store: InventoryStore, namespace: str, ids: list[str]) -> list[Any]:
-    records: list[Any] = []
-    for start in range(0, len(ids), FETCH_MAX_IDS):
-        records.extend(store.fetch(namespace, ids[start : start + FETCH_MAX_IDS]))
-    return records
 
 
 def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
@@ -118,45 +117,52 @@ def prepare(
     spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None, open_control: ControlOpener | None = None
 ) -> Prepared:
     """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing.
-    ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created."""
+    ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created.
+    Reads that do not wait on each other run at once (``orchestrator.plan_reads``)."""
     spec = _absolute_catalogue(spec, spec_dir)
     source = open_store(spec.source)
     target = open_store(spec.target)
-    source_inv = _inventory(source, "source")
-    control = open_control(spec.target) if open_control is not None and spec.target.kind == "pinecone" else None
-    target_index = plan_target_index(spec, source.name, source_inv.dimension, source_inv.metric, control)
-    if spec.strategy == "collection":
-        described = open_control(spec.source).describe_index(source.name) if open_control is not None else None
-        plan = plan_collection(spec, source_inv, target_index, described.kind if described is not None else None)
-        return Prepared(spec, plan, source.name, target.name, target_index)
-    if target_index is not None and target_index.action == "create":
-        # Nothing to read yet: the index the plan creates will be empty, with the shape it asks for.
-        shape = target_index.shape
-        target_inv = Inventory(label=target.name, dimension=shape.dimension, namespaces={}, metric=shape.metric)
-    else:
-        target_inv = _inventory(target, "target", fallback_dimension=source_inv.dimension)
-    twins: dict[str, str] = {}
-    sources: dict[str, str] = {}
-    if spec.routing.mode == "creator":
-        if spec.routing.creators is not None:
-            twins = load_twins(spec.routing.creators, spec_dir)
-        sources = load_sources(spec.routing.sources, spec_dir)
-    plan = make_plan(spec, source_inv, target_inv, twins, sources)
-    routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
-    if spec.target.kind == "pgvector" and spec.target.documented:
-        check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
-    needs_check = namespaces_needing_id_check(plan)
-    ids: dict[str, Any] = {}
-    routes: dict[str, dict[str, int]] = {}
-    for ns in sorted(set(needs_check) | routed):
-        ids[ns] = list(iter_all_ids(source, ns))
-        if ns in routed:
-            # Read where each routed record really lands: the plan shows the routes taken, and only true
-            # collisions are refused.
-            ctx = route_context(spec, source.name, ns, None, twins=plan.twins)
-            records = _fetch_all(source, ns, ids[ns])
-            routes[ns] = route_counts(records, ctx)
-            ids[ns] = targets_by_id(records, ctx)
+    with PlanReads(spec.rate) as reads:
+        # The target's inventory is read beside the source's unless the plan may create the target (then it waits
+        # for the source's shape) or Pinecone copies the index (strategy collection).
+        creates = spec.strategy == "collection" or (spec.target.kind == "pinecone" and spec.target.create is not None)
+        early_target = None if creates else reads.chain(_inventory, target, "target", reads, _SOURCE_DIMENSION)
+        source_inv = _inventory(source, "source", reads)
+        control = open_control(spec.target) if open_control is not None and spec.target.kind == "pinecone" else None
+        target_index = plan_target_index(spec, source.name, source_inv.dimension, source_inv.metric, control)
+        if spec.strategy == "collection":
+            described = open_control(spec.source).describe_index(source.name) if open_control is not None else None
+            plan = plan_collection(spec, source_inv, target_index, described.kind if described is not None else None)
+            return Prepared(spec, plan, source.name, target.name, target_index)
+        if target_index is not None and target_index.action == "create":
+            # Nothing to read yet: the index the plan creates will be empty, with the shape it asks for.
+            shape = target_index.shape
+            target_inv = Inventory(label=target.name, dimension=shape.dimension, namespaces={}, metric=shape.metric)
+        else:
+            target_inv = (
+                early_target.result()
+                if early_target is not None
+                else _inventory(target, "target", reads, _SOURCE_DIMENSION)
+            )
+            if target_inv.dimension == _SOURCE_DIMENSION:
+                target_inv = replace(target_inv, dimension=source_inv.dimension)
+        twins: dict[str, str] = {}
+        sources: dict[str, str] = {}
+        if spec.routing.mode == "creator":
+            if spec.routing.creators is not None:
+                twins = load_twins(spec.routing.creators, spec_dir)
+            sources = load_sources(spec.routing.sources, spec_dir)
+        plan = make_plan(spec, source_inv, target_inv, twins, sources)
+        routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
+        if spec.target.kind == "pgvector" and spec.target.documented:
+            check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
+        needs_check = namespaces_needing_id_check(plan)
+        # Read where each routed record really lands: the plan shows the routes taken, and only true collisions are
+        # refused. Every namespace at once, a routed one a page at a time.
+        contexts = {ns: route_context(spec, source.name, ns, None, twins=plan.twins) for ns in routed}
+        read = reads.ids_of(source, sorted(set(needs_check) | routed), contexts)
+    ids = {ns: got.targets if isinstance(got, RoutedIds) else got for ns, got in read.items()}
+    routes = {ns: got.routes for ns, got in read.items() if isinstance(got, RoutedIds)}
     if needs_check:
         checked = {ns: ids[ns] for ns in needs_check}
         check_id_lengths(spec, checked)

@@ -18,6 +18,10 @@ UPSERT_MAX_VECTORS = 1_000
 #: Bytes per upsert request body (Pinecone docs, "Upsert limits": 2 MB; read as decimal MB, the safe side of MiB).
 UPSERT_MAX_BYTES = 2_000_000
 
+#: Text records per upsert_records request (Pinecone docs, "Upsert limits": 96 records of text, the hosted embedding
+#: models' batch size); the 2 MB request limit applies too.
+UPSERT_RECORDS_MAX = 96
+
 #: Characters per record id (Pinecone docs, "Identifier limits": a record id is at most 512 characters).
 RECORD_ID_MAX_CHARS = 512
 #: Bytes of one record's metadata as JSON (Pinecone docs, "Limits": max metadata size per vector is 40 KB).

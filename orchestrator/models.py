@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 3  # 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy)
+# 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -64,6 +65,22 @@ class BatchState(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+
+class PlaceState(StrEnum):
+    """A place an erasure deletes from: ``pending → erasing → verified | failed``; a failed place is erased again
+    by the next run of the task (``nsmigrate erase --resume JOB``)."""
+
+    PENDING = "pending"
+    ERASING = "erasing"
+    VERIFIED = "verified"  # deleted, and checked gone
+    FAILED = "failed"  # the store refused, or the check found something left (``last_error`` says which)
+
+
+class PlaceKind(StrEnum):
+    NAMESPACE = "namespace"  # a whole namespace of the creator (or twin), or a source namespace of theirs
+    RECORDS = "records"  # their vectors in a shared namespace (public, review, the default namespace…)
+    BACKUP = "backup"  # a backup directory: files rewritten without their rows, or removed
 
 
 # JSON on Postgres is JSONB; the variant keeps SQLite usable for throwaway local runs.
@@ -157,6 +174,28 @@ class Event(Base):
     action: Mapped[str] = mapped_column(sa.String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+
+
+class ErasePlace(Base):
+    """One place an erasure job (kind ``erase``) deletes a creator's or twin's data from, and what it found there."""
+
+    __tablename__ = "erase_places"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    store: Mapped[str] = mapped_column(sa.String(300))  # the store's label, or "backup"
+    store_spec: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # env var names only, never secrets
+    namespace: Mapped[str | None] = mapped_column(sa.String(512))
+    path: Mapped[str | None] = mapped_column(sa.Text)  # a backup directory
+    planned: Mapped[int] = mapped_column(default=0)  # vectors (rows) found when the erasure was planned
+    erased: Mapped[int] = mapped_column(default=0)  # vectors (rows) deleted, over every attempt
+    erased_ids: Mapped[list[str]] = mapped_column(default=list)  # records places: fetched again to verify
+    state: Mapped[str] = mapped_column(sa.String(16), default=PlaceState.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class SchemaInfo(Base):

@@ -22,6 +22,7 @@ class TaskName(StrEnum):
     VERIFY_NAMESPACE = "nsmigrate.verify_namespace"
     CLEANUP_NAMESPACE = "nsmigrate.cleanup_namespace"
     COLLECTION_STEP = "nsmigrate.collection_step"
+    ERASE_PLACE = "nsmigrate.erase_place"
 
 
 # Which queue each task goes to: one pool per queue in production (docker-compose.yml).
@@ -32,6 +33,8 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.CLEANUP_NAMESPACE: Queue.CLEANUP,
     # Control-plane calls and short waits, like a lister's: the queue of the control worker pool.
     TaskName.COLLECTION_STEP: Queue.LIST,
+    # Deletes data, like cleanup: the same pool.
+    TaskName.ERASE_PLACE: Queue.CLEANUP,
 }
 
 KEY_PREFIX = "nsmigrate"

@@ -274,4 +274,6 @@ def row_to_record(row: Mapping[str, Any]) -> Record:
         if value is not None:
             metadata[column.name] = list(value) if column.kind == "text[]" else value
     values = row[EMBEDDING_COLUMN]
-    return Record(id=row[ID_COLUMN], values=[float(v) for v in values], metadata=metadata)
+    if not isinstance(values, list):
+        values = [float(v) for v in values]
+    return Record(id=row[ID_COLUMN], values=values, metadata=metadata)

@@ -23,6 +23,7 @@ from orchestrator.limits import (
     SERVERLESS_MAX_NAMESPACES_PER_INDEX,
     UPSERT_MAX_BYTES,
     UPSERT_MAX_VECTORS,
+    UPSERT_RECORDS_MAX,
 )
 from orchestrator.naming import (
     PUBLIC,
@@ -35,6 +36,7 @@ from orchestrator.naming import (
 from orchestrator.records import display_namespace, parse_namespace_arg
 from orchestrator.routing import routing_table
 from orchestrator.spec import JobSpec, PineconeStoreSpec
+from orchestrator.textrecords import check_text_target
 
 ROUTED = None  # target_namespace of a run whose vectors are routed one by one (the default namespace, creator mode)
 
@@ -405,11 +407,11 @@ def _batch_sizes(count: int, batch_size: int) -> list[tuple[int, int]]:
     return [(n, k) for n, k in ((batch_size, full), (rest, 1 if rest else 0)) if k]
 
 
-def _upsert_cost(vectors: int, dimension: int) -> tuple[int, int, int]:
-    """(upsert requests, write units, bytes) to write one batch of ``vectors``."""
+def _upsert_cost(vectors: int, dimension: int, per_request: int = UPSERT_MAX_VECTORS) -> tuple[int, int, int]:
+    """(upsert requests, write units, bytes) to write one batch of ``vectors``, ``per_request`` at most in one."""
     vector_bytes = max(dimension, 1) * BYTES_PER_VALUE + BYTES_PER_VECTOR_OVERHEAD
     total = vectors * vector_bytes
-    chunks = max(math.ceil(vectors / UPSERT_MAX_VECTORS), math.ceil(total / UPSERT_MAX_BYTES), 1)
+    chunks = max(math.ceil(vectors / per_request), math.ceil(total / UPSERT_MAX_BYTES), 1)
     per_chunk, bigger = divmod(vectors, chunks)
     units = sum(
         k * max(MIN_WRITE_UNITS_PER_REQUEST, math.ceil(n * vector_bytes / BYTES_PER_WRITE_UNIT))
@@ -426,6 +428,9 @@ def estimate(spec: JobSpec, runs: Sequence[NamespacePlan], dimension: int) -> Es
     records go to k namespaces makes ≥ k upserts) and an upper bound on its share of the time.
     """
     list_requests = fetch_requests = upserts = read_units = write_units = total_bytes = 0
+    # Text records for an integrated index carry no values and go 96 to a request; a re-embedding writes its own.
+    per_request = UPSERT_RECORDS_MAX if spec.text_records else UPSERT_MAX_VECTORS
+    written_dimension = 0 if spec.text_records else spec.reembed.dimension if spec.reembed else dimension
     upserts_per_target: dict[str | None, int] = {}
     sweep_least = sweep_most = 0
     sweep_units = 0.0
@@ -436,7 +441,7 @@ def estimate(spec: JobSpec, runs: Sequence[NamespacePlan], dimension: int) -> Es
         sweep_most += r.sweep_queries[1]
         sweep_units += r.sweep_read_units
         for n, k in _batch_sizes(r.vector_count, spec.batch_size):
-            chunks, units, size = _upsert_cost(n, dimension)
+            chunks, units, size = _upsert_cost(n, written_dimension, per_request)
             fetch_requests += k
             read_units += k * max(1, math.ceil(n / RECORDS_PER_READ_UNIT))
             upserts += k * chunks
@@ -524,7 +529,9 @@ def make_plan(
     one_store = same_store(spec)
     if target is None and one_store:
         target = source
-    if target is not None and source.dimension > 0 and target.dimension > 0 and source.dimension != target.dimension:
+    if target is not None and spec.text_from is not None:
+        check_text_target(spec, target.label, target.dimension)
+    elif target is not None and source.dimension > 0 and target.dimension > 0 and source.dimension != target.dimension:
         raise PlanError(
             f"dimension mismatch: source {source.label} has dimension {source.dimension}, target {target.label} has "
             f"{target.dimension}",
@@ -532,7 +539,13 @@ def make_plan(
             source=source.label,
             target=target.label,
         )
-    if target is not None and source.metric and target.metric and source.metric != target.metric:
+    if (
+        target is not None
+        and spec.text_from is None
+        and source.metric
+        and target.metric
+        and source.metric != target.metric
+    ):
         raise PlanError(
             f"metric mismatch: source {source.label} uses {source.metric}, target {target.label} uses {target.metric}",
             hint="the copied vectors would rank differently; choose a target index created with the same metric as "
@@ -636,8 +649,9 @@ def make_plan(
         )
     if target is None:
         warnings.append("the target inventory is not known: dimension and non-empty target checks were skipped")
-    elif target.dimension <= 0:
-        warnings.append(f"the dimension of {target.label} is not known yet; it will be created with {source.dimension}")
+    elif target.dimension <= 0 and spec.text_records is None:  # an integrated index has its model's dimension
+        made = spec.reembed.dimension if spec.reembed is not None else source.dimension
+        warnings.append(f"the dimension of {target.label} is not known yet; it will be created with {made}")
 
     return Plan(
         runs=runs,

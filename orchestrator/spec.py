@@ -119,7 +119,9 @@ class Enumeration(_Model):
 
 class CreateIndex(_Model):
     """A Pinecone target index nsmigrate creates (serverless) when it does not exist yet; an existing index of the
-    same dimension and metric is used as it is. Dimension and metric default to the source's."""
+    same dimension and metric is used as it is. Dimension and metric default to the source's (with ``reembed``: its
+    dimension). With ``model`` it is an **integrated** index that embeds text itself (``create_index_for_model``;
+    its text field is ``target.records.field``); dimension and metric then default to the model's."""
 
     cloud: Literal["aws", "gcp", "azure"] = "aws"
     region: str = Field(default="us-east-1", min_length=1, description="The cloud region, e.g. us-east-1.")
@@ -130,6 +132,11 @@ class CreateIndex(_Model):
     deletion_protection: Literal["enabled", "disabled"] = "disabled"
     tags: dict[str, str] = Field(default_factory=dict, description="Index tags, e.g. {team: search}.")
     ready_timeout_s: float = Field(default=600, gt=0, description="How long `run` waits for the index to be ready.")
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="An embedding model Pinecone hosts, e.g. llama-text-embed-v2: create an integrated index.",
+    )
 
     @field_validator("tags")
     @classmethod
@@ -140,6 +147,20 @@ class CreateIndex(_Model):
             if not re.fullmatch(r"[A-Za-z0-9;@_\-.+ ]{1,120}", tag):
                 raise ValueError(f"tag {key}: value {tag!r} must be 1-120 letters, digits, spaces or ;@_-.+")
         return value
+
+
+class TextRecords(_Model):
+    """As a target: an **integrated** index, which embeds each record's text itself. Records are written with the
+    records API (``upsert_records``, at most 96 per request): the text of source metadata field ``text_from`` goes into
+    the index's text field ``field`` (its ``field_map``), every other metadata field is kept as a field, ids are kept.
+    A record without text cannot be written: its id is reported per namespace, and ``missing_text`` says whether that
+    fails verification (``fail``, the default) or is accepted (``skip``)."""
+
+    text_from: str = Field(default="text", min_length=1, description="The source metadata field holding the text.")
+    field: str = Field(default="chunk_text", min_length=1, description="The index's text field (its field_map).")
+    missing_text: Literal["fail", "skip"] = Field(
+        default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
+    )
 
 
 class PineconeStoreSpec(_Model):
@@ -165,6 +186,9 @@ class PineconeStoreSpec(_Model):
     create: CreateIndex | None = Field(
         default=None, description="As a target: create this serverless index if it does not exist (needs `index`)."
     )
+    records: TextRecords | None = Field(
+        default=None, description="As a target: an integrated index; records are written as text (see TextRecords)."
+    )
 
     # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
     @field_validator("host", "control_host")
@@ -185,6 +209,11 @@ class PineconeStoreSpec(_Model):
             raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
         if self.create is not None and self.index is None:
             raise ValueError("`create` needs `index: NAME` (the index to create), not `host`")
+        if self.create is not None and self.create.model is not None and self.records is None:
+            raise ValueError(
+                "`create.model` makes an integrated index: give `records: {text_from, field}` too (which source "
+                "metadata field holds the text, and the index's text field)"
+            )
         return self
 
     @property
@@ -384,6 +413,12 @@ class RateBudget(_Model):
     list_rps: float = Field(default=150, gt=0, description="list requests/s per source index.")
     write_rps: float = Field(default=80, gt=0, description="upsert requests/s per target namespace.")
     write_mb_per_s: float = Field(default=40, gt=0, description="upsert megabytes/s per target namespace.")
+    embed_tokens_per_min: float = Field(
+        default=250_000,
+        gt=0,
+        description="Embedding tokens/min an integrated target's model may take (Pinecone: model-specific, e.g. "
+        "250,000 on Starter); counted with an upper-bound estimate of each text's tokens.",
+    )
 
 
 class Verification(_Model):
@@ -395,6 +430,22 @@ class Verification(_Model):
     top_k: int = Field(default=10, gt=0, le=1000)
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
     tolerance: float = Field(default=1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
+    latency_samples: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Queries timed after the copy, as the application will query (a twin's creator searched across "
+        "its twins through the tenant guard); P50/P95 in the report. 0 = off.",
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, gt=0, description="Fail verification when the P95 is above this (seed 000: 100 on Pinecone)."
+    )
+    text_search_samples: int = Field(
+        default=50, ge=0, description="Integrated target: records searched by their own text; 0 = off."
+    )
+    text_search_min_hit_rate: float = Field(
+        default=0.9, ge=0, le=1, description="Share of those searches whose top_k must contain the record."
+    )
 
 
 class Cleanup(_Model):
@@ -409,6 +460,20 @@ class Backup(_Model):
 
     enabled: bool = False
     directory: str = "backups"
+
+
+class Reembed(_Model):
+    """Re-embed while copying: each record's vector is made anew from the text in source metadata field
+    ``text_from`` by ``embedder`` (a registered name such as ``hashing``, or ``package.module:factory``: see
+    ``workers.embedders``), ``dimension`` wide. For a model change, which changes the dimension: the target is a plain
+    vector index of that dimension. Metadata is kept; a record without text is reported by id, never written."""
+
+    embedder: str = Field(default="hashing", min_length=1, description="A registered name or package.module:factory.")
+    text_from: str = Field(default="text", min_length=1, description="The source metadata field holding the text.")
+    dimension: int = Field(gt=0, le=20000, description="The dimension of the new vectors (the target's).")
+    missing_text: Literal["fail", "skip"] = Field(
+        default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
+    )
 
 
 class JobSpec(_Model):
@@ -435,6 +500,12 @@ class JobSpec(_Model):
     parallel_upserts: int = Field(
         default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
     )
+    max_list_chains: int = Field(
+        default=16,
+        gt=0,
+        le=16,
+        description="Id-prefix chains that list a namespace of 5,000+ ids at once (1: one chain, never split).",
+    )
     rate: RateBudget = Field(default_factory=RateBudget)
     allow_id_overwrite: bool = Field(
         default=False, description="Allow two sources to write the same id into one target namespace (last write wins)."
@@ -443,6 +514,9 @@ class JobSpec(_Model):
     auto_verify: bool = Field(default=True, description="Verify each namespace as soon as its copy finishes.")
     cleanup: Cleanup = Field(default_factory=Cleanup)
     backup: Backup = Field(default_factory=Backup)
+    reembed: Reembed | None = Field(
+        default=None, description="Make every vector anew from its text (a model change); see Reembed."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -462,9 +536,38 @@ class JobSpec(_Model):
             raise ValueError("source.create: only a target index can be created; the source must exist")
         if self.strategy == "collection":
             self._collection_strategy_fits()
+        self._text_fits()
         if self.cleanup.mode == "auto" and not self.auto_verify:
             raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
         return self
+
+    @property
+    def text_records(self) -> TextRecords | None:
+        """How records are written as text, when the target is an integrated index."""
+        return self.target.records if self.target.kind == "pinecone" else None
+
+    @property
+    def text_from(self) -> str | None:
+        """The source metadata field the job embeds from (integrated target or re-embedding), else None."""
+        text = self.text_records or self.reembed
+        return text.text_from if text is not None else None
+
+    def _text_fits(self) -> None:
+        if self.source.kind == "pinecone" and self.source.records is not None:
+            raise ValueError("source.records: only a target is written as text records; read the source as it is")
+        if self.text_records is not None and self.reembed is not None:
+            raise ValueError(
+                "give target.records (an integrated index embeds the text) or reembed (nsmigrate embeds it into a "
+                "vector index), not both"
+            )
+        if self.strategy == "collection" and (self.text_records is not None or self.reembed is not None):
+            raise ValueError("strategy `collection` copies records unchanged: target.records and reembed need `fleet`")
+        create = self.target.create if self.target.kind == "pinecone" else None
+        if self.reembed is not None and create is not None and create.dimension not in (None, self.reembed.dimension):
+            raise ValueError(
+                f"target.create.dimension {create.dimension} differs from reembed.dimension {self.reembed.dimension}: "
+                "the target holds the re-embedded vectors (leave target.create.dimension out)"
+            )
 
     def _collection_strategy_fits(self) -> None:
         """Pinecone restores a collection as it is: every namespace, under its own name, records unchanged."""

@@ -250,6 +250,22 @@ def query_summary(
 # -------------------------------------------------------------------------------------------------------- report
 
 
+def text_search_summary(found: Sequence[bool], top_k: int, min_hit_rate: float) -> dict[str, Any]:
+    """The text-search check of an integrated target: each sampled record searched by its own text, ``found`` when
+    the top ``top_k`` hits contain it; passed when the share found is at least ``min_hit_rate``."""
+    samples = len(found)
+    hits = sum(1 for f in found if f)
+    rate = hits / samples if samples else 1.0
+    return {
+        "samples": samples,
+        "found": hits,
+        "top_k": top_k,
+        "hit_rate": round(rate, 4),
+        "min_hit_rate": min_hit_rate,
+        "passed": rate >= min_hit_rate,
+    }
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -282,6 +298,13 @@ class Report:
     content_mismatches: list[dict[str, str]] = field(default_factory=list)
     content_mismatch_count: int = 0
     query: dict[str, Any] | None = None
+    #: A job that writes text: source ids without text (never written), and whether that fails the run
+    #: (``missing_text: fail``); an integrated target's text-search check (``text_search_summary``).
+    unwritable_ids: list[str] = field(default_factory=list)
+    unwritable_count: int = 0
+    unwritable_fail: bool = True
+    unwritable_reason: str = ""
+    text_search: dict[str, Any] | None = None
     #: How the source's ids were found (list, catalogue, sweep) and, when not listed, the source namespace's count
     #: in its stats: ids an enumeration did not find were neither copied nor checked, so a shortfall fails.
     enumeration: str = "list"
@@ -301,6 +324,17 @@ class Report:
         self.missing_count += len(new)
         self.missing_ids = sorted(set(self.missing_ids) | set(new))[:ID_CAP]
 
+    def add_unwritable(self, ids: Iterable[str]) -> None:
+        """Record source ids that cannot be written for having no text (the list stays capped and sorted)."""
+        new = list(ids)
+        self.unwritable_count += len(new)
+        self.unwritable_ids = sorted(set(self.unwritable_ids) | set(new))[:ID_CAP]
+
+    @property
+    def expected_target_count(self) -> int:
+        """What the target namespace must hold: the source's ids, less those that have no text to write."""
+        return self.source_count - self.unwritable_count
+
     def add_mismatch(self, id_: str, reason: str) -> None:
         """Record a content difference (the list stays capped; the count is exact)."""
         self.content_mismatch_count += 1
@@ -317,6 +351,11 @@ class Report:
             out.append(f"error: {self.error}")
         if self.missing_count:
             out.append(f"{self.missing_count} source ids missing in target (e.g. {self.missing_ids[0]!r})")
+        if self.unwritable_count and self.unwritable_fail:
+            out.append(
+                f"{self.unwritable_count} source ids were not written, {self.unwritable_reason} (e.g. "
+                f"{self.unwritable_ids[0]!r}): give them text in the source, or accept that with missing_text: skip"
+            )
         if self.unenumerated:
             out.append(
                 f"the {self.enumeration} found {self.source_count} of the {self.source_stats_count} ids the source "
@@ -336,12 +375,25 @@ class Report:
             out.append(f"{self.content_mismatch_count} contents differ (e.g. {first['id']!r}: {first['reason']})")
         if self.extras_fail and self.extra_count:
             out.append(f"{self.extra_count} ids in target not in source (e.g. {self.extra_ids[0]!r})")
-        if self.target_count is not None and self.target_count != self.source_count:
-            out.append(f"target count {self.target_count} ≠ source count {self.source_count}")
+        if self.target_count is not None and self.target_count != self.expected_target_count:
+            expected = f"source count {self.source_count}" + (
+                f" less {self.unwritable_count} without text" if self.unwritable_count else ""
+            )
+            out.append(f"target count {self.target_count} ≠ {expected}")
         if not self.count_stable:
             out.append(f"target count did not settle: readings {self.count_readings[-5:]}")
+        latency = self.latency or {}
+        limit, p95 = latency.get("limit_ms"), latency.get("p95_ms")
+        if limit is not None and p95 is not None and p95 > limit:
+            out.append(f"query latency p95 {p95} ms is above the limit of {limit} ms")
         if self.query is not None and not self.query.get("passed", True):
             out.append(f"query results differ (mean top-k overlap {self.query['mean_overlap']})")
+        if self.text_search is not None and not self.text_search["passed"]:
+            t = self.text_search
+            out.append(
+                f"text search found {t['found']} of {t['samples']} records in their own top {t['top_k']} "
+                f"(needs {t['min_hit_rate']:.0%})"
+            )
         return out
 
     @property
@@ -369,9 +421,11 @@ class Report:
                 parts.append(f"{self.content_mismatch_count}/{self.content_checked} contents differ")
             else:
                 parts.append(f"{equal} contents equal" + (" (sample)" if self.content_mode == "sample" else ""))
+        if self.unwritable_count:
+            parts.append(f"{self.unwritable_count} without text, not written")
         if self.target_count is not None:
-            sign = "=" if self.target_count == self.source_count else "≠"
-            parts.append(f"counts {self.source_count}{sign}{self.target_count}")
+            sign = "=" if self.target_count == self.expected_target_count else "≠"
+            parts.append(f"counts {self.expected_target_count}{sign}{self.target_count}")
         if self.extra_count:
             parts.append(f"{self.extra_count} extra in target" + ("" if self.extras_fail else " (shared, not judged)"))
         if self.vanished_count:
@@ -388,6 +442,9 @@ class Report:
                 f"queries {q['same_top_k']}/{q['samples']} same top-{q['top_k']}"
                 + (f", p95 {q['latency_ms_p95']} ms" if q.get("latency_ms_p95") is not None else "")
             )
+        if self.text_search is not None:
+            t = self.text_search
+            parts.append(f"text search {t['found']}/{t['samples']} in top-{t['top_k']}")
         line = ", ".join(parts) or f"{self.source_count} source ids, nothing checked"
         return line if self.passed else f"FAILED: {line}"
 
@@ -415,6 +472,10 @@ class Report:
             "content_mismatches": list(self.content_mismatches),
             "content_mismatch_count": self.content_mismatch_count,
             "query": dict(self.query) if self.query is not None else None,
+            "unwritable_ids": list(self.unwritable_ids),
+            "unwritable_count": self.unwritable_count,
+            "unwritable_fail": self.unwritable_fail,
+            "text_search": dict(self.text_search) if self.text_search is not None else None,
             "enumeration": self.enumeration,
             "source_stats_count": self.source_stats_count,
             "routes": dict(self.routes) if self.routes is not None else None,

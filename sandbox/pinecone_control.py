@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from sandbox.embedding import read_embed_config
 from sandbox.pinecone_server import (
     IndexSpec,
     _bad,
@@ -163,7 +164,12 @@ def _deletion_protection(value: Any) -> str:
 
 def index_model(spec: IndexSpec, host: str, meta: IndexMeta) -> dict[str, Any]:
     """An index description both the 2026-04 spec (spec/dimension/metric) and SDK 10.x (schema/deployment) accept."""
-    vector_field = {"type": "dense_vector", "dimension": spec.dimension, "metric": spec.metric}
+    vector_field: dict[str, Any] = {"type": "dense_vector", "dimension": spec.dimension, "metric": spec.metric}
+    fields: dict[str, Any] = {"_values": vector_field}
+    if spec.embed is not None:
+        # An integrated index: 2026-07 describes its embedding as one semantic_text field named after field_map.text
+        # (and no dense field); 2026-04 as `embed`.
+        fields = {spec.embed.field: {"type": "semantic_text", "model": spec.embed.model, "metric": spec.metric}}
     on_demand = {"mode": "OnDemand", "status": {"state": "Ready"}}
     ready = meta.ready
     model: dict[str, Any] = {
@@ -175,9 +181,17 @@ def index_model(spec: IndexSpec, host: str, meta: IndexMeta) -> dict[str, Any]:
         "host": host,
         "deletion_protection": meta.deletion_protection,
         "status": {"ready": ready, "state": "Ready" if ready else "Initializing"},
-        "schema": {"fields": {"_values": vector_field}},
+        "schema": {"fields": fields},
         "tags": dict(meta.tags) or {"sandbox": "true"},
     }
+    if spec.embed is not None:
+        model["embed"] = {
+            "model": spec.embed.model,
+            "metric": spec.metric,
+            "dimension": spec.dimension,
+            "vector_type": "dense",
+            "field_map": {"text": spec.embed.field},
+        }
     if spec.kind == "pod":
         model["spec"] = {
             "pod": {"environment": POD_ENVIRONMENT, "pod_type": "p1.x1", "pods": 1, "replicas": 1, "shards": 1}
@@ -239,11 +253,30 @@ def read_create_request(body: Any, version: str | None) -> CreateRequest:
         tags=check_tags(body.get("tags")),
         source_collection=source_collection,
     )
+    embed = body.get("embed")
     try:
-        spec = IndexSpec(name, int(dimension), str(metric), "pod" if is_pod else "serverless")
+        integrated = read_embed_config(embed) if embed is not None else None
+        if integrated is not None:
+            dimension, metric = integrated.dimension, integrated.metric
+        spec = IndexSpec(name, int(dimension), str(metric), "pod" if is_pod else "serverless", integrated)
     except (TypeError, ValueError) as exc:
         raise _bad(f"Invalid index definition: {exc}") from exc
     return CreateRequest(spec=spec, meta=meta, source_collection=source_collection)
+
+
+def read_for_model_request(body: Any) -> dict[str, Any]:
+    """A ``POST /indexes/create-for-model`` body (name, cloud, region, embed, …) as the create body it amounts to:
+    a serverless index with integrated embedding, of the model's dimension and metric."""
+    body = _object(body)
+    if not isinstance(body.get("embed"), dict):
+        raise _bad("embed is required: an object with model and field_map")
+    for key in ("cloud", "region"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise _bad(f"{key} is required")
+    return {
+        **{k: v for k, v in body.items() if k not in ("cloud", "region")},
+        "deployment": {"deployment_type": "managed", "cloud": body["cloud"], "region": body["region"]},
+    }
 
 
 class ControlPlane:
@@ -296,6 +329,8 @@ class ControlPlane:
                 return _Reply(200, {"indexes": [self._model(s.name) for s in self.sandbox.specs()]})
             if path == "/indexes" and method == "POST":
                 return self._create_index(_parse_json(body), api_version(headers))
+            if path == "/indexes/create-for-model" and method == "POST":
+                return self._create_index(read_for_model_request(_parse_json(body)), api_version(headers))
             if path.startswith("/indexes/") and path.count("/") == 2:
                 return self._one_index(method, unquote(path.split("/")[2]), body)
             if path == "/collections" and method == "GET":

@@ -70,7 +70,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import bisect
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -93,6 +95,7 @@ import msgspec
 import numpy as np
 import orjson
 
+from sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
 from workers.memory import keep_freed_memory, prefault_heap
 
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
@@ -120,6 +123,7 @@ DATA_PLANE_OPS = frozenset(
     {
         *("upsert", "fetch", "fetch_by_metadata", "list", "query", "delete", "update", "describe_index_stats"),
         *("list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"),
+        *("upsert_records", "search_records"),
     }
 )
 METRICS = ("cosine", "dotproduct", "euclidean")
@@ -144,12 +148,15 @@ _CONTROL_CODES = {
 
 @dataclass(frozen=True)
 class IndexSpec:
-    """One in-memory index: ``kind`` is ``"pod"`` or ``"serverless"``, ``metric`` one of cosine/dotproduct/euclidean."""
+    """One in-memory index: ``kind`` is ``"pod"`` or ``"serverless"``, ``metric`` one of cosine/dotproduct/euclidean.
+    ``embed``: an integrated index (Pinecone embeds the text of its records; ``sandbox.embedding``), of the model's
+    dimension and metric."""
 
     name: str
     dimension: int
     metric: str = "cosine"
     kind: str = "serverless"
+    embed: IntegratedEmbed | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -160,6 +167,10 @@ class IndexSpec:
             raise ValueError(f"IndexSpec.metric must be one of {METRICS}, got {self.metric!r}")
         if self.kind not in KINDS:
             raise ValueError(f"IndexSpec.kind must be one of {KINDS}, got {self.kind!r}")
+        if self.embed is not None and (self.embed.dimension, self.embed.metric) != (self.dimension, self.metric):
+            raise ValueError("an integrated IndexSpec has its model's dimension and metric")
+        if self.embed is not None and self.kind != "serverless":
+            raise ValueError("only a serverless index can have integrated embedding")
 
 
 @dataclass(frozen=True)
@@ -178,6 +189,8 @@ class Faults:
     - ``drop_fraction``: upserts answer the full ``upsertedCount`` but silently do not store this fraction of the
       vectors (chosen with a seeded RNG; exact when ``n * drop_fraction`` is a whole number).
     - ``namespaces_endpoint``: when ``False`` the ``/namespaces`` endpoints answer 404, as Pinecone Local does.
+    - ``embed_tokens_per_min``: embedding tokens an integrated index's model takes per 60 s (records upsert and text
+      search); ``None`` = unlimited. Over it: 429 with ``Retry-After`` (``sandbox.embedding``).
     """
 
     latency_ms: float = 0.0
@@ -192,12 +205,14 @@ class Faults:
     error_ops: tuple[str, ...] | None = None
     drop_fraction: float = 0.0
     namespaces_endpoint: bool = True
+    embed_tokens_per_min: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise ValueError("latency_ms must be >= 0")
-        for name in ("write_rps_per_namespace", "query_rps_per_namespace", "fetch_rps_per_index", "list_rps_per_index"):
+        limits = ("write_rps_per_namespace", "query_rps_per_namespace", "fetch_rps_per_index", "list_rps_per_index")
+        for name in (*limits, "embed_tokens_per_min"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
@@ -478,11 +493,20 @@ def _decode_token(token: str) -> str:
 
 
 def _page(names: list[str], prefix: str, token: str | None, limit: int) -> tuple[list[str], str | None]:
-    """One page of sorted *names* after the token's position; the next token, or None when nothing is left."""
-    after = _decode_token(token).encode() if token else None
-    matching = [n for n in names if n.startswith(prefix) and (after is None or n.encode() > after)]
-    page = matching[:limit]
-    return page, (_encode_token(page[-1]) if len(matching) > limit else None)
+    """One page of *names* (sorted by their UTF-8 bytes) that start with *prefix*, after the token's position; the
+    next token, or None when nothing is left. Names with one prefix are one run of that order: found by bisection,
+    so a page costs the same at the start of a large namespace as at its end."""
+    start = bisect.bisect_left(names, prefix.encode(), key=str.encode)
+    if token:
+        start = max(start, bisect.bisect_right(names, _decode_token(token).encode(), key=str.encode))
+    page: list[str] = []
+    for name in itertools.islice(names, start, None):
+        if not name.startswith(prefix):
+            break
+        if len(page) == limit:  # one more matches: there is a next page
+            return page, _encode_token(page[-1])
+        page.append(name)
+    return page, None
 
 
 def _as_vector(values: Any, dimension: int, what: str) -> np.ndarray:
@@ -712,9 +736,11 @@ class IndexStore:
 # Which Pinecone rate scope each data-plane operation falls under, and whether it is per namespace.
 _SCOPES: dict[str, tuple[str, bool]] = {
     "upsert": ("write", True),
+    "upsert_records": ("write", True),
     "update": ("write", True),
     "delete": ("write", True),
     "query": ("query", True),
+    "search_records": ("query", True),
     "fetch": ("fetch", False),
     "list": ("list", False),
 }
@@ -879,6 +905,7 @@ class FaultState:
 
 _NAMESPACE_OPS = frozenset({"list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"})
 _SERVERLESS_ONLY_OPS = _NAMESPACE_OPS | {"list"}
+_RECORDS_OPS = frozenset({"upsert_records", "search_records"})
 
 
 Handler = Callable[[Any, dict[str, list[str]], str | None], Any]
@@ -891,6 +918,7 @@ class IndexService:
         self.spec = spec
         self.store = IndexStore(spec)
         self.faults = FaultState(faults)
+        self.tokens = TokenWindow()  # embedding tokens of an integrated index's model (sandbox.embedding)
         self.api_key = api_key
         #: monotonic time from which the index is Ready; until then its data plane answers 503 (see pinecone_control)
         self.ready_at = 0.0
@@ -908,6 +936,8 @@ class IndexService:
             ("POST", "/namespaces"): ("create_namespace", self._create_namespace),
             ("GET", "/namespaces/{}"): ("describe_namespace", self._describe_namespace),
             ("DELETE", "/namespaces/{}"): ("delete_namespace", self._delete_namespace),
+            ("POST", "/records/namespaces/{}/upsert"): ("upsert_records", self._upsert_records),
+            ("POST", "/records/namespaces/{}/search"): ("search_records", self._search_records),
         }
 
     # -- entry point
@@ -942,8 +972,12 @@ class IndexService:
             injected = self.faults.inject(op)
             if injected is not None:
                 raise injected
-            payload = (_parse_upsert(body) if op == "upsert" else _parse_json(body)) if body else None
-            refusal = self.faults.admit(op, self._scope_namespace(op, payload, query))
+            if op == "upsert_records":
+                payload: Any = body  # NDJSON, read by the handler
+            else:
+                payload = (_parse_upsert(body) if op == "upsert" else _parse_json(body)) if body else None
+            scope_ns = _namespace_name(arg) if op in _RECORDS_OPS else self._scope_namespace(op, payload, query)
+            refusal = self.faults.admit(op, scope_ns)
             if refusal is not None:
                 raise refusal
             if op == "upsert" and len(body) > MAX_REQUEST_BYTES:
@@ -953,7 +987,8 @@ class IndexService:
                     f"Request size {size_mb:.1f}MB exceeds the maximum supported size of 2MB. "
                     "Please try to reduce your batch size.",
                 )
-            return _Reply(200, handler(payload, query, arg))
+            result = handler(payload, query, arg)
+            return _Reply(201, None) if op == "upsert_records" else _Reply(200, result)
         except _Refusal as refusal:
             return _data_error(refusal)
 
@@ -963,6 +998,10 @@ class IndexService:
         if path.startswith("/namespaces/") and path.count("/") == 2:
             arg = unquote(path.split("/", 2)[2])
             key = (method, "/namespaces/{}")
+        elif path.startswith("/records/namespaces/") and path.count("/") == 4:
+            _, _, _, name, action = path.split("/")
+            arg = unquote(name)
+            key = (method, f"/records/namespaces/{{}}/{action}")
         if key in self._routes:
             op, handler = self._routes[key]
             return op, handler, arg
@@ -1016,6 +1055,7 @@ class IndexService:
     def reset(self) -> None:
         self.store.clear()
         self.faults.reset_stats()
+        self.tokens.clear()
 
     # -- operations
 
@@ -1215,6 +1255,13 @@ class IndexService:
         if not self.store.delete_namespace(_namespace_name(arg)):
             raise _Refusal(404, f"Namespace '{arg}' not found")
         return {}
+
+    def _upsert_records(self, payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
+        upsert_records(self, _namespace_name(arg), payload or b"")
+        return {}
+
+    def _search_records(self, payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
+        return search_records(self, _namespace_name(arg), payload)
 
     def _create_namespace(self, payload: Any, _query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
         body = _object(payload)
@@ -1607,7 +1654,7 @@ def parse_index_arg(text: str) -> IndexSpec:
     if len(parts) < 2 or len(parts) > 4:
         raise argparse.ArgumentTypeError(f"--index wants name:dimension[:metric[:kind]], got {text!r}")
     try:
-        return IndexSpec(parts[0], int(parts[1]), *parts[2:])
+        return IndexSpec(parts[0], int(parts[1]), *parts[2:4])  # type: ignore[arg-type]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

@@ -2,7 +2,9 @@
 respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff (``ctx.guarded``).
 The chunks go out ``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait
 out one round trip per namespace. When source and target are seed-004 tables of one Postgres database
-(``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead.
+(``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead. A job that writes text (an
+integrated target, or ``reembed``) turns the routed records into what its target takes (``workers.texts``); ids
+without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -15,6 +17,7 @@ from orchestrator import jobs
 from orchestrator.errors import NsmigrateError
 from orchestrator.routing import expected_metadata, route_context, route_records
 from orchestrator.spec import PgvectorStoreSpec
+from orchestrator.textrecords import missing_text_reason
 from workers import pgnamespaces
 from workers.chunking import sized_chunks
 from workers.context import WorkerContext
@@ -22,12 +25,14 @@ from workers.flow import advance
 from workers.parallel import run_parallel
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import Record
+from workers.texts import for_target, records_per_request, tokens_of
 
 log = logging.getLogger(__name__)
 
 
-def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, list[str]]:
-    """Fetch, route, enrich and upsert the batch; returns (vectors, bytes, target namespaces)."""
+def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+    """Fetch, route, enrich and upsert the batch; returns (vectors written, ids not found, bytes, target
+    namespaces)."""
     spec = work.spec
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     records = source.fetch(work.source_namespace, work.ids)
@@ -40,32 +45,58 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int,
         work.twin_id,
         work.routing_table,
     )
-    by_target = route_records(records, ctx_route)
+    by_target, unwritable = for_target(spec, route_records(records, ctx_route))
+    if unwritable:
+        _record_unwritable(ctx, work, spec.text_from or "", unwritable)
+    per_request = records_per_request(spec)
     uploads = [
-        (namespace, chunk, size) for namespace, routed in by_target.items() for chunk, size in sized_chunks(routed)
+        (namespace, chunk, size)
+        for namespace, routed in by_target.items()
+        for chunk, size in sized_chunks(routed, max_count=per_request)
     ]
 
     def upload(item: tuple[str, list[Record], int]) -> None:
         namespace, chunk, size = item
-        target.upsert(namespace, chunk, nbytes=size)
+        target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
 
     run_parallel(upload, uploads, spec.parallel_upserts)
-    return len(records), sum(size for _, _, size in uploads), sorted(by_target)
+    written = sum(len(chunk) for _, chunk, _ in uploads)
+    return written, len(work.ids) - len(records), sum(size for _, _, size in uploads), sorted(by_target)
 
 
-def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, list[str]]:
+def _record_unwritable(
+    ctx: WorkerContext, work: jobs.BatchWork, text_from: str, unwritable: dict[str, list[str]]
+) -> None:
+    """Ids that have no text, per target namespace, into the audit log (verification reports them too)."""
+    for namespace, ids in unwritable.items():
+        log.warning(
+            "batch %s: %d ids without text in %r not written to %r", work.batch_id, len(ids), text_from, namespace
+        )
+        jobs.record_event(
+            ctx.db,
+            "records_not_written",
+            ctx.worker_name,
+            work.job_id,
+            work.run_id,
+            batch_id=work.batch_id,
+            namespace=namespace,
+            ids=ids,
+            reason=missing_text_reason(text_from),
+        )
+
+
+def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
     """Source and target are tables of one database: the rows go ``INSERT … SELECT`` inside Postgres, their
     metadata enriched by the same rule as a copy through the worker (``routing.expected_metadata``); no vector
-    passes through this process. Returns (rows, 0 bytes through the worker, [target namespace])."""
+    passes through this process. Returns (rows, ids not found, 0 bytes through the worker, [target namespace])."""
     spec, target_ns = work.spec, work.target_namespace
     assert target_ns is not None and isinstance(spec.target, PgvectorStoreSpec)
     source = ctx.store(spec.source)
     ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
     extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
-    copied = pgnamespaces.copy_batch_in_postgres(
-        source, spec.target.table, work.source_namespace, target_ns, work.ids, extra
-    )
-    return copied, 0, [target_ns]
+    tables = pgnamespaces.RunTables(source, spec.target.table, work.source_namespace, target_ns)
+    copied = pgnamespaces.copy_batch_in_postgres(tables, work.ids, extra)
+    return copied, len(work.ids) - copied, 0, [target_ns]
 
 
 def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> None:
@@ -80,12 +111,12 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
     outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
     try:
         in_postgres = work.target_namespace is not None and pgnamespaces.in_database(spec)
-        vectors, nbytes, targets = (_copy_in_postgres if in_postgres else _copy_through_worker)(ctx, work)
+        vectors, missing, nbytes, targets = (_copy_in_postgres if in_postgres else _copy_through_worker)(ctx, work)
         outcome = jobs.finish_batch(
             ctx.db,
             batch_id,
             vectors=vectors,
-            missing=len(work.ids) - vectors,
+            missing=missing,
             nbytes=nbytes,
             targets=targets,
             max_in_flight=spec.max_batches_in_flight,

@@ -1,83 +1,217 @@
-"""Erasing one creator's data: every namespace that parses to that creator (its twin namespaces and its
-creator-wide namespace), found by parsing the names, never by prefix — erasing ``a.1`` never touches ``a.10``.
+"""Erasing a creator's (or one twin's) data from every place nsmigrate put it, as a job of kind ``erase``.
 
-Each deletion is written to the audit log before and after it happens, and the namespace is checked empty afterwards
-(Pinecone's counts lag, so the check polls with a deadline).
+``plan_erasure`` (called by `nsmigrate erase`) finds the places: in every store the job table knows (sources and
+targets of its copy jobs) and any store named on the command line, the namespaces that are wholly the subject's
+(their creator and twin namespaces, by the registry of built names; the old source namespaces of their twins), every
+shared namespace searched for their vectors (``public``, the review namespace, the default namespace, hand-made
+names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
+deletes one place, then checks it: counts polled to zero, a listing, and a fetch of the deleted ids (stores are
+eventually consistent), or for a backup the files read again. The last place to finish writes the receipt.
+
+A place is re-run safely: a whole namespace is deleted again, a shared namespace is searched again, a backup is
+rewritten from what is left; so a worker killed mid-erasure loses nothing (its task is redelivered) and
+``nsmigrate erase --resume JOB`` finishes a job whose places failed.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from orchestrator import jobs
-from orchestrator.models import JobKind
-from orchestrator.naming import namespaces_of_creator
-from workers.stores.base import VectorStore
+from orchestrator.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
+from orchestrator.errors import NsmigrateError
+from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
+from orchestrator.models import PlaceKind
+from orchestrator.naming import Registry
+from orchestrator.records import display_namespace
+from orchestrator.spec import RateBudget, StoreSpec
+from workers.backup import MANIFEST_NAME
+from workers.backup_erasure import erase_rows, rows_of
+from workers.context import WorkerContext
+from workers.stores.base import VectorStore, iter_all_ids
+from workers.verifying import chunks
+
+log = logging.getLogger(__name__)
+
+#: Ids of a whole namespace remembered to fetch them again after the delete (a sample for big namespaces).
+CHECKED_IDS = 10_000
+SETTLE_TIMEOUT_S = 30.0
+_STORE_SPEC: TypeAdapter[Any] = TypeAdapter(StoreSpec)
 
 
-@dataclass(frozen=True)
-class ErasePlan:
-    creator_id: str
-    store: str
-    namespaces: dict[str, int]  # namespace → vector count before erasure
+def store_spec_of(data: dict[str, Any]) -> Any:
+    """A store spec (Pinecone or pgvector) from its JSON in the job table."""
+    return _STORE_SPEC.validate_python(data)
 
 
-def plan_erase(store: VectorStore, creator_id: str) -> ErasePlan:
-    """What ``erase`` would delete; raises PlanError for an id that cannot be a creator id."""
-    inventory = store.namespaces()
-    mine = namespaces_of_creator(creator_id, sorted(inventory))
-    return ErasePlan(creator_id, store.name, {ns: inventory[ns] for ns in mine})
+def subject_ids(store: VectorStore, namespace: str, subject: Subject) -> list[str]:
+    """The ids of the subject's vectors in ``namespace``: every id listed, fetched for its metadata."""
+    found: list[str] = []
+    for ids in chunks(list(iter_all_ids(store, namespace)), FETCH_MAX_IDS):
+        found.extend(r.id for r in store.fetch(namespace, ids) if subject.owns_record(r.metadata))
+    return found
 
 
-def erase_creator(
+@dataclass
+class ErasurePlan:
+    """What `erase` found: the subject, its places (rows for ``jobs.create_erasure``), the names reported as
+    ambiguous and the stores that could not be read (the erasure is refused while one cannot)."""
+
+    subject: Subject
+    places: list[dict[str, Any]] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+    def spec(self, actor: str) -> dict[str, Any]:
+        """The erase job's spec in the job table: whose data, how records match, what was reported."""
+        return {**self.subject.to_json(), "requested_by": actor, "ambiguous": self.ambiguous}
+
+
+def plan_erasure(
     db: jobs.Database,
-    store: VectorStore,
-    plan: ErasePlan,
-    spec: dict[str, Any],
-    *,
-    actor: str | None = None,
-    settle_timeout_s: float = 30,
-) -> dict[str, Any]:
-    """Delete every namespace in ``plan`` and record it as a job of kind ``erase``. Returns a summary with any
-    namespace still non-empty after ``settle_timeout_s`` listed under ``not_empty``. ``store`` retries its own calls
-    (``workers.stores.open_retrying_store``, as the CLI passes); nothing here retries."""
-    job_id = jobs.create_action_job(
-        db,
-        f"erase-{plan.creator_id}",
-        JobKind.ERASE,
-        spec,
-        actor,
-        creator_id=plan.creator_id,
-        store=plan.store,
-        namespaces=plan.namespaces,
-    )
-    for namespace, count in plan.namespaces.items():
-        store.delete_namespace(namespace)
-        jobs.record_event(
-            db,
-            "namespace_erased",
-            actor or jobs.default_actor(),
-            job_id,
-            namespace=namespace,
-            vectors=count,
-            creator_id=plan.creator_id,
+    creator_id: str,
+    twin_id: str | None,
+    open_store: Callable[[Any], VectorStore],
+    extra_stores: list[Any] | None = None,
+    backup_dirs: list[Path] | None = None,
+) -> ErasurePlan:
+    """Every place the job table (plus ``extra_stores``, ``backup_dirs``) knows that holds the subject's data, with
+    counts. Reads only. Raises PlanError for an id that cannot be a creator or twin id."""
+    runs, stores, manifests = jobs.known_runs(db)
+    registry = registry_of(runs)
+    plan = ErasurePlan(subject_of(creator_id, twin_id, runs))
+    specs: dict[str, Any] = {label: store_spec_of(spec) for label, spec in stores.items()}
+    for spec in extra_stores or []:
+        specs.setdefault(spec.label, spec)
+    for label, spec in sorted(specs.items()):
+        try:
+            _plan_store(plan, open_store(spec), spec, registry, runs)
+        except NsmigrateError as e:
+            plan.unreadable.append(f"{label}: {e.message}")
+    directories = {Path(m).parent for m in manifests} | set(backup_dirs or [])
+    for directory in sorted(directories):
+        _plan_backup(plan, directory, registry, runs)
+    return plan
+
+
+def _plan_store(plan: ErasurePlan, store: VectorStore, spec: Any, registry: Registry, runs: list[KnownRun]) -> None:
+    inventory = store.namespaces()
+    found = places_in_store(store.name, inventory, plan.subject, registry, runs)
+    spec_json = spec.model_dump(mode="json")
+    for ns in found.whole:
+        plan.places.append(_place(PlaceKind.NAMESPACE, store.name, spec_json, ns, inventory[ns]))
+    for ns in found.search:
+        plan.places.append(
+            _place(PlaceKind.RECORDS, store.name, spec_json, ns, len(subject_ids(store, ns, plan.subject)))
         )
-    not_empty = _still_present(store, list(plan.namespaces), settle_timeout_s)
-    jobs.finish_action_job(db, job_id, actor, erased=len(plan.namespaces), not_empty=not_empty)
-    return {
-        "job_id": job_id,
-        "erased": sorted(plan.namespaces),
-        "not_empty": not_empty,
-        "vectors": sum(plan.namespaces.values()),
-    }
+    plan.ambiguous.extend(f"{store.name}: {name}" for name in found.ambiguous)
 
 
-def _still_present(store: VectorStore, namespaces: list[str], timeout_s: float) -> list[str]:
-    deadline = time.monotonic() + timeout_s
+def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | None, planned: int) -> dict[str, Any]:
+    return {"kind": kind.value, "store": store, "store_spec": spec, "namespace": ns, "planned": planned}
+
+
+def _plan_backup(plan: ErasurePlan, directory: Path, registry: Registry, runs: list[KnownRun]) -> None:
+    manifest = directory / MANIFEST_NAME
+    if not manifest.is_file():
+        return
+    data = json.loads(manifest.read_text())
+    namespaces = [str(e.get("namespace", "")) for e in data.get("namespaces") or []]
+    whole = places_in_store(str(data.get("source", "")), namespaces, plan.subject, registry, runs).whole
+    rows = rows_of(directory, plan.subject, set(whole).__contains__)
+    if rows:
+        place = _place(PlaceKind.BACKUP, "backup", {"whole": whole}, None, rows)
+        plan.places.append({**place, "path": str(directory.resolve())})
+
+
+# --------------------------------------------------------------------------------------------------------- the task
+
+
+def erase_place(ctx: WorkerContext, place_id: int) -> None:
+    """Delete one place of an erasure job and check it; the last place to finish writes the job's receipt."""
+    place = jobs.claim_place(ctx.db, place_id)
+    if place is None:  # verified before: a redelivered task
+        return
+    job = jobs.find_job(ctx.db, place.job_id)
+    subject = Subject.from_json(job.spec)
+    try:
+        if place.kind == PlaceKind.BACKUP:
+            erased, check = _erase_backup(place, subject)
+        else:
+            store = ctx.guarded(store_spec_of(place.store_spec or {}), RateBudget())
+            namespace = place.namespace or ""
+            if place.kind == PlaceKind.NAMESPACE:
+                erased, check = _erase_namespace(ctx, place_id, store, namespace)
+            else:
+                erased, check = _erase_records(ctx, place_id, store, namespace, subject)
+        jobs.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
+    except NsmigrateError as e:
+        jobs.fail_place(ctx.db, place_id, f"{e}; run `nsmigrate erase --resume {place.job_id}`", ctx.worker_name)
+    finally:
+        if jobs.maybe_finish_erasure(ctx.db, place.job_id, receipt, ctx.worker_name) is not None:
+            log.info("erasure job %s finished; receipt in its audit log", place.job_id)
+
+
+def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
+    directory = Path(place.path or "")
+    is_whole = set((place.store_spec or {}).get("whole") or []).__contains__
+    erased = erase_rows(directory, subject, is_whole)
+    left = rows_of(directory, subject, is_whole)
+    check: dict[str, Any] = {"passed": left == 0, "rows_left": left, "directory_removed": not directory.exists()}
+    if left:
+        check["reason"] = f"{left} of their rows still in {directory}"
+    return erased, check
+
+
+def _erase_namespace(ctx: WorkerContext, place_id: int, store: Any, namespace: str) -> tuple[int, dict[str, Any]]:
+    before = store.count(namespace)
+    ids: list[str] = []
+    if getattr(store, "can_list", lambda: True)():
+        for id_ in iter_all_ids(store, namespace):
+            ids.append(id_)
+            if len(ids) >= CHECKED_IDS:
+                break
+        jobs.add_erased_ids(ctx.db, place_id, ids)
+    store.delete_namespace(namespace)
+    return before, _gone(store, namespace, jobs.erased_ids(ctx.db, place_id), None)
+
+
+def _erase_records(
+    ctx: WorkerContext, place_id: int, store: Any, namespace: str, subject: Subject
+) -> tuple[int, dict[str, Any]]:
+    erased = 0
+    for chunk in chunks(subject_ids(store, namespace, subject), DELETE_MAX_IDS):
+        jobs.add_erased_ids(ctx.db, place_id, list(chunk))  # before the delete: a kill after it still checks them
+        store.delete(namespace, chunk)
+        erased += len(chunk)
+    return erased, _gone(store, namespace, jobs.erased_ids(ctx.db, place_id), subject)
+
+
+def _gone(store: Any, namespace: str, ids: list[str], subject: Subject | None) -> dict[str, Any]:
+    """Check the deletion, polling up to ``SETTLE_TIMEOUT_S`` (counts and reads lag on Pinecone): a whole namespace
+    counts 0 and lists nothing; for records, a search finds none of the subject's. Either way a fetch of the deleted
+    ids returns none of them."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
-        left = [ns for ns in namespaces if store.count(ns) > 0]
-        if not left or time.monotonic() > deadline:
-            return left
+        fetched = sum(len(store.fetch(namespace, c)) for c in chunks(ids, FETCH_MAX_IDS))
+        if subject is None:
+            count = store.count(namespace)
+            listed = len(store.list_ids(namespace, limit=100).ids) if getattr(store, "can_list", lambda: True)() else 0
+            left = {"count": count, "listed": listed, "fetched": fetched}
+        else:
+            left = {"found": len(subject_ids(store, namespace, subject)), "fetched": fetched}
+        if not any(left.values()) or time.monotonic() > deadline:
+            break
         time.sleep(0.5)
+    check: dict[str, Any] = {"passed": not any(left.values()), "ids_fetched_again": len(ids), **left}
+    if not check["passed"]:
+        check["reason"] = f"still there after {SETTLE_TIMEOUT_S:.0f} s in {display_namespace(namespace)}: {left}"
+    return check

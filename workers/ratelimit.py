@@ -13,7 +13,7 @@ clock, so every decision is made inside Redis by one atomic Lua script that read
 
 Keys are ``orchestrator.names.rate_bucket_key(scope)`` and expire once idle. Scopes are built here:
 ``read_scope`` (fetch, per source index), ``list_scope`` (list, per source index), ``write_scope`` (upsert/delete,
-per target namespace).
+per target namespace), ``embed_scope`` (embedding tokens of an integrated target index, ``acquire_tokens``).
 """
 
 from __future__ import annotations
@@ -97,6 +97,18 @@ def list_scope(store_label: str) -> str:
 def write_scope(store_label: str, namespace: str) -> str:
     """Scope of upsert/delete requests to one target namespace (Pinecone: 100 req/s and 50 MB/s per namespace)."""
     return f"write:{store_label}:{namespace}"
+
+
+def _check_reservation(rate_name: str, rate: float, cost_name: str, cost: int) -> None:
+    if not rate > 0 or math.isinf(rate):
+        raise ValueError(f"{rate_name} must be a positive finite number, got {rate}")
+    if cost < 0:
+        raise ValueError(f"{cost_name} must be ≥ 0, got {cost}")
+
+
+def embed_scope(store_label: str) -> str:
+    """Scope of the embedding tokens an integrated index's model takes (Pinecone: tokens per minute per model)."""
+    return f"embed:{store_label}"
 
 
 def window_for(rate_per_s: float, guard_s: float = DEFAULT_GUARD_S) -> tuple[int, float]:
@@ -200,14 +212,23 @@ class RateLimiter:
             ValueError: ``mb_per_s`` not positive or ``nbytes`` negative.
             RetryableError: Redis is unreachable.
         """
-        if not mb_per_s > 0 or math.isinf(mb_per_s):
-            raise ValueError(f"mb_per_s must be a positive finite number, got {mb_per_s}")
-        if nbytes < 0:
-            raise ValueError(f"nbytes must be ≥ 0, got {nbytes}")
-        if nbytes == 0:
-            return 0.0
-        rate = mb_per_s * 1_000_000
-        (wait_us,) = self._run(self._bucket_script, rate_bucket_key(f"bytes:{scope}"), [rate, rate, nbytes], scope)
+        _check_reservation("mb_per_s", mb_per_s, "nbytes", nbytes)
+        return self._reserve(f"bytes:{scope}", mb_per_s * 1_000_000, nbytes) if nbytes else 0.0
+
+    def acquire_tokens(self, scope: str, per_min: float, tokens: int) -> float:
+        """Reserve ``tokens`` of ``scope``'s ``per_min`` budget (embedding tokens per minute) like ``acquire_bytes``:
+        a bucket refilled at ``per_min / 60`` a second, one second's worth of burst. Returns the seconds waited.
+
+        Raises:
+            ValueError: ``per_min`` not positive or ``tokens`` negative.
+            RetryableError: Redis is unreachable.
+        """
+        _check_reservation("per_min", per_min, "tokens", tokens)
+        return self._reserve(f"tokens:{scope}", per_min / 60, tokens) if tokens else 0.0
+
+    def _reserve(self, key: str, rate: float, cost: int) -> float:
+        """Take ``cost`` from the token bucket ``key`` (rate per second, one second of burst); sleep off any debt."""
+        (wait_us,) = self._run(self._bucket_script, rate_bucket_key(key), [rate, rate, cost], key)
         if wait_us <= 0:
             return 0.0
         delay = wait_us / 1_000_000

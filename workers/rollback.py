@@ -163,6 +163,15 @@ def rollback_job(
     """
     actor = actor or ctx.worker_name
     rb = _Rollback(ctx, forward_job_id, actor)
+    if rb.spec.text_from is not None:
+        # Its targets hold text records or new embeddings, not the originals: nothing to rebuild them from or to
+        # check them against, and writing the target's vectors back would put another model's values in the source.
+        raise StateError(
+            f"job {forward_job_id} wrote text (integrated target or reembed): its targets hold no original vectors "
+            "to restore or compare",
+            hint="the source is intact unless it was cleaned; delete the job's target namespaces yourself",
+            job_id=forward_job_id,
+        )
     forward_runs = jobs.runs_of(ctx.db, forward_job_id)
     if _same_store(rb.spec):
         originals = {r.source_namespace for r in forward_runs}

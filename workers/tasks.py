@@ -11,7 +11,7 @@ from typing import Any
 from celery import Task
 
 from orchestrator.names import TaskName
-from workers import cleaning, collection, copying, listing, verifying
+from workers import cleaning, collection, copying, erasing, listing, verifying
 from workers.app import app
 from workers.context import get_context
 from workers.retry import INFRASTRUCTURE_ERRORS
@@ -72,3 +72,10 @@ def collection_step(job_id: int, polls: int = 0, **_context: Any) -> None:
     """The next step of a `strategy: collection` job: make the collection, the index from it, hand it to
     verification; sends itself again while Pinecone is busy."""
     collection.step(get_context(), job_id, polls)
+
+
+@app.task(name=TaskName.ERASE_PLACE.value, **_RETRY_ON_OUTAGE)
+def erase_place(place_id: int, **_context: Any) -> None:
+    """Delete one place of an erasure job (a namespace, a creator's vectors in a shared namespace, a backup) and
+    check it gone; idempotent, so a redelivered or retried task finishes the job."""
+    erasing.erase_place(get_context(), place_id)

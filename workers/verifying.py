@@ -14,6 +14,10 @@ What is checked (``spec.verify``):
   A shared target's extra ids are reported, not judged (they belong to the other runs).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
   target's query latency.
+- **text** (a job that writes text, ``spec.text_from``): a source id without text is reported as not written (and
+  must not be in the target); an integrated target's records are compared by id, text and fields, never values
+  (its model made them), and a sample is searched by its own text (``text_search_samples``); a re-embedded record's
+  values must equal the embedding of its source text.
 
 The source is listed *now*, not taken from the copy's batches, so a source that changed after the copy (live writes)
 shows up as missing ids or differing contents and fails verification. Any error fails the run with the error in the
@@ -34,7 +38,8 @@ from orchestrator.models import NamespaceRun
 from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_counts, route_records
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, PgvectorStoreSpec
+from orchestrator.textrecords import fields_comparer, missing_text_reason, record_text, split_by_text
 from orchestrator.verification import (
     Report,
     compare_id_sets,
@@ -43,11 +48,14 @@ from orchestrator.verification import (
     fingerprint,
     query_summary,
     sample_ids,
+    text_search_summary,
 )
 from workers.context import WorkerContext
-from workers.pgnamespaces import finish_load
+from workers.latency import measure
+from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
+from workers.texts import embedder_for
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +120,9 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
             # ANALYZE, so the copy's tables answer queries as planned before they are judged.
             targets = [run.target_namespace] if run.target_namespace is not None else run.target_namespaces or []
             finish_load(ctx.store(spec.target), targets, spec.target.vector_index)
-        verifier = _CollectionVerifier if spec.strategy == "collection" else _Verifier
+        verifier: type[_Verifier] = _CollectionVerifier if spec.strategy == "collection" else _Verifier
+        if in_database(spec) and run.target_namespace is not None and not spec.verify.query_samples:
+            verifier = _InPostgresVerifier
         verifier(ctx, run, spec, report).run()
     except INFRASTRUCTURE_ERRORS:
         # The job table or Redis is down, not the data: the run stays `verifying` and the task is retried (or
@@ -149,8 +159,17 @@ class _Verifier:
         )
         self.expected_by_ns: dict[str, set[str]] = {}
         self.query_vectors: dict[str, list[float]] = {}
+        self.latency_vectors: list[list[float]] = []  # the first source vectors, timed as queries at the end
         report.ids_checked = self.checks.ids
         report.content_mode = self.checks.contents
+        self.text_from = spec.text_from
+        self.fields_compare = fields_comparer(spec) or (lambda *_: None)
+        self.text_sample: set[str] = set()  # ids an integrated target is searched for by their text
+        self.text_queries: list[tuple[str, str, str]] = []  # (target namespace, id, text)
+        text = spec.text_records or spec.reembed
+        if text is not None:
+            report.unwritable_fail = text.missing_text == "fail"
+            report.unwritable_reason = missing_text_reason(text.text_from)
 
     @property
     def _seed(self) -> str:
@@ -172,13 +191,31 @@ class _Verifier:
         fixed = self.run_.target_namespace
         shared = fixed is not None and target_is_shared(self.run_, jobs.runs_of(self.ctx.db, self.run_.job_id))
         query_ids: set[str] = set()
-        if self.checks.query_samples and fixed is not None and not shared:
+        # The query check compares rankings of the same vectors on both sides; a text job wrote other vectors.
+        if self.checks.query_samples and fixed is not None and not shared and self.text_from is None:
             query_ids = set(sample_ids(ids, self.checks.query_samples, "query:" + self._seed))
+        if self.spec.text_records is not None:
+            self.report.notes.append("integrated target: ids, text and fields compared; values are the model's")
+            if self.checks.text_search_samples:
+                self.text_sample = set(sample_ids(ids, self.checks.text_search_samples, "text:" + self._seed))
         # Without the ids check only the sampled records are fetched at all.
-        to_fetch = ids if self.checks.ids else [i for i in ids if i in content_ids or i in query_ids]
+        sampled = content_ids | query_ids | self.text_sample
+        to_fetch = ids if self.checks.ids else [i for i in ids if i in sampled]
         for chunk in chunks(to_fetch, FETCH_MAX_IDS):
             self._check_chunk(chunk, content_ids, query_ids)
+        if self.text_queries:
+            self._check_text_search()
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
+        if self.latency_vectors:
+            latency = measure(
+                self.target,
+                self.run_,
+                self.route,
+                self.report.target_namespaces,
+                self.latency_vectors,
+                self.checks.top_k,
+            )
+            self.report.latency = {**latency, "limit_ms": self.checks.latency_p95_ms}
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
             return
@@ -194,7 +231,9 @@ class _Verifier:
         if query_ids:
             self._check_queries(fixed)
         elif self.checks.query_samples:
-            self.report.notes.append("query check skipped: only for an unshared, fixed target namespace")
+            self.report.notes.append(
+                "query check skipped: only for an unshared, fixed target namespace of a job that copies vectors"
+            )
 
     def _content_sample(self, ids: Sequence[str]) -> set[str]:
         mode = self.checks.contents
@@ -212,6 +251,8 @@ class _Verifier:
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
         for id_ in query_ids.intersection(by_id):
             self.query_vectors[id_] = list(by_id[id_].values)
+        wanted = self.checks.latency_samples - len(self.latency_vectors)
+        self.latency_vectors.extend(list(r.values) for r in records[: max(0, wanted)])
         if self.run_.target_namespace is None:
             routes = self.report.routes if self.report.routes is not None else {}
             for route, n in route_counts(records, self.route).items():
@@ -221,7 +262,17 @@ class _Verifier:
             self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
 
     def _check_targets(self, ns: str, sources: list[Record], content_ids: set[str]) -> None:
+        if self.text_from is not None:
+            split = split_by_text(sources, self.text_from)
+            self.report.add_unwritable(split.without_text)  # never written: not expected in the target either
+            sources = split.with_text
+            self.text_queries.extend(
+                (ns, r.id, record_text(r.metadata, self.text_from) or "") for r in sources if r.id in self.text_sample
+            )
+            if not sources:
+                return
         found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
+        reembedded = self._reembedded([r for r in sources if r.id in content_ids])
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
         if self.checks.ids:
             self.report.ids_expected += len(sources)
@@ -233,15 +284,37 @@ class _Verifier:
             if target is None and self.checks.ids:
                 continue  # already counted as missing
             self.report.content_checked += 1
-            reason = compare_record(src, target, expected_metadata(src, ns, self.route), self.checks.tolerance)
+            reason = self._compare(reembedded.get(src.id, src), target, expected_metadata(src, ns, self.route))
             if reason is not None:
                 self.report.add_mismatch(src.id, reason)
+
+    def _reembedded(self, sources: list[Record]) -> dict[str, Record]:
+        """For a re-embedding: the sources as the copy must have written them (values: the embedding of their text,
+        one ``embed`` call for the chunk); else nothing."""
+        reembed = self.spec.reembed
+        if reembed is None or not sources:
+            return {}
+        vectors = embedder_for(reembed).embed([record_text(r.metadata, reembed.text_from) or "" for r in sources])
+        return {r.id: Record(id=r.id, values=v, metadata=r.metadata) for r, v in zip(sources, vectors, strict=True)}
+
+    def _compare(self, src: Record, target: Record | None, expected: dict[str, Any]) -> str | None:
+        """Why ``target`` is not what the copy of ``src`` must be (``src`` re-embedded already, for a re-embedding),
+        or None. An integrated target holds the text and fields; its values are the model's, never compared."""
+        if self.spec.text_records is not None:
+            return self.fields_compare(src, target, expected)
+        return compare_record(src, target, expected, self.checks.tolerance)
+
+    def _check_text_search(self) -> None:
+        """Each sampled record searched by its own text in its target namespace: its top-k must contain it."""
+        top_k = self.checks.top_k
+        found = [id_ in self.target.search_text(ns, text, top_k) for ns, id_, text in sorted(self.text_queries)]
+        self.report.text_search = text_search_summary(found, top_k, self.checks.text_search_min_hit_rate)
 
     def _check_count(self, ns: str) -> None:
         """Poll the target's count until three readings agree (stats are eventually consistent). A stable count
         that still differs from the source is given until ``count_timeout_s`` to catch up, unless the run has
         already failed for another reason (then waiting cannot change the verdict)."""
-        expected = self.report.source_count
+        expected = self.report.expected_target_count
         deadline = time.monotonic() + self.checks.count_timeout_s
         readings: list[int] = []
         while True:
@@ -273,6 +346,30 @@ class _Verifier:
             target_results.append(result)
             latencies_ms.append(ms)
         self.report.query = query_summary(source_results, target_results, latencies_ms, top_k)
+
+
+class _InPostgresVerifier(_Verifier):
+    """A run whose source and target are seed-004 tables of one database (``pgnamespaces.in_database``): ids and
+    contents are compared inside Postgres, chunk by chunk, with the copy's own enrichment rule; values must be equal
+    exactly (a copy inside Postgres is bit for bit). Counts and extra ids are checked as for every run."""
+
+    def _check_chunk(self, chunk: Sequence[str], content_ids: set[str], query_ids: set[str]) -> None:
+        ns = self.run_.target_namespace
+        assert ns is not None and isinstance(self.spec.target, PgvectorStoreSpec)
+        extra = expected_metadata(Record(id="", values=[], metadata={}), ns, self.route)
+        tables = RunTables(self.ctx.store(self.spec.source), self.spec.target.table, self.run_.source_namespace, ns)
+        found = compare_in_postgres(tables, chunk, extra)
+        self.report.vanished_count += len(chunk) - len(found)
+        self.expected_by_ns.setdefault(ns, set()).update(found)
+        if self.checks.ids:
+            self.report.ids_expected += len(found)
+            self.report.add_missing(i for i, reason in found.items() if reason == "missing")
+        for id_, reason in found.items():
+            if id_ not in content_ids or (reason == "missing" and self.checks.ids):
+                continue
+            self.report.content_checked += 1
+            if reason is not None:
+                self.report.add_mismatch(id_, reason)
 
 
 class _CollectionVerifier(_Verifier):

@@ -40,6 +40,18 @@ SCENARIOS: dict[str, Scenario] = {
         "record by record and a similarity search run on the new tables (migrations/pgvector-to-pinecone.yaml, "
         "migrations/pinecone-to-pgvector.yaml).",
     ),
+    "integrated": Scenario(
+        "integrated",
+        "seed 001: the 805 seed vectors' text → an integrated index the job creates (its model embeds chunk_text), "
+        "written with upsert_records, verified by ids, text, fields and a text search "
+        "(migrations/seeds-integrated.yaml).",
+    ),
+    "erase": Scenario(
+        "erase",
+        "seeds 000–002: every twin filed under the test creator sainath.no.1 (with a backup), one twin erased; then "
+        "creator a.1 erased everywhere (namespaces, old UUID namespaces, default namespace, copies, backup) while "
+        "a.10 stays; each erasure with its receipt.",
+    ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))
 

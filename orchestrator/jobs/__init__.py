@@ -18,6 +18,7 @@ Who owns what:
 - ``verdicts``: verification and cleanup;
 - ``sync_rollback``: sync and rollback bookkeeping;
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
+- ``erasure``: an erasure job's places (claim, record, finish with its receipt);
 - ``status``: read-only views (``job_status`` → ``JobStatus``, ``list_jobs``, ``events_of``).
 """
 
@@ -35,6 +36,19 @@ from orchestrator.jobs.batches import (
 )
 from orchestrator.jobs.collection import collection_failed, collection_restored, enter_phase, job_phase
 from orchestrator.jobs.database import Database, default_actor
+from orchestrator.jobs.erasure import (
+    add_erased_ids,
+    claim_place,
+    create_erasure,
+    erased_ids,
+    erasure_receipt,
+    fail_place,
+    finish_place,
+    known_runs,
+    maybe_finish_erasure,
+    places_of,
+    retry_places,
+)
 from orchestrator.jobs.jobrows import (
     cancel_job,
     create_action_job,
@@ -115,40 +129,51 @@ __all__ = [
     "Totals",
     "abort_cleanup",
     "add_batches",
+    "add_erased_ids",
     "after_batch",
     "cancel_job",
     "check_run_transition",
     "claim_forward_runs",
+    "claim_place",
     "claim_stalled_runs",
     "collection_failed",
     "collection_restored",
     "compile_task_statements",
     "create_action_job",
+    "create_erasure",
     "create_job",
     "default_actor",
     "enter_phase",
+    "erased_ids",
+    "erasure_receipt",
     "events_of",
     "fail_batch",
     "fail_listing",
+    "fail_place",
     "find_job",
     "finish_action_job",
     "finish_batch",
     "finish_cleanup",
+    "finish_place",
     "finish_rollback",
     "finish_verify",
     "get_run",
     "job_phase",
     "job_spec",
     "job_status",
+    "known_runs",
     "latest_unfinished_job",
     "list_jobs",
+    "maybe_finish_erasure",
     "maybe_finish_job",
     "maybe_mark_copied",
     "open_rollback",
+    "places_of",
     "queued_batches",
     "record_event",
     "requeue_failed",
     "requeue_failed_listers",
+    "retry_places",
     "rollback_checked",
     "rollback_restored",
     "rollback_restoring",

@@ -251,6 +251,21 @@ def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Lo
     return status
 
 
+def kill_and_lose_its_messages(
+    stack: Stack, worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int
+) -> set[int]:
+    """SIGKILL ``worker``, empty the queues and Redis' ``unacked`` set (as after a broker failover), and start a
+    successor with the production visibility timeout: nothing comes back by itself. Returns the batches left
+    ``running``."""
+    stack.kill(worker, signal.SIGKILL)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    broker.delete("unacked", "unacked_index", "list", "copy", "verify")
+    stuck = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
+    assert stuck
+    stack.start_worker("list,copy,verify", 6, name="successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    return stuck
+
+
 # ---------------------------------------------------------------------------------------------------------- faults
 
 
@@ -314,12 +329,7 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
     wait_for(mid_copy(db, job_id, total_batches=60), "batches to be running mid-copy")
-    stack.kill(first, signal.SIGKILL)
-    broker = redis_lib.Redis.from_url(stack.redis_url)
-    broker.delete("unacked", "unacked_index", "list", "copy", "verify")
-    stuck = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-    assert stuck
-    stack.start_worker("list,copy,verify", 6, name="successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    stuck = kill_and_lose_its_messages(stack, first, db, job_id)
 
     counts = launch.resume(db, dispatcher, job_id)
 

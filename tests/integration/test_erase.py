@@ -1,114 +1,279 @@
-"""`nsmigrate erase CREATOR`: only that creator's namespaces go (parsed, never prefix-matched), with an audit trail."""
+"""`nsmigrate erase`: a creator's (or twin's) data leaves every place the job table knows — target namespaces, the
+old source namespaces, shared namespaces, pgvector tables, backups — and nothing else does; checked here
+independently of the receipt, with real workers, the real SDK against the local data plane and real Postgres."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 from pathlib import Path
+from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import jobs
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from orchestrator.dispatch import Dispatcher
+from orchestrator.settings import Settings
+from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from sandbox.stack import Stack
+from tests.polling import wait_until
+from workers.erasing import plan_erasure
+from workers.stores import open_retrying_store
+from workers.stores.base import iter_all_ids
 
 pytestmark = pytest.mark.integration
 
-NAMESPACES = {
-    "creator_a.1_twin_t1": 3,
-    "creator_a.1": 2,  # creator a.1
-    "creator_a.10_twin_t2": 4,
-    "creator_a.10": 1,  # creator a.10: a prefix match would take these too
-    "public": 2,
-    "3f2c9a1e-0000-4000-8000-000000000001": 2,  # neither
-}
+TWINS = {"t1": "a.1", "t2": "a.1", "t10": "a.10", "t11": "a.10"}
+A1_TWINS = {"t1", "t2"}
+
+
+def _vec(i: int) -> list[float]:
+    return [0.1, 0.2, 0.3, float(i + 1)]
 
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("idx", dimension=4), IndexSpec("pod-idx", dimension=4, kind="pod")]
+    return [IndexSpec("src", dimension=4), IndexSpec("dst", dimension=4), IndexSpec("idx", dimension=4)]
 
 
-@pytest.fixture(autouse=True)
-def loaded(sandbox: PineconeSandbox) -> None:
-    for ns, n in NAMESPACES.items():
-        sandbox.load("idx", ns, [(f"{ns[:8]}-{i}", [0.1, 0.2, 0.3, float(i + 1)], {"i": i}) for i in range(n)])
+def load_source(sandbox: PineconeSandbox) -> None:
+    """UUID-style twin namespaces of both creators, and a default namespace that takes every route."""
+    for twin in TWINS:
+        sandbox.load("src", twin, [(f"{twin}-{i}", _vec(i), {"text": f"{twin} {i}"}) for i in range(3)])
+    default = [
+        ("d-t1", {"twin_id": "t1"}),
+        ("d-t10", {"twin_id": "t10"}),
+        ("d-c1", {"creator_id": "a.1"}),  # creator-wide
+        ("d-c10", {"creator_id": "a.10"}),
+        ("d-s2", {"source_id": "s2"}),  # sources table → t2 → a.1
+        ("d-s11", {"source_id": "s11"}),  # → t11 → a.10
+        ("d-none", {"text": "nobody's"}),  # review
+    ]
+    sandbox.load("src", "", [(vid, _vec(i), meta) for i, (vid, meta) in enumerate(default)])
+
+
+def write_specs(stack: Stack, tmp_path: Path) -> list[Path]:
+    sources = tmp_path / "sources.csv"
+    sources.write_text("id,twin_id\ns2,t2\ns11,t11\n")
+    routing = {
+        "mode": "creator",
+        "creators": {"source": "inline", "twins": TWINS},
+        "sources": {"source": "file", "path": str(sources)},
+    }
+    src = {"kind": "pinecone", "host": stack.pinecone.host("src")}
+    to_pinecone = {
+        "name": "to-dst",
+        "source": src,
+        "target": {"kind": "pinecone", "host": stack.pinecone.host("dst")},
+        "routing": routing,
+        "backup": {"enabled": True, "directory": str(tmp_path / "backups")},
+    }
+    to_pgvector = {
+        "name": "to-pg",
+        "source": src,
+        "target": {"kind": "pgvector", "layout": "single_table", "table": "erase_test", "dimension": 4},
+        "routing": routing,
+    }
+    paths = []
+    for spec in (to_pinecone, to_pgvector):
+        path = tmp_path / f"{spec['name']}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        paths.append(path)
+    return paths
+
+
+def stores(stack: Stack) -> dict[str, Any]:
+    return {
+        "src": open_retrying_store(PineconeStoreSpec(host=stack.pinecone.host("src"))),
+        "dst": open_retrying_store(PineconeStoreSpec(host=stack.pinecone.host("dst"))),
+        "pg": open_retrying_store(PgvectorStoreSpec(layout="single_table", table="erase_test", dimension=4)),
+    }
+
+
+def everything(stack: Stack) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every record of every store: (store, namespace, id) → metadata, read independently of nsmigrate's erasure."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for name, store in stores(stack).items():
+        for ns in store.namespaces():
+            ids = list(iter_all_ids(store, ns))
+            for start in range(0, len(ids), 100):
+                for r in store.fetch(ns, ids[start : start + 100]):
+                    out[(name, ns, r.id)] = dict(r.metadata or {})
+        close = getattr(store, "close", None)
+        if close:
+            close()
+    return out
+
+
+def backup_rows(tmp_path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    out = {}
+    for file in (tmp_path / "backups").rglob("*.parquet"):
+        ns = pq.read_metadata(file).metadata[b"nsmigrate.namespace"].decode()
+        for row in pq.read_table(file).to_pylist():
+            out[(ns, row["id"])] = json.loads(row["metadata"])
+    return out
+
+
+#: Whose each default-namespace vector is (creator, twin), from the test's own data, not from nsmigrate.
+DEFAULT_OWNERS: dict[str, tuple[str | None, str | None]] = {
+    "d-t1": ("a.1", "t1"),
+    "d-t10": ("a.10", "t10"),
+    "d-c1": ("a.1", None),
+    "d-c10": ("a.10", None),
+    "d-s2": ("a.1", "t2"),
+    "d-s11": ("a.10", "t11"),
+    "d-none": (None, None),
+}
+
+
+def is_a1(key: tuple[str, ...], _meta: Any = None, twin: str | None = None) -> bool:
+    """Whether the record with this key (…, id) is creator a.1's (or twin ``twin``'s): by its id alone."""
+    vid = key[-1]
+    prefix = vid.split("-")[0]
+    creator, owner_twin = (TWINS[prefix], prefix) if prefix in TWINS else DEFAULT_OWNERS[vid]
+    return creator == "a.1" and (twin is None or owner_twin == twin)
 
 
 @pytest.fixture
-def spec_file(sandbox: PineconeSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("PINECONE_API_KEY", "sandbox-key")
-    path = tmp_path / "spec.yaml"
-    store = {"kind": "pinecone", "host": sandbox.host("idx")}
-    path.write_text(yaml.safe_dump({"name": "erase-test", "source": store, "target": store}))
-    return path
+def migrated(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Both copy jobs ran and verified, the backup written; workers for every queue are running."""
+    monkeypatch.chdir(tmp_path)
+    for key, value in stack.env().items():
+        if key.startswith(("NSMIGRATE_", "PINECONE_")):
+            monkeypatch.setenv(key, value)
+    load_source(stack.pinecone)
+    stack.start_worker("list,copy,verify,cleanup", 4)
+    specs = write_specs(stack, tmp_path)
+    for spec in specs:
+        result = CliRunner().invoke(app, ["run", str(spec), "--wait"])
+        assert result.exit_code == 0, result.output
+    return specs
 
 
-def remaining(sandbox: PineconeSandbox) -> dict[str, int]:
-    return {ns: n for ns, n in sandbox.stats("idx")["namespaces"].items() if n}
-
-
-def test_erase_deletes_exactly_the_creators_namespaces_and_audits_it(
-    sandbox: PineconeSandbox, spec_file: Path, database_url: str
+def test_erasing_a_creator_leaves_no_copy_and_touches_nothing_else(
+    stack: Stack, migrated: list[Path], tmp_path: Path
 ) -> None:
-    result = CliRunner().invoke(
-        app, ["erase", "a.1", "--spec", str(spec_file), "--yes", "--database-url", database_url]
-    )
+    before = everything(stack)
+    backups_before = backup_rows(tmp_path)
+    assert any(is_a1(k, m) for k, m in before.items()) and any(is_a1(k, m) for k, m in backups_before.items())
+    assert ("dst", "review", "d-none") in before  # resolved nowhere: review, not public
+
+    result = CliRunner().invoke(app, ["erase", "--creator", "a.1", "--yes", "--receipt", str(tmp_path / "r.json")])
 
     assert result.exit_code == 0, result.output
-    left = remaining(sandbox)
-    assert "creator_a.1_twin_t1" not in left and "creator_a.1" not in left
-    assert {ns: left[ns] for ns in ("creator_a.10_twin_t2", "creator_a.10", "public")} == {
-        "creator_a.10_twin_t2": 4,
-        "creator_a.10": 1,
-        "public": 2,
-    }
-    db = jobs.Database(database_url)
-    [job] = jobs.list_jobs(db)
-    assert job["kind"] == "erase" and job["state"] == "finished"
-    erased = [e["detail"] for e in jobs.events_of(db, job["job_id"]) if e["action"] == "namespace_erased"]
-    assert sorted(e["namespace"] for e in erased) == ["creator_a.1", "creator_a.1_twin_t1"]
-    assert sum(e["vectors"] for e in erased) == 5
+    after = everything(stack)
+    # Nothing of a.1 anywhere: no vector, no pgvector row, no namespace named for them, no old source namespace.
+    assert not [k for k, m in after.items() if is_a1(k, m)]
+    assert not [k for k in after if k[1].startswith("creator_a.1_") or k[1] == "creator_a.1" or k[1] in A1_TWINS]
+    assert not [k for k, m in backup_rows(tmp_path).items() if is_a1(k, m)]
+    # Everything else exactly as it was (a.10 and the unowned vector included).
+    assert after == {k: m for k, m in before.items() if not is_a1(k, m)}
+    assert backup_rows(tmp_path) == {k: m for k, m in backups_before.items() if not is_a1(k, m)}
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["verified"] and receipt["creator_id"] == "a.1"
+    assert receipt["vectors_erased"] == sum(1 for k, m in before.items() if is_a1(k, m))
+    assert receipt["backup_rows_erased"] == sum(1 for k, m in backups_before.items() if is_a1(k, m))
+    db = jobs.Database(stack.database_url)
+    erase_jobs = [j for j in jobs.list_jobs(db) if j["kind"] == "erase"]
+    assert len(erase_jobs) == 1 and erase_jobs[0]["state"] == "finished"
+    actions = [e["action"] for e in jobs.events_of(db, erase_jobs[0]["job_id"])]
+    assert "erasure_receipt" in actions and actions.count("place_erased") == len(receipt["places"])
+
+    # Re-runnable: a second erasure finds nothing left and says so with its own receipt.
+    again = CliRunner().invoke(app, ["erase", "a.1", "--yes", "--receipt", str(tmp_path / "r2.json")])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "r2.json").read_text())["vectors_erased"] == 0
     db.dispose()
 
 
-def test_dry_run_and_missing_confirmation_delete_nothing(
-    sandbox: PineconeSandbox, spec_file: Path, database_url: str
-) -> None:
-    before = remaining(sandbox)
-    dry = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec_file), "--dry-run"])
-    unconfirmed = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec_file), "--database-url", database_url])
+def test_erasing_one_twin_keeps_the_creators_other_data(stack: Stack, migrated: list[Path], tmp_path: Path) -> None:
+    before = everything(stack)
 
-    assert dry.exit_code == 0 and "creator_a.1_twin_t1" in dry.output and "dry run" in dry.output
-    assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
-    assert remaining(sandbox) == before
+    result = CliRunner().invoke(app, ["erase", "--creator", "a.1", "--twin", "t1", "--yes"])
 
-
-def test_an_id_that_cannot_be_a_creator_is_refused_and_nothing_is_deleted(
-    sandbox: PineconeSandbox, spec_file: Path
-) -> None:
-    before = remaining(sandbox)
-    result = CliRunner().invoke(app, ["erase", "a 1", "--spec", str(spec_file), "--yes"])
-
-    assert result.exit_code == 2
-    assert "a 1" in (result.output + str(result.exception))
-    assert remaining(sandbox) == before
+    assert result.exit_code == 0, result.output
+    after = everything(stack)
+    assert after == {k: m for k, m in before.items() if not is_a1(k, m, twin="t1")}
+    assert any(k[1] == "creator_a.1_twin_t2" for k in after) and any(k[1] == "creator_a.1" for k in after)
+    assert not [k for k, m in backup_rows(tmp_path).items() if is_a1(k, m, twin="t1")]
 
 
-def test_erase_on_a_pod_index_empties_the_namespaces_with_delete_all(
+def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: list[Path], tmp_path: Path) -> None:
+    before = everything(stack)
+    stack.stop_processes()
+    for index in ("src", "dst"):
+        stack.pinecone.set_faults(index, Faults(latency_ms=150))  # slow enough to be caught half-way
+    # The killed worker's task comes back within seconds (the visibility timeout).
+    worker = stack.start_worker("cleanup", 1, name="doomed", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    db = jobs.Database(settings.database_url)
+    plan = plan_erasure(db, "a.1", None, open_retrying_store)
+    job_id = jobs.create_erasure(db, "erase-a.1", plan.spec("test"), plan.places)
+    dispatcher = Dispatcher(settings)
+    for place in jobs.places_of(db, job_id):
+        dispatcher.erase_place(place.id, job_id=job_id, place=place.kind)
+
+    wait_until(
+        lambda: [p.state for p in jobs.places_of(db, job_id)],
+        what="one place erased and others not yet",
+        timeout_s=120,
+        done=lambda states: "verified" in states and any(s != "verified" for s in states),
+    )
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    for index in ("src", "dst"):
+        stack.pinecone.set_faults(index, Faults())
+    stack.start_worker("cleanup", 2, name="after", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+
+    receipt = wait_until(
+        lambda: jobs.erasure_receipt(db, job_id), what="the erasure's receipt", timeout_s=180, interval_s=0.5
+    )
+    assert receipt is not None and receipt["verified"], receipt
+    assert everything(stack) == {k: m for k, m in before.items() if not is_a1(k, m)}
+    dispatcher.close()
+    db.dispose()
+
+
+def test_bad_input_is_refused_and_nothing_is_deleted(
     sandbox: PineconeSandbox, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PINECONE_API_KEY", "sandbox-key")
-    for ns, n in NAMESPACES.items():
-        sandbox.load("pod-idx", ns, [(f"{ns[:8]}-{i}", [0.1, 0.2, 0.3, float(i + 1)], None) for i in range(n)])
-    path = tmp_path / "pod.yaml"
-    store = {"kind": "pinecone", "index": "pod-idx", "control_host": sandbox.control_host}
-    path.write_text(yaml.safe_dump({"name": "erase-pod", "source": store, "target": store}))
+    monkeypatch.setenv("NSMIGRATE_DATABASE_URL", database_url)
+    sandbox.load("idx", "creator_a.1", [("x", _vec(0), None)])
+    path = tmp_path / "spec.yaml"
+    store = {"kind": "pinecone", "host": sandbox.host("idx")}
+    path.write_text(yaml.safe_dump({"name": "erase-test", "source": store, "target": store}))
 
-    result = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(path), "--yes", "--database-url", database_url])
+    bad_id = CliRunner().invoke(app, ["erase", "a 1", "--spec", str(path), "--yes"])
+    no_creator = CliRunner().invoke(app, ["erase", "--yes"])
+    dry = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(path), "--dry-run"])
+    unconfirmed = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(path)])
 
-    assert result.exit_code == 0, result.output
-    left = {ns: n for ns, n in sandbox.stats("pod-idx")["namespaces"].items() if n}
-    assert "creator_a.1_twin_t1" not in left and "creator_a.1" not in left and left["creator_a.10"] == 1
-    requests = sandbox.stats("pod-idx")["requests"]
-    assert requests["delete"] == 2 and "delete_namespace" not in requests  # deleteAll, the way a pod allows
+    assert bad_id.exit_code == 2 and "'a 1'" in (bad_id.output + str(bad_id.exception))
+    assert no_creator.exit_code == 2 and "--creator" in no_creator.output
+    assert dry.exit_code == 0 and "creator_a.1" in dry.output and "dry run" in dry.output
+    assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
+    assert sandbox.stats("idx")["namespaces"] == {"creator_a.1": 1}
+
+
+def test_a_records_place_deletes_only_matching_vectors(
+    sandbox: PineconeSandbox, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pieces of a shared namespace without workers: the plan finds exactly a.1's vectors by metadata.
+    monkeypatch.setenv("PINECONE_API_KEY", "sandbox-key")
+    sandbox.load(
+        "idx",
+        "public",
+        [("p1", _vec(0), {"creator_id": "a.1"}), ("p10", _vec(1), {"creator_id": "a.10"}), ("p", _vec(2), None)],
+    )
+    spec = PineconeStoreSpec(host=sandbox.host("idx"))
+    db = jobs.Database(database_url)
+    plan = plan_erasure(db, "a.1", None, open_retrying_store, [spec])
+    assert [(p["kind"], p["namespace"], p["planned"]) for p in plan.places] == [("records", "public", 1)]
+    db.dispose()

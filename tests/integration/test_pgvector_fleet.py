@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.integration]
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 DIM = 16
-INDEX = "roundtrip"
+INDEX, BACK_INDEX = "roundtrip", "roundtrip-back"
 FAST_RECOVERY = {"NSMIGRATE_VISIBILITY_TIMEOUT_S": "5", "NSMIGRATE_LISTER_LOCK_TTL_S": "3"}
 DOCUMENTED = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
 KEEP_AS_IS = {"creator_fields": False, "migrated_from": False}
@@ -43,7 +43,7 @@ KEEP_AS_IS = {"creator_fields": False, "migrated_from": False}
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec(INDEX, dimension=DIM)]
+    return [IndexSpec(INDEX, dimension=DIM), IndexSpec(BACK_INDEX, dimension=DIM)]
 
 
 @pytest.fixture
@@ -134,6 +134,42 @@ def test_a_move_in_one_database_runs_inside_postgres_indexes_at_verify_and_keeps
     assert detail["method"] == f"renamed_to:{backups[0]}"
 
 
+def test_verification_inside_postgres_finds_every_difference(pg_stack: Stack) -> None:
+    source = chunks(200)
+    store().upsert("alpha", source)
+    pg_stack.start_worker("list,copy,verify", 4, name="fleet")
+    db, dispatcher, job_id = start_job(pg_stack, move_spec(batch_size=50))
+    wait_verified(db, job_id)
+    [verified] = jobs.runs_of(db, job_id)
+    assert verified.verification is not None and verified.verification["content_checked"] == 200
+    ids = sorted(r.id for r in source)
+    with store().engine().begin() as conn:  # what a later writer (or a broken copy) could do to the target
+        conn.execute(sa.text("UPDATE embeddings_beta SET text = 'changed' WHERE chunk_id = :i"), {"i": ids[0]})
+        conn.execute(
+            sa.text("UPDATE embeddings_beta SET embedding = embedding + embedding WHERE chunk_id = :i"), {"i": ids[1]}
+        )
+        conn.execute(sa.text("UPDATE embeddings_beta SET metadata = '{}' WHERE chunk_id = :i"), {"i": ids[2]})
+        conn.execute(sa.text("UPDATE embeddings_beta SET depth = NULL WHERE chunk_id = :i"), {"i": ids[3]})
+        conn.execute(sa.text("DELETE FROM embeddings_beta WHERE chunk_id = :i"), {"i": ids[4]})
+
+    launch.request_verification(db, dispatcher, job_id)
+
+    def failed() -> dict[str, Any] | None:
+        [run] = jobs.runs_of(db, job_id)
+        return run.verification if run.state == RunState.VERIFY_FAILED else None
+
+    report = wait_until(failed, what="the tampered target failing verification", timeout_s=60)
+    assert report is not None
+    assert report["missing_ids"] == [ids[4]]
+    reasons = {m["id"]: m["reason"] for m in report["content_mismatches"]}
+    assert reasons == {
+        ids[0]: "text differs",
+        ids[1]: "embedding differs",
+        ids[2]: "metadata differs",
+        ids[3]: "depth differs",
+    }
+
+
 def test_a_server_side_move_resumes_after_kill_9_of_its_worker(pg_stack: Stack) -> None:
     source = chunks(1500)
     s = store()
@@ -201,6 +237,27 @@ def test_round_trip_legacy_table_to_namespace_tables_to_pinecone_and_back_is_ide
     assert returned.namespaces() == {"": 300, "docs": 120}
     assert_same_records(legacy, returned.fetch("", [r.id for r in legacy]))
     assert_same_records(docs, returned.fetch("docs", [r.id for r in docs]))
+
+
+def test_round_trip_pinecone_to_namespace_tables_and_back_is_identical(pg_stack: Stack) -> None:
+    records = {"": chunks(150, seed=3), "docs": chunks(80, seed=4, tag="d-")}
+    for ns, rows in records.items():
+        pg_stack.pinecone.load(INDEX, ns, [(r.id, r.values, r.metadata) for r in rows])
+    pg_stack.start_worker("list,copy,verify", 4, name="fleet")
+    index = {"kind": "pinecone", "host": pg_stack.pinecone.host(INDEX)}
+    middle = {**DOCUMENTED, "table": "middle"}
+    back = {"kind": "pinecone", "host": pg_stack.pinecone.host(BACK_INDEX)}
+
+    db, _, in_job = start_job(pg_stack, {"name": "in", "source": index, "target": middle, "enrich": KEEP_AS_IS})
+    wait_verified(db, in_job)
+    assert store("middle").namespaces() == {"": 150, "docs": 80}
+    db, _, out_job = start_job(pg_stack, {"name": "out", "source": middle, "target": back, "enrich": KEEP_AS_IS})
+    wait_verified(db, out_job)
+
+    target = open_store(parse_spec({"name": "x", "source": back, "target": back}).source)
+    for ns, rows in records.items():
+        assert pg_stack.pinecone.count(BACK_INDEX, ns) == len(rows)
+        assert_same_records(rows, target.fetch(ns, [r.id for r in rows]))
 
 
 def test_a_target_name_the_rules_refuse_is_refused_at_plan_time(pg_stack: Stack) -> None:

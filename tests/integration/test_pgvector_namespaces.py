@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import pgschema
-from orchestrator.errors import PlanError
+from orchestrator.errors import PlanError, RetryableError
 from orchestrator.records import Record
 from orchestrator.spec import PgvectorStoreSpec
 from sandbox.seed import seed_chunks
@@ -349,3 +349,15 @@ def test_store_refuses_a_namespace_the_rules_refuse(pg: sa.Engine) -> None:
     with pytest.raises(PlanError, match="may hold only lowercase"):
         store().upsert("Creator-1", records(1))
     assert tables(pg) == set()
+
+
+def test_a_table_renamed_by_another_process_is_looked_up_again(pg: sa.Engine) -> None:
+    load("alpha", 3)
+    seen, other = store(), store()
+    assert seen.count("alpha") == 3  # remembered from now on
+    backup = other.retire_namespace("alpha")
+    assert backup is not None and backup.startswith("embeddings_backup_")
+
+    with pytest.raises(RetryableError, match="does not exist"):  # the retry (GuardedStore) looks again
+        seen.count("alpha")
+    assert seen.count("alpha") == 0 and seen.namespaces() == {}

@@ -117,10 +117,14 @@ def test_the_server_refuses_only_requests_delayed_by_more_than_the_guard(redis_u
     jitter = random.Random(7)
     assert server_refusals([t + jitter.uniform(0, DEFAULT_GUARD_S) for t in admitted], limit) == 0
 
-    k = spans.index(min(spans))
-    late = list(admitted)
-    late[k] += spans[k] - 1.0 + 0.01  # reaches the server 0.99 s before its `limit`-th successor
-    assert late[k] - admitted[k] > DEFAULT_GUARD_S
+    # The converse, on the schedule the limiter keeps on an idle machine (a burst of `limit` per guarded window;
+    # on a loaded one the real admissions spread out, and a delay no longer brings `limit` others into one second):
+    # the first request, delayed past the guard, reaches the server 0.99 s before its `limit`-th successor.
+    idle = [(i // limit) * window_s + (i % limit) * 1e-3 for i in range(4 * limit)]
+    late = list(idle)
+    late[0] = idle[limit] - 1.0 + 0.01
+    assert late[0] - idle[0] > DEFAULT_GUARD_S
+    assert server_refusals(idle, limit) == 0
     assert server_refusals(late, limit) >= 1
 
 
@@ -209,3 +213,18 @@ def test_unreachable_redis_is_retryable() -> None:
 
     with pytest.raises(RetryableError):
         limiter.acquire("s", 10)
+
+
+def test_embedding_tokens_are_reserved_per_minute_apart_from_bytes(redis_url: str) -> None:
+    """An integrated index's model takes tokens per minute: 600/min is 10 a second with one second of burst; a
+    request over it waits its debt off, and the same scope's byte budget is a different bucket."""
+    sleeps: list[float] = []
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), sleep=sleeps.append)
+
+    assert limiter.acquire_tokens("embed:t", 600, 10) == 0.0  # the burst
+    waited = limiter.acquire_tokens("embed:t", 600, 300)  # 300 tokens of debt at 10/s (the sleep is recorded)
+    assert 25 < waited <= 30 + 0.02 and sleeps == [waited]
+    assert limiter.acquire_tokens("embed:t", 600, 0) == 0.0
+    assert limiter.acquire_bytes("embed:t", 1.0, 1_000) == 0.0  # bytes of the same scope: another bucket
+    with pytest.raises(ValueError, match="per_min must be a positive"):
+        limiter.acquire_tokens("embed:t", 0, 1)

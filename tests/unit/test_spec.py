@@ -24,6 +24,7 @@ SHIPPED = [
     "pgvector-to-pinecone",
     "pinecone-to-pgvector",
     "pod-to-serverless",
+    "seeds-integrated",
     "test-creator",
 ]
 
@@ -181,6 +182,8 @@ SECTIONS: dict[str, list[type[BaseModel]]] = {
     "Stores": [spec_module.PineconeStoreSpec, spec_module.PgvectorStoreSpec],
     "`source.enumerate`": [spec_module.Enumeration, spec_module.IdCatalogue],
     "`target.create`": [spec_module.CreateIndex],
+    "`target.records`": [spec_module.TextRecords],
+    "`reembed`": [spec_module.Reembed],
     "`namespaces`": [spec_module.NamespaceSelection],
     "`routing`": [spec_module.Routing],
     "`routing.creators`": [spec_module.CreatorMapping],

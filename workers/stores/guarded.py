@@ -20,7 +20,9 @@ Which layer retries what (the one place this is decided):
 Scopes (``workers.ratelimit``): reads (``fetch``, ``query``, ``count``, ``namespaces``, ``dimension``) take a token of
 the store's read scope at ``rate.read_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
 ``delete``, ``delete_namespace``) of the namespace's write scope at ``rate.write_rps``, and an upsert first reserves
-its bytes of that namespace's byte budget at ``rate.write_mb_per_s``. Without a limiter (the CLI, planning: one-off
+its bytes of that namespace's byte budget at ``rate.write_mb_per_s``; an upsert of text records to an integrated index
+also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at ``rate.embed_tokens_per_min``. A
+text search (``search_text``) is a read. Without a limiter (the CLI, planning: one-off
 calls outside the fleet) a ``GuardedStore`` only retries.
 """
 
@@ -33,12 +35,12 @@ from typing import Any, TypeVar, cast
 import tenacity
 from tenacity import RetryCallState
 
-from orchestrator.errors import RetryableError
+from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.records import IdPage, Record
 from orchestrator.spec import RateBudget
 from workers.chunking import estimate_bytes
-from workers.ratelimit import RateLimiter, list_scope, read_scope, write_scope
+from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, write_scope
 from workers.retry import retrying
 from workers.stores.base import VectorStore
 from workers.stores.enumeration import SweepReads
@@ -149,6 +151,25 @@ class GuardedStore:
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
         return self._read("query", self.inner.query, namespace, vector, top_k)
 
+    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
+        """``(id, score)`` best first, from a store that can say its scores (Pinecone, pgvector): the cross-twin
+        search of ``orchestrator.tenant`` merges on them.
+
+        Raises:
+            StoreError: the store cannot return scores.
+        """
+        scored = getattr(self.inner, "query_scored", None)
+        if scored is None:
+            raise StoreError(f"store {self.name} cannot return query scores", hint="use a Pinecone or pgvector store")
+        return cast(list[tuple[str, float]], self._read("query", scored, namespace, vector, top_k))
+
+    def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
+        """Ids an integrated index finds for ``text`` (it embeds the query itself), best first."""
+        search = getattr(self.inner, "search_text", None)
+        if search is None:
+            raise TypeError(f"{self.name} cannot search by text (not an integrated Pinecone index)")
+        return cast(list[str], self._read("search_text", search, namespace, text, top_k))
+
     def timed_query(self, namespace: str, vector: Sequence[float], top_k: int) -> tuple[list[str], float]:
         """``query`` and how long its successful attempt took, in ms: budget waits and failed attempts are not the
         store's latency."""
@@ -173,17 +194,36 @@ class GuardedStore:
 
         return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
 
+    @property
+    def lists_by_prefix(self) -> bool:
+        return bool(getattr(self.inner, "lists_by_prefix", False))
+
+    def list_ids_by_prefix(
+        self, namespace: str, prefix: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None
+    ) -> IdPage:
+        rate = self._rate
+
+        def page() -> IdPage:
+            return cast(IdPage, self.inner.list_ids_by_prefix(namespace, prefix, limit=limit, token=token))  # type: ignore[attr-defined]
+
+        return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
+
     # -- writes: the namespace's write scope ------------------------------------------------------------------------
 
-    def upsert(self, namespace: str, records: Sequence[Record], *, nbytes: int | None = None) -> int:
+    def upsert(
+        self, namespace: str, records: Sequence[Record], *, nbytes: int | None = None, tokens: int | None = None
+    ) -> int:
         """``nbytes``: the request's size when the caller measured it already (``workers.chunking.sized_chunks``);
-        otherwise it is measured here for the byte budget."""
+        otherwise it is measured here for the byte budget. ``tokens``: the embedding tokens text records cost an
+        integrated index (``orchestrator.textrecords.estimate_tokens``), reserved before the request."""
         limiter, rate = self._limiter, self._rate
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)
             # Reserved once per request, not per attempt; retried like a request while Redis is unreachable.
             scope = write_scope(self.name, namespace) + ":bytes"  # the byte bucket's key since the first copy
             self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size)
+            if tokens:
+                self._policy.copy()(limiter.acquire_tokens, embed_scope(self.name), rate.embed_tokens_per_min, tokens)
         return self._write("upsert", namespace, self.inner.upsert, namespace, records)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:

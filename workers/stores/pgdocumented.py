@@ -4,16 +4,19 @@ namespace, found from the tables themselves (``workers.pgnamespaces.discover``),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from orchestrator import pgschema
+from orchestrator.errors import RetryableError, StoreError
 from orchestrator.pgschema import ID_COLUMN, quote
 from workers import pgnamespaces
 from workers.stores.base import IdPage, Record
-from workers.stores.pgvector import PgvectorStore
+from workers.stores.pgvector import PgvectorStore, is_undefined_table
 
 
 class DocumentedPgvectorStore(PgvectorStore):
@@ -31,7 +34,28 @@ class DocumentedPgvectorStore(PgvectorStore):
         return self._get_engine()
 
     def _reading(self, conn: sa.Connection, namespace: str) -> str | None:
-        return pgnamespaces.read_table(conn, self.prefix, namespace)
+        """The namespace's table (remembered once seen, like the generic store's tables: a list or fetch per batch
+        need not look it up again), or None."""
+        table = pgschema.table_of(self.prefix, namespace)
+        if table in self._existing:
+            return table
+        found = pgnamespaces.read_table(conn, self.prefix, namespace)
+        if found == table:
+            self._existing.add(table)
+        return found
+
+    @contextlib.contextmanager
+    def _errors(self, op: str, namespace: str | None = None) -> Iterator[None]:
+        try:
+            with super()._errors(op, namespace):
+                yield
+        except StoreError as e:
+            if e.__cause__ is None or not is_undefined_table(e.__cause__):
+                raise
+            # A table remembered by ``_reading`` was dropped or renamed (a move, by another process): forget the
+            # tables seen and let the retry look again.
+            self._existing.clear()
+            raise RetryableError(str(e.message), store=self.name, op=op, namespace=namespace) from e
 
     def _dimension_tables(self, conn: sa.Connection) -> list[str]:
         return list(pgnamespaces.discover(conn, self.prefix).values())
@@ -147,5 +171,6 @@ def _parsed(row: Any) -> dict[str, Any]:
     out = dict(row)
     value = out.get(pgschema.EMBEDDING_COLUMN)
     if isinstance(value, str):
-        out[pgschema.EMBEDDING_COLUMN] = [float(v) for v in value.strip("[]").split(",") if v]
+        # numpy parses the text in C: a Python loop over every value was most of a large verification's CPU.
+        out[pgschema.EMBEDDING_COLUMN] = np.fromstring(value[1:-1], dtype=np.float64, sep=",").tolist()
     return out

@@ -24,6 +24,10 @@ verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per v
 and the values arrive bit for bit. Anything that reads the values (verification, a pgvector target) decodes them on
 first use. If a future SDK has no ``Index._http.get``, ``fetch`` says so once and uses the public ``fetch``.
 
+**Integrated targets** (``spec.records``): ``upsert`` writes text records with ``Index.upsert_records`` (NDJSON,
+≤ 96 per request: the copy chunks them, ``orchestrator.textrecords`` makes them) and ``search_text`` searches by text;
+fetch, list and stats are the ordinary endpoints (the record's fields come back as its metadata).
+
 Errors: 429 → ``RetryableError(status=429, retry_after_s=…)``; 408, 5xx, timeouts and connection errors →
 ``RetryableError``; any other refusal (400, 401, 403, 404…) and client-side validation → ``StoreError`` with the
 server's message.
@@ -35,6 +39,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -209,6 +214,34 @@ def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
         raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
 
 
+_CLIENTS_BUILT = threading.Lock()
+_primed_in_pid: int | None = None
+
+
+def prime_sdk_decoding() -> None:
+    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define, once per process.
+
+    The SDK decodes each response with ``msgspec.json.decode(data, type=…)``, and msgspec builds a type's decoding
+    information on its first decode. That is not safe when threads do it at once: threads making their first decode
+    together crash the process (SIGSEGV in ``msgspec._core``, msgspec 0.22). A threads worker does that, and so does
+    planning, which reads both stores at once. Built here, in one thread, when the first client is built (or when a
+    worker starts: ``workers.tuning.preload_sdk``), the information is only ever read afterwards."""
+    global _primed_in_pid
+    if _primed_in_pid == os.getpid():
+        return
+    primed = 0
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] != "pinecone" or module is None:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__module__ == name:
+                with contextlib.suppress(TypeError):  # request-only types msgspec cannot decode into
+                    msgspec.json.Decoder(value)
+                    primed += 1
+    _primed_in_pid = os.getpid()
+    logger.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
+
+
 class PineconeStore:
     """``VectorStore`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
 
@@ -225,6 +258,7 @@ class PineconeStore:
         self._index_pid: int | None = None
         self._lock = threading.Lock()
         self._dimension: int | None = None
+        self._metric: str | None = None  # an index's dimension and metric never change: read once, with its stats
         #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
         #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
         self._namespace_endpoints = True
@@ -257,7 +291,9 @@ class PineconeStore:
 
     def _client(self) -> Index:
         pid = os.getpid()
-        with self._lock:
+        # One client is built at a time in a process (``_CLIENTS_BUILT``): its first describe and the priming below
+        # must not run beside another thread's first decode.
+        with self._lock, _CLIENTS_BUILT:
             if self._index is not None and self._index_pid == pid:
                 return self._index
             # None yet, or inherited through fork: build our own (the parent's sockets are not ours to use).
@@ -283,6 +319,7 @@ class PineconeStore:
                 plain_http = host.startswith("http://")
                 index = Index(host=host, api_key=key, timeout=self._timeout_s, ssl_verify=not plain_http)
             self.sdk_retries_disabled = disable_sdk_retries(index)
+            prime_sdk_decoding()
             self._index, self._index_pid = index, pid
             return index
 
@@ -303,15 +340,19 @@ class PineconeStore:
         return self._dimension
 
     def metric(self) -> str | None:
-        with self._errors("describe_index_stats"):
-            stats = self._client().describe_index_stats()
-        return str(stats.metric) if getattr(stats, "metric", None) else None
+        if self._metric is None:
+            with self._errors("describe_index_stats"):
+                stats = self._client().describe_index_stats()
+            self._metric = str(stats.metric) if getattr(stats, "metric", None) else None
+        return self._metric
 
     def namespaces(self) -> dict[str, int]:
         with self._errors("describe_index_stats"):
             stats = self._client().describe_index_stats()
         if stats.dimension:
             self._dimension = int(stats.dimension)
+        if getattr(stats, "metric", None):
+            self._metric = str(stats.metric)
         # Stats keep no empty namespaces on pod indexes; leave them out everywhere so stores agree.
         return {
             _from_wire_namespace(name): int(summary.vector_count)
@@ -357,6 +398,22 @@ class PineconeStore:
         with self._errors("list", namespace):
             page = self._client().list_paginated(
                 namespace=namespace, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
+            )
+        ids = [item.id for item in page.vectors if item.id is not None]
+        next_token = page.pagination.next if page.pagination is not None else None
+        return IdPage(ids=ids, next_token=next_token or None)
+
+    @property
+    def lists_by_prefix(self) -> bool:
+        """Whether ``list_ids_by_prefix`` can split this store's namespaces into chains: only where ids are listed
+        (serverless), not found by a catalogue or a sweep."""
+        return self.catalogue is None and self.sweeper is None
+
+    def list_ids_by_prefix(self, namespace: str, prefix: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+        """One page of the ids that start with ``prefix`` (Pinecone's ``list`` with ``prefix``), in its order."""
+        with self._errors("list", namespace):
+            page = self._client().list_paginated(
+                namespace=namespace, prefix=prefix, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
             )
         ids = [item.id for item in page.vectors if item.id is not None]
         next_token = page.pagination.next if page.pagination is not None else None
@@ -408,16 +465,15 @@ class PineconeStore:
     def upsert(self, namespace: str, records: Sequence[Record]) -> int:
         if not records:
             return 0
-        problems = over_limits(records)
-        if problems:
-            # Checked before the request, so the error names every record; Pinecone would refuse them all unnamed.
-            shown = "; ".join(problems[:20]) + (f"; … {len(problems) - 20} more" if len(problems) > 20 else "")
-            raise StoreError(
-                f"{len(problems)} records exceed Pinecone's limits, nothing of this upsert was written: {shown}",
-                hint="shorten those ids or trim their metadata in the source, then `nsmigrate retry`",
-                store=self.name,
-                namespace=namespace,
-            )
+        if self.spec.records is not None:
+            return self._upsert_text(namespace, records)
+        # Checked before the request, so the error names every record; Pinecone would refuse them all unnamed.
+        self._refuse(
+            over_limits(records),
+            "records exceed Pinecone's limits",
+            "shorten those ids or trim their metadata in the source, then `nsmigrate retry`",
+            namespace,
+        )
         vectors = [
             Vector(
                 id=r.id,
@@ -435,6 +491,43 @@ class PineconeStore:
             # batch_size=None: one request, raising on failure (batched upserts report failures instead of raising).
             response = self._client().upsert(vectors=vectors, namespace=namespace, batch_size=None)
         return int(response.upserted_count)
+
+    def _refuse(self, problems: list[str], what: str, hint: str, namespace: str) -> None:
+        """Raise one ``StoreError`` naming every problem record (the first 20), when there are any."""
+        if problems:
+            shown = "; ".join(problems[:20]) + (f"; … {len(problems) - 20} more" if len(problems) > 20 else "")
+            raise StoreError(
+                f"{len(problems)} {what}, nothing of this upsert was written: {shown}",
+                hint=hint,
+                store=self.name,
+                namespace=namespace,
+            )
+
+    def _upsert_text(self, namespace: str, records: Sequence[Record]) -> int:
+        """One ``upsert_records`` request: each record's metadata are its fields, its text under the index's field."""
+        assert self.spec.records is not None
+        field = self.spec.records.field
+        blank = [r.id for r in records if not isinstance(r.metadata.get(field), str) or not r.metadata[field].strip()]
+        self._refuse(
+            over_limits(records) + [f"id {_shown_id(i)} has no text in field {field!r}" for i in blank],
+            "text records cannot be written",
+            "shorten ids or trim fields in the source; a record needs its text (target.records.text_from)",
+            namespace,
+        )
+        rows = [{**r.metadata, "_id": r.id} for r in records]
+        with self._errors("upsert_records", namespace):
+            # The records API has no implicit default namespace: it is named.
+            self._client().upsert_records(records=rows, namespace=namespace or PINECONE_DEFAULT_NAMESPACE)
+        return len(rows)
+
+    def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
+        """Ids of the ``top_k`` records an integrated index finds for ``text`` (it embeds the query), best first."""
+        fields = [self.spec.records.field] if self.spec.records is not None else None
+        with self._errors("search", namespace):
+            response = self._client().search(
+                namespace=namespace or PINECONE_DEFAULT_NAMESPACE, top_k=top_k, inputs={"text": text}, fields=fields
+            )
+        return [hit.id for hit in response.result.hits]
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         with self._errors("delete", namespace):
@@ -468,6 +561,13 @@ class PineconeStore:
         with self._errors("query", namespace):
             response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
         return [match.id for match in response.matches]
+
+    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
+        """``(id, score)`` of the ``top_k`` nearest, best first, with Pinecone's own scores (higher is closer for
+        cosine and dotproduct, lower for euclidean): what a cross-twin search merges on."""
+        with self._errors("query", namespace):
+            response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
+        return [(match.id, float(match.score or 0.0)) for match in response.matches]
 
     def close(self) -> None:
         """Release this process's HTTP connections."""

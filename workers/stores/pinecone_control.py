@@ -46,9 +46,19 @@ def _kind(spec: Any) -> str:
     return "pod" if getattr(spec, "pod", None) is not None else "serverless"
 
 
+def _semantic_field(model: Any) -> tuple[str | None, str | None]:
+    """An integrated index's (model, text field): its schema's one ``semantic_text`` field (SDK 10, API 2026-07)."""
+    fields = getattr(getattr(model, "schema", None), "fields", None) or {}
+    for name, described in dict(fields).items():
+        if type(described).__name__ == "SemanticTextField":
+            return str(described.model), str(name)
+    return None, None
+
+
 def index_info(model: Any) -> IndexInfo:
     """``IndexInfo`` from the SDK's ``IndexModel``."""
     status = getattr(model, "status", None)
+    embed_model, text_field = _semantic_field(model)
     return IndexInfo(
         name=str(model.name),
         dimension=getattr(model, "dimension", None),
@@ -57,6 +67,8 @@ def index_info(model: Any) -> IndexInfo:
         ready=bool(getattr(status, "ready", False)),
         state=str(getattr(status, "state", "") or ""),
         host=getattr(model, "host", None),
+        model=embed_model,
+        text_field=text_field,
     )
 
 
@@ -90,6 +102,8 @@ class PineconeControl:
                 return None
 
     def create_index(self, name: str, shape: IndexShape) -> IndexInfo:
+        if shape.model is not None:
+            return self._create_integrated(name, shape)
         field = {"type": f"{shape.vector_type}_vector", "dimension": shape.dimension, "metric": shape.metric}
         with pinecone_errors("create_index", store=self.name, index=name):
             model = self._pc().indexes.create(
@@ -99,6 +113,25 @@ class PineconeControl:
                 deletion_protection=shape.deletion_protection,
                 tags=dict(shape.tags) or None,
                 timeout=-1,  # nsmigrate waits itself, with progress (orchestrator.indexes.wait_until_ready)
+            )
+        return index_info(model)
+
+    def _create_integrated(self, name: str, shape: IndexShape) -> IndexInfo:
+        """An index with integrated embedding (``create_index_for_model``): ``shape.model`` embeds ``text_field``."""
+        embed: dict[str, Any] = {"model": shape.model, "field_map": {"text": shape.text_field}}
+        if shape.dimension:
+            embed["dimension"] = shape.dimension
+        if shape.metric:
+            embed["metric"] = shape.metric
+        with pinecone_errors("create_index_for_model", store=self.name, index=name):
+            model = self._pc().create_index_for_model(
+                name=name,
+                cloud=shape.cloud,
+                region=shape.region,
+                embed=embed,
+                deletion_protection=shape.deletion_protection,
+                tags=dict(shape.tags) or None,
+                timeout=-1,  # nsmigrate waits itself (orchestrator.indexes.wait_until_ready)
             )
         return index_info(model)
 

@@ -1,0 +1,193 @@
+"""An erasure job (kind ``erase``) and its places: create them, claim one, record what it deleted and how it was
+checked, and finish the job with its receipt when every place is final. Each function is one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from orchestrator.errors import NotFound
+from orchestrator.jobs.database import Database, _event, default_actor
+from orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
+
+FINAL_PLACE_STATES = (PlaceState.VERIFIED, PlaceState.FAILED)
+
+
+def create_erasure(
+    db: Database, name: str, spec: dict[str, Any], places: list[dict[str, Any]], actor: str | None = None
+) -> int:
+    """The job and one row per place (``kind``, ``store``, ``store_spec``, ``namespace``, ``path``, ``planned``);
+    returns the job id. ``spec`` says whose data goes (``creator_id``, ``twin_id``) and how records are matched."""
+    with db.transaction() as s:
+        job = Job(name=name[:64], kind=JobKind.ERASE, spec=spec, state=JobState.RUNNING)
+        s.add(job)
+        s.flush()
+        for place in places:
+            s.add(ErasePlace(job_id=job.id, **place))
+        _event(
+            s,
+            "erase_started",
+            actor or default_actor(),
+            job.id,
+            creator_id=spec.get("creator_id"),
+            twin_id=spec.get("twin_id"),
+            places=len(places),
+            planned=sum(p.get("planned", 0) for p in places),
+        )
+        return job.id
+
+
+def places_of(db: Database, job_id: int) -> list[ErasePlace]:
+    with db.transaction() as s:
+        return list(s.scalars(sa.select(ErasePlace).where(ErasePlace.job_id == job_id).order_by(ErasePlace.id)))
+
+
+def claim_place(db: Database, place_id: int) -> ErasePlace | None:
+    """``pending | erasing | failed → erasing`` under a row lock (``erasing`` again: the worker that had it died);
+    None when the place is verified already (a redelivered task)."""
+    with db.transaction() as s:
+        place = s.get(ErasePlace, place_id, with_for_update=True)
+        if place is None:
+            raise NotFound(f"erase place {place_id} does not exist", place_id=place_id)
+        if place.state == PlaceState.VERIFIED:
+            return None
+        place.state = PlaceState.ERASING
+        place.attempts += 1
+        return place
+
+
+def add_erased_ids(db: Database, place_id: int, ids: list[str]) -> None:
+    """Remember ids deleted from a records place before the next delete, so a kill between delete and finish still
+    leaves them to be fetched (and found gone) by the verification."""
+    with db.transaction() as s:
+        place = s.get(ErasePlace, place_id, with_for_update=True)
+        if place is not None:
+            place.erased_ids = sorted(set(place.erased_ids or []) | set(ids))
+
+
+def erased_ids(db: Database, place_id: int) -> list[str]:
+    with db.transaction() as s:
+        place = s.get(ErasePlace, place_id)
+        return list(place.erased_ids or []) if place is not None else []
+
+
+def finish_place(
+    db: Database, place_id: int, *, erased: int, verification: dict[str, Any], actor: str | None = None
+) -> None:
+    """Record what the place's attempt deleted and its check; ``verified`` when the check passed, else ``failed``."""
+    with db.transaction() as s:
+        place = s.get(ErasePlace, place_id, with_for_update=True)
+        if place is None:
+            raise NotFound(f"erase place {place_id} does not exist", place_id=place_id)
+        passed = bool(verification.get("passed"))
+        place.erased = max(place.erased, erased) if place.kind == "namespace" else place.erased + erased
+        place.verification = verification
+        place.state = PlaceState.VERIFIED if passed else PlaceState.FAILED
+        place.last_error = None if passed else str(verification.get("reason", "verification failed"))
+        _event(
+            s,
+            "place_erased" if passed else "place_erase_failed",
+            actor or default_actor(),
+            place.job_id,
+            kind=place.kind,
+            store=place.store,
+            namespace=place.namespace,
+            path=place.path,
+            erased=erased,
+            verification=verification,
+        )
+
+
+def fail_place(db: Database, place_id: int, error: str, actor: str | None = None) -> None:
+    with db.transaction() as s:
+        place = s.get(ErasePlace, place_id, with_for_update=True)
+        if place is None:
+            return
+        place.state = PlaceState.FAILED
+        place.last_error = error[:2000]
+        _event(s, "place_erase_failed", actor or default_actor(), place.job_id, place_id=place_id, error=error[:500])
+
+
+def retry_places(db: Database, job_id: int) -> list[int]:
+    """Failed places of the job back to pending, and the job running again; their ids (to send their tasks)."""
+    with db.transaction() as s:
+        ids = list(
+            s.scalars(
+                sa.select(ErasePlace.id).where(ErasePlace.job_id == job_id, ErasePlace.state != PlaceState.VERIFIED)
+            )
+        )
+        s.execute(sa.update(ErasePlace).where(ErasePlace.id.in_(ids)).values(state=PlaceState.PENDING))
+        s.execute(sa.update(Job).where(Job.id == job_id).values(state=JobState.RUNNING))
+        return ids
+
+
+def maybe_finish_erasure(db: Database, job_id: int, receipt: Any, actor: str | None = None) -> dict[str, Any] | None:
+    """When every place of the job is final: the job finished and its receipt (``receipt(job, places)``, a pure
+    function) written to the audit log as ``erasure_receipt``; exactly one caller wins. Returns the receipt."""
+    with db.transaction() as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is None or job.state != JobState.RUNNING:
+            return None
+        places = list(s.scalars(sa.select(ErasePlace).where(ErasePlace.job_id == job_id).order_by(ErasePlace.id)))
+        if any(p.state not in FINAL_PLACE_STATES for p in places):
+            return None
+        job.state = JobState.FINISHED
+        made: dict[str, Any] = receipt(job, places)
+        _event(s, "erasure_receipt", actor or default_actor(), job_id, receipt=made)
+        return made
+
+
+def erasure_receipt(db: Database, job_id: int) -> dict[str, Any] | None:
+    """The newest receipt of an erasure job from the audit log, or None while it runs."""
+    from orchestrator.models import Event
+
+    with db.transaction() as s:
+        event = s.scalars(
+            sa.select(Event)
+            .where(Event.job_id == job_id, Event.action == "erasure_receipt")
+            .order_by(Event.id.desc())
+            .limit(1)
+        ).one_or_none()
+        return dict(event.detail["receipt"]) if event is not None else None
+
+
+def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list[str]]:
+    """What the job table knows about where data went: every namespace run of the copying jobs (migrate, sync) as
+    ``erasure.KnownRun``, their stores (label → store spec JSON, env var names only) and the backup directories
+    their jobs wrote (``backup_written`` events)."""
+    from orchestrator.erasure import KnownRun
+    from orchestrator.models import Event, NamespaceRun
+
+    runs: list[KnownRun] = []
+    stores: dict[str, dict[str, Any]] = {}
+    with db.transaction() as s:
+        job_rows = list(s.scalars(sa.select(Job).where(Job.kind.in_((JobKind.MIGRATE, JobKind.SYNC)))))
+        specs = {j.id: j.spec or {} for j in job_rows}
+        for run in s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id.in_(list(specs)))):
+            spec = specs[run.job_id]
+            stores.setdefault(run.source_store, spec.get("source") or {})
+            stores.setdefault(run.target_store, spec.get("target") or {})
+            routing = spec.get("routing") or {}
+            sources = routing.get("sources") or {}
+            runs.append(
+                KnownRun(
+                    source_store=run.source_store,
+                    source_namespace=run.source_namespace,
+                    target_store=run.target_store,
+                    target_namespaces=tuple(
+                        run.target_namespaces or ([run.target_namespace] if run.target_namespace else [])
+                    ),
+                    creator_id=run.creator_id,
+                    twin_id=run.twin_id,
+                    routing_table=dict(run.routing_table or {}),
+                    source_key_field=sources.get("key_field", "source_id") if sources else None,
+                    override=routing.get("override_creator") is not None,
+                )
+            )
+        backups = [
+            str(e.detail.get("manifest"))
+            for e in s.scalars(sa.select(Event).where(Event.action == "backup_written"))
+            if e.detail.get("manifest")
+        ]
+    return runs, {k: v for k, v in stores.items() if v}, backups

@@ -1,0 +1,140 @@
+"""What an erasure takes: exactly the subject's namespaces and vectors, never a neighbour's (a.10 when erasing a.1),
+whatever the ids look like; pure, no services."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orchestrator.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
+from orchestrator.errors import PlanError
+from orchestrator.naming import Registry, creator_namespace, twin_namespace
+from orchestrator.routing import routing_table
+
+ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,12}\Z")
+
+
+def run(src: str, creator: str | None, twin: str | None, table: dict[str, Any] | None = None) -> KnownRun:
+    target = (twin_namespace(creator, twin),) if creator and twin else ()
+    return KnownRun("src", src, "dst", target, creator, twin, table or {}, "source_id")
+
+
+RUNS = [
+    run("uuid-1", "a.1", "t1"),
+    run("uuid-2", "a.1", "t2"),
+    run("uuid-10", "a.10", "t10"),
+    run("", None, None, routing_table({"t1": "a.1", "t2": "a.1", "t10": "a.10"}, {"s2": "t2", "s10": "t10"})),
+]
+
+
+@pytest.mark.parametrize(
+    ("metadata", "twin", "expected"),
+    [
+        ({"creator_id": "a.1"}, None, True),
+        ({"creator_id": "a.10"}, None, False),
+        ({"twin_id": "t1"}, None, True),
+        ({"twin_id": "t10"}, None, False),
+        ({"twin_id": "t1", "creator_id": "a.10"}, None, False),  # someone else's, whatever the twin says
+        ({"source_id": "s2"}, None, True),
+        ({"source_id": "s10"}, None, False),
+        ({}, None, False),
+        (None, None, False),
+        ({"twin_id": "t1"}, "t1", True),
+        ({"twin_id": "t2"}, "t1", False),
+        ({"creator_id": "a.1"}, "t1", False),  # creator-wide data is not one twin's
+        ({"source_id": "s2"}, "t2", True),
+        ({"source_id": "s2"}, "t1", False),
+    ],
+)
+def test_owns_record(metadata: dict[str, Any] | None, twin: str | None, expected: bool) -> None:
+    assert subject_of("a.1", twin, RUNS).owns_record(metadata) is expected
+
+
+def test_places_in_a_store() -> None:
+    names = [
+        "uuid-1",
+        "uuid-2",
+        "uuid-10",
+        "",
+        "public",
+        "review",
+        "creator_a.1_twin_t1",
+        "creator_a.1",
+        "creator_a.10_twin_t10",
+        "creator_a.10",
+        "creator_a_twin_b_twin_c",
+    ]
+    found = places_in_store("src", names, subject_of("a.1", None, RUNS), registry_of(RUNS), RUNS)
+    assert found.whole == ["creator_a.1", "creator_a.1_twin_t1", "uuid-1", "uuid-2"]
+    # Another creator's namespaces are never searched or taken; a name nobody owns for sure is searched.
+    assert found.search == ["", "creator_a_twin_b_twin_c", "public", "review"]
+    twin = places_in_store("src", names, subject_of("a.1", "t1", RUNS), registry_of(RUNS), RUNS)
+    assert twin.whole == ["creator_a.1_twin_t1", "uuid-1"]
+
+
+def test_an_invalid_subject_is_refused() -> None:
+    with pytest.raises(PlanError, match="'a 1'"):
+        Subject("a 1")
+
+
+@given(st.lists(st.tuples(ids, ids), min_size=2, max_size=6, unique_by=lambda p: p[1]), st.data())
+def test_an_erasure_never_touches_another_creator(pairs: list[tuple[str, str]], data: st.DataObject) -> None:
+    # Generated creators (prefixes of each other, '_' inside, a.1 / a.10 alike): erasing one takes only its own
+    # namespaces and vectors.
+    registry = Registry({t: c for c, t in pairs}, [c for c, _ in pairs])
+    if registry.conflicts():
+        return  # a plan with such names is refused before anything is written
+    runs = [run(f"uuid-{t}", c, t) for c, t in pairs]
+    creator = data.draw(st.sampled_from([c for c, _ in pairs]))
+    subject = subject_of(creator, None, runs)
+    names = [twin_namespace(c, t) for c, t in pairs] + [creator_namespace(c) for c, _ in pairs]
+    names += [f"uuid-{t}" for _, t in pairs] + ["public", ""]
+    found = places_in_store("src", names, subject, registry_of(runs), runs)
+    owners = {twin_namespace(c, t): c for c, t in pairs} | {creator_namespace(c): c for c, _ in pairs}
+    owners |= {f"uuid-{t}": c for c, t in pairs}
+    assert sorted(found.whole) == sorted({n for n, c in owners.items() if c == creator})
+    assert set(found.search) <= {"public", ""}
+    for c, t in pairs:
+        assert subject.owns_record({"creator_id": c, "twin_id": t}) is (c == creator)
+        assert subject.owns_record({"twin_id": t}) is (c == creator)
+
+
+def _place(kind: str, namespace: str | None, erased: int, state: str = "verified") -> SimpleNamespace:
+    return SimpleNamespace(
+        kind=kind,
+        store="backup" if kind == "backup" else "dst",
+        namespace=namespace,
+        path="/b" if kind == "backup" else None,
+        planned=erased,
+        erased=erased,
+        state=state,
+        verification={"passed": state == "verified"},
+        last_error=None if state == "verified" else "left",
+    )
+
+
+def test_the_receipt_adds_up() -> None:
+    places = [_place("namespace", "creator_a.1", 3), _place("records", "", 2), _place("backup", None, 4, "failed")]
+    job = SimpleNamespace(id=7, spec={"creator_id": "a.1", "twin_id": None}, created_at=None)
+    made = receipt(job, places)
+    assert made["vectors_erased"] == 5 and made["backup_rows_erased"] == 4 and not made["verified"]
+    assert [p["namespace"] for p in made["places"]] == ["creator_a.1", "__default__", None]
+
+
+def test_a_test_creators_copy_is_theirs_to_erase_and_the_originals_are_not() -> None:
+    # The seeds' test creator: a job filed twin t1 (a.1's) under sainath.no.1 with override_creator.
+    copy = KnownRun("src", "uuid-1", "dst", ("creator_sainath.no.1_twin_t1",), "sainath.no.1", "t1", {}, None, True)
+    runs = [*RUNS, copy]
+    names = ["uuid-1", "creator_a.1_twin_t1", "creator_sainath.no.1_twin_t1", ""]
+    test_twin = subject_of("sainath.no.1", "t1", runs)
+    found = places_in_store("src", names, test_twin, registry_of(runs), runs)
+    assert found.whole == ["creator_sainath.no.1_twin_t1"]  # never the original uuid-1 or a.1's namespace
+    assert not test_twin.owns_record({"twin_id": "t1"})  # an original in the default namespace
+    assert test_twin.owns_record({"twin_id": "t1", "creator_id": "sainath.no.1"})
+    # Erasing a.1 takes the copy of their twin too: it is their data under another name.
+    owner = places_in_store("src", names, subject_of("a.1", None, runs), registry_of(runs), runs)
+    assert owner.whole == ["creator_a.1_twin_t1", "creator_sainath.no.1_twin_t1", "uuid-1"]
