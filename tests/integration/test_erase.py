@@ -23,6 +23,7 @@ from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import Stack
 from tests.polling import wait_until
+from workers.backup import read_manifest
 from workers.erasing import plan_erasure
 from workers.stores import open_retrying_store
 from workers.stores.base import iter_all_ids
@@ -179,11 +180,16 @@ def test_erasing_a_creator_leaves_no_copy_and_touches_nothing_else(
     assert receipt["verified"] and receipt["creator_id"] == "a.1"
     assert receipt["vectors_erased"] == sum(1 for k, m in before.items() if is_a1(k, m))
     assert receipt["backup_rows_erased"] == sum(1 for k, m in backups_before.items() if is_a1(k, m))
+    # The backup that is left is still a complete export (its manifest agrees with its files).
+    for manifest in (tmp_path / "backups").rglob("manifest.json"):
+        assert {h.namespace for h in read_manifest(manifest.parent)} == {"", "t10", "t11"}
     db = jobs.Database(stack.database_url)
     erase_jobs = [j for j in jobs.list_jobs(db) if j["kind"] == "erase"]
     assert len(erase_jobs) == 1 and erase_jobs[0]["state"] == "finished"
     actions = [e["action"] for e in jobs.events_of(db, erase_jobs[0]["job_id"])]
     assert "erasure_receipt" in actions and actions.count("place_erased") == len(receipt["places"])
+    shown = CliRunner().invoke(app, ["status", str(erase_jobs[0]["job_id"])])
+    assert shown.exit_code == 0 and "creator_a.1_twin_t1" in shown.output and "verified" in shown.output
 
     # Re-runnable: a second erasure finds nothing left and says so with its own receipt.
     again = CliRunner().invoke(app, ["erase", "a.1", "--yes", "--receipt", str(tmp_path / "r2.json")])
@@ -260,6 +266,19 @@ def test_bad_input_is_refused_and_nothing_is_deleted(
     assert dry.exit_code == 0 and "creator_a.1" in dry.output and "dry run" in dry.output
     assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
     assert sandbox.stats("idx")["namespaces"] == {"creator_a.1": 1}
+    db = jobs.Database(database_url)
+    skipped = plan_erasure(
+        db,
+        "a.1",
+        None,
+        open_retrying_store,
+        [PineconeStoreSpec(host=sandbox.host("idx"))],
+        skip_stores=[PineconeStoreSpec(host=sandbox.host("idx")).label],
+    )
+    assert skipped.places == [] and skipped.spec("t")["not_searched"] == [
+        PineconeStoreSpec(host=sandbox.host("idx")).label
+    ]
+    db.dispose()
 
 
 def test_a_records_place_deletes_only_matching_vectors(
