@@ -1,12 +1,14 @@
 """`nsmigrate erase`: a creator's (or twin's) data leaves every place the job table knows — target namespaces, the
 old source namespaces, shared namespaces, pgvector tables, backups — and nothing else does; checked here
-independently of the receipt, with real workers, the real SDK against the local data plane and real Postgres."""
+independently of the receipt, with real workers, the real SDK against the local data plane, real Postgres and the
+real `supabase` client (the jobs' mapping and sources table) against the PostgREST stand-in."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from orchestrator.dispatch import Dispatcher
 from orchestrator.settings import Settings
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 from sandbox.stack import Stack
 from tests.polling import wait_until
 from workers.backup import read_manifest
@@ -52,20 +55,22 @@ def load_source(sandbox: PineconeSandbox) -> None:
         ("d-t10", {"twin_id": "t10"}),
         ("d-c1", {"creator_id": "a.1"}),  # creator-wide
         ("d-c10", {"creator_id": "a.10"}),
-        ("d-s2", {"source_id": "s2"}),  # sources table → t2 → a.1
-        ("d-s11", {"source_id": "s11"}),  # → t11 → a.10
+        ("d-s2", {"source_id": "src_t2"}),  # the Supabase sources table → t2 → a.1
+        ("d-s11", {"source_id": "src_t11"}),  # → t11 → a.10
         ("d-none", {"text": "nobody's"}),  # review
     ]
     sandbox.load("src", "", [(vid, _vec(i), meta) for i, (vid, meta) in enumerate(default)])
 
 
+SUPABASE = {"url_env": "NSM_TEST_SUPABASE_URL", "key_env": "NSM_TEST_SUPABASE_KEY"}
+
+
 def write_specs(stack: Stack, tmp_path: Path) -> list[Path]:
-    sources = tmp_path / "sources.csv"
-    sources.write_text("id,twin_id\ns2,t2\ns11,t11\n")
+    # The twin → creator mapping and the sources table both come from Supabase (the real client, the stand-in).
     routing = {
         "mode": "creator",
-        "creators": {"source": "inline", "twins": TWINS},
-        "sources": {"source": "file", "path": str(sources)},
+        "creators": {"source": "supabase", **SUPABASE},
+        "sources": {"source": "supabase", "key_field": "source_id", **SUPABASE},
     }
     src = {"kind": "pinecone", "host": stack.pinecone.host("src")}
     to_pinecone = {
@@ -142,12 +147,21 @@ def is_a1(key: tuple[str, ...], _meta: Any = None, twin: str | None = None) -> b
 
 
 @pytest.fixture
-def migrated(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+def migrated(
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start_standin: Callable[..., PostgrestStandIn],
+) -> list[Path]:
     """Both copy jobs ran and verified, the backup written; workers for every queue are running."""
     monkeypatch.chdir(tmp_path)
     for key, value in stack.env().items():
         if key.startswith(("NSMIGRATE_", "PINECONE_")):
             monkeypatch.setenv(key, value)
+    create_tenancy_tables(stack.database_url)
+    load_tenancy(stack.database_url, twins=TWINS)  # twins, creators and one source row src_{twin} per twin
+    monkeypatch.setenv(SUPABASE["url_env"], start_standin(stack.database_url, "service-key").url)
+    monkeypatch.setenv(SUPABASE["key_env"], "service-key")
     load_source(stack.pinecone)
     stack.start_worker("list,copy,verify,cleanup", 4)
     specs = write_specs(stack, tmp_path)
