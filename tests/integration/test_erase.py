@@ -310,3 +310,36 @@ def test_a_records_place_deletes_only_matching_vectors(
     plan = plan_erasure(db, "a.1", None, open_retrying_store, [spec])
     assert [(p["kind"], p["namespace"], p["planned"]) for p in plan.places] == [("records", "public", 1)]
     db.dispose()
+
+
+def test_a_place_that_fails_is_reported_and_resume_finishes_it(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key, value in stack.env().items():
+        if key.startswith(("NSMIGRATE_", "PINECONE_")):
+            monkeypatch.setenv(key, value)
+    stack.pinecone.load("idx", "creator_a.1", [("x", _vec(0), None), ("y", _vec(1), None)])
+    stack.pinecone.load("idx", "creator_a.10", [("z", _vec(2), None)])
+    spec = tmp_path / "spec.yaml"
+    store = {"kind": "pinecone", "host": stack.pinecone.host("idx")}
+    spec.write_text(yaml.safe_dump({"name": "erase-resume", "source": store, "target": store}))
+    # Every delete answers 503 until the faults are lifted; the worker gives up after two tries.
+    stack.pinecone.set_faults("idx", Faults(error_rate_5xx=1.0, error_ops=("delete", "delete_namespace")))
+    stack.start_worker("cleanup", 2, NSMIGRATE_RETRY_ATTEMPTS="2", NSMIGRATE_RETRY_MAX_WAIT_S="0.05")
+
+    failed = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec), "--yes", "--timeout-s", "120"])
+
+    assert failed.exit_code == 1 and "--resume" in failed.output
+    assert stack.pinecone.stats("idx")["namespaces"]["creator_a.1"] == 2  # nothing claimed that was not done
+    db = jobs.Database(stack.database_url)
+    job_id = next(j["job_id"] for j in jobs.list_jobs(db) if j["kind"] == "erase")
+    assert [p.state for p in jobs.places_of(db, job_id)] == ["failed"]
+    db.dispose()
+    stack.pinecone.set_faults("idx", Faults())
+
+    resumed = CliRunner().invoke(app, ["erase", "--resume", str(job_id), "--timeout-s", "120"])
+
+    assert resumed.exit_code == 0, resumed.output
+    left = {ns: n for ns, n in stack.pinecone.stats("idx")["namespaces"].items() if n}
+    assert left == {"creator_a.10": 1}
