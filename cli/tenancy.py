@@ -91,13 +91,31 @@ def erase(
                 raise fail("erase deletes data for good: pass --yes to confirm (or --dry-run to see what it would do)")
             typer.confirm(f"Delete {plan.subject.label}'s data from these {len(plan.places)} places?", abort=True)
         job_id = _start(database, conf, plan)
+    receipt = finish(database, job_id, timeout_s, receipt_path)
+    if not receipt["verified"]:
+        raise fail(f"some places still hold their data or failed; `nsmigrate erase --resume {job_id}`", 1)
+
+
+def erase_everywhere(
+    database: jobs.Database, conf: Any, creator_id: str, twin_id: str | None, receipt_path: Path | None = None
+) -> dict[str, Any]:
+    """What `erase --creator C [--twin T] --yes` does, for callers in the CLI (the demo): plan, print, run the
+    erasure job to its end and return its receipt (also written to ``receipt_path``)."""
+    plan = plan_erasure(database, creator_id, twin_id, open_store)
+    _print_plan(plan)
+    if plan.unreadable:
+        raise fail("cannot read every store: " + "; ".join(plan.unreadable), 1)
+    return finish(database, _start(database, conf, plan), 600, receipt_path)
+
+
+def finish(database: jobs.Database, job_id: int, timeout_s: float, receipt_path: Path | None) -> dict[str, Any]:
+    """Wait for erasure ``job_id``'s receipt, write it to a file and print it."""
     receipt = _wait(database, job_id, timeout_s)
     path = receipt_path or Path("erasure-receipts") / f"erase-{job_id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(receipt, indent=2, ensure_ascii=False) + "\n")
     _print_receipt(receipt, path)
-    if not receipt["verified"]:
-        raise fail(f"some places still hold their data or failed; `nsmigrate erase --resume {job_id}`", 1)
+    return receipt
 
 
 def _print_plan(plan: ErasurePlan) -> None:

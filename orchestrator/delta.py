@@ -24,6 +24,7 @@ from orchestrator.errors import PlanError
 from orchestrator.naming import parse_namespace
 from orchestrator.records import Record
 from orchestrator.routing import RouteContext, expected_metadata, target_of
+from orchestrator.textrecords import Comparer
 from orchestrator.verification import ID_CAP, MISMATCH_CAP, compare_metadata, compare_record
 
 # --------------------------------------------------------------------------------------------------------- sync
@@ -95,6 +96,7 @@ def plan_delta(
     target_records: Mapping[str, Sequence[Record]],
     ctx: RouteContext,
     tolerance: float,
+    compare: Comparer | None = None,
 ) -> Delta:
     """Decide, per id, what a sync must do.
 
@@ -104,6 +106,8 @@ def plan_delta(
             source id from the namespace it routes to; ids gone from the source from every namespace the run wrote).
         ctx: the run's routing context (``routing.route_context``): the same rule the copy and verification use.
         tolerance: largest allowed |source − target| per value (``spec.verify.tolerance``).
+        compare: how a target record is judged against its source when the job writes text
+            (``textrecords.fields_comparer``); default: values within ``tolerance`` and metadata.
 
     Returns:
         A ``Delta``: new and changed ids in ``to_copy`` (source order), ids a target holds that the source no longer
@@ -129,7 +133,8 @@ def plan_delta(
             delta.new_count += 1
             delta.to_copy.append(src.id)
             continue
-        reason = compare_record(src, target, expected_metadata(src, ns, ctx), tolerance)
+        expected = expected_metadata(src, ns, ctx)
+        reason = compare(src, target, expected) if compare else compare_record(src, target, expected, tolerance)
         if reason is None:
             delta.unchanged_count += 1
         else:

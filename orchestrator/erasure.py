@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.naming import Registry, validate_identifier
+from orchestrator.naming import ParsedNamespace, Registry, validate_identifier
 from orchestrator.records import display_namespace
 from orchestrator.routing import split_routing_table
 
@@ -52,7 +52,10 @@ class Subject:
         if creator is not None and creator != self.creator_id:
             return False  # another creator's vector, whatever its twin id says
         if self.twin_id is not None:
-            return twin == self.twin_id or (twin is None and self._routes_by_source(meta))
+            if twin != self.twin_id and not (twin is None and self._routes_by_source(meta)):
+                return False
+            # Without a creator id, the twin must be theirs by a mapping (not only by an override_creator copy).
+            return creator == self.creator_id or self.twin_id in self.twins
         if creator == self.creator_id:
             return True
         if twin is not None:
@@ -101,22 +104,32 @@ class KnownRun:
     twin_id: str | None
     routing_table: Mapping[str, Any] = field(default_factory=dict)
     source_key_field: str | None = None
+    #: The job filed every twin under ``routing.override_creator`` (a test creator): its runs' creator is not the
+    #: owner of what they read, so their sources and twins are never attributed to that creator.
+    override: bool = False
 
 
 def registry_of(runs: Iterable[KnownRun]) -> Registry:
-    """The names nsmigrate built, from the job table: every run's (creator, twin) and every routed run's mapping."""
-    twins: dict[str, str] = {}
+    """The names nsmigrate built, from the job table: every run's (creator, twin) and every routed run's mapping.
+    Pairs, not a twin → creator map: a twin filed under a test creator by one job and under its owner by another
+    has a name under each."""
+    pairs: set[tuple[str, str]] = set()
     creators: set[str] = set()
     for run in runs:
         if run.creator_id and run.twin_id:
-            twins[run.twin_id] = run.creator_id
-        routed, _ = split_routing_table(run.routing_table)
-        twins.update(routed)
-        creators.update(c for c in (run.creator_id,) if c)
-    creators.update(twins.values())
+            pairs.add((run.creator_id, run.twin_id))
+        pairs.update((c, t) for t, c in split_routing_table(run.routing_table)[0].items())
+        if run.creator_id:
+            creators.add(run.creator_id)
+    registry = Registry()
     # A mapping may hold ids that never became names: the registry takes only what builds.
-    valid = {t: c for t, c in twins.items() if _buildable(c, t)}
-    return Registry(valid, [c for c in creators if _buildable(c, "x")])
+    for creator, twin in sorted(pairs):
+        if _buildable(creator, twin):
+            registry.twin_namespace(creator, twin)
+    for creator in sorted(creators | {c for c, _ in pairs}):
+        if _buildable(creator, "x"):
+            registry.creator_namespace(creator)
+    return registry
 
 
 def _buildable(creator: str, twin: str) -> bool:
@@ -134,6 +147,8 @@ def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -
     keys: set[str] = set()
     fields: set[str] = set()
     for run in runs:
+        if run.override:
+            continue
         if run.creator_id == creator_id and run.twin_id:
             twins.add(run.twin_id)
         routed, sources = split_routing_table(run.routing_table)
@@ -146,6 +161,7 @@ def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -
         keys = {
             k
             for run in runs
+            if not run.override
             for k, t in split_routing_table(run.routing_table)[1].items()
             if t == twin_id and k in keys
         }
@@ -167,10 +183,11 @@ def places_in_store(
 ) -> StorePlaces:
     """Classify the namespaces of ``store``.
 
-    Whole: the subject's names (``Registry.owned``) and the source namespaces of runs that read this store for the
-    subject (the old UUID namespace of one of their twins, until cleanup). Searched: every other namespace that
-    is not another creator's own: ``public``, the review namespace, the default namespace and hand-made names
-    (another creator's twin or UUID source namespace holds none of the subject's vectors by construction).
+    Whole: the subject's names (``Registry.owned``), the source namespaces of runs that read this store for the
+    subject (the old UUID namespace of one of their twins, until cleanup), and copies of their twins filed under
+    another creator by ``override_creator`` (``creator_sainath.no.1_twin_{their twin}``). Searched: every other
+    namespace that is not another creator's own: ``public``, the review namespace, the default namespace and
+    hand-made names (another creator's twin or UUID source namespace holds none of the subject's vectors).
     """
     names = sorted(set(namespaces))
     mine, ambiguous = registry.owned(subject.creator_id, names, subject.twin_id)
@@ -179,9 +196,10 @@ def places_in_store(
     for run in runs:
         if run.source_store != store or run.source_namespace == "" or run.creator_id is None:
             continue
-        match = run.creator_id == subject.creator_id and (subject.twin_id in (None, run.twin_id))
+        match = not run.override and run.creator_id == subject.creator_id and subject.twin_id in (None, run.twin_id)
         (theirs_sources if match else others_sources).add(run.source_namespace)
-    whole = [n for n in names if n in set(mine) | theirs_sources]
+    copies = {n for n in names if n in registry and _copy_of_their_twin(registry.meaning(n), subject)}
+    whole = [n for n in names if n in set(mine) | theirs_sources | copies]
     search = [
         n
         for n in names
@@ -191,6 +209,11 @@ def places_in_store(
         and registry.meaning(n).kind in ("public", "other")
     ]
     return StorePlaces(whole, search, ambiguous)
+
+
+def _copy_of_their_twin(meaning: ParsedNamespace, subject: Subject) -> bool:
+    wanted = subject.twins if subject.twin_id is None else subject.twins & {subject.twin_id}
+    return meaning.kind == "twin" and meaning.twin_id in wanted
 
 
 def receipt(job: Any, places: Sequence[Any]) -> dict[str, Any]:

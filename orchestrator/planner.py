@@ -428,6 +428,9 @@ def estimate(spec: JobSpec, runs: Sequence[NamespacePlan], dimension: int) -> Es
     records go to k namespaces makes ≥ k upserts) and an upper bound on its share of the time.
     """
     list_requests = fetch_requests = upserts = read_units = write_units = total_bytes = 0
+    # Text records for an integrated index carry no values and go 96 to a request; a re-embedding writes its own.
+    per_request = UPSERT_RECORDS_MAX if spec.text_records else UPSERT_MAX_VECTORS
+    written_dimension = 0 if spec.text_records else spec.reembed.dimension if spec.reembed else dimension
     upserts_per_target: dict[str | None, int] = {}
     sweep_least = sweep_most = 0
     sweep_units = 0.0
@@ -438,10 +441,7 @@ def estimate(spec: JobSpec, runs: Sequence[NamespacePlan], dimension: int) -> Es
         sweep_most += r.sweep_queries[1]
         sweep_units += r.sweep_read_units
         for n, k in _batch_sizes(r.vector_count, spec.batch_size):
-            # Text records for an integrated index go 96 to a request.
-            chunks, units, size = _upsert_cost(
-                n, dimension, UPSERT_RECORDS_MAX if spec.text_records else UPSERT_MAX_VECTORS
-            )
+            chunks, units, size = _upsert_cost(n, written_dimension, per_request)
             fetch_requests += k
             read_units += k * max(1, math.ceil(n / RECORDS_PER_READ_UNIT))
             upserts += k * chunks

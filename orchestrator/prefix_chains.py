@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -36,39 +35,49 @@ RunAll = Callable[[list[Callable[[], IdPage]]], list[IdPage]]
 
 #: Namespaces with fewer ids than this are listed as one chain: the probes would cost more than they save.
 SPLIT_MIN_IDS = 5_000
-#: Chains per namespace at most; the fleet's list budget (``rate.list_rps``) bounds them anyway.
-MAX_CHAINS = 32
+#: Chains listing at once by default (the spec's ``max_list_chains``); the fleet's list budget (``rate.list_rps``)
+#: bounds how fast they go together.
+MAX_CHAINS = 16
+#: Prefixes wanted per chain listing at once: prefixes differ in size (``doc-1…`` holds ten times ``doc-9…``), and
+#: with several per thread the large ones do not leave the others idle at the end.
+PREFIXES_PER_CHAIN = 4
 #: Probing requests one split may make (one per alphabet character per prefix split).
 MAX_PROBES = 400
 _TAG = "chains:"
 
 
-def wanted_chains(count: int) -> int:
-    """How many chains a namespace of ``count`` ids is cut into (1: it is not split)."""
-    if count < SPLIT_MIN_IDS:
+def wanted_chains(count: int, most: int = MAX_CHAINS) -> int:
+    """How many prefixes a namespace of ``count`` ids is cut into when up to ``most`` chains list at once (1: it is
+    not split)."""
+    if count < SPLIT_MIN_IDS or most <= 1:
         return 1
-    return max(1, min(MAX_CHAINS, count // (SPLIT_MIN_IDS // 4)))
+    return max(1, min(most * PREFIXES_PER_CHAIN, count // (SPLIT_MIN_IDS // 4)))
 
 
 def split_prefixes(page_of: PageOf, want: int, run_all: RunAll) -> list[str]:
     """Prefixes that cut a namespace into about ``want`` chains (``[""]``: one chain, not split); sorted, none a
-    prefix of another."""
+    prefix of another. Split level by level: every large prefix of a level is split before any of the next, so
+    the chains come out of about the same depth (and, for ids of one shape, of comparable sizes)."""
     root = page_of("", None, LIST_MAX_PAGE_IDS)
     if want <= 1 or root.next_token is None:
         return [""]
     alphabet = sorted({ch for i in root.ids for ch in i})
-    large: deque[tuple[str, IdPage]] = deque([("", root)])  # prefixes whose first page was full
+    large: list[str] = [""]  # prefixes whose first page was full
     small: list[str] = []
     probes = 1
-    while large and len(small) + len(large) < want and probes + len(alphabet) <= MAX_PROBES:
-        prefix, _ = large.popleft()
-        children = [prefix + ch for ch in alphabet]
+    while large and len(small) + len(large) < want:
+        fits = (MAX_PROBES - probes) // max(len(alphabet), 1)
+        if fits < 1:
+            break
+        level, kept = large[:fits], large[fits:]
+        children = [prefix + ch for prefix in level for ch in alphabet]
         pages = run_all([_probe(page_of, child) for child in children])
         probes += len(children)
+        large = kept
         for child, first in zip(children, pages, strict=True):
             if first.ids:
-                (large.append((child, first)) if first.next_token else small.append(child))
-    found = sorted(small + [p for p, _ in large])
+                (large.append(child) if first.next_token else small.append(child))
+    found = sorted(small + large)
     return found or [""]
 
 

@@ -430,6 +430,16 @@ class Verification(_Model):
     top_k: int = Field(default=10, gt=0, le=1000)
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
     tolerance: float = Field(default=1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
+    latency_samples: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Queries timed after the copy, as the application will query (a twin's creator searched across "
+        "its twins through the tenant guard); P50/P95 in the report. 0 = off.",
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, gt=0, description="Fail verification when the P95 is above this (seed 000: 100 on Pinecone)."
+    )
     text_search_samples: int = Field(
         default=50, ge=0, description="Integrated target: records searched by their own text; 0 = off."
     )
@@ -489,6 +499,12 @@ class JobSpec(_Model):
     )
     parallel_upserts: int = Field(
         default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
+    )
+    max_list_chains: int = Field(
+        default=16,
+        gt=0,
+        le=16,
+        description="Id-prefix chains that list a namespace of 5,000+ ids at once (1: one chain, never split).",
     )
     rate: RateBudget = Field(default_factory=RateBudget)
     allow_id_overwrite: bool = Field(

@@ -382,6 +382,10 @@ class Report:
             out.append(f"target count {self.target_count} ≠ {expected}")
         if not self.count_stable:
             out.append(f"target count did not settle: readings {self.count_readings[-5:]}")
+        latency = self.latency or {}
+        limit, p95 = latency.get("limit_ms"), latency.get("p95_ms")
+        if limit is not None and p95 is not None and p95 > limit:
+            out.append(f"query latency p95 {p95} ms is above the limit of {limit} ms")
         if self.query is not None and not self.query.get("passed", True):
             out.append(f"query results differ (mean top-k overlap {self.query['mean_overlap']})")
         if self.text_search is not None and not self.text_search["passed"]:

@@ -16,11 +16,11 @@ What the real service does, and so this stand-in (never kinder):
 - **Embedding tokens per minute** per model (``Faults.embed_tokens_per_min``, off by default): a request whose tokens
   do not fit in the last 60 s is refused with 429 and ``Retry-After``. A model counts a token per word (a run of
   letters, digits or ``_``), each text at most its input limit.
+- A records endpoint on an index without integrated embedding answers 400 for text, as Pinecone's does.
 
 The models are stood in for by ``ModelStandIn``: words and neighbouring word pairs hashed (keyed by the model's
 name) into a unit vector. Deterministic and offline; a record's own text finds it first. The sandbox imports nothing
 of the product, so this is its own, not nsmigrate's re-embedding ``workers.embedders``.
-- A records endpoint on an index without integrated embedding answers 400, as Pinecone's does.
 """
 
 from __future__ import annotations

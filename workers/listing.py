@@ -27,10 +27,14 @@ from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.names import lock_key
 from orchestrator.paging import id_pages
+from orchestrator.prefix_chains import ChainState
 from orchestrator.records import display_namespace
+from orchestrator.spec import JobSpec
+from workers.chain_listing import chains_for, list_chains
 from workers.context import WorkerContext
 from workers.flow import advance, lister_wake_key, run_copied
 from workers.retry import INFRASTRUCTURE_ERRORS
+from workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
 
@@ -124,48 +128,67 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
         in_flight = run.in_flight
         spec = jobs.job_spec(ctx.db, run.job_id)
         source = ctx.guarded(spec.source, spec.rate)
-
-        # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
-        page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
-
-        def list_batch(token: str | None) -> tuple[list[str], str | None]:
-            """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
-            ids: list[str] = []
-            for page in id_pages(source, run.source_namespace, token=token, max_ids=spec.batch_size, page_ids=page_ids):
-                ids.extend(page.ids)
-                token = page.next_token
-            return ids, token or None
-
-        token = run.list_token
-        next_batch: Future[tuple[list[str], str | None]] | None = None
-        # Waits for a batch listed ahead before the lock is let go, whatever ends the loop.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsmigrate-list-ahead") as ahead:
-            while in_flight < spec.max_batches_in_flight:
-                listed_from = token
-                ids, token = next_batch.result() if next_batch is not None else list_batch(token)
-                done = token is None
-                # A namespace's pages are a chain (each needs the token before it): list the next batch while this
-                # one is recorded and sent, so those round trips are not links of the chain. Only with room for
-                # it under the bound, so the loop goes on to take it.
-                next_batch = (
-                    ahead.submit(list_batch, token) if not done and in_flight + 1 < spec.max_batches_in_flight else None
-                )
-                try:
-                    recorded = jobs.add_batches(
-                        ctx.db, run_id, [ids] if ids else [], token, listing_done=done, listed_from=listed_from
-                    )
-                except StateError as e:
-                    log.info("lister of run %s stops: %s", run_id, e)
-                    return  # another lister is ahead of us and carries on
-                for batch_id in recorded.batch_ids:
-                    ctx.dispatcher.copy_batch(
-                        batch_id, job_id=run.job_id, run_id=run_id, namespace=display_namespace(run.source_namespace)
-                    )
-                if recorded.copied:  # the last page added nothing and every batch was done already (or none)
-                    run_copied(ctx, run_id, run.job_id, run.source_namespace, spec)
-                if done or recorded.cancelled:
-                    return  # the run's last batch to finish moves it on
-                in_flight = recorded.in_flight
+        # A large namespace is listed as several prefix chains (workers.chain_listing); its state is the token.
+        chains = ChainState.decode(run.list_token)
+        if chains is None and run.list_token is None:
+            count = jobs.get_run(ctx.db, run_id).source_count
+            chains = chains_for(source, run.source_namespace, count, spec.max_list_chains)
+        if chains is not None:
+            at_bound = list_chains(
+                ctx, run_id, run.job_id, run.source_namespace, in_flight, spec, source, chains, run.list_token
+            )
+        else:
+            at_bound = _list_one_chain(ctx, run_id, run, spec, source)
+        if not at_bound:
+            return
     # Stopped at the bound. Batches that finished since it was counted found this lister still running and woke
     # nobody: look again, and keep listing (through a wake-up) if there is room now.
     advance(ctx, run_id, run.job_id, run.source_namespace, spec)
+
+
+def _list_one_chain(ctx: WorkerContext, run_id: int, run: jobs.Listing, spec: JobSpec, source: GuardedStore) -> bool:
+    """List the namespace as one chain from the run's token, a batch ahead. Returns True when it stopped at the bound
+    of batches in flight, False when there is nothing more for this lister to do."""
+    in_flight = run.in_flight
+    # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
+    page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
+
+    def list_batch(token: str | None) -> tuple[list[str], str | None]:
+        """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
+        ids: list[str] = []
+        for page in id_pages(source, run.source_namespace, token=token, max_ids=spec.batch_size, page_ids=page_ids):
+            ids.extend(page.ids)
+            token = page.next_token
+        return ids, token or None
+
+    token = run.list_token
+    next_batch: Future[tuple[list[str], str | None]] | None = None
+    # Waits for a batch listed ahead before the lock is let go, whatever ends the loop.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsmigrate-list-ahead") as ahead:
+        while in_flight < spec.max_batches_in_flight:
+            listed_from = token
+            ids, token = next_batch.result() if next_batch is not None else list_batch(token)
+            done = token is None
+            # A namespace's pages are a chain (each needs the token before it): list the next batch while this
+            # one is recorded and sent, so those round trips are not links of the chain. Only with room for
+            # it under the bound, so the loop goes on to take it.
+            next_batch = (
+                ahead.submit(list_batch, token) if not done and in_flight + 1 < spec.max_batches_in_flight else None
+            )
+            try:
+                recorded = jobs.add_batches(
+                    ctx.db, run_id, [ids] if ids else [], token, listing_done=done, listed_from=listed_from
+                )
+            except StateError as e:
+                log.info("lister of run %s stops: %s", run_id, e)
+                return False  # another lister is ahead of us and carries on
+            for batch_id in recorded.batch_ids:
+                ctx.dispatcher.copy_batch(
+                    batch_id, job_id=run.job_id, run_id=run_id, namespace=display_namespace(run.source_namespace)
+                )
+            if recorded.copied:  # the last page added nothing and every batch was done already (or none)
+                run_copied(ctx, run_id, run.job_id, run.source_namespace, spec)
+            if done or recorded.cancelled:
+                return False  # the run's last batch to finish moves it on
+            in_flight = recorded.in_flight
+    return True

@@ -29,6 +29,7 @@ from orchestrator.models import NamespaceRun
 from orchestrator.records import display_namespace
 from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
+from orchestrator.textrecords import fields_comparer, split_by_text
 from workers.context import WorkerContext
 from workers.stores.base import VectorStore
 from workers.verifying import chunks, list_all_ids
@@ -107,18 +108,21 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorSt
         spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
     )
     tolerance = spec.verify.tolerance
+    compare = fields_comparer(spec)  # a text job: judged by text and fields, not by values
     ids = list_all_ids(source, run.source_namespace)
     delta = Delta()
     for chunk in chunks(ids, FETCH_MAX_IDS):
         records = source.fetch(run.source_namespace, chunk)
+        if spec.text_from is not None:  # records without text are never written; verification reports them
+            records = split_by_text(records, spec.text_from).with_text
         by_ns, _unroutable = route_source(records, route)  # plan_delta reports the unroutable ones
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
-        delta.add(plan_delta(records, found, route, tolerance))
+        delta.add(plan_delta(records, found, route, tolerance, compare))
     # Ids this run copied before that the source no longer lists: still in a target namespace it wrote?
     gone = sorted(set(jobs.written_ids(ctx.db, run.id)) - set(ids))
     namespaces = [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
     for chunk in chunks(gone, FETCH_MAX_IDS):
-        delta.add(plan_delta([], {ns: target.fetch(ns, chunk) for ns in namespaces}, route, tolerance))
+        delta.add(plan_delta([], {ns: target.fetch(ns, chunk) for ns in namespaces}, route, tolerance, compare))
     return delta
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 
-import msgspec
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 from orchestrator.jobs import compile_task_statements
@@ -91,31 +89,13 @@ def preload_sdk() -> None:
     # Imported here: importing workers.app must not load the SDK (its import changes how threads share the heap).
     from pinecone import Index
 
+    from workers.stores.pinecone import prime_sdk_decoding
+
     try:
         Index(host="http://127.0.0.1:1", api_key="preload", ssl_verify=False).close()
     except Exception as e:  # only an optimisation
         log.debug("could not preload the Pinecone SDK: %s", e)
     prime_sdk_decoding()
-
-
-def prime_sdk_decoding() -> None:
-    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define.
-
-    The SDK decodes each response with ``msgspec.json.decode(data, type=…)``, and msgspec builds a type's decoding
-    information on its first decode. That is not safe when threads do it at once: 32 threads making their first
-    decode of a list response together crashed the process (SIGSEGV in ``msgspec._core``, msgspec 0.22), and a fresh
-    threads worker does exactly that. Built here, in one thread, before any task runs, the information is only ever
-    read by the task threads."""
-    primed = 0
-    for name, module in list(sys.modules.items()):
-        if name.split(".")[0] != "pinecone" or module is None:
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__module__ == name:
-                with contextlib.suppress(TypeError):  # request-only types msgspec cannot decode into
-                    msgspec.json.Decoder(value)
-                    primed += 1
-    log.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
 
 
 # ----------------------------------------------------------------------------------------------------------- memory

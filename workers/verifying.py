@@ -39,11 +39,10 @@ from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_counts, route_records
 from orchestrator.spec import JobSpec, PgvectorStoreSpec
-from orchestrator.textrecords import missing_text_reason, record_text, split_by_text, text_fields
+from orchestrator.textrecords import fields_comparer, missing_text_reason, record_text, split_by_text
 from orchestrator.verification import (
     Report,
     compare_id_sets,
-    compare_metadata,
     compare_record,
     counts_stable,
     fingerprint,
@@ -52,6 +51,7 @@ from orchestrator.verification import (
     text_search_summary,
 )
 from workers.context import WorkerContext
+from workers.latency import measure
 from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
@@ -161,9 +161,11 @@ class _Verifier:
         )
         self.expected_by_ns: dict[str, set[str]] = {}
         self.query_vectors: dict[str, list[float]] = {}
+        self.latency_vectors: list[list[float]] = []  # the first source vectors, timed as queries at the end
         report.ids_checked = self.checks.ids
         report.content_mode = self.checks.contents
         self.text_from = spec.text_from
+        self.fields_compare = fields_comparer(spec) or (lambda *_: None)
         self.text_sample: set[str] = set()  # ids an integrated target is searched for by their text
         self.text_queries: list[tuple[str, str, str]] = []  # (target namespace, id, text)
         text = spec.text_records or spec.reembed
@@ -206,6 +208,16 @@ class _Verifier:
         if self.text_queries:
             self._check_text_search()
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
+        if self.latency_vectors:
+            latency = measure(
+                self.target,
+                self.run_,
+                self.route,
+                self.report.target_namespaces,
+                self.latency_vectors,
+                self.checks.top_k,
+            )
+            self.report.latency = {**latency, "limit_ms": self.checks.latency_p95_ms}
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
             return
@@ -241,6 +253,8 @@ class _Verifier:
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
         for id_ in query_ids.intersection(by_id):
             self.query_vectors[id_] = list(by_id[id_].values)
+        wanted = self.checks.latency_samples - len(self.latency_vectors)
+        self.latency_vectors.extend(list(r.values) for r in records[: max(0, wanted)])
         if self.run_.target_namespace is None:
             routes = self.report.routes if self.report.routes is not None else {}
             for route, n in route_counts(records, self.route).items():
@@ -260,6 +274,7 @@ class _Verifier:
             if not sources:
                 return
         found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
+        reembedded = self._reembedded([r for r in sources if r.id in content_ids])
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
         if self.checks.ids:
             self.report.ids_expected += len(sources)
@@ -271,22 +286,24 @@ class _Verifier:
             if target is None and self.checks.ids:
                 continue  # already counted as missing
             self.report.content_checked += 1
-            reason = self._compare(src, target, expected_metadata(src, ns, self.route))
+            reason = self._compare(reembedded.get(src.id, src), target, expected_metadata(src, ns, self.route))
             if reason is not None:
                 self.report.add_mismatch(src.id, reason)
 
+    def _reembedded(self, sources: list[Record]) -> dict[str, Record]:
+        """For a re-embedding: the sources as the copy must have written them (values: the embedding of their text,
+        one ``embed`` call for the chunk); else nothing."""
+        reembed = self.spec.reembed
+        if reembed is None or not sources:
+            return {}
+        vectors = embedder_for(reembed).embed([record_text(r.metadata, reembed.text_from) or "" for r in sources])
+        return {r.id: Record(id=r.id, values=v, metadata=r.metadata) for r, v in zip(sources, vectors, strict=True)}
+
     def _compare(self, src: Record, target: Record | None, expected: dict[str, Any]) -> str | None:
-        """Why ``target`` is not what the copy of ``src`` must be, or None. An integrated target holds the text and
-        fields (its values are the model's); a re-embedded one the embedding of the text with the metadata."""
-        text_records, reembed = self.spec.text_records, self.spec.reembed
-        if text_records is not None:
-            if target is None:
-                return "missing in target"
-            return compare_metadata(text_fields(expected, text_records.text_from, text_records.field), target.metadata)
-        if reembed is not None:
-            text = record_text(src.metadata, reembed.text_from) or ""
-            embedded = embedder_for(reembed).embed([text])[0]
-            src = Record(id=src.id, values=embedded, metadata=src.metadata)
+        """Why ``target`` is not what the copy of ``src`` must be (``src`` re-embedded already, for a re-embedding),
+        or None. An integrated target holds the text and fields; its values are the model's, never compared."""
+        if self.spec.text_records is not None:
+            return self.fields_compare(src, target, expected)
         return compare_record(src, target, expected, self.checks.tolerance)
 
     def _check_text_search(self) -> None:

@@ -46,6 +46,12 @@ SCENARIOS: dict[str, Scenario] = {
         "written with upsert_records, verified by ids, text, fields and a text search "
         "(migrations/seeds-integrated.yaml).",
     ),
+    "erase": Scenario(
+        "erase",
+        "seeds 000–002: every twin filed under the test creator sainath.no.1 (with a backup), one twin erased; then "
+        "creator a.1 erased everywhere (namespaces, old UUID namespaces, default namespace, copies, backup) while "
+        "a.10 stays; each erasure with its receipt.",
+    ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))
 

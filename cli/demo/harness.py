@@ -16,6 +16,7 @@ import yaml
 from pinecone import Index, Pinecone
 
 from cli import waits
+from cli.backup import backup_sources
 from cli.console import console
 from cli.fleet import open_control, open_store
 from cli.render import print_plan, watch_job
@@ -73,7 +74,10 @@ class DemoStack:
         prepared = launch.prepare(spec, open_store, spec_file.parent, open_control)
         print_plan(prepared)
         started = time.monotonic()
+        backup = backup_sources(prepared) if spec.backup.enabled else None  # first, as `run` does
         job_id = launch_prepared(self.db, Dispatcher(self.settings), prepared)
+        if backup is not None:
+            jobs.record_event(self.db, "backup_written", jobs.default_actor(), job_id, **backup)
         console.print(
             f"job {job_id} started; watch it in Flower at {self.flower_url} "
             f"(user admin, password {self.stack.flower_password})"

@@ -168,7 +168,8 @@ def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list
             spec = specs[run.job_id]
             stores.setdefault(run.source_store, spec.get("source") or {})
             stores.setdefault(run.target_store, spec.get("target") or {})
-            sources = ((spec.get("routing") or {}).get("sources")) or {}
+            routing = spec.get("routing") or {}
+            sources = routing.get("sources") or {}
             runs.append(
                 KnownRun(
                     source_store=run.source_store,
@@ -181,6 +182,7 @@ def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list
                     twin_id=run.twin_id,
                     routing_table=dict(run.routing_table or {}),
                     source_key_field=sources.get("key_field", "source_id") if sources else None,
+                    override=routing.get("override_creator") is not None,
                 )
             )
         backups = [

@@ -9,6 +9,7 @@ put in exactly one batch, every batch row is ``done`` and nothing failed.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -161,6 +162,19 @@ def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: in
     return probe
 
 
+def freeze_mid_batch(worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int, total_batches: int) -> set[int]:
+    """Stop (SIGSTOP) the worker and everything it forked while batches run: the ids of its running batches. They are
+    read once it is stopped, so none can finish between the look and a kill (on a loaded machine all of them once
+    did); when none runs at that moment, it goes on (SIGCONT) and is stopped again later."""
+    while True:
+        wait_for(mid_copy(db, job_id, total_batches), "batches to be running mid-copy")
+        os.killpg(worker.pid, signal.SIGSTOP)
+        running = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
+        if running:
+            return running
+        os.killpg(worker.pid, signal.SIGCONT)
+
+
 def all_verified(db: jobs.Database, job_id: int) -> Callable[[], jobs.JobStatus | None]:
     def probe() -> jobs.JobStatus | None:
         status = jobs.job_status(db, job_id)
@@ -237,6 +251,21 @@ def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Lo
     return status
 
 
+def kill_and_lose_its_messages(
+    stack: Stack, worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int
+) -> set[int]:
+    """SIGKILL ``worker``, empty the queues and Redis' ``unacked`` set (as after a broker failover), and start a
+    successor with the production visibility timeout: nothing comes back by itself. Returns the batches left
+    ``running``."""
+    stack.kill(worker, signal.SIGKILL)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    broker.delete("unacked", "unacked_index", "list", "copy", "verify")
+    stuck = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
+    assert stuck
+    stack.start_worker("list,copy,verify", 6, name="successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    return stuck
+
+
 # ---------------------------------------------------------------------------------------------------------- faults
 
 
@@ -249,16 +278,16 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, p
     the upsert is idempotent, so the second run completes it. A lister killed with the worker left its lock behind;
     the lock expires (3 s here, before the redelivery) and the redelivered lister continues from the saved token.
     A redelivered task also re-sends what its killed run may have recorded but not yet sent (the lister's queued
-    batches, a copied run's verification): see the two exact-moment tests below."""
+    batches, a copied run's verification): see the two exact-moment tests below. A message Redis had just handed the
+    killed worker is in no queue and not unacked; the workers' stalled-run sweep sends its work again (see
+    ``test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resume``)."""
     loaded = load_source(stack, namespaces=4, per_namespace=400)
     slow_data_plane(stack, latency_ms=120)
     first = stack.start_worker("list,copy,verify", 6, pool=pool, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
     db, _, job_id = start_job(stack, chaos_spec(stack))
 
-    wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
+    orphaned = freeze_mid_batch(first, db, job_id, total_batches=80)
     stack.kill(first, signal.SIGKILL)
-    orphaned = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-    assert orphaned
     stack.start_worker("list,copy,verify", 6, pool=pool, name="successor", **FAST_RECOVERY, **QUICK_RETRIES)
 
     assert_nothing_lost(stack, db, job_id, loaded)
@@ -300,12 +329,7 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
     wait_for(mid_copy(db, job_id, total_batches=60), "batches to be running mid-copy")
-    stack.kill(first, signal.SIGKILL)
-    broker = redis_lib.Redis.from_url(stack.redis_url)
-    broker.delete("unacked", "unacked_index", "list", "copy", "verify")
-    stuck = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-    assert stuck
-    stack.start_worker("list,copy,verify", 6, name="successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    stuck = kill_and_lose_its_messages(stack, first, db, job_id)
 
     counts = launch.resume(db, dispatcher, job_id)
 

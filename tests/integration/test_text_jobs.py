@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis as redis_lib
 from pinecone import Pinecone
 
 from cli.fleet import open_control
@@ -21,9 +22,12 @@ from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import PlanError, StateError
 from orchestrator.models import BatchState, RunState
+from orchestrator.names import rate_bucket_key
+from orchestrator.records import Record
 from orchestrator.settings import load_settings
-from orchestrator.spec import parse_spec
-from sandbox.pinecone_server import Faults, IndexSpec
+from orchestrator.spec import PineconeStoreSpec, RateBudget, TextRecords, parse_spec
+from sandbox.embedding import IntegratedEmbed
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.integration.test_chaos import (
     FAST_RECOVERY,
@@ -31,14 +35,19 @@ from tests.integration.test_chaos import (
     all_verified,
     batches,
     fetch_all,
+    kill_and_lose_its_messages,
     mid_copy,
     wait_for,
 )
 from tests.polling import wait_for_job
 from workers.context import WorkerContext
 from workers.embedders import HashingEmbedder
+from workers.ratelimit import RateLimiter, embed_scope
 from workers.rollback import rollback_job
 from workers.stores import open_retrying_store
+from workers.stores.guarded import GuardedStore
+from workers.stores.pinecone import PineconeStore
+from workers.syncing import sync_run
 
 pytestmark = pytest.mark.integration
 
@@ -306,3 +315,78 @@ def test_kill_9_of_a_worker_mid_copy_is_recovered_by_redelivery(stack: Stack, ki
     else:
         for ns, records in loaded.items():
             assert stack.pinecone.count(NEW, ns) == len(with_text(records))
+
+
+@pytest.mark.chaos
+def test_resume_finishes_a_text_job_whose_messages_are_gone_after_a_kill_9(stack: Stack) -> None:
+    """SIGKILL of the worker and its messages gone with it (queues and ``unacked`` emptied, as after a broker
+    failover; the successor keeps the production visibility timeout): `nsmigrate resume` re-enqueues the text
+    batches the job table still has unfinished, and every namespace verifies."""
+    loaded = load_source(stack, namespaces=3, per_namespace=300)
+    spec = text_spec(stack, batch_size=20)
+    spec["target"]["records"]["missing_text"] = "skip"
+    stack.pinecone.set_faults(SRC, Faults(latency_ms=120))
+    first = stack.start_worker("list,copy,verify", 6, name="doomed", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    db, dispatcher, job_id = start_job(stack, spec)
+
+    wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
+    stuck = kill_and_lose_its_messages(stack, first, db, job_id)
+
+    assert launch.resume(db, dispatcher, job_id)["batches"] >= len(stuck)
+
+    wait_for(all_verified(db, job_id), "every namespace verified after resume", timeout_s=120)
+    assert {b.state for b in batches(db, job_id)} == {BatchState.DONE}
+    assert_integrated_target_holds_the_text(stack, loaded)
+
+
+def test_sync_of_an_integrated_job_copies_only_what_changed_in_the_text_or_fields(
+    stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> None:
+    """A text job's sync judges the target by its text and fields (its values are the model's): one source record
+    given new text and one new record are copied, the rest is unchanged, and the namespace verifies again."""
+    loaded = load_source(stack, namespaces=1, per_namespace=50)
+    stack.start_worker("list,copy,verify", 4)
+    spec = text_spec(stack, name="sync-text")
+    spec["target"]["records"]["missing_text"] = "skip"
+    db, _, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+    changed = {**loaded["ns0"]["ns0-0007"], "text": "a wholly new text"}
+    vectors = np.ones((2, DIM), dtype=np.float32)
+    stack.pinecone.load(SRC, "ns0", [("ns0-0007", vectors[0], changed), ("ns0-new", vectors[1], {"text": "new one"})])
+    (run,) = jobs.runs_of(db, job_id)
+
+    result = sync_run(worker_context(stack.database_url, stack.redis_url), run.id)
+
+    assert (result["new"], result["changed"], result["unchanged"]) == (1, 1, 50 - 1), result
+    wait_for_job(db, job_id, lambda s: all(r.state == RunState.VERIFIED for r in s.runs))
+    fetched = target(stack, TEXTS).fetch(ids=["ns0-0007", "ns0-new"], namespace="ns0").vectors
+    assert fetched["ns0-0007"].metadata["chunk_text"] == "a wholly new text"
+    assert fetched["ns0-new"].metadata["chunk_text"] == "new one"
+
+
+def test_a_guarded_text_upsert_reserves_its_embedding_tokens_and_search_text_finds_it(
+    sandbox: PineconeSandbox, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one way to call a store, for an integrated index: an upsert of text records first reserves its estimated
+    tokens of the index's embed scope at ``rate.embed_tokens_per_min`` (here 60 a minute, so 30 tokens over the
+    one-second burst are waited off: the wait is recorded, not slept), and ``search_text`` is a budgeted read."""
+    embed = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
+    sandbox.add_index(IndexSpec("guarded-texts", 384, "cosine", embed=embed))
+    monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
+    records = TextRecords(text_from="text", field="chunk_text")
+    store = PineconeStore(PineconeStoreSpec(host=sandbox.host("guarded-texts"), records=records))
+    waits: list[float] = []
+    rate = RateBudget(write_rps=100, read_rps=100, embed_tokens_per_min=60)
+    client = redis_lib.Redis.from_url(redis_url)
+    try:
+        guarded = GuardedStore(store, limiter=RateLimiter(client, sleep=waits.append), rate=rate)
+        written = [Record("r1", (), {"chunk_text": "lantern harbor", "n": 1})]
+        assert guarded.upsert("docs", written, tokens=31) == 1
+        assert len(waits) == 1 and 25 < waits[0] <= 30.1  # 31 tokens, 1 of burst, refilled at 1 a second
+        assert client.exists(rate_bucket_key(f"tokens:{embed_scope(store.name)}"))
+        assert guarded.search_text("docs", "lantern harbor", 3) == ["r1"]
+        assert sandbox.stats("guarded-texts")["requests"] == {"upsert_records": 1, "search_records": 1}
+    finally:
+        store.close()
+        client.close()
+        sandbox.remove_index("guarded-texts")

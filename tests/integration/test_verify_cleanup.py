@@ -281,6 +281,9 @@ def test_a_routed_run_is_checked_in_every_namespace_it_routes_to(ctx: WorkerCont
     assert report["target_namespaces"] == ["creator_c1_twin_t1", "review"]
     # The routes taken, counted by verification, add up to the source count.
     assert report["routes"] == {"twin_id": 6, "review": 4} and sum(report["routes"].values()) == report["source_count"]
+    # Query latency, on by default, measured as the application queries: the creator's twins through the guard.
+    assert report["latency"]["samples"] == 10 and report["latency"]["p95_ms"] >= report["latency"]["p50_ms"] > 0
+    assert "cross-twin search of creator 'c1'" in report["latency"]["through"]
 
     # The enrichment is part of the contents: a copy without it must fail.
     [copy] = job.target.fetch("creator_c1_twin_t1", ["tw-002"])

@@ -123,3 +123,18 @@ def test_the_receipt_adds_up() -> None:
     made = receipt(job, places)
     assert made["vectors_erased"] == 5 and made["backup_rows_erased"] == 4 and not made["verified"]
     assert [p["namespace"] for p in made["places"]] == ["creator_a.1", "__default__", None]
+
+
+def test_a_test_creators_copy_is_theirs_to_erase_and_the_originals_are_not() -> None:
+    # The seeds' test creator: a job filed twin t1 (a.1's) under sainath.no.1 with override_creator.
+    copy = KnownRun("src", "uuid-1", "dst", ("creator_sainath.no.1_twin_t1",), "sainath.no.1", "t1", {}, None, True)
+    runs = [*RUNS, copy]
+    names = ["uuid-1", "creator_a.1_twin_t1", "creator_sainath.no.1_twin_t1", ""]
+    test_twin = subject_of("sainath.no.1", "t1", runs)
+    found = places_in_store("src", names, test_twin, registry_of(runs), runs)
+    assert found.whole == ["creator_sainath.no.1_twin_t1"]  # never the original uuid-1 or a.1's namespace
+    assert not test_twin.owns_record({"twin_id": "t1"})  # an original in the default namespace
+    assert test_twin.owns_record({"twin_id": "t1", "creator_id": "sainath.no.1"})
+    # Erasing a.1 takes the copy of their twin too: it is their data under another name.
+    owner = places_in_store("src", names, subject_of("a.1", None, runs), registry_of(runs), runs)
+    assert owner.whole == ["creator_a.1_twin_t1", "creator_sainath.no.1_twin_t1", "uuid-1"]

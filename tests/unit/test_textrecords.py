@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from orchestrator.errors import PlanError, SpecError
 from orchestrator.indexes import IndexInfo, IndexShape, plan_target_index
+from orchestrator.planner import NamespacePlan, estimate
 from orchestrator.records import Record
 from orchestrator.spec import JobSpec, parse_spec
 from orchestrator.textrecords import (
@@ -238,3 +239,11 @@ def test_a_copy_writes_text_records_or_reembedded_vectors_and_sets_aside_records
     assert reembedded["ns"][0].metadata == {"text": "river", "n": 1}
     assert for_target(spec(), routed) == (routed, {})
     assert tokens_of(spec(), routed["ns"]) is None
+
+
+def test_the_plan_counts_96_text_records_per_upsert_without_values() -> None:
+    runs = [NamespacePlan("ns", "ns", vector_count=960, batches=10)]
+    vectors = estimate(spec(batch_size=96), runs, dimension=3072)
+    texts = estimate(spec(INTEGRATED, batch_size=96), runs, dimension=3072)
+    assert texts.upsert_requests == 10 and texts.upsert_requests <= vectors.upsert_requests
+    assert texts.bytes < vectors.bytes  # text records carry no values

@@ -35,7 +35,7 @@ from typing import Any, TypeVar, cast
 import tenacity
 from tenacity import RetryCallState
 
-from orchestrator.errors import RetryableError
+from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.records import IdPage, Record
 from orchestrator.spec import RateBudget
@@ -150,6 +150,18 @@ class GuardedStore:
 
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
         return self._read("query", self.inner.query, namespace, vector, top_k)
+
+    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
+        """``(id, score)`` best first, from a store that can say its scores (Pinecone, pgvector): the cross-twin
+        search of ``orchestrator.tenant`` merges on them.
+
+        Raises:
+            StoreError: the store cannot return scores.
+        """
+        scored = getattr(self.inner, "query_scored", None)
+        if scored is None:
+            raise StoreError(f"store {self.name} cannot return query scores", hint="use a Pinecone or pgvector store")
+        return cast(list[tuple[str, float]], self._read("query", scored, namespace, vector, top_k))
 
     def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
         """Ids an integrated index finds for ``text`` (it embeds the query itself), best first."""

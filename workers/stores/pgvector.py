@@ -403,6 +403,10 @@ class PgvectorStore:
         self._existing.discard(name)
 
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
+        return [id_ for id_, _ in self.query_scored(namespace, vector, top_k)]
+
+    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
+        """``(id, cosine similarity)`` of the ``top_k`` nearest, best first (higher is closer, as Pinecone's cosine)."""
         if top_k < 1:
             raise ValueError(f"top_k must be ≥ 1, got {top_k}")
         name = self._table_name(namespace)
@@ -412,12 +416,12 @@ class PgvectorStore:
             table = self._table(name)
             distance = table.c.embedding.cosine_distance(list(vector))
             query = (
-                sa.select(table.c.id)
+                sa.select(table.c.id, distance)
                 .where(*self._where_ns(table, namespace))
                 .order_by(distance, table.c.id)
                 .limit(top_k)
             )
-            return list(conn.execute(query).scalars())
+            return [(str(id_), 1.0 - float(d)) for id_, d in conn.execute(query)]
 
     def close(self) -> None:
         """Release this process's connections."""

@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -213,6 +214,34 @@ def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
         raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
 
 
+_CLIENTS_BUILT = threading.Lock()
+_primed_in_pid: int | None = None
+
+
+def prime_sdk_decoding() -> None:
+    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define, once per process.
+
+    The SDK decodes each response with ``msgspec.json.decode(data, type=…)``, and msgspec builds a type's decoding
+    information on its first decode. That is not safe when threads do it at once: threads making their first decode
+    together crash the process (SIGSEGV in ``msgspec._core``, msgspec 0.22). A threads worker does that, and so does
+    planning, which reads both stores at once. Built here, in one thread, when the first client is built (or when a
+    worker starts: ``workers.tuning.preload_sdk``), the information is only ever read afterwards."""
+    global _primed_in_pid
+    if _primed_in_pid == os.getpid():
+        return
+    primed = 0
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] != "pinecone" or module is None:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__module__ == name:
+                with contextlib.suppress(TypeError):  # request-only types msgspec cannot decode into
+                    msgspec.json.Decoder(value)
+                    primed += 1
+    _primed_in_pid = os.getpid()
+    logger.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
+
+
 class PineconeStore:
     """``VectorStore`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
 
@@ -262,7 +291,9 @@ class PineconeStore:
 
     def _client(self) -> Index:
         pid = os.getpid()
-        with self._lock:
+        # One client is built at a time in a process (``_CLIENTS_BUILT``): its first describe and the priming below
+        # must not run beside another thread's first decode.
+        with self._lock, _CLIENTS_BUILT:
             if self._index is not None and self._index_pid == pid:
                 return self._index
             # None yet, or inherited through fork: build our own (the parent's sockets are not ours to use).
@@ -288,6 +319,7 @@ class PineconeStore:
                 plain_http = host.startswith("http://")
                 index = Index(host=host, api_key=key, timeout=self._timeout_s, ssl_verify=not plain_http)
             self.sdk_retries_disabled = disable_sdk_retries(index)
+            prime_sdk_decoding()
             self._index, self._index_pid = index, pid
             return index
 
@@ -529,6 +561,13 @@ class PineconeStore:
         with self._errors("query", namespace):
             response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
         return [match.id for match in response.matches]
+
+    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
+        """``(id, score)`` of the ``top_k`` nearest, best first, with Pinecone's own scores (higher is closer for
+        cosine and dotproduct, lower for euclidean): what a cross-twin search merges on."""
+        with self._errors("query", namespace):
+            response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
+        return [(match.id, float(match.score or 0.0)) for match in response.matches]
 
     def close(self) -> None:
         """Release this process's HTTP connections."""

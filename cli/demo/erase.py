@@ -1,0 +1,106 @@
+"""Seeds 000–002, the erasure story: every twin and the default namespace filed under the test creator
+``sainath.no.1`` (with a backup), one of those twins erased; then the creator namespaces made in place, and creator
+``a.1`` erased everywhere — its namespaces, its old UUID namespaces, its vectors in the default namespace, the copies
+of its twins under the test creator and its rows in the backup — while ``a.10`` stays. Each erasure prints its
+receipt; the scenario checks the outcome independently and exits 0 only when every job verified, every place was
+checked empty and nothing of ``a.10`` changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.table import Table
+
+from cli.console import console
+from cli.demo.harness import DemoOptions, DemoStack, demo_stack
+from cli.tenancy import erase_everywhere
+from migrations import catalogue
+from sandbox.pinecone_server import IndexSpec
+from sandbox.seed import SeedData, seed_dataset, write_twins_csv
+
+TEST_CREATOR = "sainath.no.1"
+ERASED, KEPT = "a.1", "a.10"
+
+
+def run(options: DemoOptions) -> int:
+    seed = seed_dataset()
+    test_spec, creator_spec = catalogue()["test-creator"], catalogue()["creator-namespaces"]
+    pod = yaml.safe_load(test_spec.read_text())["source"]["index"]
+    serverless = yaml.safe_load(test_spec.read_text())["target"]["index"]
+    console.print(f"[bold]nsmigrate demo erase[/]: {test_spec.name}, then {creator_spec.name}, then two erasures")
+    indexes = [
+        IndexSpec(pod, dimension=seed.dimension, metric="cosine", kind="pod"),
+        IndexSpec(serverless, dimension=seed.dimension, metric="cosine"),
+    ]
+    with demo_stack(indexes, options) as demo:
+        seed.load_into(demo.stack.pinecone, pod)
+        work = demo.stack.workdir
+        twins_csv = write_twins_csv(seed.twins, work / "seed-twins.csv")
+        backups = work / "backups"
+
+        def with_backup(data: dict[str, Any]) -> None:
+            data["backup"] = {"enabled": True, "directory": str(backups)}
+
+        codes = [demo.run_job(demo.write_spec(test_spec, with_backup)).code]
+        twin = next(t for t, c in sorted(seed.twins.items()) if c not in (ERASED, KEPT))
+        console.rule(f"erase twin {twin} of the test creator {TEST_CREATOR}")
+        first = erase_everywhere(demo.db, demo.settings, TEST_CREATOR, twin, work / "receipt-twin.json")
+
+        codes.append(demo.run_job(demo.write_spec(creator_spec, _mapping(twins_csv))).code)
+        kept_before = _of_creator(demo, [pod, serverless], seed, KEPT)
+        console.rule(f"erase creator {ERASED} everywhere ({KEPT} must stay)")
+        second = erase_everywhere(demo.db, demo.settings, ERASED, None, work / "receipt-creator.json")
+
+        left = _of_creator(demo, [pod, serverless], seed, ERASED)
+        kept_after = _of_creator(demo, [pod, serverless], seed, KEPT)
+        _print_outcome(left, kept_before, kept_after, backups, seed)
+        ok = not any(left.values()) and kept_after == kept_before and first["verified"] and second["verified"]
+        return 0 if ok and not any(codes) else 1
+
+
+def _mapping(twins_csv: Path) -> Callable[[dict[str, Any]], None]:
+    def edit(data: dict[str, Any]) -> None:
+        data["routing"]["creators"] = {"source": "file", "path": str(twins_csv)}
+
+    return edit
+
+
+def _of_creator(demo: DemoStack, indexes: list[str], seed: SeedData, creator: str) -> dict[str, int]:
+    """Vectors of ``creator``'s data in each namespace of ``indexes`` (by id: the seed knows whose each vector is),
+    read with the SDK, independently of the erasure's receipt."""
+    theirs = {
+        vid
+        for ns, records in seed.namespaces.items()
+        for vid, _values, meta in records
+        if seed.twins[ns or meta["twin_id"]] == creator
+    }
+    found: dict[str, int] = {}
+    for name in indexes:
+        index = demo.index(name)
+        for ns in index.describe_index_stats().namespaces:
+            fetched = index.fetch(ids=sorted(theirs)[:1000], namespace=ns).vectors if theirs else {}
+            if fetched:
+                found[f"{name}/{ns}"] = len(fetched)
+    return found
+
+
+def _print_outcome(
+    left: dict[str, int], before: dict[str, int], after: dict[str, int], backups: Path, seed: SeedData
+) -> None:
+    table = Table(title=f"after the erasures: {ERASED} (erased) and {KEPT} (kept), read back from the indexes")
+    for col in ("place", f"{ERASED} vectors", f"{KEPT} before", f"{KEPT} after"):
+        table.add_column(col, justify="left" if col == "place" else "right")
+    for place in sorted(set(left) | set(before) | set(after)):
+        table.add_row(place, str(left.get(place, 0)), str(before.get(place, 0)), str(after.get(place, 0)))
+    console.print(table)
+    files = sorted(p.name for p in backups.rglob("*.parquet"))
+    a1_twins = sorted(t for t, c in seed.twins.items() if c == ERASED)
+    console.print(
+        f"{ERASED}: {sum(left.values())} vectors left anywhere; backup files of its twins left: "
+        f"{[f for f in files if f.removesuffix('.parquet') in a1_twins]}; {KEPT}: "
+        f"{'unchanged' if before == after else 'CHANGED'} ({sum(after.values())} vectors in {len(after)} namespaces)"
+    )
