@@ -355,6 +355,10 @@ class _InPostgresVerifier(_Verifier):
     contents are compared inside Postgres, chunk by chunk, with the copy's own enrichment rule; values must be equal
     exactly (a copy inside Postgres is bit for bit). Counts and extra ids are checked as for every run."""
 
+    def run(self) -> None:
+        self.report.notes.append("ids and contents compared inside Postgres (source and target in one database)")
+        super().run()
+
     def _check_chunk(self, chunk: Sequence[str], content_ids: set[str], query_ids: set[str]) -> None:
         ns = self.run_.target_namespace
         assert ns is not None and isinstance(self.spec.target, PgvectorStoreSpec)
