@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from orchestrator import jobs
-from orchestrator.limits import FETCH_MAX_IDS
+from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import NamespaceRun
 from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
@@ -75,8 +75,10 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 def list_all_ids(store: VectorStore, namespace: str) -> list[str]:
     """Every id of ``namespace`` once, each list page one request of ``store`` (a ``GuardedStore``: budgeted,
     retried)."""
+    # A Postgres table has no 100-id page limit: its store says how many ids a page may hold.
+    page_ids = getattr(getattr(store, "inner", store), "list_page_ids", LIST_MAX_PAGE_IDS)
     # A store that paged an id twice must not make the count look larger than the set.
-    return list(dict.fromkeys(iter_all_ids(store, namespace)))
+    return list(dict.fromkeys(iter_all_ids(store, namespace, page_size=page_ids)))
 
 
 def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
@@ -353,6 +355,10 @@ class _InPostgresVerifier(_Verifier):
     """A run whose source and target are seed-004 tables of one database (``pgnamespaces.in_database``): ids and
     contents are compared inside Postgres, chunk by chunk, with the copy's own enrichment rule; values must be equal
     exactly (a copy inside Postgres is bit for bit). Counts and extra ids are checked as for every run."""
+
+    def run(self) -> None:
+        self.report.notes.append("ids and contents compared inside Postgres (source and target in one database)")
+        super().run()
 
     def _check_chunk(self, chunk: Sequence[str], content_ids: set[str], query_ids: set[str]) -> None:
         ns = self.run_.target_namespace
