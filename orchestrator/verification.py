@@ -91,8 +91,7 @@ def compare_values(source: Sequence[float], target: Sequence[float], tolerance: 
         return f"dimension differs: expected {len(source)}, got {len(target)}"
     if not len(source):
         return None
-    # Imported here: the plan reads this module's metadata rules (via textrecords and delta) and must not load numpy.
-    import numpy as np
+    import numpy as np  # here, not at the top: planning imports this module's metadata rule and needs no numpy
 
     # Values beyond float32's range become ±inf, as a float32 store would hold them; that is not an error here.
     # float64 for the difference: the comparison itself must not round a real difference away. Equal values

@@ -153,6 +153,9 @@ def _list_one_chain(ctx: WorkerContext, run_id: int, run: jobs.Listing, spec: Jo
     # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
     page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
 
+    # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
+    page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
+
     def list_batch(token: str | None) -> tuple[list[str], str | None]:
         """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
         ids: list[str] = []
