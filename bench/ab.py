@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import statistics
 import subprocess
@@ -167,8 +168,8 @@ def report(runs: dict[str, list[dict[tuple[str, str], Figures]]], names: dict[st
             f"B {_median(b.vs_loop for _, b in pairs):5.2f}×   B÷A {speed}",
             f"  fleet vec/s                A {_median(a.fleet_vps for a, _ in pairs):7.1f}   "
             f"B {_median(b.fleet_vps for _, b in pairs):7.1f}",
-            f"  worker CPU s per 1k vec    A {_median(a.cpu_per_1k for a, _ in pairs):5.2f}    "
-            f"B {_median(b.cpu_per_1k for _, b in pairs):5.2f}    B÷A {cpu}",
+            f"  worker CPU s per 1k vec    A {_median(a.cpu_per_1k for a, _ in pairs):6.3f}   "
+            f"B {_median(b.cpu_per_1k for _, b in pairs):6.3f}   B÷A {cpu}",
         ]
     return "\n".join(lines)
 
@@ -182,8 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the bench (bench.fleet_vs_loop) for two commits, alternated in pairs (ABBA), and compare.",
         epilog="Arguments after -- go to bench.fleet_vs_loop (e.g. -- --fleets 1 --copy-pool prefork).",
     )
-    parser.add_argument("a", help="commit A (the baseline), e.g. main or a sha")
-    parser.add_argument("b", help="commit B (the change)")
+    parser.add_argument("a", nargs="?", help="commit A (the baseline), e.g. main or a sha")
+    parser.add_argument("b", nargs="?", help="commit B (the change)")
+    parser.add_argument(
+        "--report", type=Path, metavar="DIR", help="only compare again the outputs an earlier run kept in DIR"
+    )
     parser.add_argument("--pairs", type=int, default=4, help="A/B pairs to run (default 4)")
     parser.add_argument("--sets", default="seed,large", help="data sets, comma-separated: seed, large")
     parser.add_argument("--fleets", type=int, default=1, help="fleets per bench run (fleet_vs_loop's --fleets)")
@@ -194,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         help="where the commits' worktrees are made (kept and reused: each has its own .venv)",
     )
     args, extra = parser.parse_known_args(argv)
+    if args.report is not None:
+        return report_kept(args.report)
+    if args.a is None or args.b is None:
+        parser.error("name commits A and B (or --report DIR)")
     if args.pairs < 1:
         parser.error("--pairs must be ≥ 1")
     bench_args = ["--sets", args.sets, "--fleets", str(args.fleets), *[e for e in extra if e != "--"]]
@@ -202,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = {"A": worktree(repo, args.a, args.worktrees), "B": worktree(repo, args.b, args.worktrees)}
     outputs = Path(tempfile.mkdtemp(prefix="outputs-", dir=args.worktrees))
     print(f"bench outputs in {outputs}", file=sys.stderr)
+    names = {"A": f"{args.a} ({paths['A'].name})", "B": f"{args.b} ({paths['B'].name})"}
+    (outputs / "sides.json").write_text(json.dumps(names))
     runs: dict[str, list[dict[tuple[str, str], Figures]]] = {"A": [], "B": []}
     for pair in range(args.pairs):
         for side in order(pair):
@@ -215,7 +225,23 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    print(report(runs, {"A": f"{args.a} ({paths['A'].name})", "B": f"{args.b} ({paths['B'].name})"}))
+    print(report(runs, names))
+    return 0
+
+
+def report_kept(outputs: Path) -> int:
+    """The comparison of the runs an earlier ``bench.ab`` kept in ``outputs`` (``pair<N>-<side>.txt``)."""
+    sides = outputs / "sides.json"
+    names = json.loads(sides.read_text()) if sides.exists() else {"A": "A", "B": "B"}
+    runs: dict[str, list[dict[tuple[str, str], Figures]]] = {"A": [], "B": []}
+    pair = 1
+    while all((outputs / f"pair{pair}-{side}.txt").exists() for side in runs):
+        for side in runs:
+            runs[side].append(parse_bench((outputs / f"pair{pair}-{side}.txt").read_text()))
+        pair += 1
+    if not runs["A"]:
+        raise SystemExit(f"no complete pair of outputs in {outputs}")
+    print(report(runs, names))
     return 0
 
 

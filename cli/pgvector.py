@@ -37,6 +37,9 @@ UrlEnvOpt = Annotated[
 ]
 PrefixOpt = Annotated[str, typer.Option("--prefix", help="Table name prefix.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Check and show what would happen; change nothing.")]
+ReadOnlyOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Accepted like every pgvector command's; this one only reads anyway.")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 IndexOpt = Annotated[
     str,
@@ -114,7 +117,10 @@ def _need_yes(yes: bool, dry_run: bool, what: str) -> None:
 
 @group.command("list")
 def list_cmd(
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL", prefix: PrefixOpt = "embeddings", as_json: JsonOpt = False
+    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    prefix: PrefixOpt = "embeddings",
+    as_json: JsonOpt = False,
+    dry_run: ReadOnlyOpt = False,
 ) -> None:
     """List the namespaces, found from the tables themselves (the legacy table counts as the default namespace
     until it is migrated), with their rows."""
@@ -163,6 +169,7 @@ def stats(
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     prefix: PrefixOpt = "embeddings",
     as_json: JsonOpt = False,
+    dry_run: ReadOnlyOpt = False,
 ) -> None:
     """A namespace's rows, collections (rows per collection_name), table size, dimension and which indexes it has."""
     ns = _checked(namespace)

@@ -42,6 +42,14 @@ def erase(
             "table recorded are always included.",
         ),
     ] = None,
+    skip_store: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--skip-store",
+            help="Leave out this store (its label, e.g. an index that is gone for good); "
+            "the receipt names it as not searched (repeatable).",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only list the places and counts; delete nothing.")
@@ -76,10 +84,15 @@ def erase(
         if creator_id is None:
             raise fail("give the creator: `nsmigrate erase --creator ID` (or `nsmigrate erase ID`)")
         extra = [s for path in spec or [] for s in (load_spec(path).source, load_spec(path).target)]
-        plan = plan_erasure(database, creator_id, twin, open_store, extra, list(backup_dir or []))
+        plan = plan_erasure(database, creator_id, twin, open_store, extra, list(backup_dir or []), skip_store)
         _print_plan(plan)
         if plan.unreadable:
-            raise fail("cannot read every store, so the erasure would leave copies: " + "; ".join(plan.unreadable), 1)
+            raise fail(
+                "cannot read every store, so the erasure would leave copies: "
+                + "; ".join(plan.unreadable)
+                + " — fix it, or leave a store that is gone for good out with --skip-store LABEL",
+                1,
+            )
         if not plan.places:
             console.print(f"nothing of {plan.subject.label} in any place nsmigrate knows; nothing to erase")
             raise typer.Exit(0)
@@ -124,6 +137,8 @@ def _print_plan(plan: ErasurePlan) -> None:
         where = p.get("path") or display_namespace(p["namespace"] or "")
         table.add_row(p["kind"], p["store"], where, str(p["planned"]))
     console.print(table)
+    for label in plan.skipped:
+        console.print(f"[yellow]not searched (--skip-store):[/] {label}")
     for name in plan.ambiguous:
         console.print(f"[yellow]ambiguous, not erased:[/] {name} (several readings; rename it or erase it by hand)")
 

@@ -94,9 +94,8 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, in
     source = ctx.store(spec.source)
     ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
     extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
-    copied = pgnamespaces.copy_batch_in_postgres(
-        source, spec.target.table, work.source_namespace, target_ns, work.ids, extra
-    )
+    tables = pgnamespaces.RunTables(source, spec.target.table, work.source_namespace, target_ns)
+    copied = pgnamespaces.copy_batch_in_postgres(tables, work.ids, extra)
     return copied, len(work.ids) - copied, 0, [target_ns]
 
 

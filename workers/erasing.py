@@ -69,10 +69,16 @@ class ErasurePlan:
     places: list[dict[str, Any]] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # stores left out on purpose (``--skip-store``)
 
     def spec(self, actor: str) -> dict[str, Any]:
         """The erase job's spec in the job table: whose data, how records match, what was reported."""
-        return {**self.subject.to_json(), "requested_by": actor, "ambiguous": self.ambiguous}
+        return {
+            **self.subject.to_json(),
+            "requested_by": actor,
+            "ambiguous": self.ambiguous,
+            "not_searched": self.skipped,
+        }
 
 
 def plan_erasure(
@@ -82,9 +88,11 @@ def plan_erasure(
     open_store: Callable[[Any], VectorStore],
     extra_stores: list[Any] | None = None,
     backup_dirs: list[Path] | None = None,
+    skip_stores: list[str] | None = None,
 ) -> ErasurePlan:
     """Every place the job table (plus ``extra_stores``, ``backup_dirs``) knows that holds the subject's data, with
-    counts. Reads only. Raises PlanError for an id that cannot be a creator or twin id."""
+    counts; ``skip_stores``: store labels left out (a store that is gone for good), named in the receipt. Reads
+    only. Raises PlanError for an id that cannot be a creator or twin id."""
     runs, stores, manifests = jobs.known_runs(db)
     registry = registry_of(runs)
     plan = ErasurePlan(subject_of(creator_id, twin_id, runs))
@@ -92,6 +100,9 @@ def plan_erasure(
     for spec in extra_stores or []:
         specs.setdefault(spec.label, spec)
     for label, spec in sorted(specs.items()):
+        if label in (skip_stores or []):
+            plan.skipped.append(label)
+            continue
         try:
             _plan_store(plan, open_store(spec), spec, registry, runs)
         except NsmigrateError as e:

@@ -150,6 +150,8 @@ def _list_one_chain(ctx: WorkerContext, run_id: int, run: jobs.Listing, spec: Jo
     """List the namespace as one chain from the run's token, a batch ahead. Returns True when it stopped at the bound
     of batches in flight, False when there is nothing more for this lister to do."""
     in_flight = run.in_flight
+    # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
+    page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
 
     # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
     page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS

@@ -304,32 +304,71 @@ def in_database(spec: JobSpec) -> bool:
     if not (source.kind == target.kind == "pgvector" and source.documented and target.documented):
         return False
     enriched = set(spec.enrich.constants) | ({"creator_id", "twin_id"} if spec.enrich.creator_fields else set())
-    if enriched & set(pgschema.COLUMN_BY_NAME) or (
-        spec.enrich.migrated_from and "migrated_from" in pgschema.COLUMN_BY_NAME
-    ):
+    if enriched & set(pgschema.COLUMN_BY_NAME):
         return False
     url = os.environ.get(source.database_url_env)
     return bool(url) and url == os.environ.get(target.database_url_env)
 
 
-def copy_batch_in_postgres(
-    store: Any,
-    target_prefix: str,
-    source_namespace: str,
-    target_namespace: str,
-    ids: Sequence[str],
-    extra: Mapping[str, Any],
-) -> int:
+@dataclass(frozen=True)
+class RunTables:
+    """One job run between tables of one database: the source's ``DocumentedPgvectorStore`` (its engine and error
+    translation), the target's table prefix and both namespaces."""
+
+    store: Any
+    target_prefix: str
+    source_namespace: str
+    target_namespace: str
+
+
+def copy_batch_in_postgres(run: RunTables, ids: Sequence[str], extra: Mapping[str, Any]) -> int:
     """One fleet batch inside Postgres: the rows of ``ids`` from the source namespace's table into the target
-    namespace's (created with the source's dimension if missing), ``metadata`` merged with ``extra``. ``store``: the
-    source's ``DocumentedPgvectorStore`` (its engine and error translation). Returns the rows copied."""
-    with store._errors("copy_in_postgres", source_namespace), store.engine().begin() as conn:
-        source_table = read_table(conn, store.prefix, source_namespace)
+    namespace's (created with the source's dimension if missing), ``metadata`` merged with ``extra``. Returns the
+    rows copied."""
+    store = run.store
+    with store._errors("copy_in_postgres", run.source_namespace), store.engine().begin() as conn:
+        source_table = read_table(conn, store.prefix, run.source_namespace)
         if source_table is None:
             return 0
         dimension = dimension_of(conn, source_table) or 0
-        target_table, _ = create_namespace(conn, target_prefix, target_namespace, dimension)
+        target_table, _ = create_namespace(conn, run.target_prefix, run.target_namespace, dimension)
         return copy_ids(conn, source_table, target_table, ids, extra)
+
+
+def compare_in_postgres(run: RunTables, ids: Sequence[str], extra: Mapping[str, Any]) -> dict[str, str | None]:
+    """Verification of one chunk of a job run inside Postgres: for each of ``ids`` still in the source, None when
+    the target row equals it (values exactly, every shared column, ``metadata`` = source's merged with ``extra``),
+    else why not (``missing`` or the first column that differs). Source ids no longer there are absent."""
+    store = run.store
+    with store._errors("verify_in_postgres", run.source_namespace), store.engine().connect() as conn:
+        source = read_table(conn, store.prefix, run.source_namespace)
+        target = read_table(conn, run.target_prefix, run.target_namespace)
+        if source is None:
+            return {}
+        if target is None:
+            return {
+                i: "missing"
+                for i in conn.execute(
+                    sa.text(f"SELECT {ID_COLUMN} FROM {quote(source)} WHERE {ID_COLUMN} = ANY(:ids)"),
+                    {"ids": list(ids)},
+                ).scalars()
+            }
+        compared = [c for c in shared_columns(conn, source, target) if c not in (ID_COLUMN, "created_at", "updated_at")]
+        whens = " ".join(
+            "WHEN (s.metadata || CAST(:extra AS jsonb)) IS DISTINCT FROM t.metadata THEN 'metadata differs'"
+            if c == pgschema.METADATA_COLUMN
+            else f"WHEN s.{quote(c)} IS DISTINCT FROM t.{quote(c)} THEN '{c} differs'"
+            for c in compared
+        )
+        rows = conn.execute(
+            sa.text(
+                f"SELECT s.{ID_COLUMN}, CASE WHEN t.{ID_COLUMN} IS NULL THEN 'missing' {whens} END "
+                f"FROM {quote(source)} s LEFT JOIN {quote(target)} t ON t.{ID_COLUMN} = s.{ID_COLUMN} "
+                f"WHERE s.{ID_COLUMN} = ANY(:ids)"
+            ),
+            {"ids": list(ids), "extra": json.dumps(dict(extra))},
+        ).all()
+    return {row[0]: row[1] for row in rows}
 
 
 def finish_load(store: Any, namespaces: Sequence[str], method: str) -> list[dict[str, Any]]:

@@ -1,12 +1,14 @@
 """`nsmigrate erase`: a creator's (or twin's) data leaves every place the job table knows — target namespaces, the
 old source namespaces, shared namespaces, pgvector tables, backups — and nothing else does; checked here
-independently of the receipt, with real workers, the real SDK against the local data plane and real Postgres."""
+independently of the receipt, with real workers, the real SDK against the local data plane, real Postgres and the
+real `supabase` client (the jobs' mapping and sources table) against the PostgREST stand-in."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,10 @@ from orchestrator.dispatch import Dispatcher
 from orchestrator.settings import Settings
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 from sandbox.stack import Stack
 from tests.polling import wait_until
+from workers.backup import read_manifest
 from workers.erasing import plan_erasure
 from workers.stores import open_retrying_store
 from workers.stores.base import iter_all_ids
@@ -51,20 +55,22 @@ def load_source(sandbox: PineconeSandbox) -> None:
         ("d-t10", {"twin_id": "t10"}),
         ("d-c1", {"creator_id": "a.1"}),  # creator-wide
         ("d-c10", {"creator_id": "a.10"}),
-        ("d-s2", {"source_id": "s2"}),  # sources table → t2 → a.1
-        ("d-s11", {"source_id": "s11"}),  # → t11 → a.10
+        ("d-s2", {"source_id": "src_t2"}),  # the Supabase sources table → t2 → a.1
+        ("d-s11", {"source_id": "src_t11"}),  # → t11 → a.10
         ("d-none", {"text": "nobody's"}),  # review
     ]
     sandbox.load("src", "", [(vid, _vec(i), meta) for i, (vid, meta) in enumerate(default)])
 
 
+SUPABASE = {"url_env": "NSM_TEST_SUPABASE_URL", "key_env": "NSM_TEST_SUPABASE_KEY"}
+
+
 def write_specs(stack: Stack, tmp_path: Path) -> list[Path]:
-    sources = tmp_path / "sources.csv"
-    sources.write_text("id,twin_id\ns2,t2\ns11,t11\n")
+    # The twin → creator mapping and the sources table both come from Supabase (the real client, the stand-in).
     routing = {
         "mode": "creator",
-        "creators": {"source": "inline", "twins": TWINS},
-        "sources": {"source": "file", "path": str(sources)},
+        "creators": {"source": "supabase", **SUPABASE},
+        "sources": {"source": "supabase", "key_field": "source_id", **SUPABASE},
     }
     src = {"kind": "pinecone", "host": stack.pinecone.host("src")}
     to_pinecone = {
@@ -141,12 +147,21 @@ def is_a1(key: tuple[str, ...], _meta: Any = None, twin: str | None = None) -> b
 
 
 @pytest.fixture
-def migrated(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+def migrated(
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    start_standin: Callable[..., PostgrestStandIn],
+) -> list[Path]:
     """Both copy jobs ran and verified, the backup written; workers for every queue are running."""
     monkeypatch.chdir(tmp_path)
     for key, value in stack.env().items():
         if key.startswith(("NSMIGRATE_", "PINECONE_")):
             monkeypatch.setenv(key, value)
+    create_tenancy_tables(stack.database_url)
+    load_tenancy(stack.database_url, twins=TWINS)  # twins, creators and one source row src_{twin} per twin
+    monkeypatch.setenv(SUPABASE["url_env"], start_standin(stack.database_url, "service-key").url)
+    monkeypatch.setenv(SUPABASE["key_env"], "service-key")
     load_source(stack.pinecone)
     stack.start_worker("list,copy,verify,cleanup", 4)
     specs = write_specs(stack, tmp_path)
@@ -179,11 +194,16 @@ def test_erasing_a_creator_leaves_no_copy_and_touches_nothing_else(
     assert receipt["verified"] and receipt["creator_id"] == "a.1"
     assert receipt["vectors_erased"] == sum(1 for k, m in before.items() if is_a1(k, m))
     assert receipt["backup_rows_erased"] == sum(1 for k, m in backups_before.items() if is_a1(k, m))
+    # The backup that is left is still a complete export (its manifest agrees with its files).
+    for manifest in (tmp_path / "backups").rglob("manifest.json"):
+        assert {h.namespace for h in read_manifest(manifest.parent)} == {"", "t10", "t11"}
     db = jobs.Database(stack.database_url)
     erase_jobs = [j for j in jobs.list_jobs(db) if j["kind"] == "erase"]
     assert len(erase_jobs) == 1 and erase_jobs[0]["state"] == "finished"
     actions = [e["action"] for e in jobs.events_of(db, erase_jobs[0]["job_id"])]
     assert "erasure_receipt" in actions and actions.count("place_erased") == len(receipt["places"])
+    shown = CliRunner().invoke(app, ["status", str(erase_jobs[0]["job_id"])])
+    assert shown.exit_code == 0 and "creator_a.1_twin_t1" in shown.output and "verified" in shown.output
 
     # Re-runnable: a second erasure finds nothing left and says so with its own receipt.
     again = CliRunner().invoke(app, ["erase", "a.1", "--yes", "--receipt", str(tmp_path / "r2.json")])
@@ -260,6 +280,19 @@ def test_bad_input_is_refused_and_nothing_is_deleted(
     assert dry.exit_code == 0 and "creator_a.1" in dry.output and "dry run" in dry.output
     assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
     assert sandbox.stats("idx")["namespaces"] == {"creator_a.1": 1}
+    db = jobs.Database(database_url)
+    skipped = plan_erasure(
+        db,
+        "a.1",
+        None,
+        open_retrying_store,
+        [PineconeStoreSpec(host=sandbox.host("idx"))],
+        skip_stores=[PineconeStoreSpec(host=sandbox.host("idx")).label],
+    )
+    assert skipped.places == [] and skipped.spec("t")["not_searched"] == [
+        PineconeStoreSpec(host=sandbox.host("idx")).label
+    ]
+    db.dispose()
 
 
 def test_a_records_place_deletes_only_matching_vectors(
@@ -277,3 +310,36 @@ def test_a_records_place_deletes_only_matching_vectors(
     plan = plan_erasure(db, "a.1", None, open_retrying_store, [spec])
     assert [(p["kind"], p["namespace"], p["planned"]) for p in plan.places] == [("records", "public", 1)]
     db.dispose()
+
+
+def test_a_place_that_fails_is_reported_and_resume_finishes_it(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key, value in stack.env().items():
+        if key.startswith(("NSMIGRATE_", "PINECONE_")):
+            monkeypatch.setenv(key, value)
+    stack.pinecone.load("idx", "creator_a.1", [("x", _vec(0), None), ("y", _vec(1), None)])
+    stack.pinecone.load("idx", "creator_a.10", [("z", _vec(2), None)])
+    spec = tmp_path / "spec.yaml"
+    store = {"kind": "pinecone", "host": stack.pinecone.host("idx")}
+    spec.write_text(yaml.safe_dump({"name": "erase-resume", "source": store, "target": store}))
+    # Every delete answers 503 until the faults are lifted; the worker gives up after two tries.
+    stack.pinecone.set_faults("idx", Faults(error_rate_5xx=1.0, error_ops=("delete", "delete_namespace")))
+    stack.start_worker("cleanup", 2, NSMIGRATE_RETRY_ATTEMPTS="2", NSMIGRATE_RETRY_MAX_WAIT_S="0.05")
+
+    failed = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec), "--yes", "--timeout-s", "120"])
+
+    assert failed.exit_code == 1 and "--resume" in failed.output
+    assert stack.pinecone.stats("idx")["namespaces"]["creator_a.1"] == 2  # nothing claimed that was not done
+    db = jobs.Database(stack.database_url)
+    job_id = next(j["job_id"] for j in jobs.list_jobs(db) if j["kind"] == "erase")
+    assert [p.state for p in jobs.places_of(db, job_id)] == ["failed"]
+    db.dispose()
+    stack.pinecone.set_faults("idx", Faults())
+
+    resumed = CliRunner().invoke(app, ["erase", "--resume", str(job_id), "--timeout-s", "120"])
+
+    assert resumed.exit_code == 0, resumed.output
+    left = {ns: n for ns, n in stack.pinecone.stats("idx")["namespaces"].items() if n}
+    assert left == {"creator_a.10": 1}

@@ -134,6 +134,42 @@ def test_a_move_in_one_database_runs_inside_postgres_indexes_at_verify_and_keeps
     assert detail["method"] == f"renamed_to:{backups[0]}"
 
 
+def test_verification_inside_postgres_finds_every_difference(pg_stack: Stack) -> None:
+    source = chunks(200)
+    store().upsert("alpha", source)
+    pg_stack.start_worker("list,copy,verify", 4, name="fleet")
+    db, dispatcher, job_id = start_job(pg_stack, move_spec(batch_size=50))
+    wait_verified(db, job_id)
+    [verified] = jobs.runs_of(db, job_id)
+    assert verified.verification is not None and verified.verification["content_checked"] == 200
+    ids = sorted(r.id for r in source)
+    with store().engine().begin() as conn:  # what a later writer (or a broken copy) could do to the target
+        conn.execute(sa.text("UPDATE embeddings_beta SET text = 'changed' WHERE chunk_id = :i"), {"i": ids[0]})
+        conn.execute(
+            sa.text("UPDATE embeddings_beta SET embedding = embedding + embedding WHERE chunk_id = :i"), {"i": ids[1]}
+        )
+        conn.execute(sa.text("UPDATE embeddings_beta SET metadata = '{}' WHERE chunk_id = :i"), {"i": ids[2]})
+        conn.execute(sa.text("UPDATE embeddings_beta SET depth = NULL WHERE chunk_id = :i"), {"i": ids[3]})
+        conn.execute(sa.text("DELETE FROM embeddings_beta WHERE chunk_id = :i"), {"i": ids[4]})
+
+    launch.request_verification(db, dispatcher, job_id)
+
+    def failed() -> dict[str, Any] | None:
+        [run] = jobs.runs_of(db, job_id)
+        return run.verification if run.state == RunState.VERIFY_FAILED else None
+
+    report = wait_until(failed, what="the tampered target failing verification", timeout_s=60)
+    assert report is not None
+    assert report["missing_ids"] == [ids[4]]
+    reasons = {m["id"]: m["reason"] for m in report["content_mismatches"]}
+    assert reasons == {
+        ids[0]: "text differs",
+        ids[1]: "embedding differs",
+        ids[2]: "metadata differs",
+        ids[3]: "depth differs",
+    }
+
+
 def test_a_server_side_move_resumes_after_kill_9_of_its_worker(pg_stack: Stack) -> None:
     source = chunks(1500)
     s = store()

@@ -168,7 +168,7 @@ def test_list_finds_namespaces_from_the_tables_legacy_as_default(pg: sa.Engine) 
         conn.execute(sa.text(pgschema.create_table_sql("embeddings_backup_20240101", DIM)))
         conn.execute(sa.text("CREATE TABLE embeddings_notes (id int)"))
 
-    result = nsmigrate("pgvector", "list", "--json")
+    result = nsmigrate("pgvector", "list", "--json", "--dry-run")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {
         "__default__": {"table": "embeddings", "rows": 9},

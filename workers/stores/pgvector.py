@@ -82,6 +82,9 @@ class PgvectorStore:
         database_url: SQLAlchemy URL; when None it is read from ``os.environ[spec.database_url_env]`` on first use.
     """
 
+    #: Ids a list page may hold: one query, no service limit (Pinecone's is 100).
+    list_page_ids = 1000
+
     def __init__(self, spec: PgvectorStoreSpec, database_url: str | None = None) -> None:
         self.spec = spec
         self.name = spec.label
