@@ -39,20 +39,23 @@ def create_job(
         )
         s.add(job)
         s.flush()
-        for p in plan.runs:
-            s.add(
-                NamespaceRun(
-                    job_id=job.id,
-                    source_store=source_label,
-                    source_namespace=p.source_namespace,
-                    target_store=target_label,
-                    target_namespace=p.target_namespace,
-                    creator_id=p.creator_id,
-                    twin_id=p.twin_id,
-                    source_count=p.vector_count,
-                    routing_table=dict(plan.twins) if p.target_namespace is None else {},
-                )
-            )
+        # One multi-row INSERT, not an object per namespace: a job may have thousands.
+        rows = [
+            {
+                "job_id": job.id,
+                "source_store": source_label,
+                "source_namespace": p.source_namespace,
+                "target_store": target_label,
+                "target_namespace": p.target_namespace,
+                "creator_id": p.creator_id,
+                "twin_id": p.twin_id,
+                "source_count": p.vector_count,
+                "routing_table": dict(plan.twins) if p.target_namespace is None else {},
+            }
+            for p in plan.runs
+        ]
+        if rows:
+            s.execute(sa.insert(NamespaceRun), rows)
         _event(s, "job_created", actor, job.id, kind=str(kind), namespaces=len(plan.runs), vectors=plan.total_vectors)
         return job.id
 

@@ -145,23 +145,58 @@ def job_status(db: Database, job_id: int) -> JobStatus:
                 .group_by(Batch.run_id)
             ).all()
         }
+        # Only the columns `status` shows, and of each verification report only its summary and verdict (read in
+        # the database): a job of thousands of namespaces is not thousands of full reports, routing tables and list
+        # states decoded into objects.
+        run, report = NamespaceRun, NamespaceRun.verification
+        rows = s.execute(
+            sa.select(
+                run.id,
+                run.source_namespace,
+                run.target_namespace,
+                run.target_namespaces,
+                run.state,
+                run.source_count,
+                run.listed,
+                run.copied,
+                run.failed,
+                run.last_error,
+                report["summary"].as_string(),
+                report["passed"].as_boolean(),
+            )
+            .where(run.job_id == job_id)
+            .order_by(run.id)
+        ).all()
         runs = tuple(
             RunStatus(
-                run_id=run.id,
-                source_namespace=run.source_namespace,
-                target_namespace=run.target_namespace,
-                targets=tuple(run.target_namespaces or []),
-                state=RunState(run.state),
-                source_count=run.source_count,
-                listed=run.listed,
-                copied=run.copied,
-                failed=run.failed,
-                batches=BatchCounts(**{st.value: counts.get((run.id, st), 0) for st in BatchState}),
-                last_error=run.last_error or errors.get(run.id),
-                verification=(run.verification or {}).get("summary"),
-                verified_ok=(run.verification or {}).get("passed"),
+                run_id=run_id,
+                source_namespace=source_namespace,
+                target_namespace=target_namespace,
+                targets=tuple(targets or []),
+                state=RunState(state),
+                source_count=source_count,
+                listed=listed,
+                copied=copied,
+                failed=failed,
+                batches=BatchCounts(**{st.value: counts.get((run_id, st), 0) for st in BatchState}),
+                last_error=last_error or errors.get(run_id),
+                verification=summary,
+                verified_ok=passed,
             )
-            for run in s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
+            for (
+                run_id,
+                source_namespace,
+                target_namespace,
+                targets,
+                state,
+                source_count,
+                listed,
+                copied,
+                failed,
+                last_error,
+                summary,
+                passed,
+            ) in rows
         )
         return JobStatus(
             job_id=job.id,
