@@ -41,10 +41,10 @@ from bench.user_clock import job_clock, run_cli
 from orchestrator import jobs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
 from orchestrator.spec import parse_spec
+from sandbox.memory import KEPT_MB
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
-from workers.memory import KEPT_MB
 
 LATENCY_MS = 50
 # Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
@@ -122,7 +122,7 @@ class DataPlane:
                     "--port-file",
                     str(port_file),
                     # It stands in for a remote service but shares the fleet's cores: its page faults would take
-                    # CPU the fleet is measured on. So it keeps freed memory as the workers do (workers.memory) and
+                    # CPU the fleet is measured on. So it keeps freed memory (sandbox.memory) and
                     # touches the heap its stored vectors will need before the run.
                     "--prefault-mb",
                     str(min(KEPT_MB, 2 * stored_mb)),

@@ -96,7 +96,7 @@ import numpy as np
 import orjson
 
 from sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
-from workers.memory import keep_freed_memory, prefault_heap
+from sandbox.memory import keep_freed_memory, prefault_heap
 
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
 

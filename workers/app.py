@@ -13,15 +13,14 @@ from typing import Any
 
 from celery import Celery
 from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import worker_process_init, worker_ready
 from celery.worker.consumer.consumer import STOP_CONDITIONS
 
 from orchestrator.dispatch import celery_config
-from orchestrator.names import Queue
 from orchestrator.settings import Settings
 from workers.context import reset_context
 from workers.stalled import start_sweeping
-from workers.tuning import EVENT_FLUSH_S, tune_memory, warm_up
+from workers.tuning import EVENT_FLUSH_S, warm_up
 from workers.tuning import Consumer as TunedConsumer
 
 app = Celery("nsmigrate", include=["workers.tasks"])
@@ -85,15 +84,9 @@ class Consumer(TunedConsumer):
                 self.blueprint.restart(self)
 
 
-@worker_init.connect
-def _tune_memory(**_: object) -> None:
-    # In the worker's main process before the pool starts its threads or children (which inherit the settings).
-    tune_memory()
-
-
 def _warm_up_for_tasks() -> None:
-    """Connections for every task slot and, where batches are copied, their memory."""
-    warm_up(copies_batches=Queue.COPY.value in app.amqp.queues.consume_from)
+    """Connections for every task slot."""
+    warm_up()
 
 
 @worker_process_init.connect

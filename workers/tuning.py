@@ -2,12 +2,10 @@
 gain is in ``bench/README.md`` ("Measurements behind the tuning"), next to the command that measures it.
 
 - **Event flushing** (``Consumer``): a threads worker publishes its task events on a timer, not after each task.
-- **Warm-up** (``warm_up``): connections for every task slot, compiled job-table statements and, in a copy worker,
-  a faulted-in heap, all before the first task.
+- **Warm-up** (``warm_up``): connections for every task slot and compiled job-table statements, before the first
+  task.
 - **SDK priming** (``preload_sdk``): the Pinecone SDK's lazy imports and msgspec's decoding information, built once
   in the worker's main process.
-- **Memory** (``tune_memory``, see ``workers.memory``): freed memory kept for the next batch, one heap for all
-  threads.
 
 Nothing here changes what a task does; each item only moves work out of a worker's first tasks or off its event loop.
 """
@@ -21,7 +19,6 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 
 from orchestrator.jobs import compile_task_statements
 from workers.context import get_context, task_slots
-from workers.memory import keep_freed_memory, prefault_heap
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +43,12 @@ class Consumer(CeleryConsumer):
 
 # --------------------------------------------------------------------------------------------------------- warm-up
 
-#: Heap a copy worker touches per task slot before its first task (see ``prefault_heap``): about what one batch
-#: holds at once.
-BATCH_HEAP_MB = 8
 
-
-def warm_up(*, copies_batches: bool = False) -> None:
+def warm_up() -> None:
     """Open this process's connections before its first task: one job-table connection, one Redis connection and
-    one task producer (a broker connection) per task slot; compile the job table statements of every task; and with
-    ``copies_batches``, fault in ``BATCH_HEAP_MB`` of heap per task slot. Why: a new worker's first tasks then run as
-    fast as the rest. Best effort: a service that is down now is reached (and retried) by the task."""
+    one task producer (a broker connection) per task slot; compile the job table statements of every task. Why: a
+    new worker's first tasks then run as fast as the rest. Best effort: a service that is down now is reached (and
+    retried) by the task."""
     try:
         ctx = get_context()
         slots = task_slots()
@@ -74,8 +67,6 @@ def warm_up(*, copies_batches: bool = False) -> None:
         compile_task_statements(ctx.db)
     except Exception as e:  # warming up must never stop a worker from starting
         log.info("worker warm-up skipped (%s: %s); connections open on the first task", type(e).__name__, e)
-    if copies_batches:
-        prefault_heap(BATCH_HEAP_MB * task_slots())
 
 
 # ------------------------------------------------------------------------------------------------------ SDK priming
@@ -86,7 +77,7 @@ def preload_sdk() -> None:
     in the calling process, then prime the decoding of its response types (``prime_sdk_decoding``). Called in a
     worker's main process before its pool runs a task. Why: every prefork child inherits the loaded modules instead
     of importing them during its first task, and no thread builds msgspec's decoding information."""
-    # Imported here: importing workers.app must not load the SDK (its import changes how threads share the heap).
+    # Imported here: importing workers.app must not load the SDK (only a worker's main process preloads it).
     from pinecone import Index
 
     from workers.stores.pinecone import prime_sdk_decoding
@@ -96,14 +87,3 @@ def preload_sdk() -> None:
     except Exception as e:  # only an optimisation
         log.debug("could not preload the Pinecone SDK: %s", e)
     prime_sdk_decoding()
-
-
-# ----------------------------------------------------------------------------------------------------------- memory
-
-
-def tune_memory() -> None:
-    """Keep freed memory for the next batch, in one heap for all threads (``workers.memory.keep_freed_memory``).
-    Why: a batch's first touch of a fresh page is a page fault, dear inside VMs. Call it in the worker's main process
-    before the pool starts its threads or children (which inherit the settings)."""
-    if not keep_freed_memory():
-        log.info("not glibc: freed memory goes back to the OS as the C library decides")

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import redis as redis_lib
 import sqlalchemy as sa
@@ -28,7 +27,6 @@ from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.polling import wait_for_job, wait_until
 from workers.stores import open_retrying_store
-from workers.tuning import BATCH_HEAP_MB
 
 pytestmark = pytest.mark.integration
 
@@ -167,22 +165,6 @@ def test_a_threads_worker_opens_its_connections_before_its_first_task(stack: Sta
 
     assert db_opened >= threads
     assert redis_opened >= threads + producers
-
-
-def test_a_copy_worker_faults_in_its_batches_memory_before_its_first_task(stack: Stack) -> None:
-    """``BATCH_HEAP_MB`` per thread, touched at start by a worker that copies batches (and only by one that does)."""
-    threads = 8
-    expected_mb = BATCH_HEAP_MB * threads * 3 / 4  # the two workers differ by a few MB otherwise, either way
-    copier = psutil.Process(stack.start_worker("copy", threads, pool="threads", name="copier").pid)
-    lister = psutil.Process(stack.start_worker("list", threads, pool="threads", name="lister").pid)
-    wait_for_workers(stack.redis_url, 2)
-    extra_mb = wait_until(
-        lambda: (copier.memory_info().rss - lister.memory_info().rss) / 2**20,
-        what=f"the copy worker to hold {expected_mb:.0f} MB more than the list worker",
-        done=lambda mb: mb >= expected_mb,
-        timeout_s=30,
-    )
-    assert extra_mb >= expected_mb, f"the copy worker holds {extra_mb:.0f} MB more than the list worker"
 
 
 def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, seed: SeedData) -> None:
