@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import NamespaceRun, RunState
-from orchestrator.planner import Inventory, make_plan
+from orchestrator.plan_types import Inventory
+from orchestrator.planner import make_plan
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from sandbox.services import PostgresServer, RedisServer

@@ -19,7 +19,7 @@ from orchestrator.errors import PlanError
 from orchestrator.indexes import IndexInfo, TargetIndex
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import CollectionPhase
-from orchestrator.planner import Estimate, Inventory, NamespacePlan, Plan
+from orchestrator.plan_types import Estimate, Inventory, NamespacePlan, Plan
 from orchestrator.spec import JobSpec
 
 #: Polls of a busy step: the first after 0.5 s, then twice as late each time, up to this.

@@ -16,19 +16,14 @@ from orchestrator import jobs
 from orchestrator.collection import plan_collection
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
+from orchestrator.id_checks import check_id_collisions, check_id_lengths, namespaces_needing_id_check
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.pgschema import check_target_names
 from orchestrator.plan_reads import PlanReads, RoutedIds
-from orchestrator.planner import (
-    Inventory,
-    Plan,
-    check_id_collisions,
-    check_id_lengths,
-    make_plan,
-    namespaces_needing_id_check,
-)
+from orchestrator.plan_types import Inventory, Plan
+from orchestrator.planner import make_plan
 from orchestrator.records import IdPage, display_namespace
 from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec

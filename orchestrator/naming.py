@@ -45,6 +45,16 @@ def parse_namespace_arg(value: str) -> str:
     return "" if value == "__default__" else value
 
 
+SHOWN = 10  # how many names an error lists before "…"
+
+
+def shown_namespaces(names: Iterable[str]) -> str:
+    """Namespaces as an error lists them: display names, the first ``SHOWN`` of them and how many more."""
+    items = [display_namespace(n) for n in names]
+    more = f", … ({len(items) - SHOWN} more)" if len(items) > SHOWN else ""
+    return ", ".join(items[:SHOWN]) + more
+
+
 @dataclass(frozen=True)
 class ParsedNamespace:
     """What a namespace name means under the convention. ``other`` names (UUID namespaces, the default namespace

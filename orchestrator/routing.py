@@ -250,6 +250,6 @@ def route_records(records: Sequence[Record], ctx: RouteContext) -> dict[str, lis
 
 
 def targets_by_id(records: Sequence[Record], ctx: RouteContext) -> dict[str, str]:
-    """id → target namespace of each record: what ``planner.check_id_collisions`` takes for a routed source when
+    """id → target namespace of each record: what ``id_checks.check_id_collisions`` takes for a routed source when
     its metadata was read, so that only ids that really land in a shared namespace are refused."""
     return {record.id: target_of(record, ctx) for record in records}

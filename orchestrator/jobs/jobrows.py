@@ -14,7 +14,7 @@ from orchestrator.jobs.lifecycle import FINAL_RUN_STATES
 from orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState
 
 if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the planner nor the spec's pydantic models
-    from orchestrator.planner import Plan
+    from orchestrator.plan_types import Plan
     from orchestrator.spec import JobSpec
 
 

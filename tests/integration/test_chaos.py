@@ -31,7 +31,7 @@ from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import StateError
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
 from orchestrator.names import lock_key
-from orchestrator.planner import Estimate, NamespacePlan, Plan
+from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 from orchestrator.settings import load_settings
 from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import jobs
-from orchestrator.planner import Estimate, NamespacePlan, Plan
+from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
 from workers import copying

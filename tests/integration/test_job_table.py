@@ -19,7 +19,7 @@ from sqlalchemy import event
 from orchestrator import jobs
 from orchestrator.jobs import listing
 from orchestrator.models import Batch, NamespaceRun
-from orchestrator.planner import Estimate, NamespacePlan, Plan
+from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 from orchestrator.spec import parse_spec
 from sandbox.services import PostgresServer
 

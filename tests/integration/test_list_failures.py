@@ -123,7 +123,7 @@ def test_a_job_table_made_before_list_failed_gets_its_error_column(job_table_url
             "target": {"kind": "pinecone", "host": "http://127.0.0.1:10"},
         }
     )
-    from orchestrator.planner import Estimate, NamespacePlan, Plan
+    from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 
     plan = Plan(runs=[NamespacePlan("ns", "ns", 2, 1)], estimate=Estimate(1, 1, 1, 1, 5, 0.1))
     job_id = jobs.create_job(db, spec, plan, source_label="a", target_label="b")

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from orchestrator import jobs
 from orchestrator.models import NamespaceRun, RunState
-from orchestrator.planner import Inventory, make_plan
+from orchestrator.plan_types import Inventory
+from orchestrator.planner import make_plan
 from orchestrator.spec import parse_spec
 
 pytestmark = pytest.mark.integration

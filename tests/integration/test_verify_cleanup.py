@@ -20,7 +20,7 @@ import pytest
 from orchestrator import jobs
 from orchestrator.errors import StoreError
 from orchestrator.models import RunState
-from orchestrator.planner import Estimate, NamespacePlan, Plan
+from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 from orchestrator.records import Record
 from orchestrator.routing import route_context, route_records
 from orchestrator.spec import JobSpec, parse_spec

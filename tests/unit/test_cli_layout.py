@@ -16,7 +16,14 @@ from cli.main import COMMANDS, app, load_command
 # What the fleet's commands need and the reading ones must not pay for.
 HEAVY = ("celery", "kombu", "pinecone", "pyarrow", "workers", "redis")
 # What planning and copying need and reading the job table does not (each with its submodules).
-NOT_FOR_READING = ("numpy", "yaml", "orchestrator.planner", "orchestrator.spec", "orchestrator.records")
+PLANNING = ("planner", "plan_types", "selection", "namespace_routing", "target_checks", "id_checks", "costs")
+NOT_FOR_READING = (
+    "numpy",
+    "yaml",
+    *(f"orchestrator.{m}" for m in PLANNING),
+    "orchestrator.spec",
+    "orchestrator.records",
+)
 COMMAND_MODULES = sorted({entry.module for entry in COMMANDS.values()})
 
 

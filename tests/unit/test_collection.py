@@ -12,7 +12,7 @@ from orchestrator.collection import collection_name, next_step, plan_collection,
 from orchestrator.errors import PlanError, SpecError, StateError
 from orchestrator.indexes import IndexInfo, IndexShape, TargetIndex
 from orchestrator.jobs.lifecycle import check_phase_transition
-from orchestrator.planner import Inventory
+from orchestrator.plan_types import Inventory
 from orchestrator.spec import parse_spec
 
 BASE: dict[str, Any] = {

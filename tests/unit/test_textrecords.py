@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestrator.costs import estimate
 from orchestrator.errors import PlanError, SpecError
 from orchestrator.indexes import IndexInfo, IndexShape, plan_target_index
-from orchestrator.planner import NamespacePlan, estimate
+from orchestrator.plan_types import NamespacePlan
 from orchestrator.records import Record
 from orchestrator.spec import JobSpec, parse_spec
 from orchestrator.textrecords import (
