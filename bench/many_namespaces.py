@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
             lister = _worker(env, "list", "threads", args.list_concurrency, "list", tmp)
             verifier = _worker(env, "verify", "threads", args.verify_concurrency, "verify", tmp)
             copiers = [
-                _worker(env, "copy", "threads", args.copy_concurrency, f"copy{k}", tmp) for k in range(args.copy_workers)
+                _worker(env, "copy", "threads", args.copy_concurrency, f"copy{k}", tmp)
+                for k in range(args.copy_workers)
             ]
             procs = [lister, verifier, *copiers]
             wait_for_workers(redis.url, len(procs))

@@ -250,6 +250,10 @@ class PineconeStore:
         timeout_s: per-request timeout in seconds.
     """
 
+    #: A count is one ``describe_index_stats`` reading of the whole index: readings can be shared
+    #: (``workers.counts``).
+    counts_by_index = True
+
     def __init__(self, spec: PineconeStoreSpec, *, timeout_s: float = 30.0) -> None:
         self.spec = spec
         self.name = spec.label
