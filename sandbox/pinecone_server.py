@@ -815,7 +815,7 @@ class FaultState:
             self._drop_rng = random.Random(self.faults.seed + 1)
 
     def stats_skew(self) -> int:
-        """How far off this ``describe_index_stats`` reading's counts are (``Faults.stats_offset``/``stats_flicker``)."""
+        """How far off the counts of this ``describe_index_stats`` reading are (``stats_offset``, ``stats_flicker``)."""
         with self._lock:
             if not self.faults.stats_flicker:
                 return self.faults.stats_offset
