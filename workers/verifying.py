@@ -10,9 +10,9 @@ What is checked (``spec.verify``):
 - **contents**: for all ids or a deterministic sample, values within float32 tolerance and metadata equal to
   source + enrichment (``routing.expected_metadata``: the copy's own rule, never re-implemented here).
 - **counts** and **extras**: only for a run with a fixed target namespace that no other run of the job writes into;
-  there the target may hold no other ids, and the target's count must equal the source's: a count is a reading of
-  the index's stats shared by the verifications of the process (``workers.counts``), polled until stable unless the
-  first reading already agrees with the listing (``_check_count``).
+  there the target may hold no other ids, and the target's count must equal the source's, polled until stable
+  unless the first reading already agrees with the listing (``_check_count``). Where a count is a reading of the
+  whole index's stats (a pod, Pinecone Local), the verifications of a process share readings (``workers.counts``).
   A shared target's extra ids are reported, not judged (they belong to the other runs).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
   target's query latency (``workers.latency``: every run of a small job, a sample of the runs of a large one).

@@ -4,6 +4,8 @@ shared by the verifying threads (so they share its count readings, ``workers.cou
 
 Each namespace is copied the way a copy batch does (``route_records``, one batch recorded and finished), then some
 copies are spoiled; every verification must still find what it always found, whichever count reading it was given.
+Each case runs against a serverless index that describes one namespace (``describe_namespace``) and one that counts
+only with ``describe_index_stats`` (as Pinecone Local), whose readings the threads share.
 """
 
 from __future__ import annotations
@@ -40,6 +42,18 @@ def sandbox_indexes() -> list[IndexSpec]:
 class NoDispatch:
     def cleanup_namespace(self, run_id: int, **kw: Any) -> None:
         raise AssertionError("cleanup is never automatic here")
+
+
+@pytest.fixture(params=["describe_namespace", "shared_stats"])
+def target_faults(request: pytest.FixtureRequest, sandbox: PineconeSandbox) -> Callable[..., None]:
+    """``target_faults(**faults)`` sets the target's faults, with or without its ``/namespaces`` endpoints."""
+
+    def set_faults(**faults: Any) -> None:
+        endpoint = request.param == "describe_namespace"
+        sandbox.set_faults("many-dst", Faults(namespaces_endpoint=endpoint, **faults))
+
+    set_faults()
+    return set_faults
 
 
 @pytest.fixture
@@ -99,7 +113,7 @@ def verify_all(ctx: WorkerContext, runs: dict[str, int]) -> dict[str, dict[str, 
 
 
 def test_many_small_namespaces_are_all_verified_and_spoiled_copies_fail(
-    ctx: WorkerContext, sandbox: PineconeSandbox
+    ctx: WorkerContext, sandbox: PineconeSandbox, target_faults: Callable[..., None]
 ) -> None:
     spec = make_spec(sandbox)
     runs = copied_namespaces(ctx, spec, 48)
@@ -135,11 +149,11 @@ def test_many_small_namespaces_are_all_verified_and_spoiled_copies_fail(
 
 
 def test_a_count_that_settled_on_a_wrong_number_fails_every_namespace(
-    ctx: WorkerContext, sandbox: PineconeSandbox
+    ctx: WorkerContext, sandbox: PineconeSandbox, target_faults: Callable[..., None]
 ) -> None:
     spec = make_spec(sandbox)
     runs = copied_namespaces(ctx, spec, 12)
-    sandbox.set_faults("many-dst", Faults(stats_offset=1))  # the listing agrees with the source, the stats do not
+    target_faults(stats_offset=1)  # the listing agrees with the source, the stats do not
 
     reports = verify_all(ctx, runs)
 
@@ -149,12 +163,14 @@ def test_a_count_that_settled_on_a_wrong_number_fails_every_namespace(
         assert len(report["count_readings"]) >= 3 and set(report["count_readings"]) == {4}, ns
 
 
-def test_counts_that_never_settle_fail_every_namespace(ctx: WorkerContext, sandbox: PineconeSandbox) -> None:
+def test_counts_that_never_settle_fail_every_namespace(
+    ctx: WorkerContext, sandbox: PineconeSandbox, target_faults: Callable[..., None]
+) -> None:
     spec = make_spec(sandbox)
     runs = copied_namespaces(ctx, spec, 12)
     # 5, 4, 5, 4 … reading after reading. Each verification sees only the readings it was given of those the
     # threads share, so it finds either counts that never settle or a settled count that differs: both fail.
-    sandbox.set_faults("many-dst", Faults(stats_offset=1, stats_flicker=True))
+    target_faults(stats_offset=1, stats_flicker=True)
 
     reports = verify_all(ctx, runs)
 
@@ -165,11 +181,11 @@ def test_counts_that_never_settle_fail_every_namespace(ctx: WorkerContext, sandb
 
 
 def test_a_count_that_never_settles_fails_even_when_it_passes_by_the_right_number(
-    ctx: WorkerContext, sandbox: PineconeSandbox
+    ctx: WorkerContext, sandbox: PineconeSandbox, target_faults: Callable[..., None]
 ) -> None:
     spec = make_spec(sandbox)
     (run_id,) = copied_namespaces(ctx, spec, 1).values()
-    sandbox.set_faults("many-dst", Faults(stats_flicker=True))  # 4, 3, 4, 3 … : the first reading is off
+    target_faults(stats_flicker=True)  # 4, 3, 4, 3 … : the first reading is off
 
     report = verifying.verify_run(ctx, run_id)
 
