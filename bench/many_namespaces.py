@@ -12,7 +12,7 @@ Reported, all from one run:
 - the **copy clock** (job row → last batch copied), the **verify tail** (last batch → last verification), the job
   row → all verified, and the user's clock (the command → all verified);
 - worker CPU seconds per namespace of each phase, split by worker: the copy phase is the list and copy workers, the
-  verification phase the verify worker; and the CPU of the data plane, Postgres, Redis and the command;
+  verification phase the verify workers; and the CPU of the data plane, Postgres, Redis and the command;
 - data-plane requests per namespace and phase. The target's are by operation (upserts are the copy's; fetch, list,
   stats and queries the verification's); the source's list and fetch requests are shared by both phases, so the
   copy is credited with one list and one fetch per batch (a three-vector namespace is one page and one batch) and
