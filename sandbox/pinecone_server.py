@@ -191,6 +191,10 @@ class Faults:
     - ``namespaces_endpoint``: when ``False`` the ``/namespaces`` endpoints answer 404, as Pinecone Local does.
     - ``embed_tokens_per_min``: embedding tokens an integrated index's model takes per 60 s (records upsert and text
       search); ``None`` = unlimited. Over it: 429 with ``Retry-After`` (``sandbox.embedding``).
+    - ``stats_offset`` / ``stats_flicker``: the counts the index reports (``describe_index_stats``, ``GET
+      /namespaces`` and ``/namespaces/{ns}``) are off by ``stats_offset`` (a view that settled on a wrong number),
+      or, reading after reading, alternately one more than the namespace holds and its count (a count that never
+      settles). Pinecone's counts are eventually consistent; the sandbox's are exact unless told otherwise.
     """
 
     latency_ms: float = 0.0
@@ -206,6 +210,8 @@ class Faults:
     drop_fraction: float = 0.0
     namespaces_endpoint: bool = True
     embed_tokens_per_min: int | None = None
+    stats_offset: int = 0
+    stats_flicker: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -216,6 +222,8 @@ class Faults:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
+        if isinstance(self.stats_offset, bool) or not isinstance(self.stats_offset, int):
+            raise ValueError(f"stats_offset must be an integer, got {self.stats_offset!r}")
         for name in ("error_rate_429", "error_rate_5xx", "drop_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
@@ -791,6 +799,7 @@ class FaultState:
         with self._lock:
             self.faults = faults
             self._error_rng = random.Random(faults.seed)
+            self._stats_readings = 0
             self._drop_rng = random.Random(faults.seed + 1)
 
     def reset_stats(self) -> None:
@@ -804,6 +813,14 @@ class FaultState:
             self._rate_limited = dict.fromkeys(_SCOPE_LIMIT, 0)
             self._error_rng = random.Random(self.faults.seed)
             self._drop_rng = random.Random(self.faults.seed + 1)
+
+    def stats_skew(self) -> int:
+        """How far off the counts of this reading are (``stats_offset``, ``stats_flicker``)."""
+        with self._lock:
+            if not self.faults.stats_flicker:
+                return self.faults.stats_offset
+            self._stats_readings += 1
+            return self.faults.stats_offset + self._stats_readings % 2
 
     def count_request(self, op: str) -> None:
         with self._lock:
@@ -1217,6 +1234,7 @@ class IndexService:
             raise _bad("Serverless indexes do not support describe_index_stats with metadata filtering")
         counts = self.store.counts(compile_filter(flt) if flt is not None else None)
         total = sum(self.store.counts().values())
+        counts = self._skewed(counts)
         return {
             "namespaces": {_display_name(n): {"vectorCount": c} for n, c in sorted(counts.items())},
             "dimension": self.spec.dimension,
@@ -1226,12 +1244,16 @@ class IndexService:
             "vectorType": "dense",
         }
 
+    def _skewed(self, counts: dict[str, int]) -> dict[str, int]:
+        skew = self.faults.stats_skew()
+        return {n: max(0, c + skew) for n, c in counts.items()} if skew else counts
+
     def _namespace_json(self, namespace: str, count: int) -> dict[str, Any]:
         return {"name": _display_name(namespace), "record_count": count}
 
     def _list_namespaces(self, _payload: Any, query: dict[str, list[str]], _arg: str | None) -> dict[str, Any]:
         limit = _int_in(_one(query, "limit") or MAX_LIST_LIMIT, "limit", 1, MAX_LIST_LIMIT)
-        counts = self.store.counts()
+        counts = self._skewed(self.store.counts())
         by_name = {_display_name(n): c for n, c in counts.items()}
         prefix = _one(query, "prefix") or ""
         names = sorted(by_name, key=lambda n: n.encode())
@@ -1246,7 +1268,7 @@ class IndexService:
 
     def _describe_namespace(self, _payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
         namespace = _namespace_name(arg)
-        counts = self.store.counts()
+        counts = self._skewed(self.store.counts())
         if namespace not in counts:
             raise _Refusal(404, f"Namespace '{arg}' not found")
         return self._namespace_json(namespace, counts[namespace])

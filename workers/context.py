@@ -17,6 +17,7 @@ from orchestrator.dispatch import Dispatcher
 from orchestrator.jobs import Database
 from orchestrator.settings import Settings, load_settings
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from workers.counts import SharedCounts
 from workers.ratelimit import RateLimiter
 from workers.stores import open_store
 from workers.stores.base import VectorStore
@@ -47,6 +48,7 @@ class WorkerContext:
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._stores: dict[str, VectorStore] = {}
+        self.shared_counts = SharedCounts()  # index stats readings shared by concurrent verifications
         self._lock = threading.Lock()
 
     def store(self, spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:

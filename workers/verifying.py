@@ -10,10 +10,12 @@ What is checked (``spec.verify``):
 - **contents**: for all ids or a deterministic sample, values within float32 tolerance and metadata equal to
   source + enrichment (``routing.expected_metadata``: the copy's own rule, never re-implemented here).
 - **counts** and **extras**: only for a run with a fixed target namespace that no other run of the job writes into;
-  there the target's count (polled until stable) must equal the source's and the target may hold no other ids.
+  there the target may hold no other ids, and the target's count must equal the source's, polled until stable
+  unless the first reading already agrees with the listing (``_check_count``). Where a count is a reading of the
+  whole index's stats (a pod, Pinecone Local), the verifications of a process share readings (``workers.counts``).
   A shared target's extra ids are reported, not judged (they belong to the other runs).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
-  target's query latency.
+  target's query latency (``workers.latency``: every run of a small job, a sample of the runs of a large one).
 - **text** (a job that writes text, ``spec.text_from``): a source id without text is reported as not written (and
   must not be in the target); an integrated target's records are compared by id, text and fields, never values
   (its model made them), and a sample is searched by its own text (``text_search_samples``); a re-embedded record's
@@ -51,7 +53,7 @@ from orchestrator.verification import (
     text_search_summary,
 )
 from workers.context import WorkerContext
-from workers.latency import measure, searches_for_creator
+from workers.latency import measure, measures_latency
 from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
@@ -61,7 +63,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-COUNT_POLL_INTERVAL_S = 0.25  # between count readings; counts_stable needs 3 equal ones in a row
+COUNT_POLL_INTERVAL_S = 0.25  # between count readings (when polled); counts_stable needs 3 equal ones in a row
 # States of another run in which it may still write into target namespaces we cannot know yet (routed runs).
 _STILL_WRITING = jobs.LISTABLE_RUN_STATES
 
@@ -109,10 +111,10 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
     When the report passed and ``spec.cleanup.mode == "auto"``, the cleanup task is enqueued (it then finishes the
     job); otherwise the job is marked finished here once every run is final.
     """
-    if not jobs.start_verify(ctx.db, run_id):
+    run = jobs.start_verify(ctx.db, run_id)
+    if run is None:
         log.info("run %s is not ready for verification; skipped", run_id)
         return {}
-    run = jobs.get_run(ctx.db, run_id)
     report = Report(source_namespace=run.source_namespace)
     spec: JobSpec | None = None
     try:
@@ -162,6 +164,7 @@ class _Verifier:
         self.expected_by_ns: dict[str, set[str]] = {}
         self.query_vectors: dict[str, list[float]] = {}
         self.latency_vectors: list[list[float]] = []  # the first source vectors, timed as queries at the end
+        self.latency_wanted = 0  # how many: the spec's latency_samples in a run that times queries (run())
         report.ids_checked = self.checks.ids
         report.content_mode = self.checks.contents
         self.text_from = spec.text_from
@@ -191,7 +194,12 @@ class _Verifier:
         self.report.source_fingerprint = fingerprint(ids)
         content_ids = self._content_sample(ids)
         fixed = self.run_.target_namespace
-        shared = fixed is not None and target_is_shared(self.run_, jobs.runs_of(self.ctx.db, self.run_.job_id))
+        neighbours = jobs.neighbours(self.ctx.db, self.run_)
+        shared = fixed is not None and target_is_shared(self.run_, neighbours.writers)
+        if measures_latency(self.run_, neighbours, self.checks):
+            self.latency_wanted = self.checks.latency_samples
+        elif self.checks.latency_samples:
+            self.report.notes.append("query latency is timed in a sample of the job's runs, not in this one")
         query_ids: set[str] = set()
         # The query check compares rankings of the same vectors on both sides; a text job wrote other vectors.
         if self.checks.query_samples and fixed is not None and not shared and self.text_from is None:
@@ -209,7 +217,7 @@ class _Verifier:
             self._check_text_search()
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
         if self.latency_vectors:
-            self._check_latency(fixed)
+            self._check_latency(fixed, neighbours)
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
             return
@@ -218,10 +226,11 @@ class _Verifier:
                 f"target namespace {display_namespace(fixed)!r} is shared with other runs: counts not compared, "
                 "extra ids reported but not judged"
             )
-        elif self.checks.counts:
-            self._check_count(fixed)
+        listing_agrees = False
         if self.checks.ids:
-            self._check_extras(fixed, fail=not shared)
+            listing_agrees = self._check_extras(fixed, fail=not shared)
+        if not shared and self.checks.counts:
+            self._check_count(fixed, listing_agrees=listing_agrees)
         if query_ids:
             self._check_queries(fixed)
         elif self.checks.query_samples:
@@ -229,9 +238,10 @@ class _Verifier:
                 "query check skipped: only for an unshared, fixed target namespace of a job that copies vectors"
             )
 
-    def _check_latency(self, fixed: str | None) -> None:
+    def _check_latency(self, fixed: str | None, neighbours: jobs.Neighbours) -> None:
         run = self.run_
-        creator = run.creator_id if searches_for_creator(run, jobs.runs_of(self.ctx.db, run.job_id)) else None
+        # One run per creator (its first twin run) times the cross-twin search; the others their own namespace.
+        creator = run.creator_id if run.id == neighbours.first_twin_run else None
         # A routed run queries the target that received most of its vectors.
         busiest = max(self.expected_by_ns, key=lambda ns: len(self.expected_by_ns[ns]), default="")
         namespace = fixed if fixed is not None else busiest
@@ -254,7 +264,7 @@ class _Verifier:
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
         for id_ in query_ids.intersection(by_id):
             self.query_vectors[id_] = list(by_id[id_].values)
-        wanted = self.checks.latency_samples - len(self.latency_vectors)
+        wanted = self.latency_wanted - len(self.latency_vectors)
         self.latency_vectors.extend(list(r.values) for r in records[: max(0, wanted)])
         if self.run_.target_namespace is None:
             routes = self.report.routes if self.report.routes is not None else {}
@@ -313,29 +323,47 @@ class _Verifier:
         found = [id_ in self.target.search_text(ns, text, top_k) for ns, id_, text in sorted(self.text_queries)]
         self.report.text_search = text_search_summary(found, top_k, self.checks.text_search_min_hit_rate)
 
-    def _check_count(self, ns: str) -> None:
+    def _count(self, ns: str) -> int:
+        """The target namespace's count from a reading taken after this call (shared: ``workers.counts``)."""
+        inner = self.target.inner
+        if getattr(inner, "counts_by_index", False):
+            return self.ctx.shared_counts.count(inner, self.target.namespaces, ns)
+        return self.target.count(ns)
+
+    def _check_count(self, ns: str, *, listing_agrees: bool = False) -> None:
         """Poll the target's count until three readings agree (stats are eventually consistent). A stable count
         that still differs from the source is given until ``count_timeout_s`` to catch up, unless the run has
-        already failed for another reason (then waiting cannot change the verdict)."""
+        already failed for another reason (then waiting cannot change the verdict).
+
+        ``listing_agrees``: the target namespace, listed after the copy, holds exactly the expected ids (and each
+        was fetched and compared). Then a first reading equal to the expected count is final. Polling tells a
+        count still moving (stats lag behind writes, up or down) from a settled one; here the reading lands on the
+        very number that the listing, an independent and later view, proves the namespace holds, so it could only
+        be wrong if the stats and the listing both missed the same vectors, which further readings a fraction of a
+        second apart would not reveal either. Any other first reading is polled as before."""
         expected = self.report.expected_target_count
         deadline = time.monotonic() + self.checks.count_timeout_s
-        readings: list[int] = []
-        while True:
-            readings.append(self.target.count(ns))
+        readings: list[int] = [self._count(ns)]
+        agreed = listing_agrees and readings[0] == expected
+        while not agreed:
             stable = counts_stable(readings)
             if stable and (readings[-1] == expected or not self.report.passed):
                 break
             if time.monotonic() >= deadline:
                 break
             time.sleep(COUNT_POLL_INTERVAL_S)
+            readings.append(self._count(ns))
         self.report.count_readings = readings
-        self.report.count_stable = counts_stable(readings)
+        self.report.count_stable = agreed or counts_stable(readings)
         self.report.target_count = readings[-1]
 
-    def _check_extras(self, ns: str, *, fail: bool) -> None:
-        target_ids = list_all_ids(self.target, ns)
-        diff = compare_id_sets(self.expected_by_ns.get(ns, set()), set(target_ids))
-        self.report.set_extras(diff, fail=fail)
+    def _check_extras(self, ns: str, *, fail: bool) -> bool:
+        """List the target namespace: ids the source does not have there are extras. Returns whether it holds
+        exactly the expected ids."""
+        target_ids = set(list_all_ids(self.target, ns))
+        expected = self.expected_by_ns.get(ns, set())
+        self.report.set_extras(compare_id_sets(expected, target_ids), fail=fail)
+        return target_ids == expected and self.report.missing_count == 0
 
     def _check_queries(self, ns: str) -> None:
         source_ns, top_k = self.run_.source_namespace, self.checks.top_k

@@ -103,7 +103,15 @@ from orchestrator.jobs.sync_rollback import (
     sync_refusal,
     written_ids,
 )
-from orchestrator.jobs.verdicts import abort_cleanup, finish_cleanup, finish_verify, start_cleanup, start_verify
+from orchestrator.jobs.verdicts import (
+    Neighbours,
+    abort_cleanup,
+    finish_cleanup,
+    finish_verify,
+    neighbours,
+    start_cleanup,
+    start_verify,
+)
 
 __all__ = [
     "ACTIVE_BATCH_STATES",
@@ -124,6 +132,7 @@ __all__ = [
     "Database",
     "JobStatus",
     "Listing",
+    "Neighbours",
     "Recorded",
     "RunStatus",
     "Totals",
@@ -167,6 +176,7 @@ __all__ = [
     "maybe_finish_erasure",
     "maybe_finish_job",
     "maybe_mark_copied",
+    "neighbours",
     "open_rollback",
     "places_of",
     "queued_batches",

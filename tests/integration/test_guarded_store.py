@@ -196,7 +196,7 @@ def test_a_server_that_answers_5xx_gets_every_attempt(pinecone_store: PineconeSt
     store = GuardedStore(pinecone_store, attempts=6, max_wait_s=0.05, no_answer_attempts=3, sleep=waits.append)
 
     with pytest.raises(RetryableError) as info:
-        store.count("ns")
+        store.namespaces()
 
     assert info.value.status == 503
     assert len(waits) == 5

@@ -1,0 +1,207 @@
+"""Benchmark: many small namespaces copied and verified end to end by a real fleet.
+
+N namespaces of three vectors each (UUID names, one twin per namespace as in the seeds' model) are loaded into a
+source index of the local Pinecone data plane (no added latency, Pinecone's serverless per-second limits enforced:
+429 + Retry-After) and copied to a target index of the same data plane by a real fleet — `nsmigrate worker`
+processes on Redis and Postgres: one list worker, one verify worker, ``--copy-workers`` copy workers — in one job with
+``auto_verify`` on, started as a user starts it (``nsmigrate run SPEC --wait``, ``bench.user_clock``).
+
+Reported, all from one run:
+
+- the **copy clock** (job row → last batch copied), the **verify tail** (last batch → last verification), the job
+  row → all verified, and the user's clock (the command → all verified);
+- worker CPU seconds per namespace of each phase, split by worker: the copy phase is the list and copy workers, the
+  verification phase the verify worker; and the CPU of the data plane, Postgres, Redis and the command;
+- data-plane requests per namespace and phase. The target's are by operation (upserts are the copy's; fetch, list,
+  stats and queries the verification's); the source's list and fetch requests are shared by both phases, so the
+  copy is credited with one list and one fetch per batch (a three-vector namespace is one page and one batch) and
+  the verification with the rest;
+- the ratios verification ÷ copy.
+
+    .venv/bin/python -m bench.many_namespaces                       # 12,000 namespaces
+    .venv/bin/python -m bench.many_namespaces --namespaces 1000     # a quick run
+
+``--deadline`` (1800 s) bounds the job. Never a timed test: figures to read, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import sqlalchemy as sa
+from pinecone import Pinecone
+
+from bench.fleet_vs_loop import SERVER_LIMITS, DataPlane, _cpu_seconds, _worker
+from bench.user_clock import job_clock, run_cli
+from orchestrator import jobs
+from orchestrator.models import Batch, NamespaceRun, RunState
+from orchestrator.spec import parse_spec
+from sandbox.services import PostgresServer, RedisServer
+from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+
+VECTORS_PER_NAMESPACE = 3
+
+
+def namespace_names(n: int) -> list[str]:
+    return [str(uuid.UUID(int=k + 1)) for k in range(n)]
+
+
+def load_source(host: str, names: list[str], dimension: int) -> None:
+    """Three vectors per namespace, one upsert each, eight at a time (before any limit is switched on)."""
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=host)
+
+    def load(k_ns: tuple[int, str]) -> None:
+        k, ns = k_ns
+        vectors = [
+            (f"{ns[-6:]}-{j}", [((k * 7 + j * 3 + d) % 17) / 17 + 0.01 for d in range(dimension)], {"k": k, "j": j})
+            for j in range(VECTORS_PER_NAMESPACE)
+        ]
+        index.upsert(vectors=vectors, namespace=ns)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(load, enumerate(names)))
+
+
+def requests_by_op(plane: DataPlane) -> dict[str, Counter[str]]:
+    return {index: Counter(plane.admin(index, "/_sandbox/stats")["requests"]) for index in plane.hosts}
+
+
+def clocks(db: jobs.Database, job_id: int) -> tuple[float, float, float, int, int, int]:
+    """(job row, last batch, last verdict) as epoch seconds; runs verified, failed verification, batches."""
+    created, last_batch = job_clock(db, job_id)
+    with db.transaction() as s:
+        last_verdict, verified, failed = s.execute(
+            sa.select(
+                sa.func.max(NamespaceRun.updated_at),
+                sa.func.count().filter(NamespaceRun.state == RunState.VERIFIED),
+                sa.func.count().filter(NamespaceRun.state == RunState.VERIFY_FAILED),
+            ).where(NamespaceRun.job_id == job_id)
+        ).one()
+        batches = s.scalar(
+            sa.select(sa.func.count()).select_from(Batch).join(NamespaceRun).where(NamespaceRun.job_id == job_id)
+        )
+    return created, last_batch, float(last_verdict.timestamp()), int(verified), int(failed), int(batches or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--namespaces", type=int, default=12_000, help="namespaces of three vectors")
+    parser.add_argument("--dimension", type=int, default=8)
+    parser.add_argument("--list-concurrency", type=int, default=16, help="threads of the list worker")
+    parser.add_argument("--verify-concurrency", type=int, default=8, help="threads of the verify worker")
+    parser.add_argument("--copy-workers", type=int, default=2)
+    parser.add_argument("--copy-concurrency", type=int, default=8, help="threads per copy worker")
+    parser.add_argument("--deadline", type=float, default=1800, help="seconds the job may take")
+    args = parser.parse_args(argv)
+    n = args.namespaces
+    names = namespace_names(n)
+    tmp = Path(tempfile.mkdtemp(prefix="nsmigrate-many-"))
+    with RedisServer() as redis, PostgresServer() as pg:
+        plane = DataPlane(args.dimension, tmp, indexes=("src", "dst"))
+        procs = []
+        try:
+            started = time.monotonic()
+            load_source(plane.hosts["src"], names, args.dimension)
+            print(f"loaded {n} namespaces in {time.monotonic() - started:.1f} s", flush=True)
+            plane.set_faults(**SERVER_LIMITS)
+            env = dict(
+                os.environ,
+                NSMIGRATE_DATABASE_URL=pg.url,
+                NSMIGRATE_REDIS_URL=redis.url,
+                PINECONE_API_KEY=SANDBOX_API_KEY,
+            )
+            lister = _worker(env, "list", "threads", args.list_concurrency, "list", tmp)
+            verifier = _worker(env, "verify", "threads", args.verify_concurrency, "verify", tmp)
+            copiers = [
+                _worker(env, "copy", "threads", args.copy_concurrency, f"copy{k}", tmp)
+                for k in range(args.copy_workers)
+            ]
+            procs = [lister, verifier, *copiers]
+            wait_for_workers(redis.url, len(procs))
+            spec = {
+                "name": f"many-{n}",
+                "source": {"kind": "pinecone", "host": plane.hosts["src"]},
+                "target": {"kind": "pinecone", "host": plane.hosts["dst"]},
+                "auto_verify": True,
+                # Under the server's limits, as the fleet bench: (almost) nothing is answered 429.
+                "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
+            }
+            parse_spec(spec)
+            services = {"postgres": pg.process, "redis": redis.process}
+            cpu_before = {
+                "list": _cpu_seconds([lister]),
+                "copy": _cpu_seconds(copiers),
+                "verify": _cpu_seconds([verifier]),
+                "data plane": plane.cpu_seconds(),
+                **{k: _cpu_seconds([p]) for k, p in services.items() if p is not None},
+            }
+            before = requests_by_op(plane)
+            cli = run_cli(spec, env, tmp, args.deadline)
+            cpu = {
+                "list": _cpu_seconds([lister]),
+                "copy": _cpu_seconds(copiers),
+                "verify": _cpu_seconds([verifier]),
+                "data plane": plane.cpu_seconds(),
+                **{k: _cpu_seconds([p]) for k, p in services.items() if p is not None},
+            }
+            cpu = {k: v - cpu_before[k] for k, v in cpu.items()}
+            cpu["nsmigrate run"] = cli.cpu_s
+            after = requests_by_op(plane)
+            db = jobs.Database(pg.url)
+            created, last_batch, last_verdict, verified, failed, batches = clocks(db, cli.job_id)
+            db.dispose()
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(30)
+            plane.stop()
+    src = after["src"] - before["src"]
+    dst = after["dst"] - before["dst"]
+    copy_requests = {"src list": n, "src fetch": batches, "dst upsert": dst["upsert"]}
+    verify_requests = {
+        "src list": src["list"] - n,
+        "src fetch": src["fetch"] - batches,
+        **{f"dst {op}": c for op, c in sorted(dst.items()) if op != "upsert"},
+    }
+    copy_s, tail_s, all_s = last_batch - created, last_verdict - last_batch, last_verdict - created
+    copy_cpu, verify_cpu = cpu["list"] + cpu["copy"], cpu["verify"]
+    copy_req, verify_req = sum(copy_requests.values()), sum(verify_requests.values())
+    print(
+        f"\n{n} namespaces × {VECTORS_PER_NAMESPACE} vectors (dimension {args.dimension}), local data plane, no added "
+        f"latency, serverless limits; list worker × {args.list_concurrency} threads, verify worker × "
+        f"{args.verify_concurrency} threads, {args.copy_workers} copy workers × {args.copy_concurrency} threads; "
+        f"{os.cpu_count()} cores"
+    )
+    print(f"verified {verified}, failed verification {failed}, batches {batches}")
+    print(f"copy clock (job row → last batch)          {copy_s:8.1f} s")
+    print(f"verify tail (last batch → last verdict)    {tail_s:8.1f} s")
+    print(f"job row → all verified                     {all_s:8.1f} s")
+    print(f"user's clock (command → all verified)      {last_verdict - cli.started:8.1f} s")
+    print(f"all verified ÷ copy clock                  {all_s / copy_s:8.2f}")
+    print(
+        f"worker CPU ms per namespace: copy {copy_cpu / n * 1000:.1f} (list {cpu['list'] / n * 1000:.1f}, copy "
+        f"{cpu['copy'] / n * 1000:.1f}), verify {verify_cpu / n * 1000:.1f}; verify ÷ copy {verify_cpu / copy_cpu:.2f}"
+    )
+    print("other CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items() if k not in ("list", "copy", "verify")))
+    print(
+        f"requests per namespace: copy {copy_req / n:.2f} ("
+        + ", ".join(f"{k} {v / n:.2f}" for k, v in copy_requests.items())
+        + f"), verify {verify_req / n:.2f} ("
+        + ", ".join(f"{k} {v / n:.2f}" for k, v in verify_requests.items())
+        + f"); verify ÷ copy {verify_req / copy_req:.2f}"
+    )
+    shutil.rmtree(tmp)
+    return 0 if verified == n else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
