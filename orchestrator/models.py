@@ -14,8 +14,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places
-SCHEMA_VERSION = 4
+from orchestrator.packed_ids import PACK_JSONB_IDS_SQL, PackedIds
+
+# 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places;
+# 5: batches.ids packed into bytea (``orchestrator.packed_ids``), was a JSONB array
+SCHEMA_VERSION = 5
 
 
 def utcnow() -> datetime:
@@ -149,7 +152,7 @@ class Batch(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(sa.ForeignKey("namespace_runs.id"))
     seq: Mapped[int]
-    ids: Mapped[list[str]]
+    ids: Mapped[list[str]] = mapped_column(PackedIds())
     state: Mapped[str] = mapped_column(sa.String(16), default=BatchState.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
@@ -211,6 +214,8 @@ def ensure_schema(engine: sa.Engine) -> None:
         if conn.dialect.name == "postgresql":
             # Serialise concurrent first runs (CLI + workers) so CREATE TABLE races cannot fail.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7316001)"))
+        if _schema_version(conn) == SCHEMA_VERSION:  # the usual case: one query, no reflection of every table
+            return
         Base.metadata.create_all(conn)
         # create_all adds no column to an existing table: add what later versions brought. States are plain
         # strings (not a database enum), so a new state needs no change to the database.
@@ -219,6 +224,26 @@ def ensure_schema(engine: sa.Engine) -> None:
             conn.execute(sa.text("ALTER TABLE namespace_runs ADD COLUMN last_error TEXT"))
         if "phase" not in {c["name"] for c in sa.inspect(conn).get_columns(Job.__tablename__)}:
             conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN phase VARCHAR(32)"))
+        _pack_batch_ids(conn)
         current = conn.execute(sa.select(sa.func.max(SchemaInfo.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(sa.insert(SchemaInfo).values(version=SCHEMA_VERSION))
+
+
+def _schema_version(conn: sa.Connection) -> int | None:
+    """The newest schema version recorded, None before the first ``ensure_schema``."""
+    if not sa.inspect(conn).has_table(SchemaInfo.__tablename__):
+        return None
+    return conn.execute(sa.select(sa.func.max(SchemaInfo.version))).scalar()
+
+
+def _pack_batch_ids(conn: sa.Connection) -> None:
+    """Version 5: a JSONB ``batches.ids`` column becomes packed bytea, in SQL, its rows kept (``packed_ids``)."""
+    ids_type = {c["name"]: c["type"] for c in sa.inspect(conn).get_columns(Batch.__tablename__)}["ids"]
+    if conn.dialect.name != "postgresql" or isinstance(ids_type, sa.LargeBinary):
+        return
+    conn.execute(sa.text("ALTER TABLE batches ADD COLUMN ids_packed BYTEA"))
+    conn.execute(sa.text(f"UPDATE batches SET ids_packed = {PACK_JSONB_IDS_SQL.format(column='ids')}"))
+    conn.execute(sa.text("ALTER TABLE batches DROP COLUMN ids"))
+    conn.execute(sa.text("ALTER TABLE batches RENAME COLUMN ids_packed TO ids"))
+    conn.execute(sa.text("ALTER TABLE batches ALTER COLUMN ids SET NOT NULL"))
