@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
+import orjson
 import typer
 from rich.table import Table
 
 from cli import waits
 from cli.console import console
 from cli.options import DatabaseOpt, JobArg, NamespaceOpt, db, find_job_id, settings
-from cli.render import print_summary, watch_job
+from cli.render import SUMMARY_ROWS, print_summary, watch_job
 from orchestrator import jobs
 from orchestrator.naming import display_namespace, parse_namespace_arg
 
@@ -21,10 +23,14 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def status(
     job: JobArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (every namespace).")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help=f"A row for every namespace, not only the first {SUMMARY_ROWS} to look at.")
+    ] = False,
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Show a job's state, per-namespace progress, failed batches and verification results."""
+    """Show a job's state, per-namespace progress, failed batches and verification results. A job of many
+    namespaces shows how many are in each state and the namespaces to look at first (failed, then unfinished)."""
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)
     snapshot = jobs.job_status(database, job_id)
@@ -45,9 +51,9 @@ def status(
                 }
                 for p in places
             ]
-        print(json.dumps(data, indent=2, default=str))
+        sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode())
     else:
-        print_summary(snapshot)
+        print_summary(snapshot, None if show_all else SUMMARY_ROWS)
         for p in places:
             where = p.path or f"{p.store}/{display_namespace(p.namespace or '')}"
             console.print(

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
+from cli.main import app
+from cli.render import SUMMARY_ROWS
 from orchestrator import jobs
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.plan_types import Inventory
@@ -51,3 +54,40 @@ def test_status_shows_each_runs_summary_and_verdict_and_every_planned_run(databa
     assert [r.run_id for r in status.runs] == sorted(r.run_id for r in status.runs)
     assert status.totals.source == 17
     db.dispose()
+
+
+def test_status_of_many_namespaces_shows_those_to_look_at_and_the_count_of_each_state(database_url: str) -> None:
+    spec = parse_spec(
+        {
+            "name": "many",
+            "source": {"kind": "pinecone", "host": "http://src.invalid:1"},
+            "target": {"kind": "pinecone", "host": "http://dst.invalid:1"},
+        }
+    )
+    names = {f"n{k:02d}": 3 for k in range(60)}
+    plan = make_plan(spec, Inventory("src", 4, names, "cosine"), Inventory("dst", 4, {}, "cosine"), {})
+    db = jobs.Database(database_url)
+    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    states = {"n59": RunState.LIST_FAILED, "n58": RunState.VERIFY_FAILED, "n57": RunState.COPYING}
+    with db.transaction() as s:
+        s.execute(sa.update(NamespaceRun).where(NamespaceRun.job_id == job_id).values(state=RunState.VERIFIED))
+        for ns, state in states.items():
+            s.execute(
+                sa.update(NamespaceRun)
+                .where(NamespaceRun.job_id == job_id, NamespaceRun.source_namespace == ns)
+                .values(state=state)
+            )
+    db.dispose()
+    runner = CliRunner()
+
+    summary = runner.invoke(app, ["status", str(job_id), "--database-url", database_url])
+    every = runner.invoke(app, ["status", str(job_id), "--all", "--database-url", database_url])
+
+    assert summary.exit_code == 0 and every.exit_code == 0, summary.output + every.output
+    rows = [line for line in summary.stdout.splitlines() if line.startswith("│ n")]
+    assert len(rows) == SUMMARY_ROWS
+    assert [row.split()[1] for row in rows[:3]] == ["n59", "n58", "n57"]  # failed first, then unfinished
+    assert "20 more namespaces" in summary.stdout
+    assert "1 copying, 1 list_failed, 57 verified, 1 verify_failed" in " ".join(summary.stdout.split())
+    assert len([line for line in every.stdout.splitlines() if line.startswith("│ n")]) == 60
+    assert "more namespaces" not in every.stdout
