@@ -14,15 +14,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 
 from cli.console import console, err_console
-from orchestrator import jobs
-from orchestrator.models import RunState
 from orchestrator.naming import display_namespace
+from orchestrator.snapshot import JobStatus, RunStatus
+from orchestrator.states import RunState
 
 #: Namespaces that `status` and a command's live view show one by one; a larger job is summarised.
 SUMMARY_ROWS = 40
 
-if TYPE_CHECKING:  # launch loads Celery: only its type is needed here
+if TYPE_CHECKING:  # launch loads Celery, jobs SQLAlchemy: only their types are needed here
     from cli.waits import Wait
+    from orchestrator import jobs
     from orchestrator.launch import Prepared
 
 
@@ -89,7 +90,9 @@ def bars(*state: ProgressColumn) -> Progress:
 def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None) -> int:
     """Live progress bars per namespace until ``until`` is done, then the job's summary. Returns the exit code: 0
     when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``."""
-    status = jobs.job_status(db, job_id)
+    from orchestrator.jobs import job_status
+
+    status = job_status(db, job_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     # A bar per namespace, or for a job of many namespaces one bar for the whole job with the count of each state.
     one_bar = len(status.runs) > SUMMARY_ROWS
@@ -103,7 +106,7 @@ def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, 
         whole = progress.add_task(f"job {job_id}", total=max(status.totals.source, 1), state="") if one_bar else None
         last_line = 0.0
         while True:
-            status = jobs.job_status(db, job_id)
+            status = job_status(db, job_id)
             if whole is not None:
                 counts = Counter(r.state for r in status.runs)
                 t = status.totals
@@ -138,7 +141,7 @@ def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, 
     return 0 if until.ok(status) else 1
 
 
-def print_summary(status: jobs.JobStatus, rows: int | None = None) -> None:
+def print_summary(status: JobStatus, rows: int | None = None) -> None:
     """The job's table of namespaces, with at most ``rows`` of them (None: all): a job of thousands of namespaces
     then shows the count of each state and the namespaces to look at first, failed ones, then unfinished ones."""
     phase = f", strategy collection: {status.phase}" if status.phase else ""
@@ -188,7 +191,7 @@ _ATTENTION = {
 }
 
 
-def _to_look_at(runs: tuple[jobs.RunStatus, ...]) -> list[jobs.RunStatus]:
+def _to_look_at(runs: tuple[RunStatus, ...]) -> list[RunStatus]:
     """Runs in the order to look at them: failed (or with failed ids), then unfinished, then the rest."""
     rest = len(_ATTENTION)
     return sorted(runs, key=lambda r: (0 if r.failed else 1, _ATTENTION.get(r.state, rest)))

@@ -81,6 +81,8 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
                 ),
                 {"run": run_id, "seq": seq, "ids": json.dumps(ids), "state": states[seq]},
             )
+        conn.execute(sa.text("UPDATE namespace_runs SET batches_total = 4 WHERE id = :run"), {"run": run_id})
+        conn.execute(sa.text("DROP INDEX ix_batches_unfinished"))  # schema 4 had no such index
         version = conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema"))
         assert version == 4
     old.dispose()
@@ -98,6 +100,7 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
             )
             == "bytea"
         )
+        assert conn.scalar(sa.text("SELECT to_regclass('ix_batches_unfinished')::text")) == "ix_batches_unfinished"
     with db.transaction() as s:
         rows = s.execute(sa.select(Batch.seq, Batch.ids, Batch.state).order_by(Batch.seq)).all()
     assert [(seq, ids, state) for seq, ids, state in rows] == [(k, id_lists[k], states[k]) for k in id_lists]
