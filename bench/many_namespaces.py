@@ -3,15 +3,16 @@
 N namespaces of three vectors each (UUID names, one twin per namespace as in the seeds' model) are loaded into a
 source index of the local Pinecone data plane (no added latency, Pinecone's serverless per-second limits enforced:
 429 + Retry-After) and copied to a target index of the same data plane by a real fleet — `nsmigrate worker`
-processes on Redis and Postgres: one list worker, one verify worker, ``--copy-workers`` copy workers — in one job with
-``auto_verify`` on, started as a user starts it (``nsmigrate run SPEC --wait``, ``bench.user_clock``).
+processes on Redis and Postgres: one list worker, ``--verify-workers`` verify workers and ``--copy-workers`` copy
+workers — in one job with ``auto_verify`` on, started as a user starts it (``nsmigrate run SPEC --wait``,
+``bench.user_clock``).
 
 Reported, all from one run:
 
 - the **copy clock** (job row → last batch copied), the **verify tail** (last batch → last verification), the job
   row → all verified, and the user's clock (the command → all verified);
 - worker CPU seconds per namespace of each phase, split by worker: the copy phase is the list and copy workers, the
-  verification phase the verify worker; and the CPU of the data plane, Postgres, Redis and the command;
+  verification phase the verify workers; and the CPU of the data plane, Postgres, Redis and the command;
 - data-plane requests per namespace and phase. The target's are by operation (upserts are the copy's; fetch, list,
   stats and queries the verification's); the source's list and fetch requests are shared by both phases, so the
   copy is credited with one list and one fetch per batch (a three-vector namespace is one page and one batch) and
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespaces", type=int, default=12_000, help="namespaces of three vectors")
     parser.add_argument("--dimension", type=int, default=8)
     parser.add_argument("--list-concurrency", type=int, default=16, help="threads of the list worker")
-    parser.add_argument("--verify-concurrency", type=int, default=8, help="threads of the verify worker")
+    parser.add_argument("--verify-workers", type=int, default=1)
+    parser.add_argument("--verify-concurrency", type=int, default=8, help="threads per verify worker")
     parser.add_argument("--copy-workers", type=int, default=2)
     parser.add_argument("--copy-concurrency", type=int, default=8, help="threads per copy worker")
     parser.add_argument("--deadline", type=float, default=1800, help="seconds the job may take")
@@ -119,12 +121,15 @@ def main(argv: list[str] | None = None) -> int:
                 PINECONE_API_KEY=SANDBOX_API_KEY,
             )
             lister = _worker(env, "list", "threads", args.list_concurrency, "list", tmp)
-            verifier = _worker(env, "verify", "threads", args.verify_concurrency, "verify", tmp)
+            verifiers = [
+                _worker(env, "verify", "threads", args.verify_concurrency, f"verify{k}", tmp)
+                for k in range(args.verify_workers)
+            ]
             copiers = [
                 _worker(env, "copy", "threads", args.copy_concurrency, f"copy{k}", tmp)
                 for k in range(args.copy_workers)
             ]
-            procs = [lister, verifier, *copiers]
+            procs = [lister, *verifiers, *copiers]
             wait_for_workers(redis.url, len(procs))
             spec = {
                 "name": f"many-{n}",
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu_before = {
                 "list": _cpu_seconds([lister]),
                 "copy": _cpu_seconds(copiers),
-                "verify": _cpu_seconds([verifier]),
+                "verify": _cpu_seconds(verifiers),
                 "data plane": plane.cpu_seconds(),
                 **{k: _cpu_seconds([p]) for k, p in services.items() if p is not None},
             }
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu = {
                 "list": _cpu_seconds([lister]),
                 "copy": _cpu_seconds(copiers),
-                "verify": _cpu_seconds([verifier]),
+                "verify": _cpu_seconds(verifiers),
                 "data plane": plane.cpu_seconds(),
                 **{k: _cpu_seconds([p]) for k, p in services.items() if p is not None},
             }
@@ -177,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     copy_req, verify_req = sum(copy_requests.values()), sum(verify_requests.values())
     print(
         f"\n{n} namespaces × {VECTORS_PER_NAMESPACE} vectors (dimension {args.dimension}), local data plane, no added "
-        f"latency, serverless limits; list worker × {args.list_concurrency} threads, verify worker × "
-        f"{args.verify_concurrency} threads, {args.copy_workers} copy workers × {args.copy_concurrency} threads; "
+        f"latency, serverless limits; list worker × {args.list_concurrency} threads, {args.verify_workers} verify "
+        f"worker(s) × {args.verify_concurrency} threads, {args.copy_workers} copy workers × {args.copy_concurrency} "
+        "threads; "
         f"{os.cpu_count()} cores"
     )
     print(f"verified {verified}, failed verification {failed}, batches {batches}")

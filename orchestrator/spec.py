@@ -435,7 +435,8 @@ class Verification(_Model):
         ge=0,
         le=1000,
         description="Queries timed after the copy, as the application will query (a twin's creator searched across "
-        "its twins through the tenant guard); P50/P95 in the report. 0 = off.",
+        "its twins through the tenant guard); P50/P95 in the report. Every run of a job of up to 32 namespaces (or "
+        "with latency_p95_ms) times them, a sample of about 32 runs of a larger one. 0 = off.",
     )
     latency_p95_ms: float | None = Field(
         default=None, gt=0, description="Fail verification when the P95 is above this (seed 000: 100 on Pinecone)."

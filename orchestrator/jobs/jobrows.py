@@ -175,12 +175,15 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
 def maybe_finish_job(db: Database, job_id: int) -> bool:
     """Mark the job finished when every namespace run is in a final state."""
     with db.transaction() as s:
-        open_runs = s.scalar(
-            sa.select(sa.func.count())
-            .select_from(NamespaceRun)
-            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
+        # Whether one open run exists, by the states an open run can be in (the state index finds the few left at
+        # the end of a job): a count of them all, once per verification, reads every run of a job of 12,000.
+        open_states = [state for state in RunState if state not in FINAL_RUN_STATES]
+        open_run = s.scalar(
+            sa.select(NamespaceRun.id)
+            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.in_(open_states))
+            .limit(1)
         )
-        if open_runs:
+        if open_run is not None:
             return False
         return bool(
             _rowcount(
