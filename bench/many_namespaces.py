@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespaces", type=int, default=12_000, help="namespaces of three vectors")
     parser.add_argument("--dimension", type=int, default=8)
     parser.add_argument("--list-concurrency", type=int, default=16, help="threads of the list worker")
-    parser.add_argument("--verify-workers", type=int, default=1)
+    parser.add_argument("--verify-workers", type=int, default=2, help="as many as copy workers by default")
     parser.add_argument("--verify-concurrency", type=int, default=8, help="threads per verify worker")
     parser.add_argument("--copy-workers", type=int, default=2)
     parser.add_argument("--copy-concurrency", type=int, default=8, help="threads per copy worker")

@@ -364,21 +364,24 @@ class PineconeStore:
         """One namespace's count: ``describe_namespace`` where the index serves ``/namespaces`` (a small reply),
         else (a pod index, Pinecone Local) from ``describe_index_stats``, whose reply lists every namespace of the
         index: in an index of 12,000 namespaces, the largest read of a verification."""
-        if namespace and self._namespace_endpoints:
-            with self._errors("describe_namespace", namespace):
-                try:
-                    return int(self._client().describe_namespace(name=namespace).record_count or 0)
-                except ApiError as e:
-                    if not isinstance(e, NotFoundError) and e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
-                        raise
-                    if _POD_ONLY_MARK in str(e.message):
-                        self._namespace_endpoints = False
-            # No such namespace, or no such endpoint: the stats tell which.
-            count = self.namespaces().get(namespace, 0)
-            if count:
-                self._namespace_endpoints = False  # the namespace exists: the endpoint does not (Pinecone Local)
-            return count
-        return self.namespaces().get(namespace, 0)
+        # The SDK describes only ASCII names (a namespace may hold any UTF-8); the stats count every name.
+        if not (namespace and namespace.isascii() and self._namespace_endpoints):
+            return self.namespaces().get(namespace, 0)
+        with self._errors("describe_namespace", namespace):
+            try:
+                return int(self._client().describe_namespace(name=namespace).record_count or 0)
+            except ValueError:
+                return self.namespaces().get(namespace, 0)  # a name the SDK will not put in a path
+            except ApiError as e:
+                if not isinstance(e, NotFoundError) and e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
+                    raise
+                if _POD_ONLY_MARK in str(e.message):
+                    self._namespace_endpoints = False
+        # No such namespace, or no such endpoint: the stats tell which.
+        count = self.namespaces().get(namespace, 0)
+        if count:
+            self._namespace_endpoints = False  # the namespace exists: the endpoint does not (Pinecone Local)
+        return count
 
     @property
     def counts_by_index(self) -> bool:
