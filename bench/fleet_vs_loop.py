@@ -8,8 +8,8 @@ after the other. Each fleet job is started as a user starts one, ``nsmigrate run
 (``bench.user_clock``). Reported per data set, all measured in one run: the loop's time and, for the median fleet job
 of each kind, the job's clock (its job-table row to its last batch) and the user's clock (the command to its last
 batch), each as a ratio to the loop (with the range over the fleets), the share of requests answered 429, the
-fleet's worker CPU seconds per 1,000 vectors, and where the CPU went (workers, data plane, Postgres, Redis, the
-command).
+fleet's worker CPU seconds per 1,000 vectors on the job clock, and where the CPU went (workers, data plane,
+Postgres, Redis, the command).
 
     make bench                                   # both data sets
     .venv/bin/python -m bench.fleet_vs_loop --sets seed --copy-pool prefork --copy-workers 1   # a variant
@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -79,7 +80,11 @@ class Result:
     seconds: float
     requests: int
     responses_429: int
+    #: Worker CPU seconds on the job clock (the job's row to its last batch).
     cpu_s: float | None = None
+    #: Worker CPU seconds on the user's clock (the command to the last batch): the idle fleet's own ticks while
+    #: `nsmigrate run` starts and plans are in it too.
+    cpu_user_clock_s: float | None = None
     server_cpu_s: float | None = None
     #: CPU seconds of everything else on the machine during the run: job table, Redis, the bench's own polling.
     others_cpu_s: dict[str, float] | None = None
@@ -275,6 +280,7 @@ def _fleet_job(
         "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
     }
     parse_spec(spec)  # a bad spec fails here, not in the child
+    sampler = CpuSampler(procs)
     cpu_before = _cpu_seconds(procs)
     listers = procs[: shape.list_workers]
     list_before = _cpu_seconds(listers)
@@ -286,6 +292,7 @@ def _fleet_job(
     created, finished = job_clock(db, cli.job_id)
     _, _, copied = _progress(db, cli.job_id)
     cpu = _cpu_seconds(procs) - cpu_before
+    sampler.stop()
     others = {name: _cpu_seconds([p]) - others_before[name] for name, p in services.items()}
     others["of which the list workers"] = _cpu_seconds(listers) - list_before
     others["nsmigrate run"] = cli.cpu_s
@@ -296,7 +303,8 @@ def _fleet_job(
         finished - created,
         requests,
         r429,
-        cpu_s=cpu,
+        cpu_s=sampler.at(finished) - sampler.at(created),
+        cpu_user_clock_s=cpu,
         server_cpu_s=plane.cpu_seconds() - server_cpu,
         others_cpu_s=others,
         user_seconds=finished - cli.started,
@@ -343,6 +351,35 @@ def _worker(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+class CpuSampler:
+    """The CPU seconds of processes read every ``interval_s`` in a thread, so that the CPU spent between two
+    moments known only afterwards (the job's row and its last batch, from the job table) can be read back."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]], interval_s: float = 0.02) -> None:
+        self._procs = procs
+        self._samples: list[tuple[float, float]] = [(time.time(), _cpu_seconds(procs))]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self._samples.append((time.time(), _cpu_seconds(self._procs)))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._samples.append((time.time(), _cpu_seconds(self._procs)))
+
+    def at(self, when: float) -> float:
+        """The CPU seconds at ``when`` (epoch seconds), interpolated between the two samples around it."""
+        before = max((s for s in self._samples if s[0] <= when), default=self._samples[0])
+        after = min((s for s in self._samples if s[0] >= when), default=self._samples[-1])
+        if after[0] <= before[0]:
+            return before[1]
+        return before[1] + (after[1] - before[1]) * (when - before[0]) / (after[0] - before[0])
 
 
 def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
@@ -469,8 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             before_job = (flt.user_seconds or flt.seconds) - flt.seconds
             print(
                 f"{'':<28}{flt.name}: {flt.vectors_per_s:.0f} vectors/s on the job clock; {before_job:.2f} s from "
-                f"the command to the job's row; CPU s: workers {flt.cpu_s:.1f}, data plane {flt.server_cpu_s:.1f}, "
-                f"{others}"
+                f"the command to the job's row; CPU s: workers {flt.cpu_s:.1f} on the job clock "
+                f"({flt.cpu_user_clock_s:.1f} on the user's), data plane {flt.server_cpu_s:.1f}, {others}"
             )
     return 0
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
+import orjson
 import typer
 from rich.table import Table
 
-from cli import waits
 from cli.console import console
-from cli.options import DatabaseOpt, JobArg, NamespaceOpt, db, find_job_id, settings
-from cli.render import print_summary, watch_job
-from orchestrator import jobs
+from cli.options import DatabaseOpt, JobArg, NamespaceOpt, db, find_job_id, read_job_status, settings
+from cli.render import SUMMARY_ROWS, print_summary
 from orchestrator.naming import display_namespace, parse_namespace_arg
 
 app = typer.Typer(add_completion=False)
@@ -21,38 +21,28 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def status(
     job: JobArg,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (every namespace).")] = False,
+    show_all: Annotated[
+        bool, typer.Option("--all", help=f"A row for every namespace, not only the first {SUMMARY_ROWS} to look at.")
+    ] = False,
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Show a job's state, per-namespace progress, failed batches and verification results."""
-    database = db(settings(database_url, None))
-    job_id = find_job_id(database, job)
-    snapshot = jobs.job_status(database, job_id)
-    places = jobs.places_of(database, job_id)  # an erasure job's places (none for other kinds)
+    """Show a job's state, per-namespace progress, failed batches and verification results.
+
+    A job of many namespaces shows how many are in each state and the namespaces to look at first (failed, then
+    unfinished)."""
+    snapshot = read_job_status(settings(database_url, None), job)
     if as_json:
-        data = snapshot.as_dict()
-        if places:
-            data["places"] = [
-                {
-                    "kind": p.kind,
-                    "store": p.store,
-                    "namespace": p.namespace,
-                    "path": p.path,
-                    "planned": p.planned,
-                    "erased": p.erased,
-                    "state": p.state,
-                    "error": p.last_error,
-                }
-                for p in places
-            ]
-        print(json.dumps(data, indent=2, default=str))
+        sys.stdout.write(
+            orjson.dumps(snapshot.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode()
+        )
     else:
-        print_summary(snapshot)
-        for p in places:
+        print_summary(snapshot, None if show_all else SUMMARY_ROWS)
+        for p in snapshot.places:
             where = p.path or f"{p.store}/{display_namespace(p.namespace or '')}"
             console.print(
                 f"  {p.kind:9} {where}: {p.state}, {p.erased} erased of {p.planned} found"
-                + (f" — {p.last_error}" if p.last_error else "")
+                + (f" — {p.error}" if p.error else "")
             )
 
 
@@ -60,6 +50,8 @@ def status(
 def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOpt = None) -> None:
     """Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids,
     content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed."""
+    from orchestrator import jobs
+
     database = db(settings(database_url, None))
     ns = parse_namespace_arg(namespace) if namespace is not None else None
     runs = jobs.runs_of(database, find_job_id(database, job), ns)
@@ -82,6 +74,8 @@ def list_jobs(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20, database_url: DatabaseOpt = None
 ) -> None:
     """List the jobs in the job table."""
+    from orchestrator import jobs
+
     database = db(settings(database_url, None))
     table = Table("id", "name", "kind", "state", "created")
     for j in jobs.list_jobs(database, limit):
@@ -92,6 +86,8 @@ def list_jobs(
 @app.command()
 def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Show a job's audit log (who did what, when)."""
+    from orchestrator import jobs
+
     database = db(settings(database_url, None))
     for e in jobs.events_of(database, find_job_id(database, job)):
         console.print(f"{e['at'][:19]}  {e['actor']:<28} {e['action']:<18} {json.dumps(e['detail'], default=str)}")
@@ -100,6 +96,9 @@ def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
 @app.command("watch")
 def watch(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Live progress of a running job (like `run --wait`)."""
+    from cli import waits
+    from cli.render import watch_job
+
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)
     raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))

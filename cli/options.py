@@ -1,19 +1,23 @@
 """What every command shares: the option types, settings read once, the job table, and the error exit.
 
-Light on purpose: ``nsmigrate status`` loads this module, so nothing here may import Celery, a store SDK or pyarrow.
+Light on purpose: ``nsmigrate status`` loads this module, so nothing here may import Celery, a store SDK or pyarrow,
+nor at module level SQLAlchemy (``read_job_status`` reads over plain psycopg).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
 from cli.console import print_error
-from orchestrator import jobs
 from orchestrator.naming import parse_namespace_arg
 from orchestrator.settings import Settings, load_settings
+from orchestrator.snapshot import JobStatus, read_snapshot
+
+if TYPE_CHECKING:
+    from orchestrator import jobs
 
 DatabaseOpt = Annotated[
     str | None,
@@ -49,17 +53,55 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def db(settings: Settings) -> jobs.Database:
+    from orchestrator import jobs  # SQLAlchemy: only the commands that use the job table's engine load it
+
     try:
         return jobs.Database(settings.database_url)
     except Exception as e:  # connection refused, bad URL, auth: say where and what to set
-        detail = (str(e).splitlines() or [""])[0][:200]
-        password = password_of(settings.database_url)
-        if password:  # an unparsable URL is echoed whole by SQLAlchemy
-            detail = detail.replace(password, "***")
-        raise fail(
-            f"cannot open the job table at {redact(settings.database_url)}: {type(e).__name__}: "
-            f"{detail} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable Postgres"
-        ) from e
+        raise _unreachable(settings.database_url, e) from e
+
+
+def _unreachable(url: str, e: Exception) -> typer.Exit:
+    detail = (str(e).splitlines() or [""])[0][:200]
+    password = password_of(url)
+    if password:  # an unparsable URL is echoed whole by SQLAlchemy
+        detail = detail.replace(password, "***")
+    return fail(
+        f"cannot open the job table at {redact(url)}: {type(e).__name__}: "
+        f"{detail} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable Postgres"
+    )
+
+
+def read_job_status(settings: Settings, ref: str) -> JobStatus:
+    """Job ``ref``'s snapshot (``orchestrator.snapshot``) over one plain psycopg connection: no SQLAlchemy to import
+    and no schema to check. A job table that is not Postgres through psycopg, or whose schema is missing or older
+    than the statement, is read through the job table's engine instead (which makes the schema current)."""
+    conninfo = _libpq_url(settings.database_url)
+    if conninfo is not None:
+        import psycopg
+
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+
+                def execute(sql: str, params: dict[str, Any]) -> Any:
+                    row = conn.execute(sql, params).fetchone()
+                    return None if row is None else row[0]
+
+                return read_snapshot(execute, ref)
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+            pass
+        except psycopg.OperationalError as e:
+            raise _unreachable(settings.database_url, e) from e
+    from orchestrator import jobs
+
+    database = db(settings)
+    return jobs.job_status(database, find_job_id(database, ref))
+
+
+def _libpq_url(url: str) -> str | None:
+    """The libpq form of a SQLAlchemy URL of Postgres through psycopg, else None."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql://{rest}" if sep and scheme in ("postgresql+psycopg", "postgresql", "postgres") else None
 
 
 def password_of(url: str) -> str | None:
@@ -80,6 +122,8 @@ def redact(url: str) -> str:
 
 
 def find_job_id(database: jobs.Database, ref: str) -> int:
+    from orchestrator import jobs
+
     return jobs.find_job(database, ref).id
 
 

@@ -7,18 +7,23 @@ live bars: ``watch_job`` prints one summary line every 2 s instead.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.console import console, err_console
-from orchestrator import jobs
-from orchestrator.models import RunState
 from orchestrator.naming import display_namespace
+from orchestrator.snapshot import JobStatus, RunStatus
+from orchestrator.states import RunState
 
-if TYPE_CHECKING:  # launch loads Celery: only its type is needed here
+#: Namespaces that `status` and a command's live view show one by one; a larger job is summarised.
+SUMMARY_ROWS = 40
+
+if TYPE_CHECKING:  # launch loads Celery, jobs SQLAlchemy: only their types are needed here
     from cli.waits import Wait
+    from orchestrator import jobs
     from orchestrator.launch import Prepared
 
 
@@ -85,19 +90,33 @@ def bars(*state: ProgressColumn) -> Progress:
 def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None) -> int:
     """Live progress bars per namespace until ``until`` is done, then the job's summary. Returns the exit code: 0
     when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``."""
-    status = jobs.job_status(db, job_id)
+    from orchestrator.jobs import job_status
+
+    status = job_status(db, job_id)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    # A bar per namespace, or for a job of many namespaces one bar for the whole job with the count of each state.
+    one_bar = len(status.runs) > SUMMARY_ROWS
     with bars(TextColumn("{task.fields[state]}")) as progress:
         tasks = {
             r.run_id: progress.add_task(
                 display_namespace(r.source_namespace)[:40], total=max(r.source_count, 1), state=r.state
             )
-            for r in status.runs
+            for r in ([] if one_bar else status.runs)
         }
+        whole = progress.add_task(f"job {job_id}", total=max(status.totals.source, 1), state="") if one_bar else None
         last_line = 0.0
         while True:
-            status = jobs.job_status(db, job_id)
-            for r in status.runs:
+            status = job_status(db, job_id)
+            if whole is not None:
+                counts = Counter(r.state for r in status.runs)
+                t = status.totals
+                progress.update(
+                    whole,
+                    completed=t.copied,
+                    total=max(t.source, t.listed, 1),
+                    state=", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+                )
+            for r in status.runs if whole is None else ():
                 progress.update(
                     tasks[r.run_id],
                     completed=r.copied,
@@ -118,16 +137,19 @@ def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, 
                 err_console.print(f"[yellow]still running after {timeout_s:.0f} s; `nsmigrate status {job_id}`[/]")
                 return 1
             time.sleep(poll_s)
-    print_summary(status)
+    print_summary(status, SUMMARY_ROWS)
     return 0 if until.ok(status) else 1
 
 
-def print_summary(status: jobs.JobStatus) -> None:
+def print_summary(status: JobStatus, rows: int | None = None) -> None:
+    """The job's table of namespaces, with at most ``rows`` of them (None: all): a job of thousands of namespaces
+    then shows the count of each state and the namespaces to look at first, failed ones, then unfinished ones."""
     phase = f", strategy collection: {status.phase}" if status.phase else ""
     table = Table(title=f"job {status.job_id} ({status.name}): {status.state}{phase}")
     for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
         table.add_column(col)
-    for r in status.runs:
+    shown = status.runs if rows is None or len(status.runs) <= rows else _to_look_at(status.runs)[:rows]
+    for r in shown:
         note = r.verification or r.last_error or ""
         table.add_row(
             display_namespace(r.source_namespace),
@@ -137,9 +159,39 @@ def print_summary(status: jobs.JobStatus) -> None:
             note[:120],
         )
     console.print(table)
+    if len(shown) < len(status.runs):
+        states = Counter(r.state for r in status.runs)
+        console.print(
+            f"{len(status.runs) - len(shown)} more namespaces (`nsmigrate status {status.job_id} --all` lists every "
+            f"one); by state: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+        )
     t = status.totals
     console.print(f"total: {t.copied}/{t.source} vectors copied, {t.failed} in failed batches")
     if t.failed:
         console.print(f"re-run the failed batches with `nsmigrate retry {status.job_id}`")
     if any(r.state == RunState.LIST_FAILED for r in status.runs):
         console.print(f"list the failed namespaces again with `nsmigrate retry {status.job_id}` once fixed")
+
+
+#: Failed states first, then every state before verified, in the order a run goes through them.
+_ATTENTION = {
+    state: rank
+    for rank, state in enumerate(
+        [
+            RunState.LIST_FAILED,
+            RunState.VERIFY_FAILED,
+            RunState.COPYING,
+            RunState.LISTING,
+            RunState.VERIFYING,
+            RunState.PENDING,
+            RunState.COPIED,
+            RunState.CLEANING,
+        ]
+    )
+}
+
+
+def _to_look_at(runs: tuple[RunStatus, ...]) -> list[RunStatus]:
+    """Runs in the order to look at them: failed (or with failed ids), then unfinished, then the rest."""
+    rest = len(_ATTENTION)
+    return sorted(runs, key=lambda r: (0 if r.failed else 1, _ATTENTION.get(r.state, rest)))

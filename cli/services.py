@@ -16,6 +16,8 @@ app = typer.Typer(add_completion=False)
 
 #: The Celery pools `nsmigrate worker` runs: processes or threads (gevent/eventlet would need monkey-patching).
 WORKER_POOLS = ("prefork", "threads")
+#: Tasks `nsmigrate flower` keeps in memory by default: its memory stays bounded however many namespaces a job has.
+FLOWER_MAX_TASKS = 10_000
 
 
 @app.command()
@@ -75,6 +77,15 @@ def worker(
 def flower(
     port: Annotated[int, typer.Option(help="Port to serve Flower on.")] = 5555,
     address: Annotated[str, typer.Option(help="Address to bind (keep it local or behind a proxy).")] = "127.0.0.1",
+    max_tasks: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Tasks Flower keeps in memory, the oldest forgotten first (Flower's own default, 100,000, holds a "
+            "job of tens of thousands of namespaces: its memory grows with the job). The job table keeps every "
+            "batch whatever Flower forgets.",
+        ),
+    ] = FLOWER_MAX_TASKS,
     redis_url: RedisOpt = None,
 ) -> None:
     """Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var
@@ -86,4 +97,6 @@ def flower(
     # Flower reads basic auth from its env var, which keeps the password off the command line (ps, /proc).
     os.environ["FLOWER_BASIC_AUTH"] = f"{resolved.flower_user}:{password}"
     celery_app = configure(resolved)
-    celery_app.start(["flower", f"--port={port}", f"--address={address}", "--persistent=False"])
+    celery_app.start(
+        ["flower", f"--port={port}", f"--address={address}", "--persistent=False", f"--max_tasks={max_tasks}"]
+    )

@@ -176,10 +176,13 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int
     if prepared.spec.strategy == "collection":
         dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
         return job_id
-    largest_first = sorted(jobs.runs_of(db, job_id), key=lambda run: run.source_count, reverse=True)
-    with dispatcher.together():
-        for run in largest_first:
-            dispatcher.list_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+    largest_first = jobs.runs_to_list(db, job_id)
+    # A round trip per ROWS_PER_INSERT listers, so the messages waiting to be sent stay few however many namespaces
+    # the job has. A launch cut short is taken up by `nsmigrate resume`, which sends the listers not yet run.
+    for start in range(0, len(largest_first), jobs.ROWS_PER_INSERT):
+        with dispatcher.together():
+            for run_id, namespace in largest_first[start : start + jobs.ROWS_PER_INSERT]:
+                dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
     return job_id
 
 

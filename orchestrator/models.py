@@ -7,80 +7,30 @@ a single transaction. The schema is created (and upgraded by adding what is miss
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-# 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places
-SCHEMA_VERSION = 4
+from orchestrator.packed_ids import PACK_JSONB_IDS_SQL, PackedIds
+from orchestrator.states import (  # noqa: F401  (re-exported: where the job table's users import them from)
+    BatchState,
+    CollectionPhase,
+    JobKind,
+    JobState,
+    PlaceKind,
+    PlaceState,
+    RunState,
+)
+
+# 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places;
+# 5: batches.ids packed into bytea (``orchestrator.packed_ids``), was a JSONB array; ix_batches_unfinished
+SCHEMA_VERSION = 5
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class JobKind(StrEnum):
-    MIGRATE = "migrate"
-    ERASE = "erase"
-    ROLLBACK = "rollback"
-    SYNC = "sync"
-
-
-class JobState(StrEnum):
-    RUNNING = "running"
-    CANCELLED = "cancelled"
-    FINISHED = "finished"  # every namespace run reached a final state; see the runs for pass/fail
-
-
-class CollectionPhase(StrEnum):
-    """Where a job of strategy ``collection`` is: Pinecone making the collection of the pod index, then the serverless
-    index from it; ``restored`` once that index is ready (its namespaces are then verified as runs). A step that
-    fails for good leaves the phase as it was and ends the runs ``list_failed`` with the error; ``nsmigrate retry``
-    takes the job up again from that phase."""
-
-    COLLECTING = "collecting"
-    RESTORING = "restoring"
-    RESTORED = "restored"
-
-
-class RunState(StrEnum):
-    PENDING = "pending"
-    LISTING = "listing"
-    LIST_FAILED = "list_failed"  # the lister failed for good (``last_error``); `nsmigrate retry` lists again
-    COPYING = "copying"
-    COPIED = "copied"
-    VERIFYING = "verifying"
-    VERIFIED = "verified"
-    VERIFY_FAILED = "verify_failed"
-    CLEANING = "cleaning"
-    CLEANED = "cleaned"
-    CANCELLED = "cancelled"
-
-
-class BatchState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-
-
-class PlaceState(StrEnum):
-    """A place an erasure deletes from: ``pending → erasing → verified | failed``; a failed place is erased again
-    by the next run of the task (``nsmigrate erase --resume JOB``)."""
-
-    PENDING = "pending"
-    ERASING = "erasing"
-    VERIFIED = "verified"  # deleted, and checked gone
-    FAILED = "failed"  # the store refused, or the check found something left (``last_error`` says which)
-
-
-class PlaceKind(StrEnum):
-    NAMESPACE = "namespace"  # a whole namespace of the creator (or twin), or a source namespace of theirs
-    RECORDS = "records"  # their vectors in a shared namespace (public, review, the default namespace…)
-    BACKUP = "backup"  # a backup directory: files rewritten without their rows, or removed
 
 
 # JSON on Postgres is JSONB; the variant keeps SQLite usable for throwaway local runs.
@@ -144,12 +94,21 @@ class Batch(Base):
     __table_args__ = (
         sa.UniqueConstraint("run_id", "seq"),
         sa.Index("ix_batches_run_state", "run_id", "state"),
+        # The batches not done yet, few beside a job's million done: `status` counts a run's batches from it (and
+        # its ``batches_total``) without reading the done ones.
+        sa.Index(
+            "ix_batches_unfinished",
+            "run_id",
+            "state",
+            postgresql_where=sa.text("state <> 'done'"),
+            sqlite_where=sa.text("state <> 'done'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(sa.ForeignKey("namespace_runs.id"))
     seq: Mapped[int]
-    ids: Mapped[list[str]]
+    ids: Mapped[list[str]] = mapped_column(PackedIds())
     state: Mapped[str] = mapped_column(sa.String(16), default=BatchState.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
@@ -211,6 +170,8 @@ def ensure_schema(engine: sa.Engine) -> None:
         if conn.dialect.name == "postgresql":
             # Serialise concurrent first runs (CLI + workers) so CREATE TABLE races cannot fail.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7316001)"))
+        if _schema_version(conn) == SCHEMA_VERSION:  # the usual case: one query, no reflection of every table
+            return
         Base.metadata.create_all(conn)
         # create_all adds no column to an existing table: add what later versions brought. States are plain
         # strings (not a database enum), so a new state needs no change to the database.
@@ -219,6 +180,28 @@ def ensure_schema(engine: sa.Engine) -> None:
             conn.execute(sa.text("ALTER TABLE namespace_runs ADD COLUMN last_error TEXT"))
         if "phase" not in {c["name"] for c in sa.inspect(conn).get_columns(Job.__tablename__)}:
             conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN phase VARCHAR(32)"))
+        _pack_batch_ids(conn)
+        for index in Batch.__table__.indexes:  # type: ignore[attr-defined]
+            index.create(conn, checkfirst=True)  # an index a later version added to an existing table
         current = conn.execute(sa.select(sa.func.max(SchemaInfo.version))).scalar()
         if current is None or current < SCHEMA_VERSION:
             conn.execute(sa.insert(SchemaInfo).values(version=SCHEMA_VERSION))
+
+
+def _schema_version(conn: sa.Connection) -> int | None:
+    """The newest schema version recorded, None before the first ``ensure_schema``."""
+    if not sa.inspect(conn).has_table(SchemaInfo.__tablename__):
+        return None
+    return conn.execute(sa.select(sa.func.max(SchemaInfo.version))).scalar()
+
+
+def _pack_batch_ids(conn: sa.Connection) -> None:
+    """Version 5: a JSONB ``batches.ids`` column becomes packed bytea, in SQL, its rows kept (``packed_ids``)."""
+    ids_type = {c["name"]: c["type"] for c in sa.inspect(conn).get_columns(Batch.__tablename__)}["ids"]
+    if conn.dialect.name != "postgresql" or isinstance(ids_type, sa.LargeBinary):
+        return
+    conn.execute(sa.text("ALTER TABLE batches ADD COLUMN ids_packed BYTEA"))
+    conn.execute(sa.text(f"UPDATE batches SET ids_packed = {PACK_JSONB_IDS_SQL.format(column='ids')}"))
+    conn.execute(sa.text("ALTER TABLE batches DROP COLUMN ids"))
+    conn.execute(sa.text("ALTER TABLE batches RENAME COLUMN ids_packed TO ids"))
+    conn.execute(sa.text("ALTER TABLE batches ALTER COLUMN ids SET NOT NULL"))

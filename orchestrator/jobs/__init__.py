@@ -50,6 +50,7 @@ from orchestrator.jobs.erasure import (
     retry_places,
 )
 from orchestrator.jobs.jobrows import (
+    ROWS_PER_INSERT,
     cancel_job,
     create_action_job,
     create_job,
@@ -62,6 +63,7 @@ from orchestrator.jobs.jobrows import (
     record_event,
     runs_in_state,
     runs_of,
+    runs_to_list,
 )
 from orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
@@ -124,6 +126,7 @@ __all__ = [
     "LISTABLE_RUN_STATES",
     "LIST_FAILABLE_RUN_STATES",
     "ROLLBACK_READY_STATES",
+    "ROWS_PER_INSERT",
     "RUN_TRANSITIONS",
     "SYNCABLE_RUN_STATES",
     "VERIFIABLE_RUN_STATES",
@@ -192,6 +195,7 @@ __all__ = [
     "run_of_batch",
     "runs_in_state",
     "runs_of",
+    "runs_to_list",
     "start_batch",
     "start_cleanup",
     "start_listing",

@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the plan
     from orchestrator.spec import JobSpec
 
 
+#: Namespace runs written per INSERT, and listers sent per round trip by ``launch``.
+ROWS_PER_INSERT = 1000
+
+
 def create_job(
     db: Database,
     spec: JobSpec,
@@ -39,22 +43,24 @@ def create_job(
         )
         s.add(job)
         s.flush()
-        # One multi-row INSERT, not an object per namespace: a job may have thousands.
-        rows = [
-            {
-                "job_id": job.id,
-                "source_store": source_label,
-                "source_namespace": p.source_namespace,
-                "target_store": target_label,
-                "target_namespace": p.target_namespace,
-                "creator_id": p.creator_id,
-                "twin_id": p.twin_id,
-                "source_count": p.vector_count,
-                "routing_table": dict(plan.twins) if p.target_namespace is None else {},
-            }
-            for p in plan.runs
-        ]
-        if rows:
+        # Multi-row INSERTs, not an object per namespace, of ``ROWS_PER_INSERT`` rows at a time: a job may have
+        # thousands of namespaces, and the orchestrator's memory must not grow with them.
+        routed = dict(plan.twins)
+        for start in range(0, len(plan.runs), ROWS_PER_INSERT):
+            rows = [
+                {
+                    "job_id": job.id,
+                    "source_store": source_label,
+                    "source_namespace": p.source_namespace,
+                    "target_store": target_label,
+                    "target_namespace": p.target_namespace,
+                    "creator_id": p.creator_id,
+                    "twin_id": p.twin_id,
+                    "source_count": p.vector_count,
+                    "routing_table": routed if p.target_namespace is None else {},
+                }
+                for p in plan.runs[start : start + ROWS_PER_INSERT]
+            ]
             s.execute(sa.insert(NamespaceRun), rows)
         _event(s, "job_created", actor, job.id, kind=str(kind), namespaces=len(plan.runs), vectors=plan.total_vectors)
         return job.id
@@ -130,6 +136,18 @@ def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[Nam
         if namespace is not None:
             stmt = stmt.where(NamespaceRun.source_namespace == namespace)
         return list(s.scalars(stmt))
+
+
+def runs_to_list(db: Database, job_id: int) -> list[tuple[int, str]]:
+    """(run id, source namespace) of a job's runs, the largest namespaces first: the order ``launch`` sends their
+    listers in. Two columns, not the runs' rows: a job may have thousands."""
+    with db.transaction() as s:
+        rows = s.execute(
+            sa.select(NamespaceRun.id, NamespaceRun.source_namespace)
+            .where(NamespaceRun.job_id == job_id)
+            .order_by(NamespaceRun.source_count.desc(), NamespaceRun.id)
+        )
+        return [(run_id, namespace) for run_id, namespace in rows]
 
 
 def get_run(db: Database, run_id: int) -> NamespaceRun:

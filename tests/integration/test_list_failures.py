@@ -113,8 +113,10 @@ def test_a_job_table_made_before_list_failed_gets_its_error_column(job_table_url
     import sqlalchemy as sa
 
     engine = sa.create_engine(job_table_url)
-    with engine.begin() as conn:  # the schema as version 1 made it
+    with engine.begin() as conn:  # the schema as version 1 made it, and its version recorded
         conn.execute(sa.text("ALTER TABLE namespace_runs DROP COLUMN last_error"))
+        conn.execute(sa.text("DELETE FROM nsmigrate_schema"))
+        conn.execute(sa.text("INSERT INTO nsmigrate_schema (version, applied_at) VALUES (1, now())"))
     db = jobs.Database(job_table_url)  # what every process opening the job table does
     spec = parse_spec(
         {
