@@ -1,0 +1,76 @@
+"""A waiting command reads the job at most a tenth of its time, however long one reading takes (pure logic: the
+job table is replaced by a function that advances a fake clock)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+import orchestrator.jobs
+from cli import render
+from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
+from orchestrator.models import JobKind, JobState, RunState
+
+
+def _status(state: RunState) -> JobStatus:
+    run = RunStatus(
+        run_id=1,
+        source_namespace="a",
+        target_namespace="b",
+        targets=("b",),
+        state=state,
+        source_count=3,
+        listed=3,
+        copied=3,
+        failed=0,
+        batches=BatchCounts(done=1),
+        last_error=None,
+        verification=None,
+        verified_ok=None,
+    )
+    return JobStatus(
+        job_id=1,
+        name="j",
+        kind=JobKind.MIGRATE,
+        state=JobState.RUNNING,
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        runs=(run,),
+    )
+
+
+class _UntilThirdReading:
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def done(self, status: JobStatus) -> bool:
+        return self.readings >= 3
+
+    def ok(self, status: JobStatus) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("read_s", "expected_sleep_s"), [(0.001, 0.5), (0.2, 2.0)])
+def test_the_wait_between_readings_grows_with_what_a_reading_costs(
+    monkeypatch: pytest.MonkeyPatch, read_s: float, expected_sleep_s: float
+) -> None:
+    now = [0.0]
+    sleeps: list[float] = []
+    until = _UntilThirdReading()
+
+    def reading(db: object, job_id: int) -> JobStatus:
+        now[0] += read_s
+        until.readings += 1
+        return _status(RunState.COPYING)
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(orchestrator.jobs, "job_status", reading)
+    monkeypatch.setattr(render.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(render.time, "sleep", sleep)
+
+    assert render.watch_job(object(), 1, until, poll_s=0.5) == 0  # type: ignore[arg-type]
+
+    assert sleeps and all(s == pytest.approx(expected_sleep_s) for s in sleeps)
