@@ -367,14 +367,7 @@ class CpuSampler:
         self._thread.start()
 
     def _read(self) -> float:
-        total = 0.0
-        for proc in self._procs:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return _cpu_of(self._procs)
 
     def _run(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
@@ -403,13 +396,16 @@ def _with_children(p: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 
 def _cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    return _cpu_of([q for p in procs for q in _with_children(p)])
+
+
+def _cpu_of(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs`` (a process that has exited counts nothing)."""
     total = 0.0
-    for p in procs:
+    for proc in procs:
         try:
-            proc = psutil.Process(p.pid)
-            for each in [proc, *proc.children(recursive=True)]:
-                times = each.cpu_times()
-                total += times.user + times.system
+            times = proc.cpu_times()
+            total += times.user + times.system
         except psutil.NoSuchProcess:
             pass
     return total
