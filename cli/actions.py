@@ -25,7 +25,7 @@ from cli.options import (
     job_context,
     settings,
 )
-from cli.render import watch_job
+from cli.render import job_reader, watch_job
 from orchestrator import jobs, launch
 from orchestrator.records import display_namespace
 from workers.cleaning import cleanup_run
@@ -51,7 +51,7 @@ def retry(
     n = launch.retry_failed(database, fleet, job_id, ns)
     console.print(f"{n} failed batches and {listers} failed listers re-queued for job {job_id}")
     if wait:
-        raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))
+        raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
 
 
 @app.command()
@@ -71,7 +71,7 @@ def resume(
         f"{counts['verifications']} verifications"
     )
     if wait:
-        raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))
+        raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
 
 
 @app.command()
@@ -99,7 +99,9 @@ def verify(
         raise fail(f"job {job_id} has no namespace that finished copying; see `nsmigrate status {job_id}`", 1)
     console.print(f"verification queued for {len(run_ids)} namespaces")
     if wait:
-        raise typer.Exit(watch_job(database, job_id, waits.Verdicts(database, job_id, before, run_ids)))
+        raise typer.Exit(
+            watch_job(job_reader(database, job_id), job_id, waits.Verdicts(database, job_id, before, run_ids))
+        )
 
 
 @app.command()
@@ -172,7 +174,7 @@ def sync(
             line += f"; {result['unroutable']} cannot be routed (e.g. {result['unroutable_examples'][0]['reason']})"
         console.print(line, soft_wrap=True)
     if wait and refused < len(runs):
-        code = watch_job(database, job_id, waits.settled(database, job_id))
+        code = watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id))
         raise typer.Exit(code or (1 if refused else 0))
     raise typer.Exit(1 if refused else 0)
 

@@ -97,8 +97,8 @@ def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
 def watch(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Live progress of a running job (like `run --wait`)."""
     from cli import waits
-    from cli.render import watch_job
+    from cli.render import job_reader, watch_job
 
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)
-    raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))
+    raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))

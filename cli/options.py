@@ -6,6 +6,8 @@ nor at module level SQLAlchemy (``read_job_status`` reads over plain psycopg).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -96,6 +98,29 @@ def read_job_status(settings: Settings, ref: str) -> JobStatus:
 
     database = db(settings)
     return jobs.job_status(database, find_job_id(database, ref))
+
+
+@contextmanager
+def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[], JobStatus]]:
+    """Reads job ``job_id``'s snapshot again at each call, over one plain psycopg connection kept open (a waiting
+    command reads every half second; no SQLAlchemy to import). Falls back as ``read_job_status`` does."""
+    conninfo = _libpq_url(settings.database_url)
+    if conninfo is None:
+        yield lambda: read_job_status(settings, str(job_id))
+        return
+    import psycopg
+
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True)
+    except psycopg.OperationalError as e:
+        raise _unreachable(settings.database_url, e) from e
+
+    def execute(sql: str, params: dict[str, Any]) -> Any:
+        row = conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    with conn:
+        yield lambda: read_snapshot(execute, str(job_id))
 
 
 def _libpq_url(url: str) -> str | None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.console import console, err_console
 from orchestrator.naming import display_namespace
+from orchestrator.plan_summary import TEXT_COLUMNS, PlanSummary
 from orchestrator.snapshot import JobStatus, RunStatus
 from orchestrator.states import RunState
 
@@ -24,53 +27,20 @@ SUMMARY_ROWS = 40
 if TYPE_CHECKING:  # launch loads Celery, jobs SQLAlchemy: only their types are needed here
     from cli.waits import Wait
     from orchestrator import jobs
-    from orchestrator.launch import Prepared
 
 
-def print_plan(prepared: Prepared) -> None:
-    plan = prepared.plan
-    table = Table(title=f"plan for job {prepared.spec.name!r}: {prepared.source_label} → {prepared.target_label}")
-    enumerated = any(run.enumeration != "list" for run in plan.runs)
-    columns = ["source namespace", "target namespace", "vectors", "batches"]
-    columns += ["ids by", "sweep queries", "sweep RUs"] if enumerated else []
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("source namespace", "target namespace", "ids by") else "right")
-    for run in plan.runs:
-        target = (
-            display_namespace(run.target_namespace)
-            if run.target_namespace is not None
-            else "(routed per vector by twin id)"
-        )
-        row = [display_namespace(run.source_namespace), target, str(run.vector_count), str(run.batches)]
-        if enumerated:
-            least, most = run.sweep_queries
-            queries = "" if run.enumeration != "sweep" else str(least) if least == most else f"{least}–{most}"
-            units = f"≥{run.sweep_read_units:g}" if run.enumeration == "sweep" else ""
-            row += [run.enumeration, queries, units]
+def print_plan(summary: PlanSummary) -> None:
+    """A plan as ``orchestrator.plan_summary`` summarised it: its table of namespace runs, then its lines."""
+    table = Table(title=summary.title)
+    for col in summary.columns:
+        table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
+    for row in summary.rows:
         table.add_row(*row)
     console.print(table)
-    est = plan.estimate
-    sweep = est.sweep_queries
-    shown = str(sweep[0]) if sweep[0] == sweep[1] else f"{sweep[0]}–{sweep[1]}"
-    sweeps = f", {shown} sweep queries" if sweep[1] else ""
-    console.print(
-        f"{len(plan.runs)} namespaces, {plan.total_vectors} vectors, {plan.total_batches} batches; "
-        f"requests: {est.list_requests} list{sweeps}, {est.fetch_requests} fetch, {est.upsert_requests} upsert; "
-        f"≈{est.read_units} read units, ≈{est.write_units} write units; "
-        f"≈{est.duration_s:.1f} s at the configured budgets"
-    )
-    if prepared.target_index is not None:
-        console.print(prepared.target_index.describe())
-    if prepared.spec.strategy == "collection":
-        # Here, not at the top: `status` renders with this module and must not load the planner.
-        from orchestrator.collection import describe_strategy
-
-        console.print(describe_strategy(prepared.spec))
-    for ns, counts in plan.routes.items():
-        taken = ", ".join(f"{route} {n}" for route, n in counts.items())
-        console.print(f"routes of {display_namespace(ns)} ({sum(counts.values())} vectors): {taken}")
-    for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+    for line in summary.lines:
+        console.print(line, markup=False)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
 def bars(*state: ProgressColumn) -> Progress:
@@ -91,12 +61,19 @@ def bars(*state: ProgressColumn) -> Progress:
 READ_SHARE_INVERSE = 10
 
 
-def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None) -> int:
-    """Live progress bars per namespace until ``until`` is done, then the job's summary. Returns the exit code: 0
-    when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``."""
+def job_reader(db: jobs.Database, job_id: int) -> Callable[[], JobStatus]:
+    """Job ``job_id``'s status, read through the job table's engine (for ``watch_job``)."""
     from orchestrator.jobs import job_status
 
-    status = job_status(db, job_id)
+    return lambda: job_status(db, job_id)
+
+
+def watch_job(
+    read: Callable[[], JobStatus], job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None
+) -> int:
+    """Live progress bars per namespace, from ``read()``, until ``until`` is done, then the job's summary. Returns the
+    exit code: 0 when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``."""
+    status = read()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     # A bar per namespace, or for a job of many namespaces one bar for the whole job with the count of each state.
     one_bar = len(status.runs) > SUMMARY_ROWS
@@ -111,7 +88,7 @@ def watch_job(db: jobs.Database, job_id: int, until: Wait, poll_s: float = 0.5, 
         last_line = 0.0
         while True:
             read_started = time.monotonic()
-            status = job_status(db, job_id)
+            status = read()
             read_s = time.monotonic() - read_started
             if whole is not None:
                 counts = Counter(r.state for r in status.runs)

@@ -1,21 +1,27 @@
-"""From a spec to a running job: ``plan`` (a dry run) and ``run``."""
+"""From a spec to a running job: ``plan`` (a dry run) and ``run``.
+
+Both hand the spec to the fleet's planner when one is up (``cli.submit``): the job then exists a fraction of a second
+after the command starts. Otherwise, or when the spec needs this command (a backup first, a target index to create,
+files to read), they plan here, which first loads the planner, the job table and the store SDKs; those imports live
+in the functions that need them, so the fleet's path never pays for them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli import waits
-from cli.console import console
-from cli.fleet import dispatcher, open_control, open_store
-from cli.options import DatabaseOpt, RedisOpt, db, settings
-from cli.render import print_plan, watch_job
-from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
-from orchestrator.indexes import IndexInfo, ensure_target_index
-from orchestrator.spec import PineconeStoreSpec, load_spec
+from cli import submit, waits
+from cli.console import console, print_error
+from cli.options import DatabaseOpt, RedisOpt, db, settings, status_reader
+from cli.render import job_reader, print_plan, watch_job
+from orchestrator.plan_summary import PlanSummary, summarize
+
+if TYPE_CHECKING:
+    from orchestrator import jobs, launch
+    from orchestrator.dispatch import Dispatcher
 
 app = typer.Typer(add_completion=False)
 
@@ -23,6 +29,8 @@ app = typer.Typer(add_completion=False)
 def launch_prepared(database: jobs.Database, fleet: Dispatcher, prepared: launch.Prepared) -> int:
     """Create the target index the plan asks for (and wait until it is ready), then write the job and enqueue its
     work; the index's creation goes into the job's audit log. Returns the job id."""
+    from orchestrator import jobs, launch
+
     # strategy collection: the job's own steps create the index, from the collection.
     created = make_target_index(prepared) if prepared.spec.strategy != "collection" else None
     job_id = launch.launch(database, fleet, prepared)
@@ -34,6 +42,10 @@ def launch_prepared(database: jobs.Database, fleet: Dispatcher, prepared: launch
 def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
     """Create the target index the plan asks for and wait until it is ready, printing progress; returns what the
     audit log records, or None when no index was created."""
+    from cli.fleet import open_control
+    from orchestrator.indexes import IndexInfo, ensure_target_index
+    from orchestrator.spec import PineconeStoreSpec
+
     target = prepared.target_index
     if target is None:
         return None
@@ -55,10 +67,23 @@ def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
 
 
 @app.command()
-def plan(spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")]) -> None:
+def plan(
+    spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")],
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
     """Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing."""
+    answer = submit.to_fleet(settings(database_url, redis_url), spec, "plan")
+    if answer is not None:
+        _fail_on_error(answer)
+        print_plan(PlanSummary.from_json(answer["plan"]))
+        return
+    from cli.fleet import open_control, open_store
+    from orchestrator import launch
+    from orchestrator.spec import load_spec
+
     job_spec = load_spec(spec)
-    print_plan(launch.prepare(job_spec, open_store, spec.parent, open_control))
+    print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control)))
 
 
 @app.command()
@@ -78,6 +103,34 @@ def run(
     resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces are
     exported to Parquet first, and a failed backup starts nothing."""
     resolved = settings(database_url, redis_url)
+    answer = submit.to_fleet(resolved, spec, "run", new=new)
+    if answer is not None:
+        _fail_on_error(answer)
+        job_id = int(answer["job_id"])
+        if answer["outcome"] == "resumed":
+            counts = answer["counts"]
+            console.print(
+                f"job {job_id} was unfinished: resumed ({counts['listers']} listers, {counts['batches']} batches "
+                "re-queued)"
+            )
+        else:
+            print_plan(PlanSummary.from_json(answer["plan"]))
+            console.print(f"job {job_id} started (planned by the fleet)")
+        print(job_id)
+        if wait:
+            until = waits.Settled(auto_verify=bool(answer["auto_verify"]))
+            with status_reader(resolved, job_id) as read:
+                raise typer.Exit(watch_job(read, job_id, until))
+        return
+    _run_here(resolved, spec, wait=wait, new=new)
+
+
+def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
+    """`run`, planned in this command."""
+    from cli.fleet import dispatcher, open_control, open_store
+    from orchestrator import jobs, launch
+    from orchestrator.spec import load_spec
+
     job_spec = load_spec(spec)
     database = db(resolved)
     fleet = dispatcher(resolved)
@@ -91,7 +144,7 @@ def run(
         job_id = existing.id
     else:
         prepared = launch.prepare(job_spec, open_store, spec.parent, open_control)
-        print_plan(prepared)
+        print_plan(summarize(prepared))
         # The backup comes first: if it fails, no job is written and nothing is enqueued.
         backup = None
         if job_spec.backup.enabled:
@@ -104,4 +157,11 @@ def run(
         console.print(f"job {job_id} started")
     print(job_id)
     if wait:
-        raise typer.Exit(watch_job(database, job_id, waits.settled(database, job_id)))
+        raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
+
+
+def _fail_on_error(answer: dict[str, Any]) -> None:
+    """The planner refused the spec or failed: its message, and the exit code a command planning here would give."""
+    if answer.get("outcome") == "error":
+        print_error(str(answer.get("message", "the fleet's planner failed")))
+        raise typer.Exit(int(answer.get("exit_code", 1)))

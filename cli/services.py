@@ -37,6 +37,16 @@ def worker(
     ] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Worker node name (default nsmigrate-<queues>@host).")] = None,
+    planner: Annotated[
+        bool | None,
+        typer.Option(
+            "--planner/--no-planner",
+            help="Also plan and start the jobs `nsmigrate run` and `plan` hand to the fleet (a thread of this "
+            "worker's main process; the command then starts in a fraction of the time). Default: on for a worker "
+            "consuming the list queue.",
+            show_default=False,
+        ),
+    ] = None,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -52,7 +62,7 @@ def worker(
     os.environ["NSMIGRATE_REDIS_URL"] = resolved.redis_url
     os.environ[TASK_SLOTS_ENV] = str(concurrency if pool == "threads" else 1)
     db(resolved).dispose()  # create/upgrade the schema once, before any task runs (clear error if unreachable)
-    celery_app = configure(resolved)
+    celery_app = configure(resolved, planner=planner if planner is not None else "list" in queues.split(","))
     name = hostname or f"nsmigrate-{queues.replace(',', '-')}@%h"
     celery_app.worker_main(
         [

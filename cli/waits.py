@@ -10,28 +10,38 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from orchestrator import jobs
-from orchestrator.models import JobState, RunState
+from orchestrator.snapshot import JobStatus, RunStatus
+from orchestrator.states import (
+    BUSY_RUN_STATES,
+    COPY_DONE_RUN_STATES,
+    JUDGED_RUN_STATES,
+    VERIFIABLE_RUN_STATES,
+    JobState,
+    RunState,
+)
+
+if TYPE_CHECKING:  # SQLAlchemy: `run --wait` after the fleet planned its job waits without loading it
+    from orchestrator import jobs
 
 #: A verification requested for a run in one of these states still ends in a verdict (``jobs.start_verify``).
-_VERDICT_COMING = (*jobs.VERIFIABLE_RUN_STATES, RunState.VERIFYING)
+_VERDICT_COMING = (*VERIFIABLE_RUN_STATES, RunState.VERIFYING)
 
 
 class Wait(Protocol):
     """What a command waits for, read from each status snapshot (``orchestrator.jobs.job_status``)."""
 
-    def done(self, status: jobs.JobStatus) -> bool:
+    def done(self, status: JobStatus) -> bool:
         """Nothing more will happen that this command waits for."""
         ...
 
-    def ok(self, status: jobs.JobStatus) -> bool:
+    def ok(self, status: JobStatus) -> bool:
         """What it waited for succeeded (exit code 0)."""
         ...
 
 
-def stuck(run: jobs.RunStatus) -> bool:
+def stuck(run: RunStatus) -> bool:
     """Copy finished but some batches failed, or the lister failed for good and its batches ended: nothing more
     will happen until `retry`."""
     b = run.batches
@@ -46,17 +56,17 @@ class Settled:
 
     auto_verify: bool
 
-    def _settled(self, run: jobs.RunStatus) -> bool:
+    def _settled(self, run: RunStatus) -> bool:
         if run.state == RunState.CANCELLED or stuck(run):
             return True
         if self.auto_verify:
-            return run.state in jobs.JUDGED_RUN_STATES
-        return run.state in jobs.COPY_DONE_RUN_STATES and run.state not in jobs.BUSY_RUN_STATES
+            return run.state in JUDGED_RUN_STATES
+        return run.state in COPY_DONE_RUN_STATES and run.state not in BUSY_RUN_STATES
 
-    def done(self, status: jobs.JobStatus) -> bool:
+    def done(self, status: JobStatus) -> bool:
         return status.state == JobState.CANCELLED or all(self._settled(r) for r in status.runs)
 
-    def ok(self, status: jobs.JobStatus) -> bool:
+    def ok(self, status: JobStatus) -> bool:
         return all(
             r.state in (RunState.VERIFIED, RunState.CLEANED) or (r.state == RunState.COPIED and r.failed == 0)
             for r in status.runs
@@ -65,6 +75,8 @@ class Settled:
 
 def settled(db: jobs.Database, job_id: int) -> Settled:
     """Wait for JOB to settle, verified or not as its spec says."""
+    from orchestrator import jobs
+
     return Settled(auto_verify=jobs.job_spec(db, job_id).auto_verify)
 
 
@@ -82,20 +94,24 @@ class Verdicts:
     @staticmethod
     def snapshot(db: jobs.Database, job_id: int, namespace: str | None = None) -> dict[int, str | None]:
         """Each run's current verdict, to tell a new one from; take it BEFORE requesting verification."""
+        from orchestrator import jobs
+
         return {r.id: (r.verification or {}).get("checked_at") for r in jobs.runs_of(db, job_id, namespace)}
 
-    def done(self, status: jobs.JobStatus) -> bool:
+    def done(self, status: JobStatus) -> bool:
+        from orchestrator import jobs
+
         waiting = self.run_ids - set(self._verdicts)
         if waiting:
             for run in jobs.runs_of(self.db, self.job_id):
                 if run.id not in waiting:
                     continue
                 report = run.verification or {}
-                if run.state in jobs.JUDGED_RUN_STATES and report.get("checked_at") != self.before.get(run.id):
+                if run.state in JUDGED_RUN_STATES and report.get("checked_at") != self.before.get(run.id):
                     self._verdicts[run.id] = bool(report.get("passed"))
                 elif run.state not in _VERDICT_COMING:  # cancelled or cleaned up meanwhile: no verdict will come
                     self._verdicts[run.id] = None
         return self.run_ids <= set(self._verdicts)
 
-    def ok(self, status: jobs.JobStatus) -> bool:
+    def ok(self, status: JobStatus) -> bool:
         return all(self._verdicts.get(run_id) for run_id in self.run_ids)

@@ -167,11 +167,17 @@ def prepare(
     return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name, target_index=target_index)
 
 
-def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared) -> int:
+def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor: str | None = None) -> int:
     """Write the job and its namespace runs, then enqueue one lister per namespace, the largest namespaces first:
-    theirs are the longest chains of list pages, so they should not start last. Returns the job id."""
+    theirs are the longest chains of list pages, so they should not start last. Returns the job id. ``actor``: who
+    asked, for the audit log (default: this process's user@host)."""
     job_id = jobs.create_job(
-        db, prepared.spec, prepared.plan, source_label=prepared.source_label, target_label=prepared.target_label
+        db,
+        prepared.spec,
+        prepared.plan,
+        source_label=prepared.source_label,
+        target_label=prepared.target_label,
+        actor=actor,
     )
     if prepared.spec.strategy == "collection":
         dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
@@ -194,6 +200,7 @@ def resume(
     only_runs: Collection[int] | None = None,
     together: bool = True,
     action: str = "job_resumed",
+    actor: str | None = None,
 ) -> dict[str, int]:
     """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
     copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token.
@@ -201,9 +208,9 @@ def resume(
 
     ``only_runs``: just these namespace runs. ``together``: send the tasks in one round trip (``Dispatcher.together``;
     a worker, whose pooled broker connections may predate a Redis restart, sends them one by one). ``action``: the
-    audit event recorded."""
+    audit event recorded, ``actor`` who asked (default: this process's user@host)."""
     if _is_collection_job(db, job_id):
-        return _resume_collection(db, dispatcher, job_id)
+        return _resume_collection(db, dispatcher, job_id, actor)
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
     to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
@@ -229,7 +236,7 @@ def resume(
             dispatcher.verify_namespace(
                 run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
             )
-    jobs.record_event(db, action, jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
+    jobs.record_event(db, action, actor or jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
     return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
 
 
@@ -249,7 +256,9 @@ def _is_collection_job(db: jobs.Database, job_id: int) -> bool:
     return (jobs.find_job(db, job_id).spec or {}).get("strategy") == "collection"
 
 
-def _resume_collection(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> dict[str, int]:
+def _resume_collection(
+    db: jobs.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None
+) -> dict[str, int]:
     """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
     runs = jobs.runs_of(db, job_id)
     waiting = [r for r in runs if r.state in jobs.LISTABLE_RUN_STATES]
@@ -259,7 +268,7 @@ def _resume_collection(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -
             dispatcher.collection_step(job_id)
         for run in to_verify:
             dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-    jobs.record_event(db, "job_resumed", jobs.default_actor(), job_id, collection_step=bool(waiting))
+    jobs.record_event(db, "job_resumed", actor or jobs.default_actor(), job_id, collection_step=bool(waiting))
     return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
 
 

@@ -52,3 +52,18 @@ def inflight_key(namespace_run_id: int) -> str:
 
 def lock_key(name: str) -> str:
     return f"{KEY_PREFIX}:lock:{name}"
+
+
+#: The fleet's planner (``workers.planner``): its heartbeat, and the list of specs handed to it.
+PLANNER_KEY = f"{KEY_PREFIX}:planner"
+SUBMISSIONS_KEY = f"{KEY_PREFIX}:submissions"
+
+
+def submission_reply_key(token: str) -> str:
+    """Redis key of the planner's answer to one submission."""
+    return f"{KEY_PREFIX}:submission:{token}:reply"
+
+
+def submission_taken_key(token: str) -> str:
+    """Redis key marking one submission as being planned (kept alive while it is)."""
+    return f"{KEY_PREFIX}:submission:{token}:taken"

@@ -622,11 +622,16 @@ def load_spec(path: str | Path) -> JobSpec:
     p = Path(path)
     if not p.is_file():
         raise SpecError(f"spec file {p} does not exist", hint="give the path of a YAML job spec, e.g. migrations/…")
+    return spec_from_text(p.read_text(), origin=str(p))
+
+
+def spec_from_text(text: str, origin: str) -> JobSpec:
+    """Validate a spec file's text (``origin``: its path, for messages); raises SpecError."""
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise SpecError(f"spec file {p} is not valid YAML: {e}") from e
-    return parse_spec(data, origin=str(p))
+        raise SpecError(f"spec file {origin} is not valid YAML: {e}") from e
+    return parse_spec(data, origin=origin)
 
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from celery.worker.consumer.consumer import STOP_CONDITIONS
 from orchestrator.dispatch import celery_config
 from orchestrator.settings import Settings
 from workers.context import reset_context
+from workers.planner import start_planning
 from workers.stalled import start_sweeping
 from workers.tuning import EVENT_FLUSH_S, warm_up
 from workers.tuning import Consumer as TunedConsumer
@@ -28,13 +29,16 @@ app = Celery("nsmigrate", include=["workers.tasks"])
 log = logging.getLogger(__name__)
 
 
-#: What `configure` was given: the worker's settings.
+#: What `configure` was given: the worker's settings, and whether it runs the fleet's planner.
 _settings: Settings | None = None
+_planner = False
 
 
-def configure(settings: Settings) -> Celery:
-    global _settings
+def configure(settings: Settings, *, planner: bool = False) -> Celery:
+    """Apply ``settings``; ``planner``: this worker also plans the jobs commands hand it (``workers.planner``)."""
+    global _settings, _planner
     _settings = settings
+    _planner = planner
     app.conf.update(celery_config(settings), worker_consumer=f"{__name__}:Consumer")
     return app
 
@@ -104,6 +108,12 @@ def _sweep_for_stalled_runs(**_: object) -> None:
     # In the worker's main process once its pool runs (a prefork pool has forked its children by then).
     if _settings is not None:
         start_sweeping(_settings)
+
+
+@worker_ready.connect
+def _serve_submissions(sender: Any = None, **_: object) -> None:
+    if _settings is not None and _planner:
+        start_planning(_settings, getattr(sender, "hostname", None) or "a worker")
 
 
 @worker_ready.connect

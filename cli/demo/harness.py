@@ -19,10 +19,11 @@ from cli import waits
 from cli.backup import backup_sources
 from cli.console import console
 from cli.fleet import open_control, open_store
-from cli.render import print_plan, watch_job
+from cli.render import job_reader, print_plan, watch_job
 from cli.run import launch_prepared
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
+from orchestrator.plan_summary import summarize
 from orchestrator.settings import Settings, load_settings
 from orchestrator.spec import JobSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec
@@ -72,7 +73,7 @@ class DemoStack:
         """Plan and launch the job of ``spec_file``, watch it until it settles, and return how it ended."""
         spec = parse_spec(yaml.safe_load(spec_file.read_text()), origin=str(spec_file))
         prepared = launch.prepare(spec, open_store, spec_file.parent, open_control)
-        print_plan(prepared)
+        print_plan(summarize(prepared))
         started = time.monotonic()
         backup = backup_sources(prepared) if spec.backup.enabled else None  # first, as `run` does
         job_id = launch_prepared(self.db, Dispatcher(self.settings), prepared)
@@ -82,7 +83,7 @@ class DemoStack:
             f"job {job_id} started; watch it in Flower at {self.flower_url} "
             f"(user admin, password {self.stack.flower_password})"
         )
-        code = watch_job(self.db, job_id, waits.settled(self.db, job_id), timeout_s=JOB_TIMEOUT_S)
+        code = watch_job(job_reader(self.db, job_id), job_id, waits.settled(self.db, job_id), timeout_s=JOB_TIMEOUT_S)
         return JobOutcome(job_id, code, time.monotonic() - started, jobs.job_status(self.db, job_id), spec)
 
     def index(self, name: str) -> Index:

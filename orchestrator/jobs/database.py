@@ -3,8 +3,6 @@ every transition shares: the audit event, a row count, a run by id."""
 
 from __future__ import annotations
 
-import getpass
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -13,21 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
+from orchestrator.actor import default_actor  # noqa: F401  (re-exported: the job table's callers use it)
 from orchestrator.errors import NotFound
 from orchestrator.jobs.lifecycle import check_run_transition
 from orchestrator.models import Event, Job, JobKind, NamespaceRun, RunState, ensure_schema
 
 if TYPE_CHECKING:  # the spec's pydantic models are not needed to read the job table
     from orchestrator.spec import JobSpec
-
-
-def default_actor() -> str:
-    """Who is acting, for the audit log: user@host (a worker passes its own hostname)."""
-    try:
-        user = getpass.getuser()
-    except OSError:
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 class Database:

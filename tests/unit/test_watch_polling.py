@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-import orchestrator.jobs
 from cli import render
 from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
 from orchestrator.models import JobKind, JobState, RunState
@@ -58,7 +57,7 @@ def test_the_wait_between_readings_grows_with_what_a_reading_costs(
     sleeps: list[float] = []
     until = _UntilThirdReading()
 
-    def reading(db: object, job_id: int) -> JobStatus:
+    def reading() -> JobStatus:
         now[0] += read_s
         until.readings += 1
         return _status(RunState.COPYING)
@@ -67,10 +66,9 @@ def test_the_wait_between_readings_grows_with_what_a_reading_costs(
         sleeps.append(seconds)
         now[0] += seconds
 
-    monkeypatch.setattr(orchestrator.jobs, "job_status", reading)
     monkeypatch.setattr(render.time, "monotonic", lambda: now[0])
     monkeypatch.setattr(render.time, "sleep", sleep)
 
-    assert render.watch_job(object(), 1, until, poll_s=0.5) == 0  # type: ignore[arg-type]
+    assert render.watch_job(reading, 1, until, poll_s=0.5) == 0
 
     assert sleeps and all(s == pytest.approx(expected_sleep_s) for s in sleeps)

@@ -118,6 +118,7 @@ class PgvectorStore:
                             hint="set it to the SQLAlchemy URL of the pgvector database, "
                             "e.g. postgresql+psycopg://user@host:5432/db",
                             store=self.name,
+                            env_var=self.spec.database_url_env,
                         )
                 self._engine = sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
                 self._engine_pid = pid

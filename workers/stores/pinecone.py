@@ -181,6 +181,7 @@ def api_key(spec: PineconeStoreSpec, who: str) -> str:
             f"environment variable {spec.api_key_env} is not set (or empty)",
             hint=f"put the Pinecone API key in {spec.api_key_env} in the environment of nsmigrate and its workers",
             store=who,
+            env_var=spec.api_key_env,
         )
     return key
 

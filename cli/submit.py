@@ -1,0 +1,103 @@
+"""Handing a spec to the fleet's planner (``workers.planner``) instead of planning in the command.
+
+``nsmigrate run`` and ``nsmigrate plan`` call ``to_fleet`` first: when a planner of the same job table is up, it plans
+(and starts) the job with everything already loaded, and the command only shows its answer, so the job exists a
+fraction of a second after the command starts. ``to_fleet`` returns None whenever the command should plan by itself
+(no planner, none took the spec in time, or the planner says the spec needs the command): planning here is always
+correct, only slower. The protocol is in ``orchestrator.submissions``.
+
+Imports Redis and nothing of the planner, the job table's models, Celery or the store SDKs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.markup import escape
+
+from cli.console import err_console
+from cli.options import fail
+from orchestrator import submissions
+from orchestrator.actor import default_actor
+from orchestrator.names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
+from orchestrator.settings import Settings
+from orchestrator.submissions import Heartbeat, Kind, Submission
+
+#: How long one wait for the answer blocks before the command looks at the submission's state again.
+POLL_S = 1.0
+
+
+def to_fleet(settings: Settings, spec_path: Path, kind: Kind, *, new: bool = False) -> dict[str, Any] | None:
+    """The fleet planner's answer to ``spec_path`` (``submissions.OUTCOMES``), or None: plan in this command."""
+    database = submissions.database_fingerprint(settings.database_url)
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=POLL_S + 10)
+        raw = client.get(PLANNER_KEY)
+    except (redis.RedisError, ValueError, OSError):
+        return None  # planning here reports an unreachable Redis clearly
+    beat = Heartbeat.decode(raw) if raw else None
+    if beat is None or beat.database != database or not spec_path.is_file():
+        return None
+    submission = Submission(
+        token=uuid.uuid4().hex,
+        kind=kind,
+        spec_text=spec_path.read_text(),
+        spec_path=str(spec_path.resolve()),
+        new=new,
+        actor=default_actor(),
+        database=database,
+    )
+    encoded = submission.encode()
+    try:
+        client.rpush(SUBMISSIONS_KEY, encoded)
+        answer = _await(client, submission.token, encoded, beat.planner)
+    except KeyboardInterrupt:
+        if client.lrem(SUBMISSIONS_KEY, 1, encoded):
+            raise
+        err_console.print(
+            f"[yellow]the fleet's planner ({beat.planner}) already has the spec: its job may start; see "
+            "`nsmigrate jobs`[/]"
+        )
+        raise
+    except redis.RedisError as e:
+        raise fail(
+            f"lost Redis while the fleet's planner ({beat.planner}) had the spec: {type(e).__name__} — its job may "
+            "have started: see `nsmigrate jobs`",
+            code=1,
+        ) from e
+    if answer is not None and answer.get("outcome") == submissions.LOCAL:
+        err_console.print(f"[dim]planning in this command: {escape(str(answer.get('reason', '')))}[/]", highlight=False)
+        return None
+    return answer
+
+
+def _await(client: redis.Redis, token: str, encoded: str, planner: str) -> dict[str, Any] | None:
+    """The answer to submission ``token``; None when no planner took it in time (it is taken back first)."""
+    reply, taken = submission_reply_key(token), submission_taken_key(token)
+    take_deadline = time.monotonic() + submissions.TAKE_TIMEOUT_S
+    unmarked_since: float | None = None
+    while True:
+        item = client.blpop([reply], timeout=POLL_S)
+        if item is not None:
+            answer: dict[str, Any] = json.loads(item[1])
+            return answer
+        if client.exists(taken):
+            unmarked_since = None
+            continue
+        if time.monotonic() < take_deadline:
+            continue
+        if client.lrem(SUBMISSIONS_KEY, 1, encoded):
+            return None  # still waiting in the list: nobody will answer it now
+        # Taken, yet neither marked nor answered: the mark is on its way, or the planner died with the spec.
+        unmarked_since = unmarked_since or time.monotonic()
+        if time.monotonic() - unmarked_since > submissions.TAKEN_TTL_S:
+            raise fail(
+                f"the fleet's planner ({planner}) took the spec and stopped answering; its job may have started: "
+                "see `nsmigrate jobs`, then run again (an unfinished job of the same name is resumed)",
+                code=1,
+            )

@@ -1,0 +1,200 @@
+"""The fleet's planner: a thread of a worker that plans and starts the jobs commands hand it.
+
+A command that plans by itself pays about a second of imports and new connections first (``orchestrator.submissions``
+says why and describes the protocol). This thread has them loaded and open: it takes a submitted spec, validates it,
+plans it (``launch.prepare``, reads under the spec's rate budget as a command's would) and, for ``run``, writes the
+job and enqueues its work (``launch.launch``) or resumes the unfinished job of the same name, then answers.
+
+A spec it cannot plan as well as the command is answered ``local``, and the command plans it itself:
+- one that needs the command's side: a Parquet backup first (``backup.enabled``, written where the command runs) or a
+  target index to create and wait for (``target.create``: minutes, with progress the user should see);
+- one that reads a file (a creators CSV, a catalogue): the file is where the command runs, maybe not here;
+- one whose store needs an environment variable this worker lacks (an API key the user exported in their shell).
+
+Runs in the main process of every worker that consumes the ``list`` queue (``nsmigrate worker --planner`` to choose),
+one submission at a time; several planners share the work, as BLPOP gives each submission to one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import redis
+from pydantic import BaseModel
+
+from orchestrator import jobs, launch, submissions
+from orchestrator.dispatch import Dispatcher
+from orchestrator.errors import NsmigrateError
+from orchestrator.names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
+from orchestrator.plan_summary import summarize
+from orchestrator.settings import Settings
+from orchestrator.spec import JobSpec, PgvectorStoreSpec, PineconeStoreSpec, spec_from_text
+from orchestrator.submissions import Heartbeat, Submission
+from workers.stores import open_retrying_store
+
+log = logging.getLogger(__name__)
+
+
+def start_planning(settings: Settings, name: str) -> threading.Event:
+    """Serve submissions in a daemon thread of this process, with connections of its own; set the event to stop."""
+    stop = threading.Event()
+    planner = Planner(settings, name)
+    threading.Thread(target=planner.serve, args=(stop,), name="nsmigrate-planner", daemon=True).start()
+    return stop
+
+
+def needs_the_command(spec: JobSpec) -> str | None:
+    """Why ``spec`` must be planned by the command itself, or None when the fleet can plan it."""
+    if spec.backup.enabled:
+        return "the spec asks for a backup first (backup.enabled), written where the command runs"
+    if isinstance(spec.target, PineconeStoreSpec) and spec.target.create is not None and spec.strategy != "collection":
+        return "the spec creates its target index (target.create); the command waits for it and shows its progress"
+    files = sorted(_files_named(spec))
+    if files:
+        return f"the spec reads {', '.join(files)} from a file, which is where the command runs"
+    return None
+
+
+def _files_named(model: BaseModel, path: str = "") -> Iterator[str]:
+    """The field paths of the spec's parts that read a local file (``source: file``)."""
+    if getattr(model, "source", None) == "file" and getattr(model, "path", None):
+        yield path or "spec"
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _files_named(value, f"{path}.{name}" if path else name)
+
+
+class Planner:
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.database = submissions.database_fingerprint(settings.database_url)
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=submissions.HEARTBEAT_EVERY_S + 10)
+        # Connections and clients of its own, made once: keeping them open is what makes it fast.
+        self.db = jobs.Database(settings.database_url, pool_size=2, create=False)
+        self.dispatcher = Dispatcher(settings, producers=1)
+        self._stores: dict[str, Any] = {}
+
+    def serve(self, stop: threading.Event) -> None:
+        heartbeat = Heartbeat(planner=self.name, database=self.database).encode()
+        while not stop.is_set():
+            try:
+                self.redis.set(PLANNER_KEY, heartbeat, ex=submissions.HEARTBEAT_TTL_S)
+                item = self.redis.blpop([SUBMISSIONS_KEY], timeout=submissions.HEARTBEAT_EVERY_S)
+            except redis.RedisError as e:  # Redis away: commands plan by themselves meanwhile
+                log.warning("planner: Redis: %s: %s", type(e).__name__, e)
+                stop.wait(submissions.HEARTBEAT_EVERY_S)
+                continue
+            if item is not None:
+                try:
+                    self.handle(item[1])
+                except Exception:  # e.g. Redis lost while answering: the command gives up and says so; serve on
+                    log.exception("planner: a submission could not be answered")
+
+    def handle(self, raw: bytes | str) -> None:
+        try:
+            submission = Submission.decode(raw)
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("planner: dropped a malformed submission: %s", e)
+            return
+        # The answer is sent before the mark goes: a waiting command sees one or the other at every moment.
+        with self._taken(submission.token):
+            answer = self.answer(submission)
+            key = submission_reply_key(submission.token)
+            with self.redis.pipeline() as pipe:
+                pipe.rpush(key, json.dumps(answer))
+                pipe.expire(key, submissions.REPLY_TTL_S)
+                pipe.execute()
+
+    @contextmanager
+    def _taken(self, token: str) -> Iterator[None]:
+        """Marks the submission as being worked on, refreshed while it is, so its command keeps waiting."""
+        key = submission_taken_key(token)
+        done = threading.Event()
+
+        def refresh() -> None:
+            while True:
+                try:
+                    self.redis.set(key, self.name, ex=submissions.TAKEN_TTL_S)
+                except redis.RedisError as e:
+                    log.warning("planner: could not mark submission %s as taken: %s", token, e)
+                if done.wait(submissions.TAKEN_REFRESH_S):
+                    return
+
+        marker = threading.Thread(target=refresh, name="nsmigrate-planner-taken", daemon=True)
+        marker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            marker.join()
+            with suppress(redis.RedisError):  # it expires
+                self.redis.delete(key)
+
+    def answer(self, submission: Submission) -> dict[str, Any]:
+        """Plan (and for ``run`` start) the submitted spec; what to send back (``submissions.OUTCOMES``)."""
+        if submission.database != self.database:
+            return _local("the fleet's job table is another database than the command's")
+        try:
+            spec = spec_from_text(submission.spec_text, origin=submission.spec_path)
+            reason = needs_the_command(spec)
+            if reason is not None:
+                return _local(reason)
+            spec_dir = Path(submission.spec_path).parent
+            if submission.kind == "plan":
+                prepared = launch.prepare(spec, self._store, spec_dir, _open_control)
+                return {"outcome": "planned", "plan": summarize(prepared).as_json()}
+            existing = None if submission.new else jobs.latest_unfinished_job(self.db, spec.name)
+            if existing is not None:
+                counts = launch.resume(self.db, self.dispatcher, existing.id, actor=submission.actor)
+                return {
+                    "outcome": "resumed",
+                    "job_id": existing.id,
+                    "counts": counts,
+                    "auto_verify": spec.auto_verify,
+                }
+            prepared = launch.prepare(spec, self._store, spec_dir, _open_control)
+            job_id = launch.launch(self.db, self.dispatcher, prepared, actor=submission.actor)
+        except NsmigrateError as e:
+            missing = e.ids.get("env_var")
+            if missing is not None:
+                return _local(f"this worker's environment has no {missing}")
+            return {"outcome": "error", "message": str(e), "exit_code": 2}
+        except Exception as e:  # a bug or an outage: say where to look, keep serving
+            log.exception("planner: planning %s failed", submission.spec_path)
+            return {
+                "outcome": "error",
+                "message": f"the fleet's planner {self.name} failed: {type(e).__name__}: {e} (see its log)",
+                "exit_code": 1,
+            }
+        log.info("planner: job %s (%s) started for %s", job_id, spec.name, submission.actor)
+        return {
+            "outcome": "started",
+            "job_id": job_id,
+            "plan": summarize(prepared).as_json(),
+            "auto_verify": spec.auto_verify,
+        }
+
+    def _store(self, spec: PineconeStoreSpec | PgvectorStoreSpec) -> Any:
+        """One open store per distinct store spec, kept: its connection pool stays warm for the next plan."""
+        key = spec.model_dump_json()
+        if key not in self._stores:
+            self._stores[key] = open_retrying_store(spec)
+        return self._stores[key]
+
+
+def _open_control(spec: Any) -> Any:
+    from workers.stores.pinecone_control import PineconeControl
+
+    return PineconeControl(spec)
+
+
+def _local(reason: str) -> dict[str, Any]:
+    return {"outcome": submissions.LOCAL, "reason": reason}
