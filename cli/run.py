@@ -66,14 +66,25 @@ def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
     return {"index": target.name, "host": info.host, "shape": target.shape.as_json(), "waited_s": round(waited_s, 2)}
 
 
+PlanHereOpt = Annotated[
+    bool,
+    typer.Option(
+        "--plan-here",
+        help="Plan in this command even when the fleet's planner is up (by default a running fleet plans the spec, "
+        "with its own environment and settings, and the command starts in a fraction of the time).",
+    ),
+]
+
+
 @app.command()
 def plan(
     spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")],
+    plan_here: PlanHereOpt = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
     """Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing."""
-    answer = submit.to_fleet(settings(database_url, redis_url), spec, "plan")
+    answer = None if plan_here else submit.to_fleet(settings(database_url, redis_url), spec, "plan")
     if answer is not None:
         _fail_on_error(answer)
         print_plan(PlanSummary.from_json(answer["plan"]))
@@ -96,6 +107,7 @@ def run(
             "--new", help="Start a new job even if an unfinished one of this name exists (default: resume it)."
         ),
     ] = False,
+    plan_here: PlanHereOpt = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -103,7 +115,7 @@ def run(
     resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces are
     exported to Parquet first, and a failed backup starts nothing."""
     resolved = settings(database_url, redis_url)
-    answer = submit.to_fleet(resolved, spec, "run", new=new)
+    answer = None if plan_here else submit.to_fleet(resolved, spec, "run", new=new)
     if answer is not None:
         _fail_on_error(answer)
         job_id = int(answer["job_id"])

@@ -60,10 +60,12 @@ class Stack:
         pool: str = "prefork",
         name: str | None = None,
         log_path: Path | None = None,
+        args: tuple[str, ...] = (),
         **extra_env: str,
     ) -> subprocess.Popen[bytes]:
         """A real `nsmigrate worker` child process with a ``pool`` of ``concurrency`` task slots (prefork processes
-        or threads); its log goes to ``log_path`` (default: in the workdir)."""
+        or threads), given ``args`` too (e.g. ``--no-planner``); its log goes to ``log_path`` (default: in the
+        workdir)."""
         name = name or f"w{len(self.processes)}"
         log_path = log_path or self.workdir / f"worker-{name}.log"
         with open(log_path, "ab") as log:
@@ -83,6 +85,7 @@ class Stack:
                     f"{name}@%h",
                     "--loglevel",
                     "WARNING",
+                    *args,
                 ],
                 env=self.env(**extra_env),
                 stdout=log,
