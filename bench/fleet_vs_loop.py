@@ -35,12 +35,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis as redis_lib
 import sqlalchemy as sa
 from pinecone import Pinecone
 
 from bench.user_clock import job_clock, run_cli
 from orchestrator import jobs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
+from orchestrator.names import PLANNER_KEY
 from orchestrator.spec import parse_spec
 from sandbox.memory import KEPT_MB
 from sandbox.seed import SeedData, seed_dataset
@@ -64,12 +66,16 @@ class FleetShape:
     copy_concurrency: int = 8
     batch_size: int = 200
     parallel_upserts: int = 4
+    #: `nsmigrate run --plan-here`: the command plans the job itself instead of handing it to the list worker's
+    #: planner (``workers.planner``), as every version before the planner did.
+    plan_here: bool = False
 
     def describe(self) -> str:
         return (
             f"list workers {self.list_workers} × {self.list_pool} {self.list_concurrency}, copy workers "
             f"{self.copy_workers} × {self.copy_pool} {self.copy_concurrency}; batch_size {self.batch_size}, "
             f"parallel_upserts {self.parallel_upserts}"
+            + ("; planned in the command (--plan-here)" if self.plan_here else "")
         )
 
 
@@ -91,6 +97,8 @@ class Result:
     #: The user's clock: from the moment `nsmigrate run` was typed to the last batch (``seconds`` is the job's own,
     #: from its row in the job table). None for the loop, timed from its first request.
     user_seconds: float | None = None
+    #: Who planned the job: "the fleet" (its planner) or "the command".
+    planned_by: str | None = None
 
     @property
     def vectors_per_s(self) -> float:
@@ -245,6 +253,8 @@ def fleet(
     db = jobs.Database(database_url)
     try:
         wait_for_workers(redis_url, len(procs))  # start-up is not copy time
+        if not shape.plan_here:
+            _wait_for_planner(redis_url)
         first = _fleet_job("fleet, fresh workers", "fleet", shape, plane, db, env, procs, services, workdir)
         warm = _fleet_job("fleet, warm workers", "fleet-warm", shape, plane, db, env, procs, services, workdir)
         return first, warm
@@ -254,6 +264,16 @@ def fleet(
             p.terminate()
         for p in procs:
             p.wait(20)
+
+
+def _wait_for_planner(redis_url: str, timeout_s: float = 30) -> None:
+    """Until the list worker's planner is up (its heartbeat starts with the worker, a moment after Celery's ping)."""
+    client = redis_lib.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout_s
+    while not client.exists(PLANNER_KEY):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no planner heartbeat within {timeout_s:.0f} s (see the list worker's log)")
+        time.sleep(0.05)
 
 
 def _fleet_job(
@@ -288,7 +308,7 @@ def _fleet_job(
     server_cpu = plane.cpu_seconds()
     others_before = {name: _cpu_seconds([p]) for name, p in services.items()}
     # As a user starts it: `nsmigrate run SPEC --wait` in its own process (start-up and planning on the clock).
-    cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")))
+    cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")), plan_here=shape.plan_here)
     created, finished = job_clock(db, cli.job_id)
     _, _, copied = _progress(db, cli.job_id)
     cpu = _cpu_seconds(procs) - cpu_before
@@ -308,6 +328,7 @@ def _fleet_job(
         server_cpu_s=plane.cpu_seconds() - server_cpu,
         others_cpu_s=others,
         user_seconds=finished - cli.started,
+        planned_by="the fleet" if cli.planned_by_fleet else "the command",
     )
 
 
@@ -442,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the jobs' parallel_upserts (spec default 2)",
     )
     parser.add_argument(
+        "--plan-here",
+        action="store_true",
+        help="start each job with `nsmigrate run --plan-here`: planned in the command, not by the fleet's planner",
+    )
+    parser.add_argument(
         "--fleets",
         type=int,
         default=3,
@@ -522,8 +548,8 @@ def main(argv: list[str] | None = None) -> int:
             before_job = (flt.user_seconds or flt.seconds) - flt.seconds
             print(
                 f"{'':<28}{flt.name}: {flt.vectors_per_s:.0f} vectors/s on the job clock; {before_job:.2f} s from "
-                f"the command to the job's row; CPU s: workers {flt.cpu_s:.1f} on the job clock "
-                f"({flt.cpu_user_clock_s:.1f} on the user's), data plane {flt.server_cpu_s:.1f}, {others}"
+                f"the command to the job's row (planned by {flt.planned_by}); CPU s: workers {flt.cpu_s:.1f} on the "
+                f"job clock ({flt.cpu_user_clock_s:.1f} on the user's), data plane {flt.server_cpu_s:.1f}, {others}"
             )
     return 0
 

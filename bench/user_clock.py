@@ -31,10 +31,15 @@ class CliRun:
     exited: float
     #: CPU seconds of the command's own process (user + system).
     cpu_s: float
+    #: The fleet's planner planned the job (``workers.planner``), not the command.
+    planned_by_fleet: bool
 
 
-def run_cli(spec: dict[str, Any], env: dict[str, str], workdir: Path, deadline_s: float) -> CliRun:
-    """Run ``nsmigrate run SPEC --wait --new`` with ``spec`` written to a file; returns its job id and times."""
+def run_cli(
+    spec: dict[str, Any], env: dict[str, str], workdir: Path, deadline_s: float, *, plan_here: bool = False
+) -> CliRun:
+    """Run ``nsmigrate run SPEC --wait --new [--plan-here]`` with ``spec`` written to a file; returns its job id and
+    times."""
     path = workdir / f"{spec['name']}.yaml"
     path.write_text(json.dumps(spec))  # JSON is YAML
     log = workdir / f"{spec['name']}.cli.log"
@@ -42,7 +47,7 @@ def run_cli(spec: dict[str, Any], env: dict[str, str], workdir: Path, deadline_s
     started = time.time()
     with open(log, "wb") as out:
         proc = subprocess.run(
-            [sys.executable, "-m", "cli", "run", str(path), "--wait", "--new"],
+            [sys.executable, "-m", "cli", "run", str(path), "--wait", "--new", *(["--plan-here"] if plan_here else [])],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -58,7 +63,7 @@ def run_cli(spec: dict[str, Any], env: dict[str, str], workdir: Path, deadline_s
     if job_id is None:
         raise RuntimeError(f"`nsmigrate run` printed no job id:\n{output[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return CliRun(job_id, started, exited, cpu)
+    return CliRun(job_id, started, exited, cpu, planned_by_fleet="(planned by the fleet)" in output)
 
 
 def job_clock(db: jobs.Database, job_id: int) -> tuple[float, float]:
