@@ -24,17 +24,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fleet_vs_loop import LATENCY_MS, DataPlane, load_source
+from bench.fleet_vs_loop import LATENCY_MS, DataPlane, _wait_for_planner, _worker, load_source
 from sandbox.seed import seed_dataset, write_twins_csv
 from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY
+from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 #: Packages a command should import only when it uses them (what `--help`, `status` and `jobs` must not load).
 HEAVY = ("celery", "kombu", "billiard", "pinecone", "pyarrow", "numpy", "redis", "supabase", "psycopg", "flower")
 
 
 def timed(argv: list[str], env: dict[str, str], repeats: int) -> tuple[list[float], list[float], str]:
-    """Wall and CPU seconds of ``python -m cli ARGV`` over ``repeats`` runs, and its output of the last run."""
+    """Wall and CPU seconds of ``python -m cli ARGV`` over ``repeats`` runs, and its output of the last run (stdout,
+    then stderr after a line ``--- stderr``)."""
     walls, cpus, output = [], [], ""
     for _ in range(repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -45,7 +46,7 @@ def timed(argv: list[str], env: dict[str, str], repeats: int) -> tuple[list[floa
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         if proc.returncode != 0:
             raise RuntimeError(f"`nsmigrate {' '.join(argv)}` exited {proc.returncode}: {proc.stderr[-2000:]}")
-        output = proc.stdout
+        output = proc.stdout + "\n--- stderr\n" + proc.stderr
     return walls, cpus, output
 
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 paths[label].write_text(json.dumps(spec))
             # A job for `status` to show (no worker runs: its tasks wait in Redis).
             _, _, out = timed(["run", str(paths["copy (bench spec)"]), "--new"], env, 1)
-            job_id = out.strip().splitlines()[-1]
+            job_id = out.split("\n--- stderr\n")[0].strip().splitlines()[-1]
             print(
                 f"\nseed data set ({data.total} vectors, {len(data.namespaces)} namespaces), {LATENCY_MS} ms per "
                 f"data-plane request; {args.repeats} runs of each command; {os.cpu_count()} cores"
@@ -141,6 +142,19 @@ def main(argv: list[str] | None = None) -> int:
             for label, path in paths.items():
                 walls, cpus = in_process_plan(path, args.repeats)
                 row(f"plan in-process: {label}", walls, cpus, f"≈ {statistics.median(walls) / 0.05:.0f} × 50 ms")
+            # With a fleet up: its list worker's planner plans what it can (``workers.planner``).
+            planner = _worker(env, "list", "threads", 4, "planner", workdir)
+            try:
+                wait_for_workers(redis.url, 1)
+                _wait_for_planner(redis.url)
+                for label, path in paths.items():
+                    walls, cpus, out = timed(["plan", str(path)], env, args.repeats)
+                    local = [ln for ln in out.splitlines() if ln.startswith("planning in this command: ")]
+                    where = local[0].removeprefix("planning ") if local else "by the fleet's planner"
+                    row(f"nsmigrate plan, fleet up: {label}", walls, cpus, where)
+            finally:
+                planner.terminate()
+                planner.wait(20)
         finally:
             plane.stop()
     return 0
