@@ -55,6 +55,8 @@ class Figures:
     loop_vps: float
     fleet_vps: float
     cpu_per_1k: float
+    #: The loop's seconds ÷ the user's clock (command to last batch); None before the bench printed that clock.
+    user_vs_loop: float | None = None
 
     @property
     def vs_loop(self) -> float:
@@ -77,7 +79,8 @@ def parse_bench(output: str) -> dict[tuple[str, str], Figures]:
         elif (row := _ROW_SECONDS.search(line)) is not None:
             # the same vectors copied by the loop and the job: vectors/s from seconds
             loop_vps, fleet_vps = vectors / float(row["loop_s"]), vectors / float(row["job_s"])
-            figures[(data_set, row["kind"])] = Figures(loop_vps, fleet_vps, float(row["cpu"]))
+            user_vs_loop = float(row["loop_s"]) / float(row["user_s"])
+            figures[(data_set, row["kind"])] = Figures(loop_vps, fleet_vps, float(row["cpu"]), user_vs_loop)
         elif (cpu := _CPU.search(line)) is not None and (data_set, kind := cpu["kind"] or cpu["kind_old"]) in figures:
             table = figures[(data_set, kind)]
             total_s = float(cpu["cpu"] or cpu["cpu_old"])
@@ -171,6 +174,13 @@ def report(runs: dict[str, list[dict[tuple[str, str], Figures]]], names: dict[st
             f"  worker CPU s per 1k vec    A {_median(a.cpu_per_1k for a, _ in pairs):6.3f}   "
             f"B {_median(b.cpu_per_1k for _, b in pairs):6.3f}   B÷A {cpu}",
         ]
+        users = [(a.user_vs_loop, b.user_vs_loop) for a, b in pairs]
+        if all(a is not None and b is not None for a, b in users):
+            user = Spread.of([b / a for a, b in users if a and b], higher_is_better=True)
+            lines.append(
+                f"  user's clock: loop s ÷ s   A {_median(a for a, _ in users if a):5.2f}×   "
+                f"B {_median(b for _, b in users if b):5.2f}×   B÷A {user}"
+            )
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -77,9 +77,9 @@ class Planner:
         self.name = name
         self.database = submissions.database_fingerprint(settings.database_url)
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=submissions.HEARTBEAT_EVERY_S + 10)
-        # The job table and broker connections are its own, kept open. Stores are opened anew for each plan, as a
-        # command opens them (what they learn of an index, e.g. its host, must not outlive a recreated index); with
-        # the SDK loaded that costs ~3 ms of CPU.
+        # The job table and broker connections are its own, kept open. Stores are opened anew for each plan and
+        # closed after it, as a command's are (what they learn of an index, e.g. its host, must not outlive a
+        # recreated index); with the SDK loaded that costs ~3 ms of CPU.
         self.db = jobs.Database(settings.database_url, pool_size=2, create=False)
         self.dispatcher = Dispatcher(settings, producers=1)
 
@@ -150,7 +150,8 @@ class Planner:
                 return _local(reason)
             spec_dir = Path(submission.spec_path).parent
             if submission.kind == "plan":
-                prepared = launch.prepare(spec, open_retrying_store, spec_dir, _open_control)
+                with _clients_of_one_plan() as (open_store, open_control):
+                    prepared = launch.prepare(spec, open_store, spec_dir, open_control)
                 return {"outcome": "planned", "plan": summarize(prepared).as_json()}
             existing = None if submission.new else jobs.latest_unfinished_job(self.db, spec.name)
             if existing is not None:
@@ -161,7 +162,8 @@ class Planner:
                     "counts": counts,
                     "auto_verify": spec.auto_verify,
                 }
-            prepared = launch.prepare(spec, open_retrying_store, spec_dir, _open_control)
+            with _clients_of_one_plan() as (open_store, open_control):
+                prepared = launch.prepare(spec, open_store, spec_dir, open_control)
             job_id = launch.launch(self.db, self.dispatcher, prepared, actor=submission.actor)
         except NsmigrateError as e:
             missing = e.ids.get("env_var")
@@ -184,10 +186,28 @@ class Planner:
         }
 
 
-def _open_control(spec: Any) -> Any:
+@contextmanager
+def _clients_of_one_plan() -> Iterator[tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
+    """Openers of stores and control planes for one plan, as a command opens them; what they opened is closed after
+    it (a planner lives as long as its worker: it must not gather connection pools)."""
     from workers.stores.pinecone_control import PineconeControl
 
-    return PineconeControl(spec)
+    opened: list[Any] = []
+
+    def open_store(spec: Any) -> Any:
+        opened.append(open_retrying_store(spec))
+        return opened[-1]
+
+    def open_control(spec: Any) -> Any:
+        opened.append(PineconeControl(spec))
+        return opened[-1]
+
+    try:
+        yield open_store, open_control
+    finally:
+        for client in opened:
+            with suppress(Exception):  # closing is best effort: the plan's answer is what matters
+                client.close()
 
 
 def _local(reason: str) -> dict[str, Any]:
