@@ -8,6 +8,8 @@ in the functions that need them, so the fleet's path never pays for them.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -115,6 +117,8 @@ def run(
     resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces are
     exported to Parquet first, and a failed backup starts nothing."""
     resolved = settings(database_url, redis_url)
+    if wait and not plan_here:
+        _load_in_background("psycopg")  # while the fleet plans: after, it would take CPU from the job's first tasks
     answer = None if plan_here else submit.to_fleet(resolved, spec, "run", new=new)
     if answer is not None:
         _fail_on_error(answer)
@@ -170,6 +174,11 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
     print(job_id)
     if wait:
         raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
+
+
+def _load_in_background(module: str) -> None:
+    """Import ``module`` in a thread: the command only waits for the fleet's answer meanwhile."""
+    threading.Thread(target=importlib.import_module, args=(module,), name=f"import-{module}", daemon=True).start()
 
 
 def _fail_on_error(answer: dict[str, Any]) -> None:
