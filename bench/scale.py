@@ -356,38 +356,10 @@ def big_job(pg: PostgresServer, redis: RedisServer, batches: int, namespaces: in
             s.scalars(sa.select(NamespaceRun.id).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
         )
     started = time.perf_counter()
-    raw = db.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        now = datetime.now(UTC)
-        columns = (
-            "run_id, seq, ids, state, attempts, vectors, missing, bytes, worker, created_at, started_at, finished_at"
-        )
-        with cursor.copy(f"COPY batches ({columns}) FROM STDIN") as copy:
-            k = 0
-            for run_id in run_ids:
-                for seq in range(per_run):
-                    copy.write_row(
-                        (run_id, seq, blobs[k % len(blobs)], "done", 1, 100, 0, 9_000, "copy0@bench", now, now, now)
-                    )
-                    k += 1
-        raw.commit()
-    finally:
-        raw.close()
+    write_done_batches(db, run_ids, per_run, blobs, 100)
     written_s = time.perf_counter() - started
+    mark_done(db, job_id, per_run, f"{per_run * 100} = {per_run * 100} vectors; ids equal")
     with db.transaction() as s:
-        s.execute(
-            sa.update(NamespaceRun)
-            .where(NamespaceRun.job_id == job_id)
-            .values(
-                listed=NamespaceRun.source_count,
-                batches_total=per_run,
-                listing_done=True,
-                verification=REPORT | {"summary": f"{per_run * 100} = {per_run * 100} vectors; ids equal"},
-                state=RunState.VERIFIED,
-                copied=NamespaceRun.source_count,
-            )
-        )
         written = s.scalar(sa.select(sa.func.count()).select_from(Batch))
     figures.update(
         namespaces=namespaces,
@@ -400,6 +372,46 @@ def big_job(pg: PostgresServer, redis: RedisServer, batches: int, namespaces: in
     )
     db.dispose()
     return figures
+
+
+def write_done_batches(db: jobs.Database, run_ids: list[int], per_run: int, blobs: list[bytes], vectors: int) -> None:
+    """``per_run`` done batches of ``vectors`` ids for each run, by ``COPY`` (the packed ids taken in turn from
+    ``blobs``), as a lister and the copy workers leave them."""
+    raw = db.engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        now = datetime.now(UTC)
+        columns = (
+            "run_id, seq, ids, state, attempts, vectors, missing, bytes, worker, created_at, started_at, finished_at"
+        )
+        with cursor.copy(f"COPY batches ({columns}) FROM STDIN") as copy:
+            k = 0
+            for run_id in run_ids:
+                for seq in range(per_run):
+                    copy.write_row(
+                        (run_id, seq, blobs[k % len(blobs)], "done", 1, vectors, 0, 9_000, "copy0@bench", now, now, now)
+                    )
+                    k += 1
+        raw.commit()
+    finally:
+        raw.close()
+
+
+def mark_done(db: jobs.Database, job_id: int, per_run: int, summary: str) -> None:
+    """Every run of the job listed (``per_run`` batches), copied and verified with a report like ``REPORT``."""
+    with db.transaction() as s:
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.job_id == job_id)
+            .values(
+                listed=NamespaceRun.source_count,
+                batches_total=per_run,
+                listing_done=True,
+                verification=REPORT | {"summary": summary},
+                state=RunState.VERIFIED,
+                copied=NamespaceRun.source_count,
+            )
+        )
 
 
 def table_bytes(db: jobs.Database, table: str) -> int:

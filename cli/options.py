@@ -1,23 +1,28 @@
 """What every command shares: the option types, settings read once, the job table, and the error exit.
 
 Light on purpose: ``nsmigrate status`` loads this module, so nothing here may import Celery, a store SDK or pyarrow,
-nor at module level SQLAlchemy (``read_job_status`` reads over plain psycopg).
+nor at module level SQLAlchemy (``read_job_table`` reads over plain psycopg).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import orjson
 import typer
 from pydantic import ValidationError
 
 from cli.console import print_error
+from orchestrator import snapshot
 from orchestrator.naming import parse_namespace_arg
 from orchestrator.settings import Settings, load_settings
-from orchestrator.snapshot import JobStatus, read_snapshot
+from orchestrator.snapshot import JobStatus, JobSummary
 
 if TYPE_CHECKING:
     from orchestrator import jobs
+
+T = TypeVar("T")
 
 DatabaseOpt = Annotated[
     str | None,
@@ -73,9 +78,56 @@ def _unreachable(url: str, e: Exception) -> typer.Exit:
 
 
 def read_job_status(settings: Settings, ref: str) -> JobStatus:
-    """Job ``ref``'s snapshot (``orchestrator.snapshot``) over one plain psycopg connection: no SQLAlchemy to import
-    and no schema to check. A job table that is not Postgres through psycopg, or whose schema is missing or older
-    than the statement, is read through the job table's engine instead (which makes the schema current)."""
+    """Job ``ref``'s snapshot (``orchestrator.snapshot``): every run."""
+
+    def through_engine(database: jobs.Database) -> JobStatus:
+        from orchestrator import jobs
+
+        return jobs.job_status(database, find_job_id(database, ref))
+
+    return read_job_table(settings, lambda execute: snapshot.read_snapshot(execute, ref), through_engine)
+
+
+def read_job_summary(settings: Settings, ref: str, rows: int | None) -> JobSummary:
+    """What `status` shows of job ``ref``: counts by state, totals and at most ``rows`` runs (None: every run)."""
+
+    def through_engine(database: jobs.Database) -> JobSummary:
+        from orchestrator import jobs
+
+        return jobs.job_summary(database, find_job_id(database, ref), rows)
+
+    return read_job_table(settings, lambda execute: snapshot.read_summary(execute, ref, rows), through_engine)
+
+
+def read_job_json(settings: Settings, ref: str) -> bytes:
+    """`status --json` of job ``ref`` (``orchestrator.snapshot.snapshot_json``)."""
+
+    def through_engine(database: jobs.Database) -> bytes:
+        from orchestrator import jobs
+
+        status = jobs.job_status(database, find_job_id(database, ref))
+        return orjson.dumps(status.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+    return read_job_table(settings, lambda execute: snapshot.read_json(execute, ref), through_engine)
+
+
+def read_jobs(settings: Settings, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` jobs, newest first (``orchestrator.snapshot.read_jobs``)."""
+
+    def through_engine(database: jobs.Database) -> list[dict[str, Any]]:
+        from orchestrator import jobs
+
+        return jobs.list_jobs(database, limit)
+
+    return read_job_table(settings, lambda execute: snapshot.read_jobs(execute, limit), through_engine)
+
+
+def read_job_table(
+    settings: Settings, read: Callable[[snapshot.Execute], T], through_engine: Callable[[jobs.Database], T]
+) -> T:
+    """``read`` over one plain psycopg connection: no SQLAlchemy to import and no schema to check. A job table that
+    is not Postgres through psycopg, or whose schema is missing or older than the statement, is read
+    ``through_engine`` instead (the job table's engine, which makes the schema current)."""
     conninfo = _libpq_url(settings.database_url)
     if conninfo is not None:
         import psycopg
@@ -87,15 +139,12 @@ def read_job_status(settings: Settings, ref: str) -> JobStatus:
                     row = conn.execute(sql, params).fetchone()
                     return None if row is None else row[0]
 
-                return read_snapshot(execute, ref)
+                return read(execute)
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
             pass
         except psycopg.OperationalError as e:
             raise _unreachable(settings.database_url, e) from e
-    from orchestrator import jobs
-
-    database = db(settings)
-    return jobs.job_status(database, find_job_id(database, ref))
+    return through_engine(db(settings))
 
 
 def _libpq_url(url: str) -> str | None:
