@@ -16,6 +16,7 @@ from cli.options import (
     NamespaceOpt,
     db,
     find_job_id,
+    job_table_url,
     read_job_json,
     read_job_status,
     read_job_summary,
@@ -41,12 +42,12 @@ def status(
 
     A job of many namespaces shows how many are in each state and the namespaces to look at first (failed, then
     unfinished)."""
-    resolved = settings(database_url, None)
+    url = job_table_url(database_url)
     if as_json:
-        sys.stdout.buffer.write(read_job_json(resolved, job))
+        sys.stdout.buffer.write(read_job_json(url, job))
         return
     # A large job's summary is aggregated by the database (``SUMMARY_SQL``): only --all reads every run.
-    summary = read_job_status(resolved, job).summary() if show_all else read_job_summary(resolved, job, SUMMARY_ROWS)
+    summary = read_job_status(url, job).summary() if show_all else read_job_summary(url, job, SUMMARY_ROWS)
     print_summary(summary)
     for p in summary.places:
         where = p.path or f"{p.store}/{display_namespace(p.namespace or '')}"
@@ -85,7 +86,7 @@ def list_jobs(
 ) -> None:
     """List the jobs in the job table."""
     table = Table("id", "name", "kind", "state", "created")
-    for j in read_jobs(settings(database_url, None), limit):
+    for j in read_jobs(job_table_url(database_url), limit):
         table.add_row(str(j["job_id"]), j["name"], j["kind"], j["state"], j["created_at"][:19])
     console.print(table)
 

@@ -6,21 +6,21 @@ nor at module level SQLAlchemy (``read_job_table`` reads over plain psycopg).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
-from pydantic import ValidationError
 
 from cli.console import print_error
 from orchestrator import snapshot
 from orchestrator.naming import parse_namespace_arg
-from orchestrator.settings import Settings, load_settings
 from orchestrator.snapshot import JobStatus, JobSummary
 
 if TYPE_CHECKING:
     from orchestrator import jobs
+    from orchestrator.settings import Settings
 
 T = TypeVar("T")
 
@@ -41,6 +41,10 @@ NamespaceOpt = Annotated[
 
 
 def settings(database_url: str | None, redis_url: str | None) -> Settings:
+    from pydantic import ValidationError
+
+    from orchestrator.settings import load_settings  # pydantic-settings: see job_table_url
+
     overrides = {k: v for k, v in {"database_url": database_url, "redis_url": redis_url}.items() if v}
     try:
         return load_settings(**overrides)
@@ -57,13 +61,29 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def job_table_url(database_url: str | None) -> str:
+    """The job table's URL for the commands that only read it (``status``, ``jobs``): ``--database-url``, else
+    ``$NSMIGRATE_DATABASE_URL``, which win over ``.env`` and the default in ``Settings`` as well; only without either
+    are the settings loaded. Why: pydantic-settings (and the plugin scan of its first model) is ~20 ms of a ~0.3 s
+    command that reads nothing else of the settings (``bench/README.md``)."""
+    url = database_url or os.environ.get(DATABASE_URL_ENV)
+    return url if url is not None else settings(None, None).database_url
+
+
+DATABASE_URL_ENV = "NSMIGRATE_DATABASE_URL"
+
+
 def db(settings: Settings) -> jobs.Database:
+    return _database(settings.database_url)
+
+
+def _database(url: str) -> jobs.Database:
     from orchestrator import jobs  # SQLAlchemy: only the commands that use the job table's engine load it
 
     try:
-        return jobs.Database(settings.database_url)
+        return jobs.Database(url)
     except Exception as e:  # connection refused, bad URL, auth: say where and what to set
-        raise _unreachable(settings.database_url, e) from e
+        raise _unreachable(url, e) from e
 
 
 def _unreachable(url: str, e: Exception) -> typer.Exit:
@@ -77,7 +97,7 @@ def _unreachable(url: str, e: Exception) -> typer.Exit:
     )
 
 
-def read_job_status(settings: Settings, ref: str) -> JobStatus:
+def read_job_status(url: str, ref: str) -> JobStatus:
     """Job ``ref``'s snapshot (``orchestrator.snapshot``): every run."""
 
     def through_engine(database: jobs.Database) -> JobStatus:
@@ -85,10 +105,10 @@ def read_job_status(settings: Settings, ref: str) -> JobStatus:
 
         return jobs.job_status(database, find_job_id(database, ref))
 
-    return read_job_table(settings, lambda execute: snapshot.read_snapshot(execute, ref), through_engine)
+    return read_job_table(url, lambda execute: snapshot.read_snapshot(execute, ref), through_engine)
 
 
-def read_job_summary(settings: Settings, ref: str, rows: int | None) -> JobSummary:
+def read_job_summary(url: str, ref: str, rows: int | None) -> JobSummary:
     """What `status` shows of job ``ref``: counts by state, totals and at most ``rows`` runs (None: every run)."""
 
     def through_engine(database: jobs.Database) -> JobSummary:
@@ -96,10 +116,10 @@ def read_job_summary(settings: Settings, ref: str, rows: int | None) -> JobSumma
 
         return jobs.job_summary(database, find_job_id(database, ref), rows)
 
-    return read_job_table(settings, lambda execute: snapshot.read_summary(execute, ref, rows), through_engine)
+    return read_job_table(url, lambda execute: snapshot.read_summary(execute, ref, rows), through_engine)
 
 
-def read_job_json(settings: Settings, ref: str) -> bytes:
+def read_job_json(url: str, ref: str) -> bytes:
     """`status --json` of job ``ref`` (``orchestrator.snapshot.snapshot_json``)."""
 
     def through_engine(database: jobs.Database) -> bytes:
@@ -108,10 +128,10 @@ def read_job_json(settings: Settings, ref: str) -> bytes:
         status = jobs.job_status(database, find_job_id(database, ref))
         return orjson.dumps(status.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
-    return read_job_table(settings, lambda execute: snapshot.read_json(execute, ref), through_engine)
+    return read_job_table(url, lambda execute: snapshot.read_json(execute, ref), through_engine)
 
 
-def read_jobs(settings: Settings, limit: int) -> list[dict[str, Any]]:
+def read_jobs(url: str, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` jobs, newest first (``orchestrator.snapshot.read_jobs``)."""
 
     def through_engine(database: jobs.Database) -> list[dict[str, Any]]:
@@ -119,16 +139,14 @@ def read_jobs(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
         return jobs.list_jobs(database, limit)
 
-    return read_job_table(settings, lambda execute: snapshot.read_jobs(execute, limit), through_engine)
+    return read_job_table(url, lambda execute: snapshot.read_jobs(execute, limit), through_engine)
 
 
-def read_job_table(
-    settings: Settings, read: Callable[[snapshot.Execute], T], through_engine: Callable[[jobs.Database], T]
-) -> T:
+def read_job_table(url: str, read: Callable[[snapshot.Execute], T], through_engine: Callable[[jobs.Database], T]) -> T:
     """``read`` over one plain psycopg connection: no SQLAlchemy to import and no schema to check. A job table that
     is not Postgres through psycopg, or whose schema is missing or older than the statement, is read
     ``through_engine`` instead (the job table's engine, which makes the schema current)."""
-    conninfo = _libpq_url(settings.database_url)
+    conninfo = _libpq_url(url)
     if conninfo is not None:
         import psycopg
 
@@ -143,8 +161,8 @@ def read_job_table(
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
             pass
         except psycopg.OperationalError as e:
-            raise _unreachable(settings.database_url, e) from e
-    return through_engine(db(settings))
+            raise _unreachable(url, e) from e
+    return through_engine(_database(url))
 
 
 def _libpq_url(url: str) -> str | None:

@@ -4,6 +4,8 @@ what the full rows said."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -276,3 +278,35 @@ def test_jobs_lists_the_newest_first_as_the_engine_reads_them(database_url: str)
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("│ ")]
     assert [(r[1], r[3]) for r in rows] == [(str(second), "every-state"), (str(first), "every-state")]
     assert rows[0][9] == listed[0]["created_at"][:19]
+
+
+def test_status_and_jobs_given_the_job_tables_url_read_no_other_setting(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = jobs.Database(database_url)
+    job_in_every_state(db)
+    db.dispose()
+    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "0")  # invalid, and not what reading the job table needs
+    monkeypatch.setenv("NSMIGRATE_DATABASE_URL", database_url)
+    runner = CliRunner()
+
+    for args in (["status", "every-state"], ["status", "every-state", "--json"], ["jobs"]):
+        assert runner.invoke(app, args).exit_code == 0, args
+    # A command that loads the settings still names the bad one.
+    assert "NSMIGRATE_RETRY_ATTEMPTS" in runner.invoke(app, ["events", "every-state"]).stderr
+
+
+def test_status_without_the_url_in_the_environment_reads_it_from_dot_env(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    db = jobs.Database(database_url)
+    job_id = job_in_every_state(db)
+    db.dispose()
+    monkeypatch.delenv("NSMIGRATE_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"NSMIGRATE_DATABASE_URL={database_url}\n")
+
+    result = CliRunner().invoke(app, ["status", "every-state", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["job_id"] == job_id

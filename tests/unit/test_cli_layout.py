@@ -101,6 +101,8 @@ def test_status_and_jobs_read_over_plain_psycopg_without_sqlalchemy(args: list[s
 
     assert "cli.jobs" in loaded and "psycopg" in loaded and "orchestrator.snapshot" in loaded
     assert not {m for m in loaded if m.split(".")[0] == "sqlalchemy" or m.startswith("orchestrator.jobs")}
+    # Given the job table's URL, they load no settings (pydantic-settings): the URL is all they read of them.
+    assert not {m for m in loaded if m.split(".")[0] == "pydantic_settings" or m == "orchestrator.settings"}
 
 
 # What only a backup (pyarrow) or a comparison of values (numpy) needs: `plan` and `run` start without them.
