@@ -8,10 +8,11 @@ fleet leaves them):
 - **batches**: the same number of namespaces with ``--batches`` (1,008,000) batch rows of 100 packed UUIDs between
   them, every batch done and every run verified.
 
-Then it runs ``python -m cli status JOB`` and ``status JOB --json`` for each job in their own processes, ``--repeats``
-times: the median wall clock and CPU seconds (user + system) of the process. With ``--compare REV`` the same
-commands of commit REV's code (extracted with ``git archive``, run by this checkout's interpreter and packages) are
-timed in alternation with this checkout's (ABBA), so a drift of the machine favours neither; it prints B ÷ A.
+Then it runs ``python -m cli status JOB`` and ``status JOB --json`` for each job, and ``jobs`` and ``--help``, in their
+own processes, ``--repeats`` times: the median wall clock and CPU seconds (user + system) of the process. With
+``--compare REV`` the same commands of commit REV's code (extracted with ``git archive``, run by this checkout's
+interpreter and packages) are timed in alternation with this checkout's (ABBA), so a drift of the machine favours
+neither; it prints B ÷ A.
 
     .venv/bin/python -m bench.status_view                                       # both jobs, this checkout
     .venv/bin/python -m bench.status_view --compare main --repeats 7
@@ -130,6 +131,7 @@ def measure(
         for name, job_id in job_ids.items()
         for mode, extra in (("status", []), ("--json", ["--json"]))
     ]
+    commands += [("(no job)", "jobs", ["jobs"]), ("(no job)", "--help", ["--help"])]
     for tree in trees.values():  # once each, untimed: the page cache holds the files and the tables
         for *_, cmd in commands:
             timed(tree, cmd, env)

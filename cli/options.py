@@ -1,4 +1,5 @@
-"""What every command shares: the option types, settings read once, the job table, and the error exit.
+"""What every command shares: the option types, settings read once (by the reading commands only the job table's URL),
+the job table, and the error exit.
 
 Light on purpose: ``nsmigrate status`` loads this module, so nothing here may import Celery, a store SDK or pyarrow,
 nor at module level SQLAlchemy (``read_job_table`` reads over plain psycopg).
@@ -61,16 +62,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+DATABASE_URL_ENV = "NSMIGRATE_DATABASE_URL"
+
+
 def job_table_url(database_url: str | None) -> str:
     """The job table's URL for the commands that only read it (``status``, ``jobs``): ``--database-url``, else
     ``$NSMIGRATE_DATABASE_URL``, which win over ``.env`` and the default in ``Settings`` as well; only without either
-    are the settings loaded. Why: pydantic-settings (and the plugin scan of its first model) is ~20 ms of a ~0.3 s
-    command that reads nothing else of the settings (``bench/README.md``)."""
+    are the settings loaded. Why: loading them (pydantic-settings) is about a tenth of such a command, which reads
+    nothing else of them (``bench/README.md``)."""
     url = database_url or os.environ.get(DATABASE_URL_ENV)
     return url if url is not None else settings(None, None).database_url
-
-
-DATABASE_URL_ENV = "NSMIGRATE_DATABASE_URL"
 
 
 def db(settings: Settings) -> jobs.Database:
