@@ -90,14 +90,19 @@ def parse_bench(output: str) -> dict[tuple[str, str], Figures]:
     return figures
 
 
-def worktree(repo: Path, rev: str, root: Path) -> Path:
-    """A worktree of ``rev`` under ``root`` with its ``.venv`` installed (reused when it is already there)."""
-    sha = subprocess.run(
+def commit_of(repo: Path, rev: str) -> str:
+    """The full hash of commit ``rev`` of the repository at ``repo``."""
+    return subprocess.run(
         ["git", "-C", str(repo), "rev-parse", "--verify", f"{rev}^{{commit}}"],
         check=True,
         capture_output=True,
         text=True,
     ).stdout.strip()
+
+
+def worktree(repo: Path, rev: str, root: Path) -> Path:
+    """A worktree of ``rev`` under ``root`` with its ``.venv`` installed (reused when it is already there)."""
+    sha = commit_of(repo, rev)
     path = root / sha[:12]
     if not path.exists():
         subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(path), sha], check=True)

@@ -6,12 +6,23 @@ import json
 import sys
 from typing import Annotated
 
-import orjson
 import typer
 from rich.table import Table
 
 from cli.console import console
-from cli.options import DatabaseOpt, JobArg, NamespaceOpt, db, find_job_id, read_job_status, settings
+from cli.options import (
+    DatabaseOpt,
+    JobArg,
+    NamespaceOpt,
+    db,
+    find_job_id,
+    job_table_url,
+    read_job_json,
+    read_job_status,
+    read_job_summary,
+    read_jobs,
+    settings,
+)
 from cli.render import SUMMARY_ROWS, print_summary
 from orchestrator.naming import display_namespace, parse_namespace_arg
 
@@ -31,19 +42,19 @@ def status(
 
     A job of many namespaces shows how many are in each state and the namespaces to look at first (failed, then
     unfinished)."""
-    snapshot = read_job_status(settings(database_url, None), job)
+    url = job_table_url(database_url)
     if as_json:
-        sys.stdout.write(
-            orjson.dumps(snapshot.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode()
+        sys.stdout.buffer.write(read_job_json(url, job))
+        return
+    # A large job's summary is aggregated by the database (``SUMMARY_SQL``): only --all reads every run.
+    summary = read_job_status(url, job).summary() if show_all else read_job_summary(url, job, SUMMARY_ROWS)
+    print_summary(summary)
+    for p in summary.places:
+        where = p.path or f"{p.store}/{display_namespace(p.namespace or '')}"
+        console.print(
+            f"  {p.kind:9} {where}: {p.state}, {p.erased} erased of {p.planned} found"
+            + (f" — {p.error}" if p.error else "")
         )
-    else:
-        print_summary(snapshot, None if show_all else SUMMARY_ROWS)
-        for p in snapshot.places:
-            where = p.path or f"{p.store}/{display_namespace(p.namespace or '')}"
-            console.print(
-                f"  {p.kind:9} {where}: {p.state}, {p.erased} erased of {p.planned} found"
-                + (f" — {p.error}" if p.error else "")
-            )
 
 
 @app.command()
@@ -74,11 +85,8 @@ def list_jobs(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20, database_url: DatabaseOpt = None
 ) -> None:
     """List the jobs in the job table."""
-    from orchestrator import jobs
-
-    database = db(settings(database_url, None))
     table = Table("id", "name", "kind", "state", "created")
-    for j in jobs.list_jobs(database, limit):
+    for j in read_jobs(job_table_url(database_url), limit):
         table.add_row(str(j["job_id"]), j["name"], j["kind"], j["state"], j["created_at"][:19])
     console.print(table)
 

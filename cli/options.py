@@ -1,25 +1,30 @@
-"""What every command shares: the option types, settings read once, the job table, and the error exit.
+"""What every command shares: the option types, settings read once (by the reading commands only the job table's URL),
+the job table, and the error exit.
 
 Light on purpose: ``nsmigrate status`` loads this module, so nothing here may import Celery, a store SDK or pyarrow,
-nor at module level SQLAlchemy (``read_job_status`` reads over plain psycopg).
+nor at module level SQLAlchemy (``read_job_table`` reads over plain psycopg).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import orjson
 import typer
-from pydantic import ValidationError
 
 from cli.console import print_error
+from orchestrator import snapshot
 from orchestrator.naming import parse_namespace_arg
-from orchestrator.settings import Settings, load_settings
-from orchestrator.snapshot import JobStatus, read_snapshot
+from orchestrator.snapshot import JobStatus, JobSummary
 
 if TYPE_CHECKING:
     from orchestrator import jobs
+    from orchestrator.settings import Settings
+
+T = TypeVar("T")
 
 DatabaseOpt = Annotated[
     str | None,
@@ -38,6 +43,10 @@ NamespaceOpt = Annotated[
 
 
 def settings(database_url: str | None, redis_url: str | None) -> Settings:
+    from pydantic import ValidationError
+
+    from orchestrator.settings import load_settings  # pydantic-settings: see job_table_url
+
     overrides = {k: v for k, v in {"database_url": database_url, "redis_url": redis_url}.items() if v}
     try:
         return load_settings(**overrides)
@@ -54,13 +63,29 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+DATABASE_URL_ENV = "NSMIGRATE_DATABASE_URL"
+
+
+def job_table_url(database_url: str | None) -> str:
+    """The job table's URL for the commands that only read it (``status``, ``jobs``): ``--database-url``, else
+    ``$NSMIGRATE_DATABASE_URL``, which win over ``.env`` and the default in ``Settings`` as well; only without either
+    are the settings loaded. Why: loading them (pydantic-settings) is about a tenth of such a command, which reads
+    nothing else of them (``bench/README.md``)."""
+    url = database_url or os.environ.get(DATABASE_URL_ENV)
+    return url if url is not None else settings(None, None).database_url
+
+
 def db(settings: Settings) -> jobs.Database:
+    return _database(settings.database_url)
+
+
+def _database(url: str) -> jobs.Database:
     from orchestrator import jobs  # SQLAlchemy: only the commands that use the job table's engine load it
 
     try:
-        return jobs.Database(settings.database_url)
+        return jobs.Database(url)
     except Exception as e:  # connection refused, bad URL, auth: say where and what to set
-        raise _unreachable(settings.database_url, e) from e
+        raise _unreachable(url, e) from e
 
 
 def _unreachable(url: str, e: Exception) -> typer.Exit:
@@ -74,11 +99,56 @@ def _unreachable(url: str, e: Exception) -> typer.Exit:
     )
 
 
-def read_job_status(settings: Settings, ref: str) -> JobStatus:
-    """Job ``ref``'s snapshot (``orchestrator.snapshot``) over one plain psycopg connection: no SQLAlchemy to import
-    and no schema to check. A job table that is not Postgres through psycopg, or whose schema is missing or older
-    than the statement, is read through the job table's engine instead (which makes the schema current)."""
-    conninfo = _libpq_url(settings.database_url)
+def read_job_status(url: str, ref: str) -> JobStatus:
+    """Job ``ref``'s snapshot (``orchestrator.snapshot``): every run."""
+
+    def through_engine(database: jobs.Database) -> JobStatus:
+        from orchestrator import jobs
+
+        return jobs.job_status(database, find_job_id(database, ref))
+
+    return read_job_table(url, lambda execute: snapshot.read_snapshot(execute, ref), through_engine)
+
+
+def read_job_summary(url: str, ref: str, rows: int | None) -> JobSummary:
+    """What `status` shows of job ``ref``: counts by state, totals and at most ``rows`` runs (None: every run)."""
+
+    def through_engine(database: jobs.Database) -> JobSummary:
+        from orchestrator import jobs
+
+        return jobs.job_summary(database, find_job_id(database, ref), rows)
+
+    return read_job_table(url, lambda execute: snapshot.read_summary(execute, ref, rows), through_engine)
+
+
+def read_job_json(url: str, ref: str) -> bytes:
+    """`status --json` of job ``ref`` (``orchestrator.snapshot.snapshot_json``)."""
+
+    def through_engine(database: jobs.Database) -> bytes:
+        from orchestrator import jobs
+
+        status = jobs.job_status(database, find_job_id(database, ref))
+        return orjson.dumps(status.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+    return read_job_table(url, lambda execute: snapshot.read_json(execute, ref), through_engine)
+
+
+def read_jobs(url: str, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` jobs, newest first (``orchestrator.snapshot.read_jobs``)."""
+
+    def through_engine(database: jobs.Database) -> list[dict[str, Any]]:
+        from orchestrator import jobs
+
+        return jobs.list_jobs(database, limit)
+
+    return read_job_table(url, lambda execute: snapshot.read_jobs(execute, limit), through_engine)
+
+
+def read_job_table(url: str, read: Callable[[snapshot.Execute], T], through_engine: Callable[[jobs.Database], T]) -> T:
+    """``read`` over one plain psycopg connection: no SQLAlchemy to import and no schema to check. A job table that
+    is not Postgres through psycopg, or whose schema is missing or older than the statement, is read
+    ``through_engine`` instead (the job table's engine, which makes the schema current)."""
+    conninfo = _libpq_url(url)
     if conninfo is not None:
         import psycopg
 
@@ -89,15 +159,12 @@ def read_job_status(settings: Settings, ref: str) -> JobStatus:
                     row = conn.execute(sql, params).fetchone()
                     return None if row is None else row[0]
 
-                return read_snapshot(execute, ref)
+                return read(execute)
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
             pass
         except psycopg.OperationalError as e:
-            raise _unreachable(settings.database_url, e) from e
-    from orchestrator import jobs
-
-    database = db(settings)
-    return jobs.job_status(database, find_job_id(database, ref))
+            raise _unreachable(url, e) from e
+    return through_engine(_database(url))
 
 
 @contextmanager
@@ -106,7 +173,7 @@ def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[], JobS
     command reads every half second; no SQLAlchemy to import). Falls back as ``read_job_status`` does."""
     conninfo = _libpq_url(settings.database_url)
     if conninfo is None:
-        yield lambda: read_job_status(settings, str(job_id))
+        yield lambda: read_job_status(settings.database_url, str(job_id))
         return
     import psycopg
 
@@ -120,7 +187,7 @@ def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[], JobS
         return None if row is None else row[0]
 
     with conn:
-        yield lambda: read_snapshot(execute, str(job_id))
+        yield lambda: snapshot.read_snapshot(execute, str(job_id))
 
 
 def _libpq_url(url: str) -> str | None:

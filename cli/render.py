@@ -18,7 +18,7 @@ from rich.table import Table
 from cli.console import console, err_console
 from orchestrator.naming import display_namespace
 from orchestrator.plan_summary import TEXT_COLUMNS, PlanSummary
-from orchestrator.snapshot import JobStatus, RunStatus
+from orchestrator.snapshot import JobStatus, JobSummary
 from orchestrator.states import RunState
 
 #: Namespaces that `status` and a command's live view show one by one; a larger job is summarised.
@@ -126,15 +126,16 @@ def watch_job(
     return 0 if until.ok(status) else 1
 
 
-def print_summary(status: JobStatus, rows: int | None = None) -> None:
+def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> None:
     """The job's table of namespaces, with at most ``rows`` of them (None: all): a job of thousands of namespaces
-    then shows the count of each state and the namespaces to look at first, failed ones, then unfinished ones."""
-    phase = f", strategy collection: {status.phase}" if status.phase else ""
-    table = Table(title=f"job {status.job_id} ({status.name}): {status.state}{phase}")
+    then shows the count of each state and the namespaces to look at first, failed ones, then unfinished ones. A
+    ``JobSummary`` (``SUMMARY_SQL``) has its rows chosen already."""
+    summary = status if isinstance(status, JobSummary) else status.summary(rows)
+    phase = f", strategy collection: {summary.phase}" if summary.phase else ""
+    table = Table(title=f"job {summary.job_id} ({summary.name}): {summary.state}{phase}")
     for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
         table.add_column(col)
-    shown = status.runs if rows is None or len(status.runs) <= rows else _to_look_at(status.runs)[:rows]
-    for r in shown:
+    for r in summary.runs:
         note = r.verification or r.last_error or ""
         table.add_row(
             display_namespace(r.source_namespace),
@@ -144,39 +145,14 @@ def print_summary(status: JobStatus, rows: int | None = None) -> None:
             note[:120],
         )
     console.print(table)
-    if len(shown) < len(status.runs):
-        states = Counter(r.state for r in status.runs)
+    if len(summary.runs) < summary.namespaces:
         console.print(
-            f"{len(status.runs) - len(shown)} more namespaces (`nsmigrate status {status.job_id} --all` lists every "
-            f"one); by state: " + ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+            f"{summary.namespaces - len(summary.runs)} more namespaces (`nsmigrate status {summary.job_id} --all` "
+            "lists every one); by state: " + ", ".join(f"{n} {state}" for state, n in sorted(summary.states.items()))
         )
-    t = status.totals
+    t = summary.totals
     console.print(f"total: {t.copied}/{t.source} vectors copied, {t.failed} in failed batches")
     if t.failed:
-        console.print(f"re-run the failed batches with `nsmigrate retry {status.job_id}`")
-    if any(r.state == RunState.LIST_FAILED for r in status.runs):
-        console.print(f"list the failed namespaces again with `nsmigrate retry {status.job_id}` once fixed")
-
-
-#: Failed states first, then every state before verified, in the order a run goes through them.
-_ATTENTION = {
-    state: rank
-    for rank, state in enumerate(
-        [
-            RunState.LIST_FAILED,
-            RunState.VERIFY_FAILED,
-            RunState.COPYING,
-            RunState.LISTING,
-            RunState.VERIFYING,
-            RunState.PENDING,
-            RunState.COPIED,
-            RunState.CLEANING,
-        ]
-    )
-}
-
-
-def _to_look_at(runs: tuple[RunStatus, ...]) -> list[RunStatus]:
-    """Runs in the order to look at them: failed (or with failed ids), then unfinished, then the rest."""
-    rest = len(_ATTENTION)
-    return sorted(runs, key=lambda r: (0 if r.failed else 1, _ATTENTION.get(r.state, rest)))
+        console.print(f"re-run the failed batches with `nsmigrate retry {summary.job_id}`")
+    if summary.states.get(RunState.LIST_FAILED):
+        console.print(f"list the failed namespaces again with `nsmigrate retry {summary.job_id}` once fixed")

@@ -1,16 +1,19 @@
-"""A job's snapshot as `status` shows it, read in one statement that Postgres aggregates and returns as one JSON
-document: the job, each namespace run with the count of its batches in each state, and an erasure's places.
+"""A job as `status` shows it, read in one statement that Postgres aggregates and returns as one JSON document: the
+job, each namespace run with the count of its batches in each state, and an erasure's places (``SNAPSHOT_SQL``); or
+only its summary, the count of runs in each state and the totals over every run with the few runs to look at first
+(``SUMMARY_SQL``); and the list of jobs (``JOBS_SQL``).
 
-Imports neither SQLAlchemy nor the models: `nsmigrate status` reads it over a plain psycopg connection
-(``read_snapshot``), so a job of thousands of namespaces and a million batches answers in well under a second, start-up
-included (figures: ``bench/README.md``). ``orchestrator.jobs.job_status`` runs the same statement through the job
-table's engine.
+Imports neither SQLAlchemy nor the models: `nsmigrate status` and `nsmigrate jobs` read over a plain psycopg
+connection, so a job of thousands of namespaces and a million batches answers in well under a second, start-up
+included (figures: ``bench/README.md``). ``orchestrator.jobs`` runs the same statements through the job table's
+engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -144,44 +147,151 @@ class JobStatus:
             data["places"] = [p.as_dict() for p in self.places]
         return data
 
+    def summary(self, rows: int | None = None) -> JobSummary:
+        """What `status` shows of this snapshot: every run when there are at most ``rows`` (None: no limit), else the
+        ``rows`` to look at first (``to_look_at``). ``SUMMARY_SQL`` computes the same in the database."""
+        shown = self.runs if rows is None or len(self.runs) <= rows else to_look_at(self.runs)[:rows]
+        return JobSummary(
+            job_id=self.job_id,
+            name=self.name,
+            kind=self.kind,
+            state=self.state,
+            created_at=self.created_at,
+            phase=self.phase,
+            namespaces=len(self.runs),
+            states=dict(Counter(r.state for r in self.runs)),
+            totals=self.totals,
+            runs=tuple(shown),
+            places=self.places,
+        )
 
-# Batches are counted per run in SQL, and each verification report is
-# reduced to its summary and verdict there: the client decodes one compact document, not rows of full reports.
-SNAPSHOT_SQL = """
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A job as `status` shows it: how many runs are in each state and the totals over all of them, and the runs it
+    lists (all of them, or for a large job the ones to look at first)."""
+
+    job_id: int
+    name: str
+    kind: JobKind
+    state: JobState
+    created_at: datetime
+    phase: str | None
+    #: How many namespace runs the job has (``runs`` may list fewer).
+    namespaces: int
+    states: Mapping[RunState, int]
+    totals: Totals
+    #: In the order to show them: by run id when every run is here, else ``to_look_at``'s.
+    runs: tuple[RunStatus, ...]
+    places: tuple[PlaceStatus, ...] = ()
+
+
+#: The order in which a large job's runs are shown: failed states first, then every state before verified, in the
+#: order a run goes through them; the others (verified, cleaned, cancelled) last.
+ATTENTION: tuple[RunState, ...] = (
+    RunState.LIST_FAILED,
+    RunState.VERIFY_FAILED,
+    RunState.COPYING,
+    RunState.LISTING,
+    RunState.VERIFYING,
+    RunState.PENDING,
+    RunState.COPIED,
+    RunState.CLEANING,
+)
+_RANK = {state: rank for rank, state in enumerate(ATTENTION)}
+
+
+def to_look_at(runs: Sequence[RunStatus]) -> list[RunStatus]:
+    """Runs in the order to look at them: with failed ids first, then by ``ATTENTION``, then by run id (``runs`` is
+    in run-id order; the sort is stable)."""
+    rest = len(ATTENTION)
+    return sorted(runs, key=lambda r: (0 if r.failed else 1, _RANK.get(r.state, rest)))
+
+
+# Batches are counted per run in SQL, and each verification report is reduced to its summary and verdict there: the
+# client decodes one compact document, not rows of full reports. A run's done batches are its batches_total less the
+# ones not done, which a partial index holds: a job of a million done batches reads none of them.
+_UNFINISHED = """
+    count(*) FILTER (WHERE b.state = 'queued') AS queued,
+    count(*) FILTER (WHERE b.state = 'running') AS running,
+    count(*) FILTER (WHERE b.state = 'failed') AS failed,
+    count(*) AS unfinished,
+    max(b.last_error) FILTER (WHERE b.state = 'failed') AS error
+"""
+#: One run as an array (``_run_of`` reads it): r is its namespace_runs row, c its ``_UNFINISHED`` counts (or NULL).
+_RUN_ROW = """json_build_array(
+    r.id, r.source_namespace, r.target_namespace, r.target_namespaces, r.state, r.source_count, r.listed,
+    r.copied, r.failed, coalesce(nullif(r.last_error, ''), c.error), r.verification ->> 'summary',
+    (r.verification -> 'passed')::boolean,
+    coalesce(c.queued, 0), coalesce(c.running, 0), greatest(r.batches_total - coalesce(c.unfinished, 0), 0),
+    coalesce(c.failed, 0)
+)"""
+_JOB = "job.id, job.name, job.kind, job.state, job.phase, job.created_at"
+_PLACES = """coalesce((
+    SELECT json_agg(json_build_array(
+        p.kind, p.store, p.namespace, p.path, p.planned, p.erased, p.state, p.last_error
+    ) ORDER BY p.id)
+    FROM erase_places p WHERE p.job_id = job.id
+), '[]')"""
+
+SNAPSHOT_SQL = f"""
 WITH job AS (
     SELECT id, name, kind, state, phase, created_at FROM jobs WHERE id = %(job_id)s
 ), counts AS (
-    -- Only the batches not done (a partial index holds them): a run's done batches are its batches_total less
-    -- these, so a job of a million done batches reads none of them.
-    SELECT b.run_id,
-           count(*) FILTER (WHERE b.state = 'queued') AS queued,
-           count(*) FILTER (WHERE b.state = 'running') AS running,
-           count(*) FILTER (WHERE b.state = 'failed') AS failed,
-           count(*) AS unfinished,
-           max(b.last_error) FILTER (WHERE b.state = 'failed') AS error
+    SELECT b.run_id, {_UNFINISHED}
     FROM batches b JOIN namespace_runs r ON r.id = b.run_id
     WHERE r.job_id = %(job_id)s AND b.state <> 'done'
     GROUP BY b.run_id
 )
 SELECT json_build_array(
-    job.id, job.name, job.kind, job.state, job.phase, job.created_at,
+    {_JOB},
     coalesce((
-        SELECT json_agg(json_build_array(
-            r.id, r.source_namespace, r.target_namespace, r.target_namespaces, r.state, r.source_count, r.listed,
-            r.copied, r.failed, coalesce(nullif(r.last_error, ''), c.error), r.verification ->> 'summary',
-            (r.verification -> 'passed')::boolean,
-            coalesce(c.queued, 0), coalesce(c.running, 0), greatest(r.batches_total - coalesce(c.unfinished, 0), 0),
-            coalesce(c.failed, 0)
-        ) ORDER BY r.id)
+        SELECT json_agg({_RUN_ROW} ORDER BY r.id)
         FROM namespace_runs r LEFT JOIN counts c ON c.run_id = r.id
         WHERE r.job_id = job.id
     ), '[]'),
+    {_PLACES}
+)::text
+FROM job
+"""
+
+_RANK_SQL = (
+    "CASE r.state "
+    + " ".join(f"WHEN '{state.value}' THEN {rank}" for rank, state in enumerate(ATTENTION))
+    + f" ELSE {len(ATTENTION)} END"
+)
+
+# What `status` shows of a large job, aggregated in the database: the counts by state and the totals read a few
+# columns of every run, and only the runs shown (``to_look_at``'s order when the job has more than %(rows)s runs;
+# NULL: every run) are turned into JSON, with their unfinished batches counted.
+SUMMARY_SQL = f"""
+WITH job AS (
+    SELECT id, name, kind, state, phase, created_at FROM jobs WHERE id = %(job_id)s
+), runs AS MATERIALIZED (
+    SELECT id, state, source_count, listed, copied, failed FROM namespace_runs r WHERE r.job_id = %(job_id)s
+), shown AS (
+    SELECT id,
+           CASE WHEN (SELECT count(*) FROM runs) > %(rows)s THEN (failed = 0)::int ELSE 0 END AS failed_last,
+           CASE WHEN (SELECT count(*) FROM runs) > %(rows)s THEN {_RANK_SQL} ELSE 0 END AS attention
+    FROM runs r
+    ORDER BY failed_last, attention, id
+    LIMIT %(rows)s
+)
+SELECT json_build_array(
+    {_JOB},
+    (SELECT json_build_array(
+        count(*), coalesce(sum(source_count), 0), coalesce(sum(listed), 0), coalesce(sum(copied), 0),
+        coalesce(sum(failed), 0)
+    ) FROM runs),
+    coalesce((SELECT json_object_agg(state, n) FROM (SELECT state, count(*) AS n FROM runs GROUP BY state) s), '{{}}'),
     coalesce((
-        SELECT json_agg(json_build_array(
-            p.kind, p.store, p.namespace, p.path, p.planned, p.erased, p.state, p.last_error
-        ) ORDER BY p.id)
-        FROM erase_places p WHERE p.job_id = job.id
-    ), '[]')
+        SELECT json_agg({_RUN_ROW} ORDER BY s.failed_last, s.attention, s.id)
+        FROM shown s JOIN namespace_runs r ON r.id = s.id
+        CROSS JOIN LATERAL (
+            SELECT {_UNFINISHED} FROM batches b WHERE b.run_id = r.id AND b.state <> 'done'
+        ) c
+    ), '[]'),
+    {_PLACES}
 )::text
 FROM job
 """
@@ -189,43 +299,136 @@ FROM job
 #: The newest job of a name (``nsmigrate status NAME``).
 JOB_BY_NAME_SQL = "SELECT id FROM jobs WHERE name = %(name)s ORDER BY id DESC LIMIT 1"
 
+#: The newest ``%(limit)s`` jobs (``nsmigrate jobs``).
+JOBS_SQL = """
+SELECT coalesce(json_agg(json_build_array(id, name, kind, state, created_at) ORDER BY id DESC), '[]')::text
+FROM (SELECT id, name, kind, state, created_at FROM jobs ORDER BY id DESC LIMIT %(limit)s) j
+"""
+
+
+def _run_of(r: list[Any]) -> RunStatus:
+    """A run from its ``_RUN_ROW`` array."""
+    return RunStatus(
+        run_id=r[0],
+        source_namespace=r[1],
+        target_namespace=r[2],
+        targets=tuple(r[3] or ()),
+        state=RunState(r[4]),
+        source_count=r[5],
+        listed=r[6],
+        copied=r[7],
+        failed=r[8],
+        last_error=r[9],
+        verification=r[10],
+        verified_ok=r[11],
+        batches=BatchCounts(r[12], r[13], r[14], r[15]),
+    )
+
+
+def _loaded(document: str | None, job_id: int) -> list[Any]:
+    """A statement's document decoded (None: no such job)."""
+    if document is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    loaded: list[Any] = orjson.loads(document)
+    return loaded
+
+
+def _job_of(job_id: int, name: str, kind: str, state: str, phase: str | None, created_at: str) -> dict[str, Any]:
+    """The job's fields of a ``JobStatus`` or ``JobSummary``, from the ``_JOB`` columns."""
+    return {
+        "job_id": job_id,
+        "name": name,
+        "kind": JobKind(kind),
+        "state": JobState(state),
+        "created_at": datetime.fromisoformat(created_at),
+        "phase": phase,
+    }
+
 
 def snapshot_of(document: str | None, job_id: int) -> JobStatus:
     """The ``JobStatus`` of what ``SNAPSHOT_SQL`` returned (None: no such job)."""
-    if document is None:
-        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-    job_id, name, kind, state, phase, created_at, runs, places = orjson.loads(document)
+    *job, runs, places = _loaded(document, job_id)
     return JobStatus(
-        job_id=job_id,
-        name=name,
-        kind=JobKind(kind),
-        state=JobState(state),
-        created_at=datetime.fromisoformat(created_at),
-        phase=phase,
-        runs=tuple(
-            RunStatus(
-                run_id=r[0],
-                source_namespace=r[1],
-                target_namespace=r[2],
-                targets=tuple(r[3] or ()),
-                state=RunState(r[4]),
-                source_count=r[5],
-                listed=r[6],
-                copied=r[7],
-                failed=r[8],
-                last_error=r[9],
-                verification=r[10],
-                verified_ok=r[11],
-                batches=BatchCounts(r[12], r[13], r[14], r[15]),
-            )
-            for r in runs
-        ),
+        **_job_of(*job),
+        runs=tuple(_run_of(r) for r in runs),
         places=tuple(PlaceStatus(*p) for p in places),
     )
 
 
+def summary_of(document: str | None, job_id: int) -> JobSummary:
+    """The ``JobSummary`` of what ``SUMMARY_SQL`` returned (None: no such job)."""
+    *job, (namespaces, *totals), states, runs, places = _loaded(document, job_id)
+    return JobSummary(
+        **_job_of(*job),
+        namespaces=namespaces,
+        states={RunState(st): n for st, n in states.items()},
+        totals=Totals(*totals),
+        runs=tuple(_run_of(r) for r in runs),
+        places=tuple(PlaceStatus(*p) for p in places),
+    )
+
+
+_PLACE_FIELDS = tuple(f.name for f in fields(PlaceStatus))
+
+
+def snapshot_json(document: str | None, job_id: int) -> bytes:
+    """`nsmigrate status --json` of what ``SNAPSHOT_SQL`` returned: ``snapshot_of(document).as_dict()`` as indented
+    JSON, built from the decoded rows without the dataclasses (most of the time of a job of thousands of runs)."""
+    *job, runs, places = _loaded(document, job_id)
+    header = _job_of(*job)
+    data = {
+        "job_id": header["job_id"],
+        "name": header["name"],
+        "kind": header["kind"],
+        "state": header["state"],
+        "created_at": header["created_at"].isoformat(),
+        "runs": [
+            {
+                "run_id": r[0],
+                "source_namespace": r[1],
+                "target_namespace": r[2],
+                "targets": r[3] or [],
+                "state": r[4],
+                "source_count": r[5],
+                "listed": r[6],
+                "copied": r[7],
+                "failed": r[8],
+                "batches": {"queued": r[12], "running": r[13], "done": r[14], "failed": r[15]},
+                "last_error": r[9],
+                "verification": r[10],
+                "verified_ok": r[11],
+            }
+            for r in runs
+        ],
+        "totals": {
+            "source": sum(r[5] for r in runs),
+            "listed": sum(r[6] for r in runs),
+            "copied": sum(r[7] for r in runs),
+            "failed": sum(r[8] for r in runs),
+        },
+        "phase": header["phase"],
+    }
+    if places:
+        data["places"] = [dict(zip(_PLACE_FIELDS, p, strict=True)) for p in places]
+    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+
+
 #: Runs one statement with psycopg-style parameters and returns the first column of its row (None: no row).
 Execute = Callable[[str, dict[str, Any]], Any]
+
+
+def job_id_of(execute: Execute, ref: str | int) -> int:
+    """The id of job ``ref`` (an id, or a name: its newest job).
+
+    Raises:
+        NotFound: no job of that name.
+    """
+    if isinstance(ref, int) or ref.isdigit():
+        return int(ref)
+    job_id = execute(JOB_BY_NAME_SQL, {"name": ref})
+    if job_id is None:
+        raise NotFound(f"no job {ref!r} in the job table", hint="`nsmigrate jobs` lists the jobs")
+    return int(job_id)
 
 
 def read_snapshot(execute: Execute, ref: str | int) -> JobStatus:
@@ -234,10 +437,40 @@ def read_snapshot(execute: Execute, ref: str | int) -> JobStatus:
     Raises:
         NotFound: no such job.
     """
-    if isinstance(ref, int) or ref.isdigit():
-        job_id = int(ref)
-    else:
-        job_id = execute(JOB_BY_NAME_SQL, {"name": ref})
-        if job_id is None:
-            raise NotFound(f"no job {ref!r} in the job table", hint="`nsmigrate jobs` lists the jobs")
+    job_id = job_id_of(execute, ref)
     return snapshot_of(execute(SNAPSHOT_SQL, {"job_id": job_id}), job_id)
+
+
+def read_summary(execute: Execute, ref: str | int, rows: int | None) -> JobSummary:
+    """The summary of job ``ref`` with at most ``rows`` runs listed (None: every run); the same as
+    ``read_snapshot(…).summary(rows)`` without reading every run.
+
+    Raises:
+        NotFound: no such job.
+    """
+    job_id = job_id_of(execute, ref)
+    return summary_of(execute(SUMMARY_SQL, {"job_id": job_id, "rows": rows}), job_id)
+
+
+def read_json(execute: Execute, ref: str | int) -> bytes:
+    """`nsmigrate status --json` of job ``ref`` (``snapshot_json``).
+
+    Raises:
+        NotFound: no such job.
+    """
+    job_id = job_id_of(execute, ref)
+    return snapshot_json(execute(SNAPSHOT_SQL, {"job_id": job_id}), job_id)
+
+
+def read_jobs(execute: Execute, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` jobs, newest first: job_id, name, kind, state, created_at (ISO 8601)."""
+    return [
+        {
+            "job_id": job_id,
+            "name": name,
+            "kind": kind,
+            "state": state,
+            "created_at": datetime.fromisoformat(created_at).isoformat(),
+        }
+        for job_id, name, kind, state, created_at in orjson.loads(execute(JOBS_SQL, {"limit": limit}))
+    ]

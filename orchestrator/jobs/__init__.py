@@ -19,7 +19,8 @@ Who owns what:
 - ``sync_rollback``: sync and rollback bookkeeping;
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``erasure``: an erasure job's places (claim, record, finish with its receipt);
-- ``status``: read-only views (``job_status`` → ``JobStatus``, ``list_jobs``, ``events_of``).
+- ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``list_jobs``,
+  ``events_of``).
 """
 
 from orchestrator.jobs.batches import (
@@ -92,7 +93,17 @@ from orchestrator.jobs.listing import (
     start_listing,
 )
 from orchestrator.jobs.stalled import claim_stalled_runs
-from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus, Totals, events_of, job_status, list_jobs
+from orchestrator.jobs.status import (
+    BatchCounts,
+    JobStatus,
+    JobSummary,
+    RunStatus,
+    Totals,
+    events_of,
+    job_status,
+    job_summary,
+    list_jobs,
+)
 from orchestrator.jobs.sync_rollback import (
     claim_forward_runs,
     finish_rollback,
@@ -134,6 +145,7 @@ __all__ = [
     "BatchWork",
     "Database",
     "JobStatus",
+    "JobSummary",
     "Listing",
     "Neighbours",
     "Recorded",
@@ -173,6 +185,7 @@ __all__ = [
     "job_phase",
     "job_spec",
     "job_status",
+    "job_summary",
     "known_runs",
     "latest_unfinished_job",
     "list_jobs",

@@ -8,10 +8,32 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestrator.jobs.database import Database
-from orchestrator.models import Event, Job
-from orchestrator.snapshot import BatchCounts, JobStatus, PlaceStatus, RunStatus, Totals, read_snapshot
+from orchestrator.models import Event
+from orchestrator.snapshot import (
+    BatchCounts,
+    Execute,
+    JobStatus,
+    JobSummary,
+    PlaceStatus,
+    RunStatus,
+    Totals,
+    read_jobs,
+    read_snapshot,
+    read_summary,
+)
 
-__all__ = ["BatchCounts", "JobStatus", "PlaceStatus", "RunStatus", "Totals", "events_of", "job_status", "list_jobs"]
+__all__ = [
+    "BatchCounts",
+    "JobStatus",
+    "JobSummary",
+    "PlaceStatus",
+    "RunStatus",
+    "Totals",
+    "events_of",
+    "job_status",
+    "job_summary",
+    "list_jobs",
+]
 
 
 def job_status(db: Database, job_id: int) -> JobStatus:
@@ -21,19 +43,31 @@ def job_status(db: Database, job_id: int) -> JobStatus:
         NotFound: no job ``job_id``.
     """
     with db.engine.connect() as conn:
+        return read_snapshot(_executor(conn), job_id)
 
-        def execute(sql: str, params: dict[str, Any]) -> Any:
-            return conn.exec_driver_sql(sql, params).scalar()
 
-        return read_snapshot(execute, job_id)
+def job_summary(db: Database, job_id: int, rows: int | None) -> JobSummary:
+    """What `status` shows of a job, aggregated in one statement (``snapshot.SUMMARY_SQL``): the count of runs in each
+    state, the totals, and at most ``rows`` runs, the ones to look at first.
+
+    Raises:
+        NotFound: no job ``job_id``.
+    """
+    with db.engine.connect() as conn:
+        return read_summary(_executor(conn), job_id, rows)
 
 
 def list_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
-    with db.transaction() as s:
-        return [
-            {"job_id": j.id, "name": j.name, "kind": j.kind, "state": j.state, "created_at": j.created_at.isoformat()}
-            for j in s.scalars(sa.select(Job).order_by(Job.id.desc()).limit(limit))
-        ]
+    """The newest ``limit`` jobs, newest first (``snapshot.JOBS_SQL``)."""
+    with db.engine.connect() as conn:
+        return read_jobs(_executor(conn), limit)
+
+
+def _executor(conn: sa.Connection) -> Execute:
+    def execute(sql: str, params: dict[str, Any]) -> Any:
+        return conn.exec_driver_sql(sql, params).scalar()
+
+    return execute
 
 
 def events_of(db: Database, job_id: int) -> list[dict[str, Any]]:

@@ -316,8 +316,11 @@ def test_an_unreachable_job_table_is_one_line_naming_the_setting_without_the_pas
     assert "u:***@127.0.0.1" in message
 
 
-def test_an_invalid_setting_names_the_variable(cli: Cli) -> None:
-    message = one_line(error_of(cli("jobs", NSMIGRATE_RETRY_ATTEMPTS="0")))
+@pytest.mark.parametrize("args", [["events", "1"], ["run", "SPEC"]])
+def test_an_invalid_setting_names_the_variable(cli: Cli, args: list[str]) -> None:
+    args = [cli.spec_file() if a == "SPEC" else a for a in args]
+
+    message = one_line(error_of(cli(*args, NSMIGRATE_RETRY_ATTEMPTS="0")))
 
     assert "NSMIGRATE_RETRY_ATTEMPTS" in message
 

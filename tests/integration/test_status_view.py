@@ -4,6 +4,9 @@ what the full rows said."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
@@ -11,7 +14,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from cli.render import SUMMARY_ROWS
 from orchestrator import jobs
-from orchestrator.models import Batch, NamespaceRun, RunState
+from orchestrator.models import Batch, ErasePlace, NamespaceRun, RunState
 from orchestrator.plan_types import Inventory
 from orchestrator.planner import make_plan
 from orchestrator.spec import parse_spec
@@ -129,3 +132,181 @@ def test_status_counts_each_runs_batches_by_state_as_the_batch_rows_say(database
     assert status[run_a].last_error == "boom: the target refused"
     assert status[run_b].state == RunState.COPIED and status[run_b].batches.done == 2
     db.dispose()
+
+
+def job_in_every_state(db: jobs.Database) -> int:
+    """A job of 13 runs in every state a run can be in, some with failed ids, some with batches in each state, one
+    routed (no target namespace, two targets), with two erasure places: what `status` has to summarise."""
+    spec = parse_spec(
+        {
+            "name": "every-state",
+            "source": {"kind": "pinecone", "host": "http://src.invalid:1"},
+            "target": {"kind": "pinecone", "host": "http://dst.invalid:1"},
+        }
+    )
+    names = {f"s{k:02d}": 10 + k for k in range(13)}
+    plan = make_plan(spec, Inventory("src", 4, names, "cosine"), Inventory("dst", 4, {}, "cosine"), {})
+    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    runs = [r.id for r in jobs.runs_of(db, job_id)]
+    # Run 0: batches queued, running, done and failed (fail_batch counts its ids as failed).
+    first = jobs.add_batches(db, runs[0], [["a"], ["b"], ["c"], ["d", "e"]], "t", listing_done=True).batch_ids
+    for batch in first[1:]:
+        jobs.start_batch(db, batch, "w")
+    jobs.finish_batch(db, first[2], vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
+    jobs.fail_batch(db, first[3], "boom: the target refused")
+    states = [
+        RunState.COPYING,  # run 0, with failed ids
+        RunState.VERIFIED,
+        RunState.LIST_FAILED,
+        RunState.VERIFIED,
+        RunState.PENDING,
+        RunState.VERIFY_FAILED,
+        RunState.COPIED,  # with failed ids (below)
+        RunState.CLEANED,
+        RunState.LISTING,
+        RunState.VERIFYING,
+        RunState.CANCELLED,
+        RunState.CLEANING,
+        RunState.PENDING,
+    ]
+    with db.transaction() as s:
+        for run_id, state in zip(runs, states, strict=True):
+            s.execute(
+                sa.update(NamespaceRun)
+                .where(NamespaceRun.id == run_id)
+                .values(state=state, copied=NamespaceRun.source_count // 2, listed=NamespaceRun.source_count)
+            )
+        s.execute(sa.update(NamespaceRun).where(NamespaceRun.id == runs[6]).values(failed=3))
+        s.execute(sa.update(NamespaceRun).where(NamespaceRun.id == runs[2]).values(last_error="listing refused"))
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.id == runs[5])
+            .values(verification={"passed": False, "summary": "2 missing", "missing": ["x", "y"]})
+        )
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.id == runs[1])
+            .values(verification={"passed": True, "summary": "11 = 11 vectors"})
+        )
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.id == runs[3])
+            .values(target_namespace=None, target_namespaces=["creator_a", "creator_b"])
+        )
+        s.add_all(
+            [
+                ErasePlace(job_id=job_id, kind="namespace", store="dst", namespace="s00", planned=4, state="verified"),
+                ErasePlace(
+                    job_id=job_id,
+                    kind="backup",
+                    store="backup",
+                    path="/b/x",
+                    planned=2,
+                    erased=1,
+                    state="failed",
+                    last_error="read-only file system",
+                ),
+            ]
+        )
+    return job_id
+
+
+@pytest.mark.parametrize("rows", [None, 1, 2, 3, 4, 6, 12, 13, 40])
+def test_the_summary_the_database_aggregates_is_the_one_the_full_snapshot_gives(database_url: str, rows: int) -> None:
+    db = jobs.Database(database_url)
+    job_id = job_in_every_state(db)
+
+    summary = jobs.job_summary(db, job_id, rows)
+    full = jobs.job_status(db, job_id)
+
+    assert summary == full.summary(rows)
+    shown = [r.source_namespace for r in summary.runs]
+    assert len(shown) == (13 if rows is None or rows >= 13 else rows)
+    if rows is not None and rows < 13:  # failed ids first, then failed states, unfinished ones; ties by run id
+        order = ["s00", "s06", "s02", "s05", "s08", "s09", "s04", "s12", "s11", "s01", "s03", "s07", "s10"]
+        assert shown == order[:rows]
+    assert summary.namespaces == 13 and sum(summary.states.values()) == 13
+    assert summary.states[RunState.PENDING] == 2 and summary.totals.failed == 5
+    assert len(summary.places) == 2
+    db.dispose()
+
+
+def test_status_json_is_the_snapshot_as_dict_byte_for_byte(database_url: str) -> None:
+    db = jobs.Database(database_url)
+    job_id = job_in_every_state(db)
+    expected = orjson.dumps(
+        jobs.job_status(db, job_id).as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+    )
+    db.dispose()
+
+    result = CliRunner().invoke(app, ["status", str(job_id), "--json", "--database-url", database_url])
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == expected
+    data = orjson.loads(expected)
+    assert [p["kind"] for p in data["places"]] == ["namespace", "backup"]
+    assert data["runs"][3]["target_namespace"] is None and data["runs"][3]["targets"] == ["creator_a", "creator_b"]
+    assert data["runs"][0]["batches"] == {"queued": 1, "running": 1, "done": 1, "failed": 1}
+
+
+def test_status_of_a_job_shows_its_summary_from_the_database(database_url: str) -> None:
+    db = jobs.Database(database_url)
+    job_id = job_in_every_state(db)
+    db.dispose()
+
+    result = CliRunner().invoke(app, ["status", "every-state", "--database-url", database_url], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert f"job {job_id} (every-state): running" in out
+    assert "re-run the failed batches" in out and "list the failed namespaces again" in out
+    assert "boom: the target refused" in out and "2 missing" in out and "listing refused" in out
+    assert "erased of" in out and "read-only file system" in out
+
+
+def test_jobs_lists_the_newest_first_as_the_engine_reads_them(database_url: str) -> None:
+    db = jobs.Database(database_url)
+    first, second = job_in_every_state(db), job_in_every_state(db)
+    listed = jobs.list_jobs(db, 5)
+    db.dispose()
+
+    result = CliRunner().invoke(app, ["jobs", "--database-url", database_url], env={"COLUMNS": "200"})
+
+    assert [j["job_id"] for j in listed] == [second, first]
+    assert listed[0]["created_at"] >= listed[1]["created_at"] and listed[0]["kind"] == "migrate"
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("│ ")]
+    assert [(r[1], r[3]) for r in rows] == [(str(second), "every-state"), (str(first), "every-state")]
+    assert rows[0][9] == listed[0]["created_at"][:19]
+
+
+def test_status_and_jobs_given_the_job_tables_url_read_no_other_setting(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = jobs.Database(database_url)
+    job_in_every_state(db)
+    db.dispose()
+    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "0")  # invalid, and not what reading the job table needs
+    monkeypatch.setenv("NSMIGRATE_DATABASE_URL", database_url)
+    runner = CliRunner()
+
+    for args in (["status", "every-state"], ["status", "every-state", "--json"], ["jobs"]):
+        assert runner.invoke(app, args).exit_code == 0, args
+    # A command that loads the settings still names the bad one.
+    assert "NSMIGRATE_RETRY_ATTEMPTS" in runner.invoke(app, ["events", "every-state"]).stderr
+
+
+def test_status_without_the_url_in_the_environment_reads_it_from_dot_env(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    db = jobs.Database(database_url)
+    job_id = job_in_every_state(db)
+    db.dispose()
+    monkeypatch.delenv("NSMIGRATE_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(f"NSMIGRATE_DATABASE_URL={database_url}\n")
+
+    result = CliRunner().invoke(app, ["status", "every-state", "--json"])
+
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.stdout)["job_id"] == job_id

@@ -66,8 +66,8 @@ def test_reading_commands_import_no_broker_store_sdk_or_pyarrow(args: list[str])
 def test_reading_commands_import_no_planner_spec_models_or_numpy(args: list[str]) -> None:
     loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
 
-    # the command ran (its help, or status, need no SQLAlchemy)
-    assert "cli.jobs" in loaded and ("sqlalchemy.orm" in loaded or "--help" in args or args[0] == "status")
+    # the command ran (its help, status and jobs need no SQLAlchemy)
+    assert "cli.jobs" in loaded and ("sqlalchemy.orm" in loaded or "--help" in args or args[0] in ("status", "jobs"))
     unwanted = sorted({n for n in NOT_FOR_READING for m in loaded if m == n or m.startswith(n + ".")})
     assert not unwanted, unwanted
 
@@ -92,13 +92,17 @@ def test_each_commands_help_shows_its_real_options(name: str) -> None:
             assert shown in result.output, (name, opt)
 
 
-@pytest.mark.parametrize("args", [["status", "1"], ["status", "1", "--json"], ["status", "some-name"]])
-def test_status_reads_over_plain_psycopg_without_sqlalchemy(args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args", [["status", "1"], ["status", "1", "--json"], ["status", "1", "--all"], ["status", "some-name"], ["jobs"]]
+)
+def test_status_and_jobs_read_over_plain_psycopg_without_sqlalchemy(args: list[str]) -> None:
     # The job table does not answer: the command ran as far as connecting, with everything it imports.
     loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
 
     assert "cli.jobs" in loaded and "psycopg" in loaded and "orchestrator.snapshot" in loaded
     assert not {m for m in loaded if m.split(".")[0] == "sqlalchemy" or m.startswith("orchestrator.jobs")}
+    # Given the job table's URL, they load no settings (pydantic-settings): the URL is all they read of them.
+    assert not {m for m in loaded if m.split(".")[0] == "pydantic_settings" or m == "orchestrator.settings"}
 
 
 # What only a backup (pyarrow) or a comparison of values (numpy) needs: `plan` and `run` start without them.
