@@ -37,7 +37,8 @@ COMMANDS: dict[str, Entry] = {
         "cli.run",
         "Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is "
         "resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces "
-        "are exported to Parquet first, and a failed backup starts nothing.",
+        "are exported to Parquet first, and a failed backup starts nothing. A running fleet's planner does the "
+        "planning when it can (see --plan-here).",
     ),
     "status": Entry("cli.jobs", "Show a job's state, per-namespace progress, failed batches and verification results."),
     "report": Entry(

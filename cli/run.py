@@ -115,7 +115,8 @@ def run(
 ) -> None:
     """Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is
     resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces are
-    exported to Parquet first, and a failed backup starts nothing."""
+    exported to Parquet first, and a failed backup starts nothing. A running fleet's planner does the planning when
+    it can (see --plan-here)."""
     resolved = settings(database_url, redis_url)
     if wait and not plan_here:
         _load_in_background("psycopg")  # while the fleet plans: after, it would take CPU from the job's first tasks
