@@ -131,8 +131,7 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
         # A large namespace is listed as several prefix chains (workers.chain_listing); its state is the token.
         chains = ChainState.decode(run.list_token)
         if chains is None and run.list_token is None:
-            count = jobs.get_run(ctx.db, run_id).source_count
-            chains = chains_for(source, run.source_namespace, count, spec.max_list_chains)
+            chains = chains_for(source, run.source_namespace, run.source_count, spec.max_list_chains)
         if chains is not None:
             at_bound = list_chains(
                 ctx, run_id, run.job_id, run.source_namespace, in_flight, spec, source, chains, run.list_token
