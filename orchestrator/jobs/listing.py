@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs.database import Database, _event, default_actor
-from orchestrator.jobs.lifecycle import LIST_FAILABLE_RUN_STATES, LISTABLE_RUN_STATES
+from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LIST_FAILABLE_RUN_STATES, LISTABLE_RUN_STATES
 from orchestrator.jobs.tables import _batches, _in_flight_of_run, _mark_copied, _runs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
@@ -212,14 +212,13 @@ def requeue_failed_listers(
         return out
 
 
-def queued_batches(db: Database, run_id: int) -> list[int]:
-    """Ids of this run's ``queued`` batches, oldest first (a lister that died may have recorded some of them
-    without sending their copy tasks)."""
+def queued_batches(db: Database, run_id: int, *, running_too: bool = False) -> list[int]:
+    """Ids of this run's ``queued`` batches (``running_too``: and ``running`` ones), oldest first (a lister that
+    died may have recorded some of them without sending their copy tasks)."""
+    states = ACTIVE_BATCH_STATES if running_too else (BatchState.QUEUED,)
     with db.transaction() as s:
         return list(
-            s.scalars(
-                sa.select(Batch.id).where(Batch.run_id == run_id, Batch.state == BatchState.QUEUED).order_by(Batch.seq)
-            )
+            s.scalars(sa.select(Batch.id).where(Batch.run_id == run_id, Batch.state.in_(states)).order_by(Batch.seq))
         )
 
 
