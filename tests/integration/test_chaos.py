@@ -26,7 +26,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from orchestrator import jobs, launch
+from orchestrator import jobs, launch, small_runs
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import StateError
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
@@ -293,6 +293,31 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, p
     assert_nothing_lost(stack, db, job_id, loaded)
     rerun = {b.id: b.attempts for b in batches(db, job_id) if b.id in orphaned}
     assert all(n >= 2 for n in rerun.values()), rerun  # the orphans were started again, by redelivery
+
+
+def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redelivery(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small namespaces (one list page and one batch each) go several to a task that lists and copies them one after
+    the other (``workers.small_runs``). SIGKILL of the worker mid-group: each group's message is redelivered
+    (``acks_late``) and first sends what its killed run left between two steps of a run (a batch recorded or
+    running with no copy task of its own, a copied run's verification), then goes on with the runs it never
+    reached. Every id is still batched once, and every namespace copied whole."""
+    monkeypatch.setattr(small_runs, "MIN_TASKS", 1)  # the launch in this process groups 16 to a task
+    loaded = load_source(stack, namespaces=48, per_namespace=5)
+    slow_data_plane(stack, latency_ms=120)
+    pool = {"pool": "threads", **FAST_RECOVERY, **QUICK_RETRIES}
+    first = stack.start_worker("list,copy,verify", 6, name="doomed", **pool)
+    db, _, job_id = start_job(stack, chaos_spec(stack))
+
+    orphaned = freeze_mid_batch(first, db, job_id, total_batches=48)
+    stack.kill(first, signal.SIGKILL)
+    stack.start_worker("list,copy,verify", 6, name="successor", **pool)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    rerun = {b.id: b.attempts for b in batches(db, job_id) if b.id in orphaned}
+    assert all(n >= 2 for n in rerun.values()), rerun  # the batches the kill left running were copied again
+    assert len(batches(db, job_id)) == 48
 
 
 @pytest.mark.parametrize("lost", ["lister", "copy"])
