@@ -38,6 +38,7 @@ from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.polling import wait_until
+from tests.sent_tasks import SentTasks, sent
 from workers import copying, listing
 from workers.context import WorkerContext
 from workers.flow import lister_wake_key
@@ -592,27 +593,6 @@ def one_run_job(db: jobs.Database, source_host: str = "http://127.0.0.1:9", **sp
     plan = Plan(runs=[NamespacePlan("ns0", "ns0", 3, 2)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
     job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
     return job_id, jobs.runs_of(db, job_id)[0].id
-
-
-class SentTasks:
-    """Stands in for the worker's dispatcher: records what a step sends instead of sending it."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, int]] = []
-
-    def copy_batch(self, batch_id: int, **_: Any) -> None:
-        self.sent.append(("copy", batch_id))
-
-    def list_namespace(self, run_id: int, **_: Any) -> None:
-        self.sent.append(("list", run_id))
-
-    def verify_namespace(self, run_id: int, **_: Any) -> None:
-        self.sent.append(("verify", run_id))
-
-
-def sent(ctx: WorkerContext) -> list[tuple[str, int]]:
-    assert isinstance(ctx.dispatcher, SentTasks)
-    return ctx.dispatcher.sent
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY
+from tests.sent_tasks import SentTasks, sent
 from workers import copying, listing
 from workers.context import WorkerContext
 from workers.small_runs import copy_small_runs
@@ -32,22 +33,6 @@ from workers.small_runs import copy_small_runs
 pytestmark = pytest.mark.integration
 
 DIM = 8
-
-
-class SentTasks:
-    """Stands in for the worker's dispatcher: records what a step sends instead of sending it."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, int]] = []
-
-    def copy_batch(self, batch_id: int, **_: Any) -> None:
-        self.sent.append(("copy", batch_id))
-
-    def list_namespace(self, run_id: int, **_: Any) -> None:
-        self.sent.append(("list", run_id))
-
-    def verify_namespace(self, run_id: int, **_: Any) -> None:
-        self.sent.append(("verify", run_id))
 
 
 @pytest.fixture
@@ -59,11 +44,6 @@ def ctx(
 ) -> WorkerContext:
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
     return worker_context(job_table_url, redis_url, dispatcher=SentTasks())
-
-
-def sent(ctx: WorkerContext) -> list[tuple[str, int]]:
-    assert isinstance(ctx.dispatcher, SentTasks)
-    return ctx.dispatcher.sent
 
 
 def small_job(
