@@ -321,7 +321,7 @@ def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redeli
     assert len(batches(db, job_id)) == 48
 
 
-@pytest.mark.parametrize("lost", ["lister", "copy"])
+@pytest.mark.parametrize("lost", ["lister", "copy", "small-namespaces"])
 def test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resume(stack: Stack, lost: str) -> None:
     """kombu's Redis transport takes a message off its queue (BRPOP) before it records it as unacknowledged, so a
     worker killed in between takes the message along and Redis has nothing to redeliver. (Seen with a real worker:
@@ -329,15 +329,19 @@ def test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resu
     load a kill -9 mid-job lands there now and then, and left a run ``listing`` or a batch ``queued`` for ever.)
     Played here by taking the message off its queue as that BRPOP does. The job table still says what is left, and
     the fleet sends it again once the run saw no change for the visibility timeout (5 s here): no `resume`."""
-    loaded = load_source(stack, namespaces=2, per_namespace=100)
+    # "small-namespaces": namespaces of one page and one batch, listed and copied by one task each (a group).
+    loaded = load_source(stack, namespaces=2, per_namespace=10 if lost == "small-namespaces" else 100)
     broker = redis_lib.Redis.from_url(stack.redis_url)
-    if lost == "lister":
-        db, _, job_id = start_job(stack, chaos_spec(stack))  # no worker yet: the listers wait in their queue
+    if lost in ("lister", "small-namespaces"):
+        db, _, job_id = start_job(stack, chaos_spec(stack))  # no worker yet: the tasks wait in their queue
     else:
         stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
         db, _, job_id = start_job(stack, chaos_spec(stack))
         wait_for(lambda: broker.llen("copy") >= 3, "copy tasks waiting in their queue (no copy worker yet)")
-    assert broker.rpop(lost if lost == "copy" else "list") is not None  # the oldest: taken by a worker that died
+    if lost == "small-namespaces":
+        assert (broker.llen("list"), broker.llen("copy")) == (0, 2)  # no lister: a task each on the copy queue
+    queue = {"lister": "list", "copy": "copy", "small-namespaces": "copy"}[lost]
+    assert broker.rpop(queue) is not None  # the oldest: taken by a worker that died
     stack.start_worker("list,copy,verify", 4, name="survivor", **FAST_RECOVERY, **QUICK_RETRIES)
 
     assert_nothing_lost(stack, db, job_id, loaded)
