@@ -1,10 +1,10 @@
 """Small namespaces: those whose ids the plan counted fit one list page and one copy batch.
 
-Such a namespace costs the fleet more in fixed costs than in vectors when it has a list task and a copy task of its
-own: two messages to send, receive and acknowledge, a lister lock, and their job-table transactions, for three
-vectors. ``launch`` sends them instead in groups of up to ``MAX_RUNS_PER_TASK``, each group one task on the copy
-queue that lists, records and copies its runs one after the other (``workers.small_runs``), each run through the same
-states and steps as before. Pure: the worker side is ``workers.small_runs``.
+Such a namespace costs the fleet more in fixed costs than in vectors when it has a list task and a copy task of its own:
+two messages to send, receive and acknowledge for three vectors (their share of a list and a copy worker's CPU:
+``bench/README.md``). ``launch`` sends them instead in groups of up to ``MAX_RUNS_PER_TASK``, each group one task on the
+copy queue that lists, records and copies its runs one after the other (``workers.small_runs``), each run through the
+same states and steps as before. Pure: the worker side is ``workers.small_runs``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ T = TypeVar("T")
 #: Runs of one task, which share its message. They go one after the other, so a task of many more would hold one
 #: worker thread for long against a slow data plane.
 MAX_RUNS_PER_TASK = 16
-#: A job of few small namespaces is not grouped below this many tasks: the fleet's threads take one task each, and
-#: fewer tasks than threads would leave threads idle (measured in ``bench/README.md``).
+#: A job of few small namespaces is cut into no fewer tasks than this (or one per run): the fleet's threads take one
+#: task each, and fewer tasks than threads would leave some idle (the bench's fleet has 16 copy threads).
 MIN_TASKS = 64
 
 

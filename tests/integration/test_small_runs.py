@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import pytest
@@ -251,9 +252,7 @@ class Sends:
     def copy_small_namespaces(self, run_ids: list[int], **kwargs: Any) -> None:
         self.sent.append((TaskName.COPY_SMALL_NAMESPACES, {"run_ids": run_ids, **kwargs}))
 
-    def together(self) -> Any:
-        from contextlib import nullcontext
-
+    def together(self) -> AbstractContextManager[None]:
         return nullcontext()
 
 
