@@ -118,6 +118,10 @@ class Dispatcher:
     def copy_batch(self, batch_id: int, *, job_id: int, run_id: int, namespace: str) -> None:
         self.send(TaskName.COPY_BATCH, batch_id=batch_id, job_id=job_id, run_id=run_id, namespace=namespace)
 
+    def copy_small_namespaces(self, run_ids: list[int], *, job_id: int, namespaces: list[str]) -> None:
+        """List and copy these small namespace runs in one task (``orchestrator.small_runs``)."""
+        self.send(TaskName.COPY_SMALL_NAMESPACES, run_ids=run_ids, job_id=job_id, namespaces=namespaces)
+
     def verify_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
         self.send(TaskName.VERIFY_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
 

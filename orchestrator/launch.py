@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import jobs
+from orchestrator import jobs, small_runs
 from orchestrator.collection import plan_collection
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
@@ -169,8 +170,9 @@ def prepare(
 
 def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor: str | None = None) -> int:
     """Write the job and its namespace runs, then enqueue one lister per namespace, the largest namespaces first:
-    theirs are the longest chains of list pages, so they should not start last. Returns the job id. ``actor``: who
-    asked, for the audit log (default: this process's user@host)."""
+    theirs are the longest chains of list pages, so they should not start last. Small namespaces (one page and one
+    batch at plan time) come last, several to a task that lists and copies them (``orchestrator.small_runs``).
+    Returns the job id. ``actor``: who asked, for the audit log (default: this process's user@host)."""
     job_id = jobs.create_job(
         db,
         prepared.spec,
@@ -182,13 +184,29 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor:
     if prepared.spec.strategy == "collection":
         dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
         return job_id
-    largest_first = jobs.runs_to_list(db, job_id)
-    # A round trip per ROWS_PER_INSERT listers, so the messages waiting to be sent stay few however many namespaces
+    listed: list[tuple[int, str]] = []
+    small: list[tuple[int, str]] = []
+    for run_id, namespace, count in jobs.runs_to_list(db, job_id):
+        one_batch = small_runs.fits_one_batch(prepared.spec, count)
+        (small if one_batch else listed).append((run_id, display_namespace(namespace)))
+    sends: list[Callable[[], None]] = [
+        partial(dispatcher.list_namespace, run_id, job_id=job_id, namespace=namespace) for run_id, namespace in listed
+    ]
+    sends += [
+        partial(
+            dispatcher.copy_small_namespaces,
+            [run_id for run_id, _ in group],
+            job_id=job_id,
+            namespaces=[namespace for _, namespace in group],
+        )
+        for group in small_runs.groups(small)
+    ]
+    # A round trip per ROWS_PER_INSERT tasks, so the messages waiting to be sent stay few however many namespaces
     # the job has. A launch cut short is taken up by `nsmigrate resume`, which sends the listers not yet run.
-    for start in range(0, len(largest_first), jobs.ROWS_PER_INSERT):
+    for start in range(0, len(sends), jobs.ROWS_PER_INSERT):
         with dispatcher.together():
-            for run_id, namespace in largest_first[start : start + jobs.ROWS_PER_INSERT]:
-                dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
+            for send in sends[start : start + jobs.ROWS_PER_INSERT]:
+                send()
     return job_id
 
 

@@ -19,6 +19,7 @@ class Queue(StrEnum):
 class TaskName(StrEnum):
     LIST_NAMESPACE = "nsmigrate.list_namespace"
     COPY_BATCH = "nsmigrate.copy_batch"
+    COPY_SMALL_NAMESPACES = "nsmigrate.copy_small_namespaces"
     VERIFY_NAMESPACE = "nsmigrate.verify_namespace"
     CLEANUP_NAMESPACE = "nsmigrate.cleanup_namespace"
     COLLECTION_STEP = "nsmigrate.collection_step"
@@ -29,6 +30,8 @@ class TaskName(StrEnum):
 TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.LIST_NAMESPACE: Queue.LIST,
     TaskName.COPY_BATCH: Queue.COPY,
+    # Lists and copies: the copy pool, whose processes a job of many small namespaces keeps busy.
+    TaskName.COPY_SMALL_NAMESPACES: Queue.COPY,
     TaskName.VERIFY_NAMESPACE: Queue.VERIFY,
     TaskName.CLEANUP_NAMESPACE: Queue.CLEANUP,
     # Control-plane calls and short waits, like a lister's: the queue of the control worker pool.

@@ -23,12 +23,12 @@ from redis.exceptions import LockError
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
-from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
 from orchestrator.names import lock_key
 from orchestrator.paging import id_pages
 from orchestrator.prefix_chains import ChainState
 from orchestrator.records import display_namespace
+from orchestrator.small_runs import list_page_ids
 from orchestrator.spec import JobSpec
 from workers.chain_listing import chains_for, list_chains
 from workers.context import WorkerContext
@@ -82,8 +82,15 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
     """List one namespace run (``_list_run``). A lister that fails for good — a store refusal, retries used up, a
     bug — ends its run ``list_failed`` with the error instead of leaving it ``listing`` for ever; `nsmigrate retry`
     lists again from the saved token. An outage of the job table or Redis propagates: Celery sends the task again."""
-    try:
+    with _failing_for_good(ctx, run_id):
         _list_run(ctx, run_id, wait_for_lock=wait_for_lock, again=again)
+
+
+@contextlib.contextmanager
+def _failing_for_good(ctx: WorkerContext, run_id: int) -> Iterator[None]:
+    """A lister's failure other than an outage ends its run ``list_failed`` (see ``list_run``); an outage propagates."""
+    try:
+        yield
     except INFRASTRUCTURE_ERRORS:
         raise
     except NsmigrateError as e:
@@ -94,18 +101,63 @@ def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, ag
         jobs.fail_listing(ctx.db, run_id, f"unexpected {type(e).__name__}: {e}")
 
 
-def _send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int) -> None:
+def send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int, *, running_too: bool = False) -> None:
     """A lister killed between recording a page and sending what follows it left batches ``queued`` with no
     message, or a run ``copied`` without its verification: send them (duplicates of live messages are harmless).
-    Also when listing is done: the last batch may be the one that was never sent."""
+    Also when listing is done: the last batch may be the one that was never sent. ``running_too``: the killed task
+    copied its batches itself (``workers.small_runs``), so a ``running`` one has no message of its own either."""
     previous = jobs.get_run(ctx.db, run_id)
-    for batch_id in jobs.queued_batches(ctx.db, run_id):
+    for batch_id in jobs.queued_batches(ctx.db, run_id, running_too=running_too):
         ctx.dispatcher.copy_batch(
             batch_id, job_id=previous.job_id, run_id=run_id, namespace=display_namespace(previous.source_namespace)
         )
     if previous.state == RunState.COPIED:  # maybe by this lister's last page, before it sent the verification
         spec = jobs.job_spec(ctx.db, previous.job_id)
         run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)
+
+
+def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False) -> int | None:
+    """List a small run's one batch (``orchestrator.small_runs``) under its lock, as ``list_run`` lists the first,
+    and record it: its id, for the caller to copy (no copy task is sent). None when there is nothing to copy: the
+    lock is taken (another lister is on it), listing is done or cancelled, another lister recorded the page first,
+    the namespace is empty (the run is ``copied`` and its verification sent), or the lister failed (the run is
+    ``list_failed``, as in ``list_run``). A namespace that grew since it was planned has more pages: the batch is
+    recorded with the token after it, and its copy's finish wakes a lister for the rest (``flow.advance``)."""
+    with _failing_for_good(ctx, run_id):
+        return _list_one_batch(ctx, run_id, wait_for_lock=wait_for_lock)
+    return None
+
+
+def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> int | None:
+    with lister_lock(ctx, run_id, wait=wait_for_lock) as held:
+        if not held:
+            return None
+        run = jobs.start_listing(ctx.db, run_id)
+        if run is None:
+            return None
+        spec = jobs.job_spec(ctx.db, run.job_id)
+        # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
+        ids, token = _list_batch(ctx.guarded(spec.source, spec.rate), run.source_namespace, run.list_token, spec)
+        try:
+            recorded = jobs.add_batches(
+                ctx.db, run_id, [ids] if ids else [], token, listing_done=token is None, listed_from=run.list_token
+            )
+        except StateError as e:
+            log.info("lister of run %s stops: %s", run_id, e)
+            return None
+    if recorded.copied:  # an empty namespace
+        run_copied(ctx, run_id, run.job_id, run.source_namespace, spec)
+    return None if recorded.cancelled or not recorded.batch_ids else recorded.batch_ids[0]
+
+
+def _list_batch(source: GuardedStore, namespace: str, token: str | None, spec: JobSpec) -> tuple[list[str], str | None]:
+    """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
+    ids: list[str] = []
+    pages = id_pages(source, namespace, token=token, max_ids=spec.batch_size, page_ids=list_page_ids(spec))
+    for page in pages:
+        ids.extend(page.ids)
+        token = page.next_token
+    return ids, token or None
 
 
 def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, again: bool = False) -> None:
@@ -116,7 +168,7 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
     if again:
         # Before the lock, not under it: the lock may be held (for longer than we wait) by a wake-up lister that
         # only sends the batches it records itself, and nobody else would ever send the ones the killed run left.
-        _send_what_a_killed_lister_left(ctx, run_id)
+        send_what_a_killed_lister_left(ctx, run_id)
     # A redelivered lister waits too: the visibility timeout counts from delivery, not from its worker's death, so
     # it can arrive while the dead lister's lock still stands, and it goes on listing from the saved token.
     with lister_lock(ctx, run_id, wait=wait_for_lock or again) as held:
@@ -131,8 +183,7 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
         # A large namespace is listed as several prefix chains (workers.chain_listing); its state is the token.
         chains = ChainState.decode(run.list_token)
         if chains is None and run.list_token is None:
-            count = jobs.get_run(ctx.db, run_id).source_count
-            chains = chains_for(source, run.source_namespace, count, spec.max_list_chains)
+            chains = chains_for(source, run.source_namespace, run.source_count, spec.max_list_chains)
         if chains is not None:
             at_bound = list_chains(
                 ctx, run_id, run.job_id, run.source_namespace, in_flight, spec, source, chains, run.list_token
@@ -150,19 +201,9 @@ def _list_one_chain(ctx: WorkerContext, run_id: int, run: jobs.Listing, spec: Jo
     """List the namespace as one chain from the run's token, a batch ahead. Returns True when it stopped at the bound
     of batches in flight, False when there is nothing more for this lister to do."""
     in_flight = run.in_flight
-    # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
-    page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
-
-    # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
-    page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
 
     def list_batch(token: str | None) -> tuple[list[str], str | None]:
-        """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
-        ids: list[str] = []
-        for page in id_pages(source, run.source_namespace, token=token, max_ids=spec.batch_size, page_ids=page_ids):
-            ids.extend(page.ids)
-            token = page.next_token
-        return ids, token or None
+        return _list_batch(source, run.source_namespace, token, spec)
 
     token = run.list_token
     next_batch: Future[tuple[list[str], str | None]] | None = None

@@ -1,6 +1,6 @@
 """The Celery tasks: thin wrappers that load context and call the step modules.
 
-Kwargs other than the id and ``wait_for_lock`` (job_id, namespace, …) are only there to make Flower and logs
+Kwargs other than the ids and ``wait_for_lock`` (job_id, namespace, …) are only there to make Flower and logs
 readable.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 from celery import Task
 
 from orchestrator.names import TaskName
-from workers import cleaning, collection, copying, erasing, listing, verifying
+from workers import cleaning, collection, copying, erasing, listing, small_runs, verifying
 from workers.app import app
 from workers.context import get_context
 from workers.retry import INFRASTRUCTURE_ERRORS
@@ -53,6 +53,12 @@ def list_namespace(self: Task, run_id: int, wait_for_lock: bool = False, **_cont
 def copy_batch(self: Task, batch_id: int, **_context: Any) -> None:
     """fetch → route/enrich → upsert one batch; idempotent, so a redelivered task is harmless."""
     copying.copy_batch(get_context(), batch_id, again=_ran_before(self))
+
+
+@app.task(name=TaskName.COPY_SMALL_NAMESPACES.value, bind=True, **_RETRY_ON_OUTAGE)
+def copy_small_namespaces(self: Task, run_ids: list[int], **_context: Any) -> None:
+    """List and copy a group of small namespaces (one page and one batch each), one after the other."""
+    small_runs.copy_small_runs(get_context(), run_ids, again=_ran_before(self))
 
 
 @app.task(name=TaskName.VERIFY_NAMESPACE.value, **_RETRY_ON_OUTAGE)

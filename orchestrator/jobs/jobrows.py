@@ -138,16 +138,16 @@ def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[Nam
         return list(s.scalars(stmt))
 
 
-def runs_to_list(db: Database, job_id: int) -> list[tuple[int, str]]:
-    """(run id, source namespace) of a job's runs, the largest namespaces first: the order ``launch`` sends their
-    listers in. Two columns, not the runs' rows: a job may have thousands."""
+def runs_to_list(db: Database, job_id: int) -> list[tuple[int, str, int]]:
+    """(run id, source namespace, its count at plan time) of a job's runs, the largest namespaces first: the order
+    ``launch`` sends their listers in. Three columns, not the runs' rows: a job may have thousands."""
     with db.transaction() as s:
         rows = s.execute(
-            sa.select(NamespaceRun.id, NamespaceRun.source_namespace)
+            sa.select(NamespaceRun.id, NamespaceRun.source_namespace, NamespaceRun.source_count)
             .where(NamespaceRun.job_id == job_id)
             .order_by(NamespaceRun.source_count.desc(), NamespaceRun.id)
         )
-        return [(run_id, namespace) for run_id, namespace in rows]
+        return [(run_id, namespace, int(count or 0)) for run_id, namespace, count in rows]
 
 
 def get_run(db: Database, run_id: int) -> NamespaceRun:

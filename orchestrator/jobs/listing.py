@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs.database import Database, _event, default_actor
-from orchestrator.jobs.lifecycle import LIST_FAILABLE_RUN_STATES, LISTABLE_RUN_STATES
+from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LIST_FAILABLE_RUN_STATES, LISTABLE_RUN_STATES
 from orchestrator.jobs.tables import _batches, _in_flight_of_run, _mark_copied, _runs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
@@ -23,6 +23,8 @@ class Listing:
     list_token: str | None
     #: Batches of the run queued or running.
     in_flight: int
+    #: The namespace's count at plan time: how a fresh listing is cut (``workers.chain_listing.chains_for``).
+    source_count: int = 0
 
 
 # The lister's two transitions are single conditional UPDATE … RETURNING statements on the tables (Core), built once:
@@ -36,7 +38,7 @@ _START_LISTING = (
         _runs.c.state.in_(LISTABLE_RUN_STATES),
     )
     .values(state=sa.case((_runs.c.state == RunState.PENDING, sa.literal(RunState.LISTING.value)), else_=_runs.c.state))
-    .returning(_runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _in_flight_of_run)
+    .returning(_runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _in_flight_of_run, _runs.c.source_count)
 )
 _RECORD_PAGE = (
     sa.update(_runs)
@@ -85,7 +87,7 @@ def start_listing(db: Database, run_id: int) -> Listing | None:
     the run is past listing or cancelled (or does not exist)."""
     with db.single_statement() as conn:
         row = conn.execute(_START_LISTING, {"run_id": run_id}).one_or_none()
-        return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0))
+        return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0), int(row[4] or 0))
 
 
 @dataclass(frozen=True)
@@ -210,14 +212,13 @@ def requeue_failed_listers(
         return out
 
 
-def queued_batches(db: Database, run_id: int) -> list[int]:
-    """Ids of this run's ``queued`` batches, oldest first (a lister that died may have recorded some of them
-    without sending their copy tasks)."""
+def queued_batches(db: Database, run_id: int, *, running_too: bool = False) -> list[int]:
+    """Ids of this run's ``queued`` batches (``running_too``: and ``running`` ones), oldest first (a lister that
+    died may have recorded some of them without sending their copy tasks)."""
+    states = ACTIVE_BATCH_STATES if running_too else (BatchState.QUEUED,)
     with db.transaction() as s:
         return list(
-            s.scalars(
-                sa.select(Batch.id).where(Batch.run_id == run_id, Batch.state == BatchState.QUEUED).order_by(Batch.seq)
-            )
+            s.scalars(sa.select(Batch.id).where(Batch.run_id == run_id, Batch.state.in_(states)).order_by(Batch.seq))
         )
 
 

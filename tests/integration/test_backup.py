@@ -426,14 +426,16 @@ def test_run_writes_the_backup_before_anything_is_enqueued(
     (directory,) = backups.iterdir()
     assert re.fullmatch(r"backup-job-\d{8}T\d{6}Z", directory.name)
     manifest = directory / MANIFEST_NAME
-    assert sent == [("nsmigrate.list_namespace", [manifest])] * 2  # both listers, each after the backup was complete
+    # Both namespaces are small (one page, one batch): a task each lists and copies it, sent after the backup.
+    assert sent == [("nsmigrate.copy_small_namespaces", [manifest])] * 2
     for ns, records in data.items():
         assert_exact(read_file_records(directory / file_name_for(ns)), records)
     db = jobs.Database(database_url)
     job_id = int(result.output.strip().splitlines()[-1])
     (event,) = [e for e in jobs.events_of(db, job_id) if e["action"] == "backup_written"]
     assert event["detail"] == {"manifest": str(manifest.resolve()), "namespaces": 2, "vectors": 23}
-    assert redis_lib.Redis.from_url(redis_url).llen("list") == 2  # the listers really are queued, and nothing else
+    broker = redis_lib.Redis.from_url(redis_url)
+    assert (broker.llen("copy"), broker.llen("list")) == (2, 0)  # the tasks really are queued, and nothing else
     assert str(directory) in result.output.replace("\n", "")
     db.dispose()
 

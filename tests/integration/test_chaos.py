@@ -26,7 +26,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from orchestrator import jobs, launch
+from orchestrator import jobs, launch, small_runs
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import StateError
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
@@ -38,6 +38,7 @@ from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.polling import wait_until
+from tests.sent_tasks import SentTasks, sent
 from workers import copying, listing
 from workers.context import WorkerContext
 from workers.flow import lister_wake_key
@@ -295,7 +296,32 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, p
     assert all(n >= 2 for n in rerun.values()), rerun  # the orphans were started again, by redelivery
 
 
-@pytest.mark.parametrize("lost", ["lister", "copy"])
+def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redelivery(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small namespaces (one list page and one batch each) go several to a task that lists and copies them one after
+    the other (``workers.small_runs``). SIGKILL of the worker mid-group: each group's message is redelivered
+    (``acks_late``) and first sends what its killed run left between two steps of a run (a batch recorded or
+    running with no copy task of its own, a copied run's verification), then goes on with the runs it never
+    reached. Every id is still batched once, and every namespace copied whole."""
+    monkeypatch.setattr(small_runs, "MIN_TASKS", 1)  # the launch in this process groups 16 to a task
+    loaded = load_source(stack, namespaces=48, per_namespace=5)
+    slow_data_plane(stack, latency_ms=120)
+    pool = {"pool": "threads", **FAST_RECOVERY, **QUICK_RETRIES}
+    first = stack.start_worker("list,copy,verify", 6, name="doomed", **pool)
+    db, _, job_id = start_job(stack, chaos_spec(stack))
+
+    orphaned = freeze_mid_batch(first, db, job_id, total_batches=48)
+    stack.kill(first, signal.SIGKILL)
+    stack.start_worker("list,copy,verify", 6, name="successor", **pool)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    rerun = {b.id: b.attempts for b in batches(db, job_id) if b.id in orphaned}
+    assert all(n >= 2 for n in rerun.values()), rerun  # the batches the kill left running were copied again
+    assert len(batches(db, job_id)) == 48
+
+
+@pytest.mark.parametrize("lost", ["lister", "copy", "small-namespaces"])
 def test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resume(stack: Stack, lost: str) -> None:
     """kombu's Redis transport takes a message off its queue (BRPOP) before it records it as unacknowledged, so a
     worker killed in between takes the message along and Redis has nothing to redeliver. (Seen with a real worker:
@@ -303,15 +329,19 @@ def test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resu
     load a kill -9 mid-job lands there now and then, and left a run ``listing`` or a batch ``queued`` for ever.)
     Played here by taking the message off its queue as that BRPOP does. The job table still says what is left, and
     the fleet sends it again once the run saw no change for the visibility timeout (5 s here): no `resume`."""
-    loaded = load_source(stack, namespaces=2, per_namespace=100)
+    # "small-namespaces": namespaces of one page and one batch, listed and copied by one task each (a group).
+    loaded = load_source(stack, namespaces=2, per_namespace=10 if lost == "small-namespaces" else 100)
     broker = redis_lib.Redis.from_url(stack.redis_url)
-    if lost == "lister":
-        db, _, job_id = start_job(stack, chaos_spec(stack))  # no worker yet: the listers wait in their queue
+    if lost in ("lister", "small-namespaces"):
+        db, _, job_id = start_job(stack, chaos_spec(stack))  # no worker yet: the tasks wait in their queue
     else:
         stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
         db, _, job_id = start_job(stack, chaos_spec(stack))
         wait_for(lambda: broker.llen("copy") >= 3, "copy tasks waiting in their queue (no copy worker yet)")
-    assert broker.rpop(lost if lost == "copy" else "list") is not None  # the oldest: taken by a worker that died
+    if lost == "small-namespaces":
+        assert (broker.llen("list"), broker.llen("copy")) == (0, 2)  # no lister: a task each on the copy queue
+    queue = {"lister": "list", "copy": "copy", "small-namespaces": "copy"}[lost]
+    assert broker.rpop(queue) is not None  # the oldest: taken by a worker that died
     stack.start_worker("list,copy,verify", 4, name="survivor", **FAST_RECOVERY, **QUICK_RETRIES)
 
     assert_nothing_lost(stack, db, job_id, loaded)
@@ -567,27 +597,6 @@ def one_run_job(db: jobs.Database, source_host: str = "http://127.0.0.1:9", **sp
     plan = Plan(runs=[NamespacePlan("ns0", "ns0", 3, 2)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
     job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
     return job_id, jobs.runs_of(db, job_id)[0].id
-
-
-class SentTasks:
-    """Stands in for the worker's dispatcher: records what a step sends instead of sending it."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, int]] = []
-
-    def copy_batch(self, batch_id: int, **_: Any) -> None:
-        self.sent.append(("copy", batch_id))
-
-    def list_namespace(self, run_id: int, **_: Any) -> None:
-        self.sent.append(("list", run_id))
-
-    def verify_namespace(self, run_id: int, **_: Any) -> None:
-        self.sent.append(("verify", run_id))
-
-
-def sent(ctx: WorkerContext) -> list[tuple[str, int]]:
-    assert isinstance(ctx.dispatcher, SentTasks)
-    return ctx.dispatcher.sent
 
 
 @pytest.fixture

@@ -1,0 +1,28 @@
+"""A stand-in for a worker's dispatcher that records what a step sends instead of sending it, for tests that play a
+task's steps one by one (``worker_context(..., dispatcher=SentTasks())``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.context import WorkerContext
+
+
+class SentTasks:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+
+    def copy_batch(self, batch_id: int, **_: Any) -> None:
+        self.sent.append(("copy", batch_id))
+
+    def list_namespace(self, run_id: int, **_: Any) -> None:
+        self.sent.append(("list", run_id))
+
+    def verify_namespace(self, run_id: int, **_: Any) -> None:
+        self.sent.append(("verify", run_id))
+
+
+def sent(ctx: WorkerContext) -> list[tuple[str, int]]:
+    """What the steps run with ``ctx`` sent so far: ("copy", batch id), ("list", run id), ("verify", run id)."""
+    assert isinstance(ctx.dispatcher, SentTasks)
+    return ctx.dispatcher.sent

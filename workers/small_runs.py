@@ -1,0 +1,31 @@
+"""A group of small namespace runs (``orchestrator.small_runs``: one list page and one batch each) listed and copied
+by one task, one run after the other.
+
+Each run takes the steps and states a list task and a copy task would give it, without the message between them:
+its one batch is listed and recorded under the run's lister lock (``listing.list_one_batch``), then copied as a copy
+task copies it (``copying.copy_batch``), which sends the run's verification. Failures stay the run's own: a lister
+that fails for good ends its run ``list_failed``, a batch that fails ends ``failed``, and the group goes on; an outage
+of the job table or Redis propagates, and Celery sends the whole task again.
+
+A task sent again (redelivered after its worker was killed, or retried after an outage) may find runs its first
+delivery left between two steps. Every step is safe to repeat (a page is recorded only from the saved token, a
+batch is copied by id), so it first sends, as copy tasks, the batches such a run has ``queued`` or ``running`` (their
+copy died with the first delivery) and a ``copied`` run's verification, then goes on as the first delivery did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workers import copying, listing
+from workers.context import WorkerContext
+
+
+def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool = False) -> None:
+    for run_id in run_ids:
+        if again:
+            listing.send_what_a_killed_lister_left(ctx, run_id, running_too=True)
+        # A resent group waits out the lock of the delivery that was killed, as a redelivered lister does.
+        batch_id = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
+        if batch_id is not None:
+            copying.copy_batch(ctx, batch_id)
