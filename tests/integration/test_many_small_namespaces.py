@@ -115,7 +115,9 @@ def verify_all(ctx: WorkerContext, runs: dict[str, int]) -> dict[str, dict[str, 
 def test_many_small_namespaces_are_all_verified_and_spoiled_copies_fail(
     ctx: WorkerContext, sandbox: PineconeSandbox, target_faults: Callable[..., None]
 ) -> None:
-    spec = make_spec(sandbox)
+    # Every count here settles, so the timeout never ends a poll: it must not cut ns004's three readings short on
+    # a slow machine (each reading waits for the data plane, which 8 threads share).
+    spec = make_spec(sandbox, count_timeout_s=60)
     runs = copied_namespaces(ctx, spec, 48)
     target = ctx.store(spec.target)
     target.delete("ns001", ["r1-2"])  # a missing id
