@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from cli.console import console, err_console
 from orchestrator.naming import display_namespace
@@ -29,18 +29,24 @@ if TYPE_CHECKING:  # launch loads Celery, jobs SQLAlchemy: only their types are 
     from orchestrator import jobs
 
 
+def plain(value: str) -> Text:
+    """Data as it is: rich would read ``[job_id=3]`` in an error as markup (and drop it) and ``:smile:`` as an
+    emoji."""
+    return Text(value)
+
+
 def print_plan(summary: PlanSummary) -> None:
     """A plan as ``orchestrator.plan_summary`` summarised it: its table of namespace runs, then its lines."""
     table = Table(title=summary.title)
     for col in summary.columns:
         table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
     for row in summary.rows:
-        table.add_row(*row)
+        table.add_row(*map(plain, row))
     console.print(table)
     for line in summary.lines:
-        console.print(line, markup=False)
+        console.print(plain(line))
     for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+        console.print(Text("warning: ", style="yellow") + plain(warning))
 
 
 def bars(*state: ProgressColumn) -> Progress:
@@ -138,11 +144,11 @@ def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> No
     for r in summary.runs:
         note = r.verification or r.last_error or ""
         table.add_row(
-            display_namespace(r.source_namespace),
+            plain(display_namespace(r.source_namespace)),
             r.state,
             f"{r.copied}/{r.source_count}",
             str(r.failed),
-            note[:120],
+            plain(note[:120]),
         )
     console.print(table)
     if len(summary.runs) < summary.namespaces:
