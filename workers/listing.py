@@ -131,8 +131,7 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
         # A large namespace is listed as several prefix chains (workers.chain_listing); its state is the token.
         chains = ChainState.decode(run.list_token)
         if chains is None and run.list_token is None:
-            count = jobs.get_run(ctx.db, run_id).source_count
-            chains = chains_for(source, run.source_namespace, count, spec.max_list_chains)
+            chains = chains_for(source, run.source_namespace, run.source_count, spec.max_list_chains)
         if chains is not None:
             at_bound = list_chains(
                 ctx, run_id, run.job_id, run.source_namespace, in_flight, spec, source, chains, run.list_token
@@ -150,9 +149,6 @@ def _list_one_chain(ctx: WorkerContext, run_id: int, run: jobs.Listing, spec: Jo
     """List the namespace as one chain from the run's token, a batch ahead. Returns True when it stopped at the bound
     of batches in flight, False when there is nothing more for this lister to do."""
     in_flight = run.in_flight
-    # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
-    page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
-
     # Pinecone lists at most 100 ids a page; a Postgres table pages a whole batch in one query.
     page_ids = spec.batch_size if spec.source.kind == "pgvector" else LIST_MAX_PAGE_IDS
 

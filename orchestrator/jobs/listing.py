@@ -23,6 +23,8 @@ class Listing:
     list_token: str | None
     #: Batches of the run queued or running.
     in_flight: int
+    #: The namespace's size at plan time: how many prefix chains a fresh listing is cut into.
+    source_count: int = 0
 
 
 # The lister's two transitions are single conditional UPDATE … RETURNING statements on the tables (Core), built once:
@@ -36,7 +38,7 @@ _START_LISTING = (
         _runs.c.state.in_(LISTABLE_RUN_STATES),
     )
     .values(state=sa.case((_runs.c.state == RunState.PENDING, sa.literal(RunState.LISTING.value)), else_=_runs.c.state))
-    .returning(_runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _in_flight_of_run)
+    .returning(_runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _in_flight_of_run, _runs.c.source_count)
 )
 _RECORD_PAGE = (
     sa.update(_runs)
@@ -85,7 +87,7 @@ def start_listing(db: Database, run_id: int) -> Listing | None:
     the run is past listing or cancelled (or does not exist)."""
     with db.single_statement() as conn:
         row = conn.execute(_START_LISTING, {"run_id": run_id}).one_or_none()
-        return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0))
+        return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0), int(row[4] or 0))
 
 
 @dataclass(frozen=True)
