@@ -2,8 +2,8 @@
 gain is in ``bench/README.md`` ("Measurements behind the tuning"), next to the command that measures it.
 
 - **Event flushing** (``Consumer``): a threads worker publishes its task events on a timer, not after each task.
-- **Warm-up** (``warm_up``): connections for every task slot and compiled job-table statements, before the first
-  task.
+- **Warm-up** (``warm_up``): connections for every task slot (task queues declared on each producer) and compiled
+  job-table statements, before the first task.
 - **SDK priming** (``preload_sdk``): the Pinecone SDK's lazy imports and msgspec's decoding information, built once
   in the worker's main process.
 
@@ -18,6 +18,7 @@ import logging
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 from orchestrator.jobs import compile_task_statements
+from orchestrator.names import TASK_QUEUES
 from workers.context import get_context, task_slots
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,9 @@ class Consumer(CeleryConsumer):
 
 def warm_up() -> None:
     """Open this process's connections before its first task: one job-table connection, one Redis connection and
-    one task producer (a broker connection) per task slot; compile the job table statements of every task. Why: a
-    new worker's first tasks then run as fast as the rest. Best effort: a service that is down now is reached (and
-    retried) by the task."""
+    one task producer (a broker connection, the task queues declared on it) per task slot; compile the job table
+    statements of every task. Why: a new worker's first tasks then run as fast as the rest. Best effort: a service
+    that is down now is reached (and retried) by the task."""
     try:
         ctx = get_context()
         slots = task_slots()
@@ -59,9 +60,13 @@ def warm_up() -> None:
             for conn in [redis_pool.get_connection() for _ in range(slots)]:  # each connected on the way out
                 held.callback(redis_pool.release, conn)
             producers = ctx.dispatcher.app.producer_pool
+            queues = [ctx.dispatcher.app.amqp.queues[q.value] for q in sorted(set(TASK_QUEUES.values()))]
             for _ in range(min(slots, producers.limit or slots)):  # never wait on a pool smaller than the slots
                 producer = producers.acquire(block=True)
                 producer.connection.ensure_connection(max_retries=1)
+                # Why: a producer declares a queue (a Redis round trip) on its first publish to it.
+                for queue in queues:
+                    producer.maybe_declare(queue)
                 held.callback(producer.release)
         # Why: SQLAlchemy compiles a statement on its first use, which a first task would otherwise pay for.
         compile_task_statements(ctx.db)

@@ -3,6 +3,7 @@ every transition shares: the audit event, a row count, a run by id."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -34,6 +35,7 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # A job's spec never changes after it is written: validate it once per process, not once per batch.
         self._specs: dict[int, JobSpec] = {}
+        self._spec_lock = threading.Lock()
         if create:
             ensure_schema(self.engine)
 

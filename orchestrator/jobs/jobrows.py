@@ -113,8 +113,12 @@ def job_spec(db: Database, job_id: int) -> JobSpec:
     """The job's spec, read and validated once per process (a spec never changes once its job is written)."""
     spec = db._specs.get(job_id)
     if spec is None:
-        with db.transaction() as s:
-            spec = _job_spec(db, s, job_id)
+        # Once, not once per thread: a worker's task threads start on a new job together.
+        with db._spec_lock:
+            spec = db._specs.get(job_id)
+            if spec is None:
+                with db.transaction() as s:
+                    spec = _job_spec(db, s, job_id)
     return spec
 
 

@@ -21,8 +21,9 @@ that one 429 costs one request against the shared budget. So:
 auth headers, timeouts and error mapping) and keeps each vector's ``values`` as the JSON array the server sent
 (``JsonValues``); ``upsert`` hands such values back to the SDK as an ``orjson.Fragment``, which its encoder writes
 verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per vector, its request sizes are exact,
-and the values arrive bit for bit. Anything that reads the values (verification, a pgvector target) decodes them on
-first use. If a future SDK has no ``Index._http.get``, ``fetch`` says so once and uses the public ``fetch``.
+and the values arrive bit for bit; the arrays are cut out of the response unparsed (``workers.stores.fetch_body``).
+Anything that reads the values (verification, a pgvector target) decodes them on first use. If a future SDK has no
+``Index._http.get``, ``fetch`` says so once and uses the public ``fetch``.
 
 **Integrated targets** (``spec.records``): ``upsert`` writes text records with ``Index.upsert_records`` (NDJSON,
 ≤ 96 per request: the copy chunks them, ``orchestrator.textrecords`` makes them) and ``search_text`` searches by text;
@@ -73,6 +74,7 @@ from orchestrator.records import JsonValues, SparseValues
 from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
+from workers.stores.fetch_body import read_fetch
 
 logger = logging.getLogger(__name__)
 
@@ -103,26 +105,6 @@ def disable_sdk_retries(index: Any) -> bool:
         return False
     cast(Any, transport)._config = dataclasses.replace(config, max_retries=0)
     return True
-
-
-class _RawSparse(msgspec.Struct):
-    indices: list[int] = []
-    values: list[float] = []
-
-
-class _RawVector(msgspec.Struct):
-    """A fetched vector with its values left as the JSON the server sent."""
-
-    values: msgspec.Raw = msgspec.Raw(b"[]")
-    metadata: dict[str, Any] | None = None
-    sparseValues: _RawSparse | None = None  # the wire's name
-
-
-class _RawFetch(msgspec.Struct):
-    vectors: dict[str, _RawVector] = {}
-
-
-_RAW_FETCH = msgspec.json.Decoder(_RawFetch)
 
 
 def raw_http(index: Any) -> Any | None:
@@ -475,15 +457,15 @@ class PineconeStore:
         with self._errors("fetch", namespace):
             response = http.get("/vectors/fetch", params=params)
             try:
-                found = _RAW_FETCH.decode(response.content).vectors
+                found = read_fetch(response.content)
             except msgspec.MsgspecError as e:
                 raise StoreError(f"Pinecone fetch answered something that is not a fetch response: {e}") from e
         return [
             Record(
                 id=i,
-                values=JsonValues(bytes(found[i].values)),
+                values=JsonValues(found[i].values),
                 metadata=found[i].metadata or {},
-                sparse_values=_sparse(found[i].sparseValues),
+                sparse_values=_sparse(found[i].sparse),
             )
             for i in dict.fromkeys(ids)
             if i in found
