@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -260,10 +261,16 @@ def fleet(
         return first, warm
     finally:
         db.dispose()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(20)
+        stop_processes(procs)
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = 30) -> None:
+    """Ask every process to stop first, then wait for each: they shut down side by side."""
+    procs = list(procs)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout_s)
 
 
 def _wait_for_planner(redis_url: str, timeout_s: float = 30) -> None:

@@ -40,7 +40,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from bench.fleet_vs_loop import SERVER_LIMITS, DataPlane, _cpu_seconds, _worker
+from bench.fleet_vs_loop import SERVER_LIMITS, DataPlane, _cpu_seconds, _worker, stop_processes
 from bench.user_clock import job_clock, run_cli
 from orchestrator import jobs
 from orchestrator.models import Batch, NamespaceRun, RunState
@@ -164,10 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             created, last_batch, last_verdict, verified, failed, batches = clocks(db, cli.job_id)
             db.dispose()
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(30)
+            stop_processes(procs)
             plane.stop()
     src = after["src"] - before["src"]
     dst = after["dst"] - before["dst"]

@@ -26,7 +26,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from bench.fleet_vs_loop import LATENCY_MS, SERVER_LIMITS, DataPlane, _cpu_seconds, _worker
+from bench.fleet_vs_loop import LATENCY_MS, SERVER_LIMITS, DataPlane, _cpu_seconds, _worker, stop_processes
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import Batch, Job, NamespaceRun
@@ -136,10 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[target]["cpu_s"] = _cpu_seconds(procs) - cpu
             db.dispose()
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(20)
+            stop_processes(procs)
             plane.stop()
     print(
         f"\none namespace of {args.vectors} vectors ({args.id_shape} ids, dimension {DIM}), {LATENCY_MS} ms per "

@@ -50,7 +50,7 @@ import psutil
 import psycopg
 import sqlalchemy as sa
 
-from bench.fleet_vs_loop import DataPlane, _worker
+from bench.fleet_vs_loop import DataPlane, _worker, stop_processes
 from cli.render import SUMMARY_ROWS
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
@@ -251,10 +251,7 @@ def fleet_run(
         figures["flower_tasks_page"] = flower.timed("/tasks")
     finally:
         flower.stop()
-        for p in workers.values():
-            p.terminate()
-        for p in workers.values():
-            p.wait(30)
+        stop_processes(workers.values())
     figures["traced_peak"] = traced["traced_peak"]
     mark_verified(db, figures["job_id"])
     figures["vectors"] = n * PER_NAMESPACE

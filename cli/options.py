@@ -154,12 +154,7 @@ def read_job_table(url: str, read: Callable[[snapshot.Execute], T], through_engi
 
         try:
             with psycopg.connect(conninfo, autocommit=True) as conn:
-
-                def execute(sql: str, params: dict[str, Any]) -> Any:
-                    row = conn.execute(sql, params).fetchone()
-                    return None if row is None else row[0]
-
-                return read(execute)
+                return read(_executor(conn))
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
             pass
         except psycopg.OperationalError as e:
@@ -182,12 +177,19 @@ def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[], JobS
     except psycopg.OperationalError as e:
         raise _unreachable(settings.database_url, e) from e
 
+    execute = _executor(conn)
+    with conn:
+        yield lambda: snapshot.read_snapshot(execute, str(job_id))
+
+
+def _executor(conn: Any) -> snapshot.Execute:
+    """The job table's statements over one psycopg connection: each answers one value (``orchestrator.snapshot``)."""
+
     def execute(sql: str, params: dict[str, Any]) -> Any:
         row = conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
-    with conn:
-        yield lambda: snapshot.read_snapshot(execute, str(job_id))
+    return execute
 
 
 def _libpq_url(url: str) -> str | None:
