@@ -101,8 +101,9 @@ def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
     return False
 
 
-def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
-    """Verify one namespace run and record the verdict (``verified`` or ``verify_failed``).
+def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> dict[str, Any]:
+    """Verify one namespace run and record the verdict (``verified`` or ``verify_failed``). ``judged_too=False``:
+    a run that already has its verdict is left as it is (``verify_runs``).
 
     Returns:
         The report as stored on the run (see ``orchestrator.verification.Report.to_json``); ``{}`` when the run is
@@ -111,10 +112,11 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
     When the report passed and ``spec.cleanup.mode == "auto"``, the cleanup task is enqueued (it then finishes the
     job); otherwise the job is marked finished here once every run is final.
     """
-    run = jobs.start_verify(ctx.db, run_id)
-    if run is None:
-        log.info("run %s is not ready for verification; skipped", run_id)
+    started = jobs.start_verify(ctx.db, run_id, judged_too=judged_too)
+    if started is None:
+        log.info("run %s is not ready for verification (or has its verdict); skipped", run_id)
         return {}
+    run, neighbours = started
     report = Report(source_namespace=run.source_namespace)
     spec: JobSpec | None = None
     try:
@@ -127,7 +129,7 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
         verifier: type[_Verifier] = _CollectionVerifier if spec.strategy == "collection" else _Verifier
         if in_database(spec) and run.target_namespace is not None and not spec.verify.query_samples:
             verifier = _InPostgresVerifier
-        verifier(ctx, run, spec, report).run()
+        verifier(ctx, run, neighbours, spec, report).run()
     except INFRASTRUCTURE_ERRORS:
         # The job table or Redis is down, not the data: the run stays `verifying` and the task is retried (or
         # re-enqueued by `resume`) instead of failing verification over an outage.
@@ -147,8 +149,10 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
 class _Verifier:
     """One verification pass; fills ``report`` as it goes, so an error keeps what was found before it."""
 
-    def __init__(self, ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, report: Report) -> None:
-        self.ctx, self.run_, self.spec, self.report = ctx, run, spec, report
+    def __init__(
+        self, ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours, spec: JobSpec, report: Report
+    ) -> None:
+        self.ctx, self.run_, self.neighbours, self.spec, self.report = ctx, run, neighbours, spec, report
         self.checks = spec.verify
         self.source = ctx.guarded(spec.source, spec.rate)
         self.target = ctx.guarded(spec.target, spec.rate)
@@ -194,9 +198,8 @@ class _Verifier:
         self.report.source_fingerprint = fingerprint(ids)
         content_ids = self._content_sample(ids)
         fixed = self.run_.target_namespace
-        neighbours = jobs.neighbours(self.ctx.db, self.run_)
-        shared = fixed is not None and target_is_shared(self.run_, neighbours.writers)
-        if measures_latency(self.run_, neighbours, self.checks):
+        shared = fixed is not None and target_is_shared(self.run_, self.neighbours.writers)
+        if measures_latency(self.run_, self.neighbours, self.checks):
             self.latency_wanted = self.checks.latency_samples
         elif self.checks.latency_samples:
             self.report.notes.append("query latency is timed in a sample of the job's runs, not in this one")
@@ -217,7 +220,7 @@ class _Verifier:
             self._check_text_search()
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
         if self.latency_vectors:
-            self._check_latency(fixed, neighbours)
+            self._check_latency(fixed)
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
             return
@@ -238,10 +241,10 @@ class _Verifier:
                 "query check skipped: only for an unshared, fixed target namespace of a job that copies vectors"
             )
 
-    def _check_latency(self, fixed: str | None, neighbours: jobs.Neighbours) -> None:
+    def _check_latency(self, fixed: str | None) -> None:
         run = self.run_
         # One run per creator (its first twin run) times the cross-twin search; the others their own namespace.
-        creator = run.creator_id if run.id == neighbours.first_twin_run else None
+        creator = run.creator_id if run.id == self.neighbours.first_twin_run else None
         # A routed run queries the target that received most of its vectors.
         busiest = max(self.expected_by_ns, key=lambda ns: len(self.expected_by_ns[ns]), default="")
         namespace = fixed if fixed is not None else busiest

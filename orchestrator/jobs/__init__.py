@@ -121,7 +121,6 @@ from orchestrator.jobs.verdicts import (
     abort_cleanup,
     finish_cleanup,
     finish_verify,
-    neighbours,
     start_cleanup,
     start_verify,
 )
@@ -192,7 +191,6 @@ __all__ = [
     "maybe_finish_erasure",
     "maybe_finish_job",
     "maybe_mark_copied",
-    "neighbours",
     "open_rollback",
     "places_of",
     "queued_batches",

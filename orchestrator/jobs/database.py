@@ -36,6 +36,7 @@ class Database:
         # A job's spec never changes after it is written: validate it once per process, not once per batch.
         self._specs: dict[int, JobSpec] = {}
         self._spec_lock = threading.Lock()
+        self._run_counts: dict[int, int] = {}  # job id → its runs, which never change once it is written
         if create:
             ensure_schema(self.engine)
 

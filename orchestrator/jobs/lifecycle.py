@@ -110,6 +110,11 @@ def run_may_move(from_state: str, to_state: str) -> bool:
     return from_state == to_state or RunState(to_state) in RUN_TRANSITIONS[RunState(from_state)]
 
 
+def states_that_may_move_to(to_state: RunState) -> list[RunState]:
+    """The states from which a namespace run may move to ``to_state`` (for a Core statement's WHERE clause)."""
+    return [state for state in RunState if run_may_move(state, to_state)]
+
+
 def check_run_transition(
     run_id: int, from_state: str, to_state: str, *, job_id: int | None = None, namespace: str | None = None
 ) -> None:

@@ -11,26 +11,51 @@ from sqlalchemy.orm import Session
 
 from orchestrator.errors import StateError
 from orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
-from orchestrator.jobs.lifecycle import VERIFIABLE_RUN_STATES
-from orchestrator.models import NamespaceRun, RunState
+from orchestrator.jobs.lifecycle import VERIFIABLE_RUN_STATES, states_that_may_move_to
+from orchestrator.models import Job, JobKind, NamespaceRun, RunState
 
 
-def start_verify(db: Database, run_id: int) -> NamespaceRun | None:
-    """copied/verified/verify_failed → verifying; the run as it is now, or None when it cannot be verified. Never
-    for a rollback job's runs: they name an original as their source, and rollback verifies them itself."""
+def start_verify(db: Database, run_id: int, *, judged_too: bool = True) -> tuple[NamespaceRun, Neighbours] | None:
+    """copied (``judged_too``: or verified, verify_failed) or verifying → verifying: the run as it is now and what
+    verifying it needs to know of its job (``Neighbours``), read in the same transaction. None when it cannot be
+    verified: another state, or a rollback job's run (it names an original as its source; rollback verifies it
+    itself). ``judged_too=False`` keeps a verdict already recorded (a grouped verification sent again).
+
+    One UPDATE … RETURNING moves and reads the run: a job of 12,000 small namespaces verifies 12,000 times."""
+    from_states = [*VERIFIABLE_RUN_STATES, RunState.VERIFYING] if judged_too else [RunState.COPIED, RunState.VERIFYING]
+    rollback = sa.exists().where(Job.id == NamespaceRun.job_id, Job.kind == JobKind.ROLLBACK)
+    move = (
+        sa.update(NamespaceRun)
+        .where(NamespaceRun.id == run_id, NamespaceRun.state.in_(from_states), ~rollback)
+        .values(state=RunState.VERIFYING)
+        .returning(NamespaceRun)
+    )
     with db.transaction() as s:
-        run = _get_run(s, run_id, lock=True)
-        if run.state not in (*VERIFIABLE_RUN_STATES, RunState.VERIFYING):
+        run = s.scalars(move, execution_options={"synchronize_session": False}).one_or_none()
+        if run is None:
+            _get_run(s, run_id)  # NotFound when there is no such run
             return None
-        if _is_rollback_run(s, run):
-            return None
-        _move_run(run, RunState.VERIFYING)
-        return run
+        return run, _neighbours(s, db, run)
 
 
 def finish_verify(db: Database, run_id: int, report: dict[str, Any], passed: bool, actor: str) -> None:
+    """verifying → verified/verify_failed with its report and the audit event, in two statements (``start_verify``
+    says why). StateError when the run moved meanwhile (cancelled) to a state a verdict cannot follow."""
+    to_state = RunState.VERIFIED if passed else RunState.VERIFY_FAILED
+    judge = (
+        sa.update(NamespaceRun)
+        .where(NamespaceRun.id == run_id, NamespaceRun.state.in_(states_that_may_move_to(to_state)))
+        .values(state=to_state, verification=report)
+        .returning(NamespaceRun.job_id, NamespaceRun.source_namespace)
+    )
     with db.transaction() as s:
-        _record_judgement(s, _get_run(s, run_id, lock=True), report, passed, actor, ("verified", "verify_failed"))
+        judged = s.execute(judge, execution_options={"synchronize_session": False}).one_or_none()
+        if judged is None:
+            _move_run(_get_run(s, run_id), to_state)  # raises: NotFound, or StateError naming both states
+            raise AssertionError(f"run {run_id} may move to {to_state} yet was not moved")  # pragma: no cover
+        job_id, namespace = judged
+        action = "verified" if passed else "verify_failed"
+        _event(s, action, actor, job_id, run_id, namespace=namespace, summary=report.get("summary"))
 
 
 def _record_judgement(
@@ -103,30 +128,38 @@ class Neighbours:
     first_twin_run: int | None
 
 
-def neighbours(db: Database, run: NamespaceRun) -> Neighbours:
-    with db.transaction() as s:
-        writers: list[NamespaceRun] = []
-        if run.target_namespace is not None:
-            writers = list(
-                s.scalars(
-                    sa.select(NamespaceRun).where(
-                        NamespaceRun.job_id == run.job_id,
-                        NamespaceRun.id != run.id,
-                        sa.or_(
-                            NamespaceRun.target_namespace == run.target_namespace,
-                            NamespaceRun.target_namespace.is_(None),
-                        ),
-                    )
-                )
-            )
-        runs = s.scalar(sa.select(sa.func.count()).where(NamespaceRun.job_id == run.job_id)) or 0
-        first_twin = None
-        if run.creator_id is not None and run.twin_id is not None:
-            first_twin = s.scalar(
-                sa.select(sa.func.min(NamespaceRun.id)).where(
+def _neighbours(s: Session, db: Database, run: NamespaceRun) -> Neighbours:
+    """Indexed reads (``ix_runs_job_target``, ``ix_runs_job_creator``): a job of 12,000 runs is never scanned."""
+    writers: list[NamespaceRun] = []
+    if run.target_namespace is not None:
+        writers = list(
+            s.scalars(
+                sa.select(NamespaceRun).where(
                     NamespaceRun.job_id == run.job_id,
-                    NamespaceRun.creator_id == run.creator_id,
-                    NamespaceRun.twin_id.is_not(None),
+                    NamespaceRun.id != run.id,
+                    sa.or_(
+                        NamespaceRun.target_namespace == run.target_namespace,
+                        NamespaceRun.target_namespace.is_(None),
+                    ),
                 )
             )
-    return Neighbours(writers, int(runs), first_twin)
+        )
+    first_twin = None
+    if run.creator_id is not None and run.twin_id is not None:
+        first_twin = s.scalar(
+            sa.select(sa.func.min(NamespaceRun.id)).where(
+                NamespaceRun.job_id == run.job_id,
+                NamespaceRun.creator_id == run.creator_id,
+                NamespaceRun.twin_id.is_not(None),
+            )
+        )
+    return Neighbours(writers, _run_count(s, db, run.job_id), first_twin)
+
+
+def _run_count(s: Session, db: Database, job_id: int) -> int:
+    """Runs in the job, counted once per process: a job's runs are written with it and never added to."""
+    count = db._run_counts.get(job_id)
+    if count is None:
+        count = s.scalar(sa.select(sa.func.count()).where(NamespaceRun.job_id == job_id)) or 0
+        db._run_counts[job_id] = count
+    return count

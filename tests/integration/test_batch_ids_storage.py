@@ -82,7 +82,8 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
                 {"run": run_id, "seq": seq, "ids": json.dumps(ids), "state": states[seq]},
             )
         conn.execute(sa.text("UPDATE namespace_runs SET batches_total = 4 WHERE id = :run"), {"run": run_id})
-        conn.execute(sa.text("DROP INDEX ix_batches_unfinished"))  # schema 4 had no such index
+        for index in ("ix_batches_unfinished", "ix_runs_job_target", "ix_runs_job_creator"):  # schema 4 had none
+            conn.execute(sa.text(f"DROP INDEX {index}"))
         version = conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema"))
         assert version == 4
     old.dispose()
@@ -90,7 +91,7 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
     db = jobs.Database(database_url)  # what any command or worker does on start: the upgrade
 
     with engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema")) == SCHEMA_VERSION == 5
+        assert conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema")) == SCHEMA_VERSION == 6
         assert (
             conn.scalar(
                 sa.text(
@@ -100,7 +101,8 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
             )
             == "bytea"
         )
-        assert conn.scalar(sa.text("SELECT to_regclass('ix_batches_unfinished')::text")) == "ix_batches_unfinished"
+        for index in ("ix_batches_unfinished", "ix_runs_job_target", "ix_runs_job_creator"):
+            assert conn.scalar(sa.text(f"SELECT to_regclass('{index}')::text")) == index
     with db.transaction() as s:
         rows = s.execute(sa.select(Batch.seq, Batch.ids, Batch.state).order_by(Batch.seq)).all()
     assert [(seq, ids, state) for seq, ids, state in rows] == [(k, id_lists[k], states[k]) for k in id_lists]
@@ -115,6 +117,6 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
     assert (w := jobs.start_batch(db, new.batch_ids[0], "w")) is not None and w.ids == NON_ASCII
     jobs.Database(database_url).dispose()  # a second start finds version 5 and changes nothing
     with db.transaction() as s:
-        assert list(s.scalars(sa.select(SchemaInfo.version).order_by(SchemaInfo.version))) == [4, 5]
+        assert list(s.scalars(sa.select(SchemaInfo.version).order_by(SchemaInfo.version))) == [4, SCHEMA_VERSION]
     db.dispose()
     engine.dispose()
