@@ -21,6 +21,7 @@ class TaskName(StrEnum):
     COPY_BATCH = "nsmigrate.copy_batch"
     COPY_SMALL_NAMESPACES = "nsmigrate.copy_small_namespaces"
     VERIFY_NAMESPACE = "nsmigrate.verify_namespace"
+    VERIFY_SMALL_NAMESPACES = "nsmigrate.verify_small_namespaces"
     CLEANUP_NAMESPACE = "nsmigrate.cleanup_namespace"
     COLLECTION_STEP = "nsmigrate.collection_step"
     ERASE_PLACE = "nsmigrate.erase_place"
@@ -33,6 +34,7 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     # Lists and copies: the copy pool, whose processes a job of many small namespaces keeps busy.
     TaskName.COPY_SMALL_NAMESPACES: Queue.COPY,
     TaskName.VERIFY_NAMESPACE: Queue.VERIFY,
+    TaskName.VERIFY_SMALL_NAMESPACES: Queue.VERIFY,
     TaskName.CLEANUP_NAMESPACE: Queue.CLEANUP,
     # Control-plane calls and short waits, like a lister's: the queue of the control worker pool.
     TaskName.COLLECTION_STEP: Queue.LIST,

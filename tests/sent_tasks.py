@@ -11,6 +11,7 @@ from workers.context import WorkerContext
 class SentTasks:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int]] = []
+        self.verify_groups: list[list[int]] = []  # the run ids of each verify_small_namespaces task
 
     def copy_batch(self, batch_id: int, **_: Any) -> None:
         self.sent.append(("copy", batch_id))
@@ -20,6 +21,10 @@ class SentTasks:
 
     def verify_namespace(self, run_id: int, **_: Any) -> None:
         self.sent.append(("verify", run_id))
+
+    def verify_small_namespaces(self, run_ids: list[int], **_: Any) -> None:
+        self.sent.extend(("verify", run_id) for run_id in run_ids)
+        self.verify_groups.append(list(run_ids))
 
 
 def sent(ctx: WorkerContext) -> list[tuple[str, int]]:

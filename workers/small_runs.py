@@ -3,7 +3,8 @@ by one task, one run after the other.
 
 Each run takes the steps and states a list task and a copy task would give it, without the message between them:
 its one batch is listed and recorded under the run's lister lock (``listing.list_one_batch``), then copied as a copy
-task copies it (``copying.copy_batch``), which sends the run's verification. Failures stay the run's own: a lister
+task copies it (``copying.copy_batch``). The verifications of the runs copied go as one task when the group is
+done (``flow.verifications_grouped``). Failures stay the run's own: a lister
 that fails for good ends its run ``list_failed``, a batch that fails ends ``failed``, and the group goes on; an outage
 of the job table or Redis propagates, and Celery sends the whole task again.
 
@@ -17,15 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workers import copying, listing
+from workers import copying, flow, listing
 from workers.context import WorkerContext
 
 
 def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool = False) -> None:
-    for run_id in run_ids:
-        if again:
-            listing.send_what_a_killed_lister_left(ctx, run_id, running_too=True)
-        # A resent group waits out the lock of the delivery that was killed, as a redelivered lister does.
-        batch_id = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
-        if batch_id is not None:
-            copying.copy_batch(ctx, batch_id)
+    with flow.verifications_grouped(ctx):  # the runs' verifications: one task when the group is done
+        for run_id in run_ids:
+            if again:
+                listing.send_what_a_killed_lister_left(ctx, run_id, running_too=True)
+            # A resent group waits out the lock of the delivery that was killed, as a redelivered lister does.
+            batch_id = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
+            if batch_id is not None:
+                copying.copy_batch(ctx, batch_id)

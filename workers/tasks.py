@@ -67,6 +67,12 @@ def verify_namespace(run_id: int, **_context: Any) -> None:
     verifying.verify_run(get_context(), run_id)
 
 
+@app.task(name=TaskName.VERIFY_SMALL_NAMESPACES.value, **_RETRY_ON_OUTAGE)
+def verify_small_namespaces(run_ids: list[int], **_context: Any) -> None:
+    """The verifications of a group of small namespaces copied by one task, one after the other."""
+    verifying.verify_runs(get_context(), run_ids)
+
+
 @app.task(name=TaskName.CLEANUP_NAMESPACE.value)
 def cleanup_namespace(run_id: int, **_context: Any) -> None:
     """Delete a verified source namespace (only when the spec allows it and the source is unchanged)."""

@@ -146,6 +146,14 @@ def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> d
     return data
 
 
+def verify_runs(ctx: WorkerContext, run_ids: Sequence[int]) -> None:
+    """Verify a group of runs (small namespaces copied by one task: ``flow.verifications_grouped``) one after the
+    other. A run that has its verdict already keeps it: the task was sent again after an outage or a killed worker,
+    and a verified run may be on its way to cleanup."""
+    for run_id in run_ids:
+        verify_run(ctx, run_id, judged_too=False)
+
+
 class _Verifier:
     """One verification pass; fills ``report`` as it goes, so an error keeps what was found before it."""
 

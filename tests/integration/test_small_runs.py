@@ -27,7 +27,7 @@ from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY
 from tests.sent_tasks import SentTasks, sent
-from workers import copying, listing
+from workers import copying, listing, verifying
 from workers.context import WorkerContext
 from workers.small_runs import copy_small_runs
 
@@ -115,8 +115,10 @@ def test_a_group_lists_and_copies_each_run_through_its_usual_states(
             ids[ns],
             1,
         ), ns
-    # Each run's verification, in order, and no message between its listing and its copy.
+    # Each run's verification, in order, all in one task once the group is done, and no message between a run's
+    # listing and its copy.
     assert sent(ctx) == [("verify", run_id) for run_id in runs.values()]
+    assert isinstance(ctx.dispatcher, SentTasks) and ctx.dispatcher.verify_groups == [list(runs.values())]
     requests = sandbox.stats("src")["requests"]
     assert (requests["list"], requests["fetch"]) == (3, 3)
 
@@ -153,6 +155,57 @@ def test_a_group_sent_again_makes_good_what_its_killed_delivery_left(
         copying.copy_batch(ctx, batch_id)  # the copy tasks it sent
     assert_each_id_copied_once(ctx, sandbox, job_id, ids)
     assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.COPIED}
+
+
+def test_a_group_that_raises_sends_no_verification_and_its_retry_sends_them(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outage after the first run was copied: the group's held verifications are not sent (the task is retried),
+    and the retry (``again``) sends the copied run's verification with the others'."""
+    ids = {"first": 3, "second": 3}
+    _, runs = small_job(ctx, sandbox, ids)
+    real_list_one_batch = listing.list_one_batch
+
+    def outage_at_second(ctx_: WorkerContext, run_id: int, **kwargs: Any) -> int | None:
+        if run_id == runs["second"]:
+            raise sa.exc.OperationalError("SELECT 1", {}, Exception("the job table is down"))
+        return real_list_one_batch(ctx_, run_id, **kwargs)
+
+    monkeypatch.setattr(listing, "list_one_batch", outage_at_second)
+    with pytest.raises(sa.exc.OperationalError):
+        copy_small_runs(ctx, list(runs.values()))
+    assert state(ctx, runs["first"]) == RunState.COPIED
+    assert sent(ctx) == []
+
+    monkeypatch.setattr(listing, "list_one_batch", real_list_one_batch)
+    copy_small_runs(ctx, list(runs.values()), again=True)
+    assert isinstance(ctx.dispatcher, SentTasks)
+    assert ctx.dispatcher.verify_groups == [[runs["first"], runs["second"]]]
+
+
+def test_a_group_verification_sent_again_keeps_the_verdicts_it_recorded(
+    ctx: WorkerContext, sandbox: PineconeSandbox
+) -> None:
+    """``verify_runs`` (the group's verification task) judges its copied runs; sent again, it leaves a judged run
+    as it is (it may be on its way to cleanup) and judges only what is still to judge."""
+    ids = {"a": 3, "b": 3}
+    job_id, runs = small_job(ctx, sandbox, ids)
+    copy_small_runs(ctx, list(runs.values()))
+    verifying.verify_runs(ctx, [runs["a"]])
+    judged = jobs.get_run(ctx.db, runs["a"])
+    assert judged.state == RunState.VERIFIED
+
+    verifying.verify_runs(ctx, list(runs.values()))  # sent again, with a run it had not reached
+
+    assert state(ctx, runs["b"]) == RunState.VERIFIED
+    again = jobs.get_run(ctx.db, runs["a"])
+    assert (again.state, again.updated_at, again.verification) == (
+        RunState.VERIFIED,
+        judged.updated_at,
+        judged.verification,
+    )
+    verdicts = [e["action"] for e in jobs.events_of(ctx.db, job_id) if e["run_id"] == runs["a"]]
+    assert verdicts.count("verified") == 1
 
 
 def test_a_namespace_that_grew_since_it_was_planned_is_listed_on_by_a_lister(
