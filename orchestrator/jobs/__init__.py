@@ -19,8 +19,8 @@ Who owns what:
 - ``sync_rollback``: sync and rollback bookkeeping;
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``erasure``: an erasure job's places (claim, record, finish with its receipt);
-- ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``list_jobs``,
-  ``events_of``).
+- ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``job_progress``
+  → ``JobProgress``, ``list_jobs``, ``events_of``).
 """
 
 from orchestrator.jobs.batches import (
@@ -95,11 +95,13 @@ from orchestrator.jobs.listing import (
 from orchestrator.jobs.stalled import claim_stalled_runs
 from orchestrator.jobs.status import (
     BatchCounts,
+    JobProgress,
     JobStatus,
     JobSummary,
     RunStatus,
     Totals,
     events_of,
+    job_progress,
     job_status,
     job_summary,
     list_jobs,
@@ -144,6 +146,7 @@ __all__ = [
     "BatchCounts",
     "BatchWork",
     "Database",
+    "JobProgress",
     "JobStatus",
     "JobSummary",
     "Listing",
@@ -183,6 +186,7 @@ __all__ = [
     "finish_verify",
     "get_run",
     "job_phase",
+    "job_progress",
     "job_spec",
     "job_status",
     "job_summary",

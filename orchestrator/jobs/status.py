@@ -1,5 +1,5 @@
-"""Read-only views of the job table for `status`, `jobs` and `events`: a job's typed snapshot, the job list, the
-audit log."""
+"""Read-only views of the job table for `status`, `jobs`, `events` and the commands that follow a job: a job's typed
+snapshot, its summary, its progress at each poll, the job list, the audit log."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from orchestrator.jobs.database import Database
 from orchestrator.models import Event
+from orchestrator.progress import JobProgress, read_progress
 from orchestrator.snapshot import (
     BatchCounts,
     Execute,
@@ -24,12 +25,14 @@ from orchestrator.snapshot import (
 
 __all__ = [
     "BatchCounts",
+    "JobProgress",
     "JobStatus",
     "JobSummary",
     "PlaceStatus",
     "RunStatus",
     "Totals",
     "events_of",
+    "job_progress",
     "job_status",
     "job_summary",
     "list_jobs",
@@ -55,6 +58,17 @@ def job_summary(db: Database, job_id: int, rows: int | None) -> JobSummary:
     """
     with db.engine.connect() as conn:
         return read_summary(_executor(conn), job_id, rows)
+
+
+def job_progress(db: Database, job_id: int, rows: int) -> JobProgress:
+    """What a command following a job reads at each poll, in one statement (``progress.PROGRESS_SQL``): the job's
+    summary with at most ``rows`` runs, and the shapes of its runs.
+
+    Raises:
+        NotFound: no job ``job_id``.
+    """
+    with db.engine.connect() as conn:
+        return read_progress(_executor(conn), job_id, rows)
 
 
 def list_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
