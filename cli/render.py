@@ -102,6 +102,7 @@ def watch_job(
         while True:
             read_started = time.monotonic()
             progress = read(SUMMARY_ROWS)
+            done = until.done(progress)  # a wait may read the job table too (`verify`: its runs' verdicts)
             read_s = time.monotonic() - read_started
             summary = progress.summary
             t = summary.totals
@@ -126,7 +127,7 @@ def watch_job(
                     f"job {job_id}: {t.copied}/{t.source} copied, {t.failed} failed; "
                     f"namespaces {', '.join(sorted(summary.states))}"
                 )
-            if until.done(progress):
+            if done:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 err_console.print(f"[yellow]still running after {timeout_s:.0f} s; `nsmigrate status {job_id}`[/]")

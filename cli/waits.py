@@ -105,14 +105,11 @@ class Verdicts:
 
         waiting = self.run_ids - set(self._verdicts)
         if waiting:
-            for run in jobs.runs_of(self.db, self.job_id):
-                if run.id not in waiting:
-                    continue
-                report = run.verification or {}
-                if run.state in JUDGED_RUN_STATES and report.get("checked_at") != self.before.get(run.id):
-                    self._verdicts[run.id] = bool(report.get("passed"))
+            for run in jobs.verdicts_of(self.db, waiting):
+                if run.state in JUDGED_RUN_STATES and run.checked_at != self.before.get(run.run_id):
+                    self._verdicts[run.run_id] = bool(run.passed)
                 elif run.state not in _VERDICT_COMING:  # cancelled or cleaned up meanwhile: no verdict will come
-                    self._verdicts[run.id] = None
+                    self._verdicts[run.run_id] = None
         return self.run_ids <= set(self._verdicts)
 
     def ok(self, progress: JobProgress) -> bool:

@@ -20,7 +20,7 @@ Who owns what:
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``erasure``: an erasure job's places (claim, record, finish with its receipt);
 - ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``job_progress``
-  → ``JobProgress``, ``list_jobs``, ``events_of``).
+  → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``).
 """
 
 from orchestrator.jobs.batches import (
@@ -99,12 +99,14 @@ from orchestrator.jobs.status import (
     JobStatus,
     JobSummary,
     RunStatus,
+    RunVerdict,
     Totals,
     events_of,
     job_progress,
     job_status,
     job_summary,
     list_jobs,
+    verdicts_of,
 )
 from orchestrator.jobs.sync_rollback import (
     claim_forward_runs,
@@ -153,6 +155,7 @@ __all__ = [
     "Neighbours",
     "Recorded",
     "RunStatus",
+    "RunVerdict",
     "Totals",
     "abort_cleanup",
     "add_batches",
@@ -220,5 +223,6 @@ __all__ = [
     "start_verify",
     "sync_refusal",
     "unfinished_work",
+    "verdicts_of",
     "written_ids",
 ]

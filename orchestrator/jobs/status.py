@@ -3,12 +3,13 @@ snapshot, its summary, its progress at each poll, the job list, the audit log.""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from orchestrator.jobs.database import Database
-from orchestrator.models import Event
+from orchestrator.models import Event, RunState
 from orchestrator.progress import JobProgress, read_progress
 from orchestrator.snapshot import (
     BatchCounts,
@@ -30,12 +31,14 @@ __all__ = [
     "JobSummary",
     "PlaceStatus",
     "RunStatus",
+    "RunVerdict",
     "Totals",
     "events_of",
     "job_progress",
     "job_status",
     "job_summary",
     "list_jobs",
+    "verdicts_of",
 ]
 
 
@@ -69,6 +72,31 @@ def job_progress(db: Database, job_id: int, rows: int) -> JobProgress:
     """
     with db.engine.connect() as conn:
         return read_progress(_executor(conn), job_id, rows)
+
+
+class RunVerdict(NamedTuple):
+    """What `verify` waits on of a run: its state, and when its verification report was written and its verdict
+    (None: no report, or none in it)."""
+
+    run_id: int
+    state: RunState
+    checked_at: str | None
+    passed: bool | None
+
+
+# The reports themselves stay in the database: a job's may hold thousands of missing ids each.
+_VERDICTS_SQL = """
+SELECT id, state, verification ->> 'checked_at', (verification -> 'passed')::boolean
+FROM namespace_runs WHERE id = ANY(%(ids)s)
+"""
+
+
+def verdicts_of(db: Database, run_ids: Collection[int]) -> list[RunVerdict]:
+    """The ``RunVerdict`` of each of the runs ``run_ids``, in one statement (a waiting `verify` reads them at each
+    poll)."""
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(_VERDICTS_SQL, {"ids": list(run_ids)})
+        return [RunVerdict(run_id, RunState(state), checked_at, passed) for run_id, state, checked_at, passed in rows]
 
 
 def list_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:

@@ -199,3 +199,27 @@ def test_a_large_job_all_copied_but_one_run_with_failed_ids_exits_1(
     assert watch_job(job_reader(db, job_id), job_id, waits.Settled(auto_verify=False)) == 0
     set_state(db, runs[30], RunState.COPIED, failed=2)
     assert watch_job(job_reader(db, job_id), job_id, waits.Settled(auto_verify=False)) == 1
+
+
+def test_verify_waits_for_the_new_verdicts_of_the_runs_it_asked_for(db: jobs.Database) -> None:
+    job_id, runs = large_job(db)
+    asked = runs[:4]
+
+    def report(passed: bool, checked_at: str) -> dict[str, Any]:
+        return {"verification": {"passed": passed, "checked_at": checked_at, "summary": "…", "missing": ["x"] * 100}}
+
+    set_state(db, asked[1], RunState.VERIFIED, **report(True, "t1"))
+    wait = waits.Verdicts(db, job_id, waits.Verdicts.snapshot(db, job_id), asked)
+    only_the_first = waits.Verdicts(db, job_id, waits.Verdicts.snapshot(db, job_id), asked[:1])
+    for run_id in (asked[0], asked[2], asked[3]):
+        set_state(db, run_id, RunState.VERIFYING)
+    progress = jobs.job_progress(db, job_id, SUMMARY_ROWS)  # what the waits are given; `Verdicts` reads its own
+
+    assert not wait.done(progress)
+    set_state(db, asked[0], RunState.VERIFIED, **report(True, "t2"))
+    set_state(db, asked[2], RunState.VERIFIED, **report(True, "t2"))
+    set_state(db, asked[3], RunState.CANCELLED)  # no verdict will come
+    assert not wait.done(progress)  # asked[1] still holds the verdict it had before
+    assert only_the_first.done(progress) and only_the_first.ok(progress)
+    set_state(db, asked[1], RunState.VERIFY_FAILED, **report(False, "t2"))
+    assert wait.done(progress) and not wait.ok(progress)

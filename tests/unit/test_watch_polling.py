@@ -41,24 +41,32 @@ def _progress(state: RunState) -> JobProgress:
 
 
 class _UntilThirdReading:
-    def __init__(self) -> None:
+    """Done at the third reading; judging a reading takes ``done_s`` on the clock ``now`` (as `verify` reads its
+    runs' verdicts)."""
+
+    def __init__(self, now: list[float], done_s: float) -> None:
         self.readings = 0
+        self.now = now
+        self.done_s = done_s
 
     def done(self, progress: JobProgress) -> bool:
+        self.now[0] += self.done_s
         return self.readings >= 3
 
     def ok(self, progress: JobProgress) -> bool:
         return True
 
 
-@pytest.mark.parametrize(("read_s", "expected_sleep_s"), [(0.001, 0.5), (0.2, 2.0)])
+@pytest.mark.parametrize(
+    ("read_s", "done_s", "expected_sleep_s"), [(0.001, 0.0, 0.5), (0.2, 0.0, 2.0), (0.001, 0.2, 2.01)]
+)
 def test_the_wait_between_readings_grows_with_what_a_reading_costs(
-    monkeypatch: pytest.MonkeyPatch, read_s: float, expected_sleep_s: float
+    monkeypatch: pytest.MonkeyPatch, read_s: float, done_s: float, expected_sleep_s: float
 ) -> None:
     now = [0.0]
     sleeps: list[float] = []
     rows_asked: list[int] = []
-    until = _UntilThirdReading()
+    until = _UntilThirdReading(now, done_s)
 
     def reading(rows: int) -> JobProgress:
         now[0] += read_s
