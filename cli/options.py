@@ -16,7 +16,7 @@ import orjson
 import typer
 
 from cli.console import print_error
-from orchestrator import snapshot
+from orchestrator import progress, snapshot
 from orchestrator.naming import parse_namespace_arg
 from orchestrator.snapshot import JobStatus, JobSummary
 
@@ -121,6 +121,18 @@ def read_job_summary(url: str, ref: str, rows: int | None) -> JobSummary:
     return read_job_table(url, lambda execute: snapshot.read_summary(execute, ref, rows), through_engine)
 
 
+def read_job_progress(url: str, job_id: int, rows: int) -> progress.JobProgress:
+    """What a command following job ``job_id`` reads at each poll (``orchestrator.progress``): its summary with at
+    most ``rows`` runs, and the shapes of its runs."""
+
+    def through_engine(database: jobs.Database) -> progress.JobProgress:
+        from orchestrator import jobs
+
+        return jobs.job_progress(database, job_id, rows)
+
+    return read_job_table(url, lambda execute: progress.read_progress(execute, job_id, rows), through_engine)
+
+
 def read_job_json(url: str, ref: str) -> bytes:
     """`status --json` of job ``ref`` (``orchestrator.snapshot.snapshot_json``)."""
 
@@ -163,12 +175,13 @@ def read_job_table(url: str, read: Callable[[snapshot.Execute], T], through_engi
 
 
 @contextmanager
-def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[], JobStatus]]:
-    """Reads job ``job_id``'s snapshot again at each call, over one plain psycopg connection kept open (a waiting
-    command reads every half second; no SQLAlchemy to import). Falls back as ``read_job_status`` does."""
+def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[int], progress.JobProgress]]:
+    """Reads job ``job_id``'s progress with at most ROWS runs listed (``orchestrator.progress``) again at each call
+    ``read(ROWS)``, over one plain psycopg connection kept open (a waiting command reads every half second; no
+    SQLAlchemy to import). Falls back as ``read_job_table`` does."""
     conninfo = _libpq_url(settings.database_url)
     if conninfo is None:
-        yield lambda: read_job_status(settings.database_url, str(job_id))
+        yield lambda rows: read_job_progress(settings.database_url, job_id, rows)
         return
     import psycopg
 
@@ -179,7 +192,7 @@ def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[], JobS
 
     execute = _executor(conn)
     with conn:
-        yield lambda: snapshot.read_snapshot(execute, str(job_id))
+        yield lambda rows: progress.read_progress(execute, job_id, rows)
 
 
 def _executor(conn: Any) -> snapshot.Execute:

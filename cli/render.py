@@ -7,7 +7,6 @@ live bars: ``watch_job`` prints one summary line every 2 s instead.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from rich.text import Text
 from cli.console import console, err_console
 from orchestrator.naming import display_namespace
 from orchestrator.plan_summary import TEXT_COLUMNS, PlanSummary
+from orchestrator.progress import JobProgress
 from orchestrator.snapshot import JobStatus, JobSummary
 from orchestrator.states import RunState
 
@@ -67,46 +67,54 @@ def bars(*state: ProgressColumn) -> Progress:
 READ_SHARE_INVERSE = 10
 
 
-def job_reader(db: jobs.Database, job_id: int) -> Callable[[], JobStatus]:
-    """Job ``job_id``'s status, read through the job table's engine (for ``watch_job``)."""
-    from orchestrator.jobs import job_status
+#: Reads the job's progress (``orchestrator.progress``) with at most as many runs listed as it is given.
+ProgressReader = Callable[[int], JobProgress]
 
-    return lambda: job_status(db, job_id)
+
+def job_reader(db: jobs.Database, job_id: int) -> ProgressReader:
+    """Job ``job_id``'s progress, read through the job table's engine (for ``watch_job``)."""
+    from orchestrator.jobs import job_progress
+
+    return lambda rows: job_progress(db, job_id, rows)
 
 
 def watch_job(
-    read: Callable[[], JobStatus], job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None
+    read: ProgressReader, job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None
 ) -> int:
-    """Live progress bars per namespace, from ``read()``, until ``until`` is done, then the job's summary. Returns the
-    exit code: 0 when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``."""
-    status = read()
+    """Live progress bars per namespace, from ``read(SUMMARY_ROWS)``, until ``until`` is done, then the job's summary.
+    Returns the exit code: 0 when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``."""
+    progress = read(SUMMARY_ROWS)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    # A bar per namespace, or for a job of many namespaces one bar for the whole job with the count of each state.
-    one_bar = len(status.runs) > SUMMARY_ROWS
-    with bars(TextColumn("{task.fields[state]}")) as progress:
+    # A bar per namespace, or for a job of many namespaces one bar for the whole job with the count of each state:
+    # either way a reading lists at most SUMMARY_ROWS runs, so its cost in this process does not grow with the job.
+    one_bar = progress.summary.namespaces > SUMMARY_ROWS
+    with bars(TextColumn("{task.fields[state]}")) as live:
         tasks = {
-            r.run_id: progress.add_task(
+            r.run_id: live.add_task(
                 display_namespace(r.source_namespace)[:40], total=max(r.source_count, 1), state=r.state
             )
-            for r in ([] if one_bar else status.runs)
+            for r in ([] if one_bar else progress.summary.runs)
         }
-        whole = progress.add_task(f"job {job_id}", total=max(status.totals.source, 1), state="") if one_bar else None
+        whole = (
+            live.add_task(f"job {job_id}", total=max(progress.summary.totals.source, 1), state="") if one_bar else None
+        )
         last_line = 0.0
         while True:
             read_started = time.monotonic()
-            status = read()
+            progress = read(SUMMARY_ROWS)
+            done = until.done(progress)  # a wait may read the job table too (`verify`: its runs' verdicts)
             read_s = time.monotonic() - read_started
+            summary = progress.summary
+            t = summary.totals
             if whole is not None:
-                counts = Counter(r.state for r in status.runs)
-                t = status.totals
-                progress.update(
+                live.update(
                     whole,
                     completed=t.copied,
                     total=max(t.source, t.listed, 1),
-                    state=", ".join(f"{n} {state}" for state, n in sorted(counts.items())),
+                    state=", ".join(f"{n} {state}" for state, n in sorted(summary.states.items())),
                 )
-            for r in status.runs if whole is None else ():
-                progress.update(
+            for r in summary.runs if whole is None else ():
+                live.update(
                     tasks[r.run_id],
                     completed=r.copied,
                     state=r.state,
@@ -115,21 +123,20 @@ def watch_job(
             if not console.is_terminal and time.monotonic() - last_line >= 2:
                 # No live bars in logs and pipes: one summary line every 2 s instead.
                 last_line = time.monotonic()
-                states = sorted({r.state for r in status.runs})
-                t = status.totals
                 console.print(
-                    f"job {job_id}: {t.copied}/{t.source} copied, {t.failed} failed; namespaces {', '.join(states)}"
+                    f"job {job_id}: {t.copied}/{t.source} copied, {t.failed} failed; "
+                    f"namespaces {', '.join(sorted(summary.states))}"
                 )
-            if until.done(status):
+            if done:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 err_console.print(f"[yellow]still running after {timeout_s:.0f} s; `nsmigrate status {job_id}`[/]")
                 return 1
-            # Why: reading a job of thousands of namespaces costs tens of ms of CPU on the fleet's machine; the
-            # command spends at most a tenth of its time reading, however large the job.
+            # Why: the statement still reads every run of the job in Postgres, on the fleet's machine; the command
+            # spends at most a tenth of its time reading, however large the job.
             time.sleep(max(poll_s, READ_SHARE_INVERSE * read_s))
-    print_summary(status, SUMMARY_ROWS)
-    return 0 if until.ok(status) else 1
+    print_summary(progress.summary)
+    return 0 if until.ok(progress) else 1
 
 
 def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> None:

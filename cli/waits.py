@@ -4,6 +4,9 @@
 the spec verifies by itself), cancelled, or stuck on failed batches or a failed lister. ``verify`` waits for the
 verdicts it asked for, so re-verifying a finished job waits for the new verdicts instead of returning at once with
 the old ones.
+
+Each poll gives the job's ``JobProgress`` (``orchestrator.progress``): its runs are judged by their shapes
+(``RunShape``), which hold everything a wait looks at, so a job of thousands of runs is judged without reading them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from orchestrator.snapshot import JobStatus, RunStatus
+from orchestrator.progress import JobProgress, RunShape
 from orchestrator.states import (
     BUSY_RUN_STATES,
     COPY_DONE_RUN_STATES,
@@ -30,24 +33,23 @@ _VERDICT_COMING = (*VERIFIABLE_RUN_STATES, RunState.VERIFYING)
 
 
 class Wait(Protocol):
-    """What a command waits for, read from each status snapshot (``orchestrator.jobs.job_status``)."""
+    """What a command waits for, read from each poll of the job (``orchestrator.progress.read_progress``)."""
 
-    def done(self, status: JobStatus) -> bool:
+    def done(self, progress: JobProgress) -> bool:
         """Nothing more will happen that this command waits for."""
         ...
 
-    def ok(self, status: JobStatus) -> bool:
+    def ok(self, progress: JobProgress) -> bool:
         """What it waited for succeeded (exit code 0)."""
         ...
 
 
-def stuck(run: RunStatus) -> bool:
+def stuck(run: RunShape) -> bool:
     """Copy finished but some batches failed, or the lister failed for good and its batches ended: nothing more
     will happen until `retry`."""
-    b = run.batches
-    if b.queued or b.running:
+    if run.busy:
         return False
-    return run.state == RunState.LIST_FAILED or (run.state == RunState.COPYING and b.failed > 0)
+    return run.state == RunState.LIST_FAILED or (run.state == RunState.COPYING and run.failed_batches)
 
 
 @dataclass(frozen=True)
@@ -56,20 +58,20 @@ class Settled:
 
     auto_verify: bool
 
-    def _settled(self, run: RunStatus) -> bool:
+    def _settled(self, run: RunShape) -> bool:
         if run.state == RunState.CANCELLED or stuck(run):
             return True
         if self.auto_verify:
             return run.state in JUDGED_RUN_STATES
         return run.state in COPY_DONE_RUN_STATES and run.state not in BUSY_RUN_STATES
 
-    def done(self, status: JobStatus) -> bool:
-        return status.state == JobState.CANCELLED or all(self._settled(r) for r in status.runs)
+    def done(self, progress: JobProgress) -> bool:
+        return progress.summary.state == JobState.CANCELLED or all(self._settled(r) for r in progress.shapes)
 
-    def ok(self, status: JobStatus) -> bool:
+    def ok(self, progress: JobProgress) -> bool:
         return all(
-            r.state in (RunState.VERIFIED, RunState.CLEANED) or (r.state == RunState.COPIED and r.failed == 0)
-            for r in status.runs
+            r.state in (RunState.VERIFIED, RunState.CLEANED) or (r.state == RunState.COPIED and not r.failed_ids)
+            for r in progress.shapes
         )
 
 
@@ -98,20 +100,17 @@ class Verdicts:
 
         return {r.id: (r.verification or {}).get("checked_at") for r in jobs.runs_of(db, job_id, namespace)}
 
-    def done(self, status: JobStatus) -> bool:
+    def done(self, progress: JobProgress) -> bool:
         from orchestrator import jobs
 
         waiting = self.run_ids - set(self._verdicts)
         if waiting:
-            for run in jobs.runs_of(self.db, self.job_id):
-                if run.id not in waiting:
-                    continue
-                report = run.verification or {}
-                if run.state in JUDGED_RUN_STATES and report.get("checked_at") != self.before.get(run.id):
-                    self._verdicts[run.id] = bool(report.get("passed"))
+            for run in jobs.verdicts_of(self.db, waiting):
+                if run.state in JUDGED_RUN_STATES and run.checked_at != self.before.get(run.run_id):
+                    self._verdicts[run.run_id] = bool(run.passed)
                 elif run.state not in _VERDICT_COMING:  # cancelled or cleaned up meanwhile: no verdict will come
-                    self._verdicts[run.id] = None
+                    self._verdicts[run.run_id] = None
         return self.run_ids <= set(self._verdicts)
 
-    def ok(self, status: JobStatus) -> bool:
+    def ok(self, progress: JobProgress) -> bool:
         return all(self._verdicts.get(run_id) for run_id in self.run_ids)

@@ -327,10 +327,13 @@ def _run_of(r: list[Any]) -> RunStatus:
 
 def _loaded(document: str | None, job_id: int) -> list[Any]:
     """A statement's document decoded (None: no such job)."""
-    if document is None:
+    return _found(None if document is None else orjson.loads(document), job_id)
+
+
+def _found(decoded: list[Any] | None, job_id: int) -> list[Any]:
+    if decoded is None:
         raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-    loaded: list[Any] = orjson.loads(document)
-    return loaded
+    return decoded
 
 
 def _job_of(job_id: int, name: str, kind: str, state: str, phase: str | None, created_at: str) -> dict[str, Any]:
@@ -357,7 +360,13 @@ def snapshot_of(document: str | None, job_id: int) -> JobStatus:
 
 def summary_of(document: str | None, job_id: int) -> JobSummary:
     """The ``JobSummary`` of what ``SUMMARY_SQL`` returned (None: no such job)."""
-    *job, (namespaces, *totals), states, runs, places = _loaded(document, job_id)
+    return summary_of_decoded(_loaded(document, job_id), job_id)
+
+
+def summary_of_decoded(decoded: list[Any] | None, job_id: int) -> JobSummary:
+    """The ``JobSummary`` of ``SUMMARY_SQL``'s document once decoded, e.g. from within a larger one (None: no such
+    job)."""
+    *job, (namespaces, *totals), states, runs, places = _found(decoded, job_id)
     return JobSummary(
         **_job_of(*job),
         namespaces=namespaces,

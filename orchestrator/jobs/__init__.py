@@ -19,8 +19,8 @@ Who owns what:
 - ``sync_rollback``: sync and rollback bookkeeping;
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``erasure``: an erasure job's places (claim, record, finish with its receipt);
-- ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``list_jobs``,
-  ``events_of``).
+- ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``job_progress``
+  → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``).
 """
 
 from orchestrator.jobs.batches import (
@@ -95,14 +95,18 @@ from orchestrator.jobs.listing import (
 from orchestrator.jobs.stalled import claim_stalled_runs
 from orchestrator.jobs.status import (
     BatchCounts,
+    JobProgress,
     JobStatus,
     JobSummary,
     RunStatus,
+    RunVerdict,
     Totals,
     events_of,
+    job_progress,
     job_status,
     job_summary,
     list_jobs,
+    verdicts_of,
 )
 from orchestrator.jobs.sync_rollback import (
     claim_forward_runs,
@@ -143,12 +147,14 @@ __all__ = [
     "BatchCounts",
     "BatchWork",
     "Database",
+    "JobProgress",
     "JobStatus",
     "JobSummary",
     "Listing",
     "Neighbours",
     "Recorded",
     "RunStatus",
+    "RunVerdict",
     "Totals",
     "abort_cleanup",
     "add_batches",
@@ -182,6 +188,7 @@ __all__ = [
     "finish_verify",
     "get_run",
     "job_phase",
+    "job_progress",
     "job_spec",
     "job_status",
     "job_summary",
@@ -214,5 +221,6 @@ __all__ = [
     "start_verify",
     "sync_refusal",
     "unfinished_work",
+    "verdicts_of",
     "written_ids",
 ]

@@ -1,14 +1,16 @@
-"""Read-only views of the job table for `status`, `jobs` and `events`: a job's typed snapshot, the job list, the
-audit log."""
+"""Read-only views of the job table for `status`, `jobs`, `events` and the commands that follow a job: a job's typed
+snapshot, its summary, its progress at each poll, the job list, the audit log."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from orchestrator.jobs.database import Database
-from orchestrator.models import Event
+from orchestrator.models import Event, RunState
+from orchestrator.progress import JobProgress, read_progress
 from orchestrator.snapshot import (
     BatchCounts,
     Execute,
@@ -24,15 +26,19 @@ from orchestrator.snapshot import (
 
 __all__ = [
     "BatchCounts",
+    "JobProgress",
     "JobStatus",
     "JobSummary",
     "PlaceStatus",
     "RunStatus",
+    "RunVerdict",
     "Totals",
     "events_of",
+    "job_progress",
     "job_status",
     "job_summary",
     "list_jobs",
+    "verdicts_of",
 ]
 
 
@@ -55,6 +61,42 @@ def job_summary(db: Database, job_id: int, rows: int | None) -> JobSummary:
     """
     with db.engine.connect() as conn:
         return read_summary(_executor(conn), job_id, rows)
+
+
+def job_progress(db: Database, job_id: int, rows: int) -> JobProgress:
+    """What a command following a job reads at each poll, in one statement (``progress.PROGRESS_SQL``): the job's
+    summary with at most ``rows`` runs, and the shapes of its runs.
+
+    Raises:
+        NotFound: no job ``job_id``.
+    """
+    with db.engine.connect() as conn:
+        return read_progress(_executor(conn), job_id, rows)
+
+
+class RunVerdict(NamedTuple):
+    """What `verify` waits on of a run: its state, and when its verification report was written and its verdict
+    (None: no report, or none in it)."""
+
+    run_id: int
+    state: RunState
+    checked_at: str | None
+    passed: bool | None
+
+
+# The reports themselves stay in the database: a job's may hold thousands of missing ids each.
+_VERDICTS_SQL = """
+SELECT id, state, verification ->> 'checked_at', (verification -> 'passed')::boolean
+FROM namespace_runs WHERE id = ANY(%(ids)s)
+"""
+
+
+def verdicts_of(db: Database, run_ids: Collection[int]) -> list[RunVerdict]:
+    """The ``RunVerdict`` of each of the runs ``run_ids``, in one statement (a waiting `verify` reads them at each
+    poll)."""
+    with db.engine.connect() as conn:
+        rows = conn.exec_driver_sql(_VERDICTS_SQL, {"ids": list(run_ids)})
+        return [RunVerdict(run_id, RunState(state), checked_at, passed) for run_id, state, checked_at, passed in rows]
 
 
 def list_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""A waiting command reads the job at most a tenth of its time, however long one reading takes (pure logic: the
-job table is replaced by a function that advances a fake clock)."""
+"""A waiting command reads the job at most a tenth of its time, however long one reading takes, and each reading lists
+at most SUMMARY_ROWS runs (pure logic: the job table is replaced by a function that advances a fake clock)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 from cli import render
 from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
 from orchestrator.models import JobKind, JobState, RunState
+from orchestrator.progress import JobProgress, RunShape
 
 
-def _status(state: RunState) -> JobStatus:
+def _progress(state: RunState) -> JobProgress:
     run = RunStatus(
         run_id=1,
         source_namespace="a",
@@ -28,7 +29,7 @@ def _status(state: RunState) -> JobStatus:
         verification=None,
         verified_ok=None,
     )
-    return JobStatus(
+    status = JobStatus(
         job_id=1,
         name="j",
         kind=JobKind.MIGRATE,
@@ -36,31 +37,42 @@ def _status(state: RunState) -> JobStatus:
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
         runs=(run,),
     )
+    return JobProgress(summary=status.summary(render.SUMMARY_ROWS), shapes=frozenset({RunShape.of(run)}))
 
 
 class _UntilThirdReading:
-    def __init__(self) -> None:
-        self.readings = 0
+    """Done at the third reading; judging a reading takes ``done_s`` on the clock ``now`` (as `verify` reads its
+    runs' verdicts)."""
 
-    def done(self, status: JobStatus) -> bool:
+    def __init__(self, now: list[float], done_s: float) -> None:
+        self.readings = 0
+        self.now = now
+        self.done_s = done_s
+
+    def done(self, progress: JobProgress) -> bool:
+        self.now[0] += self.done_s
         return self.readings >= 3
 
-    def ok(self, status: JobStatus) -> bool:
+    def ok(self, progress: JobProgress) -> bool:
         return True
 
 
-@pytest.mark.parametrize(("read_s", "expected_sleep_s"), [(0.001, 0.5), (0.2, 2.0)])
+@pytest.mark.parametrize(
+    ("read_s", "done_s", "expected_sleep_s"), [(0.001, 0.0, 0.5), (0.2, 0.0, 2.0), (0.001, 0.2, 2.01)]
+)
 def test_the_wait_between_readings_grows_with_what_a_reading_costs(
-    monkeypatch: pytest.MonkeyPatch, read_s: float, expected_sleep_s: float
+    monkeypatch: pytest.MonkeyPatch, read_s: float, done_s: float, expected_sleep_s: float
 ) -> None:
     now = [0.0]
     sleeps: list[float] = []
-    until = _UntilThirdReading()
+    rows_asked: list[int] = []
+    until = _UntilThirdReading(now, done_s)
 
-    def reading() -> JobStatus:
+    def reading(rows: int) -> JobProgress:
         now[0] += read_s
         until.readings += 1
-        return _status(RunState.COPYING)
+        rows_asked.append(rows)
+        return _progress(RunState.COPYING)
 
     def sleep(seconds: float) -> None:
         sleeps.append(seconds)
@@ -72,3 +84,4 @@ def test_the_wait_between_readings_grows_with_what_a_reading_costs(
     assert render.watch_job(reading, 1, until, poll_s=0.5) == 0
 
     assert sleeps and all(s == pytest.approx(expected_sleep_s) for s in sleeps)
+    assert rows_asked == [render.SUMMARY_ROWS] * 3  # never every run of the job

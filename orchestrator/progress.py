@@ -1,0 +1,79 @@
+"""What a command that follows a job (`run --wait`, `watch`, `retry --wait`, `verify`…) reads at each poll, in one
+statement (``PROGRESS_SQL``): the job's summary as `status` shows it (``snapshot.SUMMARY_SQL``: the count of runs in
+each state, the totals, at most ``rows`` runs) and the distinct shapes of its runs, which is all the command needs to
+tell whether what it waits for is done (``cli.waits``). A poll then decodes at most ``rows`` runs, however many the
+job has.
+
+Like ``orchestrator.snapshot``, imports neither SQLAlchemy nor the models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from orchestrator.snapshot import SUMMARY_SQL, Execute, JobSummary, RunStatus, summary_of_decoded
+from orchestrator.states import RunState
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """A run as a waiting command tells runs apart (``cli.waits``): runs of one shape are alike to it, so it judges a
+    job of thousands of runs from the few shapes they have."""
+
+    state: RunState
+    #: Some of its batches are queued or running: copy tasks are still to come.
+    busy: bool
+    #: Some of its batches failed.
+    failed_batches: bool
+    #: It has ids in failed batches (``RunStatus.failed`` > 0).
+    failed_ids: bool
+
+    @classmethod
+    def of(cls, run: RunStatus) -> RunShape:
+        b = run.batches
+        return cls(run.state, busy=bool(b.queued or b.running), failed_batches=b.failed > 0, failed_ids=run.failed > 0)
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """One poll of a job: what `status` shows of it, and the shapes of all its runs."""
+
+    summary: JobSummary
+    shapes: frozenset[RunShape]
+
+
+# A run's batches that are not done are counted as ``SNAPSHOT_SQL`` counts them (a partial index holds them), reduced
+# to whether there are any queued or running, and any failed.
+_SHAPES_SQL = """
+SELECT coalesce(json_agg(json_build_array(state, busy, failed_batches, failed_ids)), '[]')
+FROM (
+    SELECT DISTINCT r.state, coalesce(c.busy, false) AS busy, coalesce(c.failed_batches, false) AS failed_batches,
+           r.failed > 0 AS failed_ids
+    FROM namespace_runs r LEFT JOIN (
+        SELECT b.run_id, bool_or(b.state IN ('queued', 'running')) AS busy,
+               bool_or(b.state = 'failed') AS failed_batches
+        FROM batches b JOIN namespace_runs r ON r.id = b.run_id
+        WHERE r.job_id = %(job_id)s AND b.state <> 'done'
+        GROUP BY b.run_id
+    ) c ON c.run_id = r.id
+    WHERE r.job_id = %(job_id)s
+) shapes
+"""
+
+#: The summary (NULL: no such job) and the shapes, in one statement: both from the same snapshot of the job table.
+PROGRESS_SQL = f"SELECT json_build_array(({SUMMARY_SQL})::json, ({_SHAPES_SQL}))::text"
+
+
+def read_progress(execute: Execute, job_id: int, rows: int) -> JobProgress:
+    """Job ``job_id``'s summary with at most ``rows`` runs listed, and the shapes of its runs.
+
+    Raises:
+        NotFound: no such job.
+    """
+    summary, shapes = orjson.loads(execute(PROGRESS_SQL, {"job_id": job_id, "rows": rows}))
+    return JobProgress(
+        summary=summary_of_decoded(summary, job_id),
+        shapes=frozenset(RunShape(RunState(state), *flags) for state, *flags in shapes),
+    )
