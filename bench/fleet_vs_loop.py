@@ -52,7 +52,12 @@ from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 LATENCY_MS = 50
 # Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
-SERVER_LIMITS = {"write_rps_per_namespace": 100, "fetch_rps_per_index": 100, "list_rps_per_index": 200}
+SERVER_LIMITS = {
+    "write_rps_per_namespace": 100,
+    "fetch_rps_per_index": 100,
+    "list_rps_per_index": 200,
+    "stats_rps_per_index": 100,
+}
 
 
 @dataclass(frozen=True)
@@ -304,7 +309,7 @@ def _fleet_job(
         "parallel_upserts": shape.parallel_upserts,
         "auto_verify": False,
         # The fleet's budget sits under the server's limits so (almost) nothing is answered 429.
-        "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
+        "rate": {"read_rps": 90, "stats_rps": 90, "list_rps": 180, "write_rps": 90},
     }
     parse_spec(spec)  # a bad spec fails here, not in the child
     sampler = CpuSampler(procs)

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 "target": {"kind": "pinecone", "host": plane.hosts["dst"]},
                 "auto_verify": True,
                 # Under the server's limits, as the fleet bench: (almost) nothing is answered 429.
-                "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
+                "rate": {"read_rps": 90, "stats_rps": 90, "list_rps": 180, "write_rps": 90},
             }
             parse_spec(spec)
             services = {"postgres": pg.process, "redis": redis.process}

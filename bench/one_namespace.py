@@ -69,7 +69,7 @@ def one_job(
             # Listing is what is measured: the bound of batches in flight must not hold it back to the copy's pace.
             "max_batches_in_flight": 10_000,
             "auto_verify": False,
-            "rate": {"read_rps": 90, "list_rps": 180, "write_rps": 90},
+            "rate": {"read_rps": 90, "stats_rps": 90, "list_rps": 180, "write_rps": 90},
         }
     )
     prepared = launch.prepare(spec, open_retrying_store, workdir)

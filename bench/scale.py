@@ -91,7 +91,7 @@ def job_spec(n: int, source: str, target: str) -> dict[str, Any]:
         "target": {"kind": "pinecone", "host": target},
         "auto_verify": False,
         # The thin data plane has no limits: the budgets must not be what paces the run.
-        "rate": {"read_rps": 5000, "list_rps": 5000, "write_rps": 5000},
+        "rate": {"read_rps": 5000, "stats_rps": 5000, "list_rps": 5000, "write_rps": 5000},
     }
 
 

@@ -34,6 +34,9 @@ SERVERLESS_MAX_NAMESPACES_PER_INDEX = 100_000
 READ_MAX_REQUESTS_PER_S_PER_INDEX = 100
 #: List requests per second per index (Pinecone docs, "Rate limits", serverless).
 LIST_MAX_REQUESTS_PER_S_PER_INDEX = 200
+#: Describe index stats requests per second per index (Pinecone docs, "Rate limits", serverless): a limit of its
+#: own, beside fetch's. The docs give none for describing one namespace; it is held to this one too.
+STATS_MAX_REQUESTS_PER_S_PER_INDEX = 100
 #: Upsert/delete requests per second per namespace (Pinecone docs, "Rate limits", serverless).
 WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE = 100
 #: Upserted megabytes (10^6 bytes) per second per namespace (Pinecone docs, "Rate limits", serverless).

@@ -411,6 +411,12 @@ class RateBudget(_Model):
 
     read_rps: float = Field(default=80, gt=0, description="fetch requests/s per source index.")
     list_rps: float = Field(default=150, gt=0, description="list requests/s per source index.")
+    stats_rps: float = Field(
+        default=80,
+        gt=0,
+        description="count requests/s per index (describe_index_stats, describe_namespace): verification's counts "
+        "and planning's inventory; a limit of Pinecone's own, beside fetch's.",
+    )
     write_rps: float = Field(default=80, gt=0, description="upsert requests/s per target namespace.")
     write_mb_per_s: float = Field(default=40, gt=0, description="upsert megabytes/s per target namespace.")
     embed_tokens_per_min: float = Field(

@@ -179,8 +179,9 @@ class Faults:
 
     - ``latency_ms``: added to every data-plane request (admin endpoints excepted).
     - ``*_rps_*``: requests admitted per sliding 1-second window for that Pinecone scope, ``None`` = unlimited.
-      Writes are upsert/update/delete per namespace, queries per namespace, fetch and list per index. A refused
-      request gets 429 and ``Retry-After``.
+      Writes are upsert/update/delete per namespace, queries per namespace, fetch, list and stats per index (stats:
+      ``describe_index_stats`` and, held to the same limit, ``describe_namespace``). A refused request gets 429 and
+      ``Retry-After``.
     - ``retry_after_s``: the ``Retry-After`` value sent; ``None`` = whole seconds until the window frees a slot
       (at least 1, as HTTP wants). The SDK parses it as a float, so fractions work and keep tests fast.
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
@@ -202,6 +203,7 @@ class Faults:
     query_rps_per_namespace: int | None = None
     fetch_rps_per_index: int | None = None
     list_rps_per_index: int | None = None
+    stats_rps_per_index: int | None = None
     retry_after_s: float | None = None
     error_rate_429: float = 0.0
     error_rate_5xx: float = 0.0
@@ -217,7 +219,13 @@ class Faults:
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise ValueError("latency_ms must be >= 0")
-        limits = ("write_rps_per_namespace", "query_rps_per_namespace", "fetch_rps_per_index", "list_rps_per_index")
+        limits = (
+            "write_rps_per_namespace",
+            "query_rps_per_namespace",
+            "fetch_rps_per_index",
+            "list_rps_per_index",
+            "stats_rps_per_index",
+        )
         for name in (*limits, "embed_tokens_per_min"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
@@ -257,9 +265,14 @@ class Faults:
 
     @classmethod
     def pinecone_serverless_limits(cls, **overrides: Any) -> Faults:
-        """The documented serverless per-second limits (upsert/query/delete 100 per namespace, fetch 100, list 200)."""
+        """The documented serverless per-second limits (upsert/query/delete 100 per namespace, fetch 100, list 200,
+        describe_index_stats 100 per index)."""
         base = cls(
-            write_rps_per_namespace=100, query_rps_per_namespace=100, fetch_rps_per_index=100, list_rps_per_index=200
+            write_rps_per_namespace=100,
+            query_rps_per_namespace=100,
+            fetch_rps_per_index=100,
+            list_rps_per_index=200,
+            stats_rps_per_index=100,
         )
         return replace(base, **overrides)
 
@@ -751,18 +764,22 @@ _SCOPES: dict[str, tuple[str, bool]] = {
     "search_records": ("query", True),
     "fetch": ("fetch", False),
     "list": ("list", False),
+    "describe_index_stats": ("stats", False),
+    "describe_namespace": ("stats", False),
 }
 _SCOPE_LIMIT = {
     "write": "write_rps_per_namespace",
     "query": "query_rps_per_namespace",
     "fetch": "fetch_rps_per_index",
     "list": "list_rps_per_index",
+    "stats": "stats_rps_per_index",
 }
 _SCOPE_STAT = {
     "write": "write_per_namespace",
     "query": "query_per_namespace",
     "fetch": "fetch_per_index",
     "list": "list_per_index",
+    "stats": "stats_per_index",
 }
 
 
@@ -903,6 +920,7 @@ class FaultState:
                 "query_per_namespace": {},
                 "fetch_per_index": 0,
                 "list_per_index": 0,
+                "stats_per_index": 0,
             }
             for (scope, namespace), window in self._windows.items():
                 name = _SCOPE_STAT[scope]

@@ -12,7 +12,8 @@ clock, so every decision is made inside Redis by one atomic Lua script that read
   for its bytes and is then admitted without asking again, so a large request cannot be starved by small ones.
 
 Keys are ``orchestrator.names.rate_bucket_key(scope)`` and expire once idle. Scopes are built here:
-``read_scope`` (fetch, per source index), ``list_scope`` (list, per source index), ``write_scope`` (upsert/delete,
+``read_scope`` (fetch, per source index), ``list_scope`` (list, per source index), ``stats_scope`` (counts and
+the index's description, per index), ``write_scope`` (upsert/delete,
 per target namespace), ``embed_scope`` (embedding tokens of an integrated target index, ``acquire_tokens``).
 """
 
@@ -92,6 +93,12 @@ def read_scope(store_label: str) -> str:
 def list_scope(store_label: str) -> str:
     """Scope of list requests to one source index (Pinecone: 200 req/s per index)."""
     return f"list:{store_label}"
+
+
+def stats_scope(store_label: str) -> str:
+    """Scope of count requests to one index: ``describe_index_stats`` (Pinecone: 100 req/s per index, a limit of its
+    own) and ``describe_namespace``, held to the same limit."""
+    return f"stats:{store_label}"
 
 
 def write_scope(store_label: str, namespace: str) -> str:

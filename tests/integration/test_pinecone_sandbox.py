@@ -406,8 +406,9 @@ def test_missing_api_key_is_401(sandbox: PineconeSandbox) -> None:
         (Faults(query_rps_per_namespace=2, retry_after_s=0.25), lambda idx: idx.query(vector=[1, 0, 0, 0], top_k=1)),
         (Faults(fetch_rps_per_index=2, retry_after_s=0.25), lambda idx: idx.fetch(ids=["a"])),
         (Faults(list_rps_per_index=2, retry_after_s=0.25), lambda idx: idx.list_paginated()),
+        (Faults(stats_rps_per_index=2, retry_after_s=0.25), lambda idx: idx.describe_index_stats()),
     ],
-    ids=["write", "query", "fetch", "list"],
+    ids=["write", "query", "fetch", "list", "stats"],
 )
 def test_rate_limit_reaches_the_sdk_as_rate_limit_error(
     pc: Pinecone, sandbox: PineconeSandbox, faults: Faults, call: Any
@@ -423,6 +424,28 @@ def test_rate_limit_reaches_the_sdk_as_rate_limit_error(
     stats = sandbox.stats("seeds-serverless")
     assert stats["responses_429"] == 1
     assert sum(stats["rate_limited"].values()) == 1
+
+
+def test_describing_a_namespace_counts_against_the_index_stats_limit_not_fetch(
+    pc: Pinecone, sandbox: PineconeSandbox
+) -> None:
+    """Pinecone limits describe_index_stats per index apart from fetch; a namespace's description is held to it."""
+    sandbox.set_faults("seeds-serverless", Faults(stats_rps_per_index=2, fetch_rps_per_index=1, retry_after_s=0.25))
+    idx = index(pc, sandbox, "seeds-serverless", retries=False)
+    idx.upsert(vectors=[("a", [1, 0, 0, 0])], namespace="ns")
+    idx.fetch(ids=["a"], namespace="ns")  # fetch's own window: the stats below are not refused for it
+    idx.describe_index_stats()
+    idx.describe_namespace(namespace="ns")
+    with pytest.raises(RateLimitError) as caught:
+        idx.describe_namespace(namespace="ns")
+    assert caught.value.status_code == 429
+    assert sandbox.stats("seeds-serverless")["rate_limited"] == {
+        "write": 0,
+        "query": 0,
+        "fetch": 0,
+        "list": 0,
+        "stats": 1,
+    }
 
 
 def test_write_limit_is_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:

@@ -23,9 +23,11 @@ def test_rates_match_the_servers_and_the_default_budget_stays_under_them() -> No
     served = server.Faults.pinecone_serverless_limits()
     assert served.fetch_rps_per_index == limits.READ_MAX_REQUESTS_PER_S_PER_INDEX
     assert served.list_rps_per_index == limits.LIST_MAX_REQUESTS_PER_S_PER_INDEX
+    assert served.stats_rps_per_index == limits.STATS_MAX_REQUESTS_PER_S_PER_INDEX
     assert served.write_rps_per_namespace == limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
     budget = RateBudget()
     assert budget.read_rps < limits.READ_MAX_REQUESTS_PER_S_PER_INDEX
     assert budget.list_rps < limits.LIST_MAX_REQUESTS_PER_S_PER_INDEX
+    assert budget.stats_rps < limits.STATS_MAX_REQUESTS_PER_S_PER_INDEX
     assert budget.write_rps < limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
     assert budget.write_mb_per_s < limits.WRITE_MAX_MB_PER_S_PER_NAMESPACE

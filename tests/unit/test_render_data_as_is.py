@@ -12,7 +12,7 @@ from rich.console import Console
 from cli import render
 from orchestrator.models import RunState
 from orchestrator.plan_summary import PlanSummary
-from tests.unit.test_watch_polling import _status
+from tests.unit.test_watch_polling import one_run_status
 
 ERROR = "StoreError: refused [job_id=3 namespace=a:smile:b] — run again"
 
@@ -25,7 +25,7 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
 
 
 def test_a_runs_error_keeps_its_ids_in_the_status_table(drawn: io.StringIO) -> None:
-    status = _status(RunState.LIST_FAILED)
+    status = one_run_status(RunState.LIST_FAILED)
     run = replace(status.runs[0], source_namespace="[bold]a:smile:", last_error=ERROR)
     render.print_summary(replace(status, runs=(run,)))
     text = drawn.getvalue()

@@ -13,7 +13,8 @@ from orchestrator.models import JobKind, JobState, RunState
 from orchestrator.progress import JobProgress, RunShape
 
 
-def _progress(state: RunState) -> JobProgress:
+def one_run_status(state: RunState) -> JobStatus:
+    """A job of one run in ``state`` (also drawn by ``test_render_data_as_is``)."""
     run = RunStatus(
         run_id=1,
         source_namespace="a",
@@ -29,7 +30,7 @@ def _progress(state: RunState) -> JobProgress:
         verification=None,
         verified_ok=None,
     )
-    status = JobStatus(
+    return JobStatus(
         job_id=1,
         name="j",
         kind=JobKind.MIGRATE,
@@ -37,7 +38,11 @@ def _progress(state: RunState) -> JobProgress:
         created_at=datetime(2026, 1, 1, tzinfo=UTC),
         runs=(run,),
     )
-    return JobProgress(summary=status.summary(render.SUMMARY_ROWS), shapes=frozenset({RunShape.of(run)}))
+
+
+def _progress(state: RunState) -> JobProgress:
+    status = one_run_status(state)
+    return JobProgress(summary=status.summary(render.SUMMARY_ROWS), shapes=frozenset({RunShape.of(status.runs[0])}))
 
 
 class _UntilThirdReading:

@@ -17,8 +17,10 @@ Which layer retries what (the one place this is decided):
 - **The Pinecone SDK's own retries are off** (``workers.stores.pinecone``): one 429 costs one budgeted request.
 - ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
 
-Scopes (``workers.ratelimit``): reads (``fetch``, ``query``, ``count``, ``namespaces``, ``dimension``) take a token of
-the store's read scope at ``rate.read_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
+Scopes (``workers.ratelimit``): reads (``fetch``, ``query``) take a token of the store's read scope at
+``rate.read_rps``; the index's stats (``count``, ``namespaces``, ``dimension``, ``metric``: Pinecone's
+``describe_index_stats`` and ``describe_namespace``, limited apart from fetch) of its stats scope at
+``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
 ``delete``, ``delete_namespace``) of the namespace's write scope at ``rate.write_rps``, and an upsert first reserves
 its bytes of that namespace's byte budget at ``rate.write_mb_per_s``; an upsert of text records to an integrated index
 also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at ``rate.embed_tokens_per_min``. A
@@ -40,7 +42,7 @@ from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.records import IdPage, Record
 from orchestrator.spec import RateBudget
 from workers.chunking import estimate_bytes
-from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, write_scope
+from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
 from workers.retry import retrying
 from workers.stores.base import VectorStore
 from workers.stores.enumeration import SweepReads
@@ -115,24 +117,28 @@ class GuardedStore:
         rate = self._rate
         return self._call(op, read_scope(self.name) if rate else None, rate.read_rps if rate else 0.0, fn, *args)
 
+    def _stats(self, op: str, fn: Callable[..., T], *args: Any) -> T:
+        rate = self._rate
+        return self._call(op, stats_scope(self.name) if rate else None, rate.stats_rps if rate else 0.0, fn, *args)
+
     def _write(self, op: str, namespace: str, fn: Callable[..., T], *args: Any) -> T:
         rate = self._rate
         scope = write_scope(self.name, namespace) if rate else None
         return self._call(op, scope, rate.write_rps if rate else 0.0, fn, *args)
 
-    # -- reads: the store's read scope (list: its list scope) ---------------------------------------------------------
+    # -- reads: the store's read scope (stats: its stats scope; list: its list scope) ----------------------------------
 
     def dimension(self) -> int:
-        return self._read("dimension", self.inner.dimension)
+        return self._stats("dimension", self.inner.dimension)
 
     def metric(self) -> str | None:
-        return self._read("metric", self.inner.metric)
+        return self._stats("metric", self.inner.metric)
 
     def namespaces(self) -> dict[str, int]:
-        return self._read("namespaces", self.inner.namespaces)
+        return self._stats("namespaces", self.inner.namespaces)
 
     def count(self, namespace: str) -> int:
-        return self._read("count", self.inner.count, namespace)
+        return self._stats("count", self.inner.count, namespace)
 
     @property
     def enumeration(self) -> str:
