@@ -138,7 +138,7 @@ def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> d
         log.warning("verification of run %s (job %s) failed with an error: %s", run_id, run.job_id, e)
         report.error = f"{type(e).__name__}: {e}"
     data = report.to_json()
-    jobs.finish_verify(ctx.db, run_id, data, report.passed, ctx.worker_name)
+    jobs.finish_verify(ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name)
     if report.passed and spec is not None and spec.cleanup.mode == "auto":
         ctx.dispatcher.cleanup_namespace(run_id, job_id=run.job_id, namespace=display_namespace(run.source_namespace))
     else:

@@ -16,6 +16,7 @@ from orchestrator.jobs.jobrows import job_spec
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from orchestrator.jobs.listing import _RECORD_PAGE_OF_ONE_BATCH, _START_LISTING
 from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _mark_copied, _runs
+from orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
 if TYPE_CHECKING:
@@ -265,12 +266,13 @@ def _what_follows(
 
 
 def compile_task_statements(db: Database) -> None:
-    """Compile the statements that every list and copy task runs, before the first task: SQLAlchemy compiles a
+    """Compile the statements that every list, copy and verify task runs, before the first task: SQLAlchemy compiles a
     statement on its first use in a process (its cost: ``bench/README.md``) and caches it. Each runs once against ids
     that do not exist, so it matches no row, in a transaction that is rolled back."""
     now = utcnow()
     page = {"run_id": -1, "listed_from": None, "n_batches": 1, "n_ids": 1, "next_token": None, "listing_done": False}
     done = {"vectors": 0, "missing": 0, "nbytes": 0}
+    verdict = {"to_state": RunState.VERIFIED.value, "report": {}, "actor": "", "action": "", "detail": {}}
     no_rows: list[tuple[sa.Executable, dict[str, Any]]] = [
         (_START_LISTING, {"run_id": -1}),
         (_RECORD_PAGE_OF_ONE_BATCH, {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": []}),
@@ -279,6 +281,10 @@ def compile_task_statements(db: Database) -> None:
         (_COUNT_BATCH_DONE, {"batch_id": -1, "batch_run": -1, "failed": 0, "targets": [], "now": now, **done}),
         (_RUN_PROGRESS, {"run_id": -1}),
         (_MARK_COPIED, {"run_id": -1}),
+        (_START_VERIFY, {"run_id": -1, "from_states": [RunState.COPIED.value], "now": now}),
+        (_WRITERS, {"job_id": -1, "run_id": -1, "target": ""}),
+        (_RUN_COUNT, {"job_id": -1}),
+        (_FINISH_VERIFY, {**verdict, "run_id": -1, "from_states": [RunState.VERIFYING.value], "now": now}),
     ]
     with db.engine.connect() as conn:
         for statement, params in no_rows:

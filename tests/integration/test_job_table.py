@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from orchestrator import jobs
+from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs import listing
 from orchestrator.models import Batch, NamespaceRun
 from orchestrator.plan_types import Estimate, NamespacePlan, Plan
@@ -132,6 +133,67 @@ def test_a_namespace_of_one_batch_costs_seven_round_trips_from_listing_to_done(
         assert run is not None and batch is not None
         assert (run.state, run.copied, run.target_namespaces) == ("copied", 3, ["ns0"])
         assert (batch.state, batch.vectors, batch.bytes, batch.attempts) == ("done", 3, 9, 1)
+
+
+def copied_run(db: jobs.Database, namespaces: int = 1) -> tuple[int, list[int]]:
+    """A job whose runs each copied their one batch."""
+    job_id, run_ids = a_job(db, namespaces)
+    for n, run_id in enumerate(run_ids):
+        assert jobs.start_listing(db, run_id) is not None
+        [batch_id] = jobs.add_batches(db, run_id, [["a"]], None, listing_done=True).batch_ids
+        assert jobs.start_batch(db, batch_id, "w") is not None
+        jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=[f"ns{n}"], max_in_flight=4)
+    return job_id, run_ids
+
+
+def test_a_verification_costs_four_round_trips_and_writes_its_verdict_with_its_event(
+    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id, [run_id, other] = copied_run(db, namespaces=2)
+    traffic = watch(db, monkeypatch)
+
+    started = jobs.start_verify(db, run_id)
+    assert started is not None
+    run, neighbours = started
+    assert (run.id, run.state, run.target_namespace) == (run_id, "verifying", "ns0")
+    assert (neighbours.writers, neighbours.runs, neighbours.first_twin_run) == ([], 2, None)
+    # move and read the run, its target's other writers, the job's runs (once per process): no transaction
+    assert traffic.statements == [("UPDATE", True), ("SELECT", True), ("SELECT", True)]
+    traffic.clear()
+    assert jobs.start_verify(db, other) is not None
+    assert traffic.statements == [("UPDATE", True), ("SELECT", True)]
+
+    traffic.clear()
+    jobs.finish_verify(db, run_id, "ns0", {"passed": True, "summary": "fine"}, True, "tester")
+    assert traffic.statements == [("WITH", True)]  # the verdict and its event together
+    jobs.finish_verify(db, other, "ns1", {"passed": False, "summary": "3 missing"}, False, "tester")
+
+    assert [jobs.get_run(db, r).state for r in (run_id, other)] == ["verified", "verify_failed"]
+    assert jobs.get_run(db, run_id).verification == {"passed": True, "summary": "fine"}
+    events = [(e["action"], e["run_id"], e["actor"], e["detail"]) for e in jobs.events_of(db, job_id)][-2:]
+    assert events == [
+        ("verified", run_id, "tester", {"namespace": "ns0", "summary": "fine"}),
+        ("verify_failed", other, "tester", {"namespace": "ns1", "summary": "3 missing"}),
+    ]
+
+
+def test_a_verification_is_refused_where_it_cannot_start_or_end_and_then_writes_nothing(db: jobs.Database) -> None:
+    job_id, [run_id, judged] = copied_run(db, namespaces=2)
+    assert jobs.start_verify(db, judged) is not None
+    jobs.finish_verify(db, judged, "ns1", {"passed": True}, True, "tester")
+
+    with pytest.raises(NotFound):
+        jobs.start_verify(db, 10**9)
+    assert jobs.start_verify(db, judged, judged_too=False) is None  # a verdict kept
+    assert jobs.get_run(db, judged).state == "verified"
+
+    assert jobs.start_verify(db, run_id) is not None
+    jobs.cancel_job(db, job_id, actor="tester")  # cancelled while it was being verified
+    events = len(jobs.events_of(db, job_id))
+    with pytest.raises(StateError, match="cannot move from cancelled to verified"):
+        jobs.finish_verify(db, run_id, "ns0", {"passed": True}, True, "tester")
+    assert jobs.get_run(db, run_id).state == "cancelled"
+    assert len(jobs.events_of(db, job_id)) == events
 
 
 def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled(db: jobs.Database) -> None:
