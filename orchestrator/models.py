@@ -26,7 +26,7 @@ from orchestrator.states import (  # noqa: F401  (re-exported: where the job tab
 
 # 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places;
 # 5: batches.ids packed into bytea (``orchestrator.packed_ids``), was a JSONB array; ix_batches_unfinished;
-# 6: ix_runs_job_target, ix_runs_job_creator
+# 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state
 SCHEMA_VERSION = 6
 
 
@@ -67,6 +67,8 @@ class NamespaceRun(Base):
         # these, each of a 12,000-namespace job's verifications would read all 12,000 runs.
         sa.Index("ix_runs_job_target", "job_id", "target_namespace"),
         sa.Index("ix_runs_job_creator", "job_id", "creator_id"),
+        # Whether a job has an open run left, asked after every verdict (``jobs.maybe_finish_job``).
+        sa.Index("ix_runs_job_state", "job_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from orchestrator.errors import NotFound
 from orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
 from orchestrator.jobs.lifecycle import FINAL_RUN_STATES
-from orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState
+from orchestrator.jobs.tables import _jobs, _runs
+from orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState, utcnow
 
 if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the planner nor the spec's pydantic models
     from orchestrator.plan_types import Plan
@@ -177,19 +178,29 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
         return stopped
 
 
+# Built once (see ``listing``): every verification ends with it.
+_FINISH_JOB = (
+    sa.update(_jobs)
+    .where(
+        _jobs.c.id == sa.bindparam("job_id"),
+        _jobs.c.state == JobState.RUNNING.value,
+        ~sa.exists().where(
+            _runs.c.job_id == sa.bindparam("job_id"),
+            _runs.c.state.in_([state.value for state in RunState if state not in FINAL_RUN_STATES]),
+        ),
+    )
+    .values(state=JobState.FINISHED.value, updated_at=sa.bindparam("now"))
+)
+
+
 def maybe_finish_job(db: Database, job_id: int) -> bool:
     """Mark the job finished when every namespace run is in a final state.
 
     One statement, run after the caller's own change committed: of two runs finishing at once, the later statement
-    sees both. It looks for one open run by the states an open run can be in (the state index finds the few left at
-    the end of a job): a count of them all, once per verification, would read every run of a job of 12,000."""
-    open_states = [state for state in RunState if state not in FINAL_RUN_STATES]
-    open_run = sa.exists().where(NamespaceRun.job_id == job_id, NamespaceRun.state.in_(open_states))
-    finish = (
-        sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING, ~open_run).values(state=JobState.FINISHED)
-    )
+    sees both. It looks for one open run by the states an open run can be in (``ix_runs_job_state`` finds the few
+    left at the end of a job): a count of them all, once per verification, would read every run of a job of 12,000."""
     with db.single_statement() as conn:
-        return bool(cast(CursorResult[Any], conn.execute(finish)).rowcount)
+        return bool(cast(CursorResult[Any], conn.execute(_FINISH_JOB, {"job_id": job_id, "now": utcnow()})).rowcount)
 
 
 def runs_in_state(db: Database, job_id: int, *states: RunState) -> list[int]:

@@ -10,9 +10,10 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES
-from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
+from orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState
 
 _runs, _batches = cast(sa.Table, NamespaceRun.__table__), cast(sa.Table, Batch.__table__)
+_jobs = cast(sa.Table, Job.__table__)
 _in_flight_of_run = (
     sa.select(sa.func.count())
     .where(_batches.c.run_id == _runs.c.id, _batches.c.state.in_(ACTIVE_BATCH_STATES))

@@ -12,13 +12,13 @@ from sqlalchemy.orm import Session
 from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
 from orchestrator.jobs.lifecycle import VERIFIABLE_RUN_STATES, states_that_may_move_to
-from orchestrator.jobs.tables import _runs
-from orchestrator.models import Event, Job, JobKind, NamespaceRun, RunState, utcnow
+from orchestrator.jobs.tables import _jobs, _runs
+from orchestrator.models import Event, JobKind, NamespaceRun, RunState, utcnow
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
 # (``listing``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
 # verification more CPU than its five store requests.
-_jobs, _events = cast(sa.Table, Job.__table__), cast(sa.Table, Event.__table__)
+_events = cast(sa.Table, Event.__table__)
 # Moves the run to verifying and returns it, unless it is in another state or belongs to a rollback job.
 _START_VERIFY = (
     sa.update(_runs)

@@ -55,7 +55,7 @@ def test_batch_ids_round_trip_through_the_listers_and_the_copys_transitions(data
 
 
 def to_schema_4(engine: sa.Engine) -> None:
-    """Turn a fresh schema-5 job table into what schema 4 made: ``batches.ids`` a JSONB array, version 4 recorded."""
+    """Turn a fresh job table into what schema 4 made: ``batches.ids`` a JSONB array, version 4 recorded."""
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE batches DROP COLUMN ids"))
         conn.execute(sa.text("ALTER TABLE batches ADD COLUMN ids JSONB NOT NULL DEFAULT '[]'"))
@@ -82,7 +82,7 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
                 {"run": run_id, "seq": seq, "ids": json.dumps(ids), "state": states[seq]},
             )
         conn.execute(sa.text("UPDATE namespace_runs SET batches_total = 4 WHERE id = :run"), {"run": run_id})
-        for index in ("ix_batches_unfinished", "ix_runs_job_target", "ix_runs_job_creator"):  # schema 4 had none
+        for index in ("ix_batches_unfinished", "ix_runs_job_target", "ix_runs_job_creator", "ix_runs_job_state"):
             conn.execute(sa.text(f"DROP INDEX {index}"))
         version = conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema"))
         assert version == 4
@@ -101,7 +101,7 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
             )
             == "bytea"
         )
-        for index in ("ix_batches_unfinished", "ix_runs_job_target", "ix_runs_job_creator"):
+        for index in ("ix_batches_unfinished", "ix_runs_job_target", "ix_runs_job_creator", "ix_runs_job_state"):
             assert conn.scalar(sa.text(f"SELECT to_regclass('{index}')::text")) == index
     with db.transaction() as s:
         rows = s.execute(sa.select(Batch.seq, Batch.ids, Batch.state).order_by(Batch.seq)).all()

@@ -23,7 +23,8 @@ auth headers, timeouts and error mapping) and keeps each vector's ``values`` as 
 verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per vector, its request sizes are exact,
 and the values arrive bit for bit; the arrays are cut out of the response unparsed (``workers.stores.fetch_body``).
 Anything that reads the values (verification, a pgvector target) decodes them on first use. If a future SDK has no
-``Index._http.get``, ``fetch`` says so once and uses the public ``fetch``.
+``Index._http.get``, ``fetch`` says so once and uses the public ``fetch``. ``list`` goes through the same client
+and reads just the ids and the token, not the SDK's models (``list_paginated`` without it).
 
 **Integrated targets** (``spec.records``): ``upsert`` writes text records with ``Index.upsert_records`` (NDJSON,
 ≤ 96 per request: the copy chunks them, ``orchestrator.textrecords`` makes them) and ``search_text`` searches by text;
@@ -105,6 +106,24 @@ def disable_sdk_retries(index: Any) -> bool:
         return False
     cast(Any, transport)._config = dataclasses.replace(config, max_retries=0)
     return True
+
+
+class _ListedId(msgspec.Struct):
+    id: str
+
+
+class _Pagination(msgspec.Struct):
+    next: str | None = None
+
+
+class _ListReply(msgspec.Struct):
+    """What a ``list`` request answers, of it what nsmigrate reads (``usage`` and ``namespace`` are ignored)."""
+
+    vectors: list[_ListedId] = []
+    pagination: _Pagination | None = None
+
+
+_LIST_REPLY = msgspec.json.Decoder(_ListReply)
 
 
 def raw_http(index: Any) -> Any | None:
@@ -404,13 +423,7 @@ class PineconeStore:
                 return self.sweeper.list_ids(namespace, limit=limit, token=token, reads=reads or own)
         except ValueError as e:  # a token another enumeration made
             raise StoreError(f"{e}", store=self.name, namespace=namespace) from e
-        with self._errors("list", namespace):
-            page = self._client().list_paginated(
-                namespace=namespace, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
-            )
-        ids = [item.id for item in page.vectors if item.id is not None]
-        next_token = page.pagination.next if page.pagination is not None else None
-        return IdPage(ids=ids, next_token=next_token or None)
+        return self._list_page(namespace, None, limit, token)
 
     @property
     def lists_by_prefix(self) -> bool:
@@ -420,13 +433,32 @@ class PineconeStore:
 
     def list_ids_by_prefix(self, namespace: str, prefix: str, *, limit: int = 100, token: str | None = None) -> IdPage:
         """One page of the ids that start with ``prefix`` (Pinecone's ``list`` with ``prefix``), in its order."""
+        return self._list_page(namespace, prefix, limit, token)
+
+    def _list_page(self, namespace: str, prefix: str | None, limit: int, token: str | None) -> IdPage:
+        """One ``list`` request, its reply read as ids and a token (``_ListReply``) rather than the SDK's models: a
+        namespace of three vectors is listed by its copy and twice by its verification."""
+        client = self._client()
+        http = raw_http(client)
+        limit = min(limit, LIST_MAX_PAGE_IDS)
         with self._errors("list", namespace):
-            page = self._client().list_paginated(
-                namespace=namespace, prefix=prefix, limit=min(limit, LIST_MAX_PAGE_IDS), pagination_token=token or None
-            )
-        ids = [item.id for item in page.vectors if item.id is not None]
-        next_token = page.pagination.next if page.pagination is not None else None
-        return IdPage(ids=ids, next_token=next_token or None)
+            if http is None:  # an SDK of another shape: its own models (the fetch's warning says so once)
+                page = client.list_paginated(
+                    namespace=namespace, prefix=prefix, limit=limit, pagination_token=token or None
+                )
+                ids = [item.id for item in page.vectors if item.id is not None]
+                return IdPage(ids=ids, next_token=(page.pagination.next if page.pagination else None) or None)
+            params: dict[str, Any] = {"limit": limit}
+            for name, value in (("namespace", namespace), ("prefix", prefix), ("paginationToken", token)):
+                if value:
+                    params[name] = value
+            content = http.get("/vectors/list", params=params).content
+        try:
+            reply = _LIST_REPLY.decode(content)
+        except msgspec.MsgspecError as e:
+            raise StoreError(f"Pinecone list answered something that is not a list response: {e}") from e
+        next_token = reply.pagination.next if reply.pagination is not None else None
+        return IdPage(ids=[item.id for item in reply.vectors], next_token=next_token or None)
 
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         if not ids:
