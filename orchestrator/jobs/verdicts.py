@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
-from orchestrator.jobs.lifecycle import VERIFIABLE_RUN_STATES, states_that_may_move_to
+from orchestrator.jobs.lifecycle import VERIFIABLE_RUN_STATES, check_run_transition, states_that_may_move_to
 from orchestrator.jobs.tables import _jobs, _runs
 from orchestrator.models import Event, JobKind, NamespaceRun, RunState, utcnow
 
@@ -103,9 +103,14 @@ def finish_verify(db: Database, run_id: int, namespace: str, report: dict[str, A
     with db.single_statement() as conn:
         if conn.execute(_FINISH_VERIFY, params).first() is not None:
             return
-    with db.transaction() as s:  # not judged: say why
-        _move_run(_get_run(s, run_id), to_state)  # raises NotFound, or StateError naming both states
-    raise AssertionError(f"run {run_id} may move to {to_state} yet was not moved")  # pragma: no cover
+    with db.transaction() as s:  # not judged: say why, changing nothing
+        run = _get_run(s, run_id)  # NotFound
+        check_run_transition(run.id, run.state, to_state, job_id=run.job_id, namespace=run.source_namespace)
+    raise StateError(  # it moved between the two statements
+        f"namespace run {run_id} changed while its verdict was recorded; nothing was recorded",
+        hint="`nsmigrate verify JOB` verifies it again",
+        run_id=run_id,
+    )
 
 
 def _record_judgement(
