@@ -63,9 +63,9 @@ def _is_rollback_run(s: Session, run: NamespaceRun) -> bool:
     return s.scalar(sa.select(Job.kind).where(Job.id == run.job_id)) == JobKind.ROLLBACK
 
 
-def _rowcount(s: Session, statement: sa.Executable) -> int:
+def _rowcount(s: Session | sa.Connection, statement: sa.Executable, params: dict[str, Any] | None = None) -> int:
     """Rows changed by an UPDATE/DELETE (a DML result is a CursorResult, which carries the count)."""
-    result = cast(CursorResult[Any], s.execute(statement))
+    result = cast(CursorResult[Any], s.execute(statement, params))
     return int(result.rowcount or 0)
 
 

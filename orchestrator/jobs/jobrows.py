@@ -3,10 +3,9 @@ audit event."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from orchestrator.errors import NotFound
@@ -200,7 +199,7 @@ def maybe_finish_job(db: Database, job_id: int) -> bool:
     sees both. It looks for one open run by the states an open run can be in (``ix_runs_job_state`` finds the few
     left at the end of a job): a count of them all, once per verification, would read every run of a job of 12,000."""
     with db.single_statement() as conn:
-        return bool(cast(CursorResult[Any], conn.execute(_FINISH_JOB, {"job_id": job_id, "now": utcnow()})).rowcount)
+        return bool(_rowcount(conn, _FINISH_JOB, {"job_id": job_id, "now": utcnow()}))
 
 
 def runs_in_state(db: Database, job_id: int, *states: RunState) -> list[int]:

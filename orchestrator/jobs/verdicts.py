@@ -9,7 +9,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.errors import NotFound, StateError
+from orchestrator.errors import StateError
 from orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
 from orchestrator.jobs.lifecycle import VERIFIABLE_RUN_STATES, check_run_transition, states_that_may_move_to
 from orchestrator.jobs.tables import _jobs, _runs
@@ -78,12 +78,12 @@ def start_verify(db: Database, run_id: int, *, judged_too: bool = True) -> tuple
         row = conn.execute(
             _START_VERIFY, {"run_id": run_id, "from_states": [str(v) for v in from_states], "now": utcnow()}
         ).one_or_none()
-        if row is None:
-            if conn.execute(sa.select(_runs.c.id).where(_runs.c.id == run_id)).first() is None:
-                raise NotFound(f"namespace run {run_id} does not exist", run_id=run_id)
-            return None
-        run = NamespaceRun(**row._mapping)
-        return run, _neighbours(conn, db, run)
+        if row is not None:
+            run = NamespaceRun(**row._mapping)
+            return run, _neighbours(conn, db, run)
+    with db.transaction() as s:
+        _get_run(s, run_id)  # NotFound when there is no such run
+    return None
 
 
 def finish_verify(db: Database, run_id: int, namespace: str, report: dict[str, Any], passed: bool, actor: str) -> None:
