@@ -3,9 +3,11 @@
 Pinecone's limits are per second *as the server counts them*, and a fleet of workers on many machines has no common
 clock, so every decision is made inside Redis by one atomic Lua script that reads Redis ``TIME``:
 
-- **Requests** (``acquire``): a sliding-window log in a sorted set per scope. A request is admitted when fewer than
-  ``floor(rate)`` admissions happened in the last ``1 s + guard_s``; otherwise the script answers how long until the
-  oldest of them leaves the window, the caller sleeps that long plus a little jitter and asks again. The guard
+- **Requests** (``acquire``): a sliding-window log in a sorted set per scope, of which no ``1 s + guard_s`` window
+  may hold more than ``floor(rate)`` admissions. A request that fits is admitted now. One that does not *reserves*
+  the first moment it fits (when the admission it would otherwise exceed leaves the window): the script enters it
+  in the log at that moment and the caller sleeps until then and goes, without asking again. So a busy scope is a
+  queue served in order, one script call per request, not a crowd of sleepers waking to ask again. The guard
   (default 50 ms) absorbs network jitter between admission and the request reaching Pinecone, so the fleet never
   puts more than ``rate`` requests into *any* 1-second window. A rate below 1 means "one request every 1/rate s".
 - **Bytes** (``acquire_bytes``): a token bucket (1 s of burst) that *reserves*: the caller is told how long to wait
@@ -20,7 +22,6 @@ per target namespace), ``embed_scope`` (embedding tokens of an integrated target
 from __future__ import annotations
 
 import math
-import random
 import time
 import uuid
 from collections.abc import Callable
@@ -35,31 +36,36 @@ from orchestrator.names import rate_bucket_key
 #: Extra seconds every admission stays in the window: admission → request on the wire jitter must not let two
 #: windows' worth of requests land in one server second.
 DEFAULT_GUARD_S = 0.05
-#: Up to this many seconds are added to every wait so processes woken by the same expiry do not collide again.
-DEFAULT_JITTER_S = 0.005
 
+# Admits ``cost`` requests now when they fit the window; else answers when they will fit and, with ``reserve``, enters
+# them in the log at that moment (the caller then sleeps until it). Ranks, not insertion order, decide: the
+# (count + cost - limit)-th oldest entry is the one that must leave the window first, so any window ending at or
+# after the reserved moment holds at most ``limit`` entries, reservations included.
 _SLIDING_WINDOW_LUA = """
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window_us = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local member = ARGV[4]
+local reserve = ARGV[5] == '1'
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_us)
 local count = redis.call('ZCARD', key)
-if count + cost <= limit then
-  for i = 1, cost do
-    redis.call('ZADD', key, now, member .. ':' .. i)
+local at = now
+if count + cost > limit then
+  local nth = count + cost - limit - 1
+  local entry = redis.call('ZRANGE', key, nth, nth, 'WITHSCORES')
+  at = math.max(now + 1, tonumber(entry[2]) + window_us)
+  if not reserve then
+    return {0, now, at - now}
   end
-  redis.call('PEXPIRE', key, math.ceil(window_us / 1000) + 1000)
-  return {1, now, 0}
 end
-local nth = count + cost - limit - 1
-local entry = redis.call('ZRANGE', key, nth, nth, 'WITHSCORES')
-local wait_us = tonumber(entry[2]) + window_us - now
-if wait_us < 1 then wait_us = 1 end
-return {0, now, wait_us}
+for i = 1, cost do
+  redis.call('ZADD', key, at, member .. ':' .. i)
+end
+redis.call('PEXPIRE', key, math.ceil((at - now + window_us) / 1000) + 1000)
+return {1, at, at - now}
 """
 
 _TOKEN_BUCKET_LUA = """
@@ -132,11 +138,10 @@ def window_for(rate_per_s: float, guard_s: float = DEFAULT_GUARD_S) -> tuple[int
 
 @dataclass(frozen=True)
 class Admission:
-    """A granted request: how long the caller slept for it and the Redis server time it was admitted at."""
+    """A granted request: how long the caller slept for it and the Redis server time of its slot in the window."""
 
     waited_s: float
     server_time_s: float
-    tries: int
 
 
 class RateLimiter:
@@ -146,7 +151,6 @@ class RateLimiter:
         redis_client: a ``redis.Redis``; create it in the worker process (after fork).
         sleep: how to wait; tests may inject a recorder.
         guard_s: seconds added to the 1 s window (see ``DEFAULT_GUARD_S``).
-        jitter_s: up to this many random seconds added to each wait.
     """
 
     def __init__(
@@ -155,12 +159,10 @@ class RateLimiter:
         sleep: Callable[[float], None] = time.sleep,
         *,
         guard_s: float = DEFAULT_GUARD_S,
-        jitter_s: float = DEFAULT_JITTER_S,
     ) -> None:
         self._redis = redis_client
         self._sleep = sleep
         self._guard_s = guard_s
-        self._jitter_s = jitter_s
         self._window_script = redis_client.register_script(_SLIDING_WINDOW_LUA)
         self._bucket_script = redis_client.register_script(_TOKEN_BUCKET_LUA)
 
@@ -170,37 +172,36 @@ class RateLimiter:
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise RetryableError(f"rate limiter could not reach Redis: {e}", scope=scope) from e
 
+    def _window(self, scope: str, rate_per_s: float, cost: float, *, reserve: bool) -> tuple[bool, float, float]:
+        """One script call: ``(admitted, server time of the slot or of now, seconds until the slot)``."""
+        limit, window_s = window_for(rate_per_s, self._guard_s)
+        entries = max(1, math.ceil(cost - 1e-9))
+        if entries > limit:
+            raise ValueError(f"cost {cost} can never be admitted at {rate_per_s}/s (at most {limit} per window)")
+        admitted, at_us, wait_us = self._run(
+            self._window_script,
+            rate_bucket_key(scope),
+            [limit, round(window_s * 1_000_000), entries, uuid.uuid4().hex, int(reserve)],
+            scope,
+        )
+        return bool(admitted), at_us / 1_000_000, wait_us / 1_000_000
+
     def try_acquire(self, scope: str, rate_per_s: float, cost: float = 1.0) -> tuple[bool, float, float]:
-        """One non-blocking attempt: ``(admitted, server_time_s, retry_in_s)``.
+        """One non-blocking attempt that reserves nothing: ``(admitted, server_time_s, retry_in_s)``.
 
         Raises:
             ValueError: the rate is not positive, or ``cost`` exceeds what one window can ever admit.
             RetryableError: Redis is unreachable.
         """
-        limit, window_s = window_for(rate_per_s, self._guard_s)
-        entries = max(1, math.ceil(cost - 1e-9))
-        if entries > limit:
-            raise ValueError(f"cost {cost} can never be admitted at {rate_per_s}/s (at most {limit} per window)")
-        admitted, now_us, wait_us = self._run(
-            self._window_script,
-            rate_bucket_key(scope),
-            [limit, round(window_s * 1_000_000), entries, uuid.uuid4().hex],
-            scope,
-        )
-        return bool(admitted), now_us / 1_000_000, wait_us / 1_000_000
+        return self._window(scope, rate_per_s, cost, reserve=False)
 
     def admit(self, scope: str, rate_per_s: float, cost: float = 1.0) -> Admission:
-        """Block until admitted; returns the ``Admission`` (time slept, server time of admission)."""
-        waited = 0.0
-        tries = 0
-        while True:
-            tries += 1
-            admitted, now_s, retry_in_s = self.try_acquire(scope, rate_per_s, cost)
-            if admitted:
-                return Admission(waited_s=waited, server_time_s=now_s, tries=tries)
-            delay = retry_in_s + random.uniform(0.0, self._jitter_s)
-            self._sleep(delay)
-            waited += delay
+        """Admitted now, or at the first moment ``cost`` requests fit, reserved and slept until; returns the
+        ``Admission`` (time slept, server time of the slot)."""
+        _, at_s, wait_s = self._window(scope, rate_per_s, cost, reserve=True)
+        if wait_s > 0:
+            self._sleep(wait_s)
+        return Admission(waited_s=wait_s, server_time_s=at_s)
 
     def acquire(self, scope: str, rate_per_s: float, cost: float = 1.0) -> float:
         """Block until ``cost`` requests fit in ``scope``'s budget of ``rate_per_s``; returns the seconds waited.

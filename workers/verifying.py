@@ -102,8 +102,7 @@ def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
 
 
 def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> dict[str, Any]:
-    """Verify one namespace run and record the verdict (``verified`` or ``verify_failed``). ``judged_too=False``:
-    a run that already has its verdict is left as it is (``verify_runs``).
+    """Verify one namespace run and record the verdict (``verified`` or ``verify_failed``).
 
     Returns:
         The report as stored on the run (see ``orchestrator.verification.Report.to_json``); ``{}`` when the run is
@@ -112,10 +111,35 @@ def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> d
     When the report passed and ``spec.cleanup.mode == "auto"``, the cleanup task is enqueued (it then finishes the
     job); otherwise the job is marked finished here once every run is final.
     """
+    data, finishing_job = _verify(ctx, run_id, judged_too=judged_too)
+    if finishing_job is not None:
+        jobs.maybe_finish_job(ctx.db, finishing_job)
+    return data
+
+
+def verify_runs(ctx: WorkerContext, run_ids: Sequence[int], job_id: int) -> None:
+    """Verify a group of runs of job ``job_id`` (small namespaces copied by one task: ``flow.verifications_grouped``)
+    one after the other. A run that has its verdict already keeps it: the task was sent again after an outage or a
+    killed worker, and a verified run may be on its way to cleanup.
+
+    Whether the job is finished is asked once, after the group, not after each verdict. It is asked too when no run
+    was judged here (a group sent again after its worker died past its last verdict still owes the job its end),
+    except in a job whose cleanup is ``auto``: there a verified run's cleanup finishes the job."""
+    owes_finish = False
+    for run_id in run_ids:
+        owes_finish |= _verify(ctx, run_id, judged_too=False)[1] is not None
+    if owes_finish or jobs.job_spec(ctx.db, job_id).cleanup.mode != "auto":
+        jobs.maybe_finish_job(ctx.db, job_id)
+
+
+def _verify(ctx: WorkerContext, run_id: int, *, judged_too: bool) -> tuple[dict[str, Any], int | None]:
+    """Verify one run, record its verdict and send its cleanup (``verify_run``). Returns the report and the job id
+    when the caller must then ask whether the job is finished (None: not judged here, or its cleanup will ask).
+    ``judged_too=False``: a run that already has its verdict is left as it is."""
     started = jobs.start_verify(ctx.db, run_id, judged_too=judged_too)
     if started is None:
         log.info("run %s is not ready for verification (or has its verdict); skipped", run_id)
-        return {}
+        return {}, None
     run, neighbours = started
     report = Report(source_namespace=run.source_namespace)
     spec: JobSpec | None = None
@@ -141,17 +165,8 @@ def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> d
     jobs.finish_verify(ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name)
     if report.passed and spec is not None and spec.cleanup.mode == "auto":
         ctx.dispatcher.cleanup_namespace(run_id, job_id=run.job_id, namespace=display_namespace(run.source_namespace))
-    else:
-        jobs.maybe_finish_job(ctx.db, run.job_id)
-    return data
-
-
-def verify_runs(ctx: WorkerContext, run_ids: Sequence[int]) -> None:
-    """Verify a group of runs (small namespaces copied by one task: ``flow.verifications_grouped``) one after the
-    other. A run that has its verdict already keeps it: the task was sent again after an outage or a killed worker,
-    and a verified run may be on its way to cleanup."""
-    for run_id in run_ids:
-        verify_run(ctx, run_id, judged_too=False)
+        return data, None
+    return data, run.job_id
 
 
 class _Verifier:

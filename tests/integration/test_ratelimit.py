@@ -7,11 +7,13 @@ import multiprocessing
 import random
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
 import redis
 
+from orchestrator.names import rate_bucket_key
 from sandbox.pinecone_server import _Window
 from tests.timing import assert_timing
 from workers.ratelimit import DEFAULT_GUARD_S, RateLimiter, list_scope, read_scope, window_for, write_scope
@@ -93,6 +95,37 @@ def test_threads_and_processes_together_stay_under_the_rate(redis_url: str) -> N
         len(in_run) >= 0.8 * RATE * DURATION_S,
         f"{len(in_run)} admissions in {DURATION_S} s (bound: at least {0.8 * RATE * DURATION_S:.0f})",
     )
+
+
+def evalsha_calls(client: redis.Redis) -> int:
+    return int(client.info("commandstats")["cmdstat_evalsha"]["calls"])
+
+
+def test_a_full_window_reserves_the_first_slot_that_fits_so_each_request_asks_once(redis_url: str) -> None:
+    """A request beyond the rate is not sent back to ask again: it reserves the first moment it fits and sleeps
+    until then. One script call per request, slots in the order asked, never more than the rate in a window."""
+    client = redis.Redis.from_url(redis_url)
+    sleeps: list[float] = []
+    limiter = RateLimiter(client, sleep=sleeps.append)  # slept on paper: the slots are Redis's, not ours
+    scope = f"reserve-{uuid.uuid4().hex}"
+    limiter.try_acquire(f"{scope}-warm", 1)  # the script loaded: one EVALSHA per call from here
+    rate = 4
+    limit, window_s = window_for(rate)
+
+    before = evalsha_calls(client)
+    admissions = [limiter.admit(scope, rate) for _ in range(3 * limit)]
+
+    assert evalsha_calls(client) - before == 3 * limit
+    slots = [a.server_time_s for a in admissions]
+    assert slots == sorted(slots)
+    assert min(later - first for first, later in zip(slots, slots[limit:], strict=False)) >= window_s - 1e-6
+    assert max_in_any_window(slots) <= rate
+    assert [a.waited_s > 0 for a in admissions] == [False] * limit + [True] * (2 * limit)
+    assert sleeps == [a.waited_s for a in admissions[limit:]]
+    # A non-blocking attempt reserves nothing: the window is still full, and asking did not make it fuller.
+    admitted, _, retry_in_s = limiter.try_acquire(scope, rate)
+    assert not admitted and retry_in_s > 0
+    assert client.zcard(rate_bucket_key(scope)) == 3 * limit
 
 
 def server_refusals(arrivals: list[float], limit: int) -> int:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from orchestrator import jobs, launch
 from orchestrator.errors import StoreError
-from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
+from orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
 from orchestrator.names import TaskName, lock_key
 from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 from orchestrator.spec import parse_spec
@@ -191,11 +191,11 @@ def test_a_group_verification_sent_again_keeps_the_verdicts_it_recorded(
     ids = {"a": 3, "b": 3}
     job_id, runs = small_job(ctx, sandbox, ids)
     copy_small_runs(ctx, list(runs.values()))
-    verifying.verify_runs(ctx, [runs["a"]])
+    verifying.verify_runs(ctx, [runs["a"]], job_id)
     judged = jobs.get_run(ctx.db, runs["a"])
     assert judged.state == RunState.VERIFIED
 
-    verifying.verify_runs(ctx, list(runs.values()))  # sent again, with a run it had not reached
+    verifying.verify_runs(ctx, list(runs.values()), job_id)  # sent again, with a run it had not reached
 
     assert state(ctx, runs["b"]) == RunState.VERIFIED
     again = jobs.get_run(ctx.db, runs["a"])
@@ -206,6 +206,36 @@ def test_a_group_verification_sent_again_keeps_the_verdicts_it_recorded(
     )
     verdicts = [e["action"] for e in jobs.events_of(ctx.db, job_id) if e["run_id"] == runs["a"]]
     assert verdicts.count("verified") == 1
+
+
+def test_a_group_verification_finishes_its_job_once_and_when_sent_again_after_its_last_verdict(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group asks once, after its verdicts, whether the job is finished. A worker that died between the last
+    verdict and that question leaves the job running; the group sent again judges nothing and still finishes it."""
+    ids = {"a": 3, "b": 3}
+    job_id, runs = small_job(ctx, sandbox, ids)
+    copy_small_runs(ctx, list(runs.values()))
+    asked: list[int] = []
+    real_maybe_finish_job = jobs.maybe_finish_job
+
+    def died_before_asking(db: jobs.Database, job_id_: int) -> bool:
+        asked.append(job_id_)
+        raise sa.exc.OperationalError("UPDATE jobs", {}, Exception("the worker died here"))
+
+    monkeypatch.setattr(jobs, "maybe_finish_job", died_before_asking)
+    with pytest.raises(sa.exc.OperationalError):
+        verifying.verify_runs(ctx, list(runs.values()), job_id)
+    assert asked == [job_id]  # once for the group, after both verdicts
+    assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.VERIFIED}
+    assert jobs.job_status(ctx.db, job_id).state == JobState.RUNNING
+
+    monkeypatch.setattr(jobs, "maybe_finish_job", real_maybe_finish_job)
+    verifying.verify_runs(ctx, list(runs.values()), job_id)  # the redelivered task
+
+    assert jobs.job_status(ctx.db, job_id).state == JobState.FINISHED
+    verdicts = [e["action"] for e in jobs.events_of(ctx.db, job_id) if e["action"] == "verified"]
+    assert len(verdicts) == 2  # nothing judged twice
 
 
 def test_a_namespace_that_grew_since_it_was_planned_is_listed_on_by_a_lister(
