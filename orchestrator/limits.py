@@ -24,6 +24,8 @@ UPSERT_RECORDS_MAX = 96
 
 #: Characters per record id (Pinecone docs, "Identifier limits": a record id is at most 512 characters).
 RECORD_ID_MAX_CHARS = 512
+#: Characters in a namespace name the namespace endpoints take in their path (the SDK's rule: 1–512 ASCII, no NUL).
+NAMESPACE_MAX_CHARS = 512
 #: Bytes of one record's metadata as JSON (Pinecone docs, "Limits": max metadata size per vector is 40 KB).
 RECORD_METADATA_MAX_BYTES = 40_960
 #: Namespaces per serverless index on the Standard and Enterprise plans (Pinecone docs, "Object limits"; Starter: 100,

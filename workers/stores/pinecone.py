@@ -24,7 +24,9 @@ verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per v
 and the values arrive bit for bit; the arrays are cut out of the response unparsed (``workers.stores.fetch_body``).
 Anything that reads the values (verification, a pgvector target) decodes them on first use. If a future SDK has no
 ``Index._http.get``, ``fetch`` says so once and uses the public ``fetch``. ``list`` goes through the same client
-and reads just the ids and the token, not the SDK's models (``list_paginated`` without it).
+and reads just the ids and the token, not the SDK's models (``list_paginated`` without it); so does a namespace's
+count (``describe_namespace``). These GETs skip ``httpx.Client``'s per-request layers as the SDK's own POSTs do
+(``workers.stores.pinecone_http``).
 
 **Integrated targets** (``spec.records``): ``upsert`` writes text records with ``Index.upsert_records`` (NDJSON,
 ≤ 96 per request: the copy chunks them, ``orchestrator.textrecords`` makes them) and ``search_text`` searches by text;
@@ -45,6 +47,7 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -68,6 +71,7 @@ from orchestrator.limits import (
     DELETE_MAX_IDS,
     FETCH_MAX_IDS,
     LIST_MAX_PAGE_IDS,
+    NAMESPACE_MAX_CHARS,
     RECORD_ID_MAX_CHARS,
     RECORD_METADATA_MAX_BYTES,
 )
@@ -76,6 +80,7 @@ from orchestrator.spec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from workers.stores.fetch_body import read_fetch
+from workers.stores.pinecone_http import raw_http
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +131,13 @@ class _ListReply(msgspec.Struct):
 _LIST_REPLY = msgspec.json.Decoder(_ListReply)
 
 
-def raw_http(index: Any) -> Any | None:
-    """The ``Index``'s own HTTP client when it has the shape this was written against (SDK 10.2), else None."""
-    http = getattr(index, "_http", None)
-    return http if callable(getattr(http, "get", None)) else None
+class _NamespaceReply(msgspec.Struct):
+    """What ``describe_namespace`` answers, of it the count (Pinecone sends it as a string: ``"3"``)."""
+
+    record_count: int | str | None = None
+
+
+_NAMESPACE_REPLY = msgspec.json.Decoder(_NamespaceReply)
 
 
 def _wire_values(values: Sequence[float]) -> Any:
@@ -371,7 +379,7 @@ class PineconeStore:
             return self.namespaces().get(namespace, 0)
         with self._errors("describe_namespace", namespace):
             try:
-                return int(self._client().describe_namespace(name=namespace).record_count or 0)
+                return self._describe_count(namespace)
             except ValueError:
                 return self.namespaces().get(namespace, 0)  # a name the SDK will not put in a path
             except ApiError as e:
@@ -384,6 +392,20 @@ class PineconeStore:
         if count:
             self._namespace_endpoints = False  # the namespace exists: the endpoint does not (Pinecone Local)
         return count
+
+    def _describe_count(self, namespace: str) -> int:
+        """``describe_namespace``'s record count, the reply read as just that (``_NamespaceReply``) through the
+        ``Index``'s own client; the SDK's call for a name it would refuse (ValueError) or an SDK of another shape."""
+        client = self._client()
+        http = raw_http(client)
+        if http is None or "\0" in namespace or len(namespace) > NAMESPACE_MAX_CHARS:
+            return int(client.describe_namespace(name=namespace).record_count or 0)
+        content = http(f"/namespaces/{quote(namespace, safe='')}")
+        try:
+            count = _NAMESPACE_REPLY.decode(content).record_count
+        except (msgspec.MsgspecError, ValueError) as e:
+            raise StoreError(f"Pinecone describe_namespace answered something that is not a namespace: {e}") from e
+        return int(count or 0)
 
     @property
     def counts_by_index(self) -> bool:
@@ -452,7 +474,7 @@ class PineconeStore:
             for name, value in (("namespace", namespace), ("prefix", prefix), ("paginationToken", token)):
                 if value:
                     params[name] = value
-            content = http.get("/vectors/list", params=params).content
+            content = http("/vectors/list", params)
         try:
             reply = _LIST_REPLY.decode(content)
         except msgspec.MsgspecError as e:
@@ -487,9 +509,9 @@ class PineconeStore:
         if namespace:
             params["namespace"] = namespace
         with self._errors("fetch", namespace):
-            response = http.get("/vectors/fetch", params=params)
+            content = http("/vectors/fetch", params)
             try:
-                found = read_fetch(response.content)
+                found = read_fetch(content)
             except msgspec.MsgspecError as e:
                 raise StoreError(f"Pinecone fetch answered something that is not a fetch response: {e}") from e
         return [
