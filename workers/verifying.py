@@ -35,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from orchestrator import jobs
+from orchestrator.errors import StateError
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import NamespaceRun
 from orchestrator.paging import iter_all_ids
@@ -111,7 +112,11 @@ def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> d
     When the report passed and ``spec.cleanup.mode == "auto"``, the cleanup task is enqueued (it then finishes the
     job); otherwise the job is marked finished here once every run is final.
     """
-    data, finishing_job = _verify(ctx, run_id, judged_too=judged_too)
+    started = jobs.start_verify(ctx.db, run_id, judged_too=judged_too)
+    if started is None:
+        log.info("run %s is not ready for verification; skipped", run_id)
+        return {}
+    data, finishing_job = _verify(ctx, *started)
     if finishing_job is not None:
         jobs.maybe_finish_job(ctx.db, finishing_job)
     return data
@@ -119,28 +124,31 @@ def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> d
 
 def verify_runs(ctx: WorkerContext, run_ids: Sequence[int], job_id: int) -> None:
     """Verify a group of runs of job ``job_id`` (small namespaces copied by one task: ``flow.verifications_grouped``)
-    one after the other. A run that has its verdict already keeps it: the task was sent again after an outage or a
-    killed worker, and a verified run may be on its way to cleanup.
+    one after the other, all moved to ``verifying`` first by one statement (``jobs.start_verifications``). A run that
+    has its verdict already keeps it: the task was sent again after an outage or a killed worker, and a verified run
+    may be on its way to cleanup. A run cancelled meanwhile gets no verdict; the others go on.
 
     Whether the job is finished is asked once, after the group, not after each verdict. It is asked too when no run
     was judged here (a group sent again after its worker died past its last verdict still owes the job its end),
     except in a job whose cleanup is ``auto``: there a verified run's cleanup finishes the job."""
     owes_finish = False
-    for run_id in run_ids:
-        owes_finish |= _verify(ctx, run_id, judged_too=False)[1] is not None
+    for run, neighbours in jobs.start_verifications(ctx.db, run_ids, judged_too=False):
+        try:
+            owes_finish |= _verify(ctx, run, neighbours)[1] is not None
+        except StateError as e:
+            log.info("run %s (job %s) was not judged: %s", run.id, job_id, e)
     if owes_finish or jobs.job_spec(ctx.db, job_id).cleanup.mode != "auto":
         jobs.maybe_finish_job(ctx.db, job_id)
 
 
-def _verify(ctx: WorkerContext, run_id: int, *, judged_too: bool) -> tuple[dict[str, Any], int | None]:
-    """Verify one run, record its verdict and send its cleanup (``verify_run``). Returns the report and the job id
-    when the caller must then ask whether the job is finished (None: not judged here, or its cleanup will ask).
-    ``judged_too=False``: a run that already has its verdict is left as it is."""
-    started = jobs.start_verify(ctx.db, run_id, judged_too=judged_too)
-    if started is None:
-        log.info("run %s is not ready for verification (or has its verdict); skipped", run_id)
-        return {}, None
-    run, neighbours = started
+def _verify(ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours) -> tuple[dict[str, Any], int | None]:
+    """Verify a run moved to ``verifying``, record its verdict and send its cleanup. Returns the report and the job
+    id when the caller must then ask whether the job is finished (None: its cleanup will ask).
+
+    Raises:
+        StateError: the run moved meanwhile (its job was cancelled); nothing was recorded.
+    """
+    run_id = run.id
     report = Report(source_namespace=run.source_namespace)
     spec: JobSpec | None = None
     try:

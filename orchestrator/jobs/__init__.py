@@ -126,6 +126,7 @@ from orchestrator.jobs.verdicts import (
     finish_cleanup,
     finish_verify,
     start_cleanup,
+    start_verifications,
     start_verify,
 )
 
@@ -218,6 +219,7 @@ __all__ = [
     "start_cleanup",
     "start_listing",
     "start_sync",
+    "start_verifications",
     "start_verify",
     "sync_refusal",
     "unfinished_work",

@@ -281,8 +281,8 @@ def compile_task_statements(db: Database) -> None:
         (_COUNT_BATCH_DONE, {"batch_id": -1, "batch_run": -1, "failed": 0, "targets": [], "now": now, **done}),
         (_RUN_PROGRESS, {"run_id": -1}),
         (_MARK_COPIED, {"run_id": -1}),
-        (_START_VERIFY, {"run_id": -1, "from_states": [RunState.COPIED.value], "now": now}),
-        (_WRITERS, {"job_id": -1, "run_id": -1, "target": ""}),
+        (_START_VERIFY, {"run_ids": [-1], "from_states": [RunState.COPIED.value], "now": now}),
+        (_WRITERS, {"job_id": -1, "targets": [""]}),
         (_RUN_COUNT, {"job_id": -1}),
         (_FINISH_VERIFY, {**verdict, "run_id": -1, "from_states": [RunState.VERIFYING.value], "now": now}),
     ]

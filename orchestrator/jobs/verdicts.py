@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -19,27 +20,30 @@ from orchestrator.models import Event, JobKind, NamespaceRun, RunState, utcnow
 # (``listing``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
 # verification more CPU than its five store requests.
 _events = cast(sa.Table, Event.__table__)
-# Moves the run to verifying and returns it, unless it is in another state or belongs to a rollback job.
+# Moves the runs to verifying and returns them, except those in another state or of a rollback job.
 _START_VERIFY = (
     sa.update(_runs)
     .where(
-        _runs.c.id == sa.bindparam("run_id"),
+        _runs.c.id.in_(sa.bindparam("run_ids", expanding=True)),
         _runs.c.state.in_(sa.bindparam("from_states", expanding=True)),
         ~sa.exists().where(_jobs.c.id == _runs.c.job_id, _jobs.c.kind == JobKind.ROLLBACK.value),
     )
     .values(state=RunState.VERIFYING.value, updated_at=sa.bindparam("now"))
     .returning(*_runs.c)
 )
-# The other runs writing into a fixed target namespace: the same target, or routed (``ix_runs_job_target``).
+# The runs writing into any of some fixed target namespaces: those targets, or routed (``ix_runs_job_target``).
 _WRITERS = sa.select(*_runs.c).where(
     _runs.c.job_id == sa.bindparam("job_id"),
-    _runs.c.id != sa.bindparam("run_id"),
-    sa.or_(_runs.c.target_namespace == sa.bindparam("target"), _runs.c.target_namespace.is_(None)),
+    sa.or_(_runs.c.target_namespace.in_(sa.bindparam("targets", expanding=True)), _runs.c.target_namespace.is_(None)),
 )
-_FIRST_TWIN_RUN = sa.select(sa.func.min(_runs.c.id)).where(
-    _runs.c.job_id == sa.bindparam("job_id"),
-    _runs.c.creator_id == sa.bindparam("creator_id"),
-    _runs.c.twin_id.is_not(None),
+_FIRST_TWIN_RUNS = (
+    sa.select(_runs.c.creator_id, sa.func.min(_runs.c.id))
+    .where(
+        _runs.c.job_id == sa.bindparam("job_id"),
+        _runs.c.creator_id.in_(sa.bindparam("creators", expanding=True)),
+        _runs.c.twin_id.is_not(None),
+    )
+    .group_by(_runs.c.creator_id)
 )
 _RUN_COUNT = sa.select(sa.func.count()).where(_runs.c.job_id == sa.bindparam("job_id"))
 # The verdict and its audit event in one statement (so one round trip, and atomic): no event without the verdict.
@@ -72,18 +76,31 @@ def start_verify(db: Database, run_id: int, *, judged_too: bool = True) -> tuple
     """copied (``judged_too``: or verified, verify_failed) or verifying → verifying: the run as it is now and what
     verifying it needs to know of its job (``Neighbours``). None when it cannot be verified: another state, or a
     rollback job's run (it names an original as its source; rollback verifies it itself). ``judged_too=False``
-    keeps a verdict already recorded (a grouped verification sent again)."""
-    from_states = [*VERIFIABLE_RUN_STATES, RunState.VERIFYING] if judged_too else [RunState.COPIED, RunState.VERIFYING]
-    with db.single_statement() as conn:
-        row = conn.execute(
-            _START_VERIFY, {"run_id": run_id, "from_states": [str(v) for v in from_states], "now": utcnow()}
-        ).one_or_none()
-        if row is not None:
-            run = NamespaceRun(**row._mapping)
-            return run, _neighbours(conn, db, run)
+    keeps a verdict already recorded (a grouped verification sent again).
+
+    Raises:
+        NotFound: there is no such run.
+    """
+    started = start_verifications(db, [run_id], judged_too=judged_too)
+    if started:
+        return started[0]
     with db.transaction() as s:
         _get_run(s, run_id)  # NotFound when there is no such run
     return None
+
+
+def start_verifications(
+    db: Database, run_ids: Sequence[int], *, judged_too: bool = True
+) -> list[tuple[NamespaceRun, Neighbours]]:
+    """``start_verify`` for several runs at once (small namespaces of a job, copied by one task), in the order given,
+    with one statement to move them all and one each for their targets' writers and their creators' first twin
+    runs. Left out: a run that cannot be verified, and an id that names no run."""
+    from_states = [*VERIFIABLE_RUN_STATES, RunState.VERIFYING] if judged_too else [RunState.COPIED, RunState.VERIFYING]
+    params = {"run_ids": list(run_ids), "from_states": [str(v) for v in from_states], "now": utcnow()}
+    with db.single_statement() as conn:
+        moved = {row.id: NamespaceRun(**row._mapping) for row in conn.execute(_START_VERIFY, params)}
+        runs = [moved[run_id] for run_id in dict.fromkeys(run_ids) if run_id in moved]
+        return [(run, neighbours) for job_runs in _by_job(runs) for run, neighbours in _neighbours(conn, db, job_runs)]
 
 
 def finish_verify(db: Database, run_id: int, namespace: str, report: dict[str, Any], passed: bool, actor: str) -> None:
@@ -183,17 +200,43 @@ class Neighbours:
     first_twin_run: int | None
 
 
-def _neighbours(conn: sa.Connection, db: Database, run: NamespaceRun) -> Neighbours:
-    """Indexed reads (``ix_runs_job_target``, ``ix_runs_job_creator``): a job of 12,000 runs is never scanned."""
+def _by_job(runs: list[NamespaceRun]) -> list[list[NamespaceRun]]:
+    by_job: dict[int, list[NamespaceRun]] = {}
+    for run in runs:
+        by_job.setdefault(run.job_id, []).append(run)
+    return list(by_job.values())
+
+
+def _neighbours(conn: sa.Connection, db: Database, runs: list[NamespaceRun]) -> list[tuple[NamespaceRun, Neighbours]]:
+    """The ``Neighbours`` of runs of one job, from indexed reads (``ix_runs_job_target``, ``ix_runs_job_creator``):
+    a job of 12,000 runs is never scanned."""
+    job_id = runs[0].job_id
+    targets = sorted({run.target_namespace for run in runs if run.target_namespace is not None})
     writers: list[NamespaceRun] = []
-    if run.target_namespace is not None:
-        params = {"job_id": run.job_id, "run_id": run.id, "target": run.target_namespace}
-        writers = [NamespaceRun(**row._mapping) for row in conn.execute(_WRITERS, params)]
-    first_twin = None
-    if run.creator_id is not None and run.twin_id is not None:
-        first_twin = conn.execute(_FIRST_TWIN_RUN, {"job_id": run.job_id, "creator_id": run.creator_id}).scalar()
+    if targets:
+        writers = [
+            NamespaceRun(**row._mapping) for row in conn.execute(_WRITERS, {"job_id": job_id, "targets": targets})
+        ]
+    creators = sorted({run.creator_id for run in runs if run.creator_id is not None and run.twin_id is not None})
+    first_twin: dict[str, int] = {}
+    if creators:
+        first_twin = dict(conn.execute(_FIRST_TWIN_RUNS, {"job_id": job_id, "creators": creators}).tuples().all())
     # Runs in the job, counted once per process: a job's runs are written with it and never added to.
-    runs = db._run_counts.get(run.job_id)
-    if runs is None:
-        runs = db._run_counts[run.job_id] = int(conn.execute(_RUN_COUNT, {"job_id": run.job_id}).scalar() or 0)
-    return Neighbours(writers, runs, first_twin)
+    count = db._run_counts.get(job_id)
+    if count is None:
+        count = db._run_counts[job_id] = int(conn.execute(_RUN_COUNT, {"job_id": job_id}).scalar() or 0)
+    return [
+        (
+            run,
+            Neighbours(
+                writers=[w for w in writers if w.id != run.id and w.target_namespace in (run.target_namespace, None)]
+                if run.target_namespace is not None
+                else [],
+                runs=count,
+                first_twin_run=first_twin.get(run.creator_id)
+                if run.creator_id is not None and run.twin_id is not None
+                else None,
+            ),
+        )
+        for run in runs
+    ]

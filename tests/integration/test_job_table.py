@@ -20,7 +20,7 @@ from orchestrator import jobs
 from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs import listing
 from orchestrator.models import Batch, NamespaceRun
-from orchestrator.plan_types import Estimate, NamespacePlan, Plan
+from orchestrator.plan_types import ROUTED, Estimate, NamespacePlan, Plan
 from orchestrator.spec import parse_spec
 from sandbox.services import PostgresServer
 
@@ -175,6 +175,66 @@ def test_a_verification_costs_four_round_trips_and_writes_its_verdict_with_its_e
         ("verified", run_id, "tester", {"namespace": "ns0", "summary": "fine"}),
         ("verify_failed", other, "tester", {"namespace": "ns1", "summary": "3 missing"}),
     ]
+
+
+def test_a_group_of_verifications_starts_in_four_statements_and_each_run_knows_its_neighbours(
+    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``start_verifications``: one statement moves the group, one reads its targets' writers, one its creators'
+    first twin runs (and the job's run count, once per process); each run gets what ``start_verify`` gives it."""
+    spec = parse_spec(
+        {
+            "name": "group",
+            "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+            "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+        }
+    )
+    plans = [
+        NamespacePlan("a", "shared", 3, 1, creator_id="c1", twin_id="t1"),
+        NamespacePlan("b", "shared", 3, 1, creator_id="c1", twin_id="t2"),
+        NamespacePlan("c", "own", 3, 1, creator_id="c2", twin_id="t3"),
+        NamespacePlan("d", ROUTED, 3, 1),  # routed and not copied yet: it may still write anywhere
+        NamespacePlan("e", "e", 3, 1),
+    ]
+    job_id = jobs.create_job(db, spec, Plan(plans, Estimate(0, 0, 0, 0, 0, 0.0)), source_label="s", target_label="t")
+    runs = {run.source_namespace: run.id for run in jobs.runs_of(db, job_id)}
+    for plan in plans:
+        if plan.target_namespace is not None:
+            run_id = runs[plan.source_namespace]
+            assert jobs.start_listing(db, run_id) is not None
+            [batch_id] = jobs.add_batches(db, run_id, [["x"]], None, listing_done=True).batch_ids
+            assert jobs.start_batch(db, batch_id, "w") is not None
+            jobs.finish_batch(
+                db, batch_id, vectors=1, missing=0, nbytes=1, targets=[plan.target_namespace], max_in_flight=4
+            )
+    traffic = watch(db, monkeypatch)
+
+    group = [runs["e"], runs["c"], runs["a"], runs["b"], runs["d"], 10**9]  # d is not copied; 10**9 names no run
+    started = jobs.start_verifications(db, group)
+
+    assert traffic.statements == [("UPDATE", True), ("SELECT", True), ("SELECT", True), ("SELECT", True)]
+    assert [run.id for run, _ in started] == [runs["e"], runs["c"], runs["a"], runs["b"]]  # in the order given
+    assert {run.state for run, _ in started} == {"verifying"}
+    assert jobs.get_run(db, runs["d"]).state == "pending"
+    seen = {
+        run.source_namespace: (sorted(w.source_namespace for w in n.writers), n.runs, n.first_twin_run)
+        for run, n in started
+    }
+    assert seen == {
+        "a": (["b", "d"], 5, min(runs["a"], runs["b"])),
+        "b": (["a", "d"], 5, min(runs["a"], runs["b"])),
+        "c": (["d"], 5, runs["c"]),
+        "e": (["d"], 5, None),
+    }
+    for run, _ in started:  # each alone, as a verification sent on its own finds it
+        alone = jobs.start_verify(db, run.id)
+        assert alone is not None
+        assert seen[run.source_namespace] == (
+            sorted(w.source_namespace for w in alone[1].writers),
+            alone[1].runs,
+            alone[1].first_twin_run,
+        )
+    assert jobs.start_verifications(db, [runs["d"], 10**9]) == []
 
 
 def test_a_verification_is_refused_where_it_cannot_start_or_end_and_then_writes_nothing(db: jobs.Database) -> None:

@@ -238,6 +238,28 @@ def test_a_group_verification_finishes_its_job_once_and_when_sent_again_after_it
     assert len(verdicts) == 2  # nothing judged twice
 
 
+def test_a_group_verification_of_a_job_cancelled_meanwhile_records_no_verdict_and_ends_quietly(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's runs are moved to verifying together; the job is cancelled while the first is being checked:
+    no run gets a verdict, and the task ends instead of failing on the first refusal."""
+    job_id, runs = small_job(ctx, sandbox, {"a": 3, "b": 3})
+    copy_small_runs(ctx, list(runs.values()))
+    real_run = verifying._Verifier.run
+
+    def cancelled_meanwhile(self: Any) -> None:
+        if jobs.job_status(ctx.db, job_id).state == JobState.RUNNING:
+            jobs.cancel_job(ctx.db, job_id, actor="tester")
+        real_run(self)
+
+    monkeypatch.setattr(verifying._Verifier, "run", cancelled_meanwhile)
+    verifying.verify_runs(ctx, list(runs.values()), job_id)
+
+    assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.CANCELLED}
+    actions = [e["action"] for e in jobs.events_of(ctx.db, job_id)]
+    assert "verified" not in actions and "verify_failed" not in actions
+
+
 def test_a_namespace_that_grew_since_it_was_planned_is_listed_on_by_a_lister(
     ctx: WorkerContext, sandbox: PineconeSandbox
 ) -> None:
