@@ -23,7 +23,9 @@ FIGURES = {
     "all verified ÷ copy clock": r"all verified ÷ copy clock\s+([\d.]+)",
     "copy CPU ms/namespace": r"worker CPU ms per namespace: copy ([\d.]+)",
     "verify CPU ms/namespace": r"worker CPU ms per namespace: .*, verify ([\d.]+);",
+    "verify ÷ copy CPU": r"worker CPU ms per namespace: .*; verify ÷ copy ([\d.]+)",
     "postgres CPU s": r"other CPU s: .*postgres ([\d.]+)",
+    "redis CPU s": r"other CPU s: .*redis ([\d.]+)",
 }
 
 
