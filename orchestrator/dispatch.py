@@ -125,9 +125,13 @@ class Dispatcher:
     def verify_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
         self.send(TaskName.VERIFY_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
 
-    def verify_small_namespaces(self, run_ids: list[int], *, job_id: int, namespaces: list[str]) -> None:
-        """Verify these small namespace runs, copied by one task, in one task (``workers.flow``)."""
-        self.send(TaskName.VERIFY_SMALL_NAMESPACES, run_ids=run_ids, job_id=job_id, namespaces=namespaces)
+    def verify_small_namespaces(
+        self, run_ids: list[int], *, job_id: int, namespaces: list[str], rejudge: bool = False
+    ) -> None:
+        """Verify these small namespace runs in one task: copied by one task (``workers.flow``), or asked for again
+        by `nsmigrate verify` (``rejudge``: runs that have a verdict are judged again)."""
+        extra = {"rejudge": True} if rejudge else {}
+        self.send(TaskName.VERIFY_SMALL_NAMESPACES, run_ids=run_ids, job_id=job_id, namespaces=namespaces, **extra)
 
     def cleanup_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
         self.send(TaskName.CLEANUP_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)

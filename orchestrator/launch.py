@@ -318,11 +318,20 @@ def retry_failed_listers(db: jobs.Database, dispatcher: Dispatcher, job_id: int,
 def request_verification(
     db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
 ) -> list[int]:
-    """Enqueue verification of every run that finished copying (again, for runs verified before)."""
-    run_ids = []
+    """Enqueue verification of every run that finished copying (again, for runs verified before). Returns their ids.
+    Small namespaces (``small_runs.verified_in_one_round``) go several to a task, the others one each."""
+    runs = [run for run in jobs.runs_of(db, job_id, namespace) if run.state in jobs.VERIFIABLE_RUN_STATES]
+    small = [run for run in runs if small_runs.verified_in_one_round(max(run.source_count, run.copied))]
+    grouped = {run.id for run in small}
     with dispatcher.together():
-        for run in jobs.runs_of(db, job_id, namespace):
-            if run.state in jobs.VERIFIABLE_RUN_STATES:
+        for run in runs:
+            if run.id not in grouped:
                 dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-                run_ids.append(run.id)
-    return run_ids
+        for group in small_runs.groups(small):
+            dispatcher.verify_small_namespaces(
+                [run.id for run in group],
+                job_id=job_id,
+                namespaces=[display_namespace(run.source_namespace) for run in group],
+                rejudge=True,
+            )
+    return [run.id for run in runs]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from orchestrator.limits import LIST_MAX_PAGE_IDS
+from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.spec import JobSpec
 
 T = TypeVar("T")
@@ -34,6 +34,12 @@ def list_page_ids(spec: JobSpec) -> int:
 def fits_one_batch(spec: JobSpec, source_count: int) -> bool:
     """Whether a namespace of ``source_count`` ids (at plan time) is one list page and one copy batch."""
     return source_count <= min(spec.batch_size, list_page_ids(spec))
+
+
+def verified_in_one_round(ids: int) -> bool:
+    """Whether a namespace of ``ids`` is verified with one list page and one fetch a side: `nsmigrate verify` sends
+    such runs several to a task (``launch.request_verification``), as the copy sends their first verification."""
+    return ids <= min(LIST_MAX_PAGE_IDS, FETCH_MAX_IDS)
 
 
 def groups(runs: Sequence[T]) -> list[list[T]]:

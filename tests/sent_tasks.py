@@ -3,6 +3,8 @@ task's steps one by one (``worker_context(..., dispatcher=SentTasks())``)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from workers.context import WorkerContext
@@ -12,6 +14,11 @@ class SentTasks:
     def __init__(self) -> None:
         self.sent: list[tuple[str, int]] = []
         self.verify_groups: list[list[int]] = []  # the run ids of each verify_small_namespaces task
+        self.rejudged_groups: list[list[int]] = []  # those of them sent by `nsmigrate verify` (rejudge)
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        yield
 
     def copy_batch(self, batch_id: int, **_: Any) -> None:
         self.sent.append(("copy", batch_id))
@@ -22,9 +29,9 @@ class SentTasks:
     def verify_namespace(self, run_id: int, **_: Any) -> None:
         self.sent.append(("verify", run_id))
 
-    def verify_small_namespaces(self, run_ids: list[int], **_: Any) -> None:
+    def verify_small_namespaces(self, run_ids: list[int], rejudge: bool = False, **_: Any) -> None:
         self.sent.extend(("verify", run_id) for run_id in run_ids)
-        self.verify_groups.append(list(run_ids))
+        (self.rejudged_groups if rejudge else self.verify_groups).append(list(run_ids))
 
 
 def sent(ctx: WorkerContext) -> list[tuple[str, int]]:

@@ -68,9 +68,10 @@ def verify_namespace(run_id: int, **_context: Any) -> None:
 
 
 @app.task(name=TaskName.VERIFY_SMALL_NAMESPACES.value, **_RETRY_ON_OUTAGE)
-def verify_small_namespaces(run_ids: list[int], job_id: int, **_context: Any) -> None:
-    """The verifications of a group of small namespaces of one job, copied by one task, one after the other."""
-    verifying.verify_runs(get_context(), run_ids, job_id)
+def verify_small_namespaces(run_ids: list[int], job_id: int, rejudge: bool = False, **_context: Any) -> None:
+    """The verifications of a group of small namespaces of one job, one after the other (``rejudge``: `nsmigrate
+    verify` asked, and runs that have a verdict are judged again)."""
+    verifying.verify_runs(get_context(), run_ids, job_id, rejudge=rejudge)
 
 
 @app.task(name=TaskName.CLEANUP_NAMESPACE.value)

@@ -122,17 +122,18 @@ def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> d
     return data
 
 
-def verify_runs(ctx: WorkerContext, run_ids: Sequence[int], job_id: int) -> None:
-    """Verify a group of runs of job ``job_id`` (small namespaces copied by one task: ``flow.verifications_grouped``)
-    one after the other, all moved to ``verifying`` first by one statement (``jobs.start_verifications``). A run that
-    has its verdict already keeps it: the task was sent again after an outage or a killed worker, and a verified run
-    may be on its way to cleanup. A run cancelled meanwhile gets no verdict; the others go on.
+def verify_runs(ctx: WorkerContext, run_ids: Sequence[int], job_id: int, *, rejudge: bool = False) -> None:
+    """Verify a group of runs of job ``job_id`` (small namespaces copied by one task: ``flow.verifications_grouped``;
+    or asked for by `nsmigrate verify`: ``launch.request_verification``) one after the other, all moved to
+    ``verifying`` first by one statement (``jobs.start_verifications``). Unless ``rejudge`` (`nsmigrate verify`), a
+    run that has its verdict already keeps it: the task was sent again after an outage or a killed worker, and a
+    verified run may be on its way to cleanup. A run cancelled meanwhile gets no verdict; the others go on.
 
     Whether the job is finished is asked once, after the group, not after each verdict. It is asked too when no run
     was judged here (a group sent again after its worker died past its last verdict still owes the job its end),
     except in a job whose cleanup is ``auto``: there a verified run's cleanup finishes the job."""
     owes_finish = False
-    for run, neighbours in jobs.start_verifications(ctx.db, run_ids, judged_too=False):
+    for run, neighbours in jobs.start_verifications(ctx.db, run_ids, judged_too=rejudge):
         try:
             owes_finish |= _verify(ctx, run, neighbours)[1] is not None
         except StateError as e:

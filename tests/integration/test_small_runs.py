@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch
+from orchestrator import jobs, launch, small_runs
 from orchestrator.errors import StoreError
 from orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
 from orchestrator.names import TaskName, lock_key
@@ -258,6 +258,40 @@ def test_a_group_verification_of_a_job_cancelled_meanwhile_records_no_verdict_an
     assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.CANCELLED}
     actions = [e["action"] for e in jobs.events_of(ctx.db, job_id)]
     assert "verified" not in actions and "verify_failed" not in actions
+
+
+def test_nsmigrate_verify_sends_small_namespaces_in_groups_that_judge_them_again(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nsmigrate verify` of a verified job: its small namespaces go several to a task, which judges them again
+    (a new report and event each); a namespace of more ids than one list page goes alone, as before."""
+    ids = {"a": 3, "b": 3, "big": 150}
+    job_id, runs = small_job(ctx, sandbox, ids)
+    copy_small_runs(ctx, list(runs.values()))
+    listing.list_run(ctx, runs["big"])  # "big" had more than one page: a lister lists the rest
+    for kind, batch_id in list(sent(ctx)):
+        if kind == "copy":
+            copying.copy_batch(ctx, batch_id)
+    verifying.verify_runs(ctx, list(runs.values()), job_id)
+    assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.VERIFIED}
+    first = {ns: jobs.get_run(ctx.db, run_id).verification for ns, run_id in runs.items()}
+    monkeypatch.setattr(small_runs, "MIN_TASKS", 1)  # a job this small is otherwise cut into a task per run
+    assert isinstance(ctx.dispatcher, SentTasks)
+    sent_before = len(sent(ctx))
+
+    run_ids = launch.request_verification(ctx.db, ctx.dispatcher, job_id)
+
+    assert sorted(run_ids) == sorted(runs.values())
+    assert ctx.dispatcher.rejudged_groups == [[runs["a"], runs["b"]]]
+    assert ("verify", runs["big"]) in sent(ctx)[sent_before:]
+    verifying.verify_runs(ctx, [runs["a"], runs["b"]], job_id, rejudge=True)  # the group's task
+    for ns in ("a", "b"):
+        again = jobs.get_run(ctx.db, runs[ns])
+        assert again.state == RunState.VERIFIED
+        assert again.verification is not None and first[ns] is not None
+        assert again.verification["checked_at"] != first[ns]["checked_at"]
+        verdicts = [e["action"] for e in jobs.events_of(ctx.db, job_id) if e["run_id"] == runs[ns]]
+        assert verdicts.count("verified") == 2
 
 
 def test_a_namespace_that_grew_since_it_was_planned_is_listed_on_by_a_lister(
