@@ -17,10 +17,13 @@ Reported, all from one run:
   stats and queries the verification's); the source's list and fetch requests are shared by both phases, so the
   copy is credited with one list and one fetch per batch (a three-vector namespace is one page and one batch) and
   the verification with the rest;
-- the ratios verification ÷ copy.
+- the ratios verification ÷ copy;
+- with ``--reverify``, then ``nsmigrate verify JOB --wait`` of the verified job as a user runs it: its wall clock
+  (every verdict judged again), the verify workers' CPU per namespace and the command's CPU.
 
     .venv/bin/python -m bench.many_namespaces                       # 12,000 namespaces
     .venv/bin/python -m bench.many_namespaces --namespaces 1000     # a quick run
+    .venv/bin/python -m bench.many_namespaces --namespaces 2000 --reverify   # then `nsmigrate verify JOB --wait`
 
 ``--deadline`` (1800 s) bounds the job. Never a timed test: figures to read, not assertions.
 """
@@ -28,14 +31,19 @@ Reported, all from one run:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from pinecone import Pinecone
@@ -102,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copy-workers", type=int, default=2)
     parser.add_argument("--copy-concurrency", type=int, default=8, help="threads per copy worker")
     parser.add_argument("--deadline", type=float, default=1800, help="seconds the job may take")
+    parser.add_argument(
+        "--reverify", action="store_true", help="then time `nsmigrate verify JOB --wait` of the verified job"
+    )
     args = parser.parse_args(argv)
     n = args.namespaces
     names = namespace_names(n)
@@ -163,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             db = jobs.Database(pg.url)
             created, last_batch, last_verdict, verified, failed, batches = clocks(db, cli.job_id)
             db.dispose()
+            again = reverify(env, cli.job_id, verifiers, args.deadline) if args.reverify else None
         finally:
             stop_processes(procs)
             plane.stop()
@@ -202,8 +214,41 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{k} {v / n:.2f}" for k, v in verify_requests.items())
         + f"); verify ÷ copy {verify_req / copy_req:.2f}"
     )
+    if again is not None:
+        print(
+            f"`nsmigrate verify JOB --wait` of the verified job: {again.wall_s:.1f} s (exit code {again.exit_code}), "
+            f"verify worker CPU ms per namespace {again.worker_cpu_s / n * 1000:.1f}, the command's CPU "
+            f"{again.command_cpu_s:.1f} s"
+        )
     shutil.rmtree(tmp)
-    return 0 if verified == n else 1
+    return 0 if verified == n and (again is None or again.exit_code == 0) else 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Reverify:
+    wall_s: float
+    exit_code: int
+    worker_cpu_s: float
+    command_cpu_s: float
+
+
+def reverify(env: dict[str, str], job_id: int, verifiers: list[Any], deadline_s: float) -> Reverify:
+    """``nsmigrate verify JOB --wait`` as a user runs it, from the command to its exit (every verdict new)."""
+    cpu_before = _cpu_seconds(verifiers)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli", "verify", str(job_id), "--wait"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=deadline_s,
+        check=False,
+    )
+    wall_s = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    command_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Reverify(wall_s, proc.returncode, _cpu_seconds(verifiers) - cpu_before, command_cpu)
 
 
 if __name__ == "__main__":
