@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from orchestrator import jobs
 from orchestrator.errors import StateError
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
-from orchestrator.models import NamespaceRun
+from orchestrator.models import JobKind, NamespaceRun
 from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import RouteContext, expected_metadata, route_context, route_counts, route_records
@@ -130,16 +130,25 @@ def verify_runs(ctx: WorkerContext, run_ids: Sequence[int], job_id: int, *, reju
     verified run may be on its way to cleanup. A run cancelled meanwhile gets no verdict; the others go on.
 
     Whether the job is finished is asked once, after the group, not after each verdict. It is asked too when no run
-    was judged here (a group sent again after its worker died past its last verdict still owes the job its end),
-    except in a job whose cleanup is ``auto``: there a verified run's cleanup finishes the job."""
+    was started here: a group sent again after its worker died past its last verdict still owes the job its end
+    (``_ends_with_its_verdicts``)."""
+    started = jobs.start_verifications(ctx.db, run_ids, judged_too=rejudge)
     owes_finish = False
-    for run, neighbours in jobs.start_verifications(ctx.db, run_ids, judged_too=rejudge):
+    for run, neighbours in started:
         try:
             owes_finish |= _verify(ctx, run, neighbours)[1] is not None
         except StateError as e:
             log.info("run %s (job %s) was not judged: %s", run.id, job_id, e)
-    if owes_finish or jobs.job_spec(ctx.db, job_id).cleanup.mode != "auto":
+    if owes_finish or (not started and _ends_with_its_verdicts(ctx, job_id)):
         jobs.maybe_finish_job(ctx.db, job_id)
+
+
+def _ends_with_its_verdicts(ctx: WorkerContext, job_id: int) -> bool:
+    """Whether the job is finished after its last verdict: a migration or sync whose cleanup is not ``auto`` (there
+    a verified run's cleanup finishes it). A rollback judges its own runs."""
+    if jobs.find_job(ctx.db, job_id).kind not in (JobKind.MIGRATE, JobKind.SYNC):
+        return False
+    return jobs.job_spec(ctx.db, job_id).cleanup.mode != "auto"
 
 
 def _verify(ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours) -> tuple[dict[str, Any], int | None]:
