@@ -402,10 +402,9 @@ class PineconeStore:
             return int(client.describe_namespace(name=namespace).record_count or 0)
         content = http(f"/namespaces/{quote(namespace, safe='')}")
         try:
-            count = _NAMESPACE_REPLY.decode(content).record_count
+            return int(_NAMESPACE_REPLY.decode(content).record_count or 0)
         except (msgspec.MsgspecError, ValueError) as e:
             raise StoreError(f"Pinecone describe_namespace answered something that is not a namespace: {e}") from e
-        return int(count or 0)
 
     @property
     def counts_by_index(self) -> bool:
