@@ -102,7 +102,7 @@ def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
     return False
 
 
-def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> dict[str, Any]:
+def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
     """Verify one namespace run and record the verdict (``verified`` or ``verify_failed``).
 
     Returns:
@@ -112,7 +112,7 @@ def verify_run(ctx: WorkerContext, run_id: int, *, judged_too: bool = True) -> d
     When the report passed and ``spec.cleanup.mode == "auto"``, the cleanup task is enqueued (it then finishes the
     job); otherwise the job is marked finished here once every run is final.
     """
-    started = jobs.start_verify(ctx.db, run_id, judged_too=judged_too)
+    started = jobs.start_verify(ctx.db, run_id)
     if started is None:
         log.info("run %s is not ready for verification; skipped", run_id)
         return {}
