@@ -40,7 +40,9 @@ DEFAULT_GUARD_S = 0.05
 # Admits ``cost`` requests now when they fit the window; else answers when they will fit and, with ``reserve``, enters
 # them in the log at that moment (the caller then sleeps until it). Ranks, not insertion order, decide: the
 # (count + cost - limit)-th oldest entry is the one that must leave the window first, so any window ending at or
-# after the reserved moment holds at most ``limit`` entries, reservations included.
+# after the reserved moment holds at most ``limit`` entries, reservations included. A request is admitted now only
+# when no reservation is pending (one would put limit + 1 entries in the log), so each call's entries are the log's
+# newest and the key's expiry, set from them, outlives every entry's window.
 _SLIDING_WINDOW_LUA = """
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
