@@ -12,9 +12,13 @@ ones may still be (an index name and its host, two variables holding one URL) un
 from __future__ import annotations
 
 import ipaddress
+import json
+from typing import Any
 from urllib.parse import urlsplit
 
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from pydantic import ValidationError
+
+from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec, store_spec_from_json
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 LOOPBACK = "loopback"
@@ -68,3 +72,14 @@ def spec_identity(spec: PineconeStoreSpec | PgvectorStoreSpec) -> str:
         control = host_identity(spec.control_host) if spec.control_host else "api.pinecone.io:443"
         return f"pinecone-index:{control}/${spec.api_key_env}/{spec.index}"
     return pgvector_identity(spec, f"${spec.database_url_env}")
+
+
+def key_of_json(data: dict[str, Any] | None) -> str:
+    """``spec_identity`` of a store spec as the job table keeps it (JSON); "" for none."""
+    if not data:
+        return ""
+    try:
+        return spec_identity(store_spec_from_json(data))
+    except ValidationError:
+        # A row written by an older nsmigrate whose spec no longer validates: its exact text still tells it apart.
+        return json.dumps(data, sort_keys=True)

@@ -15,13 +15,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import sqlalchemy as sa
 
+from orchestrator import jobs
 from orchestrator.spec import PgvectorStoreSpec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from tests.integration.test_cli import Cli, error_of
+from sandbox.services import PostgresServer
+from tests.integration.test_cli import Cli, error_of, one_line, run_job
 from tests.integration.test_verify_cleanup import RecordingDispatcher, copied_job, make_records, make_spec
+from workers import erasing
 from workers.context import WorkerContext
+from workers.stores import open_retrying_store
 from workers.stores.pgvector import PgvectorStore
 
 pytestmark = pytest.mark.integration
@@ -176,3 +182,102 @@ def test_cleanup_refuses_one_database_under_two_urls(
 
     assert result["action"] == "refused" and "same store (pgvector:" in result["reason"]
     assert job.source.count("alpha") == 5
+
+
+# --------------------------------------------------------------- case 4: erasure keys its places by identity
+
+
+@pytest.fixture
+def other_database_url(postgres_server: PostgresServer, database_url: str) -> Iterator[str]:
+    """A second database of the same server (with pgvector), beside ``database_url``."""
+    name = database_url.rsplit("/", 1)[1] + "_other"
+    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    yield database_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def test_erasure_searches_one_prefix_in_two_databases(
+    ctx: WorkerContext, job_table_url: str, other_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = {"NSMIGRATE_TEST_PG_ONE": job_table_url, "NSMIGRATE_TEST_PG_TWO": other_database_url}
+    for env, url in urls.items():
+        monkeypatch.setenv(env, url)
+    legacy = {**pgvector("NSMIGRATE_TEST_PG_ONE", "legacy"), "layout": "single_table"}
+    for env in urls:  # two jobs: the same source, a target of the same prefix in each database
+        copied_job(
+            ctx,
+            make_spec((legacy, pgvector(env))),
+            {"t1": make_records(3, prefix="t1"), "t10": make_records(2, prefix="t10")},
+            targets={"t1": "creator_a.1_twin_t1", "t10": "creator_a.10_twin_t10"},
+            pairs={"t1": ("a.1", "t1"), "t10": ("a.10", "t10")},
+        )
+
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    job_id = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    for place in jobs.places_of(ctx.db, job_id):
+        erasing.erase_place(ctx, place.id)
+
+    receipt = jobs.erasure_receipt(ctx.db, job_id)
+    assert receipt is not None and receipt["verified"]
+    assert sorted((p["store"], p["namespace"], p["erased"]) for p in receipt["places"]) == [
+        ("pgvector:embeddings ($NSMIGRATE_TEST_PG_ONE)", "creator_a.1_twin_t1", 3),
+        ("pgvector:embeddings ($NSMIGRATE_TEST_PG_TWO)", "creator_a.1_twin_t1", 3),
+        ("pgvector:legacy", "t1", 3),
+    ]
+    for env, url in urls.items():  # read back independently of the receipt
+        store = PgvectorStore(PgvectorStoreSpec(**pgvector(env)), url)
+        assert store.namespaces() == {"creator_a.10_twin_t10": 2}, env
+        store.close()
+
+
+# ------------------------------------------------------------------------------------ case 10: smaller refusals
+
+
+def started_job(cli: Cli, sandbox: PineconeSandbox) -> int:
+    """A copy job written and enqueued (no workers run it), over two namespaces of the source."""
+    for ns in ("ns0", "ns1"):
+        sandbox.load("small-src", ns, [(f"{ns}-{i}", [0.1] * DIM, {}) for i in range(3)])
+    return run_job(cli)
+
+
+def test_erase_resume_of_a_job_that_is_not_an_erasure_is_refused_and_changes_nothing(
+    cli: Cli, sandbox: PineconeSandbox
+) -> None:
+    job_id = started_job(cli, sandbox)
+    assert cli("cancel", str(job_id)).exit_code == 0
+    db = jobs.Database(cli.database_url)
+    before = (jobs.find_job(db, job_id).state, len(jobs.events_of(db, job_id)))
+
+    message = one_line(error_of(cli("erase", "--resume", str(job_id), "--timeout-s", "5")))
+
+    assert f"job {job_id} is a migrate job, not an erasure" in message and "nsmigrate jobs" in message
+    assert (jobs.find_job(db, job_id).state, len(jobs.events_of(db, job_id))) == before == ("cancelled", before[1])
+    db.dispose()
+
+
+def test_report_of_a_namespace_the_job_does_not_have_names_it(cli: Cli, sandbox: PineconeSandbox) -> None:
+    job_id = started_job(cli, sandbox)
+
+    message = one_line(error_of(cli("report", str(job_id), "--namespace", "missing")))
+
+    assert f"job {job_id} has no namespace 'missing'" in message and "it has 2: ns0, ns1" in message
+
+
+def test_the_sandbox_admin_endpoints_need_the_key_it_was_started_with() -> None:
+    sandbox = PineconeSandbox(indexes=[IndexSpec("guarded", DIM)], api_key="the-key").start()
+    try:
+        host, control = sandbox.host("guarded"), sandbox.control_host
+        for headers, status in (({}, 401), ({"Api-Key": "another"}, 401), ({"Api-Key": "the-key"}, 200)):
+            assert httpx.post(f"{host}/_sandbox/faults", json={"error_rate_5xx": 1.0}, headers=headers).status_code == (
+                status
+            )
+            assert httpx.get(f"{host}/_sandbox/stats", headers=headers).status_code == status
+            assert httpx.post(f"{host}/_sandbox/reset", headers=headers).status_code == status
+            assert httpx.get(f"{control}/_sandbox/hosts", headers=headers).status_code == status
+        assert sandbox.faults("guarded").error_rate_5xx == 1.0  # set once: by the request with the key
+    finally:
+        sandbox.stop()
