@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -645,3 +646,12 @@ def spec_from_text(text: str, origin: str) -> JobSpec:
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
     """The spec as stored in the job table (it holds env var names only, never secrets)."""
     return spec.model_dump(mode="json", by_alias=True)
+
+
+_STORE_SPEC: TypeAdapter[Any] = TypeAdapter(StoreSpec)
+
+
+def store_spec_from_json(data: dict[str, Any]) -> PineconeStoreSpec | PgvectorStoreSpec:
+    """A store spec (Pinecone or pgvector) from its JSON in the job table."""
+    spec: PineconeStoreSpec | PgvectorStoreSpec = _STORE_SPEC.validate_python(data)
+    return spec

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.redaction import scrub
 from orchestrator.spec import PgvectorStoreSpec
+from orchestrator.store_identity import pgvector_identity
 from workers.stores.base import IdPage, Record
 
 _PG_IDENTIFIER_MAX = 63
@@ -156,6 +157,16 @@ class PgvectorStore:
             raise StoreError(
                 f"pgvector {op} refused: {_db_message(e, self._shown_url)}", store=self.name, op=op, namespace=namespace
             ) from e
+
+    def identity(self) -> str:
+        """The store's identity (``orchestrator.store_identity``): the server's system identifier, the database and
+        the schema its tables are made in, asked of the server, so that two URLs of one database are one store and
+        one prefix in two databases is two."""
+        with self._errors("identity"), self._get_engine().connect() as conn:
+            row = conn.execute(
+                sa.text("SELECT system_identifier, current_database(), current_schema() FROM pg_control_system()")
+            ).one()
+        return pgvector_identity(self.spec, f"{row[0]}/{row[1]}/{row[2]}")
 
     def _table_name(self, namespace: str) -> str:
         if self.spec.layout == "single_table":
