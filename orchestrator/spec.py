@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from orchestrator.errors import SpecError
+from orchestrator.keys import credentials_refusal
 from orchestrator.naming import identifier_problem
 from orchestrator.yamlfile import load_yaml
 
@@ -195,8 +196,13 @@ class PineconeStoreSpec(_Model):
     @field_validator("host", "control_host")
     @classmethod
     def _scheme(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        if value is None:
+            return value
+        if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
+        refusal = credentials_refusal(value)
+        if refusal is not None:  # the URL is not echoed: it holds a password
+            raise ValueError(f"the address {refusal}")
         return value
 
     @field_validator("api_key_env")
