@@ -2,9 +2,9 @@
 back, each step verified.
 
 A legacy ``embeddings`` table of seed 004's schema is filled with seed-shaped chunks (805 rows of dimension 384, every
-documented column set). ``nsmigrate pgvector legacy`` moves it to ``embeddings_default`` inside Postgres (row counts and
-id sets verified, the legacy table renamed to a backup); ``nsmigrate pgvector copy`` makes a second namespace table
-from it; the shipped spec ``migrations/pgvector-to-pinecone.yaml`` copies both into a Pinecone index and
+documented column set). ``nsmigrate pgvector legacy`` moves it to ``embeddings_default`` inside Postgres (row counts,
+id sets and contents verified, the legacy table renamed to a backup); ``nsmigrate pgvector copy`` makes a second
+namespace table from it; the shipped spec ``migrations/pgvector-to-pinecone.yaml`` copies both into a Pinecone index and
 ``migrations/pinecone-to-pgvector.yaml`` brings them back into ``roundtrip_*`` tables, on a real worker pool, each
 job verified. The demo then compares every record of the round trip with the original, and runs a similarity search
 on the new tables through their ivfflat index.
