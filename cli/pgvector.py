@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, cast
 
 import sqlalchemy as sa
 import typer
@@ -45,8 +45,13 @@ IndexOpt = Annotated[
     str,
     typer.Option(
         "--vector-index",
-        help="ANN index built on the target after the copy: ivfflat (lists sized to the rows), hnsw or none.",
+        help="The cosine ANN index {table}_vector_idx: ivfflat (--lists lists, the layout's 100 by default), hnsw "
+        "or none. Above 2,000 dimensions it is always HNSW over embedding::halfvec(d) (up to 4,000).",
     ),
+]
+ListsOpt = Annotated[
+    int,
+    typer.Option("--lists", min=1, max=32768, help="ivfflat lists of the vector index (the layout says 100)."),
 ]
 NamespaceArg = Annotated[str, typer.Argument(help="Namespace (default or __default__ for the default namespace).")]
 
@@ -102,12 +107,23 @@ def _print_result(title: str, result: pgnamespaces.CopyResult, as_json: bool, dr
     )
     console.print(table)
     if result.indexes:
-        console.print(f"indexes built on {result.target_table}: {result.indexes['built'] or 'already there'}; analyzed")
+        built = ", ".join(result.indexes["built"]) or "already there"
+        console.print(
+            f"indexes of {result.target_table}: {built}; similarity search served by "
+            f"{result.indexes['vector_index'] or 'no ANN index'}; analyzed"
+        )
 
 
-def _check_index(method: str) -> None:
+def _index(method: str, lists: int) -> pgschema.VectorIndex:
+    """The vector index the options ask for; a method that is not one is refused (exit 2, nothing changed)."""
     if method not in ("ivfflat", "hnsw", "none"):
         raise fail(f"--vector-index: {method!r} is not one of ivfflat, hnsw, none; nothing was changed")
+    return pgschema.VectorIndex(cast(pgschema.VectorMethod, method), lists)
+
+
+def _index_names(table: str, indexes: dict[str, str]) -> str:
+    """A table's indexes, named short (``vector_idx`` for ``{table}_vector_idx``)."""
+    return ", ".join(name.removeprefix(f"{table}_") for name in indexes) or "none"
 
 
 def _need_yes(yes: bool, dry_run: bool, what: str) -> None:
@@ -123,18 +139,29 @@ def list_cmd(
     dry_run: ReadOnlyOpt = False,
 ) -> None:
     """List the namespaces, found from the tables themselves (the legacy table counts as the default namespace
-    until it is migrated), with their rows."""
+    until it is migrated), with their rows and indexes."""
     with _store(url_env, prefix, "list") as (_, engine), engine.connect() as conn:
         tables = pgnamespaces.discover(conn, prefix)
         counts = pgnamespaces.count_rows(conn, tables)
+        indexes = {ns: pgnamespaces.indexes_of(conn, t) for ns, t in tables.items()}
     if as_json:
         console.print_json(
-            json.dumps({ns or "__default__": {"table": t, "rows": counts[ns]} for ns, t in tables.items()})
+            json.dumps(
+                {
+                    ns or "__default__": {"table": t, "rows": counts[ns], "indexes": sorted(indexes[ns])}
+                    for ns, t in tables.items()
+                }
+            )
         )
         return
-    table = Table("namespace", "table", "rows", title=f"pgvector namespaces ({prefix}_*)")
+    table = Table("namespace", "table", "rows", "indexes", title=f"pgvector namespaces ({prefix}_*)")
     for ns, name in tables.items():
-        table.add_row(ns or "__default__", name + (" (legacy)" if name == prefix else ""), str(counts[ns]))
+        table.add_row(
+            ns or "__default__",
+            name + (" (legacy)" if name == prefix else ""),
+            str(counts[ns]),
+            _index_names(name, indexes[ns]),
+        )
     console.print(table if tables else f"no namespace tables {prefix}_* in this database")
 
 
@@ -142,25 +169,34 @@ def list_cmd(
 def create(
     namespace: NamespaceArg,
     dimension: Annotated[int, typer.Option("--dimension", min=1, max=16000, help="Vector dimension.")],
+    vector_index: IndexOpt = "ivfflat",
+    lists: ListsOpt = pgschema.DEFAULT_LISTS,
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     prefix: PrefixOpt = "embeddings",
     dry_run: DryRunOpt = False,
 ) -> None:
-    """Create a namespace's table with seed 004's schema (its vector and b-tree indexes are built after a load, by
-    copy, move, legacy or a job's verification)."""
+    """Create a namespace's table exactly as the application's DDL does: its columns, defaults and constraints, and
+    its four indexes {table}_vector_idx (ivfflat, lists = 100), _collection_idx, _document_idx and _strategy_idx.
+    An ivfflat index made on an empty table clusters nothing: run `nsmigrate pgvector reindex` once it is loaded."""
     ns = _namespace(namespace)
     table = pgschema.table_of(prefix, ns)  # the name rules first: a refused name changes nothing
+    index = _index(vector_index, lists)
     with _store(url_env, prefix, "create") as (_, engine):
         if dry_run:
             with engine.connect() as conn:
                 there = pgnamespaces.exists(conn, table)
             console.print(
-                f"dry run: would {'keep the existing' if there else 'create'} table {table} (dimension {dimension})"
+                f"dry run: would {'keep the existing' if there else 'create'} table {table} (dimension {dimension}, "
+                f"vector index {index.describe(dimension)})"
             )
             return
         with engine.begin() as conn:
-            _, created = pgnamespaces.create_namespace(conn, prefix, ns, dimension)
-    console.print(f"{'created' if created else 'already there:'} table {table} (dimension {dimension})")
+            _, created = pgnamespaces.create_namespace(conn, prefix, ns, dimension, index)
+            indexes = pgnamespaces.indexes_of(conn, table)
+    console.print(
+        f"{'created' if created else 'already there:'} table {table} (dimension {dimension}); indexes: "
+        f"{_index_names(table, indexes)}"
+    )
 
 
 @group.command()
@@ -171,7 +207,8 @@ def stats(
     as_json: JsonOpt = False,
     dry_run: ReadOnlyOpt = False,
 ) -> None:
-    """A namespace's rows, collections (rows per collection_name), table size, dimension and which indexes it has."""
+    """A namespace's rows, collections (rows per collection_name), table size, dimension, every index it has (name
+    and definition) and which ANN index serves its similarity search."""
     ns = _checked(namespace)
     with _store(url_env, prefix, "stats") as (_, engine), engine.connect() as conn:
         found = pgnamespaces.stats(conn, prefix, ns)
@@ -180,9 +217,12 @@ def stats(
         return
     console.print(
         f"namespace {namespace!r}: table {found.table}, {found.rows} rows, dimension {found.dimension}, "
-        f"{found.size_bytes / 1e6:.2f} MB; vector index: {found.vector_index or 'none'}; b-tree indexes: "
-        f"{', '.join(found.btree_columns) or 'none'}"
+        f"{found.size_bytes / 1e6:.2f} MB; similarity search served by: {found.vector_index or 'no ANN index'}"
     )
+    indexes = Table("index", "definition", title="indexes")
+    for name, definition in found.indexes.items():
+        indexes.add_row(name, definition)
+    console.print(indexes)
     table = Table("collection", "rows", title="collections")
     for name, rows in found.collections.items():
         table.add_row(name, str(rows))
@@ -234,12 +274,14 @@ def copy(
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     prefix: PrefixOpt = "embeddings",
     vector_index: IndexOpt = "ivfflat",
+    lists: ListsOpt = pgschema.DEFAULT_LISTS,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Copy namespace SOURCE into TARGET inside Postgres (INSERT … SELECT in chunk_id order, 5,000 rows a
     transaction; run it again to resume), build TARGET's indexes, ANALYZE, and verify row counts and id sets."""
-    _between("copy", pgnamespaces.copy_namespace, source, target, url_env, prefix, vector_index, dry_run, as_json)
+    index = _index(vector_index, lists)
+    _between("copy", pgnamespaces.copy_namespace, source, target, url_env, prefix, index, dry_run, as_json)
 
 
 def _between(
@@ -249,12 +291,11 @@ def _between(
     target: str,
     url_env: str,
     prefix: str,
-    vector_index: str,
+    vector_index: pgschema.VectorIndex,
     dry_run: bool,
     as_json: bool,
 ) -> None:
     """``copy`` or ``move`` (``operation``) from namespace ``source`` to ``target``."""
-    _check_index(vector_index)
 
     def run(engine: sa.Engine) -> pgnamespaces.CopyResult:
         return operation(
@@ -271,14 +312,16 @@ def move(
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: the source table is renamed to a backup.")] = False,
     dry_run: DryRunOpt = False,
     vector_index: IndexOpt = "ivfflat",
+    lists: ListsOpt = pgschema.DEFAULT_LISTS,
     as_json: JsonOpt = False,
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
 ) -> None:
     """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts and id sets match, rename the
     source table to {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs --yes."""
+    index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"move renames namespace {source!r}'s table to a backup")
-    _between("move", pgnamespaces.move_namespace, source, target, url_env, prefix, vector_index, dry_run, as_json)
+    _between("move", pgnamespaces.move_namespace, source, target, url_env, prefix, index, dry_run, as_json)
 
 
 @group.command()
@@ -286,14 +329,15 @@ def legacy(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
     vector_index: IndexOpt = "ivfflat",
+    lists: ListsOpt = pgschema.DEFAULT_LISTS,
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
 ) -> None:
     """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres, verify
     the row counts and id sets, then rename the legacy table to {prefix}_backup_{timestamp}."""
-    _check_index(vector_index)
+    index = _index(vector_index, lists)
 
     def run(engine: sa.Engine) -> pgnamespaces.CopyResult:
-        return pgnamespaces.migrate_legacy(engine, prefix, vector_index=vector_index, dry_run=dry_run)
+        return pgnamespaces.migrate_legacy(engine, prefix, vector_index=index, dry_run=dry_run)
 
     _transfer("legacy", url_env, prefix, run, dry_run, as_json)

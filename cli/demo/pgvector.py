@@ -77,13 +77,13 @@ def _load_legacy(engine: sa.Engine) -> list[Record]:
 
 
 def _legacy_and_copy(engine: sa.Engine) -> bool:
-    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index="ivfflat")
+    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index=pgschema.VectorIndex())
     console.print(
         f"`nsmigrate pgvector legacy`: {legacy.source_rows} rows → {legacy.target_table} ({legacy.target_rows} rows, "
         f"verified: {legacy.verified}); the legacy table is kept as {legacy.backup_table}; indexes: "
         f"{legacy.indexes.get('built')}"
     )
-    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index="ivfflat")
+    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index=pgschema.VectorIndex())
     console.print(
         f"`nsmigrate pgvector copy default {SECOND}`: {copied.copied} rows inside Postgres → {copied.target_table} "
         f"(verified: {copied.verified})"
