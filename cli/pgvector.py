@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import sqlalchemy as sa
 import typer
@@ -14,9 +14,10 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from cli.console import console
-from cli.options import fail
-from orchestrator import pgschema
+from cli.options import DatabaseOpt, db, fail, settings
+from orchestrator import jobs, pgschema
 from orchestrator.spec import PgvectorStoreSpec
+from orchestrator.states import JobKind
 from workers import pgnamespaces
 from workers.stores.pgdocumented import DocumentedPgvectorStore
 
@@ -84,6 +85,29 @@ def _store(url_env: str, prefix: str, op: str) -> Iterator[tuple[DocumentedPgvec
             yield store, store.engine()
     finally:
         store.close()
+
+
+@contextmanager
+def _audited(database_url: str | None, command: str, **detail: Any) -> Iterator[dict[str, Any]]:
+    """The audit record of a command that changes something, kept as a job's: a job of kind ``pgvector`` named
+    ``pgvector COMMAND``, its ``pgvector_started`` event with ``detail`` and its ``pgvector_finished`` event with what
+    the command put in the yielded dict (``outcome: failed`` and the error when it raised). The job table must be
+    reachable before anything is changed (exit 2 otherwise)."""
+    database = db(settings(database_url, None))
+    try:
+        job_id = jobs.create_action_job(
+            database, f"pgvector {command}", JobKind.PGVECTOR, {"command": command, **detail}, **detail
+        )
+        outcome: dict[str, Any] = {}
+        try:
+            yield outcome
+        except BaseException as e:
+            failure = str(getattr(e, "message", "") or e)[:300] or type(e).__name__
+            jobs.finish_action_job(database, job_id, **outcome, outcome="failed", error=failure)
+            raise
+        jobs.finish_action_job(database, job_id, **outcome, outcome="done")
+    finally:
+        database.dispose()
 
 
 def _print_result(title: str, result: pgnamespaces.CopyResult, as_json: bool, dry_run: bool) -> None:
@@ -174,10 +198,13 @@ def create(
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     prefix: PrefixOpt = "embeddings",
     dry_run: DryRunOpt = False,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Create a namespace's table exactly as the application's DDL does: its columns, defaults and constraints, and
     its four indexes {table}_vector_idx (ivfflat, lists = 100), _collection_idx, _document_idx and _strategy_idx.
-    An ivfflat index made on an empty table clusters nothing: run `nsmigrate pgvector reindex` once it is loaded."""
+    An ivfflat index made on an empty table clusters nothing: run `nsmigrate pgvector reindex` once it is loaded.
+    The audit log (`nsmigrate jobs`, `nsmigrate events`) records it, as every pgvector command that changes
+    something."""
     ns = _namespace(namespace)
     table = pgschema.table_of(prefix, ns)  # the name rules first: a refused name changes nothing
     index = _index(vector_index, lists)
@@ -190,9 +217,11 @@ def create(
                 f"vector index {index.describe(dimension)})"
             )
             return
-        with engine.begin() as conn:
+        detail = {"namespace": ns, "table": table, "dimension": dimension, "vector_index": index.describe(dimension)}
+        with _audited(database_url, "create", **detail) as outcome, engine.begin() as conn:
             _, created = pgnamespaces.create_namespace(conn, prefix, ns, dimension, index)
             indexes = pgnamespaces.indexes_of(conn, table)
+            outcome.update(created=created, indexes=sorted(indexes))
     console.print(
         f"{'created' if created else 'already there:'} table {table} (dimension {dimension}); indexes: "
         f"{_index_names(table, indexes)}"
@@ -230,12 +259,111 @@ def stats(
 
 
 @group.command()
+def reindex(
+    namespace: NamespaceArg,
+    vector_index: IndexOpt = "ivfflat",
+    lists: ListsOpt = pgschema.DEFAULT_LISTS,
+    dry_run: DryRunOpt = False,
+    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    prefix: PrefixOpt = "embeddings",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Rebuild a namespace's documented indexes: {table}_vector_idx made anew as --vector-index and --lists say (an
+    ivfflat index clusters the rows there are, so run this after a load), the b-tree ones reindexed, and the missing
+    ones created under their documented names; then ANALYZE. Writes to the table wait while it runs."""
+    ns = _checked(namespace)
+    index = _index(vector_index, lists)
+    with _store(url_env, prefix, "reindex") as (_, engine):
+        if dry_run:
+            with engine.connect() as conn:
+                found = pgnamespaces.stats(conn, prefix, ns)
+            console.print(
+                f"dry run: would rebuild the indexes of {found.table} ({found.rows} rows; now "
+                f"{_index_names(found.table, found.indexes)}), the vector index as "
+                f"{index.describe(found.dimension or 0)}"
+            )
+            return
+        with engine.connect() as conn:
+            table = pgnamespaces.table_or_refuse(conn, prefix, ns)
+        with _audited(database_url, "reindex", namespace=ns, table=table) as outcome, engine.begin() as conn:
+            done = pgnamespaces.build_indexes(conn, table, index, rebuild=True)
+            outcome.update(done)
+    console.print(
+        f"{table}: {', '.join(done['built']) or 'nothing to do'}; similarity search served by "
+        f"{done['vector_index'] or 'no ANN index'}; analyzed"
+    )
+
+
+@group.command("collections")
+def collections_cmd(
+    namespace: NamespaceArg,
+    delete: Annotated[
+        str | None,
+        typer.Option("--delete", metavar="COLLECTION", help="Delete every row of this collection_name (needs --yes)."),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --delete: its rows are deleted for good.")] = False,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    prefix: PrefixOpt = "embeddings",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """A namespace's collections (collection_name): rows, documents, strategies and last update of each. With
+    --delete COLLECTION, delete that collection's rows (--dry-run counts them; --yes deletes them and checks that
+    none is left)."""
+    ns = _checked(namespace)
+    if delete is not None:
+        _need_yes(yes, dry_run, f"--delete removes collection {delete!r} of namespace {namespace!r} for good")
+    with _store(url_env, prefix, "collections") as (_, engine):
+        with engine.connect() as conn:
+            table = pgnamespaces.table_or_refuse(conn, prefix, ns)
+            found = pgnamespaces.collections(conn, table)
+        if delete is not None:
+            _delete_collection(engine, table, ns, delete, found, dry_run, database_url)
+            return
+    if as_json:
+        console.print_json(json.dumps(found))
+        return
+    shown = Table("collection", "rows", "documents", "strategies", "last updated", title=f"collections of {table}")
+    for c in found:
+        shown.add_row(
+            c["collection"], str(c["rows"]), str(c["documents"]), ", ".join(c["strategies"]), c["last_updated"]
+        )
+    console.print(shown if found else f"{table} holds no rows")
+
+
+def _delete_collection(
+    engine: sa.Engine,
+    table: str,
+    namespace: str,
+    collection: str,
+    found: list[dict[str, Any]],
+    dry_run: bool,
+    database_url: str | None,
+) -> None:
+    rows = next((c["rows"] for c in found if c["collection"] == collection), 0)
+    if not rows:
+        known = ", ".join(repr(c["collection"]) for c in found) or "none"
+        raise fail(
+            f"--delete: {table} has no collection {collection!r} (its collections: {known}); nothing was changed"
+        )
+    if dry_run:
+        console.print(f"dry run: would delete the {rows} rows of collection {collection!r} from {table}")
+        return
+    detail = {"namespace": namespace, "table": table, "collection": collection, "rows": rows}
+    with _audited(database_url, "collection_delete", **detail) as outcome, engine.begin() as conn:
+        outcome["deleted"] = pgnamespaces.delete_collection(conn, table, collection)
+    console.print(f"deleted the {outcome['deleted']} rows of collection {collection!r} from {table}; none is left")
+
+
+@group.command()
 def drop(
     namespace: NamespaceArg,
     dry_run: DryRunOpt = False,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: the table is dropped for good.")] = False,
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Drop a namespace's table for good (needs --yes). To keep a copy, `move` it instead."""
     ns = _checked(namespace)
@@ -246,8 +374,9 @@ def drop(
                 found = pgnamespaces.stats(conn, prefix, ns)
             console.print(f"dry run: would drop table {found.table} ({found.rows} rows)")
             return
-        with engine.begin() as conn:
+        with _audited(database_url, "drop", namespace=ns) as outcome, engine.begin() as conn:
             table = pgnamespaces.drop_namespace(conn, prefix, ns)
+            outcome["table"] = table
     console.print(f"dropped table {table}")
 
 
@@ -258,9 +387,16 @@ def _transfer(
     run: Callable[[sa.Engine], pgnamespaces.CopyResult],
     dry_run: bool,
     as_json: bool,
+    database_url: str | None,
+    **detail: Any,
 ) -> None:
     with _store(url_env, prefix, op) as (_, engine):
-        result = run(engine)
+        if dry_run:
+            result = run(engine)
+        else:
+            with _audited(database_url, op, **detail) as outcome:
+                result = run(engine)
+                outcome.update(result.to_json())
 
     _print_result(f"pgvector {op}" + (" (dry run)" if dry_run else ""), result, as_json, dry_run)
     if not dry_run and not result.verified:
@@ -277,32 +413,35 @@ def copy(
     lists: ListsOpt = pgschema.DEFAULT_LISTS,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Copy namespace SOURCE into TARGET inside Postgres (INSERT … SELECT in chunk_id order, 5,000 rows a
     transaction; run it again to resume), build TARGET's indexes, ANALYZE, and verify row counts and id sets."""
     index = _index(vector_index, lists)
-    _between("copy", pgnamespaces.copy_namespace, source, target, url_env, prefix, index, dry_run, as_json)
+    _between(
+        "copy", pgnamespaces.copy_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
+    )
 
 
 def _between(
     op: str,
     operation: Callable[..., pgnamespaces.CopyResult],
-    source: str,
-    target: str,
+    names: tuple[str, str],
     url_env: str,
     prefix: str,
     vector_index: pgschema.VectorIndex,
     dry_run: bool,
     as_json: bool,
+    database_url: str | None,
 ) -> None:
-    """``copy`` or ``move`` (``operation``) from namespace ``source`` to ``target``."""
+    """``copy`` or ``move`` (``operation``) from namespace ``names[0]`` to ``names[1]``."""
+    source, target = _checked(names[0]), _checked(names[1])  # before the audit record: a refused name writes none
 
     def run(engine: sa.Engine) -> pgnamespaces.CopyResult:
-        return operation(
-            engine, prefix, _namespace(source), _namespace(target), vector_index=vector_index, dry_run=dry_run
-        )
+        return operation(engine, prefix, source, target, vector_index=vector_index, dry_run=dry_run)
 
-    _transfer(op, url_env, prefix, run, dry_run, as_json)
+    detail = {"source": source, "target": target, "vector_index": vector_index.method, "lists": vector_index.lists}
+    _transfer(op, url_env, prefix, run, dry_run, as_json, database_url, **detail)
 
 
 @group.command()
@@ -316,28 +455,35 @@ def move(
     as_json: JsonOpt = False,
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts and id sets match, rename the
     source table to {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs --yes."""
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"move renames namespace {source!r}'s table to a backup")
-    _between("move", pgnamespaces.move_namespace, source, target, url_env, prefix, index, dry_run, as_json)
+    _between(
+        "move", pgnamespaces.move_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
+    )
 
 
 @group.command()
 def legacy(
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm: the legacy table is renamed to a backup.")] = False,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
     vector_index: IndexOpt = "ivfflat",
     lists: ListsOpt = pgschema.DEFAULT_LISTS,
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres, verify
-    the row counts and id sets, then rename the legacy table to {prefix}_backup_{timestamp}."""
+    the row counts and id sets, then rename the legacy table to {prefix}_backup_{timestamp}. Needs --yes, as move."""
     index = _index(vector_index, lists)
+    _need_yes(yes, dry_run, f"legacy renames the legacy table {prefix} to a backup")
 
     def run(engine: sa.Engine) -> pgnamespaces.CopyResult:
         return pgnamespaces.migrate_legacy(engine, prefix, vector_index=index, dry_run=dry_run)
 
-    _transfer("legacy", url_env, prefix, run, dry_run, as_json)
+    detail = {"source": prefix, "target": "", "vector_index": index.method, "lists": index.lists}
+    _transfer("legacy", url_env, prefix, run, dry_run, as_json, database_url, **detail)

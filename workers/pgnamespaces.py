@@ -295,6 +295,43 @@ def build_indexes(
     }
 
 
+def collections(conn: sa.Connection, table: str) -> list[dict[str, Any]]:
+    """Each ``collection_name`` of ``table``: its rows, documents, chunking strategies and last update."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT collection_name, count(*), count(DISTINCT document_id), "
+            "array_remove(array_agg(DISTINCT strategy ORDER BY strategy), NULL), max(updated_at) "
+            f"FROM {quote(table)} GROUP BY 1 ORDER BY 1"
+        )
+    ).all()
+    return [
+        {
+            "collection": name,
+            "rows": int(n),
+            "documents": int(documents),
+            "strategies": list(strategies),
+            "last_updated": last.isoformat(sep=" ", timespec="seconds") if last else None,
+        }
+        for name, n, documents, strategies, last in rows
+    ]
+
+
+def collection_rows(conn: sa.Connection, table: str, collection: str) -> int:
+    return int(_one(conn, f"SELECT count(*) FROM {quote(table)} WHERE collection_name = :c", c=collection))
+
+
+def delete_collection(conn: sa.Connection, table: str, collection: str) -> int:
+    """Delete every row of ``collection`` from ``table`` and check, in the same transaction, that none is left;
+    returns the rows deleted."""
+    deleted = conn.execute(
+        sa.text(f"DELETE FROM {quote(table)} WHERE collection_name = :c"), {"c": collection}
+    ).rowcount
+    left = collection_rows(conn, table, collection)
+    if left:
+        raise StoreError(f"table {table} still holds {left} rows of collection {collection!r} after the delete")
+    return int(deleted or 0)
+
+
 def drop_namespace(conn: sa.Connection, prefix: str, namespace: str) -> str:
     table = pgschema.table_of(prefix, namespace)
     if not exists(conn, table):

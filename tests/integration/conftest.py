@@ -8,7 +8,8 @@
   indexes); the test starts the workers it needs. ``pinecone_api_key`` is the key the test process sends.
 - ``start_standin``: starts PostgREST stand-ins (Supabase's REST API over a test database), stopped after the test.
 - ``pg``: an engine on a fresh database that ``$NSMIGRATE_PGVECTOR_URL`` names (the pgvector commands' and the
-  documented store's default), for the tests of pgvector tables.
+  documented store's default), for the tests of pgvector tables; ``$NSMIGRATE_DATABASE_URL`` names it too (the job
+  table, where those commands write their audit records).
 - ``worker_context``: makes the ``WorkerContext`` a task runs with (optionally with a stand-in dispatcher that records
   what would be sent); its stores and job-table connections are closed after the test.
 """
@@ -119,6 +120,7 @@ def worker_context() -> Iterator[Callable[..., WorkerContext]]:
 @pytest.fixture
 def pg(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Engine]:
     monkeypatch.setenv("NSMIGRATE_PGVECTOR_URL", database_url)
+    monkeypatch.setenv("NSMIGRATE_DATABASE_URL", database_url)
     engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
     yield engine
     engine.dispose()

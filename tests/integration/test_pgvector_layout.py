@@ -229,3 +229,135 @@ def test_above_2000_dimensions_the_vector_index_is_hnsw_over_halfvec(pg: sa.Engi
 
     too_wide = nsmigrate("create", "wider", "--dimension", "4001", "--dry-run")
     assert too_wide.exit_code == 0 and "vector index none (pgvector indexes at most 4000 dimensions)" in too_wide.output
+
+
+# --- reindex, collections, --yes and the audit log ------------------------------------------------------------------
+
+
+def test_reindex_rebuilds_the_documented_indexes_and_creates_missing_ones_by_name(pg: sa.Engine) -> None:
+    with pg.begin() as conn:
+        create_application_table(conn, "embeddings_docs", 8, application_rows(300, 8))
+        conn.execute(sa.text("DROP INDEX embeddings_docs_strategy_idx"))
+        conn.execute(sa.text("DROP INDEX embeddings_docs_document_idx"))
+        conn.execute(sa.text("CREATE INDEX ON embeddings_docs (document_id)"))  # as nsmigrate named it before
+    dry = nsmigrate("reindex", "docs", "--lists", "5", "--dry-run")
+    assert dry.exit_code == 0 and "would rebuild the indexes of embeddings_docs" in dry.output, dry.output
+    with pg.connect() as conn:
+        assert "embeddings_docs_strategy_idx" not in pgnamespaces.indexes_of(conn, "embeddings_docs")
+
+    result = nsmigrate("reindex", "docs", "--lists", "5")
+    assert result.exit_code == 0, result.output
+    assert "served by ivfflat (lists = 5)" in result.output
+    with pg.connect() as conn:
+        indexes = pgnamespaces.indexes_of(conn, "embeddings_docs")
+    assert indexes == {
+        "embeddings_docs_chunk_id_key": "USING btree (chunk_id)",
+        "embeddings_docs_collection_idx": "USING btree (collection_name)",
+        "embeddings_docs_document_idx": "USING btree (document_id)",
+        "embeddings_docs_pkey": "USING btree (id)",
+        "embeddings_docs_strategy_idx": "USING btree (strategy)",
+        "embeddings_docs_vector_idx": "USING ivfflat (embedding vector_cosine_ops) WITH (lists='5')",
+    }
+    missing = nsmigrate("reindex", "nothing")
+    assert missing.exit_code == 2 and "has no table" in missing.output
+
+
+def test_collections_are_listed_and_one_is_deleted_only_with_yes(pg: sa.Engine) -> None:
+    rows = application_rows(90, 8)
+    with pg.begin() as conn:
+        create_application_table(conn, "embeddings_docs", 8, rows)
+    per_collection = {
+        name: sum(r["collection_name"] == name for r in rows) for name in {r["collection_name"] for r in rows}
+    }
+
+    listed = json.loads(nsmigrate("collections", "docs", "--json").output)
+    assert {c["collection"]: c["rows"] for c in listed} == per_collection
+    assert all(c["documents"] > 0 and c["strategies"] and c["last_updated"] for c in listed)
+    assert "collection_1" in nsmigrate("collections", "docs").output
+
+    refused = nsmigrate("collections", "docs", "--delete", "collection_1")
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    dry = nsmigrate("collections", "docs", "--delete", "collection_1", "--dry-run")
+    assert dry.exit_code == 0 and f"would delete the {per_collection['collection_1']} rows" in dry.output
+    unknown = nsmigrate("collections", "docs", "--delete", "collection_9", "--yes")
+    assert unknown.exit_code == 2 and "has no collection 'collection_9'" in unknown.output
+    assert store().count("docs") == 90
+
+    done = nsmigrate("collections", "docs", "--delete", "collection_1", "--yes")
+    assert done.exit_code == 0, done.output
+    left = {c["collection"]: c["rows"] for c in json.loads(nsmigrate("collections", "docs", "--json").output)}
+    assert left == {k: v for k, v in per_collection.items() if k != "collection_1"}
+
+
+def test_legacy_needs_yes_as_move_does(pg: sa.Engine) -> None:
+    with pg.begin() as conn:
+        create_application_table(conn, "embeddings", 8, application_rows(20, 8))
+    refused = nsmigrate("legacy")
+    assert refused.exit_code == 2 and "--yes" in refused.output
+    with pg.connect() as conn:
+        assert pgnamespaces.exists(conn, "embeddings") and not pgnamespaces.exists(conn, "embeddings_default")
+
+    done = json.loads(nsmigrate("legacy", "--yes", "--json").output)
+    assert done["verified"] and done["target_rows"] == 20
+    with pg.connect() as conn:  # the backup took its indexes' names with it: the default namespace has its own
+        indexes = pgnamespaces.indexes_of(conn, "embeddings_default")
+        backup = pgnamespaces.indexes_of(conn, done["backup_table"])
+    assert "embeddings_default_vector_idx" in indexes and "embeddings_default_chunk_id_key" in indexes
+    assert all(name.startswith(done["backup_table"]) for name in backup)
+
+
+def audit(engine: sa.Engine) -> list[tuple[str, str, dict[str, Any]]]:
+    """(job name, event action, detail) of every event of a pgvector job, in order."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT j.name, e.action, e.detail FROM events e JOIN jobs j ON j.id = e.job_id "
+                "WHERE j.kind = 'pgvector' ORDER BY e.id"
+            )
+        ).all()
+    return [(name, action, detail) for name, action, detail in rows]
+
+
+def test_every_pgvector_command_that_changes_something_writes_an_audit_record(pg: sa.Engine) -> None:
+    with pg.begin() as conn:
+        create_application_table(conn, "embeddings", 8, application_rows(30, 8))
+    commands = [
+        ["create", "docs", "--dimension", "8"],
+        ["legacy", "--yes"],
+        ["copy", "default", "alpha"],
+        ["move", "alpha", "beta", "--yes"],
+        ["reindex", "beta"],
+        ["collections", "beta", "--delete", "collection_0", "--yes"],
+        ["drop", "docs", "--yes"],
+    ]
+    for command in commands:  # a dry run changes nothing and writes nothing
+        assert nsmigrate(*command, "--dry-run").exit_code in (0, 2)
+    with pg.connect() as conn:
+        assert not pgnamespaces.exists(conn, "events")
+    for command in commands:
+        result = nsmigrate(*command)
+        assert result.exit_code == 0, (command, result.output)
+
+    events = audit(pg)
+    names = ["create", "legacy", "copy", "move", "reindex", "collection_delete", "drop"]
+    assert [(name, action) for name, action, _ in events] == [
+        (f"pgvector {n}", a) for n in names for a in ("pgvector_started", "pgvector_finished")
+    ]
+    finished = {name: detail for name, action, detail in events if action == "pgvector_finished"}
+    assert all(d["outcome"] == "done" for d in finished.values())
+    assert finished["pgvector move"]["verified"] and finished["pgvector move"]["backup_table"]
+    assert finished["pgvector collection_delete"]["deleted"] > 0
+    assert finished["pgvector drop"]["table"] == "embeddings_docs"
+    shown = CliRunner().invoke(app, ["jobs"], env={"COLUMNS": "200"})
+    assert "pgvector move" in shown.output
+
+
+def test_a_command_without_a_reachable_job_table_changes_nothing(
+    pg: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NSMIGRATE_DATABASE_URL", "postgresql+psycopg://nobody:hunter2@127.0.0.1:1/none")
+    result = nsmigrate("create", "docs", "--dimension", "8")
+    assert result.exit_code == 2 and "cannot open the job table" in result.output
+    assert "hunter2" not in result.output
+    with pg.connect() as conn:
+        assert not pgnamespaces.exists(conn, "embeddings_docs")

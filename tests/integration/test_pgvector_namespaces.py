@@ -285,7 +285,7 @@ def test_legacy_goes_to_embeddings_default_with_a_backup(pg: sa.Engine) -> None:
     assert dry.exit_code == 0 and json.loads(dry.output)["source_rows"] == 120
     assert "embeddings_default" not in tables(pg)
 
-    result = nsmigrate("pgvector", "legacy", "--json")
+    result = nsmigrate("pgvector", "legacy", "--yes", "--json")
     report = json.loads(result.output)
     assert result.exit_code == 0 and report["verified"], result.output
     assert report["target_table"] == "embeddings_default" and report["target_rows"] == 120
@@ -296,7 +296,7 @@ def test_legacy_goes_to_embeddings_default_with_a_backup(pg: sa.Engine) -> None:
     assert s.namespaces() == {"": 120}
     assert s.fetch("", [rows[0].id])[0].metadata == rows[0].metadata
 
-    again = nsmigrate("pgvector", "legacy")
+    again = nsmigrate("pgvector", "legacy", "--yes")
     assert again.exit_code == 2 and "no legacy table" in again.output
 
 
