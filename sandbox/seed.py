@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -223,18 +224,24 @@ def seed_chunks(n_rows: int, dimension: int = 384, seed: int = 0, collections: i
     return records
 
 
+_IVFFLAT_MAX_DIMENSION = 2000
 #: The application's own DDL for a namespace's table (a copy of shared/reference/pgvector-namespace-table.sql).
 APPLICATION_DDL = Path(__file__).resolve().parents[1] / "tests/fixtures/reference/pgvector-namespace-table.sql"
 
 
 def application_ddl(table: str, dimension: int) -> str:
     """The application's DDL (``APPLICATION_DDL``) for ``table`` (``embeddings_{namespace}``, or the legacy
-    ``embeddings``, which has the same columns) with vectors of ``dimension``: the table and its four indexes."""
-    return (
+    ``embeddings``, which has the same columns) with vectors of ``dimension``: the table and its four indexes. Above
+    2,000 dimensions pgvector refuses the DDL's ivfflat index ("column cannot have more than 2000 dimensions"), so
+    the application's table has the three others only, and so does this one."""
+    ddl = (
         APPLICATION_DDL.read_text()
         .replace("embeddings_{namespace}", table)
         .replace("VECTOR(1536)", f"VECTOR({int(dimension)})")
     )
+    if dimension > _IVFFLAT_MAX_DIMENSION:
+        ddl = re.sub(rf"CREATE INDEX {table}_vector_idx [^;]*;\n", "", ddl)
+    return ddl
 
 
 def application_rows(n_rows: int, dimension: int = 384, seed: int = 0) -> list[dict[str, Any]]:

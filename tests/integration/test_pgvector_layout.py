@@ -361,3 +361,23 @@ def test_a_command_without_a_reachable_job_table_changes_nothing(
     assert "hunter2" not in result.output
     with pg.connect() as conn:
         assert not pgnamespaces.exists(conn, "embeddings_docs")
+
+
+def test_the_seed_shaped_3072_d_application_table_gets_an_ann_index_through_legacy(pg: sa.Engine) -> None:
+    ddl = APPLICATION_DDL.read_text().replace("{namespace}", "x").replace("VECTOR(1536)", "VECTOR(3072)")
+    with pytest.raises(sa.exc.DBAPIError, match="more than 2000 dimensions"), pg.begin() as conn:
+        conn.exec_driver_sql(ddl)  # the application's own DDL: pgvector refuses its ivfflat index at 3072
+
+    rows = application_rows(120, 3072)
+    with pg.begin() as conn:
+        create_application_table(conn, "embeddings", 3072, rows)  # the same, without the index pgvector refuses
+    before = json.loads(nsmigrate("stats", "default", "--json").output)
+    assert before["vector_index"] is None and before["dimension"] == 3072
+
+    done = json.loads(nsmigrate("legacy", "--yes", "--json").output)
+    assert done["verified"] and done["indexes"]["vector_index"] == "hnsw over halfvec(3072)"
+    after = json.loads(nsmigrate("stats", "default", "--json").output)
+    assert after["vector_index"] == "hnsw over halfvec(3072)"
+    assert "hnsw over halfvec(3072)" in nsmigrate("stats", "default").output
+    probe = store().fetch("", [rows[7]["chunk_id"]])[0]
+    assert store().query("", probe.values, 1) == [rows[7]["chunk_id"]]
