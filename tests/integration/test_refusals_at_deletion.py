@@ -22,7 +22,7 @@ from orchestrator.settings import Settings
 from orchestrator.spec import JobSpec
 from sandbox.pinecone_server import Faults
 from sandbox.stack import Stack
-from tests.integration.test_pgvector_namespaces import load, nsmigrate, pg, records, store, tables  # noqa: F401
+from tests.integration.test_pgvector_namespaces import load, nsmigrate, records, store, tables
 from tests.integration.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
     cli,
     events,
@@ -242,9 +242,7 @@ def test_rollback_keeps_a_copy_whose_original_changed_after_it_was_verified(
 # ------------------------------------------------------------------------------------ pgvector move re-proves
 
 
-def test_pgvector_move_keeps_the_source_when_a_row_changed_after_it_was_copied(
-    pg: Any,  # noqa: F811  (the fixture imported above)
-) -> None:
+def test_pgvector_move_keeps_the_source_when_a_row_changed_after_it_was_copied(pg: Any) -> None:
     load("alpha", 30)
     assert nsmigrate("pgvector", "copy", "alpha", "beta").exit_code == 0
     changed = records(30, seed=1)[4]  # the same chunk_id, other text and values
