@@ -36,6 +36,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A task is acknowledged after it ran: a killed worker's batch is redelivered (batches are idempotent).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # A task that raised (its work failed for good and is recorded: ``orchestrator.errors.TaskFailed``) is
+        # acknowledged, not redelivered: it ends FAILURE once, and `nsmigrate retry` re-runs its work.
+        "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         # Redis redelivers an unacked task after this; it must exceed the longest batch (retries included).
         # Kombu only looks for such tasks every `unacked_restore_interval` × `unacked_restore_throttle` seconds
