@@ -19,16 +19,14 @@ import pytest
 import redis
 from pinecone import Pinecone
 
-from orchestrator import jobs, launch
+from orchestrator import jobs
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.names import TaskName
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import Stack
 from tests.polling import wait_until
-from workers.stores import open_retrying_store
 
 pytestmark = pytest.mark.integration
 
@@ -60,18 +58,18 @@ def load(stack: Stack, sizes: dict[str, int]) -> dict[str, list[str]]:
 
 
 def start_job(stack: Stack, batch_size: int) -> tuple[jobs.Database, int]:
-    spec = parse_spec(
-        {
-            "name": "flower-failures",
-            "source": {"kind": "pinecone", "host": stack.pinecone.host("ff-src")},
-            "target": {"kind": "pinecone", "host": stack.pinecone.host("ff-dst")},
-            "batch_size": batch_size,
-        }
-    )
-    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
-    job_id = launch.launch(db, Dispatcher(settings), launch.prepare(spec, open_retrying_store, stack.workdir))
-    return db, job_id
+    """`nsmigrate run` of a copy from ff-src to ff-dst, as a user starts it."""
+    spec = {
+        "name": "flower-failures",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host("ff-src")},
+        "target": {"kind": "pinecone", "host": stack.pinecone.host("ff-dst")},
+        "batch_size": batch_size,
+    }
+    path = stack.workdir / "flower-failures.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    started = cli(stack, "run", str(path))
+    assert started.returncode == 0, started.stderr
+    return jobs.Database(stack.database_url), int(started.stdout.strip().splitlines()[-1])
 
 
 def start_fleet(stack: Stack) -> httpx.Client:
