@@ -7,8 +7,9 @@ from typing import Any
 
 import redis
 
-from cli.options import fail, password_of, redact
+from cli.options import fail
 from orchestrator.dispatch import Dispatcher
+from orchestrator.redaction import redact_url, scrub
 from orchestrator.settings import Settings
 from workers.stores import open_retrying_store
 
@@ -32,12 +33,9 @@ def dispatcher(settings: Settings) -> Dispatcher:
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5).ping()
     except (redis.RedisError, ValueError, OSError) as e:
-        detail = (str(e).splitlines() or [""])[0][:200]
-        password = password_of(settings.redis_url)
-        if password:
-            detail = detail.replace(password, "***")
+        detail = scrub((str(e).splitlines() or [""])[0][:200], settings.redis_url)
         raise fail(
-            f"cannot reach Redis at {redact(settings.redis_url)}: {type(e).__name__}: {detail} — set "
+            f"cannot reach Redis at {redact_url(settings.redis_url)}: {type(e).__name__}: {detail} — set "
             "NSMIGRATE_REDIS_URL or --redis-url to a reachable Redis"
         ) from e
     return Dispatcher(settings)

@@ -36,6 +36,7 @@ class InventoryStore(Protocol):
 
     name: str
 
+    def identity(self) -> str: ...
     def dimension(self) -> int: ...
     def metric(self) -> str | None: ...
     def namespaces(self) -> dict[str, int]: ...
@@ -76,12 +77,13 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
         metric = store.metric()
         enumeration = getattr(store, "enumeration", "list")
         can_list = bool(probing.result()) if probing is not None else True
+        identity = store.identity()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration)
+    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
 
 
 def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:

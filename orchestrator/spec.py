@@ -13,12 +13,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -27,6 +27,7 @@ from pydantic import (
 
 from orchestrator.errors import SpecError
 from orchestrator.naming import identifier_problem
+from orchestrator.yamlfile import load_yaml
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
 
@@ -633,13 +634,18 @@ def load_spec(path: str | Path) -> JobSpec:
 
 def spec_from_text(text: str, origin: str) -> JobSpec:
     """Validate a spec file's text (``origin``: its path, for messages); raises SpecError."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"spec file {origin} is not valid YAML: {e}") from e
-    return parse_spec(data, origin=origin)
+    return parse_spec(load_yaml(text, origin=f"spec file {origin}"), origin=origin)
 
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
     """The spec as stored in the job table (it holds env var names only, never secrets)."""
     return spec.model_dump(mode="json", by_alias=True)
+
+
+_STORE_SPEC: TypeAdapter[Any] = TypeAdapter(StoreSpec)
+
+
+def store_spec_from_json(data: dict[str, Any]) -> PineconeStoreSpec | PgvectorStoreSpec:
+    """A store spec (Pinecone or pgvector) from its JSON in the job table."""
+    spec: PineconeStoreSpec | PgvectorStoreSpec = _STORE_SPEC.validate_python(data)
+    return spec

@@ -3,8 +3,8 @@
 Refused (with a ``cleanup_refused`` audit event and a reason) unless all of these hold:
 
 1. the job spec allows it (``cleanup.mode`` is ``manual`` or ``auto``);
-2. deleting the source cannot delete the migrated data (source store == target store and the source namespace is
-   one of the run's target namespaces);
+2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
+   namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
 3. the run is ``verified`` (``jobs.start_cleanup`` decides, under a row lock, so two cleanups cannot both run);
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
    the ones the verification report stored. A changed source sends the run to ``verify_failed``: what was verified
@@ -34,6 +34,7 @@ from orchestrator.records import DEFAULT_NAMESPACE, display_namespace
 from orchestrator.spec import JobSpec
 from orchestrator.verification import fingerprint
 from workers.context import WorkerContext
+from workers.stores.identity import one_store_problem
 from workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
@@ -64,22 +65,20 @@ def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, d
     return _result(run, "refused", 0, reason)
 
 
-def _same_store(spec: JobSpec) -> bool:
-    # The planner's rule: equal specs, or the same label (index / host / pgvector table).
-    return spec.source == spec.target or spec.source.label == spec.target.label
-
-
-def policy_problem(spec: JobSpec, run: NamespaceRun) -> str | None:
+def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
     """Why the spec or the run's shape forbids deleting this source namespace, or None."""
     if spec.cleanup.mode == "never":
         return "the job spec's cleanup.mode is `never`; set it to `manual` to allow `nsmigrate cleanup`"
     targets = set(run.target_namespaces or [])
     if run.target_namespace is not None:
         targets.add(run.target_namespace)
-    if _same_store(spec) and run.source_namespace in targets:
+    if run.source_namespace not in targets:
+        return None
+    one_store = one_store_problem(spec, ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate))
+    if one_store is not None:
         return (
-            f"source and target are the same store and namespace {display_namespace(run.source_namespace)!r} "
-            "is also a target: deleting it would delete the migrated data"
+            f"{one_store}, and namespace {display_namespace(run.source_namespace)!r} is also a target: deleting it "
+            "would delete the migrated data"
         )
     return None
 
@@ -115,7 +114,7 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        problem = policy_problem(spec, run)
+        problem = policy_problem(ctx, spec, run)
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
         if dry_run:

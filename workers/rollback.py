@@ -40,14 +40,10 @@ from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
 from workers.chunking import sized_chunks
 from workers.context import WorkerContext
+from workers.stores.identity import one_store_problem
 from workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
-
-
-def _same_store(spec: JobSpec) -> bool:
-    # The planner's and cleanup's rule: equal specs, or the same label (index / host / pgvector table).
-    return spec.source == spec.target or spec.source.label == spec.target.label
 
 
 def _targets_of(run: NamespaceRun) -> list[str]:
@@ -173,16 +169,21 @@ def rollback_job(
             job_id=forward_job_id,
         )
     forward_runs = jobs.runs_of(ctx.db, forward_job_id)
-    if _same_store(rb.spec):
-        originals = {r.source_namespace for r in forward_runs}
-        clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
-        if clash:
-            raise StateError(
-                f"target namespace {clash[0]!r} is also an original namespace of job {forward_job_id} "
-                "in the same store: removing it would remove an original",
-                hint="roll this job back by hand",
-                job_id=forward_job_id,
-            )
+    originals = {r.source_namespace for r in forward_runs}
+    clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
+    spec = rb.spec
+    one_store = (
+        one_store_problem(spec, ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate))
+        if clash
+        else None
+    )
+    if one_store is not None:
+        raise StateError(
+            f"target namespace {clash[0]!r} is also an original namespace of job {forward_job_id} and {one_store}: "
+            "removing it would remove an original",
+            hint="roll this job back by hand",
+            job_id=forward_job_id,
+        )
     out: dict[str, Any] = {"forward_job_id": forward_job_id, "rollback_job_id": None, "runs": [], "namespaces": {}}
     if dry_run:
         checks = {r.id: rb.check(r, restore=False) for r in forward_runs}

@@ -169,6 +169,10 @@ class GuardedStore:
         probe = getattr(self.inner, "can_list", None)
         return True if probe is None else bool(self._read("can_list", probe))
 
+    def identity(self) -> str:
+        """The inner store's identity (``orchestrator.store_identity``), asked of its server, retried."""
+        return self._stats("identity", self.inner.identity)
+
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         return self._read("fetch", self.inner.fetch, namespace, ids)
 

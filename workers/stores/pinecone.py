@@ -77,6 +77,7 @@ from orchestrator.limits import (
 )
 from orchestrator.records import JsonValues, SparseValues
 from orchestrator.spec import PineconeStoreSpec
+from orchestrator.store_identity import pinecone_host_identity
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from workers.stores.fetch_body import read_fetch
@@ -266,6 +267,7 @@ class PineconeStore:
         self._timeout_s = timeout_s
         self._index: Index | None = None
         self._index_pid: int | None = None
+        self._host: str | None = spec.host  # an index name's host once the control plane resolved it
         self._lock = threading.Lock()
         self._dimension: int | None = None
         self._metric: str | None = None  # an index's dimension and metric never change: read once, with its stats
@@ -327,11 +329,18 @@ class PineconeStore:
                 # A plain-http host (Pinecone Local, the sandbox) has no TLS: skip loading the CA bundle (CPU spent
                 # per process and store).
                 plain_http = host.startswith("http://")
+                self._host = host
                 index = Index(host=host, api_key=key, timeout=self._timeout_s, ssl_verify=not plain_http)
             self.sdk_retries_disabled = disable_sdk_retries(index)
             prime_sdk_decoding()
             self._index, self._index_pid = index, pid
             return index
+
+    def identity(self) -> str:
+        """The index's identity (``orchestrator.store_identity``): its data-plane host, an index name resolved."""
+        if self._host is None:
+            self._client()
+        return pinecone_host_identity(str(self._host))
 
     @contextlib.contextmanager
     def _errors(self, op: str, namespace: str | None = None) -> Iterator[None]:
