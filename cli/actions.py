@@ -44,9 +44,10 @@ def retry(
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Re-enqueue the failed batches and failed listers of JOB (only those), e.g. once a fault is gone; prints
-    each namespace with the batches (ids) and lister it re-queued, and records a `retry` event (see `events`).
-    --wait: then watch the job until it settles."""
+    """Re-enqueue the failed batches and failed listers of JOB (only those), e.g. once a fault is gone.
+
+    Prints each namespace with the batches (ids) and the lister it re-queued, and records a `retry` event (see
+    `events`). --wait: then watch the job until it settles."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     fleet = dispatcher(resolved)
     listers = launch.retry_failed_listers(database, fleet, job_id, ns)

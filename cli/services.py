@@ -22,9 +22,9 @@ WORKER_POOLS = ("prefork", "threads")
 #: Tasks `nsmigrate flower` keeps in memory by default: its memory stays bounded however many namespaces a job has.
 FLOWER_MAX_TASKS = 10_000
 
-#: The task list's columns: kwargs name the job, namespace and batch; the result says what a task copied and what it
-#: cost, the exception why it failed.
-FLOWER_TASK_COLUMNS = "name,uuid,state,kwargs,result,exception,received,runtime,worker"
+#: The task list's columns: kwargs name the job, batch and namespace; the exception says why a task failed, the result
+#: what it copied and what it cost. The uuid (its link opens the task's page) is long: last, where the table scrolls.
+FLOWER_TASK_COLUMNS = "name,state,kwargs,exception,result,runtime,received,worker,uuid"
 
 #: How long `nsmigrate flower` waits by default for a worker to answer before starting Flower.
 FLOWER_WAIT_FOR_WORKERS_S = 20.0
@@ -136,9 +136,11 @@ def flower(
     redis_url: RedisOpt = None,
 ) -> None:
     """Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var
-    named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD). Its task list shows each task's
-    kwargs (job, namespace, batch), result (vectors, requests, 429/5xx answers, retries, waits, seconds) and
-    exception; search e.g. `kwargs:job_id=7` with the Failed filter for a job's failures."""
+    named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD).
+
+    Its task list shows each task's kwargs (job, namespace, batch), result (vectors, requests, 429/5xx answers,
+    retries, waits, seconds) and exception; search e.g. `kwargs:job_id=7` with the Failed filter for a job's
+    failures."""
     resolved = settings(None, redis_url)
     password = os.environ.get(resolved.flower_password_env)
     if not password:

@@ -69,6 +69,17 @@ class BackupError(PermanentError):
     a damaged file. The message names the file."""
 
 
+def failure_text(error: NsmigrateError) -> str:
+    """How a step's failure is recorded and shown: a request whose retries ran out leads with what an operator needs
+    (``upsert to HOST/INDEX answered 503 after 8 attempts: …``), anything else with its type."""
+    attempts = error.ids.get("attempts")
+    if isinstance(error, RetryableError) and attempts is not None:
+        answered = f"answered {error.status}" if error.status is not None else "got no answer"
+        where = f"{error.ids.get('op', 'a request')} to {error.ids.get('store', 'the store')}"
+        return f"{where} {answered} after {attempts} attempts: {error.message}"
+    return f"{type(error).__name__}: {error}"
+
+
 class TaskFailed(NsmigrateError):
     """A task's work failed for good and the failure is recorded in the job table (`nsmigrate status` shows it,
     `nsmigrate retry` re-runs it). Raised last, after what follows the task was sent, so that Celery marks the task

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator import jobs
-from orchestrator.errors import BatchFailed, NsmigrateError
+from orchestrator.errors import BatchFailed, NsmigrateError, failure_text
 from orchestrator.naming import display_namespace
 from orchestrator.routing import expected_metadata, route_context, route_records
 from orchestrator.spec import PgvectorStoreSpec
@@ -133,7 +133,7 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> int
     except NsmigrateError as e:
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
-        error = f"{type(e).__name__}: {e}"
+        error = failure_text(e)
     except INFRASTRUCTURE_ERRORS:
         raise  # the job table or Redis is unreachable: Celery sends the task again (workers.tasks)
     except Exception as e:

@@ -22,7 +22,7 @@ import redis
 from redis.exceptions import LockError
 
 from orchestrator import jobs
-from orchestrator.errors import ListingFailed, NsmigrateError, StateError
+from orchestrator.errors import ListingFailed, NsmigrateError, StateError, failure_text
 from orchestrator.models import RunState
 from orchestrator.names import lock_key
 from orchestrator.paging import id_pages
@@ -99,7 +99,7 @@ def _failing_for_good(ctx: WorkerContext, run_id: int) -> Iterator[None]:
         raise
     except NsmigrateError as e:
         log.warning("lister of run %s failed for good: %s", run_id, e)
-        error = f"{type(e).__name__}: {e}"
+        error = failure_text(e)
     except Exception as e:
         log.exception("lister of run %s failed unexpectedly", run_id)
         error = f"unexpected {type(e).__name__}: {e}"
