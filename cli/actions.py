@@ -119,11 +119,23 @@ def cleanup(
     namespace: NamespaceOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    decommission_now: Annotated[
+        bool,
+        typer.Option(
+            "--decommission-now",
+            help="A job under cut-over: do not wait for reads to have been 100 % new for cutover.decommission_after_s "
+            "(a sync after the cut-over began and after the last failed dual write is still needed).",
+        ),
+    ] = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
     """Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and
-    the source has not changed since). Every deletion and refusal is written to the audit log."""
+    the source has not changed since). Every deletion and refusal is written to the audit log.
+
+    A job under cut-over (`nsmigrate cutover set`) keeps its sources until reads have been 100 % new for the spec's
+    cutover.decommission_after_s (7 days), and each namespace until it was synced after the cut-over began and
+    after its last failed dual write."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     runs = jobs.runs_of(database, job_id, ns)
     if not dry_run and not yes:
@@ -133,7 +145,7 @@ def cleanup(
     ctx = WorkerContext(resolved)
     refused = 0
     for r in runs:
-        result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor())
+        result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor(), decommission_now=decommission_now)
         refused += result["action"] == "refused"
         console.print(
             escape(

@@ -33,6 +33,7 @@ from typing import Any
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.jobs.cutover import cleanup_refusal
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.proof import Proof, failed_report, refusal
 from orchestrator.records import DEFAULT_NAMESPACE, display_namespace
@@ -121,13 +122,22 @@ def source_problem(report: dict[str, Any] | None, ids: list[str]) -> str | None:
     return None
 
 
-def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor: str | None = None) -> dict[str, Any]:
+def cleanup_run(
+    ctx: WorkerContext,
+    run_id: int,
+    *,
+    dry_run: bool = False,
+    actor: str | None = None,
+    decommission_now: bool = False,
+) -> dict[str, Any]:
     """Delete the source namespace of a verified run, or say why not.
 
     Parameters:
         run_id: the namespace run.
         dry_run: only report what would be deleted: nothing is deleted and the run's state does not change.
         actor: who asked, for the audit log (default: this worker).
+        decommission_now: under cut-over, do not wait for reads to have been 100 % new for
+            ``cutover.decommission_after_s`` (``orchestrator.cutover.cleanup_gate``; the sync it needs still counts).
 
     Returns:
         ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed", "count", "reason"?}``;
@@ -138,7 +148,9 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        problem = policy_problem(ctx, spec, run)
+        problem = policy_problem(ctx, spec, run) or cleanup_refusal(
+            ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now
+        )
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
         if dry_run:
