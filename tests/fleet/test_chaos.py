@@ -44,7 +44,7 @@ from workers.context import WorkerContext
 from workers.flow import lister_wake_key
 from workers.stores import open_retrying_store
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = pytest.mark.chaos
 
 SRC, DST = "chaos-src", "chaos-dst"
 DIM = 16

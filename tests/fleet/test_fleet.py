@@ -28,8 +28,6 @@ from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.polling import wait_for_job, wait_until
 from workers.stores import open_retrying_store
 
-pytestmark = pytest.mark.integration
-
 INDEX = "seeds"
 
 

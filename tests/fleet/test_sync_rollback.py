@@ -33,8 +33,6 @@ from workers.rollback import rollback_job
 from workers.stores import open_retrying_store
 from workers.syncing import sync_run
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 ONE = "one"  # creator migration inside one index (source == target)
 

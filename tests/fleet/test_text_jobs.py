@@ -29,7 +29,7 @@ from orchestrator.spec import PineconeStoreSpec, RateBudget, TextRecords, parse_
 from sandbox.embedding import IntegratedEmbed
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
-from tests.integration.test_chaos import (
+from tests.fleet.test_chaos import (
     FAST_RECOVERY,
     QUICK_RETRIES,
     all_verified,
@@ -48,8 +48,6 @@ from workers.stores import open_retrying_store
 from workers.stores.guarded import GuardedStore
 from workers.stores.pinecone import PineconeStore
 from workers.syncing import sync_run
-
-pytestmark = pytest.mark.integration
 
 SRC, TEXTS, NEW = "vectors", "texts", "reembedded"
 DIM, NEW_DIM = 16, 32
