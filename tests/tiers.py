@@ -45,6 +45,39 @@ class ProcessStarted(Exception):
     """A test outside tests/fleet started a process."""
 
 
+#: The test (or fixture) that may not start a process right now; None: any may.
+_refusing: str | None = None
+
+
+def _refused(start: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if _refusing is not None:
+            raise ProcessStarted(f"{_refusing} starts a process: move it to tests/fleet (tests/tiers.py)")
+        return start(*args, **kwargs)
+
+    return guarded
+
+
+# Every way a process starts: subprocess, multiprocessing's spawn and forkserver, a fork.
+subprocess.Popen._execute_child = _refused(subprocess.Popen._execute_child)  # type: ignore[attr-defined]
+_posixsubprocess.fork_exec = _refused(_posixsubprocess.fork_exec)
+os.fork = _refused(os.fork)
+os.posix_spawn = _refused(os.posix_spawn)
+os.posix_spawnp = _refused(os.posix_spawnp)
+
+
+@contextlib.contextmanager
+def processes_refused(who: str | None) -> Iterator[None]:
+    """While inside, starting a process raises ``ProcessStarted`` naming ``who`` (``None``: allowed again, as for the
+    session's services started in the middle of a test's set-up)."""
+    global _refusing
+    outer, _refusing = _refusing, who
+    try:
+        yield
+    finally:
+        _refusing = outer
+
+
 def tier_of(path: Path) -> str:
     """The tier of a test file, from its folder under tests/."""
     folder = path.resolve().relative_to(TESTS).parts[0]
@@ -56,29 +89,6 @@ def tier_of(path: Path) -> str:
 def misplaced_service_fixtures(tier: str, fixturenames: list[str]) -> list[str]:
     """The service fixtures a test of ``tier`` may not use."""
     return sorted(SERVICE_FIXTURES & set(fixturenames)) if tier == "unit" else []
-
-
-@contextlib.contextmanager
-def no_processes(test: str) -> Iterator[None]:
-    """While inside, starting a process raises ``ProcessStarted`` naming ``test``."""
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise ProcessStarted(f"{test} starts a process: move it to tests/fleet (tests/tiers.py)")
-
-    saved: list[tuple[Any, str, Callable[..., Any]]] = [
-        (subprocess.Popen, "_execute_child", subprocess.Popen._execute_child),  # type: ignore[attr-defined]
-        (_posixsubprocess, "fork_exec", _posixsubprocess.fork_exec),  # multiprocessing's spawn and forkserver
-        (os, "fork", os.fork),
-        (os, "posix_spawn", os.posix_spawn),
-        (os, "posix_spawnp", os.posix_spawnp),
-    ]
-    for owner, name, _ in saved:
-        setattr(owner, name, refuse)
-    try:
-        yield
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -97,15 +107,17 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if tier_of(item.path) == "fleet":
         yield
         return
-    with no_processes(item.nodeid):
+    with processes_refused(item.nodeid):
         yield
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Iterator[None]:
-    # Session fixtures start the shared services (Redis, Postgres) as processes, for every tier.
+    # Session fixtures start the shared services (Redis, Postgres) as processes, for every tier, also when a test's
+    # own fixture is the first to need them.
     if fixturedef.scope == "session" or tier_of(request.node.path) == "fleet":
-        yield
-        return
-    with no_processes(f"{request.node.nodeid} (fixture {fixturedef.argname})"):
+        who = None
+    else:
+        who = f"{request.node.nodeid} (fixture {fixturedef.argname})"
+    with processes_refused(who):
         yield

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiers import TESTS, TIERS, ProcessStarted, misplaced_service_fixtures, no_processes, tier_of
+from tests.tiers import TESTS, TIERS, ProcessStarted, misplaced_service_fixtures, processes_refused, tier_of
 
 
 def test_every_test_file_is_in_the_folder_of_a_tier() -> None:
@@ -41,16 +41,17 @@ def test_only_a_unit_test_is_refused_the_service_fixtures() -> None:
 
 
 def test_starting_a_process_outside_the_fleet_is_refused_naming_the_test() -> None:
-    originals = (subprocess.Popen._execute_child, os.fork)  # type: ignore[attr-defined]
-    with no_processes("tests/unit/test_x.py::test_y"):
+    with processes_refused("tests/integration/test_x.py::test_y"):
         with pytest.raises(ProcessStarted, match=r"test_x.py::test_y starts a process: move it to tests/fleet"):
             subprocess.run([sys.executable, "-c", "pass"], check=True)
         with pytest.raises(ProcessStarted):
             multiprocessing.get_context("spawn").Process(target=print).start()
         with pytest.raises(ProcessStarted):
             os.fork()
-
-    assert (subprocess.Popen._execute_child, os.fork) == originals  # type: ignore[attr-defined]
+        with processes_refused("a fixture"), pytest.raises(ProcessStarted, match=r"^a fixture starts a process"):
+            subprocess.run(["true"])
+        with pytest.raises(ProcessStarted, match=r"test_x\.py::test_y"):  # the outer one again
+            subprocess.run(["true"])
 
 
 def test_this_unit_test_runs_under_the_guard(tmp_path: Path) -> None:
