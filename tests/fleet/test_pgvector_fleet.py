@@ -23,7 +23,7 @@ from orchestrator.spec import PgvectorStoreSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import seed_chunks
 from sandbox.stack import Stack
-from tests.fleet.test_chaos import batches, start_job
+from tests.fleet_jobs import batches, start_job
 from tests.polling import wait_until
 from workers import pgnamespaces
 from workers.cleaning import cleanup_run

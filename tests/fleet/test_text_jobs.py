@@ -33,12 +33,12 @@ from tests.fleet.test_chaos import (
     FAST_RECOVERY,
     QUICK_RETRIES,
     all_verified,
-    batches,
     fetch_all,
     kill_and_lose_its_messages,
     mid_copy,
     wait_for,
 )
+from tests.fleet_jobs import batches
 from tests.polling import wait_for_job
 from workers.context import WorkerContext
 from workers.embedders import HashingEmbedder
