@@ -21,7 +21,7 @@ from orchestrator.id_checks import check_id_collisions, check_id_lengths, namesp
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
-from orchestrator.pgschema import check_target_names
+from orchestrator.pgschema import check_distinct_tables, check_target_names
 from orchestrator.plan_reads import PlanReads, RoutedIds
 from orchestrator.plan_types import Inventory, Plan
 from orchestrator.planner import make_plan
@@ -36,6 +36,7 @@ class InventoryStore(Protocol):
 
     name: str
 
+    def identity(self) -> str: ...
     def dimension(self) -> int: ...
     def metric(self) -> str | None: ...
     def namespaces(self) -> dict[str, int]: ...
@@ -76,12 +77,13 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
         metric = store.metric()
         enumeration = getattr(store, "enumeration", "list")
         can_list = bool(probing.result()) if probing is not None else True
+        identity = store.identity()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration)
+    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
 
 
 def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
@@ -151,7 +153,9 @@ def prepare(
         plan = make_plan(spec, source_inv, target_inv, twins, sources)
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
-            check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
+            targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})
+            check_target_names(targets)
+            check_distinct_tables(spec.target.table, targets)
         needs_check = namespaces_needing_id_check(plan)
         # Read where each routed record really lands: the plan shows the routes taken, and only true collisions are
         # refused. Every namespace at once, a routed one a page at a time.
@@ -290,29 +294,36 @@ def _resume_collection(
     return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
 
 
-def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
-    """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces."""
+def retry_failed(
+    db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
+) -> dict[str, list[int]]:
+    """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces. Returns the batch
+    ids re-queued by namespace (as shown to people)."""
     requeued = jobs.requeue_failed(db, job_id, namespace)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
+    by_namespace: dict[str, list[int]] = {}
     with dispatcher.together():
         for run_id, batch_id in requeued:
-            dispatcher.copy_batch(
-                batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
-            )
-    return len(requeued)
+            shown = display_namespace(runs[run_id].source_namespace)
+            dispatcher.copy_batch(batch_id, job_id=job_id, run_id=run_id, namespace=shown)
+            by_namespace.setdefault(shown, []).append(batch_id)
+    return by_namespace
 
 
-def retry_failed_listers(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
+def retry_failed_listers(
+    db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
+) -> list[str]:
     """Re-enqueue the listers that failed for good (runs ``list_failed``) of a job or of one of its source
-    namespaces; each lists on from its saved token."""
+    namespaces; each lists on from its saved token. Returns their namespaces (as shown to people)."""
     requeued = jobs.requeue_failed_listers(db, job_id, namespace)
+    shown = [display_namespace(source_namespace) for _, source_namespace in requeued]
     if requeued and _is_collection_job(db, job_id):
         dispatcher.collection_step(job_id)  # one step goes on for every namespace, from the job's phase
-        return len(requeued)
+        return shown
     with dispatcher.together():
-        for run_id, source_namespace in requeued:
-            dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(source_namespace))
-    return len(requeued)
+        for (run_id, _), name in zip(requeued, shown, strict=True):
+            dispatcher.list_namespace(run_id, job_id=job_id, namespace=name)
+    return shown
 
 
 def request_verification(

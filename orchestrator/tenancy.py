@@ -18,8 +18,10 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import PlanError, RetryableError, SpecError
+from orchestrator.keys import check_service_url
 from orchestrator.naming import identifier_problem
 from orchestrator.spec import CreatorMapping, SourceTable
+from orchestrator.yamlfile import compose_yaml
 
 SUPABASE_PAGE_ROWS = 1000  # rows asked for per request; the server may send fewer (PostgREST max-rows)
 _SHOWN = 10
@@ -158,10 +160,7 @@ def parse_csv(text: str, where: str = "<csv>") -> dict[str, str]:
 def parse_yaml(text: str, where: str = "<yaml>") -> dict[str, str]:
     """Parse a YAML mapping ``{twin_id: creator_id}``. Ids must be strings: YAML would read ``007`` as the number 7
     and ``1.10`` as 1.1, silently changing the id, so unquoted numbers are refused."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{where} is not valid YAML: {e}", path=where) from e
+    node = compose_yaml(text, where)
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):
@@ -216,6 +215,7 @@ def supabase_rows(
     does not mean the end. ``field`` names the spec section in messages."""
     url = _env(url_env, f"{field}.url_env")
     key = _env(key_env, f"{field}.key_env")
+    check_service_url(url, url_env)
     from supabase import create_client  # heavy import, only needed here
 
     try:
@@ -287,16 +287,18 @@ def load_sources(table: SourceTable | None, base_dir: Path | None = None) -> dic
             )
         rows: list[dict[str, Any]] = list(reader)
     elif table.source == "postgres":
-        rows = _postgres_rows(_env(table.database_url_env, "routing.sources.database_url_env"), table.table, columns)
+        from orchestrator.database_urls import engine_of  # SQLAlchemy: only for a sources table in Postgres
+
+        url = _env(table.database_url_env, "routing.sources.database_url_env")
+        rows = _postgres_rows(engine_of(url, table.database_url_env), table.table, columns)
     else:
         rows = supabase_rows(table.url_env, table.key_env, table.table, columns, "routing.sources")
     return {str(r[columns[0]]): str(r[columns[1]]) for r in rows if r.get(columns[0]) and r.get(columns[1])}
 
 
-def _postgres_rows(url: str, name: str, columns: tuple[str, str]) -> list[dict[str, Any]]:
+def _postgres_rows(engine: Any, name: str, columns: tuple[str, str]) -> list[dict[str, Any]]:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.connect() as conn:
             result = conn.execute(sa.text(f'SELECT "{columns[0]}", "{columns[1]}" FROM "{name}"'))

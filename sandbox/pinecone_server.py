@@ -22,7 +22,8 @@ or as a separate process (serves until SIGTERM, prints the hosts as one JSON lin
 
     python -m sandbox.pinecone_server --index seeds-pod:3072:cosine:pod --index seeds-serverless:3072 --port-file F
 
-Admin endpoints on every data-plane port (never subject to faults, no Api-Key needed):
+Admin endpoints on every data-plane port (never subject to faults; they need the Api-Key only when the sandbox was
+started with one, ``--api-key``):
 
 - ``GET /_sandbox/faults`` -> the current :class:`Faults` as JSON; ``POST /_sandbox/faults`` with a JSON object
   *replaces* them (omitted keys take their defaults, unknown keys are refused with 400).
@@ -30,7 +31,7 @@ Admin endpoints on every data-plane port (never subject to faults, no Api-Key ne
   (faults stay).
 
 The control plane (indexes, collections, API versions, readiness, deletion protection: ``sandbox.pinecone_control``)
-also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}``.
+also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}`` (the Api-Key likewise).
 
 Choices where the real service is not pinned down by the spec:
 
@@ -187,6 +188,8 @@ class Faults:
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
       (seeded by ``seed``; deterministic for a sequential client). ``error_ops`` limits them to some operations
       (e.g. ``("upsert",)``; names as in the stats' ``requests``); ``None`` = every data-plane operation.
+    - ``refuse_ids``: an upsert holding any of these ids is answered ``status_5xx`` (a record the server cannot take,
+      whatever the rate: one batch fails and its neighbours go through).
     - ``drop_fraction``: upserts answer the full ``upsertedCount`` but silently do not store this fraction of the
       vectors (chosen with a seeded RNG; exact when ``n * drop_fraction`` is a whole number).
     - ``namespaces_endpoint``: when ``False`` the ``/namespaces`` endpoints answer 404, as Pinecone Local does.
@@ -209,6 +212,7 @@ class Faults:
     error_rate_5xx: float = 0.0
     status_5xx: int = 503
     error_ops: tuple[str, ...] | None = None
+    refuse_ids: tuple[str, ...] = ()
     drop_fraction: float = 0.0
     namespaces_endpoint: bool = True
     embed_tokens_per_min: int | None = None
@@ -241,6 +245,7 @@ class Faults:
             raise ValueError("retry_after_s must be >= 0")
         if not 500 <= self.status_5xx <= 599:
             raise ValueError("status_5xx must be a 5xx status")
+        object.__setattr__(self, "refuse_ids", tuple(self.refuse_ids))  # a tuple however it was given, as below
         if self.error_ops is not None:
             # JSON gives a list; keep a tuple so Faults stays hashable and compares equal however it was built.
             object.__setattr__(self, "error_ops", tuple(self.error_ops))
@@ -259,6 +264,7 @@ class Faults:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["refuse_ids"] = list(self.refuse_ids)
         if self.error_ops is not None:
             data["error_ops"] = list(self.error_ops)
         return data
@@ -879,6 +885,15 @@ class FaultState:
                 )
             return None
 
+    def refuse(self, ids: Iterable[str]) -> _Refusal | None:
+        """Answer an upsert holding one of ``refuse_ids`` with ``status_5xx``."""
+        with self._lock:
+            refused = self.faults.refuse_ids
+            if not refused or set(refused).isdisjoint(ids):
+                return None
+            self._counters["injected_5xx"] += 1
+            return _Refusal(self.faults.status_5xx, "Service unavailable (sandbox fault injection: a refused id)")
+
     def admit(self, op: str, namespace: str) -> _Refusal | None:
         """Count this request against its rate scope; a 429 refusal when the scope's window is full."""
         if op not in _SCOPES:
@@ -982,7 +997,7 @@ class IndexService:
         path = parts.path.rstrip("/") or "/"
         query = parse_qs(parts.query, keep_blank_values=True)
         if path.startswith("/_sandbox/"):
-            return self._admin(method, path, body)
+            return self._admin(method, path, headers, body)
         if time.monotonic() < self.ready_at:
             reply = _data_error(_Refusal(503, f"Index {self.spec.name} is not ready yet (Initializing)"))
         else:
@@ -1054,8 +1069,11 @@ class IndexService:
 
     # -- admin
 
-    def _admin(self, method: str, path: str, body: bytes) -> _Reply:
+    def _admin(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Reply:
         try:
+            if self.api_key is not None:
+                # Faults and resets are worth more than the data: a sandbox started with --api-key guards them too.
+                _check_api_key(headers, self.api_key)
             if path == "/_sandbox/faults" and method == "GET":
                 return _Reply(200, self.faults.faults.to_dict())
             if path == "/_sandbox/faults" and method == "POST":
@@ -1103,6 +1121,9 @@ class IndexService:
         if len(vectors) > MAX_UPSERT_VECTORS:
             raise _bad(f"Upsert request contains {len(vectors)} vectors; the maximum is {MAX_UPSERT_VECTORS} vectors")
         records = [self._record(v) for v in vectors]
+        refusal = self.faults.refuse(vector_id for vector_id, _ in records)
+        if refusal is not None:
+            raise refusal
         dropped = self.faults.choose_drops(len(records))
         kept = [r for position, r in enumerate(records) if position not in dropped]
         self.store.put(namespace, kept)
