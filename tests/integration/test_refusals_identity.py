@@ -30,8 +30,6 @@ from workers.context import WorkerContext
 from workers.stores import open_retrying_store
 from workers.stores.pgvector import PgvectorStore
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_IDENTITY_PINECONE_KEY"  # a name NSMIGRATE_ALLOWED_KEY_VARS allows by default
 

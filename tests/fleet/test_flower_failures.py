@@ -28,8 +28,6 @@ from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import Stack
 from tests.polling import wait_until
 
-pytestmark = pytest.mark.integration
-
 SECRET = "pcsk-test-SECRET-flower-failures"  # key-shaped canary (the local data plane accepts any key)
 COPY = TaskName.COPY_BATCH.value
 GROUP = TaskName.COPY_SMALL_NAMESPACES.value
