@@ -11,10 +11,11 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
    is no longer what would be deleted.
 
 The default namespace ``""`` cannot be dropped in Pinecone, so it is emptied by deleting the ids that were just
-listed (≤ 1,000 per request); an id written after that listing survives. Any other namespace is deleted whole
-(``delete_namespace``; the Pinecone store falls back to ``delete_all`` where the namespaces endpoint is absent), so
-writers must have moved to the target before cleanup runs. Every successful cleanup writes a ``source_deleted`` event
-with what was deleted.
+listed (≤ 1,000 per request); an id written after that listing survives, and so do the ids its routing dropped
+(``routing.unresolved: drop-with-report``: never copied, their only copy is the source). Any other namespace is
+deleted whole (``delete_namespace``; the Pinecone store falls back to ``delete_all`` where the namespaces endpoint is
+absent), so writers must have moved to the target before cleanup runs. Every successful cleanup writes a
+``source_deleted`` event with what was deleted.
 
 Known limits: the fingerprint covers ids, not contents, so a vector *updated in place* after verification is not
 noticed; and a delete of the default namespace interrupted half-way leaves a changed source, which the next attempt
@@ -28,9 +29,10 @@ from typing import Any
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
-from orchestrator.limits import DELETE_MAX_IDS
+from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records import DEFAULT_NAMESPACE, display_namespace
+from orchestrator.routing import dropped_ids, route_context
 from orchestrator.spec import JobSpec
 from orchestrator.verification import fingerprint
 from workers.context import WorkerContext
@@ -126,6 +128,18 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
             jobs.maybe_finish_job(ctx.db, run.job_id)
 
 
+def _dropped(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, ids: list[str]) -> set[str]:
+    """The ids of a routed run that its routing drops (``unresolved: drop-with-report``), read from the source now:
+    they were never copied, so they are never deleted."""
+    if run.target_namespace is not None or spec.routing.unresolved != "drop-with-report":
+        return set()
+    source = ctx.guarded(spec.source, spec.rate)
+    route = route_context(spec, source.name, run.source_namespace, None, twins=run.routing_table)
+    return {
+        i for chunk in chunks(ids, FETCH_MAX_IDS) for i in dropped_ids(source.fetch(run.source_namespace, chunk), route)
+    }
+
+
 def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
     if run.state != RunState.VERIFIED:
         return _refuse(ctx, run, f"the run is {run.state}, not verified", actor, dry_run=True)
@@ -134,7 +148,7 @@ def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -
     problem = source_problem(run.verification, ids)
     if problem is not None:
         return _refuse(ctx, run, problem, actor, dry_run=True)
-    return _result(run, "would_delete", len(ids))
+    return _result(run, "would_delete", len(ids) - len(_dropped(ctx, spec, run, ids)))
 
 
 def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
@@ -163,13 +177,15 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
         )
         return _result(run, "refused", 0, problem)
     method = "delete_ids" if ns == DEFAULT_NAMESPACE else "delete_namespace"
+    kept: set[str] = set()
     try:
         if spec.source.kind == "pgvector" and spec.source.documented:
             # Seed 004's move: the source table is renamed to a backup, never dropped.
             method = f"renamed_to:{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
         elif ns == DEFAULT_NAMESPACE:
-            # Pinecone cannot drop the default namespace: delete exactly what was verified, by id.
-            for chunk in chunks(ids, DELETE_MAX_IDS):
+            # Pinecone cannot drop the default namespace: delete exactly what was verified and copied, by id.
+            kept = _dropped(ctx, spec, run, ids)
+            for chunk in chunks([i for i in ids if i not in kept], DELETE_MAX_IDS):
                 source.delete(ns, chunk)
         else:
             source.delete_namespace(ns)
@@ -178,11 +194,13 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
         jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED)
         return _result(run, "failed", 0, reason)
     detail = {
-        "deleted_count": len(ids),
+        "deleted_count": len(ids) - len(kept),
         "fingerprint": fingerprint(ids),
         "dry_run": False,
         "method": method,
     }
+    if kept:
+        detail["kept_dropped_count"] = len(kept)
     jobs.finish_cleanup(ctx.db, run.id, detail, actor)
-    log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, len(ids))
-    return _result(run, "deleted", len(ids))
+    log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, len(ids) - len(kept))
+    return _result(run, "deleted", len(ids) - len(kept))
