@@ -3,11 +3,12 @@ stores. Loads Celery and the store SDKs, so the commands that only read the job 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import redis
 
-from cli.options import fail
+from cli.options import fail, settings
 from orchestrator.dispatch import Dispatcher
 from orchestrator.redaction import redact_url, scrub
 from orchestrator.settings import Settings
@@ -15,16 +16,23 @@ from workers.stores import open_retrying_store
 
 
 def open_store(spec: Any) -> Any:
-    """A store whose calls retry: the CLI is the composition root, the orchestrator core only receives this
-    function."""
-    return open_retrying_store(spec)
+    """A store whose calls retry, reading only the keys the operator's settings allow: the CLI is the composition
+    root, the orchestrator core only receives this function."""
+    return open_retrying_store(spec, _allowed_key_vars())
 
 
 def open_control(spec: Any) -> Any:
     """The Pinecone control plane of a store spec's project (index creation, collections)."""
     from workers.stores.pinecone_control import PineconeControl  # the SDK's control plane, only where needed
 
-    return PineconeControl(spec)
+    return PineconeControl(spec, allowed_key_vars=_allowed_key_vars())
+
+
+@functools.cache
+def _allowed_key_vars() -> str:
+    """NSMIGRATE_ALLOWED_KEY_VARS, read once per command (the settings the store openers need; the URLs of the job
+    table and Redis that ``--database-url``/``--redis-url`` override play no part here)."""
+    return settings(None, None).allowed_key_vars
 
 
 def dispatcher(settings: Settings) -> Dispatcher:

@@ -21,7 +21,7 @@ from orchestrator.id_checks import check_id_collisions, check_id_lengths, namesp
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
-from orchestrator.pgschema import check_target_names
+from orchestrator.pgschema import check_distinct_tables, check_target_names
 from orchestrator.plan_reads import PlanReads, RoutedIds
 from orchestrator.plan_types import Inventory, Plan
 from orchestrator.planner import make_plan
@@ -153,7 +153,9 @@ def prepare(
         plan = make_plan(spec, source_inv, target_inv, twins, sources)
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
-            check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
+            targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})
+            check_target_names(targets)
+            check_distinct_tables(spec.target.table, targets)
         needs_check = namespaces_needing_id_check(plan)
         # Read where each routed record really lands: the plan shows the routes taken, and only true collisions are
         # refused. Every namespace at once, a routed one a page at a time.

@@ -25,7 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator import pgschema
 from orchestrator.errors import SpecError
+from orchestrator.keys import credentials_refusal
 from orchestrator.naming import ID_RULE, identifier_problem
 from orchestrator.yamlfile import load_yaml
 
@@ -195,8 +197,13 @@ class PineconeStoreSpec(_Model):
     @field_validator("host", "control_host")
     @classmethod
     def _scheme(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        if value is None:
+            return value
+        if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
+        refusal = credentials_refusal(value)
+        if refusal is not None:  # the URL is not echoed: it holds a password
+            raise ValueError(f"the address {refusal}")
         return value
 
     @field_validator("api_key_env")
@@ -247,7 +254,13 @@ class PgvectorStoreSpec(_Model):
     vector_index: Literal["ivfflat", "hnsw", "none"] = Field(
         default="ivfflat",
         description="documented: the cosine ANN index built on each target table after its load (with the b-tree "
-        "indexes and ANALYZE), when the namespace is verified.",
+        "indexes and ANALYZE), when the namespace is verified; above 2,000 dimensions always HNSW over halfvec.",
+    )
+    ivfflat_lists: int = Field(
+        default=100,
+        gt=0,
+        le=32768,
+        description="documented, vector_index ivfflat: its lists (the application's layout says 100).",
     )
 
     @field_validator("database_url_env")
@@ -274,6 +287,11 @@ class PgvectorStoreSpec(_Model):
     @property
     def documented(self) -> bool:
         return self.schema_ == "documented"
+
+    @property
+    def index(self) -> pgschema.VectorIndex:
+        """The ANN index a documented target's tables get."""
+        return pgschema.VectorIndex(self.vector_index, self.ivfflat_lists)
 
     @property
     def label(self) -> str:
@@ -566,6 +584,12 @@ class JobSpec(_Model):
         return self
 
     @property
+    def cleanup_unchecked(self) -> list[str]:
+        """The checks a cleanup relies on that this spec's verification turns off, e.g. ``["verify.ids: false"]``:
+        without ids and counts checked, a target that lost vectors passes verification."""
+        return [f"verify.{name}: false" for name in ("ids", "counts") if not getattr(self.verify, name)]
+
+    @property
     def text_records(self) -> TextRecords | None:
         """How records are written as text, when the target is an integrated index."""
         return self.target.records if self.target.kind == "pinecone" else None
@@ -635,9 +659,19 @@ def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
             f"invalid job spec {origin}: the top level must be a mapping of fields, got {type(data).__name__}"
         )
     try:
-        return JobSpec.model_validate(data)
+        spec = JobSpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(_format_errors(e, origin)) from e
+    unchecked = spec.cleanup_unchecked
+    if spec.cleanup.mode != "never" and unchecked:
+        # Checked here, for a new spec, and not by the model: a job already written loads as it was, and its
+        # cleanup refuses instead (``workers.cleaning``).
+        raise SpecError(
+            f"invalid job spec {origin}:\n  cleanup.mode: `{spec.cleanup.mode}` would delete the source after a "
+            f"verification that does not check ids and counts ({', '.join(unchecked)}): a target that lost vectors "
+            "would pass it; set verify.ids and verify.counts to true, or cleanup.mode to `never`"
+        )
+    return spec
 
 
 def load_spec(path: str | Path) -> JobSpec:

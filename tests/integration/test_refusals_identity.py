@@ -33,7 +33,7 @@ from workers.stores.pgvector import PgvectorStore
 pytestmark = pytest.mark.integration
 
 DIM = 8
-KEY_ENV = "NSMIGRATE_TEST_IDENTITY_KEY"
+KEY_ENV = "NSMIGRATE_TEST_IDENTITY_PINECONE_KEY"  # a name NSMIGRATE_ALLOWED_KEY_VARS allows by default
 
 
 @pytest.fixture(scope="module")
