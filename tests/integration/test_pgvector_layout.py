@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import pgschema
+from orchestrator.spec import PgvectorStoreSpec
 from sandbox.seed import APPLICATION_DDL, application_rows, create_application_table
 from tests.integration.test_pgvector_namespaces import store
 from workers import pgnamespaces
@@ -184,6 +186,14 @@ def test_ivfflat_lists_are_the_documented_100_unless_asked_otherwise(pg: sa.Engi
     with pg.begin() as conn:
         built = pgnamespaces.build_indexes(conn, "embeddings_alpha", pgschema.VectorIndex("hnsw"))
     assert built["built"] == ["embeddings_alpha_vector_idx"] and built["vector_index"] == "hnsw"
+
+
+def test_a_specs_ivfflat_lists_are_the_layouts_100_unless_it_says_otherwise() -> None:
+    documented = {"kind": "pgvector", "schema": "documented"}
+    assert PgvectorStoreSpec.model_validate(documented).index == pgschema.VectorIndex("ivfflat", 100)
+    assert PgvectorStoreSpec.model_validate({**documented, "ivfflat_lists": 7}).index.lists == 7
+    with pytest.raises(ValidationError, match="ivfflat_lists"):
+        PgvectorStoreSpec.model_validate({**documented, "ivfflat_lists": 0})
 
 
 def test_above_2000_dimensions_the_vector_index_is_hnsw_over_halfvec(pg: sa.Engine) -> None:
