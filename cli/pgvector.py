@@ -118,7 +118,11 @@ def _print_result(title: str, result: pgnamespaces.CopyResult, as_json: bool, dr
     for column in ("source table", "rows", "target table", "rows", "copied now", "verified", "backup"):
         table.add_column(column)
     verdict = (
-        "dry run" if dry_run else "yes" if result.verified else f"NO (missing {result.missing}, extra {result.extra})"
+        "dry run"
+        if dry_run
+        else "yes"
+        if result.verified
+        else f"NO (missing {result.missing}, extra {result.extra}, {result.differ} rows differ)"
     )
     table.add_row(
         result.source_table,
@@ -420,7 +424,8 @@ def copy(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Copy namespace SOURCE into TARGET inside Postgres (INSERT … SELECT in chunk_id order, 5,000 rows a
-    transaction; run it again to resume), build TARGET's indexes, ANALYZE, and verify row counts and id sets."""
+    transaction; run it again to resume), build TARGET's indexes, ANALYZE, and verify row counts, id sets and every
+    row's contents."""
     index = _index(vector_index, lists)
     _between(
         "copy", pgnamespaces.copy_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
@@ -461,8 +466,9 @@ def move(
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts and id sets match, rename the
-    source table to {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs --yes."""
+    """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts, id sets and contents match at
+    the moment of the rename (both tables locked and compared again), rename the source table to
+    {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs --yes."""
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"move renames namespace {source!r}'s table to a backup")
     _between(
@@ -482,7 +488,8 @@ def legacy(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres, verify
-    the row counts and id sets, then rename the legacy table to {prefix}_backup_{timestamp}. Needs --yes, as move."""
+    the row counts, id sets and contents, then (compared again under a lock) rename the legacy table to
+    {prefix}_backup_{timestamp}. Needs --yes, as move."""
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"legacy renames the legacy table {prefix} to a backup")
 

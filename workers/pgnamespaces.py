@@ -382,6 +382,20 @@ def shared_columns(conn: sa.Connection, source: str, target: str) -> list[str]:
     return [c for c in pgschema.COPIED_COLUMNS if c in have]
 
 
+def column_differences(conn: sa.Connection, source: str, target: str) -> dict[str, str]:
+    """Column → the SQL condition that a joined source row ``s`` and target row ``t`` differ in it: every shared
+    column but the id and the timestamps, ``metadata`` compared with the source's merged with ``:extra`` (what a copy
+    writes)."""
+    timestamps = (ID_COLUMN, "created_at", "updated_at")
+    return {
+        c: "(s.metadata || CAST(:extra AS jsonb)) IS DISTINCT FROM t.metadata"
+        if c == pgschema.METADATA_COLUMN
+        else f"s.{quote(c)} IS DISTINCT FROM t.{quote(c)}"
+        for c in shared_columns(conn, source, target)
+        if c not in timestamps
+    }
+
+
 def _insert_select(source: str, target: str, columns: Sequence[str], where: str, tail: str = "") -> str:
     listed = ", ".join(quote(c) for c in columns)
     picked = ", ".join(
@@ -463,12 +477,8 @@ def compare_in_postgres(run: RunTables, ids: Sequence[str], extra: Mapping[str, 
                     {"ids": list(ids)},
                 ).scalars()
             }
-        compared = [c for c in shared_columns(conn, source, target) if c not in (ID_COLUMN, "created_at", "updated_at")]
         whens = " ".join(
-            "WHEN (s.metadata || CAST(:extra AS jsonb)) IS DISTINCT FROM t.metadata THEN 'metadata differs'"
-            if c == pgschema.METADATA_COLUMN
-            else f"WHEN s.{quote(c)} IS DISTINCT FROM t.{quote(c)} THEN '{c} differs'"
-            for c in compared
+            f"WHEN {differs} THEN '{c} differs'" for c, differs in column_differences(conn, source, target).items()
         )
         rows = conn.execute(
             sa.text(
@@ -502,12 +512,13 @@ class CopyResult:
     copied: int
     missing: list[str] = field(default_factory=list)  # source ids not in the target (first few)
     extra: int = 0  # target rows that are not in the source
+    differ: int = 0  # rows in both whose columns differ (a source row changed after it was copied)
     backup_table: str | None = None
     indexes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
-        return self.source_rows == self.target_rows and not self.missing and not self.extra
+        return self.source_rows == self.target_rows and not self.missing and not self.extra and not self.differ
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "verified": self.verified}
@@ -523,7 +534,7 @@ def rows_not_in(conn: sa.Connection, table: str, other: str) -> int:
 
 
 def compare_tables(conn: sa.Connection, source: str, target: str, result: CopyResult) -> CopyResult:
-    """Row counts and both id-set differences, computed inside Postgres."""
+    """Row counts, both id-set differences and the rows whose contents differ, computed inside Postgres."""
     result.source_rows = int(_one(conn, f"SELECT count(*) FROM {quote(source)}"))
     result.target_rows = int(_one(conn, f"SELECT count(*) FROM {quote(target)}"))
     result.missing = list(
@@ -535,6 +546,17 @@ def compare_tables(conn: sa.Connection, source: str, target: str, result: CopyRe
         ).scalars()
     )
     result.extra = rows_not_in(conn, target, source)
+    differs = " OR ".join(column_differences(conn, source, target).values()) or "false"
+    result.differ = int(
+        conn.execute(
+            sa.text(
+                f"SELECT count(*) FROM {quote(source)} s JOIN {quote(target)} t ON t.{ID_COLUMN} = s.{ID_COLUMN} "
+                f"WHERE {differs}"
+            ),
+            {"extra": "{}"},
+        ).scalar()
+        or 0
+    )
     return result
 
 
@@ -660,20 +682,32 @@ def move_namespace(
     dry_run: bool = False,
     **options: Any,
 ) -> CopyResult:
-    """``nsmigrate pgvector move``: ``copy_namespace``, then, only when counts and id sets match, the source table is
-    renamed to a backup (``{prefix}_backup_{stamp}_{namespace}``), never dropped."""
+    """``nsmigrate pgvector move``: ``copy_namespace``, then, only when counts, id sets and contents match at the
+    moment of the rename (``retire_if_equal``), the source table is renamed to a backup
+    (``{prefix}_backup_{stamp}_{namespace}``), never dropped."""
     result = copy_namespace(engine, prefix, source, target, vector_index=vector_index, dry_run=dry_run, **options)
     if not dry_run and result.verified:
-        with engine.begin() as conn:
-            result.backup_table = rename_to_backup(conn, prefix, result.source_table, source)
+        retire_if_equal(engine, prefix, result, source)
     return result
+
+
+def retire_if_equal(engine: sa.Engine, prefix: str, result: CopyResult, namespace: str | None) -> None:
+    """Rename the source to a backup only if it still equals the target: both tables locked against writes, compared
+    again (counts, ids, contents), renamed in the same transaction. The comparison after the copy is a reason to
+    try; this one is the proof, so a row written in between keeps the source where it is (``result`` says why)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"LOCK TABLE {quote(result.source_table)} IN ACCESS EXCLUSIVE MODE"))
+        conn.execute(sa.text(f"LOCK TABLE {quote(result.target_table)} IN SHARE MODE"))
+        compare_tables(conn, result.source_table, result.target_table, result)
+        if result.verified:
+            result.backup_table = rename_to_backup(conn, prefix, result.source_table, namespace)
 
 
 def migrate_legacy(
     engine: sa.Engine, prefix: str, *, vector_index: pgschema.VectorIndex, dry_run: bool = False, **options: Any
 ) -> CopyResult:
-    """``nsmigrate pgvector legacy``: the single ``{prefix}`` table → ``{prefix}_default``, row counts verified, then
-    the legacy table renamed to ``{prefix}_backup_{stamp}`` (only when they match)."""
+    """``nsmigrate pgvector legacy``: the single ``{prefix}`` table → ``{prefix}_default``, verified, then the legacy
+    table renamed to ``{prefix}_backup_{stamp}`` (only when they match then: ``retire_if_equal``)."""
     with engine.connect() as conn:
         if not exists(conn, prefix) or ID_COLUMN not in columns_of(conn, prefix):
             raise StoreError(
@@ -683,6 +717,5 @@ def migrate_legacy(
             )
     result = transfer(engine, prefix, prefix, "", vector_index=vector_index, dry_run=dry_run, **options)
     if not dry_run and result.verified:
-        with engine.begin() as conn:
-            result.backup_table = rename_to_backup(conn, prefix, prefix, None)
+        retire_if_equal(engine, prefix, result, None)
     return result

@@ -236,11 +236,10 @@ def test_copy_resumes_from_where_it_stopped(pg: sa.Engine) -> None:
     load("alpha", 50)
     with pg.begin() as conn:  # an earlier copy that stopped after its first chunk of 20
         pgnamespaces.create_namespace(conn, "embeddings", "beta", DIM)
+        columns = ", ".join(pgnamespaces.shared_columns(conn, "embeddings_alpha", "embeddings_beta"))  # the copy's
         conn.execute(
             sa.text(
-                "INSERT INTO embeddings_beta (chunk_id, document_id, collection_name, text, strategy, content_type, "
-                "embedding) SELECT chunk_id, document_id, collection_name, text, strategy, content_type, embedding "
-                "FROM embeddings_alpha "
+                f"INSERT INTO embeddings_beta ({columns}) SELECT {columns} FROM embeddings_alpha "
                 "ORDER BY chunk_id LIMIT 20"
             )
         )
