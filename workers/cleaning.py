@@ -15,12 +15,14 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
    ``verify_failed`` with the refused ids in its report and the event, and ``sync`` repairs it.
 
 Then the source is deleted by id, each chunk of ≤ 1,000 ids proved once more right before its delete, so an id
-whose copy went away in between is kept. A chunk refused in this second pass leaves the run ``verify_failed`` with
-what was deleted and what was kept. A namespace left empty is then dropped (``delete_namespace``; an id written in
-the instant between the last listing and the drop would go with it, so writers must have moved to the target). A
-``schema: documented`` pgvector source is renamed to a backup instead, once proved. Every successful cleanup writes
-a ``source_deleted`` event with what was deleted. Proving costs one more fetch of both sides per id than a plain
-delete (two passes: the first keeps a refusal from leaving a half-deleted namespace).
+whose copy went away in between is kept, and so is an id the routing drops (``routing.unresolved:
+drop-with-report``: never copied, the source holds its only copy). A chunk refused in this second pass leaves the
+run ``verify_failed`` with what was deleted and what was kept. A namespace left empty is then dropped
+(``delete_namespace``; an id written in the instant between the last listing and the drop would go with it, so
+writers must have moved to the target). A ``schema: documented`` pgvector source is renamed to a backup instead,
+once proved. Every successful cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more
+fetch of both sides per id than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted
+namespace).
 
 Known limit: a delete stopped half-way (a store error, or a chunk refused in the second pass) leaves a source that
 no longer matches the verification: the next attempt refuses it as changed, and verification then fails on the ids
