@@ -27,12 +27,9 @@ from orchestrator.spec import CreatorMapping, PineconeStoreSpec
 from orchestrator.tenancy import load_supabase
 from sandbox.services import free_port
 from sandbox.stack import Stack
-from tests.integration.test_fleet_planner import cli, job_ids, write_spec
+from tests.fleet.test_fleet_planner import cli, job_ids, write_spec
 from tests.polling import wait_until
 from workers.context import WorkerContext
-
-pytestmark = pytest.mark.integration
-
 
 WORKER_SECRET = "worker-supabase-secret-7f3a"
 
