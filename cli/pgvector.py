@@ -89,7 +89,12 @@ def _print_result(title: str, result: pgnamespaces.CopyResult, as_json: bool, dr
     for column in ("source table", "rows", "target table", "rows", "copied now", "verified", "backup"):
         table.add_column(column)
     verdict = (
-        "dry run" if dry_run else "yes" if result.verified else f"NO (missing {result.missing}, extra {result.extra})"
+        "dry run"
+        if dry_run
+        else "yes"
+        if result.verified
+        else f"NO (missing {result.missing}, extra {result.extra}, {result.differing_count} rows differ: "
+        f"{result.differing})"
     )
     table.add_row(
         result.source_table,
@@ -237,8 +242,10 @@ def copy(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Copy namespace SOURCE into TARGET inside Postgres (INSERT … SELECT in chunk_id order, 5,000 rows a
-    transaction; run it again to resume), build TARGET's indexes, ANALYZE, and verify row counts and id sets."""
+    """Copy namespace SOURCE into TARGET inside Postgres with every column SOURCE's table has (its own extra
+    columns and NULLs included; a TARGET table that cannot hold one is refused before anything is copied), INSERT …
+    SELECT in chunk_id order, 5,000 rows a transaction (run it again to resume); build TARGET's indexes, ANALYZE,
+    and verify row counts, id sets and every column of every row."""
     _between("copy", pgnamespaces.copy_namespace, source, target, url_env, prefix, vector_index, dry_run, as_json)
 
 
@@ -275,8 +282,9 @@ def move(
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
 ) -> None:
-    """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts and id sets match, rename the
-    source table to {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs --yes."""
+    """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts, id sets and every column of
+    every row match, rename the source table to {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs
+    --yes."""
     _need_yes(yes, dry_run, f"move renames namespace {source!r}'s table to a backup")
     _between("move", pgnamespaces.move_namespace, source, target, url_env, prefix, vector_index, dry_run, as_json)
 
@@ -289,8 +297,9 @@ def legacy(
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
 ) -> None:
-    """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres, verify
-    the row counts and id sets, then rename the legacy table to {prefix}_backup_{timestamp}."""
+    """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres with
+    every column it has (NULLs included), verify row counts, id sets and every column of every row, then rename the
+    legacy table to {prefix}_backup_{timestamp}."""
     _check_index(vector_index)
 
     def run(engine: sa.Engine) -> pgnamespaces.CopyResult:

@@ -147,7 +147,7 @@ def test_create_makes_the_documented_schema(pg: sa.Engine) -> None:
     for column in pgschema.COLUMNS:
         assert column.name in columns
     assert columns["domain_tags"] == "_text" and columns["depth"] == "int4" and columns["is_leaf"] == "bool"
-    assert columns["quality_score"] == "float8" and columns["created_at"] == "timestamptz"
+    assert columns["quality_score"] == "float8" and columns["created_at"] == "timestamp"
 
     again = nsmigrate("pgvector", "create", "docs", "--dimension", str(DIM))
     assert again.exit_code == 0 and "already there" in again.output
@@ -235,13 +235,7 @@ def test_copy_resumes_from_where_it_stopped(pg: sa.Engine) -> None:
     load("alpha", 50)
     with pg.begin() as conn:  # an earlier copy that stopped after its first chunk of 20
         pgnamespaces.create_namespace(conn, "embeddings", "beta", DIM)
-        conn.execute(
-            sa.text(
-                "INSERT INTO embeddings_beta (chunk_id, document_id, collection_name, text, embedding) "
-                "SELECT chunk_id, document_id, collection_name, text, embedding FROM embeddings_alpha "
-                "ORDER BY chunk_id LIMIT 20"
-            )
-        )
+        conn.execute(sa.text("INSERT INTO embeddings_beta SELECT * FROM embeddings_alpha ORDER BY chunk_id LIMIT 20"))
 
     result = nsmigrate("pgvector", "copy", "alpha", "beta", "--json")
     report = json.loads(result.output)

@@ -39,6 +39,7 @@ from tenacity import RetryCallState
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
+from orchestrator.pgschema import TableColumn
 from orchestrator.records import IdPage, Record
 from orchestrator.spec import RateBudget
 from workers.chunking import estimate_bytes
@@ -150,6 +151,12 @@ class GuardedStore:
         """Whether the store serves ``list`` (a Pinecone pod index does not); stores without the notion do."""
         probe = getattr(self.inner, "can_list", None)
         return True if probe is None else bool(self._read("can_list", probe))
+
+    def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
+        """A pgvector namespace's table and its columns (``DocumentedPgvectorStore.table_columns``); None for a
+        namespace without a table, or a store without tables."""
+        columns = getattr(self.inner, "table_columns", None)
+        return None if columns is None else cast(Any, self._stats("table_columns", columns, namespace))
 
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         return self._read("fetch", self.inner.fetch, namespace, ids)

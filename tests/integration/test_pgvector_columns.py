@@ -1,0 +1,325 @@
+"""Every column carried, every column verified (issue 28, item 2), on real Postgres + pgvector, Redis, Celery workers
+and the Pinecone SDK against the local data plane: a table made with the application's own DDL
+(``tests/fixtures/reference/pgvector-namespace-table.sql``) and rows that fill every column, NULLs where the DDL
+allows them, goes through ``legacy``, ``copy``, ``move``, a fleet job inside Postgres and a fleet job to Pinecone and
+back, and every column of every row comes back equal; verification fails when a column nsmigrate does not know
+differs; a user's extra column is carried, or refused at plan time when the target cannot hold it."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from cli.main import app
+from orchestrator import jobs, launch
+from orchestrator.errors import PlanError
+from orchestrator.models import RunState
+from orchestrator.pgschema import quote
+from orchestrator.spec import parse_spec
+from sandbox.pinecone_server import IndexSpec
+from sandbox.stack import Stack
+from tests.integration.test_chaos import start_job
+from tests.polling import wait_until
+from workers.stores import open_retrying_store
+
+pytestmark = [pytest.mark.integration]
+
+URL_ENV = "NSMIGRATE_PGVECTOR_URL"
+DDL = Path(__file__).parents[1] / "fixtures" / "reference" / "pgvector-namespace-table.sql"
+DIM = 1536  # the DDL's own VECTOR(1536)
+INDEX = "app-chunks"
+DOCUMENTED = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
+KEEP_AS_IS = {"creator_fields": False, "migrated_from": False}
+EPOCH = datetime(2024, 5, 1, 9, 30, 15, 123456)
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec(INDEX, dimension=DIM)]
+
+
+@pytest.fixture
+def pg(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The test's database (a ``stack``'s too), named by ``URL_ENV`` here and in the stack's workers."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    yield engine
+    engine.dispose()
+
+
+def create_app_table(engine: sa.Engine, table: str) -> None:
+    """``table`` made as the application makes it: the shared DDL, its ``embeddings_{namespace}`` renamed."""
+    sql = "\n".join(line for line in DDL.read_text().splitlines() if not line.startswith("--"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
+        for statement in sql.replace("embeddings_{namespace}", table).split(";"):
+            if statement.strip():
+                conn.execute(sa.text(statement))
+
+
+def app_rows(n: int) -> list[dict[str, Any]]:
+    """Rows that fill every column of the DDL, with NULLs wherever it allows them (some ``metadata`` too), empty
+    arrays, JSONB of every shape (``app_metadata``), and timestamps to the microsecond."""
+    rng = np.random.default_rng(28)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    rows = []
+    for i in range(n):
+        doc, chunk = divmod(i, 5)
+        rows.append(
+            {
+                "chunk_id": f"doc-{doc:04d}#chunk-{chunk}",
+                "document_id": f"doc-{doc:04d}",
+                "collection_name": f"collection_{doc % 3}",
+                "text": f"chunk {chunk} of document {doc}: ünïcode ✓ and 'quotes'",
+                "embedding": "[" + ",".join(repr(float(v)) for v in vectors[i]) + "]",
+                "strategy": ("semantic", "recursive", "hierarchical")[doc % 3],
+                "content_type": ("text/markdown", "application/json")[i % 2],
+                "path": None if i % 7 == 0 else f"/docs/{doc:04d}.md#{chunk}",
+                "parent_chunk_id": None if chunk == 0 else f"doc-{doc:04d}#chunk-0",
+                "depth_level": None if i % 11 == 0 else chunk,
+                "hierarchy_level": None if i % 13 == 0 else chunk % 3,
+                "semantic_density": None if i % 17 == 0 else float(rng.random()),
+                "confidence": None if i % 19 == 0 else float(rng.random()),
+                "chunk_size": None if i % 9 == 0 else int(rng.integers(100, 4000)),
+                "token_count": None if i % 10 == 0 else int(rng.integers(20, 900)),
+                "key_count": None if i % 8 == 0 else int(rng.integers(0, 40)),
+                "contains_arrays": None if i % 23 == 0 else bool(i % 2),
+                "is_leaf": None if i % 29 == 0 else chunk != 0,
+                "domain_tags": None if i % 6 == 0 else [] if i % 6 == 1 else ["finance", f"tag-{i % 4}"],
+                "original_keys": None if i % 5 == 4 else ["content", "meta", f"k{i}"],
+                "metadata": app_metadata(i),
+                "created_at": None if i % 31 == 0 else EPOCH + timedelta(seconds=i, microseconds=i),
+                "updated_at": None if i % 37 == 0 else EPOCH + timedelta(days=1, microseconds=7 * i),
+            }
+        )
+    return rows
+
+
+def app_metadata(i: int) -> dict[str, Any] | None:
+    """NULL, empty, flat (what Pinecone metadata holds as it is), or nested objects, nulls and lists of numbers."""
+    doc, chunk = divmod(i, 5)
+    return [
+        None,
+        {},
+        {"source": "app", "page": chunk, "ratio": 0.5 + chunk, "reviewed": bool(i % 3), "tags": ["a"]},
+        {"origin": {"file": f"{doc}.json", "keys": [1, 2.5]}, "scores": [0.25, 3], "note": None, "page": chunk},
+    ][i % 4]
+
+
+def insert_rows(engine: sa.Engine, table: str, rows: list[dict[str, Any]]) -> None:
+    columns = list(rows[0])
+    values = ", ".join(
+        "CAST(:embedding AS vector)" if c == "embedding" else "CAST(:metadata AS jsonb)" if c == "metadata" else f":{c}"
+        for c in columns
+    )
+    params = [{**r, "metadata": None if r["metadata"] is None else json.dumps(r["metadata"])} for r in rows]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO {quote(table)} ({', '.join(columns)}) VALUES ({values})"), params)
+
+
+def table_rows(engine: sa.Engine, table: str) -> dict[str, dict[str, Any]]:
+    """Every row of ``table`` by chunk_id, every column as Postgres returns it (the vector as floats)."""
+    with engine.connect() as conn:
+        found = conn.execute(sa.text(f"SELECT * FROM {quote(table)}")).mappings().all()
+    rows = {}
+    for row in found:
+        row = dict(row)
+        row["embedding"] = np.fromstring(row["embedding"][1:-1], dtype=np.float64, sep=",")
+        rows[row["chunk_id"]] = row
+    return rows
+
+
+def assert_every_column_equal(
+    expected: dict[str, dict[str, Any]], got: dict[str, dict[str, Any]], *, but: tuple[str, ...] = ()
+) -> None:
+    """Both tables hold the same rows, each column of ``expected`` equal in ``got`` (the vector within float32's
+    tolerance; every other column exactly, types included), but the columns ``but``; a column only ``got`` has (one
+    the layout nsmigrate creates adds) holds nothing."""
+    assert sorted(got) == sorted(expected)
+    for chunk_id, row in expected.items():
+        other = got[chunk_id]
+        assert set(other) >= set(row), chunk_id
+        assert all(other[c] is None for c in set(other) - set(row)), chunk_id
+        np.testing.assert_allclose(other["embedding"], row["embedding"], atol=1e-6)
+        for column, value in row.items():
+            if column in (*but, "embedding"):
+                continue
+            assert other[column] == value and type(other[column]) is type(value), (chunk_id, column, other[column])
+
+
+def wait_verified(db: jobs.Database, job_id: int) -> None:
+    """Wait until every run of the job has its verdict; they must all have passed (else the reports are shown)."""
+    judged = (RunState.VERIFIED, RunState.VERIFY_FAILED)
+
+    def verdicts() -> list[Any] | None:
+        runs = jobs.runs_of(db, job_id)
+        return runs if runs and all(r.state in judged for r in runs) else None
+
+    runs = wait_until(verdicts, what=f"job {job_id}'s verdicts", timeout_s=180)
+    assert runs is not None
+    assert all(r.state == RunState.VERIFIED for r in runs), json.dumps([r.verification for r in runs])[:3000]
+
+
+def nsmigrate(*args: str) -> Any:
+    result = CliRunner().invoke(app, ["pgvector", *args])
+    return result
+
+
+def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_every_row(
+    pg: sa.Engine, stack: Stack
+) -> None:
+    create_app_table(pg, "embeddings")
+    insert_rows(pg, "embeddings", app_rows(200))
+    original = table_rows(pg, "embeddings")
+    assert sum(r["metadata"] is None for r in original.values()) == 50  # NULL metadata the copies must keep
+
+    legacy = nsmigrate("legacy", "--json")
+    assert legacy.exit_code == 0, legacy.output
+    assert json.loads(legacy.output)["verified"]
+    assert_every_column_equal(original, table_rows(pg, "embeddings_default"))  # the row numbers too
+
+    copied = nsmigrate("copy", "default", "docs", "--json")
+    assert copied.exit_code == 0 and json.loads(copied.output)["verified"], copied.output
+    assert_every_column_equal(original, table_rows(pg, "embeddings_docs"))
+
+    moved = nsmigrate("move", "docs", "moved", "--yes", "--json")
+    assert moved.exit_code == 0 and json.loads(moved.output)["backup_table"], moved.output
+    assert_every_column_equal(original, table_rows(pg, "embeddings_moved"))
+
+    stack.start_worker("list,copy,verify", 4, name="fleet")
+    db, _, in_postgres = start_job(
+        stack,
+        {
+            "name": "in-postgres",
+            "source": DOCUMENTED,
+            "target": DOCUMENTED,
+            "namespaces": {"include": ["moved"]},
+            "routing": {"mode": "explicit", "map": {"moved": "fleet"}},
+            "enrich": KEEP_AS_IS,
+        },
+    )
+    wait_verified(db, in_postgres)
+    # A fleet target may gather several sources, so it numbers its own rows: every other column is the same.
+    assert_every_column_equal(original, table_rows(pg, "embeddings_fleet"), but=("id",))
+
+    index = {"kind": "pinecone", "host": stack.pinecone.host(INDEX)}
+    db, _, out_job = start_job(
+        stack,
+        {
+            "name": "out",
+            "source": DOCUMENTED,
+            "target": index,
+            "namespaces": {"include": ["fleet"]},
+            "enrich": KEEP_AS_IS,
+        },
+    )
+    wait_verified(db, out_job)
+    db, _, back_job = start_job(
+        stack, {"name": "back", "source": index, "target": {**DOCUMENTED, "table": "back"}, "enrich": KEEP_AS_IS}
+    )
+    wait_verified(db, back_job)
+    assert_every_column_equal(original, table_rows(pg, "back_fleet"), but=("id",))
+
+
+def test_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa.Engine) -> None:
+    create_app_table(pg, "embeddings_alpha")
+    insert_rows(pg, "embeddings_alpha", app_rows(30))
+    assert json.loads(nsmigrate("copy", "alpha", "beta", "--json").output)["verified"]
+    with pg.begin() as conn:  # what a broken copy, or a later writer, could leave behind
+        conn.execute(sa.text("UPDATE embeddings_beta SET confidence = 0.125 WHERE chunk_id = 'doc-0002#chunk-3'"))
+        conn.execute(sa.text("UPDATE embeddings_beta SET domain_tags = NULL WHERE chunk_id = 'doc-0004#chunk-2'"))
+
+    again = nsmigrate("copy", "alpha", "beta", "--json")
+
+    assert again.exit_code == 1
+    report = json.loads(again.output.split("\nerror:")[0])
+    assert not report["verified"] and report["differing_count"] == 2
+    assert report["differing"] == {"doc-0002#chunk-3": "confidence differs", "doc-0004#chunk-2": "domain_tags differs"}
+
+
+def test_a_fleet_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa.Engine, stack: Stack) -> None:
+    create_app_table(pg, "embeddings_alpha")
+    insert_rows(pg, "embeddings_alpha", app_rows(40))
+    stack.start_worker("list,copy,verify", 2, name="fleet")
+    spec = {
+        "name": "move",
+        "source": DOCUMENTED,
+        "target": DOCUMENTED,
+        "namespaces": {"include": ["alpha"]},
+        "routing": {"mode": "explicit", "map": {"alpha": "beta"}},
+        "enrich": KEEP_AS_IS,
+    }
+    db, dispatcher, job_id = start_job(stack, spec)
+    wait_verified(db, job_id)
+    with pg.begin() as conn:
+        conn.execute(sa.text("UPDATE embeddings_beta SET confidence = 0.125 WHERE chunk_id = 'doc-0002#chunk-3'"))
+        conn.execute(sa.text("UPDATE embeddings_beta SET created_at = now() WHERE chunk_id = 'doc-0003#chunk-1'"))
+
+    launch.request_verification(db, dispatcher, job_id)
+
+    def failed() -> dict[str, Any] | None:
+        [run] = jobs.runs_of(db, job_id)
+        return run.verification if run.state == RunState.VERIFY_FAILED else None
+
+    report = wait_until(failed, what="the tampered target failing verification", timeout_s=60)
+    assert report is not None
+    reasons = {m["id"]: m["reason"] for m in report["content_mismatches"]}
+    assert reasons == {"doc-0002#chunk-3": "confidence differs", "doc-0003#chunk-1": "created_at differs"}
+
+
+def test_a_users_extra_column_is_carried_into_a_new_table(pg: sa.Engine) -> None:
+    create_app_table(pg, "embeddings_alpha")
+    with pg.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN tenant_ref uuid, ADD COLUMN score numeric(6,3)"))
+    insert_rows(pg, "embeddings_alpha", app_rows(20))
+    with pg.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE embeddings_alpha SET tenant_ref = gen_random_uuid(), score = 12.345 WHERE id % 2 = 0")
+        )
+
+    result = nsmigrate("copy", "alpha", "beta", "--json")
+
+    assert result.exit_code == 0 and json.loads(result.output)["verified"], result.output
+    assert_every_column_equal(table_rows(pg, "embeddings_alpha"), table_rows(pg, "embeddings_beta"))
+
+
+def test_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine) -> None:
+    create_app_table(pg, "embeddings_alpha")
+    create_app_table(pg, "embeddings_beta")
+    with pg.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN tenant_ref uuid"))
+    insert_rows(pg, "embeddings_alpha", app_rows(10))
+
+    result = nsmigrate("copy", "alpha", "beta")
+
+    assert result.exit_code == 2
+    assert "table embeddings_beta has no column tenant_ref (uuid)" in result.output
+    assert table_rows(pg, "embeddings_beta") == {}  # nothing copied
+
+
+def test_a_fleet_job_into_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine, stack: Stack) -> None:
+    create_app_table(pg, "embeddings_alpha")
+    create_app_table(pg, "embeddings_beta")
+    with pg.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN tenant_ref uuid"))
+    insert_rows(pg, "embeddings_alpha", app_rows(10))
+    spec = parse_spec(
+        {
+            "name": "move",
+            "source": DOCUMENTED,
+            "target": DOCUMENTED,
+            "namespaces": {"include": ["alpha"]},
+            "routing": {"mode": "explicit", "map": {"alpha": "beta"}},
+        }
+    )
+
+    with pytest.raises(PlanError, match="table embeddings_beta has no column tenant_ref"):
+        launch.prepare(spec, open_retrying_store, stack.workdir)
+    assert table_rows(pg, "embeddings_beta") == {}
