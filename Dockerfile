@@ -12,6 +12,7 @@ WORKDIR /app
 # Only what the package needs is copied, so a local .env (secrets), .venv or test data can never end up in the image.
 # README.md* matches nothing while there is no README, and the build still works.
 COPY pyproject.toml README.md* ./
+COPY cli ./cli
 COPY orchestrator ./orchestrator
 COPY workers ./workers
 COPY migrations ./migrations

@@ -127,8 +127,11 @@ def cleanup(
         result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor())
         refused += result["action"] == "refused"
         console.print(
-            f"{display_namespace(r.source_namespace)}: {result['action']} "
-            f"{result.get('count', '')} {result.get('reason', '')}"
+            escape(
+                f"{display_namespace(r.source_namespace)}: {result['action']} "
+                f"{result.get('count', '')} {result.get('reason', '')}"
+            ),
+            soft_wrap=True,
         )
     raise typer.Exit(1 if refused else 0)
 
@@ -141,9 +144,21 @@ def sync(
         bool,
         typer.Option(
             "--propagate-deletes",
-            help="Also delete from the target the ids this job copied that the source no "
-            "longer has (default: only report them).",
+            help="Also delete from the target the ids this job copied that the source no longer has, each checked "
+            "absent from the source right before its delete (default: only report them). Needs --yes.",
         ),
+    ] = False,
+    allow_vanished_source: Annotated[
+        bool,
+        typer.Option(
+            "--allow-vanished-source",
+            help="With --propagate-deletes: also when a source namespace lists no ids at all (emptied on purpose); "
+            "without it such a namespace is refused, its target kept.",
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --propagate-deletes without a prompt.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only scan: show what would be copied and deleted; change nothing.")
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the copy and the verification after it.")] = False,
     database_url: DatabaseOpt = None,
@@ -151,29 +166,53 @@ def sync(
 ) -> None:
     """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
     again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes)."""
+    if allow_vanished_source and not propagate_deletes:
+        raise fail("--allow-vanished-source only applies with --propagate-deletes; nothing was changed")
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     runs = jobs.runs_of(database, job_id, ns)
     if not runs:
         raise fail(f"job {job_id} has no namespace run {namespace!r}; see `nsmigrate status {job_id}`")
+    if propagate_deletes and not dry_run and not yes:
+        if not sys.stdin.isatty():
+            raise fail(
+                "sync --propagate-deletes deletes from the target: pass --yes to confirm (or --dry-run to see what it "
+                "would delete); nothing was changed"
+            )
+        typer.confirm(
+            f"Delete from the target of job {job_id} the ids its source no longer has ({len(runs)} namespaces)?",
+            abort=True,
+        )
     ctx = WorkerContext(resolved)
     refused = 0
     for r in runs:
-        result = sync_run(ctx, r.id, propagate_deletes=propagate_deletes, actor=jobs.default_actor())
+        result = sync_run(
+            ctx,
+            r.id,
+            propagate_deletes=propagate_deletes,
+            allow_vanished_source=allow_vanished_source,
+            dry_run=dry_run,
+            actor=jobs.default_actor(),
+        )
         name = display_namespace(r.source_namespace)
         if result["action"] == "refused":
             refused += 1
             console.print(f"{escape(name)}: refused — {escape(result['reason'])}", soft_wrap=True)
             continue
+        would = "would copy" if dry_run else "to copy"
         line = (
-            f"{escape(name)}: {result['new']} new, {result['changed']} changed → {result['to_copy']} to copy in "
+            f"{escape(name)}: {result['new']} new, {result['changed']} changed → {result['to_copy']} {would} in "
             f"{result['batches']} batches; {result['deleted_in_source']} deleted in source"
         )
-        if propagate_deletes:
+        if propagate_deletes and dry_run:
+            line += f" (at most {result['deleted_in_source']} would be deleted from the target)"
+        elif propagate_deletes:
             line += f" ({result['deleted']} deleted from the target)"
         if result["unroutable"]:
             line += f"; {result['unroutable']} cannot be routed (e.g. {result['unroutable_examples'][0]['reason']})"
         console.print(line, soft_wrap=True)
-    if wait and refused < len(runs):
+    if dry_run:
+        console.print("dry run: nothing was copied or deleted")
+    if wait and not dry_run and refused < len(runs):
         code = watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id))
         raise typer.Exit(code or (1 if refused else 0))
     raise typer.Exit(1 if refused else 0)

@@ -3,27 +3,36 @@ stores. Loads Celery and the store SDKs, so the commands that only read the job 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import redis
 
-from cli.options import fail, password_of, redact
+from cli.options import fail, settings
 from orchestrator.dispatch import Dispatcher
+from orchestrator.redaction import redact_url, scrub
 from orchestrator.settings import Settings
 from workers.stores import open_retrying_store
 
 
 def open_store(spec: Any) -> Any:
-    """A store whose calls retry: the CLI is the composition root, the orchestrator core only receives this
-    function."""
-    return open_retrying_store(spec)
+    """A store whose calls retry, reading only the keys the operator's settings allow: the CLI is the composition
+    root, the orchestrator core only receives this function."""
+    return open_retrying_store(spec, _allowed_key_vars())
 
 
 def open_control(spec: Any) -> Any:
     """The Pinecone control plane of a store spec's project (index creation, collections)."""
     from workers.stores.pinecone_control import PineconeControl  # the SDK's control plane, only where needed
 
-    return PineconeControl(spec)
+    return PineconeControl(spec, allowed_key_vars=_allowed_key_vars())
+
+
+@functools.cache
+def _allowed_key_vars() -> str:
+    """NSMIGRATE_ALLOWED_KEY_VARS, read once per command (the settings the store openers need; the URLs of the job
+    table and Redis that ``--database-url``/``--redis-url`` override play no part here)."""
+    return settings(None, None).allowed_key_vars
 
 
 def dispatcher(settings: Settings) -> Dispatcher:
@@ -32,12 +41,9 @@ def dispatcher(settings: Settings) -> Dispatcher:
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5).ping()
     except (redis.RedisError, ValueError, OSError) as e:
-        detail = (str(e).splitlines() or [""])[0][:200]
-        password = password_of(settings.redis_url)
-        if password:
-            detail = detail.replace(password, "***")
+        detail = scrub((str(e).splitlines() or [""])[0][:200], settings.redis_url)
         raise fail(
-            f"cannot reach Redis at {redact(settings.redis_url)}: {type(e).__name__}: {detail} — set "
+            f"cannot reach Redis at {redact_url(settings.redis_url)}: {type(e).__name__}: {detail} — set "
             "NSMIGRATE_REDIS_URL or --redis-url to a reachable Redis"
         ) from e
     return Dispatcher(settings)

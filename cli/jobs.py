@@ -15,6 +15,7 @@ from cli.options import (
     JobArg,
     NamespaceOpt,
     db,
+    fail,
     find_job_id,
     job_table_url,
     read_job_json,
@@ -24,7 +25,7 @@ from cli.options import (
     settings,
 )
 from cli.render import SUMMARY_ROWS, print_summary
-from orchestrator.naming import display_namespace, parse_namespace_arg
+from orchestrator.naming import display_namespace, parse_namespace_arg, shown_namespaces
 
 app = typer.Typer(add_completion=False)
 
@@ -65,7 +66,14 @@ def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOp
 
     database = db(settings(database_url, None))
     ns = parse_namespace_arg(namespace) if namespace is not None else None
-    runs = jobs.runs_of(database, find_job_id(database, job), ns)
+    job_id = find_job_id(database, job)
+    runs = jobs.runs_of(database, job_id, ns)
+    if ns is not None and not runs:
+        have = [display_namespace(r.source_namespace) for r in jobs.runs_of(database, job_id)]
+        raise fail(
+            f"job {job_id} has no namespace {namespace!r}; it has {len(have)}: {shown_namespaces(have) or '(none)'} "
+            f"— give one of those (`nsmigrate status {job_id}` lists them)"
+        )
     reports = [
         {
             "source_namespace": display_namespace(r.source_namespace),

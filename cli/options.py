@@ -18,6 +18,7 @@ import typer
 from cli.console import print_error
 from orchestrator import progress, snapshot
 from orchestrator.naming import parse_namespace_arg
+from orchestrator.redaction import redact_url, scrub
 from orchestrator.snapshot import JobStatus, JobSummary
 
 if TYPE_CHECKING:
@@ -89,12 +90,9 @@ def _database(url: str) -> jobs.Database:
 
 
 def _unreachable(url: str, e: Exception) -> typer.Exit:
-    detail = (str(e).splitlines() or [""])[0][:200]
-    password = password_of(url)
-    if password:  # an unparsable URL is echoed whole by SQLAlchemy
-        detail = detail.replace(password, "***")
+    detail = scrub((str(e).splitlines() or [""])[0][:200], url)  # an unparsable URL is echoed whole by SQLAlchemy
     return fail(
-        f"cannot open the job table at {redact(url)}: {type(e).__name__}: "
+        f"cannot open the job table at {redact_url(url)}: {type(e).__name__}: "
         f"{detail} — set NSMIGRATE_DATABASE_URL or --database-url to a reachable Postgres"
     )
 
@@ -209,23 +207,6 @@ def _libpq_url(url: str) -> str | None:
     """The libpq form of a SQLAlchemy URL of Postgres through psycopg, else None."""
     scheme, sep, rest = url.partition("://")
     return f"postgresql://{rest}" if sep and scheme in ("postgresql+psycopg", "postgresql", "postgres") else None
-
-
-def password_of(url: str) -> str | None:
-    if "@" in url and "://" in url:
-        creds = url.split("://", 1)[1].rsplit("@", 1)[0]
-        if ":" in creds:
-            return creds.split(":", 1)[1] or None
-    return None
-
-
-def redact(url: str) -> str:
-    """A URL without its password, for messages."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}" if ":" in creds else url
-    return url
 
 
 def find_job_id(database: jobs.Database, ref: str) -> int:

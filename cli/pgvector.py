@@ -202,12 +202,16 @@ def drop(
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
 ) -> None:
-    """Drop a namespace's table for good (needs --yes). To keep a copy, `move` it instead."""
+    """Drop a namespace's table for good (needs --yes). To keep a copy, `move` it instead.
+
+    Only a namespace table is dropped: {prefix}_{namespace} without the layout's chunk_id, embedding, document_id,
+    collection_name and text columns (an application's table, the job table's own) is refused, naming it."""
     ns = _checked(namespace)
     _need_yes(yes, dry_run, f"drop deletes namespace {namespace!r} for good")
     with _store(url_env, prefix, "drop") as (_, engine):
         if dry_run:
             with engine.connect() as conn:
+                pgnamespaces.droppable_table(conn, prefix, ns)
                 found = pgnamespaces.stats(conn, prefix, ns)
             console.print(f"dry run: would drop table {found.table} ({found.rows} rows)")
             return

@@ -85,7 +85,11 @@ def plan(
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing."""
+    """Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing.
+
+    Keys: a Pinecone store's api_key_env must be a variable NSMIGRATE_ALLOWED_KEY_VARS allows (default
+    PINECONE_API_KEY, PINECONE_API_KEY_*, *_PINECONE_API_KEY, *_PINECONE_KEY), and a key is sent only over https or
+    to a loopback host; anything else is refused before a key is read (exit 2)."""
     answer = None if plan_here else submit.to_fleet(settings(database_url, redis_url), spec, "plan")
     if answer is not None:
         _fail_on_error(answer)
@@ -116,7 +120,10 @@ def run(
     """Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is
     resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces are
     exported to Parquet first, and a failed backup starts nothing. A running fleet's planner does the planning when
-    it can (see --plan-here)."""
+    it can (see --plan-here).
+
+    Keys are checked as `plan` checks them (see `nsmigrate plan --help`), here and again by the fleet's planner and
+    workers under their own NSMIGRATE_ALLOWED_KEY_VARS."""
     resolved = settings(database_url, redis_url)
     if wait and not plan_here:
         _load_in_background("psycopg")  # while the fleet plans: after, it would take CPU from the job's first tasks

@@ -16,6 +16,7 @@ from cli.fleet import dispatcher, open_store
 from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
 from orchestrator import jobs
 from orchestrator.dispatch import Dispatcher
+from orchestrator.errors import NsmigrateError
 from orchestrator.records import display_namespace
 from orchestrator.spec import load_spec
 from workers.erasing import ErasurePlan, plan_erasure
@@ -153,8 +154,16 @@ def _start(database: jobs.Database, conf: Any, plan: ErasurePlan) -> int:
 
 
 def _resume(database: jobs.Database, conf: Any, job_id: int) -> int:
-    sender = dispatcher(conf)
-    ids = jobs.retry_places(database, job_id)
+    sender = dispatcher(conf)  # Redis answered before anything is written
+    try:
+        ids = jobs.retry_places(database, job_id)  # refuses a job that is not an erasure, changing nothing
+    except NsmigrateError:
+        sender.close()
+        raise
+    if not ids:
+        sender.close()
+        console.print(f"erasure job {job_id}: every place was checked already; nothing to send again")
+        return job_id
     _send(database, sender, job_id, ids)
     console.print(f"erasure job {job_id}: {len(ids)} place(s) sent again")
     return job_id
@@ -193,8 +202,11 @@ def _print_receipt(receipt: dict[str, Any], path: Path) -> None:
         table.add_row(p["kind"], p["store"], p["path"] or p["namespace"] or "", str(p["erased"]), p["state"])
     console.print(table)
     who = f"creator {receipt['creator_id']!r}" + (f" twin {receipt['twin_id']!r}" if receipt["twin_id"] else "")
+    checked = "every place checked empty" if receipt["verified"] else "NOT every place checked empty"
+    if receipt["not_searched"]:
+        # Never "empty" for a store that was not searched.
+        checked = f"{checked}; NOT searched: {', '.join(receipt['not_searched'])}"
     console.print(
         f"erased {receipt['vectors_erased']} vectors and {receipt['backup_rows_erased']} backup rows of {who}; "
-        f"{'every place checked empty' if receipt['verified'] else 'NOT every place checked empty'}; "
-        f"receipt: {path} (and `nsmigrate events {receipt['job_id']}`)"
+        f"{checked}; receipt: {path} (and `nsmigrate events {receipt['job_id']}`)"
     )

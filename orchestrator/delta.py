@@ -22,6 +22,7 @@ from typing import Any
 
 from orchestrator.errors import PlanError
 from orchestrator.naming import parse_namespace
+from orchestrator.proof import judge_copy
 from orchestrator.records import Record
 from orchestrator.routing import RouteContext, expected_metadata, target_of
 from orchestrator.textrecords import Comparer
@@ -120,7 +121,7 @@ def plan_delta(
     skipped: set[str] = set()
     for src in source_records:
         try:
-            ns = target_of(src, ctx)
+            ns, reason = judge_copy(src, found, ctx, tolerance, compare)
         except PlanError as e:
             skipped.add(src.id)
             delta.unroutable_count += 1
@@ -128,13 +129,10 @@ def plan_delta(
                 delta.unroutable.append({"id": src.id, "reason": e.message})
             continue
         routed_to[src.id] = ns
-        target = found.get(ns, {}).get(src.id)
-        if target is None:
+        if src.id not in found.get(ns, {}):
             delta.new_count += 1
             delta.to_copy.append(src.id)
             continue
-        expected = expected_metadata(src, ns, ctx)
-        reason = compare(src, target, expected) if compare else compare_record(src, target, expected, tolerance)
         if reason is None:
             delta.unchanged_count += 1
         else:

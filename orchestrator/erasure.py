@@ -9,7 +9,7 @@ their twins). Erasing ``a.1`` never touches ``a.10``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -107,6 +107,9 @@ class KnownRun:
     #: The job filed every twin under ``routing.override_creator`` (a test creator): its runs' creator is not the
     #: owner of what they read, so their sources and twins are never attributed to that creator.
     override: bool = False
+    #: The source store's identity as its spec gives it (``store_identity.spec_identity``): labels are not unique
+    #: (one pgvector prefix in two databases), identities are.
+    source_key: str = ""
 
 
 def registry_of(runs: Iterable[KnownRun]) -> Registry:
@@ -179,9 +182,15 @@ class StorePlaces:
 
 
 def places_in_store(
-    store: str, namespaces: Iterable[str], subject: Subject, registry: Registry, runs: Sequence[KnownRun]
+    store: str,
+    namespaces: Iterable[str],
+    subject: Subject,
+    registry: Registry,
+    runs: Sequence[KnownRun],
+    store_keys: Collection[str] = (),
 ) -> StorePlaces:
-    """Classify the namespaces of ``store``.
+    """Classify the namespaces of ``store``: a run read it when its ``source_key`` is one of ``store_keys`` (the
+    spec identities that reach this store), or without keys (a backup's manifest names only a label) by label.
 
     Whole: the subject's names (``Registry.owned``), the source namespaces of runs that read this store for the
     subject (the old UUID namespace of one of their twins, until cleanup), and copies of their twins filed under
@@ -194,7 +203,8 @@ def places_in_store(
     theirs_sources: set[str] = set()
     others_sources: set[str] = set()
     for run in runs:
-        if run.source_store != store or run.source_namespace == "" or run.creator_id is None:
+        read_here = run.source_key in store_keys if store_keys else run.source_store == store
+        if not read_here or run.source_namespace == "" or run.creator_id is None:
             continue
         match = not run.override and run.creator_id == subject.creator_id and subject.twin_id in (None, run.twin_id)
         (theirs_sources if match else others_sources).add(run.source_namespace)

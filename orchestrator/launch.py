@@ -21,7 +21,7 @@ from orchestrator.id_checks import check_id_collisions, check_id_lengths, namesp
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.models import RunState
-from orchestrator.pgschema import check_target_names
+from orchestrator.pgschema import check_distinct_tables, check_target_names
 from orchestrator.plan_reads import PlanReads, RoutedIds
 from orchestrator.plan_types import Inventory, Plan
 from orchestrator.planner import make_plan
@@ -36,6 +36,7 @@ class InventoryStore(Protocol):
 
     name: str
 
+    def identity(self) -> str: ...
     def dimension(self) -> int: ...
     def metric(self) -> str | None: ...
     def namespaces(self) -> dict[str, int]: ...
@@ -76,12 +77,13 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
         metric = store.metric()
         enumeration = getattr(store, "enumeration", "list")
         can_list = bool(probing.result()) if probing is not None else True
+        identity = store.identity()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration)
+    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
 
 
 def _check_columns(plan: Plan, source: InventoryStore, target: InventoryStore) -> None:
@@ -167,7 +169,9 @@ def prepare(
         plan = make_plan(spec, source_inv, target_inv, twins, sources)
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
-            check_target_names(r.target_namespace for r in plan.runs if r.target_namespace is not None)
+            targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})
+            check_target_names(targets)
+            check_distinct_tables(spec.target.table, targets)
             _check_columns(plan, source, target)
         needs_check = namespaces_needing_id_check(plan)
         # Read where each routed record really lands: the plan shows the routes taken, and only true collisions are

@@ -89,6 +89,9 @@ COLUMNS: tuple[Column, ...] = (
     Column("original_keys", "text[]"),
 )
 COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
+#: The columns that make a table a namespace table (an id, a vector and the required metadata): what ``pgvector
+#: drop`` checks before it drops anything.
+NAMESPACE_TABLE_COLUMNS = (ID_COLUMN, EMBEDDING_COLUMN, *(c.name for c in COLUMNS if c.required))
 
 
 class MappingError(PlanError):
@@ -138,6 +141,29 @@ def check_target_names(namespaces: Iterable[str]) -> None:
             hint="map them to names of lowercase letters, digits and '_' (≤ 50 characters) with routing.mode "
             "explicit; nothing was written",
         )
+
+
+def check_distinct_tables(prefix: str, namespaces: Iterable[str]) -> None:
+    """Refuse (``PlanError``) target namespaces that would share one table, naming both: ``""`` and ``default`` are
+    both ``{prefix}_default``, and Postgres cuts every name to its first 63 characters, so two long names that differ
+    only after that are one table. Two namespaces in one table would overwrite each other's rows."""
+    first: dict[str, str] = {}
+    clashes = []
+    for namespace in namespaces:
+        table = table_of(prefix, namespace)[:PG_IDENTIFIER_MAX]
+        other = first.setdefault(table, namespace)
+        if other != namespace:
+            clashes.append(f"{_shown(other)} and {_shown(namespace)} would both be the table {table}")
+    if clashes:
+        raise PlanError(
+            "target namespaces that map to one pgvector table:\n  " + "\n  ".join(clashes),
+            hint="route one of each pair to another name (routing.mode explicit) or leave it out "
+            "(namespaces.exclude); nothing was written",
+        )
+
+
+def _shown(namespace: str) -> str:
+    return "'' (the default namespace)" if namespace == "" else repr(namespace)
 
 
 def table_of(prefix: str, namespace: str) -> str:

@@ -24,6 +24,8 @@ class Inventory:
     #: Whether the store serves ``list`` (a Pinecone pod does not), and how the spec says its ids are found.
     can_list: bool = True
     enumeration: str = "list"
+    #: Which index or tables this is, as its server says (``orchestrator.store_identity``); None: not asked.
+    identity: str | None = None
 
 
 @dataclass(frozen=True)

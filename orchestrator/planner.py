@@ -60,7 +60,7 @@ def make_plan(
     """
     source = normalized(source)
     target = normalized(target) if target is not None else None
-    one_store = same_store(spec)
+    one_store = same_store(spec, source, target)
     if target is None and one_store:
         target = source
     if target is not None:

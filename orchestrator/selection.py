@@ -11,6 +11,7 @@ from orchestrator.naming import shown_namespaces
 from orchestrator.plan_types import Inventory
 from orchestrator.records import display_namespace, parse_namespace_arg
 from orchestrator.spec import JobSpec
+from orchestrator.store_identity import spec_identity
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -66,7 +67,10 @@ def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
     return selected
 
 
-def same_store(spec: JobSpec) -> bool:
-    """Whether source and target are one store (same address, same layout). Decided on the spec, not on inventory
-    labels: a pgvector single table and a table-per-namespace layout share a label yet are different stores."""
-    return spec.source == spec.target
+def same_store(spec: JobSpec, source: Inventory, target: Inventory | None) -> bool:
+    """Whether source and target are one store: by the identities their servers gave (an index name and its host,
+    two URLs of one database), else by what the specs say (``orchestrator.store_identity``), never by labels: a
+    pgvector single table and a table-per-namespace layout share a label yet are different stores."""
+    if source.identity is not None and target is not None and target.identity is not None:
+        return source.identity == target.identity
+    return spec_identity(spec.source) == spec_identity(spec.target)

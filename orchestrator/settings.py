@@ -1,13 +1,16 @@
 """One typed settings object, read once at the entry point and passed down.
 
 Environment variables (prefix ``NSMIGRATE_``) or a ``.env`` file. Secrets (Pinecone API keys, Supabase keys) are not
-settings: specs name the environment variable that holds them and the store adapters read it when they connect.
+settings: specs name the environment variable that holds them and the store adapters read it when they connect, if
+``allowed_key_vars`` lets a spec name it.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS
 
 
 class Settings(BaseSettings):
@@ -33,6 +36,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds added to the rate budget's 1 s window: absorbs jitter between a worker's "
         "admission and its request reaching the server, so the server never sees more than the budget in 1 s.",
+    )
+    allowed_key_vars: str = Field(
+        DEFAULT_ALLOWED_KEY_VARS,
+        description="The environment variables a spec may name as its Pinecone key (api_key_env): comma-separated "
+        "shell-style patterns. A spec naming any other is refused before a key is read (orchestrator.keys).",
     )
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")

@@ -13,12 +13,12 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -26,7 +26,9 @@ from pydantic import (
 )
 
 from orchestrator.errors import SpecError
+from orchestrator.keys import credentials_refusal
 from orchestrator.naming import identifier_problem
+from orchestrator.yamlfile import load_yaml
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
 
@@ -194,8 +196,13 @@ class PineconeStoreSpec(_Model):
     @field_validator("host", "control_host")
     @classmethod
     def _scheme(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        if value is None:
+            return value
+        if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
+        refusal = credentials_refusal(value)
+        if refusal is not None:  # the URL is not echoed: it holds a password
+            raise ValueError(f"the address {refusal}")
         return value
 
     @field_validator("api_key_env")
@@ -549,6 +556,12 @@ class JobSpec(_Model):
         return self
 
     @property
+    def cleanup_unchecked(self) -> list[str]:
+        """The checks a cleanup relies on that this spec's verification turns off, e.g. ``["verify.ids: false"]``:
+        without ids and counts checked, a target that lost vectors passes verification."""
+        return [f"verify.{name}: false" for name in ("ids", "counts") if not getattr(self.verify, name)]
+
+    @property
     def text_records(self) -> TextRecords | None:
         """How records are written as text, when the target is an integrated index."""
         return self.target.records if self.target.kind == "pinecone" else None
@@ -618,9 +631,19 @@ def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
             f"invalid job spec {origin}: the top level must be a mapping of fields, got {type(data).__name__}"
         )
     try:
-        return JobSpec.model_validate(data)
+        spec = JobSpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(_format_errors(e, origin)) from e
+    unchecked = spec.cleanup_unchecked
+    if spec.cleanup.mode != "never" and unchecked:
+        # Checked here, for a new spec, and not by the model: a job already written loads as it was, and its
+        # cleanup refuses instead (``workers.cleaning``).
+        raise SpecError(
+            f"invalid job spec {origin}:\n  cleanup.mode: `{spec.cleanup.mode}` would delete the source after a "
+            f"verification that does not check ids and counts ({', '.join(unchecked)}): a target that lost vectors "
+            "would pass it; set verify.ids and verify.counts to true, or cleanup.mode to `never`"
+        )
+    return spec
 
 
 def load_spec(path: str | Path) -> JobSpec:
@@ -633,13 +656,18 @@ def load_spec(path: str | Path) -> JobSpec:
 
 def spec_from_text(text: str, origin: str) -> JobSpec:
     """Validate a spec file's text (``origin``: its path, for messages); raises SpecError."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"spec file {origin} is not valid YAML: {e}") from e
-    return parse_spec(data, origin=origin)
+    return parse_spec(load_yaml(text, origin=f"spec file {origin}"), origin=origin)
 
 
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
     """The spec as stored in the job table (it holds env var names only, never secrets)."""
     return spec.model_dump(mode="json", by_alias=True)
+
+
+_STORE_SPEC: TypeAdapter[Any] = TypeAdapter(StoreSpec)
+
+
+def store_spec_from_json(data: dict[str, Any]) -> PineconeStoreSpec | PgvectorStoreSpec:
+    """A store spec (Pinecone or pgvector) from its JSON in the job table."""
+    spec: PineconeStoreSpec | PgvectorStoreSpec = _STORE_SPEC.validate_python(data)
+    return spec

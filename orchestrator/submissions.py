@@ -16,8 +16,8 @@ The protocol, on the fleet's Redis:
 4. A command whose submission no planner took in time takes it back (LREM): if that succeeds nobody will answer, and
    it plans by itself; if not, a planner has it and the answer will come.
 
-Light on purpose (the command imports it before anything else): json, hashlib and dataclasses only. The keys are
-built in ``orchestrator.names`` with every other Redis key.
+Light on purpose (the command imports it before anything else): json, hashlib, dataclasses and the redaction. The
+keys are built in ``orchestrator.names`` with every other Redis key.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from orchestrator.redaction import redact_url
 
 #: A planner refreshes its heartbeat at least this often (its BLPOP's timeout) …
 HEARTBEAT_EVERY_S = 2.0
@@ -49,9 +51,11 @@ Kind = Literal["plan", "run"]
 
 
 def database_fingerprint(url: str) -> str:
-    """Names a job table without showing its URL (which may hold a password): the command and the planner compare
-    these before the command hands its spec over."""
-    return hashlib.sha256(url.encode()).hexdigest()[:16]
+    """Names a job table without showing its URL: the command and the planner compare these before the command hands
+    its spec over. Hashed from the URL with its secrets removed: a hash of the password (in Redis, which anyone on
+    the fleet's network may read) could be tried against guesses offline, and a keyed hash would need a key both
+    sides share, which they do not have. Two URLs that differ only by a password name the same job table anyway."""
+    return hashlib.sha256(redact_url(url).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

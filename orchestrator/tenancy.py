@@ -20,6 +20,7 @@ import yaml
 from orchestrator.errors import PlanError, RetryableError, SpecError
 from orchestrator.naming import identifier_problem
 from orchestrator.spec import CreatorMapping, SourceTable
+from orchestrator.yamlfile import compose_yaml
 
 SUPABASE_PAGE_ROWS = 1000  # rows asked for per request; the server may send fewer (PostgREST max-rows)
 _SHOWN = 10
@@ -158,10 +159,7 @@ def parse_csv(text: str, where: str = "<csv>") -> dict[str, str]:
 def parse_yaml(text: str, where: str = "<yaml>") -> dict[str, str]:
     """Parse a YAML mapping ``{twin_id: creator_id}``. Ids must be strings: YAML would read ``007`` as the number 7
     and ``1.10`` as 1.1, silently changing the id, so unquoted numbers are refused."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{where} is not valid YAML: {e}", path=where) from e
+    node = compose_yaml(text, where)
     if node is None:
         return {}
     if not isinstance(node, yaml.MappingNode):

@@ -287,6 +287,9 @@ class Report:
     missing_ids: list[str] = field(default_factory=list)
     missing_count: int = 0
     vanished_count: int = 0  # listed in the source, gone when fetched: the source is being written
+    #: Ids copied from a source namespace that lists none now (vanished, emptied, or another store reached): an
+    #: empty source proves nothing about the copy, so "0/0 ids present" never passes.
+    source_vanished: int = 0
     target_count: int | None = None
     count_readings: list[int] = field(default_factory=list)
     count_stable: bool = True
@@ -349,6 +352,11 @@ class Report:
         out: list[str] = []
         if self.error:
             out.append(f"error: {self.error}")
+        if self.source_vanished and not self.source_count:
+            out.append(
+                f"the source namespace lists no ids now, but {self.source_vanished} were copied from it: it vanished "
+                "or was emptied (or the spec reaches another store); nothing is verified against an empty source"
+            )
         if self.missing_count:
             out.append(f"{self.missing_count} source ids missing in target (e.g. {self.missing_ids[0]!r})")
         if self.unwritable_count and self.unwritable_fail:
@@ -464,6 +472,7 @@ class Report:
             "missing_ids": list(self.missing_ids),
             "missing_count": self.missing_count,
             "vanished_count": self.vanished_count,
+            "source_vanished": self.source_vanished,
             "extra_ids": list(self.extra_ids),
             "extra_count": self.extra_count,
             "extras_fail": self.extras_fail,

@@ -323,6 +323,8 @@ class ControlPlane:
         path = urlsplit(target).path.rstrip("/")
         try:
             if path == "/_sandbox/hosts" and method == "GET":
+                if self.sandbox.api_key is not None:  # like the data planes' admin endpoints
+                    _check_api_key(headers, self.sandbox.api_key)
                 return _Reply(200, self.sandbox.describe_hosts())
             _check_api_key(headers, self.sandbox.api_key)
             if path == "/indexes" and method == "GET":

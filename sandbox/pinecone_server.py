@@ -22,7 +22,8 @@ or as a separate process (serves until SIGTERM, prints the hosts as one JSON lin
 
     python -m sandbox.pinecone_server --index seeds-pod:3072:cosine:pod --index seeds-serverless:3072 --port-file F
 
-Admin endpoints on every data-plane port (never subject to faults, no Api-Key needed):
+Admin endpoints on every data-plane port (never subject to faults; they need the Api-Key only when the sandbox was
+started with one, ``--api-key``):
 
 - ``GET /_sandbox/faults`` -> the current :class:`Faults` as JSON; ``POST /_sandbox/faults`` with a JSON object
   *replaces* them (omitted keys take their defaults, unknown keys are refused with 400).
@@ -30,7 +31,7 @@ Admin endpoints on every data-plane port (never subject to faults, no Api-Key ne
   (faults stay).
 
 The control plane (indexes, collections, API versions, readiness, deletion protection: ``sandbox.pinecone_control``)
-also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}``.
+also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}`` (the Api-Key likewise).
 
 Choices where the real service is not pinned down by the spec:
 
@@ -982,7 +983,7 @@ class IndexService:
         path = parts.path.rstrip("/") or "/"
         query = parse_qs(parts.query, keep_blank_values=True)
         if path.startswith("/_sandbox/"):
-            return self._admin(method, path, body)
+            return self._admin(method, path, headers, body)
         if time.monotonic() < self.ready_at:
             reply = _data_error(_Refusal(503, f"Index {self.spec.name} is not ready yet (Initializing)"))
         else:
@@ -1054,8 +1055,11 @@ class IndexService:
 
     # -- admin
 
-    def _admin(self, method: str, path: str, body: bytes) -> _Reply:
+    def _admin(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Reply:
         try:
+            if self.api_key is not None:
+                # Faults and resets are worth more than the data: a sandbox started with --api-key guards them too.
+                _check_api_key(headers, self.api_key)
             if path == "/_sandbox/faults" and method == "GET":
                 return _Reply(200, self.faults.faults.to_dict())
             if path == "/_sandbox/faults" and method == "POST":

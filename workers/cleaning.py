@@ -1,24 +1,29 @@
-"""Cleanup: delete a verified source namespace, and only then.
+"""Cleanup: delete a verified source namespace, and only what has an equal copy in the target now.
 
 Refused (with a ``cleanup_refused`` audit event and a reason) unless all of these hold:
 
-1. the job spec allows it (``cleanup.mode`` is ``manual`` or ``auto``);
-2. deleting the source cannot delete the migrated data (source store == target store and the source namespace is
-   one of the run's target namespaces);
+1. the job spec allows it (``cleanup.mode`` is ``manual`` or ``auto``) and its verification checks ids and counts
+   (a verification that checks nothing passes whatever the target holds);
+2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
+   namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
 3. the run is ``verified`` (``jobs.start_cleanup`` decides, under a row lock, so two cleanups cannot both run);
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
-   the ones the verification report stored. A changed source sends the run to ``verify_failed``: what was verified
-   is no longer what would be deleted.
+   the ones the verification report stored. A changed source sends the run to ``verify_failed``;
+5. every id has an equal copy in the target *now* (``workers.proving``: both sides fetched, the copy's routing and
+   verification's comparison): the verdict is a reason to try, never the proof. One id without it — the target
+   deleted or written since, the source vector updated in place — and nothing is deleted: the run goes to
+   ``verify_failed`` with the refused ids in its report and the event, and ``sync`` repairs it.
 
-The default namespace ``""`` cannot be dropped in Pinecone, so it is emptied by deleting the ids that were just
-listed (≤ 1,000 per request); an id written after that listing survives. Any other namespace is deleted whole
-(``delete_namespace``; the Pinecone store falls back to ``delete_all`` where the namespaces endpoint is absent), so
-writers must have moved to the target before cleanup runs. Every successful cleanup writes a ``source_deleted`` event
-with what was deleted.
+Then the source is deleted by id, each chunk of ≤ 1,000 ids proved once more right before its delete, so an id
+whose copy went away in between is kept. A chunk refused in this second pass leaves the run ``verify_failed`` with
+what was deleted and what was kept. A namespace left empty is then dropped (``delete_namespace``; an id written in
+the instant between the last listing and the drop would go with it, so writers must have moved to the target). A
+``schema: documented`` pgvector source is renamed to a backup instead, once proved. Every successful cleanup writes
+a ``source_deleted`` event with what was deleted. Proving costs one more fetch of both sides per id than a plain
+delete (two passes: the first keeps a refusal from leaving a half-deleted namespace).
 
-Known limits: the fingerprint covers ids, not contents, so a vector *updated in place* after verification is not
-noticed; and a delete of the default namespace interrupted half-way leaves a changed source, which the next attempt
-refuses as a changed source (finish it by hand).
+Known limit: a delete interrupted half-way by a store error leaves a changed source, which the next attempt refuses
+as a changed source (finish it by hand, or sync and verify).
 """
 
 from __future__ import annotations
@@ -28,13 +33,17 @@ from typing import Any
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
-from orchestrator.limits import DELETE_MAX_IDS
 from orchestrator.models import NamespaceRun, RunState
+from orchestrator.proof import Proof, failed_report, refusal
 from orchestrator.records import DEFAULT_NAMESPACE, display_namespace
+from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
 from orchestrator.verification import fingerprint
 from workers.context import WorkerContext
-from workers.verifying import chunks, list_all_ids
+from workers.proving import delete_proven
+from workers.stores.base import VectorStore
+from workers.stores.identity import one_store_problem
+from workers.verifying import list_all_ids
 
 log = logging.getLogger(__name__)
 
@@ -64,24 +73,38 @@ def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, d
     return _result(run, "refused", 0, reason)
 
 
-def _same_store(spec: JobSpec) -> bool:
-    # The planner's rule: equal specs, or the same label (index / host / pgvector table).
-    return spec.source == spec.target or spec.source.label == spec.target.label
-
-
-def policy_problem(spec: JobSpec, run: NamespaceRun) -> str | None:
+def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
     """Why the spec or the run's shape forbids deleting this source namespace, or None."""
     if spec.cleanup.mode == "never":
         return "the job spec's cleanup.mode is `never`; set it to `manual` to allow `nsmigrate cleanup`"
+    unchecked = unchecked_verification(spec)
+    if unchecked is not None:
+        return unchecked
     targets = set(run.target_namespaces or [])
     if run.target_namespace is not None:
         targets.add(run.target_namespace)
-    if _same_store(spec) and run.source_namespace in targets:
+    if run.source_namespace not in targets:
+        return None
+    one_store = one_store_problem(spec, ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate))
+    if one_store is not None:
         return (
-            f"source and target are the same store and namespace {display_namespace(run.source_namespace)!r} "
-            "is also a target: deleting it would delete the migrated data"
+            f"{one_store}, and namespace {display_namespace(run.source_namespace)!r} is also a target: deleting it "
+            "would delete the migrated data"
         )
     return None
+
+
+def unchecked_verification(spec: JobSpec) -> str | None:
+    """Why the job's verification cannot justify a cleanup (it would not have checked ids and counts), or None.
+    A new spec is refused at plan time; this refuses the cleanup of a job written before that rule."""
+    off = spec.cleanup_unchecked
+    if not off:
+        return None
+    return (
+        f"the job's verification does not check what cleanup relies on ({', '.join(off)}): a target that lost "
+        "vectors would pass it; the source is kept — verify the copy another way, or copy again with a spec that "
+        "checks ids and counts"
+    )
 
 
 def source_problem(report: dict[str, Any] | None, ids: list[str]) -> str | None:
@@ -115,7 +138,7 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        problem = policy_problem(spec, run)
+        problem = policy_problem(ctx, spec, run)
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
         if dry_run:
@@ -127,6 +150,19 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
             jobs.maybe_finish_job(ctx.db, run.job_id)
 
 
+def _proof(
+    ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorStore, ids: list[str], *, delete: bool
+) -> Proof:
+    """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now."""
+    route = route_context(
+        spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
+    )
+    target = ctx.guarded(spec.target, spec.rate)
+    return delete_proven(
+        source, run.source_namespace, target, ids, route, spec, delete_from="source" if delete else None
+    )
+
+
 def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
     if run.state != RunState.VERIFIED:
         return _refuse(ctx, run, f"the run is {run.state}, not verified", actor, dry_run=True)
@@ -135,7 +171,10 @@ def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -
     problem = source_problem(run.verification, ids)
     if problem is not None:
         return _refuse(ctx, run, problem, actor, dry_run=True)
-    return _result(run, "would_delete", len(ids))
+    proof = _proof(ctx, run, spec, source, ids, delete=False)
+    if proof.refused_count:
+        return _refuse(ctx, run, refusal(proof, "they would not be deleted"), actor, dry_run=True)
+    return _result(run, "would_delete", len(proof.proven))
 
 
 def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
@@ -163,27 +202,54 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
             ctx.db, run.id, problem, actor, back_to=RunState.VERIFY_FAILED if changed else RunState.VERIFIED
         )
         return _result(run, "refused", 0, problem)
-    method = "delete_ids" if ns == DEFAULT_NAMESPACE else "delete_namespace"
+    method = "delete_ids"
     try:
+        # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
+        proof = _proof(ctx, run, spec, source, ids, delete=False)
+        if proof.refused_count:
+            return _refused_by_id(ctx, run, proof, actor, deleted=0)
         if spec.source.kind == "pgvector" and spec.source.documented:
             # Seed 004's move: the source table is renamed to a backup, never dropped.
             method = f"renamed_to:{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
-        elif ns == DEFAULT_NAMESPACE:
-            # Pinecone cannot drop the default namespace: delete exactly what was verified, by id.
-            for chunk in chunks(ids, DELETE_MAX_IDS):
-                source.delete(ns, chunk)
+            deleted = len(proof.proven)
         else:
-            source.delete_namespace(ns)
+            # 2. deleted by id, each chunk proved again right before its delete.
+            proof = _proof(ctx, run, spec, source, ids, delete=True)
+            deleted = len(proof.proven)
+            if proof.refused_count:
+                return _refused_by_id(ctx, run, proof, actor, deleted=deleted)
+            if ns != DEFAULT_NAMESPACE and not list_all_ids(source, ns):
+                # Pinecone cannot drop the default namespace; any other one, now empty, is dropped.
+                source.delete_namespace(ns)
+                method = "delete_namespace"
     except NsmigrateError as e:
         reason = f"delete failed: {e}; run cleanup again"
         jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED)
         return _result(run, "failed", 0, reason)
     detail = {
-        "deleted_count": len(ids),
+        "deleted_count": deleted,
         "fingerprint": fingerprint(ids),
         "dry_run": False,
         "method": method,
     }
     jobs.finish_cleanup(ctx.db, run.id, detail, actor)
-    log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, len(ids))
-    return _result(run, "deleted", len(ids))
+    log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
+    return _result(run, "deleted", deleted)
+
+
+def _refused_by_id(ctx: WorkerContext, run: NamespaceRun, proof: Proof, actor: str, *, deleted: int) -> dict[str, Any]:
+    """Ids without an equal copy now: kept, named in the event and the run's report; the run → ``verify_failed``,
+    which ``sync`` repairs (it copies them again), then ``verify`` and ``cleanup`` as usual."""
+    what = "nothing was deleted" if not deleted else f"they were kept ({deleted} proven ids were deleted)"
+    reason = f"{refusal(proof, what)}; run `nsmigrate sync {run.job_id}` to copy them again, then verify and cleanup"
+    jobs.abort_cleanup(
+        ctx.db,
+        run.id,
+        reason,
+        actor,
+        back_to=RunState.VERIFY_FAILED,
+        report=failed_report(run.verification, f"cleanup refused: {reason}"),
+        detail={"deleted_count": deleted, **proof.to_json()},
+    )
+    log.warning("cleanup of run %s refused %d ids without an equal copy", run.id, proof.refused_count)
+    return {**_result(run, "refused", deleted, reason), "refused_ids": proof.to_json()["refused_ids"]}

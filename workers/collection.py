@@ -31,7 +31,7 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0) -> str:
         return "stopped"  # cancelled, or failed and not retried
     source, target = spec.source, spec.target
     assert isinstance(source, PineconeStoreSpec) and isinstance(target, PineconeStoreSpec)  # the spec made sure
-    control = PineconeControl(target)
+    control = PineconeControl(target, allowed_key_vars=ctx.settings.allowed_key_vars)
     name = collection_name(spec.name, job_id)
     try:
         return _take_step(ctx, control, spec, job_id, phase, name, polls)

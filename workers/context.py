@@ -56,7 +56,7 @@ class WorkerContext:
         key = spec.model_dump_json()
         with self._lock:
             if key not in self._stores:
-                store = open_store(spec)
+                store = open_store(spec, self.settings.allowed_key_vars)
                 connect = getattr(store, "connect", None)  # client set-up outside any rate-budget admission
                 if connect is not None:
                     connect()

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from orchestrator import jobs
 from orchestrator.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
 from orchestrator.errors import NsmigrateError
@@ -32,7 +30,8 @@ from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import PlaceKind
 from orchestrator.naming import Registry
 from orchestrator.records import display_namespace
-from orchestrator.spec import RateBudget, StoreSpec
+from orchestrator.spec import RateBudget, store_spec_from_json
+from orchestrator.store_identity import spec_identity
 from workers.backup import MANIFEST_NAME
 from workers.backup_erasure import erase_rows, rows_of
 from workers.context import WorkerContext
@@ -44,12 +43,6 @@ log = logging.getLogger(__name__)
 #: Ids of a whole namespace remembered to fetch them again after the delete (a sample for big namespaces).
 CHECKED_IDS = 10_000
 SETTLE_TIMEOUT_S = 30.0
-_STORE_SPEC: TypeAdapter[Any] = TypeAdapter(StoreSpec)
-
-
-def store_spec_of(data: dict[str, Any]) -> Any:
-    """A store spec (Pinecone or pgvector) from its JSON in the job table."""
-    return _STORE_SPEC.validate_python(data)
 
 
 def subject_ids(store: VectorStore, namespace: str, subject: Subject) -> list[str]:
@@ -96,34 +89,63 @@ def plan_erasure(
     runs, stores, manifests = jobs.known_runs(db)
     registry = registry_of(runs)
     plan = ErasurePlan(subject_of(creator_id, twin_id, runs))
-    specs: dict[str, Any] = {label: store_spec_of(spec) for label, spec in stores.items()}
+    specs: dict[str, Any] = {key: store_spec_from_json(spec) for key, spec in stores.items()}
     for spec in extra_stores or []:
-        specs.setdefault(spec.label, spec)
-    for label, spec in sorted(specs.items()):
-        if label in (skip_stores or []):
-            plan.skipped.append(label)
+        specs.setdefault(spec_identity(spec), spec)
+    # One place list per store its server names (two spellings of one store are searched once; one label in two
+    # databases twice), with every spec key that reaches it.
+    found: dict[str, tuple[VectorStore, Any, set[str]]] = {}
+    for key, spec in sorted(specs.items()):
+        if spec.label in (skip_stores or []):
+            if spec.label not in plan.skipped:
+                plan.skipped.append(spec.label)
             continue
         try:
-            _plan_store(plan, open_store(spec), spec, registry, runs)
+            store = open_store(spec)
+            _, _, keys = found.setdefault(store.identity(), (store, spec, set()))
+            keys.add(key)
         except NsmigrateError as e:
-            plan.unreadable.append(f"{label}: {e.message}")
+            plan.unreadable.append(f"{spec.label}: {e.message}")
+    shown = _shown_names(found)
+    for identity, (store, spec, keys) in sorted(found.items(), key=lambda item: shown[item[0]]):
+        try:
+            _plan_store(plan, store, spec, keys, shown[identity], registry, runs)
+        except NsmigrateError as e:
+            plan.unreadable.append(f"{shown[identity]}: {e.message}")
     directories = {Path(m).parent for m in manifests} | set(backup_dirs or [])
     for directory in sorted(directories):
         _plan_backup(plan, directory, registry, runs)
     return plan
 
 
-def _plan_store(plan: ErasurePlan, store: VectorStore, spec: Any, registry: Registry, runs: list[KnownRun]) -> None:
+def _shown_names(found: dict[str, tuple[VectorStore, Any, set[str]]]) -> dict[str, str]:
+    """identity → how the plan and the receipt name the store: its label, with the variable that tells it apart
+    when another store of the erasure has the same label (one pgvector prefix in two databases)."""
+    labels = [store.name for store, _, _ in found.values()]
+    shown = {}
+    for identity, (store, spec, _) in found.items():
+        variable = spec.database_url_env if spec.kind == "pgvector" else spec.api_key_env
+        shown[identity] = store.name if labels.count(store.name) == 1 else f"{store.name} (${variable})"
+    return shown
+
+
+def _plan_store(
+    plan: ErasurePlan,
+    store: VectorStore,
+    spec: Any,
+    keys: set[str],
+    shown: str,
+    registry: Registry,
+    runs: list[KnownRun],
+) -> None:
     inventory = store.namespaces()
-    found = places_in_store(store.name, inventory, plan.subject, registry, runs)
+    found = places_in_store(store.name, inventory, plan.subject, registry, runs, store_keys=keys)
     spec_json = spec.model_dump(mode="json")
     for ns in found.whole:
-        plan.places.append(_place(PlaceKind.NAMESPACE, store.name, spec_json, ns, inventory[ns]))
+        plan.places.append(_place(PlaceKind.NAMESPACE, shown, spec_json, ns, inventory[ns]))
     for ns in found.search:
-        plan.places.append(
-            _place(PlaceKind.RECORDS, store.name, spec_json, ns, len(subject_ids(store, ns, plan.subject)))
-        )
-    plan.ambiguous.extend(f"{store.name}: {name}" for name in found.ambiguous)
+        plan.places.append(_place(PlaceKind.RECORDS, shown, spec_json, ns, len(subject_ids(store, ns, plan.subject))))
+    plan.ambiguous.extend(f"{shown}: {name}" for name in found.ambiguous)
 
 
 def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | None, planned: int) -> dict[str, Any]:
@@ -157,7 +179,7 @@ def erase_place(ctx: WorkerContext, place_id: int) -> None:
         if place.kind == PlaceKind.BACKUP:
             erased, check = _erase_backup(place, subject)
         else:
-            store = ctx.guarded(store_spec_of(place.store_spec or {}), RateBudget())
+            store = ctx.guarded(store_spec_from_json(place.store_spec or {}), RateBudget())
             namespace = place.namespace or ""
             if place.kind == PlaceKind.NAMESPACE:
                 erased, check = _erase_namespace(ctx, place_id, store, namespace)

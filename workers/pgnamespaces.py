@@ -264,10 +264,26 @@ def build_indexes(conn: sa.Connection, table: str, method: str) -> dict[str, Any
     return {"table": table, "rows": rows, "built": built, "analyzed": True}
 
 
-def drop_namespace(conn: sa.Connection, prefix: str, namespace: str) -> str:
+def droppable_table(conn: sa.Connection, prefix: str, namespace: str) -> str:
+    """The table of ``namespace``, refused (``StoreError``, nothing changed) unless it is a namespace table of the
+    documented layout: ``{prefix}_{name}`` may also be an application's table (``app_users`` for ``users`` with
+    prefix ``app``) or the job table's own (``namespace_runs``), which nsmigrate must never drop."""
     table = pgschema.table_of(prefix, namespace)
     if not exists(conn, table):
         raise StoreError(f"namespace {namespace or 'default'!r} has no table {table}", namespace=namespace)
+    missing = [c for c in pgschema.NAMESPACE_TABLE_COLUMNS if c not in columns_of(conn, table)]
+    if missing:
+        raise StoreError(
+            f"table {table} is not a namespace table of nsmigrate's layout (it has no {', '.join(missing)} "
+            "column); nothing was dropped",
+            hint="check the namespace and --prefix: only embeddings_{namespace}-style tables are dropped",
+            namespace=namespace,
+        )
+    return table
+
+
+def drop_namespace(conn: sa.Connection, prefix: str, namespace: str) -> str:
+    table = droppable_table(conn, prefix, namespace)
     conn.execute(sa.text(f"DROP TABLE {quote(table)}"))
     return table
 

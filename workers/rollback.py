@@ -12,8 +12,11 @@ for a routed run, the ``target_namespaces`` it wrote) holds the copies; its done
    overwritten, so a rollback before cleanup copies nothing.
 3. **verify** every original again; anything missing or different → refused, nothing deleted.
 4. **delete** the targets: the forward runs are claimed (``jobs.claim_forward_runs``: unchanged since step 1, then
-   cancelled, so no cleanup/sync of the forward job can follow), then each target namespace is dropped whole if it
-   holds nothing but ids this job wrote there, otherwise only those ids are deleted and the rest is kept (reported).
+   cancelled, so no cleanup/sync of the forward job can follow), then the ids this job wrote are deleted from each
+   target namespace, each chunk proved right before its delete (``workers.proving``: the original exists and its
+   copy equals it *now*; an id whose original changed or went away since step 3 is kept and the rollback ends
+   refused, naming it). A namespace that held nothing but this job's ids and is empty afterwards is dropped;
+   others' ids are kept (reported).
 
 It is a job of kind ``rollback`` (``parent_job_id`` = the forward job) with one run per original, so ``status`` and
 ``events`` show it. Every step is idempotent and judged from the stores, so an interrupted or refused rollback is
@@ -27,27 +30,24 @@ through ``ctx.guarded`` (fleet-wide rate budgets per scope, retries).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 from orchestrator import jobs
 from orchestrator.delta import RestoreCheck, namespace_disposal, plan_restore
 from orchestrator.errors import NsmigrateError, StateError
-from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
+from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun, RunState
+from orchestrator.proof import Proof, refusal
 from orchestrator.records import DEFAULT_NAMESPACE, Record, display_namespace
-from orchestrator.routing import route_context
+from orchestrator.routing import RouteContext, route_context
 from orchestrator.spec import JobSpec
 from workers.chunking import sized_chunks
 from workers.context import WorkerContext
+from workers.proving import delete_proven
+from workers.stores.identity import one_store_problem
 from workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
-
-
-def _same_store(spec: JobSpec) -> bool:
-    # The planner's and cleanup's rule: equal specs, or the same label (index / host / pgvector table).
-    return spec.source == spec.target or spec.source.label == spec.target.label
 
 
 def _targets_of(run: NamespaceRun) -> list[str]:
@@ -67,15 +67,8 @@ class _Rollback:
         for chunk, size in sized_chunks(records):
             self.source.upsert(namespace, chunk, nbytes=size)
 
-    def _delete_ids(self, namespace: str, ids: Sequence[str]) -> None:
-        for chunk in chunks(ids, DELETE_MAX_IDS):
-            self.target.delete(namespace, chunk)
-
-    # -- steps -------------------------------------------------------------------------------------------------------
-
-    def check(self, run: NamespaceRun, *, restore: bool) -> RestoreCheck:
-        """Judge (and with ``restore``, write back the missing) originals of one forward run, chunk by chunk."""
-        route = route_context(
+    def _route(self, run: NamespaceRun) -> RouteContext:
+        return route_context(
             self.spec,
             self.source.name,
             run.source_namespace,
@@ -84,6 +77,12 @@ class _Rollback:
             run.twin_id,
             run.routing_table,
         )
+
+    # -- steps -------------------------------------------------------------------------------------------------------
+
+    def check(self, run: NamespaceRun, *, restore: bool) -> RestoreCheck:
+        """Judge (and with ``restore``, write back the missing) originals of one forward run, chunk by chunk."""
+        route = self._route(run)
         namespaces = _targets_of(run)
         total = RestoreCheck()
         for chunk in chunks(jobs.written_ids(self.ctx.db, run.id), FETCH_MAX_IDS):
@@ -102,32 +101,60 @@ class _Rollback:
         return total
 
     def delete_targets(self, runs: list[NamespaceRun], checks: dict[int, RestoreCheck]) -> dict[str, dict[str, Any]]:
-        """Remove each target namespace of ``runs``: whole when it holds only ids this job wrote there."""
-        written_here: dict[str, set[str]] = {}
+        """Remove this job's ids from each target namespace of ``runs``, only those whose original equals them now;
+        a namespace that held only this job's ids and is then empty is dropped."""
+        written_here: dict[str, dict[int, set[str]]] = {}  # target namespace → forward run → ids it wrote there
         for run in runs:
             for ns in _targets_of(run):
-                written_here.setdefault(ns, set())
-            for ns, ids in checks[run.id].found_in.items():
-                written_here.setdefault(ns, set()).update(ids)
+                written_here.setdefault(ns, {})
+            for ns, found in checks[run.id].found_in.items():
+                written_here.setdefault(ns, {}).setdefault(run.id, set()).update(found)
+        by_id = {run.id: run for run in runs}
         done: dict[str, dict[str, Any]] = {}
-        for ns, written in sorted(written_here.items()):
+        for ns, by_run in sorted(written_here.items()):
             listed = list_all_ids(self.target, ns)
-            whole, delete_ids, kept = namespace_disposal(listed, written)
-            if whole and listed and ns != DEFAULT_NAMESPACE:
+            whole, delete_ids, kept = namespace_disposal(listed, set().union(*by_run.values()))
+            deletable = set(delete_ids)
+            proof = Proof()
+            for run_id, ids in sorted(by_run.items()):
+                run = by_id[run_id]
+                mine = sorted(ids & deletable)
+                proof.add(
+                    delete_proven(
+                        self.source,
+                        run.source_namespace,
+                        self.target,
+                        mine,
+                        self._route(run),
+                        self.spec,
+                        delete_from="target",
+                        target_namespace=ns,
+                    )
+                )
+            method = "delete_ids"
+            # Pinecone cannot drop the default namespace, and a namespace others wrote into is not ours to drop.
+            droppable = whole and listed and ns != DEFAULT_NAMESPACE and not proof.refused_count
+            if droppable and not list_all_ids(self.target, ns):
                 self.target.delete_namespace(ns)
                 method = "delete_namespace"
-            else:
-                # Pinecone cannot drop the default namespace, and a namespace others wrote into is not ours to drop.
-                self._delete_ids(ns, delete_ids)
-                method = "delete_ids"
-            done[ns] = {"method": method, "deleted": len(delete_ids), "kept": len(kept), "kept_examples": kept[:10]}
+            done[ns] = {
+                "method": method,
+                "deleted": len(proof.proven),
+                "kept": len(kept),
+                "kept_examples": kept[:10],
+                "refused_count": proof.refused_count,
+                "refused": proof.refused[:10],
+            }
+            if proof.refused_count:
+                done[ns]["reason"] = refusal(proof, "their copies were kept")
             log.info(
-                "rollback of job %s: %s %r (%d deleted, %d kept)",
+                "rollback of job %s: %s %r (%d deleted, %d kept, %d refused)",
                 self.forward_job_id,
                 method,
                 display_namespace(ns),
-                len(delete_ids),
+                len(proof.proven),
                 len(kept),
+                proof.refused_count,
             )
         return done
 
@@ -173,16 +200,21 @@ def rollback_job(
             job_id=forward_job_id,
         )
     forward_runs = jobs.runs_of(ctx.db, forward_job_id)
-    if _same_store(rb.spec):
-        originals = {r.source_namespace for r in forward_runs}
-        clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
-        if clash:
-            raise StateError(
-                f"target namespace {clash[0]!r} is also an original namespace of job {forward_job_id} "
-                "in the same store: removing it would remove an original",
-                hint="roll this job back by hand",
-                job_id=forward_job_id,
-            )
+    originals = {r.source_namespace for r in forward_runs}
+    clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
+    spec = rb.spec
+    one_store = (
+        one_store_problem(spec, ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate))
+        if clash
+        else None
+    )
+    if one_store is not None:
+        raise StateError(
+            f"target namespace {clash[0]!r} is also an original namespace of job {forward_job_id} and {one_store}: "
+            "removing it would remove an original",
+            hint="roll this job back by hand",
+            job_id=forward_job_id,
+        )
     out: dict[str, Any] = {"forward_job_id": forward_job_id, "rollback_job_id": None, "runs": [], "namespaces": {}}
     if dry_run:
         checks = {r.id: rb.check(r, restore=False) for r in forward_runs}
@@ -227,11 +259,22 @@ def rollback_job(
         jobs.claim_forward_runs(ctx.db, rollback_id, expected, actor)
         removed = rb.delete_targets(todo, checks)
         for r in todo:
-            detail = {
+            detail: dict[str, Any] = {
                 "restored": restored.get(r.id, 0),
                 "namespaces": {ns: removed[ns] for ns in _targets_of(r) if ns in removed},
             }
-            jobs.rollback_run_done(ctx.db, mine[r.source_namespace].id, detail, actor)
+            if not any(d["refused_count"] for d in detail["namespaces"].values()):
+                jobs.rollback_run_done(ctx.db, mine[r.source_namespace].id, detail, actor)
+        refused = {ns: d for ns, d in removed.items() if d["refused_count"]}
+        if refused:
+            ns, d = next(iter(sorted(refused.items())))
+            reason = (
+                f"target namespace {display_namespace(ns)!r}: {d['reason']}; the originals changed after they were "
+                "verified: decide by hand, then run the rollback again"
+            )
+            jobs.finish_rollback(ctx.db, rollback_id, actor, passed=False, reason=reason)
+            out.update(action="refused", reason=reason, namespaces=removed)
+            return out
         jobs.finish_rollback(ctx.db, rollback_id, actor, passed=True)
     except NsmigrateError as e:
         reason = f"{type(e).__name__}: {e}"

@@ -12,6 +12,12 @@ retries, ``resume`` and Flower work as for the first copy; the last batch marks 
 runs again (``auto_verify``). Nothing is written before the scan is complete, so an interrupted sync is simply run
 again. Every store request goes through ``ctx.guarded`` (list/read scopes of each store, write scope for deletes).
 
+``--propagate-deletes`` deletes from the target only ids the source does not hold *now*: each chunk is fetched from
+the source again right before its delete (``workers.proving.delete_absent``). It refuses a source namespace that
+lists no ids at all while the run's copies remain (the namespace vanished, or a wrong key or host reads an empty
+one) unless ``allow_vanished_source`` says so, and a run whose cleanup already deleted part of its source (those
+ids are gone on purpose; their copies are the only ones left).
+
 Known limit: a record whose routing changed (its twin id metadata was edited) is copied to its new namespace, but
 its old copy is found as stale only if the record is gone from the source, not when it still exists elsewhere.
 """
@@ -24,13 +30,14 @@ from typing import Any
 from orchestrator import jobs
 from orchestrator.delta import Delta, plan_delta, route_source
 from orchestrator.errors import StateError
-from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
+from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun
 from orchestrator.records import display_namespace
 from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec
 from orchestrator.textrecords import fields_comparer, split_by_text
 from workers.context import WorkerContext
+from workers.proving import delete_absent
 from workers.stores.base import VectorStore
 from workers.verifying import chunks, list_all_ids
 
@@ -46,18 +53,28 @@ def _refused(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, **d
 
 
 def sync_run(
-    ctx: WorkerContext, run_id: int, *, propagate_deletes: bool = False, actor: str | None = None
+    ctx: WorkerContext,
+    run_id: int,
+    *,
+    propagate_deletes: bool = False,
+    allow_vanished_source: bool = False,
+    dry_run: bool = False,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     """Find and copy the new and changed ids of one namespace run.
 
     Parameters:
         run_id: a run in state copied, verified or verify_failed (a cleaned run is refused: its source is gone).
         propagate_deletes: also delete from the target the ids this run wrote that the source no longer has.
+        allow_vanished_source: with ``propagate_deletes``, delete them even when the source namespace lists no ids
+            at all (emptied on purpose); refused otherwise.
+        dry_run: only scan and count: nothing is copied, deleted or recorded but a refusal.
         actor: who asked, for the audit log (default: this worker).
 
     Returns:
-        ``{"run_id", "namespace", "action": "synced" | "refused", "reason"?, "new", "changed", "unchanged",
-        "to_copy", "deleted_in_source", "deleted", "batches", …}``; the same counts are in the ``sync`` event.
+        ``{"run_id", "namespace", "action": "synced" | "dry_run" | "refused", "reason"?, "new", "changed",
+        "unchanged", "to_copy", "deleted_in_source", "deleted", "batches", …}``; the same counts are in the ``sync``
+        event.
     """
     actor = actor or ctx.worker_name
     run = jobs.get_run(ctx.db, run_id)
@@ -73,10 +90,34 @@ def sync_run(
             "target namespace may belong to another source",
             actor,
         )
+    cleaned = (run.cleanup or {}).get("deleted_count")
+    if propagate_deletes and cleaned:
+        return _refused(
+            ctx,
+            run,
+            f"an earlier cleanup deleted {cleaned} of this namespace's source ids: they are gone from the source on "
+            "purpose and their copies are the only ones left, so --propagate-deletes is off here",
+            actor,
+        )
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
-    delta = _scan(ctx, run, spec, source, target)
-    deleted = _delete_stale(target, delta) if propagate_deletes else 0
-    counts = {**delta.counts(), "deleted": deleted, "propagate_deletes": propagate_deletes}
+    delta, listed = _scan(ctx, run, spec, source, target)
+    if propagate_deletes and not listed and delta.stale_count and not allow_vanished_source:
+        return _refused(
+            ctx,
+            run,
+            f"source namespace {display_namespace(run.source_namespace)!r} lists no ids now (it vanished, was "
+            f"emptied, or the spec reaches another store): --propagate-deletes would delete all "
+            f"{delta.stale_count} ids this run copied into the target; nothing was deleted. Pass "
+            "--allow-vanished-source if the source was emptied on purpose",
+            actor,
+            deleted_in_source=delta.stale_count,
+        )
+    if dry_run:
+        counts = {**delta.counts(), "deleted": 0, "propagate_deletes": propagate_deletes}
+        batches = len(list(chunks(delta.to_copy, spec.batch_size)))
+        return {"run_id": run_id, "namespace": run.source_namespace, "action": "dry_run", "batches": batches, **counts}
+    deleted, kept = _delete_stale(source, run.source_namespace, target, delta) if propagate_deletes else (0, 0)
+    counts = {**delta.counts(), "deleted": deleted, "kept_present": kept, "propagate_deletes": propagate_deletes}
     try:
         batch_ids = jobs.start_sync(ctx.db, run_id, list(chunks(delta.to_copy, spec.batch_size)), actor, **counts)
     except StateError as e:  # another sync, a cleanup or a cancel got there while we scanned
@@ -103,7 +144,10 @@ def sync_run(
     }
 
 
-def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorStore, target: VectorStore) -> Delta:
+def _scan(
+    ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorStore, target: VectorStore
+) -> tuple[Delta, int]:
+    """What the sync must copy and what it may delete, and how many ids the source lists now."""
     route = route_context(
         spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
     )
@@ -123,13 +167,13 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorSt
     namespaces = [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
     for chunk in chunks(gone, FETCH_MAX_IDS):
         delta.add(plan_delta([], {ns: target.fetch(ns, chunk) for ns in namespaces}, route, tolerance, compare))
-    return delta
+    return delta, len(ids)
 
 
-def _delete_stale(target: VectorStore, delta: Delta) -> int:
-    deleted = 0
+def _delete_stale(source: VectorStore, source_namespace: str, target: VectorStore, delta: Delta) -> tuple[int, int]:
+    """Delete the stale ids the source still does not hold: ``(deleted, kept)``."""
+    deleted = kept = 0
     for ns, ids in delta.stale.items():
-        for chunk in chunks(ids, DELETE_MAX_IDS):
-            target.delete(ns, chunk)
-            deleted += len(chunk)
-    return deleted
+        d, k = delete_absent(source, source_namespace, target, ns, ids)
+        deleted, kept = deleted + d, kept + k
+    return deleted, kept

@@ -232,6 +232,7 @@ class _Verifier:
         ns = self.run_.source_namespace
         ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
+        self.report.source_vanished = self.run_.copied if not ids else 0
         self.report.enumeration = getattr(self.source, "enumeration", "list")
         if self.report.enumeration != "list":
             # A catalogue or a sweep may come up short where a list cannot: hold it against the source's own count.

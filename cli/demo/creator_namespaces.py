@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.table import Table
 
 from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from migrations import catalogue
 from orchestrator.records import display_namespace
+from orchestrator.yamlfile import load_yaml
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import seed_dataset, write_twins_csv
 
@@ -25,7 +25,7 @@ JOB = "creator-namespaces"
 
 def run(options: DemoOptions) -> int:
     spec_path = catalogue()[JOB]
-    index_name = yaml.safe_load(spec_path.read_text())["source"]["index"]
+    index_name = load_yaml(spec_path.read_text(), str(spec_path))["source"]["index"]
     seed = seed_dataset()
     console.print(f"[bold]nsmigrate demo {JOB}[/]: job {JOB!r} from {spec_path}")
     with demo_stack([IndexSpec(index_name, dimension=seed.dimension, metric="cosine", kind="pod")], options) as demo:

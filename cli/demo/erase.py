@@ -12,13 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.table import Table
 
 from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from cli.tenancy import erase_everywhere
 from migrations import catalogue
+from orchestrator.yamlfile import load_yaml
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 
@@ -29,8 +29,8 @@ ERASED, KEPT = "a.1", "a.10"
 def run(options: DemoOptions) -> int:
     seed = seed_dataset()
     test_spec, creator_spec = catalogue()["test-creator"], catalogue()["creator-namespaces"]
-    pod = yaml.safe_load(test_spec.read_text())["source"]["index"]
-    serverless = yaml.safe_load(test_spec.read_text())["target"]["index"]
+    pod = load_yaml(test_spec.read_text(), str(test_spec))["source"]["index"]
+    serverless = load_yaml(test_spec.read_text(), str(test_spec))["target"]["index"]
     console.print(f"[bold]nsmigrate demo erase[/]: {test_spec.name}, then {creator_spec.name}, then two erasures")
     indexes = [
         IndexSpec(pod, dimension=seed.dimension, metric="cosine", kind="pod"),

@@ -25,7 +25,8 @@ from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.plan_summary import summarize
 from orchestrator.settings import Settings, load_settings
-from orchestrator.spec import JobSpec, parse_spec
+from orchestrator.spec import JobSpec, load_spec
+from orchestrator.yamlfile import load_yaml
 from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import SANDBOX_API_KEY, Stack, start_stack
 
@@ -59,7 +60,7 @@ class DemoStack:
     def write_spec(self, spec_path: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
         """The shipped spec at ``spec_path`` with its Pinecone stores pointed at the sandbox's control plane (and
         whatever ``edit`` changes in it), written into the demo's work directory."""
-        data = yaml.safe_load(spec_path.read_text())
+        data = load_yaml(spec_path.read_text(), str(spec_path))
         for role in ("source", "target"):
             if data[role].get("kind", "pinecone") == "pinecone":
                 data[role]["control_host"] = self.stack.pinecone.control_host
@@ -71,7 +72,7 @@ class DemoStack:
 
     def run_job(self, spec_file: Path) -> JobOutcome:
         """Plan and launch the job of ``spec_file``, watch it until it settles, and return how it ended."""
-        spec = parse_spec(yaml.safe_load(spec_file.read_text()), origin=str(spec_file))
+        spec = load_spec(spec_file)
         prepared = launch.prepare(spec, open_store, spec_file.parent, open_control)
         print_plan(summarize(prepared))
         started = time.monotonic()

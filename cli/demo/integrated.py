@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
 from rich.table import Table
 
 from cli.console import console
@@ -19,6 +18,7 @@ from cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
 from migrations import catalogue
 from orchestrator import jobs
 from orchestrator.records import display_namespace
+from orchestrator.yamlfile import load_yaml
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import SeedData, seed_dataset
 
@@ -27,7 +27,7 @@ JOB = "seeds-integrated"
 
 def run(options: DemoOptions) -> int:
     spec_path = catalogue()[JOB]
-    shipped = yaml.safe_load(spec_path.read_text())
+    shipped = load_yaml(spec_path.read_text(), str(spec_path))
     source_name, target_name = shipped["source"]["index"], shipped["target"]["index"]
     field = shipped["target"]["records"]["field"]
     seed = seed_dataset()

@@ -8,7 +8,6 @@ data plane, which refuses ``list`` and the ``/namespaces`` endpoints as Pinecone
 
 from __future__ import annotations
 
-import yaml
 from pinecone import NotFoundError
 from rich.table import Table
 
@@ -17,6 +16,7 @@ from cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
 from migrations import catalogue
 from orchestrator import jobs
 from orchestrator.records import display_namespace
+from orchestrator.yamlfile import load_yaml
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import seed_dataset
 
@@ -25,7 +25,7 @@ JOB = "pod-to-serverless"
 
 def run(options: DemoOptions) -> int:
     spec_path = catalogue()[JOB]
-    shipped = yaml.safe_load(spec_path.read_text())
+    shipped = load_yaml(spec_path.read_text(), str(spec_path))
     pod_name, target_name = shipped["source"]["index"], shipped["target"]["index"]
     seed = seed_dataset()
     console.print(f"[bold]nsmigrate demo {JOB}[/]: job {JOB!r} from {spec_path}")

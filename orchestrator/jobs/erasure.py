@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.errors import NotFound
+from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs.database import Database, _event, default_actor
 from orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
 
@@ -110,15 +110,32 @@ def fail_place(db: Database, place_id: int, error: str, actor: str | None = None
 
 
 def retry_places(db: Database, job_id: int) -> list[int]:
-    """Failed places of the job back to pending, and the job running again; their ids (to send their tasks)."""
+    """Failed places of the job back to pending, and the job running again; their ids (to send their tasks). A job
+    with none changes nothing (it is not set running again with nothing to finish it).
+
+    Raises:
+        NotFound: no job ``job_id``.
+        StateError: the job is not an erasure (nothing is changed).
+    """
     with db.transaction() as s:
+        job = s.get(Job, job_id, with_for_update=True)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", hint="`nsmigrate jobs` lists the jobs", job_id=job_id)
+        if job.kind != JobKind.ERASE:
+            raise StateError(
+                f"job {job_id} is a {job.kind} job, not an erasure: `erase --resume` resends an erasure's places",
+                hint="give the id of an erase job (`nsmigrate jobs` shows each job's kind); `nsmigrate resume JOB` "
+                "resumes a copy job",
+                job_id=job_id,
+            )
         ids = list(
             s.scalars(
                 sa.select(ErasePlace.id).where(ErasePlace.job_id == job_id, ErasePlace.state != PlaceState.VERIFIED)
             )
         )
-        s.execute(sa.update(ErasePlace).where(ErasePlace.id.in_(ids)).values(state=PlaceState.PENDING))
-        s.execute(sa.update(Job).where(Job.id == job_id).values(state=JobState.RUNNING))
+        if ids:
+            s.execute(sa.update(ErasePlace).where(ErasePlace.id.in_(ids)).values(state=PlaceState.PENDING))
+            job.state = JobState.RUNNING
         return ids
 
 
@@ -154,10 +171,11 @@ def erasure_receipt(db: Database, job_id: int) -> dict[str, Any] | None:
 
 def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list[str]]:
     """What the job table knows about where data went: every namespace run of the copying jobs (migrate, sync) as
-    ``erasure.KnownRun``, their stores (label → store spec JSON, env var names only) and the backup directories
-    their jobs wrote (``backup_written`` events)."""
+    ``erasure.KnownRun``, their stores (spec identity → store spec JSON, env var names only: a label is not unique)
+    and the backup directories their jobs wrote (``backup_written`` events)."""
     from orchestrator.erasure import KnownRun
     from orchestrator.models import Event, NamespaceRun
+    from orchestrator.store_identity import key_of_json
 
     runs: list[KnownRun] = []
     stores: dict[str, dict[str, Any]] = {}
@@ -166,8 +184,10 @@ def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list
         specs = {j.id: j.spec or {} for j in job_rows}
         for run in s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id.in_(list(specs)))):
             spec = specs[run.job_id]
-            stores.setdefault(run.source_store, spec.get("source") or {})
-            stores.setdefault(run.target_store, spec.get("target") or {})
+            source_key = key_of_json(spec.get("source"))
+            for role in ("source", "target"):
+                if spec.get(role):
+                    stores.setdefault(key_of_json(spec[role]), spec[role])
             routing = spec.get("routing") or {}
             sources = routing.get("sources") or {}
             runs.append(
@@ -183,6 +203,7 @@ def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list
                     routing_table=dict(run.routing_table or {}),
                     source_key_field=sources.get("key_field", "source_id") if sources else None,
                     override=routing.get("override_creator") is not None,
+                    source_key=source_key,
                 )
             )
         backups = [

@@ -179,11 +179,28 @@ def finish_cleanup(db: Database, run_id: int, detail: dict[str, Any], actor: str
         _event(s, "source_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
 
 
-def abort_cleanup(db: Database, run_id: int, reason: str, actor: str, back_to: RunState) -> None:
+def abort_cleanup(
+    db: Database,
+    run_id: int,
+    reason: str,
+    actor: str,
+    back_to: RunState,
+    *,
+    report: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """cleaning → ``back_to`` with a ``cleanup_refused`` event. A refusal by id passes ``report`` (the run's
+    verification report, failed with the reason, so ``status`` and ``report`` show it) and ``detail`` (what was
+    proved, deleted and refused: in the event and in the run's cleanup field)."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
         _move_run(run, back_to)
-        _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason)
+        if report is not None:
+            run.verification = report
+        if detail is not None:
+            run.cleanup = detail
+        extra = detail or {}
+        _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **extra)
 
 
 @dataclass(frozen=True)

@@ -138,12 +138,14 @@ def test_a_bad_spec_is_refused_by_the_fleet_and_nothing_is_written(loaded: Stack
 
 def test_a_key_only_the_command_has_makes_the_command_plan(loaded: Stack) -> None:
     start_planner(loaded)
-    spec = write_spec(loaded, source={"kind": "pinecone", "host": loaded.pinecone.host("src"), "api_key_env": "MY_KEY"})
+    spec = write_spec(
+        loaded, source={"kind": "pinecone", "host": loaded.pinecone.host("src"), "api_key_env": "PINECONE_API_KEY_MINE"}
+    )
 
-    done = cli(loaded, "run", str(spec), MY_KEY="sandbox-key")  # the worker's environment has no MY_KEY
+    done = cli(loaded, "run", str(spec), PINECONE_API_KEY_MINE="sandbox-key")  # the worker's environment has none
 
     assert done.returncode == 0, done.stderr
-    assert "planning in this command: this worker's environment has no MY_KEY" in done.stderr
+    assert "planning in this command: this worker's environment has no PINECONE_API_KEY_MINE" in done.stderr
     assert "planned by the fleet" not in done.stdout
     assert len(job_ids(loaded)) == 1
 

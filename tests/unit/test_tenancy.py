@@ -72,7 +72,7 @@ def test_parse_yaml(text: str, expected: dict[str, str]) -> None:
         ("t1: 1.10\n", ["m.yaml:1", "'1.10' is not a string"]),
         ("t1: [a, b]\n", ["m.yaml:1", "a list or mapping"]),
         ("- t1\n- t2\n", ["m.yaml:1", "must be a mapping"]),
-        ("t1: a\nt1: b\n", ["m.yaml:2", "line 1 says 'a'"]),
+        ("t1: a\nt1: b\n", ["m.yaml: t1: duplicate key 't1' at lines 1 and 2"]),
         ("t1: [\n", ["not valid YAML"]),
     ],
 )

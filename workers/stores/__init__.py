@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.errors import StoreError
+from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, VectorStore, iter_all_ids
 
@@ -17,13 +18,16 @@ __all__ = [
 ]
 
 
-def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
+def open_store(
+    spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: str = DEFAULT_ALLOWED_KEY_VARS
+) -> VectorStore:
     """The adapter for ``spec`` (by ``spec.kind``). Nothing connects yet: clients are created on first use, in the
-    process that uses them (after Celery's fork), and secrets are read from the environment then."""
+    process that uses them (after Celery's fork), and secrets are read from the environment then, from the variables
+    ``allowed_key_vars`` (the ``Settings`` field) lets a spec name."""
     if spec.kind == "pinecone":
         from workers.stores.pinecone import PineconeStore
 
-        return PineconeStore(spec)
+        return PineconeStore(spec, allowed_key_vars=allowed_key_vars)
     if spec.kind == "pgvector" and spec.documented:
         from workers.stores.pgdocumented import DocumentedPgvectorStore
 
@@ -35,13 +39,15 @@ def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
     raise StoreError(f"unknown store kind {getattr(spec, 'kind', None)!r}", hint="use `pinecone` or `pgvector`")
 
 
-def open_retrying_store(spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
+def open_retrying_store(
+    spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: str = DEFAULT_ALLOWED_KEY_VARS
+) -> VectorStore:
     """``open_store`` wrapped in a ``GuardedStore`` without a rate budget: every call backs off and retries on
     429/5xx, and a host that does not answer fails fast. For planning and CLI calls outside the fleet."""
     from workers.stores import guarded  # imported on use: it brings the retry and rate-limit machinery
 
     return guarded.GuardedStore(
-        open_store(spec),
+        open_store(spec, allowed_key_vars),
         attempts=guarded.ONE_OFF_ATTEMPTS,
         max_wait_s=guarded.ONE_OFF_MAX_WAIT_S,
         no_answer_attempts=guarded.ONE_OFF_NO_ANSWER_ATTEMPTS,

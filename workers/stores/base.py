@@ -26,6 +26,10 @@ class VectorStore(Protocol):
     #: Human-readable identity used in rate-limit scopes and messages (never contains a key).
     name: str
 
+    def identity(self) -> str:
+        """Which index or tables this is, spelling taken out (``orchestrator.store_identity``); may ask the server."""
+        ...
+
     def dimension(self) -> int:
         """Vector dimension of the index/table."""
         ...

@@ -158,6 +158,10 @@ class GuardedStore:
         columns = getattr(self.inner, "table_columns", None)
         return None if columns is None else cast(Any, self._stats("table_columns", columns, namespace))
 
+    def identity(self) -> str:
+        """The inner store's identity (``orchestrator.store_identity``), asked of its server, retried."""
+        return self._stats("identity", self.inner.identity)
+
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         return self._read("fetch", self.inner.fetch, namespace, ids)
 

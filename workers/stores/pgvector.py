@@ -33,7 +33,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.errors import RetryableError, StoreError
+from orchestrator.redaction import scrub
 from orchestrator.spec import PgvectorStoreSpec
+from orchestrator.store_identity import pgvector_identity
 from workers.stores.base import IdPage, Record
 
 _PG_IDENTIFIER_MAX = 63
@@ -62,12 +64,27 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def _db_message(e: BaseException) -> str:
+def _db_message(e: BaseException, url: str | None) -> str:
     # SQLAlchemy's own str() carries the statement and its parameters (whole vectors); the driver's first line is
-    # the useful part.
+    # the useful part, and it may show parts of the URL.
     orig = getattr(e, "orig", None) or e
     text = str(orig).strip().splitlines()
-    return (text[0] if text else type(orig).__name__)[:500]
+    first = (text[0] if text else type(orig).__name__)[:500]
+    return scrub(first, url) if url else first
+
+
+def _engine(url: str, env_var: str, store: str) -> sa.Engine:
+    """An engine of ``url``; a value that is not a database URL is refused naming ``env_var``, never showing the
+    value (it may be a password, or a key the variable was never meant to hold)."""
+    try:
+        return sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+    except (sa.exc.ArgumentError, ValueError, TypeError) as e:
+        raise StoreError(
+            f"environment variable {env_var} does not hold a database URL SQLAlchemy can read ({type(e).__name__})",
+            hint="set it to a URL like postgresql+psycopg://user:password@host:5432/dbname (quote a password's "
+            "special characters, e.g. @ as %40)",
+            store=store,
+        ) from None  # not chained: the parser's message quotes parts of the URL
 
 
 def is_undefined_table(e: BaseException) -> bool:
@@ -95,6 +112,7 @@ class PgvectorStore:
         self._tables: dict[str, sa.Table] = {}
         self._existing: set[str] = set()
         self._dimension: int | None = spec.dimension
+        self._shown_url: str | None = None  # the URL connected to, whose secrets a driver's message must not show
 
     def __repr__(self) -> str:  # never the URL: it may hold a password
         return f"PgvectorStore({self.name!r}, layout={self.spec.layout!r})"
@@ -120,7 +138,8 @@ class PgvectorStore:
                             store=self.name,
                             env_var=self.spec.database_url_env,
                         )
-                self._engine = sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
+                self._engine = _engine(url, self.spec.database_url_env, self.name)
+                self._shown_url = url
                 self._engine_pid = pid
             return self._engine
 
@@ -132,12 +151,22 @@ class PgvectorStore:
             raise
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as e:
             raise RetryableError(
-                f"pgvector {op} failed: {_db_message(e)}", store=self.name, op=op, namespace=namespace
+                f"pgvector {op} failed: {_db_message(e, self._shown_url)}", store=self.name, op=op, namespace=namespace
             ) from e
         except sa.exc.SQLAlchemyError as e:
             raise StoreError(
-                f"pgvector {op} refused: {_db_message(e)}", store=self.name, op=op, namespace=namespace
+                f"pgvector {op} refused: {_db_message(e, self._shown_url)}", store=self.name, op=op, namespace=namespace
             ) from e
+
+    def identity(self) -> str:
+        """The store's identity (``orchestrator.store_identity``): the server's system identifier, the database and
+        the schema its tables are made in, asked of the server, so that two URLs of one database are one store and
+        one prefix in two databases is two."""
+        with self._errors("identity"), self._get_engine().connect() as conn:
+            row = conn.execute(
+                sa.text("SELECT system_identifier, current_database(), current_schema() FROM pg_control_system()")
+            ).one()
+        return pgvector_identity(self.spec, f"{row[0]}/{row[1]}/{row[2]}")
 
     def _table_name(self, namespace: str) -> str:
         if self.spec.layout == "single_table":

@@ -67,6 +67,7 @@ from pinecone import (
 from pinecone import SparseValues as PineconeSparseValues
 
 from orchestrator.errors import RetryableError, StoreError
+from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
 from orchestrator.limits import (
     DELETE_MAX_IDS,
     FETCH_MAX_IDS,
@@ -77,6 +78,7 @@ from orchestrator.limits import (
 )
 from orchestrator.records import JsonValues, SparseValues
 from orchestrator.spec import PineconeStoreSpec
+from orchestrator.store_identity import pinecone_host_identity
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from workers.stores.fetch_body import read_fetch
@@ -182,8 +184,12 @@ def over_limits(records: Sequence[Record]) -> list[str]:
     return problems
 
 
-def api_key(spec: PineconeStoreSpec, who: str) -> str:
-    """The key from the environment variable ``spec`` names, read when it is needed (never kept in a message)."""
+def api_key(spec: PineconeStoreSpec, who: str, allowed_key_vars: str) -> str:
+    """The key from the environment variable ``spec`` names, read when it is needed (never kept in a message), if
+    the operator's ``allowed_key_vars`` (``orchestrator.keys``) let a spec name that variable."""
+    refusal = key_var_refusal(spec.api_key_env, allowed_key_vars)
+    if refusal is not None:  # no env_var id: the variable is refused, not missing (a planner must not hand it on)
+        raise StoreError(refusal, store=who)
     key = os.environ.get(spec.api_key_env, "")
     if not key.strip():
         raise StoreError(
@@ -193,6 +199,13 @@ def api_key(spec: PineconeStoreSpec, who: str) -> str:
             env_var=spec.api_key_env,
         )
     return key
+
+
+def check_key_destination(url: str, who: str) -> None:
+    """Refuses to send a key to ``url`` unless over TLS or to loopback (``orchestrator.keys``)."""
+    refusal = key_destination_refusal(url)
+    if refusal is not None:
+        raise StoreError(f"the index address {refusal}", store=who)
 
 
 @contextlib.contextmanager
@@ -258,14 +271,23 @@ class PineconeStore:
     Parameters:
         spec: the store's spec (never holds the key; names its environment variable).
         timeout_s: per-request timeout in seconds.
+        allowed_key_vars: the operator's ``NSMIGRATE_ALLOWED_KEY_VARS``: the key variables a spec may name.
     """
 
-    def __init__(self, spec: PineconeStoreSpec, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        spec: PineconeStoreSpec,
+        *,
+        timeout_s: float = 30.0,
+        allowed_key_vars: str = DEFAULT_ALLOWED_KEY_VARS,
+    ) -> None:
         self.spec = spec
         self.name = spec.label
         self._timeout_s = timeout_s
+        self._allowed_key_vars = allowed_key_vars
         self._index: Index | None = None
         self._index_pid: int | None = None
+        self._host: str | None = spec.host  # an index name's host once the control plane resolved it
         self._lock = threading.Lock()
         self._dimension: int | None = None
         self._metric: str | None = None  # an index's dimension and metric never change: read once, with its stats
@@ -292,7 +314,7 @@ class PineconeStore:
     # --- plumbing -------------------------------------------------------------------------------------------------
 
     def _api_key(self) -> str:
-        return api_key(self.spec, self.name)
+        return api_key(self.spec, self.name, self._allowed_key_vars)
 
     def connect(self) -> None:
         """Build the SDK client now (API key, TLS context, index host) rather than inside the first request, so that
@@ -312,6 +334,8 @@ class PineconeStore:
                 host = self.spec.host
                 if host is None:
                     control: dict[str, Any] = {"host": self.spec.control_host} if self.spec.control_host else {}
+                    if self.spec.control_host:
+                        check_key_destination(self.spec.control_host, self.name)
                     pc = Pinecone(
                         api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control
                     )
@@ -324,14 +348,22 @@ class PineconeStore:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
                         )
+                check_key_destination(host, self.name)  # given, or the control plane's answer
                 # A plain-http host (Pinecone Local, the sandbox) has no TLS: skip loading the CA bundle (CPU spent
                 # per process and store).
                 plain_http = host.startswith("http://")
+                self._host = host
                 index = Index(host=host, api_key=key, timeout=self._timeout_s, ssl_verify=not plain_http)
             self.sdk_retries_disabled = disable_sdk_retries(index)
             prime_sdk_decoding()
             self._index, self._index_pid = index, pid
             return index
+
+    def identity(self) -> str:
+        """The index's identity (``orchestrator.store_identity``): its data-plane host, an index name resolved."""
+        if self._host is None:
+            self._client()
+        return pinecone_host_identity(str(self._host))
 
     @contextlib.contextmanager
     def _errors(self, op: str, namespace: str | None = None) -> Iterator[None]:

@@ -21,8 +21,9 @@ from pinecone import NotFoundError, Pinecone
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.indexes import IndexInfo, IndexShape
+from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS
 from orchestrator.spec import PineconeStoreSpec
-from workers.stores.pinecone import api_key, pinecone_errors
+from workers.stores.pinecone import api_key, check_key_destination, pinecone_errors
 
 #: The last API version that creates an index from a collection (2026-07 refuses it).
 COLLECTION_API_VERSION = "2026-04"
@@ -75,8 +76,11 @@ def index_info(model: Any) -> IndexInfo:
 class PineconeControl:
     """The control plane of the project a Pinecone store spec points at (its key, its ``control_host``)."""
 
-    def __init__(self, spec: PineconeStoreSpec, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, spec: PineconeStoreSpec, *, timeout_s: float = 30.0, allowed_key_vars: str = DEFAULT_ALLOWED_KEY_VARS
+    ) -> None:
         self.spec = spec
+        self._allowed_key_vars = allowed_key_vars
         self.name = f"control:{spec.label}"
         self.host = (spec.control_host or DEFAULT_CONTROL_HOST).rstrip("/")
         self._timeout_s = timeout_s
@@ -84,11 +88,12 @@ class PineconeControl:
         self._lock = threading.Lock()
 
     def _key(self) -> str:
-        return api_key(self.spec, self.name)
+        return api_key(self.spec, self.name, self._allowed_key_vars)
 
     def _pc(self) -> Pinecone:
         with self._lock:
             if self._client is None:
+                check_key_destination(self.host, self.name)
                 self._client = Pinecone(api_key=self._key(), host=self.host, timeout=self._timeout_s)
             return self._client
 

@@ -1,0 +1,63 @@
+"""The one way nsmigrate shows a connection URL (job table, Redis, pgvector, catalogues): without its secrets.
+
+Every message, log line and status that names a database or broker goes through ``redact_url``, and the text of an
+error a driver raised about that URL through ``scrub``. SQLAlchemy's ``render_as_string(hide_password=True)`` is not
+enough: it keeps query-string passwords (``?password=``, Redis's too) and, for a raw ``@`` in a password, shows the
+part after it as the host.
+"""
+
+from __future__ import annotations
+
+import re
+
+HIDDEN = "***"
+
+#: Parameter names whose values are secrets: password, passwd, pwd, sslpassword, token, access_token, secret, api_key…
+_SECRET_NAME = r"[\w.-]*(?:pass|pwd|token|secret|key|auth|credential)[\w.-]*"
+_QUERY_SECRET = re.compile(rf"([?&;]{_SECRET_NAME}=)([^&#;]*)", re.IGNORECASE)
+#: libpq's keyword form: ``host=db password=s3cret`` or ``password='a b'``.
+_KEYWORD_SECRET = re.compile(rf"(\b{_SECRET_NAME}\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with every secret replaced by ``***``: the password of its user info, secret query parameters, and
+    secret keywords of a libpq ``key=value`` string. The user name, host, port and database stay readable.
+
+    The user info ends at the URL's *last* ``@``: a password may hold a raw ``@`` (or ``/``, ``?``, ``#``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _KEYWORD_SECRET.sub(_hide_value, url)
+    userinfo, at, address = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:{HIDDEN}@{address}" if colon else f"{userinfo}@{address}"
+    return f"{scheme}://{_QUERY_SECRET.sub(_hide_value, rest)}"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error about ``url``) with ``url`` shown redacted and each of its secrets hidden,
+    including what a parser that split the user info at a password's first ``@`` would show as the host."""
+    text = text.replace(url, redact_url(url))
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, HIDDEN)
+    return text
+
+
+def _hide_value(match: re.Match[str]) -> str:
+    return match.group(1) + HIDDEN
+
+
+def _secrets(url: str) -> list[str]:
+    _, sep, rest = url.partition("://")
+    if not sep:
+        return [m.group(2).strip("'") for m in _KEYWORD_SECRET.finditer(url) if m.group(2).strip("'")]
+    found = [m.group(2) for m in _QUERY_SECRET.finditer(rest)]
+    userinfo, at, address = rest.rpartition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    if password:
+        found.append(password)
+        host = re.split(r"[:/?#]", address, maxsplit=1)[0]
+        # "u:p@ss@host" read up to its first "@" has the host "ss@host": hide that tail together with the host.
+        tails = password.split("@")[1:]
+        found += ["@".join([*tails[i:], host]) for i in range(len(tails))]
+    return [s for s in found if s]

@@ -1,0 +1,66 @@
+"""The image's file set installs and runs: the wheel is built from exactly the files the Dockerfile copies, installed
+into a fresh virtualenv, and its console script and a worker's tasks import from there.
+
+No Docker runs on these machines, so this does by hand what the Dockerfile's ``pip install .`` does, offline: the
+wheel's dependencies are the dev virtualenv's (a plain path entry, so that virtualenv's editable install of this
+repository is not seen), and the new virtualenv holds nothing of nsmigrate but the wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+from tests.image import copy_image_files
+
+# The dev virtualenv's pip: no network, and nothing installed in the new virtualenv but the wheel.
+PIP = [sys.executable, "-m", "pip", "--quiet"]
+
+
+def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_the_image_file_set_builds_installs_and_runs(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    context.mkdir()
+    copy_image_files(context)
+    wheels = tmp_path / "wheels"
+    run(
+        [*PIP, "wheel", "--no-deps", "--no-index", "--no-build-isolation", "--wheel-dir", str(wheels), str(context)],
+        cwd=tmp_path,
+    )
+    image = tmp_path / "image-venv"
+    venv.create(image, with_pip=False)
+    image_python = image / "bin" / "python"
+    site_packages = Path(
+        run(
+            [str(image_python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=tmp_path
+        ).stdout.strip()
+    )
+    # The dependencies, as a path (a .pth line that is a path adds it without running that directory's .pth files).
+    (site_packages / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    (wheel,) = wheels.glob("nsmigrate-*.whl")
+    run(
+        [*PIP, "--python", str(image_python), "install", "--no-deps", "--no-index", str(wheel)],
+        cwd=tmp_path,
+    )
+    # Run from an empty directory, so nothing is imported from a checkout.
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+
+    help_text = run([str(image / "bin" / "nsmigrate"), "--help"], cwd=empty).stdout
+    where = run(
+        [str(image_python), "-c", "import cli.main, workers.tasks; print(cli.main.__file__, workers.tasks.__file__)"],
+        cwd=empty,
+    ).stdout
+
+    assert "worker" in help_text and "flower" in help_text
+    assert where.count(str(site_packages)) == 2, f"imported from outside the installed wheel: {where}"

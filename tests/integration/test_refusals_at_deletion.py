@@ -1,0 +1,216 @@
+"""Issue 27, cases 1, 2 and 5: a destructive step proves, at the moment it deletes, that an equal copy exists.
+
+Each case is played as the issue tells it, on the real stack: forward jobs on real `nsmigrate worker` processes
+(Redis, Postgres, the Pinecone SDK against the local data plane), `cleanup`, `sync` and `verify` through the CLI as a
+script runs them (no terminal). What was kept or deleted is read from the data plane itself, not from the job table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
+from orchestrator.models import RunState
+from orchestrator.settings import Settings
+from orchestrator.spec import JobSpec
+from sandbox.pinecone_server import Faults
+from sandbox.stack import Stack
+from tests.integration.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
+    cli,
+    events,
+    load_small,
+    reports,
+    sandbox_indexes,
+    small_spec,
+    start_job,
+    states,
+    wait_final,
+)
+from tests.polling import wait_until
+from workers.context import WorkerContext
+from workers.rollback import _Rollback
+from workers.stores import open_retrying_store
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+
+
+@pytest.fixture
+def stack(stack: Stack) -> Stack:
+    """The shared stack with one worker for every queue, cleanup included (a spec's `cleanup: auto`)."""
+    stack.start_worker("list,copy,verify,cleanup", 6)
+    return stack
+
+
+def verified_job(stack: Stack, **overrides: Any) -> tuple[jobs.Database, int]:
+    """One 60-vector namespace `ns0` copied src → dst by the fleet and verified."""
+    load_small(stack, namespaces=1)
+    db, _, job_id = start_job(stack, small_spec(stack, cleanup={"mode": "manual"}, **overrides))
+    assert states(wait_final(db, job_id)) == {"ns0": RunState.VERIFIED}
+    return db, job_id
+
+
+def run_of(db: jobs.Database, job_id: int) -> Any:
+    [run] = jobs.runs_of(db, job_id)
+    return run
+
+
+# ------------------------------------------------------------------------------------- case 1: cleanup re-proves
+
+
+def test_cleanup_keeps_the_source_when_the_target_was_deleted_after_verification(stack: Stack) -> None:
+    db, job_id = verified_job(stack)
+    source = stack.pinecone.snapshot("src")["ns0"]
+    stack.pinecone.service("dst").store.delete_namespace("ns0")  # a person, another job, an application
+
+    result = cli(stack, "cleanup", str(job_id), "--yes")
+
+    assert result.exit_code == 1, result.output
+    assert "ns0: refused" in result.output and "60 ids have no equal copy now" in result.output
+    assert sorted(stack.pinecone.snapshot("src")["ns0"]) == sorted(source)  # the only copy is kept
+    assert run_of(db, job_id).state == RunState.VERIFY_FAILED
+    [refusal] = events(db, job_id, "cleanup_refused")
+    assert refusal["detail"]["refused_count"] == 60 and refusal["detail"]["proven"] == 0
+    assert "missing in target" in refusal["detail"]["refused"][0]["reason"]
+    # `report` and `status` say why, by id.
+    report = json.loads(cli(stack, "report", str(job_id)).stdout)[0]
+    assert report["verification"]["passed"] is False
+    assert report["cleanup"]["refused_ids"][0] == "v0-0000"
+    assert "FAILED: cleanup refused: 60 ids" in cli(stack, "status", str(job_id), "--json").stdout
+
+    # `sync` repairs it, then verification passes and cleanup deletes the source.
+    assert cli(stack, "sync", str(job_id), "--wait").exit_code == 0
+    assert stack.pinecone.count("dst", "ns0") == 60
+    result = cli(stack, "cleanup", str(job_id), "--yes")
+    assert result.exit_code == 0, result.output
+    assert "ns0: deleted 60" in result.output
+    assert "ns0" not in stack.pinecone.snapshot("src")
+    copies = stack.pinecone.snapshot("dst")["ns0"]
+    assert all(np.array_equal(copies[i][0], values) for i, (values, _) in source.items())
+
+
+def test_cleanup_keeps_a_source_vector_changed_after_verification(stack: Stack) -> None:
+    db, job_id = verified_job(stack)
+    changed = "v0-0007"
+    metadata = stack.pinecone.snapshot("src")["ns0"][changed][1]
+    stack.pinecone.load("src", "ns0", [(changed, [0.5] * DIM, metadata)])  # updated in place: same ids
+
+    dry = cli(stack, "cleanup", str(job_id), "--dry-run")
+    result = cli(stack, "cleanup", str(job_id), "--yes")
+
+    assert dry.exit_code == 1 and "would not be deleted" in dry.output, dry.output
+    assert result.exit_code == 1, result.output
+    assert f"1 ids have no equal copy now, nothing was deleted (e.g. '{changed}': values differ" in result.output
+    assert stack.pinecone.count("src", "ns0") == 60
+    assert run_of(db, job_id).state == RunState.VERIFY_FAILED
+
+    sync = cli(stack, "sync", str(job_id), "--wait")
+    assert sync.exit_code == 0 and "0 new, 1 changed" in sync.output, sync.output
+    assert cli(stack, "cleanup", str(job_id), "--yes").exit_code == 0
+    assert stack.pinecone.count("src", "ns0") == 0
+    assert np.array_equal(stack.pinecone.snapshot("dst")["ns0"][changed][0], np.full(DIM, 0.5, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------- case 2: a verification of nothing
+
+
+NOTHING_CHECKED = {"counts": False, "ids": False, "contents": "none", "count_timeout_s": 2}
+
+
+def test_a_spec_whose_verification_checks_nothing_cannot_clean_up(stack: Stack) -> None:
+    load_small(stack, namespaces=1)
+    spec = small_spec(stack, verify=NOTHING_CHECKED, cleanup={"mode": "auto"})
+    path = stack.workdir / "nothing-checked.yaml"
+    path.write_text(yaml.safe_dump(spec))
+
+    for command in ("plan", "run"):
+        result = cli(stack, command, str(path))
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.output.split())
+        assert "cleanup.mode: `auto`" in message and "verify.ids: false, verify.counts: false" in message
+    assert jobs.list_jobs(jobs.Database(stack.database_url)) == []
+
+
+def test_an_older_job_whose_verification_checked_nothing_keeps_its_source(stack: Stack) -> None:
+    # Written before the plan-time rule: the stored spec loads as it is; its auto cleanup must refuse.
+    load_small(stack, namespaces=1)
+    data = small_spec(stack, verify=NOTHING_CHECKED, cleanup={"mode": "auto"})
+    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    db = jobs.Database(settings.database_url)
+    prepared = launch.prepare(JobSpec.model_validate(data), open_retrying_store, stack.workdir)
+    stack.pinecone.set_faults("dst", Faults(drop_fraction=0.1))  # upserts acknowledge everything, store 90 %
+    job_id = launch.launch(db, Dispatcher(settings), prepared)
+    try:
+        [cleanup] = wait_until(
+            lambda: events(db, job_id, "cleanup_refused") + events(db, job_id, "source_deleted"),
+            what="the auto cleanup",
+            timeout_s=60,
+        )
+    finally:
+        stack.pinecone.set_faults("dst", Faults())
+
+    assert cleanup["action"] == "cleanup_refused", cleanup
+    assert "verify.ids: false, verify.counts: false" in cleanup["detail"]["reason"]
+    assert stack.pinecone.count("src", "ns0") == 60  # the target holds 54: the source is the only full copy
+    assert stack.pinecone.count("dst", "ns0") == 54
+    assert not events(db, job_id, "source_deleted")
+
+
+# ----------------------------------------------------------------------- case 5: --propagate-deletes, confirmed
+
+
+def test_propagate_deletes_needs_yes_and_refuses_a_vanished_source(stack: Stack) -> None:
+    db, job_id = verified_job(stack)
+    stack.pinecone.service("src").store.delete_namespace("ns0")  # the source namespace vanished
+
+    no_yes = cli(stack, "sync", str(job_id), "--propagate-deletes")
+    dry = cli(stack, "sync", str(job_id), "--propagate-deletes", "--dry-run")
+    refused = cli(stack, "sync", str(job_id), "--propagate-deletes", "--yes")
+
+    assert no_yes.exit_code == 2 and "pass --yes" in no_yes.output, no_yes.output
+    assert dry.exit_code == 1 and "lists no ids now" in dry.output, dry.output
+    assert refused.exit_code == 1 and "--allow-vanished-source" in refused.output, refused.output
+    assert stack.pinecone.count("dst", "ns0") == 60  # nothing deleted
+    assert not events(db, job_id, "sync")
+    # An empty source verifies nothing: the run is not "verified" on "0/0 ids present".
+    assert cli(stack, "verify", str(job_id)).exit_code == 1
+    report = reports(db, job_id)["ns0"]
+    assert not report["passed"] and "source namespace lists no ids now" in report["reasons"][0]
+
+    # Asked explicitly: the target is emptied, and the run still does not pass.
+    allowed = cli(stack, "sync", str(job_id), "--propagate-deletes", "--yes", "--allow-vanished-source", "--wait")
+    assert allowed.exit_code == 1 and "(60 deleted from the target)" in allowed.output, allowed.output
+    assert stack.pinecone.count("dst", "ns0") == 0
+    assert run_of(db, job_id).state == RunState.VERIFY_FAILED
+
+
+# ------------------------------------------------------------------------------------- rollback re-proves too
+
+
+def test_rollback_keeps_a_copy_whose_original_changed_after_it_was_verified(
+    stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> None:
+    db, job_id = verified_job(stack)
+    run = run_of(db, job_id)
+    # The deletion step itself, between rollback's last check and its delete (rollback_job runs them back to back).
+    rollback = _Rollback(worker_context(stack.database_url, stack.redis_url), job_id, "tester")
+    check = rollback.check(run, restore=False)
+    assert check.passed, check.summary
+    changed = "v0-0003"
+    metadata = stack.pinecone.snapshot("src")["ns0"][changed][1]
+    stack.pinecone.load("src", "ns0", [(changed, [0.25] * DIM, metadata)])  # between the check and the delete
+
+    removed = rollback.delete_targets([run], {run.id: check})
+
+    assert removed["ns0"]["deleted"] == 59 and removed["ns0"]["refused_count"] == 1
+    assert removed["ns0"]["method"] == "delete_ids"  # not dropped whole: it still holds a copy
+    assert list(stack.pinecone.snapshot("dst")["ns0"]) == [changed]
+    assert stack.pinecone.count("src", "ns0") == 60

@@ -1,0 +1,283 @@
+"""Issue 27, cases 3, 4 and 10: stores compared by identity, not spelling, and the smaller refusals.
+
+Against real services: the local Pinecone data plane through the real SDK (and a TCP forwarder in front of it, a
+second address of one index as a proxy or a DNS alias would give), real Postgres databases for pgvector and the job
+table, real Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from orchestrator import jobs
+from orchestrator.spec import PgvectorStoreSpec
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.services import PostgresServer
+from tests.integration.test_cli import Cli, error_of, one_line, run_job
+from tests.integration.test_verify_cleanup import RecordingDispatcher, copied_job, make_records, make_spec
+from workers import erasing
+from workers.context import WorkerContext
+from workers.stores import open_retrying_store
+from workers.stores.pgvector import PgvectorStore
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+KEY_ENV = "NSMIGRATE_TEST_IDENTITY_PINECONE_KEY"  # a name NSMIGRATE_ALLOWED_KEY_VARS allows by default
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("small-src", DIM), IndexSpec("small-dst", DIM)]
+
+
+@pytest.fixture
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+
+
+@pytest.fixture
+def cli(database_url: str, redis_url: str, sandbox: PineconeSandbox, tmp_path: Path) -> Cli:
+    return Cli(database_url, redis_url, sandbox, tmp_path)
+
+
+class _Forward(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        upstream = socket.create_connection(self.server.upstream)  # type: ignore[attr-defined]
+        with upstream:
+            pump = threading.Thread(target=_copy, args=(upstream, self.request), daemon=True)
+            pump.start()
+            _copy(self.request, upstream)
+            pump.join()
+
+
+def _copy(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := src.recv(65536):
+            dst.sendall(chunk)
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def forwarder(url: str) -> Iterator[str]:
+    """A second address (``http://127.0.0.1:OTHER``) of the server at ``url``: what a proxy or an alias gives."""
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Forward)
+    server.daemon_threads = True
+    server.upstream = (host, int(port))  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def pinecone(host: str) -> dict[str, str]:
+    return {"kind": "pinecone", "host": host, "api_key_env": KEY_ENV}
+
+
+def pgvector(env: str, table: str = "embeddings") -> dict[str, Any]:
+    return {
+        "kind": "pgvector",
+        "layout": "table_per_namespace",
+        "database_url_env": env,
+        "table": table,
+        "dimension": DIM,
+    }
+
+
+def respelled(url: str) -> str:
+    """The same database by another spelling: ``localhost`` for ``127.0.0.1`` (or the other way round)."""
+    return url.replace("127.0.0.1", "localhost") if "127.0.0.1" in url else url.replace("localhost", "127.0.0.1")
+
+
+# ------------------------------------------------------------------------- case 3: one store under two spellings
+
+
+def test_one_index_under_two_spellings_is_refused_at_plan(cli: Cli, sandbox: PineconeSandbox) -> None:
+    sandbox.load("small-src", "alpha", [(f"a-{i}", [0.1] * DIM, {}) for i in range(5)])
+    host = sandbox.host("small-src")
+    assert "127.0.0.1" in host
+    spec = cli.spec_file(
+        source=pinecone(host),
+        target=pinecone(host.replace("127.0.0.1", "localhost") + "/"),
+        allow_id_overwrite=True,
+    )
+
+    message = error_of(cli("plan", spec, **{KEY_ENV: "k"}))
+
+    assert "'alpha' would be copied onto itself" in message and "same store" in message
+    cli.assert_nothing_written()
+
+
+def test_an_index_name_and_its_host_are_one_store(cli: Cli, sandbox: PineconeSandbox) -> None:
+    sandbox.load("small-src", "alpha", [(f"a-{i}", [0.1] * DIM, {}) for i in range(5)])
+    by_name = {"kind": "pinecone", "index": "small-src", "control_host": sandbox.control_host, "api_key_env": KEY_ENV}
+    spec = cli.spec_file(source=by_name, target=pinecone(sandbox.host("small-src")), allow_id_overwrite=True)
+
+    message = error_of(cli("plan", spec, **{KEY_ENV: "k"}))
+
+    assert "'alpha' would be copied onto itself" in message
+    cli.assert_nothing_written()
+
+
+def test_one_database_under_two_urls_is_refused_at_plan(cli: Cli, database_url: str) -> None:
+    env = {"NSMIGRATE_TEST_PG_A": database_url, "NSMIGRATE_TEST_PG_B": respelled(database_url)}
+    store = PgvectorStore(PgvectorStoreSpec(**pgvector("NSMIGRATE_TEST_PG_A")), database_url)
+    store.upsert("alpha", make_records(3))
+    store.close()
+    spec = cli.spec_file(
+        source=pgvector("NSMIGRATE_TEST_PG_A"), target=pgvector("NSMIGRATE_TEST_PG_B"), allow_id_overwrite=True
+    )
+
+    message = error_of(cli("plan", spec, **env))
+
+    assert "'alpha' would be copied onto itself" in message
+    cli.assert_nothing_written()
+
+
+def test_cleanup_refuses_an_index_reached_through_another_address(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The two hosts differ in every way a spelling can: only the marker shows they are one index.
+    monkeypatch.setenv(KEY_ENV, "k")
+    with forwarder(sandbox.host("small-src")) as alias:
+        spec = make_spec((pinecone(sandbox.host("small-src")), pinecone(alias)), enrich={"migrated_from": False})
+        job = copied_job(ctx, spec, {"alpha": make_records(5)}, copy=False)
+        assert job.verify()["passed"]
+
+        result = job.cleanup()
+
+    assert result["action"] == "refused"
+    assert "a marker written through" in result["reason"] and "would delete the migrated data" in result["reason"]
+    assert sorted(sandbox.service("small-src").store.counts()) == ["alpha"]  # the marker is gone, alpha is whole
+    assert job.source.count("alpha") == 5
+
+
+def test_cleanup_refuses_one_database_under_two_urls(
+    ctx: WorkerContext, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NSMIGRATE_TEST_PG_A", database_url)
+    monkeypatch.setenv("NSMIGRATE_TEST_PG_B", respelled(database_url))
+    spec = make_spec(
+        (pgvector("NSMIGRATE_TEST_PG_A"), pgvector("NSMIGRATE_TEST_PG_B")), enrich={"migrated_from": False}
+    )
+    job = copied_job(ctx, spec, {"alpha": make_records(5)}, copy=False)
+    assert job.verify()["passed"]
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and "same store (pgvector:" in result["reason"]
+    assert job.source.count("alpha") == 5
+
+
+# --------------------------------------------------------------- case 4: erasure keys its places by identity
+
+
+@pytest.fixture
+def other_database_url(postgres_server: PostgresServer, database_url: str) -> Iterator[str]:
+    """A second database of the same server (with pgvector), beside ``database_url``."""
+    name = database_url.rsplit("/", 1)[1] + "_other"
+    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    yield database_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+def test_erasure_searches_one_prefix_in_two_databases(
+    ctx: WorkerContext, job_table_url: str, other_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    urls = {"NSMIGRATE_TEST_PG_ONE": job_table_url, "NSMIGRATE_TEST_PG_TWO": other_database_url}
+    for env, url in urls.items():
+        monkeypatch.setenv(env, url)
+    legacy = {**pgvector("NSMIGRATE_TEST_PG_ONE", "legacy"), "layout": "single_table"}
+    for env in urls:  # two jobs: the same source, a target of the same prefix in each database
+        copied_job(
+            ctx,
+            make_spec((legacy, pgvector(env))),
+            {"t1": make_records(3, prefix="t1"), "t10": make_records(2, prefix="t10")},
+            targets={"t1": "creator_a.1_twin_t1", "t10": "creator_a.10_twin_t10"},
+            pairs={"t1": ("a.1", "t1"), "t10": ("a.10", "t10")},
+        )
+
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    job_id = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    for place in jobs.places_of(ctx.db, job_id):
+        erasing.erase_place(ctx, place.id)
+
+    receipt = jobs.erasure_receipt(ctx.db, job_id)
+    assert receipt is not None and receipt["verified"]
+    assert sorted((p["store"], p["namespace"], p["erased"]) for p in receipt["places"]) == [
+        ("pgvector:embeddings ($NSMIGRATE_TEST_PG_ONE)", "creator_a.1_twin_t1", 3),
+        ("pgvector:embeddings ($NSMIGRATE_TEST_PG_TWO)", "creator_a.1_twin_t1", 3),
+        ("pgvector:legacy", "t1", 3),
+    ]
+    for env, url in urls.items():  # read back independently of the receipt
+        store = PgvectorStore(PgvectorStoreSpec(**pgvector(env)), url)
+        assert store.namespaces() == {"creator_a.10_twin_t10": 2}, env
+        store.close()
+
+
+# ------------------------------------------------------------------------------------ case 10: smaller refusals
+
+
+def started_job(cli: Cli, sandbox: PineconeSandbox) -> int:
+    """A copy job written and enqueued (no workers run it), over two namespaces of the source."""
+    for ns in ("ns0", "ns1"):
+        sandbox.load("small-src", ns, [(f"{ns}-{i}", [0.1] * DIM, {}) for i in range(3)])
+    return run_job(cli)
+
+
+def test_erase_resume_of_a_job_that_is_not_an_erasure_is_refused_and_changes_nothing(
+    cli: Cli, sandbox: PineconeSandbox
+) -> None:
+    job_id = started_job(cli, sandbox)
+    assert cli("cancel", str(job_id)).exit_code == 0
+    db = jobs.Database(cli.database_url)
+    before = (jobs.find_job(db, job_id).state, len(jobs.events_of(db, job_id)))
+
+    message = one_line(error_of(cli("erase", "--resume", str(job_id), "--timeout-s", "5")))
+
+    assert f"job {job_id} is a migrate job, not an erasure" in message and "nsmigrate jobs" in message
+    assert (jobs.find_job(db, job_id).state, len(jobs.events_of(db, job_id))) == before == ("cancelled", before[1])
+    db.dispose()
+
+
+def test_report_of_a_namespace_the_job_does_not_have_names_it(cli: Cli, sandbox: PineconeSandbox) -> None:
+    job_id = started_job(cli, sandbox)
+
+    message = one_line(error_of(cli("report", str(job_id), "--namespace", "missing")))
+
+    assert f"job {job_id} has no namespace 'missing'" in message and "it has 2: ns0, ns1" in message
+
+
+def test_the_sandbox_admin_endpoints_need_the_key_it_was_started_with() -> None:
+    sandbox = PineconeSandbox(indexes=[IndexSpec("guarded", DIM)], api_key="the-key").start()
+    try:
+        host, control = sandbox.host("guarded"), sandbox.control_host
+        for headers, status in (({}, 401), ({"Api-Key": "another"}, 401), ({"Api-Key": "the-key"}, 200)):
+            assert httpx.post(f"{host}/_sandbox/faults", json={"error_rate_5xx": 1.0}, headers=headers).status_code == (
+                status
+            )
+            assert httpx.get(f"{host}/_sandbox/stats", headers=headers).status_code == status
+            assert httpx.post(f"{host}/_sandbox/reset", headers=headers).status_code == status
+            assert httpx.get(f"{control}/_sandbox/hosts", headers=headers).status_code == status
+        assert sandbox.faults("guarded").error_rate_5xx == 1.0  # set once: by the request with the key
+    finally:
+        sandbox.stop()

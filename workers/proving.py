@@ -1,0 +1,87 @@
+"""Delete only proven ids: the one step cleanup and rollback take to delete, so that each deletion is proved at the
+moment it happens (``orchestrator.proof``), whichever side it deletes from.
+
+Chunk by chunk (≤ 1,000 ids: one fetch of each side, one delete), the originals are fetched from the source
+namespace and their copies from the target namespaces the routing sends them to; only ids whose copy exists and
+equals its original *now* are deleted — from the source (cleanup: the copy stays) or from the target (rollback: the
+original stays). Every request goes through the guarded stores it is given (rate budgets, retries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from orchestrator.delta import route_source
+from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
+from orchestrator.proof import Proof, prove_copies
+from orchestrator.routing import RouteContext
+from orchestrator.spec import JobSpec
+from orchestrator.textrecords import fields_comparer
+from workers.stores.base import VectorStore
+from workers.verifying import chunks
+
+#: Ids per proof: one fetch of each side and one delete.
+PROOF_CHUNK_IDS = min(FETCH_MAX_IDS, DELETE_MAX_IDS)
+
+
+def delete_proven(
+    source: VectorStore,
+    source_namespace: str,
+    target: VectorStore,
+    ids: Sequence[str],
+    route: RouteContext,
+    spec: JobSpec,
+    *,
+    delete_from: Literal["source", "target"] | None,
+    target_namespace: str | None = None,
+) -> Proof:
+    """Prove ``ids`` chunk by chunk and delete the proven ones right after their chunk was proved.
+
+    Parameters:
+        source, source_namespace: where the originals are (a migration's source).
+        target: where the copies are; each id is looked up in the namespace ``route`` sends its original to.
+        ids: the ids to prove (and delete).
+        route: the run's routing context; ``spec`` gives the tolerance and, for a text job, how a copy is judged.
+        delete_from: ``"source"`` deletes the originals (cleanup), ``"target"`` the copies in ``target_namespace``
+            (rollback), ``None`` only proves (a first pass, a dry run).
+
+    Returns:
+        The ``Proof`` of every chunk: ``proven`` ids are the ones deleted (or, with ``delete_from=None``, that
+        may be); ids without an original are neither.
+    """
+    compare = fields_comparer(spec)
+    total = Proof()
+    for chunk in chunks(ids, PROOF_CHUNK_IDS):
+        originals = source.fetch(source_namespace, chunk)
+        by_ns, _unroutable = route_source(originals, route)  # prove_copies refuses the unroutable ones
+        found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
+        proof = prove_copies(originals, found, route, spec.verify.tolerance, compare)
+        if proof.proven and delete_from == "source":
+            source.delete(source_namespace, proof.proven)
+        elif proof.proven and delete_from == "target":
+            assert target_namespace is not None
+            target.delete(target_namespace, proof.proven)
+        total.add(proof)
+    return total
+
+
+def delete_absent(
+    source: VectorStore, source_namespace: str, target: VectorStore, target_namespace: str, ids: Sequence[str]
+) -> tuple[int, int]:
+    """Delete from ``target_namespace`` those of ``ids`` that ``source_namespace`` does not hold now (fetched
+    again right before each chunk's delete): what ``sync --propagate-deletes`` deletes. An id written back to the
+    source since the scan is kept.
+
+    Returns:
+        ``(deleted, kept)``.
+    """
+    deleted = kept = 0
+    for chunk in chunks(ids, PROOF_CHUNK_IDS):
+        present = {r.id for r in source.fetch(source_namespace, chunk)}
+        absent = [i for i in chunk if i not in present]
+        if absent:
+            target.delete(target_namespace, absent)
+        deleted += len(absent)
+        kept += len(chunk) - len(absent)
+    return deleted, kept

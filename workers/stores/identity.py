@@ -1,0 +1,58 @@
+"""Whether a job's source and target are one store, asked of the servers, for the steps that delete (cleanup,
+rollback): deleting a namespace of one store must never delete the only copy kept in "the other" when they are one.
+
+The identities come from ``orchestrator.store_identity`` (a host without its spelling; a Postgres server's system
+identifier, database and schema). A Postgres answer is proof. Two Pinecone hosts that differ may still be one index
+(a DNS alias, a proxy): a marker written through the source's client, in a scratch namespace, and looked for through
+the target's proves it either way, and is removed afterwards. What cannot be established counts as one store.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from orchestrator.errors import NsmigrateError
+from orchestrator.records import Record
+from orchestrator.spec import JobSpec
+from orchestrator.store_identity import spec_identity
+from workers.stores.base import VectorStore
+
+#: How long the marker may take to be readable through the source's own client (Pinecone is eventually consistent).
+MARKER_TIMEOUT_S = 20.0
+_MARKER_POLL_S = 0.25
+
+
+def _marker_seen(source: VectorStore, target: VectorStore) -> bool:
+    """Write a marker through ``source`` and say whether ``target`` reads it (the marker is deleted either way)."""
+    namespace = f"nsmigrate-identity-{uuid.uuid4().hex}"
+    marker = Record(id="marker", values=[1.0] * source.dimension(), metadata={"nsmigrate": "identity marker"})
+    source.upsert(namespace, [marker])
+    try:
+        deadline = time.monotonic() + MARKER_TIMEOUT_S
+        while not source.fetch(namespace, [marker.id]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the marker was not readable through the source after {MARKER_TIMEOUT_S:.0f} s")
+            time.sleep(_MARKER_POLL_S)
+        return bool(target.fetch(namespace, [marker.id]))
+    finally:
+        source.delete_namespace(namespace)
+
+
+def one_store_problem(spec: JobSpec, source: VectorStore, target: VectorStore) -> str | None:
+    """None when ``source`` and ``target`` are proven to be two stores; else why they are, or may be, one."""
+    if spec_identity(spec.source) == spec_identity(spec.target):
+        return f"source and target are the same store ({spec_identity(spec.source)})"
+    if spec.source.kind != spec.target.kind:
+        return None
+    try:
+        source_id, target_id = source.identity(), target.identity()
+        if source_id == target_id:
+            return f"source and target are the same store ({source_id})"
+        if spec.source.kind == "pgvector" or not _marker_seen(source, target):
+            return None
+    except (NsmigrateError, TimeoutError) as e:
+        return f"whether source and target are one store could not be established ({e})"
+    return (
+        f"source and target are the same store: a marker written through {source.name} was read through {target.name}"
+    )
