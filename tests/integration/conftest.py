@@ -7,6 +7,9 @@
 - ``stack``: a test's own worker stack (the session's Redis, a fresh database, a fresh data plane with the module's
   indexes); the test starts the workers it needs. ``pinecone_api_key`` is the key the test process sends.
 - ``start_standin``: starts PostgREST stand-ins (Supabase's REST API over a test database), stopped after the test.
+- ``pg``: an engine on a fresh database that ``$NSMIGRATE_PGVECTOR_URL`` names (the pgvector commands' and the
+  documented store's default), for the tests of pgvector tables; ``$NSMIGRATE_DATABASE_URL`` names it too (the job
+  table, where those commands write their audit records).
 - ``worker_context``: makes the ``WorkerContext`` a task runs with (optionally with a stand-in dispatcher that records
   what would be sent); its stores and job-table connections are closed after the test.
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from orchestrator.settings import load_settings
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox, reset_sdk_host_state
@@ -111,3 +115,12 @@ def worker_context() -> Iterator[Callable[..., WorkerContext]]:
             if close is not None:
                 close()
         context.db.dispose()
+
+
+@pytest.fixture
+def pg(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[sa.Engine]:
+    monkeypatch.setenv("NSMIGRATE_PGVECTOR_URL", database_url)
+    monkeypatch.setenv("NSMIGRATE_DATABASE_URL", database_url)
+    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    yield engine
+    engine.dispose()

@@ -45,15 +45,6 @@ def sandbox_indexes() -> list[IndexSpec]:
     return [IndexSpec(INDEX, dimension=DIM)]
 
 
-@pytest.fixture
-def pg(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The test's database (a ``stack``'s too), named by ``URL_ENV`` here and in the stack's workers."""
-    monkeypatch.setenv(URL_ENV, database_url)
-    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
-    yield engine
-    engine.dispose()
-
-
 def create_app_table(engine: sa.Engine, table: str) -> None:
     """``table`` made as the application makes it: the shared DDL, its ``embeddings_{namespace}`` renamed."""
     sql = "\n".join(line for line in DDL.read_text().splitlines() if not line.startswith("--"))
@@ -154,17 +145,35 @@ def assert_every_column_equal(
             assert other[column] == value and type(other[column]) is type(value), (chunk_id, column, other[column])
 
 
-def wait_verified(db: jobs.Database, job_id: int) -> None:
-    """Wait until every run of the job has its verdict; they must all have passed (else the reports are shown)."""
-    judged = (RunState.VERIFIED, RunState.VERIFY_FAILED)
+def job(name: str, source: dict[str, Any], target: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """A job spec that copies as it is (no metadata added)."""
+    return {"name": name, "source": source, "target": target, "enrich": KEEP_AS_IS, **more}
 
-    def verdicts() -> list[Any] | None:
+
+def move(source: str, target: str) -> dict[str, Any]:
+    """A job spec: namespace ``source`` to ``target`` between tables of this database."""
+    return job(
+        "move",
+        DOCUMENTED,
+        DOCUMENTED,
+        namespaces={"include": [source]},
+        routing={"mode": "explicit", "map": {source: target}},
+    )
+
+
+def wait_runs(db: jobs.Database, job_id: int, state: RunState = RunState.VERIFIED) -> list[dict[str, Any]]:
+    """Wait until every run of the job is in ``state``; their verification reports (shown on a timeout)."""
+
+    def reports() -> list[dict[str, Any]] | None:
         runs = jobs.runs_of(db, job_id)
-        return runs if runs and all(r.state in judged for r in runs) else None
+        return [r.verification or {} for r in runs] if runs and all(r.state == state for r in runs) else None
 
-    runs = wait_until(verdicts, what=f"job {job_id}'s verdicts", timeout_s=180)
-    assert runs is not None
-    assert all(r.state == RunState.VERIFIED for r in runs), json.dumps([r.verification for r in runs])[:3000]
+    def explain() -> str:
+        return json.dumps([(r.state, r.verification) for r in jobs.runs_of(db, job_id)])[:3000]
+
+    found = wait_until(reports, what=f"job {job_id}'s runs {state}", timeout_s=180, explain=explain)
+    assert found is not None
+    return found
 
 
 def nsmigrate(*args: str) -> Any:
@@ -194,37 +203,17 @@ def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_ever
     assert_every_column_equal(original, table_rows(pg, "embeddings_moved"))
 
     stack.start_worker("list,copy,verify", 4, name="fleet")
-    db, _, in_postgres = start_job(
-        stack,
-        {
-            "name": "in-postgres",
-            "source": DOCUMENTED,
-            "target": DOCUMENTED,
-            "namespaces": {"include": ["moved"]},
-            "routing": {"mode": "explicit", "map": {"moved": "fleet"}},
-            "enrich": KEEP_AS_IS,
-        },
-    )
-    wait_verified(db, in_postgres)
+    db, _, in_postgres = start_job(stack, move("moved", "fleet"))
+    wait_runs(db, in_postgres)
     # A fleet target may gather several sources, so it numbers its own rows: every other column is the same.
     assert_every_column_equal(original, table_rows(pg, "embeddings_fleet"), but=("id",))
 
     index = {"kind": "pinecone", "host": stack.pinecone.host(INDEX)}
-    db, _, out_job = start_job(
-        stack,
-        {
-            "name": "out",
-            "source": DOCUMENTED,
-            "target": index,
-            "namespaces": {"include": ["fleet"]},
-            "enrich": KEEP_AS_IS,
-        },
-    )
-    wait_verified(db, out_job)
-    db, _, back_job = start_job(
-        stack, {"name": "back", "source": index, "target": {**DOCUMENTED, "table": "back"}, "enrich": KEEP_AS_IS}
-    )
-    wait_verified(db, back_job)
+    db, _, out_job = start_job(stack, job("out", DOCUMENTED, index, namespaces={"include": ["fleet"]}))
+    wait_runs(db, out_job)
+    create_app_table(pg, "back_fleet")  # the application's table waits for its rows
+    db, _, back_job = start_job(stack, job("back", index, {**DOCUMENTED, "table": "back"}))
+    wait_runs(db, back_job)
     assert_every_column_equal(original, table_rows(pg, "back_fleet"), but=("id",))
 
 
@@ -248,28 +237,15 @@ def test_a_fleet_verification_fails_when_a_column_nsmigrate_does_not_know_differ
     create_app_table(pg, "embeddings_alpha")
     insert_rows(pg, "embeddings_alpha", app_rows(40))
     stack.start_worker("list,copy,verify", 2, name="fleet")
-    spec = {
-        "name": "move",
-        "source": DOCUMENTED,
-        "target": DOCUMENTED,
-        "namespaces": {"include": ["alpha"]},
-        "routing": {"mode": "explicit", "map": {"alpha": "beta"}},
-        "enrich": KEEP_AS_IS,
-    }
-    db, dispatcher, job_id = start_job(stack, spec)
-    wait_verified(db, job_id)
+    db, dispatcher, job_id = start_job(stack, move("alpha", "beta"))
+    wait_runs(db, job_id)
     with pg.begin() as conn:
         conn.execute(sa.text("UPDATE embeddings_beta SET confidence = 0.125 WHERE chunk_id = 'doc-0002#chunk-3'"))
         conn.execute(sa.text("UPDATE embeddings_beta SET created_at = now() WHERE chunk_id = 'doc-0003#chunk-1'"))
 
     launch.request_verification(db, dispatcher, job_id)
 
-    def failed() -> dict[str, Any] | None:
-        [run] = jobs.runs_of(db, job_id)
-        return run.verification if run.state == RunState.VERIFY_FAILED else None
-
-    report = wait_until(failed, what="the tampered target failing verification", timeout_s=60)
-    assert report is not None
+    [report] = wait_runs(db, job_id, RunState.VERIFY_FAILED)
     reasons = {m["id"]: m["reason"] for m in report["content_mismatches"]}
     assert reasons == {"doc-0002#chunk-3": "confidence differs", "doc-0003#chunk-1": "created_at differs"}
 
@@ -310,15 +286,7 @@ def test_a_fleet_job_into_a_target_without_a_users_column_is_refused_at_plan_tim
     with pg.begin() as conn:
         conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN tenant_ref uuid"))
     insert_rows(pg, "embeddings_alpha", app_rows(10))
-    spec = parse_spec(
-        {
-            "name": "move",
-            "source": DOCUMENTED,
-            "target": DOCUMENTED,
-            "namespaces": {"include": ["alpha"]},
-            "routing": {"mode": "explicit", "map": {"alpha": "beta"}},
-        }
-    )
+    spec = parse_spec(move("alpha", "beta"))
 
     with pytest.raises(PlanError, match="table embeddings_beta has no column tenant_ref"):
         launch.prepare(spec, open_retrying_store, stack.workdir)

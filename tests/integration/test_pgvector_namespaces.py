@@ -25,14 +25,6 @@ URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 DIM = 16
 
 
-@pytest.fixture
-def pg(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv(URL_ENV, database_url)
-    engine = sa.create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
-    yield engine
-    engine.dispose()
-
-
 def store() -> DocumentedPgvectorStore:
     spec = PgvectorStoreSpec.model_validate({"schema": "documented", "database_url_env": URL_ENV})
     opened = open_store(spec)
