@@ -47,10 +47,10 @@ DEADLINE_S = float(os.environ.get("BENCH_DEADLINE_S", "900"))
 def _fill_sql(rows: int, dimension: int) -> str:
     # The subquery refers to i, so Postgres draws a new vector for every row.
     return f"""
-    INSERT INTO embeddings_alpha (chunk_id, document_id, collection_name, text, strategy, depth, quality_score,
-                                  is_leaf, domain_tags, embedding, metadata)
+    INSERT INTO embeddings_alpha (chunk_id, document_id, collection_name, text, strategy, content_type, depth_level,
+                                  semantic_density, is_leaf, domain_tags, embedding, metadata)
     SELECT 'doc-' || lpad((i / 7)::text, 7, '0') || '#chunk-' || (i % 7), 'doc-' || lpad((i / 7)::text, 7, '0'),
-           'collection_' || (i % 3), 'chunk text number ' || i, 'semantic', i % 3, random(), i % 7 <> 0,
+           'collection_' || (i % 3), 'chunk text number ' || i, 'semantic', 'text/plain', i % 3, random(), i % 7 <> 0,
            ARRAY['tag' || (i % 5)],
            (SELECT array_agg(random()::real) FROM generate_series(1, {int(dimension)}) WHERE i > 0)::vector,
            jsonb_build_object('source', 'bench')

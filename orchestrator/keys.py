@@ -12,6 +12,8 @@ import ipaddress
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
+from orchestrator.errors import SpecError
+
 #: The variables a spec may name by default: Pinecone's own, and any other that says it holds a Pinecone key.
 DEFAULT_ALLOWED_KEY_VARS = "PINECONE_API_KEY,PINECONE_API_KEY_*,*_PINECONE_API_KEY,*_PINECONE_KEY"
 
@@ -54,6 +56,14 @@ def key_destination_refusal(url: str) -> str | None:
             "(https://…), or over http to a loopback address (127.0.0.1, localhost, ::1)"
         )
     return None
+
+
+def check_service_url(url: str, url_env: str) -> None:
+    """Refuse (``SpecError``) to send a key to the service URL held in ``url_env`` (a Supabase project) unless over
+    TLS or to loopback, and without credentials in it; the URL itself is not shown."""
+    refusal = key_destination_refusal(url)
+    if refusal is not None:
+        raise SpecError(f"the URL in {url_env} {refusal}", hint=f"set {url_env} to the https:// URL")
 
 
 def is_loopback(host: str) -> bool:

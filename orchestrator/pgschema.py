@@ -1,7 +1,7 @@
-"""Seed 004's pgvector layout, as pure data and functions: the table of a namespace, its columns, its indexes, the
-name rules, and the mapping Pinecone record ↔ table row. The I/O is in ``workers.pgnamespaces`` and
-``workers.stores.pgdocumented``; the choices seed 004 leaves open are listed in ``migrations/README.md``
-("pgvector tables as seed 004 documents them").
+"""The application's pgvector layout (seed 004; its DDL is tests/fixtures/reference/pgvector-namespace-table.sql), as
+pure data and functions: the table of a namespace, its columns, its four named indexes, the name rules, and the
+mapping Pinecone record ↔ table row. The I/O is in ``workers.pgnamespaces`` and ``workers.stores.pgdocumented``;
+``migrations/README.md`` ("pgvector tables as seed 004 documents them") describes it for users.
 
 - One table per namespace, ``{prefix}_{namespace}`` (prefix ``embeddings``); the default namespace is
   ``{prefix}_default``, and a legacy single table ``{prefix}`` (no namespace column) *is* the default namespace
@@ -13,9 +13,9 @@ name rules, and the mapping Pinecone record ↔ table row. The I/O is in ``worke
   metadata key named like a column ↔ that column (typed as the column is), every other key ↔ the ``metadata`` JSONB.
   A column that is NULL is left out of the record, and a column a record does not mention is NULL (its default
   where it is NOT NULL); a NULL ``metadata`` is ``NULL_METADATA_KEY``. A NOT NULL column without a default
-  (``document_id``, ``collection_name``, ``text``…) is required: a record without it is refused by id, never filled
-  in. So a row that goes to Pinecone and back comes back equal, column for column (the ``id`` row number excepted:
-  each table numbers its own rows).
+  (``document_id``, ``collection_name``, ``text``, ``strategy``, ``content_type``) is required: a record without it
+  is refused by id, never filled in. So a row that goes to Pinecone and back comes back equal, column for column
+  (the ``id`` row number excepted: each table numbers its own rows).
 """
 
 from __future__ import annotations
@@ -37,57 +37,92 @@ NAME_MAX = 50
 RESERVED = ("backup", "temp", "tmp", "system", "admin")
 BACKUP_WORD = "backup"
 PG_IDENTIFIER_MAX = 63
-#: pgvector builds ivfflat and hnsw indexes on ``vector`` columns of at most this many dimensions.
+#: pgvector builds ivfflat and hnsw indexes on ``vector`` columns of at most this many dimensions…
 ANN_MAX_DIMENSION = 2000
+#: …and on ``halfvec`` expressions of at most this many: above 2,000 the vector index is HNSW over ``halfvec(d)``.
+HALFVEC_MAX_DIMENSION = 4000
+#: The layout's ``WITH (lists = 100)``: the documented ivfflat size, whatever the rows.
+DEFAULT_LISTS = 100
 ID_COLUMN = "chunk_id"
 EMBEDDING_COLUMN = "embedding"
 METADATA_COLUMN = "metadata"
-BTREE_COLUMNS = ("collection_name", "document_id", "strategy")
+VECTOR_INDEX = "vector_idx"
+#: The layout's b-tree indexes: ``{table}_{suffix}`` on one column each.
+BTREE_INDEXES = (("collection_idx", "collection_name"), ("document_idx", "document_id"), ("strategy_idx", "strategy"))
+BTREE_COLUMNS = tuple(column for _, column in BTREE_INDEXES)
 
 _NAME = re.compile(r"[a-z0-9_]+")  # always fullmatch
 
-ColumnKind = Literal["text", "integer", "float", "boolean", "text[]"]
+ColumnKind = Literal["text", "integer", "float", "boolean", "text[]", "serial", "vector", "jsonb", "timestamp"]
+VectorMethod = Literal["ivfflat", "hnsw", "none"]
 
 
 @dataclass(frozen=True)
 class Column:
+    """One column as the application's DDL declares it (``sql_type`` and the constraints spelled as there)."""
+
     name: str
     kind: ColumnKind
-    required: bool = False
+    sql_type: str
+    not_null: bool = False
+    default: str | None = None
+    unique: bool = False
+    primary_key: bool = False
 
     @property
-    def sql_type(self) -> str:
-        return {
-            "text": "text",
-            "integer": "integer",
-            "float": "double precision",
-            "boolean": "boolean",
-            "text[]": "text[]",
-        }[self.kind]
+    def required(self) -> bool:
+        """A record must carry it: NOT NULL with no default to fall back on."""
+        return self.not_null and self.default is None
+
+    @property
+    def max_length(self) -> int | None:
+        """The ``n`` of ``VARCHAR(n)``."""
+        found = re.fullmatch(r"VARCHAR\((\d+)\)", self.sql_type)
+        return int(found.group(1)) if found else None
+
+    def ddl(self, dimension: int) -> str:
+        sql_type = f"VECTOR({int(dimension)})" if self.kind == "vector" else self.sql_type
+        constraints = [
+            *(["PRIMARY KEY"] if self.primary_key else []),
+            *(["UNIQUE"] if self.unique else []),
+            *(["NOT NULL"] if self.not_null else []),
+            *([f"DEFAULT {self.default}"] if self.default else []),
+        ]
+        return " ".join([quote(self.name), sql_type, *constraints])
 
 
-#: The named metadata columns, in table order (``chunk_id``, ``embedding``, ``metadata`` and the timestamps are not
-#: metadata keys). Seed 004 names the groups "depth/hierarchy levels, quality scores, sizes, flags"; the column names
-#: inside those groups are nsmigrate's choice (documented in migrations/README.md).
-COLUMNS: tuple[Column, ...] = (
-    Column("document_id", "text", required=True),
-    Column("collection_name", "text", required=True),
-    Column("text", "text", required=True),
-    Column("strategy", "text"),
-    Column("content_type", "text"),
-    Column("path", "text"),
-    Column("parent_chunk_id", "text"),
-    Column("depth", "integer"),
-    Column("hierarchy_level", "integer"),
-    Column("quality_score", "float"),
-    Column("coherence_score", "float"),
-    Column("chunk_size", "integer"),
-    Column("token_count", "integer"),
-    Column("is_leaf", "boolean"),
-    Column("has_code", "boolean"),
-    Column("domain_tags", "text[]"),
-    Column("original_keys", "text[]"),
+#: The application's table of a namespace, column by column in table order, exactly as its DDL declares it
+#: (tests/fixtures/reference/pgvector-namespace-table.sql; tests/integration/test_pgvector_layout.py holds the two
+#: equal in Postgres' catalogue).
+LAYOUT: tuple[Column, ...] = (
+    Column("id", "serial", "SERIAL", primary_key=True),
+    Column(ID_COLUMN, "text", "VARCHAR(512)", unique=True, not_null=True),
+    Column("document_id", "text", "VARCHAR(512)", not_null=True),
+    Column("collection_name", "text", "VARCHAR(255)", not_null=True),
+    Column("text", "text", "TEXT", not_null=True),
+    Column(EMBEDDING_COLUMN, "vector", "VECTOR", not_null=True),
+    Column("strategy", "text", "VARCHAR(50)", not_null=True),
+    Column("content_type", "text", "VARCHAR(100)", not_null=True),
+    Column("path", "text", "VARCHAR(4096)"),
+    Column("parent_chunk_id", "text", "VARCHAR(512)"),
+    Column("depth_level", "integer", "INTEGER", default="0"),
+    Column("hierarchy_level", "integer", "INTEGER", default="0"),
+    Column("semantic_density", "float", "FLOAT", default="0.0"),
+    Column("confidence", "float", "FLOAT", default="1.0"),
+    Column("chunk_size", "integer", "INTEGER"),
+    Column("token_count", "integer", "INTEGER"),
+    Column("key_count", "integer", "INTEGER"),
+    Column("contains_arrays", "boolean", "BOOLEAN", default="FALSE"),
+    Column("is_leaf", "boolean", "BOOLEAN", default="FALSE"),
+    Column("domain_tags", "text[]", "TEXT[]"),
+    Column("original_keys", "text[]", "TEXT[]"),
+    Column(METADATA_COLUMN, "jsonb", "JSONB"),
+    Column("created_at", "timestamp", "TIMESTAMP", default="CURRENT_TIMESTAMP"),
+    Column("updated_at", "timestamp", "TIMESTAMP", default="CURRENT_TIMESTAMP"),
 )
+_NOT_METADATA_KEYS = ("id", ID_COLUMN, EMBEDDING_COLUMN, METADATA_COLUMN, "created_at", "updated_at")
+#: The columns a record's metadata keys map to, in table order.
+COLUMNS: tuple[Column, ...] = tuple(c for c in LAYOUT if c.name not in _NOT_METADATA_KEYS)
 COLUMN_BY_NAME = {c.name: c for c in COLUMNS}
 #: The columns that make a table a namespace table (an id, a vector and the required metadata): what ``pgvector
 #: drop`` checks before it drops anything.
@@ -198,43 +233,103 @@ def backup_table(prefix: str, namespace: str | None, stamp: str) -> str:
     return f"{base}_{namespace[: max(room, 1)]}_{digest}"
 
 
+def backup_index_name(backup: str, suffix: str) -> str:
+    """The name an index ``{table}_{suffix}`` takes when its table becomes ``backup``: ``{backup}_{suffix}``, or, too
+    long for Postgres, the start of it and a hash (so the suffixes of one table never cut to the same name)."""
+    name = f"{backup}_{suffix}"
+    if len(name) <= PG_IDENTIFIER_MAX:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{backup[: PG_IDENTIFIER_MAX - len(suffix) - 10]}_{digest}_{suffix}"[:PG_IDENTIFIER_MAX]
+
+
 # --- DDL ----------------------------------------------------------------------------------------------------------
 
 
-def create_table_sql(table: str, dimension: int) -> str:
-    """``CREATE TABLE IF NOT EXISTS`` of seed 004's shape; no index but the keys (indexes come after the load)."""
-    columns = ",\n  ".join(
-        [
-            "id bigserial PRIMARY KEY",
-            f"{ID_COLUMN} text NOT NULL UNIQUE",
-            *(f"{quote(c.name)} {c.sql_type}{' NOT NULL' if c.required else ''}" for c in COLUMNS),
-            f"{EMBEDDING_COLUMN} vector({int(dimension)}) NOT NULL",
-            f"{METADATA_COLUMN} jsonb",
-            "created_at timestamp DEFAULT CURRENT_TIMESTAMP",
-            "updated_at timestamp DEFAULT CURRENT_TIMESTAMP",
-        ]
-    )
-    return f"CREATE TABLE IF NOT EXISTS {quote(table)} (\n  {columns}\n)"
+@dataclass(frozen=True)
+class VectorIndex:
+    """How a table's ANN index is built: ``method`` (ivfflat, hnsw or none) and, for ivfflat, its ``lists``."""
+
+    method: VectorMethod = "ivfflat"
+    lists: int = DEFAULT_LISTS
+
+    def describe(self, dimension: int) -> str:
+        """What ``vector_index_sql`` builds for ``dimension``, in words (for plans, stats and messages)."""
+        if self.method == "none":
+            return "none"
+        if dimension > HALFVEC_MAX_DIMENSION:
+            return f"none (pgvector indexes at most {HALFVEC_MAX_DIMENSION} dimensions)"
+        if dimension > ANN_MAX_DIMENSION:
+            return f"hnsw over halfvec({dimension})"
+        return f"ivfflat (lists = {self.lists})" if self.method == "ivfflat" else "hnsw"
 
 
-def ivfflat_lists(rows: int) -> int:
-    """pgvector's advice for ivfflat ``lists``: rows / 1000 up to 1M rows, sqrt(rows) above; at least 1."""
-    if rows <= 1_000_000:
-        return max(1, rows // 1000)
-    return max(1, int(math.sqrt(rows)))
+def index_name(table: str, suffix: str) -> str:
+    """``{table}_{suffix}`` cut to 63 characters, as Postgres itself cuts the DDL's names."""
+    return f"{table}_{suffix}"[:PG_IDENTIFIER_MAX]
 
 
-def vector_index_sql(table: str, method: str, rows: int, dimension: int) -> str | None:
-    """The cosine ANN index of ``table`` (``ivfflat`` with lists sized to ``rows``, or ``hnsw``), or None when there
-    is none to build (``none``, or more dimensions than pgvector indexes)."""
-    if method == "none" or dimension > ANN_MAX_DIMENSION:
+def layout_names_problem(prefix: str, namespace: str) -> str | None:
+    """Why the layout's names cannot all exist for ``namespace``'s table, or None: Postgres cuts names to 63
+    characters, so for a long table two of them become one (``…_chunk_id_key`` and ``…_collection_idx`` both end
+    ``…_c`` for a namespace of 50 characters), and the application's own DDL fails on that table too."""
+    table = f"{prefix}_{namespace or DEFAULT_NAME}"
+    names = [index_name(table, s) for s in ("chunk_id_key", VECTOR_INDEX, *(s for s, _ in BTREE_INDEXES))]
+    if len(set(names)) == len(names):
         return None
-    options = f" WITH (lists = {ivfflat_lists(rows)})" if method == "ivfflat" else ""
-    return f"CREATE INDEX ON {quote(table)} USING {method} ({EMBEDDING_COLUMN} vector_cosine_ops){options}"
+    longest = PG_IDENTIFIER_MAX - len(prefix) - len("__co")  # "_ch…" and "_co…" must still differ
+    return (
+        f"namespace {namespace!r}: the names of its table's constraint and indexes ({table}_chunk_id_key, "
+        f"{table}_collection_idx, …) are cut to {PG_IDENTIFIER_MAX} characters by Postgres and collide (the "
+        f"application's DDL fails on this table as well); with prefix {prefix!r} a namespace has at most {longest} "
+        "characters"
+    )
 
 
-def btree_index_sql(table: str, column: str) -> str:
-    return f"CREATE INDEX ON {quote(table)} ({quote(column)})"
+def create_table_sql(table: str, dimension: int) -> str:
+    """The application's ``CREATE TABLE`` for ``table``, column for column, with its named unique constraint (the
+    DDL also marks ``chunk_id`` UNIQUE inline; Postgres keeps one constraint of that name). No index but the keys:
+    ``create_index_sql`` adds the documented ones."""
+    lines = [
+        *(c.ddl(dimension) for c in LAYOUT),
+        f"CONSTRAINT {quote(index_name(table, 'chunk_id_key'))} UNIQUE (chunk_id)",
+    ]
+    body = ",\n    ".join(lines)
+    return f"CREATE TABLE {quote(table)} (\n    {body}\n)"
+
+
+def vector_index_sql(table: str, index: VectorIndex, dimension: int) -> str | None:
+    """``{table}_vector_idx``, the cosine ANN index: ivfflat with ``index.lists`` (the layout's 100 by default) or
+    hnsw; above 2,000 dimensions HNSW over ``embedding::halfvec(d)`` (pgvector's limit for ``vector`` is 2,000, for
+    ``halfvec`` 4,000), so a search must order by ``embedding::halfvec(d) <=> …`` to use it. None: no index to build
+    (``none``, or more than 4,000 dimensions)."""
+    if index.method == "none" or dimension > HALFVEC_MAX_DIMENSION:
+        return None
+    head = f"CREATE INDEX {quote(index_name(table, VECTOR_INDEX))} ON {quote(table)}\n    "
+    if dimension > ANN_MAX_DIMENSION:
+        return head + f"USING hnsw (({EMBEDDING_COLUMN}::halfvec({int(dimension)})) halfvec_cosine_ops)"
+    if index.method == "hnsw":
+        return head + f"USING hnsw ({EMBEDDING_COLUMN} vector_cosine_ops)"
+    return head + f"USING ivfflat ({EMBEDDING_COLUMN} vector_cosine_ops) WITH (lists = {int(index.lists)})"
+
+
+def btree_index_sql(table: str, suffix: str, column: str) -> str:
+    """One of the layout's b-tree indexes, ``{table}_{suffix}`` on ``column``."""
+    return f"CREATE INDEX {quote(index_name(table, suffix))} ON {quote(table)} ({quote(column)})"
+
+
+def create_index_sql(table: str, index: VectorIndex, dimension: int) -> list[str]:
+    """The layout's four indexes in the DDL's order: the vector index (when there is one to build), then the
+    b-tree indexes on collection, document and strategy."""
+    vector = vector_index_sql(table, index, dimension)
+    return [*([vector] if vector else []), *(btree_index_sql(table, s, c) for s, c in BTREE_INDEXES)]
+
+
+def distance_sql(dimension: int) -> str:
+    """The cosine distance to ``:v`` as the vector index serves it (over halfvec above 2,000 dimensions)."""
+    if ANN_MAX_DIMENSION < dimension <= HALFVEC_MAX_DIMENSION:
+        return f"{EMBEDDING_COLUMN}::halfvec({int(dimension)}) <=> CAST(:v AS halfvec({int(dimension)}))"
+    return f"{EMBEDDING_COLUMN} <=> CAST(:v AS vector)"
 
 
 # --- columns as a table has them ---------------------------------------------------------------------------------
@@ -373,6 +468,14 @@ def _typed(record_id: str, column: TableColumn, value: Any) -> Any:
         ok = isinstance(value, str)
     if not ok:
         raise _refuse(record_id, column, value)
+    if column.max_length is not None and len(value) > column.max_length:
+        raise MappingError(
+            f"record {record_id!r}: metadata {column.name!r} has {len(value)} characters; the {column.name} column "
+            f"({column.sql_type}) holds at most {column.max_length}",
+            hint="shorten the value in the source, or copy into a pgvector store with schema: generic",
+            record_id=record_id,
+            key=column.name,
+        )
     if column.max_length is not None and len(value) > column.max_length:
         raise MappingError(
             f"record {record_id!r}: metadata {column.name!r} has {len(value)} characters; the {column.name} column "

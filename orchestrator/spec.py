@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator import pgschema
 from orchestrator.errors import SpecError
 from orchestrator.keys import credentials_refusal
 from orchestrator.naming import identifier_problem
@@ -253,7 +254,13 @@ class PgvectorStoreSpec(_Model):
     vector_index: Literal["ivfflat", "hnsw", "none"] = Field(
         default="ivfflat",
         description="documented: the cosine ANN index built on each target table after its load (with the b-tree "
-        "indexes and ANALYZE), when the namespace is verified.",
+        "indexes and ANALYZE), when the namespace is verified; above 2,000 dimensions always HNSW over halfvec.",
+    )
+    ivfflat_lists: int = Field(
+        default=100,
+        gt=0,
+        le=32768,
+        description="documented, vector_index ivfflat: its lists (the application's layout says 100).",
     )
 
     @field_validator("database_url_env")
@@ -280,6 +287,11 @@ class PgvectorStoreSpec(_Model):
     @property
     def documented(self) -> bool:
         return self.schema_ == "documented"
+
+    @property
+    def index(self) -> pgschema.VectorIndex:
+        """The ANN index a documented target's tables get."""
+        return pgschema.VectorIndex(self.vector_index, self.ivfflat_lists)
 
     @property
     def label(self) -> str:

@@ -12,6 +12,7 @@ class JobKind(StrEnum):
     ERASE = "erase"
     ROLLBACK = "rollback"
     SYNC = "sync"
+    PGVECTOR = "pgvector"  # one `nsmigrate pgvector` command that changed something: its audit record
 
 
 class JobState(StrEnum):

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from orchestrator.errors import PlanError, RetryableError, SpecError
+from orchestrator.keys import check_service_url
 from orchestrator.naming import identifier_problem
 from orchestrator.spec import CreatorMapping, SourceTable
 from orchestrator.yamlfile import compose_yaml
@@ -214,6 +215,7 @@ def supabase_rows(
     does not mean the end. ``field`` names the spec section in messages."""
     url = _env(url_env, f"{field}.url_env")
     key = _env(key_env, f"{field}.key_env")
+    check_service_url(url, url_env)
     from supabase import create_client  # heavy import, only needed here
 
     try:

@@ -19,13 +19,17 @@ Vectors are random unit-norm float32. ``values_as="list"`` (default) gives plain
 from __future__ import annotations
 
 import csv
+import json
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import sqlalchemy as sa
 
 # Always among the creators: the real ids that have bitten before.
 TRICKY_CREATORS = ("sainath.no.1", "a.1", "a.10", "creator-7")
@@ -201,14 +205,15 @@ def seed_chunks(n_rows: int, dimension: int = 384, seed: int = 0, collections: i
             "strategy": _STRATEGIES[doc % len(_STRATEGIES)],
             "content_type": _CONTENT_TYPES[doc % len(_CONTENT_TYPES)],
             "path": f"/docs/{doc:06d}.md",
-            "depth": 1 if leaf else 0,
+            "depth_level": 1 if leaf else 0,
             "hierarchy_level": chunk % 3,
-            "quality_score": round(float(rng.random()), 4),
-            "coherence_score": round(float(rng.random()), 4),
+            "semantic_density": round(float(rng.random()), 4),
+            "confidence": round(float(rng.random()), 4),
             "chunk_size": int(rng.integers(200, 2000)),
             "token_count": int(rng.integers(50, 500)),
+            "key_count": int(rng.integers(1, 12)),
+            "contains_arrays": bool(chunk % 4 == 0),
             "is_leaf": leaf,
-            "has_code": bool(chunk % 4 == 0),
             "domain_tags": [_WORDS[words[row][0]], _WORDS[words[row][1]]],
             "original_keys": ["content", "meta"],
             "source": "seed-004",
@@ -217,3 +222,69 @@ def seed_chunks(n_rows: int, dimension: int = 384, seed: int = 0, collections: i
             metadata["parent_chunk_id"] = f"doc-{doc:06d}#chunk-0"
         records.append((f"doc-{doc:06d}#chunk-{chunk}", matrix[row].tolist(), metadata))
     return records
+
+
+_IVFFLAT_MAX_DIMENSION = 2000
+#: The application's own DDL for a namespace's table (a copy of shared/reference/pgvector-namespace-table.sql).
+APPLICATION_DDL = Path(__file__).resolve().parents[1] / "tests/fixtures/reference/pgvector-namespace-table.sql"
+
+
+def application_ddl(table: str, dimension: int) -> str:
+    """The application's DDL (``APPLICATION_DDL``) for ``table`` (``embeddings_{namespace}``, or the legacy
+    ``embeddings``, which has the same columns) with vectors of ``dimension``: the table and its four indexes. Above
+    2,000 dimensions pgvector refuses the DDL's ivfflat index ("column cannot have more than 2000 dimensions"), so
+    the application's table has the three others only, and so does this one."""
+    ddl = (
+        APPLICATION_DDL.read_text()
+        .replace("embeddings_{namespace}", table)
+        .replace("VECTOR(1536)", f"VECTOR({int(dimension)})")
+    )
+    if dimension > _IVFFLAT_MAX_DIMENSION:
+        ddl = re.sub(rf"CREATE INDEX {table}_vector_idx [^;]*;\n", "", ddl)
+    return ddl
+
+
+def application_rows(n_rows: int, dimension: int = 384, seed: int = 0) -> list[dict[str, Any]]:
+    """Rows as the application writes them into its table: ``seed_chunks``' values for every column, the
+    timestamps set, and NULL where the DDL allows one, in turn (``metadata`` in every 5th row, ``path`` in every 3rd,
+    the sizes in every 4th, the arrays in every 6th, the scores and flags in every 7th, ``parent_chunk_id`` of a
+    document's first chunk). ``embedding`` is pgvector's text form."""
+    rows: list[dict[str, Any]] = []
+    for i, (chunk_id, values, metadata) in enumerate(seed_chunks(n_rows, dimension, seed)):
+        row: dict[str, Any] = {
+            "chunk_id": chunk_id,
+            **{k: v for k, v in metadata.items() if k != "source"},
+            "parent_chunk_id": metadata.get("parent_chunk_id"),
+            "embedding": "[" + ",".join(repr(float(v)) for v in values) + "]",
+            "metadata": {"source": "application", "row": i},
+            "created_at": datetime(2024, 1, 1) + timedelta(minutes=i),
+            "updated_at": datetime(2024, 6, 1, 12) + timedelta(seconds=i),
+        }
+        nulls = {
+            5: ("metadata",),
+            3: ("path",),
+            4: ("chunk_size", "token_count", "key_count"),
+            6: ("domain_tags", "original_keys"),
+            7: ("depth_level", "hierarchy_level", "semantic_density", "confidence", "contains_arrays", "is_leaf"),
+        }
+        for every, columns in nulls.items():
+            if i % every == 0:
+                row.update(dict.fromkeys(columns))
+        rows.append(row)
+    return rows
+
+
+_CASTS = {"embedding": "vector", "metadata": "jsonb"}
+
+
+def create_application_table(conn: sa.Connection, table: str, dimension: int, rows: Sequence[dict[str, Any]]) -> None:
+    """Make ``table`` with the application's DDL and insert ``rows`` (``application_rows``) with plain SQL, as the
+    application would."""
+    conn.exec_driver_sql(application_ddl(table, dimension))
+    if not rows:
+        return
+    columns = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(f"CAST(:{c} AS {_CASTS[c]})" if c in _CASTS else f":{c}" for c in columns)
+    params = [{**row, "metadata": None if row["metadata"] is None else json.dumps(row["metadata"])} for row in rows]
+    conn.execute(sa.text(f'INSERT INTO "{table}" ({names}) VALUES ({values})'), params)

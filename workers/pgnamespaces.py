@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -122,9 +123,13 @@ def count_rows(conn: sa.Connection, tables: Mapping[str, str]) -> dict[str, int]
     return {ns: int(counted[i]) for i, (ns, _) in enumerate(items)}
 
 
-def create_namespace(conn: sa.Connection, prefix: str, namespace: str, dimension: int) -> tuple[str, bool]:
-    """Create the namespace's table of seed 004's shape if missing (safe against concurrent workers); returns the
-    table and whether it was created. Its indexes are built after the load (``build_indexes``)."""
+def create_namespace(
+    conn: sa.Connection, prefix: str, namespace: str, dimension: int, index: pgschema.VectorIndex | None = None
+) -> tuple[str, bool]:
+    """Create the namespace's table of the application's layout if missing (safe against concurrent workers); returns
+    the table and whether it was created. With ``index`` its four documented indexes come at once, as the
+    application's DDL makes them; without, after the load (``build_indexes``: an ivfflat index built on an empty
+    table has no lists worth the name, and a bulk load is faster without indexes)."""
     table = pgschema.table_of(prefix, namespace)
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": table})
     if exists(conn, table):
@@ -136,8 +141,12 @@ def create_namespace(conn: sa.Connection, prefix: str, namespace: str, dimension
                 namespace=namespace,
             )
         return table, False
+    if problem := pgschema.layout_names_problem(prefix, namespace):
+        raise PlanError(problem, hint="choose a shorter namespace; nothing was created", namespace=namespace)
     conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
     conn.execute(sa.text(pgschema.create_table_sql(table, dimension)))
+    for sql in pgschema.create_index_sql(table, index, dimension) if index else ():
+        conn.execute(sa.text(sql))
     return table, True
 
 
@@ -193,30 +202,42 @@ class NamespaceStats:
     collections: dict[str, int]
     size_bytes: int
     dimension: int | None
-    vector_index: str | None  # "ivfflat" | "hnsw" | None
-    btree_columns: list[str]
+    vector_index: str | None  # what serves similarity search, e.g. "ivfflat (lists = 100)", "hnsw over halfvec(3072)"
+    btree_columns: list[str]  # the documented b-tree indexes' columns that have one
+    indexes: dict[str, str]  # every index of the table: name → its definition from USING on
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def index_definitions(conn: sa.Connection, table: str) -> list[str]:
-    return list(
-        conn.execute(
-            sa.text("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = :t"),
-            {"t": table},
-        ).scalars()
-    )
+def indexes_of(conn: sa.Connection, table: str) -> dict[str, str]:
+    """Every index of ``table``: name → its definition from ``USING`` on (``USING btree (strategy)``)."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = :t "
+            "ORDER BY indexname"
+        ),
+        {"t": table},
+    ).all()
+    return {name: definition[definition.index(" USING ") + 1 :] for name, definition in rows}
 
 
-def _index_presence(definitions: Sequence[str]) -> tuple[str | None, list[str]]:
-    vector = next((m for m in ("ivfflat", "hnsw") for d in definitions if f"USING {m} " in d), None)
-    btree = [
-        c
-        for c in pgschema.BTREE_COLUMNS
-        if any(d.endswith(f"USING btree ({c})") or d.endswith(f"USING btree ({quote(c)})") for d in definitions)
-    ]
-    return vector, btree
+def _vector_index(definitions: Mapping[str, str]) -> str | None:
+    """What ANN index ``definitions`` hold, in ``VectorIndex.describe``'s words, or None."""
+    for definition in definitions.values():
+        lists = re.search(r"lists\s*=\s*'?(\d+)", definition)
+        halfvec = re.search(r"halfvec\((\d+)\)", definition)
+        if definition.startswith("USING ivfflat "):
+            return f"ivfflat (lists = {lists.group(1) if lists else '?'})"
+        if definition.startswith("USING hnsw "):
+            return f"hnsw over halfvec({halfvec.group(1)})" if halfvec else "hnsw"
+    return None
+
+
+def _btree_on(definitions: Mapping[str, str], column: str) -> str | None:
+    """The name of an index on ``column`` alone (b-tree), or None."""
+    shapes = (f"USING btree ({column})", f"USING btree ({quote(column)})")
+    return next((name for name, d in definitions.items() if d in shapes), None)
 
 
 def stats(conn: sa.Connection, prefix: str, namespace: str) -> NamespaceStats:
@@ -229,7 +250,7 @@ def stats(conn: sa.Connection, prefix: str, namespace: str) -> NamespaceStats:
                 sa.text(f"SELECT collection_name, count(*) FROM {quote(table)} GROUP BY 1 ORDER BY 2 DESC, 1")
             ).all()
         }
-    vector, btree = _index_presence(index_definitions(conn, table))
+    definitions = indexes_of(conn, table)
     return NamespaceStats(
         namespace=namespace,
         table=table,
@@ -237,31 +258,99 @@ def stats(conn: sa.Connection, prefix: str, namespace: str) -> NamespaceStats:
         collections=collections,
         size_bytes=int(_one(conn, "SELECT pg_total_relation_size(to_regclass(:n))", n=quote(table))),
         dimension=dimension_of(conn, table),
-        vector_index=vector,
-        btree_columns=btree,
+        vector_index=_vector_index(definitions),
+        btree_columns=[c for c in pgschema.BTREE_COLUMNS if _btree_on(definitions, c)],
+        indexes=definitions,
     )
 
 
-def build_indexes(conn: sa.Connection, table: str, method: str) -> dict[str, Any]:
-    """The ANN index (``method``, ivfflat lists sized to the rows now in the table) and the b-tree indexes on
-    collection, document and strategy, each only if missing; then ``ANALYZE``. Run after the bulk load: an ivfflat
-    index built on an empty table has no lists worth the name. Returns what was built."""
+def build_indexes(
+    conn: sa.Connection, table: str, index: pgschema.VectorIndex, *, rebuild: bool = False
+) -> dict[str, Any]:
+    """The layout's four indexes under their documented names, each only if missing, then ``ANALYZE``; run after a
+    bulk load. An equivalent index nsmigrate built before the names were known (``{table}_{column}_idx``) is renamed
+    to its documented name; one of the user's own is left as it is. ``rebuild`` (``nsmigrate pgvector reindex``):
+    the documented vector index is built anew as ``index`` says, and the b-tree ones are reindexed. Returns what was
+    done."""
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": f"indexes:{table}"})
     rows = int(_one(conn, f"SELECT count(*) FROM {quote(table)}"))
-    vector, btree = _index_presence(index_definitions(conn, table))
-    built: list[str] = []
+    dimension = dimension_of(conn, table) or 0
     present = columns_of(conn, table)
-    if vector is None:
-        sql = pgschema.vector_index_sql(table, method, rows, dimension_of(conn, table) or 0)
+    definitions = indexes_of(conn, table)
+    built: list[str] = []
+    vector_name = pgschema.index_name(table, pgschema.VECTOR_INDEX)
+    older_vector = pgschema.index_name(table, f"{pgschema.EMBEDDING_COLUMN}_idx")
+    if older_vector in definitions and vector_name not in definitions:
+        conn.execute(sa.text(f"ALTER INDEX {quote(older_vector)} RENAME TO {quote(vector_name)}"))
+        definitions[vector_name] = definitions.pop(older_vector)
+        built.append(f"{older_vector} renamed {vector_name}")
+    if rebuild and vector_name in definitions:
+        conn.execute(sa.text(f"DROP INDEX {quote(vector_name)}"))
+        del definitions[vector_name]
+    if _vector_index(definitions) is None:
+        sql = pgschema.vector_index_sql(table, index, dimension)
         if sql is not None:
             conn.execute(sa.text(sql))
-            built.append(method if method != "ivfflat" else f"ivfflat(lists={pgschema.ivfflat_lists(rows)})")
-    for column in pgschema.BTREE_COLUMNS:
-        if column not in btree and column in present:
-            conn.execute(sa.text(pgschema.btree_index_sql(table, column)))
-            built.append(column)
+            built.append(vector_name)
+    for suffix, column in pgschema.BTREE_INDEXES:
+        name = pgschema.index_name(table, suffix)
+        have = _btree_on(definitions, column)
+        if column not in present:
+            continue
+        if have is None:
+            conn.execute(sa.text(pgschema.btree_index_sql(table, suffix, column)))
+            built.append(name)
+        elif have == pgschema.index_name(table, f"{column}_idx") and have != name and name not in definitions:
+            conn.execute(sa.text(f"ALTER INDEX {quote(have)} RENAME TO {quote(name)}"))
+            built.append(f"{have} renamed {name}")
+        elif rebuild:
+            conn.execute(sa.text(f"REINDEX INDEX {quote(have)}"))
+            built.append(f"{have} reindexed")
     conn.execute(sa.text(f"ANALYZE {quote(table)}"))
-    return {"table": table, "rows": rows, "built": built, "analyzed": True}
+    return {
+        "table": table,
+        "rows": rows,
+        "built": built,
+        "vector_index": _vector_index(indexes_of(conn, table)),
+        "analyzed": True,
+    }
+
+
+def collections(conn: sa.Connection, table: str) -> list[dict[str, Any]]:
+    """Each ``collection_name`` of ``table``: its rows, documents, chunking strategies and last update."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT collection_name, count(*), count(DISTINCT document_id), "
+            "array_remove(array_agg(DISTINCT strategy ORDER BY strategy), NULL), max(updated_at) "
+            f"FROM {quote(table)} GROUP BY 1 ORDER BY 1"
+        )
+    ).all()
+    return [
+        {
+            "collection": name,
+            "rows": int(n),
+            "documents": int(documents),
+            "strategies": list(strategies),
+            "last_updated": last.isoformat(sep=" ", timespec="seconds") if last else None,
+        }
+        for name, n, documents, strategies, last in rows
+    ]
+
+
+def collection_rows(conn: sa.Connection, table: str, collection: str) -> int:
+    return int(_one(conn, f"SELECT count(*) FROM {quote(table)} WHERE collection_name = :c", c=collection))
+
+
+def delete_collection(conn: sa.Connection, table: str, collection: str) -> int:
+    """Delete every row of ``collection`` from ``table`` and check, in the same transaction, that none is left;
+    returns the rows deleted."""
+    deleted = conn.execute(
+        sa.text(f"DELETE FROM {quote(table)} WHERE collection_name = :c"), {"c": collection}
+    ).rowcount
+    left = collection_rows(conn, table, collection)
+    if left:
+        raise StoreError(f"table {table} still holds {left} rows of collection {collection!r} after the delete")
+    return int(deleted or 0)
 
 
 def droppable_table(conn: sa.Connection, prefix: str, namespace: str) -> str:
@@ -289,8 +378,9 @@ def drop_namespace(conn: sa.Connection, prefix: str, namespace: str) -> str:
 
 
 def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: str | None) -> str:
-    """Rename ``table`` to a backup (``pgschema.backup_table``; ``namespace`` None: the legacy table); returns its
-    new name. Nothing is dropped."""
+    """Rename ``table`` to a backup (``pgschema.backup_table``; ``namespace`` None: the legacy table), its indexes
+    (and so its named constraints) with it, so a new table of the same namespace can take the documented names;
+    returns its new name. Nothing is dropped."""
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     backup = pgschema.backup_table(prefix, namespace, stamp)
     suffix = 1
@@ -298,6 +388,10 @@ def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: st
         backup = pgschema.backup_table(prefix, namespace, f"{stamp}{suffix}")
         suffix += 1
     conn.execute(sa.text(f"ALTER TABLE {quote(table)} RENAME TO {quote(backup)}"))
+    for index in indexes_of(conn, backup):
+        if index.startswith(f"{table}_"):
+            renamed = pgschema.backup_index_name(backup, index.removeprefix(f"{table}_"))
+            conn.execute(sa.text(f"ALTER INDEX {quote(index)} RENAME TO {quote(renamed)}"))
     return backup
 
 
@@ -464,7 +558,7 @@ def _row_verdict(conn: sa.Connection, source: str, target: str, columns: Sequenc
     return f"CASE WHEN t.{ID_COLUMN} IS NULL THEN 'missing' {whens} END"
 
 
-def finish_load(store: Any, namespaces: Sequence[str], method: str) -> list[dict[str, Any]]:
+def finish_load(store: Any, namespaces: Sequence[str], index: pgschema.VectorIndex) -> list[dict[str, Any]]:
     """After a bulk load into ``store`` (a ``DocumentedPgvectorStore``): each namespace's indexes and ANALYZE
     (``build_indexes``); verification runs this before it judges."""
     built = []
@@ -472,7 +566,7 @@ def finish_load(store: Any, namespaces: Sequence[str], method: str) -> list[dict
         for namespace in namespaces:
             table = read_table(conn, store.prefix, namespace)
             if table is not None:
-                built.append(build_indexes(conn, table, method))
+                built.append(build_indexes(conn, table, index))
     return built
 
 
@@ -633,7 +727,7 @@ def transfer(
     source_table: str,
     target_namespace: str,
     *,
-    vector_index: str,
+    vector_index: pgschema.VectorIndex,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> CopyResult:
@@ -671,7 +765,7 @@ def _counted_source(conn: sa.Connection, result: CopyResult) -> CopyResult:
 
 
 def copy_namespace(
-    engine: sa.Engine, prefix: str, source: str, target: str, *, vector_index: str, **options: Any
+    engine: sa.Engine, prefix: str, source: str, target: str, *, vector_index: pgschema.VectorIndex, **options: Any
 ) -> CopyResult:
     """``nsmigrate pgvector copy``: ``transfer`` from the source namespace's table; the source is left as it is."""
     pgschema.check_namespace(target)
@@ -686,7 +780,7 @@ def move_namespace(
     source: str,
     target: str,
     *,
-    vector_index: str,
+    vector_index: pgschema.VectorIndex,
     dry_run: bool = False,
     **options: Any,
 ) -> CopyResult:
@@ -700,7 +794,7 @@ def move_namespace(
 
 
 def migrate_legacy(
-    engine: sa.Engine, prefix: str, *, vector_index: str, dry_run: bool = False, **options: Any
+    engine: sa.Engine, prefix: str, *, vector_index: pgschema.VectorIndex, dry_run: bool = False, **options: Any
 ) -> CopyResult:
     """``nsmigrate pgvector legacy``: the single ``{prefix}`` table → ``{prefix}_default``, row counts verified, then
     the legacy table renamed to ``{prefix}_backup_{stamp}`` (only when they match)."""

@@ -167,7 +167,7 @@ def _verify(ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours) 
             # Seed 004's indexes come after the bulk load (an ivfflat built on an empty table is useless), and
             # ANALYZE, so the copy's tables answer queries as planned before they are judged.
             targets = [run.target_namespace] if run.target_namespace is not None else run.target_namespaces or []
-            finish_load(ctx.store(spec.target), targets, spec.target.vector_index)
+            finish_load(ctx.store(spec.target), targets, spec.target.index)
         verifier: type[_Verifier] = _CollectionVerifier if spec.strategy == "collection" else _Verifier
         if in_database(spec) and run.target_namespace is not None and not spec.verify.query_samples:
             verifier = _InPostgresVerifier

@@ -35,10 +35,11 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "pgvector": Scenario(
         "pgvector",
-        "seed 004: a legacy pgvector embeddings table → embeddings_default (and a second namespace table) inside "
-        "Postgres → a Pinecone index → back into roundtrip_* tables, each step verified; the round trip compared "
-        "record by record and a similarity search run on the new tables (migrations/pgvector-to-pinecone.yaml, "
-        "migrations/pinecone-to-pgvector.yaml).",
+        "seed 004: the application's legacy embeddings table (its own DDL, 805 chunks of dimension 3072) → "
+        "embeddings_default with its documented indexes (HNSW over halfvec for 3072 dimensions) and a second "
+        "namespace table inside Postgres → a Pinecone index → back into roundtrip_* tables, each step verified; the "
+        "round trip compared record by record and a similarity search answered by the HNSW index "
+        "(migrations/pgvector-to-pinecone.yaml, migrations/pinecone-to-pgvector.yaml).",
     ),
     "integrated": Scenario(
         "integrated",

@@ -1,13 +1,16 @@
 """Seed 004: a legacy pgvector ``embeddings`` table becomes per-namespace tables, goes to a Pinecone index and comes
 back, each step verified.
 
-A legacy ``embeddings`` table of seed 004's schema is filled with seed-shaped chunks (805 rows of dimension 384, every
-documented column set). ``nsmigrate pgvector legacy`` moves it to ``embeddings_default`` inside Postgres (row counts and
-id sets verified, the legacy table renamed to a backup); ``nsmigrate pgvector copy`` makes a second namespace table
+The legacy ``embeddings`` table is made as the application makes it: its own DDL
+(tests/fixtures/reference/pgvector-namespace-table.sql), 805 seed-shaped chunks of dimension 3072 like the other
+scenarios' data, every column filled and NULL where the DDL allows it. pgvector refuses the DDL's ivfflat index above
+2,000 dimensions, so that table has no ANN index. ``nsmigrate pgvector legacy`` moves it to ``embeddings_default``
+inside Postgres (row counts and id sets verified, the legacy table renamed to a backup) and builds its documented
+indexes, the vector one as HNSW over ``halfvec(3072)``; ``nsmigrate pgvector copy`` makes a second namespace table
 from it; the shipped spec ``migrations/pgvector-to-pinecone.yaml`` copies both into a Pinecone index and
 ``migrations/pinecone-to-pgvector.yaml`` brings them back into ``roundtrip_*`` tables, on a real worker pool, each
 job verified. The demo then compares every record of the round trip with the original, and runs a similarity search
-on the new tables through their ivfflat index.
+on the new table that its HNSW index answers.
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ from orchestrator.records import Record
 from orchestrator.spec import PgvectorStoreSpec
 from orchestrator.verification import compare_record
 from sandbox.pinecone_server import IndexSpec
-from sandbox.seed import seed_chunks
+from sandbox.seed import application_rows, create_application_table
 from workers import pgnamespaces
 from workers.stores.pgdocumented import DocumentedPgvectorStore
 
 OUT, BACK = "pgvector-to-pinecone", "pinecone-to-pgvector"
-DIMENSION = 384
+DIMENSION = 3072  # the seed data's: above pgvector's 2,000 for vector indexes
 ROWS = 805
 SECOND = "archive"  # the namespace `copy` makes from the default one
 
@@ -43,7 +46,8 @@ def run(options: DemoOptions) -> int:
         original = _store("embeddings")
         try:
             engine = original.engine()
-            legacy = _load_legacy(engine)
+            # The records the legacy table holds, as nsmigrate reads them: what the round trip must give back.
+            legacy = original.fetch("", _load_legacy(engine))
             steps = [_legacy_and_copy(engine)]
             for name in (OUT, BACK):
                 outcome = demo.run_job(demo.write_spec(specs[name]))
@@ -64,26 +68,31 @@ def _store(prefix: str) -> DocumentedPgvectorStore:
     return DocumentedPgvectorStore(spec)
 
 
-def _load_legacy(engine: sa.Engine) -> list[Record]:
-    records = [Record(id=i, values=v, metadata=m) for i, v, m in seed_chunks(ROWS, DIMENSION)]
+def _load_legacy(engine: sa.Engine) -> list[str]:
+    """The application's table ``embeddings`` with its DDL and rows; the ids of the rows."""
+    rows = application_rows(ROWS, DIMENSION)
     with engine.begin() as conn:
-        conn.execute(sa.text(pgschema.create_table_sql("embeddings", DIMENSION)))
-        pgnamespaces.upsert_records(conn, "embeddings", records)
+        create_application_table(conn, "embeddings", DIMENSION, rows)
+        indexes = pgnamespaces.indexes_of(conn, "embeddings")
+    nulls = sum(v is None for row in rows for v in row.values())
     console.print(
-        f"legacy table 'embeddings': {ROWS} seed-shaped chunks (dimension {DIMENSION}, "
-        f"{len({r.metadata['collection_name'] for r in records})} collections, every documented column set)"
+        f"legacy table 'embeddings' made with the application's DDL: {ROWS} seed-shaped chunks (dimension "
+        f"{DIMENSION}, {len({r['collection_name'] for r in rows})} collections, every column filled, {nulls} NULLs "
+        f"where the DDL allows them); its indexes: {', '.join(indexes)} (pgvector refuses the DDL's ivfflat index "
+        f"above {pgschema.ANN_MAX_DIMENSION} dimensions)"
     )
-    return records
+    return [row["chunk_id"] for row in rows]
 
 
 def _legacy_and_copy(engine: sa.Engine) -> bool:
-    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index="ivfflat")
+    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index=pgschema.VectorIndex())
     console.print(
-        f"`nsmigrate pgvector legacy`: {legacy.source_rows} rows → {legacy.target_table} ({legacy.target_rows} rows, "
-        f"verified: {legacy.verified}); the legacy table is kept as {legacy.backup_table}; indexes: "
-        f"{legacy.indexes.get('built')}"
+        f"`nsmigrate pgvector legacy --yes`: {legacy.source_rows} rows → {legacy.target_table} ({legacy.target_rows} "
+        f"rows, verified: {legacy.verified}); the legacy table is kept as {legacy.backup_table}; indexes built: "
+        f"{', '.join(legacy.indexes.get('built', []))}; similarity search served by "
+        f"{legacy.indexes.get('vector_index')}"
     )
-    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index="ivfflat")
+    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index=pgschema.VectorIndex())
     console.print(
         f"`nsmigrate pgvector copy default {SECOND}`: {copied.copied} rows inside Postgres → {copied.target_table} "
         f"(verified: {copied.verified})"
@@ -102,7 +111,7 @@ def _print_tables(engine: sa.Engine, demo: DemoStack) -> None:
                 found = pgnamespaces.stats(conn, prefix, ns)
                 pinecone_ns = ns or "__default__"
                 shown = (pinecone_ns, str(counts.get(pinecone_ns, 0))) if prefix == "embeddings" else ("", "")
-                indexes = f"{found.vector_index or 'no ANN'} + {len(found.btree_columns)} b-tree"
+                indexes = f"{found.vector_index or 'no ANN index'} + {len(found.btree_columns)} b-tree"
                 table.add_row(found.table, str(found.rows), indexes, *shown)
         backups = [t for t in conn.execute(sa.text("SELECT tablename FROM pg_tables")).scalars() if "_backup_" in t]
     console.print(table)
@@ -129,14 +138,14 @@ def _same_after_round_trip(original: list[Record]) -> bool:
 
 
 def _similarity_search(engine: sa.Engine, probe: Record) -> None:
-    distance = "embedding <=> CAST(:v AS vector)"
+    distance = pgschema.distance_sql(DIMENSION)
     query = (
         f"SELECT chunk_id, collection_name, left(text, 30), round(({distance})::numeric, 4) "
         f"FROM embeddings_default ORDER BY {distance} LIMIT 3"
     )
     params: dict[str, Any] = {"v": pgnamespaces.vector_text(probe.values)}
     with engine.begin() as conn:
-        # At 805 rows Postgres rightly prefers a scan; switched off here to show the ivfflat index answering.
+        # At 805 rows Postgres rightly prefers a scan; switched off here to show the HNSW index answering.
         conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
         plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {query}"), params).scalars())
         rows = conn.execute(sa.text(query), params).all()

@@ -30,6 +30,9 @@ def test_demo_scenario_runs_end_to_end_and_verifies(scenario: str) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "verified" in result.stdout
     assert "verify_failed" not in result.stdout
+    if scenario == "pgvector":  # the seed-shaped 3072-d rows get an ANN index, which answers the search
+        assert "similarity search served by hnsw over halfvec(3072)" in result.stdout
+        assert "Index Scan using embeddings_default_vector_idx" in result.stdout
 
 
 def test_demo_help_lists_every_scenario() -> None:

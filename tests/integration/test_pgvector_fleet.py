@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from orchestrator import jobs, launch
 from orchestrator.errors import PlanError
 from orchestrator.models import BatchState, RunState
+from orchestrator.pgschema import VectorIndex
 from orchestrator.records import Record
 from orchestrator.spec import PgvectorStoreSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec
@@ -119,7 +120,11 @@ def test_a_move_in_one_database_runs_inside_postgres_indexes_at_verify_and_keeps
     )
     with s.engine().connect() as conn:  # built after the load, at verification
         found = pgnamespaces.stats(conn, "embeddings", "beta")
-    assert found.vector_index == "ivfflat" and found.btree_columns == ["collection_name", "document_id", "strategy"]
+    assert found.vector_index == "ivfflat (lists = 100)" and found.btree_columns == [
+        "collection_name",
+        "document_id",
+        "strategy",
+    ]
 
     [run] = jobs.runs_of(db, job_id)
     ctx = worker_context(pg_stack.database_url, pg_stack.redis_url)
@@ -149,7 +154,7 @@ def test_verification_inside_postgres_finds_every_difference(pg_stack: Stack) ->
             sa.text("UPDATE embeddings_beta SET embedding = embedding + embedding WHERE chunk_id = :i"), {"i": ids[1]}
         )
         conn.execute(sa.text("UPDATE embeddings_beta SET metadata = '{}' WHERE chunk_id = :i"), {"i": ids[2]})
-        conn.execute(sa.text("UPDATE embeddings_beta SET depth = NULL WHERE chunk_id = :i"), {"i": ids[3]})
+        conn.execute(sa.text("UPDATE embeddings_beta SET depth_level = NULL WHERE chunk_id = :i"), {"i": ids[3]})
         conn.execute(sa.text("DELETE FROM embeddings_beta WHERE chunk_id = :i"), {"i": ids[4]})
 
     launch.request_verification(db, dispatcher, job_id)
@@ -166,7 +171,7 @@ def test_verification_inside_postgres_finds_every_difference(pg_stack: Stack) ->
         ids[0]: "text differs",
         ids[1]: "embedding differs",
         ids[2]: "metadata differs",
-        ids[3]: "depth differs",
+        ids[3]: "depth_level differs",
     }
 
 
@@ -216,7 +221,7 @@ def test_round_trip_legacy_table_to_namespace_tables_to_pinecone_and_back_is_ide
     with store().engine().begin() as conn:
         conn.execute(sa.text(f"{pgnamespaces.pgschema.create_table_sql('embeddings', DIM)}"))
         pgnamespaces.upsert_records(conn, "embeddings", legacy)
-    moved = pgnamespaces.migrate_legacy(store().engine(), "embeddings", vector_index="ivfflat")
+    moved = pgnamespaces.migrate_legacy(store().engine(), "embeddings", vector_index=VectorIndex())
     assert moved.verified and moved.backup_table and moved.target_table == "embeddings_default"
     store().upsert("docs", docs)
     pg_stack.start_worker("list,copy,verify", 4, name="fleet")

@@ -135,11 +135,11 @@ def test_create_makes_the_documented_schema(pg: sa.Engine) -> None:
         ).scalars()
         assert any("(chunk_id)" in d for d in unique)
         assert pgnamespaces.dimension_of(conn, "embeddings_docs") == DIM
-    assert columns["chunk_id"] == "text" and columns["embedding"] == "vector" and columns["metadata"] == "jsonb"
+    assert columns["chunk_id"] == "varchar" and columns["embedding"] == "vector" and columns["metadata"] == "jsonb"
     for column in pgschema.COLUMNS:
         assert column.name in columns
-    assert columns["domain_tags"] == "_text" and columns["depth"] == "int4" and columns["is_leaf"] == "bool"
-    assert columns["quality_score"] == "float8" and columns["created_at"] == "timestamp"
+    assert columns["domain_tags"] == "_text" and columns["depth_level"] == "int4" and columns["is_leaf"] == "bool"
+    assert columns["confidence"] == "float8" and columns["created_at"] == "timestamp"
 
     again = nsmigrate("pgvector", "create", "docs", "--dimension", str(DIM))
     assert again.exit_code == 0 and "already there" in again.output
@@ -163,8 +163,12 @@ def test_list_finds_namespaces_from_the_tables_legacy_as_default(pg: sa.Engine) 
     result = nsmigrate("pgvector", "list", "--json", "--dry-run")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {
-        "__default__": {"table": "embeddings", "rows": 9},
-        "alpha": {"table": "embeddings_alpha", "rows": 4},
+        "__default__": {"table": "embeddings", "rows": 9, "indexes": ["embeddings_chunk_id_key", "embeddings_pkey"]},
+        "alpha": {
+            "table": "embeddings_alpha",
+            "rows": 4,
+            "indexes": ["embeddings_alpha_chunk_id_key", "embeddings_alpha_pkey"],
+        },
     }
     assert store().namespaces() == {"": 9, "alpha": 4}
 
@@ -180,8 +184,10 @@ def test_stats_shows_rows_collections_size_and_indexes(pg: sa.Engine) -> None:
     assert found["vector_index"] is None and found["btree_columns"] == []  # nothing before the load is done
 
     with pg.begin() as conn:
-        built = pgnamespaces.build_indexes(conn, "embeddings_alpha", "hnsw")
-    assert built["built"] == ["hnsw", "collection_name", "document_id", "strategy"]
+        built = pgnamespaces.build_indexes(conn, "embeddings_alpha", pgschema.VectorIndex("hnsw"))
+    assert built["built"] == [
+        f"embeddings_alpha_{s}" for s in ("vector_idx", "collection_idx", "document_idx", "strategy_idx")
+    ]
     found = json.loads(nsmigrate("pgvector", "stats", "alpha", "--json").output)
     assert found["vector_index"] == "hnsw" and found["btree_columns"] == ["collection_name", "document_id", "strategy"]
 
@@ -211,7 +217,10 @@ def test_copy_verifies_and_builds_the_indexes(pg: sa.Engine) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["verified"] and report["source_rows"] == report["target_rows"] == 1200 and report["copied"] == 1200
-    assert report["indexes"]["built"] == ["ivfflat(lists=1)", "collection_name", "document_id", "strategy"]
+    assert report["indexes"]["built"] == [
+        f"embeddings_beta_{s}" for s in ("vector_idx", "collection_idx", "document_idx", "strategy_idx")
+    ]
+    assert report["indexes"]["vector_index"] == "ivfflat (lists = 100)"
 
     s = store()
     assert s.namespaces() == {"alpha": 1200, "beta": 1200}
@@ -220,7 +229,7 @@ def test_copy_verifies_and_builds_the_indexes(pg: sa.Engine) -> None:
         assert copied[record.id].metadata == record.metadata
         assert copied[record.id].values == pytest.approx(record.values, abs=1e-6)
     found = json.loads(nsmigrate("pgvector", "stats", "beta", "--json").output)
-    assert found["vector_index"] == "ivfflat"
+    assert found["vector_index"] == "ivfflat (lists = 100)"
 
 
 def test_copy_resumes_from_where_it_stopped(pg: sa.Engine) -> None:
@@ -269,7 +278,7 @@ def test_legacy_goes_to_embeddings_default_with_a_backup(pg: sa.Engine) -> None:
     assert dry.exit_code == 0 and json.loads(dry.output)["source_rows"] == 120
     assert "embeddings_default" not in tables(pg)
 
-    result = nsmigrate("pgvector", "legacy", "--json")
+    result = nsmigrate("pgvector", "legacy", "--yes", "--json")
     report = json.loads(result.output)
     assert result.exit_code == 0 and report["verified"], result.output
     assert report["target_table"] == "embeddings_default" and report["target_rows"] == 120
@@ -280,7 +289,7 @@ def test_legacy_goes_to_embeddings_default_with_a_backup(pg: sa.Engine) -> None:
     assert s.namespaces() == {"": 120}
     assert s.fetch("", [rows[0].id])[0].metadata == rows[0].metadata
 
-    again = nsmigrate("pgvector", "legacy")
+    again = nsmigrate("pgvector", "legacy", "--yes")
     assert again.exit_code == 2 and "no legacy table" in again.output
 
 
@@ -295,8 +304,10 @@ def test_store_maps_metadata_to_typed_columns_and_the_rest_to_jsonb(pg: sa.Engin
             "document_id": "d-1",
             "collection_name": "books",
             "text": "hello",
-            "depth": 2.0,  # Pinecone's numbers are floats
-            "quality_score": 1,
+            "strategy": "semantic",
+            "content_type": "text/plain",
+            "depth_level": 2.0,  # Pinecone's numbers are floats
+            "confidence": 1,
             "is_leaf": True,
             "domain_tags": ["a", "b"],
             "twin_id": "t-1",
@@ -306,21 +317,34 @@ def test_store_maps_metadata_to_typed_columns_and_the_rest_to_jsonb(pg: sa.Engin
     s.upsert("", [record])
     with pg.connect() as conn:
         row = conn.execute(sa.text("SELECT * FROM embeddings_default")).mappings().one()
-    assert row["chunk_id"] == "c-1" and row["depth"] == 2 and row["quality_score"] == 1.0 and row["is_leaf"] is True
-    assert row["domain_tags"] == ["a", "b"] and row["metadata"] == {"twin_id": "t-1"} and row["strategy"] is None
+    assert row["chunk_id"] == "c-1" and row["depth_level"] == 2 and row["confidence"] == 1.0 and row["is_leaf"] is True
+    assert row["domain_tags"] == ["a", "b"] and row["metadata"] == {"twin_id": "t-1"} and row["path"] is None
+    assert row["semantic_density"] == 0.0 and row["contains_arrays"] is False  # the layout's defaults
     [back] = s.fetch("", ["c-1"])
-    assert back.metadata == {**record.metadata, "depth": 2, "quality_score": 1.0}
+    assert back.metadata == {
+        **record.metadata,
+        "depth_level": 2,
+        "confidence": 1.0,
+        "hierarchy_level": 0,
+        "semantic_density": 0.0,
+        "contains_arrays": False,
+    }
     assert s.list_ids("").ids == ["c-1"] and s.query("", [0.5] * DIM, 1) == ["c-1"]
+
+
+_REQUIRED = {"document_id": "d", "collection_name": "c", "text": "t", "strategy": "s", "content_type": "c/t"}
 
 
 @pytest.mark.parametrize(
     ("metadata", "reason"),
     [
-        ({"document_id": "d", "collection_name": "c"}, "has no text"),
-        ({"text": "t", "collection_name": "c"}, "has no document_id"),
-        ({"document_id": "d", "collection_name": "c", "text": "t", "depth": 2.5}, "'depth' = 2.5 is not integer"),
-        ({"document_id": "d", "collection_name": "c", "text": "t", "is_leaf": "yes"}, "is not boolean"),
-        ({"document_id": "d", "collection_name": "c", "text": "t", "domain_tags": [1]}, r"is not text\[\]"),
+        ({"document_id": "d", "collection_name": "c", "strategy": "s", "content_type": "c/t"}, "has no text"),
+        ({**_REQUIRED, "strategy": None}, "has no strategy"),
+        ({"text": "t", "collection_name": "c", "strategy": "s", "content_type": "c/t"}, "has no document_id"),
+        ({**_REQUIRED, "depth_level": 2.5}, "'depth_level' = 2.5 is not integer"),
+        ({**_REQUIRED, "is_leaf": "yes"}, "is not boolean"),
+        ({**_REQUIRED, "domain_tags": [1]}, r"is not text\[\]"),
+        ({**_REQUIRED, "strategy": "s" * 51}, r"holds at most 50"),
     ],
 )
 def test_a_record_that_does_not_map_is_refused_by_id(pg: sa.Engine, metadata: dict[str, Any], reason: str) -> None:

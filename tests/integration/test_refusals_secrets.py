@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from orchestrator.errors import StoreError
+from orchestrator.errors import SpecError, StoreError
 from orchestrator.names import PLANNER_KEY
-from orchestrator.spec import PineconeStoreSpec
+from orchestrator.spec import CreatorMapping, PineconeStoreSpec
+from orchestrator.tenancy import load_supabase
 from sandbox.services import free_port
 from sandbox.stack import Stack
 from tests.integration.test_fleet_planner import cli, job_ids, write_spec
@@ -37,12 +38,12 @@ WORKER_SECRET = "worker-supabase-secret-7f3a"
 
 
 class Listener:
-    """A socket on 127.0.0.1 that records every byte sent to it and answers each request 401 (so a client that did
-    send gives up at once rather than retrying)."""
+    """A socket on ``address`` (127.0.0.1 by default) that records every byte sent to it and answers each request 401
+    (so a client that did send gives up at once rather than retrying)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.host = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+    def __init__(self, address: str = "127.0.0.1") -> None:
+        self.sock = socket.create_server((address, 0))
+        self.host = f"http://{address}:{self.sock.getsockname()[1]}"
         self.received = b""
         self._lock = threading.Lock()
         threading.Thread(target=self._serve, daemon=True).start()
@@ -145,6 +146,34 @@ def test_the_operators_setting_decides_which_variables_a_spec_may_name(stack: St
     assert "(NSMIGRATE_ALLOWED_KEY_VARS: VEC_*)" in default.stderr
 
 
+def this_machines_network_address() -> str | None:
+    """An IPv4 address of this machine that is not loopback (the one it would route outwards from), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))  # UDP: nothing is sent, the kernel only picks the route
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") else address
+
+
+def test_the_fleet_sends_no_key_over_plain_http_to_a_network_address(stack: Stack) -> None:
+    address = this_machines_network_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback to listen on")
+    listener = Listener(address)
+    start_planner_with(stack)
+    spec = write_spec(stack, source={"kind": "pinecone", "host": listener.host})
+
+    done = cli(stack, "run", str(spec))  # the worker's planner holds PINECONE_API_KEY
+
+    message = one_error(done)
+    assert f"the index address is plain http to {address}, which is not this machine" in message
+    assert listener.got() == b""  # no request, so no key, crossed the network
+    assert job_ids(stack) == []
+    listener.sock.close()
+
+
 @pytest.mark.parametrize(
     ("host", "expected"),
     [
@@ -216,3 +245,20 @@ def test_redis_connection_error_shows_no_password(database_url: str, tmp_path: P
 
     assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0?password=***" in message
     assert "TAIL2" not in message and "QUERY2" not in message and "p@ss" not in message
+
+
+def test_a_supabase_key_goes_only_over_tls_or_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    address = this_machines_network_address()
+    if address is None:
+        pytest.skip("this machine has no network address besides loopback to listen on")
+    listener = Listener(address)
+    monkeypatch.setenv("NSM_TEST_SUPABASE_URL", listener.host)
+    monkeypatch.setenv("NSM_TEST_SUPABASE_KEY", WORKER_SECRET)
+    mapping = CreatorMapping(source="supabase", url_env="NSM_TEST_SUPABASE_URL", key_env="NSM_TEST_SUPABASE_KEY")
+
+    with pytest.raises(SpecError) as err:
+        load_supabase(mapping)
+
+    assert f"the URL in NSM_TEST_SUPABASE_URL is plain http to {address}, which is not this machine" in str(err.value)
+    assert listener.got() == b""
+    listener.sock.close()

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from orchestrator.enumeration import PageToken, ids_after, parse_catalogue_csv, sweep_vector, utf8_order
 from orchestrator.errors import RetryableError, SpecError, StoreError
+from orchestrator.keys import check_service_url
 from orchestrator.naming import display_namespace
 from orchestrator.records import IdPage
 from orchestrator.spec import Enumeration, IdCatalogue
@@ -133,8 +134,10 @@ class SupabaseCatalogue:
                 from supabase import create_client  # heavy import, only where it is used
 
                 c = self.catalogue
+                url, key = _env(c.url_env, "url_env"), _env(c.key_env, "key_env")
+                check_service_url(url, c.url_env)
                 try:
-                    self._client = create_client(_env(c.url_env, "url_env"), _env(c.key_env, "key_env"))
+                    self._client = create_client(url, key)
                 except StoreError:
                     raise
                 except Exception as e:  # the client validates the URL and key shapes

@@ -162,7 +162,8 @@ class DocumentedPgvectorStore(PgvectorStore):
             return list(
                 conn.execute(
                     sa.text(
-                        f"SELECT {ID_COLUMN} FROM {quote(table)} ORDER BY embedding <=> CAST(:v AS vector), "
+                        # Ordered as the table's vector index serves it (over halfvec above 2,000 dimensions).
+                        f"SELECT {ID_COLUMN} FROM {quote(table)} ORDER BY {pgschema.distance_sql(len(vector))}, "
                         f"{ID_COLUMN} LIMIT :k"
                     ),
                     {"v": pgnamespaces.vector_text(vector), "k": top_k},
