@@ -8,8 +8,7 @@ differs; a user's extra column is carried, or refused at plan time when the targ
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,7 @@ from orchestrator.models import RunState
 from orchestrator.pgschema import quote
 from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import IndexSpec
+from sandbox.seed import application_rows, create_application_table
 from sandbox.stack import Stack
 from tests.integration.test_chaos import start_job
 from tests.polling import wait_until
@@ -32,12 +32,10 @@ from workers.stores import open_retrying_store
 pytestmark = [pytest.mark.integration]
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"
-DDL = Path(__file__).parents[1] / "fixtures" / "reference" / "pgvector-namespace-table.sql"
 DIM = 1536  # the DDL's own VECTOR(1536)
 INDEX = "app-chunks"
 DOCUMENTED = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
 KEEP_AS_IS = {"creator_fields": False, "migrated_from": False}
-EPOCH = datetime(2024, 5, 1, 9, 30, 15, 123456)
 
 
 @pytest.fixture(scope="module")
@@ -45,74 +43,34 @@ def sandbox_indexes() -> list[IndexSpec]:
     return [IndexSpec(INDEX, dimension=DIM)]
 
 
-def create_app_table(engine: sa.Engine, table: str) -> None:
-    """``table`` made as the application makes it: the shared DDL, its ``embeddings_{namespace}`` renamed."""
-    sql = "\n".join(line for line in DDL.read_text().splitlines() if not line.startswith("--"))
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
-        for statement in sql.replace("embeddings_{namespace}", table).split(";"):
-            if statement.strip():
-                conn.execute(sa.text(statement))
-
-
 def app_rows(n: int) -> list[dict[str, Any]]:
-    """Rows that fill every column of the DDL, with NULLs wherever it allows them (some ``metadata`` too), empty
-    arrays, JSONB of every shape (``app_metadata``), and timestamps to the microsecond."""
-    rng = np.random.default_rng(28)
-    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
-    rows = []
-    for i in range(n):
-        doc, chunk = divmod(i, 5)
-        rows.append(
-            {
-                "chunk_id": f"doc-{doc:04d}#chunk-{chunk}",
-                "document_id": f"doc-{doc:04d}",
-                "collection_name": f"collection_{doc % 3}",
-                "text": f"chunk {chunk} of document {doc}: ünïcode ✓ and 'quotes'",
-                "embedding": "[" + ",".join(repr(float(v)) for v in vectors[i]) + "]",
-                "strategy": ("semantic", "recursive", "hierarchical")[doc % 3],
-                "content_type": ("text/markdown", "application/json")[i % 2],
-                "path": None if i % 7 == 0 else f"/docs/{doc:04d}.md#{chunk}",
-                "parent_chunk_id": None if chunk == 0 else f"doc-{doc:04d}#chunk-0",
-                "depth_level": None if i % 11 == 0 else chunk,
-                "hierarchy_level": None if i % 13 == 0 else chunk % 3,
-                "semantic_density": None if i % 17 == 0 else float(rng.random()),
-                "confidence": None if i % 19 == 0 else float(rng.random()),
-                "chunk_size": None if i % 9 == 0 else int(rng.integers(100, 4000)),
-                "token_count": None if i % 10 == 0 else int(rng.integers(20, 900)),
-                "key_count": None if i % 8 == 0 else int(rng.integers(0, 40)),
-                "contains_arrays": None if i % 23 == 0 else bool(i % 2),
-                "is_leaf": None if i % 29 == 0 else chunk != 0,
-                "domain_tags": None if i % 6 == 0 else [] if i % 6 == 1 else ["finance", f"tag-{i % 4}"],
-                "original_keys": None if i % 5 == 4 else ["content", "meta", f"k{i}"],
-                "metadata": app_metadata(i),
-                "created_at": None if i % 31 == 0 else EPOCH + timedelta(seconds=i, microseconds=i),
-                "updated_at": None if i % 37 == 0 else EPOCH + timedelta(days=1, microseconds=7 * i),
-            }
-        )
+    """``application_rows`` (every column of the DDL filled, NULLs in turn wherever it allows them) with more shapes
+    still: empty arrays, ``metadata`` NULL, empty, flat or nested (``app_metadata``), floats to the last bit, NULL
+    timestamps."""
+    rows = application_rows(n, DIM, seed=28)
+    for i, row in enumerate(rows):
+        row["metadata"] = app_metadata(i)
+        row["domain_tags"] = [] if i % 6 == 1 else row["domain_tags"]
+        row["confidence"] = None if row["confidence"] is None else 1 / (i + 3)
+        row["created_at"] = None if i % 31 == 0 else row["created_at"] + timedelta(microseconds=i)
+        row["updated_at"] = None if i % 37 == 0 else row["updated_at"]
     return rows
 
 
 def app_metadata(i: int) -> dict[str, Any] | None:
     """NULL, empty, flat (what Pinecone metadata holds as it is), or nested objects, nulls and lists of numbers."""
-    doc, chunk = divmod(i, 5)
     return [
         None,
         {},
-        {"source": "app", "page": chunk, "ratio": 0.5 + chunk, "reviewed": bool(i % 3), "tags": ["a"]},
-        {"origin": {"file": f"{doc}.json", "keys": [1, 2.5]}, "scores": [0.25, 3], "note": None, "page": chunk},
+        {"source": "app", "page": i, "ratio": 0.5 + i, "reviewed": bool(i % 3), "tags": ["a"]},
+        {"origin": {"file": f"{i}.json", "keys": [1, 2.5]}, "scores": [0.25, 3], "note": None, "page": i},
     ][i % 4]
 
 
-def insert_rows(engine: sa.Engine, table: str, rows: list[dict[str, Any]]) -> None:
-    columns = list(rows[0])
-    values = ", ".join(
-        "CAST(:embedding AS vector)" if c == "embedding" else "CAST(:metadata AS jsonb)" if c == "metadata" else f":{c}"
-        for c in columns
-    )
-    params = [{**r, "metadata": None if r["metadata"] is None else json.dumps(r["metadata"])} for r in rows]
+def make_app_table(engine: sa.Engine, table: str, rows: list[dict[str, Any]]) -> None:
+    """``table`` made as the application makes it (its DDL), holding ``rows``."""
     with engine.begin() as conn:
-        conn.execute(sa.text(f"INSERT INTO {quote(table)} ({', '.join(columns)}) VALUES ({values})"), params)
+        create_application_table(conn, table, DIM, rows)
 
 
 def table_rows(engine: sa.Engine, table: str) -> dict[str, dict[str, Any]]:
@@ -184,12 +142,11 @@ def nsmigrate(*args: str) -> Any:
 def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_every_row(
     pg: sa.Engine, stack: Stack
 ) -> None:
-    create_app_table(pg, "embeddings")
-    insert_rows(pg, "embeddings", app_rows(200))
+    make_app_table(pg, "embeddings", app_rows(200))
     original = table_rows(pg, "embeddings")
     assert sum(r["metadata"] is None for r in original.values()) == 50  # NULL metadata the copies must keep
 
-    legacy = nsmigrate("legacy", "--json")
+    legacy = nsmigrate("legacy", "--yes", "--json")
     assert legacy.exit_code == 0, legacy.output
     assert json.loads(legacy.output)["verified"]
     assert_every_column_equal(original, table_rows(pg, "embeddings_default"))  # the row numbers too
@@ -211,51 +168,51 @@ def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_ever
     index = {"kind": "pinecone", "host": stack.pinecone.host(INDEX)}
     db, _, out_job = start_job(stack, job("out", DOCUMENTED, index, namespaces={"include": ["fleet"]}))
     wait_runs(db, out_job)
-    create_app_table(pg, "back_fleet")  # the application's table waits for its rows
+    make_app_table(pg, "back_fleet", [])  # the application's table waits for its rows
     db, _, back_job = start_job(stack, job("back", index, {**DOCUMENTED, "table": "back"}))
     wait_runs(db, back_job)
     assert_every_column_equal(original, table_rows(pg, "back_fleet"), but=("id",))
 
 
 def test_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa.Engine) -> None:
-    create_app_table(pg, "embeddings_alpha")
-    insert_rows(pg, "embeddings_alpha", app_rows(30))
+    rows = app_rows(30)
+    make_app_table(pg, "embeddings_alpha", rows)
     assert json.loads(nsmigrate("copy", "alpha", "beta", "--json").output)["verified"]
+    one, other = rows[17]["chunk_id"], rows[23]["chunk_id"]
     with pg.begin() as conn:  # what a broken copy, or a later writer, could leave behind
-        conn.execute(sa.text("UPDATE embeddings_beta SET confidence = 0.125 WHERE chunk_id = 'doc-0002#chunk-3'"))
-        conn.execute(sa.text("UPDATE embeddings_beta SET domain_tags = NULL WHERE chunk_id = 'doc-0004#chunk-2'"))
+        conn.execute(sa.text("UPDATE embeddings_beta SET confidence = 0.125 WHERE chunk_id = :i"), {"i": one})
+        conn.execute(sa.text("UPDATE embeddings_beta SET domain_tags = '{x}' WHERE chunk_id = :i"), {"i": other})
 
     again = nsmigrate("copy", "alpha", "beta", "--json")
 
     assert again.exit_code == 1
     report = json.loads(again.output.split("\nerror:")[0])
     assert not report["verified"] and report["differing_count"] == 2
-    assert report["differing"] == {"doc-0002#chunk-3": "confidence differs", "doc-0004#chunk-2": "domain_tags differs"}
+    assert report["differing"] == {one: "confidence differs", other: "domain_tags differs"}
 
 
 def test_a_fleet_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa.Engine, stack: Stack) -> None:
-    create_app_table(pg, "embeddings_alpha")
-    insert_rows(pg, "embeddings_alpha", app_rows(40))
+    rows = app_rows(40)
+    make_app_table(pg, "embeddings_alpha", rows)
     stack.start_worker("list,copy,verify", 2, name="fleet")
     db, dispatcher, job_id = start_job(stack, move("alpha", "beta"))
     wait_runs(db, job_id)
+    one, other = rows[17]["chunk_id"], rows[23]["chunk_id"]
     with pg.begin() as conn:
-        conn.execute(sa.text("UPDATE embeddings_beta SET confidence = 0.125 WHERE chunk_id = 'doc-0002#chunk-3'"))
-        conn.execute(sa.text("UPDATE embeddings_beta SET created_at = now() WHERE chunk_id = 'doc-0003#chunk-1'"))
+        conn.execute(sa.text("UPDATE embeddings_beta SET confidence = 0.125 WHERE chunk_id = :i"), {"i": one})
+        conn.execute(sa.text("UPDATE embeddings_beta SET created_at = now() WHERE chunk_id = :i"), {"i": other})
 
     launch.request_verification(db, dispatcher, job_id)
 
     [report] = wait_runs(db, job_id, RunState.VERIFY_FAILED)
     reasons = {m["id"]: m["reason"] for m in report["content_mismatches"]}
-    assert reasons == {"doc-0002#chunk-3": "confidence differs", "doc-0003#chunk-1": "created_at differs"}
+    assert reasons == {one: "confidence differs", other: "created_at differs"}
 
 
 def test_a_users_extra_column_is_carried_into_a_new_table(pg: sa.Engine) -> None:
-    create_app_table(pg, "embeddings_alpha")
+    make_app_table(pg, "embeddings_alpha", app_rows(20))
     with pg.begin() as conn:
         conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN tenant_ref uuid, ADD COLUMN score numeric(6,3)"))
-    insert_rows(pg, "embeddings_alpha", app_rows(20))
-    with pg.begin() as conn:
         conn.execute(
             sa.text("UPDATE embeddings_alpha SET tenant_ref = gen_random_uuid(), score = 12.345 WHERE id % 2 = 0")
         )
@@ -266,12 +223,15 @@ def test_a_users_extra_column_is_carried_into_a_new_table(pg: sa.Engine) -> None
     assert_every_column_equal(table_rows(pg, "embeddings_alpha"), table_rows(pg, "embeddings_beta"))
 
 
-def test_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine) -> None:
-    create_app_table(pg, "embeddings_alpha")
-    create_app_table(pg, "embeddings_beta")
+def with_a_users_column_and_a_target_without_it(pg: sa.Engine) -> None:
+    make_app_table(pg, "embeddings_alpha", app_rows(10))
+    make_app_table(pg, "embeddings_beta", [])
     with pg.begin() as conn:
         conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN tenant_ref uuid"))
-    insert_rows(pg, "embeddings_alpha", app_rows(10))
+
+
+def test_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine) -> None:
+    with_a_users_column_and_a_target_without_it(pg)
 
     result = nsmigrate("copy", "alpha", "beta")
 
@@ -281,11 +241,7 @@ def test_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine) 
 
 
 def test_a_fleet_job_into_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine, stack: Stack) -> None:
-    create_app_table(pg, "embeddings_alpha")
-    create_app_table(pg, "embeddings_beta")
-    with pg.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN tenant_ref uuid"))
-    insert_rows(pg, "embeddings_alpha", app_rows(10))
+    with_a_users_column_and_a_target_without_it(pg)
     spec = parse_spec(move("alpha", "beta"))
 
     with pytest.raises(PlanError, match="table embeddings_beta has no column tenant_ref"):

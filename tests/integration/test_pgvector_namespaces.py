@@ -319,16 +319,10 @@ def test_store_maps_metadata_to_typed_columns_and_the_rest_to_jsonb(pg: sa.Engin
         row = conn.execute(sa.text("SELECT * FROM embeddings_default")).mappings().one()
     assert row["chunk_id"] == "c-1" and row["depth_level"] == 2 and row["confidence"] == 1.0 and row["is_leaf"] is True
     assert row["domain_tags"] == ["a", "b"] and row["metadata"] == {"twin_id": "t-1"} and row["path"] is None
-    assert row["semantic_density"] == 0.0 and row["contains_arrays"] is False  # the layout's defaults
+    # Nothing is filled in: a column the record does not mention is NULL, not the layout's default.
+    assert row["semantic_density"] is None and row["contains_arrays"] is None and row["created_at"] is None
     [back] = s.fetch("", ["c-1"])
-    assert back.metadata == {
-        **record.metadata,
-        "depth_level": 2,
-        "confidence": 1.0,
-        "hierarchy_level": 0,
-        "semantic_density": 0.0,
-        "contains_arrays": False,
-    }
+    assert back.metadata == {**record.metadata, "depth_level": 2, "confidence": 1.0}
     assert s.list_ids("").ids == ["c-1"] and s.query("", [0.5] * DIM, 1) == ["c-1"]
 
 
