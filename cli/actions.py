@@ -44,12 +44,21 @@ def retry(
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Re-enqueue the failed batches and failed listers of JOB (only those), e.g. once a fault is gone."""
+    """Re-enqueue the failed batches and failed listers of JOB (only those), e.g. once a fault is gone.
+
+    Prints each namespace with the batches (ids) and the lister it re-queued, and records a `retry` event (see
+    `events`). --wait: then watch the job until it settles."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     fleet = dispatcher(resolved)
     listers = launch.retry_failed_listers(database, fleet, job_id, ns)
-    n = launch.retry_failed(database, fleet, job_id, ns)
-    console.print(f"{n} failed batches and {listers} failed listers re-queued for job {job_id}")
+    batches = launch.retry_failed(database, fleet, job_id, ns)
+    n = sum(len(ids) for ids in batches.values())
+    console.print(f"{n} failed batches and {len(listers)} failed listers re-queued for job {job_id}")
+    for name in sorted(set(batches) | set(listers)):
+        ids = batches.get(name, [])
+        what = [f"{len(ids)} batches ({', '.join(map(str, ids))})"] if ids else []
+        what += ["its lister"] if name in listers else []
+        console.print(f"  {escape(name)}: {' and '.join(what)}")
     if wait:
         raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
 

@@ -372,8 +372,8 @@ def drop(
 ) -> None:
     """Drop a namespace's table for good (needs --yes). To keep a copy, `move` it instead.
 
-    Only a namespace table is dropped: {prefix}_{namespace} without the layout's chunk_id, embedding, document_id,
-    collection_name and text columns (an application's table, the job table's own) is refused, naming it."""
+    Only a namespace table is dropped: {prefix}_{namespace} without the layout's chunk_id, embedding and required
+    metadata columns (an application's table, the job table's own) is refused, naming it."""
     ns = _checked(namespace)
     _need_yes(yes, dry_run, f"drop deletes namespace {namespace!r} for good")
     with _store(url_env, prefix, "drop") as (_, engine):

@@ -21,6 +21,9 @@ from orchestrator.progress import JobProgress
 from orchestrator.snapshot import JobStatus, JobSummary
 from orchestrator.states import RunState
 
+#: Run states in which more batches may still be listed.
+LISTING_STATES = frozenset({RunState.PENDING, RunState.LISTING})
+
 #: Namespaces that `status` and a command's live view show one by one; a larger job is summarised.
 SUMMARY_ROWS = 40
 
@@ -113,20 +116,23 @@ def watch_job(
                     total=max(t.source, t.listed, 1),
                     state=", ".join(f"{n} {state}" for state, n in sorted(summary.states.items())),
                 )
+            stuck = only_failed_left(progress)
+            if whole is not None and stuck:
+                live.update(whole, state=failed_batches_text(summary))
             for r in summary.runs if whole is None else ():
+                b = r.batches
+                failed_only = r.state == RunState.COPYING and b.failed and not (b.queued or b.running)
                 live.update(
                     tasks[r.run_id],
                     completed=r.copied,
-                    state=r.state,
+                    state=f"{b.failed} batches failed" if failed_only else r.state,
                     total=max(r.source_count, r.listed, 1),
                 )
             if not console.is_terminal and time.monotonic() - last_line >= 2:
                 # No live bars in logs and pipes: one summary line every 2 s instead.
                 last_line = time.monotonic()
-                console.print(
-                    f"job {job_id}: {t.copied}/{t.source} copied, {t.failed} failed; "
-                    f"namespaces {', '.join(sorted(summary.states))}"
-                )
+                where = failed_batches_text(summary) if stuck else f"namespaces {', '.join(sorted(summary.states))}"
+                console.print(f"job {job_id}: {t.copied}/{t.source} copied, {t.failed} failed; {where}")
             if done:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -137,6 +143,18 @@ def watch_job(
             time.sleep(max(poll_s, READ_SHARE_INVERSE * read_s))
     print_summary(progress.summary)
     return 0 if until.ok(progress) else 1
+
+
+def only_failed_left(progress: JobProgress) -> bool:
+    """Nothing is left to copy or list but batches that failed for good: the job waits for `nsmigrate retry`."""
+    idle = all(not shape.busy and shape.state not in LISTING_STATES for shape in progress.shapes)
+    return progress.summary.failed_batches > 0 and idle
+
+
+def failed_batches_text(summary: JobSummary) -> str:
+    """E.g. ``3 batches failed in 2 namespaces``."""
+    n, m = summary.failed_batches, summary.failed_batch_namespaces
+    return f"{n} batch{'es' if n != 1 else ''} failed in {m} namespace{'s' if m != 1 else ''}"
 
 
 def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> None:
@@ -165,7 +183,11 @@ def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> No
         )
     t = summary.totals
     console.print(f"total: {t.copied}/{t.source} vectors copied, {t.failed} in failed batches")
-    if t.failed:
+    if summary.failed_batches:
+        console.print(
+            f"{failed_batches_text(summary)} (`nsmigrate status {summary.job_id} --json` lists them with their errors)"
+        )
+    if t.failed or summary.failed_batches:
         console.print(f"re-run the failed batches with `nsmigrate retry {summary.job_id}`")
     if summary.states.get(RunState.LIST_FAILED):
         console.print(f"list the failed namespaces again with `nsmigrate retry {summary.job_id}` once fixed")

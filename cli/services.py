@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Annotated
 
 import typer
+from celery import Celery
 
+from cli.console import err_console
 from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
 from orchestrator.names import Queue
 from workers.app import configure
@@ -18,6 +21,24 @@ app = typer.Typer(add_completion=False)
 WORKER_POOLS = ("prefork", "threads")
 #: Tasks `nsmigrate flower` keeps in memory by default: its memory stays bounded however many namespaces a job has.
 FLOWER_MAX_TASKS = 10_000
+
+#: The task list's columns: kwargs name the job, batch and namespace; the exception says why a task failed, the result
+#: what it copied and what it cost. The uuid (its link opens the task's page) is long: last, where the table scrolls.
+FLOWER_TASK_COLUMNS = "name,state,kwargs,exception,result,runtime,received,worker,uuid"
+
+#: How long `nsmigrate flower` waits by default for a worker to answer before starting Flower.
+FLOWER_WAIT_FOR_WORKERS_S = 20.0
+
+
+def worker_answers(celery_app: Celery, within_s: float) -> bool:
+    """Whether a worker answers a ping within ``within_s`` seconds (asked again each second until then)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if celery_app.control.ping(timeout=min(1.0, left)):
+            return True
 
 
 @app.command()
@@ -36,7 +57,13 @@ def worker(
         ),
     ] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
-    hostname: Annotated[str | None, typer.Option(help="Worker node name (default nsmigrate-<queues>@host).")] = None,
+    hostname: Annotated[
+        str | None,
+        typer.Option(
+            help="Worker node name (default nsmigrate-<queues>-<pool>-<concurrency>@host, e.g. "
+            "nsmigrate-copy-threads-8@host: Flower's Workers page shows what each pool is at a glance)."
+        ),
+    ] = None,
     planner: Annotated[
         bool | None,
         typer.Option(
@@ -63,7 +90,7 @@ def worker(
     os.environ[TASK_SLOTS_ENV] = str(concurrency if pool == "threads" else 1)
     db(resolved).dispose()  # create/upgrade the schema once, before any task runs (clear error if unreachable)
     celery_app = configure(resolved, planner=planner if planner is not None else "list" in queues.split(","))
-    name = hostname or f"nsmigrate-{queues.replace(',', '-')}@%h"
+    name = hostname or f"nsmigrate-{queues.replace(',', '-')}-{pool}-{concurrency}@%h"
     celery_app.worker_main(
         [
             "worker",
@@ -96,10 +123,24 @@ def flower(
             "batch whatever Flower forgets.",
         ),
     ] = FLOWER_MAX_TASKS,
+    wait_for_workers_s: Annotated[
+        float,
+        typer.Option(
+            "--wait-for-workers",
+            min=0,
+            help="Seconds to wait, before Flower starts, for a worker to answer (0: start at once). Flower asks the "
+            "workers for their pools and queues once at start and warns about every question nobody answered; "
+            "workers started together with it get the time to come up.",
+        ),
+    ] = FLOWER_WAIT_FOR_WORKERS_S,
     redis_url: RedisOpt = None,
 ) -> None:
     """Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var
-    named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD)."""
+    named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD).
+
+    Its task list shows each task's kwargs (job, namespace, batch), result (vectors, requests, 429/5xx answers,
+    retries, waits, seconds) and exception; search e.g. `kwargs:job_id=7` with the Failed filter for a job's
+    failures."""
     resolved = settings(None, redis_url)
     password = os.environ.get(resolved.flower_password_env)
     if not password:
@@ -107,6 +148,18 @@ def flower(
     # Flower reads basic auth from its env var, which keeps the password off the command line (ps, /proc).
     os.environ["FLOWER_BASIC_AUTH"] = f"{resolved.flower_user}:{password}"
     celery_app = configure(resolved)
+    if not worker_answers(celery_app, wait_for_workers_s):
+        err_console.print(
+            f"no worker answered within {wait_for_workers_s:g} s: Flower starts without their pools and queues "
+            "(its Workers page has them once a worker is up and you refresh it)"
+        )
     celery_app.start(
-        ["flower", f"--port={port}", f"--address={address}", "--persistent=False", f"--max_tasks={max_tasks}"]
+        [
+            "flower",
+            f"--port={port}",
+            f"--address={address}",
+            "--persistent=False",
+            f"--max_tasks={max_tasks}",
+            f"--tasks_columns={FLOWER_TASK_COLUMNS}",
+        ]
     )

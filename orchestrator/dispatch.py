@@ -1,7 +1,7 @@
 """Enqueueing tasks by *name* on their Redis queues (the orchestrator never imports the workers).
 
-Only ids travel through Redis. Task kwargs carry readable context (job, namespace, batch sequence) for Flower and
-logs; they never carry vectors or secrets.
+Only ids travel through Redis. Task kwargs carry readable context for Flower and logs, the job (and batch) and
+namespace first, so that Flower's task list shows them where it cuts the text short; never vectors or secrets.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A task is acknowledged after it ran: a killed worker's batch is redelivered (batches are idempotent).
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # A task that raised (its work failed for good and is recorded: ``orchestrator.errors.TaskFailed``) is
+        # acknowledged, not redelivered: it ends FAILURE once, and `nsmigrate retry` re-runs its work.
+        "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
         # Redis redelivers an unacked task after this; it must exceed the longest batch (retries included).
         # Kombu only looks for such tasks every `unacked_restore_interval` × `unacked_restore_throttle` seconds
@@ -113,17 +116,17 @@ class Dispatcher:
         """``wait_for_lock`` (resume): if another lister holds the run's lock, wait until it is released or has
         expired (its lister was killed) instead of leaving the run to it."""
         extra = {"wait_for_lock": True} if wait_for_lock else {}
-        self.send(TaskName.LIST_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace, **extra)
+        self.send(TaskName.LIST_NAMESPACE, job_id=job_id, namespace=namespace, run_id=run_id, **extra)
 
     def copy_batch(self, batch_id: int, *, job_id: int, run_id: int, namespace: str) -> None:
-        self.send(TaskName.COPY_BATCH, batch_id=batch_id, job_id=job_id, run_id=run_id, namespace=namespace)
+        self.send(TaskName.COPY_BATCH, job_id=job_id, batch_id=batch_id, namespace=namespace, run_id=run_id)
 
     def copy_small_namespaces(self, run_ids: list[int], *, job_id: int, namespaces: list[str]) -> None:
         """List and copy these small namespace runs in one task (``orchestrator.small_runs``)."""
-        self.send(TaskName.COPY_SMALL_NAMESPACES, run_ids=run_ids, job_id=job_id, namespaces=namespaces)
+        self.send(TaskName.COPY_SMALL_NAMESPACES, job_id=job_id, namespaces=namespaces, run_ids=run_ids)
 
     def verify_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
-        self.send(TaskName.VERIFY_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
+        self.send(TaskName.VERIFY_NAMESPACE, job_id=job_id, namespace=namespace, run_id=run_id)
 
     def verify_small_namespaces(
         self, run_ids: list[int], *, job_id: int, namespaces: list[str], rejudge: bool = False
@@ -131,14 +134,14 @@ class Dispatcher:
         """Verify these small namespace runs in one task: copied by one task (``workers.flow``), or asked for again
         by `nsmigrate verify` (``rejudge``: runs that have a verdict are judged again)."""
         extra = {"rejudge": True} if rejudge else {}
-        self.send(TaskName.VERIFY_SMALL_NAMESPACES, run_ids=run_ids, job_id=job_id, namespaces=namespaces, **extra)
+        self.send(TaskName.VERIFY_SMALL_NAMESPACES, job_id=job_id, namespaces=namespaces, run_ids=run_ids, **extra)
 
     def cleanup_namespace(self, run_id: int, *, job_id: int, namespace: str) -> None:
-        self.send(TaskName.CLEANUP_NAMESPACE, run_id=run_id, job_id=job_id, namespace=namespace)
+        self.send(TaskName.CLEANUP_NAMESPACE, job_id=job_id, namespace=namespace, run_id=run_id)
 
     def erase_place(self, place_id: int, *, job_id: int, place: str) -> None:
         """One place of an erasure job (``place``: what it is, for Flower and logs)."""
-        self.send(TaskName.ERASE_PLACE, place_id=place_id, job_id=job_id, place=place)
+        self.send(TaskName.ERASE_PLACE, job_id=job_id, place=place, place_id=place_id)
 
     def collection_step(self, job_id: int, *, polls: int = 0, countdown_s: float | None = None) -> None:
         """The next step of a `strategy: collection` job; ``polls``: how many times it found Pinecone still busy."""

@@ -67,3 +67,50 @@ class NotFound(PermanentError):
 class BackupError(PermanentError):
     """An export or import was refused or failed: not an nsmigrate export, a dimension mismatch, a non-empty target,
     a damaged file. The message names the file."""
+
+
+def failure_text(error: NsmigrateError) -> str:
+    """How a step's failure is recorded and shown: a request whose retries ran out leads with what an operator needs
+    (``upsert to HOST/INDEX answered 503 after 8 attempts: …``), anything else with its type."""
+    attempts = error.ids.get("attempts")
+    if isinstance(error, RetryableError) and attempts is not None:
+        answered = f"answered {error.status}" if error.status is not None else "got no answer"
+        where = f"{error.ids.get('op', 'a request')} to {error.ids.get('store', 'the store')}"
+        return f"{where} {answered} after {attempts} attempts: {error.message}"
+    return f"{type(error).__name__}: {error}"
+
+
+class TaskFailed(NsmigrateError):
+    """A task's work failed for good and the failure is recorded in the job table (`nsmigrate status` shows it,
+    `nsmigrate retry` re-runs it). Raised last, after what follows the task was sent, so that Celery marks the task
+    FAILURE and Flower shows it with this text: neither tenacity (not a ``RetryableError``) nor the tasks' outage
+    retry (not an infrastructure error) catches it, and under ``acks_late`` the message is acknowledged, not
+    redelivered. The text reads ``what went wrong (job 1, namespace ns, batch 7)``."""
+
+    def __str__(self) -> str:
+        where = ", ".join(f"{k} {v}" for k, v in self.ids.items())
+        return f"{self.message} ({where})" if where else self.message
+
+
+class BatchFailed(TaskFailed):
+    """A copy batch gave up (retries used up, a refusal, an unforeseen error)."""
+
+
+class ListingFailed(TaskFailed):
+    """A lister failed for good: its run is ``list_failed``."""
+
+
+class GroupFailed(TaskFailed):
+    """Some namespaces of a group task (small namespaces copied or verified together) failed; the text names them."""
+
+
+class VerificationFailed(TaskFailed):
+    """A namespace's verification did not pass (its report says why)."""
+
+
+class CleanupFailed(TaskFailed):
+    """A cleanup was refused or interrupted; nothing it should not delete was deleted."""
+
+
+class ErasureFailed(TaskFailed):
+    """An erasure place could not be erased or checked empty."""

@@ -311,29 +311,36 @@ def _resume_collection(
     return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
 
 
-def retry_failed(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
-    """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces."""
+def retry_failed(
+    db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
+) -> dict[str, list[int]]:
+    """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces. Returns the batch
+    ids re-queued by namespace (as shown to people)."""
     requeued = jobs.requeue_failed(db, job_id, namespace)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
+    by_namespace: dict[str, list[int]] = {}
     with dispatcher.together():
         for run_id, batch_id in requeued:
-            dispatcher.copy_batch(
-                batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
-            )
-    return len(requeued)
+            shown = display_namespace(runs[run_id].source_namespace)
+            dispatcher.copy_batch(batch_id, job_id=job_id, run_id=run_id, namespace=shown)
+            by_namespace.setdefault(shown, []).append(batch_id)
+    return by_namespace
 
 
-def retry_failed_listers(db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None) -> int:
+def retry_failed_listers(
+    db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
+) -> list[str]:
     """Re-enqueue the listers that failed for good (runs ``list_failed``) of a job or of one of its source
-    namespaces; each lists on from its saved token."""
+    namespaces; each lists on from its saved token. Returns their namespaces (as shown to people)."""
     requeued = jobs.requeue_failed_listers(db, job_id, namespace)
+    shown = [display_namespace(source_namespace) for _, source_namespace in requeued]
     if requeued and _is_collection_job(db, job_id):
         dispatcher.collection_step(job_id)  # one step goes on for every namespace, from the job's phase
-        return len(requeued)
+        return shown
     with dispatcher.together():
-        for run_id, source_namespace in requeued:
-            dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(source_namespace))
-    return len(requeued)
+        for (run_id, _), name in zip(requeued, shown, strict=True):
+            dispatcher.list_namespace(run_id, job_id=job_id, namespace=name)
+    return shown
 
 
 def request_verification(

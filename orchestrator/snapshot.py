@@ -108,6 +108,20 @@ class PlaceStatus:
 
 
 @dataclass(frozen=True)
+class FailedBatch:
+    """A batch that gave up, as `status --json` lists it (``namespace``: its run's source namespace, as in ``runs``)."""
+
+    batch_id: int
+    run_id: int
+    namespace: str
+    attempts: int
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class JobStatus:
     """A snapshot of a job and its namespace runs, from one statement."""
 
@@ -121,6 +135,8 @@ class JobStatus:
     phase: str | None = None
     #: An erasure job's places (none for other kinds).
     places: tuple[PlaceStatus, ...] = ()
+    #: Batches that failed for good, oldest first, for `nsmigrate retry`.
+    failed_batches: tuple[FailedBatch, ...] = ()
 
     @property
     def totals(self) -> Totals:
@@ -142,6 +158,7 @@ class JobStatus:
             "runs": [r.as_dict() for r in self.runs],
             "totals": self.totals.as_dict(),
             "phase": self.phase,
+            "failed_batches": [b.as_dict() for b in self.failed_batches],
         }
         if self.places:
             data["places"] = [p.as_dict() for p in self.places]
@@ -163,6 +180,8 @@ class JobStatus:
             totals=self.totals,
             runs=tuple(shown),
             places=self.places,
+            failed_batches=len(self.failed_batches),
+            failed_batch_namespaces=len({b.run_id for b in self.failed_batches}),
         )
 
 
@@ -184,6 +203,9 @@ class JobSummary:
     #: In the order to show them: by run id when every run is here, else ``to_look_at``'s.
     runs: tuple[RunStatus, ...]
     places: tuple[PlaceStatus, ...] = ()
+    #: Batches that failed for good, and the namespaces they are in.
+    failed_batches: int = 0
+    failed_batch_namespaces: int = 0
 
 
 #: The order in which a large job's runs are shown: failed states first, then every state before verified, in the
@@ -234,6 +256,13 @@ _PLACES = """coalesce((
     FROM erase_places p WHERE p.job_id = job.id
 ), '[]')"""
 
+#: A job's failed batches (``FailedBatch`` fields), from the partial index of batches not done.
+_FAILED_BATCHES = """coalesce((
+    SELECT json_agg(json_build_array(b.id, r.id, r.source_namespace, b.attempts, b.last_error) ORDER BY b.id)
+    FROM batches b JOIN namespace_runs r ON r.id = b.run_id
+    WHERE r.job_id = job.id AND b.state = 'failed'
+), '[]')"""
+
 SNAPSHOT_SQL = f"""
 WITH job AS (
     SELECT id, name, kind, state, phase, created_at FROM jobs WHERE id = %(job_id)s
@@ -250,7 +279,8 @@ SELECT json_build_array(
         FROM namespace_runs r LEFT JOIN counts c ON c.run_id = r.id
         WHERE r.job_id = job.id
     ), '[]'),
-    {_PLACES}
+    {_PLACES},
+    {_FAILED_BATCHES}
 )::text
 FROM job
 """
@@ -291,7 +321,9 @@ SELECT json_build_array(
             SELECT {_UNFINISHED} FROM batches b WHERE b.run_id = r.id AND b.state <> 'done'
         ) c
     ), '[]'),
-    {_PLACES}
+    {_PLACES},
+    (SELECT json_build_array(count(*), count(DISTINCT b.run_id))
+     FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.state = 'failed')
 )::text
 FROM job
 """
@@ -350,11 +382,12 @@ def _job_of(job_id: int, name: str, kind: str, state: str, phase: str | None, cr
 
 def snapshot_of(document: str | None, job_id: int) -> JobStatus:
     """The ``JobStatus`` of what ``SNAPSHOT_SQL`` returned (None: no such job)."""
-    *job, runs, places = _loaded(document, job_id)
+    *job, runs, places, failed = _loaded(document, job_id)
     return JobStatus(
         **_job_of(*job),
         runs=tuple(_run_of(r) for r in runs),
         places=tuple(PlaceStatus(*p) for p in places),
+        failed_batches=tuple(FailedBatch(*b) for b in failed),
     )
 
 
@@ -366,7 +399,7 @@ def summary_of(document: str | None, job_id: int) -> JobSummary:
 def summary_of_decoded(decoded: list[Any] | None, job_id: int) -> JobSummary:
     """The ``JobSummary`` of ``SUMMARY_SQL``'s document once decoded, e.g. from within a larger one (None: no such
     job)."""
-    *job, (namespaces, *totals), states, runs, places = _found(decoded, job_id)
+    *job, (namespaces, *totals), states, runs, places, (failed_batches, in_namespaces) = _found(decoded, job_id)
     return JobSummary(
         **_job_of(*job),
         namespaces=namespaces,
@@ -374,16 +407,19 @@ def summary_of_decoded(decoded: list[Any] | None, job_id: int) -> JobSummary:
         totals=Totals(*totals),
         runs=tuple(_run_of(r) for r in runs),
         places=tuple(PlaceStatus(*p) for p in places),
+        failed_batches=failed_batches,
+        failed_batch_namespaces=in_namespaces,
     )
 
 
 _PLACE_FIELDS = tuple(f.name for f in fields(PlaceStatus))
+_FAILED_BATCH_FIELDS = tuple(f.name for f in fields(FailedBatch))
 
 
 def snapshot_json(document: str | None, job_id: int) -> bytes:
     """`nsmigrate status --json` of what ``SNAPSHOT_SQL`` returned: ``snapshot_of(document).as_dict()`` as indented
     JSON, built from the decoded rows without the dataclasses (most of the time of a job of thousands of runs)."""
-    *job, runs, places = _loaded(document, job_id)
+    *job, runs, places, failed = _loaded(document, job_id)
     header = _job_of(*job)
     data = {
         "job_id": header["job_id"],
@@ -416,6 +452,7 @@ def snapshot_json(document: str | None, job_id: int) -> bytes:
             "failed": sum(r[8] for r in runs),
         },
         "phase": header["phase"],
+        "failed_batches": [dict(zip(_FAILED_BATCH_FIELDS, b, strict=True)) for b in failed],
     }
     if places:
         data["places"] = [dict(zip(_PLACE_FIELDS, p, strict=True)) for p in places]

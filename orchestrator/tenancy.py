@@ -287,16 +287,18 @@ def load_sources(table: SourceTable | None, base_dir: Path | None = None) -> dic
             )
         rows: list[dict[str, Any]] = list(reader)
     elif table.source == "postgres":
-        rows = _postgres_rows(_env(table.database_url_env, "routing.sources.database_url_env"), table.table, columns)
+        from orchestrator.database_urls import engine_of  # SQLAlchemy: only for a sources table in Postgres
+
+        url = _env(table.database_url_env, "routing.sources.database_url_env")
+        rows = _postgres_rows(engine_of(url, table.database_url_env), table.table, columns)
     else:
         rows = supabase_rows(table.url_env, table.key_env, table.table, columns, "routing.sources")
     return {str(r[columns[0]]): str(r[columns[1]]) for r in rows if r.get(columns[0]) and r.get(columns[1])}
 
 
-def _postgres_rows(url: str, name: str, columns: tuple[str, str]) -> list[dict[str, Any]]:
+def _postgres_rows(engine: Any, name: str, columns: tuple[str, str]) -> list[dict[str, Any]]:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
         with engine.connect() as conn:
             result = conn.execute(sa.text(f'SELECT "{columns[0]}", "{columns[1]}" FROM "{name}"'))

@@ -188,6 +188,8 @@ class Faults:
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
       (seeded by ``seed``; deterministic for a sequential client). ``error_ops`` limits them to some operations
       (e.g. ``("upsert",)``; names as in the stats' ``requests``); ``None`` = every data-plane operation.
+    - ``refuse_ids``: an upsert holding any of these ids is answered ``status_5xx`` (a record the server cannot take,
+      whatever the rate: one batch fails and its neighbours go through).
     - ``drop_fraction``: upserts answer the full ``upsertedCount`` but silently do not store this fraction of the
       vectors (chosen with a seeded RNG; exact when ``n * drop_fraction`` is a whole number).
     - ``namespaces_endpoint``: when ``False`` the ``/namespaces`` endpoints answer 404, as Pinecone Local does.
@@ -210,6 +212,7 @@ class Faults:
     error_rate_5xx: float = 0.0
     status_5xx: int = 503
     error_ops: tuple[str, ...] | None = None
+    refuse_ids: tuple[str, ...] = ()
     drop_fraction: float = 0.0
     namespaces_endpoint: bool = True
     embed_tokens_per_min: int | None = None
@@ -242,6 +245,7 @@ class Faults:
             raise ValueError("retry_after_s must be >= 0")
         if not 500 <= self.status_5xx <= 599:
             raise ValueError("status_5xx must be a 5xx status")
+        object.__setattr__(self, "refuse_ids", tuple(self.refuse_ids))  # a tuple however it was given, as below
         if self.error_ops is not None:
             # JSON gives a list; keep a tuple so Faults stays hashable and compares equal however it was built.
             object.__setattr__(self, "error_ops", tuple(self.error_ops))
@@ -260,6 +264,7 @@ class Faults:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["refuse_ids"] = list(self.refuse_ids)
         if self.error_ops is not None:
             data["error_ops"] = list(self.error_ops)
         return data
@@ -880,6 +885,15 @@ class FaultState:
                 )
             return None
 
+    def refuse(self, ids: Iterable[str]) -> _Refusal | None:
+        """Answer an upsert holding one of ``refuse_ids`` with ``status_5xx``."""
+        with self._lock:
+            refused = self.faults.refuse_ids
+            if not refused or set(refused).isdisjoint(ids):
+                return None
+            self._counters["injected_5xx"] += 1
+            return _Refusal(self.faults.status_5xx, "Service unavailable (sandbox fault injection: a refused id)")
+
     def admit(self, op: str, namespace: str) -> _Refusal | None:
         """Count this request against its rate scope; a 429 refusal when the scope's window is full."""
         if op not in _SCOPES:
@@ -1107,6 +1121,9 @@ class IndexService:
         if len(vectors) > MAX_UPSERT_VECTORS:
             raise _bad(f"Upsert request contains {len(vectors)} vectors; the maximum is {MAX_UPSERT_VECTORS} vectors")
         records = [self._record(v) for v in vectors]
+        refusal = self.faults.refuse(vector_id for vector_id, _ in records)
+        if refusal is not None:
+            raise refusal
         dropped = self.faults.choose_drops(len(records))
         kept = [r for position, r in enumerate(records) if position not in dropped]
         self.store.put(namespace, kept)

@@ -19,6 +19,7 @@ from orchestrator.errors import StateError
 from orchestrator.prefix_chains import Chain, ChainState, chain_batch, split_prefixes, wanted_chains
 from orchestrator.records import IdPage, display_namespace
 from orchestrator.spec import JobSpec
+from workers import tally
 from workers.context import WorkerContext
 from workers.flow import run_copied
 from workers.stores.guarded import GuardedStore
@@ -39,7 +40,8 @@ def chains_for(store: GuardedStore, namespace: str, count: int, most: int) -> Ch
     def page_of(prefix: str, token: str | None, limit: int) -> IdPage:
         return store.list_ids_by_prefix(namespace, prefix, limit=limit, token=token)
 
-    with ThreadPoolExecutor(max_workers=CHAIN_THREADS, thread_name_prefix="nsmigrate-probe") as pool:
+    counts = tally.current()
+    with ThreadPoolExecutor(CHAIN_THREADS, "nsmigrate-probe", initializer=tally.adopt, initargs=(counts,)) as pool:
         prefixes = split_prefixes(page_of, want, lambda thunks: list(pool.map(lambda t: t(), thunks)))
     return ChainState.fresh(prefixes) if len(prefixes) > 1 else None
 
@@ -65,7 +67,8 @@ def list_chains(
     bound = spec.max_batches_in_flight
     threads = max(1, min(CHAIN_THREADS, spec.max_list_chains))
     shown = display_namespace(namespace)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nsmigrate-chain") as pool:
+    counts = tally.current()
+    with ThreadPoolExecutor(threads, "nsmigrate-chain", initializer=tally.adopt, initargs=(counts,)) as pool:
         running: dict[Future[tuple[list[str], str | None]], Chain] = {}
 
         def start_what_fits() -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 
 from orchestrator import jobs
-from orchestrator.errors import NsmigrateError
+from orchestrator.errors import BatchFailed, NsmigrateError, failure_text
+from orchestrator.naming import display_namespace
 from orchestrator.routing import expected_metadata, route_context, route_records
 from orchestrator.spec import PgvectorStoreSpec
 from orchestrator.textrecords import missing_text_reason
@@ -99,16 +100,24 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, in
     return copied, len(work.ids) - copied, 0, [target_ns]
 
 
-def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> None:
-    """``again``: the task ran before (redelivered, or retried after an outage); see ``workers.flow.advance``."""
+def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> int:
+    """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
+    (redelivered, or retried after an outage); see ``workers.flow.advance``.
+
+    Raises:
+        BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
+            sent, so raising only tells Celery (and Flower) the task failed.
+    """
     work = jobs.start_batch(ctx.db, batch_id, ctx.worker_name)
     if work is None:
         if again:  # done by the delivery that died: make sure what follows the batch was sent
             run = jobs.get_run(ctx.db, jobs.run_of_batch(ctx.db, batch_id))
             advance(ctx, run.id, run.job_id, run.source_namespace, jobs.job_spec(ctx.db, run.job_id), again=True)
-        return
+        return 0
     spec = work.spec
     outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
+    error: str | None = None
+    vectors = 0
     try:
         in_postgres = work.target_namespace is not None and pgnamespaces.in_database(spec)
         vectors, missing, nbytes, targets = (_copy_in_postgres if in_postgres else _copy_through_worker)(ctx, work)
@@ -124,12 +133,17 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> Non
     except NsmigrateError as e:
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
-        jobs.fail_batch(ctx.db, batch_id, f"{type(e).__name__}: {e}")
+        error = failure_text(e)
     except INFRASTRUCTURE_ERRORS:
         raise  # the job table or Redis is unreachable: Celery sends the task again (workers.tasks)
     except Exception as e:
         # Anything unforeseen (an unmapped SDK or transport error, a bug) must not leave the batch `running`
         # forever: it fails visibly with its error, and `nsmigrate retry` re-runs it.
         log.exception("batch %s (job %s, seq %s) failed unexpectedly", batch_id, work.job_id, work.seq)
-        jobs.fail_batch(ctx.db, batch_id, f"unexpected {type(e).__name__}: {e}")
+        error = f"unexpected {type(e).__name__}: {e}"
+    if error is not None:
+        jobs.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
     advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again, outcome=outcome)
+    if error is not None:
+        raise BatchFailed(error, job=work.job_id, namespace=display_namespace(work.source_namespace), batch=batch_id)
+    return vectors

@@ -25,7 +25,7 @@ from typing import Any
 
 from orchestrator import jobs
 from orchestrator.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
-from orchestrator.errors import NsmigrateError
+from orchestrator.errors import ErasureFailed, NsmigrateError
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import PlaceKind
 from orchestrator.naming import Registry
@@ -168,13 +168,21 @@ def _plan_backup(plan: ErasurePlan, directory: Path, registry: Registry, runs: l
 # --------------------------------------------------------------------------------------------------------- the task
 
 
-def erase_place(ctx: WorkerContext, place_id: int) -> None:
-    """Delete one place of an erasure job and check it; the last place to finish writes the job's receipt."""
+def erase_place(ctx: WorkerContext, place_id: int) -> int:
+    """Delete one place of an erasure job and check it; the last place to finish writes the job's receipt. Returns
+    what it erased (vectors, rows); 0 for a place verified before (a redelivered task).
+
+    Raises:
+        ErasureFailed: the place could not be erased or was not found empty afterwards; it is recorded ``failed``
+            (`nsmigrate erase --resume JOB` sends it again).
+    """
     place = jobs.claim_place(ctx.db, place_id)
     if place is None:  # verified before: a redelivered task
-        return
+        return 0
     job = jobs.find_job(ctx.db, place.job_id)
     subject = Subject.from_json(job.spec)
+    error: str | None = None
+    erased = 0
     try:
         if place.kind == PlaceKind.BACKUP:
             erased, check = _erase_backup(place, subject)
@@ -186,11 +194,18 @@ def erase_place(ctx: WorkerContext, place_id: int) -> None:
             else:
                 erased, check = _erase_records(ctx, place_id, store, namespace, subject)
         jobs.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
+        if not check.get("passed"):
+            error = str(check.get("reason", "the check after the delete did not pass"))
     except NsmigrateError as e:
-        jobs.fail_place(ctx.db, place_id, f"{e}; run `nsmigrate erase --resume {place.job_id}`", ctx.worker_name)
+        error = f"{e}; run `nsmigrate erase --resume {place.job_id}`"
+        jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
     finally:
         if jobs.maybe_finish_erasure(ctx.db, place.job_id, receipt, ctx.worker_name) is not None:
             log.info("erasure job %s finished; receipt in its audit log", place.job_id)
+    if error is not None:
+        where = place.path if place.kind == PlaceKind.BACKUP else display_namespace(place.namespace or "")
+        raise ErasureFailed(error, job=place.job_id, place=f"{place.kind} {where}")
+    return erased
 
 
 def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:

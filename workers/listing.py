@@ -22,7 +22,7 @@ import redis
 from redis.exceptions import LockError
 
 from orchestrator import jobs
-from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.errors import ListingFailed, NsmigrateError, StateError, failure_text
 from orchestrator.models import RunState
 from orchestrator.names import lock_key
 from orchestrator.paging import id_pages
@@ -30,6 +30,7 @@ from orchestrator.prefix_chains import ChainState
 from orchestrator.records import display_namespace
 from orchestrator.small_runs import list_page_ids
 from orchestrator.spec import JobSpec
+from workers import tally
 from workers.chain_listing import chains_for, list_chains
 from workers.context import WorkerContext
 from workers.flow import advance, lister_wake_key, run_copied
@@ -80,25 +81,31 @@ def lister_lock(ctx: WorkerContext, run_id: int, *, wait: bool = False) -> Itera
 
 def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, again: bool = False) -> None:
     """List one namespace run (``_list_run``). A lister that fails for good — a store refusal, retries used up, a
-    bug — ends its run ``list_failed`` with the error instead of leaving it ``listing`` for ever; `nsmigrate retry`
-    lists again from the saved token. An outage of the job table or Redis propagates: Celery sends the task again."""
+    bug — ends its run ``list_failed`` with the error instead of leaving it ``listing`` for ever, then raises
+    ``ListingFailed``; `nsmigrate retry` lists again from the saved token. An outage of the job table or Redis
+    propagates: Celery sends the task again."""
     with _failing_for_good(ctx, run_id):
         _list_run(ctx, run_id, wait_for_lock=wait_for_lock, again=again)
 
 
 @contextlib.contextmanager
 def _failing_for_good(ctx: WorkerContext, run_id: int) -> Iterator[None]:
-    """A lister's failure other than an outage ends its run ``list_failed`` (see ``list_run``); an outage propagates."""
+    """A lister's failure other than an outage ends its run ``list_failed`` and raises ``ListingFailed`` (unless the
+    run had moved on meanwhile: then nothing is recorded or raised); an outage propagates."""
     try:
         yield
+        return
     except INFRASTRUCTURE_ERRORS:
         raise
     except NsmigrateError as e:
         log.warning("lister of run %s failed for good: %s", run_id, e)
-        jobs.fail_listing(ctx.db, run_id, f"{type(e).__name__}: {e}")
+        error = failure_text(e)
     except Exception as e:
         log.exception("lister of run %s failed unexpectedly", run_id)
-        jobs.fail_listing(ctx.db, run_id, f"unexpected {type(e).__name__}: {e}")
+        error = f"unexpected {type(e).__name__}: {e}"
+    if jobs.fail_listing(ctx.db, run_id, error):
+        run = jobs.get_run(ctx.db, run_id)
+        raise ListingFailed(error, job=run.job_id, namespace=display_namespace(run.source_namespace), run=run_id)
 
 
 def send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int, *, running_too: bool = False) -> None:
@@ -120,9 +127,10 @@ def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = Fal
     """List a small run's one batch (``orchestrator.small_runs``) under its lock, as ``list_run`` lists the first,
     and record it: its id, for the caller to copy (no copy task is sent). None when there is nothing to copy: the
     lock is taken (another lister is on it), listing is done or cancelled, another lister recorded the page first,
-    the namespace is empty (the run is ``copied`` and its verification sent), or the lister failed (the run is
-    ``list_failed``, as in ``list_run``). A namespace that grew since it was planned has more pages: the batch is
-    recorded with the token after it, and its copy's finish wakes a lister for the rest (``flow.advance``)."""
+    or the namespace is empty (the run is ``copied`` and its verification sent). A lister that fails for good ends
+    its run ``list_failed`` and raises ``ListingFailed``, as in ``list_run``. A namespace that grew since it was
+    planned has more pages: the batch is recorded with the token after it, and its copy's finish wakes a lister for
+    the rest (``flow.advance``)."""
     with _failing_for_good(ctx, run_id):
         return _list_one_batch(ctx, run_id, wait_for_lock=wait_for_lock)
     return None
@@ -208,7 +216,8 @@ def _list_one_chain(ctx: WorkerContext, run_id: int, run: jobs.Listing, spec: Jo
     token = run.list_token
     next_batch: Future[tuple[list[str], str | None]] | None = None
     # Waits for a batch listed ahead before the lock is let go, whatever ends the loop.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsmigrate-list-ahead") as ahead:
+    counts = tally.current()
+    with ThreadPoolExecutor(1, "nsmigrate-list-ahead", initializer=tally.adopt, initargs=(counts,)) as ahead:
         while in_flight < spec.max_batches_in_flight:
             listed_from = token
             ids, token = next_batch.result() if next_batch is not None else list_batch(token)

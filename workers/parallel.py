@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from workers import tally
+
 T = TypeVar("T")
 
 
@@ -21,7 +23,9 @@ def run_parallel(fn: Callable[[T], object], items: Sequence[T], max_parallel: in
         for item in items:
             fn(item)
         return
-    with ThreadPoolExecutor(max_workers=min(max_parallel, len(items)), thread_name_prefix="nsmigrate-call") as pool:
+    threads = min(max_parallel, len(items))
+    # The task's tally counts the requests of these threads too.
+    with ThreadPoolExecutor(threads, "nsmigrate-call", initializer=tally.adopt, initargs=(tally.current(),)) as pool:
         futures = [pool.submit(fn, item) for item in items]
     for future in futures:
         future.result()

@@ -122,7 +122,9 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
     return data
 
 
-def verify_runs(ctx: WorkerContext, run_ids: Sequence[int], job_id: int, *, rejudge: bool = False) -> None:
+def verify_runs(
+    ctx: WorkerContext, run_ids: Sequence[int], job_id: int, *, rejudge: bool = False
+) -> list[dict[str, Any]]:
     """Verify a group of runs of job ``job_id`` (small namespaces copied by one task: ``flow.verifications_grouped``;
     or asked for by `nsmigrate verify`: ``launch.request_verification``) one after the other, all moved to
     ``verifying`` first by one statement (``jobs.start_verifications``). Unless ``rejudge`` (`nsmigrate verify`), a
@@ -131,16 +133,24 @@ def verify_runs(ctx: WorkerContext, run_ids: Sequence[int], job_id: int, *, reju
 
     Whether the job is finished is asked once, after the group, not after each verdict. It is asked too when no run
     was started here: a group sent again after its worker died past its last verdict still owes the job its end
-    (``_ends_with_its_verdicts``)."""
+    (``_ends_with_its_verdicts``).
+
+    Returns:
+        The reports of the runs judged here, as stored on them."""
     started = jobs.start_verifications(ctx.db, run_ids, judged_too=rejudge)
     owes_finish = False
+    reports: list[dict[str, Any]] = []
     for run, neighbours in started:
         try:
-            owes_finish |= _verify(ctx, run, neighbours)[1] is not None
+            report, finishing_job = _verify(ctx, run, neighbours)
         except StateError as e:
             log.info("run %s (job %s) was not judged: %s", run.id, job_id, e)
+            continue
+        reports.append(report)
+        owes_finish |= finishing_job is not None
     if owes_finish or (not started and _ends_with_its_verdicts(ctx, job_id)):
         jobs.maybe_finish_job(ctx.db, job_id)
+    return reports
 
 
 def _ends_with_its_verdicts(ctx: WorkerContext, job_id: int) -> bool:

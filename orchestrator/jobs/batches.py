@@ -221,8 +221,9 @@ def finish_batch(
         return copied, not listing_done and in_flight < max_in_flight
 
 
-def fail_batch(db: Database, batch_id: int, error: str) -> None:
-    """running → failed with the error; `nsmigrate retry` re-queues it."""
+def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None) -> None:
+    """running → failed with the error, and a ``batch_failed`` event (``actor``: the worker); `nsmigrate retry`
+    re-queues it."""
     with db.transaction() as s:
         batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
         if batch.state in (BatchState.DONE, BatchState.FAILED):
@@ -230,11 +231,14 @@ def fail_batch(db: Database, batch_id: int, error: str) -> None:
         batch.state = BatchState.FAILED
         batch.last_error = error[:2000]
         batch.finished_at = utcnow()
-        s.execute(
+        run = s.execute(
             sa.update(NamespaceRun)
             .where(NamespaceRun.id == batch.run_id)
             .values(failed=NamespaceRun.failed + len(batch.ids))
-        )
+            .returning(NamespaceRun.job_id, NamespaceRun.source_namespace)
+        ).one()
+        detail: dict[str, Any] = {"batch_id": batch_id, "namespace": run.source_namespace, "attempts": batch.attempts}
+        _event(s, "batch_failed", actor or default_actor(), run.job_id, batch.run_id, **detail, error=error[:2000])
 
 
 def maybe_mark_copied(db: Database, run_id: int) -> bool:
@@ -295,24 +299,36 @@ def compile_task_statements(db: Database) -> None:
 def requeue_failed(
     db: Database, job_id: int, namespace: str | None = None, actor: str | None = None
 ) -> list[tuple[int, int]]:
-    """failed → queued for the job's (or one namespace's) failed batches; returns (run_id, batch_id) to enqueue."""
+    """failed → queued for the job's (or one namespace's) failed batches, and a ``retry`` event naming their
+    namespaces; returns (run_id, batch_id) to enqueue."""
     with db.transaction() as s:
         stmt = (
             sa.select(Batch, NamespaceRun)
             .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
             .where(NamespaceRun.job_id == job_id, Batch.state == BatchState.FAILED)
+            .order_by(Batch.id)
             .with_for_update()
         )
         if namespace is not None:
             stmt = stmt.where(NamespaceRun.source_namespace == namespace)
         out: list[tuple[int, int]] = []
+        namespaces: set[str] = set()
         for batch, run in s.execute(stmt).all():
             batch.state = BatchState.QUEUED
             run.failed = max(0, run.failed - len(batch.ids))
             if run.state == RunState.CANCELLED:
                 _move_run(run, RunState.COPYING)
             out.append((run.id, batch.id))
-        _event(s, "batches_requeued", actor or default_actor(), job_id, namespace=namespace, batches=len(out))
+            namespaces.add(run.source_namespace)
+        _event(
+            s,
+            "retry",
+            actor or default_actor(),
+            job_id,
+            namespace=namespace,
+            namespaces=sorted(namespaces),
+            batches=len(out),
+        )
         return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator import jobs
+from orchestrator.errors import BatchFailed
 from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 from orchestrator.settings import Settings
 from orchestrator.spec import parse_spec
@@ -35,7 +36,12 @@ def test_an_unexpected_error_fails_the_batch_with_its_message(
     [batch_id] = jobs.add_batches(ctx.db, run.id, [["x", "y"]], None, listing_done=True).batch_ids
     monkeypatch.setattr(ctx, "store", lambda _spec: _BrokenStore())
 
-    copying.copy_batch(ctx, batch_id)
+    with pytest.raises(BatchFailed) as failed:
+        copying.copy_batch(ctx, batch_id)
+
+    assert str(failed.value) == (
+        f"unexpected RuntimeError: connection object vanished (job {job_id}, namespace ns, batch {batch_id})"
+    )
 
     [status] = jobs.job_status(ctx.db, job_id).runs
     assert status.batches.failed == 1 and status.batches.running == 0

@@ -221,7 +221,8 @@ def test_a_batch_that_keeps_failing_ends_failed_and_retry_completes_it(stack: St
     assert stack.pinecone.stats("small-dst")["requests"].get("upsert", 0) > 0
 
     stack.pinecone.set_faults("small-dst", Faults())  # … until the fault is gone
-    assert launch.retry_failed(db, dispatcher, job_id) == failed
+    requeued = launch.retry_failed(db, dispatcher, job_id)
+    assert sorted(requeued) == sorted(loaded) and sum(len(ids) for ids in requeued.values()) == failed
     status = wait_for_job(db, job_id, all_verified)
 
     assert all(r.state == RunState.VERIFIED for r in status.runs)

@@ -8,9 +8,13 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator import jobs
+from orchestrator.errors import SpecError
+from orchestrator.spec import IdCatalogue, SourceTable
+from orchestrator.tenancy import load_sources
 from sandbox.stack import Stack
 from tests.integration.test_fleet_planner import cli, job_ids, write_spec
 from tests.integration.test_refusals_secrets import nsmigrate, one_error
+from workers.stores.enumeration import open_catalogue
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +74,24 @@ def test_a_malformed_pgvector_url_is_one_message_without_the_url(url: str) -> No
 
     assert "environment variable NSMIGRATE_PGVECTOR_URL does not hold a database URL" in message
     assert "TAIL" not in message and "SECRET" not in message and "pasted" not in message
+
+
+BAD_URL = "postgresql+psycopg://app:p@ss-TAIL@127.0.0.1:notaport/db"
+
+
+def test_a_malformed_url_of_a_sources_table_or_an_id_catalogue_is_the_same_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NSM_TEST_SOURCES_URL", BAD_URL)
+    monkeypatch.setenv("NSM_TEST_CATALOGUE_URL", BAD_URL)
+    sources = SourceTable(source="postgres", database_url_env="NSM_TEST_SOURCES_URL")
+    catalogue = open_catalogue(IdCatalogue(source="postgres", database_url_env="NSM_TEST_CATALOGUE_URL"))
+
+    with pytest.raises(SpecError) as from_sources:
+        load_sources(sources)
+    with pytest.raises(SpecError) as from_catalogue:
+        catalogue.ids_after("alpha", None, 10)
+
+    for err, env_var in ((from_sources, "NSM_TEST_SOURCES_URL"), (from_catalogue, "NSM_TEST_CATALOGUE_URL")):
+        assert f"environment variable {env_var} does not hold a database URL" in str(err.value)
+        assert "TAIL" not in str(err.value)

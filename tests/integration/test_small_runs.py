@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator import jobs, launch, small_runs
-from orchestrator.errors import StoreError
+from orchestrator.errors import GroupFailed, StoreError
 from orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
 from orchestrator.names import TaskName, lock_key
 from orchestrator.plan_types import Estimate, NamespacePlan, Plan
@@ -344,7 +344,8 @@ def test_a_run_whose_lister_fails_for_good_ends_list_failed_and_the_group_goes_o
         return list_ids(namespace, **kwargs)
 
     monkeypatch.setattr(store, "list_ids", refusing)
-    copy_small_runs(ctx, list(runs.values()))
+    with pytest.raises(GroupFailed, match=r"1 of 3 namespaces failed: refused: StoreError: the source refused"):
+        copy_small_runs(ctx, list(runs.values()))  # the task ends FAILURE, naming the namespace, after the others
 
     failed = jobs.get_run(ctx.db, runs["refused"])
     assert failed.state == RunState.LIST_FAILED

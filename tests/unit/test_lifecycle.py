@@ -16,6 +16,7 @@ from orchestrator.jobs import lifecycle
 from orchestrator.jobs.database import _move_run
 from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
 from orchestrator.models import BatchState, JobKind, JobState, NamespaceRun, RunState
+from orchestrator.snapshot import FailedBatch
 
 TABLES: list[tuple[type[StrEnum], Any]] = [
     (RunState, lifecycle.RUN_TRANSITIONS),
@@ -103,11 +104,13 @@ def test_job_status_as_dict_is_the_json_shape_of_status() -> None:
         state=JobState.RUNNING,
         created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         runs=(run, run),
+        failed_batches=(FailedBatch(batch_id=7, run_id=3, namespace="a", attempts=2, error="boom"),),
     )
 
     out = json.loads(json.dumps(status.as_dict()))
 
-    assert list(out) == ["job_id", "name", "kind", "state", "created_at", "runs", "totals", "phase"]
+    assert list(out) == ["job_id", "name", "kind", "state", "created_at", "runs", "totals", "phase", "failed_batches"]
+    assert out["failed_batches"] == [{"batch_id": 7, "run_id": 3, "namespace": "a", "attempts": 2, "error": "boom"}]
     assert out["phase"] is None  # only a `strategy: collection` job has one
     assert out["created_at"] == "2026-01-02T03:04:05+00:00"
     assert (out["kind"], out["state"]) == ("migrate", "running")

@@ -88,11 +88,12 @@ class PostgresCatalogue:
         self._lock = threading.Lock()
 
     def _connect(self) -> Any:
-        import sqlalchemy as sa  # only where a Postgres catalogue is used
-
         with self._lock:
             if self._engine is None:
-                self._engine = sa.create_engine(_env(self.catalogue.database_url_env, "database_url_env"))
+                from orchestrator.database_urls import engine_of  # SQLAlchemy: only where a catalogue is in Postgres
+
+                env_var = self.catalogue.database_url_env
+                self._engine = engine_of(_env(env_var, "database_url_env"), env_var)
             return self._engine
 
     def ids_after(self, namespace: str, after: str | None, limit: int) -> list[str]:

@@ -42,6 +42,7 @@ from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.pgschema import TableColumn
 from orchestrator.records import IdPage, Record
 from orchestrator.spec import RateBudget
+from workers import tally
 from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
 from workers.retry import retrying
@@ -94,7 +95,12 @@ class GuardedStore:
         self.name = store.name
         self._limiter = limiter
         self._rate = rate
-        policy = retrying(attempts=attempts, max_wait_s=max_wait_s, sleep=sleep)
+
+        def backoff(wait_s: float) -> None:
+            tally.current().backoff(wait_s)
+            sleep(wait_s)
+
+        policy = retrying(attempts=attempts, max_wait_s=max_wait_s, sleep=backoff)
         if no_answer_attempts is not None and no_answer_attempts < attempts:
             policy = policy.copy(
                 stop=tenacity.stop_after_attempt(attempts)
@@ -104,15 +110,27 @@ class GuardedStore:
 
     def _call(self, op: str, scope: str | None, rate_per_s: float, fn: Callable[..., T], *args: Any) -> T:
         limiter = self._limiter
+        counts = tally.current()
 
         def attempt() -> T:
             if limiter is not None and scope is not None:
-                limiter.acquire(scope, rate_per_s)
-            return fn(*args)
+                counts.waited(limiter.acquire(scope, rate_per_s))
+            counts.request()
+            try:
+                return fn(*args)
+            except RetryableError as e:
+                counts.refused(e.status)
+                raise
 
         attempt.__qualname__ = f"{type(self.inner).__name__}.{op}"  # names the operation in the retry's log line
         # copy(): tenacity keeps per-call state on the policy; a copy per call lets threads share this store.
-        return self._policy.copy()(attempt)
+        runner = self._policy.copy()
+        try:
+            return runner(attempt)
+        except RetryableError as e:
+            # The text a failed batch records and Flower shows says how hard it tried.
+            e.ids.setdefault("attempts", runner.statistics.get("attempt_number"))
+            raise
 
     def _read(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         rate = self._rate
@@ -238,9 +256,11 @@ class GuardedStore:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)
             # Reserved once per request, not per attempt; retried like a request while Redis is unreachable.
             scope = write_scope(self.name, namespace) + ":bytes"  # the byte bucket's key since the first copy
-            self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size)
+            counts = tally.current()
+            counts.waited(self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size))
             if tokens:
-                self._policy.copy()(limiter.acquire_tokens, embed_scope(self.name), rate.embed_tokens_per_min, tokens)
+                embed = embed_scope(self.name)
+                counts.waited(self._policy.copy()(limiter.acquire_tokens, embed, rate.embed_tokens_per_min, tokens))
         return self._write("upsert", namespace, self.inner.upsert, namespace, records)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:

@@ -32,6 +32,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from orchestrator.database_urls import engine_of
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.redaction import scrub
 from orchestrator.spec import PgvectorStoreSpec
@@ -56,14 +57,6 @@ def namespace_table_name(prefix: str, namespace: str) -> str:
     return f"{prefix}_{slug}__{digest}" if slug else f"{prefix}__{digest}"
 
 
-def _sqlalchemy_url(url: str) -> str:
-    # A bare postgresql:// URL would select psycopg2, which nsmigrate does not ship; psycopg 3 is the driver.
-    for bare in ("postgresql://", "postgres://"):
-        if url.startswith(bare):
-            return "postgresql+psycopg://" + url[len(bare) :]
-    return url
-
-
 def _db_message(e: BaseException, url: str | None) -> str:
     # SQLAlchemy's own str() carries the statement and its parameters (whole vectors); the driver's first line is
     # the useful part, and it may show parts of the URL.
@@ -71,20 +64,6 @@ def _db_message(e: BaseException, url: str | None) -> str:
     text = str(orig).strip().splitlines()
     first = (text[0] if text else type(orig).__name__)[:500]
     return scrub(first, url) if url else first
-
-
-def _engine(url: str, env_var: str, store: str) -> sa.Engine:
-    """An engine of ``url``; a value that is not a database URL is refused naming ``env_var``, never showing the
-    value (it may be a password, or a key the variable was never meant to hold)."""
-    try:
-        return sa.create_engine(_sqlalchemy_url(url), pool_pre_ping=True)
-    except (sa.exc.ArgumentError, ValueError, TypeError) as e:
-        raise StoreError(
-            f"environment variable {env_var} does not hold a database URL SQLAlchemy can read ({type(e).__name__})",
-            hint="set it to a URL like postgresql+psycopg://user:password@host:5432/dbname (quote a password's "
-            "special characters, e.g. @ as %40)",
-            store=store,
-        ) from None  # not chained: the parser's message quotes parts of the URL
 
 
 def is_undefined_table(e: BaseException) -> bool:
@@ -138,7 +117,7 @@ class PgvectorStore:
                             store=self.name,
                             env_var=self.spec.database_url_env,
                         )
-                self._engine = _engine(url, self.spec.database_url_env, self.name)
+                self._engine = engine_of(url, self.spec.database_url_env, pool_pre_ping=True)
                 self._shown_url = url
                 self._engine_pid = pid
             return self._engine

@@ -1,0 +1,314 @@
+"""Flower tells the truth about failures, on the real stack: real `nsmigrate worker` processes, the real `nsmigrate
+flower`, the real SDK against the local data plane answering 503 on purpose.
+
+A batch that gave up is a FAILURE task in Flower, with its error, job, namespace and batch in its kwargs and
+exception, acknowledged once (not redelivered); its re-run after `nsmigrate retry` is a SUCCESS whose result says
+what it copied and what it cost. No secret reaches a task's args, kwargs, result or exception.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from pinecone import Pinecone
+
+from orchestrator import jobs
+from orchestrator.dispatch import Dispatcher
+from orchestrator.models import RunState
+from orchestrator.names import TaskName
+from orchestrator.settings import Settings
+from sandbox.pinecone_server import Faults, IndexSpec
+from sandbox.stack import Stack
+from tests.polling import wait_until
+
+pytestmark = pytest.mark.integration
+
+SECRET = "pcsk-test-SECRET-flower-failures"  # key-shaped canary (the local data plane accepts any key)
+COPY = TaskName.COPY_BATCH.value
+GROUP = TaskName.COPY_SMALL_NAMESPACES.value
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("ff-src", dimension=8), IndexSpec("ff-dst", dimension=8)]
+
+
+@pytest.fixture
+def pinecone_api_key() -> str:
+    return SECRET  # this process plans the job with the same key the workers and Flower get
+
+
+def load(stack: Stack, sizes: dict[str, int]) -> dict[str, list[str]]:
+    """``sizes``: ids per source namespace ("" is the default one)."""
+    loaded: dict[str, list[str]] = {}
+    for n, (ns, size) in enumerate(sizes.items()):
+        ids = [f"{ns or 'default'}-{i:04d}" for i in range(size)]
+        stack.pinecone.load(
+            "ff-src", ns, [(id_, [0.1 * (n + 1), k / size] + [0.5] * 6, {"n": n}) for k, id_ in enumerate(ids)]
+        )
+        loaded[ns] = ids
+    return loaded
+
+
+def start_job(stack: Stack, batch_size: int) -> tuple[jobs.Database, int]:
+    """`nsmigrate run` of a copy from ff-src to ff-dst, as a user starts it."""
+    spec = {
+        "name": "flower-failures",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host("ff-src")},
+        "target": {"kind": "pinecone", "host": stack.pinecone.host("ff-dst")},
+        "batch_size": batch_size,
+    }
+    path = stack.workdir / "flower-failures.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    started = cli(stack, "run", str(path))
+    assert started.returncode == 0, started.stderr
+    return jobs.Database(stack.database_url), int(started.stdout.strip().splitlines()[-1])
+
+
+def start_fleet(stack: Stack) -> httpx.Client:
+    """A worker whose store requests give up after 2 quick attempts, and Flower started right after it (as the demo
+    and a compose file start them) and receiving the worker's events before any job."""
+    stack.start_worker(
+        "list,copy,verify,cleanup",
+        4,
+        name="ff",
+        PINECONE_API_KEY=SECRET,
+        NSMIGRATE_RETRY_ATTEMPTS="2",
+        NSMIGRATE_RETRY_MAX_WAIT_S="0.05",
+    )
+    url = stack.start_flower(PINECONE_API_KEY=SECRET)
+    client = httpx.Client(base_url=url, timeout=10, auth=("admin", stack.flower_password or ""))
+    wait_until(
+        lambda: client.get("/api/workers", params={"status": "true"}).json(),
+        what="the worker's events in Flower",
+        done=lambda alive: any(name.startswith("ff@") and up for name, up in alive.items()),
+        timeout_s=30,
+        interval_s=0.25,
+    )
+    return client
+
+
+def flower_found_the_pool(client: httpx.Client) -> None:
+    """Flower's first inspection (at its start, never refreshed) found the worker's pool and queues: its Workers
+    page shows them."""
+    [info] = [v for k, v in client.get("/api/workers").json().items() if k.startswith("ff@")]
+    assert info["stats"]["pool"]["max-concurrency"] == 4
+    assert sorted(q["name"] for q in info["active_queues"]) == ["cleanup", "copy", "list", "verify"]
+
+
+def tasks_of(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
+    """Flower's tasks (``/api/tasks``), kwargs and results decoded."""
+    reply = client.get("/api/tasks", params=params)
+    assert reply.status_code == 200, reply.text
+    out = []
+    for task in reply.json().values():
+        task = dict(task)
+        task["kwargs"] = ast.literal_eval(task["kwargs"]) if task.get("kwargs") else {}
+        task["result"] = ast.literal_eval(task["result"]) if task.get("result") not in (None, "None") else None
+        out.append(task)
+    return out
+
+
+def namespaces_of(task: dict[str, Any]) -> list[str]:
+    kwargs = task["kwargs"]
+    return list(kwargs["namespaces"]) if "namespaces" in kwargs else [kwargs["namespace"]]
+
+
+def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=stack.env(PINECONE_API_KEY=SECRET),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def no_secret_in_tasks(client: httpx.Client, tasks: list[dict[str, Any]]) -> None:
+    raw = client.get("/api/tasks").text
+    assert SECRET not in raw
+    for task in tasks:
+        info = client.get(f"/api/task/info/{task['uuid']}").text
+        assert SECRET not in info, task["name"]
+
+
+def test_every_namespace_with_a_failed_batch_is_a_flower_failure_and_its_retry_a_success(stack: Stack) -> None:
+    # Two namespaces of several batches (the default one among them) and two small ones copied by group tasks.
+    sizes = {"": 45, "big": 60, "tiny-a": 3, "tiny-b": 4}
+    loaded = load(stack, sizes)
+    client = start_fleet(stack)
+    stack.pinecone.set_faults("ff-dst", Faults(error_rate_5xx=1.0, error_ops=("upsert",)))
+    db, job_id = start_job(stack, batch_size=20)
+    shown = {"": "__default__", "big": "big", "tiny-a": "tiny-a", "tiny-b": "tiny-b"}
+
+    status = wait_until(
+        lambda: jobs.job_status(db, job_id),
+        what="every batch failed",
+        done=lambda s: (
+            sum(r.batches.failed for r in s.runs) == 3 + 3 + 1 + 1
+            and not any(r.batches.queued or r.batches.running for r in s.runs)
+        ),
+        timeout_s=60,
+        interval_s=0.25,
+    )
+    failed_batches = {b.batch_id: b for b in status.failed_batches}
+    assert {b.namespace for b in failed_batches.values()} == set(sizes)
+
+    # Flower: one FAILURE per failed batch (copy tasks) or small namespace (group tasks), each naming its job,
+    # namespace and error; none redelivered (every message acknowledged), none SUCCESS.
+    failures = wait_until(
+        lambda: tasks_of(client, state="FAILURE", search=f"kwargs:job_id={job_id}"),
+        what="every failed batch a FAILURE in Flower",
+        done=lambda ts: len(ts) == len(failed_batches),
+        timeout_s=30,
+        interval_s=0.25,
+    )
+    copy_failures = [t for t in failures if t["name"] == COPY]
+    assert sorted(t["kwargs"]["batch_id"] for t in copy_failures) == sorted(
+        b.batch_id for b in failed_batches.values() if b.namespace in ("", "big")
+    )
+    assert sorted(ns for t in failures for ns in namespaces_of(t)) == sorted(
+        shown[b.namespace] for b in failed_batches.values()
+    )
+    for task in failures:
+        assert task["kwargs"]["job_id"] == job_id
+        assert "answered 503 after 2 attempts" in task["exception"], task["exception"]
+        for ns in namespaces_of(task):
+            assert f"namespace {ns}" in task["exception"] or f"{ns}: " in task["exception"], task["exception"]
+    for task in copy_failures:
+        assert task["exception"].startswith("BatchFailed("), task["exception"]
+        assert f"batch {task['kwargs']['batch_id']})" in task["exception"]
+    assert {t["name"] for t in failures} == {COPY, GROUP}
+    assert not [t for t in tasks_of(client, taskname=COPY) if t["state"] == "SUCCESS"]
+    assert redis.Redis.from_url(stack.redis_url).hlen("unacked") == 0, (
+        "a failed task's message was left for Redis to redeliver"
+    )
+
+    # The CLI says the same: the failed batches with their errors, the summary's count, an event per failure.
+    as_json = json.loads(cli(stack, "status", str(job_id), "--json").stdout)
+    assert sorted(b["batch_id"] for b in as_json["failed_batches"]) == sorted(failed_batches)
+    assert all("503" in b["error"] and b["attempts"] == 1 for b in as_json["failed_batches"])
+    summary = cli(stack, "status", str(job_id)).stdout
+    assert "8 batches failed in 4 namespaces" in summary, summary
+    events = jobs.events_of(db, job_id)
+    assert sorted(e["detail"]["batch_id"] for e in events if e["action"] == "batch_failed") == sorted(failed_batches)
+
+    # The fault is gone: `nsmigrate retry` re-queues exactly those batches and says which.
+    stack.pinecone.set_faults("ff-dst", Faults())
+    retried = cli(stack, "retry", str(job_id))
+    assert retried.returncode == 0, retried.stderr
+    assert "8 failed batches and 0 failed listers re-queued" in retried.stdout
+    for b in failed_batches.values():
+        assert f"{shown[b.namespace]}: " in retried.stdout
+    [retry_event] = [e for e in jobs.events_of(db, job_id) if e["action"] == "retry"]
+    assert retry_event["detail"]["batches"] == 8 and sorted(retry_event["detail"]["namespaces"]) == sorted(sizes)
+
+    status = wait_until(
+        lambda: jobs.job_status(db, job_id),
+        what="a verified job",
+        done=lambda s: all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s.runs),
+        timeout_s=60,
+        interval_s=0.25,
+    )
+    assert all(r.state == RunState.VERIFIED for r in status.runs), status
+    target = Pinecone(api_key=SECRET).Index(host=stack.pinecone.host("ff-dst"))
+    for ns, ids in loaded.items():
+        assert set(target.fetch(ids=ids, namespace=ns).vectors) == set(ids)
+
+    # Flower shows each re-run a SUCCESS with what it copied (the batch's vectors) and its requests.
+    reruns = wait_until(
+        lambda: [t for t in tasks_of(client, taskname=COPY, state="SUCCESS")],
+        what="the re-runs SUCCESS in Flower",
+        done=lambda ts: len(ts) == len(failed_batches),
+        timeout_s=30,
+        interval_s=0.25,
+    )
+    assert sorted(t["kwargs"]["batch_id"] for t in reruns) == sorted(failed_batches)
+    assert not jobs.job_status(db, job_id).failed_batches
+    copied = {t["kwargs"]["batch_id"]: t["result"] for t in reruns}
+    assert sum(r["vectors"] for r in copied.values()) == sum(len(ids) for ids in loaded.values())
+    assert all(r["requests"] >= 2 and r["5xx"] == 0 and r["retries"] == 0 for r in copied.values()), copied
+    no_secret_in_tasks(client, tasks_of(client))
+    flower_found_the_pool(client)
+    assert "Inspect method" not in (stack.workdir / "flower.log").read_text(errors="replace")
+    client.close()
+    db.dispose()
+
+
+def test_one_failed_batch_of_forty_is_the_one_flower_failure_and_the_rest_is_copied_and_verified(
+    stack: Stack,
+) -> None:
+    loaded = load(stack, {"a": 200, "b": 200, "c": 200, "d": 200})  # 4 namespaces × 10 batches of 20
+    client = start_fleet(stack)
+    poison = loaded["c"][107]  # in c's sixth batch: the target refuses every upsert holding it
+    stack.pinecone.set_faults("ff-dst", Faults(refuse_ids=(poison,)))
+    db, job_id = start_job(stack, batch_size=20)
+
+    status = wait_until(
+        lambda: jobs.job_status(db, job_id),
+        what="three namespaces verified and one failed batch",
+        done=lambda s: sum(r.state == RunState.VERIFIED for r in s.runs) == 3 and len(s.failed_batches) == 1,
+        timeout_s=90,
+        interval_s=0.25,
+    )
+    [failed] = status.failed_batches
+    assert failed.namespace == "c" and "503" in (failed.error or "")
+    [c] = [r for r in status.runs if r.source_namespace == "c"]
+    assert (c.state, c.batches.done, c.batches.failed, c.copied, c.failed) == (RunState.COPYING, 9, 1, 180, 20)
+    summary = cli(stack, "status", str(job_id)).stdout
+    assert "1 batch failed in 1 namespace" in summary, summary
+
+    # The 39 other batches are in the target, equal to the source; the failed one's ids are not.
+    source = Pinecone(api_key=SECRET).Index(host=stack.pinecone.host("ff-src"))
+    target = Pinecone(api_key=SECRET).Index(host=stack.pinecone.host("ff-dst"))
+    failed_ids = set(loaded["c"][100:120])
+    assert poison in failed_ids
+    for ns, ids in loaded.items():
+        for start in range(0, len(ids), 100):
+            chunk = ids[start : start + 100]
+            written = target.fetch(ids=chunk, namespace=ns).vectors
+            assert set(written) == set(chunk) - failed_ids
+            originals = source.fetch(ids=chunk, namespace=ns).vectors
+            assert all(written[i].values == originals[i].values for i in written)
+
+    # Flower: exactly one copy FAILURE (that batch, its namespace and error), 39 copy SUCCESSes.
+    copies = wait_until(
+        lambda: tasks_of(client, taskname=COPY),
+        what="40 finished copy tasks in Flower",
+        done=lambda ts: sum(t["state"] in ("SUCCESS", "FAILURE") for t in ts) == 40,
+        timeout_s=30,
+        interval_s=0.25,
+    )
+    [failure] = [t for t in copies if t["state"] == "FAILURE"]
+    assert failure["kwargs"] == {"batch_id": failed.batch_id, "job_id": job_id, "run_id": c.run_id, "namespace": "c"}
+    assert (
+        "503" in failure["exception"]
+        and f"(job {job_id}, namespace c, batch {failed.batch_id})" in failure["exception"]
+    )
+    successes = [t for t in copies if t["state"] == "SUCCESS"]
+    assert len(successes) == 39 and all(t["result"]["vectors"] == 20 for t in successes)
+
+    # A copy task delivered again for a batch that is done does nothing and stays SUCCESS.
+    done = successes[0]["kwargs"]
+    Dispatcher(Settings(database_url=stack.database_url, redis_url=stack.redis_url)).copy_batch(
+        done["batch_id"], job_id=job_id, run_id=done["run_id"], namespace=done["namespace"]
+    )
+    again = wait_until(
+        lambda: [t for t in tasks_of(client, taskname=COPY) if t["kwargs"]["batch_id"] == done["batch_id"]],
+        what="the copy task sent again finished in Flower",
+        done=lambda ts: len(ts) == 2 and all(t["state"] in ("SUCCESS", "FAILURE") for t in ts),
+        timeout_s=30,
+        interval_s=0.25,
+    )
+    assert [t["state"] for t in again] == ["SUCCESS", "SUCCESS"]
+    assert sorted(t["result"]["vectors"] for t in again) == [0, 20]
+    no_secret_in_tasks(client, copies)
+    client.close()
+    db.dispose()
