@@ -122,8 +122,7 @@ def _print_result(title: str, result: pgnamespaces.CopyResult, as_json: bool, dr
         if dry_run
         else "yes"
         if result.verified
-        else f"NO (missing {result.missing}, extra {result.extra}, {result.differing_count} rows differ: "
-        f"{result.differing})"
+        else f"NO (missing {result.missing}, extra {result.extra}, {result.differ} rows differ: {result.differing})"
     )
     table.add_row(
         result.source_table,
@@ -469,8 +468,8 @@ def move(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts, id sets and every column of
-    every row match, rename the source table to {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs
-    --yes."""
+    every row match at the moment of the rename (both tables locked and compared again), rename the source table to
+    {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs --yes."""
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"move renames namespace {source!r}'s table to a backup")
     _between(
@@ -490,8 +489,8 @@ def legacy(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres with
-    every column it has (NULLs included), verify row counts, id sets and every column of every row, then rename the
-    legacy table to {prefix}_backup_{timestamp}. Needs --yes, as move."""
+    every column it has (NULLs included), verify row counts, id sets and every column of every row, then (compared
+    again under a lock) rename the legacy table to {prefix}_backup_{timestamp}. Needs --yes, as move."""
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"legacy renames the legacy table {prefix} to a backup")
 

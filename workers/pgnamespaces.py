@@ -581,13 +581,13 @@ class CopyResult:
     extra: int = 0  # target rows that are not in the source
     columns: list[str] = field(default_factory=list)  # the columns carried and compared
     differing: dict[str, str] = field(default_factory=dict)  # id → the first column that differs (first few)
-    differing_count: int = 0  # rows in both whose carried columns are not all equal
+    differ: int = 0  # rows in both whose carried columns are not all equal (a source row changed after its copy)
     backup_table: str | None = None
     indexes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
-        return self.source_rows == self.target_rows and not self.missing and not self.extra and not self.differing_count
+        return self.source_rows == self.target_rows and not self.missing and not self.extra and not self.differ
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "verified": self.verified}
@@ -626,7 +626,7 @@ def compare_tables(conn: sa.Connection, source: str, target: str, result: CopyRe
         {"extra": "{}"},
     ).all()
     result.differing = {row[0]: row[1] for row in differing}
-    result.differing_count = int(differing[0][2]) if differing else 0
+    result.differ = int(differing[0][2]) if differing else 0
     return result
 
 
@@ -784,20 +784,32 @@ def move_namespace(
     dry_run: bool = False,
     **options: Any,
 ) -> CopyResult:
-    """``nsmigrate pgvector move``: ``copy_namespace``, then, only when counts and id sets match, the source table is
-    renamed to a backup (``{prefix}_backup_{stamp}_{namespace}``), never dropped."""
+    """``nsmigrate pgvector move``: ``copy_namespace``, then, only when counts, id sets and contents match at the
+    moment of the rename (``retire_if_equal``), the source table is renamed to a backup
+    (``{prefix}_backup_{stamp}_{namespace}``), never dropped."""
     result = copy_namespace(engine, prefix, source, target, vector_index=vector_index, dry_run=dry_run, **options)
     if not dry_run and result.verified:
-        with engine.begin() as conn:
-            result.backup_table = rename_to_backup(conn, prefix, result.source_table, source)
+        retire_if_equal(engine, prefix, result, source)
     return result
+
+
+def retire_if_equal(engine: sa.Engine, prefix: str, result: CopyResult, namespace: str | None) -> None:
+    """Rename the source to a backup only if it still equals the target: both tables locked against writes, compared
+    again (counts, ids, contents), renamed in the same transaction. The comparison after the copy is a reason to
+    try; this one is the proof, so a row written in between keeps the source where it is (``result`` says why)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"LOCK TABLE {quote(result.source_table)} IN ACCESS EXCLUSIVE MODE"))
+        conn.execute(sa.text(f"LOCK TABLE {quote(result.target_table)} IN SHARE MODE"))
+        compare_tables(conn, result.source_table, result.target_table, result)
+        if result.verified:
+            result.backup_table = rename_to_backup(conn, prefix, result.source_table, namespace)
 
 
 def migrate_legacy(
     engine: sa.Engine, prefix: str, *, vector_index: pgschema.VectorIndex, dry_run: bool = False, **options: Any
 ) -> CopyResult:
-    """``nsmigrate pgvector legacy``: the single ``{prefix}`` table → ``{prefix}_default``, row counts verified, then
-    the legacy table renamed to ``{prefix}_backup_{stamp}`` (only when they match)."""
+    """``nsmigrate pgvector legacy``: the single ``{prefix}`` table → ``{prefix}_default``, verified, then the legacy
+    table renamed to ``{prefix}_backup_{stamp}`` (only when they match then: ``retire_if_equal``)."""
     with engine.connect() as conn:
         if not exists(conn, prefix) or ID_COLUMN not in columns_of(conn, prefix):
             raise StoreError(
@@ -807,6 +819,5 @@ def migrate_legacy(
             )
     result = transfer(engine, prefix, prefix, "", vector_index=vector_index, dry_run=dry_run, **options)
     if not dry_run and result.verified:
-        with engine.begin() as conn:
-            result.backup_table = rename_to_backup(conn, prefix, prefix, None)
+        retire_if_equal(engine, prefix, result, None)
     return result

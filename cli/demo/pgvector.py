@@ -5,7 +5,8 @@ The legacy ``embeddings`` table is made as the application makes it: its own DDL
 (tests/fixtures/reference/pgvector-namespace-table.sql), 805 seed-shaped chunks of dimension 3072 like the other
 scenarios' data, every column filled and NULL where the DDL allows it. pgvector refuses the DDL's ivfflat index above
 2,000 dimensions, so that table has no ANN index. ``nsmigrate pgvector legacy`` moves it to ``embeddings_default``
-inside Postgres (row counts and id sets verified, the legacy table renamed to a backup) and builds its documented
+inside Postgres (row counts, id sets and
+contents verified, the legacy table renamed to a backup) and builds its documented
 indexes, the vector one as HNSW over ``halfvec(3072)``; ``nsmigrate pgvector copy`` makes a second namespace table
 from it; the shipped spec ``migrations/pgvector-to-pinecone.yaml`` copies both into a Pinecone index and
 ``migrations/pinecone-to-pgvector.yaml`` brings them back into ``roundtrip_*`` tables, on a real worker pool, each

@@ -187,7 +187,7 @@ def test_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa
 
     assert again.exit_code == 1
     report = json.loads(again.output.split("\nerror:")[0])
-    assert not report["verified"] and report["differing_count"] == 2
+    assert not report["verified"] and report["differ"] == 2
     assert report["differing"] == {one: "confidence differs", other: "domain_tags differs"}
 
 

@@ -22,6 +22,7 @@ from orchestrator.settings import Settings
 from orchestrator.spec import JobSpec
 from sandbox.pinecone_server import Faults
 from sandbox.stack import Stack
+from tests.integration.test_pgvector_namespaces import load, nsmigrate, records, store, tables
 from tests.integration.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
     cli,
     events,
@@ -35,8 +36,10 @@ from tests.integration.test_sync_rollback import (  # noqa: F401  (sandbox_index
 )
 from tests.polling import wait_until
 from workers.context import WorkerContext
+from workers.proving import delete_absent
 from workers.rollback import _Rollback
 from workers.stores import open_retrying_store
+from workers.syncing import sync_run
 
 pytestmark = pytest.mark.integration
 
@@ -192,6 +195,26 @@ def test_propagate_deletes_needs_yes_and_refuses_a_vanished_source(stack: Stack)
     assert run_of(db, job_id).state == RunState.VERIFY_FAILED
 
 
+def test_propagated_deletes_keep_an_id_the_source_holds_again(
+    stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> None:
+    db, job_id = verified_job(stack)
+    ctx = worker_context(stack.database_url, stack.redis_url)
+    spec = jobs.job_spec(ctx.db, job_id)
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    written_back = stack.pinecone.snapshot("src")["ns0"]["v0-0002"]
+    stack.pinecone.service("src").store.delete("ns0", ["v0-0001", "v0-0002"])
+    [run] = jobs.runs_of(db, job_id)
+    scanned = sync_run(ctx, run.id, propagate_deletes=True, dry_run=True, actor="tester")
+    assert scanned["deleted_in_source_ids"] == ["v0-0001", "v0-0002"]
+    stack.pinecone.load("src", "ns0", [("v0-0002", *written_back)])  # between the scan and the delete
+
+    assert delete_absent(source, "ns0", target, "ns0", scanned["deleted_in_source_ids"]) == (1, 1)
+
+    copies = stack.pinecone.snapshot("dst")["ns0"]
+    assert "v0-0001" not in copies and "v0-0002" in copies
+
+
 # ------------------------------------------------------------------------------------- rollback re-proves too
 
 
@@ -214,3 +237,23 @@ def test_rollback_keeps_a_copy_whose_original_changed_after_it_was_verified(
     assert removed["ns0"]["method"] == "delete_ids"  # not dropped whole: it still holds a copy
     assert list(stack.pinecone.snapshot("dst")["ns0"]) == [changed]
     assert stack.pinecone.count("src", "ns0") == 60
+
+
+# ------------------------------------------------------------------------------------ pgvector move re-proves
+
+
+def test_pgvector_move_keeps_the_source_when_a_row_changed_after_it_was_copied(pg: Any) -> None:
+    load("alpha", 30)
+    assert nsmigrate("pgvector", "copy", "alpha", "beta").exit_code == 0
+    changed = records(30, seed=1)[4]  # the same chunk_id, other text and values
+    s = store()
+    s.upsert("alpha", [changed])
+    s.close()
+
+    result = nsmigrate("pgvector", "move", "alpha", "beta", "--yes", "--json")
+
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert not report["verified"] and report["differ"] == 1 and report["backup_table"] is None
+    assert {"embeddings_alpha", "embeddings_beta"} <= tables(pg)  # the source was not renamed away
+    assert store().fetch("alpha", [changed.id])[0].metadata == changed.metadata

@@ -175,18 +175,21 @@ def test_the_fleet_sends_no_key_over_plain_http_to_a_network_address(stack: Stac
 
 
 @pytest.mark.parametrize(
-    ("host", "expected"),
+    "target",
     [
-        ("http://10.255.255.1:5081", "is plain http to 10.255.255.1, which is not this machine"),
-        ("http://idx-abc.svc.example.io", "is plain http to idx-abc.svc.example.io, which is not this machine"),
+        {"host": "http://10.255.255.1:5081"},
+        {"host": "http://idx-abc.svc.example.io"},
+        {"index": "dst", "control_host": "http://10.255.255.1:5081"},  # the control plane gets the key too
+        {"index": "new", "control_host": "http://10.255.255.1:5081", "create": {}},
     ],
 )
-def test_a_key_goes_only_over_tls_or_to_loopback(stack: Stack, host: str, expected: str) -> None:
-    spec = write_spec(stack, target={"kind": "pinecone", "host": host})
+def test_a_key_goes_only_over_tls_or_to_loopback(stack: Stack, target: dict[str, object]) -> None:
+    spec = write_spec(stack, target={"kind": "pinecone", **target})
 
     message = one_error(cli(stack, "plan", str(spec), "--plan-here"))
 
-    assert f"the index address {expected}" in message
+    address = str(target.get("control_host") or target["host"]).removeprefix("http://").split(":")[0]
+    assert f"address is plain http to {address}, which is not this machine" in message
     assert job_ids(stack) == []
 
 

@@ -88,12 +88,13 @@ class PineconeControl:
         self._lock = threading.Lock()
 
     def _key(self) -> str:
+        """The key, for a request to ``self.host`` (every request of the control plane goes there)."""
+        check_key_destination(self.host, self.name)
         return api_key(self.spec, self.name, self._allowed_key_vars)
 
     def _pc(self) -> Pinecone:
         with self._lock:
             if self._client is None:
-                check_key_destination(self.host, self.name)
                 self._client = Pinecone(api_key=self._key(), host=self.host, timeout=self._timeout_s)
             return self._client
 
