@@ -15,15 +15,19 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
    ``verify_failed`` with the refused ids in its report and the event, and ``sync`` repairs it.
 
 Then the source is deleted by id, each chunk of ≤ 1,000 ids proved once more right before its delete, so an id
-whose copy went away in between is kept. A chunk refused in this second pass leaves the run ``verify_failed`` with
-what was deleted and what was kept. A namespace left empty is then dropped (``delete_namespace``; an id written in
-the instant between the last listing and the drop would go with it, so writers must have moved to the target). A
-``schema: documented`` pgvector source is renamed to a backup instead, once proved. Every successful cleanup writes
-a ``source_deleted`` event with what was deleted. Proving costs one more fetch of both sides per id than a plain
-delete (two passes: the first keeps a refusal from leaving a half-deleted namespace).
+whose copy went away in between is kept, and so is an id the routing drops (``routing.unresolved:
+drop-with-report``: never copied, the source holds its only copy). A chunk refused in this second pass leaves the
+run ``verify_failed`` with what was deleted and what was kept. A namespace left empty is then dropped
+(``delete_namespace``; an id written in the instant between the last listing and the drop would go with it, so
+writers must have moved to the target). A ``schema: documented`` pgvector source is renamed to a backup instead,
+once proved. Every successful cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more
+fetch of both sides per id than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted
+namespace).
 
-Known limit: a delete interrupted half-way by a store error leaves a changed source, which the next attempt refuses
-as a changed source (finish it by hand, or sync and verify).
+Known limit: a delete stopped half-way (a store error, or a chunk refused in the second pass) leaves a source that
+no longer matches the verification: the next attempt refuses it as changed, and verification then fails on the ids
+the target holds that the source no longer has. What was deleted is recorded (the run's cleanup field), so ``sync
+--propagate-deletes`` refuses that run instead of deleting the only copies; finish such a namespace by hand.
 """
 
 from __future__ import annotations
@@ -151,15 +155,22 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
 
 
 def _proof(
-    ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorStore, ids: list[str], *, delete: bool
+    ctx: WorkerContext,
+    run: NamespaceRun,
+    spec: JobSpec,
+    source: VectorStore,
+    ids: list[str],
+    *,
+    delete: bool,
+    total: Proof | None = None,
 ) -> Proof:
-    """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now."""
+    """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now (into ``total``)."""
     route = route_context(
         spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
     )
     target = ctx.guarded(spec.target, spec.rate)
     return delete_proven(
-        source, run.source_namespace, target, ids, route, spec, delete_from="source" if delete else None
+        source, run.source_namespace, target, ids, route, spec, delete_from="source" if delete else None, total=total
     )
 
 
@@ -203,6 +214,7 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
         )
         return _result(run, "refused", 0, problem)
     method = "delete_ids"
+    deleting = Proof()  # what the second pass deleted so far, also when a store error stops it
     try:
         # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
         proof = _proof(ctx, run, spec, source, ids, delete=False)
@@ -214,7 +226,7 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
-            proof = _proof(ctx, run, spec, source, ids, delete=True)
+            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting)
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted)
@@ -224,8 +236,10 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
                 method = "delete_namespace"
     except NsmigrateError as e:
         reason = f"delete failed: {e}; run cleanup again"
-        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED)
-        return _result(run, "failed", 0, reason)
+        # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
+        partial = {"deleted_count": len(deleting.proven)} if deleting.proven else None
+        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED, detail=partial)
+        return _result(run, "failed", len(deleting.proven), reason)
     detail = {
         "deleted_count": deleted,
         "fingerprint": fingerprint(ids),
