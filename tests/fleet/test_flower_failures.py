@@ -30,8 +30,6 @@ from sandbox.stack import Stack
 from tests.polling import wait_for_job, wait_until
 from workers.stores import open_retrying_store
 
-pytestmark = pytest.mark.integration
-
 SECRET = "pcsk-test-SECRET-flower-failures"  # key-shaped canary (the local data plane accepts any key)
 COPY = TaskName.COPY_BATCH.value
 GROUP = TaskName.COPY_SMALL_NAMESPACES.value
