@@ -25,11 +25,9 @@ from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import application_rows, create_application_table
 from sandbox.stack import Stack
-from tests.integration.test_chaos import start_job
+from tests.fleet_jobs import start_job
 from tests.polling import wait_until
 from workers.stores import open_retrying_store
-
-pytestmark = [pytest.mark.integration]
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 DIM = 1536  # the DDL's own VECTOR(1536)
