@@ -22,8 +22,7 @@ from orchestrator.settings import Settings
 from orchestrator.spec import JobSpec
 from sandbox.pinecone_server import Faults
 from sandbox.stack import Stack
-from tests.integration.test_pgvector_namespaces import load, nsmigrate, records, store, tables
-from tests.integration.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
+from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
     cli,
     events,
     load_small,
@@ -34,6 +33,7 @@ from tests.integration.test_sync_rollback import (  # noqa: F401  (sandbox_index
     states,
     wait_final,
 )
+from tests.integration.test_pgvector_namespaces import load, nsmigrate, records, store, tables
 from tests.polling import wait_until
 from workers import cleaning
 from workers.context import WorkerContext
@@ -41,8 +41,6 @@ from workers.proving import delete_absent
 from workers.rollback import _Rollback
 from workers.stores import open_retrying_store
 from workers.syncing import sync_run
-
-pytestmark = pytest.mark.integration
 
 DIM = 8
 
