@@ -150,6 +150,7 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=stack.workdir,  # where `erase` writes its receipt
     )
 
 
@@ -357,6 +358,16 @@ def test_a_successful_task_counts_the_429s_and_5xxs_it_retried_and_the_steps_tha
     [verdict] = failures_of(client, TaskName.VERIFY_NAMESPACE)
     assert verdict["exception"].startswith("VerificationFailed(") and "3 source ids missing" in verdict["exception"]
     assert f"(job {job_id}, namespace p)" in verdict["exception"]
+    # A cleanup of that namespace is refused (the spec's cleanup.mode is `never`), deletes nothing and is a FAILURE.
+    [p_run] = [r for r in jobs.job_status(db, job_id).runs if r.source_namespace == "p"]
+    Dispatcher(settings_of(stack)).cleanup_namespace(p_run.run_id, job_id=job_id, namespace="p")
+    [cleanup] = failures_of(client, TaskName.CLEANUP_NAMESPACE)
+    assert (
+        cleanup["exception"].startswith("CleanupFailed(")
+        and "cleanup refused: the job spec's cleanup.mode is `never`" in cleanup["exception"]
+    )
+    assert f"(job {job_id}, namespace p)" in cleanup["exception"]
+    assert stack.pinecone.stats("ff-src")["requests"].get("delete_namespace", 0) == 0
 
     stack.pinecone.load("ff-src", "r", [(f"r-{i:03d}", [0.5] * 8, {}) for i in range(150)])
     spec = parse_spec({**spec_of(stack, 20, "flower-failures-list"), "namespaces": {"include": ["r"]}})
@@ -369,3 +380,35 @@ def test_a_successful_task_counts_the_429s_and_5xxs_it_retried_and_the_steps_tha
     no_secret_in_tasks(client, tasks_of(client))
     client.close()
     db.dispose()
+
+
+def test_an_erasure_place_that_fails_is_a_flower_failure_and_its_resume_a_success(stack: Stack) -> None:
+    stack.pinecone.load("ff-dst", "creator_a.1", [("x", [0.5] * 8, None), ("y", [0.4] * 8, None)])
+    client = start_fleet(stack)
+    spec = stack.workdir / "erase.yaml"
+    store = {"kind": "pinecone", "host": stack.pinecone.host("ff-dst")}
+    spec.write_text(json.dumps({"name": "erase-flower", "source": store, "target": store}))
+    stack.pinecone.set_faults("ff-dst", Faults(error_rate_5xx=1.0, error_ops=("delete", "delete_namespace")))
+
+    failed = cli(stack, "erase", "a.1", "--spec", str(spec), "--yes", "--timeout-s", "60")
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    [failure] = failures_of(client, TaskName.ERASE_PLACE)
+    job_id = failure["kwargs"]["job_id"]
+    assert failure["kwargs"]["place"].endswith("/creator_a.1")
+    assert failure["exception"].startswith("ErasureFailed(") and "(503)" in failure["exception"], failure
+    assert f"(job {job_id}, place namespace creator_a.1)" in failure["exception"]
+    stack.pinecone.set_faults("ff-dst", Faults())
+
+    resumed = cli(stack, "erase", "--resume", str(job_id), "--timeout-s", "60")
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    [success] = wait_until(
+        lambda: tasks_of(client, taskname=TaskName.ERASE_PLACE.value, state="SUCCESS"),
+        what="the resumed erasure SUCCESS in Flower",
+        timeout_s=30,
+        interval_s=0.25,
+    )
+    assert success["result"]["erased"] == 2 and success["result"]["requests"] > 0
+    no_secret_in_tasks(client, tasks_of(client))
+    client.close()
