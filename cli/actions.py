@@ -118,12 +118,18 @@ def cleanup(
     job: JobArg,
     namespace: NamespaceOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be deleted (each namespace proved, nothing deleted).")
+    ] = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
     """Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and
-    the source has not changed since). Every deletion and refusal is written to the audit log."""
+    the source has not changed since). Every deletion and refusal is written to the audit log.
+
+    Only ids whose copy in the target exists and equals them at the moment of deletion are deleted (both sides
+    fetched again); ids without one are refused by name, nothing is deleted, and the namespace is left for
+    `nsmigrate sync`."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     runs = jobs.runs_of(database, job_id, ns)
     if not dry_run and not yes:

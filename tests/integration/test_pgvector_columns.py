@@ -1,14 +1,15 @@
-"""Every column carried, every column verified (issue 28, item 2), on real Postgres + pgvector, Redis, Celery workers
-and the Pinecone SDK against the local data plane: a table made with the application's own DDL
-(``tests/fixtures/reference/pgvector-namespace-table.sql``) and rows that fill every column, NULLs where the DDL
-allows them, goes through ``legacy``, ``copy``, ``move``, a fleet job inside Postgres and a fleet job to Pinecone and
-back, and every column of every row comes back equal; verification fails when a column nsmigrate does not know
-differs; a user's extra column is carried, or refused at plan time when the target cannot hold it."""
+"""Every column carried, every column verified (issue 28, item 2), on real Postgres + pgvector: tables made with the
+application's own DDL (``tests/fixtures/reference/pgvector-namespace-table.sql``) and rows that fill every column,
+NULLs where the DDL allows them; ``copy``'s verification fails when a column nsmigrate does not know differs; a
+user's extra column is carried, or refused at plan time (by ``copy`` and by a job's plan) when the target cannot hold
+it. The fleet's part (``legacy``, ``copy``, ``move``, jobs to Pinecone and back) is
+``tests/fleet/test_pgvector_columns_fleet.py``."""
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,28 +18,19 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from cli.main import app
-from orchestrator import jobs, launch
+from orchestrator import launch
 from orchestrator.errors import PlanError
-from orchestrator.models import RunState
 from orchestrator.pgschema import quote
 from orchestrator.spec import parse_spec
-from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import application_rows, create_application_table
-from sandbox.stack import Stack
-from tests.fleet_jobs import start_job
-from tests.polling import wait_until
 from workers.stores import open_retrying_store
+
+pytestmark = [pytest.mark.integration]
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 DIM = 1536  # the DDL's own VECTOR(1536)
-INDEX = "app-chunks"
 DOCUMENTED = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
 KEEP_AS_IS = {"creator_fields": False, "migrated_from": False}
-
-
-@pytest.fixture(scope="module")
-def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec(INDEX, dimension=DIM)]
 
 
 def app_rows(n: int) -> list[dict[str, Any]]:
@@ -117,59 +109,9 @@ def move(source: str, target: str) -> dict[str, Any]:
     )
 
 
-def wait_runs(db: jobs.Database, job_id: int, state: RunState = RunState.VERIFIED) -> list[dict[str, Any]]:
-    """Wait until every run of the job is in ``state``; their verification reports (shown on a timeout)."""
-
-    def reports() -> list[dict[str, Any]] | None:
-        runs = jobs.runs_of(db, job_id)
-        return [r.verification or {} for r in runs] if runs and all(r.state == state for r in runs) else None
-
-    def explain() -> str:
-        return json.dumps([(r.state, r.verification) for r in jobs.runs_of(db, job_id)])[:3000]
-
-    found = wait_until(reports, what=f"job {job_id}'s runs {state}", timeout_s=180, explain=explain)
-    assert found is not None
-    return found
-
-
 def nsmigrate(*args: str) -> Any:
     result = CliRunner().invoke(app, ["pgvector", *args])
     return result
-
-
-def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_every_row(
-    pg: sa.Engine, stack: Stack
-) -> None:
-    make_app_table(pg, "embeddings", app_rows(200))
-    original = table_rows(pg, "embeddings")
-    assert sum(r["metadata"] is None for r in original.values()) == 50  # NULL metadata the copies must keep
-
-    legacy = nsmigrate("legacy", "--yes", "--json")
-    assert legacy.exit_code == 0, legacy.output
-    assert json.loads(legacy.output)["verified"]
-    assert_every_column_equal(original, table_rows(pg, "embeddings_default"))  # the row numbers too
-
-    copied = nsmigrate("copy", "default", "docs", "--json")
-    assert copied.exit_code == 0 and json.loads(copied.output)["verified"], copied.output
-    assert_every_column_equal(original, table_rows(pg, "embeddings_docs"))
-
-    moved = nsmigrate("move", "docs", "moved", "--yes", "--json")
-    assert moved.exit_code == 0 and json.loads(moved.output)["backup_table"], moved.output
-    assert_every_column_equal(original, table_rows(pg, "embeddings_moved"))
-
-    stack.start_worker("list,copy,verify", 4, name="fleet")
-    db, _, in_postgres = start_job(stack, move("moved", "fleet"))
-    wait_runs(db, in_postgres)
-    # A fleet target may gather several sources, so it numbers its own rows: every other column is the same.
-    assert_every_column_equal(original, table_rows(pg, "embeddings_fleet"), but=("id",))
-
-    index = {"kind": "pinecone", "host": stack.pinecone.host(INDEX)}
-    db, _, out_job = start_job(stack, job("out", DOCUMENTED, index, namespaces={"include": ["fleet"]}))
-    wait_runs(db, out_job)
-    make_app_table(pg, "back_fleet", [])  # the application's table waits for its rows
-    db, _, back_job = start_job(stack, job("back", index, {**DOCUMENTED, "table": "back"}))
-    wait_runs(db, back_job)
-    assert_every_column_equal(original, table_rows(pg, "back_fleet"), but=("id",))
 
 
 def test_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa.Engine) -> None:
@@ -187,24 +129,6 @@ def test_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa
     report = json.loads(again.output.split("\nerror:")[0])
     assert not report["verified"] and report["differ"] == 2
     assert report["differing"] == {one: "confidence differs", other: "domain_tags differs"}
-
-
-def test_a_fleet_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa.Engine, stack: Stack) -> None:
-    rows = app_rows(40)
-    make_app_table(pg, "embeddings_alpha", rows)
-    stack.start_worker("list,copy,verify", 2, name="fleet")
-    db, dispatcher, job_id = start_job(stack, move("alpha", "beta"))
-    wait_runs(db, job_id)
-    one, other = rows[17]["chunk_id"], rows[23]["chunk_id"]
-    with pg.begin() as conn:
-        conn.execute(sa.text("UPDATE embeddings_beta SET confidence = 0.125 WHERE chunk_id = :i"), {"i": one})
-        conn.execute(sa.text("UPDATE embeddings_beta SET created_at = now() WHERE chunk_id = :i"), {"i": other})
-
-    launch.request_verification(db, dispatcher, job_id)
-
-    [report] = wait_runs(db, job_id, RunState.VERIFY_FAILED)
-    reasons = {m["id"]: m["reason"] for m in report["content_mismatches"]}
-    assert reasons == {one: "confidence differs", other: "created_at differs"}
 
 
 def test_a_users_extra_column_is_carried_into_a_new_table(pg: sa.Engine) -> None:
@@ -238,10 +162,12 @@ def test_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine) 
     assert table_rows(pg, "embeddings_beta") == {}  # nothing copied
 
 
-def test_a_fleet_job_into_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine, stack: Stack) -> None:
+def test_a_fleet_job_into_a_target_without_a_users_column_is_refused_at_plan_time(
+    pg: sa.Engine, tmp_path: Path
+) -> None:
     with_a_users_column_and_a_target_without_it(pg)
     spec = parse_spec(move("alpha", "beta"))
 
     with pytest.raises(PlanError, match="table embeddings_beta has no column tenant_ref"):
-        launch.prepare(spec, open_retrying_store, stack.workdir)
+        launch.prepare(spec, open_retrying_store, tmp_path)
     assert table_rows(pg, "embeddings_beta") == {}
