@@ -77,8 +77,9 @@ def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, d
     return _result(run, "refused", 0, reason)
 
 
-def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
-    """Why the spec or the run's shape forbids deleting this source namespace, or None."""
+def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove: bool = True) -> str | None:
+    """Why the spec or the run's shape forbids deleting this source namespace, or None. ``prove=False`` (a dry run)
+    writes no identity marker: the cleanup itself proves two stores apart before it deletes."""
     if spec.cleanup.mode == "never":
         return "the job spec's cleanup.mode is `never`; set it to `manual` to allow `nsmigrate cleanup`"
     unchecked = unchecked_verification(spec)
@@ -89,7 +90,8 @@ def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str 
         targets.add(run.target_namespace)
     if run.source_namespace not in targets:
         return None
-    one_store = one_store_problem(spec, ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate))
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    one_store = one_store_problem(spec, source, target, marker=prove)
     if one_store is not None:
         return (
             f"{one_store}, and namespace {display_namespace(run.source_namespace)!r} is also a target: deleting it "
@@ -142,7 +144,11 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        problem = policy_problem(ctx, spec, run)
+        if run.state != RunState.VERIFIED:
+            # First: a run that is not verified is refused without asking any store anything.
+            reason = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
+            return _refuse(ctx, run, reason, actor, dry_run=dry_run)
+        problem = policy_problem(ctx, spec, run, prove=not dry_run)
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
         if dry_run:
@@ -175,8 +181,6 @@ def _proof(
 
 
 def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
-    if run.state != RunState.VERIFIED:
-        return _refuse(ctx, run, f"the run is {run.state}, not verified", actor, dry_run=True)
     source = ctx.guarded(spec.source, spec.rate)
     ids = list_all_ids(source, run.source_namespace)
     problem = source_problem(run.verification, ids)
@@ -189,10 +193,6 @@ def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -
 
 
 def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
-    if run.state != RunState.VERIFIED:
-        return _refuse(
-            ctx, run, f"the run is {run.state}, not verified; run `nsmigrate verify` first", actor, dry_run=False
-        )
     try:
         run = jobs.start_cleanup(ctx.db, run.id)  # verified → cleaning, under a row lock
     except StateError as e:
