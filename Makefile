@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`; both set everything up themselves.
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo test test-fast lint typecheck bench clean
 
 install:
 	@scripts/bootstrap.sh
@@ -7,8 +7,15 @@ install:
 demo: install
 	.venv/bin/nsmigrate demo
 
+# Every tier (tests/tiers.py) on every core: each xdist worker starts its own Redis and Postgres, and a file's tests
+# stay on one worker so its module fixtures start once. TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= auto
 test: install
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The unit tier only: pure, in-process tests, a verdict in seconds.
+test-fast: install
+	.venv/bin/python -m pytest tests/unit
 
 lint: install
 	.venv/bin/ruff check .

@@ -37,6 +37,7 @@ from orchestrator.settings import load_settings
 from orchestrator.spec import parse_spec
 from sandbox.services import _postgres_bin
 from sandbox.stack import Stack, start_stack, wait_for_workers
+from workers import pgnamespaces
 from workers.stores import open_retrying_store
 
 URL_ENV, OTHER_URL_ENV = "NSMIGRATE_PGVECTOR_URL", "NSMIGRATE_PGVECTOR_OTHER_URL"
@@ -79,7 +80,7 @@ def floor(engine: sa.Engine, url: str, dimension: int) -> float:
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS embeddings_floor"))
         conn.execute(sa.text(pgschema.create_table_sql("embeddings_floor", dimension)))
-    columns = ", ".join(pgschema.quote(c.name) for c in pgschema.LAYOUT if c.name != "id")
+        columns = ", ".join(pgschema.quote(c) for c in pgnamespaces.carried_columns(conn, "embeddings_alpha"))
     seconds = _psql(url, f"INSERT INTO embeddings_floor ({columns}) SELECT {columns} FROM embeddings_alpha")
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE embeddings_floor"))

@@ -118,7 +118,9 @@ def cleanup(
     job: JobArg,
     namespace: NamespaceOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be deleted (each namespace proved, nothing deleted).")
+    ] = False,
     decommission_now: Annotated[
         bool,
         typer.Option(
@@ -132,6 +134,10 @@ def cleanup(
 ) -> None:
     """Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and
     the source has not changed since). Every deletion and refusal is written to the audit log.
+
+    Only ids whose copy in the target exists and equals them at the moment of deletion are deleted (both sides
+    fetched again); ids without one are refused by name, nothing is deleted, and the namespace is left for
+    `nsmigrate sync`.
 
     A job under cut-over (`nsmigrate cutover set`) keeps its sources until reads have been 100 % new for the spec's
     cutover.decommission_after_s (7 days), and each namespace until it was synced after the cut-over began and

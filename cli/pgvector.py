@@ -122,7 +122,7 @@ def _print_result(title: str, result: pgnamespaces.CopyResult, as_json: bool, dr
         if dry_run
         else "yes"
         if result.verified
-        else f"NO (missing {result.missing}, extra {result.extra}, {result.differ} rows differ)"
+        else f"NO (missing {result.missing}, extra {result.extra}, {result.differ} rows differ: {result.differing})"
     )
     table.add_row(
         result.source_table,
@@ -423,9 +423,10 @@ def copy(
     as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Copy namespace SOURCE into TARGET inside Postgres (INSERT … SELECT in chunk_id order, 5,000 rows a
-    transaction; run it again to resume), build TARGET's indexes, ANALYZE, and verify row counts, id sets and every
-    row's contents."""
+    """Copy namespace SOURCE into TARGET inside Postgres with every column SOURCE's table has (its own extra
+    columns and NULLs included; a TARGET table that cannot hold one is refused before anything is copied), INSERT …
+    SELECT in chunk_id order, 5,000 rows a transaction (run it again to resume); build TARGET's indexes, ANALYZE,
+    and verify row counts, id sets and every column of every row."""
     index = _index(vector_index, lists)
     _between(
         "copy", pgnamespaces.copy_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
@@ -466,8 +467,8 @@ def move(
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts, id sets and contents match at
-    the moment of the rename (both tables locked and compared again), rename the source table to
+    """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts, id sets and every column of
+    every row match at the moment of the rename (both tables locked and compared again), rename the source table to
     {prefix}_backup_{timestamp}_{SOURCE} (never dropped). Needs --yes."""
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"move renames namespace {source!r}'s table to a backup")
@@ -487,9 +488,9 @@ def legacy(
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres, verify
-    the row counts, id sets and contents, then (compared again under a lock) rename the legacy table to
-    {prefix}_backup_{timestamp}. Needs --yes, as move."""
+    """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres with
+    every column it has (NULLs included), verify row counts, id sets and every column of every row, then (compared
+    again under a lock) rename the legacy table to {prefix}_backup_{timestamp}. Needs --yes, as move."""
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"legacy renames the legacy table {prefix} to a backup")
 

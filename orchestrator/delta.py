@@ -86,9 +86,12 @@ def route_source(records: Sequence[Record], ctx: RouteContext) -> tuple[dict[str
     unroutable: list[dict[str, str]] = []
     for record in records:
         try:
-            by_ns.setdefault(target_of(record, ctx), []).append(record.id)
+            target = target_of(record, ctx)
         except PlanError as e:
             unroutable.append({"id": record.id, "reason": e.message})
+            continue
+        if target is not None:  # a dropped record is fetched from no target
+            by_ns.setdefault(target, []).append(record.id)
     return by_ns, unroutable
 
 
@@ -128,6 +131,8 @@ def plan_delta(
             if len(delta.unroutable) < MISMATCH_CAP:
                 delta.unroutable.append({"id": src.id, "reason": e.message})
             continue
+        if ns is None:
+            continue  # dropped (unresolved: drop-with-report): never copied; a copy of it in a target is stale
         routed_to[src.id] = ns
         if src.id not in found.get(ns, {}):
             delta.new_count += 1

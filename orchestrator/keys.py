@@ -52,7 +52,7 @@ def key_destination_refusal(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
         return (
-            f"is plain http to {parts.hostname}, which is not this machine: the API key is only sent over TLS "
+            f"is plain http to {parts.hostname}, which is not loopback: the API key is only sent over TLS "
             "(https://…), or over http to a loopback address (127.0.0.1, localhost, ::1)"
         )
     return None

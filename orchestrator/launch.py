@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import jobs, small_runs
+from orchestrator import jobs, pgschema, small_runs
 from orchestrator.collection import plan_collection
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
@@ -86,6 +86,22 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
     return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
 
 
+def _check_columns(plan: Plan, source: InventoryStore, target: InventoryStore) -> None:
+    """Between pgvector tables: refuse, before anything is copied, a target table that exists and cannot hold every
+    column of its source table (``pgschema.carry_problems``); a new target table is made with them."""
+    source_columns = getattr(source, "table_columns", None)
+    target_columns = getattr(target, "table_columns", None)
+    if source_columns is None or target_columns is None:
+        return
+    for run in plan.runs:
+        if run.target_namespace is None:
+            continue
+        found, there = source_columns(run.source_namespace), target_columns(run.target_namespace)
+        if found is not None and there is not None:
+            carried = [c for c in found[1] if not c.serial]
+            pgschema.refuse_columns(pgschema.carry_problems(there[0], carried, there[1]), found[0])
+
+
 def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
     """The spec with its id catalogue file's path made absolute (relative to the spec's directory, then the working
     directory): the spec is stored with the job and read by workers that run elsewhere."""
@@ -156,6 +172,7 @@ def prepare(
             targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})
             check_target_names(targets)
             check_distinct_tables(spec.target.table, targets)
+            _check_columns(plan, source, target)
         needs_check = namespaces_needing_id_check(plan)
         # Read where each routed record really lands: the plan shows the routes taken, and only true collisions are
         # refused. Every namespace at once, a routed one a page at a time.

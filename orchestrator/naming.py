@@ -30,7 +30,7 @@ _ID_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9._\-]{{0,{MAX_ID_CHARS - 1}}}"
 # Always used with fullmatch: `$` would also match before a trailing newline.
 _ID = re.compile(_ID_PATTERN)
 _UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.IGNORECASE)
-_ID_RULE = "ids are 1 to 100 characters: letters, digits, '.', '-' and '_', starting with a letter or digit"
+ID_RULE = "ids are 1 to 100 characters: letters, digits, '.', '-' and '_', starting with a letter or digit"
 _CREATOR_PREFIX = "creator_"
 _TWIN_SEPARATOR = "_twin_"
 
@@ -100,7 +100,7 @@ def validate_identifier(kind: IdKind, value: str) -> str:
     problem = identifier_problem(kind, value)
     if problem is not None:
         raise PlanError(
-            problem, hint=f"{_ID_RULE}; fix the id at its source (the creator mapping or the metadata)", **{kind: value}
+            problem, hint=f"{ID_RULE}; fix the id at its source (the creator mapping or the metadata)", **{kind: value}
         )
     return value
 
@@ -173,7 +173,7 @@ def namespace_problem(name: str) -> str | None:
     if name.startswith(_CREATOR_PREFIX) and parse_namespace(name).kind == "other":
         return (
             f"namespace {name!r} starts with 'creator_' but is not creator_{{creator_id}}_twin_{{twin_id}} or "
-            f"creator_{{creator_id}} with one reading ({_ID_RULE}), so erasing that creator could miss it"
+            f"creator_{{creator_id}} with one reading ({ID_RULE}), so erasing that creator could miss it"
         )
     return None
 

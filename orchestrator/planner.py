@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator.costs import enumerated, estimate
 from orchestrator.id_checks import shared_targets
 from orchestrator.namespace_routing import check_mapping_ids, route_namespaces, routed_targets
-from orchestrator.naming import PUBLIC, Registry, shown_namespaces
+from orchestrator.naming import PUBLIC, Registry, creator_namespace, shown_namespaces
 from orchestrator.plan_types import ROUTED, Inventory, NamespacePlan, Plan
 from orchestrator.records import display_namespace
 from orchestrator.routing import routing_table
@@ -130,7 +130,7 @@ def make_plan(
             "the default namespace is routed vector by vector (metadata "
             f"{spec.routing.twin_id_field!r}, else {spec.routing.creator_id_field!r}"
             + (f", else {spec.routing.sources.key_field!r} in the sources table" if spec.routing.sources else "")
-            + f"; resolved nowhere → {spec.routing.review_namespace!r}); its upsert estimate is a lower bound"
+            + f"; resolved nowhere → {_unresolved_goes(spec)}); its upsert estimate is a lower bound"
         )
         if not twins and spec.routing.override_creator is None:
             warnings.append("the twin → creator mapping is empty: every routed vector with a twin id will be refused")
@@ -185,3 +185,13 @@ def split_batches(ids: Sequence[str], batch_size: int) -> list[list[str]]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     return [list(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)]
+
+
+def _unresolved_goes(spec: JobSpec) -> str:
+    """Where ``routing.unresolved`` sends a default-namespace vector that resolves to no twin and no creator."""
+    routing = spec.routing
+    if routing.unresolved == "drop-with-report":
+        return "not copied, listed in the report, kept in the source (routing.unresolved: drop-with-report)"
+    if routing.unresolved == "creator" and routing.override_creator is not None:
+        return f"{creator_namespace(routing.override_creator)!r} (routing.unresolved: creator)"
+    return f"{routing.review_namespace!r} (routing.unresolved: review)"

@@ -28,8 +28,9 @@ def judge_copy(
     ctx: RouteContext,
     tolerance: float,
     compare: Comparer | None = None,
-) -> tuple[str, str | None]:
-    """The namespace ``original`` routes to and why the record ``found`` there is not its copy (None: it is).
+) -> tuple[str | None, str | None]:
+    """The namespace ``original`` routes to and why the record ``found`` there is not its copy (None: it is);
+    ``(None, None)`` for an original its routing drops (``unresolved: drop-with-report``): it has no copy by design.
 
     Parameters:
         original: the record the copy was made from, as it is now.
@@ -42,6 +43,8 @@ def judge_copy(
         PlanError: the original cannot be routed (its twin has no creator, or makes a bad name).
     """
     ns = target_of(original, ctx)
+    if ns is None:
+        return None, None
     copy = found.get(ns, {}).get(original.id)
     expected = expected_metadata(original, ns, ctx)
     reason = compare(original, copy, expected) if compare else compare_record(original, copy, expected, tolerance)
@@ -88,7 +91,8 @@ def prove_copies(
 
     Parameters:
         originals: the records fetched from the original side now (a cleanup's source; a rollback's originals).
-            An id not among them is neither proven nor refused: there is no original to compare.
+            An id not among them is neither proven nor refused: there is no original to compare; nor is one its
+            routing drops (``unresolved: drop-with-report``): it was never copied, and is never deleted.
         found: target namespace → the records fetched there now for the chunk's ids.
         ctx, tolerance, compare: as ``judge_copy``.
     """
@@ -99,6 +103,8 @@ def prove_copies(
             ns, reason = judge_copy(original, by_ns, ctx, tolerance, compare)
         except PlanError as e:
             proof.refuse(original.id, f"cannot be routed: {e.message}")
+            continue
+        if ns is None:
             continue
         if reason is None:
             proof.proven.append(original.id)

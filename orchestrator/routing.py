@@ -6,8 +6,9 @@ verification calls ``expected_metadata`` to learn what the target must hold. Bot
 
 A routed record (the default namespace in creator mode) takes the first route that resolves, as the seeds describe:
 ``twin_id`` metadata → that twin's namespace; else ``creator_id`` metadata → the creator-wide namespace; else a
-metadata key looked up in the ``sources`` table → twin → creator; else the spec's review namespace (never ``public``:
-shared data is exactly the cross-tenant mixing the refactor removes). ``ROUTES`` names them for counts.
+metadata key looked up in the ``sources`` table → twin → creator; else it is unresolved and ``routing.unresolved``
+decides: the spec's review namespace, the override creator's own namespace, or dropped (not copied, reported; never
+``public``: shared data is exactly the cross-tenant mixing the refactor removes). ``ROUTES`` names them for counts.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from orchestrator.spec import Enrichment, JobSpec
 _EXAMPLES = 5  # how many offending records an error lists
 
 #: The routes a routed record can take, in the order they are tried (``public``: an unknown twin with
-#: ``unknown_twin: public``; ``review``: resolved nowhere, or an unknown twin with ``unknown_twin: review``).
-ROUTES = ("twin_id", "creator_id", "source", "public", "review")
+#: ``unknown_twin: public``; ``review``: unresolved with ``unresolved: review``, or an unknown twin with
+#: ``unknown_twin: review``; ``override_creator`` and ``dropped``: unresolved with ``unresolved: creator`` or
+#: ``drop-with-report``).
+ROUTES = ("twin_id", "creator_id", "source", "public", "review", "override_creator", "dropped")
+DROPPED = "dropped"
 
 #: Key of a run's routing table that holds the sources lookup (source key → twin id); never a twin id, which starts
 #: with a letter or digit.
@@ -66,6 +70,7 @@ class RouteContext:
     sources: Mapping[str, str] = field(default_factory=dict)  # source key → twin_id (the sources table)
     source_key_field: str | None = None  # the metadata key looked up in ``sources``
     review_namespace: str = "review"
+    unresolved: str = "review"
 
     def pair_of(self, target_namespace: str) -> tuple[str | None, str | None]:
         """(creator_id, twin_id) that ``target_namespace`` was built for: the run's own for a fixed target; for a
@@ -121,6 +126,7 @@ def route_context(
         sources=sources,
         source_key_field=spec.routing.sources.key_field if spec.routing.sources is not None else None,
         review_namespace=spec.routing.review_namespace,
+        unresolved=spec.routing.unresolved,
     )
 
 
@@ -182,8 +188,9 @@ def _twin_route(record: Record, twin: str, ctx: RouteContext, via: str) -> tuple
     return twin_namespace(creator, twin), "twin_id" if via == ctx.twin_id_field else "source"
 
 
-def route_of(record: Record, ctx: RouteContext) -> tuple[str, str]:
+def route_of(record: Record, ctx: RouteContext) -> tuple[str | None, str]:
     """``(target namespace, route)`` of one record; the route is one of ``ROUTES`` (``fixed`` for a fixed target).
+    The target is None for a record ``DROPPED`` (``unresolved: drop-with-report``): it is not copied.
 
     Raises:
         PlanError: routed record whose twin has no creator (``unknown_twin == "fail"``), or whose ids cannot be
@@ -204,11 +211,15 @@ def route_of(record: Record, ctx: RouteContext) -> tuple[str, str]:
     key = _text(record, ctx.source_key_field)
     if key is not None and key in ctx.sources:
         return _twin_route(record, ctx.sources[key], ctx, f"{ctx.source_key_field} {key!r} → twin_id")
+    if ctx.unresolved == "drop-with-report":
+        return None, DROPPED
+    if ctx.unresolved == "creator" and ctx.override_creator is not None:
+        return creator_namespace(ctx.override_creator), "override_creator"
     return ctx.review_namespace, "review"
 
 
-def target_of(record: Record, ctx: RouteContext) -> str:
-    """The target namespace of one record (``route_of`` without the route)."""
+def target_of(record: Record, ctx: RouteContext) -> str | None:
+    """The target namespace of one record (``route_of`` without the route); None: dropped, not copied."""
     return route_of(record, ctx)[0]
 
 
@@ -222,6 +233,7 @@ def route_records(records: Sequence[Record], ctx: RouteContext) -> dict[str, lis
     and, within a namespace, the input order are kept).
 
     A fixed-target context sends every record to its target; a routed context (target None) by ``route_of``.
+    Dropped records (``unresolved: drop-with-report``) are in none of them.
 
     Raises:
         PlanError: for the first record whose twin is unknown (``unknown_twin == "fail"``) or whose ids cannot form
@@ -235,6 +247,8 @@ def route_records(records: Sequence[Record], ctx: RouteContext) -> dict[str, lis
             target = target_of(record, ctx)
         except PlanError as e:
             errors.append(e)
+            continue
+        if target is None:
             continue
         # The values list is shared, not copied: records are frozen and nothing here changes values.
         enriched = Record(record.id, record.values, _enrich(record.metadata, target, ctx), record.sparse_values)
@@ -250,6 +264,11 @@ def route_records(records: Sequence[Record], ctx: RouteContext) -> dict[str, lis
 
 
 def targets_by_id(records: Sequence[Record], ctx: RouteContext) -> dict[str, str]:
-    """id → target namespace of each record: what ``id_checks.check_id_collisions`` takes for a routed source when
-    its metadata was read, so that only ids that really land in a shared namespace are refused."""
-    return {record.id: target_of(record, ctx) for record in records}
+    """id → target namespace of each record that is copied: what ``id_checks.check_id_collisions`` takes for a
+    routed source when its metadata was read, so that only ids that really land in a shared namespace are refused."""
+    return {record.id: target for record in records if (target := target_of(record, ctx)) is not None}
+
+
+def dropped_ids(records: Sequence[Record], ctx: RouteContext) -> list[str]:
+    """The ids of ``records`` that are dropped, not copied (``unresolved: drop-with-report``)."""
+    return [record.id for record in records if route_of(record, ctx)[1] == DROPPED]

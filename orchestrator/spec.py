@@ -28,7 +28,7 @@ from pydantic import (
 from orchestrator import pgschema
 from orchestrator.errors import SpecError
 from orchestrator.keys import credentials_refusal
-from orchestrator.naming import identifier_problem
+from orchestrator.naming import ID_RULE, identifier_problem
 from orchestrator.yamlfile import load_yaml
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
@@ -363,8 +363,9 @@ class Routing(_Model):
     - ``explicit``: ``map: {source: target}``; every selected namespace must be in the map.
     - ``creator``: the UUID namespace is a twin id → ``creator_{creator_id}_twin_{twin_id}``; vectors of the default
       namespace are routed one by one: by their ``twin_id_field`` metadata, else their ``creator_id_field`` (to
-      ``creator_{creator_id}``), else ``sources`` (a metadata key → twin), else to ``review_namespace``.
-      ``override_creator`` puts every twin under one creator (e.g. the test creator ``sainath.no.1``).
+      ``creator_{creator_id}``), else ``sources`` (a metadata key → twin), else they are unresolved and go where
+      ``unresolved`` says. ``override_creator`` puts every twin under one creator (e.g. the test creator
+      ``sainath.no.1``).
     """
 
     mode: Literal["same", "explicit", "creator"] = "same"
@@ -382,15 +383,25 @@ class Routing(_Model):
     review_namespace: str = Field(
         default="review",
         min_length=1,
-        description="Default namespace: where vectors that resolve to no twin or creator go, for a person to file.",
+        description="Default namespace: where vectors that resolve to no twin or creator go, for a person to file "
+        "(with `unresolved: review`).",
+    )
+    unresolved: Literal["review", "creator", "drop-with-report"] = Field(
+        default="review",
+        description="Default namespace: what happens to vectors that resolve to no twin and no creator: `review` "
+        "(the review namespace, for a person to file), `creator` (with override_creator: its creator-wide namespace "
+        "creator_{override_creator}), `drop-with-report` (not copied, counted in the plan, listed in the "
+        "verification report, kept in the source: cleanup never deletes them).",
     )
 
     @field_validator("review_namespace")
     @classmethod
     def _review(cls, value: str) -> str:
         if value.startswith("creator_") or value == "__default__":
+            # A creator_… name would read as that creator's own namespace: erased with them, searched for nobody else.
             raise ValueError(
-                f"{value!r} cannot be the review namespace: it must not look like a creator's or be the default"
+                f"{value!r} cannot be the review namespace: it must not look like a creator's or be the default; to "
+                "file unresolved vectors under a creator, set `unresolved: creator` with `override_creator`"
             )
         return value
 
@@ -400,7 +411,7 @@ class Routing(_Model):
         # Caught here, with its field path, rather than as a plan error later.
         problem = identifier_problem("creator_id", value) if value is not None else None
         if problem:
-            raise ValueError(f"{problem} (ids are letters, digits, '.' and '-', starting with a letter or digit)")
+            raise ValueError(f"{problem} ({ID_RULE})")
         return value
 
     @model_validator(mode="after")
@@ -410,6 +421,11 @@ class Routing(_Model):
         if self.mode == "creator" and self.creators is None and self.override_creator is None:
             raise ValueError(
                 "mode `creator` needs `creators:` (where the twin → creator mapping is) or `override_creator`"
+            )
+        if self.unresolved == "creator" and self.override_creator is None:
+            raise ValueError(
+                "`unresolved: creator` files unresolved vectors under `override_creator` (creator_{override_creator}): "
+                "set override_creator, or choose `unresolved: review` or `drop-with-report`"
             )
         return self
 

@@ -19,7 +19,7 @@ import yaml
 
 from orchestrator.errors import PlanError, RetryableError, SpecError
 from orchestrator.keys import check_service_url
-from orchestrator.naming import identifier_problem
+from orchestrator.naming import ID_RULE, identifier_problem
 from orchestrator.spec import CreatorMapping, SourceTable
 from orchestrator.yamlfile import compose_yaml
 
@@ -70,7 +70,7 @@ def validate_twins(twins: dict[str, str], origin: str) -> None:
         )
         raise PlanError(
             f"the twin → creator mapping from {origin} has {len(problems)} invalid id(s):\n  {shown}",
-            hint="ids are 1 to 100 letters, digits, '.' and '-' (no '_'), starting with a letter or digit; fix them",
+            hint=f"{ID_RULE}; fix them",
             origin=origin,
         )
 
@@ -267,7 +267,8 @@ def _rows(data: Any) -> Iterable[dict[str, Any]]:
 
 def load_sources(table: SourceTable | None, base_dir: Path | None = None) -> dict[str, str]:
     """The seeds' ``sources`` table as source key → twin_id (empty for None): a CSV file, a Postgres table or a
-    Supabase table (paged). Rows without a twin are left out; their vectors go to the review namespace.
+    Supabase table (paged). Rows without a twin are left out; their vectors are
+    unresolved (``routing.unresolved``: the review namespace, the override creator's namespace, or dropped).
 
     Raises:
         SpecError: a missing file or column, an unset env var (named, never shown), a table that cannot be read.

@@ -315,6 +315,10 @@ class Report:
     #: A routed run: how many of the source's vectors took each route (``routing.ROUTES``); they add up to the
     #: vectors fetched. None for a fixed target.
     routes: dict[str, int] | None = None
+    #: A routed run with ``routing.unresolved: drop-with-report``: the source ids resolved nowhere, not copied (and
+    #: kept in the source by cleanup); listed, not judged.
+    dropped_ids: list[str] = field(default_factory=list)
+    dropped_count: int = 0
     #: Query latency through the tenant guard (``orchestrator.tenant``): P50/P95 ms over sampled queries.
     latency: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -332,6 +336,12 @@ class Report:
         new = list(ids)
         self.unwritable_count += len(new)
         self.unwritable_ids = sorted(set(self.unwritable_ids) | set(new))[:ID_CAP]
+
+    def add_dropped(self, ids: Iterable[str]) -> None:
+        """Record source ids dropped by routing (the list stays capped and sorted; the count is exact)."""
+        new = list(ids)
+        self.dropped_count += len(new)
+        self.dropped_ids = sorted(set(self.dropped_ids) | set(new))[:ID_CAP]
 
     @property
     def expected_target_count(self) -> int:
@@ -442,6 +452,8 @@ class Report:
             parts.append(f"{self.enumeration} found {self.source_count}/{self.source_stats_count} source ids")
         if self.routes:
             parts.append("routes " + ", ".join(f"{k} {v}" for k, v in self.routes.items()))
+        if self.dropped_count:
+            parts.append(f"{self.dropped_count} resolved nowhere, dropped (not copied, kept in the source)")
         if self.latency is not None and self.latency.get("p95_ms") is not None:
             parts.append(f"latency p50 {self.latency['p50_ms']} ms, p95 {self.latency['p95_ms']} ms")
         if self.query is not None:
@@ -488,6 +500,8 @@ class Report:
             "enumeration": self.enumeration,
             "source_stats_count": self.source_stats_count,
             "routes": dict(self.routes) if self.routes is not None else None,
+            "dropped_ids": list(self.dropped_ids),
+            "dropped_count": self.dropped_count,
             "latency": dict(self.latency) if self.latency is not None else None,
             "notes": list(self.notes),
             "error": self.error,

@@ -20,7 +20,16 @@ import sqlalchemy as sa
 from sandbox.services import PostgresServer, RedisServer
 from tests.timing import TimingMiss
 
+# The tiers (a marker per folder, and what each may use) and the fixtures of the local Pinecone data plane, worker
+# stacks and the PostgREST stand-in, for tests/integration and tests/fleet alike.
+pytest_plugins = ["tests.tiers", "tests.service_fixtures"]
+
 _db_counter = itertools.count()
+
+# pytest-xdist's workers set COLUMNS=80, and rich fixes the width of a console made while COLUMNS is set (cli.console's
+# are made at import): without it, the width is read at each print, so a test can widen the output with
+# ``CliRunner().invoke(..., env={"COLUMNS": "200"})`` under xdist too.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.hookimpl(hookwrapper=True)

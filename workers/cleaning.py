@@ -7,6 +7,8 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
 2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
    namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
 3. the run is ``verified`` (``jobs.start_cleanup`` decides, under a row lock, so two cleanups cannot both run);
+   under cut-over (``nsmigrate cutover set``), also synced since and reads 100 % new for long enough
+   (``orchestrator.cutover.cleanup_gate``);
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
    the ones the verification report stored. A changed source sends the run to ``verify_failed``;
 5. every id has an equal copy in the target *now* (``workers.proving``: both sides fetched, the copy's routing and
@@ -15,15 +17,19 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
    ``verify_failed`` with the refused ids in its report and the event, and ``sync`` repairs it.
 
 Then the source is deleted by id, each chunk of ≤ 1,000 ids proved once more right before its delete, so an id
-whose copy went away in between is kept. A chunk refused in this second pass leaves the run ``verify_failed`` with
-what was deleted and what was kept. A namespace left empty is then dropped (``delete_namespace``; an id written in
-the instant between the last listing and the drop would go with it, so writers must have moved to the target). A
-``schema: documented`` pgvector source is renamed to a backup instead, once proved. Every successful cleanup writes
-a ``source_deleted`` event with what was deleted. Proving costs one more fetch of both sides per id than a plain
-delete (two passes: the first keeps a refusal from leaving a half-deleted namespace).
+whose copy went away in between is kept, and so is an id the routing drops (``routing.unresolved:
+drop-with-report``: never copied, the source holds its only copy). A chunk refused in this second pass leaves the
+run ``verify_failed`` with what was deleted and what was kept. A namespace left empty is then dropped
+(``delete_namespace``; an id written in the instant between the last listing and the drop would go with it, so
+writers must have moved to the target). A ``schema: documented`` pgvector source is renamed to a backup instead,
+once proved. Every successful cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more
+fetch of both sides per id than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted
+namespace).
 
-Known limit: a delete interrupted half-way by a store error leaves a changed source, which the next attempt refuses
-as a changed source (finish it by hand, or sync and verify).
+Known limit: a delete stopped half-way (a store error, or a chunk refused in the second pass) leaves a source that
+no longer matches the verification: the next attempt refuses it as changed, and verification then fails on the ids
+the target holds that the source no longer has. What was deleted is recorded (the run's cleanup field), so ``sync
+--propagate-deletes`` refuses that run instead of deleting the only copies; finish such a namespace by hand.
 """
 
 from __future__ import annotations
@@ -74,8 +80,9 @@ def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, d
     return _result(run, "refused", 0, reason)
 
 
-def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
-    """Why the spec or the run's shape forbids deleting this source namespace, or None."""
+def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove: bool = True) -> str | None:
+    """Why the spec or the run's shape forbids deleting this source namespace, or None. ``prove=False`` (a dry run)
+    writes no identity marker: the cleanup itself proves two stores apart before it deletes."""
     if spec.cleanup.mode == "never":
         return "the job spec's cleanup.mode is `never`; set it to `manual` to allow `nsmigrate cleanup`"
     unchecked = unchecked_verification(spec)
@@ -86,7 +93,8 @@ def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str 
         targets.add(run.target_namespace)
     if run.source_namespace not in targets:
         return None
-    one_store = one_store_problem(spec, ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate))
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    one_store = one_store_problem(spec, source, target, marker=prove)
     if one_store is not None:
         return (
             f"{one_store}, and namespace {display_namespace(run.source_namespace)!r} is also a target: deleting it "
@@ -148,7 +156,11 @@ def cleanup_run(
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        problem = policy_problem(ctx, spec, run) or cleanup_refusal(
+        if run.state != RunState.VERIFIED:
+            # First: a run that is not verified is refused without asking any store anything.
+            reason = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
+            return _refuse(ctx, run, reason, actor, dry_run=dry_run)
+        problem = policy_problem(ctx, spec, run, prove=not dry_run) or cleanup_refusal(
             ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now
         )
         if problem is not None:
@@ -163,21 +175,26 @@ def cleanup_run(
 
 
 def _proof(
-    ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorStore, ids: list[str], *, delete: bool
+    ctx: WorkerContext,
+    run: NamespaceRun,
+    spec: JobSpec,
+    source: VectorStore,
+    ids: list[str],
+    *,
+    delete: bool,
+    total: Proof | None = None,
 ) -> Proof:
-    """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now."""
+    """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now (into ``total``)."""
     route = route_context(
         spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
     )
     target = ctx.guarded(spec.target, spec.rate)
     return delete_proven(
-        source, run.source_namespace, target, ids, route, spec, delete_from="source" if delete else None
+        source, run.source_namespace, target, ids, route, spec, delete_from="source" if delete else None, total=total
     )
 
 
 def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
-    if run.state != RunState.VERIFIED:
-        return _refuse(ctx, run, f"the run is {run.state}, not verified", actor, dry_run=True)
     source = ctx.guarded(spec.source, spec.rate)
     ids = list_all_ids(source, run.source_namespace)
     problem = source_problem(run.verification, ids)
@@ -190,10 +207,6 @@ def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -
 
 
 def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
-    if run.state != RunState.VERIFIED:
-        return _refuse(
-            ctx, run, f"the run is {run.state}, not verified; run `nsmigrate verify` first", actor, dry_run=False
-        )
     try:
         run = jobs.start_cleanup(ctx.db, run.id)  # verified → cleaning, under a row lock
     except StateError as e:
@@ -215,6 +228,7 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
         )
         return _result(run, "refused", 0, problem)
     method = "delete_ids"
+    deleting = Proof()  # what the second pass deleted so far, also when a store error stops it
     try:
         # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
         proof = _proof(ctx, run, spec, source, ids, delete=False)
@@ -226,7 +240,7 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
-            proof = _proof(ctx, run, spec, source, ids, delete=True)
+            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting)
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted)
@@ -236,8 +250,10 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
                 method = "delete_namespace"
     except NsmigrateError as e:
         reason = f"delete failed: {e}; run cleanup again"
-        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED)
-        return _result(run, "failed", 0, reason)
+        # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
+        partial = {"deleted_count": len(deleting.proven)} if deleting.proven else None
+        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED, detail=partial)
+        return _result(run, "failed", len(deleting.proven), reason)
     detail = {
         "deleted_count": deleted,
         "fingerprint": fingerprint(ids),

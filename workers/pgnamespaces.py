@@ -48,6 +48,21 @@ def columns_of(conn: sa.Connection, table: str) -> frozenset[str]:
     return frozenset(rows)
 
 
+def table_columns(conn: sa.Connection, table: str) -> list[pgschema.TableColumn]:
+    """``table``'s columns in table order, as Postgres describes them (empty when it does not exist): what a copy
+    carries and verification compares, whatever the table's layout."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef, "
+            "a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%', false) "
+            "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            "WHERE a.attrelid = to_regclass(:n) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+        ),
+        {"n": quote(table)},
+    ).all()
+    return [pgschema.TableColumn(*row) for row in rows]
+
+
 def dimension_of(conn: sa.Connection, table: str) -> int | None:
     mod = _one(
         conn,
@@ -140,34 +155,40 @@ def vector_text(values: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(v)) for v in values) + "]"
 
 
-def _placeholder(column: str) -> str:
-    if column == pgschema.METADATA_COLUMN:
-        return f"CAST(:{column} AS jsonb)"
-    if column == pgschema.EMBEDDING_COLUMN:
-        return f"CAST(:{column} AS vector)"
-    return f":{column}"
-
-
 def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> None:
-    """Insert or overwrite ``records`` as rows of ``table`` (``pgschema.record_to_row``: a record that does not map
-    raises ``MappingError`` naming it, and nothing of this call is written)."""
-    present = columns_of(conn, table)
-    rows = [pgschema.record_to_row(r, present) for r in records]
-    columns = sorted({c for row in rows for c in row})
+    """Insert or overwrite ``records`` as rows of ``table``, each row exactly what its record says
+    (``pgschema.record_to_row`` over the table's own columns: a record that does not map raises ``MappingError``
+    naming it, and nothing of this call is written)."""
+    columns = table_columns(conn, table)
+    by_name = {c.name: c for c in columns}
+    rows = [pgschema.record_to_row(r, columns) for r in records]
+    # One statement per set of columns: a NOT NULL column a record leaves out keeps its default (or old value).
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        for c in columns:
-            row.setdefault(c, None)
-        row[pgschema.METADATA_COLUMN] = json.dumps(row[pgschema.METADATA_COLUMN])
-        row[pgschema.EMBEDDING_COLUMN] = vector_text(row[pgschema.EMBEDDING_COLUMN])
-    values = ", ".join(_placeholder(c) for c in columns)
-    updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c != ID_COLUMN)
-    conn.execute(
-        sa.text(
-            f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES ({values}) "
-            f"ON CONFLICT ({ID_COLUMN}) DO UPDATE SET {updates}, updated_at = now()"
-        ),
-        rows,
-    )
+        groups.setdefault(tuple(row), []).append(row)
+    for names, group in groups.items():
+        binds = {name: f"p{i}" for i, name in enumerate(names)}
+        params = [{binds[n]: _bound(by_name[n], row[n]) for n in names} for row in group]
+        values = ", ".join(pgschema.placeholder(by_name[n], binds[n]) for n in names)
+        updates = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n != ID_COLUMN)
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {quote(table)} ({', '.join(quote(n) for n in names)}) VALUES ({values}) "
+                f"ON CONFLICT ({ID_COLUMN}) DO UPDATE SET {updates}"
+            ),
+            params,
+        )
+
+
+def _bound(column: pgschema.TableColumn, value: Any) -> Any:
+    """``value`` as it is bound for ``column`` (the vector and the JSONB as their text)."""
+    if value is None:
+        return None
+    if column.name == pgschema.EMBEDDING_COLUMN:
+        return vector_text(value)
+    if column.name == pgschema.METADATA_COLUMN:
+        return json.dumps(value)
+    return value
 
 
 # --- stats and indexes ------------------------------------------------------------------------------------------
@@ -377,30 +398,57 @@ def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: st
 # --- copies inside Postgres -------------------------------------------------------------------------------------
 
 
-def shared_columns(conn: sa.Connection, source: str, target: str) -> list[str]:
-    have = columns_of(conn, source) & columns_of(conn, target)
-    return [c for c in pgschema.COPIED_COLUMNS if c in have]
+def carried_columns(conn: sa.Connection, source: str, *, row_numbers: bool = False) -> list[str]:
+    """The columns of ``source`` a copy carries: every one, whatever the layout (a user's own columns too), but the
+    table's row number unless ``row_numbers`` (a copy into a table of its own, where the numbers cannot clash)."""
+    return [c.name for c in table_columns(conn, source) if row_numbers or not c.serial]
 
 
-def column_differences(conn: sa.Connection, source: str, target: str) -> dict[str, str]:
-    """Column → the SQL condition that a joined source row ``s`` and target row ``t`` differ in it: every shared
-    column but the id and the timestamps, ``metadata`` compared with the source's merged with ``:extra`` (what a copy
-    writes)."""
-    timestamps = (ID_COLUMN, "created_at", "updated_at")
-    return {
-        c: "(s.metadata || CAST(:extra AS jsonb)) IS DISTINCT FROM t.metadata"
-        if c == pgschema.METADATA_COLUMN
-        else f"s.{quote(c)} IS DISTINCT FROM t.{quote(c)}"
-        for c in shared_columns(conn, source, target)
-        if c not in timestamps
-    }
+def carry_problems(conn: sa.Connection, source: str, target: str, columns: Sequence[str]) -> list[str]:
+    """Why ``target`` cannot hold ``columns`` of ``source`` as they are, one line per column (``[]``: it can): a
+    column it lacks, of another type, or NOT NULL where source rows hold NULL."""
+    have = {c.name: c for c in table_columns(conn, source)}
+    wanted = [have[name] for name in columns]
+    target_columns = table_columns(conn, target)
+    problems = pgschema.carry_problems(target, wanted, target_columns)
+    for column in target_columns:
+        if column.name in columns and column.not_null and not have[column.name].not_null:
+            nulls = int(_one(conn, f"SELECT count(*) FROM {quote(source)} WHERE {quote(column.name)} IS NULL"))
+            if nulls:
+                problems.append(f"table {target} column {column.name} is NOT NULL; {nulls} rows of {source} hold NULL")
+    return problems
+
+
+def prepare_target(
+    conn: sa.Connection, prefix: str, namespace: str, source: str, *, row_numbers: bool = False
+) -> tuple[str, list[str]]:
+    """The namespace's table made ready to receive every column of ``source``: created if missing (the layout plus
+    the source's own columns it lacks), else checked; returns it and the columns carried. Raises ``PlanError``
+    naming each column the existing table cannot hold."""
+    dimension = dimension_of(conn, source) or 0
+    table, created = create_namespace(conn, prefix, namespace, dimension)
+    columns = carried_columns(conn, source, row_numbers=row_numbers)
+    if created:
+        have = columns_of(conn, table)
+        for column in table_columns(conn, source):
+            if column.name in columns and column.name not in have:
+                conn.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.sql_type}"))
+    pgschema.refuse_columns(carry_problems(conn, source, table, columns), source)
+    return table, columns
+
+
+def _enriched(metadata: str) -> str:
+    """``metadata`` (an SQL expression) with the enrichment ``:extra`` merged in; a NULL stays NULL when there is
+    nothing to add."""
+    return (
+        f"CASE WHEN CAST(:extra AS jsonb) = '{{}}'::jsonb THEN {metadata} "
+        f"ELSE coalesce({metadata}, '{{}}'::jsonb) || CAST(:extra AS jsonb) END"
+    )
 
 
 def _insert_select(source: str, target: str, columns: Sequence[str], where: str, tail: str = "") -> str:
     listed = ", ".join(quote(c) for c in columns)
-    picked = ", ".join(
-        "s.metadata || CAST(:extra AS jsonb)" if c == pgschema.METADATA_COLUMN else f"s.{quote(c)}" for c in columns
-    )
+    picked = ", ".join(_enriched("s.metadata") if c == pgschema.METADATA_COLUMN else f"s.{quote(c)}" for c in columns)
     updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c != ID_COLUMN)
     return (
         f"INSERT INTO {quote(target)} ({listed}) SELECT {picked} FROM {quote(source)} s WHERE {where} {tail} "
@@ -409,12 +457,16 @@ def _insert_select(source: str, target: str, columns: Sequence[str], where: str,
 
 
 def copy_ids(
-    conn: sa.Connection, source: str, target: str, ids: Sequence[str], extra: Mapping[str, Any] | None = None
+    conn: sa.Connection,
+    source: str,
+    target: str,
+    ids: Sequence[str],
+    columns: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
 ) -> int:
-    """Copy the rows of ``ids`` from ``source`` into ``target`` inside Postgres (one fleet batch), their
-    ``metadata`` merged with ``extra`` (the job's enrichment); idempotent (a row copied before is overwritten).
+    """Copy ``columns`` of the rows of ``ids`` from ``source`` into ``target`` inside Postgres (one fleet batch),
+    their ``metadata`` merged with ``extra`` (the job's enrichment); idempotent (a row copied before is overwritten).
     Returns the rows copied."""
-    columns = shared_columns(conn, source, target)
     sql = _insert_select(source, target, columns, f"s.{ID_COLUMN} = ANY(:ids)")
     result = conn.execute(sa.text(sql), {"ids": list(ids), "extra": json.dumps(dict(extra or {}))})
     return int(result.rowcount or 0)
@@ -454,14 +506,13 @@ def copy_batch_in_postgres(run: RunTables, ids: Sequence[str], extra: Mapping[st
         source_table = read_table(conn, store.prefix, run.source_namespace)
         if source_table is None:
             return 0
-        dimension = dimension_of(conn, source_table) or 0
-        target_table, _ = create_namespace(conn, run.target_prefix, run.target_namespace, dimension)
-        return copy_ids(conn, source_table, target_table, ids, extra)
+        target_table, columns = prepare_target(conn, run.target_prefix, run.target_namespace, source_table)
+        return copy_ids(conn, source_table, target_table, ids, columns, extra)
 
 
 def compare_in_postgres(run: RunTables, ids: Sequence[str], extra: Mapping[str, Any]) -> dict[str, str | None]:
     """Verification of one chunk of a job run inside Postgres: for each of ``ids`` still in the source, None when
-    the target row equals it (values exactly, every shared column, ``metadata`` = source's merged with ``extra``),
+    the target row equals it (values exactly, every carried column, ``metadata`` = source's merged with ``extra``),
     else why not (``missing`` or the first column that differs). Source ids no longer there are absent."""
     store = run.store
     with store._errors("verify_in_postgres", run.source_namespace), store.engine().connect() as conn:
@@ -477,18 +528,34 @@ def compare_in_postgres(run: RunTables, ids: Sequence[str], extra: Mapping[str, 
                     {"ids": list(ids)},
                 ).scalars()
             }
-        whens = " ".join(
-            f"WHEN {differs} THEN '{c} differs'" for c, differs in column_differences(conn, source, target).items()
-        )
+        verdict = _row_verdict(conn, source, target, carried_columns(conn, source))
         rows = conn.execute(
             sa.text(
-                f"SELECT s.{ID_COLUMN}, CASE WHEN t.{ID_COLUMN} IS NULL THEN 'missing' {whens} END "
+                f"SELECT s.{ID_COLUMN}, {verdict} "
                 f"FROM {quote(source)} s LEFT JOIN {quote(target)} t ON t.{ID_COLUMN} = s.{ID_COLUMN} "
                 f"WHERE s.{ID_COLUMN} = ANY(:ids)"
             ),
             {"ids": list(ids), "extra": json.dumps(dict(extra))},
         ).all()
     return {row[0]: row[1] for row in rows}
+
+
+def _row_verdict(conn: sa.Connection, source: str, target: str, columns: Sequence[str]) -> str:
+    """The SQL expression (over source ``s`` LEFT JOIN target ``t``) that is NULL when the target row equals the
+    source row in every one of ``columns`` (exactly; ``metadata`` merged with ``:extra``), else why not: ``missing``,
+    ``{column} differs`` or ``{column} missing in target``."""
+    have = columns_of(conn, target)
+    said = {c: c.replace("'", "''") for c in columns}  # a column's name inside an SQL string literal
+    whens = " ".join(
+        f"WHEN true THEN '{said[c]} missing in target'"
+        if c not in have
+        else f"WHEN {_enriched('s.metadata')} IS DISTINCT FROM t.metadata THEN 'metadata differs'"
+        if c == pgschema.METADATA_COLUMN
+        else f"WHEN s.{quote(c)} IS DISTINCT FROM t.{quote(c)} THEN '{said[c]} differs'"
+        for c in columns
+        if c != ID_COLUMN
+    )
+    return f"CASE WHEN t.{ID_COLUMN} IS NULL THEN 'missing' {whens} END"
 
 
 def finish_load(store: Any, namespaces: Sequence[str], index: pgschema.VectorIndex) -> list[dict[str, Any]]:
@@ -512,7 +579,9 @@ class CopyResult:
     copied: int
     missing: list[str] = field(default_factory=list)  # source ids not in the target (first few)
     extra: int = 0  # target rows that are not in the source
-    differ: int = 0  # rows in both whose columns differ (a source row changed after it was copied)
+    columns: list[str] = field(default_factory=list)  # the columns carried and compared
+    differing: dict[str, str] = field(default_factory=dict)  # id → the first column that differs (first few)
+    differ: int = 0  # rows in both whose carried columns are not all equal (a source row changed after its copy)
     backup_table: str | None = None
     indexes: dict[str, Any] = field(default_factory=dict)
 
@@ -534,7 +603,8 @@ def rows_not_in(conn: sa.Connection, table: str, other: str) -> int:
 
 
 def compare_tables(conn: sa.Connection, source: str, target: str, result: CopyResult) -> CopyResult:
-    """Row counts, both id-set differences and the rows whose contents differ, computed inside Postgres."""
+    """Row counts, both id-set differences and every row's carried columns (``result.columns``), computed inside
+    Postgres."""
     result.source_rows = int(_one(conn, f"SELECT count(*) FROM {quote(source)}"))
     result.target_rows = int(_one(conn, f"SELECT count(*) FROM {quote(target)}"))
     result.missing = list(
@@ -546,17 +616,17 @@ def compare_tables(conn: sa.Connection, source: str, target: str, result: CopyRe
         ).scalars()
     )
     result.extra = rows_not_in(conn, target, source)
-    differs = " OR ".join(column_differences(conn, source, target).values()) or "false"
-    result.differ = int(
-        conn.execute(
-            sa.text(
-                f"SELECT count(*) FROM {quote(source)} s JOIN {quote(target)} t ON t.{ID_COLUMN} = s.{ID_COLUMN} "
-                f"WHERE {differs}"
-            ),
-            {"extra": "{}"},
-        ).scalar()
-        or 0
-    )
+    verdict = _row_verdict(conn, source, target, result.columns)
+    differing = conn.execute(
+        sa.text(
+            f"SELECT id, why, count(*) OVER () FROM (SELECT s.{ID_COLUMN} AS id, {verdict} AS why "
+            f"FROM {quote(source)} s JOIN {quote(target)} t ON t.{ID_COLUMN} = s.{ID_COLUMN}) v "
+            "WHERE why IS NOT NULL ORDER BY id LIMIT 20"
+        ),
+        {"extra": "{}"},
+    ).all()
+    result.differing = {row[0]: row[1] for row in differing}
+    result.differ = int(differing[0][2]) if differing else 0
     return result
 
 
@@ -564,15 +634,16 @@ def copy_table(
     engine: sa.Engine,
     source: str,
     target: str,
+    columns: Sequence[str],
     *,
     chunk_rows: int = COPY_CHUNK_ROWS,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Copy every row of ``source`` into ``target`` inside Postgres, ``chunk_rows`` at a time in ``chunk_id`` order,
-    each chunk its own transaction. Resumable: a copy killed half-way is run again from the target's largest
-    ``chunk_id`` (everything below it was committed in order). Returns the rows copied by this call."""
+    """Copy ``columns`` of every row of ``source`` into ``target`` inside Postgres, ``chunk_rows`` at a time in
+    ``chunk_id`` order, each chunk its own transaction. Resumable: a copy killed half-way is run again from the
+    target's largest ``chunk_id`` (everything below it was committed in order). Returns the rows copied by this
+    call."""
     with engine.connect() as conn:
-        columns = shared_columns(conn, source, target)
         after = _one(conn, f"SELECT max({ID_COLUMN}) FROM {quote(target)}")
     sql = _insert_select(
         source,
@@ -587,11 +658,41 @@ def copy_table(
         with engine.begin() as conn:
             n, last = conn.execute(sa.text(sql), {"after": after, "n": chunk_rows, "extra": "{}"}).one()
         if not n:
+            _continue_row_numbers(engine, target, columns)
             return copied
         copied += int(n)
         after = last
         if progress is not None:
             progress(copied)
+
+
+def _holds_source_row_numbers(conn: sa.Connection, source: str, target: str) -> bool:
+    """Whether ``target`` (which holds only rows of ``source``: ``check_copy_target``) has the source's row number
+    columns and every row of it the same numbers as in the source, so a copy may keep them without a clash."""
+    serial = [c.name for c in table_columns(conn, source) if c.serial]
+    if not set(serial) <= columns_of(conn, target):
+        return False
+    differ = " OR ".join(f"t.{quote(c)} IS DISTINCT FROM s.{quote(c)}" for c in serial) or "false"
+    return not _one(
+        conn,
+        f"SELECT EXISTS (SELECT 1 FROM {quote(target)} t JOIN {quote(source)} s ON s.{ID_COLUMN} = t.{ID_COLUMN} "
+        f"WHERE {differ})",
+    )
+
+
+def _continue_row_numbers(engine: sa.Engine, table: str, columns: Sequence[str]) -> None:
+    """After rows kept their row numbers (``id``), the table's own sequence goes on after the largest, so the next
+    row the application inserts does not take one of them."""
+    with engine.begin() as conn:
+        for column in table_columns(conn, table):
+            if column.serial and column.name in columns:
+                conn.execute(
+                    sa.text(
+                        f"SELECT setval(pg_get_serial_sequence(:t, :c), max({quote(column.name)})) "
+                        f"FROM {quote(table)} HAVING max({quote(column.name)}) IS NOT NULL"
+                    ),
+                    {"t": quote(table), "c": column.name},
+                )
 
 
 def check_copy_target(conn: sa.Connection, source: str, target: str) -> None:
@@ -636,21 +737,22 @@ def transfer(
     target_table = pgschema.table_of(prefix, target_namespace)
     if target_table == source_table:
         raise PlanError(f"source and target are the same table {source_table}", hint="choose another target namespace")
-    with engine.begin() as conn:
-        dimension = dimension_of(conn, source_table)
-        if dimension is None:
+    with engine.connect() as conn:  # one transaction, committed only when this is no dry run
+        if dimension_of(conn, source_table) is None:
             raise StoreError(f"table {source_table} has no vector column `embedding`", table=source_table)
         result = CopyResult(source_table, target_table, 0, 0, 0)
-        if exists(conn, target_table):
+        existed = exists(conn, target_table)
+        if existed:
             check_copy_target(conn, source_table, target_table)
+        keep = not existed or _holds_source_row_numbers(conn, source_table, target_table)
+        _, result.columns = prepare_target(conn, prefix, target_namespace, source_table, row_numbers=keep)
         if dry_run:
+            conn.rollback()
             return (
-                compare_tables(conn, source_table, target_table, result)
-                if exists(conn, target_table)
-                else (_counted_source(conn, result))
+                compare_tables(conn, source_table, target_table, result) if existed else _counted_source(conn, result)
             )
-        create_namespace(conn, prefix, target_namespace, dimension)
-    result.copied = copy_table(engine, source_table, target_table, progress=progress)
+        conn.commit()
+    result.copied = copy_table(engine, source_table, target_table, result.columns, progress=progress)
     with engine.begin() as conn:
         result.indexes = build_indexes(conn, target_table, vector_index)
     with engine.connect() as conn:

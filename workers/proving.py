@@ -35,6 +35,7 @@ def delete_proven(
     *,
     delete_from: Literal["source", "target"] | None,
     target_namespace: str | None = None,
+    total: Proof | None = None,
 ) -> Proof:
     """Prove ``ids`` chunk by chunk and delete the proven ones right after their chunk was proved.
 
@@ -45,13 +46,15 @@ def delete_proven(
         route: the run's routing context; ``spec`` gives the tolerance and, for a text job, how a copy is judged.
         delete_from: ``"source"`` deletes the originals (cleanup), ``"target"`` the copies in ``target_namespace``
             (rollback), ``None`` only proves (a first pass, a dry run).
+        total: the ``Proof`` to fill chunk by chunk (default: a new one), so a caller whose delete failed half-way
+            knows what was deleted before the error.
 
     Returns:
         The ``Proof`` of every chunk: ``proven`` ids are the ones deleted (or, with ``delete_from=None``, that
         may be); ids without an original are neither.
     """
     compare = fields_comparer(spec)
-    total = Proof()
+    total = total if total is not None else Proof()
     for chunk in chunks(ids, PROOF_CHUNK_IDS):
         originals = source.fetch(source_namespace, chunk)
         by_ns, _unroutable = route_source(originals, route)  # prove_copies refuses the unroutable ones

@@ -40,7 +40,14 @@ from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import JobKind, NamespaceRun
 from orchestrator.paging import iter_all_ids
 from orchestrator.records import Record, display_namespace
-from orchestrator.routing import RouteContext, expected_metadata, route_context, route_counts, route_records
+from orchestrator.routing import (
+    RouteContext,
+    dropped_ids,
+    expected_metadata,
+    route_context,
+    route_counts,
+    route_records,
+)
 from orchestrator.spec import JobSpec, PgvectorStoreSpec
 from orchestrator.textrecords import fields_comparer, missing_text_reason, record_text, split_by_text
 from orchestrator.verification import (
@@ -326,6 +333,7 @@ class _Verifier:
             for route, n in route_counts(records, self.route).items():
                 routes[route] = routes.get(route, 0) + n
             self.report.routes = routes
+            self.report.add_dropped(dropped_ids(records, self.route))
         for ns, routed in route_records(records, self.route).items():
             self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
 

@@ -40,8 +40,6 @@ from workers.stores.guarded import GuardedStore
 from workers.stores.pgvector import PgvectorStore
 from workers.stores.pinecone import PineconeStore
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 API_KEY = "sandbox-backup-key"
 ODD_NAMESPACE = "Creator.A-1/twin:ünï code " + "x" * 80  # upper case, '/', ':', a space, non-ASCII, > 100 characters

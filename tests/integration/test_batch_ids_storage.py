@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import sqlalchemy as sa
 
 from orchestrator import jobs
 from orchestrator.models import SCHEMA_VERSION, Batch, BatchState, SchemaInfo
 from orchestrator.plan_types import Estimate, NamespacePlan, Plan
 from orchestrator.spec import parse_spec
-
-pytestmark = pytest.mark.integration
 
 NON_ASCII = ["ünïcødé-1", "日本語#chunk-0", "emoji-🙂", "tab\tin", "quote\"and'", "back\\slash", ""]
 MANY = [f"doc-{k // 4}#chunk-{k % 4}" for k in range(1000)]

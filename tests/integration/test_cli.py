@@ -27,8 +27,6 @@ from orchestrator.names import Queue
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.services import free_port
 
-pytestmark = pytest.mark.integration
-
 API_KEY = "sandbox-key"  # the local data plane accepts any key
 PER_NAMESPACE = 45  # 3 batches of 20 per namespace
 NAMESPACES = ("ns0", "ns1")

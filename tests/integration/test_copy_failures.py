@@ -12,8 +12,6 @@ from orchestrator.spec import parse_spec
 from workers import copying
 from workers.context import WorkerContext
 
-pytestmark = pytest.mark.integration
-
 
 class _BrokenStore:
     """A store that fails in a way no adapter maps (a bug, an unforeseen transport error)."""

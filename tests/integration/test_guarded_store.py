@@ -25,8 +25,6 @@ from workers.stores.guarded import GuardedStore
 from workers.stores.pgvector import PgvectorStore
 from workers.stores.pinecone import PineconeStore
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
 RATE = RateBudget(read_rps=500, list_rps=500, write_rps=500, write_mb_per_s=5)

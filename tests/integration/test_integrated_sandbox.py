@@ -14,8 +14,6 @@ from sandbox.embedding import HOSTED_MODELS, IntegratedEmbed
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox, set_sdk_retries
 from tests.integration.test_pinecone_conformance import CONTROL_HOST_URL, DATA_HOST_URL, REFERENCE, call
 
-pytestmark = pytest.mark.integration
-
 EMBED = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
 
 

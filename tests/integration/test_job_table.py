@@ -1,5 +1,5 @@
 """The job table's cost per task, on a real Postgres: how many statements and round trips the transitions that every
-list and copy task makes take, and that a restarted Postgres costs none of them an error.
+list and copy task makes take (a restarted Postgres: tests/fleet/test_job_table_restart.py).
 
 Each statement counted here is one round trip; a transaction adds two more (BEGIN, COMMIT), which a statement run
 in autocommit (its own transaction) does not. Checking a connection out of the pool adds one more, SQLAlchemy's
@@ -22,7 +22,6 @@ from orchestrator.jobs import listing
 from orchestrator.models import Batch, NamespaceRun
 from orchestrator.plan_types import ROUTED, Estimate, NamespacePlan, Plan
 from orchestrator.spec import parse_spec
-from sandbox.services import PostgresServer
 
 
 @dataclass
@@ -266,24 +265,3 @@ def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled
     with db.single_statement() as conn:
         result = conn.execute(listing._START_LISTING, {"run_id": run_id})
         assert result.context.cache_hit == conn.dialect.CACHE_HIT
-
-
-def test_a_restarted_postgres_costs_no_transition_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pooled connections died with the server; ``pool_pre_ping`` finds that out as each is checked out and
-    replaces it (and every connection as old) before the transition's statement runs."""
-    server = PostgresServer().start()
-    db = jobs.Database(server.url)
-    try:
-        _, run_ids = a_job(db, namespaces=3)
-        traffic = watch(db, monkeypatch)
-        with db.transaction(), db.transaction(), db.transaction():
-            pass  # three connections in the pool
-        server.stop(fast=True)
-        server.start()
-
-        for run_id in run_ids:
-            assert jobs.start_listing(db, run_id) is not None
-        assert traffic.pings >= 1
-    finally:
-        db.dispose()
-        server.destroy()

@@ -27,8 +27,6 @@ from workers import verifying
 from workers.context import WorkerContext
 from workers.latency import LATENCY_RUNS
 
-pytestmark = pytest.mark.integration
-
 DIM = 4
 KEY_ENV = "NSMIGRATE_TEST_MANY_PINECONE_KEY"
 THREADS = 8

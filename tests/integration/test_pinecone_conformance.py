@@ -17,8 +17,6 @@ from openapi_core.validation.response.exceptions import InvalidData
 
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
-pytestmark = pytest.mark.integration
-
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
 
 DATA_HOST_URL = "https://index-host.example"  # the spec's server is https://{index_host}

@@ -25,8 +25,6 @@ from sandbox.pinecone_server import IndexSpec, PineconeSandbox, set_sdk_retries
 from tests.polling import wait_until
 from workers.stores.pinecone import PineconeStore
 
-pytestmark = pytest.mark.integration
-
 DIM = 4
 POD, SERVERLESS = "legacy-pod", "fresh-serverless"
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"

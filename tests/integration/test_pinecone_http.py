@@ -20,8 +20,6 @@ from sandbox.stack import SANDBOX_API_KEY
 from workers.stores.pinecone import PineconeStore, disable_sdk_retries
 from workers.stores.pinecone_http import RawGet, raw_http
 
-pytestmark = pytest.mark.integration
-
 DIM = 4
 ODD = ["é ü/&=?+", "a b", "%41", "日本", "x" * 300]  # encoded by httpx either way, whatever the characters
 

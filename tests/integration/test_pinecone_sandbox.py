@@ -7,10 +7,6 @@ SDK retries are left at their defaults unless a test injects faults; those tests
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,7 +16,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 from pinecone import (
     ApiError,
@@ -42,10 +37,7 @@ from sandbox.pinecone_server import (
     set_sdk_retries,
 )
 from sandbox.seed import seed_dataset
-from tests.polling import wait_until
 from tests.timing import assert_timing
-
-pytestmark = pytest.mark.integration
 
 DIM = 4
 REPO = Path(__file__).resolve().parents[2]
@@ -734,49 +726,6 @@ def test_seed_data_loads_and_matches_through_the_sdk(pc: Pinecone, sandbox: Pine
     assert index(pc, sandbox).fetch(ids=[some_id], namespace=twin).vectors[some_id].metadata == metadata
 
 
-def test_cli_serves_until_sigterm_and_never_logs_the_api_key(tmp_path: Path) -> None:
-    port_file = tmp_path / "hosts.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox.pinecone_server",
-            "--index",
-            "cli-a:4:dotproduct:pod",
-            "--index",
-            "cli-b:4",
-            "--port-file",
-            str(port_file),
-            "--verbose",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-
-        def port_file_written() -> bool:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            return port_file.exists()
-
-        wait_until(port_file_written, what="the CLI to write its port file", timeout_s=20, interval_s=0.05)
-        hosts = json.loads(port_file.read_text())
-        assert set(hosts["indexes"]) == {"cli-a", "cli-b"}
-        secret = "sk-very-secret-value"
-        idx = Pinecone(api_key=secret).Index(host=hosts["indexes"]["cli-a"])
-        assert idx.upsert(vectors=[("a", [1, 2, 3, 4])]).upserted_count == 1
-        assert httpx.get(f"{hosts['control']}/_sandbox/hosts", timeout=5).json() == hosts
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
-    assert proc.returncode == 0
-    assert json.loads(out.decode().splitlines()[0]) == hosts
-    assert "POST /vectors/upsert" in err.decode()
-    assert secret not in err.decode() + out.decode()
-    assert not port_file.exists()
-
-
 def test_compile_filter_is_pure() -> None:
     predicate = compile_filter({"$or": [{"a": {"$gt": 1}}, {"b": {"$in": ["x"]}}]})
     assert predicate({"a": 2}) and predicate({"b": ["x", "y"]}) and not predicate({"a": 1, "b": "z"})
@@ -857,27 +806,3 @@ def test_values_upserted_as_text_are_fetched_and_queried_as_float32(pc: Pinecone
     idx = index(pc, sandbox)
     match = idx.query(vector=precise, top_k=1, namespace="text-f32", include_values=True).matches[0]
     assert match.id == "p" and np.asarray(match.values, dtype=np.float32).tolist() == expected.tolist()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_cli_prefaults_the_heap_it_is_asked_to(tmp_path: Path) -> None:
-    """``--prefault-mb`` (the bench's data plane): that much heap is touched before the server answers, and kept."""
-
-    def resident_mb_when_serving(prefault_mb: int) -> float:
-        port_file = tmp_path / f"hosts-{prefault_mb}.json"
-        cmd = [sys.executable, "-m", "sandbox.pinecone_server", "--index", "pf:4", "--port-file", str(port_file)]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen([*cmd, "--prefault-mb", str(prefault_mb)], cwd=REPO, env=env)
-        try:
-
-            def port_file_written() -> bool:
-                assert proc.poll() is None, "the CLI exited"
-                return port_file.exists()
-
-            wait_until(port_file_written, what="the CLI to start (its port file)", timeout_s=20, interval_s=0.05)
-            return float(psutil.Process(proc.pid).memory_info().rss) / 2**20
-        finally:
-            proc.terminate()
-            proc.wait(20)
-
-    assert resident_mb_when_serving(64) - resident_mb_when_serving(0) >= 48

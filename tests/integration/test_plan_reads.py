@@ -16,8 +16,6 @@ from sandbox.pinecone_server import PineconeSandbox
 from sandbox.seed import write_twins_csv
 from workers.stores import open_retrying_store
 
-pytestmark = pytest.mark.integration
-
 TWINS = {"0f0e9a52-1111-4a4a-9a9a-000000000001": "c1", "0f0e9a52-2222-4a4a-9a9a-000000000002": "c2"}
 T1, T2 = TWINS
 

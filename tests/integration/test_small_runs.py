@@ -31,8 +31,6 @@ from workers import copying, listing, verifying
 from workers.context import WorkerContext
 from workers.small_runs import copy_small_runs
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 
 

@@ -19,8 +19,6 @@ from orchestrator.plan_types import Inventory
 from orchestrator.planner import make_plan
 from orchestrator.spec import parse_spec
 
-pytestmark = pytest.mark.integration
-
 
 def test_status_shows_each_runs_summary_and_verdict_and_every_planned_run(database_url: str) -> None:
     spec = parse_spec(

@@ -20,8 +20,6 @@ from workers.stores.base import Record, VectorStore, iter_all_ids
 from workers.stores.pgvector import PgvectorStore, namespace_table_name
 from workers.stores.pinecone import PineconeStore
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
 KEY_VALUE = "pcsk-contract-test-SECRET-value"

@@ -7,10 +7,6 @@ the wire details the client hides (``Content-Range``, 206/416, 401 bodies).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,9 +17,6 @@ from postgrest.exceptions import APIError
 from supabase import Client, create_client
 
 from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
-from sandbox.services import free_port, wait_for_port
-
-pytestmark = pytest.mark.integration
 
 KEY = "sandbox-service-key"
 REPO = Path(__file__).resolve().parents[2]
@@ -284,34 +277,3 @@ def test_methods_outside_the_subset_are_refused(standin: PostgrestStandIn, small
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------------
-
-
-def test_cli_serves_until_sigterm(database_url: str) -> None:
-    create_tenancy_tables(database_url)
-    load_tenancy(database_url, twins={"t1": "c1"})
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "SUPABASE_KEY"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.postgrest", "--database-url", database_url, "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for_port(port, 20, process)  # type: ignore[arg-type]
-        supabase = create_client(f"http://127.0.0.1:{port}", KEY)
-        assert supabase.table("twins").select("id,creator_id").execute().data == [{"id": "t1", "creator_id": "c1"}]
-        supabase.postgrest.aclose()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
-        stdout = process.stdout.read().decode() if process.stdout else ""
-        assert f"http://127.0.0.1:{port}" in stdout
-        assert KEY not in stdout
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                stream.close()

@@ -13,8 +13,6 @@ from orchestrator.tenancy import load_sources, load_supabase, load_twins
 from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 from sandbox.services import free_port
 
-pytestmark = pytest.mark.integration
-
 KEY = "sandbox-service-key"
 MAPPING = CreatorMapping(source="supabase", url_env="NSM_TEST_SUPABASE_URL", key_env="NSM_TEST_SUPABASE_KEY")
 # 2,500 twins over creators whose ids share prefixes (a.1 / a.10): more than two pages of 1,000.

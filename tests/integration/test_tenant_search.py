@@ -15,8 +15,6 @@ from workers.stores.guarded import GuardedStore
 from workers.stores.pgvector import PgvectorStore
 from workers.stores.pinecone import PineconeStore
 
-pytestmark = pytest.mark.integration
-
 QUERY = [1.0, 0.0, 0.0, 0.0]
 DATA = {
     # a.10 holds the best match of all: a guard for a.1 must never return it.

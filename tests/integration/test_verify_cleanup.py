@@ -29,8 +29,6 @@ from workers import cleaning, verifying
 from workers.context import WorkerContext
 from workers.stores.base import VectorStore
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 URL_ENV = "NSMIGRATE_TEST_VERIFY_PG_URL"
 KEY_ENV = "NSMIGRATE_TEST_VERIFY_PINECONE_KEY"

@@ -24,8 +24,6 @@ from orchestrator.planner import make_plan
 from orchestrator.progress import RunShape
 from orchestrator.spec import parse_spec
 
-pytestmark = pytest.mark.integration
-
 NAMESPACES = SUMMARY_ROWS + 20
 
 

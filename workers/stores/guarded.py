@@ -39,6 +39,7 @@ from tenacity import RetryCallState
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
+from orchestrator.pgschema import TableColumn
 from orchestrator.records import IdPage, Record
 from orchestrator.spec import RateBudget
 from workers import tally
@@ -168,6 +169,12 @@ class GuardedStore:
         """Whether the store serves ``list`` (a Pinecone pod index does not); stores without the notion do."""
         probe = getattr(self.inner, "can_list", None)
         return True if probe is None else bool(self._read("can_list", probe))
+
+    def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
+        """A pgvector namespace's table and its columns (``DocumentedPgvectorStore.table_columns``); None for a
+        namespace without a table, or a store without tables."""
+        columns = getattr(self.inner, "table_columns", None)
+        return None if columns is None else cast(Any, self._stats("table_columns", columns, namespace))
 
     def identity(self) -> str:
         """The inner store's identity (``orchestrator.store_identity``), asked of its server, retried."""

@@ -39,8 +39,10 @@ def _marker_seen(source: VectorStore, target: VectorStore) -> bool:
         source.delete_namespace(namespace)
 
 
-def one_store_problem(spec: JobSpec, source: VectorStore, target: VectorStore) -> str | None:
-    """None when ``source`` and ``target`` are proven to be two stores; else why they are, or may be, one."""
+def one_store_problem(spec: JobSpec, source: VectorStore, target: VectorStore, *, marker: bool = True) -> str | None:
+    """None when ``source`` and ``target`` are proven to be two stores; else why they are, or may be, one.
+    ``marker=False`` (a dry run, which writes nothing) stops at the servers' identities: two Pinecone hosts that
+    differ then count as two stores, for the deleting step to prove with its marker."""
     if spec_identity(spec.source) == spec_identity(spec.target):
         return f"source and target are the same store ({spec_identity(spec.source)})"
     if spec.source.kind != spec.target.kind:
@@ -49,7 +51,7 @@ def one_store_problem(spec: JobSpec, source: VectorStore, target: VectorStore) -
         source_id, target_id = source.identity(), target.identity()
         if source_id == target_id:
             return f"source and target are the same store ({source_id})"
-        if spec.source.kind == "pgvector" or not _marker_seen(source, target):
+        if spec.source.kind == "pgvector" or not marker or not _marker_seen(source, target):
             return None
     except (NsmigrateError, TimeoutError) as e:
         return f"whether source and target are one store could not be established ({e})"

@@ -60,6 +60,13 @@ class DocumentedPgvectorStore(PgvectorStore):
     def _dimension_tables(self, conn: sa.Connection) -> list[str]:
         return list(pgnamespaces.discover(conn, self.prefix).values())
 
+    def table_columns(self, namespace: str) -> tuple[str, list[pgschema.TableColumn]] | None:
+        """The namespace's table and its columns (what a copy from or into it carries), or None without a table:
+        the plan refuses a copy whose target table cannot hold a column of its source's."""
+        with self._errors("table_columns", namespace), self._get_engine().connect() as conn:
+            table = self._reading(conn, namespace)
+            return (table, pgnamespaces.table_columns(conn, table)) if table else None
+
     def namespaces(self) -> dict[str, int]:
         with self._errors("namespaces"), self._get_engine().connect() as conn:
             counts = pgnamespaces.count_rows(conn, pgnamespaces.discover(conn, self.prefix))
@@ -95,15 +102,12 @@ class DocumentedPgvectorStore(PgvectorStore):
             table = self._reading(conn, namespace)
             if table is None:
                 return []
-            present = pgnamespaces.columns_of(conn, table)
-            wanted = [c for c in pgschema.COPIED_COLUMNS if c in present and c not in ("created_at", "updated_at")]
+            columns = [c for c in pgnamespaces.table_columns(conn, table) if not c.serial]
             rows = conn.execute(
-                sa.text(
-                    f"SELECT {', '.join(quote(c) for c in wanted)} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"
-                ),
+                sa.text(f"SELECT {pgschema.select_list(columns)} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"),
                 {"ids": list(ids)},
             ).mappings()
-            found = {row[ID_COLUMN]: pgschema.row_to_record(_parsed(row)) for row in rows}
+            found = {row[ID_COLUMN]: pgschema.row_to_record(_parsed(row), columns) for row in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def upsert(self, namespace: str, records: Sequence[Record]) -> int:

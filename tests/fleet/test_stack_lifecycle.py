@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
-
 #: How long an orderly stop may take at most: a worker's 15 s to stop before it is SIGKILLed (`Stack.kill`), Redis's
 #: 5 s and Postgres's 20 s (`services.*.stop`), plus a margin for a loaded machine.
 STOP_BOUND_S = 15 + 5 + 20 + 20

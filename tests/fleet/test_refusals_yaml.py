@@ -5,12 +5,8 @@ followed by `cleanup: {mode: auto}` used to start a job that deleted the source.
 
 from __future__ import annotations
 
-import pytest
-
 from sandbox.stack import Stack
-from tests.integration.test_fleet_planner import cli, job_ids
-
-pytestmark = pytest.mark.integration
+from tests.fleet.test_fleet_planner import cli, job_ids
 
 
 def test_a_spec_with_two_cleanup_keys_is_refused_and_nothing_is_written(stack: Stack) -> None:

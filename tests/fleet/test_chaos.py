@@ -27,24 +27,22 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 
 from orchestrator import jobs, launch, small_runs
-from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import StateError
-from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
+from orchestrator.models import BatchState, NamespaceRun, RunState
 from orchestrator.names import lock_key
 from orchestrator.plan_types import Estimate, NamespacePlan, Plan
-from orchestrator.settings import load_settings
 from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
+from tests.fleet_jobs import batches, start_job
 from tests.polling import wait_until
 from tests.sent_tasks import SentTasks, sent
 from workers import copying, listing
 from workers.context import WorkerContext
 from workers.flow import lister_wake_key
-from workers.stores import open_retrying_store
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = pytest.mark.chaos
 
 SRC, DST = "chaos-src", "chaos-dst"
 DIM = 16
@@ -108,15 +106,6 @@ def slow_data_plane(stack: Stack, latency_ms: float) -> None:
         stack.pinecone.set_faults(index, Faults(latency_ms=latency_ms))
 
 
-def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, Dispatcher, int]:
-    """Plan and launch like `nsmigrate run` (the pattern of test_fleet.py)."""
-    settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
-    dispatcher = Dispatcher(settings)
-    prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
-    return db, dispatcher, launch.launch(db, dispatcher, prepared)
-
-
 #: What a probe raises while Redis or Postgres is down or restarting.
 SERVICE_DOWN = (sa.exc.OperationalError, sa.exc.InterfaceError, redis_lib.ConnectionError)
 
@@ -135,18 +124,6 @@ def wait_for(
     )
     assert result is not None
     return result
-
-
-def batches(db: jobs.Database, job_id: int) -> list[Batch]:
-    with db.transaction() as s:
-        return list(
-            s.scalars(
-                sa.select(Batch)
-                .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
-                .where(NamespaceRun.job_id == job_id)
-                .order_by(Batch.id)
-            )
-        )
 
 
 def batch_states(db: jobs.Database, job_id: int) -> Counter[str]:

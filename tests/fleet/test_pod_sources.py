@@ -28,8 +28,6 @@ from workers.context import WorkerContext
 from workers.stores import open_retrying_store
 from workers.syncing import sync_run
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 SIZES = {"": 40, "alpha": 120, "beta": 7}  # the default namespace too
 

@@ -22,8 +22,7 @@ from orchestrator.settings import Settings
 from orchestrator.spec import JobSpec
 from sandbox.pinecone_server import Faults
 from sandbox.stack import Stack
-from tests.integration.test_pgvector_namespaces import load, nsmigrate, records, store, tables
-from tests.integration.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
+from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
     cli,
     events,
     load_small,
@@ -34,14 +33,14 @@ from tests.integration.test_sync_rollback import (  # noqa: F401  (sandbox_index
     states,
     wait_final,
 )
+from tests.integration.test_pgvector_namespaces import load, nsmigrate, records, store, tables
 from tests.polling import wait_until
+from workers import cleaning
 from workers.context import WorkerContext
 from workers.proving import delete_absent
 from workers.rollback import _Rollback
 from workers.stores import open_retrying_store
 from workers.syncing import sync_run
-
-pytestmark = pytest.mark.integration
 
 DIM = 8
 
@@ -53,9 +52,9 @@ def stack(stack: Stack) -> Stack:
     return stack
 
 
-def verified_job(stack: Stack, **overrides: Any) -> tuple[jobs.Database, int]:
-    """One 60-vector namespace `ns0` copied src → dst by the fleet and verified."""
-    load_small(stack, namespaces=1)
+def verified_job(stack: Stack, per_namespace: int = 60, **overrides: Any) -> tuple[jobs.Database, int]:
+    """One namespace `ns0` (60 vectors) copied src → dst by the fleet and verified."""
+    load_small(stack, namespaces=1, per_namespace=per_namespace)
     db, _, job_id = start_job(stack, small_spec(stack, cleanup={"mode": "manual"}, **overrides))
     assert states(wait_final(db, job_id)) == {"ns0": RunState.VERIFIED}
     return db, job_id
@@ -120,6 +119,30 @@ def test_cleanup_keeps_a_source_vector_changed_after_verification(stack: Stack) 
     assert cli(stack, "cleanup", str(job_id), "--yes").exit_code == 0
     assert stack.pinecone.count("src", "ns0") == 0
     assert np.array_equal(stack.pinecone.snapshot("dst")["ns0"][changed][0], np.full(DIM, 0.5, dtype=np.float32))
+
+
+def test_a_cleanup_stopped_half_way_keeps_sync_from_deleting_the_copies_left(
+    stack: Stack, worker_context: Callable[..., WorkerContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, job_id = verified_job(stack, per_namespace=1500, batch_size=500)  # two chunks of ≤ 1,000 ids to delete
+    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("NSMIGRATE_RETRY_MAX_WAIT_S", "0.05")
+    ctx = worker_context(stack.database_url, stack.redis_url)
+    run = run_of(db, job_id)
+    # Seeded: the first delete request goes through, every attempt at the second one answers 503.
+    stack.pinecone.set_faults("src", Faults(error_rate_5xx=0.9, error_ops=("delete",), seed=564))
+    try:
+        result = cleaning.cleanup_run(ctx, run.id, actor="tester")
+    finally:
+        stack.pinecone.set_faults("src", Faults())
+
+    assert (result["action"], result["count"]) == ("failed", 1000), result
+    assert stack.pinecone.count("src", "ns0") == 500
+    assert run_of(db, job_id).cleanup == {"deleted_count": 1000}
+    # The 1,000 ids are gone from the source on purpose: their copies are the only ones, never "stale".
+    refused = sync_run(ctx, run.id, propagate_deletes=True, actor="tester")
+    assert refused["action"] == "refused" and "deleted 1000 of this namespace's source ids" in refused["reason"]
+    assert stack.pinecone.count("dst", "ns0") == 1500
 
 
 # --------------------------------------------------------------------------- case 2: a verification of nothing

@@ -11,8 +11,6 @@ import pytest
 
 from cli.demo import SCENARIOS
 
-pytestmark = pytest.mark.integration
-
 
 def nsmigrate(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
     # COLUMNS: rich wraps at 80 columns in a pipe; keep names whole.

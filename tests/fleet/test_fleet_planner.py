@@ -22,8 +22,6 @@ from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.stack import Stack
 from tests.polling import wait_until
 
-pytestmark = pytest.mark.integration
-
 NAMESPACES = {"alpha": 30, "beta": 12, "": 7}
 #: What the command that handed its spec to the fleet must not import: the fleet has them loaded.
 HEAVY = ("sqlalchemy", "celery", "kombu", "pinecone", "pyarrow")

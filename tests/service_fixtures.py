@@ -1,4 +1,5 @@
-"""Services the integration tests share, defined once (Redis and Postgres are in ``tests/conftest.py``).
+"""Services the service and fleet tiers share, defined once (Redis and Postgres are in ``tests/conftest.py``, which
+loads this module as a plugin).
 
 - ``sandbox_indexes``: the indexes of a module's local Pinecone data plane. A test module overrides this fixture to
   choose them (``@pytest.fixture(scope="module") def sandbox_indexes(): return [IndexSpec(...), ...]``).

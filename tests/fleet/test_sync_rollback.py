@@ -21,19 +21,15 @@ from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import JobKind, JobState, RunState
 from orchestrator.naming import parse_namespace, twin_namespace
-from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import Stack
+from tests.fleet_jobs import start_job
 from tests.polling import wait_for_job, wait_until
 from workers import cleaning
 from workers.context import WorkerContext
 from workers.rollback import rollback_job
-from workers.stores import open_retrying_store
 from workers.syncing import sync_run
-
-pytestmark = pytest.mark.integration
 
 DIM = 8
 ONE = "one"  # creator migration inside one index (source == target)
@@ -60,17 +56,6 @@ def ctx(stack: Stack, worker_context: Callable[..., WorkerContext]) -> WorkerCon
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
-
-
-def start_job(
-    stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
-) -> tuple[jobs.Database, Dispatcher, int]:
-    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
-    prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
-    if after_plan is not None:
-        after_plan()
-    return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
 def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> jobs.JobStatus:

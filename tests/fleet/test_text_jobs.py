@@ -29,16 +29,16 @@ from orchestrator.spec import PineconeStoreSpec, RateBudget, TextRecords, parse_
 from sandbox.embedding import IntegratedEmbed
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
-from tests.integration.test_chaos import (
+from tests.fleet.test_chaos import (
     FAST_RECOVERY,
     QUICK_RETRIES,
     all_verified,
-    batches,
     fetch_all,
     kill_and_lose_its_messages,
     mid_copy,
     wait_for,
 )
+from tests.fleet_jobs import batches
 from tests.polling import wait_for_job
 from workers.context import WorkerContext
 from workers.embedders import HashingEmbedder
@@ -48,8 +48,6 @@ from workers.stores import open_retrying_store
 from workers.stores.guarded import GuardedStore
 from workers.stores.pinecone import PineconeStore
 from workers.syncing import sync_run
-
-pytestmark = pytest.mark.integration
 
 SRC, TEXTS, NEW = "vectors", "texts", "reembedded"
 DIM, NEW_DIM = 16, 32

@@ -27,12 +27,9 @@ from orchestrator.spec import CreatorMapping, PineconeStoreSpec
 from orchestrator.tenancy import load_supabase
 from sandbox.services import free_port
 from sandbox.stack import Stack
-from tests.integration.test_fleet_planner import cli, job_ids, write_spec
+from tests.fleet.test_fleet_planner import cli, job_ids, write_spec
 from tests.polling import wait_until
 from workers.context import WorkerContext
-
-pytestmark = pytest.mark.integration
-
 
 WORKER_SECRET = "worker-supabase-secret-7f3a"
 
@@ -146,29 +143,28 @@ def test_the_operators_setting_decides_which_variables_a_spec_may_name(stack: St
     assert "(NSMIGRATE_ALLOWED_KEY_VARS: VEC_*)" in default.stderr
 
 
-def this_machines_network_address() -> str | None:
-    """An IPv4 address of this machine that is not loopback (the one it would route outwards from), or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("198.51.100.1", 9))  # UDP: nothing is sent, the kernel only picks the route
-        except OSError:
-            return None
-        address = str(probe.getsockname()[0])
-    return None if address.startswith("127.") else address
+# A host that is not loopback by name, yet reaches this machine: Linux connects 0.0.0.0 to the local host, so a key
+# sent by mistake lands in the test's own listener instead of crossing the network (tests never send elsewhere).
+UNSPECIFIED = "0.0.0.0"
 
 
-def test_the_fleet_sends_no_key_over_plain_http_to_a_network_address(stack: Stack) -> None:
-    address = this_machines_network_address()
-    if address is None:
-        pytest.skip("this machine has no network address besides loopback to listen on")
-    listener = Listener(address)
+def unspecified_listener() -> Listener:
+    """A listener on 127.0.0.1 addressed as ``http://0.0.0.0:PORT``."""
+    listener = Listener()
+    listener.host = listener.host.replace("127.0.0.1", UNSPECIFIED)
+    return listener
+
+
+def test_the_fleet_sends_no_key_over_plain_http_to_a_host_that_is_not_loopback(stack: Stack) -> None:
+    address = UNSPECIFIED
+    listener = unspecified_listener()
     start_planner_with(stack)
     spec = write_spec(stack, source={"kind": "pinecone", "host": listener.host})
 
     done = cli(stack, "run", str(spec))  # the worker's planner holds PINECONE_API_KEY
 
     message = one_error(done)
-    assert f"the index address is plain http to {address}, which is not this machine" in message
+    assert f"the index address is plain http to {address}, which is not loopback" in message
     assert listener.got() == b""  # no request, so no key, crossed the network
     assert job_ids(stack) == []
     listener.sock.close()
@@ -177,10 +173,10 @@ def test_the_fleet_sends_no_key_over_plain_http_to_a_network_address(stack: Stac
 @pytest.mark.parametrize(
     "target",
     [
-        {"host": "http://10.255.255.1:5081"},
-        {"host": "http://idx-abc.svc.example.io"},
-        {"index": "dst", "control_host": "http://10.255.255.1:5081"},  # the control plane gets the key too
-        {"index": "new", "control_host": "http://10.255.255.1:5081", "create": {}},
+        {"host": "http://0.0.0.0:5081"},
+        {"host": "http://idx-abc.svc.example.invalid"},
+        {"index": "dst", "control_host": "http://0.0.0.0:5081"},  # the control plane gets the key too
+        {"index": "new", "control_host": "http://0.0.0.0:5081", "create": {}},
     ],
 )
 def test_a_key_goes_only_over_tls_or_to_loopback(stack: Stack, target: dict[str, object]) -> None:
@@ -189,7 +185,7 @@ def test_a_key_goes_only_over_tls_or_to_loopback(stack: Stack, target: dict[str,
     message = one_error(cli(stack, "plan", str(spec), "--plan-here"))
 
     address = str(target.get("control_host") or target["host"]).removeprefix("http://").split(":")[0]
-    assert f"address is plain http to {address}, which is not this machine" in message
+    assert f"address is plain http to {address}, which is not loopback" in message
     assert job_ids(stack) == []
 
 
@@ -251,10 +247,8 @@ def test_redis_connection_error_shows_no_password(database_url: str, tmp_path: P
 
 
 def test_a_supabase_key_goes_only_over_tls_or_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    address = this_machines_network_address()
-    if address is None:
-        pytest.skip("this machine has no network address besides loopback to listen on")
-    listener = Listener(address)
+    address = UNSPECIFIED
+    listener = unspecified_listener()
     monkeypatch.setenv("NSM_TEST_SUPABASE_URL", listener.host)
     monkeypatch.setenv("NSM_TEST_SUPABASE_KEY", WORKER_SECRET)
     mapping = CreatorMapping(source="supabase", url_env="NSM_TEST_SUPABASE_URL", key_env="NSM_TEST_SUPABASE_KEY")
@@ -262,6 +256,6 @@ def test_a_supabase_key_goes_only_over_tls_or_to_loopback(monkeypatch: pytest.Mo
     with pytest.raises(SpecError) as err:
         load_supabase(mapping)
 
-    assert f"the URL in NSM_TEST_SUPABASE_URL is plain http to {address}, which is not this machine" in str(err.value)
+    assert f"the URL in NSM_TEST_SUPABASE_URL is plain http to {address}, which is not loopback" in str(err.value)
     assert listener.got() == b""
     listener.sock.close()

@@ -18,21 +18,13 @@ from orchestrator.dualwrite import DualWriteIndex
 from orchestrator.models import RunState
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import SANDBOX_API_KEY, Stack
-from tests.integration.test_sync_rollback import (  # the forward job's helpers, shared
-    DIM,
-    cli,
-    events,
-    load_small,
-    small_spec,
-    start_job,
-    states,
-    wait_final,
-)
+from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, small_spec, states, wait_final
+from tests.fleet_jobs import start_job
 from tests.polling import wait_until
 from workers.context import WorkerContext
 from workers.syncing import sync_run
 
-pytestmark = pytest.mark.integration
+AppStack = tuple[Stack, WorkerContext]
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +33,11 @@ def sandbox_indexes() -> list[IndexSpec]:
 
 
 @pytest.fixture
-def stack(stack: Stack) -> Stack:
-    """The shared stack with one worker for every queue the job and its syncs use."""
-    stack.start_worker("list,copy,verify", 6)
-    return stack
-
-
-@pytest.fixture
-def ctx(stack: Stack, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
-    """What `nsmigrate sync` runs with: its dispatcher sends the sync's batches to the stack's workers."""
-    return worker_context(stack.database_url, stack.redis_url)
+def app_stack(stack: Stack, worker_context: Callable[..., WorkerContext]) -> tuple[Stack, WorkerContext]:
+    """A stack whose worker lists, copies and verifies (the job, its syncs and their verdicts), and the
+    WorkerContext `nsmigrate sync` runs with (its dispatcher sends to that worker)."""
+    stack.start_worker("list,copy,verify", 4)
+    return stack, worker_context(stack.database_url, stack.redis_url)
 
 
 def index(stack: Stack, name: str) -> Any:
@@ -89,7 +76,10 @@ def assert_target_is_the_source(stack: Stack) -> None:
             assert {k: v for k, v in (dst[ns][id_][1] or {}).items() if k != "migrated_from"} == metadata
 
 
-def test_dual_writes_while_the_job_copies_are_all_in_the_target_after_sync(stack: Stack, ctx: WorkerContext) -> None:
+def test_dual_writes_while_the_job_copies_are_all_in_the_target_after_sync(
+    app_stack: AppStack,
+) -> None:
+    stack, ctx = app_stack
     load_small(stack)
     db, _, job_id = start_job(stack, small_spec(stack))
     app = dual_writer(stack, db, job_id)
@@ -113,7 +103,8 @@ def test_dual_writes_while_the_job_copies_are_all_in_the_target_after_sync(stack
     assert events(db, job_id, "dual_write_failed") == []
 
 
-def test_a_write_the_new_index_refused_is_recorded_and_repaired_by_sync(stack: Stack, ctx: WorkerContext) -> None:
+def test_a_write_the_new_index_refused_is_recorded_and_repaired_by_sync(app_stack: AppStack) -> None:
+    stack, ctx = app_stack
     db, job_id = migrated(stack)
     app = dual_writer(stack, db, job_id)
     vector = np.random.default_rng(4).random(DIM).tolist()
@@ -133,7 +124,8 @@ def test_a_write_the_new_index_refused_is_recorded_and_repaired_by_sync(stack: S
     assert_target_is_the_source(stack)
 
 
-def test_reads_follow_the_rollout_in_a_running_client(stack: Stack) -> None:
+def test_reads_follow_the_rollout_in_a_running_client(app_stack: AppStack) -> None:
+    stack, _ = app_stack
     db, job_id = migrated(stack)
     app = dual_writer(stack, db, job_id, max_age_s=0.2)
     vector = np.random.default_rng(5).random(DIM).tolist()
@@ -152,7 +144,8 @@ def test_reads_follow_the_rollout_in_a_running_client(stack: Stack) -> None:
     assert steps == [100, 0]
 
 
-def test_a_bad_rollout_step_is_refused_and_changes_nothing(stack: Stack) -> None:
+def test_a_bad_rollout_step_is_refused_and_changes_nothing(app_stack: AppStack) -> None:
+    stack, _ = app_stack
     db, job_id = migrated(stack)
 
     result = cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "30")
@@ -163,8 +156,9 @@ def test_a_bad_rollout_step_is_refused_and_changes_nothing(stack: Stack) -> None
 
 
 def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_long_enough(
-    stack: Stack, ctx: WorkerContext
+    app_stack: AppStack,
 ) -> None:
+    stack, ctx = app_stack
     db, job_id = migrated(stack, cleanup={"mode": "manual"}, cutover={"decommission_after_s": 3600})
     job = str(job_id)
 
@@ -196,7 +190,10 @@ def check(stack: Stack, job_id: int) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
-def test_the_check_passes_on_a_healthy_target_and_fails_on_a_slow_or_erroring_one(stack: Stack) -> None:
+def test_the_check_passes_on_a_healthy_target_and_fails_on_a_slow_or_erroring_one(
+    app_stack: AppStack,
+) -> None:
+    stack, _ = app_stack
     db, job_id = migrated(stack, cutover=GENEROUS)
 
     code, healthy = check(stack, job_id)
@@ -218,7 +215,8 @@ def test_the_check_passes_on_a_healthy_target_and_fails_on_a_slow_or_erroring_on
     assert [r["passed"] for r in reports] == [True, False, False]
 
 
-def test_the_check_detects_a_target_answering_differently(stack: Stack) -> None:
+def test_the_check_detects_a_target_answering_differently(app_stack: AppStack) -> None:
+    stack, _ = app_stack
     _, job_id = migrated(stack, cutover=GENEROUS)
     rng = np.random.default_rng(6)
     # The target's ns0 changed behind the job's back: same ids, other vectors.

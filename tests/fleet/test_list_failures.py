@@ -24,8 +24,6 @@ from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from workers.stores import open_retrying_store
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:

@@ -12,11 +12,9 @@ from orchestrator.errors import SpecError
 from orchestrator.spec import IdCatalogue, SourceTable
 from orchestrator.tenancy import load_sources
 from sandbox.stack import Stack
-from tests.integration.test_fleet_planner import cli, job_ids, write_spec
-from tests.integration.test_refusals_secrets import nsmigrate, one_error
+from tests.fleet.test_fleet_planner import cli, job_ids, write_spec
+from tests.fleet.test_refusals_secrets import nsmigrate, one_error
 from workers.stores.enumeration import open_catalogue
-
-pytestmark = pytest.mark.integration
 
 DOCUMENTED = {"kind": "pgvector", "schema": "documented", "dimension": 8}
 

@@ -18,8 +18,6 @@ from orchestrator import jobs
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
 
-pytestmark = pytest.mark.integration
-
 SOURCE, MADE = "plain-src", "made-by-run"
 DIM, METRIC = 8, "dotproduct"
 

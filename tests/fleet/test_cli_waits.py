@@ -19,8 +19,6 @@ from orchestrator.models import JobState, RunState
 from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import SANDBOX_API_KEY, Stack
 
-pytestmark = pytest.mark.integration
-
 NAMESPACES = {"ns0": 30, "ns1": 50}
 COMMAND_DEADLINE_S = 90  # far above the seconds these jobs take; reached only by a wait that never ends
 

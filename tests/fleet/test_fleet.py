@@ -5,7 +5,6 @@ table's word for it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +16,13 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.naming import twin_namespace
-from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
+from tests.fleet_jobs import start_job
 from tests.polling import wait_for_job, wait_until
-from workers.stores import open_retrying_store
-
-pytestmark = pytest.mark.integration
 
 INDEX = "seeds"
 
@@ -65,19 +59,6 @@ def creator_spec(stack: Stack, twins_csv: Path, **overrides: Any) -> dict[str, A
     }
     spec.update(overrides)
     return spec
-
-
-def start_job(
-    stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
-) -> tuple[jobs.Database, Dispatcher, int]:
-    """Plan and launch like `nsmigrate run`; ``after_plan`` runs in between (e.g. to inject a fault into the copy)."""
-    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
-    dispatcher = Dispatcher(settings)
-    prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
-    if after_plan is not None:
-        after_plan()
-    return db, dispatcher, launch.launch(db, dispatcher, prepared)
 
 
 def all_verified(status: jobs.JobStatus) -> bool:

@@ -27,8 +27,6 @@ from sandbox.stack import Stack
 from tests.polling import wait_until
 from workers.stores import open_retrying_store
 
-pytestmark = pytest.mark.integration
-
 SECRET = "pcsk-test-SECRET-should-never-show"  # key-shaped canary (any key works locally)
 NAMESPACES = ("ns0", "ns1")
 PER_NAMESPACE = 60

@@ -31,8 +31,6 @@ from workers.erasing import plan_erasure
 from workers.stores import open_retrying_store
 from workers.stores.base import iter_all_ids
 
-pytestmark = pytest.mark.integration
-
 TWINS = {"t1": "a.1", "t2": "a.1", "t10": "a.10", "t11": "a.10"}
 A1_TWINS = {"t1", "t2"}
 

@@ -24,15 +24,13 @@ from orchestrator.spec import PgvectorStoreSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import seed_chunks
 from sandbox.stack import Stack
-from tests.integration.test_chaos import batches, start_job
+from tests.fleet_jobs import batches, start_job
 from tests.polling import wait_until
 from workers import pgnamespaces
 from workers.cleaning import cleanup_run
 from workers.context import WorkerContext
 from workers.stores import open_retrying_store, open_store
 from workers.stores.pgdocumented import DocumentedPgvectorStore
-
-pytestmark = [pytest.mark.integration]
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 DIM = 16

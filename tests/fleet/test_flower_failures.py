@@ -19,16 +19,16 @@ import pytest
 import redis
 from pinecone import Pinecone
 
-from orchestrator import jobs
+from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.names import TaskName
 from orchestrator.settings import Settings
+from orchestrator.spec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import Stack
-from tests.polling import wait_until
-
-pytestmark = pytest.mark.integration
+from tests.polling import wait_for_job, wait_until
+from workers.stores import open_retrying_store
 
 SECRET = "pcsk-test-SECRET-flower-failures"  # key-shaped canary (the local data plane accepts any key)
 COPY = TaskName.COPY_BATCH.value
@@ -57,30 +57,38 @@ def load(stack: Stack, sizes: dict[str, int]) -> dict[str, list[str]]:
     return loaded
 
 
-def start_job(stack: Stack, batch_size: int) -> tuple[jobs.Database, int]:
-    """`nsmigrate run` of a copy from ff-src to ff-dst, as a user starts it."""
-    spec = {
-        "name": "flower-failures",
+def spec_of(stack: Stack, batch_size: int, name: str) -> dict[str, Any]:
+    """A copy from ff-src to ff-dst."""
+    return {
+        "name": name,
         "source": {"kind": "pinecone", "host": stack.pinecone.host("ff-src")},
         "target": {"kind": "pinecone", "host": stack.pinecone.host("ff-dst")},
         "batch_size": batch_size,
     }
+
+
+def settings_of(stack: Stack) -> Settings:
+    return Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+
+
+def start_job(stack: Stack, batch_size: int) -> tuple[jobs.Database, int]:
+    """`nsmigrate run` of a copy from ff-src to ff-dst, as a user starts it."""
     path = stack.workdir / "flower-failures.yaml"
-    path.write_text(json.dumps(spec))  # JSON is YAML
+    path.write_text(json.dumps(spec_of(stack, batch_size, "flower-failures")))  # JSON is YAML
     started = cli(stack, "run", str(path))
     assert started.returncode == 0, started.stderr
     return jobs.Database(stack.database_url), int(started.stdout.strip().splitlines()[-1])
 
 
-def start_fleet(stack: Stack) -> httpx.Client:
-    """A worker whose store requests give up after 2 quick attempts, and Flower started right after it (as the demo
-    and a compose file start them) and receiving the worker's events before any job."""
+def start_fleet(stack: Stack, attempts: int = 2) -> httpx.Client:
+    """A worker whose store requests give up after ``attempts`` quick attempts, and Flower started right after it (as
+    the demo and a compose file start them) and receiving the worker's events before any job."""
     stack.start_worker(
         "list,copy,verify,cleanup",
         4,
         name="ff",
         PINECONE_API_KEY=SECRET,
-        NSMIGRATE_RETRY_ATTEMPTS="2",
+        NSMIGRATE_RETRY_ATTEMPTS=str(attempts),
         NSMIGRATE_RETRY_MAX_WAIT_S="0.05",
     )
     url = stack.start_flower(PINECONE_API_KEY=SECRET)
@@ -116,6 +124,20 @@ def tasks_of(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
     return out
 
 
+def failures_of(client: httpx.Client, task: TaskName) -> list[dict[str, Any]]:
+    """The FAILURE tasks named ``task`` in Flower, once there is one."""
+    return wait_until(
+        lambda: tasks_of(client, taskname=task.value, state="FAILURE"),
+        what=f"a {task.value} FAILURE in Flower",
+        timeout_s=60,
+        interval_s=0.25,
+    )
+
+
+def judged(status: jobs.JobStatus) -> bool:
+    return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
+
+
 def namespaces_of(task: dict[str, Any]) -> list[str]:
     kwargs = task["kwargs"]
     return list(kwargs["namespaces"]) if "namespaces" in kwargs else [kwargs["namespace"]]
@@ -128,6 +150,7 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=stack.workdir,  # where `erase` writes its receipt
     )
 
 
@@ -148,16 +171,11 @@ def test_every_namespace_with_a_failed_batch_is_a_flower_failure_and_its_retry_a
     db, job_id = start_job(stack, batch_size=20)
     shown = {"": "__default__", "big": "big", "tiny-a": "tiny-a", "tiny-b": "tiny-b"}
 
-    status = wait_until(
-        lambda: jobs.job_status(db, job_id),
-        what="every batch failed",
-        done=lambda s: (
-            sum(r.batches.failed for r in s.runs) == 3 + 3 + 1 + 1
-            and not any(r.batches.queued or r.batches.running for r in s.runs)
-        ),
-        timeout_s=60,
-        interval_s=0.25,
-    )
+    def every_batch_failed(s: jobs.JobStatus) -> bool:
+        busy = any(r.batches.queued or r.batches.running for r in s.runs)
+        return sum(r.batches.failed for r in s.runs) == 3 + 3 + 1 + 1 and not busy
+
+    status = wait_for_job(db, job_id, every_batch_failed, timeout_s=60)
     failed_batches = {b.batch_id: b for b in status.failed_batches}
     assert {b.namespace for b in failed_batches.values()} == set(sizes)
 
@@ -210,13 +228,7 @@ def test_every_namespace_with_a_failed_batch_is_a_flower_failure_and_its_retry_a
     [retry_event] = [e for e in jobs.events_of(db, job_id) if e["action"] == "retry"]
     assert retry_event["detail"]["batches"] == 8 and sorted(retry_event["detail"]["namespaces"]) == sorted(sizes)
 
-    status = wait_until(
-        lambda: jobs.job_status(db, job_id),
-        what="a verified job",
-        done=lambda s: all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s.runs),
-        timeout_s=60,
-        interval_s=0.25,
-    )
+    status = wait_for_job(db, job_id, judged)
     assert all(r.state == RunState.VERIFIED for r in status.runs), status
     target = Pinecone(api_key=SECRET).Index(host=stack.pinecone.host("ff-dst"))
     for ns, ids in loaded.items():
@@ -251,19 +263,19 @@ def test_one_failed_batch_of_forty_is_the_one_flower_failure_and_the_rest_is_cop
     stack.pinecone.set_faults("ff-dst", Faults(refuse_ids=(poison,)))
     db, job_id = start_job(stack, batch_size=20)
 
-    status = wait_until(
-        lambda: jobs.job_status(db, job_id),
-        what="three namespaces verified and one failed batch",
-        done=lambda s: sum(r.state == RunState.VERIFIED for r in s.runs) == 3 and len(s.failed_batches) == 1,
-        timeout_s=90,
-        interval_s=0.25,
-    )
+    def three_verified_one_failed(s: jobs.JobStatus) -> bool:
+        return sum(r.state == RunState.VERIFIED for r in s.runs) == 3 and len(s.failed_batches) == 1
+
+    status = wait_for_job(db, job_id, three_verified_one_failed, timeout_s=90)
     [failed] = status.failed_batches
     assert failed.namespace == "c" and "503" in (failed.error or "")
     [c] = [r for r in status.runs if r.source_namespace == "c"]
     assert (c.state, c.batches.done, c.batches.failed, c.copied, c.failed) == (RunState.COPYING, 9, 1, 180, 20)
     summary = cli(stack, "status", str(job_id)).stdout
     assert "1 batch failed in 1 namespace" in summary, summary
+    watched = cli(stack, "watch", str(job_id))  # settled: it prints its live line once, then the summary
+    assert watched.returncode == 1
+    assert f"job {job_id}: 780/800 copied, 20 failed; 1 batch failed in 1 namespace\n" in watched.stdout, watched.stdout
 
     # The 39 other batches are in the target, equal to the source; the failed one's ids are not.
     source = Pinecone(api_key=SECRET).Index(host=stack.pinecone.host("ff-src"))
@@ -297,7 +309,7 @@ def test_one_failed_batch_of_forty_is_the_one_flower_failure_and_the_rest_is_cop
 
     # A copy task delivered again for a batch that is done does nothing and stays SUCCESS.
     done = successes[0]["kwargs"]
-    Dispatcher(Settings(database_url=stack.database_url, redis_url=stack.redis_url)).copy_batch(
+    Dispatcher(settings_of(stack)).copy_batch(
         done["batch_id"], job_id=job_id, run_id=done["run_id"], namespace=done["namespace"]
     )
     again = wait_until(
@@ -312,3 +324,91 @@ def test_one_failed_batch_of_forty_is_the_one_flower_failure_and_the_rest_is_cop
     no_secret_in_tasks(client, copies)
     client.close()
     db.dispose()
+
+
+def test_a_successful_task_counts_the_429s_and_5xxs_it_retried_and_the_steps_that_judge_fail_too(
+    stack: Stack,
+) -> None:
+    loaded = load(stack, {"p": 120, "q": 120, "tiny": 3})
+    client = start_fleet(stack, attempts=12)
+    # Upserts answer 503 or 429 now and then (seeded); every one is retried within the task, which then succeeds.
+    faults = Faults(error_rate_5xx=0.2, error_rate_429=0.2, retry_after_s=0.01, error_ops=("upsert",), seed=3)
+    stack.pinecone.set_faults("ff-dst", faults)
+    db, job_id = start_job(stack, batch_size=20)
+    status = wait_for_job(db, job_id, judged)
+    assert all(r.state == RunState.VERIFIED for r in status.runs), status
+    copies = wait_until(
+        lambda: [t for t in tasks_of(client) if t["name"] in (COPY, GROUP) and t["state"] == "SUCCESS"],
+        what="every copy task SUCCESS in Flower",
+        done=lambda ts: sum(t["result"]["vectors"] for t in ts) == sum(len(ids) for ids in loaded.values()),
+        timeout_s=30,
+        interval_s=0.25,
+    )
+    injected = stack.pinecone.stats("ff-dst")
+    assert sum(t["result"]["5xx"] for t in copies) == injected["injected_5xx"] > 0
+    assert sum(t["result"]["429"] for t in copies) == injected["injected_429"] > 0
+    assert all(t["result"]["retries"] == t["result"]["429"] + t["result"]["5xx"] for t in copies), copies
+    assert sum(t["result"]["requests"] for t in copies) > len(copies)
+
+    # A verification that does not pass is a FAILURE naming its namespace and why; so is a lister that fails.
+    stack.pinecone.set_faults("ff-dst", Faults())
+    target = Pinecone(api_key=SECRET).Index(host=stack.pinecone.host("ff-dst"))
+    target.delete(ids=loaded["p"][:3], namespace="p")
+    assert cli(stack, "verify", str(job_id), "--namespace", "p").returncode == 1
+    [verdict] = failures_of(client, TaskName.VERIFY_NAMESPACE)
+    assert verdict["exception"].startswith("VerificationFailed(") and "3 source ids missing" in verdict["exception"]
+    assert f"(job {job_id}, namespace p)" in verdict["exception"]
+    # A cleanup of that namespace is refused (the spec's cleanup.mode is `never`), deletes nothing and is a FAILURE.
+    [p_run] = [r for r in jobs.job_status(db, job_id).runs if r.source_namespace == "p"]
+    Dispatcher(settings_of(stack)).cleanup_namespace(p_run.run_id, job_id=job_id, namespace="p")
+    [cleanup] = failures_of(client, TaskName.CLEANUP_NAMESPACE)
+    assert (
+        cleanup["exception"].startswith("CleanupFailed(")
+        and "cleanup refused: the job spec's cleanup.mode is `never`" in cleanup["exception"]
+    )
+    assert f"(job {job_id}, namespace p)" in cleanup["exception"]
+    assert stack.pinecone.stats("ff-src")["requests"].get("delete_namespace", 0) == 0
+
+    stack.pinecone.load("ff-src", "r", [(f"r-{i:03d}", [0.5] * 8, {}) for i in range(150)])
+    spec = parse_spec({**spec_of(stack, 20, "flower-failures-list"), "namespaces": {"include": ["r"]}})
+    prepared = launch.prepare(spec, open_retrying_store, stack.workdir)  # planned while the source lists …
+    stack.pinecone.set_faults("ff-src", Faults(error_rate_5xx=1.0, error_ops=("list",)))  # … then it never does
+    listed_job = launch.launch(db, Dispatcher(settings_of(stack)), prepared)
+    [lister] = failures_of(client, TaskName.LIST_NAMESPACE)
+    assert lister["exception"].startswith("ListingFailed(") and "answered 503 after 12 attempts" in lister["exception"]
+    assert lister["kwargs"]["job_id"] == listed_job
+    no_secret_in_tasks(client, tasks_of(client))
+    client.close()
+    db.dispose()
+
+
+def test_an_erasure_place_that_fails_is_a_flower_failure_and_its_resume_a_success(stack: Stack) -> None:
+    stack.pinecone.load("ff-dst", "creator_a.1", [("x", [0.5] * 8, None), ("y", [0.4] * 8, None)])
+    client = start_fleet(stack)
+    spec = stack.workdir / "erase.yaml"
+    store = {"kind": "pinecone", "host": stack.pinecone.host("ff-dst")}
+    spec.write_text(json.dumps({"name": "erase-flower", "source": store, "target": store}))
+    stack.pinecone.set_faults("ff-dst", Faults(error_rate_5xx=1.0, error_ops=("delete", "delete_namespace")))
+
+    failed = cli(stack, "erase", "a.1", "--spec", str(spec), "--yes", "--timeout-s", "60")
+
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    [failure] = failures_of(client, TaskName.ERASE_PLACE)
+    job_id = failure["kwargs"]["job_id"]
+    assert failure["kwargs"]["place"].endswith("/creator_a.1")
+    assert failure["exception"].startswith("ErasureFailed(") and "(503)" in failure["exception"], failure
+    assert f"(job {job_id}, place namespace creator_a.1)" in failure["exception"]
+    stack.pinecone.set_faults("ff-dst", Faults())
+
+    resumed = cli(stack, "erase", "--resume", str(job_id), "--timeout-s", "60")
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    [success] = wait_until(
+        lambda: tasks_of(client, taskname=TaskName.ERASE_PLACE.value, state="SUCCESS"),
+        what="the resumed erasure SUCCESS in Flower",
+        timeout_s=30,
+        interval_s=0.25,
+    )
+    assert success["result"]["erased"] == 2 and success["result"]["requests"] > 0
+    no_secret_in_tasks(client, tasks_of(client))
+    client.close()

@@ -20,8 +20,6 @@ from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_for_job, wait_until
 
-pytestmark = pytest.mark.integration
-
 POD, NEW = "legacy-pod", "native-serverless"
 DIM = 8
 NAMESPACES = {"": 40, "twin-a": 130, "twin-b": 7}

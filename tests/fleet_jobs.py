@@ -1,0 +1,42 @@
+"""Starting a job as ``nsmigrate run`` does, and reading its batches, for the tests that run it on a worker stack."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from orchestrator import jobs, launch
+from orchestrator.dispatch import Dispatcher
+from orchestrator.models import Batch, NamespaceRun
+from orchestrator.settings import load_settings
+from orchestrator.spec import parse_spec
+from sandbox.stack import Stack
+from workers.stores import open_retrying_store
+
+
+def start_job(
+    stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
+) -> tuple[jobs.Database, Dispatcher, int]:
+    """Plan and launch ``spec_data`` on ``stack`` like `nsmigrate run`; ``after_plan`` runs in between (e.g. to
+    inject a fault into the copy). The caller disposes of the database."""
+    settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
+    prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
+    if after_plan is not None:
+        after_plan()
+    return db, dispatcher, launch.launch(db, dispatcher, prepared)
+
+
+def batches(db: jobs.Database, job_id: int) -> list[Batch]:
+    """Every batch of ``job_id``, in the order they were made."""
+    with db.transaction() as s:
+        return list(
+            s.scalars(
+                sa.select(Batch)
+                .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+                .where(NamespaceRun.job_id == job_id)
+                .order_by(Batch.id)
+            )
+        )

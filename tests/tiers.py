@@ -1,0 +1,123 @@
+"""The suite's three tiers, one per folder, and the rules that keep each test in the right one.
+
+- ``unit`` (``tests/unit``): pure and in-process; no service fixture, no child process. ``make test-fast`` runs it.
+- ``service`` (``tests/integration``): real Redis, Postgres, the local Pinecone data plane and the PostgREST stand-in,
+  all driven from the test's own process (services started by session fixtures are shared).
+- ``fleet`` (``tests/fleet``): starts processes of its own: worker stacks, chaos, demos, command lines.
+
+The marker is given by the folder (``pytest -m unit``); a unit test asking for a service fixture fails, and so does a
+test outside ``tests/fleet`` that starts a process while it runs (``subprocess``, ``multiprocessing``, ``os.fork``).
+"""
+
+from __future__ import annotations
+
+import _posixsubprocess
+import contextlib
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+#: Folder under tests/ → tier marker.
+TIERS = {"unit": "unit", "integration": "service", "fleet": "fleet"}
+#: The fixtures that start or reach a service (tests/conftest.py, tests/service_fixtures.py).
+SERVICE_FIXTURES = frozenset(
+    {
+        "redis_server",
+        "redis_url",
+        "postgres_server",
+        "database_url",
+        "job_table_url",
+        "module_sandbox",
+        "sandbox",
+        "stack",
+        "start_standin",
+        "worker_context",
+    }
+)
+
+
+class ProcessStarted(Exception):
+    """A test outside tests/fleet started a process."""
+
+
+#: The test (or fixture) that may not start a process right now; None: any may.
+_refusing: str | None = None
+
+
+def _refused(start: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if _refusing is not None:
+            raise ProcessStarted(f"{_refusing} starts a process: move it to tests/fleet (tests/tiers.py)")
+        return start(*args, **kwargs)
+
+    return guarded
+
+
+# Every way a process starts: subprocess, multiprocessing's spawn and forkserver, a fork.
+subprocess.Popen._execute_child = _refused(subprocess.Popen._execute_child)  # type: ignore[attr-defined]
+_posixsubprocess.fork_exec = _refused(_posixsubprocess.fork_exec)
+os.fork = _refused(os.fork)
+os.posix_spawn = _refused(os.posix_spawn)
+os.posix_spawnp = _refused(os.posix_spawnp)
+
+
+@contextlib.contextmanager
+def processes_refused(who: str | None) -> Iterator[None]:
+    """While inside, starting a process raises ``ProcessStarted`` naming ``who`` (``None``: allowed again, as for the
+    session's services started in the middle of a test's set-up)."""
+    global _refusing
+    outer, _refusing = _refusing, who
+    try:
+        yield
+    finally:
+        _refusing = outer
+
+
+def tier_of(path: Path) -> str:
+    """The tier of a test file, from its folder under tests/."""
+    folder = path.resolve().relative_to(TESTS).parts[0]
+    if folder not in TIERS:
+        raise pytest.UsageError(f"{path}: a test file belongs in one of tests/{{{','.join(TIERS)}}}")
+    return TIERS[folder]
+
+
+def misplaced_service_fixtures(tier: str, fixturenames: list[str]) -> list[str]:
+    """The service fixtures a test of ``tier`` may not use."""
+    return sorted(SERVICE_FIXTURES & set(fixturenames)) if tier == "unit" else []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier_of(item.path))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    misplaced = misplaced_service_fixtures(tier_of(item.path), list(getattr(item, "fixturenames", [])))
+    if misplaced:
+        pytest.fail(f"{item.nodeid} is a unit test but uses {', '.join(misplaced)}: move it to tests/integration")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    if tier_of(item.path) == "fleet":
+        yield
+        return
+    with processes_refused(item.nodeid):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Iterator[None]:
+    # Session fixtures start the shared services (Redis, Postgres) as processes, for every tier, also when a test's
+    # own fixture is the first to need them.
+    if fixturedef.scope == "session" or tier_of(request.node.path) == "fleet":
+        who = None
+    else:
+        who = f"{request.node.nodeid} (fixture {fixturedef.argname})"
+    with processes_refused(who):
+        yield

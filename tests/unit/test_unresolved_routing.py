@@ -1,0 +1,113 @@
+"""``routing.unresolved``: where a default-namespace vector that resolves to no twin and no creator goes (issue 28,
+item 4), in the spec, the routing rule, the plan's words and a sync's delta. Pure: no services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator.delta import plan_delta, route_source
+from orchestrator.errors import SpecError
+from orchestrator.plan_types import Inventory
+from orchestrator.planner import make_plan
+from orchestrator.records import Record
+from orchestrator.routing import (
+    dropped_ids,
+    route_context,
+    route_counts,
+    route_of,
+    route_records,
+    targets_by_id,
+)
+from orchestrator.spec import JobSpec, parse_spec
+
+STORE = {"kind": "pinecone", "host": "http://127.0.0.1:5081"}
+RECORDS = [
+    Record("tw", [0.1], {"twin_id": "t1"}),
+    Record("cr", [0.2], {"creator_id": "c.9"}),
+    Record("none", [0.3], {"text": "nobody's"}),
+]
+
+
+def spec(**routing: Any) -> JobSpec:
+    return parse_spec(
+        {
+            "name": "unresolved",
+            "source": STORE,
+            "target": {**STORE, "host": "http://127.0.0.1:5082"},
+            "routing": {"mode": "creator", "override_creator": "sainath.no.1", **routing},
+        }
+    )
+
+
+def routed(job: JobSpec) -> Any:
+    return route_context(job, "src", "", None, twins={})
+
+
+@pytest.mark.parametrize(
+    ("unresolved", "target", "route"),
+    [
+        ("review", "review", "review"),
+        ("creator", "creator_sainath.no.1", "override_creator"),
+        ("drop-with-report", None, "dropped"),
+    ],
+)
+def test_an_unresolved_vector_goes_where_the_spec_says(unresolved: str, target: str | None, route: str) -> None:
+    ctx = routed(spec(unresolved=unresolved))
+    assert route_of(RECORDS[2], ctx) == (target, route)
+    # Resolved vectors are not affected by the choice.
+    assert route_of(RECORDS[0], ctx) == ("creator_sainath.no.1_twin_t1", "twin_id")
+    assert route_counts(RECORDS, ctx) == {"twin_id": 1, "creator_id": 1, route: 1}
+
+
+def test_a_dropped_vector_is_copied_nowhere_and_listed() -> None:
+    ctx = routed(spec(unresolved="drop-with-report"))
+    copied = {r.id for records in route_records(RECORDS, ctx).values() for r in records}
+    assert copied == {"tw", "cr"}
+    assert set(targets_by_id(RECORDS, ctx)) == {"tw", "cr"}
+    assert dropped_ids(RECORDS, ctx) == ["none"]
+    assert dropped_ids(RECORDS, routed(spec(unresolved="review"))) == []
+
+
+def test_a_sync_neither_copies_a_dropped_vector_nor_looks_for_it() -> None:
+    ctx = routed(spec(unresolved="drop-with-report"))
+    by_ns, unroutable = route_source(RECORDS, ctx)
+    assert sorted(i for ids in by_ns.values() for i in ids) == ["cr", "tw"] and unroutable == []
+    delta = plan_delta(RECORDS, {}, ctx, 1e-6)
+    assert sorted(delta.to_copy) == ["cr", "tw"]
+    # A copy made before the vector became unresolved is stale in its old namespace.
+    stale = plan_delta(RECORDS, {"review": [RECORDS[2]]}, ctx, 1e-6).stale
+    assert stale == {"review": ["none"]}
+
+
+@pytest.mark.parametrize(
+    ("routing", "message"),
+    [
+        (
+            {"unresolved": "creator", "override_creator": None, "creators": {"source": "inline", "twins": {"t": "c"}}},
+            "`unresolved: creator` files unresolved vectors under `override_creator`",
+        ),
+        ({"unresolved": "drop"}, "routing.unresolved"),
+        ({"review_namespace": "creator_sainath.no.1"}, "set `unresolved: creator` with `override_creator`"),
+        ({"override_creator": "a b"}, "letters, digits, '.', '-' and '_'"),
+    ],
+)
+def test_bad_choices_are_refused_naming_the_field(routing: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError, match="routing") as refused:
+        spec(**routing)
+    assert message in refused.value.message
+
+
+@pytest.mark.parametrize(
+    ("unresolved", "said"),
+    [
+        ("review", "resolved nowhere → 'review' (routing.unresolved: review)"),
+        ("creator", "resolved nowhere → 'creator_sainath.no.1' (routing.unresolved: creator)"),
+        ("drop-with-report", "resolved nowhere → not copied, listed in the report, kept in the source"),
+    ],
+)
+def test_the_plan_says_where_unresolved_vectors_go(unresolved: str, said: str) -> None:
+    source = Inventory("src", 1, {"": 3})
+    plan = make_plan(spec(unresolved=unresolved), source, Inventory("dst", 1, {}), {})
+    assert any(said in w for w in plan.warnings), plan.warnings
