@@ -155,10 +155,11 @@ def with_a_users_column_and_a_target_without_it(pg: sa.Engine) -> None:
 def test_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine) -> None:
     with_a_users_column_and_a_target_without_it(pg)
 
-    result = nsmigrate("copy", "alpha", "beta")
+    for dry_run in (("--dry-run",), ()):
+        result = nsmigrate("copy", "alpha", "beta", *dry_run)
 
-    assert result.exit_code == 2
-    assert "table embeddings_beta has no column tenant_ref (uuid)" in result.output
+        assert result.exit_code == 2, dry_run
+        assert "table embeddings_beta has no column tenant_ref (uuid)" in result.output
     assert table_rows(pg, "embeddings_beta") == {}  # nothing copied
 
 
