@@ -22,6 +22,16 @@ def test_every_test_file_is_in_the_folder_of_a_tier() -> None:
     assert not outside, f"move {outside} into tests/unit, tests/integration or tests/fleet"
 
 
+def test_no_two_test_files_share_a_name() -> None:
+    # The test folders are not packages: pytest imports a test file by its name, so a second file of the same name
+    # in another tier's folder fails to import ("import file mismatch").
+    by_name: dict[str, list[str]] = {}
+    for path in TESTS.rglob("test_*.py"):
+        by_name.setdefault(path.name, []).append(str(path.relative_to(TESTS)))
+
+    assert not {name: paths for name, paths in by_name.items() if len(paths) > 1}
+
+
 @pytest.mark.parametrize(("folder", "tier"), [("unit", "unit"), ("integration", "service"), ("fleet", "fleet")])
 def test_a_test_files_tier_is_its_folder(folder: str, tier: str) -> None:
     assert tier_of(TESTS / folder / "test_x.py") == tier

@@ -15,8 +15,6 @@ from cli.main import app
 from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import Stack
 
-pytestmark = pytest.mark.integration
-
 DIM = 8
 TEST_CREATOR = "sainath.no.1"
 #: The default namespace: 4 vectors of twin t1, 3 of creator c.9, 5 of nobody (unresolved).

@@ -1,0 +1,106 @@
+"""The record ↔ row mapping of ``orchestrator.pgschema`` over columns as Postgres describes them: every column to a
+Pinecone metadata value and back, equal (NULLs, an empty or NULL ``metadata``, nested JSON, text forms), whatever the
+columns; what cannot come back equal is refused by id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orchestrator import pgschema
+from orchestrator.pgschema import JSON_KEYS_KEY, NULL_METADATA_KEY, MappingError, TableColumn
+from orchestrator.records import Record
+
+#: An application table with a column of the user's own (``tenant_ref``), as ``table_columns`` reads it.
+COLUMNS = [
+    TableColumn("id", "integer", not_null=True, has_default=True, serial=True),
+    TableColumn("chunk_id", "character varying(512)", not_null=True),
+    TableColumn("text", "text", not_null=True),
+    TableColumn("embedding", "vector(2)", not_null=True),
+    TableColumn("depth_level", "integer", has_default=True),
+    TableColumn("confidence", "double precision", has_default=True),
+    TableColumn("is_leaf", "boolean", has_default=True),
+    TableColumn("domain_tags", "text[]"),
+    TableColumn("metadata", "jsonb"),
+    TableColumn("created_at", "timestamp without time zone", has_default=True),
+    TableColumn("tenant_ref", "uuid"),
+]
+
+
+def row(**values: Any) -> dict[str, Any]:
+    """A row as ``fetch`` reads it (text forms as text), every column NULL unless given."""
+    base: dict[str, Any] = {c.name: None for c in COLUMNS if not c.serial}
+    return {**base, "chunk_id": "c-1", "text": "hello", "embedding": [0.5, 0.25], **values}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"metadata": {}},
+        {"metadata": {"source": "app", "page": 3, "tags": ["a"], "ok": True}},
+        {"metadata": {"origin": {"file": "a.json"}, "scores": [0.5, 1], "none": None, "page": 2}},
+        {"depth_level": 0, "confidence": 1.0, "is_leaf": False, "domain_tags": []},
+        {"created_at": "2024-05-01 09:30:15.123456", "tenant_ref": "6f1c1b52-6c1e-4a53-9d5f-4c2a0a3b9b11"},
+    ],
+)
+def test_a_row_goes_to_pinecone_metadata_and_comes_back_equal(values: dict[str, Any]) -> None:
+    original = row(**values)
+    record = pgschema.row_to_record(original, COLUMNS)
+    assert all(isinstance(k, str) for k in record.metadata)
+    assert not any(v is None or isinstance(v, dict) for v in record.metadata.values())  # what Pinecone holds
+    back = pgschema.record_to_row(Record(record.id, record.values, record.metadata), COLUMNS)
+    assert back == original
+
+
+def test_a_null_metadata_and_nested_values_are_said_so() -> None:
+    assert pgschema.row_to_record(row(), COLUMNS).metadata == {"text": "hello", NULL_METADATA_KEY: True}
+    nested = pgschema.row_to_record(row(metadata={"origin": {"page": 1}, "flat": "x"}), COLUMNS)
+    assert nested.metadata == {"text": "hello", "flat": "x", "origin": '{"page": 1}', JSON_KEYS_KEY: ["origin"]}
+
+
+def test_a_record_leaves_what_it_does_not_mention_null_and_keeps_its_other_keys_in_metadata() -> None:
+    written = pgschema.record_to_row(Record("c-2", [0.1, 0.2], {"text": "t", "depth_level": 3.0, "twin": "x"}), COLUMNS)
+    assert written["depth_level"] == 3 and written["metadata"] == {"twin": "x"}
+    assert written["confidence"] is None and written["created_at"] is None and "id" not in written
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        ({"metadata": {"text": "shadow"}}, "holds the key 'text', which is also a column"),
+        ({"metadata": {NULL_METADATA_KEY: True}}, f"holds the key '{NULL_METADATA_KEY}'"),
+        ({"metadata": ["not", "an", "object"]}, "not a JSON object"),
+    ],
+)
+def test_a_row_whose_way_back_would_differ_is_refused_by_id(values: dict[str, Any], reason: str) -> None:
+    with pytest.raises(MappingError, match=reason) as refused:
+        pgschema.row_to_record(row(**values), COLUMNS)
+    assert "c-1" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "reason"),
+    [
+        ({}, "has no text"),
+        ({"text": "t", "depth_level": 2.5}, "'depth_level' = 2.5 is not integer"),
+        ({"text": "t", "is_leaf": "yes"}, "is not boolean"),
+        ({"text": "t", "domain_tags": [1]}, r"is not text\[\]"),
+        ({"text": "t", "origin": "{", JSON_KEYS_KEY: ["origin"]}, "is no JSON text"),
+    ],
+)
+def test_a_record_that_does_not_map_is_refused_by_id(metadata: dict[str, Any], reason: str) -> None:
+    with pytest.raises(MappingError, match=reason) as refused:
+        pgschema.record_to_row(Record("bad-1", [0.1, 0.2], metadata), COLUMNS)
+    assert "bad-1" in str(refused.value)
+
+
+def test_what_a_target_table_cannot_hold_is_named_column_by_column() -> None:
+    target = [c for c in COLUMNS if c.name != "tenant_ref"]
+    target = [TableColumn("created_at", "timestamp with time zone") if c.name == "created_at" else c for c in target]
+    target = [TableColumn("depth_level", "text") if c.name == "depth_level" else c for c in target]
+    assert pgschema.carry_problems("embeddings_beta", COLUMNS, target) == [
+        "table embeddings_beta column depth_level is text, the source's is integer",
+        "table embeddings_beta has no column tenant_ref (uuid)",
+    ]
