@@ -1,0 +1,230 @@
+"""The strongest single-process rival: what a capable user writes instead of a fleet (issue 32).
+
+One asyncio process with the Pinecone SDK's asyncio client copies every namespace of a source index into the same
+namespaces of a target index at once: each namespace's listing runs ahead while the pages it has listed are fetched
+and upserted, every request waits for a slot under one bound on requests in flight, and each kind of request is paced
+under nsmigrate's default per-second budgets (``orchestrator.spec.RateBudget``), so real Pinecone would not throttle
+it either. 429 and 5xx answers the SDK gave up on are retried after ``Retry-After`` or an exponential backoff.
+
+It keeps no state: no resume, no verification, no job table. It is measured, never used to migrate.
+
+    .venv/bin/python -m bench.peer --source http://127.0.0.1:PORT --target http://127.0.0.1:PORT2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from functools import partial
+from typing import Any, TypeVar
+
+from pinecone import AsyncIndex
+from pinecone.errors.exceptions import ApiError
+
+from orchestrator.limits import LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+
+T = TypeVar("T")
+
+#: Requests in flight at once over both indexes (a few per namespace of the seed set; the budgets bound the rate).
+DEFAULT_IN_FLIGHT = 64
+#: Tries of one request after the SDK's own retries gave up on a 429 or a 5xx.
+ATTEMPTS = 8
+#: How Pinecone's describe_index_stats names the default namespace; requests name it "".
+DEFAULT_NAMESPACE_LABEL = "__default__"
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Per-second budgets, each as nsmigrate's ``RateBudget`` field of the same name means it."""
+
+    read_rps: float
+    list_rps: float
+    stats_rps: float
+    write_rps: float
+    write_mb_per_s: float
+
+    @classmethod
+    def nsmigrate_defaults(cls) -> Budgets:
+        """The defaults of nsmigrate's job spec (imported here only: the bench passes them on the command line, so the
+        peer's start-up does not pay for loading nsmigrate's spec module)."""
+        from orchestrator.spec import RateBudget
+
+        defaults = RateBudget()
+        return cls(**{field.name: getattr(defaults, field.name) for field in fields(cls)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Budgets:
+        """Budgets from a JSON object naming every field; ValueError says which is missing, unknown or not > 0."""
+        given = json.loads(text)
+        names = [field.name for field in fields(cls)]
+        if not isinstance(given, dict) or sorted(given) != sorted(names):
+            raise ValueError(f"--budgets must be a JSON object with exactly the keys {', '.join(names)}")
+        bad = [name for name in names if not isinstance(given[name], int | float) or given[name] <= 0]
+        if bad:
+            raise ValueError(f"--budgets: {', '.join(bad)} must be a number > 0")
+        return cls(**{name: float(given[name]) for name in names})
+
+
+class Pace:
+    """Admits at most ``per_second`` units a second, evenly spaced: each admission books the next free moment."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+
+    async def take(self, units: float = 1.0) -> None:
+        now = time.monotonic()
+        start = max(now, self._next)
+        self._next = start + units * self._interval
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
+@dataclass
+class PeerResult:
+    vectors: int
+    namespaces: int
+    requests: int
+    retried: int
+
+
+class Peer:
+    """Copies a source index's namespaces into a target index (same names), as fast as the budgets allow."""
+
+    def __init__(self, source: AsyncIndex, target: AsyncIndex, budgets: Budgets, in_flight: int) -> None:
+        self.source, self.target, self.budgets = source, target, budgets
+        self._slots = asyncio.Semaphore(in_flight)
+        self._list, self._read = Pace(budgets.list_rps), Pace(budgets.read_rps)
+        self._stats = Pace(budgets.stats_rps)
+        # Writes are budgeted per target namespace, in requests and in bytes.
+        self._writes: dict[str, tuple[Pace, Pace]] = {}
+        self.requests = self.retried = self.vectors = 0
+
+    async def copy_all(self) -> PeerResult:
+        stats = await self._request(self._stats, self.source.describe_index_stats)
+        namespaces = ["" if ns == DEFAULT_NAMESPACE_LABEL else ns for ns in stats.namespaces]
+        await asyncio.gather(*(self.copy_namespace(ns) for ns in namespaces))
+        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried)
+
+    async def copy_namespace(self, namespace: str) -> None:
+        """List page after page; each listed page is fetched and upserted while the next one is listed."""
+        pages: list[asyncio.Task[None]] = []
+        token: str | None = None
+        while True:
+            listing = partial(
+                self.source.list_paginated, namespace=namespace, limit=LIST_MAX_PAGE_IDS, pagination_token=token
+            )
+            page = await self._request(self._list, listing)
+            ids = [item.id for item in page.vectors if item.id]
+            if ids:
+                pages.append(asyncio.create_task(self.copy_page(namespace, ids)))
+            token = page.pagination.next if page.pagination is not None else None
+            if not token:
+                break
+        await asyncio.gather(*pages)
+
+    async def copy_page(self, namespace: str, ids: list[str]) -> None:
+        fetched = await self._request(self._read, partial(self.source.fetch, ids=ids, namespace=namespace))
+        records = [_record(vector) for vector in fetched.vectors.values()]
+        if not records:  # listed, then deleted before the fetch
+            return
+        await asyncio.gather(*(self.upsert(namespace, chunk, size) for chunk, size in _upsert_chunks(records)))
+        self.vectors += len(records)
+
+    async def upsert(self, namespace: str, records: list[dict[str, Any]], size: int) -> None:
+        if namespace not in self._writes:
+            self._writes[namespace] = (Pace(self.budgets.write_rps), Pace(self.budgets.write_mb_per_s * 1e6))
+        requests, volume = self._writes[namespace]
+        await volume.take(size)
+        await self._request(requests, partial(self.target.upsert, vectors=records, namespace=namespace))
+
+    async def _request(self, pace: Pace, call: Callable[[], Awaitable[T]]) -> T:
+        """One request under its budget and the in-flight bound; 429 and 5xx retried with backoff."""
+        for attempt in range(ATTEMPTS):
+            await pace.take()
+            async with self._slots:
+                self.requests += 1
+                try:
+                    return await call()
+                except ApiError as error:
+                    if not (error.status_code == 429 or error.status_code >= 500) or attempt == ATTEMPTS - 1:
+                        raise
+                    wait = getattr(error, "retry_after", None) or min(8.0, 0.1 * 2**attempt) * random.uniform(1, 1.5)
+            self.retried += 1
+            await asyncio.sleep(wait)  # outside the slot: a waiting retry holds no request in flight
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _record(vector: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": vector.id, "values": vector.values}
+    if vector.metadata:
+        record["metadata"] = vector.metadata
+    if vector.sparse_values is not None:
+        record["sparse_values"] = {"indices": vector.sparse_values.indices, "values": vector.sparse_values.values}
+    return record
+
+
+def _upsert_chunks(records: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], int]]:
+    """A page's records cut into equal upsert requests under Pinecone's vector and byte limits, each with its size
+    estimate: every record is counted at the page's largest (a float as JSON text takes at most ~24 characters)."""
+    largest = max(64 + len(r["id"]) + 24 * len(r["values"]) + len(json.dumps(r.get("metadata", {}))) for r in records)
+    per_request = max(1, min(UPSERT_MAX_VECTORS, UPSERT_MAX_BYTES // largest))
+    slices = [records[start : start + per_request] for start in range(0, len(records), per_request)]
+    return [(chunk, len(chunk) * largest) for chunk in slices]
+
+
+async def copy_index(
+    source_host: str, target_host: str, api_key: str, budgets: Budgets, in_flight: int = DEFAULT_IN_FLIGHT
+) -> PeerResult:
+    """Copy every namespace of the index at ``source_host`` into the index at ``target_host``."""
+    async with (
+        AsyncIndex(host=source_host, api_key=api_key) as source,
+        AsyncIndex(host=target_host, api_key=api_key) as target,
+    ):
+        return await Peer(source, target, budgets, in_flight).copy_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Copy every namespace of one Pinecone index into another from one asyncio process, under "
+        "nsmigrate's default per-second budgets: the bench's rival to the fleet (bench.peer_vs_fleet). The key is "
+        "read from PINECONE_API_KEY.",
+    )
+    parser.add_argument("--source", required=True, help="the source index's data-plane URL")
+    parser.add_argument("--target", required=True, help="the target index's data-plane URL")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=DEFAULT_IN_FLIGHT,
+        help=f"requests in flight at most (default {DEFAULT_IN_FLIGHT})",
+    )
+    parser.add_argument(
+        "--budgets",
+        metavar="JSON",
+        help="per-second budgets as a JSON object with read_rps, list_rps, stats_rps, write_rps, write_mb_per_s "
+        "(default: nsmigrate's spec defaults, rate.*)",
+    )
+    args = parser.parse_args(argv)
+    if "PINECONE_API_KEY" not in os.environ:
+        print("PINECONE_API_KEY is not set: export the key of both indexes.", file=sys.stderr)
+        return 2
+    if args.in_flight < 1:
+        parser.error("--in-flight must be ≥ 1")
+    try:
+        budgets = Budgets.from_json(args.budgets) if args.budgets else Budgets.nsmigrate_defaults()
+    except ValueError as error:  # json.JSONDecodeError is one too
+        parser.error(str(error))
+    result = asyncio.run(copy_index(args.source, args.target, os.environ["PINECONE_API_KEY"], budgets, args.in_flight))
+    print(json.dumps(result.__dict__))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
