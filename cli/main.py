@@ -78,6 +78,12 @@ COMMANDS: dict[str, Entry] = {
         "with nothing deleted, when an original cannot be verified. Recorded as a job of kind `rollback`; safe to "
         "re-run.",
     ),
+    "cutover": Entry(
+        "cli.cutover",
+        "Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to it "
+        "step by step (5 → 25 → 50 → 100 %, and back). Applications read the setting through "
+        "orchestrator.dualwrite.DualWriteIndex.",
+    ),
     "export": Entry(
         "cli.backup",
         "Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to "

@@ -7,7 +7,8 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
 2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
    namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
 3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs.cleanable``; ``jobs.start_cleanup`` decides
-   under a row lock, so two cleanups cannot both run);
+   under a row lock, so two cleanups cannot both run); under cut-over (``nsmigrate cutover set``), also synced since
+   and reads 100 % new for long enough (``orchestrator.cutover.cleanup_gate``);
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
    the ones the verification report stored. A changed source sends the run to ``verify_failed``. (Not for a cleanup
    taken up after it stopped part-way: its source lacks what it deleted; 5. alone decides there.)
@@ -40,6 +41,7 @@ from typing import Any
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.jobs.cutover import cleanup_refusal
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.proof import Proof, failed_report, refusal
 from orchestrator.records import DEFAULT_NAMESPACE, display_namespace
@@ -130,13 +132,22 @@ def source_problem(report: dict[str, Any] | None, ids: list[str]) -> str | None:
     return None
 
 
-def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor: str | None = None) -> dict[str, Any]:
+def cleanup_run(
+    ctx: WorkerContext,
+    run_id: int,
+    *,
+    dry_run: bool = False,
+    actor: str | None = None,
+    decommission_now: bool = False,
+) -> dict[str, Any]:
     """Delete the source namespace of a verified run, or say why not.
 
     Parameters:
         run_id: the namespace run.
         dry_run: only report what would be deleted: nothing is deleted and the run's state does not change.
         actor: who asked, for the audit log (default: this worker).
+        decommission_now: under cut-over, do not wait for reads to have been 100 % new for
+            ``cutover.decommission_after_s`` (``orchestrator.cutover.cleanup_gate``; the sync it needs still counts).
 
     Returns:
         ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed", "count", "reason"?}``;
@@ -151,7 +162,9 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
             # First: a run that is not verified is refused without asking any store anything.
             reason = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
             return _refuse(ctx, run, reason, actor, dry_run=dry_run)
-        problem = policy_problem(ctx, spec, run, prove=not dry_run)
+        problem = policy_problem(ctx, spec, run, prove=not dry_run) or cleanup_refusal(
+            ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now
+        )
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
         if dry_run:
