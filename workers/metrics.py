@@ -135,15 +135,15 @@ class JobTableCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         runs = GaugeMetricFamily(
-            "nsmigrate_job_namespaces", "Namespace runs of a job in each state.", labels=["job", "state"]
+            "nsmigrate_job_namespaces", "Namespace runs of a job in each state.", labels=["job_id", "state"]
         )
         vectors = GaugeMetricFamily(
             "nsmigrate_job_vectors",
             "Vectors of a job summed over its namespaces: source (planned), listed, copied, failed (in failed batches)",
-            labels=["job", "kind"],
+            labels=["job_id", "kind"],
         )
         failed_batches = GaugeMetricFamily(
-            "nsmigrate_job_failed_batches", "Batches of a job that failed for good.", labels=["job"]
+            "nsmigrate_job_failed_batches", "Batches of a job that failed for good.", labels=["job_id"]
         )
         for job_id in self._newest():
             summary = self._summary(job_id)

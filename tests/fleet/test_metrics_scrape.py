@@ -115,8 +115,8 @@ def test_worker_and_exporter_count_what_a_job_with_429s_did(stack: Stack, tmp_pa
 
     table = scrape(f"http://127.0.0.1:{stack.serve('metrics')}/metrics")
     job = str(job_id)
-    assert total(table, "nsmigrate_job_vectors", job=job, kind="copied") == status.totals.copied
-    assert total(table, "nsmigrate_job_vectors", job=job, kind="listed") == status.totals.listed
-    assert total(table, "nsmigrate_job_namespaces", job=job, state="verified") == NAMESPACES
-    assert total(table, "nsmigrate_job_namespaces", job=job) == NAMESPACES
-    assert total(table, "nsmigrate_job_failed_batches", job=job) == 0
+    assert total(table, "nsmigrate_job_vectors", job_id=job, kind="copied") == status.totals.copied
+    assert total(table, "nsmigrate_job_vectors", job_id=job, kind="listed") == status.totals.listed
+    assert total(table, "nsmigrate_job_namespaces", job_id=job, state="verified") == NAMESPACES
+    assert total(table, "nsmigrate_job_namespaces", job_id=job) == NAMESPACES
+    assert total(table, "nsmigrate_job_failed_batches", job_id=job) == 0

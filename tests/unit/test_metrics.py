@@ -50,13 +50,13 @@ def test_job_table_gauges_have_one_series_per_job_and_state() -> None:
     def value(name: str, **labels: str) -> float | None:
         return registry.get_sample_value(name, labels)
 
-    assert value("nsmigrate_job_namespaces", job="7", state="copying") == 11_000
-    assert value("nsmigrate_job_namespaces", job="7", state="verified") == 1_000
-    assert value("nsmigrate_job_namespaces", job="7", state="pending") == 0
-    assert value("nsmigrate_job_namespaces", job="8", state="pending") == 3
-    assert value("nsmigrate_job_vectors", job="7", kind="copied") == 40_000
-    assert value("nsmigrate_job_vectors", job="7", kind="source") == 40_005
-    assert value("nsmigrate_job_failed_batches", job="7") == 2
+    assert value("nsmigrate_job_namespaces", job_id="7", state="copying") == 11_000
+    assert value("nsmigrate_job_namespaces", job_id="7", state="verified") == 1_000
+    assert value("nsmigrate_job_namespaces", job_id="7", state="pending") == 0
+    assert value("nsmigrate_job_namespaces", job_id="8", state="pending") == 3
+    assert value("nsmigrate_job_vectors", job_id="7", kind="copied") == 40_000
+    assert value("nsmigrate_job_vectors", job_id="7", kind="source") == 40_005
+    assert value("nsmigrate_job_failed_batches", job_id="7") == 2
     # 12,000 namespaces, yet a series per state: the count of series depends on the jobs only.
     lines = [line for line in generate_latest(registry).decode().splitlines() if line.startswith("nsmigrate_job")]
     assert len(lines) == 2 * (len(RunState) + 4 + 1)
