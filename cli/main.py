@@ -114,6 +114,13 @@ COMMANDS: dict[str, Entry] = {
         "Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var "
         "named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD).",
     ),
+    "metrics": Entry(
+        "cli.metrics",
+        "Serve the job table's Prometheus gauges on http://ADDRESS:PORT/metrics: namespaces per job and state, the "
+        "job's vectors (source, listed, copied, failed) and its failed batches, read at each scrape with the same "
+        "summary `nsmigrate status` shows. Workers serve the fleet's counters themselves (`nsmigrate worker "
+        "--metrics-port`).",
+    ),
     "demo": Entry(
         "cli.demo",
         "Play a seed scenario end to end on embedded services (no accounts, no Docker): a local Pinecone data plane "
