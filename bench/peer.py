@@ -44,6 +44,8 @@ DEFAULT_NAMESPACE_LABEL = "__default__"
 SPAN_S = 1.1
 #: An upsert body's bytes besides its records: ``{"vectors":[],"namespace":"…"}`` with a long namespace name.
 ENVELOPE_BYTES = 1_024
+#: A record's bytes besides its id, values and metadata: ``{"id":"","values":[],"metadata":},``.
+RECORD_OVERHEAD_BYTES = 40
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,15 @@ def _record(vector: Any) -> dict[str, Any]:
 
 def _upsert_chunks(records: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], int]]:
     """A page's records cut into equal upsert requests under Pinecone's vector and byte limits, each with its bytes as
-    JSON (for the byte budget); the count per request is set by the page's largest record."""
-    sizes = [len(orjson.dumps(record)) + 1 for record in records]  # + the comma between records
+    JSON (for the byte budget); the count per request is set by the page's largest record. Values are sized at the
+    page's first record's bytes per value and a tenth more (writing every vector as JSON once more to measure it would
+    double the peer's encoding work)."""
+    sample = records[0]["values"]
+    per_value = 1.1 * len(orjson.dumps(sample)) / max(len(sample), 1)
+    sizes = [
+        int(RECORD_OVERHEAD_BYTES + len(r["id"]) + per_value * len(r["values"]) + len(orjson.dumps(r.get("metadata"))))
+        for r in records
+    ]
     per_request = max(1, min(UPSERT_MAX_VECTORS, (UPSERT_MAX_BYTES - ENVELOPE_BYTES) // max(sizes)))
     starts = range(0, len(records), per_request)
     return [(records[i : i + per_request], sum(sizes[i : i + per_request]) + ENVELOPE_BYTES) for i in starts]
