@@ -110,6 +110,8 @@ class PeerResult:
     namespaces: int
     requests: int
     retried: int
+    #: From the first request to the last answer: the process's start-up (interpreter, imports) is not in it.
+    seconds: float = 0.0
 
 
 class Peer:
@@ -125,10 +127,11 @@ class Peer:
         self.requests = self.retried = self.vectors = 0
 
     async def copy_all(self) -> PeerResult:
+        started = time.monotonic()
         stats = await self._request(self._stats, self.source.describe_index_stats)
         namespaces = ["" if ns == DEFAULT_NAMESPACE_LABEL else ns for ns in stats.namespaces]
         await asyncio.gather(*(self.copy_namespace(ns) for ns in namespaces))
-        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried)
+        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried, time.monotonic() - started)
 
     async def copy_namespace(self, namespace: str) -> None:
         """List page after page; each listed page is fetched and upserted while the next one is listed."""
