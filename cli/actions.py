@@ -121,6 +121,14 @@ def cleanup(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be deleted (each namespace proved, nothing deleted).")
     ] = False,
+    decommission_now: Annotated[
+        bool,
+        typer.Option(
+            "--decommission-now",
+            help="A job under cut-over: do not wait for reads to have been 100 % new for cutover.decommission_after_s "
+            "(a sync after the cut-over began and after the last failed dual write is still needed).",
+        ),
+    ] = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -129,7 +137,11 @@ def cleanup(
 
     Only ids whose copy in the target exists and equals them at the moment of deletion are deleted (both sides
     fetched again); ids without one are refused by name, nothing is deleted, and the namespace is left for
-    `nsmigrate sync`."""
+    `nsmigrate sync`.
+
+    A job under cut-over (`nsmigrate cutover set`) keeps its sources until reads have been 100 % new for the spec's
+    cutover.decommission_after_s (7 days), and each namespace until it was synced after the cut-over began and
+    after its last failed dual write."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     runs = jobs.runs_of(database, job_id, ns)
     if not dry_run and not yes:
@@ -139,7 +151,7 @@ def cleanup(
     ctx = WorkerContext(resolved)
     refused = 0
     for r in runs:
-        result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor())
+        result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor(), decommission_now=decommission_now)
         refused += result["action"] == "refused"
         console.print(
             escape(

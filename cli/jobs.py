@@ -22,6 +22,7 @@ from cli.options import (
     read_job_status,
     read_job_summary,
     read_jobs,
+    read_rollout,
     settings,
 )
 from cli.render import SUMMARY_ROWS, print_summary
@@ -56,6 +57,10 @@ def status(
             f"  {p.kind:9} {where}: {p.state}, {p.erased} erased of {p.planned} found"
             + (f" — {p.error}" if p.error else "")
         )
+    rollout = read_rollout(url, summary.job_id)
+    if rollout.under_way:
+        since = f", 100 % since {rollout.full_since:%Y-%m-%d %H:%M:%S %Z}" if rollout.full_since else ""
+        console.print(f"cut-over: reads {rollout.percent} % new{since} (`nsmigrate cutover set`)")
 
 
 @app.command()

@@ -78,6 +78,12 @@ COMMANDS: dict[str, Entry] = {
         "with nothing deleted, when an original cannot be verified. Recorded as a job of kind `rollback`; safe to "
         "re-run.",
     ),
+    "cutover": Entry(
+        "cli.cutover",
+        "Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to it "
+        "step by step (5 → 25 → 50 → 100 %, and back). Applications read the setting through "
+        "orchestrator.dualwrite.DualWriteIndex.",
+    ),
     "export": Entry(
         "cli.backup",
         "Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to "
@@ -107,6 +113,13 @@ COMMANDS: dict[str, Entry] = {
         "cli.services",
         "Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var "
         "named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD).",
+    ),
+    "metrics": Entry(
+        "cli.metrics",
+        "Serve the job table's Prometheus gauges on http://ADDRESS:PORT/metrics: namespaces per job and state, the "
+        "job's vectors (source, listed, copied, failed) and its failed batches, read at each scrape with the same "
+        "summary `nsmigrate status` shows. Workers serve the fleet's counters themselves (`nsmigrate worker "
+        "--metrics-port`).",
     ),
     "demo": Entry(
         "cli.demo",

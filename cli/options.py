@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
@@ -23,6 +24,7 @@ from orchestrator.snapshot import JobStatus, JobSummary
 
 if TYPE_CHECKING:
     from orchestrator import jobs
+    from orchestrator.cutover import Rollout
     from orchestrator.settings import Settings
 
 T = TypeVar("T")
@@ -141,6 +143,30 @@ def read_job_json(url: str, ref: str) -> bytes:
         return orjson.dumps(status.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
 
     return read_job_table(url, lambda execute: snapshot.read_json(execute, ref), through_engine)
+
+
+#: A job's ``cutover set`` steps, oldest first, as one JSON array of [percent, when].
+ROLLOUT_SQL = (
+    "SELECT json_agg(json_build_array((detail->>'percent')::int, at) ORDER BY id) FROM events "
+    "WHERE job_id = %(job_id)s AND action = 'cutover_set'"
+)
+
+
+def read_rollout(url: str, job_id: int) -> Rollout:
+    """Where job ``job_id``'s applications read (``orchestrator.cutover``), for `status`."""
+
+    def through_engine(database: jobs.Database) -> Rollout:
+        from orchestrator.jobs.cutover import rollout_of
+
+        return rollout_of(database, job_id)
+
+    def read(execute: snapshot.Execute) -> Rollout:
+        from orchestrator.cutover import rollout_from  # the spec's pydantic models: only for a job's rollout
+
+        steps = execute(ROLLOUT_SQL, {"job_id": job_id}) or []
+        return rollout_from([(int(percent), datetime.fromisoformat(at)) for percent, at in steps])
+
+    return read_job_table(url, read, through_engine)
 
 
 def read_jobs(url: str, limit: int) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from celery import Celery
 from cli.console import err_console
 from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
 from orchestrator.names import Queue
+from workers import metrics
 from workers.app import configure
 from workers.context import TASK_SLOTS_ENV
 
@@ -74,6 +75,19 @@ def worker(
             show_default=False,
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Serve the worker's Prometheus metrics (store requests by outcome, rate-budget waits, retries, "
+            "batches, vectors, verifications) on http://127.0.0.1:PORT/metrics (README: Metrics). Off by default. A "
+            "prefork pool needs PROMETHEUS_MULTIPROC_DIR: an empty directory its processes write their counts to.",
+        ),
+    ] = None,
+    metrics_address: Annotated[
+        str, typer.Option(help="Address the metrics are served on (0.0.0.0 inside a container).")
+    ] = "127.0.0.1",
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -84,6 +98,11 @@ def worker(
         raise fail(f"unknown queue(s) {unknown}: choose from {[q.value for q in Queue]}")
     if pool not in WORKER_POOLS:
         raise fail(f"unknown --pool {pool!r}: choose prefork or threads")
+    if metrics_port is not None and pool == "prefork" and not os.environ.get(metrics.MULTIPROC_DIR_ENV):
+        raise fail(
+            f"--metrics-port with --pool prefork needs {metrics.MULTIPROC_DIR_ENV}: set it to an empty directory "
+            "the pool's processes can write their counts to (or use --pool threads)"
+        )
     # Workers read their settings from the environment in each process: hand the resolved ones down.
     os.environ["NSMIGRATE_DATABASE_URL"] = resolved.database_url
     os.environ["NSMIGRATE_REDIS_URL"] = resolved.redis_url
@@ -91,6 +110,9 @@ def worker(
     db(resolved).dispose()  # create/upgrade the schema once, before any task runs (clear error if unreachable)
     celery_app = configure(resolved, planner=planner if planner is not None else "list" in queues.split(","))
     name = hostname or f"nsmigrate-{queues.replace(',', '-')}-{pool}-{concurrency}@%h"
+    if metrics_port is not None:
+        # Started before the pool forks: the main process serves the sum of every pool process's counts.
+        metrics.serve(metrics_port, metrics_address, metrics.fleet_registry())
     celery_app.worker_main(
         [
             "worker",

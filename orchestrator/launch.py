@@ -7,6 +7,7 @@ orchestrator reads the source inventory to plan, but never imports the worker ta
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from functools import partial
@@ -27,7 +28,7 @@ from orchestrator.plan_types import Inventory, Plan
 from orchestrator.planner import make_plan
 from orchestrator.records import IdPage, display_namespace
 from orchestrator.routing import route_context
-from orchestrator.spec import JobSpec
+from orchestrator.spec import JobSpec, PgvectorStoreSpec
 from orchestrator.tenancy import load_sources, load_twins
 
 
@@ -86,20 +87,30 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
     return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
 
 
-def _check_columns(plan: Plan, source: InventoryStore, target: InventoryStore) -> None:
-    """Between pgvector tables: refuse, before anything is copied, a target table that exists and cannot hold every
-    column of its source table (``pgschema.carry_problems``); a new target table is made with them."""
+def _check_columns(spec: JobSpec, plan: Plan, source: InventoryStore, target: InventoryStore) -> None:
+    """Between pgvector tables: refuse, before anything is copied, a target table that cannot hold every column of
+    its source table (``pgschema.carry_problems``). A new one is made inside Postgres with the source's own columns
+    added; through the workers (another database) it has the layout's only, so a column of the user's is refused
+    then too (``pgschema.new_table_problems``)."""
     source_columns = getattr(source, "table_columns", None)
     target_columns = getattr(target, "table_columns", None)
-    if source_columns is None or target_columns is None:
+    if source_columns is None or target_columns is None or not isinstance(spec.target, PgvectorStoreSpec):
         return
+    in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgschema.same_database(
+        spec.source, spec.target, os.environ
+    )
     for run in plan.runs:
         if run.target_namespace is None:
             continue
         found, there = source_columns(run.source_namespace), target_columns(run.target_namespace)
-        if found is not None and there is not None:
-            carried = [c for c in found[1] if not c.serial]
+        if found is None:
+            continue
+        carried = [c for c in found[1] if not c.serial]
+        if there is not None:
             pgschema.refuse_columns(pgschema.carry_problems(there[0], carried, there[1]), found[0])
+        elif not in_postgres:
+            table = pgschema.table_of(spec.target.table, run.target_namespace)
+            pgschema.refuse_columns(pgschema.new_table_problems(table, carried), found[0])
 
 
 def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
@@ -172,7 +183,7 @@ def prepare(
             targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})
             check_target_names(targets)
             check_distinct_tables(spec.target.table, targets)
-            _check_columns(plan, source, target)
+            _check_columns(spec, plan, source, target)
         needs_check = namespaces_needing_id_check(plan)
         # Read where each routed record really lands: the plan shows the routes taken, and only true collisions are
         # refused. Every namespace at once, a routed one a page at a time.

@@ -97,6 +97,14 @@ class NamespaceRun(Base):
 
     job: Mapped[Job] = relationship(back_populates="runs")
 
+    @property
+    def deleted_by_cleanup(self) -> int:
+        """How many source ids a cleanup that stopped part-way already deleted (0 when none did, or the run is
+        cleaned): their target copies are now the only ones, and ``nsmigrate cleanup`` takes the rest up again."""
+        if self.state == RunState.CLEANED:
+            return 0
+        return int((self.cleanup or {}).get("deleted_count") or 0)
+
 
 class Batch(Base):
     __tablename__ = "batches"

@@ -426,6 +426,24 @@ def carry_problems(table: str, source: Sequence[TableColumn], target: Sequence[T
     return problems
 
 
+def same_database(source: Any, target: Any, environ: Mapping[str, str]) -> bool:
+    """Whether two pgvector store specs name the same database (their URL env vars hold the same URL in
+    ``environ``): then a job's batches run inside Postgres, and a new target table gets the source's own columns."""
+    url = environ.get(source.database_url_env)
+    return bool(url) and url == environ.get(target.database_url_env)
+
+
+def new_table_problems(table: str, source: Sequence[TableColumn]) -> list[str]:
+    """Why a new table of the layout, filled through the workers, would not hold every column of ``source`` (one
+    line per column the layout lacks), or []."""
+    layout = {c.name for c in LAYOUT}
+    return [
+        f"table {table} (new, of the application's layout) would have no column {c.name} ({c.sql_type})"
+        for c in source
+        if c.name not in layout
+    ]
+
+
 def refuse_columns(problems: Sequence[str], source: str) -> None:
     """The plan-time refusal of a copy that would drop or change columns (``carry_problems``), all in one error."""
     if problems:

@@ -497,6 +497,29 @@ class Cleanup(_Model):
     mode: Literal["never", "manual", "auto"] = "never"
 
 
+class Cutover(_Model):
+    """Switching traffic to the target (``nsmigrate cutover``): what the load check must show before reads move, and
+    how long reads must be all new before ``cleanup`` may delete the source."""
+
+    qps: float = Field(default=20, gt=0, le=1000, description="Queries per second of `cutover check`.")
+    duration_s: float = Field(default=60, gt=0, le=3600, description="How long `cutover check` queries.")
+    p95_ms: float = Field(default=100, gt=0, description="Largest allowed P95 of the target's query latency.")
+    p99_ms: float = Field(default=200, gt=0, description="Largest allowed P99 of the target's query latency.")
+    cold_query_ms: float = Field(
+        default=500, gt=0, description="Largest allowed latency of the first query to each target namespace."
+    )
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Largest allowed share of failed queries.")
+    min_agreement: float = Field(
+        default=0.9, ge=0, le=1, description="Smallest allowed mean top-k overlap of source and target answers."
+    )
+    top_k: int = Field(default=10, gt=0, le=1000)
+    decommission_after_s: float = Field(
+        default=7 * 86400,
+        ge=0,
+        description="How long reads must have been 100 % new before `cleanup` may delete the source (7 days).",
+    )
+
+
 class Backup(_Model):
     """Export each source namespace to Parquet before anything is copied."""
 
@@ -555,6 +578,7 @@ class JobSpec(_Model):
     verify: Verification = Field(default_factory=Verification)
     auto_verify: bool = Field(default=True, description="Verify each namespace as soon as its copy finishes.")
     cleanup: Cleanup = Field(default_factory=Cleanup)
+    cutover: Cutover = Field(default_factory=Cutover)
     backup: Backup = Field(default_factory=Backup)
     reembed: Reembed | None = Field(
         default=None, description="Make every vector anew from its text (a model change); see Reembed."

@@ -99,12 +99,19 @@ class Stack:
     def start_flower(self, **extra_env: str) -> str:
         """Flower with basic auth on a free loopback port; returns its URL (the password is in flower_password).
         ``extra_env`` is added to its environment (e.g. the same PINECONE_API_KEY the workers got)."""
-        port = free_port()
         self.flower_password = secrets.token_urlsafe(12)
-        with open(self.workdir / "flower.log", "ab") as log:
+        port = self.serve("flower", NSMIGRATE_FLOWER_PASSWORD=self.flower_password, **extra_env)
+        self.flower_url = f"http://127.0.0.1:{port}"
+        return self.flower_url
+
+    def serve(self, command: str, *args: str, **extra_env: str) -> int:
+        """`nsmigrate COMMAND --port P ARGS` (a server: flower, metrics) on a free loopback port P, its log in the
+        workdir; returns P once it accepts connections."""
+        port = free_port()
+        with open(self.workdir / f"{command}.log", "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "flower", "--port", str(port)],
-                env=self.env(NSMIGRATE_FLOWER_PASSWORD=self.flower_password, **extra_env),
+                [sys.executable, "-m", "cli", command, "--port", str(port), *args],
+                env=self.env(**extra_env),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -112,8 +119,7 @@ class Stack:
             )
         self.processes.append(proc)
         wait_for_port(port, 30, proc)
-        self.flower_url = f"http://127.0.0.1:{port}"
-        return self.flower_url
+        return port
 
     @staticmethod
     def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

@@ -6,9 +6,12 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
    (a verification that checks nothing passes whatever the target holds);
 2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
    namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
-3. the run is ``verified`` (``jobs.start_cleanup`` decides, under a row lock, so two cleanups cannot both run);
+3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs.cleanable``; ``jobs.start_cleanup`` decides
+   under a row lock, so two cleanups cannot both run); under cut-over (``nsmigrate cutover set``), also synced since
+   and reads 100 % new for long enough (``orchestrator.cutover.cleanup_gate``);
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
-   the ones the verification report stored. A changed source sends the run to ``verify_failed``;
+   the ones the verification report stored. A changed source sends the run to ``verify_failed``. (Not for a cleanup
+   taken up after it stopped part-way: its source lacks what it deleted; 5. alone decides there.)
 5. every id has an equal copy in the target *now* (``workers.proving``: both sides fetched, the copy's routing and
    verification's comparison): the verdict is a reason to try, never the proof. One id without it — the target
    deleted or written since, the source vector updated in place — and nothing is deleted: the run goes to
@@ -24,10 +27,11 @@ once proved. Every successful cleanup writes a ``source_deleted`` event with wha
 fetch of both sides per id than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted
 namespace).
 
-Known limit: a delete stopped half-way (a store error, or a chunk refused in the second pass) leaves a source that
-no longer matches the verification: the next attempt refuses it as changed, and verification then fails on the ids
-the target holds that the source no longer has. What was deleted is recorded (the run's cleanup field), so ``sync
---propagate-deletes`` refuses that run instead of deleting the only copies; finish such a namespace by hand.
+A delete stopped part-way (a store error, or a chunk refused in the second pass) records how many ids went (the
+run's cleanup field, ``NamespaceRun.deleted_by_cleanup``). Their copies are now the only ones: ``sync
+--propagate-deletes`` refuses that run, and its verification can no longer pass (the source lacks them), so
+``nsmigrate cleanup`` takes it up again from either verdict, proving every id left; ``sync`` first repairs the ids a
+refusal named.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.jobs.cutover import cleanup_refusal
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.proof import Proof, failed_report, refusal
 from orchestrator.records import DEFAULT_NAMESPACE, display_namespace
@@ -127,13 +132,22 @@ def source_problem(report: dict[str, Any] | None, ids: list[str]) -> str | None:
     return None
 
 
-def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor: str | None = None) -> dict[str, Any]:
+def cleanup_run(
+    ctx: WorkerContext,
+    run_id: int,
+    *,
+    dry_run: bool = False,
+    actor: str | None = None,
+    decommission_now: bool = False,
+) -> dict[str, Any]:
     """Delete the source namespace of a verified run, or say why not.
 
     Parameters:
         run_id: the namespace run.
         dry_run: only report what would be deleted: nothing is deleted and the run's state does not change.
         actor: who asked, for the audit log (default: this worker).
+        decommission_now: under cut-over, do not wait for reads to have been 100 % new for
+            ``cutover.decommission_after_s`` (``orchestrator.cutover.cleanup_gate``; the sync it needs still counts).
 
     Returns:
         ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed", "count", "reason"?}``;
@@ -144,11 +158,13 @@ def cleanup_run(ctx: WorkerContext, run_id: int, *, dry_run: bool = False, actor
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        if run.state != RunState.VERIFIED:
+        if not jobs.cleanable(run):
             # First: a run that is not verified is refused without asking any store anything.
             reason = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
             return _refuse(ctx, run, reason, actor, dry_run=dry_run)
-        problem = policy_problem(ctx, spec, run, prove=not dry_run)
+        problem = policy_problem(ctx, spec, run, prove=not dry_run) or cleanup_refusal(
+            ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now
+        )
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
         if dry_run:
@@ -183,7 +199,7 @@ def _proof(
 def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
     source = ctx.guarded(spec.source, spec.rate)
     ids = list_all_ids(source, run.source_namespace)
-    problem = source_problem(run.verification, ids)
+    problem = _unchanged_problem(run, ids)
     if problem is not None:
         return _refuse(ctx, run, problem, actor, dry_run=True)
     proof = _proof(ctx, run, spec, source, ids, delete=False)
@@ -192,7 +208,15 @@ def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -
     return _result(run, "would_delete", len(proof.proven))
 
 
+def _unchanged_problem(run: NamespaceRun, ids: list[str]) -> str | None:
+    """``source_problem``, except for a cleanup taken up after it stopped part-way: its source lacks the ids it
+    already deleted, so no fingerprint can match; every id left is proved against its copy instead."""
+    return None if run.deleted_by_cleanup else source_problem(run.verification, ids)
+
+
 def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
+    earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
+    verdict = RunState(run.state)  # where a refusal or an interruption leaves the run
     try:
         run = jobs.start_cleanup(ctx.db, run.id)  # verified → cleaning, under a row lock
     except StateError as e:
@@ -204,9 +228,9 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
         ids = list_all_ids(source, ns)
     except NsmigrateError as e:
         reason = f"could not re-list the source to check it is unchanged: {e}"
-        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED)
+        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict)
         return _result(run, "refused", 0, reason)
-    problem = source_problem(run.verification, ids)
+    problem = _unchanged_problem(run, ids)
     if problem is not None:
         changed = problem.startswith(SOURCE_CHANGED)
         jobs.abort_cleanup(
@@ -219,7 +243,7 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
         # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
         proof = _proof(ctx, run, spec, source, ids, delete=False)
         if proof.refused_count:
-            return _refused_by_id(ctx, run, proof, actor, deleted=0)
+            return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
         if spec.source.kind == "pgvector" and spec.source.documented:
             # Seed 004's move: the source table is renamed to a backup, never dropped.
             method = f"renamed_to:{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
@@ -229,7 +253,7 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
             proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting)
             deleted = len(proof.proven)
             if proof.refused_count:
-                return _refused_by_id(ctx, run, proof, actor, deleted=deleted)
+                return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
             if ns != DEFAULT_NAMESPACE and not list_all_ids(source, ns):
                 # Pinecone cannot drop the default namespace; any other one, now empty, is dropped.
                 source.delete_namespace(ns)
@@ -237,11 +261,12 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
     except NsmigrateError as e:
         reason = f"delete failed: {e}; run cleanup again"
         # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
-        partial = {"deleted_count": len(deleting.proven)} if deleting.proven else None
-        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFIED, detail=partial)
+        so_far = earlier + len(deleting.proven)
+        partial = {"deleted_count": so_far} if so_far else None
+        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict, detail=partial)
         return _result(run, "failed", len(deleting.proven), reason)
     detail = {
-        "deleted_count": deleted,
+        "deleted_count": earlier + deleted,
         "fingerprint": fingerprint(ids),
         "dry_run": False,
         "method": method,
@@ -251,11 +276,18 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
     return _result(run, "deleted", deleted)
 
 
-def _refused_by_id(ctx: WorkerContext, run: NamespaceRun, proof: Proof, actor: str, *, deleted: int) -> dict[str, Any]:
+def _refused_by_id(
+    ctx: WorkerContext, run: NamespaceRun, proof: Proof, actor: str, *, deleted: int, earlier: int
+) -> dict[str, Any]:
     """Ids without an equal copy now: kept, named in the event and the run's report; the run → ``verify_failed``,
     which ``sync`` repairs (it copies them again), then ``verify`` and ``cleanup`` as usual."""
     what = "nothing was deleted" if not deleted else f"they were kept ({deleted} proven ids were deleted)"
-    reason = f"{refusal(proof, what)}; run `nsmigrate sync {run.job_id}` to copy them again, then verify and cleanup"
+    if earlier + deleted:
+        # Part of the source is gone: verification cannot pass any more, cleanup proves what is left instead.
+        then = f"then `nsmigrate cleanup {run.job_id}` again to delete the rest"
+    else:
+        then = "then verify and cleanup"
+    reason = f"{refusal(proof, what)}; run `nsmigrate sync {run.job_id}` to copy them again, {then}"
     jobs.abort_cleanup(
         ctx.db,
         run.id,
@@ -263,7 +295,7 @@ def _refused_by_id(ctx: WorkerContext, run: NamespaceRun, proof: Proof, actor: s
         actor,
         back_to=RunState.VERIFY_FAILED,
         report=failed_report(run.verification, f"cleanup refused: {reason}"),
-        detail={"deleted_count": deleted, **proof.to_json()},
+        detail={**proof.to_json(), "deleted_count": earlier + deleted},
     )
     log.warning("cleanup of run %s refused %d ids without an equal copy", run.id, proof.refused_count)
     return {**_result(run, "refused", deleted, reason), "refused_ids": proof.to_json()["refused_ids"]}

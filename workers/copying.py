@@ -19,7 +19,7 @@ from orchestrator.naming import display_namespace
 from orchestrator.routing import expected_metadata, route_context, route_records
 from orchestrator.spec import PgvectorStoreSpec
 from orchestrator.textrecords import missing_text_reason
-from workers import pgnamespaces
+from workers import metrics, pgnamespaces
 from workers.chunking import sized_chunks
 from workers.context import WorkerContext
 from workers.flow import advance
@@ -143,6 +143,9 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> int
         error = f"unexpected {type(e).__name__}: {e}"
     if error is not None:
         jobs.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
+        metrics.batch_failed()
+    else:
+        metrics.batch_done(vectors)
     advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again, outcome=outcome)
     if error is not None:
         raise BatchFailed(error, job=work.job_id, namespace=display_namespace(work.source_namespace), batch=batch_id)

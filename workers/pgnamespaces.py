@@ -482,8 +482,7 @@ def in_database(spec: JobSpec) -> bool:
     enriched = set(spec.enrich.constants) | ({"creator_id", "twin_id"} if spec.enrich.creator_fields else set())
     if enriched & set(pgschema.COLUMN_BY_NAME):
         return False
-    url = os.environ.get(source.database_url_env)
-    return bool(url) and url == os.environ.get(target.database_url_env)
+    return pgschema.same_database(source, target, os.environ)
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ def sync_run(
             "target namespace may belong to another source",
             actor,
         )
-    cleaned = (run.cleanup or {}).get("deleted_count")
+    cleaned = run.deleted_by_cleanup
     if propagate_deletes and cleaned:
         return _refused(
             ctx,

@@ -60,6 +60,7 @@ from orchestrator.verification import (
     sample_ids,
     text_search_summary,
 )
+from workers import metrics
 from workers.context import WorkerContext
 from workers.latency import measure, measures_latency
 from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
@@ -176,6 +177,7 @@ def _verify(ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours) 
         StateError: the run moved meanwhile (its job was cancelled); nothing was recorded.
     """
     run_id = run.id
+    started = time.perf_counter()
     report = Report(source_namespace=run.source_namespace)
     spec: JobSpec | None = None
     try:
@@ -198,6 +200,7 @@ def _verify(ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours) 
         report.error = f"{type(e).__name__}: {e}"
     data = report.to_json()
     jobs.finish_verify(ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name)
+    metrics.verification_done(report.passed, report.ids_expected, time.perf_counter() - started)
     if report.passed and spec is not None and spec.cleanup.mode == "auto":
         ctx.dispatcher.cleanup_namespace(run_id, job_id=run.job_id, namespace=display_namespace(run.source_namespace))
         return data, None

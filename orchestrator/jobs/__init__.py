@@ -123,6 +123,7 @@ from orchestrator.jobs.sync_rollback import (
 from orchestrator.jobs.verdicts import (
     Neighbours,
     abort_cleanup,
+    cleanable,
     finish_cleanup,
     finish_verify,
     start_cleanup,
@@ -166,6 +167,7 @@ __all__ = [
     "claim_forward_runs",
     "claim_place",
     "claim_stalled_runs",
+    "cleanable",
     "collection_failed",
     "collection_restored",
     "compile_task_statements",

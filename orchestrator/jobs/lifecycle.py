@@ -48,7 +48,9 @@ RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
     RunState.VERIFYING: frozenset({RunState.CANCELLED}) | _JUDGED,
     RunState.VERIFIED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CLEANING, RunState.CANCELLED})
     | _JUDGED,
-    RunState.VERIFY_FAILED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
+    # A cleanup that stopped part-way is taken up again from either verdict (each id is proved as it goes).
+    RunState.VERIFY_FAILED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CLEANING, RunState.CANCELLED})
+    | _JUDGED,
     # A cleanup refused or interrupted goes back to verified (or verify_failed: the source changed); a rollback
     # taken up again after its deletes started judges and restores its originals anew.
     RunState.CLEANING: frozenset({RunState.CLEANED, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,

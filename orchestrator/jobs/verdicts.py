@@ -147,8 +147,15 @@ def _record_judgement(
     )
 
 
+def cleanable(run: NamespaceRun) -> bool:
+    """Whether a cleanup may act on ``run``: verified, or any verdict once a cleanup deleted part of its source
+    (the rest must be taken up: its verification can no longer pass, the source lacks the ids already deleted)."""
+    return run.state == RunState.VERIFIED or (run.state == RunState.VERIFY_FAILED and run.deleted_by_cleanup > 0)
+
+
 def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
-    """verified → cleaning, or StateError saying why not. The caller re-checks the source fingerprint first."""
+    """verified → cleaning (or verify_failed → cleaning, taking up a cleanup that stopped part-way), or StateError
+    saying why not. The caller re-checks the source fingerprint first, or, taking one up, proves every id."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
         if _is_rollback_run(s, run):
@@ -159,7 +166,7 @@ def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
                 job_id=run.job_id,
                 run_id=run.id,
             )
-        if run.state != RunState.VERIFIED:
+        if not cleanable(run):
             # No event here: it would roll back with the raise; callers (workers.cleaning) record the refusal.
             raise StateError(
                 f"refusing to delete source namespace {run.source_namespace!r}: its run is {run.state}, not verified",

@@ -145,6 +145,52 @@ def test_a_cleanup_stopped_half_way_keeps_sync_from_deleting_the_copies_left(
     assert stack.pinecone.count("dst", "ns0") == 1500
 
 
+def test_a_cleanup_stopped_half_way_is_taken_up_again_proving_every_id_left(
+    stack: Stack, worker_context: Callable[..., WorkerContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, job_id = verified_job(stack, per_namespace=1500, batch_size=500)
+    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("NSMIGRATE_RETRY_MAX_WAIT_S", "0.05")
+    ctx = worker_context(stack.database_url, stack.redis_url)
+    run = run_of(db, job_id)
+    stack.pinecone.set_faults("src", Faults(error_rate_5xx=0.9, error_ops=("delete",), seed=564))
+    try:
+        assert cleaning.cleanup_run(ctx, run.id, actor="tester")["action"] == "failed"
+    finally:
+        stack.pinecone.set_faults("src", Faults())
+    left = stack.pinecone.snapshot("src")["ns0"]
+    assert len(left) == 500
+    changed = sorted(left)[7]
+    stack.pinecone.load("src", "ns0", [(changed, [0.5] * DIM, left[changed][1])])  # updated in place meanwhile
+
+    # Taken up again: no fingerprint can match a source it half deleted, so every id left is proved instead.
+    again = cleaning.cleanup_run(ctx, run.id, actor="tester")
+
+    assert again["action"] == "refused" and again["count"] == 0, again  # one id without its copy: nothing goes
+    assert sorted(stack.pinecone.snapshot("src")["ns0"]) == sorted(left)
+    assert run_of(db, job_id).state == RunState.VERIFY_FAILED
+    assert run_of(db, job_id).cleanup["deleted_count"] == 1000
+    assert f"then `nsmigrate cleanup {job_id}` again" in again["reason"]
+
+    synced = sync_run(ctx, run.id, actor="tester")  # copies the changed vector again, through the fleet
+    assert synced["action"] != "refused", synced
+    wait_until(
+        lambda: run_of(db, job_id).state,
+        what="the synced run's verdict",
+        timeout_s=60,
+        done=lambda state: state in (RunState.VERIFIED, RunState.VERIFY_FAILED),
+    )
+    done = cleaning.cleanup_run(ctx, run.id, actor="tester")
+
+    assert (done["action"], done["count"]) == ("deleted", 500), done
+    assert "ns0" not in stack.pinecone.snapshot("src")
+    copies = stack.pinecone.snapshot("dst")["ns0"]
+    assert len(copies) == 1500
+    assert np.array_equal(copies[changed][0], np.full(DIM, 0.5, dtype=np.float32))
+    cleaned = run_of(db, job_id)
+    assert cleaned.state == RunState.CLEANED and cleaned.cleanup["deleted_count"] == 1500
+
+
 # --------------------------------------------------------------------------- case 2: a verification of nothing
 
 

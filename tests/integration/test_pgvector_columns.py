@@ -98,12 +98,12 @@ def job(name: str, source: dict[str, Any], target: dict[str, Any], **more: Any) 
     return {"name": name, "source": source, "target": target, "enrich": KEEP_AS_IS, **more}
 
 
-def move(source: str, target: str) -> dict[str, Any]:
-    """A job spec: namespace ``source`` to ``target`` between tables of this database."""
+def move(source: str, target: str, to: dict[str, Any] = DOCUMENTED) -> dict[str, Any]:
+    """A job spec: namespace ``source`` to ``target`` (tables of this database, or of the store ``to``)."""
     return job(
         "move",
         DOCUMENTED,
-        DOCUMENTED,
+        to,
         namespaces={"include": [source]},
         routing={"mode": "explicit", "map": {source: target}},
     )
@@ -155,10 +155,11 @@ def with_a_users_column_and_a_target_without_it(pg: sa.Engine) -> None:
 def test_a_target_without_a_users_column_is_refused_at_plan_time(pg: sa.Engine) -> None:
     with_a_users_column_and_a_target_without_it(pg)
 
-    result = nsmigrate("copy", "alpha", "beta")
+    for dry_run in (("--dry-run",), ()):
+        result = nsmigrate("copy", "alpha", "beta", *dry_run)
 
-    assert result.exit_code == 2
-    assert "table embeddings_beta has no column tenant_ref (uuid)" in result.output
+        assert result.exit_code == 2, dry_run
+        assert "table embeddings_beta has no column tenant_ref (uuid)" in result.output
     assert table_rows(pg, "embeddings_beta") == {}  # nothing copied
 
 
@@ -171,3 +172,18 @@ def test_a_fleet_job_into_a_target_without_a_users_column_is_refused_at_plan_tim
     with pytest.raises(PlanError, match="table embeddings_beta has no column tenant_ref"):
         launch.prepare(spec, open_retrying_store, tmp_path)
     assert table_rows(pg, "embeddings_beta") == {}
+
+
+def test_a_job_into_a_new_table_carries_a_users_column_inside_postgres_and_refuses_it_through_the_workers(
+    pg: sa.Engine, tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_app_table(pg, "embeddings_alpha", app_rows(10))
+    with pg.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN tenant_ref uuid"))
+    # The same database spelled otherwise: a job between two URLs runs its batches through the workers.
+    monkeypatch.setenv("ELSEWHERE_URL", f"{database_url}?application_name=elsewhere")
+    elsewhere = {**DOCUMENTED, "database_url_env": "ELSEWHERE_URL"}
+
+    assert launch.prepare(parse_spec(move("alpha", "beta")), open_retrying_store, tmp_path).plan.runs
+    with pytest.raises(PlanError, match=r"table embeddings_beta \(new, of the application's layout\) would have no "):
+        launch.prepare(parse_spec(move("alpha", "beta", elsewhere)), open_retrying_store, tmp_path)

@@ -42,7 +42,7 @@ from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.pgschema import TableColumn
 from orchestrator.records import IdPage, Record
 from orchestrator.spec import RateBudget
-from workers import tally
+from workers import metrics, tally
 from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
 from workers.retry import retrying
@@ -98,6 +98,7 @@ class GuardedStore:
 
         def backoff(wait_s: float) -> None:
             tally.current().backoff(wait_s)
+            metrics.STORE_RETRIES.labels(self.name).inc()
             sleep(wait_s)
 
         policy = retrying(attempts=attempts, max_wait_s=max_wait_s, sleep=backoff)
@@ -114,13 +115,20 @@ class GuardedStore:
 
         def attempt() -> T:
             if limiter is not None and scope is not None:
-                counts.waited(limiter.acquire(scope, rate_per_s))
+                self._waited(counts, limiter.acquire(scope, rate_per_s))
             counts.request()
+            start = time.perf_counter()
             try:
-                return fn(*args)
+                result = fn(*args)
             except RetryableError as e:
                 counts.refused(e.status)
+                metrics.request_done(self.name, op, metrics.outcome_of(e.status), time.perf_counter() - start)
                 raise
+            except Exception:
+                metrics.request_done(self.name, op, "error", time.perf_counter() - start)
+                raise
+            metrics.request_done(self.name, op, "2xx", time.perf_counter() - start)
+            return result
 
         attempt.__qualname__ = f"{type(self.inner).__name__}.{op}"  # names the operation in the retry's log line
         # copy(): tenacity keeps per-call state on the policy; a copy per call lets threads share this store.
@@ -131,6 +139,11 @@ class GuardedStore:
             # The text a failed batch records and Flower shows says how hard it tried.
             e.ids.setdefault("attempts", runner.statistics.get("attempt_number"))
             raise
+
+    def _waited(self, counts: tally.Tally, wait_s: float) -> None:
+        """Seconds this request waited for the fleet's rate budget: in the task's tally and the metrics."""
+        counts.waited(wait_s)
+        metrics.RATE_LIMIT_WAIT_SECONDS.labels(self.name).inc(wait_s)
 
     def _read(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         rate = self._rate
@@ -257,10 +270,11 @@ class GuardedStore:
             # Reserved once per request, not per attempt; retried like a request while Redis is unreachable.
             scope = write_scope(self.name, namespace) + ":bytes"  # the byte bucket's key since the first copy
             counts = tally.current()
-            counts.waited(self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size))
+            self._waited(counts, self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size))
             if tokens:
                 embed = embed_scope(self.name)
-                counts.waited(self._policy.copy()(limiter.acquire_tokens, embed, rate.embed_tokens_per_min, tokens))
+                waited = self._policy.copy()(limiter.acquire_tokens, embed, rate.embed_tokens_per_min, tokens)
+                self._waited(counts, waited)
         return self._write("upsert", namespace, self.inner.upsert, namespace, records)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:

@@ -1,0 +1,228 @@
+"""Cut-over on the real stack: an application's dual writes (``orchestrator.dualwrite``) through the real Pinecone SDK
+against the local data plane, ``nsmigrate cutover set|check`` and the cleanup gate, with real workers, Redis and
+Postgres. Every check of the data reads the data plane itself (``snapshot``), not the job table's word for it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from pinecone import Pinecone
+
+from orchestrator import jobs
+from orchestrator.dualwrite import DualWriteIndex
+from orchestrator.models import RunState
+from sandbox.pinecone_server import Faults, IndexSpec
+from sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, small_spec, states, wait_final
+from tests.fleet_jobs import start_job
+from tests.polling import wait_until
+from workers.context import WorkerContext
+from workers.syncing import sync_run
+
+AppStack = tuple[Stack, WorkerContext]
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
+
+
+@pytest.fixture
+def app_stack(stack: Stack, worker_context: Callable[..., WorkerContext]) -> tuple[Stack, WorkerContext]:
+    """A stack whose worker lists, copies and verifies (the job, its syncs and their verdicts), and the
+    WorkerContext `nsmigrate sync` runs with (its dispatcher sends to that worker)."""
+    stack.start_worker("list,copy,verify", 4)
+    return stack, worker_context(stack.database_url, stack.redis_url)
+
+
+def index(stack: Stack, name: str) -> Any:
+    """The application's SDK client of one index."""
+    return Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(name))
+
+
+def migrated(stack: Stack, **overrides: Any) -> tuple[jobs.Database, int]:
+    """Two namespaces of 60 vectors copied src → dst and verified."""
+    load_small(stack)
+    db, _, job_id = start_job(stack, small_spec(stack, **overrides))
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    return db, job_id
+
+
+def dual_writer(stack: Stack, db: jobs.Database, job_id: int, **kwargs: Any) -> DualWriteIndex:
+    return DualWriteIndex(old=index(stack, "src"), new=index(stack, "dst"), job_id=job_id, db=db, **kwargs)
+
+
+def sync_all(ctx: WorkerContext, db: jobs.Database, job_id: int, **kwargs: Any) -> None:
+    """`nsmigrate sync JOB`, then wait for every namespace's verdict."""
+    for run in jobs.runs_of(db, job_id):
+        sync_run(ctx, run.id, actor="tester", **kwargs)
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+
+
+def assert_target_is_the_source(stack: Stack) -> None:
+    """Every namespace of dst holds exactly the ids of src, with the same values and src's metadata (plus what the
+    copy adds)."""
+    src, dst = stack.pinecone.snapshot("src"), stack.pinecone.snapshot("dst")
+    assert sorted(dst) == sorted(src)
+    for ns, records in src.items():
+        assert sorted(dst[ns]) == sorted(records), ns
+        for id_, (values, metadata) in records.items():
+            assert np.array_equal(dst[ns][id_][0], values), (ns, id_)
+            assert {k: v for k, v in (dst[ns][id_][1] or {}).items() if k != "migrated_from"} == metadata
+
+
+def test_dual_writes_while_the_job_copies_are_all_in_the_target_after_sync(
+    app_stack: AppStack,
+) -> None:
+    stack, ctx = app_stack
+    load_small(stack)
+    db, _, job_id = start_job(stack, small_spec(stack))
+    app = dual_writer(stack, db, job_id)
+    rng = np.random.default_rng(3)
+
+    # While the job copies: new ids, an update in place, deletes.
+    for i in range(10):
+        app.upsert(vectors=[(f"new-{i}", rng.random(DIM).tolist(), {"n": 0, "new": True})], namespace="ns0")
+    edited = rng.random(DIM).tolist()
+    app.upsert(vectors=[{"id": "v0-0001", "values": edited, "metadata": {"n": 0, "edited": True}}], namespace="ns0")
+    app.delete(ids=["v1-0005", "v1-0006"], namespace="ns1")
+    wait_final(db, job_id)
+    sync_all(ctx, db, job_id, propagate_deletes=True)
+
+    assert_target_is_the_source(stack)
+    dst = stack.pinecone.snapshot("dst")
+    assert {f"new-{i}" for i in range(10)} <= set(dst["ns0"]) and len(dst["ns0"]) == 70
+    assert dst["ns0"]["v0-0001"][1]["edited"] is True
+    assert np.allclose(dst["ns0"]["v0-0001"][0], edited)
+    assert "v1-0005" not in dst["ns1"] and "v1-0006" not in dst["ns1"] and len(dst["ns1"]) == 58
+    assert events(db, job_id, "dual_write_failed") == []
+
+
+def test_a_write_the_new_index_refused_is_recorded_and_repaired_by_sync(app_stack: AppStack) -> None:
+    stack, ctx = app_stack
+    db, job_id = migrated(stack)
+    app = dual_writer(stack, db, job_id)
+    vector = np.random.default_rng(4).random(DIM).tolist()
+
+    stack.pinecone.set_faults("dst", Faults(error_rate_5xx=1.0, error_ops=("upsert",)))
+    app.upsert(vectors=[("late-0", vector, {"n": 0})], namespace="ns0")  # the application sees no error
+    stack.pinecone.set_faults("dst", Faults())
+
+    assert "late-0" in stack.pinecone.snapshot("src")["ns0"]
+    assert "late-0" not in stack.pinecone.snapshot("dst")["ns0"]
+    [failure] = events(db, job_id, "dual_write_failed")
+    assert failure["detail"]["ids"] == ["late-0"] and failure["detail"]["operation"] == "upsert"
+    assert failure["detail"]["namespace"] == "ns0" and "503" in failure["detail"]["error"]
+
+    sync_all(ctx, db, job_id)
+
+    assert_target_is_the_source(stack)
+
+
+def test_reads_follow_the_rollout_in_a_running_client(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack)
+    app = dual_writer(stack, db, job_id, max_age_s=0.2)
+    vector = np.random.default_rng(5).random(DIM).tolist()
+
+    def answered_by() -> str:
+        [match] = app.query(vector=vector, top_k=1, namespace="ns0", include_metadata=True).matches
+        return "new" if "migrated_from" in match.metadata else "old"  # only the copy carries migrated_from
+
+    assert answered_by() == "old"
+    assert cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "100").exit_code == 0
+    wait_until(answered_by, what="ns0 read from the new index", done=lambda side: side == "new", timeout_s=10)
+    assert cli(stack, "cutover", "set", str(job_id), "--reads", "old").exit_code == 0
+    wait_until(answered_by, what="ns0 read from the old index again", done=lambda side: side == "old", timeout_s=10)
+
+    steps = [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")]
+    assert steps == [100, 0]
+
+
+def test_a_bad_rollout_step_is_refused_and_changes_nothing(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack)
+
+    result = cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "30")
+
+    assert result.exit_code == 2, result.output
+    assert "--percent 30" in result.output and "nothing was changed" in result.output
+    assert events(db, job_id, "cutover_set") == []
+
+
+def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_long_enough(
+    app_stack: AppStack,
+) -> None:
+    stack, ctx = app_stack
+    db, job_id = migrated(stack, cleanup={"mode": "manual"}, cutover={"decommission_after_s": 3600})
+    job = str(job_id)
+
+    assert cli(stack, "cutover", "set", job, "--reads", "new", "--percent", "50").exit_code == 0
+    refused = cli(stack, "cleanup", job, "--yes")
+    assert refused.exit_code == 1 and "reads are 50 % new" in refused.output, refused.output
+
+    assert cli(stack, "cutover", "set", job, "--reads", "new", "--percent", "100").exit_code == 0
+    refused = cli(stack, "cleanup", job, "--yes")
+    assert refused.exit_code == 1 and "no `nsmigrate sync`" in refused.output, refused.output
+
+    sync_all(ctx, db, job_id)
+    refused = cli(stack, "cleanup", job, "--yes")
+    assert refused.exit_code == 1 and "decommission_after_s keeps the source" in refused.output, refused.output
+    assert sorted(stack.pinecone.snapshot("src")) == ["ns0", "ns1"]  # nothing deleted by a refusal
+    assert "cut-over: reads 100 % new, 100 % since" in cli(stack, "status", job).output
+
+    done = cli(stack, "cleanup", job, "--yes", "--decommission-now")
+
+    assert done.exit_code == 0, done.output
+    assert stack.pinecone.snapshot("src") == {}
+
+
+GENEROUS = {"qps": 10, "duration_s": 1, "p95_ms": 2000, "p99_ms": 2000, "cold_query_ms": 2000}
+
+
+def check(stack: Stack, job_id: int) -> tuple[int, dict[str, Any]]:
+    result = cli(stack, "cutover", "check", str(job_id), "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_the_check_passes_on_a_healthy_target_and_fails_on_a_slow_or_erroring_one(
+    app_stack: AppStack,
+) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack, cutover=GENEROUS)
+
+    code, healthy = check(stack, job_id)
+    assert code == 0, healthy["problems"]
+    assert healthy["queries"] == 10 and healthy["errors"] == 0 and healthy["agreement"] == 1.0
+    assert healthy["cold_queries"] == 2 and healthy["target"]["samples"] == 10
+
+    stack.pinecone.set_faults("dst", Faults(latency_ms=2500))
+    code, slow = check(stack, job_id)
+    assert code == 1 and any("cutover.p95_ms" in p for p in slow["problems"]), slow["problems"]
+    assert any("cutover.cold_query_ms" in p for p in slow["problems"]), slow["problems"]
+
+    stack.pinecone.set_faults("dst", Faults(error_rate_5xx=1.0, error_ops=("query",)))
+    code, erroring = check(stack, job_id)
+    assert code == 1 and any("cutover.max_error_rate" in p for p in erroring["problems"]), erroring["problems"]
+    assert erroring["errors"] == 10
+
+    reports = [e["detail"] for e in events(db, job_id, "cutover_check")]
+    assert [r["passed"] for r in reports] == [True, False, False]
+
+
+def test_the_check_detects_a_target_answering_differently(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    _, job_id = migrated(stack, cutover=GENEROUS)
+    rng = np.random.default_rng(6)
+    # The target's ns0 changed behind the job's back: same ids, other vectors.
+    stack.pinecone.load("dst", "ns0", [(f"v0-{i:04d}", rng.random(DIM).tolist(), {"n": 0}) for i in range(60)])
+
+    code, report = check(stack, job_id)
+
+    assert code == 1 and any("cutover.min_agreement" in p for p in report["problems"]), report["problems"]
+    assert report["agreement"] < 0.9 and "ns0" in report["disagreeing"] and "ns1" not in report["disagreeing"]

@@ -1,0 +1,69 @@
+"""The metrics' pure parts: the outcome label of a failed request, the job table's gauges from a job summary, and
+the worker's refusal to serve a prefork pool's metrics without a directory to sum them from."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from typer.testing import CliRunner
+
+from cli.main import app
+from orchestrator.snapshot import JobSummary, Totals
+from orchestrator.states import JobKind, JobState, RunState
+from workers import metrics
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [(429, "429"), (500, "5xx"), (503, "5xx"), (408, "4xx"), (None, "timeout")],
+)
+def test_a_failed_request_is_labelled_by_its_status(status: int | None, outcome: str) -> None:
+    assert metrics.outcome_of(status) == outcome
+
+
+def summary(job_id: int, states: dict[RunState, int], copied: int) -> JobSummary:
+    return JobSummary(
+        job_id=job_id,
+        name=f"job-{job_id}",
+        kind=JobKind.MIGRATE,
+        state=JobState.RUNNING,
+        created_at=datetime.now(UTC),
+        phase=None,
+        namespaces=sum(states.values()),
+        states=states,
+        totals=Totals(source=copied + 5, listed=copied + 2, copied=copied, failed=1),
+        runs=(),
+        failed_batches=2,
+    )
+
+
+def test_job_table_gauges_have_one_series_per_job_and_state() -> None:
+    summaries = {
+        7: summary(7, {RunState.COPYING: 11_000, RunState.VERIFIED: 1_000}, copied=40_000),
+        8: summary(8, {RunState.PENDING: 3}, copied=0),
+    }
+    registry = CollectorRegistry()
+    registry.register(metrics.JobTableCollector(newest=lambda: list(summaries), summary=summaries.__getitem__))
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("nsmigrate_job_namespaces", job_id="7", state="copying") == 11_000
+    assert value("nsmigrate_job_namespaces", job_id="7", state="verified") == 1_000
+    assert value("nsmigrate_job_namespaces", job_id="7", state="pending") == 0
+    assert value("nsmigrate_job_namespaces", job_id="8", state="pending") == 3
+    assert value("nsmigrate_job_vectors", job_id="7", kind="copied") == 40_000
+    assert value("nsmigrate_job_vectors", job_id="7", kind="source") == 40_005
+    assert value("nsmigrate_job_failed_batches", job_id="7") == 2
+    # 12,000 namespaces, yet a series per state: the count of series depends on the jobs only.
+    lines = [line for line in generate_latest(registry).decode().splitlines() if line.startswith("nsmigrate_job")]
+    assert len(lines) == 2 * (len(RunState) + 4 + 1)
+
+
+def test_worker_refuses_prefork_metrics_without_a_multiprocess_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(metrics.MULTIPROC_DIR_ENV, raising=False)
+    result = CliRunner().invoke(app, ["worker", "--pool", "prefork", "--metrics-port", "9464"])
+    assert result.exit_code == 2
+    assert metrics.MULTIPROC_DIR_ENV in result.output and "--pool threads" in result.output

@@ -1,0 +1,156 @@
+"""Prometheus metrics: what the fleet does (store requests, rate-budget waits, retries, batches, vectors,
+verifications), counted where it happens, and what the job table says (``JobTableCollector``), read when scraped.
+
+Labels stay bounded whatever a job's size: a store's label (from the spec), an operation, an outcome, a job id and
+a state, never a namespace, so 12,000 namespaces add no series. A worker serves its counts with ``serve`` (`nsmigrate
+worker --metrics-port`); a prefork pool's processes count into ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's
+multiprocess mode, chosen when the variable is set before this module is imported) and the worker's main process
+serves their sum. `nsmigrate metrics` serves the job table's gauges. README: "Metrics" lists each one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from orchestrator.snapshot import JobSummary
+from orchestrator.states import RunState
+
+#: Where prefork processes write their counts (prometheus_client's own variable).
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Request latencies span a local Postgres statement to a Pinecone upsert retried behind a slow network.
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_VERIFY_BUCKETS_S = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+STORE_REQUESTS = Counter(
+    "nsmigrate_store_requests",
+    "Store requests (every attempt, retries included) by store label, operation and outcome: 2xx (answered), "
+    "429, 5xx, 4xx, timeout (no answer), error (refused for good).",
+    ["store", "operation", "outcome"],
+)
+STORE_REQUEST_SECONDS = Histogram(
+    "nsmigrate_store_request_seconds",
+    "Duration of one store request attempt, by store, operation and outcome (rate-budget waits not included).",
+    ["store", "operation", "outcome"],
+    buckets=_LATENCY_BUCKETS_S,
+)
+RATE_LIMIT_WAIT_SECONDS = Counter(
+    "nsmigrate_rate_limit_wait_seconds",
+    "Seconds spent waiting for the fleet-wide rate budget (requests, bytes, embedding tokens), by store.",
+    ["store"],
+)
+STORE_RETRIES = Counter(
+    "nsmigrate_store_retries",
+    "Store requests tried again after a retryable answer (429, 5xx, timeout), by store.",
+    ["store"],
+)
+BATCHES = Counter("nsmigrate_batches", "Copy batches finished by workers, by outcome: done or failed.", ["outcome"])
+VECTORS_COPIED = Counter("nsmigrate_vectors_copied", "Vectors written to a target by copy batches.")
+VECTORS_VERIFIED = Counter(
+    "nsmigrate_vectors_verified", "Source ids whose presence in the target a verification checked."
+)
+VERIFICATIONS = Counter(
+    "nsmigrate_verifications", "Namespace verifications finished, by outcome: passed or failed.", ["outcome"]
+)
+VERIFICATION_SECONDS = Histogram(
+    "nsmigrate_verification_seconds",
+    "Duration of one namespace's verification, by outcome.",
+    ["outcome"],
+    buckets=_VERIFY_BUCKETS_S,
+)
+
+
+def outcome_of(status: int | None) -> str:
+    """The ``outcome`` label of a request that failed retryably with HTTP ``status`` (None: the host never
+    answered: a timeout, a refused or lost connection)."""
+    if status is None:
+        return "timeout"
+    if status == 429:
+        return "429"
+    if status >= 500:
+        return "5xx"
+    return "4xx"
+
+
+def request_done(store: str, operation: str, outcome: str, seconds: float) -> None:
+    """Count one store request attempt and its duration."""
+    STORE_REQUESTS.labels(store, operation, outcome).inc()
+    STORE_REQUEST_SECONDS.labels(store, operation, outcome).observe(seconds)
+
+
+def batch_done(vectors: int) -> None:
+    BATCHES.labels("done").inc()
+    VECTORS_COPIED.inc(vectors)
+
+
+def batch_failed() -> None:
+    BATCHES.labels("failed").inc()
+
+
+def verification_done(passed: bool, ids_checked: int, seconds: float) -> None:
+    outcome = "passed" if passed else "failed"
+    VERIFICATIONS.labels(outcome).inc()
+    VERIFICATION_SECONDS.labels(outcome).observe(seconds)
+    VECTORS_VERIFIED.inc(ids_checked)
+
+
+def fleet_registry() -> CollectorRegistry | None:
+    """The registry a worker serves: the sum over ``PROMETHEUS_MULTIPROC_DIR``'s files when it is set (prefork),
+    else None (prometheus_client's default registry: this process's own counts)."""
+    if not os.environ.get(MULTIPROC_DIR_ENV):
+        return None
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    return registry
+
+
+def serve(port: int, address: str, registry: CollectorRegistry | None = None) -> None:
+    """Serve ``registry`` (default: this process's metrics) on ``http://address:port/metrics`` from a daemon
+    thread."""
+    if registry is None:
+        start_http_server(port, address)
+    else:
+        start_http_server(port, address, registry=registry)
+
+
+class JobTableCollector(Collector):
+    """The job table's gauges, read at each scrape with the summary `status` shows (``snapshot.SUMMARY_SQL``) of
+    the newest ``jobs`` jobs: series per job and state, never per namespace.
+
+    Parameters:
+        newest: returns the ids of the newest jobs.
+        summary: returns a job's summary without its runs listed.
+    """
+
+    def __init__(self, newest: Callable[[], Sequence[int]], summary: Callable[[int], JobSummary]) -> None:
+        self._newest = newest
+        self._summary = summary
+
+    def collect(self) -> Iterator[Any]:
+        runs = GaugeMetricFamily(
+            "nsmigrate_job_namespaces", "Namespace runs of a job in each state.", labels=["job_id", "state"]
+        )
+        vectors = GaugeMetricFamily(
+            "nsmigrate_job_vectors",
+            "Vectors of a job summed over its namespaces: source (planned), listed, copied, failed (in failed batches)",
+            labels=["job_id", "kind"],
+        )
+        failed_batches = GaugeMetricFamily(
+            "nsmigrate_job_failed_batches", "Batches of a job that failed for good.", labels=["job_id"]
+        )
+        for job_id in self._newest():
+            summary = self._summary(job_id)
+            job = str(job_id)
+            for state in RunState:
+                runs.add_metric([job, state.value], summary.states.get(state, 0))
+            for kind, count in summary.totals.as_dict().items():
+                vectors.add_metric([job, kind], count)
+            failed_batches.add_metric([job], summary.failed_batches)
+        yield from (runs, vectors, failed_batches)
