@@ -1,14 +1,17 @@
-"""``nsmigrate metrics``: the job table's Prometheus gauges over HTTP (``workers.metrics.JobTableCollector``)."""
+"""``nsmigrate metrics``: the job table's Prometheus gauges (``workers.metrics.JobTableCollector``) and the live job
+pages (``cli.job_page``) over HTTP."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+from typing import Annotated, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import typer
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from cli.options import DatabaseOpt, db, settings
+from cli.job_page import PAGE_EVENTS, PAGE_RUNS, WsgiApp, page_app
+from cli.options import DatabaseOpt, db, fail, settings
 from orchestrator import jobs
 from workers.metrics import JobTableCollector
 
@@ -19,15 +22,24 @@ NEWEST_JOBS = 20
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """No line on stderr per scrape (Prometheus asks every 15 s)."""
+    """No line on stderr per request (Prometheus scrapes every 15 s, a page reloads every 5 s)."""
 
     def log_message(self, format: str, *args: object) -> None:
         pass
 
 
+def _routed(metrics_app: WsgiApp, pages: WsgiApp) -> WsgiApp:
+    """``/metrics`` to Prometheus's exposition (no auth: counts only, no namespace), everything else to the pages."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        return (metrics_app if environ.get("PATH_INFO") == "/metrics" else pages)(environ, start_response)
+
+    return app
+
+
 @app.command()
 def metrics(
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve /metrics on.")] = 9464,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve the gauges and the pages on.")] = 9465,
     address: Annotated[str, typer.Option(help="Address to bind (keep it local or behind a proxy).")] = "127.0.0.1",
     newest_jobs: Annotated[
         int,
@@ -41,8 +53,17 @@ def metrics(
 ) -> None:
     """Serve the job table's Prometheus gauges on http://ADDRESS:PORT/metrics: namespaces per job and state, the
     job's vectors (source, listed, copied, failed) and its failed batches, read at each scrape with the same summary
-    `nsmigrate status` shows. Workers serve the fleet's counters themselves (`nsmigrate worker --metrics-port`)."""
-    database = db(settings(database_url, None))
+    `nsmigrate status` shows. Workers serve the fleet's counters themselves (`nsmigrate worker --metrics-port`).
+
+    Also serves a live, read-only page per job at /jobs/JOB (its namespaces with progress bars, failed batches,
+    verdicts, the audit log's tail; reloading every 5 s while the job runs) and the newest jobs at /, behind the
+    same basic auth as Flower: user $NSMIGRATE_FLOWER_USER (admin), password from the env var named by
+    NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD); /metrics needs none."""
+    resolved = settings(database_url, None)
+    password = os.environ.get(resolved.flower_password_env)
+    if not password:
+        raise fail(f"the job pages need a password: set {resolved.flower_password_env} (basic auth is always on)")
+    database = db(resolved)
     registry = CollectorRegistry()
     registry.register(
         JobTableCollector(
@@ -50,5 +71,14 @@ def metrics(
             summary=lambda job_id: jobs.job_summary(database, job_id, 0),
         )
     )
-    with make_server(address, port, make_wsgi_app(registry), handler_class=_QuietHandler) as server:
+    pages = page_app(
+        resolved.flower_user,
+        password,
+        newest_jobs=lambda: jobs.list_jobs(database, newest_jobs),
+        job=lambda job_id: (
+            jobs.job_summary(database, job_id, PAGE_RUNS),
+            jobs.events_of(database, job_id, last=PAGE_EVENTS),
+        ),
+    )
+    with make_server(address, port, _routed(make_wsgi_app(registry), pages), handler_class=_QuietHandler) as server:
         server.serve_forever()

@@ -1,6 +1,7 @@
 """What every demo scenario does around its own story: start the embedded stack (Redis, Postgres with pgvector, the
-local Pinecone data plane), a worker pool and Flower; point a shipped spec at the sandbox; run a job to its end with
-live progress; and stop everything, however the demo ends."""
+local Pinecone data plane), a worker pool serving its metrics, Flower and the job pages (`nsmigrate metrics`); point
+a shipped spec at the sandbox; run a job to its end with live progress; and stop everything, however the demo
+ends."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from orchestrator.settings import Settings, load_settings
 from orchestrator.spec import JobSpec, load_spec
 from orchestrator.yamlfile import load_yaml
 from sandbox.pinecone_server import IndexSpec
+from sandbox.services import free_port
 from sandbox.stack import SANDBOX_API_KEY, Stack, start_stack
 
 JOB_TIMEOUT_S = 600
@@ -56,6 +58,19 @@ class DemoStack:
     settings: Settings
     db: jobs.Database
     flower_url: str
+    #: `nsmigrate metrics`: the job pages (``/jobs/N``) and the job table's gauges (``/metrics``).
+    pages_url: str
+    #: Each worker's ``/metrics``.
+    worker_metrics: list[str]
+
+    def addresses(self, job_id: int | None = None) -> str:
+        """Where to watch: Flower, the job's page (the pages), the metrics; one login for Flower and the pages."""
+        page = f"{self.pages_url}/jobs/{job_id}" if job_id is not None else self.pages_url
+        metrics = " ".join([f"{self.pages_url}/metrics", *self.worker_metrics])
+        return (
+            f"Flower {self.flower_url}, job page {page} (both: user admin, password {self.stack.flower_password}); "
+            f"metrics {metrics}"
+        )
 
     def write_spec(self, spec_path: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
         """The shipped spec at ``spec_path`` with its Pinecone stores pointed at the sandbox's control plane (and
@@ -81,10 +96,7 @@ class DemoStack:
         job_id = launch_prepared(self.db, Dispatcher(self.settings), prepared)
         if backup is not None:
             jobs.record_event(self.db, "backup_written", jobs.default_actor(), job_id, **backup)
-        console.print(
-            f"job {job_id} started; watch it in Flower at {self.flower_url} "
-            f"(user admin, password {self.stack.flower_password})"
-        )
+        console.print(f"job {job_id} started; watch it: {self.addresses(job_id)}")
         if on_launch is not None:
             on_launch(job_id)
         code = watch_job(job_reader(self.db, job_id), job_id, waits.settled(self.db, job_id), timeout_s=JOB_TIMEOUT_S)
@@ -97,7 +109,7 @@ class DemoStack:
     def hold(self) -> None:
         """Keep everything running until Ctrl-C, saying how to reach it."""
         console.print(
-            f"[bold]running until Ctrl-C[/]: Flower {self.flower_url}; NSMIGRATE_DATABASE_URL="
+            f"[bold]running until Ctrl-C[/]: {self.addresses()}; NSMIGRATE_DATABASE_URL="
             f"{self.settings.database_url} NSMIGRATE_REDIS_URL={self.settings.redis_url}"
         )
         try:
@@ -116,11 +128,19 @@ def demo_stack(indexes: list[IndexSpec], options: DemoOptions) -> Iterator[DemoS
     try:
         # The CLI's own code in this process (plan, launch, status) reads the same settings the workers get.
         os.environ.update({k: v for k, v in stack.env().items() if k.startswith(("NSMIGRATE_", "PINECONE_"))})
-        stack.start_worker("list,verify,cleanup", 4, name="control")
-        stack.start_worker("copy", options.copy_concurrency, name="copy")
+        worker_metrics = []
+        pools = (("list,verify,cleanup", 4, "control"), ("copy", options.copy_concurrency, "copy"))
+        for queues, concurrency, name in pools:
+            port, counts = free_port(), stack.workdir / f"metrics-{name}"
+            counts.mkdir()  # each prefork worker sums its own processes' counts
+            metrics_args = ("--metrics-port", str(port))
+            stack.start_worker(queues, concurrency, name=name, args=metrics_args, PROMETHEUS_MULTIPROC_DIR=str(counts))
+            worker_metrics.append(f"http://127.0.0.1:{port}/metrics")
         flower_url = stack.start_flower()
+        password = stack.flower_password or ""  # set by start_flower; the pages share Flower's login
+        pages_url = f"http://127.0.0.1:{stack.serve('metrics', NSMIGRATE_FLOWER_PASSWORD=password)}"
         settings = load_settings()
-        demo = DemoStack(stack, settings, jobs.Database(settings.database_url), flower_url)
+        demo = DemoStack(stack, settings, jobs.Database(settings.database_url), flower_url, pages_url, worker_metrics)
         try:
             yield demo
             if options.keep:

@@ -112,9 +112,13 @@ def _executor(conn: sa.Connection) -> Execute:
     return execute
 
 
-def events_of(db: Database, job_id: int) -> list[dict[str, Any]]:
+def events_of(db: Database, job_id: int, last: int | None = None) -> list[dict[str, Any]]:
+    """A job's audit log, oldest first; ``last``: only its newest ``last`` events (a page's tail of a long log)."""
+    query = sa.select(Event).where(Event.job_id == job_id)
+    query = query.order_by(Event.id) if last is None else query.order_by(Event.id.desc()).limit(last)
     with db.transaction() as s:
-        return [
+        events = [
             {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "run_id": e.run_id, "detail": e.detail}
-            for e in s.scalars(sa.select(Event).where(Event.job_id == job_id).order_by(Event.id))
+            for e in s.scalars(query)
         ]
+    return events if last is None else events[::-1]

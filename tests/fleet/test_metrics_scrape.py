@@ -4,6 +4,9 @@ table and the data plane say happened."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
@@ -22,6 +25,8 @@ from tests.polling import wait_for_job, wait_until
 SOURCE, TARGET = "metrics-src", "metrics-dst"
 NAMESPACES = 200
 PER_NAMESPACE = 5
+
+PASSWORD = "page-s3cret"
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -113,10 +118,33 @@ def test_worker_and_exporter_count_what_a_job_with_429s_did(stack: Stack, tmp_pa
     assert len(ours) < NAMESPACES
     assert not {value for labels in ours for value in labels.values()} & set(names)
 
-    table = scrape(f"http://127.0.0.1:{stack.serve('metrics')}/metrics")
+    exporter = f"http://127.0.0.1:{stack.serve('metrics', NSMIGRATE_FLOWER_PASSWORD=PASSWORD)}"
+    table = scrape(f"{exporter}/metrics")
     job = str(job_id)
     assert total(table, "nsmigrate_job_vectors", job_id=job, kind="copied") == status.totals.copied
     assert total(table, "nsmigrate_job_vectors", job_id=job, kind="listed") == status.totals.listed
     assert total(table, "nsmigrate_job_namespaces", job_id=job, state="verified") == NAMESPACES
     assert total(table, "nsmigrate_job_namespaces", job_id=job) == NAMESPACES
     assert total(table, "nsmigrate_job_failed_batches", job_id=job) == 0
+
+    # The job's page, read by a real browser with Flower's basic auth: every namespace with its bar and verdict.
+    page = browse(exporter.replace("://", f"://admin:{PASSWORD}@") + f"/jobs/{job_id}", tmp_path / "job-page.png")
+    assert f"Job {job_id}: metrics-copy" in page
+    assert f'<progress value="{status.totals.copied}" max="{status.totals.copied}">' in page
+    assert all(f"<td>{name}</td>" in page for name in names)
+    assert page.count("passed</span>") == NAMESPACES
+    assert page.split('<table id="events">')[1].count("<tr>") > 1  # the audit log's tail, under its header
+    assert (tmp_path / "job-page.png").stat().st_size > 0
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{exporter}/jobs/{job_id}", timeout=10)
+    assert refused.value.code == 401
+
+
+def browse(url: str, screenshot: Path) -> str:
+    """The DOM Debian's headless Chromium shows at ``url`` (credentials in the URL: basic auth), and its screenshot
+    saved to ``screenshot`` (the test's artifact)."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed (apt-get install chromium)"
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"]
+    subprocess.run([*flags, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=60)
+    return subprocess.run([*flags, "--dump-dom", url], check=True, capture_output=True, timeout=60, text=True).stdout

@@ -147,7 +147,7 @@ def test_flower_has_basic_auth_and_binds_loopback_only(services: dict[str, dict[
 
 def test_only_the_monitors_are_published_and_on_loopback(services: dict[str, dict[str, Any]]) -> None:
     published = sorted(name for name, service in services.items() if service.get("ports"))
-    assert published == ["flower", "grafana", "prometheus"], "Redis, Postgres and the workers stay on the network"
+    assert published == ["flower", "grafana", "metrics", "prometheus"], "Redis, Postgres, workers stay on the network"
     for name in published:
         for port in services[name]["ports"]:
             assert str(port).startswith("127.0.0.1:"), f"{name} must be published on the host's loopback only"

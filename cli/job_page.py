@@ -1,0 +1,162 @@
+"""The live job page `nsmigrate metrics` serves beside its gauges: a read-only HTML view of a job (its namespaces with
+progress bars, failed batches, verdicts, the audit log's tail), behind the same basic auth as Flower, reloading itself
+every few seconds while the job runs. Rendering is a pure function of the job table's summary and events; the WSGI
+app around it only routes, authenticates and reads."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from html import escape
+from typing import Any
+
+from orchestrator.errors import NotFound
+from orchestrator.naming import display_namespace
+from orchestrator.snapshot import JobSummary, RunStatus
+from orchestrator.states import JobState
+
+#: Seconds between reloads of a running job's page.
+RELOAD_S = 5
+#: Namespaces a page lists (a larger job: the ones to look at first, as `nsmigrate status` orders them).
+PAGE_RUNS = 200
+#: Audit log events a page shows, the newest.
+PAGE_EVENTS = 50
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+progress { width: 12em; }
+.failed { color: #b00020; } .passed { color: #1b7f3b; }
+code { font-size: 0.9em; }
+"""
+
+
+def _bar(done: int, total: int) -> str:
+    return f'<progress value="{done}" max="{max(total, 1)}"></progress> {done:,} / {total:,}'
+
+
+def _verdict(run: RunStatus) -> str:
+    if run.verified_ok is None:
+        return ""
+    mark, cls = ("passed", "passed") if run.verified_ok else ("failed", "failed")
+    return f'<span class="{cls}">{mark}</span> {escape(run.verification or "")}'
+
+
+def _run_row(run: RunStatus) -> str:
+    b = run.batches
+    targets = run.target_namespace if run.target_namespace is not None else ", ".join(run.targets)
+    error = f'<span class="failed">{escape(run.last_error)}</span>' if run.last_error else ""
+    failed = f'<span class="failed">{b.failed}</span>' if b.failed else "0"
+    return (
+        f"<tr><td>{escape(display_namespace(run.source_namespace))}</td><td>{escape(display_namespace(targets))}</td>"
+        f"<td>{escape(run.state.value)}</td><td>{_bar(run.copied, run.source_count)}</td>"
+        f'<td class="num">{b.queued}/{b.running}/{b.done}/{failed}</td>'
+        f"<td>{_verdict(run)}</td><td>{error}</td></tr>"
+    )
+
+
+def render_job(summary: JobSummary, events: Sequence[dict[str, Any]]) -> str:
+    """The page of one job: ``summary`` with at most ``PAGE_RUNS`` runs, and the newest ``events``."""
+    t = summary.totals
+    reload = f'<meta http-equiv="refresh" content="{RELOAD_S}">' if summary.state == JobState.RUNNING else ""
+    states = ", ".join(f"{escape(state.value)}: {n:,}" for state, n in sorted(summary.states.items()))
+    shown = (
+        f"all {summary.namespaces:,}"
+        if len(summary.runs) == summary.namespaces
+        else f"{len(summary.runs):,} of {summary.namespaces:,} (failed and unfinished first)"
+    )
+    log = "".join(
+        f"<tr><td>{escape(e['at'][:19])}</td><td>{escape(str(e['actor']))}</td><td>{escape(str(e['action']))}</td>"
+        f"<td><code>{escape(json.dumps(e['detail'], default=str))}</code></td></tr>"
+        for e in events
+    )
+    phase = f" ({escape(summary.phase)})" if summary.phase else ""
+    heading = (
+        f'<p>{escape(summary.kind.value)}, <b id="job-state">{escape(summary.state.value)}</b>{phase}, created '
+        f"{escape(summary.created_at.isoformat(timespec='seconds'))}</p>"
+    )
+    failed = (
+        f'<p id="failed-batches" class="{"failed" if summary.failed_batches else ""}">Failed batches: '
+        f"{summary.failed_batches:,} in {summary.failed_batch_namespaces:,} namespaces "
+        f"(<code>nsmigrate retry {summary.job_id}</code> re-runs them)</p>"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">{reload}
+<title>nsmigrate job {summary.job_id}: {escape(summary.name)}</title><style>{_STYLE}</style></head>
+<body>
+<p><a href="/">all jobs</a></p>
+<h1>Job {summary.job_id}: {escape(summary.name)}</h1>
+{heading}
+<p>Copied: <span id="job-progress">{_bar(t.copied, t.source)}</span> (listed {t.listed:,},
+<span class="{"failed" if t.failed else ""}">{t.failed:,} in failed batches</span>)</p>
+<p>Namespaces by state: {states or "none"}</p>
+{failed}
+<h2>Namespaces ({shown})</h2>
+<table id="namespaces"><tr><th>source</th><th>target</th><th>state</th><th>copied</th>
+<th>batches queued/running/done/failed</th><th>verification</th><th>error</th></tr>
+{"".join(_run_row(run) for run in summary.runs)}</table>
+<h2>Audit log (newest {len(events)})</h2>
+<table id="events"><tr><th>at (UTC)</th><th>actor</th><th>action</th><th>detail</th></tr>{log}</table>
+</body></html>
+"""
+
+
+def render_jobs(jobs: Sequence[dict[str, Any]]) -> str:
+    """The index: the newest jobs, each linking to its page."""
+    rows = "".join(
+        f'<tr><td><a href="/jobs/{j["job_id"]}">{j["job_id"]}</a></td><td>{escape(j["name"])}</td>'
+        f"<td>{escape(str(j['kind']))}</td><td>{escape(str(j['state']))}</td><td>{escape(j['created_at'][:19])}</td></tr>"
+        for j in jobs
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>nsmigrate jobs</title><style>{_STYLE}</style></head>
+<body><h1>nsmigrate jobs</h1>
+<table><tr><th>job</th><th>name</th><th>kind</th><th>state</th><th>created (UTC)</th></tr>{rows}</table>
+</body></html>
+"""
+
+
+_JOB_PATH = re.compile(r"^/jobs/(\d+)$")
+
+
+def page_app(
+    user: str,
+    password: str,
+    newest_jobs: Callable[[], Sequence[dict[str, Any]]],
+    job: Callable[[int], tuple[JobSummary, Sequence[dict[str, Any]]]],
+) -> WsgiApp:
+    """The pages as a WSGI app: ``/`` (``newest_jobs``) and ``/jobs/N`` (``job(N)``: its summary and events), GET
+    only, every request with Flower's basic auth (``user``, ``password``)."""
+    expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        given = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Basic ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="nsmigrate"')])
+            return [b"authentication required\n"]
+        if environ.get("REQUEST_METHOD") != "GET":
+            start_response("405 Method Not Allowed", [("Allow", "GET")])
+            return [b"read-only\n"]
+        path = environ.get("PATH_INFO", "/")
+        matched = _JOB_PATH.match(path)
+        try:
+            if path == "/":
+                body = render_jobs(newest_jobs())
+            elif matched:
+                body = render_job(*job(int(matched.group(1))))
+            else:
+                raise NotFound(f"no page at {path}")
+        except NotFound as e:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [f"{e.message}\n".encode()]
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")])
+        return [body.encode()]
+
+    return app

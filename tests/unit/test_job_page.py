@@ -1,0 +1,107 @@
+"""The live job page's pure parts: what a job's page shows (escaped), and the WSGI app's basic auth, method and
+routes, called directly with fake readers."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from cli.job_page import page_app, render_job
+from orchestrator.errors import NotFound
+from orchestrator.snapshot import BatchCounts, JobSummary, RunStatus, Totals
+from orchestrator.states import JobKind, JobState, RunState
+
+HOSTILE = "<script>alert(1)</script>"
+
+
+def run(namespace: str, state: RunState, copied: int, *, ok: bool | None = None, error: str | None = None) -> RunStatus:
+    return RunStatus(
+        run_id=1,
+        source_namespace=namespace,
+        target_namespace=f"creator_{namespace}",
+        targets=(),
+        state=state,
+        source_count=10,
+        listed=10,
+        copied=copied,
+        failed=10 - copied,
+        batches=BatchCounts(done=1, failed=int(copied < 10)),
+        last_error=error,
+        verification=None if ok is None else "10/10 ids present",
+        verified_ok=ok,
+    )
+
+
+def summary(state: JobState, runs: tuple[RunStatus, ...]) -> JobSummary:
+    return JobSummary(
+        job_id=7,
+        name="creators",
+        kind=JobKind.MIGRATE,
+        state=state,
+        created_at=datetime(2026, 11, 25, 7, 0, tzinfo=UTC),
+        phase=None,
+        namespaces=len(runs),
+        states={r.state: 1 for r in runs},
+        totals=Totals(source=20, listed=20, copied=sum(r.copied for r in runs), failed=0),
+        runs=runs,
+        failed_batches=1,
+        failed_batch_namespaces=1,
+    )
+
+
+EVENTS = [{"at": "2026-11-25T07:00:01+00:00", "actor": "alice", "action": "run", "detail": {"note": HOSTILE}}]
+
+
+def test_a_running_jobs_page_shows_progress_verdicts_errors_and_log_escaped() -> None:
+    runs = (run("", RunState.VERIFIED, 10, ok=True), run(HOSTILE, RunState.COPYING, 4, error=f"503 {HOSTILE}"))
+    page = render_job(summary(JobState.RUNNING, runs), EVENTS)
+
+    assert '<meta http-equiv="refresh"' in page
+    assert "__default__" in page and '<progress value="10" max="10">' in page
+    assert '<progress value="14" max="20">' in page  # the job's bar
+    assert '<progress value="4" max="10">' in page
+    assert "passed</span> 10/10 ids present" in page and "Failed batches: 1 in 1 namespaces" in page
+    assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "alice" in page
+
+
+def test_a_finished_jobs_page_does_not_reload() -> None:
+    assert "refresh" not in render_job(summary(JobState.FINISHED, ()), [])
+
+
+def call(app: Any, path: str, method: str = "GET", auth: str | None = None) -> tuple[str, bytes]:
+    environ = {"PATH_INFO": path, "REQUEST_METHOD": method}
+    if auth is not None:
+        environ["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    answered: list[str] = []
+    body = b"".join(app(environ, lambda status, headers: answered.append(status)))
+    return answered[0], body
+
+
+@pytest.fixture
+def app() -> Any:
+    def job(job_id: int) -> tuple[JobSummary, list[dict[str, Any]]]:
+        if job_id != 7:
+            raise NotFound(f"job {job_id} does not exist")
+        return summary(JobState.RUNNING, (run("ns", RunState.COPYING, 3),)), EVENTS
+
+    jobs = [{"job_id": 7, "name": "creators", "kind": "migrate", "state": "running", "created_at": "2026-11-25T07:00"}]
+    return page_app("admin", "s3cret", newest_jobs=lambda: jobs, job=job)
+
+
+@pytest.mark.parametrize("auth", [None, "admin:wrong", "other:s3cret"])
+def test_pages_need_flowers_basic_auth(app: Any, auth: str | None) -> None:
+    status, body = call(app, "/jobs/7", auth=auth)
+    assert status.startswith("401") and b"creators" not in body
+
+
+def test_pages_are_read_only_and_routed(app: Any) -> None:
+    assert call(app, "/jobs/7", auth="admin:s3cret")[0] == "200 OK"
+    status, body = call(app, "/", auth="admin:s3cret")
+    assert status == "200 OK" and b'href="/jobs/7"' in body
+    assert call(app, "/jobs/8", auth="admin:s3cret")[0].startswith("404")
+    assert call(app, "/nowhere", auth="admin:s3cret")[0].startswith("404")
+    assert call(app, "/jobs/7", method="POST", auth="admin:s3cret")[0].startswith("405")
