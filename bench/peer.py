@@ -20,11 +20,13 @@ import os
 import random
 import sys
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any, TypeVar
 
+import orjson
 from pinecone import AsyncIndex
 from pinecone.errors.exceptions import ApiError
 
@@ -38,6 +40,12 @@ DEFAULT_IN_FLIGHT = 64
 ATTEMPTS = 8
 #: How Pinecone's describe_index_stats names the default namespace; requests name it "".
 DEFAULT_NAMESPACE_LABEL = "__default__"
+#: How long an admission counts against its budget (``Window``): one second and 0.1 s of arrival jitter.
+SPAN_S = 1.1
+#: An upsert body's bytes besides its records: ``{"vectors":[],"namespace":"…"}`` with a long namespace name.
+ENVELOPE_BYTES = 1_024
+#: A record's bytes besides its id, values and metadata: ``{"id":"","values":[],"metadata":},``.
+RECORD_OVERHEAD_BYTES = 40
 
 
 @dataclass(frozen=True)
@@ -72,19 +80,28 @@ class Budgets:
         return cls(**{name: float(given[name]) for name in names})
 
 
-class Pace:
-    """Admits at most ``per_second`` units a second, evenly spaced: each admission books the next free moment."""
+class Window:
+    """Admits at most ``per_second`` units in any one-second window, as Pinecone counts its limits: a burst up to the
+    budget, then as fast as the oldest admissions leave the window. An admission leaves it ``SPAN_S`` after it was
+    made, a little over a second: the server counts a request when it arrives, and a request of a burst that is
+    delayed on its way (a new connection, a busy machine) must not land in the same second as the next burst."""
 
     def __init__(self, per_second: float) -> None:
-        self._interval = 1.0 / per_second
-        self._next = 0.0
+        self._per_second = per_second
+        self._admitted: deque[tuple[float, float]] = deque()
+        self._total = 0.0
 
     async def take(self, units: float = 1.0) -> None:
-        now = time.monotonic()
-        start = max(now, self._next)
-        self._next = start + units * self._interval
-        if start > now:
-            await asyncio.sleep(start - now)
+        while True:
+            now = time.monotonic()
+            while self._admitted and self._admitted[0][0] <= now - SPAN_S:
+                self._total -= self._admitted.popleft()[1]
+            # An empty window admits anything: one request larger than a second's budget still goes, alone.
+            if not self._admitted or self._total + units <= self._per_second:
+                self._admitted.append((now, units))
+                self._total += units
+                return
+            await asyncio.sleep(self._admitted[0][0] + SPAN_S - now)
 
 
 @dataclass
@@ -93,6 +110,8 @@ class PeerResult:
     namespaces: int
     requests: int
     retried: int
+    #: From the first request to the last answer: the process's start-up (interpreter, imports) is not in it.
+    seconds: float = 0.0
 
 
 class Peer:
@@ -101,17 +120,18 @@ class Peer:
     def __init__(self, source: AsyncIndex, target: AsyncIndex, budgets: Budgets, in_flight: int) -> None:
         self.source, self.target, self.budgets = source, target, budgets
         self._slots = asyncio.Semaphore(in_flight)
-        self._list, self._read = Pace(budgets.list_rps), Pace(budgets.read_rps)
-        self._stats = Pace(budgets.stats_rps)
+        self._list, self._read = Window(budgets.list_rps), Window(budgets.read_rps)
+        self._stats = Window(budgets.stats_rps)
         # Writes are budgeted per target namespace, in requests and in bytes.
-        self._writes: dict[str, tuple[Pace, Pace]] = {}
+        self._writes: dict[str, tuple[Window, Window]] = {}
         self.requests = self.retried = self.vectors = 0
 
     async def copy_all(self) -> PeerResult:
+        started = time.monotonic()
         stats = await self._request(self._stats, self.source.describe_index_stats)
         namespaces = ["" if ns == DEFAULT_NAMESPACE_LABEL else ns for ns in stats.namespaces]
         await asyncio.gather(*(self.copy_namespace(ns) for ns in namespaces))
-        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried)
+        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried, time.monotonic() - started)
 
     async def copy_namespace(self, namespace: str) -> None:
         """List page after page; each listed page is fetched and upserted while the next one is listed."""
@@ -140,16 +160,16 @@ class Peer:
 
     async def upsert(self, namespace: str, records: list[dict[str, Any]], size: int) -> None:
         if namespace not in self._writes:
-            self._writes[namespace] = (Pace(self.budgets.write_rps), Pace(self.budgets.write_mb_per_s * 1e6))
+            self._writes[namespace] = (Window(self.budgets.write_rps), Window(self.budgets.write_mb_per_s * 1e6))
         requests, volume = self._writes[namespace]
         await volume.take(size)
         await self._request(requests, partial(self.target.upsert, vectors=records, namespace=namespace))
 
-    async def _request(self, pace: Pace, call: Callable[[], Awaitable[T]]) -> T:
+    async def _request(self, pace: Window, call: Callable[[], Awaitable[T]]) -> T:
         """One request under its budget and the in-flight bound; 429 and 5xx retried with backoff."""
         for attempt in range(ATTEMPTS):
-            await pace.take()
             async with self._slots:
+                await pace.take()  # in the slot: admitted right before it is sent, as the server will count it
                 self.requests += 1
                 try:
                     return await call()
@@ -172,12 +192,19 @@ def _record(vector: Any) -> dict[str, Any]:
 
 
 def _upsert_chunks(records: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], int]]:
-    """A page's records cut into equal upsert requests under Pinecone's vector and byte limits, each with its size
-    estimate: every record is counted at the page's largest (a float as JSON text takes at most ~24 characters)."""
-    largest = max(64 + len(r["id"]) + 24 * len(r["values"]) + len(json.dumps(r.get("metadata", {}))) for r in records)
-    per_request = max(1, min(UPSERT_MAX_VECTORS, UPSERT_MAX_BYTES // largest))
-    slices = [records[start : start + per_request] for start in range(0, len(records), per_request)]
-    return [(chunk, len(chunk) * largest) for chunk in slices]
+    """A page's records cut into equal upsert requests under Pinecone's vector and byte limits, each with its bytes as
+    JSON (for the byte budget); the count per request is set by the page's largest record. Values are sized at the
+    page's first record's bytes per value and a tenth more (writing every vector as JSON once more to measure it would
+    double the peer's encoding work)."""
+    sample = records[0]["values"]
+    per_value = 1.1 * len(orjson.dumps(sample)) / max(len(sample), 1)
+    sizes = [
+        int(RECORD_OVERHEAD_BYTES + len(r["id"]) + per_value * len(r["values"]) + len(orjson.dumps(r.get("metadata"))))
+        for r in records
+    ]
+    per_request = max(1, min(UPSERT_MAX_VECTORS, (UPSERT_MAX_BYTES - ENVELOPE_BYTES) // max(sizes)))
+    starts = range(0, len(records), per_request)
+    return [(records[i : i + per_request], sum(sizes[i : i + per_request]) + ENVELOPE_BYTES) for i in starts]
 
 
 async def copy_index(

@@ -62,15 +62,17 @@ def test_peer_retries_what_the_sdk_gave_up_on(sandbox: PineconeSandbox, pinecone
     assert_copied_equal(sandbox, pinecone_api_key, data)
 
 
-def test_peer_stays_within_its_budgets(sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData) -> None:
-    # The server's limits a quarter above the budgets, as Pinecone's are above nsmigrate's defaults.
-    budgets = Budgets(read_rps=8, list_rps=8, stats_rps=8, write_rps=8, write_mb_per_s=40)
-    limits = Faults(fetch_rps_per_index=10, list_rps_per_index=10, stats_rps_per_index=10, write_rps_per_namespace=10)
-    for index in ("src", "dst"):
-        sandbox.set_faults(index, limits)
+def test_peer_stays_within_its_budgets(sandbox: PineconeSandbox, pinecone_api_key: str) -> None:
+    # Forty namespaces: unpaced, their listings and fetches would all arrive within the same second.
+    data = seed_dataset(dimension=8, n_vectors=300, n_twin_namespaces=40, default_count=100)
+    data.load_into(sandbox, "src")
+    budgets = Budgets(read_rps=10, list_rps=10, stats_rps=10, write_rps=10, write_mb_per_s=40)
 
     result = run_peer(sandbox, pinecone_api_key, budgets)
 
     assert result.vectors == data.total
-    assert [sandbox.stats(index)["responses_429"] for index in ("src", "dst")] == [0, 0]
+    peaks = sandbox.stats("src")["max_admitted_per_second"]
+    # The server counts a request when it arrives, so a loaded machine's scheduling may shift a few of them into the
+    # next second: up to half over the budget is allowed (unpaced, 41 listings arrive at once).
+    assert max(peaks["list_per_index"], peaks["fetch_per_index"]) <= 15, peaks
     assert_copied_equal(sandbox, pinecone_api_key, data)

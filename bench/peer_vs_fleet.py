@@ -1,0 +1,219 @@
+"""Benchmark: the seeds' loop, the strongest single-process rival (``bench.peer``) and the nsmigrate fleet, in one run.
+
+The same data sets and data plane as ``bench.fleet_vs_loop`` (each index its own process, 50 ms added per request,
+Pinecone's serverless per-second limits enforced) and the same fleet shape, started once per data set and standing.
+Each round copies the whole source three times, once per contender, into that contender's emptied index; the order
+alternates between rounds (loop, peer, fleet; then fleet, peer, loop) so no contender always runs first on a machine
+whose load moves. The peer and the fleet get the same budgets, nsmigrate's spec defaults (``rate.*``).
+
+- loop: the seeds' sequential list → fetch → upsert, timed from its first request;
+- peer: ``python -m bench.peer`` in its own process, timed from its start (interpreter, imports) to its exit;
+- fleet: ``nsmigrate run SPEC --wait`` in its own process, the user's clock (the command to the job's last batch) and
+  the job's clock (its row in the job table to its last batch). Its first round runs on freshly started workers.
+
+Printed per data set: each contender's median seconds and vectors/s over the rounds, the ratios to the loop, and the
+fleet against the peer (peer seconds ÷ fleet seconds: above 1 the fleet is faster), each with its start-up (the user's
+clock against the peer's process) and without it (the job clock against the peer's own clock, its first request to
+its last answer), with the range over the rounds; and the machine's load averages before and after (``os.getloadavg``).
+
+    .venv/bin/python -m bench.peer_vs_fleet                  # both data sets, 3 rounds
+    .venv/bin/python -m bench.peer_vs_fleet --sets seed --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.fleet_vs_loop import (
+    DATA_SETS,
+    LATENCY_MS,
+    SERVER_LIMITS,
+    DataPlane,
+    FleetShape,
+    _wait_for_planner,
+    _worker,
+    load_source,
+    sequential_loop,
+    stop_processes,
+    warm_source,
+)
+from bench.peer import Budgets
+from bench.user_clock import job_clock, run_cli
+from orchestrator import jobs
+from sandbox.seed import SeedData, seed_dataset
+from sandbox.services import PostgresServer, RedisServer
+from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+
+CONTENDERS = ("loop", "peer", "fleet")
+
+
+@dataclass
+class Rounds:
+    """Seconds per round of each contender on one data set (the fleet's user clock under "fleet")."""
+
+    seconds: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in CONTENDERS})
+    fleet_job_seconds: list[float] = field(default_factory=list)
+    #: The peer's own clock: its first request to its last answer.
+    peer_copy_seconds: list[float] = field(default_factory=list)
+
+
+def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
+    """``python -m bench.peer`` from source to its index; seconds from its start to its exit, and its own clock."""
+    command = [sys.executable, "-m", "bench.peer", "--source", plane.hosts["src"], "--target", plane.hosts["peer"]]
+    env = dict(os.environ, PINECONE_API_KEY=SANDBOX_API_KEY)
+    started = time.monotonic()
+    done = subprocess.run([*command, "--budgets", json.dumps(asdict(budgets))], env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.peer exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return seconds, json.loads(done.stdout)["seconds"]
+
+
+def run_fleet(
+    plane: DataPlane, shape: FleetShape, db: jobs.Database, env: dict[str, str], workdir: Path, name: str
+) -> tuple[float, float]:
+    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds."""
+    spec = {
+        "name": name,
+        "source": {"kind": "pinecone", "host": plane.hosts["src"]},
+        "target": {"kind": "pinecone", "host": plane.hosts["fleet"]},
+        "max_batches_in_flight": 64,
+        "batch_size": shape.batch_size,
+        "parallel_upserts": shape.parallel_upserts,
+        "auto_verify": False,
+    }  # no `rate`: the spec's defaults, the peer's budgets
+    cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")))
+    created, finished = job_clock(db, cli.job_id)
+    return finished - cli.started, finished - created
+
+
+def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
+    held = plane.admin(index, "/_sandbox/stats")["vector_count"]
+    if held != data.total:
+        raise RuntimeError(f"index {index} holds {held} vectors after its copy, not the source's {data.total}")
+
+
+def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Path) -> tuple[SeedData, Rounds]:
+    """All rounds of data set ``name``, with its own data plane and standing fleet (logs in ``tmp/name``)."""
+    data = seed_dataset(**DATA_SETS[name])
+    workdir = tmp / name
+    workdir.mkdir()
+    shape = FleetShape()
+    budgets = Budgets.nsmigrate_defaults()
+    plane = DataPlane(
+        data.dimension, workdir, stored_mb=(data.total * data.dimension * 13) >> 20, indexes=("src", *CONTENDERS)
+    )
+    env = dict(
+        os.environ,
+        NSMIGRATE_DATABASE_URL=database_url,
+        NSMIGRATE_REDIS_URL=redis_url,
+        PINECONE_API_KEY=SANDBOX_API_KEY,
+    )
+    workers = [_worker(env, "list,verify", shape.list_pool, shape.list_concurrency, "list0", workdir)]
+    workers += [
+        _worker(env, "copy", shape.copy_pool, shape.copy_concurrency, f"copy{n}", workdir)
+        for n in range(shape.copy_workers)
+    ]
+    db = jobs.Database(database_url)
+    result = Rounds()
+    try:
+        load_source(plane, data)
+        warm_source(plane, data)
+        plane.set_faults(latency_ms=LATENCY_MS, **SERVER_LIMITS)
+        wait_for_workers(redis_url, len(workers))  # the fleet stands before the user types `run`
+        _wait_for_planner(redis_url)
+        for n in range(rounds):
+            for contender in CONTENDERS if n % 2 == 0 else reversed(CONTENDERS):
+                plane.admin(contender, "/_sandbox/reset", {})
+                if contender == "loop":
+                    result.seconds["loop"].append(sequential_loop(plane, data).seconds)
+                elif contender == "peer":
+                    wall_s, copy_s = run_peer(plane, budgets)
+                    result.seconds["peer"].append(wall_s)
+                    result.peer_copy_seconds.append(copy_s)
+                else:
+                    user_s, job_s = run_fleet(plane, shape, db, env, workdir, f"peer-bench-{name}-{n}")
+                    result.seconds["fleet"].append(user_s)
+                    result.fleet_job_seconds.append(job_s)
+                check_copied(plane, contender, data)
+                seconds = result.seconds[contender][-1]
+                print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
+    finally:
+        db.dispose()
+        stop_processes(workers)
+        plane.stop()
+    return data, result
+
+
+def ratios(numerators: list[float], denominators: list[float]) -> str:
+    """Median ratio of the rounds' pairs and its range, e.g. ``1.05× (0.98–1.10)``."""
+    pairs = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
+    return f"{statistics.median(pairs):.2f}× ({pairs[0]:.2f}–{pairs[-1]:.2f})"
+
+
+def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
+    loop, peer, user = (rounds.seconds[c] for c in CONTENDERS)
+    job = rounds.fleet_job_seconds
+    label = f"{name} ({data.total}×{data.dimension}, {len(data.namespaces)} ns)"
+    lines = [label]
+    for contender, seconds in (
+        ("seeds' loop", loop),
+        ("peer, incl. start-up", peer),
+        ("peer, own clock", rounds.peer_copy_seconds),
+        ("fleet, run → last batch", user),
+        ("fleet, job clock", job),
+    ):
+        median = statistics.median(seconds)
+        lines.append(
+            f"  {contender:<26}{median:>8.2f} s{data.total / median:>9.0f} vec/s   ÷ loop {ratios(loop, seconds)}"
+        )
+    lines += [
+        f"  fleet ÷ peer, each with its start-up (peer s ÷ fleet s, > 1 = fleet faster): {ratios(peer, user)}",
+        f"  fleet ÷ peer, job clock against the peer's own clock:                        "
+        f"{ratios(rounds.peer_copy_seconds, job)}",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Time the seeds' loop, the single-process asyncio peer (bench.peer) and the nsmigrate fleet on "
+        "the same data sets and data plane, alternated in rounds, and print their ratios from this one run.",
+    )
+    parser.add_argument("--sets", default="seed,large", help="data sets, comma-separated: seed, large")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per data set, each timing all three (default 3)")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be ≥ 1")
+    unknown = [name for name in args.sets.split(",") if name not in DATA_SETS]
+    if unknown:
+        parser.error(f"--sets: unknown data set {', '.join(unknown)}; choose from {', '.join(DATA_SETS)}")
+    load_before = os.getloadavg()
+    lines = []
+    tmp = tempfile.mkdtemp(prefix="peer-bench-")  # kept only if a run goes wrong: its worker logs
+    with RedisServer() as redis, PostgresServer() as pg:
+        for name in args.sets.split(","):
+            lines += report(name, *bench_set(name, args.rounds, redis.url, pg.url, Path(tmp)))
+    shutil.rmtree(tmp)
+    loads = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(load_before, os.getloadavg(), strict=True))
+    print(
+        f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; fleet: "
+        f"{FleetShape().describe()}; peer and fleet under nsmigrate's default budgets; median of {args.rounds} "
+        f"round(s), alternated; {os.cpu_count()} cores, load averages 1/5/15 min before/after: {loads}"
+    )
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
