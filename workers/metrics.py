@@ -20,7 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from orchestrator.snapshot import JobSummary
-from orchestrator.states import RunState
+from orchestrator.states import JobKind, PlaceState, RunState
 
 #: Where prefork processes write their counts (prometheus_client's own variable).
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -134,6 +134,9 @@ class JobTableCollector(Collector):
         self._summary = summary
 
     def collect(self) -> Iterator[Any]:
+        info = GaugeMetricFamily(
+            "nsmigrate_job_info", "1 per job: its name, kind and state.", labels=["job_id", "name", "kind", "state"]
+        )
         runs = GaugeMetricFamily(
             "nsmigrate_job_namespaces", "Namespace runs of a job in each state.", labels=["job_id", "state"]
         )
@@ -145,12 +148,26 @@ class JobTableCollector(Collector):
         failed_batches = GaugeMetricFamily(
             "nsmigrate_job_failed_batches", "Batches of a job that failed for good.", labels=["job_id"]
         )
+        places = GaugeMetricFamily(
+            "nsmigrate_job_erasure_places", "Places of an erasure job in each state.", labels=["job_id", "state"]
+        )
+        erased = GaugeMetricFamily(
+            "nsmigrate_job_erasure_records",
+            "Vectors, rows and backup rows of an erasure job's places: planned, erased",
+            labels=["job_id", "kind"],
+        )
         for job_id in self._newest():
             summary = self._summary(job_id)
             job = str(job_id)
+            info.add_metric([job, summary.name, summary.kind.value, summary.state.value], 1)
+            if summary.kind == JobKind.ERASE:
+                for place_state in PlaceState:
+                    places.add_metric([job, place_state.value], sum(p.state == place_state for p in summary.places))
+                erased.add_metric([job, "planned"], sum(p.planned for p in summary.places))
+                erased.add_metric([job, "erased"], sum(p.erased for p in summary.places))
             for state in RunState:
                 runs.add_metric([job, state.value], summary.states.get(state, 0))
             for kind, count in summary.totals.as_dict().items():
                 vectors.add_metric([job, kind], count)
             failed_batches.add_metric([job], summary.failed_batches)
-        yield from (runs, vectors, failed_batches)
+        yield from (info, runs, vectors, failed_batches, places, erased)
