@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -101,23 +101,18 @@ def verification_done(passed: bool, ids_checked: int, seconds: float) -> None:
     VECTORS_VERIFIED.inc(ids_checked)
 
 
-def fleet_registry() -> CollectorRegistry | None:
-    """The registry a worker serves: the sum over ``PROMETHEUS_MULTIPROC_DIR``'s files when it is set (prefork),
-    else None (prometheus_client's default registry: this process's own counts)."""
-    if not os.environ.get(MULTIPROC_DIR_ENV):
-        return None
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    return registry
+def serve_fleet(port: int, address: str) -> None:
+    """Serve this worker's metrics on ``http://address:port/metrics`` from a daemon thread: with
+    ``PROMETHEUS_MULTIPROC_DIR`` set (a prefork pool), the sum of its processes' counts, else this process's own.
 
-
-def serve(port: int, address: str, registry: CollectorRegistry | None = None) -> None:
-    """Serve ``registry`` (default: this process's metrics) on ``http://address:port/metrics`` from a daemon
-    thread."""
-    if registry is None:
-        start_http_server(port, address)
-    else:
-        start_http_server(port, address, registry=registry)
+    Raises:
+        OSError: the port cannot be bound (in use, or not allowed).
+    """
+    registry = REGISTRY
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    start_http_server(port, address, registry=registry)
 
 
 class JobTableCollector(Collector):

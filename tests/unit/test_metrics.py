@@ -93,3 +93,10 @@ def test_worker_refuses_prefork_metrics_without_a_multiprocess_directory(monkeyp
     result = CliRunner().invoke(app, ["worker", "--pool", "prefork", "--metrics-port", "9464"])
     assert result.exit_code == 2
     assert metrics.MULTIPROC_DIR_ENV in result.output and "--pool threads" in result.output
+
+
+def test_metrics_refuses_to_serve_the_job_pages_without_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NSMIGRATE_FLOWER_PASSWORD", raising=False)
+    result = CliRunner().invoke(app, ["metrics", "--port", "9465"])
+    assert result.exit_code == 2
+    assert "set NSMIGRATE_FLOWER_PASSWORD" in result.output and "basic auth is always on" in result.output
