@@ -5,8 +5,8 @@ the README's cut-over runbook, command by command (``sync``, ``cutover check``, 
 The seed data set is in index ``app-old``; the job copies it to ``app-new``. An application thread writes through
 ``orchestrator.dualwrite.DualWriteIndex`` (upserts of new ids, updates, deletes) during the copy and keeps its own
 ledger of what it wrote. The demo exits 0 only when every command answered as the runbook says (the load check's
-latency limits are shown, not required: see ``_checked``) and the new index holds exactly the ledger: every vector the application wrote, none it deleted (read from the data plane, not from
-the job's verification).
+latency limits are shown, not required: see ``_checked``) and the new index holds exactly the ledger: every vector
+the application wrote, none it deleted (read from the data plane, not from the job's verification).
 """
 
 from __future__ import annotations
