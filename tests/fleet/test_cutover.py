@@ -14,11 +14,13 @@ import pytest
 from pinecone import Pinecone
 
 from orchestrator import jobs
+from orchestrator.dispatch import Dispatcher
 from orchestrator.dualwrite import DualWriteIndex
 from orchestrator.models import RunState
+from orchestrator.settings import load_settings
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import SANDBOX_API_KEY, Stack
-from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, small_spec, states, wait_final
+from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, reverify, small_spec, states, wait_final
 from tests.fleet_jobs import start_job
 from tests.polling import wait_until
 from workers.context import WorkerContext
@@ -153,6 +155,19 @@ def test_a_bad_rollout_step_is_refused_and_changes_nothing(app_stack: AppStack) 
     assert result.exit_code == 2, result.output
     assert "--percent 30" in result.output and "nothing was changed" in result.output
     assert events(db, job_id, "cutover_set") == []
+
+
+def test_reads_move_new_only_while_every_namespace_is_verified(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack)
+    stack.pinecone.load("src", "ns1", [("late-1", [0.5] * DIM, {"n": 1})])  # written behind the dual writer's back
+    reverify(db, Dispatcher(load_settings(database_url=stack.database_url, redis_url=stack.redis_url)), job_id)
+
+    refused = cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "5")
+
+    assert refused.exit_code == 1 and "'ns1' of job" in refused.output and "verify_failed" in refused.output
+    assert "nothing was changed" in refused.output and events(db, job_id, "cutover_set") == []
+    assert cli(stack, "cutover", "set", str(job_id), "--reads", "old").exit_code == 0  # back is always allowed
 
 
 def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_long_enough(
