@@ -11,6 +11,8 @@ For each size N (``--sizes``), in a database of its own and on freshly started p
   is copied: each worker's RSS and peak RSS after the run;
 - **Flower** (``nsmigrate flower`` with its default ``--max-tasks``), watching the run: its RSS after the run and
   the response time of ``/api/tasks?limit=100``, ``/api/workers`` and the tasks page;
+- **the exporter** (``nsmigrate metrics``), up during the run: its RSS and peak RSS after a scrape of ``/metrics``
+  and of the job's page, and their response times;
 - **job table**: every run then marked verified with a report of the usual shape, ``VACUUM``, and the bytes of the
   job tables (``pg_total_relation_size``, indexes and TOAST included) per vector;
 - **status**: ``nsmigrate status JOB --json`` and ``nsmigrate status JOB`` as a user runs them (own process: wall
@@ -183,15 +185,15 @@ def wait_copied(db: jobs.Database, job_id: int, deadline_s: float) -> float:
         time.sleep(1)
 
 
-class Flower:
-    """`nsmigrate flower` on a free port, with basic auth."""
+class Served:
+    """`nsmigrate COMMAND` (flower, or metrics: the job pages and gauges) on a free port, with Flower's basic auth."""
 
-    def __init__(self, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, env: dict[str, str], workdir: Path, command: str = "flower") -> None:
         self.port = free_port()
         env = dict(env, NSMIGRATE_FLOWER_PASSWORD=FLOWER_PASSWORD)
-        with open(workdir / "flower.log", "wb") as log:
+        with open(workdir / f"{command}.log", "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "flower", "--port", str(self.port)],
+                [sys.executable, "-m", "cli", command, "--port", str(self.port)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -236,7 +238,8 @@ def fleet_run(
         "list": _worker(env, "list", "threads", 16, f"list{n}", workdir),
         "copy": _worker(env, "copy", "threads", 8, f"copy{n}", workdir),
     }
-    flower = Flower(env, workdir)
+    flower = Served(env, workdir)
+    exporter = Served(env, workdir, "metrics")
     try:
         wait_for_workers(redis.url, len(workers))
         figures = run_orchestrator(n, url, redis.url, hosts)
@@ -249,7 +252,11 @@ def fleet_run(
         figures["flower_api_tasks"] = flower.timed("/api/tasks?limit=100")
         figures["flower_api_workers"] = flower.timed("/api/workers")
         figures["flower_tasks_page"] = flower.timed("/tasks")
+        figures["exporter_metrics"] = exporter.timed("/metrics")
+        figures["exporter_page"] = exporter.timed(f"/jobs/{figures['job_id']}")
+        figures["exporter_rss"] = proc_status(exporter.proc.pid)
     finally:
+        exporter.stop()
         flower.stop()
         stop_processes(workers.values())
     figures["traced_peak"] = traced["traced_peak"]
@@ -457,6 +464,13 @@ def report(rows: dict[int, dict[str, Any]], big: dict[str, Any] | None) -> None:
             f"{r['flower_api_tasks'][0] * 1000:>14.0f}{r['flower_api_workers'][0] * 1000:>16.0f}"
             f"{r['flower_tasks_page'][0] * 1000:>10.0f}"
         )
+    print(f"{'namespaces':>10}{'exporter RSS/peak MB':>21}{'/metrics ms':>12}{'job page ms':>12}{'page KB':>8}")
+    for n, r in rows.items():
+        rss, page = r["exporter_rss"], r["exporter_page"]
+        print(
+            f"{n:>10}{mb(rss['VmRSS']) + '/' + mb(rss['VmHWM']):>21}{r['exporter_metrics'][0] * 1000:>12.0f}"
+            f"{page[0] * 1000:>12.0f}{page[1] / 1024:>8.0f}"
+        )
     if len(rows) >= 2:
         (n0, a), (n1, b) = min(rows.items()), max(rows.items())
         ratios = {
@@ -467,6 +481,7 @@ def report(rows: dict[int, dict[str, Any]], big: dict[str, Any] | None) -> None:
             "copy worker RSS": b["workers"]["copy"]["VmRSS"] / a["workers"]["copy"]["VmRSS"],
             "copy worker peak RSS": b["workers"]["copy"]["VmHWM"] / a["workers"]["copy"]["VmHWM"],
             "Flower RSS": b["flower_rss"] / a["flower_rss"],
+            "exporter peak RSS": b["exporter_rss"]["VmHWM"] / a["exporter_rss"]["VmHWM"],
             "job table bytes per vector": (b["bytes"] / b["vectors"]) / (a["bytes"] / a["vectors"]),
             "status --json wall": b["status"]["--json"][0] / a["status"]["--json"][0],
         }

@@ -80,5 +80,9 @@ def metrics(
             jobs.events_of(database, job_id, last=PAGE_EVENTS),
         ),
     )
-    with make_server(address, port, _routed(make_wsgi_app(registry), pages), handler_class=_QuietHandler) as server:
+    try:
+        server = make_server(address, port, _routed(make_wsgi_app(registry), pages), handler_class=_QuietHandler)
+    except OSError as e:
+        raise fail(f"--port {port}: cannot serve on {address} ({e.strerror}); choose a free port") from e
+    with server:
         server.serve_forever()

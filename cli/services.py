@@ -112,7 +112,12 @@ def worker(
     name = hostname or f"nsmigrate-{queues.replace(',', '-')}-{pool}-{concurrency}@%h"
     if metrics_port is not None:
         # Started before the pool forks: the main process serves the sum of every pool process's counts.
-        metrics.serve(metrics_port, metrics_address, metrics.fleet_registry())
+        try:
+            metrics.serve_fleet(metrics_port, metrics_address)
+        except OSError as e:
+            raise fail(
+                f"--metrics-port {metrics_port}: cannot serve on {metrics_address} ({e.strerror}); choose a free port"
+            ) from e
     celery_app.worker_main(
         [
             "worker",

@@ -1,5 +1,5 @@
-"""The rules of a cut-over, pure: the rollout steps, which reads go to the new store, the load check's figures and
-verdict, and the gate that keeps ``cleanup`` off a source the application may still read.
+"""The rules of a cut-over, pure: the rollout steps, which reads go to the new store, the load check's verdict
+and the gate that keeps ``cleanup`` off a source the application may still read.
 
 The rollout is kept in the job table's audit log (``orchestrator.jobs.cutover``); the application's side is
 ``orchestrator.dualwrite``; the commands are ``nsmigrate cutover set|check``.
@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.spec import Cutover
-from orchestrator.verification import percentile
 
 #: The shares of reads that may go to the new store, in the order a rollout takes them (0 = all reads old).
 ROLLOUT_STEPS = (0, 5, 25, 50, 100)
@@ -62,15 +61,6 @@ def reads_new(namespace: str, percent: int) -> bool:
         return True
     bucket = int.from_bytes(hashlib.sha256(namespace.encode()).digest()[:8], "big") % 100
     return bucket < percent
-
-
-def latency_figures(durations_ms: Sequence[float]) -> dict[str, Any]:
-    """P50/P95/P99 of query durations in ms (None without samples): the one summary the verification's latency
-    sample and ``cutover check`` both report."""
-    out: dict[str, Any] = {"samples": len(durations_ms)}
-    for p in (50, 95, 99):
-        out[f"p{p}_ms"] = round(percentile(durations_ms, p), 2) if durations_ms else None
-    return out
 
 
 def overlap(source_ids: Sequence[str], target_ids: Sequence[str]) -> float:

@@ -7,7 +7,7 @@ Importable on its own (no Celery, no store SDK): pass any object with ``namespac
   (through the ``naming.Registry`` of built names when given, else ``naming.parse_namespace``), never compared by
   prefix, so ``a.1``'s guard refuses ``creator_a.10_twin_x``.
 - ``search_twins`` queries the creator's twin namespaces concurrently and merges the matches by score.
-- ``latency_percentiles`` measures P50/P95 of any query through them (verification reports it after a migration).
+- ``latency_percentiles`` measures P50/P95/P99 of any query through them (verification reports it after a migration).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from orchestrator.errors import PermanentError
 from orchestrator.naming import ParsedNamespace, Registry, parse_namespace, validate_identifier
-from orchestrator.verification import percentile
+from orchestrator.query_timing import latency_figures, time_call
 
 #: Twin namespaces queried at once by one search.
 SEARCH_THREADS = 8
@@ -115,14 +115,6 @@ def search_twins(
 def latency_percentiles(
     call: Callable[[], Any], samples: int, *, clock: Callable[[], float] = time.perf_counter
 ) -> dict[str, Any]:
-    """Run ``call`` ``samples`` times; P50/P95 of their durations in ms, and the samples."""
-    durations_ms = []
-    for _ in range(samples):
-        start = clock()
-        call()
-        durations_ms.append((clock() - start) * 1000)
-    return {
-        "samples": samples,
-        "p50_ms": round(percentile(durations_ms, 50), 2) if durations_ms else None,
-        "p95_ms": round(percentile(durations_ms, 95), 2) if durations_ms else None,
-    }
+    """Run ``call`` ``samples`` times; P50/P95/P99 of their durations in ms (``query_timing``: measured as the
+    cut-over check measures), and how many."""
+    return latency_figures([time_call(call, clock)[0] for _ in range(samples)])

@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cutover import check_problems, latency_figures, overlap
+from orchestrator.cutover import check_problems, overlap
 from orchestrator.models import NamespaceRun
+from orchestrator.query_timing import latency_figures, time_call
 from orchestrator.records import Record, display_namespace
 from orchestrator.routing import route_context, route_records
 from orchestrator.spec import Cutover, JobSpec
@@ -110,12 +111,11 @@ def _timed(
     store: VectorStore, namespace: str, vector: list[float], top_k: int, clock: Callable[[], float]
 ) -> tuple[float | None, str | None, list[str]]:
     """(ms, None, ids) of one query, or (None, error, [])."""
-    start = clock()
     try:
-        ids = store.query(namespace, vector, top_k)
+        ms, ids = time_call(lambda: store.query(namespace, vector, top_k), clock)
     except Exception as e:  # every failure counts: the application would see it
         return None, f"{type(e).__name__}: {e}"[:300], []
-    return round((clock() - start) * 1000, 3), None, ids
+    return round(ms, 3), None, ids
 
 
 def _paced(

@@ -43,7 +43,7 @@ def measures_latency(run: NamespaceRun, neighbours: Neighbours, checks: Verifica
 def measure(
     target: GuardedStore, namespace: str, creator: str | None, vectors: Sequence[Sequence[float]], top_k: int
 ) -> dict[str, Any]:
-    """P50/P95 of one query per vector (``latency_percentiles``) and what was queried: a cross-twin search of
+    """P50/P95/P99 of one query per vector (``latency_percentiles``) and what was queried: a cross-twin search of
     ``creator`` when given, else a query of ``namespace``. ``error`` instead when the store cannot be queried that
     way (the verdict does not depend on it unless ``verify.latency_p95_ms`` is set)."""
     queue = list(vectors)

@@ -14,13 +14,13 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from orchestrator.snapshot import JobSummary
-from orchestrator.states import RunState
+from orchestrator.states import JobKind, PlaceState, RunState
 
 #: Where prefork processes write their counts (prometheus_client's own variable).
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -101,23 +101,18 @@ def verification_done(passed: bool, ids_checked: int, seconds: float) -> None:
     VECTORS_VERIFIED.inc(ids_checked)
 
 
-def fleet_registry() -> CollectorRegistry | None:
-    """The registry a worker serves: the sum over ``PROMETHEUS_MULTIPROC_DIR``'s files when it is set (prefork),
-    else None (prometheus_client's default registry: this process's own counts)."""
-    if not os.environ.get(MULTIPROC_DIR_ENV):
-        return None
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    return registry
+def serve_fleet(port: int, address: str) -> None:
+    """Serve this worker's metrics on ``http://address:port/metrics`` from a daemon thread: with
+    ``PROMETHEUS_MULTIPROC_DIR`` set (a prefork pool), the sum of its processes' counts, else this process's own.
 
-
-def serve(port: int, address: str, registry: CollectorRegistry | None = None) -> None:
-    """Serve ``registry`` (default: this process's metrics) on ``http://address:port/metrics`` from a daemon
-    thread."""
-    if registry is None:
-        start_http_server(port, address)
-    else:
-        start_http_server(port, address, registry=registry)
+    Raises:
+        OSError: the port cannot be bound (in use, or not allowed).
+    """
+    registry = REGISTRY
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    start_http_server(port, address, registry=registry)
 
 
 class JobTableCollector(Collector):
@@ -134,6 +129,9 @@ class JobTableCollector(Collector):
         self._summary = summary
 
     def collect(self) -> Iterator[Any]:
+        info = GaugeMetricFamily(
+            "nsmigrate_job_info", "1 per job: its name, kind and state.", labels=["job_id", "name", "kind", "state"]
+        )
         runs = GaugeMetricFamily(
             "nsmigrate_job_namespaces", "Namespace runs of a job in each state.", labels=["job_id", "state"]
         )
@@ -145,12 +143,26 @@ class JobTableCollector(Collector):
         failed_batches = GaugeMetricFamily(
             "nsmigrate_job_failed_batches", "Batches of a job that failed for good.", labels=["job_id"]
         )
+        places = GaugeMetricFamily(
+            "nsmigrate_job_erasure_places", "Places of an erasure job in each state.", labels=["job_id", "state"]
+        )
+        erased = GaugeMetricFamily(
+            "nsmigrate_job_erasure_records",
+            "Vectors, rows and backup rows of an erasure job's places: planned, erased",
+            labels=["job_id", "kind"],
+        )
         for job_id in self._newest():
             summary = self._summary(job_id)
             job = str(job_id)
+            info.add_metric([job, summary.name, summary.kind.value, summary.state.value], 1)
+            if summary.kind == JobKind.ERASE:
+                for place_state in PlaceState:
+                    places.add_metric([job, place_state.value], sum(p.state == place_state for p in summary.places))
+                erased.add_metric([job, "planned"], sum(p.planned for p in summary.places))
+                erased.add_metric([job, "erased"], sum(p.erased for p in summary.places))
             for state in RunState:
                 runs.add_metric([job, state.value], summary.states.get(state, 0))
             for kind, count in summary.totals.as_dict().items():
                 vectors.add_metric([job, kind], count)
             failed_batches.add_metric([job], summary.failed_batches)
-        yield from (runs, vectors, failed_batches)
+        yield from (info, runs, vectors, failed_batches, places, erased)

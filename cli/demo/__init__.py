@@ -53,6 +53,12 @@ SCENARIOS: dict[str, Scenario] = {
         "creator a.1 erased everywhere (namespaces, old UUID namespaces, default namespace, copies, backup) while "
         "a.10 stays; each erasure with its receipt.",
     ),
+    "cutover": Scenario(
+        "cutover",
+        "issue 30: the seed vectors copied to a new index while an application dual-writes (upserts, updates, "
+        "deletes); then sync, a 20 QPS load check, reads moved 5 → 25 → 50 → 100 % and followed by the application, "
+        "cleanup refused until allowed; exits 0 only when the new index holds every write (an independent check).",
+    ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))
 

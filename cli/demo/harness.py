@@ -85,8 +85,9 @@ class DemoStack:
         spec_file.write_text(yaml.safe_dump(data, sort_keys=False))
         return spec_file
 
-    def run_job(self, spec_file: Path) -> JobOutcome:
-        """Plan and launch the job of ``spec_file``, watch it until it settles, and return how it ended."""
+    def run_job(self, spec_file: Path, on_launch: Callable[[int], None] | None = None) -> JobOutcome:
+        """Plan and launch the job of ``spec_file``, watch it until it settles, and return how it ended;
+        ``on_launch(job_id)`` runs once the job is launched, before the watching."""
         spec = load_spec(spec_file)
         prepared = launch.prepare(spec, open_store, spec_file.parent, open_control)
         print_plan(summarize(prepared))
@@ -96,6 +97,8 @@ class DemoStack:
         if backup is not None:
             jobs.record_event(self.db, "backup_written", jobs.default_actor(), job_id, **backup)
         console.print(f"job {job_id} started; watch it: {self.addresses(job_id)}")
+        if on_launch is not None:
+            on_launch(job_id)
         code = watch_job(job_reader(self.db, job_id), job_id, waits.settled(self.db, job_id), timeout_s=JOB_TIMEOUT_S)
         return JobOutcome(job_id, code, time.monotonic() - started, jobs.job_status(self.db, job_id), spec)
 

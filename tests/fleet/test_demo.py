@@ -27,7 +27,10 @@ def test_demo_scenario_runs_end_to_end_and_verifies(scenario: str) -> None:
 
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "verified" in result.stdout
-    assert "verify_failed" not in result.stdout
+    if scenario == "cutover":  # writes during the copy fail its first verification, by design: sync repairs them
+        assert "no write was lost" in result.stdout
+    else:
+        assert "verify_failed" not in result.stdout
     if scenario == "pgvector":  # the seed-shaped 3072-d rows get an ANN index, which answers the search
         assert "similarity search served by hnsw over halfvec(3072)" in result.stdout
         assert "Index Scan using embeddings_default_vector_idx" in result.stdout

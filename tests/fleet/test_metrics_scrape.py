@@ -4,6 +4,7 @@ table and the data plane say happened."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import urllib.error
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator import jobs
 from orchestrator.models import RunState
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.services import free_port
@@ -52,12 +54,12 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(value for have, value in samples.get(name, []) if labels.items() <= have.items())
 
 
-def load_namespaces(stack: Stack) -> list[str]:
+def load_namespaces(stack: Stack, namespaces: int = NAMESPACES, per_namespace: int = PER_NAMESPACE) -> list[str]:
     rng = np.random.default_rng(3)
-    names = [f"tenant-{n:03d}" for n in range(NAMESPACES)]
+    names = [f"tenant-{n:03d}" for n in range(namespaces)]
     for name in names:
         stack.pinecone.load(
-            SOURCE, name, [(f"{name}-{i}", rng.random(8).tolist(), {"n": i}) for i in range(PER_NAMESPACE)]
+            SOURCE, name, [(f"{name}-{i}", rng.random(8).tolist(), {"n": i}) for i in range(per_namespace)]
         )
     return names
 
@@ -148,3 +150,30 @@ def browse(url: str, screenshot: Path) -> str:
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"]
     subprocess.run([*flags, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=60)
     return subprocess.run([*flags, "--dump-dom", url], check=True, capture_output=True, timeout=60, text=True).stdout
+
+
+def test_a_running_jobs_page_shows_its_progress_in_a_browser(stack: Stack, tmp_path: Path) -> None:
+    load_namespaces(stack, namespaces=3, per_namespace=60)
+    # A slow target (18 upserts of 1 s, one at a time) keeps the job running while the browser looks at it.
+    stack.pinecone.set_faults(TARGET, Faults(latency_ms=1000))
+    stack.start_worker("list,copy,verify,cleanup", 1, pool="threads")
+    pages = f"http://admin:{PASSWORD}@127.0.0.1:{stack.serve('metrics', NSMIGRATE_FLOWER_PASSWORD=PASSWORD)}"
+    spec = {
+        "name": "slow-copy",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host(SOURCE)},
+        "target": {"kind": "pinecone", "host": stack.pinecone.host(TARGET)},
+        "batch_size": 10,
+        "max_batches_in_flight": 1,
+    }
+    db, _, job_id = start_job(stack, spec)
+    try:
+        wait_for_job(db, job_id, lambda s: s.totals.copied > 0, timeout_s=60)
+        page = browse(f"{pages}/jobs/{job_id}", tmp_path / "running-job.png")
+        copied_after = jobs.job_status(db, job_id).totals.copied
+    finally:
+        db.dispose()
+
+    assert '<b id="job-state">running</b>' in page and 'http-equiv="refresh"' in page
+    shown = re.search(r'<span id="job-progress"><progress value="(\d+)" max="180">', page)
+    assert shown, page[:2000]
+    assert 0 < int(shown.group(1)) < 180 and int(shown.group(1)) <= copied_after

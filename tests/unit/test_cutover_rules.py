@@ -13,12 +13,12 @@ from orchestrator.cutover import (
     Rollout,
     check_problems,
     cleanup_gate,
-    latency_figures,
     overlap,
     reads_new,
     rollout_from,
     rollout_problem,
 )
+from orchestrator.query_timing import latency_figures
 from orchestrator.spec import Cutover
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

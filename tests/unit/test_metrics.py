@@ -3,6 +3,7 @@ the worker's refusal to serve a prefork pool's metrics without a directory to su
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -10,8 +11,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
 from cli.main import app
-from orchestrator.snapshot import JobSummary, Totals
-from orchestrator.states import JobKind, JobState, RunState
+from orchestrator.snapshot import JobSummary, PlaceStatus, Totals
+from orchestrator.states import JobKind, JobState, PlaceState, RunState
 from workers import metrics
 
 
@@ -47,8 +48,8 @@ def test_job_table_gauges_have_one_series_per_job_and_state() -> None:
     registry = CollectorRegistry()
     registry.register(metrics.JobTableCollector(newest=lambda: list(summaries), summary=summaries.__getitem__))
 
-    def value(name: str, **labels: str) -> float | None:
-        return registry.get_sample_value(name, labels)
+    def value(metric: str, /, **labels: str) -> float | None:
+        return registry.get_sample_value(metric, labels)
 
     assert value("nsmigrate_job_namespaces", job_id="7", state="copying") == 11_000
     assert value("nsmigrate_job_namespaces", job_id="7", state="verified") == 1_000
@@ -57,9 +58,34 @@ def test_job_table_gauges_have_one_series_per_job_and_state() -> None:
     assert value("nsmigrate_job_vectors", job_id="7", kind="copied") == 40_000
     assert value("nsmigrate_job_vectors", job_id="7", kind="source") == 40_005
     assert value("nsmigrate_job_failed_batches", job_id="7") == 2
+    assert value("nsmigrate_job_info", job_id="7", name="job-7", kind="migrate", state="running") == 1
     # 12,000 namespaces, yet a series per state: the count of series depends on the jobs only.
     lines = [line for line in generate_latest(registry).decode().splitlines() if line.startswith("nsmigrate_job")]
-    assert len(lines) == 2 * (len(RunState) + 4 + 1)
+    assert len(lines) == 2 * (1 + len(RunState) + 4 + 1)
+
+
+def place(state: PlaceState, planned: int, erased: int) -> PlaceStatus:
+    return PlaceStatus("namespace", "pinecone:idx", "creator_a.1", None, planned, erased, state.value, None)
+
+
+def test_an_erasure_jobs_places_and_records_are_gauges() -> None:
+    erasure = replace(
+        summary(9, {}, copied=0),
+        kind=JobKind.ERASE,
+        places=(place(PlaceState.VERIFIED, 5, 5), place(PlaceState.VERIFIED, 2, 2), place(PlaceState.FAILED, 3, 0)),
+    )
+    registry = CollectorRegistry()
+    registry.register(metrics.JobTableCollector(newest=lambda: [9], summary=lambda _: erasure))
+
+    def value(metric: str, /, **labels: str) -> float | None:
+        return registry.get_sample_value(metric, {"job_id": "9", **labels})
+
+    assert value("nsmigrate_job_erasure_places", state="verified") == 2
+    assert value("nsmigrate_job_erasure_places", state="failed") == 1
+    assert value("nsmigrate_job_erasure_places", state="pending") == 0
+    assert value("nsmigrate_job_erasure_records", kind="planned") == 10
+    assert value("nsmigrate_job_erasure_records", kind="erased") == 7
+    assert value("nsmigrate_job_info", name="job-9", kind="erase", state="running") == 1
 
 
 def test_worker_refuses_prefork_metrics_without_a_multiprocess_directory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,3 +93,10 @@ def test_worker_refuses_prefork_metrics_without_a_multiprocess_directory(monkeyp
     result = CliRunner().invoke(app, ["worker", "--pool", "prefork", "--metrics-port", "9464"])
     assert result.exit_code == 2
     assert metrics.MULTIPROC_DIR_ENV in result.output and "--pool threads" in result.output
+
+
+def test_metrics_refuses_to_serve_the_job_pages_without_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NSMIGRATE_FLOWER_PASSWORD", raising=False)
+    result = CliRunner().invoke(app, ["metrics", "--port", "9465"])
+    assert result.exit_code == 2
+    assert "set NSMIGRATE_FLOWER_PASSWORD" in result.output and "basic auth is always on" in result.output

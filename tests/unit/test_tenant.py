@@ -54,4 +54,5 @@ def test_latency_percentiles_with_a_given_clock() -> None:
         "samples": 3,
         "p50_ms": 20.0,
         "p95_ms": 29.0,
+        "p99_ms": 29.8,
     }

@@ -1,0 +1,236 @@
+"""Issue 30's story, from verified copy to switched traffic: an application dual-writes while the job copies, then
+the README's cut-over runbook, command by command (``sync``, ``cutover check``, ``cutover set`` 5 → 100 %, a gated
+``cleanup``).
+
+The seed data set is in index ``app-old``; the job copies it to ``app-new``. An application thread writes through
+``orchestrator.dualwrite.DualWriteIndex`` (upserts of new ids, updates, deletes) during the copy and keeps its own
+ledger of what it wrote. The demo exits 0 only when every command answered as the runbook says (the load check's
+latency limits are shown, not required: see ``_checked``) and the new index holds exactly the ledger: every vector
+the application wrote, none it deleted (read from the data plane, not from the job's verification).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cli.console import console
+from cli.demo.harness import DemoOptions, DemoStack, demo_stack
+from orchestrator.cutover import ROLLOUT_STEPS, reads_new
+from orchestrator.dualwrite import DualWriteIndex
+from orchestrator.jobs.cutover import last_check
+from orchestrator.spec import Cutover
+from sandbox.pinecone_server import IndexSpec
+from sandbox.seed import seed_dataset
+
+OLD, NEW, JOB = "app-old", "app-new", "cutover-demo"
+#: The application's writes during the copy, at most (it stops when the copy settles).
+MAX_WRITES = 300
+#: How long the demo waits for the application's reads to follow a `cutover set` (its cache: 1 s).
+FOLLOW_TIMEOUT_S = 15
+
+Ledger = dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]]
+
+
+def run(options: DemoOptions) -> int:
+    seed = seed_dataset()
+    console.print(f"[bold]nsmigrate demo cutover[/]: {OLD} → {NEW} while an application dual-writes")
+    indexes = [IndexSpec(OLD, dimension=seed.dimension), IndexSpec(NEW, dimension=seed.dimension)]
+    with demo_stack(indexes, options) as demo:
+        seed.load_into(demo.stack.pinecone, OLD)
+        ledger: Ledger = {
+            ns: {id_: (values, dict(meta or {})) for id_, (values, meta) in records.items()}
+            for ns, records in demo.stack.pinecone.snapshot(OLD).items()
+        }
+        app = App(demo, ledger, seed.dimension)
+        outcome = demo.run_job(_spec(demo), on_launch=app.start)
+        app.stop()
+        console.print(
+            f"the application wrote {app.writes} times during the copy ({app.counts}); "
+            f"{len(app.failures)} failed on the old index"
+        )
+        if app.failures:
+            console.print("[bold red]the application's writes failed[/]", *app.failures[:3])
+            return 1
+        # Writes during the copy fail its verification (ids missing, contents changed): the sync repairs them.
+        ok, job = True, str(outcome.job_id)
+        ok &= _step(
+            "the final sync copies what the copy missed", 0, "sync", job, "--propagate-deletes", "--yes", "--wait"
+        )
+        ok &= _checked(demo, outcome.job_id)
+        for percent in ROLLOUT_STEPS[1:]:
+            ok &= _step(
+                f"{percent} % of reads to the new index",
+                0,
+                "cutover",
+                "set",
+                job,
+                "--reads",
+                "new",
+                "--percent",
+                str(percent),
+            )
+            ok &= app.follows(percent)
+            if percent == 50:
+                ok &= _step("cleanup is refused while reads are not all new", 1, "cleanup", job, "--yes")
+        ok &= _step("cleanup is refused: no sync since the cut-over began", 1, "cleanup", job, "--yes")
+        ok &= _step("a sync after the cut-over began", 0, "sync", job, "--wait")
+        ok &= _step("cleanup is refused: reads not new for decommission_after_s", 1, "cleanup", job, "--yes")
+        ok &= _step("cleanup, not waiting the 7 days", 0, "cleanup", job, "--yes", "--decommission-now")
+        ok &= _step("the job's status", 0, "status", job)
+        ok &= _nothing_lost(demo, ledger)
+        console.print(
+            "[bold green]cut-over done[/]" if ok else f"[bold red]cut-over demo failed[/]: {'; '.join(_missed)}"
+        )
+        return 0 if ok else 1
+
+
+def _checked(demo: DemoStack, job_id: int) -> bool:
+    """`nsmigrate cutover check`: the target must answer without errors and as the source does. Its latency limits
+    are shown, not required: they hold for a real index, and the local data plane on a busy machine may miss them
+    (a real cut-over stops there)."""
+    console.print(f"\n[bold]the load check of the target[/]\n$ nsmigrate cutover check {job_id}")
+    subprocess.run([sys.executable, "-m", "cli", "cutover", "check", str(job_id)], check=False)
+    report = last_check(demo.db, job_id) or {}
+    limits = Cutover()
+    answered = report.get("error_rate", 1.0) <= limits.max_error_rate and (report.get("agreement") or 0.0) >= (
+        limits.min_agreement
+    )
+    if not report.get("passed") and answered:
+        console.print("[yellow]latency above the limits on this machine; a real cut-over would stop here[/]")
+    if not answered:
+        _missed.append("the target's answers: errors or disagreement with the source")
+    return answered
+
+
+def _spec(demo: DemoStack) -> Any:
+    spec = {
+        "name": JOB,
+        "description": "nsmigrate demo cutover: the seed data set to a new index while the application writes",
+        "source": {"kind": "pinecone", "host": demo.stack.pinecone.host(OLD)},
+        "target": {"kind": "pinecone", "host": demo.stack.pinecone.host(NEW)},
+        "cleanup": {"mode": "manual"},
+        "cutover": {"qps": 20, "duration_s": 10},
+    }
+    path = demo.stack.workdir / f"{JOB}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+#: The steps that did not answer as the runbook says, for the demo's last line.
+_missed: list[str] = []
+
+
+def _step(what: str, expected: int, *args: str) -> bool:
+    """Run ``nsmigrate ARGS`` as a user would; whether it exited ``expected``."""
+    console.print(f"\n[bold]{what}[/]\n$ nsmigrate {' '.join(args)}")
+    code = subprocess.run([sys.executable, "-m", "cli", *args], check=False).returncode
+    if code != expected:
+        console.print(f"[red]exit code {code}, expected {expected}[/]")
+        _missed.append(f"`nsmigrate {' '.join(args)}` exited {code}, expected {expected}")
+    return code == expected
+
+
+class App:
+    """The application: a thread dual-writing through ``DualWriteIndex`` and a ledger of what it wrote."""
+
+    def __init__(self, demo: DemoStack, ledger: Ledger, dimension: int) -> None:
+        self.demo, self.ledger, self.dimension = demo, ledger, dimension
+        self.writes, self.counts, self.failures = 0, {"upsert": 0, "update": 0, "delete": 0}, list[str]()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.index: DualWriteIndex | None = None
+
+    def start(self, job_id: int) -> None:
+        old, new = self.demo.index(OLD), self.demo.index(NEW)
+        self.index = DualWriteIndex(old=old, new=new, job_id=job_id, db=self.demo.db, max_age_s=1.0)
+        self._thread = threading.Thread(target=self._write, name="dual-writing app", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _write(self) -> None:
+        assert self.index is not None
+        rng = np.random.default_rng(30)
+        namespaces = sorted(self.ledger)
+        while not self._stop.is_set() and self.writes < MAX_WRITES:
+            ns = namespaces[self.writes % len(namespaces)]
+            kind = ("upsert", "update", "delete")[self.writes % 3]
+            try:
+                self._one(kind, ns, rng)
+            except Exception as e:  # the old index refused: the application's own error
+                self.failures.append(f"{kind} in {ns!r}: {e}")
+            self.writes += 1
+
+    def _one(self, kind: str, ns: str, rng: np.random.Generator) -> None:
+        assert self.index is not None
+        records = self.ledger[ns]
+        if kind != "upsert" and not records:
+            kind = "upsert"  # nothing left to change in this namespace
+        if kind == "delete":
+            id_ = sorted(records)[int(rng.integers(len(records)))]
+            self.index.delete(ids=[id_], namespace=ns)
+            del records[id_]
+        else:
+            existing = sorted(records) if kind == "update" else []
+            id_ = existing[int(rng.integers(len(existing)))] if existing else f"app-{self.writes}"
+            values = rng.random(self.dimension).astype(np.float32)
+            metadata = {"written_by": "app", "write": self.writes}
+            self.index.upsert(vectors=[(id_, values.tolist(), metadata)], namespace=ns)
+            records[id_] = (values, metadata)
+        self.counts[kind] += 1
+
+    def follows(self, percent: int) -> bool:
+        """Whether the application's reads reach the namespaces ``percent`` selects, answered by the new index
+        (only the copy carries ``migrated_from``), within ``FOLLOW_TIMEOUT_S``."""
+        assert self.index is not None
+        expected = {ns for ns in self.ledger if reads_new(ns, percent)}
+        probes = {ns: next(iter(records.values()))[0].tolist() for ns, records in self.ledger.items() if records}
+        deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+        while True:  # the application's cache of the rollout is at most max_age_s old
+            answered_new = {ns for ns, vector in probes.items() if self._answered_by_new(ns, vector)}
+            ok = answered_new == expected & set(probes)
+            if ok or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        console.print(
+            f"the application's reads: {len(answered_new)} of {len(probes)} namespaces answered by {NEW} "
+            f"(expected {len(expected & set(probes))})" + ("" if ok else " [red]— they did not follow[/]")
+        )
+        return ok
+
+    def _answered_by_new(self, ns: str, vector: list[float]) -> bool:
+        assert self.index is not None
+        matches = self.index.query(vector=vector, top_k=1, namespace=ns, include_metadata=True).matches
+        return bool(matches) and "migrated_from" in (matches[0].metadata or {})
+
+
+def _nothing_lost(demo: DemoStack, ledger: Ledger) -> bool:
+    """The new index holds exactly what the application's ledger says: read from the data plane."""
+    held = demo.stack.pinecone.snapshot(NEW)
+    lost, extra, differ = 0, 0, 0
+    for ns, records in ledger.items():
+        have = held.get(ns, {})
+        lost += len(set(records) - set(have))
+        extra += len(set(have) - set(records))
+        for id_ in set(records) & set(have):
+            values, metadata = records[id_]
+            got_values, got_metadata = have[id_]
+            same_metadata = all((got_metadata or {}).get(k) == v for k, v in metadata.items())
+            differ += not (np.allclose(got_values, values, atol=1e-6) and same_metadata)
+    total = sum(len(r) for r in ledger.values())
+    ok = lost == extra == differ == 0
+    console.print(
+        f"\n[bold]independent check[/] of {NEW} against the application's ledger ({total} vectors): {lost} lost, "
+        f"{extra} that should be gone, {differ} different" + (" — no write was lost" if ok else " [red]FAILED[/]")
+    )
+    return ok
