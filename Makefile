@@ -10,7 +10,8 @@ demo: install
 # Every tier (tests/tiers.py) on every core: each xdist worker starts its own Redis and Postgres, and a file's tests
 # stay on one worker so its module fixtures start once. TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= auto
-test: install
+test:
+	@NSMIGRATE_BOOTSTRAP_BROWSER=1 scripts/bootstrap.sh
 	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The unit tier only: pure, in-process tests, a verdict in seconds.

@@ -44,8 +44,10 @@ DEFAULT_NAMESPACE_LABEL = "__default__"
 SPAN_S = 1.1
 #: An upsert body's bytes besides its records: ``{"vectors":[],"namespace":"…"}`` with a long namespace name.
 ENVELOPE_BYTES = 1_024
-#: A record's bytes besides its id, values and metadata: ``{"id":"","values":[],"metadata":},``.
-RECORD_OVERHEAD_BYTES = 40
+#: A record's bytes besides its id, values, metadata and sparse values: the keys, brackets and commas.
+RECORD_OVERHEAD_BYTES = 60
+#: The longest one float takes as JSON with its comma: sign, 17 digits, point, exponent ('e-308').
+MAX_BYTES_PER_VALUE = 25
 
 
 @dataclass(frozen=True)
@@ -192,19 +194,21 @@ def _record(vector: Any) -> dict[str, Any]:
 
 
 def _upsert_chunks(records: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], int]]:
-    """A page's records cut into equal upsert requests under Pinecone's vector and byte limits, each with its bytes as
-    JSON (for the byte budget); the count per request is set by the page's largest record. Values are sized at the
-    page's first record's bytes per value and a tenth more (writing every vector as JSON once more to measure it would
-    double the peer's encoding work)."""
+    """A page's records cut into equal upsert requests under Pinecone's vector and byte limits, each with its
+    estimated bytes for the byte budget. The cut counts every value at the longest a float takes as JSON, so no request
+    is ever too large; the estimate counts values at the page's first record's bytes per value (measuring every vector
+    would write each as JSON twice, doubling the peer's encoding work)."""
     sample = records[0]["values"]
-    per_value = 1.1 * len(orjson.dumps(sample)) / max(len(sample), 1)
-    sizes = [
-        int(RECORD_OVERHEAD_BYTES + len(r["id"]) + per_value * len(r["values"]) + len(orjson.dumps(r.get("metadata"))))
+    per_value = len(orjson.dumps(sample)) / max(len(sample), 1)
+    fixed = [
+        RECORD_OVERHEAD_BYTES + sum(len(orjson.dumps(r.get(key))) for key in ("id", "metadata", "sparse_values"))
         for r in records
     ]
-    per_request = max(1, min(UPSERT_MAX_VECTORS, (UPSERT_MAX_BYTES - ENVELOPE_BYTES) // max(sizes)))
+    largest = max(size + MAX_BYTES_PER_VALUE * len(r["values"]) for size, r in zip(fixed, records, strict=True))
+    per_request = max(1, min(UPSERT_MAX_VECTORS, (UPSERT_MAX_BYTES - ENVELOPE_BYTES) // largest))
+    estimates = [int(size + per_value * len(r["values"])) for size, r in zip(fixed, records, strict=True)]
     starts = range(0, len(records), per_request)
-    return [(records[i : i + per_request], sum(sizes[i : i + per_request]) + ENVELOPE_BYTES) for i in starts]
+    return [(records[i : i + per_request], sum(estimates[i : i + per_request]) + ENVELOPE_BYTES) for i in starts]
 
 
 async def copy_index(

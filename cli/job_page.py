@@ -1,14 +1,17 @@
 """The live job page `nsmigrate metrics` serves beside its gauges: a read-only HTML view of a job (its namespaces with
-progress bars, failed batches, verdicts, the audit log's tail), behind the same basic auth as Flower, reloading itself
-every few seconds while the job runs. Rendering is a pure function of the job table's summary and events; the WSGI
-app around it only routes, authenticates and reads."""
+progress bars, throughput over time, failed batches, verdicts, the audit log's tail), behind the same basic auth as
+Flower, reloading itself every few seconds while the job runs. Rendering is a pure function of the job table's
+summary and events and of the throughput seen so far; the WSGI app around it only routes, authenticates and reads."""
 
 from __future__ import annotations
 
 import base64
 import hmac
+import itertools
 import json
 import re
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
@@ -24,6 +27,9 @@ RELOAD_S = 5
 PAGE_RUNS = 200
 #: Audit log events a page shows, the newest.
 PAGE_EVENTS = 50
+#: Throughput samples kept per job (10 minutes at one reload every 5 s), for this many jobs.
+THROUGHPUT_SAMPLES = 120
+THROUGHPUT_JOBS = 20
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -36,6 +42,47 @@ progress { width: 12em; }
 .failed { color: #b00020; } .passed { color: #1b7f3b; }
 code { font-size: 0.9em; }
 """
+
+
+class Throughput:
+    """Vectors copied per second over time, per job, from the job's copied total seen at each load of its page
+    (every ``RELOAD_S`` while it is open): the newest ``samples`` of the newest ``jobs`` jobs, so memory stays bounded
+    however long the exporter runs. Grafana keeps the long history (``nsmigrate_vectors_copied_total``)."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        samples: int = THROUGHPUT_SAMPLES,
+        jobs: int = THROUGHPUT_JOBS,
+    ) -> None:
+        self._clock = clock
+        self._samples = samples
+        self._jobs = jobs
+        self._seen: OrderedDict[int, deque[tuple[float, int]]] = OrderedDict()
+
+    def record(self, job_id: int, copied: int) -> list[float]:
+        """Note ``copied`` for ``job_id`` now; returns the rates between consecutive samples, oldest first."""
+        seen = self._seen.setdefault(job_id, deque(maxlen=self._samples))
+        self._seen.move_to_end(job_id)
+        while len(self._seen) > self._jobs:
+            self._seen.popitem(last=False)
+        seen.append((self._clock(), copied))
+        return [max(0.0, (c1 - c0) / (t1 - t0)) for (t0, c0), (t1, c1) in itertools.pairwise(seen) if t1 > t0]
+
+
+def _sparkline(rates: Sequence[float]) -> str:
+    """An inline SVG line of ``rates`` (vectors per second), scaled to its peak."""
+    if not rates:
+        return "<p>Throughput: shown from the next reload on.</p>"
+    width, height, peak = 600, 60, max(max(rates), 1e-9)
+    step = width / max(len(rates) - 1, 1)
+    points = " ".join(f"{i * step:.1f},{height - rate / peak * (height - 4):.1f}" for i, rate in enumerate(rates))
+    return (
+        f'<p id="throughput">Throughput: {rates[-1]:,.1f} vectors/s now, {peak:,.1f} at most, over the last '
+        f"{len(rates)} reloads</p>"
+        f'<svg width="{width}" height="{height}" role="img" aria-label="vectors copied per second">'
+        f'<polyline fill="none" stroke="#0b62d6" stroke-width="2" points="{points}"/></svg>'
+    )
 
 
 def _bar(done: int, total: int) -> str:
@@ -62,8 +109,9 @@ def _run_row(run: RunStatus) -> str:
     )
 
 
-def render_job(summary: JobSummary, events: Sequence[dict[str, Any]]) -> str:
-    """The page of one job: ``summary`` with at most ``PAGE_RUNS`` runs, and the newest ``events``."""
+def render_job(summary: JobSummary, events: Sequence[dict[str, Any]], rates: Sequence[float] = ()) -> str:
+    """The page of one job: ``summary`` with at most ``PAGE_RUNS`` runs, the newest ``events``, and its throughput
+    over time (``Throughput.record``)."""
     t = summary.totals
     reload = f'<meta http-equiv="refresh" content="{RELOAD_S}">' if summary.state == JobState.RUNNING else ""
     states = ", ".join(f"{escape(state.value)}: {n:,}" for state, n in sorted(summary.states.items()))
@@ -96,6 +144,7 @@ def render_job(summary: JobSummary, events: Sequence[dict[str, Any]]) -> str:
 {heading}
 <p>Copied: <span id="job-progress">{_bar(t.copied, t.source)}</span> (listed {t.listed:,},
 <span class="{"failed" if t.failed else ""}">{t.failed:,} in failed batches</span>)</p>
+{_sparkline(rates)}
 <p>Namespaces by state: {states or "none"}</p>
 {failed}
 <h2>Namespaces ({shown})</h2>
@@ -135,6 +184,11 @@ def page_app(
     """The pages as a WSGI app: ``/`` (``newest_jobs``) and ``/jobs/N`` (``job(N)``: its summary and events), GET
     only, every request with Flower's basic auth (``user``, ``password``)."""
     expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+    throughput = Throughput()
+
+    def job_page(job_id: int) -> str:
+        summary, events = job(job_id)
+        return render_job(summary, events, throughput.record(job_id, summary.totals.copied))
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         given = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Basic ").strip()
@@ -150,7 +204,7 @@ def page_app(
             if path == "/":
                 body = render_jobs(newest_jobs())
             elif matched:
-                body = render_job(*job(int(matched.group(1))))
+                body = job_page(int(matched.group(1)))
             else:
                 raise NotFound(f"no page at {path}")
         except NotFound as e:

