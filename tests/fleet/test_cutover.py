@@ -190,6 +190,7 @@ def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_lo
     assert refused.exit_code == 1 and "decommission_after_s keeps the source" in refused.output, refused.output
     assert sorted(stack.pinecone.snapshot("src")) == ["ns0", "ns1"]  # nothing deleted by a refusal
     assert "cut-over: reads 100 % new, 100 % since" in cli(stack, "status", job).output
+    assert json.loads(cli(stack, "status", job, "--json").stdout)["cutover"]["reads_new_percent"] == 100
 
     done = cli(stack, "cleanup", job, "--yes", "--decommission-now")
 
