@@ -15,15 +15,18 @@ from pinecone import Pinecone
 
 from orchestrator import jobs
 from orchestrator.dispatch import Dispatcher
-from orchestrator.dualwrite import DualWriteIndex
+from orchestrator.dualwrite import DualWriteIndex, StoreIndex
 from orchestrator.models import RunState
 from orchestrator.settings import load_settings
+from orchestrator.spec import PgvectorStoreSpec
+from orchestrator.tenant import Match
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, reverify, small_spec, states, wait_final
 from tests.fleet_jobs import start_job
 from tests.polling import wait_until
 from workers.context import WorkerContext
+from workers.stores import open_store
 from workers.syncing import sync_run
 
 AppStack = tuple[Stack, WorkerContext]
@@ -242,3 +245,34 @@ def test_the_check_detects_a_target_answering_differently(app_stack: AppStack) -
 
     assert code == 1 and any("cutover.min_agreement" in p for p in report["problems"]), report["problems"]
     assert report["agreement"] < 0.9 and "ns0" in report["disagreeing"] and "ns1" not in report["disagreeing"]
+
+
+PGVECTOR = {"kind": "pgvector", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
+
+
+def test_dual_writes_reach_a_pgvector_target_and_reads_follow_to_it(
+    app_stack: AppStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, _ = app_stack
+    monkeypatch.setenv("NSMIGRATE_PGVECTOR_URL", stack.database_url)  # the workers get the same (Stack.env)
+    db, job_id = migrated(stack, target=PGVECTOR)
+    target = open_store(PgvectorStoreSpec.model_validate(PGVECTOR))
+    app = DualWriteIndex(old=index(stack, "src"), new=StoreIndex(target), job_id=job_id, db=db, max_age_s=0.2)
+    vector = np.random.default_rng(7).random(DIM).tolist()
+
+    app.upsert(vectors=[("late-0", vector, {"n": 0})], namespace="ns0")
+    app.delete(ids=["v0-0003"], namespace="ns0")
+
+    [late] = target.fetch("ns0", ["late-0"])
+    assert np.allclose(late.values, vector) and late.metadata["n"] == 0 and "migrated_from" in late.metadata
+    assert target.fetch("ns0", ["v0-0003"]) == [] and "v0-0003" not in stack.pinecone.snapshot("src")["ns0"]
+    assert events(db, job_id, "dual_write_failed") == []
+
+    assert cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "100").exit_code == 0
+    answer = wait_until(
+        lambda: app.query(vector=vector, top_k=1, namespace="ns0"),
+        what="ns0 read from pgvector",
+        done=lambda a: isinstance(a.matches[0], Match),  # the store's answer, not the SDK's
+        timeout_s=10,
+    )
+    assert answer.matches[0].id == "late-0"
