@@ -17,7 +17,8 @@ from cli.options import DatabaseOpt, JobArg, RedisOpt, fail, job_context
 from orchestrator import jobs
 from orchestrator.cutover import ROLLOUT_STEPS, rollout_problem
 from orchestrator.jobs import cutover as rollout_rows
-from orchestrator.models import JobKind
+from orchestrator.models import JobKind, RunState
+from orchestrator.records import display_namespace
 from workers.context import WorkerContext
 from workers.cutover_check import check_job
 
@@ -54,14 +55,25 @@ def set_cmd(
 ) -> None:
     """Set where JOB's applications read: `--reads new --percent N` sends the reads of N % of its namespaces to the
     target (chosen by namespace, each step adding to the last), `--reads old` sends them all back to the source.
-    Recorded as a `cutover_set` event; applications follow within seconds. Cleanup waits until reads have been
-    100 % new for the spec's cutover.decommission_after_s."""
+    Recorded as a `cutover_set` event; applications follow within seconds. Reads move new only while every namespace
+    is verified (exit code 1 otherwise: sync first). Cleanup waits until reads have been 100 % new for the spec's
+    cutover.decommission_after_s."""
     if reads not in ("new", "old"):
         raise fail(f"--reads {reads!r}: use `new` (with --percent) or `old`; nothing was changed")
     problem = rollout_problem(percent) if reads == "new" else None
     if problem is not None or (reads == "new" and percent == 0):
         raise fail(f"{problem or '--percent 0: use --reads old'}; nothing was changed")
     ctx, job_id = _migrate_job(job, database_url, redis_url)
+    if reads == "new":
+        unverified = [r for r in jobs.runs_of(ctx.db, job_id) if r.state not in (RunState.VERIFIED, RunState.CLEANED)]
+        if unverified:
+            first = unverified[0]
+            raise fail(
+                f"namespace {display_namespace(first.source_namespace)!r} of job {job_id} is {first.state}"
+                + (f" (and {len(unverified) - 1} more)" if len(unverified) > 1 else "")
+                + f": reads move only to a verified copy; `nsmigrate sync {job_id} --wait` first; nothing was changed",
+                1,
+            )
     rollout = rollout_rows.set_rollout(ctx.db, job_id, percent if reads == "new" else 0, jobs.default_actor())
     console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
 

@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Annotated
 
+import orjson
 import typer
 from rich.table import Table
 
@@ -46,7 +47,13 @@ def status(
     unfinished)."""
     url = job_table_url(database_url)
     if as_json:
-        sys.stdout.buffer.write(read_job_json(url, job))
+        document, rollout = read_job_json(url, job), read_rollout(url, job)
+        if rollout.under_way:  # only then: a large job's document is written as read, never parsed
+            document = orjson.dumps(
+                {**orjson.loads(document), "cutover": rollout.as_dict()},
+                option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE,
+            )
+        sys.stdout.buffer.write(document)
         return
     # A large job's summary is aggregated by the database (``SUMMARY_SQL``): only --all reads every run.
     summary = read_job_status(url, job).summary() if show_all else read_job_summary(url, job, SUMMARY_ROWS)

@@ -152,18 +152,18 @@ ROLLOUT_SQL = (
 )
 
 
-def read_rollout(url: str, job_id: int) -> Rollout:
-    """Where job ``job_id``'s applications read (``orchestrator.cutover``), for `status`."""
+def read_rollout(url: str, ref: str | int) -> Rollout:
+    """Where job ``ref``'s applications read (``orchestrator.cutover``), for `status`."""
 
     def through_engine(database: jobs.Database) -> Rollout:
         from orchestrator.jobs.cutover import rollout_of
 
-        return rollout_of(database, job_id)
+        return rollout_of(database, find_job_id(database, str(ref)))
 
     def read(execute: snapshot.Execute) -> Rollout:
         from orchestrator.cutover import rollout_from  # the spec's pydantic models: only for a job's rollout
 
-        steps = execute(ROLLOUT_SQL, {"job_id": job_id}) or []
+        steps = execute(ROLLOUT_SQL, {"job_id": snapshot.job_id_of(execute, ref)}) or []
         return rollout_from([(int(percent), datetime.fromisoformat(at)) for percent, at in steps])
 
     return read_job_table(url, read, through_engine)

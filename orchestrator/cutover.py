@@ -32,6 +32,14 @@ class Rollout:
     def under_way(self) -> bool:
         return self.started_at is not None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The rollout in `status --json`."""
+        return {
+            "reads_new_percent": self.percent,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "full_since": self.full_since.isoformat() if self.full_since else None,
+        }
+
 
 def rollout_from(steps: Sequence[tuple[int, datetime]]) -> Rollout:
     """The rollout that a job's ``cutover set`` steps (percent, when; oldest first) leave."""

@@ -3,7 +3,8 @@ the one the job's rollout says (``nsmigrate cutover set``).
 
 Importable on its own (no Celery, no store SDK): it wraps two objects shaped like the Pinecone SDK's ``Index``
 (``upsert(vectors=, namespace=)``, ``delete(ids=, namespace=)``, ``query(vector=, top_k=, namespace=, …)``,
-``fetch(ids=, namespace=)``) and reads the job table for the job's namespaces and rollout::
+``fetch(ids=, namespace=)``) — a pgvector store through ``StoreIndex`` — and reads the job table for the job's
+namespaces and rollout::
 
     from orchestrator.dualwrite import DualWriteIndex
     index = DualWriteIndex(old=pc.Index(host=OLD), new=pc.Index(host=NEW), job_id=7, database_url=JOB_TABLE_URL)
@@ -26,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.cutover import reads_new
@@ -34,6 +36,7 @@ from orchestrator.jobs.database import Database
 from orchestrator.jobs.jobrows import job_spec, runs_of
 from orchestrator.records import DEFAULT_NAMESPACE, Record
 from orchestrator.routing import RouteContext, route_context, route_records
+from orchestrator.tenant import Match
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +190,34 @@ class DualWriteIndex:
             ids,
             f"{type(error).__name__}: {error}",
         )
+
+
+@dataclass(frozen=True)
+class QueryAnswer:
+    matches: list[Match]
+
+
+class StoreIndex:
+    """An nsmigrate store (``workers.stores.open_store``: a pgvector store, say) shaped like the SDK's ``Index`` for
+    ``DualWriteIndex``: ``upsert``, ``delete``, ``fetch`` (id → Record) and ``query`` (its matches are
+    ``tenant.Match``: id, score, namespace; neither metadata nor filters, which an nsmigrate store's query does not
+    take)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def upsert(self, vectors: Iterable[Any], namespace: str = DEFAULT_NAMESPACE) -> int:
+        return int(self.store.upsert(_stored(namespace), [_record(v) for v in vectors]))
+
+    def delete(self, ids: Iterable[str], namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.store.delete(_stored(namespace), list(ids))
+
+    def fetch(self, ids: Iterable[str], namespace: str = DEFAULT_NAMESPACE) -> dict[str, Record]:
+        return {r.id: r for r in self.store.fetch(_stored(namespace), list(ids))}
+
+    def query(self, *, vector: list[float], top_k: int, namespace: str = DEFAULT_NAMESPACE) -> QueryAnswer:
+        ns = _stored(namespace)
+        return QueryAnswer([Match(id_, score, ns) for id_, score in self.store.query_scored(ns, vector, top_k)])
 
 
 def _stored(namespace: str) -> str:

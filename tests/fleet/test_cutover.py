@@ -14,14 +14,19 @@ import pytest
 from pinecone import Pinecone
 
 from orchestrator import jobs
-from orchestrator.dualwrite import DualWriteIndex
+from orchestrator.dispatch import Dispatcher
+from orchestrator.dualwrite import DualWriteIndex, StoreIndex
 from orchestrator.models import RunState
+from orchestrator.settings import load_settings
+from orchestrator.spec import PgvectorStoreSpec
+from orchestrator.tenant import Match
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import SANDBOX_API_KEY, Stack
-from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, small_spec, states, wait_final
+from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, reverify, small_spec, states, wait_final
 from tests.fleet_jobs import start_job
 from tests.polling import wait_until
 from workers.context import WorkerContext
+from workers.stores import open_store
 from workers.syncing import sync_run
 
 AppStack = tuple[Stack, WorkerContext]
@@ -155,6 +160,19 @@ def test_a_bad_rollout_step_is_refused_and_changes_nothing(app_stack: AppStack) 
     assert events(db, job_id, "cutover_set") == []
 
 
+def test_reads_move_new_only_while_every_namespace_is_verified(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack)
+    stack.pinecone.load("src", "ns1", [("late-1", [0.5] * DIM, {"n": 1})])  # written behind the dual writer's back
+    reverify(db, Dispatcher(load_settings(database_url=stack.database_url, redis_url=stack.redis_url)), job_id)
+
+    refused = cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "5")
+
+    assert refused.exit_code == 1 and "'ns1' of job" in refused.output and "verify_failed" in refused.output
+    assert "nothing was changed" in refused.output and events(db, job_id, "cutover_set") == []
+    assert cli(stack, "cutover", "set", str(job_id), "--reads", "old").exit_code == 0  # back is always allowed
+
+
 def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_long_enough(
     app_stack: AppStack,
 ) -> None:
@@ -175,6 +193,7 @@ def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_lo
     assert refused.exit_code == 1 and "decommission_after_s keeps the source" in refused.output, refused.output
     assert sorted(stack.pinecone.snapshot("src")) == ["ns0", "ns1"]  # nothing deleted by a refusal
     assert "cut-over: reads 100 % new, 100 % since" in cli(stack, "status", job).output
+    assert json.loads(cli(stack, "status", job, "--json").stdout)["cutover"]["reads_new_percent"] == 100
 
     done = cli(stack, "cleanup", job, "--yes", "--decommission-now")
 
@@ -226,3 +245,34 @@ def test_the_check_detects_a_target_answering_differently(app_stack: AppStack) -
 
     assert code == 1 and any("cutover.min_agreement" in p for p in report["problems"]), report["problems"]
     assert report["agreement"] < 0.9 and "ns0" in report["disagreeing"] and "ns1" not in report["disagreeing"]
+
+
+PGVECTOR = {"kind": "pgvector", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
+
+
+def test_dual_writes_reach_a_pgvector_target_and_reads_follow_to_it(
+    app_stack: AppStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, _ = app_stack
+    monkeypatch.setenv("NSMIGRATE_PGVECTOR_URL", stack.database_url)  # the workers get the same (Stack.env)
+    db, job_id = migrated(stack, target=PGVECTOR)
+    target = open_store(PgvectorStoreSpec.model_validate(PGVECTOR))
+    app = DualWriteIndex(old=index(stack, "src"), new=StoreIndex(target), job_id=job_id, db=db, max_age_s=0.2)
+    vector = np.random.default_rng(7).random(DIM).tolist()
+
+    app.upsert(vectors=[("late-0", vector, {"n": 0})], namespace="ns0")
+    app.delete(ids=["v0-0003"], namespace="ns0")
+
+    [late] = target.fetch("ns0", ["late-0"])
+    assert np.allclose(late.values, vector) and late.metadata["n"] == 0 and "migrated_from" in late.metadata
+    assert target.fetch("ns0", ["v0-0003"]) == [] and "v0-0003" not in stack.pinecone.snapshot("src")["ns0"]
+    assert events(db, job_id, "dual_write_failed") == []
+
+    assert cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "100").exit_code == 0
+    answer = wait_until(
+        lambda: app.query(vector=vector, top_k=1, namespace="ns0"),
+        what="ns0 read from pgvector",
+        done=lambda a: isinstance(a.matches[0], Match),  # the store's answer, not the SDK's
+        timeout_s=10,
+    )
+    assert answer.matches[0].id == "late-0"
