@@ -82,14 +82,17 @@ def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, d
     return _result(run, "refused", 0, reason)
 
 
-def policy_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove: bool = True) -> str | None:
-    """Why the spec or the run's shape forbids deleting this source namespace, or None. ``prove=False`` (a dry run)
-    writes no identity marker: the cleanup itself proves two stores apart before it deletes."""
+def policy_problem(spec: JobSpec) -> str | None:
+    """Why the job's spec forbids any cleanup, or None (asks no store)."""
     if spec.cleanup.mode == "never":
         return "the job spec's cleanup.mode is `never`; set it to `manual` to allow `nsmigrate cleanup`"
-    unchecked = unchecked_verification(spec)
-    if unchecked is not None:
-        return unchecked
+    return unchecked_verification(spec)
+
+
+def shape_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove: bool = True) -> str | None:
+    """Why deleting this source namespace could delete the migrated data (it is also a target, and source and
+    target are not proven two stores), or None. ``prove=False`` (a dry run) writes no identity marker: the cleanup
+    itself proves two stores apart before it deletes."""
     targets = set(run.target_namespaces or [])
     if run.target_namespace is not None:
         targets.add(run.target_namespace)
@@ -158,12 +161,14 @@ def cleanup_run(
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        if not jobs.cleanable(run):
-            # First: a run that is not verified is refused without asking any store anything.
-            reason = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
-            return _refuse(ctx, run, reason, actor, dry_run=dry_run)
-        problem = policy_problem(ctx, spec, run, prove=not dry_run) or cleanup_refusal(
-            ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now
+        # The spec, then the run's state, before any store is asked anything.
+        problem = policy_problem(spec)
+        if problem is None and not jobs.cleanable(run):
+            problem = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
+        problem = (
+            problem
+            or shape_problem(ctx, spec, run, prove=not dry_run)
+            or cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
         )
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import pytest
 
+from orchestrator import jobs
 from orchestrator.errors import StateError
 from orchestrator.jobs import lifecycle
 from orchestrator.jobs.database import _move_run
@@ -57,7 +58,7 @@ def test_the_state_groups_agree_with_the_table(group: tuple[RunState, ...], to_s
     ("from_state", "to_state"),
     [
         (RunState.PENDING, RunState.CLEANING),
-        (RunState.VERIFY_FAILED, RunState.CLEANING),  # only a verified namespace may be cleaned up
+        (RunState.COPIED, RunState.CLEANING),  # only a judged namespace may be cleaned up (see jobs.cleanable)
         (RunState.CLEANED, RunState.VERIFIED),
         (RunState.CANCELLED, RunState.VERIFIED),
         (RunState.LISTING, RunState.COPIED),
@@ -72,6 +73,25 @@ def test_a_forbidden_move_raises_naming_the_run_and_both_states(from_state: RunS
     assert f"namespace run 41 (namespace 'ns-a') cannot move from {from_state} to {to_state}" in str(raised.value)
     assert raised.value.ids == {"job_id": 7, "run_id": 41}
     assert run.state == from_state  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("state", "cleanup", "cleanable"),
+    [
+        (RunState.VERIFIED, None, True),
+        (RunState.VERIFY_FAILED, None, False),  # a failed verdict is no reason to delete
+        (RunState.VERIFY_FAILED, {"deleted_count": 0}, False),
+        (RunState.VERIFY_FAILED, {"deleted_count": 1000}, True),  # a cleanup that stopped part-way, taken up
+        (RunState.COPIED, {"deleted_count": 1000}, False),
+        (RunState.CLEANED, {"deleted_count": 1500}, False),
+    ],
+)
+def test_a_cleanup_acts_on_a_verified_run_or_takes_up_one_it_half_did(
+    state: RunState, cleanup: dict[str, int] | None, cleanable: bool
+) -> None:
+    run = NamespaceRun(id=3, job_id=1, source_namespace="ns", state=state, cleanup=cleanup)
+
+    assert jobs.cleanable(run) is cleanable
 
 
 def test_an_allowed_move_and_staying_put_change_the_state() -> None:
