@@ -5,6 +5,7 @@ store (namespaces found from the tables, records mapped to columns, unmappable r
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -365,3 +366,36 @@ def test_a_table_renamed_by_another_process_is_looked_up_again(pg: sa.Engine) ->
     with pytest.raises(RetryableError, match="does not exist"):  # the retry (GuardedStore) looks again
         seen.count("alpha")
     assert seen.count("alpha") == 0 and seen.namespaces() == {}
+
+
+def test_a_table_another_thread_is_still_creating_is_waited_for_not_read_empty(
+    pg: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two copy threads of one worker share a store: the second must not take the table as existing while the first's
+    # transaction that creates it is still open (it would see no columns and fail its batch).
+    s = store()
+    outcome: dict[str, Any] = {}
+    write = pgnamespaces.upsert_records
+
+    def second_writer() -> None:
+        try:
+            s.upsert("race", records(3, seed=1))
+            outcome["second"] = "written"
+        except Exception as e:  # what the batch would have failed with
+            outcome["second"] = e
+
+    def write_then_let_another_thread_write(conn: sa.Connection, table: str, rows: list[Record]) -> None:
+        write(conn, table, rows)
+        if "thread" not in outcome:  # the first writer, inside its creating transaction
+            outcome["thread"] = threading.Thread(target=second_writer)
+            outcome["thread"].start()
+            outcome["thread"].join(timeout=2)  # it fails at once, or waits for this transaction to commit
+
+    monkeypatch.setattr(pgnamespaces, "upsert_records", write_then_let_another_thread_write)
+    s.upsert("race", records(3))
+    outcome["thread"].join(timeout=30)
+    s.close()
+
+    assert outcome["second"] == "written"
+    with pg.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM embeddings_race")).scalar_one() >= 3

@@ -121,8 +121,10 @@ class DocumentedPgvectorStore(PgvectorStore):
         with self._errors("upsert", namespace), self._get_engine().begin() as conn:
             if table not in self._existing:
                 pgnamespaces.create_namespace(conn, self.prefix, namespace, dimension)
-                self._existing.add(table)
             pgnamespaces.upsert_records(conn, table, list(latest.values()))
+        # Remembered only once committed: another thread of this process that took the table as existing before
+        # then would find no columns in it (the creating transaction is not visible to its connection).
+        self._existing.add(table)
         return len(records)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
