@@ -252,7 +252,6 @@ class _Verifier:
         ns = self.run_.source_namespace
         ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
-        self.report.source_vanished = self.run_.copied if not ids else 0
         self.report.enumeration = getattr(self.source, "enumeration", "list")
         if self.report.enumeration != "list":
             # A catalogue or a sweep may come up short where a list cannot: hold it against the source's own count.
@@ -283,6 +282,12 @@ class _Verifier:
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
         if self.latency_vectors:
             self._check_latency(fixed)
+        # An empty source proves nothing where the target is not judged whole (routed, shared, neither ids nor counts
+        # checked): a run that copied ids then fails. A target of its own is judged whole below: 0/0 passes only when
+        # its copies went too (the app deleted them through both sides, or `sync --allow-vanished-source`).
+        judged_whole = fixed is not None and not shared and (self.checks.ids or self.checks.counts)
+        if not ids and not judged_whole:
+            self.report.source_vanished = self.run_.copied
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
             return
@@ -294,6 +299,8 @@ class _Verifier:
         listing_agrees = False
         if self.checks.ids:
             listing_agrees = self._check_extras(fixed, fail=not shared)
+        if not ids and judged_whole and (self.report.extra_count or not self.checks.ids):
+            self.report.source_vanished = self.run_.copied  # its copies are still there: the source went alone
         if not shared and self.checks.counts:
             self._check_count(fixed, listing_agrees=listing_agrees)
         if query_ids:

@@ -252,16 +252,17 @@ def test_propagate_deletes_needs_yes_and_refuses_a_vanished_source(stack: Stack)
     assert refused.exit_code == 1 and "--allow-vanished-source" in refused.output, refused.output
     assert stack.pinecone.count("dst", "ns0") == 60  # nothing deleted
     assert not events(db, job_id, "sync")
-    # An empty source verifies nothing: the run is not "verified" on "0/0 ids present".
+    # An empty source beside a target still holding the copies verifies nothing: never "verified" on "0/0".
     assert cli(stack, "verify", str(job_id)).exit_code == 1
     report = reports(db, job_id)["ns0"]
     assert not report["passed"] and "source namespace lists no ids now" in report["reasons"][0]
 
-    # Asked explicitly: the target is emptied, and the run still does not pass.
+    # Asked explicitly: the target is emptied too, and both sides now agree that the namespace is empty.
     allowed = cli(stack, "sync", str(job_id), "--propagate-deletes", "--yes", "--allow-vanished-source", "--wait")
-    assert allowed.exit_code == 1 and "(60 deleted from the target)" in allowed.output, allowed.output
+    assert allowed.exit_code == 0 and "(60 deleted from the target)" in allowed.output, allowed.output
     assert stack.pinecone.count("dst", "ns0") == 0
-    assert run_of(db, job_id).state == RunState.VERIFY_FAILED
+    assert run_of(db, job_id).state == RunState.VERIFIED
+    assert reports(db, job_id)["ns0"]["target_count"] == 0
 
 
 def test_propagated_deletes_keep_an_id_the_source_holds_again(
