@@ -69,6 +69,7 @@ def metrics(
         JobTableCollector(
             newest=lambda: [job["job_id"] for job in jobs.list_jobs(database, newest_jobs)],
             summary=lambda job_id: jobs.job_summary(database, job_id, 0),
+            syncs=lambda job_id: jobs.sync_totals(database, job_id),
         )
     )
     pages = page_app(

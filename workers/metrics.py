@@ -11,7 +11,7 @@ serves their sum. `nsmigrate metrics` serves the job table's gauges. README: "Me
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
@@ -122,11 +122,19 @@ class JobTableCollector(Collector):
     Parameters:
         newest: returns the ids of the newest jobs.
         summary: returns a job's summary without its runs listed.
+        syncs: returns a job's sync totals (``jobs.sync_totals``: a sync runs in the command's process, which serves
+            no metrics, so its counts come from the job table).
     """
 
-    def __init__(self, newest: Callable[[], Sequence[int]], summary: Callable[[int], JobSummary]) -> None:
+    def __init__(
+        self,
+        newest: Callable[[], Sequence[int]],
+        summary: Callable[[int], JobSummary],
+        syncs: Callable[[int], Mapping[str, int]],
+    ) -> None:
         self._newest = newest
         self._summary = summary
+        self._syncs = syncs
 
     def collect(self) -> Iterator[Any]:
         info = GaugeMetricFamily(
@@ -151,6 +159,12 @@ class JobTableCollector(Collector):
             "Vectors, rows and backup rows of an erasure job's places: planned, erased",
             labels=["job_id", "kind"],
         )
+        synced = GaugeMetricFamily(
+            "nsmigrate_job_sync",
+            "A job's syncs summed: syncs (namespaces synced), new and changed ids copied again, deleted_in_source, "
+            "deleted (from the target, --propagate-deletes)",
+            labels=["job_id", "kind"],
+        )
         for job_id in self._newest():
             summary = self._summary(job_id)
             job = str(job_id)
@@ -165,4 +179,7 @@ class JobTableCollector(Collector):
             for kind, count in summary.totals.as_dict().items():
                 vectors.add_metric([job, kind], count)
             failed_batches.add_metric([job], summary.failed_batches)
-        yield from (info, runs, vectors, failed_batches, places, erased)
+            if summary.kind == JobKind.MIGRATE:
+                for kind, count in self._syncs(job_id).items():
+                    synced.add_metric([job, kind], count)
+        yield from (info, runs, vectors, failed_batches, places, erased, synced)

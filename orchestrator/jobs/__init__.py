@@ -106,6 +106,7 @@ from orchestrator.jobs.status import (
     job_status,
     job_summary,
     list_jobs,
+    sync_totals,
     verdicts_of,
 )
 from orchestrator.jobs.sync_rollback import (
@@ -224,6 +225,7 @@ __all__ = [
     "start_verifications",
     "start_verify",
     "sync_refusal",
+    "sync_totals",
     "unfinished_work",
     "verdicts_of",
     "written_ids",

@@ -112,6 +112,23 @@ def _executor(conn: sa.Connection) -> Execute:
     return execute
 
 
+#: What a job's ``sync`` events count, summed by ``sync_totals``: namespaces synced, ids new and changed in the
+#: source (copied again), ids deleted in the source, ids deleted from the target (``--propagate-deletes``).
+SYNC_TOTALS = ("syncs", "new", "changed", "deleted_in_source", "deleted")
+
+
+def sync_totals(db: Database, job_id: int) -> dict[str, int]:
+    """A job's syncs and what they found and did, summed over its ``sync`` audit events (one per namespace synced;
+    the sync runs in the command's process, so the job table is where its counts live)."""
+    totals = dict.fromkeys(SYNC_TOTALS, 0)
+    with db.transaction() as s:
+        for detail in s.scalars(sa.select(Event.detail).where(Event.job_id == job_id, Event.action == "sync")):
+            totals["syncs"] += 1
+            for key in SYNC_TOTALS[1:]:
+                totals[key] += int(detail.get(key) or 0)
+    return totals
+
+
 def events_of(db: Database, job_id: int, last: int | None = None) -> list[dict[str, Any]]:
     """A job's audit log, oldest first; ``last``: only its newest ``last`` events (a page's tail of a long log)."""
     query = sa.select(Event).where(Event.job_id == job_id)

@@ -223,6 +223,8 @@ def test_live_writes_fail_verification_and_sync_copies_exactly_the_new_and_chang
     assert result["deleted"] == 2
     assert states(wait_final(db, job_id))["ns1"] == RunState.VERIFIED
     assert stack.pinecone.count("dst", "ns1") == 58
+    # What the metrics exporter serves as nsmigrate_job_sync: the four syncs' counts, summed from the job table.
+    assert jobs.sync_totals(db, job_id) == {"syncs": 4, "new": 7, "changed": 5, "deleted_in_source": 4, "deleted": 2}
 
 
 def test_sync_repairs_silently_dropped_writes(stack: Stack, ctx: WorkerContext) -> None:

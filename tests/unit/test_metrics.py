@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
 from cli.main import app
+from orchestrator.jobs.status import SYNC_TOTALS
 from orchestrator.snapshot import JobSummary, PlaceStatus, Totals
 from orchestrator.states import JobKind, JobState, PlaceState, RunState
 from workers import metrics
@@ -40,13 +41,22 @@ def summary(job_id: int, states: dict[RunState, int], copied: int) -> JobSummary
     )
 
 
+def no_syncs() -> dict[str, int]:
+    return dict.fromkeys(SYNC_TOTALS, 0)
+
+
 def test_job_table_gauges_have_one_series_per_job_and_state() -> None:
     summaries = {
         7: summary(7, {RunState.COPYING: 11_000, RunState.VERIFIED: 1_000}, copied=40_000),
         8: summary(8, {RunState.PENDING: 3}, copied=0),
     }
     registry = CollectorRegistry()
-    registry.register(metrics.JobTableCollector(newest=lambda: list(summaries), summary=summaries.__getitem__))
+    syncs = {7: {"syncs": 12_000, "new": 5, "changed": 2, "deleted_in_source": 1, "deleted": 0}, 8: no_syncs()}
+    registry.register(
+        metrics.JobTableCollector(
+            newest=lambda: list(summaries), summary=summaries.__getitem__, syncs=syncs.__getitem__
+        )
+    )
 
     def value(metric: str, /, **labels: str) -> float | None:
         return registry.get_sample_value(metric, labels)
@@ -59,9 +69,12 @@ def test_job_table_gauges_have_one_series_per_job_and_state() -> None:
     assert value("nsmigrate_job_vectors", job_id="7", kind="source") == 40_005
     assert value("nsmigrate_job_failed_batches", job_id="7") == 2
     assert value("nsmigrate_job_info", job_id="7", name="job-7", kind="migrate", state="running") == 1
+    assert value("nsmigrate_job_sync", job_id="7", kind="syncs") == 12_000
+    assert value("nsmigrate_job_sync", job_id="7", kind="changed") == 2
+    assert value("nsmigrate_job_sync", job_id="8", kind="new") == 0
     # 12,000 namespaces, yet a series per state: the count of series depends on the jobs only.
     lines = [line for line in generate_latest(registry).decode().splitlines() if line.startswith("nsmigrate_job")]
-    assert len(lines) == 2 * (1 + len(RunState) + 4 + 1)
+    assert len(lines) == 2 * (1 + len(RunState) + 4 + 1 + len(SYNC_TOTALS))
 
 
 def place(state: PlaceState, planned: int, erased: int) -> PlaceStatus:
@@ -75,7 +88,9 @@ def test_an_erasure_jobs_places_and_records_are_gauges() -> None:
         places=(place(PlaceState.VERIFIED, 5, 5), place(PlaceState.VERIFIED, 2, 2), place(PlaceState.FAILED, 3, 0)),
     )
     registry = CollectorRegistry()
-    registry.register(metrics.JobTableCollector(newest=lambda: [9], summary=lambda _: erasure))
+    registry.register(
+        metrics.JobTableCollector(newest=lambda: [9], summary=lambda _: erasure, syncs=lambda _: no_syncs())
+    )
 
     def value(metric: str, /, **labels: str) -> float | None:
         return registry.get_sample_value(metric, {"job_id": "9", **labels})

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from orchestrator.jobs.status import SYNC_TOTALS
 from orchestrator.snapshot import JobSummary, Totals
 from orchestrator.states import JobKind, JobState
 from workers import metrics
@@ -54,7 +55,11 @@ def exported_names() -> set[str]:
         totals=Totals(0, 0, 0, 0),
         runs=(),
     )
-    families += list(metrics.JobTableCollector(newest=lambda: [1], summary=lambda _: summary).collect())
+    families += list(
+        metrics.JobTableCollector(
+            newest=lambda: [1], summary=lambda _: summary, syncs=lambda _: dict.fromkeys(SYNC_TOTALS, 0)
+        ).collect()
+    )
     return {family.name + suffix for family in families for suffix in SUFFIXES[family.type]}
 
 
