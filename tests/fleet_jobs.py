@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from orchestrator import jobs, launch
@@ -40,3 +41,11 @@ def batches(db: jobs.Database, job_id: int) -> list[Batch]:
                 .order_by(Batch.id)
             )
         )
+
+
+def use_stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's environment as the stack's commands see it (job table, Redis, Pinecone key), for CLI calls
+    made in process."""
+    for key, value in stack.env().items():
+        if key.startswith(("NSMIGRATE_", "PINECONE_")):
+            monkeypatch.setenv(key, value)

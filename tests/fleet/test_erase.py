@@ -25,6 +25,7 @@ from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 from sandbox.stack import Stack
+from tests.fleet_jobs import use_stack_env
 from tests.polling import wait_until
 from workers.backup import read_manifest
 from workers.erasing import plan_erasure
@@ -153,9 +154,7 @@ def migrated(
 ) -> list[Path]:
     """Both copy jobs ran and verified, the backup written; workers for every queue are running."""
     monkeypatch.chdir(tmp_path)
-    for key, value in stack.env().items():
-        if key.startswith(("NSMIGRATE_", "PINECONE_")):
-            monkeypatch.setenv(key, value)
+    use_stack_env(stack, monkeypatch)
     create_tenancy_tables(stack.database_url)
     load_tenancy(stack.database_url, twins=TWINS)  # twins, creators and one source row src_{twin} per twin
     monkeypatch.setenv(SUPABASE["url_env"], start_standin(stack.database_url, "service-key").url)
@@ -314,9 +313,7 @@ def test_a_place_that_fails_is_reported_and_resume_finishes_it(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    for key, value in stack.env().items():
-        if key.startswith(("NSMIGRATE_", "PINECONE_")):
-            monkeypatch.setenv(key, value)
+    use_stack_env(stack, monkeypatch)
     stack.pinecone.load("idx", "creator_a.1", [("x", _vec(0), None), ("y", _vec(1), None)])
     stack.pinecone.load("idx", "creator_a.10", [("z", _vec(2), None)])
     spec = tmp_path / "spec.yaml"

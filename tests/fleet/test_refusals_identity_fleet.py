@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import Stack
+from tests.fleet_jobs import use_stack_env
 
 DIM = 8
 
@@ -24,9 +25,7 @@ def test_a_receipt_never_says_empty_for_a_store_left_unsearched(
     stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    for key, value in stack.env().items():
-        if key.startswith(("NSMIGRATE_", "PINECONE_")):
-            monkeypatch.setenv(key, value)
+    use_stack_env(stack, monkeypatch)
     specs = []
     for index in ("small-src", "small-dst"):
         stack.pinecone.load(index, "creator_a.1", [(f"{index}-x", [0.1] * DIM, None)])

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import Stack
+from tests.fleet_jobs import use_stack_env
 
 DIM = 8
 TEST_CREATOR = "sainath.no.1"
@@ -38,9 +39,7 @@ def nsmigrate(*args: str) -> tuple[int, str]:
 
 @pytest.fixture
 def fleet(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    for key, value in stack.env().items():
-        if key.startswith(("NSMIGRATE_", "PINECONE_")):
-            monkeypatch.setenv(key, value)
+    use_stack_env(stack, monkeypatch)
     stack.pinecone.load("small-src", "", [(vid, [0.1 + i / 100] * DIM, meta) for i, (vid, meta) in enumerate(DEFAULT)])
     stack.pinecone.load("small-src", "t1", [(f"t1-{i}", [0.5] * DIM, {"n": i}) for i in range(2)])
     stack.start_worker("list,copy,verify,cleanup", 4)

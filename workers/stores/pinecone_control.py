@@ -218,8 +218,3 @@ class PineconeControl:
                 if close is not None:
                     close()
             self._client = None
-
-
-def open_control(spec: PineconeStoreSpec) -> PineconeControl:
-    """The control plane of ``spec``'s project. Nothing connects until the first call."""
-    return PineconeControl(spec)
