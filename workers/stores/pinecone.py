@@ -370,7 +370,6 @@ class PineconeStore:
                         api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control
                     )
                     described = pc.describe_index(str(self.spec.index))
-                    prime_sdk_decoding()
                     host = described.host
                     self._is_pod = getattr(getattr(described, "spec", None), "pod", None) is not None
                     if getattr(getattr(described, "spec", None), "pod", None) is not None:
@@ -382,6 +381,8 @@ class PineconeStore:
                 check_key_destination(host, self.name)  # given, or the control plane's answer
                 self._host = host
                 plane = DataPlane(host, key, timeout_s=self._timeout_s)
+            # The SDK still serves the control plane, here and in other threads (``pinecone_control``).
+            prime_sdk_decoding()
             self._plane, self._plane_pid = plane, pid
             return plane
 
