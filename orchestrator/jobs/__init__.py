@@ -19,7 +19,8 @@ Who owns what:
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``erasure``: an erasure job's places (claim, record, finish with its receipt);
 - ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``job_progress``
-  → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``).
+  → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``), each the reader of ``orchestrator.snapshot``
+  over the engine (``read_status``).
 """
 
 from orchestrator.jobs.batches import (
@@ -105,6 +106,7 @@ from orchestrator.jobs.status import (
     job_status,
     job_summary,
     list_jobs,
+    read_status,
     sync_totals,
     verdicts_of,
 )
@@ -204,6 +206,7 @@ __all__ = [
     "open_rollback",
     "places_of",
     "queued_batches",
+    "read_status",
     "record_event",
     "requeue_failed",
     "requeue_failed_listers",
