@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -161,6 +162,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
     from orchestrator.spec import load_spec
 
     job_spec = load_spec(spec)
+    marks = {"spec_parsed": time.time()}
     database = db(resolved)
 
     def show_plan_first(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]]:
@@ -176,6 +178,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
         open_control,
         new=new,
         before_write=show_plan_first,
+        marks=marks,
     )
     job_id = started.job_id
     if started.resumed is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -146,6 +147,9 @@ class PlanServer:
             return _local("the fleet's job table is another database than the command's")
         try:
             spec = spec_from_text(submission.spec_text, origin=submission.spec_path)
+            marks = {"spec_parsed": time.time()}
+            if submission.submitted_at:  # a command older than the marks sends none
+                marks["spec_submitted"] = submission.submitted_at
             reason = needs_the_command(spec)
             if reason is not None:
                 return _local(reason)
@@ -163,6 +167,7 @@ class PlanServer:
                     open_control,
                     new=submission.new,
                     actor=submission.actor,
+                    marks=marks,
                 )
         except NsmigrateError as e:
             missing = e.ids.get("env_var")
