@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -156,6 +157,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
     from orchestrator.spec import load_spec
 
     job_spec = load_spec(spec)
+    marks = {"spec_parsed": time.time()}
     database = db(resolved)
     fleet = dispatcher(resolved)
     existing = None if new else jobs.latest_unfinished_job(database, job_spec.name)
@@ -167,7 +169,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
         )
         job_id = existing.id
     else:
-        prepared = launch.prepare(job_spec, open_store, spec.parent, open_control)
+        prepared = launch.prepare(job_spec, open_store, spec.parent, open_control, marks=marks)
         print_plan(summarize(prepared))
         # The backup comes first: if it fails, no job is written and nothing is enqueued.
         backup = None

@@ -51,6 +51,7 @@ def to_fleet(settings: Settings, spec_path: Path, kind: Kind, *, new: bool = Fal
         new=new,
         actor=default_actor(),
         database=database,
+        submitted_at=time.time(),
     )
     encoded = submission.encode()
     try:

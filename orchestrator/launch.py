@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,6 +58,14 @@ class Prepared:
     target_label: str
     #: The target index the spec asks nsmigrate to create (``target.create``), and whether it exists already.
     target_index: TargetIndex | None = None
+    #: When planning passed its steps (``PLANNING_MARKS``, epoch seconds), kept in the job's ``job_created`` event:
+    #: how long the user waited before the job existed, and on what.
+    marks: dict[str, float] = field(default_factory=dict)
+
+
+#: The steps of planning timed in ``Prepared.marks``: the spec handed to the fleet's planner by the command (only when
+#: the fleet plans), the spec validated, the first request sent to a store, the plan and every check of it done.
+PLANNING_MARKS = ("spec_submitted", "spec_parsed", "first_store_request", "plan_done")
 
 
 #: ``_inventory``'s dimension of a store that has none yet (an empty pgvector target): the source's, once known.
@@ -139,14 +148,34 @@ def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
 
 
 def prepare(
-    spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None, open_control: ControlOpener | None = None
+    spec: JobSpec,
+    open_store: StoreOpener,
+    spec_dir: Path | None = None,
+    open_control: ControlOpener | None = None,
+    *,
+    marks: dict[str, float] | None = None,
 ) -> Prepared:
     """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing.
     ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created.
-    Reads that do not wait on each other run at once (``orchestrator.plan_reads``)."""
+    Reads that do not wait on each other run at once (``orchestrator.plan_reads``). ``marks``: the caller's marks of
+    the steps before (``PLANNING_MARKS``, epoch seconds; ``spec_parsed`` is now when not given)."""
+    marks = {"spec_parsed": time.time(), **(marks or {})}
+    prepared = _prepare(spec, open_store, spec_dir, open_control, marks)
+    marks["plan_done"] = time.time()
+    return replace(prepared, marks=marks)
+
+
+def _prepare(
+    spec: JobSpec,
+    open_store: StoreOpener,
+    spec_dir: Path | None,
+    open_control: ControlOpener | None,
+    marks: dict[str, float],
+) -> Prepared:
     spec = _absolute_catalogue(spec, spec_dir)
     source = open_store(spec.source)
     target = open_store(spec.target)
+    marks["first_store_request"] = time.time()
     with PlanReads(spec.rate) as reads:
         # The target's inventory is read beside the source's unless the plan may create the target (then it waits
         # for the source's shape) or Pinecone copies the index (strategy collection).
@@ -212,6 +241,7 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor:
         source_label=prepared.source_label,
         target_label=prepared.target_label,
         actor=actor,
+        planning={mark: round(at, 3) for mark, at in prepared.marks.items()},
     )
     if prepared.spec.strategy == "collection":
         dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready

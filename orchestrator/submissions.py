@@ -87,6 +87,8 @@ class Submission:
     #: Who submitted it (user@host), for the audit log.
     actor: str
     database: str
+    #: When the command sent it (epoch seconds), the first of planning's marks (``launch.PLANNING_MARKS``).
+    submitted_at: float = 0.0
 
     def encode(self) -> str:
         return json.dumps(asdict(self))
@@ -105,4 +107,5 @@ class Submission:
             new=bool(data["new"]),
             actor=str(data["actor"]),
             database=str(data["database"]),
+            submitted_at=float(data.get("submitted_at", 0.0)),
         )

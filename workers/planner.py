@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -145,6 +146,9 @@ class Planner:
             return _local("the fleet's job table is another database than the command's")
         try:
             spec = spec_from_text(submission.spec_text, origin=submission.spec_path)
+            marks = {"spec_parsed": time.time()}
+            if submission.submitted_at:  # a command older than the marks sends none
+                marks["spec_submitted"] = submission.submitted_at
             reason = needs_the_command(spec)
             if reason is not None:
                 return _local(reason)
@@ -163,7 +167,7 @@ class Planner:
                     "auto_verify": spec.auto_verify,
                 }
             with _clients_of_one_plan(self.settings.allowed_key_vars) as (open_store, open_control):
-                prepared = launch.prepare(spec, open_store, spec_dir, open_control)
+                prepared = launch.prepare(spec, open_store, spec_dir, open_control, marks=marks)
             job_id = launch.launch(self.db, self.dispatcher, prepared, actor=submission.actor)
         except NsmigrateError as e:
             missing = e.ids.get("env_var")
