@@ -114,6 +114,8 @@ class PeerResult:
     retried: int
     #: From the first request to the last answer: the process's start-up (interpreter, imports) is not in it.
     seconds: float = 0.0
+    #: When the last upsert was answered (epoch seconds): the end of the user's clock, as the fleet's last batch is.
+    last_write: float = 0.0
 
 
 class Peer:
@@ -127,13 +129,15 @@ class Peer:
         # Writes are budgeted per target namespace, in requests and in bytes.
         self._writes: dict[str, tuple[Window, Window]] = {}
         self.requests = self.retried = self.vectors = 0
+        self.last_write = 0.0
 
     async def copy_all(self) -> PeerResult:
         started = time.monotonic()
         stats = await self._request(self._stats, self.source.describe_index_stats)
         namespaces = ["" if ns == DEFAULT_NAMESPACE_LABEL else ns for ns in stats.namespaces]
         await asyncio.gather(*(self.copy_namespace(ns) for ns in namespaces))
-        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried, seconds, self.last_write)
 
     async def copy_namespace(self, namespace: str) -> None:
         """List page after page; each listed page is fetched and upserted while the next one is listed."""
@@ -166,6 +170,7 @@ class Peer:
         requests, volume = self._writes[namespace]
         await volume.take(size)
         await self._request(requests, partial(self.target.upsert, vectors=records, namespace=namespace))
+        self.last_write = time.time()
 
     async def _request(self, pace: Window, call: Callable[[], Awaitable[T]]) -> T:
         """One request under its budget and the in-flight bound; 429 and 5xx retried with backoff."""
@@ -211,13 +216,19 @@ def _upsert_chunks(records: list[dict[str, Any]]) -> list[tuple[list[dict[str, A
     return [(records[i : i + per_request], sum(estimates[i : i + per_request]) + ENVELOPE_BYTES) for i in starts]
 
 
+def _client_options(host: str, in_flight: int) -> dict[str, Any]:
+    """A connection for every request in flight (the SDK pools 20 by default, which would bound the in-flight bound),
+    and no CA bundle loaded for a plain-http host: nsmigrate's own clients skip it too (``workers.stores.pinecone``)."""
+    return {"connection_pool_maxsize": in_flight, "ssl_verify": not host.startswith("http://")}
+
+
 async def copy_index(
     source_host: str, target_host: str, api_key: str, budgets: Budgets, in_flight: int = DEFAULT_IN_FLIGHT
 ) -> PeerResult:
     """Copy every namespace of the index at ``source_host`` into the index at ``target_host``."""
     async with (
-        AsyncIndex(host=source_host, api_key=api_key) as source,
-        AsyncIndex(host=target_host, api_key=api_key) as target,
+        AsyncIndex(host=source_host, api_key=api_key, **_client_options(source_host, in_flight)) as source,
+        AsyncIndex(host=target_host, api_key=api_key, **_client_options(target_host, in_flight)) as target,
     ):
         return await Peer(source, target, budgets, in_flight).copy_all()
 

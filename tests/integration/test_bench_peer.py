@@ -4,6 +4,7 @@ through throttling and errors, and within the budgets it claims, or its figures 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from pinecone import Pinecone
@@ -42,9 +43,11 @@ def assert_copied_equal(sandbox: PineconeSandbox, api_key: str, data: SeedData) 
 
 
 def test_peer_copies_every_namespace_equal(sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData) -> None:
+    started = time.time()
     result = run_peer(sandbox, pinecone_api_key, Budgets.nsmigrate_defaults())
 
     assert (result.vectors, result.namespaces) == (data.total, len(data.namespaces))
+    assert started < result.last_write <= time.time()  # the end of its user clock (bench.peer_vs_fleet)
     assert_copied_equal(sandbox, pinecone_api_key, data)
 
 
@@ -76,3 +79,18 @@ def test_peer_stays_within_its_budgets(sandbox: PineconeSandbox, pinecone_api_ke
     # next second: up to half over the budget is allowed (unpaced, 41 listings arrive at once).
     assert max(peaks["list_per_index"], peaks["fetch_per_index"]) <= 15, peaks
     assert_copied_equal(sandbox, pinecone_api_key, data)
+
+
+def test_peer_has_as_many_requests_in_flight_as_its_bound(sandbox: PineconeSandbox, pinecone_api_key: str) -> None:
+    # Forty namespaces listed at once, each list answered after a second: the SDK's default pool (20 connections an
+    # index) would hold the rest back, whatever the peer's bound on requests in flight.
+    data = seed_dataset(dimension=8, n_vectors=200, n_twin_namespaces=40, default_count=0)
+    data.load_into(sandbox, "src")
+    sandbox.set_faults("src", Faults(latency_ms=1000))
+
+    result = asyncio.run(
+        copy_index(sandbox.host("src"), sandbox.host("dst"), pinecone_api_key, Budgets.nsmigrate_defaults(), 64)
+    )
+
+    assert result.vectors == data.total
+    assert sandbox.stats("src")["max_requests_in_flight"] > 20
