@@ -15,7 +15,9 @@ whose load moves. The peer and the fleet get the same budgets, nsmigrate's spec 
 Printed per data set: each contender's median seconds and vectors/s over the rounds, the ratios to the loop, and the
 fleet against the peer (peer seconds ÷ fleet seconds: above 1 the fleet is faster), each with its start-up (the user's
 clock against the peer's process) and without it (the job clock against the peer's own clock, its first request to
-its last answer), with the range over the rounds; and the machine's load averages before and after (``os.getloadavg``).
+its last answer), with the range over the rounds; the CPU seconds of each contender's own processes (on a machine
+loaded by other work the kernel shares the cores per process, which favours the fleet's several processes over the
+peer's one: read these beside the clocks); and the machine's load averages before and after (``os.getloadavg``).
 
     .venv/bin/python -m bench.peer_vs_fleet                  # both data sets, 3 rounds
     .venv/bin/python -m bench.peer_vs_fleet --sets seed --rounds 5
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -41,6 +44,7 @@ from bench.fleet_vs_loop import (
     SERVER_LIMITS,
     DataPlane,
     FleetShape,
+    _cpu_seconds,
     _wait_for_planner,
     _worker,
     load_source,
@@ -66,6 +70,14 @@ class Rounds:
     fleet_job_seconds: list[float] = field(default_factory=list)
     #: The peer's own clock: its first request to its last answer.
     peer_copy_seconds: list[float] = field(default_factory=list)
+    #: CPU seconds of each contender's own processes per round: the peer's one; the fleet's workers and its command.
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {"peer": [], "fleet": []})
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have exited and been waited for (a peer, a command)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
@@ -137,6 +149,7 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
         for n in range(rounds):
             for contender in CONTENDERS if n % 2 == 0 else reversed(CONTENDERS):
                 plane.admin(contender, "/_sandbox/reset", {})
+                cpu_before = _cpu_seconds(workers) + children_cpu()
                 if contender == "loop":
                     result.seconds["loop"].append(sequential_loop(plane, data).seconds)
                 elif contender == "peer":
@@ -147,6 +160,8 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
                     user_s, job_s = run_fleet(plane, shape, db, env, workdir, f"peer-bench-{name}-{n}")
                     result.seconds["fleet"].append(user_s)
                     result.fleet_job_seconds.append(job_s)
+                if contender != "loop":  # the loop runs in this process
+                    result.cpu[contender].append(_cpu_seconds(workers) + children_cpu() - cpu_before)
                 check_copied(plane, contender, data)
                 seconds = result.seconds[contender][-1]
                 print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
@@ -183,6 +198,8 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"  fleet ÷ peer, each with its start-up (peer s ÷ fleet s, > 1 = fleet faster): {ratios(peer, user)}",
         f"  fleet ÷ peer, job clock against the peer's own clock:                        "
         f"{ratios(rounds.peer_copy_seconds, job)}",
+        f"  CPU s of their own processes (median): peer {statistics.median(rounds.cpu['peer']):.2f} (one process), "
+        f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command)",
     ]
     return lines
 
