@@ -53,7 +53,7 @@ from bench.fleet_vs_loop import (
     warm_source,
 )
 from bench.peer import Budgets
-from bench.user_clock import job_clock, run_cli
+from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
 from orchestrator import jobs
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
@@ -70,6 +70,8 @@ class Rounds:
     fleet_job_seconds: list[float] = field(default_factory=list)
     #: The peer's own clock: its first request to its last answer.
     peer_copy_seconds: list[float] = field(default_factory=list)
+    #: Each fleet job's steps on the user's clock (``bench.user_clock.timeline``).
+    fleet_timelines: list[dict[str, float | None]] = field(default_factory=list)
     #: CPU seconds of each contender's own processes per round: the peer's one; the fleet's workers and its command.
     cpu: dict[str, list[float]] = field(default_factory=lambda: {"peer": [], "fleet": []})
 
@@ -95,8 +97,9 @@ def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
 
 def run_fleet(
     plane: DataPlane, shape: FleetShape, db: jobs.Database, env: dict[str, str], workdir: Path, name: str
-) -> tuple[float, float]:
-    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds."""
+) -> tuple[float, float, dict[str, float | None]]:
+    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds and its
+    timeline."""
     spec = {
         "name": name,
         "source": {"kind": "pinecone", "host": plane.hosts["src"]},
@@ -108,7 +111,8 @@ def run_fleet(
     }  # no `rate`: the spec's defaults, the peer's budgets
     cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")))
     created, finished = job_clock(db, cli.job_id)
-    return finished - cli.started, finished - created
+    steps = timeline(db, cli, plane.admin("fleet", "/_sandbox/stats"))
+    return finished - cli.started, finished - created, steps
 
 
 def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
@@ -157,9 +161,10 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
                     result.seconds["peer"].append(wall_s)
                     result.peer_copy_seconds.append(copy_s)
                 else:
-                    user_s, job_s = run_fleet(plane, shape, db, env, workdir, f"peer-bench-{name}-{n}")
+                    user_s, job_s, steps = run_fleet(plane, shape, db, env, workdir, f"peer-bench-{name}-{n}")
                     result.seconds["fleet"].append(user_s)
                     result.fleet_job_seconds.append(job_s)
+                    result.fleet_timelines.append(steps)
                 if contender != "loop":  # the loop runs in this process
                     result.cpu[contender].append(_cpu_seconds(workers) + children_cpu() - cpu_before)
                 check_copied(plane, contender, data)
@@ -201,6 +206,10 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"  CPU s of their own processes (median): peer {statistics.median(rounds.cpu['peer']):.2f} (one process), "
         f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command)",
     ]
+    labels = [f"round {n + 1}" for n in range(len(rounds.fleet_timelines))]
+    lines += timeline_lines(
+        "fleet job, seconds from `nsmigrate run` (round 1 on fresh workers)", rounds.fleet_timelines, labels
+    )
     return lines
 
 

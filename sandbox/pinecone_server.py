@@ -829,6 +829,8 @@ class FaultState:
         with self._lock:
             self._windows: dict[tuple[str, str | None], _Window] = {}
             self._requests: dict[str, int] = {}
+            #: op → [first, last] arrival of its requests (epoch seconds): when a client's work reached the index.
+            self._request_times: dict[str, list[float]] = {}
             self._counters = dict.fromkeys(
                 ("responses_429", "responses_5xx", "injected_429", "injected_5xx", "vectors_stored", "vectors_dropped"),
                 0,
@@ -859,8 +861,10 @@ class FaultState:
             return self.faults.stats_offset + self._stats_readings % 2
 
     def count_request(self, op: str) -> None:
+        now = time.time()
         with self._lock:
             self._requests[op] = self._requests.get(op, 0) + 1
+            self._request_times.setdefault(op, [now, now])[1] = now
 
     def count_reply(self, status: int) -> None:
         with self._lock:
@@ -958,6 +962,7 @@ class FaultState:
                     peaks[name][_display_name(namespace)] = window.peak
             return {
                 "requests": dict(self._requests),
+                "request_times": {op: {"first": t[0], "last": t[1]} for op, t in self._request_times.items()},
                 **self._counters,
                 "rate_limited": dict(self._rate_limited),
                 "max_admitted_per_second": peaks,
