@@ -69,6 +69,7 @@ from orchestrator.jobs.jobrows import (
 )
 from orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
+    AWAITING_VERDICT_RUN_STATES,
     BATCH_TRANSITIONS,
     BUSY_RUN_STATES,
     COPY_DONE_RUN_STATES,
@@ -77,6 +78,7 @@ from orchestrator.jobs.lifecycle import (
     JUDGED_RUN_STATES,
     LIST_FAILABLE_RUN_STATES,
     LISTABLE_RUN_STATES,
+    PASSED_RUN_STATES,
     ROLLBACK_READY_STATES,
     RUN_TRANSITIONS,
     SYNCABLE_RUN_STATES,
@@ -135,6 +137,7 @@ from orchestrator.jobs.verdicts import (
 
 __all__ = [
     "ACTIVE_BATCH_STATES",
+    "AWAITING_VERDICT_RUN_STATES",
     "BATCH_TRANSITIONS",
     "BUSY_RUN_STATES",
     "COPY_DONE_RUN_STATES",
@@ -143,6 +146,7 @@ __all__ = [
     "JUDGED_RUN_STATES",
     "LISTABLE_RUN_STATES",
     "LIST_FAILABLE_RUN_STATES",
+    "PASSED_RUN_STATES",
     "ROLLBACK_READY_STATES",
     "ROWS_PER_INSERT",
     "RUN_TRANSITIONS",
