@@ -115,6 +115,12 @@ def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRA
         ).one_or_none()
 
 
+def is_collection_job(db: Database, job_id: int) -> bool:
+    """Whether the job copies by Pinecone collection (``strategy: collection``): its steps are not listers and
+    batches. Read from the stored spec as it is: rollback and erase jobs keep other shapes there."""
+    return (find_job(db, job_id).spec or {}).get("strategy") == "collection"
+
+
 def job_spec(db: Database, job_id: int) -> JobSpec:
     """The job's spec, read and validated once per process (a spec never changes once its job is written)."""
     spec = db._specs.get(job_id)

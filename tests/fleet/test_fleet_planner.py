@@ -1,4 +1,4 @@
-"""`nsmigrate run` and `plan` handing the spec to the fleet's planner (``workers.planner``), as a user runs them:
+"""`nsmigrate run` and `plan` handing the spec to the fleet's planner (``workers.plan_server``), as a user runs them:
 `python -m cli …` in its own process, a real `nsmigrate worker`, real Redis and Postgres, the real Pinecone SDK on
 the local data plane. Whatever path a spec takes, the command's answer, the job table and the data are the same; when
 the fleet cannot plan it, the command plans it itself and nothing is started twice."""

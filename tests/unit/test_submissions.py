@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.spec import parse_spec
 from orchestrator.submissions import Heartbeat, Submission, database_fingerprint
-from workers.planner import needs_the_command
+from workers.plan_server import needs_the_command
 
 SOURCE = {"kind": "pinecone", "host": "http://127.0.0.1:1"}
 TARGET = {"kind": "pinecone", "host": "http://127.0.0.1:2"}
