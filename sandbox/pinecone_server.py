@@ -81,11 +81,12 @@ import random
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -836,8 +837,21 @@ class FaultState:
                 0,
             )
             self._rate_limited = dict.fromkeys(_SCOPE_LIMIT, 0)
+            self._in_flight = self._max_in_flight = 0
             self._error_rng = random.Random(self.faults.seed)
             self._drop_rng = random.Random(self.faults.seed + 1)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts a data-plane request as in flight while it is served, its added latency included."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def stats_skew(self) -> int:
         """How far off the counts of this reading are (``stats_offset``, ``stats_flicker``)."""
@@ -953,6 +967,7 @@ class FaultState:
                 **self._counters,
                 "rate_limited": dict(self._rate_limited),
                 "max_admitted_per_second": peaks,
+                "max_requests_in_flight": self._max_in_flight,
             }
 
 
@@ -1006,7 +1021,8 @@ class IndexService:
         if time.monotonic() < self.ready_at:
             reply = _data_error(_Refusal(503, f"Index {self.spec.name} is not ready yet (Initializing)"))
         else:
-            reply = self._data_plane(method, path, query, headers, body)
+            with self.faults.serving():
+                reply = self._data_plane(method, path, query, headers, body)
         self.faults.count_reply(reply.status)
         return reply
 
@@ -1481,13 +1497,19 @@ class _Server(ThreadingHTTPServer):
     # cost its client a 1 s retransmit (seen as sporadic 1 s stalls of whole jobs).
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, address: tuple[str, int], service: Any, label: str, verbose: bool) -> None:
+    def __init__(
+        self, address: tuple[str, int], service: Any, label: str, verbose: bool, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.service = service
         self.label = label
         self.verbose = verbose
+        self.tls = tls
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+        if tls is not None:
+            # The handshake happens on the connection's first read, in its own thread, not in the accepting one.
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -1505,7 +1527,7 @@ class _Server(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> _Server:
         threading.Thread(target=self.serve_forever, args=(0.05,), name=f"sandbox-{self.label}", daemon=True).start()
@@ -1530,6 +1552,7 @@ class PineconeSandbox:
     ``api_key=None`` accepts any non-empty ``Api-Key`` header (a missing one gets 401, as Pinecone answers).
     ``ready_delay_s`` / ``collection_delay_s``: how long an index created over the control plane, and a collection,
     stay ``Initializing`` (see ``sandbox.pinecone_control``; ``self.control.set_delays`` changes them later).
+    ``tls``: serve https with this server context (as Pinecone does; a key is only sent over TLS off loopback).
     """
 
     def __init__(
@@ -1541,12 +1564,14 @@ class PineconeSandbox:
         verbose: bool = False,
         ready_delay_s: float = 0.0,
         collection_delay_s: float = 0.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         from sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
 
         self.bind = bind
         self.api_key = api_key
         self.verbose = verbose
+        self.tls = tls
         self._lock = threading.RLock()
         self._services: dict[str, IndexService] = {}
         self._servers: dict[str, _Server] = {}
@@ -1565,13 +1590,13 @@ class PineconeSandbox:
         with self._lock:
             if self._control is not None:
                 return self
-            self._control = _Server((self.bind, 0), self.control, "control", self.verbose).start()
+            self._control = _Server((self.bind, 0), self.control, "control", self.verbose, self.tls).start()
             for name in self._services:
                 self._serve(name)
         return self
 
     def _serve(self, name: str) -> None:
-        self._servers[name] = _Server((self.bind, 0), self._services[name], name, self.verbose).start()
+        self._servers[name] = _Server((self.bind, 0), self._services[name], name, self.verbose, self.tls).start()
 
     def stop(self) -> None:
         with self._lock:
@@ -1653,7 +1678,8 @@ class PineconeSandbox:
         return self.service(name).faults.faults
 
     def stats(self, name: str) -> dict[str, Any]:
-        """Request counts per operation, 429/5xx answered, vectors stored/dropped, per-scope peak admissions."""
+        """Request counts per operation, 429/5xx answered, vectors stored/dropped, per-scope peak admissions, the most
+        requests served at once."""
         return self.service(name).stats()
 
     def reset(self, name: str | None = None) -> None:
