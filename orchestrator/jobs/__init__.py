@@ -30,6 +30,7 @@ from orchestrator.jobs.batches import (
     fail_batch,
     finish_batch,
     maybe_mark_copied,
+    record_and_claim_batch,
     requeue_failed,
     run_of_batch,
     start_batch,
@@ -69,6 +70,7 @@ from orchestrator.jobs.jobrows import (
 )
 from orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
+    AWAITING_VERDICT_RUN_STATES,
     BATCH_TRANSITIONS,
     BUSY_RUN_STATES,
     COPY_DONE_RUN_STATES,
@@ -77,6 +79,7 @@ from orchestrator.jobs.lifecycle import (
     JUDGED_RUN_STATES,
     LIST_FAILABLE_RUN_STATES,
     LISTABLE_RUN_STATES,
+    PASSED_RUN_STATES,
     ROLLBACK_READY_STATES,
     RUN_TRANSITIONS,
     SYNCABLE_RUN_STATES,
@@ -135,6 +138,7 @@ from orchestrator.jobs.verdicts import (
 
 __all__ = [
     "ACTIVE_BATCH_STATES",
+    "AWAITING_VERDICT_RUN_STATES",
     "BATCH_TRANSITIONS",
     "BUSY_RUN_STATES",
     "COPY_DONE_RUN_STATES",
@@ -143,6 +147,7 @@ __all__ = [
     "JUDGED_RUN_STATES",
     "LISTABLE_RUN_STATES",
     "LIST_FAILABLE_RUN_STATES",
+    "PASSED_RUN_STATES",
     "ROLLBACK_READY_STATES",
     "ROWS_PER_INSERT",
     "RUN_TRANSITIONS",
@@ -207,6 +212,7 @@ __all__ = [
     "places_of",
     "queued_batches",
     "read_status",
+    "record_and_claim_batch",
     "record_event",
     "requeue_failed",
     "requeue_failed_listers",
