@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS
+from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 
 
 class Settings(BaseSettings):
@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     allowed_key_vars: str = Field(
         DEFAULT_ALLOWED_KEY_VARS,
         description="The environment variables a spec may name as its Pinecone key (api_key_env): comma-separated "
-        "shell-style patterns. A spec naming any other is refused before a key is read (orchestrator.keys).",
+        "shell-style patterns. A spec naming any other is refused before a key is read "
+        "(orchestrator.connections.keys).",
     )
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")

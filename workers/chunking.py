@@ -15,7 +15,7 @@ import orjson
 
 from orchestrator.errors import StoreError
 from orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
-from orchestrator.records import JsonValues
+from orchestrator.records.vectors import JsonValues
 from workers.stores.base import Record
 
 #: Upper bound of one float in compact JSON plus its comma (sign, 17 significant digits, point, 'e-308', ',').

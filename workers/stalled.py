@@ -13,7 +13,7 @@ import logging
 import threading
 
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)

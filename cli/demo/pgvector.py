@@ -24,10 +24,10 @@ from rich.table import Table
 from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from migrations import catalogue
-from orchestrator import pgschema
-from orchestrator.records import Record
-from orchestrator.spec import PgvectorStoreSpec
-from orchestrator.verification import compare_record
+from orchestrator import pgvector_layout
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import PgvectorStoreSpec
+from orchestrator.verification.comparisons import compare_record
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import application_rows, create_application_table
 from workers import pgnamespaces
@@ -80,20 +80,20 @@ def _load_legacy(engine: sa.Engine) -> list[str]:
         f"legacy table 'embeddings' made with the application's DDL: {ROWS} seed-shaped chunks (dimension "
         f"{DIMENSION}, {len({r['collection_name'] for r in rows})} collections, every column filled, {nulls} NULLs "
         f"where the DDL allows them); its indexes: {', '.join(indexes)} (pgvector refuses the DDL's ivfflat index "
-        f"above {pgschema.ANN_MAX_DIMENSION} dimensions)"
+        f"above {pgvector_layout.ANN_MAX_DIMENSION} dimensions)"
     )
     return [row["chunk_id"] for row in rows]
 
 
 def _legacy_and_copy(engine: sa.Engine) -> bool:
-    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index=pgschema.VectorIndex())
+    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index=pgvector_layout.VectorIndex())
     console.print(
         f"`nsmigrate pgvector legacy --yes`: {legacy.source_rows} rows → {legacy.target_table} ({legacy.target_rows} "
         f"rows, verified: {legacy.verified}); the legacy table is kept as {legacy.backup_table}; indexes built: "
         f"{', '.join(legacy.indexes.get('built', []))}; similarity search served by "
         f"{legacy.indexes.get('vector_index')}"
     )
-    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index=pgschema.VectorIndex())
+    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index=pgvector_layout.VectorIndex())
     console.print(
         f"`nsmigrate pgvector copy default {SECOND}`: {copied.copied} rows inside Postgres → {copied.target_table} "
         f"(verified: {copied.verified})"
@@ -139,7 +139,7 @@ def _same_after_round_trip(original: list[Record]) -> bool:
 
 
 def _similarity_search(engine: sa.Engine, probe: Record) -> None:
-    distance = pgschema.distance_sql(DIMENSION)
+    distance = pgvector_layout.distance_sql(DIMENSION)
     query = (
         f"SELECT chunk_id, collection_name, left(text, 30), round(({distance})::numeric, 4) "
         f"FROM embeddings_default ORDER BY {distance} LIMIT 3"

@@ -18,10 +18,10 @@ from sqlalchemy import event
 
 from orchestrator import jobs
 from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs import listing
+from orchestrator.jobs import pages
 from orchestrator.models import Batch, NamespaceRun
-from orchestrator.plan_types import ROUTED, Estimate, NamespacePlan, Plan
-from orchestrator.spec import parse_spec
+from orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
+from orchestrator.spec.jobspec import parse_spec
 
 
 @dataclass
@@ -263,5 +263,5 @@ def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled
 
     assert jobs.job_status(db, job_id) == before
     with db.single_statement() as conn:
-        result = conn.execute(listing._START_LISTING, {"run_id": run_id})
+        result = conn.execute(pages._START_LISTING, {"run_id": run_id})
         assert result.context.cache_hit == conn.dialect.CACHE_HIT

@@ -20,7 +20,7 @@ from pinecone import (
     ServiceError,
 )
 
-from orchestrator.spec import PineconeStoreSpec
+from orchestrator.spec.jobspec import PineconeStoreSpec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox, set_sdk_retries
 from tests.polling import wait_until
 from workers.stores.pinecone import PineconeStore

@@ -14,7 +14,7 @@ import pytest
 from pinecone import Index, NotFoundError, PineconeConnectionError, RateLimitError, ServiceError
 
 from orchestrator.errors import RetryableError
-from orchestrator.spec import PineconeStoreSpec
+from orchestrator.spec.jobspec import PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY
 from workers.stores.pinecone import PineconeStore, disable_sdk_retries

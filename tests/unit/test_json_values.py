@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.records import JsonValues, Record
-from orchestrator.verification import compare_values
+from orchestrator.records.vectors import JsonValues, Record
+from orchestrator.verification.comparisons import compare_values
 from workers.chunking import BYTES_PER_VALUE, estimate_bytes
 
 floats = st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=64)

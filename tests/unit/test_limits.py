@@ -5,7 +5,7 @@ would send requests the server refuses; and the default rate budget stays under 
 from __future__ import annotations
 
 from orchestrator import limits
-from orchestrator.spec import RateBudget
+from orchestrator.spec.jobspec import RateBudget
 from sandbox import pinecone_server as server
 
 
