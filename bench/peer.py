@@ -30,7 +30,7 @@ import orjson
 from pinecone import AsyncIndex
 from pinecone.errors.exceptions import ApiError
 
-from orchestrator.limits import LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from orchestrator.limits import JSON_NUMBER_MAX_BYTES, LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 
 T = TypeVar("T")
 
@@ -46,8 +46,6 @@ SPAN_S = 1.1
 ENVELOPE_BYTES = 1_024
 #: A record's bytes besides its id, values, metadata and sparse values: the keys, brackets and commas.
 RECORD_OVERHEAD_BYTES = 60
-#: The longest one float takes as JSON with its comma: sign, 17 digits, point, exponent ('e-308').
-MAX_BYTES_PER_VALUE = 25
 
 
 @dataclass(frozen=True)
@@ -204,7 +202,7 @@ def _upsert_chunks(records: list[dict[str, Any]]) -> list[tuple[list[dict[str, A
         RECORD_OVERHEAD_BYTES + sum(len(orjson.dumps(r.get(key))) for key in ("id", "metadata", "sparse_values"))
         for r in records
     ]
-    largest = max(size + MAX_BYTES_PER_VALUE * len(r["values"]) for size, r in zip(fixed, records, strict=True))
+    largest = max(size + JSON_NUMBER_MAX_BYTES * len(r["values"]) for size, r in zip(fixed, records, strict=True))
     per_request = max(1, min(UPSERT_MAX_VECTORS, (UPSERT_MAX_BYTES - ENVELOPE_BYTES) // largest))
     estimates = [int(size + per_value * len(r["values"])) for size, r in zip(fixed, records, strict=True)]
     starts = range(0, len(records), per_request)

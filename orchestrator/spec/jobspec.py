@@ -28,6 +28,14 @@ from pydantic import (
 from orchestrator import pgvector_layout
 from orchestrator.connections.keys import credentials_refusal
 from orchestrator.errors import SpecError
+from orchestrator.limits import (
+    LIST_MAX_REQUESTS_PER_S_PER_INDEX,
+    QUERY_MAX_TOP_K,
+    READ_MAX_REQUESTS_PER_S_PER_INDEX,
+    STATS_MAX_REQUESTS_PER_S_PER_INDEX,
+    WRITE_MAX_MB_PER_S_PER_NAMESPACE,
+    WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
+)
 from orchestrator.spec.yamlfile import load_yaml
 from orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
 
@@ -96,10 +104,6 @@ class IdCatalogue(_Model):
         return self
 
 
-#: Ids one query may return when it asks for no values and no metadata (Pinecone's top_k limit).
-SWEEP_MAX_TOP_K = 10_000
-
-
 class Enumeration(_Model):
     """How the ids of a Pinecone source are found. ``list`` pages them (serverless indexes only); a pod index cannot
     list, so it needs ``catalogue`` (the ids kept elsewhere, ``catalogue:``) or ``sweep`` (queries with random
@@ -108,7 +112,7 @@ class Enumeration(_Model):
 
     mode: Literal["list", "catalogue", "sweep"] = "list"
     catalogue: IdCatalogue | None = None
-    top_k: int = Field(default=SWEEP_MAX_TOP_K, gt=0, le=SWEEP_MAX_TOP_K, description="sweep: ids per query.")
+    top_k: int = Field(default=QUERY_MAX_TOP_K, gt=0, le=QUERY_MAX_TOP_K, description="sweep: ids per query.")
     max_queries: int = Field(default=1000, gt=0, le=1_000_000, description="sweep: queries per namespace, at most.")
 
     @model_validator(mode="after")
@@ -440,20 +444,42 @@ class Enrichment(_Model):
     constants: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
-class RateBudget(_Model):
-    """Fleet-wide request budgets per second, shared by all workers; the defaults stay under Pinecone's serverless
-    limits (``orchestrator.limits``)."""
+#: The share of each documented serverless rate (``orchestrator.limits``) the default budget takes: below the limit,
+#: never at it; listing keeps a quarter back.
+DEFAULT_RATE_SHARE = 0.8
+DEFAULT_LIST_RATE_SHARE = 0.75
 
-    read_rps: float = Field(default=80, gt=0, description="fetch requests/s per source index.")
-    list_rps: float = Field(default=150, gt=0, description="list requests/s per source index.")
+
+class RateBudget(_Model):
+    """Fleet-wide request budgets per second, shared by all workers; the defaults are a share of Pinecone's
+    serverless limits (``orchestrator.limits``)."""
+
+    read_rps: float = Field(
+        default=DEFAULT_RATE_SHARE * READ_MAX_REQUESTS_PER_S_PER_INDEX,
+        gt=0,
+        description="fetch requests/s per source index.",
+    )
+    list_rps: float = Field(
+        default=DEFAULT_LIST_RATE_SHARE * LIST_MAX_REQUESTS_PER_S_PER_INDEX,
+        gt=0,
+        description="list requests/s per source index.",
+    )
     stats_rps: float = Field(
-        default=80,
+        default=DEFAULT_RATE_SHARE * STATS_MAX_REQUESTS_PER_S_PER_INDEX,
         gt=0,
         description="count requests/s per index (describe_index_stats, describe_namespace): verification's counts "
         "and planning's inventory; a limit of Pinecone's own, beside fetch's.",
     )
-    write_rps: float = Field(default=80, gt=0, description="upsert requests/s per target namespace.")
-    write_mb_per_s: float = Field(default=40, gt=0, description="upsert megabytes/s per target namespace.")
+    write_rps: float = Field(
+        default=DEFAULT_RATE_SHARE * WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
+        gt=0,
+        description="upsert requests/s per target namespace.",
+    )
+    write_mb_per_s: float = Field(
+        default=DEFAULT_RATE_SHARE * WRITE_MAX_MB_PER_S_PER_NAMESPACE,
+        gt=0,
+        description="upsert megabytes/s per target namespace.",
+    )
     embed_tokens_per_min: float = Field(
         default=250_000,
         gt=0,
