@@ -48,7 +48,7 @@ from bench.fleet_vs_loop import (
     warm_source,
 )
 from bench.peer import Budgets
-from bench.user_clock import job_clock, run_cli
+from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
 from orchestrator import jobs
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
@@ -65,6 +65,8 @@ class Rounds:
     fleet_job_seconds: list[float] = field(default_factory=list)
     #: The peer's own clock: its first request to its last answer.
     peer_copy_seconds: list[float] = field(default_factory=list)
+    #: Each fleet job's steps on the user's clock (``bench.user_clock.timeline``).
+    fleet_timelines: list[dict[str, float | None]] = field(default_factory=list)
 
 
 def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
@@ -81,8 +83,9 @@ def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
 
 def run_fleet(
     plane: DataPlane, shape: FleetShape, db: jobs.Database, env: dict[str, str], workdir: Path, name: str
-) -> tuple[float, float]:
-    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds."""
+) -> tuple[float, float, dict[str, float | None]]:
+    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds and its
+    timeline."""
     spec = {
         "name": name,
         "source": {"kind": "pinecone", "host": plane.hosts["src"]},
@@ -94,7 +97,8 @@ def run_fleet(
     }  # no `rate`: the spec's defaults, the peer's budgets
     cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")))
     created, finished = job_clock(db, cli.job_id)
-    return finished - cli.started, finished - created
+    steps = timeline(db, cli, plane.admin("fleet", "/_sandbox/stats"))
+    return finished - cli.started, finished - created, steps
 
 
 def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
@@ -142,9 +146,10 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
                     result.seconds["peer"].append(wall_s)
                     result.peer_copy_seconds.append(copy_s)
                 else:
-                    user_s, job_s = run_fleet(plane, shape, db, env, workdir, f"peer-bench-{name}-{n}")
+                    user_s, job_s, steps = run_fleet(plane, shape, db, env, workdir, f"peer-bench-{name}-{n}")
                     result.seconds["fleet"].append(user_s)
                     result.fleet_job_seconds.append(job_s)
+                    result.fleet_timelines.append(steps)
                 check_copied(plane, contender, data)
                 seconds = result.seconds[contender][-1]
                 print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
@@ -182,6 +187,10 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"  fleet ÷ peer, job clock against the peer's own clock:                        "
         f"{ratios(rounds.peer_copy_seconds, job)}",
     ]
+    labels = [f"round {n + 1}" for n in range(len(rounds.fleet_timelines))]
+    lines += timeline_lines(
+        "fleet job, seconds from `nsmigrate run` (round 1 on fresh workers)", rounds.fleet_timelines, labels
+    )
     return lines
 
 

@@ -4,6 +4,11 @@ Measured from the moment before the command is started (its interpreter, imports
 enqueueing included) to the job's last batch as the job table records it. The job's own clock runs from its row in
 the job table (``jobs.created_at``) to the same last batch, so the difference is what the user waits before the job
 exists: start-up and planning.
+
+``timeline`` puts the steps of one such job on the user's clock, each read from where it happened: the command's
+start and exit (this process), planning's marks (kept in the job's ``job_created`` event by whoever planned it), the
+job's row and its batches' rows (the job table), and the target's first and last upsert as the target's data plane
+received them (``/_sandbox/stats``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestrator import jobs
-from orchestrator.models import Batch, Job, NamespaceRun
+from orchestrator.models import Batch, Event, Job, NamespaceRun
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class CliRun:
     exited: float
     #: CPU seconds of the command's own process (user + system).
     cpu_s: float
-    #: The fleet's planner planned the job (``workers.planner``), not the command.
+    #: The fleet's planner planned the job (``workers.plan_server``), not the command.
     planned_by_fleet: bool
 
 
@@ -77,3 +82,62 @@ def job_clock(db: jobs.Database, job_id: int) -> tuple[float, float]:
         )
     assert created is not None and finished is not None, f"job {job_id} has no finished batch"
     return float(created.timestamp()), float(finished.timestamp())
+
+
+#: The steps of a job's timeline, in the order they happen, with what each is read from.
+TIMELINE_STEPS = (
+    ("command started", "`nsmigrate run` started (this process)"),
+    ("spec submitted", "the command handed the spec to the fleet's planner (job_created event)"),
+    ("spec parsed", "the planner validated the spec (job_created event)"),
+    ("first store request", "planning sent its first store request (job_created event)"),
+    ("plan done", "the plan and its checks done (job_created event)"),
+    ("job row written", "jobs.created_at"),
+    ("first batch recorded", "the first batch row, written as it is sent to be copied (batches.created_at)"),
+    ("first batch started", "a worker claimed the first batch (batches.started_at)"),
+    ("first write", "the target's data plane received the first upsert"),
+    ("last write", "the target's data plane received the last upsert"),
+    ("last batch done", "the last batch finished (batches.finished_at)"),
+    ("command exited", "`nsmigrate run --wait` exited (this process)"),
+)
+
+
+def timeline(db: jobs.Database, cli: CliRun, target_stats: dict[str, Any]) -> dict[str, float | None]:
+    """Each of ``TIMELINE_STEPS`` as seconds from the command's start (None: not recorded, e.g. a job planned by
+    a version that kept no marks). ``target_stats``: the target index's ``/_sandbox/stats`` after the job, its
+    request times counted from a reset before it."""
+    with db.transaction() as s:
+        created = s.scalar(sa.select(Job.created_at).where(Job.id == cli.job_id))
+        detail = s.scalar(
+            sa.select(Event.detail).where(Event.job_id == cli.job_id, Event.action == "job_created").limit(1)
+        )
+        first_row, first_start, last_done = s.execute(
+            sa.select(sa.func.min(Batch.created_at), sa.func.min(Batch.started_at), sa.func.max(Batch.finished_at))
+            .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+            .where(NamespaceRun.job_id == cli.job_id)
+        ).one()
+    planning = (detail or {}).get("planning", {})
+    upserts = target_stats.get("request_times", {}).get("upsert", {})
+    at: dict[str, float | None] = {
+        "command started": cli.started,
+        "spec submitted": planning.get("spec_submitted"),
+        "spec parsed": planning.get("spec_parsed"),
+        "first store request": planning.get("first_store_request"),
+        "plan done": planning.get("plan_done"),
+        "job row written": created.timestamp() if created else None,
+        "first batch recorded": first_row.timestamp() if first_row else None,
+        "first batch started": first_start.timestamp() if first_start else None,
+        "first write": upserts.get("first"),
+        "last write": upserts.get("last"),
+        "last batch done": last_done.timestamp() if last_done else None,
+        "command exited": cli.exited,
+    }
+    return {step: None if when is None else when - cli.started for step, when in at.items()}
+
+
+def timeline_lines(title: str, timelines: list[dict[str, float | None]], labels: list[str]) -> list[str]:
+    """The timelines side by side, a step a line: seconds from the command's start, and what each is read from."""
+    lines = [f"  {title}", f"    {'step':<22}" + "".join(f"{label:>9}" for label in labels) + "   read from"]
+    for step, source in TIMELINE_STEPS:
+        cells = "".join("        –" if t.get(step) is None else f"{t[step]:>9.3f}" for t in timelines)
+        lines.append(f"    {step:<22}{cells}   {source}")
+    return lines

@@ -3,10 +3,11 @@ job, each namespace run with the count of its batches in each state, and an eras
 only its summary, the count of runs in each state and the totals over every run with the few runs to look at first
 (``SUMMARY_SQL``); and the list of jobs (``JOBS_SQL``).
 
-Imports neither SQLAlchemy nor the models: `nsmigrate status` and `nsmigrate jobs` read over a plain psycopg
-connection, so a job of thousands of namespaces and a million batches answers in well under a second, start-up
-included (figures: ``bench/README.md``). ``orchestrator.jobs`` runs the same statements through the job table's
-engine.
+The one reader of job status: its ``read_*`` functions (with ``orchestrator.progress.read_progress``) are what
+every command, page and test reads a job's status with, over whichever connection it holds (an ``Execute``): a plain
+psycopg one (``cli.options.read_job_table``) or the job table's engine (``jobs.read_status``). So this module imports
+neither SQLAlchemy nor the models: `nsmigrate status` and `nsmigrate jobs` answer for a job of thousands of
+namespaces and a million batches in well under a second, start-up included (figures: ``bench/README.md``).
 """
 
 from __future__ import annotations

@@ -81,6 +81,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -829,6 +830,8 @@ class FaultState:
         with self._lock:
             self._windows: dict[tuple[str, str | None], _Window] = {}
             self._requests: dict[str, int] = {}
+            #: op → [first, last] arrival of its requests (epoch seconds): when a client's work reached the index.
+            self._request_times: dict[str, list[float]] = {}
             self._counters = dict.fromkeys(
                 ("responses_429", "responses_5xx", "injected_429", "injected_5xx", "vectors_stored", "vectors_dropped"),
                 0,
@@ -846,8 +849,10 @@ class FaultState:
             return self.faults.stats_offset + self._stats_readings % 2
 
     def count_request(self, op: str) -> None:
+        now = time.time()
         with self._lock:
             self._requests[op] = self._requests.get(op, 0) + 1
+            self._request_times.setdefault(op, [now, now])[1] = now
 
     def count_reply(self, status: int) -> None:
         with self._lock:
@@ -945,6 +950,7 @@ class FaultState:
                     peaks[name][_display_name(namespace)] = window.peak
             return {
                 "requests": dict(self._requests),
+                "request_times": {op: {"first": t[0], "last": t[1]} for op, t in self._request_times.items()},
                 **self._counters,
                 "rate_limited": dict(self._rate_limited),
                 "max_admitted_per_second": peaks,
@@ -1476,13 +1482,19 @@ class _Server(ThreadingHTTPServer):
     # cost its client a 1 s retransmit (seen as sporadic 1 s stalls of whole jobs).
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, address: tuple[str, int], service: Any, label: str, verbose: bool) -> None:
+    def __init__(
+        self, address: tuple[str, int], service: Any, label: str, verbose: bool, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.service = service
         self.label = label
         self.verbose = verbose
+        self.tls = tls
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+        if tls is not None:
+            # The handshake happens on the connection's first read, in its own thread, not in the accepting one.
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -1500,7 +1512,7 @@ class _Server(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> _Server:
         threading.Thread(target=self.serve_forever, args=(0.05,), name=f"sandbox-{self.label}", daemon=True).start()
@@ -1525,6 +1537,7 @@ class PineconeSandbox:
     ``api_key=None`` accepts any non-empty ``Api-Key`` header (a missing one gets 401, as Pinecone answers).
     ``ready_delay_s`` / ``collection_delay_s``: how long an index created over the control plane, and a collection,
     stay ``Initializing`` (see ``sandbox.pinecone_control``; ``self.control.set_delays`` changes them later).
+    ``tls``: serve https with this server context (as Pinecone does; a key is only sent over TLS off loopback).
     """
 
     def __init__(
@@ -1536,12 +1549,14 @@ class PineconeSandbox:
         verbose: bool = False,
         ready_delay_s: float = 0.0,
         collection_delay_s: float = 0.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         from sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
 
         self.bind = bind
         self.api_key = api_key
         self.verbose = verbose
+        self.tls = tls
         self._lock = threading.RLock()
         self._services: dict[str, IndexService] = {}
         self._servers: dict[str, _Server] = {}
@@ -1560,13 +1575,13 @@ class PineconeSandbox:
         with self._lock:
             if self._control is not None:
                 return self
-            self._control = _Server((self.bind, 0), self.control, "control", self.verbose).start()
+            self._control = _Server((self.bind, 0), self.control, "control", self.verbose, self.tls).start()
             for name in self._services:
                 self._serve(name)
         return self
 
     def _serve(self, name: str) -> None:
-        self._servers[name] = _Server((self.bind, 0), self._services[name], name, self.verbose).start()
+        self._servers[name] = _Server((self.bind, 0), self._services[name], name, self.verbose, self.tls).start()
 
     def stop(self) -> None:
         with self._lock:

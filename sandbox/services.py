@@ -86,6 +86,20 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return preexec
 
 
+def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A child process in a session of its own (so it and what it forks are signalled together), its output
+    appended to ``log_path``; it is told to stop when this process dies."""
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+
+
 def _children(pid: int) -> list[int]:
     """Pids whose parent is ``pid`` (from /proc; empty where there is none)."""
     found = []

@@ -13,14 +13,14 @@ Who owns what:
 - ``jobs_and_runs``: create, find, cancel and finish jobs; their runs and spec; ``record_event``;
 - ``pages``: the lister's transitions (``start_listing``, ``add_batches``);
 - ``batches``: a copy batch's transitions, what follows a batch, re-queueing for retry and resume;
-- ``stalled``: runs whose work stalled on a lost message, claimed for sending again (``claim_stalled_runs``);
 - ``tables``: the Core tables and the statements ``pages`` and ``batches`` share;
 - ``verdicts``: verification and cleanup;
 - ``sync_rollback``: sync and rollback bookkeeping;
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``erasure``: an erasure job's places (claim, record, finish with its receipt);
 - ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``job_progress``
-  → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``).
+  → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``), each the reader of ``orchestrator.snapshot``
+  over the engine (``read_status``).
 """
 
 from orchestrator.jobs.batches import (
@@ -58,6 +58,7 @@ from orchestrator.jobs.jobs_and_runs import (
     find_job,
     finish_action_job,
     get_run,
+    is_collection_job,
     job_spec,
     latest_unfinished_job,
     maybe_finish_job,
@@ -92,7 +93,6 @@ from orchestrator.jobs.pages import (
     requeue_failed_listers,
     start_listing,
 )
-from orchestrator.jobs.stalled import claim_stalled_runs
 from orchestrator.jobs.status import (
     BatchCounts,
     JobProgress,
@@ -106,6 +106,7 @@ from orchestrator.jobs.status import (
     job_status,
     job_summary,
     list_jobs,
+    read_status,
     sync_totals,
     verdicts_of,
 )
@@ -167,7 +168,6 @@ __all__ = [
     "check_run_transition",
     "claim_forward_runs",
     "claim_place",
-    "claim_stalled_runs",
     "cleanable",
     "collection_failed",
     "collection_restored",
@@ -191,6 +191,7 @@ __all__ = [
     "finish_rollback",
     "finish_verify",
     "get_run",
+    "is_collection_job",
     "job_phase",
     "job_progress",
     "job_spec",
@@ -205,6 +206,7 @@ __all__ = [
     "open_rollback",
     "places_of",
     "queued_batches",
+    "read_status",
     "record_event",
     "requeue_failed",
     "requeue_failed_listers",

@@ -3,8 +3,8 @@ snapshot, its summary, its progress at each poll, the job list, the audit log.""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any, NamedTuple
+from collections.abc import Callable, Collection
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 
@@ -24,6 +24,8 @@ from orchestrator.snapshot import (
     read_summary,
 )
 
+T = TypeVar("T")
+
 __all__ = [
     "BatchCounts",
     "JobProgress",
@@ -38,8 +40,17 @@ __all__ = [
     "job_status",
     "job_summary",
     "list_jobs",
+    "read_status",
     "verdicts_of",
 ]
+
+
+def read_status(db: Database, read: Callable[[Execute], T]) -> T:
+    """``read`` (one of the job table's readers, ``orchestrator.snapshot``) over a connection of ``db``'s engine:
+    the statements a command reads over plain psycopg (``cli.options.read_job_table``), here for code that holds the
+    job table open."""
+    with db.engine.connect() as conn:
+        return read(_executor(conn))
 
 
 def job_status(db: Database, job_id: int) -> JobStatus:
@@ -48,8 +59,7 @@ def job_status(db: Database, job_id: int) -> JobStatus:
     Raises:
         NotFound: no job ``job_id``.
     """
-    with db.engine.connect() as conn:
-        return read_snapshot(_executor(conn), job_id)
+    return read_status(db, lambda execute: read_snapshot(execute, job_id))
 
 
 def job_summary(db: Database, job_id: int, rows: int | None) -> JobSummary:
@@ -59,8 +69,7 @@ def job_summary(db: Database, job_id: int, rows: int | None) -> JobSummary:
     Raises:
         NotFound: no job ``job_id``.
     """
-    with db.engine.connect() as conn:
-        return read_summary(_executor(conn), job_id, rows)
+    return read_status(db, lambda execute: read_summary(execute, job_id, rows))
 
 
 def job_progress(db: Database, job_id: int, rows: int) -> JobProgress:
@@ -70,8 +79,7 @@ def job_progress(db: Database, job_id: int, rows: int) -> JobProgress:
     Raises:
         NotFound: no job ``job_id``.
     """
-    with db.engine.connect() as conn:
-        return read_progress(_executor(conn), job_id, rows)
+    return read_status(db, lambda execute: read_progress(execute, job_id, rows))
 
 
 class RunVerdict(NamedTuple):
@@ -101,8 +109,7 @@ def verdicts_of(db: Database, run_ids: Collection[int]) -> list[RunVerdict]:
 
 def list_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
     """The newest ``limit`` jobs, newest first (``snapshot.JOBS_SQL``)."""
-    with db.engine.connect() as conn:
-        return read_jobs(_executor(conn), limit)
+    return read_status(db, lambda execute: read_jobs(execute, limit))
 
 
 def _executor(conn: sa.Connection) -> Execute:
