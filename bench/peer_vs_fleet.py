@@ -7,14 +7,17 @@ alternates between rounds (loop, peer, fleet; then fleet, peer, loop) so no cont
 whose load moves. The peer and the fleet get the same budgets, nsmigrate's spec defaults (``rate.*``).
 
 - loop: the seeds' sequential list → fetch → upsert, timed from its first request;
-- peer: ``python -m bench.peer`` in its own process, timed from its start (interpreter, imports) to its exit;
+- peer: ``python -m bench.peer`` in its own process, timed from its start (interpreter, imports) to its last write
+  answered;
 - fleet: ``nsmigrate run SPEC --wait`` in its own process, the user's clock (the command to the job's last batch) and
   the job's clock (its row in the job table to its last batch). Its first round runs on freshly started workers.
 
 Printed per data set: each contender's median seconds and vectors/s over the rounds, the ratios to the loop, and the
 fleet against the peer (peer seconds ÷ fleet seconds: above 1 the fleet is faster), each with its start-up (the user's
 clock against the peer's process) and without it (the job clock against the peer's own clock, its first request to
-its last answer), with the range over the rounds; and the machine's load averages before and after (``os.getloadavg``).
+its last answer), with the range over the rounds; the CPU seconds of each contender's own processes (on a machine
+loaded by other work the kernel shares the cores per process, which favours the fleet's several processes over the
+peer's one: read these beside the clocks); and the machine's load averages before and after (``os.getloadavg``).
 
     .venv/bin/python -m bench.peer_vs_fleet                  # both data sets, 3 rounds
     .venv/bin/python -m bench.peer_vs_fleet --sets seed --rounds 5
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,6 +44,7 @@ from bench.fleet_vs_loop import (
     SERVER_LIMITS,
     DataPlane,
     FleetShape,
+    _cpu_seconds,
     _wait_for_planner,
     _worker,
     load_source,
@@ -67,18 +72,27 @@ class Rounds:
     peer_copy_seconds: list[float] = field(default_factory=list)
     #: Each fleet job's steps on the user's clock (``bench.user_clock.timeline``).
     fleet_timelines: list[dict[str, float | None]] = field(default_factory=list)
+    #: CPU seconds of each contender's own processes per round: the peer's one; the fleet's workers and its command.
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {"peer": [], "fleet": []})
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have exited and been waited for (a peer, a command)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
-    """``python -m bench.peer`` from source to its index; seconds from its start to its exit, and its own clock."""
+    """``python -m bench.peer`` from source to its index; the user's clock (its start, interpreter and imports
+    included, to its last write answered: the fleet's user clock ends at its last batch too), and its own clock."""
     command = [sys.executable, "-m", "bench.peer", "--source", plane.hosts["src"], "--target", plane.hosts["peer"]]
     env = dict(os.environ, PINECONE_API_KEY=SANDBOX_API_KEY)
-    started = time.monotonic()
+    started = time.time()
     done = subprocess.run([*command, "--budgets", json.dumps(asdict(budgets))], env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"bench.peer exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return seconds, json.loads(done.stdout)["seconds"]
+    result = json.loads(done.stdout)
+    return result["last_write"] - started, result["seconds"]
 
 
 def run_fleet(
@@ -139,6 +153,7 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
         for n in range(rounds):
             for contender in CONTENDERS if n % 2 == 0 else reversed(CONTENDERS):
                 plane.admin(contender, "/_sandbox/reset", {})
+                cpu_before = _cpu_seconds(workers) + children_cpu()
                 if contender == "loop":
                     result.seconds["loop"].append(sequential_loop(plane, data).seconds)
                 elif contender == "peer":
@@ -150,6 +165,8 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
                     result.seconds["fleet"].append(user_s)
                     result.fleet_job_seconds.append(job_s)
                     result.fleet_timelines.append(steps)
+                if contender != "loop":  # the loop runs in this process
+                    result.cpu[contender].append(_cpu_seconds(workers) + children_cpu() - cpu_before)
                 check_copied(plane, contender, data)
                 seconds = result.seconds[contender][-1]
                 print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
@@ -173,7 +190,7 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
     lines = [label]
     for contender, seconds in (
         ("seeds' loop", loop),
-        ("peer, incl. start-up", peer),
+        ("peer, start → last write", peer),
         ("peer, own clock", rounds.peer_copy_seconds),
         ("fleet, run → last batch", user),
         ("fleet, job clock", job),
@@ -186,6 +203,8 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"  fleet ÷ peer, each with its start-up (peer s ÷ fleet s, > 1 = fleet faster): {ratios(peer, user)}",
         f"  fleet ÷ peer, job clock against the peer's own clock:                        "
         f"{ratios(rounds.peer_copy_seconds, job)}",
+        f"  CPU s of their own processes (median): peer {statistics.median(rounds.cpu['peer']):.2f} (one process), "
+        f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command)",
     ]
     labels = [f"round {n + 1}" for n in range(len(rounds.fleet_timelines))]
     lines += timeline_lines(

@@ -86,7 +86,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -837,8 +837,21 @@ class FaultState:
                 0,
             )
             self._rate_limited = dict.fromkeys(_SCOPE_LIMIT, 0)
+            self._in_flight = self._max_in_flight = 0
             self._error_rng = random.Random(self.faults.seed)
             self._drop_rng = random.Random(self.faults.seed + 1)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts a data-plane request as in flight while it is served, its added latency included."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def stats_skew(self) -> int:
         """How far off the counts of this reading are (``stats_offset``, ``stats_flicker``)."""
@@ -954,6 +967,7 @@ class FaultState:
                 **self._counters,
                 "rate_limited": dict(self._rate_limited),
                 "max_admitted_per_second": peaks,
+                "max_requests_in_flight": self._max_in_flight,
             }
 
 
@@ -1007,7 +1021,8 @@ class IndexService:
         if time.monotonic() < self.ready_at:
             reply = _data_error(_Refusal(503, f"Index {self.spec.name} is not ready yet (Initializing)"))
         else:
-            reply = self._data_plane(method, path, query, headers, body)
+            with self.faults.serving():
+                reply = self._data_plane(method, path, query, headers, body)
         self.faults.count_reply(reply.status)
         return reply
 
@@ -1663,7 +1678,8 @@ class PineconeSandbox:
         return self.service(name).faults.faults
 
     def stats(self, name: str) -> dict[str, Any]:
-        """Request counts per operation, 429/5xx answered, vectors stored/dropped, per-scope peak admissions."""
+        """Request counts per operation, 429/5xx answered, vectors stored/dropped, per-scope peak admissions, the most
+        requests served at once."""
         return self.service(name).stats()
 
     def reset(self, name: str | None = None) -> None:
