@@ -40,7 +40,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from bench.user_clock import job_clock, run_cli
+from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
 from orchestrator import jobs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
 from orchestrator.names import PLANNER_KEY
@@ -73,7 +73,7 @@ class FleetShape:
     batch_size: int = 200
     parallel_upserts: int = 4
     #: `nsmigrate run --plan-here`: the command plans the job itself instead of handing it to the list worker's
-    #: planner (``workers.planner``), as every version before the planner did.
+    #: planner (``workers.plan_server``), as every version before the planner did.
     plan_here: bool = False
 
     def describe(self) -> str:
@@ -105,6 +105,8 @@ class Result:
     user_seconds: float | None = None
     #: Who planned the job: "the fleet" (its planner) or "the command".
     planned_by: str | None = None
+    #: The job's steps on the user's clock (``bench.user_clock.timeline``).
+    timeline: dict[str, float | None] | None = None
 
     @property
     def vectors_per_s(self) -> float:
@@ -192,8 +194,8 @@ class DataPlane:
             proc.wait(10)
 
 
-def load_source(plane: DataPlane, data: SeedData) -> None:
-    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts["src"])
+def load_source(plane: DataPlane, data: SeedData, index_name: str = "src") -> None:
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts[index_name])
     per_request = max(1, min(1000, 1_500_000 // (data.dimension * 20)))
     for ns, records in data.namespaces.items():
         for start in range(0, len(records), per_request):
@@ -201,10 +203,10 @@ def load_source(plane: DataPlane, data: SeedData) -> None:
             index.upsert(vectors=[(i, [float(x) for x in v], m) for i, v, m in chunk], namespace=ns)
 
 
-def warm_source(plane: DataPlane, data: SeedData) -> None:
+def warm_source(plane: DataPlane, data: SeedData, index_name: str = "src") -> None:
     """Read every source vector once, untimed: the data plane makes a vector's float32 JSON on its first fetch, and
     the loop and the fleet should both find it made."""
-    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts["src"])
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts[index_name])
     for ns, records in data.namespaces.items():
         for start in range(0, len(records), 1000):
             index.fetch(ids=[i for i, _, _ in records[start : start + 1000]], namespace=ns)
@@ -322,6 +324,7 @@ def _fleet_job(
     # As a user starts it: `nsmigrate run SPEC --wait` in its own process (start-up and planning on the clock).
     cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")), plan_here=shape.plan_here)
     created, finished = job_clock(db, cli.job_id)
+    steps = timeline(db, cli, plane.admin(target_index, "/_sandbox/stats"))
     _, _, copied = _progress(db, cli.job_id)
     cpu = _cpu_seconds(procs) - cpu_before
     sampler.stop()
@@ -341,6 +344,7 @@ def _fleet_job(
         others_cpu_s=others,
         user_seconds=finished - cli.started,
         planned_by="the fleet" if cli.planned_by_fleet else "the command",
+        timeline=steps,
     )
 
 
@@ -563,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"the command to the job's row (planned by {flt.planned_by}); CPU s: workers {flt.cpu_s:.1f} on the "
                 f"job clock ({flt.cpu_user_clock_s:.1f} on the user's), data plane {flt.server_cpu_s:.1f}, {others}"
             )
+        title = f"{name}: the median jobs' steps, seconds from `nsmigrate run`"
+        print("\n".join(timeline_lines(title, [j.timeline or {} for j in fleet_jobs], ["fresh", "warm"])))
     return 0
 
 

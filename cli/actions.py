@@ -26,7 +26,7 @@ from cli.options import (
     settings,
 )
 from cli.render import job_reader, watch_job
-from orchestrator import jobs, launch
+from orchestrator import jobs, launch, recovery
 from orchestrator.records import display_namespace
 from workers.cleaning import cleanup_run
 from workers.context import WorkerContext
@@ -74,7 +74,7 @@ def resume(
     resolved = settings(database_url, redis_url)
     database = db(resolved)
     job_id = find_job_id(database, job)
-    counts = launch.resume(database, dispatcher(resolved), job_id)
+    counts = recovery.resume(database, dispatcher(resolved), job_id)
     console.print(
         f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
         f"{counts['verifications']} verifications"

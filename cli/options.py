@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import orjson
 import typer
 
 from cli.console import print_error
@@ -101,48 +100,17 @@ def _unreachable(url: str, e: Exception) -> typer.Exit:
 
 def read_job_status(url: str, ref: str) -> JobStatus:
     """Job ``ref``'s snapshot (``orchestrator.snapshot``): every run."""
-
-    def through_engine(database: jobs.Database) -> JobStatus:
-        from orchestrator import jobs
-
-        return jobs.job_status(database, find_job_id(database, ref))
-
-    return read_job_table(url, lambda execute: snapshot.read_snapshot(execute, ref), through_engine)
+    return read_job_table(url, lambda execute: snapshot.read_snapshot(execute, ref))
 
 
 def read_job_summary(url: str, ref: str, rows: int | None) -> JobSummary:
     """What `status` shows of job ``ref``: counts by state, totals and at most ``rows`` runs (None: every run)."""
-
-    def through_engine(database: jobs.Database) -> JobSummary:
-        from orchestrator import jobs
-
-        return jobs.job_summary(database, find_job_id(database, ref), rows)
-
-    return read_job_table(url, lambda execute: snapshot.read_summary(execute, ref, rows), through_engine)
-
-
-def read_job_progress(url: str, job_id: int, rows: int) -> progress.JobProgress:
-    """What a command following job ``job_id`` reads at each poll (``orchestrator.progress``): its summary with at
-    most ``rows`` runs, and the shapes of its runs."""
-
-    def through_engine(database: jobs.Database) -> progress.JobProgress:
-        from orchestrator import jobs
-
-        return jobs.job_progress(database, job_id, rows)
-
-    return read_job_table(url, lambda execute: progress.read_progress(execute, job_id, rows), through_engine)
+    return read_job_table(url, lambda execute: snapshot.read_summary(execute, ref, rows))
 
 
 def read_job_json(url: str, ref: str) -> bytes:
     """`status --json` of job ``ref`` (``orchestrator.snapshot.snapshot_json``)."""
-
-    def through_engine(database: jobs.Database) -> bytes:
-        from orchestrator import jobs
-
-        status = jobs.job_status(database, find_job_id(database, ref))
-        return orjson.dumps(status.as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-
-    return read_job_table(url, lambda execute: snapshot.read_json(execute, ref), through_engine)
+    return read_job_table(url, lambda execute: snapshot.read_json(execute, ref))
 
 
 #: A job's ``cutover set`` steps, oldest first, as one JSON array of [percent, when].
@@ -155,35 +123,25 @@ ROLLOUT_SQL = (
 def read_rollout(url: str, ref: str | int) -> Rollout:
     """Where job ``ref``'s applications read (``orchestrator.cutover``), for `status`."""
 
-    def through_engine(database: jobs.Database) -> Rollout:
-        from orchestrator.jobs.cutover import rollout_of
-
-        return rollout_of(database, find_job_id(database, str(ref)))
-
     def read(execute: snapshot.Execute) -> Rollout:
         from orchestrator.cutover import rollout_from  # the spec's pydantic models: only for a job's rollout
 
         steps = execute(ROLLOUT_SQL, {"job_id": snapshot.job_id_of(execute, ref)}) or []
         return rollout_from([(int(percent), datetime.fromisoformat(at)) for percent, at in steps])
 
-    return read_job_table(url, read, through_engine)
+    return read_job_table(url, read)
 
 
 def read_jobs(url: str, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` jobs, newest first (``orchestrator.snapshot.read_jobs``)."""
-
-    def through_engine(database: jobs.Database) -> list[dict[str, Any]]:
-        from orchestrator import jobs
-
-        return jobs.list_jobs(database, limit)
-
-    return read_job_table(url, lambda execute: snapshot.read_jobs(execute, limit), through_engine)
+    return read_job_table(url, lambda execute: snapshot.read_jobs(execute, limit))
 
 
-def read_job_table(url: str, read: Callable[[snapshot.Execute], T], through_engine: Callable[[jobs.Database], T]) -> T:
-    """``read`` over one plain psycopg connection: no SQLAlchemy to import and no schema to check. A job table that
-    is not Postgres through psycopg, or whose schema is missing or older than the statement, is read
-    ``through_engine`` instead (the job table's engine, which makes the schema current)."""
+def read_job_table(url: str, read: Callable[[snapshot.Execute], T]) -> T:
+    """``read`` (one of the job table's readers, ``orchestrator.snapshot``) over one plain psycopg connection: no
+    SQLAlchemy to import and no schema to check. A job table that is not Postgres through psycopg, or whose schema
+    is missing or older than the statement, is read through the job table's engine instead, which makes the schema
+    current first (``jobs.read_status``): the same reader either way."""
     conninfo = _libpq_url(url)
     if conninfo is not None:
         import psycopg
@@ -195,7 +153,9 @@ def read_job_table(url: str, read: Callable[[snapshot.Execute], T], through_engi
             pass
         except psycopg.OperationalError as e:
             raise _unreachable(url, e) from e
-    return through_engine(_database(url))
+    from orchestrator import jobs
+
+    return jobs.read_status(_database(url), read)
 
 
 @contextmanager
@@ -205,7 +165,7 @@ def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[int], p
     SQLAlchemy to import). Falls back as ``read_job_table`` does."""
     conninfo = _libpq_url(settings.database_url)
     if conninfo is None:
-        yield lambda rows: read_job_progress(settings.database_url, job_id, rows)
+        yield lambda rows: read_job_table(settings.database_url, lambda e: progress.read_progress(e, job_id, rows))
         return
     import psycopg
 

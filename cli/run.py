@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,23 +23,28 @@ from cli.render import job_reader, print_plan, watch_job
 from orchestrator.plan_summary import PlanSummary, summarize
 
 if TYPE_CHECKING:
-    from orchestrator import jobs, launch
-    from orchestrator.dispatch import Dispatcher
+    from orchestrator import launch
 
 app = typer.Typer(add_completion=False)
 
 
-def launch_prepared(database: jobs.Database, fleet: Dispatcher, prepared: launch.Prepared) -> int:
-    """Create the target index the plan asks for (and wait until it is ready), then write the job and enqueue its
-    work; the index's creation goes into the job's audit log. Returns the job id."""
-    from orchestrator import jobs, launch
+def before_the_job(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]]:
+    """What only the command does between the plan and the job (``launch.BeforeWrite``): the backup the spec asks
+    for first (if it fails, no job is written and nothing is enqueued), then the target index the plan creates,
+    waited for until it is ready. Returns the audit events that record them."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    backup = None
+    if prepared.spec.backup.enabled:
+        from cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
 
+        backup = backup_sources(prepared)
     # strategy collection: the job's own steps create the index, from the collection.
     created = make_target_index(prepared) if prepared.spec.strategy != "collection" else None
-    job_id = launch.launch(database, fleet, prepared)
     if created is not None:
-        jobs.record_event(database, "target_index_created", jobs.default_actor(), job_id, **created)
-    return job_id
+        events.append(("target_index_created", created))
+    if backup is not None:
+        events.append(("backup_written", backup))
+    return events
 
 
 def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
@@ -152,32 +158,36 @@ def run(
 def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
     """`run`, planned in this command."""
     from cli.fleet import dispatcher, open_control, open_store
-    from orchestrator import jobs, launch
+    from orchestrator import launch
     from orchestrator.spec import load_spec
 
     job_spec = load_spec(spec)
+    marks = {"spec_parsed": time.time()}
     database = db(resolved)
-    fleet = dispatcher(resolved)
-    existing = None if new else jobs.latest_unfinished_job(database, job_spec.name)
-    if existing is not None:
-        counts = launch.resume(database, fleet, existing.id)
+
+    def show_plan_first(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]]:
+        print_plan(summarize(prepared))
+        return before_the_job(prepared)
+
+    started = launch.start_or_resume(
+        database,
+        dispatcher(resolved),
+        job_spec,
+        open_store,
+        spec.parent,
+        open_control,
+        new=new,
+        before_write=show_plan_first,
+        marks=marks,
+    )
+    job_id = started.job_id
+    if started.resumed is not None:
+        counts = started.resumed
         console.print(
-            f"job {existing.id} ({job_spec.name}) was unfinished: resumed "
+            f"job {job_id} ({job_spec.name}) was unfinished: resumed "
             f"({counts['listers']} listers, {counts['batches']} batches re-queued)"
         )
-        job_id = existing.id
     else:
-        prepared = launch.prepare(job_spec, open_store, spec.parent, open_control)
-        print_plan(summarize(prepared))
-        # The backup comes first: if it fails, no job is written and nothing is enqueued.
-        backup = None
-        if job_spec.backup.enabled:
-            from cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
-
-            backup = backup_sources(prepared)
-        job_id = launch_prepared(database, fleet, prepared)
-        if backup is not None:
-            jobs.record_event(database, "backup_written", jobs.default_actor(), job_id, **backup)
         console.print(f"job {job_id} started")
     print(job_id)
     if wait:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from orchestrator.errors import PlanError
 from orchestrator.indexes import IndexInfo, TargetIndex
-from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
+from orchestrator.limits import COLLECTION_MAX_NAMESPACES, COLLECTION_MAX_RECORDS, FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from orchestrator.models import CollectionPhase
 from orchestrator.plan_types import Estimate, Inventory, NamespacePlan, Plan
 from orchestrator.spec import JobSpec
@@ -25,9 +25,6 @@ from orchestrator.spec import JobSpec
 #: Polls of a busy step: the first after 0.5 s, then twice as late each time, up to this.
 POLL_MAX_S = 30.0
 FIRST_POLL_S = 0.5
-#: Pinecone's limits for a pod index migrated through a collection (its migration guide).
-MAX_RECORDS = 500_000_000
-MAX_NAMESPACES = 20_000
 
 
 def collection_name(job_name: str, job_id: int) -> str:
@@ -71,10 +68,11 @@ def plan_collection(
             target=name,
         )
     total = sum(source.namespaces.values())
-    if total > MAX_RECORDS or len(source.namespaces) > MAX_NAMESPACES:
+    if total > COLLECTION_MAX_RECORDS or len(source.namespaces) > COLLECTION_MAX_NAMESPACES:
         raise PlanError(
             f"{source.label} holds {total} records in {len(source.namespaces)} namespaces; Pinecone migrates a pod "
-            f"index through a collection up to {MAX_RECORDS} records and {MAX_NAMESPACES} namespaces",
+            f"index through a collection up to {COLLECTION_MAX_RECORDS} records and "
+            f"{COLLECTION_MAX_NAMESPACES} namespaces",
             hint="ask Pinecone support, or use strategy `fleet`",
             source=source.label,
         )

@@ -8,16 +8,22 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from orchestrator.enumeration import sweep_cost
-from orchestrator.limits import LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS, UPSERT_RECORDS_MAX
+from orchestrator.limits import (
+    BYTES_PER_WRITE_UNIT,
+    JSON_NUMBER_MAX_BYTES,
+    LIST_MAX_PAGE_IDS,
+    MIN_WRITE_UNITS_PER_REQUEST,
+    RECORDS_PER_READ_UNIT,
+    UPSERT_MAX_BYTES,
+    UPSERT_MAX_VECTORS,
+    UPSERT_RECORDS_MAX,
+)
 from orchestrator.plan_types import Estimate, Inventory, NamespacePlan
 from orchestrator.spec import JobSpec, PineconeStoreSpec
 
-# Pinecone pricing used by the estimate (serverless, API 2026-07); its request limits are in orchestrator.limits.
-BYTES_PER_VALUE = 20  # a float as JSON text, with its separator: what an upsert request really carries
-BYTES_PER_VECTOR_OVERHEAD = 200  # id, metadata and JSON framing per vector
-RECORDS_PER_READ_UNIT = 10  # fetch: 1 RU per 10 records, at least 1 per request
-BYTES_PER_WRITE_UNIT = 1000  # upsert: 1 WU per KB of request, at least 5 per request
-MIN_WRITE_UNITS_PER_REQUEST = 5
+#: Id, metadata and JSON framing of one vector in an upsert request (the estimate's guess; each value is counted as
+#: the workers' chunking counts it, so the estimate's requests are the ones the workers send).
+BYTES_PER_VECTOR_OVERHEAD = 200
 
 
 def _batch_sizes(count: int, batch_size: int) -> list[tuple[int, int]]:
@@ -28,7 +34,7 @@ def _batch_sizes(count: int, batch_size: int) -> list[tuple[int, int]]:
 
 def _upsert_cost(vectors: int, dimension: int, per_request: int = UPSERT_MAX_VECTORS) -> tuple[int, int, int]:
     """(upsert requests, write units, bytes) to write one batch of ``vectors``, ``per_request`` at most in one."""
-    vector_bytes = max(dimension, 1) * BYTES_PER_VALUE + BYTES_PER_VECTOR_OVERHEAD
+    vector_bytes = max(dimension, 1) * JSON_NUMBER_MAX_BYTES + BYTES_PER_VECTOR_OVERHEAD
     total = vectors * vector_bytes
     chunks = max(math.ceil(vectors / per_request), math.ceil(total / UPSERT_MAX_BYTES), 1)
     per_chunk, bigger = divmod(vectors, chunks)

@@ -23,11 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.errors import SpecError
+from orchestrator.limits import QUERY_MIN_READ_UNITS, QUERY_READ_UNITS_PER_GB
 from orchestrator.naming import parse_namespace_arg
 
-#: Read units of one query: 1 per GB of the namespace queried, at least this many (Pinecone, "Understanding cost").
-QUERY_MIN_READ_UNITS = 0.25
-QUERY_READ_UNITS_PER_GB = 1.0
 _BYTES_PER_GB = 1e9
 #: A float32 value as the index stores it, and a vector's id and metadata on top (the estimate's guess).
 _STORED_BYTES_PER_VALUE = 4

@@ -1,4 +1,5 @@
-"""From a validated spec to a running job, and the commands that act on a job (resume, retry, verify).
+"""From a validated spec to a running job (``start_or_resume``, the one way a migrate job starts), and the commands
+that act on a job's failed or finished work (retry, verify). Taking up unfinished work is ``orchestrator.recovery``.
 
 Stores are opened by a function passed in by the entry point (the CLI passes ``workers.stores.open_store``): the
 orchestrator reads the source inventory to plan, but never imports the worker tasks; it enqueues them by name.
@@ -6,22 +7,21 @@ orchestrator reads the source inventory to plan, but never imports the worker ta
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import jobs, pgschema, small_runs
+from orchestrator import jobs, pgschema, recovery, small_runs
 from orchestrator.collection import plan_collection
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
 from orchestrator.id_checks import check_id_collisions, check_id_lengths, namespaces_needing_id_check
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.models import RunState
 from orchestrator.pgschema import check_distinct_tables, check_target_names
 from orchestrator.plan_reads import PlanReads, RoutedIds
 from orchestrator.plan_types import Inventory, Plan
@@ -57,6 +57,14 @@ class Prepared:
     target_label: str
     #: The target index the spec asks nsmigrate to create (``target.create``), and whether it exists already.
     target_index: TargetIndex | None = None
+    #: When planning passed its steps (``PLANNING_MARKS``, epoch seconds), kept in the job's ``job_created`` event:
+    #: how long the user waited before the job existed, and on what.
+    marks: dict[str, float] = field(default_factory=dict)
+
+
+#: The steps of planning timed in ``Prepared.marks``: the spec handed to the fleet's planner by the command (only when
+#: the fleet plans), the spec validated, the first request sent to a store, the plan and every check of it done.
+PLANNING_MARKS = ("spec_submitted", "spec_parsed", "first_store_request", "plan_done")
 
 
 #: ``_inventory``'s dimension of a store that has none yet (an empty pgvector target): the source's, once known.
@@ -139,14 +147,34 @@ def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
 
 
 def prepare(
-    spec: JobSpec, open_store: StoreOpener, spec_dir: Path | None = None, open_control: ControlOpener | None = None
+    spec: JobSpec,
+    open_store: StoreOpener,
+    spec_dir: Path | None = None,
+    open_control: ControlOpener | None = None,
+    *,
+    marks: dict[str, float] | None = None,
 ) -> Prepared:
     """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing.
     ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created.
-    Reads that do not wait on each other run at once (``orchestrator.plan_reads``)."""
+    Reads that do not wait on each other run at once (``orchestrator.plan_reads``). ``marks``: the caller's marks of
+    the steps before (``PLANNING_MARKS``, epoch seconds; ``spec_parsed`` is now when not given)."""
+    marks = {"spec_parsed": time.time(), **(marks or {})}
+    prepared = _prepare(spec, open_store, spec_dir, open_control, marks)
+    marks["plan_done"] = time.time()
+    return replace(prepared, marks=marks)
+
+
+def _prepare(
+    spec: JobSpec,
+    open_store: StoreOpener,
+    spec_dir: Path | None,
+    open_control: ControlOpener | None,
+    marks: dict[str, float],
+) -> Prepared:
     spec = _absolute_catalogue(spec, spec_dir)
     source = open_store(spec.source)
     target = open_store(spec.target)
+    marks["first_store_request"] = time.time()
     with PlanReads(spec.rate) as reads:
         # The target's inventory is read beside the source's unless the plan may create the target (then it waits
         # for the source's shape) or Pinecone copies the index (strategy collection).
@@ -204,7 +232,8 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor:
     """Write the job and its namespace runs, then enqueue one lister per namespace, the largest namespaces first:
     theirs are the longest chains of list pages, so they should not start last. Small namespaces (one page and one
     batch at plan time) come last, several to a task that lists and copies them (``orchestrator.small_runs``).
-    Returns the job id. ``actor``: who asked, for the audit log (default: this process's user@host)."""
+    Returns the job id. ``actor``: who asked, for the audit log (default: this process's user@host). Jobs start
+    through ``start_or_resume``; tests and benchmarks call this with plans of their own."""
     job_id = jobs.create_job(
         db,
         prepared.spec,
@@ -212,6 +241,7 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor:
         source_label=prepared.source_label,
         target_label=prepared.target_label,
         actor=actor,
+        planning={mark: round(at, 3) for mark, at in prepared.marks.items()},
     )
     if prepared.spec.strategy == "collection":
         dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
@@ -242,84 +272,52 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor:
     return job_id
 
 
-def resume(
+#: What the command does between the plan and the job's first write, where only it can (``cli.run``): write the
+#: backup the spec asks for, create the target index. Called with the plan once every check passed; returns the
+#: audit events (action, detail) that record what it did, written once the job exists. A failure writes no job.
+BeforeWrite = Callable[[Prepared], list[tuple[str, dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class Started:
+    """What ``start_or_resume`` did: started a new job (the plan it made: ``prepared``) or resumed an unfinished one
+    (what it sent again: ``resumed``)."""
+
+    job_id: int
+    prepared: Prepared | None = None
+    resumed: dict[str, int] | None = None
+
+
+def start_or_resume(
     db: jobs.Database,
     dispatcher: Dispatcher,
-    job_id: int,
+    spec: JobSpec,
+    open_store: StoreOpener,
+    spec_dir: Path | None = None,
+    open_control: ControlOpener | None = None,
     *,
-    only_runs: Collection[int] | None = None,
-    together: bool = True,
-    action: str = "job_resumed",
+    new: bool = False,
     actor: str | None = None,
-) -> dict[str, int]:
-    """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
-    copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token.
-    A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``).
+    before_write: BeforeWrite | None = None,
+    marks: dict[str, float] | None = None,
+) -> Started:
+    """The one way a migrate job starts, wherever it is asked for: `nsmigrate run` planning in the command, the
+    fleet's plan server (``workers.plan_server``), the demos.
 
-    ``only_runs``: just these namespace runs. ``together``: send the tasks in one round trip (``Dispatcher.together``;
-    a worker, whose pooled broker connections may predate a Redis restart, sends them one by one). ``action``: the
-    audit event recorded, ``actor`` who asked (default: this process's user@host)."""
-    if _is_collection_job(db, job_id):
-        return _resume_collection(db, dispatcher, job_id, actor)
-    listing, batches = jobs.unfinished_work(db, job_id)
-    runs = {r.id: r for r in jobs.runs_of(db, job_id)}
-    to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
-    copying = jobs.runs_in_state(db, job_id, RunState.COPYING)
-    if only_runs is not None:
-        listing, to_verify, copying = ([r for r in ids if r in only_runs] for ids in (listing, to_verify, copying))
-        batches = [(r, b) for r, b in batches if r in only_runs]
-    with dispatcher.together() if together else contextlib.nullcontext():
-        for run_id in listing:
-            dispatcher.list_namespace(
-                run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace), wait_for_lock=True
-            )
-        for run_id, batch_id in batches:
-            dispatcher.copy_batch(
-                batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
-            )
-        for run_id in to_verify:
-            namespace = display_namespace(runs[run_id].source_namespace)
-            dispatcher.verify_namespace(run_id, job_id=job_id, namespace=namespace)
-    # Runs whose batches are all done but were never marked copied (a worker died right after its last batch).
-    for run_id in copying:
-        if jobs.maybe_mark_copied(db, run_id):
-            dispatcher.verify_namespace(
-                run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
-            )
-    jobs.record_event(db, action, actor or jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
-    return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
-
-
-def resend_stalled(db: jobs.Database, dispatcher: Dispatcher, idle_s: float) -> dict[int, dict[str, int]]:
-    """Send again, as `resume` would, the work of every run that stalled on a lost message: it has work to come
-    and saw no change for ``idle_s`` (the visibility timeout; see ``orchestrator.jobs.stalled``). The fleet calls
-    this by itself, so a message lost with a killed worker or a restarted Redis costs that timeout, not an operator.
-    Returns {job id: what was sent}."""
-    return {
-        job_id: resume(db, dispatcher, job_id, only_runs=set(run_ids), together=False, action="stalled_runs_resent")
-        for job_id, run_ids in jobs.claim_stalled_runs(db, idle_s).items()
-    }
-
-
-def _is_collection_job(db: jobs.Database, job_id: int) -> bool:
-    # The stored spec as it is: rollback and erase jobs keep other shapes there.
-    return (jobs.find_job(db, job_id).spec or {}).get("strategy") == "collection"
-
-
-def _resume_collection(
-    db: jobs.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None
-) -> dict[str, int]:
-    """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
-    runs = jobs.runs_of(db, job_id)
-    waiting = [r for r in runs if r.state in jobs.LISTABLE_RUN_STATES]
-    to_verify = [r for r in runs if r.state in (RunState.COPIED, RunState.VERIFYING)]
-    with dispatcher.together():
-        if waiting:
-            dispatcher.collection_step(job_id)
-        for run in to_verify:
-            dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-    jobs.record_event(db, "job_resumed", actor or jobs.default_actor(), job_id, collection_step=bool(waiting))
-    return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
+    The unfinished job of the spec's name, if any, is resumed (``recovery.resume``) unless ``new``. Otherwise the
+    spec is planned (``prepare``: every read and every check, the same wherever it runs, before anything is written
+    to a target or the job table), ``before_write`` runs with the plan, and the job is written and its work enqueued
+    (``launch``). ``actor``: who asked, for the audit log (default: this process's user@host); ``marks``: the
+    caller's marks of planning's first steps (``prepare``)."""
+    existing = None if new else jobs.latest_unfinished_job(db, spec.name)
+    if existing is not None:
+        return Started(existing.id, resumed=recovery.resume(db, dispatcher, existing.id, actor=actor))
+    prepared = prepare(spec, open_store, spec_dir, open_control, marks=marks)
+    events = before_write(prepared) if before_write is not None else []
+    job_id = launch(db, dispatcher, prepared, actor=actor)
+    for action, detail in events:
+        jobs.record_event(db, action, actor or jobs.default_actor(), job_id, **detail)
+    return Started(job_id, prepared=prepared)
 
 
 def retry_failed(
@@ -345,7 +343,7 @@ def retry_failed_listers(
     namespaces; each lists on from its saved token. Returns their namespaces (as shown to people)."""
     requeued = jobs.requeue_failed_listers(db, job_id, namespace)
     shown = [display_namespace(source_namespace) for _, source_namespace in requeued]
-    if requeued and _is_collection_job(db, job_id):
+    if requeued and jobs.is_collection_job(db, job_id):
         dispatcher.collection_step(job_id)  # one step goes on for every namespace, from the job's phase
         return shown
     with dispatcher.together():

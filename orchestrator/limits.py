@@ -1,4 +1,6 @@
-"""Pinecone's data-plane limits as the client side of nsmigrate respects them: one declaration each, unit in the name.
+"""Facts of the outside world nsmigrate works within, each with its source: Pinecone's data-plane limits and pricing
+units, Postgres's and pgvector's limits, the size of a number as JSON. One declaration each, unit in the name; what an
+operator may tune is in ``orchestrator.settings`` or the job spec instead.
 
 Read by the planner (estimates), the store adapters (request sizes), the chunking of upserts and every task that
 splits ids into requests. The sandbox data plane (``sandbox/pinecone_server.py``) keeps its own copy on purpose: it
@@ -24,6 +26,10 @@ UPSERT_RECORDS_MAX = 96
 
 #: Characters per record id (Pinecone docs, "Identifier limits": a record id is at most 512 characters).
 RECORD_ID_MAX_CHARS = 512
+#: Ids one query may return when it asks for no values and no metadata (Pinecone API reference, "Query": top_k ≤
+#: 10,000).
+QUERY_MAX_TOP_K = 10_000
+
 #: Characters in a namespace name the namespace endpoints take in their path (the SDK's rule: 1–512 ASCII, no NUL).
 NAMESPACE_MAX_CHARS = 512
 #: Bytes of one record's metadata as JSON (Pinecone docs, "Limits": max metadata size per vector is 40 KB).
@@ -43,3 +49,30 @@ STATS_MAX_REQUESTS_PER_S_PER_INDEX = 100
 WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE = 100
 #: Upserted megabytes (10^6 bytes) per second per namespace (Pinecone docs, "Rate limits", serverless).
 WRITE_MAX_MB_PER_S_PER_NAMESPACE = 50
+
+#: Records and namespaces of a pod index migrated to serverless through a collection (Pinecone docs, "Migrate a
+#: pod-based index to serverless").
+COLLECTION_MAX_RECORDS = 500_000_000
+COLLECTION_MAX_NAMESPACES = 20_000
+
+#: Serverless pricing units (Pinecone docs, "Understanding cost", API 2026-07): a fetch costs 1 read unit per 10
+#: records, at least 1 per request; an upsert 1 write unit per KB of request, at least 5 per request; a query 1 read
+#: unit per GB of the namespace it searches, at least 0.25.
+RECORDS_PER_READ_UNIT = 10
+BYTES_PER_WRITE_UNIT = 1_000
+MIN_WRITE_UNITS_PER_REQUEST = 5
+QUERY_READ_UNITS_PER_GB = 1.0
+QUERY_MIN_READ_UNITS = 0.25
+
+#: Bytes of one number in an upsert's compact JSON body, its comma included, at most: a double's longest form is
+#: ``-1.2345678901234567e-308`` (sign, 17 significant digits, point, exponent; RFC 8259 numbers as orjson writes them).
+JSON_NUMBER_MAX_BYTES = 25
+
+#: Bytes of a Postgres identifier (table, index, constraint name); longer ones are cut silently (Postgres docs,
+#: "Identifiers and Key Words": NAMEDATALEN - 1).
+PG_IDENTIFIER_MAX_BYTES = 63
+#: Dimensions of a ``vector`` column pgvector's ivfflat and hnsw indexes take (pgvector README, "Indexing")…
+PGVECTOR_INDEX_MAX_DIMENSIONS = 2_000
+#: …and of a ``halfvec`` expression they take: above 2,000 a vector index is HNSW over ``halfvec(d)`` (pgvector
+#: README, "Half-precision indexing").
+PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS = 4_000

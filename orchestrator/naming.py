@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from orchestrator.errors import PlanError
+from orchestrator.limits import NAMESPACE_MAX_CHARS
 
 PUBLIC = "public"
 """The shared namespace: vectors that belong to no twin."""
 
 MAX_ID_CHARS = 100
-MAX_NAMESPACE_CHARS = 512  # Pinecone's limit on a namespace name
 
 IdKind = Literal["creator_id", "twin_id"]
 NamespaceKind = Literal["twin", "creator", "public", "other"]
@@ -106,9 +106,9 @@ def validate_identifier(kind: IdKind, value: str) -> str:
 
 
 def _checked_length(name: str) -> str:
-    if len(name) > MAX_NAMESPACE_CHARS:
+    if len(name) > NAMESPACE_MAX_CHARS:
         raise PlanError(
-            f"namespace {name[:60]!r}… is {len(name)} characters long; at most {MAX_NAMESPACE_CHARS}",
+            f"namespace {name[:60]!r}… is {len(name)} characters long; at most {NAMESPACE_MAX_CHARS}",
             hint="use shorter creator or twin ids",
         )
     return name
@@ -132,7 +132,7 @@ def readings(name: str) -> list[ParsedNamespace]:
     readings first, in order) and the creator-wide reading. Empty for names outside the convention."""
     if name == PUBLIC:
         return [ParsedNamespace("public")]
-    if len(name) > MAX_NAMESPACE_CHARS or not name.startswith(_CREATOR_PREFIX):
+    if len(name) > NAMESPACE_MAX_CHARS or not name.startswith(_CREATOR_PREFIX):
         return []
     rest = name[len(_CREATOR_PREFIX) :]
     found = []
@@ -168,8 +168,8 @@ def is_ambiguous(name: str) -> bool:
 def namespace_problem(name: str) -> str | None:
     """Why ``name`` cannot be a target namespace that no registry built, or None. A name starting with ``creator_``
     must parse under the convention: one that does not (``creator_.a``) would be invisible to erasure by creator."""
-    if len(name) > MAX_NAMESPACE_CHARS:
-        return f"namespace {name[:60]!r}… is {len(name)} characters long; at most {MAX_NAMESPACE_CHARS} are allowed"
+    if len(name) > NAMESPACE_MAX_CHARS:
+        return f"namespace {name[:60]!r}… is {len(name)} characters long; at most {NAMESPACE_MAX_CHARS} are allowed"
     if name.startswith(_CREATOR_PREFIX) and parse_namespace(name).kind == "other":
         return (
             f"namespace {name!r} starts with 'creator_' but is not creator_{{creator_id}}_twin_{{twin_id}} or "

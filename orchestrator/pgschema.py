@@ -29,6 +29,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from orchestrator.errors import PlanError
+from orchestrator.limits import (
+    PG_IDENTIFIER_MAX_BYTES,
+    PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS,
+    PGVECTOR_INDEX_MAX_DIMENSIONS,
+)
 from orchestrator.records import Record
 
 PREFIX = "embeddings"
@@ -36,11 +41,6 @@ DEFAULT_NAME = "default"  # the default namespace "" lives in {prefix}_default
 NAME_MAX = 50
 RESERVED = ("backup", "temp", "tmp", "system", "admin")
 BACKUP_WORD = "backup"
-PG_IDENTIFIER_MAX = 63
-#: pgvector builds ivfflat and hnsw indexes on ``vector`` columns of at most this many dimensions…
-ANN_MAX_DIMENSION = 2000
-#: …and on ``halfvec`` expressions of at most this many: above 2,000 the vector index is HNSW over ``halfvec(d)``.
-HALFVEC_MAX_DIMENSION = 4000
 #: The layout's ``WITH (lists = 100)``: the documented ivfflat size, whatever the rows.
 DEFAULT_LISTS = 100
 ID_COLUMN = "chunk_id"
@@ -185,7 +185,7 @@ def check_distinct_tables(prefix: str, namespaces: Iterable[str]) -> None:
     first: dict[str, str] = {}
     clashes = []
     for namespace in namespaces:
-        table = table_of(prefix, namespace)[:PG_IDENTIFIER_MAX]
+        table = table_of(prefix, namespace)[:PG_IDENTIFIER_MAX_BYTES]
         other = first.setdefault(table, namespace)
         if other != namespace:
             clashes.append(f"{_shown(other)} and {_shown(namespace)} would both be the table {table}")
@@ -226,10 +226,10 @@ def backup_table(prefix: str, namespace: str | None, stamp: str) -> str:
     if namespace is None:
         return base
     name = f"{base}_{namespace or DEFAULT_NAME}"
-    if len(name) <= PG_IDENTIFIER_MAX:
+    if len(name) <= PG_IDENTIFIER_MAX_BYTES:
         return name
     digest = hashlib.sha1(namespace.encode()).hexdigest()[:8]
-    room = PG_IDENTIFIER_MAX - len(base) - 2 - len(digest)
+    room = PG_IDENTIFIER_MAX_BYTES - len(base) - 2 - len(digest)
     return f"{base}_{namespace[: max(room, 1)]}_{digest}"
 
 
@@ -237,10 +237,10 @@ def backup_index_name(backup: str, suffix: str) -> str:
     """The name an index ``{table}_{suffix}`` takes when its table becomes ``backup``: ``{backup}_{suffix}``, or, too
     long for Postgres, the start of it and a hash (so the suffixes of one table never cut to the same name)."""
     name = f"{backup}_{suffix}"
-    if len(name) <= PG_IDENTIFIER_MAX:
+    if len(name) <= PG_IDENTIFIER_MAX_BYTES:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return f"{backup[: PG_IDENTIFIER_MAX - len(suffix) - 10]}_{digest}_{suffix}"[:PG_IDENTIFIER_MAX]
+    return f"{backup[: PG_IDENTIFIER_MAX_BYTES - len(suffix) - 10]}_{digest}_{suffix}"[:PG_IDENTIFIER_MAX_BYTES]
 
 
 # --- DDL ----------------------------------------------------------------------------------------------------------
@@ -257,16 +257,16 @@ class VectorIndex:
         """What ``vector_index_sql`` builds for ``dimension``, in words (for plans, stats and messages)."""
         if self.method == "none":
             return "none"
-        if dimension > HALFVEC_MAX_DIMENSION:
-            return f"none (pgvector indexes at most {HALFVEC_MAX_DIMENSION} dimensions)"
-        if dimension > ANN_MAX_DIMENSION:
+        if dimension > PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS:
+            return f"none (pgvector indexes at most {PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS} dimensions)"
+        if dimension > PGVECTOR_INDEX_MAX_DIMENSIONS:
             return f"hnsw over halfvec({dimension})"
         return f"ivfflat (lists = {self.lists})" if self.method == "ivfflat" else "hnsw"
 
 
 def index_name(table: str, suffix: str) -> str:
     """``{table}_{suffix}`` cut to 63 characters, as Postgres itself cuts the DDL's names."""
-    return f"{table}_{suffix}"[:PG_IDENTIFIER_MAX]
+    return f"{table}_{suffix}"[:PG_IDENTIFIER_MAX_BYTES]
 
 
 def layout_names_problem(prefix: str, namespace: str) -> str | None:
@@ -277,10 +277,10 @@ def layout_names_problem(prefix: str, namespace: str) -> str | None:
     names = [index_name(table, s) for s in ("chunk_id_key", VECTOR_INDEX, *(s for s, _ in BTREE_INDEXES))]
     if len(set(names)) == len(names):
         return None
-    longest = PG_IDENTIFIER_MAX - len(prefix) - len("__co")  # "_ch…" and "_co…" must still differ
+    longest = PG_IDENTIFIER_MAX_BYTES - len(prefix) - len("__co")  # "_ch…" and "_co…" must still differ
     return (
         f"namespace {namespace!r}: the names of its table's constraint and indexes ({table}_chunk_id_key, "
-        f"{table}_collection_idx, …) are cut to {PG_IDENTIFIER_MAX} characters by Postgres and collide (the "
+        f"{table}_collection_idx, …) are cut to {PG_IDENTIFIER_MAX_BYTES} characters by Postgres and collide (the "
         f"application's DDL fails on this table as well); with prefix {prefix!r} a namespace has at most {longest} "
         "characters"
     )
@@ -303,10 +303,10 @@ def vector_index_sql(table: str, index: VectorIndex, dimension: int) -> str | No
     hnsw; above 2,000 dimensions HNSW over ``embedding::halfvec(d)`` (pgvector's limit for ``vector`` is 2,000, for
     ``halfvec`` 4,000), so a search must order by ``embedding::halfvec(d) <=> …`` to use it. None: no index to build
     (``none``, or more than 4,000 dimensions)."""
-    if index.method == "none" or dimension > HALFVEC_MAX_DIMENSION:
+    if index.method == "none" or dimension > PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS:
         return None
     head = f"CREATE INDEX {quote(index_name(table, VECTOR_INDEX))} ON {quote(table)}\n    "
-    if dimension > ANN_MAX_DIMENSION:
+    if dimension > PGVECTOR_INDEX_MAX_DIMENSIONS:
         return head + f"USING hnsw (({EMBEDDING_COLUMN}::halfvec({int(dimension)})) halfvec_cosine_ops)"
     if index.method == "hnsw":
         return head + f"USING hnsw ({EMBEDDING_COLUMN} vector_cosine_ops)"
@@ -327,7 +327,7 @@ def create_index_sql(table: str, index: VectorIndex, dimension: int) -> list[str
 
 def distance_sql(dimension: int) -> str:
     """The cosine distance to ``:v`` as the vector index serves it (over halfvec above 2,000 dimensions)."""
-    if ANN_MAX_DIMENSION < dimension <= HALFVEC_MAX_DIMENSION:
+    if PGVECTOR_INDEX_MAX_DIMENSIONS < dimension <= PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS:
         return f"{EMBEDDING_COLUMN}::halfvec({int(dimension)}) <=> CAST(:v AS halfvec({int(dimension)}))"
     return f"{EMBEDDING_COLUMN} <=> CAST(:v AS vector)"
 

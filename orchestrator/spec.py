@@ -28,7 +28,17 @@ from pydantic import (
 from orchestrator import pgschema
 from orchestrator.errors import SpecError
 from orchestrator.keys import credentials_refusal
+from orchestrator.limits import (
+    FETCH_MAX_IDS,
+    LIST_MAX_REQUESTS_PER_S_PER_INDEX,
+    QUERY_MAX_TOP_K,
+    READ_MAX_REQUESTS_PER_S_PER_INDEX,
+    STATS_MAX_REQUESTS_PER_S_PER_INDEX,
+    WRITE_MAX_MB_PER_S_PER_NAMESPACE,
+    WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
+)
 from orchestrator.naming import ID_RULE, identifier_problem
+from orchestrator.prefix_chains import MAX_CHAINS
 from orchestrator.yamlfile import load_yaml
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
@@ -96,10 +106,6 @@ class IdCatalogue(_Model):
         return self
 
 
-#: Ids one query may return when it asks for no values and no metadata (Pinecone's top_k limit).
-SWEEP_MAX_TOP_K = 10_000
-
-
 class Enumeration(_Model):
     """How the ids of a Pinecone source are found. ``list`` pages them (serverless indexes only); a pod index cannot
     list, so it needs ``catalogue`` (the ids kept elsewhere, ``catalogue:``) or ``sweep`` (queries with random
@@ -108,7 +114,7 @@ class Enumeration(_Model):
 
     mode: Literal["list", "catalogue", "sweep"] = "list"
     catalogue: IdCatalogue | None = None
-    top_k: int = Field(default=SWEEP_MAX_TOP_K, gt=0, le=SWEEP_MAX_TOP_K, description="sweep: ids per query.")
+    top_k: int = Field(default=QUERY_MAX_TOP_K, gt=0, le=QUERY_MAX_TOP_K, description="sweep: ids per query.")
     max_queries: int = Field(default=1000, gt=0, le=1_000_000, description="sweep: queries per namespace, at most.")
 
     @model_validator(mode="after")
@@ -257,7 +263,7 @@ class PgvectorStoreSpec(_Model):
         "indexes and ANALYZE), when the namespace is verified; above 2,000 dimensions always HNSW over halfvec.",
     )
     ivfflat_lists: int = Field(
-        default=100,
+        default=pgschema.DEFAULT_LISTS,
         gt=0,
         le=32768,
         description="documented, vector_index ivfflat: its lists (the application's layout says 100).",
@@ -440,20 +446,42 @@ class Enrichment(_Model):
     constants: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
 
-class RateBudget(_Model):
-    """Fleet-wide request budgets per second, shared by all workers; the defaults stay under Pinecone's serverless
-    limits (``orchestrator.limits``)."""
+#: The share of each documented serverless rate (``orchestrator.limits``) the default budget takes: below the limit,
+#: never at it; listing keeps a quarter back.
+DEFAULT_RATE_SHARE = 0.8
+DEFAULT_LIST_RATE_SHARE = 0.75
 
-    read_rps: float = Field(default=80, gt=0, description="fetch requests/s per source index.")
-    list_rps: float = Field(default=150, gt=0, description="list requests/s per source index.")
+
+class RateBudget(_Model):
+    """Fleet-wide request budgets per second, shared by all workers; the defaults are a share of Pinecone's
+    serverless limits (``orchestrator.limits``)."""
+
+    read_rps: float = Field(
+        default=DEFAULT_RATE_SHARE * READ_MAX_REQUESTS_PER_S_PER_INDEX,
+        gt=0,
+        description="fetch requests/s per source index.",
+    )
+    list_rps: float = Field(
+        default=DEFAULT_LIST_RATE_SHARE * LIST_MAX_REQUESTS_PER_S_PER_INDEX,
+        gt=0,
+        description="list requests/s per source index.",
+    )
     stats_rps: float = Field(
-        default=80,
+        default=DEFAULT_RATE_SHARE * STATS_MAX_REQUESTS_PER_S_PER_INDEX,
         gt=0,
         description="count requests/s per index (describe_index_stats, describe_namespace): verification's counts "
         "and planning's inventory; a limit of Pinecone's own, beside fetch's.",
     )
-    write_rps: float = Field(default=80, gt=0, description="upsert requests/s per target namespace.")
-    write_mb_per_s: float = Field(default=40, gt=0, description="upsert megabytes/s per target namespace.")
+    write_rps: float = Field(
+        default=DEFAULT_RATE_SHARE * WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
+        gt=0,
+        description="upsert requests/s per target namespace.",
+    )
+    write_mb_per_s: float = Field(
+        default=DEFAULT_RATE_SHARE * WRITE_MAX_MB_PER_S_PER_NAMESPACE,
+        gt=0,
+        description="upsert megabytes/s per target namespace.",
+    )
     embed_tokens_per_min: float = Field(
         default=250_000,
         gt=0,
@@ -469,6 +497,14 @@ class Verification(_Model):
     sample_size: int = Field(default=200, gt=0)
     query_samples: int = Field(default=0, ge=0, description="Sample queries whose top-k ids must match; 0 = off.")
     top_k: int = Field(default=10, gt=0, le=1000)
+    # Not 1: ANN indexes are approximate and a different index type may reorder near-ties at the edge of the top k,
+    # so exact equality of every list would fail correct copies.
+    query_min_overlap: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Smallest mean share of the source's top-k ids the target's answers hold, or verification fails.",
+    )
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
     tolerance: float = Field(default=1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
     latency_samples: int = Field(
@@ -557,7 +593,7 @@ class JobSpec(_Model):
     routing: Routing = Field(default_factory=Routing)
     enrich: Enrichment = Field(default_factory=Enrichment)
     batch_size: int = Field(
-        default=100, gt=0, le=1000, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000)."
+        default=100, gt=0, le=FETCH_MAX_IDS, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000)."
     )
     max_batches_in_flight: int = Field(
         default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
@@ -566,9 +602,9 @@ class JobSpec(_Model):
         default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
     )
     max_list_chains: int = Field(
-        default=16,
+        default=MAX_CHAINS,
         gt=0,
-        le=16,
+        le=MAX_CHAINS,
         description="Id-prefix chains that list a namespace of 5,000+ ids at once (1: one chain, never split).",
     )
     rate: RateBudget = Field(default_factory=RateBudget)

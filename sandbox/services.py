@@ -86,6 +86,20 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     return preexec
 
 
+def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A child process in a session of its own (so it and what it forks are signalled together), its output
+    appended to ``log_path``; it is told to stop when this process dies."""
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+
+
 def _children(pid: int) -> list[int]:
     """Pids whose parent is ``pid`` (from /proc; empty where there is none)."""
     found = []
@@ -243,6 +257,9 @@ class PostgresServer:
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="nsmigrate-pg-")))
     process: subprocess.Popen[bytes] | None = None
     database: str = "nsmigrate"
+    #: Server libraries loaded at start (``shared_preload_libraries``), e.g. ``pg_stat_statements`` for a bench that
+    #: counts the job table's statements.
+    preload: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -314,6 +331,7 @@ class PostgresServer:
                     "max_connections=200",
                     "-c",
                     "shared_buffers=128MB",
+                    *(["-c", f"shared_preload_libraries={','.join(self.preload)}"] if self.preload else []),
                 ],
                 stdout=log,
                 stderr=log,

@@ -22,7 +22,7 @@ from pathlib import Path
 from celery import Celery
 
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.services import PostgresServer, RedisServer, die_with_parent, free_port, wait_for_port
+from sandbox.services import PostgresServer, RedisServer, free_port, spawn, wait_for_port
 
 SANDBOX_API_KEY = "sandbox-key"  # the local data plane accepts any key; this is not a credential
 
@@ -69,31 +69,9 @@ class Stack:
         workdir)."""
         name = name or f"w{len(self.processes)}"
         log_path = log_path or self.workdir / f"worker-{name}.log"
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "cli",
-                    "worker",
-                    "--queues",
-                    queues,
-                    "--concurrency",
-                    str(concurrency),
-                    "--pool",
-                    pool,
-                    "--hostname",
-                    f"{name}@%h",
-                    "--loglevel",
-                    "WARNING",
-                    *args,
-                ],
-                env=self.env(**extra_env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
+        argv = [sys.executable, "-m", "cli", "worker", "--queues", queues, "--concurrency", str(concurrency)]
+        argv += ["--pool", pool, "--hostname", f"{name}@%h", "--loglevel", "WARNING", *args]
+        proc = spawn(argv, self.env(**extra_env), log_path)
         self.processes.append(proc)
         return proc
 
@@ -109,15 +87,8 @@ class Stack:
         """`nsmigrate COMMAND --port P ARGS` (a server: flower, metrics) on a free loopback port P, its log in the
         workdir; returns P once it accepts connections."""
         port = free_port()
-        with open(self.workdir / f"{command}.log", "ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", command, "--port", str(port), *args],
-                env=self.env(**extra_env),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
+        argv = [sys.executable, "-m", "cli", command, "--port", str(port), *args]
+        proc = spawn(argv, self.env(**extra_env), self.workdir / f"{command}.log")
         self.processes.append(proc)
         wait_for_port(port, 30, proc)
         return port

@@ -17,10 +17,10 @@ from celery.signals import worker_process_init, worker_ready
 from celery.worker.consumer.consumer import STOP_CONDITIONS
 
 from orchestrator.dispatch import celery_config
+from orchestrator.recovery import start_sweeping
 from orchestrator.settings import Settings
 from workers.context import reset_context
-from workers.planner import start_planning
-from workers.stalled import start_sweeping
+from workers.plan_server import start_planning
 from workers.tuning import EVENT_FLUSH_S, warm_up
 from workers.tuning import Consumer as TunedConsumer
 
@@ -35,7 +35,7 @@ _planner = False
 
 
 def configure(settings: Settings, *, planner: bool = False) -> Celery:
-    """Apply ``settings``; ``planner``: this worker also plans the jobs commands hand it (``workers.planner``)."""
+    """Apply ``settings``; ``planner``: this worker also plans the jobs commands hand it (``workers.plan_server``)."""
     global _settings, _planner
     _settings = settings
     _planner = planner

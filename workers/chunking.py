@@ -2,9 +2,9 @@
 
 Pure: no I/O. The size is an *upper bound* of the JSON body the SDK sends (orjson, compact), so a chunk that fits here
 fits on the wire: ids and metadata are measured exactly (with the SDK's own encoder), values kept as fetched JSON
-(``JsonValues``) are measured exactly too, and any other value is charged ``BYTES_PER_VALUE`` bytes — the longest
-compact JSON form of a double, e.g. ``-1.2345678901234567e-308,`` (25 bytes), about twice what a typical float32
-embedding needs, rather than risking a 413 that fails a batch.
+(``JsonValues``) are measured exactly too, and any other value is charged the longest compact JSON form of a double
+with its comma (``orchestrator.limits.JSON_NUMBER_MAX_BYTES``), about twice what a typical float32 embedding needs,
+rather than risking a 413 that fails a batch.
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ from collections.abc import Sequence
 import orjson
 
 from orchestrator.errors import StoreError
-from orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from orchestrator.limits import JSON_NUMBER_MAX_BYTES, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 from orchestrator.records import JsonValues
 from workers.stores.base import Record
 
-#: Upper bound of one float in compact JSON plus its comma (sign, 17 significant digits, point, 'e-308', ',').
-BYTES_PER_VALUE = 25
 #: ``{"id":,"values":[],"metadata":}`` plus the comma between records.
 RECORD_OVERHEAD_BYTES = 32
 #: ``{"vectors":[],"namespace":"…"}`` with room for a 512-character namespace (JSON-escaped).
@@ -37,7 +35,7 @@ def estimate_bytes(record: Record) -> int:
         StoreError: the metadata is not JSON (e.g. holds a datetime); no store would accept it.
     """
     values = record.values
-    values_bytes = len(values.json) if isinstance(values, JsonValues) else BYTES_PER_VALUE * len(values)
+    values_bytes = len(values.json) if isinstance(values, JsonValues) else JSON_NUMBER_MAX_BYTES * len(values)
     size = RECORD_OVERHEAD_BYTES + _json_len(record.id) + values_bytes
     if record.sparse_values is not None:
         size += _json_len(record.sparse_values.to_json())

@@ -41,7 +41,8 @@ _RETRY_ON_OUTAGE: dict[str, Any] = {
 
 def _ran_before(task: Task) -> bool:
     """Whether this message was handed out before: redelivered by Redis after its worker died (acks_late) or sent
-    again by the retry on an outage. Its earlier run may have stopped between two of its steps."""
+    again by the retry on an outage. Its earlier run may have stopped between two of its steps: the steps' ``again``
+    flag, whose story is told in ``orchestrator.recovery``."""
     delivery_info = task.request.delivery_info or {}
     return bool(delivery_info.get("redelivered")) or bool(task.request.retries)
 

@@ -17,13 +17,13 @@ import yaml
 from pinecone import Index, Pinecone
 
 from cli import waits
-from cli.backup import backup_sources
 from cli.console import console
 from cli.fleet import open_control, open_store
 from cli.render import job_reader, print_plan, watch_job
-from cli.run import launch_prepared
+from cli.run import before_the_job
 from orchestrator import jobs, launch
 from orchestrator.dispatch import Dispatcher
+from orchestrator.launch import Prepared
 from orchestrator.plan_summary import summarize
 from orchestrator.settings import Settings, load_settings
 from orchestrator.spec import JobSpec, load_spec
@@ -89,13 +89,24 @@ class DemoStack:
         """Plan and launch the job of ``spec_file``, watch it until it settles, and return how it ended;
         ``on_launch(job_id)`` runs once the job is launched, before the watching."""
         spec = load_spec(spec_file)
-        prepared = launch.prepare(spec, open_store, spec_file.parent, open_control)
-        print_plan(summarize(prepared))
-        started = time.monotonic()
-        backup = backup_sources(prepared) if spec.backup.enabled else None  # first, as `run` does
-        job_id = launch_prepared(self.db, Dispatcher(self.settings), prepared)
-        if backup is not None:
-            jobs.record_event(self.db, "backup_written", jobs.default_actor(), job_id, **backup)
+        clock: list[float] = []
+
+        def show_plan_first(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
+            print_plan(summarize(prepared))
+            clock.append(time.monotonic())
+            return before_the_job(prepared)
+
+        job_id = launch.start_or_resume(
+            self.db,
+            Dispatcher(self.settings),
+            spec,
+            open_store,
+            spec_file.parent,
+            open_control,
+            new=True,
+            before_write=show_plan_first,
+        ).job_id
+        started = clock[0]
         console.print(f"job {job_id} started; watch it: {self.addresses(job_id)}")
         if on_launch is not None:
             on_launch(job_id)

@@ -25,6 +25,7 @@ from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from migrations import catalogue
 from orchestrator import pgschema
+from orchestrator.limits import PGVECTOR_INDEX_MAX_DIMENSIONS
 from orchestrator.records import Record
 from orchestrator.spec import PgvectorStoreSpec
 from orchestrator.verification import compare_record
@@ -80,7 +81,7 @@ def _load_legacy(engine: sa.Engine) -> list[str]:
         f"legacy table 'embeddings' made with the application's DDL: {ROWS} seed-shaped chunks (dimension "
         f"{DIMENSION}, {len({r['collection_name'] for r in rows})} collections, every column filled, {nulls} NULLs "
         f"where the DDL allows them); its indexes: {', '.join(indexes)} (pgvector refuses the DDL's ivfflat index "
-        f"above {pgschema.ANN_MAX_DIMENSION} dimensions)"
+        f"above {PGVECTOR_INDEX_MAX_DIMENSIONS} dimensions)"
     )
     return [row["chunk_id"] for row in rows]
 

@@ -13,14 +13,14 @@ Who owns what:
 - ``jobrows``: create, find, cancel and finish jobs; their runs and spec; ``record_event``;
 - ``listing``: the lister's transitions (``start_listing``, ``add_batches``);
 - ``batches``: a copy batch's transitions, what follows a batch, re-queueing for retry and resume;
-- ``stalled``: runs whose work stalled on a lost message, claimed for sending again (``claim_stalled_runs``);
 - ``tables``: the Core tables and the statements ``listing`` and ``batches`` share;
 - ``verdicts``: verification and cleanup;
 - ``sync_rollback``: sync and rollback bookkeeping;
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``erasure``: an erasure job's places (claim, record, finish with its receipt);
 - ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``job_progress``
-  → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``).
+  → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``), each the reader of ``orchestrator.snapshot``
+  over the engine (``read_status``).
 """
 
 from orchestrator.jobs.batches import (
@@ -30,6 +30,7 @@ from orchestrator.jobs.batches import (
     fail_batch,
     finish_batch,
     maybe_mark_copied,
+    record_and_claim_batch,
     requeue_failed,
     run_of_batch,
     start_batch,
@@ -58,6 +59,7 @@ from orchestrator.jobs.jobrows import (
     find_job,
     finish_action_job,
     get_run,
+    is_collection_job,
     job_spec,
     latest_unfinished_job,
     maybe_finish_job,
@@ -92,7 +94,6 @@ from orchestrator.jobs.listing import (
     requeue_failed_listers,
     start_listing,
 )
-from orchestrator.jobs.stalled import claim_stalled_runs
 from orchestrator.jobs.status import (
     BatchCounts,
     JobProgress,
@@ -106,6 +107,7 @@ from orchestrator.jobs.status import (
     job_status,
     job_summary,
     list_jobs,
+    read_status,
     sync_totals,
     verdicts_of,
 )
@@ -167,7 +169,6 @@ __all__ = [
     "check_run_transition",
     "claim_forward_runs",
     "claim_place",
-    "claim_stalled_runs",
     "cleanable",
     "collection_failed",
     "collection_restored",
@@ -191,6 +192,7 @@ __all__ = [
     "finish_rollback",
     "finish_verify",
     "get_run",
+    "is_collection_job",
     "job_phase",
     "job_progress",
     "job_spec",
@@ -205,6 +207,8 @@ __all__ = [
     "open_rollback",
     "places_of",
     "queued_batches",
+    "read_status",
+    "record_and_claim_batch",
     "record_event",
     "requeue_failed",
     "requeue_failed_listers",

@@ -33,8 +33,10 @@ def create_job(
     kind: JobKind = JobKind.MIGRATE,
     actor: str | None = None,
     parent_job_id: int | None = None,
+    planning: dict[str, float] | None = None,
 ) -> int:
-    """Write the job and one namespace run per planned namespace; returns the job id."""
+    """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
+    passed its steps (``launch.Prepared.marks``), kept in the ``job_created`` event."""
     from orchestrator.spec import spec_to_json  # once per job; see the TYPE_CHECKING block
 
     actor = actor or default_actor()
@@ -63,7 +65,10 @@ def create_job(
                 for p in plan.runs[start : start + ROWS_PER_INSERT]
             ]
             s.execute(sa.insert(NamespaceRun), rows)
-        _event(s, "job_created", actor, job.id, kind=str(kind), namespaces=len(plan.runs), vectors=plan.total_vectors)
+        detail: dict[str, Any] = {"kind": str(kind), "namespaces": len(plan.runs), "vectors": plan.total_vectors}
+        if planning:
+            detail["planning"] = planning
+        _event(s, "job_created", actor, job.id, **detail)
         return job.id
 
 
@@ -108,6 +113,12 @@ def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRA
             .order_by(Job.id.desc())
             .limit(1)
         ).one_or_none()
+
+
+def is_collection_job(db: Database, job_id: int) -> bool:
+    """Whether the job copies by Pinecone collection (``strategy: collection``): its steps are not listers and
+    batches. Read from the stored spec as it is: rollback and erase jobs keep other shapes there."""
+    return (find_job(db, job_id).spec or {}).get("strategy") == "collection"
 
 
 def job_spec(db: Database, job_id: int) -> JobSpec:

@@ -26,7 +26,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from orchestrator import jobs, launch, small_runs
+from orchestrator import jobs, recovery, small_runs
 from orchestrator.errors import StateError
 from orchestrator.models import BatchState, NamespaceRun, RunState
 from orchestrator.names import lock_key
@@ -328,7 +328,7 @@ def test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resu
 def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Stack) -> None:
     """SIGKILL of the worker, and this time its messages are gone too (the ``unacked`` set and the queues are
     emptied, as after a broker failover), and the new worker runs with the production visibility timeout (an hour):
-    nothing would ever come back by itself. Recovered by **`nsmigrate resume`** (``launch.resume``): it re-enqueues
+    nothing would ever come back by itself. Recovered by **`nsmigrate resume`** (``recovery.resume``): it re-enqueues
     every batch still ``queued`` or ``running`` in the job table and every unfinished lister."""
     loaded = load_source(stack, namespaces=3, per_namespace=400)
     slow_data_plane(stack, latency_ms=120)
@@ -338,7 +338,7 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
     wait_for(mid_copy(db, job_id, total_batches=60), "batches to be running mid-copy")
     stuck = kill_and_lose_its_messages(stack, first, db, job_id)
 
-    counts = launch.resume(db, dispatcher, job_id)
+    counts = recovery.resume(db, dispatcher, job_id)
 
     assert counts["batches"] >= len(stuck)
     assert_nothing_lost(stack, db, job_id, loaded)
@@ -370,7 +370,7 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
     at_kill = jobs.get_run(db, run_id)
     assert not at_kill.listing_done and at_kill.list_token
     stack.start_worker("list", 2, name="lister2", **FAST_RECOVERY)
-    launch.resume(db, dispatcher, job_id)
+    recovery.resume(db, dispatcher, job_id)
 
     assert_nothing_lost(stack, db, job_id, loaded)
     assert jobs.get_run(db, run_id).batches_total == 60
@@ -408,7 +408,7 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
             redis_server.stop()
         redis_server.start()
 
-        counts = launch.resume(db, dispatcher, job_id)
+        counts = recovery.resume(db, dispatcher, job_id)
 
         assert counts["batches"] > 0  # batches whose messages died with Redis
         assert_nothing_lost(stack, db, job_id, loaded)
@@ -531,7 +531,7 @@ def test_postgres_restart_mid_job_leaves_no_half_written_state(
 
         assert_nothing_lost(stack, db, job_id, loaded)
         assert all(p.poll() is None for p in stack.processes)
-        assert launch.resume(db, dispatcher, job_id) == {"listers": 0, "batches": 0, "verifications": 0}
+        assert recovery.resume(db, dispatcher, job_id) == {"listers": 0, "batches": 0, "verifications": 0}
     finally:
         stack.stop()
 

@@ -1,4 +1,4 @@
-"""`nsmigrate run` and `plan` handing the spec to the fleet's planner (``workers.planner``), as a user runs them:
+"""`nsmigrate run` and `plan` handing the spec to the fleet's planner (``workers.plan_server``), as a user runs them:
 `python -m cli …` in its own process, a real `nsmigrate worker`, real Redis and Postgres, the real Pinecone SDK on
 the local data plane. Whatever path a spec takes, the command's answer, the job table and the data are the same; when
 the fleet cannot plan it, the command plans it itself and nothing is started twice."""
@@ -108,6 +108,10 @@ def test_run_is_planned_by_the_fleet_and_the_command_loads_none_of_it(loaded: St
     db.dispose()
     assert states == {"verified"}
     assert [e["actor"] for e in created] == [default_actor()]  # who asked, not the worker
+    # Planning's marks, kept with the job: handed over by the command, then validated, read and planned here.
+    marks = created[0]["detail"]["planning"]
+    in_order = [marks[mark] for mark in ("spec_submitted", "spec_parsed", "first_store_request", "plan_done")]
+    assert in_order == sorted(in_order)
 
 
 def test_a_plan_from_the_fleet_reads_as_the_plan_made_here(loaded: Stack) -> None:

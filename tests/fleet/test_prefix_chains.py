@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch
+from orchestrator import jobs, launch, recovery
 from orchestrator.dispatch import Dispatcher
 from orchestrator.models import Batch, NamespaceRun, RunState
 from orchestrator.prefix_chains import SPLIT_MIN_IDS, ChainState
@@ -113,7 +113,7 @@ def test_a_lister_killed_mid_way_resumes_every_chain(stack: Stack) -> None:
     wait_until(chains_part_listed, what="the chains to have listed part of the namespace", timeout_s=120)
     stack.kill(lister, signal.SIGKILL)
     stack.start_worker("list", 2, name="lister2", **FAST_RECOVERY)
-    launch.resume(db, Dispatcher(Settings(database_url=stack.database_url, redis_url=stack.redis_url)), job_id)
+    recovery.resume(db, Dispatcher(Settings(database_url=stack.database_url, redis_url=stack.redis_url)), job_id)
     wait_for_job(db, job_id, verified, timeout_s=240)
 
     counts = batched_ids(db, job_id)

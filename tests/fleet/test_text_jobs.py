@@ -17,8 +17,8 @@ import redis as redis_lib
 from pinecone import Pinecone
 
 from cli.fleet import open_control
-from cli.run import launch_prepared
-from orchestrator import jobs, launch
+from cli.run import before_the_job
+from orchestrator import jobs, launch, recovery
 from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import PlanError, StateError
 from orchestrator.models import BatchState, RunState
@@ -134,8 +134,17 @@ def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, D
     """Plan, create the target index and launch, as `nsmigrate run` does."""
     settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
-    prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir, open_control)
-    return db, dispatcher, launch_prepared(db, dispatcher, prepared)
+    started = launch.start_or_resume(
+        db,
+        dispatcher,
+        parse_spec(spec_data),
+        open_retrying_store,
+        stack.workdir,
+        open_control,
+        new=True,
+        before_write=before_the_job,
+    )
+    return db, dispatcher, started.job_id
 
 
 def settled(status: jobs.JobStatus) -> bool:
@@ -330,7 +339,7 @@ def test_resume_finishes_a_text_job_whose_messages_are_gone_after_a_kill_9(stack
     wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
     stuck = kill_and_lose_its_messages(stack, first, db, job_id)
 
-    assert launch.resume(db, dispatcher, job_id)["batches"] >= len(stuck)
+    assert recovery.resume(db, dispatcher, job_id)["batches"] >= len(stuck)
 
     wait_for(all_verified(db, job_id), "every namespace verified after resume", timeout_s=120)
     assert {b.state for b in batches(db, job_id)} == {BatchState.DONE}

@@ -308,3 +308,25 @@ def test_status_without_the_url_in_the_environment_reads_it_from_dot_env(
 
     assert result.exit_code == 0, result.output
     assert orjson.loads(result.stdout)["job_id"] == job_id
+
+
+def test_a_job_table_without_its_schema_is_read_by_the_same_reader_through_the_engine(database_url: str) -> None:
+    """`status` and `jobs` read over plain psycopg; on a database without the job table's schema they read through
+    the engine, which makes the schema first, and with the same statements: a missing job is the same error."""
+    from cli.options import read_job_table
+    from orchestrator.errors import NotFound
+    from orchestrator.snapshot import read_jobs, read_snapshot
+
+    listed = read_job_table(database_url, lambda execute: read_jobs(execute, 5))  # no tables yet: the engine's way
+    with pytest.raises(NotFound) as through_psycopg:
+        read_job_table(database_url, lambda execute: read_snapshot(execute, 7))  # the tables exist now
+    db = jobs.Database(database_url)
+    try:
+        with pytest.raises(NotFound) as through_engine:
+            jobs.read_status(db, lambda execute: read_snapshot(execute, 7))
+    finally:
+        db.dispose()
+
+    assert listed == []
+    assert str(through_psycopg.value) == str(through_engine.value)
+    assert str(through_engine.value).startswith("job 7 does not exist")

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestrator.limits import JSON_NUMBER_MAX_BYTES
 from orchestrator.records import JsonValues, Record
 from orchestrator.verification import compare_values
-from workers.chunking import BYTES_PER_VALUE, estimate_bytes
+from workers.chunking import estimate_bytes
 
 floats = st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=64)
 
@@ -45,8 +46,8 @@ def test_an_upsert_chunk_is_sized_by_the_exact_json() -> None:
     exact = estimate_bytes(Record("a", raw, {"k": "v"}))
     bound = estimate_bytes(Record("a", values, {"k": "v"}))
 
-    assert exact - bound == len(raw.json) - BYTES_PER_VALUE * len(values)
-    assert len(raw.json) < BYTES_PER_VALUE * len(values)
+    assert exact - bound == len(raw.json) - JSON_NUMBER_MAX_BYTES * len(values)
+    assert len(raw.json) < JSON_NUMBER_MAX_BYTES * len(values)
 
 
 def test_not_hashable_like_a_list() -> None:

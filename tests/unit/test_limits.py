@@ -5,7 +5,7 @@ would send requests the server refuses; and the default rate budget stays under 
 from __future__ import annotations
 
 from orchestrator import limits
-from orchestrator.spec import RateBudget
+from orchestrator.spec import DEFAULT_LIST_RATE_SHARE, DEFAULT_RATE_SHARE, RateBudget
 from sandbox import pinecone_server as server
 
 
@@ -31,3 +31,23 @@ def test_rates_match_the_servers_and_the_default_budget_stays_under_them() -> No
     assert budget.stats_rps < limits.STATS_MAX_REQUESTS_PER_S_PER_INDEX
     assert budget.write_rps < limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
     assert budget.write_mb_per_s < limits.WRITE_MAX_MB_PER_S_PER_NAMESPACE
+
+
+def test_the_default_budget_is_a_share_of_each_declared_limit() -> None:
+    """The defaults follow the declared limits: a limit changed in ``orchestrator.limits`` changes its budget."""
+    budget = RateBudget()
+    share, list_share = DEFAULT_RATE_SHARE, DEFAULT_LIST_RATE_SHARE
+    assert 0 < share < 1 and 0 < list_share < 1
+    assert budget.read_rps == share * limits.READ_MAX_REQUESTS_PER_S_PER_INDEX
+    assert budget.list_rps == list_share * limits.LIST_MAX_REQUESTS_PER_S_PER_INDEX
+    assert budget.stats_rps == share * limits.STATS_MAX_REQUESTS_PER_S_PER_INDEX
+    assert budget.write_rps == share * limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
+    assert budget.write_mb_per_s == share * limits.WRITE_MAX_MB_PER_S_PER_NAMESPACE
+    # what the manual and the spec catalogue document as the defaults
+    assert (budget.read_rps, budget.list_rps, budget.stats_rps, budget.write_rps, budget.write_mb_per_s) == (
+        80,
+        150,
+        80,
+        80,
+        40,
+    )

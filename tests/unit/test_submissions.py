@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from orchestrator.spec import parse_spec
 from orchestrator.submissions import Heartbeat, Submission, database_fingerprint
-from workers.planner import needs_the_command
+from workers.plan_server import needs_the_command
 
 SOURCE = {"kind": "pinecone", "host": "http://127.0.0.1:1"}
 TARGET = {"kind": "pinecone", "host": "http://127.0.0.1:2"}
@@ -19,8 +20,11 @@ def spec(**extra: Any) -> Any:
 
 
 def test_a_submission_survives_the_trip_through_redis() -> None:
-    sent = Submission("t1", "run", "name: s\n", "/specs/s.yaml", True, "ana@laptop", database_fingerprint("x"))
+    sent = Submission("t1", "run", "name: s\n", "/specs/s.yaml", True, "ana@laptop", database_fingerprint("x"), 1.5)
     assert Submission.decode(sent.encode().encode()) == sent
+    older = json.loads(sent.encode())
+    del older["submitted_at"]  # from a command that kept no marks
+    assert Submission.decode(json.dumps(older)).submitted_at == 0.0
 
 
 def test_a_submission_of_an_unknown_kind_is_refused() -> None:

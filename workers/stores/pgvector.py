@@ -34,12 +34,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.database_urls import engine_of
 from orchestrator.errors import RetryableError, StoreError
+from orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
 from orchestrator.redaction import scrub
 from orchestrator.spec import PgvectorStoreSpec
 from orchestrator.store_identity import pgvector_identity
 from workers.stores.base import IdPage, Record
 
-_PG_IDENTIFIER_MAX = 63
 _HASH_LEN = 10
 _PLAIN_NAME = re.compile(r"[a-z0-9]+(_[a-z0-9]+)*")  # always fullmatch: "$" would accept a trailing "\n"
 _UNION_CHUNK = 200
@@ -48,11 +48,11 @@ _UNION_CHUNK = 200
 def namespace_table_name(prefix: str, namespace: str) -> str:
     """The table holding ``namespace`` in the ``table_per_namespace`` layout (see the module docstring)."""
     plain = f"{prefix}_{namespace}"
-    if _PLAIN_NAME.fullmatch(namespace) and len(plain) <= _PG_IDENTIFIER_MAX:
+    if _PLAIN_NAME.fullmatch(namespace) and len(plain) <= PG_IDENTIFIER_MAX_BYTES:
         return plain
     digest = hashlib.sha1(namespace.encode("utf-8")).hexdigest()[:_HASH_LEN]
     slug = re.sub(r"[^a-z0-9]+", "_", namespace.lower()).strip("_")
-    room = _PG_IDENTIFIER_MAX - len(prefix) - 1 - 2 - _HASH_LEN
+    room = PG_IDENTIFIER_MAX_BYTES - len(prefix) - 1 - 2 - _HASH_LEN
     slug = slug[: max(room, 0)].rstrip("_")
     return f"{prefix}_{slug}__{digest}" if slug else f"{prefix}__{digest}"
 

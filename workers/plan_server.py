@@ -1,9 +1,10 @@
-"""The fleet's planner: a thread of a worker that plans and starts the jobs commands hand it.
+"""The fleet's planner: an RPC server, a thread of a worker that plans and starts the jobs commands hand it.
 
 A command that plans by itself pays about a second of imports and new connections first (``orchestrator.submissions``
 says why and describes the protocol). This thread has them loaded and open: it takes a submitted spec, validates it,
-plans it (``launch.prepare``, reads under the spec's rate budget as a command's would) and, for ``run``, writes the
-job and enqueues its work (``launch.launch``) or resumes the unfinished job of the same name, then answers.
+and plans it (``launch.prepare``) or, for ``run``, starts or resumes its job (``launch.start_or_resume``), the same
+function and the same checks as a command planning by itself, with reads under the spec's rate budget as a command's
+would; then answers.
 
 A spec it cannot plan as well as the command is answered ``local``, and the command plans it itself:
 - one that needs the command's side: a Parquet backup first (``backup.enabled``, written where the command runs) or a
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -44,8 +46,8 @@ log = logging.getLogger(__name__)
 def start_planning(settings: Settings, name: str) -> threading.Event:
     """Serve submissions in a daemon thread of this process, with connections of its own; set the event to stop."""
     stop = threading.Event()
-    planner = Planner(settings, name)
-    threading.Thread(target=planner.serve, args=(stop,), name="nsmigrate-planner", daemon=True).start()
+    server = PlanServer(settings, name)
+    threading.Thread(target=server.serve, args=(stop,), name="nsmigrate-planner", daemon=True).start()
     return stop
 
 
@@ -71,7 +73,7 @@ def _files_named(model: BaseModel, path: str = "") -> Iterator[str]:
             yield from _files_named(value, f"{path}.{name}" if path else name)
 
 
-class Planner:
+class PlanServer:
     def __init__(self, settings: Settings, name: str) -> None:
         self.settings = settings
         self.name = name
@@ -145,26 +147,28 @@ class Planner:
             return _local("the fleet's job table is another database than the command's")
         try:
             spec = spec_from_text(submission.spec_text, origin=submission.spec_path)
+            marks = {"spec_parsed": time.time()}
+            if submission.submitted_at:  # a command older than the marks sends none
+                marks["spec_submitted"] = submission.submitted_at
             reason = needs_the_command(spec)
             if reason is not None:
                 return _local(reason)
             spec_dir = Path(submission.spec_path).parent
-            if submission.kind == "plan":
-                with _clients_of_one_plan(self.settings.allowed_key_vars) as (open_store, open_control):
+            with _clients_of_one_plan(self.settings) as (open_store, open_control):
+                if submission.kind == "plan":
                     prepared = launch.prepare(spec, open_store, spec_dir, open_control)
-                return {"outcome": "planned", "plan": summarize(prepared).as_json()}
-            existing = None if submission.new else jobs.latest_unfinished_job(self.db, spec.name)
-            if existing is not None:
-                counts = launch.resume(self.db, self.dispatcher, existing.id, actor=submission.actor)
-                return {
-                    "outcome": "resumed",
-                    "job_id": existing.id,
-                    "counts": counts,
-                    "auto_verify": spec.auto_verify,
-                }
-            with _clients_of_one_plan(self.settings.allowed_key_vars) as (open_store, open_control):
-                prepared = launch.prepare(spec, open_store, spec_dir, open_control)
-            job_id = launch.launch(self.db, self.dispatcher, prepared, actor=submission.actor)
+                    return {"outcome": "planned", "plan": summarize(prepared).as_json()}
+                started = launch.start_or_resume(
+                    self.db,
+                    self.dispatcher,
+                    spec,
+                    open_store,
+                    spec_dir,
+                    open_control,
+                    new=submission.new,
+                    actor=submission.actor,
+                    marks=marks,
+                )
         except NsmigrateError as e:
             missing = e.ids.get("env_var")
             if missing is not None:
@@ -177,32 +181,40 @@ class Planner:
                 "message": f"the fleet's planner {self.name} failed: {type(e).__name__}: {e} (see its log)",
                 "exit_code": 1,
             }
-        log.info("planner: job %s (%s) started for %s", job_id, spec.name, submission.actor)
+        if started.resumed is not None:
+            return {
+                "outcome": "resumed",
+                "job_id": started.job_id,
+                "counts": started.resumed,
+                "auto_verify": spec.auto_verify,
+            }
+        assert started.prepared is not None  # not resumed: planned
+        log.info("planner: job %s (%s) started for %s", started.job_id, spec.name, submission.actor)
         return {
             "outcome": "started",
-            "job_id": job_id,
-            "plan": summarize(prepared).as_json(),
+            "job_id": started.job_id,
+            "plan": summarize(started.prepared).as_json(),
             "auto_verify": spec.auto_verify,
         }
 
 
 @contextmanager
 def _clients_of_one_plan(
-    allowed_key_vars: str,
+    settings: Settings,
 ) -> Iterator[tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
     """Openers of stores and control planes for one plan, as a command opens them, reading only the keys this
-    worker's ``allowed_key_vars`` allow; what they opened is closed after it (a planner lives as long as its worker:
-    it must not gather connection pools)."""
+    worker's ``settings.allowed_key_vars`` allow; what they opened is closed after it (a planner lives as long as its
+    worker: it must not gather connection pools)."""
     from workers.stores.pinecone_control import PineconeControl
 
     opened: list[Any] = []
 
     def open_store(spec: Any) -> Any:
-        opened.append(open_retrying_store(spec, allowed_key_vars))
+        opened.append(open_retrying_store(spec, settings))
         return opened[-1]
 
     def open_control(spec: Any) -> Any:
-        opened.append(PineconeControl(spec, allowed_key_vars=allowed_key_vars))
+        opened.append(PineconeControl(spec, allowed_key_vars=settings.allowed_key_vars))
         return opened[-1]
 
     try:

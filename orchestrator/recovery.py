@@ -1,0 +1,193 @@
+"""Recovery: how work that stopped half-way is taken up again. One story, three ways in.
+
+The job table is the truth; Redis only carries messages, and every step is safe to do twice (a page is recorded only
+from its saved token, a batch is copied by id, a verdict already recorded is kept). So recovering never repairs
+anything: it sends again, as a task, whatever the job table says is still to do. What differs is who notices.
+
+1. **A worker died in a task, or the job table or Redis was away** (redelivery). Tasks are ``acks_late`` with
+   ``reject_on_worker_lost``: Redis hands a killed worker's message out again after the visibility timeout, and a
+   task that met an outage is retried by Celery. Such a delivery runs with ``again=True`` (``workers.tasks``
+   ``_ran_before``), the one flag recovery threads through the steps, because the first delivery may have died
+   *between* a change it recorded and the message that should follow it. So a step run ``again`` first sends what
+   follows from what is recorded: a lister the copy tasks of the batches it recorded (``workers.listing``), a batch
+   the verification of its run if the run is ``copied`` and it clears a wake-up flag it may have set without sending
+   the wake-up (``workers.flow.advance``), a group of small runs both (``workers.small_runs``). A first delivery
+   skips that: nothing can be owed yet.
+2. **A message was lost where Redis cannot give it back** (stalled runs). kombu takes a message off its queue (BRPOP)
+   before it records it as unacknowledged, so a worker killed in between takes it along; a Redis restart loses every
+   queue. Nothing else would send that work again: a batch stays ``queued``, a run ``pending`` or ``listing``, for
+   ever. So every worker sweeps (``start_sweeping``, every ``sweep_interval_s``): a run that has work to come and saw
+   no change for the visibility timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep
+   a stalled run is claimed once per timeout) and its work is sent again (``resend_stalled`` → ``resume``).
+3. **An operator asks** (``nsmigrate resume JOB``, or ``nsmigrate run`` of a spec whose job is unfinished, through
+   ``launch.start_or_resume``): ``resume`` sends everything the job still has to do at once, without waiting for a
+   timeout.
+
+``resume`` is the one place that turns "what the job table says is left" into messages; 2 and 3 both go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Collection
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from orchestrator import jobs
+from orchestrator.dispatch import Dispatcher
+from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
+from orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
+from orchestrator.records import display_namespace
+from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def resume(
+    db: jobs.Database,
+    dispatcher: Dispatcher,
+    job_id: int,
+    *,
+    only_runs: Collection[int] | None = None,
+    together: bool = True,
+    action: str = "job_resumed",
+    actor: str | None = None,
+) -> dict[str, int]:
+    """Re-enqueue everything a job still has to do: unfinished listers, queued/running batches, verifications of
+    copied runs. Safe to repeat: batches are idempotent and listers take a lock and resume from their saved token.
+    A resumed lister waits out the lock of a lister that was killed (it expires within ``lister_lock_ttl_s``).
+
+    ``only_runs``: just these namespace runs. ``together``: send the tasks in one round trip (``Dispatcher.together``;
+    a worker, whose pooled broker connections may predate a Redis restart, sends them one by one). ``action``: the
+    audit event recorded, ``actor`` who asked (default: this process's user@host)."""
+    if jobs.is_collection_job(db, job_id):
+        return _resume_collection(db, dispatcher, job_id, actor)
+    listing, batches = jobs.unfinished_work(db, job_id)
+    runs = {r.id: r for r in jobs.runs_of(db, job_id)}
+    to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
+    copying = jobs.runs_in_state(db, job_id, RunState.COPYING)
+    if only_runs is not None:
+        listing, to_verify, copying = ([r for r in ids if r in only_runs] for ids in (listing, to_verify, copying))
+        batches = [(r, b) for r, b in batches if r in only_runs]
+    with dispatcher.together() if together else contextlib.nullcontext():
+        for run_id in listing:
+            dispatcher.list_namespace(
+                run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace), wait_for_lock=True
+            )
+        for run_id, batch_id in batches:
+            dispatcher.copy_batch(
+                batch_id, job_id=job_id, run_id=run_id, namespace=display_namespace(runs[run_id].source_namespace)
+            )
+        for run_id in to_verify:
+            namespace = display_namespace(runs[run_id].source_namespace)
+            dispatcher.verify_namespace(run_id, job_id=job_id, namespace=namespace)
+    # Runs whose batches are all done but were never marked copied (a worker died right after its last batch).
+    for run_id in copying:
+        if jobs.maybe_mark_copied(db, run_id):
+            dispatcher.verify_namespace(
+                run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
+            )
+    jobs.record_event(db, action, actor or jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
+    return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
+
+
+def _resume_collection(
+    db: jobs.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None
+) -> dict[str, int]:
+    """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
+    runs = jobs.runs_of(db, job_id)
+    waiting = [r for r in runs if r.state in jobs.LISTABLE_RUN_STATES]
+    to_verify = [r for r in runs if r.state in (RunState.COPIED, RunState.VERIFYING)]
+    with dispatcher.together():
+        if waiting:
+            dispatcher.collection_step(job_id)
+        for run in to_verify:
+            dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+    jobs.record_event(db, "job_resumed", actor or jobs.default_actor(), job_id, collection_step=bool(waiting))
+    return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
+
+
+def claim_stalled_runs(db: jobs.Database, idle_s: float) -> dict[int, list[int]]:
+    """Runs of running copy jobs that have work to come and saw no change for ``idle_s`` (the visibility timeout: the
+    time after which Redis redelivers a message whose worker died): their row unchanged and none of their batches
+    created, started or finished since. {job id: run ids}. Each is touched (``updated_at``), so it is claimed again
+    only after another ``idle_s`` without progress."""
+    now = utcnow()
+    since = now - timedelta(seconds=idle_s)
+    batches_of_run = Batch.run_id == NamespaceRun.id
+    recent_batch = sa.exists().where(
+        batches_of_run,
+        sa.or_(Batch.created_at >= since, Batch.started_at >= since, Batch.finished_at >= since),
+    )
+    active_batch = sa.exists().where(batches_of_run, Batch.state.in_(ACTIVE_BATCH_STATES))
+    unfinished_batch = sa.exists().where(batches_of_run, Batch.state != BatchState.DONE)
+    work_to_come = sa.or_(
+        NamespaceRun.state.in_(LISTABLE_RUN_STATES) & ~NamespaceRun.listing_done,  # a lister
+        NamespaceRun.state.in_(LISTABLE_RUN_STATES) & active_batch,  # copies
+        (NamespaceRun.state == RunState.COPYING) & NamespaceRun.listing_done & ~unfinished_batch,  # marking it copied
+        # verification, when the spec asks for it after the copy (or somebody asked for it)
+        (NamespaceRun.state == RunState.COPIED) & sa.func.coalesce(Job.spec["auto_verify"].as_boolean(), True),
+        NamespaceRun.state == RunState.VERIFYING,
+    )
+    with db.single_statement() as conn:
+        claimed = conn.execute(
+            sa.update(NamespaceRun)
+            .where(
+                NamespaceRun.job_id == Job.id,
+                Job.state == JobState.RUNNING,
+                Job.kind == JobKind.MIGRATE,
+                # a collection job's steps wait on Pinecone; `nsmigrate resume` takes one up
+                sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "collection",
+                NamespaceRun.updated_at < since,
+                ~recent_batch,
+                work_to_come,
+            )
+            .values(updated_at=now)
+            .returning(NamespaceRun.job_id, NamespaceRun.id)
+        ).all()
+    out: dict[int, list[int]] = {}
+    for job_id, run_id in claimed:
+        out.setdefault(int(job_id), []).append(int(run_id))
+    return out
+
+
+def resend_stalled(db: jobs.Database, dispatcher: Dispatcher, idle_s: float) -> dict[int, dict[str, int]]:
+    """Send again, as ``resume`` would, the work of every run that stalled on a lost message (``claim_stalled_runs``).
+    Returns {job id: what was sent}."""
+    return {
+        job_id: resume(db, dispatcher, job_id, only_runs=set(run_ids), together=False, action="stalled_runs_resent")
+        for job_id, run_ids in claim_stalled_runs(db, idle_s).items()
+    }
+
+
+def sweep_interval_s(visibility_timeout_s: float) -> float:
+    """A fifth of the visibility timeout, between 1 s and a minute: a stalled run waits at most that much longer."""
+    return max(1.0, min(60.0, visibility_timeout_s / 5))
+
+
+def start_sweeping(settings: Settings) -> threading.Event:
+    """Sweep for stalled runs in a daemon thread of this process (every worker's main process), with connections of
+    its own; set the returned event to stop."""
+    stop = threading.Event()
+    threading.Thread(target=_sweep_until, args=(settings, stop), name="nsmigrate-stalled-runs", daemon=True).start()
+    return stop
+
+
+def _sweep_until(settings: Settings, stop: threading.Event) -> None:
+    db = jobs.Database(settings.database_url, pool_size=1, create=False)
+    dispatcher = Dispatcher(settings, producers=1)
+    try:
+        while not stop.wait(sweep_interval_s(settings.visibility_timeout_s)):
+            try:
+                resent = resend_stalled(db, dispatcher, settings.visibility_timeout_s)
+            except Exception as e:  # the job table or Redis is away: the next sweep tries again
+                log.warning("could not look for stalled runs: %s: %s", type(e).__name__, e)
+                continue
+            for job_id, counts in resent.items():
+                log.warning("job %s: sent the work of stalled runs again (a message was lost): %s", job_id, counts)
+    finally:
+        dispatcher.close()
+        db.dispose()
