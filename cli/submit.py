@@ -24,7 +24,7 @@ from cli.console import err_console
 from cli.options import fail
 from orchestrator import submissions
 from orchestrator.actor import default_actor
-from orchestrator.names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
+from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
 from orchestrator.settings import Settings
 from orchestrator.submissions import Heartbeat, Kind, Submission
 

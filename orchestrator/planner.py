@@ -1,11 +1,11 @@
 """Planning: a validated spec + what the stores hold → the namespace runs of a job. Pure: no I/O here.
 
 ``make_plan`` decides, before anything is written, which source namespaces take part (``selection``), where each one
-goes (``namespace_routing``), how many copy batches it makes and roughly what it costs (``costs``); and it refuses
+goes (``destinations``), how many copy batches it makes and roughly what it costs (``costs``); and it refuses
 plans that would lose or mix up data (``target_checks``: a dimension mismatch, a non-empty target, a namespace copied
 onto itself, …). Collisions of ids between two sources that share a target namespace can only be ruled out by listing
 ids, which is I/O: the plan names those sources and ``id_checks`` judges the listed ids. The plan's data types live in
-``plan_types``.
+``planning.plan``.
 """
 
 from __future__ import annotations
@@ -14,22 +14,22 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator.costs import enumerated, estimate
-from orchestrator.id_checks import shared_targets
-from orchestrator.namespace_routing import check_mapping_ids, route_namespaces, routed_targets
-from orchestrator.naming import PUBLIC, Registry, creator_namespace, shown_namespaces
-from orchestrator.plan_types import ROUTED, Inventory, NamespacePlan, Plan
-from orchestrator.records import display_namespace
-from orchestrator.routing import routing_table
-from orchestrator.selection import normalized, same_store, select_namespaces
-from orchestrator.spec import JobSpec, PineconeStoreSpec
-from orchestrator.target_checks import (
+from orchestrator.planning.costs import enumerated, estimate
+from orchestrator.planning.destinations import check_mapping_ids, route_namespaces, routed_targets
+from orchestrator.planning.id_checks import shared_targets
+from orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan, Plan
+from orchestrator.planning.selection import normalized, same_store, select_namespaces
+from orchestrator.planning.target_checks import (
     check_compatible,
     check_listable,
     check_namespace_limit,
     check_target_names,
     check_targets,
 )
+from orchestrator.records.routing import routing_table
+from orchestrator.records.vectors import display_namespace
+from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from orchestrator.tenancy.namespaces import PUBLIC, Registry, creator_namespace, shown_namespaces
 
 
 def make_plan(
@@ -46,8 +46,9 @@ def make_plan(
         source: the source store's namespaces, counts and dimension.
         target: the target store's, or None when it is not known (then, unless source and target are the same
             store, the non-empty-target and dimension checks are skipped).
-        twins: twin_id → creator_id (creator routing; see ``orchestrator.tenancy.load_twins``).
-        sources: the sources table's key → twin_id (``routing.sources``; ``orchestrator.tenancy.load_sources``).
+        twins: twin_id → creator_id (creator routing; see ``orchestrator.tenancy.creator_mapping.load_twins``).
+        sources: the sources table's key → twin_id (``routing.sources``;
+        ``orchestrator.tenancy.creator_mapping.load_sources``).
 
     Returns:
         The plan; ``plan.shared_targets`` / ``namespaces_needing_id_check`` say which sources must have their ids

@@ -17,7 +17,7 @@ The protocol, on the fleet's Redis:
    it plans by itself; if not, a planner has it and the answer will come.
 
 Light on purpose (the command imports it before anything else): json, hashlib, dataclasses and the redaction. The
-keys are built in ``orchestrator.names`` with every other Redis key.
+keys are built in ``orchestrator.messaging.task_names`` with every other Redis key.
 """
 
 from __future__ import annotations

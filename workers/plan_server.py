@@ -31,12 +31,12 @@ import redis
 from pydantic import BaseModel
 
 from orchestrator import jobs, launch, submissions
-from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError
-from orchestrator.names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
-from orchestrator.plan_summary import summarize
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
+from orchestrator.planning.summary import summarize
 from orchestrator.settings import Settings
-from orchestrator.spec import JobSpec, PineconeStoreSpec, spec_from_text
+from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec, spec_from_text
 from orchestrator.submissions import Heartbeat, Submission
 from workers.stores import open_retrying_store
 

@@ -24,7 +24,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from pinecone import Index
 
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.spec import PineconeStoreSpec, TextRecords
+from orchestrator.spec.jobspec import PineconeStoreSpec, TextRecords
 from sandbox.embedding import IntegratedEmbed
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_pinecone_conformance import DATA_HOST_URL, REFERENCE

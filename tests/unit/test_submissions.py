@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from orchestrator.submissions import Heartbeat, Submission, database_fingerprint
 from workers.plan_server import needs_the_command
 
