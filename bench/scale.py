@@ -58,8 +58,8 @@ from orchestrator import jobs, launch
 from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import Batch, NamespaceRun, RunState
 from orchestrator.packed_ids import pack_ids
-from orchestrator.planner import make_plan
 from orchestrator.planning.plan import Inventory
+from orchestrator.planning.planner import make_plan
 from orchestrator.settings import Settings
 from orchestrator.snapshot import SNAPSHOT_SQL, SUMMARY_SQL
 from orchestrator.spec.jobspec import parse_spec

@@ -18,8 +18,8 @@ from orchestrator.errors import NsmigrateError
 from orchestrator.launch import Prepared
 from orchestrator.planning.plan import Inventory
 from orchestrator.planning.selection import select_namespaces
-from orchestrator.records.vectors import display_namespace, parse_namespace_arg
 from orchestrator.spec.jobspec import load_spec
+from orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg
 from workers.backup import MANIFEST_NAME, close_store, export_namespaces, import_path
 
 app = typer.Typer(add_completion=False)

@@ -18,7 +18,7 @@ from orchestrator import jobs
 from orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from orchestrator.jobs import cutover as rollout_rows
 from orchestrator.models import JobKind
-from orchestrator.records.vectors import display_namespace
+from orchestrator.tenancy.namespaces import display_namespace
 from workers.context import WorkerContext
 from workers.cutover_check import check_job
 

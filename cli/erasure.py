@@ -17,8 +17,8 @@ from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
 from orchestrator import jobs
 from orchestrator.errors import NsmigrateError
 from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import load_spec
+from orchestrator.tenancy.namespaces import display_namespace
 from workers.erasing import ErasurePlan, plan_erasure
 
 app = typer.Typer(add_completion=False)

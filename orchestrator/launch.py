@@ -21,16 +21,17 @@ from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.listing import small_namespaces
 from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.pgvector_layout import check_distinct_tables, check_target_names
-from orchestrator.planner import make_plan
 from orchestrator.planning.collection_strategy import plan_collection
 from orchestrator.planning.id_checks import check_id_collisions, check_id_lengths, namespaces_needing_id_check
 from orchestrator.planning.plan import Inventory, Plan
+from orchestrator.planning.planner import make_plan
 from orchestrator.planning.reads import PlanReads, RoutedIds
 from orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.records.routing import route_context
-from orchestrator.records.vectors import IdPage, display_namespace
+from orchestrator.records.vectors import IdPage
 from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
 from orchestrator.tenancy.creator_mapping import load_sources, load_twins
+from orchestrator.tenancy.namespaces import display_namespace
 
 
 class InventoryStore(Protocol):

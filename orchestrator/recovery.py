@@ -40,8 +40,8 @@ from orchestrator import jobs
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
-from orchestrator.records.vectors import display_namespace
 from orchestrator.settings import Settings
+from orchestrator.tenancy.namespaces import display_namespace
 
 log = logging.getLogger(__name__)
 

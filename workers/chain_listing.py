@@ -17,8 +17,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from orchestrator import jobs
 from orchestrator.errors import StateError
 from orchestrator.listing.prefix_chains import MAX_CHAINS, Chain, ChainState, chain_batch, split_prefixes, wanted_chains
-from orchestrator.records.vectors import IdPage, display_namespace
+from orchestrator.records.vectors import IdPage
 from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from workers import tally
 from workers.context import WorkerContext
 from workers.next_steps import run_copied

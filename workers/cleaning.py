@@ -44,8 +44,9 @@ from orchestrator.errors import NsmigrateError, StateError
 from orchestrator.jobs.cutover import cleanup_refusal
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records.routing import route_context
-from orchestrator.records.vectors import DEFAULT_NAMESPACE, display_namespace
+from orchestrator.records.vectors import DEFAULT_NAMESPACE
 from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.comparisons import fingerprint
 from orchestrator.verification.proof import Proof, failed_report, refusal
 from workers.context import WorkerContext

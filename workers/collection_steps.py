@@ -14,8 +14,8 @@ from orchestrator.errors import RetryableError, StoreError
 from orchestrator.models import CollectionPhase
 from orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
 from orchestrator.planning.target_indexes import wanted_shape
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeStoreSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from workers.context import WorkerContext
 from workers.stores.pinecone_control import PineconeControl
 

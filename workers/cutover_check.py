@@ -22,8 +22,9 @@ from orchestrator import jobs
 from orchestrator.cutover.rules import check_problems, overlap
 from orchestrator.models import NamespaceRun
 from orchestrator.records.routing import route_context, route_records
-from orchestrator.records.vectors import Record, display_namespace
+from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import Cutover, JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.query_timing import latency_figures, time_call
 from workers.context import WorkerContext
 from workers.stores.base import VectorStore

@@ -28,10 +28,9 @@ from orchestrator.connections.store_identity import spec_identity
 from orchestrator.errors import ErasureFailed, NsmigrateError
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import PlaceKind
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
 from orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
-from orchestrator.tenancy.namespaces import Registry
+from orchestrator.tenancy.namespaces import Registry, display_namespace
 from workers.backup import MANIFEST_NAME
 from workers.backup_erasure import erase_rows, rows_of
 from workers.context import WorkerContext

@@ -28,8 +28,8 @@ from orchestrator.listing.prefix_chains import ChainState
 from orchestrator.listing.small_namespaces import list_page_ids
 from orchestrator.messaging.task_names import lock_key
 from orchestrator.models import RunState
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from workers import tally
 from workers.chain_listing import chains_for, list_chains
 from workers.context import WorkerContext

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from orchestrator import jobs
 from orchestrator.messaging.task_names import KEY_PREFIX
 from orchestrator.models import RunState
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from workers.context import WorkerContext
 
 

@@ -37,8 +37,9 @@ from orchestrator.errors import NsmigrateError, StateError
 from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records.routing import RouteContext, route_context
-from orchestrator.records.vectors import DEFAULT_NAMESPACE, Record, display_namespace
+from orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
 from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from orchestrator.verification.proof import Proof, refusal
 from workers.chunking import sized_chunks

@@ -33,8 +33,8 @@ from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun
 from orchestrator.records.routing import route_context
 from orchestrator.records.text import fields_comparer, split_by_text
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.delta import Delta, plan_delta, route_source
 from workers.context import WorkerContext
 from workers.proving import delete_absent

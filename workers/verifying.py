@@ -49,8 +49,9 @@ from orchestrator.records.routing import (
     route_records,
 )
 from orchestrator.records.text import fields_comparer, missing_text_reason, record_text, split_by_text
-from orchestrator.records.vectors import Record, display_namespace
+from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,

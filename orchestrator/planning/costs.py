@@ -17,7 +17,7 @@ from orchestrator.limits import (
     UPSERT_MAX_VECTORS,
     UPSERT_RECORDS_MAX,
 )
-from orchestrator.listing.catalogue import sweep_cost
+from orchestrator.listing.pod_enumeration import sweep_cost
 from orchestrator.planning.plan import Estimate, Inventory, NamespacePlan
 from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
 

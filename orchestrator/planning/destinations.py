@@ -10,13 +10,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from orchestrator.errors import PlanError
 from orchestrator.planning.plan import ROUTED
-from orchestrator.records.vectors import parse_namespace_arg
 from orchestrator.spec.jobspec import JobSpec
 from orchestrator.tenancy.namespaces import (
     PUBLIC,
     SHOWN,
     identifier_problem,
     parse_namespace,
+    parse_namespace_arg,
     shown_namespaces,
     twin_namespace,
 )

@@ -9,9 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from orchestrator.errors import PlanError
 from orchestrator.limits import RECORD_ID_MAX_CHARS
 from orchestrator.planning.plan import NamespacePlan, Plan
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
-from orchestrator.tenancy.namespaces import PUBLIC, shown_namespaces
+from orchestrator.tenancy.namespaces import PUBLIC, display_namespace, shown_namespaces
 
 
 def shared_targets(

@@ -1,5 +1,6 @@
 """The plan's data: what a store holds (``Inventory``), one namespace run (``NamespacePlan``), a job's cost
-(``Estimate``) and the whole ``Plan``. Plain frozen data, no logic beyond totals; ``orchestrator.planner`` makes
+(``Estimate``) and the whole ``Plan``. Plain frozen data, no logic beyond totals; ``orchestrator.planning.planner``
+makes
 them."""
 
 from __future__ import annotations

@@ -9,9 +9,8 @@ from dataclasses import replace
 from orchestrator.connections.store_identity import spec_identity
 from orchestrator.errors import PlanError
 from orchestrator.planning.plan import Inventory
-from orchestrator.records.vectors import display_namespace, parse_namespace_arg
 from orchestrator.spec.jobspec import JobSpec
-from orchestrator.tenancy.namespaces import shown_namespaces
+from orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
 
 _GLOB_CHARS = frozenset("*?[")
 

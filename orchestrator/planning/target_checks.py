@@ -10,9 +10,8 @@ from orchestrator.errors import PlanError
 from orchestrator.limits import SERVERLESS_MAX_NAMESPACES_PER_INDEX
 from orchestrator.planning.plan import Inventory, NamespacePlan
 from orchestrator.records.text import check_text_target
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
-from orchestrator.tenancy.namespaces import SHOWN, namespace_problem, shown_namespaces
+from orchestrator.tenancy.namespaces import SHOWN, display_namespace, namespace_problem, shown_namespaces
 
 
 def check_compatible(spec: JobSpec, source: Inventory, target: Inventory) -> None:

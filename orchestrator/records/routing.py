@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import PlanError
-from orchestrator.records.vectors import Record, display_namespace
+from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import Enrichment, JobSpec
 from orchestrator.tenancy.namespaces import (
     PUBLIC,
     creator_namespace,
+    display_namespace,
     identifier_problem,
     parse_namespace,
     twin_namespace,

@@ -8,10 +8,6 @@ from typing import Any, overload
 
 import orjson
 
-# Names, not records: they live with the namespace convention, so showing a job's status needs no numpy.
-from orchestrator.tenancy.namespaces import display_namespace as display_namespace
-from orchestrator.tenancy.namespaces import parse_namespace_arg as parse_namespace_arg
-
 DEFAULT_NAMESPACE = ""  # Pinecone reports it as "__default__"; nsmigrate always uses ""
 
 

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.records.routing import split_routing_table
-from orchestrator.records.vectors import display_namespace
-from orchestrator.tenancy.namespaces import ParsedNamespace, Registry, validate_identifier
+from orchestrator.tenancy.namespaces import ParsedNamespace, Registry, display_namespace, validate_identifier
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.records.vectors import Record, SparseValues, display_namespace
+from orchestrator.records.vectors import Record, SparseValues
+from orchestrator.tenancy.namespaces import display_namespace
 
 #: How many ids / mismatches a report lists (the counts are always complete).
 ID_CAP = 100

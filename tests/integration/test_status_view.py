@@ -15,8 +15,8 @@ from cli.main import app
 from cli.render import SUMMARY_ROWS
 from orchestrator import jobs
 from orchestrator.models import Batch, ErasePlace, NamespaceRun, RunState
-from orchestrator.planner import make_plan
 from orchestrator.planning.plan import Inventory
+from orchestrator.planning.planner import make_plan
 from orchestrator.spec.jobspec import parse_spec
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import SpecError
-from orchestrator.listing.catalogue import (
+from orchestrator.listing.pod_enumeration import (
     QUERY_MIN_READ_UNITS,
     PageToken,
     ids_after,

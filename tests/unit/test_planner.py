@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import PlanError
-from orchestrator.planner import make_plan, split_batches
 from orchestrator.planning.costs import estimate
 from orchestrator.planning.id_checks import check_id_collisions, check_id_lengths, namespaces_needing_id_check
 from orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan
+from orchestrator.planning.planner import make_plan, split_batches
 from orchestrator.planning.selection import select_namespaces
 from orchestrator.spec.jobspec import JobSpec, parse_spec
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import SpecError
-from orchestrator.planner import make_plan
 from orchestrator.planning.plan import Inventory
+from orchestrator.planning.planner import make_plan
 from orchestrator.records.routing import (
     dropped_ids,
     route_context,

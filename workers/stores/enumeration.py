@@ -9,7 +9,7 @@ another process (a lister redelivered elsewhere) sweeps again with the same vect
 A sweep that could not reach the count hands out what it found and says so in ``last_sweep``; verification compares
 every enumerated namespace with its count and fails it (``workers.verifying``), never silently short.
 
-The pure parts (tokens, the CSV format, the query vectors, costs) are in ``orchestrator.listing.catalogue``.
+The pure parts (tokens, the CSV format, the query vectors, costs) are in ``orchestrator.listing.pod_enumeration``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from orchestrator.connections.keys import check_service_url
 from orchestrator.errors import RetryableError, SpecError, StoreError
-from orchestrator.listing.catalogue import PageToken, ids_after, parse_catalogue_csv, sweep_vector, utf8_order
+from orchestrator.listing.pod_enumeration import PageToken, ids_after, parse_catalogue_csv, sweep_vector, utf8_order
 from orchestrator.records.vectors import IdPage
 from orchestrator.spec.jobspec import Enumeration, IdCatalogue
 from orchestrator.tenancy.namespaces import display_namespace

@@ -5,7 +5,7 @@ goes (``destinations``), how many copy batches it makes and roughly what it cost
 plans that would lose or mix up data (``target_checks``: a dimension mismatch, a non-empty target, a namespace copied
 onto itself, …). Collisions of ids between two sources that share a target namespace can only be ruled out by listing
 ids, which is I/O: the plan names those sources and ``id_checks`` judges the listed ids. The plan's data types live in
-``planning.plan``.
+``plan``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from orchestrator.planning.target_checks import (
     check_targets,
 )
 from orchestrator.records.routing import routing_table
-from orchestrator.records.vectors import display_namespace
 from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
-from orchestrator.tenancy.namespaces import PUBLIC, Registry, creator_namespace, shown_namespaces
+from orchestrator.tenancy.namespaces import PUBLIC, Registry, creator_namespace, display_namespace, shown_namespaces
 
 
 def make_plan(
