@@ -165,15 +165,19 @@ def _wire_values(values: Sequence[float]) -> Any:
     return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
 
 
-def _wire_vector(record: Record) -> dict[str, Any]:
-    """A record as the upsert body's vector (the OpenAPI ``Vector``)."""
-    vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
-    if record.sparse_values is not None:
-        sparse = record.sparse_values
-        vector["sparseValues"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
-    if record.metadata:
-        vector["metadata"] = dict(record.metadata)
-    return vector
+def upsert_body(namespace: str, records: Sequence[Record]) -> dict[str, Any]:
+    """The body of ``POST /vectors/upsert`` (the OpenAPI ``UpsertRequest``), sent as ``orjson.dumps`` writes it: the
+    request ``workers.chunking`` keeps under Pinecone's limits."""
+    vectors = []
+    for record in records:
+        vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
+        if record.sparse_values is not None:
+            sparse = record.sparse_values
+            vector["sparseValues"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
+        if record.metadata:
+            vector["metadata"] = dict(record.metadata)
+        vectors.append(vector)
+    return {"vectors": vectors, "namespace": namespace} if namespace else {"vectors": vectors}
 
 
 def _sparse(found: Any) -> SparseValues | None:
@@ -558,11 +562,9 @@ class PineconeStore:
             "shorten those ids or trim their metadata in the source, then `nsmigrate retry`",
             namespace,
         )
-        body: dict[str, Any] = {"vectors": [_wire_vector(r) for r in records]}
-        if namespace:
-            body["namespace"] = namespace
         with self._errors("upsert", namespace):
-            reply: _UpsertReply = _read(_UPSERT_REPLY, self._client().post("/vectors/upsert", body), "upsert")
+            content = self._client().post("/vectors/upsert", upsert_body(namespace, records))
+            reply: _UpsertReply = _read(_UPSERT_REPLY, content, "upsert")
         return reply.upsertedCount
 
     def _refuse(self, problems: list[str], what: str, hint: str, namespace: str) -> None:
