@@ -53,7 +53,16 @@ from bench.fleet_vs_loop import (
     warm_source,
 )
 from bench.peer import Budgets
-from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
+from bench.user_clock import (
+    STATEMENT_COUNTING,
+    JobTableStatements,
+    StatementCount,
+    batches_of,
+    job_clock,
+    run_cli,
+    timeline,
+    timeline_lines,
+)
 from orchestrator import jobs
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
@@ -72,6 +81,8 @@ class Rounds:
     peer_copy_seconds: list[float] = field(default_factory=list)
     #: Each fleet job's steps on the user's clock (``bench.user_clock.timeline``).
     fleet_timelines: list[dict[str, float | None]] = field(default_factory=list)
+    #: Each fleet job's job-table statements, from the command's start to its exit, and its batches.
+    fleet_statements: list[tuple[StatementCount, int]] = field(default_factory=list)
     #: CPU seconds of each contender's own processes per round: the peer's one; the fleet's workers and its command.
     cpu: dict[str, list[float]] = field(default_factory=lambda: {"peer": [], "fleet": []})
 
@@ -96,10 +107,16 @@ def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
 
 
 def run_fleet(
-    plane: DataPlane, shape: FleetShape, db: jobs.Database, env: dict[str, str], workdir: Path, name: str
-) -> tuple[float, float, dict[str, float | None]]:
-    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds and its
-    timeline."""
+    plane: DataPlane,
+    shape: FleetShape,
+    db: jobs.Database,
+    env: dict[str, str],
+    workdir: Path,
+    name: str,
+    statements: JobTableStatements,
+) -> tuple[float, float, dict[str, float | None], StatementCount]:
+    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds, its
+    timeline and the job table's statements while the command ran."""
     spec = {
         "name": name,
         "source": {"kind": "pinecone", "host": plane.hosts["src"]},
@@ -109,10 +126,12 @@ def run_fleet(
         "parallel_upserts": shape.parallel_upserts,
         "auto_verify": False,
     }  # no `rate`: the spec's defaults, the peer's budgets
+    statements.reset()
     cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")))
+    counted = statements.read()
     created, finished = job_clock(db, cli.job_id)
     steps = timeline(db, cli, plane.admin("fleet", "/_sandbox/stats"))
-    return finished - cli.started, finished - created, steps
+    return finished - cli.started, finished - created, steps, counted
 
 
 def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
@@ -143,6 +162,7 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
         for n in range(shape.copy_workers)
     ]
     db = jobs.Database(database_url)
+    statements = JobTableStatements(database_url)
     result = Rounds()
     try:
         load_source(plane, data)
@@ -161,10 +181,12 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
                     result.seconds["peer"].append(wall_s)
                     result.peer_copy_seconds.append(copy_s)
                 else:
-                    user_s, job_s, steps = run_fleet(plane, shape, db, env, workdir, f"peer-bench-{name}-{n}")
+                    job_name = f"peer-bench-{name}-{n}"
+                    user_s, job_s, steps, counted = run_fleet(plane, shape, db, env, workdir, job_name, statements)
                     result.seconds["fleet"].append(user_s)
                     result.fleet_job_seconds.append(job_s)
                     result.fleet_timelines.append(steps)
+                    result.fleet_statements.append((counted, batches_of(db, job_name)))
                 if contender != "loop":  # the loop runs in this process
                     result.cpu[contender].append(_cpu_seconds(workers) + children_cpu() - cpu_before)
                 check_copied(plane, contender, data)
@@ -172,6 +194,7 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
                 print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
     finally:
         db.dispose()
+        statements.dispose()
         stop_processes(workers)
         plane.stop()
     return data, result
@@ -207,6 +230,9 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command)",
     ]
     labels = [f"round {n + 1}" for n in range(len(rounds.fleet_timelines))]
+    for n, (counted, batches) in enumerate(rounds.fleet_statements):
+        lines.append(f"  fleet round {n + 1}, job table while the command ran: {counted.per_batch(batches)}")
+    lines += [f"    {calls:>5}  {text}" for calls, text in rounds.fleet_statements[-1][0].top]
     lines += timeline_lines(
         "fleet job, seconds from `nsmigrate run` (round 1 on fresh workers)", rounds.fleet_timelines, labels
     )
@@ -229,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     lines = []
     tmp = tempfile.mkdtemp(prefix="peer-bench-")  # kept only if a run goes wrong: its worker logs
-    with RedisServer() as redis, PostgresServer() as pg:
+    with RedisServer() as redis, PostgresServer(preload=STATEMENT_COUNTING) as pg:
         for name in args.sets.split(","):
             lines += report(name, *bench_set(name, args.rounds, redis.url, pg.url, Path(tmp)))
     shutil.rmtree(tmp)

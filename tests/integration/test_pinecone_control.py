@@ -20,9 +20,10 @@ from pinecone import (
     ServiceError,
 )
 
-from orchestrator.spec import PineconeStoreSpec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox, set_sdk_retries
+from orchestrator.spec.jobspec import PineconeStoreSpec
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
+from tests.sdk_internals import set_sdk_retries
 from workers.stores.pinecone import PineconeStore
 
 DIM = 4

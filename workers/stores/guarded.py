@@ -39,9 +39,10 @@ from tenacity import RetryCallState
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.pgschema import TableColumn
-from orchestrator.records import IdPage, Record
-from orchestrator.spec import RateBudget
+from orchestrator.pgvector_layout import TableColumn
+from orchestrator.records.vectors import IdPage, Record
+from orchestrator.settings import DEFAULTS
+from orchestrator.spec.jobspec import RateBudget
 from workers import metrics, tally
 from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
@@ -50,11 +51,6 @@ from workers.stores.base import VectorStore
 from workers.stores.enumeration import SweepReads
 
 T = TypeVar("T")
-
-#: Attempts of a one-off call (CLI, planning) when the server answered, and when it did not answer at all.
-ONE_OFF_ATTEMPTS = 6
-ONE_OFF_MAX_WAIT_S = 10.0
-ONE_OFF_NO_ANSWER_ATTEMPTS = 3
 
 
 class _NoAnswer(tenacity.stop.stop_base):
@@ -74,6 +70,7 @@ class GuardedStore:
         limiter, rate: the fleet-wide budget and the job's rates; both or neither.
         attempts: tries per request, the first included.
         max_wait_s: cap of the backoff between tries, in seconds (``Retry-After`` may ask for more).
+        retry_after_cap_s: the longest ``Retry-After`` honoured, in seconds.
         no_answer_attempts: tries when the host did not answer at all (default: ``attempts``).
         sleep: how the retry waits; tests pass a recorder.
     """
@@ -84,8 +81,9 @@ class GuardedStore:
         *,
         limiter: RateLimiter | None = None,
         rate: RateBudget | None = None,
-        attempts: int = ONE_OFF_ATTEMPTS,
-        max_wait_s: float = ONE_OFF_MAX_WAIT_S,
+        attempts: int = DEFAULTS.one_off_attempts,
+        max_wait_s: float = DEFAULTS.one_off_max_wait_s,
+        retry_after_cap_s: float = DEFAULTS.retry_after_cap_s,
         no_answer_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -101,7 +99,7 @@ class GuardedStore:
             metrics.STORE_RETRIES.labels(self.name).inc()
             sleep(wait_s)
 
-        policy = retrying(attempts=attempts, max_wait_s=max_wait_s, sleep=backoff)
+        policy = retrying(attempts=attempts, max_wait_s=max_wait_s, retry_after_cap_s=retry_after_cap_s, sleep=backoff)
         if no_answer_attempts is not None and no_answer_attempts < attempts:
             policy = policy.copy(
                 stop=tenacity.stop_after_attempt(attempts)
@@ -190,7 +188,7 @@ class GuardedStore:
         return None if columns is None else cast(Any, self._stats("table_columns", columns, namespace))
 
     def identity(self) -> str:
-        """The inner store's identity (``orchestrator.store_identity``), asked of its server, retried."""
+        """The inner store's identity (``orchestrator.connections.store_identity``), asked of its server, retried."""
         return self._stats("identity", self.inner.identity)
 
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
@@ -201,7 +199,7 @@ class GuardedStore:
 
     def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
         """``(id, score)`` best first, from a store that can say its scores (Pinecone, pgvector): the cross-twin
-        search of ``orchestrator.tenant`` merges on them.
+        search of ``orchestrator.tenancy.tenant_guard`` merges on them.
 
         Raises:
             StoreError: the store cannot return scores.
@@ -263,7 +261,7 @@ class GuardedStore:
     ) -> int:
         """``nbytes``: the request's size when the caller measured it already (``workers.chunking.sized_chunks``);
         otherwise it is measured here for the byte budget. ``tokens``: the embedding tokens text records cost an
-        integrated index (``orchestrator.textrecords.estimate_tokens``), reserved before the request."""
+        integrated index (``orchestrator.records.text.estimate_tokens``), reserved before the request."""
         limiter, rate = self._limiter, self._rate
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)
