@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from orchestrator import jobs, pgschema, recovery, small_runs
 from orchestrator.collection import plan_collection
@@ -21,31 +21,17 @@ from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
 from orchestrator.id_checks import check_id_collisions, check_id_lengths, namespaces_needing_id_check
 from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
-from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.pgschema import check_distinct_tables, check_target_names
 from orchestrator.plan_reads import PlanReads, RoutedIds
 from orchestrator.plan_types import Inventory, Plan
 from orchestrator.planner import make_plan
-from orchestrator.records import IdPage, display_namespace
+from orchestrator.records import display_namespace
 from orchestrator.routing import route_context
 from orchestrator.spec import JobSpec, PgvectorStoreSpec
+from orchestrator.store import Store
 from orchestrator.tenancy import load_sources, load_twins
 
-
-class InventoryStore(Protocol):
-    """The read-only part of a store that planning needs."""
-
-    name: str
-
-    def identity(self) -> str: ...
-    def dimension(self) -> int: ...
-    def metric(self) -> str | None: ...
-    def namespaces(self) -> dict[str, int]: ...
-    def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage: ...
-    def fetch(self, namespace: str, ids: Any) -> list[Any]: ...
-
-
-StoreOpener = Callable[[Any], InventoryStore]
+StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]
 
 
@@ -71,10 +57,9 @@ PLANNING_MARKS = ("spec_submitted", "spec_parsed", "first_store_request", "plan_
 _SOURCE_DIMENSION = -1
 
 
-def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dimension: int | None = None) -> Inventory:
+def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: int | None = None) -> Inventory:
     """What ``store`` holds. Its listing probe (one request) runs beside the stats read."""
-    probe = getattr(store, "can_list", None)
-    probing = reads.request(probe) if probe is not None else None
+    probing = reads.request(store.can_list)
     try:
         namespaces = store.namespaces()
         try:
@@ -84,8 +69,8 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
                 raise
             dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
         metric = store.metric()
-        enumeration = getattr(store, "enumeration", "list")
-        can_list = bool(probing.result()) if probing is not None else True
+        enumeration = store.capabilities.enumeration
+        can_list = bool(probing.result())
         identity = store.identity()
     except RetryableError as e:
         raise PlanError(
@@ -95,14 +80,12 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
     return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
 
 
-def _check_columns(spec: JobSpec, plan: Plan, source: InventoryStore, target: InventoryStore) -> None:
+def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
     """Between pgvector tables: refuse, before anything is copied, a target table that cannot hold every column of
     its source table (``pgschema.carry_problems``). A new one is made inside Postgres with the source's own columns
     added; through the workers (another database) it has the layout's only, so a column of the user's is refused
     then too (``pgschema.new_table_problems``)."""
-    source_columns = getattr(source, "table_columns", None)
-    target_columns = getattr(target, "table_columns", None)
-    if source_columns is None or target_columns is None or not isinstance(spec.target, PgvectorStoreSpec):
+    if not isinstance(spec.target, PgvectorStoreSpec):
         return
     in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgschema.same_database(
         spec.source, spec.target, os.environ
@@ -110,7 +93,7 @@ def _check_columns(spec: JobSpec, plan: Plan, source: InventoryStore, target: In
     for run in plan.runs:
         if run.target_namespace is None:
             continue
-        found, there = source_columns(run.source_namespace), target_columns(run.target_namespace)
+        found, there = source.table_columns(run.source_namespace), target.table_columns(run.target_namespace)
         if found is None:
             continue
         carried = [c for c in found[1] if not c.serial]

@@ -26,7 +26,7 @@ from orchestrator.records import Record, display_namespace
 from orchestrator.routing import route_context, route_records
 from orchestrator.spec import Cutover, JobSpec
 from workers.context import WorkerContext
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 
 #: Source vectors drawn per namespace as queries (one page of ids).
 QUERIES_PER_NAMESPACE = 100
@@ -108,7 +108,7 @@ def _first_per_target(queries: list[Query]) -> list[Query]:
 
 
 def _timed(
-    store: VectorStore, namespace: str, vector: list[float], top_k: int, clock: Callable[[], float]
+    store: Store, namespace: str, vector: list[float], top_k: int, clock: Callable[[], float]
 ) -> tuple[float | None, str | None, list[str]]:
     """(ms, None, ids) of one query, or (None, error, [])."""
     try:
@@ -119,8 +119,8 @@ def _timed(
 
 
 def _paced(
-    source: VectorStore,
-    target: VectorStore,
+    source: Store,
+    target: Store,
     queries: list[Query],
     limits: Cutover,
     clock: Callable[[], float],
