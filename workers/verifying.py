@@ -250,7 +250,7 @@ class _Verifier:
         ns = self.run_.source_namespace
         ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
-        self.report.enumeration = getattr(self.source, "enumeration", "list")
+        self.report.enumeration = self.source.capabilities.enumeration
         if self.report.enumeration != "list":
             # A catalogue or a sweep may come up short where a list cannot: hold it against the source's own count.
             self.report.source_stats_count = self.source.count(ns)

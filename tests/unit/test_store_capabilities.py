@@ -4,6 +4,7 @@ connects: adapters connect on first use, and the one fake is pure."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -121,3 +122,30 @@ def test_the_guarded_store_reaches_a_capability_only_when_declared() -> None:
     assert GuardedStore(tables).search_text("ns", "apples", 1) == ["d1"]
     assert tables.calls == ["table_columns", "search_text"]
     assert GuardedStore(tables).capabilities is tables.capabilities
+
+
+def test_no_caller_probes_a_store_for_a_capability() -> None:
+    root = Path(__file__).resolve().parents[2]
+    names = "|".join(
+        (
+            "can_list",
+            "enumeration",
+            "table_columns",
+            "query_scored",
+            "search_text",
+            "sweeper",
+            "lists_by_prefix",
+            "list_page_ids",
+            "counts_by_index",
+            "connect",
+        )
+    )
+    probe = re.compile(rf"getattr\([^)]*\"({names})\"")
+    probes = [
+        f"{path.relative_to(root)}:{number}"
+        for package in ("cli", "orchestrator", "workers")
+        for path in (root / package).rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if probe.search(line)
+    ]
+    assert not probes, f"read store.capabilities (orchestrator.store) instead: {probes}"
