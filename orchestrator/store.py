@@ -20,8 +20,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 from orchestrator.errors import StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.pgschema import TableColumn
-from orchestrator.records import IdPage, Record
+from orchestrator.pgvector_layout import TableColumn
+from orchestrator.records.vectors import IdPage, Record
 
 Enumeration = Literal["list", "catalogue", "sweep"]
 
@@ -64,7 +64,8 @@ class Store(Protocol):
         ...
 
     def identity(self) -> str:
-        """Which index or tables this is, spelling taken out (``orchestrator.store_identity``); may ask the server."""
+        """Which index or tables this is, spelling taken out (``orchestrator.connections.store_identity``); may ask
+        the server."""
         ...
 
     def dimension(self) -> int:

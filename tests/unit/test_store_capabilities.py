@@ -12,8 +12,8 @@ import pytest
 
 from orchestrator.errors import StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.records import IdPage, Record
-from orchestrator.spec import Enumeration, IdCatalogue, PgvectorStoreSpec, PineconeStoreSpec, TextRecords
+from orchestrator.records.vectors import IdPage, Record
+from orchestrator.spec.jobspec import Enumeration, IdCatalogue, PgvectorStoreSpec, PineconeStoreSpec, TextRecords
 from orchestrator.store import Capabilities, Store, StoreDefaults
 from workers.stores.guarded import GuardedStore
 from workers.stores.pgdocumented import DocumentedPgvectorStore
