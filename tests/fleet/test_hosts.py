@@ -111,9 +111,22 @@ class Fleet:
         return {b.id for b in batches(self.db, job_id) if b.state == BatchState.RUNNING and _pid(b) in pids}
 
     def explain(self) -> str:
-        return "\n".join(
-            f"--- {log.name}:\n{log.read_text(errors='replace')[-1500:]}" for log in sorted(self.workdir.glob("*.log"))
-        )
+        """The job table, the broker's unacknowledged tasks and every log: what a job that did not finish left."""
+        broker = redis_lib.Redis.from_url(self.services.redis_url)
+        with self.db.transaction() as s:
+            runs = s.execute(sa.select(NamespaceRun.source_namespace, NamespaceRun.state)).all()
+            open_batches = s.execute(
+                sa.select(Batch.id, Batch.state, Batch.worker, Batch.attempts).where(Batch.state != BatchState.DONE)
+            ).all()
+        lines = [
+            f"runs: {runs}",
+            f"batches not done: {open_batches}",
+            f"unacked: {broker.zcard('unacked_index')}, unacked_mutex ttl: {broker.ttl('unacked_mutex')}",
+            f"queues: {[(q, broker.llen(q)) for q in ('list', 'copy', 'verify')]}",
+        ]
+        for log in sorted(self.workdir.glob("*.log")):
+            lines.append(f"--- {log.name}:\n{log.read_text(errors='replace')[-1500:]}")
+        return "\n".join(lines)
 
 
 def _pid(batch: Batch) -> str:
@@ -178,7 +191,7 @@ def slow_data_plane(fleet: Fleet, latency_ms: float) -> None:
         fleet.sandbox(name, "faults", {"latency_ms": latency_ms})
 
 
-def finishes(fleet: Fleet, run: subprocess.Popen[bytes], timeout_s: float = 180) -> None:
+def finishes(fleet: Fleet, run: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
     """The `nsmigrate run --wait` command ends with exit code 0: every namespace verified."""
     try:
         code = run.wait(timeout_s)
