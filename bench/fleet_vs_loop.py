@@ -194,8 +194,8 @@ class DataPlane:
             proc.wait(10)
 
 
-def load_source(plane: DataPlane, data: SeedData) -> None:
-    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts["src"])
+def load_source(plane: DataPlane, data: SeedData, index_name: str = "src") -> None:
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts[index_name])
     per_request = max(1, min(1000, 1_500_000 // (data.dimension * 20)))
     for ns, records in data.namespaces.items():
         for start in range(0, len(records), per_request):
@@ -203,10 +203,10 @@ def load_source(plane: DataPlane, data: SeedData) -> None:
             index.upsert(vectors=[(i, [float(x) for x in v], m) for i, v, m in chunk], namespace=ns)
 
 
-def warm_source(plane: DataPlane, data: SeedData) -> None:
+def warm_source(plane: DataPlane, data: SeedData, index_name: str = "src") -> None:
     """Read every source vector once, untimed: the data plane makes a vector's float32 JSON on its first fetch, and
     the loop and the fleet should both find it made."""
-    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts["src"])
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=plane.hosts[index_name])
     for ns, records in data.namespaces.items():
         for start in range(0, len(records), 1000):
             index.fetch(ids=[i for i, _, _ in records[start : start + 1000]], namespace=ns)

@@ -9,12 +9,14 @@ it either. 429 and 5xx answers the SDK gave up on are retried after ``Retry-Afte
 It keeps no state: no resume, no verification, no job table. It is measured, never used to migrate.
 
     .venv/bin/python -m bench.peer --source http://127.0.0.1:PORT --target http://127.0.0.1:PORT2
+    .venv/bin/python -m bench.peer --source URL1 --target URL2 --source URL3 --target URL4   # several indexes at once
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -112,6 +114,8 @@ class PeerResult:
     retried: int
     #: From the first request to the last answer: the process's start-up (interpreter, imports) is not in it.
     seconds: float = 0.0
+    #: When the last upsert was answered (epoch seconds): the end of the user's clock, as the fleet's last batch is.
+    last_write: float = 0.0
 
 
 class Peer:
@@ -125,13 +129,15 @@ class Peer:
         # Writes are budgeted per target namespace, in requests and in bytes.
         self._writes: dict[str, tuple[Window, Window]] = {}
         self.requests = self.retried = self.vectors = 0
+        self.last_write = 0.0
 
     async def copy_all(self) -> PeerResult:
         started = time.monotonic()
         stats = await self._request(self._stats, self.source.describe_index_stats)
         namespaces = ["" if ns == DEFAULT_NAMESPACE_LABEL else ns for ns in stats.namespaces]
         await asyncio.gather(*(self.copy_namespace(ns) for ns in namespaces))
-        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        return PeerResult(self.vectors, len(namespaces), self.requests, self.retried, seconds, self.last_write)
 
     async def copy_namespace(self, namespace: str) -> None:
         """List page after page; each listed page is fetched and upserted while the next one is listed."""
@@ -164,6 +170,7 @@ class Peer:
         requests, volume = self._writes[namespace]
         await volume.take(size)
         await self._request(requests, partial(self.target.upsert, vectors=records, namespace=namespace))
+        self.last_write = time.time()
 
     async def _request(self, pace: Window, call: Callable[[], Awaitable[T]]) -> T:
         """One request under its budget and the in-flight bound; 429 and 5xx retried with backoff."""
@@ -209,15 +216,38 @@ def _upsert_chunks(records: list[dict[str, Any]]) -> list[tuple[list[dict[str, A
     return [(records[i : i + per_request], sum(estimates[i : i + per_request]) + ENVELOPE_BYTES) for i in starts]
 
 
-async def copy_index(
-    source_host: str, target_host: str, api_key: str, budgets: Budgets, in_flight: int = DEFAULT_IN_FLIGHT
+def _client_options(host: str, in_flight: int) -> dict[str, Any]:
+    """A connection for every request in flight (the SDK pools 20 by default, which would bound the in-flight bound),
+    and no CA bundle loaded for a plain-http host: nsmigrate's own clients skip it too (``workers.stores.pinecone``)."""
+    return {"connection_pool_maxsize": in_flight, "ssl_verify": not host.startswith("http://")}
+
+
+async def copy_indexes(
+    pairs: list[tuple[str, str]], api_key: str, budgets: Budgets, in_flight: int = DEFAULT_IN_FLIGHT
 ) -> PeerResult:
-    """Copy every namespace of the index at ``source_host`` into the index at ``target_host``."""
-    async with (
-        AsyncIndex(host=source_host, api_key=api_key) as source,
-        AsyncIndex(host=target_host, api_key=api_key) as target,
-    ):
-        return await Peer(source, target, budgets, in_flight).copy_all()
+    """Copy every namespace of each source index into its target index, given as (source host, target host) pairs,
+    all at once: each pair with its own budgets (they are per index and per target namespace) and bound on requests
+    in flight."""
+    async with contextlib.AsyncExitStack() as stack:
+        peers = []
+        for source_host, target_host in pairs:
+            source = await stack.enter_async_context(
+                AsyncIndex(host=source_host, api_key=api_key, **_client_options(source_host, in_flight))
+            )
+            target = await stack.enter_async_context(
+                AsyncIndex(host=target_host, api_key=api_key, **_client_options(target_host, in_flight))
+            )
+            peers.append(Peer(source, target, budgets, in_flight))
+        started = time.monotonic()
+        results = await asyncio.gather(*(peer.copy_all() for peer in peers))
+        return PeerResult(
+            vectors=sum(r.vectors for r in results),
+            namespaces=sum(r.namespaces for r in results),
+            requests=sum(r.requests for r in results),
+            retried=sum(r.retried for r in results),
+            seconds=time.monotonic() - started,
+            last_write=max(r.last_write for r in results),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,8 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         "nsmigrate's default per-second budgets: the bench's rival to the fleet (bench.peer_vs_fleet). The key is "
         "read from PINECONE_API_KEY.",
     )
-    parser.add_argument("--source", required=True, help="the source index's data-plane URL")
-    parser.add_argument("--target", required=True, help="the target index's data-plane URL")
+    parser.add_argument(
+        "--source", required=True, action="append", help="a source index's data-plane URL (repeat for several)"
+    )
+    parser.add_argument(
+        "--target", required=True, action="append", help="its target index's data-plane URL, in the same order"
+    )
     parser.add_argument(
         "--in-flight",
         type=int,
@@ -246,11 +280,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.in_flight < 1:
         parser.error("--in-flight must be ≥ 1")
+    if len(args.source) != len(args.target):
+        parser.error(f"give one --target per --source ({len(args.source)} sources, {len(args.target)} targets)")
     try:
         budgets = Budgets.from_json(args.budgets) if args.budgets else Budgets.nsmigrate_defaults()
     except ValueError as error:  # json.JSONDecodeError is one too
         parser.error(str(error))
-    result = asyncio.run(copy_index(args.source, args.target, os.environ["PINECONE_API_KEY"], budgets, args.in_flight))
+    pairs = list(zip(args.source, args.target, strict=True))
+    result = asyncio.run(copy_indexes(pairs, os.environ["PINECONE_API_KEY"], budgets, args.in_flight))
     print(json.dumps(result.__dict__))
     return 0
 

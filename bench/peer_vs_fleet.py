@@ -7,14 +7,17 @@ alternates between rounds (loop, peer, fleet; then fleet, peer, loop) so no cont
 whose load moves. The peer and the fleet get the same budgets, nsmigrate's spec defaults (``rate.*``).
 
 - loop: the seeds' sequential list → fetch → upsert, timed from its first request;
-- peer: ``python -m bench.peer`` in its own process, timed from its start (interpreter, imports) to its exit;
+- peer: ``python -m bench.peer`` in its own process, timed from its start (interpreter, imports) to its last write
+  answered;
 - fleet: ``nsmigrate run SPEC --wait`` in its own process, the user's clock (the command to the job's last batch) and
   the job's clock (its row in the job table to its last batch). Its first round runs on freshly started workers.
 
 Printed per data set: each contender's median seconds and vectors/s over the rounds, the ratios to the loop, and the
 fleet against the peer (peer seconds ÷ fleet seconds: above 1 the fleet is faster), each with its start-up (the user's
 clock against the peer's process) and without it (the job clock against the peer's own clock, its first request to
-its last answer), with the range over the rounds; and the machine's load averages before and after (``os.getloadavg``).
+its last answer), with the range over the rounds; the CPU seconds of each contender's own processes (on a machine
+loaded by other work the kernel shares the cores per process, which favours the fleet's several processes over the
+peer's one: read these beside the clocks); and the machine's load averages before and after (``os.getloadavg``).
 
     .venv/bin/python -m bench.peer_vs_fleet                  # both data sets, 3 rounds
     .venv/bin/python -m bench.peer_vs_fleet --sets seed --rounds 5
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,6 +44,7 @@ from bench.fleet_vs_loop import (
     SERVER_LIMITS,
     DataPlane,
     FleetShape,
+    _cpu_seconds,
     _wait_for_planner,
     _worker,
     load_source,
@@ -48,7 +53,16 @@ from bench.fleet_vs_loop import (
     warm_source,
 )
 from bench.peer import Budgets
-from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
+from bench.user_clock import (
+    STATEMENT_COUNTING,
+    JobTableStatements,
+    StatementCount,
+    batches_of,
+    job_clock,
+    run_cli,
+    timeline,
+    timeline_lines,
+)
 from orchestrator import jobs
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer
@@ -67,25 +81,42 @@ class Rounds:
     peer_copy_seconds: list[float] = field(default_factory=list)
     #: Each fleet job's steps on the user's clock (``bench.user_clock.timeline``).
     fleet_timelines: list[dict[str, float | None]] = field(default_factory=list)
+    #: Each fleet job's job-table statements, from the command's start to its exit, and its batches.
+    fleet_statements: list[tuple[StatementCount, int]] = field(default_factory=list)
+    #: CPU seconds of each contender's own processes per round: the peer's one; the fleet's workers and its command.
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {"peer": [], "fleet": []})
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process's children that have exited and been waited for (a peer, a command)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
-    """``python -m bench.peer`` from source to its index; seconds from its start to its exit, and its own clock."""
+    """``python -m bench.peer`` from source to its index; the user's clock (its start, interpreter and imports
+    included, to its last write answered: the fleet's user clock ends at its last batch too), and its own clock."""
     command = [sys.executable, "-m", "bench.peer", "--source", plane.hosts["src"], "--target", plane.hosts["peer"]]
     env = dict(os.environ, PINECONE_API_KEY=SANDBOX_API_KEY)
-    started = time.monotonic()
+    started = time.time()
     done = subprocess.run([*command, "--budgets", json.dumps(asdict(budgets))], env=env, capture_output=True, text=True)
-    seconds = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"bench.peer exited {done.returncode}:\n{done.stderr[-3000:]}")
-    return seconds, json.loads(done.stdout)["seconds"]
+    result = json.loads(done.stdout)
+    return result["last_write"] - started, result["seconds"]
 
 
 def run_fleet(
-    plane: DataPlane, shape: FleetShape, db: jobs.Database, env: dict[str, str], workdir: Path, name: str
-) -> tuple[float, float, dict[str, float | None]]:
-    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds and its
-    timeline."""
+    plane: DataPlane,
+    shape: FleetShape,
+    db: jobs.Database,
+    env: dict[str, str],
+    workdir: Path,
+    name: str,
+    statements: JobTableStatements,
+) -> tuple[float, float, dict[str, float | None], StatementCount]:
+    """One job on the standing fleet, started as a user starts it; (user's clock, job clock) in seconds, its
+    timeline and the job table's statements while the command ran."""
     spec = {
         "name": name,
         "source": {"kind": "pinecone", "host": plane.hosts["src"]},
@@ -95,10 +126,12 @@ def run_fleet(
         "parallel_upserts": shape.parallel_upserts,
         "auto_verify": False,
     }  # no `rate`: the spec's defaults, the peer's budgets
+    statements.reset()
     cli = run_cli(spec, env, workdir, float(os.environ.get("BENCH_DEADLINE_S", "600")))
+    counted = statements.read()
     created, finished = job_clock(db, cli.job_id)
     steps = timeline(db, cli, plane.admin("fleet", "/_sandbox/stats"))
-    return finished - cli.started, finished - created, steps
+    return finished - cli.started, finished - created, steps, counted
 
 
 def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
@@ -129,6 +162,7 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
         for n in range(shape.copy_workers)
     ]
     db = jobs.Database(database_url)
+    statements = JobTableStatements(database_url)
     result = Rounds()
     try:
         load_source(plane, data)
@@ -139,6 +173,7 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
         for n in range(rounds):
             for contender in CONTENDERS if n % 2 == 0 else reversed(CONTENDERS):
                 plane.admin(contender, "/_sandbox/reset", {})
+                cpu_before = _cpu_seconds(workers) + children_cpu()
                 if contender == "loop":
                     result.seconds["loop"].append(sequential_loop(plane, data).seconds)
                 elif contender == "peer":
@@ -146,15 +181,20 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
                     result.seconds["peer"].append(wall_s)
                     result.peer_copy_seconds.append(copy_s)
                 else:
-                    user_s, job_s, steps = run_fleet(plane, shape, db, env, workdir, f"peer-bench-{name}-{n}")
+                    job_name = f"peer-bench-{name}-{n}"
+                    user_s, job_s, steps, counted = run_fleet(plane, shape, db, env, workdir, job_name, statements)
                     result.seconds["fleet"].append(user_s)
                     result.fleet_job_seconds.append(job_s)
                     result.fleet_timelines.append(steps)
+                    result.fleet_statements.append((counted, batches_of(db, job_name)))
+                if contender != "loop":  # the loop runs in this process
+                    result.cpu[contender].append(_cpu_seconds(workers) + children_cpu() - cpu_before)
                 check_copied(plane, contender, data)
                 seconds = result.seconds[contender][-1]
                 print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
     finally:
         db.dispose()
+        statements.dispose()
         stop_processes(workers)
         plane.stop()
     return data, result
@@ -173,7 +213,7 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
     lines = [label]
     for contender, seconds in (
         ("seeds' loop", loop),
-        ("peer, incl. start-up", peer),
+        ("peer, start → last write", peer),
         ("peer, own clock", rounds.peer_copy_seconds),
         ("fleet, run → last batch", user),
         ("fleet, job clock", job),
@@ -186,8 +226,13 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"  fleet ÷ peer, each with its start-up (peer s ÷ fleet s, > 1 = fleet faster): {ratios(peer, user)}",
         f"  fleet ÷ peer, job clock against the peer's own clock:                        "
         f"{ratios(rounds.peer_copy_seconds, job)}",
+        f"  CPU s of their own processes (median): peer {statistics.median(rounds.cpu['peer']):.2f} (one process), "
+        f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command)",
     ]
     labels = [f"round {n + 1}" for n in range(len(rounds.fleet_timelines))]
+    for n, (counted, batches) in enumerate(rounds.fleet_statements):
+        lines.append(f"  fleet round {n + 1}, job table while the command ran: {counted.per_batch(batches)}")
+    lines += [f"    {calls:>5}  {text}" for calls, text in rounds.fleet_statements[-1][0].top]
     lines += timeline_lines(
         "fleet job, seconds from `nsmigrate run` (round 1 on fresh workers)", rounds.fleet_timelines, labels
     )
@@ -210,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     lines = []
     tmp = tempfile.mkdtemp(prefix="peer-bench-")  # kept only if a run goes wrong: its worker logs
-    with RedisServer() as redis, PostgresServer() as pg:
+    with RedisServer() as redis, PostgresServer(preload=STATEMENT_COUNTING) as pg:
         for name in args.sets.split(","):
             lines += report(name, *bench_set(name, args.rounds, redis.url, pg.url, Path(tmp)))
     shutil.rmtree(tmp)

@@ -5,6 +5,9 @@ enqueueing included) to the job's last batch as the job table records it. The jo
 the job table (``jobs.created_at``) to the same last batch, so the difference is what the user waits before the job
 exists: start-up and planning.
 
+``JobTableStatements`` counts the statements the job table ran for a job, as Postgres counts them
+(``pg_stat_statements``, with the server started with it preloaded: ``PostgresServer(preload=STATEMENT_COUNTING)``).
+
 ``timeline`` puts the steps of one such job on the user's clock, each read from where it happened: the command's
 start and exit (this process), planning's marks (kept in the job's ``job_created`` event by whoever planned it), the
 job's row and its batches' rows (the job table), and the target's first and last upsert as the target's data plane
@@ -26,6 +29,51 @@ import sqlalchemy as sa
 
 from orchestrator import jobs
 from orchestrator.models import Batch, Event, Job, NamespaceRun
+
+#: What the bench's Postgres preloads to count statements.
+STATEMENT_COUNTING = ("pg_stat_statements",)
+
+
+@dataclass(frozen=True)
+class StatementCount:
+    """Statements the job table ran between ``JobTableStatements.reset`` and ``read``, BEGIN and COMMIT included
+    (each is a round trip; the pool's pings, empty queries, are not counted by Postgres), and the most frequent ones
+    (calls, the statement's first words)."""
+
+    statements: int
+    top: list[tuple[int, str]]
+
+    def per_batch(self, batches: int) -> str:
+        return f"{self.statements} statements for {batches} batches, {self.statements / max(batches, 1):.1f} a batch"
+
+
+class JobTableStatements:
+    """Counts of the job table's statements from ``pg_stat_statements``; every client of the database is counted
+    (the planner, the workers, the command's polls), so read it right after the job, before the bench's own
+    queries."""
+
+    def __init__(self, database_url: str) -> None:
+        self.engine = sa.create_engine(database_url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+
+    def reset(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_stat_statements_reset()"))
+
+    def read(self) -> StatementCount:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT calls, query FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database()) AND query NOT LIKE '%pg_stat_%' ORDER BY calls DESC"
+                )
+            ).all()
+        top = [(int(calls), " ".join(query.split())[:70]) for calls, query in rows]
+        return StatementCount(sum(calls for calls, _ in top), top[:12])
+
+    def dispose(self) -> None:
+        self.engine.dispose()
 
 
 @dataclass(frozen=True)
@@ -69,6 +117,21 @@ def run_cli(
         raise RuntimeError(f"`nsmigrate run` printed no job id:\n{output[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return CliRun(job_id, started, exited, cpu, planned_by_fleet="(planned by the fleet)" in output)
+
+
+def batches_of(db: jobs.Database, job_name: str) -> int:
+    """The batches of the newest job named ``job_name``."""
+    with db.transaction() as s:
+        job_id = s.scalar(sa.select(sa.func.max(Job.id)).where(Job.name == job_name))
+        return int(
+            s.scalar(
+                sa.select(sa.func.count())
+                .select_from(Batch)
+                .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
+                .where(NamespaceRun.job_id == job_id)
+            )
+            or 0
+        )
 
 
 def job_clock(db: jobs.Database, job_id: int) -> tuple[float, float]:

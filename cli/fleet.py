@@ -18,21 +18,21 @@ from workers.stores import open_retrying_store
 def open_store(spec: Any) -> Any:
     """A store whose calls retry, reading only the keys the operator's settings allow: the CLI is the composition
     root, the orchestrator core only receives this function."""
-    return open_retrying_store(spec, _allowed_key_vars())
+    return open_retrying_store(spec, _settings())
 
 
 def open_control(spec: Any) -> Any:
     """The Pinecone control plane of a store spec's project (index creation, collections)."""
     from workers.stores.pinecone_control import PineconeControl  # the SDK's control plane, only where needed
 
-    return PineconeControl(spec, allowed_key_vars=_allowed_key_vars())
+    return PineconeControl(spec, allowed_key_vars=_settings().allowed_key_vars)
 
 
 @functools.cache
-def _allowed_key_vars() -> str:
-    """NSMIGRATE_ALLOWED_KEY_VARS, read once per command (the settings the store openers need; the URLs of the job
-    table and Redis that ``--database-url``/``--redis-url`` override play no part here)."""
-    return settings(None, None).allowed_key_vars
+def _settings() -> Settings:
+    """The settings the store openers need (allowed key variables, one-off retries), read once per command; the URLs
+    of the job table and Redis that ``--database-url``/``--redis-url`` override play no part here."""
+    return settings(None, None)
 
 
 def dispatcher(settings: Settings) -> Dispatcher:

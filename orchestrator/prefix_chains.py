@@ -35,8 +35,8 @@ RunAll = Callable[[list[Callable[[], IdPage]]], list[IdPage]]
 
 #: Namespaces with fewer ids than this are listed as one chain: the probes would cost more than they save.
 SPLIT_MIN_IDS = 5_000
-#: Chains listing at once by default (the spec's ``max_list_chains``); the fleet's list budget (``rate.list_rps``)
-#: bounds how fast they go together.
+#: Chains listing one namespace at once, at most and by default (the spec's ``max_list_chains``; a lister's threads);
+#: the fleet's list budget (``rate.list_rps``) bounds how fast they go together.
 MAX_CHAINS = 16
 #: Prefixes wanted per chain listing at once: prefixes differ in size (``doc-1…`` holds ten times ``doc-9…``), and
 #: with several per thread the large ones do not leave the others idle at the end.

@@ -1,4 +1,6 @@
-"""One typed settings object, read once at the entry point and passed down.
+"""One typed settings object, read once at the entry point and passed down: every value an operator may tune for the
+whole installation (a job's own choices are in its spec, ``orchestrator.spec``; the outside world's facts in
+``orchestrator.limits``). Each is documented in ``docs/manual.md``'s settings table.
 
 Environment variables (prefix ``NSMIGRATE_``) or a ``.env`` file. Secrets (Pinecone API keys, Supabase keys) are not
 settings: specs name the environment variable that holds them and the store adapters read it when they connect, if
@@ -28,9 +30,35 @@ class Settings(BaseSettings):
         description="A lister's lock expires this long after its worker died (a live lister keeps it "
         "fresh), so a resumed or redelivered lister can take over a namespace from a killed one.",
     )
-    max_batches_in_flight: int = Field(64, description="Default bound on queued+running copy batches per namespace.")
     retry_attempts: int = Field(8, ge=1, description="Attempts per store request on 429/5xx before the batch fails.")
     retry_max_wait_s: float = Field(30, gt=0, description="Longest backoff between two attempts (Retry-After wins).")
+    retry_after_cap_s: float = Field(
+        600, gt=0, description="A Retry-After longer than this is taken as this: a bogus header must not park a worker."
+    )
+    one_off_attempts: int = Field(
+        6,
+        ge=1,
+        description="Attempts per store request on 429/5xx outside the fleet's tasks (a command, the fleet planner).",
+    )
+    one_off_max_wait_s: float = Field(10, gt=0, description="Longest backoff between two such attempts.")
+    one_off_no_answer_attempts: int = Field(
+        3,
+        ge=1,
+        description="Attempts of such a request when the host does not answer at all (refused, unresolvable, timed "
+        "out): a wrong host fails fast.",
+    )
+    identity_marker_timeout_s: float = Field(
+        20,
+        gt=0,
+        description="How long a marker written through a cleanup's or rollback's source may take to be readable "
+        "(proving two Pinecone hosts apart, orchestrator.store_identity); after it the deletion is refused.",
+    )
+    erasure_settle_timeout_s: float = Field(
+        30,
+        gt=0,
+        description="How long an erasure polls for a deletion to show in the store's counts and reads before it "
+        "reports the place as not confirmed.",
+    )
     rate_guard_s: float = Field(
         0.1,
         ge=0,
@@ -44,6 +72,10 @@ class Settings(BaseSettings):
     )
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")
+
+
+#: The defaults, the environment not read: for the parameters of functions an entry point's settings override.
+DEFAULTS = Settings.model_construct()
 
 
 def load_settings(**overrides: object) -> Settings:

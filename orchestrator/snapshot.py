@@ -1,7 +1,7 @@
 """A job as `status` shows it, read in one statement that Postgres aggregates and returns as one JSON document: the
 job, each namespace run with the count of its batches in each state, and an erasure's places (``SNAPSHOT_SQL``); or
 only its summary, the count of runs in each state and the totals over every run with the few runs to look at first
-(``SUMMARY_SQL``); and the list of jobs (``JOBS_SQL``).
+(``SUMMARY_SQL``); the list of jobs (``JOBS_SQL``); and the verdicts of some runs (``VERDICTS_SQL``).
 
 The one reader of job status: its ``read_*`` functions (with ``orchestrator.progress.read_progress``) are what
 every command, page and test reads a job's status with, over whichever connection it holds (an ``Execute``): a plain
@@ -13,10 +13,10 @@ namespaces and a million batches in well under a second, start-up included (figu
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -521,3 +521,28 @@ def read_jobs(execute: Execute, limit: int) -> list[dict[str, Any]]:
         }
         for job_id, name, kind, state, created_at in orjson.loads(execute(JOBS_SQL, {"limit": limit}))
     ]
+
+
+class RunVerdict(NamedTuple):
+    """What `verify` waits on of a run: its state, and when its verification report was written and its verdict
+    (None: no report, or none in it)."""
+
+    run_id: int
+    state: RunState
+    checked_at: str | None
+    passed: bool | None
+
+
+#: The verdicts of runs ``%(ids)s``; the reports themselves stay in the database (a job's may hold thousands of
+#: missing ids each).
+VERDICTS_SQL = """
+SELECT coalesce(json_agg(json_build_array(
+    id, state, verification ->> 'checked_at', (verification -> 'passed')::boolean)), '[]')::text
+FROM namespace_runs WHERE id = ANY(%(ids)s)
+"""
+
+
+def read_verdicts(execute: Execute, run_ids: Collection[int]) -> list[RunVerdict]:
+    """The ``RunVerdict`` of each of the runs ``run_ids`` that exists."""
+    rows = orjson.loads(execute(VERDICTS_SQL, {"ids": list(run_ids)}))
+    return [RunVerdict(run_id, RunState(state), checked_at, passed) for run_id, state, checked_at, passed in rows]

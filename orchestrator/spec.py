@@ -29,6 +29,7 @@ from orchestrator import pgschema
 from orchestrator.errors import SpecError
 from orchestrator.keys import credentials_refusal
 from orchestrator.limits import (
+    FETCH_MAX_IDS,
     LIST_MAX_REQUESTS_PER_S_PER_INDEX,
     QUERY_MAX_TOP_K,
     READ_MAX_REQUESTS_PER_S_PER_INDEX,
@@ -37,6 +38,7 @@ from orchestrator.limits import (
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
 from orchestrator.naming import ID_RULE, identifier_problem
+from orchestrator.prefix_chains import MAX_CHAINS
 from orchestrator.yamlfile import load_yaml
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
@@ -261,7 +263,7 @@ class PgvectorStoreSpec(_Model):
         "indexes and ANALYZE), when the namespace is verified; above 2,000 dimensions always HNSW over halfvec.",
     )
     ivfflat_lists: int = Field(
-        default=100,
+        default=pgschema.DEFAULT_LISTS,
         gt=0,
         le=32768,
         description="documented, vector_index ivfflat: its lists (the application's layout says 100).",
@@ -495,6 +497,14 @@ class Verification(_Model):
     sample_size: int = Field(default=200, gt=0)
     query_samples: int = Field(default=0, ge=0, description="Sample queries whose top-k ids must match; 0 = off.")
     top_k: int = Field(default=10, gt=0, le=1000)
+    # Not 1: ANN indexes are approximate and a different index type may reorder near-ties at the edge of the top k,
+    # so exact equality of every list would fail correct copies.
+    query_min_overlap: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Smallest mean share of the source's top-k ids the target's answers hold, or verification fails.",
+    )
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
     tolerance: float = Field(default=1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
     latency_samples: int = Field(
@@ -583,7 +593,7 @@ class JobSpec(_Model):
     routing: Routing = Field(default_factory=Routing)
     enrich: Enrichment = Field(default_factory=Enrichment)
     batch_size: int = Field(
-        default=100, gt=0, le=1000, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000)."
+        default=100, gt=0, le=FETCH_MAX_IDS, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000)."
     )
     max_batches_in_flight: int = Field(
         default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
@@ -592,9 +602,9 @@ class JobSpec(_Model):
         default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
     )
     max_list_chains: int = Field(
-        default=16,
+        default=MAX_CHAINS,
         gt=0,
-        le=16,
+        le=MAX_CHAINS,
         description="Id-prefix chains that list a namespace of 5,000+ ids at once (1: one chain, never split).",
     )
     rate: RateBudget = Field(default_factory=RateBudget)

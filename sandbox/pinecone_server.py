@@ -57,13 +57,14 @@ The SDK's own retries (found in ``pinecone/_internal/http_client.py``):
 - ``Index`` (REST) always uses the default ``RetryConfig`` (3 retries = 4 attempts on 408/429/500/502/503/504,
   honouring ``Retry-After`` parsed as float seconds, capped at ``max_wait=60``, plus up to 50 % jitter). The
   ``retry_config`` passed to ``Pinecone(...)`` reaches only the control plane and gRPC, not data-plane REST, and
-  there is no environment variable. :func:`set_sdk_retries` swaps the config on an ``Index``'s transport (private
-  attributes, for tests); patching ``pinecone._internal.http_client._retry_sleep`` (the SDK's own seam) makes
-  retries instant.
+  there is no environment variable. ``tests/sdk_internals.set_sdk_retries`` swaps the config on an ``Index``'s
+  transport (private attributes, for tests only); patching ``pinecone._internal.http_client._retry_sleep`` (the
+  SDK's own seam) makes retries instant. nsmigrate's own data-plane client (``workers.stores.pinecone_rest``) never
+  retries.
 - Process-global state per *bare hostname* (``127.0.0.1``, port ignored, so every sandbox index shares it): a retry
   budget (100 tokens, -1 per retryable failure, +0.1 per success, no retries at or below 50) and an adaptive bulk gate
   (``Retry-After`` sets a hold, 429s halve concurrency, a stall detector refuses batches for 30 s). After ~50 429/5xx
-  answers in one process the SDK stops retrying. :func:`reset_sdk_host_state` clears both (tests only).
+  answers in one process the SDK stops retrying. ``tests/sdk_internals.reset_sdk_host_state`` clears both.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -837,8 +838,21 @@ class FaultState:
                 0,
             )
             self._rate_limited = dict.fromkeys(_SCOPE_LIMIT, 0)
+            self._in_flight = self._max_in_flight = 0
             self._error_rng = random.Random(self.faults.seed)
             self._drop_rng = random.Random(self.faults.seed + 1)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Counts a data-plane request as in flight while it is served, its added latency included."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def stats_skew(self) -> int:
         """How far off the counts of this reading are (``stats_offset``, ``stats_flicker``)."""
@@ -954,6 +968,7 @@ class FaultState:
                 **self._counters,
                 "rate_limited": dict(self._rate_limited),
                 "max_admitted_per_second": peaks,
+                "max_requests_in_flight": self._max_in_flight,
             }
 
 
@@ -1007,7 +1022,8 @@ class IndexService:
         if time.monotonic() < self.ready_at:
             reply = _data_error(_Refusal(503, f"Index {self.spec.name} is not ready yet (Initializing)"))
         else:
-            reply = self._data_plane(method, path, query, headers, body)
+            with self.faults.serving():
+                reply = self._data_plane(method, path, query, headers, body)
         self.faults.count_reply(reply.status)
         return reply
 
@@ -1663,7 +1679,8 @@ class PineconeSandbox:
         return self.service(name).faults.faults
 
     def stats(self, name: str) -> dict[str, Any]:
-        """Request counts per operation, 429/5xx answered, vectors stored/dropped, per-scope peak admissions."""
+        """Request counts per operation, 429/5xx answered, vectors stored/dropped, per-scope peak admissions, the most
+        requests served at once."""
         return self.service(name).stats()
 
     def reset(self, name: str | None = None) -> None:
@@ -1695,30 +1712,6 @@ class PineconeSandbox:
     def snapshot(self, name: str) -> dict[str, dict[str, tuple[np.ndarray, dict[str, Any] | None]]]:
         """A copy of everything stored: ``{namespace: {id: (float32 values, metadata)}}``, default namespace ``""``."""
         return self.service(name).store.snapshot()
-
-
-# --- SDK helpers for tests (they poke at SDK internals; never use them in production code) -----------------------
-
-
-def set_sdk_retries(index: Any, max_retries: int = 0, backoff_factor: float = 0.01, max_wait: float = 60.0) -> None:
-    """Give a ``pinecone.Index`` (REST) its own retry policy; ``max_retries=0`` turns the SDK's retries off.
-
-    SDK 10.2.0 builds every data-plane ``Index`` with the default ``RetryConfig`` and offers no argument or
-    environment variable to change it, so this replaces the config on the transport the ``Index`` owns.
-    """
-    from pinecone._internal.config import RetryConfig
-
-    transport = index._http._client._transport
-    transport._config = RetryConfig(max_retries=max_retries, backoff_factor=backoff_factor, max_wait=max_wait)
-
-
-def reset_sdk_host_state() -> None:
-    """Forget the SDK's process-global per-hostname retry budget and bulk-upsert gate (throttle holds, stalls)."""
-    from pinecone._internal.bulk import get_registry
-    from pinecone._internal.http_client import get_budget_registry
-
-    get_budget_registry()._reset()
-    get_registry()._reset()
 
 
 # --- command line ------------------------------------------------------------------------------------------------

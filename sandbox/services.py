@@ -257,6 +257,9 @@ class PostgresServer:
     data_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="nsmigrate-pg-")))
     process: subprocess.Popen[bytes] | None = None
     database: str = "nsmigrate"
+    #: Server libraries loaded at start (``shared_preload_libraries``), e.g. ``pg_stat_statements`` for a bench that
+    #: counts the job table's statements.
+    preload: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -328,6 +331,7 @@ class PostgresServer:
                     "max_connections=200",
                     "-c",
                     "shared_buffers=128MB",
+                    *(["-c", f"shared_preload_libraries={','.join(self.preload)}"] if self.preload else []),
                 ],
                 stdout=log,
                 stderr=log,

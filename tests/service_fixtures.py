@@ -25,9 +25,10 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.settings import load_settings
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox, reset_sdk_host_state
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn
 from sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.sdk_internals import reset_sdk_host_state
 from workers.context import WorkerContext
 
 

@@ -2,7 +2,7 @@
 
 One chain lists ~2,000 ids/s at 50 ms a request; a namespace of ``SPLIT_MIN_IDS`` or more whose store lists by
 prefix is cut into several prefixes per chain wanted, and the spec's ``max_list_chains`` chains (at most
-``CHAIN_THREADS``) list them at once, each a batch ahead, all under the fleet's list budget. Batches are recorded one
+``MAX_CHAINS``) list them at once, each a batch ahead, all under the fleet's list budget. Batches are recorded one
 at a time, each with the whole listing's state after it (``ChainState`` in the run's ``list_token``), so a lister
 killed at any point resumes every chain from what was recorded: no id is skipped or batched twice, as with one
 chain. The rest chain — ids outside every prefix — is decided on once every prefix chain is done, from the
@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from orchestrator import jobs
 from orchestrator.errors import StateError
-from orchestrator.prefix_chains import Chain, ChainState, chain_batch, split_prefixes, wanted_chains
+from orchestrator.prefix_chains import MAX_CHAINS, Chain, ChainState, chain_batch, split_prefixes, wanted_chains
 from orchestrator.records import IdPage, display_namespace
 from orchestrator.spec import JobSpec
 from workers import tally
@@ -25,9 +25,6 @@ from workers.flow import run_copied
 from workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
-
-#: Chains listing at once in one lister (each one request at a time); the list budget holds them back further.
-CHAIN_THREADS = 16
 
 
 def chains_for(store: GuardedStore, namespace: str, count: int, most: int) -> ChainState | None:
@@ -41,7 +38,7 @@ def chains_for(store: GuardedStore, namespace: str, count: int, most: int) -> Ch
         return store.list_ids_by_prefix(namespace, prefix, limit=limit, token=token)
 
     counts = tally.current()
-    with ThreadPoolExecutor(CHAIN_THREADS, "nsmigrate-probe", initializer=tally.adopt, initargs=(counts,)) as pool:
+    with ThreadPoolExecutor(MAX_CHAINS, "nsmigrate-probe", initializer=tally.adopt, initargs=(counts,)) as pool:
         prefixes = split_prefixes(page_of, want, lambda thunks: list(pool.map(lambda t: t(), thunks)))
     return ChainState.fresh(prefixes) if len(prefixes) > 1 else None
 
@@ -65,7 +62,7 @@ def list_chains(
         return source.list_ids_by_prefix(namespace, prefix, limit=limit, token=token)
 
     bound = spec.max_batches_in_flight
-    threads = max(1, min(CHAIN_THREADS, spec.max_list_chains))
+    threads = spec.max_list_chains  # ≤ MAX_CHAINS, each one request at a time
     shown = display_namespace(namespace)
     counts = tally.current()
     with ThreadPoolExecutor(threads, "nsmigrate-chain", initializer=tally.adopt, initargs=(counts,)) as pool:

@@ -99,7 +99,9 @@ def shape_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove
     if run.source_namespace not in targets:
         return None
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
-    one_store = one_store_problem(spec, source, target, marker=prove)
+    one_store = one_store_problem(
+        spec, source, target, marker=prove, marker_timeout_s=ctx.settings.identity_marker_timeout_s
+    )
     if one_store is not None:
         return (
             f"{one_store}, and namespace {display_namespace(run.source_namespace)!r} is also a target: deleting it "

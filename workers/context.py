@@ -72,6 +72,7 @@ class WorkerContext:
             rate=rate,
             attempts=self.settings.retry_attempts,
             max_wait_s=self.settings.retry_max_wait_s,
+            retry_after_cap_s=self.settings.retry_after_cap_s,
         )
 
 

@@ -100,15 +100,16 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, in
     return copied, len(work.ids) - copied, 0, [target_ns]
 
 
-def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False) -> int:
+def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs.BatchWork | None = None) -> int:
     """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
-    (redelivered, or retried after an outage); see ``workers.flow.advance``.
+    (redelivered, or retried after an outage); see ``workers.flow.advance``. ``started``: the batch was started for
+    this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
 
     Raises:
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
             sent, so raising only tells Celery (and Flower) the task failed.
     """
-    work = jobs.start_batch(ctx.db, batch_id, ctx.worker_name)
+    work = started or jobs.start_batch(ctx.db, batch_id, ctx.worker_name)
     if work is None:
         if again:  # done by the delivery that died: make sure what follows the batch was sent
             run = jobs.get_run(ctx.db, jobs.run_of_batch(ctx.db, batch_id))

@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 #: Ids of a whole namespace remembered to fetch them again after the delete (a sample for big namespaces).
 CHECKED_IDS = 10_000
-SETTLE_TIMEOUT_S = 30.0
 
 
 def subject_ids(store: VectorStore, namespace: str, subject: Subject) -> list[str]:
@@ -229,7 +228,7 @@ def _erase_namespace(ctx: WorkerContext, place_id: int, store: Any, namespace: s
                 break
         jobs.add_erased_ids(ctx.db, place_id, ids)
     store.delete_namespace(namespace)
-    return before, _gone(store, namespace, jobs.erased_ids(ctx.db, place_id), None)
+    return before, _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), None)
 
 
 def _erase_records(
@@ -240,14 +239,15 @@ def _erase_records(
         jobs.add_erased_ids(ctx.db, place_id, list(chunk))  # before the delete: a kill after it still checks them
         store.delete(namespace, chunk)
         erased += len(chunk)
-    return erased, _gone(store, namespace, jobs.erased_ids(ctx.db, place_id), subject)
+    return erased, _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), subject)
 
 
-def _gone(store: Any, namespace: str, ids: list[str], subject: Subject | None) -> dict[str, Any]:
-    """Check the deletion, polling up to ``SETTLE_TIMEOUT_S`` (counts and reads lag on Pinecone): a whole namespace
-    counts 0 and lists nothing; for records, a search finds none of the subject's. Either way a fetch of the deleted
-    ids returns none of them."""
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+def _gone(ctx: WorkerContext, store: Any, namespace: str, ids: list[str], subject: Subject | None) -> dict[str, Any]:
+    """Check the deletion, polling up to the ``erasure_settle_timeout_s`` setting (counts and reads lag on Pinecone): a
+    whole namespace counts 0 and lists nothing; for records, a search finds none of the subject's. Either way a fetch
+    of the deleted ids returns none of them."""
+    timeout_s = ctx.settings.erasure_settle_timeout_s
+    deadline = time.monotonic() + timeout_s
     while True:
         fetched = sum(len(store.fetch(namespace, c)) for c in chunks(ids, FETCH_MAX_IDS))
         if subject is None:
@@ -261,5 +261,5 @@ def _gone(store: Any, namespace: str, ids: list[str], subject: Subject | None) -
         time.sleep(0.5)
     check: dict[str, Any] = {"passed": not any(left.values()), "ids_fetched_again": len(ids), **left}
     if not check["passed"]:
-        check["reason"] = f"still there after {SETTLE_TIMEOUT_S:.0f} s in {display_namespace(namespace)}: {left}"
+        check["reason"] = f"still there after {timeout_s:.0f} s in {display_namespace(namespace)}: {left}"
     return check

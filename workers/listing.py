@@ -123,20 +123,20 @@ def send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int, *, running_t
         run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)
 
 
-def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False) -> int | None:
+def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False) -> jobs.BatchWork | None:
     """List a small run's one batch (``orchestrator.small_runs``) under its lock, as ``list_run`` lists the first,
-    and record it: its id, for the caller to copy (no copy task is sent). None when there is nothing to copy: the
-    lock is taken (another lister is on it), listing is done or cancelled, another lister recorded the page first,
-    or the namespace is empty (the run is ``copied`` and its verification sent). A lister that fails for good ends
-    its run ``list_failed`` and raises ``ListingFailed``, as in ``list_run``. A namespace that grew since it was
-    planned has more pages: the batch is recorded with the token after it, and its copy's finish wakes a lister for
-    the rest (``flow.advance``)."""
+    and record it already started for this worker (``jobs.record_and_claim_batch``): its work, for the caller to
+    copy (no copy task is sent). None when there is nothing to copy: the lock is taken (another lister is on it),
+    listing is done or cancelled, another lister recorded the page first, or the namespace is empty (the run is
+    ``copied`` and its verification sent). A lister that fails for good ends its run ``list_failed`` and raises
+    ``ListingFailed``, as in ``list_run``. A namespace that grew since it was planned has more pages: the batch is
+    recorded with the token after it, and its copy's finish wakes a lister for the rest (``flow.advance``)."""
     with _failing_for_good(ctx, run_id):
         return _list_one_batch(ctx, run_id, wait_for_lock=wait_for_lock)
     return None
 
 
-def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> int | None:
+def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> jobs.BatchWork | None:
     with lister_lock(ctx, run_id, wait=wait_for_lock) as held:
         if not held:
             return None
@@ -147,15 +147,19 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> 
         # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
         ids, token = _list_batch(ctx.guarded(spec.source, spec.rate), run.source_namespace, run.list_token, spec)
         try:
+            if ids:
+                return jobs.record_and_claim_batch(
+                    ctx.db, run_id, ids, token, listed_from=run.list_token, worker=ctx.worker_name
+                )[1]
             recorded = jobs.add_batches(
-                ctx.db, run_id, [ids] if ids else [], token, listing_done=token is None, listed_from=run.list_token
+                ctx.db, run_id, [], token, listing_done=token is None, listed_from=run.list_token
             )
         except StateError as e:
             log.info("lister of run %s stops: %s", run_id, e)
             return None
     if recorded.copied:  # an empty namespace
         run_copied(ctx, run_id, run.job_id, run.source_namespace, spec)
-    return None if recorded.cancelled or not recorded.batch_ids else recorded.batch_ids[0]
+    return None
 
 
 def _list_batch(source: GuardedStore, namespace: str, token: str | None, spec: JobSpec) -> tuple[list[str], str | None]:

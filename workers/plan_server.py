@@ -154,7 +154,7 @@ class PlanServer:
             if reason is not None:
                 return _local(reason)
             spec_dir = Path(submission.spec_path).parent
-            with _clients_of_one_plan(self.settings.allowed_key_vars) as (open_store, open_control):
+            with _clients_of_one_plan(self.settings) as (open_store, open_control):
                 if submission.kind == "plan":
                     prepared = launch.prepare(spec, open_store, spec_dir, open_control)
                     return {"outcome": "planned", "plan": summarize(prepared).as_json()}
@@ -200,21 +200,21 @@ class PlanServer:
 
 @contextmanager
 def _clients_of_one_plan(
-    allowed_key_vars: str,
+    settings: Settings,
 ) -> Iterator[tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
     """Openers of stores and control planes for one plan, as a command opens them, reading only the keys this
-    worker's ``allowed_key_vars`` allow; what they opened is closed after it (a planner lives as long as its worker:
-    it must not gather connection pools)."""
+    worker's ``settings.allowed_key_vars`` allow; what they opened is closed after it (a planner lives as long as its
+    worker: it must not gather connection pools)."""
     from workers.stores.pinecone_control import PineconeControl
 
     opened: list[Any] = []
 
     def open_store(spec: Any) -> Any:
-        opened.append(open_retrying_store(spec, allowed_key_vars))
+        opened.append(open_retrying_store(spec, settings))
         return opened[-1]
 
     def open_control(spec: Any) -> Any:
-        opened.append(PineconeControl(spec, allowed_key_vars=allowed_key_vars))
+        opened.append(PineconeControl(spec, allowed_key_vars=settings.allowed_key_vars))
         return opened[-1]
 
     try:

@@ -32,10 +32,11 @@ import redis
 
 from orchestrator.errors import RetryableError
 from orchestrator.names import rate_bucket_key
+from orchestrator.settings import DEFAULTS
 
 #: Extra seconds every admission stays in the window: admission → request on the wire jitter must not let two
-#: windows' worth of requests land in one server second.
-DEFAULT_GUARD_S = 0.05
+#: windows' worth of requests land in one server second (the ``rate_guard_s`` setting's default).
+DEFAULT_GUARD_S = DEFAULTS.rate_guard_s
 
 # Admits ``cost`` requests now when they fit the window; else answers when they will fit and, with ``reserve``, enters
 # them in the log at that moment (the caller then sleeps until it). Ranks, not insertion order, decide: the

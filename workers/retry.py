@@ -19,6 +19,7 @@ import tenacity
 from tenacity import RetryCallState
 
 from orchestrator.errors import RetryableError
+from orchestrator.settings import DEFAULTS
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,6 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     kombu.exceptions.OperationalError,  # a task could not be sent: kombu's publish retries ran out
 )
 
-#: A server asking for more than this (seconds) is treated as asking for this: a bogus header must not park a worker.
-RETRY_AFTER_CAP_S = 600.0
-
 
 class wait_retry_after(tenacity.wait.wait_base):
     """Wait ``max(Retry-After, fallback)``: never sooner than the server asked, never in lockstep with the fleet.
@@ -46,8 +44,9 @@ class wait_retry_after(tenacity.wait.wait_base):
     is the floor, and ``fallback`` (a jittered exponential) spreads processes that were throttled together.
     """
 
-    def __init__(self, fallback: tenacity.wait.wait_base) -> None:
+    def __init__(self, fallback: tenacity.wait.wait_base, cap_s: float = DEFAULTS.retry_after_cap_s) -> None:
         self.fallback = fallback
+        self.cap_s = cap_s
 
     def __call__(self, retry_state: RetryCallState) -> float:
         backoff = float(self.fallback(retry_state))
@@ -56,7 +55,7 @@ class wait_retry_after(tenacity.wait.wait_base):
         retry_after = getattr(exc, "retry_after_s", None)
         if retry_after is None:
             return backoff
-        return max(min(float(retry_after), RETRY_AFTER_CAP_S), backoff)
+        return max(min(float(retry_after), self.cap_s), backoff)
 
 
 def _log_before_sleep(retry_state: RetryCallState) -> None:
@@ -80,14 +79,19 @@ def _log_before_sleep(retry_state: RetryCallState) -> None:
 
 
 def retrying(
-    *, attempts: int = 8, max_wait_s: float = 30, sleep: Callable[[float], None] = time.sleep
+    *,
+    attempts: int = DEFAULTS.retry_attempts,
+    max_wait_s: float = DEFAULTS.retry_max_wait_s,
+    retry_after_cap_s: float = DEFAULTS.retry_after_cap_s,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> tenacity.Retrying:
     """The retry policy for one store call inside a task.
 
     Parameters:
         attempts: total attempts, the first included (8 → up to 7 retries).
         max_wait_s: cap of the random exponential backoff, in seconds (``Retry-After`` may ask for more; it wins,
-            up to ``RETRY_AFTER_CAP_S``).
+            up to ``retry_after_cap_s``).
+        retry_after_cap_s: the longest ``Retry-After`` honoured, in seconds.
         sleep: how to wait; tests pass a recorder so they never sleep.
 
     Returns:
@@ -99,7 +103,7 @@ def retrying(
         raise ValueError(f"attempts must be ≥ 1, got {attempts}")
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
-        wait=wait_retry_after(tenacity.wait_random_exponential(multiplier=0.25, max=max_wait_s)),
+        wait=wait_retry_after(tenacity.wait_random_exponential(multiplier=0.25, max=max_wait_s), retry_after_cap_s),
         retry=tenacity.retry_if_exception_type(RetryableError),
         before_sleep=_log_before_sleep,
         reraise=True,

@@ -204,7 +204,12 @@ def rollback_job(
     clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
     spec = rb.spec
     one_store = (
-        one_store_problem(spec, ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate))
+        one_store_problem(
+            spec,
+            ctx.guarded(spec.source, spec.rate),
+            ctx.guarded(spec.target, spec.rate),
+            marker_timeout_s=ctx.settings.identity_marker_timeout_s,
+        )
         if clash
         else None
     )

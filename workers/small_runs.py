@@ -2,12 +2,12 @@
 by one task, one run after the other.
 
 Each run takes the steps and states a list task and a copy task would give it, without the message between them:
-its one batch is listed and recorded under the run's lister lock (``listing.list_one_batch``), then copied as a copy
-task copies it (``copying.copy_batch``). The verifications of the runs copied go as one task when the group is
-done (``flow.verifications_grouped``). Failures stay the run's own: a lister
-that fails for good ends its run ``list_failed``, a batch that fails ends ``failed``, and the group goes on, then
-fails as a whole naming them (``GroupFailed``); an outage of the job table or Redis propagates, and Celery sends the
-whole task again.
+its one batch is listed and recorded, already started for this worker, under the run's lister lock
+(``listing.list_one_batch``), then copied as a copy task copies it (``copying.copy_batch``). The verifications of
+the runs copied go as one task when the group is done (``flow.verifications_grouped``). Failures stay the run's own:
+a lister that fails for good ends its run ``list_failed``, a batch that fails ends ``failed``, and the group goes on,
+then fails as a whole naming them (``GroupFailed``); an outage of the job table or Redis propagates, and Celery sends
+the whole task again.
 
 A task sent again (redelivered after its worker was killed, or retried after an outage) may find runs its first
 delivery left between two steps. Every step is safe to repeat (a page is recorded only from the saved token, a
@@ -39,9 +39,9 @@ def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool =
                 listing.send_what_a_killed_lister_left(ctx, run_id, running_too=True)
             try:
                 # A resent group waits out the lock of the delivery that was killed, as a redelivered lister does.
-                batch_id = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
-                if batch_id is not None:
-                    vectors += copying.copy_batch(ctx, batch_id)
+                work = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
+                if work is not None:
+                    vectors += copying.copy_batch(ctx, work.batch_id, started=work)
             except TaskFailed as e:
                 failures.append(e)
     if failures:

@@ -449,7 +449,9 @@ class _Verifier:
             result, ms = self.target.timed_query(ns, vector, top_k)
             target_results.append(result)
             latencies_ms.append(ms)
-        self.report.query = query_summary(source_results, target_results, latencies_ms, top_k)
+        self.report.query = query_summary(
+            source_results, target_results, latencies_ms, top_k, self.checks.query_min_overlap
+        )
 
 
 class _InPostgresVerifier(_Verifier):

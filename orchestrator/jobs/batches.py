@@ -14,7 +14,15 @@ from orchestrator.errors import NotFound
 from orchestrator.jobs.database import Database, _event, _move_run, default_actor
 from orchestrator.jobs.jobrows import job_spec
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
-from orchestrator.jobs.listing import _RECORD_PAGE_OF_ONE_BATCH, _START_LISTING
+from orchestrator.jobs.listing import (
+    _PAGE_ANSWERS,
+    _PAGE_UPDATE,
+    _RECORD_PAGE_OF_ONE_BATCH,
+    _START_LISTING,
+    Recorded,
+    _recorded_by_another,
+    page_params,
+)
 from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _mark_copied, _runs
 from orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
@@ -153,6 +161,40 @@ _COUNT_BATCH_DONE = (
         sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery(),
     )
 )
+# A small run's one batch (``small_runs``) is recorded and claimed by the task that copies it in one statement: the
+# page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's INSERT already
+# running for this worker, as ``_START_BATCH`` would make it; queued and unclaimed when the run was cancelled (the
+# run's row lock, taken by the UPDATE, orders this against ``cancel_job`` as ``_START_BATCH``'s FOR SHARE does).
+_claimed_page = _PAGE_UPDATE.returning(
+    *_PAGE_ANSWERS,
+    _runs.c.job_id,
+    _runs.c.source_namespace,
+    _runs.c.target_namespace,
+    _runs.c.creator_id,
+    _runs.c.twin_id,
+    _runs.c.routing_table,
+).cte("claimed_page")
+_cancelled = _claimed_page.c.state == RunState.CANCELLED
+_claimed_batch = (
+    sa.insert(_batches)
+    .from_select(
+        ["run_id", "seq", "ids", "state", "attempts", "worker", "started_at"],
+        sa.select(
+            sa.bindparam("run_id", type_=sa.Integer),
+            _claimed_page.c.batches_total - 1,
+            sa.bindparam("ids", type_=_batches.c.ids.type),
+            sa.case((_cancelled, sa.literal(BatchState.QUEUED.value)), else_=sa.literal(BatchState.RUNNING.value)),
+            sa.case((_cancelled, 0), else_=1),
+            sa.case((_cancelled, None), else_=sa.bindparam("worker", type_=sa.String)),
+            sa.case((_cancelled, None), else_=sa.bindparam("now", type_=_batches.c.started_at.type)),
+        ),
+    )
+    .returning(_batches.c.id, _batches.c.seq)
+    .cte("claimed_batch")
+)
+_RECORD_AND_CLAIM_BATCH = sa.select(
+    _claimed_page, _claimed_batch.c.id.label("batch_id"), _claimed_batch.c.seq
+).select_from(_claimed_page.join(_claimed_batch, sa.true()))
 _RUN_PROGRESS = sa.select(_runs.c.listing_done, _runs.c.state, _in_flight_of_run, _unfinished_of_run).where(
     _runs.c.id == sa.bindparam("run_id")
 )
@@ -180,6 +222,41 @@ def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
         routing_table=dict(row.routing_table or {}),
         spec=job_spec(db, row.job_id),
     )
+
+
+def record_and_claim_batch(
+    db: Database, run_id: int, ids: Sequence[str], next_token: str | None, *, listed_from: str | None, worker: str
+) -> tuple[Recorded, BatchWork | None]:
+    """A small run's one page of ``ids`` recorded as ``add_batches`` records it, and its batch started for ``worker``
+    as ``start_batch`` starts it, in one statement. The work is None when the run was cancelled (the batch stays
+    queued, as a lister leaves it).
+
+    Raises:
+        StateError: another lister recorded the page first (``add_batches``); nothing is written.
+    """
+    page = page_params(run_id, [ids], next_token, listing_done=next_token is None, listed_from=listed_from)
+    with db.single_statement() as conn:
+        row = conn.execute(_RECORD_AND_CLAIM_BATCH, {**page, "ids": list(ids), "worker": worker}).one_or_none()
+        if row is None:
+            raise _recorded_by_another(conn, run_id, listed_from)
+    cancelled = row.state == RunState.CANCELLED
+    recorded = Recorded([row.batch_id], int(row.in_flight or 0) + 1, cancelled, copied=False)
+    if cancelled:
+        return recorded, None
+    work = BatchWork(
+        batch_id=row.batch_id,
+        run_id=run_id,
+        job_id=row.job_id,
+        seq=row.seq,
+        ids=list(ids),
+        source_namespace=row.source_namespace,
+        target_namespace=row.target_namespace,
+        creator_id=row.creator_id,
+        twin_id=row.twin_id,
+        routing_table=dict(row.routing_table or {}),
+        spec=job_spec(db, row.job_id),
+    )
+    return recorded, work
 
 
 def finish_batch(
@@ -281,6 +358,10 @@ def compile_task_statements(db: Database) -> None:
         (_START_LISTING, {"run_id": -1}),
         (_RECORD_PAGE_OF_ONE_BATCH, {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": []}),
         (_START_BATCH, {"batch_id": -1, "worker": "", "now": now}),
+        (
+            _RECORD_AND_CLAIM_BATCH,
+            {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": [], "worker": ""},
+        ),
         (_LOCK_BATCH_AND_RUN, {"batch_id": -1}),
         (_COUNT_BATCH_DONE, {"batch_id": -1, "batch_run": -1, "failed": 0, "targets": [], "now": now, **done}),
         (_RUN_PROGRESS, {"run_id": -1}),

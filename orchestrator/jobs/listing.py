@@ -40,7 +40,7 @@ _START_LISTING = (
     .values(state=sa.case((_runs.c.state == RunState.PENDING, sa.literal(RunState.LISTING.value)), else_=_runs.c.state))
     .returning(_runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _in_flight_of_run, _runs.c.source_count)
 )
-_RECORD_PAGE = (
+_PAGE_UPDATE = (
     sa.update(_runs)
     .where(
         _runs.c.id == sa.bindparam("run_id"),
@@ -58,8 +58,9 @@ _RECORD_PAGE = (
         ),
         updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE in a CTE
     )
-    .returning(_runs.c.state, _runs.c.batches_total, _in_flight_of_run.label("in_flight"))
 )
+_PAGE_ANSWERS = (_runs.c.state, _runs.c.batches_total, _in_flight_of_run.label("in_flight"))
+_RECORD_PAGE = _PAGE_UPDATE.returning(*_PAGE_ANSWERS)
 _INSERT_BATCH = sa.insert(_batches).returning(_batches.c.id, sort_by_parameter_order=True)
 # A page of one batch, the lister's usual record, in one statement: the page's UPDATE and the batch's INSERT (which
 # adds no row when the UPDATE found the token moved on, so nothing is written then).
@@ -102,6 +103,27 @@ class Recorded:
     copied: bool
 
 
+def page_params(
+    run_id: int,
+    id_batches: Sequence[Sequence[str]],
+    next_token: str | None,
+    *,
+    listing_done: bool,
+    listed_from: str | None,
+) -> dict[str, object]:
+    """The parameters of ``_RECORD_PAGE`` for a page of ``id_batches`` listed from ``listed_from``."""
+    return {
+        "run_id": run_id,
+        "listed_from": listed_from,
+        "n_batches": len(id_batches),
+        "n_ids": sum(len(ids) for ids in id_batches),
+        "next_token": None if listing_done else next_token,
+        "listing_done": listing_done,
+        "listing_state": RunState.COPYING.value if listing_done else RunState.LISTING.value,
+        "now": utcnow(),
+    }
+
+
 def add_batches(
     db: Database,
     run_id: int,
@@ -120,16 +142,7 @@ def add_batches(
             after a Redis restart lost their lock. Nothing is written, so no id is ever batched twice.
     """
     id_batches = [list(ids) for ids in id_batches]
-    page = {
-        "run_id": run_id,
-        "listed_from": listed_from,
-        "n_batches": len(id_batches),
-        "n_ids": sum(len(ids) for ids in id_batches),
-        "next_token": None if listing_done else next_token,
-        "listing_done": listing_done,
-        "listing_state": RunState.COPYING.value if listing_done else RunState.LISTING.value,
-        "now": utcnow(),
-    }
+    page = page_params(run_id, id_batches, next_token, listing_done=listing_done, listed_from=listed_from)
     if len(id_batches) == 1:  # what a lister records page after page: one statement, one round trip
         with db.single_statement() as conn:
             recorded = conn.execute(_RECORD_PAGE_OF_ONE_BATCH, {**page, "ids": id_batches[0]}).one_or_none()

@@ -1,15 +1,16 @@
 """Read-only views of the job table for `status`, `jobs`, `events` and the commands that follow a job: a job's typed
-snapshot, its summary, its progress at each poll, the job list, the audit log."""
+snapshot, its summary, its progress at each poll, the verdicts `verify` waits for, the job list (each the one reader
+of ``orchestrator.snapshot`` run over the engine, ``read_status``), and the audit log."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from orchestrator.jobs.database import Database
-from orchestrator.models import Event, RunState
+from orchestrator.models import Event
 from orchestrator.progress import JobProgress, read_progress
 from orchestrator.snapshot import (
     BatchCounts,
@@ -18,10 +19,12 @@ from orchestrator.snapshot import (
     JobSummary,
     PlaceStatus,
     RunStatus,
+    RunVerdict,
     Totals,
     read_jobs,
     read_snapshot,
     read_summary,
+    read_verdicts,
 )
 
 T = TypeVar("T")
@@ -82,29 +85,10 @@ def job_progress(db: Database, job_id: int, rows: int) -> JobProgress:
     return read_status(db, lambda execute: read_progress(execute, job_id, rows))
 
 
-class RunVerdict(NamedTuple):
-    """What `verify` waits on of a run: its state, and when its verification report was written and its verdict
-    (None: no report, or none in it)."""
-
-    run_id: int
-    state: RunState
-    checked_at: str | None
-    passed: bool | None
-
-
-# The reports themselves stay in the database: a job's may hold thousands of missing ids each.
-_VERDICTS_SQL = """
-SELECT id, state, verification ->> 'checked_at', (verification -> 'passed')::boolean
-FROM namespace_runs WHERE id = ANY(%(ids)s)
-"""
-
-
 def verdicts_of(db: Database, run_ids: Collection[int]) -> list[RunVerdict]:
     """The ``RunVerdict`` of each of the runs ``run_ids``, in one statement (a waiting `verify` reads them at each
     poll)."""
-    with db.engine.connect() as conn:
-        rows = conn.exec_driver_sql(_VERDICTS_SQL, {"ids": list(run_ids)})
-        return [RunVerdict(run_id, RunState(state), checked_at, passed) for run_id, state, checked_at, passed in rows]
+    return read_status(db, lambda execute: read_verdicts(execute, run_ids))
 
 
 def list_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:

@@ -4,13 +4,19 @@ through throttling and errors, and within the budgets it claims, or its figures 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from pinecone import Pinecone
 
-from bench.peer import Budgets, PeerResult, copy_index
-from sandbox.pinecone_server import Faults, PineconeSandbox
+from bench.peer import Budgets, PeerResult, copy_indexes
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.seed import SeedData, seed_dataset
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec(name, dimension=8) for name in ("src", "dst", "src2", "dst2")]
 
 
 @pytest.fixture
@@ -22,14 +28,16 @@ def data(sandbox: PineconeSandbox) -> SeedData:
 
 
 def run_peer(sandbox: PineconeSandbox, api_key: str, budgets: Budgets) -> PeerResult:
-    return asyncio.run(copy_index(sandbox.host("src"), sandbox.host("dst"), api_key, budgets))
+    return asyncio.run(copy_indexes([(sandbox.host("src"), sandbox.host("dst"))], api_key, budgets))
 
 
-def assert_copied_equal(sandbox: PineconeSandbox, api_key: str, data: SeedData) -> None:
+def assert_copied_equal(
+    sandbox: PineconeSandbox, api_key: str, data: SeedData, source: str = "src", target: str = "dst"
+) -> None:
     """Every source vector is in the target, in the same namespace, with the same values and metadata; nothing else."""
     pc = Pinecone(api_key=api_key)
-    src, dst = pc.Index(host=sandbox.host("src")), pc.Index(host=sandbox.host("dst"))
-    assert sandbox.stats("dst")["namespaces"] == sandbox.stats("src")["namespaces"]
+    src, dst = pc.Index(host=sandbox.host(source)), pc.Index(host=sandbox.host(target))
+    assert sandbox.stats(target)["namespaces"] == sandbox.stats(source)["namespaces"]
     for namespace, records in data.namespaces.items():
         ids = [i for i, _, _ in records]
         for start in range(0, len(ids), 100):
@@ -42,10 +50,24 @@ def assert_copied_equal(sandbox: PineconeSandbox, api_key: str, data: SeedData) 
 
 
 def test_peer_copies_every_namespace_equal(sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData) -> None:
+    started = time.time()
     result = run_peer(sandbox, pinecone_api_key, Budgets.nsmigrate_defaults())
 
     assert (result.vectors, result.namespaces) == (data.total, len(data.namespaces))
+    assert started < result.last_write <= time.time()  # the end of its user clock (bench.peer_vs_fleet)
     assert_copied_equal(sandbox, pinecone_api_key, data)
+
+
+def test_peer_copies_several_indexes_at_once(sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData) -> None:
+    other = seed_dataset(seed=1, dimension=8, n_vectors=90, n_twin_namespaces=5, default_count=20)
+    other.load_into(sandbox, "src2")
+    pairs = [(sandbox.host("src"), sandbox.host("dst")), (sandbox.host("src2"), sandbox.host("dst2"))]
+
+    result = asyncio.run(copy_indexes(pairs, pinecone_api_key, Budgets.nsmigrate_defaults()))
+
+    assert result.vectors == data.total + other.total
+    assert_copied_equal(sandbox, pinecone_api_key, data)
+    assert_copied_equal(sandbox, pinecone_api_key, other, "src2", "dst2")
 
 
 def test_peer_retries_what_the_sdk_gave_up_on(sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData) -> None:
@@ -76,3 +98,16 @@ def test_peer_stays_within_its_budgets(sandbox: PineconeSandbox, pinecone_api_ke
     # next second: up to half over the budget is allowed (unpaced, 41 listings arrive at once).
     assert max(peaks["list_per_index"], peaks["fetch_per_index"]) <= 15, peaks
     assert_copied_equal(sandbox, pinecone_api_key, data)
+
+
+def test_peer_has_as_many_requests_in_flight_as_its_bound(sandbox: PineconeSandbox, pinecone_api_key: str) -> None:
+    # Forty namespaces listed at once, each list answered after a second: the SDK's default pool (20 connections an
+    # index) would hold the rest back, whatever the peer's bound on requests in flight.
+    data = seed_dataset(dimension=8, n_vectors=200, n_twin_namespaces=40, default_count=0)
+    data.load_into(sandbox, "src")
+    sandbox.set_faults("src", Faults(latency_ms=1000))
+
+    result = run_peer(sandbox, pinecone_api_key, Budgets.nsmigrate_defaults())
+
+    assert result.vectors == data.total
+    assert sandbox.stats("src")["max_requests_in_flight"] > 20

@@ -11,8 +11,9 @@ from openapi_core import OpenAPI
 from pinecone import ApiError, Pinecone
 
 from sandbox.embedding import HOSTED_MODELS, IntegratedEmbed
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox, set_sdk_retries
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_pinecone_conformance import CONTROL_HOST_URL, DATA_HOST_URL, REFERENCE, call
+from tests.sdk_internals import set_sdk_retries
 
 EMBED = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
 

@@ -134,6 +134,58 @@ def test_a_namespace_of_one_batch_costs_seven_round_trips_from_listing_to_done(
         assert (batch.state, batch.vectors, batch.bytes, batch.attempts) == ("done", 3, 9, 1)
 
 
+def test_a_small_run_is_recorded_and_started_in_one_statement_six_round_trips_from_listing_to_done(
+    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small run's task (``workers.small_runs``) records its one batch already started for itself: one statement
+    and one checkout fewer than recording it, then starting it as a copy task does (7 round trips, 4 checkouts)."""
+    _, [run_id] = a_job(db)
+    jobs.job_spec(db, jobs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
+    traffic = watch(db, monkeypatch)
+    assert jobs.start_listing(db, run_id) is not None
+
+    recorded, work = jobs.record_and_claim_batch(db, run_id, ["a", "b", "c"], None, listed_from=None, worker="w")
+
+    # listing started, then the page, its batch and the batch's start together: 2 round trips, 2 checkouts
+    assert (traffic.statements, traffic.checkouts) == ([("UPDATE", True), ("WITH", True)], 2)
+    assert work is not None and recorded.batch_ids == [work.batch_id] and not recorded.cancelled
+    assert (work.run_id, work.seq, work.ids, work.source_namespace, work.target_namespace) == (
+        run_id,
+        0,
+        ["a", "b", "c"],
+        "ns0",
+        "ns0",
+    )
+    with db.transaction() as s:
+        batch = s.get(Batch, work.batch_id)
+        assert batch is not None
+        assert (batch.state, batch.attempts, batch.worker) == ("running", 1, "w")
+        assert batch.started_at is not None
+    traffic.clear()
+    copied, _ = jobs.finish_batch(db, work.batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4)
+    assert copied
+    assert (traffic.round_trips, traffic.checkouts) == (4, 1)  # in all 6 round trips and 3 checkouts, was 7 and 4
+    assert jobs.start_batch(db, work.batch_id, "w") is None  # done: a duplicate copy task does nothing
+
+
+def test_a_small_run_cancelled_before_its_page_is_recorded_leaves_its_batch_queued_and_unclaimed(
+    db: jobs.Database,
+) -> None:
+    job_id, [run_id] = a_job(db)
+    assert jobs.start_listing(db, run_id) is not None
+    jobs.cancel_job(db, job_id, actor="tester")
+
+    recorded, work = jobs.record_and_claim_batch(db, run_id, ["a"], None, listed_from=None, worker="w")
+
+    assert work is None and recorded.cancelled
+    with db.transaction() as s:
+        batch = s.get(Batch, recorded.batch_ids[0])
+        assert batch is not None
+        assert (batch.state, batch.attempts, batch.worker, batch.started_at) == ("queued", 0, None, None)
+    with pytest.raises(StateError, match="another lister already recorded"):  # the page is recorded once
+        jobs.record_and_claim_batch(db, run_id, ["a"], None, listed_from=None, worker="w")
+
+
 def copied_run(db: jobs.Database, namespaces: int = 1) -> tuple[int, list[int]]:
     """A job whose runs each copied their one batch."""
     job_id, run_ids = a_job(db, namespaces)

@@ -21,8 +21,9 @@ from pinecone import (
 )
 
 from orchestrator.spec import PineconeStoreSpec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox, set_sdk_retries
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
+from tests.sdk_internals import set_sdk_retries
 from workers.stores.pinecone import PineconeStore
 
 DIM = 4

@@ -33,10 +33,9 @@ from sandbox.pinecone_server import (
     IndexSpec,
     PineconeSandbox,
     compile_filter,
-    reset_sdk_host_state,
-    set_sdk_retries,
 )
 from sandbox.seed import seed_dataset
+from tests.sdk_internals import reset_sdk_host_state, set_sdk_retries
 from tests.timing import assert_timing
 
 DIM = 4

@@ -206,8 +206,7 @@ def test_pinecone_429_is_retryable_with_retry_after_and_sent_once(
     assert info.value.status == 429
     assert info.value.retry_after_s == pytest.approx(0.75)
     assert info.value.ids["namespace"] == "ns"
-    # The SDK's own retries are off: one call, one request (tenacity is the only retry layer).
-    assert pinecone_store.sdk_retries_disabled
+    # The data-plane client never retries: one call, one request (tenacity is the only retry layer).
     assert sandbox.stats("contract")["requests"]["fetch"] - before == 1
 
 
@@ -408,22 +407,6 @@ def test_pinecone_fetch_errors_are_mapped_on_the_json_path(
     with pytest.raises(RetryableError) as info:
         pinecone_store.fetch("ns", ["a"])
     assert info.value.status == 503
-
-
-def test_pinecone_fetch_falls_back_to_the_public_sdk_call_when_its_internals_change(
-    pinecone_store: PineconeStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    records = make_records(3)
-    pinecone_store.upsert("ns", records)
-    monkeypatch.setattr("workers.stores.pinecone.raw_http", lambda index: None)
-
-    with caplog.at_level("WARNING", logger="workers.stores.pinecone"):
-        first = pinecone_store.fetch("ns", [r.id for r in records])
-        pinecone_store.fetch("ns", [r.id for r in records])
-
-    assert not any(isinstance(r.values, JsonValues) for r in first)
-    assert_same_records(first, records)
-    assert sum("fetch decodes values" in m for m in caplog.messages) == 1  # said once, not per batch
 
 
 def test_metric_is_the_index_metric_or_none_for_a_table(store: VectorStore) -> None:

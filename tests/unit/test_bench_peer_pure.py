@@ -71,3 +71,15 @@ def test_a_missing_key_exits_2_naming_the_variable(
 
     assert main(["--source", "http://127.0.0.1:1", "--target", "http://127.0.0.1:2"]) == 2
     assert "PINECONE_API_KEY" in capsys.readouterr().err
+
+
+def test_a_source_without_its_target_exits_2_saying_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PINECONE_API_KEY", "k")
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--source", "http://127.0.0.1:1", "--target", "http://127.0.0.1:2", "--source", "http://127.0.0.1:3"])
+
+    assert exited.value.code == 2
+    assert "one --target per --source (2 sources, 1 targets)" in capsys.readouterr().err

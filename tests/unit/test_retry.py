@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from orchestrator.errors import PermanentError, RetryableError, StoreError
-from workers.retry import RETRY_AFTER_CAP_S, call_with_retry, retrying
+from orchestrator.settings import DEFAULTS
+from workers.retry import call_with_retry, retrying
 
 
 class Flaky:
@@ -83,7 +84,7 @@ def test_gives_up_after_attempts_and_reraises_the_last_original_error(attempts: 
         (5.0, 1.0, 5.0, 5.0),  # the server asked for more than the backoff: exactly what it asked
         (0.0, 1.0, 0.0, 1.0),  # Retry-After: 0 → the jittered backoff alone
         (None, 2.0, 0.0, 2.0),  # no Retry-After → the jittered backoff, capped
-        (1e9, 1.0, RETRY_AFTER_CAP_S, RETRY_AFTER_CAP_S),  # absurd header → capped
+        (1e9, 1.0, DEFAULTS.retry_after_cap_s, DEFAULTS.retry_after_cap_s),  # absurd header → capped
     ],
 )
 def test_waits_at_least_retry_after(retry_after_s: float | None, max_wait_s: float, low: float, high: float) -> None:
@@ -94,6 +95,15 @@ def test_waits_at_least_retry_after(retry_after_s: float | None, max_wait_s: flo
 
     assert len(waits) == 5
     assert all(low <= w <= high for w in waits), waits
+
+
+def test_the_retry_after_cap_is_the_settings() -> None:
+    fn = Flaky(*[rate_limited(1e9) for _ in range(3)])
+    waits: list[float] = []
+
+    call_with_retry(fn, policy=retrying(retry_after_cap_s=7.0, sleep=waits.append))
+
+    assert waits == [7.0, 7.0, 7.0]
 
 
 def test_backoff_grows_and_is_capped() -> None:

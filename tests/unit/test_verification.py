@@ -252,11 +252,12 @@ def test_percentile_of_nothing_raises() -> None:
 
 
 def test_query_summary() -> None:
-    q = query_summary([["a", "b"], ["c", "d"]], [["b", "a"], ["c", "x"]], [1.0, 3.0], top_k=2)
+    q = query_summary([["a", "b"], ["c", "d"]], [["b", "a"], ["c", "x"]], [1.0, 3.0], top_k=2, min_overlap=0.9)
     assert q["same_top_k"] == 1
     assert q["mean_overlap"] == 0.75
     assert q["passed"] is False
     assert q["latency_ms_p50"] == 2.0
+    assert query_summary([["a", "b"]], [["a", "x"]], [1.0], top_k=2, min_overlap=0.5)["passed"] is True
 
 
 # -------------------------------------------------------------------------------------------------------- report

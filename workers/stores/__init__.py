@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.errors import StoreError
 from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS
+from orchestrator.settings import DEFAULTS, Settings
 from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
 from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, VectorStore, iter_all_ids
 
@@ -39,16 +40,16 @@ def open_store(
     raise StoreError(f"unknown store kind {getattr(spec, 'kind', None)!r}", hint="use `pinecone` or `pgvector`")
 
 
-def open_retrying_store(
-    spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: str = DEFAULT_ALLOWED_KEY_VARS
-) -> VectorStore:
+def open_retrying_store(spec: PineconeStoreSpec | PgvectorStoreSpec, settings: Settings = DEFAULTS) -> VectorStore:
     """``open_store`` wrapped in a ``GuardedStore`` without a rate budget: every call backs off and retries on
-    429/5xx, and a host that does not answer fails fast. For planning and CLI calls outside the fleet."""
+    429/5xx (``settings.one_off_*``), and a host that does not answer fails fast. For planning and CLI calls outside
+    the fleet."""
     from workers.stores import guarded  # imported on use: it brings the retry and rate-limit machinery
 
     return guarded.GuardedStore(
-        open_store(spec, allowed_key_vars),
-        attempts=guarded.ONE_OFF_ATTEMPTS,
-        max_wait_s=guarded.ONE_OFF_MAX_WAIT_S,
-        no_answer_attempts=guarded.ONE_OFF_NO_ANSWER_ATTEMPTS,
+        open_store(spec, settings.allowed_key_vars),
+        attempts=settings.one_off_attempts,
+        max_wait_s=settings.one_off_max_wait_s,
+        retry_after_cap_s=settings.retry_after_cap_s,
+        no_answer_attempts=settings.one_off_no_answer_attempts,
     )

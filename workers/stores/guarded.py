@@ -41,6 +41,7 @@ from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.pgschema import TableColumn
 from orchestrator.records import IdPage, Record
+from orchestrator.settings import DEFAULTS
 from orchestrator.spec import RateBudget
 from workers import metrics, tally
 from workers.chunking import estimate_bytes
@@ -50,11 +51,6 @@ from workers.stores.base import VectorStore
 from workers.stores.enumeration import SweepReads
 
 T = TypeVar("T")
-
-#: Attempts of a one-off call (CLI, planning) when the server answered, and when it did not answer at all.
-ONE_OFF_ATTEMPTS = 6
-ONE_OFF_MAX_WAIT_S = 10.0
-ONE_OFF_NO_ANSWER_ATTEMPTS = 3
 
 
 class _NoAnswer(tenacity.stop.stop_base):
@@ -74,6 +70,7 @@ class GuardedStore:
         limiter, rate: the fleet-wide budget and the job's rates; both or neither.
         attempts: tries per request, the first included.
         max_wait_s: cap of the backoff between tries, in seconds (``Retry-After`` may ask for more).
+        retry_after_cap_s: the longest ``Retry-After`` honoured, in seconds.
         no_answer_attempts: tries when the host did not answer at all (default: ``attempts``).
         sleep: how the retry waits; tests pass a recorder.
     """
@@ -84,8 +81,9 @@ class GuardedStore:
         *,
         limiter: RateLimiter | None = None,
         rate: RateBudget | None = None,
-        attempts: int = ONE_OFF_ATTEMPTS,
-        max_wait_s: float = ONE_OFF_MAX_WAIT_S,
+        attempts: int = DEFAULTS.one_off_attempts,
+        max_wait_s: float = DEFAULTS.one_off_max_wait_s,
+        retry_after_cap_s: float = DEFAULTS.retry_after_cap_s,
         no_answer_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -101,7 +99,7 @@ class GuardedStore:
             metrics.STORE_RETRIES.labels(self.name).inc()
             sleep(wait_s)
 
-        policy = retrying(attempts=attempts, max_wait_s=max_wait_s, sleep=backoff)
+        policy = retrying(attempts=attempts, max_wait_s=max_wait_s, retry_after_cap_s=retry_after_cap_s, sleep=backoff)
         if no_answer_attempts is not None and no_answer_attempts < attempts:
             policy = policy.copy(
                 stop=tenacity.stop_after_attempt(attempts)

@@ -18,28 +18,34 @@ from orchestrator.spec import JobSpec
 from orchestrator.store_identity import spec_identity
 from workers.stores.base import VectorStore
 
-#: How long the marker may take to be readable through the source's own client (Pinecone is eventually consistent).
-MARKER_TIMEOUT_S = 20.0
 _MARKER_POLL_S = 0.25
 
 
-def _marker_seen(source: VectorStore, target: VectorStore) -> bool:
-    """Write a marker through ``source`` and say whether ``target`` reads it (the marker is deleted either way)."""
+def _marker_seen(source: VectorStore, target: VectorStore, timeout_s: float) -> bool:
+    """Write a marker through ``source`` and say whether ``target`` reads it (the marker is deleted either way).
+    The marker may take up to ``timeout_s`` to be readable through the source (Pinecone is eventually consistent)."""
     namespace = f"nsmigrate-identity-{uuid.uuid4().hex}"
     marker = Record(id="marker", values=[1.0] * source.dimension(), metadata={"nsmigrate": "identity marker"})
     source.upsert(namespace, [marker])
     try:
-        deadline = time.monotonic() + MARKER_TIMEOUT_S
+        deadline = time.monotonic() + timeout_s
         while not source.fetch(namespace, [marker.id]):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the marker was not readable through the source after {MARKER_TIMEOUT_S:.0f} s")
+                raise TimeoutError(f"the marker was not readable through the source after {timeout_s:.0f} s")
             time.sleep(_MARKER_POLL_S)
         return bool(target.fetch(namespace, [marker.id]))
     finally:
         source.delete_namespace(namespace)
 
 
-def one_store_problem(spec: JobSpec, source: VectorStore, target: VectorStore, *, marker: bool = True) -> str | None:
+def one_store_problem(
+    spec: JobSpec,
+    source: VectorStore,
+    target: VectorStore,
+    *,
+    marker: bool = True,
+    marker_timeout_s: float,
+) -> str | None:
     """None when ``source`` and ``target`` are proven to be two stores; else why they are, or may be, one.
     ``marker=False`` (a dry run, which writes nothing) stops at the servers' identities: two Pinecone hosts that
     differ then count as two stores, for the deleting step to prove with its marker."""
@@ -51,7 +57,7 @@ def one_store_problem(spec: JobSpec, source: VectorStore, target: VectorStore, *
         source_id, target_id = source.identity(), target.identity()
         if source_id == target_id:
             return f"source and target are the same store ({source_id})"
-        if spec.source.kind == "pgvector" or not marker or not _marker_seen(source, target):
+        if spec.source.kind == "pgvector" or not marker or not _marker_seen(source, target, marker_timeout_s):
             return None
     except (NsmigrateError, TimeoutError) as e:
         return f"whether source and target are one store could not be established ({e})"

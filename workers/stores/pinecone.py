@@ -1,70 +1,51 @@
-"""The Pinecone store, on the real ``pinecone`` SDK (10.x, REST data plane).
+"""The Pinecone store: Pinecone's REST data plane, the ``pinecone`` SDK (10.x) for the control plane.
 
 Connecting happens on first use, in the process that uses the store (Celery forks its workers after import, and an
 HTTP client must not cross a fork): the API key is read then from ``os.environ[spec.api_key_env]``, an ``index`` name
-is resolved to its data-plane host with ``describe_index`` (on ``spec.control_host`` when set), and an ``Index`` is
-built for that host. The key is never put in a message, a log line or a ``repr``.
+is resolved to its data-plane host with ``describe_index`` (on ``spec.control_host`` when set), and a ``DataPlane``
+client is built for that host. The key is never put in a message, a log line or a ``repr``.
 
-**Retries.** The SDK retries 408/429/5xx and connection errors itself (4 attempts, honouring ``Retry-After``) and keeps
-a process-wide, per-hostname retry budget that silently stops retrying after ~50 failures. nsmigrate wants exactly one
-retry layer — tenacity in ``workers.stores.guarded``, around every store call, after the fleet-wide rate limiter — so
-that one 429 costs one request against the shared budget. So:
+**The data plane is nsmigrate's own REST client** (``workers.stores.pinecone_rest``); the SDK only resolves an
+index name to its host (``describe_index`` with ``RetryConfig(max_retries=0)``, a supported argument). The client
+never retries: tenacity in ``workers.stores.guarded``, around every store call, after the fleet-wide rate limiter,
+is the one retry layer, so one 429 costs one request against the shared budget.
 
-- the control-plane client gets ``RetryConfig(max_retries=0)`` (a supported constructor argument);
-- the data-plane ``Index`` takes no retry argument in SDK 10.2.0 and no environment variable exists, so
-  ``disable_sdk_retries`` sets ``max_retries=0`` on the retry transport the ``Index`` owns (a private attribute,
-  checked for shape first). With ``max_retries=0`` the transport never consults the retry budget either. If a future
-  SDK changes that shape, a WARNING says so and the layers *compose*: each tenacity attempt may then hide up to 4 HTTP
-  requests (the rate limiter counts 1), and ``retry_after_s`` is whatever the SDK's last attempt saw.
+**Values pass through as JSON.** ``fetch`` keeps each vector's ``values`` as the JSON array the server sent
+(``JsonValues``), cut out of the response unparsed (``workers.stores.fetch_body``); ``upsert`` writes such values
+back as an ``orjson.Fragment``, verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per vector,
+its request sizes are exact, and the values arrive bit for bit. Anything that reads the values (verification, a
+pgvector target) decodes them on first use. Every other reply is read as just what nsmigrate uses (``list``: the ids
+and the token; ``describe_namespace``: the count).
 
-**Values pass through as JSON.** ``fetch`` reads the response with the ``Index``'s own HTTP client (its session,
-auth headers, timeouts and error mapping) and keeps each vector's ``values`` as the JSON array the server sent
-(``JsonValues``); ``upsert`` hands such values back to the SDK as an ``orjson.Fragment``, which its encoder writes
-verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per vector, its request sizes are exact,
-and the values arrive bit for bit; the arrays are cut out of the response unparsed (``workers.stores.fetch_body``).
-Anything that reads the values (verification, a pgvector target) decodes them on first use. If a future SDK has no
-``Index._http.get``, ``fetch`` says so once and uses the public ``fetch``. ``list`` goes through the same client
-and reads just the ids and the token, not the SDK's models (``list_paginated`` without it); so does a namespace's
-count (``describe_namespace``). These GETs skip ``httpx.Client``'s per-request layers as the SDK's own POSTs do
-(``workers.stores.pinecone_http``).
-
-**Integrated targets** (``spec.records``): ``upsert`` writes text records with ``Index.upsert_records`` (NDJSON,
+**Integrated targets** (``spec.records``): ``upsert`` writes text records with the records API (NDJSON,
 ≤ 96 per request: the copy chunks them, ``orchestrator.textrecords`` makes them) and ``search_text`` searches by text;
 fetch, list and stats are the ordinary endpoints (the record's fields come back as its metadata).
 
 Errors: 429 → ``RetryableError(status=429, retry_after_s=…)``; 408, 5xx, timeouts and connection errors →
-``RetryableError``; any other refusal (400, 401, 403, 404…) and client-side validation → ``StoreError`` with the
-server's message.
+``RetryableError``; any other refusal (400, 401, 403, 404…) → ``StoreError`` with the server's message.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
-from urllib.parse import quote
+from typing import Any
 
 import httpx
 import msgspec
 import orjson
 from pinecone import (
     ApiError,
-    Index,
-    NotFoundError,
     Pinecone,
     PineconeConnectionError,
     PineconeError,
     PineconeTimeoutError,
-    RateLimitError,
     RetryConfig,
-    Vector,
 )
-from pinecone import SparseValues as PineconeSparseValues
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
@@ -82,7 +63,7 @@ from orchestrator.store_identity import pinecone_host_identity
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from workers.stores.fetch_body import read_fetch
-from workers.stores.pinecone_http import raw_http
+from workers.stores.pinecone_rest import DataPlane, DataPlaneError, path_segment
 
 logger = logging.getLogger(__name__)
 
@@ -93,26 +74,6 @@ _RETRYABLE_STATUSES = frozenset({408, 429})
 _NO_NAMESPACE_ENDPOINT_STATUSES = frozenset({400, 405, 501})
 #: How Pinecone words that a pod index does not serve an endpoint ("not supported for pod-based indexes").
 _POD_ONLY_MARK = "pod-based indexes"
-
-
-def disable_sdk_retries(index: Any) -> bool:
-    """Turn off the SDK's own retries on a data-plane ``Index``; returns False (and warns) if the SDK's shape is not
-    the one this was written against (10.2.0), in which case the SDK keeps retrying underneath tenacity."""
-    transport_cls: type | None
-    try:
-        from pinecone._internal.http_client import _RetryTransport as transport_cls
-    except ImportError:  # pragma: no cover - depends on the installed SDK
-        transport_cls = None
-    transport = getattr(getattr(getattr(index, "_http", None), "_client", None), "_transport", None)
-    config = getattr(transport, "_config", None)
-    if transport_cls is None or not isinstance(transport, transport_cls) or not isinstance(config, RetryConfig):
-        logger.warning(
-            "could not switch off the Pinecone SDK's own retries (SDK internals changed); the SDK now retries "
-            "408/429/5xx up to 4 times inside every tenacity attempt and the rate limiter undercounts retries"
-        )
-        return False
-    cast(Any, transport)._config = dataclasses.replace(config, max_retries=0)
-    return True
 
 
 class _ListedId(msgspec.Struct):
@@ -142,13 +103,81 @@ class _NamespaceReply(msgspec.Struct):
 _NAMESPACE_REPLY = msgspec.json.Decoder(_NamespaceReply)
 
 
+class _NamespaceSummary(msgspec.Struct):
+    vectorCount: int = 0  # the wire's name
+
+
+class _StatsReply(msgspec.Struct):
+    """What ``describe_index_stats`` answers, of it what nsmigrate reads."""
+
+    namespaces: dict[str, _NamespaceSummary] = {}
+    dimension: int | None = None
+    metric: str | None = None
+
+
+_STATS_REPLY = msgspec.json.Decoder(_StatsReply)
+
+
+class _UpsertReply(msgspec.Struct):
+    upsertedCount: int = 0
+
+
+_UPSERT_REPLY = msgspec.json.Decoder(_UpsertReply)
+
+
+class _Match(msgspec.Struct):
+    id: str
+    score: float | None = None
+
+
+class _QueryReply(msgspec.Struct):
+    matches: list[_Match] = []
+
+
+_QUERY_REPLY = msgspec.json.Decoder(_QueryReply)
+
+
+class _Hit(msgspec.Struct):
+    id: str = msgspec.field(name="_id")
+
+
+class _SearchResult(msgspec.Struct):
+    hits: list[_Hit] = []
+
+
+class _SearchReply(msgspec.Struct):
+    result: _SearchResult = msgspec.field(default_factory=_SearchResult)
+
+
+_SEARCH_REPLY = msgspec.json.Decoder(_SearchReply)
+
+
+def _read(decoder: msgspec.json.Decoder[Any], content: bytes, op: str) -> Any:
+    """A reply read as ``decoder``'s type; a ``StoreError`` naming the operation when it is not one."""
+    try:
+        return decoder.decode(content)
+    except (msgspec.MsgspecError, ValueError) as e:
+        raise StoreError(f"Pinecone {op} answered something that is not a {op} response: {e}") from e
+
+
 def _wire_values(values: Sequence[float]) -> Any:
-    """Fetched values go back verbatim (see the module docstring): the SDK's encoder writes a Fragment as it is."""
+    """Fetched values go back verbatim (see the module docstring): orjson writes a Fragment as it is."""
     return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
 
 
+def _wire_vector(record: Record) -> dict[str, Any]:
+    """A record as the upsert body's vector (the OpenAPI ``Vector``)."""
+    vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
+    if record.sparse_values is not None:
+        sparse = record.sparse_values
+        vector["sparseValues"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
+    if record.metadata:
+        vector["metadata"] = dict(record.metadata)
+    return vector
+
+
 def _sparse(found: Any) -> SparseValues | None:
-    """The sparse values of a fetched vector (wire or SDK shape), None when it has none."""
+    """The sparse values of a fetched vector, None when it has none."""
     if found is None or not list(found.indices or []):
         return None
     return SparseValues(tuple(int(i) for i in found.indices), tuple(float(v) for v in found.values))
@@ -165,6 +194,20 @@ def _retry_after(e: ApiError) -> float | None:
         with contextlib.suppress(TypeError, ValueError):
             value = float(raw) if raw is not None else None
     return value if value is not None and value >= 0 else None
+
+
+def _answered(op: str, status: int, message: str, retry_after_s: float | None, ids: dict[str, Any]) -> Exception:
+    """The error of an answer other than 2xx: retryable for 408, 429 and 5xx, else a refusal."""
+    if status in _RETRYABLE_STATUSES or status >= 500:
+        what = "was rate limited" if status == 429 else f"failed ({status})"
+        return RetryableError(f"Pinecone {op} {what}: {message}", status=status, retry_after_s=retry_after_s, **ids)
+    return StoreError(f"Pinecone refused {op} ({status}): {message}", **ids)
+
+
+def _refused_for_a_pod(e: DataPlaneError) -> bool:
+    """Whether a ``/namespaces`` or ``list`` refusal says the index does not serve the endpoint (a pod, Pinecone
+    Local) or no such namespace: 404, or what a pod may answer (400/405/501)."""
+    return e.status == 404 or e.status in _NO_NAMESPACE_ENDPOINT_STATUSES
 
 
 def _shown_id(record_id: str) -> str:
@@ -217,20 +260,10 @@ def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
         yield
     except (RetryableError, StoreError):
         raise
-    except RateLimitError as e:
-        raise RetryableError(
-            f"Pinecone {op} was rate limited: {e.message}", status=429, retry_after_s=_retry_after(e), **ids
-        ) from e
-    except ApiError as e:
-        status = e.status_code
-        if status in _RETRYABLE_STATUSES or status >= 500:
-            raise RetryableError(
-                f"Pinecone {op} failed ({status}): {e.message}",
-                status=status,
-                retry_after_s=_retry_after(e),
-                **ids,
-            ) from e
-        raise StoreError(f"Pinecone refused {op} ({status}): {e.message}", **ids) from e
+    except DataPlaneError as e:
+        raise _answered(op, e.status, e.message, e.retry_after_s, ids) from e
+    except ApiError as e:  # the control plane, through the SDK
+        raise _answered(op, e.status_code, e.message, _retry_after(e), ids) from e
     except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
         raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
     except PineconeError as e:
@@ -285,8 +318,8 @@ class PineconeStore:
         self.name = spec.label
         self._timeout_s = timeout_s
         self._allowed_key_vars = allowed_key_vars
-        self._index: Index | None = None
-        self._index_pid: int | None = None
+        self._plane: DataPlane | None = None
+        self._plane_pid: int | None = None
         self._host: str | None = spec.host  # an index name's host once the control plane resolved it
         self._lock = threading.Lock()
         self._dimension: int | None = None
@@ -294,9 +327,6 @@ class PineconeStore:
         #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
         #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
         self._namespace_endpoints = True
-        #: Whether the SDK's own retries are off on the current client (see the module docstring).
-        self.sdk_retries_disabled = False
-        self._warned_no_raw_fetch = False
         #: Where ``list_ids`` gets its ids when the index is not listed (a pod): a catalogue or a sweep.
         self.enumeration = spec.enumerate.mode
         self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
@@ -317,17 +347,17 @@ class PineconeStore:
         return api_key(self.spec, self.name, self._allowed_key_vars)
 
     def connect(self) -> None:
-        """Build the SDK client now (API key, TLS context, index host) rather than inside the first request, so that
-        work is not done between a rate-budget admission and the request it admitted."""
+        """Build the data-plane client now (API key, index host, TLS context) rather than inside the first request, so
+        that work is not done between a rate-budget admission and the request it admitted."""
         self._client()
 
-    def _client(self) -> Index:
+    def _client(self) -> DataPlane:
         pid = os.getpid()
-        # One client is built at a time in a process (``_CLIENTS_BUILT``): its first describe and the priming below
-        # must not run beside another thread's first decode.
+        # One client is built at a time in a process (``_CLIENTS_BUILT``): the SDK's first describe and the priming
+        # below must not run beside another thread's first decode.
         with self._lock, _CLIENTS_BUILT:
-            if self._index is not None and self._index_pid == pid:
-                return self._index
+            if self._plane is not None and self._plane_pid == pid:
+                return self._plane
             # None yet, or inherited through fork: build our own (the parent's sockets are not ours to use).
             key = self._api_key()
             with self._errors("connect"):
@@ -349,15 +379,12 @@ class PineconeStore:
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
                         )
                 check_key_destination(host, self.name)  # given, or the control plane's answer
-                # A plain-http host (Pinecone Local, the sandbox) has no TLS: skip loading the CA bundle (CPU spent
-                # per process and store).
-                plain_http = host.startswith("http://")
                 self._host = host
-                index = Index(host=host, api_key=key, timeout=self._timeout_s, ssl_verify=not plain_http)
-            self.sdk_retries_disabled = disable_sdk_retries(index)
+                plane = DataPlane(host, key, timeout_s=self._timeout_s)
+            # The SDK still serves the control plane, here and in other threads (``pinecone_control``).
             prime_sdk_decoding()
-            self._index, self._index_pid = index, pid
-            return index
+            self._plane, self._plane_pid = plane, pid
+            return plane
 
     def identity(self) -> str:
         """The index's identity (``orchestrator.store_identity``): its data-plane host, an index name resolved."""
@@ -372,71 +399,64 @@ class PineconeStore:
 
     # --- VectorStore ----------------------------------------------------------------------------------------------
 
-    def dimension(self) -> int:
-        if self._dimension is None:
-            with self._errors("describe_index_stats"):
-                stats = self._client().describe_index_stats()
-            if not stats.dimension:
-                raise StoreError("the index reports no dense dimension", store=self.name)
+    def _stats(self) -> _StatsReply:
+        """``describe_index_stats`` (every namespace of the index); remembers the dimension and metric."""
+        with self._errors("describe_index_stats"):
+            stats: _StatsReply = _read(_STATS_REPLY, self._client().post("/describe_index_stats", {}), "stats")
+        if stats.dimension:
             self._dimension = int(stats.dimension)
+        if stats.metric:
+            self._metric = stats.metric
+        return stats
+
+    def dimension(self) -> int:
+        if self._dimension is None and not self._stats().dimension:
+            raise StoreError("the index reports no dense dimension", store=self.name)
+        assert self._dimension is not None
         return self._dimension
 
     def metric(self) -> str | None:
         if self._metric is None:
-            with self._errors("describe_index_stats"):
-                stats = self._client().describe_index_stats()
-            self._metric = str(stats.metric) if getattr(stats, "metric", None) else None
+            self._stats()
         return self._metric
 
     def namespaces(self) -> dict[str, int]:
-        with self._errors("describe_index_stats"):
-            stats = self._client().describe_index_stats()
-        if stats.dimension:
-            self._dimension = int(stats.dimension)
-        if getattr(stats, "metric", None):
-            self._metric = str(stats.metric)
         # Stats keep no empty namespaces on pod indexes; leave them out everywhere so stores agree.
         return {
-            _from_wire_namespace(name): int(summary.vector_count)
-            for name, summary in (stats.namespaces or {}).items()
-            if summary.vector_count
+            _from_wire_namespace(name): summary.vectorCount
+            for name, summary in self._stats().namespaces.items()
+            if summary.vectorCount
         }
 
     def count(self, namespace: str) -> int:
         """One namespace's count: ``describe_namespace`` where the index serves ``/namespaces`` (a small reply),
         else (a pod index, Pinecone Local) from ``describe_index_stats``, whose reply lists every namespace of the
         index: in an index of 12,000 namespaces, the largest read of a verification."""
-        # The SDK describes only ASCII names (a namespace may hold any UTF-8); the stats count every name.
-        if not (namespace and namespace.isascii() and self._namespace_endpoints):
+        # Only ASCII names are described, as the SDK describes them (a namespace may hold any UTF-8); a NUL or an
+        # over-long name cannot be a path segment. The stats count every name.
+        if not (
+            namespace
+            and namespace.isascii()
+            and "\0" not in namespace
+            and len(namespace) <= NAMESPACE_MAX_CHARS
+            and self._namespace_endpoints
+        ):
             return self.namespaces().get(namespace, 0)
         with self._errors("describe_namespace", namespace):
             try:
-                return self._describe_count(namespace)
-            except ValueError:
-                return self.namespaces().get(namespace, 0)  # a name the SDK will not put in a path
-            except ApiError as e:
-                if not isinstance(e, NotFoundError) and e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
+                content = self._client().get(f"/namespaces/{path_segment(namespace)}")
+                reply: _NamespaceReply = _read(_NAMESPACE_REPLY, content, "describe_namespace")
+                return int(reply.record_count or 0)
+            except DataPlaneError as e:
+                if not _refused_for_a_pod(e):
                     raise
-                if _POD_ONLY_MARK in str(e.message):
+                if _POD_ONLY_MARK in e.message:
                     self._namespace_endpoints = False
         # No such namespace, or no such endpoint: the stats tell which.
         count = self.namespaces().get(namespace, 0)
         if count:
             self._namespace_endpoints = False  # the namespace exists: the endpoint does not (Pinecone Local)
         return count
-
-    def _describe_count(self, namespace: str) -> int:
-        """``describe_namespace``'s record count, the reply read as just that (``_NamespaceReply``) through the
-        ``Index``'s own client; the SDK's call for a name it would refuse (ValueError) or an SDK of another shape."""
-        client = self._client()
-        http = raw_http(client)
-        if http is None or "\0" in namespace or len(namespace) > NAMESPACE_MAX_CHARS:
-            return int(client.describe_namespace(name=namespace).record_count or 0)
-        content = http(f"/namespaces/{quote(namespace, safe='')}")
-        try:
-            return int(_NAMESPACE_REPLY.decode(content).record_count or 0)
-        except (msgspec.MsgspecError, ValueError) as e:
-            raise StoreError(f"Pinecone describe_namespace answered something that is not a namespace: {e}") from e
 
     @property
     def counts_by_index(self) -> bool:
@@ -452,9 +472,9 @@ class PineconeStore:
             return not self._is_pod
         try:
             with self._errors("list"):
-                self._client().list_paginated(namespace="", limit=1)
+                self._client().get("/vectors/list", {"limit": 1})
         except StoreError as e:
-            if isinstance(e.__cause__, NotFoundError):
+            if isinstance(e.__cause__, DataPlaneError) and e.__cause__.status == 404:
                 return False
             raise
         return True
@@ -489,27 +509,14 @@ class PineconeStore:
         return self._list_page(namespace, prefix, limit, token)
 
     def _list_page(self, namespace: str, prefix: str | None, limit: int, token: str | None) -> IdPage:
-        """One ``list`` request, its reply read as ids and a token (``_ListReply``) rather than the SDK's models: a
-        namespace of three vectors is listed by its copy and twice by its verification."""
-        client = self._client()
-        http = raw_http(client)
-        limit = min(limit, LIST_MAX_PAGE_IDS)
+        """One ``list`` request, its reply read as ids and a token (``_ListReply``): a namespace of three vectors is
+        listed by its copy and twice by its verification."""
+        params: dict[str, Any] = {"limit": min(limit, LIST_MAX_PAGE_IDS)}
+        for name, value in (("namespace", namespace), ("prefix", prefix), ("paginationToken", token)):
+            if value:
+                params[name] = value
         with self._errors("list", namespace):
-            if http is None:  # an SDK of another shape: its own models (the fetch's warning says so once)
-                page = client.list_paginated(
-                    namespace=namespace, prefix=prefix, limit=limit, pagination_token=token or None
-                )
-                ids = [item.id for item in page.vectors if item.id is not None]
-                return IdPage(ids=ids, next_token=(page.pagination.next if page.pagination else None) or None)
-            params: dict[str, Any] = {"limit": limit}
-            for name, value in (("namespace", namespace), ("prefix", prefix), ("paginationToken", token)):
-                if value:
-                    params[name] = value
-            content = http("/vectors/list", params)
-        try:
-            reply = _LIST_REPLY.decode(content)
-        except msgspec.MsgspecError as e:
-            raise StoreError(f"Pinecone list answered something that is not a list response: {e}") from e
+            reply: _ListReply = _read(_LIST_REPLY, self._client().get("/vectors/list", params), "list")
         next_token = reply.pagination.next if reply.pagination is not None else None
         return IdPage(ids=[item.id for item in reply.vectors], next_token=next_token or None)
 
@@ -518,29 +525,11 @@ class PineconeStore:
             return []
         if len(ids) > FETCH_MAX_IDS:
             raise ValueError(f"fetch takes ≤ {FETCH_MAX_IDS} ids per call, got {len(ids)}")
-        client = self._client()
-        http = raw_http(client)
-        if http is None:
-            if not self._warned_no_raw_fetch:
-                self._warned_no_raw_fetch = True
-                logger.warning("the Pinecone SDK has no Index._http.get (SDK internals changed): fetch decodes values")
-            with self._errors("fetch", namespace):
-                decoded = client.fetch(ids=list(ids), namespace=namespace).vectors
-            return [
-                Record(
-                    id=i,
-                    values=decoded[i].values,
-                    metadata=dict(decoded[i].metadata or {}),
-                    sparse_values=_sparse(decoded[i].sparse_values),
-                )
-                for i in dict.fromkeys(ids)
-                if i in decoded
-            ]
         params: dict[str, Any] = {"ids": list(ids)}
         if namespace:
             params["namespace"] = namespace
         with self._errors("fetch", namespace):
-            content = http("/vectors/fetch", params)
+            content = self._client().get("/vectors/fetch", params)
             try:
                 found = read_fetch(content)
             except msgspec.MsgspecError as e:
@@ -568,23 +557,12 @@ class PineconeStore:
             "shorten those ids or trim their metadata in the source, then `nsmigrate retry`",
             namespace,
         )
-        vectors = [
-            Vector(
-                id=r.id,
-                values=_wire_values(r.values),
-                metadata=dict(r.metadata) if r.metadata else None,
-                sparse_values=(
-                    PineconeSparseValues(indices=list(r.sparse_values.indices), values=list(r.sparse_values.values))
-                    if r.sparse_values is not None
-                    else None
-                ),
-            )
-            for r in records
-        ]
+        body: dict[str, Any] = {"vectors": [_wire_vector(r) for r in records]}
+        if namespace:
+            body["namespace"] = namespace
         with self._errors("upsert", namespace):
-            # batch_size=None: one request, raising on failure (batched upserts report failures instead of raising).
-            response = self._client().upsert(vectors=vectors, namespace=namespace, batch_size=None)
-        return int(response.upserted_count)
+            reply: _UpsertReply = _read(_UPSERT_REPLY, self._client().post("/vectors/upsert", body), "upsert")
+        return reply.upsertedCount
 
     def _refuse(self, problems: list[str], what: str, hint: str, namespace: str) -> None:
         """Raise one ``StoreError`` naming every problem record (the first 20), when there are any."""
@@ -598,7 +576,7 @@ class PineconeStore:
             )
 
     def _upsert_text(self, namespace: str, records: Sequence[Record]) -> int:
-        """One ``upsert_records`` request: each record's metadata are its fields, its text under the index's field."""
+        """One records-API upsert (NDJSON): each record's metadata are its fields, its text under the index's field."""
         assert self.spec.records is not None
         field = self.spec.records.field
         blank = [r.id for r in records if not isinstance(r.metadata.get(field), str) or not r.metadata[field].strip()]
@@ -609,64 +587,71 @@ class PineconeStore:
             namespace,
         )
         rows = [{**r.metadata, "_id": r.id} for r in records]
+        # The records API has no implicit default namespace: it is named.
+        path = f"/records/namespaces/{path_segment(namespace or PINECONE_DEFAULT_NAMESPACE)}/upsert"
         with self._errors("upsert_records", namespace):
-            # The records API has no implicit default namespace: it is named.
-            self._client().upsert_records(records=rows, namespace=namespace or PINECONE_DEFAULT_NAMESPACE)
+            self._client().post_ndjson(path, rows)
         return len(rows)
 
     def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
         """Ids of the ``top_k`` records an integrated index finds for ``text`` (it embeds the query), best first."""
-        fields = [self.spec.records.field] if self.spec.records is not None else None
+        body: dict[str, Any] = {"query": {"inputs": {"text": text}, "top_k": top_k}}
+        if self.spec.records is not None:
+            body["fields"] = [self.spec.records.field]
+        path = f"/records/namespaces/{path_segment(namespace or PINECONE_DEFAULT_NAMESPACE)}/search"
         with self._errors("search", namespace):
-            response = self._client().search(
-                namespace=namespace or PINECONE_DEFAULT_NAMESPACE, top_k=top_k, inputs={"text": text}, fields=fields
-            )
-        return [hit.id for hit in response.result.hits]
+            reply: _SearchReply = _read(_SEARCH_REPLY, self._client().post(path, body), "search")
+        return [hit.id for hit in reply.result.hits]
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         with self._errors("delete", namespace):
             for start in range(0, len(ids), DELETE_MAX_IDS):
-                self._client().delete(ids=list(ids[start : start + DELETE_MAX_IDS]), namespace=namespace)
+                body = {"ids": list(ids[start : start + DELETE_MAX_IDS]), "namespace": namespace}
+                self._client().post("/vectors/delete", body)
 
     def delete_namespace(self, namespace: str) -> None:
         """Delete a namespace the way the index kind allows: ``DELETE /namespaces/{ns}`` on serverless, emptying it
         with ``deleteAll`` on a pod index (which does not serve ``/namespaces``), on Pinecone Local and on servers
         that answer the endpoint 404."""
         with self._errors("delete_namespace", namespace):
-            index = self._client()
+            plane = self._client()
             if namespace and self._namespace_endpoints:
                 try:
-                    index.delete_namespace(name=namespace)
+                    plane.delete(f"/namespaces/{path_segment(namespace)}")
                     return
-                except ApiError as e:
+                except DataPlaneError as e:
                     # 404: no such endpoint (a pod index, Pinecone Local) or no such namespace; a pod may also
                     # answer 400/405/501. Emptying the namespace covers every case.
-                    if not isinstance(e, NotFoundError) and e.status_code not in _NO_NAMESPACE_ENDPOINT_STATUSES:
+                    if not _refused_for_a_pod(e):
                         raise
-                    if _POD_ONLY_MARK in str(e.message):
+                    if _POD_ONLY_MARK in e.message:
                         self._namespace_endpoints = False  # a pod index: never ask again
                     logger.info(
                         "DELETE /namespaces refused on %s (%s); emptying %r with deleteAll", self.name, e, namespace
                     )
-            with contextlib.suppress(NotFoundError):
-                index.delete(delete_all=True, namespace=namespace)
+            try:
+                plane.post("/vectors/delete", {"deleteAll": True, "namespace": namespace})
+            except DataPlaneError as e:
+                if e.status != 404:  # no such namespace: nothing to empty
+                    raise
 
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
-        with self._errors("query", namespace):
-            response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
-        return [match.id for match in response.matches]
+        return [match_id for match_id, _ in self.query_scored(namespace, vector, top_k)]
 
     def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
         """``(id, score)`` of the ``top_k`` nearest, best first, with Pinecone's own scores (higher is closer for
         cosine and dotproduct, lower for euclidean): what a cross-twin search merges on."""
+        body: dict[str, Any] = {"vector": list(vector), "topK": top_k, "includeValues": False, "includeMetadata": False}
+        if namespace:
+            body["namespace"] = namespace
         with self._errors("query", namespace):
-            response = self._client().query(vector=list(vector), top_k=top_k, namespace=namespace)
-        return [(match.id, float(match.score or 0.0)) for match in response.matches]
+            reply: _QueryReply = _read(_QUERY_REPLY, self._client().post("/query", body), "query")
+        return [(match.id, float(match.score or 0.0)) for match in reply.matches]
 
     def close(self) -> None:
         """Release this process's HTTP connections."""
         with self._lock:
-            if self._index is not None and self._index_pid == os.getpid():
+            if self._plane is not None and self._plane_pid == os.getpid():
                 with contextlib.suppress(Exception):
-                    self._index.close()
-            self._index = None
+                    self._plane.close()
+            self._plane = None
