@@ -17,7 +17,7 @@ from cli.options import DatabaseOpt, JobArg, RedisOpt, fail, job_context
 from orchestrator import jobs
 from orchestrator.cutover import ROLLOUT_STEPS, rollout_problem
 from orchestrator.jobs import cutover as rollout_rows
-from orchestrator.models import JobKind, RunState
+from orchestrator.models import JobKind
 from orchestrator.records import display_namespace
 from workers.context import WorkerContext
 from workers.cutover_check import check_job
@@ -65,7 +65,7 @@ def set_cmd(
         raise fail(f"{problem or '--percent 0: use --reads old'}; nothing was changed")
     ctx, job_id = _migrate_job(job, database_url, redis_url)
     if reads == "new":
-        unverified = [r for r in jobs.runs_of(ctx.db, job_id) if r.state not in (RunState.VERIFIED, RunState.CLEANED)]
+        unverified = [r for r in jobs.runs_of(ctx.db, job_id) if r.state not in jobs.PASSED_RUN_STATES]
         if unverified:
             first = unverified[0]
             raise fail(

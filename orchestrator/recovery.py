@@ -67,7 +67,7 @@ def resume(
         return _resume_collection(db, dispatcher, job_id, actor)
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
-    to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
+    to_verify = jobs.runs_in_state(db, job_id, *jobs.AWAITING_VERDICT_RUN_STATES)
     copying = jobs.runs_in_state(db, job_id, RunState.COPYING)
     if only_runs is not None:
         listing, to_verify, copying = ([r for r in ids if r in only_runs] for ids in (listing, to_verify, copying))
@@ -100,7 +100,7 @@ def _resume_collection(
     """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
     runs = jobs.runs_of(db, job_id)
     waiting = [r for r in runs if r.state in jobs.LISTABLE_RUN_STATES]
-    to_verify = [r for r in runs if r.state in (RunState.COPIED, RunState.VERIFYING)]
+    to_verify = [r for r in runs if r.state in jobs.AWAITING_VERDICT_RUN_STATES]
     with dispatcher.together():
         if waiting:
             dispatcher.collection_step(job_id)

@@ -70,6 +70,7 @@ from orchestrator.jobs.jobrows import (
 )
 from orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
+    AWAITING_VERDICT_RUN_STATES,
     BATCH_TRANSITIONS,
     BUSY_RUN_STATES,
     COPY_DONE_RUN_STATES,
@@ -78,6 +79,7 @@ from orchestrator.jobs.lifecycle import (
     JUDGED_RUN_STATES,
     LIST_FAILABLE_RUN_STATES,
     LISTABLE_RUN_STATES,
+    PASSED_RUN_STATES,
     ROLLBACK_READY_STATES,
     RUN_TRANSITIONS,
     SYNCABLE_RUN_STATES,
@@ -136,6 +138,7 @@ from orchestrator.jobs.verdicts import (
 
 __all__ = [
     "ACTIVE_BATCH_STATES",
+    "AWAITING_VERDICT_RUN_STATES",
     "BATCH_TRANSITIONS",
     "BUSY_RUN_STATES",
     "COPY_DONE_RUN_STATES",
@@ -144,6 +147,7 @@ __all__ = [
     "JUDGED_RUN_STATES",
     "LISTABLE_RUN_STATES",
     "LIST_FAILABLE_RUN_STATES",
+    "PASSED_RUN_STATES",
     "ROLLBACK_READY_STATES",
     "ROWS_PER_INSERT",
     "RUN_TRANSITIONS",

@@ -303,7 +303,7 @@ def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None
     re-queues it."""
     with db.transaction() as s:
         batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
-        if batch.state in (BatchState.DONE, BatchState.FAILED):
+        if batch.state not in ACTIVE_BATCH_STATES:  # it ended already
             return
         batch.state = BatchState.FAILED
         batch.last_error = error[:2000]

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from orchestrator.errors import NotFound
 from orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
-from orchestrator.jobs.lifecycle import FINAL_RUN_STATES
+from orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
 from orchestrator.jobs.tables import _jobs, _runs
 from orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState, utcnow
 
@@ -196,7 +196,7 @@ _FINISH_JOB = (
         _jobs.c.state == JobState.RUNNING.value,
         ~sa.exists().where(
             _runs.c.job_id == sa.bindparam("job_id"),
-            _runs.c.state.in_([state.value for state in RunState if state not in FINAL_RUN_STATES]),
+            _runs.c.state.in_(OPEN_RUN_STATES),
         ),
     )
     .values(state=JobState.FINISHED.value, updated_at=sa.bindparam("now"))

@@ -9,7 +9,12 @@ import sqlalchemy as sa
 
 from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs.database import Database, _event, default_actor
-from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LIST_FAILABLE_RUN_STATES, LISTABLE_RUN_STATES
+from orchestrator.jobs.lifecycle import (
+    ACTIVE_BATCH_STATES,
+    LIST_FAILABLE_RUN_STATES,
+    LISTABLE_RUN_STATES,
+    LISTER_MOVES_RUN_STATES,
+)
 from orchestrator.jobs.tables import _batches, _in_flight_of_run, _mark_copied, _runs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
@@ -53,7 +58,7 @@ _PAGE_UPDATE = (
         list_token=sa.bindparam("next_token"),
         listing_done=sa.bindparam("listing_done"),
         state=sa.case(
-            (_runs.c.state.in_((RunState.PENDING, RunState.LISTING)), sa.bindparam("listing_state")),
+            (_runs.c.state.in_(LISTER_MOVES_RUN_STATES), sa.bindparam("listing_state")),
             else_=_runs.c.state,
         ),
         updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE in a CTE
