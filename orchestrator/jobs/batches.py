@@ -1,5 +1,5 @@
 """A copy batch's transitions (start, finish, fail), what follows a batch, and re-queueing work for retry and
-resume. The hot statements are built once on the tables, like the lister's (see ``listing``)."""
+resume. The hot statements are built once on the tables, like the lister's (see ``pages``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from orchestrator.errors import NotFound
 from orchestrator.jobs.database import Database, _event, _move_run, default_actor
-from orchestrator.jobs.jobrows import job_spec
+from orchestrator.jobs.jobs_and_runs import job_spec
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
-from orchestrator.jobs.listing import (
+from orchestrator.jobs.pages import (
     _PAGE_ANSWERS,
     _PAGE_UPDATE,
     _RECORD_PAGE_OF_ONE_BATCH,
@@ -28,7 +28,7 @@ from orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
 if TYPE_CHECKING:
-    from orchestrator.spec import JobSpec
+    from orchestrator.spec.jobspec import JobSpec
 
 
 def run_of_batch(db: Database, batch_id: int) -> int:
@@ -161,8 +161,8 @@ _COUNT_BATCH_DONE = (
         sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery(),
     )
 )
-# A small run's one batch (``small_runs``) is recorded and claimed by the task that copies it in one statement: the
-# page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's INSERT already
+# A small run's one batch (``workers.small_group``) is recorded and claimed by the task that copies it in one statement:
+# the page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's INSERT already
 # running for this worker, as ``_START_BATCH`` would make it; queued and unclaimed when the run was cancelled (the
 # run's row lock, taken by the UPDATE, orders this against ``cancel_job`` as ``_START_BATCH``'s FOR SHARE does).
 _claimed_page = _PAGE_UPDATE.returning(

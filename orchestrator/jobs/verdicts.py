@@ -17,7 +17,7 @@ from orchestrator.jobs.tables import _jobs, _runs
 from orchestrator.models import Event, JobKind, NamespaceRun, RunState, utcnow
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
-# (``listing``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
+# (``pages``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
 # verification more CPU than its five store requests.
 _events = cast(sa.Table, Event.__table__)
 # Moves the runs to verifying and returns them, except those in another state or of a rollback job.
