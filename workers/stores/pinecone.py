@@ -63,7 +63,7 @@ from orchestrator.spec.jobspec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from workers.stores.fetch_body import read_fetch
-from workers.stores.pinecone_rest import DataPlane, DataPlaneError, path_segment
+from workers.stores.pinecone_rest import DataPlane, DataPlaneError, key_refusal, path_segment
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +242,14 @@ def api_key(spec: PineconeStoreSpec, who: str, allowed_key_vars: str) -> str:
         raise StoreError(
             f"environment variable {spec.api_key_env} is not set (or empty)",
             hint=f"put the Pinecone API key in {spec.api_key_env} in the environment of nsmigrate and its workers",
+            store=who,
+            env_var=spec.api_key_env,
+        )
+    refusal = key_refusal(key)
+    if refusal is not None:
+        raise StoreError(
+            f"environment variable {spec.api_key_env} cannot be sent as an Api-Key header: {refusal}",
+            hint=f"set {spec.api_key_env} to the key exactly as Pinecone's console shows it (no newline at its end)",
             store=who,
             env_var=spec.api_key_env,
         )
