@@ -160,11 +160,6 @@ def parse_namespace(name: str) -> ParsedNamespace:
     return ParsedNamespace("other")
 
 
-def is_ambiguous(name: str) -> bool:
-    """Whether ``name`` has more than one twin reading (only a registry can say what it means)."""
-    return sum(r.kind == "twin" for r in readings(name)) > 1
-
-
 def namespace_problem(name: str) -> str | None:
     """Why ``name`` cannot be a target namespace that no registry built, or None. A name starting with ``creator_``
     must parse under the convention: one that does not (``creator_.a``) would be invisible to erasure by creator."""
