@@ -20,6 +20,7 @@ from cli import submit, waits
 from cli.console import console, print_error
 from cli.options import DatabaseOpt, RedisOpt, db, settings, status_reader
 from cli.render import job_reader, print_plan, watch_job
+from orchestrator.naming import display_namespace
 from orchestrator.plan_summary import PlanSummary, summarize
 
 if TYPE_CHECKING:
@@ -145,6 +146,7 @@ def run(
             )
         else:
             print_plan(PlanSummary.from_json(answer["plan"]))
+            print_refused(answer.get("refused", {}))
             console.print(f"job {job_id} started (planned by the fleet)")
         print(job_id)
         if wait:
@@ -188,10 +190,17 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
             f"({counts['listers']} listers, {counts['batches']} batches re-queued)"
         )
     else:
+        print_refused(started.refused)
         console.print(f"job {job_id} started")
     print(job_id)
     if wait:
         raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
+
+
+def print_refused(refused: dict[str, str]) -> None:
+    """The namespaces the job refused after their own checks: the others copy, nothing reaches these' targets."""
+    for namespace, why in sorted(refused.items()):
+        print_error(f"namespace {display_namespace(namespace)!r} refused, nothing of it is copied: {why}")
 
 
 def _load_in_background(module: str) -> None:

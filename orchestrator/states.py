@@ -33,6 +33,10 @@ class CollectionPhase(StrEnum):
 
 
 class RunState(StrEnum):
+    #: Its own checks (its ids read: collisions in a shared target, id lengths) are still being made while the job's
+    #: other namespaces copy; nothing lists or writes it until they pass (then ``pending``) or refuse it
+    #: (``cancelled``, with a ``namespace_refused`` event).
+    CHECKING = "checking"
     PENDING = "pending"
     LISTING = "listing"
     LIST_FAILED = "list_failed"  # the lister failed for good (``last_error``); `nsmigrate retry` lists again

@@ -38,6 +38,7 @@ _JUDGED = frozenset({RunState.VERIFIED, RunState.VERIFY_FAILED})
 #: (copying → copied while originals are written back) → verified/verify_failed → cleaning → cleaned, and a rollback
 #: taken up again resumes from any of those.
 RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
+    RunState.CHECKING: frozenset({RunState.PENDING, RunState.CANCELLED}),
     RunState.PENDING: frozenset({RunState.LISTING, RunState.LIST_FAILED, RunState.COPYING, RunState.CANCELLED})
     | _JUDGED,
     RunState.LISTING: frozenset({RunState.COPYING, RunState.LIST_FAILED, RunState.CANCELLED}),
