@@ -42,9 +42,9 @@ from pinecone import Pinecone
 
 from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
 from orchestrator import jobs
+from orchestrator.messaging.task_names import PLANNER_KEY
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
-from orchestrator.names import PLANNER_KEY
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.memory import KEPT_MB
 from sandbox.seed import SeedData, seed_dataset
 from sandbox.services import PostgresServer, RedisServer

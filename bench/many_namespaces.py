@@ -52,7 +52,7 @@ from bench.fleet_vs_loop import SERVER_LIMITS, DataPlane, _cpu_seconds, _worker,
 from bench.user_clock import job_clock, run_cli
 from orchestrator import jobs
 from orchestrator.models import Batch, NamespaceRun, RunState
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 

@@ -2,8 +2,8 @@
 
 Pinecone lists at most 100 ids a request and each page needs the token of the one before, so at 50 ms a request one
 namespace lists ~2,000 ids/s however many workers run. nsmigrate lists a namespace of 5,000+ ids as several prefix
-chains at once (``orchestrator.prefix_chains``). This copies the same namespace twice with the same fleet (a list
-worker and two copy workers, as ``bench.fleet_vs_loop``) against the local data plane (one process per index, 50 ms
+chains at once (``orchestrator.listing.prefix_chains``). This copies the same namespace twice with the same fleet (a
+list worker and two copy workers, as ``bench.fleet_vs_loop``) against the local data plane (one process per index, 50 ms
 added to every request, Pinecone's serverless limits enforced): once with ``max_list_chains: 1`` (one chain, as
 before) and once with the default. It prints, for each, the ids/s listed (from the job's row to its last batch's
 row), the vectors/s copied (to its last batch done), the list requests made and the share answered 429.
@@ -28,10 +28,10 @@ from pinecone import Pinecone
 
 from bench.fleet_vs_loop import LATENCY_MS, SERVER_LIMITS, DataPlane, _cpu_seconds, _worker, stop_processes
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import Batch, Job, NamespaceRun
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 from workers.stores import open_retrying_store

@@ -3,8 +3,8 @@
 One asyncio process with the Pinecone SDK's asyncio client copies every namespace of a source index into the same
 namespaces of a target index at once: each namespace's listing runs ahead while the pages it has listed are fetched
 and upserted, every request waits for a slot under one bound on requests in flight, and each kind of request is paced
-under nsmigrate's default per-second budgets (``orchestrator.spec.RateBudget``), so real Pinecone would not throttle
-it either. 429 and 5xx answers the SDK gave up on are retried after ``Retry-After`` or an exponential backoff.
+under nsmigrate's default per-second budgets (``orchestrator.spec.jobspec.RateBudget``), so real Pinecone would not
+throttle it either. 429 and 5xx answers the SDK gave up on are retried after ``Retry-After`` or an exponential backoff.
 
 It keeps no state: no resume, no verification, no job table. It is measured, never used to migrate.
 
@@ -64,7 +64,7 @@ class Budgets:
     def nsmigrate_defaults(cls) -> Budgets:
         """The defaults of nsmigrate's job spec (imported here only: the bench passes them on the command line, so the
         peer's start-up does not pay for loading nsmigrate's spec module)."""
-        from orchestrator.spec import RateBudget
+        from orchestrator.spec.jobspec import RateBudget
 
         defaults = RateBudget()
         return cls(**{field.name: getattr(defaults, field.name) for field in fields(cls)})

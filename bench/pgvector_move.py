@@ -30,11 +30,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch, pgschema
-from orchestrator.dispatch import Dispatcher
+from orchestrator import jobs, launch, pgvector_layout
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.settings import load_settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.services import _postgres_bin
 from sandbox.stack import Stack, start_stack, wait_for_workers
 from workers import pgnamespaces
@@ -79,8 +79,8 @@ def _psql(url: str, sql: str) -> float:
 def floor(engine: sa.Engine, url: str, dimension: int) -> float:
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS embeddings_floor"))
-        conn.execute(sa.text(pgschema.create_table_sql("embeddings_floor", dimension)))
-        columns = ", ".join(pgschema.quote(c) for c in pgnamespaces.carried_columns(conn, "embeddings_alpha"))
+        conn.execute(sa.text(pgvector_layout.create_table_sql("embeddings_floor", dimension)))
+        columns = ", ".join(pgvector_layout.quote(c) for c in pgnamespaces.carried_columns(conn, "embeddings_alpha"))
     seconds = _psql(url, f"INSERT INTO embeddings_floor ({columns}) SELECT {columns} FROM embeddings_alpha")
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE embeddings_floor"))
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = sa.create_engine(stack.database_url)
         started = time.perf_counter()
         with engine.begin() as conn:
-            conn.execute(sa.text(pgschema.create_table_sql("embeddings_alpha", args.dimension)))
+            conn.execute(sa.text(pgvector_layout.create_table_sql("embeddings_alpha", args.dimension)))
             conn.execute(sa.text(_fill_sql(args.rows, args.dimension)))
             conn.execute(sa.text("ANALYZE embeddings_alpha"))
         print(

@@ -55,14 +55,14 @@ import sqlalchemy as sa
 from bench.fleet_vs_loop import DataPlane, _worker, stop_processes
 from cli.render import SUMMARY_ROWS
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import Batch, NamespaceRun, RunState
 from orchestrator.packed_ids import pack_ids
-from orchestrator.plan_types import Inventory
-from orchestrator.planner import make_plan
+from orchestrator.planning.plan import Inventory
+from orchestrator.planning.planner import make_plan
 from orchestrator.settings import Settings
 from orchestrator.snapshot import SNAPSHOT_SQL, SUMMARY_SQL
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.services import PostgresServer, RedisServer, free_port, wait_for_port
 from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 

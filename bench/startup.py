@@ -62,7 +62,7 @@ def heavy_imports(argv: list[str], env: dict[str, str]) -> list[str]:
 def in_process_plan(path: Path, repeats: int) -> tuple[list[float], list[float]]:
     """Wall and CPU seconds of ``launch.prepare`` (what `nsmigrate plan` does after its start-up), in this process."""
     from orchestrator import launch
-    from orchestrator.spec import load_spec
+    from orchestrator.spec.jobspec import load_spec
     from workers.stores import open_retrying_store
 
     spec = load_spec(path)

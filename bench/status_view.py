@@ -40,9 +40,9 @@ from bench.scale import REPORT, mark_done, names_of, write_done_batches
 from orchestrator import jobs
 from orchestrator.models import NamespaceRun
 from orchestrator.packed_ids import pack_ids
-from orchestrator.plan_types import Inventory
-from orchestrator.planner import make_plan
-from orchestrator.spec import parse_spec
+from orchestrator.planning.plan import Inventory
+from orchestrator.planning.planner import make_plan
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.services import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent

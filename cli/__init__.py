@@ -6,7 +6,7 @@ One module per command group, each loaded only when one of its commands runs (se
 - ``run``: plan, run (from a spec to a running job)
 - ``actions``: retry, resume, cancel, verify, cleanup, sync, rollback
 - ``backup``: export, import
-- ``tenancy``: erase
+- ``erasure``: erase
 - ``services``: worker, flower
 - ``demo``: demo (the only module that uses the sandbox)
 

@@ -27,7 +27,7 @@ from cli.options import (
 )
 from cli.render import job_reader, watch_job
 from orchestrator import jobs, launch, recovery
-from orchestrator.records import display_namespace
+from orchestrator.tenancy.namespaces import display_namespace
 from workers.cleaning import cleanup_run
 from workers.context import WorkerContext
 from workers.rollback import rollback_job

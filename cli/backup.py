@@ -16,10 +16,10 @@ from cli.options import fail
 from cli.render import bars
 from orchestrator.errors import NsmigrateError
 from orchestrator.launch import Prepared
-from orchestrator.plan_types import Inventory
-from orchestrator.records import display_namespace, parse_namespace_arg
-from orchestrator.selection import select_namespaces
-from orchestrator.spec import load_spec
+from orchestrator.planning.plan import Inventory
+from orchestrator.planning.selection import select_namespaces
+from orchestrator.spec.jobspec import load_spec
+from orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg
 from workers.backup import MANIFEST_NAME, close_store, export_namespaces, import_path
 
 app = typer.Typer(add_completion=False)

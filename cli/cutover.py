@@ -1,7 +1,7 @@
 """``nsmigrate cutover set|check``: switch a job's reads to the target step by step, and load-check the target first.
 
 The rollout lives in the job table (``orchestrator.jobs.cutover``), where every application instance's
-``DualWriteIndex`` reads it (``orchestrator.dualwrite``), so one command switches them all within seconds.
+``DualWriteIndex`` reads it (``orchestrator.cutover.dualwrite``), so one command switches them all within seconds.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from rich.markup import escape
 from cli.console import console
 from cli.options import DatabaseOpt, JobArg, RedisOpt, fail, job_context
 from orchestrator import jobs
-from orchestrator.cutover import ROLLOUT_STEPS, rollout_problem
+from orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from orchestrator.jobs import cutover as rollout_rows
-from orchestrator.models import JobKind, RunState
-from orchestrator.records import display_namespace
+from orchestrator.models import JobKind
+from orchestrator.tenancy.namespaces import display_namespace
 from workers.context import WorkerContext
 from workers.cutover_check import check_job
 
@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=False)
 group = typer.Typer(
     help="Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to "
     "it step by step (5 → 25 → 50 → 100 %, and back). Applications read the setting through "
-    "orchestrator.dualwrite.DualWriteIndex.",
+    "orchestrator.cutover.dualwrite.DualWriteIndex.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -65,7 +65,7 @@ def set_cmd(
         raise fail(f"{problem or '--percent 0: use --reads old'}; nothing was changed")
     ctx, job_id = _migrate_job(job, database_url, redis_url)
     if reads == "new":
-        unverified = [r for r in jobs.runs_of(ctx.db, job_id) if r.state not in (RunState.VERIFIED, RunState.CLEANED)]
+        unverified = [r for r in jobs.runs_of(ctx.db, job_id) if r.state not in jobs.PASSED_RUN_STATES]
         if unverified:
             first = unverified[0]
             raise fail(

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from cli.options import fail, settings
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.redaction import redact_url, scrub
 from orchestrator.settings import Settings
 from workers.stores import open_retrying_store

@@ -17,9 +17,9 @@ from html import escape
 from typing import Any
 
 from orchestrator.errors import NotFound
-from orchestrator.naming import display_namespace
 from orchestrator.snapshot import JobSummary, RunStatus
 from orchestrator.states import JobState
+from orchestrator.tenancy.namespaces import display_namespace
 
 #: Seconds between reloads of a running job's page.
 RELOAD_S = 5

@@ -27,7 +27,7 @@ from cli.options import (
     settings,
 )
 from cli.render import SUMMARY_ROWS, print_summary
-from orchestrator.naming import display_namespace, parse_namespace_arg, shown_namespaces
+from orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
 
 app = typer.Typer(add_completion=False)
 

@@ -82,7 +82,7 @@ COMMANDS: dict[str, Entry] = {
         "cli.cutover",
         "Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to it "
         "step by step (5 → 25 → 50 → 100 %, and back). Applications read the setting through "
-        "orchestrator.dualwrite.DualWriteIndex.",
+        "orchestrator.cutover.dualwrite.DualWriteIndex.",
     ),
     "export": Entry(
         "cli.backup",
@@ -96,7 +96,7 @@ COMMANDS: dict[str, Entry] = {
         "check fails, nothing is written.",
     ),
     "erase": Entry(
-        "cli.tenancy",
+        "cli.erasure",
         "Erase a creator's (or one twin's, --twin) data from every place nsmigrate knows: namespaces in every store "
         "of the job table, their vectors in shared namespaces, backups. Matched exactly (`a.1` never touches `a.10`), "
         "run as a job of kind `erase`, checked afterwards, with a receipt in the audit log and a file.",

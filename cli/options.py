@@ -17,13 +17,13 @@ import typer
 
 from cli.console import print_error
 from orchestrator import progress, snapshot
-from orchestrator.naming import parse_namespace_arg
 from orchestrator.redaction import redact_url, scrub
 from orchestrator.snapshot import JobStatus, JobSummary
+from orchestrator.tenancy.namespaces import parse_namespace_arg
 
 if TYPE_CHECKING:
     from orchestrator import jobs
-    from orchestrator.cutover import Rollout
+    from orchestrator.cutover.rules import Rollout
     from orchestrator.settings import Settings
 
 T = TypeVar("T")
@@ -121,10 +121,10 @@ ROLLOUT_SQL = (
 
 
 def read_rollout(url: str, ref: str | int) -> Rollout:
-    """Where job ``ref``'s applications read (``orchestrator.cutover``), for `status`."""
+    """Where job ``ref``'s applications read (``orchestrator.cutover.rules``), for `status`."""
 
     def read(execute: snapshot.Execute) -> Rollout:
-        from orchestrator.cutover import rollout_from  # the spec's pydantic models: only for a job's rollout
+        from orchestrator.cutover.rules import rollout_from  # the spec's pydantic models: only for a job's rollout
 
         steps = execute(ROLLOUT_SQL, {"job_id": snapshot.job_id_of(execute, ref)}) or []
         return rollout_from([(int(percent), datetime.fromisoformat(at)) for percent, at in steps])

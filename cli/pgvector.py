@@ -15,8 +15,8 @@ from rich.table import Table
 
 from cli.console import console
 from cli.options import DatabaseOpt, db, fail, settings
-from orchestrator import jobs, pgschema
-from orchestrator.spec import PgvectorStoreSpec
+from orchestrator import jobs, pgvector_layout
+from orchestrator.spec.jobspec import PgvectorStoreSpec
 from orchestrator.states import JobKind
 from workers import pgnamespaces
 from workers.stores.pgdocumented import DocumentedPgvectorStore
@@ -64,7 +64,7 @@ def _namespace(name: str) -> str:
 def _checked(name: str) -> str:
     """The namespace ``name`` names, refused (exit 2, nothing changed) when it breaks the name rules."""
     namespace = _namespace(name)
-    pgschema.check_namespace(namespace)
+    pgvector_layout.check_namespace(namespace)
     return namespace
 
 
@@ -142,11 +142,11 @@ def _print_result(title: str, result: pgnamespaces.CopyResult, as_json: bool, dr
         )
 
 
-def _index(method: str, lists: int) -> pgschema.VectorIndex:
+def _index(method: str, lists: int) -> pgvector_layout.VectorIndex:
     """The vector index the options ask for; a method that is not one is refused (exit 2, nothing changed)."""
     if method not in ("ivfflat", "hnsw", "none"):
         raise fail(f"--vector-index: {method!r} is not one of ivfflat, hnsw, none; nothing was changed")
-    return pgschema.VectorIndex(cast(pgschema.VectorMethod, method), lists)
+    return pgvector_layout.VectorIndex(cast(pgvector_layout.VectorMethod, method), lists)
 
 
 def _index_names(table: str, indexes: dict[str, str]) -> str:
@@ -198,7 +198,7 @@ def create(
     namespace: NamespaceArg,
     dimension: Annotated[int, typer.Option("--dimension", min=1, max=16000, help="Vector dimension.")],
     vector_index: IndexOpt = "ivfflat",
-    lists: ListsOpt = pgschema.DEFAULT_LISTS,
+    lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     prefix: PrefixOpt = "embeddings",
     dry_run: DryRunOpt = False,
@@ -210,7 +210,7 @@ def create(
     The audit log (`nsmigrate jobs`, `nsmigrate events`) records it, as every pgvector command that changes
     something."""
     ns = _namespace(namespace)
-    table = pgschema.table_of(prefix, ns)  # the name rules first: a refused name changes nothing
+    table = pgvector_layout.table_of(prefix, ns)  # the name rules first: a refused name changes nothing
     index = _index(vector_index, lists)
     with _store(url_env, prefix, "create") as (_, engine):
         if dry_run:
@@ -266,7 +266,7 @@ def stats(
 def reindex(
     namespace: NamespaceArg,
     vector_index: IndexOpt = "ivfflat",
-    lists: ListsOpt = pgschema.DEFAULT_LISTS,
+    lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
     dry_run: DryRunOpt = False,
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     prefix: PrefixOpt = "embeddings",
@@ -418,7 +418,7 @@ def copy(
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     prefix: PrefixOpt = "embeddings",
     vector_index: IndexOpt = "ivfflat",
-    lists: ListsOpt = pgschema.DEFAULT_LISTS,
+    lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
@@ -439,7 +439,7 @@ def _between(
     names: tuple[str, str],
     url_env: str,
     prefix: str,
-    vector_index: pgschema.VectorIndex,
+    vector_index: pgvector_layout.VectorIndex,
     dry_run: bool,
     as_json: bool,
     database_url: str | None,
@@ -461,7 +461,7 @@ def move(
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: the source table is renamed to a backup.")] = False,
     dry_run: DryRunOpt = False,
     vector_index: IndexOpt = "ivfflat",
-    lists: ListsOpt = pgschema.DEFAULT_LISTS,
+    lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
     as_json: JsonOpt = False,
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
@@ -483,7 +483,7 @@ def legacy(
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
     vector_index: IndexOpt = "ivfflat",
-    lists: ListsOpt = pgschema.DEFAULT_LISTS,
+    lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
     prefix: PrefixOpt = "embeddings",
     url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
     database_url: DatabaseOpt = None,

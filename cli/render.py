@@ -15,11 +15,11 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.console import console, err_console
-from orchestrator.naming import display_namespace
-from orchestrator.plan_summary import TEXT_COLUMNS, PlanSummary
+from orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
 from orchestrator.progress import JobProgress
 from orchestrator.snapshot import JobStatus, JobSummary
 from orchestrator.states import RunState
+from orchestrator.tenancy.namespaces import display_namespace
 
 #: Run states in which more batches may still be listed.
 LISTING_STATES = frozenset({RunState.PENDING, RunState.LISTING})
@@ -39,7 +39,7 @@ def plain(value: str) -> Text:
 
 
 def print_plan(summary: PlanSummary) -> None:
-    """A plan as ``orchestrator.plan_summary`` summarised it: its table of namespace runs, then its lines."""
+    """A plan as ``orchestrator.planning.summary`` summarised it: its table of namespace runs, then its lines."""
     table = Table(title=summary.title)
     for col in summary.columns:
         table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")

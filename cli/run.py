@@ -20,8 +20,8 @@ from cli import submit, waits
 from cli.console import console, print_error
 from cli.options import DatabaseOpt, RedisOpt, db, settings, status_reader
 from cli.render import job_reader, print_plan, watch_job
-from orchestrator.naming import display_namespace
-from orchestrator.plan_summary import PlanSummary, summarize
+from orchestrator.planning.summary import PlanSummary, summarize
+from orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
     from orchestrator import launch
@@ -52,8 +52,8 @@ def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
     """Create the target index the plan asks for and wait until it is ready, printing progress; returns what the
     audit log records, or None when no index was created."""
     from cli.fleet import open_control
-    from orchestrator.indexes import IndexInfo, ensure_target_index
-    from orchestrator.spec import PineconeStoreSpec
+    from orchestrator.planning.target_indexes import IndexInfo, ensure_target_index
+    from orchestrator.spec.jobspec import PineconeStoreSpec
 
     target = prepared.target_index
     if target is None:
@@ -104,7 +104,7 @@ def plan(
         return
     from cli.fleet import open_control, open_store
     from orchestrator import launch
-    from orchestrator.spec import load_spec
+    from orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
     print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control)))
@@ -161,7 +161,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
     """`run`, planned in this command."""
     from cli.fleet import dispatcher, open_control, open_store
     from orchestrator import launch
-    from orchestrator.spec import load_spec
+    from orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
     marks = {"spec_parsed": time.time()}

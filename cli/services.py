@@ -11,7 +11,7 @@ from celery import Celery
 
 from cli.console import err_console
 from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
-from orchestrator.names import Queue
+from orchestrator.messaging.task_names import Queue
 from workers import metrics
 from workers.app import configure
 from workers.context import TASK_SLOTS_ENV

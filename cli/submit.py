@@ -4,7 +4,7 @@
 (and starts) the job with everything already loaded, and the command only shows its answer, so the job exists a
 fraction of a second after the command starts. ``to_fleet`` returns None whenever the command should plan by itself
 (no planner, none took the spec in time, or the planner says the spec needs the command): planning here is always
-correct, only slower. The protocol is in ``orchestrator.submissions``.
+correct, only slower. The protocol is in ``orchestrator.messaging.submissions``.
 
 Imports Redis and nothing of the planner, the job table's models, Celery or the store SDKs.
 """
@@ -22,11 +22,11 @@ from rich.markup import escape
 
 from cli.console import err_console
 from cli.options import fail
-from orchestrator import submissions
 from orchestrator.actor import default_actor
-from orchestrator.names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
+from orchestrator.messaging import submissions
+from orchestrator.messaging.submissions import Heartbeat, Kind, Submission
+from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
 from orchestrator.settings import Settings
-from orchestrator.submissions import Heartbeat, Kind, Submission
 
 #: How long one wait for the answer blocks before the command looks at the submission's state again.
 POLL_S = 1.0

@@ -20,16 +20,18 @@ from orchestrator.states import (
     BUSY_RUN_STATES,
     COPY_DONE_RUN_STATES,
     JUDGED_RUN_STATES,
-    VERIFIABLE_RUN_STATES,
+    PASSED_RUN_STATES,
+    RUN_TRANSITIONS,
     JobState,
     RunState,
+    may_move_to,
 )
 
 if TYPE_CHECKING:  # SQLAlchemy: `run --wait` after the fleet planned its job waits without loading it
     from orchestrator import jobs
 
 #: A verification requested for a run in one of these states still ends in a verdict (``jobs.start_verify``).
-_VERDICT_COMING = (*VERIFIABLE_RUN_STATES, RunState.VERIFYING)
+_VERDICT_COMING = may_move_to(RUN_TRANSITIONS, RunState.VERIFYING)
 
 
 class Wait(Protocol):
@@ -70,8 +72,7 @@ class Settled:
 
     def ok(self, progress: JobProgress) -> bool:
         return all(
-            r.state in (RunState.VERIFIED, RunState.CLEANED) or (r.state == RunState.COPIED and not r.failed_ids)
-            for r in progress.shapes
+            r.state in PASSED_RUN_STATES or (r.state == RunState.COPIED and not r.failed_ids) for r in progress.shapes
         )
 
 

@@ -1,5 +1,5 @@
 """Who is acting, as the audit log records it. Its own module: a command names its user before it loads the job table
-(``orchestrator.submissions`` carries it to the fleet's planner)."""
+(``orchestrator.messaging.submissions`` carries it to the fleet's planner)."""
 
 from __future__ import annotations
 

@@ -16,27 +16,29 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import jobs, pgschema, recovery, small_runs
-from orchestrator.collection import plan_collection
-from orchestrator.dispatch import Dispatcher
+from orchestrator import jobs, pgvector_layout, recovery
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
-from orchestrator.id_checks import (
+from orchestrator.limits import LIST_MAX_PAGE_IDS
+from orchestrator.listing import small_namespaces
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.pgvector_layout import check_distinct_tables, check_target_names
+from orchestrator.planning.collection_strategy import plan_collection
+from orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
     namespace_refusals,
     namespaces_needing_id_check,
     sharing_with,
 )
-from orchestrator.indexes import IndexControl, TargetIndex, plan_target_index
-from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.pgschema import check_distinct_tables, check_target_names
-from orchestrator.plan_reads import PlanReads, RoutedIds
-from orchestrator.plan_types import Inventory, Plan
-from orchestrator.planner import make_plan
-from orchestrator.records import IdPage, display_namespace
-from orchestrator.routing import route_context
-from orchestrator.spec import JobSpec, PgvectorStoreSpec
-from orchestrator.tenancy import load_sources, load_twins
+from orchestrator.planning.plan import Inventory, Plan
+from orchestrator.planning.planner import make_plan
+from orchestrator.planning.reads import PlanReads, RoutedIds
+from orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
+from orchestrator.records.routing import route_context
+from orchestrator.records.vectors import IdPage
+from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
+from orchestrator.tenancy.creator_mapping import load_sources, load_twins
+from orchestrator.tenancy.namespaces import display_namespace
 
 
 class InventoryStore(Protocol):
@@ -104,14 +106,14 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
 
 def _check_columns(spec: JobSpec, plan: Plan, source: InventoryStore, target: InventoryStore) -> None:
     """Between pgvector tables: refuse, before anything is copied, a target table that cannot hold every column of
-    its source table (``pgschema.carry_problems``). A new one is made inside Postgres with the source's own columns
-    added; through the workers (another database) it has the layout's only, so a column of the user's is refused
-    then too (``pgschema.new_table_problems``)."""
+    its source table (``pgvector_layout.carry_problems``). A new one is made inside Postgres with the source's own
+    columns added; through the workers (another database) it has the layout's only, so a column of the user's is refused
+    then too (``pgvector_layout.new_table_problems``)."""
     source_columns = getattr(source, "table_columns", None)
     target_columns = getattr(target, "table_columns", None)
     if source_columns is None or target_columns is None or not isinstance(spec.target, PgvectorStoreSpec):
         return
-    in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgschema.same_database(
+    in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgvector_layout.same_database(
         spec.source, spec.target, os.environ
     )
     for run in plan.runs:
@@ -122,10 +124,10 @@ def _check_columns(spec: JobSpec, plan: Plan, source: InventoryStore, target: In
             continue
         carried = [c for c in found[1] if not c.serial]
         if there is not None:
-            pgschema.refuse_columns(pgschema.carry_problems(there[0], carried, there[1]), found[0])
+            pgvector_layout.refuse_columns(pgvector_layout.carry_problems(there[0], carried, there[1]), found[0])
         elif not in_postgres:
-            table = pgschema.table_of(spec.target.table, run.target_namespace)
-            pgschema.refuse_columns(pgschema.new_table_problems(table, carried), found[0])
+            table = pgvector_layout.table_of(spec.target.table, run.target_namespace)
+            pgvector_layout.refuse_columns(pgvector_layout.new_table_problems(table, carried), found[0])
 
 
 def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
@@ -163,7 +165,7 @@ def prepare(
 ) -> Prepared:
     """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing.
     ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created.
-    Reads that do not wait on each other run at once (``orchestrator.plan_reads``). ``marks``: the caller's marks of
+    Reads that do not wait on each other run at once (``orchestrator.planning.reads``). ``marks``: the caller's marks of
     the steps before (``PLANNING_MARKS``, epoch seconds; ``spec_parsed`` is now when not given)."""
     return _prepare(spec, open_store, spec_dir, open_control, marks, None)
 
@@ -347,11 +349,11 @@ def send_work(
     """Enqueue one lister per ``pending`` run of the job (of ``namespaces`` only, when given), the largest
     namespaces first: theirs are the longest chains of list pages, so they should not start last. Small namespaces
     (one page and one batch at plan time) come last, several to a task that lists and copies them
-    (``orchestrator.small_runs``)."""
+    (``orchestrator.listing.small_namespaces``)."""
     listed: list[tuple[int, str]] = []
     small: list[tuple[int, str]] = []
     for run_id, namespace, count in jobs.runs_to_list(db, job_id, namespaces):
-        one_batch = small_runs.fits_one_batch(spec, count)
+        one_batch = small_namespaces.fits_one_batch(spec, count)
         (small if one_batch else listed).append((run_id, display_namespace(namespace)))
     sends: list[Callable[[], None]] = [
         partial(dispatcher.list_namespace, run_id, job_id=job_id, namespace=namespace) for run_id, namespace in listed
@@ -363,7 +365,7 @@ def send_work(
             job_id=job_id,
             namespaces=[namespace for _, namespace in group],
         )
-        for group in small_runs.groups(small)
+        for group in small_namespaces.groups(small)
     ]
     # A round trip per ROWS_PER_INSERT tasks, so the messages waiting to be sent stay few however many namespaces
     # the job has. A launch cut short is taken up by `nsmigrate resume`, which sends the listers not yet run.
@@ -459,15 +461,15 @@ def request_verification(
     db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
 ) -> list[int]:
     """Enqueue verification of every run that finished copying (again, for runs verified before). Returns their ids.
-    Small namespaces (``small_runs.verified_in_one_round``) go several to a task, the others one each."""
+    Small namespaces (``small_namespaces.verified_in_one_round``) go several to a task, the others one each."""
     runs = [run for run in jobs.runs_of(db, job_id, namespace) if run.state in jobs.VERIFIABLE_RUN_STATES]
-    small = [run for run in runs if small_runs.verified_in_one_round(max(run.source_count, run.copied))]
+    small = [run for run in runs if small_namespaces.verified_in_one_round(max(run.source_count, run.copied))]
     grouped = {run.id for run in small}
     with dispatcher.together():
         for run in runs:
             if run.id not in grouped:
                 dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-        for group in small_runs.groups(small):
+        for group in small_namespaces.groups(small):
             dispatcher.verify_small_namespaces(
                 [run.id for run in group],
                 job_id=job_id,

@@ -117,8 +117,8 @@ class Batch(Base):
             "ix_batches_unfinished",
             "run_id",
             "state",
-            postgresql_where=sa.text("state <> 'done'"),
-            sqlite_where=sa.text("state <> 'done'"),
+            postgresql_where=sa.text(f"state <> '{BatchState.DONE}'"),
+            sqlite_where=sa.text(f"state <> '{BatchState.DONE}'"),
         ),
     )
 

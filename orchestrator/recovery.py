@@ -11,7 +11,7 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    *between* a change it recorded and the message that should follow it. So a step run ``again`` first sends what
    follows from what is recorded: a lister the copy tasks of the batches it recorded (``workers.listing``), a batch
    the verification of its run if the run is ``copied`` and it clears a wake-up flag it may have set without sending
-   the wake-up (``workers.flow.advance``), a group of small runs both (``workers.small_runs``). A first delivery
+   the wake-up (``workers.next_steps.advance``), a group of small runs both (``workers.small_group``). A first delivery
    skips that: nothing can be owed yet.
 2. **A message was lost where Redis cannot give it back** (stalled runs). kombu takes a message off its queue (BRPOP)
    before it records it as unacknowledged, so a worker killed in between takes it along; a Redis restart loses every
@@ -40,11 +40,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from orchestrator import jobs
-from orchestrator.dispatch import Dispatcher
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
-from orchestrator.records import display_namespace
 from orchestrator.settings import Settings
+from orchestrator.tenancy.namespaces import display_namespace
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def resume(
     if unchecked and only_runs is None:
         why = "its own checks did not end (planning stopped); copy it with a new job: `nsmigrate run SPEC --new`"
         jobs.finish_namespace_checks(db, job_id, (), dict.fromkeys(unchecked, why), actor)
-    to_verify = jobs.runs_in_state(db, job_id, RunState.COPIED, RunState.VERIFYING)
+    to_verify = jobs.runs_in_state(db, job_id, *jobs.AWAITING_VERDICT_RUN_STATES)
     copying = jobs.runs_in_state(db, job_id, RunState.COPYING)
     if only_runs is not None:
         listing, to_verify, copying = ([r for r in ids if r in only_runs] for ids in (listing, to_verify, copying))
@@ -107,7 +107,7 @@ def _resume_collection(
     """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
     runs = jobs.runs_of(db, job_id)
     waiting = [r for r in runs if r.state in jobs.LISTABLE_RUN_STATES]
-    to_verify = [r for r in runs if r.state in (RunState.COPIED, RunState.VERIFYING)]
+    to_verify = [r for r in runs if r.state in jobs.AWAITING_VERDICT_RUN_STATES]
     with dispatcher.together():
         if waiting:
             dispatcher.collection_step(job_id)

@@ -1,5 +1,5 @@
 """One typed settings object, read once at the entry point and passed down: every value an operator may tune for the
-whole installation (a job's own choices are in its spec, ``orchestrator.spec``; the outside world's facts in
+whole installation (a job's own choices are in its spec, ``orchestrator.spec.jobspec``; the outside world's facts in
 ``orchestrator.limits``). Each is documented in ``docs/manual.md``'s settings table.
 
 Environment variables (prefix ``NSMIGRATE_``) or a ``.env`` file. Secrets (Pinecone API keys, Supabase keys) are not
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS
+from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 
 
 class Settings(BaseSettings):
@@ -51,7 +51,8 @@ class Settings(BaseSettings):
         20,
         gt=0,
         description="How long a marker written through a cleanup's or rollback's source may take to be readable "
-        "(proving two Pinecone hosts apart, orchestrator.store_identity); after it the deletion is refused.",
+        "(proving two Pinecone hosts apart, orchestrator.connections.store_identity); after it the deletion is "
+        "refused.",
     )
     erasure_settle_timeout_s: float = Field(
         30,
@@ -68,7 +69,8 @@ class Settings(BaseSettings):
     allowed_key_vars: str = Field(
         DEFAULT_ALLOWED_KEY_VARS,
         description="The environment variables a spec may name as its Pinecone key (api_key_env): comma-separated "
-        "shell-style patterns. A spec naming any other is refused before a key is read (orchestrator.keys).",
+        "shell-style patterns. A spec naming any other is refused before a key is read "
+        "(orchestrator.connections.keys).",
     )
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")

@@ -13,9 +13,10 @@ namespaces and a million batches in well under a second, start-up included (figu
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 import orjson
@@ -231,15 +232,20 @@ def to_look_at(runs: Sequence[RunStatus]) -> list[RunStatus]:
     return sorted(runs, key=lambda r: (0 if r.failed else 1, _RANK.get(r.state, rest)))
 
 
+def sql_list(states: Iterable[StrEnum]) -> str:
+    """States as the items of a SQL ``IN (…)`` list: their values are fixed lower-case words, never user input."""
+    return ", ".join(f"'{state.value}'" for state in states)
+
+
 # Batches are counted per run in SQL, and each verification report is reduced to its summary and verdict there: the
 # client decodes one compact document, not rows of full reports. A run's done batches are its batches_total less the
 # ones not done, which a partial index holds: a job of a million done batches reads none of them.
-_UNFINISHED = """
-    count(*) FILTER (WHERE b.state = 'queued') AS queued,
-    count(*) FILTER (WHERE b.state = 'running') AS running,
-    count(*) FILTER (WHERE b.state = 'failed') AS failed,
+_UNFINISHED = f"""
+    count(*) FILTER (WHERE b.state = '{BatchState.QUEUED}') AS queued,
+    count(*) FILTER (WHERE b.state = '{BatchState.RUNNING}') AS running,
+    count(*) FILTER (WHERE b.state = '{BatchState.FAILED}') AS failed,
     count(*) AS unfinished,
-    max(b.last_error) FILTER (WHERE b.state = 'failed') AS error
+    max(b.last_error) FILTER (WHERE b.state = '{BatchState.FAILED}') AS error
 """
 #: One run as an array (``_run_of`` reads it): r is its namespace_runs row, c its ``_UNFINISHED`` counts (or NULL).
 _RUN_ROW = """json_build_array(
@@ -258,10 +264,10 @@ _PLACES = """coalesce((
 ), '[]')"""
 
 #: A job's failed batches (``FailedBatch`` fields), from the partial index of batches not done.
-_FAILED_BATCHES = """coalesce((
+_FAILED_BATCHES = f"""coalesce((
     SELECT json_agg(json_build_array(b.id, r.id, r.source_namespace, b.attempts, b.last_error) ORDER BY b.id)
     FROM batches b JOIN namespace_runs r ON r.id = b.run_id
-    WHERE r.job_id = job.id AND b.state = 'failed'
+    WHERE r.job_id = job.id AND b.state = '{BatchState.FAILED}'
 ), '[]')"""
 
 SNAPSHOT_SQL = f"""
@@ -270,7 +276,7 @@ WITH job AS (
 ), counts AS (
     SELECT b.run_id, {_UNFINISHED}
     FROM batches b JOIN namespace_runs r ON r.id = b.run_id
-    WHERE r.job_id = %(job_id)s AND b.state <> 'done'
+    WHERE r.job_id = %(job_id)s AND b.state <> '{BatchState.DONE}'
     GROUP BY b.run_id
 )
 SELECT json_build_array(
@@ -319,12 +325,12 @@ SELECT json_build_array(
         SELECT json_agg({_RUN_ROW} ORDER BY s.failed_last, s.attention, s.id)
         FROM shown s JOIN namespace_runs r ON r.id = s.id
         CROSS JOIN LATERAL (
-            SELECT {_UNFINISHED} FROM batches b WHERE b.run_id = r.id AND b.state <> 'done'
+            SELECT {_UNFINISHED} FROM batches b WHERE b.run_id = r.id AND b.state <> '{BatchState.DONE}'
         ) c
     ), '[]'),
     {_PLACES},
     (SELECT json_build_array(count(*), count(DISTINCT b.run_id))
-     FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.state = 'failed')
+     FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.state = '{BatchState.FAILED}')
 )::text
 FROM job
 """

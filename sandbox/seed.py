@@ -189,7 +189,7 @@ _CONTENT_TYPES = ("text/markdown", "text/plain", "application/pdf")
 
 def seed_chunks(n_rows: int, dimension: int = 384, seed: int = 0, collections: int = 3) -> list[Record]:
     """Rows shaped like seed 004's ``embeddings`` table, as records ``(chunk_id, values, metadata)`` whose metadata
-    carries every documented column (``orchestrator.pgschema.COLUMNS``) plus one key the schema has no column for
+    carries every documented column (``orchestrator.pgvector_layout.COLUMNS``) plus one key the schema has no column for
     (``source``, kept in the ``metadata`` JSONB). Deterministic in ``seed``; unit-norm float32 vectors."""
     rng = np.random.default_rng(seed)
     matrix = _unit_vectors(rng, n_rows, dimension)

@@ -8,6 +8,7 @@ the process that started them dies, however it died.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -94,30 +95,48 @@ class Stack:
 
     @staticmethod
     def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-        """Signal a child and everything it started (Celery forks pool processes)."""
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        """Signal a child and everything it started (Celery forks pool processes), and wait for it to end."""
+        if _signal_group(proc, sig):
+            _reap(proc)
 
-    def stop_processes(self) -> None:
-        for proc in self.processes:
-            self.kill(proc)
+    def stop_processes(self, sig: int = signal.SIGTERM) -> None:
+        """Signal every process of the stack at once, then wait for each (SIGTERM: Celery's warm shutdown, which
+        finishes running tasks and hands prefetched ones back to the broker)."""
+        signalled = [proc for proc in self.processes if _signal_group(proc, sig)]
+        for proc in signalled:
+            _reap(proc)
         self.processes.clear()
 
     def stop(self) -> None:
-        self.stop_processes()
+        """Stop everything, throwing the stack away: its processes are killed (SIGKILL), since their queues, job
+        table and data plane go with it and a warm shutdown costs seconds per process."""
+        self.stop_processes(signal.SIGKILL)
         self.pinecone.stop()
         for server in self.servers:
             server.stop()
             if isinstance(server, PostgresServer):
                 server.destroy()
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> bool:
+    """Send ``sig`` to ``proc``'s process group; False when it had ended already."""
+    if proc.poll() is not None:
+        return False
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _reap(proc: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
+    """Wait for a signalled ``proc``; kill its group if it is still there after ``timeout_s``."""
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def start_stack(indexes: list[IndexSpec], workdir: Path | None = None) -> Stack:
@@ -142,7 +161,8 @@ def wait_for_workers(redis_url: str, count: int, timeout_s: float = 60) -> list[
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            replies = pinger.control.ping(timeout=0.5) or []
+            # limit: return as soon as that many answered instead of always waiting out the timeout.
+            replies = pinger.control.ping(timeout=0.5, limit=count) or []
             names = sorted(name for reply in replies for name in reply)
             if len(names) >= count:
                 return names

@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import Batch, NamespaceRun
 from orchestrator.settings import load_settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.stack import Stack
 from workers.stores import open_retrying_store
 

@@ -1,4 +1,5 @@
-"""The Celery application of the worker fleet: tasks registered under the names in ``orchestrator.names``.
+"""The Celery application of the worker fleet: tasks registered under the names in
+``orchestrator.messaging.task_names``.
 
 Start workers with ``nsmigrate worker --queues copy`` (one pool per queue in production, see docker-compose.yml).
 Configuration is applied by ``configure(settings)`` at the entry point, not at import.
@@ -16,7 +17,7 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import worker_process_init, worker_ready
 from celery.worker.consumer.consumer import STOP_CONDITIONS
 
-from orchestrator.dispatch import celery_config
+from orchestrator.messaging.dispatch import celery_config
 from orchestrator.recovery import start_sweeping
 from orchestrator.settings import Settings
 from workers.context import reset_context

@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 
 from orchestrator.errors import BackupError, NsmigrateError, StoreError
 from orchestrator.limits import FETCH_MAX_IDS
-from orchestrator.paging import iter_all_ids
-from orchestrator.records import display_namespace
+from orchestrator.listing.paging import iter_all_ids
+from orchestrator.tenancy.namespaces import display_namespace
 from workers.chunking import chunk_for_upsert
 from workers.stores.base import Record, VectorStore
 

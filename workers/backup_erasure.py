@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from orchestrator.erasure import Subject
+from orchestrator.tenancy.erasure import Subject
 from workers.backup import _KEY, FORMAT, FORMAT_VERSION, MANIFEST_NAME, ids_fingerprint, nsmigrate_version
 
 IsWhole = Callable[[str], bool]

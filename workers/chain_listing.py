@@ -1,4 +1,4 @@
-"""The lister of a large namespace: several prefix chains at once (``orchestrator.prefix_chains``).
+"""The lister of a large namespace: several prefix chains at once (``orchestrator.listing.prefix_chains``).
 
 One chain lists ~2,000 ids/s at 50 ms a request; a namespace of ``SPLIT_MIN_IDS`` or more whose store lists by
 prefix is cut into several prefixes per chain wanted, and the spec's ``max_list_chains`` chains (at most
@@ -16,12 +16,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from orchestrator import jobs
 from orchestrator.errors import StateError
-from orchestrator.prefix_chains import MAX_CHAINS, Chain, ChainState, chain_batch, split_prefixes, wanted_chains
-from orchestrator.records import IdPage, display_namespace
-from orchestrator.spec import JobSpec
+from orchestrator.listing.prefix_chains import MAX_CHAINS, Chain, ChainState, chain_batch, split_prefixes, wanted_chains
+from orchestrator.records.vectors import IdPage
+from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from workers import tally
 from workers.context import WorkerContext
-from workers.flow import run_copied
+from workers.next_steps import run_copied
 from workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import orjson
 
 from orchestrator.errors import StoreError
 from orchestrator.limits import JSON_NUMBER_MAX_BYTES, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
-from orchestrator.records import JsonValues
+from orchestrator.records.vectors import JsonValues
 from workers.stores.base import Record
 
 #: ``{"id":,"values":[],"metadata":}`` plus the comma between records.

@@ -8,7 +8,7 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
    namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
 3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs.cleanable``; ``jobs.start_cleanup`` decides
    under a row lock, so two cleanups cannot both run); under cut-over (``nsmigrate cutover set``), also synced since
-   and reads 100 % new for long enough (``orchestrator.cutover.cleanup_gate``);
+   and reads 100 % new for long enough (``orchestrator.cutover.rules.cleanup_gate``);
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
    the ones the verification report stored. A changed source sends the run to ``verify_failed``. (Not for a cleanup
    taken up after it stopped part-way: its source lacks what it deleted; 5. alone decides there.)
@@ -43,11 +43,12 @@ from orchestrator import jobs
 from orchestrator.errors import NsmigrateError, StateError
 from orchestrator.jobs.cutover import cleanup_refusal
 from orchestrator.models import NamespaceRun, RunState
-from orchestrator.proof import Proof, failed_report, refusal
-from orchestrator.records import DEFAULT_NAMESPACE, display_namespace
-from orchestrator.routing import route_context
-from orchestrator.spec import JobSpec
-from orchestrator.verification import fingerprint
+from orchestrator.records.routing import route_context
+from orchestrator.records.vectors import DEFAULT_NAMESPACE
+from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
+from orchestrator.verification.comparisons import fingerprint
+from orchestrator.verification.proof import Proof, failed_report, refusal
 from workers.context import WorkerContext
 from workers.proving import delete_proven
 from workers.stores.base import VectorStore
@@ -152,7 +153,8 @@ def cleanup_run(
         dry_run: only report what would be deleted: nothing is deleted and the run's state does not change.
         actor: who asked, for the audit log (default: this worker).
         decommission_now: under cut-over, do not wait for reads to have been 100 % new for
-            ``cutover.decommission_after_s`` (``orchestrator.cutover.cleanup_gate``; the sync it needs still counts).
+            ``cutover.decommission_after_s`` (``orchestrator.cutover.rules.cleanup_gate``; the sync it needs still
+            counts).
 
     Returns:
         ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed", "count", "reason"?}``;

@@ -13,12 +13,12 @@ import threading
 
 import redis
 
-from orchestrator.dispatch import Dispatcher
 from orchestrator.jobs import Database
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.settings import Settings, load_settings
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
-from workers.counts import SharedCounts
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
 from workers.ratelimit import RateLimiter
+from workers.shared_counts import SharedCounts
 from workers.stores import open_store
 from workers.stores.base import VectorStore
 from workers.stores.guarded import GuardedStore

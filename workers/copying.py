@@ -3,7 +3,7 @@ respect Pinecone's limits, each request under the fleet-wide rate budget and ret
 The chunks go out ``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait
 out one round trip per namespace. When source and target are seed-004 tables of one Postgres database
 (``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead. A job that writes text (an
-integrated target, or ``reembed``) turns the routed records into what its target takes (``workers.texts``); ids
+integrated target, or ``reembed``) turns the routed records into what its target takes (``workers.text_writes``); ids
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
@@ -15,18 +15,18 @@ import logging
 
 from orchestrator import jobs
 from orchestrator.errors import BatchFailed, NsmigrateError, failure_text
-from orchestrator.naming import display_namespace
-from orchestrator.routing import expected_metadata, route_context, route_records
-from orchestrator.spec import PgvectorStoreSpec
-from orchestrator.textrecords import missing_text_reason
+from orchestrator.records.routing import expected_metadata, route_context, route_records
+from orchestrator.records.text import missing_text_reason
+from orchestrator.spec.jobspec import PgvectorStoreSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from workers import metrics, pgnamespaces
 from workers.chunking import sized_chunks
+from workers.concurrent_calls import run_parallel
 from workers.context import WorkerContext
-from workers.flow import advance
-from workers.parallel import run_parallel
+from workers.next_steps import advance
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import Record
-from workers.texts import for_target, records_per_request, tokens_of
+from workers.text_writes import for_target, records_per_request, tokens_of
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,8 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, in
 
 def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs.BatchWork | None = None) -> int:
     """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
-    (redelivered, or retried after an outage); see ``workers.flow.advance``. ``started``: the batch was started for
-    this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
+    (redelivered, or retried after an outage); see ``workers.next_steps.advance``. ``started``: the batch was started
+    for this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
 
     Raises:
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was

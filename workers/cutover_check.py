@@ -6,7 +6,7 @@ the namespace the job copied it to, so every query has a right answer: the sourc
 namespace (the cold query: the first of this check to that namespace), then ``qps × duration_s`` queries paced at
 ``qps`` (each sent at its time on its own thread, so a slow answer does not slow the pace), each also sent to the
 source. Stores are queried as an application does, through the SDK with its own retries and no rate budget of
-nsmigrate's: an error here is an error the application would see. The verdict is ``orchestrator.cutover``'s.
+nsmigrate's: an error here is an error the application would see. The verdict is ``orchestrator.cutover.rules``'s.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.cutover import check_problems, overlap
+from orchestrator.cutover.rules import check_problems, overlap
 from orchestrator.models import NamespaceRun
-from orchestrator.query_timing import latency_figures, time_call
-from orchestrator.records import Record, display_namespace
-from orchestrator.routing import route_context, route_records
-from orchestrator.spec import Cutover, JobSpec
+from orchestrator.records.routing import route_context, route_records
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import Cutover, JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
+from orchestrator.verification.query_timing import latency_figures, time_call
 from workers.context import WorkerContext
 from workers.stores.base import VectorStore
 

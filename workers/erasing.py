@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
+from orchestrator.connections.store_identity import spec_identity
 from orchestrator.errors import ErasureFailed, NsmigrateError
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import PlaceKind
-from orchestrator.naming import Registry
-from orchestrator.records import display_namespace
-from orchestrator.spec import RateBudget, store_spec_from_json
-from orchestrator.store_identity import spec_identity
+from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
+from orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
+from orchestrator.tenancy.namespaces import Registry, display_namespace
 from workers.backup import MANIFEST_NAME
 from workers.backup_erasure import erase_rows, rows_of
 from workers.context import WorkerContext

@@ -1,8 +1,8 @@
 """Query latency after a migration, measured the way the application will query: for one run per creator (its
-first twin run), the creator searched across all its twins through the tenant guard (``orchestrator.tenant``); for
-every other run, a query of its own target namespace (one cross-twin search per run would time the same thing 30
-times over for the seeds' test creator). Reported in the verification report (``latency``: P50/P95 ms), on by
-default, shared targets included.
+first twin run), the creator searched across all its twins through the tenant guard
+(``orchestrator.tenancy.tenant_guard``); for every other run, a query of its own target namespace (one cross-twin search
+per run would time the same thing 30 times over for the seeds' test creator). Reported in the verification report
+(``latency``: P50/P95 ms), on by default, shared targets included.
 
 Every run of a job of up to ``LATENCY_RUNS`` runs times its queries, and every run of a job with a latency limit
 (``verify.latency_p95_ms``: each run is judged by it). In a larger job a deterministic sample of about
@@ -19,8 +19,8 @@ from typing import Any
 from orchestrator.errors import NsmigrateError
 from orchestrator.jobs import Neighbours
 from orchestrator.models import NamespaceRun
-from orchestrator.spec import Verification
-from orchestrator.tenant import TenantGuard, latency_percentiles, search_twins
+from orchestrator.spec.jobspec import Verification
+from orchestrator.tenancy.tenant_guard import TenantGuard, latency_percentiles, search_twins
 from workers.stores.guarded import GuardedStore
 
 #: Runs of a job that time queries when the job has no latency limit (see the module docstring).

@@ -1,9 +1,9 @@
 """The lister: pages one source namespace's ids into batch rows and enqueues a copy task per batch.
 
 It stops when ``max_batches_in_flight`` batches are queued or running and is woken again as they finish (see
-``workers.flow``), so a namespace of millions of ids never becomes millions of messages at once. A namespace's pages
-are a chain (each is listed from the token of the one before), so while a batch is recorded and sent the next one is
-already being listed, in a second thread. Each batch is written together with the list token after it, so a lister
+``workers.next_steps``), so a namespace of millions of ids never becomes millions of messages at once. A namespace's
+pages are a chain (each is listed from the token of the one before), so while a batch is recorded and sent the next one
+is already being listed, in a second thread. Each batch is written together with the list token after it, so a lister
 killed at any point resumes without skipping or repeating ids. A Redis lock keeps one lister per namespace run: it
 expires ``lister_lock_ttl_s`` after its lister died (a live lister keeps it fresh from a heartbeat thread), a resumed
 lister waits that long for it, and ``jobs.add_batches`` only records pages listed from the saved token, so even two
@@ -23,17 +23,17 @@ from redis.exceptions import LockError
 
 from orchestrator import jobs
 from orchestrator.errors import ListingFailed, NsmigrateError, StateError, failure_text
+from orchestrator.listing.paging import id_pages
+from orchestrator.listing.prefix_chains import ChainState
+from orchestrator.listing.small_namespaces import list_page_ids
+from orchestrator.messaging.task_names import lock_key
 from orchestrator.models import RunState
-from orchestrator.names import lock_key
-from orchestrator.paging import id_pages
-from orchestrator.prefix_chains import ChainState
-from orchestrator.records import display_namespace
-from orchestrator.small_runs import list_page_ids
-from orchestrator.spec import JobSpec
+from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
 from workers import tally
 from workers.chain_listing import chains_for, list_chains
 from workers.context import WorkerContext
-from workers.flow import advance, lister_wake_key, run_copied
+from workers.next_steps import advance, lister_wake_key, run_copied
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.guarded import GuardedStore
 
@@ -112,7 +112,7 @@ def send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int, *, running_t
     """A lister killed between recording a page and sending what follows it left batches ``queued`` with no
     message, or a run ``copied`` without its verification: send them (duplicates of live messages are harmless).
     Also when listing is done: the last batch may be the one that was never sent. ``running_too``: the killed task
-    copied its batches itself (``workers.small_runs``), so a ``running`` one has no message of its own either."""
+    copied its batches itself (``workers.small_group``), so a ``running`` one has no message of its own either."""
     previous = jobs.get_run(ctx.db, run_id)
     for batch_id in jobs.queued_batches(ctx.db, run_id, running_too=running_too):
         ctx.dispatcher.copy_batch(
@@ -124,9 +124,9 @@ def send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int, *, running_t
 
 
 def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False) -> jobs.BatchWork | None:
-    """List a small run's one batch (``orchestrator.small_runs``) under its lock, as ``list_run`` lists the first,
-    and record it already started for this worker (``jobs.record_and_claim_batch``): its work, for the caller to
-    copy (no copy task is sent). None when there is nothing to copy: the lock is taken (another lister is on it),
+    """List a small run's one batch (``orchestrator.listing.small_namespaces``) under its lock, as ``list_run`` lists
+    the first, and record it already started for this worker (``jobs.record_and_claim_batch``): its work, for the caller
+    to copy (no copy task is sent). None when there is nothing to copy: the lock is taken (another lister is on it),
     listing is done or cancelled, another lister recorded the page first, or the namespace is empty (the run is
     ``copied`` and its verification sent). A lister that fails for good ends its run ``list_failed`` and raises
     ``ListingFailed``, as in ``list_run``. A namespace that grew since it was planned has more pages: the batch is

@@ -1,11 +1,12 @@
-"""Namespaces of seed 004's pgvector layout (``orchestrator.pgschema``) as Postgres sees them: found from the tables
-themselves, created, described, dropped, and copied or moved **inside Postgres** (``INSERT … SELECT`` by keyset
+"""Namespaces of seed 004's pgvector layout (``orchestrator.pgvector_layout``) as Postgres sees them: found from the
+tables themselves, created, described, dropped, and copied or moved **inside Postgres** (``INSERT … SELECT`` by keyset
 ranges: no vector leaves the database), with their indexes built after the load.
 
-Every identifier is quoted (``pgschema.quote``) and every namespace name passes ``pgschema.check_namespace`` before
-it reaches SQL, so a name like ``x"; DROP TABLE …`` is refused with the rule it breaks and changes nothing.
-Used by ``nsmigrate pgvector`` (``cli.pgvector``), the documented store (``workers.stores.pgdocumented``), the
-fleet's server-side copy batches (``workers.copying``) and verification (indexes + ANALYZE before judging).
+Every identifier is quoted (``pgvector_layout.quote``) and every namespace name passes
+``pgvector_layout.check_namespace`` before it reaches SQL, so a name like ``x"; DROP TABLE …`` is refused with the rule
+it breaks and changes nothing. Used by ``nsmigrate pgvector`` (``cli.pgvector``), the documented store
+(``workers.stores.pgdocumented``), the fleet's server-side copy batches (``workers.copying``) and verification (indexes
++ ANALYZE before judging).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import pgschema
+from orchestrator import pgvector_layout
 from orchestrator.errors import PlanError, StoreError
-from orchestrator.pgschema import ID_COLUMN, quote
-from orchestrator.records import Record
-from orchestrator.spec import JobSpec
+from orchestrator.pgvector_layout import ID_COLUMN, quote
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import JobSpec
 
 COPY_CHUNK_ROWS = 5000  # rows per INSERT … SELECT transaction of a command's copy (each one a resume point)
 
@@ -48,7 +49,7 @@ def columns_of(conn: sa.Connection, table: str) -> frozenset[str]:
     return frozenset(rows)
 
 
-def table_columns(conn: sa.Connection, table: str) -> list[pgschema.TableColumn]:
+def table_columns(conn: sa.Connection, table: str) -> list[pgvector_layout.TableColumn]:
     """``table``'s columns in table order, as Postgres describes them (empty when it does not exist): what a copy
     carries and verification compares, whatever the table's layout."""
     rows = conn.execute(
@@ -60,7 +61,7 @@ def table_columns(conn: sa.Connection, table: str) -> list[pgschema.TableColumn]
         ),
         {"n": quote(table)},
     ).all()
-    return [pgschema.TableColumn(*row) for row in rows]
+    return [pgvector_layout.TableColumn(*row) for row in rows]
 
 
 def dimension_of(conn: sa.Connection, table: str) -> int | None:
@@ -68,7 +69,7 @@ def dimension_of(conn: sa.Connection, table: str) -> int | None:
         conn,
         "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(:n) AND attname = :c AND NOT attisdropped",
         n=quote(table),
-        c=pgschema.EMBEDDING_COLUMN,
+        c=pgvector_layout.EMBEDDING_COLUMN,
     )
     return int(mod) if mod is not None and mod > 0 else None
 
@@ -94,7 +95,7 @@ def discover(conn: sa.Connection, prefix: str) -> dict[str, str]:
         if table == prefix:
             legacy = True
             continue
-        namespace = pgschema.namespace_of(prefix, table)
+        namespace = pgvector_layout.namespace_of(prefix, table)
         if namespace is not None:
             found[namespace] = table
     if legacy and "" not in found:
@@ -105,7 +106,7 @@ def discover(conn: sa.Connection, prefix: str) -> dict[str, str]:
 def read_table(conn: sa.Connection, prefix: str, namespace: str) -> str | None:
     """The table to read ``namespace`` from, or None when it has none (the legacy table for the default one while
     ``{prefix}_default`` does not exist)."""
-    table = pgschema.table_of(prefix, namespace)
+    table = pgvector_layout.table_of(prefix, namespace)
     if exists(conn, table):
         return table
     if namespace == "" and exists(conn, prefix) and ID_COLUMN in columns_of(conn, prefix):
@@ -124,13 +125,13 @@ def count_rows(conn: sa.Connection, tables: Mapping[str, str]) -> dict[str, int]
 
 
 def create_namespace(
-    conn: sa.Connection, prefix: str, namespace: str, dimension: int, index: pgschema.VectorIndex | None = None
+    conn: sa.Connection, prefix: str, namespace: str, dimension: int, index: pgvector_layout.VectorIndex | None = None
 ) -> tuple[str, bool]:
     """Create the namespace's table of the application's layout if missing (safe against concurrent workers); returns
     the table and whether it was created. With ``index`` its four documented indexes come at once, as the
     application's DDL makes them; without, after the load (``build_indexes``: an ivfflat index built on an empty
     table has no lists worth the name, and a bulk load is faster without indexes)."""
-    table = pgschema.table_of(prefix, namespace)
+    table = pgvector_layout.table_of(prefix, namespace)
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": table})
     if exists(conn, table):
         have = dimension_of(conn, table)
@@ -141,11 +142,11 @@ def create_namespace(
                 namespace=namespace,
             )
         return table, False
-    if problem := pgschema.layout_names_problem(prefix, namespace):
+    if problem := pgvector_layout.layout_names_problem(prefix, namespace):
         raise PlanError(problem, hint="choose a shorter namespace; nothing was created", namespace=namespace)
     conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
-    conn.execute(sa.text(pgschema.create_table_sql(table, dimension)))
-    for sql in pgschema.create_index_sql(table, index, dimension) if index else ():
+    conn.execute(sa.text(pgvector_layout.create_table_sql(table, dimension)))
+    for sql in pgvector_layout.create_index_sql(table, index, dimension) if index else ():
         conn.execute(sa.text(sql))
     return table, True
 
@@ -157,11 +158,11 @@ def vector_text(values: Sequence[float]) -> str:
 
 def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> None:
     """Insert or overwrite ``records`` as rows of ``table``, each row exactly what its record says
-    (``pgschema.record_to_row`` over the table's own columns: a record that does not map raises ``MappingError``
+    (``pgvector_layout.record_to_row`` over the table's own columns: a record that does not map raises ``MappingError``
     naming it, and nothing of this call is written)."""
     columns = table_columns(conn, table)
     by_name = {c.name: c for c in columns}
-    rows = [pgschema.record_to_row(r, columns) for r in records]
+    rows = [pgvector_layout.record_to_row(r, columns) for r in records]
     # One statement per set of columns: a NOT NULL column a record leaves out keeps its default (or old value).
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
@@ -169,7 +170,7 @@ def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -
     for names, group in groups.items():
         binds = {name: f"p{i}" for i, name in enumerate(names)}
         params = [{binds[n]: _bound(by_name[n], row[n]) for n in names} for row in group]
-        values = ", ".join(pgschema.placeholder(by_name[n], binds[n]) for n in names)
+        values = ", ".join(pgvector_layout.placeholder(by_name[n], binds[n]) for n in names)
         updates = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n != ID_COLUMN)
         conn.execute(
             sa.text(
@@ -180,13 +181,13 @@ def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -
         )
 
 
-def _bound(column: pgschema.TableColumn, value: Any) -> Any:
+def _bound(column: pgvector_layout.TableColumn, value: Any) -> Any:
     """``value`` as it is bound for ``column`` (the vector and the JSONB as their text)."""
     if value is None:
         return None
-    if column.name == pgschema.EMBEDDING_COLUMN:
+    if column.name == pgvector_layout.EMBEDDING_COLUMN:
         return vector_text(value)
-    if column.name == pgschema.METADATA_COLUMN:
+    if column.name == pgvector_layout.METADATA_COLUMN:
         return json.dumps(value)
     return value
 
@@ -259,13 +260,13 @@ def stats(conn: sa.Connection, prefix: str, namespace: str) -> NamespaceStats:
         size_bytes=int(_one(conn, "SELECT pg_total_relation_size(to_regclass(:n))", n=quote(table))),
         dimension=dimension_of(conn, table),
         vector_index=_vector_index(definitions),
-        btree_columns=[c for c in pgschema.BTREE_COLUMNS if _btree_on(definitions, c)],
+        btree_columns=[c for c in pgvector_layout.BTREE_COLUMNS if _btree_on(definitions, c)],
         indexes=definitions,
     )
 
 
 def build_indexes(
-    conn: sa.Connection, table: str, index: pgschema.VectorIndex, *, rebuild: bool = False
+    conn: sa.Connection, table: str, index: pgvector_layout.VectorIndex, *, rebuild: bool = False
 ) -> dict[str, Any]:
     """The layout's four indexes under their documented names, each only if missing, then ``ANALYZE``; run after a
     bulk load. An equivalent index nsmigrate built before the names were known (``{table}_{column}_idx``) is renamed
@@ -278,8 +279,8 @@ def build_indexes(
     present = columns_of(conn, table)
     definitions = indexes_of(conn, table)
     built: list[str] = []
-    vector_name = pgschema.index_name(table, pgschema.VECTOR_INDEX)
-    older_vector = pgschema.index_name(table, f"{pgschema.EMBEDDING_COLUMN}_idx")
+    vector_name = pgvector_layout.index_name(table, pgvector_layout.VECTOR_INDEX)
+    older_vector = pgvector_layout.index_name(table, f"{pgvector_layout.EMBEDDING_COLUMN}_idx")
     if older_vector in definitions and vector_name not in definitions:
         conn.execute(sa.text(f"ALTER INDEX {quote(older_vector)} RENAME TO {quote(vector_name)}"))
         definitions[vector_name] = definitions.pop(older_vector)
@@ -288,19 +289,19 @@ def build_indexes(
         conn.execute(sa.text(f"DROP INDEX {quote(vector_name)}"))
         del definitions[vector_name]
     if _vector_index(definitions) is None:
-        sql = pgschema.vector_index_sql(table, index, dimension)
+        sql = pgvector_layout.vector_index_sql(table, index, dimension)
         if sql is not None:
             conn.execute(sa.text(sql))
             built.append(vector_name)
-    for suffix, column in pgschema.BTREE_INDEXES:
-        name = pgschema.index_name(table, suffix)
+    for suffix, column in pgvector_layout.BTREE_INDEXES:
+        name = pgvector_layout.index_name(table, suffix)
         have = _btree_on(definitions, column)
         if column not in present:
             continue
         if have is None:
-            conn.execute(sa.text(pgschema.btree_index_sql(table, suffix, column)))
+            conn.execute(sa.text(pgvector_layout.btree_index_sql(table, suffix, column)))
             built.append(name)
-        elif have == pgschema.index_name(table, f"{column}_idx") and have != name and name not in definitions:
+        elif have == pgvector_layout.index_name(table, f"{column}_idx") and have != name and name not in definitions:
             conn.execute(sa.text(f"ALTER INDEX {quote(have)} RENAME TO {quote(name)}"))
             built.append(f"{have} renamed {name}")
         elif rebuild:
@@ -357,10 +358,10 @@ def droppable_table(conn: sa.Connection, prefix: str, namespace: str) -> str:
     """The table of ``namespace``, refused (``StoreError``, nothing changed) unless it is a namespace table of the
     documented layout: ``{prefix}_{name}`` may also be an application's table (``app_users`` for ``users`` with
     prefix ``app``) or the job table's own (``namespace_runs``), which nsmigrate must never drop."""
-    table = pgschema.table_of(prefix, namespace)
+    table = pgvector_layout.table_of(prefix, namespace)
     if not exists(conn, table):
         raise StoreError(f"namespace {namespace or 'default'!r} has no table {table}", namespace=namespace)
-    missing = [c for c in pgschema.NAMESPACE_TABLE_COLUMNS if c not in columns_of(conn, table)]
+    missing = [c for c in pgvector_layout.NAMESPACE_TABLE_COLUMNS if c not in columns_of(conn, table)]
     if missing:
         raise StoreError(
             f"table {table} is not a namespace table of nsmigrate's layout (it has no {', '.join(missing)} "
@@ -378,19 +379,19 @@ def drop_namespace(conn: sa.Connection, prefix: str, namespace: str) -> str:
 
 
 def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: str | None) -> str:
-    """Rename ``table`` to a backup (``pgschema.backup_table``; ``namespace`` None: the legacy table), its indexes
-    (and so its named constraints) with it, so a new table of the same namespace can take the documented names;
+    """Rename ``table`` to a backup (``pgvector_layout.backup_table``; ``namespace`` None: the legacy table), its
+    indexes (and so its named constraints) with it, so a new table of the same namespace can take the documented names;
     returns its new name. Nothing is dropped."""
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    backup = pgschema.backup_table(prefix, namespace, stamp)
+    backup = pgvector_layout.backup_table(prefix, namespace, stamp)
     suffix = 1
     while exists(conn, backup):  # two moves within one second
-        backup = pgschema.backup_table(prefix, namespace, f"{stamp}{suffix}")
+        backup = pgvector_layout.backup_table(prefix, namespace, f"{stamp}{suffix}")
         suffix += 1
     conn.execute(sa.text(f"ALTER TABLE {quote(table)} RENAME TO {quote(backup)}"))
     for index in indexes_of(conn, backup):
         if index.startswith(f"{table}_"):
-            renamed = pgschema.backup_index_name(backup, index.removeprefix(f"{table}_"))
+            renamed = pgvector_layout.backup_index_name(backup, index.removeprefix(f"{table}_"))
             conn.execute(sa.text(f"ALTER INDEX {quote(index)} RENAME TO {quote(renamed)}"))
     return backup
 
@@ -410,7 +411,7 @@ def carry_problems(conn: sa.Connection, source: str, target: str, columns: Seque
     have = {c.name: c for c in table_columns(conn, source)}
     wanted = [have[name] for name in columns]
     target_columns = table_columns(conn, target)
-    problems = pgschema.carry_problems(target, wanted, target_columns)
+    problems = pgvector_layout.carry_problems(target, wanted, target_columns)
     for column in target_columns:
         if column.name in columns and column.not_null and not have[column.name].not_null:
             nulls = int(_one(conn, f"SELECT count(*) FROM {quote(source)} WHERE {quote(column.name)} IS NULL"))
@@ -433,7 +434,7 @@ def prepare_target(
         for column in table_columns(conn, source):
             if column.name in columns and column.name not in have:
                 conn.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.sql_type}"))
-    pgschema.refuse_columns(carry_problems(conn, source, table, columns), source)
+    pgvector_layout.refuse_columns(carry_problems(conn, source, table, columns), source)
     return table, columns
 
 
@@ -448,7 +449,9 @@ def _enriched(metadata: str) -> str:
 
 def _insert_select(source: str, target: str, columns: Sequence[str], where: str, tail: str = "") -> str:
     listed = ", ".join(quote(c) for c in columns)
-    picked = ", ".join(_enriched("s.metadata") if c == pgschema.METADATA_COLUMN else f"s.{quote(c)}" for c in columns)
+    picked = ", ".join(
+        _enriched("s.metadata") if c == pgvector_layout.METADATA_COLUMN else f"s.{quote(c)}" for c in columns
+    )
     updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c != ID_COLUMN)
     return (
         f"INSERT INTO {quote(target)} ({listed}) SELECT {picked} FROM {quote(source)} s WHERE {where} {tail} "
@@ -480,9 +483,9 @@ def in_database(spec: JobSpec) -> bool:
     if not (source.kind == target.kind == "pgvector" and source.documented and target.documented):
         return False
     enriched = set(spec.enrich.constants) | ({"creator_id", "twin_id"} if spec.enrich.creator_fields else set())
-    if enriched & set(pgschema.COLUMN_BY_NAME):
+    if enriched & set(pgvector_layout.COLUMN_BY_NAME):
         return False
-    return pgschema.same_database(source, target, os.environ)
+    return pgvector_layout.same_database(source, target, os.environ)
 
 
 @dataclass(frozen=True)
@@ -549,7 +552,7 @@ def _row_verdict(conn: sa.Connection, source: str, target: str, columns: Sequenc
         f"WHEN true THEN '{said[c]} missing in target'"
         if c not in have
         else f"WHEN {_enriched('s.metadata')} IS DISTINCT FROM t.metadata THEN 'metadata differs'"
-        if c == pgschema.METADATA_COLUMN
+        if c == pgvector_layout.METADATA_COLUMN
         else f"WHEN s.{quote(c)} IS DISTINCT FROM t.{quote(c)} THEN '{said[c]} differs'"
         for c in columns
         if c != ID_COLUMN
@@ -557,7 +560,7 @@ def _row_verdict(conn: sa.Connection, source: str, target: str, columns: Sequenc
     return f"CASE WHEN t.{ID_COLUMN} IS NULL THEN 'missing' {whens} END"
 
 
-def finish_load(store: Any, namespaces: Sequence[str], index: pgschema.VectorIndex) -> list[dict[str, Any]]:
+def finish_load(store: Any, namespaces: Sequence[str], index: pgvector_layout.VectorIndex) -> list[dict[str, Any]]:
     """After a bulk load into ``store`` (a ``DocumentedPgvectorStore``): each namespace's indexes and ANALYZE
     (``build_indexes``); verification runs this before it judges."""
     built = []
@@ -713,7 +716,8 @@ def table_or_refuse(conn: sa.Connection, prefix: str, namespace: str) -> str:
     table = read_table(conn, prefix, namespace)
     if table is None:
         raise StoreError(
-            f"namespace {namespace or pgschema.DEFAULT_NAME!r} has no table {pgschema.table_of(prefix, namespace)}",
+            f"namespace {namespace or pgvector_layout.DEFAULT_NAME!r} has no table "
+            f"{pgvector_layout.table_of(prefix, namespace)}",
             hint="`nsmigrate pgvector list` shows the namespaces there are",
             namespace=namespace,
         )
@@ -726,14 +730,14 @@ def transfer(
     source_table: str,
     target_namespace: str,
     *,
-    vector_index: pgschema.VectorIndex,
+    vector_index: pgvector_layout.VectorIndex,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> CopyResult:
     """Copy ``source_table`` into ``target_namespace``'s table inside Postgres (created if missing, resumed if an
     earlier copy of the same source stopped half-way), build its indexes and ANALYZE it, then compare counts and id
     sets. ``dry_run``: only the checks and the counts; nothing is written."""
-    target_table = pgschema.table_of(prefix, target_namespace)
+    target_table = pgvector_layout.table_of(prefix, target_namespace)
     if target_table == source_table:
         raise PlanError(f"source and target are the same table {source_table}", hint="choose another target namespace")
     with engine.connect() as conn:  # one transaction, committed only when this is no dry run
@@ -764,10 +768,16 @@ def _counted_source(conn: sa.Connection, result: CopyResult) -> CopyResult:
 
 
 def copy_namespace(
-    engine: sa.Engine, prefix: str, source: str, target: str, *, vector_index: pgschema.VectorIndex, **options: Any
+    engine: sa.Engine,
+    prefix: str,
+    source: str,
+    target: str,
+    *,
+    vector_index: pgvector_layout.VectorIndex,
+    **options: Any,
 ) -> CopyResult:
     """``nsmigrate pgvector copy``: ``transfer`` from the source namespace's table; the source is left as it is."""
-    pgschema.check_namespace(target)
+    pgvector_layout.check_namespace(target)
     with engine.connect() as conn:
         source_table = table_or_refuse(conn, prefix, source)
     return transfer(engine, prefix, source_table, target, vector_index=vector_index, **options)
@@ -779,7 +789,7 @@ def move_namespace(
     source: str,
     target: str,
     *,
-    vector_index: pgschema.VectorIndex,
+    vector_index: pgvector_layout.VectorIndex,
     dry_run: bool = False,
     **options: Any,
 ) -> CopyResult:
@@ -805,7 +815,7 @@ def retire_if_equal(engine: sa.Engine, prefix: str, result: CopyResult, namespac
 
 
 def migrate_legacy(
-    engine: sa.Engine, prefix: str, *, vector_index: pgschema.VectorIndex, dry_run: bool = False, **options: Any
+    engine: sa.Engine, prefix: str, *, vector_index: pgvector_layout.VectorIndex, dry_run: bool = False, **options: Any
 ) -> CopyResult:
     """``nsmigrate pgvector legacy``: the single ``{prefix}`` table → ``{prefix}_default``, verified, then the legacy
     table renamed to ``{prefix}_backup_{stamp}`` (only when they match then: ``retire_if_equal``)."""

@@ -1,10 +1,10 @@
 """The fleet's planner: an RPC server, a thread of a worker that plans and starts the jobs commands hand it.
 
-A command that plans by itself pays about a second of imports and new connections first (``orchestrator.submissions``
-says why and describes the protocol). This thread has them loaded and open: it takes a submitted spec, validates it,
-and plans it (``launch.prepare``) or, for ``run``, starts or resumes its job (``launch.start_or_resume``), the same
-function and the same checks as a command planning by itself, with reads under the spec's rate budget as a command's
-would; then answers.
+A command that plans by itself pays about a second of imports and new connections first
+(``orchestrator.messaging.submissions`` says why and describes the protocol). This thread has them loaded and open: it
+takes a submitted spec, validates it, and plans it (``launch.prepare``) or, for ``run``, starts or resumes its job
+(``launch.start_or_resume``), the same function and the same checks as a command planning by itself, with reads under
+the spec's rate budget as a command's would; then answers.
 
 A spec it cannot plan as well as the command is answered ``local``, and the command plans it itself:
 - one that needs the command's side: a Parquet backup first (``backup.enabled``, written where the command runs) or a
@@ -30,14 +30,15 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-from orchestrator import jobs, launch, submissions
-from orchestrator.dispatch import Dispatcher
+from orchestrator import jobs, launch
 from orchestrator.errors import NsmigrateError
-from orchestrator.names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
-from orchestrator.plan_summary import summarize
+from orchestrator.messaging import submissions
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.messaging.submissions import Heartbeat, Submission
+from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
+from orchestrator.planning.summary import summarize
 from orchestrator.settings import Settings
-from orchestrator.spec import JobSpec, PineconeStoreSpec, spec_from_text
-from orchestrator.submissions import Heartbeat, Submission
+from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec, spec_from_text
 from workers.stores import open_retrying_store
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """Delete only proven ids: the one step cleanup and rollback take to delete, so that each deletion is proved at the
-moment it happens (``orchestrator.proof``), whichever side it deletes from.
+moment it happens (``orchestrator.verification.proof``), whichever side it deletes from.
 
 Chunk by chunk (≤ 1,000 ids: one fetch of each side, one delete), the originals are fetched from the source
 namespace and their copies from the target namespaces the routing sends them to; only ids whose copy exists and
@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from orchestrator.delta import route_source
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
-from orchestrator.proof import Proof, prove_copies
-from orchestrator.routing import RouteContext
-from orchestrator.spec import JobSpec
-from orchestrator.textrecords import fields_comparer
+from orchestrator.records.routing import RouteContext
+from orchestrator.records.text import fields_comparer
+from orchestrator.spec.jobspec import JobSpec
+from orchestrator.verification.delta import route_source
+from orchestrator.verification.proof import Proof, prove_copies
 from workers.stores.base import VectorStore
 from workers.verifying import chunks
 

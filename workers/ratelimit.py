@@ -13,7 +13,7 @@ clock, so every decision is made inside Redis by one atomic Lua script that read
 - **Bytes** (``acquire_bytes``): a token bucket (1 s of burst) that *reserves*: the caller is told how long to wait
   for its bytes and is then admitted without asking again, so a large request cannot be starved by small ones.
 
-Keys are ``orchestrator.names.rate_bucket_key(scope)`` and expire once idle. Scopes are built here:
+Keys are ``orchestrator.messaging.task_names.rate_bucket_key(scope)`` and expire once idle. Scopes are built here:
 ``read_scope`` (fetch, per source index), ``list_scope`` (list, per source index), ``stats_scope`` (counts and
 the index's description, per index), ``write_scope`` (upsert/delete,
 per target namespace), ``embed_scope`` (embedding tokens of an integrated target index, ``acquire_tokens``).
@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from orchestrator.errors import RetryableError
-from orchestrator.names import rate_bucket_key
+from orchestrator.messaging.task_names import rate_bucket_key
 from orchestrator.settings import DEFAULTS
 
 #: Extra seconds every admission stays in the window: admission → request on the wire jitter must not let two

@@ -4,9 +4,9 @@ namespaces — in that order, and nothing deleted unless every original checked 
 The job's own mapping says what to undo: each forward run's source namespace is an original; its fixed target (or,
 for a routed run, the ``target_namespaces`` it wrote) holds the copies; its done batches list the ids it wrote.
 
-1. **judge** the originals as they are (``orchestrator.delta.plan_restore``, chunks of ≤ 1,000 ids): an original
-   that exists must be what the forward copy made its target from (same values; ``expected_metadata(original)`` =
-   target metadata). Any that differ → refused, nothing written.
+1. **judge** the originals as they are (``orchestrator.verification.delta.plan_restore``, chunks of ≤ 1,000 ids): an
+   original that exists must be what the forward copy made its target from (same values; ``expected_metadata(original)``
+   = target metadata). Any that differ → refused, nothing written.
 2. **restore** the originals that are missing (cleanup deleted them): rebuilt from the target without the enrichment
    keys (``delta.restore_record``) and upserted into the original namespace. An original that still exists is never
    overwritten, so a rollback before cleanup copies nothing.
@@ -33,14 +33,15 @@ import logging
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.delta import RestoreCheck, namespace_disposal, plan_restore
 from orchestrator.errors import NsmigrateError, StateError
 from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun, RunState
-from orchestrator.proof import Proof, refusal
-from orchestrator.records import DEFAULT_NAMESPACE, Record, display_namespace
-from orchestrator.routing import RouteContext, route_context
-from orchestrator.spec import JobSpec
+from orchestrator.records.routing import RouteContext, route_context
+from orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
+from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
+from orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
+from orchestrator.verification.proof import Proof, refusal
 from workers.chunking import sized_chunks
 from workers.context import WorkerContext
 from workers.proving import delete_proven

@@ -2,9 +2,9 @@
 
 The source stays live during a migration; users cut over after a final sync. A sync re-lists the run's source
 namespace, fetches each chunk (≤ 1,000 ids) from the source and from the target namespace the copy's routing sends
-it to, and lets ``orchestrator.delta.plan_delta`` decide per id: new (absent from the target) or changed (values
-beyond tolerance, or metadata ≠ source + enrichment) ids are copied; ids the run wrote earlier that the source no
-longer has are *reported* as deleted in the source, and deleted from the target only with ``propagate_deletes``.
+it to, and lets ``orchestrator.verification.delta.plan_delta`` decide per id: new (absent from the target) or changed
+(values beyond tolerance, or metadata ≠ source + enrichment) ids are copied; ids the run wrote earlier that the source
+no longer has are *reported* as deleted in the source, and deleted from the target only with ``propagate_deletes``.
 
 The copy itself goes the normal way: the ids become new ``batches`` rows of the run (``jobs.start_sync``: state
 back to ``copying``, a ``sync`` audit event with the counts) and ``copy_batch`` tasks on the copy queue, so progress,
@@ -28,14 +28,14 @@ import logging
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.delta import Delta, plan_delta, route_source
 from orchestrator.errors import StateError
 from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun
-from orchestrator.records import display_namespace
-from orchestrator.routing import route_context
-from orchestrator.spec import JobSpec
-from orchestrator.textrecords import fields_comparer, split_by_text
+from orchestrator.records.routing import route_context
+from orchestrator.records.text import fields_comparer, split_by_text
+from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
+from orchestrator.verification.delta import Delta, plan_delta, route_source
 from workers.context import WorkerContext
 from workers.proving import delete_absent
 from workers.stores.base import VectorStore

@@ -13,9 +13,9 @@ from typing import Any
 from celery import Task
 
 from orchestrator.errors import CleanupFailed, GroupFailed, TaskFailed, VerificationFailed
-from orchestrator.names import TaskName
-from orchestrator.naming import display_namespace
-from workers import cleaning, collection, copying, erasing, listing, small_runs, tally, verifying
+from orchestrator.messaging.task_names import TaskName
+from orchestrator.tenancy.namespaces import display_namespace
+from workers import cleaning, collection_steps, copying, erasing, listing, small_group, tally, verifying
 from workers.app import app
 from workers.context import get_context
 from workers.retry import INFRASTRUCTURE_ERRORS
@@ -72,7 +72,7 @@ def copy_batch(self: Task, batch_id: int, **_context: Any) -> dict[str, Any]:
 def copy_small_namespaces(self: Task, run_ids: list[int], **_context: Any) -> dict[str, Any]:
     """List and copy a group of small namespaces (one page and one batch each), one after the other."""
     with tally.counting() as counts:
-        vectors = small_runs.copy_small_runs(get_context(), run_ids, again=_ran_before(self))
+        vectors = small_group.copy_small_runs(get_context(), run_ids, again=_ran_before(self))
     return counts.result(vectors=vectors)
 
 
@@ -121,7 +121,7 @@ def cleanup_namespace(run_id: int, job_id: int | None = None, **_context: Any) -
 def collection_step(job_id: int, polls: int = 0, **_context: Any) -> None:
     """The next step of a `strategy: collection` job: make the collection, the index from it, hand it to
     verification; sends itself again while Pinecone is busy."""
-    collection.step(get_context(), job_id, polls)
+    collection_steps.step(get_context(), job_id, polls)
 
 
 @app.task(name=TaskName.ERASE_PLACE.value, **_RETRY_ON_OUTAGE, **_FAILS)

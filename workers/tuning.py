@@ -18,7 +18,7 @@ import logging
 from celery.worker.consumer import Consumer as CeleryConsumer
 
 from orchestrator.jobs import compile_task_statements
-from orchestrator.names import TASK_QUEUES
+from orchestrator.messaging.task_names import TASK_QUEUES
 from workers.context import get_context, task_slots
 
 log = logging.getLogger(__name__)

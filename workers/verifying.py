@@ -1,19 +1,20 @@
 """Verification of one namespace run: list the source, fetch both sides, compare, count, store the verdict.
 
-The judging is pure (``orchestrator.verification``); this module only does the I/O, every store request through
-``ctx.guarded`` (fleet-wide rate budget + retries). It works chunk by chunk (≤ 1,000 ids) so a namespace of millions of
-vectors is never held in memory: only ids are kept, never vectors.
+The judging is pure (``orchestrator.verification.comparisons``); this module only does the I/O, every store request
+through ``ctx.guarded`` (fleet-wide rate budget + retries). It works chunk by chunk (≤ 1,000 ids) so a namespace of
+millions of vectors is never held in memory: only ids are kept, never vectors.
 
 What is checked (``spec.verify``):
 
-- **ids**: each source id is fetched from the target namespace ``orchestrator.routing`` sends it to; absent → missing.
+- **ids**: each source id is fetched from the target namespace ``orchestrator.records.routing`` sends it to; absent →
+  missing.
 - **contents**: for all ids or a deterministic sample, values within float32 tolerance and metadata equal to
   source + enrichment (``routing.expected_metadata``: the copy's own rule, never re-implemented here).
 - **counts** and **extras**: only for a run with a fixed target namespace that no other run of the job writes into;
   there the target may hold no other ids, and the target's count must equal the source's, polled until stable
   unless the first reading already agrees with the listing (``_check_count``). Where a count is a reading of the
-  whole index's stats (a pod, Pinecone Local), the verifications of a process share readings (``workers.counts``).
-  A shared target's extra ids are reported, not judged (they belong to the other runs).
+  whole index's stats (a pod, Pinecone Local), the verifications of a process share readings
+  (``workers.shared_counts``). A shared target's extra ids are reported, not judged (they belong to the other runs).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
   target's query latency (``workers.latency``: every run of a small job, a sample of the runs of a large one).
 - **text** (a job that writes text, ``spec.text_from``): a source id without text is reported as not written (and
@@ -37,10 +38,9 @@ from typing import Any, TypeVar
 from orchestrator import jobs
 from orchestrator.errors import StateError
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
+from orchestrator.listing.paging import iter_all_ids
 from orchestrator.models import JobKind, NamespaceRun
-from orchestrator.paging import iter_all_ids
-from orchestrator.records import Record, display_namespace
-from orchestrator.routing import (
+from orchestrator.records.routing import (
     RouteContext,
     dropped_ids,
     expected_metadata,
@@ -48,9 +48,11 @@ from orchestrator.routing import (
     route_counts,
     route_records,
 )
-from orchestrator.spec import JobSpec, PgvectorStoreSpec
-from orchestrator.textrecords import fields_comparer, missing_text_reason, record_text, split_by_text
-from orchestrator.verification import (
+from orchestrator.records.text import fields_comparer, missing_text_reason, record_text, split_by_text
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
+from orchestrator.tenancy.namespaces import display_namespace
+from orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,
     compare_record,
@@ -66,7 +68,7 @@ from workers.latency import measure, measures_latency
 from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import VectorStore
-from workers.texts import embedder_for
+from workers.text_writes import embedder_for
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +116,8 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
     """Verify one namespace run and record the verdict (``verified`` or ``verify_failed``).
 
     Returns:
-        The report as stored on the run (see ``orchestrator.verification.Report.to_json``); ``{}`` when the run is
-        not in a state that can be verified (not copied yet, cleaned, cancelled).
+        The report as stored on the run (see ``orchestrator.verification.comparisons.Report.to_json``); ``{}`` when the
+        run is not in a state that can be verified (not copied yet, cleaned, cancelled).
 
     When the report passed and ``spec.cleanup.mode == "auto"``, the cleanup task is enqueued (it then finishes the
     job); otherwise the job is marked finished here once every run is final.
@@ -397,7 +399,7 @@ class _Verifier:
         self.report.text_search = text_search_summary(found, top_k, self.checks.text_search_min_hit_rate)
 
     def _count(self, ns: str) -> int:
-        """The target namespace's count from a reading taken after this call (shared: ``workers.counts``)."""
+        """The target namespace's count from a reading taken after this call (shared: ``workers.shared_counts``)."""
         inner = self.target.inner
         if getattr(inner, "counts_by_index", False):
             return self.ctx.shared_counts.count(inner, self.target.namespaces, ns)

@@ -15,8 +15,8 @@ from rich.table import Table
 from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from migrations import catalogue
-from orchestrator.records import display_namespace
-from orchestrator.yamlfile import load_yaml
+from orchestrator.spec.yamlfile import load_yaml
+from orchestrator.tenancy.namespaces import display_namespace
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import seed_dataset, write_twins_csv
 

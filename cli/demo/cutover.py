@@ -3,8 +3,8 @@ the README's cut-over runbook, command by command (``sync``, ``cutover check``, 
 ``cleanup``).
 
 The seed data set is in index ``app-old``; the job copies it to ``app-new``. An application thread writes through
-``orchestrator.dualwrite.DualWriteIndex`` (upserts of new ids, updates, deletes) during the copy and keeps its own
-ledger of what it wrote. The demo exits 0 only when every command answered as the runbook says (the load check's
+``orchestrator.cutover.dualwrite.DualWriteIndex`` (upserts of new ids, updates, deletes) during the copy and keeps its
+own ledger of what it wrote. The demo exits 0 only when every command answered as the runbook says (the load check's
 latency limits are shown, not required: see ``_checked``) and the new index holds exactly the ledger: every vector
 the application wrote, none it deleted (read from the data plane, not from the job's verification).
 """
@@ -22,10 +22,10 @@ import yaml
 
 from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, demo_stack
-from orchestrator.cutover import ROLLOUT_STEPS, reads_new
-from orchestrator.dualwrite import DualWriteIndex
+from orchestrator.cutover.dualwrite import DualWriteIndex
+from orchestrator.cutover.rules import ROLLOUT_STEPS, reads_new
 from orchestrator.jobs.cutover import last_check
-from orchestrator.spec import Cutover
+from orchestrator.spec.jobspec import Cutover
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import seed_dataset
 

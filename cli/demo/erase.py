@@ -16,9 +16,9 @@ from rich.table import Table
 
 from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, demo_stack
-from cli.tenancy import erase_everywhere
+from cli.erasure import erase_everywhere
 from migrations import catalogue
-from orchestrator.yamlfile import load_yaml
+from orchestrator.spec.yamlfile import load_yaml
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 

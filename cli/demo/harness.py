@@ -22,12 +22,12 @@ from cli.fleet import open_control, open_store
 from cli.render import job_reader, print_plan, watch_job
 from cli.run import before_the_job
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
 from orchestrator.launch import Prepared
-from orchestrator.plan_summary import summarize
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.planning.summary import summarize
 from orchestrator.settings import Settings, load_settings
-from orchestrator.spec import JobSpec, load_spec
-from orchestrator.yamlfile import load_yaml
+from orchestrator.spec.jobspec import JobSpec, load_spec
+from orchestrator.spec.yamlfile import load_yaml
 from sandbox.pinecone_server import IndexSpec
 from sandbox.services import free_port
 from sandbox.stack import SANDBOX_API_KEY, Stack, start_stack

@@ -24,11 +24,11 @@ from rich.table import Table
 from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from migrations import catalogue
-from orchestrator import pgschema
+from orchestrator import pgvector_layout
 from orchestrator.limits import PGVECTOR_INDEX_MAX_DIMENSIONS
-from orchestrator.records import Record
-from orchestrator.spec import PgvectorStoreSpec
-from orchestrator.verification import compare_record
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import PgvectorStoreSpec
+from orchestrator.verification.comparisons import compare_record
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import application_rows, create_application_table
 from workers import pgnamespaces
@@ -87,14 +87,14 @@ def _load_legacy(engine: sa.Engine) -> list[str]:
 
 
 def _legacy_and_copy(engine: sa.Engine) -> bool:
-    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index=pgschema.VectorIndex())
+    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index=pgvector_layout.VectorIndex())
     console.print(
         f"`nsmigrate pgvector legacy --yes`: {legacy.source_rows} rows → {legacy.target_table} ({legacy.target_rows} "
         f"rows, verified: {legacy.verified}); the legacy table is kept as {legacy.backup_table}; indexes built: "
         f"{', '.join(legacy.indexes.get('built', []))}; similarity search served by "
         f"{legacy.indexes.get('vector_index')}"
     )
-    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index=pgschema.VectorIndex())
+    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index=pgvector_layout.VectorIndex())
     console.print(
         f"`nsmigrate pgvector copy default {SECOND}`: {copied.copied} rows inside Postgres → {copied.target_table} "
         f"(verified: {copied.verified})"
@@ -140,7 +140,7 @@ def _same_after_round_trip(original: list[Record]) -> bool:
 
 
 def _similarity_search(engine: sa.Engine, probe: Record) -> None:
-    distance = pgschema.distance_sql(DIMENSION)
+    distance = pgvector_layout.distance_sql(DIMENSION)
     query = (
         f"SELECT chunk_id, collection_name, left(text, 30), round(({distance})::numeric, 4) "
         f"FROM embeddings_default ORDER BY {distance} LIMIT 3"

@@ -15,8 +15,8 @@ from cli.console import console
 from cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
 from migrations import catalogue
 from orchestrator import jobs
-from orchestrator.records import display_namespace
-from orchestrator.yamlfile import load_yaml
+from orchestrator.spec.yamlfile import load_yaml
+from orchestrator.tenancy.namespaces import display_namespace
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import seed_dataset
 

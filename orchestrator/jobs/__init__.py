@@ -10,10 +10,10 @@ Who owns what:
 - ``database``: ``Database`` (engine, ``transaction``, ``single_statement``), the acting user, the audit-event and
   run-row helpers every transition shares;
 - ``lifecycle``: the state groups (final, active, listable…) and the allowed transitions, one table per kind of row;
-- ``jobrows``: create, find, cancel and finish jobs; their runs and spec; ``record_event``;
-- ``listing``: the lister's transitions (``start_listing``, ``add_batches``);
+- ``jobs_and_runs``: create, find, cancel and finish jobs; their runs and spec; ``record_event``;
+- ``pages``: the lister's transitions (``start_listing``, ``add_batches``);
 - ``batches``: a copy batch's transitions, what follows a batch, re-queueing for retry and resume;
-- ``tables``: the Core tables and the statements ``listing`` and ``batches`` share;
+- ``tables``: the Core tables and the statements ``pages`` and ``batches`` share;
 - ``verdicts``: verification and cleanup;
 - ``sync_rollback``: sync and rollback bookkeeping;
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
@@ -51,7 +51,7 @@ from orchestrator.jobs.erasure import (
     places_of,
     retry_places,
 )
-from orchestrator.jobs.jobrows import (
+from orchestrator.jobs.jobs_and_runs import (
     ROWS_PER_INSERT,
     cancel_job,
     create_action_job,
@@ -71,6 +71,7 @@ from orchestrator.jobs.jobrows import (
 )
 from orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
+    AWAITING_VERDICT_RUN_STATES,
     BATCH_TRANSITIONS,
     BUSY_RUN_STATES,
     COPY_DONE_RUN_STATES,
@@ -79,6 +80,7 @@ from orchestrator.jobs.lifecycle import (
     JUDGED_RUN_STATES,
     LIST_FAILABLE_RUN_STATES,
     LISTABLE_RUN_STATES,
+    PASSED_RUN_STATES,
     ROLLBACK_READY_STATES,
     RUN_TRANSITIONS,
     SYNCABLE_RUN_STATES,
@@ -86,7 +88,7 @@ from orchestrator.jobs.lifecycle import (
     check_run_transition,
     run_may_move,
 )
-from orchestrator.jobs.listing import (
+from orchestrator.jobs.pages import (
     Listing,
     Recorded,
     add_batches,
@@ -137,6 +139,7 @@ from orchestrator.jobs.verdicts import (
 
 __all__ = [
     "ACTIVE_BATCH_STATES",
+    "AWAITING_VERDICT_RUN_STATES",
     "BATCH_TRANSITIONS",
     "BUSY_RUN_STATES",
     "COPY_DONE_RUN_STATES",
@@ -145,6 +148,7 @@ __all__ = [
     "JUDGED_RUN_STATES",
     "LISTABLE_RUN_STATES",
     "LIST_FAILABLE_RUN_STATES",
+    "PASSED_RUN_STATES",
     "ROLLBACK_READY_STATES",
     "ROWS_PER_INSERT",
     "RUN_TRANSITIONS",

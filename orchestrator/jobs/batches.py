@@ -1,5 +1,5 @@
 """A copy batch's transitions (start, finish, fail), what follows a batch, and re-queueing work for retry and
-resume. The hot statements are built once on the tables, like the lister's (see ``listing``)."""
+resume. The hot statements are built once on the tables, like the lister's (see ``pages``)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from orchestrator.errors import NotFound
 from orchestrator.jobs.database import Database, _event, _move_run, default_actor
-from orchestrator.jobs.jobrows import job_spec
+from orchestrator.jobs.jobs_and_runs import job_spec
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
-from orchestrator.jobs.listing import (
+from orchestrator.jobs.pages import (
     _PAGE_ANSWERS,
     _PAGE_UPDATE,
     _RECORD_PAGE_OF_ONE_BATCH,
@@ -28,7 +28,7 @@ from orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
 if TYPE_CHECKING:
-    from orchestrator.spec import JobSpec
+    from orchestrator.spec.jobspec import JobSpec
 
 
 def run_of_batch(db: Database, batch_id: int) -> int:
@@ -303,7 +303,7 @@ def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None
     re-queues it."""
     with db.transaction() as s:
         batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
-        if batch.state in (BatchState.DONE, BatchState.FAILED):
+        if batch.state not in ACTIVE_BATCH_STATES:  # it ended already
             return
         batch.state = BatchState.FAILED
         batch.last_error = error[:2000]

@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.cutover import Rollout, cleanup_gate, rollout_from
+from orchestrator.cutover.rules import Rollout, cleanup_gate, rollout_from
 from orchestrator.jobs.database import Database, _event
 from orchestrator.models import Event, Job, NamespaceRun, utcnow
 

@@ -18,7 +18,7 @@ from orchestrator.jobs.lifecycle import check_run_transition
 from orchestrator.models import Event, Job, JobKind, NamespaceRun, RunState, ensure_schema
 
 if TYPE_CHECKING:  # the spec's pydantic models are not needed to read the job table
-    from orchestrator.spec import JobSpec
+    from orchestrator.spec.jobspec import JobSpec
 
 
 class Database:

@@ -173,9 +173,9 @@ def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list
     """What the job table knows about where data went: every namespace run of the copying jobs (migrate, sync) as
     ``erasure.KnownRun``, their stores (spec identity → store spec JSON, env var names only: a label is not unique)
     and the backup directories their jobs wrote (``backup_written`` events)."""
-    from orchestrator.erasure import KnownRun
+    from orchestrator.connections.store_identity import key_of_json
     from orchestrator.models import Event, NamespaceRun
-    from orchestrator.store_identity import key_of_json
+    from orchestrator.tenancy.erasure import KnownRun
 
     runs: list[KnownRun] = []
     stores: dict[str, dict[str, Any]] = {}

@@ -1,94 +1,40 @@
-"""Which states a job, a namespace run and a batch may move between, and the groups of states the code asks about.
-
-Pure data and one check, no database: every transition function of the job table takes its state conditions from
-here (the Core statements put the groups in their WHERE clauses; the ORM transitions call ``check_run_transition``),
-and so do the CLI, the launcher and the workers. Staying in the same state is not a transition and always allowed.
+"""Checks of a move between states against the transition tables (``orchestrator.states``, which holds the tables
+and the groups of states built from them; re-exported here). Pure, no database: the ORM transitions call
+``check_run_transition``, the Core statements take their state conditions from the groups or from
+``states_that_may_move_to``. Staying in the same state is not a transition and always allowed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from orchestrator.errors import StateError
 
-# The state groups live beside the states, in a module light to import (`nsmigrate run --wait` waits without
-# SQLAlchemy); re-exported here.
+# The tables and the groups live beside the states, in a module light to import (`nsmigrate run --wait` waits
+# without SQLAlchemy); re-exported here.
 from orchestrator.states import (  # noqa: F401
     ACTIVE_BATCH_STATES,
+    AWAITING_VERDICT_RUN_STATES,
+    BATCH_TRANSITIONS,
     BUSY_RUN_STATES,
+    COLLECTION_PHASE_TRANSITIONS,
     COPY_DONE_RUN_STATES,
     FINAL_RUN_STATES,
+    JOB_TRANSITIONS,
     JUDGED_RUN_STATES,
     LIST_FAILABLE_RUN_STATES,
     LISTABLE_RUN_STATES,
+    LISTER_MOVES_RUN_STATES,
+    OPEN_RUN_STATES,
+    PASSED_RUN_STATES,
     ROLLBACK_READY_STATES,
+    RUN_TRANSITIONS,
     SYNCABLE_RUN_STATES,
     VERIFIABLE_RUN_STATES,
     BatchState,
     CollectionPhase,
     JobState,
     RunState,
+    may_move_to,
 )
-
-# ------------------------------------------------------------------------------------------ allowed transitions
-
-_JUDGED = frozenset({RunState.VERIFIED, RunState.VERIFY_FAILED})
-
-#: from-state → the states a namespace run may move to. A rollback job's runs take the same table: pending →
-#: (copying → copied while originals are written back) → verified/verify_failed → cleaning → cleaned, and a rollback
-#: taken up again resumes from any of those.
-RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
-    RunState.CHECKING: frozenset({RunState.PENDING, RunState.CANCELLED}),
-    RunState.PENDING: frozenset({RunState.LISTING, RunState.LIST_FAILED, RunState.COPYING, RunState.CANCELLED})
-    | _JUDGED,
-    RunState.LISTING: frozenset({RunState.COPYING, RunState.LIST_FAILED, RunState.CANCELLED}),
-    # A lister that failed for good stays there (its batches still finish) until `nsmigrate retry` lists again.
-    RunState.LIST_FAILED: frozenset({RunState.LISTING, RunState.CANCELLED}),
-    RunState.COPYING: frozenset({RunState.COPIED, RunState.LIST_FAILED, RunState.CANCELLED}) | _JUDGED,
-    RunState.COPIED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
-    RunState.VERIFYING: frozenset({RunState.CANCELLED}) | _JUDGED,
-    RunState.VERIFIED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CLEANING, RunState.CANCELLED})
-    | _JUDGED,
-    # A cleanup that stopped part-way is taken up again from either verdict (each id is proved as it goes).
-    RunState.VERIFY_FAILED: frozenset({RunState.VERIFYING, RunState.COPYING, RunState.CLEANING, RunState.CANCELLED})
-    | _JUDGED,
-    # A cleanup refused or interrupted goes back to verified (or verify_failed: the source changed); a rollback
-    # taken up again after its deletes started judges and restores its originals anew.
-    RunState.CLEANING: frozenset({RunState.CLEANED, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
-    # A rollback claims its forward runs, cleaned ones included.
-    RunState.CLEANED: frozenset({RunState.CANCELLED}),
-    # `nsmigrate retry` of a cancelled run's failed batches copies again; a cleanup under way when its job was
-    # cancelled still records the deletion it made.
-    RunState.CANCELLED: frozenset({RunState.COPYING, RunState.CLEANED}),
-}
-
-#: from-state → the states a batch may move to, as the copy statements (``batches``) apply them: ``nsmigrate
-#: retry`` re-queues a failed batch, a redelivered copy task restarts a running or failed one, and the task of a
-#: batch re-queued meanwhile may still end it.
-BATCH_TRANSITIONS: Mapping[BatchState, frozenset[BatchState]] = {
-    BatchState.QUEUED: frozenset({BatchState.RUNNING, BatchState.DONE, BatchState.FAILED}),
-    BatchState.RUNNING: frozenset({BatchState.DONE, BatchState.FAILED}),
-    BatchState.FAILED: frozenset({BatchState.QUEUED, BatchState.RUNNING, BatchState.DONE}),
-    BatchState.DONE: frozenset(),
-}
-
-#: from-state → the states a job may move to: a sync, or a rollback taken up again, makes a finished (or cancelled
-#: rollback) job run again; a rollback cancels the migration it undoes.
-JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
-    JobState.RUNNING: frozenset({JobState.FINISHED, JobState.CANCELLED}),
-    JobState.FINISHED: frozenset({JobState.RUNNING, JobState.CANCELLED}),
-    JobState.CANCELLED: frozenset({JobState.RUNNING}),
-}
-
-
-#: from-phase → the phases a `strategy: collection` job may move to (None: not started). A step that fails leaves the
-#: phase as it is (its runs end ``list_failed``), so a retry goes on from there.
-COLLECTION_PHASE_TRANSITIONS: Mapping[CollectionPhase | None, frozenset[CollectionPhase]] = {
-    None: frozenset({CollectionPhase.COLLECTING}),
-    CollectionPhase.COLLECTING: frozenset({CollectionPhase.RESTORING}),
-    CollectionPhase.RESTORING: frozenset({CollectionPhase.RESTORED}),
-    CollectionPhase.RESTORED: frozenset(),
-}
 
 
 def check_phase_transition(job_id: int, from_phase: str | None, to_phase: str) -> None:
@@ -115,7 +61,7 @@ def run_may_move(from_state: str, to_state: str) -> bool:
 
 def states_that_may_move_to(to_state: RunState) -> list[RunState]:
     """The states from which a namespace run may move to ``to_state`` (for a Core statement's WHERE clause)."""
-    return [state for state in RunState if run_may_move(state, to_state)]
+    return list(may_move_to(RUN_TRANSITIONS, to_state))
 
 
 def check_run_transition(

@@ -1,5 +1,5 @@
 """The job table's tables for Core statements, and the statements that the listing and the batch transitions share
-(built once: see ``listing``)."""
+(built once: see ``pages``)."""
 
 from __future__ import annotations
 

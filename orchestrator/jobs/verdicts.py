@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 
 from orchestrator.errors import StateError
 from orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
-from orchestrator.jobs.lifecycle import VERIFIABLE_RUN_STATES, check_run_transition, states_that_may_move_to
+from orchestrator.jobs.lifecycle import AWAITING_VERDICT_RUN_STATES, check_run_transition, states_that_may_move_to
 from orchestrator.jobs.tables import _jobs, _runs
 from orchestrator.models import Event, JobKind, NamespaceRun, RunState, utcnow
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
-# (``listing``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
+# (``pages``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
 # verification more CPU than its five store requests.
 _events = cast(sa.Table, Event.__table__)
 # Moves the runs to verifying and returns them, except those in another state or of a rollback job.
@@ -95,7 +95,7 @@ def start_verifications(
     """``start_verify`` for several runs at once (small namespaces of a job, copied by one task), in the order given,
     with one statement to move them all and one each for their targets' writers and their creators' first twin
     runs. Left out: a run that cannot be verified, and an id that names no run."""
-    from_states = [*VERIFIABLE_RUN_STATES, RunState.VERIFYING] if judged_too else [RunState.COPIED, RunState.VERIFYING]
+    from_states = states_that_may_move_to(RunState.VERIFYING) if judged_too else AWAITING_VERDICT_RUN_STATES
     params = {"run_ids": list(run_ids), "from_states": [str(v) for v in from_states], "now": utcnow()}
     with db.single_statement() as conn:
         moved = {row.id: NamespaceRun(**row._mapping) for row in conn.execute(_START_VERIFY, params)}

@@ -26,12 +26,13 @@ import redis as redis_lib
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from orchestrator import jobs, recovery, small_runs
+from orchestrator import jobs, recovery
 from orchestrator.errors import StateError
+from orchestrator.listing import small_namespaces
+from orchestrator.messaging.task_names import lock_key
 from orchestrator.models import BatchState, NamespaceRun, RunState
-from orchestrator.names import lock_key
-from orchestrator.plan_types import Estimate, NamespacePlan, Plan
-from orchestrator.spec import parse_spec
+from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
@@ -40,7 +41,7 @@ from tests.polling import wait_until
 from tests.sent_tasks import SentTasks, sent
 from workers import copying, listing
 from workers.context import WorkerContext
-from workers.flow import lister_wake_key
+from workers.next_steps import lister_wake_key
 
 pytestmark = pytest.mark.chaos
 
@@ -277,11 +278,11 @@ def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redeli
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Small namespaces (one list page and one batch each) go several to a task that lists and copies them one after
-    the other (``workers.small_runs``). SIGKILL of the worker mid-group: each group's message is redelivered
+    the other (``workers.small_group``). SIGKILL of the worker mid-group: each group's message is redelivered
     (``acks_late``) and first sends what its killed run left between two steps of a run (a batch recorded or
     running with no copy task of its own, a copied run's verification), then goes on with the runs it never
     reached. Every id is still batched once, and every namespace copied whole."""
-    monkeypatch.setattr(small_runs, "MIN_TASKS", 1)  # the launch in this process groups 16 to a task
+    monkeypatch.setattr(small_namespaces, "MIN_TASKS", 1)  # the launch in this process groups 16 to a task
     loaded = load_source(stack, namespaces=48, per_namespace=5)
     slow_data_plane(stack, latency_ms=120)
     pool = {"pool": "threads", **FAST_RECOVERY, **QUICK_RETRIES}

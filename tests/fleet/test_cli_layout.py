@@ -21,8 +21,8 @@ NOT_FOR_READING = (
     "numpy",
     "yaml",
     *(f"orchestrator.{m}" for m in PLANNING),
-    "orchestrator.spec",
-    "orchestrator.records",
+    "orchestrator.spec.jobspec",
+    "orchestrator.records.vectors",
 )
 COMMAND_MODULES = sorted({entry.module for entry in COMMANDS.values()})
 

@@ -1,6 +1,6 @@
-"""Cut-over on the real stack: an application's dual writes (``orchestrator.dualwrite``) through the real Pinecone SDK
-against the local data plane, ``nsmigrate cutover set|check`` and the cleanup gate, with real workers, Redis and
-Postgres. Every check of the data reads the data plane itself (``snapshot``), not the job table's word for it.
+"""Cut-over on the real stack: an application's dual writes (``orchestrator.cutover.dualwrite``) through the real
+Pinecone SDK against the local data plane, ``nsmigrate cutover set|check`` and the cleanup gate, with real workers,
+Redis and Postgres. Every check of the data reads the data plane itself (``snapshot``), not the job table's word for it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 from pinecone import Pinecone
 
 from orchestrator import jobs
-from orchestrator.dispatch import Dispatcher
-from orchestrator.dualwrite import DualWriteIndex, StoreIndex
+from orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.settings import load_settings
-from orchestrator.spec import PgvectorStoreSpec
-from orchestrator.tenant import Match
+from orchestrator.spec.jobspec import PgvectorStoreSpec
+from orchestrator.tenancy.tenant_guard import Match
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, reverify, small_spec, states, wait_final

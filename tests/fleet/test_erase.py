@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import jobs
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.settings import Settings
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 from sandbox.stack import Stack

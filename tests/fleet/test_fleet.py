@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from orchestrator import jobs, launch
 from orchestrator.models import RunState
-from orchestrator.naming import twin_namespace
+from orchestrator.tenancy.namespaces import twin_namespace
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers

@@ -16,8 +16,8 @@ import redis as redis_lib
 
 from orchestrator import jobs
 from orchestrator.actor import default_actor
-from orchestrator.names import PLANNER_KEY, SUBMISSIONS_KEY
-from orchestrator.submissions import Heartbeat, database_fingerprint
+from orchestrator.messaging.submissions import Heartbeat, database_fingerprint
+from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.stack import Stack
 from tests.polling import wait_until

@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.messaging.task_names import TaskName
 from orchestrator.models import RunState
-from orchestrator.names import TaskName
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import IndexSpec
 from sandbox.stack import Stack
 from tests.polling import wait_until

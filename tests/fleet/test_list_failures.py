@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from workers.stores import open_retrying_store
@@ -123,7 +123,7 @@ def test_a_job_table_made_before_list_failed_gets_its_error_column(job_table_url
             "target": {"kind": "pinecone", "host": "http://127.0.0.1:10"},
         }
     )
-    from orchestrator.plan_types import Estimate, NamespacePlan, Plan
+    from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 
     plan = Plan(runs=[NamespacePlan("ns", "ns", 2, 1)], estimate=Estimate(1, 1, 1, 1, 5, 0.1))
     job_id = jobs.create_job(db, spec, plan, source_label="a", target_label="b")

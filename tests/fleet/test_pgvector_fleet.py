@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from orchestrator import jobs, launch
 from orchestrator.errors import PlanError
 from orchestrator.models import BatchState, RunState
-from orchestrator.pgschema import VectorIndex
-from orchestrator.records import Record
-from orchestrator.spec import PgvectorStoreSpec, parse_spec
+from orchestrator.pgvector_layout import VectorIndex
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import PgvectorStoreSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec
 from sandbox.seed import seed_chunks
 from sandbox.stack import Stack

@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from pinecone import ApiError, Pinecone, SparseValues, Vector
 
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import PlanError
+from orchestrator.listing.paging import id_pages, iter_all_ids
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import RunState
-from orchestrator.paging import id_pages, iter_all_ids
 from orchestrator.settings import Settings
-from orchestrator.spec import Enumeration, IdCatalogue, PineconeStoreSpec, parse_spec
+from orchestrator.spec.jobspec import Enumeration, IdCatalogue, PineconeStoreSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn
 from sandbox.stack import SANDBOX_API_KEY, Stack

@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator import jobs, launch, recovery
-from orchestrator.dispatch import Dispatcher
+from orchestrator.listing.prefix_chains import SPLIT_MIN_IDS, ChainState
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import Batch, NamespaceRun, RunState
-from orchestrator.prefix_chains import SPLIT_MIN_IDS, ChainState
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import Stack
 from tests.polling import wait_for_job, wait_until

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import RunState
 from orchestrator.settings import Settings
-from orchestrator.spec import JobSpec
+from orchestrator.spec.jobspec import JobSpec
 from sandbox.pinecone_server import Faults
 from sandbox.stack import Stack
 from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from orchestrator import jobs
 from orchestrator.errors import SpecError
-from orchestrator.spec import IdCatalogue, SourceTable
-from orchestrator.tenancy import load_sources
+from orchestrator.spec.jobspec import IdCatalogue, SourceTable
+from orchestrator.tenancy.creator_mapping import load_sources
 from sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli, job_ids, write_spec
 from tests.fleet.test_refusals_secrets import nsmigrate, one_error

@@ -22,9 +22,9 @@ import pytest
 import redis as redis_lib
 
 from orchestrator.errors import SpecError, StoreError
-from orchestrator.names import PLANNER_KEY
-from orchestrator.spec import CreatorMapping, PineconeStoreSpec
-from orchestrator.tenancy import load_supabase
+from orchestrator.messaging.task_names import PLANNER_KEY
+from orchestrator.spec.jobspec import CreatorMapping, PineconeStoreSpec
+from orchestrator.tenancy.creator_mapping import load_supabase
 from sandbox.services import free_port
 from sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli, job_ids, write_spec

@@ -22,7 +22,7 @@ FIRST_DECODES_AT_ONCE = textwrap.dedent(
     if sys.argv[1] == "worker":
         import workers.tasks  # noqa: F401 - what a worker process imports before its pool runs a task
     from pinecone._internal.adapters.vectors_adapter import VectorsAdapter as A
-    from orchestrator.spec import PineconeStoreSpec
+    from orchestrator.spec.jobspec import PineconeStoreSpec
     from workers.stores.pinecone import PineconeStore
 
     sys.setswitchinterval(1e-6)  # hand the interpreter lock from thread to thread as often as possible

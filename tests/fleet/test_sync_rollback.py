@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.models import JobKind, JobState, RunState
-from orchestrator.naming import parse_namespace, twin_namespace
+from orchestrator.tenancy.namespaces import parse_namespace, twin_namespace
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from sandbox.stack import Stack

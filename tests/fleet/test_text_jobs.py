@@ -19,13 +19,13 @@ from pinecone import Pinecone
 from cli.fleet import open_control
 from cli.run import before_the_job
 from orchestrator import jobs, launch, recovery
-from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import PlanError, StateError
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.messaging.task_names import rate_bucket_key
 from orchestrator.models import BatchState, RunState
-from orchestrator.names import rate_bucket_key
-from orchestrator.records import Record
+from orchestrator.records.vectors import Record
 from orchestrator.settings import load_settings
-from orchestrator.spec import PineconeStoreSpec, RateBudget, TextRecords, parse_spec
+from orchestrator.spec.jobspec import PineconeStoreSpec, RateBudget, TextRecords, parse_spec
 from sandbox.embedding import IntegratedEmbed
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import jobs
-from orchestrator.dispatch import Dispatcher
 from orchestrator.errors import BackupError
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from workers.backup import (
     MANIFEST_NAME,

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator import jobs, recovery
-from orchestrator.dispatch import Dispatcher
-from orchestrator.plan_types import Estimate, NamespacePlan, Plan
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 
 SPEC = parse_spec(
     {

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from cli.main import COMMANDS as COMMAND_TABLE
 from cli.main import app, load_command
 from orchestrator import jobs
+from orchestrator.messaging.task_names import Queue
 from orchestrator.models import RunState
-from orchestrator.names import Queue
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.services import free_port
 

@@ -6,9 +6,9 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.errors import BatchFailed
-from orchestrator.plan_types import Estimate, NamespacePlan, Plan
+from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from workers import copying
 from workers.context import WorkerContext
 

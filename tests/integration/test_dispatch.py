@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_lib
 
-from orchestrator.dispatch import Dispatcher
-from orchestrator.names import Queue
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.messaging.task_names import Queue
 from orchestrator.settings import Settings
 
 

@@ -14,8 +14,8 @@ import pytest
 import redis as redis_lib
 
 from orchestrator.errors import RetryableError
-from orchestrator.names import rate_bucket_key
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from orchestrator.messaging.task_names import rate_bucket_key
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, list_scope, read_scope, stats_scope, write_scope

@@ -18,10 +18,10 @@ from sqlalchemy import event
 
 from orchestrator import jobs
 from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs import listing
+from orchestrator.jobs import pages
 from orchestrator.models import Batch, NamespaceRun
-from orchestrator.plan_types import ROUTED, Estimate, NamespacePlan, Plan
-from orchestrator.spec import parse_spec
+from orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
+from orchestrator.spec.jobspec import parse_spec
 
 
 @dataclass
@@ -137,7 +137,7 @@ def test_a_namespace_of_one_batch_costs_seven_round_trips_from_listing_to_done(
 def test_a_small_run_is_recorded_and_started_in_one_statement_six_round_trips_from_listing_to_done(
     db: jobs.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A small run's task (``workers.small_runs``) records its one batch already started for itself: one statement
+    """A small run's task (``workers.small_group``) records its one batch already started for itself: one statement
     and one checkout fewer than recording it, then starting it as a copy task does (7 round trips, 4 checkouts)."""
     _, [run_id] = a_job(db)
     jobs.job_spec(db, jobs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
@@ -315,5 +315,5 @@ def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled
 
     assert jobs.job_status(db, job_id) == before
     with db.single_statement() as conn:
-        result = conn.execute(listing._START_LISTING, {"run_id": run_id})
+        result = conn.execute(pages._START_LISTING, {"run_id": run_id})
         assert result.context.cache_hit == conn.dialect.CACHE_HIT

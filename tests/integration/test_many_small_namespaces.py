@@ -1,6 +1,6 @@
 """Many small namespaces verified at once in one worker process, as a threads worker does: real Postgres (job table),
 Redis (rate budget) and two Pinecone indexes of the local data plane through the real SDK, one ``WorkerContext``
-shared by the verifying threads (so they share its count readings, ``workers.counts``).
+shared by the verifying threads (so they share its count readings, ``workers.shared_counts``).
 
 Each namespace is copied the way a copy batch does (``route_records``, one batch recorded and finished), then some
 copies are spoiled; every verification must still find what it always found, whichever count reading it was given.
@@ -18,10 +18,10 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.models import RunState
-from orchestrator.plan_types import Estimate, NamespacePlan, Plan
-from orchestrator.records import Record
-from orchestrator.routing import route_context, route_records
-from orchestrator.spec import JobSpec, parse_spec
+from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from orchestrator.records.routing import route_context, route_records
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers import verifying
 from workers.context import WorkerContext

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from orchestrator import launch
 from orchestrator.errors import PlanError
-from orchestrator.pgschema import quote
-from orchestrator.spec import parse_spec
+from orchestrator.pgvector_layout import quote
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.seed import application_rows, create_application_table
 from workers.stores import open_retrying_store
 

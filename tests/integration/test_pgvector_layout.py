@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from cli.main import app
-from orchestrator import pgschema
-from orchestrator.spec import PgvectorStoreSpec
+from orchestrator import pgvector_layout
+from orchestrator.spec.jobspec import PgvectorStoreSpec
 from sandbox.seed import APPLICATION_DDL, application_rows, create_application_table
 from tests.integration.test_pgvector_namespaces import store
 from workers import pgnamespaces
@@ -73,9 +73,9 @@ def test_create_builds_the_application_ddl_column_by_column_and_index_by_index(p
     assert made["dimension"] == documented["dimension"] == [(1536,)]
     names = {name for name, _ in made["indexes"]}
     assert {
-        pgschema.index_name(table, s) for s in ("vector_idx", "collection_idx", "document_idx", "strategy_idx")
+        pgvector_layout.index_name(table, s) for s in ("vector_idx", "collection_idx", "document_idx", "strategy_idx")
     } < names
-    assert (pgschema.index_name(table, "chunk_id_key"), "u", "UNIQUE (chunk_id)") in made["constraints"]
+    assert (pgvector_layout.index_name(table, "chunk_id_key"), "u", "UNIQUE (chunk_id)") in made["constraints"]
 
 
 def test_a_namespace_too_long_for_the_layouts_names_is_refused_as_the_ddl_fails(pg: sa.Engine) -> None:
@@ -95,8 +95,8 @@ def test_the_layout_is_the_reference_ddl_statement_by_statement() -> None:
     reference = APPLICATION_DDL.read_text().replace("{namespace}", "x")
     code = ";\n".join(
         [
-            pgschema.create_table_sql("embeddings_x", 1536),
-            *pgschema.create_index_sql("embeddings_x", pgschema.VectorIndex(), 1536),
+            pgvector_layout.create_table_sql("embeddings_x", 1536),
+            *pgvector_layout.create_index_sql("embeddings_x", pgvector_layout.VectorIndex(), 1536),
         ]
     )
 
@@ -108,9 +108,9 @@ def test_the_layout_is_the_reference_ddl_statement_by_statement() -> None:
 
 
 def test_the_older_layouts_columns_are_gone_but_still_read(pg: sa.Engine) -> None:
-    assert not {"depth", "quality_score", "coherence_score", "has_code"} & {c.name for c in pgschema.LAYOUT}
+    assert not {"depth", "quality_score", "coherence_score", "has_code"} & {c.name for c in pgvector_layout.LAYOUT}
     assert {"depth_level", "semantic_density", "confidence", "key_count", "contains_arrays"} <= {
-        c.name for c in pgschema.COLUMNS
+        c.name for c in pgvector_layout.COLUMNS
     }
     with pg.begin() as conn:  # a table of nsmigrate's own earlier layout, with one of its invented columns
         conn.execute(
@@ -184,13 +184,13 @@ def test_ivfflat_lists_are_the_documented_100_unless_asked_otherwise(pg: sa.Engi
     other = json.loads(nsmigrate("copy", "alpha", "gamma", "--lists", "7", "--json").output)
     assert other["indexes"]["vector_index"] == "ivfflat (lists = 7)"
     with pg.begin() as conn:
-        built = pgnamespaces.build_indexes(conn, "embeddings_alpha", pgschema.VectorIndex("hnsw"))
+        built = pgnamespaces.build_indexes(conn, "embeddings_alpha", pgvector_layout.VectorIndex("hnsw"))
     assert built["built"] == ["embeddings_alpha_vector_idx"] and built["vector_index"] == "hnsw"
 
 
 def test_a_specs_ivfflat_lists_are_the_layouts_100_unless_it_says_otherwise() -> None:
     documented = {"kind": "pgvector", "schema": "documented"}
-    assert PgvectorStoreSpec.model_validate(documented).index == pgschema.VectorIndex("ivfflat", 100)
+    assert PgvectorStoreSpec.model_validate(documented).index == pgvector_layout.VectorIndex("ivfflat", 100)
     assert PgvectorStoreSpec.model_validate({**documented, "ivfflat_lists": 7}).index.lists == 7
     with pytest.raises(ValidationError, match="ivfflat_lists"):
         PgvectorStoreSpec.model_validate({**documented, "ivfflat_lists": 0})
@@ -229,7 +229,7 @@ def test_above_2000_dimensions_the_vector_index_is_hnsw_over_halfvec(pg: sa.Engi
     assert found["indexes"]["embeddings_wide_vector_idx"] == (
         f"USING hnsw (((embedding)::halfvec({dimension})) halfvec_cosine_ops)"
     )
-    query = f"SELECT chunk_id FROM embeddings_wide ORDER BY {pgschema.distance_sql(dimension)} LIMIT 3"
+    query = f"SELECT chunk_id FROM embeddings_wide ORDER BY {pgvector_layout.distance_sql(dimension)} LIMIT 3"
     with pg.begin() as conn:
         conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
         plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {query}"), {"v": rows[5]["embedding"]}).scalars())

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from cli.main import app
-from orchestrator import pgschema
+from orchestrator import pgvector_layout
 from orchestrator.errors import PlanError, RetryableError
-from orchestrator.records import Record
-from orchestrator.spec import PgvectorStoreSpec
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import PgvectorStoreSpec
 from sandbox.seed import seed_chunks
 from workers import pgnamespaces
 from workers.stores import open_store
@@ -40,7 +40,7 @@ def records(n: int, seed: int = 0) -> list[Record]:
 def load_legacy(engine: sa.Engine, n: int) -> list[Record]:
     rows = records(n)
     with engine.begin() as conn:
-        conn.execute(sa.text(pgschema.create_table_sql("embeddings", DIM)))
+        conn.execute(sa.text(pgvector_layout.create_table_sql("embeddings", DIM)))
         pgnamespaces.upsert_records(conn, "embeddings", rows)
     return rows
 
@@ -85,7 +85,7 @@ def tables(engine: sa.Engine) -> set[str]:
     ],
 )
 def test_name_rules(name: str, ok: bool) -> None:
-    assert (pgschema.namespace_problem(name) is None) is ok
+    assert (pgvector_layout.namespace_problem(name) is None) is ok
 
 
 def test_an_injection_attempt_changes_nothing_and_says_why(pg: sa.Engine) -> None:
@@ -137,7 +137,7 @@ def test_create_makes_the_documented_schema(pg: sa.Engine) -> None:
         assert any("(chunk_id)" in d for d in unique)
         assert pgnamespaces.dimension_of(conn, "embeddings_docs") == DIM
     assert columns["chunk_id"] == "varchar" and columns["embedding"] == "vector" and columns["metadata"] == "jsonb"
-    for column in pgschema.COLUMNS:
+    for column in pgvector_layout.COLUMNS:
         assert column.name in columns
     assert columns["domain_tags"] == "_text" and columns["depth_level"] == "int4" and columns["is_leaf"] == "bool"
     assert columns["confidence"] == "float8" and columns["created_at"] == "timestamp"
@@ -158,7 +158,7 @@ def test_list_finds_namespaces_from_the_tables_legacy_as_default(pg: sa.Engine) 
     load_legacy(pg, 9)
     load("alpha", 4)
     with pg.begin() as conn:  # neither is a namespace: a backup, and a table that is not of the layout
-        conn.execute(sa.text(pgschema.create_table_sql("embeddings_backup_20240101", DIM)))
+        conn.execute(sa.text(pgvector_layout.create_table_sql("embeddings_backup_20240101", DIM)))
         conn.execute(sa.text("CREATE TABLE embeddings_notes (id int)"))
 
     result = nsmigrate("pgvector", "list", "--json", "--dry-run")
@@ -185,7 +185,7 @@ def test_stats_shows_rows_collections_size_and_indexes(pg: sa.Engine) -> None:
     assert found["vector_index"] is None and found["btree_columns"] == []  # nothing before the load is done
 
     with pg.begin() as conn:
-        built = pgnamespaces.build_indexes(conn, "embeddings_alpha", pgschema.VectorIndex("hnsw"))
+        built = pgnamespaces.build_indexes(conn, "embeddings_alpha", pgvector_layout.VectorIndex("hnsw"))
     assert built["built"] == [
         f"embeddings_alpha_{s}" for s in ("vector_idx", "collection_idx", "document_idx", "strategy_idx")
     ]

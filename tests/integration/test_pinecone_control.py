@@ -20,7 +20,7 @@ from pinecone import (
     ServiceError,
 )
 
-from orchestrator.spec import PineconeStoreSpec
+from orchestrator.spec.jobspec import PineconeStoreSpec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
 from tests.sdk_internals import set_sdk_retries

@@ -24,7 +24,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from pinecone import Index
 
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.spec import PineconeStoreSpec, TextRecords
+from orchestrator.spec.jobspec import PineconeStoreSpec, TextRecords
 from sandbox.embedding import IntegratedEmbed
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_pinecone_conformance import DATA_HOST_URL, REFERENCE
@@ -215,13 +215,14 @@ def test_a_refused_key_and_a_closed_port_never_show_the_key() -> None:
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers every GET with an empty list; keeps each request's headers and which connection carried it."""
+    """Answers every GET with an empty list; keeps which connection carried each request, its headers and target."""
 
     protocol_version = "HTTP/1.1"
-    seen: list[tuple[int, dict[str, str]]] = []
+    seen: list[tuple[int, dict[str, str], str]] = []
 
     def do_GET(self) -> None:
-        type(self).seen.append((id(self.connection), {k.lower(): v for k, v in self.headers.items()}))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        type(self).seen.append((id(self.connection), headers, self.path))
         body = b'{"vectors": []}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -253,8 +254,22 @@ def test_it_sends_the_key_and_the_api_version_the_sdk_sends_over_one_pooled_conn
         plane.get("/vectors/list", {"namespace": "ns", "limit": 1})
     plane.close()
 
-    (_, by_sdk), *ours = _Recorder.seen
+    (_, by_sdk, _), *ours = _Recorder.seen
     assert by_sdk["api-key"] == KEY and by_sdk["x-pinecone-api-version"] == API_VERSION
-    assert all(headers["api-key"] == KEY for _, headers in ours)
-    assert all(headers["x-pinecone-api-version"] == by_sdk["x-pinecone-api-version"] for _, headers in ours)
-    assert len({connection for connection, _ in ours}) == 1  # five requests, one kept-alive connection
+    assert all(headers["api-key"] == KEY for _, headers, _ in ours)
+    assert all(headers["x-pinecone-api-version"] == by_sdk["x-pinecone-api-version"] for _, headers, _ in ours)
+    assert len({connection for connection, _, _ in ours}) == 1  # five requests, one kept-alive connection
+
+
+def test_the_proxy_the_environment_names_carries_the_requests(recorder: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", recorder)  # the recording server plays the proxy
+    plane = DataPlane("http://index.example:8080", KEY, timeout_s=5)
+    assert plane.get("/vectors/list", {"limit": 1}) == b'{"vectors": []}'
+    plane.close()
+    monkeypatch.setenv("NO_PROXY", "index.example")
+    exempt = DataPlane("http://index.example:8080", KEY, timeout_s=1)
+    with pytest.raises(httpx.TransportError):  # straight to the host, which does not exist
+        exempt.get("/vectors/list")
+    assert [target for _, _, target in _Recorder.seen] == ["http://index.example:8080/vectors/list?limit=1"]

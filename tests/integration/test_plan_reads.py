@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator import launch
 from orchestrator.errors import PlanError
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import PineconeSandbox
 from sandbox.seed import write_twins_csv
 from workers.stores import open_retrying_store

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from orchestrator import jobs, launch
-from orchestrator.dispatch import Dispatcher
+from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.settings import Settings
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import PineconeSandbox
 from workers.stores import open_retrying_store
 

@@ -10,7 +10,7 @@ import uuid
 import pytest
 import redis
 
-from orchestrator.names import rate_bucket_key
+from orchestrator.messaging.task_names import rate_bucket_key
 from sandbox.pinecone_server import _Window
 from tests.timing import assert_timing
 from workers.ratelimit import DEFAULT_GUARD_S, RateLimiter, list_scope, read_scope, window_for, write_scope

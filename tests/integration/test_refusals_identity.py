@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from orchestrator import jobs
 from orchestrator.errors import StateError
-from orchestrator.spec import PgvectorStoreSpec
+from orchestrator.spec.jobspec import PgvectorStoreSpec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer
 from tests.integration.test_cli import Cli, error_of, one_line, run_job

@@ -1,5 +1,5 @@
 """Small namespaces (one list page and one batch at plan time) listed and copied by one task, several to a task
-(``workers.small_runs``), and how ``launch`` sends them.
+(``workers.small_group``), and how ``launch`` sends them.
 
 Real Postgres (job table), Redis (lister locks, rate budget) and the local Pinecone data plane through the SDK; what
 the task would send (copy, list and verify tasks) is recorded instead. Each test plays one moment: a group that runs
@@ -18,18 +18,19 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch, small_runs
+from orchestrator import jobs, launch
 from orchestrator.errors import GroupFailed, StoreError
+from orchestrator.listing import small_namespaces
+from orchestrator.messaging.task_names import TaskName, lock_key
 from orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
-from orchestrator.names import TaskName, lock_key
-from orchestrator.plan_types import Estimate, NamespacePlan, Plan
-from orchestrator.spec import parse_spec
+from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY
 from tests.sent_tasks import SentTasks, sent
 from workers import copying, listing, verifying
 from workers.context import WorkerContext
-from workers.small_runs import copy_small_runs
+from workers.small_group import copy_small_runs
 
 DIM = 8
 
@@ -273,7 +274,7 @@ def test_nsmigrate_verify_sends_small_namespaces_in_groups_that_judge_them_again
     verifying.verify_runs(ctx, list(runs.values()), job_id)
     assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.VERIFIED}
     first = {ns: jobs.get_run(ctx.db, run_id).verification for ns, run_id in runs.items()}
-    monkeypatch.setattr(small_runs, "MIN_TASKS", 1)  # a job this small is otherwise cut into a task per run
+    monkeypatch.setattr(small_namespaces, "MIN_TASKS", 1)  # a job this small is otherwise cut into a task per run
     assert isinstance(ctx.dispatcher, SentTasks)
     sent_before = len(sent(ctx))
 

@@ -15,9 +15,9 @@ from cli.main import app
 from cli.render import SUMMARY_ROWS
 from orchestrator import jobs
 from orchestrator.models import Batch, ErasePlace, NamespaceRun, RunState
-from orchestrator.plan_types import Inventory
-from orchestrator.planner import make_plan
-from orchestrator.spec import parse_spec
+from orchestrator.planning.plan import Inventory
+from orchestrator.planning.planner import make_plan
+from orchestrator.spec.jobspec import parse_spec
 
 
 def test_status_shows_each_runs_summary_and_verdict_and_every_planned_run(database_url: str) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.records import JsonValues
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.records.vectors import JsonValues
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers.retry import call_with_retry, retrying
 from workers.stores import open_store

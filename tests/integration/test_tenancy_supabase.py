@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from orchestrator.errors import PlanError, RetryableError, SpecError
-from orchestrator.spec import CreatorMapping, SourceTable
-from orchestrator.tenancy import load_sources, load_supabase, load_twins
+from orchestrator.spec.jobspec import CreatorMapping, SourceTable
+from orchestrator.tenancy.creator_mapping import load_sources, load_supabase, load_twins
 from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 from sandbox.services import free_port
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.records import Record
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
-from orchestrator.tenant import TenantError, TenantGuard, search_twins
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.tenancy.tenant_guard import TenantError, TenantGuard, search_twins
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from workers.stores.guarded import GuardedStore
 from workers.stores.pgvector import PgvectorStore

@@ -20,10 +20,10 @@ import pytest
 from orchestrator import jobs
 from orchestrator.errors import StoreError
 from orchestrator.models import RunState
-from orchestrator.plan_types import Estimate, NamespacePlan, Plan
-from orchestrator.records import Record
-from orchestrator.routing import route_context, route_records
-from orchestrator.spec import JobSpec, parse_spec
+from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from orchestrator.records.routing import route_context, route_records
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers import cleaning, verifying
 from workers.context import WorkerContext

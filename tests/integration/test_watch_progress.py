@@ -19,10 +19,10 @@ from cli.options import settings, status_reader
 from cli.render import SUMMARY_ROWS, job_reader, print_summary, watch_job
 from orchestrator import jobs
 from orchestrator.models import NamespaceRun, RunState
-from orchestrator.plan_types import Inventory
-from orchestrator.planner import make_plan
+from orchestrator.planning.plan import Inventory
+from orchestrator.planning.planner import make_plan
 from orchestrator.progress import RunShape
-from orchestrator.spec import parse_spec
+from orchestrator.spec.jobspec import parse_spec
 
 NAMESPACES = SUMMARY_ROWS + 20
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.collection import collection_name, next_step, plan_collection, poll_delay_s
 from orchestrator.errors import PlanError, SpecError, StateError
-from orchestrator.indexes import IndexInfo, IndexShape, TargetIndex
 from orchestrator.jobs.lifecycle import check_phase_transition
-from orchestrator.plan_types import Inventory
-from orchestrator.spec import parse_spec
+from orchestrator.planning.collection_strategy import collection_name, next_step, plan_collection, poll_delay_s
+from orchestrator.planning.plan import Inventory
+from orchestrator.planning.target_indexes import IndexInfo, IndexShape, TargetIndex
+from orchestrator.spec.jobspec import parse_spec
 
 BASE: dict[str, Any] = {
     "name": "native",

@@ -1,4 +1,4 @@
-"""The pure rules of a cut-over (``orchestrator.cutover``): rollout steps, which reads go new, the load check's
+"""The pure rules of a cut-over (``orchestrator.cutover.rules``): rollout steps, which reads go new, the load check's
 figures and verdict, and the cleanup gate."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.cutover import (
+from orchestrator.cutover.rules import (
     ROLLOUT_STEPS,
     Rollout,
     check_problems,
@@ -18,8 +18,8 @@ from orchestrator.cutover import (
     rollout_from,
     rollout_problem,
 )
-from orchestrator.query_timing import latency_figures
-from orchestrator.spec import Cutover
+from orchestrator.spec.jobspec import Cutover
+from orchestrator.verification.query_timing import latency_figures
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NAMESPACES = [f"creator_c{i}_twin_t{i}" for i in range(2000)]

@@ -8,10 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.delta import enrichment_keys, namespace_disposal, plan_delta, plan_restore, restore_record
-from orchestrator.records import Record
-from orchestrator.routing import RouteContext, expected_metadata, route_records
-from orchestrator.spec import Enrichment
+from orchestrator.records.routing import RouteContext, expected_metadata, route_records
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import Enrichment
+from orchestrator.verification.delta import (
+    enrichment_keys,
+    namespace_disposal,
+    plan_delta,
+    plan_restore,
+    restore_record,
+)
 
 TWINS = {"t1": "a.1", "t2": "a.10"}
 T1 = "creator_a.1_twin_t1"

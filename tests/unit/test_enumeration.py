@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.enumeration import (
+from orchestrator.errors import SpecError
+from orchestrator.listing.pod_enumeration import (
     QUERY_MIN_READ_UNITS,
     PageToken,
     ids_after,
@@ -17,7 +18,6 @@ from orchestrator.enumeration import (
     sweep_vector,
     utf8_order,
 )
-from orchestrator.errors import SpecError
 
 
 @given(st.lists(st.text(min_size=1, max_size=12), max_size=300), st.integers(min_value=1, max_value=100))

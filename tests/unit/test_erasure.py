@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
 from orchestrator.errors import PlanError
-from orchestrator.naming import Registry, creator_namespace, twin_namespace
-from orchestrator.routing import routing_table
+from orchestrator.records.routing import routing_table
+from orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
+from orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
 
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,12}\Z")
 

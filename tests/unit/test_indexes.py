@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from orchestrator.errors import PlanError, SpecError, StoreError
-from orchestrator.indexes import IndexInfo, IndexShape, TargetIndex, plan_target_index, wait_until_ready
-from orchestrator.spec import JobSpec, parse_spec
+from orchestrator.planning.target_indexes import IndexInfo, IndexShape, TargetIndex, plan_target_index, wait_until_ready
+from orchestrator.spec.jobspec import JobSpec, parse_spec
 
 READY = IndexInfo("dst", 8, "cosine", "serverless", True, "Ready", "http://127.0.0.1:1")
 

@@ -1,10 +1,16 @@
-"""Keys stay home (``orchestrator.keys``): which variables a spec may name as its key, and where a key may go."""
+"""Keys stay home (``orchestrator.connections.keys``): which variables a spec may name as its key, and where a key may
+go."""
 
 from __future__ import annotations
 
 import pytest
 
-from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS, credentials_refusal, key_destination_refusal, key_var_refusal
+from orchestrator.connections.keys import (
+    DEFAULT_ALLOWED_KEY_VARS,
+    credentials_refusal,
+    key_destination_refusal,
+    key_var_refusal,
+)
 
 
 @pytest.mark.parametrize(

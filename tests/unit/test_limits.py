@@ -5,7 +5,7 @@ would send requests the server refuses; and the default rate budget stays under 
 from __future__ import annotations
 
 from orchestrator import limits
-from orchestrator.spec import DEFAULT_LIST_RATE_SHARE, DEFAULT_RATE_SHARE, RateBudget
+from orchestrator.spec.jobspec import DEFAULT_LIST_RATE_SHARE, DEFAULT_RATE_SHARE, RateBudget
 from sandbox import pinecone_server as server
 
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import PlanError
-from orchestrator.naming import (
+from orchestrator.tenancy.namespaces import (
     PUBLIC,
     ParsedNamespace,
     Registry,

@@ -1,4 +1,5 @@
-"""The one id-paging loop (``orchestrator.paging``) over an in-memory lister: every id exactly once, pages within the
+"""The one id-paging loop (``orchestrator.listing.paging``) over an in-memory lister: every id exactly once, pages
+within the
 limit, and a listing stopped at ``max_ids`` resumes from the last page's token without skipping or repeating."""
 
 from __future__ import annotations
@@ -6,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.paging import id_pages, iter_all_ids
-from orchestrator.records import IdPage
+from orchestrator.listing.paging import id_pages, iter_all_ids
+from orchestrator.records.vectors import IdPage
 
 
 class Lister:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from workers.parallel import run_parallel
+from workers.concurrent_calls import run_parallel
 
 
 class Recorder:

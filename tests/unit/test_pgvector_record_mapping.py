@@ -1,5 +1,5 @@
-"""The record ↔ row mapping of ``orchestrator.pgschema`` over columns as Postgres describes them: every column to a
-Pinecone metadata value and back, equal (NULLs, an empty or NULL ``metadata``, nested JSON, text forms), whatever the
+"""The record ↔ row mapping of ``orchestrator.pgvector_layout`` over columns as Postgres describes them: every column to
+a Pinecone metadata value and back, equal (NULLs, an empty or NULL ``metadata``, nested JSON, text forms), whatever the
 columns; what cannot come back equal is refused by id."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator import pgschema
-from orchestrator.pgschema import JSON_KEYS_KEY, NULL_METADATA_KEY, MappingError, TableColumn
-from orchestrator.records import Record
+from orchestrator import pgvector_layout
+from orchestrator.pgvector_layout import JSON_KEYS_KEY, NULL_METADATA_KEY, MappingError, TableColumn
+from orchestrator.records.vectors import Record
 
 #: An application table with a column of the user's own (``tenant_ref``), as ``table_columns`` reads it.
 COLUMNS = [
@@ -47,21 +47,23 @@ def row(**values: Any) -> dict[str, Any]:
 )
 def test_a_row_goes_to_pinecone_metadata_and_comes_back_equal(values: dict[str, Any]) -> None:
     original = row(**values)
-    record = pgschema.row_to_record(original, COLUMNS)
+    record = pgvector_layout.row_to_record(original, COLUMNS)
     assert all(isinstance(k, str) for k in record.metadata)
     assert not any(v is None or isinstance(v, dict) for v in record.metadata.values())  # what Pinecone holds
-    back = pgschema.record_to_row(Record(record.id, record.values, record.metadata), COLUMNS)
+    back = pgvector_layout.record_to_row(Record(record.id, record.values, record.metadata), COLUMNS)
     assert back == original
 
 
 def test_a_null_metadata_and_nested_values_are_said_so() -> None:
-    assert pgschema.row_to_record(row(), COLUMNS).metadata == {"text": "hello", NULL_METADATA_KEY: True}
-    nested = pgschema.row_to_record(row(metadata={"origin": {"page": 1}, "flat": "x"}), COLUMNS)
+    assert pgvector_layout.row_to_record(row(), COLUMNS).metadata == {"text": "hello", NULL_METADATA_KEY: True}
+    nested = pgvector_layout.row_to_record(row(metadata={"origin": {"page": 1}, "flat": "x"}), COLUMNS)
     assert nested.metadata == {"text": "hello", "flat": "x", "origin": '{"page": 1}', JSON_KEYS_KEY: ["origin"]}
 
 
 def test_a_record_leaves_what_it_does_not_mention_null_and_keeps_its_other_keys_in_metadata() -> None:
-    written = pgschema.record_to_row(Record("c-2", [0.1, 0.2], {"text": "t", "depth_level": 3.0, "twin": "x"}), COLUMNS)
+    written = pgvector_layout.record_to_row(
+        Record("c-2", [0.1, 0.2], {"text": "t", "depth_level": 3.0, "twin": "x"}), COLUMNS
+    )
     assert written["depth_level"] == 3 and written["metadata"] == {"twin": "x"}
     assert written["confidence"] is None and written["created_at"] is None and "id" not in written
 
@@ -76,7 +78,7 @@ def test_a_record_leaves_what_it_does_not_mention_null_and_keeps_its_other_keys_
 )
 def test_a_row_whose_way_back_would_differ_is_refused_by_id(values: dict[str, Any], reason: str) -> None:
     with pytest.raises(MappingError, match=reason) as refused:
-        pgschema.row_to_record(row(**values), COLUMNS)
+        pgvector_layout.row_to_record(row(**values), COLUMNS)
     assert "c-1" in str(refused.value)
 
 
@@ -92,7 +94,7 @@ def test_a_row_whose_way_back_would_differ_is_refused_by_id(values: dict[str, An
 )
 def test_a_record_that_does_not_map_is_refused_by_id(metadata: dict[str, Any], reason: str) -> None:
     with pytest.raises(MappingError, match=reason) as refused:
-        pgschema.record_to_row(Record("bad-1", [0.1, 0.2], metadata), COLUMNS)
+        pgvector_layout.record_to_row(Record("bad-1", [0.1, 0.2], metadata), COLUMNS)
     assert "bad-1" in str(refused.value)
 
 
@@ -100,7 +102,7 @@ def test_what_a_target_table_cannot_hold_is_named_column_by_column() -> None:
     target = [c for c in COLUMNS if c.name != "tenant_ref"]
     target = [TableColumn("created_at", "timestamp with time zone") if c.name == "created_at" else c for c in target]
     target = [TableColumn("depth_level", "text") if c.name == "depth_level" else c for c in target]
-    assert pgschema.carry_problems("embeddings_beta", COLUMNS, target) == [
+    assert pgvector_layout.carry_problems("embeddings_beta", COLUMNS, target) == [
         "table embeddings_beta column depth_level is text, the source's is integer",
         "table embeddings_beta has no column tenant_ref (uuid)",
     ]

@@ -1,12 +1,12 @@
 """Target namespaces that would share one pgvector table are refused at plan time, naming both
-(``orchestrator.pgschema.check_distinct_tables``)."""
+(``orchestrator.pgvector_layout.check_distinct_tables``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from orchestrator.errors import PlanError
-from orchestrator.pgschema import check_distinct_tables
+from orchestrator.pgvector_layout import check_distinct_tables
 
 LONG = "n" * 44  # with a 6-character tail: 50 characters, the most a namespace may have
 

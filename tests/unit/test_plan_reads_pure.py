@@ -1,4 +1,4 @@
-"""Planning's reads (``orchestrator.plan_reads``) with an in-memory store: chains of different namespaces run at
+"""Planning's reads (``orchestrator.planning.reads``) with an in-memory store: chains of different namespaces run at
 once, a routed namespace is fetched a page at a time with a bounded number of pages held, and the budget admits no
 more than its rate in any one second."""
 
@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.plan_reads import PAGES_AHEAD, Budget, PlanReads
-from orchestrator.records import IdPage, Record
-from orchestrator.routing import RouteContext
-from orchestrator.spec import Enrichment, RateBudget
+from orchestrator.planning.reads import PAGES_AHEAD, Budget, PlanReads
+from orchestrator.records.routing import RouteContext
+from orchestrator.records.vectors import IdPage, Record
+from orchestrator.spec.jobspec import Enrichment, RateBudget
 
 
 class PagedStore:

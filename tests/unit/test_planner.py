@@ -9,19 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.costs import estimate
 from orchestrator.errors import PlanError
-from orchestrator.id_checks import (
+from orchestrator.planning.costs import estimate
+from orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
     namespace_refusals,
     namespaces_needing_id_check,
     sharing_with,
 )
-from orchestrator.plan_types import ROUTED, Inventory, NamespacePlan
-from orchestrator.planner import make_plan, split_batches
-from orchestrator.selection import select_namespaces
-from orchestrator.spec import JobSpec, parse_spec
+from orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan
+from orchestrator.planning.planner import make_plan, split_batches
+from orchestrator.planning.selection import select_namespaces
+from orchestrator.spec.jobspec import JobSpec, parse_spec
 
 T1, T2, T3 = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222", "t3"
 TWINS = {T1: "a.1", T2: "a.10", T3: "sainath.no.1"}
@@ -521,7 +521,7 @@ def test_ids_the_plan_reads_are_checked_against_pinecones_id_length() -> None:
 
 
 def test_a_pod_left_on_list_is_refused_naming_catalogue_and_sweep() -> None:
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.jobspec import parse_spec
 
     spec = parse_spec(
         {

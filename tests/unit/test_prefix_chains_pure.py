@@ -1,5 +1,5 @@
-"""Listing one namespace as several prefix chains (``orchestrator.prefix_chains``) against an in-memory store with
-Pinecone's list semantics (ids in UTF-8 byte order, ``prefix``, pages of ≤ 100, an opaque token): whatever the ids
+"""Listing one namespace as several prefix chains (``orchestrator.listing.prefix_chains``) against an in-memory store
+with Pinecone's list semantics (ids in UTF-8 byte order, ``prefix``, pages of ≤ 100, an opaque token): whatever the ids
 — ASCII, non-ASCII, ids that are prefixes of others — and however the chains interleave and resume, every id is
 listed exactly once."""
 
@@ -12,8 +12,8 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.prefix_chains import ChainState, chain_batch, split_prefixes, wanted_chains
-from orchestrator.records import IdPage
+from orchestrator.listing.prefix_chains import ChainState, chain_batch, split_prefixes, wanted_chains
+from orchestrator.records.vectors import IdPage
 
 
 class ListedStore:

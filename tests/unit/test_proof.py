@@ -1,14 +1,15 @@
-"""The proof a deletion needs (``orchestrator.proof``): an id is proven only when its copy exists where the copy's
+"""The proof a deletion needs (``orchestrator.verification.proof``): an id is proven only when its copy exists where the
+copy's
 routing sends it and equals the original now. Pure, no I/O."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.proof import Proof, failed_report, prove_copies, refusal
-from orchestrator.records import Record
-from orchestrator.routing import RouteContext, route_records
-from orchestrator.spec import Enrichment
+from orchestrator.records.routing import RouteContext, route_records
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import Enrichment
+from orchestrator.verification.proof import Proof, failed_report, prove_copies, refusal
 
 TWINS = {"t1": "a.1"}
 T1 = "creator_a.1_twin_t1"

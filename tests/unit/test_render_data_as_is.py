@@ -11,7 +11,7 @@ from rich.console import Console
 
 from cli import render
 from orchestrator.models import RunState
-from orchestrator.plan_summary import PlanSummary
+from orchestrator.planning.summary import PlanSummary
 from tests.unit.test_watch_polling import one_run_status
 
 ERROR = "StoreError: refused [job_id=3 namespace=a:smile:b] — run again"

@@ -10,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import PlanError
-from orchestrator.records import Record
-from orchestrator.routing import (
+from orchestrator.records.routing import (
     RouteContext,
     expected_metadata,
     route_context,
@@ -20,7 +19,8 @@ from orchestrator.routing import (
     target_of,
     targets_by_id,
 )
-from orchestrator.spec import Enrichment, parse_spec
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import Enrichment, parse_spec
 
 TWINS = {"t1": "a.1", "t2": "a.10"}
 

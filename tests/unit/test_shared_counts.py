@@ -1,4 +1,5 @@
-"""``workers.counts.SharedCounts``: a count comes from a reading that started after it was asked for, and callers who
+"""``workers.shared_counts.SharedCounts``: a count comes from a reading that started after it was asked for, and callers
+who
 ask while a reading is on its way share the next one."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.polling import wait_until
-from workers.counts import SharedCounts
+from workers.shared_counts import SharedCounts
 
 
 class Index:

@@ -1,5 +1,5 @@
 """Which namespaces are small (one list page and one batch at plan time) and how ``launch`` groups them into tasks
-(``orchestrator.small_runs``)."""
+(``orchestrator.listing.small_namespaces``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.small_runs import MAX_RUNS_PER_TASK, MIN_TASKS, fits_one_batch, groups, list_page_ids
-from orchestrator.spec import JobSpec, parse_spec
+from orchestrator.listing.small_namespaces import MAX_RUNS_PER_TASK, MIN_TASKS, fits_one_batch, groups, list_page_ids
+from orchestrator.spec.jobspec import JobSpec, parse_spec
 
 
 def spec(source: dict[str, Any], **fields: Any) -> JobSpec:

@@ -11,11 +11,11 @@ import yaml
 from pydantic import BaseModel
 
 import migrations
-from orchestrator import spec as spec_module
 from orchestrator.errors import SpecError
-from orchestrator.naming import parse_namespace
-from orchestrator.spec import JobSpec, load_spec, parse_spec, spec_to_json
-from orchestrator.tenancy import load_twins
+from orchestrator.spec import jobspec as spec_module
+from orchestrator.spec.jobspec import JobSpec, load_spec, parse_spec, spec_to_json
+from orchestrator.tenancy.creator_mapping import load_twins
+from orchestrator.tenancy.namespaces import parse_namespace
 
 README = Path(migrations.__file__).parent / "README.md"
 SHIPPED = [

@@ -1,4 +1,5 @@
-"""The store identity's normal form (``orchestrator.store_identity``): spelling taken out, stores kept apart."""
+"""The store identity's normal form (``orchestrator.connections.store_identity``): spelling taken out, stores kept
+apart."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.plan_types import Inventory
-from orchestrator.selection import same_store
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
-from orchestrator.store_identity import host_identity, spec_identity
+from orchestrator.connections.store_identity import host_identity, spec_identity
+from orchestrator.planning.plan import Inventory
+from orchestrator.planning.selection import same_store
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The one YAML loader (``orchestrator.yamlfile``): a key given twice in a mapping, at any depth, is refused naming
+"""The one YAML loader (``orchestrator.spec.yamlfile``): a key given twice in a mapping, at any depth, is refused naming
 its path and both lines; everything else loads as ``yaml.safe_load`` loads it."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from orchestrator.errors import SpecError
-from orchestrator.spec import spec_from_text
-from orchestrator.tenancy import parse_yaml
-from orchestrator.yamlfile import load_yaml
+from orchestrator.spec.jobspec import spec_from_text
+from orchestrator.spec.yamlfile import load_yaml
+from orchestrator.tenancy.creator_mapping import parse_yaml
 
 SPEC = """\
 name: t

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.spec import parse_spec
-from orchestrator.submissions import Heartbeat, Submission, database_fingerprint
+from orchestrator.messaging.submissions import Heartbeat, Submission, database_fingerprint
+from orchestrator.spec.jobspec import parse_spec
 from workers.plan_server import needs_the_command
 
 SOURCE = {"kind": "pinecone", "host": "http://127.0.0.1:1"}

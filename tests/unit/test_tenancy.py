@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import PlanError, SpecError
-from orchestrator.spec import CreatorMapping
-from orchestrator.tenancy import load_twins, parse_csv, parse_yaml
+from orchestrator.spec.jobspec import CreatorMapping
+from orchestrator.tenancy.creator_mapping import load_twins, parse_csv, parse_yaml
 
 
 def file_mapping(path: str | Path) -> CreatorMapping:

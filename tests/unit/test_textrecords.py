@@ -10,13 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.costs import estimate
 from orchestrator.errors import PlanError, SpecError
-from orchestrator.indexes import IndexInfo, IndexShape, plan_target_index
-from orchestrator.plan_types import NamespacePlan
-from orchestrator.records import Record
-from orchestrator.spec import JobSpec, parse_spec
-from orchestrator.textrecords import (
+from orchestrator.planning.costs import estimate
+from orchestrator.planning.plan import NamespacePlan
+from orchestrator.planning.target_indexes import IndexInfo, IndexShape, plan_target_index
+from orchestrator.records.text import (
     as_text_record,
     check_text_target,
     estimate_tokens,
@@ -24,10 +22,12 @@ from orchestrator.textrecords import (
     split_by_text,
     text_fields,
 )
-from orchestrator.verification import Report, text_search_summary
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import JobSpec, parse_spec
+from orchestrator.verification.comparisons import Report, text_search_summary
 from sandbox.embedding import model_tokens
 from workers.embedders import HashingEmbedder, open_embedder, register_embedder
-from workers.texts import for_target, records_per_request, tokens_of
+from workers.text_writes import for_target, records_per_request, tokens_of
 
 
 def spec(target: dict[str, Any] | None = None, **fields: Any) -> JobSpec:

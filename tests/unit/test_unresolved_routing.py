@@ -7,12 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.delta import plan_delta, route_source
 from orchestrator.errors import SpecError
-from orchestrator.plan_types import Inventory
-from orchestrator.planner import make_plan
-from orchestrator.records import Record
-from orchestrator.routing import (
+from orchestrator.planning.plan import Inventory
+from orchestrator.planning.planner import make_plan
+from orchestrator.records.routing import (
     dropped_ids,
     route_context,
     route_counts,
@@ -20,7 +18,9 @@ from orchestrator.routing import (
     route_records,
     targets_by_id,
 )
-from orchestrator.spec import JobSpec, parse_spec
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import JobSpec, parse_spec
+from orchestrator.verification.delta import plan_delta, route_source
 
 STORE = {"kind": "pinecone", "host": "http://127.0.0.1:5081"}
 RECORDS = [

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from orchestrator.errors import StoreError
-from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS
 from orchestrator.settings import DEFAULTS, Settings
-from orchestrator.spec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, VectorStore, iter_all_ids
 
 __all__ = [

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from orchestrator.paging import iter_all_ids
-from orchestrator.records import DEFAULT_NAMESPACE, IdPage, Record
+from orchestrator.listing.paging import iter_all_ids
+from orchestrator.records.vectors import DEFAULT_NAMESPACE, IdPage, Record
 
 __all__ = ["DEFAULT_NAMESPACE", "IdPage", "Record", "VectorStore", "iter_all_ids"]
 
@@ -27,7 +27,8 @@ class VectorStore(Protocol):
     name: str
 
     def identity(self) -> str:
-        """Which index or tables this is, spelling taken out (``orchestrator.store_identity``); may ask the server."""
+        """Which index or tables this is, spelling taken out (``orchestrator.connections.store_identity``); may ask the
+        server."""
         ...
 
     def dimension(self) -> int:

@@ -9,7 +9,7 @@ another process (a lister redelivered elsewhere) sweeps again with the same vect
 A sweep that could not reach the count hands out what it found and says so in ``last_sweep``; verification compares
 every enumerated namespace with its count and fails it (``workers.verifying``), never silently short.
 
-The pure parts (tokens, the CSV format, the query vectors, costs) are in ``orchestrator.enumeration``.
+The pure parts (tokens, the CSV format, the query vectors, costs) are in ``orchestrator.listing.pod_enumeration``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator.enumeration import PageToken, ids_after, parse_catalogue_csv, sweep_vector, utf8_order
+from orchestrator.connections.keys import check_service_url
 from orchestrator.errors import RetryableError, SpecError, StoreError
-from orchestrator.keys import check_service_url
-from orchestrator.naming import display_namespace
-from orchestrator.records import IdPage
-from orchestrator.spec import Enumeration, IdCatalogue
+from orchestrator.listing.pod_enumeration import PageToken, ids_after, parse_catalogue_csv, sweep_vector, utf8_order
+from orchestrator.records.vectors import IdPage
+from orchestrator.spec.jobspec import Enumeration, IdCatalogue
+from orchestrator.tenancy.namespaces import display_namespace
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,9 @@ class PostgresCatalogue:
     def _connect(self) -> Any:
         with self._lock:
             if self._engine is None:
-                from orchestrator.database_urls import engine_of  # SQLAlchemy: only where a catalogue is in Postgres
+                from orchestrator.connections.database_urls import (
+                    engine_of,  # SQLAlchemy: only where a catalogue is in Postgres
+                )
 
                 env_var = self.catalogue.database_url_env
                 self._engine = engine_of(_env(env_var, "database_url_env"), env_var)

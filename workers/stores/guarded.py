@@ -39,10 +39,10 @@ from tenacity import RetryCallState
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.pgschema import TableColumn
-from orchestrator.records import IdPage, Record
+from orchestrator.pgvector_layout import TableColumn
+from orchestrator.records.vectors import IdPage, Record
 from orchestrator.settings import DEFAULTS
-from orchestrator.spec import RateBudget
+from orchestrator.spec.jobspec import RateBudget
 from workers import metrics, tally
 from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
@@ -188,7 +188,7 @@ class GuardedStore:
         return None if columns is None else cast(Any, self._stats("table_columns", columns, namespace))
 
     def identity(self) -> str:
-        """The inner store's identity (``orchestrator.store_identity``), asked of its server, retried."""
+        """The inner store's identity (``orchestrator.connections.store_identity``), asked of its server, retried."""
         return self._stats("identity", self.inner.identity)
 
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
@@ -199,7 +199,7 @@ class GuardedStore:
 
     def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
         """``(id, score)`` best first, from a store that can say its scores (Pinecone, pgvector): the cross-twin
-        search of ``orchestrator.tenant`` merges on them.
+        search of ``orchestrator.tenancy.tenant_guard`` merges on them.
 
         Raises:
             StoreError: the store cannot return scores.
@@ -261,7 +261,7 @@ class GuardedStore:
     ) -> int:
         """``nbytes``: the request's size when the caller measured it already (``workers.chunking.sized_chunks``);
         otherwise it is measured here for the byte budget. ``tokens``: the embedding tokens text records cost an
-        integrated index (``orchestrator.textrecords.estimate_tokens``), reserved before the request."""
+        integrated index (``orchestrator.records.text.estimate_tokens``), reserved before the request."""
         limiter, rate = self._limiter, self._rate
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)

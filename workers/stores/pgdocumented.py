@@ -1,6 +1,6 @@
 """The pgvector store over seed 004's tables (``schema: documented``): one ``{prefix}_{namespace}`` table per
 namespace, found from the tables themselves (``workers.pgnamespaces.discover``), records mapped to rows by
-``orchestrator.pgschema``. The engine, its lifetime and the error translation are ``PgvectorStore``'s."""
+``orchestrator.pgvector_layout``. The engine, its lifetime and the error translation are ``PgvectorStore``'s."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from orchestrator import pgschema
+from orchestrator import pgvector_layout
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.pgschema import ID_COLUMN, quote
+from orchestrator.pgvector_layout import ID_COLUMN, quote
 from workers import pgnamespaces
 from workers.stores.base import IdPage, Record
 from workers.stores.pgvector import PgvectorStore, is_undefined_table
@@ -36,7 +36,7 @@ class DocumentedPgvectorStore(PgvectorStore):
     def _reading(self, conn: sa.Connection, namespace: str) -> str | None:
         """The namespace's table (remembered once seen, like the generic store's tables: a list or fetch per batch
         need not look it up again), or None."""
-        table = pgschema.table_of(self.prefix, namespace)
+        table = pgvector_layout.table_of(self.prefix, namespace)
         if table in self._existing:
             return table
         found = pgnamespaces.read_table(conn, self.prefix, namespace)
@@ -60,7 +60,7 @@ class DocumentedPgvectorStore(PgvectorStore):
     def _dimension_tables(self, conn: sa.Connection) -> list[str]:
         return list(pgnamespaces.discover(conn, self.prefix).values())
 
-    def table_columns(self, namespace: str) -> tuple[str, list[pgschema.TableColumn]] | None:
+    def table_columns(self, namespace: str) -> tuple[str, list[pgvector_layout.TableColumn]] | None:
         """The namespace's table and its columns (what a copy from or into it carries), or None without a table:
         the plan refuses a copy whose target table cannot hold a column of its source's."""
         with self._errors("table_columns", namespace), self._get_engine().connect() as conn:
@@ -104,10 +104,12 @@ class DocumentedPgvectorStore(PgvectorStore):
                 return []
             columns = [c for c in pgnamespaces.table_columns(conn, table) if not c.serial]
             rows = conn.execute(
-                sa.text(f"SELECT {pgschema.select_list(columns)} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"),
+                sa.text(
+                    f"SELECT {pgvector_layout.select_list(columns)} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"
+                ),
                 {"ids": list(ids)},
             ).mappings()
-            found = {row[ID_COLUMN]: pgschema.row_to_record(_parsed(row), columns) for row in rows}
+            found = {row[ID_COLUMN]: pgvector_layout.row_to_record(_parsed(row), columns) for row in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def upsert(self, namespace: str, records: Sequence[Record]) -> int:
@@ -116,7 +118,7 @@ class DocumentedPgvectorStore(PgvectorStore):
         self._refuse_sparse(namespace, records)
         dimension = self._dimension or len(records[0].values)
         self._check_dimension(namespace, records, dimension)
-        table = pgschema.table_of(self.prefix, namespace)  # the name rules refuse a bad namespace here
+        table = pgvector_layout.table_of(self.prefix, namespace)  # the name rules refuse a bad namespace here
         latest = {r.id: r for r in records}  # last write wins within one request, as in Pinecone
         with self._errors("upsert", namespace), self._get_engine().begin() as conn:
             if table not in self._existing:
@@ -165,7 +167,7 @@ class DocumentedPgvectorStore(PgvectorStore):
                 conn.execute(
                     sa.text(
                         # Ordered as the table's vector index serves it (over halfvec above 2,000 dimensions).
-                        f"SELECT {ID_COLUMN} FROM {quote(table)} ORDER BY {pgschema.distance_sql(len(vector))}, "
+                        f"SELECT {ID_COLUMN} FROM {quote(table)} ORDER BY {pgvector_layout.distance_sql(len(vector))}, "
                         f"{ID_COLUMN} LIMIT :k"
                     ),
                     {"v": pgnamespaces.vector_text(vector), "k": top_k},
@@ -176,8 +178,8 @@ class DocumentedPgvectorStore(PgvectorStore):
 def _parsed(row: Any) -> dict[str, Any]:
     """A row with its ``embedding`` as floats (psycopg hands pgvector's text form back without the adapter)."""
     out = dict(row)
-    value = out.get(pgschema.EMBEDDING_COLUMN)
+    value = out.get(pgvector_layout.EMBEDDING_COLUMN)
     if isinstance(value, str):
         # numpy parses the text in C: a Python loop over every value was most of a large verification's CPU.
-        out[pgschema.EMBEDDING_COLUMN] = np.fromstring(value[1:-1], dtype=np.float64, sep=",").tolist()
+        out[pgvector_layout.EMBEDDING_COLUMN] = np.fromstring(value[1:-1], dtype=np.float64, sep=",").tolist()
     return out

@@ -32,12 +32,12 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from orchestrator.database_urls import engine_of
+from orchestrator.connections.database_urls import engine_of
+from orchestrator.connections.store_identity import pgvector_identity
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
 from orchestrator.redaction import scrub
-from orchestrator.spec import PgvectorStoreSpec
-from orchestrator.store_identity import pgvector_identity
+from orchestrator.spec.jobspec import PgvectorStoreSpec
 from workers.stores.base import IdPage, Record
 
 _HASH_LEN = 10
@@ -138,8 +138,9 @@ class PgvectorStore:
             ) from e
 
     def identity(self) -> str:
-        """The store's identity (``orchestrator.store_identity``): the server's system identifier, the database and
-        the schema its tables are made in, asked of the server, so that two URLs of one database are one store and
+        """The store's identity (``orchestrator.connections.store_identity``): the server's system identifier, the
+        database and the schema its tables are made in, asked of the server, so that two URLs of one database are one
+        store and
         one prefix in two databases is two."""
         with self._errors("identity"), self._get_engine().connect() as conn:
             row = conn.execute(

@@ -18,7 +18,7 @@ pgvector target) decodes them on first use. Every other reply is read as just wh
 and the token; ``describe_namespace``: the count).
 
 **Integrated targets** (``spec.records``): ``upsert`` writes text records with the records API (NDJSON,
-≤ 96 per request: the copy chunks them, ``orchestrator.textrecords`` makes them) and ``search_text`` searches by text;
+≤ 96 per request: the copy chunks them, ``orchestrator.records.text`` makes them) and ``search_text`` searches by text;
 fetch, list and stats are the ordinary endpoints (the record's fields come back as its metadata).
 
 Errors: 429 → ``RetryableError(status=429, retry_after_s=…)``; 408, 5xx, timeouts and connection errors →
@@ -47,8 +47,9 @@ from pinecone import (
     RetryConfig,
 )
 
+from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
+from orchestrator.connections.store_identity import pinecone_host_identity
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
 from orchestrator.limits import (
     DELETE_MAX_IDS,
     FETCH_MAX_IDS,
@@ -57,9 +58,8 @@ from orchestrator.limits import (
     RECORD_ID_MAX_CHARS,
     RECORD_METADATA_MAX_BYTES,
 )
-from orchestrator.records import JsonValues, SparseValues
-from orchestrator.spec import PineconeStoreSpec
-from orchestrator.store_identity import pinecone_host_identity
+from orchestrator.records.vectors import JsonValues, SparseValues
+from orchestrator.spec.jobspec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from workers.stores.fetch_body import read_fetch
@@ -229,7 +229,7 @@ def over_limits(records: Sequence[Record]) -> list[str]:
 
 def api_key(spec: PineconeStoreSpec, who: str, allowed_key_vars: str) -> str:
     """The key from the environment variable ``spec`` names, read when it is needed (never kept in a message), if
-    the operator's ``allowed_key_vars`` (``orchestrator.keys``) let a spec name that variable."""
+    the operator's ``allowed_key_vars`` (``orchestrator.connections.keys``) let a spec name that variable."""
     refusal = key_var_refusal(spec.api_key_env, allowed_key_vars)
     if refusal is not None:  # no env_var id: the variable is refused, not missing (a planner must not hand it on)
         raise StoreError(refusal, store=who)
@@ -245,7 +245,7 @@ def api_key(spec: PineconeStoreSpec, who: str, allowed_key_vars: str) -> str:
 
 
 def check_key_destination(url: str, who: str) -> None:
-    """Refuses to send a key to ``url`` unless over TLS or to loopback (``orchestrator.keys``)."""
+    """Refuses to send a key to ``url`` unless over TLS or to loopback (``orchestrator.connections.keys``)."""
     refusal = key_destination_refusal(url)
     if refusal is not None:
         raise StoreError(f"the index address {refusal}", store=who)
@@ -387,7 +387,8 @@ class PineconeStore:
             return plane
 
     def identity(self) -> str:
-        """The index's identity (``orchestrator.store_identity``): its data-plane host, an index name resolved."""
+        """The index's identity (``orchestrator.connections.store_identity``): its data-plane host, an index name
+        resolved."""
         if self._host is None:
             self._client()
         return pinecone_host_identity(str(self._host))
@@ -461,7 +462,7 @@ class PineconeStore:
     @property
     def counts_by_index(self) -> bool:
         """Whether a count is a ``describe_index_stats`` reading of the whole index, which verifications running
-        at the same time can share (``workers.counts``)."""
+        at the same time can share (``workers.shared_counts``)."""
         return not self._namespace_endpoints
 
     def can_list(self) -> bool:

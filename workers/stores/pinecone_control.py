@@ -1,5 +1,6 @@
 """The Pinecone control plane, for what nsmigrate creates: serverless target indexes, and the collection path (a
-collection of a pod index, then a serverless index created from it). Implements ``orchestrator.indexes.IndexControl``.
+collection of a pod index, then a serverless index created from it). Implements
+``orchestrator.planning.target_indexes.IndexControl``.
 
 Everything goes through the real SDK (API version 2026-07) except **creating an index from a collection**: SDK 10.x
 refuses ``source_collection`` before sending, and the service refuses it under 2026-07 ("Creating an index from
@@ -19,10 +20,10 @@ from typing import Any
 import httpx
 from pinecone import NotFoundError, Pinecone
 
+from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from orchestrator.errors import RetryableError, StoreError
-from orchestrator.indexes import IndexInfo, IndexShape
-from orchestrator.keys import DEFAULT_ALLOWED_KEY_VARS
-from orchestrator.spec import PineconeStoreSpec
+from orchestrator.planning.target_indexes import IndexInfo, IndexShape
+from orchestrator.spec.jobspec import PineconeStoreSpec
 from workers.stores.pinecone import api_key, check_key_destination, pinecone_errors
 
 #: The last API version that creates an index from a collection (2026-07 refuses it).
@@ -98,7 +99,7 @@ class PineconeControl:
                 self._client = Pinecone(api_key=self._key(), host=self.host, timeout=self._timeout_s)
             return self._client
 
-    # --- indexes (orchestrator.indexes.IndexControl) ---------------------------------------------------------------
+    # --- indexes (orchestrator.planning.target_indexes.IndexControl) -----------------------------------------------
 
     def describe_index(self, name: str) -> IndexInfo | None:
         with pinecone_errors("describe_index", store=self.name, index=name):
@@ -118,7 +119,8 @@ class PineconeControl:
                 deployment={"deployment_type": "managed", "cloud": shape.cloud, "region": shape.region},
                 deletion_protection=shape.deletion_protection,
                 tags=dict(shape.tags) or None,
-                timeout=-1,  # nsmigrate waits itself, with progress (orchestrator.indexes.wait_until_ready)
+                # nsmigrate waits itself, with progress (orchestrator.planning.target_indexes.wait_until_ready)
+                timeout=-1,
             )
         return index_info(model)
 
@@ -137,7 +139,7 @@ class PineconeControl:
                 embed=embed,
                 deletion_protection=shape.deletion_protection,
                 tags=dict(shape.tags) or None,
-                timeout=-1,  # nsmigrate waits itself (orchestrator.indexes.wait_until_ready)
+                timeout=-1,  # nsmigrate waits itself (orchestrator.planning.target_indexes.wait_until_ready)
             )
         return index_info(model)
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.request
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
@@ -62,6 +63,15 @@ def _socket_options() -> list[tuple[int, int, int]]:
     return options
 
 
+def proxy_for(host: str) -> str | None:
+    """The proxy the environment names for ``host`` (``HTTPS_PROXY``/``HTTP_PROXY``, unless ``NO_PROXY`` exempts
+    it), as the SDK's client honours them."""
+    parts = urlsplit(host)
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 def _pool_size() -> int:
     return max(5 * (os.cpu_count() or 1), 20)
 
@@ -73,7 +83,8 @@ class DataPlane:
         host: the index host, ``https://…`` (or ``http://`` for a local data plane, where no CA bundle is loaded).
         api_key: sent as ``Api-Key``.
         timeout_s: per-request connect/read/write/pool timeout.
-        transport: the transport to send through (default: a pooled ``httpx.HTTPTransport`` of this host).
+        transport: the transport to send through (default: a pooled ``httpx.HTTPTransport`` of this host, through
+            the proxy the environment names for it: ``proxy_for``).
     """
 
     def __init__(
@@ -95,6 +106,7 @@ class DataPlane:
             size = _pool_size()
             transport = httpx.HTTPTransport(
                 verify=self.host.startswith("https://"),
+                proxy=proxy_for(self.host),
                 limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
                 socket_options=_socket_options(),
             )

@@ -1,0 +1,212 @@
+"""Tenancy: ``erase`` a creator's (or one twin's) data from every place nsmigrate knows, as a job with a receipt."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cli.console import console
+from cli.fleet import dispatcher, open_store
+from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
+from orchestrator import jobs
+from orchestrator.errors import NsmigrateError
+from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.spec.jobspec import load_spec
+from orchestrator.tenancy.namespaces import display_namespace
+from workers.erasing import ErasurePlan, plan_erasure
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def erase(
+    creator_id: Annotated[str | None, typer.Argument(help="The creator whose data goes (or give --creator).")] = None,
+    creator: Annotated[str | None, typer.Option("--creator", help="The creator whose data goes, e.g. a.1.")] = None,
+    twin: Annotated[
+        str | None, typer.Option("--twin", help="Erase only this twin of the creator (its namespace and vectors).")
+    ] = None,
+    spec: Annotated[
+        list[Path] | None,
+        typer.Option("--spec", help="Also look in this job spec's source and target stores (repeatable)."),
+    ] = None,
+    backup_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--backup-dir",
+            help="Also erase from this export directory (repeatable); backups the job "
+            "table recorded are always included.",
+        ),
+    ] = None,
+    skip_store: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--skip-store",
+            help="Leave out this store (its label, e.g. an index that is gone for good); "
+            "the receipt names it as not searched (repeatable).",
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list the places and counts; delete nothing.")
+    ] = False,
+    resume: Annotated[
+        int | None, typer.Option("--resume", help="Run the unfinished or failed places of erasure JOB again.")
+    ] = None,
+    receipt_path: Annotated[
+        Path | None,
+        typer.Option("--receipt", help="Where to write the receipt (default: erasure-receipts/erase-JOB.json)."),
+    ] = None,
+    timeout_s: Annotated[float, typer.Option("--timeout-s", help="How long to wait for the workers.")] = 600,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Erase a creator's (or one twin's, --twin) data from every place nsmigrate knows: namespaces in every store
+    of the job table, their vectors in shared namespaces, backups. Matched exactly (`a.1` never touches `a.10`), run
+    as a job of kind `erase`, checked afterwards, with a receipt in the audit log and a file.
+
+    The places: their namespaces in every store of the job table's copy jobs (targets, and source namespaces not yet
+    cleaned) and of any --spec, their vectors in shared namespaces (public, review, the default namespace), found by
+    their creator_id / twin_id metadata, and backups (rewritten without their rows). Names are found through the
+    names nsmigrate built; a name that could be theirs but has several readings is reported, not erased. The cleanup
+    workers delete each place and check it (counts, listing, a fetch of the deleted ids). Exit code 0 only when
+    every place was checked empty of their data."""
+    conf = settings(database_url, redis_url)
+    database = db(conf)
+    if resume is not None:
+        job_id = _resume(database, conf, resume)
+    else:
+        creator_id = creator or creator_id
+        if creator_id is None:
+            raise fail("give the creator: `nsmigrate erase --creator ID` (or `nsmigrate erase ID`)")
+        extra = [s for path in spec or [] for s in (load_spec(path).source, load_spec(path).target)]
+        plan = plan_erasure(database, creator_id, twin, open_store, extra, list(backup_dir or []), skip_store)
+        _print_plan(plan)
+        if plan.unreadable:
+            raise fail(
+                "cannot read every store, so the erasure would leave copies: "
+                + "; ".join(plan.unreadable)
+                + " — fix it, or leave a store that is gone for good out with --skip-store LABEL",
+                1,
+            )
+        if not plan.places:
+            console.print(f"nothing of {plan.subject.label} in any place nsmigrate knows; nothing to erase")
+            raise typer.Exit(0)
+        if dry_run:
+            console.print("dry run: nothing deleted")
+            raise typer.Exit(0)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise fail("erase deletes data for good: pass --yes to confirm (or --dry-run to see what it would do)")
+            typer.confirm(f"Delete {plan.subject.label}'s data from these {len(plan.places)} places?", abort=True)
+        job_id = _start(database, conf, plan)
+    receipt = finish(database, job_id, timeout_s, receipt_path)
+    if not receipt["verified"]:
+        raise fail(f"some places still hold their data or failed; `nsmigrate erase --resume {job_id}`", 1)
+
+
+def erase_everywhere(
+    database: jobs.Database, conf: Any, creator_id: str, twin_id: str | None, receipt_path: Path | None = None
+) -> dict[str, Any]:
+    """What `erase --creator C [--twin T] --yes` does, for callers in the CLI (the demo): plan, print, run the
+    erasure job to its end and return its receipt (also written to ``receipt_path``)."""
+    plan = plan_erasure(database, creator_id, twin_id, open_store)
+    _print_plan(plan)
+    if plan.unreadable:
+        raise fail("cannot read every store: " + "; ".join(plan.unreadable), 1)
+    return finish(database, _start(database, conf, plan), 600, receipt_path)
+
+
+def finish(database: jobs.Database, job_id: int, timeout_s: float, receipt_path: Path | None) -> dict[str, Any]:
+    """Wait for erasure ``job_id``'s receipt, write it to a file and print it."""
+    receipt = _wait(database, job_id, timeout_s)
+    path = receipt_path or Path("erasure-receipts") / f"erase-{job_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(receipt, indent=2, ensure_ascii=False) + "\n")
+    _print_receipt(receipt, path)
+    return receipt
+
+
+def _print_plan(plan: ErasurePlan) -> None:
+    table = Table("kind", "store", "namespace / path", "found", title=f"places of {plan.subject.label}")
+    for p in plan.places:
+        where = p.get("path") or display_namespace(p["namespace"] or "")
+        table.add_row(p["kind"], p["store"], where, str(p["planned"]))
+    console.print(table)
+    for label in plan.skipped:
+        console.print(f"[yellow]not searched (--skip-store):[/] {label}")
+    for name in plan.ambiguous:
+        console.print(f"[yellow]ambiguous, not erased:[/] {name} (several readings; rename it or erase it by hand)")
+
+
+def _start(database: jobs.Database, conf: Any, plan: ErasurePlan) -> int:
+    name = f"erase-{plan.subject.creator_id}" + (f"-{plan.subject.twin_id}" if plan.subject.twin_id else "")
+    sender = dispatcher(conf)  # Redis answered before anything is written
+    job_id = jobs.create_erasure(database, name, plan.spec(jobs.default_actor()), plan.places)
+    _send(database, sender, job_id, [p.id for p in jobs.places_of(database, job_id)])
+    console.print(f"erasure job {job_id} started on the cleanup workers; `nsmigrate events {job_id}` shows each step")
+    return job_id
+
+
+def _resume(database: jobs.Database, conf: Any, job_id: int) -> int:
+    sender = dispatcher(conf)  # Redis answered before anything is written
+    try:
+        ids = jobs.retry_places(database, job_id)  # refuses a job that is not an erasure, changing nothing
+    except NsmigrateError:
+        sender.close()
+        raise
+    if not ids:
+        sender.close()
+        console.print(f"erasure job {job_id}: every place was checked already; nothing to send again")
+        return job_id
+    _send(database, sender, job_id, ids)
+    console.print(f"erasure job {job_id}: {len(ids)} place(s) sent again")
+    return job_id
+
+
+def _send(database: jobs.Database, sender: Dispatcher, job_id: int, place_ids: list[int]) -> None:
+    places = {p.id: p for p in jobs.places_of(database, job_id)}
+    try:
+        with sender.together():
+            for place_id in place_ids:
+                p = places[place_id]
+                where = p.path or f"{p.store}/{display_namespace(p.namespace or '')}"
+                sender.erase_place(place_id, job_id=job_id, place=f"{p.kind} {where}")
+    finally:
+        sender.close()
+
+
+def _wait(database: jobs.Database, job_id: int, timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        receipt = jobs.erasure_receipt(database, job_id)
+        if receipt is not None and jobs.find_job(database, job_id).state == "finished":
+            return receipt
+        if time.monotonic() > deadline:
+            raise fail(
+                f"erasure job {job_id} has not finished after {timeout_s:.0f} s: are cleanup workers running? "
+                f"`nsmigrate events {job_id}` shows where it is; `nsmigrate erase --resume {job_id}` sends it again",
+                1,
+            )
+        time.sleep(0.5)
+
+
+def _print_receipt(receipt: dict[str, Any], path: Path) -> None:
+    table = Table("kind", "store", "namespace / path", "erased", "checked", title=f"erasure job {receipt['job_id']}")
+    for p in receipt["places"]:
+        table.add_row(p["kind"], p["store"], p["path"] or p["namespace"] or "", str(p["erased"]), p["state"])
+    console.print(table)
+    who = f"creator {receipt['creator_id']!r}" + (f" twin {receipt['twin_id']!r}" if receipt["twin_id"] else "")
+    checked = "every place checked empty" if receipt["verified"] else "NOT every place checked empty"
+    if receipt["not_searched"]:
+        # Never "empty" for a store that was not searched.
+        checked = f"{checked}; NOT searched: {', '.join(receipt['not_searched'])}"
+    console.print(
+        f"erased {receipt['vectors_erased']} vectors and {receipt['backup_rows_erased']} backup rows of {who}; "
+        f"{checked}; receipt: {path} (and `nsmigrate events {receipt['job_id']}`)"
+    )

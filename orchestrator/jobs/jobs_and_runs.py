@@ -1,0 +1,259 @@
+"""Jobs and their namespace runs as rows: create, find, cancel and finish a job; read its runs and its spec; write an
+audit event."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from orchestrator.errors import NotFound
+from orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
+from orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
+from orchestrator.jobs.tables import _jobs, _runs
+from orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState, utcnow
+
+if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the planner nor the spec's pydantic models
+    from orchestrator.planning.plan import Plan
+    from orchestrator.spec.jobspec import JobSpec
+
+
+#: Namespace runs written per INSERT, and listers sent per round trip by ``launch``.
+ROWS_PER_INSERT = 1000
+
+
+def create_job(
+    db: Database,
+    spec: JobSpec,
+    plan: Plan,
+    *,
+    source_label: str,
+    target_label: str,
+    kind: JobKind = JobKind.MIGRATE,
+    actor: str | None = None,
+    parent_job_id: int | None = None,
+    planning: dict[str, float] | None = None,
+    checking: Collection[str] = (),
+) -> int:
+    """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
+    passed its steps (``launch.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
+    namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``)."""
+    from orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
+
+    actor = actor or default_actor()
+    with db.transaction() as s:
+        job = Job(
+            name=spec.name, kind=kind, spec=spec_to_json(spec), state=JobState.RUNNING, parent_job_id=parent_job_id
+        )
+        s.add(job)
+        s.flush()
+        # Multi-row INSERTs, not an object per namespace, of ``ROWS_PER_INSERT`` rows at a time: a job may have
+        # thousands of namespaces, and the orchestrator's memory must not grow with them.
+        routed = dict(plan.twins)
+        for start in range(0, len(plan.runs), ROWS_PER_INSERT):
+            rows = [
+                {
+                    "job_id": job.id,
+                    "source_store": source_label,
+                    "source_namespace": p.source_namespace,
+                    "target_store": target_label,
+                    "target_namespace": p.target_namespace,
+                    "creator_id": p.creator_id,
+                    "twin_id": p.twin_id,
+                    "source_count": p.vector_count,
+                    "routing_table": routed if p.target_namespace is None else {},
+                    "state": RunState.CHECKING if p.source_namespace in checking else RunState.PENDING,
+                }
+                for p in plan.runs[start : start + ROWS_PER_INSERT]
+            ]
+            s.execute(sa.insert(NamespaceRun), rows)
+        detail: dict[str, Any] = {"kind": str(kind), "namespaces": len(plan.runs), "vectors": plan.total_vectors}
+        if planning:
+            detail["planning"] = planning
+        _event(s, "job_created", actor, job.id, **detail)
+        return job.id
+
+
+def create_action_job(
+    db: Database, name: str, kind: JobKind, spec: dict[str, Any], actor: str | None = None, **detail: Any
+) -> int:
+    """A job with no namespace runs (erase): a row for the record and its audit events."""
+    with db.transaction() as s:
+        job = Job(name=name[:64], kind=kind, spec=spec, state=JobState.RUNNING)
+        s.add(job)
+        s.flush()
+        _event(s, f"{kind}_started", actor or default_actor(), job.id, **detail)
+        return job.id
+
+
+def finish_action_job(db: Database, job_id: int, actor: str | None = None, **detail: Any) -> None:
+    with db.transaction() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        job.state = JobState.FINISHED
+        _event(s, f"{job.kind}_finished", actor or default_actor(), job_id, **detail)
+
+
+def find_job(db: Database, ref: str | int) -> Job:
+    """A job by id, or the newest job of that name."""
+    with db.transaction() as s:
+        if isinstance(ref, int) or str(ref).isdigit():
+            job = s.get(Job, int(ref))
+        else:
+            job = s.scalars(sa.select(Job).where(Job.name == ref).order_by(Job.id.desc()).limit(1)).one_or_none()
+        if job is None:
+            raise NotFound(f"no job {ref!r} in the job table", hint="`nsmigrate jobs` lists the jobs")
+        return job
+
+
+def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRATE) -> Job | None:
+    with db.transaction() as s:
+        return s.scalars(
+            sa.select(Job)
+            .where(Job.name == name, Job.kind == kind, Job.state == JobState.RUNNING)
+            .order_by(Job.id.desc())
+            .limit(1)
+        ).one_or_none()
+
+
+def is_collection_job(db: Database, job_id: int) -> bool:
+    """Whether the job copies by Pinecone collection (``strategy: collection``): its steps are not listers and
+    batches. Read from the stored spec as it is: rollback and erase jobs keep other shapes there."""
+    return (find_job(db, job_id).spec or {}).get("strategy") == "collection"
+
+
+def job_spec(db: Database, job_id: int) -> JobSpec:
+    """The job's spec, read and validated once per process (a spec never changes once its job is written)."""
+    spec = db._specs.get(job_id)
+    if spec is None:
+        # Once, not once per thread: a worker's task threads start on a new job together.
+        with db._spec_lock:
+            spec = db._specs.get(job_id)
+            if spec is None:
+                with db.transaction() as s:
+                    spec = _job_spec(db, s, job_id)
+    return spec
+
+
+def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
+    spec = db._specs.get(job_id)
+    if spec is None:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        from orchestrator.spec.jobspec import JobSpec  # once per job and process: the spec is cached below
+
+        spec = db._specs.setdefault(job_id, JobSpec.model_validate(job.spec))
+    return spec
+
+
+def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[NamespaceRun]:
+    with db.transaction() as s:
+        stmt = sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id)
+        if namespace is not None:
+            stmt = stmt.where(NamespaceRun.source_namespace == namespace)
+        return list(s.scalars(stmt))
+
+
+def runs_to_list(db: Database, job_id: int, namespaces: Collection[str] | None = None) -> list[tuple[int, str, int]]:
+    """(run id, source namespace, its count at plan time) of a job's ``pending`` runs (of ``namespaces`` only, when
+    given), the largest namespaces first: the order ``launch`` sends their listers in. Three columns, not the runs'
+    rows: a job may have thousands."""
+    stmt = sa.select(NamespaceRun.id, NamespaceRun.source_namespace, NamespaceRun.source_count).where(
+        NamespaceRun.job_id == job_id, NamespaceRun.state == RunState.PENDING
+    )
+    if namespaces is not None:
+        stmt = stmt.where(NamespaceRun.source_namespace.in_(list(namespaces)))
+    with db.transaction() as s:
+        rows = s.execute(stmt.order_by(NamespaceRun.source_count.desc(), NamespaceRun.id))
+        return [(run_id, namespace, int(count or 0)) for run_id, namespace, count in rows]
+
+
+def finish_namespace_checks(
+    db: Database, job_id: int, passed: Collection[str], refused: Mapping[str, str], actor: str | None = None
+) -> None:
+    """checking → pending for the runs of the ``passed`` source namespaces, checking → cancelled for the ``refused``
+    ones (source namespace → why), each refusal with a ``namespace_refused`` event, in one transaction. A run no
+    longer ``checking`` (its job was cancelled meanwhile) is left as it is."""
+    actor = actor or default_actor()
+    checking = (NamespaceRun.job_id == job_id, NamespaceRun.state == RunState.CHECKING)
+    with db.transaction() as s:
+        if passed:
+            s.execute(
+                sa.update(NamespaceRun)
+                .where(*checking, NamespaceRun.source_namespace.in_(list(passed)))
+                .values(state=RunState.PENDING)
+            )
+        for namespace, why in refused.items():
+            run_id = s.scalar(
+                sa.update(NamespaceRun)
+                .where(*checking, NamespaceRun.source_namespace == namespace)
+                .values(state=RunState.CANCELLED, last_error=why[:2000])
+                .returning(NamespaceRun.id)
+            )
+            if run_id is not None:
+                _event(s, "namespace_refused", actor, job_id, run_id, namespace=namespace, reason=why)
+
+
+def get_run(db: Database, run_id: int) -> NamespaceRun:
+    with db.transaction() as s:
+        return _get_run(s, run_id)
+
+
+def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
+    """Stop handing out work: unfinished runs become cancelled, queued batches are dropped by the workers."""
+    with db.transaction() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        job.state = JobState.CANCELLED
+        stopped = _rowcount(
+            s,
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
+            .values(state=RunState.CANCELLED),
+        )
+        _event(s, "job_cancelled", actor or default_actor(), job_id)
+        return stopped
+
+
+# Built once (see ``pages``): every verification ends with it.
+_FINISH_JOB = (
+    sa.update(_jobs)
+    .where(
+        _jobs.c.id == sa.bindparam("job_id"),
+        _jobs.c.state == JobState.RUNNING.value,
+        ~sa.exists().where(
+            _runs.c.job_id == sa.bindparam("job_id"),
+            _runs.c.state.in_(OPEN_RUN_STATES),
+        ),
+    )
+    .values(state=JobState.FINISHED.value, updated_at=sa.bindparam("now"))
+)
+
+
+def maybe_finish_job(db: Database, job_id: int) -> bool:
+    """Mark the job finished when every namespace run is in a final state.
+
+    One statement, run after the caller's own change committed: of two runs finishing at once, the later statement
+    sees both. It looks for one open run by the states an open run can be in (``ix_runs_job_state`` finds the few
+    left at the end of a job): a count of them all, once per verification, would read every run of a job of 12,000."""
+    with db.single_statement() as conn:
+        return bool(_rowcount(conn, _FINISH_JOB, {"job_id": job_id, "now": utcnow()}))
+
+
+def runs_in_state(db: Database, job_id: int, *states: RunState) -> list[int]:
+    with db.transaction() as s:
+        return list(
+            s.scalars(sa.select(NamespaceRun.id).where(NamespaceRun.job_id == job_id, NamespaceRun.state.in_(states)))
+        )
+
+
+def record_event(
+    db: Database, action: str, actor: str, job_id: int | None = None, run_id: int | None = None, **detail: Any
+) -> None:
+    with db.transaction() as s:
+        _event(s, action, actor, job_id, run_id, **detail)

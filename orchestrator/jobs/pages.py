@@ -1,0 +1,243 @@
+"""The lister's transitions: start listing a run, record each page with its batches and the resume point."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from orchestrator.errors import NotFound, StateError
+from orchestrator.jobs.database import Database, _event, default_actor
+from orchestrator.jobs.lifecycle import (
+    ACTIVE_BATCH_STATES,
+    LIST_FAILABLE_RUN_STATES,
+    LISTABLE_RUN_STATES,
+    LISTER_MOVES_RUN_STATES,
+)
+from orchestrator.jobs.tables import _batches, _in_flight_of_run, _mark_copied, _runs
+from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a lister needs of its run, as ``start_listing`` found it."""
+
+    job_id: int
+    source_namespace: str
+    list_token: str | None
+    #: Batches of the run queued or running.
+    in_flight: int
+    #: The namespace's count at plan time: how a fresh listing is cut (``workers.chain_listing.chains_for``).
+    source_count: int = 0
+
+
+# The lister's two transitions are single conditional UPDATE … RETURNING statements on the tables (Core), built once:
+# the row lock, the state checks, the change and the answers in one round trip. They run once per page, and building
+# statements and the ORM's bookkeeping cost more client CPU than the database work (a large share of a list task).
+_START_LISTING = (
+    sa.update(_runs)
+    .where(
+        _runs.c.id == sa.bindparam("run_id"),
+        _runs.c.listing_done.is_(False),
+        _runs.c.state.in_(LISTABLE_RUN_STATES),
+    )
+    .values(state=sa.case((_runs.c.state == RunState.PENDING, sa.literal(RunState.LISTING.value)), else_=_runs.c.state))
+    .returning(_runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _in_flight_of_run, _runs.c.source_count)
+)
+_PAGE_UPDATE = (
+    sa.update(_runs)
+    .where(
+        _runs.c.id == sa.bindparam("run_id"),
+        _runs.c.listing_done.is_(False),
+        _runs.c.list_token.is_not_distinct_from(sa.bindparam("listed_from")),
+    )
+    .values(
+        batches_total=_runs.c.batches_total + sa.bindparam("n_batches"),
+        listed=_runs.c.listed + sa.bindparam("n_ids"),
+        list_token=sa.bindparam("next_token"),
+        listing_done=sa.bindparam("listing_done"),
+        state=sa.case(
+            (_runs.c.state.in_(LISTER_MOVES_RUN_STATES), sa.bindparam("listing_state")),
+            else_=_runs.c.state,
+        ),
+        updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE in a CTE
+    )
+)
+_PAGE_ANSWERS = (_runs.c.state, _runs.c.batches_total, _in_flight_of_run.label("in_flight"))
+_RECORD_PAGE = _PAGE_UPDATE.returning(*_PAGE_ANSWERS)
+_INSERT_BATCH = sa.insert(_batches).returning(_batches.c.id, sort_by_parameter_order=True)
+# A page of one batch, the lister's usual record, in one statement: the page's UPDATE and the batch's INSERT (which
+# adds no row when the UPDATE found the token moved on, so nothing is written then).
+_page = _RECORD_PAGE.cte("page")
+_batch_of_page = (
+    sa.insert(_batches)
+    .from_select(
+        ["run_id", "seq", "ids"],
+        sa.select(
+            sa.bindparam("run_id", type_=sa.Integer),
+            _page.c.batches_total - 1,
+            sa.bindparam("ids", type_=_batches.c.ids.type),
+        ),
+    )
+    .returning(_batches.c.id)
+    .cte("batch_of_page")
+)
+_RECORD_PAGE_OF_ONE_BATCH = sa.select(
+    _page.c.state, _page.c.batches_total, _page.c.in_flight, _batch_of_page.c.id
+).select_from(_page.join(_batch_of_page, sa.true()))
+
+
+def start_listing(db: Database, run_id: int) -> Listing | None:
+    """pending/listing/copying → listing work may go on (pending becomes listing): what the lister needs. None when
+    the run is past listing or cancelled (or does not exist)."""
+    with db.single_statement() as conn:
+        row = conn.execute(_START_LISTING, {"run_id": run_id}).one_or_none()
+        return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0), int(row[4] or 0))
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What ``add_batches`` wrote and found, so the lister needs no further query before its next page."""
+
+    batch_ids: list[int]
+    #: Batches of the run queued or running, the new ones included.
+    in_flight: int
+    cancelled: bool
+    #: Listing ended with every batch already done (or none at all): this call moved the run to ``copied``.
+    copied: bool
+
+
+def page_params(
+    run_id: int,
+    id_batches: Sequence[Sequence[str]],
+    next_token: str | None,
+    *,
+    listing_done: bool,
+    listed_from: str | None,
+) -> dict[str, object]:
+    """The parameters of ``_RECORD_PAGE`` for a page of ``id_batches`` listed from ``listed_from``."""
+    return {
+        "run_id": run_id,
+        "listed_from": listed_from,
+        "n_batches": len(id_batches),
+        "n_ids": sum(len(ids) for ids in id_batches),
+        "next_token": None if listing_done else next_token,
+        "listing_done": listing_done,
+        "listing_state": RunState.COPYING.value if listing_done else RunState.LISTING.value,
+        "now": utcnow(),
+    }
+
+
+def add_batches(
+    db: Database,
+    run_id: int,
+    id_batches: Sequence[Sequence[str]],
+    next_token: str | None,
+    *,
+    listing_done: bool,
+    listed_from: str | None = None,
+) -> Recorded:
+    """Record new batches and the lister's resume point together, so a restarted lister neither skips nor repeats
+    a page. ``listed_from`` is the token the ids were listed from (None: the start of the namespace).
+
+    Raises:
+        StateError: the saved token is no longer ``listed_from`` (or listing is done): another lister recorded
+            these pages first — e.g. a redelivered lister while the one it replaces was still alive, or two listers
+            after a Redis restart lost their lock. Nothing is written, so no id is ever batched twice.
+    """
+    id_batches = [list(ids) for ids in id_batches]
+    page = page_params(run_id, id_batches, next_token, listing_done=listing_done, listed_from=listed_from)
+    if len(id_batches) == 1:  # what a lister records page after page: one statement, one round trip
+        with db.single_statement() as conn:
+            recorded = conn.execute(_RECORD_PAGE_OF_ONE_BATCH, {**page, "ids": id_batches[0]}).one_or_none()
+            if recorded is None:
+                raise _recorded_by_another(conn, run_id, listed_from)
+        state, _, in_flight, batch_id = recorded
+        return Recorded([batch_id], int(in_flight or 0) + 1, state == RunState.CANCELLED, copied=False)
+    with db.transaction() as s:
+        conn = s.connection()
+        row = conn.execute(_RECORD_PAGE, page).one_or_none()
+        if row is None:
+            raise _recorded_by_another(conn, run_id, listed_from)
+        state, batches_total, in_flight = row
+        first_seq = batches_total - len(id_batches)
+        batch_ids = (
+            list(
+                conn.execute(
+                    _INSERT_BATCH,
+                    [{"run_id": run_id, "seq": first_seq + n, "ids": ids} for n, ids in enumerate(id_batches)],
+                ).scalars()
+            )
+            if id_batches
+            else []
+        )
+        # Only a last page that added nothing can find every batch done; otherwise the last batch to finish moves on.
+        copied = listing_done and not batch_ids and _mark_copied(s, run_id)
+        return Recorded(batch_ids, int(in_flight or 0) + len(batch_ids), state == RunState.CANCELLED, copied)
+
+
+def _recorded_by_another(conn: sa.Connection, run_id: int, listed_from: str | None) -> StateError | NotFound:
+    """The error for a page that was not recorded: another lister recorded it first (or the run is gone)."""
+    run = conn.execute(sa.select(_runs.c.job_id, _runs.c.source_namespace).where(_runs.c.id == run_id)).one_or_none()
+    if run is None:
+        return NotFound(f"namespace run {run_id} does not exist", run_id=run_id)
+    return StateError(
+        f"another lister already recorded the pages after token {listed_from!r} of namespace {run.source_namespace!r}",
+        hint="nothing to do: that lister carries on",
+        job_id=run.job_id,
+        run_id=run_id,
+    )
+
+
+def fail_listing(db: Database, run_id: int, error: str) -> bool:
+    """listing (or pending/copying with listing unfinished) → list_failed with the error, and an audit event: the
+    lister failed for good. False when the run was past listing or cancelled meanwhile (nothing changed)."""
+    with db.transaction() as s:
+        row = s.execute(
+            sa.update(NamespaceRun)
+            .where(
+                NamespaceRun.id == run_id,
+                NamespaceRun.listing_done.is_(False),
+                NamespaceRun.state.in_(LIST_FAILABLE_RUN_STATES),
+            )
+            .values(state=RunState.LIST_FAILED, last_error=error[:2000])
+            .returning(NamespaceRun.job_id, NamespaceRun.source_namespace)
+        ).one_or_none()
+        if row is None:
+            return False
+        _event(s, "listing_failed", default_actor(), row.job_id, run_id, namespace=row.source_namespace, error=error)
+        return True
+
+
+def requeue_failed_listers(
+    db: Database, job_id: int, namespace: str | None = None, actor: str | None = None
+) -> list[tuple[int, str]]:
+    """list_failed → listing for the job's (or one namespace's) failed listers, their error cleared; returns
+    (run_id, source namespace) of the listers to enqueue (each resumes from its saved token)."""
+    with db.transaction() as s:
+        stmt = (
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.job_id == job_id, NamespaceRun.state == RunState.LIST_FAILED)
+            .values(state=RunState.LISTING, last_error=None)
+            .returning(NamespaceRun.id, NamespaceRun.source_namespace)
+        )
+        if namespace is not None:
+            stmt = stmt.where(NamespaceRun.source_namespace == namespace)
+        out = [(run_id, ns) for run_id, ns in s.execute(stmt).all()]
+        if out:
+            _event(s, "listers_requeued", actor or default_actor(), job_id, namespace=namespace, listers=len(out))
+        return out
+
+
+def queued_batches(db: Database, run_id: int, *, running_too: bool = False) -> list[int]:
+    """Ids of this run's ``queued`` batches (``running_too``: and ``running`` ones), oldest first (a lister that
+    died may have recorded some of them without sending their copy tasks)."""
+    states = ACTIVE_BATCH_STATES if running_too else (BatchState.QUEUED,)
+    with db.transaction() as s:
+        return list(
+            s.scalars(sa.select(Batch.id).where(Batch.run_id == run_id, Batch.state.in_(states)).order_by(Batch.seq))
+        )
+
+
+# -------------------------------------------------------------------------------------------------------- batches

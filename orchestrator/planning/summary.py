@@ -1,0 +1,88 @@
+"""What a user is shown of a plan, as plain data: a table of namespace runs and the lines under it.
+
+Made where the plan is made (the command's own process, or the fleet's planner, ``workers.plan_server``) and sent as
+JSON when the planner made it; ``cli.render.print_plan`` draws it. So a plan reads the same wherever it was made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.tenancy.namespaces import display_namespace
+
+if TYPE_CHECKING:  # launch loads the planner and the job table: only its type is needed here
+    from orchestrator.launch import Prepared
+
+#: Columns shown left-aligned; the rest are numbers.
+TEXT_COLUMNS = ("source namespace", "target namespace", "ids by")
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    #: Lines printed under the table, in order: totals and estimate, target index, strategy, routes.
+    lines: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PlanSummary:
+        return cls(
+            title=str(data["title"]),
+            columns=[str(c) for c in data["columns"]],
+            rows=[[str(cell) for cell in row] for row in data["rows"]],
+            lines=[str(line) for line in data["lines"]],
+            warnings=[str(w) for w in data.get("warnings", [])],
+        )
+
+
+def summarize(prepared: Prepared) -> PlanSummary:
+    plan = prepared.plan
+    enumerated = any(run.enumeration != "list" for run in plan.runs)
+    columns = ["source namespace", "target namespace", "vectors", "batches"]
+    columns += ["ids by", "sweep queries", "sweep RUs"] if enumerated else []
+    rows = []
+    for run in plan.runs:
+        target = (
+            display_namespace(run.target_namespace)
+            if run.target_namespace is not None
+            else "(routed per vector by twin id)"
+        )
+        row = [display_namespace(run.source_namespace), target, str(run.vector_count), str(run.batches)]
+        if enumerated:
+            least, most = run.sweep_queries
+            queries = "" if run.enumeration != "sweep" else str(least) if least == most else f"{least}–{most}"
+            units = f"≥{run.sweep_read_units:g}" if run.enumeration == "sweep" else ""
+            row += [run.enumeration, queries, units]
+        rows.append(row)
+    est = plan.estimate
+    sweep = est.sweep_queries
+    shown = str(sweep[0]) if sweep[0] == sweep[1] else f"{sweep[0]}–{sweep[1]}"
+    sweeps = f", {shown} sweep queries" if sweep[1] else ""
+    lines = [
+        f"{len(plan.runs)} namespaces, {plan.total_vectors} vectors, {plan.total_batches} batches; "
+        f"requests: {est.list_requests} list{sweeps}, {est.fetch_requests} fetch, {est.upsert_requests} upsert; "
+        f"≈{est.read_units} read units, ≈{est.write_units} write units; "
+        f"≈{est.duration_s:.1f} s at the configured budgets"
+    ]
+    if prepared.target_index is not None:
+        lines.append(prepared.target_index.describe())
+    if prepared.spec.strategy == "collection":
+        from orchestrator.planning.collection_strategy import describe_strategy
+
+        lines.append(describe_strategy(prepared.spec))
+    for ns, counts in plan.routes.items():
+        taken = ", ".join(f"{route} {n}" for route, n in counts.items())
+        lines.append(f"routes of {display_namespace(ns)} ({sum(counts.values())} vectors): {taken}")
+    return PlanSummary(
+        title=f"plan for job {prepared.spec.name!r}: {prepared.source_label} → {prepared.target_label}",
+        columns=columns,
+        rows=rows,
+        lines=lines,
+        warnings=list(plan.warnings),
+    )

@@ -1,0 +1,92 @@
+"""The plain data a migration moves: a vector record and a page of ids. No I/O, shared by both halves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+import orjson
+
+DEFAULT_NAMESPACE = ""  # Pinecone reports it as "__default__"; nsmigrate always uses ""
+
+
+class JsonValues(Sequence[float]):
+    """Vector values kept as the JSON array a store sent (``b"[0.1,-0.2,…]"``), decoded only if someone reads them.
+
+    A copy between Pinecone indexes never looks at the values: it routes by id and enriches metadata. Keeping them as
+    the fetched bytes lets the upsert send them back verbatim, so a 1536-dimension vector costs no 1,536 Python
+    floats decoded and re-encoded per hop (most of a copy worker's CPU), and the request size is known exactly.
+    Everything else (verification, pgvector, backups) sees an ordinary sequence of floats.
+    """
+
+    __slots__ = ("_floats", "json")
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+        self._floats: list[float] | None = None
+
+    def floats(self) -> list[float]:
+        if self._floats is None:
+            self._floats = orjson.loads(self.json)
+        return self._floats
+
+    def __len__(self) -> int:
+        # A flat array of numbers: one more value than commas, no decoding needed.
+        if self._floats is not None:
+            return len(self._floats)
+        return 0 if not self.json.strip(b" \t\r\n[]") else self.json.count(b",") + 1
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        return self.floats()[index]
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.floats())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JsonValues):
+            return self.floats() == other.floats()
+        return isinstance(other, Sequence) and self.floats() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-equal like a list
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        import numpy as np  # only where values are compared: planning and copying never need numpy
+
+        return np.asarray(self.floats(), dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"JsonValues({len(self)} values)"
+
+
+@dataclass(frozen=True)
+class SparseValues:
+    """The sparse part of a Pinecone record (hybrid search): the non-zero dimensions and their values."""
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def to_json(self) -> dict[str, list[Any]]:
+        return {"indices": list(self.indices), "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One vector: its id, its dense values, its metadata and (Pinecone, dotproduct indexes) its sparse values."""
+
+    id: str
+    values: Sequence[float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    sparse_values: SparseValues | None = None
+
+
+@dataclass(frozen=True)
+class IdPage:
+    """One page of ids from ``list_ids``; ``next_token`` is None on the last page."""
+
+    ids: list[str]
+    next_token: str | None

@@ -1,0 +1,761 @@
+"""The declarative job spec (YAML), validated with pydantic.
+
+A bad spec fails with one ``SpecError`` that lists every problem with its field path, e.g.
+``target.host: a host needs its scheme, e.g. https://… or http://127.0.0.1:5081``. Nothing is written before the spec
+validates. Secrets are never in a spec: it names the environment variable that holds them (``api_key_env``).
+
+See ``migrations/README.md`` for the format with examples, and ``migrations/*.yaml`` for the shipped jobs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from orchestrator import pgvector_layout
+from orchestrator.connections.keys import credentials_refusal
+from orchestrator.errors import SpecError
+from orchestrator.limits import (
+    FETCH_MAX_IDS,
+    LIST_MAX_REQUESTS_PER_S_PER_INDEX,
+    QUERY_MAX_TOP_K,
+    READ_MAX_REQUESTS_PER_S_PER_INDEX,
+    STATS_MAX_REQUESTS_PER_S_PER_INDEX,
+    WRITE_MAX_MB_PER_S_PER_NAMESPACE,
+    WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
+)
+from orchestrator.listing.prefix_chains import MAX_CHAINS
+from orchestrator.spec.yamlfile import load_yaml
+from orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
+
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
+
+
+class _Model(BaseModel):
+    # Unknown keys are typos far more often than intent: refuse them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_env_name(value: str, field: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(
+            f"{field} must be the NAME of an environment variable (like PINECONE_API_KEY), not a value; "
+            "put the secret in the environment and name it here"
+        )
+    return value
+
+
+def _env_field(value: str, info: ValidationInfo) -> str:
+    return _check_env_name(value, info.field_name or "url_env")
+
+
+def _sql_identifier(value: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _)")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_env_field)]
+SqlName = Annotated[str, AfterValidator(_sql_identifier)]
+
+
+class IdCatalogue(_Model):
+    """Where the ids of a source that cannot list them are kept: rows of (namespace, id), e.g. the chunk table an
+    application writes next to its vectors. ``file``: a CSV with a ``namespace,id`` header (the default namespace as
+    ``__default__`` or empty); ``postgres``: a table in the database named by ``database_url_env``; ``supabase``: a
+    table read through the ``supabase`` client. Read in pages ordered by id."""
+
+    source: Literal["file", "postgres", "supabase"] = "file"
+    path: str | None = Field(default=None, description="file: CSV namespace,id; relative to the spec file.")
+    database_url_env: str = Field(default="NSMIGRATE_CATALOGUE_URL", description="postgres: env var with its URL.")
+    url_env: str = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: str = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    table: str = Field(default="vector_ids", description="postgres/supabase: the table of (namespace, id) rows.")
+    namespace_column: str = "namespace"
+    id_column: str = "id"
+
+    @field_validator("database_url_env", "url_env", "key_env")
+    @classmethod
+    def _env(cls, value: str, info: ValidationInfo) -> str:
+        return _check_env_name(value, info.field_name or "url_env")
+
+    @field_validator("table", "namespace_column", "id_column")
+    @classmethod
+    def _sql_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _)")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> IdCatalogue:
+        if self.source == "file" and not self.path:
+            raise ValueError("source `file` needs `path` (a CSV with a namespace,id header)")
+        return self
+
+
+class Enumeration(_Model):
+    """How the ids of a Pinecone source are found. ``list`` pages them (serverless indexes only); a pod index cannot
+    list, so it needs ``catalogue`` (the ids kept elsewhere, ``catalogue:``) or ``sweep`` (queries with random
+    vectors, ``top_k`` ids each, until every namespace's count in describe_index_stats is covered, at most
+    ``max_queries`` per namespace; a namespace the sweep cannot cover fails its verification)."""
+
+    mode: Literal["list", "catalogue", "sweep"] = "list"
+    catalogue: IdCatalogue | None = None
+    top_k: int = Field(default=QUERY_MAX_TOP_K, gt=0, le=QUERY_MAX_TOP_K, description="sweep: ids per query.")
+    max_queries: int = Field(default=1000, gt=0, le=1_000_000, description="sweep: queries per namespace, at most.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> Enumeration:
+        if self.mode == "catalogue" and self.catalogue is None:
+            raise ValueError("mode `catalogue` needs `catalogue:` (source file, postgres or supabase)")
+        if self.mode != "catalogue" and self.catalogue is not None:
+            raise ValueError(f"`catalogue:` is only read with mode `catalogue`, not `{self.mode}`")
+        return self
+
+
+class CreateIndex(_Model):
+    """A Pinecone target index nsmigrate creates (serverless) when it does not exist yet; an existing index of the
+    same dimension and metric is used as it is. Dimension and metric default to the source's (with ``reembed``: its
+    dimension). With ``model`` it is an **integrated** index that embeds text itself (``create_index_for_model``;
+    its text field is ``target.records.field``); dimension and metric then default to the model's."""
+
+    cloud: Literal["aws", "gcp", "azure"] = "aws"
+    region: str = Field(default="us-east-1", min_length=1, description="The cloud region, e.g. us-east-1.")
+    dimension: int | None = Field(default=None, gt=0, le=20000, description="Default: the source's dimension.")
+    metric: Literal["cosine", "dotproduct", "euclidean"] | None = Field(
+        default=None, description="Default: the source's metric."
+    )
+    deletion_protection: Literal["enabled", "disabled"] = "disabled"
+    tags: dict[str, str] = Field(default_factory=dict, description="Index tags, e.g. {team: search}.")
+    ready_timeout_s: float = Field(default=600, gt=0, description="How long `run` waits for the index to be ready.")
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="An embedding model Pinecone hosts, e.g. llama-text-embed-v2: create an integrated index.",
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, tag in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", key):
+                raise ValueError(f"tag key {key!r} must be 1-80 letters, digits, '_' or '-'")
+            if not re.fullmatch(r"[A-Za-z0-9;@_\-.+ ]{1,120}", tag):
+                raise ValueError(f"tag {key}: value {tag!r} must be 1-120 letters, digits, spaces or ;@_-.+")
+        return value
+
+
+class TextRecords(_Model):
+    """As a target: an **integrated** index, which embeds each record's text itself. Records are written with the
+    records API (``upsert_records``, at most 96 per request): the text of source metadata field ``text_from`` goes into
+    the index's text field ``field`` (its ``field_map``), every other metadata field is kept as a field, ids are kept.
+    A record without text cannot be written: its id is reported per namespace, and ``missing_text`` says whether that
+    fails verification (``fail``, the default) or is accepted (``skip``)."""
+
+    text_from: str = Field(default="text", min_length=1, description="The source metadata field holding the text.")
+    field: str = Field(default="chunk_text", min_length=1, description="The index's text field (its field_map).")
+    missing_text: Literal["fail", "skip"] = Field(
+        default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
+    )
+
+
+class PineconeStoreSpec(_Model):
+    """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
+
+    kind: Literal["pinecone"] = "pinecone"
+    index: str | None = Field(default=None, description="Index name, resolved to its host through the control plane.")
+    host: str | None = Field(
+        default=None, description="Data-plane host with scheme, e.g. https://idx-abc.svc.….pinecone.io"
+    )
+    control_host: str | None = Field(default=None, description="Control-plane URL override (local sandbox only).")
+    api_key_env: str = Field(default="PINECONE_API_KEY", description="Name of the env var holding the API key.")
+    max_namespaces: int | None = Field(
+        default=None,
+        gt=0,
+        description="As a target: the namespaces its index may hold (your plan's limit); default: "
+        "100,000, Pinecone's serverless limit on the Standard and Enterprise plans (Starter: 100, Builder: 1,000).",
+    )
+    enumerate: Enumeration = Field(
+        default_factory=Enumeration,
+        description="How its ids are found: list (serverless), catalogue or sweep (pod indexes cannot list).",
+    )
+    create: CreateIndex | None = Field(
+        default=None, description="As a target: create this serverless index if it does not exist (needs `index`)."
+    )
+    records: TextRecords | None = Field(
+        default=None, description="As a target: an integrated index; records are written as text (see TextRecords)."
+    )
+
+    # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
+    @field_validator("host", "control_host")
+    @classmethod
+    def _scheme(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
+        refusal = credentials_refusal(value)
+        if refusal is not None:  # the URL is not echoed: it holds a password
+            raise ValueError(f"the address {refusal}")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_env(cls, value: str) -> str:
+        return _check_env_name(value, "api_key_env")
+
+    @model_validator(mode="after")
+    def _one_address(self) -> PineconeStoreSpec:
+        if (self.index is None) == (self.host is None):
+            raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
+        if self.create is not None and self.index is None:
+            raise ValueError("`create` needs `index: NAME` (the index to create), not `host`")
+        if self.create is not None and self.create.model is not None and self.records is None:
+            raise ValueError(
+                "`create.model` makes an integrated index: give `records: {text_from, field}` too (which source "
+                "metadata field holds the text, and the index's text field)"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        """How this store is named in scopes, plans and messages (never contains a key)."""
+        return self.index or (self.host or "").split("://", 1)[-1]
+
+
+class PgvectorStoreSpec(_Model):
+    """A Postgres + pgvector store: one legacy table with a namespace column, or one table per namespace."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kind: Literal["pgvector"] = "pgvector"
+    database_url_env: str = Field(default="NSMIGRATE_PGVECTOR_URL", description="Env var holding the SQLAlchemy URL.")
+    layout: Literal["single_table", "table_per_namespace"] = "table_per_namespace"
+    table: str = Field(
+        default="embeddings", description="single_table: the table; table_per_namespace: the name prefix."
+    )
+    namespace_column: str = Field(
+        default="namespace", description="single_table only: the column naming the namespace."
+    )
+    dimension: int | None = Field(default=None, gt=0, le=16000, description="Needed to create tables in a new target.")
+    schema_: Literal["generic", "documented"] = Field(
+        default="generic",
+        alias="schema",
+        description="generic: (id, embedding, metadata) tables. documented: seed 004's embeddings_{namespace} tables "
+        "(orchestrator.pgvector_layout), namespaces found from the tables themselves; table_per_namespace only.",
+    )
+    vector_index: Literal["ivfflat", "hnsw", "none"] = Field(
+        default="ivfflat",
+        description="documented: the cosine ANN index built on each target table after its load (with the b-tree "
+        "indexes and ANALYZE), when the namespace is verified; above 2,000 dimensions always HNSW over halfvec.",
+    )
+    ivfflat_lists: int = Field(
+        default=pgvector_layout.DEFAULT_LISTS,
+        gt=0,
+        le=32768,
+        description="documented, vector_index ivfflat: its lists (the application's layout says 100).",
+    )
+
+    @field_validator("database_url_env")
+    @classmethod
+    def _url_env(cls, value: str) -> str:
+        return _check_env_name(value, "database_url_env")
+
+    @field_validator("table", "namespace_column")
+    @classmethod
+    def _sql_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", value):
+            raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _), ≤ 41 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _documented_layout(self) -> PgvectorStoreSpec:
+        if self.schema_ == "documented" and self.layout != "table_per_namespace":
+            raise ValueError(
+                "schema `documented` is one table per namespace (layout: table_per_namespace); its legacy single "
+                "table is read as the default namespace"
+            )
+        return self
+
+    @property
+    def documented(self) -> bool:
+        return self.schema_ == "documented"
+
+    @property
+    def index(self) -> pgvector_layout.VectorIndex:
+        """The ANN index a documented target's tables get."""
+        return pgvector_layout.VectorIndex(self.vector_index, self.ivfflat_lists)
+
+    @property
+    def label(self) -> str:
+        return f"pgvector:{self.table}_*" if self.documented else f"pgvector:{self.table}"
+
+
+StoreSpec = Annotated[PineconeStoreSpec | PgvectorStoreSpec, Field(discriminator="kind")]
+
+
+class NamespaceSelection(_Model):
+    """Which source namespaces take part: shell-style globs; ``""`` or ``__default__`` is the default namespace.
+    A name without glob characters must exist in the source, or the plan is refused."""
+
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+
+
+class CreatorMapping(_Model):
+    """Where the twin → creator mapping comes from."""
+
+    source: Literal["file", "supabase", "inline"] = "file"
+    path: str | None = Field(default=None, description="file: CSV (twin_id,creator_id) or YAML {twin_id: creator_id}.")
+    url_env: str = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: str = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    twins_table: str = "twins"
+    twins: dict[str, str] = Field(default_factory=dict, description="inline: {twin_id: creator_id}.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> CreatorMapping:
+        if self.source == "file" and not self.path:
+            raise ValueError("source `file` needs `path` (a CSV twin_id,creator_id or a YAML mapping)")
+        if self.source == "inline" and not self.twins:
+            raise ValueError("source `inline` needs `twins: {twin_id: creator_id}`")
+        return self
+
+    @field_validator("url_env", "key_env")
+    @classmethod
+    def _env(cls, value: str, info: ValidationInfo) -> str:
+        return _check_env_name(value, info.field_name or "url_env")
+
+
+class SourceTable(_Model):
+    """The seeds' ``sources`` table: a vector of the default namespace with neither a twin id nor a creator id is
+    routed by the value of its metadata key ``key_field``, looked up here → twin → creator. ``file``: CSV with the
+    columns ``key_column`` and ``twin_column``; ``postgres``: a table in the database named by ``database_url_env``;
+    ``supabase``: the table read through the ``supabase`` client, paged."""
+
+    source: Literal["file", "postgres", "supabase"] = "supabase"
+    key_field: str = Field(default="source_id", min_length=1, description="The metadata key looked up.")
+    path: str | None = Field(default=None, description="file: CSV; relative to the spec file.")
+    database_url_env: EnvName = Field(default="NSMIGRATE_SOURCES_URL", description="postgres: env var with its URL.")
+    url_env: EnvName = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: EnvName = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    table: SqlName = "sources"
+    key_column: SqlName = "id"
+    twin_column: SqlName = "twin_id"
+
+    @model_validator(mode="after")
+    def _needs_path(self) -> SourceTable:
+        if self.source == "file" and not self.path:
+            raise ValueError("source `file` needs `path` (a CSV with the key and twin columns)")
+        return self
+
+
+class Routing(_Model):
+    """How a source namespace becomes a target namespace.
+
+    - ``same``: the same name (index → index copies, pod → serverless).
+    - ``explicit``: ``map: {source: target}``; every selected namespace must be in the map.
+    - ``creator``: the UUID namespace is a twin id → ``creator_{creator_id}_twin_{twin_id}``; vectors of the default
+      namespace are routed one by one: by their ``twin_id_field`` metadata, else their ``creator_id_field`` (to
+      ``creator_{creator_id}``), else ``sources`` (a metadata key → twin), else they are unresolved and go where
+      ``unresolved`` says. ``override_creator`` puts every twin under one creator (e.g. the test creator
+      ``sainath.no.1``).
+    """
+
+    mode: Literal["same", "explicit", "creator"] = "same"
+    map: dict[str, str] = Field(default_factory=dict)
+    creators: CreatorMapping | None = None
+    override_creator: str | None = None
+    twin_id_field: str = "twin_id"
+    unknown_twin: Literal["fail", "review", "public"] = Field(
+        default="fail",
+        description="A twin that has no creator: refuse the plan (fail) or send its vectors to the review namespace "
+        "or (shared with everyone) `public`.",
+    )
+    creator_id_field: str = Field(default="creator_id", description="Default namespace: the creator id metadata key.")
+    sources: SourceTable | None = Field(default=None, description="Default namespace: metadata key → twin lookup.")
+    review_namespace: str = Field(
+        default="review",
+        min_length=1,
+        description="Default namespace: where vectors that resolve to no twin or creator go, for a person to file "
+        "(with `unresolved: review`).",
+    )
+    unresolved: Literal["review", "creator", "drop-with-report"] = Field(
+        default="review",
+        description="Default namespace: what happens to vectors that resolve to no twin and no creator: `review` "
+        "(the review namespace, for a person to file), `creator` (with override_creator: its creator-wide namespace "
+        "creator_{override_creator}), `drop-with-report` (not copied, counted in the plan, listed in the "
+        "verification report, kept in the source: cleanup never deletes them).",
+    )
+
+    @field_validator("review_namespace")
+    @classmethod
+    def _review(cls, value: str) -> str:
+        if value.startswith("creator_") or value == "__default__":
+            # A creator_… name would read as that creator's own namespace: erased with them, searched for nobody else.
+            raise ValueError(
+                f"{value!r} cannot be the review namespace: it must not look like a creator's or be the default; to "
+                "file unresolved vectors under a creator, set `unresolved: creator` with `override_creator`"
+            )
+        return value
+
+    @field_validator("override_creator")
+    @classmethod
+    def _creator_id(cls, value: str | None) -> str | None:
+        # Caught here, with its field path, rather than as a plan error later.
+        problem = identifier_problem("creator_id", value) if value is not None else None
+        if problem:
+            raise ValueError(f"{problem} ({ID_RULE})")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> Routing:
+        if self.mode == "explicit" and not self.map:
+            raise ValueError("mode `explicit` needs `map: {source_namespace: target_namespace}`")
+        if self.mode == "creator" and self.creators is None and self.override_creator is None:
+            raise ValueError(
+                "mode `creator` needs `creators:` (where the twin → creator mapping is) or `override_creator`"
+            )
+        if self.unresolved == "creator" and self.override_creator is None:
+            raise ValueError(
+                "`unresolved: creator` files unresolved vectors under `override_creator` (creator_{override_creator}): "
+                "set override_creator, or choose `unresolved: review` or `drop-with-report`"
+            )
+        return self
+
+
+class Enrichment(_Model):
+    """Metadata the copy sets on every target vector (source metadata is kept as it is)."""
+
+    creator_fields: bool = Field(
+        default=True, description="Set creator_id and twin_id on vectors written into a twin namespace."
+    )
+    migrated_from: bool = Field(default=True, description="Set migrated_from = '<source store>/<source namespace>'.")
+    constants: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+
+#: The share of each documented serverless rate (``orchestrator.limits``) the default budget takes: below the limit,
+#: never at it; listing keeps a quarter back.
+DEFAULT_RATE_SHARE = 0.8
+DEFAULT_LIST_RATE_SHARE = 0.75
+
+
+class RateBudget(_Model):
+    """Fleet-wide request budgets per second, shared by all workers; the defaults are a share of Pinecone's
+    serverless limits (``orchestrator.limits``)."""
+
+    read_rps: float = Field(
+        default=DEFAULT_RATE_SHARE * READ_MAX_REQUESTS_PER_S_PER_INDEX,
+        gt=0,
+        description="fetch requests/s per source index.",
+    )
+    list_rps: float = Field(
+        default=DEFAULT_LIST_RATE_SHARE * LIST_MAX_REQUESTS_PER_S_PER_INDEX,
+        gt=0,
+        description="list requests/s per source index.",
+    )
+    stats_rps: float = Field(
+        default=DEFAULT_RATE_SHARE * STATS_MAX_REQUESTS_PER_S_PER_INDEX,
+        gt=0,
+        description="count requests/s per index (describe_index_stats, describe_namespace): verification's counts "
+        "and planning's inventory; a limit of Pinecone's own, beside fetch's.",
+    )
+    write_rps: float = Field(
+        default=DEFAULT_RATE_SHARE * WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
+        gt=0,
+        description="upsert requests/s per target namespace.",
+    )
+    write_mb_per_s: float = Field(
+        default=DEFAULT_RATE_SHARE * WRITE_MAX_MB_PER_S_PER_NAMESPACE,
+        gt=0,
+        description="upsert megabytes/s per target namespace.",
+    )
+    embed_tokens_per_min: float = Field(
+        default=250_000,
+        gt=0,
+        description="Embedding tokens/min an integrated target's model may take (Pinecone: model-specific, e.g. "
+        "250,000 on Starter); counted with an upper-bound estimate of each text's tokens.",
+    )
+
+
+class Verification(_Model):
+    counts: bool = True
+    ids: bool = True
+    contents: Literal["all", "sample", "none"] = "all"
+    sample_size: int = Field(default=200, gt=0)
+    query_samples: int = Field(default=0, ge=0, description="Sample queries whose top-k ids must match; 0 = off.")
+    top_k: int = Field(default=10, gt=0, le=1000)
+    # Not 1: ANN indexes are approximate and a different index type may reorder near-ties at the edge of the top k,
+    # so exact equality of every list would fail correct copies.
+    query_min_overlap: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Smallest mean share of the source's top-k ids the target's answers hold, or verification fails.",
+    )
+    count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
+    tolerance: float = Field(default=1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
+    latency_samples: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="Queries timed after the copy, as the application will query (a twin's creator searched across "
+        "its twins through the tenant guard); P50/P95 in the report. Every run of a job of up to 32 namespaces (or "
+        "with latency_p95_ms) times them, a sample of about 32 runs of a larger one. 0 = off.",
+    )
+    latency_p95_ms: float | None = Field(
+        default=None, gt=0, description="Fail verification when the P95 is above this (seed 000: 100 on Pinecone)."
+    )
+    text_search_samples: int = Field(
+        default=50, ge=0, description="Integrated target: records searched by their own text; 0 = off."
+    )
+    text_search_min_hit_rate: float = Field(
+        default=0.9, ge=0, le=1, description="Share of those searches whose top_k must contain the record."
+    )
+
+
+class Cleanup(_Model):
+    """``never``: the source is kept. ``manual``: `nsmigrate cleanup JOB` may delete verified source namespaces.
+    ``auto``: deleted right after verification passes."""
+
+    mode: Literal["never", "manual", "auto"] = "never"
+
+
+class Cutover(_Model):
+    """Switching traffic to the target (``nsmigrate cutover``): what the load check must show before reads move, and
+    how long reads must be all new before ``cleanup`` may delete the source."""
+
+    qps: float = Field(default=20, gt=0, le=1000, description="Queries per second of `cutover check`.")
+    duration_s: float = Field(default=60, gt=0, le=3600, description="How long `cutover check` queries.")
+    p95_ms: float = Field(default=100, gt=0, description="Largest allowed P95 of the target's query latency.")
+    p99_ms: float = Field(default=200, gt=0, description="Largest allowed P99 of the target's query latency.")
+    cold_query_ms: float = Field(
+        default=500, gt=0, description="Largest allowed latency of the first query to each target namespace."
+    )
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Largest allowed share of failed queries.")
+    min_agreement: float = Field(
+        default=0.9, ge=0, le=1, description="Smallest allowed mean top-k overlap of source and target answers."
+    )
+    top_k: int = Field(default=10, gt=0, le=1000)
+    decommission_after_s: float = Field(
+        default=7 * 86400,
+        ge=0,
+        description="How long reads must have been 100 % new before `cleanup` may delete the source (7 days).",
+    )
+
+
+class Backup(_Model):
+    """Export each source namespace to Parquet before anything is copied."""
+
+    enabled: bool = False
+    directory: str = "backups"
+
+
+class Reembed(_Model):
+    """Re-embed while copying: each record's vector is made anew from the text in source metadata field
+    ``text_from`` by ``embedder`` (a registered name such as ``hashing``, or ``package.module:factory``: see
+    ``workers.embedders``), ``dimension`` wide. For a model change, which changes the dimension: the target is a plain
+    vector index of that dimension. Metadata is kept; a record without text is reported by id, never written."""
+
+    embedder: str = Field(default="hashing", min_length=1, description="A registered name or package.module:factory.")
+    text_from: str = Field(default="text", min_length=1, description="The source metadata field holding the text.")
+    dimension: int = Field(gt=0, le=20000, description="The dimension of the new vectors (the target's).")
+    missing_text: Literal["fail", "skip"] = Field(
+        default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
+    )
+
+
+class JobSpec(_Model):
+    """A migration job. ``name`` identifies the job: running a spec whose job exists resumes it."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
+    description: str = ""
+    strategy: Literal["fleet", "collection"] = Field(
+        default="fleet",
+        description="fleet: workers list, fetch and upsert. collection: Pinecone copies a pod index into a new "
+        "serverless index (a collection, then an index from it); nsmigrate drives and verifies it.",
+    )
+    source: StoreSpec
+    target: StoreSpec
+    namespaces: NamespaceSelection = Field(default_factory=NamespaceSelection)
+    routing: Routing = Field(default_factory=Routing)
+    enrich: Enrichment = Field(default_factory=Enrichment)
+    batch_size: int = Field(
+        default=100, gt=0, le=FETCH_MAX_IDS, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000)."
+    )
+    max_batches_in_flight: int = Field(
+        default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
+    )
+    parallel_upserts: int = Field(
+        default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
+    )
+    max_list_chains: int = Field(
+        default=MAX_CHAINS,
+        gt=0,
+        le=MAX_CHAINS,
+        description="Id-prefix chains that list a namespace of 5,000+ ids at once (1: one chain, never split).",
+    )
+    rate: RateBudget = Field(default_factory=RateBudget)
+    allow_id_overwrite: bool = Field(
+        default=False, description="Allow two sources to write the same id into one target namespace (last write wins)."
+    )
+    verify: Verification = Field(default_factory=Verification)
+    auto_verify: bool = Field(default=True, description="Verify each namespace as soon as its copy finishes.")
+    cleanup: Cleanup = Field(default_factory=Cleanup)
+    cutover: Cutover = Field(default_factory=Cutover)
+    backup: Backup = Field(default_factory=Backup)
+    reembed: Reembed | None = Field(
+        default=None, description="Make every vector anew from its text (a model change); see Reembed."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_enrichment_by_default(cls, data: Any) -> Any:
+        # A collection copies records unchanged: its jobs enrich nothing unless told (and then are refused below),
+        # so every path that writes for them (a later sync) and their verification expect the records as they are.
+        if isinstance(data, dict) and data.get("strategy") == "collection":
+            enrich = dict(data.get("enrich") or {})
+            enrich.setdefault("creator_fields", False)
+            enrich.setdefault("migrated_from", False)
+            data = {**data, "enrich": enrich}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        if self.source.kind == "pinecone" and self.source.create is not None:
+            raise ValueError("source.create: only a target index can be created; the source must exist")
+        if self.strategy == "collection":
+            self._collection_strategy_fits()
+        self._text_fits()
+        if self.cleanup.mode == "auto" and not self.auto_verify:
+            raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
+        return self
+
+    @property
+    def cleanup_unchecked(self) -> list[str]:
+        """The checks a cleanup relies on that this spec's verification turns off, e.g. ``["verify.ids: false"]``:
+        without ids and counts checked, a target that lost vectors passes verification."""
+        return [f"verify.{name}: false" for name in ("ids", "counts") if not getattr(self.verify, name)]
+
+    @property
+    def text_records(self) -> TextRecords | None:
+        """How records are written as text, when the target is an integrated index."""
+        return self.target.records if self.target.kind == "pinecone" else None
+
+    @property
+    def text_from(self) -> str | None:
+        """The source metadata field the job embeds from (integrated target or re-embedding), else None."""
+        text = self.text_records or self.reembed
+        return text.text_from if text is not None else None
+
+    def _text_fits(self) -> None:
+        if self.source.kind == "pinecone" and self.source.records is not None:
+            raise ValueError("source.records: only a target is written as text records; read the source as it is")
+        if self.text_records is not None and self.reembed is not None:
+            raise ValueError(
+                "give target.records (an integrated index embeds the text) or reembed (nsmigrate embeds it into a "
+                "vector index), not both"
+            )
+        if self.strategy == "collection" and (self.text_records is not None or self.reembed is not None):
+            raise ValueError("strategy `collection` copies records unchanged: target.records and reembed need `fleet`")
+        create = self.target.create if self.target.kind == "pinecone" else None
+        if self.reembed is not None and create is not None and create.dimension not in (None, self.reembed.dimension):
+            raise ValueError(
+                f"target.create.dimension {create.dimension} differs from reembed.dimension {self.reembed.dimension}: "
+                "the target holds the re-embedded vectors (leave target.create.dimension out)"
+            )
+
+    def _collection_strategy_fits(self) -> None:
+        """Pinecone restores a collection as it is: every namespace, under its own name, records unchanged."""
+        if self.source.kind != "pinecone" or self.source.index is None:
+            raise ValueError("strategy `collection` needs a Pinecone source named by `index` (a pod-based index)")
+        if self.target.kind != "pinecone" or self.target.index is None:
+            raise ValueError("strategy `collection` needs a Pinecone target named by `index` (the index to create)")
+        refusals = []
+        if self.routing.mode != "same":
+            refusals.append("routing (an index made from a collection keeps every namespace's name)")
+        if self.namespaces != NamespaceSelection():
+            refusals.append("namespaces (a collection copies every namespace)")
+        if self.enrich.constants or self.enrich.creator_fields or self.enrich.migrated_from:
+            refusals.append("enrich (a collection copies records unchanged)")
+        if self.cleanup.mode != "never":
+            refusals.append("cleanup (retire the pod index yourself once reads moved to the new index)")
+        if refusals:
+            raise ValueError(
+                f"strategy `collection` cannot apply {'; '.join(refusals)}: use strategy `fleet` for renames, "
+                "enrichment or a partial selection"
+            )
+
+
+def _format_errors(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid job spec {origin}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"] if p not in ("pinecone", "pgvector")) or "(top level)"
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            message = "unknown field (a typo?); see migrations/README.md for the fields"
+        elif e["type"] in ("union_tag_not_found", "union_tag_invalid"):
+            message = "a store needs `kind: pinecone` or `kind: pgvector`"
+        lines.append(f"  {path}: {message}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
+    """Validate a spec given as a dict; raises SpecError naming each bad field."""
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"invalid job spec {origin}: the top level must be a mapping of fields, got {type(data).__name__}"
+        )
+    try:
+        spec = JobSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(_format_errors(e, origin)) from e
+    unchecked = spec.cleanup_unchecked
+    if spec.cleanup.mode != "never" and unchecked:
+        # Checked here, for a new spec, and not by the model: a job already written loads as it was, and its
+        # cleanup refuses instead (``workers.cleaning``).
+        raise SpecError(
+            f"invalid job spec {origin}:\n  cleanup.mode: `{spec.cleanup.mode}` would delete the source after a "
+            f"verification that does not check ids and counts ({', '.join(unchecked)}): a target that lost vectors "
+            "would pass it; set verify.ids and verify.counts to true, or cleanup.mode to `never`"
+        )
+    return spec
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read and validate a YAML spec file; raises SpecError with the file name and field paths."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"spec file {p} does not exist", hint="give the path of a YAML job spec, e.g. migrations/…")
+    return spec_from_text(p.read_text(), origin=str(p))
+
+
+def spec_from_text(text: str, origin: str) -> JobSpec:
+    """Validate a spec file's text (``origin``: its path, for messages); raises SpecError."""
+    return parse_spec(load_yaml(text, origin=f"spec file {origin}"), origin=origin)
+
+
+def spec_to_json(spec: JobSpec) -> dict[str, Any]:
+    """The spec as stored in the job table (it holds env var names only, never secrets)."""
+    return spec.model_dump(mode="json", by_alias=True)
+
+
+_STORE_SPEC: TypeAdapter[Any] = TypeAdapter(StoreSpec)
+
+
+def store_spec_from_json(data: dict[str, Any]) -> PineconeStoreSpec | PgvectorStoreSpec:
+    """A store spec (Pinecone or pgvector) from its JSON in the job table."""
+    spec: PineconeStoreSpec | PgvectorStoreSpec = _STORE_SPEC.validate_python(data)
+    return spec

@@ -1,0 +1,260 @@
+"""What an erasure deletes, decided without I/O: whose data (a creator, or one twin of theirs), which namespaces of a
+store are wholly theirs, which shared namespaces must be searched for their vectors, which record is theirs, and the
+receipt of a finished erasure.
+
+Everything is matched exactly, never by prefix: a name through the ``naming.Registry`` of the names nsmigrate built
+(from the job table), a record by its ``creator_id`` / ``twin_id`` metadata (or a sources key that routes to one of
+their twins). Erasing ``a.1`` never touches ``a.10``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.records.routing import split_routing_table
+from orchestrator.tenancy.namespaces import ParsedNamespace, Registry, display_namespace, validate_identifier
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whose data an erasure deletes: a creator, or with ``twin_id`` only that twin of theirs.
+
+    ``twins``: every twin of the creator nsmigrate knows (the job table's runs and routing tables), so that a vector
+    carrying only ``twin_id`` is still found; ``source_keys``: sources-table keys that route to those twins.
+    """
+
+    creator_id: str
+    twin_id: str | None = None
+    twins: frozenset[str] = frozenset()
+    source_keys: frozenset[str] = frozenset()
+    source_key_fields: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        validate_identifier("creator_id", self.creator_id)
+        if self.twin_id is not None:
+            validate_identifier("twin_id", self.twin_id)
+
+    @property
+    def label(self) -> str:
+        return f"creator {self.creator_id!r}" + (f" twin {self.twin_id!r}" if self.twin_id is not None else "")
+
+    def owns_record(self, metadata: Mapping[str, Any] | None) -> bool:
+        """Whether a vector with this metadata is the subject's: its ``creator_id`` (creator erasure), its
+        ``twin_id`` (one of the creator's twins; with a ``creator_id`` that is not someone else's), or a sources
+        key of one of those twins. Values are compared as text, exactly."""
+        meta = metadata or {}
+        creator = _text(meta.get("creator_id"))
+        twin = _text(meta.get("twin_id"))
+        if creator is not None and creator != self.creator_id:
+            return False  # another creator's vector, whatever its twin id says
+        if self.twin_id is not None:
+            if twin != self.twin_id and not (twin is None and self._routes_by_source(meta)):
+                return False
+            # Without a creator id, the twin must be theirs by a mapping (not only by an override_creator copy).
+            return creator == self.creator_id or self.twin_id in self.twins
+        if creator == self.creator_id:
+            return True
+        if twin is not None:
+            return twin in self.twins
+        return self._routes_by_source(meta)
+
+    def _routes_by_source(self, meta: Mapping[str, Any]) -> bool:
+        # ``source_keys`` hold only keys that route to the subject's twins (``subject_of``).
+        return any(_text(meta.get(f)) in self.source_keys for f in self.source_key_fields)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "creator_id": self.creator_id,
+            "twin_id": self.twin_id,
+            "twins": sorted(self.twins),
+            "source_keys": sorted(self.source_keys),
+            "source_key_fields": sorted(self.source_key_fields),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Subject:
+        return cls(
+            creator_id=data["creator_id"],
+            twin_id=data.get("twin_id"),
+            twins=frozenset(data.get("twins") or ()),
+            source_keys=frozenset(data.get("source_keys") or ()),
+            source_key_fields=frozenset(data.get("source_key_fields") or ()),
+        )
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True)
+class KnownRun:
+    """What the job table says about one namespace run, for finding places: where it read and wrote, for whom."""
+
+    source_store: str
+    source_namespace: str
+    target_store: str
+    target_namespaces: tuple[str, ...]
+    creator_id: str | None
+    twin_id: str | None
+    routing_table: Mapping[str, Any] = field(default_factory=dict)
+    source_key_field: str | None = None
+    #: The job filed every twin under ``routing.override_creator`` (a test creator): its runs' creator is not the
+    #: owner of what they read, so their sources and twins are never attributed to that creator.
+    override: bool = False
+    #: The source store's identity as its spec gives it (``store_identity.spec_identity``): labels are not unique
+    #: (one pgvector prefix in two databases), identities are.
+    source_key: str = ""
+
+
+def registry_of(runs: Iterable[KnownRun]) -> Registry:
+    """The names nsmigrate built, from the job table: every run's (creator, twin) and every routed run's mapping.
+    Pairs, not a twin → creator map: a twin filed under a test creator by one job and under its owner by another
+    has a name under each."""
+    pairs: set[tuple[str, str]] = set()
+    creators: set[str] = set()
+    for run in runs:
+        if run.creator_id and run.twin_id:
+            pairs.add((run.creator_id, run.twin_id))
+        pairs.update((c, t) for t, c in split_routing_table(run.routing_table)[0].items())
+        if run.creator_id:
+            creators.add(run.creator_id)
+    registry = Registry()
+    # A mapping may hold ids that never became names: the registry takes only what builds.
+    for creator, twin in sorted(pairs):
+        if _buildable(creator, twin):
+            registry.twin_namespace(creator, twin)
+    for creator in sorted(creators | {c for c, _ in pairs}):
+        if _buildable(creator, "x"):
+            registry.creator_namespace(creator)
+    return registry
+
+
+def _buildable(creator: str, twin: str) -> bool:
+    try:
+        validate_identifier("creator_id", creator)
+        validate_identifier("twin_id", twin)
+    except Exception:
+        return False
+    return True
+
+
+def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -> Subject:
+    """The subject with every twin and sources key the job table knows for the creator."""
+    twins: set[str] = set()
+    keys: set[str] = set()
+    fields: set[str] = set()
+    for run in runs:
+        if run.override:
+            continue
+        if run.creator_id == creator_id and run.twin_id:
+            twins.add(run.twin_id)
+        routed, sources = split_routing_table(run.routing_table)
+        twins.update(t for t, c in routed.items() if c == creator_id)
+        if sources and run.source_key_field:
+            fields.add(run.source_key_field)
+            keys.update(k for k, t in sources.items() if routed.get(t) == creator_id)
+    if twin_id is not None:
+        twins &= {twin_id}
+        keys = {
+            k
+            for run in runs
+            if not run.override
+            for k, t in split_routing_table(run.routing_table)[1].items()
+            if t == twin_id and k in keys
+        }
+    return Subject(creator_id, twin_id, frozenset(twins), frozenset(keys), frozenset(fields))
+
+
+@dataclass(frozen=True)
+class StorePlaces:
+    """The places of one store: namespaces that are wholly the subject's, shared namespaces to search for their
+    vectors, and names that might be theirs but have several readings (reported, never erased on a guess)."""
+
+    whole: list[str]
+    search: list[str]
+    ambiguous: list[str]
+
+
+def places_in_store(
+    store: str,
+    namespaces: Iterable[str],
+    subject: Subject,
+    registry: Registry,
+    runs: Sequence[KnownRun],
+    store_keys: Collection[str] = (),
+) -> StorePlaces:
+    """Classify the namespaces of ``store``: a run read it when its ``source_key`` is one of ``store_keys`` (the
+    spec identities that reach this store), or without keys (a backup's manifest names only a label) by label.
+
+    Whole: the subject's names (``Registry.owned``), the source namespaces of runs that read this store for the
+    subject (the old UUID namespace of one of their twins, until cleanup), and copies of their twins filed under
+    another creator by ``override_creator`` (``creator_sainath.no.1_twin_{their twin}``). Searched: every other
+    namespace that is not another creator's own: ``public``, the review namespace, the default namespace and
+    hand-made names (another creator's twin or UUID source namespace holds none of the subject's vectors).
+    """
+    names = sorted(set(namespaces))
+    mine, ambiguous = registry.owned(subject.creator_id, names, subject.twin_id)
+    theirs_sources: set[str] = set()
+    others_sources: set[str] = set()
+    for run in runs:
+        read_here = run.source_key in store_keys if store_keys else run.source_store == store
+        if not read_here or run.source_namespace == "" or run.creator_id is None:
+            continue
+        match = not run.override and run.creator_id == subject.creator_id and subject.twin_id in (None, run.twin_id)
+        (theirs_sources if match else others_sources).add(run.source_namespace)
+    copies = {n for n in names if n in registry and _copy_of_their_twin(registry.meaning(n), subject)}
+    whole = [n for n in names if n in set(mine) | theirs_sources | copies]
+    search = [
+        n
+        for n in names
+        if n not in whole
+        and n not in ambiguous
+        and n not in others_sources
+        and registry.meaning(n).kind in ("public", "other")
+    ]
+    return StorePlaces(whole, search, ambiguous)
+
+
+def _copy_of_their_twin(meaning: ParsedNamespace, subject: Subject) -> bool:
+    wanted = subject.twins if subject.twin_id is None else subject.twins & {subject.twin_id}
+    return meaning.kind == "twin" and meaning.twin_id in wanted
+
+
+def receipt(job: Any, places: Sequence[Any]) -> dict[str, Any]:
+    """The receipt of a finished erasure: whose data, what was deleted where and how many, when, and whether every
+    place was checked empty of it afterwards. Plain JSON (it goes to the audit log and to a file)."""
+    spec = job.spec or {}
+    rows = [
+        {
+            "kind": p.kind,
+            "store": p.store,
+            "namespace": display_namespace(p.namespace) if p.namespace is not None else None,
+            "path": p.path,
+            "planned": p.planned,
+            "erased": p.erased,
+            "state": p.state,
+            "verified": p.state == "verified",
+            "check": p.verification,
+            "error": p.last_error,
+        }
+        for p in places
+    ]
+    return {
+        "job_id": job.id,
+        "creator_id": spec.get("creator_id"),
+        "twin_id": spec.get("twin_id"),
+        "requested_by": spec.get("requested_by"),
+        "started_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "verified": all(r["verified"] for r in rows),
+        "vectors_erased": sum(r["erased"] for r in rows if r["kind"] != "backup"),
+        "backup_rows_erased": sum(r["erased"] for r in rows if r["kind"] == "backup"),
+        "places": rows,
+        "ambiguous": list(spec.get("ambiguous") or []),
+        "not_searched": list(spec.get("not_searched") or []),
+    }

@@ -1,0 +1,91 @@
+"""The steps of a ``strategy: collection`` job (see ``orchestrator.planning.collection_strategy``): one task asks the
+control plane where Pinecone is, takes the next step, records it in the job table and sends itself again later while
+Pinecone is busy. When the index made from the collection is ready, its namespaces' runs become ``copied`` and are
+verified
+(``workers.verifying``: every target id fetched from the pod source and compared, and the counts)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from orchestrator import jobs
+from orchestrator.errors import RetryableError, StoreError
+from orchestrator.models import CollectionPhase
+from orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
+from orchestrator.planning.target_indexes import wanted_shape
+from orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeStoreSpec
+from orchestrator.tenancy.namespaces import display_namespace
+from workers.context import WorkerContext
+from workers.stores.pinecone_control import PineconeControl
+
+log = logging.getLogger(__name__)
+
+
+def step(ctx: WorkerContext, job_id: int, polls: int = 0) -> str:
+    """Take the next step of collection job ``job_id``; returns what it did (for logs and tests)."""
+    spec = jobs.job_spec(ctx.db, job_id)
+    phase = jobs.job_phase(ctx.db, job_id)
+    if phase == CollectionPhase.RESTORED:
+        return "restored"  # a redelivered step: its runs were handed to verification already
+    if not any(r.state in jobs.LISTABLE_RUN_STATES for r in jobs.runs_of(ctx.db, job_id)):
+        return "stopped"  # cancelled, or failed and not retried
+    source, target = spec.source, spec.target
+    assert isinstance(source, PineconeStoreSpec) and isinstance(target, PineconeStoreSpec)  # the spec made sure
+    control = PineconeControl(target, allowed_key_vars=ctx.settings.allowed_key_vars)
+    name = collection_name(spec.name, job_id)
+    try:
+        return _take_step(ctx, control, spec, job_id, phase, name, polls)
+    except RetryableError as e:
+        log.warning("collection job %s: the control plane did not answer (%s); asking again", job_id, e)
+        ctx.dispatcher.collection_step(job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1))
+        return "wait"
+    except StoreError as e:
+        jobs.collection_failed(ctx.db, job_id, str(e))
+        return "fail"
+    finally:
+        control.close()
+
+
+def _take_step(
+    ctx: WorkerContext, control: PineconeControl, spec: JobSpec, job_id: int, phase: str | None, name: str, polls: int
+) -> str:
+    source, target = spec.source, spec.target
+    assert isinstance(source, PineconeStoreSpec) and isinstance(target, PineconeStoreSpec)
+    target_name = str(target.index)
+    collection = control.describe_collection(name)
+    index = control.describe_index(target_name)
+    decided = next_step(phase, collection.status if collection else None, index, target_name, name)
+    again = 0  # polls of the next step: reset by progress, counted while Pinecone is busy
+    if decided.action == "fail":
+        jobs.collection_failed(ctx.db, job_id, decided.reason)
+        return "fail"
+    if decided.action == "create_collection":
+        control.create_collection(name, str(source.index))
+        jobs.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)
+    elif decided.action == "wait":
+        # Also where the phase was not recorded yet (a worker died in between), and for a retried job's runs.
+        current = CollectionPhase(phase) if phase is not None else CollectionPhase.COLLECTING
+        jobs.enter_phase(ctx.db, job_id, current, collection=name, source=source.index)
+        again = polls + 1
+    elif decided.action == "create_index":
+        assert collection is not None and collection.dimension is not None
+        pod = control.describe_index(str(source.index))
+        shape = wanted_shape(target.create or CreateIndex(), collection.dimension, pod.metric if pod else None)
+        if phase is None:
+            jobs.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)
+        created = control.create_index_from_collection(target_name, name, shape)
+        detail: dict[str, Any] = {"index": target_name, "collection": name, "shape": shape.as_json()}
+        jobs.enter_phase(ctx.db, job_id, CollectionPhase.RESTORING, **detail, vectors=collection.vector_count)
+        jobs.record_event(ctx.db, "target_index_created", jobs.default_actor(), job_id, host=created.host, **detail)
+    else:  # restored
+        counts = ctx.store(target).namespaces()
+        assert index is not None
+        run_ids = jobs.collection_restored(ctx.db, job_id, counts, index=target_name, host=index.host)
+        for run in jobs.runs_of(ctx.db, job_id):
+            if run.id in run_ids:
+                namespace = display_namespace(run.source_namespace)
+                ctx.dispatcher.verify_namespace(run.id, job_id=job_id, namespace=namespace)
+        return "restored"
+    ctx.dispatcher.collection_step(job_id, polls=again, countdown_s=poll_delay_s(again))
+    return decided.action

@@ -1,0 +1,88 @@
+"""What happens next after a step: the small decisions that keep a namespace run moving.
+
+- A run whose listing is done and whose batches are all done becomes ``copied`` (exactly one caller wins that) and,
+  when the spec says so, is queued for verification.
+- A lister that stopped at the in-flight bound is woken when batches finish, at most one wake-up pending at a time.
+- Inside ``verifications_grouped`` (a group of small runs copied by one task), the verifications of the runs copied
+  are sent as one task when the group is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+from orchestrator import jobs
+from orchestrator.messaging.task_names import KEY_PREFIX
+from orchestrator.models import RunState
+from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.namespaces import display_namespace
+from workers.context import WorkerContext
+
+
+def advance(
+    ctx: WorkerContext,
+    run_id: int,
+    job_id: int,
+    namespace: str,
+    spec: JobSpec,
+    *,
+    again: bool = False,
+    outcome: tuple[bool, bool] | None = None,
+) -> None:
+    """``outcome``: (copied, wake) as ``jobs.finish_batch`` found them in its own transaction; looked up with
+    ``jobs.after_batch`` when not given. ``again``: this task ran before — a redelivery after its worker was killed,
+    or a Celery retry after an outage — and that run may have died between a change it recorded and the message that
+    follows it. So clear a wake-up flag it may have set without sending the wake-up, and re-send the verification of
+    a run that is ``copied`` (a duplicate verification is harmless)."""
+    if again:
+        ctx.redis.delete(lister_wake_key(run_id))
+    copied, wake = outcome or jobs.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
+    if again and not copied:
+        copied = jobs.get_run(ctx.db, run_id).state == RunState.COPIED
+    if copied:
+        run_copied(ctx, run_id, job_id, namespace, spec)
+    elif wake:
+        wake_lister(ctx, run_id, job_id, namespace)
+
+
+_held = threading.local()  # the verifications this thread holds inside ``verifications_grouped``
+
+
+def run_copied(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec) -> None:
+    """What follows a run this caller moved to ``copied``: its verification, when the spec asks for it."""
+    if not spec.auto_verify:
+        return
+    held: dict[int, dict[int, str]] | None = getattr(_held, "verifications", None)
+    if held is not None:
+        held.setdefault(job_id, {})[run_id] = display_namespace(namespace)
+    else:
+        ctx.dispatcher.verify_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
+
+
+@contextlib.contextmanager
+def verifications_grouped(ctx: WorkerContext) -> Iterator[None]:
+    """The verifications this thread sends inside the block go as one ``verify_small_namespaces`` task per job when
+    it ends: a group of small runs copied by one task is verified by one task, not one message each.
+
+    If the block raises, none is sent: the task is sent again (an outage is retried, a killed worker's task
+    redelivered) and, running again, sends the verification of each run it finds ``copied``."""
+    held: dict[int, dict[int, str]] = {}
+    _held.verifications = held
+    try:
+        yield
+    finally:
+        del _held.verifications
+    for job_id, runs in held.items():
+        ctx.dispatcher.verify_small_namespaces(list(runs), job_id=job_id, namespaces=list(runs.values()))
+
+
+def wake_lister(ctx: WorkerContext, run_id: int, job_id: int, namespace: str) -> None:
+    # SET NX: many finishing batches, one wake-up message. The lister clears the flag when it starts.
+    if ctx.redis.set(lister_wake_key(run_id), 1, nx=True, ex=60):
+        ctx.dispatcher.list_namespace(run_id, job_id=job_id, namespace=display_namespace(namespace))
+
+
+def lister_wake_key(run_id: int) -> str:
+    return f"{KEY_PREFIX}:listwake:{run_id}"
