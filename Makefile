@@ -28,6 +28,7 @@ typecheck: install
 bench: install
 	.venv/bin/python -m bench.fleet_vs_loop
 	.venv/bin/python -m bench.peer_vs_fleet
+	.venv/bin/python -m bench.beyond_one_process
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -3,7 +3,9 @@
 Both hand the spec to the fleet's planner when one is up (``cli.submit``): the job then exists a fraction of a second
 after the command starts. Otherwise, or when the spec needs this command (a backup first, a target index to create,
 files to read), they plan here, which first loads the planner, the job table and the store SDKs; those imports live
-in the functions that need them, so the fleet's path never pays for them.
+in the functions that need them, so the fleet's path never pays for them. Either way the same functions plan
+(``launch.prepare``) and start or resume the job (``launch.start_or_resume``); this command only adds what the fleet
+cannot do for it (``before_the_job``).
 """
 
 from __future__ import annotations

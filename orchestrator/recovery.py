@@ -9,10 +9,10 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    task that met an outage is retried by Celery. Such a delivery runs with ``again=True`` (``workers.tasks``
    ``_ran_before``), the one flag recovery threads through the steps, because the first delivery may have died
    *between* a change it recorded and the message that should follow it. So a step run ``again`` first sends what
-   follows from what is recorded: a lister the copy tasks of the batches it recorded (``workers.listing``), a batch
-   the verification of its run if the run is ``copied`` and it clears a wake-up flag it may have set without sending
-   the wake-up (``workers.next_steps.advance``), a group of small runs both (``workers.small_group``). A first delivery
-   skips that: nothing can be owed yet.
+   its first delivery may have owed: a lister sends the copy tasks of the batches it had recorded and waits out the
+   dead lister's lock (``workers.listing``); a batch clears the lister's wake-up flag it may have set without
+   sending the wake-up, and sends its run's verification if the run is ``copied`` (``workers.next_steps.advance``);
+   a group of small runs does both (``workers.small_group``). A first delivery skips that: it can owe nothing yet.
 2. **A message was lost where Redis cannot give it back** (stalled runs). kombu takes a message off its queue (BRPOP)
    before it records it as unacknowledged, so a worker killed in between takes it along; a Redis restart loses every
    queue. Nothing else would send that work again: a batch stays ``queued``, a run ``pending`` or ``listing``, for

@@ -371,7 +371,7 @@ def _loaded(document: str | None, job_id: int) -> list[Any]:
 
 def _found(decoded: list[Any] | None, job_id: int) -> list[Any]:
     if decoded is None:
-        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        raise NotFound(f"no job '{job_id}' in the job table", hint="`nsmigrate jobs` lists the jobs", job_id=job_id)
     return decoded
 
 

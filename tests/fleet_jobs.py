@@ -20,14 +20,22 @@ from workers.stores import open_retrying_store
 def start_job(
     stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
 ) -> tuple[jobs.Database, Dispatcher, int]:
-    """Plan and launch ``spec_data`` on ``stack`` like `nsmigrate run`; ``after_plan`` runs in between (e.g. to
-    inject a fault into the copy). The caller disposes of the database."""
+    """Plan and launch ``spec_data`` on ``stack`` through `nsmigrate run`'s path (``launch.start_or_resume``, a new
+    job); ``after_plan`` runs in between (e.g. to inject a fault into the copy). The caller disposes of the
+    database."""
     settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
-    prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
-    if after_plan is not None:
-        after_plan()
-    return db, dispatcher, launch.launch(db, dispatcher, prepared)
+
+    def between(_: launch.Prepared) -> list[tuple[str, dict[str, Any]]]:
+        if after_plan is not None:
+            after_plan()
+        return []
+
+    spec = parse_spec(spec_data)
+    started = launch.start_or_resume(
+        db, dispatcher, spec, open_retrying_store, stack.workdir, new=True, before_write=between
+    )
+    return db, dispatcher, started.job_id
 
 
 def batches(db: jobs.Database, job_id: int) -> list[Batch]:

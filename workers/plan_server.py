@@ -53,7 +53,9 @@ def start_planning(settings: Settings, name: str) -> threading.Event:
 
 
 def needs_the_command(spec: JobSpec) -> str | None:
-    """Why ``spec`` must be planned by the command itself, or None when the fleet can plan it."""
+    """Why ``spec`` must be planned by the command itself, or None when the fleet can plan it: among them every spec
+    for which the command has something to do between the plan and the job (``cli.run.before_the_job``), which
+    this server, passing no ``before_write`` to ``launch.start_or_resume``, would skip."""
     if spec.backup.enabled:
         return "the spec asks for a backup first (backup.enabled), written where the command runs"
     if isinstance(spec.target, PineconeStoreSpec) and spec.target.create is not None and spec.strategy != "collection":

@@ -161,8 +161,8 @@ _COUNT_BATCH_DONE = (
         sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery(),
     )
 )
-# A small run's one batch (``small_runs``) is recorded and claimed by the task that copies it in one statement: the
-# page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's INSERT already
+# A small run's one batch (``workers.small_group``) is recorded and claimed by the task that copies it in one statement:
+# the page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's INSERT already
 # running for this worker, as ``_START_BATCH`` would make it; queued and unclaimed when the run was cancelled (the
 # run's row lock, taken by the UPDATE, orders this against ``cancel_job`` as ``_START_BATCH``'s FOR SHARE does).
 _claimed_page = _PAGE_UPDATE.returning(

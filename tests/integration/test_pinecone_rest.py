@@ -273,3 +273,15 @@ def test_the_proxy_the_environment_names_carries_the_requests(recorder: str, mon
     with pytest.raises(httpx.TransportError):  # straight to the host, which does not exist
         exempt.get("/vectors/list")
     assert [target for _, _, target in _Recorder.seen] == ["http://index.example:8080/vectors/list?limit=1"]
+
+
+@pytest.mark.parametrize("bad", [KEY + "\n", f" {KEY}", KEY[:4] + "\r\nX-Other: 1", KEY + "é"])
+def test_a_key_that_cannot_be_a_header_is_refused_by_its_variable_never_shown(
+    sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, bad: str
+) -> None:
+    monkeypatch.setenv(KEY_ENV, bad)
+    with pytest.raises(StoreError, match=f"environment variable {KEY_ENV} cannot be sent as an Api-Key header") as e:
+        store_of(sandbox, "rest-sl").count("ns")
+    with pytest.raises(ValueError) as plane:
+        DataPlane(sandbox.host("rest-sl"), bad, timeout_s=5)
+    assert KEY[:4] not in str(e.value) and KEY[:4] not in str(plane.value)

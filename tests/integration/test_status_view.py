@@ -312,7 +312,8 @@ def test_status_without_the_url_in_the_environment_reads_it_from_dot_env(
 
 def test_a_job_table_without_its_schema_is_read_by_the_same_reader_through_the_engine(database_url: str) -> None:
     """`status` and `jobs` read over plain psycopg; on a database without the job table's schema they read through
-    the engine, which makes the schema first, and with the same statements: a missing job is the same error."""
+    the engine, which makes the schema first, and with the same statements: a missing job is the same error, naming
+    where to find the jobs."""
     from cli.options import read_job_table
     from orchestrator.errors import NotFound
     from orchestrator.snapshot import read_jobs, read_snapshot
@@ -329,4 +330,4 @@ def test_a_job_table_without_its_schema_is_read_by_the_same_reader_through_the_e
 
     assert listed == []
     assert str(through_psycopg.value) == str(through_engine.value)
-    assert str(through_engine.value).startswith("job 7 does not exist")
+    assert str(through_engine.value).startswith("no job '7' in the job table")

@@ -1,5 +1,5 @@
 """Upsert chunking: every record in exactly one chunk, in order, and no request over either limit — measured on the
-JSON the SDK actually sends (orjson, as ``pinecone._internal.http_client._encode_json`` does)."""
+JSON the Pinecone store actually sends (``workers.stores.pinecone.upsert_body``, written by orjson)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from orchestrator.errors import StoreError
 from orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 from workers.chunking import chunk_for_upsert, estimate_bytes, sized_chunks
 from workers.stores.base import Record
+from workers.stores.pinecone import upsert_body
 
 
 def request_bytes(chunk: list[Record], namespace: str = "creator_abc_twin_def") -> int:
-    """Size of the upsert body the SDK would send for this chunk."""
-    vectors = [{"id": r.id, "values": r.values, **({"metadata": r.metadata} if r.metadata else {})} for r in chunk]
-    return len(orjson.dumps({"vectors": vectors, "namespace": namespace}))
+    """Size of the upsert body the Pinecone store sends for this chunk."""
+    return len(orjson.dumps(upsert_body(namespace, chunk)))
 
 
 finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)

@@ -63,7 +63,7 @@ from orchestrator.spec.jobspec import PineconeStoreSpec
 from workers.stores.base import IdPage, Record
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from workers.stores.fetch_body import read_fetch
-from workers.stores.pinecone_rest import DataPlane, DataPlaneError, path_segment
+from workers.stores.pinecone_rest import DataPlane, DataPlaneError, key_refusal, path_segment
 
 logger = logging.getLogger(__name__)
 
@@ -165,15 +165,19 @@ def _wire_values(values: Sequence[float]) -> Any:
     return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
 
 
-def _wire_vector(record: Record) -> dict[str, Any]:
-    """A record as the upsert body's vector (the OpenAPI ``Vector``)."""
-    vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
-    if record.sparse_values is not None:
-        sparse = record.sparse_values
-        vector["sparseValues"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
-    if record.metadata:
-        vector["metadata"] = dict(record.metadata)
-    return vector
+def upsert_body(namespace: str, records: Sequence[Record]) -> dict[str, Any]:
+    """The body of ``POST /vectors/upsert`` (the OpenAPI ``UpsertRequest``), sent as ``orjson.dumps`` writes it: the
+    request ``workers.chunking`` keeps under Pinecone's limits."""
+    vectors = []
+    for record in records:
+        vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
+        if record.sparse_values is not None:
+            sparse = record.sparse_values
+            vector["sparseValues"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
+        if record.metadata:
+            vector["metadata"] = dict(record.metadata)
+        vectors.append(vector)
+    return {"vectors": vectors, "namespace": namespace} if namespace else {"vectors": vectors}
 
 
 def _sparse(found: Any) -> SparseValues | None:
@@ -238,6 +242,14 @@ def api_key(spec: PineconeStoreSpec, who: str, allowed_key_vars: str) -> str:
         raise StoreError(
             f"environment variable {spec.api_key_env} is not set (or empty)",
             hint=f"put the Pinecone API key in {spec.api_key_env} in the environment of nsmigrate and its workers",
+            store=who,
+            env_var=spec.api_key_env,
+        )
+    refusal = key_refusal(key)
+    if refusal is not None:
+        raise StoreError(
+            f"environment variable {spec.api_key_env} cannot be sent as an Api-Key header: {refusal}",
+            hint=f"set {spec.api_key_env} to the key exactly as Pinecone's console shows it (no newline at its end)",
             store=who,
             env_var=spec.api_key_env,
         )
@@ -558,11 +570,9 @@ class PineconeStore:
             "shorten those ids or trim their metadata in the source, then `nsmigrate retry`",
             namespace,
         )
-        body: dict[str, Any] = {"vectors": [_wire_vector(r) for r in records]}
-        if namespace:
-            body["namespace"] = namespace
         with self._errors("upsert", namespace):
-            reply: _UpsertReply = _read(_UPSERT_REPLY, self._client().post("/vectors/upsert", body), "upsert")
+            content = self._client().post("/vectors/upsert", upsert_body(namespace, records))
+            reply: _UpsertReply = _read(_UPSERT_REPLY, content, "upsert")
         return reply.upsertedCount
 
     def _refuse(self, problems: list[str], what: str, hint: str, namespace: str) -> None:

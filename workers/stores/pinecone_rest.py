@@ -49,6 +49,16 @@ class DataPlaneError(Exception):
         super().__init__(f"{status}: {message}")
 
 
+def key_refusal(api_key: str) -> str | None:
+    """Why ``api_key`` cannot be sent as a header, without showing it (an HTTP library's own error would quote the
+    value), or None: it must be printable ASCII with no whitespace around it."""
+    if api_key != api_key.strip():
+        return "the key has whitespace around it"
+    if not (api_key.isascii() and api_key.isprintable()):
+        return "the key holds a control or non-ASCII character"
+    return None
+
+
 def path_segment(value: str) -> str:
     """``value`` as one segment of a URL path: percent-encoded, a segment of dots kept (``%2E``)."""
     encoded = quote(value, safe="")
@@ -90,6 +100,9 @@ class DataPlane:
     def __init__(
         self, host: str, api_key: str, *, timeout_s: float, transport: httpx.BaseTransport | None = None
     ) -> None:
+        refusal = key_refusal(api_key)
+        if refusal is not None:
+            raise ValueError(refusal)
         self.host = host if "://" in host else f"https://{host}"
         self._base = self.host.rstrip("/")
         self._headers = httpx.Headers(
