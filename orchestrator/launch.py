@@ -14,11 +14,10 @@ from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from orchestrator import jobs, pgvector_layout, recovery
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
-from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.listing import small_namespaces
 from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.pgvector_layout import check_distinct_tables, check_target_names
@@ -35,26 +34,12 @@ from orchestrator.planning.planner import make_plan
 from orchestrator.planning.reads import PlanReads, RoutedIds
 from orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.records.routing import route_context
-from orchestrator.records.vectors import IdPage
 from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
+from orchestrator.store import Store
 from orchestrator.tenancy.creator_mapping import load_sources, load_twins
 from orchestrator.tenancy.namespaces import display_namespace
 
-
-class InventoryStore(Protocol):
-    """The read-only part of a store that planning needs."""
-
-    name: str
-
-    def identity(self) -> str: ...
-    def dimension(self) -> int: ...
-    def metric(self) -> str | None: ...
-    def namespaces(self) -> dict[str, int]: ...
-    def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage: ...
-    def fetch(self, namespace: str, ids: Any) -> list[Any]: ...
-
-
-StoreOpener = Callable[[Any], InventoryStore]
+StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]
 
 
@@ -80,10 +65,9 @@ PLANNING_MARKS = ("spec_submitted", "spec_parsed", "first_store_request", "plan_
 _SOURCE_DIMENSION = -1
 
 
-def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dimension: int | None = None) -> Inventory:
+def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: int | None = None) -> Inventory:
     """What ``store`` holds. Its listing probe (one request) runs beside the stats read."""
-    probe = getattr(store, "can_list", None)
-    probing = reads.request(probe) if probe is not None else None
+    probing = reads.request(store.can_list)
     try:
         namespaces = store.namespaces()
         try:
@@ -93,8 +77,8 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
                 raise
             dimension = fallback_dimension  # an empty pgvector target has no table to read it from yet
         metric = store.metric()
-        enumeration = getattr(store, "enumeration", "list")
-        can_list = bool(probing.result()) if probing is not None else True
+        enumeration = store.capabilities.enumeration
+        can_list = bool(probing.result())
         identity = store.identity()
     except RetryableError as e:
         raise PlanError(
@@ -104,14 +88,12 @@ def _inventory(store: InventoryStore, role: str, reads: PlanReads, fallback_dime
     return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
 
 
-def _check_columns(spec: JobSpec, plan: Plan, source: InventoryStore, target: InventoryStore) -> None:
+def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
     """Between pgvector tables: refuse, before anything is copied, a target table that cannot hold every column of
     its source table (``pgvector_layout.carry_problems``). A new one is made inside Postgres with the source's own
     columns added; through the workers (another database) it has the layout's only, so a column of the user's is refused
     then too (``pgvector_layout.new_table_problems``)."""
-    source_columns = getattr(source, "table_columns", None)
-    target_columns = getattr(target, "table_columns", None)
-    if source_columns is None or target_columns is None or not isinstance(spec.target, PgvectorStoreSpec):
+    if not isinstance(spec.target, PgvectorStoreSpec):
         return
     in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgvector_layout.same_database(
         spec.source, spec.target, os.environ
@@ -119,7 +101,7 @@ def _check_columns(spec: JobSpec, plan: Plan, source: InventoryStore, target: In
     for run in plan.runs:
         if run.target_namespace is None:
             continue
-        found, there = source_columns(run.source_namespace), target_columns(run.target_namespace)
+        found, there = source.table_columns(run.source_namespace), target.table_columns(run.target_namespace)
         if found is None:
             continue
         carried = [c for c in found[1] if not c.serial]

@@ -36,7 +36,6 @@ from orchestrator.limits import (
 )
 from orchestrator.records.vectors import Record
 
-PREFIX = "embeddings"
 DEFAULT_NAME = "default"  # the default namespace "" lives in {prefix}_default
 NAME_MAX = 50
 RESERVED = ("backup", "temp", "tmp", "system", "admin")

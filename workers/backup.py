@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +37,7 @@ from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.listing.paging import iter_all_ids
 from orchestrator.tenancy.namespaces import display_namespace
 from workers.chunking import chunk_for_upsert
-from workers.stores.base import Record, VectorStore
+from workers.stores.base import Record, Store
 
 FORMAT = "nsmigrate-export"
 FORMAT_VERSION = "1"
@@ -226,7 +225,7 @@ def table_to_records(batch: pa.RecordBatch | pa.Table, header: ExportHeader) -> 
 # --------------------------------------------------------------------------------------------------------- export
 
 
-def _id_chunks(store: VectorStore, namespace: str, size: int) -> Iterator[list[str]]:
+def _id_chunks(store: Store, namespace: str, size: int) -> Iterator[list[str]]:
     chunk: list[str] = []
     for vector_id in iter_all_ids(store, namespace):
         chunk.append(vector_id)
@@ -237,7 +236,7 @@ def _id_chunks(store: VectorStore, namespace: str, size: int) -> Iterator[list[s
         yield chunk
 
 
-def _store_dimension(store: VectorStore) -> int | None:
+def _store_dimension(store: Store) -> int | None:
     """The store's dimension, or None when it cannot know yet (a pgvector store without tables)."""
     try:
         return int(store.dimension())
@@ -246,7 +245,7 @@ def _store_dimension(store: VectorStore) -> int | None:
 
 
 def export_namespace(
-    store: VectorStore,
+    store: Store,
     namespace: str,
     path: Path,
     *,
@@ -317,7 +316,7 @@ def export_namespace(
 
 
 def export_namespaces(
-    store: VectorStore,
+    store: Store,
     namespaces: Sequence[str],
     directory: Path,
     *,
@@ -471,7 +470,7 @@ def check_ids(header: ExportHeader) -> None:
 
 
 def check_importable(
-    store: VectorStore,
+    store: Store,
     header: ExportHeader,
     namespace: str,
     *,
@@ -500,7 +499,7 @@ def check_importable(
 
 
 def import_file(
-    store: VectorStore,
+    store: Store,
     path: Path,
     *,
     namespace: str | None = None,
@@ -578,7 +577,7 @@ def read_manifest(directory: Path) -> list[ExportHeader]:
 
 
 def import_path(
-    store: VectorStore,
+    store: Store,
     path: Path,
     *,
     namespaces: Sequence[str] | None = None,
@@ -639,9 +638,7 @@ def import_path(
     return results
 
 
-def close_store(store: Any) -> None:
-    """Close a store's connections if it has any to close."""
-    close = getattr(store, "close", None)
-    if callable(close):
-        with contextlib.suppress(NsmigrateError):
-            close()
+def close_store(store: Store) -> None:
+    """Close a store's connections (a failure to is no failure of the command)."""
+    with contextlib.suppress(NsmigrateError):
+        store.close()

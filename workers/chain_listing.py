@@ -32,7 +32,7 @@ def chains_for(store: GuardedStore, namespace: str, count: int, most: int) -> Ch
     """The chains (at most ``most``) a fresh listing of ``namespace`` (``count`` ids at plan time) is cut into, or
     None: listed as one chain (small, ``most`` 1, or a store that cannot list by prefix)."""
     want = wanted_chains(count, most)
-    if want <= 1 or not store.lists_by_prefix:
+    if want <= 1 or not store.capabilities.lists_by_prefix:
         return None
 
     def page_of(prefix: str, token: str | None, limit: int) -> IdPage:

@@ -51,7 +51,7 @@ from orchestrator.verification.comparisons import fingerprint
 from orchestrator.verification.proof import Proof, failed_report, refusal
 from workers.context import WorkerContext
 from workers.proving import delete_proven
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 from workers.stores.identity import one_store_problem
 from workers.verifying import list_all_ids
 
@@ -189,7 +189,7 @@ def _proof(
     ctx: WorkerContext,
     run: NamespaceRun,
     spec: JobSpec,
-    source: VectorStore,
+    source: Store,
     ids: list[str],
     *,
     delete: bool,

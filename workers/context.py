@@ -20,7 +20,7 @@ from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, Rate
 from workers.ratelimit import RateLimiter
 from workers.shared_counts import SharedCounts
 from workers.stores import open_store
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 from workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
@@ -47,19 +47,17 @@ class WorkerContext:
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self._stores: dict[str, VectorStore] = {}
+        self._stores: dict[str, Store] = {}
         self.shared_counts = SharedCounts()  # index stats readings shared by concurrent verifications
         self._lock = threading.Lock()
 
-    def store(self, spec: PineconeStoreSpec | PgvectorStoreSpec) -> VectorStore:
+    def store(self, spec: PineconeStoreSpec | PgvectorStoreSpec) -> Store:
         """One open store per distinct spec per process (stores keep connection pools)."""
         key = spec.model_dump_json()
         with self._lock:
             if key not in self._stores:
                 store = open_store(spec, self.settings.allowed_key_vars)
-                connect = getattr(store, "connect", None)  # client set-up outside any rate-budget admission
-                if connect is not None:
-                    connect()
+                store.connect()  # client set-up outside any rate-budget admission
                 self._stores[key] = store
             return self._stores[key]
 

@@ -27,7 +27,7 @@ from orchestrator.spec.jobspec import Cutover, JobSpec
 from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.query_timing import latency_figures, time_call
 from workers.context import WorkerContext
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 
 #: Source vectors drawn per namespace as queries (one page of ids).
 QUERIES_PER_NAMESPACE = 100
@@ -109,7 +109,7 @@ def _first_per_target(queries: list[Query]) -> list[Query]:
 
 
 def _timed(
-    store: VectorStore, namespace: str, vector: list[float], top_k: int, clock: Callable[[], float]
+    store: Store, namespace: str, vector: list[float], top_k: int, clock: Callable[[], float]
 ) -> tuple[float | None, str | None, list[str]]:
     """(ms, None, ids) of one query, or (None, error, [])."""
     try:
@@ -120,8 +120,8 @@ def _timed(
 
 
 def _paced(
-    source: VectorStore,
-    target: VectorStore,
+    source: Store,
+    target: Store,
     queries: list[Query],
     limits: Cutover,
     clock: Callable[[], float],

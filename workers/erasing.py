@@ -34,7 +34,7 @@ from orchestrator.tenancy.namespaces import Registry, display_namespace
 from workers.backup import MANIFEST_NAME
 from workers.backup_erasure import erase_rows, rows_of
 from workers.context import WorkerContext
-from workers.stores.base import VectorStore, iter_all_ids
+from workers.stores.base import Store, iter_all_ids
 from workers.verifying import chunks
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 CHECKED_IDS = 10_000
 
 
-def subject_ids(store: VectorStore, namespace: str, subject: Subject) -> list[str]:
+def subject_ids(store: Store, namespace: str, subject: Subject) -> list[str]:
     """The ids of the subject's vectors in ``namespace``: every id listed, fetched for its metadata."""
     found: list[str] = []
     for ids in chunks(list(iter_all_ids(store, namespace)), FETCH_MAX_IDS):
@@ -76,7 +76,7 @@ def plan_erasure(
     db: jobs.Database,
     creator_id: str,
     twin_id: str | None,
-    open_store: Callable[[Any], VectorStore],
+    open_store: Callable[[Any], Store],
     extra_stores: list[Any] | None = None,
     backup_dirs: list[Path] | None = None,
     skip_stores: list[str] | None = None,
@@ -92,7 +92,7 @@ def plan_erasure(
         specs.setdefault(spec_identity(spec), spec)
     # One place list per store its server names (two spellings of one store are searched once; one label in two
     # databases twice), with every spec key that reaches it.
-    found: dict[str, tuple[VectorStore, Any, set[str]]] = {}
+    found: dict[str, tuple[Store, Any, set[str]]] = {}
     for key, spec in sorted(specs.items()):
         if spec.label in (skip_stores or []):
             if spec.label not in plan.skipped:
@@ -116,7 +116,7 @@ def plan_erasure(
     return plan
 
 
-def _shown_names(found: dict[str, tuple[VectorStore, Any, set[str]]]) -> dict[str, str]:
+def _shown_names(found: dict[str, tuple[Store, Any, set[str]]]) -> dict[str, str]:
     """identity → how the plan and the receipt name the store: its label, with the variable that tells it apart
     when another store of the erasure has the same label (one pgvector prefix in two databases)."""
     labels = [store.name for store, _, _ in found.values()]
@@ -129,7 +129,7 @@ def _shown_names(found: dict[str, tuple[VectorStore, Any, set[str]]]) -> dict[st
 
 def _plan_store(
     plan: ErasurePlan,
-    store: VectorStore,
+    store: Store,
     spec: Any,
     keys: set[str],
     shown: str,
@@ -217,10 +217,10 @@ def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
     return erased, check
 
 
-def _erase_namespace(ctx: WorkerContext, place_id: int, store: Any, namespace: str) -> tuple[int, dict[str, Any]]:
+def _erase_namespace(ctx: WorkerContext, place_id: int, store: Store, namespace: str) -> tuple[int, dict[str, Any]]:
     before = store.count(namespace)
     ids: list[str] = []
-    if getattr(store, "can_list", lambda: True)():
+    if store.can_list():
         for id_ in iter_all_ids(store, namespace):
             ids.append(id_)
             if len(ids) >= CHECKED_IDS:
@@ -231,7 +231,7 @@ def _erase_namespace(ctx: WorkerContext, place_id: int, store: Any, namespace: s
 
 
 def _erase_records(
-    ctx: WorkerContext, place_id: int, store: Any, namespace: str, subject: Subject
+    ctx: WorkerContext, place_id: int, store: Store, namespace: str, subject: Subject
 ) -> tuple[int, dict[str, Any]]:
     erased = 0
     for chunk in chunks(subject_ids(store, namespace, subject), DELETE_MAX_IDS):
@@ -241,7 +241,7 @@ def _erase_records(
     return erased, _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), subject)
 
 
-def _gone(ctx: WorkerContext, store: Any, namespace: str, ids: list[str], subject: Subject | None) -> dict[str, Any]:
+def _gone(ctx: WorkerContext, store: Store, namespace: str, ids: list[str], subject: Subject | None) -> dict[str, Any]:
     """Check the deletion, polling up to the ``erasure_settle_timeout_s`` setting (counts and reads lag on Pinecone): a
     whole namespace counts 0 and lists nothing; for records, a search finds none of the subject's. Either way a fetch
     of the deleted ids returns none of them."""
@@ -251,7 +251,7 @@ def _gone(ctx: WorkerContext, store: Any, namespace: str, ids: list[str], subjec
         fetched = sum(len(store.fetch(namespace, c)) for c in chunks(ids, FETCH_MAX_IDS))
         if subject is None:
             count = store.count(namespace)
-            listed = len(store.list_ids(namespace, limit=100).ids) if getattr(store, "can_list", lambda: True)() else 0
+            listed = len(store.list_ids(namespace, limit=100).ids) if store.can_list() else 0
             left = {"count": count, "listed": listed, "fetched": fetched}
         else:
             left = {"found": len(subject_ids(store, namespace, subject)), "fetched": fetched}

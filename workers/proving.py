@@ -18,7 +18,7 @@ from orchestrator.records.text import fields_comparer
 from orchestrator.spec.jobspec import JobSpec
 from orchestrator.verification.delta import route_source
 from orchestrator.verification.proof import Proof, prove_copies
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 from workers.verifying import chunks
 
 #: Ids per proof: one fetch of each side and one delete.
@@ -26,9 +26,9 @@ PROOF_CHUNK_IDS = min(FETCH_MAX_IDS, DELETE_MAX_IDS)
 
 
 def delete_proven(
-    source: VectorStore,
+    source: Store,
     source_namespace: str,
-    target: VectorStore,
+    target: Store,
     ids: Sequence[str],
     route: RouteContext,
     spec: JobSpec,
@@ -70,7 +70,7 @@ def delete_proven(
 
 
 def delete_absent(
-    source: VectorStore, source_namespace: str, target: VectorStore, target_namespace: str, ids: Sequence[str]
+    source: Store, source_namespace: str, target: Store, target_namespace: str, ids: Sequence[str]
 ) -> tuple[int, int]:
     """Delete from ``target_namespace`` those of ``ids`` that ``source_namespace`` does not hold now (fetched
     again right before each chunk's delete): what ``sync --propagate-deletes`` deletes. An id written back to the

@@ -163,7 +163,6 @@ class RateLimiter:
         *,
         guard_s: float = DEFAULT_GUARD_S,
     ) -> None:
-        self._redis = redis_client
         self._sleep = sleep
         self._guard_s = guard_s
         self._window_script = redis_client.register_script(_SLIDING_WINDOW_LUA)

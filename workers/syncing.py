@@ -38,7 +38,7 @@ from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.delta import Delta, plan_delta, route_source
 from workers.context import WorkerContext
 from workers.proving import delete_absent
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 from workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,7 @@ def sync_run(
     }
 
 
-def _scan(
-    ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: VectorStore, target: VectorStore
-) -> tuple[Delta, int]:
+def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, target: Store) -> tuple[Delta, int]:
     """What the sync must copy and what it may delete, and how many ids the source lists now."""
     route = route_context(
         spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
@@ -170,7 +168,7 @@ def _scan(
     return delta, len(ids)
 
 
-def _delete_stale(source: VectorStore, source_namespace: str, target: VectorStore, delta: Delta) -> tuple[int, int]:
+def _delete_stale(source: Store, source_namespace: str, target: Store, delta: Delta) -> tuple[int, int]:
     """Delete the stale ids the source still does not hold: ``(deleted, kept)``."""
     deleted = kept = 0
     for ns, ids in delta.stale.items():

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 from orchestrator import jobs
 from orchestrator.errors import StateError
-from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
+from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.listing.paging import iter_all_ids
 from orchestrator.models import JobKind, NamespaceRun
 from orchestrator.records.routing import (
@@ -67,7 +67,7 @@ from workers.context import WorkerContext
 from workers.latency import measure, measures_latency
 from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from workers.retry import INFRASTRUCTURE_ERRORS
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 from workers.text_writes import embedder_for
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,11 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
         yield items[start : start + size]
 
 
-def list_all_ids(store: VectorStore, namespace: str) -> list[str]:
+def list_all_ids(store: Store, namespace: str) -> list[str]:
     """Every id of ``namespace`` once, each list page one request of ``store`` (a ``GuardedStore``: budgeted,
     retried)."""
-    # A Postgres table has no 100-id page limit: its store says how many ids a page may hold.
-    page_ids = getattr(getattr(store, "inner", store), "list_page_ids", LIST_MAX_PAGE_IDS)
     # A store that paged an id twice must not make the count look larger than the set.
-    return list(dict.fromkeys(iter_all_ids(store, namespace, page_size=page_ids)))
+    return list(dict.fromkeys(iter_all_ids(store, namespace, page_size=store.capabilities.list_page_ids)))
 
 
 def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
@@ -254,7 +252,7 @@ class _Verifier:
         ns = self.run_.source_namespace
         ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
-        self.report.enumeration = getattr(self.source, "enumeration", "list")
+        self.report.enumeration = self.source.capabilities.enumeration
         if self.report.enumeration != "list":
             # A catalogue or a sweep may come up short where a list cannot: hold it against the source's own count.
             self.report.source_stats_count = self.source.count(ns)
@@ -401,7 +399,7 @@ class _Verifier:
     def _count(self, ns: str) -> int:
         """The target namespace's count from a reading taken after this call (shared: ``workers.shared_counts``)."""
         inner = self.target.inner
-        if getattr(inner, "counts_by_index", False):
+        if inner.counts_by_index:
             return self.ctx.shared_counts.count(inner, self.target.namespaces, ns)
         return self.target.count(ns)
 

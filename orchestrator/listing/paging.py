@@ -7,18 +7,17 @@ It only calls ``list_ids``; whatever wraps the store (retries, the rate budget) 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.records.vectors import IdPage
 
-
-class IdLister(Protocol):
-    def list_ids(self, namespace: str, *, limit: int = ..., token: str | None = None) -> IdPage: ...
+if TYPE_CHECKING:
+    from orchestrator.store import Store
 
 
 def id_pages(
-    store: IdLister,
+    store: Store,
     namespace: str,
     *,
     token: str | None = None,
@@ -41,7 +40,7 @@ def id_pages(
             return
 
 
-def iter_all_ids(store: IdLister, namespace: str, page_size: int = LIST_MAX_PAGE_IDS) -> Iterator[str]:
+def iter_all_ids(store: Store, namespace: str, page_size: int = LIST_MAX_PAGE_IDS) -> Iterator[str]:
     """Every id of ``namespace``, page by page."""
     for page in id_pages(store, namespace, page_ids=page_size):
         yield from page.ids

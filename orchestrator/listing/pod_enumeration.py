@@ -125,10 +125,6 @@ class SweepCost:
     def min_read_units(self) -> float:
         return self.min_queries * self.read_units_per_query
 
-    @property
-    def max_read_units(self) -> float:
-        return self.max_queries * self.read_units_per_query
-
 
 def query_read_units(vector_count: int, dimension: int) -> float:
     """Read units of one query on a namespace of ``vector_count`` vectors (serverless pricing)."""

@@ -50,11 +50,6 @@ def rate_bucket_key(scope: str) -> str:
     return f"{KEY_PREFIX}:rate:{scope}"
 
 
-def inflight_key(namespace_run_id: int) -> str:
-    """Redis key counting the copy batches of one namespace run that are queued or running."""
-    return f"{KEY_PREFIX}:inflight:{namespace_run_id}"
-
-
 def lock_key(name: str) -> str:
     return f"{KEY_PREFIX}:lock:{name}"
 

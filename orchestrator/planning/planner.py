@@ -11,7 +11,7 @@ ids, which is I/O: the plan names those sources and ``id_checks`` judges the lis
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.planning.costs import enumerated, estimate
@@ -174,17 +174,6 @@ def make_plan(
         warnings=warnings,
         shared_targets=shared,
     )
-
-
-def split_batches(ids: Sequence[str], batch_size: int) -> list[list[str]]:
-    """Consecutive batches of ≤ batch_size ids, every id in exactly one batch, order kept.
-
-    Raises:
-        ValueError: ``batch_size`` < 1.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    return [list(ids[i : i + batch_size]) for i in range(0, len(ids), batch_size)]
 
 
 def _unresolved_goes(spec: JobSpec) -> str:

@@ -21,12 +21,15 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.records.routing import RouteContext, route_counts, targets_by_id
 from orchestrator.records.vectors import IdPage
 from orchestrator.spec.jobspec import RateBudget
+
+if TYPE_CHECKING:
+    from orchestrator.store import Store
 
 T = TypeVar("T")
 
@@ -48,13 +51,6 @@ class RoutedIds:
     def add(self, other: RoutedIds) -> None:
         self.targets.update(other.targets)
         self.routes.update(other.routes)
-
-
-class PlanStore(Protocol):
-    name: str
-
-    def list_ids(self, namespace: str, *, limit: int = ..., token: str | None = None) -> IdPage: ...
-    def fetch(self, namespace: str, ids: Any) -> list[Any]: ...
 
 
 class Budget:
@@ -113,16 +109,16 @@ class PlanReads:
     def request(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         return self._requests.submit(fn, *args)
 
-    def _list(self, store: PlanStore, namespace: str, token: str | None) -> IdPage:
+    def _list(self, store: Store, namespace: str, token: str | None) -> IdPage:
         self.budget.acquire(store.name, "list")
         return store.list_ids(namespace, limit=LIST_MAX_PAGE_IDS, token=token)
 
-    def _routed_page(self, store: PlanStore, namespace: str, ids: list[str], ctx: RouteContext) -> RoutedIds:
+    def _routed_page(self, store: Store, namespace: str, ids: list[str], ctx: RouteContext) -> RoutedIds:
         self.budget.acquire(store.name, "read")  # a page (≤ 100 ids) is one fetch
         records = store.fetch(namespace, ids)
         return RoutedIds(targets_by_id(records, ctx), Counter(route_counts(records, ctx)))
 
-    def namespace_ids(self, store: PlanStore, namespace: str) -> list[str]:
+    def namespace_ids(self, store: Store, namespace: str) -> list[str]:
         """Every id of ``namespace``, page by page (a chain: each page needs the token of the one before)."""
         ids: list[str] = []
         token: str | None = None
@@ -133,7 +129,7 @@ class PlanReads:
             if not token:
                 return ids
 
-    def routed_ids(self, store: PlanStore, namespace: str, ctx: RouteContext) -> RoutedIds:
+    def routed_ids(self, store: Store, namespace: str, ctx: RouteContext) -> RoutedIds:
         """Where every record of a routed ``namespace`` lands: each listed page is fetched (in the request pool)
         while the next is listed; only the ids' targets and the routes' counts are kept."""
         routed = RoutedIds()
@@ -157,7 +153,7 @@ class PlanReads:
         return routed
 
     def ids_of(
-        self, store: PlanStore, namespaces: Iterable[str], routed: Mapping[str, RouteContext]
+        self, store: Store, namespaces: Iterable[str], routed: Mapping[str, RouteContext]
     ) -> dict[str, list[str] | RoutedIds]:
         """For each namespace, its ids, or (a namespace of ``routed``) where its records land; all namespaces at
         once."""

@@ -29,7 +29,6 @@ NamespaceKind = Literal["twin", "creator", "public", "other"]
 _ID_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9._\-]{{0,{MAX_ID_CHARS - 1}}}"
 # Always used with fullmatch: `$` would also match before a trailing newline.
 _ID = re.compile(_ID_PATTERN)
-_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}", re.IGNORECASE)
 ID_RULE = "ids are 1 to 100 characters: letters, digits, '.', '-' and '_', starting with a letter or digit"
 _CREATOR_PREFIX = "creator_"
 _TWIN_SEPARATOR = "_twin_"
@@ -160,11 +159,6 @@ def parse_namespace(name: str) -> ParsedNamespace:
     return ParsedNamespace("other")
 
 
-def is_ambiguous(name: str) -> bool:
-    """Whether ``name`` has more than one twin reading (only a registry can say what it means)."""
-    return sum(r.kind == "twin" for r in readings(name)) > 1
-
-
 def namespace_problem(name: str) -> str | None:
     """Why ``name`` cannot be a target namespace that no registry built, or None. A name starting with ``creator_``
     must parse under the convention: one that does not (``creator_.a``) would be invisible to erasure by creator."""
@@ -176,18 +170,6 @@ def namespace_problem(name: str) -> str | None:
             f"creator_{{creator_id}} with one reading ({ID_RULE}), so erasing that creator could miss it"
         )
     return None
-
-
-def namespaces_of_creator(creator_id: str, namespaces: Iterable[str]) -> list[str]:
-    """The namespaces (in the given order) that parse to ``creator_id``: its twin namespaces and its creator-wide
-    namespace. Matched by parsing, never by prefix, so creator ``a.1`` never matches ``creator_a.10_twin_x``. Use
-    ``Registry.owned`` when the registry of built names is known.
-
-    Raises:
-        PlanError: ``creator_id`` is not a valid id (it could not own any namespace; most likely a typo).
-    """
-    validate_identifier("creator_id", creator_id)
-    return [n for n in namespaces if parse_namespace(n).creator_id == creator_id]
 
 
 class Registry:
@@ -289,8 +271,3 @@ class Registry:
                 if any(theirs(r) for r in possible):
                     ambiguous.append(name)
         return mine, ambiguous
-
-
-def is_uuid_like(name: str) -> bool:
-    """True for a UUID, with or without dashes, any case (the shape of the seeds' twin namespaces)."""
-    return bool(_UUID.fullmatch(name))

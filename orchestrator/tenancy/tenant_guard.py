@@ -16,11 +16,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import PermanentError
 from orchestrator.tenancy.namespaces import ParsedNamespace, Registry, parse_namespace, validate_identifier
 from orchestrator.verification.query_timing import latency_figures, time_call
+
+if TYPE_CHECKING:
+    from orchestrator.store import Store
 
 #: Twin namespaces queried at once by one search.
 SEARCH_THREADS = 8
@@ -28,11 +31,6 @@ SEARCH_THREADS = 8
 
 class TenantError(PermanentError):
     """A caller asked for a namespace that is not its creator's."""
-
-
-class ScoredStore(Protocol):
-    def namespaces(self) -> dict[str, int]: ...
-    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ class TenantGuard:
 
 
 def search_twins(
-    store: ScoredStore,
+    store: Store,
     guard: TenantGuard,
     vector: Sequence[float],
     top_k: int,

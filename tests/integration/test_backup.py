@@ -35,7 +35,7 @@ from workers.backup import (
     import_path,
     read_header,
 )
-from workers.stores.base import Record, VectorStore, iter_all_ids
+from workers.stores.base import Record, Store, iter_all_ids
 from workers.stores.guarded import GuardedStore
 from workers.stores.pgvector import PgvectorStore
 from workers.stores.pinecone import PineconeStore
@@ -46,7 +46,7 @@ ODD_NAMESPACE = "Creator.A-1/twin:ünï code " + "x" * 80  # upper case, '/', ':
 NAMESPACES = {"": 1_234, ODD_NAMESPACE: 7, "plain": 3}  # the default one spans two fetches and two row groups
 
 
-def quick(store: VectorStore) -> GuardedStore:
+def quick(store: Store) -> GuardedStore:
     """The backup functions do not retry: like the CLI, the tests hand them a store that does."""
     return GuardedStore(store, attempts=3, max_wait_s=0.05)
 
@@ -73,7 +73,7 @@ def make_records(n: int, prefix: str, seed: int) -> list[Record]:
     ]
 
 
-def seed_store(store: VectorStore, counts: dict[str, int] = NAMESPACES) -> dict[str, list[Record]]:
+def seed_store(store: Store, counts: dict[str, int] = NAMESPACES) -> dict[str, list[Record]]:
     data = {}
     for k, (ns, n) in enumerate(counts.items()):
         records = make_records(n, f"r{k}", seed=k)
@@ -105,7 +105,7 @@ def assert_exact(got: list[Record], want: list[Record]) -> None:
         assert typed(g.metadata) == typed(w.metadata)
 
 
-def read_all(store: VectorStore, namespace: str) -> list[Record]:
+def read_all(store: Store, namespace: str) -> list[Record]:
     ids = list(iter_all_ids(store, namespace))
     return [r for start in range(0, len(ids), 1000) for r in store.fetch(namespace, ids[start : start + 1000])]
 
@@ -160,14 +160,14 @@ def pgvector(database_url: str) -> Iterator[dict[str, GuardedStore]]:
 
 
 @pytest.fixture(params=["pinecone", "pgvector"])
-def stores(request: pytest.FixtureRequest) -> dict[str, VectorStore]:
+def stores(request: pytest.FixtureRequest) -> dict[str, Store]:
     return request.getfixturevalue(request.param)
 
 
 # --- round trips ----------------------------------------------------------------------------------------------------
 
 
-def test_export_then_import_round_trips_exactly(stores: dict[str, VectorStore], tmp_path: Path) -> None:
+def test_export_then_import_round_trips_exactly(stores: dict[str, Store], tmp_path: Path) -> None:
     src, dst = stores["src"], stores["dst"]
     data = seed_store(src)
     seen: list[tuple[str, int]] = []
@@ -201,7 +201,7 @@ def test_export_then_import_round_trips_exactly(stores: dict[str, VectorStore], 
         assert_exact(read_all(dst, ns), records)
 
 
-def test_import_into_another_namespace(stores: dict[str, VectorStore], tmp_path: Path) -> None:
+def test_import_into_another_namespace(stores: dict[str, Store], tmp_path: Path) -> None:
     data = seed_store(stores["src"], {"plain": 5})
     export_namespace(stores["src"], "plain", tmp_path / "plain.parquet")
 
@@ -224,7 +224,7 @@ def test_exporting_an_empty_namespace_writes_an_empty_file_that_imports(
 # --- refusals: nothing written --------------------------------------------------------------------------------------
 
 
-def test_import_refuses_a_dimension_mismatch(stores: dict[str, VectorStore], tmp_path: Path) -> None:
+def test_import_refuses_a_dimension_mismatch(stores: dict[str, Store], tmp_path: Path) -> None:
     seed_store(stores["src"], {"plain": 3})
     before = stores["wide"].namespaces()
     path = export_namespace(stores["src"], "plain", tmp_path / "plain.parquet").path
@@ -237,7 +237,7 @@ def test_import_refuses_a_dimension_mismatch(stores: dict[str, VectorStore], tmp
     assert stores["wide"].namespaces() == before
 
 
-def test_import_refuses_a_non_empty_namespace_unless_overwrite(stores: dict[str, VectorStore], tmp_path: Path) -> None:
+def test_import_refuses_a_non_empty_namespace_unless_overwrite(stores: dict[str, Store], tmp_path: Path) -> None:
     src, dst = stores["src"], stores["dst"]
     data = seed_store(src, {"a": 4, "b": 2})
     export_namespaces(src, ["a", "b"], tmp_path / "exp")

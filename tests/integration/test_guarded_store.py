@@ -20,7 +20,7 @@ from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, list_scope, read_scope, stats_scope, write_scope
 from workers.stores import open_retrying_store
-from workers.stores.base import Record, VectorStore
+from workers.stores.base import Record, Store
 from workers.stores.guarded import GuardedStore
 from workers.stores.pgvector import PgvectorStore
 from workers.stores.pinecone import PineconeStore
@@ -49,7 +49,7 @@ def pinecone_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture(params=["pinecone", "pgvector"])
-def inner(request: pytest.FixtureRequest) -> Iterator[VectorStore]:
+def inner(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "pinecone":
         yield request.getfixturevalue("pinecone_store")
         return
@@ -66,7 +66,7 @@ def client(redis_url: str) -> Iterator[redis_lib.Redis]:
     c.close()
 
 
-def guarded(store: VectorStore, client: redis_lib.Redis, waits: list[float] | None = None) -> GuardedStore:
+def guarded(store: Store, client: redis_lib.Redis, waits: list[float] | None = None) -> GuardedStore:
     sleep: Callable[[float], None] = waits.append if waits is not None else (lambda _s: None)
     return GuardedStore(store, limiter=RateLimiter(client), rate=RATE, attempts=8, max_wait_s=0.05, sleep=sleep)
 
@@ -85,7 +85,7 @@ def admissions_since(client: redis_lib.Redis, scope: str, since_us: int) -> int:
 
 
 def test_every_protocol_method_is_implemented_explicitly() -> None:
-    wanted = {name for name, _ in inspect.getmembers(VectorStore, inspect.isfunction) if not name.startswith("_")}
+    wanted = {name for name, _ in inspect.getmembers(Store, inspect.isfunction) if not name.startswith("_")}
     assert wanted, "the protocol lost its methods"
     missing = sorted(name for name in wanted if name not in GuardedStore.__dict__)
     assert missing == []
@@ -95,7 +95,7 @@ def test_every_protocol_method_is_implemented_explicitly() -> None:
 # --- scopes: the ones the task modules always used ----------------------------------------------------------------
 
 
-def test_each_method_takes_one_token_from_its_scope(inner: VectorStore, client: redis_lib.Redis) -> None:
+def test_each_method_takes_one_token_from_its_scope(inner: Store, client: redis_lib.Redis) -> None:
     store = guarded(inner, client)
     store.upsert("ns", make_records(5))  # something to read (its own token is checked below)
     vector = list(make_records(1)[0].values)
@@ -136,7 +136,7 @@ def test_write_scopes_are_per_namespace_and_read_scopes_per_store(
     assert admissions_since(client, read_scope(store.name), since) == 2
 
 
-def test_an_upsert_reserves_its_bytes_of_the_namespace_budget(inner: VectorStore, client: redis_lib.Redis) -> None:
+def test_an_upsert_reserves_its_bytes_of_the_namespace_budget(inner: Store, client: redis_lib.Redis) -> None:
     store = guarded(inner, client)
     records = make_records(20)
     burst = RATE.write_mb_per_s * 1_000_000

@@ -16,7 +16,7 @@ from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers.retry import call_with_retry, retrying
 from workers.stores import open_store
-from workers.stores.base import Record, VectorStore, iter_all_ids
+from workers.stores.base import Record, Store, iter_all_ids
 from workers.stores.pgvector import PgvectorStore, namespace_table_name
 from workers.stores.pinecone import PineconeStore
 
@@ -63,7 +63,7 @@ def pinecone_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture(params=["pgvector-single_table", "pgvector-table_per_namespace", "pinecone"])
-def store(request: pytest.FixtureRequest) -> Iterator[VectorStore]:
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "pinecone":
         yield request.getfixturevalue("pinecone_store")
         return
@@ -77,13 +77,13 @@ def store(request: pytest.FixtureRequest) -> Iterator[VectorStore]:
 # --- the contract ---------------------------------------------------------------------------------------------------
 
 
-def test_satisfies_the_protocol(store: VectorStore) -> None:
-    assert isinstance(store, VectorStore)
+def test_satisfies_the_protocol(store: Store) -> None:
+    assert isinstance(store, Store)
     assert store.dimension() == DIM
     assert KEY_VALUE not in repr(store)
 
 
-def test_upsert_then_fetch_round_trips_values_and_metadata(store: VectorStore) -> None:
+def test_upsert_then_fetch_round_trips_values_and_metadata(store: Store) -> None:
     records = make_records(25)
     assert store.upsert("ns1", records) == 25
 
@@ -96,7 +96,7 @@ def test_upsert_then_fetch_round_trips_values_and_metadata(store: VectorStore) -
     assert store.count("ns1") == 25
 
 
-def test_list_ids_pages_cover_every_id_exactly_once(store: VectorStore) -> None:
+def test_list_ids_pages_cover_every_id_exactly_once(store: Store) -> None:
     records = make_records(237)
     for start in range(0, len(records), 100):
         store.upsert("paged", records[start : start + 100])
@@ -119,7 +119,7 @@ def test_list_ids_pages_cover_every_id_exactly_once(store: VectorStore) -> None:
     assert list(iter_all_ids(store, "nowhere")) == []
 
 
-def test_count_and_namespaces(store: VectorStore) -> None:
+def test_count_and_namespaces(store: Store) -> None:
     store.upsert("alpha", make_records(3, "a"))
     store.upsert("beta", make_records(5, "b"))
     store.upsert(ODD_NAMESPACE, make_records(2, "o"))
@@ -130,7 +130,7 @@ def test_count_and_namespaces(store: VectorStore) -> None:
     assert [r.id for r in store.fetch(ODD_NAMESPACE, ["o-0001"])] == ["o-0001"]
 
 
-def test_delete_removes_only_those_ids(store: VectorStore) -> None:
+def test_delete_removes_only_those_ids(store: Store) -> None:
     records = make_records(10)
     store.upsert("d", records)
 
@@ -142,7 +142,7 @@ def test_delete_removes_only_those_ids(store: VectorStore) -> None:
     store.delete("never-written", ["x"])  # harmless
 
 
-def test_delete_namespace_removes_it_and_nothing_else(store: VectorStore) -> None:
+def test_delete_namespace_removes_it_and_nothing_else(store: Store) -> None:
     store.upsert("gone", make_records(4))
     store.upsert("kept", make_records(2))
 
@@ -154,7 +154,7 @@ def test_delete_namespace_removes_it_and_nothing_else(store: VectorStore) -> Non
     assert store.fetch("gone", ["id-0000"]) == []
 
 
-def test_query_returns_the_nearest_id_first(store: VectorStore) -> None:
+def test_query_returns_the_nearest_id_first(store: Store) -> None:
     records = make_records(30)
     store.upsert("q", records)
     target = records[17]
@@ -165,7 +165,7 @@ def test_query_returns_the_nearest_id_first(store: VectorStore) -> None:
     assert len(ids) == 5
 
 
-def test_default_namespace_is_the_empty_string(store: VectorStore) -> None:
+def test_default_namespace_is_the_empty_string(store: Store) -> None:
     records = make_records(12, "def")
     store.upsert("", records)
     store.upsert("other", make_records(1))
@@ -181,7 +181,7 @@ def test_default_namespace_is_the_empty_string(store: VectorStore) -> None:
     assert store.namespaces() == {"other": 1}
 
 
-def test_upsert_of_the_wrong_dimension_is_a_store_error(store: VectorStore) -> None:
+def test_upsert_of_the_wrong_dimension_is_a_store_error(store: Store) -> None:
     store.upsert("dim", make_records(1))
 
     with pytest.raises(StoreError) as info:
@@ -409,7 +409,7 @@ def test_pinecone_fetch_errors_are_mapped_on_the_json_path(
     assert info.value.status == 503
 
 
-def test_metric_is_the_index_metric_or_none_for_a_table(store: VectorStore) -> None:
+def test_metric_is_the_index_metric_or_none_for_a_table(store: Store) -> None:
     # The planner refuses a copy between Pinecone indexes of different metrics; a pgvector table has none.
     assert store.metric() == ("cosine" if isinstance(store, PineconeStore) else None)
 

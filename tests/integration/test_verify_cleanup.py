@@ -27,7 +27,7 @@ from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers import cleaning, verifying
 from workers.context import WorkerContext
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 
 DIM = 8
 URL_ENV = "NSMIGRATE_TEST_VERIFY_PG_URL"
@@ -93,11 +93,11 @@ class Job:
     runs: dict[str, int] = field(default_factory=dict)  # source namespace → run id
 
     @property
-    def source(self) -> VectorStore:
+    def source(self) -> Store:
         return self.ctx.store(self.spec.source)
 
     @property
-    def target(self) -> VectorStore:
+    def target(self) -> Store:
         return self.ctx.store(self.spec.target)
 
     def state(self, ns: str = "alpha") -> str:

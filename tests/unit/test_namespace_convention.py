@@ -14,9 +14,7 @@ from orchestrator.tenancy.namespaces import (
     ParsedNamespace,
     Registry,
     creator_namespace,
-    is_uuid_like,
     namespace_problem,
-    namespaces_of_creator,
     parse_namespace,
     twin_namespace,
     validate_identifier,
@@ -129,7 +127,7 @@ def test_an_unregistered_name_with_two_readings_is_reported_not_erased() -> None
     assert mine == ["creator_a_twin_d"] and ambiguous == ["creator_a_twin_b_twin_c"]
 
 
-def test_namespaces_of_creator_parses_never_prefixes() -> None:
+def test_a_creators_namespaces_are_found_by_parsing_never_by_prefix() -> None:
     names = [
         "creator_a.1_twin_x",
         "creator_a.10_twin_x",
@@ -141,30 +139,14 @@ def test_namespaces_of_creator_parses_never_prefixes() -> None:
         "public",
         "",
     ]
-    assert namespaces_of_creator("a.1", names) == ["creator_a.1_twin_x", "creator_a.1", "creator_a.1_twin_y"]
-    assert namespaces_of_creator("a.10", names) == ["creator_a.10_twin_x", "creator_a.10"]
-    assert namespaces_of_creator("a", names) == []
+    assert Registry().owned("a.1", names)[0] == ["creator_a.1_twin_x", "creator_a.1", "creator_a.1_twin_y"]
+    assert Registry().owned("a.10", names)[0] == ["creator_a.10_twin_x", "creator_a.10"]
+    assert Registry().owned("a", names)[0] == []
 
 
-def test_namespaces_of_creator_refuses_invalid_creator() -> None:
+def test_an_invalid_creator_is_refused() -> None:
     with pytest.raises(PlanError, match="contains ' '"):
-        namespaces_of_creator("a 1", ["creator_a 1_twin_x"])
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("1af5fe75-7d26-49ff-bfc5-13ce560618fb", True),
-        ("1AF5FE75-7D26-49FF-BFC5-13CE560618FB", True),
-        ("1af5fe757d2649ffbfc513ce560618fb", True),
-        ("1af5fe75-7d26-49ff-bfc5-13ce560618f", False),
-        ("1af5fe75-7d26-49ff-bfc5-13ce560618fbb", False),
-        ("creator_a_twin_b", False),
-        ("", False),
-    ],
-)
-def test_is_uuid_like(name: str, expected: bool) -> None:
-    assert is_uuid_like(name) is expected
+        Registry().owned("a 1", ["creator_a 1_twin_x"])
 
 
 @pytest.mark.parametrize(
@@ -189,7 +171,7 @@ def test_namespace_problem(name: str, problem: str | None) -> None:
 def test_twin_namespace_round_trips(creator: str, twin: str) -> None:
     name = twin_namespace(creator, twin)
     assert parse_namespace(name) == ParsedNamespace("twin", creator, twin)
-    assert namespaces_of_creator(creator, [name]) == [name]
+    assert Registry().owned(creator, [name])[0] == [name]
     assert namespace_problem(name) is None
 
 
@@ -203,7 +185,7 @@ def test_a_creator_never_owns_another_creators_namespace(creator: str, other: st
     # a.1 vs a.10 in general: a name belongs to exactly one creator, whatever prefix they share.
     names = [twin_namespace(other, twin), creator_namespace(other)]
     expected = names if creator == other else []
-    assert namespaces_of_creator(creator, names) == expected
+    assert Registry().owned(creator, names)[0] == expected
 
 
 ids_with_underscores = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,20}\Z")

@@ -19,7 +19,7 @@ from orchestrator.planning.id_checks import (
     sharing_with,
 )
 from orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan
-from orchestrator.planning.planner import make_plan, split_batches
+from orchestrator.planning.planner import make_plan
 from orchestrator.planning.selection import select_namespaces
 from orchestrator.spec.jobspec import JobSpec, parse_spec
 
@@ -432,34 +432,6 @@ def test_estimate_duration_spreads_over_target_namespaces() -> None:
 def test_plan_estimate_matches_runs() -> None:
     plan = make_plan(make_spec(), SOURCE, EMPTY_TARGET, {})
     assert plan.estimate.fetch_requests == plan.total_batches
-
-
-@pytest.mark.parametrize(
-    ("ids", "size", "expected"),
-    [
-        ([], 3, []),
-        (["a"], 3, [["a"]]),
-        (["a", "b", "c"], 3, [["a", "b", "c"]]),
-        (["a", "b", "c", "d"], 3, [["a", "b", "c"], ["d"]]),
-        (["a", "b"], 1, [["a"], ["b"]]),
-    ],
-)
-def test_split_batches(ids: list[str], size: int, expected: list[list[str]]) -> None:
-    assert split_batches(ids, size) == expected
-
-
-def test_split_batches_refuses_zero() -> None:
-    with pytest.raises(ValueError, match="batch_size"):
-        split_batches(["a"], 0)
-
-
-@given(st.lists(st.text(max_size=8), unique=True, max_size=300), st.integers(min_value=1, max_value=120))
-def test_split_batches_every_id_once_in_order(ids: list[str], batch_size: int) -> None:
-    batches = split_batches(ids, batch_size)
-    assert [i for b in batches for i in b] == ids  # every id exactly once, order kept
-    assert all(1 <= len(b) <= batch_size for b in batches)
-    assert all(len(b) == batch_size for b in batches[:-1])  # only the last may be short
-    assert len(batches) == math.ceil(len(ids) / batch_size)
 
 
 @given(

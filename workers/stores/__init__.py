@@ -1,4 +1,4 @@
-"""Store adapters: one ``VectorStore`` protocol (``base.py``) and its implementations, opened by ``open_store``."""
+"""Store adapters: one ``Store`` protocol (``base.py``) and its implementations, opened by ``open_store``."""
 
 from __future__ import annotations
 
@@ -6,22 +6,20 @@ from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from orchestrator.errors import StoreError
 from orchestrator.settings import DEFAULTS, Settings
 from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, VectorStore, iter_all_ids
+from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, Store, iter_all_ids
 
 __all__ = [
     "DEFAULT_NAMESPACE",
     "IdPage",
     "Record",
-    "VectorStore",
+    "Store",
     "iter_all_ids",
     "open_retrying_store",
     "open_store",
 ]
 
 
-def open_store(
-    spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: str = DEFAULT_ALLOWED_KEY_VARS
-) -> VectorStore:
+def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: str = DEFAULT_ALLOWED_KEY_VARS) -> Store:
     """The adapter for ``spec`` (by ``spec.kind``). Nothing connects yet: clients are created on first use, in the
     process that uses them (after Celery's fork), and secrets are read from the environment then, from the variables
     ``allowed_key_vars`` (the ``Settings`` field) lets a spec name."""
@@ -40,7 +38,7 @@ def open_store(
     raise StoreError(f"unknown store kind {getattr(spec, 'kind', None)!r}", hint="use `pinecone` or `pgvector`")
 
 
-def open_retrying_store(spec: PineconeStoreSpec | PgvectorStoreSpec, settings: Settings = DEFAULTS) -> VectorStore:
+def open_retrying_store(spec: PineconeStoreSpec | PgvectorStoreSpec, settings: Settings = DEFAULTS) -> Store:
     """``open_store`` wrapped in a ``GuardedStore`` without a rate budget: every call backs off and retries on
     429/5xx (``settings.one_off_*``), and a host that does not answer fails fast. For planning and CLI calls outside
     the fleet."""

@@ -1,4 +1,4 @@
-"""The one way to call a store: ``GuardedStore`` wraps a ``VectorStore`` with the fleet-wide rate budget, the byte
+"""The one way to call a store: ``GuardedStore`` wraps a ``Store`` with the fleet-wide rate budget, the byte
 budget and the retry policy, for every method of the protocol.
 
 Which layer retries what (the one place this is decided):
@@ -37,7 +37,7 @@ from typing import Any, TypeVar, cast
 import tenacity
 from tenacity import RetryCallState
 
-from orchestrator.errors import RetryableError, StoreError
+from orchestrator.errors import RetryableError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.pgvector_layout import TableColumn
 from orchestrator.records.vectors import IdPage, Record
@@ -47,7 +47,7 @@ from workers import metrics, tally
 from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
 from workers.retry import retrying
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 from workers.stores.enumeration import SweepReads
 
 T = TypeVar("T")
@@ -63,7 +63,7 @@ class _NoAnswer(tenacity.stop.stop_base):
 
 
 class GuardedStore:
-    """A ``VectorStore`` whose every request is budgeted (with a limiter) and retried (always).
+    """A ``Store`` whose every request is budgeted (with a limiter) and retried (always).
 
     Parameters:
         store: the adapter to wrap (``workers.stores.open_store``).
@@ -77,7 +77,7 @@ class GuardedStore:
 
     def __init__(
         self,
-        store: VectorStore,
+        store: Store,
         *,
         limiter: RateLimiter | None = None,
         rate: RateBudget | None = None,
@@ -91,6 +91,7 @@ class GuardedStore:
             raise ValueError("a GuardedStore takes a limiter and a rate budget together, or neither")
         self.inner = store
         self.name = store.name
+        self.capabilities = store.capabilities
         self._limiter = limiter
         self._rate = rate
 
@@ -171,21 +172,20 @@ class GuardedStore:
         return self._stats("count", self.inner.count, namespace)
 
     @property
-    def enumeration(self) -> str:
-        """How the store's ids are found: ``list``, or for a Pinecone source that cannot list, ``catalogue`` or
-        ``sweep`` (``workers.stores.enumeration``; a sweep's queries are bounded by ``enumerate.max_queries``)."""
-        return str(getattr(self.inner, "enumeration", "list"))
+    def counts_by_index(self) -> bool:
+        return self.inner.counts_by_index
 
     def can_list(self) -> bool:
-        """Whether the store serves ``list`` (a Pinecone pod index does not); stores without the notion do."""
-        probe = getattr(self.inner, "can_list", None)
-        return True if probe is None else bool(self._read("can_list", probe))
+        """Whether the store serves ``list``: declared, or asked of the server (a Pinecone pod index does not)."""
+        known = self.capabilities.lists
+        return known if known is not None else bool(self._read("can_list", self.inner.can_list))
 
     def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
         """A pgvector namespace's table and its columns (``DocumentedPgvectorStore.table_columns``); None for a
         namespace without a table, or a store without tables."""
-        columns = getattr(self.inner, "table_columns", None)
-        return None if columns is None else cast(Any, self._stats("table_columns", columns, namespace))
+        if not self.capabilities.table_columns:
+            return None
+        return self._stats("table_columns", self.inner.table_columns, namespace)
 
     def identity(self) -> str:
         """The inner store's identity (``orchestrator.connections.store_identity``), asked of its server, retried."""
@@ -198,23 +198,14 @@ class GuardedStore:
         return self._read("query", self.inner.query, namespace, vector, top_k)
 
     def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
-        """``(id, score)`` best first, from a store that can say its scores (Pinecone, pgvector): the cross-twin
-        search of ``orchestrator.tenancy.tenant_guard`` merges on them.
-
-        Raises:
-            StoreError: the store cannot return scores.
-        """
-        scored = getattr(self.inner, "query_scored", None)
-        if scored is None:
-            raise StoreError(f"store {self.name} cannot return query scores", hint="use a Pinecone or pgvector store")
-        return cast(list[tuple[str, float]], self._read("query", scored, namespace, vector, top_k))
+        """``(id, score)`` best first: the cross-twin search of ``orchestrator.tenancy.tenant_guard`` merges on them."""
+        return self._read("query", self.inner.query_scored, namespace, vector, top_k)
 
     def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
         """Ids an integrated index finds for ``text`` (it embeds the query itself), best first."""
-        search = getattr(self.inner, "search_text", None)
-        if search is None:
+        if not self.capabilities.text_search:
             raise TypeError(f"{self.name} cannot search by text (not an integrated Pinecone index)")
-        return cast(list[str], self._read("search_text", search, namespace, text, top_k))
+        return self._read("search_text", self.inner.search_text, namespace, text, top_k)
 
     def timed_query(self, namespace: str, vector: Sequence[float], top_k: int) -> tuple[list[str], float]:
         """``query`` and how long its successful attempt took, in ms: budget waits and failed attempts are not the
@@ -229,7 +220,7 @@ class GuardedStore:
 
     def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage:
         rate = self._rate
-        if getattr(self.inner, "sweeper", None) is not None:
+        if self.capabilities.enumeration == "sweep":
             # A sweep is many reads: each one budgeted and retried on its own, so a 429 repeats one query, not the
             # sweep (and this page takes no list token: nothing is listed).
             reads = SweepReads(self.query, self.namespaces, self.dimension, self.metric)
@@ -240,17 +231,13 @@ class GuardedStore:
 
         return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
 
-    @property
-    def lists_by_prefix(self) -> bool:
-        return bool(getattr(self.inner, "lists_by_prefix", False))
-
     def list_ids_by_prefix(
         self, namespace: str, prefix: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None
     ) -> IdPage:
         rate = self._rate
 
         def page() -> IdPage:
-            return cast(IdPage, self.inner.list_ids_by_prefix(namespace, prefix, limit=limit, token=token))  # type: ignore[attr-defined]
+            return self.inner.list_ids_by_prefix(namespace, prefix, limit=limit, token=token)
 
         return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
 
@@ -281,11 +268,12 @@ class GuardedStore:
     def delete_namespace(self, namespace: str) -> None:
         self._write("delete_namespace", namespace, self.inner.delete_namespace, namespace)
 
+    def connect(self) -> None:
+        self.inner.connect()
+
     def close(self) -> None:
         """Close the wrapped store's connections if it has any."""
-        close = getattr(self.inner, "close", None)
-        if callable(close):
-            close()
+        self.inner.close()
 
     def __repr__(self) -> str:
         return f"GuardedStore({self.inner!r})"

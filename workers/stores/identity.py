@@ -16,12 +16,12 @@ from orchestrator.connections.store_identity import spec_identity
 from orchestrator.errors import NsmigrateError
 from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import JobSpec
-from workers.stores.base import VectorStore
+from workers.stores.base import Store
 
 _MARKER_POLL_S = 0.25
 
 
-def _marker_seen(source: VectorStore, target: VectorStore, timeout_s: float) -> bool:
+def _marker_seen(source: Store, target: Store, timeout_s: float) -> bool:
     """Write a marker through ``source`` and say whether ``target`` reads it (the marker is deleted either way).
     The marker may take up to ``timeout_s`` to be readable through the source (Pinecone is eventually consistent)."""
     namespace = f"nsmigrate-identity-{uuid.uuid4().hex}"
@@ -40,8 +40,8 @@ def _marker_seen(source: VectorStore, target: VectorStore, timeout_s: float) -> 
 
 def one_store_problem(
     spec: JobSpec,
-    source: VectorStore,
-    target: VectorStore,
+    source: Store,
+    target: Store,
     *,
     marker: bool = True,
     marker_timeout_s: float,

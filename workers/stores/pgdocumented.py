@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,9 @@ from workers.stores.pgvector import PgvectorStore, is_undefined_table
 
 
 class DocumentedPgvectorStore(PgvectorStore):
-    """``VectorStore`` over seed 004's per-namespace tables (see the module docstring)."""
+    """``Store`` over seed 004's per-namespace tables (see the module docstring)."""
+
+    capabilities = replace(PgvectorStore.capabilities, table_columns=True)
 
     def __repr__(self) -> str:
         return f"DocumentedPgvectorStore({self.name!r})"

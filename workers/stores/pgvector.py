@@ -38,7 +38,7 @@ from orchestrator.errors import RetryableError, StoreError
 from orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
 from orchestrator.redaction import scrub
 from orchestrator.spec.jobspec import PgvectorStoreSpec
-from workers.stores.base import IdPage, Record
+from workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 
 _HASH_LEN = 10
 _PLAIN_NAME = re.compile(r"[a-z0-9]+(_[a-z0-9]+)*")  # always fullmatch: "$" would accept a trailing "\n"
@@ -70,16 +70,16 @@ def is_undefined_table(e: BaseException) -> bool:
     return getattr(getattr(e, "orig", None), "sqlstate", None) == "42P01"
 
 
-class PgvectorStore:
-    """``VectorStore`` over Postgres + pgvector.
+class PgvectorStore(StoreDefaults):
+    """``Store`` over Postgres + pgvector.
 
     Parameters:
         spec: the store's spec (layout, table or prefix, namespace column, dimension).
         database_url: SQLAlchemy URL; when None it is read from ``os.environ[spec.database_url_env]`` on first use.
     """
 
-    #: Ids a list page may hold: one query, no service limit (Pinecone's is 100).
-    list_page_ids = 1000
+    #: A list page is one query, with no service limit (Pinecone's is 100).
+    capabilities = Capabilities(list_page_ids=1000)
 
     def __init__(self, spec: PgvectorStoreSpec, database_url: str | None = None) -> None:
         self.spec = spec
@@ -229,7 +229,7 @@ class PgvectorStore:
             {"ns": namespace, "t": table_name},
         )
 
-    # --- VectorStore ----------------------------------------------------------------------------------------------
+    # --- Store ----------------------------------------------------------------------------------------------------
 
     def dimension(self) -> int:
         if self._dimension is not None:

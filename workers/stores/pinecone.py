@@ -60,7 +60,7 @@ from orchestrator.limits import (
 )
 from orchestrator.records.vectors import JsonValues, SparseValues
 from orchestrator.spec.jobspec import PineconeStoreSpec
-from workers.stores.base import IdPage, Record
+from workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from workers.stores.fetch_body import read_fetch
 from workers.stores.pinecone_rest import DataPlane, DataPlaneError, key_refusal, path_segment
@@ -310,8 +310,8 @@ def prime_sdk_decoding() -> None:
     logger.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
 
 
-class PineconeStore:
-    """``VectorStore`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
+class PineconeStore(StoreDefaults):
+    """``Store`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
 
     Parameters:
         spec: the store's spec (never holds the key; names its environment variable).
@@ -339,8 +339,14 @@ class PineconeStore:
         #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
         #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
         self._namespace_endpoints = True
-        #: Where ``list_ids`` gets its ids when the index is not listed (a pod): a catalogue or a sweep.
-        self.enumeration = spec.enumerate.mode
+        #: Whether it lists is the server's to say (a pod does not); where ``list_ids`` gets its ids when the index is
+        #: not listed: a catalogue or a sweep; only listed ids are listed by prefix.
+        self.capabilities = Capabilities(
+            lists=None,
+            enumeration=spec.enumerate.mode,
+            lists_by_prefix=spec.enumerate.mode == "list",
+            text_search=spec.records is not None,
+        )
         self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
         self.catalogue: CatalogueIds | None = None
         self.sweeper: SweepIds | None = None
@@ -410,7 +416,7 @@ class PineconeStore:
         with pinecone_errors(op, store=self.name, namespace=namespace):
             yield
 
-    # --- VectorStore ----------------------------------------------------------------------------------------------
+    # --- Store ----------------------------------------------------------------------------------------------------
 
     def _stats(self) -> _StatsReply:
         """``describe_index_stats`` (every namespace of the index); remembers the dimension and metric."""
@@ -510,12 +516,6 @@ class PineconeStore:
         except ValueError as e:  # a token another enumeration made
             raise StoreError(f"{e}", store=self.name, namespace=namespace) from e
         return self._list_page(namespace, None, limit, token)
-
-    @property
-    def lists_by_prefix(self) -> bool:
-        """Whether ``list_ids_by_prefix`` can split this store's namespaces into chains: only where ids are listed
-        (serverless), not found by a catalogue or a sweep."""
-        return self.catalogue is None and self.sweeper is None
 
     def list_ids_by_prefix(self, namespace: str, prefix: str, *, limit: int = 100, token: str | None = None) -> IdPage:
         """One page of the ids that start with ``prefix`` (Pinecone's ``list`` with ``prefix``), in its order."""

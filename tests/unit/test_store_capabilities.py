@@ -1,0 +1,151 @@
+"""One store protocol: every adapter is a ``Store`` and declares what it can do (``Capabilities``), and the wrapper
+every call goes through answers from that declaration instead of probing the adapter for methods. Nothing here
+connects: adapters connect on first use, and the one fake is pure."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import StoreError
+from orchestrator.limits import LIST_MAX_PAGE_IDS
+from orchestrator.records.vectors import IdPage, Record
+from orchestrator.spec.jobspec import Enumeration, IdCatalogue, PgvectorStoreSpec, PineconeStoreSpec, TextRecords
+from orchestrator.store import Capabilities, Store, StoreDefaults
+from workers.stores.guarded import GuardedStore
+from workers.stores.pgdocumented import DocumentedPgvectorStore
+from workers.stores.pgvector import PgvectorStore
+from workers.stores.pinecone import PineconeStore
+
+HOST = "http://127.0.0.1:9"  # never contacted
+
+
+def pinecone(tmp_path: Path, mode: str, *, records: bool = False) -> PineconeStore:
+    catalogue = None
+    if mode == "catalogue":
+        (tmp_path / "ids.csv").write_text("namespace,id\n")
+        catalogue = IdCatalogue(source="file", path=str(tmp_path / "ids.csv"))
+    spec = PineconeStoreSpec(
+        host=HOST,
+        enumerate=Enumeration(mode=mode, catalogue=catalogue),  # type: ignore[arg-type]
+        records=TextRecords(text_from="text", field="chunk_text") if records else None,
+    )
+    return PineconeStore(spec)
+
+
+@pytest.mark.parametrize(
+    ("mode", "records", "declared"),
+    [
+        ("list", False, Capabilities(lists=None, enumeration="list", lists_by_prefix=True)),
+        ("catalogue", False, Capabilities(lists=None, enumeration="catalogue")),
+        ("sweep", False, Capabilities(lists=None, enumeration="sweep")),
+        ("list", True, Capabilities(lists=None, enumeration="list", lists_by_prefix=True, text_search=True)),
+    ],
+)
+def test_a_pinecone_store_declares_what_its_spec_makes_it(
+    tmp_path: Path, mode: str, records: bool, declared: Capabilities
+) -> None:
+    store = pinecone(tmp_path, mode, records=records)
+
+    assert isinstance(store, Store)
+    assert store.capabilities == declared
+
+
+def test_pgvector_stores_declare_their_pages_and_tables() -> None:
+    generic = PgvectorStore(PgvectorStoreSpec(), database_url="postgresql+psycopg://nobody@127.0.0.1:9/none")
+    documented = DocumentedPgvectorStore(PgvectorStoreSpec(schema="documented"), database_url=None)
+
+    assert isinstance(generic, Store) and isinstance(documented, Store)
+    assert generic.capabilities == Capabilities(list_page_ids=1000)
+    assert documented.capabilities == Capabilities(list_page_ids=1000, table_columns=True)
+    # what a store answers for what it did not declare, without a request
+    assert generic.can_list() and not generic.counts_by_index
+    assert generic.table_columns("ns") is None
+    with pytest.raises(StoreError, match="cannot search by text"):
+        generic.search_text("ns", "apples", 3)
+    with pytest.raises(StoreError, match="cannot list ids by prefix"):
+        generic.list_ids_by_prefix("ns", "a")
+
+
+class Recording(StoreDefaults):
+    """A store that records which of its methods were called (only those a test reaches)."""
+
+    name = "recording"
+
+    def __init__(self, capabilities: Capabilities, *, lists: bool = True) -> None:
+        self.capabilities = capabilities
+        self.calls: list[str] = []
+        self._lists = lists
+
+    def can_list(self) -> bool:
+        self.calls.append("can_list")
+        return self._lists
+
+    def table_columns(self, namespace: str) -> None:
+        self.calls.append("table_columns")
+        return None
+
+    def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
+        self.calls.append("search_text")
+        return ["d1"]
+
+    def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage:
+        self.calls.append("list_ids")
+        return IdPage(ids=[], next_token=None)
+
+    def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
+        raise AssertionError("not reached")
+
+
+def test_the_guarded_store_asks_the_server_only_what_the_store_did_not_declare() -> None:
+    declared = Recording(Capabilities(lists=False))
+    unknown = Recording(Capabilities(lists=None), lists=True)
+
+    assert GuardedStore(declared).can_list() is False
+    assert GuardedStore(unknown).can_list() is True
+    assert declared.calls == [] and unknown.calls == ["can_list"]
+
+
+def test_the_guarded_store_reaches_a_capability_only_when_declared() -> None:
+    plain = Recording(Capabilities())
+    tables = Recording(Capabilities(table_columns=True, text_search=True))
+
+    assert GuardedStore(plain).table_columns("ns") is None
+    with pytest.raises(TypeError, match="cannot search by text"):
+        GuardedStore(plain).search_text("ns", "apples", 1)
+    assert plain.calls == []
+
+    assert GuardedStore(tables).table_columns("ns") is None
+    assert GuardedStore(tables).search_text("ns", "apples", 1) == ["d1"]
+    assert tables.calls == ["table_columns", "search_text"]
+    assert GuardedStore(tables).capabilities is tables.capabilities
+
+
+def test_no_caller_probes_a_store_for_a_capability() -> None:
+    root = Path(__file__).resolve().parents[2]
+    names = "|".join(
+        (
+            "can_list",
+            "enumeration",
+            "table_columns",
+            "query_scored",
+            "search_text",
+            "sweeper",
+            "lists_by_prefix",
+            "list_page_ids",
+            "counts_by_index",
+            "connect",
+        )
+    )
+    probe = re.compile(rf"getattr\([^)]*\"({names})\"")
+    probes = [
+        f"{path.relative_to(root)}:{number}"
+        for package in ("cli", "orchestrator", "workers")
+        for path in (root / package).rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if probe.search(line)
+    ]
+    assert not probes, f"read store.capabilities (orchestrator.store) instead: {probes}"
