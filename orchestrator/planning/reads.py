@@ -160,7 +160,7 @@ class PlanReads:
         return {ns: f.result() for ns, f in self.reading_ids(store, namespaces, routed).items()}
 
     def reading_ids(
-        self, store: PlanStore, namespaces: Iterable[str], routed: Mapping[str, RouteContext]
+        self, store: Store, namespaces: Iterable[str], routed: Mapping[str, RouteContext]
     ) -> dict[str, Future[list[str] | RoutedIds]]:
         """``ids_of``'s reads, started: each namespace's answer as it comes."""
         futures: dict[str, Future[Any]] = {}
