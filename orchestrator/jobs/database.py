@@ -21,13 +21,23 @@ if TYPE_CHECKING:  # the spec's pydantic models are not needed to read the job t
     from orchestrator.spec.jobspec import JobSpec
 
 
+#: Postgres ends a job-table session that sits inside a transaction, waiting for its client, longer than this. A
+#: transition is a few statements sent back to back; a client that stops between two is a host cut off or gone, and
+#: without this its row locks would hold up the rest of the fleet until TCP gave up on it (hours).
+IDLE_IN_TRANSACTION_S = 60
+
+
 class Database:
     """The job table database: an engine, a session factory and the schema made sure of once."""
 
-    def __init__(self, url: str, *, create: bool = True, pool_size: int = 5) -> None:
+    def __init__(
+        self, url: str, *, create: bool = True, pool_size: int = 5, idle_in_transaction_s: float = IDLE_IN_TRANSACTION_S
+    ) -> None:
         kwargs: dict[str, Any] = {}
         if not url.startswith("sqlite"):
             kwargs.update(pool_size=pool_size, max_overflow=10)
+            timeout_ms = int(idle_in_transaction_s * 1000)
+            kwargs["connect_args"] = {"options": f"-c idle_in_transaction_session_timeout={timeout_ms}"}
         # A pooled connection is pinged as it is checked out, so a restarted Postgres costs no transition an error.
         self.engine = sa.create_engine(url, pool_pre_ping=True, **kwargs)
         # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
