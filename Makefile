@@ -8,11 +8,12 @@ demo: install
 	.venv/bin/nsmigrate demo
 
 # Every tier (tests/tiers.py) on every core: each xdist worker starts its own Redis and Postgres, and a file's tests
-# stay on one worker so its module fixtures start once. TEST_WORKERS=0 runs it in this process.
+# stay on one worker so its module fixtures start once. Files are handed out in collection order, the slowest tier
+# first (tests/tiers.py RUN_ORDER). TEST_WORKERS=0 runs it in this process.
 TEST_WORKERS ?= auto
 test:
 	@NSMIGRATE_BOOTSTRAP_BROWSER=1 scripts/bootstrap.sh
-	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The unit tier only: pure, in-process tests, a verdict in seconds.
 test-fast: install

@@ -120,6 +120,8 @@ def test_worker_and_exporter_count_what_a_job_with_429s_did(stack: Stack, tmp_pa
     assert len(ours) < NAMESPACES
     assert not {value for labels in ours for value in labels.values()} & set(names)
 
+    if pool == "prefork":
+        return  # the exporter and the job page read the job table alone, whatever the pool: looked at once (threads)
     exporter = f"http://127.0.0.1:{stack.serve('metrics', NSMIGRATE_FLOWER_PASSWORD=PASSWORD)}"
     table = scrape(f"{exporter}/metrics")
     job = str(job_id)

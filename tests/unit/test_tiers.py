@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiers import TESTS, TIERS, ProcessStarted, misplaced_service_fixtures, processes_refused, tier_of
+from tests.tiers import (
+    TESTS,
+    TIERS,
+    ProcessStarted,
+    misplaced_service_fixtures,
+    processes_refused,
+    run_rank,
+    tier_of,
+)
 
 
 def test_every_test_file_is_in_the_folder_of_a_tier() -> None:
@@ -35,6 +43,14 @@ def test_no_two_test_files_share_a_name() -> None:
 @pytest.mark.parametrize(("folder", "tier"), [("unit", "unit"), ("integration", "service"), ("fleet", "fleet")])
 def test_a_test_files_tier_is_its_folder(folder: str, tier: str) -> None:
     assert tier_of(TESTS / folder / "test_x.py") == tier
+
+
+def test_make_test_hands_out_the_slowest_tier_first_in_collection_order() -> None:
+    files = [TESTS / "unit" / "test_a.py", TESTS / "integration" / "test_b.py", TESTS / "fleet" / "test_c.py"]
+
+    assert sorted(files, key=run_rank) == files[::-1]
+    test_line = (TESTS.parent / "Makefile").read_text().split("\ntest:")[1]
+    assert "--dist loadfile --no-loadscope-reorder" in test_line  # else xdist reorders files by their test count
 
 
 def test_a_test_file_outside_the_tier_folders_is_refused() -> None:

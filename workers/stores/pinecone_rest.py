@@ -105,15 +105,18 @@ class DataPlane:
             raise ValueError(refusal)
         self.host = host if "://" in host else f"https://{host}"
         self._base = self.host.rstrip("/")
-        self._headers = httpx.Headers(
-            {
-                "Api-Key": api_key,
-                "X-Pinecone-Api-Version": API_VERSION,
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate",
-            }
-        )
+        headers = {
+            "Api-Key": api_key,
+            "X-Pinecone-Api-Version": API_VERSION,
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+        }
+        #: The headers of a request by its body's content type (None: no body), made once.
+        self._headers: dict[str | None, httpx.Headers] = {
+            kind: httpx.Headers(headers if kind is None else {**headers, "Content-Type": kind})
+            for kind in (None, "application/json", "application/x-ndjson")
+        }
         self._extensions: dict[str, Any] = {"timeout": httpx.Timeout(timeout_s).as_dict()}
         if transport is None:
             size = _pool_size()
@@ -148,14 +151,10 @@ class DataPlane:
     def _send(
         self, method: str, path: str, params: Params | None, content: bytes | None, content_type: str | None
     ) -> bytes:
-        headers = self._headers
-        if content_type is not None:
-            headers = headers.copy()
-            headers["Content-Type"] = content_type
         request = httpx.Request(
             method,
             httpx.URL(self._base + path, params=params),
-            headers=headers,
+            headers=self._headers[content_type],
             content=content,
             extensions=self._extensions,
         )
