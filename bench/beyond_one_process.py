@@ -9,7 +9,7 @@ serverless per-second limits enforced); the peer and the fleet get the same budg
 - peer: one ``python -m bench.peer`` process copying every source at once (a pair of clients, budgets and bound on
   requests in flight per source), timed from its start to its last write answered;
 - fleet: for each count of copy worker processes in ``--copy-workers`` (one list worker × 16 threads, N copy workers
-  × 8 threads), one job per source started together as a user starts them (``nsmigrate run SPEC --wait`` each, in
+  × 16 threads), one job per source started together as a user starts them (``nsmigrate run SPEC --wait`` each, in
   its own process), timed from the first command's start to the last batch of the last job.
 
 The peer decodes every fetched vector and encodes it again (the SDK's objects, then JSON) in one interpreter: it can
@@ -265,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nbeyond one process: {work.describe()}; local Pinecone data plane, {LATENCY_MS} ms added per request, "
         f"serverless limits enforced; peer and fleet under nsmigrate's default budgets; fleet: one list worker × "
-        f"threads 16, N copy workers × threads 8, one job per source; median of {args.rounds} round(s), alternated; "
+        f"threads 16, N copy workers × threads {FleetShape().copy_concurrency}, one job per source; median of "
+        f"{args.rounds} round(s), alternated; "
         f"{os.cpu_count()} cores, load averages 1/5/15 min before/after: {loads}"
     )
     print("\n".join(report(work, timings)))

@@ -69,7 +69,7 @@ class FleetShape:
     list_concurrency: int = 16
     copy_pool: str = "threads"
     copy_workers: int = 2
-    copy_concurrency: int = 8
+    copy_concurrency: int = 16  # docker-compose.yml's default (bench/README.md: "Copy threads")
     batch_size: int = 200
     parallel_upserts: int = 4
     #: `nsmigrate run --plan-here`: the command plans the job itself instead of handing it to the list worker's

@@ -155,6 +155,7 @@ TIMELINE_STEPS = (
     ("first store request", "planning sent its first store request (job_created event)"),
     ("plan done", "the plan and its checks done (job_created event)"),
     ("job row written", "jobs.created_at"),
+    ("namespace checks done", "the namespaces with checks of their own checked (namespace_checks_done event)"),
     ("first batch recorded", "the first batch row, written as it is sent to be copied (batches.created_at)"),
     ("first batch started", "a worker claimed the first batch (batches.started_at)"),
     ("first write", "the target's data plane received the first upsert"),
@@ -173,6 +174,9 @@ def timeline(db: jobs.Database, cli: CliRun, target_stats: dict[str, Any]) -> di
         detail = s.scalar(
             sa.select(Event.detail).where(Event.job_id == cli.job_id, Event.action == "job_created").limit(1)
         )
+        checked = s.scalar(
+            sa.select(Event.at).where(Event.job_id == cli.job_id, Event.action == "namespace_checks_done").limit(1)
+        )
         first_row, first_start, last_done = s.execute(
             sa.select(sa.func.min(Batch.created_at), sa.func.min(Batch.started_at), sa.func.max(Batch.finished_at))
             .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
@@ -187,6 +191,7 @@ def timeline(db: jobs.Database, cli: CliRun, target_stats: dict[str, Any]) -> di
         "first store request": planning.get("first_store_request"),
         "plan done": planning.get("plan_done"),
         "job row written": created.timestamp() if created else None,
+        "namespace checks done": checked.timestamp() if checked else None,
         "first batch recorded": first_row.timestamp() if first_row else None,
         "first batch started": first_start.timestamp() if first_start else None,
         "first write": upserts.get("first"),

@@ -23,6 +23,7 @@ from cli.console import console, print_error
 from cli.options import DatabaseOpt, RedisOpt, db, settings, status_reader
 from cli.render import job_reader, print_plan, watch_job
 from orchestrator.planning.summary import PlanSummary, summarize
+from orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
     from orchestrator import launch
@@ -147,6 +148,7 @@ def run(
             )
         else:
             print_plan(PlanSummary.from_json(answer["plan"]))
+            print_refused(answer.get("refused", {}))
             console.print(f"job {job_id} started (planned by the fleet)")
         print(job_id)
         if wait:
@@ -190,10 +192,17 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
             f"({counts['listers']} listers, {counts['batches']} batches re-queued)"
         )
     else:
+        print_refused(started.refused)
         console.print(f"job {job_id} started")
     print(job_id)
     if wait:
         raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
+
+
+def print_refused(refused: dict[str, str]) -> None:
+    """The namespaces the job refused after their own checks: the others copy, nothing reaches these' targets."""
+    for namespace, why in sorted(refused.items()):
+        print_error(f"namespace {display_namespace(namespace)!r} refused, nothing of it is copied: {why}")
 
 
 def _load_in_background(module: str) -> None:

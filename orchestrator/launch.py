@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -21,7 +22,13 @@ from orchestrator.listing import small_namespaces
 from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from orchestrator.planning.collection_strategy import plan_collection
-from orchestrator.planning.id_checks import check_id_collisions, check_id_lengths, namespaces_needing_id_check
+from orchestrator.planning.id_checks import (
+    check_id_collisions,
+    check_id_lengths,
+    namespace_refusals,
+    namespaces_needing_id_check,
+    sharing_with,
+)
 from orchestrator.planning.plan import Inventory, Plan
 from orchestrator.planning.planner import make_plan
 from orchestrator.planning.reads import PlanReads, RoutedIds
@@ -50,7 +57,7 @@ class Prepared:
 
 
 #: The steps of planning timed in ``Prepared.marks``: the spec handed to the fleet's planner by the command (only when
-#: the fleet plans), the spec validated, the first request sent to a store, the plan and every check of it done.
+#: the fleet plans), the spec validated, the first request sent to a store, the plan and its job-wide checks done.
 PLANNING_MARKS = ("spec_submitted", "spec_parsed", "first_store_request", "plan_done")
 
 
@@ -142,10 +149,39 @@ def prepare(
     ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created.
     Reads that do not wait on each other run at once (``orchestrator.planning.reads``). ``marks``: the caller's marks of
     the steps before (``PLANNING_MARKS``, epoch seconds; ``spec_parsed`` is now when not given)."""
-    marks = {"spec_parsed": time.time(), **(marks or {})}
-    prepared = _prepare(spec, open_store, spec_dir, open_control, marks)
-    marks["plan_done"] = time.time()
-    return replace(prepared, marks=marks)
+    return _prepare(spec, open_store, spec_dir, open_control, marks, None)
+
+
+class _Starting:
+    """How ``start_or_resume`` starts a job while planning's per-namespace checks go on (``_prepare``): the job is
+    written once the job-wide checks passed, with the namespaces still to be checked ``checking``, and the others'
+    work is sent at once; each checked namespace is then sent, or refused, as its check ends."""
+
+    def __init__(
+        self, db: jobs.Database, dispatcher: Dispatcher, actor: str | None, before_write: BeforeWrite | None
+    ) -> None:
+        self.db, self.dispatcher, self.actor, self.before_write = db, dispatcher, actor, before_write
+        self.job_id = 0
+        self.refused: dict[str, str] = {}
+
+    def start(self, prepared: Prepared, checking: Collection[str]) -> None:
+        events = self.before_write(prepared) if self.before_write is not None else []
+        self.job_id = launch(self.db, self.dispatcher, prepared, actor=self.actor, checking=checking)
+        for action, detail in events:
+            jobs.record_event(self.db, action, self.actor or jobs.default_actor(), self.job_id, **detail)
+
+    def checked(self, spec: JobSpec, passed: list[str], refused: dict[str, str]) -> None:
+        jobs.finish_namespace_checks(self.db, self.job_id, passed, refused, self.actor)
+        if passed:
+            send_work(self.db, self.dispatcher, self.job_id, spec, passed)
+        self.refused.update(refused)
+
+    def done(self, checked: int) -> None:
+        actor = self.actor or jobs.default_actor()
+        refused = sorted(self.refused)
+        jobs.record_event(self.db, "namespace_checks_done", actor, self.job_id, namespaces=checked, refused=refused)
+        if self.refused:  # the others may all be final already
+            jobs.maybe_finish_job(self.db, self.job_id)
 
 
 def _prepare(
@@ -153,8 +189,11 @@ def _prepare(
     open_store: StoreOpener,
     spec_dir: Path | None,
     open_control: ControlOpener | None,
-    marks: dict[str, float],
+    marks: dict[str, float] | None,
+    starting: _Starting | None,
 ) -> Prepared:
+    """``prepare``; with ``starting``, the job starts as soon as the job-wide checks pass (see ``_Starting``)."""
+    marks = {"spec_parsed": time.time(), **(marks or {})}
     spec = _absolute_catalogue(spec, spec_dir)
     source = open_store(spec.source)
     target = open_store(spec.target)
@@ -170,7 +209,7 @@ def _prepare(
         if spec.strategy == "collection":
             described = open_control(spec.source).describe_index(source.name) if open_control is not None else None
             plan = plan_collection(spec, source_inv, target_index, described.kind if described is not None else None)
-            return Prepared(spec, plan, source.name, target.name, target_index)
+            return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
         if target_index is not None and target_index.action == "create":
             # Nothing to read yet: the index the plan creates will be empty, with the shape it asks for.
             shape = target_index.shape
@@ -196,29 +235,79 @@ def _prepare(
             check_target_names(targets)
             check_distinct_tables(spec.target.table, targets)
             _check_columns(spec, plan, source, target)
+        # The job-wide checks passed. Each namespace's own checks read its ids: where each routed record really
+        # lands (the plan shows the routes taken, and only true collisions are refused) and, in a target namespace
+        # two sources share, whether they share an id. Every namespace at once, a routed one a page at a time.
         needs_check = namespaces_needing_id_check(plan)
-        # Read where each routed record really lands: the plan shows the routes taken, and only true collisions are
-        # refused. Every namespace at once, a routed one a page at a time.
         contexts = {ns: route_context(spec, source.name, ns, None, twins=plan.twins) for ns in routed}
-        read = reads.ids_of(source, sorted(set(needs_check) | routed), contexts)
+        reading = reads.reading_ids(source, sorted(set(needs_check) | routed), contexts)
+        marks["plan_done"] = time.time()
+        prepared = Prepared(spec, plan, source.name, target.name, target_index, marks)
+        if starting is not None:
+            starting.start(prepared, needs_check)
+            read = _checked_as_read(spec, plan, needs_check, reading, starting)
+        else:
+            read = {ns: future.result() for ns, future in reading.items()}
     ids = {ns: got.targets if isinstance(got, RoutedIds) else got for ns, got in read.items()}
     routes = {ns: got.routes for ns, got in read.items() if isinstance(got, RoutedIds)}
-    if needs_check:
+    if needs_check and starting is None:
         checked = {ns: ids[ns] for ns in needs_check}
         check_id_lengths(spec, checked)
         check_id_collisions(plan, checked, spec.allow_id_overwrite)
-    if routes:
-        plan = replace(plan, routes=routes)
-    return Prepared(spec=spec, plan=plan, source_label=source.name, target_label=target.name, target_index=target_index)
+    return replace(prepared, plan=replace(plan, routes=routes)) if routes else prepared
 
 
-def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor: str | None = None) -> int:
-    """Write the job and its namespace runs, then enqueue one lister per namespace, the largest namespaces first:
-    theirs are the longest chains of list pages, so they should not start last. Small namespaces (one page and one
-    batch at plan time) come last, several to a task that lists and copies them
-    (``orchestrator.listing.small_namespaces``).
-    Returns the job id. ``actor``: who asked, for the audit log (default: this process's user@host). Jobs start
-    through ``start_or_resume``; tests and benchmarks call this with plans of their own."""
+def _started(prepared: Prepared, starting: _Starting | None, checking: Collection[str]) -> Prepared:
+    if starting is not None:
+        starting.start(prepared, checking)
+    return prepared
+
+
+def _checked_as_read(
+    spec: JobSpec,
+    plan: Plan,
+    needs_check: list[str],
+    reading: dict[str, Future[list[str] | RoutedIds]],
+    starting: _Starting,
+) -> dict[str, list[str] | RoutedIds]:
+    """Each namespace of ``needs_check`` judged (``id_checks.namespace_refusals``) as soon as the ids it needs were
+    read, and sent or refused (``starting.checked``); a read that failed refuses the namespaces that needed it.
+    Returns what was read."""
+    read: dict[str, list[str] | RoutedIds] = {}
+    failed: dict[str, str] = {}
+    waiting = {ns: sharing_with(plan, ns) for ns in needs_check}
+    namespace_of = {future: ns for ns, future in reading.items()}
+    for future in as_completed(namespace_of):
+        ns = namespace_of[future]
+        try:
+            read[ns] = future.result()
+        except Exception as e:  # the job is written: the namespaces that needed these ids are refused, not lost
+            failed[ns] = f"its ids could not be read to check it ({type(e).__name__}: {e}); run the spec again"
+        ready = [n for n, needs in waiting.items() if needs <= read.keys() | failed.keys()]
+        if not ready:
+            continue
+        for n in ready:
+            del waiting[n]
+        unread = {n: failed[m] for n in ready for m in sharing_with(plan, n) if m in failed}
+        ids = {m: got.targets if isinstance(got, RoutedIds) else got for m, got in read.items()}
+        refused = unread | namespace_refusals(spec, plan, ids, [n for n in ready if n not in unread])
+        starting.checked(spec, [n for n in ready if n not in refused], refused)
+    if needs_check:
+        starting.done(len(needs_check))
+    return read
+
+
+def launch(
+    db: jobs.Database,
+    dispatcher: Dispatcher,
+    prepared: Prepared,
+    actor: str | None = None,
+    checking: Collection[str] = (),
+) -> int:
+    """Write the job and its namespace runs, then enqueue their work (``send_work``). Returns the job id. ``actor``:
+    who asked, for the audit log (default: this process's user@host); ``checking``: source namespaces whose own
+    checks are still to be made, written ``checking`` and sent later. Jobs start through ``start_or_resume``; tests
+    and benchmarks call this with plans of their own."""
     job_id = jobs.create_job(
         db,
         prepared.spec,
@@ -227,14 +316,26 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor:
         target_label=prepared.target_label,
         actor=actor,
         planning={mark: round(at, 3) for mark, at in prepared.marks.items()},
+        checking=checking,
     )
     if prepared.spec.strategy == "collection":
         dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
         return job_id
+    send_work(db, dispatcher, job_id, prepared.spec)
+    return job_id
+
+
+def send_work(
+    db: jobs.Database, dispatcher: Dispatcher, job_id: int, spec: JobSpec, namespaces: Collection[str] | None = None
+) -> None:
+    """Enqueue one lister per ``pending`` run of the job (of ``namespaces`` only, when given), the largest
+    namespaces first: theirs are the longest chains of list pages, so they should not start last. Small namespaces
+    (one page and one batch at plan time) come last, several to a task that lists and copies them
+    (``orchestrator.listing.small_namespaces``)."""
     listed: list[tuple[int, str]] = []
     small: list[tuple[int, str]] = []
-    for run_id, namespace, count in jobs.runs_to_list(db, job_id):
-        one_batch = small_namespaces.fits_one_batch(prepared.spec, count)
+    for run_id, namespace, count in jobs.runs_to_list(db, job_id, namespaces):
+        one_batch = small_namespaces.fits_one_batch(spec, count)
         (small if one_batch else listed).append((run_id, display_namespace(namespace)))
     sends: list[Callable[[], None]] = [
         partial(dispatcher.list_namespace, run_id, job_id=job_id, namespace=namespace) for run_id, namespace in listed
@@ -254,7 +355,6 @@ def launch(db: jobs.Database, dispatcher: Dispatcher, prepared: Prepared, actor:
         with dispatcher.together():
             for send in sends[start : start + jobs.ROWS_PER_INSERT]:
                 send()
-    return job_id
 
 
 #: What the command does between the plan and the job's first write, where only it can (``cli.run``): write the
@@ -271,6 +371,8 @@ class Started:
     job_id: int
     prepared: Prepared | None = None
     resumed: dict[str, int] | None = None
+    #: Source namespaces refused by their own checks (``namespace_refused`` events), and why.
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def start_or_resume(
@@ -290,19 +392,19 @@ def start_or_resume(
     fleet's plan server (``workers.plan_server``), the demos.
 
     The unfinished job of the spec's name, if any, is resumed (``recovery.resume``) unless ``new``. Otherwise the
-    spec is planned (``prepare``: every read and every check, the same wherever it runs, before anything is written
-    to a target or the job table), ``before_write`` runs with the plan, and the job is written and its work enqueued
-    (``launch``). ``actor``: who asked, for the audit log (default: this process's user@host); ``marks``: the
-    caller's marks of planning's first steps (``prepare``)."""
+    spec is planned (``prepare``: the same reads and checks wherever it runs) and copying starts while planning's
+    last reads go on: once the job-wide checks passed (nothing is written before), ``before_write`` runs with the
+    plan, the job is written and the work of every namespace that needs no check of its own is enqueued
+    (``launch``); each namespace whose own checks read its ids (a collision in a target namespace it shares, ids too
+    long for the target) is enqueued when they pass and refused (``cancelled``, a ``namespace_refused`` event) when
+    they fail, so nothing reaches its target before. ``actor``: who asked, for the audit log (default: this
+    process's user@host); ``marks``: the caller's marks of planning's first steps (``prepare``)."""
     existing = None if new else jobs.latest_unfinished_job(db, spec.name)
     if existing is not None:
         return Started(existing.id, resumed=recovery.resume(db, dispatcher, existing.id, actor=actor))
-    prepared = prepare(spec, open_store, spec_dir, open_control, marks=marks)
-    events = before_write(prepared) if before_write is not None else []
-    job_id = launch(db, dispatcher, prepared, actor=actor)
-    for action, detail in events:
-        jobs.record_event(db, action, actor or jobs.default_actor(), job_id, **detail)
-    return Started(job_id, prepared=prepared)
+    starting = _Starting(db, dispatcher, actor, before_write)
+    prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting)
+    return Started(starting.job_id, prepared=prepared, refused=starting.refused)
 
 
 def retry_failed(

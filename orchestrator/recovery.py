@@ -24,6 +24,9 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    timeout.
 
 ``resume`` is the one place that turns "what the job table says is left" into messages; 2 and 3 both go through it.
+A namespace left ``checking`` (the planning process stopped before its own checks ended, ``launch.start_or_resume``)
+has nothing recorded to send again and must not be copied unchecked: an operator's ``resume`` refuses it, saying to
+run the spec again.
 """
 
 from __future__ import annotations
@@ -67,6 +70,10 @@ def resume(
         return _resume_collection(db, dispatcher, job_id, actor)
     listing, batches = jobs.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs.runs_of(db, job_id)}
+    unchecked = [r.source_namespace for r in runs.values() if r.state == RunState.CHECKING]
+    if unchecked and only_runs is None:
+        why = "its own checks did not end (planning stopped); copy it with a new job: `nsmigrate run SPEC --new`"
+        jobs.finish_namespace_checks(db, job_id, (), dict.fromkeys(unchecked, why), actor)
     to_verify = jobs.runs_in_state(db, job_id, *jobs.AWAITING_VERDICT_RUN_STATES)
     copying = jobs.runs_in_state(db, job_id, RunState.COPYING)
     if only_runs is not None:

@@ -37,6 +37,10 @@ class CollectionPhase(StrEnum):
 
 
 class RunState(StrEnum):
+    #: Its own checks (its ids read: collisions in a shared target, id lengths) are still being made while the job's
+    #: other namespaces copy; nothing lists or writes it until they pass (then ``pending``) or refuse it
+    #: (``cancelled``, with a ``namespace_refused`` event).
+    CHECKING = "checking"
     PENDING = "pending"
     LISTING = "listing"
     LIST_FAILED = "list_failed"  # the lister failed for good (``last_error``); `nsmigrate retry` lists again
@@ -81,6 +85,8 @@ _JUDGED = frozenset({RunState.VERIFIED, RunState.VERIFY_FAILED})
 #: (copying → copied while originals are written back) → verified/verify_failed → cleaning → cleaned, and a rollback
 #: taken up again resumes from any of those. Staying in the same state is not a move and always allowed.
 RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
+    # A namespace's own checks passed (its listers are sent) or refused it.
+    RunState.CHECKING: frozenset({RunState.PENDING, RunState.CANCELLED}),
     RunState.PENDING: frozenset({RunState.LISTING, RunState.LIST_FAILED, RunState.COPYING, RunState.CANCELLED})
     | _JUDGED,
     RunState.LISTING: frozenset({RunState.COPYING, RunState.LIST_FAILED, RunState.CANCELLED}),

@@ -198,6 +198,7 @@ class PlanServer:
             "job_id": started.job_id,
             "plan": summarize(started.prepared).as_json(),
             "auto_verify": spec.auto_verify,
+            "refused": started.refused,
         }
 
 

@@ -3,6 +3,7 @@ audit event."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -34,9 +35,11 @@ def create_job(
     actor: str | None = None,
     parent_job_id: int | None = None,
     planning: dict[str, float] | None = None,
+    checking: Collection[str] = (),
 ) -> int:
     """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
-    passed its steps (``launch.Prepared.marks``), kept in the ``job_created`` event."""
+    passed its steps (``launch.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
+    namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``)."""
     from orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
 
     actor = actor or default_actor()
@@ -61,6 +64,7 @@ def create_job(
                     "twin_id": p.twin_id,
                     "source_count": p.vector_count,
                     "routing_table": routed if p.target_namespace is None else {},
+                    "state": RunState.CHECKING if p.source_namespace in checking else RunState.PENDING,
                 }
                 for p in plan.runs[start : start + ROWS_PER_INSERT]
             ]
@@ -154,16 +158,44 @@ def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[Nam
         return list(s.scalars(stmt))
 
 
-def runs_to_list(db: Database, job_id: int) -> list[tuple[int, str, int]]:
-    """(run id, source namespace, its count at plan time) of a job's runs, the largest namespaces first: the order
-    ``launch`` sends their listers in. Three columns, not the runs' rows: a job may have thousands."""
+def runs_to_list(db: Database, job_id: int, namespaces: Collection[str] | None = None) -> list[tuple[int, str, int]]:
+    """(run id, source namespace, its count at plan time) of a job's ``pending`` runs (of ``namespaces`` only, when
+    given), the largest namespaces first: the order ``launch`` sends their listers in. Three columns, not the runs'
+    rows: a job may have thousands."""
+    stmt = sa.select(NamespaceRun.id, NamespaceRun.source_namespace, NamespaceRun.source_count).where(
+        NamespaceRun.job_id == job_id, NamespaceRun.state == RunState.PENDING
+    )
+    if namespaces is not None:
+        stmt = stmt.where(NamespaceRun.source_namespace.in_(list(namespaces)))
     with db.transaction() as s:
-        rows = s.execute(
-            sa.select(NamespaceRun.id, NamespaceRun.source_namespace, NamespaceRun.source_count)
-            .where(NamespaceRun.job_id == job_id)
-            .order_by(NamespaceRun.source_count.desc(), NamespaceRun.id)
-        )
+        rows = s.execute(stmt.order_by(NamespaceRun.source_count.desc(), NamespaceRun.id))
         return [(run_id, namespace, int(count or 0)) for run_id, namespace, count in rows]
+
+
+def finish_namespace_checks(
+    db: Database, job_id: int, passed: Collection[str], refused: Mapping[str, str], actor: str | None = None
+) -> None:
+    """checking → pending for the runs of the ``passed`` source namespaces, checking → cancelled for the ``refused``
+    ones (source namespace → why), each refusal with a ``namespace_refused`` event, in one transaction. A run no
+    longer ``checking`` (its job was cancelled meanwhile) is left as it is."""
+    actor = actor or default_actor()
+    checking = (NamespaceRun.job_id == job_id, NamespaceRun.state == RunState.CHECKING)
+    with db.transaction() as s:
+        if passed:
+            s.execute(
+                sa.update(NamespaceRun)
+                .where(*checking, NamespaceRun.source_namespace.in_(list(passed)))
+                .values(state=RunState.PENDING)
+            )
+        for namespace, why in refused.items():
+            run_id = s.scalar(
+                sa.update(NamespaceRun)
+                .where(*checking, NamespaceRun.source_namespace == namespace)
+                .values(state=RunState.CANCELLED, last_error=why[:2000])
+                .returning(NamespaceRun.id)
+            )
+            if run_id is not None:
+                _event(s, "namespace_refused", actor, job_id, run_id, namespace=namespace, reason=why)
 
 
 def get_run(db: Database, run_id: int) -> NamespaceRun:

@@ -21,7 +21,7 @@ T = TypeVar("T")
 #: worker thread for long against a slow data plane.
 MAX_RUNS_PER_TASK = 16
 #: A job of few small namespaces is cut into no fewer tasks than this (or one per run): the fleet's threads take one
-#: task each, and fewer tasks than threads would leave some idle (the bench's fleet has 16 copy threads).
+#: task each, and fewer tasks than threads would leave some idle (the default fleet has 32 copy threads).
 MIN_TASKS = 64
 
 

@@ -54,26 +54,73 @@ def _ids_into(listing: IdListing, target_namespace: str) -> Sequence[str]:
     return listing
 
 
-def check_id_lengths(spec: JobSpec, ids: Mapping[str, IdListing]) -> None:
-    """PlanError naming the listed ids (source namespace → ids, as for ``check_id_collisions``) a Pinecone target
-    cannot hold: longer than ``RECORD_ID_MAX_CHARS``. Only where the plan reads ids; the copy checks the rest."""
+def _too_long(spec: JobSpec, ids: Mapping[str, IdListing]) -> list[tuple[str, str]]:
+    """(source namespace, what is wrong) for each listed id a Pinecone target cannot hold."""
     if not isinstance(spec.target, PineconeStoreSpec):
-        return
-    too_long = [
-        f"source namespace {display_namespace(ns)!r}: id "
-        + (repr(i) if len(i) <= 40 else f"{i[:40]!r}…")
-        + f" is {len(i)} characters"
+        return []
+    return [
+        (
+            ns,
+            f"source namespace {display_namespace(ns)!r}: id "
+            + (repr(i) if len(i) <= 40 else f"{i[:40]!r}…")
+            + f" is {len(i)} characters",
+        )
         for ns, listing in ids.items()
         for i in listing
         if len(i) > RECORD_ID_MAX_CHARS
     ]
+
+
+def _too_long_message(problems: Sequence[str]) -> str:
+    return (
+        f"{len(problems)} ids are longer than a Pinecone record id may be (at most {RECORD_ID_MAX_CHARS} "
+        f"characters): {'; '.join(problems[:10])}{'; …' if len(problems) > 10 else ''}"
+    )
+
+
+_TOO_LONG_HINT = "shorten those ids in the source (or leave their namespaces out), then plan again"
+
+
+def check_id_lengths(spec: JobSpec, ids: Mapping[str, IdListing]) -> None:
+    """PlanError naming the listed ids (source namespace → ids, as for ``check_id_collisions``) a Pinecone target
+    cannot hold: longer than ``RECORD_ID_MAX_CHARS``. Only where the plan reads ids; the copy checks the rest."""
+    too_long = [text for _, text in _too_long(spec, ids)]
     if too_long:
-        raise PlanError(
-            f"{len(too_long)} ids are longer than a Pinecone record id may be (at most {RECORD_ID_MAX_CHARS} "
-            f"characters): {'; '.join(too_long[:10])}{'; …' if len(too_long) > 10 else ''}",
-            hint="shorten those ids in the source (or leave their namespaces out), then plan again",
-            target=spec.target.label,
-        )
+        raise PlanError(_too_long_message(too_long), hint=_TOO_LONG_HINT, target=spec.target.label)
+
+
+Collision = tuple[str, str, str, list[str]]
+"""A target namespace, two sources that write into it, and the ids both write there."""
+
+
+def _collisions(plan: Plan, ids: Mapping[str, IdListing]) -> list[Collision]:
+    """Every pair of sources sharing an id in a shared target namespace, where the ids of both were listed."""
+    collisions: list[Collision] = []
+    for target_ns, sources in plan.shared_targets.items():
+        landing = {s: _ids_into(ids[s], target_ns) for s in sources if s in ids}
+        for i, a in enumerate(sources):
+            for b in sources[i + 1 :]:
+                if a not in landing or b not in landing:
+                    continue
+                other = set(landing[b])
+                common = [x for x in landing[a] if x in other]
+                if common:
+                    collisions.append((target_ns, a, b, common))
+    return collisions
+
+
+def _collision_message(collision: Collision) -> str:
+    target_ns, a, b, common = collision
+    return (
+        f"source namespaces {display_namespace(a)!r} and {display_namespace(b)!r} both write into target namespace "
+        f"{display_namespace(target_ns)!r} and share {len(common)} id(s), e.g. {', '.join(sorted(common)[:5])}: one "
+        "would overwrite the other"
+    )
+
+
+_COLLISION_HINT = (
+    "exclude one of them, route them to different targets, or set allow_id_overwrite: true if the last write may win"
+)
 
 
 def check_id_collisions(plan: Plan, ids: Mapping[str, IdListing], allow_overwrite: bool) -> None:
@@ -96,28 +143,41 @@ def check_id_collisions(plan: Plan, ids: Mapping[str, IdListing], allow_overwrit
     missing = [s for s in namespaces_needing_id_check(plan) if s not in ids]
     if missing:
         raise ValueError(f"ids of {shown_namespaces(missing)} are needed to check collisions")
-    collisions: list[tuple[str, str, str, list[str]]] = []
-    for target_ns, sources in plan.shared_targets.items():
-        landing = {s: _ids_into(ids[s], target_ns) for s in sources}
-        for i, a in enumerate(sources):
-            for b in sources[i + 1 :]:
-                other = set(landing[b])
-                common = [x for x in landing[a] if x in other]
-                if common:
-                    collisions.append((target_ns, a, b, common))
+    collisions = _collisions(plan, ids)
     if not collisions:
         return
-    target_ns, a, b, common = collisions[0]
-    examples = ", ".join(sorted(common)[:5])
+    target_ns, a, b, _ = collisions[0]
     more = (
         f" ({len(collisions) - 1} more target namespace(s)/source pair(s) collide too)" if len(collisions) > 1 else ""
     )
     raise PlanError(
-        f"source namespaces {display_namespace(a)!r} and {display_namespace(b)!r} both write into target namespace "
-        f"{display_namespace(target_ns)!r} and share {len(common)} id(s), e.g. {examples}: one would overwrite the "
-        f"other{more}",
-        hint="exclude one of them, route them to different targets, or set allow_id_overwrite: true if the last "
-        "write may win",
+        _collision_message(collisions[0]) + more,
+        hint=_COLLISION_HINT,
         target_namespace=display_namespace(target_ns),
         source_namespaces=f"{display_namespace(a)},{display_namespace(b)}",
     )
+
+
+def sharing_with(plan: Plan, namespace: str) -> set[str]:
+    """``namespace`` and every source namespace that may write into a target namespace it writes into: whose ids
+    its own collision check needs."""
+    return {namespace} | {s for sources in plan.shared_targets.values() if namespace in sources for s in sources}
+
+
+def namespace_refusals(
+    spec: JobSpec, plan: Plan, ids: Mapping[str, IdListing], namespaces: Sequence[str]
+) -> dict[str, str]:
+    """Each of ``namespaces`` that fails its own checks → why, with what to do: ids a Pinecone target cannot hold,
+    or ids it shares with another source in a shared target namespace (then both are refused: neither writes
+    there). ``ids`` holds the listed ids of every namespace ``sharing_with`` each of them."""
+    refused: dict[str, list[str]] = {}
+    for ns, text in _too_long(spec, {ns: ids[ns] for ns in namespaces if ns in ids}):
+        refused.setdefault(ns, []).append(text)
+    long_ids = {ns: _too_long_message(texts) + f" — {_TOO_LONG_HINT}" for ns, texts in refused.items()}
+    wanted = set(namespaces)
+    collided: dict[str, str] = {}
+    if not spec.allow_id_overwrite:
+        for collision in _collisions(plan, ids):
+            for ns in {collision[1], collision[2]} & wanted:
+                collided.setdefault(ns, _collision_message(collision) + f" — {_COLLISION_HINT}")
+    return {ns: long_ids.get(ns) or collided[ns] for ns in namespaces if ns in long_ids or ns in collided}

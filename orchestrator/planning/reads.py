@@ -157,10 +157,16 @@ class PlanReads:
     ) -> dict[str, list[str] | RoutedIds]:
         """For each namespace, its ids, or (a namespace of ``routed``) where its records land; all namespaces at
         once."""
+        return {ns: f.result() for ns, f in self.reading_ids(store, namespaces, routed).items()}
+
+    def reading_ids(
+        self, store: Store, namespaces: Iterable[str], routed: Mapping[str, RouteContext]
+    ) -> dict[str, Future[list[str] | RoutedIds]]:
+        """``ids_of``'s reads, started: each namespace's answer as it comes."""
         futures: dict[str, Future[Any]] = {}
         for ns in namespaces:
             if ns in routed:
                 futures[ns] = self.chain(self.routed_ids, store, ns, routed[ns])
             else:
                 futures[ns] = self.chain(self.namespace_ids, store, ns)
-        return {ns: f.result() for ns, f in futures.items()}
+        return futures

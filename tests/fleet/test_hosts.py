@@ -35,7 +35,7 @@ from orchestrator import jobs
 from orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState
 from sandbox.hosts import HostNetwork, unavailable
 from sandbox.services_host import ServicesHost
-from sandbox.stack import SANDBOX_API_KEY
+from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 from tests.fleet_jobs import batches
 from tests.polling import wait_until
 
@@ -88,6 +88,7 @@ class Fleet:
     def start_workers(self, **env: str) -> None:
         for host in WORKER_HOSTS:
             self.services.start_worker(self.network, host, SLOTS, self.workdir, **env)
+        wait_for_workers(self.services.redis_url, len(WORKER_HOSTS))  # each host takes its share from the start
 
     def run(self, spec: dict[str, Any]) -> subprocess.Popen[bytes]:
         """`nsmigrate run SPEC --wait` in the root namespace, as a user starts a job."""
@@ -104,7 +105,7 @@ class Fleet:
     def job_id(self, name: str) -> int:
         def probe() -> int | None:
             with self.db.transaction() as s:
-                return s.scalar(sa.select(Job.id).where(Job.name == name))
+                return s.scalar(sa.select(Job.id).where(Job.name == name).order_by(Job.id.desc()).limit(1))
 
         return wait_until(probe, what=f"the job row of {name}", timeout_s=60)
 
@@ -299,8 +300,9 @@ def test_a_worker_host_cut_off_mid_job_finishes_its_batches_when_its_link_comes_
 
 
 def test_a_worker_host_gone_for_good_mid_job_has_its_batches_redelivered(fleet: Fleet) -> None:
-    """The host is cut off, then its processes die (a machine that is gone): its unacknowledged tasks come back
-    after the visibility timeout (10 s here) and the other hosts finish the job, with no `resume`."""
+    """The host is cut off, then its processes die (a machine that is gone): its batches are sent again after the
+    visibility timeout (10 s here; by Redis' redelivery of its unacknowledged tasks, or by the fleet's sweep for
+    stalled runs) and the other hosts finish the job, with no `resume`."""
     loaded = load_source(fleet, namespaces=3, per_namespace=1000)
     slow_data_plane(fleet)
     fleet.start_workers(**FAST_RECOVERY)

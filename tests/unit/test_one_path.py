@@ -39,7 +39,9 @@ CALLERS = _callers()
 
 def test_only_start_or_resume_writes_a_migrate_job_or_chooses_between_a_new_one_and_the_unfinished_one() -> None:
     assert CALLERS["create_job"] == {"orchestrator/launch.py::launch"}
-    assert CALLERS["launch"] == {"orchestrator/launch.py::start_or_resume"}
+    # ``_Starting.start``, which ``start_or_resume`` drives: the job is written once the job-wide checks passed
+    assert CALLERS["launch"] == {"orchestrator/launch.py::start"}
+    assert CALLERS["_Starting"] == {"orchestrator/launch.py::start_or_resume"}
     assert CALLERS["latest_unfinished_job"] == {"orchestrator/launch.py::start_or_resume"}
 
 

@@ -11,7 +11,13 @@ from hypothesis import strategies as st
 
 from orchestrator.errors import PlanError
 from orchestrator.planning.costs import estimate
-from orchestrator.planning.id_checks import check_id_collisions, check_id_lengths, namespaces_needing_id_check
+from orchestrator.planning.id_checks import (
+    check_id_collisions,
+    check_id_lengths,
+    namespace_refusals,
+    namespaces_needing_id_check,
+    sharing_with,
+)
 from orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan
 from orchestrator.planning.planner import make_plan
 from orchestrator.planning.selection import select_namespaces
@@ -310,6 +316,25 @@ def test_colliding_ids_are_refused_with_examples() -> None:
         assert part in text
     assert "id7" not in text  # at most 5 examples
     check_id_collisions(plan, ids, allow_overwrite=True)
+
+
+def test_each_namespace_is_judged_on_its_own_checks() -> None:
+    """``namespace_refusals``: a collision refuses both sources of the shared target (neither writes there), ids too
+    long for Pinecone refuse their own namespace only; what is allowed or not asked about is not refused."""
+    plan = make_plan(make_spec(**SHARED), SHARED_SOURCE, EMPTY_TARGET, {})
+    assert sharing_with(plan, "x") == {"x", "y"} and sharing_with(plan, "z") == {"z"}
+    collide = {"x": ["1", "k"], "y": ["k"], "z": ["9" * 600]}
+
+    refused = namespace_refusals(make_spec(**SHARED), plan, collide, ["x", "y", "z"])
+
+    assert set(refused) == {"x", "y", "z"}
+    for ns in ("x", "y"):
+        assert all(part in refused[ns] for part in ("'x'", "'y'", "'all'", "k", "allow_id_overwrite"))
+    assert "600 characters" in refused["z"] and "shorten" in refused["z"]
+    assert namespace_refusals(make_spec(**SHARED), plan, collide, ["x"]).keys() == {"x"}  # only those asked about
+    allowed = make_spec(**SHARED, allow_id_overwrite=True)
+    assert namespace_refusals(allowed, plan, collide, ["x", "y"]) == {}
+    assert namespace_refusals(make_spec(**SHARED), plan, {"x": ["1"], "y": ["2"]}, ["x", "y"]) == {}
 
 
 def test_missing_id_listing_is_a_caller_bug() -> None:

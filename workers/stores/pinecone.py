@@ -265,8 +265,9 @@ def check_key_destination(url: str, who: str) -> None:
 
 @contextlib.contextmanager
 def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
-    """Turn the SDK's errors into nsmigrate's: 429 → ``RetryableError`` with ``retry_after_s``; 408, 5xx, timeouts and
-    connection errors → ``RetryableError``; any other refusal → ``StoreError`` with the server's message."""
+    """Turn the data plane's errors (``DataPlaneError``, httpx) and the SDK's (the control plane) into nsmigrate's:
+    429 → ``RetryableError`` with ``retry_after_s``; 408, 5xx, timeouts and connection errors → ``RetryableError``;
+    any other refusal → ``StoreError`` with the server's message."""
     ids: dict[str, Any] = {"store": store, "op": op, **more}
     try:
         yield
