@@ -49,8 +49,9 @@ def create_job(
         )
         s.add(job)
         s.flush()
-        # Multi-row INSERTs, not an object per namespace, of ``ROWS_PER_INSERT`` rows at a time: a job may have
-        # thousands of namespaces, and the orchestrator's memory must not grow with them.
+        # One multi-row INSERT (a statement, not one per row as an executemany) per ``ROWS_PER_INSERT`` runs, not an
+        # object per namespace: a job may have thousands of namespaces, and the orchestrator's memory must not grow
+        # with them.
         routed = dict(plan.twins)
         for start in range(0, len(plan.runs), ROWS_PER_INSERT):
             rows = [
@@ -68,7 +69,7 @@ def create_job(
                 }
                 for p in plan.runs[start : start + ROWS_PER_INSERT]
             ]
-            s.execute(sa.insert(NamespaceRun), rows)
+            s.execute(sa.insert(NamespaceRun).values(rows))
         detail: dict[str, Any] = {"kind": str(kind), "namespaces": len(plan.runs), "vectors": plan.total_vectors}
         if planning:
             detail["planning"] = planning

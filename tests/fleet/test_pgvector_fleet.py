@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from orchestrator import jobs, launch
 from orchestrator.errors import PlanError
 from orchestrator.models import BatchState, RunState
-from orchestrator.pgvector_layout import VectorIndex
+from orchestrator.pgvector_layout import VectorIndex, create_table_sql
 from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import PgvectorStoreSpec, parse_spec
 from sandbox.pinecone_server import IndexSpec
@@ -217,7 +217,7 @@ def test_round_trip_legacy_table_to_namespace_tables_to_pinecone_and_back_is_ide
     legacy = chunks(300)
     docs = chunks(120, seed=5, tag="docs-")
     with store().engine().begin() as conn:
-        conn.execute(sa.text(f"{pgnamespaces.pgschema.create_table_sql('embeddings', DIM)}"))
+        conn.execute(sa.text(f"{create_table_sql('embeddings', DIM)}"))
         pgnamespaces.upsert_records(conn, "embeddings", legacy)
     moved = pgnamespaces.migrate_legacy(store().engine(), "embeddings", vector_index=VectorIndex())
     assert moved.verified and moved.backup_table and moved.target_table == "embeddings_default"

@@ -186,6 +186,22 @@ def test_a_small_run_cancelled_before_its_page_is_recorded_leaves_its_batch_queu
         jobs.record_and_claim_batch(db, run_id, ["a"], None, listed_from=None, worker="w")
 
 
+def test_a_job_of_many_namespaces_is_written_in_one_insert_of_its_runs(db: jobs.Database) -> None:
+    """One statement for the runs, not an executemany (which sends a statement per row)."""
+    inserts: list[tuple[str, bool]] = []
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def _statement(conn: sa.Connection, cursor: Any, statement: str, params: Any, ctx: Any, many: bool) -> None:
+        if statement.startswith("INSERT INTO namespace_runs"):
+            inserts.append((statement, many))
+
+    _, run_ids = a_job(db, namespaces=40)
+
+    assert len(run_ids) == 40
+    [(statement, many)] = inserts
+    assert not many and statement.count("), (") == 39  # forty rows of values in one statement
+
+
 def copied_run(db: jobs.Database, namespaces: int = 1) -> tuple[int, list[int]]:
     """A job whose runs each copied their one batch."""
     job_id, run_ids = a_job(db, namespaces)
