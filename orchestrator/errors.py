@@ -112,5 +112,9 @@ class CleanupFailed(TaskFailed):
     """A cleanup was refused or interrupted; nothing it should not delete was deleted."""
 
 
+class CollectionFailed(TaskFailed):
+    """A step of a ``strategy: collection`` job failed for good: its runs are ``list_failed`` with the reason."""
+
+
 class ErasureFailed(TaskFailed):
     """An erasure place could not be erased or checked empty."""

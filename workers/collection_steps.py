@@ -7,10 +7,10 @@ verified
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from orchestrator import jobs
-from orchestrator.errors import RetryableError, StoreError
+from orchestrator.errors import CollectionFailed, RetryableError, StoreError
 from orchestrator.models import CollectionPhase
 from orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
 from orchestrator.planning.target_indexes import wanted_shape
@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def step(ctx: WorkerContext, job_id: int, polls: int = 0) -> str:
-    """Take the next step of collection job ``job_id``; returns what it did (for logs and tests)."""
+    """Take the next step of collection job ``job_id``; returns what it did (for logs and tests). A step that failed
+    for good is recorded (its runs ``list_failed``, `nsmigrate retry` goes on) and raised as ``CollectionFailed``,
+    so that the task is a FAILURE in Flower with the reason."""
     spec = jobs.job_spec(ctx.db, job_id)
     phase = jobs.job_phase(ctx.db, job_id)
     if phase == CollectionPhase.RESTORED:
@@ -41,10 +43,14 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0) -> str:
         ctx.dispatcher.collection_step(job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1))
         return "wait"
     except StoreError as e:
-        jobs.collection_failed(ctx.db, job_id, str(e))
-        return "fail"
+        _fail(ctx, job_id, str(e))
     finally:
         control.close()
+
+
+def _fail(ctx: WorkerContext, job_id: int, reason: str) -> NoReturn:
+    jobs.collection_failed(ctx.db, job_id, reason)
+    raise CollectionFailed(f"strategy collection: {reason}", job=job_id)
 
 
 def _take_step(
@@ -58,8 +64,7 @@ def _take_step(
     decided = next_step(phase, collection.status if collection else None, index, target_name, name)
     again = 0  # polls of the next step: reset by progress, counted while Pinecone is busy
     if decided.action == "fail":
-        jobs.collection_failed(ctx.db, job_id, decided.reason)
-        return "fail"
+        _fail(ctx, job_id, decided.reason)
     if decided.action == "create_collection":
         control.create_collection(name, str(source.index))
         jobs.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)

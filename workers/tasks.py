@@ -117,11 +117,13 @@ def cleanup_namespace(run_id: int, job_id: int | None = None, **_context: Any) -
     return counts.result(deleted=outcome["count"])
 
 
-@app.task(name=TaskName.COLLECTION_STEP.value, **_RETRY_ON_OUTAGE)
-def collection_step(job_id: int, polls: int = 0, **_context: Any) -> None:
+@app.task(name=TaskName.COLLECTION_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
+def collection_step(job_id: int, polls: int = 0, **_context: Any) -> dict[str, Any]:
     """The next step of a `strategy: collection` job: make the collection, the index from it, hand it to
     verification; sends itself again while Pinecone is busy."""
-    collection_steps.step(get_context(), job_id, polls)
+    with tally.counting() as counts:
+        did = collection_steps.step(get_context(), job_id, polls)
+    return counts.result(step=did)
 
 
 @app.task(name=TaskName.ERASE_PLACE.value, **_RETRY_ON_OUTAGE, **_FAILS)

@@ -4,6 +4,7 @@ shows its real options. Structural checks on imports, not timings."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import subprocess
@@ -28,7 +29,8 @@ NOT_FOR_READING = (
 COMMAND_MODULES = sorted({entry.module for entry in COMMANDS.values()})
 
 
-def modules_after(*args: str) -> set[str]:
+@functools.cache  # the same command loads the same modules: several tests check one run's list
+def modules_after(*args: str) -> frozenset[str]:
     """The modules a fresh interpreter holds after running ``nsmigrate ARGS`` in-process."""
     probe = (
         "import json, sys\n"
@@ -40,7 +42,7 @@ def modules_after(*args: str) -> set[str]:
         "sys.stderr.write(json.dumps(sorted(sys.modules)))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60)
-    return set(json.loads(result.stderr.splitlines()[-1]))
+    return frozenset(json.loads(result.stderr.splitlines()[-1]))
 
 
 def test_top_level_help_imports_no_command_module_nor_the_job_table() -> None:

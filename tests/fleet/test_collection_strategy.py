@@ -16,8 +16,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from orchestrator import jobs
+from orchestrator.messaging.task_names import TaskName
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.flower_api import failures_of, open_flower, tasks_of
 from tests.polling import wait_for_job, wait_until
 
 POD, NEW = "legacy-pod", "native-serverless"
@@ -145,7 +147,8 @@ def test_a_step_that_fails_ends_the_runs_with_the_error_and_retry_goes_on(stack:
     sandbox = stack.pinecone
     load_pod(sandbox)
     sandbox.control.set_delays(ready_delay_s=0.3, collection_delay_s=1.5)
-    stack.start_worker("list,verify", 2, pool="threads")
+    stack.start_worker("list,verify", 2, pool="threads", name="coll")
+    flower = open_flower(stack, "coll")
     started = nsmigrate(stack, "run", write_spec(stack))
     assert started.exit_code == 0, started.output
     db = jobs.Database(stack.database_url)
@@ -164,6 +167,12 @@ def test_a_step_that_fails_ends_the_runs_with_the_error_and_retry_goes_on(stack:
         )
         shown = " ".join(nsmigrate(stack, "status", str(job_id)).output.split())
         assert "strategy collection: collecting" in shown and "list_failed" in shown
+        # The step that gave up is a FAILURE in Flower, with the reason and the job, where operators look first.
+        [failure] = failures_of(flower, TaskName.COLLECTION_STEP)
+        assert failure["kwargs"]["job_id"] == job_id
+        assert failure["exception"].startswith("CollectionFailed("), failure
+        assert f"target index {NEW} appeared before nsmigrate created it" in failure["exception"]
+        assert f"(job {job_id})" in failure["exception"]
 
         sandbox.remove_index(NEW)
         retried = nsmigrate(stack, "retry", str(job_id))
@@ -177,5 +186,8 @@ def test_a_step_that_fails_ends_the_runs_with_the_error_and_retry_goes_on(stack:
         assert sandbox.count(NEW) == sum(NAMESPACES.values())
         actions = [e["action"] for e in jobs.events_of(db, job_id)]
         assert actions.count("collection_collecting") == 1 and "collection_failed" in actions
+        succeeded = tasks_of(flower, taskname=TaskName.COLLECTION_STEP.value, state="SUCCESS")
+        assert any(task["result"]["step"] == "restored" for task in succeeded), succeeded
     finally:
         db.dispose()
+        flower.close()

@@ -8,7 +8,6 @@ what it copied and what it cost. No secret reaches a task's args, kwargs, result
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from orchestrator.settings import Settings
 from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import Stack
+from tests.flower_api import failures_of, open_flower, tasks_of
 from tests.polling import wait_for_job, wait_until
 from workers.stores import open_retrying_store
 
@@ -91,16 +91,7 @@ def start_fleet(stack: Stack, attempts: int = 2) -> httpx.Client:
         NSMIGRATE_RETRY_ATTEMPTS=str(attempts),
         NSMIGRATE_RETRY_MAX_WAIT_S="0.05",
     )
-    url = stack.start_flower(PINECONE_API_KEY=SECRET)
-    client = httpx.Client(base_url=url, timeout=10, auth=("admin", stack.flower_password or ""))
-    wait_until(
-        lambda: client.get("/api/workers", params={"status": "true"}).json(),
-        what="the worker's events in Flower",
-        done=lambda alive: any(name.startswith("ff@") and up for name, up in alive.items()),
-        timeout_s=30,
-        interval_s=0.25,
-    )
-    return client
+    return open_flower(stack, "ff", PINECONE_API_KEY=SECRET)
 
 
 def flower_found_the_pool(client: httpx.Client) -> None:
@@ -109,29 +100,6 @@ def flower_found_the_pool(client: httpx.Client) -> None:
     [info] = [v for k, v in client.get("/api/workers").json().items() if k.startswith("ff@")]
     assert info["stats"]["pool"]["max-concurrency"] == 4
     assert sorted(q["name"] for q in info["active_queues"]) == ["cleanup", "copy", "list", "verify"]
-
-
-def tasks_of(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    """Flower's tasks (``/api/tasks``), kwargs and results decoded."""
-    reply = client.get("/api/tasks", params=params)
-    assert reply.status_code == 200, reply.text
-    out = []
-    for task in reply.json().values():
-        task = dict(task)
-        task["kwargs"] = ast.literal_eval(task["kwargs"]) if task.get("kwargs") else {}
-        task["result"] = ast.literal_eval(task["result"]) if task.get("result") not in (None, "None") else None
-        out.append(task)
-    return out
-
-
-def failures_of(client: httpx.Client, task: TaskName) -> list[dict[str, Any]]:
-    """The FAILURE tasks named ``task`` in Flower, once there is one."""
-    return wait_until(
-        lambda: tasks_of(client, taskname=task.value, state="FAILURE"),
-        what=f"a {task.value} FAILURE in Flower",
-        timeout_s=60,
-        interval_s=0.25,
-    )
 
 
 def judged(status: jobs.JobStatus) -> bool:
