@@ -99,7 +99,8 @@ def plan(
     Keys: a Pinecone store's api_key_env must be a variable NSMIGRATE_ALLOWED_KEY_VARS allows (default
     PINECONE_API_KEY, PINECONE_API_KEY_*, *_PINECONE_API_KEY, *_PINECONE_KEY), and a key is sent only over https or
     to a loopback host; anything else is refused before a key is read (exit 2)."""
-    answer = None if plan_here else submit.to_fleet(settings(database_url, redis_url), spec, "plan")
+    resolved = settings(database_url, redis_url)
+    answer = None if plan_here else submit.to_fleet(resolved, spec, "plan")
     if answer is not None:
         _fail_on_error(answer)
         print_plan(PlanSummary.from_json(answer["plan"]))
@@ -109,7 +110,7 @@ def plan(
     from orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
-    print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control)))
+    print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control, settings=resolved)))
 
 
 @app.command()
@@ -183,6 +184,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
         new=new,
         before_write=show_plan_first,
         marks=marks,
+        settings=resolved,
     )
     job_id = started.job_id
     if started.resumed is not None:
