@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.console import console, err_console
+from cli.waits import Pace
 from orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
 from orchestrator.progress import JobProgress
 from orchestrator.snapshot import JobStatus, JobSummary
@@ -102,6 +103,7 @@ def watch_job(
             live.add_task(f"job {job_id}", total=max(progress.summary.totals.source, 1), state="") if one_bar else None
         )
         last_line = 0.0
+        pace = Pace(poll_s)
         while True:
             read_started = time.monotonic()
             progress = read(SUMMARY_ROWS)
@@ -140,7 +142,8 @@ def watch_job(
                 return 1
             # Why: the statement still reads every run of the job in Postgres, on the fleet's machine; the command
             # spends at most a tenth of its time reading, however large the job.
-            time.sleep(max(poll_s, READ_SHARE_INVERSE * read_s))
+            pause = pace.pause(time.monotonic(), t.copied + t.failed, max(t.source, t.listed))
+            time.sleep(max(pause, READ_SHARE_INVERSE * read_s))
     print_summary(progress.summary)
     return 0 if until.ok(progress) else 1
 

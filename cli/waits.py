@@ -30,6 +30,9 @@ from orchestrator.states import (
 if TYPE_CHECKING:  # SQLAlchemy: `run --wait` after the fleet planned its job waits without loading it
     from orchestrator import jobs
 
+#: The shortest pause between two readings of a job whose copy is about to end.
+MIN_POLL_S = 0.05
+
 #: A verification requested for a run in one of these states still ends in a verdict (``jobs.start_verify``).
 _VERDICT_COMING = may_move_to(RUN_TRANSITIONS, RunState.VERIFYING)
 
@@ -115,3 +118,30 @@ class Verdicts:
 
     def ok(self, progress: JobProgress) -> bool:
         return all(self._verdicts.get(run_id) for run_id in self.run_ids)
+
+
+@dataclass
+class Pace:
+    """How long a waiting command pauses before reading the job again: ``poll_s``, but less while the copy moves and
+    its end, at the rate of the last readings, is nearer than that, so the command returns soon after the last batch
+    instead of up to ``poll_s`` later. Short pauses last at most ``poll_s`` after the copy last moved: a job that
+    lists, verifies or waits for `retry` is read every ``poll_s``."""
+
+    poll_s: float
+    _moved: tuple[float, int] | None = None  # (when, vectors done) at the last reading where the copy moved
+    _rate: float = 0.0  # vectors per second between the last two such readings
+
+    def pause(self, now: float, done: int, total: int) -> float:
+        """The pause after a reading at ``now`` that found ``done`` of ``total`` vectors copied or failed."""
+        if self._moved is None or done < self._moved[1]:
+            self._moved = (now, done)
+            return self.poll_s
+        when, before = self._moved
+        if done > before:
+            self._rate = (done - before) / max(now - when, 1e-9)
+            self._moved = (now, done)
+        elif now - when > self.poll_s:
+            return self.poll_s
+        if self._rate <= 0:
+            return self.poll_s
+        return min(self.poll_s, max(MIN_POLL_S, (total - done) / self._rate))

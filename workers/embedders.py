@@ -30,11 +30,12 @@ import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from orchestrator.errors import SpecError
+
+if TYPE_CHECKING:  # numpy: only a re-embedding job loads it, not every worker's start
+    import numpy as np
 
 #: A word as the hashing embedder (and the sandbox's models) count tokens: a run of letters, digits or underscores.
 _WORD = re.compile(r"\w+")
@@ -80,6 +81,8 @@ class HashingEmbedder:
 
     def vector(self, text: str) -> np.ndarray:
         """The float32 unit vector of one text (all zeros but one for a text without words)."""
+        import numpy as np
+
         tokens = words(text, self.max_tokens)
         out = np.zeros(self.dimension, dtype=np.float64)
         features = tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]

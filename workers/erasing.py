@@ -31,8 +31,6 @@ from orchestrator.models import PlaceKind
 from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
 from orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
 from orchestrator.tenancy.namespaces import Registry, display_namespace
-from workers.backup import MANIFEST_NAME
-from workers.backup_erasure import erase_rows, rows_of
 from workers.context import WorkerContext
 from workers.stores.base import Store, iter_all_ids
 from workers.verifying import chunks
@@ -151,6 +149,9 @@ def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | N
 
 
 def _plan_backup(plan: ErasurePlan, directory: Path, registry: Registry, runs: list[KnownRun]) -> None:
+    from workers.backup import MANIFEST_NAME  # pyarrow: only an erasure that reaches a backup loads it
+    from workers.backup_erasure import rows_of
+
     manifest = directory / MANIFEST_NAME
     if not manifest.is_file():
         return
@@ -207,6 +208,8 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
 
 
 def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
+    from workers.backup_erasure import erase_rows, rows_of  # pyarrow, as in _plan_backup
+
     directory = Path(place.path or "")
     is_whole = set((place.store_spec or {}).get("whole") or []).__contains__
     erased = erase_rows(directory, subject, is_whole)

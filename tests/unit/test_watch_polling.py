@@ -3,11 +3,12 @@ at most SUMMARY_ROWS runs (pure logic: the job table is replaced by a function t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from cli import render
+from cli import render, waits
 from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
 from orchestrator.models import JobKind, JobState, RunState
 from orchestrator.progress import JobProgress, RunShape
@@ -90,3 +91,52 @@ def test_the_wait_between_readings_grows_with_what_a_reading_costs(
 
     assert sleeps and all(s == pytest.approx(expected_sleep_s) for s in sleeps)
     assert rows_asked == [render.SUMMARY_ROWS] * 3  # never every run of the job
+
+
+def _copying(copied: int, total: int) -> JobProgress:
+    """A job of one run that has copied ``copied`` of ``total`` vectors (copied: its last batch is done)."""
+    status = one_run_status(RunState.COPIED if copied >= total else RunState.COPYING)
+    run = replace(
+        status.runs[0],
+        source_count=total,
+        listed=total,
+        copied=copied,
+        batches=BatchCounts(done=1) if copied >= total else BatchCounts(done=1, running=1),
+    )
+    status = replace(status, runs=(run,))
+    return JobProgress(summary=status.summary(render.SUMMARY_ROWS), shapes=frozenset({RunShape.of(run)}))
+
+
+def test_a_wait_returns_soon_after_the_last_batch_without_reading_the_job_much_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    total, rate = 1000, 370.0  # vectors per second: the copy ends at 2.70 s, between two readings 0.5 s apart
+    now = [0.0]
+    readings: list[float] = []
+
+    def reading(rows: int) -> JobProgress:
+        now[0] += 0.001
+        readings.append(now[0])
+        return _copying(min(total, int(rate * now[0])), total)
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(render.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(render.time, "sleep", sleep)
+
+    assert render.watch_job(reading, 1, waits.Settled(auto_verify=False), poll_s=0.5) == 0
+
+    ended = total / rate
+    assert now[0] - ended < 0.1  # reading every 0.5 s, it returned 0.3 s after the end
+    assert len(readings) <= ended / 0.5 + 5  # the short pauses are only near the end
+
+
+def test_a_job_that_stopped_copying_is_read_every_poll_s_again() -> None:
+    pace = waits.Pace(poll_s=0.5)
+    pauses = [pace.pause(0.0, 0, 100), pace.pause(0.5, 90, 100)]
+    pauses += [pace.pause(0.5 + 0.1 * i, 100, 100) for i in range(1, 12)]  # copied, then verifying for a while
+
+    assert pauses[0] == 0.5 and pauses[1] == pytest.approx(0.5 * 10 / 90)
+    assert all(p == waits.MIN_POLL_S for p in pauses[2:6])  # the end is here: look again soon
+    assert pauses[-1] == 0.5  # and nothing moved for longer than poll_s: back to the usual pace
