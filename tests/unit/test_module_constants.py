@@ -32,6 +32,7 @@ WORKING: dict[str, str] = {
     "cli/services.py:FLOWER_MAX_TASKS": "default of `nsmigrate flower --max-tasks`",
     "cli/services.py:FLOWER_WAIT_FOR_WORKERS_S": "default of `nsmigrate flower`'s wait for a worker",
     "cli/submit.py:POLL_S": "one blocking wait of the command for the plan server's answer",
+    "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
     "orchestrator/records/routing.py:_EXAMPLES": "records an error lists",
     "orchestrator/tenancy/creator_mapping.py:_SHOWN": "problems an error lists",
     "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
