@@ -103,7 +103,7 @@ def verify(
     """(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     before = waits.Verdicts.snapshot(database, job_id, ns)  # before the request: a fast worker may answer at once
-    run_ids = launch.request_verification(database, dispatcher(resolved), job_id, ns)
+    run_ids = launch.request_verification(database, dispatcher(resolved), job_id, ns, settings=resolved)
     if not run_ids:
         raise fail(f"job {job_id} has no namespace that finished copying; see `nsmigrate status {job_id}`", 1)
     console.print(f"verification queued for {len(run_ids)} namespaces")

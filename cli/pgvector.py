@@ -425,8 +425,8 @@ def copy(
 ) -> None:
     """Copy namespace SOURCE into TARGET inside Postgres with every column SOURCE's table has (its own extra
     columns and NULLs included; a TARGET table that cannot hold one is refused before anything is copied), INSERT …
-    SELECT in chunk_id order, 5,000 rows a transaction (run it again to resume); build TARGET's indexes, ANALYZE,
-    and verify row counts, id sets and every column of every row."""
+    SELECT in chunk_id order, 5,000 rows a transaction (NSMIGRATE_PGVECTOR_COPY_CHUNK_ROWS; run it again to resume);
+    build TARGET's indexes, ANALYZE, and verify row counts, id sets and every column of every row."""
     index = _index(vector_index, lists)
     _between(
         "copy", pgnamespaces.copy_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
@@ -446,9 +446,12 @@ def _between(
 ) -> None:
     """``copy`` or ``move`` (``operation``) from namespace ``names[0]`` to ``names[1]``."""
     source, target = _checked(names[0]), _checked(names[1])  # before the audit record: a refused name writes none
+    chunk_rows = settings(database_url, None).pgvector_copy_chunk_rows
 
     def run(engine: sa.Engine) -> pgnamespaces.CopyResult:
-        return operation(engine, prefix, source, target, vector_index=vector_index, dry_run=dry_run)
+        return operation(
+            engine, prefix, source, target, vector_index=vector_index, dry_run=dry_run, chunk_rows=chunk_rows
+        )
 
     detail = {"source": source, "target": target, "vector_index": vector_index.method, "lists": vector_index.lists}
     _transfer(op, url_env, prefix, run, dry_run, as_json, database_url, **detail)
@@ -493,9 +496,10 @@ def legacy(
     again under a lock) rename the legacy table to {prefix}_backup_{timestamp}. Needs --yes, as move."""
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"legacy renames the legacy table {prefix} to a backup")
+    chunk_rows = settings(database_url, None).pgvector_copy_chunk_rows
 
     def run(engine: sa.Engine) -> pgnamespaces.CopyResult:
-        return pgnamespaces.migrate_legacy(engine, prefix, vector_index=index, dry_run=dry_run)
+        return pgnamespaces.migrate_legacy(engine, prefix, vector_index=index, dry_run=dry_run, chunk_rows=chunk_rows)
 
     detail = {"source": prefix, "target": "", "vector_index": index.method, "lists": index.lists}
     _transfer("legacy", url_env, prefix, run, dry_run, as_json, database_url, **detail)

@@ -109,7 +109,8 @@ def plan(
     from orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
-    print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control)))
+    resolved = settings(database_url, redis_url)
+    print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control, settings=resolved)))
 
 
 @app.command()
@@ -186,6 +187,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
         new=new,
         before_write=show_plan_first,
         marks=marks,
+        settings=resolved,
     )
     job_id = started.job_id
     if started.resumed is not None:

@@ -34,6 +34,7 @@ from orchestrator.planning.planner import make_plan
 from orchestrator.planning.reads import PlanReads, RoutedIds
 from orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
 from orchestrator.records.routing import route_context
+from orchestrator.settings import DEFAULTS, Settings
 from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
 from orchestrator.store import Store
 from orchestrator.tenancy.creator_mapping import load_sources, load_twins
@@ -144,12 +145,14 @@ def prepare(
     open_control: ControlOpener | None = None,
     *,
     marks: dict[str, float] | None = None,
+    settings: Settings = DEFAULTS,
 ) -> Prepared:
     """Read the inventories and the creator mapping, make the plan and rule out id collisions. Writes nothing.
     ``open_control`` opens a Pinecone control plane, needed when the spec asks for a target index to be created.
     Reads that do not wait on each other run at once (``orchestrator.planning.reads``). ``marks``: the caller's marks of
-    the steps before (``PLANNING_MARKS``, epoch seconds; ``spec_parsed`` is now when not given)."""
-    return _prepare(spec, open_store, spec_dir, open_control, marks, None)
+    the steps before (``PLANNING_MARKS``, epoch seconds; ``spec_parsed`` is now when not given); ``settings``: the
+    entry point's (``plan_read_threads``)."""
+    return _prepare(spec, open_store, spec_dir, open_control, marks, None, settings)
 
 
 class _Starting:
@@ -158,22 +161,30 @@ class _Starting:
     work is sent at once; each checked namespace is then sent, or refused, as its check ends."""
 
     def __init__(
-        self, db: jobs.Database, dispatcher: Dispatcher, actor: str | None, before_write: BeforeWrite | None
+        self,
+        db: jobs.Database,
+        dispatcher: Dispatcher,
+        actor: str | None,
+        before_write: BeforeWrite | None,
+        settings: Settings,
     ) -> None:
         self.db, self.dispatcher, self.actor, self.before_write = db, dispatcher, actor, before_write
+        self.settings = settings
         self.job_id = 0
         self.refused: dict[str, str] = {}
 
     def start(self, prepared: Prepared, checking: Collection[str]) -> None:
         events = self.before_write(prepared) if self.before_write is not None else []
-        self.job_id = launch(self.db, self.dispatcher, prepared, actor=self.actor, checking=checking)
+        self.job_id = launch(
+            self.db, self.dispatcher, prepared, actor=self.actor, checking=checking, settings=self.settings
+        )
         for action, detail in events:
             jobs.record_event(self.db, action, self.actor or jobs.default_actor(), self.job_id, **detail)
 
     def checked(self, spec: JobSpec, passed: list[str], refused: dict[str, str]) -> None:
         jobs.finish_namespace_checks(self.db, self.job_id, passed, refused, self.actor)
         if passed:
-            send_work(self.db, self.dispatcher, self.job_id, spec, passed)
+            send_work(self.db, self.dispatcher, self.job_id, spec, passed, settings=self.settings)
         self.refused.update(refused)
 
     def done(self, checked: int) -> None:
@@ -191,6 +202,7 @@ def _prepare(
     open_control: ControlOpener | None,
     marks: dict[str, float] | None,
     starting: _Starting | None,
+    settings: Settings,
 ) -> Prepared:
     """``prepare``; with ``starting``, the job starts as soon as the job-wide checks pass (see ``_Starting``)."""
     marks = {"spec_parsed": time.time(), **(marks or {})}
@@ -198,7 +210,7 @@ def _prepare(
     source = open_store(spec.source)
     target = open_store(spec.target)
     marks["first_store_request"] = time.time()
-    with PlanReads(spec.rate) as reads:
+    with PlanReads(spec.rate, settings.plan_read_threads) as reads:
         # The target's inventory is read beside the source's unless the plan may create the target (then it waits
         # for the source's shape) or Pinecone copies the index (strategy collection).
         creates = spec.strategy == "collection" or (spec.target.kind == "pinecone" and spec.target.create is not None)
@@ -303,6 +315,8 @@ def launch(
     prepared: Prepared,
     actor: str | None = None,
     checking: Collection[str] = (),
+    *,
+    settings: Settings = DEFAULTS,
 ) -> int:
     """Write the job and its namespace runs, then enqueue their work (``send_work``). Returns the job id. ``actor``:
     who asked, for the audit log (default: this process's user@host); ``checking``: source namespaces whose own
@@ -321,12 +335,18 @@ def launch(
     if prepared.spec.strategy == "collection":
         dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
         return job_id
-    send_work(db, dispatcher, job_id, prepared.spec)
+    send_work(db, dispatcher, job_id, prepared.spec, settings=settings)
     return job_id
 
 
 def send_work(
-    db: jobs.Database, dispatcher: Dispatcher, job_id: int, spec: JobSpec, namespaces: Collection[str] | None = None
+    db: jobs.Database,
+    dispatcher: Dispatcher,
+    job_id: int,
+    spec: JobSpec,
+    namespaces: Collection[str] | None = None,
+    *,
+    settings: Settings = DEFAULTS,
 ) -> None:
     """Enqueue one lister per ``pending`` run of the job (of ``namespaces`` only, when given), the largest
     namespaces first: theirs are the longest chains of list pages, so they should not start last. Small namespaces
@@ -347,7 +367,7 @@ def send_work(
             job_id=job_id,
             namespaces=[namespace for _, namespace in group],
         )
-        for group in small_namespaces.groups(small)
+        for group in small_namespaces.groups(small, settings)
     ]
     # A round trip per ROWS_PER_INSERT tasks, so the messages waiting to be sent stay few however many namespaces
     # the job has. A launch cut short is taken up by `nsmigrate resume`, which sends the listers not yet run.
@@ -387,6 +407,7 @@ def start_or_resume(
     actor: str | None = None,
     before_write: BeforeWrite | None = None,
     marks: dict[str, float] | None = None,
+    settings: Settings = DEFAULTS,
 ) -> Started:
     """The one way a migrate job starts, wherever it is asked for: `nsmigrate run` planning in the command, the
     fleet's plan server (``workers.plan_server``), the demos.
@@ -402,8 +423,8 @@ def start_or_resume(
     existing = None if new else jobs.latest_unfinished_job(db, spec.name)
     if existing is not None:
         return Started(existing.id, resumed=recovery.resume(db, dispatcher, existing.id, actor=actor))
-    starting = _Starting(db, dispatcher, actor, before_write)
-    prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting)
+    starting = _Starting(db, dispatcher, actor, before_write, settings)
+    prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting, settings)
     return Started(starting.job_id, prepared=prepared, refused=starting.refused)
 
 
@@ -440,7 +461,12 @@ def retry_failed_listers(
 
 
 def request_verification(
-    db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
+    db: jobs.Database,
+    dispatcher: Dispatcher,
+    job_id: int,
+    namespace: str | None = None,
+    *,
+    settings: Settings = DEFAULTS,
 ) -> list[int]:
     """Enqueue verification of every run that finished copying (again, for runs verified before). Returns their ids.
     Small namespaces (``small_namespaces.verified_in_one_round``) go several to a task, the others one each."""
@@ -451,7 +477,7 @@ def request_verification(
         for run in runs:
             if run.id not in grouped:
                 dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-        for group in small_namespaces.groups(small):
+        for group in small_namespaces.groups(small, settings):
             dispatcher.verify_small_namespaces(
                 [run.id for run in group],
                 job_id=job_id,

@@ -37,6 +37,7 @@ from orchestrator.limits import (
 from orchestrator.records.vectors import Record
 
 DEFAULT_NAME = "default"  # the default namespace "" lives in {prefix}_default
+#: Longest namespace a table is made for: with the prefix it stays within Postgres's 63-byte identifiers.
 NAME_MAX = 50
 RESERVED = ("backup", "temp", "tmp", "system", "admin")
 BACKUP_WORD = "backup"

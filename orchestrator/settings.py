@@ -66,6 +66,35 @@ class Settings(BaseSettings):
         description="Seconds added to the rate budget's 1 s window: absorbs jitter between a worker's "
         "admission and its request reaching the server, so the server never sees more than the budget in 1 s.",
     )
+    plan_read_threads: int = Field(
+        16,
+        ge=1,
+        description="Store requests in flight at once while a job is planned (inventories, each namespace's id "
+        "checks), all within the spec's rate budget; enough for the few chains a plan has, few enough for one process.",
+    )
+    small_group_max_runs: int = Field(
+        16,
+        ge=1,
+        description="Small namespaces (one list page and one batch) sent in one task at most; they go one after the "
+        "other, so many more would hold one worker thread for long against a slow data plane.",
+    )
+    small_group_min_tasks: int = Field(
+        64,
+        ge=1,
+        description="A job's small namespaces are cut into no fewer tasks than this (or one per namespace): fewer "
+        "tasks than the fleet's threads leave some idle (the default fleet has 32 copy threads).",
+    )
+    pgvector_copy_chunk_rows: int = Field(
+        5000,
+        ge=1,
+        description="Rows per INSERT … SELECT transaction of `nsmigrate pgvector copy/move/legacy` (each one a point "
+        "a stopped copy resumes from).",
+    )
+    cutover_check_in_flight: int = Field(
+        32,
+        ge=1,
+        description="Queries `nsmigrate cutover check` keeps in flight at once to hold its pace (--qps).",
+    )
     allowed_key_vars: str = Field(
         DEFAULT_ALLOWED_KEY_VARS,
         description="The environment variables a spec may name as its Pinecone key (api_key_env): comma-separated "

@@ -18,12 +18,12 @@ from workers.stores import open_retrying_store
 
 
 def start_job(
-    stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None
+    stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None, **settings_: Any
 ) -> tuple[jobs.Database, Dispatcher, int]:
     """Plan and launch ``spec_data`` on ``stack`` through `nsmigrate run`'s path (``launch.start_or_resume``, a new
-    job); ``after_plan`` runs in between (e.g. to inject a fault into the copy). The caller disposes of the
-    database."""
-    settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    job); ``after_plan`` runs in between (e.g. to inject a fault into the copy); ``settings_``: the launching
+    command's settings other than the stack's URLs. The caller disposes of the database."""
+    settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url, **settings_)
     db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
 
     def between(_: launch.Prepared) -> list[tuple[str, dict[str, Any]]]:
@@ -33,7 +33,7 @@ def start_job(
 
     spec = parse_spec(spec_data)
     started = launch.start_or_resume(
-        db, dispatcher, spec, open_retrying_store, stack.workdir, new=True, before_write=between
+        db, dispatcher, spec, open_retrying_store, stack.workdir, new=True, before_write=between, settings=settings
     )
     return db, dispatcher, started.job_id
 

@@ -31,8 +31,6 @@ from workers.stores.base import Store
 
 #: Source vectors drawn per namespace as queries (one page of ids).
 QUERIES_PER_NAMESPACE = 100
-#: Queries in flight at once at most: the pace's threads.
-MAX_IN_FLIGHT = 32
 #: Target namespaces given a cold query at most (one each).
 MAX_COLD_NAMESPACES = 50
 
@@ -64,7 +62,7 @@ def check_job(
         return {**report, "passed": False, "problems": ["the job's source has no vector to query with"]}
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     cold = [_timed(target, q[1], q[2], limits.top_k, clock) for q in _first_per_target(queries)]
-    paced = _paced(source, target, queries, limits, clock, sleep)
+    paced = _paced(source, target, queries, limits, ctx.settings.cutover_check_in_flight, clock, sleep)
     target_ms = [r["target_ms"] for r in paced if r["target_ms"] is not None]
     source_ms = [r["source_ms"] for r in paced if r["source_ms"] is not None]
     agreements = [r["agreement"] for r in paced if r["agreement"] is not None]
@@ -124,6 +122,7 @@ def _paced(
     target: Store,
     queries: list[Query],
     limits: Cutover,
+    in_flight: int,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
 ) -> list[dict[str, Any]]:
@@ -148,7 +147,7 @@ def _paced(
         with lock:
             results.append(result)
 
-    with ThreadPoolExecutor(max_workers=min(MAX_IN_FLIGHT, total)) as pool:
+    with ThreadPoolExecutor(max_workers=min(in_flight, total)) as pool:
         for n in range(total):
             wait_s = start + n / limits.qps - clock()
             if wait_s > 0:

@@ -25,9 +25,8 @@ from orchestrator import pgvector_layout
 from orchestrator.errors import PlanError, StoreError
 from orchestrator.pgvector_layout import ID_COLUMN, quote
 from orchestrator.records.vectors import Record
+from orchestrator.settings import DEFAULTS
 from orchestrator.spec.jobspec import JobSpec
-
-COPY_CHUNK_ROWS = 5000  # rows per INSERT … SELECT transaction of a command's copy (each one a resume point)
 
 
 def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:
@@ -638,7 +637,7 @@ def copy_table(
     target: str,
     columns: Sequence[str],
     *,
-    chunk_rows: int = COPY_CHUNK_ROWS,
+    chunk_rows: int = DEFAULTS.pgvector_copy_chunk_rows,
     progress: Callable[[int], None] | None = None,
 ) -> int:
     """Copy ``columns`` of every row of ``source`` into ``target`` inside Postgres, ``chunk_rows`` at a time in
@@ -733,10 +732,12 @@ def transfer(
     vector_index: pgvector_layout.VectorIndex,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    chunk_rows: int = DEFAULTS.pgvector_copy_chunk_rows,
 ) -> CopyResult:
     """Copy ``source_table`` into ``target_namespace``'s table inside Postgres (created if missing, resumed if an
     earlier copy of the same source stopped half-way), build its indexes and ANALYZE it, then compare counts and id
-    sets. ``dry_run``: only the checks and the counts; nothing is written."""
+    sets. ``dry_run``: only the checks and the counts; nothing is written. ``chunk_rows``: rows a transaction
+    (``copy_table``; the setting ``pgvector_copy_chunk_rows``)."""
     target_table = pgvector_layout.table_of(prefix, target_namespace)
     if target_table == source_table:
         raise PlanError(f"source and target are the same table {source_table}", hint="choose another target namespace")
@@ -755,7 +756,9 @@ def transfer(
                 compare_tables(conn, source_table, target_table, result) if existed else _counted_source(conn, result)
             )
         conn.commit()
-    result.copied = copy_table(engine, source_table, target_table, result.columns, progress=progress)
+    result.copied = copy_table(
+        engine, source_table, target_table, result.columns, chunk_rows=chunk_rows, progress=progress
+    )
     with engine.begin() as conn:
         result.indexes = build_indexes(conn, target_table, vector_index)
     with engine.connect() as conn:

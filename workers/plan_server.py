@@ -159,7 +159,7 @@ class PlanServer:
             spec_dir = Path(submission.spec_path).parent
             with _clients_of_one_plan(self.settings) as (open_store, open_control):
                 if submission.kind == "plan":
-                    prepared = launch.prepare(spec, open_store, spec_dir, open_control)
+                    prepared = launch.prepare(spec, open_store, spec_dir, open_control, settings=self.settings)
                     return {"outcome": "planned", "plan": summarize(prepared).as_json()}
                 started = launch.start_or_resume(
                     self.db,
@@ -171,6 +171,7 @@ class PlanServer:
                     new=submission.new,
                     actor=submission.actor,
                     marks=marks,
+                    settings=self.settings,
                 )
         except NsmigrateError as e:
             missing = e.ids.get("env_var")

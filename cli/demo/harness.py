@@ -32,6 +32,7 @@ from sandbox.pinecone_server import IndexSpec
 from sandbox.services import free_port
 from sandbox.stack import SANDBOX_API_KEY, Stack, start_stack
 
+#: How long a demo watches its job settle at most.
 JOB_TIMEOUT_S = 600
 
 
@@ -105,6 +106,7 @@ class DemoStack:
             open_control,
             new=True,
             before_write=show_plan_first,
+            settings=self.settings,
         ).job_id
         started = clock[0]
         console.print(f"job {job_id} started; watch it: {self.addresses(job_id)}")

@@ -36,7 +36,7 @@ from workers.stores.pgdocumented import DocumentedPgvectorStore
 
 OUT, BACK = "pgvector-to-pinecone", "pinecone-to-pgvector"
 DIMENSION = 3072  # the seed data's: above pgvector's 2,000 for vector indexes
-ROWS = 805
+ROWS = 805  # as many as the seed set's vectors
 SECOND = "archive"  # the namespace `copy` makes from the default one
 
 

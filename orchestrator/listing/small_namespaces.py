@@ -2,9 +2,10 @@
 
 Such a namespace costs the fleet more in fixed costs than in vectors when it has a list task and a copy task of its own:
 two messages to send, receive and acknowledge for three vectors (their share of a list and a copy worker's CPU:
-``bench/README.md``). ``launch`` sends them instead in groups of up to ``MAX_RUNS_PER_TASK``, each group one task on the
-copy queue that lists, records and copies its runs one after the other (``workers.small_group``), each run through the
-same states and steps as before. Pure: the worker side is ``workers.small_group``.
+``bench/README.md``). ``launch`` sends them instead in groups (``groups``: the settings ``small_group_max_runs`` and
+``small_group_min_tasks``), each group one task on the copy queue that lists, records and copies its runs one after
+the other (``workers.small_group``), each run through the same states and steps as before. Pure: the worker side is
+``workers.small_group``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,10 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
+from orchestrator.settings import DEFAULTS, Settings
 from orchestrator.spec.jobspec import JobSpec
 
 T = TypeVar("T")
-
-#: Runs of one task, which share its message. They go one after the other, so a task of many more would hold one
-#: worker thread for long against a slow data plane.
-MAX_RUNS_PER_TASK = 16
-#: A job of few small namespaces is cut into no fewer tasks than this (or one per run): the fleet's threads take one
-#: task each, and fewer tasks than threads would leave some idle (the default fleet has 32 copy threads).
-MIN_TASKS = 64
 
 
 def list_page_ids(spec: JobSpec) -> int:
@@ -42,7 +37,8 @@ def verified_in_one_round(ids: int) -> bool:
     return ids <= min(LIST_MAX_PAGE_IDS, FETCH_MAX_IDS)
 
 
-def groups(runs: Sequence[T]) -> list[list[T]]:
-    """``runs`` cut into tasks of at most ``MAX_RUNS_PER_TASK``, and into at least ``MIN_TASKS`` (or one per run)."""
-    size = max(1, min(MAX_RUNS_PER_TASK, len(runs) // MIN_TASKS))
+def groups(runs: Sequence[T], settings: Settings = DEFAULTS) -> list[list[T]]:
+    """``runs`` cut into tasks of at most ``settings.small_group_max_runs``, and into at least
+    ``settings.small_group_min_tasks`` (or one per run)."""
+    size = max(1, min(settings.small_group_max_runs, len(runs) // settings.small_group_min_tasks))
     return [list(runs[start : start + size]) for start in range(0, len(runs), size)]

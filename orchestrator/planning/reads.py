@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.records.routing import RouteContext, route_counts, targets_by_id
 from orchestrator.records.vectors import IdPage
+from orchestrator.settings import DEFAULTS
 from orchestrator.spec.jobspec import RateBudget
 
 if TYPE_CHECKING:
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Requests in flight at once while planning. At 50 ms a request this is up to ~320 requests/s before the budget
-#: below holds them back; enough for the few chains a plan has, few enough for one process.
-PLAN_THREADS = 16
 #: Fetched pages of one routed namespace held at once (each ≤ 100 records) while its list chain goes on.
 PAGES_AHEAD = 4
 
@@ -91,7 +89,7 @@ class PlanReads:
     requests, which never wait on anything.
     """
 
-    def __init__(self, rate: RateBudget, threads: int = PLAN_THREADS) -> None:
+    def __init__(self, rate: RateBudget, threads: int = DEFAULTS.plan_read_threads) -> None:
         self.budget = Budget({"list": rate.list_rps, "read": rate.read_rps})
         self._chains = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nsmigrate-plan-chain")
         self._requests = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="nsmigrate-plan-request")

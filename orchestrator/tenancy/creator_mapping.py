@@ -24,7 +24,7 @@ from orchestrator.spec.yamlfile import compose_yaml
 from orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
 
 SUPABASE_PAGE_ROWS = 1000  # rows asked for per request; the server may send fewer (PostgREST max-rows)
-_SHOWN = 10
+_SHOWN = 10  # how many problems an error lists before "…"
 _YAML_STR = "tag:yaml.org,2002:str"
 
 

@@ -21,6 +21,7 @@ from orchestrator.limits import NAMESPACE_MAX_CHARS
 PUBLIC = "public"
 """The shared namespace: vectors that belong to no twin."""
 
+#: Longest creator or twin id the namespace convention accepts (two of them fit a namespace's 512 characters).
 MAX_ID_CHARS = 100
 
 IdKind = Literal["creator_id", "twin_id"]

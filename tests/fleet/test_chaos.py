@@ -28,7 +28,6 @@ from pinecone import Pinecone
 
 from orchestrator import jobs, recovery
 from orchestrator.errors import StateError
-from orchestrator.listing import small_namespaces
 from orchestrator.messaging.task_names import lock_key
 from orchestrator.models import BatchState, NamespaceRun, RunState
 from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
@@ -274,20 +273,18 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, p
     assert all(n >= 2 for n in rerun.values()), rerun  # the orphans were started again, by redelivery
 
 
-def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redelivery(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redelivery(stack: Stack) -> None:
     """Small namespaces (one list page and one batch each) go several to a task that lists and copies them one after
     the other (``workers.small_group``). SIGKILL of the worker mid-group: each group's message is redelivered
     (``acks_late``) and first sends what its killed run left between two steps of a run (a batch recorded or
     running with no copy task of its own, a copied run's verification), then goes on with the runs it never
     reached. Every id is still batched once, and every namespace copied whole."""
-    monkeypatch.setattr(small_namespaces, "MIN_TASKS", 1)  # the launch in this process groups 16 to a task
     loaded = load_source(stack, namespaces=48, per_namespace=5)
     slow_data_plane(stack, latency_ms=120)
     pool = {"pool": "threads", **FAST_RECOVERY, **QUICK_RETRIES}
     first = stack.start_worker("list,copy,verify", 6, name="doomed", **pool)
-    db, _, job_id = start_job(stack, chaos_spec(stack))
+    # one task a group of 16 (a job this small is otherwise cut into a task per namespace)
+    db, _, job_id = start_job(stack, chaos_spec(stack), small_group_min_tasks=1)
 
     orphaned = freeze_mid_batch(first, db, job_id, total_batches=48)
     stack.kill(first, signal.SIGKILL)

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 
 from orchestrator import jobs, launch
 from orchestrator.errors import GroupFailed, StoreError
-from orchestrator.listing import small_namespaces
 from orchestrator.messaging.task_names import TaskName, lock_key
 from orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
 from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from orchestrator.settings import Settings
 from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY
@@ -260,7 +260,7 @@ def test_a_group_verification_of_a_job_cancelled_meanwhile_records_no_verdict_an
 
 
 def test_nsmigrate_verify_sends_small_namespaces_in_groups_that_judge_them_again(
-    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+    ctx: WorkerContext, sandbox: PineconeSandbox
 ) -> None:
     """`nsmigrate verify` of a verified job: its small namespaces go several to a task, which judges them again
     (a new report and event each); a namespace of more ids than one list page goes alone, as before."""
@@ -274,11 +274,11 @@ def test_nsmigrate_verify_sends_small_namespaces_in_groups_that_judge_them_again
     verifying.verify_runs(ctx, list(runs.values()), job_id)
     assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.VERIFIED}
     first = {ns: jobs.get_run(ctx.db, run_id).verification for ns, run_id in runs.items()}
-    monkeypatch.setattr(small_namespaces, "MIN_TASKS", 1)  # a job this small is otherwise cut into a task per run
     assert isinstance(ctx.dispatcher, SentTasks)
     sent_before = len(sent(ctx))
 
-    run_ids = launch.request_verification(ctx.db, ctx.dispatcher, job_id)
+    # a job this small is otherwise cut into a task per run
+    run_ids = launch.request_verification(ctx.db, ctx.dispatcher, job_id, settings=Settings(small_group_min_tasks=1))
 
     assert sorted(run_ids) == sorted(runs.values())
     assert ctx.dispatcher.rejudged_groups == [[runs["a"], runs["b"]]]

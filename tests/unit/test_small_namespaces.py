@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.listing.small_namespaces import MAX_RUNS_PER_TASK, MIN_TASKS, fits_one_batch, groups, list_page_ids
+from orchestrator.listing.small_namespaces import fits_one_batch, groups, list_page_ids
+from orchestrator.settings import DEFAULTS
 from orchestrator.spec.jobspec import JobSpec, parse_spec
 
 
@@ -45,6 +46,9 @@ def test_a_lister_pages_pinecone_by_100_and_a_table_by_a_batch() -> None:
     assert list_page_ids(spec(PGVECTOR, batch_size=500)) == 500
 
 
+MIN_TASKS, MAX_RUNS = DEFAULTS.small_group_min_tasks, DEFAULTS.small_group_max_runs
+
+
 @pytest.mark.parametrize(
     ("runs", "per_task"),
     [(0, None), (1, 1), (MIN_TASKS, 1), (2 * MIN_TASKS - 1, 1), (2 * MIN_TASKS, 2), (1000, 15), (12_000, 16)],
@@ -55,8 +59,17 @@ def test_groups_share_a_task_only_when_there_are_enough_tasks_for_a_fleet(runs: 
     assert len(cut) >= min(runs, MIN_TASKS)
 
 
+@pytest.mark.parametrize(
+    ("min_tasks", "max_runs", "sizes"),
+    [(1, 16, [16, 16, 8]), (1, 5, [5] * 8), (4, 16, [10, 10, 10, 10]), (64, 16, [1] * 40)],
+)
+def test_the_settings_cut_the_groups(min_tasks: int, max_runs: int, sizes: list[int]) -> None:
+    settings = DEFAULTS.model_copy(update={"small_group_min_tasks": min_tasks, "small_group_max_runs": max_runs})
+    assert [len(group) for group in groups(list(range(40)), settings)] == sizes
+
+
 @given(st.lists(st.integers(), max_size=3000, unique=True))
 def test_every_run_is_in_exactly_one_group_in_order(runs: list[int]) -> None:
     cut = groups(runs)
     assert [run for group in cut for run in group] == runs
-    assert all(1 <= len(group) <= MAX_RUNS_PER_TASK for group in cut)
+    assert all(1 <= len(group) <= MAX_RUNS for group in cut)

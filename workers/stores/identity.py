@@ -18,6 +18,7 @@ from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import JobSpec
 from workers.stores.base import Store
 
+#: Between two reads of the marker while it becomes readable (bounded by the setting identity_marker_timeout_s).
 _MARKER_POLL_S = 0.25
 
 

@@ -40,8 +40,10 @@ from orchestrator.redaction import scrub
 from orchestrator.spec.jobspec import PgvectorStoreSpec
 from workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 
+#: Hex characters of the hash a shortened table name ends with: collisions out of reach, room left for the name.
 _HASH_LEN = 10
 _PLAIN_NAME = re.compile(r"[a-z0-9]+(_[a-z0-9]+)*")  # always fullmatch: "$" would accept a trailing "\n"
+#: Tables counted by one UNION ALL query: a query over thousands of tables would plan for long.
 _UNION_CHUNK = 200
 
 

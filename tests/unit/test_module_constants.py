@@ -1,0 +1,149 @@
+"""Where numbers live (``docs/architecture.md``): a number an operator may want to change is a setting
+(``orchestrator.settings``) or a spec field, a fact of the outside world is in ``orchestrator.limits``, and every
+other module-level number is a working constant of its module, listed here with the reason it stays one. A new
+numeric constant fails this test until it is made a setting or a spec field, or added below with its reason."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("cli", "orchestrator", "workers")
+#: Facts of the outside world, each declared with its source.
+LIMITS = "orchestrator/limits.py"
+
+WORKING: dict[str, str] = {
+    # the demos' own scenarios
+    "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
+    "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
+    "cli/demo/harness.py:JOB_TIMEOUT_S": "how long a demo watches its job",
+    "cli/demo/pgvector.py:DIMENSION": "the seed data's dimension",
+    "cli/demo/pgvector.py:ROWS": "the seed data's size",
+    # what a page or a command shows
+    "cli/job_page.py:RELOAD_S": "the job page's reload interval",
+    "cli/job_page.py:PAGE_RUNS": "namespaces one page lists",
+    "cli/job_page.py:PAGE_EVENTS": "events one page lists",
+    "cli/job_page.py:THROUGHPUT_SAMPLES": "the page's throughput history, bounded",
+    "cli/job_page.py:THROUGHPUT_JOBS": "jobs whose throughput history is kept, bounded",
+    "cli/metrics.py:NEWEST_JOBS": "default of `nsmigrate metrics --jobs`",
+    "cli/render.py:SUMMARY_ROWS": "namespaces shown one by one before a summary",
+    "cli/render.py:READ_SHARE_INVERSE": "a waiting command's share of the job table's time",
+    "cli/services.py:FLOWER_MAX_TASKS": "default of `nsmigrate flower --max-tasks`",
+    "cli/services.py:FLOWER_WAIT_FOR_WORKERS_S": "default of `nsmigrate flower`'s wait for a worker",
+    "cli/submit.py:POLL_S": "one blocking wait of the command for the plan server's answer",
+    "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
+    "orchestrator/records/routing.py:_EXAMPLES": "records an error lists",
+    "orchestrator/tenancy/creator_mapping.py:_SHOWN": "problems an error lists",
+    "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
+    "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
+    "orchestrator/verification/comparisons.py:MISMATCH_CAP": "mismatches a report lists (the counts are complete)",
+    "workers/stores/pinecone_rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
+    # a protocol or a format: both sides must agree, so no one installation may change it alone
+    "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
+    "orchestrator/messaging/submissions.py:HEARTBEAT_EVERY_S": "the plan server's heartbeat, shared with commands",
+    "orchestrator/messaging/submissions.py:HEARTBEAT_TTL_S": "the plan server's heartbeat, shared with commands",
+    "orchestrator/messaging/submissions.py:TAKE_TIMEOUT_S": "the hand-off protocol between command and plan server",
+    "orchestrator/messaging/submissions.py:TAKEN_REFRESH_S": "the hand-off protocol between command and plan server",
+    "orchestrator/messaging/submissions.py:TAKEN_TTL_S": "the hand-off protocol between command and plan server",
+    "orchestrator/messaging/submissions.py:REPLY_TTL_S": "the hand-off protocol between command and plan server",
+    "orchestrator/models.py:SCHEMA_VERSION": "the job table's schema version",
+    "orchestrator/packed_ids.py:_WORTH_COMPRESSING": "where zlib starts to pay, a property of zlib",
+    "orchestrator/pgvector_layout.py:NAME_MAX": "the layout's names must fit Postgres identifiers with the prefix",
+    "orchestrator/tenancy/namespaces.py:MAX_ID_CHARS": "the namespace convention's id length",
+    "workers/stores/pgvector.py:_HASH_LEN": "the layout's shortened table names",
+    "orchestrator/launch.py:_SOURCE_DIMENSION": "a marker value, not a quantity",
+    # defaults of a spec field (the spec is where a job changes them)
+    "orchestrator/pgvector_layout.py:DEFAULT_LISTS": "the documented DDL's ivfflat lists; the spec's ivfflat_lists",
+    "orchestrator/spec/jobspec.py:DEFAULT_RATE_SHARE": "the default budget's share of the limits; the spec's rate",
+    "orchestrator/spec/jobspec.py:DEFAULT_LIST_RATE_SHARE": "the default list budget's share; the spec's rate",
+    "orchestrator/listing/prefix_chains.py:MAX_CHAINS": "the spec's max_list_chains default",
+    # estimates' guesses and an algorithm's working sizes, measured or derived where they are used
+    "orchestrator/listing/pod_enumeration.py:_BYTES_PER_GB": "a unit",
+    "orchestrator/listing/pod_enumeration.py:_STORED_BYTES_PER_VALUE": "float32, as the index stores a value",
+    "orchestrator/listing/pod_enumeration.py:_STORED_BYTES_PER_VECTOR": "the estimate's guess of id and metadata",
+    "orchestrator/listing/pod_enumeration.py:_EUCLIDEAN_REACH": "geometry of a euclidean sweep",
+    "orchestrator/listing/prefix_chains.py:SPLIT_MIN_IDS": "below it the probes cost more than they save",
+    "orchestrator/listing/prefix_chains.py:PREFIXES_PER_CHAIN": "keeps a chain's threads busy to the end",
+    "orchestrator/listing/prefix_chains.py:MAX_PROBES": "bounds one split's probing",
+    "orchestrator/planning/costs.py:BYTES_PER_VECTOR_OVERHEAD": "the estimate's guess, as the workers' chunking counts",
+    "orchestrator/planning/reads.py:PAGES_AHEAD": "bounds planning's memory for a routed namespace",
+    "orchestrator/jobs/jobs_and_runs.py:ROWS_PER_INSERT": "rows per INSERT, sends per round trip",
+    "orchestrator/tenancy/creator_mapping.py:SUPABASE_PAGE_ROWS": "rows asked per request (the server may send fewer)",
+    "orchestrator/tenancy/tenant_guard.py:SEARCH_THREADS": "one search's fan-out over a creator's twins",
+    "workers/backup.py:IMPORT_BATCH_ROWS": "rows read per import step, split again under the upsert limits",
+    "workers/chunking.py:RECORD_OVERHEAD_BYTES": "JSON framing of one record",
+    "workers/chunking.py:ENVELOPE_BYTES": "JSON framing of one upsert request",
+    "workers/cutover_check.py:QUERIES_PER_NAMESPACE": "one page of ids drawn as queries",
+    "workers/cutover_check.py:MAX_COLD_NAMESPACES": "bounds the cold queries of a check",
+    "workers/erasing.py:CHECKED_IDS": "ids fetched again after an erasure's delete (a sample)",
+    "workers/latency.py:LATENCY_RUNS": "runs timed when a job sets no latency limit",
+    "workers/stores/enumeration.py:_SWEEPS_KEPT": "bounds one process's memory of sweeps",
+    "workers/stores/pgvector.py:_UNION_CHUNK": "tables counted per query",
+    # polls and timings inside one process, far below anything an operator sees
+    "orchestrator/jobs/database.py:IDLE_IN_TRANSACTION_S": "a cut-off client's locks released, far above any step",
+    "orchestrator/planning/collection_strategy.py:POLL_MAX_S": "backoff of polling a collection step",
+    "orchestrator/planning/collection_strategy.py:FIRST_POLL_S": "backoff of polling a collection step",
+    "orchestrator/planning/target_indexes.py:READY_POLL_S": "backoff of polling a new index, as the SDK polls",
+    "orchestrator/planning/target_indexes.py:FIRST_POLL_S": "backoff of polling a new index",
+    "workers/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
+    "workers/app.py:THREAD_POOL_TICK_S": "a threads worker's event loop wake-up",
+    "workers/stores/identity.py:_MARKER_POLL_S": "between reads of a marker (the timeout is a setting)",
+    "workers/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
+    "workers/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
+}
+
+
+def _numeric(node: ast.expr) -> bool:
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int | float) and not isinstance(node.value, bool)
+    if isinstance(node, ast.UnaryOp):
+        return _numeric(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _numeric(node.left) and _numeric(node.right)
+    return False
+
+
+def numeric_constants(source: str) -> list[str]:
+    """Names of the module-level constants (UPPER_CASE, maybe ``_``-prefixed) that ``source`` sets to a number."""
+    found = []
+    for statement in ast.parse(source).body:
+        if isinstance(statement, ast.Assign):
+            targets, value = statement.targets, statement.value
+        elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+            targets, value = [statement.target], statement.value
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id.lstrip("_").isupper() and _numeric(value):
+                found.append(target.id)
+    return found
+
+
+def module_constants() -> set[str]:
+    """``path:NAME`` of every module-level numeric constant of the packages, ``orchestrator.limits`` left out."""
+    return {
+        f"{path.relative_to(ROOT).as_posix()}:{name}"
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if path.relative_to(ROOT).as_posix() != LIMITS
+        for name in numeric_constants(path.read_text())
+    }
+
+
+def test_every_module_level_number_is_a_listed_working_constant() -> None:
+    unlisted = sorted(module_constants() - WORKING.keys())
+    assert not unlisted, (
+        f"new module-level numbers {unlisted}: a number an operator may want to change is a setting "
+        "(orchestrator/settings.py, the manual's table) or a spec field; a fact of the outside world goes in "
+        "orchestrator/limits.py; a working constant of its module is added to WORKING with its reason"
+    )
+
+
+def test_the_list_names_no_constant_that_is_gone() -> None:
+    assert not sorted(WORKING.keys() - module_constants()), "remove these from WORKING: they are gone"
+
+
+def test_the_scan_sees_numbers_in_every_form_a_constant_takes() -> None:
+    source = "A = 1\n_B: float = 0.5\nC = -2\nD = 1e9\nE = 60 * 60\nname = 3\nF = 'x'\nG = True\nH = (1, 2)\n"
+    assert numeric_constants(source) == ["A", "_B", "C", "D", "E"]
