@@ -244,6 +244,27 @@ def test_copy_resumes_from_where_it_stopped(pg: sa.Engine) -> None:
     assert result.exit_code == 0 and report["verified"] and report["copied"] == 30
 
 
+def test_copy_commits_as_many_rows_a_transaction_as_the_setting_says(
+    pg: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load("alpha", 50)
+    monkeypatch.setenv("NSMIGRATE_PGVECTOR_COPY_CHUNK_ROWS", "20")
+    chunks: list[int] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        if statement.startswith("WITH moved AS"):
+            chunks.append(parameters["n"])
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", seen)
+    try:
+        result = nsmigrate("pgvector", "copy", "alpha", "beta", "--json")
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", seen)
+
+    assert result.exit_code == 0 and json.loads(result.output)["copied"] == 50, result.output
+    assert chunks == [20, 20, 20, 20]  # 20, 20, 10 rows, then one that finds none left
+
+
 def test_copy_into_a_table_holding_other_rows_is_refused(pg: sa.Engine) -> None:
     load("alpha", 5)
     s = store()

@@ -4,14 +4,17 @@ collision is still refused while ids that land in different namespaces are not."
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from orchestrator import launch
 from orchestrator.errors import PlanError
-from orchestrator.spec.jobspec import parse_spec
+from orchestrator.settings import DEFAULTS
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from orchestrator.store import Store
 from sandbox.pinecone_server import PineconeSandbox
 from sandbox.seed import write_twins_csv
 from workers.stores import open_retrying_store
@@ -60,6 +63,39 @@ def test_a_routed_default_namespace_is_fetched_a_page_at_a_time(sandbox: Pinecon
     assert requests.get("fetch") == 3
     assert requests.get("list") == 3 + 1 + 1 + 2  # default's pages, each twin's, a listing probe per store
     assert requests.get("describe_index_stats") == 2  # one per store: namespaces, dimension and metric at once
+
+
+def test_the_plan_reads_with_as_many_threads_as_the_setting_says(sandbox: PineconeSandbox, tmp_path: Path) -> None:
+    default = {f"d-{k:04d}": (T1 if k % 2 else T2) for k in range(250)}
+    load(sandbox, default, {T1: [f"a-{k}" for k in range(30)], T2: [f"b-{k}" for k in range(5)]})
+    spec = parse_spec(creator_spec(sandbox, write_twins_csv(TWINS, tmp_path / "twins.csv")))
+    threads: set[str] = set()
+
+    class Watched:
+        """The real store, each call noting the thread it came from."""
+
+        def __init__(self, store: Store) -> None:
+            self.store = store
+
+        def __getattr__(self, name: str) -> Any:
+            found = getattr(self.store, name)
+            if not callable(found):
+                return found
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                threads.add(threading.current_thread().name)
+                return found(*args, **kwargs)
+
+            return call
+
+    def open_watched(store_spec: PineconeStoreSpec | PgvectorStoreSpec) -> Store:
+        return cast(Store, Watched(open_retrying_store(store_spec)))
+
+    launch.prepare(spec, open_watched, tmp_path, settings=DEFAULTS.model_copy(update={"plan_read_threads": 1}))
+
+    planners = {name.rsplit("_", 1)[0] for name in threads if name.startswith("nsmigrate-plan")}
+    assert planners == {"nsmigrate-plan-chain", "nsmigrate-plan-request"}
+    assert {name.rsplit("_", 1)[1] for name in threads if name.startswith("nsmigrate-plan")} == {"0"}, threads
 
 
 def test_a_true_collision_is_refused_and_ids_landing_apart_are_not(sandbox: PineconeSandbox, tmp_path: Path) -> None:
