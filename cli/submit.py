@@ -6,7 +6,8 @@ fraction of a second after the command starts. ``to_fleet`` returns None wheneve
 (no planner, none took the spec in time, or the planner says the spec needs the command): planning here is always
 correct, only slower. The protocol is in ``orchestrator.messaging.submissions``.
 
-Imports Redis and nothing of the planner, the job table's models, Celery or the store SDKs.
+Imports nothing of redis-py (``orchestrator.messaging.resp`` sends its few commands), the planner, the job table's
+models, Celery or the store SDKs.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import redis
 from rich.markup import escape
 
 from cli.console import err_console
 from cli.options import Urls, fail
 from orchestrator.actor import default_actor
-from orchestrator.messaging import submissions
+from orchestrator.messaging import resp, submissions
 from orchestrator.messaging.submissions import Heartbeat, Kind, Submission
 from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
 
@@ -35,9 +35,9 @@ def to_fleet(urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False) -> d
     """The fleet planner's answer to ``spec_path`` (``submissions.OUTCOMES``), or None: plan in this command."""
     database = submissions.database_fingerprint(urls.database_url)
     try:
-        client = redis.Redis.from_url(urls.redis_url, socket_connect_timeout=2, socket_timeout=POLL_S + 10)
+        client = resp.Connection(urls.redis_url, connect_timeout_s=2, timeout_s=POLL_S + 10)
         raw = client.get(PLANNER_KEY)
-    except (redis.RedisError, ValueError, OSError):
+    except (resp.RedisFailed, ValueError):
         return None  # planning here reports an unreachable Redis clearly
     beat = Heartbeat.decode(raw) if raw else None
     if beat is None or beat.database != database or not spec_path.is_file():
@@ -64,7 +64,7 @@ def to_fleet(urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False) -> d
             "`nsmigrate jobs`[/]"
         )
         raise
-    except redis.RedisError as e:
+    except resp.RedisFailed as e:
         raise fail(
             f"lost Redis while the fleet's planner ({beat.planner}) had the spec: {type(e).__name__} — its job may "
             "have started: see `nsmigrate jobs`",
@@ -76,7 +76,7 @@ def to_fleet(urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False) -> d
     return answer
 
 
-def _await(client: redis.Redis, token: str, encoded: str, planner: str) -> dict[str, Any] | None:
+def _await(client: resp.Connection, token: str, encoded: str, planner: str) -> dict[str, Any] | None:
     """The answer to submission ``token``; None when no planner took it in time (it is taken back first)."""
     reply, taken = submission_reply_key(token), submission_taken_key(token)
     take_deadline = time.monotonic() + submissions.TAKE_TIMEOUT_S
