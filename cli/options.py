@@ -11,7 +11,8 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import typer
 
@@ -66,6 +67,28 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 DATABASE_URL_ENV = "NSMIGRATE_DATABASE_URL"
+REDIS_URL_ENV = "NSMIGRATE_REDIS_URL"
+
+
+class Urls(NamedTuple):
+    """The job table's and Redis's URLs: all of the settings that handing a spec to the fleet reads."""
+
+    database_url: str
+    redis_url: str
+
+
+def fleet_urls(database_url: str | None, redis_url: str | None) -> Urls:
+    """The URLs ``cli.submit`` hands a spec to the fleet with (the fleet plans with its own settings). When both are
+    given (option or environment), no other ``NSMIGRATE_`` variable is set and there is no ``.env`` file, every other
+    setting is its default, so nothing is left to check and the settings are not loaded (pydantic-settings, a fifth
+    of the command's start); otherwise they are, and an invalid one stops the command before the fleet sees the spec."""
+    database_url = database_url or os.environ.get(DATABASE_URL_ENV)
+    redis_url = redis_url or os.environ.get(REDIS_URL_ENV)
+    others = {k for k in os.environ if k.upper().startswith("NSMIGRATE_")} - {DATABASE_URL_ENV, REDIS_URL_ENV}
+    if database_url is None or redis_url is None or others or Path(".env").exists():
+        loaded = settings(database_url, redis_url)
+        return Urls(loaded.database_url, loaded.redis_url)
+    return Urls(database_url, redis_url)
 
 
 def job_table_url(database_url: str | None) -> str:
@@ -159,20 +182,20 @@ def read_job_table(url: str, read: Callable[[snapshot.Execute], T]) -> T:
 
 
 @contextmanager
-def status_reader(settings: Settings, job_id: int) -> Iterator[Callable[[int], progress.JobProgress]]:
+def status_reader(database_url: str, job_id: int) -> Iterator[Callable[[int], progress.JobProgress]]:
     """Reads job ``job_id``'s progress with at most ROWS runs listed (``orchestrator.progress``) again at each call
     ``read(ROWS)``, over one plain psycopg connection kept open (a waiting command reads every half second; no
     SQLAlchemy to import). Falls back as ``read_job_table`` does."""
-    conninfo = _libpq_url(settings.database_url)
+    conninfo = _libpq_url(database_url)
     if conninfo is None:
-        yield lambda rows: read_job_table(settings.database_url, lambda e: progress.read_progress(e, job_id, rows))
+        yield lambda rows: read_job_table(database_url, lambda e: progress.read_progress(e, job_id, rows))
         return
     import psycopg
 
     try:
         conn = psycopg.connect(conninfo, autocommit=True)
     except psycopg.OperationalError as e:
-        raise _unreachable(settings.database_url, e) from e
+        raise _unreachable(database_url, e) from e
 
     execute = _executor(conn)
     with conn:

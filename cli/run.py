@@ -20,7 +20,7 @@ import typer
 
 from cli import submit, waits
 from cli.console import console, print_error
-from cli.options import DatabaseOpt, RedisOpt, db, settings, status_reader
+from cli.options import DatabaseOpt, RedisOpt, db, fleet_urls, settings, status_reader
 from cli.render import job_reader, print_plan, watch_job
 from orchestrator.planning.summary import PlanSummary, summarize
 from orchestrator.tenancy.namespaces import display_namespace
@@ -99,8 +99,7 @@ def plan(
     Keys: a Pinecone store's api_key_env must be a variable NSMIGRATE_ALLOWED_KEY_VARS allows (default
     PINECONE_API_KEY, PINECONE_API_KEY_*, *_PINECONE_API_KEY, *_PINECONE_KEY), and a key is sent only over https or
     to a loopback host; anything else is refused before a key is read (exit 2)."""
-    resolved = settings(database_url, redis_url)
-    answer = None if plan_here else submit.to_fleet(resolved, spec, "plan")
+    answer = None if plan_here else submit.to_fleet(fleet_urls(database_url, redis_url), spec, "plan")
     if answer is not None:
         _fail_on_error(answer)
         print_plan(PlanSummary.from_json(answer["plan"]))
@@ -110,6 +109,7 @@ def plan(
     from orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
+    resolved = settings(database_url, redis_url)
     print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control, settings=resolved)))
 
 
@@ -134,10 +134,13 @@ def run(
 
     Keys are checked as `plan` checks them (see `nsmigrate plan --help`), here and again by the fleet's planner and
     workers under their own NSMIGRATE_ALLOWED_KEY_VARS."""
-    resolved = settings(database_url, redis_url)
-    if wait and not plan_here:
+    if plan_here:
+        _run_here(settings(database_url, redis_url), spec, wait=wait, new=new)
+        return
+    urls = fleet_urls(database_url, redis_url)
+    if wait:
         _load_in_background("psycopg")  # while the fleet plans: after, it would take CPU from the job's first tasks
-    answer = None if plan_here else submit.to_fleet(resolved, spec, "run", new=new)
+    answer = submit.to_fleet(urls, spec, "run", new=new)
     if answer is not None:
         _fail_on_error(answer)
         job_id = int(answer["job_id"])
@@ -154,10 +157,10 @@ def run(
         print(job_id)
         if wait:
             until = waits.Settled(auto_verify=bool(answer["auto_verify"]))
-            with status_reader(resolved, job_id) as read:
+            with status_reader(urls.database_url, job_id) as read:
                 raise typer.Exit(watch_job(read, job_id, until))
         return
-    _run_here(resolved, spec, wait=wait, new=new)
+    _run_here(settings(database_url, redis_url), spec, wait=wait, new=new)
 
 
 def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:

@@ -21,22 +21,21 @@ import redis
 from rich.markup import escape
 
 from cli.console import err_console
-from cli.options import fail
+from cli.options import Urls, fail
 from orchestrator.actor import default_actor
 from orchestrator.messaging import submissions
 from orchestrator.messaging.submissions import Heartbeat, Kind, Submission
 from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
-from orchestrator.settings import Settings
 
 #: How long one wait for the answer blocks before the command looks at the submission's state again.
 POLL_S = 1.0
 
 
-def to_fleet(settings: Settings, spec_path: Path, kind: Kind, *, new: bool = False) -> dict[str, Any] | None:
+def to_fleet(urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False) -> dict[str, Any] | None:
     """The fleet planner's answer to ``spec_path`` (``submissions.OUTCOMES``), or None: plan in this command."""
-    database = submissions.database_fingerprint(settings.database_url)
+    database = submissions.database_fingerprint(urls.database_url)
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=POLL_S + 10)
+        client = redis.Redis.from_url(urls.redis_url, socket_connect_timeout=2, socket_timeout=POLL_S + 10)
         raw = client.get(PLANNER_KEY)
     except (redis.RedisError, ValueError, OSError):
         return None  # planning here reports an unreachable Redis clearly

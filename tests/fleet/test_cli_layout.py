@@ -7,8 +7,10 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -137,4 +139,46 @@ def test_a_worker_starts_without_the_backup_machinery_nor_numpy() -> None:
 
     assert "workers.tasks" in loaded and "pinecone" in loaded  # the copy path's SDK stays preloaded
     unwanted = sorted({n for n in NOT_FOR_PLANNING for m in loaded if m == n or m.startswith(n + ".")})
+    assert not unwanted, unwanted
+
+
+# What the command must not load before the fleet's planner has the spec: it plans with its own settings.
+NOT_BEFORE_SUBMITTING = ("pydantic_settings", "orchestrator.settings")
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_handing_a_spec_to_the_fleet_loads_no_settings(tmp_path: Path, command: str) -> None:
+    """The modules loaded when ``cli.submit.to_fleet`` returns (Redis does not answer: the command would plan here
+    next), given both URLs in the environment and no other setting."""
+    probe = (
+        "import json, sys\n"
+        "from cli import submit\n"
+        "to_fleet = submit.to_fleet\n"
+        "def submitted(*args, **kwargs):\n"
+        "    to_fleet(*args, **kwargs)\n"
+        "    sys.stderr.write(json.dumps(sorted(sys.modules)))\n"
+        "    raise SystemExit(0)\n"
+        "submit.to_fleet = submitted\n"
+        "from cli.main import app\n"
+        "app(sys.argv[1:])\n"
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: x\n")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("NSMIGRATE_")}
+    env.update(
+        NSMIGRATE_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none",
+        NSMIGRATE_REDIS_URL="redis://127.0.0.1:1/0",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, command, str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    loaded = frozenset(json.loads(result.stderr.splitlines()[-1]))
+
+    assert "cli.submit" in loaded and "redis" in loaded  # it did try the fleet
+    unwanted = sorted({n for n in NOT_BEFORE_SUBMITTING for m in loaded if m == n or m.startswith(n + ".")})
     assert not unwanted, unwanted

@@ -75,7 +75,7 @@ def follow(request: pytest.FixtureRequest, db: jobs.Database, database_url: str)
     def following(job_id: int) -> int:
         if request.param == "engine":
             return watch_job(job_reader(db, job_id), job_id, waits.Settled(auto_verify=False))
-        with status_reader(settings(database_url, None), job_id) as read:
+        with status_reader(settings(database_url, None).database_url, job_id) as read:
             return watch_job(read, job_id, waits.Settled(auto_verify=False))
 
     return following
