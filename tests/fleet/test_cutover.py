@@ -209,6 +209,22 @@ def check(stack: Stack, job_id: int) -> tuple[int, dict[str, Any]]:
     return result.exit_code, json.loads(result.stdout)
 
 
+def test_the_check_keeps_no_more_queries_in_flight_than_the_setting_says(
+    app_stack: AppStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, _ = app_stack
+    _, job_id = migrated(stack, cutover=GENEROUS)
+    stack.pinecone.set_faults("dst", Faults(latency_ms=300))
+    monkeypatch.setenv("NSMIGRATE_CUTOVER_CHECK_IN_FLIGHT", "1")  # the command's environment
+
+    _, report = check(stack, job_id)
+
+    # 10 queries paced over 1 s, each taking 300 ms at the target: one at a time they need 3 s at least (32 at
+    # once, the default, end in about 1.3 s).
+    assert report["queries"] == 10 and report["errors"] == 0
+    assert report["elapsed_s"] >= 3.0, report
+
+
 def test_the_check_passes_on_a_healthy_target_and_fails_on_a_slow_or_erroring_one(
     app_stack: AppStack,
 ) -> None:

@@ -9,11 +9,12 @@ from orchestrator.errors import BatchFailed
 from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from orchestrator.settings import Settings
 from orchestrator.spec.jobspec import parse_spec
+from orchestrator.store import StoreDefaults
 from workers import copying
 from workers.context import WorkerContext
 
 
-class _BrokenStore:
+class _BrokenStore(StoreDefaults):
     """A store that fails in a way no adapter maps (a bug, an unforeseen transport error)."""
 
     name = "broken"
