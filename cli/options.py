@@ -80,8 +80,8 @@ class Urls(NamedTuple):
 def fleet_urls(database_url: str | None, redis_url: str | None) -> Urls:
     """The URLs ``cli.submit`` hands a spec to the fleet with (the fleet plans with its own settings). When both are
     given (option or environment), no other ``NSMIGRATE_`` variable is set and there is no ``.env`` file, every other
-    setting is its default, so nothing is left to check and the settings are not loaded (pydantic-settings, a fifth
-    of the command's start); otherwise they are, and an invalid one stops the command before the fleet sees the spec."""
+    setting is its default, so nothing is left to check and the settings (pydantic-settings) are not loaded;
+    otherwise they are, and an invalid one stops the command before the fleet sees the spec."""
     database_url = database_url or os.environ.get(DATABASE_URL_ENV)
     redis_url = redis_url or os.environ.get(REDIS_URL_ENV)
     others = {k for k in os.environ if k.upper().startswith("NSMIGRATE_")} - {DATABASE_URL_ENV, REDIS_URL_ENV}

@@ -1,7 +1,7 @@
 """The few Redis commands a command sends to hand a spec to the fleet's planner (``cli.submit``), over one socket.
 
 Why not redis-py there: importing it loads its asyncio, cluster and keyspace-notification clients with the package,
-a third of the CPU ``nsmigrate run`` spends before the fleet has the spec; five commands need a socket and RESP2.
+about a quarter of the CPU ``nsmigrate run`` spent before the fleet had the spec; five commands need a socket and RESP2.
 URLs as redis-py reads them: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS, the certificate
 verified), ``unix://[[user]:password@]/path[?db=N]``; anything else is a ``ValueError``.
 """
