@@ -64,17 +64,17 @@ _BATCH_EXISTS = sa.select(_batches.c.id).where(_batches.c.id == sa.bindparam("ba
 # after `cancel` returned; batches of one run still start side by side), and marks the batch running unless it is
 # done or the run cancelled. Batch before run, as `finish_batch` locks them.
 _batch_to_start = sa.select(_batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id")).with_for_update()
+#: What a copy needs of its batch's run, beside the run's id and state.
+_RUN_FOR_COPY = (
+    _runs.c.job_id,
+    _runs.c.source_namespace,
+    _runs.c.target_namespace,
+    _runs.c.creator_id,
+    _runs.c.twin_id,
+    _runs.c.routing_table,
+)
 _run_of_batch = (
-    sa.select(
-        _runs.c.id,
-        _runs.c.state,
-        _runs.c.job_id,
-        _runs.c.source_namespace,
-        _runs.c.target_namespace,
-        _runs.c.creator_id,
-        _runs.c.twin_id,
-        _runs.c.routing_table,
-    )
+    sa.select(_runs.c.id, _runs.c.state, *_RUN_FOR_COPY)
     .where(_runs.c.id == _batch_to_start.scalar_subquery())
     .with_for_update(read=True)
     .cte("run_of_batch")
@@ -165,15 +165,7 @@ _COUNT_BATCH_DONE = (
 # the page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's INSERT already
 # running for this worker, as ``_START_BATCH`` would make it; queued and unclaimed when the run was cancelled (the
 # run's row lock, taken by the UPDATE, orders this against ``cancel_job`` as ``_START_BATCH``'s FOR SHARE does).
-_claimed_page = _PAGE_UPDATE.returning(
-    *_PAGE_ANSWERS,
-    _runs.c.job_id,
-    _runs.c.source_namespace,
-    _runs.c.target_namespace,
-    _runs.c.creator_id,
-    _runs.c.twin_id,
-    _runs.c.routing_table,
-).cte("claimed_page")
+_claimed_page = _PAGE_UPDATE.returning(*_PAGE_ANSWERS, *_RUN_FOR_COPY).cte("claimed_page")
 _cancelled = _claimed_page.c.state == RunState.CANCELLED
 _claimed_batch = (
     sa.insert(_batches)
