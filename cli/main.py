@@ -103,7 +103,8 @@ COMMANDS: dict[str, Entry] = {
     ),
     "pgvector": Entry(
         "cli.pgvector",
-        "Namespaces of seed 004's pgvector layout: one table embeddings_{namespace} per namespace (names: lowercase "
+        "Namespaces of the application's pgvector layout: one table embeddings_{namespace} per namespace "
+        "(names: lowercase "
         "letters, digits and _, at most 50 characters, not backup/temp/tmp/system/admin; the default namespace is "
         "embeddings_default). Every copy runs inside Postgres; a move or the legacy migration renames its source to a "
         "backup table, never drops it.",

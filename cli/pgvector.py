@@ -1,4 +1,4 @@
-"""``nsmigrate pgvector``: the namespaces of seed 004's pgvector layout (``embeddings_{namespace}`` tables), each
+"""``nsmigrate pgvector``: the namespaces of the application's pgvector layout (``embeddings_{namespace}`` tables), each
 operation inside Postgres (``workers.pgnamespaces``)."""
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ app = typer.Typer(add_completion=False)
 group = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Namespaces of seed 004's pgvector layout: one table embeddings_{namespace} per namespace (names: lowercase "
+    help="Namespaces of the application's pgvector layout: one table embeddings_{namespace} per namespace "
+    "(names: lowercase "
     "letters, digits and _, at most 50 characters, not backup/temp/tmp/system/admin; the default namespace is "
     "embeddings_default). Every copy runs inside Postgres; a move or the legacy migration renames its source to a "
     "backup table, never drops it.",

@@ -1,7 +1,7 @@
-"""The application's pgvector layout (seed 004; its DDL is tests/fixtures/reference/pgvector-namespace-table.sql), as
+"""The application's pgvector layout (its DDL is tests/fixtures/reference/pgvector-namespace-table.sql), as
 pure data and functions: the table of a namespace, its columns, its four named indexes, the name rules, and the
 mapping Pinecone record ↔ table row. The I/O is in ``workers.pgnamespaces`` and ``workers.stores.pgdocumented``;
-``migrations/README.md`` ("pgvector tables as seed 004 documents them") describes it for users.
+``migrations/README.md`` ("pgvector tables as seed 004 documents them", a heading there) describes it for users.
 
 - One table per namespace, ``{prefix}_{namespace}`` (prefix ``embeddings``); the default namespace is
   ``{prefix}_default``, and a legacy single table ``{prefix}`` (no namespace column) *is* the default namespace
@@ -172,7 +172,7 @@ def check_target_names(namespaces: Iterable[str]) -> None:
     problems = [p for ns in namespaces if (p := namespace_problem(ns))]
     if problems:
         raise PlanError(
-            "target namespace(s) that seed 004's tables cannot hold:\n  " + "\n  ".join(problems),
+            "target namespace(s) that the application's per-namespace tables cannot hold:\n  " + "\n  ".join(problems),
             hint="map them to names of lowercase letters, digits and '_' (≤ 50 characters) with routing.mode "
             "explicit; nothing was written",
         )

@@ -43,7 +43,7 @@ class Capabilities:
     lists_by_prefix: bool = False
     #: ``search_text``: an integrated Pinecone index embeds a text query itself.
     text_search: bool = False
-    #: ``table_columns``: a namespace is a table whose every column a copy carries (seed 004's pgvector layout).
+    #: ``table_columns``: a namespace is a table whose every column a copy carries (the application's pgvector layout).
     table_columns: bool = False
 
 

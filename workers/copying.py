@@ -1,7 +1,7 @@
 """One copy batch: fetch its ids from the source, route and enrich them, upsert them to the target in chunks that
 respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff (``ctx.guarded``).
 The chunks go out ``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait
-out one round trip per namespace. When source and target are seed-004 tables of one Postgres database
+out one round trip per namespace. When source and target are tables of the application's layout of one Postgres database
 (``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead. A job that writes text (an
 integrated target, or ``reembed``) turns the routed records into what its target takes (``workers.text_writes``); ids
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.

@@ -1,6 +1,6 @@
-"""Namespaces of seed 004's pgvector layout (``orchestrator.pgvector_layout``) as Postgres sees them: found from the
-tables themselves, created, described, dropped, and copied or moved **inside Postgres** (``INSERT … SELECT`` by keyset
-ranges: no vector leaves the database), with their indexes built after the load.
+"""Namespaces of the application's pgvector layout (``orchestrator.pgvector_layout``) as Postgres sees them: found from
+the tables themselves, created, described, dropped, and copied or moved **inside Postgres** (``INSERT … SELECT`` by
+keyset ranges: no vector leaves the database), with their indexes built after the load.
 
 Every identifier is quoted (``pgvector_layout.quote``) and every namespace name passes
 ``pgvector_layout.check_namespace`` before it reaches SQL, so a name like ``x"; DROP TABLE …`` is refused with the rule
@@ -475,9 +475,9 @@ def copy_ids(
 
 
 def in_database(spec: JobSpec) -> bool:
-    """Whether ``spec``'s batches can run inside Postgres: source and target are seed-004 tables (``schema:
-    documented``) of the same database (their URL env vars hold the same URL), and no enrichment key is a column
-    (those the copy through a worker would put in the column; in Postgres they go to ``metadata``)."""
+    """Whether ``spec``'s batches can run inside Postgres: source and target are the application's tables (``schema:
+    documented``) of the same database (their URL env vars hold the same URL), and no enrichment key is a column (those
+    the copy through a worker would put in the column; in Postgres they go to ``metadata``)."""
     source, target = spec.source, spec.target
     if not (source.kind == target.kind == "pgvector" and source.documented and target.documented):
         return False

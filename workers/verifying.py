@@ -455,8 +455,8 @@ class _Verifier:
 
 
 class _InPostgresVerifier(_Verifier):
-    """A run whose source and target are seed-004 tables of one database (``pgnamespaces.in_database``): ids and
-    contents are compared inside Postgres, chunk by chunk, with the copy's own enrichment rule; values must be equal
+    """A run whose source and target are the application's tables in one database (``pgnamespaces.in_database``): ids
+    and contents are compared inside Postgres, chunk by chunk, with the copy's own enrichment rule; values must be equal
     exactly (a copy inside Postgres is bit for bit). Counts and extra ids are checked as for every run."""
 
     def run(self) -> None:

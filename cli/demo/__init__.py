@@ -55,7 +55,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "cutover": Scenario(
         "cutover",
-        "issue 30: the seed vectors copied to a new index while an application dual-writes (upserts, updates, "
+        "cut-over: the seed vectors copied to a new index while an application dual-writes (upserts, updates, "
         "deletes); then sync, a 20 QPS load check, reads moved 5 → 25 → 50 → 100 % and followed by the application, "
         "cleanup refused until allowed; exits 0 only when the new index holds every write (an independent check).",
     ),

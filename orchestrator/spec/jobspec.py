@@ -254,7 +254,8 @@ class PgvectorStoreSpec(_Model):
     schema_: Literal["generic", "documented"] = Field(
         default="generic",
         alias="schema",
-        description="generic: (id, embedding, metadata) tables. documented: seed 004's embeddings_{namespace} tables "
+        description="generic: (id, embedding, metadata) tables. documented: the application's "
+        "embeddings_{namespace} tables "
         "(orchestrator.pgvector_layout), namespaces found from the tables themselves; table_per_namespace only.",
     )
     vector_index: Literal["ivfflat", "hnsw", "none"] = Field(
@@ -516,7 +517,7 @@ class Verification(_Model):
         "with latency_p95_ms) times them, a sample of about 32 runs of a larger one. 0 = off.",
     )
     latency_p95_ms: float | None = Field(
-        default=None, gt=0, description="Fail verification when the P95 is above this (seed 000: 100 on Pinecone)."
+        default=None, gt=0, description="Fail verification when the P95 is above this (in milliseconds)."
     )
     text_search_samples: int = Field(
         default=50, ge=0, description="Integrated target: records searched by their own text; 0 = off."

@@ -1,5 +1,5 @@
-"""The pgvector store over seed 004's tables (``schema: documented``): one ``{prefix}_{namespace}`` table per
-namespace, found from the tables themselves (``workers.pgnamespaces.discover``), records mapped to rows by
+"""The pgvector store over the application's per-namespace tables (``schema: documented``): one ``{prefix}_{namespace}``
+table per namespace, found from the tables themselves (``workers.pgnamespaces.discover``), records mapped to rows by
 ``orchestrator.pgvector_layout``. The engine, its lifetime and the error translation are ``PgvectorStore``'s."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from workers.stores.pgvector import PgvectorStore, is_undefined_table
 
 
 class DocumentedPgvectorStore(PgvectorStore):
-    """``Store`` over seed 004's per-namespace tables (see the module docstring)."""
+    """``Store`` over the application's per-namespace tables (see the module docstring)."""
 
     capabilities = replace(PgvectorStore.capabilities, table_columns=True)
 
@@ -150,7 +150,7 @@ class DocumentedPgvectorStore(PgvectorStore):
                 self._existing.discard(table)
 
     def retire_namespace(self, namespace: str) -> str | None:
-        """Rename the namespace's table to a backup (seed 004's move: the source is never dropped); its name, or None
+        """Rename the namespace's table to a backup (the layout's move: the source is never dropped); its name, or None
         when there was no table."""
         with self._errors("retire_namespace", namespace), self._get_engine().begin() as conn:
             table = self._reading(conn, namespace)
