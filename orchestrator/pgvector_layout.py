@@ -494,14 +494,6 @@ def _typed(record_id: str, column: TableColumn, value: Any) -> Any:
             record_id=record_id,
             key=column.name,
         )
-    if column.max_length is not None and len(value) > column.max_length:
-        raise MappingError(
-            f"record {record_id!r}: metadata {column.name!r} has {len(value)} characters; the {column.name} column "
-            f"({column.sql_type}) holds at most {column.max_length}",
-            hint="shorten the value in the source, or copy into a pgvector store with schema: generic",
-            record_id=record_id,
-            key=column.name,
-        )
     return value
 
 

@@ -201,12 +201,17 @@ def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
             if conn.execute(_BATCH_EXISTS, {"batch_id": batch_id}).scalar() is None:
                 raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
             return None
+    return _work_of(db, row, batch_id, row.run_id, row.ids)
+
+
+def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[str]) -> BatchWork:
+    """What a copy needs of a started batch, from a row carrying ``_RUN_FOR_COPY`` and the batch's ``seq``."""
     return BatchWork(
         batch_id=batch_id,
-        run_id=row.run_id,
+        run_id=run_id,
         job_id=row.job_id,
         seq=row.seq,
-        ids=list(row.ids),
+        ids=list(ids),
         source_namespace=row.source_namespace,
         target_namespace=row.target_namespace,
         creator_id=row.creator_id,
@@ -235,20 +240,7 @@ def record_and_claim_batch(
     recorded = Recorded([row.batch_id], int(row.in_flight or 0) + 1, cancelled, copied=False)
     if cancelled:
         return recorded, None
-    work = BatchWork(
-        batch_id=row.batch_id,
-        run_id=run_id,
-        job_id=row.job_id,
-        seq=row.seq,
-        ids=list(ids),
-        source_namespace=row.source_namespace,
-        target_namespace=row.target_namespace,
-        creator_id=row.creator_id,
-        twin_id=row.twin_id,
-        routing_table=dict(row.routing_table or {}),
-        spec=job_spec(db, row.job_id),
-    )
-    return recorded, work
+    return recorded, _work_of(db, row, row.batch_id, run_id, ids)
 
 
 def finish_batch(
