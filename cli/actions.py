@@ -6,7 +6,7 @@ Cleanup, sync's scan and rollback run inline (the user sees each result); re-que
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -153,14 +153,20 @@ def cleanup(
     for r in runs:
         result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor(), decommission_now=decommission_now)
         refused += result["action"] == "refused"
-        console.print(
-            escape(
-                f"{display_namespace(r.source_namespace)}: {result['action']} "
-                f"{result.get('count', '')} {result.get('reason', '')}"
-            ),
-            soft_wrap=True,
-        )
+        console.print(escape(f"{display_namespace(r.source_namespace)}: {cleanup_outcome(result)}"), soft_wrap=True)
     raise typer.Exit(1 if refused else 0)
+
+
+def cleanup_outcome(result: dict[str, Any]) -> str:
+    """One namespace's cleanup in words (``workers.cleaning.cleanup_run``'s result): what happened, and why not."""
+    action, count, reason = result["action"], result["count"], result.get("reason")
+    if action == "deleted":
+        return f"deleted {count}"
+    if action == "would_delete":
+        return f"would delete {count} (dry run)"
+    if action == "failed" and count:
+        return f"failed after deleting {count} — {reason}"  # a refusal's reason says what it deleted itself
+    return f"{action} — {reason}"
 
 
 @app.command()
