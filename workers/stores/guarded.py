@@ -97,7 +97,7 @@ class GuardedStore:
         self.capabilities = store.capabilities
         self._limiter = limiter
         self._rate = rate
-        self._identify = identify or store.identity
+        self._identify = identify
         self._budget_key: str | None = None
 
         def backoff(wait_s: float) -> None:
@@ -119,7 +119,7 @@ class GuardedStore:
         data-plane host, an index name resolved; pgvector: its server, database and tables), not the label a spec
         gave it, so every label and spelling of one index shares that index's budget. Asked once, retried."""
         if self._budget_key is None:
-            self._budget_key = self._policy.copy()(self._identify)
+            self._budget_key = self._policy.copy()(self._identify or self.inner.identity)
         return self._budget_key
 
     def _call(
