@@ -31,7 +31,7 @@ from orchestrator.tenancy.namespaces import display_namespace
 from workers.cleaning import cleanup_run
 from workers.context import WorkerContext
 from workers.rollback import rollback_job
-from workers.syncing import sync_run
+from workers.syncing import sync_runs
 
 app = typer.Typer(add_completion=False)
 
@@ -215,17 +215,17 @@ def sync(
             f"Delete from the target of job {job_id} the ids its source no longer has ({len(runs)} namespaces)?",
             abort=True,
         )
-    ctx = WorkerContext(resolved)
+    results = sync_runs(
+        WorkerContext(resolved),
+        [r.id for r in runs],
+        threads=resolved.sync_threads,
+        propagate_deletes=propagate_deletes,
+        allow_vanished_source=allow_vanished_source,
+        dry_run=dry_run,
+        actor=jobs.default_actor(),
+    )
     refused = 0
-    for r in runs:
-        result = sync_run(
-            ctx,
-            r.id,
-            propagate_deletes=propagate_deletes,
-            allow_vanished_source=allow_vanished_source,
-            dry_run=dry_run,
-            actor=jobs.default_actor(),
-        )
+    for r, result in zip(runs, results, strict=True):
         name = display_namespace(r.source_namespace)
         if result["action"] == "refused":
             refused += 1

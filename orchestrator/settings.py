@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         description="Store requests in flight at once while a job is planned (inventories, each namespace's id "
         "checks), all within the spec's rate budget; enough for the few chains a plan has, few enough for one process.",
     )
+    sync_threads: int = Field(
+        8,
+        ge=1,
+        description="Namespaces `nsmigrate sync` scans at once (each lists its source and fetches both sides, within "
+        "the spec's rate budget); a job of many namespaces would otherwise wait out each one's round trips in turn.",
+    )
     small_group_max_runs: int = Field(
         16,
         ge=1,
