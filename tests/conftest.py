@@ -1,6 +1,7 @@
 """Fixtures that start real services once per test session and give each test clean state.
 
 - ``redis_server`` / ``redis_url``: a real Redis on a free port; flushed before each test that asks for ``redis_url``.
+- ``password_redis_server``: another real Redis, that answers only clients giving its password.
 - ``postgres_server``: PostgreSQL 18 + pgvector; ``database_url`` is a brand-new database per test (pgvector enabled).
 
 On CI (``CI=true``) a ``timing`` test whose speed bound was missed (``tests.timing.assert_timing``) is reported as
@@ -74,6 +75,14 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     redis_lib.Redis.from_url(redis_server.url).flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def password_redis_server() -> Iterator[RedisServer]:
+    """A second Redis that answers only clients that give its password (``.password``; ``.url`` holds it)."""
+    server = RedisServer(password="redis-pw-Q9+/@x").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
