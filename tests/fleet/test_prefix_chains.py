@@ -25,7 +25,7 @@ from sandbox.stack import Stack
 from tests.polling import wait_for_job, wait_until
 from workers.stores import open_retrying_store
 
-#: A killed lister's lock and its unacknowledged task come back quickly (as in test_chaos).
+#: A killed lister's lock and its unacknowledged task come back quickly (as in tests/chaos.py).
 FAST_RECOVERY = {"NSMIGRATE_VISIBILITY_TIMEOUT_S": "5", "NSMIGRATE_LISTER_LOCK_TTL_S": "3"}
 
 DIM = 4
