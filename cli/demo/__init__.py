@@ -56,8 +56,9 @@ SCENARIOS: dict[str, Scenario] = {
     "cutover": Scenario(
         "cutover",
         "cut-over: the seed vectors copied to a new index while an application dual-writes (upserts, updates, "
-        "deletes); then sync, a 20 QPS load check, reads moved 5 → 25 → 50 → 100 % and followed by the application, "
-        "cleanup refused until allowed; exits 0 only when the new index holds every write (an independent check).",
+        "deletes); then sync, a load check (40 QPS for 3 s), reads moved 5 → 25 → 50 → 100 % and followed by the "
+        "application, cleanup refused until allowed; exits 0 only when the new index holds every write (an "
+        "independent check).",
     ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))

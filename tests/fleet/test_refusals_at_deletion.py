@@ -22,6 +22,7 @@ from orchestrator.settings import Settings
 from orchestrator.spec.jobspec import JobSpec
 from sandbox.pinecone_server import Faults
 from sandbox.stack import Stack
+from tests.fleet.test_fleet_planner import cli as process_cli
 from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
     cli,
     events,
@@ -97,6 +98,20 @@ def test_cleanup_keeps_the_source_when_the_target_was_deleted_after_verification
     assert "ns0" not in stack.pinecone.snapshot("src")
     copies = stack.pinecone.snapshot("dst")["ns0"]
     assert all(np.array_equal(copies[i][0], values) for i, (values, _) in source.items())
+
+
+def test_cleanup_says_each_refusal_once_per_namespace(stack: Stack) -> None:
+    _, job_id = verified_job(stack)
+    stack.pinecone.service("dst").store.delete_namespace("ns0")
+
+    for option in ("--dry-run", "--yes"):  # a refusal before any delete, then one by id while deleting
+        done = process_cli(stack, "cleanup", str(job_id), option)
+
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+        said = [line for line in (done.stdout + done.stderr).splitlines() if "refused" in line]
+        assert len(said) == 1 and said[0].startswith("ns0: refused — 60 ids have no equal copy now"), said
+    assert stack.pinecone.count("src", "ns0") == 60
 
 
 def test_cleanup_keeps_a_source_vector_changed_after_verification(stack: Stack) -> None:
