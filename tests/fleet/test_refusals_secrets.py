@@ -231,18 +231,23 @@ def test_the_job_tables_connection_error_shows_no_password(command: list[str]) -
     assert "TAIL1" not in message and "QUERY1" not in message and "p@ss" not in message
 
 
-def test_redis_connection_error_shows_no_password(database_url: str, tmp_path: Path) -> None:
+# The password in the user info (a raw @ in it), or as ?password= (moved into the user info, where kombu reads it).
+@pytest.mark.parametrize("credentials", [(":p@ss-TAIL2@", ""), ("", "?password=p@ss-QUERY2")])
+def test_redis_connection_error_shows_no_password(
+    database_url: str, tmp_path: Path, credentials: tuple[str, str]
+) -> None:
     spec = tmp_path / "job.yaml"
     hosts = {"kind": "pinecone", "host": "http://127.0.0.1:9"}
     spec.write_text(json.dumps({"name": "job", "source": hosts, "target": hosts}))
     port = free_port()
-    url = f"redis://:p@ss-TAIL2@127.0.0.1:{port}/0?password=QUERY2"
+    userinfo, query = credentials
+    url = f"redis://{userinfo}127.0.0.1:{port}/0{query}"
 
     message = one_error(
         nsmigrate("run", str(spec), "--plan-here", "--redis-url", url, NSMIGRATE_DATABASE_URL=database_url)
     )
 
-    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0?password=***" in message
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in message
     assert "TAIL2" not in message and "QUERY2" not in message and "p@ss" not in message
 
 
