@@ -114,6 +114,18 @@ def test_cleanup_says_each_refusal_once_per_namespace(stack: Stack) -> None:
     assert stack.pinecone.count("src", "ns0") == 60
 
 
+def test_sync_says_its_refusal_once_per_namespace(stack: Stack) -> None:
+    _, job_id = verified_job(stack)
+    stack.pinecone.service("src").store.delete_namespace("ns0")  # a vanished source: --propagate-deletes refuses
+
+    done = process_cli(stack, "sync", str(job_id), "--propagate-deletes", "--yes")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = [line for line in (done.stdout + done.stderr).splitlines() if "refused" in line]
+    assert len(said) == 1 and said[0].startswith("ns0: refused — source namespace 'ns0' lists no ids now"), said
+    assert stack.pinecone.count("dst", "ns0") == 60
+
+
 def test_cleanup_keeps_a_source_vector_changed_after_verification(stack: Stack) -> None:
     db, job_id = verified_job(stack)
     changed = "v0-0007"
