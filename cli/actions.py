@@ -6,7 +6,7 @@ Cleanup, sync's scan and rollback run inline (the user sees each result); re-que
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -31,7 +31,7 @@ from orchestrator.tenancy.namespaces import display_namespace
 from workers.cleaning import cleanup_run
 from workers.context import WorkerContext
 from workers.rollback import rollback_job
-from workers.syncing import sync_run
+from workers.syncing import sync_runs
 
 app = typer.Typer(add_completion=False)
 
@@ -149,18 +149,24 @@ def cleanup(
             raise fail("cleanup deletes source data: pass --yes to confirm (or --dry-run to see what it would do)")
         typer.confirm(f"Delete up to {len(runs)} verified source namespaces of job {job_id}?", abort=True)
     ctx = WorkerContext(resolved)
-    refused = 0
+    not_done = 0  # refused, or failed part-way (a store error): either way the source is not all gone
     for r in runs:
         result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor(), decommission_now=decommission_now)
-        refused += result["action"] == "refused"
-        console.print(
-            escape(
-                f"{display_namespace(r.source_namespace)}: {result['action']} "
-                f"{result.get('count', '')} {result.get('reason', '')}"
-            ),
-            soft_wrap=True,
-        )
-    raise typer.Exit(1 if refused else 0)
+        not_done += result["action"] in ("refused", "failed")
+        console.print(escape(f"{display_namespace(r.source_namespace)}: {cleanup_outcome(result)}"), soft_wrap=True)
+    raise typer.Exit(1 if not_done else 0)
+
+
+def cleanup_outcome(result: dict[str, Any]) -> str:
+    """One namespace's cleanup in words (``workers.cleaning.cleanup_run``'s result): what happened, and why not."""
+    action, count, reason = result["action"], result["count"], result.get("reason")
+    if action == "deleted":
+        return f"deleted {count}"
+    if action == "would_delete":
+        return f"would delete {count} (dry run)"
+    if action == "failed" and count:
+        return f"failed after deleting {count} — {reason}"  # a refusal's reason says what it deleted itself
+    return f"{action} — {reason}"
 
 
 @app.command()
@@ -209,17 +215,17 @@ def sync(
             f"Delete from the target of job {job_id} the ids its source no longer has ({len(runs)} namespaces)?",
             abort=True,
         )
-    ctx = WorkerContext(resolved)
+    results = sync_runs(
+        WorkerContext(resolved),
+        [r.id for r in runs],
+        threads=resolved.sync_threads,
+        propagate_deletes=propagate_deletes,
+        allow_vanished_source=allow_vanished_source,
+        dry_run=dry_run,
+        actor=jobs.default_actor(),
+    )
     refused = 0
-    for r in runs:
-        result = sync_run(
-            ctx,
-            r.id,
-            propagate_deletes=propagate_deletes,
-            allow_vanished_source=allow_vanished_source,
-            dry_run=dry_run,
-            actor=jobs.default_actor(),
-        )
+    for r, result in zip(runs, results, strict=True):
         name = display_namespace(r.source_namespace)
         if result["action"] == "refused":
             refused += 1

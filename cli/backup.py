@@ -3,11 +3,14 @@ backup (spec ``backup.enabled``)."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.console import console
@@ -20,7 +23,14 @@ from orchestrator.planning.plan import Inventory
 from orchestrator.planning.selection import select_namespaces
 from orchestrator.spec.jobspec import load_spec
 from orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg
-from workers.backup import MANIFEST_NAME, close_store, export_namespaces, import_path
+from workers.backup import (
+    MANIFEST_NAME,
+    ImportTarget,
+    close_store,
+    export_namespaces,
+    import_targets,
+    prepare_import,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -172,9 +182,13 @@ def import_cmd(
         bool,
         typer.Option(
             "--overwrite",
-            help="Also write into namespaces that hold vectors: ids "
-            "in the file replace stored ones, other vectors are kept.",
+            help="Also write into namespaces that hold vectors: ids in the file replace stored ones (how many, per "
+            "namespace, is shown first; needs --yes when any would be replaced), other vectors are kept.",
         ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Confirm --overwrite without a prompt: the stored vectors it replaces are lost."),
     ] = False,
     batch_size: Annotated[
         int,
@@ -188,33 +202,39 @@ def import_cmd(
 ) -> None:
     """Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked
     first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any
-    check fails, nothing is written."""
+    check fails, nothing is written. --overwrite shows how many stored vectors each namespace would have replaced
+    and asks before writing (--yes: does not ask)."""
     job_spec = load_spec(spec)
     store = backup_store(job_spec.source if to_source else job_spec.target)
-    with bars() as progress:
-        tasks: dict[str, Any] = {}
-
-        def start(header: Any, target: str) -> None:
-            tasks[target] = progress.add_task(f"import {display_namespace(target)[:40]}", total=max(header.count, 1))
-
-        def advance(target: str, done: int) -> None:
-            progress.update(tasks[target], completed=done)
-
+    try:
         try:
-            results = import_path(
+            targets = prepare_import(
                 store,
                 path,
                 namespaces=[parse_namespace_arg(n) for n in namespace or []] or None,
                 into=parse_namespace_arg(into) if into is not None else None,
                 overwrite=overwrite,
-                batch_size=batch_size,
-                progress=advance,
-                on_start=start,
             )
         except NsmigrateError as e:
             raise fail(str(e)) from e
-        finally:
-            close_store(store)
+        confirm_overwrite(store.name, targets, yes)
+        with bars() as progress:
+            tasks: dict[str, Any] = {}
+
+            def start(header: Any, target: str) -> None:
+                tasks[target] = progress.add_task(
+                    f"import {display_namespace(target)[:40]}", total=max(header.count, 1)
+                )
+
+            def advance(target: str, done: int) -> None:
+                progress.update(tasks[target], completed=done)
+
+            try:
+                results = import_targets(store, targets, batch_size=batch_size, progress=advance, on_start=start)
+            except NsmigrateError as e:
+                raise fail(str(e)) from e
+    finally:
+        close_store(store)
     table = Table(title=f"imported into {store.name}")
     for col in ("file", "namespace", "vectors"):
         table.add_column(col, justify="right" if col == "vectors" else "left")
@@ -222,3 +242,25 @@ def import_cmd(
         table.add_row(r.path.name, display_namespace(r.namespace), str(r.count))
     console.print(table)
     console.print(f"{sum(r.count for r in results)} vectors imported from {len(results)} files")
+
+
+def confirm_overwrite(store_name: str, targets: Sequence[ImportTarget], yes: bool) -> None:
+    """Show, per namespace that holds vectors, how many of them the import replaces; when any would be replaced,
+    go on only with --yes or the user's answer at a terminal (no terminal: exit 2, nothing written)."""
+    holding = [t for t in targets if t.stored]
+    for t in holding:
+        console.print(
+            escape(
+                f"{display_namespace(t.namespace)}: {t.replaces} of its {t.stored} stored vectors would be replaced "
+                f"by {t.header.path.name} ({t.header.count} vectors)"
+            ),
+            soft_wrap=True,
+        )
+    replaced = sum(t.replaces for t in holding)
+    if not replaced or yes:
+        return
+    namespaces = sum(1 for t in holding if t.replaces)
+    what = f"import --overwrite replaces {replaced} stored vectors in {namespaces} namespaces of {store_name}"
+    if not sys.stdin.isatty():
+        raise fail(f"{what} (listed above): pass --yes to confirm; nothing was written")
+    typer.confirm(f"{what}. Replace them?", abort=True)

@@ -93,7 +93,8 @@ COMMANDS: dict[str, Entry] = {
         "cli.backup",
         "Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked "
         "first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any "
-        "check fails, nothing is written.",
+        "check fails, nothing is written. --overwrite shows how many stored vectors each namespace would have replaced "
+        "and asks before writing (--yes: does not ask).",
     ),
     "erase": Entry(
         "cli.erasure",

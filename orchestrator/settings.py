@@ -9,10 +9,11 @@ settings: specs name the environment variable that holds them and the store adap
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
+from orchestrator.connections.redis_urls import credentials_in_userinfo
 
 
 class Settings(BaseSettings):
@@ -72,6 +73,12 @@ class Settings(BaseSettings):
         description="Store requests in flight at once while a job is planned (inventories, each namespace's id "
         "checks), all within the spec's rate budget; enough for the few chains a plan has, few enough for one process.",
     )
+    sync_threads: int = Field(
+        8,
+        ge=1,
+        description="Namespaces `nsmigrate sync` scans at once (each lists its source and fetches both sides, within "
+        "the spec's rate budget); a job of many namespaces would otherwise wait out each one's round trips in turn.",
+    )
     small_group_max_runs: int = Field(
         16,
         ge=1,
@@ -103,6 +110,12 @@ class Settings(BaseSettings):
     )
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_credentials_in_userinfo(cls, url: str) -> str:
+        """A ``?password=`` (or ``?username=``) moved into the user info, where kombu reads it too."""
+        return credentials_in_userinfo(url)
 
 
 #: The defaults, the environment not read: for the parameters of functions an entry point's settings override.

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from urllib.parse import quote
 
 _PG_SYSTEM_USER = "nsmigrate_pg"
 
@@ -163,14 +164,16 @@ def find_redis_binary() -> str:
 
 @dataclass
 class RedisServer:
-    """A real Redis on a free port that keeps nothing on disk."""
+    """A real Redis on a free port that keeps nothing on disk; with ``password``, only for clients that give it."""
 
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    password: str | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        userinfo = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        return f"redis://{userinfo}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         binary = find_redis_binary()
@@ -189,6 +192,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *([] if self.password is None else ["--requirepass", self.password]),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -37,6 +37,8 @@ class Stack:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     flower_url: str | None = None
     flower_password: str | None = None
+    #: The servers started without waiting for them (``serve(wait=False)``): port → process.
+    starting: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment a worker or CLI process of this stack needs."""
@@ -75,23 +77,36 @@ class Stack:
         self.processes.append(proc)
         return proc
 
-    def start_flower(self, **extra_env: str) -> str:
+    def start_flower(self, *, wait: bool = True, **extra_env: str) -> str:
         """Flower with basic auth on a free loopback port; returns its URL (the password is in flower_password).
-        ``extra_env`` is added to its environment (e.g. the same PINECONE_API_KEY the workers got)."""
+        ``extra_env`` is added to its environment (e.g. the same PINECONE_API_KEY the workers got); ``wait``: as
+        for ``serve``."""
         self.flower_password = secrets.token_urlsafe(12)
-        port = self.serve("flower", NSMIGRATE_FLOWER_PASSWORD=self.flower_password, **extra_env)
+        port = self.serve("flower", NSMIGRATE_FLOWER_PASSWORD=self.flower_password, wait=wait, **extra_env)
         self.flower_url = f"http://127.0.0.1:{port}"
         return self.flower_url
 
-    def serve(self, command: str, *args: str, **extra_env: str) -> int:
+    def serve(self, command: str, *args: str, wait: bool = True, **extra_env: str) -> int:
         """`nsmigrate COMMAND --port P ARGS` (a server: flower, metrics) on a free loopback port P, its log in the
-        workdir; returns P once it accepts connections."""
+        workdir; returns P once it accepts connections, or at once with ``wait=False`` (``wait_for_servers`` then
+        waits for all such servers together)."""
         port = free_port()
         argv = [sys.executable, "-m", "cli", command, "--port", str(port), *args]
         proc = spawn(argv, self.env(**extra_env), self.workdir / f"{command}.log")
         self.processes.append(proc)
-        wait_for_port(port, 30, proc)
+        if wait:
+            wait_for_port(port, 30, proc)
+        else:
+            self.starting[port] = proc
         return port
+
+    def wait_for_servers(self, timeout_s: float = 30) -> None:
+        """Block until every server started with ``serve(wait=False)`` accepts connections (they start side by
+        side, so this waits for the slowest, not for their sum)."""
+        while self.starting:
+            port, proc = next(iter(self.starting.items()))
+            wait_for_port(port, timeout_s, proc)
+            del self.starting[port]
 
     @staticmethod
     def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:

@@ -1,6 +1,7 @@
 """Fixtures that start real services once per test session and give each test clean state.
 
 - ``redis_server`` / ``redis_url``: a real Redis on a free port; flushed before each test that asks for ``redis_url``.
+- ``password_redis_server``: another real Redis, that answers only clients giving its password.
 - ``postgres_server``: PostgreSQL 18 + pgvector; ``database_url`` is a brand-new database per test (pgvector enabled).
 
 On CI (``CI=true``) a ``timing`` test whose speed bound was missed (``tests.timing.assert_timing``) is reported as
@@ -32,6 +33,21 @@ _db_counter = itertools.count()
 os.environ.pop("COLUMNS", None)
 
 
+#: xdist workers per core for ``-n auto``. The fleet tier waits about half its time (workers booting, a visibility
+#: timeout before a redelivery, a polled job table): on 2 cores, 2 xdist workers kept ~1.1 cores busy and took
+#: 10:43 for the suite, 4 workers ~1.6 cores and 7:49 (same machine, same commit).
+XDIST_WORKERS_PER_CORE = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: ``XDIST_WORKERS_PER_CORE`` per usable core; ``$PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when
+    set (None hands over to xdist's own hook, which reads it)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return XDIST_WORKERS_PER_CORE * len(os.sched_getaffinity(0))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -59,6 +75,14 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     redis_lib.Redis.from_url(redis_server.url).flushall()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def password_redis_server() -> Iterator[RedisServer]:
+    """A second Redis that answers only clients that give its password (``.password``; ``.url`` holds it)."""
+    server = RedisServer(password="redis-pw-Q9+/@x").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ SERVICE_FIXTURES = frozenset(
     {
         "redis_server",
         "redis_url",
+        "password_redis_server",
         "postgres_server",
         "database_url",
         "job_table_url",

@@ -96,6 +96,17 @@ class ExportHeader:
     nsmigrate_version: str
 
 
+@dataclass(frozen=True)
+class ImportTarget:
+    """One checked file of an import and where it goes: ``stored`` vectors are in ``namespace`` now, ``replaces`` of
+    them have an id of the file (counted only with ``overwrite``; an import without it needs an empty namespace)."""
+
+    header: ExportHeader
+    namespace: str
+    stored: int = 0
+    replaces: int = 0
+
+
 def nsmigrate_version() -> str:
     try:
         return importlib_metadata.version("nsmigrate")
@@ -475,9 +486,9 @@ def check_importable(
     namespace: str,
     *,
     overwrite: bool = False,
-) -> None:
+) -> int:
     """Refuse an import that would mix data up: a dimension mismatch, or a namespace that already holds vectors
-    (unless ``overwrite``). Writes nothing.
+    (unless ``overwrite``). Returns how many vectors the namespace holds. Writes nothing.
 
     Raises:
         BackupError: naming the file, the store and the namespace.
@@ -496,6 +507,20 @@ def check_importable(
             hint="import into an empty namespace, or pass overwrite (--overwrite) to upsert over it: "
             "ids in the file replace the stored ones, other vectors are kept",
         )
+    return existing
+
+
+def stored_ids_of_file(store: Store, header: ExportHeader, namespace: str) -> int:
+    """How many of the file's ids ``namespace`` holds now: the vectors an import with overwrite would replace.
+    Fetched by the file's ids (≤ 1,000 a request), so it works on stores that cannot list and costs what the
+    import's own writes cost, not what the namespace holds. Writes nothing."""
+    parquet = pq.ParquetFile(header.path)
+    found = 0
+    for i in range(parquet.num_row_groups):
+        ids = parquet.read_row_group(i, columns=["id"]).column("id").to_pylist()
+        for start in range(0, len(ids), FETCH_MAX_IDS):
+            found += len(store.fetch(namespace, ids[start : start + FETCH_MAX_IDS]))
+    return found
 
 
 def import_file(
@@ -519,7 +544,7 @@ def import_file(
         store: a store that retries (``GuardedStore``); this function does not.
         overwrite: allow a namespace that already holds vectors (ids in the file replace the stored ones; other
             vectors are kept).
-        checked: the caller already ran the three checks (``import_path`` does, for every file at once).
+        checked: the caller already ran the three checks (``prepare_import`` does, for every file at once).
 
     Raises:
         BackupError: the file is not an intact nsmigrate export, the dimension differs, the namespace is not empty.
@@ -576,26 +601,23 @@ def read_manifest(directory: Path) -> list[ExportHeader]:
     return headers
 
 
-def import_path(
+def prepare_import(
     store: Store,
     path: Path,
     *,
     namespaces: Sequence[str] | None = None,
     into: str | None = None,
     overwrite: bool = False,
-    batch_size: int = IMPORT_BATCH_ROWS,
-    progress: Progress | None = None,
-    on_start: Callable[[ExportHeader, str], None] | None = None,
-) -> list[ImportResult]:
-    """Import an export directory (every file its manifest lists) or one export file.
+) -> list[ImportTarget]:
+    """Select and check the files of an export directory (every file its manifest lists) or of one export file,
+    and say where each goes. Writes nothing: a caller shows what an overwrite replaces before ``import_targets``.
 
-    Every selected file is checked first (header, ids' fingerprint, dimension, empty target namespace): when any
-    check fails nothing is written at all.
+    Every selected file is checked (header, ids' fingerprint, dimension, empty target namespace unless
+    ``overwrite``); with ``overwrite`` the stored ids the file would replace are counted (``stored_ids_of_file``).
 
     Parameters:
         namespaces: only the files of these recorded namespaces (``""`` = default).
         into: write into this namespace instead of the recorded one (exactly one file must be selected).
-        on_start: called with ``(header, target namespace)`` before each file is imported (for progress displays).
 
     Raises:
         BackupError: as ``import_file``, or a selected namespace that is not in the export.
@@ -616,26 +638,61 @@ def import_path(
             f"a target namespace can only be given for one file; {path} selects {len(headers)}",
             hint="select one namespace of the export (--namespace) as well",
         )
-    targets = [(h, h.namespace if into is None else into) for h in headers]
-    for header, target in targets:  # every check before the first write
+    targets = []
+    for header in headers:
+        namespace = header.namespace if into is None else into
         check_ids(header)
-        check_importable(store, header, target, overwrite=overwrite)
+        stored = check_importable(store, header, namespace, overwrite=overwrite)
+        replaces = stored_ids_of_file(store, header, namespace) if stored else 0
+        targets.append(ImportTarget(header, namespace, stored=stored, replaces=replaces))
+    return targets
+
+
+def import_targets(
+    store: Store,
+    targets: Sequence[ImportTarget],
+    *,
+    batch_size: int = IMPORT_BATCH_ROWS,
+    progress: Progress | None = None,
+    on_start: Callable[[ExportHeader, str], None] | None = None,
+) -> list[ImportResult]:
+    """Upsert the files ``prepare_import`` checked, in order.
+
+    Parameters:
+        on_start: called with ``(header, target namespace)`` before each file is imported (for progress displays).
+    """
     results = []
-    for header, target in targets:
+    for target in targets:
         if on_start is not None:
-            on_start(header, target)
+            on_start(target.header, target.namespace)
         results.append(
             import_file(
                 store,
-                header.path,
-                namespace=target,
-                overwrite=overwrite,
+                target.header.path,
+                namespace=target.namespace,
                 batch_size=batch_size,
                 progress=progress,
                 checked=True,
             )
         )
     return results
+
+
+def import_path(
+    store: Store,
+    path: Path,
+    *,
+    namespaces: Sequence[str] | None = None,
+    into: str | None = None,
+    overwrite: bool = False,
+    batch_size: int = IMPORT_BATCH_ROWS,
+    progress: Progress | None = None,
+    on_start: Callable[[ExportHeader, str], None] | None = None,
+) -> list[ImportResult]:
+    """Import an export directory or one export file: ``prepare_import``, then ``import_targets``. Every selected
+    file is checked first: when any check fails nothing is written at all."""
+    targets = prepare_import(store, path, namespaces=namespaces, into=into, overwrite=overwrite)
+    return import_targets(store, targets, batch_size=batch_size, progress=progress, on_start=on_start)
 
 
 def close_store(store: Store) -> None:

@@ -79,7 +79,9 @@ def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, d
         reason=reason,
         dry_run=dry_run,
     )
-    log.warning("cleanup of run %s refused: %s", run.id, reason)
+    # Info, not a warning: whoever asked reports the refusal (the command's line per namespace, the task's result),
+    # and a command has no logging set up, so Python would print a warning to its terminal a second time.
+    log.info("cleanup of run %s refused: %s", run.id, reason)
     return _result(run, "refused", 0, reason)
 
 
@@ -306,5 +308,5 @@ def _refused_by_id(
         report=failed_report(run.verification, f"cleanup refused: {reason}"),
         detail={**proof.to_json(), "deleted_count": earlier + deleted},
     )
-    log.warning("cleanup of run %s refused %d ids without an equal copy", run.id, proof.refused_count)
+    log.info("cleanup of run %s refused %d ids without an equal copy", run.id, proof.refused_count)  # see _refuse
     return {**_result(run, "refused", deleted, reason), "refused_ids": proof.to_json()["refused_ids"]}

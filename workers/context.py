@@ -48,6 +48,7 @@ class WorkerContext:
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._stores: dict[str, Store] = {}
+        self._identities: dict[str, str] = {}
         self.shared_counts = SharedCounts()  # index stats readings shared by concurrent verifications
         self._lock = threading.Lock()
 
@@ -64,14 +65,27 @@ class WorkerContext:
     def guarded(self, spec: PineconeStoreSpec | PgvectorStoreSpec, rate: RateBudget) -> GuardedStore:
         """This process's store for ``spec`` under the fleet-wide budget of ``rate``, every request retried: how
         tasks call a store (see ``workers.stores.guarded``)."""
+        store = self.store(spec)
         return GuardedStore(
-            self.store(spec),
+            store,
             limiter=self.limiter,
             rate=rate,
             attempts=self.settings.retry_attempts,
             max_wait_s=self.settings.retry_max_wait_s,
             retry_after_cap_s=self.settings.retry_after_cap_s,
+            identify=lambda: self._identity(spec, store),
         )
+
+    def _identity(self, spec: PineconeStoreSpec | PgvectorStoreSpec, store: Store) -> str:
+        """``store.identity()``, the rate budget's key, asked once per process and spec (pgvector asks its server)."""
+        key = spec.model_dump_json()
+        with self._lock:
+            known = self._identities.get(key)
+        if known is None:
+            known = store.identity()
+            with self._lock:
+                self._identities[key] = known
+        return known
 
 
 _context: WorkerContext | None = None

@@ -13,7 +13,9 @@ clock, so every decision is made inside Redis by one atomic Lua script that read
 - **Bytes** (``acquire_bytes``): a token bucket (1 s of burst) that *reserves*: the caller is told how long to wait
   for its bytes and is then admitted without asking again, so a large request cannot be starved by small ones.
 
-Keys are ``orchestrator.messaging.task_names.rate_bucket_key(scope)`` and expire once idle. Scopes are built here:
+Keys are ``orchestrator.messaging.task_names.rate_bucket_key(scope)`` and expire once idle. A scope names what the
+service limits: the store's identity (``workers.stores.guarded.GuardedStore.budget_key``: an index by its data-plane
+host, whatever label or spelling a spec gave it), and the kind of request. Scopes are built here:
 ``read_scope`` (fetch, per source index), ``list_scope`` (list, per source index), ``stats_scope`` (counts and
 the index's description, per index), ``write_scope`` (upsert/delete,
 per target namespace), ``embed_scope`` (embedding tokens of an integrated target index, ``acquire_tokens``).
@@ -94,25 +96,25 @@ return {wait_us}
 """
 
 
-def read_scope(store_label: str) -> str:
+def read_scope(store_key: str) -> str:
     """Scope of fetch requests to one source index (Pinecone: 100 req/s per index)."""
-    return f"read:{store_label}"
+    return f"read:{store_key}"
 
 
-def list_scope(store_label: str) -> str:
+def list_scope(store_key: str) -> str:
     """Scope of list requests to one source index (Pinecone: 200 req/s per index)."""
-    return f"list:{store_label}"
+    return f"list:{store_key}"
 
 
-def stats_scope(store_label: str) -> str:
+def stats_scope(store_key: str) -> str:
     """Scope of count requests to one index: ``describe_index_stats`` (Pinecone: 100 req/s per index, a limit of its
     own) and ``describe_namespace``, held to the same limit."""
-    return f"stats:{store_label}"
+    return f"stats:{store_key}"
 
 
-def write_scope(store_label: str, namespace: str) -> str:
+def write_scope(store_key: str, namespace: str) -> str:
     """Scope of upsert/delete requests to one target namespace (Pinecone: 100 req/s and 50 MB/s per namespace)."""
-    return f"write:{store_label}:{namespace}"
+    return f"write:{store_key}:{namespace}"
 
 
 def _check_reservation(rate_name: str, rate: float, cost_name: str, cost: int) -> None:
@@ -122,9 +124,9 @@ def _check_reservation(rate_name: str, rate: float, cost_name: str, cost: int) -
         raise ValueError(f"{cost_name} must be ≥ 0, got {cost}")
 
 
-def embed_scope(store_label: str) -> str:
+def embed_scope(store_key: str) -> str:
     """Scope of the embedding tokens an integrated index's model takes (Pinecone: tokens per minute per model)."""
-    return f"embed:{store_label}"
+    return f"embed:{store_key}"
 
 
 def window_for(rate_per_s: float, guard_s: float = DEFAULT_GUARD_S) -> tuple[int, float]:

@@ -25,6 +25,8 @@ its old copy is found as stale only if the record is gone from the source, not w
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from orchestrator import jobs
@@ -48,7 +50,7 @@ def _refused(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, **d
     jobs.record_event(
         ctx.db, "sync_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **detail
     )
-    log.warning("sync of run %s refused: %s", run.id, reason)
+    log.info("sync of run %s refused: %s", run.id, reason)  # info: the caller reports it (see cleaning._refuse)
     return {"run_id": run.id, "namespace": run.source_namespace, "action": "refused", "reason": reason, **detail}
 
 
@@ -142,6 +144,22 @@ def sync_run(
         "batches": len(batch_ids),
         **counts,
     }
+
+
+def sync_runs(ctx: WorkerContext, run_ids: Sequence[int], *, threads: int, **options: Any) -> Iterator[dict[str, Any]]:
+    """``sync_run(ctx, run_id, **options)`` for each of ``run_ids``, up to ``threads`` at once (the command's
+    ``sync_threads``): each scan waits on store round trips, so a job of many namespaces need not wait them out one
+    after the other. Yields the results in ``run_ids``' order, each once it and those before it are done; an error
+    is raised in that order too, after the scans already running have ended, and the ones not started never start.
+    """
+    with ThreadPoolExecutor(max(1, min(threads, len(run_ids))), thread_name_prefix="nsmigrate-sync") as pool:
+        futures = [pool.submit(sync_run, ctx, run_id, **options) for run_id in run_ids]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, target: Store) -> tuple[Delta, int]:

@@ -109,6 +109,7 @@ class DemoStack:
             settings=self.settings,
         ).job_id
         started = clock[0]
+        self.stack.wait_for_servers()  # Flower and the pages started with the workers: up before they are shown
         console.print(f"job {job_id} started; watch it: {self.addresses(job_id)}")
         if on_launch is not None:
             on_launch(job_id)
@@ -121,6 +122,7 @@ class DemoStack:
 
     def hold(self) -> None:
         """Keep everything running until Ctrl-C, saying how to reach it."""
+        self.stack.wait_for_servers()
         console.print(
             f"[bold]running until Ctrl-C[/]: {self.addresses()}; NSMIGRATE_DATABASE_URL="
             f"{self.settings.database_url} NSMIGRATE_REDIS_URL={self.settings.redis_url}"
@@ -149,9 +151,11 @@ def demo_stack(indexes: list[IndexSpec], options: DemoOptions) -> Iterator[DemoS
             metrics_args = ("--metrics-port", str(port))
             stack.start_worker(queues, concurrency, name=name, args=metrics_args, PROMETHEUS_MULTIPROC_DIR=str(counts))
             worker_metrics.append(f"http://127.0.0.1:{port}/metrics")
-        flower_url = stack.start_flower()
+        # Not waited for here: they start while the scenario loads its data and plans its job (Flower waits for a
+        # worker to answer before it listens); `run_job` and `hold` wait before they show the addresses.
+        flower_url = stack.start_flower(wait=False)
         password = stack.flower_password or ""  # set by start_flower; the pages share Flower's login
-        pages_url = f"http://127.0.0.1:{stack.serve('metrics', NSMIGRATE_FLOWER_PASSWORD=password)}"
+        pages_url = f"http://127.0.0.1:{stack.serve('metrics', NSMIGRATE_FLOWER_PASSWORD=password, wait=False)}"
         settings = load_settings()
         demo = DemoStack(stack, settings, jobs.Database(settings.database_url), flower_url, pages_url, worker_metrics)
         try:

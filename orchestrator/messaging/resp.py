@@ -3,7 +3,8 @@
 Why not redis-py there: importing it loads its asyncio, cluster and keyspace-notification clients with the package,
 about a quarter of the CPU ``nsmigrate run`` spent before the fleet had the spec; five commands need a socket and RESP2.
 URLs as redis-py reads them: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS, the certificate
-verified), ``unix://[[user]:password@]/path[?db=N]``; anything else is a ``ValueError``.
+verified), ``unix://[[user]:password@]/path[?db=N]``, the user name and password also as ``?username=&password=``;
+anything else is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import socket
 import ssl
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from orchestrator.connections.redis_urls import credentials_in_userinfo
 
 #: What the hand-off reads or writes: a key or value, sent as UTF-8.
 Arg = str | bytes | int | float
@@ -25,7 +28,7 @@ class Connection:
     """One connection to the Redis of ``url``, opened at the first command."""
 
     def __init__(self, url: str, *, connect_timeout_s: float, timeout_s: float) -> None:
-        parts = urlsplit(url)
+        parts = urlsplit(credentials_in_userinfo(url))  # ``?password=`` as redis-py reads it
         query = parse_qs(parts.query)
         if parts.scheme not in ("redis", "rediss", "unix") or set(query) - {"db"}:
             raise ValueError(f"not a Redis URL this client reads: scheme {parts.scheme!r}, options {sorted(query)}")

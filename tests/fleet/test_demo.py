@@ -1,40 +1,25 @@
 """Every seed scenario is playable: ``nsmigrate demo SCENARIO`` runs it end to end on embedded services, as a user
-would (a child process, nothing started by the test), and exits 0 only when its verification passed. The default
-scenario is played once, with ``--keep``, by ``test_demo_addresses.py``, which checks the same and what it holds."""
+would, and exits 0 only when its verification passed. Each scenario is played by a file of its own,
+``test_demo_<module>.py`` (so the xdist workers play them side by side); the default scenario by
+``test_demo_addresses.py``, which checks what it holds with ``--keep`` too. This file checks the command itself."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
-import pytest
+from pathlib import Path
 
 from cli.demo import DEFAULT_SCENARIO, SCENARIOS
+from tests.demos import nsmigrate
 
 
-def nsmigrate(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    # COLUMNS: rich wraps at 80 columns in a pipe; keep names whole.
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=timeout_s, env=env
-    )
+def test_every_scenario_is_played_by_a_test_file_of_its_own() -> None:
+    here = Path(__file__).parent
+    unplayed = [
+        name
+        for name, scenario in SCENARIOS.items()
+        if name != DEFAULT_SCENARIO and not (here / f"test_demo_{scenario.module}.py").is_file()
+    ]
 
-
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name != DEFAULT_SCENARIO])
-def test_demo_scenario_runs_end_to_end_and_verifies(scenario: str) -> None:
-    result = nsmigrate("demo", scenario, "--workers", "2", timeout_s=580)
-
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "verified" in result.stdout
-    if scenario == "cutover":  # writes during the copy fail its first verification, by design: sync repairs them
-        assert "no write was lost" in result.stdout
-    else:
-        assert "verify_failed" not in result.stdout
-    if scenario == "pgvector":  # the seed-shaped 3072-d rows get an ANN index, which answers the search
-        assert "similarity search served by hnsw over halfvec(3072)" in result.stdout
-        assert "Index Scan using embeddings_default_vector_idx" in result.stdout
+    assert not unplayed, f"add tests/fleet/test_demo_<module>.py playing {unplayed} (see tests/demos.py)"
 
 
 def test_demo_help_lists_every_scenario() -> None:

@@ -25,6 +25,7 @@ from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 from sandbox.stack import Stack
+from tests.chaos import fault_landed, start_standby, take_over
 from tests.fleet_jobs import use_stack_env
 from tests.polling import wait_until
 from workers.backup import read_manifest
@@ -228,6 +229,8 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
         stack.pinecone.set_faults(index, Faults(latency_ms=150))  # slow enough to be caught half-way
     # The killed worker's task comes back within seconds (the visibility timeout).
     worker = stack.start_worker("cleanup", 1, name="doomed", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    # its successor boots meanwhile, on a queue an erasure does not use, and takes the erasure's at the kill
+    after = start_standby(stack, "after", 2, pool="prefork", consuming="verify", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db = jobs.Database(settings.database_url)
     plan = plan_erasure(db, "a.1", None, open_retrying_store)
@@ -244,9 +247,8 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
     )
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    for index in ("src", "dst"):
-        stack.pinecone.set_faults(index, Faults())
-    stack.start_worker("cleanup", 2, name="after", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    fault_landed(stack)
+    take_over(stack, after, "cleanup")
 
     receipt = wait_until(
         lambda: jobs.erasure_receipt(db, job_id), what="the erasure's receipt", timeout_s=180, interval_s=0.5

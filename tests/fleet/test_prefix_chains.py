@@ -22,11 +22,9 @@ from orchestrator.settings import Settings
 from orchestrator.spec.jobspec import parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec
 from sandbox.stack import Stack
+from tests.chaos import FAST_RECOVERY, fault_landed, start_standby, take_over
 from tests.polling import wait_for_job, wait_until
 from workers.stores import open_retrying_store
-
-#: A killed lister's lock and its unacknowledged task come back quickly (as in test_chaos).
-FAST_RECOVERY = {"NSMIGRATE_VISIBILITY_TIMEOUT_S": "5", "NSMIGRATE_LISTER_LOCK_TTL_S": "3"}
 
 DIM = 4
 
@@ -103,6 +101,7 @@ def test_a_lister_killed_mid_way_resumes_every_chain(stack: Stack) -> None:
     stack.pinecone.set_faults("big-src", Faults(latency_ms=40))
     lister = stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
     stack.start_worker("copy,verify", 4, name="copier", **FAST_RECOVERY)
+    lister2 = start_standby(stack, "lister2", 2, pool="prefork", **FAST_RECOVERY)
     db, job_id = start(stack, spec(stack, max_batches_in_flight=6))
     run_id = jobs.runs_of(db, job_id)[0].id
 
@@ -112,7 +111,8 @@ def test_a_lister_killed_mid_way_resumes_every_chain(stack: Stack) -> None:
 
     wait_until(chains_part_listed, what="the chains to have listed part of the namespace", timeout_s=120)
     stack.kill(lister, signal.SIGKILL)
-    stack.start_worker("list", 2, name="lister2", **FAST_RECOVERY)
+    fault_landed(stack)
+    take_over(stack, lister2, "list")
     recovery.resume(db, Dispatcher(Settings(database_url=stack.database_url, redis_url=stack.redis_url)), job_id)
     wait_for_job(db, job_id, verified, timeout_s=240)
 

@@ -17,6 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis as redis_lib
@@ -25,7 +26,7 @@ from orchestrator.errors import SpecError, StoreError
 from orchestrator.messaging.task_names import PLANNER_KEY
 from orchestrator.spec.jobspec import CreatorMapping, PineconeStoreSpec
 from orchestrator.tenancy.creator_mapping import load_supabase
-from sandbox.services import free_port
+from sandbox.services import RedisServer, free_port
 from sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli, job_ids, write_spec
 from tests.polling import wait_until
@@ -231,19 +232,45 @@ def test_the_job_tables_connection_error_shows_no_password(command: list[str]) -
     assert "TAIL1" not in message and "QUERY1" not in message and "p@ss" not in message
 
 
-def test_redis_connection_error_shows_no_password(database_url: str, tmp_path: Path) -> None:
+# The password in the user info (a raw @ in it), or as ?password= (moved into the user info, where kombu reads it).
+@pytest.mark.parametrize("credentials", [(":p@ss-TAIL2@", ""), ("", "?password=p@ss-QUERY2")])
+def test_redis_connection_error_shows_no_password(
+    database_url: str, tmp_path: Path, credentials: tuple[str, str]
+) -> None:
     spec = tmp_path / "job.yaml"
     hosts = {"kind": "pinecone", "host": "http://127.0.0.1:9"}
     spec.write_text(json.dumps({"name": "job", "source": hosts, "target": hosts}))
     port = free_port()
-    url = f"redis://:p@ss-TAIL2@127.0.0.1:{port}/0?password=QUERY2"
+    userinfo, query = credentials
+    url = f"redis://{userinfo}127.0.0.1:{port}/0{query}"
 
     message = one_error(
         nsmigrate("run", str(spec), "--plan-here", "--redis-url", url, NSMIGRATE_DATABASE_URL=database_url)
     )
 
-    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0?password=***" in message
+    assert f"cannot reach Redis at redis://:***@127.0.0.1:{port}/0" in message
     assert "TAIL2" not in message and "QUERY2" not in message and "p@ss" not in message
+
+
+def test_a_redis_password_given_as_a_query_parameter_reaches_workers_and_commands(
+    stack: Stack, password_redis_server: RedisServer
+) -> None:
+    server = password_redis_server
+    assert server.password is not None
+    redis_lib.Redis.from_url(server.url).flushall()
+    url = f"redis://127.0.0.1:{server.port}/0?password={quote(server.password, safe='')}"
+    stack.pinecone.load("src", "ns", [(f"v{i}", [0.1 * (i + 1)] * 8, {"i": i}) for i in range(12)])
+    worker = stack.start_worker("list,copy,verify", 2, pool="threads", name="pw", NSMIGRATE_REDIS_URL=url)
+
+    done = cli(stack, "run", str(write_spec(stack)), "--wait", NSMIGRATE_REDIS_URL=url)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert stack.pinecone.count("dst", "ns") == 12  # listed, copied and verified by the worker, through kombu
+    assert worker.poll() is None
+    log = (stack.workdir / "worker-pw.log").read_text()
+    for text in (done.stdout + done.stderr, log):
+        assert "Traceback" not in text
+        assert server.password not in text and quote(server.password, safe="") not in text
 
 
 def test_a_supabase_key_goes_only_over_tls_or_to_loopback(monkeypatch: pytest.MonkeyPatch) -> None:

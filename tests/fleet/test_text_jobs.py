@@ -29,13 +29,16 @@ from orchestrator.spec.jobspec import PineconeStoreSpec, RateBudget, TextRecords
 from sandbox.embedding import IntegratedEmbed
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.stack import SANDBOX_API_KEY, Stack
-from tests.fleet.test_chaos import (
+from tests.chaos import (
     FAST_RECOVERY,
     QUICK_RETRIES,
     all_verified,
+    fault_landed,
     fetch_all,
     kill_and_lose_its_messages,
     mid_copy,
+    start_standby,
+    take_over,
     wait_for,
 )
 from tests.fleet_jobs import batches
@@ -297,13 +300,15 @@ def test_kill_9_of_a_worker_mid_copy_is_recovered_by_redelivery(stack: Stack, ki
     (spec["target"]["records"] if kind == "integrated" else spec["reembed"]).update(missing_text="skip")
     stack.pinecone.set_faults(SRC, Faults(latency_ms=120))
     first = stack.start_worker("list,copy,verify", 6, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
+    successor = start_standby(stack, "successor", pool="prefork", **FAST_RECOVERY, **QUICK_RETRIES)
     db, _, job_id = start_job(stack, spec)
 
     wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
     stack.kill(first, signal.SIGKILL)
     orphaned = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
     assert orphaned
-    stack.start_worker("list,copy,verify", 6, name="successor", **FAST_RECOVERY, **QUICK_RETRIES)
+    fault_landed(stack)
+    take_over(stack, successor)
 
     def explain() -> object:
         return {b.id: (b.state, b.attempts) for b in batches(db, job_id) if b.state != BatchState.DONE}
@@ -334,10 +339,11 @@ def test_resume_finishes_a_text_job_whose_messages_are_gone_after_a_kill_9(stack
     spec["target"]["records"]["missing_text"] = "skip"
     stack.pinecone.set_faults(SRC, Faults(latency_ms=120))
     first = stack.start_worker("list,copy,verify", 6, name="doomed", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    successor = start_standby(stack, "successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
     db, dispatcher, job_id = start_job(stack, spec)
 
     wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
-    stuck = kill_and_lose_its_messages(stack, first, db, job_id)
+    stuck = kill_and_lose_its_messages(stack, first, db, job_id, successor)
 
     assert recovery.resume(db, dispatcher, job_id)["batches"] >= len(stuck)
 
@@ -390,7 +396,7 @@ def test_a_guarded_text_upsert_reserves_its_embedding_tokens_and_search_text_fin
         written = [Record("r1", (), {"chunk_text": "lantern harbor", "n": 1})]
         assert guarded.upsert("docs", written, tokens=31) == 1
         assert len(waits) == 1 and 25 < waits[0] <= 30.1  # 31 tokens, 1 of burst, refilled at 1 a second
-        assert client.exists(rate_bucket_key(f"tokens:{embed_scope(store.name)}"))
+        assert client.exists(rate_bucket_key(f"tokens:{embed_scope(guarded.budget_key)}"))
         assert guarded.search_text("docs", "lantern harbor", 3) == ["r1"]
         assert sandbox.stats("guarded-texts")["requests"] == {"upsert_records": 1, "search_records": 1}
     finally:

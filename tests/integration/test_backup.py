@@ -364,6 +364,45 @@ def test_cli_export_of_named_namespaces_and_restore_to_source(
     assert pinecone["dst"].namespaces() == {}
 
 
+def test_cli_import_overwrite_shows_what_it_replaces_and_needs_yes(
+    pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    data = seed_store(pinecone["src"], {"a": 4, "b": 2})
+    spec = write_spec(tmp_path, sandbox)
+    runner = CliRunner()
+    exported = runner.invoke(app, ["export", str(spec), "-n", "a", "-n", "b", "--out", str(tmp_path / "exp")])
+    assert exported.exit_code == 0, exported.output
+    old = Record("r1-00000", [9.0] * DIM, {"old": True})  # an id of b's file
+    other = Record("only-in-target", [1.0] * DIM, {})
+    pinecone["dst"].upsert("b", [old, other])
+    pinecone["dst"].upsert("c", [other])
+    overwrite = ["import", str(tmp_path / "exp"), str(spec), "--overwrite"]
+
+    refused = runner.invoke(app, overwrite)  # no terminal, no --yes
+
+    assert refused.exit_code == 2, refused.output
+    assert "b: 1 of its 2 stored vectors would be replaced by b.parquet (2 vectors)" in refused.stdout
+    assert "a:" not in refused.stdout  # an empty namespace replaces nothing
+    assert "Traceback" not in refused.output
+    assert refused.stderr.startswith("error: import --overwrite replaces 1 stored vectors in 1 namespaces of ")
+    assert "pass --yes" in refused.stderr and "nothing was written" in refused.stderr
+    assert pinecone["dst"].namespaces() == {"b": 2, "c": 1}  # not even the empty namespace "a" was written
+    assert_exact(read_all(pinecone["dst"], "b"), [old, other])
+
+    confirmed = runner.invoke(app, [*overwrite, "--yes"])
+
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "b: 1 of its 2 stored vectors would be replaced" in confirmed.stdout
+    assert pinecone["dst"].namespaces() == {"a": 4, "b": 3, "c": 1}
+    assert_exact(read_all(pinecone["dst"], "b"), [*data["b"], other])
+
+    disjoint = runner.invoke(app, [*overwrite, "-n", "a", "--into", "c"])  # replaces nothing: no question
+
+    assert disjoint.exit_code == 0, disjoint.output
+    assert "c: 0 of its 1 stored vectors would be replaced by a.parquet (4 vectors)" in disjoint.stdout
+    assert pinecone["dst"].namespaces() == {"a": 4, "b": 3, "c": 5}
+
+
 def test_cli_import_errors_exit_2_and_write_nothing(
     pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:

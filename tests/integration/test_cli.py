@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis as redis_lib
@@ -25,7 +26,7 @@ from orchestrator import jobs
 from orchestrator.messaging.task_names import Queue
 from orchestrator.models import RunState
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.services import free_port
+from sandbox.services import RedisServer, free_port
 
 API_KEY = "sandbox-key"  # the local data plane accepts any key
 PER_NAMESPACE = 45  # 3 batches of 20 per namespace
@@ -337,6 +338,41 @@ def test_run_with_an_unreachable_redis_writes_no_job(cli: Cli) -> None:
     assert "cannot reach Redis" in message and "NSMIGRATE_REDIS_URL" in message
     assert "s3cret" not in message and ":***@127.0.0.1" in message
     cli.assert_nothing_written()  # checked before the job table was written, not after
+
+
+def test_run_reads_a_redis_password_given_as_a_query_parameter(cli: Cli, password_redis_server: RedisServer) -> None:
+    server = password_redis_server
+    assert server.password is not None
+    url = f"redis://127.0.0.1:{server.port}/0?password={quote(server.password, safe='')}"
+    queue = redis_lib.Redis.from_url(server.url)
+    queue.flushall()
+
+    result = cli("run", cli.spec_file(), NSMIGRATE_REDIS_URL=url)  # planned here: no planner answers
+
+    assert result.exit_code == 0, (result.output, result.exception)
+    job_id = int(result.stdout.strip().splitlines()[-1])
+    assert queue.llen(Queue.LIST.value) == len(NAMESPACES)  # the listers went through kombu, with the password
+    assert server.password not in result.output and quote(server.password, safe="") not in result.output
+    db = jobs.Database(cli.database_url)
+    try:
+        assert [r.state for r in jobs.runs_of(db, job_id)] == [RunState.PENDING] * len(NAMESPACES)
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:first-pw@127.0.0.1:6379/0?password=second-pw",
+        "redis://127.0.0.1:6379/0?password=first-pw&password=second-pw",
+    ],
+)
+def test_a_redis_password_given_twice_is_refused_naming_the_setting(cli: Cli, url: str) -> None:
+    message = one_line(error_of(cli("run", cli.spec_file(), NSMIGRATE_REDIS_URL=url)))
+
+    assert "NSMIGRATE_REDIS_URL" in message and "gives its password twice" in message
+    assert "first-pw" not in message and "second-pw" not in message
+    cli.assert_nothing_written()
 
 
 # ------------------------------------------------------------------------------------------------------ --help

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import redis as redis_lib
 
+from orchestrator.connections.store_identity import pinecone_host_identity
 from orchestrator.errors import RetryableError
 from orchestrator.messaging.task_names import rate_bucket_key
 from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
@@ -99,7 +100,8 @@ def test_each_method_takes_one_token_from_its_scope(inner: Store, client: redis_
     store = guarded(inner, client)
     store.upsert("ns", make_records(5))  # something to read (its own token is checked below)
     vector = list(make_records(1)[0].values)
-    scopes = [read_scope(store.name), list_scope(store.name), write_scope(store.name, "ns"), stats_scope(store.name)]
+    key = store.budget_key
+    scopes = [read_scope(key), list_scope(key), write_scope(key, "ns"), stats_scope(key)]
     calls: list[tuple[str, Callable[[], Any], str]] = [
         # Pinecone limits index stats (describe_index_stats; describe_namespace held to it) apart from fetch.
         ("dimension", store.dimension, scopes[3]),
@@ -131,9 +133,31 @@ def test_write_scopes_are_per_namespace_and_read_scopes_per_store(
     store.fetch("a", ["id-0000"])
     store.fetch("b", ["id-0000"])
 
-    assert admissions_since(client, write_scope(store.name, "a"), since) == 1
-    assert admissions_since(client, write_scope(store.name, "b"), since) == 1
-    assert admissions_since(client, read_scope(store.name), since) == 2
+    assert admissions_since(client, write_scope(store.budget_key, "a"), since) == 1
+    assert admissions_since(client, write_scope(store.budget_key, "b"), since) == 1
+    assert admissions_since(client, read_scope(store.budget_key), since) == 2
+
+
+def test_two_labels_of_one_index_share_its_budget(
+    pinecone_store: PineconeStore, sandbox: PineconeSandbox, client: redis_lib.Redis
+) -> None:
+    host = sandbox.host("guarded")  # http://127.0.0.1:PORT
+    other = PineconeStore(PineconeStoreSpec(host=host.replace("127.0.0.1", "localhost"), api_key_env=KEY_ENV))
+    one, two = guarded(pinecone_store, client), guarded(other, client)
+    assert one.name != two.name  # two labels, as two jobs' (or one spec's two) stores would have
+    index = pinecone_host_identity(host)  # what Pinecone limits: the index, whatever its spelling
+    since = server_time_us(client)
+    try:
+        for store in (one, two):
+            store.upsert("ns", make_records(1))
+            store.fetch("ns", ["id-0000"])
+            store.list_ids("ns", limit=1)
+            store.count("ns")
+    finally:
+        other.close()
+
+    for scope in (read_scope(index), list_scope(index), stats_scope(index), write_scope(index, "ns")):
+        assert admissions_since(client, scope, since) == 2, scope  # one budget, both labels' requests in it
 
 
 def test_an_upsert_reserves_its_bytes_of_the_namespace_budget(inner: Store, client: redis_lib.Redis) -> None:
@@ -145,7 +169,7 @@ def test_an_upsert_reserves_its_bytes_of_the_namespace_budget(inner: Store, clie
     store.upsert("given", records, nbytes=123_456)
 
     def tokens(namespace: str) -> float:
-        value = client.hget(rate_bucket_key("bytes:" + write_scope(store.name, namespace) + ":bytes"), "tokens")
+        value = client.hget(rate_bucket_key("bytes:" + write_scope(store.budget_key, namespace) + ":bytes"), "tokens")
         assert value is not None, f"no byte budget was reserved for {namespace!r}"
         return float(value)
 
@@ -172,7 +196,7 @@ def test_429s_are_retried_and_every_attempt_takes_a_token(
     attempts = sandbox.stats("guarded")["requests"]["fetch"]
     assert attempts > 30 and len(waits) == attempts - 30  # some were answered 429 and tried again
     assert all(w >= 0.01 for w in waits)  # never sooner than Retry-After
-    assert admissions_since(client, read_scope(store.name), since) == attempts
+    assert admissions_since(client, read_scope(store.budget_key), since) == attempts
 
 
 def test_a_host_that_does_not_answer_fails_after_a_few_tries(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 import redis
 
 from orchestrator.messaging.resp import Connection, RedisFailed
+from sandbox.services import RedisServer
 
 
 def test_the_hand_offs_commands_do_what_redis_py_sees(redis_url: str) -> None:
@@ -36,3 +39,14 @@ def test_an_error_answer_and_a_refused_connection_are_redis_failed(redis_url: st
 def test_a_url_it_does_not_read_is_a_value_error(url: str) -> None:
     with pytest.raises(ValueError):
         Connection(url, connect_timeout_s=2, timeout_s=5)
+
+
+def test_a_password_in_the_query_string_is_sent_as_redis_py_sends_it(password_redis_server: RedisServer) -> None:
+    server = password_redis_server
+    assert server.password is not None
+    redis.Redis.from_url(server.url).set("resp:secret", "seen")
+    in_query = f"redis://127.0.0.1:{server.port}/0?password={quote(server.password, safe='')}"
+
+    assert Connection(in_query, connect_timeout_s=2, timeout_s=5).get("resp:secret") == b"seen"
+    with pytest.raises(RedisFailed, match="NOAUTH"):  # the server does want it
+        Connection(f"redis://127.0.0.1:{server.port}/0", connect_timeout_s=2, timeout_s=5).get("resp:secret")

@@ -5,7 +5,7 @@ Real Postgres (job table), Redis (lister locks, rate budget) and the local Pinec
 the task would send (copy, list and verify tasks) is recorded instead. Each test plays one moment: a group that runs
 through, a group sent again after its worker was killed between two steps of its runs, a namespace that grew since
 it was planned, an empty one, a run whose lister fails, a lock another lister holds, a cancelled job. A real worker
-killed mid-group is in ``test_chaos.py``.
+killed mid-group is in ``tests/fleet/test_chaos_workers_killed.py``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ Which layer retries what (the one place this is decided):
 - **The Pinecone SDK's own retries are off** (``workers.stores.pinecone``): one 429 costs one budgeted request.
 - ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
 
-Scopes (``workers.ratelimit``): reads (``fetch``, ``query``) take a token of the store's read scope at
+Scopes (``workers.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's identity,
+not its label): reads (``fetch``, ``query``) take a token of the store's read scope at
 ``rate.read_rps``; the index's stats (``count``, ``namespaces``, ``dimension``, ``metric``: Pinecone's
 ``describe_index_stats`` and ``describe_namespace``, limited apart from fetch) of its stats scope at
 ``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
@@ -73,6 +74,7 @@ class GuardedStore:
         retry_after_cap_s: the longest ``Retry-After`` honoured, in seconds.
         no_answer_attempts: tries when the host did not answer at all (default: ``attempts``).
         sleep: how the retry waits; tests pass a recorder.
+        identify: what the budget's scopes are keyed by (``budget_key``); default: asks the store's ``identity``.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class GuardedStore:
         retry_after_cap_s: float = DEFAULTS.retry_after_cap_s,
         no_answer_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        identify: Callable[[], str] | None = None,
     ) -> None:
         if (limiter is None) != (rate is None):
             raise ValueError("a GuardedStore takes a limiter and a rate budget together, or neither")
@@ -94,6 +97,8 @@ class GuardedStore:
         self.capabilities = store.capabilities
         self._limiter = limiter
         self._rate = rate
+        self._identify = identify
+        self._budget_key: str | None = None
 
         def backoff(wait_s: float) -> None:
             tally.current().backoff(wait_s)
@@ -108,13 +113,25 @@ class GuardedStore:
             )
         self._policy = policy
 
-    def _call(self, op: str, scope: str | None, rate_per_s: float, fn: Callable[..., T], *args: Any) -> T:
+    @property
+    def budget_key(self) -> str:
+        """What the budget's scopes are keyed by: what the service limits, the store's identity (an index by its
+        data-plane host, an index name resolved; pgvector: its server, database and tables), not the label a spec
+        gave it, so every label and spelling of one index shares that index's budget. Asked once, retried."""
+        if self._budget_key is None:
+            self._budget_key = self._policy.copy()(self._identify or self.inner.identity)
+        return self._budget_key
+
+    def _call(
+        self, op: str, scope: Callable[[str], str] | None, rate_per_s: float, fn: Callable[..., T], *args: Any
+    ) -> T:
+        """One request: with a limiter, first a token of ``scope(budget_key)`` at ``rate_per_s``; retried."""
         limiter = self._limiter
         counts = tally.current()
 
         def attempt() -> T:
             if limiter is not None and scope is not None:
-                self._waited(counts, limiter.acquire(scope, rate_per_s))
+                self._waited(counts, limiter.acquire(scope(self.budget_key), rate_per_s))
             counts.request()
             start = time.perf_counter()
             try:
@@ -146,15 +163,15 @@ class GuardedStore:
 
     def _read(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         rate = self._rate
-        return self._call(op, read_scope(self.name) if rate else None, rate.read_rps if rate else 0.0, fn, *args)
+        return self._call(op, read_scope if rate else None, rate.read_rps if rate else 0.0, fn, *args)
 
     def _stats(self, op: str, fn: Callable[..., T], *args: Any) -> T:
         rate = self._rate
-        return self._call(op, stats_scope(self.name) if rate else None, rate.stats_rps if rate else 0.0, fn, *args)
+        return self._call(op, stats_scope if rate else None, rate.stats_rps if rate else 0.0, fn, *args)
 
     def _write(self, op: str, namespace: str, fn: Callable[..., T], *args: Any) -> T:
         rate = self._rate
-        scope = write_scope(self.name, namespace) if rate else None
+        scope = (lambda key: write_scope(key, namespace)) if rate else None
         return self._call(op, scope, rate.write_rps if rate else 0.0, fn, *args)
 
     # -- reads: the store's read scope (stats: its stats scope; list: its list scope) ----------------------------------
@@ -229,7 +246,7 @@ class GuardedStore:
         def page() -> IdPage:
             return self.inner.list_ids(namespace, limit=limit, token=token)
 
-        return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
+        return self._call("list_ids", list_scope if rate else None, rate.list_rps if rate else 0.0, page)
 
     def list_ids_by_prefix(
         self, namespace: str, prefix: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None
@@ -239,7 +256,7 @@ class GuardedStore:
         def page() -> IdPage:
             return self.inner.list_ids_by_prefix(namespace, prefix, limit=limit, token=token)
 
-        return self._call("list_ids", list_scope(self.name) if rate else None, rate.list_rps if rate else 0.0, page)
+        return self._call("list_ids", list_scope if rate else None, rate.list_rps if rate else 0.0, page)
 
     # -- writes: the namespace's write scope ------------------------------------------------------------------------
 
@@ -253,11 +270,11 @@ class GuardedStore:
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)
             # Reserved once per request, not per attempt; retried like a request while Redis is unreachable.
-            scope = write_scope(self.name, namespace) + ":bytes"  # the byte bucket's key since the first copy
+            scope = write_scope(self.budget_key, namespace) + ":bytes"  # the byte bucket's key since the first copy
             counts = tally.current()
             self._waited(counts, self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size))
             if tokens:
-                embed = embed_scope(self.name)
+                embed = embed_scope(self.budget_key)
                 waited = self._policy.copy()(limiter.acquire_tokens, embed, rate.embed_tokens_per_min, tokens)
                 self._waited(counts, waited)
         return self._write("upsert", namespace, self.inner.upsert, namespace, records)

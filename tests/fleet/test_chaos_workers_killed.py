@@ -1,0 +1,126 @@
+"""Nothing is lost when a worker or a lister is killed (SIGKILL) mid-job: the killed worker's messages come back by
+Redis' redelivery (``acks_late``), a dead lister's lock expires, and listing goes on from the saved token.
+
+The successor is a standby worker (``tests.chaos.start_standby``) booted while the job runs and given the job's
+queues at the kill. The shared setup and checks are in ``tests/chaos.py``; the other kinds of fault are in the
+other ``test_chaos_*.py`` files.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+import redis as redis_lib
+
+from orchestrator import jobs, recovery
+from orchestrator.messaging.task_names import lock_key
+from sandbox.pinecone_server import Faults
+from sandbox.stack import Stack
+from tests.chaos import (
+    DST,
+    FAST_RECOVERY,
+    QUEUES,
+    QUICK_RETRIES,
+    SRC,
+    assert_nothing_lost,
+    chaos_spec,
+    fault_landed,
+    freeze_mid_batch,
+    load_source,
+    slow_data_plane,
+    start_standby,
+    take_over,
+    wait_for,
+)
+from tests.chaos import sandbox_indexes as sandbox_indexes
+from tests.fleet_jobs import batches, start_job
+
+pytestmark = pytest.mark.chaos
+
+
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
+def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, pool: str) -> None:
+    """SIGKILL of the whole worker (pool and all) while batches run. Recovered **without** `resume`: the tasks are
+    ``acks_late``, so the killed worker's messages (the batches it was running and the ones it had prefetched) stay
+    in Redis' ``unacked`` set; once they are older than the visibility timeout (5 s here), the new worker's restore
+    sweep puts them back on their queues and they run again. ``start_batch`` accepts a batch left ``running``, and
+    the upsert is idempotent, so the second run completes it. A lister killed with the worker left its lock behind;
+    the lock expires (3 s here, before the redelivery) and the redelivered lister continues from the saved token.
+    A redelivered task also re-sends what its killed run may have recorded but not yet sent (the lister's queued
+    batches, a copied run's verification): see ``test_chaos_exact_moments.py``. A message Redis had just handed the
+    killed worker is in no queue and not unacked; the workers' stalled-run sweep sends its work again (see
+    ``test_chaos_lost_messages.py``)."""
+    loaded = load_source(stack, namespaces=4, per_namespace=400)
+    slow_data_plane(stack, latency_ms=120)
+    first = stack.start_worker(QUEUES, 6, pool=pool, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
+    successor = start_standby(stack, "successor", pool=pool, **FAST_RECOVERY, **QUICK_RETRIES)
+    db, _, job_id = start_job(stack, chaos_spec(stack))
+
+    orphaned = freeze_mid_batch(first, db, job_id, total_batches=80)
+    stack.kill(first, signal.SIGKILL)
+    fault_landed(stack)
+    take_over(stack, successor)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    rerun = {b.id: b.attempts for b in batches(db, job_id) if b.id in orphaned}
+    assert all(n >= 2 for n in rerun.values()), rerun  # the orphans were started again, by redelivery
+
+
+def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redelivery(stack: Stack) -> None:
+    """Small namespaces (one list page and one batch each) go several to a task that lists and copies them one after
+    the other (``workers.small_group``). SIGKILL of the worker mid-group: each group's message is redelivered
+    (``acks_late``) and first sends what its killed run left between two steps of a run (a batch recorded or
+    running with no copy task of its own, a copied run's verification), then goes on with the runs it never
+    reached. Every id is still batched once, and every namespace copied whole."""
+    loaded = load_source(stack, namespaces=48, per_namespace=5)
+    slow_data_plane(stack, latency_ms=120)
+    pool = {"pool": "threads", **FAST_RECOVERY, **QUICK_RETRIES}
+    first = stack.start_worker(QUEUES, 6, name="doomed", **pool)
+    successor = start_standby(stack, "successor", **pool)
+    # one task a group of 16 (a job this small is otherwise cut into a task per namespace)
+    db, _, job_id = start_job(stack, chaos_spec(stack), small_group_min_tasks=1)
+
+    orphaned = freeze_mid_batch(first, db, job_id, total_batches=48)
+    stack.kill(first, signal.SIGKILL)
+    fault_landed(stack)
+    take_over(stack, successor)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    rerun = {b.id: b.attempts for b in batches(db, job_id) if b.id in orphaned}
+    assert all(n >= 2 for n in rerun.values()), rerun  # the batches the kill left running were copied again
+    assert len(batches(db, job_id)) == 48
+
+
+def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id_twice(stack: Stack) -> None:
+    """A worker that only lists is SIGKILLed while it is listing a big namespace (the in-flight bound keeps the
+    listing going for the whole copy). Its lock is left behind and its wake-up flag may be too. Recovered by a new
+    list worker and **`resume`**: the resumed lister waits out the dead lister's lock (3 s TTL here, refreshed while
+    a lister is alive) and continues from the list token saved with the last batch. The dead lister's own task is
+    redelivered too (visibility timeout); a batch is only written if the token it was listed from is still the
+    saved one, so the two can never batch an id twice."""
+    loaded = load_source(stack, namespaces=1, per_namespace=1200)
+    stack.pinecone.set_faults(SRC, Faults(latency_ms=80))
+    stack.pinecone.set_faults(DST, Faults(latency_ms=80))
+    lister = stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
+    stack.start_worker("copy,verify", 4, name="copier", **FAST_RECOVERY)
+    lister2 = start_standby(stack, "lister2", 2, pool="prefork", **FAST_RECOVERY)
+    db, dispatcher, job_id = start_job(stack, chaos_spec(stack, max_batches_in_flight=3))
+    run_id = jobs.runs_of(db, job_id)[0].id
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+
+    def listing_in_progress() -> bool:
+        run = jobs.get_run(db, run_id)
+        return 8 <= run.batches_total <= 40 and bool(broker.exists(lock_key(f"list:{run_id}")))
+
+    wait_for(listing_in_progress, "the lister to be listing (lock held) after a few batches", poll_s=0.01)
+    stack.kill(lister, signal.SIGKILL)
+    assert broker.exists(lock_key(f"list:{run_id}"))  # the dead lister's lock is still there
+    at_kill = jobs.get_run(db, run_id)
+    assert not at_kill.listing_done and at_kill.list_token
+    fault_landed(stack)
+    take_over(stack, lister2, "list")
+    recovery.resume(db, dispatcher, job_id)
+
+    assert_nothing_lost(stack, db, job_id, loaded)
+    assert jobs.get_run(db, run_id).batches_total == 60
