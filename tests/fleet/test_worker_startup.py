@@ -16,9 +16,7 @@ COMMAND_LINE_MODULES = {"celery.bin.celery", "click_repl", "click_didyoumean", "
 def imported_modules(log: Path) -> set[str]:
     """The modules a process imported, from its ``PYTHONPROFILEIMPORTTIME`` lines (an import statement's; Python does
     not log a module loaded through ``importlib.import_module`` itself, only what that module's statements import)."""
-    return {
-        line.rsplit("|", 1)[-1].strip() for line in log.read_text().splitlines() if line.startswith("import time:")
-    }
+    return {line.rsplit("|", 1)[-1].strip() for line in log.read_text().splitlines() if line.startswith("import time:")}
 
 
 def test_a_worker_answers_under_its_name_without_loading_celerys_command_line(stack: Stack) -> None:
