@@ -284,7 +284,7 @@ def rollback_job(
         jobs.finish_rollback(ctx.db, rollback_id, actor, passed=True)
     except NsmigrateError as e:
         reason = f"{type(e).__name__}: {e}"
-        log.warning("rollback of job %s stopped: %s", forward_job_id, reason)
+        log.info("rollback of job %s stopped: %s", forward_job_id, reason)  # the caller reports it (cleaning._refuse)
         jobs.finish_rollback(ctx.db, rollback_id, actor, passed=False, reason=reason)
         out.update(
             action="failed" if not isinstance(e, StateError) else "refused",
@@ -318,5 +318,5 @@ def _refuse(
     reason = f"the originals could not be verified: {'; '.join(failed.reasons())}; nothing was deleted"
     jobs.finish_rollback(ctx.db, out["rollback_job_id"], rb.actor, passed=False, reason=reason)
     out.update(action="refused", reason=reason)
-    log.warning("rollback of job %s refused: %s", rb.forward_job_id, reason)
+    log.info("rollback of job %s refused: %s", rb.forward_job_id, reason)  # the caller reports it (cleaning._refuse)
     return out

@@ -50,7 +50,7 @@ def _refused(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, **d
     jobs.record_event(
         ctx.db, "sync_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **detail
     )
-    log.warning("sync of run %s refused: %s", run.id, reason)
+    log.info("sync of run %s refused: %s", run.id, reason)  # info: the caller reports it (see cleaning._refuse)
     return {"run_id": run.id, "namespace": run.source_namespace, "action": "refused", "reason": reason, **detail}
 
 

@@ -9,11 +9,14 @@ uses the sandbox (the import-linter contract in ``pyproject.toml`` says so).
 from __future__ import annotations
 
 import importlib
-from typing import Annotated, NamedTuple
+import os
+import sys
+from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 import typer
 
-from cli.demo.harness import DemoOptions
+if TYPE_CHECKING:  # the harness imports the whole stack: `nsmigrate demo --help` needs only the list below
+    from cli.demo.harness import DemoOptions
 
 
 class Scenario(NamedTuple):
@@ -90,7 +93,14 @@ def demo(
             f"no scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)} (see `nsmigrate demo --help`)",
             param_hint="SCENARIO",
         )
-    raise typer.Exit(run_scenario(scenario, DemoOptions(keep=keep, copy_concurrency=workers)))
+    from cli.demo.harness import DemoOptions
+
+    code = run_scenario(scenario, DemoOptions(keep=keep, copy_concurrency=workers))
+    # Everything the scenario started is stopped. What is left is its data (hundreds of MB of vectors in the
+    # in-process data plane), which the interpreter would free object by object for seconds: leave at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def run_scenario(name: str, options: DemoOptions) -> int:

@@ -192,6 +192,10 @@ class App:
         records = self.ledger[ns]
         if kind != "upsert" and not records:
             kind = "upsert"  # nothing left to change in this namespace
+        elif kind == "delete" and len(records) == 1:
+            # Never empties a namespace: one whose copy was made and whose source then lists no ids is a vanished
+            # source, which `sync --propagate-deletes` refuses by design (a seed namespace holds a single vector).
+            kind = "update"
         if kind == "delete":
             id_ = sorted(records)[int(rng.integers(len(records)))]
             self.index.delete(ids=[id_], namespace=ns)

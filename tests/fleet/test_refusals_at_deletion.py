@@ -114,6 +114,18 @@ def test_cleanup_says_each_refusal_once_per_namespace(stack: Stack) -> None:
     assert stack.pinecone.count("src", "ns0") == 60
 
 
+def test_sync_says_its_refusal_once_per_namespace(stack: Stack) -> None:
+    _, job_id = verified_job(stack)
+    stack.pinecone.service("src").store.delete_namespace("ns0")  # a vanished source: --propagate-deletes refuses
+
+    done = process_cli(stack, "sync", str(job_id), "--propagate-deletes", "--yes")
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    said = [line for line in (done.stdout + done.stderr).splitlines() if "refused" in line]
+    assert len(said) == 1 and said[0].startswith("ns0: refused — source namespace 'ns0' lists no ids now"), said
+    assert stack.pinecone.count("dst", "ns0") == 60
+
+
 def test_cleanup_keeps_a_source_vector_changed_after_verification(stack: Stack) -> None:
     db, job_id = verified_job(stack)
     changed = "v0-0007"
@@ -158,6 +170,19 @@ def test_a_cleanup_stopped_half_way_keeps_sync_from_deleting_the_copies_left(
     refused = sync_run(ctx, run.id, propagate_deletes=True, actor="tester")
     assert refused["action"] == "refused" and "deleted 1000 of this namespace's source ids" in refused["reason"]
     assert stack.pinecone.count("dst", "ns0") == 1500
+
+
+def test_a_cleanup_whose_delete_failed_exits_1(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, job_id = verified_job(stack, per_namespace=1500, batch_size=500)
+    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("NSMIGRATE_RETRY_MAX_WAIT_S", "0.05")
+    stack.pinecone.set_faults("src", Faults(error_rate_5xx=0.9, error_ops=("delete",), seed=564))
+
+    result = cli(stack, "cleanup", str(job_id), "--yes")
+
+    assert result.exit_code == 1, result.output  # a script must not take a half-done cleanup for a done one
+    assert "ns0: failed after deleting 1000 — delete failed" in result.output, result.output
+    assert stack.pinecone.count("src", "ns0") == 500
 
 
 def test_a_cleanup_stopped_half_way_is_taken_up_again_proving_every_id_left(
