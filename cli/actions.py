@@ -149,12 +149,12 @@ def cleanup(
             raise fail("cleanup deletes source data: pass --yes to confirm (or --dry-run to see what it would do)")
         typer.confirm(f"Delete up to {len(runs)} verified source namespaces of job {job_id}?", abort=True)
     ctx = WorkerContext(resolved)
-    refused = 0
+    not_done = 0  # refused, or failed part-way (a store error): either way the source is not all gone
     for r in runs:
         result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor(), decommission_now=decommission_now)
-        refused += result["action"] == "refused"
+        not_done += result["action"] in ("refused", "failed")
         console.print(escape(f"{display_namespace(r.source_namespace)}: {cleanup_outcome(result)}"), soft_wrap=True)
-    raise typer.Exit(1 if refused else 0)
+    raise typer.Exit(1 if not_done else 0)
 
 
 def cleanup_outcome(result: dict[str, Any]) -> str:

@@ -172,6 +172,19 @@ def test_a_cleanup_stopped_half_way_keeps_sync_from_deleting_the_copies_left(
     assert stack.pinecone.count("dst", "ns0") == 1500
 
 
+def test_a_cleanup_whose_delete_failed_exits_1(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, job_id = verified_job(stack, per_namespace=1500, batch_size=500)
+    monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("NSMIGRATE_RETRY_MAX_WAIT_S", "0.05")
+    stack.pinecone.set_faults("src", Faults(error_rate_5xx=0.9, error_ops=("delete",), seed=564))
+
+    result = cli(stack, "cleanup", str(job_id), "--yes")
+
+    assert result.exit_code == 1, result.output  # a script must not take a half-done cleanup for a done one
+    assert "ns0: failed after deleting 1000 — delete failed" in result.output, result.output
+    assert stack.pinecone.count("src", "ns0") == 500
+
+
 def test_a_cleanup_stopped_half_way_is_taken_up_again_proving_every_id_left(
     stack: Stack, worker_context: Callable[..., WorkerContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
