@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 from celery import Celery
+from celery.concurrency import get_implementation
+from celery.utils.log import mlevel
+from celery.utils.nodenames import default_nodename, host_format
 
 from cli.console import err_console
 from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
@@ -20,6 +23,8 @@ app = typer.Typer(add_completion=False)
 
 #: The Celery pools `nsmigrate worker` runs: processes or threads (gevent/eventlet would need monkey-patching).
 WORKER_POOLS = ("prefork", "threads")
+#: The log levels `nsmigrate worker --loglevel` takes (Celery's; any case).
+WORKER_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: Tasks `nsmigrate flower` keeps in memory by default: its memory stays bounded however many namespaces a job has.
 FLOWER_MAX_TASKS = 10_000
 
@@ -57,7 +62,7 @@ def worker(
             "tasks wait out the visibility timeout)."
         ),
     ] = "prefork",
-    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    loglevel: Annotated[str, typer.Option(help="Celery log level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")] = "INFO",
     hostname: Annotated[
         str | None,
         typer.Option(
@@ -98,6 +103,8 @@ def worker(
         raise fail(f"unknown queue(s) {unknown}: choose from {[q.value for q in Queue]}")
     if pool not in WORKER_POOLS:
         raise fail(f"unknown --pool {pool!r}: choose prefork or threads")
+    if loglevel.upper() not in WORKER_LOG_LEVELS:
+        raise fail(f"unknown --loglevel {loglevel!r}: choose one of {', '.join(WORKER_LOG_LEVELS)}")
     if metrics_port is not None and pool == "prefork" and not os.environ.get(metrics.MULTIPROC_DIR_ENV):
         raise fail(
             f"--metrics-port with --pool prefork needs {metrics.MULTIPROC_DIR_ENV}: set it to an empty directory "
@@ -118,23 +125,18 @@ def worker(
             raise fail(
                 f"--metrics-port {metrics_port}: cannot serve on {metrics_address} ({e.strerror}); choose a free port"
             ) from e
-    celery_app.worker_main(
-        [
-            "worker",
-            "-Q",
-            queues,
-            "-c",
-            str(concurrency),
-            "-P",
-            pool,
-            "-l",
-            loglevel,
-            "-n",
-            name,
-            "--without-mingle",
-            "--without-gossip",
-        ]
-    )
+    # Celery's own worker object, as `celery worker` builds it, without loading Celery's command line: that imports
+    # every celery subcommand and its plugins (Flower, Tornado, prompt_toolkit), ~0.15 CPU-s of every worker start
+    # that the worker never uses (bench/README.md: Worker start-up).
+    celery_app.Worker(
+        hostname=host_format(default_nodename(name)),
+        pool_cls=get_implementation(pool),
+        loglevel=mlevel(loglevel.upper()),
+        concurrency=concurrency,
+        queues=queues.split(","),
+        without_mingle=True,
+        without_gossip=True,
+    ).start()
 
 
 @app.command()

@@ -7,6 +7,7 @@ Configuration is applied by ``configure(settings)`` at the entry point, not at i
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 from celery import Celery
 from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import celeryd_after_setup, worker_process_init, worker_ready
 from celery.worker.consumer.consumer import STOP_CONDITIONS
 
 from orchestrator.messaging.dispatch import celery_config
@@ -92,6 +93,14 @@ class Consumer(TunedConsumer):
 def _warm_up_for_tasks() -> None:
     """Connections for every task slot."""
     warm_up()
+
+
+@celeryd_after_setup.connect
+def _freeze_what_is_loaded(**_: object) -> None:
+    # Right before the pool starts (a prefork pool forks its children next): the objects loaded so far (modules,
+    # tasks, the SDK's decoders) stay out of every later garbage collection. A child's first full collection would
+    # otherwise touch, and so copy, every page it shares with the main process.
+    gc.freeze()
 
 
 @worker_process_init.connect

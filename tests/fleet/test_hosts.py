@@ -36,7 +36,6 @@ from orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState
 from sandbox.hosts import HostNetwork, unavailable
 from sandbox.services_host import ServicesHost
 from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
-from tests.chaos import FAST_RECOVERY
 from tests.fleet_jobs import batches
 from tests.polling import wait_until
 
@@ -58,6 +57,8 @@ SLOTS = 4
 #: new connection's SYN 1 and 3 s after), then at 6.2 s: 4 s is past four of them, and the link is back before
 #: the fifth. (A 15 s outage proved the same and waited for the retransmission at 25.4 s.)
 OUTAGE_S = 4
+#: For a host that is gone: its unacknowledged tasks come back after 10 s, a lister's lock after 3 s.
+FAST_RECOVERY = {"NSMIGRATE_VISIBILITY_TIMEOUT_S": "10", "NSMIGRATE_LISTER_LOCK_TTL_S": "3"}
 
 Loaded = dict[str, dict[str, tuple[list[float], dict[str, Any]]]]
 
@@ -306,7 +307,7 @@ def test_a_worker_host_cut_off_mid_job_finishes_its_batches_when_its_link_comes_
 
 def test_a_worker_host_gone_for_good_mid_job_has_its_batches_redelivered(fleet: Fleet) -> None:
     """The host is cut off, then its processes die (a machine that is gone): its batches are sent again after the
-    visibility timeout (5 s here; by Redis' redelivery of its unacknowledged tasks, or by the fleet's sweep for
+    visibility timeout (10 s here; by Redis' redelivery of its unacknowledged tasks, or by the fleet's sweep for
     stalled runs) and the other hosts finish the job, with no `resume`."""
     loaded = load_source(fleet, namespaces=3, per_namespace=1000)
     slow_data_plane(fleet)

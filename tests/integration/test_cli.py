@@ -287,6 +287,12 @@ def test_worker_with_an_unknown_pool_is_refused(cli: Cli) -> None:
     assert "'gevent'" in message and "prefork or threads" in message
 
 
+def test_worker_with_an_unknown_log_level_is_refused(cli: Cli) -> None:
+    message = one_line(error_of(cli("worker", "--queues", "copy", "--loglevel", "LOUD")))
+
+    assert "--loglevel 'LOUD'" in message and "WARNING" in message
+
+
 def test_flower_without_its_password_is_refused(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NSMIGRATE_FLOWER_PASSWORD", raising=False)
 
