@@ -35,6 +35,9 @@ from workers.syncing import sync_runs
 
 app = typer.Typer(add_completion=False)
 
+#: Namespaces named when several are refused for one reason (the rest are counted).
+REFUSED_NAMES_SHOWN = 5
+
 
 @app.command()
 def retry(
@@ -150,10 +153,21 @@ def cleanup(
         typer.confirm(f"Delete up to {len(runs)} verified source namespaces of job {job_id}?", abort=True)
     ctx = WorkerContext(resolved)
     not_done = 0  # refused, or failed part-way (a store error): either way the source is not all gone
+    said: dict[str, list[str]] = {}  # a refusal's reason → the namespaces refused for it after the first
     for r in runs:
         result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor(), decommission_now=decommission_now)
         not_done += result["action"] in ("refused", "failed")
-        console.print(escape(f"{display_namespace(r.source_namespace)}: {cleanup_outcome(result)}"), soft_wrap=True)
+        name = display_namespace(r.source_namespace)
+        if result["action"] == "refused" and result.get("reason") in said:
+            said[result["reason"]].append(name)  # a job-wide reason (the cut-over's) is said once, not per namespace
+            continue
+        if result["action"] == "refused":
+            said[result["reason"]] = []
+        console.print(escape(f"{name}: {cleanup_outcome(result)}"), soft_wrap=True)
+    for names in said.values():
+        if names:
+            shown = ", ".join(names[:REFUSED_NAMES_SHOWN]) + (", …" if len(names) > REFUSED_NAMES_SHOWN else "")
+            console.print(escape(f"{len(names)} more refused for the same reason: {shown}"), soft_wrap=True)
     raise typer.Exit(1 if not_done else 0)
 
 

@@ -189,6 +189,12 @@ def ensure_schema(engine: sa.Engine) -> None:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7316001)"))
         if _schema_version(conn) == SCHEMA_VERSION:  # the usual case: one query, no reflection of every table
             return
+        if not set(sa.inspect(conn).get_table_names()) & set(Base.metadata.tables):
+            # A fresh database: nothing older to bring up to date, so none of the catalogue reads below (each
+            # table's columns and indexes, 40-odd queries that cost more than the tables themselves).
+            Base.metadata.create_all(conn, checkfirst=False)
+            conn.execute(sa.insert(SchemaInfo).values(version=SCHEMA_VERSION))
+            return
         Base.metadata.create_all(conn)
         # create_all adds no column to an existing table: add what later versions brought. States are plain
         # strings (not a database enum), so a new state needs no change to the database.

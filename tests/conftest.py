@@ -2,7 +2,8 @@
 
 - ``redis_server`` / ``redis_url``: a real Redis on a free port; flushed before each test that asks for ``redis_url``.
 - ``password_redis_server``: another real Redis, that answers only clients giving its password.
-- ``postgres_server``: PostgreSQL 18 + pgvector; ``database_url`` is a brand-new database per test (pgvector enabled).
+- ``postgres_server``: PostgreSQL 18 + pgvector; ``database_url`` is a brand-new database per test (pgvector enabled);
+  ``job_table_url`` the same with the job-table schema, copied from a template made once per process.
 
 On CI (``CI=true``) a ``timing`` test whose speed bound was missed (``tests.timing.assert_timing``) is reported as
 xfailed with the measured value instead of failing; its other assertions fail as usual.
@@ -97,26 +98,51 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.destroy()
 
 
-@pytest.fixture
-def database_url(postgres_server: PostgresServer) -> Iterator[str]:
-    """A fresh, empty database (with pgvector) for this test only."""
-    name = f"t{os.getpid()}_{next(_db_counter)}"
-    admin = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        # FILE_COPY: a copy of template1's files and a checkpoint (cheap with fsync off), where the default writes
-        # every block of it through the WAL: ~0.4 -> ~0.15 s and half the server's CPU a test (bench/README.md).
-        conn.execute(sa.text(f"CREATE DATABASE {name} STRATEGY FILE_COPY"))
-    yield postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
+@pytest.fixture(scope="session")
+def postgres_admin(postgres_server: PostgresServer) -> Iterator[sa.Engine]:
+    """One connection that creates and drops this process's test databases (an engine per test forked a backend)."""
+    engine = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT", pool_size=1)
+    yield engine
+    engine.dispose()
 
 
-@pytest.fixture
-def job_table_url(database_url: str) -> str:
-    """A fresh database holding the job-table schema, as `nsmigrate worker` makes sure of before its pool starts
-    (a ``WorkerContext`` does not create it)."""
+@pytest.fixture(scope="session")
+def job_table_template(postgres_server: PostgresServer, postgres_admin: sa.Engine) -> str:
+    """A database holding the job-table schema, made once per process: ``job_table_url`` copies it, which costs
+    no more than an empty database and saves each test creating the schema. Nothing connects to it afterwards
+    (Postgres copies only a template nobody is connected to)."""
     from orchestrator.jobs import Database
 
-    Database(database_url).dispose()
-    return database_url
+    name = f"t{os.getpid()}_job_table"
+    with postgres_admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    Database(_url_of(postgres_server, name)).dispose()
+    return name
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer, postgres_admin: sa.Engine) -> Iterator[str]:
+    """A fresh, empty database (with pgvector) for this test only."""
+    yield from _fresh_database(postgres_server, postgres_admin, "template1")
+
+
+@pytest.fixture
+def job_table_url(postgres_server: PostgresServer, postgres_admin: sa.Engine, job_table_template: str) -> Iterator[str]:
+    """A fresh database holding the job-table schema, as `nsmigrate worker` makes sure of before its pool starts
+    (a ``WorkerContext`` does not create it)."""
+    yield from _fresh_database(postgres_server, postgres_admin, job_table_template)
+
+
+def _fresh_database(server: PostgresServer, admin: sa.Engine, template: str) -> Iterator[str]:
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    with admin.connect() as conn:
+        # FILE_COPY: a copy of the template's files and a checkpoint (cheap with fsync off), where the default writes
+        # every block of it through the WAL: ~0.4 -> ~0.15 s and half the server's CPU a test (bench/README.md).
+        conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"))
+    yield _url_of(server, name)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def _url_of(server: PostgresServer, database: str) -> str:
+    return server.url.rsplit("/", 1)[0] + f"/{database}"

@@ -144,7 +144,11 @@ def _nsmigrate(*args: str) -> int:
 
 
 def _step(what: str, expected: int, *args: str) -> bool:
-    """Run ``nsmigrate ARGS`` as a user would; whether it exited ``expected``."""
+    """Run ``nsmigrate ARGS`` as a user would; whether it exited ``expected``. Skipped once a step went wrong: the
+    runbook's next steps (a cleanup among them) assume the ones before them answered as it says."""
+    if _missed:
+        console.print(f"\n[yellow]skipped[/] {what}: `nsmigrate {' '.join(args)}` (an earlier step went wrong)")
+        return False
     console.print(f"\n[bold]{what}[/]\n$ nsmigrate {' '.join(args)}")
     code = _nsmigrate(*args)
     if code != expected:
@@ -213,6 +217,8 @@ class App:
         """Whether the application's reads reach the namespaces ``percent`` selects, answered by the new index
         (only the copy carries ``migrated_from``), within ``FOLLOW_TIMEOUT_S``."""
         assert self.index is not None
+        if _missed:  # the step that should have moved them went wrong
+            return False
         expected = {ns for ns in self.ledger if reads_new(ns, percent)}
         probes = {ns: next(iter(records.values()))[0].tolist() for ns, records in self.ledger.items() if records}
         deadline = time.monotonic() + FOLLOW_TIMEOUT_S
@@ -226,6 +232,8 @@ class App:
             f"the application's reads: {len(answered_new)} of {len(probes)} namespaces answered by {NEW} "
             f"(expected {len(expected & set(probes))})" + ("" if ok else " [red]— they did not follow[/]")
         )
+        if not ok:
+            _missed.append(f"the application's reads did not follow {percent} %")
         return ok
 
     def _answered_by_new(self, ns: str, vector: list[float]) -> bool:

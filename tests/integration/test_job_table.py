@@ -19,7 +19,7 @@ from sqlalchemy import event
 from orchestrator import jobs
 from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs import pages
-from orchestrator.models import Batch, NamespaceRun
+from orchestrator.models import SCHEMA_VERSION, Base, Batch, NamespaceRun, ensure_schema
 from orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
 from orchestrator.spec.jobspec import parse_spec
 
@@ -80,6 +80,25 @@ def a_job(db: jobs.Database, namespaces: int = 1) -> tuple[int, list[int]]:
     )
     job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
     return job_id, [run.id for run in jobs.runs_of(db, job_id)]
+
+
+def test_a_fresh_database_gets_the_job_table_schema_in_twenty_statements_with_every_index(database_url: str) -> None:
+    # Every command, worker and test starts with `Database(url)`: on a fresh database it read each table's columns
+    # and indexes back from the catalogue after creating them, 53 statements; creating is all it needs.
+    statements: list[str] = []
+    engine = sa.create_engine(database_url)
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: statements.append(statement))
+    ensure_schema(engine)  # what `Database(url)` does with its engine
+    assert len(statements) == 20, [" ".join(s.split())[:60] for s in statements]
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema")) == SCHEMA_VERSION
+        found = set(conn.scalars(sa.text("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")))
+    wanted = {index.name for table in Base.metadata.tables.values() for index in table.indexes}
+    assert wanted and wanted <= found
+    statements.clear()
+    ensure_schema(engine)  # made already: one version check, nothing created
+    assert [s.split()[0] for s in statements] == ["SELECT", "SELECT", "SELECT"]
+    engine.dispose()
 
 
 @pytest.fixture
