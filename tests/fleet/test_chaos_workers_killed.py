@@ -103,8 +103,8 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
     stack.pinecone.set_faults(SRC, Faults(latency_ms=80))
     stack.pinecone.set_faults(DST, Faults(latency_ms=80))
     lister = stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
-    stack.start_worker("copy,verify", 4, name="copier", **FAST_RECOVERY)
-    lister2 = start_standby(stack, "lister2", 2, pool="prefork", **FAST_RECOVERY)
+    # the copy worker lists too once the lister is dead: a new list worker, without a boot of its own
+    copier = start_standby(stack, "copier", 4, pool="prefork", consuming="copy,verify", **FAST_RECOVERY)
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack, max_batches_in_flight=3))
     run_id = jobs.runs_of(db, job_id)[0].id
     broker = redis_lib.Redis.from_url(stack.redis_url)
@@ -119,7 +119,7 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
     at_kill = jobs.get_run(db, run_id)
     assert not at_kill.listing_done and at_kill.list_token
     fault_landed(stack)
-    take_over(stack, lister2, "list")
+    take_over(stack, copier, "list")
     recovery.resume(db, dispatcher, job_id)
 
     assert_nothing_lost(stack, db, job_id, loaded)

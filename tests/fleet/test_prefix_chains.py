@@ -100,8 +100,8 @@ def test_a_lister_killed_mid_way_resumes_every_chain(stack: Stack) -> None:
     load(stack, ids)
     stack.pinecone.set_faults("big-src", Faults(latency_ms=40))
     lister = stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
-    stack.start_worker("copy,verify", 4, name="copier", **FAST_RECOVERY)
-    lister2 = start_standby(stack, "lister2", 2, pool="prefork", **FAST_RECOVERY)
+    # the copy worker lists too once the lister is dead: a new list worker, without a boot of its own
+    copier = start_standby(stack, "copier", 4, pool="prefork", consuming="copy,verify", **FAST_RECOVERY)
     db, job_id = start(stack, spec(stack, max_batches_in_flight=6))
     run_id = jobs.runs_of(db, job_id)[0].id
 
@@ -112,7 +112,7 @@ def test_a_lister_killed_mid_way_resumes_every_chain(stack: Stack) -> None:
     wait_until(chains_part_listed, what="the chains to have listed part of the namespace", timeout_s=120)
     stack.kill(lister, signal.SIGKILL)
     fault_landed(stack)
-    take_over(stack, lister2, "list")
+    take_over(stack, copier, "list")
     recovery.resume(db, Dispatcher(Settings(database_url=stack.database_url, redis_url=stack.redis_url)), job_id)
     wait_for_job(db, job_id, verified, timeout_s=240)
 
