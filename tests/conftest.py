@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_lib
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 
 from sandbox.services import PostgresServer, RedisServer
 from tests.timing import TimingMiss
@@ -27,6 +28,11 @@ from tests.timing import TimingMiss
 pytest_plugins = ["tests.tiers", "tests.service_fixtures"]
 
 _db_counter = itertools.count()
+
+# No wall-clock limit per example (Hypothesis' default is 200 ms): on a loaded 2-core machine a pure example can take
+# longer, and a property test is about the property, not the speed (`test_delta`'s round trip failed so, twice).
+hypothesis_settings.register_profile("nsmigrate", deadline=None)
+hypothesis_settings.load_profile("nsmigrate")
 
 # pytest-xdist's workers set COLUMNS=80, and rich fixes the width of a console made while COLUMNS is set (cli.console's
 # are made at import): without it, the width is read at each print, so a test can widen the output with
