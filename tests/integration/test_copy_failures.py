@@ -19,6 +19,9 @@ class _BrokenStore(StoreDefaults):
 
     name = "broken"
 
+    def identity(self) -> str:  # the rate budget is keyed by it
+        return "broken"
+
     def fetch(self, namespace: str, ids: list[str]) -> list[object]:
         raise RuntimeError("connection object vanished")
 
