@@ -158,10 +158,10 @@ def cleanup(
         result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor(), decommission_now=decommission_now)
         not_done += result["action"] in ("refused", "failed")
         name = display_namespace(r.source_namespace)
-        if result["action"] == "refused" and result.get("reason") in said:
-            said[result["reason"]].append(name)  # a job-wide reason (the cut-over's) is said once, not per namespace
-            continue
         if result["action"] == "refused":
+            if result["reason"] in said:  # a reason the whole job shares (the cut-over's): said once, not per namespace
+                said[result["reason"]].append(name)
+                continue
             said[result["reason"]] = []
         console.print(escape(f"{name}: {cleanup_outcome(result)}"), soft_wrap=True)
     for names in said.values():
