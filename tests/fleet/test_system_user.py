@@ -7,8 +7,10 @@ import os
 import pwd
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,7 @@ def fresh_user_name() -> Iterator[str]:
     name = f"nsm_t{uuid.uuid4().hex[:10]}"
     yield name
     subprocess.run(["userdel", name], capture_output=True)
+    (Path(tempfile.gettempdir()) / f"nsmigrate-user-{name}.lock").unlink(missing_ok=True)
 
 
 def test_processes_that_ask_for_the_user_at_once_all_get_the_one_user(fresh_user_name: str) -> None:
