@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import importlib.util
 import os
 import pwd
@@ -245,12 +246,20 @@ def _postgres_bin() -> Path:
     return Path(spec.origin).parent / "pginstall" / "bin"
 
 
-def _ensure_system_user() -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(_PG_SYSTEM_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", _PG_SYSTEM_USER], check=True, capture_output=True)
-        return pwd.getpwnam(_PG_SYSTEM_USER)
+def ensure_system_user(name: str = _PG_SYSTEM_USER) -> pwd.struct_passwd:
+    """The unprivileged user Postgres runs as when we are root (initdb refuses root), created on first use.
+
+    On a fresh machine several processes ask at once (one per xdist worker, or a demo beside the tests): concurrent
+    ``useradd`` calls fail on each other's lock of /etc/passwd or on the name just taken, so the first creates it
+    under a machine-wide file lock and the others find it made.
+    """
+    with open(Path(tempfile.gettempdir()) / f"nsmigrate-user-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", name], check=True, capture_output=True)
+            return pwd.getpwnam(name)
 
 
 @dataclass
@@ -273,7 +282,7 @@ class PostgresServer:
     def _run_as(self) -> dict[str, int]:
         if os.geteuid() != 0:
             return {}
-        entry = _ensure_system_user()
+        entry = ensure_system_user()
         return {"user": entry.pw_uid, "group": entry.pw_gid}
 
     def _init(self, bin_dir: Path) -> None:
