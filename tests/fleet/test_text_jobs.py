@@ -35,8 +35,8 @@ from tests.chaos import (
     all_verified,
     fault_landed,
     fetch_all,
+    freeze_mid_batch,
     kill_and_lose_its_messages,
-    mid_copy,
     start_standby,
     take_over,
     wait_for,
@@ -305,10 +305,8 @@ def test_kill_9_of_a_worker_mid_copy_is_recovered_by_redelivery(stack: Stack, ki
     successor = start_standby(stack, "successor", **FAST_RECOVERY, **QUICK_RETRIES)
     db, _, job_id = start_job(stack, spec)
 
-    wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
+    orphaned = freeze_mid_batch(first, db, job_id, total_batches=46)  # none can finish between the look and the kill
     stack.kill(first, signal.SIGKILL)
-    orphaned = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-    assert orphaned
     fault_landed(stack)
     take_over(stack, successor)
 
@@ -345,7 +343,7 @@ def test_resume_finishes_a_text_job_whose_messages_are_gone_after_a_kill_9(stack
     successor = start_standby(stack, "successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
     db, dispatcher, job_id = start_job(stack, spec)
 
-    wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
+    freeze_mid_batch(first, db, job_id, total_batches=46)  # its running batches cannot finish before the kill
     stuck = kill_and_lose_its_messages(stack, first, db, job_id, successor)
 
     assert recovery.resume(db, dispatcher, job_id)["batches"] >= len(stuck)
