@@ -27,6 +27,7 @@ from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
+from workers.rollback import _Rollback
 from workers.stores.base import Store
 
 DIM = 8
@@ -503,3 +504,24 @@ def test_propagated_deletes_keep_the_copies_of_ids_a_cleanup_under_way_deleted(
     assert job.target.count("alpha") == 30
     assert result["action"] == "refused" and result["deleted"] == 0, result
     assert "a cleanup of this namespace is under way" in result["reason"], result
+
+
+def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_check(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # Between the rollback's last check of the originals and its delete of the copies, an original is deleted (an
+    # application, a cleanup): its copy is now the only one, and the rollback must say so, not pass.
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(12)}, started=True)
+    assert job.verify()["passed"]
+    [run] = jobs.runs_of(ctx.db, job.job_id)
+    rollback = _Rollback(ctx, job.job_id, "tester")
+    check = rollback.check(run, restore=False)
+    assert check.passed, check.summary
+    job.source.delete("alpha", ["v-004"])
+
+    removed = rollback.delete_targets([run], {run.id: check})
+
+    assert [r.id for r in job.target.fetch("alpha", ["v-004"])] == ["v-004"]  # the only copy, kept
+    assert removed["alpha"]["deleted"] == 11 and removed["alpha"]["refused_count"] == 1, removed
+    assert removed["alpha"]["refused"][0]["id"] == "v-004"
+    assert "no original" in removed["alpha"]["reason"], removed
