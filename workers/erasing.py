@@ -6,7 +6,9 @@ targets of its copy jobs) and any store named on the command line, the namespace
 shared namespace searched for their vectors (``public``, the review namespace, the default namespace, hand-made
 names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
 deletes one place, then checks it: counts polled to zero, a listing, and a fetch of the deleted ids (stores are
-eventually consistent), or for a backup the files read again. The last place to finish writes the receipt.
+eventually consistent), or for a backup the files read again. The last place to finish writes the receipt. A backup
+place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where the plan found the directory: a
+worker that cannot see it would find it gone and check it erased.
 
 A place is re-run safely: a whole namespace is deleted again, a shared namespace is searched again, a backup is
 rewritten from what is left; so a worker killed mid-erasure loses nothing (its task is redelivered) and

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -319,4 +320,23 @@ def test_erase_refuses_while_a_copy_of_the_creator_may_still_write_it(cli: Cli, 
     assert cli("cancel", str(job_id)).exit_code == 0
     planned = cli("erase", "--creator", "a.1", "--dry-run")
     assert planned.exit_code == 0 and "dry run: nothing deleted" in planned.output, planned.output
+    db.dispose()
+
+
+def test_erase_erases_a_backup_where_it_found_it(cli: Cli, sandbox: PineconeSandbox, tmp_path: Path) -> None:
+    # A backup directory is on the host that wrote it (`nsmigrate run` or `export`), not on the cleanup workers (the
+    # compose deployment mounts none there): a worker reads a directory it cannot see as gone, i.e. erased, and the
+    # receipt would say so while every row is still on disk. The command that found it erases it. No worker runs.
+    sandbox.load("small-src", "public", [("mine", [0.1] * DIM, {"creator_id": "a.1"}), ("other", [0.2] * DIM, {})])
+    exported = cli("export", cli.spec_file(), "--out", str(tmp_path / "exp"))
+    assert exported.exit_code == 0, exported.output
+
+    erased = cli("erase", "--creator", "a.1", "--backup-dir", str(tmp_path / "exp"), "--yes", "--timeout-s", "5")
+
+    assert erased.exit_code == 0, erased.output
+    rows = [r["id"] for f in (tmp_path / "exp").rglob("*.parquet") for r in pq.read_table(f).to_pylist()]
+    assert rows == ["other"]
+    [job] = jobs.list_jobs(db := jobs.Database(cli.database_url))
+    receipt = jobs.erasure_receipt(db, job["job_id"])
+    assert receipt is not None and receipt["verified"] and receipt["backup_rows_erased"] == 1, receipt
     db.dispose()
