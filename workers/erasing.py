@@ -42,6 +42,7 @@ from orchestrator.tenancy.erasure import (
 )
 from orchestrator.tenancy.namespaces import Registry, display_namespace
 from workers.context import WorkerContext
+from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import Store, iter_all_ids
 from workers.verifying import chunks
 
@@ -213,6 +214,16 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
             error = str(check.get("reason", "the check after the delete did not pass"))
     except NsmigrateError as e:
         error = f"{e}; run `nsmigrate erase --resume {place.job_id}`"
+        jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the job table or Redis is unreachable: the task is sent again (workers.tasks)
+    except Exception as e:
+        # Anything unforeseen (a damaged backup file, a disk error, a bug) must not leave the place `erasing` with
+        # no reason: it fails with its error, which the receipt and `erase --resume` see.
+        # Info with the traceback: `nsmigrate erase` runs backup places itself, and a command has no logging set up
+        # (Python would print an error to its terminal beside the command's own line); the worker's log keeps it.
+        log.info("erasure place %s (job %s) failed unexpectedly", place_id, place.job_id, exc_info=True)
+        error = f"unexpected {type(e).__name__}: {e}; run `nsmigrate erase --resume {place.job_id}` once it is fixed"
         jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
     finally:
         if jobs.maybe_finish_erasure(ctx.db, place.job_id, receipt, ctx.worker_name) is not None:
