@@ -18,6 +18,7 @@ WORKING: dict[str, str] = {
     "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
     "cli/demo/cutover.py:APP_CACHE_S": "how old the demo application's copy of the rollout may be",
+    "cli/demo/cutover.py:COUNT_TIMEOUT_S": "the demo spec's count wait: the local data plane's counts are exact",
     "cli/demo/harness.py:JOB_TIMEOUT_S": "how long a demo watches its job",
     "cli/demo/pgvector.py:DIMENSION": "the seed data's dimension",
     "cli/demo/pgvector.py:ROWS": "the seed data's size",
