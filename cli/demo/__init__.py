@@ -38,7 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "pgvector": Scenario(
         "pgvector",
-        "seed 004: the application's legacy embeddings table (its own DDL, 805 chunks of dimension 3072) → "
+        "seed 004: the application's legacy embeddings table (its own DDL, 300 chunks of dimension 3072) → "
         "embeddings_default with its documented indexes (HNSW over halfvec for 3072 dimensions) and a second "
         "namespace table inside Postgres → a Pinecone index → back into roundtrip_* tables, each step verified; the "
         "round trip compared record by record and a similarity search answered by the HNSW index "
