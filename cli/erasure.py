@@ -94,6 +94,7 @@ def erase(
                 + " — fix it, or leave a store that is gone for good out with --skip-store LABEL",
                 1,
             )
+        _refuse_while_copying(plan)
         if not plan.places:
             console.print(f"nothing of {plan.subject.label} in any place nsmigrate knows; nothing to erase")
             raise typer.Exit(0)
@@ -119,7 +120,24 @@ def erase_everywhere(
     _print_plan(plan)
     if plan.unreadable:
         raise fail("cannot read every store: " + "; ".join(plan.unreadable), 1)
+    _refuse_while_copying(plan)
     return finish(database, _start(database, conf, plan), 600, receipt_path)
+
+
+def _refuse_while_copying(plan: ErasurePlan) -> None:
+    """Refuse while a copy job may still write the subject's data: its copies would come back after the places were
+    checked empty, under a receipt saying they were erased."""
+    if plan.writing:
+        named = "; ".join(
+            f"job {job_id} (namespaces {', '.join(repr(display_namespace(n)) for n in names)})"
+            for job_id, names in plan.writing.items()
+        )
+        raise fail(
+            f"copy jobs may still write {plan.subject.label}'s data after it is erased: {named} — wait for them to "
+            f"finish, or {', '.join(f'`nsmigrate cancel {j}`' for j in plan.writing)}, then erase again; nothing was "
+            "deleted",
+            1,
+        )
 
 
 def finish(database: jobs.Database, job_id: int, timeout_s: float, receipt_path: Path | None) -> dict[str, Any]:

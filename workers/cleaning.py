@@ -226,13 +226,14 @@ def _unchanged_problem(run: NamespaceRun, ids: list[str]) -> str | None:
 
 
 def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
-    earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
-    verdict = RunState(run.state)  # where a refusal or an interruption leaves the run
     try:
-        run = jobs.start_cleanup(ctx.db, run.id)  # verified → cleaning, under a row lock
+        # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
+        # cleanup may have stopped part-way since, and what it deleted must stay counted.
+        run, verdict = jobs.start_cleanup(ctx.db, run.id)
     except StateError as e:
         # Another cleanup or verify got there since we read the run; the refusal is audited here.
         return _refuse(ctx, run, e.message, actor, dry_run=False)
+    earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
     source = ctx.guarded(spec.source, spec.rate)
     ns = run.source_namespace
     try:

@@ -29,7 +29,15 @@ from orchestrator.errors import ErasureFailed, NsmigrateError
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import PlaceKind
 from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
-from orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
+from orchestrator.tenancy.erasure import (
+    KnownRun,
+    Subject,
+    places_in_store,
+    receipt,
+    registry_of,
+    still_writing,
+    subject_of,
+)
 from orchestrator.tenancy.namespaces import Registry, display_namespace
 from workers.context import WorkerContext
 from workers.stores.base import Store, iter_all_ids
@@ -52,13 +60,17 @@ def subject_ids(store: Store, namespace: str, subject: Subject) -> list[str]:
 @dataclass
 class ErasurePlan:
     """What `erase` found: the subject, its places (rows for ``jobs.create_erasure``), the names reported as
-    ambiguous and the stores that could not be read (the erasure is refused while one cannot)."""
+    ambiguous, the stores that could not be read and the copy jobs that may still write the subject's data (the
+    erasure is refused while a store cannot be read or such a job runs)."""
 
     subject: Subject
     places: list[dict[str, Any]] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # stores left out on purpose (``--skip-store``)
+    #: Copy jobs that may still write the subject's data (``erasure.still_writing``): the erasure is refused until
+    #: they end, or their copies would bring the data back after its places were checked empty.
+    writing: dict[int, list[str]] = field(default_factory=dict)
 
     def spec(self, actor: str) -> dict[str, Any]:
         """The erase job's spec in the job table: whose data, how records match, what was reported."""
@@ -111,6 +123,8 @@ def plan_erasure(
     directories = {Path(m).parent for m in manifests} | set(backup_dirs or [])
     for directory in sorted(directories):
         _plan_backup(plan, directory, registry, runs)
+    namespaces = {p["namespace"] for p in plan.places if p["namespace"] is not None}
+    plan.writing = still_writing(runs, plan.subject, namespaces)
     return plan
 
 

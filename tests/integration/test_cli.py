@@ -340,6 +340,23 @@ def test_run_with_an_unreachable_redis_writes_no_job(cli: Cli) -> None:
     cli.assert_nothing_written()  # checked before the job table was written, not after
 
 
+@pytest.mark.parametrize(
+    ("userinfo", "said"),
+    [(":wrong-pw-5Rt@", "refused the password"), ("", "requires a password and the URL gives none")],
+    ids=["wrong password", "no password"],
+)
+def test_run_refused_by_redis_says_which_setting_and_writes_no_job(
+    cli: Cli, password_redis_server: RedisServer, userinfo: str, said: str
+) -> None:
+    url = f"redis://{userinfo}127.0.0.1:{password_redis_server.port}/0"
+
+    message = one_line(error_of(cli("run", cli.spec_file(), NSMIGRATE_REDIS_URL=url)))
+
+    assert message.startswith("error: NSMIGRATE_REDIS_URL: ") and said in message
+    assert "wrong-pw-5Rt" not in message
+    cli.assert_nothing_written()
+
+
 def test_run_reads_a_redis_password_given_as_a_query_parameter(cli: Cli, password_redis_server: RedisServer) -> None:
     server = password_redis_server
     assert server.password is not None

@@ -296,3 +296,27 @@ def test_the_sandbox_admin_endpoints_need_the_key_it_was_started_with() -> None:
         assert sandbox.faults("guarded").error_rate_5xx == 1.0  # set once: by the request with the key
     finally:
         sandbox.stop()
+
+
+def test_erase_refuses_while_a_copy_of_the_creator_may_still_write_it(cli: Cli, sandbox: PineconeSandbox) -> None:
+    # A copy of creator a.1's twin is enqueued, not done: an erasure now would delete what it finds, then the copy
+    # would write a.1's vectors into the target after the places were checked empty, under a receipt saying erased.
+    for twin in ("t1", "t10"):
+        sandbox.load("small-src", twin, [(f"{twin}-{i}", [0.1] * DIM, {}) for i in range(3)])
+    routing = {"mode": "creator", "creators": {"source": "inline", "twins": {"t1": "a.1", "t10": "a.10"}}}
+    job_id = run_job(cli, routing=routing)
+    db = jobs.Database(cli.database_url)
+
+    refused = cli("erase", "--creator", "a.1", "--yes", "--timeout-s", "5")
+
+    assert refused.exit_code == 1, refused.output
+    message = one_line(refused.stderr)
+    assert f"job {job_id}" in message and "may still write" in message and "nothing was deleted" in message
+    assert f"nsmigrate cancel {job_id}" in message
+    assert [j["kind"] for j in jobs.list_jobs(db)] == ["migrate"]  # no erasure job was written
+    assert sandbox.count("small-src", "t1") == 3
+    # Once the copy cannot write any more, the erasure plans as usual.
+    assert cli("cancel", str(job_id)).exit_code == 0
+    planned = cli("erase", "--creator", "a.1", "--dry-run")
+    assert planned.exit_code == 0 and "dry run: nothing deleted" in planned.output, planned.output
+    db.dispose()
