@@ -8,11 +8,12 @@ from typing import Any
 
 import redis
 
-from cli.options import fail, settings
+from cli.options import check_redis_credentials, fail, settings
 from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.redaction import redact_url, scrub
 from orchestrator.settings import Settings
 from workers import broker_credentials
+from workers.context import WorkerContext
 from workers.stores import open_retrying_store
 
 
@@ -34,6 +35,14 @@ def _settings() -> Settings:
     """The settings the store openers need (allowed key variables, one-off retries), read once per command; the URLs
     of the job table and Redis that ``--database-url``/``--redis-url`` override play no part here."""
     return settings(None, None)
+
+
+def worker_context(settings: Settings) -> WorkerContext:
+    """A worker's context for a command that runs a worker's step itself (cleanup, sync, rollback), once Redis (its
+    rate budgets) accepted the URL's password: a refused one is one clear error at once, not every store request
+    retried and then reported as Redis out of reach."""
+    check_redis_credentials(settings.redis_url)
+    return WorkerContext(settings)
 
 
 def dispatcher(settings: Settings) -> Dispatcher:

@@ -13,9 +13,9 @@ from celery.utils.log import mlevel
 from celery.utils.nodenames import default_nodename, host_format
 
 from cli.console import err_console
-from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
+from cli.options import DatabaseOpt, RedisOpt, check_redis_credentials, db, fail, settings
 from orchestrator.messaging.task_names import Queue
-from workers import broker_credentials, metrics
+from workers import metrics
 from workers.app import configure
 from workers.context import TASK_SLOTS_ENV
 
@@ -110,7 +110,7 @@ def worker(
             f"--metrics-port with --pool prefork needs {metrics.MULTIPROC_DIR_ENV}: set it to an empty directory "
             "the pool's processes can write their counts to (or use --pool threads)"
         )
-    refused_credentials(resolved.redis_url)
+    check_redis_credentials(resolved.redis_url)
     # Workers read their settings from the environment in each process: hand the resolved ones down.
     os.environ["NSMIGRATE_DATABASE_URL"] = resolved.database_url
     os.environ["NSMIGRATE_REDIS_URL"] = resolved.redis_url
@@ -142,14 +142,6 @@ def worker(
     # Celery's exit code, as `celery worker` passes it on: 0 after a warm shutdown (SIGTERM), non-zero when the worker
     # stopped on an error, so that a supervisor restarting on failure restarts it.
     raise typer.Exit(controller.exitcode or 0)
-
-
-def refused_credentials(redis_url: str) -> None:
-    """Stop the command (exit 2, nothing changed) when Redis refuses the credentials of ``redis_url``: a worker would
-    retry them for ever. A Redis that is down is waited for, as before."""
-    problem = broker_credentials.check(redis_url)
-    if problem is not None:
-        raise fail(problem)
 
 
 @app.command()
@@ -188,7 +180,7 @@ def flower(
     if not password:
         raise fail(f"Flower needs a password: set {resolved.flower_password_env} (basic auth is always on)")
     # Flower reads basic auth from its env var, which keeps the password off the command line (ps, /proc).
-    refused_credentials(resolved.redis_url)
+    check_redis_credentials(resolved.redis_url)
     os.environ["FLOWER_BASIC_AUTH"] = f"{resolved.flower_user}:{password}"
     celery_app = configure(resolved)
     if not worker_answers(celery_app, wait_for_workers_s):
