@@ -266,9 +266,9 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
-            if ns != DEFAULT_NAMESPACE and not list_all_ids(source, ns):
-                # Pinecone cannot drop the default namespace; any other one, now empty, is dropped.
-                source.delete_namespace(ns)
+            if ns != DEFAULT_NAMESPACE and not list_all_ids(source, ns) and source.delete_namespace_if_empty(ns):
+                # Pinecone cannot drop the default namespace; any other one, now empty, is dropped (a pgvector table
+                # only if still empty once locked: a row written since the listing has no copy).
                 method = "delete_namespace"
     except NsmigrateError as e:
         reason = f"delete failed: {e}; run cleanup again"

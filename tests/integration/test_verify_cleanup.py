@@ -558,3 +558,33 @@ def test_a_cleanup_that_read_the_run_before_another_stopped_part_way_keeps_that_
     synced = syncing.sync_run(ctx, run_id, propagate_deletes=True, actor="tester")
     assert synced["action"] == "refused", synced
     assert sorted(r.id for r in job.target.fetch("alpha", first_chunk)) == first_chunk  # the only copies, kept
+
+
+def test_a_pgvector_table_that_gained_a_row_after_the_last_listing_is_not_dropped(
+    ctx: WorkerContext, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cleanup drops a source namespace it emptied; a row an application writes between the listing that found the
+    # table empty and the drop has no copy. Postgres can tell at the drop itself (the table locked, then looked at).
+    monkeypatch.setenv(URL_ENV, database_url)
+    common = {"kind": "pgvector", "layout": "table_per_namespace", "database_url_env": URL_ENV, "dimension": DIM}
+    job = copied_job(
+        ctx, make_spec(({**common, "table": "src"}, {**common, "table": "dst"})), {"alpha": make_records(8)}
+    )
+    assert job.verify()["passed"]
+    list_source = cleaning.list_all_ids
+    listings: list[list[str]] = []
+
+    def a_row_written_right_after_the_last_listing(store: Any, namespace: str) -> list[str]:
+        listings.append(list_source(store, namespace))
+        if len(listings) == 2:  # the one that finds the namespace empty, right before the drop
+            job.source.upsert("alpha", make_records(1, prefix="late"))
+        return listings[-1]
+
+    monkeypatch.setattr(cleaning, "list_all_ids", a_row_written_right_after_the_last_listing)
+
+    result = job.cleanup()
+
+    assert listings[1] == []
+    assert [r.id for r in job.source.fetch("alpha", ["late-000"])] == ["late-000"]  # no copy: kept
+    assert result["action"] == "deleted" and result["count"] == 8, result
+    assert jobs.get_run(ctx.db, job.runs["alpha"]).cleanup["method"] == "delete_ids"  # type: ignore[index]
