@@ -331,7 +331,17 @@ def test_erase_erases_a_backup_where_it_found_it(cli: Cli, sandbox: PineconeSand
     exported = cli("export", cli.spec_file(), "--out", str(tmp_path / "exp"))
     assert exported.exit_code == 0, exported.output
 
-    erased = cli("erase", "--creator", "a.1", "--backup-dir", str(tmp_path / "exp"), "--yes", "--timeout-s", "5")
+    erased = cli(
+        "erase",
+        "a.1",
+        "--backup-dir",
+        str(tmp_path / "exp"),
+        "--yes",
+        "--timeout-s",
+        "5",
+        "--receipt",
+        str(tmp_path / "r"),
+    )
 
     assert erased.exit_code == 0, erased.output
     rows = [r["id"] for f in (tmp_path / "exp").rglob("*.parquet") for r in pq.read_table(f).to_pylist()]
