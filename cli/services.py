@@ -18,6 +18,7 @@ from orchestrator.messaging.task_names import Queue
 from workers import metrics
 from workers.app import configure
 from workers.context import TASK_SLOTS_ENV
+from workers.tuning import ThreadPool
 
 app = typer.Typer(add_completion=False)
 
@@ -130,7 +131,7 @@ def worker(
     # that the worker never uses (bench/README.md: Worker start-up).
     celery_app.Worker(
         hostname=host_format(default_nodename(name)),
-        pool_cls=get_implementation(pool),
+        pool_cls=ThreadPool if pool == "threads" else get_implementation(pool),
         loglevel=mlevel(loglevel.upper()),
         concurrency=concurrency,
         queues=queues.split(","),
