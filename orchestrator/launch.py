@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from orchestrator import jobs, pgvector_layout, recovery
+from orchestrator import jobs, pgvector_layout, recovery, retry_policy
 from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
 from orchestrator.listing import small_namespaces
 from orchestrator.messaging.dispatch import Dispatcher
@@ -238,8 +238,8 @@ def _prepare(
         sources: dict[str, str] = {}
         if spec.routing.mode == "creator":
             if spec.routing.creators is not None:
-                twins = load_twins(spec.routing.creators, spec_dir)
-            sources = load_sources(spec.routing.sources, spec_dir)
+                twins = load_twins(spec.routing.creators, spec_dir, retry_policy.one_off(settings))
+            sources = load_sources(spec.routing.sources, spec_dir, retry_policy.one_off(settings))
         plan = make_plan(spec, source_inv, target_inv, twins, sources)
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:

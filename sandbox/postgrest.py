@@ -49,6 +49,7 @@ import signal
 import socket
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -509,10 +510,8 @@ class ConnectionPool:
         try:
             return psycopg.connect(self._conninfo, autocommit=True, application_name="nsmigrate-postgrest-standin")
         except psycopg.OperationalError as e:
-            # PostgREST answers 503 while the database is unreachable; the client retries GETs on it.
-            raise PostgrestError(
-                503, "PGRST000", "Database connection error. Retrying the connection.", type(e).__name__
-            ) from e
+            # PostgREST answers 503 while the database is unreachable.
+            raise PostgrestError(503, "PGRST000", _DATABASE_DOWN.message, type(e).__name__) from e
 
     def _checkin(self, conn: psycopg.Connection[Any]) -> None:
         with self._lock:
@@ -530,6 +529,10 @@ class ConnectionPool:
             conn.close()
 
 
+#: PostgREST's answer while its database cannot be reached.
+_DATABASE_DOWN = PostgrestError(503, "PGRST000", "Database connection error. Retrying the connection.")
+
+
 class PostgrestApp:
     """Answers requests from the database; thread-safe (each request checks out its own pooled connection)."""
 
@@ -541,6 +544,16 @@ class PostgrestApp:
         self.schemas = tuple(schemas)
         conninfo = sa.engine.make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool = ConnectionPool(conninfo)
+        #: HTTP status → how many requests were answered with it: what a client really sent, retries included.
+        self.answered: Counter[int] = Counter()
+        #: Requests still to answer as if the database were gone (``fail_next``).
+        self._failing = 0
+        self._answered_lock = threading.Lock()
+
+    def fail_next(self, requests: int) -> None:
+        """Answer the next ``requests`` requests 503 ``PGRST000``, as PostgREST does while its database is down."""
+        with self._answered_lock:
+            self._failing = requests
 
     def close(self) -> None:
         self._pool.close()
@@ -556,6 +569,14 @@ class PostgrestApp:
     # -- entry point ------------------------------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
+        with self._answered_lock:
+            failing, self._failing = self._failing > 0, max(0, self._failing - 1)
+        response = _DATABASE_DOWN.response() if failing else self._answer(request)
+        with self._answered_lock:
+            self.answered[response.status] += 1
+        return response
+
+    def _answer(self, request: Request) -> Response:
         try:
             self._authorize(request.headers)
             table_name = self._table_name(request.path)
@@ -938,6 +959,15 @@ class PostgrestStandIn:
     def url(self) -> str:
         """What ``supabase.create_client`` takes, e.g. ``http://127.0.0.1:54321``."""
         return f"http://{self._address[0]}:{self.port}"
+
+    @property
+    def answered(self) -> Counter[int]:
+        """HTTP status → requests answered with it (``PostgrestApp.answered``)."""
+        return self._app.answered
+
+    def fail_next(self, requests: int) -> None:
+        """The next ``requests`` requests find the database gone (``PostgrestApp.fail_next``)."""
+        self._app.fail_next(requests)
 
     def start(self) -> PostgrestStandIn:
         self._server = _Server(self._address, self._app)

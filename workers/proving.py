@@ -9,7 +9,7 @@ original stays). Every request goes through the guarded stores it is given (rate
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
@@ -70,21 +70,30 @@ def delete_proven(
 
 
 def delete_absent(
-    source: Store, source_namespace: str, target: Store, target_namespace: str, ids: Sequence[str]
-) -> tuple[int, int]:
+    source: Store,
+    source_namespace: str,
+    target: Store,
+    target_namespace: str,
+    ids: Sequence[str],
+    refusal: Callable[[], str | None] = lambda: None,
+) -> tuple[int, int, str | None]:
     """Delete from ``target_namespace`` those of ``ids`` that ``source_namespace`` does not hold now (fetched
     again right before each chunk's delete): what ``sync --propagate-deletes`` deletes. An id written back to the
-    source since the scan is kept.
+    source since the scan is kept. ``refusal`` is asked after each fetch, before its delete: why an absence may not
+    be propagated now (a cleanup deleted from the source, so the target holds the only copies), or None.
 
     Returns:
-        ``(deleted, kept)``.
+        ``(deleted, kept, why the deletes stopped before the end or None)``.
     """
     deleted = kept = 0
     for chunk in chunks(ids, PROOF_CHUNK_IDS):
         present = {r.id for r in source.fetch(source_namespace, chunk)}
         absent = [i for i in chunk if i not in present]
         if absent:
+            stop = refusal()
+            if stop is not None:
+                return deleted, kept, stop
             target.delete(target_namespace, absent)
         deleted += len(absent)
         kept += len(chunk) - len(absent)
-    return deleted, kept
+    return deleted, kept, None

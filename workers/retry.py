@@ -1,29 +1,15 @@
-"""Retry policy as data (tenacity), built in one place: ``retrying`` for one store request, ``INFRASTRUCTURE_ERRORS``
-for the Celery retry of a task that could not reach the job table or Redis.
+"""What makes Celery re-send a whole task: ``INFRASTRUCTURE_ERRORS``, the job table or Redis could not be reached.
 
-Which layer retries what is decided once, in ``workers.stores.guarded`` (the wrapper every store call goes through).
-``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch is marked failed with its message.
+One store request is retried by ``orchestrator.retry_policy`` (through ``workers.stores.guarded``); a task that could
+not reach the job table or Redis changed nothing (every job table change is one transaction), so ``workers.tasks``
+re-sends it after a backoff. Which layer retries what: ``workers.stores.guarded``'s docstring.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import kombu.exceptions
 import redis
 import sqlalchemy as sa
-import tenacity
-from tenacity import RetryCallState
-
-from orchestrator.errors import RetryableError
-from orchestrator.settings import DEFAULTS
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 #: The job table or Redis could not be reached: retrying the whole task later helps (see the module docstring).
 INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
@@ -35,90 +21,3 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     redis.TimeoutError,
     kombu.exceptions.OperationalError,  # a task could not be sent: kombu's publish retries ran out
 )
-
-
-class wait_retry_after(tenacity.wait.wait_base):
-    """Wait ``max(Retry-After, fallback)``: never sooner than the server asked, never in lockstep with the fleet.
-
-    Use this around calls to a shared, rate-limited API: ``Retry-After`` (carried as ``RetryableError.retry_after_s``)
-    is the floor, and ``fallback`` (a jittered exponential) spreads processes that were throttled together.
-    """
-
-    def __init__(self, fallback: tenacity.wait.wait_base, cap_s: float = DEFAULTS.retry_after_cap_s) -> None:
-        self.fallback = fallback
-        self.cap_s = cap_s
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        backoff = float(self.fallback(retry_state))
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None and outcome.failed else None
-        retry_after = getattr(exc, "retry_after_s", None)
-        if retry_after is None:
-            return backoff
-        return max(min(float(retry_after), self.cap_s), backoff)
-
-
-def _log_before_sleep(retry_state: RetryCallState) -> None:
-    """One WARNING per retry naming the operation and the identifiers the error carries (never a key: store errors
-    never contain one, and arguments are not logged)."""
-    outcome = retry_state.outcome
-    exc = outcome.exception() if outcome is not None else None
-    op = getattr(retry_state.fn, "__qualname__", None) or "call"
-    ids = getattr(exc, "ids", {}) or {}
-    where = " ".join(f"{k}={v}" for k, v in ids.items())
-    wait_s = retry_state.upcoming_sleep
-    logger.warning(
-        "retrying %s%s after attempt %d in %.2f s: %s (status=%s)",
-        op,
-        f" [{where}]" if where else "",
-        retry_state.attempt_number,
-        wait_s,
-        getattr(exc, "message", type(exc).__name__ if exc is not None else "?"),
-        getattr(exc, "status", None),
-    )
-
-
-def retrying(
-    *,
-    attempts: int = DEFAULTS.retry_attempts,
-    max_wait_s: float = DEFAULTS.retry_max_wait_s,
-    retry_after_cap_s: float = DEFAULTS.retry_after_cap_s,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tenacity.Retrying:
-    """The retry policy for one store call inside a task.
-
-    Parameters:
-        attempts: total attempts, the first included (8 → up to 7 retries).
-        max_wait_s: cap of the random exponential backoff, in seconds (``Retry-After`` may ask for more; it wins,
-            up to ``retry_after_cap_s``).
-        retry_after_cap_s: the longest ``Retry-After`` honoured, in seconds.
-        sleep: how to wait; tests pass a recorder so they never sleep.
-
-    Returns:
-        A ``tenacity.Retrying`` that retries only ``RetryableError``, waits
-        ``max(retry_after_s, wait_random_exponential(multiplier=0.25, max=max_wait_s))`` between attempts, logs each
-        retry at WARNING and, after ``attempts``, re-raises the last ``RetryableError`` itself (not a ``RetryError``).
-    """
-    if attempts < 1:
-        raise ValueError(f"attempts must be ≥ 1, got {attempts}")
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(attempts),
-        wait=wait_retry_after(tenacity.wait_random_exponential(multiplier=0.25, max=max_wait_s), retry_after_cap_s),
-        retry=tenacity.retry_if_exception_type(RetryableError),
-        before_sleep=_log_before_sleep,
-        reraise=True,
-        sleep=sleep,
-    )
-
-
-def call_with_retry(fn: Callable[..., T], *args: Any, policy: tenacity.Retrying | None = None, **kwargs: Any) -> T:
-    """Call ``fn(*args, **kwargs)`` under ``policy`` (default: ``retrying()``).
-
-    Raises:
-        RetryableError: the last one, once the attempts are used up.
-        Exception: anything else ``fn`` raised, at once and unchanged.
-    """
-    # copy(): tenacity keeps per-call state on the policy object; a copy makes one shared policy safe to reuse, even
-    # from a function that is itself running under it.
-    runner = (policy or retrying()).copy()
-    return runner(fn, *args, **kwargs)

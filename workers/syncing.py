@@ -15,8 +15,9 @@ again. Every store request goes through ``ctx.guarded`` (list/read scopes of eac
 ``--propagate-deletes`` deletes from the target only ids the source does not hold *now*: each chunk is fetched from
 the source again right before its delete (``workers.proving.delete_absent``). It refuses a source namespace that
 lists no ids at all while the run's copies remain (the namespace vanished, or a wrong key or host reads an empty
-one) unless ``allow_vanished_source`` says so, and a run whose cleanup already deleted part of its source (those
-ids are gone on purpose; their copies are the only ones left).
+one) unless ``allow_vanished_source`` says so, and a run whose cleanup already deleted part of its source or is under
+way (those ids are gone on purpose; their copies are the only ones left), asked again right before each delete: a
+cleanup another operator starts while the sync scans is seen there (``jobs.propagate_refusal``).
 
 Known limit: a record whose routing changed (its twin id metadata was edited) is copied to its new namespace, but
 its old copy is found as stale only if the record is gone from the source, not when it still exists elsewhere.
@@ -92,15 +93,9 @@ def sync_run(
             "target namespace may belong to another source",
             actor,
         )
-    cleaned = run.deleted_by_cleanup
-    if propagate_deletes and cleaned:
-        return _refused(
-            ctx,
-            run,
-            f"an earlier cleanup deleted {cleaned} of this namespace's source ids: they are gone from the source on "
-            "purpose and their copies are the only ones left, so --propagate-deletes is off here",
-            actor,
-        )
+    cleaned = jobs.propagate_refusal(ctx.db, run_id) if propagate_deletes else None
+    if cleaned is not None:
+        return _refused(ctx, run, cleaned, actor)
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     delta, listed = _scan(ctx, run, spec, source, target)
     if propagate_deletes and not listed and delta.stale_count and not allow_vanished_source:
@@ -118,7 +113,9 @@ def sync_run(
         counts = {**delta.counts(), "deleted": 0, "propagate_deletes": propagate_deletes}
         batches = len(list(chunks(delta.to_copy, spec.batch_size)))
         return {"run_id": run_id, "namespace": run.source_namespace, "action": "dry_run", "batches": batches, **counts}
-    deleted, kept = _delete_stale(source, run.source_namespace, target, delta) if propagate_deletes else (0, 0)
+    deleted, kept, stopped = _delete_stale(ctx, run, source, target, delta) if propagate_deletes else (0, 0, None)
+    if stopped is not None:  # a cleanup of this run started since the check above
+        return _refused(ctx, run, stopped, actor, deleted=deleted)
     counts = {**delta.counts(), "deleted": deleted, "kept_present": kept, "propagate_deletes": propagate_deletes}
     try:
         batch_ids = jobs.start_sync(ctx.db, run_id, list(chunks(delta.to_copy, spec.batch_size)), actor, **counts)
@@ -186,10 +183,18 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, t
     return delta, len(ids)
 
 
-def _delete_stale(source: Store, source_namespace: str, target: Store, delta: Delta) -> tuple[int, int]:
-    """Delete the stale ids the source still does not hold: ``(deleted, kept)``."""
+def _delete_stale(
+    ctx: WorkerContext, run: NamespaceRun, source: Store, target: Store, delta: Delta
+) -> tuple[int, int, str | None]:
+    """Delete the stale ids the source still does not hold: ``(deleted, kept, why it stopped or None)``. Before each
+    delete the run is read again: an id a cleanup deleted from the source (its copy proved) has its only copy in the
+    target, and a cleanup another operator started while this sync scanned would lose it (``propagate_refusal``)."""
     deleted = kept = 0
     for ns, ids in delta.stale.items():
-        d, k = delete_absent(source, source_namespace, target, ns, ids)
+        d, k, stopped = delete_absent(
+            source, run.source_namespace, target, ns, ids, lambda: jobs.propagate_refusal(ctx.db, run.id)
+        )
         deleted, kept = deleted + d, kept + k
-    return deleted, kept
+        if stopped is not None:
+            return deleted, kept, stopped
+    return deleted, kept, None

@@ -50,6 +50,26 @@ def sync_refusal(db: Database, run_id: int) -> str | None:
         return _sync_refusal(s, _get_run(s, run_id))
 
 
+def propagate_refusal(db: Database, run_id: int) -> str | None:
+    """Why ``sync --propagate-deletes`` may not delete from the target of ``run_id`` the ids its source lacks, or
+    None: a cleanup of the run deleted source ids (or is deleting them), so an id missing from the source may be one
+    whose target copy is now the only one. Asked again after each read of the source, right before its delete: a
+    cleanup whose deletes that read saw had started (``cleaning``, under the run's row lock) before it."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id)
+        if run.state in (RunState.CLEANING, RunState.CLEANED):
+            return (
+                f"a cleanup of this namespace is {'under way' if run.state == RunState.CLEANING else 'done'}: the ids "
+                "it deleted from the source have their only copies in the target, so --propagate-deletes is off here"
+            )
+        if run.deleted_by_cleanup:
+            return (
+                f"an earlier cleanup deleted {run.deleted_by_cleanup} of this namespace's source ids: they are gone "
+                "from the source on purpose and their copies are the only ones left, so --propagate-deletes is off here"
+            )
+        return None
+
+
 def start_sync(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], actor: str, **detail: Any) -> list[int]:
     """copied/verified/verify_failed → copying, with one new batch per group of ids a sync found new or changed, and
     the ``sync`` audit event carrying ``detail`` (its counts) — one transaction. The last batch to finish marks the

@@ -11,35 +11,43 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import tenacity
 import yaml
 
+from orchestrator import retry_policy
+from orchestrator.connections import supabase_queries
 from orchestrator.connections.keys import check_service_url
-from orchestrator.errors import PlanError, RetryableError, SpecError
+from orchestrator.errors import PlanError, SpecError
 from orchestrator.spec.jobspec import CreatorMapping, SourceTable
 from orchestrator.spec.yamlfile import compose_yaml
 from orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
+
+if TYPE_CHECKING:
+    from postgrest.exceptions import APIError
 
 SUPABASE_PAGE_ROWS = 1000  # rows asked for per request; the server may send fewer (PostgREST max-rows)
 _SHOWN = 10  # how many problems an error lists before "…"
 _YAML_STR = "tag:yaml.org,2002:str"
 
 
-def load_twins(mapping: CreatorMapping | None, base_dir: Path | None = None) -> dict[str, str]:
+def load_twins(
+    mapping: CreatorMapping | None, base_dir: Path | None = None, policy: tenacity.Retrying | None = None
+) -> dict[str, str]:
     """twin_id → creator_id from ``mapping`` (an empty dict for None).
 
     Parameters:
         mapping: the spec's ``routing.creators``.
         base_dir: where a relative ``path`` is looked up first (the spec file's directory); then the current
             working directory.
+        policy: how each Supabase request is retried (default: ``retry_policy.one_off()``).
 
     Raises:
         SpecError: the file is missing or malformed (the message names the file and line), or a Supabase env var is
             unset (named; its value is never shown) or the table cannot be read.
-        RetryableError: Supabase could not be reached.
+        RetryableError: Supabase could not be reached, after the policy's attempts.
         PlanError: an id cannot be part of a namespace name (all offending ids are listed).
     """
     if mapping is None:
@@ -51,7 +59,7 @@ def load_twins(mapping: CreatorMapping | None, base_dir: Path | None = None) -> 
         path = resolve_path(mapping.path or "", base_dir)
         twins, origin = load_file(path), str(path)
     else:
-        twins, origin = load_supabase(mapping), f"Supabase table {mapping.twins_table!r}"
+        twins, origin = load_supabase(mapping, policy=policy), f"Supabase table {mapping.twins_table!r}"
     validate_twins(twins, origin)
     return twins
 
@@ -197,22 +205,37 @@ def _env(name: str, field: str) -> str:
     return value
 
 
-def load_supabase(mapping: CreatorMapping, page_rows: int = SUPABASE_PAGE_ROWS) -> dict[str, str]:
+def load_supabase(
+    mapping: CreatorMapping, page_rows: int = SUPABASE_PAGE_ROWS, policy: tenacity.Retrying | None = None
+) -> dict[str, str]:
     """twin_id → creator_id from the ``twins_table`` (columns ``id``, ``creator_id``) through the real ``supabase``
     client, paged (``supabase_rows``). Rows without a creator are left out (the planner treats those twins as
     unknown)."""
     rows = supabase_rows(
-        mapping.url_env, mapping.key_env, mapping.twins_table, ("id", "creator_id"), "routing.creators", page_rows
+        mapping.url_env,
+        mapping.key_env,
+        mapping.twins_table,
+        ("id", "creator_id"),
+        "routing.creators",
+        page_rows,
+        policy,
     )
     return {str(r["id"]): str(r["creator_id"]) for r in rows if r.get("id") is not None and r.get("creator_id")}
 
 
 def supabase_rows(
-    url_env: str, key_env: str, table: str, columns: tuple[str, str], field: str, page_rows: int = SUPABASE_PAGE_ROWS
+    url_env: str,
+    key_env: str,
+    table: str,
+    columns: tuple[str, str],
+    field: str,
+    page_rows: int = SUPABASE_PAGE_ROWS,
+    policy: tenacity.Retrying | None = None,
 ) -> list[dict[str, Any]]:
     """Every row of ``table`` (``columns``) through the real ``supabase`` client, paging with ``range`` ordered by
     the first column until an empty page: the server caps rows per response (PostgREST max-rows), so a short page
-    does not mean the end. ``field`` names the spec section in messages."""
+    does not mean the end. Each page is one request retried by ``policy`` (default: ``retry_policy.one_off()``).
+    ``field`` names the spec section in messages."""
     url = _env(url_env, f"{field}.url_env")
     key = _env(key_env, f"{field}.key_env")
     check_service_url(url, url_env)
@@ -225,10 +248,14 @@ def supabase_rows(
             f"cannot create a Supabase client from {url_env} / {key_env}: {type(e).__name__}: {e}",
             hint=f"check that {url_env} holds the project URL and {key_env} a service key",
         ) from e
+    runner = policy or retry_policy.one_off()
     out: list[dict[str, Any]] = []
     try:
         while True:
-            rows = _page(client, url_env, key_env, table, columns, len(out), len(out) + page_rows - 1)
+            first = len(out)
+            rows = retry_policy.call_with_retry(
+                _page, client, url_env, key_env, table, columns, first, first + page_rows - 1, policy=runner
+            )
             if not rows:
                 return out
             out.extend(rows)
@@ -239,33 +266,22 @@ def supabase_rows(
 def _page(
     client: Any, url_env: str, key_env: str, table: str, columns: tuple[str, str], first: int, last: int
 ) -> list[dict[str, Any]]:
-    import httpx
-    from postgrest.exceptions import APIError
-
-    try:
-        # Ordered so that pages do not overlap or skip rows: without ORDER BY, Postgres may return any order.
-        response = client.table(table).select(",".join(columns)).order(columns[0]).range(first, last).execute()
-    except APIError as e:
-        raise SpecError(
+    def refused(e: APIError) -> SpecError:
+        return SpecError(
             f"Supabase refused to read table {table!r}: {e.message} (code {e.code})",
             hint=f"check the table name and that the key in {key_env} may read it (columns {', '.join(columns)})",
             table=table,
-        ) from e
-    except httpx.HTTPError as e:
-        raise RetryableError(
-            f"cannot reach Supabase at the URL in {url_env}: {type(e).__name__}: {e}",
-            hint="check the network and the URL; the plan can be made again safely",
-        ) from e
-    return list(_rows(response.data))
+        )
+
+    # Ordered so that pages do not overlap or skip rows: without ORDER BY, Postgres may return any order.
+    return supabase_queries.rows(
+        client.table(table).select(",".join(columns)).order(columns[0]).range(first, last), url_env, refused
+    )
 
 
-def _rows(data: Any) -> Iterable[dict[str, Any]]:
-    if not isinstance(data, list):
-        raise SpecError(f"Supabase answered with {type(data).__name__}, not a list of rows")
-    return data
-
-
-def load_sources(table: SourceTable | None, base_dir: Path | None = None) -> dict[str, str]:
+def load_sources(
+    table: SourceTable | None, base_dir: Path | None = None, policy: tenacity.Retrying | None = None
+) -> dict[str, str]:
     """The seeds' ``sources`` table as source key → twin_id (empty for None): a CSV file, a Postgres table or a
     Supabase table (paged). Rows without a twin are left out; their vectors are
     unresolved (``routing.unresolved``: the review namespace, the override creator's namespace, or dropped).
@@ -293,7 +309,9 @@ def load_sources(table: SourceTable | None, base_dir: Path | None = None) -> dic
         url = _env(table.database_url_env, "routing.sources.database_url_env")
         rows = _postgres_rows(engine_of(url, table.database_url_env), table.table, columns)
     else:
-        rows = supabase_rows(table.url_env, table.key_env, table.table, columns, "routing.sources")
+        rows = supabase_rows(
+            table.url_env, table.key_env, table.table, columns, "routing.sources", SUPABASE_PAGE_ROWS, policy
+        )
     return {str(r[columns[0]]): str(r[columns[1]]) for r in rows if r.get(columns[0]) and r.get(columns[1])}
 
 

@@ -319,7 +319,7 @@ def test_propagated_deletes_keep_an_id_the_source_holds_again(
     assert scanned["deleted_in_source_ids"] == ["v0-0001", "v0-0002"]
     stack.pinecone.load("src", "ns0", [("v0-0002", *written_back)])  # between the scan and the delete
 
-    assert delete_absent(source, "ns0", target, "ns0", scanned["deleted_in_source_ids"]) == (1, 1)
+    assert delete_absent(source, "ns0", target, "ns0", scanned["deleted_in_source_ids"]) == (1, 1, None)
 
     copies = stack.pinecone.snapshot("dst")["ns0"]
     assert "v0-0001" not in copies and "v0-0002" in copies

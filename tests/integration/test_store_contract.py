@@ -12,9 +12,9 @@ import pytest
 
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.records.vectors import JsonValues
+from orchestrator.retry_policy import call_with_retry, retrying
 from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from workers.retry import call_with_retry, retrying
 from workers.stores import open_store
 from workers.stores.base import Record, Store, iter_all_ids
 from workers.stores.pgvector import PgvectorStore, namespace_table_name

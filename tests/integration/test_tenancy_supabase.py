@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from orchestrator.errors import PlanError, RetryableError, SpecError
+from orchestrator.retry_policy import retrying
 from orchestrator.spec.jobspec import CreatorMapping, SourceTable
 from orchestrator.tenancy.creator_mapping import load_sources, load_supabase, load_twins
 from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
@@ -119,3 +120,57 @@ def test_the_sources_table_from_postgres_matches_supabase(
 def test_an_unreadable_sources_table_names_it(standin: PostgrestStandIn) -> None:
     with pytest.raises(SpecError, match="'no_such_table'"):
         load_sources(SOURCES.model_copy(update={"table": "no_such_table"}))
+
+
+class Waits:
+    """A retry policy's ``sleep`` that records instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+def test_a_database_outage_is_retried_by_our_policy_alone_and_is_not_called_a_spec_error(
+    start_standin: Callable[..., PostgrestStandIn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stand-in's database is down: it answers every read 503 PGRST000, as PostgREST does. The client's own
+    # retries (3, sleeping 1+2+4 s, then an APIError read as "refused to read table") must not run: each attempt is
+    # one request of our policy, and what it ends with is an outage to retry later, not a spec to fix.
+    server = start_standin(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/gone", KEY)
+    monkeypatch.setenv(MAPPING.url_env, server.url)
+    monkeypatch.setenv(MAPPING.key_env, KEY)
+    waits = Waits()
+
+    with pytest.raises(RetryableError, match=MAPPING.url_env) as err:
+        load_twins(MAPPING, policy=retrying(attempts=4, sleep=waits))
+
+    assert err.value.status == 503
+    assert server.answered == {503: 4}
+    assert len(waits.seconds) == 3
+
+
+def test_a_short_outage_is_ridden_out_and_every_twin_read(
+    tenancy_db: str, start_standin: Callable[..., PostgrestStandIn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = _serve(start_standin, tenancy_db, 1000, monkeypatch)
+    server.fail_next(2)  # the first two requests find the database gone
+    waits = Waits()
+
+    assert load_twins(MAPPING, policy=retrying(attempts=4, sleep=waits)) == TWINS
+    assert server.answered[503] == 2 and len(waits.seconds) == 2
+
+
+def test_a_refused_server_is_tried_as_often_as_the_policy_says_for_a_host_that_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(MAPPING.url_env, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv(MAPPING.key_env, KEY)
+    waits = Waits()
+
+    with pytest.raises(RetryableError, match=MAPPING.url_env) as err:
+        load_twins(MAPPING, policy=retrying(attempts=6, no_answer_attempts=2, sleep=waits))
+
+    assert err.value.status is None
+    assert len(waits.seconds) == 1  # two attempts: a wrong URL fails fast

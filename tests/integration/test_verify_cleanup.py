@@ -25,7 +25,7 @@ from orchestrator.records.routing import route_context, route_records
 from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from workers import cleaning, verifying
+from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
 from workers.stores.base import Store
 
@@ -133,10 +133,13 @@ def copied_job(
     twins: dict[str, str] | None = None,
     copy: bool = True,
     pairs: dict[str, tuple[str, str]] | None = None,
+    started: bool = False,
 ) -> Job:
     """Write ``data`` (namespace → records) to the source, create the job, copy each namespace to its target the
     way a copy batch does (``route_records``) and mark the runs copied. ``targets`` maps a source namespace to its
-    target (default: the same name; None = routed); ``pairs`` maps one to the (creator, twin) of its twin run."""
+    target (default: the same name; None = routed); ``pairs`` maps one to the (creator, twin) of its twin run.
+    ``started``: each batch is started before it finishes, as a copy task does, so the job table counts its ids as
+    written (``jobs.written_ids``: what sync and rollback act on)."""
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     targets = targets or {ns: ns for ns in data}
     for ns, records in data.items():
@@ -167,6 +170,8 @@ def copied_job(
             for target_ns, enriched in routed.items():
                 target.upsert(target_ns, enriched)
         [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
+        if started:
+            jobs.start_batch(ctx.db, batch_id, "tester")
         copied, _ = jobs.finish_batch(
             ctx.db, batch_id, vectors=len(records), missing=0, nbytes=0, targets=sorted(routed), max_in_flight=1
         )
@@ -466,3 +471,35 @@ def test_one_twin_run_per_creator_times_the_cross_twin_search(ctx: WorkerContext
     assert first["latency"]["through"] == "cross-twin search of creator 'c1' over 2 twin(s)"
     assert first["latency"]["samples"] == 10 and first["latency"]["p95_ms"] >= first["latency"]["p50_ms"] > 0
     assert second["latency"]["through"] == "query of 'creator_c1_twin_t2'"
+
+
+# ------------------------------------------------------------------------ two destructive steps on one namespace
+
+
+def test_propagated_deletes_keep_the_copies_of_ids_a_cleanup_under_way_deleted(
+    ctx: WorkerContext, store_specs: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two operators: one runs `sync --propagate-deletes`, the other `cleanup`, on the same verified namespace. The
+    # cleanup starts after the sync checked the run and deletes its first proven chunk before the sync lists the
+    # source: the sync then finds those ids gone from the source, and their copies are the only ones left.
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)}, started=True)
+    assert job.verify()["passed"]
+    run_id = job.runs["alpha"]
+    first_chunk = [f"v-{i:03d}" for i in range(10)]
+    list_source = syncing.list_all_ids
+
+    def listed_while_a_cleanup_deletes(source: Any, namespace: str) -> list[str]:
+        if namespace == "alpha" and jobs.get_run(ctx.db, run_id).state == RunState.VERIFIED:
+            run = jobs.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
+            proof = cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True)
+            assert proof.proven == first_chunk
+        return list_source(source, namespace)
+
+    monkeypatch.setattr(syncing, "list_all_ids", listed_while_a_cleanup_deletes)
+
+    result = syncing.sync_run(ctx, run_id, propagate_deletes=True, actor="tester")
+
+    assert sorted(r.id for r in job.target.fetch("alpha", first_chunk)) == first_chunk  # the only copies, kept
+    assert job.target.count("alpha") == 30
+    assert result["action"] == "refused" and result["deleted"] == 0, result
+    assert "a cleanup of this namespace is under way" in result["reason"], result

@@ -21,14 +21,18 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from orchestrator.connections import supabase_queries
 from orchestrator.connections.keys import check_service_url
 from orchestrator.errors import RetryableError, SpecError, StoreError
 from orchestrator.listing.pod_enumeration import PageToken, ids_after, parse_catalogue_csv, sweep_vector, utf8_order
 from orchestrator.records.vectors import IdPage
 from orchestrator.spec.jobspec import Enumeration, IdCatalogue
 from orchestrator.tenancy.namespaces import display_namespace
+
+if TYPE_CHECKING:
+    from postgrest.exceptions import APIError
 
 log = logging.getLogger(__name__)
 
@@ -151,27 +155,21 @@ class SupabaseCatalogue:
             return self._client
 
     def ids_after(self, namespace: str, after: str | None, limit: int) -> list[str]:
-        import httpx
-        from postgrest.exceptions import APIError
-
         c = self.catalogue
-        try:
-            query = (
-                self._connect().table(c.table).select(c.id_column).eq(c.namespace_column, display_namespace(namespace))
-            )
-            if after is not None:
-                query = query.gt(c.id_column, after)
-            # Ordered by the database's collation on both sides of the filter, so pages neither overlap nor skip.
-            response = query.order(c.id_column).limit(limit).execute()
-            rows = [str(row[c.id_column]) for row in response.data]
-        except APIError as e:
-            raise StoreError(
+
+        def refused(e: APIError) -> StoreError:
+            return StoreError(
                 f"Supabase refused to read the id catalogue table {c.table!r}: {e.message} (code {e.code})",
                 hint=f"check enumerate.catalogue (table, columns) and that the key in {c.key_env} may read it",
-            ) from e
-        except httpx.HTTPError as e:
-            raise RetryableError(f"cannot reach Supabase at the URL in {c.url_env}: {type(e).__name__}: {e}") from e
-        return rows
+            )
+
+        query = self._connect().table(c.table).select(c.id_column).eq(c.namespace_column, display_namespace(namespace))
+        if after is not None:
+            query = query.gt(c.id_column, after)
+        # Ordered by the database's collation on both sides of the filter, so pages neither overlap nor skip.
+        # Sent once: the store's retry policy (workers.stores.guarded) retries what is worth it.
+        rows = supabase_queries.rows(query.order(c.id_column).limit(limit), c.url_env, refused)
+        return [str(row[c.id_column]) for row in rows]
 
 
 class CatalogueIds:

@@ -5,16 +5,17 @@ Which layer retries what (the one place this is decided):
 
 - **tenacity, here**, retries one store request — an HTTP call to Pinecone, a statement to pgvector — when it raised
   ``RetryableError`` (429, 5xx, 408, a timeout, a lost connection, a rate limiter that could not reach Redis), with
-  ``workers.retry.retrying``: ``Retry-After`` as the floor, jittered exponential backoff otherwise. Every attempt
-  takes its own token from the budget: a retry is a request too. A host that never answered (``status`` None) gets
-  at most ``no_answer_attempts`` tries, so a wrong host in a spec fails `plan` in seconds.
+  ``orchestrator.retry_policy.retrying``: ``Retry-After`` as the floor, jittered exponential backoff otherwise.
+  Every attempt takes its own token from the budget: a retry is a request too. A host that never answered
+  (``status`` None) gets at most ``no_answer_attempts`` tries, so a wrong host in a spec fails `plan` in seconds.
 - **Celery** never retries ``RetryableError`` (both layers on one exception would multiply attempts and hide the real
   failure rate). It *redelivers* a task whose worker died before acknowledging it (``acks_late``; tasks are
   idempotent), and it re-sends, after a backoff, a task that could not reach the job table or Redis
   (``workers.retry.INFRASTRUCTURE_ERRORS``, never a ``RetryableError``; ``workers.tasks``): such a task changed
   nothing, every job table change being one transaction. When the broker itself is gone the retry cannot be sent:
   `nsmigrate resume` re-enqueues what the job table says is unfinished.
-- **The Pinecone SDK's own retries are off** (``workers.stores.pinecone``): one 429 costs one budgeted request.
+- **Clients' own retries are off**: the Pinecone SDK's (``workers.stores.pinecone``; one 429 costs one budgeted
+  request) and the supabase client's (``orchestrator.connections.supabase_queries``).
 - ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
 
 Scopes (``workers.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's identity,
@@ -35,32 +36,20 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-import tenacity
-from tenacity import RetryCallState
-
 from orchestrator.errors import RetryableError
 from orchestrator.limits import LIST_MAX_PAGE_IDS
 from orchestrator.pgvector_layout import TableColumn
 from orchestrator.records.vectors import IdPage, Record
+from orchestrator.retry_policy import retrying
 from orchestrator.settings import DEFAULTS
 from orchestrator.spec.jobspec import RateBudget
 from workers import metrics, tally
 from workers.chunking import estimate_bytes
 from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
-from workers.retry import retrying
 from workers.stores.base import Store
 from workers.stores.enumeration import SweepReads
 
 T = TypeVar("T")
-
-
-class _NoAnswer(tenacity.stop.stop_base):
-    """Stop condition: the last attempt got no HTTP answer at all (refused, unresolvable, timed out)."""
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None and outcome.failed else None
-        return isinstance(exc, RetryableError) and exc.status is None
 
 
 class GuardedStore:
@@ -105,13 +94,13 @@ class GuardedStore:
             metrics.STORE_RETRIES.labels(self.name).inc()
             sleep(wait_s)
 
-        policy = retrying(attempts=attempts, max_wait_s=max_wait_s, retry_after_cap_s=retry_after_cap_s, sleep=backoff)
-        if no_answer_attempts is not None and no_answer_attempts < attempts:
-            policy = policy.copy(
-                stop=tenacity.stop_after_attempt(attempts)
-                | (tenacity.stop_after_attempt(no_answer_attempts) & _NoAnswer())
-            )
-        self._policy = policy
+        self._policy = retrying(
+            attempts=attempts,
+            max_wait_s=max_wait_s,
+            retry_after_cap_s=retry_after_cap_s,
+            no_answer_attempts=no_answer_attempts,
+            sleep=backoff,
+        )
 
     @property
     def budget_key(self) -> str:
