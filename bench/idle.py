@@ -74,6 +74,8 @@ class Reading:
     subject: str
     window_s: float
     cpu_s: float
+    #: The subject's own process, without its children (the rest of ``cpu_s``: a prefork pool's children).
+    main_cpu_s: float
     commands: dict[str, int]
 
     @property
@@ -88,21 +90,25 @@ class Reading:
         top = sorted(self.commands.items(), key=lambda kv: -kv[1])[:6]
         by_command = ", ".join(f"{name} {count / self.window_s:.2f}" for name, count in top) or "none"
         return (
-            f"{self.subject:<24} {self.cpu_per_minute:7.3f} CPU-s/min  {self.commands_per_s:6.2f} Redis cmd/s"
+            f"{self.subject:<18} {self.cpu_per_minute:6.3f} CPU-s/min"
+            f" (main process {self.main_cpu_s * 60 / self.window_s:.3f})"
+            f"  {self.commands_per_s:5.2f} Redis cmd/s"
             f"  ({by_command})"
         )
 
 
 def measure(subject: str, root: int, client: redis.Redis, window_s: float) -> Reading:
     """The CPU and Redis commands of ``root``'s process tree over ``window_s`` seconds from now."""
-    cpu_before, counts_before = cpu_seconds(root), command_counts(client)
+    cpu_before, main_before, counts_before = cpu_seconds(root), _on_cpu_s(root), command_counts(client)
     started = time.monotonic()
     time.sleep(window_s)
-    counts_after, cpu_after = command_counts(client), cpu_seconds(root)
+    counts_after, cpu_after, main_after = command_counts(client), cpu_seconds(root), _on_cpu_s(root)
     elapsed = time.monotonic() - started
     commands = {name: n - counts_before.get(name, 0) for name, n in counts_after.items()}
     commands["info"] = commands.get("info", 0) - 1  # the bench's own reading
-    return Reading(subject, elapsed, cpu_after - cpu_before, {k: v for k, v in commands.items() if v > 0})
+    return Reading(
+        subject, elapsed, cpu_after - cpu_before, main_after - main_before, {k: v for k, v in commands.items() if v > 0}
+    )
 
 
 @dataclass

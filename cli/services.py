@@ -191,5 +191,8 @@ def flower(
             "--persistent=False",
             f"--max_tasks={max_tasks}",
             f"--tasks_columns={FLOWER_TASK_COLUMNS}",
+            # Flower would broadcast `enable_events` to every worker every 5 s, waking each of them; ours send task
+            # events from their start (orchestrator.messaging.dispatch.celery_config).
+            "--enable_events=False",
         ]
     )
