@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from orchestrator.errors import NotFound
 from orchestrator.jobs.database import Database, _event, _move_run, default_actor
@@ -105,18 +105,71 @@ _START_BATCH = (
         _run_of_batch.c.routing_table,
     )
 )
-# Finishing a batch takes two statements: the first locks the batch, then its run; the second marks the batch done,
-# counts it on the run and, when it was the run's last, moves the run to copied. The run's row lock orders batches
-# that finish together, and the second statement's snapshot, taken after that lock, sees every batch that finished
-# before it. Its own batch's change is not visible to its counts (one statement, one snapshot), so they leave that
-# batch out.
+# Finishing a batch takes two statements, each its own transaction, so that no row lock waits on the worker between
+# two round trips: a worker host cut off there would hold its run's row (and with it every other batch of the run,
+# its lister and the sweep for stalled runs) until Postgres ends its session (``IDLE_IN_TRANSACTION_S``, a minute).
+# The first marks the batch done and counts it on its run (batch row, then run row, as `start_batch` locks them):
+# unless the batch is done already or was failed meanwhile by another delivery (``_finish_failed_batch``). The
+# second, whose snapshot is taken after the first committed and so sees every batch finished before it, moves the
+# run to copied when that was its last batch (exactly one caller wins that UPDATE) and says whether to wake the lister.
+_MARK_DONE = (
+    sa.update(_batches)
+    .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.state.not_in([BatchState.DONE, BatchState.FAILED]))
+    .values(
+        state=BatchState.DONE.value,
+        vectors=sa.bindparam("vectors"),
+        missing=sa.bindparam("missing"),
+        bytes=sa.bindparam("nbytes"),
+        last_error=None,
+        finished_at=sa.bindparam("now"),
+    )
+    .returning(_batches.c.run_id)
+    .cte("done")
+)
+#: The run's target namespaces with the batch's: distinct, in code point order (as Python sorts them).
+_targets = (
+    sa.func.jsonb_array_elements_text(
+        sa.func.coalesce(_runs.c.target_namespaces, sa.cast(sa.literal("[]"), JSONB)).op("||")(
+            sa.bindparam("targets", type_=_runs.c.target_namespaces.type)
+        )
+    )
+    .table_valued("value")
+    .render_derived("t")
+)
+_target_names = sa.select(_targets.c.value.collate("C").label("name")).distinct().subquery("names")
+_TARGETS_WITH_BATCH = sa.select(
+    sa.func.jsonb_agg(aggregate_order_by(_target_names.c.name, _target_names.c.name))
+).scalar_subquery()
+_FINISH_BATCH = (
+    sa.update(_runs)
+    .add_cte(_MARK_DONE)
+    .where(_runs.c.id == _MARK_DONE.c.run_id)
+    .values(
+        copied=_runs.c.copied + sa.bindparam("vectors"),
+        target_namespaces=_TARGETS_WITH_BATCH,
+        updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
+    )
+    .returning(_runs.c.id)
+)
+_moved_to_copied = _MARK_COPIED.values(updated_at=sa.bindparam("now")).returning(_runs.c.id).cte("moved_to_copied")
+_AFTER_BATCH = sa.select(
+    _runs.c.listing_done,
+    _in_flight_of_run.label("in_flight"),
+    sa.exists(sa.select(_moved_to_copied.c.id)).label("copied"),
+).where(_runs.c.id == sa.bindparam("run_id"))
+# A batch failed by another delivery while this one copied it: its ids were counted as failed, and finishing it takes
+# them off the run's count in the same transaction. Two statements: the first locks the batch, then its run; the
+# second marks the batch done, counts it on the run and, when it was the run's last, moves the run to copied. The
+# run's row lock orders batches that finish together, and the second statement's snapshot, taken after that lock,
+# sees every batch that finished before it. Its own batch's change is not visible to its counts (one statement, one
+# snapshot), so they leave that batch out.
 _LOCK_BATCH_AND_RUN = (
     sa.select(_batches.c.state, _batches.c.run_id, _runs.c.state, _runs.c.target_namespaces, _runs.c.failed)
     .join_from(_batches, _runs, _runs.c.id == _batches.c.run_id)
     .where(_batches.c.id == sa.bindparam("batch_id"))
     .with_for_update(of=[_batches, _runs])
 )
-_MARK_DONE = (
+_MARK_FAILED_DONE = (
     sa.update(_batches)
     .where(_batches.c.id == sa.bindparam("batch_id"))
     .values(
@@ -130,16 +183,11 @@ _MARK_DONE = (
     .returning(_batches.c.id)
     .cte("done")
 )
-_unfinished_of_run = (
-    sa.select(sa.func.count())
-    .where(_batches.c.run_id == _runs.c.id, _batches.c.state != BatchState.DONE)
-    .scalar_subquery()
-)
 _others_of_run = (_batches.c.run_id == _runs.c.id, _batches.c.id != sa.bindparam("batch_id"))
 _others_unfinished = sa.exists().where(*_others_of_run, _batches.c.state != BatchState.DONE)
 _COUNT_BATCH_DONE = (
     sa.update(_runs)
-    .add_cte(_MARK_DONE)
+    .add_cte(_MARK_FAILED_DONE)
     # Not "run_id": execute() would take a parameter named like a column of `batches` as a value for it.
     .where(_runs.c.id == sa.bindparam("batch_run"))
     .values(
@@ -187,9 +235,7 @@ _claimed_batch = (
 _RECORD_AND_CLAIM_BATCH = sa.select(
     _claimed_page, _claimed_batch.c.id.label("batch_id"), _claimed_batch.c.seq
 ).select_from(_claimed_page.join(_claimed_batch, sa.true()))
-_RUN_PROGRESS = sa.select(_runs.c.listing_done, _runs.c.state, _in_flight_of_run, _unfinished_of_run).where(
-    _runs.c.id == sa.bindparam("run_id")
-)
+_BATCH_STATE = sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id"))
 
 
 def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
@@ -254,28 +300,39 @@ def finish_batch(
     max_in_flight: int,
 ) -> tuple[bool, bool]:
     """running → done; the run's copied counter and the set of target namespaces it wrote grow with it. Returns
-    what ``after_batch`` would, from the same transaction: (this caller moved the run to ``copied``, wake the
-    lister). The run's row lock orders the batches that finish together, so the last of them sees all done."""
+    what ``after_batch`` returns: (this caller moved the run to ``copied``, wake the lister). Two statements on one
+    connection, neither waiting on this worker while it holds a lock (see ``_FINISH_BATCH``)."""
+    done = {"vectors": vectors, "missing": missing, "nbytes": nbytes, "now": utcnow()}
+    with db.single_statement() as conn:
+        run_id = conn.execute(_FINISH_BATCH, {"batch_id": batch_id, "targets": list(targets), **done}).scalar()
+        if run_id is None:
+            state, run_id = conn.execute(_BATCH_STATE, {"batch_id": batch_id}).one()
+            if state == BatchState.FAILED:
+                return _finish_failed_batch(db, batch_id, targets, max_in_flight, **done)
+            # done already: a duplicate delivery, which only decides what follows
+        return _what_follows(conn, run_id, max_in_flight)
+
+
+def _finish_failed_batch(
+    db: Database, batch_id: int, targets: Sequence[str], max_in_flight: int, **done: Any
+) -> tuple[bool, bool]:
+    """``finish_batch`` of a batch another delivery failed meanwhile (``_LOCK_BATCH_AND_RUN``): rare, in one
+    transaction, so that the run's failed count loses the batch's ids as its copied count gains them."""
     with db.transaction() as s:
         conn = s.connection()
         state, run_id, run_state, target_namespaces, failed = conn.execute(
             _LOCK_BATCH_AND_RUN, {"batch_id": batch_id}
         ).one()
-        if state == BatchState.DONE:  # a duplicate delivery: only the decision of what follows
-            return _what_follows(s, run_id, conn.execute(_RUN_PROGRESS, {"run_id": run_id}).one(), max_in_flight)
-        if state == BatchState.FAILED:  # its ids were counted as failed; the run's row lock keeps that current
+        if state == BatchState.FAILED:  # else it ended meanwhile: counted as it ended
             failed = max(0, failed - len(conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()))
         listing_done, now_state, in_flight = conn.execute(
             _COUNT_BATCH_DONE,
             {
                 "batch_id": batch_id,
-                "vectors": vectors,
-                "missing": missing,
-                "nbytes": nbytes,
-                "now": utcnow(),
                 "batch_run": run_id,
                 "failed": failed,
                 "targets": sorted(set(target_namespaces or []) | set(targets)),
+                **done,
             },
         ).one()
         copied = run_state != RunState.COPIED and now_state == RunState.COPIED
@@ -309,25 +366,17 @@ def maybe_mark_copied(db: Database, run_id: int) -> bool:
 
 
 def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
-    """After a batch ends, in one transaction: (this caller moved the run to ``copied``, the lister should be woken
+    """After a batch ends, in one statement: (this caller moved the run to ``copied``, the lister should be woken
     because listing is unfinished and fewer than ``max_in_flight`` batches are queued or running)."""
-    with db.transaction() as s:
-        return _after_batch(s, run_id, max_in_flight)
+    with db.single_statement() as conn:
+        return _what_follows(conn, run_id, max_in_flight)
 
 
-def _after_batch(s: Session, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
-    return _what_follows(s, run_id, s.connection().execute(_RUN_PROGRESS, {"run_id": run_id}).one(), max_in_flight)
-
-
-def _what_follows(
-    s: Session, run_id: int, progress: sa.Row[Any, Any, Any, Any], max_in_flight: int
-) -> tuple[bool, bool]:
-    """From the run's (listing_done, state, in-flight batches, unfinished batches): (this caller moved the run to
-    ``copied``, wake the lister). The conditional UPDATE re-checks, so exactly one caller wins ``copied``."""
-    listing_done, state, in_flight, unfinished = progress
-    if listing_done and state == RunState.COPYING and not unfinished:
-        return _mark_copied(s, run_id), False
-    return False, (not listing_done and in_flight < max_in_flight)
+def _what_follows(conn: sa.Connection, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
+    """``_AFTER_BATCH``: the run moved to ``copied`` when every batch is done (the conditional UPDATE re-checks, so
+    exactly one caller wins it), and whether to wake the lister."""
+    listing_done, in_flight, copied = conn.execute(_AFTER_BATCH, {"run_id": run_id, "now": utcnow()}).one()
+    return bool(copied), not listing_done and in_flight < max_in_flight
 
 
 def compile_task_statements(db: Database) -> None:
@@ -346,10 +395,9 @@ def compile_task_statements(db: Database) -> None:
             _RECORD_AND_CLAIM_BATCH,
             {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": [], "worker": ""},
         ),
-        (_LOCK_BATCH_AND_RUN, {"batch_id": -1}),
-        (_COUNT_BATCH_DONE, {"batch_id": -1, "batch_run": -1, "failed": 0, "targets": [], "now": now, **done}),
-        (_RUN_PROGRESS, {"run_id": -1}),
-        (_MARK_COPIED, {"run_id": -1}),
+        (_FINISH_BATCH, {"batch_id": -1, "targets": [], "now": now, **done}),
+        (_BATCH_STATE, {"batch_id": -1}),
+        (_AFTER_BATCH, {"run_id": -1, "now": now}),
         (_START_VERIFY, {"run_ids": [-1], "from_states": [RunState.COPIED.value], "now": now}),
         (_WRITERS, {"job_id": -1, "targets": [""]}),
         (_RUN_COUNT, {"job_id": -1}),

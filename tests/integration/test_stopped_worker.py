@@ -1,0 +1,122 @@
+"""A worker that stops half-way through finishing a batch (its host cut off from the network between two of its
+statements) holds up no other worker of the job table.
+
+Postgres keeps the row locks of a transaction until its client sends the next statement, or until it ends the
+session after ``IDLE_IN_TRANSACTION_S`` (a minute): a batch finished in a transaction that locked its run's row
+and waited on its worker between two statements froze every batch, lister and stalled-run sweep of that run for
+that minute when the worker's host was cut off there (seen in tests/fleet/test_hosts.py). Here the worker is
+stopped after each statement of `finish_batch` in turn, and another worker must finish, start and sweep the same
+run's batches meanwhile. "Held up" is read from Postgres (a session of this database waiting for a lock), not from
+a clock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from orchestrator import jobs
+from orchestrator.models import Batch, NamespaceRun
+from orchestrator.recovery import claim_stalled_runs
+from tests.integration.test_job_table import a_job
+from tests.polling import wait_until
+
+
+@pytest.fixture
+def databases(job_table_url: str) -> Iterator[tuple[jobs.Database, jobs.Database]]:
+    """Two workers' handles on one job table: the one that stops, and the other."""
+    stopping, other = (jobs.Database(job_table_url, create=False) for _ in range(2))
+    yield stopping, other
+    stopping.dispose()
+    other.dispose()
+
+
+class Stopper:
+    """Stops the thread using ``db`` after its ``nth`` statement (counted from ``arm``) until ``release``."""
+
+    def __init__(self, db: jobs.Database, nth: int) -> None:
+        self.nth, self.seen = nth, 0
+        self.armed, self.stopped, self.released = False, threading.Event(), threading.Event()
+        event.listen(db.engine, "after_cursor_execute", self._after)
+
+    def _after(self, *_: Any) -> None:
+        if not self.armed:
+            return
+        self.seen += 1
+        if self.seen == self.nth:
+            self.stopped.set()
+            self.released.wait()
+
+    def arm(self) -> None:
+        self.armed = True
+
+
+def waiting_for_a_lock(db: jobs.Database) -> list[str]:
+    """The statements of this database's sessions that wait for a lock right now."""
+    with db.single_statement() as conn:
+        return list(
+            conn.scalars(
+                sa.text(
+                    "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            )
+        )
+
+
+def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(work()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def finishes(db: jobs.Database, batch_id: int) -> tuple[bool, bool]:
+    return jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["ns0"], max_in_flight=8)
+
+
+@pytest.mark.parametrize("stops_after", [1, 2], ids=["first-statement", "second-statement"])
+def test_a_worker_stopped_while_finishing_a_batch_holds_up_no_other_batch_of_its_run(
+    databases: tuple[jobs.Database, jobs.Database], stops_after: int
+) -> None:
+    stopping, other = databases
+    _, [run_id] = a_job(stopping)
+    assert jobs.start_listing(stopping, run_id) is not None
+    batch_ids = jobs.add_batches(stopping, run_id, [["a"], ["b"], ["c"]], None, listing_done=True).batch_ids
+    first, second, third = batch_ids
+    for batch_id in (first, second):
+        assert jobs.start_batch(stopping, batch_id, "w") is not None
+    stopper = Stopper(stopping, stops_after)
+    stopper.arm()
+    stopped_thread, stopped_result = in_thread(lambda: finishes(stopping, first))
+    try:
+        assert stopper.stopped.wait(60), "the stopping worker never ran a statement"
+
+        # Meanwhile another worker finishes a batch of the run, starts one, and sweeps for stalled runs.
+        def the_others_work() -> object:
+            return finishes(other, second), jobs.start_batch(other, third, "w2"), claim_stalled_runs(other, 0)
+
+        thread, result = in_thread(the_others_work)
+        waiting = wait_until(
+            lambda: ["done"] if result else waiting_for_a_lock(other),
+            what="the other worker to finish its work, or to wait for a lock",
+            timeout_s=60,
+            interval_s=0.02,
+        )
+        assert waiting == ["done"], f"the other worker waits for the stopped one's lock: {waiting}"
+        thread.join()
+    finally:
+        stopper.released.set()
+        stopped_thread.join(60)
+
+    assert len(stopped_result) == 1
+    with other.transaction() as s:
+        states = dict(s.execute(sa.select(Batch.id, Batch.state).where(Batch.run_id == run_id)).all())
+        run = s.get(NamespaceRun, run_id)
+        assert run is not None
+        assert states == {first: "done", second: "done", third: "running"}
+        assert (run.copied, run.target_namespaces, run.state) == (2, ["ns0"], "copying")
