@@ -137,6 +137,7 @@ def worker(
         queues=queues.split(","),
         without_mingle=True,
         without_gossip=True,
+        heartbeat_interval=resolved.worker_heartbeat_s,
     ).start()
 
 
