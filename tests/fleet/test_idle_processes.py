@@ -1,5 +1,6 @@
 """What the fleet's processes do while they wait: a threads worker's event loop sleeps until a message, a timer or a
-task's end (no timer waking it many times a second), and Flower asks nothing of the workers on a timer.
+task's end (no timer waking it many times a second), Flower asks nothing of the workers on a timer, and a worker's
+heartbeat comes as often as ``NSMIGRATE_WORKER_HEARTBEAT_S`` says.
 
 Both are counted against another count, never against the clock: the worker's wake-ups per ``BRPOP`` it sends (it
 sends one a second while idle, however busy the machine is), Flower's broadcasts per heartbeat of a worker.
@@ -102,3 +103,21 @@ def test_flower_sends_the_workers_no_broadcasts_on_a_timer(stack: Stack) -> None
     listener.join()
     pubsub.close()
     assert "enable_events" not in broadcasts, broadcasts
+
+
+def test_a_worker_heartbeats_as_often_as_its_setting_says(stack: Stack) -> None:
+    pubsub = redis.Redis.from_url(stack.redis_url).pubsub()
+    pubsub.psubscribe("*celeryev*")
+    stack.start_worker("copy", 1, pool="threads", args=("--no-planner",), NSMIGRATE_WORKER_HEARTBEAT_S="7.5")
+
+    def heartbeat() -> dict[str, Any] | None:
+        message = pubsub.get_message(timeout=0.2)
+        if message is None or message["type"] != "pmessage":
+            return None
+        body = decoded(message["data"])
+        return body if body.get("type") in {"worker-online", "worker-heartbeat"} else None
+
+    # Every heartbeat (and the worker-online event) says how often they come: Flower reads it to tell a worker gone.
+    event = wait_until(heartbeat, what="the worker's first heartbeat", timeout_s=60, interval_s=0)
+    pubsub.close()
+    assert event is not None and event["freq"] == 7.5
