@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from cli import waits
 from cli.console import console
-from cli.fleet import dispatcher
+from cli.fleet import dispatcher, worker_context
 from cli.options import (
     DatabaseOpt,
     JobArg,
@@ -29,7 +29,6 @@ from cli.render import job_reader, watch_job
 from orchestrator import jobs, launch, recovery
 from orchestrator.tenancy.namespaces import display_namespace
 from workers.cleaning import cleanup_run
-from workers.context import WorkerContext
 from workers.rollback import rollback_job
 from workers.syncing import sync_runs
 
@@ -151,7 +150,7 @@ def cleanup(
         if not sys.stdin.isatty():
             raise fail("cleanup deletes source data: pass --yes to confirm (or --dry-run to see what it would do)")
         typer.confirm(f"Delete up to {len(runs)} verified source namespaces of job {job_id}?", abort=True)
-    ctx = WorkerContext(resolved)
+    ctx = worker_context(resolved)
     not_done = 0  # refused, or failed part-way (a store error): either way the source is not all gone
     said: dict[str, list[str]] = {}  # a refusal's reason → the namespaces refused for it after the first
     for r in runs:
@@ -230,7 +229,7 @@ def sync(
             abort=True,
         )
     results = sync_runs(
-        WorkerContext(resolved),
+        worker_context(resolved),
         [r.id for r in runs],
         threads=resolved.sync_threads,
         propagate_deletes=propagate_deletes,
@@ -287,7 +286,7 @@ def rollback(
                 "rollback deletes the migrated namespaces: pass --yes to confirm (or --dry-run to see what it would do)"
             )
         typer.confirm(f"Roll back job {job_id} and delete the namespaces it created?", abort=True)
-    result = rollback_job(WorkerContext(resolved), job_id, dry_run=dry_run, actor=jobs.default_actor())
+    result = rollback_job(worker_context(resolved), job_id, dry_run=dry_run, actor=jobs.default_actor())
     for r in result["runs"]:
         restored = f" ({r['restored']} restored)" if r["restored"] else ""
         console.print(f"{escape(display_namespace(r['namespace']))}: {escape(r['summary'])}{restored}", soft_wrap=True)

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from cli.console import console
-from cli.options import DatabaseOpt, JobArg, RedisOpt, fail, job_context
+from cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
 from orchestrator import jobs
 from orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from orchestrator.jobs import cutover as rollout_rows
@@ -108,6 +108,7 @@ def check(
                 f"{1000 if name == 'qps' else 3600}; nothing was run"
             )
     limits = limits.model_copy(update=overrides)
+    check_redis_credentials(ctx.settings.redis_url)  # the queries' rate budget is in Redis
     report = check_job(ctx, job_id, limits)
     rollout_rows.record_check(ctx.db, job_id, report, jobs.default_actor())
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -15,11 +16,13 @@ from cli.console import console
 from cli.fleet import dispatcher, open_store
 from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
 from orchestrator import jobs
-from orchestrator.errors import NsmigrateError
+from orchestrator.errors import ErasureFailed, NsmigrateError
 from orchestrator.messaging.dispatch import Dispatcher
+from orchestrator.models import PlaceKind
 from orchestrator.spec.jobspec import load_spec
 from orchestrator.tenancy.namespaces import display_namespace
-from workers.erasing import ErasurePlan, plan_erasure
+from workers.context import WorkerContext
+from workers.erasing import ErasurePlan, erase_place, plan_erasure
 
 app = typer.Typer(add_completion=False)
 
@@ -74,8 +77,9 @@ def erase(
     cleaned) and of any --spec, their vectors in shared namespaces (public, review, the default namespace), found by
     their creator_id / twin_id metadata, and backups (rewritten without their rows). Names are found through the
     names nsmigrate built; a name that could be theirs but has several readings is reported, not erased. The cleanup
-    workers delete each place and check it (counts, listing, a fetch of the deleted ids). Exit code 0 only when
-    every place was checked empty of their data."""
+    workers delete each place and check it (counts, listing, a fetch of the deleted ids); backups are rewritten by
+    this command, on the host where it found them. Exit code 0 only when every place was checked empty of their
+    data."""
     conf = settings(database_url, redis_url)
     database = db(conf)
     if resume is not None:
@@ -94,6 +98,7 @@ def erase(
                 + " — fix it, or leave a store that is gone for good out with --skip-store LABEL",
                 1,
             )
+        _refuse_while_copying(plan)
         if not plan.places:
             console.print(f"nothing of {plan.subject.label} in any place nsmigrate knows; nothing to erase")
             raise typer.Exit(0)
@@ -119,7 +124,24 @@ def erase_everywhere(
     _print_plan(plan)
     if plan.unreadable:
         raise fail("cannot read every store: " + "; ".join(plan.unreadable), 1)
+    _refuse_while_copying(plan)
     return finish(database, _start(database, conf, plan), 600, receipt_path)
+
+
+def _refuse_while_copying(plan: ErasurePlan) -> None:
+    """Refuse while a copy job may still write the subject's data: its copies would come back after the places were
+    checked empty, under a receipt saying they were erased."""
+    if plan.writing:
+        named = "; ".join(
+            f"job {job_id} (namespaces {', '.join(repr(display_namespace(n)) for n in names)})"
+            for job_id, names in plan.writing.items()
+        )
+        raise fail(
+            f"copy jobs may still write {plan.subject.label}'s data after it is erased: {named} — wait for them to "
+            f"finish, or {', '.join(f'`nsmigrate cancel {j}`' for j in plan.writing)}, then erase again; nothing was "
+            "deleted",
+            1,
+        )
 
 
 def finish(database: jobs.Database, job_id: int, timeout_s: float, receipt_path: Path | None) -> dict[str, Any]:
@@ -148,7 +170,7 @@ def _start(database: jobs.Database, conf: Any, plan: ErasurePlan) -> int:
     name = f"erase-{plan.subject.creator_id}" + (f"-{plan.subject.twin_id}" if plan.subject.twin_id else "")
     sender = dispatcher(conf)  # Redis answered before anything is written
     job_id = jobs.create_erasure(database, name, plan.spec(jobs.default_actor()), plan.places)
-    _send(database, sender, job_id, [p.id for p in jobs.places_of(database, job_id)])
+    _send(database, sender, job_id, [p.id for p in jobs.places_of(database, job_id)], conf)
     console.print(f"erasure job {job_id} started on the cleanup workers; `nsmigrate events {job_id}` shows each step")
     return job_id
 
@@ -164,21 +186,32 @@ def _resume(database: jobs.Database, conf: Any, job_id: int) -> int:
         sender.close()
         console.print(f"erasure job {job_id}: every place was checked already; nothing to send again")
         return job_id
-    _send(database, sender, job_id, ids)
+    _send(database, sender, job_id, ids, conf)
     console.print(f"erasure job {job_id}: {len(ids)} place(s) sent again")
     return job_id
 
 
-def _send(database: jobs.Database, sender: Dispatcher, job_id: int, place_ids: list[int]) -> None:
+def _send(database: jobs.Database, sender: Dispatcher, job_id: int, place_ids: list[int], conf: Any) -> None:
+    """The places of stores to the cleanup workers; backups erased here, by this command: a backup directory is on
+    the host that wrote it, and a worker that cannot see it would find it gone and check it erased."""
     places = {p.id: p for p in jobs.places_of(database, job_id)}
+    here = [i for i in place_ids if places[i].kind == PlaceKind.BACKUP]
     try:
         with sender.together():
             for place_id in place_ids:
                 p = places[place_id]
-                where = p.path or f"{p.store}/{display_namespace(p.namespace or '')}"
-                sender.erase_place(place_id, job_id=job_id, place=f"{p.kind} {where}")
+                if place_id not in here:
+                    where = f"{p.store}/{display_namespace(p.namespace or '')}"
+                    sender.erase_place(place_id, job_id=job_id, place=f"{p.kind} {where}")
     finally:
         sender.close()
+    if here:
+        ctx = WorkerContext(conf)
+        for place_id in here:
+            with contextlib.suppress(ErasureFailed):  # recorded on the place: the receipt and `events` say why
+                erase_place(ctx, place_id)
+        ctx.dispatcher.close()
+        ctx.db.dispose()
 
 
 def _wait(database: jobs.Database, job_id: int, timeout_s: float) -> dict[str, Any]:

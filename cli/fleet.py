@@ -8,10 +8,12 @@ from typing import Any
 
 import redis
 
-from cli.options import fail, settings
+from cli.options import check_redis_credentials, fail, settings
 from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.redaction import redact_url, scrub
 from orchestrator.settings import Settings
+from workers import broker_credentials
+from workers.context import WorkerContext
 from workers.stores import open_retrying_store
 
 
@@ -35,11 +37,22 @@ def _settings() -> Settings:
     return settings(None, None)
 
 
+def worker_context(settings: Settings) -> WorkerContext:
+    """A worker's context for a command that runs a worker's step itself (cleanup, sync, rollback), once Redis (its
+    rate budgets) accepted the URL's password: a refused one is one clear error at once, not every store request
+    retried and then reported as Redis out of reach."""
+    check_redis_credentials(settings.redis_url)
+    return WorkerContext(settings)
+
+
 def dispatcher(settings: Settings) -> Dispatcher:
-    """A Dispatcher whose broker answered: checked before anything is written, so an unreachable Redis gives one
-    clear error instead of a traceback and a job row whose tasks were never enqueued."""
+    """A Dispatcher whose broker answered: checked before anything is written, so an unreachable Redis, or one that
+    refuses the URL's password, gives one clear error instead of a traceback and a job row whose tasks were never
+    enqueued."""
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5).ping()
+    except broker_credentials.REFUSALS as e:
+        raise fail(broker_credentials.refusal(settings.redis_url, e)) from e
     except (redis.RedisError, ValueError, OSError) as e:
         detail = scrub((str(e).splitlines() or [""])[0][:200], settings.redis_url)
         raise fail(

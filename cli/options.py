@@ -66,6 +66,16 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def check_redis_credentials(redis_url: str) -> None:
+    """Stop the command (exit 2, nothing changed) when Redis refuses the credentials of ``redis_url``: retrying them
+    cannot help. A Redis that is down is left to the caller (a worker waits for it)."""
+    from workers import broker_credentials  # redis-py and Celery: only for the commands that use Redis
+
+    problem = broker_credentials.check(redis_url)
+    if problem is not None:
+        raise fail(problem)
+
+
 DATABASE_URL_ENV = "NSMIGRATE_DATABASE_URL"
 REDIS_URL_ENV = "NSMIGRATE_REDIS_URL"
 

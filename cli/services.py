@@ -13,7 +13,7 @@ from celery.utils.log import mlevel
 from celery.utils.nodenames import default_nodename, host_format
 
 from cli.console import err_console
-from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
+from cli.options import DatabaseOpt, RedisOpt, check_redis_credentials, db, fail, settings
 from orchestrator.messaging.task_names import Queue
 from workers import metrics
 from workers.app import configure
@@ -110,6 +110,7 @@ def worker(
             f"--metrics-port with --pool prefork needs {metrics.MULTIPROC_DIR_ENV}: set it to an empty directory "
             "the pool's processes can write their counts to (or use --pool threads)"
         )
+    check_redis_credentials(resolved.redis_url)
     # Workers read their settings from the environment in each process: hand the resolved ones down.
     os.environ["NSMIGRATE_DATABASE_URL"] = resolved.database_url
     os.environ["NSMIGRATE_REDIS_URL"] = resolved.redis_url
@@ -128,7 +129,7 @@ def worker(
     # Celery's own worker object, as `celery worker` builds it, without loading Celery's command line: that imports
     # every celery subcommand and its plugins (Flower, Tornado, prompt_toolkit), ~0.15 CPU-s of every worker start
     # that the worker never uses (bench/README.md: Worker start-up).
-    celery_app.Worker(
+    controller = celery_app.Worker(
         hostname=host_format(default_nodename(name)),
         pool_cls=get_implementation(pool),
         loglevel=mlevel(loglevel.upper()),
@@ -136,7 +137,11 @@ def worker(
         queues=queues.split(","),
         without_mingle=True,
         without_gossip=True,
-    ).start()
+    )
+    controller.start()
+    # Celery's exit code, as `celery worker` passes it on: 0 after a warm shutdown (SIGTERM), non-zero when the worker
+    # stopped on an error, so that a supervisor restarting on failure restarts it.
+    raise typer.Exit(controller.exitcode or 0)
 
 
 @app.command()
@@ -175,6 +180,7 @@ def flower(
     if not password:
         raise fail(f"Flower needs a password: set {resolved.flower_password_env} (basic auth is always on)")
     # Flower reads basic auth from its env var, which keeps the password off the command line (ps, /proc).
+    check_redis_credentials(resolved.redis_url)
     os.environ["FLOWER_BASIC_AUTH"] = f"{resolved.flower_user}:{password}"
     celery_app = configure(resolved)
     if not worker_answers(celery_app, wait_for_workers_s):

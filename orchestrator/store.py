@@ -120,6 +120,12 @@ class Store(Protocol):
         """Delete a whole namespace."""
         ...
 
+    def delete_namespace_if_empty(self, namespace: str) -> bool:
+        """Delete the namespace only if it holds no vector at that moment (what cleanup and rollback drop once they
+        emptied it by id); whether it is gone. pgvector decides at the drop itself (the table locked, then looked at);
+        a store that cannot (Pinecone) lists it right before, and a write in between goes with it."""
+        ...
+
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
         """Ids of the ``top_k`` nearest vectors, best first (used by verification's query equivalence)."""
         ...
@@ -166,3 +172,9 @@ class StoreDefaults:
 
     def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
         return None
+
+    def delete_namespace_if_empty(self: Store, namespace: str) -> bool:
+        if self.list_ids(namespace, limit=1).ids:
+            return False
+        self.delete_namespace(namespace)
+        return True

@@ -21,6 +21,7 @@ from celery.worker.consumer.consumer import STOP_CONDITIONS
 from orchestrator.messaging.dispatch import celery_config
 from orchestrator.recovery import start_sweeping
 from orchestrator.settings import Settings
+from workers import broker_credentials
 from workers.context import reset_context
 from workers.plan_server import start_planning
 from workers.tuning import EVENT_FLUSH_S, warm_up
@@ -53,8 +54,11 @@ class Consumer(TunedConsumer):
     """The worker's consumer: ``workers.tuning.Consumer``, which also reconnects when something other than a
     connection error escapes Celery's consumer loop soon after the broker was lost. Kombu tearing down a dead Redis
     connection's channels can raise e.g. ``AttributeError: 'NoneType' object has no attribute 'hostname'``
-    (celery/kombu#582), which Celery treats as unrecoverable: it exits the worker, with status 0. Later errors are
-    bugs and still stop the worker."""
+    (celery/kombu#582), which Celery treats as unrecoverable: it stops the worker. Later errors are bugs and still
+    stop the worker.
+
+    It stops the worker (exit code 2) when Redis refuses its credentials, e.g. after the password was changed:
+    kombu would retry them for ever (``workers.broker_credentials``)."""
 
     #: `time.monotonic()` when the broker connection was last lost, None before that.
     broker_lost_at: float | None = None
@@ -66,6 +70,23 @@ class Consumer(TunedConsumer):
     def on_connection_error_before_connected(self, exc: BaseException) -> None:
         self.broker_lost_at = time.monotonic()
         super().on_connection_error_before_connected(exc)
+
+    def ensure_connected(self, conn: Any) -> Any:
+        # Celery's connection retry loop (kombu's ``ensure_connection``) calls an error handler at each failed attempt:
+        # a refused password stops the worker there instead of being retried.
+        retry = conn.ensure_connection
+
+        def ensure_connection(errback: Any, *args: Any, **kwargs: Any) -> Any:
+            def on_error(exc: BaseException, interval: float) -> None:
+                if broker_credentials.is_refusal(exc):
+                    log.critical("%s", broker_credentials.refusal(str(self.app.conf.broker_url), exc))
+                    raise broker_credentials.RefusedCredentials() from exc
+                errback(exc, interval)
+
+            return retry(on_error, *args, **kwargs)
+
+        conn.ensure_connection = ensure_connection
+        return super().ensure_connected(conn)
 
     def start(self) -> None:
         while True:

@@ -226,13 +226,14 @@ def _unchanged_problem(run: NamespaceRun, ids: list[str]) -> str | None:
 
 
 def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
-    earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
-    verdict = RunState(run.state)  # where a refusal or an interruption leaves the run
     try:
-        run = jobs.start_cleanup(ctx.db, run.id)  # verified → cleaning, under a row lock
+        # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
+        # cleanup may have stopped part-way since, and what it deleted must stay counted.
+        run, verdict = jobs.start_cleanup(ctx.db, run.id)
     except StateError as e:
         # Another cleanup or verify got there since we read the run; the refusal is audited here.
         return _refuse(ctx, run, e.message, actor, dry_run=False)
+    earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
     source = ctx.guarded(spec.source, spec.rate)
     ns = run.source_namespace
     try:
@@ -265,9 +266,9 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
-            if ns != DEFAULT_NAMESPACE and not list_all_ids(source, ns):
-                # Pinecone cannot drop the default namespace; any other one, now empty, is dropped.
-                source.delete_namespace(ns)
+            if ns != DEFAULT_NAMESPACE and not list_all_ids(source, ns) and source.delete_namespace_if_empty(ns):
+                # Pinecone cannot drop the default namespace; any other one, now empty, is dropped (a pgvector table
+                # only if still empty once locked: a row written since the listing has no copy).
                 method = "delete_namespace"
     except NsmigrateError as e:
         reason = f"delete failed: {e}; run cleanup again"

@@ -6,7 +6,9 @@ targets of its copy jobs) and any store named on the command line, the namespace
 shared namespace searched for their vectors (``public``, the review namespace, the default namespace, hand-made
 names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
 deletes one place, then checks it: counts polled to zero, a listing, and a fetch of the deleted ids (stores are
-eventually consistent), or for a backup the files read again. The last place to finish writes the receipt.
+eventually consistent), or for a backup the files read again. The last place to finish writes the receipt. A backup
+place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where the plan found the directory: a
+worker that cannot see it would find it gone and check it erased.
 
 A place is re-run safely: a whole namespace is deleted again, a shared namespace is searched again, a backup is
 rewritten from what is left; so a worker killed mid-erasure loses nothing (its task is redelivered) and
@@ -29,9 +31,18 @@ from orchestrator.errors import ErasureFailed, NsmigrateError
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import PlaceKind
 from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
-from orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
+from orchestrator.tenancy.erasure import (
+    KnownRun,
+    Subject,
+    places_in_store,
+    receipt,
+    registry_of,
+    still_writing,
+    subject_of,
+)
 from orchestrator.tenancy.namespaces import Registry, display_namespace
 from workers.context import WorkerContext
+from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import Store, iter_all_ids
 from workers.verifying import chunks
 
@@ -52,13 +63,17 @@ def subject_ids(store: Store, namespace: str, subject: Subject) -> list[str]:
 @dataclass
 class ErasurePlan:
     """What `erase` found: the subject, its places (rows for ``jobs.create_erasure``), the names reported as
-    ambiguous and the stores that could not be read (the erasure is refused while one cannot)."""
+    ambiguous, the stores that could not be read and the copy jobs that may still write the subject's data (the
+    erasure is refused while a store cannot be read or such a job runs)."""
 
     subject: Subject
     places: list[dict[str, Any]] = field(default_factory=list)
     ambiguous: list[str] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # stores left out on purpose (``--skip-store``)
+    #: Copy jobs that may still write the subject's data (``erasure.still_writing``): the erasure is refused until
+    #: they end, or their copies would bring the data back after its places were checked empty.
+    writing: dict[int, list[str]] = field(default_factory=dict)
 
     def spec(self, actor: str) -> dict[str, Any]:
         """The erase job's spec in the job table: whose data, how records match, what was reported."""
@@ -111,6 +126,8 @@ def plan_erasure(
     directories = {Path(m).parent for m in manifests} | set(backup_dirs or [])
     for directory in sorted(directories):
         _plan_backup(plan, directory, registry, runs)
+    namespaces = {p["namespace"] for p in plan.places if p["namespace"] is not None}
+    plan.writing = still_writing(runs, plan.subject, namespaces)
     return plan
 
 
@@ -197,6 +214,16 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
             error = str(check.get("reason", "the check after the delete did not pass"))
     except NsmigrateError as e:
         error = f"{e}; run `nsmigrate erase --resume {place.job_id}`"
+        jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the job table or Redis is unreachable: the task is sent again (workers.tasks)
+    except Exception as e:
+        # Anything unforeseen (a damaged backup file, a disk error, a bug) must not leave the place `erasing` with
+        # no reason: it fails with its error, which the receipt and `erase --resume` see.
+        # Info with the traceback: `nsmigrate erase` runs backup places itself, and a command has no logging set up
+        # (Python would print an error to its terminal beside the command's own line); the worker's log keeps it.
+        log.info("erasure place %s (job %s) failed unexpectedly", place_id, place.job_id, exc_info=True)
+        error = f"unexpected {type(e).__name__}: {e}; run `nsmigrate erase --resume {place.job_id}` once it is fixed"
         jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
     finally:
         if jobs.maybe_finish_erasure(ctx.db, place.job_id, receipt, ctx.worker_name) is not None:

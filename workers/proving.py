@@ -51,7 +51,8 @@ def delete_proven(
 
     Returns:
         The ``Proof`` of every chunk: ``proven`` ids are the ones deleted (or, with ``delete_from=None``, that
-        may be); ids without an original are neither.
+        may be); ids without an original are neither, except when deleting from the target: there they are refused
+        (the copy would be the only one left).
     """
     compare = fields_comparer(spec)
     total = total if total is not None else Proof()
@@ -60,6 +61,12 @@ def delete_proven(
         by_ns, _unroutable = route_source(originals, route)  # prove_copies refuses the unroutable ones
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
         proof = prove_copies(originals, found, route, spec.verify.tolerance, compare)
+        if delete_from == "target":
+            # A rollback checked every original before it deletes: one gone since leaves its copy the only one.
+            have = {r.id for r in originals}
+            for id_ in chunk:
+                if id_ not in have:
+                    proof.refuse(id_, "no original in the source now: its copy is the only one")
         if proof.proven and delete_from == "source":
             source.delete(source_namespace, proof.proven)
         elif proof.proven and delete_from == "target":

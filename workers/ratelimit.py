@@ -32,9 +32,10 @@ from typing import Any
 
 import redis
 
-from orchestrator.errors import RetryableError
+from orchestrator.errors import PermanentError, RetryableError
 from orchestrator.messaging.task_names import rate_bucket_key
 from orchestrator.settings import DEFAULTS
+from workers import broker_credentials
 
 #: Extra seconds every admission stays in the window: admission → request on the wire jitter must not let two
 #: windows' worth of requests land in one server second (the ``rate_guard_s`` setting's default).
@@ -173,6 +174,11 @@ class RateLimiter:
     def _run(self, script: Any, key: str, args: list[Any], scope: str) -> list[int]:
         try:
             return [int(x) for x in script(keys=[key], args=args)]
+        except broker_credentials.REFUSALS as e:  # a connection error to redis-py, but retrying it cannot help
+            raise PermanentError(
+                f"rate limiter: Redis refused the credentials of NSMIGRATE_REDIS_URL ({e}): set the password Redis "
+                "expects"
+            ) from e
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise RetryableError(f"rate limiter could not reach Redis: {e}", scope=scope) from e
 

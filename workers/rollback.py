@@ -135,8 +135,7 @@ class _Rollback:
             method = "delete_ids"
             # Pinecone cannot drop the default namespace, and a namespace others wrote into is not ours to drop.
             droppable = whole and listed and ns != DEFAULT_NAMESPACE and not proof.refused_count
-            if droppable and not list_all_ids(self.target, ns):
-                self.target.delete_namespace(ns)
+            if droppable and not list_all_ids(self.target, ns) and self.target.delete_namespace_if_empty(ns):
                 method = "delete_namespace"
             done[ns] = {
                 "method": method,

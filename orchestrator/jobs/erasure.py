@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs.database import Database, _event, default_actor
+from orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
 from orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
 
 FINAL_PLACE_STATES = (PlaceState.VERIFIED, PlaceState.FAILED)
@@ -171,8 +172,8 @@ def erasure_receipt(db: Database, job_id: int) -> dict[str, Any] | None:
 
 def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list[str]]:
     """What the job table knows about where data went: every namespace run of the copying jobs (migrate, sync) as
-    ``erasure.KnownRun``, their stores (spec identity → store spec JSON, env var names only: a label is not unique)
-    and the backup directories their jobs wrote (``backup_written`` events)."""
+    ``erasure.KnownRun`` (with whether it may still write), their stores (spec identity → store spec JSON, env var
+    names only: a label is not unique) and the backup directories their jobs wrote (``backup_written`` events)."""
     from orchestrator.connections.store_identity import key_of_json
     from orchestrator.models import Event, NamespaceRun
     from orchestrator.tenancy.erasure import KnownRun
@@ -182,6 +183,7 @@ def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list
     with db.transaction() as s:
         job_rows = list(s.scalars(sa.select(Job).where(Job.kind.in_((JobKind.MIGRATE, JobKind.SYNC)))))
         specs = {j.id: j.spec or {} for j in job_rows}
+        cancelled = {j.id for j in job_rows if j.state == JobState.CANCELLED}
         for run in s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id.in_(list(specs)))):
             spec = specs[run.job_id]
             source_key = key_of_json(spec.get("source"))
@@ -204,6 +206,8 @@ def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list
                     source_key_field=sources.get("key_field", "source_id") if sources else None,
                     override=routing.get("override_creator") is not None,
                     source_key=source_key,
+                    job_id=run.job_id,
+                    writing=run.job_id not in cancelled and run.state not in ROLLBACK_READY_STATES,
                 )
             )
         backups = [

@@ -153,9 +153,13 @@ def cleanable(run: NamespaceRun) -> bool:
     return run.state == RunState.VERIFIED or (run.state == RunState.VERIFY_FAILED and run.deleted_by_cleanup > 0)
 
 
-def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
+def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
     """verified → cleaning (or verify_failed → cleaning, taking up a cleanup that stopped part-way), or StateError
-    saying why not. The caller re-checks the source fingerprint first, or, taking one up, proves every id."""
+    saying why not. The caller re-checks the source fingerprint first, or, taking one up, proves every id.
+
+    Returns:
+        The run as locked (its ``deleted_by_cleanup`` as it is now: another cleanup may have stopped part-way since
+        the caller read it) and the verdict it had, where a refusal or an interruption leaves it."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
         if _is_rollback_run(s, run):
@@ -174,8 +178,9 @@ def start_cleanup(db: Database, run_id: int) -> NamespaceRun:
                 job_id=run.job_id,
                 run_id=run.id,
             )
+        verdict = RunState(run.state)
         _move_run(run, RunState.CLEANING)
-        return run
+        return run, verdict
 
 
 def finish_cleanup(db: Database, run_id: int, detail: dict[str, Any], actor: str) -> None:

@@ -109,6 +109,10 @@ class KnownRun:
     #: The source store's identity as its spec gives it (``store_identity.spec_identity``): labels are not unique
     #: (one pgvector prefix in two databases), identities are.
     source_key: str = ""
+    #: Its job, and whether the run may still write into its target (its copy has not ended, and its job is not
+    #: cancelled): an erasure then would be undone by the copy after its places were checked empty.
+    job_id: int = 0
+    writing: bool = False
 
 
 def registry_of(runs: Iterable[KnownRun]) -> Registry:
@@ -168,6 +172,20 @@ def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -
             if t == twin_id and k in keys
         }
     return Subject(creator_id, twin_id, frozenset(twins), frozenset(keys), frozenset(fields))
+
+
+def still_writing(runs: Iterable[KnownRun], subject: Subject, namespaces: Collection[str]) -> dict[int, list[str]]:
+    """The copy jobs that may still write the subject's data, each with the source namespaces of those runs: a run
+    that may write (``KnownRun.writing``) for the subject's creator (or twin), or that reads or writes one of
+    ``namespaces`` (the erasure's places, searched ones included: a copy of a shared namespace carries their
+    vectors). Matched by namespace name across stores: a refusal too many, never one too few."""
+    found: dict[int, list[str]] = {}
+    for run in runs:
+        theirs = not run.override and run.creator_id == subject.creator_id and subject.twin_id in (None, run.twin_id)
+        touches = run.source_namespace in namespaces or any(ns in namespaces for ns in run.target_namespaces)
+        if run.writing and (theirs or touches):
+            found.setdefault(run.job_id, []).append(run.source_namespace)
+    return {job_id: sorted(names) for job_id, names in sorted(found.items())}
 
 
 @dataclass(frozen=True)

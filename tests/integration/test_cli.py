@@ -340,6 +340,53 @@ def test_run_with_an_unreachable_redis_writes_no_job(cli: Cli) -> None:
     cli.assert_nothing_written()  # checked before the job table was written, not after
 
 
+@pytest.mark.parametrize(
+    ("userinfo", "said"),
+    [(":wrong-pw-5Rt@", "refused the password"), ("", "requires a password and the URL gives none")],
+    ids=["wrong password", "no password"],
+)
+def test_run_refused_by_redis_says_which_setting_and_writes_no_job(
+    cli: Cli, password_redis_server: RedisServer, userinfo: str, said: str
+) -> None:
+    url = f"redis://{userinfo}127.0.0.1:{password_redis_server.port}/0"
+
+    message = one_line(error_of(cli("run", cli.spec_file(), NSMIGRATE_REDIS_URL=url)))
+
+    assert message.startswith("error: NSMIGRATE_REDIS_URL: ") and said in message
+    assert "wrong-pw-5Rt" not in message
+    cli.assert_nothing_written()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sync", "JOB", "--dry-run"],
+        ["cleanup", "JOB", "--dry-run"],
+        ["rollback", "JOB", "--dry-run"],
+        ["cutover", "check", "JOB"],
+    ],
+    ids=["sync", "cleanup", "rollback", "cutover check"],
+)
+def test_a_command_running_a_step_itself_refused_by_redis_says_so_and_changes_nothing(
+    cli: Cli, password_redis_server: RedisServer, command: list[str]
+) -> None:
+    """Their store requests take the rate budget in Redis: a refused password was retried on every request and then
+    reported as Redis out of reach (or as a refusal of the step's own)."""
+    job_id = run_job(cli, cleanup={"mode": "manual"})
+    db = jobs.Database(cli.database_url)
+    try:
+        before = (jobs.events_of(db, job_id), [r.state for r in jobs.runs_of(db, job_id)])
+        url = f"redis://:wrong-pw-5Rt@127.0.0.1:{password_redis_server.port}/0"
+
+        message = one_line(error_of(cli(*[str(job_id) if a == "JOB" else a for a in command], NSMIGRATE_REDIS_URL=url)))
+
+        assert message.startswith("error: NSMIGRATE_REDIS_URL: ") and "refused the password" in message
+        assert "wrong-pw-5Rt" not in message
+        assert (jobs.events_of(db, job_id), [r.state for r in jobs.runs_of(db, job_id)]) == before
+    finally:
+        db.dispose()
+
+
 def test_run_reads_a_redis_password_given_as_a_query_parameter(cli: Cli, password_redis_server: RedisServer) -> None:
     server = password_redis_server
     assert server.password is not None

@@ -12,6 +12,7 @@ import redis
 
 from orchestrator.messaging.task_names import rate_bucket_key
 from sandbox.pinecone_server import _Window
+from sandbox.services import RedisServer
 from tests.timing import assert_timing
 from workers.ratelimit import DEFAULT_GUARD_S, RateLimiter, list_scope, read_scope, window_for, write_scope
 
@@ -177,6 +178,19 @@ def test_unreachable_redis_is_retryable() -> None:
 
     with pytest.raises(RetryableError):
         limiter.acquire("s", 10)
+
+
+def test_redis_refusing_the_password_is_not_retried(password_redis_server: RedisServer) -> None:
+    """A wrong password is a connection error to redis-py; retried, each request waited out every attempt before its
+    batch failed, and a worker stopping for the same refusal waited for those tasks."""
+    from orchestrator.errors import PermanentError
+
+    limiter = RateLimiter(redis.Redis.from_url(f"redis://:wrong-pw@127.0.0.1:{password_redis_server.port}/0"))
+
+    with pytest.raises(PermanentError, match="NSMIGRATE_REDIS_URL") as refused:
+        limiter.acquire("s", 10)
+
+    assert "wrong-pw" not in str(refused.value)
 
 
 def test_embedding_tokens_are_reserved_per_minute_apart_from_bytes(redis_url: str) -> None:

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
 from orchestrator import jobs
-from orchestrator.errors import StateError
+from orchestrator.errors import ErasureFailed, StateError
 from orchestrator.spec.jobspec import PgvectorStoreSpec
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.services import PostgresServer
@@ -296,3 +297,78 @@ def test_the_sandbox_admin_endpoints_need_the_key_it_was_started_with() -> None:
         assert sandbox.faults("guarded").error_rate_5xx == 1.0  # set once: by the request with the key
     finally:
         sandbox.stop()
+
+
+def test_erase_refuses_while_a_copy_of_the_creator_may_still_write_it(cli: Cli, sandbox: PineconeSandbox) -> None:
+    # A copy of creator a.1's twin is enqueued, not done: an erasure now would delete what it finds, then the copy
+    # would write a.1's vectors into the target after the places were checked empty, under a receipt saying erased.
+    for twin in ("t1", "t10"):
+        sandbox.load("small-src", twin, [(f"{twin}-{i}", [0.1] * DIM, {}) for i in range(3)])
+    routing = {"mode": "creator", "creators": {"source": "inline", "twins": {"t1": "a.1", "t10": "a.10"}}}
+    job_id = run_job(cli, routing=routing)
+    db = jobs.Database(cli.database_url)
+
+    refused = cli("erase", "--creator", "a.1", "--yes", "--timeout-s", "5")
+
+    assert refused.exit_code == 1, refused.output
+    message = one_line(refused.stderr)
+    assert f"job {job_id}" in message and "may still write" in message and "nothing was deleted" in message
+    assert f"nsmigrate cancel {job_id}" in message
+    assert [j["kind"] for j in jobs.list_jobs(db)] == ["migrate"]  # no erasure job was written
+    assert sandbox.count("small-src", "t1") == 3
+    # Once the copy cannot write any more, the erasure plans as usual.
+    assert cli("cancel", str(job_id)).exit_code == 0
+    planned = cli("erase", "--creator", "a.1", "--dry-run")
+    assert planned.exit_code == 0 and "dry run: nothing deleted" in planned.output, planned.output
+    db.dispose()
+
+
+def test_erase_erases_a_backup_where_it_found_it(cli: Cli, sandbox: PineconeSandbox, tmp_path: Path) -> None:
+    # A backup directory is on the host that wrote it (`nsmigrate run` or `export`), not on the cleanup workers (the
+    # compose deployment mounts none there): a worker reads a directory it cannot see as gone, i.e. erased, and the
+    # receipt would say so while every row is still on disk. The command that found it erases it. No worker runs.
+    sandbox.load("small-src", "public", [("mine", [0.1] * DIM, {"creator_id": "a.1"}), ("other", [0.2] * DIM, {})])
+    exported = cli("export", cli.spec_file(), "--out", str(tmp_path / "exp"))
+    assert exported.exit_code == 0, exported.output
+
+    erased = cli(
+        "erase",
+        "a.1",
+        "--backup-dir",
+        str(tmp_path / "exp"),
+        "--yes",
+        "--timeout-s",
+        "5",
+        "--receipt",
+        str(tmp_path / "r"),
+    )
+
+    assert erased.exit_code == 0, erased.output
+    rows = [r["id"] for f in (tmp_path / "exp").rglob("*.parquet") for r in pq.read_table(f).to_pylist()]
+    assert rows == ["other"]
+    [job] = jobs.list_jobs(db := jobs.Database(cli.database_url))
+    receipt = jobs.erasure_receipt(db, job["job_id"])
+    assert receipt is not None and receipt["verified"] and receipt["backup_rows_erased"] == 1, receipt
+    db.dispose()
+
+
+def test_an_erasure_place_that_breaks_unexpectedly_is_failed_with_its_error(
+    cli: Cli, ctx: WorkerContext, sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    # A backup file damaged after the plan read it: pyarrow's error is no nsmigrate error. The place must end
+    # `failed` with it (so `events`, the receipt and `erase --resume` see it), not stay `erasing` with no reason.
+    sandbox.load("small-src", "public", [("mine", [0.1] * DIM, {"creator_id": "a.1"}), ("other", [0.2] * DIM, {})])
+    assert cli("export", cli.spec_file(), "--out", str(tmp_path / "exp")).exit_code == 0
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store, backup_dirs=[tmp_path / "exp"])
+    job_id = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    [place] = jobs.places_of(ctx.db, job_id)
+    [file] = (tmp_path / "exp").rglob("*.parquet")
+    file.write_bytes(file.read_bytes()[:40])
+
+    with pytest.raises(ErasureFailed, match="unexpected ArrowInvalid"):
+        erasing.erase_place(ctx, place.id)
+
+    [place] = jobs.places_of(ctx.db, job_id)
+    assert place.state == "failed" and "ArrowInvalid" in (place.last_error or ""), place.last_error
+    receipt = jobs.erasure_receipt(ctx.db, job_id)
+    assert receipt is not None and not receipt["verified"], receipt

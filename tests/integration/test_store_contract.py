@@ -154,6 +154,19 @@ def test_delete_namespace_removes_it_and_nothing_else(store: Store) -> None:
     assert store.fetch("gone", ["id-0000"]) == []
 
 
+def test_delete_namespace_if_empty_keeps_a_namespace_that_holds_a_vector(store: Store) -> None:
+    store.upsert("held", make_records(1))
+    store.upsert("emptied", make_records(2))
+    store.delete("emptied", ["id-0000", "id-0001"])
+
+    assert store.delete_namespace_if_empty("held") is False
+    assert store.delete_namespace_if_empty("emptied") is True
+    assert store.delete_namespace_if_empty("never-written") is True
+
+    assert store.namespaces() == {"held": 1}
+    assert [r.id for r in store.fetch("held", ["id-0000"])] == ["id-0000"]
+
+
 def test_query_returns_the_nearest_id_first(store: Store) -> None:
     records = make_records(30)
     store.upsert("q", records)

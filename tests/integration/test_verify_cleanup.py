@@ -27,6 +27,7 @@ from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
+from workers.rollback import _Rollback
 from workers.stores.base import Store
 
 DIM = 8
@@ -490,7 +491,7 @@ def test_propagated_deletes_keep_the_copies_of_ids_a_cleanup_under_way_deleted(
 
     def listed_while_a_cleanup_deletes(source: Any, namespace: str) -> list[str]:
         if namespace == "alpha" and jobs.get_run(ctx.db, run_id).state == RunState.VERIFIED:
-            run = jobs.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
+            run, _ = jobs.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
             proof = cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True)
             assert proof.proven == first_chunk
         return list_source(source, namespace)
@@ -503,3 +504,87 @@ def test_propagated_deletes_keep_the_copies_of_ids_a_cleanup_under_way_deleted(
     assert job.target.count("alpha") == 30
     assert result["action"] == "refused" and result["deleted"] == 0, result
     assert "a cleanup of this namespace is under way" in result["reason"], result
+
+
+def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_check(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # Between the rollback's last check of the originals and its delete of the copies, an original is deleted (an
+    # application, a cleanup): its copy is now the only one, and the rollback must say so, not pass.
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(12)}, started=True)
+    assert job.verify()["passed"]
+    [run] = jobs.runs_of(ctx.db, job.job_id)
+    rollback = _Rollback(ctx, job.job_id, "tester")
+    check = rollback.check(run, restore=False)
+    assert check.passed, check.summary
+    job.source.delete("alpha", ["v-004"])
+
+    removed = rollback.delete_targets([run], {run.id: check})
+
+    assert [r.id for r in job.target.fetch("alpha", ["v-004"])] == ["v-004"]  # the only copy, kept
+    assert removed["alpha"]["deleted"] == 11 and removed["alpha"]["refused_count"] == 1, removed
+    assert removed["alpha"]["refused"][0]["id"] == "v-004"
+    assert "no original" in removed["alpha"]["reason"], removed
+
+
+def test_a_cleanup_that_read_the_run_before_another_stopped_part_way_keeps_that_count(
+    ctx: WorkerContext, store_specs: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two operators clean up the same namespace. B reads the run; A's cleanup deletes 10 proven ids and stops (a
+    # store error: back to verified, its count recorded); then B goes on and refuses an id whose copy went away. B's
+    # record of the run must still say 10 source ids are gone, or `sync --propagate-deletes` deletes their copies.
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)}, started=True)
+    assert job.verify()["passed"]
+    run_id = job.runs["alpha"]
+    first_chunk = [f"v-{i:03d}" for i in range(10)]
+    delete_after_its_checks = cleaning._delete
+
+    def another_cleanup_stops_part_way_first(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        run, _ = jobs.start_cleanup(ctx.db, run_id)
+        source = ctx.guarded(job.spec.source, job.spec.rate)
+        assert cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True).proven == first_chunk
+        jobs.abort_cleanup(
+            ctx.db, run_id, "delete failed", "A", back_to=RunState.VERIFIED, detail={"deleted_count": 10}
+        )
+        job.target.delete("alpha", ["v-020"])
+        return delete_after_its_checks(*args, **kwargs)
+
+    monkeypatch.setattr(cleaning, "_delete", another_cleanup_stops_part_way_first)
+    refused = job.cleanup()
+    monkeypatch.undo()
+
+    assert refused["action"] == "refused" and refused["refused_ids"] == ["v-020"], refused
+    assert jobs.get_run(ctx.db, run_id).deleted_by_cleanup == 10
+    synced = syncing.sync_run(ctx, run_id, propagate_deletes=True, actor="tester")
+    assert synced["action"] == "refused", synced
+    assert sorted(r.id for r in job.target.fetch("alpha", first_chunk)) == first_chunk  # the only copies, kept
+
+
+def test_a_pgvector_table_that_gained_a_row_after_the_last_listing_is_not_dropped(
+    ctx: WorkerContext, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cleanup drops a source namespace it emptied; a row an application writes between the listing that found the
+    # table empty and the drop has no copy. Postgres can tell at the drop itself (the table locked, then looked at).
+    monkeypatch.setenv(URL_ENV, database_url)
+    common = {"kind": "pgvector", "layout": "table_per_namespace", "database_url_env": URL_ENV, "dimension": DIM}
+    job = copied_job(
+        ctx, make_spec(({**common, "table": "src"}, {**common, "table": "dst"})), {"alpha": make_records(8)}
+    )
+    assert job.verify()["passed"]
+    list_source = cleaning.list_all_ids
+    listings: list[list[str]] = []
+
+    def a_row_written_right_after_the_last_listing(store: Any, namespace: str) -> list[str]:
+        listings.append(list_source(store, namespace))
+        if len(listings) == 2:  # the one that finds the namespace empty, right before the drop
+            job.source.upsert("alpha", make_records(1, prefix="late"))
+        return listings[-1]
+
+    monkeypatch.setattr(cleaning, "list_all_ids", a_row_written_right_after_the_last_listing)
+
+    result = job.cleanup()
+
+    assert listings[1] == []
+    assert [r.id for r in job.source.fetch("alpha", ["late-000"])] == ["late-000"]  # no copy: kept
+    assert result["action"] == "deleted" and result["count"] == 8, result
+    assert jobs.get_run(ctx.db, job.runs["alpha"]).cleanup["method"] == "delete_ids"  # type: ignore[index]

@@ -274,6 +274,9 @@ class GuardedStore:
     def delete_namespace(self, namespace: str) -> None:
         self._write("delete_namespace", namespace, self.inner.delete_namespace, namespace)
 
+    def delete_namespace_if_empty(self, namespace: str) -> bool:
+        return self._write("delete_namespace", namespace, self.inner.delete_namespace_if_empty, namespace)
+
     def connect(self) -> None:
         self.inner.connect()
 

@@ -149,6 +149,19 @@ class DocumentedPgvectorStore(PgvectorStore):
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {quote(table)}"))
                 self._existing.discard(table)
 
+    def delete_namespace_if_empty(self, namespace: str) -> bool:
+        """Drop the namespace's table only if it has no row once locked against writes (one transaction)."""
+        with self._errors("delete_namespace", namespace), self._get_engine().begin() as conn:
+            table = self._reading(conn, namespace)
+            if table is None:
+                return True
+            conn.execute(sa.text(f"LOCK TABLE {quote(table)} IN ACCESS EXCLUSIVE MODE"))
+            if conn.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {quote(table)})")).scalar():
+                return False
+            conn.execute(sa.text(f"DROP TABLE {quote(table)}"))
+            self._existing.discard(table)
+        return True
+
     def retire_namespace(self, namespace: str) -> str | None:
         """Rename the namespace's table to a backup (the layout's move: the source is never dropped); its name, or None
         when there was no table."""

@@ -407,12 +407,32 @@ class PgvectorStore(StoreDefaults):
                     table = self._table(name)
                     conn.execute(sa.delete(table).where(*self._where_ns(table, namespace)))
                 return
-            conn.execute(sa.text(f"DROP TABLE IF EXISTS {_quote(name)}"))
-            if self._exists(conn, self._registry_name):
-                conn.execute(
-                    sa.text(f"DELETE FROM {_quote(self._registry_name)} WHERE namespace = :ns"), {"ns": namespace}
-                )
+            self._drop(conn, namespace, name)
         self._existing.discard(name)
+
+    def delete_namespace_if_empty(self, namespace: str) -> bool:
+        """Drop the namespace's table only if it has no row once locked against writes, in one transaction; with one
+        shared table there is nothing to drop, and an empty namespace is gone already."""
+        name = self._table_name(namespace)
+        with self._errors("delete_namespace", namespace), self._get_engine().begin() as conn:
+            if not conn.execute(sa.text("SELECT to_regclass(:n) IS NOT NULL"), {"n": _quote(name)}).scalar():
+                return True
+            table = self._table(name)
+            if self.spec.layout != "single_table":
+                conn.execute(sa.text(f"LOCK TABLE {_quote(name)} IN ACCESS EXCLUSIVE MODE"))
+            held = sa.select(sa.exists().where(*self._where_ns(table, namespace)).select_from(table))
+            if conn.execute(held).scalar():
+                return False
+            if self.spec.layout == "single_table":
+                return True
+            self._drop(conn, namespace, name)
+        self._existing.discard(name)
+        return True
+
+    def _drop(self, conn: sa.Connection, namespace: str, name: str) -> None:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {_quote(name)}"))
+        if self._exists(conn, self._registry_name):
+            conn.execute(sa.text(f"DELETE FROM {_quote(self._registry_name)} WHERE namespace = :ns"), {"ns": namespace})
 
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
         return [id_ for id_, _ in self.query_scored(namespace, vector, top_k)]
