@@ -18,9 +18,10 @@ WORKING: dict[str, str] = {
     "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
     "cli/demo/cutover.py:APP_CACHE_S": "how old the demo application's copy of the rollout may be",
+    "cli/demo/cutover.py:COUNT_TIMEOUT_S": "the demo spec's count wait: the local data plane's counts are exact",
     "cli/demo/harness.py:JOB_TIMEOUT_S": "how long a demo watches its job",
     "cli/demo/pgvector.py:DIMENSION": "the seed data's dimension",
-    "cli/demo/pgvector.py:ROWS": "the seed data's size",
+    "cli/demo/pgvector.py:ROWS": "the demo table's size",
     # what a page or a command shows
     "cli/actions.py:REFUSED_NAMES_SHOWN": "namespaces a repeated refusal names in full",
     "cli/job_page.py:RELOAD_S": "the job page's reload interval",
