@@ -62,6 +62,7 @@ WORKING: dict[str, str] = {
     "orchestrator/pgvector_layout.py:DEFAULT_LISTS": "the documented DDL's ivfflat lists; the spec's ivfflat_lists",
     "orchestrator/spec/jobspec.py:DEFAULT_RATE_SHARE": "the default budget's share of the limits; the spec's rate",
     "orchestrator/spec/jobspec.py:DEFAULT_LIST_RATE_SHARE": "the default list budget's share; the spec's rate",
+    "orchestrator/spec/jobspec.py:DELETION_MAX_TOLERANCE": "a safety rule, not a tunable: looser is not an equal copy",
     "orchestrator/listing/prefix_chains.py:MAX_CHAINS": "the spec's max_list_chains default",
     # estimates' guesses and an algorithm's working sizes, measured or derived where they are used
     "orchestrator/listing/pod_enumeration.py:_BYTES_PER_GB": "a unit",
