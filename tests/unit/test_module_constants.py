@@ -37,8 +37,6 @@ WORKING: dict[str, str] = {
     "cli/submit.py:POLL_S": "one blocking wait of the command for the plan server's answer",
     "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
     "orchestrator/records/routing.py:_EXAMPLES": "records an error lists",
-    "orchestrator/spec/jobspec.py:DELETION_MAX_TOLERANCE": "a safety bound, not a tuning: a larger tolerance would "
-    "prove equal a copy whose values differ, and delete on that proof",
     "orchestrator/tenancy/creator_mapping.py:_SHOWN": "problems an error lists",
     "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
     "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
