@@ -38,7 +38,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "pgvector": Scenario(
         "pgvector",
-        "seed 004: the application's legacy embeddings table (its own DDL, 805 chunks of dimension 3072) → "
+        "seed 004: the application's legacy embeddings table (its own DDL, 300 chunks of dimension 3072) → "
         "embeddings_default with its documented indexes (HNSW over halfvec for 3072 dimensions) and a second "
         "namespace table inside Postgres → a Pinecone index → back into roundtrip_* tables, each step verified; the "
         "round trip compared record by record and a similarity search answered by the HNSW index "
@@ -81,13 +81,18 @@ def demo(
         str, typer.Argument(help="The scenario to play (listed below).", show_default=True)
     ] = DEFAULT_SCENARIO,
     keep: Annotated[
-        bool, typer.Option("--keep", help="Keep the sandbox, workers and Flower running until Ctrl-C.")
+        bool,
+        typer.Option(
+            "--keep",
+            help="Also start Flower, the job pages and the workers' metrics, and keep everything running after the "
+            "scenario until Ctrl-C.",
+        ),
     ] = False,
     workers: Annotated[int, typer.Option(help="Copy worker concurrency (prefork processes).")] = 8,
 ) -> None:
     """Play a seed scenario end to end on embedded services (no accounts, no Docker): a local Pinecone data plane
-    with the seed-shaped data set, Redis, Postgres, a worker pool and Flower. Exit code 0 only when the scenario's
-    verification passed."""
+    with the seed-shaped data set, Redis, Postgres and a worker pool (with --keep, Flower too). Exit code 0 only when
+    the scenario's verification passed."""
     if scenario not in SCENARIOS:
         raise typer.BadParameter(
             f"no scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)} (see `nsmigrate demo --help`)",

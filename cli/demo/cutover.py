@@ -38,6 +38,11 @@ FOLLOW_TIMEOUT_S = 15
 APP_CACHE_S = 0.25
 #: The load check: 40 QPS for 3 s, 120 queries over the 30 namespaces, enough for a P99 (a real one runs 60 s).
 LOAD_CHECK = {"qps": 40, "duration_s": 3}
+#: How long verification polls a namespace's count that is stable but differs from the source's (default 60 s).
+#: The wait is for Pinecone's eventually consistent counts; the local data plane's are exact at once. Here the
+#: application writes on through the verification: a namespace it wrote to between the verification's listing and
+#: its count reading holds a count that will never agree, and waited the whole minute for it.
+COUNT_TIMEOUT_S = 2
 
 Ledger = dict[str, dict[str, tuple[np.ndarray, dict[str, Any]]]]
 
@@ -114,17 +119,24 @@ def _checked(demo: DemoStack, job_id: int) -> bool:
 
 
 def _spec(demo: DemoStack) -> Any:
-    spec = {
+    path = demo.stack.workdir / f"{JOB}.yaml"
+    path.write_text(
+        yaml.safe_dump(spec_of(demo.stack.pinecone.host(OLD), demo.stack.pinecone.host(NEW)), sort_keys=False)
+    )
+    return path
+
+
+def spec_of(old_host: str, new_host: str) -> dict[str, Any]:
+    """The demo job's spec: the index at ``old_host`` copied to the one at ``new_host``, cleaned up on request."""
+    return {
         "name": JOB,
         "description": "nsmigrate demo cutover: the seed data set to a new index while the application writes",
-        "source": {"kind": "pinecone", "host": demo.stack.pinecone.host(OLD)},
-        "target": {"kind": "pinecone", "host": demo.stack.pinecone.host(NEW)},
+        "source": {"kind": "pinecone", "host": old_host},
+        "target": {"kind": "pinecone", "host": new_host},
         "cleanup": {"mode": "manual"},
+        "verify": {"count_timeout_s": COUNT_TIMEOUT_S},
         "cutover": LOAD_CHECK,
     }
-    path = demo.stack.workdir / f"{JOB}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 #: The steps that did not answer as the runbook says, for the demo's last line.

@@ -1,7 +1,7 @@
 """What every demo scenario does around its own story: start the embedded stack (Redis, Postgres with pgvector, the
-local Pinecone data plane), a worker pool serving its metrics, Flower and the job pages (`nsmigrate metrics`); point
-a shipped spec at the sandbox; run a job to its end with live progress; and stop everything, however the demo
-ends."""
+local Pinecone data plane) and a worker pool (with ``--keep``, also the workers' metrics, Flower and the job pages of
+`nsmigrate metrics`, to look around in once the scenario is done); point a shipped spec at the sandbox; run a job to
+its end with live progress; and stop everything, however the demo ends."""
 
 from __future__ import annotations
 
@@ -51,6 +51,26 @@ class JobOutcome:
     spec: JobSpec
 
 
+@dataclass(frozen=True)
+class Watching:
+    """Where a kept demo (``--keep``) can be watched: Flower, the job pages and each worker's metrics."""
+
+    flower_url: str
+    #: `nsmigrate metrics`: the job pages (``/jobs/N``) and the job table's gauges (``/metrics``).
+    pages_url: str
+    #: Each worker's ``/metrics``.
+    worker_metrics: list[str]
+    password: str  # one login (user admin) for Flower and the pages
+
+    def addresses(self, job_id: int | None = None) -> str:
+        """Flower, the job's page (the pages), the metrics; one login for Flower and the pages."""
+        page = f"{self.pages_url}/jobs/{job_id}" if job_id is not None else self.pages_url
+        metrics = " ".join([f"{self.pages_url}/metrics", *self.worker_metrics])
+        return (
+            f"Flower {self.flower_url}, job page {page} (both: user admin, password {self.password}); metrics {metrics}"
+        )
+
+
 @dataclass
 class DemoStack:
     """The running stack of one demo, with the job table open."""
@@ -58,20 +78,17 @@ class DemoStack:
     stack: Stack
     settings: Settings
     db: jobs.Database
-    flower_url: str
-    #: `nsmigrate metrics`: the job pages (``/jobs/N``) and the job table's gauges (``/metrics``).
-    pages_url: str
-    #: Each worker's ``/metrics``.
-    worker_metrics: list[str]
+    #: None unless the demo is kept (``--keep``): a demo that stops when its scenario ends starts no Flower, no
+    #: pages and no metrics servers, which nobody could open before they were gone, and whose start-up cost CPU
+    #: the scenario needs.
+    watching: Watching | None
 
-    def addresses(self, job_id: int | None = None) -> str:
-        """Where to watch: Flower, the job's page (the pages), the metrics; one login for Flower and the pages."""
-        page = f"{self.pages_url}/jobs/{job_id}" if job_id is not None else self.pages_url
-        metrics = " ".join([f"{self.pages_url}/metrics", *self.worker_metrics])
-        return (
-            f"Flower {self.flower_url}, job page {page} (both: user admin, password {self.stack.flower_password}); "
-            f"metrics {metrics}"
-        )
+    def where_to_watch(self, job_id: int | None = None) -> str:
+        """Where to watch the stack (with ``--keep``), or how to keep it up to look around."""
+        if self.watching is None:
+            return "`nsmigrate demo --keep` holds the stack open after the scenario, with Flower and the job pages"
+        self.stack.wait_for_servers()  # started with the workers: up before they are shown
+        return self.watching.addresses(job_id)
 
     def write_spec(self, spec_path: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
         """The shipped spec at ``spec_path`` with its Pinecone stores pointed at the sandbox's control plane (and
@@ -109,10 +126,9 @@ class DemoStack:
             settings=self.settings,
         ).job_id
         started = clock[0]
-        self.stack.wait_for_servers()  # Flower and the pages started with the workers: up before they are shown
-        console.print(f"job {job_id} started; watch it: {self.addresses(job_id)}")
         if on_launch is not None:
             on_launch(job_id)
+        console.print(f"job {job_id} started; watch it: {self.where_to_watch(job_id)}")
         code = watch_job(job_reader(self.db, job_id), job_id, waits.settled(self.db, job_id), timeout_s=JOB_TIMEOUT_S)
         return JobOutcome(job_id, code, time.monotonic() - started, jobs.job_status(self.db, job_id), spec)
 
@@ -122,9 +138,8 @@ class DemoStack:
 
     def hold(self) -> None:
         """Keep everything running until Ctrl-C, saying how to reach it."""
-        self.stack.wait_for_servers()
         console.print(
-            f"[bold]running until Ctrl-C[/]: {self.addresses()}; NSMIGRATE_DATABASE_URL="
+            f"[bold]running until Ctrl-C[/]: {self.where_to_watch()}; NSMIGRATE_DATABASE_URL="
             f"{self.settings.database_url} NSMIGRATE_REDIS_URL={self.settings.redis_url}"
         )
         try:
@@ -136,28 +151,20 @@ class DemoStack:
 
 @contextmanager
 def demo_stack(indexes: list[IndexSpec], options: DemoOptions) -> Iterator[DemoStack]:
-    """Start the stack with ``indexes`` in the local data plane, a control worker (list, verify, cleanup), a copy
-    worker and Flower; stop all of it on the way out (``--keep`` holds it open first)."""
-    console.print("starting Redis, Postgres (pgvector), the local Pinecone data plane, workers and Flower …")
+    """Start the stack with ``indexes`` in the local data plane, a control worker (list, verify, cleanup) and a copy
+    worker (with ``--keep``: serving their metrics, and Flower and the job pages); stop all of it on the way out
+    (``--keep`` holds it open first)."""
+    console.print(
+        "starting Redis, Postgres (pgvector), the local Pinecone data plane, workers"
+        + (" and Flower …" if options.keep else " …")
+    )
     stack = start_stack(indexes)
     try:
         # The CLI's own code in this process (plan, launch, status) reads the same settings the workers get.
         os.environ.update({k: v for k, v in stack.env().items() if k.startswith(("NSMIGRATE_", "PINECONE_"))})
-        worker_metrics = []
-        pools = (("list,verify,cleanup", 4, "control"), ("copy", options.copy_concurrency, "copy"))
-        for queues, concurrency, name in pools:
-            port, counts = free_port(), stack.workdir / f"metrics-{name}"
-            counts.mkdir()  # each prefork worker sums its own processes' counts
-            metrics_args = ("--metrics-port", str(port))
-            stack.start_worker(queues, concurrency, name=name, args=metrics_args, PROMETHEUS_MULTIPROC_DIR=str(counts))
-            worker_metrics.append(f"http://127.0.0.1:{port}/metrics")
-        # Not waited for here: they start while the scenario loads its data and plans its job (Flower waits for a
-        # worker to answer before it listens); `run_job` and `hold` wait before they show the addresses.
-        flower_url = stack.start_flower(wait=False)
-        password = stack.flower_password or ""  # set by start_flower; the pages share Flower's login
-        pages_url = f"http://127.0.0.1:{stack.serve('metrics', NSMIGRATE_FLOWER_PASSWORD=password, wait=False)}"
+        watching = _start_workers(stack, options)
         settings = load_settings()
-        demo = DemoStack(stack, settings, jobs.Database(settings.database_url), flower_url, pages_url, worker_metrics)
+        demo = DemoStack(stack, settings, jobs.Database(settings.database_url), watching)
         try:
             yield demo
             if options.keep:
@@ -166,3 +173,26 @@ def demo_stack(indexes: list[IndexSpec], options: DemoOptions) -> Iterator[DemoS
             demo.db.dispose()
     finally:
         stack.stop()
+
+
+def _start_workers(stack: Stack, options: DemoOptions) -> Watching | None:
+    """The two worker pools; with ``--keep``, each serving its metrics, and Flower and the job pages: where to
+    watch them."""
+    pools = (("list,verify,cleanup", 4, "control"), ("copy", options.copy_concurrency, "copy"))
+    if not options.keep:
+        for queues, concurrency, name in pools:
+            stack.start_worker(queues, concurrency, name=name)
+        return None
+    worker_metrics = []
+    for queues, concurrency, name in pools:
+        port, counts = free_port(), stack.workdir / f"metrics-{name}"
+        counts.mkdir()  # each prefork worker sums its own processes' counts
+        metrics_args = ("--metrics-port", str(port))
+        stack.start_worker(queues, concurrency, name=name, args=metrics_args, PROMETHEUS_MULTIPROC_DIR=str(counts))
+        worker_metrics.append(f"http://127.0.0.1:{port}/metrics")
+    # Not waited for here: they start while the scenario loads its data and plans its job (Flower waits for a
+    # worker to answer before it listens); `where_to_watch` waits before it shows the addresses.
+    flower_url = stack.start_flower(wait=False)
+    password = stack.flower_password or ""  # set by start_flower; the pages share Flower's login
+    pages_url = f"http://127.0.0.1:{stack.serve('metrics', NSMIGRATE_FLOWER_PASSWORD=password, wait=False)}"
+    return Watching(flower_url, pages_url, worker_metrics, password)

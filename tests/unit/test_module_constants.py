@@ -18,9 +18,10 @@ WORKING: dict[str, str] = {
     "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
     "cli/demo/cutover.py:APP_CACHE_S": "how old the demo application's copy of the rollout may be",
+    "cli/demo/cutover.py:COUNT_TIMEOUT_S": "the demo spec's count wait: the local data plane's counts are exact",
     "cli/demo/harness.py:JOB_TIMEOUT_S": "how long a demo watches its job",
     "cli/demo/pgvector.py:DIMENSION": "the seed data's dimension",
-    "cli/demo/pgvector.py:ROWS": "the seed data's size",
+    "cli/demo/pgvector.py:ROWS": "the demo table's size",
     # what a page or a command shows
     "cli/actions.py:REFUSED_NAMES_SHOWN": "namespaces a repeated refusal names in full",
     "cli/job_page.py:RELOAD_S": "the job page's reload interval",
@@ -59,6 +60,7 @@ WORKING: dict[str, str] = {
     "orchestrator/pgvector_layout.py:DEFAULT_LISTS": "the documented DDL's ivfflat lists; the spec's ivfflat_lists",
     "orchestrator/spec/jobspec.py:DEFAULT_RATE_SHARE": "the default budget's share of the limits; the spec's rate",
     "orchestrator/spec/jobspec.py:DEFAULT_LIST_RATE_SHARE": "the default list budget's share; the spec's rate",
+    "orchestrator/spec/jobspec.py:DELETION_MAX_TOLERANCE": "a safety rule, not a tunable: looser is not an equal copy",
     "orchestrator/listing/prefix_chains.py:MAX_CHAINS": "the spec's max_list_chains default",
     # estimates' guesses and an algorithm's working sizes, measured or derived where they are used
     "orchestrator/listing/pod_enumeration.py:_BYTES_PER_GB": "a unit",
