@@ -91,7 +91,6 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/target_indexes.py:READY_POLL_S": "backoff of polling a new index, as the SDK polls",
     "orchestrator/planning/target_indexes.py:FIRST_POLL_S": "backoff of polling a new index",
     "workers/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
-    "workers/app.py:THREAD_POOL_TICK_S": "a threads worker's event loop wake-up",
     "workers/stores/identity.py:_MARKER_POLL_S": "between reads of a marker (the timeout is a setting)",
     "workers/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
     "workers/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
