@@ -30,6 +30,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.settings import load_settings
+from sandbox.pinecone_control import ControlFaults
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn
 from sandbox.services import RedisServer
@@ -58,6 +59,7 @@ def sandbox(module_sandbox: PineconeSandbox) -> PineconeSandbox:
     sandbox = module_sandbox
     for name in sandbox.names():
         sandbox.set_faults(name, Faults())
+    sandbox.control.set_faults(ControlFaults())
     sandbox.reset()
     # The SDK's retry budget and bulk gate are process-global per hostname; start each test from a full budget.
     reset_sdk_host_state()
