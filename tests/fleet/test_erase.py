@@ -228,9 +228,9 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
     for index in ("src", "dst"):
         stack.pinecone.set_faults(index, Faults(latency_ms=150))  # slow enough to be caught half-way
     # The killed worker's task comes back within seconds (the visibility timeout).
-    worker = stack.start_worker("cleanup", 1, pool="threads", name="doomed", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    worker = stack.start_worker("cleanup", 1, name="doomed", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
     # its successor boots meanwhile, on a queue an erasure does not use, and takes the erasure's at the kill
-    after = start_standby(stack, "after", 2, consuming="verify", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    after = start_standby(stack, "after", 2, pool="prefork", consuming="verify", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db = jobs.Database(settings.database_url)
     plan = plan_erasure(db, "a.1", None, open_retrying_store)
