@@ -18,6 +18,7 @@ from orchestrator.messaging.task_names import Queue
 from workers import metrics
 from workers.app import configure
 from workers.context import TASK_SLOTS_ENV
+from workers.tuning import ThreadPool
 
 app = typer.Typer(add_completion=False)
 
@@ -131,12 +132,13 @@ def worker(
     # that the worker never uses (bench/README.md: Worker start-up).
     controller = celery_app.Worker(
         hostname=host_format(default_nodename(name)),
-        pool_cls=get_implementation(pool),
+        pool_cls=ThreadPool if pool == "threads" else get_implementation(pool),
         loglevel=mlevel(loglevel.upper()),
         concurrency=concurrency,
         queues=queues.split(","),
         without_mingle=True,
         without_gossip=True,
+        heartbeat_interval=resolved.worker_heartbeat_s,
     )
     controller.start()
     # Celery's exit code, as `celery worker` passes it on: 0 after a warm shutdown (SIGTERM), non-zero when the worker
@@ -196,5 +198,8 @@ def flower(
             "--persistent=False",
             f"--max_tasks={max_tasks}",
             f"--tasks_columns={FLOWER_TASK_COLUMNS}",
+            # Flower would broadcast `enable_events` to every worker every 5 s, waking each of them; ours send task
+            # events from their start (orchestrator.messaging.dispatch.celery_config).
+            "--enable_events=False",
         ]
     )

@@ -31,6 +31,13 @@ class Settings(BaseSettings):
         description="A lister's lock expires this long after its worker died (a live lister keeps it "
         "fresh), so a resumed or redelivered lister can take over a namespace from a killed one.",
     )
+    worker_heartbeat_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often a worker publishes its heartbeat event (one Redis PUBLISH), from which Flower knows it "
+        "is alive: Flower shows a worker offline after twice this without one, and one that started before Flower "
+        "only from its next heartbeat. Nothing of nsmigrate's own reads it.",
+    )
     retry_attempts: int = Field(8, ge=1, description="Attempts per store request on 429/5xx before the batch fails.")
     retry_max_wait_s: float = Field(30, gt=0, description="Longest backoff between two attempts (Retry-After wins).")
     retry_after_cap_s: float = Field(

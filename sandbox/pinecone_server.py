@@ -100,6 +100,7 @@ import orjson
 
 from sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
 from sandbox.memory import keep_freed_memory, prefault_heap
+from sandbox.serving import serve_in_thread, stop_serving
 
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
 
@@ -1531,11 +1532,11 @@ class _Server(ThreadingHTTPServer):
         return f"{'https' if self.tls else 'http'}://{host!s}:{port}"
 
     def start(self) -> _Server:
-        threading.Thread(target=self.serve_forever, args=(0.05,), name=f"sandbox-{self.label}", daemon=True).start()
+        serve_in_thread(self, f"sandbox-{self.label}")
         return self
 
     def close(self) -> None:
-        self.shutdown()
+        stop_serving(self)
         self.server_close()
         with self._connections_lock:
             open_connections = list(self._connections)

@@ -60,6 +60,8 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
+from sandbox.serving import serve_in_thread, stop_serving
+
 log = logging.getLogger(__name__)
 
 DEFAULT_API_KEY = "sandbox-service-key"
@@ -969,17 +971,13 @@ class PostgrestStandIn:
 
     def start(self) -> PostgrestStandIn:
         self._server = _Server(self._address, self._app)
-        # A short poll interval keeps stop() fast (shutdown() waits for the loop's next poll).
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="postgrest-standin", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._server, "postgrest-standin")
         return self
 
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
+            stop_serving(server)
             server.server_close()
             # Cut idle keep-alive connections so their threads end now and release pooled DB connections.
             with server.sockets_lock:

@@ -24,8 +24,8 @@ from orchestrator.settings import Settings
 from workers import broker_credentials
 from workers.context import reset_context
 from workers.plan_server import start_planning
-from workers.tuning import EVENT_FLUSH_S, warm_up
 from workers.tuning import Consumer as TunedConsumer
+from workers.tuning import ThreadPool, warm_up
 
 app = Celery("nsmigrate", include=["workers.tasks"])
 
@@ -130,10 +130,6 @@ def _fresh_resources_after_fork(**_: object) -> None:
     _warm_up_for_tasks()
 
 
-#: How often a threads worker's event loop wakes up on its own (see `_thread_pool_ready`).
-THREAD_POOL_TICK_S = 0.02
-
-
 @worker_ready.connect
 def _sweep_for_stalled_runs(**_: object) -> None:
     # In the worker's main process once its pool runs (a prefork pool has forked its children by then).
@@ -154,14 +150,7 @@ def _thread_pool_ready(sender: Any = None, **_: object) -> None:
     # A threads pool runs its tasks in this process, which forks nothing: warm up now, off the event loop's thread,
     # so a slow or unreachable service delays no message (tasks retry their own connections).
     threading.Thread(target=_warm_up_for_tasks, name="nsmigrate-warm-up", daemon=True).start()
-    # With prefetch 1 the consumer stops fetching while every thread is busy, and a thread that finishes does not
-    # wake the event loop (a prefork child does, through its pipe): the next message waited up to the loop's next
-    # timer, ~1-2 s. A short no-op timer bounds that wait (celery/celery#6941).
-    sender.timer.call_repeatedly(THREAD_POOL_TICK_S, _tick)
+    if isinstance(sender.pool, ThreadPool):
+        sender.pool.wake_on_task_end(sender.hub)
     if isinstance(sender, TunedConsumer):
         sender.events_on_timer = True
-        sender.timer.call_repeatedly(EVENT_FLUSH_S, sender._flush_events)
-
-
-def _tick() -> None:
-    """Nothing: waking the worker's event loop is the point."""

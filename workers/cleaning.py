@@ -45,7 +45,7 @@ from orchestrator.jobs.cutover import cleanup_refusal
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records.routing import route_context
 from orchestrator.records.vectors import DEFAULT_NAMESPACE
-from orchestrator.spec.jobspec import JobSpec
+from orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.comparisons import fingerprint
 from orchestrator.verification.proof import Proof, failed_report, refusal
@@ -114,15 +114,17 @@ def shape_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove
 
 
 def unchecked_verification(spec: JobSpec) -> str | None:
-    """Why the job's verification cannot justify a cleanup (it would not have checked ids and counts), or None.
-    A new spec is refused at plan time; this refuses the cleanup of a job written before that rule."""
+    """Why the job's verification cannot justify a deletion (it would not prove an equal copy: ids and counts not
+    checked, or values compared too loosely), or None. A new spec is refused at plan time; this refuses the cleanup
+    or rollback of a job written before that rule."""
     off = spec.cleanup_unchecked
     if not off:
         return None
     return (
-        f"the job's verification does not check what cleanup relies on ({', '.join(off)}): a target that lost "
-        "vectors would pass it; the source is kept — verify the copy another way, or copy again with a spec that "
-        "checks ids and counts"
+        f"the job's verification does not prove what a deletion relies on ({', '.join(off)}): a target that lost "
+        "vectors or holds other values would pass it; nothing is deleted — verify the copy another way, or copy "
+        "again with a spec that checks ids and counts within a tolerance of at most "
+        f"{DELETION_MAX_TOLERANCE:g}"
     )
 
 

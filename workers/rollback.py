@@ -38,7 +38,7 @@ from orchestrator.limits import FETCH_MAX_IDS
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records.routing import RouteContext, route_context
 from orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
-from orchestrator.spec.jobspec import JobSpec
+from orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from orchestrator.verification.proof import Proof, refusal
@@ -186,7 +186,8 @@ def rollback_job(
         "namespaces": {target namespace: {"method", "deleted", "kept", …}}}``.
 
     Raises:
-        StateError: the job is not a migrate job, or still running (nothing is done).
+        StateError: the job is not a migrate job, is still running, wrote text, or compares values within a
+            tolerance too loose to prove a copy equal (nothing is done).
     """
     actor = actor or ctx.worker_name
     rb = _Rollback(ctx, forward_job_id, actor)
@@ -197,6 +198,16 @@ def rollback_job(
             f"job {forward_job_id} wrote text (integrated target or reembed): its targets hold no original vectors "
             "to restore or compare",
             hint="the source is intact unless it was cleaned; delete the job's target namespaces yourself",
+            job_id=forward_job_id,
+        )
+    tolerance = rb.spec.verify.tolerance
+    if tolerance > DELETION_MAX_TOLERANCE:
+        # Its check of each copy against its original would count copies whose values differ as equal.
+        raise StateError(
+            f"job {forward_job_id} compares values within verify.tolerance {tolerance:g}, above "
+            f"{DELETION_MAX_TOLERANCE:g}: a copy the application changed since could pass as equal to its original "
+            "and be deleted",
+            hint="compare the copies with their originals yourself and delete the job's target namespaces by hand",
             job_id=forward_job_id,
         )
     forward_runs = jobs.runs_of(ctx.db, forward_job_id)

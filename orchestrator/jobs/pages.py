@@ -6,17 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs.database import Database, _event, default_actor
+from orchestrator.jobs.database import Database, _event, _rowcount, default_actor
 from orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
     LIST_FAILABLE_RUN_STATES,
     LISTABLE_RUN_STATES,
     LISTER_MOVES_RUN_STATES,
 )
-from orchestrator.jobs.tables import _batches, _in_flight_of_run, _mark_copied, _runs
+from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _runs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
+from orchestrator.packed_ids import pack_ids
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,6 @@ _PAGE_UPDATE = (
 )
 _PAGE_ANSWERS = (_runs.c.state, _runs.c.batches_total, _in_flight_of_run.label("in_flight"))
 _RECORD_PAGE = _PAGE_UPDATE.returning(*_PAGE_ANSWERS)
-_INSERT_BATCH = sa.insert(_batches).returning(_batches.c.id, sort_by_parameter_order=True)
 # A page of one batch, the lister's usual record, in one statement: the page's UPDATE and the batch's INSERT (which
 # adds no row when the UPDATE found the token moved on, so nothing is written then).
 _page = _RECORD_PAGE.cte("page")
@@ -86,6 +87,33 @@ _batch_of_page = (
 _RECORD_PAGE_OF_ONE_BATCH = sa.select(
     _page.c.state, _page.c.batches_total, _page.c.in_flight, _batch_of_page.c.id
 ).select_from(_page.join(_batch_of_page, sa.true()))
+# A page of any other number of batches, in one statement too: no row lock waits on the lister between two round
+# trips (a lister whose host was cut off there would hold its run's row, and every batch of the run, until Postgres
+# ended its session). One row per new batch, in order; one row without a batch for a page of none; no row when
+# another lister recorded the page first. ``id_batches``: each batch's ids as ``pack_ids`` stores them.
+_packed = (
+    sa.func.unnest(sa.bindparam("id_batches", type_=ARRAY(sa.LargeBinary)))
+    .table_valued("ids", with_ordinality="n")
+    .render_derived("packed")
+)
+_batches_of_page = (
+    sa.insert(_batches)
+    .from_select(
+        ["run_id", "seq", "ids"],
+        sa.select(
+            sa.bindparam("run_id", type_=sa.Integer),
+            _page.c.batches_total - sa.bindparam("n_batches") + _packed.c.n - 1,
+            _packed.c.ids,
+        ).select_from(_page.join(_packed, sa.true())),
+    )
+    .returning(_batches.c.id, _batches.c.seq)
+    .cte("batches_of_page")
+)
+_RECORD_PAGE_OF_BATCHES = (
+    sa.select(_page.c.state, _page.c.in_flight, _batches_of_page.c.id)
+    .select_from(_page.outerjoin(_batches_of_page, sa.true()))
+    .order_by(_batches_of_page.c.seq)
+)
 
 
 def start_listing(db: Database, run_id: int) -> Listing | None:
@@ -155,26 +183,17 @@ def add_batches(
                 raise _recorded_by_another(conn, run_id, listed_from)
         state, _, in_flight, batch_id = recorded
         return Recorded([batch_id], int(in_flight or 0) + 1, state == RunState.CANCELLED, copied=False)
-    with db.transaction() as s:
-        conn = s.connection()
-        row = conn.execute(_RECORD_PAGE, page).one_or_none()
-        if row is None:
+    with db.single_statement() as conn:
+        rows = conn.execute(
+            _RECORD_PAGE_OF_BATCHES, {**page, "id_batches": [pack_ids(ids) for ids in id_batches]}
+        ).all()
+        if not rows:
             raise _recorded_by_another(conn, run_id, listed_from)
-        state, batches_total, in_flight = row
-        first_seq = batches_total - len(id_batches)
-        batch_ids = (
-            list(
-                conn.execute(
-                    _INSERT_BATCH,
-                    [{"run_id": run_id, "seq": first_seq + n, "ids": ids} for n, ids in enumerate(id_batches)],
-                ).scalars()
-            )
-            if id_batches
-            else []
-        )
+        state, in_flight, _ = rows[0]
+        batch_ids = [batch_id for _, _, batch_id in rows if batch_id is not None]
         # Only a last page that added nothing can find every batch done; otherwise the last batch to finish moves on.
-        copied = listing_done and not batch_ids and _mark_copied(s, run_id)
-        return Recorded(batch_ids, int(in_flight or 0) + len(batch_ids), state == RunState.CANCELLED, copied)
+        copied = listing_done and not batch_ids and bool(_rowcount(conn, _MARK_COPIED, {"run_id": run_id}))
+    return Recorded(batch_ids, int(in_flight or 0) + len(batch_ids), state == RunState.CANCELLED, copied)
 
 
 def _recorded_by_another(conn: sa.Connection, run_id: int, listed_from: str | None) -> StateError | NotFound:

@@ -491,6 +491,12 @@ class RateBudget(_Model):
     )
 
 
+#: The largest ``verify.tolerance`` under which a copy counts as equal for a deletion (cleanup, rollback): float32
+#: rounding of any value under 8,000 in magnitude stays below it, so an exact copy always passes; a larger tolerance
+#: would prove equal a copy whose values differ, and delete on that proof.
+DELETION_MAX_TOLERANCE = 1e-3
+
+
 class Verification(_Model):
     counts: bool = True
     ids: bool = True
@@ -507,7 +513,12 @@ class Verification(_Model):
         description="Smallest mean share of the source's top-k ids the target's answers hold, or verification fails.",
     )
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
-    tolerance: float = Field(default=1e-6, ge=0, description="Largest allowed |source - target| per vector value.")
+    tolerance: float = Field(
+        default=1e-6,
+        ge=0,
+        description="Largest allowed |source - target| per vector value; at most 1e-3 where the job may delete "
+        "(cleanup, rollback).",
+    )
     latency_samples: int = Field(
         default=10,
         ge=0,
@@ -646,9 +657,13 @@ class JobSpec(_Model):
 
     @property
     def cleanup_unchecked(self) -> list[str]:
-        """The checks a cleanup relies on that this spec's verification turns off, e.g. ``["verify.ids: false"]``:
-        without ids and counts checked, a target that lost vectors passes verification."""
-        return [f"verify.{name}: false" for name in ("ids", "counts") if not getattr(self.verify, name)]
+        """The checks a deletion relies on that this spec's verification turns off or loosens, e.g.
+        ``["verify.ids: false"]``: without ids and counts checked, a target that lost vectors passes verification;
+        with a tolerance above ``DELETION_MAX_TOLERANCE``, a copy whose values differ is proved equal."""
+        off = [f"verify.{name}: false" for name in ("ids", "counts") if not getattr(self.verify, name)]
+        if self.verify.tolerance > DELETION_MAX_TOLERANCE:
+            off.append(f"verify.tolerance: {self.verify.tolerance:g}, above {DELETION_MAX_TOLERANCE:g}")
+        return off
 
     @property
     def text_records(self) -> TextRecords | None:
@@ -729,8 +744,9 @@ def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
         # cleanup refuses instead (``workers.cleaning``).
         raise SpecError(
             f"invalid job spec {origin}:\n  cleanup.mode: `{spec.cleanup.mode}` would delete the source after a "
-            f"verification that does not check ids and counts ({', '.join(unchecked)}): a target that lost vectors "
-            "would pass it; set verify.ids and verify.counts to true, or cleanup.mode to `never`"
+            f"verification that does not prove an equal copy ({', '.join(unchecked)}): a target that lost vectors "
+            "or holds other values would pass it; set verify.ids and verify.counts to true and verify.tolerance to "
+            f"at most {DELETION_MAX_TOLERANCE:g}, or cleanup.mode to `never`"
         )
     return spec
 

@@ -79,6 +79,25 @@ def finishes(db: jobs.Database, batch_id: int) -> tuple[bool, bool]:
     return jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["ns0"], max_in_flight=8)
 
 
+def assert_not_held_up(other: jobs.Database, work: Callable[[], object]) -> None:
+    """``work`` (on ``other``) ends without waiting for a lock: read from Postgres, which shows every session of this
+    database that waits for one."""
+    thread, result = in_thread(work)
+    outcome = wait_until(
+        lambda: ["done"] if result else waiting_for_a_lock(other),
+        what="the other worker to finish its work, or to wait for a lock",
+        timeout_s=60,
+        interval_s=0.02,
+    )
+    assert outcome == ["done"], f"the other worker waits for the stopped one's lock: {outcome}"
+    thread.join()
+
+
+def the_others_work(other: jobs.Database, to_finish: int, to_start: int) -> Callable[[], object]:
+    """Another worker finishes a batch of the run, starts one, and sweeps for stalled runs (claiming the run)."""
+    return lambda: (finishes(other, to_finish), jobs.start_batch(other, to_start, "w2"), claim_stalled_runs(other, 0))
+
+
 @pytest.mark.parametrize("stops_after", [1, 2], ids=["first-statement", "second-statement"])
 def test_a_worker_stopped_while_finishing_a_batch_holds_up_no_other_batch_of_its_run(
     databases: tuple[jobs.Database, jobs.Database], stops_after: int
@@ -86,8 +105,7 @@ def test_a_worker_stopped_while_finishing_a_batch_holds_up_no_other_batch_of_its
     stopping, other = databases
     _, [run_id] = a_job(stopping)
     assert jobs.start_listing(stopping, run_id) is not None
-    batch_ids = jobs.add_batches(stopping, run_id, [["a"], ["b"], ["c"]], None, listing_done=True).batch_ids
-    first, second, third = batch_ids
+    first, second, third = jobs.add_batches(stopping, run_id, [["a"], ["b"], ["c"]], None, listing_done=True).batch_ids
     for batch_id in (first, second):
         assert jobs.start_batch(stopping, batch_id, "w") is not None
     stopper = Stopper(stopping, stops_after)
@@ -95,20 +113,7 @@ def test_a_worker_stopped_while_finishing_a_batch_holds_up_no_other_batch_of_its
     stopped_thread, stopped_result = in_thread(lambda: finishes(stopping, first))
     try:
         assert stopper.stopped.wait(60), "the stopping worker never ran a statement"
-
-        # Meanwhile another worker finishes a batch of the run, starts one, and sweeps for stalled runs.
-        def the_others_work() -> object:
-            return finishes(other, second), jobs.start_batch(other, third, "w2"), claim_stalled_runs(other, 0)
-
-        thread, result = in_thread(the_others_work)
-        waiting = wait_until(
-            lambda: ["done"] if result else waiting_for_a_lock(other),
-            what="the other worker to finish its work, or to wait for a lock",
-            timeout_s=60,
-            interval_s=0.02,
-        )
-        assert waiting == ["done"], f"the other worker waits for the stopped one's lock: {waiting}"
-        thread.join()
+        assert_not_held_up(other, the_others_work(other, second, third))
     finally:
         stopper.released.set()
         stopped_thread.join(60)
@@ -120,3 +125,39 @@ def test_a_worker_stopped_while_finishing_a_batch_holds_up_no_other_batch_of_its
         assert run is not None
         assert states == {first: "done", second: "done", third: "running"}
         assert (run.copied, run.target_namespaces, run.state) == (2, ["ns0"], "copying")
+
+
+def test_a_lister_stopped_while_recording_a_page_of_batches_holds_up_no_batch_of_its_run(
+    databases: tuple[jobs.Database, jobs.Database],
+) -> None:
+    stopping, other = databases
+    _, [run_id] = a_job(stopping)
+    assert jobs.start_listing(stopping, run_id) is not None
+    first, second = jobs.add_batches(stopping, run_id, [["a"], ["b"]], "page-2", listing_done=False).batch_ids
+    assert jobs.start_batch(stopping, first, "w") is not None
+    stopper = Stopper(stopping, 1)
+    stopper.arm()
+    page = [["c"], ["d"]]  # the next page, two batches (a batch size below the page size)
+    stopped_thread, stopped_result = in_thread(
+        lambda: jobs.add_batches(stopping, run_id, page, None, listing_done=True, listed_from="page-2")
+    )
+    try:
+        assert stopper.stopped.wait(60), "the stopping lister never ran a statement"
+        assert_not_held_up(other, the_others_work(other, first, second))
+    finally:
+        stopper.released.set()
+        stopped_thread.join(60)
+
+    [recorded] = stopped_result
+    assert isinstance(recorded, jobs.Recorded) and len(recorded.batch_ids) == 2
+    with other.transaction() as s:
+        found = s.execute(sa.select(Batch.seq, Batch.ids, Batch.state).where(Batch.run_id == run_id)).all()
+        run = s.get(NamespaceRun, run_id)
+        assert run is not None
+    assert sorted((seq, ids, state) for seq, ids, state in found) == [
+        (0, ["a"], "done"),
+        (1, ["b"], "running"),
+        (2, ["c"], "queued"),
+        (3, ["d"], "queued"),
+    ]
+    assert (run.batches_total, run.listing_done, run.copied) == (4, True, 1)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from orchestrator import jobs
-from orchestrator.errors import StoreError
+from orchestrator.errors import StateError, StoreError
 from orchestrator.models import RunState
 from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from orchestrator.records.routing import route_context, route_records
@@ -27,7 +27,7 @@ from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
-from workers.rollback import _Rollback
+from workers.rollback import _Rollback, rollback_job
 from workers.stores.base import Store
 
 DIM = 8
@@ -588,3 +588,28 @@ def test_a_pgvector_table_that_gained_a_row_after_the_last_listing_is_not_droppe
     assert [r.id for r in job.source.fetch("alpha", ["late-000"])] == ["late-000"]  # no copy: kept
     assert result["action"] == "deleted" and result["count"] == 8, result
     assert jobs.get_run(ctx.db, job.runs["alpha"]).cleanup["method"] == "delete_ids"  # type: ignore[index]
+
+
+# ------------------------------------------------------------------------ a tolerance too loose to prove a copy
+
+
+def test_a_job_whose_tolerance_would_pass_other_values_deletes_nothing(
+    ctx: WorkerContext, store_specs: tuple[dict[str, Any], ...]
+) -> None:
+    # A job written before the rule (a new spec is refused at plan: tests/unit/test_spec.py): every value of the
+    # copy is off by 0.1, which its tolerance of 0.5 calls equal. Neither cleanup nor rollback may delete on that.
+    loose = make_spec(store_specs).model_dump()
+    loose["verify"]["tolerance"] = 0.5
+    job = copied_job(ctx, JobSpec.model_validate(loose), {"alpha": make_records(20)})
+    target, ids = job.target, [r.id for r in make_records(20)]
+    other_values = [Record(r.id, [x + 0.1 for x in r.values], r.metadata) for r in target.fetch("alpha", ids)]
+    target.upsert("alpha", other_values)
+    assert job.verify()["passed"]  # the loose verdict
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and "verify.tolerance: 0.5, above 0.001" in result["reason"], result
+    assert job.source.count("alpha") == 20
+    with pytest.raises(StateError, match=r"verify\.tolerance 0\.5"):
+        rollback_job(ctx, job.job_id, actor="tester")
+    assert target.count("alpha") == 20

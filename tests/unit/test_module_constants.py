@@ -60,6 +60,7 @@ WORKING: dict[str, str] = {
     "orchestrator/pgvector_layout.py:DEFAULT_LISTS": "the documented DDL's ivfflat lists; the spec's ivfflat_lists",
     "orchestrator/spec/jobspec.py:DEFAULT_RATE_SHARE": "the default budget's share of the limits; the spec's rate",
     "orchestrator/spec/jobspec.py:DEFAULT_LIST_RATE_SHARE": "the default list budget's share; the spec's rate",
+    "orchestrator/spec/jobspec.py:DELETION_MAX_TOLERANCE": "a safety rule, not a tunable: looser is not an equal copy",
     "orchestrator/listing/prefix_chains.py:MAX_CHAINS": "the spec's max_list_chains default",
     # estimates' guesses and an algorithm's working sizes, measured or derived where they are used
     "orchestrator/listing/pod_enumeration.py:_BYTES_PER_GB": "a unit",
@@ -90,7 +91,6 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/target_indexes.py:READY_POLL_S": "backoff of polling a new index, as the SDK polls",
     "orchestrator/planning/target_indexes.py:FIRST_POLL_S": "backoff of polling a new index",
     "workers/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
-    "workers/app.py:THREAD_POOL_TICK_S": "a threads worker's event loop wake-up",
     "workers/stores/identity.py:_MARKER_POLL_S": "between reads of a marker (the timeout is a setting)",
     "workers/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
     "workers/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",

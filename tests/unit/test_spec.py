@@ -237,3 +237,19 @@ def test_a_trailing_newline_does_not_sneak_past_a_name_check(path: tuple[str, st
     data[path[0]][path[1]] = value
     with pytest.raises(SpecError, match=f"{path[0]}.{path[1]}"):
         parse_spec(data)
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "cleanup", "refused"),
+    [(0.01, "manual", True), (0.01, "auto", True), (0.01, "never", False), (1e-3, "manual", False)],
+)
+def test_a_spec_that_deletes_must_compare_values_closely(tolerance: float, cleanup: str, refused: bool) -> None:
+    # A copy within the tolerance is proved equal and its source deleted: above 1e-3 a copy with other values passes.
+    data = base(verify={"tolerance": tolerance}, cleanup={"mode": cleanup})
+    if not refused:
+        assert parse_spec(data).verify.tolerance == tolerance
+        return
+    with pytest.raises(SpecError) as err:
+        parse_spec(data)
+    message = " ".join(str(err.value).split())
+    assert f"cleanup.mode: `{cleanup}`" in message and "verify.tolerance: 0.01, above 0.001" in message
