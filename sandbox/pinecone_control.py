@@ -126,8 +126,9 @@ class ControlFaults:
 
     - ``errors_5xx``: the next this many requests to an operation of ``error_ops`` (``None``: any) are answered
       ``status_5xx``, each using one up; a large number is an outage that does not end.
-    - ``garbled_ops``: requests to these operations are answered 200 with an HTML page instead of JSON (what a proxy
-      or load balancer in trouble sends), and nothing is done.
+    - ``garbled_ops``: requests to these operations are carried out, but a success is answered 200 with an HTML page
+      instead of the service's JSON (what a proxy or load balancer in trouble sends): the client cannot tell what
+      happened, and the worst case, that it happened, is the one it gets.
 
     Operations are named as the SDK's methods: ``describe_collection``, ``create_collection``, ``describe_index``,
     ``create_index`` (from a collection too), ``list_indexes``, …
@@ -377,6 +378,12 @@ class ControlPlane:
     # -- HTTP
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+        reply = self._handle(method, target, headers, body)
+        if reply.status < 300 and control_op(method, urlsplit(target).path.rstrip("/")) in self.faults.garbled_ops:
+            return _Reply(200, GARBLED_PAGE, {"Content-Type": "text/html"})
+        return reply
+
+    def _handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
         path = urlsplit(target).path.rstrip("/")
         try:
             if path == "/_sandbox/hosts" and method == "GET":
@@ -388,8 +395,6 @@ class ControlPlane:
             injected = self._injected(op)
             if injected is not None:
                 raise injected
-            if op in self.faults.garbled_ops:
-                return _Reply(200, GARBLED_PAGE, {"Content-Type": "text/html"})
             if path == "/indexes" and method == "GET":
                 return _Reply(200, {"indexes": [self._model(s.name) for s in self.sandbox.specs()]})
             if path == "/indexes" and method == "POST":

@@ -114,9 +114,11 @@ def _take_step(
         shape = wanted_shape(target.create or CreateIndex(), collection.dimension, pod.metric if pod else None)
         if phase is None:
             jobs.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)
-        created = control.create_index_from_collection(target_name, name, shape)
         detail: dict[str, Any] = {"index": target_name, "collection": name, "shape": shape.as_json()}
+        # Recorded before asking: a step that stops after Pinecone made the index (a worker killed, an answer lost)
+        # is taken up again as restoring, where that index is the job's own, not one that "appeared" in its way.
         jobs.enter_phase(ctx.db, job_id, CollectionPhase.RESTORING, **detail, vectors=collection.vector_count)
+        created = control.create_index_from_collection(target_name, name, shape)
         jobs.record_event(ctx.db, "target_index_created", jobs.default_actor(), job_id, host=created.host, **detail)
     else:  # restored
         counts = ctx.store(target).namespaces()

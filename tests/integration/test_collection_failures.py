@@ -141,12 +141,15 @@ def test_an_answer_nobody_foresaw_fails_the_step_with_its_error_and_retry_goes_o
     ctx: WorkerContext, pod: PineconeSandbox
 ) -> None:
     job_id = start_job(ctx, pod)
-    # A proxy's HTML page where Pinecone's JSON should be, for the index created from the collection.
+    # A proxy's HTML page where Pinecone's JSON should be, once it created the index from the collection.
     pod.control.set_faults(ControlFaults(garbled_ops=("create_index",)))
 
     assert next_step(ctx, job_id) == "create_collection"
     failure = steps_until_it_fails(ctx, job_id)
 
+    # Pinecone made the index, the step could not know: it recorded restoring before it asked, so the retry below
+    # takes that index as the job's own instead of failing because it "appeared".
+    assert NEW in pod.names() and jobs.job_status(ctx.db, job_id).phase == "restoring"
     assert_failed_then_retried(ctx, pod, job_id, failure, "unexpected JSONDecodeError in a step of collection")
 
 
