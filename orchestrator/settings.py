@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Queries `nsmigrate cutover check` keeps in flight at once to hold its pace (--qps).",
     )
+    collection_control_plane_outage_s: float = Field(
+        3600,
+        gt=0,
+        description="How long the Pinecone control plane may fail on end (5xx, 429, no answer) while a `strategy: "
+        "collection` job polls it before the job's step gives up, its runs `list_failed` (`nsmigrate retry` goes on). "
+        "Waiting for a collection or an index that is still Initializing is not bounded: a big pod index takes hours.",
+    )
     allowed_key_vars: str = Field(
         DEFAULT_ALLOWED_KEY_VARS,
         description="The environment variables a spec may name as its Pinecone key (api_key_env): comma-separated "

@@ -17,6 +17,8 @@ the service:
   an index with a collection still ``Initializing`` cannot be deleted (412). An index created from a collection holds
   the collection's namespaces and records as they were when the collection was made.
 - **Deletion protection** ``enabled`` refuses ``DELETE /indexes/{name}`` with 403 until ``PATCH`` disables it.
+- **Faults** (:class:`ControlFaults`, set with :meth:`ControlPlane.set_faults`): a run of 5xx answers, and answers
+  that are not JSON, for tests of what nsmigrate does when the control plane misbehaves. None by default.
 - **Tags** follow the spec's rules (keys ≤ 80 characters of letters, digits, ``_`` and ``-``; values ≤ 120
   characters); ``PATCH`` merges them and an empty value removes a key.
 
@@ -116,6 +118,46 @@ class Collection:
             body["size"] = self.size_bytes()
             body["vector_count"] = self.vector_count
         return body
+
+
+@dataclass(frozen=True)
+class ControlFaults:
+    """What the control plane does wrong on purpose. The defaults do nothing wrong.
+
+    - ``errors_5xx``: the next this many requests to an operation of ``error_ops`` (``None``: any) are answered
+      ``status_5xx``, each using one up; a large number is an outage that does not end.
+    - ``garbled_ops``: requests to these operations are carried out, but a success is answered 200 with an HTML page
+      instead of the service's JSON (what a proxy or load balancer in trouble sends): the client cannot tell what
+      happened, and the worst case, that it happened, is the one it gets.
+
+    Operations are named as the SDK's methods: ``describe_collection``, ``create_collection``, ``describe_index``,
+    ``create_index`` (from a collection too), ``list_indexes``, …
+    """
+
+    errors_5xx: int = 0
+    status_5xx: int = 503
+    error_ops: tuple[str, ...] | None = None
+    garbled_ops: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.errors_5xx, bool) or not isinstance(self.errors_5xx, int) or self.errors_5xx < 0:
+            raise ValueError(f"errors_5xx must be a non-negative integer, got {self.errors_5xx!r}")
+        if not 500 <= self.status_5xx <= 599:
+            raise ValueError(f"status_5xx must be a 5xx status, got {self.status_5xx!r}")
+
+
+#: What ``ControlFaults.garbled_ops`` answer: a proxy's page, not the service's JSON.
+GARBLED_PAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+
+def control_op(method: str, path: str) -> str:
+    """The operation a control-plane request is, named as the SDK's method (for ``ControlFaults.error_ops``)."""
+    parts = path.strip("/").split("/")
+    kind = {"indexes": "index", "collections": "collection"}.get(parts[0], parts[0])
+    if len(parts) == 1:
+        return {"GET": f"list_{parts[0]}", "POST": f"create_{kind}"}.get(method, f"{method.lower()}_{kind}")
+    verb = {"GET": "describe", "PATCH": "configure", "DELETE": "delete", "POST": "create"}.get(method, method.lower())
+    return f"{verb}_{kind}"
 
 
 def api_version(headers: Mapping[str, str]) -> str | None:
@@ -289,6 +331,8 @@ class ControlPlane:
         self._lock = threading.RLock()
         self._meta: dict[str, IndexMeta] = {}
         self._collections: dict[str, Collection] = {}
+        self.faults = ControlFaults()
+        self._errors_left = 0
         self.set_delays(ready_delay_s=ready_delay_s, collection_delay_s=collection_delay_s)
 
     def set_delays(self, *, ready_delay_s: float | None = None, collection_delay_s: float | None = None) -> None:
@@ -298,6 +342,20 @@ class ControlPlane:
                 self.ready_delay_s = max(0.0, ready_delay_s)
             if collection_delay_s is not None:
                 self.collection_delay_s = max(0.0, collection_delay_s)
+
+    def set_faults(self, faults: ControlFaults) -> None:
+        """Misbehave from now on as ``faults`` says (``ControlFaults()``: not at all)."""
+        with self._lock:
+            self.faults = faults
+            self._errors_left = faults.errors_5xx
+
+    def _injected(self, op: str) -> _Refusal | None:
+        with self._lock:
+            faults = self.faults
+            if self._errors_left == 0 or (faults.error_ops is not None and op not in faults.error_ops):
+                return None
+            self._errors_left -= 1
+            return _Refusal(faults.status_5xx, "Service unavailable (sandbox fault injection)")
 
     def meta(self, name: str) -> IndexMeta:
         with self._lock:
@@ -320,6 +378,12 @@ class ControlPlane:
     # -- HTTP
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+        reply = self._handle(method, target, headers, body)
+        if reply.status < 300 and control_op(method, urlsplit(target).path.rstrip("/")) in self.faults.garbled_ops:
+            return _Reply(200, GARBLED_PAGE, {"Content-Type": "text/html"})
+        return reply
+
+    def _handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply:
         path = urlsplit(target).path.rstrip("/")
         try:
             if path == "/_sandbox/hosts" and method == "GET":
@@ -327,6 +391,10 @@ class ControlPlane:
                     _check_api_key(headers, self.sandbox.api_key)
                 return _Reply(200, self.sandbox.describe_hosts())
             _check_api_key(headers, self.sandbox.api_key)
+            op = control_op(method, path)
+            injected = self._injected(op)
+            if injected is not None:
+                raise injected
             if path == "/indexes" and method == "GET":
                 return _Reply(200, {"indexes": [self._model(s.name) for s in self.sandbox.specs()]})
             if path == "/indexes" and method == "POST":

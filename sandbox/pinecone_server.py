@@ -1473,9 +1473,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         reply = self.server.service.handle(self.command, self.path, self.headers, body)
-        data = orjson.dumps(reply.body, option=orjson.OPT_SERIALIZE_NUMPY) if reply.body is not None else b""
+        if isinstance(reply.body, bytes):  # a body sent as it is (a fault's page that is not JSON)
+            data = reply.body
+        else:
+            data = orjson.dumps(reply.body, option=orjson.OPT_SERIALIZE_NUMPY) if reply.body is not None else b""
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
+        if "Content-Type" not in reply.headers:
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in reply.headers.items():
             self.send_header(name, value)

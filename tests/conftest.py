@@ -3,7 +3,8 @@
 - ``redis_server`` / ``redis_url``: a real Redis on a free port; flushed before each test that asks for ``redis_url``.
 - ``password_redis_server``: another real Redis, that answers only clients giving its password.
 - ``postgres_server``: PostgreSQL 18 + pgvector; ``database_url`` is a brand-new database per test (pgvector enabled);
-  ``job_table_url`` the same with the job-table schema, copied from a template made once per process.
+  ``job_table_url`` the same with the job-table schema, copied from a template made once per process;
+  ``module_job_table_url`` one such database for a whole test module.
 
 On CI (``CI=true``) a ``timing`` test whose speed bound was missed (``tests.timing.assert_timing``) is reported as
 xfailed with the measured value instead of failing; its other assertions fail as usual.
@@ -136,6 +137,14 @@ def database_url(postgres_server: PostgresServer, postgres_admin: sa.Engine) -> 
 def job_table_url(postgres_server: PostgresServer, postgres_admin: sa.Engine, job_table_template: str) -> Iterator[str]:
     """A fresh database holding the job-table schema, as `nsmigrate worker` makes sure of before its pool starts
     (a ``WorkerContext`` does not create it)."""
+    yield from _fresh_database(postgres_server, postgres_admin, job_table_template)
+
+
+@pytest.fixture(scope="module")
+def module_job_table_url(
+    postgres_server: PostgresServer, postgres_admin: sa.Engine, job_table_template: str
+) -> Iterator[str]:
+    """A job-table database for one test module (a stack its tests share: ``module_stack``)."""
     yield from _fresh_database(postgres_server, postgres_admin, job_table_template)
 
 

@@ -15,6 +15,7 @@ class SentTasks:
         self.sent: list[tuple[str, int]] = []
         self.verify_groups: list[list[int]] = []  # the run ids of each verify_small_namespaces task
         self.rejudged_groups: list[list[int]] = []  # those of them sent by `nsmigrate verify` (rejudge)
+        self.collection_steps: list[dict[str, Any]] = []  # the keyword arguments of each collection step sent
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
@@ -28,6 +29,10 @@ class SentTasks:
 
     def verify_namespace(self, run_id: int, **_: Any) -> None:
         self.sent.append(("verify", run_id))
+
+    def collection_step(self, job_id: int, **kwargs: Any) -> None:
+        self.sent.append(("collection", job_id))
+        self.collection_steps.append(kwargs)
 
     def verify_small_namespaces(self, run_ids: list[int], rejudge: bool = False, **_: Any) -> None:
         self.sent.extend(("verify", run_id) for run_id in run_ids)

@@ -7,6 +7,10 @@ loads this module as a plugin).
   as each test gets it: emptied, without faults, and with the SDK's per-host state forgotten.
 - ``stack``: a test's own worker stack (the session's Redis, a fresh database, a fresh data plane with the module's
   indexes); the test starts the workers it needs. ``pinecone_api_key`` is the key the test process sends.
+- ``module_stack``: a stack a module's tests share, for tests that each run their own jobs on workers the module
+  starts once (its own Redis, nobody flushes it; a job-table database of the module's; the module's data plane);
+  ``shared_stack`` is that stack as each test gets it: the data plane emptied and without faults, a workdir of the
+  test's own. A test on it finds its jobs by id, and must not stop, kill or restart what the module started.
 - ``start_standin``: starts PostgREST stand-ins (Supabase's REST API over a test database), stopped after the test.
 - ``pg``: an engine on a fresh database that ``$NSMIGRATE_PGVECTOR_URL`` names (the pgvector commands' and the
   documented store's default), for the tests of pgvector tables; ``$NSMIGRATE_DATABASE_URL`` names it too (the job
@@ -17,6 +21,7 @@ loads this module as a plugin).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,8 +30,10 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.settings import load_settings
+from sandbox.pinecone_control import ControlFaults
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn
+from sandbox.services import RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.sdk_internals import reset_sdk_host_state
 from workers.context import WorkerContext
@@ -52,6 +59,7 @@ def sandbox(module_sandbox: PineconeSandbox) -> PineconeSandbox:
     sandbox = module_sandbox
     for name in sandbox.names():
         sandbox.set_faults(name, Faults())
+    sandbox.control.set_faults(ControlFaults())
     sandbox.reset()
     # The SDK's retry budget and bulk gate are process-global per hostname; start each test from a full budget.
     reset_sdk_host_state()
@@ -79,6 +87,36 @@ def stack(
     stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
     yield stack
     stack.stop()
+
+
+@pytest.fixture(scope="module")
+def module_stack(
+    module_job_table_url: str, module_sandbox: PineconeSandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """One stack for a module's tests, no worker yet: a worker start costs ~1.2-1.8 CPU-s and each prefork child
+    its own connections, so a module whose tests only run jobs starts its workers once (a module fixture). Its
+    Redis is its own: the ``redis_url`` of other tests is flushed before each of them."""
+    redis = RedisServer().start()
+    workdir = tmp_path_factory.mktemp("module-stack")
+    urls = {"redis_url": redis.url, "database_url": module_job_table_url}
+    stack = Stack(**urls, pinecone=module_sandbox, workdir=workdir, servers=[redis])
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def shared_stack(
+    module_stack: Stack,
+    sandbox: PineconeSandbox,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pinecone_api_key: str,
+) -> Stack:
+    """The module's stack for this test: its data plane emptied and without faults (``sandbox``), files in a workdir
+    of the test's own (the workers and their logs stay the module's)."""
+    monkeypatch.setenv("PINECONE_API_KEY", pinecone_api_key)  # this process plans the job with the same key
+    assert sandbox is module_stack.pinecone
+    return dataclasses.replace(module_stack, workdir=tmp_path)
 
 
 @pytest.fixture

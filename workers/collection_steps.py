@@ -7,25 +7,33 @@ verified
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, NoReturn
 
 from orchestrator import jobs
-from orchestrator.errors import CollectionFailed, RetryableError, StoreError
+from orchestrator.errors import CollectionFailed, NsmigrateError, RetryableError, failure_text
 from orchestrator.models import CollectionPhase
 from orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
 from orchestrator.planning.target_indexes import wanted_shape
+from orchestrator.redaction import redact_url
 from orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeStoreSpec
 from orchestrator.tenancy.namespaces import display_namespace
 from workers.context import WorkerContext
+from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.pinecone_control import PineconeControl
 
 log = logging.getLogger(__name__)
 
 
-def step(ctx: WorkerContext, job_id: int, polls: int = 0) -> str:
-    """Take the next step of collection job ``job_id``; returns what it did (for logs and tests). A step that failed
-    for good is recorded (its runs ``list_failed``, `nsmigrate retry` goes on) and raised as ``CollectionFailed``,
-    so that the task is a FAILURE in Flower with the reason."""
+def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float | None = None) -> str:
+    """Take the next step of collection job ``job_id``; returns what it did (for logs and tests).
+
+    A step that failed for good — Pinecone refused, the control plane failed for longer than
+    ``collection_control_plane_outage_s`` on end (``failing_since``: epoch time of the first of those failures), or
+    anything unforeseen (a bug, an answer of a shape nobody expected) — is recorded (its runs ``list_failed`` with the
+    error, `nsmigrate retry` goes on) and raised as ``CollectionFailed``, so that the task is a FAILURE in Flower
+    with the reason and `status` and `run --wait` see it. An outage of the job table or Redis propagates: Celery
+    sends the task again."""
     spec = jobs.job_spec(ctx.db, job_id)
     phase = jobs.job_phase(ctx.db, job_id)
     if phase == CollectionPhase.RESTORED:
@@ -39,13 +47,40 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0) -> str:
     try:
         return _take_step(ctx, control, spec, job_id, phase, name, polls)
     except RetryableError as e:
-        log.warning("collection job %s: the control plane did not answer (%s); asking again", job_id, e)
-        ctx.dispatcher.collection_step(job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1))
-        return "wait"
-    except StoreError as e:
-        _fail(ctx, job_id, str(e))
+        since = failing_since if failing_since is not None else time.time()
+        if time.time() - since < ctx.settings.collection_control_plane_outage_s:
+            log.warning("collection job %s: the control plane did not answer (%s); asking again", job_id, e)
+            ctx.dispatcher.collection_step(
+                job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1), failing_since=since
+            )
+            return "wait"
+        _fail(ctx, job_id, _outage_text(control, spec, name, time.time() - since, e, job_id))
+    except CollectionFailed:
+        raise  # recorded already
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the job table or Redis is unreachable: the task is sent again (workers.tasks)
+    except NsmigrateError as e:
+        _fail(ctx, job_id, failure_text(e))
+    except Exception as e:
+        # Anything unforeseen must not leave the runs waiting with no reason: `status` and `run --wait` would say
+        # nothing for ever while Flower alone showed the FAILURE.
+        log.exception("collection job %s: the step failed unexpectedly", job_id)
+        error = f"unexpected {type(e).__name__} in a step of collection {name}: {e}"
+        _fail(ctx, job_id, f"{error}; run `nsmigrate retry {job_id}` once its cause is fixed")
     finally:
         control.close()
+
+
+def _outage_text(
+    control: PineconeControl, spec: JobSpec, name: str, failing_s: float, error: RetryableError, job_id: int
+) -> str:
+    host = redact_url(control.host)
+    return (
+        f"the Pinecone control plane {host} failed for {failing_s:.0f} s on end while collection {name} of "
+        f"pod index {spec.source.label} was made into index {spec.target.label}; last answer: {error} — check "
+        f"Pinecone's status and the key's project, then run `nsmigrate retry {job_id}` (setting "
+        "NSMIGRATE_COLLECTION_CONTROL_PLANE_OUTAGE_S bounds this wait)"
+    )
 
 
 def _fail(ctx: WorkerContext, job_id: int, reason: str) -> NoReturn:
@@ -79,9 +114,11 @@ def _take_step(
         shape = wanted_shape(target.create or CreateIndex(), collection.dimension, pod.metric if pod else None)
         if phase is None:
             jobs.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)
-        created = control.create_index_from_collection(target_name, name, shape)
         detail: dict[str, Any] = {"index": target_name, "collection": name, "shape": shape.as_json()}
+        # Recorded before asking: a step that stops after Pinecone made the index (a worker killed, an answer lost)
+        # is taken up again as restoring, where that index is the job's own, not one that "appeared" in its way.
         jobs.enter_phase(ctx.db, job_id, CollectionPhase.RESTORING, **detail, vectors=collection.vector_count)
+        created = control.create_index_from_collection(target_name, name, shape)
         jobs.record_event(ctx.db, "target_index_created", jobs.default_actor(), job_id, host=created.host, **detail)
     else:  # restored
         counts = ctx.store(target).namespaces()

@@ -118,11 +118,11 @@ def cleanup_namespace(run_id: int, job_id: int | None = None, **_context: Any) -
 
 
 @app.task(name=TaskName.COLLECTION_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
-def collection_step(job_id: int, polls: int = 0, **_context: Any) -> dict[str, Any]:
+def collection_step(job_id: int, polls: int = 0, failing_since: float | None = None, **_context: Any) -> dict[str, Any]:
     """The next step of a `strategy: collection` job: make the collection, the index from it, hand it to
     verification; sends itself again while Pinecone is busy."""
     with tally.counting() as counts:
-        did = collection_steps.step(get_context(), job_id, polls)
+        did = collection_steps.step(get_context(), job_id, polls, failing_since)
     return counts.result(step=did)
 
 

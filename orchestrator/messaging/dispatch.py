@@ -144,9 +144,13 @@ class Dispatcher:
         """One place of an erasure job (``place``: what it is, for Flower and logs)."""
         self.send(TaskName.ERASE_PLACE, job_id=job_id, place=place, place_id=place_id)
 
-    def collection_step(self, job_id: int, *, polls: int = 0, countdown_s: float | None = None) -> None:
-        """The next step of a `strategy: collection` job; ``polls``: how many times it found Pinecone still busy."""
-        self.send(TaskName.COLLECTION_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls)
+    def collection_step(
+        self, job_id: int, *, polls: int = 0, countdown_s: float | None = None, failing_since: float | None = None
+    ) -> None:
+        """The next step of a `strategy: collection` job; ``polls``: how many times it found Pinecone still busy;
+        ``failing_since``: epoch time from which the control plane has failed on end (None: it answered last)."""
+        kwargs = {} if failing_since is None else {"failing_since": failing_since}
+        self.send(TaskName.COLLECTION_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
 
     def close(self) -> None:
         self.app.close()

@@ -19,9 +19,9 @@ from tests.chaos import (
     QUICK_RETRIES,
     assert_nothing_lost,
     chaos_spec,
+    freeze_mid_batch,
     kill_and_lose_its_messages,
     load_source,
-    mid_copy,
     slow_data_plane,
     start_standby,
     take_over,
@@ -76,7 +76,7 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
     successor = start_standby(stack, "successor", **lock_ttl)
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
-    wait_for(mid_copy(db, job_id, total_batches=60), "batches to be running mid-copy")
+    freeze_mid_batch(first, db, job_id, total_batches=60)  # its running batches cannot finish before the kill
     stuck = kill_and_lose_its_messages(stack, first, db, job_id, successor)
 
     counts = recovery.resume(db, dispatcher, job_id)

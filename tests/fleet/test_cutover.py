@@ -37,12 +37,21 @@ def sandbox_indexes() -> list[IndexSpec]:
     return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
 
 
+@pytest.fixture(scope="module")
+def fleet(module_stack: Stack) -> Stack:
+    """One worker that lists, copies and verifies (the jobs, their syncs and their verdicts), started once for the
+    module's tests (each runs its own jobs; the pool is not what they test)."""
+    module_stack.start_worker("list,copy,verify", 4, pool="threads")
+    return module_stack
+
+
 @pytest.fixture
-def app_stack(stack: Stack, worker_context: Callable[..., WorkerContext]) -> tuple[Stack, WorkerContext]:
-    """A stack whose worker lists, copies and verifies (the job, its syncs and their verdicts), and the
-    WorkerContext `nsmigrate sync` runs with (its dispatcher sends to that worker)."""
-    stack.start_worker("list,copy,verify", 4)
-    return stack, worker_context(stack.database_url, stack.redis_url)
+def app_stack(
+    fleet: Stack, shared_stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> tuple[Stack, WorkerContext]:
+    """The module's stack (the data plane emptied for this test) and the WorkerContext `nsmigrate sync` runs with
+    (its dispatcher sends to the module's worker)."""
+    return shared_stack, worker_context(shared_stack.database_url, shared_stack.redis_url)
 
 
 def index(stack: Stack, name: str) -> Any:

@@ -161,7 +161,7 @@ def migrated(
     monkeypatch.setenv(SUPABASE["url_env"], start_standin(stack.database_url, "service-key").url)
     monkeypatch.setenv(SUPABASE["key_env"], "service-key")
     load_source(stack.pinecone)
-    stack.start_worker("list,copy,verify,cleanup", 4)
+    stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
     specs = write_specs(stack, tmp_path)
     for spec in specs:
         result = CliRunner().invoke(app, ["run", str(spec), "--wait"])
@@ -228,9 +228,9 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
     for index in ("src", "dst"):
         stack.pinecone.set_faults(index, Faults(latency_ms=150))  # slow enough to be caught half-way
     # The killed worker's task comes back within seconds (the visibility timeout).
-    worker = stack.start_worker("cleanup", 1, name="doomed", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    worker = stack.start_worker("cleanup", 1, pool="threads", name="doomed", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
     # its successor boots meanwhile, on a queue an erasure does not use, and takes the erasure's at the kill
-    after = start_standby(stack, "after", 2, pool="prefork", consuming="verify", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    after = start_standby(stack, "after", 2, consuming="verify", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db = jobs.Database(settings.database_url)
     plan = plan_erasure(db, "a.1", None, open_retrying_store)
@@ -323,7 +323,7 @@ def test_a_place_that_fails_is_reported_and_resume_finishes_it(
     spec.write_text(yaml.safe_dump({"name": "erase-resume", "source": store, "target": store}))
     # Every delete answers 503 until the faults are lifted; the worker gives up after two tries.
     stack.pinecone.set_faults("idx", Faults(error_rate_5xx=1.0, error_ops=("delete", "delete_namespace")))
-    stack.start_worker("cleanup", 2, NSMIGRATE_RETRY_ATTEMPTS="2", NSMIGRATE_RETRY_MAX_WAIT_S="0.05")
+    stack.start_worker("cleanup", 2, pool="threads", NSMIGRATE_RETRY_ATTEMPTS="2", NSMIGRATE_RETRY_MAX_WAIT_S="0.05")
 
     failed = CliRunner().invoke(app, ["erase", "a.1", "--spec", str(spec), "--yes", "--timeout-s", "120"])
 

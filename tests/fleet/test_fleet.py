@@ -25,6 +25,9 @@ from tests.fleet_jobs import start_job
 from tests.polling import wait_for_job, wait_until
 
 INDEX = "seeds"
+#: The seeds' shape (namespaces, twins, creators, the default namespace's routing) in 32 dimensions instead of 3,072,
+#: for a test whose subject is not the data: a hundredth of the bytes to encode, serve and compare.
+LITE_INDEX, LITE_DIMENSION = "seeds-lite", 32
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +36,25 @@ def seed() -> SeedData:
 
 
 @pytest.fixture(scope="module")
+def lite_seed() -> SeedData:
+    return seed_dataset(dimension=LITE_DIMENSION)
+
+
+@pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
     return [
         IndexSpec(INDEX, dimension=3072, metric="cosine", kind="pod"),
+        IndexSpec(LITE_INDEX, dimension=LITE_DIMENSION, metric="cosine", kind="pod"),
         IndexSpec("small-src", dimension=8),
         IndexSpec("small-dst", dimension=8),
     ]
 
 
-def creator_spec(stack: Stack, twins_csv: Path, **overrides: Any) -> dict[str, Any]:
+def creator_spec(stack: Stack, twins_csv: Path, index: str = INDEX, **overrides: Any) -> dict[str, Any]:
     # The seeds' index is a pod: it cannot list, so its ids are found by a sweep (in place: source and target).
     pod = {
         "kind": "pinecone",
-        "index": INDEX,
+        "index": index,
         "control_host": stack.pinecone.control_host,
         "enumerate": {"mode": "sweep"},
     }
@@ -148,17 +157,19 @@ def test_a_threads_worker_opens_its_connections_before_its_first_task(stack: Sta
     assert redis_opened >= threads + producers
 
 
-def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, seed: SeedData) -> None:
-    seed.load_into(stack.pinecone, INDEX)
+def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, lite_seed: SeedData) -> None:
+    seed = lite_seed
+    seed.load_into(stack.pinecone, LITE_INDEX)
     twins_csv = write_twins_csv(seed.twins, stack.workdir / "twins.csv")
     # Fractional Retry-After keeps the test fast; the SDK and the retry policy honour it as they would 1 s.
-    stack.pinecone.set_faults(INDEX, Faults(error_rate_429=0.2, error_rate_5xx=0.05, retry_after_s=0.05, seed=7))
-    stack.start_worker("list,copy,verify,cleanup", 8, NSMIGRATE_RETRY_MAX_WAIT_S="0.5", NSMIGRATE_RETRY_ATTEMPTS="12")
-    db, _, job_id = start_job(stack, creator_spec(stack, twins_csv))
+    stack.pinecone.set_faults(LITE_INDEX, Faults(error_rate_429=0.2, error_rate_5xx=0.05, retry_after_s=0.05, seed=7))
+    retries = {"NSMIGRATE_RETRY_MAX_WAIT_S": "0.5", "NSMIGRATE_RETRY_ATTEMPTS": "12"}
+    stack.start_worker("list,copy,verify,cleanup", 8, pool="threads", **retries)
+    db, _, job_id = start_job(stack, creator_spec(stack, twins_csv, LITE_INDEX))
 
     status = wait_for_job(db, job_id, lambda s: all_verified(s) or settled_with_failures(s), timeout_s=180)
 
-    faults_seen = stack.pinecone.stats(INDEX)
+    faults_seen = stack.pinecone.stats(LITE_INDEX)
     assert faults_seen["injected_429"] > 0 and faults_seen["injected_5xx"] > 0
     assert status.totals.copied == seed.total
     assert status.totals.failed == 0
@@ -190,7 +201,8 @@ def load_small(stack: Stack, namespaces: int = 3, per_namespace: int = 100) -> d
 
 def test_a_batch_that_keeps_failing_ends_failed_and_retry_completes_it(stack: Stack) -> None:
     loaded = load_small(stack)
-    stack.start_worker("list,copy,verify,cleanup", 4, NSMIGRATE_RETRY_ATTEMPTS="2", NSMIGRATE_RETRY_MAX_WAIT_S="0.05")
+    retries = {"NSMIGRATE_RETRY_ATTEMPTS": "2", "NSMIGRATE_RETRY_MAX_WAIT_S": "0.05"}
+    stack.start_worker("list,copy,verify,cleanup", 4, pool="threads", **retries)
     db, dispatcher, job_id = start_job(
         stack, small_spec(stack), after_plan=lambda: stack.pinecone.set_faults("small-dst", Faults(error_rate_5xx=1.0))
     )

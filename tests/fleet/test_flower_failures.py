@@ -86,6 +86,7 @@ def start_fleet(stack: Stack, attempts: int = 2) -> httpx.Client:
     stack.start_worker(
         "list,copy,verify,cleanup",
         4,
+        pool="threads",  # what Flower shows of a task does not depend on the pool (test_flower.py runs both)
         name="ff",
         PINECONE_API_KEY=SECRET,
         NSMIGRATE_RETRY_ATTEMPTS=str(attempts),

@@ -64,7 +64,8 @@ def _cli(*args: str) -> Any:
 
 def test_a_lister_that_keeps_failing_ends_list_failed_and_retry_lists_again(stack: Stack) -> None:
     loaded = _load(stack)
-    stack.start_worker("list,copy,verify", 4, NSMIGRATE_RETRY_ATTEMPTS="2", NSMIGRATE_RETRY_MAX_WAIT_S="0.05")
+    retries = {"NSMIGRATE_RETRY_ATTEMPTS": "2", "NSMIGRATE_RETRY_MAX_WAIT_S": "0.05"}
+    stack.start_worker("list,copy,verify", 4, pool="threads", **retries)
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
     db = jobs.Database(settings.database_url)
     spec = {

@@ -37,12 +37,19 @@ def sandbox_indexes() -> list[IndexSpec]:
 
 
 @pytest.fixture
-def loaded(stack: Stack) -> Stack:
+def source(stack: Stack) -> Stack:
+    """The stack with ``NAMESPACES`` in its source index, no worker yet."""
     for n, (ns, ids) in enumerate(NAMESPACES.items()):
         names = [f"{ns}-{i}" for i in range(ids)] if isinstance(ids, int) else ids
         stack.pinecone.load("src", ns, [(i, [0.1 * (n + 1)] * 8, {"ns": ns}) for i in names])
-    stack.start_worker("list,copy,verify,cleanup", 8, pool="threads")
     return stack
+
+
+@pytest.fixture
+def loaded(source: Stack) -> Stack:
+    """The loaded stack and a worker for every queue."""
+    source.start_worker("list,copy,verify,cleanup", 8, pool="threads")
+    return source
 
 
 def run(stack: Stack, routes: dict[str, str], **extra: Any) -> subprocess.CompletedProcess[str]:
@@ -113,15 +120,16 @@ def test_a_namespace_that_fails_its_own_check_is_refused_while_the_others_copy(l
     assert first_copy is not None and first_copy < min(refusals.values())
 
 
-def test_a_job_wide_refusal_writes_nothing(loaded: Stack) -> None:
+def test_a_job_wide_refusal_writes_nothing(source: Stack) -> None:
+    """Refused while planning, so no worker is needed: a job row written anyway is what the job table shows."""
     routes = {ns: target for ns, target in ROUTES.items() if ns != "d"}  # "d" has nowhere to go: the whole job
 
-    done = run(loaded, routes)
+    done = run(source, routes)
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert "routing.map has no target" in done.stderr and "d" in done.stderr
-    assert target_counts(loaded) == {}
-    db = jobs.Database(loaded.database_url)
+    assert target_counts(source) == {}
+    db = jobs.Database(source.database_url)
     try:
         assert jobs.list_jobs(db) == []
     finally:

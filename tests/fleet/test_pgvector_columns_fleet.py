@@ -74,7 +74,7 @@ def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_ever
     assert moved.exit_code == 0 and json.loads(moved.output)["backup_table"], moved.output
     assert_every_column_equal(original, table_rows(pg, "embeddings_moved"))
 
-    stack.start_worker("list,copy,verify", 4, name="fleet")
+    stack.start_worker("list,copy,verify", 4, pool="threads", name="fleet")
     db, _, in_postgres = start_job(stack, move("moved", "fleet"))
     wait_runs(db, in_postgres)
     # A fleet target may gather several sources, so it numbers its own rows: every other column is the same.
@@ -91,7 +91,7 @@ def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_ever
 def test_a_fleet_verification_fails_when_a_column_nsmigrate_does_not_know_differs(pg: sa.Engine, stack: Stack) -> None:
     rows = app_rows(40)
     make_app_table(pg, "embeddings_alpha", rows)
-    stack.start_worker("list,copy,verify", 2, name="fleet")
+    stack.start_worker("list,copy,verify", 2, pool="threads", name="fleet")
     db, dispatcher, job_id = start_job(stack, move("alpha", "beta"))
     wait_runs(db, job_id)
     one, other = rows[17]["chunk_id"], rows[23]["chunk_id"]

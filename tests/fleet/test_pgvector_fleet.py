@@ -103,7 +103,7 @@ def test_a_move_in_one_database_runs_inside_postgres_indexes_at_verify_and_keeps
 ) -> None:
     source = chunks(900)
     store().upsert("alpha", source)
-    pg_stack.start_worker("list,copy,verify,cleanup", 4, name="fleet")
+    pg_stack.start_worker("list,copy,verify,cleanup", 4, pool="threads", name="fleet")
     db, _, job_id = start_job(pg_stack, move_spec(batch_size=100))
 
     status = wait_verified(db, job_id)
@@ -140,7 +140,7 @@ def test_a_move_in_one_database_runs_inside_postgres_indexes_at_verify_and_keeps
 def test_verification_inside_postgres_finds_every_difference(pg_stack: Stack) -> None:
     source = chunks(200)
     store().upsert("alpha", source)
-    pg_stack.start_worker("list,copy,verify", 4, name="fleet")
+    pg_stack.start_worker("list,copy,verify", 4, pool="threads", name="fleet")
     db, dispatcher, job_id = start_job(pg_stack, move_spec(batch_size=50))
     wait_verified(db, job_id)
     [verified] = jobs.runs_of(db, job_id)
@@ -225,7 +225,7 @@ def test_round_trip_legacy_table_to_namespace_tables_to_pinecone_and_back_is_ide
     moved = pgnamespaces.migrate_legacy(store().engine(), "embeddings", vector_index=VectorIndex())
     assert moved.verified and moved.backup_table and moved.target_table == "embeddings_default"
     store().upsert("docs", docs)
-    pg_stack.start_worker("list,copy,verify", 4, name="fleet")
+    pg_stack.start_worker("list,copy,verify", 4, pool="threads", name="fleet")
 
     index = {"kind": "pinecone", "host": pg_stack.pinecone.host(INDEX)}
     db, _, out_job = start_job(
@@ -249,7 +249,7 @@ def test_round_trip_pinecone_to_namespace_tables_and_back_is_identical(pg_stack:
     records = {"": chunks(150, seed=3), "docs": chunks(80, seed=4, tag="d-")}
     for ns, rows in records.items():
         pg_stack.pinecone.load(INDEX, ns, [(r.id, r.values, r.metadata) for r in rows])
-    pg_stack.start_worker("list,copy,verify", 4, name="fleet")
+    pg_stack.start_worker("list,copy,verify", 4, pool="threads", name="fleet")
     index = {"kind": "pinecone", "host": pg_stack.pinecone.host(INDEX)}
     middle = {**DOCUMENTED, "table": "middle"}
     back = {"kind": "pinecone", "host": pg_stack.pinecone.host(BACK_INDEX)}

@@ -43,6 +43,20 @@ def sandbox_indexes() -> list[IndexSpec]:
     ]
 
 
+@pytest.fixture(scope="module")
+def fleet(module_stack: Stack) -> Stack:
+    """One worker for every queue, started once for the module's tests (each runs its own jobs; the pool is not
+    what they test)."""
+    module_stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
+    return module_stack
+
+
+@pytest.fixture
+def stack(fleet: Stack, shared_stack: Stack) -> Stack:
+    """The module's stack and its worker, the data plane emptied for this test."""
+    return shared_stack
+
+
 def load_pod(sandbox: PineconeSandbox, sizes: dict[str, int] = SIZES) -> dict[str, list[str]]:
     rng = np.random.default_rng(5)
     loaded = {}
@@ -135,7 +149,6 @@ def test_the_plan_says_how_each_namespace_is_enumerated_and_what_a_sweep_costs(s
 def test_pod_to_serverless_by_catalogue_ends_verified_with_equal_contents(stack: Stack) -> None:
     loaded = load_pod(stack.pinecone)
     catalogue = write_catalogue(stack.workdir / "chunk-ids.csv", loaded)
-    stack.start_worker("list,copy,verify,cleanup", 4)
 
     status = run_job(
         stack, pod_spec(stack.pinecone, {"mode": "catalogue", "catalogue": {"source": "file", "path": catalogue.name}})
@@ -149,7 +162,6 @@ def test_pod_to_serverless_by_catalogue_ends_verified_with_equal_contents(stack:
 
 def test_pod_to_serverless_by_sweep_ends_verified_with_equal_contents(stack: Stack) -> None:
     load_pod(stack.pinecone)
-    stack.start_worker("list,copy,verify,cleanup", 4)
 
     # top_k 50 < 120: the namespace `alpha` takes several queries with different random vectors.
     status = run_job(stack, pod_spec(stack.pinecone, {"mode": "sweep", "top_k": 50, "max_queries": 40}))
@@ -162,7 +174,6 @@ def test_pod_to_serverless_by_sweep_ends_verified_with_equal_contents(stack: Sta
 
 def test_a_sweep_that_cannot_cover_a_namespace_fails_its_verification(stack: Stack) -> None:
     load_pod(stack.pinecone)
-    stack.start_worker("list,copy,verify,cleanup", 4)
 
     # 2 queries of 50 ids can never return the 120 ids of `alpha`.
     status = run_job(stack, pod_spec(stack.pinecone, {"mode": "sweep", "top_k": 50, "max_queries": 2}))
@@ -243,7 +254,6 @@ def test_sparse_values_are_copied_and_verified(stack: Stack) -> None:
         + [Vector(id="dense-only", values=[1.0] * DIM)],
         namespace="docs",
     )
-    stack.start_worker("list,copy,verify,cleanup", 4)
     spec = pod_spec(stack.pinecone, {"mode": "sweep"})
     spec["source"]["index"], spec["target"]["index"] = "hybrid-pod", "hybrid"
 
@@ -291,7 +301,6 @@ def test_a_final_sync_of_a_pod_source_sweeps_again_and_copies_what_was_written_s
     """The cut-over's last step on a pod: writes made during the copy (dual-write) are found by the same enumeration,
     afresh (a new sweep, not the one the copy made), copied, and the namespace verifies again."""
     load_pod(stack.pinecone)
-    stack.start_worker("list,copy,verify,cleanup", 4)
     status = run_job(stack, pod_spec(stack.pinecone, {"mode": "sweep", "top_k": 50, "max_queries": 40}))
     assert [r.state for r in status.runs] == [RunState.VERIFIED] * 3
 
@@ -318,7 +327,6 @@ def test_a_catalogue_that_does_not_match_the_pod_fails_verification_naming_why(s
     loaded = load_pod(stack.pinecone)
     rows = {"": loaded[""], "alpha": loaded["alpha"][:-5], "beta": [*loaded["beta"], "beta#gone-1", "beta#gone-2"]}
     catalogue = write_catalogue(stack.workdir / "chunk-ids.csv", rows)
-    stack.start_worker("list,copy,verify,cleanup", 4)
 
     status = run_job(
         stack, pod_spec(stack.pinecone, {"mode": "catalogue", "catalogue": {"source": "file", "path": str(catalogue)}})

@@ -80,7 +80,7 @@ def test_every_id_is_batched_once_and_copied_including_those_no_prefix_reaches(s
     # equals a prefix the split may choose.
     ids += ["doc-1", "ünïcödé-1", "中文-2", "😀-3", "Zebra"]
     load(stack, ids)
-    stack.start_worker("list,copy,verify", 8)
+    stack.start_worker("list,copy,verify", 8, pool="threads")
 
     db, job_id = start(stack, spec(stack))
     status = wait_for_job(db, job_id, verified, timeout_s=180)
@@ -99,9 +99,9 @@ def test_a_lister_killed_mid_way_resumes_every_chain(stack: Stack) -> None:
     ids = [f"{rng.getrandbits(64):016x}" for _ in range(SPLIT_MIN_IDS * 2)]
     load(stack, ids)
     stack.pinecone.set_faults("big-src", Faults(latency_ms=40))
-    lister = stack.start_worker("list", 2, name="lister", **FAST_RECOVERY)
+    lister = stack.start_worker("list", 2, pool="threads", name="lister", **FAST_RECOVERY)
     # the copy worker lists too once the lister is dead: a new list worker, without a boot of its own
-    copier = start_standby(stack, "copier", 4, pool="prefork", consuming="copy,verify", **FAST_RECOVERY)
+    copier = start_standby(stack, "copier", 4, consuming="copy,verify", **FAST_RECOVERY)
     db, job_id = start(stack, spec(stack, max_batches_in_flight=6))
     run_id = jobs.runs_of(db, job_id)[0].id
 

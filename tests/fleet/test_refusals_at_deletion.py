@@ -46,11 +46,18 @@ from workers.syncing import sync_run
 DIM = 8
 
 
+@pytest.fixture(scope="module")
+def fleet(module_stack: Stack) -> Stack:
+    """One worker for every queue, cleanup included (a spec's `cleanup: auto`), started once for the module's tests
+    (each runs its own jobs; the pool is not what they test)."""
+    module_stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
+    return module_stack
+
+
 @pytest.fixture
-def stack(stack: Stack) -> Stack:
-    """The shared stack with one worker for every queue, cleanup included (a spec's `cleanup: auto`)."""
-    stack.start_worker("list,copy,verify,cleanup", 6)
-    return stack
+def stack(fleet: Stack, shared_stack: Stack) -> Stack:
+    """The module's stack and its worker, the data plane emptied for this test."""
+    return shared_stack
 
 
 def verified_job(stack: Stack, per_namespace: int = 60, **overrides: Any) -> tuple[jobs.Database, int]:
@@ -243,12 +250,16 @@ def test_a_spec_whose_verification_checks_nothing_cannot_clean_up(stack: Stack) 
     path = stack.workdir / "nothing-checked.yaml"
     path.write_text(yaml.safe_dump(spec))
 
+    db = jobs.Database(stack.database_url)
+    earlier = [j["job_id"] for j in jobs.list_jobs(db)]  # the module's other tests' jobs
+
     for command in ("plan", "run"):
         result = cli(stack, command, str(path))
         assert result.exit_code == 2, result.output
         message = " ".join(result.output.split())
         assert "cleanup.mode: `auto`" in message and "verify.ids: false, verify.counts: false" in message
-    assert jobs.list_jobs(jobs.Database(stack.database_url)) == []
+    assert [j["job_id"] for j in jobs.list_jobs(db)] == earlier
+    db.dispose()
 
 
 def test_an_older_job_whose_verification_checked_nothing_keeps_its_source(stack: Stack) -> None:

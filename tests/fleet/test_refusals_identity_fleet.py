@@ -34,7 +34,7 @@ def test_a_receipt_never_says_empty_for_a_store_left_unsearched(
         path.write_text(f"name: {index}\nsource: {store}\ntarget: {store}\n")
         specs += ["--spec", str(path)]
     skipped = stack.pinecone.host("small-dst").split("://", 1)[1]
-    stack.start_worker("cleanup", 2)
+    stack.start_worker("cleanup", 2, pool="threads")
 
     result = CliRunner().invoke(app, ["erase", "a.1", *specs, "--skip-store", skipped, "--yes", "--timeout-s", "120"])
 

@@ -42,11 +42,18 @@ def sandbox_indexes() -> list[IndexSpec]:
     return [IndexSpec("src", DIM), IndexSpec("dst", DIM), IndexSpec(ONE, 16)]
 
 
+@pytest.fixture(scope="module")
+def fleet(module_stack: Stack) -> Stack:
+    """One worker for every queue the forward jobs and the sync use, started once for the module's tests (each
+    runs its own jobs; the pool is not what they test)."""
+    module_stack.start_worker("list,copy,verify", 4, pool="threads")
+    return module_stack
+
+
 @pytest.fixture
-def stack(stack: Stack) -> Stack:
-    """The shared stack with one worker for every queue the forward jobs and the sync use."""
-    stack.start_worker("list,copy,verify", 6)
-    return stack
+def stack(fleet: Stack, shared_stack: Stack) -> Stack:
+    """The module's stack and its worker, the data plane emptied for this test."""
+    return shared_stack
 
 
 @pytest.fixture
@@ -291,7 +298,8 @@ def test_rollback_before_cleanup_needs_no_copy_back_and_restores_the_index_exact
 
     assert cli_result.exit_code == 0, cli_result.output
     assert f"job {job_id} rolled back" in cli_result.output
-    [rollback_job_id] = [j["job_id"] for j in jobs.list_jobs(db) if j["kind"] == JobKind.ROLLBACK]
+    rollbacks = [j["job_id"] for j in jobs.list_jobs(db) if j["kind"] == JobKind.ROLLBACK]
+    [rollback_job_id] = [j for j in rollbacks if jobs.find_job(db, j).parent_job_id == job_id]
     for ns in expected_targets(seed):
         assert f"removed {ns}: delete_namespace" in cli_result.output
     assert_same(stack.pinecone.snapshot(ONE), before)
@@ -301,7 +309,6 @@ def test_rollback_before_cleanup_needs_no_copy_back_and_restores_the_index_exact
     assert (rollback.kind, rollback.state) == (JobKind.ROLLBACK, JobState.FINISHED)
     assert {r.state for r in rollback.runs} == {RunState.CLEANED}
     assert all(r.verified_ok for r in rollback.runs)
-    assert jobs.find_job(db, rollback_job_id).parent_job_id == job_id
     forward = jobs.job_status(db, job_id)
     assert forward.state == JobState.CANCELLED and {r.state for r in forward.runs} == {RunState.CANCELLED}
     assert events(db, job_id, "rolled_back") and len(events(db, rollback_job_id, "targets_deleted")) == 6

@@ -35,8 +35,8 @@ from tests.chaos import (
     all_verified,
     fault_landed,
     fetch_all,
+    freeze_mid_batch,
     kill_and_lose_its_messages,
-    mid_copy,
     start_standby,
     take_over,
     wait_for,
@@ -191,7 +191,7 @@ def assert_integrated_target_holds_the_text(stack: Stack, loaded: Loaded) -> Non
 
 def test_a_vector_index_moves_into_an_integrated_index_the_job_creates(stack: Stack) -> None:
     loaded = load_source(stack, namespaces=3, per_namespace=150)
-    stack.start_worker("list,copy,verify", 6)
+    stack.start_worker("list,copy,verify", 4, pool="threads")
     db, _, job_id = start_job(stack, text_spec(stack))
 
     wait_for_job(db, job_id, settled)
@@ -228,7 +228,7 @@ def test_missing_text_skip_passes_verification_and_still_names_the_ids(
     stack: Stack, worker_context: Callable[..., WorkerContext]
 ) -> None:
     loaded = load_source(stack, namespaces=1, per_namespace=40)
-    stack.start_worker("list,copy,verify", 4)
+    stack.start_worker("list,copy,verify", 4, pool="threads")
     spec = text_spec(stack, name="skip-missing")
     spec["target"]["records"]["missing_text"] = "skip"
     db, _, job_id = start_job(stack, spec)
@@ -248,7 +248,7 @@ def test_a_record_changed_in_the_target_fails_verification(stack: Stack) -> None
     """Verification compares text and fields: one record's text overwritten in the target behind the copy's back
     fails its namespace, naming the id; the other namespace passes."""
     load_source(stack, namespaces=2, per_namespace=30)
-    stack.start_worker("list,copy,verify", 4)
+    stack.start_worker("list,copy,verify", 4, pool="threads")
     spec = text_spec(stack, name="tampered", auto_verify=False)
     spec["target"]["records"]["missing_text"] = "skip"
     db, dispatcher, job_id = start_job(stack, spec)
@@ -266,7 +266,7 @@ def test_a_record_changed_in_the_target_fails_verification(stack: Stack) -> None
 
 def test_a_reembedding_job_writes_new_vectors_of_another_dimension(stack: Stack) -> None:
     loaded = load_source(stack, namespaces=2, per_namespace=120)
-    stack.start_worker("list,copy,verify", 6)
+    stack.start_worker("list,copy,verify", 4, pool="threads")
     spec = reembed_spec(stack)
     spec["reembed"]["missing_text"] = "skip"
     db, _, job_id = start_job(stack, spec)
@@ -299,14 +299,14 @@ def test_kill_9_of_a_worker_mid_copy_is_recovered_by_redelivery(stack: Stack, ki
     spec = text_spec(stack, batch_size=20) if kind == "integrated" else reembed_spec(stack, batch_size=20)
     (spec["target"]["records"] if kind == "integrated" else spec["reembed"]).update(missing_text="skip")
     stack.pinecone.set_faults(SRC, Faults(latency_ms=120))
-    first = stack.start_worker("list,copy,verify", 6, name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
-    successor = start_standby(stack, "successor", pool="prefork", **FAST_RECOVERY, **QUICK_RETRIES)
+    # Threads pools: a SIGKILL takes every task slot of the process with it, as it does a prefork pool's children
+    # (test_chaos_workers_killed.py kills prefork workers and children).
+    first = stack.start_worker("list,copy,verify", 6, pool="threads", name="doomed", **FAST_RECOVERY, **QUICK_RETRIES)
+    successor = start_standby(stack, "successor", **FAST_RECOVERY, **QUICK_RETRIES)
     db, _, job_id = start_job(stack, spec)
 
-    wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
+    orphaned = freeze_mid_batch(first, db, job_id, total_batches=46)  # none can finish between the look and the kill
     stack.kill(first, signal.SIGKILL)
-    orphaned = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-    assert orphaned
     fault_landed(stack)
     take_over(stack, successor)
 
@@ -338,11 +338,12 @@ def test_resume_finishes_a_text_job_whose_messages_are_gone_after_a_kill_9(stack
     spec = text_spec(stack, batch_size=20)
     spec["target"]["records"]["missing_text"] = "skip"
     stack.pinecone.set_faults(SRC, Faults(latency_ms=120))
-    first = stack.start_worker("list,copy,verify", 6, name="doomed", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
+    ttl = {"NSMIGRATE_LISTER_LOCK_TTL_S": "3"}
+    first = stack.start_worker("list,copy,verify", 6, pool="threads", name="doomed", **ttl, **QUICK_RETRIES)
     successor = start_standby(stack, "successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
     db, dispatcher, job_id = start_job(stack, spec)
 
-    wait_for(mid_copy(db, job_id, total_batches=46), "batches to be running mid-copy")
+    freeze_mid_batch(first, db, job_id, total_batches=46)  # its running batches cannot finish before the kill
     stuck = kill_and_lose_its_messages(stack, first, db, job_id, successor)
 
     assert recovery.resume(db, dispatcher, job_id)["batches"] >= len(stuck)
@@ -358,7 +359,7 @@ def test_sync_of_an_integrated_job_copies_only_what_changed_in_the_text_or_field
     """A text job's sync judges the target by its text and fields (its values are the model's): one source record
     given new text and one new record are copied, the rest is unchanged, and the namespace verifies again."""
     loaded = load_source(stack, namespaces=1, per_namespace=50)
-    stack.start_worker("list,copy,verify", 4)
+    stack.start_worker("list,copy,verify", 4, pool="threads")
     spec = text_spec(stack, name="sync-text")
     spec["target"]["records"]["missing_text"] = "skip"
     db, _, job_id = start_job(stack, spec)

@@ -42,7 +42,7 @@ def fleet(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
     use_stack_env(stack, monkeypatch)
     stack.pinecone.load("small-src", "", [(vid, [0.1 + i / 100] * DIM, meta) for i, (vid, meta) in enumerate(DEFAULT)])
     stack.pinecone.load("small-src", "t1", [(f"t1-{i}", [0.5] * DIM, {"n": i}) for i in range(2)])
-    stack.start_worker("list,copy,verify,cleanup", 4)
+    stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
     return stack
 
 
