@@ -150,7 +150,6 @@ def _thread_pool_ready(sender: Any = None, **_: object) -> None:
     # A threads pool runs its tasks in this process, which forks nothing: warm up now, off the event loop's thread,
     # so a slow or unreachable service delays no message (tasks retry their own connections).
     threading.Thread(target=_warm_up_for_tasks, name="nsmigrate-warm-up", daemon=True).start()
-    if isinstance(sender.pool, ThreadPool):
-        sender.pool.wake_on_task_end(sender.hub)
-    if isinstance(sender, TunedConsumer):
+    if isinstance(sender.pool, ThreadPool) and isinstance(sender, TunedConsumer):
         sender.events_on_timer = True
+        sender.pool.tick_while_busy(sender.hub, sender._flush_events)

@@ -1,9 +1,9 @@
 """Process-level tuning of a worker, in one place; each item says why in one line. What each one was measured to
 gain is in ``bench/README.md`` ("Measurements behind the tuning"), next to the command that measures it.
 
-- **The threads pool's event loop** (``ThreadPool``, ``Consumer``): a task that ends wakes the loop (the next message
-  is fetched at once), and a threads worker publishes its task events at most ``EVENT_FLUSH_S`` after they were
-  buffered, not after each task; an idle loop sleeps until a message, a timer or a task's end.
+- **The threads pool's event loop** (``ThreadPool``, ``Consumer``): while tasks run, the loop wakes every
+  ``THREAD_POOL_TICK_S`` (the next message is fetched soon after a thread ends) and buffered task events are
+  published every ``EVENT_FLUSH_S``, not after each task; an idle pool stops both timers, and its loop sleeps.
 - **Warm-up** (``warm_up``): connections for every task slot (task queues declared on each producer) and compiled
   job-table statements, before the first task.
 - **SDK priming** (``preload_sdk``): the Pinecone SDK's lazy imports and msgspec's decoding information, built once
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery.concurrency.thread import TaskPool as CeleryThreadPool
@@ -30,7 +31,9 @@ log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------------------ the threads pool's loop
 
-#: How late a threads worker publishes a task event it has buffered (for Flower): at most this.
+#: How often a threads worker's event loop wakes up on its own while tasks run (see ``ThreadPool``).
+THREAD_POOL_TICK_S = 0.02
+#: How often a threads worker publishes the task events it has buffered (for Flower) while tasks run: at most this late.
 EVENT_FLUSH_S = 0.1
 
 
@@ -39,49 +42,57 @@ def _nothing() -> None:
 
 
 class ThreadPool(CeleryThreadPool):
-    """Celery's threads pool, but a task that ends wakes the worker's event loop (``wake_on_task_end``). Why: with
-    prefetch 1 the consumer stops fetching while every thread is busy, and a thread that finishes does not wake the
-    loop (a prefork child does, through its pipe): the next message would wait for the loop's next timer, up to
-    seconds (celery/celery#6941). Waking it when a task ends replaces a timer waking it many times a second, which
-    cost an idle worker most of its CPU (bench/README.md: Idle processes)."""
+    """Celery's threads pool, but while tasks run the worker's event loop wakes every ``THREAD_POOL_TICK_S`` and the
+    buffered task events are published every ``EVENT_FLUSH_S`` (``tick_while_busy``); an idle pool stops both.
+
+    Why the tick: with prefetch 1 the consumer stops fetching while every thread is busy, and a thread that finishes
+    does not wake the loop (a prefork child does, through its pipe): the next message would wait for the loop's next
+    timer, up to seconds (celery/celery#6941). Why only while busy: with no task running nothing is waited for, and
+    the two timers were most of an idle worker's CPU (bench/README.md: Idle processes)."""
 
     hub: Hub | None = None
+    _flush_events: Callable[[], None] = _nothing
+    _running = 0  # tasks applied and not yet ended (counted in the loop's thread)
+    _timers: tuple[Any, ...] = ()
 
-    def wake_on_task_end(self, hub: Hub) -> None:
+    def tick_while_busy(self, hub: Hub, flush_events: Callable[[], None]) -> None:
         self.hub = hub
+        self._flush_events = flush_events
 
     def on_apply(self, *args: Any, **kwargs: Any) -> Any:
         result = super().on_apply(*args, **kwargs)
-        if self.hub is not None:
-            # In the task's thread once it ended (its ack sent): `call_soon` wakes the loop from any thread.
-            result.f.add_done_callback(lambda _: self.hub.call_soon(_nothing))
+        hub = self.hub
+        if hub is not None:  # in the loop's thread
+            self._running += 1
+            if not self._timers:
+                self._timers = (
+                    hub.timer.call_repeatedly(THREAD_POOL_TICK_S, _nothing),
+                    hub.timer.call_repeatedly(EVENT_FLUSH_S, self._flush_events),
+                )
+            # In the task's thread once it ended: `call_soon` hands it to the loop's thread, waking it.
+            result.f.add_done_callback(lambda _: hub.call_soon(self._task_ended))
         return result
+
+    def _task_ended(self) -> None:
+        self._running -= 1
+        if self._running == 0 and self._timers:
+            for timer in self._timers:
+                timer.cancel()
+            self._timers = ()
+            self._flush_events()  # the last task's events, which no timer publishes now
 
 
 class Consumer(CeleryConsumer):
-    """Celery's consumer, but a threads worker publishes the task events it buffered ``EVENT_FLUSH_S`` after the
-    first of them, together, instead of in the event loop's next turn after each one. Why: that loop's one thread
-    also takes every message and sends every ack, and each of those Redis round trips waits for the interpreter lock
-    behind the task threads, so per-turn event publishes held the loop a large share of its time in a busy worker.
-    Nothing is scheduled while no event is buffered: an idle worker's loop sleeps."""
+    """Celery's consumer, but a threads worker publishes its task events on a timer while tasks run (``ThreadPool``)
+    instead of in the event loop's next turn after each one. Why: that loop's one thread also takes every message
+    and sends every ack, and each of those Redis round trips waits for the interpreter lock behind the task threads,
+    so per-turn event publishes held the loop a large share of its time in a busy worker."""
 
     events_on_timer = False  # set by `workers.app._thread_pool_ready`
-    _flush_due = False  # a flush is on its way (set in the buffering thread, cleared by the loop when it flushes)
 
     def on_send_event_buffered(self) -> None:
         if not self.events_on_timer:
             super().on_send_event_buffered()
-        elif not self._flush_due and self.hub is not None:
-            self._flush_due = True
-            self.hub.call_soon(self._flush_later)  # from a task's thread: the loop schedules it
-
-    def _flush_later(self) -> None:
-        self.timer.call_after(EVENT_FLUSH_S, self._flush_due_events)
-
-    def _flush_due_events(self) -> None:
-        # Cleared before the flush: an event buffered during it schedules the next one.
-        self._flush_due = False
-        self._flush_events()
 
 
 # --------------------------------------------------------------------------------------------------------- warm-up

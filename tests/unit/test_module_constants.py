@@ -93,6 +93,7 @@ WORKING: dict[str, str] = {
     "workers/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
     "workers/stores/identity.py:_MARKER_POLL_S": "between reads of a marker (the timeout is a setting)",
     "workers/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
+    "workers/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
     "workers/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
 }
 
