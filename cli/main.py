@@ -126,8 +126,8 @@ COMMANDS: dict[str, Entry] = {
     "demo": Entry(
         "cli.demo",
         "Play a seed scenario end to end on embedded services (no accounts, no Docker): a local Pinecone data plane "
-        "with the seed-shaped data set, Redis, Postgres, a worker pool and Flower. Exit code 0 only when the "
-        "scenario's verification passed.",
+        "with the seed-shaped data set, Redis, Postgres and a worker pool (with --keep, Flower too). Exit code 0 "
+        "only when the scenario's verification passed.",
     ),
 }
 
