@@ -44,10 +44,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Kombu only looks for such tasks every `unacked_restore_interval` × `unacked_restore_throttle` seconds
         # (10 × 10 by default), which would add up to 100 s to every recovery after a killed worker: sweep every
         # interval instead, and often enough for the visibility timeout (one ZRANGE per worker per sweep).
+        # Each sweep holds a Redis mutex for its ZRANGE and restores; a worker killed while holding it blocks every
+        # worker's sweep until it expires (kombu: 300 s), longer than a short visibility timeout itself.
         "broker_transport_options": {
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 5)),
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": max(1, min(300, settings.visibility_timeout_s)),
         },
         "task_default_queue": Queue.COPY.value,
         "task_create_missing_queues": True,
