@@ -18,7 +18,8 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    queue. Nothing else would send that work again: a batch stays ``queued``, a run ``pending`` or ``listing``, for
    ever. So every worker sweeps (``start_sweeping``, every ``sweep_interval_s``): a run that has work to come and saw
    no change for the visibility timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep
-   a stalled run is claimed once per timeout; a row another session holds locked is skipped, and swept next time) and its work is sent again (``resend_stalled`` → ``resume``).
+   a stalled run is claimed once per timeout; a row another session holds locked is skipped and swept next time)
+   and its work is sent again (``resend_stalled`` → ``resume``).
 3. **An operator asks** (``nsmigrate resume JOB``, or ``nsmigrate run`` of a spec whose job is unfinished, through
    ``launch.start_or_resume``): ``resume`` sends everything the job still has to do at once, without waiting for a
    timeout.
