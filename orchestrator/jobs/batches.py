@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from orchestrator.errors import NotFound
-from orchestrator.jobs.database import Database, _event, _move_run, default_actor
+from orchestrator.jobs.database import Database, _event, _move_run, _rowcount, default_actor
 from orchestrator.jobs.jobs_and_runs import job_spec
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from orchestrator.jobs.pages import (
@@ -23,7 +23,7 @@ from orchestrator.jobs.pages import (
     _recorded_by_another,
     page_params,
 )
-from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _mark_copied, _runs
+from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _runs
 from orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
@@ -356,8 +356,9 @@ def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None
 
 def maybe_mark_copied(db: Database, run_id: int) -> bool:
     """copying → copied once listing is done and every batch is done. True for exactly one caller."""
-    with db.transaction() as s:
-        return _mark_copied(s, run_id)
+    # One autocommit statement: a transaction would hold the run's row until its COMMIT, a round trip later.
+    with db.single_statement() as conn:
+        return bool(_rowcount(conn, _MARK_COPIED, {"run_id": run_id}))
 
 
 def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bool]:

@@ -16,7 +16,7 @@ from orchestrator.jobs.lifecycle import (
     LISTABLE_RUN_STATES,
     LISTER_MOVES_RUN_STATES,
 )
-from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _runs
+from orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 from orchestrator.packed_ids import pack_ids
 
@@ -209,24 +209,34 @@ def _recorded_by_another(conn: sa.Connection, run_id: int, listed_from: str | No
     )
 
 
+# A lister that failed for good: the run's move to list_failed and its audit event in one autocommit statement, so no
+# row lock waits on the worker between two round trips (a host cut off there would hold the run's row for a minute).
+_list_failed = (
+    sa.update(_runs)
+    .where(
+        _runs.c.id == sa.bindparam("run_id"),
+        _runs.c.listing_done.is_(False),
+        _runs.c.state.in_(LIST_FAILABLE_RUN_STATES),
+    )
+    .values(state=RunState.LIST_FAILED.value, last_error=sa.bindparam("last_error"), updated_at=sa.bindparam("now"))
+    .returning(_runs.c.id, _runs.c.job_id, _runs.c.source_namespace)
+    .cte("list_failed")
+)
+_FAIL_LISTING = _event_per_run(
+    _list_failed,
+    sa.literal("listing_failed"),
+    sa.func.jsonb_build_object(
+        "namespace", _list_failed.c.source_namespace, "error", sa.bindparam("error", type_=sa.String)
+    ),
+)
+
+
 def fail_listing(db: Database, run_id: int, error: str) -> bool:
     """listing (or pending/copying with listing unfinished) → list_failed with the error, and an audit event: the
     lister failed for good. False when the run was past listing or cancelled meanwhile (nothing changed)."""
-    with db.transaction() as s:
-        row = s.execute(
-            sa.update(NamespaceRun)
-            .where(
-                NamespaceRun.id == run_id,
-                NamespaceRun.listing_done.is_(False),
-                NamespaceRun.state.in_(LIST_FAILABLE_RUN_STATES),
-            )
-            .values(state=RunState.LIST_FAILED, last_error=error[:2000])
-            .returning(NamespaceRun.job_id, NamespaceRun.source_namespace)
-        ).one_or_none()
-        if row is None:
-            return False
-        _event(s, "listing_failed", default_actor(), row.job_id, run_id, namespace=row.source_namespace, error=error)
-        return True
+    params = {"run_id": run_id, "last_error": error[:2000], "error": error, "actor": default_actor(), "now": utcnow()}
+    with db.single_statement() as conn:
+        return conn.execute(_FAIL_LISTING, params).first() is not None
 
 
 def requeue_failed_listers(

@@ -6,14 +6,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import Session
 
 from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES
-from orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState
+from orchestrator.models import Batch, BatchState, Event, Job, NamespaceRun, RunState
 
 _runs, _batches = cast(sa.Table, NamespaceRun.__table__), cast(sa.Table, Batch.__table__)
 _jobs = cast(sa.Table, Job.__table__)
+_events = cast(sa.Table, Event.__table__)
 _in_flight_of_run = (
     sa.select(sa.func.count())
     .where(_batches.c.run_id == _runs.c.id, _batches.c.state.in_(ACTIVE_BATCH_STATES))
@@ -33,6 +32,22 @@ _MARK_COPIED = (
 )
 
 
-def _mark_copied(s: Session, run_id: int) -> bool:
-    result = cast(CursorResult[Any], s.connection().execute(_MARK_COPIED, {"run_id": run_id}))
-    return bool(result.rowcount)
+def _event_per_run(changed: sa.CTE, action: Any, detail: Any) -> sa.Insert:
+    """An audit event for each run a DML CTE (returning the run's ``id`` and ``job_id``) changed, in the same
+    statement as the change (one round trip, atomic: no event without its change). ``actor`` and ``now`` are bound."""
+    return (
+        sa.insert(_events)
+        .from_select(
+            ["job_id", "run_id", "actor", "action", "detail", "at"],
+            sa.select(
+                changed.c.job_id,
+                changed.c.id,
+                sa.bindparam("actor", type_=_events.c.actor.type),
+                action,
+                detail,
+                sa.bindparam("now", type_=_events.c.at.type),
+            ),
+        )
+        .add_cte(changed)
+        .returning(_events.c.id)
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -13,13 +13,12 @@ from sqlalchemy.orm import Session
 from orchestrator.errors import StateError
 from orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
 from orchestrator.jobs.lifecycle import AWAITING_VERDICT_RUN_STATES, check_run_transition, states_that_may_move_to
-from orchestrator.jobs.tables import _jobs, _runs
-from orchestrator.models import Event, JobKind, NamespaceRun, RunState, utcnow
+from orchestrator.jobs.tables import _event_per_run, _events, _jobs, _runs
+from orchestrator.models import JobKind, NamespaceRun, RunState, utcnow
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
 # (``pages``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
 # verification more CPU than its five store requests.
-_events = cast(sa.Table, Event.__table__)
 # Moves the runs to verifying and returns them, except those in another state or of a rollback job.
 _START_VERIFY = (
     sa.update(_runs)
@@ -54,21 +53,10 @@ _judged = (
     .returning(_runs.c.id, _runs.c.job_id)
     .cte("judged")
 )
-_FINISH_VERIFY = (
-    sa.insert(_events)
-    .from_select(
-        ["job_id", "run_id", "actor", "action", "detail", "at"],
-        sa.select(
-            _judged.c.job_id,
-            _judged.c.id,
-            sa.bindparam("actor", type_=_events.c.actor.type),
-            sa.bindparam("action", type_=_events.c.action.type),
-            sa.bindparam("detail", type_=_events.c.detail.type),
-            sa.bindparam("now", type_=_events.c.at.type),
-        ),
-    )
-    .add_cte(_judged)
-    .returning(_events.c.id)
+_FINISH_VERIFY = _event_per_run(
+    _judged,
+    sa.bindparam("action", type_=_events.c.action.type),
+    sa.bindparam("detail", type_=_events.c.detail.type),
 )
 
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from orchestrator import jobs
-from orchestrator.models import Batch, NamespaceRun
+from orchestrator.models import Batch, Event, NamespaceRun
 from orchestrator.recovery import claim_stalled_runs
 from tests.integration.test_job_table import a_job
 from tests.polling import wait_until
@@ -163,6 +163,24 @@ def test_a_lister_stopped_while_recording_a_page_of_batches_holds_up_no_batch_of
     assert (run.batches_total, run.listing_done, run.copied) == (4, True, 1)
 
 
+def stopped_while(
+    stopping: jobs.Database, nth: int, work: Callable[[], object], other: jobs.Database, others: Callable[[], object]
+) -> tuple[list[object], object]:
+    """``work`` on ``stopping`` stops after its ``nth`` statement; meanwhile ``others`` on ``other`` must end
+    without waiting for a lock. (what ``work`` returned once let go, what ``others`` returned)."""
+    stopper = Stopper(stopping, nth)
+    stopper.arm()
+    stopped_thread, stopped_result = in_thread(work)
+    other_result: list[object] = []
+    try:
+        assert stopper.stopped.wait(60), "the stopping worker never ran a statement"
+        assert_not_held_up(other, lambda: other_result.append(others()))
+    finally:
+        stopper.released.set()
+        stopped_thread.join(60)
+    return stopped_result, other_result[0]
+
+
 def test_a_worker_stopped_holding_a_run_row_holds_up_no_sweep_for_other_runs(
     databases: tuple[jobs.Database, jobs.Database],
 ) -> None:
@@ -173,17 +191,61 @@ def test_a_worker_stopped_holding_a_run_row_holds_up_no_sweep_for_other_runs(
     assert jobs.start_listing(stopping, held) is not None
     [batch_id] = jobs.add_batches(stopping, held, [["a"]], "page-2", listing_done=False).batch_ids
     assert jobs.start_batch(stopping, batch_id, "w") is not None
-    stopper = Stopper(stopping, 3)  # fail_batch: lock the batch, flush it, UPDATE its run (holding its row)
-    stopper.arm()
-    stopped_thread, _ = in_thread(lambda: jobs.fail_batch(stopping, batch_id, "boom"))
-    swept: list[object] = []
-    try:
-        assert stopper.stopped.wait(60), "the stopping worker never ran a statement"
-        assert_not_held_up(other, lambda: swept.append(claim_stalled_runs(other, 0)))
-    finally:
-        stopper.released.set()
-        stopped_thread.join(60)
-
-    assert swept == [{job_id: [free]}]
+    # fail_batch stopped after its third statement (lock the batch, flush it, UPDATE its run): it holds the run's row
+    _, swept = stopped_while(
+        stopping, 3, lambda: jobs.fail_batch(stopping, batch_id, "boom"), other, lambda: claim_stalled_runs(other, 0)
+    )
+    assert swept == {job_id: [free]}
     [(claimed_job, claimed_runs)] = claim_stalled_runs(other, 0).items()  # next sweep: the held run too
     assert (claimed_job, sorted(claimed_runs)) == (job_id, sorted([held, free]))
+
+
+def a_run_left_copying(db: jobs.Database) -> int:
+    """A run whose last batch is done but which is still ``copying`` (its worker died before moving it on)."""
+    _, [run_id] = a_job(db)
+    assert jobs.start_listing(db, run_id) is not None
+    [batch_id] = jobs.add_batches(db, run_id, [["a"]], None, listing_done=True).batch_ids
+    assert jobs.start_batch(db, batch_id, "w") is not None
+    finishes(db, batch_id)
+    with db.single_statement() as conn:
+        conn.execute(sa.update(NamespaceRun).where(NamespaceRun.id == run_id).values(state="copying"))
+    return run_id
+
+
+def test_a_worker_stopped_while_marking_a_run_copied_holds_up_no_other(
+    databases: tuple[jobs.Database, jobs.Database],
+) -> None:
+    stopping, other = databases
+    run_id = a_run_left_copying(stopping)
+    outcome = stopped_while(
+        stopping,
+        1,
+        lambda: jobs.maybe_mark_copied(stopping, run_id),
+        other,
+        lambda: jobs.maybe_mark_copied(other, run_id),
+    )
+    assert outcome == ([True], False)  # exactly one moved it
+    with other.transaction() as s:
+        run = s.get(NamespaceRun, run_id)
+        assert run is not None and run.state == "copied"
+
+
+def test_a_lister_stopped_while_failing_holds_up_no_other_worker_of_its_run(
+    databases: tuple[jobs.Database, jobs.Database],
+) -> None:
+    stopping, other = databases
+    _, [run_id] = a_job(stopping)
+    assert jobs.start_listing(stopping, run_id) is not None
+    outcome = stopped_while(
+        stopping,
+        1,
+        lambda: jobs.fail_listing(stopping, run_id, "gone"),
+        other,
+        lambda: jobs.fail_listing(other, run_id, "again"),
+    )
+    assert outcome == ([True], False)  # exactly one failed it
+    with other.transaction() as s:
+        run = s.get(NamespaceRun, run_id)
+        assert run is not None and (run.state, run.last_error) == ("list_failed", "gone")
+        failed = s.scalars(sa.select(Event.detail).where(Event.run_id == run_id, Event.action == "listing_failed"))
+        assert list(failed) == [{"namespace": "ns0", "error": "gone"}]
