@@ -18,7 +18,8 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    queue. Nothing else would send that work again: a batch stays ``queued``, a run ``pending`` or ``listing``, for
    ever. So every worker sweeps (``start_sweeping``, every ``sweep_interval_s``): a run that has work to come and saw
    no change for the visibility timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep
-   a stalled run is claimed once per timeout) and its work is sent again (``resend_stalled`` → ``resume``).
+   a stalled run is claimed once per timeout; a row another session holds locked is skipped and swept next time)
+   and its work is sent again (``resend_stalled`` → ``resume``).
 3. **An operator asks** (``nsmigrate resume JOB``, or ``nsmigrate run`` of a spec whose job is unfinished, through
    ``launch.start_or_resume``): ``resume`` sends everything the job still has to do at once, without waiting for a
    timeout.
@@ -139,19 +140,28 @@ def claim_stalled_runs(db: jobs.Database, idle_s: float) -> dict[int, list[int]]
         (NamespaceRun.state == RunState.COPIED) & sa.func.coalesce(Job.spec["auto_verify"].as_boolean(), True),
         NamespaceRun.state == RunState.VERIFYING,
     )
+    # Only rows it can lock now: a run whose row another session holds (a worker host cut off mid-transaction keeps
+    # it until Postgres ends that session, a minute) is left to the next sweep instead of holding up every other
+    # run. A row another sweep claimed meanwhile is re-checked on its new version (updated_at), so it is skipped.
+    stalled = (
+        sa.select(NamespaceRun.id)
+        .join(Job, NamespaceRun.job_id == Job.id)
+        .where(
+            Job.state == JobState.RUNNING,
+            Job.kind == JobKind.MIGRATE,
+            # a collection job's steps wait on Pinecone; `nsmigrate resume` takes one up
+            sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "collection",
+            NamespaceRun.updated_at < since,
+            ~recent_batch,
+            work_to_come,
+        )
+        .with_for_update(of=NamespaceRun, skip_locked=True)
+        .cte("stalled")
+    )
     with db.single_statement() as conn:
         claimed = conn.execute(
             sa.update(NamespaceRun)
-            .where(
-                NamespaceRun.job_id == Job.id,
-                Job.state == JobState.RUNNING,
-                Job.kind == JobKind.MIGRATE,
-                # a collection job's steps wait on Pinecone; `nsmigrate resume` takes one up
-                sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "collection",
-                NamespaceRun.updated_at < since,
-                ~recent_batch,
-                work_to_come,
-            )
+            .where(NamespaceRun.id == stalled.c.id)
             .values(updated_at=now)
             .returning(NamespaceRun.job_id, NamespaceRun.id)
         ).all()

@@ -112,17 +112,19 @@ _START_BATCH = (
 # unless the batch is done already or was failed meanwhile by another delivery (``_finish_failed_batch``). The
 # second, whose snapshot is taken after the first committed and so sees every batch finished before it, moves the
 # run to copied when that was its last batch (exactly one caller wins that UPDATE) and says whether to wake the lister.
+#: A finished batch's columns, from the finishing call's parameters.
+_DONE: dict[str, Any] = {
+    "state": BatchState.DONE.value,
+    "vectors": sa.bindparam("vectors"),
+    "missing": sa.bindparam("missing"),
+    "bytes": sa.bindparam("nbytes"),
+    "last_error": None,
+    "finished_at": sa.bindparam("now"),
+}
 _MARK_DONE = (
     sa.update(_batches)
     .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.state.not_in([BatchState.DONE, BatchState.FAILED]))
-    .values(
-        state=BatchState.DONE.value,
-        vectors=sa.bindparam("vectors"),
-        missing=sa.bindparam("missing"),
-        bytes=sa.bindparam("nbytes"),
-        last_error=None,
-        finished_at=sa.bindparam("now"),
-    )
+    .values(**_DONE)
     .returning(_batches.c.run_id)
     .cte("done")
 )
@@ -172,14 +174,7 @@ _LOCK_BATCH_AND_RUN = (
 _MARK_FAILED_DONE = (
     sa.update(_batches)
     .where(_batches.c.id == sa.bindparam("batch_id"))
-    .values(
-        state=BatchState.DONE.value,
-        vectors=sa.bindparam("vectors"),
-        missing=sa.bindparam("missing"),
-        bytes=sa.bindparam("nbytes"),
-        last_error=None,
-        finished_at=sa.bindparam("now"),
-    )
+    .values(**_DONE)
     .returning(_batches.c.id)
     .cte("done")
 )

@@ -161,3 +161,29 @@ def test_a_lister_stopped_while_recording_a_page_of_batches_holds_up_no_batch_of
         (3, ["d"], "queued"),
     ]
     assert (run.batches_total, run.listing_done, run.copied) == (4, True, 1)
+
+
+def test_a_worker_stopped_holding_a_run_row_holds_up_no_sweep_for_other_runs(
+    databases: tuple[jobs.Database, jobs.Database],
+) -> None:
+    """The sweep skips a run whose row a stopped worker holds (failing one of its batches, after the UPDATE of the
+    run), claims every other stalled run meanwhile, and claims the skipped one at its next sweep."""
+    stopping, other = databases
+    job_id, [held, free] = a_job(stopping, namespaces=2)
+    assert jobs.start_listing(stopping, held) is not None
+    [batch_id] = jobs.add_batches(stopping, held, [["a"]], "page-2", listing_done=False).batch_ids
+    assert jobs.start_batch(stopping, batch_id, "w") is not None
+    stopper = Stopper(stopping, 3)  # fail_batch: lock the batch, flush it, UPDATE its run (holding its row)
+    stopper.arm()
+    stopped_thread, _ = in_thread(lambda: jobs.fail_batch(stopping, batch_id, "boom"))
+    swept: list[object] = []
+    try:
+        assert stopper.stopped.wait(60), "the stopping worker never ran a statement"
+        assert_not_held_up(other, lambda: swept.append(claim_stalled_runs(other, 0)))
+    finally:
+        stopper.released.set()
+        stopped_thread.join(60)
+
+    assert swept == [{job_id: [free]}]
+    [(claimed_job, claimed_runs)] = claim_stalled_runs(other, 0).items()  # next sweep: the held run too
+    assert (claimed_job, sorted(claimed_runs)) == (job_id, sorted([held, free]))
