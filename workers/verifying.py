@@ -12,9 +12,11 @@ What is checked (``spec.verify``):
   source + enrichment (``routing.expected_metadata``: the copy's own rule, never re-implemented here).
 - **counts** and **extras**: only for a run with a fixed target namespace that no other run of the job writes into;
   there the target may hold no other ids, and the target's count must equal the source's, polled until stable
-  unless the first reading already agrees with the listing (``_check_count``). Where a count is a reading of the
-  whole index's stats (a pod, Pinecone Local), the verifications of a process share readings
-  (``workers.shared_counts``). A shared target's extra ids are reported, not judged (they belong to the other runs).
+  unless the first reading already agrees with the listing (``_check_count``); a settled count that differs while
+  the source, listed again, changed since verification began fails at once instead of waiting ``count_timeout_s``.
+  Where a count is a reading of the whole index's stats (a pod, Pinecone Local), the verifications of a process
+  share readings (``workers.shared_counts``). A shared target's extra ids are reported, not judged (they belong to
+  the other runs).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
   target's query latency (``workers.latency``: every run of a small job, a sample of the runs of a large one).
 - **text** (a job that writes text, ``spec.text_from``): a source id without text is reported as not written (and
@@ -406,7 +408,9 @@ class _Verifier:
     def _check_count(self, ns: str, *, listing_agrees: bool = False) -> None:
         """Poll the target's count until three readings agree (stats are eventually consistent). A stable count
         that still differs from the source is given until ``count_timeout_s`` to catch up, unless the run has
-        already failed for another reason (then waiting cannot change the verdict).
+        already failed for another reason (then waiting cannot change the verdict) or the source changed since it was
+        listed (``_source_changed``: the application is still writing it; the run fails at once, ``nsmigrate sync``
+        follows).
 
         ``listing_agrees``: the target namespace, listed after the copy, holds exactly the expected ids (and each
         was fetched and compared). Then a first reading equal to the expected count is final. Polling tells a
@@ -422,6 +426,8 @@ class _Verifier:
             stable = counts_stable(readings)
             if stable and (readings[-1] == expected or not self.report.passed):
                 break
+            if stable and self._source_changed():
+                break  # the application is writing the source: the count will not agree, however long we wait
             if time.monotonic() >= deadline:
                 break
             time.sleep(COUNT_POLL_INTERVAL_S)
@@ -429,6 +435,18 @@ class _Verifier:
         self.report.count_readings = readings
         self.report.count_stable = agreed or counts_stable(readings)
         self.report.target_count = readings[-1]
+
+    def _source_changed(self) -> bool:
+        """Whether the source, listed again now, differs from its listing at the start (asked once, when the
+        target's settled count differs from that listing). Only a listed source is asked: a list is cheap to repeat
+        and a different one proves a write (pgvector's is exact; Pinecone's can only lag, never invent ids). A
+        source that did not move keeps today's wait, since Pinecone's counts lag behind writes."""
+        if self.report.source_count_after is not None or self.report.enumeration != "list":
+            return self.report.source_changed
+        ids = list_all_ids(self.source, self.run_.source_namespace)
+        self.report.source_count_after = len(ids)
+        self.report.source_changed = fingerprint(ids) != self.report.source_fingerprint
+        return self.report.source_changed
 
     def _check_extras(self, ns: str, *, fail: bool) -> bool:
         """List the target namespace: ids the source does not have there are extras. Returns whether it holds
@@ -516,3 +534,6 @@ class _CollectionVerifier(_Verifier):
                     self.report.add_mismatch(id_, reason)
         self.report.set_extras(compare_id_sets(set(), set(not_in_source)), fail=True)
         self._check_count(target_ns)  # always: the only check that sees a source id the target lacks
+
+    def _source_changed(self) -> bool:
+        return False  # a pod source cannot be listed again; its count is the one being awaited

@@ -292,6 +292,11 @@ class Report:
     target_count: int | None = None
     count_readings: list[int] = field(default_factory=list)
     count_stable: bool = True
+    #: The source listed again when the target's settled count differed from the first listing (None: not needed):
+    #: a different listing means the application wrote the source during verification, so waiting for the count to
+    #: agree is pointless and the run fails at once (``source_changed``) instead of after ``count_timeout_s``.
+    source_count_after: int | None = None
+    source_changed: bool = False
     extra_ids: list[str] = field(default_factory=list)
     extra_count: int = 0
     extras_fail: bool = False  # only an unshared target namespace must hold nothing but the source's ids
@@ -397,6 +402,11 @@ class Report:
                 f" less {self.unwritable_count} without text" if self.unwritable_count else ""
             )
             out.append(f"target count {self.target_count} ≠ {expected}")
+        if self.source_changed:
+            out.append(
+                f"the source changed during verification ({self.source_count} → {self.source_count_after} ids): run "
+                "`nsmigrate sync` to copy the changes, then verify"
+            )
         if not self.count_stable:
             out.append(f"target count did not settle: readings {self.count_readings[-5:]}")
         latency = self.latency or {}
@@ -478,6 +488,8 @@ class Report:
             "source_count": self.source_count,
             "target_count": self.target_count,
             "count_readings": list(self.count_readings),
+            "source_count_after": self.source_count_after,
+            "source_changed": self.source_changed,
             "ids_checked": self.ids_checked,
             "ids_expected": self.ids_expected,
             "missing_ids": list(self.missing_ids),

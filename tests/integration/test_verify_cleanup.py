@@ -253,6 +253,35 @@ def test_a_vector_written_to_the_source_after_the_copy_fails_verification(
     assert report["missing_ids"] == ["late-000"]
 
 
+def test_a_source_still_written_during_verification_fails_at_once_instead_of_waiting_for_the_count(
+    ctx: WorkerContext, store_specs: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cut-over's dual write lands in both sides after the listings and before the count: every other check
+    # passed and the target's count settles one above the listing. The old code waited all of count_timeout_s.
+    job = copied_job(ctx, make_spec(store_specs, verify={"count_timeout_s": 20}), {"alpha": make_records(30)})
+    count = verifying._Verifier._count
+    written: list[Record] = []
+
+    def dual_write_before_the_first_count(self: verifying._Verifier, ns: str) -> int:
+        if not written:
+            written.extend(make_records(1, prefix="live"))
+            job.source.upsert("alpha", written)
+            job.target.upsert("alpha", written)
+        return count(self, ns)
+
+    monkeypatch.setattr(verifying._Verifier, "_count", dual_write_before_the_first_count)
+
+    report = job.verify()
+
+    assert not report["passed"]
+    assert report["source_changed"] and report["source_count_after"] == 31, report
+    assert "the source changed during verification (30 → 31 ids): run `nsmigrate sync`" in "; ".join(
+        report["reasons"]
+    ), report["reasons"]
+    assert report["missing_count"] == 0 and report["extra_count"] == 0 and report["content_mismatch_count"] == 0
+    assert job.state() == RunState.VERIFY_FAILED
+
+
 def test_extra_vector_in_an_unshared_target_fails(ctx: WorkerContext, store_specs: tuple) -> None:
     job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)})
     job.target.upsert("alpha", make_records(1, prefix="stray"))

@@ -320,6 +320,8 @@ def test_report_mismatches_are_capped_but_counted() -> None:
         ({"extra_count": 2, "extra_ids": ["x", "y"], "extras_fail": True}, False),
         ({"extra_count": 2, "extra_ids": ["x", "y"], "extras_fail": False}, True),  # shared target: reported only
         ({"vanished_count": 1}, False),
+        ({"source_count_after": 805}, True),  # the source listed again, unchanged: judged by the count alone
+        ({"source_count_after": 806, "source_changed": True}, False),
         ({"error": "StoreError: boom"}, False),
         ({"query": {"passed": False, "mean_overlap": 0.5, "same_top_k": 0, "samples": 2, "top_k": 3}}, False),
     ],
