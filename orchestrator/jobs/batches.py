@@ -23,7 +23,7 @@ from orchestrator.jobs.pages import (
     _recorded_by_another,
     page_params,
 )
-from orchestrator.jobs.tables import _MARK_COPIED, _batches, _in_flight_of_run, _runs
+from orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
 from orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
 from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
@@ -334,24 +334,57 @@ def _finish_failed_batch(
         return copied, not listing_done and in_flight < max_in_flight
 
 
+# Failing a batch is one autocommit statement after a read of its ids (written once, when the batch is recorded, so
+# read without a lock): mark it failed unless it ended already (exactly one caller fails it), count its ids on its run
+# (batch row, then run row, as `start_batch` locks them) and record the event. No row lock waits on the worker between
+# two round trips, where a host cut off would hold its run's row for a minute.
+_failed_batch = (
+    sa.update(_batches)
+    .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.state.in_(ACTIVE_BATCH_STATES))
+    .values(
+        state=BatchState.FAILED.value,
+        last_error=sa.bindparam("error_text", type_=sa.String),
+        finished_at=sa.bindparam("now"),
+    )
+    .returning(_batches.c.run_id, _batches.c.attempts)
+    .cte("failed_batch")
+)
+_failed_counted = (
+    sa.update(_runs)
+    .where(_runs.c.id == _failed_batch.c.run_id)
+    .values(failed=_runs.c.failed + sa.bindparam("ids_failed"), updated_at=sa.bindparam("now"))
+    .returning(_runs.c.id, _runs.c.job_id, _runs.c.source_namespace, _failed_batch.c.attempts)
+    .cte("failed_counted")
+)
+_FAIL_BATCH = _event_per_run(
+    _failed_counted,
+    sa.literal("batch_failed"),
+    sa.func.jsonb_build_object(
+        "batch_id",
+        sa.bindparam("batch_id", type_=sa.Integer),
+        "namespace",
+        _failed_counted.c.source_namespace,
+        "attempts",
+        _failed_counted.c.attempts,
+        "error",
+        sa.bindparam("error_text", type_=sa.String),
+    ),
+).add_cte(_failed_batch)
+
+
 def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None) -> None:
     """running → failed with the error, and a ``batch_failed`` event (``actor``: the worker); `nsmigrate retry`
     re-queues it."""
-    with db.transaction() as s:
-        batch = s.scalars(sa.select(Batch).where(Batch.id == batch_id).with_for_update()).one()
-        if batch.state not in ACTIVE_BATCH_STATES:  # it ended already
-            return
-        batch.state = BatchState.FAILED
-        batch.last_error = error[:2000]
-        batch.finished_at = utcnow()
-        run = s.execute(
-            sa.update(NamespaceRun)
-            .where(NamespaceRun.id == batch.run_id)
-            .values(failed=NamespaceRun.failed + len(batch.ids))
-            .returning(NamespaceRun.job_id, NamespaceRun.source_namespace)
-        ).one()
-        detail: dict[str, Any] = {"batch_id": batch_id, "namespace": run.source_namespace, "attempts": batch.attempts}
-        _event(s, "batch_failed", actor or default_actor(), run.job_id, batch.run_id, **detail, error=error[:2000])
+    with db.single_statement() as conn:
+        ids = conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()
+        params = {
+            "batch_id": batch_id,
+            "error_text": error[:2000],
+            "ids_failed": len(ids),
+            "actor": actor or default_actor(),
+            "now": utcnow(),
+        }
+        conn.execute(_FAIL_BATCH, params)
 
 
 def maybe_mark_copied(db: Database, run_id: int) -> bool:

@@ -181,19 +181,22 @@ def stopped_while(
     return stopped_result, other_result[0]
 
 
+def locks_run(db: jobs.Database, run_id: int) -> None:
+    """A transaction that locks a run's row (as one cut off mid-transaction would hold it)."""
+    with db.transaction() as s:
+        s.execute(sa.select(NamespaceRun.id).where(NamespaceRun.id == run_id).with_for_update())
+
+
 def test_a_worker_stopped_holding_a_run_row_holds_up_no_sweep_for_other_runs(
     databases: tuple[jobs.Database, jobs.Database],
 ) -> None:
-    """The sweep skips a run whose row a stopped worker holds (failing one of its batches, after the UPDATE of the
-    run), claims every other stalled run meanwhile, and claims the skipped one at its next sweep."""
+    """The sweep skips a run whose row a stopped worker holds, claims every other stalled run meanwhile, and claims
+    the skipped one at its next sweep."""
     stopping, other = databases
     job_id, [held, free] = a_job(stopping, namespaces=2)
     assert jobs.start_listing(stopping, held) is not None
-    [batch_id] = jobs.add_batches(stopping, held, [["a"]], "page-2", listing_done=False).batch_ids
-    assert jobs.start_batch(stopping, batch_id, "w") is not None
-    # fail_batch stopped after its third statement (lock the batch, flush it, UPDATE its run): it holds the run's row
     _, swept = stopped_while(
-        stopping, 3, lambda: jobs.fail_batch(stopping, batch_id, "boom"), other, lambda: claim_stalled_runs(other, 0)
+        stopping, 1, lambda: locks_run(stopping, held), other, lambda: claim_stalled_runs(other, 0)
     )
     assert swept == {job_id: [free]}
     [(claimed_job, claimed_runs)] = claim_stalled_runs(other, 0).items()  # next sweep: the held run too
@@ -249,3 +252,27 @@ def test_a_lister_stopped_while_failing_holds_up_no_other_worker_of_its_run(
         assert run is not None and (run.state, run.last_error) == ("list_failed", "gone")
         failed = s.scalars(sa.select(Event.detail).where(Event.run_id == run_id, Event.action == "listing_failed"))
         assert list(failed) == [{"namespace": "ns0", "error": "gone"}]
+
+
+def test_a_worker_stopped_while_failing_a_batch_holds_up_no_other_batch_of_its_run(
+    databases: tuple[jobs.Database, jobs.Database],
+) -> None:
+    stopping, other = databases
+    _, [run_id] = a_job(stopping)
+    assert jobs.start_listing(stopping, run_id) is not None
+    first, second = jobs.add_batches(stopping, run_id, [["a", "b"], ["c"]], None, listing_done=True).batch_ids
+    for batch_id in (first, second):
+        assert jobs.start_batch(stopping, batch_id, "w") is not None
+
+    def the_others_work() -> object:  # another delivery fails the same batch; another batch finishes
+        return jobs.fail_batch(other, first, "again"), finishes(other, second)
+
+    stopped_while(stopping, 2, lambda: jobs.fail_batch(stopping, first, "boom"), other, the_others_work)
+    with other.transaction() as s:
+        states = dict(s.execute(sa.select(Batch.id, Batch.state).where(Batch.run_id == run_id)).all())
+        run = s.get(NamespaceRun, run_id)
+        assert run is not None
+        events = list(s.scalars(sa.select(Event.detail).where(Event.run_id == run_id, Event.action == "batch_failed")))
+    assert states == {first: "failed", second: "done"}
+    assert (run.failed, run.copied) == (2, 1)  # the failed batch's two ids, counted once
+    assert events == [{"batch_id": first, "namespace": "ns0", "attempts": 1, "error": "boom"}]
