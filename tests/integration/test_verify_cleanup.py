@@ -506,16 +506,20 @@ def test_one_twin_run_per_creator_times_the_cross_twin_search(ctx: WorkerContext
 # ------------------------------------------------------------------------ two destructive steps on one namespace
 
 
+def verified_alpha(ctx: WorkerContext, store_specs: tuple) -> tuple[Job, int, list[str]]:
+    """A verified namespace ``alpha`` of 30 records, its run id and the ids of a cleanup's first chunk of 10."""
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)}, started=True)
+    assert job.verify()["passed"]
+    return job, job.runs["alpha"], [f"v-{i:03d}" for i in range(10)]
+
+
 def test_propagated_deletes_keep_the_copies_of_ids_a_cleanup_under_way_deleted(
     ctx: WorkerContext, store_specs: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Two operators: one runs `sync --propagate-deletes`, the other `cleanup`, on the same verified namespace. The
     # cleanup starts after the sync checked the run and deletes its first proven chunk before the sync lists the
     # source: the sync then finds those ids gone from the source, and their copies are the only ones left.
-    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)}, started=True)
-    assert job.verify()["passed"]
-    run_id = job.runs["alpha"]
-    first_chunk = [f"v-{i:03d}" for i in range(10)]
+    job, run_id, first_chunk = verified_alpha(ctx, store_specs)
     list_source = syncing.list_all_ids
 
     def listed_while_a_cleanup_deletes(source: Any, namespace: str) -> list[str]:
@@ -562,10 +566,7 @@ def test_a_cleanup_that_read_the_run_before_another_stopped_part_way_keeps_that_
     # Two operators clean up the same namespace. B reads the run; A's cleanup deletes 10 proven ids and stops (a
     # store error: back to verified, its count recorded); then B goes on and refuses an id whose copy went away. B's
     # record of the run must still say 10 source ids are gone, or `sync --propagate-deletes` deletes their copies.
-    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)}, started=True)
-    assert job.verify()["passed"]
-    run_id = job.runs["alpha"]
-    first_chunk = [f"v-{i:03d}" for i in range(10)]
+    job, run_id, first_chunk = verified_alpha(ctx, store_specs)
     delete_after_its_checks = cleaning._delete
 
     def another_cleanup_stops_part_way_first(*args: Any, **kwargs: Any) -> dict[str, Any]:
