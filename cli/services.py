@@ -15,9 +15,9 @@ from celery.utils.nodenames import default_nodename, host_format
 from cli.console import err_console
 from cli.options import DatabaseOpt, RedisOpt, check_redis_credentials, db, fail, settings
 from orchestrator.messaging.task_names import Queue
+from orchestrator.settings import TASK_SLOTS_ENV
 from workers import metrics
 from workers.app import configure
-from workers.context import TASK_SLOTS_ENV
 from workers.tuning import ThreadPool
 
 app = typer.Typer(add_completion=False)

@@ -195,7 +195,7 @@ def start_sweeping(settings: Settings) -> threading.Event:
 
 def _sweep_until(settings: Settings, stop: threading.Event) -> None:
     db = jobs.Database(settings.database_url, pool_size=1, create=False)
-    dispatcher = Dispatcher(settings, producers=1)
+    dispatcher = Dispatcher(settings)
     try:
         while not stop.wait(sweep_interval_s(settings.visibility_timeout_s)):
             try:

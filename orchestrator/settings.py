@@ -9,6 +9,8 @@ settings: specs name the environment variable that holds them and the store adap
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -139,3 +141,15 @@ DEFAULTS = Settings.model_construct()
 def load_settings(**overrides: object) -> Settings:
     """Build the settings once (entry points only); ``overrides`` win over the environment."""
     return Settings(**overrides)  # type: ignore[arg-type]
+
+
+#: Tasks one worker process runs at once: its thread count under `--pool threads`, 1 in a prefork child. Set by
+#: `nsmigrate worker`; sizes the process's job-table and broker pools, so no task waits for a connection.
+TASK_SLOTS_ENV = "NSMIGRATE_TASK_SLOTS"
+
+
+def task_slots() -> int:
+    try:
+        return max(1, int(os.environ.get(TASK_SLOTS_ENV, "1")))
+    except ValueError:
+        return 1

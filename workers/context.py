@@ -15,7 +15,7 @@ import redis
 
 from orchestrator.jobs import Database
 from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import Settings, load_settings, task_slots
 from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
 from workers.ratelimit import RateLimiter
 from workers.shared_counts import SharedCounts
@@ -25,17 +25,6 @@ from workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
 
-#: Tasks one worker process runs at once: its thread count under `--pool threads`, 1 in a prefork child. Set by
-#: `nsmigrate worker`; sizes the process's job-table pool, so no task waits for a connection or opens its own.
-TASK_SLOTS_ENV = "NSMIGRATE_TASK_SLOTS"
-
-
-def task_slots() -> int:
-    try:
-        return max(1, int(os.environ.get(TASK_SLOTS_ENV, "1")))
-    except ValueError:
-        return 1
-
 
 class WorkerContext:
     def __init__(self, settings: Settings) -> None:
@@ -43,7 +32,7 @@ class WorkerContext:
         # No schema check per process: `nsmigrate worker` made sure of it once before forking, and a check in every
         # process would serialise their start on the schema lock.
         self.db = Database(settings.database_url, pool_size=max(10, task_slots()), create=False)
-        self.dispatcher = Dispatcher(settings, producers=max(10, task_slots()))
+        self.dispatcher = Dispatcher(settings)
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"

@@ -86,7 +86,7 @@ class PlanServer:
         # closed after it, as a command's are (what they learn of an index, e.g. its host, must not outlive a
         # recreated index); with the SDK loaded that costs ~3 ms of CPU.
         self.db = jobs.Database(settings.database_url, pool_size=2, create=False)
-        self.dispatcher = Dispatcher(settings, producers=1)
+        self.dispatcher = Dispatcher(settings)
 
     def serve(self, stop: threading.Event) -> None:
         heartbeat = Heartbeat(planner=self.name, database=self.database).encode()

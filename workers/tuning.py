@@ -25,7 +25,8 @@ from kombu.asynchronous import Hub
 
 from orchestrator.jobs import compile_task_statements
 from orchestrator.messaging.task_names import TASK_QUEUES
-from workers.context import get_context, task_slots
+from orchestrator.settings import task_slots
+from workers.context import get_context
 
 log = logging.getLogger(__name__)
 

@@ -17,15 +17,25 @@ from typing import Any
 from celery import Celery
 
 from orchestrator.messaging.task_names import TASK_QUEUES, Queue, TaskName
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, task_slots
 
 log = logging.getLogger(__name__)
+
+
+def producer_pool_limit() -> int:
+    """Broker connections a process keeps for sending: one per task slot, at least Celery's 10, so that no task
+    waits for one. The same for every Celery app of a process: kombu keeps one limit per process, and an app with a
+    smaller ``broker_pool_limit`` that sends for the first time resizes every pool down, which fails ("Can't shrink
+    pool when in use") while another thread sends; a worker's plan server once failed a job's planning that way.
+    Connections are opened only when needed: a process sending from one thread opens one."""
+    return max(10, task_slots())
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Configuration shared by the producer side and the workers, so both agree on queues and delivery."""
     return {
         "broker_url": settings.redis_url,
+        "broker_pool_limit": producer_pool_limit(),
         "broker_connection_retry_on_startup": True,
         # A worker outlives a Redis outage of any length: it keeps reconnecting (Celery gives up after 100 tries).
         "broker_connection_max_retries": None,
@@ -73,12 +83,10 @@ def _closed_kombu_channel(error: AttributeError) -> bool:
 class Dispatcher:
     """Sends tasks by name. Cheap to build; one per process."""
 
-    def __init__(self, settings: Settings, app: Celery | None = None, *, producers: int = 10) -> None:
-        """``producers``: broker connections kept for sending (Celery's ``broker_pool_limit``, 10 by default). A
-        process sending from more threads than that at once makes the others wait for one or open their own."""
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         if app is None:
             app = Celery("nsmigrate-dispatch", set_as_current=False)
-            app.conf.update(celery_config(settings), broker_pool_limit=producers)
+            app.conf.update(celery_config(settings))
         self.app = app
         self._together = threading.local()  # the producer of this thread's `together` block, if any
 

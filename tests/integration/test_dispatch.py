@@ -10,8 +10,8 @@ import pytest
 import redis as redis_lib
 
 from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.messaging.task_names import Queue
-from orchestrator.settings import Settings
+from orchestrator.messaging.task_names import Queue, TaskName
+from orchestrator.settings import TASK_SLOTS_ENV, Settings
 
 
 def _queued_run_ids(broker: redis_lib.Redis, queue: Queue) -> list[int]:
@@ -47,3 +47,26 @@ def test_tasks_sent_in_a_block_that_raises_are_not_sent(dispatcher: Dispatcher, 
         dispatcher.list_namespace(1, job_id=7, namespace="ns-1")
         raise RuntimeError("the launch failed half-way")
     assert broker.llen(Queue.LIST.value) == 0
+
+
+def test_every_sender_of_a_threads_worker_process_shares_the_broker_pool(
+    redis_url: str, job_table_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A threads worker sends from its task threads (their context's dispatcher) and from its plan server, with
+    Celery's own app beside them. kombu keeps one connection-pool limit per process: a sender asking for a smaller
+    one than a pool in use failed its first send with "Can't shrink pool when in use" (a job's planning failed so)."""
+    from workers.app import configure
+    from workers.context import WorkerContext
+    from workers.plan_server import PlanServer
+
+    monkeypatch.setenv(TASK_SLOTS_ENV, "16")
+    settings = Settings(redis_url=redis_url, database_url=job_table_url)
+    worker_app = configure(settings)
+    tasks, planner = WorkerContext(settings), PlanServer(settings, "planner@test")
+    broker = redis_lib.Redis.from_url(redis_url)
+    with tasks.dispatcher.together():  # a task thread holds a pooled connection meanwhile
+        tasks.dispatcher.list_namespace(1, job_id=7, namespace="ns-1")
+        planner.dispatcher.list_namespace(2, job_id=7, namespace="ns-2")
+        with worker_app.producer_or_acquire() as producer:
+            worker_app.send_task(TaskName.LIST_NAMESPACE.value, kwargs={"run_id": 3}, queue="list", producer=producer)
+    assert sorted(_queued_run_ids(broker, Queue.LIST)) == [1, 2, 3]
