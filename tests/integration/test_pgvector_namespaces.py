@@ -228,7 +228,7 @@ def test_copy_verifies_and_builds_the_indexes(pg: sa.Engine) -> None:
     copied = {r.id: r for r in s.fetch("beta", [r.id for r in source])}
     for record in source:
         assert copied[record.id].metadata == record.metadata
-        assert copied[record.id].values == pytest.approx(record.values, abs=1e-6)
+        assert list(copied[record.id].values) == pytest.approx(record.values, abs=1e-6)
     found = json.loads(nsmigrate("pgvector", "stats", "beta", "--json").output)
     assert found["vector_index"] == "ivfflat (lists = 100)"
 
