@@ -1,5 +1,6 @@
 """Benchmark: the fleet against the strongest single-process rival (``bench.pgvector_rival``) on a pgvector → pgvector
-copy between two databases, the legacy ``embeddings`` table → ``embeddings_default``, every batch through the workers.
+copy between two databases, the legacy ``embeddings`` table → a namespace table ``embeddings_{namespace}``, every batch
+through the workers.
 
 The source table is the application's (its DDL, ``sandbox.seed.application_ddl``) in database ``bench_source``,
 every column filled and NULLs where the DDL allows them, made inside Postgres; the target is a namespace table of
@@ -76,12 +77,19 @@ def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def run_rival(env: dict[str, str]) -> tuple[float, float, int]:
-    """(user clock s, CPU s, rows) of one ``python -m bench.pgvector_rival`` run."""
+def run_rival(env: dict[str, str], table: str) -> tuple[float, float, int]:
+    """(user clock s, CPU s, rows) of one ``python -m bench.pgvector_rival`` run into ``table``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     done = subprocess.run(
-        [sys.executable, "-m", "bench.pgvector_rival", _libpq(env[SOURCE_ENV]), _libpq(env[TARGET_ENV])],
+        [
+            sys.executable,
+            "-m",
+            "bench.pgvector_rival",
+            *map(_libpq, (env[SOURCE_ENV], env[TARGET_ENV])),
+            "--target-table",
+            table,
+        ],
         env=env,
         capture_output=True,
         check=True,
@@ -94,12 +102,13 @@ def run_rival(env: dict[str, str]) -> tuple[float, float, int]:
 
 
 def run_fleet(
-    name: str, env: dict[str, str], workdir: Path, db: jobs.Database, sampler: CpuSampler
+    name: str, namespace: str, env: dict[str, str], workdir: Path, db: jobs.Database, sampler: CpuSampler
 ) -> tuple[float, float, float, float]:
     """(user clock s, job clock s, worker CPU s on the job clock, the command's CPU s) of one job through the
-    standing fleet."""
+    standing fleet, the legacy table into ``namespace``."""
     spec = {
         "name": name,
+        "routing": {"mode": "explicit", "map": {"": namespace}},
         "source": {"kind": "pgvector", "schema": "documented", "database_url_env": SOURCE_ENV},
         "target": {"kind": "pgvector", "schema": "documented", "database_url_env": TARGET_ENV},
         "enrich": {"creator_fields": False, "migrated_from": False},
@@ -134,10 +143,10 @@ def bench_set(stack: Stack, name: str, rows: int, dimension: int, rounds: int, e
         conn.execute(sa.text(fill_sql(rows, dimension)))
         conn.execute(sa.text("ANALYZE embeddings"))
 
-    def landed() -> int:
+    def landed(table: str) -> int:
         with target.connect() as conn:
-            n = int(conn.execute(sa.text("SELECT count(*) FROM embeddings_default")).scalar() or 0)
-            conn.execute(sa.text("DROP TABLE embeddings_default"))
+            n = int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() or 0)
+            conn.execute(sa.text(f"DROP TABLE {table}"))
         return n
 
     [server] = [s for s in stack.servers if isinstance(s, PostgresServer)]
@@ -159,14 +168,16 @@ def bench_set(stack: Stack, name: str, rows: int, dimension: int, rounds: int, e
             order = ("rival", "fleet") if n % 2 == 0 else ("fleet", "rival")
             for who in order:
                 pg_before = postgres_cpu(server)
+                # A table of its own each time: a standing fleet's workers remember the tables they made.
+                table = f"embeddings_{who}_{name}_{n}"
                 if who == "rival":
-                    seconds, cpu, copied = run_rival(env)
+                    seconds, cpu, copied = run_rival(env, table)
                     result["rival_s"].append(seconds)
                     result["rival_cpu_s"].append(cpu)
                     result["rival_pg_cpu_s"].append(postgres_cpu(server) - pg_before)
                 else:
                     user_s, job_s, worker_cpu, cli_cpu = run_fleet(
-                        f"bench-pg-{name}-{n}", env, stack.workdir, db, sampler
+                        f"bench-pg-{name}-{n}", table.removeprefix("embeddings_"), env, stack.workdir, db, sampler
                     )
                     copied = rows  # what landed is counted below
                     result["fleet_s"].append(user_s)
@@ -174,7 +185,7 @@ def bench_set(stack: Stack, name: str, rows: int, dimension: int, rounds: int, e
                     result["worker_cpu_s"].append(worker_cpu)
                     result["cli_cpu_s"].append(cli_cpu)
                     result["fleet_pg_cpu_s"].append(postgres_cpu(server) - pg_before)
-                found = landed()
+                found = landed(table)
                 if found != rows or copied != rows:
                     raise SystemExit(f"{who} round {n}: {found} rows landed of {rows}")
     finally:

@@ -83,7 +83,7 @@ def select_rows(conn: sa.Connection, sql: str, params: Mapping[str, Any]) -> lis
             values[vector] = BinaryValues(bytes(values[vector]))
         for i in float4:
             if values[i] is not None:
-                values[i] = float(repr(np.float32(values[i])))  # its shortest decimal, as its text form
+                values[i] = float(str(np.float32(values[i])))  # its shortest decimal, as its text form
         out.append(dict(zip(names, values, strict=True)))
     return out
 

@@ -156,19 +156,25 @@ def vector_text(values: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(v)) for v in values) + "]"
 
 
-def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> None:
+def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> bool:
     """Insert or overwrite ``records`` as rows of ``table``, each row exactly what its record says
     (``pgvector_layout.record_to_row`` over the table's own columns: a record that does not map raises ``MappingError``
-    naming it, and nothing of this call is written), in pgvector's binary form (``workers.pgbinary``)."""
+    naming it, and nothing of this call is written), in pgvector's binary form (``workers.pgbinary``). False, with
+    nothing written, when ``table`` does not exist."""
     columns = table_columns(conn, table)
+    if not columns:
+        return False
     by_name = {c.name: c for c in columns}
     rows = [pgvector_layout.record_to_row(r, columns) for r in records]
-    # One statement per set of columns: a NOT NULL column a record leaves out keeps its default (or old value).
+    # One write per set of columns (in table order, whatever order a record's keys came in): a NOT NULL column a
+    # record leaves out keeps its default (or old value).
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(tuple(row), []).append({n: _bound(by_name[n], v) for n, v in row.items()})
+        names = tuple(n for n in by_name if n in row)
+        groups.setdefault(names, []).append({n: _bound(by_name[n], row[n]) for n in names})
     for group in groups.values():
         pgbinary.upsert_rows(conn, table, columns, group)
+    return True
 
 
 def _bound(column: pgvector_layout.TableColumn, value: Any) -> Any:

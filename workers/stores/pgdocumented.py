@@ -117,10 +117,16 @@ class DocumentedPgvectorStore(PgvectorStore):
         self._check_dimension(namespace, records, dimension)
         table = pgvector_layout.table_of(self.prefix, namespace)  # the name rules refuse a bad namespace here
         latest = {r.id: r for r in records}  # last write wins within one request, as in Pinecone
-        with self._errors("upsert", namespace), self._get_engine().begin() as conn:
-            if table not in self._existing:
-                pgnamespaces.create_namespace(conn, self.prefix, namespace, dimension)
-            pgnamespaces.upsert_records(conn, table, list(latest.values()))
+        with self._errors("upsert", namespace):
+            for _ in range(2):
+                with self._get_engine().begin() as conn:
+                    if table not in self._existing:
+                        pgnamespaces.create_namespace(conn, self.prefix, namespace, dimension)
+                    written = pgnamespaces.upsert_records(conn, table, list(latest.values()))
+                if written:
+                    break
+                # Dropped since this process saw it (``nsmigrate pgvector drop``, a rollback): made again, once.
+                self._existing.discard(table)
         # Remembered only once committed: another thread of this process that took the table as existing before
         # then would find no columns in it (the creating transaction is not visible to its connection).
         self._existing.add(table)
