@@ -78,13 +78,17 @@ class BinaryValues(Sequence[float]):
         self.binary = binary
         self._floats: list[float] | None = None
 
+    def as_json(self) -> bytes:
+        """The values as a JSON array, each float32 as its shortest decimal (orjson prints a float32 so, as pgvector's
+        text form does): what a Pinecone upsert sends of them."""
+        import numpy as np  # only where the values are read
+
+        values = np.frombuffer(self.binary, dtype=">f4", count=len(self), offset=4).astype(np.float32)
+        return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+
     def floats(self) -> list[float]:
         if self._floats is None:
-            import numpy as np  # only where the values are read
-
-            values = np.frombuffer(self.binary, dtype=">f4", count=len(self), offset=4).astype(np.float32)
-            # orjson prints a float32 as its shortest decimal, as pgvector's text form does.
-            self._floats = orjson.loads(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY))
+            self._floats = orjson.loads(self.as_json())
         return self._floats
 
     def __len__(self) -> int:
