@@ -102,7 +102,13 @@ def run_rival(env: dict[str, str], table: str) -> tuple[float, float, int]:
 
 
 def run_fleet(
-    name: str, namespace: str, env: dict[str, str], workdir: Path, db: jobs.Database, sampler: CpuSampler
+    name: str,
+    namespace: str,
+    env: dict[str, str],
+    workdir: Path,
+    db: jobs.Database,
+    sampler: CpuSampler,
+    rate: dict[str, float],
 ) -> tuple[float, float, float, float]:
     """(user clock s, job clock s, worker CPU s on the job clock, the command's CPU s) of one job through the
     standing fleet, the legacy table into ``namespace``."""
@@ -115,6 +121,7 @@ def run_fleet(
         "auto_verify": False,
         "batch_size": 200,
         "max_batches_in_flight": 64,
+        "rate": rate,
     }
     cli = run_cli(spec, env, workdir, DEADLINE_S)
     created, finished = job_clock(db, cli.job_id)
@@ -134,7 +141,9 @@ def postgres_cpu(server: PostgresServer) -> float:
     return total
 
 
-def bench_set(stack: Stack, name: str, rows: int, dimension: int, rounds: int, env: dict[str, str]) -> dict[str, Any]:
+def bench_set(
+    stack: Stack, name: str, rows: int, dimension: int, rounds: int, env: dict[str, str], rate: dict[str, float]
+) -> dict[str, Any]:
     source = sa.create_engine(env[SOURCE_ENV], isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     target = sa.create_engine(env[TARGET_ENV], isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     with source.connect() as conn:
@@ -177,7 +186,7 @@ def bench_set(stack: Stack, name: str, rows: int, dimension: int, rounds: int, e
                     result["rival_pg_cpu_s"].append(postgres_cpu(server) - pg_before)
                 else:
                     user_s, job_s, worker_cpu, cli_cpu = run_fleet(
-                        f"bench-pg-{name}-{n}", table.removeprefix("embeddings_"), env, stack.workdir, db, sampler
+                        f"bench-pg-{name}-{n}", table.removeprefix("embeddings_"), env, stack.workdir, db, sampler, rate
                     )
                     copied = rows  # what landed is counted below
                     result["fleet_s"].append(user_s)
@@ -216,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="seed,large", help=f"comma-separated, of {', '.join(SETS)}")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--write-mb-per-s",
+        type=float,
+        help="the job's rate.write_mb_per_s (default: the spec's, a share of Pinecone's)",
+    )
     args = parser.parse_args(argv)
 
     stack = start_stack([])
@@ -239,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
             stack.start_worker("copy", 16, pool="threads", name=f"copy{n}")
         wait_for_workers(stack.redis_url, 3)
         _wait_for_planner(stack.redis_url)
+        rate = {} if args.write_mb_per_s is None else {"write_mb_per_s": args.write_mb_per_s}
         print(f"load before: {[round(x, 1) for x in os.getloadavg()]}", file=sys.stderr)
         for name in args.sets.split(","):
             rows, dimension = SETS[name]
-            print(json.dumps(bench_set(stack, name, rows, dimension, args.rounds, env), indent=2), flush=True)
+            print(json.dumps(bench_set(stack, name, rows, dimension, args.rounds, env, rate), indent=2), flush=True)
     finally:
         stack.stop()
     return 0
