@@ -5,7 +5,9 @@ targets of its copy jobs) and any store named on the command line, the namespace
 (their creator and twin namespaces, by the registry of built names; the old source namespaces of their twins), every
 shared namespace searched for their vectors (``public``, the review namespace, the default namespace, hand-made
 names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
-deletes one place, then checks it: counts polled to zero, a listing, and a fetch of the deleted ids (stores are
+first asks the job table again whether a copy job may still write the subject's data or copied some since the plan
+(the plan's answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question
+before it writes, ``workers.copying``), then deletes one place, then checks it: counts polled to zero, a listing, and a fetch of the deleted ids (stores are
 eventually consistent), or for a backup the files read again. The last place to finish writes the receipt. A backup
 place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where the plan found the directory: a
 worker that cannot see it would find it gone and check it erased.
