@@ -6,11 +6,11 @@ targets of its copy jobs) and any store named on the command line, the namespace
 shared namespace searched for their vectors (``public``, the review namespace, the default namespace, hand-made
 names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
 first asks the job table again whether a copy job may still write the subject's data or copied some since the plan
-(the plan's answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question
-before it writes, ``workers.copying``), then deletes one place, then checks it: counts polled to zero, a listing, and a fetch of the deleted ids (stores are
-eventually consistent), or for a backup the files read again. The last place to finish writes the receipt. A backup
-place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where the plan found the directory: a
-worker that cannot see it would find it gone and check it erased.
+(that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question before
+it writes, ``workers.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a fetch
+of the deleted ids (stores are eventually consistent), or for a backup the files read again. The last place to
+finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where
+the plan found the directory: a worker that cannot see it would find it gone and check it erased.
 
 A place is re-run safely: a whole namespace is deleted again, a shared namespace is searched again, a backup is
 rewritten from what is left; so a worker killed mid-erasure loses nothing (its task is redelivered) and
@@ -32,8 +32,8 @@ from orchestrator.connections.store_identity import spec_identity
 from orchestrator.errors import ErasureFailed, NsmigrateError
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import PlaceKind
-from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
 from orchestrator.settings import DEFAULTS
+from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
 from orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,

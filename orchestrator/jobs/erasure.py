@@ -148,9 +148,8 @@ def erasure_subjects(db: Database) -> list[tuple[int, Any]]:
     from orchestrator.tenancy.erasure import Subject
 
     with db.transaction() as s:
-        rows = s.execute(
-            sa.select(Job.id, Job.spec).where(Job.kind == JobKind.ERASE, Job.state != JobState.CANCELLED).order_by(Job.id)
-        ).all()
+        erasures = sa.select(Job.id, Job.spec).where(Job.kind == JobKind.ERASE, Job.state != JobState.CANCELLED)
+        rows = s.execute(erasures.order_by(Job.id)).all()
     return [(job_id, Subject.from_json(spec or {})) for job_id, spec in rows]
 
 
