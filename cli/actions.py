@@ -127,8 +127,9 @@ def cleanup(
         bool,
         typer.Option(
             "--decommission-now",
-            help="A job under cut-over: do not wait for reads to have been 100 % new for cutover.decommission_after_s "
-            "(a sync after the cut-over began and after the last failed dual write is still needed).",
+            help="A job under cut-over: skip only the wait of cutover.decommission_after_s once reads are 100 % new. "
+            "Reads must still be 100 % new (`cutover set --reads new --percent 100`), and each namespace synced "
+            "after the cut-over began and after its last failed dual write.",
         ),
     ] = False,
     database_url: DatabaseOpt = None,

@@ -89,7 +89,16 @@ def erase(
         if creator_id is None:
             raise fail("give the creator: `nsmigrate erase --creator ID` (or `nsmigrate erase ID`)")
         extra = [s for path in spec or [] for s in (load_spec(path).source, load_spec(path).target)]
-        plan = plan_erasure(database, creator_id, twin, open_store, extra, list(backup_dir or []), skip_store)
+        plan = plan_erasure(
+            database,
+            creator_id,
+            twin,
+            open_store,
+            extra,
+            list(backup_dir or []),
+            skip_store,
+            batch_lifetime_s=conf.visibility_timeout_s,
+        )
         _print_plan(plan)
         if plan.unreadable:
             raise fail(
@@ -120,7 +129,7 @@ def erase_everywhere(
 ) -> dict[str, Any]:
     """What `erase --creator C [--twin T] --yes` does, for callers in the CLI (the demo): plan, print, run the
     erasure job to its end and return its receipt (also written to ``receipt_path``)."""
-    plan = plan_erasure(database, creator_id, twin_id, open_store)
+    plan = plan_erasure(database, creator_id, twin_id, open_store, batch_lifetime_s=conf.visibility_timeout_s)
     _print_plan(plan)
     if plan.unreadable:
         raise fail("cannot read every store: " + "; ".join(plan.unreadable), 1)

@@ -47,8 +47,8 @@ def worker_context(settings: Settings) -> WorkerContext:
 
 def dispatcher(settings: Settings) -> Dispatcher:
     """A Dispatcher whose broker answered: checked before anything is written, so an unreachable Redis, or one that
-    refuses the URL's password, gives one clear error instead of a traceback and a job row whose tasks were never
-    enqueued."""
+    refuses the URL's password or a command the fleet sends, gives one clear error instead of a traceback and a job
+    row whose tasks were never enqueued."""
     try:
         redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5).ping()
     except broker_credentials.REFUSALS as e:
@@ -59,4 +59,7 @@ def dispatcher(settings: Settings) -> Dispatcher:
             f"cannot reach Redis at {redact_url(settings.redis_url)}: {type(e).__name__}: {detail} — set "
             "NSMIGRATE_REDIS_URL or --redis-url to a reachable Redis"
         ) from e
+    problem = broker_credentials.check(settings.redis_url)  # an ACL user lacking a command the fleet sends
+    if problem is not None:
+        raise fail(problem)
     return Dispatcher(settings)

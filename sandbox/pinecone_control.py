@@ -17,8 +17,9 @@ the service:
   an index with a collection still ``Initializing`` cannot be deleted (412). An index created from a collection holds
   the collection's namespaces and records as they were when the collection was made.
 - **Deletion protection** ``enabled`` refuses ``DELETE /indexes/{name}`` with 403 until ``PATCH`` disables it.
-- **Faults** (:class:`ControlFaults`, set with :meth:`ControlPlane.set_faults`): a run of 5xx answers, and answers
-  that are not JSON, for tests of what nsmigrate does when the control plane misbehaves. None by default.
+- **Faults** (:class:`ControlFaults`, set with :meth:`ControlPlane.set_faults`): a run of 5xx answers, answers
+  that are not JSON, and collections described without their optional fields, for tests of what nsmigrate does
+  when the control plane misbehaves. None by default.
 - **Tags** follow the spec's rules (keys ≤ 80 characters of letters, digits, ``_`` and ``-``; values ≤ 120
   characters); ``PATCH`` merges them and an empty value removes a key.
 
@@ -129,6 +130,8 @@ class ControlFaults:
     - ``garbled_ops``: requests to these operations are carried out, but a success is answered 200 with an HTML page
       instead of the service's JSON (what a proxy or load balancer in trouble sends): the client cannot tell what
       happened, and the worst case, that it happened, is the one it gets.
+    - ``collection_fields_left_out``: fields a collection's description leaves out (``dimension``, ``size``,
+      ``vector_count``): the spec requires only its name, status and environment, whatever its status.
 
     Operations are named as the SDK's methods: ``describe_collection``, ``create_collection``, ``describe_index``,
     ``create_index`` (from a collection too), ``list_indexes``, …
@@ -138,12 +141,16 @@ class ControlFaults:
     status_5xx: int = 503
     error_ops: tuple[str, ...] | None = None
     garbled_ops: tuple[str, ...] = ()
+    collection_fields_left_out: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.errors_5xx, bool) or not isinstance(self.errors_5xx, int) or self.errors_5xx < 0:
             raise ValueError(f"errors_5xx must be a non-negative integer, got {self.errors_5xx!r}")
         if not 500 <= self.status_5xx <= 599:
             raise ValueError(f"status_5xx must be a 5xx status, got {self.status_5xx!r}")
+        optional = {"dimension", "size", "vector_count"}
+        if not set(self.collection_fields_left_out) <= optional:
+            raise ValueError(f"collection_fields_left_out may name only {sorted(optional)}")
 
 
 #: What ``ControlFaults.garbled_ops`` answer: a proxy's page, not the service's JSON.
@@ -405,7 +412,7 @@ class ControlPlane:
                 return self._one_index(method, unquote(path.split("/")[2]), body)
             if path == "/collections" and method == "GET":
                 with self._lock:
-                    return _Reply(200, {"collections": [c.as_json() for c in self._collections.values()]})
+                    return _Reply(200, {"collections": [self._described(c) for c in self._collections.values()]})
             if path == "/collections" and method == "POST":
                 return self._create_collection(_parse_json(body))
             if path.startswith("/collections/") and path.count("/") == 2:
@@ -506,12 +513,18 @@ class ControlPlane:
                 ready_at=_now() + self.collection_delay_s,
             )
             self._collections[name] = collection
-        return _Reply(201, collection.as_json())
+        return _Reply(201, self._described(collection))
+
+    def _described(self, collection: Collection) -> dict[str, Any]:
+        body = collection.as_json()
+        for left_out in self.faults.collection_fields_left_out:
+            body.pop(left_out, None)
+        return body
 
     def _one_collection(self, method: str, name: str) -> _Reply:
         collection = self.collection(name)
         if method == "GET":
-            return _Reply(200, collection.as_json())
+            return _Reply(200, self._described(collection))
         if method == "DELETE":
             with self._lock:
                 self._collections.pop(name, None)

@@ -57,8 +57,9 @@ class Consumer(TunedConsumer):
     (celery/kombu#582), which Celery treats as unrecoverable: it stops the worker. Later errors are bugs and still
     stop the worker.
 
-    It stops the worker (exit code 2) when Redis refuses its credentials, e.g. after the password was changed:
-    kombu would retry them for ever (``workers.broker_credentials``)."""
+    It stops the worker (exit code 2) when Redis refuses its credentials, e.g. after the password was changed
+    (kombu would retry them for ever), or a command its ACL user lacks the permission for
+    (``workers.broker_credentials``)."""
 
     #: `time.monotonic()` when the broker connection was last lost, None before that.
     broker_lost_at: float | None = None
@@ -94,6 +95,9 @@ class Consumer(TunedConsumer):
                 super().start()
                 return
             except Exception as exc:
+                if broker_credentials.is_refusal(exc):  # e.g. NOPERM for BRPOP: Celery would die with a traceback
+                    log.critical("%s", broker_credentials.refusal(str(self.app.conf.broker_url), exc))
+                    raise broker_credentials.RefusedCredentials() from exc
                 lost_at = self.broker_lost_at
                 if (
                     lost_at is None

@@ -11,7 +11,7 @@ import time
 from typing import Any, NoReturn
 
 from orchestrator import jobs
-from orchestrator.errors import CollectionFailed, NsmigrateError, RetryableError, failure_text
+from orchestrator.errors import CollectionFailed, NsmigrateError, RetryableError, StoreError, failure_text
 from orchestrator.models import CollectionPhase
 from orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
 from orchestrator.planning.target_indexes import wanted_shape
@@ -20,7 +20,7 @@ from orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeStoreSpec
 from orchestrator.tenancy.namespaces import display_namespace
 from workers.context import WorkerContext
 from workers.retry import INFRASTRUCTURE_ERRORS
-from workers.stores.pinecone_control import PineconeControl
+from workers.stores.pinecone_control import CollectionInfo, PineconeControl
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
     except INFRASTRUCTURE_ERRORS:
         raise  # the job table or Redis is unreachable: the task is sent again (workers.tasks)
     except NsmigrateError as e:
-        _fail(ctx, job_id, failure_text(e))
+        _fail(ctx, job_id, f"{failure_text(e)}; run `nsmigrate retry {job_id}` once its cause is fixed")
     except Exception as e:
         # Anything unforeseen must not leave the runs waiting with no reason: `status` and `run --wait` would say
         # nothing for ever while Flower alone showed the FAILURE.
@@ -88,6 +88,21 @@ def _fail(ctx: WorkerContext, job_id: int, reason: str) -> NoReturn:
     raise CollectionFailed(f"strategy collection: {reason}", job=job_id)
 
 
+def _ready_dimension(control: PineconeControl, collection: CollectionInfo) -> int:
+    """The dimension of a Ready collection, which its index must be created with. The spec lets the control plane
+    leave it out; nsmigrate does not guess it (a wrong one is refused, or worse, a different index is made)."""
+    if collection.dimension is not None:
+        return collection.dimension
+    raise StoreError(
+        f"the Pinecone control plane {redact_url(control.host)} described collection {collection.name} as Ready "
+        f"without its dimension (status {collection.status}, vector_count {collection.vector_count}, no dimension), "
+        "and an index is created from a collection with its dimension",
+        hint=f"check collection {collection.name} in the Pinecone console: nsmigrate does not guess a dimension",
+        store=control.name,
+        collection=collection.name,
+    )
+
+
 def _take_step(
     ctx: WorkerContext, control: PineconeControl, spec: JobSpec, job_id: int, phase: str | None, name: str, polls: int
 ) -> str:
@@ -109,9 +124,10 @@ def _take_step(
         jobs.enter_phase(ctx.db, job_id, current, collection=name, source=source.index)
         again = polls + 1
     elif decided.action == "create_index":
-        assert collection is not None and collection.dimension is not None
+        assert collection is not None  # next_step creates an index only from a Ready collection
         pod = control.describe_index(str(source.index))
-        shape = wanted_shape(target.create or CreateIndex(), collection.dimension, pod.metric if pod else None)
+        dimension = _ready_dimension(control, collection)
+        shape = wanted_shape(target.create or CreateIndex(), dimension, pod.metric if pod else None)
         if phase is None:
             jobs.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)
         detail: dict[str, Any] = {"index": target_name, "collection": name, "shape": shape.as_json()}

@@ -6,19 +6,27 @@ out one round trip per namespace. When source and target are tables of the appli
 integrated target, or ``reembed``) turns the routed records into what its target takes (``workers.text_writes``); ids
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
+A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
+batch asks the job table for those erasures and fails, writing nothing, when one of its records is theirs
+(``_refuse_erased``). The erasure asks the job table the mirror question at each place before it deletes (copies that
+may still write, or wrote since its plan: ``workers.erasing``), so whichever comes second sees the other.
+
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from orchestrator import jobs
-from orchestrator.errors import BatchFailed, NsmigrateError, failure_text
+from orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
 from orchestrator.records.routing import expected_metadata, route_context, route_records
 from orchestrator.records.text import missing_text_reason
 from orchestrator.spec.jobspec import PgvectorStoreSpec
-from orchestrator.tenancy.namespaces import display_namespace
+from orchestrator.tenancy.erasure import erased_in
+from orchestrator.tenancy.namespaces import SHOWN, display_namespace
 from workers import metrics, pgnamespaces
 from workers.chunking import binary_bytes, estimate_bytes, sized_chunks
 from workers.concurrent_calls import run_parallel
@@ -47,6 +55,7 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int,
         work.routing_table,
     )
     by_target, unwritable = for_target(spec, route_records(records, ctx_route))
+    _refuse_erased(ctx, work, lambda: [(ctx_route.pair_of(ns), routed) for ns, routed in by_target.items()])
     if unwritable:
         _record_unwritable(ctx, work, spec.text_from or "", unwritable)
     per_request = records_per_request(spec)
@@ -98,9 +107,46 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, in
     source = ctx.store(spec.source)
     ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
     extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
+    _refuse_erased(
+        ctx,
+        work,
+        lambda: [
+            (
+                ctx_route.pair_of(target_ns),
+                [Record(r.id, [], {**r.metadata, **extra}) for r in source.fetch(work.source_namespace, work.ids)],
+            )
+        ],
+    )
     tables = pgnamespaces.RunTables(source, spec.target.table, work.source_namespace, target_ns)
     copied = pgnamespaces.copy_batch_in_postgres(tables, work.ids, extra)
     return copied, len(work.ids) - copied, 0, [target_ns]
+
+
+Writes = Iterable[tuple[tuple[str | None, str | None], Sequence[Any]]]
+
+
+def _refuse_erased(ctx: WorkerContext, work: jobs.BatchWork, writes: Callable[[], Writes]) -> None:
+    """Refuse the batch, before it writes anything, when one of its records is the data of a creator (or twin) an
+    erasure is erasing or has erased: written back, it would outlive the receipt that says it is gone. Asked of the
+    job table now, not when the job started. ``writes``: per target namespace, the (creator, twin) it was built for
+    and the records as they will be written; called only when an erasure exists (a pgvector batch copied inside
+    Postgres reads its records for it)."""
+    erasures = jobs.erasure_subjects(ctx.db)
+    found = erased_in(erasures, writes()) if erasures else None
+    if found is None:
+        return
+    erasure, subject, ids = found
+    shown = ", ".join(repr(i) for i in ids[:SHOWN]) + (f", … ({len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
+    again = f"--creator {subject.creator_id}" + (f" --twin {subject.twin_id}" if subject.twin_id else "")
+    raise StateError(
+        f"{len(ids)} record(s) of {subject.label} in this batch ({shown}) would be written, but erasure job "
+        f"{erasure} erases their data: a copy never writes it back; nothing of this batch was written",
+        hint=f"once erasure job {erasure} has finished, its places no longer hold them; a source it did not search "
+        f"still does: erase them there (`nsmigrate erase {again} --spec SPEC`), then `nsmigrate retry {work.job_id}`",
+        job=work.job_id,
+        namespace=display_namespace(work.source_namespace),
+        batch=work.batch_id,
+    )
 
 
 def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs.BatchWork | None = None) -> int:

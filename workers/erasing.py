@@ -5,10 +5,12 @@ targets of its copy jobs) and any store named on the command line, the namespace
 (their creator and twin namespaces, by the registry of built names; the old source namespaces of their twins), every
 shared namespace searched for their vectors (``public``, the review namespace, the default namespace, hand-made
 names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
-deletes one place, then checks it: counts polled to zero, a listing, and a fetch of the deleted ids (stores are
-eventually consistent), or for a backup the files read again. The last place to finish writes the receipt. A backup
-place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where the plan found the directory: a
-worker that cannot see it would find it gone and check it erased.
+first asks the job table again whether a copy job may still write the subject's data or copied some since the plan
+(that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question before
+it writes, ``workers.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a fetch
+of the deleted ids (stores are eventually consistent), or for a backup the files read again. The last place to
+finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where
+the plan found the directory: a worker that cannot see it would find it gone and check it erased.
 
 A place is re-run safely: a whole namespace is deleted again, a shared namespace is searched again, a backup is
 rewritten from what is left; so a worker killed mid-erasure loses nothing (its task is redelivered) and
@@ -30,10 +32,13 @@ from orchestrator.connections.store_identity import spec_identity
 from orchestrator.errors import ErasureFailed, NsmigrateError
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.models import PlaceKind
+from orchestrator.settings import DEFAULTS
 from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
 from orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,
+    copied_since,
+    copies_seen,
     places_in_store,
     receipt,
     registry_of,
@@ -74,14 +79,19 @@ class ErasurePlan:
     #: Copy jobs that may still write the subject's data (``erasure.still_writing``): the erasure is refused until
     #: they end, or their copies would bring the data back after its places were checked empty.
     writing: dict[int, list[str]] = field(default_factory=dict)
+    #: What the plan saw of the runs that carry the subject's data (``erasure.copies_seen``): each place compares it
+    #: again before it deletes (``erase_place``).
+    seen: dict[str, int] = field(default_factory=dict)
 
     def spec(self, actor: str) -> dict[str, Any]:
-        """The erase job's spec in the job table: whose data, how records match, what was reported."""
+        """The erase job's spec in the job table: whose data, how records match, what was reported, what copies the
+        plan saw."""
         return {
             **self.subject.to_json(),
             "requested_by": actor,
             "ambiguous": self.ambiguous,
             "not_searched": self.skipped,
+            "copies_seen": self.seen,
         }
 
 
@@ -93,11 +103,13 @@ def plan_erasure(
     extra_stores: list[Any] | None = None,
     backup_dirs: list[Path] | None = None,
     skip_stores: list[str] | None = None,
+    batch_lifetime_s: float = DEFAULTS.visibility_timeout_s,
 ) -> ErasurePlan:
     """Every place the job table (plus ``extra_stores``, ``backup_dirs``) knows that holds the subject's data, with
-    counts; ``skip_stores``: store labels left out (a store that is gone for good), named in the receipt. Reads
-    only. Raises PlanError for an id that cannot be a creator or twin id."""
-    runs, stores, manifests = jobs.known_runs(db)
+    counts; ``skip_stores``: store labels left out (a store that is gone for good), named in the receipt;
+    ``batch_lifetime_s``: the ``visibility_timeout_s`` setting (``jobs.known_runs``). Reads only. Raises PlanError
+    for an id that cannot be a creator or twin id."""
+    runs, stores, manifests = jobs.known_runs(db, batch_lifetime_s)
     registry = registry_of(runs)
     plan = ErasurePlan(subject_of(creator_id, twin_id, runs))
     specs: dict[str, Any] = {key: store_spec_from_json(spec) for key, spec in stores.items()}
@@ -128,6 +140,7 @@ def plan_erasure(
         _plan_backup(plan, directory, registry, runs)
     namespaces = {p["namespace"] for p in plan.places if p["namespace"] is not None}
     plan.writing = still_writing(runs, plan.subject, namespaces)
+    plan.seen = copies_seen(runs, plan.subject, namespaces)
     return plan
 
 
@@ -200,18 +213,14 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
     error: str | None = None
     erased = 0
     try:
-        if place.kind == PlaceKind.BACKUP:
-            erased, check = _erase_backup(place, subject)
+        error = _copies_that_may_undo(ctx, place.job_id, subject, job.spec)
+        if error is not None:
+            jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
         else:
-            store = ctx.guarded(store_spec_from_json(place.store_spec or {}), RateBudget())
-            namespace = place.namespace or ""
-            if place.kind == PlaceKind.NAMESPACE:
-                erased, check = _erase_namespace(ctx, place_id, store, namespace)
-            else:
-                erased, check = _erase_records(ctx, place_id, store, namespace, subject)
-        jobs.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
-        if not check.get("passed"):
-            error = str(check.get("reason", "the check after the delete did not pass"))
+            erased, check = _erase(ctx, place, subject)
+            jobs.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
+            if not check.get("passed"):
+                error = str(check.get("reason", "the check after the delete did not pass"))
     except NsmigrateError as e:
         error = f"{e}; run `nsmigrate erase --resume {place.job_id}`"
         jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
@@ -232,6 +241,50 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
         where = place.path if place.kind == PlaceKind.BACKUP else display_namespace(place.namespace or "")
         raise ErasureFailed(error, job=place.job_id, place=f"{place.kind} {where}")
     return erased
+
+
+def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
+    """Delete the place (a whole namespace, the subject's records of one, their rows of a backup) and check it."""
+    if place.kind == PlaceKind.BACKUP:
+        return _erase_backup(place, subject)
+    store = ctx.guarded(store_spec_from_json(place.store_spec or {}), RateBudget())
+    namespace = place.namespace or ""
+    if place.kind == PlaceKind.NAMESPACE:
+        return _erase_namespace(ctx, place.id, store, namespace)
+    return _erase_records(ctx, place.id, store, namespace, subject)
+
+
+def _copies_that_may_undo(ctx: WorkerContext, job_id: int, subject: Subject, spec: dict[str, Any]) -> str | None:
+    """Why this place must not be erased now, or None: a copy job may still write the subject's data (it would
+    bring it back after the place was checked empty), or copied some of it since the erasure was planned (where it
+    wrote may not be among the places). Asked again of the job table by each place, right before it deletes: the
+    plan's answer is older than any copy started, resumed or synced since."""
+    runs, _, _ = jobs.known_runs(ctx.db, ctx.settings.visibility_timeout_s)
+    namespaces = {p.namespace for p in jobs.places_of(ctx.db, job_id) if p.namespace is not None}
+    writing = still_writing(runs, subject, namespaces)
+    if writing:
+        return (
+            f"copy jobs may still write {subject.label}'s data after it is erased: {_named(writing)} — wait for "
+            f"them to finish, or {', '.join(f'`nsmigrate cancel {j}`' for j in writing)}, then `nsmigrate erase "
+            f"--resume {job_id}`; nothing was deleted here"
+        )
+    seen = spec.get("copies_seen")
+    since = copied_since(runs, subject, namespaces, seen) if seen is not None else {}
+    if since:
+        again = f"--creator {subject.creator_id}" + (f" --twin {subject.twin_id}" if subject.twin_id else "")
+        return (
+            f"copy jobs wrote {subject.label}'s data after erasure job {job_id} was planned: {_named(since)} — where "
+            f"they wrote may not be among its places; erase again with a new plan (`nsmigrate erase {again}`); "
+            "nothing was deleted here"
+        )
+    return None
+
+
+def _named(jobs_namespaces: dict[int, list[str]]) -> str:
+    return "; ".join(
+        f"job {job_id} (namespaces {', '.join(repr(display_namespace(n)) for n in names)})"
+        for job_id, names in jobs_namespaces.items()
+    )
 
 
 def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:

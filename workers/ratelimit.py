@@ -176,8 +176,8 @@ class RateLimiter:
             return [int(x) for x in script(keys=[key], args=args)]
         except broker_credentials.REFUSALS as e:  # a connection error to redis-py, but retrying it cannot help
             raise PermanentError(
-                f"rate limiter: Redis refused the credentials of NSMIGRATE_REDIS_URL ({e}): set the password Redis "
-                "expects"
+                f"rate limiter: Redis refused the credentials of NSMIGRATE_REDIS_URL, or this command to them ({e}): "
+                "set the password Redis expects, and an ACL user allowed the fleet's commands (EVALSHA, EVAL)"
             ) from e
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise RetryableError(f"rate limiter could not reach Redis: {e}", scope=scope) from e

@@ -123,19 +123,21 @@ def cleanup_gate(
     """Why a namespace of a job under cut-over must keep its source, or None. Under cut-over the application reads
     the source until reads are 100 % new, and for ``decommission_after_s`` more (to step back); and a write the new
     store missed must have been synced (a ``sync`` of the namespace after the cut-over began and after its last
-    failed dual write). ``override`` skips the waiting, never the sync."""
+    failed dual write). ``override`` (``--decommission-now``) skips the waiting only: never the sync, and never
+    reads being 100 % new, since deleting a source the application still reads loses its answers (`cutover set
+    --reads new --percent 100` is the recorded way there)."""
     if not rollout.under_way:
         return None
-    if rollout.full_since is None and not override:
+    if rollout.full_since is None:
         return (
             f"reads are {rollout.percent} % new: the application still reads the source; `nsmigrate cutover set "
-            "--reads new --percent 100` first"
+            "--reads new --percent 100` first (--decommission-now skips only the wait after that)"
         )
     if rollout.started_at is not None and (last_sync_at is None or last_sync_at < rollout.started_at):
         return "no `nsmigrate sync` of this namespace since the cut-over began: sync (and verify) it first"
     if last_write_failure_at is not None and (last_sync_at is None or last_sync_at < last_write_failure_at):
         return "a dual write to the new store failed after the last sync: `nsmigrate sync` it (and verify) first"
-    if override or rollout.full_since is None:
+    if override:
         return None
     ready_at = rollout.full_since + timedelta(seconds=decommission_after_s)
     if now < ready_at:

@@ -109,7 +109,7 @@ _START_BATCH = (
 # two round trips: a worker host cut off there would hold its run's row (and with it every other batch of the run,
 # its lister and the sweep for stalled runs) until Postgres ends its session (``IDLE_IN_TRANSACTION_S``, a minute).
 # The first marks the batch done and counts it on its run (batch row, then run row, as `start_batch` locks them):
-# unless the batch is done already or was failed meanwhile by another delivery (``_finish_failed_batch``). The
+# unless the batch is done already or was failed meanwhile by another delivery (``_FINISH_FAILED_BATCH``). The
 # second, whose snapshot is taken after the first committed and so sees every batch finished before it, moves the
 # run to copied when that was its last batch (exactly one caller wins that UPDATE) and says whether to wake the lister.
 #: A finished batch's columns, from the finishing call's parameters.
@@ -159,50 +159,30 @@ _AFTER_BATCH = sa.select(
     _in_flight_of_run.label("in_flight"),
     sa.exists(sa.select(_moved_to_copied.c.id)).label("copied"),
 ).where(_runs.c.id == sa.bindparam("run_id"))
-# A batch failed by another delivery while this one copied it: its ids were counted as failed, and finishing it takes
-# them off the run's count in the same transaction. Two statements: the first locks the batch, then its run; the
-# second marks the batch done, counts it on the run and, when it was the run's last, moves the run to copied. The
-# run's row lock orders batches that finish together, and the second statement's snapshot, taken after that lock,
-# sees every batch that finished before it. Its own batch's change is not visible to its counts (one statement, one
-# snapshot), so they leave that batch out.
-_LOCK_BATCH_AND_RUN = (
-    sa.select(_batches.c.state, _batches.c.run_id, _runs.c.state, _runs.c.target_namespaces, _runs.c.failed)
-    .join_from(_batches, _runs, _runs.c.id == _batches.c.run_id)
-    .where(_batches.c.id == sa.bindparam("batch_id"))
-    .with_for_update(of=[_batches, _runs])
-)
+# A batch failed by another delivery while this one copied it: its ids were counted as failed. Finishing it is one
+# autocommit statement after an unlocked read of its ids (written once, when the batch is recorded), as failing one is:
+# mark it done unless it left `failed` meanwhile (a retry re-queued it: the new delivery counts it), and take its ids
+# off the run's failed count as its vectors go on the copied count (batch row, then run row, as `start_batch` locks
+# them). What follows is `_what_follows`, a statement of its own as on the common path, whose snapshot sees every batch
+# finished before it.
 _MARK_FAILED_DONE = (
     sa.update(_batches)
-    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.state == BatchState.FAILED)
     .values(**_DONE)
-    .returning(_batches.c.id)
+    .returning(_batches.c.run_id)
     .cte("done")
 )
-_others_of_run = (_batches.c.run_id == _runs.c.id, _batches.c.id != sa.bindparam("batch_id"))
-_others_unfinished = sa.exists().where(*_others_of_run, _batches.c.state != BatchState.DONE)
-_COUNT_BATCH_DONE = (
+_FINISH_FAILED_BATCH = (
     sa.update(_runs)
     .add_cte(_MARK_FAILED_DONE)
-    # Not "run_id": execute() would take a parameter named like a column of `batches` as a value for it.
-    .where(_runs.c.id == sa.bindparam("batch_run"))
+    .where(_runs.c.id == _MARK_FAILED_DONE.c.run_id)
     .values(
         copied=_runs.c.copied + sa.bindparam("vectors"),
-        failed=sa.bindparam("failed"),
-        target_namespaces=sa.bindparam("targets", type_=_runs.c.target_namespaces.type),
-        state=sa.case(
-            (
-                _runs.c.listing_done & (_runs.c.state == RunState.COPYING) & ~_others_unfinished,
-                sa.literal(RunState.COPIED.value),
-            ),
-            else_=_runs.c.state,
-        ),
+        failed=sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer)),
+        target_namespaces=_TARGETS_WITH_BATCH,
         updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
     )
-    .returning(
-        _runs.c.listing_done,
-        _runs.c.state,
-        sa.select(sa.func.count()).where(*_others_of_run, _batches.c.state.in_(ACTIVE_BATCH_STATES)).scalar_subquery(),
-    )
+    .returning(_runs.c.id)
 )
 # A small run's one batch (``workers.small_group``) is recorded and claimed by the task that copies it in one statement:
 # the page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's INSERT already
@@ -294,44 +274,20 @@ def finish_batch(
     targets: Sequence[str],
     max_in_flight: int,
 ) -> tuple[bool, bool]:
-    """running → done; the run's copied counter and the set of target namespaces it wrote grow with it. Returns
-    what ``after_batch`` returns: (this caller moved the run to ``copied``, wake the lister). Two statements on one
-    connection, neither waiting on this worker while it holds a lock (see ``_FINISH_BATCH``)."""
-    done = {"vectors": vectors, "missing": missing, "nbytes": nbytes, "now": utcnow()}
+    """running → done (or failed → done: another delivery failed it meanwhile); the run's copied counter and the set
+    of target namespaces it wrote grow with it. Returns what ``after_batch`` returns: (this caller moved the run to
+    ``copied``, wake the lister). Autocommit statements on one connection, none holding a lock while this worker is
+    waited on (see ``_FINISH_BATCH``)."""
+    done = {"batch_id": batch_id, "targets": list(targets), "vectors": vectors, "missing": missing, "nbytes": nbytes}
     with db.single_statement() as conn:
-        run_id = conn.execute(_FINISH_BATCH, {"batch_id": batch_id, "targets": list(targets), **done}).scalar()
+        run_id = conn.execute(_FINISH_BATCH, {**done, "now": utcnow()}).scalar()
         if run_id is None:
             state, run_id = conn.execute(_BATCH_STATE, {"batch_id": batch_id}).one()
-            if state == BatchState.FAILED:
-                return _finish_failed_batch(db, batch_id, targets, max_in_flight, **done)
-            # done already: a duplicate delivery, which only decides what follows
+            if state == BatchState.FAILED:  # rare: see `_FINISH_FAILED_BATCH`
+                ids = conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()
+                conn.execute(_FINISH_FAILED_BATCH, {**done, "ids_failed": len(ids), "now": utcnow()})
+            # else done already: a duplicate delivery, which only decides what follows
         return _what_follows(conn, run_id, max_in_flight)
-
-
-def _finish_failed_batch(
-    db: Database, batch_id: int, targets: Sequence[str], max_in_flight: int, **done: Any
-) -> tuple[bool, bool]:
-    """``finish_batch`` of a batch another delivery failed meanwhile (``_LOCK_BATCH_AND_RUN``): rare, in one
-    transaction, so that the run's failed count loses the batch's ids as its copied count gains them."""
-    with db.transaction() as s:
-        conn = s.connection()
-        state, run_id, run_state, target_namespaces, failed = conn.execute(
-            _LOCK_BATCH_AND_RUN, {"batch_id": batch_id}
-        ).one()
-        if state == BatchState.FAILED:  # else it ended meanwhile: counted as it ended
-            failed = max(0, failed - len(conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()))
-        listing_done, now_state, in_flight = conn.execute(
-            _COUNT_BATCH_DONE,
-            {
-                "batch_id": batch_id,
-                "batch_run": run_id,
-                "failed": failed,
-                "targets": sorted(set(target_namespaces or []) | set(targets)),
-                **done,
-            },
-        ).one()
-        copied = run_state != RunState.COPIED and now_state == RunState.COPIED
-        return copied, not listing_done and in_flight < max_in_flight
 
 
 # Failing a batch is one autocommit statement after a read of its ids (written once, when the batch is recorded, so

@@ -3,6 +3,7 @@ checked, and finish the job with its receipt when every place is final. Each fun
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,8 +12,11 @@ from orchestrator.errors import NotFound, StateError
 from orchestrator.jobs.database import Database, _event, default_actor
 from orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
 from orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
+from orchestrator.settings import DEFAULTS
 
 FINAL_PLACE_STATES = (PlaceState.VERIFIED, PlaceState.FAILED)
+#: The jobs that write vectors: their runs are where an erasure looks, and what may undo it.
+WRITING_KINDS = (JobKind.MIGRATE, JobKind.SYNC, JobKind.ROLLBACK)
 
 
 def create_erasure(
@@ -140,6 +144,17 @@ def retry_places(db: Database, job_id: int) -> list[int]:
         return ids
 
 
+def erasure_subjects(db: Database) -> list[tuple[int, Any]]:
+    """(job id, ``erasure.Subject``) of every erasure that is running or finished: a copy must not write their data
+    (``erasure.erased_in``). A cancelled erasure erases nothing more, and holds back nothing."""
+    from orchestrator.tenancy.erasure import Subject
+
+    with db.transaction() as s:
+        erasures = sa.select(Job.id, Job.spec).where(Job.kind == JobKind.ERASE, Job.state != JobState.CANCELLED)
+        rows = s.execute(erasures.order_by(Job.id)).all()
+    return [(job_id, Subject.from_json(spec or {})) for job_id, spec in rows]
+
+
 def maybe_finish_erasure(db: Database, job_id: int, receipt: Any, actor: str | None = None) -> dict[str, Any] | None:
     """When every place of the job is final: the job finished and its receipt (``receipt(job, places)``, a pure
     function) written to the audit log as ``erasure_receipt``; exactly one caller wins. Returns the receipt."""
@@ -170,20 +185,38 @@ def erasure_receipt(db: Database, job_id: int) -> dict[str, Any] | None:
         return dict(event.detail["receipt"]) if event is not None else None
 
 
-def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list[str]]:
-    """What the job table knows about where data went: every namespace run of the copying jobs (migrate, sync) as
-    ``erasure.KnownRun`` (with whether it may still write), their stores (spec identity → store spec JSON, env var
-    names only: a label is not unique) and the backup directories their jobs wrote (``backup_written`` events)."""
+def known_runs(
+    db: Database, batch_lifetime_s: float = DEFAULTS.visibility_timeout_s
+) -> tuple[list[Any], dict[str, dict[str, Any]], list[str]]:
+    """What the job table knows about where data went: every namespace run of the jobs that write data
+    (``WRITING_KINDS``) as ``erasure.KnownRun`` (with whether it may still write), their stores (spec identity →
+    store spec JSON, env var names only: a label is not unique) and the backup directories their jobs wrote
+    (``backup_written`` events).
+
+    A run may still write while its copy has not ended and its job is not cancelled, and also while a batch of it
+    is running (a cancelled job's batch that started before the cancel still upserts), unless that batch started
+    more than ``batch_lifetime_s`` ago (the ``visibility_timeout_s`` setting: longer than any batch, so its worker
+    is gone)."""
     from orchestrator.connections.store_identity import key_of_json
-    from orchestrator.models import Event, NamespaceRun
+    from orchestrator.models import Batch, BatchState, Event, NamespaceRun, utcnow
     from orchestrator.tenancy.erasure import KnownRun
 
     runs: list[KnownRun] = []
     stores: dict[str, dict[str, Any]] = {}
     with db.transaction() as s:
-        job_rows = list(s.scalars(sa.select(Job).where(Job.kind.in_((JobKind.MIGRATE, JobKind.SYNC)))))
+        job_rows = list(s.scalars(sa.select(Job).where(Job.kind.in_(WRITING_KINDS))))
         specs = {j.id: j.spec or {} for j in job_rows}
         cancelled = {j.id for j in job_rows if j.state == JobState.CANCELLED}
+        in_flight = set(
+            s.scalars(
+                sa.select(Batch.run_id)
+                .where(
+                    Batch.state == BatchState.RUNNING,
+                    Batch.started_at >= utcnow() - timedelta(seconds=batch_lifetime_s),
+                )
+                .distinct()
+            )
+        )
         for run in s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id.in_(list(specs)))):
             spec = specs[run.job_id]
             source_key = key_of_json(spec.get("source"))
@@ -207,7 +240,10 @@ def known_runs(db: Database) -> tuple[list[Any], dict[str, dict[str, Any]], list
                     override=routing.get("override_creator") is not None,
                     source_key=source_key,
                     job_id=run.job_id,
-                    writing=run.job_id not in cancelled and run.state not in ROLLBACK_READY_STATES,
+                    writing=(run.job_id not in cancelled and run.state not in ROLLBACK_READY_STATES)
+                    or run.id in in_flight,
+                    run_id=run.id,
+                    copied=run.copied,
                 )
             )
         backups = [

@@ -61,6 +61,15 @@ class Subject:
             return twin in self.twins
         return self._routes_by_source(meta)
 
+    def owns_pair(self, creator_id: str | None, twin_id: str | None) -> bool:
+        """Whether a namespace built for (``creator_id``, ``twin_id``) is the subject's: their creator namespace (a
+        creator erasure), the namespace of their twin, or a copy of their twin filed under another creator by
+        ``override_creator`` (as ``places_in_store`` counts it)."""
+        if creator_id == self.creator_id and self.twin_id in (None, twin_id):
+            return True
+        wanted = self.twins if self.twin_id is None else self.twins & {self.twin_id}
+        return twin_id is not None and twin_id in wanted
+
     def _routes_by_source(self, meta: Mapping[str, Any]) -> bool:
         # ``source_keys`` hold only keys that route to the subject's twins (``subject_of``).
         return any(_text(meta.get(f)) in self.source_keys for f in self.source_key_fields)
@@ -109,10 +118,15 @@ class KnownRun:
     #: The source store's identity as its spec gives it (``store_identity.spec_identity``): labels are not unique
     #: (one pgvector prefix in two databases), identities are.
     source_key: str = ""
-    #: Its job, and whether the run may still write into its target (its copy has not ended, and its job is not
-    #: cancelled): an erasure then would be undone by the copy after its places were checked empty.
+    #: Its job, and whether the run may still write into its target (its copy has not ended and its job is not
+    #: cancelled, or a batch of it is still being copied): an erasure then would be undone by the copy after its
+    #: places were checked empty.
     job_id: int = 0
     writing: bool = False
+    #: The run's id and the vectors it has copied so far: an erasure compares them at each place with what its plan
+    #: saw (``copied_since``), as a copy that ran in between may have written where the plan did not look.
+    run_id: int = 0
+    copied: int = 0
 
 
 def registry_of(runs: Iterable[KnownRun]) -> Registry:
@@ -174,18 +188,75 @@ def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -
     return Subject(creator_id, twin_id, frozenset(twins), frozenset(keys), frozenset(fields))
 
 
+def _carries(run: KnownRun, subject: Subject, namespaces: Collection[str]) -> bool:
+    """Whether ``run`` copies the subject's data: it is for their creator (or twin), or it reads or writes one of
+    ``namespaces`` (the erasure's places, searched ones included: a copy of a shared namespace carries their
+    vectors). Matched by namespace name across stores: a run too many, never one too few."""
+    theirs = not run.override and run.creator_id == subject.creator_id and subject.twin_id in (None, run.twin_id)
+    return theirs or run.source_namespace in namespaces or any(ns in namespaces for ns in run.target_namespaces)
+
+
 def still_writing(runs: Iterable[KnownRun], subject: Subject, namespaces: Collection[str]) -> dict[int, list[str]]:
     """The copy jobs that may still write the subject's data, each with the source namespaces of those runs: a run
-    that may write (``KnownRun.writing``) for the subject's creator (or twin), or that reads or writes one of
-    ``namespaces`` (the erasure's places, searched ones included: a copy of a shared namespace carries their
-    vectors). Matched by namespace name across stores: a refusal too many, never one too few."""
-    found: dict[int, list[str]] = {}
+    that may write (``KnownRun.writing``) and carries their data (``_carries``)."""
+    return _by_job(run for run in runs if run.writing and _carries(run, subject, namespaces))
+
+
+def copies_seen(runs: Iterable[KnownRun], subject: Subject, namespaces: Collection[str]) -> dict[str, int]:
+    """What an erasure's plan saw of the runs that carry the subject's data: run id (as text: a JSON key) → vectors
+    copied. Kept in the erasure's spec for ``copied_since``."""
+    return {str(run.run_id): run.copied for run in runs if _carries(run, subject, namespaces)}
+
+
+def copied_since(
+    runs: Iterable[KnownRun], subject: Subject, namespaces: Collection[str], seen: Mapping[str, int]
+) -> dict[int, list[str]]:
+    """The copy jobs whose runs carrying the subject's data copied vectors since the plan saw ``seen``
+    (``copies_seen``), each with the source namespaces of those runs: a copy that started, was resumed or synced
+    after the plan and ended before the erasure began may have written where the plan did not look."""
+    return _by_job(
+        run for run in runs if _carries(run, subject, namespaces) and run.copied != seen.get(str(run.run_id), 0)
+    )
+
+
+def _by_job(runs: Iterable[KnownRun]) -> dict[int, list[str]]:
+    found: dict[int, set[str]] = {}
     for run in runs:
-        theirs = not run.override and run.creator_id == subject.creator_id and subject.twin_id in (None, run.twin_id)
-        touches = run.source_namespace in namespaces or any(ns in namespaces for ns in run.target_namespaces)
-        if run.writing and (theirs or touches):
-            found.setdefault(run.job_id, []).append(run.source_namespace)
+        found.setdefault(run.job_id, set()).add(run.source_namespace)
     return {job_id: sorted(names) for job_id, names in sorted(found.items())}
+
+
+def erased_in(
+    erasures: Iterable[tuple[int, Subject]], writes: Iterable[tuple[tuple[str | None, str | None], Sequence[Any]]]
+) -> tuple[int, Subject, list[str]] | None:
+    """The first erasure whose subject owns records a copy is about to write, with their ids; None when it writes
+    none of an erased (or erasing) subject's data. ``writes``: per target namespace, the (creator, twin) it was built
+    for and its records as they will be written (``.id``, ``.metadata``). Each record is compared only with the
+    subjects its ids name (an index by creator, twin and sources key), so the erasures of many creators cost a copy
+    a few lookups per record."""
+    by_value: dict[str, list[int]] = {}  # a creator, twin or sources key → the erasures (positions) it may name
+    subjects = list(erasures)
+    fields: set[str] = set()
+    for at, (_, subject) in enumerate(subjects):
+        for value in {subject.creator_id, *subject.twins, *subject.source_keys} | (
+            {subject.twin_id} if subject.twin_id else set()
+        ):
+            by_value.setdefault(value, []).append(at)
+        fields |= subject.source_key_fields
+    found: dict[int, list[str]] = {}
+    for pair, records in writes:
+        for record in records:
+            meta = record.metadata or {}
+            named = {*pair, _text(meta.get("creator_id")), _text(meta.get("twin_id"))}
+            named |= {_text(meta.get(f)) for f in fields}
+            for at in sorted({at for value in named if value is not None for at in by_value.get(value, ())}):
+                subject = subjects[at][1]
+                if subject.owns_pair(*pair) or subject.owns_record(meta):
+                    found.setdefault(at, []).append(record.id)
+    if not found:
+        return None
+    first = min(found)
+    return subjects[first][0], subjects[first][1], found[first]
 
 
 @dataclass(frozen=True)

@@ -195,6 +195,10 @@ def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_lo
     # The job's reason, said once: the first namespace with it, the others counted and named.
     assert refused.output.count("reads are 50 % new") == 1, refused.output
     assert "1 more refused for the same reason: ns1" in refused.output, refused.output
+    # --decommission-now skips only the wait: a source the application still reads stays.
+    refused = cli(stack, "cleanup", job, "--yes", "--decommission-now")
+    assert refused.exit_code == 1 and "reads are 50 % new" in refused.output, refused.output
+    assert sorted(stack.pinecone.snapshot("src")) == ["ns0", "ns1"]
 
     assert cli(stack, "cutover", "set", job, "--reads", "new", "--percent", "100").exit_code == 0
     refused = cli(stack, "cleanup", job, "--yes")

@@ -3,7 +3,8 @@ Kubernetes, compose ``restart: on-failure``) sees it; one that can wait for its 
 
 - Redis refusing the credentials of ``NSMIGRATE_REDIS_URL`` (a wrong password, none where one is required, an unknown
   ACL user) is not transient: `nsmigrate worker` and `nsmigrate flower` refuse to start (exit 2, one line naming the
-  variable, nothing changed), and a running worker whose password Redis stops accepting stops (exit 2).
+  variable, nothing changed), and a running worker whose password Redis stops accepting stops (exit 2). So does an ACL
+  user lacking the permission for a command or channel the fleet uses (``NOPERM``), naming it.
 - A Redis that is down is waited for (Celery's reconnect, logged), and a warm shutdown (SIGTERM) exits 0.
 """
 
@@ -83,6 +84,61 @@ def test_flower_refused_by_redis_exits_naming_the_setting(password_redis_server:
     message = one_error(done)
     assert message.startswith("error: NSMIGRATE_REDIS_URL: ") and "refused the password" in message
     assert "wrong-pw-7Kq" not in done.stdout + done.stderr
+
+
+def acl_user_url(server: RedisServer, name: str, *rules: str) -> str:
+    """An ACL user on ``server`` (its admin logs in with ``server.url``) with these rules; the URL that is it."""
+    redis_lib.Redis.from_url(server.url).execute_command("ACL", "SETUSER", name, "reset", "on", ">acl-pw-6Tn", *rules)
+    return redis_url_with(server, f"{name}:acl-pw-6Tn@")
+
+
+def test_a_worker_whose_acl_user_lacks_a_command_exits_at_once_naming_it(
+    password_redis_server: RedisServer, database_url: str
+) -> None:
+    """Before, it connected, said ready, and died on its first BRPOP with a traceback and exit code 1."""
+    url = acl_user_url(password_redis_server, "no-brpop", "~*", "&*", "+@all", "-brpop")
+
+    done = nsmigrate(*worker_args(), NSMIGRATE_REDIS_URL=url, NSMIGRATE_DATABASE_URL=database_url)
+
+    message = one_error(done)
+    assert message.startswith("error: NSMIGRATE_REDIS_URL: ")
+    assert "does not let ACL user 'no-brpop' run BRPOP" in message and "ACL SETUSER no-brpop" in message
+    assert "acl-pw-6Tn" not in done.stdout + done.stderr
+    assert tables_of(database_url) == []
+
+
+def test_flower_whose_acl_user_lacks_a_channel_exits_naming_it(password_redis_server: RedisServer) -> None:
+    url = acl_user_url(password_redis_server, "no-channels", "~*", "+@all")
+
+    done = nsmigrate(
+        "flower", "--port", str(free_port()), NSMIGRATE_REDIS_URL=url, NSMIGRATE_FLOWER_PASSWORD="flower-pw"
+    )
+
+    message = one_error(done)
+    assert message.startswith("error: NSMIGRATE_REDIS_URL: ") and "ACL user 'no-channels' run PUBLISH" in message
+
+
+def test_a_running_worker_whose_acl_user_loses_a_command_exits_2_naming_it(database_url: str, tmp_path: Path) -> None:
+    """BRPOP taken from the worker's user while it runs: Celery died with 'Unrecoverable error' and exit code 1."""
+    log_path = tmp_path / "worker.log"
+    with RedisServer(password="admin-pw-2Lp") as server:
+        url = acl_user_url(server, "fleet", "~*", "&*", "+@all")
+        proc = start_worker("threads", url, database_url, log_path)
+        try:
+            wait_for_workers(server.url, 1)
+            redis_lib.Redis.from_url(server.url).execute_command("ACL", "SETUSER", "fleet", "-brpop")
+
+            code = proc.wait(EXIT_GUARD_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    log = log_path.read_text()
+    assert code == 2, log[-4000:]
+    assert "NSMIGRATE_REDIS_URL: Redis at redis://fleet:***@127.0.0.1" in log
+    assert "does not let ACL user 'fleet' run BRPOP" in log and "Unrecoverable error" not in log
+    assert "acl-pw-6Tn" not in log
 
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])

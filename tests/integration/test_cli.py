@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 import redis as redis_lib
@@ -385,6 +386,47 @@ def test_a_command_running_a_step_itself_refused_by_redis_says_so_and_changes_no
         assert (jobs.events_of(db, job_id), [r.state for r in jobs.runs_of(db, job_id)]) == before
     finally:
         db.dispose()
+
+
+@pytest.fixture
+def acl_user(cli: Cli) -> Iterator[Callable[..., str]]:
+    """Makes an ACL user on the test's Redis with the given rules; returns the URL that logs in as it."""
+    admin = redis_lib.Redis.from_url(cli.redis_url)
+    made: list[str] = []
+
+    def make(*rules: str) -> str:
+        name = f"app-{len(made)}"
+        admin.execute_command("ACL", "SETUSER", name, "reset", "on", ">acl-pw-4Hd", *rules)
+        made.append(name)
+        where = urlsplit(cli.redis_url)
+        return f"redis://{name}:acl-pw-4Hd@{where.hostname}:{where.port}{where.path}"
+
+    yield make
+    for name in made:
+        admin.execute_command("ACL", "DELUSER", name)
+
+
+NOT_PERMITTED = {
+    "no PING": (("~*", "&*", "+@all", "-ping"), "does not let ACL user 'app-0' run PING"),
+    "no LPUSH": (("~*", "&*", "+@all", "-lpush"), "does not let ACL user 'app-0' run LPUSH"),
+    "no queue keys": (("~nsmigrate:*", "&*", "+@all"), "does not let ACL user 'app-0' run LPUSH on key 'copy'"),
+    "no event channels": (("~*", "+@all"), "does not let ACL user 'app-0' run PUBLISH on channel 'celeryev'"),
+}
+
+
+@pytest.mark.parametrize(("rules", "said"), NOT_PERMITTED.values(), ids=NOT_PERMITTED.keys())
+def test_run_as_an_acl_user_lacking_a_permission_names_it_and_writes_no_job(
+    cli: Cli, acl_user: Callable[..., str], rules: tuple[str, ...], said: str
+) -> None:
+    """Redis's NOPERM is a setting to fix: before, a user without PING read as Redis out of reach, and one without
+    LPUSH wrote the job and then failed with a traceback, its tasks never enqueued."""
+    url = acl_user(*rules)
+
+    message = one_line(error_of(cli("run", cli.spec_file(), NSMIGRATE_REDIS_URL=url)))
+
+    assert message.startswith("error: NSMIGRATE_REDIS_URL: Redis at redis://app-0:***@127.0.0.1:") and said in message
+    assert "ACL SETUSER app-0" in message and "acl-pw-4Hd" not in message
+    cli.assert_nothing_written()
 
 
 def test_run_reads_a_redis_password_given_as_a_query_parameter(cli: Cli, password_redis_server: RedisServer) -> None:

@@ -150,7 +150,33 @@ def test_an_answer_nobody_foresaw_fails_the_step_with_its_error_and_retry_goes_o
     # Pinecone made the index, the step could not know: it recorded restoring before it asked, so the retry below
     # takes that index as the job's own instead of failing because it "appeared".
     assert NEW in pod.names() and jobs.job_status(ctx.db, job_id).phase == "restoring"
-    assert_failed_then_retried(ctx, pod, job_id, failure, "unexpected JSONDecodeError in a step of collection")
+    answered = f"the Pinecone control plane {pod.control_host} answered create_index_from_collection with 200"
+    assert_failed_then_retried(ctx, pod, job_id, failure, answered)
+    # What came instead of JSON, and what to do: not a bare JSONDecodeError.
+    assert "not JSON (text/html: <html><body><h1>502 Bad Gateway</h1></body></html>)" in str(failure)
+    assert "whether create_index_from_collection was done is unknown" in str(failure)
+    assert f"run `nsmigrate retry {job_id}`" in str(failure)
+    assert "JSONDecodeError" not in str(failure)
+
+
+def test_a_collection_described_ready_without_its_dimension_fails_the_step_saying_so(
+    ctx: WorkerContext, pod: PineconeSandbox
+) -> None:
+    job_id = start_job(ctx, pod)
+    # The spec requires only a collection's name, status and environment: a Ready one may come without dimension.
+    pod.control.set_faults(ControlFaults(collection_fields_left_out=("dimension",)))
+
+    assert next_step(ctx, job_id) == "create_collection"
+    failure = steps_until_it_fails(ctx, job_id)
+
+    assert NEW not in pod.names()  # no index of a guessed dimension
+    expected = (
+        f"the Pinecone control plane {pod.control_host} described collection breaks-nsm{job_id} as Ready without "
+        "its dimension (status Ready, vector_count 8, no dimension)"
+    )
+    assert_failed_then_retried(ctx, pod, job_id, failure, expected)
+    assert "AssertionError" not in str(failure)
+    assert f"run `nsmigrate retry {job_id}`" in str(failure)
 
 
 def test_a_control_plane_that_fails_on_end_fails_the_step_naming_collection_and_index(

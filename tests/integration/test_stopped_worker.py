@@ -276,3 +276,38 @@ def test_a_worker_stopped_while_failing_a_batch_holds_up_no_other_batch_of_its_r
     assert states == {first: "failed", second: "done"}
     assert (run.failed, run.copied) == (2, 1)  # the failed batch's two ids, counted once
     assert events == [{"batch_id": first, "namespace": "ns0", "attempts": 1, "error": "boom"}]
+
+
+@pytest.mark.parametrize("stops_after", [1, 2, 3, 4], ids=["finish", "state", "lock-or-ids", "count"])
+def test_a_worker_stopped_while_finishing_a_batch_another_delivery_failed_holds_up_no_other_batch_of_its_run(
+    databases: tuple[jobs.Database, jobs.Database], stops_after: int
+) -> None:
+    """The rare path of ``finish_batch``: the batch was failed meanwhile by another delivery (its ids counted as
+    failed), and this delivery, which copied it, finishes it. Stopped after each of its statements in turn, it must
+    hold no lock on the run's row that the run's other batches, its lister or the sweep would wait for."""
+    stopping, other = databases
+    _, [run_id] = a_job(stopping)
+    assert jobs.start_listing(stopping, run_id) is not None
+    first, second, third = jobs.add_batches(
+        stopping, run_id, [["a", "b"], ["c"], ["d"]], None, listing_done=True
+    ).batch_ids
+    for batch_id in (first, second):
+        assert jobs.start_batch(stopping, batch_id, "w") is not None
+    jobs.fail_batch(other, first, "another delivery gave up")
+
+    stopped_result, _ = stopped_while(
+        stopping, stops_after, lambda: finishes(stopping, first), other, the_others_work(other, second, third)
+    )
+
+    assert stopped_result == [(False, False)]  # not the run's last batch: the third is still running
+    with other.transaction() as s:
+        states = dict(s.execute(sa.select(Batch.id, Batch.state).where(Batch.run_id == run_id)).all())
+        run = s.get(NamespaceRun, run_id)
+        assert run is not None
+    assert states == {first: "done", second: "done", third: "running"}
+    assert (run.failed, run.copied, run.target_namespaces, run.state) == (0, 2, ["ns0"], "copying")
+    assert finishes(other, third) == (True, False)  # the run's last batch moves it on
+    assert finishes(stopping, first) == (False, False)  # a duplicate delivery changes nothing
+    with other.transaction() as s:
+        run = s.get(NamespaceRun, run_id)
+        assert run is not None and (run.failed, run.copied, run.state) == (0, 3, "copied")

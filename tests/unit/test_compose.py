@@ -165,6 +165,25 @@ def test_start_up_waits_for_health(services: dict[str, dict[str, Any]]) -> None:
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
 
 
+#: How many times Compose restarts an nsmigrate process that failed: enough for a crash, not a loop.
+RESTARTS_MAX = 10
+
+
+def test_nsmigrate_processes_restart_on_failure_a_bounded_number_of_times(services: dict[str, dict[str, Any]]) -> None:
+    """A worker (or Flower) whose Redis password is wrong exits 2 at once: `unless-stopped` or `always` restarted it
+    in a loop for ever. Compose's ``on-failure:N`` (Docker's own policy) restarts a failure N times, and never a
+    warm shutdown (exit 0)."""
+    for name, service in services.items():
+        if command(service)[:1] != ["nsmigrate"] or "tools" in service.get("profiles", []):
+            continue
+        restart = str(service.get("restart", "no"))
+        bounded = re.fullmatch(r"on-failure:(\d+)", restart)
+        assert bounded is not None and 1 <= int(bounded.group(1)) <= RESTARTS_MAX, (
+            f"{name}: restart: {restart}; use on-failure:N (1 ≤ N ≤ {RESTARTS_MAX}) so that a configuration error "
+            "stops instead of restarting for ever"
+        )
+
+
 def test_images_and_volumes(services: dict[str, dict[str, Any]], compose: dict[str, Any]) -> None:
     assert services["redis"]["image"] == "redis:7"
     assert services["postgres"]["image"] == "pgvector/pgvector:pg17"

@@ -125,6 +125,10 @@ def test_cleanup_gate_waits_for_a_sync_then_for_decommission_after_s() -> None:
     assert "dual write" in (gate(full, T0 + timedelta(days=30), last_write_failure_at=failed_after) or "")
     assert "until 2026-01-09" in (gate(full, T0 + timedelta(days=7)) or "")
     assert gate(full, T0 + timedelta(days=8)) is None
-    # The override skips the waiting, never the sync.
-    assert gate(Rollout(50, T0, None), T0, override=True) is None
+    # The override (--decommission-now) skips the waiting only: never the sync, never reads being 100 % new.
+    assert gate(full, T0 + timedelta(days=1, hours=2), override=True) is None
     assert "dual write" in (gate(full, T0, last_write_failure_at=failed_after, override=True) or "")
+    assert "no `nsmigrate sync`" in (gate(full, T0 + timedelta(days=2), last_sync_at=None, override=True) or "")
+    for percent in (5, 25, 50):
+        refused = gate(Rollout(percent, T0, None), T0 + timedelta(days=30), override=True) or ""
+        assert f"reads are {percent} % new" in refused and "--percent 100` first" in refused

@@ -23,6 +23,7 @@ from pinecone import NotFoundError, Pinecone
 from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.planning.target_indexes import IndexInfo, IndexShape
+from orchestrator.redaction import redact_url
 from orchestrator.spec.jobspec import PineconeStoreSpec
 from workers.stores.pinecone import api_key, check_key_destination, pinecone_errors
 
@@ -204,7 +205,7 @@ class PineconeControl:
         except httpx.TransportError as e:
             raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
         if response.status_code < 300:
-            return dict(response.json()) if response.content else {}
+            return self._json_answer(response, op, ids)
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):
@@ -212,6 +213,27 @@ class PineconeControl:
         if response.status_code in (408, 429) or response.status_code >= 500:
             raise RetryableError(f"Pinecone {op} failed ({response.status_code}): {message}", **ids)
         raise StoreError(f"Pinecone refused {op} ({response.status_code}): {message}", **ids)
+
+    def _json_answer(self, response: httpx.Response, op: str, ids: dict[str, Any]) -> dict[str, Any]:
+        """A success's JSON object. Anything else came from something between nsmigrate and Pinecone (a proxy or
+        load balancer), so whether ``op`` was done is unknown: a refusal that says so, not a bare decoding error."""
+        if not response.content:
+            return {}
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return data
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        shown = " ".join(response.text.split())[:200]
+        raise StoreError(
+            f"the Pinecone control plane {redact_url(self.host)} answered {op} with {response.status_code} but not "
+            f"JSON ({kind}: {shown}), so whether {op} was done is unknown",
+            hint="something between nsmigrate and Pinecone answered in its place: check control_host and the "
+            "network path to it (a proxy, a load balancer); a retried step takes up what was done",
+            **ids,
+        )
 
     def close(self) -> None:
         with self._lock:

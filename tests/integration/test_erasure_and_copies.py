@@ -1,0 +1,251 @@
+"""An erasure and a copy of the same creator's data, each acting on what the job table says at the moment it acts,
+never on an earlier verdict: the copy task's and the erasure task's own code, called in process, on real services
+(the job table in Postgres, Redis, pgvector tables and the local Pinecone data plane through the real SDK).
+
+`nsmigrate erase` refuses while a copy job may still write the creator's data, but that is its plan's answer. A copy
+job started, resumed or synced after the plan would write the data back after the places were checked empty, under a
+receipt saying "erased", or put it where the plan never looked. So each erasure place asks again right before it
+deletes (a copy that may still write, or that copied since the plan: the place fails, deleting nothing), and a copy
+batch asks right before it writes (a record of a creator an erasure is erasing or erased: the batch fails, writing
+nothing). Whichever of the two acts second sees the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from orchestrator import jobs
+from orchestrator.errors import BatchFailed, ErasureFailed
+from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import JobSpec
+from orchestrator.tenancy.erasure import Subject
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.seed import seed_chunks
+from tests.integration.test_verify_cleanup import URL_ENV, RecordingDispatcher, copied_job, make_records, make_spec
+from workers import copying, erasing, pgnamespaces
+from workers.context import WorkerContext
+from workers.rollback import rollback_job
+from workers.stores import open_retrying_store
+
+DIM = 8
+KEY_ENV = "NSMIGRATE_TEST_ERASE_COPY_PINECONE_KEY"
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
+
+
+@pytest.fixture(params=["pgvector", "pinecone"])
+def store_specs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], ...]:
+    """(source, target) store specs as spec dicts."""
+    if request.param == "pgvector":
+        monkeypatch.setenv(URL_ENV, request.getfixturevalue("database_url"))
+        common = {"kind": "pgvector", "layout": "table_per_namespace", "database_url_env": URL_ENV, "dimension": DIM}
+        return {**common, "table": "src"}, {**common, "table": "dst"}
+    sb: PineconeSandbox = request.getfixturevalue("sandbox")
+    monkeypatch.setenv(KEY_ENV, "pcsk-erase-copy-test")
+    return tuple({"kind": "pinecone", "host": sb.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+
+
+class Dispatcher(RecordingDispatcher):
+    def list_namespace(self, run_id: int, **kw: Any) -> None:
+        self.sent.append(("list", run_id, kw))
+
+
+@pytest.fixture
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+
+
+SHARED_IDS = [f"{p}-{i:03d}" for p in "mo" for i in range(3)]
+
+
+def a_copy_job(ctx: WorkerContext, spec: JobSpec, source_namespace: str, target_namespace: str) -> int:
+    """A copy job of the shared namespace, listed into one batch (queued, not copied yet): what `run`, `resume` or
+    `sync` leaves for a copy task. Returns the batch's id."""
+    ids = SHARED_IDS
+    plan = Plan(
+        runs=[NamespacePlan(source_namespace, target_namespace, len(ids), 1)],
+        estimate=Estimate(0, 0, 0, 0, 0, 0.0),
+    )
+    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    job_id = jobs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name)
+    [run] = jobs.runs_of(ctx.db, job_id)
+    assert jobs.start_listing(ctx.db, run.id) is not None
+    [batch_id] = jobs.add_batches(ctx.db, run.id, [ids], None, listing_done=True).batch_ids
+    return batch_id
+
+
+def shared_namespace(ctx: WorkerContext, spec: JobSpec) -> None:
+    """The source's ``public`` namespace (``SHARED_IDS``): three vectors of creator a.1 ("m…") and three of a.10."""
+    ctx.store(spec.source).upsert(
+        "public", make_records(3, prefix="m", creator_id="a.1") + make_records(3, prefix="o", seed=1, creator_id="a.10")
+    )
+
+
+# ----------------------------------------------------------------------------- a copy asks before it writes
+
+
+@pytest.mark.parametrize("erasure", ["erasing", "erased"])
+def test_a_copy_batch_refuses_to_write_the_data_of_a_creator_an_erasure_is_erasing_or_erased(
+    ctx: WorkerContext, store_specs: tuple, erasure: str
+) -> None:
+    spec = make_spec(store_specs)
+    shared_namespace(ctx, spec)
+    batch_id = a_copy_job(ctx, spec, "public", "public-copy")  # started before the erasure, copied after
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+    if erasure == "erased":
+        [place_row] = jobs.places_of(ctx.db, erase_job)
+        jobs.finish_place(ctx.db, place_row.id, erased=0, verification={"passed": True})
+        assert jobs.maybe_finish_erasure(ctx.db, erase_job, lambda job, places: {}) is not None
+
+    with pytest.raises(BatchFailed) as refused:
+        copying.copy_batch(ctx, batch_id)
+
+    message = str(refused.value)
+    assert "3 record(s) of creator 'a.1'" in message and f"erasure job {erase_job} erases their data" in message
+    assert "'m-000', 'm-001', 'm-002'" in message and "'o-000'" not in message
+    assert "nothing of this batch was written" in message and "nsmigrate retry" in message
+    assert ctx.store(spec.target).namespaces().get("public-copy", 0) == 0  # not even a.10's: nothing was written
+    # Once the source no longer holds a.1's vectors, `nsmigrate retry` copies the rest.
+    ctx.store(spec.source).delete("public", ["m-000", "m-001", "m-002"])
+    run_id = jobs.run_of_batch(ctx.db, batch_id)
+    assert jobs.requeue_failed(ctx.db, jobs.get_run(ctx.db, run_id).job_id) == [(run_id, batch_id)]
+    assert copying.copy_batch(ctx, batch_id) == 3
+    assert sorted(r.id for r in ctx.store(spec.target).fetch("public-copy", ["m-000", "o-000", "o-001", "o-002"])) == [
+        "o-000",
+        "o-001",
+        "o-002",
+    ]
+
+
+# ------------------------------------------------------------------------- an erasure asks before it deletes
+
+
+@pytest.mark.parametrize("copy", ["in flight", "finished", "cancelled mid-batch"])
+def test_an_erasure_place_refuses_when_a_copy_started_after_its_plan_may_write_the_data_or_wrote_it(
+    ctx: WorkerContext, store_specs: tuple, copy: str
+) -> None:
+    """The copy job starts after the erasure was planned: still copying its batch when the places are erased (it
+    would write a.1's vectors back after they were checked empty), done before them (it wrote them to a namespace
+    the plan never saw), or cancelled while its batch was being copied (that batch still writes)."""
+    spec = make_spec(store_specs)
+    copied_job(ctx, spec, {"t1": make_records(3, prefix="m")}, pairs={"t1": ("a.1", "t1")})  # a.1's twin, copied
+    shared_namespace(ctx, spec)
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    assert plan.writing == {} and plan.places
+
+    batch_id = a_copy_job(ctx, spec, "public", "public-copy")  # after the plan: not among its places
+    copy_job = jobs.get_run(ctx.db, jobs.run_of_batch(ctx.db, batch_id)).job_id
+    work = jobs.start_batch(ctx.db, batch_id, "copier")
+    assert work is not None
+    if copy == "finished":
+        assert copying.copy_batch(ctx, batch_id, started=work) == 6
+    elif copy == "cancelled mid-batch":
+        jobs.cancel_job(ctx.db, copy_job)
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    before = {ns: n for ns, n in ctx.store(spec.source).namespaces().items()}
+
+    for place in jobs.places_of(ctx.db, erase_job):
+        with pytest.raises(ErasureFailed) as refused:
+            erasing.erase_place(ctx, place.id)
+        message = str(refused.value)
+        assert f"job {copy_job} (namespaces 'public')" in message and "nothing was deleted here" in message
+        if copy == "finished":
+            assert (
+                f"after erasure job {erase_job} was planned" in message and "nsmigrate erase --creator a.1" in message
+            )
+        else:
+            assert "may still write" in message and f"nsmigrate erase --resume {erase_job}" in message
+
+    assert ctx.store(spec.source).namespaces() == before  # nothing deleted
+    receipt = jobs.erasure_receipt(ctx.db, erase_job)
+    assert receipt is not None and not receipt["verified"]
+
+
+# ------------------------------------------------------------------------ a rollback writes originals back
+
+
+def twin_copied_and_cleaned(ctx: WorkerContext, spec: JobSpec) -> int:
+    """Creator a.1's twin t1 copied (``creator_a.1_twin_t1``), its originals then deleted as a cleanup deletes them:
+    a rollback would write them back from the copies. Returns the migrate job's id."""
+    data, twin = {"t1": make_records(3, prefix="m")}, {"t1": ("a.1", "t1")}
+    job = copied_job(ctx, spec, data, targets={"t1": "creator_a.1_twin_t1"}, pairs=twin, started=True)
+    ctx.store(spec.source).delete("t1", ["m-000", "m-001", "m-002"])
+    return job.job_id
+
+
+def test_a_rollback_refuses_to_write_back_the_originals_of_a_creator_an_erasure_is_erasing(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    spec = make_spec(store_specs)
+    job_id = twin_copied_and_cleaned(ctx, spec)
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+
+    result = rollback_job(ctx, job_id, actor="tester")
+
+    assert result["action"] == "refused", result
+    assert "3 original(s) of creator 'a.1' in namespace 't1'" in result["reason"]
+    assert (
+        f"erasure job {erase_job} erases their data" in result["reason"] and "nothing was restored" in result["reason"]
+    )
+    assert ctx.store(spec.source).namespaces().get("t1", 0) == 0  # nothing written back
+    assert ctx.store(spec.target).namespaces().get("creator_a.1_twin_t1") == 3  # nothing deleted
+
+
+def test_an_erasure_place_refuses_while_a_rollback_writes_originals_back(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    spec = make_spec(store_specs)
+    job_id = twin_copied_and_cleaned(ctx, spec)
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    assert plan.writing == {} and plan.places
+    rollback_id, _ = jobs.open_rollback(ctx.db, job_id, "tester")  # a rollback that has begun writing back
+    [rollback_run] = jobs.runs_of(ctx.db, rollback_id)
+    jobs.rollback_restoring(ctx.db, rollback_run.id)
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+
+    for place in jobs.places_of(ctx.db, erase_job):
+        with pytest.raises(ErasureFailed) as refused:
+            erasing.erase_place(ctx, place.id)
+        assert f"may still write creator 'a.1''s data after it is erased: job {rollback_id}" in str(refused.value)
+
+    assert ctx.store(spec.target).namespaces().get("creator_a.1_twin_t1") == 3  # nothing deleted
+
+
+def test_a_batch_copied_inside_postgres_refuses_too(
+    ctx: WorkerContext, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables of the application's layout in one database: the batch runs ``INSERT … SELECT`` and no record passes
+    through the worker, so it reads the batch's records to ask whose they are (only while an erasure exists)."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    documented = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
+    spec = make_spec(
+        (documented, documented),
+        routing={"mode": "explicit", "map": {"public": "copied"}},
+        enrich={"creator_fields": False, "migrated_from": False},
+    )
+    assert pgnamespaces.in_database(spec)
+    owners = ["a.1"] * 3 + ["a.10"] * 3
+    rows = [
+        Record(id_, values, {**metadata, "creator_id": owner})
+        for (_, values, metadata), owner, id_ in zip(seed_chunks(6, DIM), owners, SHARED_IDS, strict=True)
+    ]
+    ctx.store(spec.source).upsert("public", rows)
+    batch_id = a_copy_job(ctx, spec, "public", "copied")
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+
+    with pytest.raises(BatchFailed) as refused:
+        copying.copy_batch(ctx, batch_id)
+
+    message = str(refused.value)
+    assert "3 record(s) of creator 'a.1'" in message and f"erasure job {erase_job} erases their data" in message
+    assert ctx.store(spec.target).namespaces().get("copied", 0) == 0
