@@ -39,6 +39,7 @@ from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records.routing import RouteContext, route_context
 from orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
 from orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
+from orchestrator.tenancy.erasure import erased_in
 from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from orchestrator.verification.proof import Proof, refusal
@@ -64,9 +65,25 @@ class _Rollback:
 
     # -- I/O helpers -------------------------------------------------------------------------------------------------
 
-    def _write_back(self, namespace: str, records: list[Record]) -> None:
+    def _write_back(self, run: NamespaceRun, records: list[Record]) -> None:
+        """Upsert restored originals, unless one is the data of a creator an erasure is erasing or erased: written
+        back, it would outlive the receipt that says it is gone. Asked of the job table now, after the run was marked
+        restoring (``jobs.rollback_restoring``), which the erasure's places ask about before they delete."""
+        erasures = jobs.erasure_subjects(self.ctx.db)
+        found = erased_in(erasures, [((run.creator_id, run.twin_id), records)]) if erasures else None
+        if found is not None:
+            erasure, subject, ids = found
+            raise StateError(
+                f"{len(ids)} original(s) of {subject.label} in namespace {display_namespace(run.source_namespace)!r} "
+                f"would be written back, but erasure job {erasure} erases their data: a rollback never writes it "
+                "back; nothing was restored or deleted",
+                hint=f"wait for erasure job {erasure} to finish, then run the rollback again: it restores what is "
+                "left to restore and names what cannot come back",
+                job_id=self.forward_job_id,
+                erasure=erasure,
+            )
         for chunk, size in sized_chunks(records):
-            self.source.upsert(namespace, chunk, nbytes=size)
+            self.source.upsert(run.source_namespace, chunk, nbytes=size)
 
     def _route(self, run: NamespaceRun) -> RouteContext:
         return route_context(
@@ -97,7 +114,7 @@ class _Rollback:
             originals = {r.id: r for r in self.source.fetch(run.source_namespace, chunk)}
             found = plan_restore(chunk, originals, targets, route, self.spec.verify.tolerance)
             if restore and found.to_restore:
-                self._write_back(run.source_namespace, found.to_restore)
+                self._write_back(run, found.to_restore)
             total.add(found)
         return total
 

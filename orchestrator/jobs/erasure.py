@@ -15,6 +15,8 @@ from orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
 from orchestrator.settings import DEFAULTS
 
 FINAL_PLACE_STATES = (PlaceState.VERIFIED, PlaceState.FAILED)
+#: The jobs that write vectors: their runs are where an erasure looks, and what may undo it.
+WRITING_KINDS = (JobKind.MIGRATE, JobKind.SYNC, JobKind.ROLLBACK)
 
 
 def create_erasure(
@@ -186,9 +188,10 @@ def erasure_receipt(db: Database, job_id: int) -> dict[str, Any] | None:
 def known_runs(
     db: Database, batch_lifetime_s: float = DEFAULTS.visibility_timeout_s
 ) -> tuple[list[Any], dict[str, dict[str, Any]], list[str]]:
-    """What the job table knows about where data went: every namespace run of the copying jobs (migrate, sync) as
-    ``erasure.KnownRun`` (with whether it may still write), their stores (spec identity → store spec JSON, env var
-    names only: a label is not unique) and the backup directories their jobs wrote (``backup_written`` events).
+    """What the job table knows about where data went: every namespace run of the jobs that write data
+    (``WRITING_KINDS``) as ``erasure.KnownRun`` (with whether it may still write), their stores (spec identity →
+    store spec JSON, env var names only: a label is not unique) and the backup directories their jobs wrote
+    (``backup_written`` events).
 
     A run may still write while its copy has not ended and its job is not cancelled, and also while a batch of it
     is running (a cancelled job's batch that started before the cancel still upserts), unless that batch started
@@ -201,7 +204,7 @@ def known_runs(
     runs: list[KnownRun] = []
     stores: dict[str, dict[str, Any]] = {}
     with db.transaction() as s:
-        job_rows = list(s.scalars(sa.select(Job).where(Job.kind.in_((JobKind.MIGRATE, JobKind.SYNC)))))
+        job_rows = list(s.scalars(sa.select(Job).where(Job.kind.in_(WRITING_KINDS))))
         specs = {j.id: j.spec or {} for j in job_rows}
         cancelled = {j.id for j in job_rows if j.state == JobState.CANCELLED}
         in_flight = set(

@@ -26,6 +26,7 @@ from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import URL_ENV, RecordingDispatcher, copied_job, make_records, make_spec
 from workers import copying, erasing
 from workers.context import WorkerContext
+from workers.rollback import rollback_job
 from workers.stores import open_retrying_store
 
 DIM = 8
@@ -164,3 +165,54 @@ def test_an_erasure_place_refuses_when_a_copy_started_after_its_plan_may_write_t
     assert ctx.store(spec.source).namespaces() == before  # nothing deleted
     receipt = jobs.erasure_receipt(ctx.db, erase_job)
     assert receipt is not None and not receipt["verified"]
+
+
+# ------------------------------------------------------------------------ a rollback writes originals back
+
+
+def twin_copied_and_cleaned(ctx: WorkerContext, spec: JobSpec) -> int:
+    """Creator a.1's twin t1 copied (``creator_a.1_twin_t1``), its originals then deleted as a cleanup deletes them:
+    a rollback would write them back from the copies. Returns the migrate job's id."""
+    data, twin = {"t1": make_records(3, prefix="m")}, {"t1": ("a.1", "t1")}
+    job = copied_job(ctx, spec, data, targets={"t1": "creator_a.1_twin_t1"}, pairs=twin, started=True)
+    ctx.store(spec.source).delete("t1", ["m-000", "m-001", "m-002"])
+    return job.job_id
+
+
+def test_a_rollback_refuses_to_write_back_the_originals_of_a_creator_an_erasure_is_erasing(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    spec = make_spec(store_specs)
+    job_id = twin_copied_and_cleaned(ctx, spec)
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+
+    result = rollback_job(ctx, job_id, actor="tester")
+
+    assert result["action"] == "refused", result
+    assert "3 original(s) of creator 'a.1' in namespace 't1'" in result["reason"]
+    assert (
+        f"erasure job {erase_job} erases their data" in result["reason"] and "nothing was restored" in result["reason"]
+    )
+    assert ctx.store(spec.source).namespaces().get("t1", 0) == 0  # nothing written back
+    assert ctx.store(spec.target).namespaces().get("creator_a.1_twin_t1") == 3  # nothing deleted
+
+
+def test_an_erasure_place_refuses_while_a_rollback_writes_originals_back(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    spec = make_spec(store_specs)
+    job_id = twin_copied_and_cleaned(ctx, spec)
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    assert plan.writing == {} and plan.places
+    rollback_id, _ = jobs.open_rollback(ctx.db, job_id, "tester")  # a rollback that has begun writing back
+    [rollback_run] = jobs.runs_of(ctx.db, rollback_id)
+    jobs.rollback_restoring(ctx.db, rollback_run.id)
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+
+    for place in jobs.places_of(ctx.db, erase_job):
+        with pytest.raises(ErasureFailed) as refused:
+            erasing.erase_place(ctx, place.id)
+        assert f"may still write creator 'a.1''s data after it is erased: job {rollback_id}" in str(refused.value)
+
+    assert ctx.store(spec.target).namespaces().get("creator_a.1_twin_t1") == 3  # nothing deleted
