@@ -10,7 +10,8 @@ demo: install
 # Every tier (tests/tiers.py) on two xdist workers per core (tests/conftest.py: the fleet tier waits half its time;
 # PYTEST_XDIST_AUTO_NUM_WORKERS=N overrides): each xdist worker starts its own Redis and Postgres, and a file's tests
 # stay on one worker so its module fixtures start once. Files are handed out in collection order, the slowest tier
-# first (tests/tiers.py RUN_ORDER). TEST_WORKERS=0 runs it in this process.
+# first and its longest files first (tests/tiers.py RUN_ORDER, LONGEST_FLEET_FILES). TEST_WORKERS=0 runs it in this
+# process.
 TEST_WORKERS ?= auto
 test:
 	@NSMIGRATE_BOOTSTRAP_BROWSER=1 scripts/bootstrap.sh

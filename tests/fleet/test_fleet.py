@@ -94,29 +94,32 @@ def expected_placement(seed: SeedData) -> dict[str, set[str]]:
     return out
 
 
-@pytest.mark.parametrize("pool", ["prefork", "threads"])
+#: The seeds as they are (3,072 dimensions) on the prefork pool, as `nsmigrate demo` runs them; their shape in 32
+#: dimensions on the threads pool, whose subject is the pool (routing and enrichment are the same at any dimension).
+@pytest.mark.parametrize(("pool", "index"), [("prefork", INDEX), ("threads", LITE_INDEX)])
 def test_seed_data_set_migrates_into_creator_namespaces_with_enriched_metadata(
-    stack: Stack, seed: SeedData, pool: str
+    stack: Stack, request: pytest.FixtureRequest, pool: str, index: str
 ) -> None:
-    seed.load_into(stack.pinecone, INDEX)
+    seed: SeedData = request.getfixturevalue("seed" if index == INDEX else "lite_seed")
+    seed.load_into(stack.pinecone, index)
     twins_csv = write_twins_csv(seed.twins, stack.workdir / "twins.csv")
     stack.start_worker("list,copy,verify,cleanup", 8, pool=pool)
-    db, _, job_id = start_job(stack, creator_spec(stack, twins_csv))
+    db, _, job_id = start_job(stack, creator_spec(stack, twins_csv, index))
 
     status = wait_for_job(db, job_id, all_verified)
 
     assert [r.state for r in status.runs] == [RunState.VERIFIED] * len(seed.namespaces)
-    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(INDEX))
+    target = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(index))
     for namespace, ids in expected_placement(seed).items():
-        fetched = index.fetch(ids=sorted(ids)[:1000], namespace=namespace).vectors
+        fetched = target.fetch(ids=sorted(ids)[:1000], namespace=namespace).vectors
         assert set(fetched) == ids, namespace
         creator, twin = namespace.removeprefix("creator_").split("_twin_")
         for vector in fetched.values():
             assert vector.metadata["creator_id"] == creator
             assert vector.metadata["twin_id"] == twin
-            assert vector.metadata["migrated_from"].startswith(f"{INDEX}/")
+            assert vector.metadata["migrated_from"].startswith(f"{index}/")
     # The source is untouched: cleanup mode defaults to never.
-    stats = index.describe_index_stats()
+    stats = target.describe_index_stats()
     assert stats.namespaces["__default__"].vector_count == len(seed.namespaces[""])
 
 

@@ -22,7 +22,6 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import yaml
 from pinecone import Index
 
 from orchestrator import jobs
-from orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState, utcnow
+from orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState
 from sandbox.hosts import HostNetwork, unavailable
 from sandbox.services_host import ServicesHost
 from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
@@ -292,15 +291,16 @@ def test_a_job_runs_on_workers_on_three_hosts_against_a_services_host(fleet: Fle
     assert set(by_host) == set(WORKER_HOSTS), by_host  # every host copied some of it
 
 
-#: A batch started this recently still has its fetch and its upsert to make (each ``slow_data_plane``'s 150 ms at
-#: least): a host cut off now is cut off holding it, however late the cut takes effect on a busy machine.
-JUST_STARTED = timedelta(seconds=0.1)
+#: The data plane's latency while a host is being cut off: a batch running on it then has seconds of work left
+#: (its next request), however late the cut takes effect on a busy machine.
+WHILE_CUTTING_MS = 3000
 
 
 def cut_mid_job(fleet: Fleet, name: str, host: str) -> tuple[int, set[int]]:
-    """Wait until ``host`` runs 2 batches or more of job ``name``, one of them just started, cut it off, and wait
-    until what it holds stopped changing (the same in two reads 1 s apart: whatever it had sent before the cut has
-    arrived); returns the job and the batches ``host`` holds then (asserted to be some)."""
+    """Wait until ``host`` runs 2 batches or more of job ``name``, slow the data plane right down, cut the host off,
+    and wait until what it holds stopped changing (the same in two reads 1 s apart: whatever it had sent before the
+    cut has arrived); returns the job and the batches ``host`` holds then (asserted to be some). The caller sets the
+    data plane's latency for the rest of the job."""
     job_id = fleet.job_id(name)
 
     def holding() -> set[int]:
@@ -308,11 +308,10 @@ def cut_mid_job(fleet: Fleet, name: str, host: str) -> tuple[int, set[int]]:
         if sum(b.state == BatchState.DONE for b in every) < 3:
             return set()
         pids = {str(pid) for pid in fleet.network.pids(host)}
-        running = [b for b in every if b.state == BatchState.RUNNING and _pid(b) in pids]
-        just_started = any(b.started_at and utcnow() - b.started_at < JUST_STARTED for b in running)
-        return {b.id for b in running} if just_started else set()
+        return {b.id for b in every if b.state == BatchState.RUNNING and _pid(b) in pids}
 
     wait_until(holding, what=f"{host} running batches of {name}", timeout_s=90, interval_s=0.05, done=_two_or_more)
+    slow_data_plane(fleet, latency_ms=WHILE_CUTTING_MS)
     fleet.network.cut(host)
     reads: list[set[int]] = []
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.tiers import (
+    LONGEST_FLEET_FILES,
     TESTS,
     TIERS,
     ProcessStarted,
@@ -51,6 +52,16 @@ def test_make_test_hands_out_the_slowest_tier_first_in_collection_order() -> Non
     assert sorted(files, key=run_rank) == files[::-1]
     test_line = (TESTS.parent / "Makefile").read_text().split("\ntest:")[1]
     assert "--dist loadfile --no-loadscope-reorder" in test_line  # else xdist reorders files by their test count
+
+
+def test_the_longest_fleet_files_are_handed_out_first_longest_first() -> None:
+    fleet = TESTS / "fleet"
+    longest, second = (fleet / name for name in LONGEST_FLEET_FILES[:2])
+    files = [fleet / "test_a_short_one.py", second, TESTS / "integration" / "test_b.py", longest]
+
+    assert sorted(files, key=run_rank) == [longest, second, fleet / "test_a_short_one.py", files[2]]
+    # A renamed or removed file would silently fall back to collection order.
+    assert [name for name in LONGEST_FLEET_FILES if not (fleet / name).is_file()] == []
 
 
 def test_a_test_file_outside_the_tier_folders_is_refused() -> None:
