@@ -2,8 +2,10 @@
 respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff (``ctx.guarded``).
 The chunks go out ``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait
 out one round trip per namespace. When source and target are tables of the application's layout of one Postgres database
-(``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead. A job that writes text (an
-integrated target, or ``reembed``) turns the routed records into what its target takes (``workers.text_writes``); ids
+(``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead; between two databases, its
+rows pass from one to the other in Postgres's binary form as they are (``pgnamespaces.between_databases``). A job that
+writes text (an integrated target, or ``reembed``) turns the routed records into what its target takes
+(``workers.text_writes``); ids
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
 A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
@@ -34,6 +36,7 @@ from workers.context import WorkerContext
 from workers.next_steps import advance
 from workers.retry import INFRASTRUCTURE_ERRORS
 from workers.stores.base import Record
+from workers.stores.pgdocumented import DocumentedPgvectorStore
 from workers.text_writes import for_target, records_per_request, tokens_of
 
 log = logging.getLogger(__name__)
@@ -98,13 +101,11 @@ def _record_unwritable(
         )
 
 
-def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
-    """Source and target are tables of one database: the rows go ``INSERT … SELECT`` inside Postgres, their
-    metadata enriched by the same rule as a copy through the worker (``routing.expected_metadata``); no vector
-    passes through this process. Returns (rows, ids not found, 0 bytes through the worker, [target namespace])."""
-    spec, target_ns = work.spec, work.target_namespace
-    assert target_ns is not None and isinstance(spec.target, PgvectorStoreSpec)
-    source = ctx.store(spec.source)
+def _table_enrichment(ctx: WorkerContext, work: jobs.BatchWork, source: Any, target_ns: str) -> dict[str, Any]:
+    """What a batch copied as rows (inside Postgres, or between two databases) merges into each row's ``metadata``,
+    by the same rule as a copy through records (``routing.expected_metadata``); the batch refused first when one of
+    its records is an erased creator's (``_refuse_erased``: its records are read for that only then)."""
+    spec = work.spec
     ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
     extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
     _refuse_erased(
@@ -117,6 +118,17 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, in
             )
         ],
     )
+    return extra
+
+
+def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+    """Source and target are tables of one database: the rows go ``INSERT … SELECT`` inside Postgres, their
+    metadata enriched by the same rule as a copy through the worker (``routing.expected_metadata``); no vector
+    passes through this process. Returns (rows, ids not found, 0 bytes through the worker, [target namespace])."""
+    spec, target_ns = work.spec, work.target_namespace
+    assert target_ns is not None and isinstance(spec.target, PgvectorStoreSpec)
+    source = ctx.store(spec.source)
+    extra = _table_enrichment(ctx, work, source, target_ns)
     tables = pgnamespaces.RunTables(source, spec.target.table, work.source_namespace, target_ns)
     copied = pgnamespaces.copy_batch_in_postgres(tables, work.ids, extra)
     return copied, len(work.ids) - copied, 0, [target_ns]
@@ -149,6 +161,23 @@ def _refuse_erased(ctx: WorkerContext, work: jobs.BatchWork, writes: Callable[[]
     )
 
 
+def _copy_between_databases(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+    """Source and target are the application's tables in two databases: the batch's rows go from one to the other in
+    Postgres's binary form as they are, as the single-process rival moves a table (``pgnamespaces.copy_rows``), never
+    made records; metadata enriched by the same rule as a copy through records. A table with a column of a type
+    that cannot pass so goes through records. Returns (rows, ids not found, bytes passed, [target namespace])."""
+    spec, target_ns = work.spec, work.target_namespace
+    assert target_ns is not None
+    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    assert isinstance(source, DocumentedPgvectorStore) and isinstance(target, DocumentedPgvectorStore)
+    extra = _table_enrichment(ctx, work, source, target_ns)
+    done = target.copy_rows_from(source, work.source_namespace, target_ns, work.ids, extra)
+    if done is None:
+        return _copy_through_worker(ctx, work)
+    copied, passed = done
+    return copied, len(work.ids) - copied, passed, [target_ns]
+
+
 def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs.BatchWork | None = None) -> int:
     """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
     (redelivered, or retried after an outage); see ``workers.next_steps.advance``. ``started``: the batch was started
@@ -169,8 +198,13 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, starte
     error: str | None = None
     vectors = 0
     try:
-        in_postgres = work.target_namespace is not None and pgnamespaces.in_database(spec)
-        vectors, missing, nbytes, targets = (_copy_in_postgres if in_postgres else _copy_through_worker)(ctx, work)
+        one_target = work.target_namespace is not None
+        step = _copy_through_worker
+        if one_target and pgnamespaces.in_database(spec):
+            step = _copy_in_postgres
+        elif one_target and pgnamespaces.between_databases(spec):
+            step = _copy_between_databases
+        vectors, missing, nbytes, targets = step(ctx, work)
         outcome = jobs.finish_batch(
             ctx.db,
             batch_id,

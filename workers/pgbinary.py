@@ -116,7 +116,7 @@ def upsert_rows(
     embedding = names.index(EMBEDDING_COLUMN) if EMBEDDING_COLUMN in names else -1
     with driver.cursor() as cursor:
         with _driver_errors(create):
-            cursor.execute(create.replace("%", "%%"))
+            cursor.execute(create)  # no parameters: the driver reads no placeholder in it
         with _driver_errors(copy_sql), cursor.copy(copy_sql) as copy:
             copy.set_types([s[1] for s in staged])
             for row in rows:
@@ -125,7 +125,7 @@ def upsert_rows(
                     values[embedding] = vector_binary(values[embedding])
                 copy.write_row(values)
         with _driver_errors(insert):
-            cursor.execute(insert.replace("%", "%%"))
+            cursor.execute(insert)
             cursor.execute(f"DROP TABLE {_STAGING}")
 
 
@@ -136,3 +136,33 @@ def _staged(column: TableColumn) -> tuple[str, str]:
         # of the vector type: binary COPY carries no type, the server reads each field as its column's type.
         return "vector", "bytea"
     return _STAGED[column.kind]
+
+
+def pass_rows(
+    reading: sa.Connection,
+    copy_out: str,
+    out_params: Mapping[str, Any],
+    writing: sa.Connection,
+    staged_columns: str,
+    insert: str,
+    insert_params: Mapping[str, Any],
+) -> tuple[int, int]:
+    """Rows from one database into another as they are: ``copy_out`` (a ``COPY … TO STDOUT (FORMAT BINARY)``) on
+    ``reading`` streamed into a staging table of ``staged_columns`` on ``writing``, then ``insert`` (its ``{staging}``
+    the staging table) there. Returns (rows inserted, bytes passed)."""
+    create = f"CREATE TEMP TABLE {_STAGING} ({staged_columns}) ON COMMIT DROP"
+    copy_in = f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)"
+    insert = insert.replace("{staging}", _STAGING)
+    passed = 0
+    with _driver(reading).cursor() as source, _driver(writing).cursor() as target:
+        with _driver_errors(create):
+            target.execute(create)
+        with _driver_errors(copy_out), source.copy(copy_out, out_params) as out, target.copy(copy_in) as into:
+            for block in out:
+                passed += len(block)
+                into.write(block)
+        with _driver_errors(insert):
+            target.execute(insert, insert_params)
+            written = target.rowcount
+            target.execute(f"DROP TABLE {_STAGING}")
+    return written, passed

@@ -431,12 +431,12 @@ def prepare_target(
     return table, columns
 
 
-def _enriched(metadata: str) -> str:
-    """``metadata`` (an SQL expression) with the enrichment ``:extra`` merged in; a NULL stays NULL when there is
-    nothing to add."""
+def _enriched(metadata: str, extra: str = ":extra") -> str:
+    """``metadata`` (an SQL expression) with the enrichment ``extra`` (a bound parameter) merged in; a NULL stays NULL
+    when there is nothing to add."""
     return (
-        f"CASE WHEN CAST(:extra AS jsonb) = '{{}}'::jsonb THEN {metadata} "
-        f"ELSE coalesce({metadata}, '{{}}'::jsonb) || CAST(:extra AS jsonb) END"
+        f"CASE WHEN CAST({extra} AS jsonb) = '{{}}'::jsonb THEN {metadata} "
+        f"ELSE coalesce({metadata}, '{{}}'::jsonb) || CAST({extra} AS jsonb) END"
     )
 
 
@@ -468,17 +468,110 @@ def copy_ids(
     return int(result.rowcount or 0)
 
 
-def in_database(spec: JobSpec) -> bool:
-    """Whether ``spec``'s batches can run inside Postgres: source and target are the application's tables (``schema:
-    documented``) of the same database (their URL env vars hold the same URL), and no enrichment key is a column (those
-    the copy through a worker would put in the column; in Postgres they go to ``metadata``)."""
+def _tables_only(spec: JobSpec) -> bool:
+    """Source and target are the application's tables (``schema: documented``), and no enrichment key is a column
+    (those the copy through records puts in the column; a copy of rows puts them in ``metadata``)."""
     source, target = spec.source, spec.target
     if not (source.kind == target.kind == "pgvector" and source.documented and target.documented):
         return False
-    enriched = set(spec.enrich.constants) | ({"creator_id", "twin_id"} if spec.enrich.creator_fields else set())
-    if enriched & set(pgvector_layout.COLUMN_BY_NAME):
+    if spec.reembed is not None:
         return False
-    return pgvector_layout.same_database(source, target, os.environ)
+    enriched = set(spec.enrich.constants) | ({"creator_id", "twin_id"} if spec.enrich.creator_fields else set())
+    return not enriched & set(pgvector_layout.COLUMN_BY_NAME)
+
+
+def in_database(spec: JobSpec) -> bool:
+    """Whether ``spec``'s batches can run inside Postgres: ``_tables_only``, in the same database (their URL env
+    vars hold the same URL)."""
+    return _tables_only(spec) and pgvector_layout.same_database(spec.source, spec.target, os.environ)
+
+
+def between_databases(spec: JobSpec) -> bool:
+    """Whether ``spec``'s batches can pass rows from one database to another as they are (``copy_rows``): the
+    application's tables on both sides (``_tables_only``), in two databases."""
+    return _tables_only(spec) and not pgvector_layout.same_database(spec.source, spec.target, os.environ)
+
+
+#: Types whose binary form a staging table of the target's database reads as the source wrote it (built in, or
+#: pgvector's). A row with a column of any other type (an enum, a domain of the user's) is copied as a record.
+_PASSED_TYPES = frozenset(
+    {
+        "text",
+        "character varying",
+        "character",
+        "smallint",
+        "integer",
+        "bigint",
+        "real",
+        "double precision",
+        "numeric",
+        "boolean",
+        "text[]",
+        "character varying[]",
+        "json",
+        "jsonb",
+        "uuid",
+        "date",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "bytea",
+        "vector",
+    }
+)
+
+
+def passes_as_rows(columns: Sequence[pgvector_layout.TableColumn]) -> bool:
+    """Whether rows of ``columns`` can go between databases in binary as they are (every type in ``_PASSED_TYPES``)."""
+    return all(c.base_type in _PASSED_TYPES for c in columns)
+
+
+def copy_rows(
+    reading: sa.Connection,
+    source: str,
+    columns: Sequence[pgvector_layout.TableColumn],
+    ids: Sequence[str],
+    writing: sa.Connection,
+    target: str,
+    extra: Mapping[str, Any],
+) -> tuple[int, int] | None:
+    """One batch between two databases as the single-process rival moves a table (``bench/pgvector_rival.py``): the
+    rows of ``ids`` read ``COPY (SELECT …) TO STDOUT (FORMAT BINARY)`` from ``source`` and written into a staging
+    table of ``target``'s database (the source's own column types: its bytes read as they are), then one ``INSERT …
+    SELECT … ON CONFLICT`` into ``target``, ``metadata`` merged with ``extra`` as a copy inside Postgres merges it.
+    No row becomes a record. Returns (rows written, bytes passed), or None, with nothing written, when ``target``
+    does not exist."""
+    have = columns_of(writing, target)
+    if not have:
+        return None
+    lacking = [c.name for c in columns if c.name not in have]
+    if lacking:
+        raise StoreError(
+            f"table {target} has no column {', '.join(lacking)} of {source}; nothing of this batch was written",
+            hint="add the column(s) to the target (same type), or copy into a new namespace",
+            table=target,
+        )
+    # Identifiers are quoted; a "%" in one is doubled in the statements that have the driver's placeholders.
+    listed = ", ".join(quote(c.name) for c in columns).replace("%", "%%")
+    staged = ", ".join(f"{quote(c.name)} {c.sql_type}" for c in columns)
+    picked = ", ".join(
+        _enriched("s.metadata", "%(extra)s")
+        if c.name == pgvector_layout.METADATA_COLUMN
+        else f"s.{quote(c.name)}".replace("%", "%%")
+        for c in columns
+    )
+    updates = ", ".join(
+        f"{quote(c.name)} = EXCLUDED.{quote(c.name)}".replace("%", "%%") for c in columns if c.name != ID_COLUMN
+    )
+    return pgbinary.pass_rows(
+        reading,
+        f"COPY (SELECT {listed} FROM {quote(source)} WHERE {ID_COLUMN} = ANY(%(ids)s)) TO STDOUT (FORMAT BINARY)",
+        {"ids": list(ids)},
+        writing,
+        staged,
+        f"INSERT INTO {quote(target)} ({listed}) SELECT {picked} FROM {{staging}} s "
+        f"ON CONFLICT ({ID_COLUMN}) DO UPDATE SET {updates}",
+        {"extra": json.dumps(dict(extra))},
+    )
 
 
 @dataclass(frozen=True)

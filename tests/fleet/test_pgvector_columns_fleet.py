@@ -55,7 +55,7 @@ def wait_runs(db: jobs.Database, job_id: int, state: RunState = RunState.VERIFIE
 
 
 def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_every_row(
-    pg: sa.Engine, stack: Stack
+    pg: sa.Engine, stack: Stack, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_app_table(pg, "embeddings", app_rows(200))
     original = table_rows(pg, "embeddings")
@@ -74,11 +74,17 @@ def test_the_documented_table_goes_everywhere_and_back_with_every_column_of_ever
     assert moved.exit_code == 0 and json.loads(moved.output)["backup_table"], moved.output
     assert_every_column_equal(original, table_rows(pg, "embeddings_moved"))
 
-    stack.start_worker("list,copy,verify", 4, pool="threads", name="fleet")
+    # The same database under another URL: a job between the two is one between two databases.
+    elsewhere_url = f"{database_url}?application_name=elsewhere"
+    monkeypatch.setenv("ELSEWHERE_URL", elsewhere_url)
+    stack.start_worker("list,copy,verify", 4, pool="threads", name="fleet", ELSEWHERE_URL=elsewhere_url)
     db, _, in_postgres = start_job(stack, move("moved", "fleet"))
     wait_runs(db, in_postgres)
     # A fleet target may gather several sources, so it numbers its own rows: every other column is the same.
     assert_every_column_equal(original, table_rows(pg, "embeddings_fleet"), but=("id",))
+    db, _, between = start_job(stack, move("fleet", "apart", {**DOCUMENTED, "database_url_env": "ELSEWHERE_URL"}))
+    wait_runs(db, between)  # its rows passed as they are, then verified record by record
+    assert_every_column_equal(original, table_rows(pg, "embeddings_apart"), but=("id",))
 
     index = {"kind": "pinecone", "host": stack.pinecone.host(INDEX)}
     db, _, out_job = start_job(stack, job("out", DOCUMENTED, index, namespaces={"include": ["fleet"]}))

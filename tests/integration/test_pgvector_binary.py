@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from orchestrator.errors import StoreError
 from orchestrator.pgvector_layout import quote
 from orchestrator.records.vectors import BinaryValues, Record
 from orchestrator.spec.jobspec import PgvectorStoreSpec
@@ -119,3 +120,59 @@ def test_an_upsert_goes_by_binary_copy_and_lands_every_column_exactly(
             ).one()
             assert tuple(counts) == (30, 30, 0), table
     assert len(columns) == 24  # the DDL's 23 but the row number, the user's real column, and nothing left out
+
+
+def test_rows_pass_between_two_databases_as_they_are_every_column_exact_and_enriched(
+    pg: sa.Engine, database_url: str, postgres_admin: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_table(pg, "embeddings_alpha", 30)
+    ids = [f"doc-{i // 7:06d}#chunk-{i % 7}" for i in range(30)]
+    other = f"{database_url.rsplit('/', 1)[1]}_other"
+    with postgres_admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {other} TEMPLATE template1"))
+    other_url = f"{database_url.rsplit('/', 1)[0]}/{other}"
+    monkeypatch.setenv("OTHER_URL", other_url)
+    elsewhere = sa.create_engine(other_url)
+    try:
+        with elsewhere.begin() as conn:  # the application's table there, with the user's column too
+            create_application_table(conn, "embeddings_beta", DIM, [])
+            conn.execute(sa.text("ALTER TABLE embeddings_beta ADD COLUMN score real"))
+        spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "OTHER_URL"}
+        target = DocumentedPgvectorStore(PgvectorStoreSpec.model_validate(spec))
+        extra = {"migrated_from": "alpha"}
+
+        first = target.copy_rows_from(store(), "alpha", "beta", ids[:12], extra)
+        again = target.copy_rows_from(store(), "alpha", "beta", ids, extra)  # the first twelve overwritten
+
+        assert first is not None and first[0] == 12 and again is not None and again[0] == 30
+        source_rows, target_rows = (
+            every_row(e, t) for e, t in ((pg, "embeddings_alpha"), (elsewhere, "embeddings_beta"))
+        )
+        assert sorted(target_rows) == sorted(source_rows) == sorted(ids)
+        for chunk_id, row in source_rows.items():
+            got = dict(target_rows[chunk_id])
+            assert got.pop("metadata") == {**(row.pop("metadata") or {}), **extra}, chunk_id
+            assert got == row, chunk_id  # every other column exactly, the vector's text form included
+        with pytest.raises(StoreError, match="table embeddings_gone has no column score of embeddings_alpha"):
+            target.copy_rows_from(store(), "alpha", "gone", ids, extra)  # a new table has the layout's columns only
+        with pg.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE embeddings_alpha DROP COLUMN score"))
+        made = target.copy_rows_from(store(), "alpha", "gone", ids, extra)
+        assert made is not None and made[0] == 30  # the table made on the way
+
+        with pg.begin() as conn:  # a type of the user's own cannot pass as it is: the batch goes as records
+            conn.execute(sa.text("CREATE TYPE mood AS ENUM ('calm', 'busy')"))
+            conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN mood mood"))
+        assert target.copy_rows_from(store(), "alpha", "beta", ids, extra) is None
+        target.close()
+    finally:
+        elsewhere.dispose()
+        with postgres_admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)"))
+
+
+def every_row(engine: sa.Engine, table: str) -> dict[str, dict[str, Any]]:
+    """Every row of ``table`` by chunk_id, every column but the row number (the vector as its text form)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT *, embedding::text AS embedding FROM {quote(table)}")).mappings().all()
+    return {r["chunk_id"]: {k: v for k, v in r.items() if k != "id"} for r in rows}

@@ -5,8 +5,9 @@ table per namespace, found from the tables themselves (``workers.pgnamespaces.di
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -131,6 +132,39 @@ class DocumentedPgvectorStore(PgvectorStore):
         # then would find no columns in it (the creating transaction is not visible to its connection).
         self._existing.add(table)
         return len(records)
+
+    def copy_rows_from(
+        self,
+        source: DocumentedPgvectorStore,
+        source_namespace: str,
+        namespace: str,
+        ids: Sequence[str],
+        extra: Mapping[str, Any],
+    ) -> tuple[int, int] | None:
+        """The rows of ``ids`` from ``source``'s table of ``source_namespace`` (another database) into this store's
+        table of ``namespace`` (made with the source's dimension if missing), as they are (``pgnamespaces.copy_rows``),
+        ``metadata`` merged with ``extra``. Returns (rows written, bytes passed); None, with nothing written, when a
+        column's type cannot pass as it is (the batch goes as records then)."""
+        table = pgvector_layout.table_of(self.prefix, namespace)  # the name rules refuse a bad namespace here
+        with source._errors("copy_rows", source_namespace), source.engine().connect() as reading:
+            source_table = source._reading(reading, source_namespace)
+            if source_table is None:
+                return 0, 0
+            columns = [c for c in pgnamespaces.table_columns(reading, source_table) if not c.serial]
+            if not pgnamespaces.passes_as_rows(columns):
+                return None
+            dimension = pgnamespaces.dimension_of(reading, source_table) or self._dimension or 0
+            with self._errors("copy_rows", namespace):
+                for _ in range(2):
+                    with self._get_engine().begin() as writing:
+                        if table not in self._existing:
+                            pgnamespaces.create_namespace(writing, self.prefix, namespace, dimension)
+                        done = pgnamespaces.copy_rows(reading, source_table, columns, ids, writing, table, extra)
+                    if done is not None:
+                        break
+                    self._existing.discard(table)  # dropped since this process saw it: made again, once
+        self._existing.add(table)
+        return done
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         if not ids:
