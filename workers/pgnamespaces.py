@@ -1,6 +1,7 @@
 """Namespaces of the application's pgvector layout (``orchestrator.pgvector_layout``) as Postgres sees them: found from
 the tables themselves, created, described, dropped, and copied or moved **inside Postgres** (``INSERT … SELECT`` by
-keyset ranges: no vector leaves the database), with their indexes built after the load.
+keyset ranges: no vector leaves the database) or, a fleet batch, between two databases as rows in Postgres's binary
+form (``copy_rows``: no row becomes a record), with their indexes built after the load.
 
 Every identifier is quoted (``pgvector_layout.quote``) and every namespace name passes
 ``pgvector_layout.check_namespace`` before it reaches SQL, so a name like ``x"; DROP TABLE …`` is refused with the rule
