@@ -228,7 +228,8 @@ def sync(
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     runs = jobs.runs_of(database, job_id, ns)
     if not runs:
-        raise fail(f"job {job_id} has no namespace run {namespace!r}; see `nsmigrate status {job_id}`")
+        what = f"no namespace run {namespace!r}" if namespace is not None else "no namespace run to sync"
+        raise fail(f"job {job_id} has {what}; see `nsmigrate status {job_id}`")
     if propagate_deletes and not dry_run and not yes:
         if not sys.stdin.isatty():
             raise fail(
