@@ -38,11 +38,21 @@ app = typer.Typer(add_completion=False)
 REFUSED_NAMES_SHOWN = 5
 
 
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Then watch the job until it settles, as `watch` does: every namespace copied (and verified when the "
+        "spec verifies by itself), cancelled, or left with failed batches. Ctrl-C stops the watching, not the job.",
+    ),
+]
+
+
 @app.command()
 def retry(
     job: JobArg,
     namespace: NamespaceOpt = None,
-    wait: Annotated[bool, typer.Option("--wait")] = False,
+    wait: WaitOpt = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -68,7 +78,7 @@ def retry(
 @app.command()
 def resume(
     job: JobArg,
-    wait: Annotated[bool, typer.Option("--wait")] = False,
+    wait: WaitOpt = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:

@@ -11,6 +11,15 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+#: A command's exit code when Ctrl-C (SIGINT) stopped it: what a shell reports for a process SIGINT ended, 128 + 2.
+EXIT_INTERRUPTED = 130
+
+
+def print_interrupted(message: str) -> None:
+    """``interrupted: <message>`` on stderr, as one line: what Ctrl-C stopped and what goes on without it."""
+    err_console.print(f"[bold yellow]interrupted:[/] {escape(message)}")
+
+
 def print_error(message: str) -> None:
     """``error: <message>`` on stderr, as one line."""
     # escape(): messages hold "[job_id=3]"-style ids and lists, which rich would otherwise read as markup.

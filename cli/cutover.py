@@ -16,6 +16,7 @@ from cli.console import console
 from cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
 from orchestrator import jobs
 from orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
+from orchestrator.errors import StateError
 from orchestrator.jobs import cutover as rollout_rows
 from orchestrator.models import JobKind
 from orchestrator.tenancy.namespaces import display_namespace
@@ -56,7 +57,8 @@ def set_cmd(
     """Set where JOB's applications read: `--reads new --percent N` sends the reads of N % of its namespaces to the
     target (chosen by namespace, each step adding to the last), `--reads old` sends them all back to the source.
     Recorded as a `cutover_set` event; applications follow within seconds. Reads move new only while every namespace
-    is verified (exit code 1 otherwise: sync first). Cleanup waits until reads have been 100 % new for the spec's
+    is verified (exit code 1 otherwise: sync first), and back to old never once a cleanup deletes a source (exit code 1:
+    its vectors are gone). Cleanup waits until reads have been 100 % new for the spec's
     cutover.decommission_after_s."""
     if reads not in ("new", "old"):
         raise fail(f"--reads {reads!r}: use `new` (with --percent) or `old`; nothing was changed")
@@ -74,7 +76,10 @@ def set_cmd(
                 + f": reads move only to a verified copy; `nsmigrate sync {job_id} --wait` first; nothing was changed",
                 1,
             )
-    rollout = rollout_rows.set_rollout(ctx.db, job_id, percent if reads == "new" else 0, jobs.default_actor())
+    try:
+        rollout = rollout_rows.set_rollout(ctx.db, job_id, percent if reads == "new" else 0, jobs.default_actor())
+    except StateError as e:  # a source a cleanup deleted: a refused check, not bad input
+        raise fail(str(e), 1) from e
     console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
 
 

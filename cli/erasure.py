@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.console import console
+from cli.console import EXIT_INTERRUPTED, console, print_interrupted
 from cli.fleet import dispatcher, open_store
 from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
 from orchestrator import jobs
@@ -224,6 +224,21 @@ def _send(database: jobs.Database, sender: Dispatcher, job_id: int, place_ids: l
 
 
 def _wait(database: jobs.Database, job_id: int, timeout_s: float) -> dict[str, Any]:
+    """The receipt of erasure ``job_id`` once it finished. Ctrl-C stops the waiting only (exit code 130): the workers
+    go on erasing, and `erase --resume` waits again and writes the receipt."""
+    try:
+        console.print(f"waiting for erasure job {job_id} (Ctrl-C stops the waiting, not the erasure)")
+        return _receipt_when_finished(database, job_id, timeout_s)
+    except KeyboardInterrupt:
+        print_interrupted(
+            f"stopped waiting for erasure job {job_id}; the cleanup workers go on erasing — `nsmigrate events "
+            f"{job_id}` shows where it is, `nsmigrate erase --resume {job_id}` sends its unfinished places again, "
+            "waits and writes the receipt"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _receipt_when_finished(database: jobs.Database, job_id: int, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         receipt = jobs.erasure_receipt(database, job_id)

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from cli.console import console, err_console
+from cli.console import EXIT_INTERRUPTED, console, err_console, print_interrupted
 from cli.waits import Pace
 from orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
 from orchestrator.progress import JobProgress
@@ -86,7 +86,19 @@ def watch_job(
     read: ProgressReader, job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None
 ) -> int:
     """Live progress bars per namespace, from ``read(SUMMARY_ROWS)``, until ``until`` is done, then the job's summary.
-    Returns the exit code: 0 when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``."""
+    Returns the exit code: 0 when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``,
+    ``EXIT_INTERRUPTED`` after Ctrl-C, which stops the watching only: the job goes on in the workers."""
+    try:
+        return _watch(read, job_id, until, poll_s, timeout_s)
+    except KeyboardInterrupt:
+        print_interrupted(
+            f"stopped watching job {job_id}; its work goes on in the workers — `nsmigrate watch {job_id}` follows "
+            f"it again, `nsmigrate cancel {job_id}` stops it"
+        )
+        return EXIT_INTERRUPTED
+
+
+def _watch(read: ProgressReader, job_id: int, until: Wait, poll_s: float, timeout_s: float | None) -> int:
     progress = read(SUMMARY_ROWS)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     # A bar per namespace, or for a job of many namespaces one bar for the whole job with the count of each state:

@@ -116,7 +116,15 @@ def plan(
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")],
-    wait: Annotated[bool, typer.Option("--wait", help="Show live progress per namespace until the job ends.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Show live progress until the job settles: every namespace copied (and verified when the spec "
+            "verifies by itself), cancelled, or left with failed batches; exit code 0 only when all passed. Ctrl-C "
+            "stops the watching, not the job.",
+        ),
+    ] = False,
     new: Annotated[
         bool,
         typer.Option(

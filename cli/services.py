@@ -9,10 +9,12 @@ from typing import Annotated
 import typer
 from celery import Celery
 from celery.concurrency import get_implementation
+from celery.platforms import EX_FAILURE
+from celery.signals import worker_shutting_down
 from celery.utils.log import mlevel
 from celery.utils.nodenames import default_nodename, host_format
 
-from cli.console import err_console
+from cli.console import EXIT_INTERRUPTED, err_console
 from cli.options import DatabaseOpt, RedisOpt, check_redis_credentials, db, fail, settings
 from orchestrator.messaging.task_names import Queue
 from orchestrator.settings import TASK_SLOTS_ENV
@@ -140,10 +142,19 @@ def worker(
         without_gossip=True,
         heartbeat_interval=resolved.worker_heartbeat_s,
     )
+    stopped_by: list[str] = []  # the signals that asked the worker to stop (Celery's worker_shutting_down)
+    worker_shutting_down.connect(lambda sig, **_: stopped_by.append(sig), weak=False)
     controller.start()
-    # Celery's exit code, as `celery worker` passes it on: 0 after a warm shutdown (SIGTERM), non-zero when the worker
-    # stopped on an error, so that a supervisor restarting on failure restarts it.
-    raise typer.Exit(controller.exitcode or 0)
+    raise typer.Exit(worker_exit_code(controller.exitcode, stopped_by))
+
+
+def worker_exit_code(celery_exit_code: int | None, stopped_by: list[str]) -> int:
+    """The worker's exit code: Celery's (0 after a warm shutdown asked with SIGTERM, non-zero when it stopped on an
+    error, so that a supervisor restarting on failure restarts it), except after Ctrl-C: 130, as for every command
+    Ctrl-C stops (Celery says 1, as for an error, after the same warm shutdown)."""
+    if stopped_by and stopped_by[0] == "SIGINT" and celery_exit_code == EX_FAILURE:
+        return EXIT_INTERRUPTED
+    return celery_exit_code or 0
 
 
 @app.command()

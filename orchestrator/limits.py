@@ -76,3 +76,7 @@ PGVECTOR_INDEX_MAX_DIMENSIONS = 2_000
 #: …and of a ``halfvec`` expression they take: above 2,000 a vector index is HNSW over ``halfvec(d)`` (pgvector
 #: README, "Half-precision indexing").
 PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS = 4_000
+#: pgvector's binary form of a vector (its ``vector_send``/``vector_recv``): a header of two ``uint16`` (the
+#: dimension, an unused word), then a ``float32`` per value.
+PGVECTOR_BINARY_HEADER_BYTES = 4
+PGVECTOR_BINARY_VALUE_BYTES = 4

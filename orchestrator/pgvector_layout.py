@@ -34,7 +34,7 @@ from orchestrator.limits import (
     PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS,
     PGVECTOR_INDEX_MAX_DIMENSIONS,
 )
-from orchestrator.records.vectors import Record
+from orchestrator.records.vectors import BinaryValues, Record
 
 DEFAULT_NAME = "default"  # the default namespace "" lives in {prefix}_default
 #: Longest namespace a table is made for: with the prefix it stays within Postgres's 63-byte identifiers.
@@ -599,16 +599,17 @@ def row_to_record(row: Mapping[str, Any], columns: Sequence[TableColumn]) -> Rec
         if value is not None:
             metadata[column.name] = _carried(column, value)
     values = row[EMBEDDING_COLUMN]
-    if not isinstance(values, list):
+    if not isinstance(values, list | BinaryValues):  # pgvector's binary form is kept as it came
         values = [float(v) for v in values]
     return Record(id=record_id, values=values, metadata=metadata)
 
 
 def select_list(columns: Sequence[TableColumn]) -> str:
-    """The SELECT list that reads ``columns`` for ``row_to_record`` (a text-form column as its text)."""
+    """The SELECT list that reads ``columns`` for ``row_to_record`` (a text-form column as its text; the vector and
+    the JSONB as they are: the reader takes their own forms)."""
     return ", ".join(
         f"CAST({quote(c.name)} AS text) AS {quote(c.name)}"
-        if c.kind == "text form" and c.name != METADATA_COLUMN
+        if c.kind == "text form" and c.name not in (METADATA_COLUMN, EMBEDDING_COLUMN)
         else quote(c.name)
         for c in columns
     )

@@ -11,6 +11,7 @@ every id was put in exactly one batch, every batch row is ``done`` and nothing f
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+import psutil
 import pytest
 import redis as redis_lib
 import sqlalchemy as sa
@@ -173,17 +175,64 @@ def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: in
     return probe
 
 
-def freeze_mid_batch(worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int, total_batches: int) -> set[int]:
-    """Stop (SIGSTOP) the worker and everything it forked while batches run: the ids of its running batches. They are
-    read once it is stopped, so none can finish between the look and a kill (on a loaded machine all of them once
-    did); when none runs at that moment, it goes on (SIGCONT) and is stopped again later."""
+def freeze_mid_batch(worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int, total_batches: int) -> None:
+    """Stop (SIGSTOP) the worker and everything it forked while batches run (``kill_frozen`` then kills it). It is
+    stopped only once some batch is running with every statement it sent applied, so that some batch is left
+    running by the kill; when none runs at that moment, it goes on (SIGCONT) and is stopped again later."""
     while True:
         wait_for(mid_copy(db, job_id, total_batches), "batches to be running mid-copy")
         os.killpg(worker.pid, signal.SIGSTOP)
-        running = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-        if running:
-            return running
+        applied = functools.partial(_all_applied, db, _job_table_ports(worker, db))
+        wait_for(applied, "the statements the stopped worker sent to be applied")
+        if any(b.state == BatchState.RUNNING for b in batches(db, job_id)):
+            return
         os.killpg(worker.pid, signal.SIGCONT)
+
+
+def kill_frozen(stack: Stack, worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int) -> set[int]:
+    """SIGKILL a worker ``freeze_mid_batch`` stopped; returns the batches it left running, read once Postgres has
+    ended its sessions. Not before: Postgres applies a statement it has received even when its client is stopped or
+    dead, so a batch seen running at the stop could still end ``done`` by the killed worker, with one attempt (a
+    finish sent just before the stop and read by its session after the look: seen in CI)."""
+    ports = _job_table_ports(worker, db)
+    stack.kill(worker, signal.SIGKILL)
+    wait_for(lambda: not _sessions(db, ports), "Postgres to end the killed worker's sessions")
+    left = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
+    assert left, "the killed worker left no batch running: every batch it held was finished by a late statement"
+    return left
+
+
+def _job_table_ports(worker: subprocess.Popen[bytes], db: jobs.Database) -> set[int]:
+    """The local ports of the connections ``worker`` and the processes it forked hold to the job table's Postgres."""
+    parent = psutil.Process(worker.pid)
+    return {
+        c.laddr.port
+        for p in [parent, *parent.children(recursive=True)]
+        for c in p.net_connections("tcp")
+        if c.raddr and c.raddr.port == db.engine.url.port
+    }
+
+
+def _sessions(db: jobs.Database, ports: set[int]) -> list[tuple[int, str]]:
+    """(client port, state) of Postgres's sessions for the connections on ``ports``."""
+    query = sa.text("SELECT client_port, state FROM pg_stat_activity WHERE client_port = ANY(:ports)")
+    with db.transaction() as s:
+        return [(port, state) for port, state in s.execute(query, {"ports": sorted(ports)})]
+
+
+def _all_applied(db: jobs.Database, ports: set[int]) -> bool:
+    """No session of the connections on ``ports`` runs a statement, and Postgres has read every byte they sent (a
+    statement sent just before its client stopped waits, unread, in the server's socket: /proc/net/tcp's rx_queue).
+    Not proof (a session may have read a statement and not yet said it runs): ``kill_frozen`` reads after the end."""
+    if any(state == "active" for _, state in _sessions(db, ports)):
+        return False
+    server_port = db.engine.url.port
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, _, queues = line.split()[1:5]
+        to_server = int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) in ports
+        if to_server and int(queues.split(":")[1], 16):
+            return False
+    return True
 
 
 def all_verified(db: jobs.Database, job_id: int) -> Callable[[], jobs.JobStatus | None]:
@@ -265,14 +314,12 @@ def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Lo
 def kill_and_lose_its_messages(
     stack: Stack, worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int, successor: str
 ) -> set[int]:
-    """SIGKILL ``worker``, empty the queues and Redis' ``unacked`` set (as after a broker failover), and have the
-    standby ``successor`` (started with the production visibility timeout: nothing comes back by itself) take over.
-    Returns the batches left ``running``."""
-    stack.kill(worker, signal.SIGKILL)
+    """SIGKILL ``worker`` (``kill_frozen``), empty the queues and Redis' ``unacked`` set (as after a broker failover),
+    and have the standby ``successor`` (started with the production visibility timeout: nothing comes back by itself)
+    take over. Returns the batches left ``running``."""
+    stuck = kill_frozen(stack, worker, db, job_id)
     broker = redis_lib.Redis.from_url(stack.redis_url)
     broker.delete("unacked", "unacked_index", "list", "copy", "verify")
-    stuck = {b.id for b in batches(db, job_id) if b.state == BatchState.RUNNING}
-    assert stuck
     fault_landed(stack)
     take_over(stack, successor)
     return stuck

@@ -10,7 +10,8 @@ loads this module as a plugin).
 - ``module_stack``: a stack a module's tests share, for tests that each run their own jobs on workers the module
   starts once (its own Redis, nobody flushes it; a job-table database of the module's; the module's data plane);
   ``shared_stack`` is that stack as each test gets it: the data plane emptied and without faults, a workdir of the
-  test's own. A test on it finds its jobs by id, and must not stop, kill or restart what the module started.
+  test's own; the next test gets it once this test's tasks ended (``wait_for_tasks_to_end``). A test on it finds its
+  jobs by id, and must not stop, kill or restart what the module started.
 - ``start_standin``: starts PostgREST stand-ins (Supabase's REST API over a test database), stopped after the test.
 - ``pg``: an engine on a fresh database that ``$NSMIGRATE_PGVECTOR_URL`` names (the pgvector commands' and the
   documented store's default), for the tests of pgvector tables; ``$NSMIGRATE_DATABASE_URL`` names it too (the job
@@ -21,13 +22,17 @@ loads this module as a plugin).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_lib
 import sqlalchemy as sa
+from celery import Celery
 
 from orchestrator.settings import load_settings
 from sandbox.pinecone_control import ControlFaults
@@ -35,6 +40,7 @@ from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from sandbox.postgrest import PostgrestStandIn
 from sandbox.services import RedisServer
 from sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.polling import wait_until
 from tests.sdk_internals import reset_sdk_host_state
 from workers.context import WorkerContext
 
@@ -111,12 +117,67 @@ def shared_stack(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     pinecone_api_key: str,
-) -> Stack:
+) -> Iterator[Stack]:
     """The module's stack for this test: its data plane emptied and without faults (``sandbox``), files in a workdir
-    of the test's own (the workers and their logs stay the module's)."""
+    of the test's own (the workers and their logs stay the module's). Handed on only once the test's tasks ended
+    (``wait_for_tasks_to_end``): a task left running would write into the next test's data plane."""
     monkeypatch.setenv("PINECONE_API_KEY", pinecone_api_key)  # this process plans the job with the same key
     assert sandbox is module_stack.pinecone
-    return dataclasses.replace(module_stack, workdir=tmp_path)
+    yield dataclasses.replace(module_stack, workdir=tmp_path)
+    wait_for_tasks_to_end(module_stack.redis_url)
+
+
+def wait_for_tasks_to_end(redis_url: str, timeout_s: float = 60) -> None:
+    """Block until the workers on the broker at ``redis_url`` have no task left (``tasks_left``).
+
+    Raises:
+        pytest.fail.Exception: after ``timeout_s``, naming the tasks, queues and unacked messages still there.
+    """
+    probe = functools.partial(tasks_left, redis_url)
+    wait_until(probe, what="the previous test's tasks to end", timeout_s=timeout_s, done=lambda left: not left)
+
+
+def tasks_left(redis_url: str) -> dict[str, object]:
+    """What the workers on the broker at ``redis_url`` still have: tasks running, prefetched or waiting for their time
+    (Celery's inspect), messages in a queue they consume or in Redis' ``unacked`` set; empty when they are idle. The
+    broker is read before and after the workers answer: a worker takes a message from its queue and records it
+    unacked in one pass of its event loop, the loop that answers the inspect, so one of the reads sees it."""
+    control = Celery("nsmigrate-tests-handover", broker=redis_url, set_as_current=False)
+    broker = redis_lib.Redis.from_url(redis_url)
+    with contextlib.closing(control), contextlib.closing(broker):
+        return _tasks_left(control, broker)
+
+
+def _tasks_left(control: Celery, broker: redis_lib.Redis) -> dict[str, object]:
+    workers = [name for reply in control.control.ping(timeout=0.5) or [] for name in reply]
+    if not workers:
+        return {}
+    inspect = control.control.inspect(destination=workers, limit=len(workers), timeout=5)
+    queues = sorted({queue["name"] for found in (inspect.active_queues() or {}).values() for queue in found})
+
+    def in_broker() -> dict[str, object]:
+        counts = {f"queue {queue}": broker.llen(queue) for queue in queues} | {"unacked": broker.hlen("unacked")}
+        return {key: n for key, n in counts.items() if n}
+
+    before = in_broker()
+    requests = {
+        "running": inspect.active() or {},
+        "prefetched": inspect.reserved() or {},
+        "scheduled": {w: [entry["request"] for entry in found] for w, found in (inspect.scheduled() or {}).items()},
+    }
+    tasks = {
+        f"{kind} on {worker}": [_call(task) for task in found]
+        for kind, by_worker in requests.items()
+        for worker, found in by_worker.items()
+        if found
+    }
+    return before | tasks | in_broker()
+
+
+def _call(task: dict[str, Any]) -> str:
+    """A task as Celery's inspect describes it, as a call: ``nsmigrate.copy_batch(7, job_id=2)``."""
+    args = [repr(a) for a in task.get("args") or ()] + [f"{k}={v!r}" for k, v in (task.get("kwargs") or {}).items()]
+    return f"{task.get('name')}({', '.join(args)})"
 
 
 @pytest.fixture

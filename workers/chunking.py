@@ -9,12 +9,18 @@ rather than risking a 413 that fails a batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import orjson
 
 from orchestrator.errors import StoreError
-from orchestrator.limits import JSON_NUMBER_MAX_BYTES, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from orchestrator.limits import (
+    JSON_NUMBER_MAX_BYTES,
+    PGVECTOR_BINARY_HEADER_BYTES,
+    PGVECTOR_BINARY_VALUE_BYTES,
+    UPSERT_MAX_BYTES,
+    UPSERT_MAX_VECTORS,
+)
 from orchestrator.records.vectors import JsonValues
 from workers.stores.base import Record
 
@@ -36,7 +42,23 @@ def estimate_bytes(record: Record) -> int:
     """
     values = record.values
     values_bytes = len(values.json) if isinstance(values, JsonValues) else JSON_NUMBER_MAX_BYTES * len(values)
-    size = RECORD_OVERHEAD_BYTES + _json_len(record.id) + values_bytes
+    return values_bytes + _rest_bytes(record)
+
+
+def binary_bytes(record: Record) -> int:
+    """The bytes ``record`` adds to a write into a pgvector table (``workers.pgbinary``'s binary COPY): its values as
+    float32s and their header, its id and metadata as above. What the write budget of a pgvector target counts: the
+    JSON bound of a Pinecone request charged it about six times what it sends.
+
+    Raises:
+        StoreError: the metadata is not JSON.
+    """
+    return PGVECTOR_BINARY_VALUE_BYTES * len(record.values) + PGVECTOR_BINARY_HEADER_BYTES + _rest_bytes(record)
+
+
+def _rest_bytes(record: Record) -> int:
+    """Upper bound of what ``record`` adds besides its dense values: its id, sparse values and metadata as JSON."""
+    size = RECORD_OVERHEAD_BYTES + _json_len(record.id)
     if record.sparse_values is not None:
         size += _json_len(record.sparse_values.to_json())
     if record.metadata:
@@ -66,10 +88,14 @@ def chunk_for_upsert(
 
 
 def sized_chunks(
-    records: Sequence[Record], max_count: int = UPSERT_MAX_VECTORS, max_bytes: int = UPSERT_MAX_BYTES
+    records: Sequence[Record],
+    max_count: int = UPSERT_MAX_VECTORS,
+    max_bytes: int = UPSERT_MAX_BYTES,
+    measure: Callable[[Record], int] = estimate_bytes,
 ) -> list[tuple[list[Record], int]]:
-    """``chunk_for_upsert`` with each chunk's estimated bytes (the sum of ``estimate_bytes`` of its records), for the
-    byte budget, so a copy measures every record once."""
+    """``chunk_for_upsert`` with each chunk's estimated bytes (the sum of ``measure`` of its records: ``estimate_bytes``
+    for a Pinecone request, ``binary_bytes`` for a pgvector table), for the byte budget, so a copy measures every
+    record once."""
     if max_count < 1 or max_bytes <= ENVELOPE_BYTES:
         raise ValueError(f"max_count must be ≥ 1 and max_bytes > {ENVELOPE_BYTES}, got {max_count} and {max_bytes}")
     budget = max_bytes - ENVELOPE_BYTES
@@ -77,7 +103,7 @@ def sized_chunks(
     current: list[Record] = []
     current_bytes = 0
     for record in records:
-        size = estimate_bytes(record)
+        size = measure(record)
         if size > budget:
             raise StoreError(
                 f"record {record.id!r} needs ~{size:,} bytes, more than one upsert request may carry "

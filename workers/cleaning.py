@@ -182,7 +182,7 @@ def cleanup_run(
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
         if dry_run:
             return _dry_run(ctx, run, spec, actor)
-        return _delete(ctx, run, spec, actor)
+        return _delete(ctx, run, spec, actor, decommission_now=decommission_now)
     finally:
         if not dry_run:
             # Cleaned and refused runs are final (or back to verified); the job may be complete now.
@@ -227,7 +227,9 @@ def _unchanged_problem(run: NamespaceRun, ids: list[str]) -> str | None:
     return None if run.deleted_by_cleanup else source_problem(run.verification, ids)
 
 
-def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
+def _delete(
+    ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str, *, decommission_now: bool
+) -> dict[str, Any]:
     try:
         # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
         # cleanup may have stopped part-way since, and what it deleted must stay counted.
@@ -235,6 +237,12 @@ def _delete(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) ->
     except StateError as e:
         # Another cleanup or verify got there since we read the run; the refusal is audited here.
         return _refuse(ctx, run, e.message, actor, dry_run=False)
+    # The cut-over's gate again, now that the run is cleaning: a `cutover set` that sent reads back to the source
+    # since the first ask has committed (it and `start_cleanup` share the job's row lock), and none can follow.
+    gate = cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+    if gate is not None:
+        jobs.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)
+        return _result(run, "refused", 0, gate)
     earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
     source = ctx.guarded(spec.source, spec.rate)
     ns = run.source_namespace

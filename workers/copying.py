@@ -28,7 +28,7 @@ from orchestrator.spec.jobspec import PgvectorStoreSpec
 from orchestrator.tenancy.erasure import erased_in
 from orchestrator.tenancy.namespaces import SHOWN, display_namespace
 from workers import metrics, pgnamespaces
-from workers.chunking import sized_chunks
+from workers.chunking import binary_bytes, estimate_bytes, sized_chunks
 from workers.concurrent_calls import run_parallel
 from workers.context import WorkerContext
 from workers.next_steps import advance
@@ -59,10 +59,13 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int,
     if unwritable:
         _record_unwritable(ctx, work, spec.text_from or "", unwritable)
     per_request = records_per_request(spec)
+    # The application's pgvector tables are charged what they are sent: the vectors' binary form, not a Pinecone
+    # request's JSON.
+    measure = binary_bytes if isinstance(spec.target, PgvectorStoreSpec) and spec.target.documented else estimate_bytes
     uploads = [
         (namespace, chunk, size)
         for namespace, routed in by_target.items()
-        for chunk, size in sized_chunks(routed, max_count=per_request)
+        for chunk, size in sized_chunks(routed, max_count=per_request, measure=measure)
     ]
 
     def upload(item: tuple[str, list[Record], int]) -> None:

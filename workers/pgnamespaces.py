@@ -27,6 +27,7 @@ from orchestrator.pgvector_layout import ID_COLUMN, quote
 from orchestrator.records.vectors import Record
 from orchestrator.settings import DEFAULTS
 from orchestrator.spec.jobspec import JobSpec
+from workers import pgbinary
 
 
 def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:
@@ -155,38 +156,31 @@ def vector_text(values: Sequence[float]) -> str:
     return "[" + ",".join(repr(float(v)) for v in values) + "]"
 
 
-def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> None:
+def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> bool:
     """Insert or overwrite ``records`` as rows of ``table``, each row exactly what its record says
     (``pgvector_layout.record_to_row`` over the table's own columns: a record that does not map raises ``MappingError``
-    naming it, and nothing of this call is written)."""
+    naming it, and nothing of this call is written), in pgvector's binary form (``workers.pgbinary``). False, with
+    nothing written, when ``table`` does not exist."""
     columns = table_columns(conn, table)
+    if not columns:
+        return False
     by_name = {c.name: c for c in columns}
     rows = [pgvector_layout.record_to_row(r, columns) for r in records]
-    # One statement per set of columns: a NOT NULL column a record leaves out keeps its default (or old value).
+    # One write per set of columns (in table order, whatever order a record's keys came in): a NOT NULL column a
+    # record leaves out keeps its default (or old value).
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    for names, group in groups.items():
-        binds = {name: f"p{i}" for i, name in enumerate(names)}
-        params = [{binds[n]: _bound(by_name[n], row[n]) for n in names} for row in group]
-        values = ", ".join(pgvector_layout.placeholder(by_name[n], binds[n]) for n in names)
-        updates = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n != ID_COLUMN)
-        conn.execute(
-            sa.text(
-                f"INSERT INTO {quote(table)} ({', '.join(quote(n) for n in names)}) VALUES ({values}) "
-                f"ON CONFLICT ({ID_COLUMN}) DO UPDATE SET {updates}"
-            ),
-            params,
-        )
+        names = tuple(n for n in by_name if n in row)
+        groups.setdefault(names, []).append({n: _bound(by_name[n], row[n]) for n in names})
+    for group in groups.values():
+        pgbinary.upsert_rows(conn, table, columns, group)
+    return True
 
 
 def _bound(column: pgvector_layout.TableColumn, value: Any) -> Any:
-    """``value`` as it is bound for ``column`` (the vector and the JSONB as their text)."""
-    if value is None:
-        return None
-    if column.name == pgvector_layout.EMBEDDING_COLUMN:
-        return vector_text(value)
-    if column.name == pgvector_layout.METADATA_COLUMN:
+    """``value`` as it is written into ``column`` (the JSONB as its text; the vector as it is, made binary by
+    ``pgbinary``)."""
+    if value is not None and column.name == pgvector_layout.METADATA_COLUMN:
         return json.dumps(value)
     return value
 

@@ -11,17 +11,40 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.cutover.rules import Rollout, cleanup_gate, rollout_from
+from orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup_gate, rollout_from
+from orchestrator.errors import StateError
 from orchestrator.jobs.database import Database, _event
-from orchestrator.models import Event, Job, NamespaceRun, utcnow
+from orchestrator.models import Event, Job, NamespaceRun, RunState, utcnow
+from orchestrator.tenancy.namespaces import shown_namespaces
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
 
 
 def set_rollout(db: Database, job_id: int, percent: int, actor: str) -> Rollout:
-    """Record that ``percent`` of the job's namespaces now read the new store; returns the rollout as it is now."""
+    """Record that ``percent`` of the job's namespaces now read the new store; returns the rollout as it is now.
+
+    Raises:
+        StateError: ``percent`` is below 100 while a cleanup is deleting, or has deleted, a source namespace of the
+            job: some reads would go back to a source that is gone (nothing is recorded).
+    """
     with db.transaction() as s:
         s.scalars(sa.select(Job.id).where(Job.id == job_id).with_for_update()).one()  # one setter at a time
+        if percent < ROLLOUT_STEPS[-1]:
+            # Under the job's row lock, which `start_cleanup` shares: a cleanup starting now waits for this set.
+            runs = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
+            deleted = [
+                r.source_namespace
+                for r in runs
+                if r.state in (RunState.CLEANING, RunState.CLEANED) or r.deleted_by_cleanup
+            ]
+            if deleted:
+                raise StateError(
+                    f"reads of job {job_id} cannot go back to its source: a cleanup is deleting or deleted source "
+                    f"namespace {shown_namespaces(deleted)}, so the application would read vectors that are gone; "
+                    "nothing was changed",
+                    hint="reads stay 100 % new; `nsmigrate rollback` restores the originals if the target must go",
+                    job_id=job_id,
+                )
         previous = _percents(s, job_id)
         _event(s, SET, actor, job_id, percent=percent, previous=previous[-1][0] if previous else 0)
     return rollout_of(db, job_id)

@@ -149,6 +149,10 @@ def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
         The run as locked (its ``deleted_by_cleanup`` as it is now: another cleanup may have stopped part-way since
         the caller read it) and the verdict it had, where a refusal or an interruption leaves it."""
     with db.transaction() as s:
+        # The job's row first (shared): a `cutover set` (which locks it) either commits before this, and the cleanup's
+        # gate, asked again once the run is cleaning, sees it; or waits, and sees the run cleaning (``set_rollout``).
+        job_id = _get_run(s, run_id).job_id
+        s.execute(sa.select(_jobs.c.id).where(_jobs.c.id == job_id).with_for_update(read=True))
         run = _get_run(s, run_id, lock=True)
         if _is_rollback_run(s, run):
             # Its "source" is a restored original: cleanup must never delete it.

@@ -63,6 +63,65 @@ class JsonValues(Sequence[float]):
         return f"JsonValues({len(self)} values)"
 
 
+class BinaryValues(Sequence[float]):
+    """Vector values kept in pgvector's binary form (``uint16`` dimension, ``uint16`` unused, big-endian ``float32``
+    values), as a pgvector table sent them, decoded only if someone reads them.
+
+    A copy between pgvector tables writes them back as they came (``workers.pgbinary``), with no float made or
+    printed on the way. Read as floats they are what pgvector's text form of the same vector reads as (each float32's
+    shortest decimal), so a record fetched either way is equal, value for value.
+    """
+
+    __slots__ = ("_floats", "binary")
+
+    def __init__(self, binary: bytes) -> None:
+        self.binary = binary
+        self._floats: list[float] | None = None
+
+    def as_json(self) -> bytes:
+        """The values as a JSON array, each float32 as its shortest decimal (orjson prints a float32 so, as pgvector's
+        text form does): what a Pinecone upsert sends of them."""
+        import numpy as np  # only where the values are read
+
+        values = np.frombuffer(self.binary, dtype=">f4", count=len(self), offset=4).astype(np.float32)
+        return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    def floats(self) -> list[float]:
+        if self._floats is None:
+            self._floats = orjson.loads(self.as_json())
+        return self._floats
+
+    def __len__(self) -> int:
+        return int.from_bytes(self.binary[:2], "big")
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        return self.floats()[index]
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.floats())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BinaryValues):
+            return self.binary == other.binary
+        return isinstance(other, Sequence) and self.floats() == list(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-equal like a list
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
+        import numpy as np
+
+        if dtype is not None and np.dtype(dtype) == np.float32:  # what comparisons ask for: the bytes are that
+            return np.frombuffer(self.binary, dtype=">f4", count=len(self), offset=4).astype(np.float32)
+        return np.asarray(self.floats(), dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"BinaryValues({len(self)} values)"
+
+
 @dataclass(frozen=True)
 class SparseValues:
     """The sparse part of a Pinecone record (hybrid search): the non-zero dimensions and their values."""

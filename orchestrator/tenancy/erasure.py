@@ -231,17 +231,32 @@ def erased_in(
 ) -> tuple[int, Subject, list[str]] | None:
     """The first erasure whose subject owns records a copy is about to write, with their ids; None when it writes
     none of an erased (or erasing) subject's data. ``writes``: per target namespace, the (creator, twin) it was built
-    for and its records as they will be written (``.id``, ``.metadata``)."""
-    for job_id, subject in erasures:
-        ids = [
-            record.id
-            for pair, records in writes
-            for record in records
-            if subject.owns_pair(*pair) or subject.owns_record(record.metadata)
-        ]
-        if ids:
-            return job_id, subject, ids
-    return None
+    for and its records as they will be written (``.id``, ``.metadata``). Each record is compared only with the
+    subjects its ids name (an index by creator, twin and sources key), so the erasures of many creators cost a copy
+    a few lookups per record."""
+    by_value: dict[str, list[int]] = {}  # a creator, twin or sources key → the erasures (positions) it may name
+    subjects = list(erasures)
+    fields: set[str] = set()
+    for at, (_, subject) in enumerate(subjects):
+        for value in {subject.creator_id, *subject.twins, *subject.source_keys} | (
+            {subject.twin_id} if subject.twin_id else set()
+        ):
+            by_value.setdefault(value, []).append(at)
+        fields |= subject.source_key_fields
+    found: dict[int, list[str]] = {}
+    for pair, records in writes:
+        for record in records:
+            meta = record.metadata or {}
+            named = {*pair, _text(meta.get("creator_id")), _text(meta.get("twin_id"))}
+            named |= {_text(meta.get(f)) for f in fields}
+            for at in sorted({at for value in named if value is not None for at in by_value.get(value, ())}):
+                subject = subjects[at][1]
+                if subject.owns_pair(*pair) or subject.owns_record(meta):
+                    found.setdefault(at, []).append(record.id)
+    if not found:
+        return None
+    first = min(found)
+    return subjects[first][0], subjects[first][1], found[first]
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
     successor = start_standby(stack, "successor", **lock_ttl)
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack))
 
-    freeze_mid_batch(first, db, job_id, total_batches=60)  # its running batches cannot finish before the kill
+    freeze_mid_batch(first, db, job_id, total_batches=60)
     stuck = kill_and_lose_its_messages(stack, first, db, job_id, successor)
 
     counts = recovery.resume(db, dispatcher, job_id)

@@ -27,6 +27,7 @@ from tests.chaos import (
     chaos_spec,
     fault_landed,
     freeze_mid_batch,
+    kill_frozen,
     load_source,
     slow_data_plane,
     start_standby,
@@ -57,8 +58,8 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, p
     successor = start_standby(stack, "successor", pool=pool, **FAST_RECOVERY, **QUICK_RETRIES)
     db, _, job_id = start_job(stack, chaos_spec(stack))
 
-    orphaned = freeze_mid_batch(first, db, job_id, total_batches=80)
-    stack.kill(first, signal.SIGKILL)
+    freeze_mid_batch(first, db, job_id, total_batches=80)
+    orphaned = kill_frozen(stack, first, db, job_id)
     fault_landed(stack)
     take_over(stack, successor)
 
@@ -81,8 +82,8 @@ def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redeli
     # one task a group of 16 (a job this small is otherwise cut into a task per namespace)
     db, _, job_id = start_job(stack, chaos_spec(stack), small_group_min_tasks=1)
 
-    orphaned = freeze_mid_batch(first, db, job_id, total_batches=48)
-    stack.kill(first, signal.SIGKILL)
+    freeze_mid_batch(first, db, job_id, total_batches=48)
+    orphaned = kill_frozen(stack, first, db, job_id)
     fault_landed(stack)
     take_over(stack, successor)
 

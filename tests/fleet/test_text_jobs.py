@@ -7,7 +7,6 @@ target's data itself, read back with the SDK. The kill -9 tests expect Celery's 
 from __future__ import annotations
 
 import math
-import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -37,6 +36,7 @@ from tests.chaos import (
     fetch_all,
     freeze_mid_batch,
     kill_and_lose_its_messages,
+    kill_frozen,
     start_standby,
     take_over,
     wait_for,
@@ -305,8 +305,8 @@ def test_kill_9_of_a_worker_mid_copy_is_recovered_by_redelivery(stack: Stack, ki
     successor = start_standby(stack, "successor", **FAST_RECOVERY, **QUICK_RETRIES)
     db, _, job_id = start_job(stack, spec)
 
-    orphaned = freeze_mid_batch(first, db, job_id, total_batches=46)  # none can finish between the look and the kill
-    stack.kill(first, signal.SIGKILL)
+    freeze_mid_batch(first, db, job_id, total_batches=46)
+    orphaned = kill_frozen(stack, first, db, job_id)
     fault_landed(stack)
     take_over(stack, successor)
 
@@ -343,7 +343,7 @@ def test_resume_finishes_a_text_job_whose_messages_are_gone_after_a_kill_9(stack
     successor = start_standby(stack, "successor", NSMIGRATE_LISTER_LOCK_TTL_S="3", **QUICK_RETRIES)
     db, dispatcher, job_id = start_job(stack, spec)
 
-    freeze_mid_batch(first, db, job_id, total_batches=46)  # its running batches cannot finish before the kill
+    freeze_mid_batch(first, db, job_id, total_batches=46)
     stuck = kill_and_lose_its_messages(stack, first, db, job_id, successor)
 
     assert recovery.resume(db, dispatcher, job_id)["batches"] >= len(stuck)

@@ -195,3 +195,25 @@ def test_a_worker_waits_for_a_redis_that_is_down_and_a_warm_shutdown_exits_0(dat
             proc.wait()
 
     assert code == 0, log_path.read_text()[-4000:]
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_ctrl_c_stops_a_worker_warm_with_exit_code_130(database_url: str, tmp_path: Path, pool: str) -> None:
+    """Ctrl-C (SIGINT) is the same warm shutdown as SIGTERM, asked by a person: 130 as for every command Ctrl-C
+    stops, not Celery's 1, which reads as an error to a supervisor and to a shell."""
+    log_path = tmp_path / "worker.log"
+    with RedisServer() as server:
+        proc = start_worker(pool, server.url, database_url, log_path)
+        try:
+            wait_for_workers(server.url, 1)
+
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(EXIT_GUARD_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    log = log_path.read_text()
+    assert code == 130, log[-4000:]
+    assert "Warm shutdown" in log and "Traceback" not in log

@@ -487,3 +487,24 @@ def test_every_command_has_help(name: str) -> None:
     assert result.exit_code == 0, result.output
     summary = (command.help or "").split(".")[0].split("\n")[0].strip()
     assert summary and summary[:30] in " ".join(result.stdout.split()), (name, result.stdout)
+
+
+def commands_with_options() -> list[tuple[str, Any]]:
+    """Every command that runs (a group's subcommands, not the group), named as typed: ``cutover set``."""
+    found: list[tuple[str, Any]] = []
+    for name in COMMANDS:
+        command = load_command(name)
+        subcommands = getattr(command, "commands", None)
+        found += [(f"{name} {sub}", c) for sub, c in subcommands.items()] if subcommands else [(name, command)]
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    """An option listed with no text leaves the operator to guess (`retry --wait`, `resume --wait` were)."""
+    silent = [
+        f"nsmigrate {name} {param.opts[0]}"
+        for name, command in commands_with_options()
+        for param in command.params
+        if param.param_type_name == "option" and not (getattr(param, "help", None) or "").strip()
+    ]
+    assert silent == []

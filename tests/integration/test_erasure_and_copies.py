@@ -20,11 +20,13 @@ import pytest
 from orchestrator import jobs
 from orchestrator.errors import BatchFailed, ErasureFailed
 from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import JobSpec
 from orchestrator.tenancy.erasure import Subject
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.seed import seed_chunks
 from tests.integration.test_verify_cleanup import URL_ENV, RecordingDispatcher, copied_job, make_records, make_spec
-from workers import copying, erasing
+from workers import copying, erasing, pgnamespaces
 from workers.context import WorkerContext
 from workers.rollback import rollback_job
 from workers.stores import open_retrying_store
@@ -216,3 +218,34 @@ def test_an_erasure_place_refuses_while_a_rollback_writes_originals_back(
         assert f"may still write creator 'a.1''s data after it is erased: job {rollback_id}" in str(refused.value)
 
     assert ctx.store(spec.target).namespaces().get("creator_a.1_twin_t1") == 3  # nothing deleted
+
+
+def test_a_batch_copied_inside_postgres_refuses_too(
+    ctx: WorkerContext, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tables of the application's layout in one database: the batch runs ``INSERT … SELECT`` and no record passes
+    through the worker, so it reads the batch's records to ask whose they are (only while an erasure exists)."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    documented = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
+    spec = make_spec(
+        (documented, documented),
+        routing={"mode": "explicit", "map": {"public": "copied"}},
+        enrich={"creator_fields": False, "migrated_from": False},
+    )
+    assert pgnamespaces.in_database(spec)
+    owners = ["a.1"] * 3 + ["a.10"] * 3
+    rows = [
+        Record(id_, values, {**metadata, "creator_id": owner})
+        for (_, values, metadata), owner, id_ in zip(seed_chunks(6, DIM), owners, SHARED_IDS, strict=True)
+    ]
+    ctx.store(spec.source).upsert("public", rows)
+    batch_id = a_copy_job(ctx, spec, "public", "copied")
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+
+    with pytest.raises(BatchFailed) as refused:
+        copying.copy_batch(ctx, batch_id)
+
+    message = str(refused.value)
+    assert "3 record(s) of creator 'a.1'" in message and f"erasure job {erase_job} erases their data" in message
+    assert ctx.store(spec.target).namespaces().get("copied", 0) == 0

@@ -228,7 +228,7 @@ def test_copy_verifies_and_builds_the_indexes(pg: sa.Engine) -> None:
     copied = {r.id: r for r in s.fetch("beta", [r.id for r in source])}
     for record in source:
         assert copied[record.id].metadata == record.metadata
-        assert copied[record.id].values == pytest.approx(record.values, abs=1e-6)
+        assert list(copied[record.id].values) == pytest.approx(record.values, abs=1e-6)
     found = json.loads(nsmigrate("pgvector", "stats", "beta", "--json").output)
     assert found["vector_index"] == "ivfflat (lists = 100)"
 
@@ -405,12 +405,13 @@ def test_a_table_another_thread_is_still_creating_is_waited_for_not_read_empty(
         except Exception as e:  # what the batch would have failed with
             outcome["second"] = e
 
-    def write_then_let_another_thread_write(conn: sa.Connection, table: str, rows: list[Record]) -> None:
-        write(conn, table, rows)
+    def write_then_let_another_thread_write(conn: sa.Connection, table: str, rows: list[Record]) -> bool:
+        written = write(conn, table, rows)
         if "thread" not in outcome:  # the first writer, inside its creating transaction
             outcome["thread"] = threading.Thread(target=second_writer)
             outcome["thread"].start()
             outcome["thread"].join(timeout=2)  # it fails at once, or waits for this transaction to commit
+        return written
 
     monkeypatch.setattr(pgnamespaces, "upsert_records", write_then_let_another_thread_write)
     s.upsert("race", records(3))
@@ -420,3 +421,18 @@ def test_a_table_another_thread_is_still_creating_is_waited_for_not_read_empty(
     assert outcome["second"] == "written"
     with pg.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM embeddings_race")).scalar_one() >= 3
+
+
+def test_a_table_dropped_since_the_store_wrote_into_it_is_made_again(pg: sa.Engine) -> None:
+    # A standing worker's store remembers the tables it wrote; `nsmigrate pgvector drop` (or a bench, or a rollback)
+    # may drop one before the next job writes there again.
+    s = store()
+    s.upsert("again", records(3))
+    with pg.begin() as conn:
+        conn.execute(sa.text("DROP TABLE embeddings_again"))
+
+    assert s.upsert("again", records(4, seed=1)) == 4
+
+    s.close()
+    with pg.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM embeddings_again")).scalar_one() == 4

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from orchestrator.errors import StoreError
 from orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
-from workers.chunking import chunk_for_upsert, estimate_bytes, sized_chunks
+from orchestrator.records.vectors import BinaryValues
+from workers.chunking import ENVELOPE_BYTES, binary_bytes, chunk_for_upsert, estimate_bytes, sized_chunks
 from workers.stores.base import Record
 from workers.stores.pinecone import upsert_body
 
@@ -138,3 +139,34 @@ def test_sized_chunks_are_the_same_chunks_with_their_estimated_bytes() -> None:
     assert [chunk for chunk, _ in sized] == chunk_for_upsert(records)
     assert [size for _, size in sized] == [sum(estimate_bytes(r) for r in chunk) for chunk, _ in sized]
     assert len(sized) > 1
+
+
+def pgvector_values(values: list[float]) -> BinaryValues:
+    """Values as a pgvector table sends them in binary: dimension, an unused word, big-endian float32s."""
+    return BinaryValues(len(values).to_bytes(2, "big") + b"\0\0" + np.asarray(values, dtype=">f4").tobytes())
+
+
+def test_a_write_into_a_pgvector_table_is_charged_its_vectors_binary_form() -> None:
+    rng = np.random.default_rng(40)
+    batch = [
+        Record(f"doc-{i}#chunk-0", pgvector_values(rng.standard_normal(1536).tolist()), {"collection_name": "c"})
+        for i in range(200)
+    ]
+
+    chunks = sized_chunks(batch, measure=binary_bytes)
+
+    # One write for the batch, charged about what its float32s weigh (6 KB a vector), where a Pinecone request's JSON
+    # bound (25 bytes a value) would charge it six times that, in four requests.
+    assert [len(chunk) for chunk, _ in chunks] == [200]
+    assert 200 * 1536 * 4 < chunks[0][1] < 200 * (1536 * 4 + 100)
+    assert len(sized_chunks(batch)) == 4
+
+
+def test_pgvector_values_go_to_pinecone_as_their_float32_decimals_within_the_estimate() -> None:
+    values = [1e-45, 1.1754944e-38, -3.4028235e38, -0.0, 0.1, 0.33333334, 123456.79]
+    record = Record("a", pgvector_values(values), {"k": "v"})
+
+    body = orjson.dumps(upsert_body("ns", [record]))
+
+    assert orjson.loads(body)["vectors"][0]["values"] == values == list(record.values)
+    assert len(body) <= ENVELOPE_BYTES + estimate_bytes(record)

@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from orchestrator.errors import PlanError
 from orchestrator.records.routing import routing_table
-from orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store, receipt, registry_of, subject_of
+from orchestrator.tenancy.erasure import (
+    KnownRun,
+    Subject,
+    erased_in,
+    places_in_store,
+    receipt,
+    registry_of,
+    subject_of,
+)
 from orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
 
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,12}\Z")
@@ -138,3 +146,31 @@ def test_a_test_creators_copy_is_theirs_to_erase_and_the_originals_are_not() -> 
     # Erasing a.1 takes the copy of their twin too: it is their data under another name.
     owner = places_in_store("src", names, subject_of("a.1", None, runs), registry_of(runs), runs)
     assert owner.whole == ["creator_a.1_twin_t1", "creator_sainath.no.1_twin_t1", "uuid-1"]
+
+
+def test_a_copy_of_an_erased_subjects_records_is_found_whatever_else_was_erased() -> None:
+    """``erased_in``: each record against the erasures its ids name, among many; a.10 is never taken for a.1."""
+    a1 = subject_of("a.1", None, RUNS)
+    t2 = subject_of("a.1", "t2", RUNS)
+    others = [(100 + i, Subject(f"b.{i}")) for i in range(500)]
+    erasures = [*others, (7, t2), (8, a1)]
+
+    def rec(id_: str, **meta: Any) -> SimpleNamespace:
+        return SimpleNamespace(id=id_, metadata=meta)
+
+    shared = [
+        rec("x", creator_id="a.10"),
+        rec("y", twin_id="t10"),
+        rec("z", source_id="s10"),
+        rec("n"),
+        rec("k", metadata_only="a.1"),
+    ]
+    assert erased_in(erasures, [((None, None), shared)]) is None
+    assert erased_in(erasures, [(("a.10", "t10"), [rec("x")])]) is None
+
+    mine = [rec("c", creator_id="a.1"), rec("t", twin_id="t1"), rec("s", source_id="s2"), *shared]
+    assert erased_in(erasures, [((None, None), mine)]) == (7, t2, ["s"])  # the first erasure (in order) that owns one
+    assert erased_in([(8, a1), (7, t2)], [((None, None), mine)]) == (8, a1, ["c", "t", "s"])
+    # A namespace built for them: every record written there is theirs, whatever its metadata says.
+    assert erased_in(erasures, [(("a.1", "t1"), [rec("plain")])]) == (8, a1, ["plain"])
+    assert erased_in([(3, Subject("b.3"))], [(("b.3", None), [rec("p")])]) == (3, Subject("b.3"), ["p"])

@@ -7,15 +7,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 
 from orchestrator import pgvector_layout
 from orchestrator.errors import RetryableError, StoreError
 from orchestrator.pgvector_layout import ID_COLUMN, quote
-from workers import pgnamespaces
+from workers import pgbinary, pgnamespaces
 from workers.stores.base import IdPage, Record
 from workers.stores.pgvector import PgvectorStore, is_undefined_table
 
@@ -106,13 +104,9 @@ class DocumentedPgvectorStore(PgvectorStore):
             if table is None:
                 return []
             columns = [c for c in pgnamespaces.table_columns(conn, table) if not c.serial]
-            rows = conn.execute(
-                sa.text(
-                    f"SELECT {pgvector_layout.select_list(columns)} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"
-                ),
-                {"ids": list(ids)},
-            ).mappings()
-            found = {row[ID_COLUMN]: pgvector_layout.row_to_record(_parsed(row), columns) for row in rows}
+            selected = f"SELECT {pgvector_layout.select_list(columns)} FROM {quote(table)}".replace("%", "%%")
+            rows = pgbinary.select_rows(conn, f"{selected} WHERE {ID_COLUMN} = ANY(%(ids)s)", {"ids": list(ids)})
+            found = {row[ID_COLUMN]: pgvector_layout.row_to_record(row, columns) for row in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def upsert(self, namespace: str, records: Sequence[Record]) -> int:
@@ -123,10 +117,16 @@ class DocumentedPgvectorStore(PgvectorStore):
         self._check_dimension(namespace, records, dimension)
         table = pgvector_layout.table_of(self.prefix, namespace)  # the name rules refuse a bad namespace here
         latest = {r.id: r for r in records}  # last write wins within one request, as in Pinecone
-        with self._errors("upsert", namespace), self._get_engine().begin() as conn:
-            if table not in self._existing:
-                pgnamespaces.create_namespace(conn, self.prefix, namespace, dimension)
-            pgnamespaces.upsert_records(conn, table, list(latest.values()))
+        with self._errors("upsert", namespace):
+            for _ in range(2):
+                with self._get_engine().begin() as conn:
+                    if table not in self._existing:
+                        pgnamespaces.create_namespace(conn, self.prefix, namespace, dimension)
+                    written = pgnamespaces.upsert_records(conn, table, list(latest.values()))
+                if written:
+                    break
+                # Dropped since this process saw it (``nsmigrate pgvector drop``, a rollback): made again, once.
+                self._existing.discard(table)
         # Remembered only once committed: another thread of this process that took the table as existing before
         # then would find no columns in it (the creating transaction is not visible to its connection).
         self._existing.add(table)
@@ -189,13 +189,3 @@ class DocumentedPgvectorStore(PgvectorStore):
                     {"v": pgnamespaces.vector_text(vector), "k": top_k},
                 ).scalars()
             )
-
-
-def _parsed(row: Any) -> dict[str, Any]:
-    """A row with its ``embedding`` as floats (psycopg hands pgvector's text form back without the adapter)."""
-    out = dict(row)
-    value = out.get(pgvector_layout.EMBEDDING_COLUMN)
-    if isinstance(value, str):
-        # numpy parses the text in C: a Python loop over every value was most of a large verification's CPU.
-        out[pgvector_layout.EMBEDDING_COLUMN] = np.fromstring(value[1:-1], dtype=np.float64, sep=",").tolist()
-    return out

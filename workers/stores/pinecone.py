@@ -58,7 +58,7 @@ from orchestrator.limits import (
     RECORD_ID_MAX_CHARS,
     RECORD_METADATA_MAX_BYTES,
 )
-from orchestrator.records.vectors import JsonValues, SparseValues
+from orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
 from orchestrator.spec.jobspec import PineconeStoreSpec
 from workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
@@ -161,8 +161,11 @@ def _read(decoder: msgspec.json.Decoder[Any], content: bytes, op: str) -> Any:
 
 
 def _wire_values(values: Sequence[float]) -> Any:
-    """Fetched values go back verbatim (see the module docstring): orjson writes a Fragment as it is."""
-    return orjson.Fragment(values.json) if isinstance(values, JsonValues) else list(values)
+    """Fetched values go back verbatim (see the module docstring): orjson writes a Fragment as it is; a pgvector
+    table's are written from their float32s, never made floats first."""
+    if isinstance(values, JsonValues):
+        return orjson.Fragment(values.json)
+    return orjson.Fragment(values.as_json()) if isinstance(values, BinaryValues) else list(values)
 
 
 def upsert_body(namespace: str, records: Sequence[Record]) -> dict[str, Any]:

@@ -1,0 +1,92 @@
+"""A cleanup under cut-over (the decommission of the source) and an operator's `cutover set` at the same time, on real
+services: the job table in Postgres, Redis, two indexes of the local Pinecone data plane through the real SDK, the
+cleanup's and the rollout's own code called in process.
+
+The cut-over's gate (reads 100 % new, synced since) is what makes deleting a source the application reads safe. It is
+asked before the cleanup starts; a step back (`cutover set --reads old`) that lands after that ask must still stop
+it, and a step back once a cleanup deletes (or deleted) a source must be refused: the application would read vectors
+that are gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from orchestrator import jobs
+from orchestrator.errors import StateError
+from orchestrator.jobs import cutover as rollout_rows
+from orchestrator.models import RunState
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from tests.integration.test_verify_cleanup import Job, RecordingDispatcher, copied_job, make_records, make_spec
+from workers import syncing
+from workers.context import WorkerContext
+
+DIM = 8
+KEY_ENV = "NSMIGRATE_TEST_CUTOVER_CLEANUP_PINECONE_KEY"
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
+
+
+@pytest.fixture
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+
+
+@pytest.fixture
+def cut_over(ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Job:
+    """A job whose namespace ``alpha`` is verified, read 100 % from the target and synced since: cleanup may go."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-cutover-cleanup-test")
+    stores: tuple[dict[str, Any], ...] = tuple(
+        {"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst")
+    )
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(5)})
+    assert job.verify()["passed"]
+    rollout_rows.set_rollout(ctx.db, job.job_id, 100, "tester")
+    assert syncing.sync_run(ctx, job.runs["alpha"], actor="tester")["action"] != "refused"
+    assert job.verify()["passed"]
+    return job
+
+
+def test_a_step_back_that_lands_after_the_gate_was_asked_stops_the_cleanup(
+    ctx: WorkerContext, cut_over: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_cleanup = jobs.start_cleanup
+
+    def stepped_back_first(db: jobs.Database, run_id: int) -> Any:
+        # Another operator's `cutover set --reads old`, between the gate's first ask and the cleanup's start.
+        rollout_rows.set_rollout(db, cut_over.job_id, 0, "other operator")
+        return start_cleanup(db, run_id)
+
+    monkeypatch.setattr(jobs, "start_cleanup", stepped_back_first)
+
+    result = cut_over.cleanup(decommission_now=True)
+
+    assert result["action"] == "refused", result
+    assert "reads are 0 % new: the application still reads the source" in result["reason"]
+    assert cut_over.source.namespaces().get("alpha") == 5  # nothing deleted
+    assert cut_over.state() == "verified"
+
+
+@pytest.mark.parametrize("cleanup", ["done", "stopped part-way"])
+def test_reads_cannot_go_back_to_a_source_a_cleanup_deleted(ctx: WorkerContext, cut_over: Job, cleanup: str) -> None:
+    if cleanup == "done":
+        assert cut_over.cleanup(decommission_now=True)["action"] == "deleted"
+    else:  # a cleanup that deleted two ids, then stopped on a store error
+        cut_over.source.delete("alpha", ["v-000", "v-001"])
+        run = cut_over.runs["alpha"]
+        jobs.start_cleanup(ctx.db, run)
+        jobs.abort_cleanup(ctx.db, run, "delete failed", "tester", RunState.VERIFIED, detail={"deleted_count": 2})
+
+    with pytest.raises(StateError) as refused:
+        rollout_rows.set_rollout(ctx.db, cut_over.job_id, 0, "tester")
+
+    message = str(refused.value)
+    assert f"reads of job {cut_over.job_id} cannot go back to its source" in message and "alpha" in message
+    assert "nothing was changed" in message
+    assert rollout_rows.rollout_of(ctx.db, cut_over.job_id).percent == 100

@@ -1,0 +1,138 @@
+"""Rows of the application's pgvector tables read and written in Postgres's binary form (psycopg 3), for the copies
+that pass through a worker: a vector in pgvector's text form costs a ``repr`` per value to write and a parse per
+value on both sides, where its binary form is the float32 bytes themselves (bench/README.md, "pgvector through the
+workers").
+
+- ``select_rows``: a query's rows with every column in binary; the vector arrives as ``BinaryValues`` (kept as it
+  came: a copy into another pgvector table writes the same bytes back), everything else as psycopg loads it.
+- ``upsert_rows``: rows written with ``COPY … FROM STDIN (FORMAT BINARY)`` into a staging table of the transaction,
+  then one ``INSERT … SELECT … ON CONFLICT`` into the table (COPY itself cannot overwrite a row).
+
+Values are exact both ways: a column's value is what the text form gave before (a ``real`` column's value as its
+shortest decimal too), and what is written is cast by Postgres as the text path cast it. The statements run on the
+connection's own driver connection, inside the caller's transaction; a driver error is raised as SQLAlchemy's (the
+stores translate those).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+import sqlalchemy as sa
+
+from orchestrator import pgvector_layout
+from orchestrator.pgvector_layout import EMBEDDING_COLUMN, TableColumn, quote
+from orchestrator.records.vectors import BinaryValues
+
+#: pgvector's binary vector starts with its dimension and an unused word, both uint16 big-endian.
+_VECTOR_HEAD = struct.Struct(">HH")
+#: The staging table's type of each kind of value (``TableColumn.kind``), and psycopg's name for it in COPY.
+_STAGED: dict[str, tuple[str, str]] = {
+    "text": ("text", "text"),
+    "integer": ("bigint", "int8"),
+    "float": ("double precision", "float8"),
+    "boolean": ("boolean", "bool"),
+    "text[]": ("text[]", "text[]"),
+    "text form": ("text", "text"),  # cast to the column's type by the INSERT, as the text path's placeholders do
+}
+_STAGING = "nsmigrate_staged_rows"
+_FLOAT4_OID = psycopg.adapters.types["float4"].oid
+
+
+def vector_binary(values: Sequence[float]) -> bytes:
+    """pgvector's binary form of ``values`` (the bytes a ``BinaryValues`` holds are passed on as they are)."""
+    if isinstance(values, BinaryValues):
+        return values.binary
+    return _VECTOR_HEAD.pack(len(values), 0) + np.asarray(values, dtype=">f4").tobytes()
+
+
+@contextlib.contextmanager
+def _driver_errors(statement: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as e:
+        # As SQLAlchemy raises it (OperationalError, ProgrammingError…, the driver's error as ``orig``).
+        raise sa.exc.DBAPIError.instance(statement, None, e, psycopg.Error) from e
+
+
+def _driver(conn: sa.Connection) -> psycopg.Connection[Any]:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection), "the pgvector stores use the psycopg 3 driver"
+    return driver
+
+
+def select_rows(conn: sa.Connection, sql: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The rows of ``sql`` (psycopg placeholders, ``%(name)s``) with every column read in binary: the vector column
+    as ``BinaryValues``, a ``real`` column as the float its text form reads as."""
+    driver = _driver(conn)
+    with _driver_errors(sql), driver.cursor(binary=True) as cursor:
+        cursor.execute(sql, params)
+        names = [d.name for d in cursor.description or ()]
+        float4 = {i for i, d in enumerate(cursor.description or ()) if d.type_code == _FLOAT4_OID}
+        rows = cursor.fetchall()
+    vector = names.index(EMBEDDING_COLUMN) if EMBEDDING_COLUMN in names else -1
+    out = []
+    for row in rows:
+        values = list(row)
+        if vector >= 0 and values[vector] is not None:
+            values[vector] = BinaryValues(bytes(values[vector]))
+        for i in float4:
+            if values[i] is not None:
+                values[i] = float(str(np.float32(values[i])))  # its shortest decimal, as its text form
+        out.append(dict(zip(names, values, strict=True)))
+    return out
+
+
+def upsert_rows(
+    conn: sa.Connection, table: str, columns: Sequence[TableColumn], rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert or overwrite ``rows`` (all of the same keys, each a column of ``columns``: a column left out keeps its
+    default, or its old value) into ``table``, by binary COPY into a staging table and one ``INSERT … SELECT … ON
+    CONFLICT (chunk_id)``. Values as ``pgvector_layout.record_to_row`` makes them (the ``metadata`` as its JSON
+    text, other text-form values as their text)."""
+    if not rows:
+        return
+    by_name = {c.name: c for c in columns}
+    names = list(rows[0])
+    staged = [_staged(by_name[n]) for n in names]
+    driver = _driver(conn)
+    defined = ", ".join(f"{quote(n)} {s[0]}" for n, s in zip(names, staged, strict=True))
+    create = f"CREATE TEMP TABLE {_STAGING} ({defined}) ON COMMIT DROP"
+    copy_sql = f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)"
+    cast = [by_name[n].kind == "text form" and n != EMBEDDING_COLUMN for n in names]
+    picked = ", ".join(
+        f"CAST({quote(n)} AS {by_name[n].sql_type})" if c else quote(n) for n, c in zip(names, cast, strict=True)
+    )
+    updates = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in names if n != pgvector_layout.ID_COLUMN)
+    insert = (
+        f"INSERT INTO {quote(table)} ({', '.join(quote(n) for n in names)}) SELECT {picked} FROM {_STAGING} "
+        f"ON CONFLICT ({pgvector_layout.ID_COLUMN}) DO UPDATE SET {updates}"
+    )
+    embedding = names.index(EMBEDDING_COLUMN) if EMBEDDING_COLUMN in names else -1
+    with driver.cursor() as cursor:
+        with _driver_errors(create):
+            cursor.execute(create.replace("%", "%%"))
+        with _driver_errors(copy_sql), cursor.copy(copy_sql) as copy:
+            copy.set_types([s[1] for s in staged])
+            for row in rows:
+                values = [row[n] for n in names]
+                if embedding >= 0:
+                    values[embedding] = vector_binary(values[embedding])
+                copy.write_row(values)
+        with _driver_errors(insert):
+            cursor.execute(insert.replace("%", "%%"))
+            cursor.execute(f"DROP TABLE {_STAGING}")
+
+
+def _staged(column: TableColumn) -> tuple[str, str]:
+    """(the staging table's type, psycopg's type for COPY) of ``column``."""
+    if column.name == EMBEDDING_COLUMN:
+        # The vector's binary form is written as bytes (bytea's binary form is the bytes as they are) into a column
+        # of the vector type: binary COPY carries no type, the server reads each field as its column's type.
+        return "vector", "bytea"
+    return _STAGED[column.kind]
