@@ -52,9 +52,13 @@ def sync_refusal(db: Database, run_id: int) -> str | None:
 
 def propagate_refusal(db: Database, run_id: int) -> str | None:
     """Why ``sync --propagate-deletes`` may not delete from the target of ``run_id`` the ids its source lacks, or
-    None: a cleanup of the run deleted source ids (or is deleting them), so an id missing from the source may be one
-    whose target copy is now the only one. Asked again after each read of the source, right before its delete: a
-    cleanup whose deletes that read saw had started (``cleaning``, under the run's row lock) before it."""
+    None: a cleanup deleted source ids (or is deleting them) whose copies this would delete, so an id missing from the
+    source may be one whose target copy is now the only one. That cleanup is the run's own, or another migrate job's
+    of the same source namespace into the same target namespace (a job run again with ``--new``: both wrote the same
+    copies). Asked again after each read of the source, right before its delete: a cleanup whose deletes that read saw
+    had started (``cleaning``, under the run's row lock) before it."""
+    from orchestrator.connections.store_identity import key_of_json
+
     with db.transaction() as s:
         run = _get_run(s, run_id)
         if run.state in (RunState.CLEANING, RunState.CLEANED):
@@ -67,7 +71,33 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
                 f"an earlier cleanup deleted {run.deleted_by_cleanup} of this namespace's source ids: they are gone "
                 "from the source on purpose and their copies are the only ones left, so --propagate-deletes is off here"
             )
+        spec = s.scalar(sa.select(Job.spec).where(Job.id == run.job_id)) or {}
+        stores = (key_of_json(spec.get("source")), key_of_json(spec.get("target")))
+        targets = set(_target_names(run))
+        others = s.execute(
+            sa.select(NamespaceRun, Job.spec)
+            .join(Job, Job.id == NamespaceRun.job_id)
+            .where(
+                NamespaceRun.source_namespace == run.source_namespace,
+                NamespaceRun.id != run.id,
+                Job.kind == JobKind.MIGRATE,
+            )
+            .order_by(NamespaceRun.id)
+        )
+        for other, other_spec in others:
+            deleting = other.state in (RunState.CLEANING, RunState.CLEANED) or other.deleted_by_cleanup
+            same = (key_of_json((other_spec or {}).get("source")), key_of_json((other_spec or {}).get("target")))
+            if deleting and same == stores and targets & set(_target_names(other)):
+                return (
+                    f"a cleanup of job {other.job_id} deleted (or is deleting) this source namespace's ids, and their "
+                    "copies in the target are the ones this job wrote too: they may be the only ones left, so "
+                    "--propagate-deletes is off here"
+                )
         return None
+
+
+def _target_names(run: NamespaceRun) -> list[str]:
+    return [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
 
 
 def start_sync(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], actor: str, **detail: Any) -> list[int]:

@@ -19,6 +19,7 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.errors import StateError, StoreError
+from orchestrator.limits import UPSERT_MAX_VECTORS
 from orchestrator.models import RunState
 from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from orchestrator.records.routing import route_context, route_records
@@ -29,6 +30,7 @@ from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
 from workers.rollback import _Rollback, rollback_job
 from workers.stores.base import Store
+from workers.verifying import chunks
 
 DIM = 8
 URL_ENV = "NSMIGRATE_TEST_VERIFY_PG_URL"
@@ -46,6 +48,9 @@ class RecordingDispatcher:
 
     def verify_namespace(self, run_id: int, **kw: Any) -> None:
         self.sent.append(("verify", run_id, kw))
+
+    def copy_batch(self, batch_id: int, **kw: Any) -> None:
+        self.sent.append(("copy", batch_id, kw))
 
 
 def make_records(n: int, prefix: str = "v", seed: int = 0, **metadata: Any) -> list[Record]:
@@ -144,7 +149,8 @@ def copied_job(
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     targets = targets or {ns: ns for ns in data}
     for ns, records in data.items():
-        source.upsert(ns, records)
+        for part in chunks(records, UPSERT_MAX_VECTORS):
+            source.upsert(ns, part)
     plan = Plan(
         runs=[
             NamespacePlan(ns, targets[ns], len(records), 1, *(pairs or {}).get(ns, (None, None)))
@@ -169,7 +175,8 @@ def copied_job(
         routed = route_records(records, route)
         if copy:
             for target_ns, enriched in routed.items():
-                target.upsert(target_ns, enriched)
+                for part in chunks(enriched, UPSERT_MAX_VECTORS):
+                    target.upsert(target_ns, part)
         [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
         if started:
             jobs.start_batch(ctx.db, batch_id, "tester")
@@ -537,6 +544,25 @@ def test_propagated_deletes_keep_the_copies_of_ids_a_cleanup_under_way_deleted(
     assert job.target.count("alpha") == 30
     assert result["action"] == "refused" and result["deleted"] == 0, result
     assert "a cleanup of this namespace is under way" in result["reason"], result
+
+
+def test_propagated_deletes_keep_the_copies_another_jobs_cleanup_left_as_the_only_ones(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # One spec run twice (the second with `--new`): both jobs copied alpha into the same target namespace. The first
+    # job's cleanup deleted the source (an application wrote one vector there since); the second job's `sync
+    # --propagate-deletes` then finds its ids gone from the source, and the copies it would delete are the first
+    # job's too: the only ones left.
+    first, _, _ = verified_alpha(ctx, store_specs)
+    second = copied_job(ctx, first.spec, {"alpha": make_records(30)}, started=True)
+    assert first.cleanup()["action"] == "deleted"
+    first.source.upsert("alpha", make_records(1, prefix="new"))
+
+    result = syncing.sync_run(ctx, second.runs["alpha"], propagate_deletes=True, actor="tester")
+
+    assert result["action"] == "refused" and result.get("deleted", 0) == 0, result
+    assert f"a cleanup of job {first.job_id} deleted (or is deleting) this source namespace's ids" in result["reason"]
+    assert first.target.count("alpha") == 30  # the only copies, kept
 
 
 def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_check(
