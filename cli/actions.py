@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from cli import waits
-from cli.console import console
+from cli.console import EXIT_INTERRUPTED, console, ctrl_c_asks_to_stop, print_interrupted
 from cli.fleet import dispatcher, worker_context
 from cli.options import (
     DatabaseOpt,
@@ -164,20 +164,36 @@ def cleanup(
     ctx = worker_context(resolved)
     not_done = 0  # refused, or failed part-way (a store error): either way the source is not all gone
     said: dict[str, list[str]] = {}  # a refusal's reason → the namespaces refused for it after the first
-    for r in runs:
-        result = cleanup_run(ctx, r.id, dry_run=dry_run, actor=jobs.default_actor(), decommission_now=decommission_now)
-        not_done += result["action"] in ("refused", "failed")
-        name = display_namespace(r.source_namespace)
-        if result["action"] == "refused":
-            if result["reason"] in said:  # a reason the whole job shares (the cut-over's): said once, not per namespace
-                said[result["reason"]].append(name)
-                continue
-            said[result["reason"]] = []
-        console.print(escape(f"{name}: {cleanup_outcome(result)}"), soft_wrap=True)
+    with ctrl_c_asks_to_stop() as stop_asked:
+        for r in runs:
+            if stop_asked():
+                break  # Ctrl-C: the namespace under way stopped between two chunks; the next ones do not start
+            result = cleanup_run(
+                ctx,
+                r.id,
+                dry_run=dry_run,
+                actor=jobs.default_actor(),
+                decommission_now=decommission_now,
+                stop=stop_asked,
+            )
+            not_done += result["action"] in ("refused", "failed", "stopped")
+            name = display_namespace(r.source_namespace)
+            if result["action"] == "refused":
+                if result["reason"] in said:  # a reason the whole job shares (the cut-over's): said once
+                    said[result["reason"]].append(name)
+                    continue
+                said[result["reason"]] = []
+            console.print(escape(f"{name}: {cleanup_outcome(result)}"), soft_wrap=True)
     for names in said.values():
         if names:
             shown = ", ".join(names[:REFUSED_NAMES_SHOWN]) + (", …" if len(names) > REFUSED_NAMES_SHOWN else "")
             console.print(escape(f"{len(names)} more refused for the same reason: {shown}"), soft_wrap=True)
+    if stop_asked():
+        print_interrupted(
+            f"stopped the cleanup of job {job_id} between two chunks: every id it deleted is recorded and each "
+            f"namespace is back to its verdict — `nsmigrate cleanup {job_id} --yes` takes it up again"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(1 if not_done else 0)
 
 
@@ -188,8 +204,8 @@ def cleanup_outcome(result: dict[str, Any]) -> str:
         return f"deleted {count}"
     if action == "would_delete":
         return f"would delete {count} (dry run)"
-    if action == "failed" and count:
-        return f"failed after deleting {count} — {reason}"  # a refusal's reason says what it deleted itself
+    if action in ("failed", "stopped") and count:
+        return f"{action} after deleting {count} — {reason}"  # a refusal's reason says what it deleted itself
     return f"{action} — {reason}"
 
 
@@ -228,7 +244,8 @@ def sync(
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     runs = jobs.runs_of(database, job_id, ns)
     if not runs:
-        raise fail(f"job {job_id} has no namespace run {namespace!r}; see `nsmigrate status {job_id}`")
+        what = f"no namespace run {namespace!r}" if namespace is not None else "no namespace run to sync"
+        raise fail(f"job {job_id} has {what}; see `nsmigrate status {job_id}`")
     if propagate_deletes and not dry_run and not yes:
         if not sys.stdin.isatty():
             raise fail(

@@ -1,7 +1,12 @@
-"""The two consoles the CLI prints to, and its one error format. Imports nothing of the product, so the root command
-can report an error without loading the job table."""
+"""The two consoles the CLI prints to, its one error format, and Ctrl-C. Imports nothing of the product, so the root
+command can report an error without loading the job table."""
 
 from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,6 +23,27 @@ EXIT_INTERRUPTED = 130
 def print_interrupted(message: str) -> None:
     """``interrupted: <message>`` on stderr, as one line: what Ctrl-C stopped and what goes on without it."""
     err_console.print(f"[bold yellow]interrupted:[/] {escape(message)}")
+
+
+@contextmanager
+def ctrl_c_asks_to_stop() -> Iterator[Callable[[], bool]]:
+    """While open, the first Ctrl-C (SIGINT) only asks to stop: the function yielded says whether it was pressed, and
+    the step under way finishes (a chunk of deletes done and counted) before the caller stops. A second Ctrl-C
+    interrupts at once, as usual. Outside the main thread (no signal handler there) nothing is ever asked."""
+    asked = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield asked.is_set
+        return
+
+    def ask(_signum: int, _frame: object) -> None:
+        asked.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield asked.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def print_error(message: str) -> None:

@@ -65,7 +65,14 @@ def erase(
         Path | None,
         typer.Option("--receipt", help="Where to write the receipt (default: erasure-receipts/erase-JOB.json)."),
     ] = None,
-    timeout_s: Annotated[float, typer.Option("--timeout-s", help="How long to wait for the workers.")] = 600,
+    timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--timeout-s",
+            help="How long to wait for the cleanup workers; then exit code 1 while the erasure goes on (`erase "
+            "--resume JOB` waits again and writes the receipt).",
+        ),
+    ] = 600,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:

@@ -80,6 +80,10 @@ def failure_text(error: NsmigrateError) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class StopAsked(NsmigrateError):
+    """An operator asked a step to stop (Ctrl-C): it stopped between two chunks, with what it did so far complete."""
+
+
 class TaskFailed(NsmigrateError):
     """A task's work failed for good and the failure is recorded in the job table (`nsmigrate status` shows it,
     `nsmigrate retry` re-runs it). Raised last, after what follows the task was sent, so that Celery marks the task

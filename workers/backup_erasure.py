@@ -2,16 +2,16 @@
 
 A file whose namespace is wholly the subject's is removed; any other file is rewritten without the rows whose
 metadata is theirs (``Subject.owns_record``), its count and ids fingerprint updated; then ``manifest.json`` is written
-again from the files that are left, and the directory removed when none is. Every file is written as ``.partial`` and
-renamed, and the manifest is rebuilt from the files' own headers, so an erasure killed half-way leaves a readable
-backup and running it again finishes the job.
+again from the files that are left, or removed when none is (and the directory with it, when nothing else is in it).
+Every file is written as ``.partial`` and renamed, and the manifest is rebuilt from the files' own headers, so an
+erasure killed half-way leaves a readable backup and running it again finishes the job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,7 +92,7 @@ def _rewrite(path: Path, kept: pa.Table) -> None:
 
 def _write_manifest(directory: Path, entries: list[dict[str, object]]) -> None:
     """The manifest again, from the files that are left (their own headers: counts and fingerprints as written);
-    the whole directory goes when no file is left."""
+    the manifest goes when no file is left, and the directory with it when nothing else is there."""
     left = []
     for entry in entries:
         path = directory / str(entry["file"])
@@ -108,7 +108,11 @@ def _write_manifest(directory: Path, entries: list[dict[str, object]]) -> None:
             }
         )
     if not left:
-        shutil.rmtree(directory, ignore_errors=True)
+        # Only what the export wrote goes: the directory too when that leaves it empty, never an operator's file or
+        # another backup made inside it.
+        (directory / MANIFEST_NAME).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            directory.rmdir()
         return
     manifest = json.loads((directory / MANIFEST_NAME).read_text())
     manifest.update({"format": FORMAT, "format_version": FORMAT_VERSION, "namespaces": left})

@@ -37,10 +37,11 @@ refusal named.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from orchestrator import jobs
-from orchestrator.errors import NsmigrateError, StateError
+from orchestrator.errors import NsmigrateError, StateError, StopAsked
 from orchestrator.jobs.cutover import cleanup_refusal
 from orchestrator.models import NamespaceRun, RunState
 from orchestrator.records.routing import route_context
@@ -149,6 +150,7 @@ def cleanup_run(
     dry_run: bool = False,
     actor: str | None = None,
     decommission_now: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Delete the source namespace of a verified run, or say why not.
 
@@ -159,11 +161,14 @@ def cleanup_run(
         decommission_now: under cut-over, do not wait for reads to have been 100 % new for
             ``cutover.decommission_after_s`` (``orchestrator.cutover.rules.cleanup_gate``; the sync it needs still
             counts).
+        stop: asked between two chunks of ids (an operator's Ctrl-C in `nsmigrate cleanup`): True stops the delete
+            there, as a store error does, with every id deleted so far counted.
 
     Returns:
-        ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed", "count", "reason"?}``;
-        ``count`` is how many vectors were (or would be) deleted. ``failed`` means a store error interrupted the
-        delete: the run is back to ``verified`` and the reason holds the error.
+        ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed" | "stopped", "count",
+        "reason"?}``; ``count`` is how many vectors were (or would be) deleted. ``failed`` means a store error
+        interrupted the delete, ``stopped`` that ``stop`` did: the run is back to ``verified`` and the reason says
+        why; `cleanup` takes it up again.
     """
     actor = actor or ctx.worker_name
     run = jobs.get_run(ctx.db, run_id)
@@ -182,7 +187,7 @@ def cleanup_run(
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
         if dry_run:
             return _dry_run(ctx, run, spec, actor)
-        return _delete(ctx, run, spec, actor, decommission_now=decommission_now)
+        return _delete(ctx, run, spec, actor, decommission_now=decommission_now, stop=stop)
     finally:
         if not dry_run:
             # Cleaned and refused runs are final (or back to verified); the job may be complete now.
@@ -198,6 +203,7 @@ def _proof(
     *,
     delete: bool,
     total: Proof | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Proof:
     """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now (into ``total``)."""
     route = route_context(
@@ -205,7 +211,15 @@ def _proof(
     )
     target = ctx.guarded(spec.target, spec.rate)
     return delete_proven(
-        source, run.source_namespace, target, ids, route, spec, delete_from="source" if delete else None, total=total
+        source,
+        run.source_namespace,
+        target,
+        ids,
+        route,
+        spec,
+        delete_from="source" if delete else None,
+        total=total,
+        stop=stop,
     )
 
 
@@ -228,7 +242,13 @@ def _unchanged_problem(run: NamespaceRun, ids: list[str]) -> str | None:
 
 
 def _delete(
-    ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str, *, decommission_now: bool
+    ctx: WorkerContext,
+    run: NamespaceRun,
+    spec: JobSpec,
+    actor: str,
+    *,
+    decommission_now: bool,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     try:
         # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
@@ -263,7 +283,7 @@ def _delete(
     deleting = Proof()  # what the second pass deleted so far, also when a store error stops it
     try:
         # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
-        proof = _proof(ctx, run, spec, source, ids, delete=False)
+        proof = _proof(ctx, run, spec, source, ids, delete=False, stop=stop)
         if proof.refused_count:
             return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
         if spec.source.kind == "pgvector" and spec.source.documented:
@@ -272,7 +292,7 @@ def _delete(
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
-            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting)
+            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stop)
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
@@ -281,12 +301,17 @@ def _delete(
                 # only if still empty once locked: a row written since the listing has no copy).
                 method = "delete_namespace"
     except NsmigrateError as e:
-        reason = f"delete failed: {e}; run cleanup again"
+        stopped = isinstance(e, StopAsked)
+        reason = (
+            f"stopped by Ctrl-C after deleting {earlier + len(deleting.proven)} ids; run cleanup again"
+            if stopped
+            else f"delete failed: {e}; run cleanup again"
+        )
         # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
         so_far = earlier + len(deleting.proven)
         partial = {"deleted_count": so_far} if so_far else None
         jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict, detail=partial)
-        return _result(run, "failed", len(deleting.proven), reason)
+        return _result(run, "stopped" if stopped else "failed", len(deleting.proven), reason)
     detail = {
         "deleted_count": earlier + deleted,
         "fingerprint": fingerprint(ids),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+from orchestrator.errors import StopAsked
 from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from orchestrator.records.routing import RouteContext
 from orchestrator.records.text import fields_comparer
@@ -36,6 +37,7 @@ def delete_proven(
     delete_from: Literal["source", "target"] | None,
     target_namespace: str | None = None,
     total: Proof | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Proof:
     """Prove ``ids`` chunk by chunk and delete the proven ones right after their chunk was proved.
 
@@ -48,15 +50,21 @@ def delete_proven(
             (rollback), ``None`` only proves (a first pass, a dry run).
         total: the ``Proof`` to fill chunk by chunk (default: a new one), so a caller whose delete failed half-way
             knows what was deleted before the error.
+        stop: asked before each chunk; True stops there (an operator's Ctrl-C), ``total`` complete.
 
     Returns:
         The ``Proof`` of every chunk: ``proven`` ids are the ones deleted (or, with ``delete_from=None``, that
         may be); ids without an original are neither, except when deleting from the target: there they are refused
         (the copy would be the only one left).
+
+    Raises:
+        StopAsked: ``stop`` said so.
     """
     compare = fields_comparer(spec)
     total = total if total is not None else Proof()
     for chunk in chunks(ids, PROOF_CHUNK_IDS):
+        if stop is not None and stop():
+            raise StopAsked(f"stopped as asked after {len(total.proven)} of {len(ids)} ids")
         originals = source.fetch(source_namespace, chunk)
         by_ns, _unroutable = route_source(originals, route)  # prove_copies refuses the unroutable ones
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}

@@ -498,3 +498,25 @@ def test_a_failed_backup_starts_nothing(
     db = jobs.Database(database_url)
     assert jobs.list_jobs(db) == []
     db.dispose()
+
+
+def test_erasing_every_row_of_a_backup_removes_only_what_nsmigrate_wrote_there(
+    stores: dict[str, Store], tmp_path: Path
+) -> None:
+    """An erasure that leaves a backup with no file removes its manifest and files, and the directory only when
+    nothing else is in it: an operator's notes, or an export made inside it since, are not the erasure's to delete."""
+    from orchestrator.tenancy.erasure import Subject
+    from workers.backup_erasure import erase_rows
+
+    src = stores["src"]
+    src.upsert("mine", [Record(f"m-{i}", [0.1 * (i + 1)] * DIM, {"creator_id": "a.1"}) for i in range(3)])
+    directory = tmp_path / "exp"
+    export_namespaces(src, ["mine"], directory)
+    (directory / "NOTES.txt").write_text("restore test on Friday\n")
+    export_namespaces(src, ["mine"], directory / "later")  # another backup, made inside this one's directory
+
+    assert erase_rows(directory, Subject("a.1"), lambda ns: ns == "mine") == 3  # a namespace wholly theirs
+
+    assert sorted(p.name for p in directory.iterdir()) == ["NOTES.txt", "later"]
+    assert (directory / "NOTES.txt").read_text() == "restore test on Friday\n"
+    assert (directory / "later" / MANIFEST_NAME).is_file()

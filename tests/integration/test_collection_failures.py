@@ -195,3 +195,18 @@ def test_a_control_plane_that_fails_on_end_fails_the_step_naming_collection_and_
     assert f"the Pinecone control plane {pod.control_host}" in str(failure)
     assert_failed_then_retried(ctx, pod, job_id, failure, expected)
     assert f"run `nsmigrate retry {job_id}`" in str(failure)
+
+
+def test_a_describe_answered_with_a_proxy_page_fails_the_step_saying_what_came(
+    ctx: WorkerContext, pod: PineconeSandbox
+) -> None:
+    job_id = start_job(ctx, pod)
+    assert next_step(ctx, job_id) == "create_collection"
+    # Through the SDK this time: describe_collection answered 200 with a proxy's HTML page.
+    pod.control.set_faults(ControlFaults(garbled_ops=("describe_collection",)))
+
+    failure = steps_until_it_fails(ctx, job_id)
+
+    expected = "Pinecone describe_collection was answered with something that is not the service's JSON"
+    assert_failed_then_retried(ctx, pod, job_id, failure, expected)
+    assert "a proxy, a load balancer" in str(failure) and f"run `nsmigrate retry {job_id}`" in str(failure)

@@ -19,6 +19,7 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.errors import StateError, StoreError
+from orchestrator.limits import UPSERT_MAX_VECTORS
 from orchestrator.models import RunState
 from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from orchestrator.records.routing import route_context, route_records
@@ -29,6 +30,7 @@ from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
 from workers.rollback import _Rollback, rollback_job
 from workers.stores.base import Store
+from workers.verifying import chunks
 
 DIM = 8
 URL_ENV = "NSMIGRATE_TEST_VERIFY_PG_URL"
@@ -147,7 +149,8 @@ def copied_job(
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     targets = targets or {ns: ns for ns in data}
     for ns, records in data.items():
-        source.upsert(ns, records)
+        for part in chunks(records, UPSERT_MAX_VECTORS):
+            source.upsert(ns, part)
     plan = Plan(
         runs=[
             NamespacePlan(ns, targets[ns], len(records), 1, *(pairs or {}).get(ns, (None, None)))
@@ -172,7 +175,8 @@ def copied_job(
         routed = route_records(records, route)
         if copy:
             for target_ns, enriched in routed.items():
-                target.upsert(target_ns, enriched)
+                for part in chunks(enriched, UPSERT_MAX_VECTORS):
+                    target.upsert(target_ns, part)
         [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
         if started:
             jobs.start_batch(ctx.db, batch_id, "tester")

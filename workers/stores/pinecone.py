@@ -44,6 +44,7 @@ from pinecone import (
     PineconeConnectionError,
     PineconeError,
     PineconeTimeoutError,
+    ResponseParsingError,
     RetryConfig,
 )
 
@@ -270,7 +271,7 @@ def check_key_destination(url: str, who: str) -> None:
 def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
     """Turn the data plane's errors (``DataPlaneError``, httpx) and the SDK's (the control plane) into nsmigrate's:
     429 → ``RetryableError`` with ``retry_after_s``; 408, 5xx, timeouts and connection errors → ``RetryableError``;
-    any other refusal → ``StoreError`` with the server's message."""
+    any other refusal, and an answer that is not JSON, → ``StoreError`` with what was answered."""
     ids: dict[str, Any] = {"store": store, "op": op, **more}
     try:
         yield
@@ -282,6 +283,14 @@ def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
         raise _answered(op, e.status_code, e.message, _retry_after(e), ids) from e
     except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
         raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
+    except ResponseParsingError as e:
+        raise StoreError(
+            f"Pinecone {op} was answered with something that is not the service's JSON ({e}), so whether it was done "
+            "is unknown",
+            hint="something between nsmigrate and Pinecone (a proxy, a load balancer) answered in its place: check "
+            "the host and the network path to it",
+            **ids,
+        ) from e
     except PineconeError as e:
         raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
 

@@ -1,0 +1,76 @@
+"""Ctrl-C during `nsmigrate cleanup` stops it between two chunks of deletes, never inside one: every id deleted is
+counted in the job table (the namespace's only copies are then in the target, and `sync --propagate-deletes` must know
+it), the run goes back to its verdict, and `nsmigrate cleanup` takes it up again. Before, the KeyboardInterrupt left
+the run `cleaning` with nothing counted, and `cleanup` then refused it ("not verified").
+
+Real services in this process: the job table in Postgres, Redis, the local Pinecone data plane through the real SDK;
+the command runs through typer's CliRunner, and the SIGINT is a real signal to this process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from orchestrator import jobs
+from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.integration.test_verify_cleanup import DIM, KEY_ENV, RecordingDispatcher, copied_job, make_records, make_spec
+from tests.polling import wait_until
+from workers.context import WorkerContext
+
+#: Three chunks of deletes (1,000 ids each): Ctrl-C lands after the first and before the last.
+VECTORS = 3000
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
+
+
+@pytest.fixture
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+
+
+def test_ctrl_c_stops_a_cleanup_between_chunks_with_every_delete_counted(
+    ctx: WorkerContext, sandbox: PineconeSandbox, job_table_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "pcsk-cleanup-interrupted-test")
+    stores = tuple({"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(VECTORS)})
+    assert job.verify()["passed"]
+    # Each request to the source takes a while, so a chunk's deletes are still to come when Ctrl-C is pressed.
+    sandbox.set_faults("src", Faults(latency_ms=300))
+
+    def press_ctrl_c_once_some_are_deleted() -> None:
+        wait_until(lambda: sandbox.count("src", "alpha") < VECTORS, what="the first chunk deleted", timeout_s=120)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c_once_some_are_deleted, daemon=True)
+    presser.start()
+    env = {"NSMIGRATE_DATABASE_URL": job_table_url, "NSMIGRATE_REDIS_URL": redis_url}
+    stopped = CliRunner().invoke(app, ["cleanup", str(job.job_id), "--yes"], env=env)
+    presser.join()
+
+    left = sandbox.count("src", "alpha")
+    assert stopped.exit_code == 130, (stopped.output, stopped.exception)
+    assert stopped.stderr.strip() == (
+        f"interrupted: stopped the cleanup of job {job.job_id} between two chunks: every id it deleted is recorded "
+        f"and each namespace is back to its verdict — `nsmigrate cleanup {job.job_id} --yes` takes it up again"
+    )
+    assert 0 < left < VECTORS and (VECTORS - left) % 1000 == 0  # whole chunks: none cut in the middle
+    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    assert run.state == "verified" and run.deleted_by_cleanup == VECTORS - left
+    assert f"stopped by Ctrl-C after deleting {VECTORS - left} ids" in str(job.events("cleanup_refused")[-1])
+
+    sandbox.set_faults("src", Faults())
+    again = CliRunner().invoke(app, ["cleanup", str(job.job_id), "--yes"], env=env)
+
+    assert again.exit_code == 0, (again.output, again.exception)
+    assert sandbox.count("src", "alpha") == 0 and sandbox.count("dst", "alpha") == VECTORS
+    assert jobs.get_run(ctx.db, job.runs["alpha"]).state == "cleaned"
