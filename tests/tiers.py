@@ -98,29 +98,34 @@ def misplaced_service_fixtures(tier: str, fixturenames: list[str]) -> list[str]:
 #: last are short, and the workers finish together.
 RUN_ORDER = ("fleet", "service", "unit")
 
-#: The longest fleet files, longest first (about 40-100 s each with 4 xdist workers on 2 cores; ``--durations``),
+#: The longest fleet files, longest first (30-200 s each with 4 xdist workers on 2 cores, by ``--durations``),
 #: handed out before the other fleet files: in collection order a long file such as test_text_jobs.py came among the
 #: last fleet files and could still be running after every other file had finished. The files not named here follow
 #: them in collection order.
 LONGEST_FLEET_FILES = (
+    "test_flower_failures.py",
+    "test_hosts.py",
+    "test_demo_cutover.py",
+    "test_metrics_scrape.py",
+    "test_demo_erase.py",
     "test_demo_addresses.py",
     "test_demo_pgvector.py",
-    "test_demo_cutover.py",
-    "test_flower_failures.py",
     "test_text_jobs.py",
     "test_refusals_at_deletion.py",
     "test_fleet.py",
-    "test_hosts.py",
     "test_sync_rollback.py",
     "test_pgvector_fleet.py",
     "test_erase.py",
-    "test_demo_erase.py",
     "test_worker_failures.py",
-    "test_metrics_scrape.py",
     "test_demo_integrated.py",
     "test_cutover.py",
+    "test_demo_pod_to_serverless.py",
+    "test_chaos_postgres_restart.py",
+    "test_refusals_pgvector.py",
+    "test_image.py",
     "test_fleet_planner.py",
     "test_refusals_secrets.py",
+    "test_cli_waits.py",
 )
 
 

@@ -154,7 +154,8 @@ def _refuse_erased(ctx: WorkerContext, work: jobs.BatchWork, writes: Callable[[]
         f"{len(ids)} record(s) of {subject.label} in this batch ({shown}) would be written, but erasure job "
         f"{erasure} erases their data: a copy never writes it back; nothing of this batch was written",
         hint=f"once erasure job {erasure} has finished, its places no longer hold them; a source it did not search "
-        f"still does: erase them there (`nsmigrate erase {again} --spec SPEC`), then `nsmigrate retry {work.job_id}`",
+        f"still does: erase them there (`nsmigrate erase {again} --spec SPEC`), then `nsmigrate retry {work.job_id}`. "
+        f"Data of theirs that may be written again (a test creator's) is let through by `nsmigrate cancel {erasure}`",
         job=work.job_id,
         namespace=display_namespace(work.source_namespace),
         batch=work.batch_id,

@@ -245,8 +245,10 @@ def test_two_workers_together_stay_under_the_rate_budget(stack: Stack) -> None:
     budget = int(DEFAULT_RATE_SHARE * limit)
     stack.pinecone.set_faults("small-src", Faults(fetch_rps_per_index=limit, list_rps_per_index=limit))
     stack.pinecone.set_faults("small-dst", Faults(write_rps_per_namespace=limit))
-    stack.start_worker("list,copy,verify", 6, name="a")
-    stack.start_worker("list,copy,verify", 6, name="b")
+    # Two worker processes (threads pools: the pool is not the subject; processes of one pool sharing the budget:
+    # test_ratelimit_processes.py).
+    stack.start_worker("list,copy,verify", 6, pool="threads", name="a")
+    stack.start_worker("list,copy,verify", 6, pool="threads", name="b")
     spec = small_spec(stack, batch_size=10, rate={"read_rps": budget, "list_rps": budget, "write_rps": budget})
     db, _, job_id = start_job(stack, spec)
 
