@@ -9,9 +9,10 @@ loads this module as a plugin).
   indexes); the test starts the workers it needs. ``pinecone_api_key`` is the key the test process sends.
 - ``module_stack``: a stack a module's tests share, for tests that each run their own jobs on workers the module
   starts once (its own Redis, nobody flushes it; a job-table database of the module's; the module's data plane);
-  ``shared_stack`` is that stack as each test gets it: the data plane emptied and without faults, a workdir of the
-  test's own; the next test gets it once this test's tasks ended (``wait_for_tasks_to_end``). A test on it finds its
-  jobs by id, and must not stop, kill or restart what the module started.
+  ``shared_stack`` is that stack as each test gets it: the data plane and the job table emptied (no earlier test's
+  jobs, whose history a deletion's checks would read), no faults, a workdir of the test's own; the next test gets
+  it once this test's tasks ended (``wait_for_tasks_to_end``). A test on it finds its jobs by id, and must not
+  stop, kill or restart what the module started.
 - ``start_standin``: starts PostgREST stand-ins (Supabase's REST API over a test database), stopped after the test.
 - ``pg``: an engine on a fresh database that ``$NSMIGRATE_PGVECTOR_URL`` names (the pgvector commands' and the
   documented store's default), for the tests of pgvector tables; ``$NSMIGRATE_DATABASE_URL`` names it too (the job
@@ -34,6 +35,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 from celery import Celery
 
+from orchestrator.models import Base, SchemaInfo
 from orchestrator.settings import load_settings
 from sandbox.pinecone_control import ControlFaults
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
@@ -118,13 +120,27 @@ def shared_stack(
     monkeypatch: pytest.MonkeyPatch,
     pinecone_api_key: str,
 ) -> Iterator[Stack]:
-    """The module's stack for this test: its data plane emptied and without faults (``sandbox``), files in a workdir
-    of the test's own (the workers and their logs stay the module's). Handed on only once the test's tasks ended
-    (``wait_for_tasks_to_end``): a task left running would write into the next test's data plane."""
+    """The module's stack for this test: its data plane emptied and without faults (``sandbox``), its job table
+    emptied of the earlier tests' jobs (``empty_job_table``), files in a workdir of the test's own (the workers and
+    their logs stay the module's). Handed on only once the test's tasks ended (``wait_for_tasks_to_end``): a task
+    left running would write into the next test's data plane."""
     monkeypatch.setenv("PINECONE_API_KEY", pinecone_api_key)  # this process plans the job with the same key
     assert sandbox is module_stack.pinecone
+    empty_job_table(module_stack.database_url)
     yield dataclasses.replace(module_stack, workdir=tmp_path)
     wait_for_tasks_to_end(module_stack.redis_url)
+
+
+def empty_job_table(database_url: str) -> None:
+    """Delete every job of the job table at ``database_url`` (its schema stays; ids go on from where they were, so
+    nothing a worker remembers by job id can meet another job). An earlier test's jobs are history a deletion's
+    checks rightly read: a cleanup of the same namespaces would make this test's ``sync --propagate-deletes`` refuse."""
+    engine = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name != SchemaInfo.__tablename__)
+    with contextlib.closing(engine.connect()) as conn, conn.begin():
+        conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))  # an idle worker holds no lock; say so if one does
+        conn.execute(sa.text(f"TRUNCATE {tables}"))
+    engine.dispose()
 
 
 def wait_for_tasks_to_end(redis_url: str, timeout_s: float = 60) -> None:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import sys
+from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import psycopg
 import sqlalchemy as sa
 
@@ -48,7 +49,10 @@ def vector_binary(values: Sequence[float]) -> bytes:
     """pgvector's binary form of ``values`` (the bytes a ``BinaryValues`` holds are passed on as they are)."""
     if isinstance(values, BinaryValues):
         return values.binary
-    return _VECTOR_HEAD.pack(len(values), 0) + np.asarray(values, dtype=">f4").tobytes()
+    floats = array("f", values)  # C floats, rounded as pgvector's own cast rounds them
+    if sys.byteorder == "little":
+        floats.byteswap()  # the binary form is big-endian
+    return _VECTOR_HEAD.pack(len(values), 0) + floats.tobytes()
 
 
 @contextlib.contextmanager
@@ -83,9 +87,17 @@ def select_rows(conn: sa.Connection, sql: str, params: Mapping[str, Any]) -> lis
             values[vector] = BinaryValues(bytes(values[vector]))
         for i in float4:
             if values[i] is not None:
-                values[i] = float(str(np.float32(values[i])))  # its shortest decimal, as its text form
+                values[i] = _as_text_reads(values[i])
         out.append(dict(zip(names, values, strict=True)))
     return out
+
+
+def _as_text_reads(value: float) -> float:
+    """A ``real`` read in binary as the float its text form (the shortest decimal of the float32) reads as. numpy is
+    imported here, not at the top: only a table with a ``real`` column needs it, and a worker starts without it."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
 
 
 def upsert_rows(
