@@ -22,7 +22,7 @@ import contextlib
 import struct
 import sys
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -170,24 +170,15 @@ def pass_rows(
     savepoint and the same rows go into a staging table of ``staged_columns``, then ``insert`` (its ``{staging}`` the
     staging table) overwrites. ``copy_in`` None: always the staging table (a column the table holds in another type
     than the rows have: only the INSERT casts). Returns (rows written, bytes passed)."""
-    # Read whole before anything is written: the fallback writes the same bytes again, without asking the source twice.
+    blocks: list[Any] = []  # kept as they pass: the fallback writes them again without asking the source twice
     with _driver_errors(copy_out), _driver(reading).cursor() as source, source.copy(copy_out, out_params) as out:
-        blocks = list(out)
+        if copy_in is not None:
+            written = _copy_straight(_driver(writing), copy_in, out, blocks)
+            if written is not None:
+                return written, sum(len(block) for block in blocks)
+        blocks.extend(out)  # the rows not read yet, if the server refused the straight COPY before their turn
     passed = sum(len(block) for block in blocks)
     with _driver(writing).cursor() as target:
-        if copy_in is not None:
-            with _driver_errors(copy_in):
-                target.execute(f"SAVEPOINT {_DIRECT}")
-                try:
-                    with target.copy(copy_in) as into:
-                        for block in blocks:
-                            into.write(block)
-                except psycopg.errors.UniqueViolation:
-                    target.execute(f"ROLLBACK TO SAVEPOINT {_DIRECT}")
-                else:
-                    written = target.rowcount
-                    target.execute(f"RELEASE SAVEPOINT {_DIRECT}")
-                    return written, passed
         create = f"CREATE TEMP TABLE {_STAGING} ({staged_columns}) ON COMMIT DROP"
         staged = f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)"
         insert = insert.replace("{staging}", _STAGING)
@@ -201,3 +192,22 @@ def pass_rows(
             written = target.rowcount
             target.execute(f"DROP TABLE {_STAGING}")
     return written, passed
+
+
+def _copy_straight(driver: psycopg.Connection[Any], copy_in: str, rows: Iterable[Any], kept: list[Any]) -> int | None:
+    """``rows`` (binary COPY rows) written by ``copy_in`` straight into its table, each appended to ``kept`` as it
+    passes; returns the rows written, or None, with nothing written (undone to a savepoint), when one of their ids
+    is in the table already."""
+    with _driver_errors(copy_in), driver.cursor() as cursor:
+        cursor.execute(f"SAVEPOINT {_DIRECT}")
+        try:
+            with cursor.copy(copy_in) as into:
+                for row in rows:
+                    kept.append(row)
+                    into.write(row)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {_DIRECT}")
+            return None
+        written = cursor.rowcount
+        cursor.execute(f"RELEASE SAVEPOINT {_DIRECT}")
+        return written
