@@ -16,6 +16,7 @@ from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from orchestrator.verification.comparisons import compare_record
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.seed import create_application_table
+from tests.integration.test_pgvector_layout import catalogue
 from workers import pgnamespaces
 from workers.stores.pgdocumented import DocumentedPgvectorStore
 from workers.stores.pinecone import PineconeStore
@@ -124,30 +125,48 @@ CHANGED: dict[str, str] = {
 }
 
 
-def test_pgvector_copy_carries_every_awkward_column_and_its_verification_names_any_one_changed(
-    pg: sa.Engine,
+@pytest.mark.parametrize("command", ["copy", "move", "legacy"])
+def test_pgvector_copy_move_legacy_carry_every_awkward_column_into_the_ddls_table_and_name_any_one_changed(
+    pg: sa.Engine, command: str
 ) -> None:
-    awkward_table(pg, "embeddings_alpha")
+    legacy = command == "legacy"
+    awkward_table(pg, "embeddings" if legacy else "embeddings_alpha")
+    target = "embeddings_default" if legacy else "embeddings_beta"
 
-    result = pgnamespaces.copy_namespace(pg, "embeddings", "alpha", "beta", vector_index=VectorIndex())
+    if legacy:
+        result = pgnamespaces.migrate_legacy(pg, "embeddings", vector_index=VectorIndex())
+    else:
+        act = pgnamespaces.move_namespace if command == "move" else pgnamespaces.copy_namespace
+        result = act(pg, "embeddings", "alpha", "beta", vector_index=VectorIndex())
 
     assert result.verified, result.to_json()
-    with pg.connect() as conn:
-        assert differing_columns(conn, "embeddings_alpha", "embeddings_beta") == {}
-    columns = [c for c in columns_of(pg, "embeddings_alpha") if c not in ("id", "chunk_id")]
+    assert (result.backup_table is None) == (command == "copy")
+    source = result.backup_table or result.source_table
+    with pg.begin() as conn:  # the target is the application's DDL, plus the user's columns, names and all
+        assert differing_columns(conn, source, target) == {}
+        conn.exec_driver_sql("CREATE SCHEMA app")
+        conn.exec_driver_sql("SET LOCAL search_path TO app, public")
+        create_application_table(conn, target, DIM, [])
+        for name, (sql_type, _) in USER_COLUMNS.items():
+            conn.exec_driver_sql(f"ALTER TABLE app.{quote(target)} ADD COLUMN {name} {sql_type}")
+        assert catalogue(conn, "public", target) == catalogue(conn, "app", target)
+        conn.rollback()
+    columns = [c for c in columns_of(pg, source) if c not in ("id", "chunk_id")]
     assert sorted(CHANGED) == sorted(columns)  # every column but the keys is changed below, one at a time
     for column in columns:
         with pg.connect() as conn:
-            conn.exec_driver_sql(f"UPDATE embeddings_beta SET {quote(column)} = {CHANGED[column]}")
-            assert differing_columns(conn, "embeddings_alpha", "embeddings_beta") == {CHUNK_ID: [column]}
-            checked = pgnamespaces.compare_tables(conn, "embeddings_alpha", "embeddings_beta", _result(result))
+            conn.exec_driver_sql(f"UPDATE {quote(target)} SET {quote(column)} = {CHANGED[column]}")
+            assert differing_columns(conn, source, target) == {CHUNK_ID: [column]}
+            checked = pgnamespaces.compare_tables(conn, source, target, _result(result))
             conn.rollback()
         assert checked.differing == {CHUNK_ID: f"{column} differs"}, column
         assert not checked.verified
 
 
 def _result(copied: pgnamespaces.CopyResult) -> pgnamespaces.CopyResult:
-    return pgnamespaces.CopyResult(copied.source_table, copied.target_table, 0, 0, 0, columns=copied.columns)
+    """A fresh result for ``compare_tables`` of the copy's tables (the source as its backup, after a move)."""
+    source = copied.backup_table or copied.source_table
+    return pgnamespaces.CopyResult(source, copied.target_table, 0, 0, 0, columns=copied.columns)
 
 
 def documented(prefix: str = "embeddings") -> DocumentedPgvectorStore:
