@@ -634,18 +634,32 @@ def _row_verdict(conn: sa.Connection, source: str, target: str, columns: Sequenc
     """The SQL expression (over source ``s`` LEFT JOIN target ``t``) that is NULL when the target row equals the
     source row in every one of ``columns`` (exactly; ``metadata`` merged with ``:extra``), else why not: ``missing``,
     ``{column} differs`` or ``{column} missing in target``."""
-    have = columns_of(conn, target)
+    have = {c.name: c for c in table_columns(conn, target)}
+    types = {c.name: c.sql_type for c in table_columns(conn, source)}
     said = {c: c.replace("'", "''") for c in columns}  # a column's name inside an SQL string literal
     whens = " ".join(
         f"WHEN true THEN '{said[c]} missing in target'"
         if c not in have
-        else f"WHEN {_enriched('s.metadata')} IS DISTINCT FROM t.metadata THEN 'metadata differs'"
-        if c == pgvector_layout.METADATA_COLUMN
-        else f"WHEN s.{quote(c)} IS DISTINCT FROM t.{quote(c)} THEN '{said[c]} differs'"
+        else f"WHEN {_differs(c, types[c], have[c].sql_type)} THEN '{said[c]} differs'"
         for c in columns
         if c != ID_COLUMN
     )
     return f"CASE WHEN t.{ID_COLUMN} IS NULL THEN 'missing' {whens} END"
+
+
+def _differs(column: str, source_type: str, target_type: str) -> str:
+    """The SQL condition that ``column`` of ``s`` (``metadata`` merged with ``:extra``) is not what the copy wrote
+    into ``t``. Of one type, the two values' text forms are compared: a type's ``=`` may be missing (``json``,
+    ``point``) or loose (``1 = 1.0`` in ``jsonb``, ``-0 = 0`` in a float), and the text form is exact; the vector
+    by its binary form (exact, and cheaper than its text). Of two types of one family (``carry_problems``), the
+    source's value cast as the copy's INSERT casts it."""
+    s = _enriched("s.metadata") if column == pgvector_layout.METADATA_COLUMN else f"s.{quote(column)}"
+    t = f"t.{quote(column)}"
+    if source_type != target_type:
+        return f"CAST({s} AS {target_type}) IS DISTINCT FROM {t}"
+    if column == pgvector_layout.EMBEDDING_COLUMN and source_type.startswith("vector"):
+        return f"vector_send({s}) IS DISTINCT FROM vector_send({t})"
+    return f"CAST({s} AS text) IS DISTINCT FROM CAST({t} AS text)"
 
 
 def finish_load(store: Any, namespaces: Sequence[str], index: pgvector_layout.VectorIndex) -> list[dict[str, Any]]:
