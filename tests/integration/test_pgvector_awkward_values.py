@@ -11,19 +11,33 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.pgvector_layout import VectorIndex, quote
+from orchestrator.pgvector_layout import INT_KEYS_KEY, VectorIndex, quote
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.verification.comparisons import compare_record
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.seed import create_application_table
+from tests.integration.test_pgvector_layout import catalogue
 from workers import pgnamespaces
+from workers.stores.pgdocumented import DocumentedPgvectorStore
+from workers.stores.pinecone import PineconeStore
 
 pytestmark = [pytest.mark.integration]
 
 DIM = 8
+CHUNK_ID = "doc-1#chunk-0"
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("dst", dimension=DIM)]
+
+
 #: The row, written as the application writes it (plain SQL; the defaults of depth_level … updated_at left to the
 #: database). Driver SQL: a ":1" inside the JSON must not read as a bind parameter.
 AWKWARD_ROW = """
 INSERT INTO {table} (chunk_id, document_id, collection_name, text, embedding, strategy, content_type, path,
     parent_chunk_id, chunk_size, domain_tags, original_keys, metadata, created_at)
-VALUES ('doc-1#chunk-0', 'doc-1', 'bücher', '', '[1e-45,-0,3.4028235e38,-3.4028235e38,0.1,1.1754944e-38,0,1]',
+VALUES ('{chunk_id}', 'doc-1', 'bücher', '', '[1e-45,-0,3.4028235e38,-3.4028235e38,0.1,1.1754944e-38,0,1]',
     'semantic', 'text/markdown', '', NULL, 0, ARRAY['a,b', NULL, 'say "hi"', '', 'NULL', 'it''s']::text[],
     '{{}}'::text[], '{{"n": 1, "big": 12345678901234567, "ratio": 0.5, "empty": {{}}, "list": [],
     "nested": {{"é": ["ü", null, 1, {{"deep": true}}]}}, "emoji": "🙂"}}',
@@ -36,6 +50,8 @@ USER_COLUMNS = {
     "mood": ("mood", "'busy'"),
     "rank": ("positive", "3"),
     "extra": ("jsonb", """'{"k": 1}'"""),
+    "counter": ("bigint", "9007199254740993"),  # 2**53 + 1: no float64 holds it
+    "score": ("double precision", "'NaN'"),  # no JSON number either
 }
 
 
@@ -43,7 +59,7 @@ def awkward_table(engine: sa.Engine, table: str, *, user_columns: bool = True) -
     """``table`` made with the application's DDL, holding ``AWKWARD_ROW`` (and the user's columns, filled)."""
     with engine.begin() as conn:
         create_application_table(conn, table, DIM, [])
-        conn.exec_driver_sql(AWKWARD_ROW.format(table=quote(table)))
+        conn.exec_driver_sql(AWKWARD_ROW.format(table=quote(table), chunk_id=CHUNK_ID))
         if user_columns:
             conn.exec_driver_sql("CREATE TYPE mood AS ENUM ('calm', 'busy')")
             conn.exec_driver_sql("CREATE DOMAIN positive AS integer CHECK (VALUE > 0)")
@@ -104,30 +120,94 @@ CHANGED: dict[str, str] = {
     "mood": "'calm'",
     "rank": "4",
     "extra": """'{"k": 1.0}'""",
+    "counter": "9007199254740992",
+    "score": "'Infinity'",
 }
 
 
-def test_pgvector_copy_carries_every_awkward_column_and_its_verification_names_any_one_changed(
-    pg: sa.Engine,
+@pytest.mark.parametrize("command", ["copy", "move", "legacy"])
+def test_pgvector_copy_move_legacy_carry_every_awkward_column_into_the_ddls_table_and_name_any_one_changed(
+    pg: sa.Engine, command: str
 ) -> None:
-    awkward_table(pg, "embeddings_alpha")
+    legacy = command == "legacy"
+    awkward_table(pg, "embeddings" if legacy else "embeddings_alpha")
+    target = "embeddings_default" if legacy else "embeddings_beta"
 
-    result = pgnamespaces.copy_namespace(pg, "embeddings", "alpha", "beta", vector_index=VectorIndex())
+    if legacy:
+        result = pgnamespaces.migrate_legacy(pg, "embeddings", vector_index=VectorIndex())
+    else:
+        act = pgnamespaces.move_namespace if command == "move" else pgnamespaces.copy_namespace
+        result = act(pg, "embeddings", "alpha", "beta", vector_index=VectorIndex())
 
     assert result.verified, result.to_json()
-    with pg.connect() as conn:
-        assert differing_columns(conn, "embeddings_alpha", "embeddings_beta") == {}
-    columns = [c for c in columns_of(pg, "embeddings_alpha") if c not in ("id", "chunk_id")]
+    assert (result.backup_table is None) == (command == "copy")
+    source = result.backup_table or result.source_table
+    with pg.begin() as conn:  # the target is the application's DDL, plus the user's columns, names and all
+        assert differing_columns(conn, source, target) == {}
+        conn.exec_driver_sql("CREATE SCHEMA app")
+        conn.exec_driver_sql("SET LOCAL search_path TO app, public")
+        create_application_table(conn, target, DIM, [])
+        for name, (sql_type, _) in USER_COLUMNS.items():
+            conn.exec_driver_sql(f"ALTER TABLE app.{quote(target)} ADD COLUMN {name} {sql_type}")
+        assert catalogue(conn, "public", target) == catalogue(conn, "app", target)
+        conn.rollback()
+    columns = [c for c in columns_of(pg, source) if c not in ("id", "chunk_id")]
     assert sorted(CHANGED) == sorted(columns)  # every column but the keys is changed below, one at a time
     for column in columns:
         with pg.connect() as conn:
-            conn.exec_driver_sql(f"UPDATE embeddings_beta SET {quote(column)} = {CHANGED[column]}")
-            assert differing_columns(conn, "embeddings_alpha", "embeddings_beta") == {"doc-1#chunk-0": [column]}
-            checked = pgnamespaces.compare_tables(conn, "embeddings_alpha", "embeddings_beta", _result(result))
+            conn.exec_driver_sql(f"UPDATE {quote(target)} SET {quote(column)} = {CHANGED[column]}")
+            assert differing_columns(conn, source, target) == {CHUNK_ID: [column]}
+            checked = pgnamespaces.compare_tables(conn, source, target, _result(result))
             conn.rollback()
-        assert checked.differing == {"doc-1#chunk-0": f"{column} differs"}, column
+        assert checked.differing == {CHUNK_ID: f"{column} differs"}, column
         assert not checked.verified
 
 
 def _result(copied: pgnamespaces.CopyResult) -> pgnamespaces.CopyResult:
-    return pgnamespaces.CopyResult(copied.source_table, copied.target_table, 0, 0, 0, columns=copied.columns)
+    """A fresh result for ``compare_tables`` of the copy's tables (the source as its backup, after a move)."""
+    source = copied.backup_table or copied.source_table
+    return pgnamespaces.CopyResult(source, copied.target_table, 0, 0, 0, columns=copied.columns)
+
+
+def documented(prefix: str = "embeddings") -> DocumentedPgvectorStore:
+    spec = {"kind": "pgvector", "schema": "documented", "table": prefix, "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
+    return DocumentedPgvectorStore(PgvectorStoreSpec.model_validate(spec))
+
+
+def test_every_awkward_column_goes_to_pinecone_and_back_and_through_records_exactly(
+    pg: sa.Engine, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgvector → Pinecone → pgvector (a job each way) and pgvector → pgvector as records (a job between two
+    databases with a type of the user's own, a rollback's write-back, ``StoreIndex``): every column exactly, and the
+    records' comparison (what verifies those jobs) names any one column changed in the target."""
+    awkward_table(pg, "embeddings_alpha")
+    with pg.begin() as conn:  # the application's tables for the copies, with the user's columns too
+        for table in ("embeddings_back", "embeddings_records"):
+            conn.exec_driver_sql(f"CREATE TABLE {table} (LIKE embeddings_alpha INCLUDING ALL)")
+    monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
+    pinecone = PineconeStore(PineconeStoreSpec(host=sandbox.host("dst")))
+    [record] = documented().fetch("alpha", [CHUNK_ID])
+
+    pinecone.upsert("alpha", [record])
+    [in_pinecone] = pinecone.fetch("alpha", [CHUNK_ID])
+    documented().upsert("back", [in_pinecone])
+    documented().upsert("records", [record])
+
+    assert compare_record(record, in_pinecone, record.metadata, 0.0) is None
+    with pg.connect() as conn:
+        for table in ("embeddings_back", "embeddings_records"):
+            assert differing_columns(conn, "embeddings_alpha", table) == {}, table
+    changed = {**CHANGED, "embedding": "'[1e-45,-0,3.4028235e38,-3.4028235e38,0.2,1.1754944e-38,0,1]'"}
+    for column in [c for c in columns_of(pg, "embeddings_alpha") if c not in ("id", "chunk_id")]:
+        with pg.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE embeddings_back SET {quote(column)} = {changed[column]}")
+        [target] = documented().fetch("back", [CHUNK_ID])
+        reason = compare_record(record, target, record.metadata, 1e-6)
+        # The vector within the job's tolerance; the metadata JSONB's keys are the record's own (its 1 made 1.0 here).
+        named = {"embedding": "values", "metadata": repr(INT_KEYS_KEY)}.get(column, repr(column))
+        assert reason is not None and named in reason, (column, reason)
+        with pg.begin() as conn:
+            conn.exec_driver_sql(
+                f"UPDATE embeddings_back t SET {quote(column)} = s.{quote(column)} FROM embeddings_alpha s "
+                "WHERE s.chunk_id = t.chunk_id"
+            )
