@@ -705,28 +705,19 @@ def test_a_pgvector_table_that_gained_a_row_after_the_last_listing_is_not_droppe
 
 
 def app_tables_job(
-    ctx: WorkerContext,
-    pg: sa.Engine,
-    database_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    *,
-    apart: bool,
-    nan_confidence: bool = False,
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, *, apart: bool
 ) -> Job:
     """A job of the default enrichment between the application's tables ``embeddings_alpha`` (6 rows filling every
-    column, NULLs where the DDL allows them, ``metadata`` in rows 0 and 5 among them, and a user's BIGINT column
-    holding values above 2**53) and ``copies_alpha`` (the same columns, empty), copied. ``apart``: the target's URL is
-    spelled otherwise, so the job is one between two databases (verified record by record). ``nan_confidence``: one
-    row's ``confidence`` is NaN."""
+    column, NULLs where the DDL allows them, ``metadata`` in rows 0 and 5 among them, and a user's BIGINT column) and
+    ``copies_alpha`` (the same columns, empty), copied. ``apart``: the target's URL is spelled otherwise, so the job
+    is one between two databases (verified record by record)."""
     monkeypatch.setenv(URL_ENV, database_url)
     monkeypatch.setenv(URL_ENV + "_APART", f"{database_url}?application_name=apart")
     with pg.begin() as conn:
         for table, rows in (("embeddings_alpha", application_rows(6, DIM, seed=41)), ("copies_alpha", [])):
             create_application_table(conn, table, DIM, rows)
             conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN message_id bigint"))
-        conn.execute(sa.text("UPDATE embeddings_alpha SET message_id = 9007199254740992 + 4 * id"))
-        if nan_confidence:
-            conn.execute(sa.text("UPDATE embeddings_alpha SET confidence = 'NaN' WHERE id = 3"))
+        conn.execute(sa.text("UPDATE embeddings_alpha SET message_id = 1000 * id"))
     documented = {"kind": "pgvector", "schema": "documented"}
     target_url = URL_ENV + ("_APART" if apart else "")
     spec = make_spec(
@@ -760,37 +751,23 @@ def test_the_application_tables_null_metadata_verifies_and_cleans_up_with_the_de
     assert result["action"] == "deleted" and result["count"] == 6, result
 
 
-def test_a_float_column_holding_nan_is_a_copy_of_itself(
-    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("store_specs", ["pgvector"], indirect=True)
+def test_a_cleanup_refuses_a_copy_whose_integer_differs_where_doubles_cannot_tell(
+    ctx: WorkerContext, store_specs: tuple
 ) -> None:
-    # Postgres holds NaN in a FLOAT column and calls two NaNs equal (the copy inside Postgres verified it): the proof
-    # before each delete must too, or that row is refused for ever and its namespace never cleaned up.
-    job = app_tables_job(ctx, pg, database_url, monkeypatch, apart=False, nan_confidence=True)
+    # A metadata integer above 2**53 (another system's message id), where two integers share one float64: a pgvector
+    # JSONB keeps it exactly. Verified equal, then one copy's id changes by 1 (another writer, a broken sync): it is
+    # no copy any more, and cleanup must not delete its original. (Pinecone keeps a float: no such pair there.)
+    records = [Record(r.id, r.values, {"message_id": 2**53 + 4 * i}) for i, r in enumerate(make_records(6))]
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": records})
     assert job.verify()["passed"]
+    [copy] = job.target.fetch("alpha", ["v-002"])
+    job.target.upsert("alpha", [Record(copy.id, copy.values, {**copy.metadata, "message_id": 2**53 + 9})])
 
     result = job.cleanup()
 
-    assert result["action"] == "deleted" and result["count"] == 6, result
-
-
-def test_a_cleanup_refuses_a_copy_whose_bigint_column_differs_where_doubles_cannot_tell(
-    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A user's BIGINT column (another system's message id) above 2**53, where two integers share one float64.
-    # Verified equal, then one target row's id changes by 1 (another writer, a broken sync): that row is no copy any
-    # more, and cleanup must not delete its original.
-    job = app_tables_job(ctx, pg, database_url, monkeypatch, apart=False)
-    assert job.verify()["passed"]
-    changed = "doc-000000#chunk-2"
-    with pg.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE copies_alpha SET message_id = message_id + 1 WHERE chunk_id = :id"), {"id": changed}
-        )
-
-    result = job.cleanup()
-
-    assert result["action"] == "refused" and result["refused_ids"] == [changed], result
-    assert "metadata key 'message_id': expected 9007199254741004, got 9007199254741005" in result["reason"], result
+    assert result["action"] == "refused" and result["refused_ids"] == ["v-002"], result
+    assert "metadata key 'message_id': expected 9007199254741000, got 9007199254741001" in result["reason"], result
     assert job.source.count("alpha") == 6
 
 
