@@ -97,7 +97,8 @@ def resume(
 
 @app.command()
 def cancel(job: JobArg, database_url: DatabaseOpt = None) -> None:
-    """Cancel JOB: queued batches are skipped by the workers; nothing is deleted."""
+    """Cancel JOB: queued batches are skipped by the workers, a cleanup under way stops before its next chunk;
+    nothing is deleted."""
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)
     n = jobs.cancel_job(database, job_id)

@@ -34,6 +34,9 @@ QUERY_MAX_TOP_K = 10_000
 NAMESPACE_MAX_CHARS = 512
 #: Bytes of one record's metadata as JSON (Pinecone docs, "Limits": max metadata size per vector is 40 KB).
 RECORD_METADATA_MAX_BYTES = 40_960
+#: The largest integer a metadata number keeps exactly: Pinecone keeps every metadata number as a 64-bit float (Pinecone
+#: docs, "Metadata": numbers are 64-bit floating point; a fetch gives ``1`` back as ``1.0``), exact up to 2**53.
+METADATA_EXACT_INTEGER_MAX = 2**53
 #: Namespaces per serverless index on the Standard and Enterprise plans (Pinecone docs, "Object limits"; Starter: 100,
 #: Builder: 1,000). A target spec's ``max_namespaces`` sets the limit of another plan.
 SERVERLESS_MAX_NAMESPACES_PER_INDEX = 100_000

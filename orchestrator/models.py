@@ -59,6 +59,10 @@ class Job(Base):
     runs: Mapped[list[NamespaceRun]] = relationship(back_populates="job", order_by="NamespaceRun.id")
 
 
+#: The key of a run's ``cleanup`` record set when its job was cancelled while a cleanup of it was deleting.
+CANCELLED_WHILE_CLEANING = "cancelled_while_cleaning"
+
+
 class NamespaceRun(Base):
     __tablename__ = "namespace_runs"
     __table_args__ = (
@@ -104,6 +108,18 @@ class NamespaceRun(Base):
         if self.state == RunState.CLEANED:
             return 0
         return int((self.cleanup or {}).get("deleted_count") or 0)
+
+    @property
+    def source_may_be_deleted(self) -> bool:
+        """Whether a cleanup deleted, is deleting, or may have deleted source ids of this run: their target copies may
+        be the only ones left, so no read may go back to the source and no absence from it may be propagated to the
+        target. A run cancelled while it was cleaning counts (``CANCELLED_WHILE_CLEANING``): how much went is known
+        only to that cleanup, whose host may be lost."""
+        return (
+            self.state in (RunState.CLEANING, RunState.CLEANED)
+            or self.deleted_by_cleanup > 0
+            or bool((self.cleanup or {}).get(CANCELLED_WHILE_CLEANING))
+        )
 
 
 class Batch(Base):

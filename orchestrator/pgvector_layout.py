@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from orchestrator.errors import PlanError
 from orchestrator.limits import (
+    METADATA_EXACT_INTEGER_MAX,
     PG_IDENTIFIER_MAX_BYTES,
     PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS,
     PGVECTOR_INDEX_MAX_DIMENSIONS,
@@ -362,9 +363,16 @@ _FAMILY = {
 #: Set on a record whose row holds NULL in ``metadata``: a record with no other keys would otherwise come back as
 #: ``{}``. Every other NULL column is simply left out (a column a record does not mention is NULL).
 NULL_METADATA_KEY = "nsmigrate_metadata_null"
-#: Lists the ``metadata`` JSONB keys whose values Pinecone metadata cannot hold (objects, nulls, lists of anything
-#: but strings): each travels as its JSON text and is parsed back on the way in.
+#: Lists the keys whose values Pinecone metadata cannot hold as they are (``_pinecone_holds``): of the ``metadata``
+#: JSONB, objects, nulls, lists of anything but strings, integers beyond 2**53; of the columns, a ``text[]`` with a NULL
+#: element, an integer beyond 2**53, a float that is no JSON number (NaN, ±Infinity). Each travels as its JSON text
+#: and is parsed back on the way in.
 JSON_KEYS_KEY = "nsmigrate_json_keys"
+#: Lists the ``metadata`` JSONB keys whose values are integers: Pinecone gives every number back as a float (``1`` as
+#: ``1.0``), and the application's ``1`` must come back ``1``, not ``1.0``. (A column is typed by its column.)
+INT_KEYS_KEY = "nsmigrate_int_keys"
+#: The keys the mapping itself sets on a record: a ``metadata`` JSONB key of one of these names is refused.
+_MAPPING_KEYS = (NULL_METADATA_KEY, JSON_KEYS_KEY, INT_KEYS_KEY)
 
 
 @dataclass(frozen=True)
@@ -479,8 +487,8 @@ def _typed(record_id: str, column: TableColumn, value: Any) -> Any:
     elif kind == "float":
         ok = not isinstance(value, bool) and isinstance(value, int | float)
         value = float(value) if ok else value
-    elif kind == "text[]":
-        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    elif kind == "text[]":  # NULL elements included: the application's DDL allows them
+        ok = isinstance(value, list | tuple) and all(v is None or isinstance(v, str) for v in value)
         value = list(value) if ok else value
     else:  # text, and the text form Postgres casts (it refuses a malformed one itself)
         ok = isinstance(value, str)
@@ -507,15 +515,19 @@ def record_to_row(record: Record, columns: Sequence[TableColumn]) -> dict[str, A
     rest: dict[str, Any] = {}
     null_metadata = False
     as_json = record.metadata.get(JSON_KEYS_KEY) or []
+    integers = record.metadata.get(INT_KEYS_KEY) or []
     for key, value in record.metadata.items():
-        column = named.get(key)
         if key == NULL_METADATA_KEY:
             null_metadata = value is True
-        elif key == JSON_KEYS_KEY:
             continue
-        elif key in as_json:
-            rest[key] = _parsed_json(record.id, key, value)
-        elif column is None:
+        if key in _MAPPING_KEYS:
+            continue
+        if key in as_json:
+            value = _parsed_json(record.id, key, value)
+        elif key in integers and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        column = named.get(key)
+        if column is None:
             rest[key] = value
         elif value is not None:
             row[key] = _typed(record.id, column, value)
@@ -548,10 +560,13 @@ def _parsed_json(record_id: str, key: str, value: Any) -> Any:
 
 
 def _pinecone_holds(value: Any) -> bool:
-    """Whether Pinecone metadata holds ``value`` as it is: a string, a boolean, a finite number, a list of strings."""
+    """Whether Pinecone metadata holds ``value`` and gives it back equal: a string, a boolean, a finite number (an
+    integer up to 2**53: Pinecone keeps a 64-bit float), a list of strings."""
     if isinstance(value, str | bool):
         return True
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return abs(value) <= METADATA_EXACT_INTEGER_MAX
+    if isinstance(value, float):
         return math.isfinite(value)
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
@@ -578,7 +593,7 @@ def row_to_record(row: Mapping[str, Any], columns: Sequence[TableColumn]) -> Rec
             f"row {record_id!r}: metadata is {stored!r:.60}, not a JSON object", record_id=record_id, key="metadata"
         )
     metadata: dict[str, Any] = dict(stored or {})
-    clash = sorted(metadata.keys() & ({c.name for c in named} | {NULL_METADATA_KEY, JSON_KEYS_KEY}))
+    clash = sorted(metadata.keys() & ({c.name for c in named} | set(_MAPPING_KEYS)))
     if clash:
         raise MappingError(
             f"row {record_id!r}: its metadata JSONB holds the key {clash[0]!r}, which is also a column or a key "
@@ -587,17 +602,22 @@ def row_to_record(row: Mapping[str, Any], columns: Sequence[TableColumn]) -> Rec
             record_id=record_id,
             key=clash[0],
         )
-    as_json = sorted(k for k, v in metadata.items() if not _pinecone_holds(v))
-    for key in as_json:
-        metadata[key] = json.dumps(metadata[key])
-    if as_json:
-        metadata[JSON_KEYS_KEY] = as_json
+    as_json = [k for k, v in metadata.items() if not _pinecone_holds(v)]
+    integers = sorted(k for k, v in metadata.items() if type(v) is int and k not in as_json)
     if stored is None and any(c.name == METADATA_COLUMN for c in columns):
         metadata[NULL_METADATA_KEY] = True
     for column in named:
         value = row.get(column.name)
         if value is not None:
             metadata[column.name] = _carried(column, value)
+            if not _pinecone_holds(metadata[column.name]):
+                as_json.append(column.name)
+    for key in as_json:
+        metadata[key] = json.dumps(metadata[key])
+    if as_json:
+        metadata[JSON_KEYS_KEY] = sorted(as_json)
+    if integers:
+        metadata[INT_KEYS_KEY] = integers
     values = row[EMBEDDING_COLUMN]
     if not isinstance(values, list | BinaryValues):  # pgvector's binary form is kept as it came
         values = [float(v) for v in values]

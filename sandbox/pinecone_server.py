@@ -328,7 +328,9 @@ def _is_number(value: Any) -> bool:
 
 
 def validate_metadata(metadata: Any) -> dict[str, Any] | None:
-    """Return *metadata* if Pinecone would accept it, else raise a 400 refusal saying which field is wrong."""
+    """Return *metadata* as Pinecone keeps it if it would accept it, else raise a 400 refusal saying which field is
+    wrong. Pinecone keeps every number as a 64-bit float: an integer comes back as a float (``1`` as ``1.0``), and one
+    beyond 2**53 as another number, so it does here too."""
     if metadata is None:
         return None
     if not isinstance(metadata, dict):
@@ -348,7 +350,7 @@ def validate_metadata(metadata: Any) -> dict[str, Any] | None:
     size = len(orjson.dumps(metadata))
     if size > MAX_METADATA_BYTES:
         raise _bad(f"Metadata size is {size} bytes, which exceeds the limit of {MAX_METADATA_BYTES} bytes per vector")
-    return metadata
+    return {key: float(value) if _is_number(value) else value for key, value in metadata.items()}
 
 
 Predicate = Callable[[Mapping[str, Any]], bool]

@@ -27,6 +27,10 @@ once proved. Every successful cleanup writes a ``source_deleted`` event with wha
 fetch of both sides per id than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted
 namespace).
 
+`nsmigrate cancel` stops a cleanup under way before its next chunk (a rollback may follow, deleting the copies this
+cleanup proves); the run stays cancelled with what it deleted counted, or, when its cleanup never said (its host
+lost), marked as one whose source may be deleted (``NamespaceRun.source_may_be_deleted``).
+
 A delete stopped part-way (a store error, or a chunk refused in the second pass) records how many ids went (the
 run's cleanup field, ``NamespaceRun.deleted_by_cleanup``). Their copies are now the only ones: ``sync
 --propagate-deletes`` refuses that run, and its verification can no longer pass (the source lacks them), so
@@ -264,6 +268,15 @@ def _delete(
         jobs.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)
         return _result(run, "refused", 0, gate)
     earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
+
+    def cancelled() -> bool:
+        # `nsmigrate cancel` stops the runs of its job, this one too: once cancelled, a rollback may delete the copies
+        # this cleanup proves, so it deletes no further chunk (asked before each: one read of the job table).
+        return jobs.get_run(ctx.db, run.id).state == RunState.CANCELLED
+
+    def stopping() -> bool:
+        return (stop is not None and stop()) or cancelled()
+
     source = ctx.guarded(spec.source, spec.rate)
     ns = run.source_namespace
     try:
@@ -283,7 +296,7 @@ def _delete(
     deleting = Proof()  # what the second pass deleted so far, also when a store error stops it
     try:
         # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
-        proof = _proof(ctx, run, spec, source, ids, delete=False, stop=stop)
+        proof = _proof(ctx, run, spec, source, ids, delete=False, stop=stopping)
         if proof.refused_count:
             return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
         if spec.source.kind == "pgvector" and spec.source.documented:
@@ -292,7 +305,7 @@ def _delete(
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
-            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stop)
+            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping)
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
@@ -302,13 +315,14 @@ def _delete(
                 method = "delete_namespace"
     except NsmigrateError as e:
         stopped = isinstance(e, StopAsked)
-        reason = (
-            f"stopped by Ctrl-C after deleting {earlier + len(deleting.proven)} ids; run cleanup again"
-            if stopped
-            else f"delete failed: {e}; run cleanup again"
-        )
-        # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
         so_far = earlier + len(deleting.proven)
+        if stopped and cancelled():
+            reason = f"stopped: job {run.job_id} was cancelled after this cleanup deleted {so_far} ids"
+        elif stopped:
+            reason = f"stopped by Ctrl-C after deleting {so_far} ids; run cleanup again"
+        else:
+            reason = f"delete failed: {e}; run cleanup again"
+        # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
         partial = {"deleted_count": so_far} if so_far else None
         jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict, detail=partial)
         return _result(run, "stopped" if stopped else "failed", len(deleting.proven), reason)

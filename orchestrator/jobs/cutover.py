@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup_gate, rollout_from
 from orchestrator.errors import StateError
 from orchestrator.jobs.database import Database, _event
-from orchestrator.models import Event, Job, NamespaceRun, RunState, utcnow
+from orchestrator.models import Event, Job, NamespaceRun, utcnow
 from orchestrator.tenancy.namespaces import shown_namespaces
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
@@ -32,11 +32,7 @@ def set_rollout(db: Database, job_id: int, percent: int, actor: str) -> Rollout:
         if percent < ROLLOUT_STEPS[-1]:
             # Under the job's row lock, which `start_cleanup` shares: a cleanup starting now waits for this set.
             runs = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
-            deleted = [
-                r.source_namespace
-                for r in runs
-                if r.state in (RunState.CLEANING, RunState.CLEANED) or r.deleted_by_cleanup
-            ]
+            deleted = [r.source_namespace for r in runs if r.source_may_be_deleted]
             if deleted:
                 raise StateError(
                     f"reads of job {job_id} cannot go back to its source: a cleanup is deleting or deleted source "

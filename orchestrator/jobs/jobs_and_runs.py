@@ -13,7 +13,7 @@ from orchestrator.errors import NotFound
 from orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
 from orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
 from orchestrator.jobs.tables import _jobs, _runs
-from orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState, utcnow
+from orchestrator.models import CANCELLED_WHILE_CLEANING, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
 
 if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the planner nor the spec's pydantic models
     from orchestrator.planning.plan import Plan
@@ -211,6 +211,12 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
         job.state = JobState.CANCELLED
+        # A cleanup under way may have deleted source ids; how many only it knows (its host may be lost). The run
+        # keeps that said, so the copies of those ids are never taken for deletable ones (``source_may_be_deleted``).
+        cleaning = sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id, NamespaceRun.state == RunState.CLEANING)
+        for run in s.scalars(cleaning.with_for_update()):
+            run.cleanup = {**(run.cleanup or {}), CANCELLED_WHILE_CLEANING: True}
+        s.flush()
         stopped = _rowcount(
             s,
             sa.update(NamespaceRun)

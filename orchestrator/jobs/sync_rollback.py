@@ -71,6 +71,11 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
                 f"an earlier cleanup deleted {run.deleted_by_cleanup} of this namespace's source ids: they are gone "
                 "from the source on purpose and their copies are the only ones left, so --propagate-deletes is off here"
             )
+        if run.source_may_be_deleted:
+            return (
+                "a cleanup of this namespace was under way when its job was cancelled and may have deleted source ids: "
+                "their copies may be the only ones left, so --propagate-deletes is off here"
+            )
         spec = s.scalar(sa.select(Job.spec).where(Job.id == run.job_id)) or {}
         stores = (key_of_json(spec.get("source")), key_of_json(spec.get("target")))
         targets = set(_target_names(run))
@@ -85,7 +90,7 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
             .order_by(NamespaceRun.id)
         )
         for other, other_spec in others:
-            deleting = other.state in (RunState.CLEANING, RunState.CLEANED) or other.deleted_by_cleanup
+            deleting = other.source_may_be_deleted
             same = (key_of_json((other_spec or {}).get("source")), key_of_json((other_spec or {}).get("target")))
             if deleting and same == stores and targets & set(_target_names(other)):
                 return (

@@ -195,14 +195,17 @@ def abort_cleanup(
 ) -> None:
     """cleaning → ``back_to`` with a ``cleanup_refused`` event. A refusal by id passes ``report`` (the run's
     verification report, failed with the reason, so ``status`` and ``report`` show it) and ``detail`` (what was
-    proved, deleted and refused: in the event and in the run's cleanup field)."""
+    proved, deleted and refused: in the event and in the run's cleanup field). A run whose job was cancelled
+    meanwhile stays cancelled, ``detail`` added to what its cancel recorded: what it deleted stays counted."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
-        _move_run(run, back_to)
+        cancelled = run.state == RunState.CANCELLED
+        if not cancelled:
+            _move_run(run, back_to)
         if report is not None:
             run.verification = report
         if detail is not None:
-            run.cleanup = detail
+            run.cleanup = {**(run.cleanup or {}), **detail} if cancelled else detail
         extra = detail or {}
         _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **extra)
 

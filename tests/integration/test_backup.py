@@ -74,13 +74,22 @@ def make_records(n: int, prefix: str, seed: int) -> list[Record]:
 
 
 def seed_store(store: Store, counts: dict[str, int] = NAMESPACES) -> dict[str, list[Record]]:
+    """``store`` seeded with ``make_records``; returns them as the store keeps them."""
     data = {}
     for k, (ns, n) in enumerate(counts.items()):
         records = make_records(n, f"r{k}", seed=k)
         for start in range(0, n, 500):
             store.upsert(ns, records[start : start + 500])
-        data[ns] = records
+        data[ns] = [kept(store, r) for r in records]
     return data
+
+
+def kept(store: Store, record: Record) -> Record:
+    """``record`` as ``store`` gives it back: Pinecone keeps every metadata number as a 64-bit float (2 → 2.0)."""
+    if not isinstance(getattr(store, "inner", store), PineconeStore):
+        return record
+    metadata = {k: float(v) if type(v) is int else v for k, v in (record.metadata or {}).items()}
+    return Record(record.id, record.values, metadata)
 
 
 def typed(value: Any) -> Any:

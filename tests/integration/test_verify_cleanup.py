@@ -19,6 +19,7 @@ import pytest
 
 from orchestrator import jobs
 from orchestrator.errors import StateError, StoreError
+from orchestrator.jobs import cutover as rollout_rows
 from orchestrator.limits import UPSERT_MAX_VECTORS
 from orchestrator.models import RunState
 from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
@@ -28,6 +29,7 @@ from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
+from workers.proving import PROOF_CHUNK_IDS
 from workers.rollback import _Rollback, rollback_job
 from workers.stores.base import Store
 from workers.verifying import chunks
@@ -563,6 +565,60 @@ def test_propagated_deletes_keep_the_copies_another_jobs_cleanup_left_as_the_onl
     assert result["action"] == "refused" and result.get("deleted", 0) == 0, result
     assert f"a cleanup of job {first.job_id} deleted (or is deleting) this source namespace's ids" in result["reason"]
     assert first.target.count("alpha") == 30  # the only copies, kept
+
+
+def test_a_cleanup_cut_short_and_then_cancelled_keeps_its_source_deletions_known(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # A cleanup deletes its first proven chunk, then its host is lost: the run stays `cleaning`, and an operator
+    # cancels the job to free it (`nsmigrate cancel`, as rollback's refusal suggests). The source lacks those ids on
+    # purpose; their copies are the only ones left. Reads may not go back to the source, and the same spec run again
+    # with `--new` may not propagate their absence to the target.
+    job, run_id, first_chunk = verified_alpha(ctx, store_specs)
+    again = copied_job(ctx, job.spec, {"alpha": make_records(30)}, copy=False, started=True)
+    run, _ = jobs.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
+    source = ctx.guarded(job.spec.source, job.spec.rate)
+    assert cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True).proven == first_chunk
+    jobs.cancel_job(ctx.db, job.job_id)
+
+    with pytest.raises(StateError, match=rf"reads of job {job.job_id} cannot go back to its source"):
+        rollout_rows.set_rollout(ctx.db, job.job_id, 0, "tester")
+    synced = syncing.sync_run(ctx, again.runs["alpha"], propagate_deletes=True, actor="tester")
+
+    assert synced["action"] == "refused" and synced.get("deleted", 0) == 0, synced
+    assert f"a cleanup of job {job.job_id}" in synced["reason"], synced
+    assert sorted(r.id for r in job.target.fetch("alpha", first_chunk)) == first_chunk  # the only copies, kept
+
+
+def test_a_job_cancelled_while_its_cleanup_deletes_stops_the_cleanup_which_keeps_its_count(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # Operator A cleans up a namespace of two chunks; after the first chunk's delete, operator B cancels the job (to
+    # roll it back, say). The cleanup must stop there (a rollback may now delete the copies it proves), and what it
+    # deleted must stay counted on the cancelled run: its copies are the only ones left.
+    n = PROOF_CHUNK_IDS + 10
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(n)}, started=True)
+    assert job.verify()["passed"]
+    asked = 0
+
+    def operator_b_cancels_after_the_first_delete() -> bool:
+        # Asked before each chunk: two of the proof pass, then two of the delete pass.
+        nonlocal asked
+        asked += 1
+        if asked == 4:
+            jobs.cancel_job(job.ctx.db, job.job_id, actor="B")
+        return False
+
+    result = job.cleanup(stop=operator_b_cancels_after_the_first_delete)
+
+    deleted = n - job.source.count("alpha")
+    assert deleted == PROOF_CHUNK_IDS, deleted  # the first chunk only
+    assert result["action"] == "stopped" and result["count"] == deleted, result
+    assert f"job {job.job_id} was cancelled" in result["reason"], result
+    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    assert run.state == RunState.CANCELLED and run.deleted_by_cleanup == deleted
+    assert run.source_may_be_deleted
+    assert job.target.count("alpha") == n
 
 
 def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_check(

@@ -1,0 +1,213 @@
+"""The application's tables exactly, second audit (session 41), on real Postgres + pgvector: a table made with the
+application's own DDL, one row filling every column with awkward values (empty strings and arrays, a ``text[]`` with
+NULL elements, commas and quotes, ``metadata`` with integers, a large integer, ``{}``, nested objects and unicode, a
+timestamp written with a time zone and microseconds, denormals and -0.0 in the vector, defaults left to the
+database) and the user's own columns of types Postgres compares badly or not at all (``json``, ``point``, an enum,
+a domain). Each path is checked with SQL, column by column, never through nsmigrate's own reading, and a copy's
+verification must name any single column changed in the target."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from orchestrator.pgvector_layout import INT_KEYS_KEY, VectorIndex, quote
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.verification.comparisons import compare_record
+from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from sandbox.seed import create_application_table
+from tests.integration.test_pgvector_layout import catalogue
+from workers import pgnamespaces
+from workers.stores.pgdocumented import DocumentedPgvectorStore
+from workers.stores.pinecone import PineconeStore
+
+pytestmark = [pytest.mark.integration]
+
+DIM = 8
+CHUNK_ID = "doc-1#chunk-0"
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("dst", dimension=DIM)]
+
+
+#: The row, written as the application writes it (plain SQL; the defaults of depth_level … updated_at left to the
+#: database). Driver SQL: a ":1" inside the JSON must not read as a bind parameter.
+AWKWARD_ROW = """
+INSERT INTO {table} (chunk_id, document_id, collection_name, text, embedding, strategy, content_type, path,
+    parent_chunk_id, chunk_size, domain_tags, original_keys, metadata, created_at)
+VALUES ('{chunk_id}', 'doc-1', 'bücher', '', '[1e-45,-0,3.4028235e38,-3.4028235e38,0.1,1.1754944e-38,0,1]',
+    'semantic', 'text/markdown', '', NULL, 0, ARRAY['a,b', NULL, 'say "hi"', '', 'NULL', 'it''s']::text[],
+    '{{}}'::text[], '{{"n": 1, "big": 12345678901234567, "ratio": 0.5, "empty": {{}}, "list": [],
+    "nested": {{"é": ["ü", null, 1, {{"deep": true}}]}}, "emoji": "🙂"}}',
+    '2024-02-29 23:59:59.999999+05:30')
+"""
+#: The user's own columns, of types without (``json``, ``point``) or with a loose (``jsonb``: 1 = 1.0) equality.
+USER_COLUMNS = {
+    "raw": ("json", """'{"b": 1, "a" : [1, 2.50],  "b": 2}'"""),
+    "spot": ("point", "'(1.5,-0)'"),
+    "mood": ("mood", "'busy'"),
+    "rank": ("positive", "3"),
+    "extra": ("jsonb", """'{"k": 1}'"""),
+    "counter": ("bigint", "9007199254740993"),  # 2**53 + 1: no float64 holds it
+    "score": ("double precision", "'NaN'"),  # no JSON number either
+}
+
+
+def awkward_table(engine: sa.Engine, table: str, *, user_columns: bool = True) -> None:
+    """``table`` made with the application's DDL, holding ``AWKWARD_ROW`` (and the user's columns, filled)."""
+    with engine.begin() as conn:
+        create_application_table(conn, table, DIM, [])
+        conn.exec_driver_sql(AWKWARD_ROW.format(table=quote(table), chunk_id=CHUNK_ID))
+        if user_columns:
+            conn.exec_driver_sql("CREATE TYPE mood AS ENUM ('calm', 'busy')")
+            conn.exec_driver_sql("CREATE DOMAIN positive AS integer CHECK (VALUE > 0)")
+            for name, (sql_type, value) in USER_COLUMNS.items():
+                conn.exec_driver_sql(f"ALTER TABLE {quote(table)} ADD COLUMN {name} {sql_type}")
+                conn.exec_driver_sql(f"UPDATE {quote(table)} SET {name} = {value}")
+
+
+def columns_of(engine: sa.Engine, table: str) -> list[str]:
+    with engine.connect() as conn:
+        return [c.name for c in pgnamespaces.table_columns(conn, table)]
+
+
+def differing_columns(conn: sa.Connection, source: str, target: str) -> dict[str, list[str]]:
+    """For each chunk_id in both tables, the columns whose text forms differ (Postgres's own output of each value,
+    so 1 and 1.0, -0 and 0, key order in ``json`` all count), the row number apart."""
+    columns = [c.name for c in pgnamespaces.table_columns(conn, source) if c.name != "id"]
+    found: dict[str, list[str]] = {}
+    for column in columns:
+        rows = conn.execute(
+            sa.text(
+                f"SELECT s.chunk_id FROM {quote(source)} s JOIN {quote(target)} t USING (chunk_id) "
+                f"WHERE CAST(s.{quote(column)} AS text) IS DISTINCT FROM CAST(t.{quote(column)} AS text)"
+            )
+        ).scalars()
+        for chunk_id in rows:
+            found.setdefault(chunk_id, []).append(column)
+    return found
+
+
+#: A value other than the awkward row's for each column (a column changed in the target must fail verification).
+CHANGED: dict[str, str] = {
+    "document_id": "'doc-2'",
+    "collection_name": "'books'",
+    "text": "' '",
+    "embedding": "'[1e-45,0,3.4028235e38,-3.4028235e38,0.1,1.1754944e-38,0,1]'",  # -0 → 0
+    "strategy": "'fixed'",
+    "content_type": "'text/plain'",
+    "path": "NULL",
+    "parent_chunk_id": "''",
+    "depth_level": "NULL",
+    "hierarchy_level": "1",
+    "semantic_density": "5e-324",
+    "confidence": "-0.0",
+    "chunk_size": "NULL",
+    "token_count": "0",
+    "key_count": "0",
+    "contains_arrays": "NULL",
+    "is_leaf": "true",
+    "domain_tags": "ARRAY['a,b', 'say \"hi\"', '', 'NULL', 'it''s']",  # one NULL element fewer
+    "original_keys": "NULL",
+    "metadata": """'{"n": 1.0, "big": 12345678901234567, "ratio": 0.5, "empty": {}, "list": [],
+        "nested": {"é": ["ü", null, 1, {"deep": true}]}, "emoji": "🙂"}'""",  # 1 → 1.0
+    "created_at": "created_at + interval '1 microsecond'",
+    "updated_at": "NULL",
+    "raw": """'{"b": 1, "a" : [1, 2.50], "b": 2}'""",  # one space fewer
+    "spot": "'(1.5,0)'",
+    "mood": "'calm'",
+    "rank": "4",
+    "extra": """'{"k": 1.0}'""",
+    "counter": "9007199254740992",
+    "score": "'Infinity'",
+}
+
+
+@pytest.mark.parametrize("command", ["copy", "move", "legacy"])
+def test_pgvector_copy_move_legacy_carry_every_awkward_column_into_the_ddls_table_and_name_any_one_changed(
+    pg: sa.Engine, command: str
+) -> None:
+    legacy = command == "legacy"
+    awkward_table(pg, "embeddings" if legacy else "embeddings_alpha")
+    target = "embeddings_default" if legacy else "embeddings_beta"
+
+    if legacy:
+        result = pgnamespaces.migrate_legacy(pg, "embeddings", vector_index=VectorIndex())
+    else:
+        act = pgnamespaces.move_namespace if command == "move" else pgnamespaces.copy_namespace
+        result = act(pg, "embeddings", "alpha", "beta", vector_index=VectorIndex())
+
+    assert result.verified, result.to_json()
+    assert (result.backup_table is None) == (command == "copy")
+    source = result.backup_table or result.source_table
+    with pg.begin() as conn:  # the target is the application's DDL, plus the user's columns, names and all
+        assert differing_columns(conn, source, target) == {}
+        conn.exec_driver_sql("CREATE SCHEMA app")
+        conn.exec_driver_sql("SET LOCAL search_path TO app, public")
+        create_application_table(conn, target, DIM, [])
+        for name, (sql_type, _) in USER_COLUMNS.items():
+            conn.exec_driver_sql(f"ALTER TABLE app.{quote(target)} ADD COLUMN {name} {sql_type}")
+        assert catalogue(conn, "public", target) == catalogue(conn, "app", target)
+        conn.rollback()
+    columns = [c for c in columns_of(pg, source) if c not in ("id", "chunk_id")]
+    assert sorted(CHANGED) == sorted(columns)  # every column but the keys is changed below, one at a time
+    for column in columns:
+        with pg.connect() as conn:
+            conn.exec_driver_sql(f"UPDATE {quote(target)} SET {quote(column)} = {CHANGED[column]}")
+            assert differing_columns(conn, source, target) == {CHUNK_ID: [column]}
+            checked = pgnamespaces.compare_tables(conn, source, target, _result(result))
+            conn.rollback()
+        assert checked.differing == {CHUNK_ID: f"{column} differs"}, column
+        assert not checked.verified
+
+
+def _result(copied: pgnamespaces.CopyResult) -> pgnamespaces.CopyResult:
+    """A fresh result for ``compare_tables`` of the copy's tables (the source as its backup, after a move)."""
+    source = copied.backup_table or copied.source_table
+    return pgnamespaces.CopyResult(source, copied.target_table, 0, 0, 0, columns=copied.columns)
+
+
+def documented(prefix: str = "embeddings") -> DocumentedPgvectorStore:
+    spec = {"kind": "pgvector", "schema": "documented", "table": prefix, "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
+    return DocumentedPgvectorStore(PgvectorStoreSpec.model_validate(spec))
+
+
+def test_every_awkward_column_goes_to_pinecone_and_back_and_through_records_exactly(
+    pg: sa.Engine, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pgvector → Pinecone → pgvector (a job each way) and pgvector → pgvector as records (a job between two
+    databases with a type of the user's own, a rollback's write-back, ``StoreIndex``): every column exactly, and the
+    records' comparison (what verifies those jobs) names any one column changed in the target."""
+    awkward_table(pg, "embeddings_alpha")
+    with pg.begin() as conn:  # the application's tables for the copies, with the user's columns too
+        for table in ("embeddings_back", "embeddings_records"):
+            conn.exec_driver_sql(f"CREATE TABLE {table} (LIKE embeddings_alpha INCLUDING ALL)")
+    monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
+    pinecone = PineconeStore(PineconeStoreSpec(host=sandbox.host("dst")))
+    [record] = documented().fetch("alpha", [CHUNK_ID])
+
+    pinecone.upsert("alpha", [record])
+    [in_pinecone] = pinecone.fetch("alpha", [CHUNK_ID])
+    documented().upsert("back", [in_pinecone])
+    documented().upsert("records", [record])
+
+    assert compare_record(record, in_pinecone, record.metadata, 0.0) is None
+    with pg.connect() as conn:
+        for table in ("embeddings_back", "embeddings_records"):
+            assert differing_columns(conn, "embeddings_alpha", table) == {}, table
+    changed = {**CHANGED, "embedding": "'[1e-45,-0,3.4028235e38,-3.4028235e38,0.2,1.1754944e-38,0,1]'"}
+    for column in [c for c in columns_of(pg, "embeddings_alpha") if c not in ("id", "chunk_id")]:
+        with pg.begin() as conn:
+            conn.exec_driver_sql(f"UPDATE embeddings_back SET {quote(column)} = {changed[column]}")
+        [target] = documented().fetch("back", [CHUNK_ID])
+        reason = compare_record(record, target, record.metadata, 1e-6)
+        # The vector within the job's tolerance; the metadata JSONB's keys are the record's own (its 1 made 1.0 here).
+        named = {"embedding": "values", "metadata": repr(INT_KEYS_KEY)}.get(column, repr(column))
+        assert reason is not None and named in reason, (column, reason)
+        with pg.begin() as conn:
+            conn.exec_driver_sql(
+                f"UPDATE embeddings_back t SET {quote(column)} = s.{quote(column)} FROM embeddings_alpha s "
+                "WHERE s.chunk_id = t.chunk_id"
+            )
