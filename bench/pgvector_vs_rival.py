@@ -9,7 +9,8 @@ database ``bench_target`` on the same server. Per round, the order alternated:
 - the rival: ``python -m bench.pgvector_rival`` in its own process, timed from its start to its commit;
 - the fleet: the default shape (one list worker × 16 threads, two copy workers × 16 threads), standing, started once
   before the first round; the job started as a user starts it, ``nsmigrate run SPEC --wait`` (the user's clock,
-  command → last batch; ``bench.user_clock``), no enrichment, no verification.
+  command → last batch; ``bench.user_clock``), no enrichment, no verification, the spec's default batch size
+  (``--batch-size`` sets one).
 
 Each copy is checked to hold every row, then its table is dropped. Prints per contender the median user clock, fleet
 ÷ rival (rival seconds ÷ fleet seconds, per round and its range), the workers' CPU seconds per 1,000 vectors on the
@@ -109,6 +110,7 @@ def run_fleet(
     db: jobs.Database,
     sampler: CpuSampler,
     rate: dict[str, float],
+    batch_size: int | None,
 ) -> tuple[float, float, float, float]:
     """(user clock s, job clock s, worker CPU s on the job clock, the command's CPU s) of one job through the
     standing fleet, the legacy table into ``namespace``."""
@@ -119,7 +121,7 @@ def run_fleet(
         "target": {"kind": "pgvector", "schema": "documented", "database_url_env": TARGET_ENV},
         "enrich": {"creator_fields": False, "migrated_from": False},
         "auto_verify": False,
-        "batch_size": 200,
+        **({} if batch_size is None else {"batch_size": batch_size}),
         "max_batches_in_flight": 64,
         "rate": rate,
     }
@@ -142,7 +144,14 @@ def postgres_cpu(server: PostgresServer) -> float:
 
 
 def bench_set(
-    stack: Stack, name: str, rows: int, dimension: int, rounds: int, env: dict[str, str], rate: dict[str, float]
+    stack: Stack,
+    name: str,
+    rows: int,
+    dimension: int,
+    rounds: int,
+    env: dict[str, str],
+    rate: dict[str, float],
+    batch_size: int | None,
 ) -> dict[str, Any]:
     source = sa.create_engine(env[SOURCE_ENV], isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     target = sa.create_engine(env[TARGET_ENV], isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
@@ -186,7 +195,14 @@ def bench_set(
                     result["rival_pg_cpu_s"].append(postgres_cpu(server) - pg_before)
                 else:
                     user_s, job_s, worker_cpu, cli_cpu = run_fleet(
-                        f"bench-pg-{name}-{n}", table.removeprefix("embeddings_"), env, stack.workdir, db, sampler, rate
+                        f"bench-pg-{name}-{n}",
+                        table.removeprefix("embeddings_"),
+                        env,
+                        stack.workdir,
+                        db,
+                        sampler,
+                        rate,
+                        batch_size,
                     )
                     copied = rows  # what landed is counted below
                     result["fleet_s"].append(user_s)
@@ -230,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="the job's rate.write_mb_per_s (default: the spec's, a share of Pinecone's)",
     )
+    parser.add_argument(
+        "--batch-size", type=int, help="the job's batch_size (default: the spec's, as a user's job gets it)"
+    )
     args = parser.parse_args(argv)
 
     stack = start_stack([])
@@ -257,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load before: {[round(x, 1) for x in os.getloadavg()]}", file=sys.stderr)
         for name in args.sets.split(","):
             rows, dimension = SETS[name]
-            print(json.dumps(bench_set(stack, name, rows, dimension, args.rounds, env, rate), indent=2), flush=True)
+            print(
+                json.dumps(bench_set(stack, name, rows, dimension, args.rounds, env, rate, args.batch_size), indent=2),
+                flush=True,
+            )
     finally:
         stack.stop()
     return 0

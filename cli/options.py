@@ -78,6 +78,9 @@ def check_redis_credentials(redis_url: str) -> None:
 
 DATABASE_URL_ENV = "NSMIGRATE_DATABASE_URL"
 REDIS_URL_ENV = "NSMIGRATE_REDIS_URL"
+#: Not a setting: where a pgvector store's URL is read from unless its spec names another variable
+#: (``PgvectorStoreSpec.database_url_env``). The settings ignore it, so set it leaves nothing of them to check.
+PGVECTOR_URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 
 
 class Urls(NamedTuple):
@@ -89,12 +92,17 @@ class Urls(NamedTuple):
 
 def fleet_urls(database_url: str | None, redis_url: str | None) -> Urls:
     """The URLs ``cli.submit`` hands a spec to the fleet with (the fleet plans with its own settings). When both are
-    given (option or environment), no other ``NSMIGRATE_`` variable is set and there is no ``.env`` file, every other
-    setting is its default, so nothing is left to check and the settings (pydantic-settings) are not loaded;
-    otherwise they are, and an invalid one stops the command before the fleet sees the spec."""
+    given (option or environment), no other ``NSMIGRATE_`` variable is set (but a pgvector store's URL) and there is
+    no ``.env`` file, every other setting is its default, so nothing is left to check and the settings
+    (pydantic-settings) are not loaded; otherwise they are, and an invalid one stops the command before the fleet
+    sees the spec."""
     database_url = database_url or os.environ.get(DATABASE_URL_ENV)
     redis_url = redis_url or os.environ.get(REDIS_URL_ENV)
-    others = {k for k in os.environ if k.upper().startswith("NSMIGRATE_")} - {DATABASE_URL_ENV, REDIS_URL_ENV}
+    others = {k for k in os.environ if k.upper().startswith("NSMIGRATE_")} - {
+        DATABASE_URL_ENV,
+        REDIS_URL_ENV,
+        PGVECTOR_URL_ENV,
+    }
     if database_url is None or redis_url is None or others or Path(".env").exists():
         loaded = settings(database_url, redis_url)
         return Urls(loaded.database_url, loaded.redis_url)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from cli.console import console
-from cli.options import DatabaseOpt, db, fail, settings
+from cli.options import PGVECTOR_URL_ENV, DatabaseOpt, db, fail, settings
 from orchestrator import jobs, pgvector_layout
 from orchestrator.spec.jobspec import PgvectorStoreSpec
 from orchestrator.states import JobKind
@@ -162,7 +162,7 @@ def _need_yes(yes: bool, dry_run: bool, what: str) -> None:
 
 @group.command("list")
 def list_cmd(
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     prefix: PrefixOpt = "embeddings",
     as_json: JsonOpt = False,
     dry_run: ReadOnlyOpt = False,
@@ -200,7 +200,7 @@ def create(
     dimension: Annotated[int, typer.Option("--dimension", min=1, max=16000, help="Vector dimension.")],
     vector_index: IndexOpt = "ivfflat",
     lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     prefix: PrefixOpt = "embeddings",
     dry_run: DryRunOpt = False,
     database_url: DatabaseOpt = None,
@@ -236,7 +236,7 @@ def create(
 @group.command()
 def stats(
     namespace: NamespaceArg,
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     prefix: PrefixOpt = "embeddings",
     as_json: JsonOpt = False,
     dry_run: ReadOnlyOpt = False,
@@ -269,7 +269,7 @@ def reindex(
     vector_index: IndexOpt = "ivfflat",
     lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
     dry_run: DryRunOpt = False,
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     prefix: PrefixOpt = "embeddings",
     database_url: DatabaseOpt = None,
 ) -> None:
@@ -309,7 +309,7 @@ def collections_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Confirm --delete: its rows are deleted for good.")] = False,
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     prefix: PrefixOpt = "embeddings",
     database_url: DatabaseOpt = None,
 ) -> None:
@@ -367,7 +367,7 @@ def drop(
     dry_run: DryRunOpt = False,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: the table is dropped for good.")] = False,
     prefix: PrefixOpt = "embeddings",
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Drop a namespace's table for good (needs --yes). To keep a copy, `move` it instead.
@@ -416,7 +416,7 @@ def _transfer(
 def copy(
     source: NamespaceArg,
     target: NamespaceArg,
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     prefix: PrefixOpt = "embeddings",
     vector_index: IndexOpt = "ivfflat",
     lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
@@ -468,7 +468,7 @@ def move(
     lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
     as_json: JsonOpt = False,
     prefix: PrefixOpt = "embeddings",
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Move namespace SOURCE to TARGET: copy as `copy` does, then, only when counts, id sets and every column of
@@ -489,7 +489,7 @@ def legacy(
     vector_index: IndexOpt = "ivfflat",
     lists: ListsOpt = pgvector_layout.DEFAULT_LISTS,
     prefix: PrefixOpt = "embeddings",
-    url_env: UrlEnvOpt = "NSMIGRATE_PGVECTOR_URL",
+    url_env: UrlEnvOpt = PGVECTOR_URL_ENV,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Migrate the legacy single table {prefix} to {prefix}_default (the default namespace) inside Postgres with

@@ -7,6 +7,8 @@ workers").
   came: a copy into another pgvector table writes the same bytes back), everything else as psycopg loads it.
 - ``upsert_rows``: rows written with ``COPY … FROM STDIN (FORMAT BINARY)`` into a staging table of the transaction,
   then one ``INSERT … SELECT … ON CONFLICT`` into the table (COPY itself cannot overwrite a row).
+- ``pass_rows``: rows of one database written into another as Postgres sent them, by ``COPY`` straight into the
+  table, or, when one of their ids is there already, through a staging table and ``INSERT … ON CONFLICT``.
 
 Values are exact both ways: a column's value is what the text form gave before (a ``real`` column's value as its
 shortest decimal too), and what is written is cast by Postgres as the text path cast it. The statements run on the
@@ -20,7 +22,7 @@ import contextlib
 import struct
 import sys
 from array import array
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -42,6 +44,8 @@ _STAGED: dict[str, tuple[str, str]] = {
     "text form": ("text", "text"),  # cast to the column's type by the INSERT, as the text path's placeholders do
 }
 _STAGING = "nsmigrate_staged_rows"
+#: The savepoint a batch's straight COPY into its table is undone to when one of its ids is there already.
+_DIRECT = "nsmigrate_direct_copy"
 _FLOAT4_OID = psycopg.adapters.types["float4"].oid
 
 
@@ -155,26 +159,55 @@ def pass_rows(
     copy_out: str,
     out_params: Mapping[str, Any],
     writing: sa.Connection,
+    copy_in: str | None,
     staged_columns: str,
     insert: str,
-    insert_params: Mapping[str, Any],
 ) -> tuple[int, int]:
-    """Rows from one database into another as they are: ``copy_out`` (a ``COPY … TO STDOUT (FORMAT BINARY)``) on
-    ``reading`` streamed into a staging table of ``staged_columns`` on ``writing``, then ``insert`` (its ``{staging}``
-    the staging table) there. Returns (rows inserted, bytes passed)."""
-    create = f"CREATE TEMP TABLE {_STAGING} ({staged_columns}) ON COMMIT DROP"
-    copy_in = f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)"
-    insert = insert.replace("{staging}", _STAGING)
-    passed = 0
-    with _driver(reading).cursor() as source, _driver(writing).cursor() as target:
+    """Rows from one database into another as they are: ``copy_out`` (a ``COPY … TO STDOUT (FORMAT BINARY)``) read
+    on ``reading``, then written on ``writing`` by ``copy_in`` (a ``COPY table (…) FROM STDIN (FORMAT BINARY)``)
+    straight into the table, as the single-process rival writes. COPY cannot overwrite a row: when one of the ids is
+    there already (the batch run again after its commit, a target that holds some of them), that COPY is undone to a
+    savepoint and the same rows go into a staging table of ``staged_columns``, then ``insert`` (its ``{staging}`` the
+    staging table) overwrites. ``copy_in`` None: always the staging table (a column the table holds in another type
+    than the rows have: only the INSERT casts). Returns (rows written, bytes passed)."""
+    blocks: list[Any] = []  # kept as they pass: the fallback writes them again without asking the source twice
+    with _driver_errors(copy_out), _driver(reading).cursor() as source, source.copy(copy_out, out_params) as out:
+        if copy_in is not None:
+            written = _copy_straight(_driver(writing), copy_in, out, blocks)
+            if written is not None:
+                return written, sum(len(block) for block in blocks)
+        blocks.extend(out)  # the rows not read yet, if the server refused the straight COPY before their turn
+    passed = sum(len(block) for block in blocks)
+    with _driver(writing).cursor() as target:
+        create = f"CREATE TEMP TABLE {_STAGING} ({staged_columns}) ON COMMIT DROP"
+        staged = f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)"
+        insert = insert.replace("{staging}", _STAGING)
         with _driver_errors(create):
             target.execute(create)
-        with _driver_errors(copy_out), source.copy(copy_out, out_params) as out, target.copy(copy_in) as into:
-            for block in out:
-                passed += len(block)
+        with _driver_errors(staged), target.copy(staged) as into:
+            for block in blocks:
                 into.write(block)
         with _driver_errors(insert):
-            target.execute(insert, insert_params)
+            target.execute(insert)
             written = target.rowcount
             target.execute(f"DROP TABLE {_STAGING}")
     return written, passed
+
+
+def _copy_straight(driver: psycopg.Connection[Any], copy_in: str, rows: Iterable[Any], kept: list[Any]) -> int | None:
+    """``rows`` (binary COPY rows) written by ``copy_in`` straight into its table, each appended to ``kept`` as it
+    passes; returns the rows written, or None, with nothing written (undone to a savepoint), when one of their ids
+    is in the table already."""
+    with _driver_errors(copy_in), driver.cursor() as cursor:
+        cursor.execute(f"SAVEPOINT {_DIRECT}")
+        try:
+            with cursor.copy(copy_in) as into:
+                for row in rows:
+                    kept.append(row)
+                    into.write(row)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute(f"ROLLBACK TO SAVEPOINT {_DIRECT}")
+            return None
+        written = cursor.rowcount
+        cursor.execute(f"RELEASE SAVEPOINT {_DIRECT}")
+        return written

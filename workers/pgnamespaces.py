@@ -558,12 +558,13 @@ def copy_rows(
     extra: Mapping[str, Any],
 ) -> tuple[int, int] | None:
     """One batch between two databases as the single-process rival moves a table (``bench/pgvector_rival.py``): the
-    rows of ``ids`` read ``COPY (SELECT …) TO STDOUT (FORMAT BINARY)`` from ``source`` and written into a staging
-    table of ``target``'s database (the source's own column types: its bytes read as they are), then one ``INSERT …
-    SELECT … ON CONFLICT`` into ``target``, ``metadata`` merged with ``extra`` as a copy inside Postgres merges it.
-    No row becomes a record. Returns (rows written, bytes passed), or None, with nothing written, when ``target``
-    does not exist."""
-    have = columns_of(writing, target)
+    rows of ``ids`` read ``COPY (SELECT …) TO STDOUT (FORMAT BINARY)`` from ``source``, ``metadata`` merged with
+    ``extra`` there as a copy inside Postgres merges it, and written by binary ``COPY`` into ``target``
+    (``pgbinary.pass_rows``): straight into the table when it holds every column in the source's type and none of
+    the ids yet, else through a staging table of the source's types and one ``INSERT … ON CONFLICT``, so a batch run
+    again overwrites what it wrote. No row becomes a record. Returns (rows written, bytes passed), or None, with
+    nothing written, when ``target`` does not exist."""
+    have = {c.name: c.sql_type for c in table_columns(writing, target)}
     if not have:
         return None
     lacking = [c.name for c in columns if c.name not in have]
@@ -574,26 +575,26 @@ def copy_rows(
             table=target,
         )
     # Identifiers are quoted; a "%" in one is doubled in the statements that have the driver's placeholders.
-    listed = ", ".join(quote(c.name) for c in columns).replace("%", "%%")
-    staged = ", ".join(f"{quote(c.name)} {c.sql_type}" for c in columns)
+    listed = ", ".join(quote(c.name) for c in columns)
     picked = ", ".join(
-        _enriched("s.metadata", "%(extra)s")
+        f"{_enriched(quote(c.name), '%(extra)s')} AS {quote(c.name)}"
         if c.name == pgvector_layout.METADATA_COLUMN
-        else f"s.{quote(c.name)}".replace("%", "%%")
+        else quote(c.name).replace("%", "%%")
         for c in columns
     )
-    updates = ", ".join(
-        f"{quote(c.name)} = EXCLUDED.{quote(c.name)}".replace("%", "%%") for c in columns if c.name != ID_COLUMN
-    )
+    # Binary COPY carries no types: the target reads each field as its own column's type, so only a table whose
+    # columns are the source's types takes the rows straight.
+    same_types = all(have[c.name] == c.sql_type for c in columns)
+    updates = ", ".join(f"{quote(c.name)} = EXCLUDED.{quote(c.name)}" for c in columns if c.name != ID_COLUMN)
     return pgbinary.pass_rows(
         reading,
-        f"COPY (SELECT {listed} FROM {quote(source)} WHERE {ID_COLUMN} = ANY(%(ids)s)) TO STDOUT (FORMAT BINARY)",
-        {"ids": list(ids)},
+        f"COPY (SELECT {picked} FROM {quote(source)} WHERE {ID_COLUMN} = ANY(%(ids)s)) TO STDOUT (FORMAT BINARY)",
+        {"ids": list(ids), "extra": json.dumps(dict(extra))},
         writing,
-        staged,
-        f"INSERT INTO {quote(target)} ({listed}) SELECT {picked} FROM {{staging}} s "
+        f"COPY {quote(target)} ({listed}) FROM STDIN (FORMAT BINARY)" if same_types else None,
+        ", ".join(f"{quote(c.name)} {c.sql_type}" for c in columns),
+        f"INSERT INTO {quote(target)} ({listed}) SELECT {listed} FROM {{staging}} "
         f"ON CONFLICT ({ID_COLUMN}) DO UPDATE SET {updates}",
-        {"extra": json.dumps(dict(extra))},
     )
 
 

@@ -589,6 +589,11 @@ class Reembed(_Model):
     )
 
 
+def _kind_of(store: Any) -> Any:
+    """A store spec's ``kind``, given as a mapping or a model (None when it has none)."""
+    return store.get("kind") if isinstance(store, dict) else getattr(store, "kind", None)
+
+
 class JobSpec(_Model):
     """A migration job. ``name`` identifies the job: running a spec whose job exists resumes it."""
 
@@ -605,7 +610,11 @@ class JobSpec(_Model):
     routing: Routing = Field(default_factory=Routing)
     enrich: Enrichment = Field(default_factory=Enrichment)
     batch_size: int = Field(
-        default=100, gt=0, le=FETCH_MAX_IDS, description="Ids per copy batch (Pinecone fetch takes ≤ 1,000)."
+        default=100,
+        gt=0,
+        le=FETCH_MAX_IDS,
+        description="Ids per copy batch (Pinecone fetch takes ≤ 1,000); unless given, 1,000 between two pgvector "
+        "tables.",
     )
     max_batches_in_flight: int = Field(
         default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
@@ -642,6 +651,21 @@ class JobSpec(_Model):
             enrich.setdefault("creator_fields", False)
             enrich.setdefault("migrated_from", False)
             data = {**data, "enrich": enrich}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _table_copies_in_whole_batches(cls, data: Any) -> Any:
+        # Between two pgvector tables a batch is one COPY or INSERT … SELECT whatever its size, while every batch
+        # costs its rows in the job table, a message and a transaction a side: unless told, such a copy takes the
+        # largest batch a spec allows (bench/README.md, "pgvector → pgvector through the workers").
+        if (
+            isinstance(data, dict)
+            and "batch_size" not in data
+            and data.get("reembed") is None
+            and _kind_of(data.get("source")) == _kind_of(data.get("target")) == "pgvector"
+        ):
+            data = {**data, "batch_size": FETCH_MAX_IDS}
         return data
 
     @model_validator(mode="after")

@@ -6,12 +6,14 @@ binary COPY, never through the vector's text form, and what lands equals the sou
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.errors import StoreError
+from orchestrator.errors import RetryableError, StoreError
 from orchestrator.pgvector_layout import quote
 from orchestrator.records.vectors import BinaryValues, Record
 from orchestrator.spec.jobspec import PgvectorStoreSpec
@@ -122,53 +124,138 @@ def test_an_upsert_goes_by_binary_copy_and_lands_every_column_exactly(
     assert len(columns) == 24  # the DDL's 23 but the row number, the user's real column, and nothing left out
 
 
-def test_rows_pass_between_two_databases_as_they_are_every_column_exact_and_enriched(
-    pg: sa.Engine, database_url: str, postgres_admin: sa.Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app_table(pg, "embeddings_alpha", 30)
-    ids = [f"doc-{i // 7:06d}#chunk-{i % 7}" for i in range(30)]
+@pytest.fixture
+def elsewhere(
+    database_url: str, postgres_admin: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[sa.Engine, DocumentedPgvectorStore]]:
+    """A second database of the same server (its URL in ``OTHER_URL``) and the documented store over it."""
     other = f"{database_url.rsplit('/', 1)[1]}_other"
     with postgres_admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {other} TEMPLATE template1"))
     other_url = f"{database_url.rsplit('/', 1)[0]}/{other}"
     monkeypatch.setenv("OTHER_URL", other_url)
-    elsewhere = sa.create_engine(other_url)
+    engine = sa.create_engine(other_url)
+    spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "OTHER_URL"}
+    target = DocumentedPgvectorStore(PgvectorStoreSpec.model_validate(spec))
     try:
-        with elsewhere.begin() as conn:  # the application's table there, with the user's column too
-            create_application_table(conn, "embeddings_beta", DIM, [])
-            conn.execute(sa.text("ALTER TABLE embeddings_beta ADD COLUMN score real"))
-        spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "OTHER_URL"}
-        target = DocumentedPgvectorStore(PgvectorStoreSpec.model_validate(spec))
-        extra = {"migrated_from": "alpha"}
-
-        first = target.copy_rows_from(store(), "alpha", "beta", ids[:12], extra)
-        again = target.copy_rows_from(store(), "alpha", "beta", ids, extra)  # the first twelve overwritten
-
-        assert first is not None and first[0] == 12 and again is not None and again[0] == 30
-        source_rows, target_rows = (
-            every_row(e, t) for e, t in ((pg, "embeddings_alpha"), (elsewhere, "embeddings_beta"))
-        )
-        assert sorted(target_rows) == sorted(source_rows) == sorted(ids)
-        for chunk_id, row in source_rows.items():
-            got = dict(target_rows[chunk_id])
-            assert got.pop("metadata") == {**(row.pop("metadata") or {}), **extra}, chunk_id
-            assert got == row, chunk_id  # every other column exactly, the vector's text form included
-        with pytest.raises(StoreError, match="table embeddings_gone has no column score of embeddings_alpha"):
-            target.copy_rows_from(store(), "alpha", "gone", ids, extra)  # a new table has the layout's columns only
-        with pg.begin() as conn:
-            conn.execute(sa.text("ALTER TABLE embeddings_alpha DROP COLUMN score"))
-        made = target.copy_rows_from(store(), "alpha", "gone", ids, extra)
-        assert made is not None and made[0] == 30  # the table made on the way
-
-        with pg.begin() as conn:  # a type of the user's own cannot pass as it is: the batch goes as records
-            conn.execute(sa.text("CREATE TYPE mood AS ENUM ('calm', 'busy')"))
-            conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN mood mood"))
-        assert target.copy_rows_from(store(), "alpha", "beta", ids, extra) is None
-        target.close()
+        yield engine, target
     finally:
-        elsewhere.dispose()
+        target.close()
+        engine.dispose()
         with postgres_admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)"))
+
+
+def test_rows_pass_between_two_databases_as_they_are_every_column_exact_and_enriched(
+    pg: sa.Engine, elsewhere: tuple[sa.Engine, DocumentedPgvectorStore]
+) -> None:
+    engine, target = elsewhere
+    app_table(pg, "embeddings_alpha", 30)
+    ids = [f"doc-{i // 7:06d}#chunk-{i % 7}" for i in range(30)]
+    with engine.begin() as conn:  # the application's table there, with the user's column too
+        create_application_table(conn, "embeddings_beta", DIM, [])
+        conn.execute(sa.text("ALTER TABLE embeddings_beta ADD COLUMN score real"))
+    extra = {"migrated_from": "alpha"}
+
+    first = target.copy_rows_from(store(), "alpha", "beta", ids[:12], extra)
+    again = target.copy_rows_from(store(), "alpha", "beta", ids, extra)  # the first twelve overwritten
+
+    assert first is not None and first[0] == 12 and again is not None and again[0] == 30
+    assert_copied(pg, engine, "embeddings_beta", ids, extra)
+    with pytest.raises(StoreError, match="table embeddings_gone has no column score of embeddings_alpha"):
+        target.copy_rows_from(store(), "alpha", "gone", ids, extra)  # a new table has the layout's columns only
+    with pg.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE embeddings_alpha DROP COLUMN score"))
+    made = target.copy_rows_from(store(), "alpha", "gone", ids, extra)
+    assert made is not None and made[0] == 30  # the table made on the way
+
+    with pg.begin() as conn:  # a type of the user's own cannot pass as it is: the batch goes as records
+        conn.execute(sa.text("CREATE TYPE mood AS ENUM ('calm', 'busy')"))
+        conn.execute(sa.text("ALTER TABLE embeddings_alpha ADD COLUMN mood mood"))
+    assert target.copy_rows_from(store(), "alpha", "beta", ids, extra) is None
+
+
+def layout_table(engine: sa.Engine) -> None:
+    """``app_table``'s 30 rows in the application's columns only: the table a copy makes holds them all."""
+    app_table(engine, "embeddings_alpha", 30)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE embeddings_alpha DROP COLUMN score"))
+
+
+def test_a_batch_goes_straight_into_its_table_by_copy_and_run_again_overwrites_what_it_wrote(
+    pg: sa.Engine, elsewhere: tuple[sa.Engine, DocumentedPgvectorStore], postgres_server: PostgresServer
+) -> None:
+    engine, target = elsewhere
+    layout_table(pg)
+    ids = [f"doc-{i // 7:06d}#chunk-{i % 7}" for i in range(30)]
+    with engine.connect() as conn:  # every statement of the target database's new sessions into the server's log
+        database = conn.execute(sa.text("SELECT current_database()")).scalar()
+        conn.execute(sa.text(f"ALTER DATABASE {quote(str(database))} SET log_statement = 'all'"))
+        conn.commit()
+    log = postgres_server.data_dir / "postgres.log"
+    extra = {"migrated_from": "alpha"}
+
+    def statements_of(batch: Callable[[], Any]) -> str:
+        logged_before = log.stat().st_size
+        batch()
+        with log.open("rb") as f:
+            f.seek(logged_before)
+            return f.read().decode(errors="replace")
+
+    first = statements_of(lambda: target.copy_rows_from(store(), "alpha", "fresh", ids, extra))
+    with pg.begin() as conn:  # the source changes after its copy: the batch run again must carry the change
+        conn.execute(sa.text("UPDATE embeddings_alpha SET text = text || ' (edited)', metadata = NULL WHERE id < 9"))
+    again = statements_of(lambda: target.copy_rows_from(store(), "alpha", "fresh", ids, extra))
+
+    assert 'COPY "embeddings_fresh" (' in first and "nsmigrate_staged_rows" not in first and "ON CONFLICT" not in first
+    assert "ROLLBACK TO SAVEPOINT" in again and "ON CONFLICT" in again  # COPY cannot overwrite: staged, then upserted
+    assert_copied(pg, engine, "embeddings_fresh", ids, extra)
+
+
+def test_a_batch_whose_connection_dies_mid_copy_writes_nothing_and_runs_again_harmlessly(
+    pg: sa.Engine, elsewhere: tuple[sa.Engine, DocumentedPgvectorStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, target = elsewhere
+    layout_table(pg)
+    ids = [f"doc-{i // 7:06d}#chunk-{i % 7}" for i in range(30)]
+    extra = {"migrated_from": "alpha"}
+    write = psycopg.Copy.write
+    written: list[int] = []
+
+    def killed_after_ten_rows(copy: psycopg.Copy, buffer: Any) -> None:
+        written.append(1)
+        if len(written) == 10:  # the server ends the writing session half-way, as when a worker's host dies
+            with engine.connect() as conn:
+                conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'COPY %'"
+                    )
+                )
+        write(copy, buffer)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(psycopg.Copy, "write", killed_after_ten_rows)
+        with pytest.raises(RetryableError, match="connection is lost"):
+            target.copy_rows_from(store(), "alpha", "beta", ids, extra)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM embeddings_beta")).scalar() == 0  # none of the batch
+
+    done = target.copy_rows_from(store(), "alpha", "beta", ids, extra)  # the task delivered again
+
+    assert done is not None and done[0] == 30
+    assert_copied(pg, engine, "embeddings_beta", ids, extra)
+
+
+def assert_copied(source: sa.Engine, target: sa.Engine, table: str, ids: list[str], extra: dict[str, Any]) -> None:
+    """``table`` holds exactly the rows ``ids`` of ``embeddings_alpha``: every column equal, ``metadata`` merged with
+    ``extra``."""
+    source_rows, target_rows = every_row(source, "embeddings_alpha"), every_row(target, table)
+    assert sorted(target_rows) == sorted(source_rows) == sorted(ids)
+    for chunk_id, row in source_rows.items():
+        got = dict(target_rows[chunk_id])
+        assert got.pop("metadata") == {**(row.pop("metadata") or {}), **extra}, chunk_id
+        assert got == row, chunk_id  # every other column exactly, the vector's text form included
 
 
 def every_row(engine: sa.Engine, table: str) -> dict[str, dict[str, Any]]:

@@ -156,15 +156,18 @@ class DocumentedPgvectorStore(PgvectorStore):
             dimension = pgnamespaces.dimension_of(reading, source_table) or self._dimension or 0
             with self._errors("copy_rows", namespace):
                 for _ in range(2):
+                    if table not in self._existing:
+                        # Made and committed apart from the batch: the other batches wait on its lock only while it
+                        # is made, not for this batch's rows.
+                        with self._get_engine().begin() as making:
+                            pgnamespaces.create_namespace(making, self.prefix, namespace, dimension)
+                        self._existing.add(table)
                     with self._get_engine().begin() as writing:
-                        if table not in self._existing:
-                            pgnamespaces.create_namespace(writing, self.prefix, namespace, dimension)
                         done = pgnamespaces.copy_rows(reading, source_table, columns, ids, writing, table, extra)
                     if done is not None:
-                        break
+                        return done
                     self._existing.discard(table)  # dropped since this process saw it: made again, once
-        self._existing.add(table)
-        return done
+        return None
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         if not ids:
