@@ -57,6 +57,7 @@ USER_COLUMNS = {
     "extra": ("jsonb", """'{"k": 1}'"""),
     "counter": ("bigint", "9007199254740993"),  # 2**53 + 1: no float64 holds it
     "score": ("double precision", "'NaN'"),  # no JSON number either
+    "seen_at": ("timestamp with time zone", "'2024-02-29 23:59:59.999999+05:30'"),
 }
 
 
@@ -127,6 +128,7 @@ CHANGED: dict[str, str] = {
     "extra": """'{"k": 1.0}'""",
     "counter": "9007199254740992",
     "score": "'Infinity'",
+    "seen_at": "'2024-02-29 23:59:59.999999+05:00'",
 }
 
 
