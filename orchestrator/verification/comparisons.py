@@ -71,9 +71,12 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _same_value(a: Any, b: Any) -> bool:
     """Metadata equality as the stores keep it: Pinecone returns every number as a float (3 → 3.0), so numbers
-    compare by value; but a bool is not a number here (``True == 1`` must not hide a changed type)."""
+    compare by value; but a bool is not a number here (``True == 1`` must not hide a changed type), and two integers
+    compare exactly (a JSON integer in a pgvector JSONB: above 2**53 two of them share one float)."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
         return float(a) == float(b)
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):

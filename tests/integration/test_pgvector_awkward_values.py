@@ -8,16 +8,21 @@ verification must name any single column changed in the target."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 
 from orchestrator.pgvector_layout import INT_KEYS_KEY, VectorIndex, quote
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
 from orchestrator.verification.comparisons import compare_record
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.seed import create_application_table
 from tests.integration.test_pgvector_layout import catalogue
+from tests.integration.test_verify_cleanup import RecordingDispatcher, copied_job
 from workers import pgnamespaces
+from workers.context import WorkerContext
+from workers.rollback import rollback_job
 from workers.stores.pgdocumented import DocumentedPgvectorStore
 from workers.stores.pinecone import PineconeStore
 
@@ -52,6 +57,7 @@ USER_COLUMNS = {
     "extra": ("jsonb", """'{"k": 1}'"""),
     "counter": ("bigint", "9007199254740993"),  # 2**53 + 1: no float64 holds it
     "score": ("double precision", "'NaN'"),  # no JSON number either
+    "seen_at": ("timestamp with time zone", "'2024-02-29 23:59:59.999999+05:30'"),
 }
 
 
@@ -122,6 +128,7 @@ CHANGED: dict[str, str] = {
     "extra": """'{"k": 1.0}'""",
     "counter": "9007199254740992",
     "score": "'Infinity'",
+    "seen_at": "'2024-02-29 23:59:59.999999+05:00'",
 }
 
 
@@ -211,3 +218,51 @@ def test_every_awkward_column_goes_to_pinecone_and_back_and_through_records_exac
                 f"UPDATE embeddings_back t SET {quote(column)} = s.{quote(column)} FROM embeddings_alpha s "
                 "WHERE s.chunk_id = t.chunk_id"
             )
+
+
+def every_row_as_text(conn: sa.Connection, table: str) -> list[dict[str, str | None]]:
+    """Every row of ``table``, every column (the row number too) as Postgres's text form of its value."""
+    listed = ", ".join(
+        f"CAST({quote(c.name)} AS text) AS {quote(c.name)}" for c in pgnamespaces.table_columns(conn, table)
+    )
+    return [dict(r) for r in conn.execute(sa.text(f"SELECT {listed} FROM {quote(table)} ORDER BY chunk_id")).mappings()]
+
+
+def test_a_rollback_after_cleanup_renamed_the_table_brings_it_back_whole(
+    pg: sa.Engine,
+    sandbox: PineconeSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    job_table_url: str,
+    redis_url: str,
+    worker_context: Callable[..., WorkerContext],
+) -> None:
+    """A job from the application's table to Pinecone, verified and cleaned up (the source table renamed to a
+    backup), then rolled back: the original table is back as it was, every column, row number, default, constraint
+    and index, not rebuilt from the copies (the user's columns would land in ``metadata``, or fail)."""
+    awkward_table(pg, "embeddings_alpha")
+    with pg.connect() as conn:
+        before = every_row_as_text(conn, "embeddings_alpha"), catalogue(conn, "public", "embeddings_alpha")
+    monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
+    ctx = worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+    spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
+    job_spec = parse_spec(
+        {
+            "name": "awkward-rollback",
+            "source": spec,
+            "target": {"kind": "pinecone", "host": sandbox.host("dst")},
+            "verify": {"count_timeout_s": 5},
+            "cleanup": {"mode": "manual"},
+        }
+    )
+    job = copied_job(ctx, job_spec, {"alpha": documented().fetch("alpha", [CHUNK_ID])}, started=True)
+    assert job.verify()["passed"]
+    assert job.cleanup()["action"] == "deleted"
+    with pg.connect() as conn:
+        assert pgnamespaces.read_table(conn, "embeddings", "alpha") is None  # renamed to a backup
+
+    result = rollback_job(ctx, job.job_id, actor="tester")
+
+    assert result["action"] == "rolled_back" and result["runs"][0]["restored"] == 1, result
+    with pg.connect() as conn:
+        assert (every_row_as_text(conn, "embeddings_alpha"), catalogue(conn, "public", "embeddings_alpha")) == before
+        assert not [t for t in conn.execute(sa.text("SELECT tablename FROM pg_tables")).scalars() if "backup" in t]
