@@ -62,6 +62,10 @@ from workers.verifying import list_all_ids
 
 log = logging.getLogger(__name__)
 
+#: The cleanup method of a documented pgvector source, followed by the backup its table was renamed to (a rollback
+#: renames it back: ``workers.rollback``).
+RETIRED_TO = "renamed_to:"
+
 SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
 
 
@@ -301,7 +305,7 @@ def _delete(
             return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
         if spec.source.kind == "pgvector" and spec.source.documented:
             # Seed 004's move: the source table is renamed to a backup, never dropped.
-            method = f"renamed_to:{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
+            method = f"{RETIRED_TO}{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.

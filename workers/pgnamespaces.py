@@ -390,6 +390,28 @@ def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: st
     return backup
 
 
+def rename_from_backup(conn: sa.Connection, prefix: str, backup: str, namespace: str) -> str | None:
+    """``rename_to_backup`` undone (a rollback): ``backup`` renamed back to ``namespace``'s table (the legacy
+    ``{prefix}`` table when ``backup`` is the legacy table's, ``{prefix}_backup_{stamp}``), its indexes (and so its
+    named constraints) back to their names there. Returns the table, or None, with nothing changed, when the table
+    exists again (the application made it anew: its rows are not the backup's) or the backup does not."""
+    legacy = namespace == "" and re.fullmatch(rf"{re.escape(prefix)}_{pgvector_layout.BACKUP_WORD}_\d+", backup)
+    table = prefix if legacy else pgvector_layout.table_of(prefix, namespace)
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": table})  # as create_namespace takes it
+    if exists(conn, table) or not exists(conn, backup):
+        return None
+    indexes = indexes_of(conn, backup)
+    conn.execute(sa.text(f"ALTER TABLE {quote(backup)} RENAME TO {quote(table)}"))
+    for index in indexes:
+        # The suffix ``backup_index_name`` kept (whole or after a hash): the one that gives this very name back.
+        suffixes = [index[i + 1 :] for i, c in enumerate(index) if c == "_"]
+        suffix = next((s for s in suffixes if pgvector_layout.backup_index_name(backup, s) == index), None)
+        if suffix is not None:
+            renamed = pgvector_layout.index_name(table, suffix)
+            conn.execute(sa.text(f"ALTER INDEX {quote(index)} RENAME TO {quote(renamed)}"))
+    return table
+
+
 # --- copies inside Postgres -------------------------------------------------------------------------------------
 
 

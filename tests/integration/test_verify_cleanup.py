@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from orchestrator import jobs
 from orchestrator.errors import StateError, StoreError
@@ -27,6 +28,7 @@ from orchestrator.records.routing import route_context, route_records
 from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from sandbox.seed import application_rows, create_application_table
 from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
 from workers.proving import PROOF_CHUNK_IDS
@@ -700,6 +702,73 @@ def test_a_pgvector_table_that_gained_a_row_after_the_last_listing_is_not_droppe
     assert [r.id for r in job.source.fetch("alpha", ["late-000"])] == ["late-000"]  # no copy: kept
     assert result["action"] == "deleted" and result["count"] == 8, result
     assert jobs.get_run(ctx.db, job.runs["alpha"]).cleanup["method"] == "delete_ids"  # type: ignore[index]
+
+
+def app_tables_job(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, *, apart: bool
+) -> Job:
+    """A job of the default enrichment between the application's tables ``embeddings_alpha`` (6 rows filling every
+    column, NULLs where the DDL allows them, ``metadata`` in rows 0 and 5 among them, and a user's BIGINT column) and
+    ``copies_alpha`` (the same columns, empty), copied. ``apart``: the target's URL is spelled otherwise, so the job
+    is one between two databases (verified record by record)."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    monkeypatch.setenv(URL_ENV + "_APART", f"{database_url}?application_name=apart")
+    with pg.begin() as conn:
+        for table, rows in (("embeddings_alpha", application_rows(6, DIM, seed=41)), ("copies_alpha", [])):
+            create_application_table(conn, table, DIM, rows)
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN message_id bigint"))
+        conn.execute(sa.text("UPDATE embeddings_alpha SET message_id = 1000 * id"))
+    documented = {"kind": "pgvector", "schema": "documented"}
+    target_url = URL_ENV + ("_APART" if apart else "")
+    spec = make_spec(
+        (
+            {**documented, "table": "embeddings", "database_url_env": URL_ENV},
+            {**documented, "table": "copies", "database_url_env": target_url},
+        )
+    )
+    source = ctx.store(spec.source)
+    return copied_job(ctx, spec, {"alpha": source.fetch("alpha", source.list_ids("alpha").ids)})
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["one database", "two databases"])
+def test_the_application_tables_null_metadata_verifies_and_cleans_up_with_the_default_enrichment(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, apart: bool
+) -> None:
+    # A row whose metadata is NULL gets the enrichment as its metadata (`migrated_from`, on by default), in Postgres
+    # as through records. Verification and the proof before each delete must expect that, or such a row is never
+    # cleaned up (one database: verified in SQL, refused at cleanup for ever) or never verified (two databases).
+    job = app_tables_job(ctx, pg, database_url, monkeypatch, apart=apart)
+    with pg.connect() as conn:
+        nulls = {"ids": ["doc-000000#chunk-0", "doc-000000#chunk-5"]}
+        sql = "SELECT chunk_id, metadata FROM copies_alpha WHERE chunk_id = ANY(:ids)"
+        copied = dict(conn.execute(sa.text(sql), nulls).all())
+    assert list(copied.values()) == [{"migrated_from": "pgvector:embeddings_*/alpha"}] * 2
+
+    report = job.verify()
+    result = job.cleanup()
+
+    assert report["passed"], report
+    assert result["action"] == "deleted" and result["count"] == 6, result
+
+
+@pytest.mark.parametrize("store_specs", ["pgvector"], indirect=True)
+def test_a_cleanup_refuses_a_copy_whose_integer_differs_where_doubles_cannot_tell(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # A metadata integer above 2**53 (another system's message id), where two integers share one float64: a pgvector
+    # JSONB keeps it exactly. Verified equal, then one copy's id changes by 1 (another writer, a broken sync): it is
+    # no copy any more, and cleanup must not delete its original. (Pinecone keeps a float: no such pair there.)
+    records = [Record(r.id, r.values, {"message_id": 2**53 + 4 * i}) for i, r in enumerate(make_records(6))]
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": records})
+    assert job.verify()["passed"]
+    [copy] = job.target.fetch("alpha", ["v-002"])
+    job.target.upsert("alpha", [Record(copy.id, copy.values, {**copy.metadata, "message_id": 2**53 + 9})])
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and result["refused_ids"] == ["v-002"], result
+    assert "metadata key 'message_id': expected 9007199254741000, got 9007199254741001" in result["reason"], result
+    assert job.source.count("alpha") == 6
 
 
 # ------------------------------------------------------------------------ a tolerance too loose to prove a copy
