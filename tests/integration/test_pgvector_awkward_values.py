@@ -14,7 +14,8 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.pgvector_layout import INT_KEYS_KEY, VectorIndex, quote
+from orchestrator.pgvector_layout import INT_KEYS_KEY, MappingError, VectorIndex, quote
+from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
 from orchestrator.verification.comparisons import compare_record
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
@@ -323,3 +324,32 @@ def test_rows_between_two_databases_arrive_exactly_in_another_column_order_and_a
         elsewhere.dispose()
         with postgres_admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)"))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "refusal"),
+    [
+        ("created_at", "not a time", "invalid input syntax for type timestamp"),
+        ("seen_at", "2024-13-01", "out of range"),
+        ("raw", "{nope", "invalid input syntax for type json"),
+        ("mood", "angry", 'invalid input value for enum mood: "angry"'),
+        ("rank", "-1", "violates check constraint"),
+    ],
+)
+def test_a_record_whose_value_its_column_refuses_is_named_and_nothing_is_written(
+    pg: sa.Engine, column: str, value: str, refusal: str
+) -> None:
+    awkward_table(pg, "embeddings_alpha")
+    with pg.connect() as conn:
+        before = every_row_as_text(conn, "embeddings_alpha")
+    required = {"document_id": "d", "collection_name": "c", "text": "t", "strategy": "s", "content_type": "x"}
+    records = [Record("fine", [0.5] * DIM, required), Record("r-2", [0.5] * DIM, {**required, column: value})]
+
+    with pytest.raises(MappingError) as refused:
+        documented().upsert("alpha", records)
+
+    message = str(refused.value)
+    assert f"record 'r-2': metadata {column!r} = {value!r}" in message and refusal in message, message
+    assert f"column {column} " in message and "table embeddings_alpha" in message, message
+    with pg.connect() as conn:
+        assert every_row_as_text(conn, "embeddings_alpha") == before  # not even the fine record
