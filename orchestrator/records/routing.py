@@ -26,6 +26,7 @@ from orchestrator.tenancy.namespaces import (
     PUBLIC,
     creator_namespace,
     display_namespace,
+    id_text,
     identifier_problem,
     parse_namespace,
     twin_namespace,
@@ -173,11 +174,7 @@ def expected_metadata(source_record: Record, target_namespace: str, ctx: RouteCo
 
 
 def _text(record: Record, field_name: str | None) -> str | None:
-    value = record.metadata.get(field_name) if field_name else None
-    if value is None or value == "":
-        return None
-    # Metadata values may be numbers; an id is compared as text.
-    return value if isinstance(value, str) else str(value)
+    return id_text(record.metadata.get(field_name)) if field_name else None
 
 
 def _bad_id(record: Record, ctx: RouteContext, problem: str, **ids: Any) -> PlanError:

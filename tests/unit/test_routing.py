@@ -81,6 +81,8 @@ def rec(rid: str, **metadata: Any) -> Record:
         pytest.param({"twin_id": "t1"}, {"override_creator": "c"}, "creator_c_twin_t1", id="override-wins"),
         pytest.param({"owner": "t1"}, {"twin_id_field": "owner"}, "creator_a.1_twin_t1", id="other-field"),
         pytest.param({"twin_id": 7}, {"override_creator": "c"}, "creator_c_twin_7", id="number-as-text"),
+        # Pinecone gives every number back as a float.
+        pytest.param({"twin_id": 7.0}, {"override_creator": "c"}, "creator_c_twin_7", id="number-as-pinecone-keeps-it"),
     ],
 )
 def test_routed_target(metadata: dict[str, Any], fields: dict[str, Any], expected: str) -> None:
