@@ -634,6 +634,26 @@ def test_a_job_cancelled_while_its_cleanup_deletes_stops_the_cleanup_which_keeps
     assert job.target.count("alpha") == TWO_CHUNKS
 
 
+def test_a_cleanup_cancelled_before_it_deleted_anything_leaves_its_source_known_whole(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # Operator B cancels while operator A's cleanup still proves, before any delete: the cleanup stops and says it
+    # deleted nothing, so nothing keeps reads from going back to the source.
+    job, run_id, _ = verified_alpha(ctx, store_specs)
+
+    def operator_b_cancels() -> bool:
+        jobs.cancel_job(ctx.db, job.job_id, actor="B")
+        return False  # no Ctrl-C: the cleanup sees the cancel itself
+
+    result = job.cleanup(stop=operator_b_cancels)
+
+    assert result["action"] == "stopped" and result["count"] == 0, result
+    run = jobs.get_run(ctx.db, run_id)
+    assert run.state == RunState.CANCELLED and not run.source_may_be_deleted
+    assert job.source.count("alpha") == 30
+    rollout_rows.set_rollout(ctx.db, job.job_id, 0, "B")  # reads may go back: the source is whole
+
+
 def test_a_cleanup_does_not_end_cleaned_over_source_writes_it_did_not_copy(
     ctx: WorkerContext, store_specs: tuple
 ) -> None:
