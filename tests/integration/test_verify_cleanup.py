@@ -592,35 +592,92 @@ def test_a_cleanup_cut_short_and_then_cancelled_keeps_its_source_deletions_known
     assert sorted(r.id for r in job.target.fetch("alpha", first_chunk)) == first_chunk  # the only copies, kept
 
 
+#: A namespace of two chunks of ids, for a cleanup interrupted between its two deletes.
+TWO_CHUNKS = PROOF_CHUNK_IDS + 10
+
+
+def cleanup_of_two_chunks(
+    ctx: WorkerContext, store_specs: tuple, between_deletes: Callable[[Job], None]
+) -> tuple[Job, dict[str, Any]]:
+    """A verified namespace ``alpha`` of ``TWO_CHUNKS`` ids, cleaned up with ``between_deletes`` called once, after
+    its first chunk was deleted and before its second; the job and the cleanup's result."""
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(TWO_CHUNKS)}, started=True)
+    assert job.verify()["passed"]
+    asked = 0
+
+    def stop() -> bool:
+        # Asked before each chunk: two of the proof pass, then two of the delete pass.
+        nonlocal asked
+        asked += 1
+        if asked == 4:
+            between_deletes(job)
+        return False
+
+    return job, job.cleanup(stop=stop)
+
+
 def test_a_job_cancelled_while_its_cleanup_deletes_stops_the_cleanup_which_keeps_its_count(
     ctx: WorkerContext, store_specs: tuple
 ) -> None:
     # Operator A cleans up a namespace of two chunks; after the first chunk's delete, operator B cancels the job (to
     # roll it back, say). The cleanup must stop there (a rollback may now delete the copies it proves), and what it
     # deleted must stay counted on the cancelled run: its copies are the only ones left.
-    n = PROOF_CHUNK_IDS + 10
-    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(n)}, started=True)
-    assert job.verify()["passed"]
-    asked = 0
+    job, result = cleanup_of_two_chunks(ctx, store_specs, lambda job: jobs.cancel_job(ctx.db, job.job_id, actor="B"))
 
-    def operator_b_cancels_after_the_first_delete() -> bool:
-        # Asked before each chunk: two of the proof pass, then two of the delete pass.
-        nonlocal asked
-        asked += 1
-        if asked == 4:
-            jobs.cancel_job(job.ctx.db, job.job_id, actor="B")
-        return False
-
-    result = job.cleanup(stop=operator_b_cancels_after_the_first_delete)
-
-    deleted = n - job.source.count("alpha")
+    deleted = TWO_CHUNKS - job.source.count("alpha")
     assert deleted == PROOF_CHUNK_IDS, deleted  # the first chunk only
     assert result["action"] == "stopped" and result["count"] == deleted, result
     assert f"job {job.job_id} was cancelled" in result["reason"], result
     run = jobs.get_run(ctx.db, job.runs["alpha"])
     assert run.state == RunState.CANCELLED and run.deleted_by_cleanup == deleted
     assert run.source_may_be_deleted
-    assert job.target.count("alpha") == n
+    assert job.target.count("alpha") == TWO_CHUNKS
+
+
+def test_a_cleanup_cancelled_before_it_deleted_anything_leaves_its_source_known_whole(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # Operator B cancels while operator A's cleanup still proves, before any delete: the cleanup stops and says it
+    # deleted nothing, so nothing keeps reads from going back to the source.
+    job, run_id, _ = verified_alpha(ctx, store_specs)
+
+    def operator_b_cancels() -> bool:
+        jobs.cancel_job(ctx.db, job.job_id, actor="B")
+        return False  # no Ctrl-C: the cleanup sees the cancel itself
+
+    result = job.cleanup(stop=operator_b_cancels)
+
+    assert result["action"] == "stopped" and result["count"] == 0, result
+    run = jobs.get_run(ctx.db, run_id)
+    assert run.state == RunState.CANCELLED and not run.source_may_be_deleted
+    assert job.source.count("alpha") == 30
+    rollout_rows.set_rollout(ctx.db, job.job_id, 0, "B")  # reads may go back: the source is whole
+
+
+def test_a_cleanup_does_not_end_cleaned_over_source_writes_it_did_not_copy(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # While a cleanup deletes a namespace of two chunks, the application (dual writing, its write to the new store
+    # failed) writes after the first chunk's delete: a new id, and a new version of an id that chunk deleted. Both
+    # are in the source only. The run must not end `cleaned` (sync refuses a cleaned run: they would be stranded
+    # there) but say so and go to `verify_failed`, its deletions counted, for sync to copy them.
+    written: list[str] = []
+
+    def the_application_writes(job: Job) -> None:
+        listed = set(verifying.list_all_ids(job.source, "alpha"))
+        gone = next(r for r in make_records(TWO_CHUNKS) if r.id not in listed)
+        changed = Record(gone.id, [v + 1 for v in gone.values], gone.metadata)
+        job.source.upsert("alpha", [changed, *make_records(1, prefix="late")])
+        written.extend([changed.id, "late-000"])
+
+    job, result = cleanup_of_two_chunks(ctx, store_specs, the_application_writes)
+
+    assert result["action"] == "refused" and result["count"] == TWO_CHUNKS, result
+    assert "2 ids were written to the source during the cleanup" in result["reason"], result
+    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    assert run.state == RunState.VERIFY_FAILED and run.deleted_by_cleanup == TWO_CHUNKS
+    assert jobs.sync_refusal(ctx.db, run.id) is None  # sync may copy them
+    assert sorted(r.id for r in job.source.fetch("alpha", written)) == sorted(written)
 
 
 def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_check(
