@@ -221,8 +221,8 @@ def _stream(
 ) -> int:
     """The rows of ``copy_out`` on ``source`` written by ``copy_in`` on ``cursor`` one by one as they come (none is
     kept: a kept row is fresh memory, which cost as much CPU as passing it); returns the bytes passed. When the
-    writing side fails, the source's COPY is read to its end first: cancelled, it would leave its connection's
-    transaction unusable for a second read."""
+    writing side refuses a row whose id is there already, the source's COPY is read to its end first: cancelled, it
+    would leave its connection's transaction unusable for the second read that follows."""
     passed = 0
     with source.cursor() as reading, reading.copy(copy_out, out_params) as out:
         try:
@@ -230,7 +230,7 @@ def _stream(
                 for row in out:
                     passed += len(row)
                     into.write(row)
-        except psycopg.Error:
+        except psycopg.errors.UniqueViolation:
             for _ in out:
                 pass
             raise
