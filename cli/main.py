@@ -60,7 +60,11 @@ COMMANDS: dict[str, Entry] = {
         "cli.actions",
         "Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat.",
     ),
-    "cancel": Entry("cli.actions", "Cancel JOB: queued batches are skipped by the workers; nothing is deleted."),
+    "cancel": Entry(
+        "cli.actions",
+        "Cancel JOB: queued batches are skipped by the workers, a cleanup under way stops before its next chunk; "
+        "nothing is deleted.",
+    ),
     "verify": Entry(
         "cli.actions", "(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed."
     ),

@@ -609,15 +609,30 @@ def _valid_id(value: Any, what: str = "Vector id") -> str:
 
 
 def _scores(metric: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Each row's score against ``query``, in float32; a row whose score overflows there (values near float32's
+    ±3.4e38, which Pinecone stores and scores) is scored again in float64, only the rows that need it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores, exact = _scores_as(metric, matrix, query)
+    if not exact.all():
+        scores = scores.astype(np.float64)
+        scores[~exact], _ = _scores_as(metric, matrix[~exact].astype(np.float64), query.astype(np.float64))
+    return scores
+
+
+def _scores_as(metric: str, matrix: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scores in the arrays' own precision, and which rows were computed without overflow."""
     if metric == "euclidean":
         diff = matrix - query
-        return np.einsum("ij,ij->i", diff, diff)
+        scores = np.einsum("ij,ij->i", diff, diff)
+        return scores, np.isfinite(scores)
     dots = matrix @ query
     if metric == "dotproduct":
-        return dots
-    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(query))
+        return dots, np.isfinite(dots)
+    query_norm = float(np.linalg.norm(query))
+    norms = np.linalg.norm(matrix, axis=1) * query_norm
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+        scores = np.where(norms > 0, dots / np.where(norms > 0, norms, 1.0), 0.0)
+    return scores, np.isfinite(dots) & np.isfinite(norms)
 
 
 class IndexStore:

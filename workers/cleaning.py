@@ -20,7 +20,10 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
 Then the source is deleted by id, each chunk of ≤ 1,000 ids proved once more right before its delete, so an id
 whose copy went away in between is kept, and so is an id the routing drops (``routing.unresolved:
 drop-with-report``: never copied, the source holds its only copy). A chunk refused in this second pass leaves the
-run ``verify_failed`` with what was deleted and what was kept. A namespace left empty is then dropped
+run ``verify_failed`` with what was deleted and what was kept. The source is listed once more: an id in it that is
+not one kept on purpose was written while it was deleted (new, or deleted and written again), and without an equal
+copy in the target it sends the run to ``verify_failed`` too, its deletions counted, for ``sync`` to copy it (a
+cleaned run is never synced: it would be stranded in the source). A namespace left empty is then dropped
 (``delete_namespace``; an id written in the instant between the last listing and the drop would go with it, so
 writers must have moved to the target). A ``schema: documented`` pgvector source is renamed to a backup instead,
 once proved. Every successful cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more
@@ -61,6 +64,10 @@ from workers.stores.identity import one_store_problem
 from workers.verifying import list_all_ids
 
 log = logging.getLogger(__name__)
+
+#: The cleanup method of a documented pgvector source, followed by the backup its table was renamed to (a rollback
+#: renames it back: ``workers.rollback``).
+RETIRED_TO = "renamed_to:"
 
 SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
 
@@ -301,7 +308,7 @@ def _delete(
             return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
         if spec.source.kind == "pgvector" and spec.source.documented:
             # Seed 004's move: the source table is renamed to a backup, never dropped.
-            method = f"renamed_to:{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
+            method = f"{RETIRED_TO}{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
@@ -309,7 +316,16 @@ def _delete(
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
-            if ns != DEFAULT_NAMESPACE and not list_all_ids(source, ns) and source.delete_namespace_if_empty(ns):
+            # 3. What the source holds now, but for what it kept on purpose (ids its routing drops), was written
+            # while it was deleted: a new id, or one deleted and written again. Without an equal copy it would be
+            # stranded there (a cleaned run is not synced): the run goes back to verify_failed for sync instead.
+            kept = set(ids).difference(proof.proven)
+            left = list_all_ids(source, ns)
+            late = _proof(ctx, run, spec, source, [i for i in left if i not in kept], delete=False)
+            if late.refused_count:
+                during = f"{late.refused_count} ids were written to the source during the cleanup"
+                return _refused_by_id(ctx, run, late, actor, deleted=deleted, earlier=earlier, lead=during)
+            if ns != DEFAULT_NAMESPACE and not left and source.delete_namespace_if_empty(ns):
                 # Pinecone cannot drop the default namespace; any other one, now empty, is dropped (a pgvector table
                 # only if still empty once locked: a row written since the listing has no copy).
                 method = "delete_namespace"
@@ -338,17 +354,18 @@ def _delete(
 
 
 def _refused_by_id(
-    ctx: WorkerContext, run: NamespaceRun, proof: Proof, actor: str, *, deleted: int, earlier: int
+    ctx: WorkerContext, run: NamespaceRun, proof: Proof, actor: str, *, deleted: int, earlier: int, lead: str = ""
 ) -> dict[str, Any]:
     """Ids without an equal copy now: kept, named in the event and the run's report; the run → ``verify_failed``,
-    which ``sync`` repairs (it copies them again), then ``verify`` and ``cleanup`` as usual."""
+    which ``sync`` repairs (it copies them again), then ``verify`` and ``cleanup`` as usual. ``lead``: what the
+    reason starts with (how those ids came to be there)."""
     what = "nothing was deleted" if not deleted else f"they were kept ({deleted} proven ids were deleted)"
     if earlier + deleted:
         # Part of the source is gone: verification cannot pass any more, cleanup proves what is left instead.
         then = f"then `nsmigrate cleanup {run.job_id}` again to delete the rest"
     else:
         then = "then verify and cleanup"
-    reason = f"{refusal(proof, what)}; run `nsmigrate sync {run.job_id}` to copy them again, {then}"
+    reason = (lead and f"{lead}: ") + f"{refusal(proof, what)}; run `nsmigrate sync {run.job_id}` to copy them, {then}"
     jobs.abort_cleanup(
         ctx.db,
         run.id,

@@ -174,8 +174,45 @@ def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -
         names = tuple(n for n in by_name if n in row)
         groups.setdefault(names, []).append({n: _bound(by_name[n], row[n]) for n in names})
     for group in groups.values():
-        pgbinary.upsert_rows(conn, table, columns, group)
+        try:
+            with conn.begin_nested():  # a value refused below leaves the transaction usable to find it
+                pgbinary.upsert_rows(conn, table, columns, group)
+        except (sa.exc.DataError, sa.exc.IntegrityError) as e:
+            refused = _refused_value(conn, table, by_name, group)
+            if refused is None:
+                raise
+            raise refused from e
     return True
+
+
+def _refused_value(
+    conn: sa.Connection,
+    table: str,
+    by_name: Mapping[str, pgvector_layout.TableColumn],
+    rows: Sequence[dict[str, Any]],
+) -> pgvector_layout.MappingError | None:
+    """After Postgres refused a write of ``rows``: the first value it cannot cast to its column's type (a malformed
+    timestamp or JSON text, an enum's unknown label, a domain's check), named with its record, column and table, or
+    None when no single value is to blame. Each value is cast on its own, in a savepoint; only the text forms can be
+    refused so (every other value was typed by ``record_to_row``)."""
+    for row in rows:
+        for name, value in row.items():
+            column = by_name[name]
+            if value is None or column.kind != "text form" or name == pgvector_layout.EMBEDDING_COLUMN:
+                continue
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.text(f"SELECT {pgvector_layout.placeholder(column, 'v')}"), {"v": value})
+            except (sa.exc.DataError, sa.exc.IntegrityError) as e:
+                refusal = str(e.orig).splitlines()[0]  # the driver's message, without its DETAIL lines
+                return pgvector_layout.MappingError(
+                    f"record {row[ID_COLUMN]!r}: metadata {name!r} = {value!r:.60} is refused by the column {name} "
+                    f"({column.sql_type}) of table {table}: {refusal}",
+                    hint="fix the value in the source; nothing of this batch was written",
+                    record_id=row[ID_COLUMN],
+                    key=name,
+                )
+    return None
 
 
 def _bound(column: pgvector_layout.TableColumn, value: Any) -> Any:
@@ -388,6 +425,28 @@ def rename_to_backup(conn: sa.Connection, prefix: str, table: str, namespace: st
             renamed = pgvector_layout.backup_index_name(backup, index.removeprefix(f"{table}_"))
             conn.execute(sa.text(f"ALTER INDEX {quote(index)} RENAME TO {quote(renamed)}"))
     return backup
+
+
+def rename_from_backup(conn: sa.Connection, prefix: str, backup: str, namespace: str) -> str | None:
+    """``rename_to_backup`` undone (a rollback): ``backup`` renamed back to ``namespace``'s table (the legacy
+    ``{prefix}`` table when ``backup`` is the legacy table's, ``{prefix}_backup_{stamp}``), its indexes (and so its
+    named constraints) back to their names there. Returns the table, or None, with nothing changed, when the table
+    exists again (the application made it anew: its rows are not the backup's) or the backup does not."""
+    legacy = namespace == "" and re.fullmatch(rf"{re.escape(prefix)}_{pgvector_layout.BACKUP_WORD}_\d+", backup)
+    table = prefix if legacy else pgvector_layout.table_of(prefix, namespace)
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": table})  # as create_namespace takes it
+    if exists(conn, table) or not exists(conn, backup):
+        return None
+    indexes = indexes_of(conn, backup)
+    conn.execute(sa.text(f"ALTER TABLE {quote(backup)} RENAME TO {quote(table)}"))
+    for index in indexes:
+        # The suffix ``backup_index_name`` kept (whole or after a hash): the one that gives this very name back.
+        suffixes = [index[i + 1 :] for i, c in enumerate(index) if c == "_"]
+        suffix = next((s for s in suffixes if pgvector_layout.backup_index_name(backup, s) == index), None)
+        if suffix is not None:
+            renamed = pgvector_layout.index_name(table, suffix)
+            conn.execute(sa.text(f"ALTER INDEX {quote(index)} RENAME TO {quote(renamed)}"))
+    return table
 
 
 # --- copies inside Postgres -------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from orchestrator.tenancy.namespaces import display_namespace
 from orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from orchestrator.verification.proof import Proof, refusal
 from workers.chunking import sized_chunks
+from workers.cleaning import RETIRED_TO
 from workers.context import WorkerContext
 from workers.proving import delete_proven
 from workers.stores.identity import one_store_problem
@@ -62,6 +63,7 @@ class _Rollback:
         self.spec: JobSpec = jobs.job_spec(ctx.db, forward_job_id)
         self.source = ctx.guarded(self.spec.source, self.spec.rate)  # where the originals live
         self.target = ctx.guarded(self.spec.target, self.spec.rate)  # where the copies live
+        self.reinstated: dict[int, str] = {}  # forward run id → the backup table renamed back (``_reinstate``)
 
     # -- I/O helpers -------------------------------------------------------------------------------------------------
 
@@ -82,8 +84,27 @@ class _Rollback:
                 job_id=self.forward_job_id,
                 erasure=erasure,
             )
+        if self._reinstate(run):
+            present = {r.id for r in self.source.fetch(run.source_namespace, [r.id for r in records])}
+            records = [r for r in records if r.id not in present]
         for chunk, size in sized_chunks(records):
             self.source.upsert(run.source_namespace, chunk, nbytes=size)
+
+    def _reinstate(self, run: NamespaceRun) -> bool:
+        """Whether the original table of ``run`` came back whole: the forward cleanup of a documented pgvector source
+        renamed it to a backup (seed 004's move, ``renamed_to:``), and it is renamed back while its namespace has no
+        table, with its indexes' documented names. Every column, row number, default and index is then as it was,
+        which records written into a new table of the layout could not give (a column of the user's own would land
+        in ``metadata``, each row a new number, the indexes missing)."""
+        method = str((run.cleanup or {}).get("method", ""))
+        source = self.spec.source
+        if not method.startswith(RETIRED_TO) or not (source.kind == "pgvector" and source.documented):
+            return False
+        backup = method.removeprefix(RETIRED_TO)
+        if self.ctx.store(self.spec.source).reinstate_namespace(run.source_namespace, backup):  # type: ignore[attr-defined]
+            self.reinstated[run.id] = backup
+            log.info("rollback of job %s: table %s renamed back", self.forward_job_id, backup)
+        return run.id in self.reinstated
 
     def _route(self, run: NamespaceRun) -> RouteContext:
         return route_context(
@@ -278,6 +299,8 @@ def rollback_job(
             if checks[r.id].restore_count:
                 jobs.rollback_restoring(ctx.db, mine[r.source_namespace].id)
                 restored[r.id] = rb.check(r, restore=True).restore_count
+                if r.id in rb.reinstated:  # every original missing in step 1 came back with its table
+                    restored[r.id] = checks[r.id].restore_count
                 jobs.rollback_restored(ctx.db, mine[r.source_namespace].id, restored[r.id], actor)
         # 3. verify every original again.
         checks = {r.id: rb.check(r, restore=False) for r in todo}

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import PlanError
+from orchestrator.pgvector_layout import COLUMN_BY_NAME, NULL_METADATA_KEY
 from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import Enrichment, JobSpec
 from orchestrator.tenancy.namespaces import (
     PUBLIC,
     creator_namespace,
     display_namespace,
+    id_text,
     identifier_problem,
     parse_namespace,
     twin_namespace,
@@ -78,6 +80,9 @@ class RouteContext:
     source_key_field: str | None = None  # the metadata key looked up in ``sources``
     review_namespace: str = "review"
     unresolved: str = "review"
+    #: The target is the application's pgvector tables, whose ``metadata`` column is either NULL or holds keys: a NULL
+    #: one given keys by the enrichment becomes those keys there (``_enrich``).
+    target_folds_null_metadata: bool = False
 
     def pair_of(self, target_namespace: str) -> tuple[str | None, str | None]:
         """(creator_id, twin_id) that ``target_namespace`` was built for: the run's own for a fixed target; for a
@@ -134,23 +139,31 @@ def route_context(
         source_key_field=spec.routing.sources.key_field if spec.routing.sources is not None else None,
         review_namespace=spec.routing.review_namespace,
         unresolved=spec.routing.unresolved,
+        target_folds_null_metadata=spec.target.kind == "pgvector" and spec.target.documented,
     )
 
 
 def _enrich(metadata: Mapping[str, Any], target_namespace: str, ctx: RouteContext) -> dict[str, Any]:
-    """The metadata a record gets in ``target_namespace``: a new dict; the source's is never changed."""
-    out = dict(metadata)
+    """The metadata a record gets in ``target_namespace``: a new dict; the source's is never changed. In the
+    application's pgvector tables (``target_folds_null_metadata``) a NULL ``metadata`` (``NULL_METADATA_KEY``) that
+    the enrichment writes a key to (not a column's) is NULL no more but holds it, as the copy inside Postgres makes
+    it (``coalesce(metadata, '{}') || enrichment``) and as the table holds a record's
+    (``pgvector_layout.record_to_row``); elsewhere the mark travels."""
+    added: dict[str, Any] = {}
     rules = ctx.enrichment
     if rules.creator_fields:
         # From the target, not the record: a routed record's creator and twin are known only by where it goes.
         creator, twin = ctx.pair_of(target_namespace)
         if creator is not None and twin is not None:
-            out["creator_id"] = creator
-            out["twin_id"] = twin
+            added["creator_id"] = creator
+            added["twin_id"] = twin
     if rules.migrated_from:
-        out["migrated_from"] = f"{ctx.source_label}/{display_namespace(ctx.source_namespace)}"
+        added["migrated_from"] = f"{ctx.source_label}/{display_namespace(ctx.source_namespace)}"
     # Constants last: the spec's explicit values win over everything else.
-    out.update(rules.constants)
+    added.update(rules.constants)
+    out = {**metadata, **added}
+    if ctx.target_folds_null_metadata and added.keys() - COLUMN_BY_NAME.keys():  # a column's key stays out of it
+        out.pop(NULL_METADATA_KEY, None)
     return out
 
 
@@ -161,11 +174,7 @@ def expected_metadata(source_record: Record, target_namespace: str, ctx: RouteCo
 
 
 def _text(record: Record, field_name: str | None) -> str | None:
-    value = record.metadata.get(field_name) if field_name else None
-    if value is None or value == "":
-        return None
-    # Metadata values may be numbers; an id is compared as text.
-    return value if isinstance(value, str) else str(value)
+    return id_text(record.metadata.get(field_name)) if field_name else None
 
 
 def _bad_id(record: Record, ctx: RouteContext, problem: str, **ids: Any) -> PlanError:

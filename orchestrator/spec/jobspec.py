@@ -589,9 +589,16 @@ class Reembed(_Model):
     )
 
 
-def _kind_of(store: Any) -> Any:
-    """A store spec's ``kind``, given as a mapping or a model (None when it has none)."""
-    return store.get("kind") if isinstance(store, dict) else getattr(store, "kind", None)
+def _application_tables(store: Any) -> bool:
+    """Whether a store spec, given as a mapping or a model, is the application's pgvector tables (``schema:
+    documented``)."""
+    if isinstance(store, PgvectorStoreSpec):
+        return store.documented
+    return (
+        isinstance(store, dict)
+        and store.get("kind") == "pgvector"
+        and store.get("schema", store.get("schema_")) == "documented"
+    )
 
 
 class JobSpec(_Model):
@@ -613,8 +620,8 @@ class JobSpec(_Model):
         default=100,
         gt=0,
         le=FETCH_MAX_IDS,
-        description="Ids per copy batch (Pinecone fetch takes ≤ 1,000); unless given, 1,000 between two pgvector "
-        "tables.",
+        description="Ids per copy batch (Pinecone fetch takes ≤ 1,000); unless given, 1,000 between two "
+        "pgvector stores of schema documented.",
     )
     max_batches_in_flight: int = Field(
         default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
@@ -656,14 +663,16 @@ class JobSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _table_copies_in_whole_batches(cls, data: Any) -> Any:
-        # Between two pgvector tables a batch is one COPY or INSERT … SELECT whatever its size, while every batch
-        # costs its rows in the job table, a message and a transaction a side: unless told, such a copy takes the
-        # largest batch a spec allows (bench/README.md, "pgvector → pgvector through the workers").
+        # Between two of the application's pgvector tables a batch passes as rows, one COPY or INSERT … SELECT
+        # whatever its size (no vector becomes a list of floats), while every batch costs its rows in the job table,
+        # a message and a transaction a side: unless told, such a copy takes the largest batch a spec allows
+        # (bench/README.md, "pgvector → pgvector through the workers").
         if (
             isinstance(data, dict)
             and "batch_size" not in data
             and data.get("reembed") is None
-            and _kind_of(data.get("source")) == _kind_of(data.get("target")) == "pgvector"
+            and _application_tables(data.get("source"))
+            and _application_tables(data.get("target"))
         ):
             data = {**data, "batch_size": FETCH_MAX_IDS}
         return data

@@ -15,7 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.records.routing import split_routing_table
-from orchestrator.tenancy.namespaces import ParsedNamespace, Registry, display_namespace, validate_identifier
+from orchestrator.tenancy.namespaces import (
+    ParsedNamespace,
+    Registry,
+    display_namespace,
+    id_text,
+    validate_identifier,
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,8 @@ class Subject:
         ``twin_id`` (one of the creator's twins; with a ``creator_id`` that is not someone else's), or a sources
         key of one of those twins. Values are compared as text, exactly."""
         meta = metadata or {}
-        creator = _text(meta.get("creator_id"))
-        twin = _text(meta.get("twin_id"))
+        creator = id_text(meta.get("creator_id"))
+        twin = id_text(meta.get("twin_id"))
         if creator is not None and creator != self.creator_id:
             return False  # another creator's vector, whatever its twin id says
         if self.twin_id is not None:
@@ -72,7 +78,7 @@ class Subject:
 
     def _routes_by_source(self, meta: Mapping[str, Any]) -> bool:
         # ``source_keys`` hold only keys that route to the subject's twins (``subject_of``).
-        return any(_text(meta.get(f)) in self.source_keys for f in self.source_key_fields)
+        return any(id_text(meta.get(f)) in self.source_keys for f in self.source_key_fields)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,12 +98,6 @@ class Subject:
             source_keys=frozenset(data.get("source_keys") or ()),
             source_key_fields=frozenset(data.get("source_key_fields") or ()),
         )
-
-
-def _text(value: Any) -> str | None:
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else str(value)
 
 
 @dataclass(frozen=True)
@@ -247,8 +247,8 @@ def erased_in(
     for pair, records in writes:
         for record in records:
             meta = record.metadata or {}
-            named = {*pair, _text(meta.get("creator_id")), _text(meta.get("twin_id"))}
-            named |= {_text(meta.get(f)) for f in fields}
+            named = {*pair, id_text(meta.get("creator_id")), id_text(meta.get("twin_id"))}
+            named |= {id_text(meta.get(f)) for f in fields}
             for at in sorted({at for value in named if value is not None for at in by_value.get(value, ())}):
                 subject = subjects[at][1]
                 if subject.owns_pair(*pair) or subject.owns_record(meta):

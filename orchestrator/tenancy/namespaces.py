@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from orchestrator.errors import PlanError
 from orchestrator.limits import NAMESPACE_MAX_CHARS
@@ -33,6 +33,17 @@ _ID = re.compile(_ID_PATTERN)
 ID_RULE = "ids are 1 to 100 characters: letters, digits, '.', '-' and '_', starting with a letter or digit"
 _CREATOR_PREFIX = "creator_"
 _TWIN_SEPARATOR = "_twin_"
+
+
+def id_text(value: Any) -> str | None:
+    """A metadata value as the creator or twin id it names, or None (missing or empty): a text as it is, a number as
+    its digits, an integral float as the integer (Pinecone gives every number back as a float: the application's
+    twin ``7`` comes back ``7.0``, and is still twin ``7``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value if isinstance(value, str) else str(value)
 
 
 def display_namespace(namespace: str) -> str:

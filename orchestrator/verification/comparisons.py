@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.pgvector_layout import INT_KEYS_KEY
 from orchestrator.records.vectors import Record, SparseValues
 from orchestrator.tenancy.namespaces import display_namespace
 
@@ -71,9 +72,12 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def _same_value(a: Any, b: Any) -> bool:
     """Metadata equality as the stores keep it: Pinecone returns every number as a float (3 → 3.0), so numbers
-    compare by value; but a bool is not a number here (``True == 1`` must not hide a changed type)."""
+    compare by value; but a bool is not a number here (``True == 1`` must not hide a changed type), and two integers
+    compare exactly (a JSON integer in a pgvector JSONB: above 2**53 two of them share one float)."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
         return float(a) == float(b)
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
@@ -112,8 +116,14 @@ def compare_values(source: Sequence[float], target: Sequence[float], tolerance: 
 
 
 def compare_metadata(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> str | None:
-    """None when ``actual`` equals ``expected`` key for key, else the first differing key (sorted order)."""
-    for key in sorted(set(expected) | set(actual)):
+    """None when ``actual`` equals ``expected`` key for key, else the first differing key (sorted order). A target
+    row that says which of its ``metadata`` numbers are integers (``INT_KEYS_KEY``) where its source did not (a
+    Pinecone source, whose numbers are all floats: a dual write or a sync kept the application's ``3``) is judged by
+    its values alone."""
+    keys = set(expected) | set(actual)
+    if INT_KEYS_KEY not in expected:
+        keys.discard(INT_KEYS_KEY)
+    for key in sorted(keys):
         if key not in actual:
             return f"metadata key {key!r}: expected {_short(expected[key])}, got None"
         if key not in expected:

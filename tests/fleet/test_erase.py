@@ -250,8 +250,16 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
     fault_landed(stack)
     take_over(stack, after, "cleanup")
 
+    def explain() -> object:  # within the test's own timeout (180 s), so a stall says where it stood
+        places = {p.id: (p.kind, p.state, p.attempts, p.last_error) for p in jobs.places_of(db, job_id)}
+        return {"places": places, "successor's log": (stack.workdir / "worker-after.log").read_text()[-3000:]}
+
     receipt = wait_until(
-        lambda: jobs.erasure_receipt(db, job_id), what="the erasure's receipt", timeout_s=180, interval_s=0.5
+        lambda: jobs.erasure_receipt(db, job_id),
+        what="the erasure's receipt",
+        timeout_s=120,
+        interval_s=0.5,
+        explain=explain,
     )
     assert receipt is not None and receipt["verified"], receipt
     assert everything(stack) == {k: m for k, m in before.items() if not is_a1(k, m)}

@@ -3,21 +3,28 @@ application's own DDL, one row filling every column with awkward values (empty s
 NULL elements, commas and quotes, ``metadata`` with integers, a large integer, ``{}``, nested objects and unicode, a
 timestamp written with a time zone and microseconds, denormals and -0.0 in the vector, defaults left to the
 database) and the user's own columns of types Postgres compares badly or not at all (``json``, ``point``, an enum,
-a domain). Each path is checked with SQL, column by column, never through nsmigrate's own reading, and a copy's
-verification must name any single column changed in the target."""
+a domain). Each path (``pgvector copy``/``move``/``legacy``, Pinecone and back, records into a table, rows between
+two databases, a rollback after cleanup) is checked with SQL, column by column, never through nsmigrate's own
+reading, and a copy's verification must name any single column changed in the target."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.pgvector_layout import INT_KEYS_KEY, VectorIndex, quote
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from orchestrator.pgvector_layout import INT_KEYS_KEY, MappingError, VectorIndex, quote
+from orchestrator.records.vectors import Record
+from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
 from orchestrator.verification.comparisons import compare_record
 from sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from sandbox.seed import create_application_table
 from tests.integration.test_pgvector_layout import catalogue
+from tests.integration.test_verify_cleanup import RecordingDispatcher, copied_job
 from workers import pgnamespaces
+from workers.context import WorkerContext
+from workers.rollback import rollback_job
 from workers.stores.pgdocumented import DocumentedPgvectorStore
 from workers.stores.pinecone import PineconeStore
 
@@ -52,6 +59,7 @@ USER_COLUMNS = {
     "extra": ("jsonb", """'{"k": 1}'"""),
     "counter": ("bigint", "9007199254740993"),  # 2**53 + 1: no float64 holds it
     "score": ("double precision", "'NaN'"),  # no JSON number either
+    "seen_at": ("timestamp with time zone", "'2024-02-29 23:59:59.999999+05:30'"),
 }
 
 
@@ -122,6 +130,7 @@ CHANGED: dict[str, str] = {
     "extra": """'{"k": 1.0}'""",
     "counter": "9007199254740992",
     "score": "'Infinity'",
+    "seen_at": "'2024-02-29 23:59:59.999999+05:00'",
 }
 
 
@@ -211,3 +220,136 @@ def test_every_awkward_column_goes_to_pinecone_and_back_and_through_records_exac
                 f"UPDATE embeddings_back t SET {quote(column)} = s.{quote(column)} FROM embeddings_alpha s "
                 "WHERE s.chunk_id = t.chunk_id"
             )
+
+
+def every_row_as_text(conn: sa.Connection, table: str) -> list[dict[str, str | None]]:
+    """Every row of ``table``, every column (the row number too) as Postgres's text form of its value."""
+    listed = ", ".join(
+        f"CAST({quote(c.name)} AS text) AS {quote(c.name)}" for c in pgnamespaces.table_columns(conn, table)
+    )
+    return [dict(r) for r in conn.execute(sa.text(f"SELECT {listed} FROM {quote(table)} ORDER BY chunk_id")).mappings()]
+
+
+def test_a_rollback_after_cleanup_renamed_the_table_brings_it_back_whole(
+    pg: sa.Engine,
+    sandbox: PineconeSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    job_table_url: str,
+    redis_url: str,
+    worker_context: Callable[..., WorkerContext],
+) -> None:
+    """A job from the application's table to Pinecone, verified and cleaned up (the source table renamed to a
+    backup), then rolled back: the original table is back as it was, every column, row number, default, constraint
+    and index, not rebuilt from the copies (the user's columns would land in ``metadata``, or fail)."""
+    awkward_table(pg, "embeddings_alpha")
+    with pg.connect() as conn:
+        before = every_row_as_text(conn, "embeddings_alpha"), catalogue(conn, "public", "embeddings_alpha")
+    monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
+    ctx = worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+    spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
+    job_spec = parse_spec(
+        {
+            "name": "awkward-rollback",
+            "source": spec,
+            "target": {"kind": "pinecone", "host": sandbox.host("dst")},
+            "verify": {"count_timeout_s": 5},
+            "cleanup": {"mode": "manual"},
+        }
+    )
+    job = copied_job(ctx, job_spec, {"alpha": documented().fetch("alpha", [CHUNK_ID])}, started=True)
+    assert job.verify()["passed"]
+    assert job.cleanup()["action"] == "deleted"
+    with pg.connect() as conn:
+        assert pgnamespaces.read_table(conn, "embeddings", "alpha") is None  # renamed to a backup
+
+    result = rollback_job(ctx, job.job_id, actor="tester")
+
+    assert result["action"] == "rolled_back" and result["runs"][0]["restored"] == 1, result
+    with pg.connect() as conn:
+        assert (every_row_as_text(conn, "embeddings_alpha"), catalogue(conn, "public", "embeddings_alpha")) == before
+        assert not [t for t in conn.execute(sa.text("SELECT tablename FROM pg_tables")).scalars() if "backup" in t]
+
+
+#: The application's table as another database has it: the DDL's columns in reverse order, the user's columns (of
+#: types whose rows pass between databases as they are) first.
+REVERSED_DDL = f"""CREATE TABLE embeddings_beta (seen_at timestamp with time zone, score double precision,
+    counter bigint, extra jsonb, raw json, updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, metadata JSONB, original_keys TEXT[], domain_tags TEXT[],
+    is_leaf BOOLEAN DEFAULT FALSE, contains_arrays BOOLEAN DEFAULT FALSE, key_count INTEGER, token_count INTEGER,
+    chunk_size INTEGER, confidence FLOAT DEFAULT 1.0, semantic_density FLOAT DEFAULT 0.0,
+    hierarchy_level INTEGER DEFAULT 0, depth_level INTEGER DEFAULT 0, parent_chunk_id VARCHAR(512),
+    path VARCHAR(4096), content_type VARCHAR(100) NOT NULL, strategy VARCHAR(50) NOT NULL,
+    embedding VECTOR({DIM}) NOT NULL, text TEXT NOT NULL, collection_name VARCHAR(255) NOT NULL,
+    document_id VARCHAR(512) NOT NULL, chunk_id VARCHAR(512) UNIQUE NOT NULL, id SERIAL PRIMARY KEY)"""
+
+
+def test_rows_between_two_databases_arrive_exactly_in_another_column_order_and_any_one_changed_is_named(
+    pg: sa.Engine, database_url: str, postgres_admin: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    awkward_table(pg, "embeddings_alpha")
+    with pg.begin() as conn:  # the types of the user's own do not pass as rows: those columns go
+        conn.exec_driver_sql("ALTER TABLE embeddings_alpha DROP COLUMN mood, DROP COLUMN rank, DROP COLUMN spot")
+    other = f"{database_url.rsplit('/', 1)[1]}_other"
+    with postgres_admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {other} TEMPLATE template1"))
+    monkeypatch.setenv("OTHER_URL", f"{database_url.rsplit('/', 1)[0]}/{other}")
+    elsewhere = sa.create_engine(f"{database_url.rsplit('/', 1)[0]}/{other}")
+    target = DocumentedPgvectorStore(
+        PgvectorStoreSpec.model_validate({"kind": "pgvector", "schema": "documented", "database_url_env": "OTHER_URL"})
+    )
+    try:
+        with elsewhere.begin() as conn:
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.exec_driver_sql(REVERSED_DDL)
+
+        for _ in range(2):  # written, then overwritten by the batch run again
+            assert target.copy_rows_from(documented(), "alpha", "beta", [CHUNK_ID], {}) is not None
+
+        with pg.connect() as conn, elsewhere.connect() as there:
+            [sent] = every_row_as_text(conn, "embeddings_alpha")
+            [arrived] = every_row_as_text(there, "embeddings_beta")
+        assert {k: v for k, v in arrived.items() if k != "id"} == {k: v for k, v in sent.items() if k != "id"}
+        [source] = documented().fetch("alpha", [CHUNK_ID])
+        assert compare_record(source, target.fetch("beta", [CHUNK_ID])[0], source.metadata, 0.0) is None
+        changed = {**CHANGED, "embedding": "'[1e-45,-0,3.4028235e38,-3.4028235e38,0.2,1.1754944e-38,0,1]'"}
+        for column in [c for c in sent if c not in ("id", "chunk_id")]:
+            with elsewhere.begin() as there:
+                there.exec_driver_sql(f"UPDATE embeddings_beta SET {quote(column)} = {changed[column]}")
+            reason = compare_record(source, target.fetch("beta", [CHUNK_ID])[0], source.metadata, 1e-6)
+            named = {"embedding": "values", "metadata": repr(INT_KEYS_KEY)}.get(column, repr(column))
+            assert reason is not None and named in reason, (column, reason)
+            target.copy_rows_from(documented(), "alpha", "beta", [CHUNK_ID], {})  # as it was again
+    finally:
+        target.close()
+        elsewhere.dispose()
+        with postgres_admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)"))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "refusal"),
+    [
+        ("created_at", "not a time", "invalid input syntax for type timestamp"),
+        ("seen_at", "2024-13-01", "out of range"),
+        ("raw", "{nope", "invalid input syntax for type json"),
+        ("mood", "angry", 'invalid input value for enum mood: "angry"'),
+        ("rank", "-1", "violates check constraint"),
+    ],
+)
+def test_a_record_whose_value_its_column_refuses_is_named_and_nothing_is_written(
+    pg: sa.Engine, column: str, value: str, refusal: str
+) -> None:
+    awkward_table(pg, "embeddings_alpha")
+    with pg.connect() as conn:
+        before = every_row_as_text(conn, "embeddings_alpha")
+    required = {"document_id": "d", "collection_name": "c", "text": "t", "strategy": "s", "content_type": "x"}
+    records = [Record("fine", [0.5] * DIM, required), Record("r-2", [0.5] * DIM, {**required, column: value})]
+
+    with pytest.raises(MappingError) as refused:
+        documented().upsert("alpha", records)
+
+    message = str(refused.value)
+    assert f"record 'r-2': metadata {column!r} = {value!r}" in message and refusal in message, message
+    assert f"column {column} " in message and "table embeddings_alpha" in message, message
+    with pg.connect() as conn:
+        assert every_row_as_text(conn, "embeddings_alpha") == before  # not even the fine record

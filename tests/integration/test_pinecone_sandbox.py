@@ -167,6 +167,21 @@ def test_query_ranks_by_metric(pc: Pinecone, sandbox: PineconeSandbox, name: str
     assert result.namespace == "q"
 
 
+@pytest.mark.parametrize(
+    ("name", "metric"), [("seeds-pod", "cosine"), ("seeds-serverless", "dotproduct"), ("euclid", "euclidean")]
+)
+def test_a_query_near_float32s_limits_is_scored(pc: Pinecone, sandbox: PineconeSandbox, name: str, metric: str) -> None:
+    # Pinecone stores values up to float32's ±3.4e38; their products overflow float32 (the sandbox died on them).
+    matrix = np.array([[3.4028235e38, -3.4028235e38, 1e-45, -0.0], [1.0, 0.5, 0.0, 0.0]], dtype=np.float32)
+    sandbox.load(name, "edges", [(f"v{i}", row, None) for i, row in enumerate(matrix)])
+
+    result = index(pc, sandbox, name).query(vector=matrix[0].tolist(), top_k=2, namespace="edges")
+
+    expected = _brute_force(metric, matrix.astype(np.float64), matrix[0].astype(np.float64))
+    assert sorted(m.id for m in result.matches) == ["v0", "v1"]
+    assert np.allclose([m.score for m in result.matches], [expected[int(m.id[1])] for m in result.matches])
+
+
 def test_query_by_id_and_without_payload(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = index(pc, sandbox)
     idx.upsert(vectors=[("x", unit(1, 0, 0, 0), {"k": 1}), ("y", unit(1, 1, 0, 0)), ("z", unit(0, 0, 0, 1))])

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from orchestrator import jobs
 from orchestrator.errors import StateError, StoreError
@@ -27,6 +28,7 @@ from orchestrator.records.routing import route_context, route_records
 from orchestrator.records.vectors import Record
 from orchestrator.spec.jobspec import JobSpec, parse_spec
 from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from sandbox.seed import application_rows, create_application_table
 from workers import cleaning, syncing, verifying
 from workers.context import WorkerContext
 from workers.proving import PROOF_CHUNK_IDS
@@ -590,35 +592,72 @@ def test_a_cleanup_cut_short_and_then_cancelled_keeps_its_source_deletions_known
     assert sorted(r.id for r in job.target.fetch("alpha", first_chunk)) == first_chunk  # the only copies, kept
 
 
+#: A namespace of two chunks of ids, for a cleanup interrupted between its two deletes.
+TWO_CHUNKS = PROOF_CHUNK_IDS + 10
+
+
+def cleanup_of_two_chunks(
+    ctx: WorkerContext, store_specs: tuple, between_deletes: Callable[[Job], None]
+) -> tuple[Job, dict[str, Any]]:
+    """A verified namespace ``alpha`` of ``TWO_CHUNKS`` ids, cleaned up with ``between_deletes`` called once, after
+    its first chunk was deleted and before its second; the job and the cleanup's result."""
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(TWO_CHUNKS)}, started=True)
+    assert job.verify()["passed"]
+    asked = 0
+
+    def stop() -> bool:
+        # Asked before each chunk: two of the proof pass, then two of the delete pass.
+        nonlocal asked
+        asked += 1
+        if asked == 4:
+            between_deletes(job)
+        return False
+
+    return job, job.cleanup(stop=stop)
+
+
 def test_a_job_cancelled_while_its_cleanup_deletes_stops_the_cleanup_which_keeps_its_count(
     ctx: WorkerContext, store_specs: tuple
 ) -> None:
     # Operator A cleans up a namespace of two chunks; after the first chunk's delete, operator B cancels the job (to
     # roll it back, say). The cleanup must stop there (a rollback may now delete the copies it proves), and what it
     # deleted must stay counted on the cancelled run: its copies are the only ones left.
-    n = PROOF_CHUNK_IDS + 10
-    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(n)}, started=True)
-    assert job.verify()["passed"]
-    asked = 0
+    job, result = cleanup_of_two_chunks(ctx, store_specs, lambda job: jobs.cancel_job(ctx.db, job.job_id, actor="B"))
 
-    def operator_b_cancels_after_the_first_delete() -> bool:
-        # Asked before each chunk: two of the proof pass, then two of the delete pass.
-        nonlocal asked
-        asked += 1
-        if asked == 4:
-            jobs.cancel_job(job.ctx.db, job.job_id, actor="B")
-        return False
-
-    result = job.cleanup(stop=operator_b_cancels_after_the_first_delete)
-
-    deleted = n - job.source.count("alpha")
+    deleted = TWO_CHUNKS - job.source.count("alpha")
     assert deleted == PROOF_CHUNK_IDS, deleted  # the first chunk only
     assert result["action"] == "stopped" and result["count"] == deleted, result
     assert f"job {job.job_id} was cancelled" in result["reason"], result
     run = jobs.get_run(ctx.db, job.runs["alpha"])
     assert run.state == RunState.CANCELLED and run.deleted_by_cleanup == deleted
     assert run.source_may_be_deleted
-    assert job.target.count("alpha") == n
+    assert job.target.count("alpha") == TWO_CHUNKS
+
+
+def test_a_cleanup_does_not_end_cleaned_over_source_writes_it_did_not_copy(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # While a cleanup deletes a namespace of two chunks, the application (dual writing, its write to the new store
+    # failed) writes after the first chunk's delete: a new id, and a new version of an id that chunk deleted. Both
+    # are in the source only. The run must not end `cleaned` (sync refuses a cleaned run: they would be stranded
+    # there) but say so and go to `verify_failed`, its deletions counted, for sync to copy them.
+    written: list[str] = []
+
+    def the_application_writes(job: Job) -> None:
+        listed = set(verifying.list_all_ids(job.source, "alpha"))
+        gone = next(r for r in make_records(TWO_CHUNKS) if r.id not in listed)
+        changed = Record(gone.id, [v + 1 for v in gone.values], gone.metadata)
+        job.source.upsert("alpha", [changed, *make_records(1, prefix="late")])
+        written.extend([changed.id, "late-000"])
+
+    job, result = cleanup_of_two_chunks(ctx, store_specs, the_application_writes)
+
+    assert result["action"] == "refused" and result["count"] == TWO_CHUNKS, result
+    assert "2 ids were written to the source during the cleanup" in result["reason"], result
+    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    assert run.state == RunState.VERIFY_FAILED and run.deleted_by_cleanup == TWO_CHUNKS
+    assert jobs.sync_refusal(ctx.db, run.id) is None  # sync may copy them
+    assert sorted(r.id for r in job.source.fetch("alpha", written)) == sorted(written)
 
 
 def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_check(
@@ -700,6 +739,73 @@ def test_a_pgvector_table_that_gained_a_row_after_the_last_listing_is_not_droppe
     assert [r.id for r in job.source.fetch("alpha", ["late-000"])] == ["late-000"]  # no copy: kept
     assert result["action"] == "deleted" and result["count"] == 8, result
     assert jobs.get_run(ctx.db, job.runs["alpha"]).cleanup["method"] == "delete_ids"  # type: ignore[index]
+
+
+def app_tables_job(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, *, apart: bool
+) -> Job:
+    """A job of the default enrichment between the application's tables ``embeddings_alpha`` (6 rows filling every
+    column, NULLs where the DDL allows them, ``metadata`` in rows 0 and 5 among them, and a user's BIGINT column) and
+    ``copies_alpha`` (the same columns, empty), copied. ``apart``: the target's URL is spelled otherwise, so the job
+    is one between two databases (verified record by record)."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    monkeypatch.setenv(URL_ENV + "_APART", f"{database_url}?application_name=apart")
+    with pg.begin() as conn:
+        for table, rows in (("embeddings_alpha", application_rows(6, DIM, seed=41)), ("copies_alpha", [])):
+            create_application_table(conn, table, DIM, rows)
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN message_id bigint"))
+        conn.execute(sa.text("UPDATE embeddings_alpha SET message_id = 1000 * id"))
+    documented = {"kind": "pgvector", "schema": "documented"}
+    target_url = URL_ENV + ("_APART" if apart else "")
+    spec = make_spec(
+        (
+            {**documented, "table": "embeddings", "database_url_env": URL_ENV},
+            {**documented, "table": "copies", "database_url_env": target_url},
+        )
+    )
+    source = ctx.store(spec.source)
+    return copied_job(ctx, spec, {"alpha": source.fetch("alpha", source.list_ids("alpha").ids)})
+
+
+@pytest.mark.parametrize("apart", [False, True], ids=["one database", "two databases"])
+def test_the_application_tables_null_metadata_verifies_and_cleans_up_with_the_default_enrichment(
+    ctx: WorkerContext, pg: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch, apart: bool
+) -> None:
+    # A row whose metadata is NULL gets the enrichment as its metadata (`migrated_from`, on by default), in Postgres
+    # as through records. Verification and the proof before each delete must expect that, or such a row is never
+    # cleaned up (one database: verified in SQL, refused at cleanup for ever) or never verified (two databases).
+    job = app_tables_job(ctx, pg, database_url, monkeypatch, apart=apart)
+    with pg.connect() as conn:
+        nulls = {"ids": ["doc-000000#chunk-0", "doc-000000#chunk-5"]}
+        sql = "SELECT chunk_id, metadata FROM copies_alpha WHERE chunk_id = ANY(:ids)"
+        copied = dict(conn.execute(sa.text(sql), nulls).all())
+    assert list(copied.values()) == [{"migrated_from": "pgvector:embeddings_*/alpha"}] * 2
+
+    report = job.verify()
+    result = job.cleanup()
+
+    assert report["passed"], report
+    assert result["action"] == "deleted" and result["count"] == 6, result
+
+
+@pytest.mark.parametrize("store_specs", ["pgvector"], indirect=True)
+def test_a_cleanup_refuses_a_copy_whose_integer_differs_where_doubles_cannot_tell(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # A metadata integer above 2**53 (another system's message id), where two integers share one float64: a pgvector
+    # JSONB keeps it exactly. Verified equal, then one copy's id changes by 1 (another writer, a broken sync): it is
+    # no copy any more, and cleanup must not delete its original. (Pinecone keeps a float: no such pair there.)
+    records = [Record(r.id, r.values, {"message_id": 2**53 + 4 * i}) for i, r in enumerate(make_records(6))]
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": records})
+    assert job.verify()["passed"]
+    [copy] = job.target.fetch("alpha", ["v-002"])
+    job.target.upsert("alpha", [Record(copy.id, copy.values, {**copy.metadata, "message_id": 2**53 + 9})])
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and result["refused_ids"] == ["v-002"], result
+    assert "metadata key 'message_id': expected 9007199254741000, got 9007199254741001" in result["reason"], result
+    assert job.source.count("alpha") == 6
 
 
 # ------------------------------------------------------------------------ a tolerance too loose to prove a copy

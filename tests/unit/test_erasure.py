@@ -62,6 +62,12 @@ def test_owns_record(metadata: dict[str, Any] | None, twin: str | None, expected
     assert subject_of("a.1", twin, RUNS).owns_record(metadata) is expected
 
 
+def test_a_numeric_creator_id_is_owned_as_pinecone_gives_it_back() -> None:
+    # The application wrote creator 7 as a number; Pinecone keeps it as a float and gives back 7.0.
+    assert subject_of("7", None, []).owns_record({"creator_id": 7.0})
+    assert not subject_of("7", None, []).owns_record({"creator_id": 7.5})
+
+
 def test_places_in_a_store() -> None:
     names = [
         "uuid-1",

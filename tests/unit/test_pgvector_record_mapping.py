@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from orchestrator import pgvector_layout
-from orchestrator.pgvector_layout import JSON_KEYS_KEY, NULL_METADATA_KEY, MappingError, TableColumn
+from orchestrator.pgvector_layout import INT_KEYS_KEY, JSON_KEYS_KEY, NULL_METADATA_KEY, MappingError, TableColumn
 from orchestrator.records.vectors import Record
+from orchestrator.verification.comparisons import compare_record
 
 #: An application table with a column of the user's own (``tenant_ref``), as ``table_columns`` reads it.
 COLUMNS = [
@@ -112,3 +113,13 @@ def test_what_a_target_table_cannot_hold_is_named_column_by_column() -> None:
         "table embeddings_beta column depth_level is text, the source's is integer",
         "table embeddings_beta has no column tenant_ref (uuid)",
     ]
+
+
+def test_a_target_row_keeping_an_integer_equals_a_pinecone_source_that_could_not_say_so() -> None:
+    # Pinecone keeps every number as a float; the application's table may keep it as an integer (a dual write, a
+    # sync): equal. The other way, a row's integer that came back a float is a change the comparison names.
+    kept_as_integer = pgvector_layout.row_to_record(row(metadata={"page": 3}), COLUMNS)
+    from_pinecone = Record("c-1", [0.5, 0.25], {"text": "hello", "page": 3.0})
+    assert compare_record(from_pinecone, kept_as_integer, from_pinecone.metadata, 0.0) is None
+    reason = compare_record(kept_as_integer, from_pinecone, kept_as_integer.metadata, 0.0)
+    assert reason is not None and INT_KEYS_KEY in reason

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.errors import PlanError
+from orchestrator.pgvector_layout import NULL_METADATA_KEY
 from orchestrator.records.routing import (
     RouteContext,
     expected_metadata,
@@ -80,6 +81,8 @@ def rec(rid: str, **metadata: Any) -> Record:
         pytest.param({"twin_id": "t1"}, {"override_creator": "c"}, "creator_c_twin_t1", id="override-wins"),
         pytest.param({"owner": "t1"}, {"twin_id_field": "owner"}, "creator_a.1_twin_t1", id="other-field"),
         pytest.param({"twin_id": 7}, {"override_creator": "c"}, "creator_c_twin_7", id="number-as-text"),
+        # Pinecone gives every number back as a float.
+        pytest.param({"twin_id": 7.0}, {"override_creator": "c"}, "creator_c_twin_7", id="number-as-pinecone-keeps-it"),
     ],
 )
 def test_routed_target(metadata: dict[str, Any], fields: dict[str, Any], expected: str) -> None:
@@ -168,6 +171,28 @@ def test_enrichment(enrichment: Enrichment, target: str, expected: dict[str, Any
 def test_migrated_from_names_a_non_default_namespace() -> None:
     context = ctx("creator_a.1_twin_t1", source_namespace="t1")
     assert expected_metadata(rec("r"), "creator_a.1_twin_t1", context)["migrated_from"] == "seeds-pod/t1"
+
+
+@pytest.mark.parametrize(
+    ("folds", "enrichment", "expected"),
+    [
+        (True, Enrichment(), {"text": "x", "migrated_from": "seeds-pod/t1"}),  # NULL given keys: those keys
+        (True, Enrichment(creator_fields=False, migrated_from=False), {"text": "x", NULL_METADATA_KEY: True}),
+        (
+            True,
+            Enrichment(migrated_from=False, constants={"strategy": "s"}),
+            {"text": "x", "strategy": "s", NULL_METADATA_KEY: True},
+        ),
+        (False, Enrichment(), {"text": "x", "migrated_from": "seeds-pod/t1", NULL_METADATA_KEY: True}),
+    ],
+    ids=["application table, enriched", "application table, nothing added", "only a column", "elsewhere"],
+)
+def test_a_null_metadata_enriched_into_the_application_tables_is_the_enrichment(
+    folds: bool, enrichment: Enrichment, expected: dict[str, Any]
+) -> None:
+    # A row whose metadata is NULL: its other columns (`text`) travel as keys beside the flag.
+    context = ctx("t1", enrichment=enrichment, target_folds_null_metadata=folds)
+    assert expected_metadata(rec("r", text="x", **{NULL_METADATA_KEY: True}), "t1", context) == expected
 
 
 def test_inputs_are_never_mutated() -> None:

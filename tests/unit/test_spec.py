@@ -82,15 +82,20 @@ def test_pod_to_serverless_and_pgvector_specs() -> None:
     [
         pytest.param("pgvector", "pgvector", {}, 1000, id="tables-default"),
         pytest.param("pgvector", "pgvector", {"batch_size": 200}, 200, id="tables-given"),
+        pytest.param("generic", "pgvector", {}, 100, id="generic-table"),  # its rows become records of floats
         pytest.param("pgvector", "pinecone", {}, 100, id="table-to-index"),
         pytest.param("pinecone", "pgvector", {}, 100, id="index-to-table"),
         pytest.param("pinecone", "pinecone", {}, 100, id="indexes"),
     ],
 )
-def test_a_copy_between_two_pgvector_tables_takes_the_largest_batch_unless_told(
+def test_a_copy_between_the_applications_tables_takes_the_largest_batch_unless_told(
     source: str, target: str, given: dict[str, Any], batch_size: int
 ) -> None:
-    stores = {"pinecone": {"kind": "pinecone", "index": "i"}, "pgvector": {"kind": "pgvector", "schema": "documented"}}
+    stores = {
+        "pinecone": {"kind": "pinecone", "index": "i"},
+        "pgvector": {"kind": "pgvector", "schema": "documented"},
+        "generic": {"kind": "pgvector"},
+    }
     spec = JobSpec.model_validate(base(source=stores[source], target=stores[target], **given))
     assert spec.batch_size == batch_size
     assert JobSpec.model_validate(spec_to_json(spec)).batch_size == batch_size  # as the job table keeps it

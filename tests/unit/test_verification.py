@@ -16,6 +16,7 @@ from orchestrator.verification.comparisons import (
     MISMATCH_CAP,
     Report,
     compare_id_sets,
+    compare_metadata,
     compare_record,
     counts_stable,
     fingerprint,
@@ -26,6 +27,15 @@ from orchestrator.verification.comparisons import (
 
 SRC = Record("v1", [0.1, 0.2, 0.3], {"text": "hello", "n": 3})
 MD = {"text": "hello", "n": 3, "twin_id": "t1"}  # source metadata + enrichment
+
+
+def test_two_integers_compare_exactly_where_one_float_holds_both() -> None:
+    # A JSON integer above 2**53: float64 cannot tell 2**53 from 2**53 + 1.
+    assert (
+        compare_metadata({"n": 2**53}, {"n": 2**53 + 1})
+        == "metadata key 'n': expected 9007199254740992, got 9007199254740993"
+    )
+    assert compare_metadata({"n": 3}, {"n": 3.0}) is None  # Pinecone returns every number as a float
 
 
 def _f32_next(x: float) -> float:

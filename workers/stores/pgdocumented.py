@@ -209,6 +209,12 @@ class DocumentedPgvectorStore(PgvectorStore):
             self._existing.discard(table)
             return pgnamespaces.rename_to_backup(conn, self.prefix, table, None if table == self.prefix else namespace)
 
+    def reinstate_namespace(self, namespace: str, backup: str) -> bool:
+        """``retire_namespace`` undone (a rollback): the backup table renamed back to the namespace's while it has
+        none (``pgnamespaces.rename_from_backup``); whether it was."""
+        with self._errors("reinstate_namespace", namespace), self._get_engine().begin() as conn:
+            return pgnamespaces.rename_from_backup(conn, self.prefix, backup, namespace) is not None
+
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
         if top_k < 1:
             raise ValueError(f"top_k must be ≥ 1, got {top_k}")
