@@ -8,7 +8,8 @@ workers").
 - ``upsert_rows``: rows written with ``COPY … FROM STDIN (FORMAT BINARY)`` into a staging table of the transaction,
   then one ``INSERT … SELECT … ON CONFLICT`` into the table (COPY itself cannot overwrite a row).
 - ``pass_rows``: rows of one database written into another as Postgres sent them, by ``COPY`` straight into the
-  table, or, when one of their ids is there already, through a staging table and ``INSERT … ON CONFLICT``.
+  table, or, when one of their ids is there already, read again through a staging table and ``INSERT … ON
+  CONFLICT``.
 
 Values are exact both ways: a column's value is what the text form gave before (a ``real`` column's value as its
 shortest decimal too), and what is written is cast by Postgres as the text path cast it. The statements run on the
@@ -22,7 +23,7 @@ import contextlib
 import struct
 import sys
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -163,51 +164,74 @@ def pass_rows(
     staged_columns: str,
     insert: str,
 ) -> tuple[int, int]:
-    """Rows from one database into another as they are: ``copy_out`` (a ``COPY … TO STDOUT (FORMAT BINARY)``) read
-    on ``reading``, then written on ``writing`` by ``copy_in`` (a ``COPY table (…) FROM STDIN (FORMAT BINARY)``)
-    straight into the table, as the single-process rival writes. COPY cannot overwrite a row: when one of the ids is
-    there already (the batch run again after its commit, a target that holds some of them), that COPY is undone to a
-    savepoint and the same rows go into a staging table of ``staged_columns``, then ``insert`` (its ``{staging}`` the
-    staging table) overwrites. ``copy_in`` None: always the staging table (a column the table holds in another type
-    than the rows have: only the INSERT casts). Returns (rows written, bytes passed)."""
-    blocks: list[Any] = []  # kept as they pass: the fallback writes them again without asking the source twice
-    with _driver_errors(copy_out), _driver(reading).cursor() as source, source.copy(copy_out, out_params) as out:
-        if copy_in is not None:
-            written = _copy_straight(_driver(writing), copy_in, out, blocks)
-            if written is not None:
-                return written, sum(len(block) for block in blocks)
-        blocks.extend(out)  # the rows not read yet, if the server refused the straight COPY before their turn
-    passed = sum(len(block) for block in blocks)
-    with _driver(writing).cursor() as target:
-        create = f"CREATE TEMP TABLE {_STAGING} ({staged_columns}) ON COMMIT DROP"
-        staged = f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)"
-        insert = insert.replace("{staging}", _STAGING)
+    """Rows from one database into another as they are: ``copy_out`` (a ``COPY … TO STDOUT (FORMAT BINARY)``) on
+    ``reading`` streamed into ``copy_in`` (a ``COPY table (…) FROM STDIN (FORMAT BINARY)``) on ``writing``, straight
+    into the table, as the single-process rival writes. COPY cannot overwrite a row: when one of the ids is there
+    already (the batch run again after its commit, a target that holds some of them), that COPY is undone to a
+    savepoint, and the rows are read again into a staging table of ``staged_columns``, then ``insert`` (its
+    ``{staging}`` the staging table) overwrites. ``copy_in`` None: always the staging table (a column the table holds
+    in another type than the rows have: only the INSERT casts). Returns (rows written, bytes passed)."""
+    source, target = _driver(reading), _driver(writing)
+    if copy_in is not None:
+        done = _copy_straight(source, copy_out, out_params, target, copy_in)
+        if done is not None:
+            return done
+    create = f"CREATE TEMP TABLE {_STAGING} ({staged_columns}) ON COMMIT DROP"
+    staged = f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)"
+    insert = insert.replace("{staging}", _STAGING)
+    with target.cursor() as cursor:
         with _driver_errors(create):
-            target.execute(create)
-        with _driver_errors(staged), target.copy(staged) as into:
-            for block in blocks:
-                into.write(block)
+            cursor.execute(create)
+        with _driver_errors(staged):
+            passed = _stream(source, copy_out, out_params, cursor, staged)
         with _driver_errors(insert):
-            target.execute(insert)
-            written = target.rowcount
-            target.execute(f"DROP TABLE {_STAGING}")
+            cursor.execute(insert)
+            written = cursor.rowcount
+            cursor.execute(f"DROP TABLE {_STAGING}")
     return written, passed
 
 
-def _copy_straight(driver: psycopg.Connection[Any], copy_in: str, rows: Iterable[Any], kept: list[Any]) -> int | None:
-    """``rows`` (binary COPY rows) written by ``copy_in`` straight into its table, each appended to ``kept`` as it
-    passes; returns the rows written, or None, with nothing written (undone to a savepoint), when one of their ids
-    is in the table already."""
-    with _driver_errors(copy_in), driver.cursor() as cursor:
+def _copy_straight(
+    source: psycopg.Connection[Any],
+    copy_out: str,
+    out_params: Mapping[str, Any],
+    target: psycopg.Connection[Any],
+    copy_in: str,
+) -> tuple[int, int] | None:
+    """``_stream`` under a savepoint: (rows written, bytes passed), or None, with nothing written (undone to the
+    savepoint), when one of the rows' ids is in the table already."""
+    with _driver_errors(copy_in), target.cursor() as cursor:
         cursor.execute(f"SAVEPOINT {_DIRECT}")
         try:
-            with cursor.copy(copy_in) as into:
-                for row in rows:
-                    kept.append(row)
-                    into.write(row)
+            passed = _stream(source, copy_out, out_params, cursor, copy_in)
         except psycopg.errors.UniqueViolation:
             cursor.execute(f"ROLLBACK TO SAVEPOINT {_DIRECT}")
             return None
         written = cursor.rowcount
         cursor.execute(f"RELEASE SAVEPOINT {_DIRECT}")
-        return written
+        return written, passed
+
+
+def _stream(
+    source: psycopg.Connection[Any],
+    copy_out: str,
+    out_params: Mapping[str, Any],
+    cursor: psycopg.Cursor[Any],
+    copy_in: str,
+) -> int:
+    """The rows of ``copy_out`` on ``source`` written by ``copy_in`` on ``cursor`` one by one as they come (none is
+    kept: a kept row is fresh memory, which cost as much CPU as passing it); returns the bytes passed. When the
+    writing side refuses a row whose id is there already, the source's COPY is read to its end first: cancelled, it
+    would leave its connection's transaction unusable for the second read that follows."""
+    passed = 0
+    with source.cursor() as reading, reading.copy(copy_out, out_params) as out:
+        try:
+            with cursor.copy(copy_in) as into:
+                for row in out:
+                    passed += len(row)
+                    into.write(row)
+        except psycopg.errors.UniqueViolation:
+            for _ in out:
+                pass
+            raise
+    return passed

@@ -15,9 +15,11 @@ again. Every store request goes through ``ctx.guarded`` (list/read scopes of eac
 ``--propagate-deletes`` deletes from the target only ids the source does not hold *now*: each chunk is fetched from
 the source again right before its delete (``workers.proving.delete_absent``). It refuses a source namespace that
 lists no ids at all while the run's copies remain (the namespace vanished, or a wrong key or host reads an empty
-one) unless ``allow_vanished_source`` says so, and a run whose cleanup already deleted part of its source or is under
-way (those ids are gone on purpose; their copies are the only ones left), asked again right before each delete: a
-cleanup another operator starts while the sync scans is seen there (``jobs.propagate_refusal``).
+one) unless ``allow_vanished_source`` says so, at the start and again right before each delete (a namespace dropped
+while the scan listed it makes every id after the page it had reached look deleted). And it refuses a run whose
+cleanup already deleted part of its source or is under way (those ids are gone on purpose; their copies are the
+only ones left), asked again right before each delete: a cleanup another operator starts while the sync scans is
+seen there (``jobs.propagate_refusal``).
 
 Known limit: a record whose routing changed (its twin id metadata was edited) is copied to its new namespace, but
 its old copy is found as stale only if the record is gone from the source, not when it still exists elsewhere.
@@ -102,10 +104,7 @@ def sync_run(
         return _refused(
             ctx,
             run,
-            f"source namespace {display_namespace(run.source_namespace)!r} lists no ids now (it vanished, was "
-            f"emptied, or the spec reaches another store): --propagate-deletes would delete all "
-            f"{delta.stale_count} ids this run copied into the target; nothing was deleted. Pass "
-            "--allow-vanished-source if the source was emptied on purpose",
+            _vanished(run, f"would delete all {delta.stale_count} ids this run copied into the target; nothing was"),
             actor,
             deleted_in_source=delta.stale_count,
         )
@@ -113,8 +112,12 @@ def sync_run(
         counts = {**delta.counts(), "deleted": 0, "propagate_deletes": propagate_deletes}
         batches = len(list(chunks(delta.to_copy, spec.batch_size)))
         return {"run_id": run_id, "namespace": run.source_namespace, "action": "dry_run", "batches": batches, **counts}
-    deleted, kept, stopped = _delete_stale(ctx, run, source, target, delta) if propagate_deletes else (0, 0, None)
-    if stopped is not None:  # a cleanup of this run started since the check above
+    deleted, kept, stopped = (
+        _delete_stale(ctx, run, source, target, delta, allow_vanished_source=allow_vanished_source)
+        if propagate_deletes
+        else (0, 0, None)
+    )
+    if stopped is not None:  # a cleanup of this run started since the check above, or the source vanished
         return _refused(ctx, run, stopped, actor, deleted=deleted)
     counts = {**delta.counts(), "deleted": deleted, "kept_present": kept, "propagate_deletes": propagate_deletes}
     try:
@@ -183,17 +186,33 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, t
     return delta, len(ids)
 
 
+def _vanished(run: NamespaceRun, what: str) -> str:
+    """The refusal of deletes propagated from a source namespace that lists no ids: ``what`` they would do."""
+    return (
+        f"source namespace {display_namespace(run.source_namespace)!r} lists no ids now (it vanished, was emptied, "
+        f"or the spec reaches another store): --propagate-deletes {what} deleted. Pass --allow-vanished-source if "
+        "the source was emptied on purpose"
+    )
+
+
 def _delete_stale(
-    ctx: WorkerContext, run: NamespaceRun, source: Store, target: Store, delta: Delta
+    ctx: WorkerContext, run: NamespaceRun, source: Store, target: Store, delta: Delta, *, allow_vanished_source: bool
 ) -> tuple[int, int, str | None]:
     """Delete the stale ids the source still does not hold: ``(deleted, kept, why it stopped or None)``. Before each
     delete the run is read again: an id a cleanup deleted from the source (its copy proved) has its only copy in the
-    target, and a cleanup another operator started while this sync scanned would lose it (``propagate_refusal``)."""
+    target, and a cleanup another operator started while this sync scanned would lose it (``propagate_refusal``).
+    And the source is counted: one that vanished since its listing began (dropped by another operator after the
+    first page) made every id after that page look deleted, and is refused as at the start."""
+
+    def refusal() -> str | None:
+        why = jobs.propagate_refusal(ctx.db, run.id)
+        if why is None and not allow_vanished_source and not source.count(run.source_namespace):
+            why = _vanished(run, "stopped: the ids it had not deleted yet were not")
+        return why
+
     deleted = kept = 0
     for ns, ids in delta.stale.items():
-        d, k, stopped = delete_absent(
-            source, run.source_namespace, target, ns, ids, lambda: jobs.propagate_refusal(ctx.db, run.id)
-        )
+        d, k, stopped = delete_absent(source, run.source_namespace, target, ns, ids, refusal)
         deleted, kept = deleted + d, kept + k
         if stopped is not None:
             return deleted, kept, stopped

@@ -14,7 +14,7 @@ from orchestrator.errors import StateError
 from orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
 from orchestrator.jobs.lifecycle import AWAITING_VERDICT_RUN_STATES, check_run_transition, states_that_may_move_to
 from orchestrator.jobs.tables import _event_per_run, _events, _jobs, _runs
-from orchestrator.models import JobKind, NamespaceRun, RunState, utcnow
+from orchestrator.models import CANCELLED_WHILE_CLEANING, JobKind, NamespaceRun, RunState, utcnow
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
 # (``pages``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
@@ -196,16 +196,19 @@ def abort_cleanup(
     """cleaning → ``back_to`` with a ``cleanup_refused`` event. A refusal by id passes ``report`` (the run's
     verification report, failed with the reason, so ``status`` and ``report`` show it) and ``detail`` (what was
     proved, deleted and refused: in the event and in the run's cleanup field). A run whose job was cancelled
-    meanwhile stays cancelled, ``detail`` added to what its cancel recorded: what it deleted stays counted."""
+    meanwhile stays cancelled, and what it deleted is known again: the cancel's mark that it may have deleted
+    (``CANCELLED_WHILE_CLEANING``) gives way to the cleanup's own count."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
-        cancelled = run.state == RunState.CANCELLED
-        if not cancelled:
+        if run.state == RunState.CANCELLED:
+            known = {k: v for k, v in (run.cleanup or {}).items() if k != CANCELLED_WHILE_CLEANING}
+            run.cleanup = {**known, **(detail or {})}
+        else:
             _move_run(run, back_to)
+            if detail is not None:
+                run.cleanup = detail
         if report is not None:
             run.verification = report
-        if detail is not None:
-            run.cleanup = {**(run.cleanup or {}), **detail} if cancelled else detail
         extra = detail or {}
         _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **extra)
 

@@ -353,3 +353,19 @@ def test_a_record_whose_value_its_column_refuses_is_named_and_nothing_is_written
     assert f"column {column} " in message and "table embeddings_alpha" in message, message
     with pg.connect() as conn:
         assert every_row_as_text(conn, "embeddings_alpha") == before  # not even the fine record
+
+
+@pytest.mark.parametrize(("table", "namespace"), [("embeddings", ""), ("embeddings_" + "n" * 40, "n" * 40)])
+def test_a_table_renamed_to_a_backup_and_back_is_the_table_it_was(pg: sa.Engine, table: str, namespace: str) -> None:
+    """The legacy table, and a namespace long enough that its backup's index names are cut and hashed."""
+    awkward_table(pg, table, user_columns=False)
+    with pg.begin() as conn:  # the DDL's indexes, named as it names them
+        before = every_row_as_text(conn, table), catalogue(conn, "public", table)
+        backup = pgnamespaces.rename_to_backup(conn, "embeddings", table, namespace if table != "embeddings" else None)
+        assert not pgnamespaces.exists(conn, table)
+        assert all(name.startswith("embeddings_backup_") for name in pgnamespaces.indexes_of(conn, backup))
+
+        assert pgnamespaces.rename_from_backup(conn, "embeddings", backup, namespace) == table
+
+        assert (every_row_as_text(conn, table), catalogue(conn, "public", table)) == before
+        assert pgnamespaces.rename_from_backup(conn, "embeddings", backup, namespace) is None  # gone: nothing to do

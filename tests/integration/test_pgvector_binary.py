@@ -188,28 +188,40 @@ def test_a_batch_goes_straight_into_its_table_by_copy_and_run_again_overwrites_w
     engine, target = elsewhere
     layout_table(pg)
     ids = [f"doc-{i // 7:06d}#chunk-{i % 7}" for i in range(30)]
-    with engine.connect() as conn:  # every statement of the target database's new sessions into the server's log
-        database = conn.execute(sa.text("SELECT current_database()")).scalar()
-        conn.execute(sa.text(f"ALTER DATABASE {quote(str(database))} SET log_statement = 'all'"))
-        conn.commit()
-    log = postgres_server.data_dir / "postgres.log"
     extra = {"migrated_from": "alpha"}
 
-    def statements_of(batch: Callable[[], Any]) -> str:
-        logged_before = log.stat().st_size
-        batch()
-        with log.open("rb") as f:
-            f.seek(logged_before)
-            return f.read().decode(errors="replace")
-
-    first = statements_of(lambda: target.copy_rows_from(store(), "alpha", "fresh", ids, extra))
+    first = statements_of(postgres_server, engine, lambda: target.copy_rows_from(store(), "alpha", "fresh", ids, extra))
     with pg.begin() as conn:  # the source changes after its copy: the batch run again must carry the change
         conn.execute(sa.text("UPDATE embeddings_alpha SET text = text || ' (edited)', metadata = NULL WHERE id < 9"))
-    again = statements_of(lambda: target.copy_rows_from(store(), "alpha", "fresh", ids, extra))
+    again = statements_of(postgres_server, engine, lambda: target.copy_rows_from(store(), "alpha", "fresh", ids, extra))
 
     assert 'COPY "embeddings_fresh" (' in first and "nsmigrate_staged_rows" not in first and "ON CONFLICT" not in first
     assert "ROLLBACK TO SAVEPOINT" in again and "ON CONFLICT" in again  # COPY cannot overwrite: staged, then upserted
     assert_copied(pg, engine, "embeddings_fresh", ids, extra)
+
+
+def test_a_target_column_of_another_type_takes_the_rows_through_the_staging_table_cast_by_the_insert(
+    pg: sa.Engine, elsewhere: tuple[sa.Engine, DocumentedPgvectorStore], postgres_server: PostgresServer
+) -> None:
+    engine, target = elsewhere
+    layout_table(pg)
+    ids = [f"doc-{i // 7:06d}#chunk-{i % 7}" for i in range(30)]
+    with engine.begin() as conn:  # the application's table, its document_id as text, not VARCHAR(512)
+        create_application_table(conn, "embeddings_beta", DIM, [])
+        conn.execute(sa.text("ALTER TABLE embeddings_beta ALTER COLUMN document_id TYPE text"))
+    extra = {"migrated_from": "alpha"}
+    done: tuple[int, int] | None = None
+
+    def batch() -> None:
+        nonlocal done
+        done = target.copy_rows_from(store(), "alpha", "beta", ids, extra)
+
+    statements = statements_of(postgres_server, engine, batch)
+
+    # Binary COPY carries no types: a field read as another type than it was written is refused or misread.
+    assert 'COPY "embeddings_beta" (' not in statements and "COPY nsmigrate_staged_rows FROM STDIN" in statements
+    assert done is not None and done[0] == 30
+    assert_copied(pg, engine, "embeddings_beta", ids, extra)
 
 
 def test_a_batch_whose_connection_dies_mid_copy_writes_nothing_and_runs_again_harmlessly(
@@ -245,6 +257,21 @@ def test_a_batch_whose_connection_dies_mid_copy_writes_nothing_and_runs_again_ha
 
     assert done is not None and done[0] == 30
     assert_copied(pg, engine, "embeddings_beta", ids, extra)
+
+
+def statements_of(server: PostgresServer, engine: sa.Engine, step: Callable[[], Any]) -> str:
+    """The statements that ``step`` ran in ``engine``'s database, as the server logged them (every statement of
+    its sessions opened from now on)."""
+    with engine.connect() as conn:
+        database = conn.execute(sa.text("SELECT current_database()")).scalar()
+        conn.execute(sa.text(f"ALTER DATABASE {quote(str(database))} SET log_statement = 'all'"))
+        conn.commit()
+    log = server.data_dir / "postgres.log"
+    logged_before = log.stat().st_size
+    step()
+    with log.open("rb") as f:
+        f.seek(logged_before)
+        return f.read().decode(errors="replace")
 
 
 def assert_copied(source: sa.Engine, target: sa.Engine, table: str, ids: list[str], extra: dict[str, Any]) -> None:

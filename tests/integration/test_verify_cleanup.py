@@ -634,6 +634,26 @@ def test_a_job_cancelled_while_its_cleanup_deletes_stops_the_cleanup_which_keeps
     assert job.target.count("alpha") == TWO_CHUNKS
 
 
+def test_a_cleanup_cancelled_before_it_deleted_anything_leaves_its_source_known_whole(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # Operator B cancels while operator A's cleanup still proves, before any delete: the cleanup stops and says it
+    # deleted nothing, so nothing keeps reads from going back to the source.
+    job, run_id, _ = verified_alpha(ctx, store_specs)
+
+    def operator_b_cancels() -> bool:
+        jobs.cancel_job(ctx.db, job.job_id, actor="B")
+        return False  # no Ctrl-C: the cleanup sees the cancel itself
+
+    result = job.cleanup(stop=operator_b_cancels)
+
+    assert result["action"] == "stopped" and result["count"] == 0, result
+    run = jobs.get_run(ctx.db, run_id)
+    assert run.state == RunState.CANCELLED and not run.source_may_be_deleted
+    assert job.source.count("alpha") == 30
+    rollout_rows.set_rollout(ctx.db, job.job_id, 0, "B")  # reads may go back: the source is whole
+
+
 def test_a_cleanup_does_not_end_cleaned_over_source_writes_it_did_not_copy(
     ctx: WorkerContext, store_specs: tuple
 ) -> None:
@@ -658,6 +678,29 @@ def test_a_cleanup_does_not_end_cleaned_over_source_writes_it_did_not_copy(
     assert run.state == RunState.VERIFY_FAILED and run.deleted_by_cleanup == TWO_CHUNKS
     assert jobs.sync_refusal(ctx.db, run.id) is None  # sync may copy them
     assert sorted(r.id for r in job.source.fetch("alpha", written)) == sorted(written)
+
+
+def test_propagated_deletes_stop_when_the_source_vanishes_while_the_sync_lists_it(
+    ctx: WorkerContext, store_specs: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Operator A's `sync --propagate-deletes` lists the source page by page; after its first page, operator B drops
+    # the source namespace. The listing ends there, so every id after that page looks deleted in the source, and each
+    # is absent again right before its delete. A source that lists no ids is refused at the start unless
+    # --allow-vanished-source says it was emptied on purpose; vanished mid-way, it must be refused too.
+    job, run_id, _ = verified_alpha(ctx, store_specs)
+    first_page, list_source = job.source.list_ids("alpha", limit=10), syncing.list_all_ids
+
+    def b_drops_the_source_after_the_first_page(source: Any, namespace: str) -> list[str]:
+        job.source.delete_namespace("alpha")
+        return first_page.ids + list_source(source, namespace)  # the rest of the listing: nothing any more
+
+    monkeypatch.setattr(syncing, "list_all_ids", b_drops_the_source_after_the_first_page)
+
+    result = syncing.sync_run(ctx, run_id, propagate_deletes=True, actor="tester")
+
+    assert job.target.count("alpha") == 30  # the only copies left, all kept
+    assert result["action"] == "refused" and result.get("deleted", 0) == 0, result
+    assert "lists no ids now" in result["reason"], result
 
 
 def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_check(
