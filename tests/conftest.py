@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 
 from sandbox.services import PostgresServer, RedisServer
+from tests import spare_databases
 from tests.timing import TimingMiss
 
 # The tiers (a marker per folder, and what each may use) and the fixtures of the local Pinecone data plane, worker
@@ -130,14 +131,14 @@ def job_table_template(postgres_server: PostgresServer, postgres_admin: sa.Engin
 @pytest.fixture
 def database_url(postgres_server: PostgresServer, postgres_admin: sa.Engine) -> Iterator[str]:
     """A fresh, empty database (with pgvector) for this test only."""
-    yield from _fresh_database(postgres_server, postgres_admin, "template1")
+    yield from _fresh_database(postgres_server, postgres_admin, "template1", spare=True)
 
 
 @pytest.fixture
 def job_table_url(postgres_server: PostgresServer, postgres_admin: sa.Engine, job_table_template: str) -> Iterator[str]:
     """A fresh database holding the job-table schema, as `nsmigrate worker` makes sure of before its pool starts
     (a ``WorkerContext`` does not create it)."""
-    yield from _fresh_database(postgres_server, postgres_admin, job_table_template)
+    yield from _fresh_database(postgres_server, postgres_admin, job_table_template, spare=True)
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +149,54 @@ def module_job_table_url(
     yield from _fresh_database(postgres_server, postgres_admin, job_table_template)
 
 
-def _fresh_database(server: PostgresServer, admin: sa.Engine, template: str) -> Iterator[str]:
+#: This process's emptied databases by template (``tests/spare_databases.py``), and each template's shape.
+_spares: dict[str, list[str]] = {}
+_template_shapes: dict[str, frozenset[str]] = {}
+
+
+def _fresh_database(server: PostgresServer, admin: sa.Engine, template: str, *, spare: bool = False) -> Iterator[str]:
+    """A database of this test (or module) only, as ``template`` is; ``spare``: given back emptied for the next test
+    of the same template instead of dropped, and taken from those when there is one (``tests/spare_databases.py``:
+    a rename where a copy of the template cost ~135 ms of the server's CPU)."""
     name = f"t{os.getpid()}_{next(_db_counter)}"
     with admin.connect() as conn:
-        # FILE_COPY: a copy of the template's files and a checkpoint (cheap with fsync off), where the default writes
-        # every block of it through the WAL: ~0.4 -> ~0.15 s and half the server's CPU a test (bench/README.md).
-        conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"))
-    yield _url_of(server, name)
+        if spare and _spares.get(template):
+            conn.execute(sa.text(f"ALTER DATABASE {_spares[template].pop()} RENAME TO {name}"))
+        else:
+            # FILE_COPY: a copy of the template's files and a checkpoint (cheap with fsync off), where the default
+            # writes every block of it through the WAL: ~0.4 -> ~0.15 s and half the server's CPU (bench/README.md).
+            conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"))
+    url = _url_of(server, name)
+    if spare and template not in _template_shapes:
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            _template_shapes[template] = spare_databases.shape(conn)
+        engine.dispose()
+    yield url
+    if spare and _kept_as_spare(admin, url, name, template):
+        return
     with admin.connect() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def _kept_as_spare(admin: sa.Engine, url: str, name: str, template: str) -> bool:
+    """End every other session on database ``name``, empty it to its template's shape and keep it under a spare's
+    name; False when it could not be (the caller drops it)."""
+    terminate = (
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
+    )
+    with admin.connect() as conn:
+        conn.execute(sa.text(terminate), {"name": name})
+    if not spare_databases.empty(url, _template_shapes[template]):
+        return False
+    spare_name = f"s{os.getpid()}_{next(_db_counter)}"
+    try:
+        with admin.connect() as conn:  # refused while a session is on it: a client that came back since
+            conn.execute(sa.text(f"ALTER DATABASE {name} RENAME TO {spare_name}"))
+    except sa.exc.DBAPIError:
+        return False
+    _spares.setdefault(template, []).append(spare_name)
+    return True
 
 
 def _url_of(server: PostgresServer, database: str) -> str:

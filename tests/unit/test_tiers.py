@@ -13,6 +13,7 @@ import pytest
 
 from tests.tiers import (
     LONGEST_FLEET_FILES,
+    LONGEST_SERVICE_FILES,
     TESTS,
     TIERS,
     ProcessStarted,
@@ -62,6 +63,15 @@ def test_the_longest_fleet_files_are_handed_out_first_longest_first() -> None:
     assert sorted(files, key=run_rank) == [longest, second, fleet / "test_a_short_one.py", files[2]]
     # A renamed or removed file would silently fall back to collection order.
     assert [name for name in LONGEST_FLEET_FILES if not (fleet / name).is_file()] == []
+
+
+def test_the_longest_service_files_are_handed_out_first_after_the_fleet_tier() -> None:
+    service = TESTS / "integration"
+    longest = service / LONGEST_SERVICE_FILES[0]
+    files = [service / "test_a_short_one.py", TESTS / "unit" / "test_u.py", longest, TESTS / "fleet" / "test_f.py"]
+
+    assert sorted(files, key=run_rank) == [files[3], longest, files[0], files[1]]
+    assert [name for name in LONGEST_SERVICE_FILES if not (service / name).is_file()] == []
 
 
 def test_a_test_file_outside_the_tier_folders_is_refused() -> None:
