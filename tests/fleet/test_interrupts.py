@@ -34,7 +34,14 @@ def interrupted(stack: Stack, args: list[str], waiting: str) -> tuple[int, str, 
     env = stack.env(PINECONE_API_KEY=SANDBOX_API_KEY, PYTHONUNBUFFERED="1")
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", *args], env=env, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", "cli", *args],
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            # As from a terminal: an ignored SIGINT is inherited through exec (a test runner's process may have one),
+            # and Python then leaves Ctrl-C ignored.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             wait_until(
