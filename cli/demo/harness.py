@@ -25,6 +25,7 @@ from orchestrator import jobs, launch
 from orchestrator.launch import Prepared
 from orchestrator.messaging.dispatch import Dispatcher
 from orchestrator.planning.summary import summarize
+from orchestrator.redaction import redact_url
 from orchestrator.settings import Settings, load_settings
 from orchestrator.spec.jobspec import JobSpec, load_spec
 from orchestrator.spec.yamlfile import load_yaml
@@ -140,7 +141,7 @@ class DemoStack:
         """Keep everything running until Ctrl-C, saying how to reach it."""
         console.print(
             f"[bold]running until Ctrl-C[/]: {self.where_to_watch()}; NSMIGRATE_DATABASE_URL="
-            f"{self.settings.database_url} NSMIGRATE_REDIS_URL={self.settings.redis_url}"
+            f"{redact_url(self.settings.database_url)} NSMIGRATE_REDIS_URL={redact_url(self.settings.redis_url)}"
         )
         try:
             while True:
