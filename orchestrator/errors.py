@@ -7,7 +7,7 @@ batch is marked failed with the message and ``nsmigrate retry`` re-runs it once 
 
 from __future__ import annotations
 
-from orchestrator.redaction import redact_text
+from nsmigrate.orchestrator.redaction import redact_text
 
 
 class NsmigrateError(Exception):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_cli import Cli, error_of
 
 SECRET = "hunter2"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.errors import StoreError
-from orchestrator.redaction import redact_text, redact_url, scrub, secret_parameters
-from orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.orchestrator.redaction import redact_text, redact_url, scrub, secret_parameters
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 
 
 @pytest.mark.parametrize(
