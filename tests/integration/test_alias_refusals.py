@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator import jobs
-from orchestrator.errors import StateError
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import Job, RecordingDispatcher, copied_job, make_records, make_spec
-from workers.context import WorkerContext
-from workers.rollback import rollback_job
-from workers.stores.pinecone import PineconeStore
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_ALIAS_REFUSALS_PINECONE_KEY"

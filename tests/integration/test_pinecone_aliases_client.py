@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.spec.jobspec import PineconeStoreSpec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from workers.stores.guarded import GuardedStore
-from workers.stores.pinecone import PineconeStore
-from workers.stores.pinecone_aliases import NamespaceAliases
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pinecone_aliases import NamespaceAliases
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 KEY_ENV = "NSMIGRATE_TEST_ALIASES_PINECONE_KEY"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import PlanError
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.planner import make_plan
 from tests.unit.test_planner import CREATOR, DIM, SAME_INDEX, T1, TWINS, make_spec
 
 SOURCE = Inventory("src", DIM, {"": 5, "docs_v1": 3, T1: 2})

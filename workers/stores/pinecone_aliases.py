@@ -24,10 +24,10 @@ from typing import Any
 
 import msgspec
 
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.limits import ALIAS_LIST_MAX_PAGE
-from orchestrator.tenancy.namespaces import display_namespace
-from workers.stores.pinecone_rest import DataPlane, DataPlaneError, path_segment
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.limits import ALIAS_LIST_MAX_PAGE
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers.stores.pinecone_rest import DataPlane, DataPlaneError, path_segment
 
 #: How Pinecone names the default namespace as a target; nsmigrate calls it "".
 _DEFAULT = "__default__"
@@ -174,7 +174,7 @@ class NamespaceAliases:
     @contextlib.contextmanager
     def _errors(self, op: str, name: str | None = None, target: str | None = None) -> Iterator[None]:
         """A refusal explained by its reason; anything else as every Pinecone call's (``pinecone_errors``)."""
-        from workers.stores.pinecone import pinecone_errors  # that module builds on this one
+        from nsmigrate.workers.stores.pinecone import pinecone_errors  # that module builds on this one
 
         ids: dict[str, Any] = {"store": self.label, "op": op, "alias": name}
         with pinecone_errors(op, store=self.label, alias=name):
