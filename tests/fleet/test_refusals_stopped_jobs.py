@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator import jobs
-from orchestrator.models import BatchState, RunState
-from sandbox.pinecone_server import Faults
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import BatchState, RunState
+from nsmigrate_sandbox.pinecone_server import Faults
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
     cli,
     events,
