@@ -116,8 +116,10 @@ def resume(
 @app.command()
 def cancel(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Cancel JOB: queued batches are skipped by the workers, a cleanup under way stops before its next chunk;
-    nothing is deleted. For good: a cancelled job is never retried, resumed, synced or cleaned up (start a new one
-    with `nsmigrate run SPEC --new`)."""
+    nothing is deleted.
+
+    For good: a cancelled job is never retried, resumed, synced or cleaned up (start a new one with `nsmigrate run
+    SPEC`)."""
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)
     n = jobs.cancel_job(database, job_id)
@@ -264,6 +266,7 @@ def sync(
 ) -> None:
     """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
     again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes).
+
     A job that was cancelled or rolled back is refused (exit 1)."""
     if allow_vanished_source and not propagate_deletes:
         raise fail("--allow-vanished-source only applies with --propagate-deletes; nothing was changed")
