@@ -1,5 +1,5 @@
 """Benchmark: work larger than one process can serve, the peer (``bench.peer``) against fleets of more worker
-processes (issue 32 item 3).
+processes.
 
 Several source indexes (``--sources``), each of many namespaces of large vectors (dimension ``--dimension``, 4,096 by
 default: each fetched page and upsert is megabytes of JSON), all to be copied at once, each into its own target index.

@@ -1,4 +1,4 @@
-"""The strongest single-process rival: what a capable user writes instead of a fleet (issue 32).
+"""The strongest single-process rival: what a capable user writes instead of a fleet.
 
 One asyncio process with the Pinecone SDK's asyncio client copies every namespace of a source index into the same
 namespaces of a target index at once: each namespace's listing runs ahead while the pages it has listed are fetched

@@ -31,7 +31,9 @@ from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, subm
 POLL_S = 1.0
 
 
-def to_fleet(urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False) -> dict[str, Any] | None:
+def to_fleet(
+    urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False, resume: bool = False
+) -> dict[str, Any] | None:
     """The fleet planner's answer to ``spec_path`` (``submissions.OUTCOMES``), or None: plan in this command."""
     database = submissions.database_fingerprint(urls.database_url)
     try:
@@ -51,6 +53,7 @@ def to_fleet(urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False) -> d
         actor=default_actor(),
         database=database,
         submitted_at=time.time(),
+        resume=resume,
     )
     encoded = submission.encode()
     try:

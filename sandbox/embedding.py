@@ -302,4 +302,5 @@ def search_records(service: IndexService, namespace: str, payload: Any) -> dict[
     usage: dict[str, Any] = {"read_units": max(1, math.ceil(len(hits) / 10))}
     if tokens:
         usage["embed_total_tokens"] = tokens
-    return {"result": {"hits": hits}, "usage": usage}
+    # The namespace that served the search: the alias's target when the request named an alias (API 2026-07).
+    return {"result": {"hits": hits}, "usage": usage, "namespace": namespace or "__default__"}

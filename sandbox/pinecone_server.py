@@ -100,6 +100,7 @@ import orjson
 
 from sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
 from sandbox.memory import keep_freed_memory, prefault_heap
+from sandbox.namespace_aliases import ALIAS_OPS, AliasTable
 from sandbox.serving import serve_in_thread, stop_serving
 
 if TYPE_CHECKING:
@@ -133,11 +134,14 @@ DATA_PLANE_OPS = frozenset(
         *("upsert_records", "search_records"),
         *("upsert_documents", "update_documents", "delete_documents"),
         *("search_documents", "fetch_documents", "list_documents"),
+        *ALIAS_OPS,
     }
 )
 METRICS = ("cosine", "dotproduct", "euclidean")
 KINDS = ("pod", "serverless")
 
+#: The type of an error's ``details`` entry that carries its ``reason`` (grpc-gateway's JSON of a google.rpc.ErrorInfo).
+ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 # HTTP status -> gRPC status code, for the data plane's rpcStatus error body.
 _GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 409: 6, 413: 3, 429: 8, 500: 2, 503: 14}
 # HTTP status -> the control plane's string error code.
@@ -302,13 +306,27 @@ class Faults:
 
 
 class _Refusal(Exception):
-    """A request refused with an HTTP status; turned into the plane's error body at the edge."""
+    """A request refused with an HTTP status; turned into the plane's error body at the edge. ``reason`` (and its
+    ``metadata``): the machine-readable cause, sent as ``details[0]``; ``records_shape``: answered in the records and
+    documents operations' ``ErrorResponse`` shape instead of ``rpcStatus``."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        records_shape: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        self.records_shape = records_shape
 
 
 def _bad(message: str) -> _Refusal:
@@ -323,7 +341,14 @@ class _Reply:
 
 
 def _data_error(refusal: _Refusal) -> _Reply:
-    body = {"code": _GRPC_CODES.get(refusal.status, 2), "message": refusal.message, "details": []}
+    if refusal.records_shape:
+        return _control_error(refusal)  # the same {"error": {"code", "message"}, "status"} shape
+    details = []
+    if refusal.reason is not None:
+        details.append({"@type": ERROR_INFO_TYPE, "reason": refusal.reason, "domain": "pinecone.io"})
+        if refusal.metadata:
+            details[0]["metadata"] = refusal.metadata
+    body = {"code": _GRPC_CODES.get(refusal.status, 2), "message": refusal.message, "details": details}
     return _Reply(refusal.status, body, refusal.headers)
 
 
@@ -659,6 +684,8 @@ class IndexStore:
         self.spec = spec
         self.lock = threading.RLock()
         self.namespaces: dict[str, _Namespace] = {}
+        #: Whether a namespace stays one when emptied (an alias targets it: ``sandbox.namespace_aliases``).
+        self.kept: Callable[[str], bool] = lambda _namespace: False
 
     def clear(self) -> None:
         with self.lock:
@@ -672,7 +699,7 @@ class IndexStore:
 
     def _drop_if_empty(self, namespace: str) -> None:
         ns = self.namespaces.get(namespace)
-        if ns is not None and not ns.records:
+        if ns is not None and not ns.records and not self.kept(namespace):
             del self.namespaces[namespace]
 
     def put(self, namespace: str, records: Iterable[tuple[str, _Record]]) -> int:
@@ -741,6 +768,9 @@ class IndexStore:
 
     def delete_namespace(self, namespace: str) -> bool:
         with self.lock:
+            if namespace in self.namespaces and self.kept(namespace):
+                self.namespaces[namespace] = _Namespace()  # emptied, still a namespace
+                return True
             return self.namespaces.pop(namespace, None) is not None
 
     def create_namespace(self, namespace: str) -> bool:
@@ -1021,7 +1051,7 @@ class FaultState:
 # --- the data-plane service (request in, reply out; no sockets) --------------------------------------------------
 
 _NAMESPACE_OPS = frozenset({"list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"})
-_SERVERLESS_ONLY_OPS = _NAMESPACE_OPS | {"list"}
+_SERVERLESS_ONLY_OPS = _NAMESPACE_OPS | ALIAS_OPS | {"list"}
 _RECORDS_OPS = frozenset({"upsert_records", "search_records"})
 
 
@@ -1034,6 +1064,7 @@ class IndexService:
     def __init__(self, spec: IndexSpec, faults: Faults | None = None, api_key: str | None = None) -> None:
         self.spec = spec
         self.store = IndexStore(spec)
+        self.aliases = AliasTable(self.store)  # sandbox.namespace_aliases
         self.faults = FaultState(faults)
         self.tokens = TokenWindow()  # embedding tokens of an integrated index's model (sandbox.embedding)
         self.api_key = api_key
@@ -1055,6 +1086,7 @@ class IndexService:
             ("DELETE", "/namespaces/{}"): ("delete_namespace", self._delete_namespace),
             ("POST", "/records/namespaces/{}/upsert"): ("upsert_records", self._upsert_records),
             ("POST", "/records/namespaces/{}/search"): ("search_records", self._search_records),
+            **self.aliases.routes(),
         }
         from sandbox.documents import DocumentsApi  # it builds on this module's plumbing
 
@@ -1103,6 +1135,9 @@ class IndexService:
                 payload: Any = body  # NDJSON, or a body whose size the handler checks
             else:
                 payload = (_parse_upsert(body) if op == "upsert" else _parse_json(body)) if body else None
+            if op in ALIAS_OPS:
+                self.aliases.check_version(headers)
+            payload, arg = self.aliases.route(op, payload, query, arg)  # reads through an alias, writes refused
             in_path = op in _RECORDS_OPS or op in _DOCUMENT_OPS
             scope_ns = _namespace_name(arg) if in_path else self._scope_namespace(op, payload, query)
             refusal = self.faults.admit(op, scope_ns)
@@ -1125,9 +1160,10 @@ class IndexService:
     def _route(self, method: str, path: str) -> tuple[str, Handler, str | None]:
         arg: str | None = None
         key = (method, path)
-        if path.startswith("/namespaces/") and path.count("/") == 2:
-            arg = unquote(path.split("/", 2)[2])
-            key = (method, "/namespaces/{}")
+        if path.startswith(("/namespaces/", "/namespace-aliases/")) and path.count("/") == 2:
+            collection, name = path[1:].split("/")
+            arg = unquote(name)
+            key = (method, f"/{collection}/{{}}")
         elif path.startswith("/namespaces/") and path.count("/") == 4 and path.split("/")[3] == "documents":
             _, _, name, _, action = path.split("/")
             arg = unquote(name)
@@ -1191,6 +1227,7 @@ class IndexService:
 
     def reset(self) -> None:
         self.store.clear()
+        self.aliases.clear()
         self.faults.reset_stats()
         self.tokens.clear()
 
@@ -1397,8 +1434,10 @@ class IndexService:
         return self._namespace_json(namespace, counts[namespace])
 
     def _delete_namespace(self, _payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
-        if not self.store.delete_namespace(_namespace_name(arg)):
-            raise _Refusal(404, f"Namespace '{arg}' not found")
+        with self.store.lock:  # no alias can take it as its target in between
+            self.aliases.refuse_deleting(_namespace_name(arg))
+            if not self.store.delete_namespace(_namespace_name(arg)):
+                raise _Refusal(404, f"Namespace '{arg}' not found")
         return {}
 
     def _upsert_records(self, payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:

@@ -164,7 +164,7 @@ def _fresh_database(server: PostgresServer, admin: sa.Engine, template: str, *, 
             conn.execute(sa.text(f"ALTER DATABASE {_spares[template].pop()} RENAME TO {name}"))
         else:
             # FILE_COPY: a copy of the template's files and a checkpoint (cheap with fsync off), where the default
-            # writes every block of it through the WAL: ~0.4 -> ~0.15 s and half the server's CPU (bench/README.md).
+            # writes every block of it through the WAL: more than twice as long, and twice the server's CPU.
             conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"))
     url = _url_of(server, name)
     if spare and template not in _template_shapes:

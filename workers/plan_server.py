@@ -169,6 +169,7 @@ class PlanServer:
                     spec_dir,
                     open_control,
                     new=submission.new,
+                    resume=submission.resume,
                     actor=submission.actor,
                     marks=marks,
                     settings=self.settings,

@@ -1,4 +1,4 @@
-"""Issue 30's story, from verified copy to switched traffic: an application dual-writes while the job copies, then
+"""The cut-over, from verified copy to switched traffic: an application dual-writes while the job copies, then
 the README's cut-over runbook, command by command (``sync``, ``cutover check``, ``cutover set`` 5 → 100 %, a gated
 ``cleanup``), each run on the same command line app a user runs, in this process (no interpreter start per step).
 

@@ -2,7 +2,7 @@
 
 A plan reads the source's and the target's inventories, and, when two sources may write into one target namespace,
 the ids of those sources (and, for a routed source, where each record lands, which needs its metadata). One after
-the other that was ~40 round trips for the seed set; here every request that does not need the answer of another
+the other that is ~40 round trips for the seed set; here every request that does not need the answer of another
 runs at once: the two inventories and their probes together, every namespace's id chain beside the others, and a
 routed namespace's fetches beside its own list chain (each page fetched while the next is listed). Requests are
 admitted by an in-process budget (the spec's ``rate.list_rps`` and ``rate.read_rps`` per store, over any one second),

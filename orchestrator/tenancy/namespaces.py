@@ -46,6 +46,16 @@ def id_text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+def id_texts(value: Any) -> frozenset[str]:
+    """Every creator or twin id a metadata value names, as Pinecone's filters match it: a list (Pinecone keeps lists
+    of strings; a pgvector JSONB or ``text[]`` may hold one too) names each of its elements, as ``$eq`` and ``$in``
+    match a record whose list holds the operand; anything else names what ``id_text`` reads, or nothing."""
+    if isinstance(value, (list, tuple)):
+        return frozenset(text for item in value if (text := id_text(item)) is not None)
+    text = id_text(value)
+    return frozenset() if text is None else frozenset((text,))
+
+
 def display_namespace(namespace: str) -> str:
     """How a namespace is shown to people: the default one as ``__default__``."""
     return namespace or "__default__"

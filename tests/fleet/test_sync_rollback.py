@@ -46,7 +46,7 @@ def sandbox_indexes() -> list[IndexSpec]:
 def stack(stack: Stack) -> Stack:
     """A stack of the test's own with one worker for every queue the forward jobs and the sync use (the pool is not
     what they test). Not the module's shared stack: a test's rollback and sync tasks left on a shared worker could
-    still write into the next test's index (one forward job's run ended verify_failed so, once, in a full run)."""
+    still write into the next test's index, and a forward job's run would then end verify_failed."""
     stack.start_worker("list,copy,verify", 4, pool="threads")
     return stack
 

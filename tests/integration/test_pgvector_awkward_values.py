@@ -1,4 +1,4 @@
-"""The application's tables exactly, second audit (session 41), on real Postgres + pgvector: a table made with the
+"""The application's tables exactly, on real Postgres + pgvector: a table made with the
 application's own DDL, one row filling every column with awkward values (empty strings and arrays, a ``text[]`` with
 NULL elements, commas and quotes, ``metadata`` with integers, a large integer, ``{}``, nested objects and unicode, a
 timestamp written with a time zone and microseconds, denormals and -0.0 in the vector, defaults left to the

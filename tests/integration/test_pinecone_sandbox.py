@@ -215,6 +215,12 @@ FILTERS = [
     ({"flag": True}, {"a"}),  # a boolean never equals the number 1
     ({"tags": "y"}, {"a", "b"}),  # a list of strings matches the strings it contains
     ({"tags": {"$in": ["x"]}}, {"a"}),
+    # Pinecone's docs: a filter on a list "matches when any value in the array satisfies it"; $ne and $nin then
+    # exclude a list that holds the value (a record without the field matches them).
+    ({"tags": {"$eq": "x"}}, {"a"}),
+    ({"tags": {"$in": ["z", "y"]}}, {"a", "b"}),
+    ({"tags": {"$ne": "x"}}, {"b", "c", "d"}),
+    ({"tags": {"$nin": ["y"]}}, {"c", "d"}),
     ({"$and": [{"genre": "drama"}, {"year": {"$gt": 2020}}]}, {"c"}),
     ({"$or": [{"genre": "comedy"}, {"year": 1}]}, {"b", "d"}),
     ({"genre": "drama", "flag": False}, {"c"}),

@@ -56,6 +56,19 @@ RUNS = [
         ({"creator_id": "a.1"}, "t1", False),  # creator-wide data is not one twin's
         ({"source_id": "s2"}, "t2", True),
         ({"source_id": "s2"}, "t1", False),
+        # A list names each of its elements, as Pinecone's $eq and $in match a list that holds the operand.
+        ({"creator_id": ["a.1"]}, None, True),
+        ({"creator_id": ["a.10", "a.1"]}, None, True),
+        ({"creator_id": ["a.10"]}, None, False),
+        ({"creator_id": ["a.10"], "twin_id": "t1"}, None, False),
+        ({"creator_id": []}, None, False),
+        ({"twin_id": ["t1"]}, None, True),
+        ({"twin_id": ["t10", "t2"]}, None, True),
+        ({"twin_id": ["t10"]}, None, False),
+        ({"twin_id": ["t2", "t1"]}, "t1", True),
+        ({"twin_id": ["t2"]}, "t1", False),
+        ({"creator_id": ["a.1"], "twin_id": ["t1"]}, "t1", True),
+        ({"source_id": ["s10", "s2"]}, None, True),
     ],
 )
 def test_owns_record(metadata: dict[str, Any] | None, twin: str | None, expected: bool) -> None:
@@ -180,3 +193,6 @@ def test_a_copy_of_an_erased_subjects_records_is_found_whatever_else_was_erased(
     # A namespace built for them: every record written there is theirs, whatever its metadata says.
     assert erased_in(erasures, [(("a.1", "t1"), [rec("plain")])]) == (8, a1, ["plain"])
     assert erased_in([(3, Subject("b.3"))], [(("b.3", None), [rec("p")])]) == (3, Subject("b.3"), ["p"])
+    # A list names each of its elements, as Pinecone's own filters match it.
+    listed = [rec("lc", creator_id=["a.1"]), rec("lt", twin_id=["t10", "t1"]), rec("lo", creator_id=["a.10"])]
+    assert erased_in([(8, a1)], [((None, None), listed)]) == (8, a1, ["lc", "lt"])
