@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli import submit, waits
-from cli.console import console, print_error
-from cli.options import DatabaseOpt, RedisOpt, db, fail, fleet_urls, settings, status_reader
-from cli.render import job_reader, print_plan, watch_job
-from orchestrator.planning.summary import PlanSummary, summarize
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.cli import submit, waits
+from nsmigrate.cli.console import console, print_error
+from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, fleet_urls, settings, status_reader
+from nsmigrate.cli.render import job_reader, print_plan, watch_job
+from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
-    from orchestrator import launch
+    from nsmigrate.orchestrator import launch
 
 app = typer.Typer(add_completion=False)
 
@@ -38,7 +38,7 @@ def before_the_job(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]
     events: list[tuple[str, dict[str, Any]]] = []
     backup = None
     if prepared.spec.backup.enabled:
-        from cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
+        from nsmigrate.cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
 
         backup = backup_sources(prepared)
     # strategy collection: the job's own steps create the index, from the collection.
@@ -53,9 +53,9 @@ def before_the_job(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]
 def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
     """Create the target index the plan asks for and wait until it is ready, printing progress; returns what the
     audit log records, or None when no index was created."""
-    from cli.fleet import open_control
-    from orchestrator.planning.target_indexes import IndexInfo, ensure_target_index
-    from orchestrator.spec.jobspec import PineconeStoreSpec
+    from nsmigrate.cli.fleet import open_control
+    from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, ensure_target_index
+    from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 
     target = prepared.target_index
     if target is None:
@@ -104,9 +104,9 @@ def plan(
         _fail_on_error(answer)
         print_plan(PlanSummary.from_json(answer["plan"]))
         return
-    from cli.fleet import open_control, open_store
-    from orchestrator import launch
-    from orchestrator.spec.jobspec import load_spec
+    from nsmigrate.cli.fleet import open_control, open_store
+    from nsmigrate.orchestrator import launch
+    from nsmigrate.orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
     resolved = settings(database_url, redis_url)
@@ -190,9 +190,9 @@ def run(
 
 def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool, resume: bool) -> None:
     """`run`, planned in this command."""
-    from cli.fleet import dispatcher, open_control, open_store
-    from orchestrator import launch
-    from orchestrator.spec.jobspec import load_spec
+    from nsmigrate.cli.fleet import dispatcher, open_control, open_store
+    from nsmigrate.orchestrator import launch
+    from nsmigrate.orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
     marks = {"spec_parsed": time.time()}

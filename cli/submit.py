@@ -20,12 +20,17 @@ from typing import Any
 
 from rich.markup import escape
 
-from cli.console import err_console
-from cli.options import Urls, fail
-from orchestrator.actor import default_actor
-from orchestrator.messaging import resp, submissions
-from orchestrator.messaging.submissions import Heartbeat, Kind, Submission
-from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
+from nsmigrate.cli.console import err_console
+from nsmigrate.cli.options import Urls, fail
+from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.orchestrator.messaging import resp, submissions
+from nsmigrate.orchestrator.messaging.submissions import Heartbeat, Kind, Submission
+from nsmigrate.orchestrator.messaging.task_names import (
+    PLANNER_KEY,
+    SUBMISSIONS_KEY,
+    submission_reply_key,
+    submission_taken_key,
+)
 
 #: How long one wait for the answer blocks before the command looks at the submission's state again.
 POLL_S = 1.0

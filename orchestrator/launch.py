@@ -16,31 +16,31 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from orchestrator import jobs, pgvector_layout, recovery, retry_policy
-from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
-from orchestrator.listing import small_namespaces
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import Job
-from orchestrator.pgvector_layout import check_distinct_tables, check_target_names
-from orchestrator.planning.collection_strategy import plan_collection
-from orchestrator.planning.id_checks import (
+from nsmigrate.orchestrator import jobs, pgvector_layout, recovery, retry_policy
+from nsmigrate.orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
+from nsmigrate.orchestrator.listing import small_namespaces
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import Job
+from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
+from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
+from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
     namespace_refusals,
     namespaces_needing_id_check,
     sharing_with,
 )
-from orchestrator.planning.plan import Inventory, Plan
-from orchestrator.planning.planner import make_plan
-from orchestrator.planning.reads import PlanReads, RoutedIds
-from orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
-from orchestrator.records.routing import route_context
-from orchestrator.settings import DEFAULTS, Settings
-from orchestrator.spec.differences import spec_differences
-from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec, spec_to_json
-from orchestrator.store import Store
-from orchestrator.tenancy.creator_mapping import load_sources, load_twins
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.planning.plan import Inventory, Plan
+from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.planning.reads import PlanReads, RoutedIds
+from nsmigrate.orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
+from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.settings import DEFAULTS, Settings
+from nsmigrate.orchestrator.spec.differences import spec_differences
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec, spec_to_json
+from nsmigrate.orchestrator.store import Store
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]

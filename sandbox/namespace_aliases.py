@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 if TYPE_CHECKING:
-    from sandbox.pinecone_server import IndexStore
+    from nsmigrate_sandbox.pinecone_server import IndexStore
 
 #: The first API version that manages aliases; versions are ``YYYY-MM`` and compare as text.
 MIN_API_VERSION = "2026-07"
@@ -84,7 +84,9 @@ _PATH_OPS = frozenset({"upsert_records", "search_records", "describe_namespace",
 
 
 def _refusal(status: int, message: str, reason: str | None = None, **metadata: str) -> Exception:
-    from sandbox.pinecone_server import _Refusal  # built on the server's request plumbing, as sandbox.embedding is
+    from nsmigrate_sandbox.pinecone_server import (
+        _Refusal,  # built on the server's request plumbing, as sandbox.embedding is
+    )
 
     return _Refusal(status, message, reason=reason, metadata=metadata or None)
 
@@ -183,7 +185,7 @@ class AliasTable:
             else "writes cannot address an alias; write to its target namespace directly"
         )
         if shape == "records":
-            from sandbox.pinecone_server import _Refusal
+            from nsmigrate_sandbox.pinecone_server import _Refusal
 
             raise _Refusal(status, message, records_shape=True)
         raise _refusal(status, message, reason)

@@ -9,7 +9,7 @@ benchmarks in other processes see it.
 
 Use it from Python::
 
-    from sandbox.pinecone_server import PineconeSandbox, IndexSpec, Faults
+    from nsmigrate_sandbox.pinecone_server import PineconeSandbox, IndexSpec, Faults
     sb = PineconeSandbox(indexes=[IndexSpec("seeds-pod", 3072, "cosine", kind="pod"),
                                   IndexSpec("seeds-serverless", 3072)]).start()
     from pinecone import Pinecone
@@ -20,7 +20,8 @@ Use it from Python::
 
 or as a separate process (serves until SIGTERM, prints the hosts as one JSON line)::
 
-    python -m sandbox.pinecone_server --index seeds-pod:3072:cosine:pod --index seeds-serverless:3072 --port-file F
+    python -m nsmigrate_sandbox.pinecone_server --index seeds-pod:3072:cosine:pod --index seeds-serverless:3072 \\
+        --port-file F
 
 Admin endpoints on every data-plane port (never subject to faults; they need the Api-Key only when the sandbox was
 started with one, ``--api-key``):
@@ -98,10 +99,10 @@ import msgspec
 import numpy as np
 import orjson
 
-from sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
-from sandbox.memory import keep_freed_memory, prefault_heap
-from sandbox.namespace_aliases import ALIAS_OPS, AliasTable
-from sandbox.serving import serve_in_thread, stop_serving
+from nsmigrate_sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
+from nsmigrate_sandbox.memory import keep_freed_memory, prefault_heap
+from nsmigrate_sandbox.namespace_aliases import ALIAS_OPS, AliasTable
+from nsmigrate_sandbox.serving import serve_in_thread, stop_serving
 
 if TYPE_CHECKING:
     from sandbox.document_schema import DocumentSchema
@@ -1672,7 +1673,7 @@ class PineconeSandbox:
         collection_delay_s: float = 0.0,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        from sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
+        from nsmigrate_sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
 
         self.bind = bind
         self.api_key = api_key
@@ -1841,7 +1842,9 @@ def _write_port_file(path: Path, hosts: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.pinecone_server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m nsmigrate_sandbox.pinecone_server", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--index",
         action="append",

@@ -32,13 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from orchestrator.errors import BackupError, NsmigrateError, StoreError
-from orchestrator.limits import FETCH_MAX_IDS
-from orchestrator.listing.paging import iter_all_ids
-from orchestrator.tenancy.namespaces import display_namespace
-from workers.chunking import chunk_for_upsert
-from workers.manifest_paths import listed_file
-from workers.stores.base import Record, Store
+from nsmigrate.orchestrator.errors import BackupError, NsmigrateError, StoreError
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.listing.paging import iter_all_ids
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers.chunking import chunk_for_upsert
+from nsmigrate.workers.manifest_paths import listed_file
+from nsmigrate.workers.stores.base import Record, Store
 
 FORMAT = "nsmigrate-export"
 FORMAT_VERSION = "1"

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from orchestrator.tenancy.erasure import Subject
-from workers.backup import _KEY, FORMAT, FORMAT_VERSION, MANIFEST_NAME, ids_fingerprint, nsmigrate_version
-from workers.manifest_paths import listed_file
+from nsmigrate.orchestrator.tenancy.erasure import Subject
+from nsmigrate.workers.backup import _KEY, FORMAT, FORMAT_VERSION, MANIFEST_NAME, ids_fingerprint, nsmigrate_version
+from nsmigrate.workers.manifest_paths import listed_file
 
 IsWhole = Callable[[str], bool]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from orchestrator.errors import BackupError
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.errors import BackupError
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 
 def listed_file(directory: Path, entry: Mapping[str, object], manifest: Path) -> Path:

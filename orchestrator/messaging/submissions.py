@@ -27,7 +27,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from orchestrator.redaction import redact_url
+from nsmigrate.orchestrator.redaction import redact_url
 
 #: A planner refreshes its heartbeat at least this often (its BLPOP's timeout) …
 HEARTBEAT_EVERY_S = 2.0

@@ -23,14 +23,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.records.routing import RouteContext, route_counts, targets_by_id
-from orchestrator.records.vectors import IdPage
-from orchestrator.settings import DEFAULTS
-from orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.records.routing import RouteContext, route_counts, targets_by_id
+from nsmigrate.orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.spec.jobspec import RateBudget
 
 if TYPE_CHECKING:
-    from orchestrator.store import Store
+    from nsmigrate.orchestrator.store import Store
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from orchestrator.redaction import HIDDEN, is_secret_name, redact_url
+from nsmigrate.orchestrator.redaction import HIDDEN, is_secret_name, redact_url
 
 #: A value longer than this is cut when shown.
 VALUE_CHARS = 80

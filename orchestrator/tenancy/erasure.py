@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.records.routing import split_routing_table
-from orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.records.routing import split_routing_table
+from nsmigrate.orchestrator.tenancy.namespaces import (
     ParsedNamespace,
     Registry,
     display_namespace,

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from orchestrator.errors import PlanError
-from orchestrator.limits import NAMESPACE_MAX_CHARS
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.limits import NAMESPACE_MAX_CHARS
 
 PUBLIC = "public"
 """The shared namespace: vectors that belong to no twin."""

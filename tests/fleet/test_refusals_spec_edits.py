@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator import jobs
-from sandbox.pinecone_server import IndexSpec
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import HEAVY, cli, imported, job_ids, start_planner
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 from pinecone import Pinecone
 
-from orchestrator import jobs
-from orchestrator.records.vectors import Record
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.workers import erasing
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores import open_retrying_store
 from tests.integration import test_verify_cleanup as verify_cleanup
 from tests.integration.test_verify_cleanup import copied_job, make_records, make_spec
-from workers import erasing
-from workers.context import WorkerContext
-from workers.stores import open_retrying_store
 
 # The fixtures of verification's tests: two pgvector tables, or two indexes of the local data plane, and a context.
 sandbox_indexes, store_specs, ctx = verify_cleanup.sandbox_indexes, verify_cleanup.store_specs, verify_cleanup.ctx

@@ -16,12 +16,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from orchestrator import jobs
-from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs import pages
-from orchestrator.models import SCHEMA_VERSION, Base, Batch, NamespaceRun, ensure_schema
-from orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
-from orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import NotFound, StateError
+from nsmigrate.orchestrator.jobs import pages
+from nsmigrate.orchestrator.models import SCHEMA_VERSION, Base, Batch, NamespaceRun, ensure_schema
+from nsmigrate.orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
 
 @dataclass

@@ -15,17 +15,17 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs
-from orchestrator.errors import BackupError
-from orchestrator.spec.jobspec import PineconeStoreSpec
-from orchestrator.tenancy.erasure import Subject
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from workers.backup import MANIFEST_NAME, export_namespaces
-from workers.backup_erasure import erase_rows
-from workers.stores.base import Record
-from workers.stores.guarded import GuardedStore
-from workers.stores.pinecone import PineconeStore
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import BackupError
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.tenancy.erasure import Subject
+from nsmigrate.workers.backup import MANIFEST_NAME, export_namespaces
+from nsmigrate.workers.backup_erasure import erase_rows
+from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 DIM = 4
 API_KEY = "sandbox-manifest-key"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pinecone import Pinecone
 
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 HEADERS = {"Api-Key": "test-key", "X-Pinecone-Api-Version": "2026-07"}
 

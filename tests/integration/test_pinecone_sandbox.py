@@ -28,13 +28,13 @@ from pinecone import (
     ServiceError,
 )
 
-from sandbox.pinecone_server import (
+from nsmigrate_sandbox.pinecone_server import (
     Faults,
     IndexSpec,
     PineconeSandbox,
     compile_filter,
 )
-from sandbox.seed import seed_dataset
+from nsmigrate_sandbox.seed import seed_dataset
 from tests.sdk_internals import reset_sdk_host_state, set_sdk_retries
 from tests.timing import assert_timing
 

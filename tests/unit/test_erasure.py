@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanError
-from orchestrator.records.routing import routing_table
-from orchestrator.tenancy.erasure import (
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.records.routing import routing_table
+from nsmigrate.orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,
     erased_in,
@@ -21,7 +21,7 @@ from orchestrator.tenancy.erasure import (
     registry_of,
     subject_of,
 )
-from orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
+from nsmigrate.orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
 
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,12}\Z")
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.spec.differences import spec_differences
-from orchestrator.spec.jobspec import parse_spec, spec_to_json
+from nsmigrate.orchestrator.spec.differences import spec_differences
+from nsmigrate.orchestrator.spec.jobspec import parse_spec, spec_to_json
 
 
 def stored(**overrides: Any) -> dict[str, Any]:
