@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from sandbox.pinecone_server import (
+from nsmigrate_sandbox.pinecone_server import (
     METRICS,
     _as_vector,
     _bad,

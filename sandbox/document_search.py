@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from sandbox.document_schema import DocumentSchema, tokens
-from sandbox.pinecone_server import (
+from nsmigrate_sandbox.document_schema import DocumentSchema, tokens
+from nsmigrate_sandbox.pinecone_server import (
     MAX_TOP_K,
     Predicate,
     _as_vector,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from sandbox.document_schema import (
+from nsmigrate_sandbox.document_schema import (
     MAX_DOCUMENT_BYTES,
     Document,
     DocumentSchema,
@@ -28,8 +28,8 @@ from sandbox.document_schema import (
     check_value,
     document_json,
 )
-from sandbox.document_search import Candidate, compile_document_filter, rank, read_score_by, read_top_k
-from sandbox.pinecone_server import (
+from nsmigrate_sandbox.document_search import Candidate, compile_document_filter, rank, read_score_by, read_top_k
+from nsmigrate_sandbox.pinecone_server import (
     _CONTROL_CODES,
     DEFAULT_NAMESPACE_NAME,
     MAX_IDS_PER_REQUEST,
@@ -44,12 +44,12 @@ from sandbox.pinecone_server import (
     _Refusal,
     _Reply,
 )
-from sandbox.pinecone_server import (
+from nsmigrate_sandbox.pinecone_server import (
     _DOCUMENT_OPS as DOCUMENT_OPS,
 )
 
 if TYPE_CHECKING:
-    from sandbox.pinecone_server import IndexService
+    from nsmigrate_sandbox.pinecone_server import IndexService
 
 MAX_UPSERT_DOCUMENTS = 1000
 MAX_FETCH_LIMIT = 10_000

@@ -19,12 +19,12 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sandbox.document_schema import ClassicSchema, read_schema
-from sandbox.documents import document_index
-from sandbox.pinecone_server import IndexSpec, _bad, _object, _Refusal
+from nsmigrate_sandbox.document_schema import ClassicSchema, read_schema
+from nsmigrate_sandbox.documents import document_index
+from nsmigrate_sandbox.pinecone_server import IndexSpec, _bad, _object, _Refusal
 
 if TYPE_CHECKING:
-    from sandbox.pinecone_control import CreateRequest, IndexMeta
+    from nsmigrate_sandbox.pinecone_control import CreateRequest, IndexMeta
 
 CREATE_FIELDS = ("name", "deployment", "schema", "cmek_id", "read_capacity", "tags", "deletion_protection")
 _MANAGED_FIELDS = {"deployment_type", "cloud", "region"}
@@ -45,7 +45,7 @@ def _source_collection(body: dict[str, Any]) -> Any:
 
 def read_create_2026_07(body: Any) -> CreateRequest:
     """A 2026-07 ``POST /indexes`` body as a ``CreateRequest``, refused as the service refuses it."""
-    from sandbox.pinecone_control import (
+    from nsmigrate_sandbox.pinecone_control import (
         SERVERLESS_REGIONS,
         CreateRequest,
         IndexMeta,
@@ -131,7 +131,7 @@ def _schema_fields(spec: IndexSpec) -> dict[str, Any]:
 
 def index_model_2026_07(spec: IndexSpec, host: str, meta: IndexMeta) -> dict[str, Any]:
     """``IndexModel`` as 2026-07 writes it (see the module docstring)."""
-    from sandbox.pinecone_control import POD_DEPLOYMENT
+    from nsmigrate_sandbox.pinecone_control import POD_DEPLOYMENT
 
     ready = meta.ready
     model: dict[str, Any] = {

@@ -223,7 +223,7 @@ def index_model(spec: IndexSpec, host: str, meta: IndexMeta, version: str | None
     """An index description as the request's API version writes it: 2026-07's (``sandbox.index_model_2026_07``),
     or one both the 2026-04 spec (spec/dimension/metric) and SDK 10.x (schema/deployment) accept."""
     if is_2026_07_or_later(version):
-        from sandbox.index_model_2026_07 import index_model_2026_07
+        from nsmigrate_sandbox.index_model_2026_07 import index_model_2026_07
 
         return index_model_2026_07(spec, host, meta)
     vector_field: dict[str, Any] = {"type": "dense_vector", "dimension": spec.dimension, "metric": spec.metric}
@@ -282,7 +282,7 @@ def read_create_request(body: Any, version: str | None, *, for_model: bool = Fal
     (``sandbox.index_model_2026_07``), or 2026-04's dimension + metric + spec; ``for_model``: a create-for-model
     request turned into such a body."""
     if is_2026_07_or_later(version) and not for_model:
-        from sandbox.index_model_2026_07 import read_create_2026_07
+        from nsmigrate_sandbox.index_model_2026_07 import read_create_2026_07
 
         return read_create_2026_07(body)
     body = _object(body)

@@ -105,7 +105,7 @@ from nsmigrate_sandbox.namespace_aliases import ALIAS_OPS, AliasTable
 from nsmigrate_sandbox.serving import serve_in_thread, stop_serving
 
 if TYPE_CHECKING:
-    from sandbox.document_schema import DocumentSchema
+    from nsmigrate_sandbox.document_schema import DocumentSchema
 
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
 
@@ -1089,7 +1089,7 @@ class IndexService:
             ("POST", "/records/namespaces/{}/search"): ("search_records", self._search_records),
             **self.aliases.routes(),
         }
-        from sandbox.documents import DocumentsApi  # it builds on this module's plumbing
+        from nsmigrate_sandbox.documents import DocumentsApi  # it builds on this module's plumbing
 
         self._routes.update(DocumentsApi(self).routes())
 
@@ -1112,7 +1112,7 @@ class IndexService:
     def _data_plane(
         self, method: str, path: str, query: dict[str, list[str]], headers: Mapping[str, str], body: bytes
     ) -> _Reply:
-        from sandbox.documents import document_error, wrong_api
+        from nsmigrate_sandbox.documents import document_error, wrong_api
 
         op = ""
         try:

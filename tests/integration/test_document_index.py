@@ -13,7 +13,7 @@ import pytest
 from pinecone import ApiError, Pinecone
 from pinecone.errors.exceptions import PayloadTooLargeError
 
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 DIM = 4
 VECTORS = "legacy-vectors"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pinecone import ApiError, Pinecone
 
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 DIM = 4
 POD, SERVERLESS = "old-pod", "old-serverless"

@@ -16,9 +16,9 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.response.exceptions import InvalidData
 
-from sandbox.document_schema import read_schema
-from sandbox.documents import document_index, load_documents
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.document_schema import read_schema
+from nsmigrate_sandbox.documents import document_index, load_documents
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
 
