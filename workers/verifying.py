@@ -70,7 +70,7 @@ from nsmigrate.workers.latency import measure, measures_latency
 from nsmigrate.workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.stores.base import Store
-from nsmigrate.workers.text_writes import embedder_for
+from nsmigrate.workers.transfer.text_writes import embedder_for
 
 log = logging.getLogger(__name__)
 

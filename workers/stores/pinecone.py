@@ -171,7 +171,7 @@ def _wire_values(values: Sequence[float]) -> Any:
 
 def upsert_body(namespace: str, records: Sequence[Record]) -> dict[str, Any]:
     """The body of ``POST /vectors/upsert`` (the OpenAPI ``UpsertRequest``), sent as ``orjson.dumps`` writes it: the
-    request ``workers.chunking`` keeps under Pinecone's limits."""
+    request ``workers.transfer.chunking`` keeps under Pinecone's limits."""
     vectors = []
     for record in records:
         vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}

@@ -21,8 +21,7 @@ from nsmigrate.orchestrator.limits import (
     UPSERT_MAX_BYTES,
     UPSERT_MAX_VECTORS,
 )
-from nsmigrate.orchestrator.records.vectors import JsonValues
-from nsmigrate.workers.stores.base import Record
+from nsmigrate.orchestrator.records.vectors import JsonValues, Record
 
 #: ``{"id":,"values":[],"metadata":}`` plus the comma between records.
 RECORD_OVERHEAD_BYTES = 32
