@@ -87,7 +87,7 @@ class Store(Protocol):
     @property
     def counts_by_index(self) -> bool:
         """Whether a count is a reading of the whole index, which verifications running at once can share
-        (``workers.shared_counts``); known once the store has answered."""
+        (``workers.stores.shared_counts``); known once the store has answered."""
         ...
 
     def can_list(self) -> bool:

@@ -29,12 +29,13 @@ from nsmigrate.orchestrator.records.text import missing_text_reason
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace
-from nsmigrate.workers import metrics, pgnamespaces
+from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.next_steps import advance
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.stores.base import Record
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, sized_chunks
 from nsmigrate.workers.transfer.concurrent_calls import run_parallel
 from nsmigrate.workers.transfer.text_writes import for_target, records_per_request, tokens_of

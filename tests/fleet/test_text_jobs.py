@@ -29,7 +29,7 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate.workers.syncing import sync_run
 from nsmigrate.workers.transfer.embedders import HashingEmbedder
 from nsmigrate.workers.transfer.ratelimit import RateLimiter, embed_scope

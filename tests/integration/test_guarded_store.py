@@ -20,8 +20,8 @@ from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStore
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.base import Record, Store
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pgvector import PgvectorStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate.workers.transfer.chunking import estimate_bytes
 from nsmigrate.workers.transfer.ratelimit import RateLimiter, list_scope, read_scope, stats_scope, write_scope
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
