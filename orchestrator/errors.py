@@ -7,14 +7,17 @@ batch is marked failed with the message and ``nsmigrate retry`` re-runs it once 
 
 from __future__ import annotations
 
+from nsmigrate.orchestrator.redaction import redact_text
+
 
 class NsmigrateError(Exception):
     """Root of every error nsmigrate raises on purpose."""
 
     def __init__(self, message: str, *, hint: str = "", **ids: object) -> None:
-        self.message = message
-        self.hint = hint
-        self.ids = {k: v for k, v in ids.items() if v is not None}
+        # Whatever put a URL or a store's address in it, an error never shows a secret (``redaction``).
+        self.message = redact_text(message)
+        self.hint = redact_text(hint)
+        self.ids = {k: redact_text(v) if isinstance(v, str) else v for k, v in ids.items() if v is not None}
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -50,6 +53,10 @@ class SpecError(PermanentError):
 
 class PlanError(PermanentError):
     """The spec is valid but the plan it leads to is unsafe (collisions, bad target names, dimension mismatch)."""
+
+
+class SpecChanged(PermanentError):
+    """A spec given for an unfinished job differs from the one the job was started with; the message lists how."""
 
 
 class StoreError(PermanentError):

@@ -27,9 +27,9 @@ from typing import Any
 
 import redis
 
-from orchestrator.errors import PermanentError, RetryableError
-from orchestrator.messaging.task_names import lock_key
-from workers import broker_credentials
+from nsmigrate.orchestrator.errors import PermanentError, RetryableError
+from nsmigrate.orchestrator.messaging.task_names import lock_key
+from nsmigrate.workers import broker_credentials
 
 #: How often a waiter asks again, in seconds: a chunk holds its namespaces for a fetch of each side and a delete.
 POLL_S = 0.02

@@ -25,10 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator import pgvector_layout
-from orchestrator.connections.keys import credentials_refusal
-from orchestrator.errors import SpecError
-from orchestrator.limits import (
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.connections.keys import credentials_refusal
+from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
     LIST_MAX_REQUESTS_PER_S_PER_INDEX,
     QUERY_MAX_TOP_K,
@@ -37,9 +37,10 @@ from orchestrator.limits import (
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
-from orchestrator.listing.prefix_chains import MAX_CHAINS
-from orchestrator.spec.yamlfile import load_yaml
-from orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
+from nsmigrate.orchestrator.listing.prefix_chains import MAX_CHAINS
+from nsmigrate.orchestrator.redaction import redact_text, redact_url
+from nsmigrate.orchestrator.spec.yamlfile import load_yaml
+from nsmigrate.orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
 
@@ -206,7 +207,7 @@ class PineconeStoreSpec(_Model):
         if value is None:
             return value
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
+            raise ValueError(f"{redact_text(value)!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
         refusal = credentials_refusal(value)
         if refusal is not None:  # the URL is not echoed: it holds a password
             raise ValueError(f"the address {refusal}")
@@ -232,8 +233,9 @@ class PineconeStoreSpec(_Model):
 
     @property
     def label(self) -> str:
-        """How this store is named in scopes, plans and messages (never contains a key)."""
-        return self.index or (self.host or "").split("://", 1)[-1]
+        """How this store is named in scopes, plans, messages and ``migrated_from`` (never contains a key: the host
+        is shown through the one redaction, query string included)."""
+        return self.index or redact_url(self.host or "").split("://", 1)[-1]
 
 
 class PgvectorStoreSpec(_Model):

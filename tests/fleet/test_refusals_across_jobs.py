@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator import jobs
-from orchestrator.models import RunState
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.workers import cleaning
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_refusals_at_deletion import fleet  # noqa: F401  (a fixture: the module's worker)
 from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
     cli,
@@ -32,9 +35,6 @@ from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a 
     states,
     wait_final,
 )
-from workers import cleaning
-from workers.context import WorkerContext
-from workers.stores.guarded import GuardedStore
 
 VECTORS = 60
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import redis as redis_lib
 
-from orchestrator.errors import RetryableError
-from orchestrator.records.routing import route_context, route_records
-from orchestrator.spec.jobspec import PineconeStoreSpec, parse_spec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate.orchestrator.errors import RetryableError
+from nsmigrate.orchestrator.records.routing import route_context, route_records
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, parse_spec
+from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
+from nsmigrate.workers.proving import delete_proven
+from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
-from workers.namespace_locks import NamespaceLocks, namespace_key
-from workers.proving import delete_proven
-from workers.stores.base import Record
-from workers.stores.guarded import GuardedStore
-from workers.stores.pinecone import PineconeStore
 
 DIM = 4
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
