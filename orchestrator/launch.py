@@ -84,12 +84,13 @@ def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: in
         enumeration = store.capabilities.enumeration
         can_list = bool(probing.result())
         identity = store.identity()
+        aliases = store.aliases()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
+    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity, aliases)
 
 
 def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
