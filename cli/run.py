@@ -146,11 +146,13 @@ def run(
     redis_url: RedisOpt = None,
 ) -> None:
     """Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is
-    resumed instead, with the spec it was started with: if SPEC differs from that one (an edited file), nothing is
-    done and the differences are shown (exit 2) — run again with --resume to go on with the stored spec, or --new to
-    start another job with SPEC. With `backup.enabled` in the spec, the planned source namespaces are
-    exported to Parquet first, and a failed backup starts nothing. A running fleet's planner does the planning when
-    it can (see --plan-here).
+    resumed instead, with the spec it was started with (see --resume). With `backup.enabled` in the spec, the planned
+    source namespaces are exported to Parquet first, and a failed backup starts nothing. A running fleet's planner
+    does the planning when it can (see --plan-here).
+
+    A SPEC that differs from the one its unfinished job was started with (an edited file) is refused: nothing is done
+    and each difference is shown (exit 2). Run again with --resume to go on with the stored spec, or with --new to
+    start another job with SPEC.
 
     Keys are checked as `plan` checks them (see `nsmigrate plan --help`), here and again by the fleet's planner and
     workers under their own NSMIGRATE_ALLOWED_KEY_VARS."""

@@ -67,6 +67,10 @@ class StateError(PermanentError):
     """A state transition was asked for that the current state does not allow (e.g. cleanup before verification)."""
 
 
+class JobStopped(StateError):
+    """The job was cancelled or rolled back: nothing more is done for it (retry, resume, sync, cleanup)."""
+
+
 class NotFound(PermanentError):
     """A job, namespace run or batch does not exist."""
 

@@ -2,6 +2,9 @@
 
 Refused (with a ``cleanup_refused`` audit event and a reason) unless all of these hold:
 
+0. the job was not cancelled nor rolled back (``jobs.why_stopped``; asked again under the job's row lock as the
+   run becomes ``cleaning``): however a cleanup is started (the command, ``cleanup.mode: auto`` after a verdict, a
+   task queued before the cancel), nothing is deleted for a cancelled job;
 1. the job spec allows it (``cleanup.mode`` is ``manual`` or ``auto``) and its verification checks ids and counts
    (a verification that checks nothing passes whatever the target holds);
 2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
@@ -185,8 +188,10 @@ def cleanup_run(
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        # The spec, then the run's state, before any store is asked anything.
-        problem = policy_problem(spec)
+        # The job, the spec, then the run's state, before any store is asked anything. A cancelled job's verified
+        # runs keep their verdicts, but nothing is deleted for it (``jobs.start_cleanup`` asks again under a lock).
+        stopped = jobs.why_stopped(ctx.db, run.job_id)
+        problem = f"{stopped}; nothing is deleted" if stopped is not None else policy_problem(spec)
         if problem is None and not jobs.cleanable(run):
             problem = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
         problem = (

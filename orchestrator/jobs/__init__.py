@@ -66,9 +66,12 @@ from nsmigrate.orchestrator.jobs.jobs_and_runs import (
     latest_unfinished_job,
     maybe_finish_job,
     record_event,
+    refuse_stopped,
     runs_in_state,
     runs_of,
     runs_to_list,
+    stopped_reason,
+    why_stopped,
 )
 from nsmigrate.orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
@@ -220,6 +223,7 @@ __all__ = [
     "read_status",
     "record_and_claim_batch",
     "record_event",
+    "refuse_stopped",
     "requeue_failed",
     "requeue_failed_listers",
     "retry_places",
@@ -238,9 +242,11 @@ __all__ = [
     "start_sync",
     "start_verifications",
     "start_verify",
+    "stopped_reason",
     "sync_refusal",
     "sync_totals",
     "unfinished_work",
     "verdicts_of",
+    "why_stopped",
     "written_ids",
 ]

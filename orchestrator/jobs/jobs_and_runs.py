@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.errors import JobStopped, NotFound
 from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
 from nsmigrate.orchestrator.jobs.tables import _jobs, _runs
 from nsmigrate.orchestrator.models import (
     CANCELLED_WHILE_CLEANING,
+    Event,
     Job,
     JobKind,
     JobState,
@@ -233,6 +234,52 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
         )
         _event(s, "job_cancelled", actor or default_actor(), job_id)
         return stopped
+
+
+def stopped_reason(s: Session, job_id: int, state: str) -> str | None:
+    """Why nothing more is done for job ``job_id`` (in ``state``), or None: it was cancelled, or rolled back (the
+    rollback cancels it, and removed what it wrote). A cancelled job is never taken up again: its work would write
+    where a rollback removed, or end in verdicts a cleanup would act on while the job says cancelled."""
+    if state != JobState.CANCELLED:
+        return None
+    rolled_back = s.scalar(
+        sa.select(Event.detail).where(Event.job_id == job_id, Event.action == "rolled_back").order_by(Event.id.desc())
+    )
+    then = "start a new job: `nsmigrate run SPEC`"
+    if rolled_back is not None:
+        by = rolled_back.get("rollback_job_id")
+        return (
+            f"job {job_id} was rolled back (rollback job {by}): the namespaces it wrote were removed and nothing more "
+            f"is done for it; to migrate again, {then}"
+        )
+    return f"job {job_id} was cancelled: nothing more is done for it; to copy its namespaces, {then}"
+
+
+def why_stopped(db: Database, job_id: int) -> str | None:
+    """``stopped_reason`` of job ``job_id`` as it is now (None for a job that does not exist)."""
+    with db.transaction() as s:
+        state = s.scalar(sa.select(_jobs.c.state).where(_jobs.c.id == job_id))
+        return None if state is None else stopped_reason(s, job_id, state)
+
+
+def refuse_stopped(db: Database, job_id: int, doing: str) -> None:
+    """Raise ``JobStopped`` when job ``job_id`` was cancelled or rolled back (``stopped_reason``); ``doing``: what was
+    asked (``retry``…), for the message."""
+    with db.transaction() as s:
+        _refuse_stopped(s, job_id, doing, lock=False)
+
+
+def _refuse_stopped(s: Session, job_id: int, doing: str, *, lock: bool = True) -> None:
+    """``refuse_stopped`` inside the caller's transaction; with ``lock``, the job's row stays locked (shared) until it
+    ends: a `cancel` (which updates that row) then waits for the caller's change, and cancels what it started, or
+    came first and is seen here."""
+    query = sa.select(_jobs.c.state).where(_jobs.c.id == job_id)
+    state = s.scalar(query.with_for_update(read=True) if lock else query)
+    if state is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    reason = stopped_reason(s, job_id, state)
+    if reason is not None:
+        raise JobStopped(f"{doing} refused: {reason}; nothing was changed", job_id=job_id)
 
 
 # Built once (see ``pages``): every verification ends with it.
