@@ -138,7 +138,8 @@ def run(
         typer.Option(
             "--resume",
             help="Resume the unfinished job of this name with the spec it was started with, even when SPEC differs "
-            "from it (default: a different SPEC is refused, exit 2, with each difference shown).",
+            "from it (default: a different SPEC is refused, exit 2, with each difference shown). Starts nothing when "
+            "there is no unfinished job of this name.",
         ),
     ] = False,
     plan_here: PlanHereOpt = False,

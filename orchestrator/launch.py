@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nsmigrate.orchestrator import jobs, pgvector_layout, recovery, retry_policy
-from nsmigrate.orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
+from nsmigrate.orchestrator.errors import NotFound, NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
 from nsmigrate.orchestrator.listing import small_namespaces
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Job
@@ -83,12 +83,13 @@ def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: in
         enumeration = store.capabilities.enumeration
         can_list = bool(probing.result())
         identity = store.identity()
+        aliases = store.aliases()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
+    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity, aliases)
 
 
 def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
@@ -417,7 +418,8 @@ def start_or_resume(
 
     The unfinished job of the spec's name, if any, is resumed (``recovery.resume``) unless ``new``, with the spec it
     was started with: a ``spec`` that differs from it is refused (``SpecChanged``, naming each difference) unless
-    ``resume`` says to go on with the stored one anyway. Otherwise the
+    ``resume`` says to go on with the stored one anyway (with ``resume`` and no unfinished job, nothing is started:
+    ``NotFound``). Otherwise the
     spec is planned (``prepare``: the same reads and checks wherever it runs) and copying starts while planning's
     last reads go on: once the job-wide checks passed (nothing is written before), ``before_write`` runs with the
     plan, the job is written and the work of every namespace that needs no check of its own is enqueued
@@ -436,6 +438,12 @@ def start_or_resume(
         if not resume:
             _refuse_changed_spec(existing, spec, spec_dir)
         return Started(existing.id, resumed=recovery.resume(db, dispatcher, existing.id, actor=actor))
+    if resume:
+        # Asked to go on with a job, not to start one: the job may have finished (or been cancelled) meanwhile.
+        raise NotFound(
+            f"there is no unfinished job named {spec.name!r} to resume; nothing was started",
+            hint="`nsmigrate jobs` lists the jobs; run without --resume to start a new one with this spec",
+        )
     starting = _Starting(db, dispatcher, actor, before_write, settings)
     prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting, settings)
     return Started(starting.job_id, prepared=prepared, refused=starting.refused)

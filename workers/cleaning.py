@@ -11,7 +11,9 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
    namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
 3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs.cleanable``; ``jobs.start_cleanup`` decides
    under a row lock, so two cleanups cannot both run); under cut-over (``nsmigrate cutover set``), also synced since
-   and reads 100 % new for long enough (``orchestrator.cutover.rules.cleanup_gate``);
+   and reads 100 % new for long enough (``orchestrator.cutover.rules.cleanup_gate``); and no namespace alias of the
+   source resolves to the namespace (``workers.alias_guard``: its readers would find it empty), asked again once the
+   run is cleaning;
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
    the ones the verification report stored. A changed source sends the run to ``verify_failed``. (Not for a cleanup
    taken up after it stopped part-way: its source lacks what it deleted; 5. alone decides there.)
@@ -60,6 +62,7 @@ from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
+from nsmigrate.workers.alias_guard import alias_refusal
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.proving import delete_proven
 from nsmigrate.workers.stores.base import Store
@@ -126,6 +129,15 @@ def shape_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove
             "would delete the migrated data"
         )
     return None
+
+
+def alias_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
+    """Why the source namespace must stay: namespace aliases of the source serve it (``workers.alias_guard``)."""
+    source = ctx.guarded(spec.source, spec.rate)
+    then = f"run `nsmigrate cleanup {run.job_id}` again"
+    copy = "its routed copies" if run.target_namespace is None else repr(display_namespace(run.target_namespace))
+    instead = f"the verified copy {copy}, if it is in the same index"
+    return alias_refusal(source, [run.source_namespace], "cleanup", then, instead)
 
 
 def unchecked_verification(spec: JobSpec) -> str | None:
@@ -198,6 +210,7 @@ def cleanup_run(
             problem
             or shape_problem(ctx, spec, run, prove=not dry_run)
             or cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+            or alias_problem(ctx, spec, run)
         )
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
@@ -276,6 +289,7 @@ def _delete(
     # The cut-over's gate again, now that the run is cleaning: a `cutover set` that sent reads back to the source
     # since the first ask has committed (it and `start_cleanup` share the job's row lock), and none can follow.
     gate = cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+    gate = gate or alias_problem(ctx, spec, run)  # an alias made since the first ask
     if gate is not None:
         jobs.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)
         return _result(run, "refused", 0, gate)

@@ -193,6 +193,10 @@ class GuardedStore:
             return None
         return self._stats("table_columns", self.inner.table_columns, namespace)
 
+    def aliases(self) -> dict[str, str]:
+        """The inner store's namespace aliases → their targets, asked of its server, retried."""
+        return self._stats("aliases", self.inner.aliases)
+
     def identity(self) -> str:
         """The inner store's identity (``orchestrator.connections.store_identity``), asked of its server, retried."""
         return self._stats("identity", self.inner.identity)
