@@ -110,7 +110,32 @@ def plan(
 
     job_spec = load_spec(spec)
     resolved = settings(database_url, redis_url)
-    print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control, settings=resolved)))
+    prepared = launch.prepare(job_spec, open_store, spec.parent, open_control, settings=resolved)
+    prepared.plan.warnings.extend(_crossings(resolved.database_url, prepared))
+    print_plan(summarize(prepared))
+
+
+def _crossings(url: str, prepared: Any) -> list[str]:
+    """``launch.crossings_of`` for a dry run, which reads the job table only to warn: one that cannot be read is a
+    warning too, and one not made yet holds no other job."""
+    import sqlalchemy as sa
+
+    from nsmigrate.orchestrator import jobs, launch
+    from nsmigrate.orchestrator.redaction import redact_url
+
+    try:
+        database = jobs.Database(url, create=False)
+        try:
+            if not sa.inspect(database.engine).has_table("jobs"):
+                return []
+            return launch.crossings_of(database, prepared.spec, prepared.plan)
+        finally:
+            database.dispose()
+    except Exception as e:  # unreachable, refused, a bad URL: the plan itself is still good
+        return [
+            f"namespaces shared with other jobs were not looked for: the job table at {redact_url(url)} could not "
+            f"be read ({type(e).__name__})"
+        ]
 
 
 @app.command()

@@ -23,6 +23,7 @@ from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
+from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
@@ -177,6 +178,7 @@ class _Starting:
         self.refused: dict[str, str] = {}
 
     def start(self, prepared: Prepared, checking: Collection[str]) -> None:
+        prepared.plan.warnings.extend(crossings_of(self.db, prepared.spec, prepared.plan))
         events = self.before_write(prepared) if self.before_write is not None else []
         self.job_id = launch(
             self.db, self.dispatcher, prepared, actor=self.actor, checking=checking, settings=self.settings
@@ -196,6 +198,18 @@ class _Starting:
         jobs.record_event(self.db, "namespace_checks_done", actor, self.job_id, namespaces=checked, refused=refused)
         if self.refused:  # the others may all be final already
             jobs.maybe_finish_job(self.db, self.job_id)
+
+
+def crossings_of(db: jobs.Database, spec: JobSpec, plan: Plan) -> list[str]:
+    """Warnings for the namespaces ``plan`` shares with other unfinished jobs (``crossings``): shown with the plan,
+    kept in the job's ``job_created`` event."""
+    sources = {run.source_namespace for run in plan.runs}
+    targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
+    others = [
+        OpenRun(job_id, name, spec_json, source, frozenset(wrote))
+        for job_id, name, spec_json, source, wrote in jobs.open_runs_crossing(db, sources, targets)
+    ]
+    return crossing_warnings(spec, plan, others)
 
 
 def _prepare(

@@ -66,6 +66,7 @@ from nsmigrate.workers.alias_guard import alias_refusal
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.proving import delete_proven
 from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.guarded import exclusive_hold
 from nsmigrate.workers.stores.identity import one_store_problem
 from nsmigrate.workers.verifying import list_all_ids
 
@@ -129,6 +130,35 @@ def shape_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove
             "would delete the migrated data"
         )
     return None
+
+
+def crossing_problem(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec) -> str | None:
+    """Why another job's cleanup under way forbids this one, or None: it deletes the namespace this run's copies
+    are in, or proves its deletions against this run's source, in the same store (by identity; a store whose
+    identity cannot be had counts as the same)."""
+    for other in jobs.crossing_cleanups(ctx.db, run):
+        theirs = jobs.job_spec(ctx.db, other.job_id)
+        if other.source_namespace in jobs.target_namespaces_of(run) and _same_store(
+            ctx, (theirs.source, theirs.rate), (spec.target, spec.rate)
+        ):
+            what = f"deletes namespace {display_namespace(other.source_namespace)!r}, where this run's copies are"
+        elif _same_store(ctx, (theirs.target, theirs.rate), (spec.source, spec.rate)):
+            what = f"proves its deletions against this run's source {display_namespace(run.source_namespace)!r}"
+        else:
+            continue
+        return (
+            f"job {other.job_id}'s cleanup of namespace {display_namespace(other.source_namespace)!r} is under way "
+            f"and {what}: deleting here too could delete the only copy; nothing is deleted — let that cleanup "
+            f"finish, then run `nsmigrate cleanup {run.job_id}` again (it proves each id against what is left)"
+        )
+    return None
+
+
+def _same_store(ctx: WorkerContext, one: tuple[Any, Any], other: tuple[Any, Any]) -> bool:
+    try:
+        return ctx.guarded(*one).budget_key == ctx.guarded(*other).budget_key
+    except NsmigrateError:
+        return True  # not established: the refusal is the safe side
 
 
 def alias_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
@@ -279,13 +309,23 @@ def _delete(
     decommission_now: bool,
     stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    # Another job's cleanup found cleaning here is refused under the namespaces' locks, which that one held to
+    # start too: of two cleanups whose namespaces cross (a cycle), the second one to start is refused whole.
+    places = [(source, run.source_namespace), *((target, ns) for ns in sorted(jobs.target_namespaces_of(run)))]
     try:
-        # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
-        # cleanup may have stopped part-way since, and what it deleted must stay counted.
-        run, verdict = jobs.start_cleanup(ctx.db, run.id)
+        with exclusive_hold(places):
+            crossing = crossing_problem(ctx, run, spec)
+            if crossing is not None:
+                return _refuse(ctx, run, crossing, actor, dry_run=False)
+            # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
+            # cleanup may have stopped part-way since, and what it deleted must stay counted.
+            run, verdict = jobs.start_cleanup(ctx.db, run.id)
     except StateError as e:
         # Another cleanup or verify got there since we read the run; the refusal is audited here.
         return _refuse(ctx, run, e.message, actor, dry_run=False)
+    except NsmigrateError as e:  # the namespaces' locks could not be had
+        return _refuse(ctx, run, f"{e.message}; run cleanup again", actor, dry_run=False)
     # The cut-over's gate again, now that the run is cleaning: a `cutover set` that sent reads back to the source
     # since the first ask has committed (it and `start_cleanup` share the job's row lock), and none can follow.
     gate = cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
@@ -303,7 +343,6 @@ def _delete(
     def stopping() -> bool:
         return (stop is not None and stop()) or cancelled()
 
-    source = ctx.guarded(spec.source, spec.rate)
     ns = run.source_namespace
     try:
         ids = list_all_ids(source, ns)

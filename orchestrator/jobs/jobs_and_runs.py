@@ -82,6 +82,8 @@ def create_job(
         detail: dict[str, Any] = {"kind": str(kind), "namespaces": len(plan.runs), "vectors": plan.total_vectors}
         if planning:
             detail["planning"] = planning
+        if plan.warnings:
+            detail["warnings"] = list(plan.warnings)
         _event(s, "job_created", actor, job.id, **detail)
         return job.id
 
@@ -158,6 +160,41 @@ def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
 
         spec = db._specs.setdefault(job_id, JobSpec.model_validate(job.spec))
     return spec
+
+
+def open_runs_crossing(
+    db: Database, sources: Collection[str], targets: Collection[str]
+) -> list[tuple[int, str, dict[str, Any], str, set[str]]]:
+    """``(job id, job name, its spec, source namespace, target namespaces)`` of every run of an unfinished migrate
+    job (not cancelled; the run neither cleaned nor cancelled: a cleanup may still delete its source) whose source is
+    one of ``targets`` or whose target namespaces hold one of ``sources``. Matched by name: the caller compares
+    the stores."""
+    done = [RunState.CLEANED, RunState.CANCELLED]
+    crossing = sa.or_(
+        NamespaceRun.source_namespace.in_(list(targets)),
+        NamespaceRun.target_namespace.in_(list(sources)),
+        NamespaceRun.target_namespace.is_(None),  # routed: its targets are the namespaces it wrote
+    )
+    stmt = (
+        sa.select(
+            Job.id,
+            Job.name,
+            Job.spec,
+            NamespaceRun.source_namespace,
+            NamespaceRun.target_namespace,
+            NamespaceRun.target_namespaces,
+        )
+        .join(NamespaceRun, NamespaceRun.job_id == Job.id)
+        .where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, NamespaceRun.state.not_in(done), crossing)
+        .order_by(Job.id, NamespaceRun.id)
+    )
+    found = []
+    with db.transaction() as s:
+        for job_id, name, spec, source, target, written in s.execute(stmt):
+            wrote = {*(written or []), *([target] if target is not None else [])}
+            if source in targets or wrote & set(sources):
+                found.append((job_id, name, spec or {}, source, wrote))
+    return found
 
 
 def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[NamespaceRun]:

@@ -181,6 +181,30 @@ def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
         return run, verdict
 
 
+def target_namespaces_of(run: NamespaceRun) -> set[str]:
+    """Where ``run``'s copies are: its fixed target namespace, and every namespace it wrote (routed: several)."""
+    targets = set(run.target_namespaces or [])
+    if run.target_namespace is not None:
+        targets.add(run.target_namespace)
+    return targets
+
+
+def crossing_cleanups(db: Database, run: NamespaceRun) -> list[NamespaceRun]:
+    """The runs of other jobs being cleaned now whose namespaces cross ``run``'s: their source (which they delete)
+    is one of ``run``'s target namespaces, or one of their target namespaces (against which they prove what they
+    delete) is ``run``'s source. Matched by name: the caller compares the stores."""
+    targets = target_namespaces_of(run)
+    with db.transaction() as s:
+        cleaning = s.scalars(
+            sa.select(NamespaceRun).where(NamespaceRun.state == RunState.CLEANING, NamespaceRun.job_id != run.job_id)
+        ).all()
+    return [
+        other
+        for other in cleaning
+        if other.source_namespace in targets or run.source_namespace in target_namespaces_of(other)
+    ]
+
+
 def finish_cleanup(db: Database, run_id: int, detail: dict[str, Any], actor: str) -> None:
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)

@@ -18,8 +18,8 @@ Which layer retries what (the one place this is decided):
   request) and the supabase client's (``orchestrator.connections.supabase_queries``).
 - ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
 
-Scopes (``workers.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's identity,
-not its label): reads (``fetch``, ``query``) take a token of the store's read scope at
+Scopes (``workers.transfer.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's
+identity, not its label): reads (``fetch``, ``query``) take a token of the store's read scope at
 ``rate.read_rps``; the index's stats (``count``, ``namespaces``, ``dimension``, ``metric``: Pinecone's
 ``describe_index_stats`` and ``describe_namespace``, limited apart from fetch) of its stats scope at
 ``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
@@ -28,12 +28,18 @@ its bytes of that namespace's byte budget at ``rate.write_mb_per_s``; an upsert 
 also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at ``rate.embed_tokens_per_min``. A
 text search (``search_text``) is a read. Without a limiter (the CLI, planning: one-off
 calls outside the fleet) a ``GuardedStore`` only retries.
+
+With ``locks`` (``workers.namespace_locks``: every store a ``WorkerContext`` opens), each write request holds its
+namespace beside other writers and each delete request holds it alone, keyed by the same identity as the budget:
+deletions are serialised with every other deletion and write of that namespace, fleet-wide. ``exclusive_hold``
+holds several namespaces across more than one request (a prove-and-delete chunk).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from nsmigrate.orchestrator.errors import RetryableError
@@ -43,11 +49,20 @@ from nsmigrate.orchestrator.records.vectors import IdPage, Record
 from nsmigrate.orchestrator.retry_policy import retrying
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import metrics, tally
-from nsmigrate.workers.chunking import estimate_bytes
-from nsmigrate.workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
+from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.enumeration import SweepReads
+from nsmigrate.workers.transfer.chunking import estimate_bytes
+from nsmigrate.workers.transfer.ratelimit import (
+    RateLimiter,
+    embed_scope,
+    list_scope,
+    read_scope,
+    stats_scope,
+    write_scope,
+)
 
 T = TypeVar("T")
 
@@ -64,6 +79,7 @@ class GuardedStore:
         no_answer_attempts: tries when the host did not answer at all (default: ``attempts``).
         sleep: how the retry waits; tests pass a recorder.
         identify: what the budget's scopes are keyed by (``budget_key``); default: asks the store's ``identity``.
+        locks: the fleet's namespace locks, taken around every write and delete request; None: no lock.
     """
 
     def __init__(
@@ -78,6 +94,7 @@ class GuardedStore:
         no_answer_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         identify: Callable[[], str] | None = None,
+        locks: NamespaceLocks | None = None,
     ) -> None:
         if (limiter is None) != (rate is None):
             raise ValueError("a GuardedStore takes a limiter and a rate budget together, or neither")
@@ -88,6 +105,7 @@ class GuardedStore:
         self._rate = rate
         self._identify = identify
         self._budget_key: str | None = None
+        self.locks = locks
 
         def backoff(wait_s: float) -> None:
             tally.current().backoff(wait_s)
@@ -158,10 +176,27 @@ class GuardedStore:
         rate = self._rate
         return self._call(op, stats_scope if rate else None, rate.stats_rps if rate else 0.0, fn, *args)
 
-    def _write(self, op: str, namespace: str, fn: Callable[..., T], *args: Any) -> T:
+    def _write(self, op: str, namespace: str, fn: Callable[..., T], *args: Any, alone: bool = False) -> T:
+        """A write request (``alone``: a delete, which holds its namespace alone) under the namespace's write scope."""
         rate = self._rate
         scope = (lambda key: write_scope(key, namespace)) if rate else None
-        return self._call(op, scope, rate.write_rps if rate else 0.0, fn, *args)
+        call, locks = fn, self.locks
+        if locks is not None:
+            key, what = self.lock_key(namespace), self.describe(namespace)
+
+            def held(*a: Any) -> T:
+                with locks.exclusive([key], what) if alone else locks.shared(key, what):
+                    return fn(*a)
+
+            call = held
+        return self._call(op, scope, rate.write_rps if rate else 0.0, call, *args)
+
+    def lock_key(self, namespace: str) -> str:
+        """The key of ``namespace``'s lock in this store (``workers.namespace_locks``), by the store's identity."""
+        return namespace_key(self.budget_key, namespace)
+
+    def describe(self, namespace: str) -> str:
+        return f"namespace {display_namespace(namespace)!r} of {self.name}"
 
     # -- reads: the store's read scope (stats: its stats scope; list: its list scope) ----------------------------------
 
@@ -256,9 +291,10 @@ class GuardedStore:
     def upsert(
         self, namespace: str, records: Sequence[Record], *, nbytes: int | None = None, tokens: int | None = None
     ) -> int:
-        """``nbytes``: the request's size when the caller measured it already (``workers.chunking.sized_chunks``);
-        otherwise it is measured here for the byte budget. ``tokens``: the embedding tokens text records cost an
-        integrated index (``orchestrator.records.text.estimate_tokens``), reserved before the request."""
+        """``nbytes``: the request's size when the caller measured it already
+        (``workers.transfer.chunking.sized_chunks``); otherwise it is measured here for the byte budget. ``tokens``:
+        the embedding tokens text records cost an integrated index (``orchestrator.records.text.estimate_tokens``),
+        reserved before the request."""
         limiter, rate = self._limiter, self._rate
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)
@@ -273,13 +309,13 @@ class GuardedStore:
         return self._write("upsert", namespace, self.inner.upsert, namespace, records)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
-        self._write("delete", namespace, self.inner.delete, namespace, ids)
+        self._write("delete", namespace, self.inner.delete, namespace, ids, alone=True)
 
     def delete_namespace(self, namespace: str) -> None:
-        self._write("delete_namespace", namespace, self.inner.delete_namespace, namespace)
+        self._write("delete_namespace", namespace, self.inner.delete_namespace, namespace, alone=True)
 
     def delete_namespace_if_empty(self, namespace: str) -> bool:
-        return self._write("delete_namespace", namespace, self.inner.delete_namespace_if_empty, namespace)
+        return self._write("delete_namespace", namespace, self.inner.delete_namespace_if_empty, namespace, alone=True)
 
     def connect(self) -> None:
         self.inner.connect()
@@ -290,3 +326,19 @@ class GuardedStore:
 
     def __repr__(self) -> str:
         return f"GuardedStore({self.inner!r})"
+
+
+@contextmanager
+def exclusive_hold(places: Sequence[tuple[Any, str]]) -> Iterator[None]:
+    """Hold each ``(store, namespace)`` of ``places`` alone (``NamespaceLocks.exclusive``) until the block ends: no
+    other deletion and no write of any of them meanwhile. A store that is not a ``GuardedStore`` with locks (a
+    command's one-off store) takes none."""
+    guarded = [(store, ns) for store, ns in places if isinstance(store, GuardedStore) and store.locks is not None]
+    if not guarded:
+        yield
+        return
+    locks = cast(NamespaceLocks, guarded[0][0].locks)
+    keys = [store.lock_key(ns) for store, ns in guarded]
+    what = ", ".join(sorted({store.describe(ns) for store, ns in guarded}))
+    with locks.exclusive(keys, what):
+        yield
