@@ -167,6 +167,8 @@ def alias_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str |
     then = f"run `nsmigrate cleanup {run.job_id}` again"
     copy = "its routed copies" if run.target_namespace is None else repr(display_namespace(run.target_namespace))
     instead = f"the verified copy {copy}, if it is in the same index"
+    if spec.cutover.aliases is not None:  # the job's own aliases: the last rollout step repoints them all
+        instead = f"`nsmigrate cutover set {run.job_id} --reads new --percent 100` repoints the job's aliases"
     return alias_refusal(source, [run.source_namespace], "cleanup", then, instead)
 
 

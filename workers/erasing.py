@@ -46,6 +46,7 @@ from nsmigrate.orchestrator.tenancy.erasure import (
     subject_of,
 )
 from nsmigrate.orchestrator.tenancy.namespaces import Registry, display_namespace
+from nsmigrate.workers.alias_guard import release_aliases
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.stores.base import Store, iter_all_ids
@@ -311,8 +312,11 @@ def _erase_namespace(ctx: WorkerContext, place_id: int, store: Store, namespace:
             if len(ids) >= CHECKED_IDS:
                 break
         jobs.add_erased_ids(ctx.db, place_id, ids)
+    # An alias serving the namespace would keep Pinecone from deleting it, and would serve nothing once it is gone.
+    removed = release_aliases(store, namespace)
     store.delete_namespace(namespace)
-    return before, _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), None)
+    check = _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), None)
+    return before, {**check, "aliases_removed": removed} if removed else check
 
 
 def _erase_records(

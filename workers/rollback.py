@@ -206,6 +206,8 @@ def _alias_problem(rb: _Rollback, runs: list[NamespaceRun]) -> str | None:
     targets = {ns for r in runs for ns in _targets_of(r)}
     then = f"run `nsmigrate rollback {rb.forward_job_id}` again"
     instead = "the original namespace, if it is in the same index"
+    if rb.spec.cutover.aliases is not None:  # the job's own aliases: one command points them all back
+        instead = f"`nsmigrate cutover set {rb.forward_job_id} --reads old` points the job's aliases back"
     return alias_refusal(rb.target, targets, "the rollback", then, instead)
 
 

@@ -27,6 +27,7 @@ from pydantic import (
 
 from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.connections.keys import credentials_refusal
+from nsmigrate.orchestrator.cutover.aliases import template_problem
 from nsmigrate.orchestrator.errors import SpecError
 from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
@@ -568,6 +569,29 @@ class Cutover(_Model):
         ge=0,
         description="How long reads must have been 100 % new before `cleanup` may delete the source (7 days).",
     )
+    check_valid_s: float = Field(
+        default=3600,
+        gt=0,
+        description="How old the passing `cutover check` that each step toward the target needs may be, at most.",
+    )
+    min_step_s: float = Field(
+        default=600,
+        ge=0,
+        description="How long a rollout step must run with no breach before the next step may follow.",
+    )
+    aliases: str | None = Field(
+        default=None,
+        description="Cut over by namespace alias inside one Pinecone index: the name template of each namespace's "
+        "alias, from {source} and {target}, e.g. `live.{source}` (see `nsmigrate cutover aliases`).",
+    )
+
+    @field_validator("aliases")
+    @classmethod
+    def _alias_template(cls, value: str | None) -> str | None:
+        problem = template_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class Backup(_Model):
@@ -590,6 +614,14 @@ class Reembed(_Model):
     missing_text: Literal["fail", "skip"] = Field(
         default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
     )
+
+
+def _one_pinecone_index(source: Any, target: Any) -> bool:
+    """Whether two store specs name one Pinecone index, by the same ``index`` or the same ``host``."""
+    if source.kind != "pinecone" or target.kind != "pinecone":
+        return False
+    same_index = source.index is not None and source.index == target.index
+    return same_index or (source.host is not None and source.host.rstrip("/") == (target.host or "").rstrip("/"))
 
 
 def _application_tables(store: Any) -> bool:
@@ -687,6 +719,12 @@ class JobSpec(_Model):
         if self.strategy == "collection":
             self._collection_strategy_fits()
         self._text_fits()
+        if self.cutover.aliases is not None and not _one_pinecone_index(self.source, self.target):
+            raise ValueError(
+                "cutover.aliases: an alias points only at a namespace of its own index, so a cut-over by alias needs "
+                "source and target to be one Pinecone index (the same `index` or `host`); across indexes, "
+                "applications read through DualWriteIndex (leave cutover.aliases out)"
+            )
         if self.cleanup.mode == "auto" and not self.auto_verify:
             raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
         return self

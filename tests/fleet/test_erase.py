@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -28,7 +29,7 @@ from nsmigrate.workers.stores.backup.parquet import read_manifest
 from nsmigrate.workers.stores.base import iter_all_ids
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
-from nsmigrate_sandbox.stack import Stack
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.chaos import fault_landed, start_standby, take_over
 from tests.fleet_jobs import use_stack_env
 from tests.polling import wait_until
@@ -348,3 +349,36 @@ def test_a_place_that_fails_is_reported_and_resume_finishes_it(
     assert resumed.exit_code == 0, resumed.output
     left = {ns: n for ns, n in stack.pinecone.stats("idx")["namespaces"].items() if n}
     assert left == {"creator_a.10": 1}
+
+
+def alias_rest(stack: Stack, method: str, body: dict[str, Any] | None = None) -> Any:
+    """Pinecone's alias API of index dst (2026-07), as any client calls it."""
+    reply = httpx.request(
+        method,
+        stack.pinecone.host("dst") + "/namespace-aliases",
+        content=json.dumps(body) if body is not None else None,
+        headers={"Api-Key": SANDBOX_API_KEY, "X-Pinecone-Api-Version": "2026-07", "Content-Type": "application/json"},
+    )
+    assert reply.status_code < 300, reply.text
+    return reply.json()
+
+
+def test_an_erasure_removes_the_aliases_of_a_namespace_it_erases_and_names_them(
+    stack: Stack, migrated: list[Path]
+) -> None:
+    alias_rest(stack, "POST", {"name": "live.t1", "target_namespace": "creator_a.1_twin_t1"})
+    alias_rest(stack, "POST", {"name": "live.t10", "target_namespace": "creator_a.10_twin_t10"})
+
+    result = CliRunner().invoke(app, ["erase", "--creator", "a.1", "--twin", "t1", "--yes"])
+
+    assert result.exit_code == 0, result.output
+    assert "creator_a.1_twin_t1" not in stack.pinecone.snapshot("dst")  # the namespace itself is gone
+    left = {a["name"]: a["target_namespace"] for a in alias_rest(stack, "GET")["namespace_aliases"]}
+    assert left == {"live.t10": "creator_a.10_twin_t10"}  # another creator's alias is untouched
+    db = jobs.Database(stack.database_url)
+    [erasure] = [j for j in jobs.list_jobs(db) if j["kind"] == "erase"]
+    checks = [
+        e["detail"]["verification"] for e in jobs.events_of(db, erasure["job_id"]) if e["action"] == "place_erased"
+    ]
+    assert [c["aliases_removed"] for c in checks if "aliases_removed" in c] == [["live.t1"]]
+    db.dispose()
