@@ -29,13 +29,13 @@ from nsmigrate.orchestrator.records.documents import (
 )
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record
-from nsmigrate.workers.stores.pinecone import (
+from nsmigrate.workers.stores.pinecone.rest import DataPlaneError, path_segment
+from nsmigrate.workers.stores.pinecone.store import (
     PINECONE_DEFAULT_NAMESPACE,
     PineconeStore,
     _shown_id,
     _wire_values,
 )
-from nsmigrate.workers.stores.pinecone_rest import DataPlaneError, path_segment
 
 
 def _reply(content: bytes, op: str, key: str) -> Any:
