@@ -45,7 +45,9 @@ WORKING: dict[str, str] = {
     "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
     "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
     "orchestrator/verification/comparisons.py:MISMATCH_CAP": "mismatches a report lists (the counts are complete)",
-    "workers/namespace_locks.py:POLL_S": "a namespace lock's waiter asks again: a chunk holds it for a few requests",
+    "workers/transfer/namespace_locks.py:POLL_S": (
+        "a namespace lock's waiter asks again: a chunk holds it for a few requests"
+    ),
     "workers/stores/pinecone/rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
     "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
