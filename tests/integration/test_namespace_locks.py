@@ -14,7 +14,7 @@ import redis as redis_lib
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.records.routing import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, parse_spec
-from nsmigrate.workers.proving import delete_proven
+from nsmigrate.workers.steps.proving import delete_proven
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
