@@ -1,4 +1,4 @@
-"""nsmigrate's store of a Pinecone document index (``workers.stores.pinecone.store.document_index``) against the local data
+"""nsmigrate's store of a Pinecone document index (``workers.stores.pinecone.document_index``) against the local data
 plane: records written and read as documents, listed, searched and deleted; records a document index would refuse
 are refused by id before anything is sent."""
 
@@ -13,7 +13,7 @@ from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.records.documents import DocumentFields
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
-from nsmigrate.workers.stores.pinecone.store.document_index import PineconeDocumentStore
+from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
 from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox

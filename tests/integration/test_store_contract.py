@@ -18,8 +18,8 @@ from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStore
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore, namespace_table_name
+from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
-from nsmigrate.workers.stores.pinecone.store.document_index import PineconeDocumentStore
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
