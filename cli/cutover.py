@@ -25,7 +25,7 @@ from nsmigrate.orchestrator.models import JobKind
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.alias_cutover import AliasOutcome, point_aliases
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.cutover_check import check_job
+from nsmigrate.workers.steps.cutover_check import check_job
 
 _STEPS = " → ".join(map(str, ROLLOUT_STEPS[1:]))
 

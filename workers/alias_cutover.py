@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, stray_aliases, targets_at
 from nsmigrate.orchestrator.errors import StateError
-from nsmigrate.workers.alias_guard import alias_calls
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.alias_guard import alias_calls
 
 
 @dataclass

@@ -141,7 +141,7 @@ def test_someone_elses_alias_of_a_job_name_is_refused_and_nothing_is_changed(sta
 def test_cleanup_and_rollback_keep_what_the_job_aliases_serve_until_a_step_repoints_them(
     stack: Stack, worker_context: Callable[..., WorkerContext]
 ) -> None:
-    from nsmigrate.workers.syncing import sync_run
+    from nsmigrate.workers.steps.syncing import sync_run
 
     db, job_id = in_place(stack, decommission_after_s=3600)
     job = str(job_id)

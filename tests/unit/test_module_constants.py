@@ -19,6 +19,7 @@ WORKING: dict[str, str] = {
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
     "cli/demo/cutover.py:APP_CACHE_S": "how old the demo application's copy of the rollout may be",
     "cli/demo/cutover.py:COUNT_TIMEOUT_S": "the demo spec's count wait: the local data plane's counts are exact",
+    "cli/demo/cutover.py:SOAK_S": "the demo spec's cutover.min_step_s: each rollout step soaks seconds, not minutes",
     "cli/demo/harness.py:JOB_TIMEOUT_S": "how long a demo watches its job",
     "cli/demo/pgvector.py:DIMENSION": "the seed data's dimension",
     "cli/demo/pgvector.py:ROWS": "the demo table's size",
@@ -45,7 +46,9 @@ WORKING: dict[str, str] = {
     "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
     "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
     "orchestrator/verification/comparisons.py:MISMATCH_CAP": "mismatches a report lists (the counts are complete)",
-    "workers/namespace_locks.py:POLL_S": "a namespace lock's waiter asks again: a chunk holds it for a few requests",
+    "workers/transfer/namespace_locks.py:POLL_S": (
+        "a namespace lock's waiter asks again: a chunk holds it for a few requests"
+    ),
     "workers/stores/pinecone/rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
     "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
@@ -85,10 +88,10 @@ WORKING: dict[str, str] = {
     ),
     "workers/transfer/chunking.py:RECORD_OVERHEAD_BYTES": "JSON framing of one record",
     "workers/transfer/chunking.py:ENVELOPE_BYTES": "JSON framing of one upsert request",
-    "workers/cutover_check.py:QUERIES_PER_NAMESPACE": "one page of ids drawn as queries",
-    "workers/cutover_check.py:MAX_COLD_NAMESPACES": "bounds the cold queries of a check",
-    "workers/erasing.py:CHECKED_IDS": "ids fetched again after an erasure's delete (a sample)",
-    "workers/latency.py:LATENCY_RUNS": "runs timed when a job sets no latency limit",
+    "workers/steps/cutover_check.py:QUERIES_PER_NAMESPACE": "one page of ids drawn as queries",
+    "workers/steps/cutover_check.py:MAX_COLD_NAMESPACES": "bounds the cold queries of a check",
+    "workers/steps/erasing.py:CHECKED_IDS": "ids fetched again after an erasure's delete (a sample)",
+    "workers/steps/latency.py:LATENCY_RUNS": "runs timed when a job sets no latency limit",
     "workers/stores/enumeration.py:_SWEEPS_KEPT": "bounds one process's memory of sweeps",
     "workers/stores/pgvector/store.py:_UNION_CHUNK": "tables counted per query",
     # polls and timings inside one process, far below anything an operator sees
@@ -97,11 +100,11 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/collection_strategy.py:FIRST_POLL_S": "backoff of polling a collection step",
     "orchestrator/planning/target_indexes.py:READY_POLL_S": "backoff of polling a new index, as the SDK polls",
     "orchestrator/planning/target_indexes.py:FIRST_POLL_S": "backoff of polling a new index",
-    "workers/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
+    "workers/fleet/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
     "workers/stores/identity.py:_MARKER_POLL_S": "between reads of a marker (the timeout is a setting)",
-    "workers/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
-    "workers/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
-    "workers/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
+    "workers/fleet/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
+    "workers/fleet/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
+    "workers/steps/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
 }
 
 

@@ -11,7 +11,7 @@ without text are set aside and recorded in the audit log (``records_not_written`
 A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
 batch asks the job table for those erasures and fails, writing nothing, when one of its records is theirs
 (``_refuse_erased``). The erasure asks the job table the mirror question at each place before it deletes (copies that
-may still write, or wrote since its plan: ``workers.erasing``), so whichever comes second sees the other.
+may still write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -31,8 +31,8 @@ from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.next_steps import advance
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps.next_steps import advance
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
@@ -182,8 +182,8 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[i
 
 def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs.BatchWork | None = None) -> int:
     """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
-    (redelivered, or retried after an outage); see ``workers.next_steps.advance``. ``started``: the batch was started
-    for this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
+    (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``started``: the batch was
+    started for this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
 
     Raises:
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
@@ -221,7 +221,7 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, starte
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
         error = failure_text(e)
     except INFRASTRUCTURE_ERRORS:
-        raise  # the job table or Redis is unreachable: Celery sends the task again (workers.tasks)
+        raise  # the job table or Redis is unreachable: Celery sends the task again (workers.fleet.tasks)
     except Exception as e:
         # Anything unforeseen (an unmapped SDK or transport error, a bug) must not leave the batch `running`
         # forever: it fails visibly with its error, and `nsmigrate retry` re-runs it.

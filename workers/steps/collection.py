@@ -2,7 +2,7 @@
 control plane where Pinecone is, takes the next step, records it in the job table and sends itself again later while
 Pinecone is busy. When the index made from the collection is ready, its namespaces' runs become ``copied`` and are
 verified
-(``workers.verifying``: every target id fetched from the pod source and compared, and the counts)."""
+(``workers.steps.verifying``: every target id fetched from the pod source and compared, and the counts)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
     except CollectionFailed:
         raise  # recorded already
     except INFRASTRUCTURE_ERRORS:
-        raise  # the job table or Redis is unreachable: the task is sent again (workers.tasks)
+        raise  # the job table or Redis is unreachable: the task is sent again (workers.fleet.tasks)
     except NsmigrateError as e:
         _fail(ctx, job_id, f"{failure_text(e)}; run `nsmigrate retry {job_id}` once its cause is fixed")
     except Exception as e:
