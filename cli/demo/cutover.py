@@ -36,11 +36,19 @@ MAX_WRITES = 300
 FOLLOW_TIMEOUT_S = 15
 #: How old the application's copy of the rollout may be (DualWriteIndex's max_age_s): how soon its reads follow.
 APP_CACHE_S = 0.25
-#: The load check: 40 QPS for 3 s, 120 queries over the 30 namespaces, enough for a P99 (a real one runs 60 s). Its
-#: latency limits are ten times the defaults: the local data plane shares a busy machine, and each rollout step
-#: needs a passing check (a real index keeps the defaults). Each step soaks SOAK_S, not the default 10 minutes.
+#: The load check: 20 QPS for 3 s, 60 queries over the 30 namespaces (a real one runs 60 s). Each rollout step
+#: needs a passing check, and the local data plane shares a busy machine with the demo's workers, so the demo's
+#: latency limits are wide (it shows the flow, not this machine's latency; a real index keeps the defaults). Each
+#: step soaks SOAK_S, not the default 10 minutes.
 SOAK_S = 2.0
-LOAD_CHECK = {"qps": 40, "duration_s": 3, "p95_ms": 1000, "p99_ms": 2000, "cold_query_ms": 5000, "min_step_s": SOAK_S}
+LOAD_CHECK = {
+    "qps": 20,
+    "duration_s": 3,
+    "p95_ms": 10_000,
+    "p99_ms": 20_000,
+    "cold_query_ms": 20_000,
+    "min_step_s": SOAK_S,
+}
 #: How long verification polls a namespace's count that is stable but differs from the source's (default 60 s).
 #: The wait is for Pinecone's eventually consistent counts; the local data plane's are exact at once. Here the
 #: application writes on through the verification: a namespace it wrote to between the verification's listing and
