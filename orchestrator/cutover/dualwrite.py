@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nsmigrate.orchestrator.cutover.rollout import record_write_failure, rollout_of
 from nsmigrate.orchestrator.cutover.rules import reads_new
-from nsmigrate.orchestrator.jobs.cutover import record_write_failure, rollout_of
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.jobs.jobs_and_runs import job_spec, runs_of
 from nsmigrate.orchestrator.records.routing import RouteContext, route_context, route_records

@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.errors import StateError, StoreError
-from nsmigrate.orchestrator.jobs import cutover as rollout_rows
 from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan

@@ -53,8 +53,8 @@ from collections.abc import Callable
 from typing import Any
 
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover.rollout import cleanup_refusal
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked
-from nsmigrate.orchestrator.jobs.cutover import cleanup_refusal
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.records.routing import route_context
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
