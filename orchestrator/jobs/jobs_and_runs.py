@@ -47,7 +47,7 @@ def create_job(
     checking: Collection[str] = (),
 ) -> int:
     """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
-    passed its steps (``launch.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
+    passed its steps (``planning.prepared.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
     namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``)."""
     from nsmigrate.orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
 
