@@ -19,7 +19,7 @@ from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.models import JobKind
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.cutover_check import check_job
 

@@ -24,8 +24,8 @@ from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, fleet_urls, s
 from nsmigrate.cli.render import job_reader, print_plan, watch_job
 from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.redaction import redact_url
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
     pass

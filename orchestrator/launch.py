@@ -36,13 +36,13 @@ from nsmigrate.orchestrator.planning.planner import make_plan
 from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.reads import PlanReads, RoutedIds
 from nsmigrate.orchestrator.planning.target_indexes import IndexControl, plan_target_index
-from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.routing.route import route_context
 from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 from nsmigrate.orchestrator.spec.differences import spec_differences
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec, spec_to_json
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]

@@ -15,7 +15,7 @@ from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs.database import Database, add_event
 from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
-from nsmigrate.orchestrator.tenancy.namespaces import shown_namespaces
+from nsmigrate.orchestrator.records.namespaces import shown_namespaces
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
 

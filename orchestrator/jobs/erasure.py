@@ -197,8 +197,8 @@ def known_runs(
     is running (a cancelled job's batch that started before the cancel still upserts), unless that batch started
     more than ``batch_lifetime_s`` ago (the ``visibility_timeout_s`` setting: longer than any batch, so its worker
     is gone)."""
-    from nsmigrate.orchestrator.connections.store_identity import key_of_json
     from nsmigrate.orchestrator.models import Batch, BatchState, Event, NamespaceRun, utcnow
+    from nsmigrate.orchestrator.spec.store_identity import key_of_json
     from nsmigrate.orchestrator.tenancy.erasure import KnownRun
 
     runs: list[KnownRun] = []

@@ -59,7 +59,7 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
     of the same source namespace into the same target namespace (a job run again with ``--new``: both wrote the same
     copies). Asked again after each read of the source, right before its delete: a cleanup whose deletes that read saw
     had started (``cleaning``, under the run's row lock) before it."""
-    from nsmigrate.orchestrator.connections.store_identity import key_of_json
+    from nsmigrate.orchestrator.spec.store_identity import key_of_json
 
     with db.transaction() as s:
         run = _get_run(s, run_id)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from nsmigrate.orchestrator.planning.prepared import Prepared
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 
 #: Columns shown left-aligned; the rest are numbers.
 TEXT_COLUMNS = ("source namespace", "target namespace", "ids by")
