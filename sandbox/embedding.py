@@ -259,7 +259,7 @@ def upsert_records(service: IndexService, namespace: str, body: bytes) -> None:
 
 def search_records(service: IndexService, namespace: str, payload: Any) -> dict[str, Any]:
     """``POST /records/namespaces/{namespace}/search`` (see the module docstring)."""
-    from sandbox.pinecone_server import _as_vector, _int_in, _valid_id, compile_filter
+    from sandbox.pinecone_server import _as_vector, _display_name, _int_in, _valid_id, compile_filter
 
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), dict):
         raise _refuse(400, "query is required: an object with top_k and one of inputs, vector or id")
@@ -302,4 +302,5 @@ def search_records(service: IndexService, namespace: str, payload: Any) -> dict[
     usage: dict[str, Any] = {"read_units": max(1, math.ceil(len(hits) / 10))}
     if tokens:
         usage["embed_total_tokens"] = tokens
-    return {"result": {"hits": hits}, "usage": usage}
+    # 2026-07 names the namespace that served the search (``SearchRecordsResponse.namespace``).
+    return {"result": {"hits": hits}, "namespace": _display_name(namespace), "usage": usage}

@@ -29,7 +29,7 @@ from orchestrator.records.text import missing_text_reason
 from orchestrator.spec.jobspec import PgvectorStoreSpec
 from orchestrator.tenancy.erasure import erased_in
 from orchestrator.tenancy.namespaces import SHOWN, display_namespace
-from workers import metrics, pgnamespaces
+from workers import freshness, metrics, pgnamespaces
 from workers.chunking import binary_bytes, estimate_bytes, sized_chunks
 from workers.concurrent_calls import run_parallel
 from workers.context import WorkerContext
@@ -76,6 +76,9 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int,
         target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
 
     run_parallel(upload, uploads, spec.parallel_upserts)
+    # What the target's lagging reads must reflect before verification believes them (``workers.freshness``).
+    if spec.target.kind == "pinecone":
+        freshness.record_written(ctx.redis, work.run_id, target, sorted(by_target))
     written = sum(len(chunk) for _, chunk, _ in uploads)
     return written, len(work.ids) - len(records), sum(size for _, _, size in uploads), sorted(by_target)
 

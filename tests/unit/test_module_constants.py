@@ -96,6 +96,9 @@ WORKING: dict[str, str] = {
     "workers/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
     "workers/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
     "workers/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
+    "workers/freshness.py:POLL_START_S": "the first pause between two looks at lagging reads",
+    "workers/freshness.py:POLL_MAX_S": "the longest pause between two looks at lagging reads",
+    "workers/freshness.py:RECORD_TTL_S": "how long a run's write LSNs stay in Redis: past its verification and cleanup",
 }
 
 

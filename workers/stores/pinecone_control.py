@@ -26,6 +26,7 @@ from orchestrator.planning.target_indexes import IndexInfo, IndexShape
 from orchestrator.redaction import redact_url
 from orchestrator.spec.jobspec import PineconeStoreSpec
 from workers.stores.pinecone import api_key, check_key_destination, pinecone_errors
+from workers.stores.pinecone_described import dense_shape, index_kind
 
 #: The last API version that creates an index from a collection (2026-07 refuses it).
 COLLECTION_API_VERSION = "2026-04"
@@ -62,11 +63,12 @@ def index_info(model: Any) -> IndexInfo:
     """``IndexInfo`` from the SDK's ``IndexModel``."""
     status = getattr(model, "status", None)
     embed_model, text_field = _semantic_field(model)
+    dimension, metric = dense_shape(model)
     return IndexInfo(
         name=str(model.name),
-        dimension=getattr(model, "dimension", None),
-        metric=str(model.metric) if getattr(model, "metric", None) else None,
-        kind="pod" if _kind(getattr(model, "spec", None)) == "pod" else "serverless",
+        dimension=dimension,
+        metric=metric,
+        kind=index_kind(model),
         ready=bool(getattr(status, "ready", False)),
         state=str(getattr(status, "state", "") or ""),
         host=getattr(model, "host", None),
