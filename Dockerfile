@@ -11,12 +11,13 @@ WORKDIR /app
 
 # Only what the package needs is copied, so a local .env (secrets), .venv or test data can never end up in the image.
 # README.md* matches nothing while there is no README, and the build still works.
-COPY pyproject.toml README.md* ./
+# The one package, nsmigrate, is made of these folders (setup.py maps them); the stand-ins (sandbox/) are not part of it.
+COPY pyproject.toml setup.py README.md* ./
+COPY nsmigrate ./nsmigrate
 COPY cli ./cli
 COPY orchestrator ./orchestrator
 COPY workers ./workers
 COPY migrations ./migrations
-COPY sandbox ./sandbox
 
 RUN pip install . \
     && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin nsmigrate

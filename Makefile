@@ -25,8 +25,14 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
+# mypy reads a package from one folder: it checks a view of the installed layout made of links to the folders
+# setup.py maps into nsmigrate (as tests/unit/test_layers.py does for import-linter).
 typecheck: install
-	.venv/bin/mypy cli orchestrator workers sandbox bench
+	@rm -rf build/typecheck && mkdir -p build/typecheck/nsmigrate
+	@for part in cli orchestrator workers migrations; do ln -s ../../../$$part build/typecheck/nsmigrate/$$part; done
+	@ln -s ../../../nsmigrate/__init__.py build/typecheck/nsmigrate/__init__.py
+	@ln -s ../../sandbox build/typecheck/nsmigrate_sandbox && ln -s ../../bench build/typecheck/bench
+	cd build/typecheck && ../../.venv/bin/mypy --config-file ../../pyproject.toml -p nsmigrate -p nsmigrate_sandbox -p bench
 
 bench: install
 	.venv/bin/python -m bench.fleet_vs_loop

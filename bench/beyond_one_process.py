@@ -1,5 +1,5 @@
 """Benchmark: work larger than one process can serve, the peer (``bench.peer``) against fleets of more worker
-processes (issue 32 item 3).
+processes.
 
 Several source indexes (``--sources``), each of many namespaces of large vectors (dimension ``--dimension``, 4,096 by
 default: each fetched page and upsert is megabytes of JSON), all to be copied at once, each into its own target index.
@@ -52,10 +52,10 @@ from bench.fleet_vs_loop import (
 from bench.peer import Budgets
 from bench.peer_vs_fleet import check_copied, children_cpu
 from bench.user_clock import job_clock, run_cli
-from orchestrator import jobs
-from sandbox.seed import SeedData, seed_dataset
-from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate.orchestrator import jobs
+from nsmigrate_sandbox.seed import SeedData, seed_dataset
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cli.demo import SCENARIOS
+from nsmigrate.cli.demo import SCENARIOS
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -37,7 +37,7 @@ def cpu_of_children() -> float:
 def play(scenario: str, log: Path) -> tuple[int, float, float]:
     """Play ``scenario`` once; its exit code, wall seconds and the CPU seconds of its whole process tree."""
     cpu_before, started = cpu_of_children(), time.monotonic()
-    argv = [sys.executable, "-m", "cli", "demo", scenario, "--workers", "2"]
+    argv = [sys.executable, "-m", "nsmigrate", "demo", scenario, "--workers", "2"]
     env = {**os.environ, "COLUMNS": "200"}
     with open(log, "w") as out:
         demo = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

@@ -41,14 +41,14 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 
 from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
-from orchestrator import jobs
-from orchestrator.messaging.task_names import PLANNER_KEY
-from orchestrator.models import Batch, BatchState, NamespaceRun, RunState
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.memory import KEPT_MB
-from sandbox.seed import SeedData, seed_dataset
-from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY
+from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate_sandbox.memory import KEPT_MB
+from nsmigrate_sandbox.seed import SeedData, seed_dataset
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 LATENCY_MS = 50
 # Pinecone serverless limits (per second): writes per namespace, fetch and list per index.
@@ -137,7 +137,7 @@ class DataPlane:
                 [
                     sys.executable,
                     "-m",
-                    "sandbox.pinecone_server",
+                    "nsmigrate_sandbox.pinecone_server",
                     "--index",
                     f"{name}:{dimension}{kind}",
                     "--port-file",

@@ -26,10 +26,10 @@ import redis as redis_lib
 from pinecone import Index
 
 from bench.user_clock import job_clock, run_cli
-from orchestrator import jobs
-from sandbox.hosts import HostNetwork, unavailable
-from sandbox.services_host import ServicesHost
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate.orchestrator import jobs
+from nsmigrate_sandbox.hosts import HostNetwork, unavailable
+from nsmigrate_sandbox.services_host import ServicesHost
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 SRC, DST = "bench-src", "bench-dst"
 WORKER_HOSTS = ["w1", "w2", "w3"]

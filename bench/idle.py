@@ -1,6 +1,6 @@
 """Benchmark: what the fleet's long-running processes cost while they wait.
 
-Each subject runs alone against its own Redis and Postgres, as an operator runs it (``python -m cli worker …``,
+Each subject runs alone against its own Redis and Postgres, as an operator runs it (``python -m nsmigrate worker …``,
 ``flower``, ``metrics``; the sandbox's data plane and PostgREST stand-in as their own processes). After it is up and
 has settled, the bench reads, at the start and the end of a window: the CPU seconds of the subject's processes (its
 pool's children included, from ``/proc``) and Redis's ``INFO commandstats`` (the commands every client sent, the
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import redis
 
-from sandbox.services import PostgresServer, RedisServer, die_with_parent, free_port, wait_for_port
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate_sandbox.services import PostgresServer, RedisServer, die_with_parent, free_port, wait_for_port
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 #: Seconds a subject runs before its window opens: its start-up (imports, warm-up, first connections) is not idling.
 SETTLE_S = 10.0
@@ -148,7 +148,7 @@ class Services:
 def _worker(pool: str, concurrency: int) -> Callable[[Services], subprocess.Popen[bytes]]:
     def start(services: Services) -> subprocess.Popen[bytes]:
         name = f"idle-{pool}-{concurrency}"
-        argv = ["-m", "cli", "worker", "-c", str(concurrency), "--pool", pool, "--hostname", f"{name}@%h"]
+        argv = ["-m", "nsmigrate", "worker", "-c", str(concurrency), "--pool", pool, "--hostname", f"{name}@%h"]
         proc = services.run(name, [*argv, "--loglevel", "WARNING"])
         wait_for_workers(services.redis.url, 1)
         return proc
@@ -169,7 +169,7 @@ def _server(name: str, argv: list[str]) -> Callable[[Services], subprocess.Popen
 def _postgrest(services: Services) -> subprocess.Popen[bytes]:
     port = free_port()
     proc = services.run(
-        "postgrest", ["-m", "sandbox.postgrest", "--database-url", services.postgres.url, "--port", str(port)]
+        "postgrest", ["-m", "nsmigrate_sandbox.postgrest", "--database-url", services.postgres.url, "--port", str(port)]
     )
     wait_for_port(port, 60, proc)
     return proc
@@ -178,7 +178,7 @@ def _postgrest(services: Services) -> subprocess.Popen[bytes]:
 def _data_plane(services: Services) -> subprocess.Popen[bytes]:
     port_file = services.workdir / "data-plane.json"
     proc = services.run(
-        "data-plane", ["-m", "sandbox.pinecone_server", "--index", "idle:8", "--port-file", str(port_file)]
+        "data-plane", ["-m", "nsmigrate_sandbox.pinecone_server", "--index", "idle:8", "--port-file", str(port_file)]
     )
     deadline = time.monotonic() + 60
     while not port_file.exists():
@@ -192,8 +192,8 @@ SUBJECTS: dict[str, Callable[[Services], subprocess.Popen[bytes]]] = {
     "worker-prefork-8": _worker("prefork", 8),
     "worker-prefork-2": _worker("prefork", 2),
     "worker-threads-8": _worker("threads", 8),
-    "flower": _server("flower", ["-m", "cli", "flower", "--wait-for-workers", "0"]),
-    "metrics": _server("metrics", ["-m", "cli", "metrics"]),
+    "flower": _server("flower", ["-m", "nsmigrate", "flower", "--wait-for-workers", "0"]),
+    "metrics": _server("metrics", ["-m", "nsmigrate", "metrics"]),
     "data-plane": _data_plane,
     "postgrest": _postgrest,
 }

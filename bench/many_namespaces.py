@@ -50,11 +50,11 @@ from pinecone import Pinecone
 
 from bench.fleet_vs_loop import SERVER_LIMITS, DataPlane, _cpu_seconds, _worker, stop_processes
 from bench.user_clock import job_clock, run_cli
-from orchestrator import jobs
-from orchestrator.models import Batch, NamespaceRun, RunState
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import Batch, NamespaceRun, RunState
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 VECTORS_PER_NAMESPACE = 3
 
@@ -238,7 +238,7 @@ def reverify(env: dict[str, str], job_id: int, verifiers: list[Any], deadline_s:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "cli", "verify", str(job_id), "--wait"],
+        [sys.executable, "-m", "nsmigrate", "verify", str(job_id), "--wait"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -27,14 +27,14 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 
 from bench.fleet_vs_loop import LATENCY_MS, SERVER_LIMITS, DataPlane, _cpu_seconds, _worker, stop_processes
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import Batch, Job, NamespaceRun
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
-from workers.stores import open_retrying_store
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import Batch, Job, NamespaceRun
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 DIM = 8
 NAMESPACE = "tenant"

@@ -1,4 +1,4 @@
-"""The strongest single-process rival: what a capable user writes instead of a fleet (issue 32).
+"""The strongest single-process rival: what a capable user writes instead of a fleet.
 
 One asyncio process with the Pinecone SDK's asyncio client copies every namespace of a source index into the same
 namespaces of a target index at once: each namespace's listing runs ahead while the pages it has listed are fetched
@@ -32,7 +32,7 @@ import orjson
 from pinecone import AsyncIndex
 from pinecone.errors.exceptions import ApiError
 
-from orchestrator.limits import JSON_NUMBER_MAX_BYTES, LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from nsmigrate.orchestrator.limits import JSON_NUMBER_MAX_BYTES, LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 
 T = TypeVar("T")
 
@@ -64,7 +64,7 @@ class Budgets:
     def nsmigrate_defaults(cls) -> Budgets:
         """The defaults of nsmigrate's job spec (imported here only: the bench passes them on the command line, so the
         peer's start-up does not pay for loading nsmigrate's spec module)."""
-        from orchestrator.spec.jobspec import RateBudget
+        from nsmigrate.orchestrator.spec.jobspec import RateBudget
 
         defaults = RateBudget()
         return cls(**{field.name: getattr(defaults, field.name) for field in fields(cls)})

@@ -63,10 +63,10 @@ from bench.user_clock import (
     timeline,
     timeline_lines,
 )
-from orchestrator import jobs
-from sandbox.seed import SeedData, seed_dataset
-from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate.orchestrator import jobs
+from nsmigrate_sandbox.seed import SeedData, seed_dataset
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 CONTENDERS = ("loop", "peer", "fleet")
 

@@ -30,15 +30,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch, pgvector_layout
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import RunState
-from orchestrator.settings import load_settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.services import _postgres_bin
-from sandbox.stack import Stack, start_stack, wait_for_workers
-from workers import pgnamespaces
-from workers.stores import open_retrying_store
+from nsmigrate.orchestrator import jobs, launch, pgvector_layout
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers import pgnamespaces
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.services import _postgres_bin
+from nsmigrate_sandbox.stack import Stack, start_stack, wait_for_workers
 
 URL_ENV, OTHER_URL_ENV = "NSMIGRATE_PGVECTOR_URL", "NSMIGRATE_PGVECTOR_OTHER_URL"
 DEADLINE_S = float(os.environ.get("BENCH_DEADLINE_S", "900"))

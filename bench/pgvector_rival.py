@@ -22,7 +22,7 @@ import time
 
 import psycopg
 
-from orchestrator.pgvector_layout import create_table_sql, quote
+from nsmigrate.orchestrator.pgvector_layout import create_table_sql, quote
 
 
 def copy_table(source_url: str, target_url: str, source_table: str, target_table: str) -> int:

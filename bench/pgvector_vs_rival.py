@@ -41,10 +41,10 @@ import sqlalchemy as sa
 
 from bench.fleet_vs_loop import CpuSampler, _wait_for_planner
 from bench.user_clock import job_clock, run_cli
-from orchestrator import jobs
-from sandbox.seed import application_ddl
-from sandbox.services import PostgresServer
-from sandbox.stack import Stack, start_stack, wait_for_workers
+from nsmigrate.orchestrator import jobs
+from nsmigrate_sandbox.seed import application_ddl
+from nsmigrate_sandbox.services import PostgresServer
+from nsmigrate_sandbox.stack import Stack, start_stack, wait_for_workers
 
 SOURCE_ENV, TARGET_ENV = "BENCH_PG_SOURCE_URL", "BENCH_PG_TARGET_URL"
 SETS = {"seed": (805, 3072), "large": (20_000, 1536)}

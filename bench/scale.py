@@ -53,18 +53,18 @@ import psycopg
 import sqlalchemy as sa
 
 from bench.fleet_vs_loop import DataPlane, _worker, stop_processes
-from cli.render import SUMMARY_ROWS
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import Batch, NamespaceRun, RunState
-from orchestrator.packed_ids import pack_ids
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.planner import make_plan
-from orchestrator.settings import Settings
-from orchestrator.snapshot import SNAPSHOT_SQL, SUMMARY_SQL
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.services import PostgresServer, RedisServer, free_port, wait_for_port
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate.cli.render import SUMMARY_ROWS
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import Batch, NamespaceRun, RunState
+from nsmigrate.orchestrator.packed_ids import pack_ids
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.snapshot import SNAPSHOT_SQL, SUMMARY_SQL
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate_sandbox.services import PostgresServer, RedisServer, free_port, wait_for_port
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 DIM = 8
 PER_NAMESPACE = 3
@@ -193,7 +193,7 @@ class Served:
         env = dict(env, NSMIGRATE_FLOWER_PASSWORD=FLOWER_PASSWORD)
         with open(workdir / f"{command}.log", "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", command, "--port", str(self.port)],
+                [sys.executable, "-m", "nsmigrate", command, "--port", str(self.port)],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -328,7 +328,7 @@ def status_of(database_url: str, job_id: int, repeats: int = 3) -> dict[str, tup
         for _ in range(repeats):
             before, started = cpu_of_children(), time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "cli", "status", str(job_id), *extra],
+                [sys.executable, "-m", "nsmigrate", "status", str(job_id), *extra],
                 env=env,
                 stdout=subprocess.DEVNULL,
                 check=True,

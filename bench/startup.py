@@ -1,6 +1,7 @@
 """Benchmark: what a user waits for before a job exists — start-up of the read-only commands, and planning.
 
-Every command runs as a user runs it, in its own process (``python -m cli …``), ``--repeats`` times (hyperfine-like:
+Every command runs as a user runs it, in its own process (``python -m nsmigrate …``), ``--repeats`` times
+(hyperfine-like:
 the median wall clock, the median CPU seconds of the process, and the spread). Planning runs against the local
 Pinecone data plane with the seed-shaped data set (one process per index, 50 ms added to every request), for two
 specs: the bench's copy (``bench.fleet_vs_loop``: index to index, no routing) and the seeds' own creator routing in
@@ -25,22 +26,23 @@ import time
 from pathlib import Path
 
 from bench.fleet_vs_loop import LATENCY_MS, DataPlane, _wait_for_planner, _worker, load_source
-from sandbox.seed import seed_dataset, write_twins_csv
-from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate_sandbox.seed import seed_dataset, write_twins_csv
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 #: Packages a command should import only when it uses them (what `--help`, `status` and `jobs` must not load).
 HEAVY = ("celery", "kombu", "billiard", "pinecone", "pyarrow", "numpy", "redis", "supabase", "psycopg", "flower")
 
 
 def timed(argv: list[str], env: dict[str, str], repeats: int) -> tuple[list[float], list[float], str]:
-    """Wall and CPU seconds of ``python -m cli ARGV`` over ``repeats`` runs, and its output of the last run (stdout,
+    """Wall and CPU seconds of ``python -m nsmigrate ARGV`` over ``repeats`` runs, and its output of the last run
+    (stdout,
     then stderr after a line ``--- stderr``)."""
     walls, cpus, output = [], [], ""
     for _ in range(repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "cli", *argv], env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "nsmigrate", *argv], env=env, capture_output=True, text=True)
         walls.append(time.perf_counter() - started)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -51,9 +53,9 @@ def timed(argv: list[str], env: dict[str, str], repeats: int) -> tuple[list[floa
 
 
 def heavy_imports(argv: list[str], env: dict[str, str]) -> list[str]:
-    """The packages of ``HEAVY`` that ``python -m cli ARGV`` imported."""
+    """The packages of ``HEAVY`` that ``python -m nsmigrate ARGV`` imported."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "cli", *argv], env=env, capture_output=True, text=True
+        [sys.executable, "-X", "importtime", "-m", "nsmigrate", *argv], env=env, capture_output=True, text=True
     )
     loaded = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
     return sorted(loaded & set(HEAVY))
@@ -61,9 +63,9 @@ def heavy_imports(argv: list[str], env: dict[str, str]) -> list[str]:
 
 def in_process_plan(path: Path, repeats: int) -> tuple[list[float], list[float]]:
     """Wall and CPU seconds of ``launch.prepare`` (what `nsmigrate plan` does after its start-up), in this process."""
-    from orchestrator import launch
-    from orchestrator.spec.jobspec import load_spec
-    from workers.stores import open_retrying_store
+    from nsmigrate.orchestrator import launch
+    from nsmigrate.orchestrator.spec.jobspec import load_spec
+    from nsmigrate.workers.stores import open_retrying_store
 
     spec = load_spec(path)
     launch.prepare(spec, open_retrying_store, path.parent)  # clients and imports made once, as in one command

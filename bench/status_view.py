@@ -8,7 +8,8 @@ fleet leaves them):
 - **batches**: the same number of namespaces with ``--batches`` (1,008,000) batch rows of 100 packed UUIDs between
   them, every batch done and every run verified.
 
-Then it runs ``python -m cli status JOB`` and ``status JOB --json`` for each job, and ``jobs`` and ``--help``, in their
+Then it runs ``python -m nsmigrate status JOB`` and ``status JOB --json`` for each job, and ``jobs`` and ``--help``,
+in their
 own processes, ``--repeats`` times: the median wall clock and CPU seconds (user + system) of the process. With
 ``--compare REV`` the same commands of commit REV's code (extracted with ``git archive``, run by this checkout's
 interpreter and packages) are timed in alternation with this checkout's (ABBA), so a drift of the machine favours
@@ -37,13 +38,13 @@ import sqlalchemy as sa
 
 from bench.ab import commit_of
 from bench.scale import REPORT, mark_done, names_of, write_done_batches
-from orchestrator import jobs
-from orchestrator.models import NamespaceRun
-from orchestrator.packed_ids import pack_ids
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.planner import make_plan
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.services import PostgresServer
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import NamespaceRun
+from nsmigrate.orchestrator.packed_ids import pack_ids
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate_sandbox.services import PostgresServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -96,10 +97,10 @@ def tree_of(rev: str, root: Path) -> Path:
 
 
 def timed(tree: Path, argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of ``python -m cli ARGV`` run from ``tree`` (its ``cli`` comes first on the path)."""
+    """Wall and CPU seconds of ``python -m nsmigrate ARGV`` run from ``tree`` (its ``cli`` comes first on the path)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cli", *argv], cwd=tree, env=env, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "nsmigrate", *argv], cwd=tree, env=env, capture_output=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:

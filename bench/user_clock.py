@@ -27,8 +27,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import jobs
-from orchestrator.models import Batch, Event, Job, NamespaceRun
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import Batch, Event, Job, NamespaceRun
 
 #: What the bench's Postgres preloads to count statements.
 STATEMENT_COUNTING = ("pg_stat_statements",)
@@ -100,7 +100,16 @@ def run_cli(
     started = time.time()
     with open(log, "wb") as out:
         proc = subprocess.run(
-            [sys.executable, "-m", "cli", "run", str(path), "--wait", "--new", *(["--plan-here"] if plan_here else [])],
+            [
+                sys.executable,
+                "-m",
+                "nsmigrate",
+                "run",
+                str(path),
+                "--wait",
+                "--new",
+                *(["--plan-here"] if plan_here else []),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

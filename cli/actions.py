@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from cli import waits
-from cli.console import EXIT_INTERRUPTED, console, ctrl_c_asks_to_stop, print_interrupted
-from cli.fleet import dispatcher, worker_context
-from cli.options import (
+from nsmigrate.cli import waits
+from nsmigrate.cli.console import EXIT_INTERRUPTED, console, ctrl_c_asks_to_stop, print_interrupted
+from nsmigrate.cli.fleet import dispatcher, worker_context
+from nsmigrate.cli.options import (
     DatabaseOpt,
     JobArg,
     NamespaceOpt,
@@ -25,12 +25,12 @@ from cli.options import (
     job_context,
     settings,
 )
-from cli.render import job_reader, watch_job
-from orchestrator import jobs, launch, recovery
-from orchestrator.tenancy.namespaces import display_namespace
-from workers.cleaning import cleanup_run
-from workers.rollback import rollback_job
-from workers.syncing import sync_runs
+from nsmigrate.cli.render import job_reader, watch_job
+from nsmigrate.orchestrator import jobs, launch, recovery
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers.cleaning import cleanup_run
+from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.syncing import sync_runs
 
 app = typer.Typer(add_completion=False)
 

@@ -13,17 +13,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.console import console
-from cli.fleet import open_store
-from cli.options import fail
-from cli.render import bars
-from orchestrator.errors import NsmigrateError
-from orchestrator.launch import Prepared
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.selection import select_namespaces
-from orchestrator.spec.jobspec import load_spec
-from orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg
-from workers.backup import (
+from nsmigrate.cli.console import console
+from nsmigrate.cli.fleet import open_store
+from nsmigrate.cli.options import fail
+from nsmigrate.cli.render import bars
+from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.launch import Prepared
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.selection import select_namespaces
+from nsmigrate.orchestrator.spec.jobspec import load_spec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg
+from nsmigrate.workers.backup import (
     MANIFEST_NAME,
     ImportTarget,
     close_store,
@@ -118,7 +118,7 @@ def export_cmd(
 ) -> None:
     """Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to
     restore with `nsmigrate import`. Only reads from the store."""
-    from workers.backup import MANIFEST_NAME, close_store
+    from nsmigrate.workers.backup import MANIFEST_NAME, close_store
 
     job_spec = load_spec(spec)
     store = backup_store(job_spec.target if from_target else job_spec.source)

@@ -12,22 +12,22 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from cli.console import console
-from cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
-from orchestrator import jobs
-from orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
-from orchestrator.errors import StateError
-from orchestrator.jobs import cutover as rollout_rows
-from orchestrator.models import JobKind
-from orchestrator.tenancy.namespaces import display_namespace
-from workers.context import WorkerContext
-from workers.cutover_check import check_job
+from nsmigrate.cli.console import console
+from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import cutover as rollout_rows
+from nsmigrate.orchestrator.models import JobKind
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.cutover_check import check_job
 
 app = typer.Typer(add_completion=False)
 group = typer.Typer(
     help="Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to "
     "it step by step (5 → 25 → 50 → 100 %, and back). Applications read the setting through "
-    "orchestrator.cutover.dualwrite.DualWriteIndex.",
+    "nsmigrate.orchestrator.cutover.dualwrite.DualWriteIndex.",
     no_args_is_help=True,
     add_completion=False,
 )

@@ -12,17 +12,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.console import EXIT_INTERRUPTED, console, print_interrupted
-from cli.fleet import dispatcher, open_store
-from cli.options import DatabaseOpt, RedisOpt, db, fail, settings
-from orchestrator import jobs
-from orchestrator.errors import ErasureFailed, NsmigrateError
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import PlaceKind
-from orchestrator.spec.jobspec import load_spec
-from orchestrator.tenancy.namespaces import display_namespace
-from workers.context import WorkerContext
-from workers.erasing import ErasurePlan, erase_place, plan_erasure
+from nsmigrate.cli.console import EXIT_INTERRUPTED, console, print_interrupted
+from nsmigrate.cli.fleet import dispatcher, open_store
+from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, settings
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import PlaceKind
+from nsmigrate.orchestrator.spec.jobspec import load_spec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.erasing import ErasurePlan, erase_place, plan_erasure
 
 app = typer.Typer(add_completion=False)
 

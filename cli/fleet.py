@@ -8,13 +8,13 @@ from typing import Any
 
 import redis
 
-from cli.options import check_redis_credentials, fail, settings
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.redaction import redact_url, scrub
-from orchestrator.settings import Settings
-from workers import broker_credentials
-from workers.context import WorkerContext
-from workers.stores import open_retrying_store
+from nsmigrate.cli.options import check_redis_credentials, fail, settings
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.redaction import redact_url, scrub
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.workers import broker_credentials
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores import open_retrying_store
 
 
 def open_store(spec: Any) -> Any:
@@ -25,7 +25,7 @@ def open_store(spec: Any) -> Any:
 
 def open_control(spec: Any) -> Any:
     """The Pinecone control plane of a store spec's project (index creation, collections)."""
-    from workers.stores.pinecone_control import PineconeControl  # the SDK's control plane, only where needed
+    from nsmigrate.workers.stores.pinecone_control import PineconeControl  # the SDK's control plane, only where needed
 
     return PineconeControl(spec, allowed_key_vars=_settings().allowed_key_vars)
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from html import escape
 from typing import Any
 
-from orchestrator.errors import NotFound
-from orchestrator.snapshot import JobSummary, RunStatus
-from orchestrator.states import JobState
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.snapshot import JobSummary, RunStatus
+from nsmigrate.orchestrator.states import JobState
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 #: Seconds between reloads of a running job's page.
 RELOAD_S = 5

@@ -10,8 +10,8 @@ import orjson
 import typer
 from rich.table import Table
 
-from cli.console import console
-from cli.options import (
+from nsmigrate.cli.console import console
+from nsmigrate.cli.options import (
     DatabaseOpt,
     JobArg,
     NamespaceOpt,
@@ -26,8 +26,8 @@ from cli.options import (
     read_rollout,
     settings,
 )
-from cli.render import SUMMARY_ROWS, print_summary
-from orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
+from nsmigrate.cli.render import SUMMARY_ROWS, print_summary
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
 
 app = typer.Typer(add_completion=False)
 
@@ -74,7 +74,7 @@ def status(
 def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOpt = None) -> None:
     """Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids,
     content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed."""
-    from orchestrator import jobs
+    from nsmigrate.orchestrator import jobs
 
     database = db(settings(database_url, None))
     ns = parse_namespace_arg(namespace) if namespace is not None else None
@@ -114,7 +114,7 @@ def list_jobs(
 @app.command()
 def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Show a job's audit log (who did what, when)."""
-    from orchestrator import jobs
+    from nsmigrate.orchestrator import jobs
 
     database = db(settings(database_url, None))
     for e in jobs.events_of(database, find_job_id(database, job)):
@@ -124,8 +124,8 @@ def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
 @app.command("watch")
 def watch(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Live progress of a running job (like `run --wait`)."""
-    from cli import waits
-    from cli.render import job_reader, watch_job
+    from nsmigrate.cli import waits
+    from nsmigrate.cli.render import job_reader, watch_job
 
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)

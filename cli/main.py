@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from cli.console import print_error
-from orchestrator.errors import NsmigrateError
+from nsmigrate.cli.console import print_error
+from nsmigrate.orchestrator.errors import NsmigrateError
 
 
 class Entry(NamedTuple):
@@ -34,104 +34,110 @@ class Entry(NamedTuple):
 #: Every command, in the order ``--help`` lists them: its module and its one-line help.
 COMMANDS: dict[str, Entry] = {
     "plan": Entry(
-        "cli.run", "Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing."
+        "nsmigrate.cli.run",
+        "Dry run: validate SPEC, read the source inventory and show what would be migrated. Writes nothing.",
     ),
     "run": Entry(
-        "cli.run",
+        "nsmigrate.cli.run",
         "Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is "
         "resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces "
         "are exported to Parquet first, and a failed backup starts nothing. A running fleet's planner does the "
         "planning when it can (see --plan-here).",
     ),
-    "status": Entry("cli.jobs", "Show a job's state, per-namespace progress, failed batches and verification results."),
+    "status": Entry(
+        "nsmigrate.cli.jobs", "Show a job's state, per-namespace progress, failed batches and verification results."
+    ),
     "report": Entry(
-        "cli.jobs",
+        "nsmigrate.cli.jobs",
         "Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids, "
         "content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed.",
     ),
-    "jobs": Entry("cli.jobs", "List the jobs in the job table."),
-    "events": Entry("cli.jobs", "Show a job's audit log (who did what, when)."),
-    "watch": Entry("cli.jobs", "Live progress of a running job (like `run --wait`)."),
+    "jobs": Entry("nsmigrate.cli.jobs", "List the jobs in the job table."),
+    "events": Entry("nsmigrate.cli.jobs", "Show a job's audit log (who did what, when)."),
+    "watch": Entry("nsmigrate.cli.jobs", "Live progress of a running job (like `run --wait`)."),
     "retry": Entry(
-        "cli.actions",
+        "nsmigrate.cli.actions",
         "Re-enqueue the failed batches and failed listers of JOB (only those), e.g. once a fault is gone.",
     ),
     "resume": Entry(
-        "cli.actions",
+        "nsmigrate.cli.actions",
         "Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat.",
     ),
     "cancel": Entry(
-        "cli.actions",
+        "nsmigrate.cli.actions",
         "Cancel JOB: queued batches are skipped by the workers, a cleanup under way stops before its next chunk; "
         "nothing is deleted.",
     ),
     "verify": Entry(
-        "cli.actions", "(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed."
+        "nsmigrate.cli.actions",
+        "(Re-)verify the copied namespaces of JOB: counts, id sets, contents. Exit code 0 = all passed.",
     ),
     "cleanup": Entry(
-        "cli.actions",
+        "nsmigrate.cli.actions",
         "Delete the SOURCE namespaces of JOB that passed verification (and only those, only if the spec allows it and "
         "the source has not changed since). Every deletion and refusal is written to the audit log.",
     ),
     "sync": Entry(
-        "cli.actions",
+        "nsmigrate.cli.actions",
         "Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify "
         "again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes).",
     ),
     "rollback": Entry(
-        "cli.actions",
+        "nsmigrate.cli.actions",
         "Undo migrate JOB: restore its original namespaces from the targets where they are missing (after cleanup), "
         "verify every original against its migrated copy, and only then remove the namespaces JOB created. Refuses, "
         "with nothing deleted, when an original cannot be verified. Recorded as a job of kind `rollback`; safe to "
         "re-run.",
     ),
     "cutover": Entry(
-        "cli.cutover",
+        "nsmigrate.cli.cutover",
         "Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to it "
         "step by step (5 → 25 → 50 → 100 %, and back). Applications read the setting through "
-        "orchestrator.cutover.dualwrite.DualWriteIndex.",
+        "nsmigrate.orchestrator.cutover.dualwrite.DualWriteIndex.",
     ),
     "export": Entry(
-        "cli.backup",
+        "nsmigrate.cli.backup",
         "Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to "
         "restore with `nsmigrate import`. Only reads from the store.",
     ),
     "import": Entry(
-        "cli.backup",
+        "nsmigrate.cli.backup",
         "Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked "
         "first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any "
         "check fails, nothing is written. --overwrite shows how many stored vectors each namespace would have replaced "
         "and asks before writing (--yes: does not ask).",
     ),
     "erase": Entry(
-        "cli.erasure",
+        "nsmigrate.cli.erasure",
         "Erase a creator's (or one twin's, --twin) data from every place nsmigrate knows: namespaces in every store "
         "of the job table, their vectors in shared namespaces, backups. Matched exactly (`a.1` never touches `a.10`), "
         "run as a job of kind `erase`, checked afterwards, with a receipt in the audit log and a file.",
     ),
     "pgvector": Entry(
-        "cli.pgvector",
+        "nsmigrate.cli.pgvector",
         "Namespaces of the application's pgvector layout: one table embeddings_{namespace} per namespace "
         "(names: lowercase "
         "letters, digits and _, at most 50 characters, not backup/temp/tmp/system/admin; the default namespace is "
         "embeddings_default). Every copy runs inside Postgres; a move or the legacy migration renames its source to a "
         "backup table, never drops it.",
     ),
-    "worker": Entry("cli.services", "Run a worker consuming the given queues (one pool per queue in production)."),
+    "worker": Entry(
+        "nsmigrate.cli.services", "Run a worker consuming the given queues (one pool per queue in production)."
+    ),
     "flower": Entry(
-        "cli.services",
+        "nsmigrate.cli.services",
         "Run Flower (task monitor) with basic auth: user $NSMIGRATE_FLOWER_USER (admin), password from the env var "
         "named by NSMIGRATE_FLOWER_PASSWORD_ENV (default NSMIGRATE_FLOWER_PASSWORD).",
     ),
     "metrics": Entry(
-        "cli.metrics",
+        "nsmigrate.cli.metrics",
         "Serve the job table's Prometheus gauges on http://ADDRESS:PORT/metrics: namespaces per job and state, the "
         "job's vectors (source, listed, copied, failed) and its failed batches, read at each scrape with the same "
         "summary `nsmigrate status` shows. Workers serve the fleet's counters themselves (`nsmigrate worker "
         "--metrics-port`).",
     ),
     "demo": Entry(
-        "cli.demo",
+        "nsmigrate.cli.demo",
         "Play a seed scenario end to end on embedded services (no accounts, no Docker): a local Pinecone data plane "
         "with the seed-shaped data set, Redis, Postgres and a worker pool (with --keep, Flower too). Exit code 0 "
         "only when the scenario's verification passed.",
@@ -175,7 +181,7 @@ def load_command(name: str) -> Any:
 class LazyGroup(TyperGroup):
     """The root group: lists commands from ``COMMANDS`` and imports a command's module only to run it (or show its
     own help). Known errors (``NsmigrateError``) become one clear message and exit code 2 inside the app itself, so
-    that ``nsmigrate``, ``python -m cli`` and ``typer.testing.CliRunner`` all behave the same."""
+    that ``nsmigrate``, ``python -m nsmigrate`` and ``typer.testing.CliRunner`` all behave the same."""
 
     _summaries_only = False
 

@@ -10,10 +10,10 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import typer
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
-from cli.job_page import PAGE_EVENTS, PAGE_RUNS, WsgiApp, page_app
-from cli.options import DatabaseOpt, db, fail, settings
-from orchestrator import jobs
-from workers.metrics import JobTableCollector
+from nsmigrate.cli.job_page import PAGE_EVENTS, PAGE_RUNS, WsgiApp, page_app
+from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
+from nsmigrate.orchestrator import jobs
+from nsmigrate.workers.metrics import JobTableCollector
 
 app = typer.Typer(add_completion=False)
 

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import typer
 
-from cli.console import print_error
-from orchestrator import progress, snapshot
-from orchestrator.redaction import redact_url, scrub
-from orchestrator.snapshot import JobStatus, JobSummary
-from orchestrator.tenancy.namespaces import parse_namespace_arg
+from nsmigrate.cli.console import print_error
+from nsmigrate.orchestrator import progress, snapshot
+from nsmigrate.orchestrator.redaction import redact_url, scrub
+from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary
+from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace_arg
 
 if TYPE_CHECKING:
-    from orchestrator import jobs
-    from orchestrator.cutover.rules import Rollout
-    from orchestrator.settings import Settings
+    from nsmigrate.orchestrator import jobs
+    from nsmigrate.orchestrator.cutover.rules import Rollout
+    from nsmigrate.orchestrator.settings import Settings
 
 T = TypeVar("T")
 
@@ -48,7 +48,7 @@ NamespaceOpt = Annotated[
 def settings(database_url: str | None, redis_url: str | None) -> Settings:
     from pydantic import ValidationError
 
-    from orchestrator.settings import load_settings  # pydantic-settings: see job_table_url
+    from nsmigrate.orchestrator.settings import load_settings  # pydantic-settings: see job_table_url
 
     overrides = {k: v for k, v in {"database_url": database_url, "redis_url": redis_url}.items() if v}
     try:
@@ -69,7 +69,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 def check_redis_credentials(redis_url: str) -> None:
     """Stop the command (exit 2, nothing changed) when Redis refuses the credentials of ``redis_url``: retrying them
     cannot help. A Redis that is down is left to the caller (a worker waits for it)."""
-    from workers import broker_credentials  # redis-py and Celery: only for the commands that use Redis
+    from nsmigrate.workers import broker_credentials  # redis-py and Celery: only for the commands that use Redis
 
     problem = broker_credentials.check(redis_url)
     if problem is not None:
@@ -123,7 +123,7 @@ def db(settings: Settings) -> jobs.Database:
 
 
 def _database(url: str) -> jobs.Database:
-    from orchestrator import jobs  # SQLAlchemy: only the commands that use the job table's engine load it
+    from nsmigrate.orchestrator import jobs  # SQLAlchemy: only the commands that use the job table's engine load it
 
     try:
         return jobs.Database(url)
@@ -165,7 +165,9 @@ def read_rollout(url: str, ref: str | int) -> Rollout:
     """Where job ``ref``'s applications read (``orchestrator.cutover.rules``), for `status`."""
 
     def read(execute: snapshot.Execute) -> Rollout:
-        from orchestrator.cutover.rules import rollout_from  # the spec's pydantic models: only for a job's rollout
+        from nsmigrate.orchestrator.cutover.rules import (
+            rollout_from,  # the spec's pydantic models: only for a job's rollout
+        )
 
         steps = execute(ROLLOUT_SQL, {"job_id": snapshot.job_id_of(execute, ref)}) or []
         return rollout_from([(int(percent), datetime.fromisoformat(at)) for percent, at in steps])
@@ -194,7 +196,7 @@ def read_job_table(url: str, read: Callable[[snapshot.Execute], T]) -> T:
             pass
         except psycopg.OperationalError as e:
             raise _unreachable(url, e) from e
-    from orchestrator import jobs
+    from nsmigrate.orchestrator import jobs
 
     return jobs.read_status(_database(url), read)
 
@@ -237,7 +239,7 @@ def _libpq_url(url: str) -> str | None:
 
 
 def find_job_id(database: jobs.Database, ref: str) -> int:
-    from orchestrator import jobs
+    from nsmigrate.orchestrator import jobs
 
     return jobs.find_job(database, ref).id
 

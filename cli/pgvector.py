@@ -13,13 +13,13 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from cli.console import console
-from cli.options import PGVECTOR_URL_ENV, DatabaseOpt, db, fail, settings
-from orchestrator import jobs, pgvector_layout
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from orchestrator.states import JobKind
-from workers import pgnamespaces
-from workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.cli.console import console
+from nsmigrate.cli.options import PGVECTOR_URL_ENV, DatabaseOpt, db, fail, settings
+from nsmigrate.orchestrator import jobs, pgvector_layout
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.states import JobKind
+from nsmigrate.workers import pgnamespaces
+from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
 
 app = typer.Typer(add_completion=False)
 group = typer.Typer(

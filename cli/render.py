@@ -14,13 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from cli.console import EXIT_INTERRUPTED, console, err_console, print_interrupted
-from cli.waits import Pace
-from orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
-from orchestrator.progress import JobProgress
-from orchestrator.snapshot import JobStatus, JobSummary
-from orchestrator.states import RunState
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.cli.console import EXIT_INTERRUPTED, console, err_console, print_interrupted
+from nsmigrate.cli.waits import Pace
+from nsmigrate.orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
+from nsmigrate.orchestrator.progress import JobProgress
+from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary
+from nsmigrate.orchestrator.states import RunState
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 #: Run states in which more batches may still be listed.
 LISTING_STATES = frozenset({RunState.PENDING, RunState.LISTING})
@@ -29,8 +29,8 @@ LISTING_STATES = frozenset({RunState.PENDING, RunState.LISTING})
 SUMMARY_ROWS = 40
 
 if TYPE_CHECKING:  # launch loads Celery, jobs SQLAlchemy: only their types are needed here
-    from cli.waits import Wait
-    from orchestrator import jobs
+    from nsmigrate.cli.waits import Wait
+    from nsmigrate.orchestrator import jobs
 
 
 def plain(value: str) -> Text:
@@ -77,7 +77,7 @@ ProgressReader = Callable[[int], JobProgress]
 
 def job_reader(db: jobs.Database, job_id: int) -> ProgressReader:
     """Job ``job_id``'s progress, read through the job table's engine (for ``watch_job``)."""
-    from orchestrator.jobs import job_progress
+    from nsmigrate.orchestrator.jobs import job_progress
 
     return lambda rows: job_progress(db, job_id, rows)
 

@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli import submit, waits
-from cli.console import console, print_error
-from cli.options import DatabaseOpt, RedisOpt, db, fleet_urls, settings, status_reader
-from cli.render import job_reader, print_plan, watch_job
-from orchestrator.planning.summary import PlanSummary, summarize
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.cli import submit, waits
+from nsmigrate.cli.console import console, print_error
+from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, fleet_urls, settings, status_reader
+from nsmigrate.cli.render import job_reader, print_plan, watch_job
+from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
-    from orchestrator import launch
+    from nsmigrate.orchestrator import launch
 
 app = typer.Typer(add_completion=False)
 
@@ -38,7 +38,7 @@ def before_the_job(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]
     events: list[tuple[str, dict[str, Any]]] = []
     backup = None
     if prepared.spec.backup.enabled:
-        from cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
+        from nsmigrate.cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
 
         backup = backup_sources(prepared)
     # strategy collection: the job's own steps create the index, from the collection.
@@ -53,9 +53,9 @@ def before_the_job(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]
 def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
     """Create the target index the plan asks for and wait until it is ready, printing progress; returns what the
     audit log records, or None when no index was created."""
-    from cli.fleet import open_control
-    from orchestrator.planning.target_indexes import IndexInfo, ensure_target_index
-    from orchestrator.spec.jobspec import PineconeStoreSpec
+    from nsmigrate.cli.fleet import open_control
+    from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, ensure_target_index
+    from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 
     target = prepared.target_index
     if target is None:
@@ -104,9 +104,9 @@ def plan(
         _fail_on_error(answer)
         print_plan(PlanSummary.from_json(answer["plan"]))
         return
-    from cli.fleet import open_control, open_store
-    from orchestrator import launch
-    from orchestrator.spec.jobspec import load_spec
+    from nsmigrate.cli.fleet import open_control, open_store
+    from nsmigrate.orchestrator import launch
+    from nsmigrate.orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
     resolved = settings(database_url, redis_url)
@@ -128,7 +128,17 @@ def run(
     new: Annotated[
         bool,
         typer.Option(
-            "--new", help="Start a new job even if an unfinished one of this name exists (default: resume it)."
+            "--new",
+            help="Start a new job even if an unfinished one of this name exists (default: resume it). That job goes "
+            "on unless you `nsmigrate cancel` it.",
+        ),
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Resume the unfinished job of this name with the spec it was started with, even when SPEC differs "
+            "from it (default: a different SPEC is refused, exit 2, with each difference shown).",
         ),
     ] = False,
     plan_here: PlanHereOpt = False,
@@ -136,19 +146,26 @@ def run(
     redis_url: RedisOpt = None,
 ) -> None:
     """Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is
-    resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces are
+    resumed instead, with the spec it was started with: if SPEC differs from that one (an edited file), nothing is
+    done and the differences are shown (exit 2) — run again with --resume to go on with the stored spec, or --new to
+    start another job with SPEC. With `backup.enabled` in the spec, the planned source namespaces are
     exported to Parquet first, and a failed backup starts nothing. A running fleet's planner does the planning when
     it can (see --plan-here).
 
     Keys are checked as `plan` checks them (see `nsmigrate plan --help`), here and again by the fleet's planner and
     workers under their own NSMIGRATE_ALLOWED_KEY_VARS."""
+    if new and resume:
+        raise fail(
+            "--new and --resume exclude each other: --new starts another job, --resume goes on with the "
+            "unfinished one; nothing was changed"
+        )
     if plan_here:
-        _run_here(settings(database_url, redis_url), spec, wait=wait, new=new)
+        _run_here(settings(database_url, redis_url), spec, wait=wait, new=new, resume=resume)
         return
     urls = fleet_urls(database_url, redis_url)
     if wait:
         _load_in_background("psycopg")  # while the fleet plans: after, it would take CPU from the job's first tasks
-    answer = submit.to_fleet(urls, spec, "run", new=new)
+    answer = submit.to_fleet(urls, spec, "run", new=new, resume=resume)
     if answer is not None:
         _fail_on_error(answer)
         job_id = int(answer["job_id"])
@@ -168,14 +185,14 @@ def run(
             with status_reader(urls.database_url, job_id) as read:
                 raise typer.Exit(watch_job(read, job_id, until))
         return
-    _run_here(settings(database_url, redis_url), spec, wait=wait, new=new)
+    _run_here(settings(database_url, redis_url), spec, wait=wait, new=new, resume=resume)
 
 
-def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
+def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool, resume: bool) -> None:
     """`run`, planned in this command."""
-    from cli.fleet import dispatcher, open_control, open_store
-    from orchestrator import launch
-    from orchestrator.spec.jobspec import load_spec
+    from nsmigrate.cli.fleet import dispatcher, open_control, open_store
+    from nsmigrate.orchestrator import launch
+    from nsmigrate.orchestrator.spec.jobspec import load_spec
 
     job_spec = load_spec(spec)
     marks = {"spec_parsed": time.time()}
@@ -193,6 +210,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool) -> None:
         spec.parent,
         open_control,
         new=new,
+        resume=resume,
         before_write=show_plan_first,
         marks=marks,
         settings=resolved,

@@ -14,13 +14,13 @@ from celery.signals import worker_shutting_down
 from celery.utils.log import mlevel
 from celery.utils.nodenames import default_nodename, host_format
 
-from cli.console import EXIT_INTERRUPTED, err_console
-from cli.options import DatabaseOpt, RedisOpt, check_redis_credentials, db, fail, settings
-from orchestrator.messaging.task_names import Queue
-from orchestrator.settings import TASK_SLOTS_ENV
-from workers import metrics
-from workers.app import configure
-from workers.tuning import ThreadPool
+from nsmigrate.cli.console import EXIT_INTERRUPTED, err_console
+from nsmigrate.cli.options import DatabaseOpt, RedisOpt, check_redis_credentials, db, fail, settings
+from nsmigrate.orchestrator.messaging.task_names import Queue
+from nsmigrate.orchestrator.settings import TASK_SLOTS_ENV
+from nsmigrate.workers import metrics
+from nsmigrate.workers.app import configure
+from nsmigrate.workers.tuning import ThreadPool
 
 app = typer.Typer(add_completion=False)
 

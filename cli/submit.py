@@ -20,18 +20,25 @@ from typing import Any
 
 from rich.markup import escape
 
-from cli.console import err_console
-from cli.options import Urls, fail
-from orchestrator.actor import default_actor
-from orchestrator.messaging import resp, submissions
-from orchestrator.messaging.submissions import Heartbeat, Kind, Submission
-from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
+from nsmigrate.cli.console import err_console
+from nsmigrate.cli.options import Urls, fail
+from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.orchestrator.messaging import resp, submissions
+from nsmigrate.orchestrator.messaging.submissions import Heartbeat, Kind, Submission
+from nsmigrate.orchestrator.messaging.task_names import (
+    PLANNER_KEY,
+    SUBMISSIONS_KEY,
+    submission_reply_key,
+    submission_taken_key,
+)
 
 #: How long one wait for the answer blocks before the command looks at the submission's state again.
 POLL_S = 1.0
 
 
-def to_fleet(urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False) -> dict[str, Any] | None:
+def to_fleet(
+    urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False, resume: bool = False
+) -> dict[str, Any] | None:
     """The fleet planner's answer to ``spec_path`` (``submissions.OUTCOMES``), or None: plan in this command."""
     database = submissions.database_fingerprint(urls.database_url)
     try:
@@ -51,6 +58,7 @@ def to_fleet(urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False) -> d
         actor=default_actor(),
         database=database,
         submitted_at=time.time(),
+        resume=resume,
     )
     encoded = submission.encode()
     try:

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from orchestrator.progress import JobProgress, RunShape
-from orchestrator.states import (
+from nsmigrate.orchestrator.progress import JobProgress, RunShape
+from nsmigrate.orchestrator.states import (
     BUSY_RUN_STATES,
     COPY_DONE_RUN_STATES,
     JUDGED_RUN_STATES,
@@ -28,7 +28,7 @@ from orchestrator.states import (
 )
 
 if TYPE_CHECKING:  # SQLAlchemy: `run --wait` after the fleet planned its job waits without loading it
-    from orchestrator import jobs
+    from nsmigrate.orchestrator import jobs
 
 #: The shortest pause between two readings of a job whose copy is about to end.
 MIN_POLL_S = 0.05
@@ -81,7 +81,7 @@ class Settled:
 
 def settled(db: jobs.Database, job_id: int) -> Settled:
     """Wait for JOB to settle, verified or not as its spec says."""
-    from orchestrator import jobs
+    from nsmigrate.orchestrator import jobs
 
     return Settled(auto_verify=jobs.job_spec(db, job_id).auto_verify)
 
@@ -100,12 +100,12 @@ class Verdicts:
     @staticmethod
     def snapshot(db: jobs.Database, job_id: int, namespace: str | None = None) -> dict[int, str | None]:
         """Each run's current verdict, to tell a new one from; take it BEFORE requesting verification."""
-        from orchestrator import jobs
+        from nsmigrate.orchestrator import jobs
 
         return {r.id: (r.verification or {}).get("checked_at") for r in jobs.runs_of(db, job_id, namespace)}
 
     def done(self, progress: JobProgress) -> bool:
-        from orchestrator import jobs
+        from nsmigrate.orchestrator import jobs
 
         waiting = self.run_ids - set(self._verdicts)
         if waiting:

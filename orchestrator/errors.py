@@ -52,6 +52,10 @@ class PlanError(PermanentError):
     """The spec is valid but the plan it leads to is unsafe (collisions, bad target names, dimension mismatch)."""
 
 
+class SpecChanged(PermanentError):
+    """A spec given for an unfinished job differs from the one the job was started with; the message lists how."""
+
+
 class StoreError(PermanentError):
     """A store refused a request for a reason retrying cannot fix."""
 

@@ -16,29 +16,31 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from orchestrator import jobs, pgvector_layout, recovery, retry_policy
-from orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecError
-from orchestrator.listing import small_namespaces
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.pgvector_layout import check_distinct_tables, check_target_names
-from orchestrator.planning.collection_strategy import plan_collection
-from orchestrator.planning.id_checks import (
+from nsmigrate.orchestrator import jobs, pgvector_layout, recovery, retry_policy
+from nsmigrate.orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
+from nsmigrate.orchestrator.listing import small_namespaces
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import Job
+from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
+from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
+from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
     namespace_refusals,
     namespaces_needing_id_check,
     sharing_with,
 )
-from orchestrator.planning.plan import Inventory, Plan
-from orchestrator.planning.planner import make_plan
-from orchestrator.planning.reads import PlanReads, RoutedIds
-from orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
-from orchestrator.records.routing import route_context
-from orchestrator.settings import DEFAULTS, Settings
-from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
-from orchestrator.store import Store
-from orchestrator.tenancy.creator_mapping import load_sources, load_twins
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.planning.plan import Inventory, Plan
+from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.planning.reads import PlanReads, RoutedIds
+from nsmigrate.orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
+from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.settings import DEFAULTS, Settings
+from nsmigrate.orchestrator.spec.differences import spec_differences
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec, spec_to_json
+from nsmigrate.orchestrator.store import Store
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]
@@ -404,6 +406,7 @@ def start_or_resume(
     open_control: ControlOpener | None = None,
     *,
     new: bool = False,
+    resume: bool = False,
     actor: str | None = None,
     before_write: BeforeWrite | None = None,
     marks: dict[str, float] | None = None,
@@ -412,7 +415,9 @@ def start_or_resume(
     """The one way a migrate job starts, wherever it is asked for: `nsmigrate run` planning in the command, the
     fleet's plan server (``workers.plan_server``), the demos.
 
-    The unfinished job of the spec's name, if any, is resumed (``recovery.resume``) unless ``new``. Otherwise the
+    The unfinished job of the spec's name, if any, is resumed (``recovery.resume``) unless ``new``, with the spec it
+    was started with: a ``spec`` that differs from it is refused (``SpecChanged``, naming each difference) unless
+    ``resume`` says to go on with the stored one anyway. Otherwise the
     spec is planned (``prepare``: the same reads and checks wherever it runs) and copying starts while planning's
     last reads go on: once the job-wide checks passed (nothing is written before), ``before_write`` runs with the
     plan, the job is written and the work of every namespace that needs no check of its own is enqueued
@@ -420,12 +425,51 @@ def start_or_resume(
     long for the target) is enqueued when they pass and refused (``cancelled``, a ``namespace_refused`` event) when
     they fail, so nothing reaches its target before. ``actor``: who asked, for the audit log (default: this
     process's user@host); ``marks``: the caller's marks of planning's first steps (``prepare``)."""
+    if new and resume:
+        raise SpecError(
+            "--new and --resume exclude each other: --new starts another job, --resume goes on with the unfinished "
+            "one; nothing was changed",
+            hint="give one of them",
+        )
     existing = None if new else jobs.latest_unfinished_job(db, spec.name)
     if existing is not None:
+        if not resume:
+            _refuse_changed_spec(existing, spec, spec_dir)
         return Started(existing.id, resumed=recovery.resume(db, dispatcher, existing.id, actor=actor))
     starting = _Starting(db, dispatcher, actor, before_write, settings)
     prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting, settings)
     return Started(starting.job_id, prepared=prepared, refused=starting.refused)
+
+
+#: Differences named in the refusal of a changed spec (the rest are counted).
+DIFFERENCES_SHOWN = 12
+
+
+def _refuse_changed_spec(job: Job, spec: JobSpec, spec_dir: Path | None) -> None:
+    """Raise ``SpecChanged`` when ``spec`` differs from the one unfinished ``job`` was started with: resuming would
+    silently go on with the stored one (another target, a cleanup the file no longer asks for). Both are compared as
+    stored: the given one with its catalogue path made absolute as it would be, the stored one read with today's
+    defaults filled in (a field added since is no difference)."""
+    try:
+        given = _absolute_catalogue(spec, spec_dir)
+    except SpecError:
+        given = spec  # its catalogue path then shows as a difference
+    try:
+        stored = spec_to_json(JobSpec.model_validate(job.spec))
+    except ValueError:  # a spec of a shape no longer valid: compared as it is stored
+        stored = dict(job.spec or {})
+    changed = spec_differences(stored, spec_to_json(given))
+    if not changed:
+        return
+    more = len(changed) - DIFFERENCES_SHOWN
+    shown = "; ".join(changed[:DIFFERENCES_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+    raise SpecChanged(
+        f"job {job.id} ({job.name}) is unfinished and was started with another spec; resuming it would go on with "
+        f"that one, not this file: {shown}; nothing was changed",
+        hint=f"run again with --resume to go on with job {job.id} as it was started, or with --new to start another "
+        f"job with this spec (job {job.id} goes on unless you `nsmigrate cancel {job.id}` first)",
+        job_id=job.id,
+    )
 
 
 def retry_failed(

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from orchestrator.packed_ids import PACK_JSONB_IDS_SQL, PackedIds
-from orchestrator.states import (  # noqa: F401  (re-exported: where the job table's users import them from)
+from nsmigrate.orchestrator.packed_ids import PACK_JSONB_IDS_SQL, PackedIds
+from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where the job table's users import them from)
     BatchState,
     CollectionPhase,
     JobKind,

@@ -1,4 +1,4 @@
-"""The application's pgvector layout (its DDL is tests/fixtures/reference/pgvector-namespace-table.sql), as
+"""The application's pgvector layout (its DDL is sandbox/application-table.sql), as
 pure data and functions: the table of a namespace, its columns, its four named indexes, the name rules, and the
 mapping Pinecone record ↔ table row. The I/O is in ``workers.pgnamespaces`` and ``workers.stores.pgdocumented``;
 ``migrations/README.md`` ("pgvector tables as seed 004 documents them", a heading there) describes it for users.
@@ -28,14 +28,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from orchestrator.errors import PlanError
-from orchestrator.limits import (
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.limits import (
     METADATA_EXACT_INTEGER_MAX,
     PG_IDENTIFIER_MAX_BYTES,
     PGVECTOR_HALFVEC_INDEX_MAX_DIMENSIONS,
     PGVECTOR_INDEX_MAX_DIMENSIONS,
 )
-from orchestrator.records.vectors import BinaryValues, Record
+from nsmigrate.orchestrator.records.vectors import BinaryValues, Record
 
 DEFAULT_NAME = "default"  # the default namespace "" lives in {prefix}_default
 #: Longest namespace a table is made for: with the prefix it stays within Postgres's 63-byte identifiers.
@@ -93,7 +93,7 @@ class Column:
 
 
 #: The application's table of a namespace, column by column in table order, exactly as its DDL declares it
-#: (tests/fixtures/reference/pgvector-namespace-table.sql; tests/integration/test_pgvector_layout.py holds the two
+#: (sandbox/application-table.sql; tests/integration/test_pgvector_layout.py holds the two
 #: equal in Postgres' catalogue).
 LAYOUT: tuple[Column, ...] = (
     Column("id", "serial", "SERIAL", primary_key=True),

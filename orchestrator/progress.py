@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from orchestrator.snapshot import SUMMARY_SQL, Execute, JobSummary, RunStatus, sql_list, summary_of_decoded
-from orchestrator.states import ACTIVE_BATCH_STATES, BatchState, RunState
+from nsmigrate.orchestrator.snapshot import SUMMARY_SQL, Execute, JobSummary, RunStatus, sql_list, summary_of_decoded
+from nsmigrate.orchestrator.states import ACTIVE_BATCH_STATES, BatchState, RunState
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,12 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from orchestrator import jobs
-from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
-from orchestrator.settings import Settings
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ _SECRET_NAME = r"[\w.-]*(?:pass|pwd|token|secret|key|auth|credential)[\w.-]*"
 _QUERY_SECRET = re.compile(rf"([?&;]{_SECRET_NAME}=)([^&#;]*)", re.IGNORECASE)
 #: libpq's keyword form: ``host=db password=s3cret`` or ``password='a b'``.
 _KEYWORD_SECRET = re.compile(rf"(\b{_SECRET_NAME}\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_SECRET_NAME_ONLY = re.compile(_SECRET_NAME, re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
@@ -41,6 +42,11 @@ def scrub(text: str, url: str) -> str:
     for secret in sorted(_secrets(url), key=len, reverse=True):
         text = text.replace(secret, HIDDEN)
     return text
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a field or parameter called ``name`` holds a secret by its name (password, token, api_key…)."""
+    return _SECRET_NAME_ONLY.fullmatch(name) is not None
 
 
 def _hide_value(match: re.Match[str]) -> str:

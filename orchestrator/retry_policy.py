@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 import tenacity
 from tenacity import RetryCallState
 
-from orchestrator.errors import RetryableError
-from orchestrator.settings import DEFAULTS, Settings
+from nsmigrate.orchestrator.errors import RetryableError
+from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 
 logger = logging.getLogger(__name__)
 

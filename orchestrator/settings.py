@@ -14,8 +14,8 @@ import os
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
-from orchestrator.connections.redis_urls import credentials_in_userinfo
+from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
+from nsmigrate.orchestrator.connections.redis_urls import credentials_in_userinfo
 
 
 class Settings(BaseSettings):

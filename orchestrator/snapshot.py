@@ -21,8 +21,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from orchestrator.errors import NotFound
-from orchestrator.states import BatchState, JobKind, JobState, RunState
+from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.states import BatchState, JobKind, JobState, RunState
 
 
 @dataclass(frozen=True)

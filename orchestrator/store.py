@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from orchestrator.errors import StoreError
-from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.pgvector_layout import TableColumn
-from orchestrator.records.vectors import IdPage, Record
+from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.pgvector_layout import TableColumn
+from nsmigrate.orchestrator.records.vectors import IdPage, Record
 
 Enumeration = Literal["list", "catalogue", "sweep"]
 

@@ -39,7 +39,7 @@ import numpy as np
 import orjson
 
 if TYPE_CHECKING:
-    from sandbox.pinecone_server import IndexService
+    from nsmigrate_sandbox.pinecone_server import IndexService
 
 #: Records per upsert_records request (Pinecone docs, "Upsert limits": 96 records of text per request).
 MAX_RECORDS_PER_UPSERT = 96
@@ -176,7 +176,7 @@ class TokenWindow:
 
 
 def _refuse(status: int, message: str, headers: dict[str, str] | None = None) -> Exception:
-    from sandbox.pinecone_server import _Refusal
+    from nsmigrate_sandbox.pinecone_server import _Refusal
 
     return _Refusal(status, message, headers)
 
@@ -213,7 +213,7 @@ def parse_ndjson(body: bytes) -> list[Any]:
 
 def upsert_records(service: IndexService, namespace: str, body: bytes) -> None:
     """``POST /records/namespaces/{namespace}/upsert`` (see the module docstring)."""
-    from sandbox.pinecone_server import MAX_ID_LENGTH, _Record, _valid_id, validate_metadata
+    from nsmigrate_sandbox.pinecone_server import MAX_ID_LENGTH, _Record, _valid_id, validate_metadata
 
     embed = _integrated(service)
     if len(body) > MAX_RECORDS_REQUEST_BYTES:
@@ -259,7 +259,7 @@ def upsert_records(service: IndexService, namespace: str, body: bytes) -> None:
 
 def search_records(service: IndexService, namespace: str, payload: Any) -> dict[str, Any]:
     """``POST /records/namespaces/{namespace}/search`` (see the module docstring)."""
-    from sandbox.pinecone_server import _as_vector, _display_name, _int_in, _valid_id, compile_filter
+    from nsmigrate_sandbox.pinecone_server import _as_vector, _int_in, _valid_id, compile_filter
 
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), dict):
         raise _refuse(400, "query is required: an object with top_k and one of inputs, vector or id")
@@ -302,5 +302,5 @@ def search_records(service: IndexService, namespace: str, payload: Any) -> dict[
     usage: dict[str, Any] = {"read_units": max(1, math.ceil(len(hits) / 10))}
     if tokens:
         usage["embed_total_tokens"] = tokens
-    # 2026-07 names the namespace that served the search (``SearchRecordsResponse.namespace``).
-    return {"result": {"hits": hits}, "namespace": _display_name(namespace), "usage": usage}
+    # The namespace that served the search: the alias's target when the request named an alias (API 2026-07).
+    return {"result": {"hits": hits}, "usage": usage, "namespace": namespace or "__default__"}

@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.services import spawn
+from nsmigrate_sandbox.services import spawn
 
 _LOCK = Path(tempfile.gettempdir()) / "nsmigrate-hosts.lock"
 _PREFIX = "10.77"

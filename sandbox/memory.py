@@ -1,7 +1,7 @@
 """How the local data plane's processes use memory: they keep what a request freed for the next one, in one heap for
 all their threads, and can touch that heap before the run, so the bench measures the fleet rather than the page
-faults of a fresh index. (The workers once did the same; an A/B in one run showed no gain beyond the bench's noise,
-so they use glibc's defaults: ``bench/README.md``.)
+faults of a fresh index. (The workers use glibc's defaults: keeping freed memory gave them no gain beyond the bench's
+noise, ``bench/README.md``.)
 """
 
 from __future__ import annotations

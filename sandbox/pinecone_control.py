@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from sandbox.embedding import read_embed_config
-from sandbox.pinecone_server import (
+from nsmigrate_sandbox.embedding import read_embed_config
+from nsmigrate_sandbox.pinecone_server import (
     IndexSpec,
     _bad,
     _check_api_key,
@@ -51,7 +51,7 @@ from sandbox.pinecone_server import (
 )
 
 if TYPE_CHECKING:
-    from sandbox.pinecone_server import PineconeSandbox
+    from nsmigrate_sandbox.pinecone_server import PineconeSandbox
 
 #: The first API version that refuses pod indexes and indexes from collections (what SDK 10.x sends).
 API_VERSION_2026_07 = "2026-07"

@@ -9,7 +9,7 @@ benchmarks in other processes see it.
 
 Use it from Python::
 
-    from sandbox.pinecone_server import PineconeSandbox, IndexSpec, Faults
+    from nsmigrate_sandbox.pinecone_server import PineconeSandbox, IndexSpec, Faults
     sb = PineconeSandbox(indexes=[IndexSpec("seeds-pod", 3072, "cosine", kind="pod"),
                                   IndexSpec("seeds-serverless", 3072)]).start()
     from pinecone import Pinecone
@@ -20,7 +20,8 @@ Use it from Python::
 
 or as a separate process (serves until SIGTERM, prints the hosts as one JSON line)::
 
-    python -m sandbox.pinecone_server --index seeds-pod:3072:cosine:pod --index seeds-serverless:3072 --port-file F
+    python -m nsmigrate_sandbox.pinecone_server --index seeds-pod:3072:cosine:pod --index seeds-serverless:3072 \\
+        --port-file F
 
 Admin endpoints on every data-plane port (never subject to faults; they need the Api-Key only when the sandbox was
 started with one, ``--api-key``):
@@ -98,10 +99,11 @@ import msgspec
 import numpy as np
 import orjson
 
-from sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
-from sandbox.freshness import Freshness
-from sandbox.memory import keep_freed_memory, prefault_heap
-from sandbox.serving import serve_in_thread, stop_serving
+from nsmigrate_sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
+from nsmigrate_sandbox.freshness import Freshness
+from nsmigrate_sandbox.memory import keep_freed_memory, prefault_heap
+from nsmigrate_sandbox.namespace_aliases import ALIAS_OPS, AliasTable
+from nsmigrate_sandbox.serving import serve_in_thread, stop_serving
 
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
 
@@ -131,11 +133,14 @@ DATA_PLANE_OPS = frozenset(
         *("upsert", "fetch", "fetch_by_metadata", "list", "query", "delete", "update", "describe_index_stats"),
         *("list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"),
         *("upsert_records", "search_records"),
+        *ALIAS_OPS,
     }
 )
 METRICS = ("cosine", "dotproduct", "euclidean")
 KINDS = ("pod", "serverless")
 
+#: The type of an error's ``details`` entry that carries its ``reason`` (grpc-gateway's JSON of a google.rpc.ErrorInfo).
+ERROR_INFO_TYPE = "type.googleapis.com/google.rpc.ErrorInfo"
 # HTTP status -> gRPC status code, for the data plane's rpcStatus error body.
 _GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 405: 12, 409: 6, 413: 3, 429: 8, 500: 2, 503: 14}
 # HTTP status -> the control plane's string error code.
@@ -299,13 +304,27 @@ class Faults:
 
 
 class _Refusal(Exception):
-    """A request refused with an HTTP status; turned into the plane's error body at the edge."""
+    """A request refused with an HTTP status; turned into the plane's error body at the edge. ``reason`` (and its
+    ``metadata``): the machine-readable cause, sent as ``details[0]``; ``records_shape``: answered in the records and
+    documents operations' ``ErrorResponse`` shape instead of ``rpcStatus``."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        records_shape: bool = False,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        self.records_shape = records_shape
 
 
 def _bad(message: str) -> _Refusal:
@@ -320,7 +339,14 @@ class _Reply:
 
 
 def _data_error(refusal: _Refusal) -> _Reply:
-    body = {"code": _GRPC_CODES.get(refusal.status, 2), "message": refusal.message, "details": []}
+    if refusal.records_shape:
+        return _control_error(refusal)  # the same {"error": {"code", "message"}, "status"} shape
+    details = []
+    if refusal.reason is not None:
+        details.append({"@type": ERROR_INFO_TYPE, "reason": refusal.reason, "domain": "pinecone.io"})
+        if refusal.metadata:
+            details[0]["metadata"] = refusal.metadata
+    body = {"code": _GRPC_CODES.get(refusal.status, 2), "message": refusal.message, "details": details}
     return _Reply(refusal.status, body, refusal.headers)
 
 
@@ -654,13 +680,21 @@ class IndexStore:
         self.spec = spec
         self.lock = threading.RLock()
         self.namespaces: dict[str, _Namespace] = {}
-        self.freshness = None if replica else Freshness(lambda: IndexStore(spec, replica=True))
+        #: Whether a namespace stays one when emptied (an alias targets it: ``sandbox.namespace_aliases``).
+        self.kept: Callable[[str], bool] = lambda _namespace: False
+        self.freshness = None if replica else Freshness(self._replica)
 
     def clear(self) -> None:
         with self.lock:
             self.namespaces.clear()
             if self.freshness is not None:
                 self.freshness.clear()
+
+    def _replica(self) -> IndexStore:
+        """The store lagging reads see (``freshness``): it keeps the namespaces this one keeps."""
+        replica = IndexStore(self.spec, replica=True)
+        replica.kept = lambda namespace: self.kept(namespace)
+        return replica
 
     def _wrote(self, namespace: str, apply: Callable[[IndexStore], Any], at_once: bool = False) -> None:
         if self.freshness is not None:
@@ -685,7 +719,7 @@ class IndexStore:
 
     def _drop_if_empty(self, namespace: str) -> None:
         ns = self.namespaces.get(namespace)
-        if ns is not None and not ns.records:
+        if ns is not None and not ns.records and not self.kept(namespace):
             del self.namespaces[namespace]
 
     def put(self, namespace: str, records: Iterable[tuple[str, _Record]], *, at_once: bool = False) -> int:
@@ -761,6 +795,9 @@ class IndexStore:
         with self.lock:
             self._before_write()
             self._wrote(namespace, lambda store: store.delete_namespace(namespace))
+            if namespace in self.namespaces and self.kept(namespace):
+                self.namespaces[namespace] = _Namespace()  # emptied, still a namespace
+                return True
             return self.namespaces.pop(namespace, None) is not None
 
     def create_namespace(self, namespace: str) -> bool:
@@ -1039,7 +1076,7 @@ class FaultState:
 # --- the data-plane service (request in, reply out; no sockets) --------------------------------------------------
 
 _NAMESPACE_OPS = frozenset({"list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"})
-_SERVERLESS_ONLY_OPS = _NAMESPACE_OPS | {"list"}
+_SERVERLESS_ONLY_OPS = _NAMESPACE_OPS | ALIAS_OPS | {"list"}
 _RECORDS_OPS = frozenset({"upsert_records", "search_records"})
 
 
@@ -1052,6 +1089,7 @@ class IndexService:
     def __init__(self, spec: IndexSpec, faults: Faults | None = None, api_key: str | None = None) -> None:
         self.spec = spec
         self.store = IndexStore(spec)
+        self.aliases = AliasTable(self.store)  # sandbox.namespace_aliases
         self.faults = FaultState(faults)
         self.tokens = TokenWindow()  # embedding tokens of an integrated index's model (sandbox.embedding)
         self.api_key = api_key
@@ -1073,6 +1111,7 @@ class IndexService:
             ("DELETE", "/namespaces/{}"): ("delete_namespace", self._delete_namespace),
             ("POST", "/records/namespaces/{}/upsert"): ("upsert_records", self._upsert_records),
             ("POST", "/records/namespaces/{}/search"): ("search_records", self._search_records),
+            **self.aliases.routes(),
         }
 
     # -- entry point
@@ -1112,6 +1151,9 @@ class IndexService:
                 payload: Any = body  # NDJSON, read by the handler
             else:
                 payload = (_parse_upsert(body) if op == "upsert" else _parse_json(body)) if body else None
+            if op in ALIAS_OPS:
+                self.aliases.check_version(headers)
+            payload, arg = self.aliases.route(op, payload, query, arg)  # reads through an alias, writes refused
             scope_ns = _namespace_name(arg) if op in _RECORDS_OPS else self._scope_namespace(op, payload, query)
             refusal = self.faults.admit(op, scope_ns)
             if refusal is not None:
@@ -1136,9 +1178,10 @@ class IndexService:
     def _route(self, method: str, path: str) -> tuple[str, Handler, str | None]:
         arg: str | None = None
         key = (method, path)
-        if path.startswith("/namespaces/") and path.count("/") == 2:
-            arg = unquote(path.split("/", 2)[2])
-            key = (method, "/namespaces/{}")
+        if path.startswith(("/namespaces/", "/namespace-aliases/")) and path.count("/") == 2:
+            collection, name = path[1:].split("/")
+            arg = unquote(name)
+            key = (method, f"/{collection}/{{}}")
         elif path.startswith("/records/namespaces/") and path.count("/") == 4:
             _, _, _, name, action = path.split("/")
             arg = unquote(name)
@@ -1198,6 +1241,7 @@ class IndexService:
 
     def reset(self) -> None:
         self.store.clear()
+        self.aliases.clear()
         self.faults.reset_stats()
         self.tokens.clear()
 
@@ -1404,8 +1448,10 @@ class IndexService:
         return self._namespace_json(namespace, counts[namespace])
 
     def _delete_namespace(self, _payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
-        if not self.store.delete_namespace(_namespace_name(arg)):
-            raise _Refusal(404, f"Namespace '{arg}' not found")
+        with self.store.lock:  # no alias can take it as its target in between
+            self.aliases.refuse_deleting(_namespace_name(arg))
+            if not self.store.delete_namespace(_namespace_name(arg)):
+                raise _Refusal(404, f"Namespace '{arg}' not found")
         return {}
 
     def _upsert_records(self, payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
@@ -1428,7 +1474,7 @@ class IndexService:
 def _namespace_answer(result: Any, headers: Mapping[str, str]) -> Any:
     """A namespace answer as the request's API version writes it: from 2026-07 a ``record_count`` is a decimal
     string (``NamespaceDescription``), before it an integer."""
-    from sandbox.pinecone_control import api_version, is_2026_07_or_later
+    from nsmigrate_sandbox.pinecone_control import api_version, is_2026_07_or_later
 
     if not is_2026_07_or_later(api_version(headers)) or not isinstance(result, dict):
         return result
@@ -1657,7 +1703,7 @@ class PineconeSandbox:
         tls: ssl.SSLContext | None = None,
         freshness_lag_s: float = 0.0,
     ) -> None:
-        from sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
+        from nsmigrate_sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
 
         self.bind = bind
         self.api_key = api_key
@@ -1827,7 +1873,9 @@ def _write_port_file(path: Path, hosts: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.pinecone_server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m nsmigrate_sandbox.pinecone_server", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--index",
         action="append",

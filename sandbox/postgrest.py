@@ -32,7 +32,7 @@ Usage::
     client = supabase.create_client(srv.url, "sandbox-service-key")
     srv.stop()
 
-or ``python -m sandbox.postgrest --database-url URL --port N`` (serves until SIGTERM).
+or ``python -m nsmigrate_sandbox.postgrest --database-url URL --port N`` (serves until SIGTERM).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ import psycopg
 import sqlalchemy as sa
 from psycopg import sql
 
-from sandbox.serving import serve_in_thread, stop_serving
+from nsmigrate_sandbox.serving import serve_in_thread, stop_serving
 
 log = logging.getLogger(__name__)
 
@@ -1056,7 +1056,7 @@ def load_tenancy(database_url: str, *, twins: Mapping[str, str]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.postgrest", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nsmigrate_sandbox.postgrest", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--database-url",
         default=os.environ.get("NSMIGRATE_DATABASE_URL"),

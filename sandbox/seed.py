@@ -6,7 +6,7 @@ belong to about 8 creators whose ids include awkward ones (``sainath.no.1``, and
 careless prefix match confuses). Ids (``doc-N#chunk-M``) are unique across the whole data set. Everything here is
 made from ``seed`` with numpy, so the same seed gives the same ids, metadata and vectors on every machine::
 
-    from sandbox.seed import seed_dataset
+    from nsmigrate_sandbox.seed import seed_dataset
     data = seed_dataset()                      # 805 x 3072, like production
     data.load_into(sandbox, "seeds-pod")
     big = seed_dataset(n_vectors=20_000, dimension=1536, n_twin_namespaces=50, default_count=8_000,
@@ -226,7 +226,7 @@ def seed_chunks(n_rows: int, dimension: int = 384, seed: int = 0, collections: i
 
 _IVFFLAT_MAX_DIMENSION = 2000
 #: The application's own DDL for a namespace's table (a copy of shared/reference/pgvector-namespace-table.sql).
-APPLICATION_DDL = Path(__file__).resolve().parents[1] / "tests/fixtures/reference/pgvector-namespace-table.sql"
+APPLICATION_DDL = Path(__file__).resolve().parent / "application-table.sql"
 
 
 def application_ddl(table: str, dimension: int) -> str:

@@ -3,7 +3,8 @@ plane, served on the host's address with latency added.
 
 Run in the host's namespace (``ServicesHost.start`` does ``ip netns exec``)::
 
-    python -m sandbox.services_host --address 10.77.5.2 --delay-ms 5 --index src:8 --index dst:8 --state-file F
+    python -m nsmigrate_sandbox.services_host --address 10.77.5.2 --delay-ms 5 --index src:8 --index dst:8 \\
+        --state-file F
 
 Each server is the suite's own launcher (``sandbox.services``, ``sandbox.pinecone_server``) on the host's loopback;
 the host's address carries one ``DelayRelay`` per port, so every other host sees the servers ``delay`` away each way.
@@ -36,11 +37,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sandbox.delay_relay import DelayRelay
-from sandbox.hosts import HostNetwork
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox, parse_index_arg
-from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY
+from nsmigrate_sandbox.delay_relay import DelayRelay
+from nsmigrate_sandbox.hosts import HostNetwork
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox, parse_index_arg
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 
 
 def make_certificate(address: str, directory: Path) -> tuple[Path, Path]:
@@ -110,7 +111,9 @@ def pinecone_urls(pinecone: PineconeSandbox) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.services_host", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m nsmigrate_sandbox.services_host", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--address", required=True, help="this host's address (in its network namespace)")
     parser.add_argument("--delay-ms", type=float, default=5.0, help="latency added each way for other hosts")
     parser.add_argument("--index", action="append", type=parse_index_arg, required=True, help="name:dimension")
@@ -147,7 +150,7 @@ class ServicesHost:
     ) -> ServicesHost:
         """Start it on ``host`` (``indexes`` as ``name:dimension``) and wait until it serves."""
         state = workdir / "services.json"
-        args = [sys.executable, "-m", "sandbox.services_host", "--address", network.address(host)]
+        args = [sys.executable, "-m", "nsmigrate_sandbox.services_host", "--address", network.address(host)]
         args += ["--delay-ms", str(delay_ms), "--state-file", str(state)]
         for index in indexes:
             args += ["--index", index]

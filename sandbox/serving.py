@@ -2,8 +2,8 @@
 until a connection comes, and stopping it at once.
 
 Why: ``serve_forever(poll_interval)`` wakes every ``poll_interval`` only to see whether it was asked to stop, and
-``shutdown()`` waits for that wake-up; a short interval kept ``stop()`` fast but woke every server of the sandbox
-20 times a second while it waited (bench/README.md: Idle processes). Here the loop blocks until a connection, and
+``shutdown()`` waits for that wake-up; a short interval keeps ``stop()`` fast but wakes every server of the sandbox
+20 times a second while it waits (bench/README.md: Idle processes). Here the loop blocks until a connection, and
 ``stop_serving`` connects to wake it once it was asked to stop.
 """
 

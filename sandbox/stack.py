@@ -21,8 +21,8 @@ from pathlib import Path
 
 from celery import Celery
 
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.services import PostgresServer, RedisServer, free_port, spawn, wait_for_port
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.services import PostgresServer, RedisServer, free_port, spawn, wait_for_port
 
 SANDBOX_API_KEY = "sandbox-key"  # the local data plane accepts any key; this is not a credential
 
@@ -71,7 +71,7 @@ class Stack:
         workdir)."""
         name = name or f"w{len(self.processes)}"
         log_path = log_path or self.workdir / f"worker-{name}.log"
-        argv = [sys.executable, "-m", "cli", "worker", "--queues", queues, "--concurrency", str(concurrency)]
+        argv = [sys.executable, "-m", "nsmigrate", "worker", "--queues", queues, "--concurrency", str(concurrency)]
         argv += ["--pool", pool, "--hostname", f"{name}@%h", "--loglevel", "WARNING", *args]
         proc = spawn(argv, self.env(**extra_env), log_path)
         self.processes.append(proc)
@@ -91,7 +91,7 @@ class Stack:
         workdir; returns P once it accepts connections, or at once with ``wait=False`` (``wait_for_servers`` then
         waits for all such servers together)."""
         port = free_port()
-        argv = [sys.executable, "-m", "cli", command, "--port", str(port), *args]
+        argv = [sys.executable, "-m", "nsmigrate", command, "--port", str(port), *args]
         proc = spawn(argv, self.env(**extra_env), self.workdir / f"{command}.log")
         self.processes.append(proc)
         if wait:

@@ -22,14 +22,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.nsmigrate-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ sandbox/pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing nsmigrate[dev] into .venv (first run takes a minute)"
   # The venv's own pip is upgraded only when too old for an editable install from pyproject.toml (21.3): the upgrade
-  # took 5-9 s of a fresh clone's bootstrap for nothing the install needs.
+  # costs seconds of every fresh clone's bootstrap for nothing the install needs.
   if ! .venv/bin/python -c 'import sys, pip; sys.exit(tuple(map(int, pip.__version__.split(".")[:2])) < (21, 3))'; then
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
   fi
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  # The stand-ins editable too (the dev extra names them by their folder; given here first, pip keeps them editable).
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ./sandbox -e ".[dev]"
   touch "$stamp"
 fi
 

@@ -29,11 +29,11 @@ import sqlalchemy as sa
 from celery import Celery
 from pinecone import Pinecone
 
-from orchestrator import jobs
-from orchestrator.models import BatchState, NamespaceRun, RunState
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.services import PostgresServer, RedisServer
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import BatchState, NamespaceRun, RunState
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet_jobs import batches
 from tests.polling import wait_until
 

@@ -21,7 +21,7 @@ import redis as redis_lib
 import sqlalchemy as sa
 from hypothesis import settings as hypothesis_settings
 
-from sandbox.services import PostgresServer, RedisServer
+from nsmigrate_sandbox.services import PostgresServer, RedisServer
 from tests import spare_databases
 from tests.timing import TimingMiss
 
@@ -119,7 +119,7 @@ def job_table_template(postgres_server: PostgresServer, postgres_admin: sa.Engin
     """A database holding the job-table schema, made once per process: ``job_table_url`` copies it, which costs
     no more than an empty database and saves each test creating the schema. Nothing connects to it afterwards
     (Postgres copies only a template nobody is connected to)."""
-    from orchestrator.jobs import Database
+    from nsmigrate.orchestrator.jobs import Database
 
     name = f"t{os.getpid()}_job_table"
     with postgres_admin.connect() as conn:
@@ -164,7 +164,7 @@ def _fresh_database(server: PostgresServer, admin: sa.Engine, template: str, *, 
             conn.execute(sa.text(f"ALTER DATABASE {_spares[template].pop()} RENAME TO {name}"))
         else:
             # FILE_COPY: a copy of the template's files and a checkpoint (cheap with fsync off), where the default
-            # writes every block of it through the WAL: ~0.4 -> ~0.15 s and half the server's CPU (bench/README.md).
+            # writes every block of it through the WAL: more than twice as long, and twice the server's CPU.
             conn.execute(sa.text(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY"))
     url = _url_of(server, name)
     if spare and template not in _template_shapes:

@@ -17,7 +17,7 @@ def nsmigrate(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[
     # COLUMNS: rich wraps at 80 columns in a pipe; keep names whole.
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=timeout_s, env=env
+        [sys.executable, "-m", "nsmigrate", *args], capture_output=True, text=True, timeout=timeout_s, env=env
     )
 
 

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import Batch, NamespaceRun
-from orchestrator.settings import load_settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.stack import Stack
-from workers.stores import open_retrying_store
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import Batch, NamespaceRun
+from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.stack import Stack
 
 
 def start_job(

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from orchestrator.messaging.task_names import TaskName
-from sandbox.stack import Stack
+from nsmigrate.orchestrator.messaging.task_names import TaskName
+from nsmigrate_sandbox.stack import Stack
 from tests.polling import wait_until
 
 

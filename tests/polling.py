@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import pytest
 
-from orchestrator import jobs
+from nsmigrate.orchestrator import jobs
 
 T = TypeVar("T")
 

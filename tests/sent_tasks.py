@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from workers.context import WorkerContext
+from nsmigrate.workers.context import WorkerContext
 
 
 class SentTasks:

@@ -35,16 +35,16 @@ import redis as redis_lib
 import sqlalchemy as sa
 from celery import Celery
 
-from orchestrator.models import Base, SchemaInfo
-from orchestrator.settings import load_settings
-from sandbox.pinecone_control import ControlFaults
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.postgrest import PostgrestStandIn
-from sandbox.services import RedisServer
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.orchestrator.models import Base, SchemaInfo
+from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate_sandbox.pinecone_control import ControlFaults
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.postgrest import PostgrestStandIn
+from nsmigrate_sandbox.services import RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_until
 from tests.sdk_internals import reset_sdk_host_state
-from workers.context import WorkerContext
 
 
 @pytest.fixture(scope="module")

@@ -128,9 +128,9 @@ LONGEST_FLEET_FILES = (
     "test_cli_waits.py",
 )
 
-#: The longest service files, longest first (by ``--durations`` and CPU per file, session 41), handed out before the
-#: other service files: test_verify_cleanup.py (~120 s of a worker on a loaded machine) came last in collection order,
-#: and its worker ran on alone after the others had finished.
+#: The longest service files, longest first (by ``--durations`` and CPU per file), handed out before the other
+#: service files: test_verify_cleanup.py (~120 s of a worker on a loaded machine) comes last in collection order, and
+#: its worker would run on alone after the others had finished.
 LONGEST_SERVICE_FILES = (
     "test_verify_cleanup.py",
     "test_supabase_standin.py",

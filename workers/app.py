@@ -18,16 +18,16 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.signals import celeryd_after_setup, worker_process_init, worker_ready
 from celery.worker.consumer.consumer import STOP_CONDITIONS
 
-from orchestrator.messaging.dispatch import celery_config
-from orchestrator.recovery import start_sweeping
-from orchestrator.settings import Settings
-from workers import broker_credentials
-from workers.context import reset_context
-from workers.plan_server import start_planning
-from workers.tuning import Consumer as TunedConsumer
-from workers.tuning import ThreadPool, warm_up
+from nsmigrate.orchestrator.messaging.dispatch import celery_config
+from nsmigrate.orchestrator.recovery import start_sweeping
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.workers import broker_credentials
+from nsmigrate.workers.context import reset_context
+from nsmigrate.workers.plan_server import start_planning
+from nsmigrate.workers.tuning import Consumer as TunedConsumer
+from nsmigrate.workers.tuning import ThreadPool, warm_up
 
-app = Celery("nsmigrate", include=["workers.tasks"])
+app = Celery("nsmigrate", include=["nsmigrate.workers.tasks"])
 
 log = logging.getLogger(__name__)
 

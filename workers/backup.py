@@ -32,12 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from orchestrator.errors import BackupError, NsmigrateError, StoreError
-from orchestrator.limits import FETCH_MAX_IDS
-from orchestrator.listing.paging import iter_all_ids
-from orchestrator.tenancy.namespaces import display_namespace
-from workers.chunking import chunk_for_upsert
-from workers.stores.base import Record, Store
+from nsmigrate.orchestrator.errors import BackupError, NsmigrateError, StoreError
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.listing.paging import iter_all_ids
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers.chunking import chunk_for_upsert
+from nsmigrate.workers.manifest_paths import listed_file
+from nsmigrate.workers.stores.base import Record, Store
 
 FORMAT = "nsmigrate-export"
 FORMAT_VERSION = "1"
@@ -588,9 +589,10 @@ def read_manifest(directory: Path) -> list[ExportHeader]:
         raise BackupError(f"{manifest_path} is not an nsmigrate manifest ({e})") from e
     if not isinstance(entries, list):
         raise BackupError(f"{manifest_path} is not an nsmigrate manifest (no format={FORMAT!r} and namespaces list)")
+    files = [listed_file(directory, entry, manifest_path) for entry in entries]  # all inside before any is read
     headers = []
-    for entry in entries:
-        header = read_header(directory / str(entry.get("file", "")))
+    for entry, file in zip(entries, files, strict=True):
+        header = read_header(file)
         if header.namespace != entry.get("namespace") or header.count != entry.get("count"):
             raise BackupError(
                 f"{header.path} does not match {manifest_path}: it holds {header.count} vectors of "

@@ -19,18 +19,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from orchestrator.tenancy.erasure import Subject
-from workers.backup import _KEY, FORMAT, FORMAT_VERSION, MANIFEST_NAME, ids_fingerprint, nsmigrate_version
+from nsmigrate.orchestrator.tenancy.erasure import Subject
+from nsmigrate.workers.backup import _KEY, FORMAT, FORMAT_VERSION, MANIFEST_NAME, ids_fingerprint, nsmigrate_version
+from nsmigrate.workers.manifest_paths import listed_file
 
 IsWhole = Callable[[str], bool]
 
 
-def _entries(directory: Path) -> list[dict[str, object]]:
+def _entries(directory: Path) -> list[tuple[dict[str, object], Path]]:
+    """The manifest's entries, each with the file it names: every one checked inside ``directory`` before any is
+    read or changed (``listed_file``)."""
     manifest = directory / MANIFEST_NAME
     if not manifest.is_file():
         return []
     data = json.loads(manifest.read_text())
-    return list(data.get("namespaces") or []) if data.get("format") == FORMAT else []
+    entries = list(data.get("namespaces") or []) if data.get("format") == FORMAT else []
+    return [(entry, listed_file(directory, entry, manifest)) for entry in entries]
 
 
 def _theirs(table: pa.Table, subject: Subject) -> pa.Array:
@@ -42,8 +46,7 @@ def rows_of(directory: Path, subject: Subject, is_whole: IsWhole) -> int:
     """How many rows of the backup in ``directory`` are the subject's (0 for a directory that is gone)."""
     directory = Path(directory)
     total = 0
-    for entry in _entries(directory):
-        path = directory / str(entry["file"])
+    for entry, path in _entries(directory):
         if not path.is_file():
             continue
         if is_whole(str(entry["namespace"])):
@@ -58,8 +61,7 @@ def erase_rows(directory: Path, subject: Subject, is_whole: IsWhole) -> int:
     directory = Path(directory)
     entries = _entries(directory)
     removed = 0
-    for entry in entries:
-        path = directory / str(entry["file"])
+    for entry, path in entries:
         if not path.is_file():
             continue
         if is_whole(str(entry["namespace"])):
@@ -90,12 +92,11 @@ def _rewrite(path: Path, kept: pa.Table) -> None:
     os.replace(partial, path)
 
 
-def _write_manifest(directory: Path, entries: list[dict[str, object]]) -> None:
+def _write_manifest(directory: Path, entries: list[tuple[dict[str, object], Path]]) -> None:
     """The manifest again, from the files that are left (their own headers: counts and fingerprints as written);
     the manifest goes when no file is left, and the directory with it when nothing else is there."""
     left = []
-    for entry in entries:
-        path = directory / str(entry["file"])
+    for entry, path in entries:
         if not path.is_file():
             continue
         kv = {k.decode(): v.decode() for k, v in (pq.read_metadata(path).metadata or {}).items()}

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import redis
 from celery.exceptions import WorkerShutdown
 
-from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, Queue, lock_key, rate_bucket_key
-from orchestrator.redaction import redact_url, scrub
+from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, Queue, lock_key, rate_bucket_key
+from nsmigrate.orchestrator.redaction import redact_url, scrub
 
 #: What redis-py raises when Redis refuses the credentials it was given (or their absence), or a command to them.
 REFUSALS = (redis.AuthenticationError, redis.AuthenticationWrongNumberOfArgsError, redis.exceptions.NoPermissionError)

@@ -14,16 +14,23 @@ from __future__ import annotations
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from orchestrator import jobs
-from orchestrator.errors import StateError
-from orchestrator.listing.prefix_chains import MAX_CHAINS, Chain, ChainState, chain_batch, split_prefixes, wanted_chains
-from orchestrator.records.vectors import IdPage
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.tenancy.namespaces import display_namespace
-from workers import tally
-from workers.context import WorkerContext
-from workers.next_steps import run_copied
-from workers.stores.guarded import GuardedStore
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.listing.prefix_chains import (
+    MAX_CHAINS,
+    Chain,
+    ChainState,
+    chain_batch,
+    split_prefixes,
+    wanted_chains,
+)
+from nsmigrate.orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers import tally
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.next_steps import run_copied
+from nsmigrate.workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
 

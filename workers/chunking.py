@@ -13,16 +13,16 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from orchestrator.errors import StoreError
-from orchestrator.limits import (
+from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.orchestrator.limits import (
     JSON_NUMBER_MAX_BYTES,
     PGVECTOR_BINARY_HEADER_BYTES,
     PGVECTOR_BINARY_VALUE_BYTES,
     UPSERT_MAX_BYTES,
     UPSERT_MAX_VECTORS,
 )
-from orchestrator.records.vectors import JsonValues
-from workers.stores.base import Record
+from nsmigrate.orchestrator.records.vectors import JsonValues
+from nsmigrate.workers.stores.base import Record
 
 #: ``{"id":,"values":[],"metadata":}`` plus the comma between records.
 RECORD_OVERHEAD_BYTES = 32

@@ -47,22 +47,22 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator import jobs
-from orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
-from orchestrator.jobs.cutover import cleanup_refusal
-from orchestrator.models import NamespaceRun, RunState
-from orchestrator.records.routing import route_context
-from orchestrator.records.vectors import DEFAULT_NAMESPACE
-from orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
-from orchestrator.tenancy.namespaces import display_namespace
-from orchestrator.verification.comparisons import fingerprint
-from orchestrator.verification.proof import Proof, failed_report, refusal
-from workers import freshness
-from workers.context import WorkerContext
-from workers.proving import delete_proven
-from workers.stores.base import Store
-from workers.stores.identity import one_store_problem
-from workers.verifying import list_all_ids
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
+from nsmigrate.orchestrator.jobs.cutover import cleanup_refusal
+from nsmigrate.orchestrator.models import NamespaceRun, RunState
+from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
+from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.verification.comparisons import fingerprint
+from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
+from nsmigrate.workers import freshness
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.proving import delete_proven
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.identity import one_store_problem
+from nsmigrate.workers.verifying import list_all_ids
 
 log = logging.getLogger(__name__)
 

@@ -10,17 +10,17 @@ import logging
 import time
 from typing import Any, NoReturn
 
-from orchestrator import jobs
-from orchestrator.errors import CollectionFailed, NsmigrateError, RetryableError, StoreError, failure_text
-from orchestrator.models import CollectionPhase
-from orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
-from orchestrator.planning.target_indexes import wanted_shape
-from orchestrator.redaction import redact_url
-from orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeStoreSpec
-from orchestrator.tenancy.namespaces import display_namespace
-from workers.context import WorkerContext
-from workers.retry import INFRASTRUCTURE_ERRORS
-from workers.stores.pinecone_control import CollectionInfo, PineconeControl
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import CollectionFailed, NsmigrateError, RetryableError, StoreError, failure_text
+from nsmigrate.orchestrator.models import CollectionPhase
+from nsmigrate.orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
+from nsmigrate.orchestrator.planning.target_indexes import wanted_shape
+from nsmigrate.orchestrator.redaction import redact_url
+from nsmigrate.orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.stores.pinecone_control import CollectionInfo, PineconeControl
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from workers import tally
+from nsmigrate.workers import tally
 
 T = TypeVar("T")
 

@@ -13,15 +13,15 @@ import threading
 
 import redis
 
-from orchestrator.jobs import Database
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.settings import Settings, load_settings, task_slots
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
-from workers.ratelimit import RateLimiter
-from workers.shared_counts import SharedCounts
-from workers.stores import open_store
-from workers.stores.base import Store
-from workers.stores.guarded import GuardedStore
+from nsmigrate.orchestrator.jobs import Database
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.settings import Settings, load_settings, task_slots
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from nsmigrate.workers.ratelimit import RateLimiter
+from nsmigrate.workers.shared_counts import SharedCounts
+from nsmigrate.workers.stores import open_store
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
 

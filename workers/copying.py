@@ -22,22 +22,22 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from orchestrator import jobs
-from orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
-from orchestrator.records.routing import expected_metadata, route_context, route_records
-from orchestrator.records.text import missing_text_reason
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from orchestrator.tenancy.erasure import erased_in
-from orchestrator.tenancy.namespaces import SHOWN, display_namespace
-from workers import freshness, metrics, pgnamespaces
-from workers.chunking import binary_bytes, estimate_bytes, sized_chunks
-from workers.concurrent_calls import run_parallel
-from workers.context import WorkerContext
-from workers.next_steps import advance
-from workers.retry import INFRASTRUCTURE_ERRORS
-from workers.stores.base import Record
-from workers.stores.pgdocumented import DocumentedPgvectorStore
-from workers.text_writes import for_target, records_per_request, tokens_of
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
+from nsmigrate.orchestrator.records.routing import expected_metadata, route_context, route_records
+from nsmigrate.orchestrator.records.text import missing_text_reason
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.tenancy.erasure import erased_in
+from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace
+from nsmigrate.workers import freshness, metrics, pgnamespaces
+from nsmigrate.workers.chunking import binary_bytes, estimate_bytes, sized_chunks
+from nsmigrate.workers.concurrent_calls import run_parallel
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.next_steps import advance
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.text_writes import for_target, records_per_request, tokens_of
 
 log = logging.getLogger(__name__)
 

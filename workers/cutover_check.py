@@ -18,16 +18,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import jobs
-from orchestrator.cutover.rules import check_problems, overlap
-from orchestrator.models import NamespaceRun
-from orchestrator.records.routing import route_context, route_records
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import Cutover, JobSpec
-from orchestrator.tenancy.namespaces import display_namespace
-from orchestrator.verification.query_timing import latency_figures, time_call
-from workers.context import WorkerContext
-from workers.stores.base import Store
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover.rules import check_problems, overlap
+from nsmigrate.orchestrator.models import NamespaceRun
+from nsmigrate.orchestrator.records.routing import route_context, route_records
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import Cutover, JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.verification.query_timing import latency_figures, time_call
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores.base import Store
 
 #: Source vectors drawn per namespace as queries (one page of ids).
 QUERIES_PER_NAMESPACE = 100

@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from orchestrator.errors import SpecError
+from nsmigrate.orchestrator.errors import SpecError
 
 if TYPE_CHECKING:  # numpy: only a re-embedding job loads it, not every worker's start
     import numpy as np

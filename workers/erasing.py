@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import jobs
-from orchestrator.connections.store_identity import spec_identity
-from orchestrator.errors import ErasureFailed, NsmigrateError
-from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
-from orchestrator.models import PlaceKind
-from orchestrator.settings import DEFAULTS
-from orchestrator.spec.jobspec import RateBudget, store_spec_from_json
-from orchestrator.tenancy.erasure import (
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.connections.store_identity import spec_identity
+from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
+from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
+from nsmigrate.orchestrator.models import PlaceKind
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.spec.jobspec import RateBudget, store_spec_from_json
+from nsmigrate.orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,
     copied_since,
@@ -45,11 +45,11 @@ from orchestrator.tenancy.erasure import (
     still_writing,
     subject_of,
 )
-from orchestrator.tenancy.namespaces import Registry, display_namespace
-from workers.context import WorkerContext
-from workers.retry import INFRASTRUCTURE_ERRORS
-from workers.stores.base import Store, iter_all_ids
-from workers.verifying import chunks
+from nsmigrate.orchestrator.tenancy.namespaces import Registry, display_namespace
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.stores.base import Store, iter_all_ids
+from nsmigrate.workers.verifying import chunks
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,8 @@ def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | N
 
 
 def _plan_backup(plan: ErasurePlan, directory: Path, registry: Registry, runs: list[KnownRun]) -> None:
-    from workers.backup import MANIFEST_NAME  # pyarrow: only an erasure that reaches a backup loads it
-    from workers.backup_erasure import rows_of
+    from nsmigrate.workers.backup import MANIFEST_NAME  # pyarrow: only an erasure that reaches a backup loads it
+    from nsmigrate.workers.backup_erasure import rows_of
 
     manifest = directory / MANIFEST_NAME
     if not manifest.is_file():
@@ -288,7 +288,7 @@ def _named(jobs_namespaces: dict[int, list[str]]) -> str:
 
 
 def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
-    from workers.backup_erasure import erase_rows, rows_of  # pyarrow, as in _plan_backup
+    from nsmigrate.workers.backup_erasure import erase_rows, rows_of  # pyarrow, as in _plan_backup
 
     directory = Path(place.path or "")
     is_whole = set((place.store_spec or {}).get("whole") or []).__contains__

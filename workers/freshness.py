@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import redis
 
-from orchestrator.messaging.task_names import written_lsn_key
-from workers.stores.base import Store
+from nsmigrate.orchestrator.messaging.task_names import written_lsn_key
+from nsmigrate.workers.stores.base import Store
 
 POLL_START_S = 0.25
 POLL_MAX_S = 2.0

@@ -16,12 +16,12 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from orchestrator.errors import NsmigrateError
-from orchestrator.jobs import Neighbours
-from orchestrator.models import NamespaceRun
-from orchestrator.spec.jobspec import Verification
-from orchestrator.tenancy.tenant_guard import TenantGuard, latency_percentiles, search_twins
-from workers.stores.guarded import GuardedStore
+from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.jobs import Neighbours
+from nsmigrate.orchestrator.models import NamespaceRun
+from nsmigrate.orchestrator.spec.jobspec import Verification
+from nsmigrate.orchestrator.tenancy.tenant_guard import TenantGuard, latency_percentiles, search_twins
+from nsmigrate.workers.stores.guarded import GuardedStore
 
 #: Runs of a job that time queries when the job has no latency limit (see the module docstring).
 LATENCY_RUNS = 32

@@ -21,21 +21,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import redis
 from redis.exceptions import LockError
 
-from orchestrator import jobs
-from orchestrator.errors import ListingFailed, NsmigrateError, StateError, failure_text
-from orchestrator.listing.paging import id_pages
-from orchestrator.listing.prefix_chains import ChainState
-from orchestrator.listing.small_namespaces import list_page_ids
-from orchestrator.messaging.task_names import lock_key
-from orchestrator.models import RunState
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.tenancy.namespaces import display_namespace
-from workers import tally
-from workers.chain_listing import chains_for, list_chains
-from workers.context import WorkerContext
-from workers.next_steps import advance, lister_wake_key, run_copied
-from workers.retry import INFRASTRUCTURE_ERRORS
-from workers.stores.guarded import GuardedStore
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import ListingFailed, NsmigrateError, StateError, failure_text
+from nsmigrate.orchestrator.listing.paging import id_pages
+from nsmigrate.orchestrator.listing.prefix_chains import ChainState
+from nsmigrate.orchestrator.listing.small_namespaces import list_page_ids
+from nsmigrate.orchestrator.messaging.task_names import lock_key
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers import tally
+from nsmigrate.workers.chain_listing import chains_for, list_chains
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.next_steps import advance, lister_wake_key, run_copied
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
 

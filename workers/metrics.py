@@ -19,8 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from orchestrator.snapshot import JobSummary
-from orchestrator.states import JobKind, PlaceState, RunState
+from nsmigrate.orchestrator.snapshot import JobSummary
+from nsmigrate.orchestrator.states import JobKind, PlaceState, RunState
 
 #: Where prefork processes write their counts (prometheus_client's own variable).
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"

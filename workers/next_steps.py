@@ -13,12 +13,12 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from orchestrator import jobs
-from orchestrator.messaging.task_names import KEY_PREFIX
-from orchestrator.models import RunState
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.tenancy.namespaces import display_namespace
-from workers.context import WorkerContext
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.messaging.task_names import KEY_PREFIX
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers.context import WorkerContext
 
 
 def advance(

@@ -29,9 +29,9 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from orchestrator import pgvector_layout
-from orchestrator.pgvector_layout import EMBEDDING_COLUMN, TableColumn, quote
-from orchestrator.records.vectors import BinaryValues
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.pgvector_layout import EMBEDDING_COLUMN, TableColumn, quote
+from nsmigrate.orchestrator.records.vectors import BinaryValues
 
 #: pgvector's binary vector starts with its dimension and an unused word, both uint16 big-endian.
 _VECTOR_HEAD = struct.Struct(">HH")

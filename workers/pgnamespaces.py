@@ -22,13 +22,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import pgvector_layout
-from orchestrator.errors import PlanError, StoreError
-from orchestrator.pgvector_layout import ID_COLUMN, quote
-from orchestrator.records.vectors import Record
-from orchestrator.settings import DEFAULTS
-from orchestrator.spec.jobspec import JobSpec
-from workers import pgbinary
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.errors import PlanError, StoreError
+from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.workers import pgbinary
 
 
 def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:

@@ -30,16 +30,21 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-from orchestrator import jobs, launch
-from orchestrator.errors import NsmigrateError
-from orchestrator.messaging import submissions
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.messaging.submissions import Heartbeat, Submission
-from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY, submission_reply_key, submission_taken_key
-from orchestrator.planning.summary import summarize
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec, spec_from_text
-from workers.stores import open_retrying_store
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.messaging import submissions
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.messaging.submissions import Heartbeat, Submission
+from nsmigrate.orchestrator.messaging.task_names import (
+    PLANNER_KEY,
+    SUBMISSIONS_KEY,
+    submission_reply_key,
+    submission_taken_key,
+)
+from nsmigrate.orchestrator.planning.summary import summarize
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec, spec_from_text
+from nsmigrate.workers.stores import open_retrying_store
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +174,7 @@ class PlanServer:
                     spec_dir,
                     open_control,
                     new=submission.new,
+                    resume=submission.resume,
                     actor=submission.actor,
                     marks=marks,
                     settings=self.settings,
@@ -210,7 +216,7 @@ def _clients_of_one_plan(
     """Openers of stores and control planes for one plan, as a command opens them, reading only the keys this
     worker's ``settings.allowed_key_vars`` allow; what they opened is closed after it (a planner lives as long as its
     worker: it must not gather connection pools)."""
-    from workers.stores.pinecone_control import PineconeControl
+    from nsmigrate.workers.stores.pinecone_control import PineconeControl
 
     opened: list[Any] = []
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-from orchestrator.errors import StopAsked
-from orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
-from orchestrator.records.routing import RouteContext
-from orchestrator.records.text import fields_comparer
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.verification.delta import route_source
-from orchestrator.verification.proof import Proof, prove_copies
-from workers.stores.base import Store
-from workers.verifying import chunks
+from nsmigrate.orchestrator.errors import StopAsked
+from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
+from nsmigrate.orchestrator.records.routing import RouteContext
+from nsmigrate.orchestrator.records.text import fields_comparer
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.verification.delta import route_source
+from nsmigrate.orchestrator.verification.proof import Proof, prove_copies
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.verifying import chunks
 
 #: Ids per proof: one fetch of each side and one delete.
 PROOF_CHUNK_IDS = min(FETCH_MAX_IDS, DELETE_MAX_IDS)

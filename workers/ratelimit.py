@@ -32,10 +32,10 @@ from typing import Any
 
 import redis
 
-from orchestrator.errors import PermanentError, RetryableError
-from orchestrator.messaging.task_names import rate_bucket_key
-from orchestrator.settings import DEFAULTS
-from workers import broker_credentials
+from nsmigrate.orchestrator.errors import PermanentError, RetryableError
+from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.workers import broker_credentials
 
 #: Extra seconds every admission stays in the window: admission → request on the wire jitter must not let two
 #: windows' worth of requests land in one server second (the ``rate_guard_s`` setting's default).

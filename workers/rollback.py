@@ -32,23 +32,23 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from orchestrator import jobs
-from orchestrator.errors import NsmigrateError, StateError
-from orchestrator.limits import FETCH_MAX_IDS
-from orchestrator.models import NamespaceRun, RunState
-from orchestrator.records.routing import RouteContext, route_context
-from orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
-from orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
-from orchestrator.tenancy.erasure import erased_in
-from orchestrator.tenancy.namespaces import display_namespace
-from orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
-from orchestrator.verification.proof import Proof, refusal
-from workers.chunking import sized_chunks
-from workers.cleaning import RETIRED_TO
-from workers.context import WorkerContext
-from workers.proving import delete_proven
-from workers.stores.identity import one_store_problem
-from workers.verifying import chunks, list_all_ids
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import NsmigrateError, StateError
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.models import NamespaceRun, RunState
+from nsmigrate.orchestrator.records.routing import RouteContext, route_context
+from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
+from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
+from nsmigrate.orchestrator.tenancy.erasure import erased_in
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
+from nsmigrate.orchestrator.verification.proof import Proof, refusal
+from nsmigrate.workers.chunking import sized_chunks
+from nsmigrate.workers.cleaning import RETIRED_TO
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.proving import delete_proven
+from nsmigrate.workers.stores.identity import one_store_problem
+from nsmigrate.workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
 

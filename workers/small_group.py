@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.errors import GroupFailed, TaskFailed
-from workers import copying, listing, next_steps
-from workers.context import WorkerContext
+from nsmigrate.orchestrator.errors import GroupFailed, TaskFailed
+from nsmigrate.workers import copying, listing, next_steps
+from nsmigrate.workers.context import WorkerContext
 
 
 def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool = False) -> int:

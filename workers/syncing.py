@@ -32,19 +32,19 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from orchestrator import jobs
-from orchestrator.errors import StateError
-from orchestrator.limits import FETCH_MAX_IDS
-from orchestrator.models import NamespaceRun
-from orchestrator.records.routing import route_context
-from orchestrator.records.text import fields_comparer, split_by_text
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.tenancy.namespaces import display_namespace
-from orchestrator.verification.delta import Delta, plan_delta, route_source
-from workers.context import WorkerContext
-from workers.proving import delete_absent
-from workers.stores.base import Store
-from workers.verifying import chunks, list_all_ids
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.models import NamespaceRun
+from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.records.text import fields_comparer, split_by_text
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.verification.delta import Delta, plan_delta, route_source
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.proving import delete_absent
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
 

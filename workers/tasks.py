@@ -12,16 +12,16 @@ from typing import Any
 
 from celery import Task
 
-from orchestrator.errors import CleanupFailed, GroupFailed, TaskFailed, VerificationFailed
-from orchestrator.messaging.task_names import TaskName
-from orchestrator.tenancy.namespaces import display_namespace
-from workers import cleaning, collection_steps, copying, erasing, listing, small_group, tally, verifying
-from workers.app import app
-from workers.context import get_context
-from workers.retry import INFRASTRUCTURE_ERRORS
-from workers.stores import pgvector as _pgvector  # noqa: F401 - preloaded, see below
-from workers.stores import pinecone as _pinecone  # noqa: F401 - preloaded, see below
-from workers.tuning import preload_sdk
+from nsmigrate.orchestrator.errors import CleanupFailed, GroupFailed, TaskFailed, VerificationFailed
+from nsmigrate.orchestrator.messaging.task_names import TaskName
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.workers import cleaning, collection_steps, copying, erasing, listing, small_group, tally, verifying
+from nsmigrate.workers.app import app
+from nsmigrate.workers.context import get_context
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.stores import pgvector as _pgvector  # noqa: F401 - preloaded, see below
+from nsmigrate.workers.stores import pinecone as _pinecone  # noqa: F401 - preloaded, see below
+from nsmigrate.workers.tuning import preload_sdk
 
 # The store adapters and the modules the SDK imports on first use are loaded here, in the worker's parent process, so
 # that every prefork child inherits them instead of importing them during its first task.

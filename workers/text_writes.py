@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from orchestrator.limits import UPSERT_MAX_VECTORS, UPSERT_RECORDS_MAX
-from orchestrator.records.text import as_text_record, estimate_tokens, record_text, split_by_text
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec, Reembed
-from workers.embedders import Embedder, open_embedder
+from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS, UPSERT_RECORDS_MAX
+from nsmigrate.orchestrator.records.text import as_text_record, estimate_tokens, record_text, split_by_text
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, Reembed
+from nsmigrate.workers.embedders import Embedder, open_embedder
 
 _embedders: dict[tuple[str, int], Embedder] = {}
 _lock = threading.Lock()

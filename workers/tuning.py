@@ -23,10 +23,10 @@ from celery.concurrency.thread import TaskPool as CeleryThreadPool
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.asynchronous import Hub
 
-from orchestrator.jobs import compile_task_statements
-from orchestrator.messaging.task_names import TASK_QUEUES
-from orchestrator.settings import task_slots
-from workers.context import get_context
+from nsmigrate.orchestrator.jobs import compile_task_statements
+from nsmigrate.orchestrator.messaging.task_names import TASK_QUEUES
+from nsmigrate.orchestrator.settings import task_slots
+from nsmigrate.workers.context import get_context
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def preload_sdk() -> None:
     # Imported here: importing workers.app must not load the SDK (only a worker's main process preloads it).
     from pinecone import Index
 
-    from workers.stores.pinecone import prime_sdk_decoding
+    from nsmigrate.workers.stores.pinecone import prime_sdk_decoding
 
     try:
         Index(host="http://127.0.0.1:1", api_key="preload", ssl_verify=False).close()

@@ -37,12 +37,12 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from orchestrator import jobs
-from orchestrator.errors import StateError
-from orchestrator.limits import FETCH_MAX_IDS
-from orchestrator.listing.paging import iter_all_ids
-from orchestrator.models import JobKind, NamespaceRun
-from orchestrator.records.routing import (
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.listing.paging import iter_all_ids
+from nsmigrate.orchestrator.models import JobKind, NamespaceRun
+from nsmigrate.orchestrator.records.routing import (
     RouteContext,
     dropped_ids,
     expected_metadata,
@@ -50,11 +50,11 @@ from orchestrator.records.routing import (
     route_counts,
     route_records,
 )
-from orchestrator.records.text import fields_comparer, missing_text_reason, record_text, split_by_text
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
-from orchestrator.tenancy.namespaces import display_namespace
-from orchestrator.verification.comparisons import (
+from nsmigrate.orchestrator.records.text import fields_comparer, missing_text_reason, record_text, split_by_text
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,
     compare_record,
@@ -64,13 +64,13 @@ from orchestrator.verification.comparisons import (
     sample_ids,
     text_search_summary,
 )
-from workers import freshness, metrics
-from workers.context import WorkerContext
-from workers.latency import measure, measures_latency
-from workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
-from workers.retry import INFRASTRUCTURE_ERRORS
-from workers.stores.base import Store
-from workers.text_writes import embedder_for
+from nsmigrate.workers import freshness, metrics
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.latency import measure, measures_latency
+from nsmigrate.workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.text_writes import embedder_for
 
 log = logging.getLogger(__name__)
 

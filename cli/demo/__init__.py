@@ -9,6 +9,7 @@ uses the sandbox (the import-linter contract in ``pyproject.toml`` says so).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from typing import TYPE_CHECKING, Annotated, NamedTuple
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple
 import typer
 
 if TYPE_CHECKING:  # the harness imports the whole stack: `nsmigrate demo --help` needs only the list below
-    from cli.demo.harness import DemoOptions
+    from nsmigrate.cli.demo.harness import DemoOptions
 
 
 class Scenario(NamedTuple):
@@ -98,7 +99,13 @@ def demo(
             f"no scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)} (see `nsmigrate demo --help`)",
             param_hint="SCENARIO",
         )
-    from cli.demo.harness import DemoOptions
+    if importlib.util.find_spec("nsmigrate_sandbox") is None:
+        raise typer.BadParameter(
+            "the demo runs on embedded services that are not installed: install them with "
+            "`pip install 'nsmigrate[sandbox]'` from a checkout of nsmigrate (or run `make demo` there, which does)",
+            param_hint="SCENARIO",
+        )
+    from nsmigrate.cli.demo.harness import DemoOptions
 
     code = run_scenario(scenario, DemoOptions(keep=keep, copy_concurrency=workers))
     # Everything the scenario started is stopped. What is left is its data (hundreds of MB of vectors in the

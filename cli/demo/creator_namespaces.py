@@ -12,13 +12,13 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.console import console
-from cli.demo.harness import DemoOptions, DemoStack, demo_stack
-from migrations import catalogue
-from orchestrator.spec.yamlfile import load_yaml
-from orchestrator.tenancy.namespaces import display_namespace
-from sandbox.pinecone_server import IndexSpec
-from sandbox.seed import seed_dataset, write_twins_csv
+from nsmigrate.cli.console import console
+from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, demo_stack
+from nsmigrate.migrations import catalogue
+from nsmigrate.orchestrator.spec.yamlfile import load_yaml
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.seed import seed_dataset, write_twins_csv
 
 JOB = "creator-namespaces"
 

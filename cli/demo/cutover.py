@@ -1,4 +1,4 @@
-"""Issue 30's story, from verified copy to switched traffic: an application dual-writes while the job copies, then
+"""The cut-over, from verified copy to switched traffic: an application dual-writes while the job copies, then
 the README's cut-over runbook, command by command (``sync``, ``cutover check``, ``cutover set`` 5 → 100 %, a gated
 ``cleanup``), each run on the same command line app a user runs, in this process (no interpreter start per step).
 
@@ -19,15 +19,15 @@ import click
 import numpy as np
 import yaml
 
-from cli.console import console
-from cli.demo.harness import DemoOptions, DemoStack, demo_stack
-from cli.main import app as nsmigrate_app
-from orchestrator.cutover.dualwrite import DualWriteIndex
-from orchestrator.cutover.rules import ROLLOUT_STEPS, reads_new
-from orchestrator.jobs.cutover import last_check
-from orchestrator.spec.jobspec import Cutover
-from sandbox.pinecone_server import IndexSpec
-from sandbox.seed import seed_dataset
+from nsmigrate.cli.console import console
+from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, demo_stack
+from nsmigrate.cli.main import app as nsmigrate_app
+from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex
+from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, reads_new
+from nsmigrate.orchestrator.jobs.cutover import last_check
+from nsmigrate.orchestrator.spec.jobspec import Cutover
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.seed import seed_dataset
 
 OLD, NEW, JOB = "app-old", "app-new", "cutover-demo"
 #: The application's writes during the copy, at most (it stops when the copy settles).

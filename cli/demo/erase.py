@@ -14,13 +14,13 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.console import console
-from cli.demo.harness import DemoOptions, DemoStack, demo_stack
-from cli.erasure import erase_everywhere
-from migrations import catalogue
-from orchestrator.spec.yamlfile import load_yaml
-from sandbox.pinecone_server import IndexSpec
-from sandbox.seed import SeedData, seed_dataset, write_twins_csv
+from nsmigrate.cli.console import console
+from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, demo_stack
+from nsmigrate.cli.erasure import erase_everywhere
+from nsmigrate.migrations import catalogue
+from nsmigrate.orchestrator.spec.yamlfile import load_yaml
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
 
 TEST_CREATOR = "sainath.no.1"
 ERASED, KEPT = "a.1", "a.10"

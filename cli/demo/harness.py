@@ -16,21 +16,21 @@ from typing import Any, cast
 import yaml
 from pinecone import Index, Pinecone
 
-from cli import waits
-from cli.console import console
-from cli.fleet import open_control, open_store
-from cli.render import job_reader, print_plan, watch_job
-from cli.run import before_the_job
-from orchestrator import jobs, launch
-from orchestrator.launch import Prepared
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.planning.summary import summarize
-from orchestrator.settings import Settings, load_settings
-from orchestrator.spec.jobspec import JobSpec, load_spec
-from orchestrator.spec.yamlfile import load_yaml
-from sandbox.pinecone_server import IndexSpec
-from sandbox.services import free_port
-from sandbox.stack import SANDBOX_API_KEY, Stack, start_stack
+from nsmigrate.cli import waits
+from nsmigrate.cli.console import console
+from nsmigrate.cli.fleet import open_control, open_store
+from nsmigrate.cli.render import job_reader, print_plan, watch_job
+from nsmigrate.cli.run import before_the_job
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.launch import Prepared
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.planning.summary import summarize
+from nsmigrate.orchestrator.settings import Settings, load_settings
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, load_spec
+from nsmigrate.orchestrator.spec.yamlfile import load_yaml
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.services import free_port
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack, start_stack
 
 #: How long a demo watches its job settle at most.
 JOB_TIMEOUT_S = 600

@@ -13,14 +13,14 @@ from typing import Any
 
 from rich.table import Table
 
-from cli.console import console
-from cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
-from migrations import catalogue
-from orchestrator import jobs
-from orchestrator.spec.yamlfile import load_yaml
-from orchestrator.tenancy.namespaces import display_namespace
-from sandbox.pinecone_server import IndexSpec
-from sandbox.seed import SeedData, seed_dataset
+from nsmigrate.cli.console import console
+from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
+from nsmigrate.migrations import catalogue
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.spec.yamlfile import load_yaml
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.seed import SeedData, seed_dataset
 
 JOB = "seeds-integrated"
 

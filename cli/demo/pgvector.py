@@ -2,7 +2,7 @@
 back, each step verified.
 
 The legacy ``embeddings`` table is made as the application makes it: its own DDL
-(tests/fixtures/reference/pgvector-namespace-table.sql), 300 seed-shaped chunks of dimension 3072 like the other
+(sandbox/application-table.sql), 300 seed-shaped chunks of dimension 3072 like the other
 scenarios' data, every column filled and NULL where the DDL allows it. pgvector refuses the DDL's ivfflat index above
 2,000 dimensions, so that table has no ANN index. ``nsmigrate pgvector legacy`` moves it to ``embeddings_default``
 inside Postgres (row counts, id sets and
@@ -21,18 +21,18 @@ from typing import Any
 import sqlalchemy as sa
 from rich.table import Table
 
-from cli.console import console
-from cli.demo.harness import DemoOptions, DemoStack, demo_stack
-from migrations import catalogue
-from orchestrator import pgvector_layout
-from orchestrator.limits import PGVECTOR_INDEX_MAX_DIMENSIONS
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from orchestrator.verification.comparisons import compare_record
-from sandbox.pinecone_server import IndexSpec
-from sandbox.seed import application_rows, create_application_table
-from workers import pgnamespaces
-from workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.cli.console import console
+from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, demo_stack
+from nsmigrate.migrations import catalogue
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.limits import PGVECTOR_INDEX_MAX_DIMENSIONS
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.verification.comparisons import compare_record
+from nsmigrate.workers import pgnamespaces
+from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.seed import application_rows, create_application_table
 
 OUT, BACK = "pgvector-to-pinecone", "pinecone-to-pgvector"
 DIMENSION = 3072  # the seed data's: above pgvector's 2,000 for vector indexes

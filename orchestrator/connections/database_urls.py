@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.errors import SpecError
+from nsmigrate.orchestrator.errors import SpecError
 
 
 def sqlalchemy_url(url: str) -> str:

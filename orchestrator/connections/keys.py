@@ -12,7 +12,7 @@ import ipaddress
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
-from orchestrator.errors import SpecError
+from nsmigrate.orchestrator.errors import SpecError
 
 #: The variables a spec may name by default: Pinecone's own, and any other that says it holds a Pinecone key.
 DEFAULT_ALLOWED_KEY_VARS = "PINECONE_API_KEY,PINECONE_API_KEY_*,*_PINECONE_API_KEY,*_PINECONE_KEY"

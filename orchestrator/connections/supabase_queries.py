@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import RetryableError
+from nsmigrate.orchestrator.errors import RetryableError
 
 if TYPE_CHECKING:
     from postgrest.exceptions import APIError
@@ -37,7 +37,7 @@ def rows(query: Any, url_env: str, refused: Callable[[APIError], Exception]) -> 
     import httpx
     from postgrest.exceptions import APIError
 
-    from orchestrator.errors import SpecError
+    from nsmigrate.orchestrator.errors import SpecError
 
     try:
         response = query.retry(False).execute()

@@ -6,7 +6,7 @@ Importable on its own (no Celery, no store SDK): it wraps two objects shaped lik
 ``fetch(ids=, namespace=)``) — a pgvector store through ``StoreIndex`` — and reads the job table for the job's
 namespaces and rollout::
 
-    from orchestrator.cutover.dualwrite import DualWriteIndex
+    from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex
     index = DualWriteIndex(old=pc.Index(host=OLD), new=pc.Index(host=NEW), job_id=7, database_url=JOB_TABLE_URL)
     index.upsert(vectors=[...], namespace=twin_uuid)   # old first, then the job's target namespace, enriched
     index.query(vector=v, top_k=10, namespace=twin_uuid, include_metadata=True)
@@ -30,13 +30,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.cutover.rules import reads_new
-from orchestrator.jobs.cutover import record_write_failure, rollout_of
-from orchestrator.jobs.database import Database
-from orchestrator.jobs.jobs_and_runs import job_spec, runs_of
-from orchestrator.records.routing import RouteContext, route_context, route_records
-from orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
-from orchestrator.tenancy.tenant_guard import Match
+from nsmigrate.orchestrator.cutover.rules import reads_new
+from nsmigrate.orchestrator.jobs.cutover import record_write_failure, rollout_of
+from nsmigrate.orchestrator.jobs.database import Database
+from nsmigrate.orchestrator.jobs.jobs_and_runs import job_spec, runs_of
+from nsmigrate.orchestrator.records.routing import RouteContext, route_context, route_records
+from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
+from nsmigrate.orchestrator.tenancy.tenant_guard import Match
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.spec.jobspec import Cutover
+from nsmigrate.orchestrator.spec.jobspec import Cutover
 
 #: The shares of reads that may go to the new store, in the order a rollout takes them (0 = all reads old).
 ROLLOUT_STEPS = (0, 5, 25, 50, 100)

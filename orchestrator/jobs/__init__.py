@@ -23,7 +23,7 @@ Who owns what:
   over the engine (``read_status``).
 """
 
-from orchestrator.jobs.batches import (
+from nsmigrate.orchestrator.jobs.batches import (
     BatchWork,
     after_batch,
     compile_task_statements,
@@ -36,9 +36,9 @@ from orchestrator.jobs.batches import (
     start_batch,
     unfinished_work,
 )
-from orchestrator.jobs.collection import collection_failed, collection_restored, enter_phase, job_phase
-from orchestrator.jobs.database import Database, default_actor
-from orchestrator.jobs.erasure import (
+from nsmigrate.orchestrator.jobs.collection import collection_failed, collection_restored, enter_phase, job_phase
+from nsmigrate.orchestrator.jobs.database import Database, default_actor
+from nsmigrate.orchestrator.jobs.erasure import (
     add_erased_ids,
     claim_place,
     create_erasure,
@@ -52,7 +52,7 @@ from orchestrator.jobs.erasure import (
     places_of,
     retry_places,
 )
-from orchestrator.jobs.jobs_and_runs import (
+from nsmigrate.orchestrator.jobs.jobs_and_runs import (
     ROWS_PER_INSERT,
     cancel_job,
     create_action_job,
@@ -70,7 +70,7 @@ from orchestrator.jobs.jobs_and_runs import (
     runs_of,
     runs_to_list,
 )
-from orchestrator.jobs.lifecycle import (
+from nsmigrate.orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
     AWAITING_VERDICT_RUN_STATES,
     BATCH_TRANSITIONS,
@@ -89,7 +89,7 @@ from orchestrator.jobs.lifecycle import (
     check_run_transition,
     run_may_move,
 )
-from orchestrator.jobs.pages import (
+from nsmigrate.orchestrator.jobs.pages import (
     Listing,
     Recorded,
     add_batches,
@@ -98,7 +98,7 @@ from orchestrator.jobs.pages import (
     requeue_failed_listers,
     start_listing,
 )
-from orchestrator.jobs.status import (
+from nsmigrate.orchestrator.jobs.status import (
     BatchCounts,
     JobProgress,
     JobStatus,
@@ -115,7 +115,7 @@ from orchestrator.jobs.status import (
     sync_totals,
     verdicts_of,
 )
-from orchestrator.jobs.sync_rollback import (
+from nsmigrate.orchestrator.jobs.sync_rollback import (
     claim_forward_runs,
     finish_rollback,
     open_rollback,
@@ -128,7 +128,7 @@ from orchestrator.jobs.sync_rollback import (
     sync_refusal,
     written_ids,
 )
-from orchestrator.jobs.verdicts import (
+from nsmigrate.orchestrator.jobs.verdicts import (
     Neighbours,
     abort_cleanup,
     cleanable,

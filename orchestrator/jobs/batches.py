@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
-from orchestrator.errors import NotFound
-from orchestrator.jobs.database import Database, _event, _move_run, _rowcount, default_actor
-from orchestrator.jobs.jobs_and_runs import job_spec
-from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
-from orchestrator.jobs.pages import (
+from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.jobs.database import Database, _event, _move_run, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.jobs_and_runs import job_spec
+from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
+from nsmigrate.orchestrator.jobs.pages import (
     _PAGE_ANSWERS,
     _PAGE_UPDATE,
     _RECORD_PAGE_OF_ONE_BATCH,
@@ -23,12 +23,12 @@ from orchestrator.jobs.pages import (
     _recorded_by_another,
     page_params,
 )
-from orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
-from orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
-from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
+from nsmigrate.orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
+from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
 if TYPE_CHECKING:
-    from orchestrator.spec.jobspec import JobSpec
+    from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 
 def run_of_batch(db: Database, batch_id: int) -> int:

@@ -11,10 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.errors import NotFound
-from orchestrator.jobs.database import Database, _event, _move_run, default_actor
-from orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES, check_phase_transition
-from orchestrator.models import CollectionPhase, Job, NamespaceRun, RunState
+from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.jobs.database import Database, _event, _move_run, default_actor
+from nsmigrate.orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES, check_phase_transition
+from nsmigrate.orchestrator.models import CollectionPhase, Job, NamespaceRun, RunState
 
 
 def _job(s: Session, job_id: int) -> Job:

@@ -11,11 +11,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup_gate, rollout_from
-from orchestrator.errors import StateError
-from orchestrator.jobs.database import Database, _event
-from orchestrator.models import Event, Job, NamespaceRun, utcnow
-from orchestrator.tenancy.namespaces import shown_namespaces
+from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup_gate, rollout_from
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs.database import Database, _event
+from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
+from nsmigrate.orchestrator.tenancy.namespaces import shown_namespaces
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
 

@@ -12,13 +12,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.actor import default_actor  # noqa: F401  (re-exported: the job table's callers use it)
-from orchestrator.errors import NotFound
-from orchestrator.jobs.lifecycle import check_run_transition
-from orchestrator.models import Event, Job, JobKind, NamespaceRun, RunState, ensure_schema
+from nsmigrate.orchestrator.actor import default_actor  # noqa: F401  (re-exported: the job table's callers use it)
+from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.jobs.lifecycle import check_run_transition
+from nsmigrate.orchestrator.models import Event, Job, JobKind, NamespaceRun, RunState, ensure_schema
 
 if TYPE_CHECKING:  # the spec's pydantic models are not needed to read the job table
-    from orchestrator.spec.jobspec import JobSpec
+    from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 
 #: Postgres ends a job-table session that sits inside a transaction, waiting for its client, longer than this. A

@@ -8,11 +8,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs.database import Database, _event, default_actor
-from orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
-from orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
-from orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.errors import NotFound, StateError
+from nsmigrate.orchestrator.jobs.database import Database, _event, default_actor
+from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
+from nsmigrate.orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
+from nsmigrate.orchestrator.settings import DEFAULTS
 
 FINAL_PLACE_STATES = (PlaceState.VERIFIED, PlaceState.FAILED)
 #: The jobs that write vectors: their runs are where an erasure looks, and what may undo it.
@@ -147,7 +147,7 @@ def retry_places(db: Database, job_id: int) -> list[int]:
 def erasure_subjects(db: Database) -> list[tuple[int, Any]]:
     """(job id, ``erasure.Subject``) of every erasure that is running or finished: a copy must not write their data
     (``erasure.erased_in``). A cancelled erasure erases nothing more, and holds back nothing."""
-    from orchestrator.tenancy.erasure import Subject
+    from nsmigrate.orchestrator.tenancy.erasure import Subject
 
     with db.transaction() as s:
         erasures = sa.select(Job.id, Job.spec).where(Job.kind == JobKind.ERASE, Job.state != JobState.CANCELLED)
@@ -173,7 +173,7 @@ def maybe_finish_erasure(db: Database, job_id: int, receipt: Any, actor: str | N
 
 def erasure_receipt(db: Database, job_id: int) -> dict[str, Any] | None:
     """The newest receipt of an erasure job from the audit log, or None while it runs."""
-    from orchestrator.models import Event
+    from nsmigrate.orchestrator.models import Event
 
     with db.transaction() as s:
         event = s.scalars(
@@ -197,9 +197,9 @@ def known_runs(
     is running (a cancelled job's batch that started before the cancel still upserts), unless that batch started
     more than ``batch_lifetime_s`` ago (the ``visibility_timeout_s`` setting: longer than any batch, so its worker
     is gone)."""
-    from orchestrator.connections.store_identity import key_of_json
-    from orchestrator.models import Batch, BatchState, Event, NamespaceRun, utcnow
-    from orchestrator.tenancy.erasure import KnownRun
+    from nsmigrate.orchestrator.connections.store_identity import key_of_json
+    from nsmigrate.orchestrator.models import Batch, BatchState, Event, NamespaceRun, utcnow
+    from nsmigrate.orchestrator.tenancy.erasure import KnownRun
 
     runs: list[KnownRun] = []
     stores: dict[str, dict[str, Any]] = {}

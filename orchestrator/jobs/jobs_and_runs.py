@@ -9,15 +9,23 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.errors import NotFound
-from orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
-from orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
-from orchestrator.jobs.tables import _jobs, _runs
-from orchestrator.models import CANCELLED_WHILE_CLEANING, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
+from nsmigrate.orchestrator.jobs.tables import _jobs, _runs
+from nsmigrate.orchestrator.models import (
+    CANCELLED_WHILE_CLEANING,
+    Job,
+    JobKind,
+    JobState,
+    NamespaceRun,
+    RunState,
+    utcnow,
+)
 
 if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the planner nor the spec's pydantic models
-    from orchestrator.planning.plan import Plan
-    from orchestrator.spec.jobspec import JobSpec
+    from nsmigrate.orchestrator.planning.plan import Plan
+    from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 
 #: Namespace runs written per INSERT, and listers sent per round trip by ``launch``.
@@ -40,7 +48,7 @@ def create_job(
     """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
     passed its steps (``launch.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
     namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``)."""
-    from orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
+    from nsmigrate.orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
 
     actor = actor or default_actor()
     with db.transaction() as s:
@@ -145,7 +153,7 @@ def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
         job = s.get(Job, job_id)
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-        from orchestrator.spec.jobspec import JobSpec  # once per job and process: the spec is cached below
+        from nsmigrate.orchestrator.spec.jobspec import JobSpec  # once per job and process: the spec is cached below
 
         spec = db._specs.setdefault(job_id, JobSpec.model_validate(job.spec))
     return spec

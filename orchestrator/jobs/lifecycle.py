@@ -6,11 +6,11 @@ and the groups of states built from them; re-exported here). Pure, no database: 
 
 from __future__ import annotations
 
-from orchestrator.errors import StateError
+from nsmigrate.orchestrator.errors import StateError
 
 # The tables and the groups live beside the states, in a module light to import (`nsmigrate run --wait` waits
 # without SQLAlchemy); re-exported here.
-from orchestrator.states import (  # noqa: F401
+from nsmigrate.orchestrator.states import (  # noqa: F401
     ACTIVE_BATCH_STATES,
     AWAITING_VERDICT_RUN_STATES,
     BATCH_TRANSITIONS,

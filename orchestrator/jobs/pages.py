@@ -8,17 +8,17 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs.database import Database, _event, _rowcount, default_actor
-from orchestrator.jobs.lifecycle import (
+from nsmigrate.orchestrator.errors import NotFound, StateError
+from nsmigrate.orchestrator.jobs.database import Database, _event, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
     LIST_FAILABLE_RUN_STATES,
     LISTABLE_RUN_STATES,
     LISTER_MOVES_RUN_STATES,
 )
-from orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
-from orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
-from orchestrator.packed_ids import pack_ids
+from nsmigrate.orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
+from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.packed_ids import pack_ids
 
 
 @dataclass(frozen=True)

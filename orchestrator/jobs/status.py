@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from orchestrator.jobs.database import Database
-from orchestrator.models import Event
-from orchestrator.progress import JobProgress, read_progress
-from orchestrator.snapshot import (
+from nsmigrate.orchestrator.jobs.database import Database
+from nsmigrate.orchestrator.models import Event
+from nsmigrate.orchestrator.progress import JobProgress, read_progress
+from nsmigrate.orchestrator.snapshot import (
     BatchCounts,
     Execute,
     JobStatus,

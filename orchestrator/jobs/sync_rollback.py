@@ -9,11 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs.database import Database, _event, _get_run, _move_run
-from orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
-from orchestrator.jobs.verdicts import _record_judgement
-from orchestrator.models import Batch, Job, JobKind, JobState, NamespaceRun, RunState
+from nsmigrate.orchestrator.errors import NotFound, StateError
+from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _move_run
+from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
+from nsmigrate.orchestrator.jobs.verdicts import _record_judgement
+from nsmigrate.orchestrator.models import Batch, Job, JobKind, JobState, NamespaceRun, RunState
 
 
 def written_ids(db: Database, run_id: int) -> list[str]:
@@ -57,7 +57,7 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
     of the same source namespace into the same target namespace (a job run again with ``--new``: both wrote the same
     copies). Asked again after each read of the source, right before its delete: a cleanup whose deletes that read saw
     had started (``cleaning``, under the run's row lock) before it."""
-    from orchestrator.connections.store_identity import key_of_json
+    from nsmigrate.orchestrator.connections.store_identity import key_of_json
 
     with db.transaction() as s:
         run = _get_run(s, run_id)

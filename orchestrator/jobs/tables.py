@@ -7,8 +7,8 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 
-from orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES
-from orchestrator.models import Batch, BatchState, Event, Job, NamespaceRun, RunState
+from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES
+from nsmigrate.orchestrator.models import Batch, BatchState, Event, Job, NamespaceRun, RunState
 
 _runs, _batches = cast(sa.Table, NamespaceRun.__table__), cast(sa.Table, Batch.__table__)
 _jobs = cast(sa.Table, Job.__table__)

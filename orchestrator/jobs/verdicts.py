@@ -10,11 +10,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from orchestrator.errors import StateError
-from orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
-from orchestrator.jobs.lifecycle import AWAITING_VERDICT_RUN_STATES, check_run_transition, states_that_may_move_to
-from orchestrator.jobs.tables import _event_per_run, _events, _jobs, _runs
-from orchestrator.models import CANCELLED_WHILE_CLEANING, JobKind, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
+from nsmigrate.orchestrator.jobs.lifecycle import (
+    AWAITING_VERDICT_RUN_STATES,
+    check_run_transition,
+    states_that_may_move_to,
+)
+from nsmigrate.orchestrator.jobs.tables import _event_per_run, _events, _jobs, _runs
+from nsmigrate.orchestrator.models import CANCELLED_WHILE_CLEANING, JobKind, NamespaceRun, RunState, utcnow
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
 # (``pages``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.records.vectors import IdPage
 
 if TYPE_CHECKING:
-    from orchestrator.store import Store
+    from nsmigrate.orchestrator.store import Store
 
 
 def id_pages(

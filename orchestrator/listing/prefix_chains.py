@@ -25,8 +25,8 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.records.vectors import IdPage
 
 #: (prefix, token, limit) → the page of ≤ limit ids with that prefix after the token, in the store's order.
 PageOf = Callable[[str, "str | None", int], IdPage]

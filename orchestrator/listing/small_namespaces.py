@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
-from orchestrator.settings import DEFAULTS, Settings
-from orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.settings import DEFAULTS, Settings
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from celery import Celery
 
-from orchestrator.messaging.task_names import TASK_QUEUES, Queue, TaskName
-from orchestrator.settings import Settings, task_slots
+from nsmigrate.orchestrator.messaging.task_names import TASK_QUEUES, Queue, TaskName
+from nsmigrate.orchestrator.settings import Settings, task_slots
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import ssl
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from orchestrator.connections.redis_urls import credentials_in_userinfo
+from nsmigrate.orchestrator.connections.redis_urls import credentials_in_userinfo
 
 #: What the hand-off reads or writes: a key or value, sent as UTF-8.
 Arg = str | bytes | int | float

@@ -27,7 +27,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from orchestrator.redaction import redact_url
+from nsmigrate.orchestrator.redaction import redact_url
 
 #: A planner refreshes its heartbeat at least this often (its BLPOP's timeout) …
 HEARTBEAT_EVERY_S = 2.0
@@ -89,6 +89,9 @@ class Submission:
     database: str
     #: When the command sent it (epoch seconds), the first of planning's marks (``launch.PLANNING_MARKS``).
     submitted_at: float = 0.0
+    #: run: go on with the unfinished job of the spec's name with the spec it was started with, even when this one
+    #: differs (without it, a different spec is refused).
+    resume: bool = False
 
     def encode(self) -> str:
         return json.dumps(asdict(self))
@@ -108,4 +111,5 @@ class Submission:
             actor=str(data["actor"]),
             database=str(data["database"]),
             submitted_at=float(data.get("submitted_at", 0.0)),
+            resume=bool(data.get("resume", False)),
         )

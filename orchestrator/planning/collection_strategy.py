@@ -15,12 +15,17 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from orchestrator.errors import PlanError
-from orchestrator.limits import COLLECTION_MAX_NAMESPACES, COLLECTION_MAX_RECORDS, FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
-from orchestrator.models import CollectionPhase
-from orchestrator.planning.plan import Estimate, Inventory, NamespacePlan, Plan
-from orchestrator.planning.target_indexes import IndexInfo, TargetIndex
-from orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.limits import (
+    COLLECTION_MAX_NAMESPACES,
+    COLLECTION_MAX_RECORDS,
+    FETCH_MAX_IDS,
+    LIST_MAX_PAGE_IDS,
+)
+from nsmigrate.orchestrator.models import CollectionPhase
+from nsmigrate.orchestrator.planning.plan import Estimate, Inventory, NamespacePlan, Plan
+from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, TargetIndex
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 #: Polls of a busy step: the first after 0.5 s, then twice as late each time, up to this.
 POLL_MAX_S = 30.0

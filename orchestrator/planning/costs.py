@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from orchestrator.limits import (
+from nsmigrate.orchestrator.limits import (
     BYTES_PER_WRITE_UNIT,
     JSON_NUMBER_MAX_BYTES,
     LIST_MAX_PAGE_IDS,
@@ -17,9 +17,9 @@ from orchestrator.limits import (
     UPSERT_MAX_VECTORS,
     UPSERT_RECORDS_MAX,
 )
-from orchestrator.listing.pod_enumeration import sweep_cost
-from orchestrator.planning.plan import Estimate, Inventory, NamespacePlan
-from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.listing.pod_enumeration import sweep_cost
+from nsmigrate.orchestrator.planning.plan import Estimate, Inventory, NamespacePlan
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
 
 #: Id, metadata and JSON framing of one vector in an upsert request (the estimate's guess; each value is counted as
 #: the workers' chunking counts it, so the estimate's requests are the ones the workers send).

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from orchestrator.errors import PlanError
-from orchestrator.planning.plan import ROUTED
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.planning.plan import ROUTED
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import (
     PUBLIC,
     SHOWN,
     identifier_problem,

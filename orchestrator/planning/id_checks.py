@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from orchestrator.errors import PlanError
-from orchestrator.limits import RECORD_ID_MAX_CHARS
-from orchestrator.planning.plan import NamespacePlan, Plan
-from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
-from orchestrator.tenancy.namespaces import PUBLIC, display_namespace, shown_namespaces
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.limits import RECORD_ID_MAX_CHARS
+from nsmigrate.orchestrator.planning.plan import NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.tenancy.namespaces import PUBLIC, display_namespace, shown_namespaces
 
 
 def shared_targets(

@@ -14,21 +14,27 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from orchestrator.planning.costs import enumerated, estimate
-from orchestrator.planning.destinations import check_mapping_ids, route_namespaces, routed_targets
-from orchestrator.planning.id_checks import shared_targets
-from orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan, Plan
-from orchestrator.planning.selection import normalized, same_store, select_namespaces
-from orchestrator.planning.target_checks import (
+from nsmigrate.orchestrator.planning.costs import enumerated, estimate
+from nsmigrate.orchestrator.planning.destinations import check_mapping_ids, route_namespaces, routed_targets
+from nsmigrate.orchestrator.planning.id_checks import shared_targets
+from nsmigrate.orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan, Plan
+from nsmigrate.orchestrator.planning.selection import normalized, same_store, select_namespaces
+from nsmigrate.orchestrator.planning.target_checks import (
     check_compatible,
     check_listable,
     check_namespace_limit,
     check_target_names,
     check_targets,
 )
-from orchestrator.records.routing import routing_table
-from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
-from orchestrator.tenancy.namespaces import PUBLIC, Registry, creator_namespace, display_namespace, shown_namespaces
+from nsmigrate.orchestrator.records.routing import routing_table
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.tenancy.namespaces import (
+    PUBLIC,
+    Registry,
+    creator_namespace,
+    display_namespace,
+    shown_namespaces,
+)
 
 
 def make_plan(

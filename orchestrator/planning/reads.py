@@ -2,7 +2,7 @@
 
 A plan reads the source's and the target's inventories, and, when two sources may write into one target namespace,
 the ids of those sources (and, for a routed source, where each record lands, which needs its metadata). One after
-the other that was ~40 round trips for the seed set; here every request that does not need the answer of another
+the other that is ~40 round trips for the seed set; here every request that does not need the answer of another
 runs at once: the two inventories and their probes together, every namespace's id chain beside the others, and a
 routed namespace's fetches beside its own list chain (each page fetched while the next is listed). Requests are
 admitted by an in-process budget (the spec's ``rate.list_rps`` and ``rate.read_rps`` per store, over any one second),
@@ -23,14 +23,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.records.routing import RouteContext, route_counts, targets_by_id
-from orchestrator.records.vectors import IdPage
-from orchestrator.settings import DEFAULTS
-from orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.records.routing import RouteContext, route_counts, targets_by_id
+from nsmigrate.orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.spec.jobspec import RateBudget
 
 if TYPE_CHECKING:
-    from orchestrator.store import Store
+    from nsmigrate.orchestrator.store import Store
 
 T = TypeVar("T")
 

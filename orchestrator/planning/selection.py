@@ -6,11 +6,11 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import replace
 
-from orchestrator.connections.store_identity import spec_identity
-from orchestrator.errors import PlanError
-from orchestrator.planning.plan import Inventory
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
+from nsmigrate.orchestrator.connections.store_identity import spec_identity
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
 
 _GLOB_CHARS = frozenset("*?[")
 

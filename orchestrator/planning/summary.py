@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:  # launch loads the planner and the job table: only its type is needed here
-    from orchestrator.launch import Prepared
+    from nsmigrate.orchestrator.launch import Prepared
 
 #: Columns shown left-aligned; the rest are numbers.
 TEXT_COLUMNS = ("source namespace", "target namespace", "ids by")
@@ -73,7 +73,7 @@ def summarize(prepared: Prepared) -> PlanSummary:
     if prepared.target_index is not None:
         lines.append(prepared.target_index.describe())
     if prepared.spec.strategy == "collection":
-        from orchestrator.planning.collection_strategy import describe_strategy
+        from nsmigrate.orchestrator.planning.collection_strategy import describe_strategy
 
         lines.append(describe_strategy(prepared.spec))
     for ns, counts in plan.routes.items():

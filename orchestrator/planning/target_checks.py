@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from orchestrator.errors import PlanError
-from orchestrator.limits import SERVERLESS_MAX_NAMESPACES_PER_INDEX
-from orchestrator.planning.plan import Inventory, NamespacePlan
-from orchestrator.records.text import check_text_target
-from orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
-from orchestrator.tenancy.namespaces import SHOWN, display_namespace, namespace_problem, shown_namespaces
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.limits import SERVERLESS_MAX_NAMESPACES_PER_INDEX
+from nsmigrate.orchestrator.planning.plan import Inventory, NamespacePlan
+from nsmigrate.orchestrator.records.text import check_text_target
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace, namespace_problem, shown_namespaces
 
 
 def check_compatible(spec: JobSpec, source: Inventory, target: Inventory) -> None:

@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.errors import PlanError
-from orchestrator.pgvector_layout import COLUMN_BY_NAME, NULL_METADATA_KEY
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import Enrichment, JobSpec
-from orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.pgvector_layout import COLUMN_BY_NAME, NULL_METADATA_KEY
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import Enrichment, JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import (
     PUBLIC,
     creator_namespace,
     display_namespace,

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.errors import PlanError
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.verification.comparisons import compare_metadata
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.verification.comparisons import compare_metadata
 
 #: Why a target record is not what the copy of a source record wrote (None: it is): (source, target or None,
 #: the source's metadata as the copy enriches it).

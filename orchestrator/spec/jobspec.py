@@ -25,10 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator import pgvector_layout
-from orchestrator.connections.keys import credentials_refusal
-from orchestrator.errors import SpecError
-from orchestrator.limits import (
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.connections.keys import credentials_refusal
+from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
     LIST_MAX_REQUESTS_PER_S_PER_INDEX,
     QUERY_MAX_TOP_K,
@@ -37,9 +37,9 @@ from orchestrator.limits import (
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
-from orchestrator.listing.prefix_chains import MAX_CHAINS
-from orchestrator.spec.yamlfile import load_yaml
-from orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
+from nsmigrate.orchestrator.listing.prefix_chains import MAX_CHAINS
+from nsmigrate.orchestrator.spec.yamlfile import load_yaml
+from nsmigrate.orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.errors import SpecError
+from nsmigrate.orchestrator.errors import SpecError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 import yaml
 
-from orchestrator import retry_policy
-from orchestrator.connections import supabase_queries
-from orchestrator.connections.keys import check_service_url
-from orchestrator.errors import PlanError, SpecError
-from orchestrator.spec.jobspec import CreatorMapping, SourceTable
-from orchestrator.spec.yamlfile import compose_yaml
-from orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
+from nsmigrate.orchestrator import retry_policy
+from nsmigrate.orchestrator.connections import supabase_queries
+from nsmigrate.orchestrator.connections.keys import check_service_url
+from nsmigrate.orchestrator.errors import PlanError, SpecError
+from nsmigrate.orchestrator.spec.jobspec import CreatorMapping, SourceTable
+from nsmigrate.orchestrator.spec.yamlfile import compose_yaml
+from nsmigrate.orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
 
 if TYPE_CHECKING:
     from postgrest.exceptions import APIError
@@ -304,7 +304,9 @@ def load_sources(
             )
         rows: list[dict[str, Any]] = list(reader)
     elif table.source == "postgres":
-        from orchestrator.connections.database_urls import engine_of  # SQLAlchemy: only for a sources table in Postgres
+        from nsmigrate.orchestrator.connections.database_urls import (
+            engine_of,  # SQLAlchemy: only for a sources table in Postgres
+        )
 
         url = _env(table.database_url_env, "routing.sources.database_url_env")
         rows = _postgres_rows(engine_of(url, table.database_url_env), table.table, columns)

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.records.routing import split_routing_table
-from orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.records.routing import split_routing_table
+from nsmigrate.orchestrator.tenancy.namespaces import (
     ParsedNamespace,
     Registry,
     display_namespace,
-    id_text,
+    id_texts,
     validate_identifier,
 )
 
@@ -50,21 +50,23 @@ class Subject:
     def owns_record(self, metadata: Mapping[str, Any] | None) -> bool:
         """Whether a vector with this metadata is the subject's: its ``creator_id`` (creator erasure), its
         ``twin_id`` (one of the creator's twins; with a ``creator_id`` that is not someone else's), or a sources
-        key of one of those twins. Values are compared as text, exactly."""
+        key of one of those twins. Values are compared as text, exactly; a list names each of its elements
+        (``id_texts``), as Pinecone's ``$eq`` matches ``["a.1"]`` for ``a.1``: the one rule of what to delete and of
+        the check that it went."""
         meta = metadata or {}
-        creator = id_text(meta.get("creator_id"))
-        twin = id_text(meta.get("twin_id"))
-        if creator is not None and creator != self.creator_id:
+        creators = id_texts(meta.get("creator_id"))
+        twins = id_texts(meta.get("twin_id"))
+        if creators and self.creator_id not in creators:
             return False  # another creator's vector, whatever its twin id says
         if self.twin_id is not None:
-            if twin != self.twin_id and not (twin is None and self._routes_by_source(meta)):
+            if self.twin_id not in twins and not (not twins and self._routes_by_source(meta)):
                 return False
             # Without a creator id, the twin must be theirs by a mapping (not only by an override_creator copy).
-            return creator == self.creator_id or self.twin_id in self.twins
-        if creator == self.creator_id:
+            return self.creator_id in creators or self.twin_id in self.twins
+        if self.creator_id in creators:
             return True
-        if twin is not None:
-            return twin in self.twins
+        if twins:
+            return bool(twins & self.twins)
         return self._routes_by_source(meta)
 
     def owns_pair(self, creator_id: str | None, twin_id: str | None) -> bool:
@@ -78,7 +80,7 @@ class Subject:
 
     def _routes_by_source(self, meta: Mapping[str, Any]) -> bool:
         # ``source_keys`` hold only keys that route to the subject's twins (``subject_of``).
-        return any(id_text(meta.get(f)) in self.source_keys for f in self.source_key_fields)
+        return any(id_texts(meta.get(f)) & self.source_keys for f in self.source_key_fields)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -247,8 +249,8 @@ def erased_in(
     for pair, records in writes:
         for record in records:
             meta = record.metadata or {}
-            named = {*pair, id_text(meta.get("creator_id")), id_text(meta.get("twin_id"))}
-            named |= {id_text(meta.get(f)) for f in fields}
+            named: set[str | None] = {*pair, *id_texts(meta.get("creator_id")), *id_texts(meta.get("twin_id"))}
+            named.update(*(id_texts(meta.get(f)) for f in fields))
             for at in sorted({at for value in named if value is not None for at in by_value.get(value, ())}):
                 subject = subjects[at][1]
                 if subject.owns_pair(*pair) or subject.owns_record(meta):

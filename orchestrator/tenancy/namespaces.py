@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from orchestrator.errors import PlanError
-from orchestrator.limits import NAMESPACE_MAX_CHARS
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.limits import NAMESPACE_MAX_CHARS
 
 PUBLIC = "public"
 """The shared namespace: vectors that belong to no twin."""
@@ -44,6 +44,16 @@ def id_text(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return value if isinstance(value, str) else str(value)
+
+
+def id_texts(value: Any) -> frozenset[str]:
+    """Every creator or twin id a metadata value names, as Pinecone's filters match it: a list (Pinecone keeps lists
+    of strings; a pgvector JSONB or ``text[]`` may hold one too) names each of its elements, as ``$eq`` and ``$in``
+    match a record whose list holds the operand; anything else names what ``id_text`` reads, or nothing."""
+    if isinstance(value, (list, tuple)):
+        return frozenset(text for item in value if (text := id_text(item)) is not None)
+    text = id_text(value)
+    return frozenset() if text is None else frozenset((text,))
 
 
 def display_namespace(namespace: str) -> str:

@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.errors import PermanentError
-from orchestrator.tenancy.namespaces import ParsedNamespace, Registry, parse_namespace, validate_identifier
-from orchestrator.verification.query_timing import latency_figures, time_call
+from nsmigrate.orchestrator.errors import PermanentError
+from nsmigrate.orchestrator.tenancy.namespaces import ParsedNamespace, Registry, parse_namespace, validate_identifier
+from nsmigrate.orchestrator.verification.query_timing import latency_figures, time_call
 
 if TYPE_CHECKING:
-    from orchestrator.store import Store
+    from nsmigrate.orchestrator.store import Store
 
 #: Twin namespaces queried at once by one search.
 SEARCH_THREADS = 8

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from orchestrator.pgvector_layout import INT_KEYS_KEY
-from orchestrator.records.vectors import Record, SparseValues
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.pgvector_layout import INT_KEYS_KEY
+from nsmigrate.orchestrator.records.vectors import Record, SparseValues
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 #: How many ids / mismatches a report lists (the counts are always complete).
 ID_CAP = 100

@@ -20,13 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.errors import PlanError
-from orchestrator.records.routing import RouteContext, expected_metadata, target_of
-from orchestrator.records.text import Comparer
-from orchestrator.records.vectors import Record
-from orchestrator.tenancy.namespaces import parse_namespace
-from orchestrator.verification.comparisons import ID_CAP, MISMATCH_CAP, compare_metadata, compare_record
-from orchestrator.verification.proof import judge_copy
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.records.routing import RouteContext, expected_metadata, target_of
+from nsmigrate.orchestrator.records.text import Comparer
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace
+from nsmigrate.orchestrator.verification.comparisons import ID_CAP, MISMATCH_CAP, compare_metadata, compare_record
+from nsmigrate.orchestrator.verification.proof import judge_copy
 
 # --------------------------------------------------------------------------------------------------------- sync
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from orchestrator.verification.comparisons import percentile
+from nsmigrate.orchestrator.verification.comparisons import percentile
 
 T = TypeVar("T")
 

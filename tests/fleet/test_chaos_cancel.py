@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 import redis as redis_lib
 
-from orchestrator import jobs
-from orchestrator.models import BatchState, RunState
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import BatchState, RunState
+from nsmigrate_sandbox.stack import Stack
 from tests.chaos import (
     DST,
     QUEUES,

@@ -13,21 +13,21 @@ from typing import Any
 import pytest
 from pinecone import Pinecone
 
-from orchestrator import jobs
-from orchestrator.errors import StateError
-from orchestrator.messaging.task_names import lock_key
-from orchestrator.models import RunState
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.pinecone_server import PineconeSandbox
-from sandbox.stack import SANDBOX_API_KEY
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.messaging.task_names import lock_key
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers import copying, listing
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.next_steps import lister_wake_key
+from nsmigrate_sandbox.pinecone_server import PineconeSandbox
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 from tests.chaos import DIM, SRC
 from tests.chaos import sandbox_indexes as sandbox_indexes
 from tests.fleet_jobs import batches
 from tests.sent_tasks import SentTasks, sent
-from workers import copying, listing
-from workers.context import WorkerContext
-from workers.next_steps import lister_wake_key
 
 pytestmark = pytest.mark.chaos
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import redis as redis_lib
 
-from orchestrator import jobs, recovery
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs, recovery
+from nsmigrate_sandbox.stack import Stack
 from tests.chaos import (
     FAST_RECOVERY,
     QUEUES,

@@ -11,10 +11,10 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 
-from orchestrator import recovery
-from orchestrator.models import BatchState
-from sandbox.services import PostgresServer
-from sandbox.stack import SANDBOX_API_KEY
+from nsmigrate.orchestrator import recovery
+from nsmigrate.orchestrator.models import BatchState
+from nsmigrate_sandbox.services import PostgresServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 from tests.chaos import (
     FAST_RECOVERY,
     QUEUES,

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from orchestrator import recovery
-from sandbox.pinecone_server import PineconeSandbox
-from sandbox.services import RedisServer
-from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
+from nsmigrate.orchestrator import recovery
+from nsmigrate_sandbox.pinecone_server import PineconeSandbox
+from nsmigrate_sandbox.services import RedisServer
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.chaos import (
     FAST_RECOVERY,
     QUEUES,
@@ -81,8 +81,8 @@ def test_redis_restart_mid_job_loses_the_queues_and_resume_brings_them_back(
 KOMBU_TEARDOWN_FAULT = """
 import os
 from celery import bootsteps
-from orchestrator.settings import load_settings
-from workers.app import configure
+from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.workers.app import configure
 
 class KombuTeardownFault(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)

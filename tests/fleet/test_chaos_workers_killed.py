@@ -13,10 +13,10 @@ import signal
 import pytest
 import redis as redis_lib
 
-from orchestrator import jobs, recovery
-from orchestrator.messaging.task_names import lock_key
-from sandbox.pinecone_server import Faults
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs, recovery
+from nsmigrate.orchestrator.messaging.task_names import lock_key
+from nsmigrate_sandbox.pinecone_server import Faults
+from nsmigrate_sandbox.stack import Stack
 from tests.chaos import (
     DST,
     FAST_RECOVERY,

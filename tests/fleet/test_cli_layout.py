@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import COMMANDS, app, load_command
+from nsmigrate.cli.main import COMMANDS, app, load_command
 
 # What the fleet's commands need and the reading ones must not pay for.
 HEAVY = ("celery", "kombu", "pinecone", "pyarrow", "workers", "redis")
@@ -24,9 +24,9 @@ PLANNING = ("planner", "plan", "selection", "destinations", "target_checks", "id
 NOT_FOR_READING = (
     "numpy",
     "yaml",
-    *(f"orchestrator.planning.{m}" for m in PLANNING),
-    "orchestrator.spec.jobspec",
-    "orchestrator.records.vectors",
+    *(f"nsmigrate.orchestrator.planning.{m}" for m in PLANNING),
+    "nsmigrate.orchestrator.spec.jobspec",
+    "nsmigrate.orchestrator.records.vectors",
 )
 COMMAND_MODULES = sorted({entry.module for entry in COMMANDS.values()})
 
@@ -50,8 +50,8 @@ def modules_after(*args: str) -> frozenset[str]:
 def test_top_level_help_imports_no_command_module_nor_the_job_table() -> None:
     loaded = modules_after("--help")
 
-    assert not loaded & {*COMMAND_MODULES, "sqlalchemy", "orchestrator.jobs", *HEAVY}, sorted(
-        loaded & {*COMMAND_MODULES, "sqlalchemy", "orchestrator.jobs", *HEAVY}
+    assert not loaded & {*COMMAND_MODULES, "sqlalchemy", "nsmigrate.orchestrator.jobs", *HEAVY}, sorted(
+        loaded & {*COMMAND_MODULES, "sqlalchemy", "nsmigrate.orchestrator.jobs", *HEAVY}
     )
 
 
@@ -63,7 +63,7 @@ def test_reading_commands_import_no_broker_store_sdk_or_pyarrow(args: list[str])
     # `status 1` against a job table that does not answer: the command ran, with everything it imports.
     loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
 
-    assert "cli.jobs" in loaded
+    assert "nsmigrate.cli.jobs" in loaded
     assert not {m.split(".")[0] for m in loaded} & set(HEAVY), sorted(m for m in loaded if m.split(".")[0] in HEAVY)
 
 
@@ -72,7 +72,9 @@ def test_reading_commands_import_no_planner_spec_models_or_numpy(args: list[str]
     loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
 
     # the command ran (its help, status and jobs need no SQLAlchemy)
-    assert "cli.jobs" in loaded and ("sqlalchemy.orm" in loaded or "--help" in args or args[0] in ("status", "jobs"))
+    assert "nsmigrate.cli.jobs" in loaded and (
+        "sqlalchemy.orm" in loaded or "--help" in args or args[0] in ("status", "jobs")
+    )
     unwanted = sorted({n for n in NOT_FOR_READING for m in loaded if m == n or m.startswith(n + ".")})
     assert not unwanted, unwanted
 
@@ -111,21 +113,21 @@ def test_status_and_jobs_read_over_plain_psycopg_without_sqlalchemy(args: list[s
     # The job table does not answer: the command ran as far as connecting, with everything it imports.
     loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
 
-    assert "cli.jobs" in loaded and "psycopg" in loaded and "orchestrator.snapshot" in loaded
-    assert not {m for m in loaded if m.split(".")[0] == "sqlalchemy" or m.startswith("orchestrator.jobs")}
+    assert "nsmigrate.cli.jobs" in loaded and "psycopg" in loaded and "nsmigrate.orchestrator.snapshot" in loaded
+    assert not {m for m in loaded if m.split(".")[0] == "sqlalchemy" or m.startswith("nsmigrate.orchestrator.jobs")}
     # Given the job table's URL, they load no settings (pydantic-settings): the URL is all they read of them.
-    assert not {m for m in loaded if m.split(".")[0] == "pydantic_settings" or m == "orchestrator.settings"}
+    assert not {m for m in loaded if m.split(".")[0] == "pydantic_settings" or m == "nsmigrate.orchestrator.settings"}
 
 
 # What only a backup (pyarrow) or a comparison of values (numpy) needs: `plan` and `run` start without them.
-NOT_FOR_PLANNING = ("pyarrow", "numpy", "workers.backup", "cli.backup")
+NOT_FOR_PLANNING = ("pyarrow", "numpy", "nsmigrate.workers.backup", "nsmigrate.cli.backup")
 
 
 @pytest.mark.parametrize("args", [["plan", "--help"], ["run", "--help"]])
 def test_planning_commands_import_no_backup_machinery_nor_numpy(args: list[str]) -> None:
     loaded = modules_after(*args)
 
-    assert "cli.run" in loaded
+    assert "nsmigrate.cli.run" in loaded
     unwanted = sorted({n for n in NOT_FOR_PLANNING for m in loaded if m == n or m.startswith(n + ".")})
     assert not unwanted, unwanted
 
@@ -137,13 +139,13 @@ def test_a_worker_starts_without_the_backup_machinery_nor_numpy() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     loaded = json.loads(result.stdout.splitlines()[-1])
 
-    assert "workers.tasks" in loaded and "pinecone" in loaded  # the copy path's SDK stays preloaded
+    assert "nsmigrate.workers.tasks" in loaded and "pinecone" in loaded  # the copy path's SDK stays preloaded
     unwanted = sorted({n for n in NOT_FOR_PLANNING for m in loaded if m == n or m.startswith(n + ".")})
     assert not unwanted, unwanted
 
 
 # What the command must not load before the fleet's planner has the spec: it plans with its own settings.
-NOT_BEFORE_SUBMITTING = ("pydantic_settings", "orchestrator.settings", "redis")
+NOT_BEFORE_SUBMITTING = ("pydantic_settings", "nsmigrate.orchestrator.settings", "redis")
 
 
 @pytest.mark.parametrize("command", ["run", "plan"])
@@ -179,6 +181,6 @@ def test_handing_a_spec_to_the_fleet_loads_no_settings_nor_redis_py(tmp_path: Pa
     )
     loaded = frozenset(json.loads(result.stderr.splitlines()[-1]))
 
-    assert "orchestrator.messaging.resp" in loaded  # it did try the fleet
+    assert "nsmigrate.orchestrator.messaging.resp" in loaded  # it did try the fleet
     unwanted = sorted({n for n in NOT_BEFORE_SUBMITTING for m in loaded if m == n or m.startswith(n + ".")})
     assert not unwanted, unwanted

@@ -1,7 +1,7 @@
 """Commands that follow a job (`run --wait`, `verify`) return when what they wait for is done, on a real worker.
 
 `run --wait` waits for the copy, and for verification only when the spec verifies by itself; `verify` waits for the
-new verdicts it asked for, also on a job that finished long ago. Each command runs as `python -m cli` in a child
+new verdicts it asked for, also on a job that finished long ago. Each command runs as `python -m nsmigrate` in a child
 process with a deadline, so a wait that never ends fails the test instead of hanging it.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator import jobs
-from orchestrator.models import JobState, RunState
-from sandbox.pinecone_server import IndexSpec
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import JobState, RunState
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 
 NAMESPACES = {"ns0": 30, "ns1": 50}
 COMMAND_DEADLINE_S = 90  # far above the seconds these jobs take; reached only by a wait that never ends
@@ -53,7 +53,7 @@ def spec_file(stack: Stack, **overrides: Any) -> str:
 def nsmigrate(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            [sys.executable, "-m", "cli", *args],
+            [sys.executable, "-m", "nsmigrate", *args],
             env=stack.env(PINECONE_API_KEY=SANDBOX_API_KEY),
             capture_output=True,
             text=True,

@@ -14,11 +14,11 @@ from click.testing import Result
 from pinecone import Pinecone
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs
-from orchestrator.messaging.task_names import TaskName
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.messaging.task_names import TaskName
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.flower_api import failures_of, open_flower, tasks_of
 from tests.polling import wait_for_job, wait_until
 

@@ -13,21 +13,21 @@ import numpy as np
 import pytest
 from pinecone import Pinecone
 
-from orchestrator import jobs
-from orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import RunState
-from orchestrator.settings import load_settings
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from orchestrator.tenancy.tenant_guard import Match
-from sandbox.pinecone_server import Faults, IndexSpec
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.tenancy.tenant_guard import Match
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores import open_store
+from nsmigrate.workers.syncing import sync_run
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, reverify, small_spec, states, wait_final
 from tests.fleet_jobs import start_job
 from tests.polling import wait_until
-from workers.context import WorkerContext
-from workers.stores import open_store
-from workers.syncing import sync_run
 
 AppStack = tuple[Stack, WorkerContext]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cli.demo import DEFAULT_SCENARIO, SCENARIOS
+from nsmigrate.cli.demo import DEFAULT_SCENARIO, SCENARIOS
 from tests.demos import nsmigrate
 
 

@@ -37,7 +37,7 @@ def test_demo_keep_prints_where_to_watch_and_every_address_answers(tmp_path: Pat
     log = tmp_path / "demo.log"
     with open(log, "wb") as out:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "cli", "demo", "creator-namespaces", "--workers", "2", "--keep"],
+            [sys.executable, "-m", "nsmigrate", "demo", "creator-namespaces", "--workers", "2", "--keep"],
             env={**os.environ, "COLUMNS": "400"},  # one line per message: the addresses are not wrapped
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -17,21 +17,21 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
-from sandbox.stack import Stack
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.workers.backup import read_manifest
+from nsmigrate.workers.erasing import plan_erasure
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores.base import iter_all_ids
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
+from nsmigrate_sandbox.stack import Stack
 from tests.chaos import fault_landed, start_standby, take_over
 from tests.fleet_jobs import use_stack_env
 from tests.polling import wait_until
-from workers.backup import read_manifest
-from workers.erasing import plan_erasure
-from workers.stores import open_retrying_store
-from workers.stores.base import iter_all_ids
 
 TWINS = {"t1": "a.1", "t2": "a.1", "t10": "a.10", "t11": "a.10"}
 A1_TWINS = {"t1", "t2"}

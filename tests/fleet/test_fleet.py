@@ -14,14 +14,14 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs, launch
-from orchestrator.models import RunState
-from orchestrator.spec.jobspec import DEFAULT_RATE_SHARE
-from orchestrator.tenancy.namespaces import twin_namespace
-from sandbox.pinecone_server import Faults, IndexSpec
-from sandbox.seed import SeedData, seed_dataset, write_twins_csv
-from sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.spec.jobspec import DEFAULT_RATE_SHARE
+from nsmigrate.orchestrator.tenancy.namespaces import twin_namespace
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
+from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers
 from tests.fleet_jobs import start_job
 from tests.polling import wait_for_job, wait_until
 

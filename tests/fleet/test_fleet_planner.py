@@ -1,5 +1,5 @@
 """`nsmigrate run` and `plan` handing the spec to the fleet's planner (``workers.plan_server``), as a user runs them:
-`python -m cli …` in its own process, a real `nsmigrate worker`, real Redis and Postgres, the real Pinecone SDK on
+`python -m nsmigrate …` in its own process, a real `nsmigrate worker`, real Redis and Postgres, the real Pinecone SDK on
 the local data plane. Whatever path a spec takes, the command's answer, the job table and the data are the same; when
 the fleet cannot plan it, the command plans it itself and nothing is started twice."""
 
@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
-from orchestrator import jobs
-from orchestrator.actor import default_actor
-from orchestrator.messaging.submissions import Heartbeat, database_fingerprint
-from orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.orchestrator.messaging.submissions import Heartbeat, database_fingerprint
+from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.stack import Stack
 from tests.polling import wait_until
 
 NAMESPACES = {"alpha": 30, "beta": 12, "": 7}
@@ -55,7 +55,7 @@ def write_spec(stack: Stack, name: str = "fleet-planned", **extra: Any) -> Path:
 def cli(stack: Stack, *args: str, importtime: bool = False, **env: str) -> subprocess.CompletedProcess[str]:
     flags = ["-X", "importtime"] if importtime else []
     return subprocess.run(
-        [sys.executable, *flags, "-m", "cli", *args],
+        [sys.executable, *flags, "-m", "nsmigrate", *args],
         env=stack.env(**env),
         capture_output=True,
         text=True,

@@ -16,16 +16,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.messaging.task_names import TaskName
-from orchestrator.models import RunState
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.pinecone_server import IndexSpec
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.messaging.task_names import TaskName
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.stack import Stack
 from tests.polling import wait_until
-from workers.stores import open_retrying_store
 
 SECRET = "pcsk-test-SECRET-should-never-show"  # key-shaped canary (any key works locally)
 NAMESPACES = ("ns0", "ns1")

@@ -18,17 +18,17 @@ import pytest
 import redis
 from pinecone import Pinecone
 
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.messaging.task_names import TaskName
-from orchestrator.models import RunState
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.pinecone_server import Faults, IndexSpec
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.messaging.task_names import TaskName
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
+from nsmigrate_sandbox.stack import Stack
 from tests.flower_api import failures_of, open_flower, tasks_of
 from tests.polling import wait_for_job, wait_until
-from workers.stores import open_retrying_store
 
 SECRET = "pcsk-test-SECRET-flower-failures"  # key-shaped canary (the local data plane accepts any key)
 COPY = TaskName.COPY_BATCH.value
@@ -114,7 +114,7 @@ def namespaces_of(task: dict[str, Any]) -> list[str]:
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "nsmigrate", *args],
         env=stack.env(PINECONE_API_KEY=SECRET),
         capture_output=True,
         text=True,

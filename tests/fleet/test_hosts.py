@@ -33,11 +33,11 @@ import sqlalchemy as sa
 import yaml
 from pinecone import Index
 
-from orchestrator import jobs
-from orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState
-from sandbox.hosts import HostNetwork, unavailable
-from sandbox.services_host import ServicesHost
-from sandbox.stack import SANDBOX_API_KEY, wait_for_workers
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState
+from nsmigrate_sandbox.hosts import HostNetwork, unavailable
+from nsmigrate_sandbox.services_host import ServicesHost
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 from tests.chaos import FAST_RECOVERY
 from tests.fleet_jobs import batches
 from tests.polling import wait_until

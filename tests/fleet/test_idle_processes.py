@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from sandbox.stack import Stack, wait_for_workers
+from nsmigrate_sandbox.stack import Stack, wait_for_workers
 from tests.polling import wait_until
 
 #: BRPOPs (an idle worker's own clock: one a second) a measurement spans.

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 from tests.image import copy_image_files
@@ -58,9 +59,24 @@ def test_the_image_file_set_builds_installs_and_runs(tmp_path: Path) -> None:
 
     help_text = run([str(image / "bin" / "nsmigrate"), "--help"], cwd=empty).stdout
     where = run(
-        [str(image_python), "-c", "import cli.main, workers.tasks; print(cli.main.__file__, workers.tasks.__file__)"],
+        [
+            str(image_python),
+            "-c",
+            "import nsmigrate.cli.main, nsmigrate.workers.tasks; "
+            "print(nsmigrate.cli.main.__file__, nsmigrate.workers.tasks.__file__)",
+        ],
         cwd=empty,
     ).stdout
+    public = run(
+        [str(image_python), "-c", "from nsmigrate import DualWriteIndex, __version__; print(__version__)"], cwd=empty
+    )
+    with zipfile.ZipFile(wheel) as archive:
+        top_level = {name.split("/")[0] for name in archive.namelist()}
+        typed = "nsmigrate/py.typed" in archive.namelist()
 
     assert "worker" in help_text and "flower" in help_text
     assert where.count(str(site_packages)) == 2, f"imported from outside the installed wheel: {where}"
+    # One package, named after the product, and none of the stand-ins: an application's own `cli` or `workers`
+    # package never clashes with it.
+    assert top_level == {"nsmigrate", "nsmigrate-0.1.0.dist-info"}, top_level
+    assert typed and public.stdout.strip() == "0.1.0"

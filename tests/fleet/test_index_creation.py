@@ -13,10 +13,10 @@ from click.testing import Result
 from pinecone import Pinecone
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 
 SOURCE, MADE = "plain-src", "made-by-run"
 DIM, METRIC = 8, "dotproduct"

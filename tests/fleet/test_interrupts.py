@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from orchestrator import jobs
-from orchestrator.messaging.task_names import Queue
-from sandbox.pinecone_server import IndexSpec
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.messaging.task_names import Queue
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet.test_cli_waits import spec_file
 from tests.polling import wait_until
 
@@ -34,7 +34,7 @@ def interrupted(stack: Stack, args: list[str], waiting: str) -> tuple[int, str, 
     env = stack.env(PINECONE_API_KEY=SANDBOX_API_KEY, PYTHONUNBUFFERED="1")
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", *args],
+            [sys.executable, "-m", "nsmigrate", *args],
             env=env,
             stdout=stdout,
             stderr=stderr,
@@ -94,7 +94,7 @@ def test_ctrl_c_on_run_wait_stops_the_watching_not_the_job(stack: Stack) -> None
 def test_ctrl_c_on_watch_says_so_and_exits_130(stack: Stack) -> None:
     load_source(stack, {"ns0": 30})
     started = subprocess.run(
-        [sys.executable, "-m", "cli", "run", spec_file(stack)],
+        [sys.executable, "-m", "nsmigrate", "run", spec_file(stack)],
         env=stack.env(PINECONE_API_KEY=SANDBOX_API_KEY),
         capture_output=True,
         text=True,

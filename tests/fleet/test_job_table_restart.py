@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import jobs
-from sandbox.services import PostgresServer
+from nsmigrate.orchestrator import jobs
+from nsmigrate_sandbox.services import PostgresServer
 from tests.integration.test_job_table import a_job, watch
 
 

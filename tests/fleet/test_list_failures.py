@@ -14,15 +14,15 @@ import pytest
 from pinecone import Pinecone
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import RunState
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.stack import SANDBOX_API_KEY, Stack
-from workers.stores import open_retrying_store
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_a_job_table_made_before_list_failed_gets_its_error_column(job_table_url
             "target": {"kind": "pinecone", "host": "http://127.0.0.1:10"},
         }
     )
-    from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+    from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 
     plan = Plan(runs=[NamespacePlan("ns", "ns", 2, 1)], estimate=Estimate(1, 1, 1, 1, 5, 0.1))
     job_id = jobs.create_job(db, spec, plan, source_label="a", target_label="b")

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from orchestrator import jobs
-from orchestrator.models import RunState
-from sandbox.pinecone_server import Faults, IndexSpec
-from sandbox.services import free_port
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
+from nsmigrate_sandbox.services import free_port
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet_jobs import batches, start_job
 from tests.polling import wait_for_job, wait_until
 

@@ -15,10 +15,10 @@ import pytest
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from orchestrator import jobs
-from orchestrator.models import Batch, Event, NamespaceRun
-from sandbox.pinecone_server import IndexSpec
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import Batch, Event, NamespaceRun
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.stack import Stack
 
 #: "a" and "b" both write into "shared" and share the id "dup"; reading the ids of "a" (the collision check) takes 21
 #: list pages, while "c" and "d" have no check of their own.
@@ -63,7 +63,7 @@ def run(stack: Stack, routes: dict[str, str], **extra: Any) -> subprocess.Comple
     path: Path = stack.workdir / "checked.yaml"
     path.write_text(json.dumps(spec))
     return subprocess.run(
-        [sys.executable, "-m", "cli", "run", str(path), "--wait", "--plan-here"],
+        [sys.executable, "-m", "nsmigrate", "run", str(path), "--wait", "--plan-here"],
         env=stack.env(),
         capture_output=True,
         text=True,

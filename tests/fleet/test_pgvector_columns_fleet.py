@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch
-from orchestrator.models import RunState
-from sandbox.pinecone_server import IndexSpec
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet_jobs import start_job
 from tests.integration.test_pgvector_columns import (
     DIM,

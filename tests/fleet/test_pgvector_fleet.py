@@ -15,23 +15,23 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch
-from orchestrator.errors import PlanError
-from orchestrator.models import BatchState, RunState
-from orchestrator.pgvector_layout import VectorIndex, create_table_sql
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import PgvectorStoreSpec, parse_spec
-from sandbox.pinecone_server import IndexSpec
-from sandbox.seed import seed_chunks
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.models import BatchState, RunState
+from nsmigrate.orchestrator.pgvector_layout import VectorIndex, create_table_sql
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, parse_spec
+from nsmigrate.workers import pgnamespaces
+from nsmigrate.workers.cleaning import cleanup_run
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores import open_retrying_store, open_store
+from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.seed import seed_chunks
+from nsmigrate_sandbox.stack import Stack
 from tests.chaos import FAST_RECOVERY, start_standby, take_over
 from tests.fleet_jobs import batches, start_job
 from tests.polling import wait_until
-from workers import pgnamespaces
-from workers.cleaning import cleanup_run
-from workers.context import WorkerContext
-from workers.stores import open_retrying_store, open_store
-from workers.stores.pgdocumented import DocumentedPgvectorStore
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 DIM = 16

@@ -13,20 +13,20 @@ import pytest
 import sqlalchemy as sa
 from pinecone import ApiError, Pinecone, SparseValues, Vector
 
-from orchestrator import jobs, launch
-from orchestrator.errors import PlanError
-from orchestrator.listing.paging import id_pages, iter_all_ids
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import RunState
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import Enumeration, IdCatalogue, PineconeStoreSpec, parse_spec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.postgrest import PostgrestStandIn
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.listing.paging import id_pages, iter_all_ids
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import Enumeration, IdCatalogue, PineconeStoreSpec, parse_spec
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.syncing import sync_run
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.postgrest import PostgrestStandIn
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_for_job
-from workers.context import WorkerContext
-from workers.stores import open_retrying_store
-from workers.syncing import sync_run
 
 DIM = 8
 SIZES = {"": 40, "alpha": 120, "beta": 7}  # the default namespace too

@@ -14,17 +14,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch, recovery
-from orchestrator.listing.prefix_chains import SPLIT_MIN_IDS, ChainState
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import Batch, NamespaceRun, RunState
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.pinecone_server import Faults, IndexSpec
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs, launch, recovery
+from nsmigrate.orchestrator.listing.prefix_chains import SPLIT_MIN_IDS, ChainState
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import Batch, NamespaceRun, RunState
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
+from nsmigrate_sandbox.stack import Stack
 from tests.chaos import FAST_RECOVERY, fault_landed, start_standby, take_over
 from tests.polling import wait_for_job, wait_until
-from workers.stores import open_retrying_store
 
 DIM = 4
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import redis
 
+from nsmigrate.workers.ratelimit import RateLimiter
 from tests.integration.test_ratelimit import SCOPE, max_in_any_window
 from tests.timing import assert_timing
-from workers.ratelimit import RateLimiter
 
 RATE = 25
 DURATION_S = 2.5

@@ -15,13 +15,19 @@ import numpy as np
 import pytest
 import yaml
 
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import RunState
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import JobSpec
-from sandbox.pinecone_server import Faults
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.workers import cleaning
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.proving import delete_absent
+from nsmigrate.workers.rollback import _Rollback
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.syncing import sync_run
+from nsmigrate_sandbox.pinecone_server import Faults
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli as process_cli
 from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
     cli,
@@ -36,12 +42,6 @@ from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a 
 )
 from tests.integration.test_pgvector_namespaces import load, nsmigrate, records, store, tables
 from tests.polling import wait_until
-from workers import cleaning
-from workers.context import WorkerContext
-from workers.proving import delete_absent
-from workers.rollback import _Rollback
-from workers.stores import open_retrying_store
-from workers.syncing import sync_run
 
 DIM = 8
 

@@ -1,4 +1,5 @@
-"""Issue 27, case 9, as a user meets it (`python -m cli …` in its own process, real Postgres + pgvector, the Pinecone
+"""Issue 27, case 9, as a user meets it (`python -m nsmigrate …` in its own process, real Postgres + pgvector, the
+Pinecone
 SDK on the local data plane): two namespaces that map to one table are refused at plan time, `pgvector drop` drops
 only namespace tables, and a malformed pgvector URL is one message."""
 
@@ -7,14 +8,14 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs
-from orchestrator.errors import SpecError
-from orchestrator.spec.jobspec import IdCatalogue, SourceTable
-from orchestrator.tenancy.creator_mapping import load_sources
-from sandbox.stack import Stack
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.spec.jobspec import IdCatalogue, SourceTable
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources
+from nsmigrate.workers.stores.enumeration import open_catalogue
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli, job_ids, write_spec
 from tests.fleet.test_refusals_secrets import nsmigrate, one_error
-from workers.stores.enumeration import open_catalogue
 
 DOCUMENTED = {"kind": "pgvector", "schema": "documented", "dimension": 8}
 

@@ -1,4 +1,4 @@
-"""Issue 27, cases 6 and 7, as a user meets them (`python -m cli …` in its own process, a real `nsmigrate worker`
+"""Issue 27, cases 6 and 7, as a user meets them (`python -m nsmigrate …` in its own process, a real `nsmigrate worker`
 and its planner, real Redis and Postgres, the Pinecone SDK): a secret never leaves.
 
 Case 6: a spec names only key variables the operator allowed (``NSMIGRATE_ALLOWED_KEY_VARS``), checked where the
@@ -22,15 +22,15 @@ from urllib.parse import quote
 import pytest
 import redis as redis_lib
 
-from orchestrator.errors import SpecError, StoreError
-from orchestrator.messaging.task_names import PLANNER_KEY
-from orchestrator.spec.jobspec import CreatorMapping, PineconeStoreSpec
-from orchestrator.tenancy.creator_mapping import load_supabase
-from sandbox.services import RedisServer, free_port
-from sandbox.stack import Stack
+from nsmigrate.orchestrator.errors import SpecError, StoreError
+from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY
+from nsmigrate.orchestrator.spec.jobspec import CreatorMapping, PineconeStoreSpec
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_supabase
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate_sandbox.services import RedisServer, free_port
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli, job_ids, write_spec
 from tests.polling import wait_until
-from workers.context import WorkerContext
 
 WORKER_SECRET = "worker-supabase-secret-7f3a"
 
@@ -205,7 +205,7 @@ def test_a_store_address_with_credentials_is_refused_without_echoing_them(stack:
 
 def nsmigrate(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "nsmigrate", *args],
         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **env},
         capture_output=True,
         text=True,

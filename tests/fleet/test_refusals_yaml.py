@@ -1,11 +1,11 @@
-"""Issue 27, case 8: a spec that gives a key twice is refused, as a user meets it (`python -m cli run`, its own
+"""Issue 27, case 8: a spec that gives a key twice is refused, as a user meets it (`python -m nsmigrate run`, its own
 process, real Redis, Postgres and the Pinecone SDK on the local data plane): one message naming the key and both
 lines, exit code 2, no job written, the source untouched. YAML alone keeps the last value: `cleanup: {mode: never}`
 followed by `cleanup: {mode: auto}` used to start a job that deleted the source."""
 
 from __future__ import annotations
 
-from sandbox.stack import Stack
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli, job_ids
 
 

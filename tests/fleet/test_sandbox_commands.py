@@ -1,4 +1,5 @@
-"""The sandbox's services as commands (``python -m sandbox.pinecone_server``, ``python -m sandbox.postgrest``): each
+"""The sandbox's services as commands (``python -m nsmigrate_sandbox.pinecone_server``,
+``python -m nsmigrate_sandbox.postgrest``): each
 serves until SIGTERM, never logs a key, and the data plane prefaults the heap it is asked to."""
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import pytest
 from pinecone import Pinecone
 from supabase import create_client
 
-from sandbox.postgrest import create_tenancy_tables, load_tenancy
-from sandbox.services import free_port, wait_for_port
+from nsmigrate_sandbox.postgrest import create_tenancy_tables, load_tenancy
+from nsmigrate_sandbox.services import free_port, wait_for_port
 from tests.polling import wait_until
 
 KEY = "sandbox-service-key"
@@ -30,7 +31,7 @@ def test_the_data_plane_serves_until_sigterm_and_never_logs_the_api_key(tmp_path
         [
             sys.executable,
             "-m",
-            "sandbox.pinecone_server",
+            "nsmigrate_sandbox.pinecone_server",
             "--index",
             "cli-a:4:dotproduct:pod",
             "--index",
@@ -73,7 +74,15 @@ def test_the_data_plane_prefaults_the_heap_it_is_asked_to(tmp_path: Path) -> Non
 
     def resident_mb_when_serving(prefault_mb: int) -> float:
         port_file = tmp_path / f"hosts-{prefault_mb}.json"
-        cmd = [sys.executable, "-m", "sandbox.pinecone_server", "--index", "pf:4", "--port-file", str(port_file)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "nsmigrate_sandbox.pinecone_server",
+            "--index",
+            "pf:4",
+            "--port-file",
+            str(port_file),
+        ]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen([*cmd, "--prefault-mb", str(prefault_mb)], cwd=REPO, env=env)
         try:
@@ -97,7 +106,7 @@ def test_the_postgrest_standin_serves_until_sigterm(database_url: str) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "SUPABASE_KEY"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.postgrest", "--database-url", database_url, "--port", str(port)],
+        [sys.executable, "-m", "nsmigrate_sandbox.postgrest", "--database-url", database_url, "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

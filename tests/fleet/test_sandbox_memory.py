@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 _CHURN = textwrap.dedent(
     """
     import resource
-    from sandbox.memory import keep_freed_memory
+    from nsmigrate_sandbox.memory import keep_freed_memory
     assert keep_freed_memory()
     sizes = [9 << 20, 2 << 20, 2 << 20, 17 << 20, 3 << 20]
     def one_round():
@@ -46,8 +46,8 @@ def test_freed_batch_memory_is_reused_without_page_faults() -> None:
 #: ``faulted`` (a process of its own runs each script: the settings are process-wide and cannot be undone).
 _ONE_BATCH = """
 import resource, sys, threading
-import sandbox.pinecone_server  # a data-plane process: its modules loaded, its heap grown to their size
-from sandbox.memory import keep_freed_memory, prefault_heap
+import nsmigrate_sandbox.pinecone_server  # a data-plane process: its modules loaded, its heap grown to their size
+from nsmigrate_sandbox.memory import keep_freed_memory, prefault_heap
 assert keep_freed_memory()
 faulted = []
 def one_batch():

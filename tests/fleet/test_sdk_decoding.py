@@ -27,10 +27,10 @@ FIRST_DECODES_AT_ONCE = textwrap.dedent(
 
     mode, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if mode == "worker":
-        import workers.tasks  # noqa: F401 - what a worker process imports before its pool runs a task
+        import nsmigrate.workers.tasks  # noqa: F401 - what a worker process imports before its pool runs a task
     from pinecone._internal.adapters.vectors_adapter import VectorsAdapter as A
-    from orchestrator.spec.jobspec import PineconeStoreSpec
-    from workers.stores.pinecone import PineconeStore
+    from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+    from nsmigrate.workers.stores.pinecone import PineconeStore
 
     responses = [
         (A.to_list_response, b'{"vectors":[{"id":"a"}],"pagination":{"next":"t"},"namespace":"n","usage":{}}'),

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.models import BatchState
-from sandbox.stack import Stack
+from nsmigrate.orchestrator.models import BatchState
+from nsmigrate_sandbox.stack import Stack
 from tests.chaos import batch_states, chaos_spec, load_source, wait_for
 from tests.chaos import sandbox_indexes as sandbox_indexes
 from tests.fleet_jobs import start_job

@@ -22,7 +22,7 @@ STOP_BOUND_S = 15 + 5 + 20 + 20
 #: The demo's shape: start the stack, work (here: wait), and stop it in `finally`.
 DRIVER = """
 import json, sys, time
-from sandbox.stack import start_stack
+from nsmigrate_sandbox.stack import start_stack
 stack = start_stack([])
 try:
     worker = stack.start_worker("copy", 1, pool="threads", name="orphan-check")

@@ -16,20 +16,20 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.models import JobKind, JobState, RunState
-from orchestrator.tenancy.namespaces import parse_namespace, twin_namespace
-from sandbox.pinecone_server import Faults, IndexSpec
-from sandbox.seed import SeedData, seed_dataset, write_twins_csv
-from sandbox.stack import Stack
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.models import JobKind, JobState, RunState
+from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace, twin_namespace
+from nsmigrate.workers import cleaning
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.syncing import sync_run
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
+from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet_jobs import start_job
 from tests.polling import wait_for_job, wait_until
-from workers import cleaning
-from workers.context import WorkerContext
-from workers.rollback import rollback_job
-from workers.syncing import sync_run
 
 DIM = 8
 ONE = "one"  # creator migration inside one index (source == target)
@@ -46,7 +46,7 @@ def sandbox_indexes() -> list[IndexSpec]:
 def stack(stack: Stack) -> Stack:
     """A stack of the test's own with one worker for every queue the forward jobs and the sync use (the pool is not
     what they test). Not the module's shared stack: a test's rollback and sync tasks left on a shared worker could
-    still write into the next test's index (one forward job's run ended verify_failed so, once, in a full run)."""
+    still write into the next test's index, and a forward job's run would then end verify_failed."""
     stack.start_worker("list,copy,verify", 4, pool="threads")
     return stack
 

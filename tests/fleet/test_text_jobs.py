@@ -15,19 +15,27 @@ import pytest
 import redis as redis_lib
 from pinecone import Pinecone
 
-from cli.fleet import open_control
-from cli.run import before_the_job
-from orchestrator import jobs, launch, recovery
-from orchestrator.errors import PlanError, StateError
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.messaging.task_names import rate_bucket_key
-from orchestrator.models import BatchState, RunState
-from orchestrator.records.vectors import Record
-from orchestrator.settings import load_settings
-from orchestrator.spec.jobspec import PineconeStoreSpec, RateBudget, TextRecords, parse_spec
-from sandbox.embedding import IntegratedEmbed
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.stack import SANDBOX_API_KEY, Stack
+from nsmigrate.cli.fleet import open_control
+from nsmigrate.cli.run import before_the_job
+from nsmigrate.orchestrator import jobs, launch, recovery
+from nsmigrate.orchestrator.errors import PlanError, StateError
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
+from nsmigrate.orchestrator.models import BatchState, RunState
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, RateBudget, TextRecords, parse_spec
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.embedders import HashingEmbedder
+from nsmigrate.workers.ratelimit import RateLimiter, embed_scope
+from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.syncing import sync_run
+from nsmigrate_sandbox.embedding import IntegratedEmbed
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.chaos import (
     FAST_RECOVERY,
     QUICK_RETRIES,
@@ -43,14 +51,6 @@ from tests.chaos import (
 )
 from tests.fleet_jobs import batches
 from tests.polling import wait_for_job
-from workers.context import WorkerContext
-from workers.embedders import HashingEmbedder
-from workers.ratelimit import RateLimiter, embed_scope
-from workers.rollback import rollback_job
-from workers.stores import open_retrying_store
-from workers.stores.guarded import GuardedStore
-from workers.stores.pinecone import PineconeStore
-from workers.syncing import sync_run
 
 SRC, TEXTS, NEW = "vectors", "texts", "reembedded"
 DIM, NEW_DIM = 16, 32

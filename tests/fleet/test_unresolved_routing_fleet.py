@@ -11,9 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
-from sandbox.pinecone_server import IndexSpec
-from sandbox.stack import Stack
+from nsmigrate.cli.main import app
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.stack import Stack
 from tests.fleet_jobs import use_stack_env
 
 DIM = 8

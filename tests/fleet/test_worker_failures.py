@@ -19,8 +19,8 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 
-from sandbox.services import RedisServer, free_port, spawn
-from sandbox.stack import wait_for_workers
+from nsmigrate_sandbox.services import RedisServer, free_port, spawn
+from nsmigrate_sandbox.stack import wait_for_workers
 from tests.fleet.test_refusals_secrets import nsmigrate, one_error
 from tests.polling import wait_until
 
@@ -37,7 +37,7 @@ def start_worker(pool: str, redis_url: str, database_url: str, log_path: Path) -
     """`nsmigrate worker` as a child process, in the environment ``nsmigrate`` gives a command."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "PYTHONUNBUFFERED": "1"}
     env |= {"NSMIGRATE_REDIS_URL": redis_url, "NSMIGRATE_DATABASE_URL": database_url}
-    return spawn([sys.executable, "-m", "cli", *worker_args(pool)], env, log_path)
+    return spawn([sys.executable, "-m", "nsmigrate", *worker_args(pool)], env, log_path)
 
 
 def tables_of(database_url: str) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from sandbox.stack import Stack, wait_for_workers
+from nsmigrate_sandbox.stack import Stack, wait_for_workers
 
 #: Modules that only Celery's command line loads into a worker.
 COMMAND_LINE_MODULES = {"celery.bin.celery", "click_repl", "click_didyoumean", "prompt_toolkit"}
@@ -26,5 +26,5 @@ def test_a_worker_answers_under_its_name_without_loading_celerys_command_line(st
     assert wait_for_workers(stack.redis_url, 1) == [f"lean@{socket.gethostname()}"]
     imported = imported_modules(log)
     # The log holds the whole start: the pool's and the consumer's modules, loaded as the worker object starts.
-    assert {"billiard.pool", "celery.worker.consumer.consumer", "workers.app"} <= imported
+    assert {"billiard.pool", "celery.worker.consumer.consumer", "nsmigrate.workers.app"} <= imported
     assert not COMMAND_LINE_MODULES & imported

@@ -19,13 +19,12 @@ import redis as redis_lib
 import yaml
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs
-from orchestrator.errors import BackupError
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from workers.backup import (
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import BackupError
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.workers.backup import (
     MANIFEST_NAME,
     export_namespace,
     export_namespaces,
@@ -35,10 +34,11 @@ from workers.backup import (
     import_path,
     read_header,
 )
-from workers.stores.base import Record, Store, iter_all_ids
-from workers.stores.guarded import GuardedStore
-from workers.stores.pgvector import PgvectorStore
-from workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pgvector import PgvectorStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 DIM = 8
 API_KEY = "sandbox-backup-key"
@@ -514,8 +514,8 @@ def test_erasing_every_row_of_a_backup_removes_only_what_nsmigrate_wrote_there(
 ) -> None:
     """An erasure that leaves a backup with no file removes its manifest and files, and the directory only when
     nothing else is in it: an operator's notes, or an export made inside it since, are not the erasure's to delete."""
-    from orchestrator.tenancy.erasure import Subject
-    from workers.backup_erasure import erase_rows
+    from nsmigrate.orchestrator.tenancy.erasure import Subject
+    from nsmigrate.workers.backup_erasure import erase_rows
 
     src = stores["src"]
     src.upsert("mine", [Record(f"m-{i}", [0.1 * (i + 1)] * DIM, {"creator_id": "a.1"}) for i in range(3)])

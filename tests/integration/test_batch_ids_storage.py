@@ -8,10 +8,10 @@ import json
 
 import sqlalchemy as sa
 
-from orchestrator import jobs
-from orchestrator.models import SCHEMA_VERSION, Batch, BatchState, SchemaInfo
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import SCHEMA_VERSION, Batch, BatchState, SchemaInfo
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
 NON_ASCII = ["ünïcødé-1", "日本語#chunk-0", "emoji-🙂", "tab\tin", "quote\"and'", "back\\slash", ""]
 MANY = [f"doc-{k // 4}#chunk-{k % 4}" for k in range(1000)]

@@ -10,8 +10,8 @@ import pytest
 from pinecone import Pinecone
 
 from bench.peer import Budgets, PeerResult, copy_indexes
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.seed import SeedData, seed_dataset
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.seed import SeedData, seed_dataset
 
 
 @pytest.fixture(scope="module")

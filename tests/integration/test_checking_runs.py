@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator import jobs, recovery
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator import jobs, recovery
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
 SPEC = parse_spec(
     {

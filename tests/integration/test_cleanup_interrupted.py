@@ -16,12 +16,12 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import DIM, KEY_ENV, RecordingDispatcher, copied_job, make_records, make_spec
 from tests.polling import wait_until
-from workers.context import WorkerContext
 
 #: Three chunks of deletes (1,000 ids each): Ctrl-C lands after the first and before the last.
 VECTORS = 3000

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from orchestrator import jobs
-from orchestrator.errors import StateError
-from orchestrator.jobs import cutover as rollout_rows
-from orchestrator.models import RunState
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import cutover as rollout_rows
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.workers import syncing
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import Job, RecordingDispatcher, copied_job, make_records, make_spec
-from workers import syncing
-from workers.context import WorkerContext
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_CUTOVER_CLEANUP_PINECONE_KEY"

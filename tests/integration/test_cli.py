@@ -2,7 +2,7 @@
 to do), exit code 2, and writes nothing — no job row in the job table, no message on a Redis queue.
 
 Commands run in-process through ``typer.testing.CliRunner`` on the same ``app`` that ``nsmigrate`` and
-``python -m cli`` run, against real Redis and Postgres and the real Pinecone SDK on the local data plane.
+``python -m nsmigrate`` run, against real Redis and Postgres and the real Pinecone SDK on the local data plane.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import yaml
 from click.testing import Result
 from typer.testing import CliRunner
 
-from cli.main import COMMANDS as COMMAND_TABLE
-from cli.main import app, load_command
-from orchestrator import jobs
-from orchestrator.messaging.task_names import Queue
-from orchestrator.models import RunState
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.services import RedisServer, free_port
+from nsmigrate.cli.main import COMMANDS as COMMAND_TABLE
+from nsmigrate.cli.main import app, load_command
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.messaging.task_names import Queue
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.services import RedisServer, free_port
 
 API_KEY = "sandbox-key"  # the local data plane accepts any key
 PER_NAMESPACE = 45  # 3 batches of 20 per namespace

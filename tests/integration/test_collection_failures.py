@@ -11,19 +11,19 @@ import httpx
 import numpy as np
 import pytest
 
-from orchestrator import jobs
-from orchestrator.errors import CollectionFailed
-from orchestrator.launch import retry_failed_listers
-from orchestrator.planning.collection_strategy import plan_collection
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.target_indexes import TargetIndex, wanted_shape
-from orchestrator.spec.jobspec import CreateIndex, parse_spec
-from sandbox.pinecone_control import ControlFaults
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import CollectionFailed
+from nsmigrate.orchestrator.launch import retry_failed_listers
+from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.target_indexes import TargetIndex, wanted_shape
+from nsmigrate.orchestrator.spec.jobspec import CreateIndex, parse_spec
+from nsmigrate.workers import collection_steps
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate_sandbox.pinecone_control import ControlFaults
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
 from tests.sent_tasks import SentTasks
-from workers import collection_steps
-from workers.context import WorkerContext
 
 POD, NEW = "legacy-pod", "native-serverless"
 DIM = 4

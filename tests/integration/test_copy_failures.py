@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import jobs
-from orchestrator.errors import BatchFailed
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
-from orchestrator.store import StoreDefaults
-from workers import copying
-from workers.context import WorkerContext
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import BatchFailed
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.store import StoreDefaults
+from nsmigrate.workers import copying
+from nsmigrate.workers.context import WorkerContext
 
 
 class _BrokenStore(StoreDefaults):

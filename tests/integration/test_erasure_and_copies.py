@@ -17,19 +17,19 @@ from typing import Any
 
 import pytest
 
-from orchestrator import jobs
-from orchestrator.errors import BatchFailed, ErasureFailed
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec
-from orchestrator.tenancy.erasure import Subject
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.seed import seed_chunks
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import BatchFailed, ErasureFailed
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.tenancy.erasure import Subject
+from nsmigrate.workers import copying, erasing, pgnamespaces
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.seed import seed_chunks
 from tests.integration.test_verify_cleanup import URL_ENV, RecordingDispatcher, copied_job, make_records, make_spec
-from workers import copying, erasing, pgnamespaces
-from workers.context import WorkerContext
-from workers.rollback import rollback_job
-from workers.stores import open_retrying_store
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_ERASE_COPY_PINECONE_KEY"

@@ -14,13 +14,13 @@ import pytest
 from openapi_core import OpenAPI
 from pinecone import Pinecone
 
-from sandbox.embedding import IntegratedEmbed
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.embedding import IntegratedEmbed
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_pinecone_conformance import DATA_HOST_URL, REFERENCE, call
 from tests.polling import wait_until
 
 V2026_07 = {"Api-Key": "test-key", "X-Pinecone-Api-Version": "2026-07"}
-LAG_S = 2.0
+LAG_S = 5.0  # long enough that the reads right after a write come before it, on a loaded machine
 EMBED = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
 
 

@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 import redis as redis_lib
 
-from orchestrator.connections.store_identity import pinecone_host_identity
-from orchestrator.errors import RetryableError
-from orchestrator.messaging.task_names import rate_bucket_key
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from workers.chunking import estimate_bytes
-from workers.ratelimit import RateLimiter, list_scope, read_scope, stats_scope, write_scope
-from workers.stores import open_retrying_store
-from workers.stores.base import Record, Store
-from workers.stores.guarded import GuardedStore
-from workers.stores.pgvector import PgvectorStore
-from workers.stores.pinecone import PineconeStore
+from nsmigrate.orchestrator.connections.store_identity import pinecone_host_identity
+from nsmigrate.orchestrator.errors import RetryableError
+from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from nsmigrate.workers.chunking import estimate_bytes
+from nsmigrate.workers.ratelimit import RateLimiter, list_scope, read_scope, stats_scope, write_scope
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores.base import Record, Store
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pgvector import PgvectorStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"

@@ -10,8 +10,8 @@ import pytest
 from openapi_core import OpenAPI
 from pinecone import ApiError, Pinecone
 
-from sandbox.embedding import HOSTED_MODELS, IntegratedEmbed
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.embedding import HOSTED_MODELS, IntegratedEmbed
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_pinecone_conformance import CONTROL_HOST_URL, DATA_HOST_URL, REFERENCE, call
 from tests.sdk_internals import set_sdk_retries
 

@@ -16,12 +16,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from orchestrator import jobs
-from orchestrator.errors import NotFound, StateError
-from orchestrator.jobs import pages
-from orchestrator.models import SCHEMA_VERSION, Base, Batch, NamespaceRun, ensure_schema
-from orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
-from orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import NotFound, StateError
+from nsmigrate.orchestrator.jobs import pages
+from nsmigrate.orchestrator.models import SCHEMA_VERSION, Base, Batch, NamespaceRun, ensure_schema
+from nsmigrate.orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
 
 @dataclass
@@ -141,8 +141,8 @@ def test_a_namespace_of_one_batch_costs_five_round_trips_from_listing_to_done(
     # mark done and count it; move the run to copied: two statements, no transaction held across a round trip
     assert traffic.statements == [("WITH", True), ("WITH", True)]
     count()
-    assert round_trips == 5  # it was 23 with a ping per transaction, BEGIN and COMMIT around single statements, …
-    # pool_pre_ping: one ping per checkout, so 5 + 4 round trips in all (the pings' cost: bench/README.md)
+    assert round_trips == 5  # no ping per transaction, no BEGIN and COMMIT around single statements
+    # pool_pre_ping: one ping per checkout, so 5 + 4 round trips in all
     assert (checkouts, pings) == (4, 4)
 
     with db.transaction() as s:
@@ -183,7 +183,7 @@ def test_a_small_run_is_recorded_and_started_in_one_statement_four_round_trips_f
     traffic.clear()
     copied, _ = jobs.finish_batch(db, work.batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4)
     assert copied
-    assert (traffic.round_trips, traffic.checkouts) == (2, 1)  # in all 4 round trips and 3 checkouts, was 5 and 4
+    assert (traffic.round_trips, traffic.checkouts) == (2, 1)  # in all 4 round trips and 3 checkouts
     assert jobs.start_batch(db, work.batch_id, "w") is None  # done: a duplicate copy task does nothing
 
 

@@ -9,8 +9,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs
-from orchestrator.models import Event
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import Event
 
 
 def test_a_transaction_whose_client_went_away_is_ended_and_its_row_locks_released(job_table_url: str) -> None:

@@ -11,19 +11,19 @@ from typing import Any
 
 import pytest
 
-from orchestrator import jobs
-from orchestrator.models import RunState
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.spec.jobspec import JobSpec, parse_spec
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.workers import cleaning, copying, verifying
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores.base import Record
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import RecordingDispatcher, make_records
-from workers import cleaning, copying, verifying
-from workers.context import WorkerContext
-from workers.stores.base import Record
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_LAG_PINECONE_KEY"
-LAG_S = 2.0
+LAG_S = 4.0
 
 
 @pytest.fixture(scope="module")

@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from orchestrator import jobs
-from orchestrator.models import RunState
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.records.routing import route_context, route_records
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec, parse_spec
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from workers import verifying
-from workers.context import WorkerContext
-from workers.latency import LATENCY_RUNS
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.records.routing import route_context, route_records
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.workers import verifying
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.latency import LATENCY_RUNS
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 4
 KEY_ENV = "NSMIGRATE_TEST_MANY_PINECONE_KEY"

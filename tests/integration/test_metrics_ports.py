@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from nsmigrate.cli.main import app
 
 
 @pytest.fixture

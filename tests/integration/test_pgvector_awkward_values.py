@@ -1,4 +1,4 @@
-"""The application's tables exactly, second audit (session 41), on real Postgres + pgvector: a table made with the
+"""The application's tables exactly, on real Postgres + pgvector: a table made with the
 application's own DDL, one row filling every column with awkward values (empty strings and arrays, a ``text[]`` with
 NULL elements, commas and quotes, ``metadata`` with integers, a large integer, ``{}``, nested objects and unicode, a
 timestamp written with a time zone and microseconds, denormals and -0.0 in the vector, defaults left to the
@@ -14,19 +14,19 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.pgvector_layout import INT_KEYS_KEY, MappingError, VectorIndex, quote
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
-from orchestrator.verification.comparisons import compare_record
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.seed import create_application_table
+from nsmigrate.orchestrator.pgvector_layout import INT_KEYS_KEY, MappingError, VectorIndex, quote
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.verification.comparisons import compare_record
+from nsmigrate.workers import pgnamespaces
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.seed import create_application_table
 from tests.integration.test_pgvector_layout import catalogue
 from tests.integration.test_verify_cleanup import RecordingDispatcher, copied_job
-from workers import pgnamespaces
-from workers.context import WorkerContext
-from workers.rollback import rollback_job
-from workers.stores.pgdocumented import DocumentedPgvectorStore
-from workers.stores.pinecone import PineconeStore
 
 pytestmark = [pytest.mark.integration]
 

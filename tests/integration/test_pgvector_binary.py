@@ -13,13 +13,13 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.pgvector_layout import quote
-from orchestrator.records.vectors import BinaryValues, Record
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from sandbox.seed import application_rows, create_application_table
-from sandbox.services import PostgresServer
-from workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.pgvector_layout import quote
+from nsmigrate.orchestrator.records.vectors import BinaryValues, Record
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate_sandbox.seed import application_rows, create_application_table
+from nsmigrate_sandbox.services import PostgresServer
 
 pytestmark = [pytest.mark.integration]
 

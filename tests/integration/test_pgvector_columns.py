@@ -1,5 +1,5 @@
 """Every column carried, every column verified (issue 28, item 2), on real Postgres + pgvector: tables made with the
-application's own DDL (``tests/fixtures/reference/pgvector-namespace-table.sql``) and rows that fill every column,
+application's own DDL (``sandbox/application-table.sql``) and rows that fill every column,
 NULLs where the DDL allows them; ``copy``'s verification fails when a column nsmigrate does not know differs; a
 user's extra column is carried, or refused at plan time (by ``copy`` and by a job's plan) when the target cannot hold
 it. The fleet's part (``legacy``, ``copy``, ``move``, jobs to Pinecone and back) is
@@ -17,13 +17,13 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import launch
-from orchestrator.errors import PlanError
-from orchestrator.pgvector_layout import quote
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.seed import application_rows, create_application_table
-from workers.stores import open_retrying_store
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.pgvector_layout import quote
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.seed import application_rows, create_application_table
 
 pytestmark = [pytest.mark.integration]
 

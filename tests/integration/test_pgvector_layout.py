@@ -1,5 +1,5 @@
 """The application's pgvector layout exactly (issue 28): ``nsmigrate pgvector create`` against the application's own
-DDL (tests/fixtures/reference/pgvector-namespace-table.sql) in Postgres' catalogue, column by column, constraint by
+DDL (sandbox/application-table.sql) in Postgres' catalogue, column by column, constraint by
 constraint and index by index; its indexes in ``list``/``stats``; ivfflat lists as documented; an ANN index above
 2,000 dimensions; and tables the application made with that DDL read as namespaces."""
 
@@ -13,12 +13,12 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import pgvector_layout
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from sandbox.seed import APPLICATION_DDL, application_rows, create_application_table
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.workers import pgnamespaces
+from nsmigrate_sandbox.seed import APPLICATION_DDL, application_rows, create_application_table
 from tests.integration.test_pgvector_namespaces import store
-from workers import pgnamespaces
 
 _COLUMNS = (
     "SELECT column_name, data_type, udt_name, character_maximum_length, column_default, is_nullable, "

@@ -12,15 +12,15 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import pgvector_layout
-from orchestrator.errors import PlanError, RetryableError
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from sandbox.seed import seed_chunks
-from workers import pgnamespaces
-from workers.stores import open_store
-from workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.errors import PlanError, RetryableError
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.workers import pgnamespaces
+from nsmigrate.workers.stores import open_store
+from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate_sandbox.seed import seed_chunks
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"
 DIM = 16

@@ -15,7 +15,7 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.response.exceptions import InvalidData
 
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
 

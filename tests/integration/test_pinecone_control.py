@@ -20,11 +20,11 @@ from pinecone import (
     ServiceError,
 )
 
-from orchestrator.spec.jobspec import PineconeStoreSpec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
 from tests.sdk_internals import set_sdk_retries
-from workers.stores.pinecone import PineconeStore
 
 DIM = 4
 POD, SERVERLESS = "legacy-pod", "fresh-serverless"

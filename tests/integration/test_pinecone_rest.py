@@ -23,16 +23,16 @@ from openapi_core import Config, OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from pinecone import Index
 
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.spec.jobspec import PineconeStoreSpec, TextRecords
-from sandbox.embedding import IntegratedEmbed
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, TextRecords
+from nsmigrate.workers.stores import pinecone as pinecone_store_module
+from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pinecone_rest import API_VERSION, DataPlane, DataPlaneError
+from nsmigrate_sandbox.embedding import IntegratedEmbed
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_pinecone_conformance import DATA_HOST_URL, REFERENCE
 from tests.sdk_internals import set_sdk_retries
-from workers.stores import pinecone as pinecone_store_module
-from workers.stores.base import Record
-from workers.stores.pinecone import PineconeStore
-from workers.stores.pinecone_rest import API_VERSION, DataPlane, DataPlaneError
 
 DIM = 4
 KEY_ENV = "PINECONE_API_KEY"

@@ -28,13 +28,13 @@ from pinecone import (
     ServiceError,
 )
 
-from sandbox.pinecone_server import (
+from nsmigrate_sandbox.pinecone_server import (
     Faults,
     IndexSpec,
     PineconeSandbox,
     compile_filter,
 )
-from sandbox.seed import seed_dataset
+from nsmigrate_sandbox.seed import seed_dataset
 from tests.sdk_internals import reset_sdk_host_state, set_sdk_retries
 from tests.timing import assert_timing
 
@@ -215,6 +215,12 @@ FILTERS = [
     ({"flag": True}, {"a"}),  # a boolean never equals the number 1
     ({"tags": "y"}, {"a", "b"}),  # a list of strings matches the strings it contains
     ({"tags": {"$in": ["x"]}}, {"a"}),
+    # Pinecone's docs: a filter on a list "matches when any value in the array satisfies it"; $ne and $nin then
+    # exclude a list that holds the value (a record without the field matches them).
+    ({"tags": {"$eq": "x"}}, {"a"}),
+    ({"tags": {"$in": ["z", "y"]}}, {"a", "b"}),
+    ({"tags": {"$ne": "x"}}, {"b", "c", "d"}),
+    ({"tags": {"$nin": ["y"]}}, {"c", "d"}),
     ({"$and": [{"genre": "drama"}, {"year": {"$gt": 2020}}]}, {"c"}),
     ({"$or": [{"genre": "comedy"}, {"year": 1}]}, {"b", "d"}),
     ({"genre": "drama", "flag": False}, {"c"}),

@@ -10,14 +10,14 @@ from typing import Any, cast
 
 import pytest
 
-from orchestrator import launch
-from orchestrator.errors import PlanError
-from orchestrator.settings import DEFAULTS
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
-from orchestrator.store import Store
-from sandbox.pinecone_server import PineconeSandbox
-from sandbox.seed import write_twins_csv
-from workers.stores import open_retrying_store
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.store import Store
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import PineconeSandbox
+from nsmigrate_sandbox.seed import write_twins_csv
 
 TWINS = {"0f0e9a52-1111-4a4a-9a9a-000000000001": "c1", "0f0e9a52-2222-4a4a-9a9a-000000000002": "c2"}
 T1, T2 = TWINS

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from orchestrator import jobs, launch
-from orchestrator.messaging.dispatch import Dispatcher
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.pinecone_server import PineconeSandbox
-from workers.stores import open_retrying_store
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import PineconeSandbox
 
 
 @pytest.fixture(autouse=True)

@@ -10,11 +10,11 @@ import uuid
 import pytest
 import redis
 
-from orchestrator.messaging.task_names import rate_bucket_key
-from sandbox.pinecone_server import _Window
-from sandbox.services import RedisServer
+from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
+from nsmigrate.workers.ratelimit import DEFAULT_GUARD_S, RateLimiter, list_scope, read_scope, window_for, write_scope
+from nsmigrate_sandbox.pinecone_server import _Window
+from nsmigrate_sandbox.services import RedisServer
 from tests.timing import assert_timing
-from workers.ratelimit import DEFAULT_GUARD_S, RateLimiter, list_scope, read_scope, window_for, write_scope
 
 SCOPE = write_scope("contract-index", "creator_a_twin_b")
 
@@ -171,7 +171,7 @@ def test_unreachable_redis_is_retryable() -> None:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from orchestrator.errors import RetryableError
+    from nsmigrate.orchestrator.errors import RetryableError
 
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     limiter = RateLimiter(client)
@@ -183,7 +183,7 @@ def test_unreachable_redis_is_retryable() -> None:
 def test_redis_refusing_the_password_is_not_retried(password_redis_server: RedisServer) -> None:
     """A wrong password is a connection error to redis-py; retried, each request waited out every attempt before its
     batch failed, and a worker stopping for the same refusal waited for those tasks."""
-    from orchestrator.errors import PermanentError
+    from nsmigrate.orchestrator.errors import PermanentError
 
     limiter = RateLimiter(redis.Redis.from_url(f"redis://:wrong-pw@127.0.0.1:{password_redis_server.port}/0"))
 

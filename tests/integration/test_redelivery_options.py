@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from celery import Celery
 
-from orchestrator.messaging.dispatch import celery_config
-from orchestrator.settings import load_settings
+from nsmigrate.orchestrator.messaging.dispatch import celery_config
+from nsmigrate.orchestrator.settings import load_settings
 
 
 @pytest.mark.parametrize(("visibility_s", "mutex_s"), [(5, 5), (60, 60), (3600, 300)])

@@ -20,18 +20,18 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs
-from orchestrator.errors import ErasureFailed, StateError
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from sandbox.services import PostgresServer
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import ErasureFailed, StateError
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.workers import erasing
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores.pgvector import PgvectorStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.services import PostgresServer
 from tests.integration.test_cli import Cli, error_of, one_line, run_job
 from tests.integration.test_verify_cleanup import RecordingDispatcher, copied_job, make_records, make_spec
-from workers import erasing
-from workers.context import WorkerContext
-from workers.rollback import rollback_job
-from workers.stores import open_retrying_store
-from workers.stores.pgvector import PgvectorStore
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_IDENTITY_PINECONE_KEY"  # a name NSMIGRATE_ALLOWED_KEY_VARS allows by default

@@ -7,8 +7,8 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from orchestrator.messaging.resp import Connection, RedisFailed
-from sandbox.services import RedisServer
+from nsmigrate.orchestrator.messaging.resp import Connection, RedisFailed
+from nsmigrate_sandbox.services import RedisServer
 
 
 def test_the_hand_offs_commands_do_what_redis_py_sees(redis_url: str) -> None:

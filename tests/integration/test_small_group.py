@@ -18,19 +18,19 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs, launch
-from orchestrator.errors import GroupFailed, StoreError
-from orchestrator.messaging.task_names import TaskName, lock_key
-from orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import parse_spec
-from sandbox.pinecone_server import PineconeSandbox
-from sandbox.stack import SANDBOX_API_KEY
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.errors import GroupFailed, StoreError
+from nsmigrate.orchestrator.messaging.task_names import TaskName, lock_key
+from nsmigrate.orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers import copying, listing, verifying
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.small_group import copy_small_runs
+from nsmigrate_sandbox.pinecone_server import PineconeSandbox
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 from tests.sent_tasks import SentTasks, sent
-from workers import copying, listing, verifying
-from workers.context import WorkerContext
-from workers.small_group import copy_small_runs
 
 DIM = 8
 

@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from cli.main import app
-from cli.render import SUMMARY_ROWS
-from orchestrator import jobs
-from orchestrator.models import Batch, ErasePlace, NamespaceRun, RunState
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.planner import make_plan
-from orchestrator.spec.jobspec import parse_spec
+from nsmigrate.cli.main import app
+from nsmigrate.cli.render import SUMMARY_ROWS
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import Batch, ErasePlace, NamespaceRun, RunState
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
 
 def test_status_shows_each_runs_summary_and_verdict_and_every_planned_run(database_url: str) -> None:
@@ -314,9 +314,9 @@ def test_a_job_table_without_its_schema_is_read_by_the_same_reader_through_the_e
     """`status` and `jobs` read over plain psycopg; on a database without the job table's schema they read through
     the engine, which makes the schema first, and with the same statements: a missing job is the same error, naming
     where to find the jobs."""
-    from cli.options import read_job_table
-    from orchestrator.errors import NotFound
-    from orchestrator.snapshot import read_jobs, read_snapshot
+    from nsmigrate.cli.options import read_job_table
+    from nsmigrate.orchestrator.errors import NotFound
+    from nsmigrate.orchestrator.snapshot import read_jobs, read_snapshot
 
     listed = read_job_table(database_url, lambda execute: read_jobs(execute, 5))  # no tables yet: the engine's way
     with pytest.raises(NotFound) as through_psycopg:

@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from orchestrator import jobs
-from orchestrator.models import Batch, Event, NamespaceRun
-from orchestrator.recovery import claim_stalled_runs
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import Batch, Event, NamespaceRun
+from nsmigrate.orchestrator.recovery import claim_stalled_runs
 from tests.integration.test_job_table import a_job
 from tests.polling import wait_until
 

@@ -10,15 +10,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.records.vectors import JsonValues
-from orchestrator.retry_policy import call_with_retry, retrying
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from workers.stores import open_store
-from workers.stores.base import Record, Store, iter_all_ids
-from workers.stores.pgvector import PgvectorStore, namespace_table_name
-from workers.stores.pinecone import PineconeStore
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.records.vectors import JsonValues
+from nsmigrate.orchestrator.retry_policy import call_with_retry, retrying
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.workers.stores import open_store
+from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
+from nsmigrate.workers.stores.pgvector import PgvectorStore, namespace_table_name
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"

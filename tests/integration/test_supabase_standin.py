@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from postgrest.exceptions import APIError
 from supabase import Client, create_client
 
-from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
+from nsmigrate_sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
 
 KEY = "sandbox-service-key"
 REPO = Path(__file__).resolve().parents[2]

@@ -10,11 +10,11 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator import jobs
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import jobs
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import KEY_ENV, RecordingDispatcher, copied_job, make_records, make_spec
-from workers.context import WorkerContext
 
 NAMESPACES = [f"ns{i}" for i in range(6)]
 THREADS = 3

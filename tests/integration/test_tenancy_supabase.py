@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import pytest
 
-from orchestrator.errors import PlanError, RetryableError, SpecError
-from orchestrator.retry_policy import retrying
-from orchestrator.spec.jobspec import CreatorMapping, SourceTable
-from orchestrator.tenancy.creator_mapping import load_sources, load_supabase, load_twins
-from sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
-from sandbox.services import free_port
+from nsmigrate.orchestrator.errors import PlanError, RetryableError, SpecError
+from nsmigrate.orchestrator.retry_policy import retrying
+from nsmigrate.orchestrator.spec.jobspec import CreatorMapping, SourceTable
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_supabase, load_twins
+from nsmigrate_sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
+from nsmigrate_sandbox.services import free_port
 
 KEY = "sandbox-service-key"
 MAPPING = CreatorMapping(source="supabase", url_env="NSM_TEST_SUPABASE_URL", key_env="NSM_TEST_SUPABASE_KEY")

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from orchestrator.tenancy.tenant_guard import TenantError, TenantGuard, search_twins
-from sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from workers.stores.guarded import GuardedStore
-from workers.stores.pgvector import PgvectorStore
-from workers.stores.pinecone import PineconeStore
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.tenancy.tenant_guard import TenantError, TenantGuard, search_twins
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pgvector import PgvectorStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 QUERY = [1.0, 0.0, 0.0, 0.0]
 DATA = {

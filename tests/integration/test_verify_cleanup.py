@@ -18,23 +18,23 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from orchestrator import jobs
-from orchestrator.errors import StateError, StoreError
-from orchestrator.jobs import cutover as rollout_rows
-from orchestrator.limits import UPSERT_MAX_VECTORS
-from orchestrator.models import RunState
-from orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from orchestrator.records.routing import route_context, route_records
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec, parse_spec
-from sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from sandbox.seed import application_rows, create_application_table
-from workers import cleaning, syncing, verifying
-from workers.context import WorkerContext
-from workers.proving import PROOF_CHUNK_IDS
-from workers.rollback import _Rollback, rollback_job
-from workers.stores.base import Store
-from workers.verifying import chunks
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import StateError, StoreError
+from nsmigrate.orchestrator.jobs import cutover as rollout_rows
+from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.records.routing import route_context, route_records
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.workers import cleaning, syncing, verifying
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.proving import PROOF_CHUNK_IDS
+from nsmigrate.workers.rollback import _Rollback, rollback_job
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.verifying import chunks
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.seed import application_rows, create_application_table
 
 DIM = 8
 URL_ENV = "NSMIGRATE_TEST_VERIFY_PG_URL"

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import cli.options
-import orchestrator.jobs.status
-from cli import render, waits
-from cli.options import settings, status_reader
-from cli.render import SUMMARY_ROWS, job_reader, print_summary, watch_job
-from orchestrator import jobs
-from orchestrator.models import NamespaceRun, RunState
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.planner import make_plan
-from orchestrator.progress import RunShape
-from orchestrator.spec.jobspec import parse_spec
+import nsmigrate.cli.options
+import nsmigrate.orchestrator.jobs.status
+from nsmigrate.cli import render, waits
+from nsmigrate.cli.options import settings, status_reader
+from nsmigrate.cli.render import SUMMARY_ROWS, job_reader, print_summary, watch_job
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import NamespaceRun, RunState
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.progress import RunShape
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
 NAMESPACES = SUMMARY_ROWS + 20
 
@@ -86,7 +86,7 @@ class StatementSpy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.documents: list[str] = []
-        for module in (cli.options, orchestrator.jobs.status):
+        for module in (nsmigrate.cli.options, nsmigrate.orchestrator.jobs.status):
             monkeypatch.setattr(module, "_executor", self._spying(module._executor))
 
     def _spying(self, make: Callable[[Any], Callable[..., Any]]) -> Callable[[Any], Callable[..., Any]]:

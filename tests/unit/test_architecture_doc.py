@@ -9,7 +9,7 @@ from enum import StrEnum
 
 import pytest
 
-from orchestrator.jobs.lifecycle import BATCH_TRANSITIONS, JOB_TRANSITIONS, RUN_TRANSITIONS
+from nsmigrate.orchestrator.jobs.lifecycle import BATCH_TRANSITIONS, JOB_TRANSITIONS, RUN_TRANSITIONS
 from tests.image import REPO
 
 DOC = REPO / "docs" / "architecture.md"

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import BackupError
-from workers.backup import ExportHeader, file_name_for, ids_fingerprint, records_to_table, table_to_records
-from workers.stores.base import Record
+from nsmigrate.orchestrator.errors import BackupError
+from nsmigrate.workers.backup import ExportHeader, file_name_for, ids_fingerprint, records_to_table, table_to_records
+from nsmigrate.workers.stores.base import Record
 
 
 @pytest.mark.parametrize(

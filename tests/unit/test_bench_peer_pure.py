@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from bench.peer import Budgets, _upsert_chunks, main
-from orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
-from orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from nsmigrate.orchestrator.spec.jobspec import RateBudget
 
 
 def test_upsert_requests_stay_under_the_limits_when_the_first_record_is_short() -> None:

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.errors import StoreError
-from orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
-from orchestrator.records.vectors import BinaryValues
-from workers.chunking import ENVELOPE_BYTES, binary_bytes, chunk_for_upsert, estimate_bytes, sized_chunks
-from workers.stores.base import Record
-from workers.stores.pinecone import upsert_body
+from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from nsmigrate.orchestrator.records.vectors import BinaryValues
+from nsmigrate.workers.chunking import ENVELOPE_BYTES, binary_bytes, chunk_for_upsert, estimate_bytes, sized_chunks
+from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.pinecone import upsert_body
 
 
 def request_bytes(chunk: list[Record], namespace: str = "creator_abc_twin_def") -> int:

@@ -8,12 +8,17 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import PlanError, SpecError, StateError
-from orchestrator.jobs.lifecycle import check_phase_transition
-from orchestrator.planning.collection_strategy import collection_name, next_step, plan_collection, poll_delay_s
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.target_indexes import IndexInfo, IndexShape, TargetIndex
-from orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.errors import PlanError, SpecError, StateError
+from nsmigrate.orchestrator.jobs.lifecycle import check_phase_transition
+from nsmigrate.orchestrator.planning.collection_strategy import (
+    collection_name,
+    next_step,
+    plan_collection,
+    poll_delay_s,
+)
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape, TargetIndex
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
 BASE: dict[str, Any] = {
     "name": "native",

@@ -18,8 +18,8 @@ import yaml
 from jsonschema import Draft7Validator
 from jsonschema.validators import validator_for
 
-from cli.services import WORKER_POOLS
-from orchestrator.messaging.task_names import Queue
+from nsmigrate.cli.services import WORKER_POOLS
+from nsmigrate.orchestrator.messaging.task_names import Queue
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"

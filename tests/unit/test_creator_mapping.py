@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import PlanError, SpecError
-from orchestrator.spec.jobspec import CreatorMapping
-from orchestrator.tenancy.creator_mapping import load_twins, parse_csv, parse_yaml
+from nsmigrate.orchestrator.errors import PlanError, SpecError
+from nsmigrate.orchestrator.spec.jobspec import CreatorMapping
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_twins, parse_csv, parse_yaml
 
 
 def file_mapping(path: str | Path) -> CreatorMapping:
@@ -160,7 +160,7 @@ def test_supabase_env_unset_names_the_variable(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_shipped_seed_twins_placeholder_parses() -> None:
-    import migrations
+    from nsmigrate import migrations
 
     path = migrations.HERE / "data" / "seed-twins.csv"
     assert isinstance(load_twins(file_mapping(path)), dict)

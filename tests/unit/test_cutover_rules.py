@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from orchestrator.cutover.rules import (
+from nsmigrate.orchestrator.cutover.rules import (
     ROLLOUT_STEPS,
     Rollout,
     check_problems,
@@ -18,8 +18,8 @@ from orchestrator.cutover.rules import (
     rollout_from,
     rollout_problem,
 )
-from orchestrator.spec.jobspec import Cutover
-from orchestrator.verification.query_timing import latency_figures
+from nsmigrate.orchestrator.spec.jobspec import Cutover
+from nsmigrate.orchestrator.verification.query_timing import latency_figures
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NAMESPACES = [f"creator_c{i}_twin_t{i}" for i in range(2000)]

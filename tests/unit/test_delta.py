@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.records.routing import RouteContext, expected_metadata, route_records
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import Enrichment
-from orchestrator.verification.delta import (
+from nsmigrate.orchestrator.records.routing import RouteContext, expected_metadata, route_records
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import Enrichment
+from nsmigrate.orchestrator.verification.delta import (
     enrichment_keys,
     namespace_disposal,
     plan_delta,

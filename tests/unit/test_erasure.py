@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanError
-from orchestrator.records.routing import routing_table
-from orchestrator.tenancy.erasure import (
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.records.routing import routing_table
+from nsmigrate.orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,
     erased_in,
@@ -21,7 +21,7 @@ from orchestrator.tenancy.erasure import (
     registry_of,
     subject_of,
 )
-from orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
+from nsmigrate.orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
 
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,12}\Z")
 
@@ -56,6 +56,19 @@ RUNS = [
         ({"creator_id": "a.1"}, "t1", False),  # creator-wide data is not one twin's
         ({"source_id": "s2"}, "t2", True),
         ({"source_id": "s2"}, "t1", False),
+        # A list names each of its elements, as Pinecone's $eq and $in match a list that holds the operand.
+        ({"creator_id": ["a.1"]}, None, True),
+        ({"creator_id": ["a.10", "a.1"]}, None, True),
+        ({"creator_id": ["a.10"]}, None, False),
+        ({"creator_id": ["a.10"], "twin_id": "t1"}, None, False),
+        ({"creator_id": []}, None, False),
+        ({"twin_id": ["t1"]}, None, True),
+        ({"twin_id": ["t10", "t2"]}, None, True),
+        ({"twin_id": ["t10"]}, None, False),
+        ({"twin_id": ["t2", "t1"]}, "t1", True),
+        ({"twin_id": ["t2"]}, "t1", False),
+        ({"creator_id": ["a.1"], "twin_id": ["t1"]}, "t1", True),
+        ({"source_id": ["s10", "s2"]}, None, True),
     ],
 )
 def test_owns_record(metadata: dict[str, Any] | None, twin: str | None, expected: bool) -> None:
@@ -180,3 +193,6 @@ def test_a_copy_of_an_erased_subjects_records_is_found_whatever_else_was_erased(
     # A namespace built for them: every record written there is theirs, whatever its metadata says.
     assert erased_in(erasures, [(("a.1", "t1"), [rec("plain")])]) == (8, a1, ["plain"])
     assert erased_in([(3, Subject("b.3"))], [(("b.3", None), [rec("p")])]) == (3, Subject("b.3"), ["p"])
+    # A list names each of its elements, as Pinecone's own filters match it.
+    listed = [rec("lc", creator_id=["a.1"]), rec("lt", twin_id=["t10", "t1"]), rec("lo", creator_id=["a.10"])]
+    assert erased_in([(8, a1)], [((None, None), listed)]) == (8, a1, ["lc", "lt"])

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import typer
 
-from cli.options import PGVECTOR_URL_ENV, Urls, fleet_urls
-from orchestrator.settings import Settings
-from orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.cli.options import PGVECTOR_URL_ENV, Urls, fleet_urls
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 
 DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
 REDIS = "redis://127.0.0.1:1/0"
@@ -49,7 +49,7 @@ def test_a_url_only_in_the_env_file_is_read_from_it(tmp_path: Path) -> None:
 
 def test_a_pgvector_stores_url_is_no_setting_and_leaves_the_settings_unloaded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PGVECTOR_URL_ENV, "not a url: the settings never read it")
-    monkeypatch.setattr("cli.options.settings", lambda *_: pytest.fail("the settings were loaded"))
+    monkeypatch.setattr("nsmigrate.cli.options.settings", lambda *_: pytest.fail("the settings were loaded"))
 
     assert fleet_urls(DATABASE, REDIS) == Urls(DATABASE, REDIS)
     assert PgvectorStoreSpec().database_url_env == PGVECTOR_URL_ENV

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.packed_ids import RAW, ZLIB, pack_ids, unpack_ids
+from nsmigrate.orchestrator.packed_ids import RAW, ZLIB, pack_ids, unpack_ids
 
 ids_without_nul = st.lists(st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",))))
 

@@ -7,36 +7,42 @@ options. ``tests/fleet/test_image.py`` builds and installs that file set.
 
 from __future__ import annotations
 
+import ast
 import re
-import tomllib
 
 import pytest
 import typer
 import yaml
-from setuptools import find_packages
 from typer.exceptions import TyperException
 
-from cli.main import app
+from nsmigrate.cli.main import app
 from tests.image import REPO, copied_sources
 
 # ${VAR:-default} in a compose command: Compose puts the default there when VAR is unset.
 DEFAULTED = re.compile(r"^\$\{\w+:-([^}]*)\}$")
 
 
-def declared_top_level_packages() -> set[str]:
-    """The top-level packages of the wheel: what ``[tool.setuptools.packages.find]`` finds in the repository."""
-    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    packages = find_packages(where=str(REPO), include=find["include"], exclude=find.get("exclude", ()))
-    return {package.split(".")[0] for package in packages}
+def declared_package_folders() -> set[str]:
+    """The folders the wheel's one package is made of: ``nsmigrate/`` and the parts ``setup.py`` maps into it
+    (``PARTS``, read without running setup.py)."""
+    tree = ast.parse((REPO / "setup.py").read_text())
+    (parts,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.AnnAssign | ast.Assign)
+        and any(getattr(t, "id", None) == "PARTS" for t in getattr(node, "targets", [getattr(node, "target", None)]))
+    ]
+    return {"nsmigrate", *ast.literal_eval(parts).values()}
 
 
 def test_every_package_of_the_wheel_is_copied_into_the_image() -> None:
     copied = {source.rstrip("/") for source in copied_sources()}
 
-    missing = sorted(declared_top_level_packages() - copied)
+    missing = sorted(declared_package_folders() - copied)
 
     assert not missing, f"the Dockerfile must COPY {missing}: the wheel built in the image would lack them"
-    assert "pyproject.toml" in copied
+    assert {"pyproject.toml", "setup.py"} <= copied
+    assert "sandbox" not in copied, "the image runs the product: the stand-ins are not part of it"
 
 
 def compose_commands() -> list[tuple[str, list[str]]]:

@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import PlanError, SpecError, StoreError
-from orchestrator.planning.target_indexes import IndexInfo, IndexShape, TargetIndex, plan_target_index, wait_until_ready
-from orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.orchestrator.errors import PlanError, SpecError, StoreError
+from nsmigrate.orchestrator.planning.target_indexes import (
+    IndexInfo,
+    IndexShape,
+    TargetIndex,
+    plan_target_index,
+    wait_until_ready,
+)
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 
 READY = IndexInfo("dst", 8, "cosine", "serverless", True, "Ready", "http://127.0.0.1:1")
 

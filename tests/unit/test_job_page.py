@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from cli.job_page import Throughput, page_app, render_job
-from orchestrator.errors import NotFound
-from orchestrator.snapshot import BatchCounts, JobSummary, RunStatus, Totals
-from orchestrator.states import JobKind, JobState, RunState
+from nsmigrate.cli.job_page import Throughput, page_app, render_job
+from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.snapshot import BatchCounts, JobSummary, RunStatus, Totals
+from nsmigrate.orchestrator.states import JobKind, JobState, RunState
 
 HOSTILE = "<script>alert(1)</script>"
 

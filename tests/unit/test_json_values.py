@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.limits import JSON_NUMBER_MAX_BYTES
-from orchestrator.records.vectors import JsonValues, Record
-from orchestrator.verification.comparisons import compare_values
-from workers.chunking import estimate_bytes
+from nsmigrate.orchestrator.limits import JSON_NUMBER_MAX_BYTES
+from nsmigrate.orchestrator.records.vectors import JsonValues, Record
+from nsmigrate.orchestrator.verification.comparisons import compare_values
+from nsmigrate.workers.chunking import estimate_bytes
 
 floats = st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=64)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.connections.keys import (
+from nsmigrate.orchestrator.connections.keys import (
     DEFAULT_ALLOWED_KEY_VARS,
     credentials_refusal,
     key_destination_refusal,

@@ -11,13 +11,13 @@ from typing import Any, cast
 
 import pytest
 
-from orchestrator import jobs
-from orchestrator.errors import StateError
-from orchestrator.jobs import lifecycle
-from orchestrator.jobs.database import _move_run
-from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
-from orchestrator.models import BatchState, JobKind, JobState, NamespaceRun, RunState
-from orchestrator.snapshot import FailedBatch
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import lifecycle
+from nsmigrate.orchestrator.jobs.database import _move_run
+from nsmigrate.orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
+from nsmigrate.orchestrator.models import BatchState, JobKind, JobState, NamespaceRun, RunState
+from nsmigrate.orchestrator.snapshot import FailedBatch
 
 TABLES: list[tuple[type[StrEnum], Any]] = [
     (RunState, lifecycle.RUN_TRANSITIONS),

@@ -4,9 +4,9 @@ would send requests the server refuses; and the default rate budget stays under 
 
 from __future__ import annotations
 
-from orchestrator import limits
-from orchestrator.spec.jobspec import DEFAULT_LIST_RATE_SHARE, DEFAULT_RATE_SHARE, RateBudget
-from sandbox import pinecone_server as server
+from nsmigrate.orchestrator import limits
+from nsmigrate.orchestrator.spec.jobspec import DEFAULT_LIST_RATE_SHARE, DEFAULT_RATE_SHARE, RateBudget
+from nsmigrate_sandbox import pinecone_server as server
 
 
 def test_request_sizes_fit_what_the_server_accepts() -> None:

@@ -10,11 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from typer.testing import CliRunner
 
-from cli.main import app
-from orchestrator.jobs.status import SYNC_TOTALS
-from orchestrator.snapshot import JobSummary, PlaceStatus, Totals
-from orchestrator.states import JobKind, JobState, PlaceState, RunState
-from workers import metrics
+from nsmigrate.cli.main import app
+from nsmigrate.orchestrator.jobs.status import SYNC_TOTALS
+from nsmigrate.orchestrator.snapshot import JobSummary, PlaceStatus, Totals
+from nsmigrate.orchestrator.states import JobKind, JobState, PlaceState, RunState
+from nsmigrate.workers import metrics
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-from orchestrator.jobs.status import SYNC_TOTALS
-from orchestrator.snapshot import JobSummary, Totals
-from orchestrator.states import JobKind, JobState
-from workers import metrics
+from nsmigrate.orchestrator.jobs.status import SYNC_TOTALS
+from nsmigrate.orchestrator.snapshot import JobSummary, Totals
+from nsmigrate.orchestrator.states import JobKind, JobState
+from nsmigrate.workers import metrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

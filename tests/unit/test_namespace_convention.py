@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanError
-from orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.tenancy.namespaces import (
     PUBLIC,
     ParsedNamespace,
     Registry,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.listing.paging import id_pages, iter_all_ids
-from orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.listing.paging import id_pages, iter_all_ids
+from nsmigrate.orchestrator.records.vectors import IdPage
 
 
 class Lister:

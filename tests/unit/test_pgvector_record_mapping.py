@@ -9,10 +9,16 @@ from typing import Any
 
 import pytest
 
-from orchestrator import pgvector_layout
-from orchestrator.pgvector_layout import INT_KEYS_KEY, JSON_KEYS_KEY, NULL_METADATA_KEY, MappingError, TableColumn
-from orchestrator.records.vectors import Record
-from orchestrator.verification.comparisons import compare_record
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.pgvector_layout import (
+    INT_KEYS_KEY,
+    JSON_KEYS_KEY,
+    NULL_METADATA_KEY,
+    MappingError,
+    TableColumn,
+)
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.verification.comparisons import compare_record
 
 #: An application table with a column of the user's own (``tenant_ref``), as ``table_columns`` reads it.
 COLUMNS = [

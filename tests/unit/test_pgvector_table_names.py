@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import PlanError
-from orchestrator.pgvector_layout import check_distinct_tables
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables
 
 LONG = "n" * 44  # with a 6-character tail: 50 characters, the most a namespace may have
 

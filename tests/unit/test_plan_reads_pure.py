@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.planning.reads import PAGES_AHEAD, Budget, PlanReads
-from orchestrator.records.routing import RouteContext
-from orchestrator.records.vectors import IdPage, Record
-from orchestrator.spec.jobspec import Enrichment, RateBudget
+from nsmigrate.orchestrator.planning.reads import PAGES_AHEAD, Budget, PlanReads
+from nsmigrate.orchestrator.records.routing import RouteContext
+from nsmigrate.orchestrator.records.vectors import IdPage, Record
+from nsmigrate.orchestrator.spec.jobspec import Enrichment, RateBudget
 
 
 class PagedStore:

@@ -9,19 +9,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanError
-from orchestrator.planning.costs import estimate
-from orchestrator.planning.id_checks import (
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.planning.costs import estimate
+from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
     namespace_refusals,
     namespaces_needing_id_check,
     sharing_with,
 )
-from orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan
-from orchestrator.planning.planner import make_plan
-from orchestrator.planning.selection import select_namespaces
-from orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan
+from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.planning.selection import select_namespaces
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 
 T1, T2, T3 = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222", "t3"
 TWINS = {T1: "a.1", T2: "a.10", T3: "sainath.no.1"}
@@ -469,7 +469,7 @@ def test_a_copy_that_would_pass_the_targets_namespace_limit_is_refused() -> None
 
 
 def test_the_namespace_limit_defaults_to_pinecones_serverless_limit_and_skips_pgvector() -> None:
-    from orchestrator.limits import SERVERLESS_MAX_NAMESPACES_PER_INDEX
+    from nsmigrate.orchestrator.limits import SERVERLESS_MAX_NAMESPACES_PER_INDEX
 
     many = inv({f"ns-{n}": 1 for n in range(SERVERLESS_MAX_NAMESPACES_PER_INDEX)}, label="dst")
     with pytest.raises(PlanError, match="over its limit of 100000"):
@@ -493,7 +493,7 @@ def test_ids_the_plan_reads_are_checked_against_pinecones_id_length() -> None:
 
 
 def test_a_pod_left_on_list_is_refused_naming_catalogue_and_sweep() -> None:
-    from orchestrator.spec.jobspec import parse_spec
+    from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
     spec = parse_spec(
         {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.messaging.submissions import database_fingerprint
+from nsmigrate.orchestrator.messaging.submissions import database_fingerprint
 
 URL = "postgresql+psycopg://app:s3cret@db.internal:5432/jobs"
 

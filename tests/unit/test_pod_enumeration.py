@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import SpecError
-from orchestrator.listing.pod_enumeration import (
+from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.listing.pod_enumeration import (
     QUERY_MIN_READ_UNITS,
     PageToken,
     ids_after,

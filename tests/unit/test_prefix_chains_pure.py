@@ -12,8 +12,8 @@ import uuid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.listing.prefix_chains import ChainState, chain_batch, split_prefixes, wanted_chains
-from orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.listing.prefix_chains import ChainState, chain_batch, split_prefixes, wanted_chains
+from nsmigrate.orchestrator.records.vectors import IdPage
 
 
 class ListedStore:

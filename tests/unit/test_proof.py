@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.records.routing import RouteContext, route_records
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import Enrichment
-from orchestrator.verification.proof import Proof, failed_report, prove_copies, refusal
+from nsmigrate.orchestrator.records.routing import RouteContext, route_records
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import Enrichment
+from nsmigrate.orchestrator.verification.proof import Proof, failed_report, prove_copies, refusal
 
 TWINS = {"t1": "a.1"}
 T1 = "creator_a.1_twin_t1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.redaction import redact_url, scrub
+from nsmigrate.orchestrator.redaction import redact_url, scrub
 
 
 @pytest.mark.parametrize(

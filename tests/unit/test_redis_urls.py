@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.connections.redis_urls import credentials_in_userinfo
+from nsmigrate.orchestrator.connections.redis_urls import credentials_in_userinfo
 
 MOVED = [
     ("redis://127.0.0.1:6379/0?password=s3cret", "redis://:s3cret@127.0.0.1:6379/0"),

@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 from rich.console import Console
 
-from cli import render
-from orchestrator.models import RunState
-from orchestrator.planning.summary import PlanSummary
+from nsmigrate.cli import render
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.planning.summary import PlanSummary
 from tests.unit.test_watch_polling import one_run_status
 
 ERROR = "StoreError: refused [job_id=3 namespace=a:smile:b] — run again"

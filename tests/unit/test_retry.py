@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from orchestrator.errors import PermanentError, RetryableError, StoreError
-from orchestrator.retry_policy import call_with_retry, retrying
-from orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.errors import PermanentError, RetryableError, StoreError
+from nsmigrate.orchestrator.retry_policy import call_with_retry, retrying
+from nsmigrate.orchestrator.settings import DEFAULTS
 
 
 class Flaky:
@@ -122,7 +122,7 @@ def test_backoff_grows_and_is_capped() -> None:
 def test_each_retry_is_logged_with_op_and_namespace(caplog: pytest.LogCaptureFixture) -> None:
     fn = Flaky(rate_limited(0.5), rate_limited(0.5))
 
-    with caplog.at_level(logging.WARNING, logger="orchestrator.retry_policy"):
+    with caplog.at_level(logging.WARNING, logger="nsmigrate.orchestrator.retry_policy"):
         call_with_retry(fn, policy=retrying(sleep=lambda _s: None))
 
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanError
-from orchestrator.pgvector_layout import NULL_METADATA_KEY
-from orchestrator.records.routing import (
+from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.pgvector_layout import NULL_METADATA_KEY
+from nsmigrate.orchestrator.records.routing import (
     RouteContext,
     expected_metadata,
     route_context,
@@ -20,8 +20,8 @@ from orchestrator.records.routing import (
     target_of,
     targets_by_id,
 )
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import Enrichment, parse_spec
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import Enrichment, parse_spec
 
 TWINS = {"t1": "a.1", "t2": "a.10"}
 

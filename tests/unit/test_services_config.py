@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox import services
-from sandbox.services import PostgresServer, RedisServer, ServiceError, find_redis_binary, free_port, wait_for_port
+from nsmigrate_sandbox import services
+from nsmigrate_sandbox.services import (
+    PostgresServer,
+    RedisServer,
+    ServiceError,
+    find_redis_binary,
+    free_port,
+    wait_for_port,
+)
 
 
 def test_a_redis_binary_that_does_not_exist_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

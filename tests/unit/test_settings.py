@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.settings import DEFAULTS, Settings
+from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 _ROW = re.compile(r"^\| `NSMIGRATE_([A-Z0-9_]+)` \| `([^`]*)` \|", re.MULTILINE)

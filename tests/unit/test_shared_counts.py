@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from nsmigrate.workers.shared_counts import SharedCounts
 from tests.polling import wait_until
-from workers.shared_counts import SharedCounts
 
 
 class Index:

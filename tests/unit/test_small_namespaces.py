@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.listing.small_namespaces import fits_one_batch, groups, list_page_ids
-from orchestrator.settings import DEFAULTS
-from orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.orchestrator.listing.small_namespaces import fits_one_batch, groups, list_page_ids
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 
 
 def spec(source: dict[str, Any], **fields: Any) -> JobSpec:

@@ -10,12 +10,12 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-import migrations
-from orchestrator.errors import SpecError
-from orchestrator.spec import jobspec as spec_module
-from orchestrator.spec.jobspec import JobSpec, load_spec, parse_spec, spec_to_json
-from orchestrator.tenancy.creator_mapping import load_twins
-from orchestrator.tenancy.namespaces import parse_namespace
+from nsmigrate import migrations
+from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.spec import jobspec as spec_module
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, load_spec, parse_spec, spec_to_json
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_twins
+from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace
 
 README = Path(migrations.__file__).parent / "README.md"
 SHIPPED = [

@@ -10,15 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import StoreError
-from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.records.vectors import IdPage, Record
-from orchestrator.spec.jobspec import Enumeration, IdCatalogue, PgvectorStoreSpec, PineconeStoreSpec, TextRecords
-from orchestrator.store import Capabilities, Store, StoreDefaults
-from workers.stores.guarded import GuardedStore
-from workers.stores.pgdocumented import DocumentedPgvectorStore
-from workers.stores.pgvector import PgvectorStore
-from workers.stores.pinecone import PineconeStore
+from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.records.vectors import IdPage, Record
+from nsmigrate.orchestrator.spec.jobspec import (
+    Enumeration,
+    IdCatalogue,
+    PgvectorStoreSpec,
+    PineconeStoreSpec,
+    TextRecords,
+)
+from nsmigrate.orchestrator.store import Capabilities, Store, StoreDefaults
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector import PgvectorStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
 
 HOST = "http://127.0.0.1:9"  # never contacted
 

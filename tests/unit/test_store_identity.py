@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.connections.store_identity import host_identity, spec_identity
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.selection import same_store
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.connections.store_identity import host_identity, spec_identity
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.selection import same_store
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from orchestrator.errors import SpecError
-from orchestrator.spec.jobspec import spec_from_text
-from orchestrator.spec.yamlfile import load_yaml
-from orchestrator.tenancy.creator_mapping import parse_yaml
+from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.spec.jobspec import spec_from_text
+from nsmigrate.orchestrator.spec.yamlfile import load_yaml
+from nsmigrate.orchestrator.tenancy.creator_mapping import parse_yaml
 
 SPEC = """\
 name: t

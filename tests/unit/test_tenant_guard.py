@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
-from orchestrator.tenancy.tenant_guard import TenantError, TenantGuard, latency_percentiles
+from nsmigrate.orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
+from nsmigrate.orchestrator.tenancy.tenant_guard import TenantError, TenantGuard, latency_percentiles
 
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9.\-]{0,12}\Z")
 ids_with_underscores = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,12}\Z")

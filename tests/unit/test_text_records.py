@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.errors import PlanError, SpecError
-from orchestrator.planning.costs import estimate
-from orchestrator.planning.plan import NamespacePlan
-from orchestrator.planning.target_indexes import IndexInfo, IndexShape, plan_target_index
-from orchestrator.records.text import (
+from nsmigrate.orchestrator.errors import PlanError, SpecError
+from nsmigrate.orchestrator.planning.costs import estimate
+from nsmigrate.orchestrator.planning.plan import NamespacePlan
+from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape, plan_target_index
+from nsmigrate.orchestrator.records.text import (
     as_text_record,
     check_text_target,
     estimate_tokens,
@@ -22,12 +22,12 @@ from orchestrator.records.text import (
     split_by_text,
     text_fields,
 )
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec, parse_spec
-from orchestrator.verification.comparisons import Report, text_search_summary
-from sandbox.embedding import model_tokens
-from workers.embedders import HashingEmbedder, open_embedder, register_embedder
-from workers.text_writes import for_target, records_per_request, tokens_of
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.orchestrator.verification.comparisons import Report, text_search_summary
+from nsmigrate.workers.embedders import HashingEmbedder, open_embedder, register_embedder
+from nsmigrate.workers.text_writes import for_target, records_per_request, tokens_of
+from nsmigrate_sandbox.embedding import model_tokens
 
 
 def spec(target: dict[str, Any] | None = None, **fields: Any) -> JobSpec:
@@ -219,7 +219,10 @@ def test_the_hashing_embedder_is_deterministic_unit_length_and_finds_shared_word
 
 def test_embedders_are_found_by_name_or_dotted_path_and_must_have_the_asked_dimension() -> None:
     assert open_embedder("hashing", 12).dimension == 12
-    assert open_embedder("workers.embedders:HashingEmbedder", 12).embed(["x"])[0] == HashingEmbedder(12).embed(["x"])[0]
+    assert (
+        open_embedder("nsmigrate.workers.embedders:HashingEmbedder", 12).embed(["x"])[0]
+        == HashingEmbedder(12).embed(["x"])[0]
+    )
     with pytest.raises(SpecError, match="no embedder named 'nope'"):
         open_embedder("nope", 12)
     with pytest.raises(SpecError, match="cannot be loaded"):

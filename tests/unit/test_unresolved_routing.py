@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.errors import SpecError
-from orchestrator.planning.plan import Inventory
-from orchestrator.planning.planner import make_plan
-from orchestrator.records.routing import (
+from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.records.routing import (
     dropped_ids,
     route_context,
     route_counts,
@@ -18,9 +18,9 @@ from orchestrator.records.routing import (
     route_records,
     targets_by_id,
 )
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec, parse_spec
-from orchestrator.verification.delta import plan_delta, route_source
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.orchestrator.verification.delta import plan_delta, route_source
 
 STORE = {"kind": "pinecone", "host": "http://127.0.0.1:5081"}
 RECORDS = [

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.records.vectors import Record, SparseValues
-from orchestrator.verification.comparisons import (
+from nsmigrate.orchestrator.records.vectors import Record, SparseValues
+from nsmigrate.orchestrator.verification.comparisons import (
     MISMATCH_CAP,
     Report,
     compare_id_sets,

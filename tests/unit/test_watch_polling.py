@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cli import render, waits
-from orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
-from orchestrator.models import JobKind, JobState, RunState
-from orchestrator.progress import JobProgress, RunShape
+from nsmigrate.cli import render, waits
+from nsmigrate.orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
+from nsmigrate.orchestrator.models import JobKind, JobState, RunState
+from nsmigrate.orchestrator.progress import JobProgress, RunShape
 
 
 def one_run_status(state: RunState) -> JobStatus:

@@ -11,8 +11,8 @@ import pytest
 import typer
 from celery.signals import celeryd_after_setup
 
-import cli.main
-import workers.app  # noqa: F401  (connects the worker's signal receivers)
+import nsmigrate.cli.main
+import nsmigrate.workers.app
 
 
 def test_the_objects_loaded_before_the_pool_starts_are_frozen() -> None:
@@ -39,10 +39,10 @@ def test_a_commands_module_loads_with_the_collector_paused_and_what_it_loaded_is
         collecting_while_loaded.append(gc.isenabled())
         return SimpleNamespace(app=group)
 
-    monkeypatch.setattr(cli.main.importlib, "import_module", import_module)
+    monkeypatch.setattr(nsmigrate.cli.main.importlib, "import_module", import_module)
     gc.unfreeze()
     try:
-        commands = cli.main._commands_of("tests.a_command_group_loaded_once")
+        commands = nsmigrate.cli.main._commands_of("tests.a_command_group_loaded_once")
 
         assert list(commands) == ["hello"]
         assert collecting_while_loaded == [False]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
-from orchestrator.errors import StoreError
-from orchestrator.settings import DEFAULTS, Settings
-from orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, Store, iter_all_ids
+from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
+from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.orchestrator.settings import DEFAULTS, Settings
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, Store, iter_all_ids
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -24,15 +24,15 @@ def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: st
     process that uses them (after Celery's fork), and secrets are read from the environment then, from the variables
     ``allowed_key_vars`` (the ``Settings`` field) lets a spec name."""
     if spec.kind == "pinecone":
-        from workers.stores.pinecone import PineconeStore
+        from nsmigrate.workers.stores.pinecone import PineconeStore
 
         return PineconeStore(spec, allowed_key_vars=allowed_key_vars)
     if spec.kind == "pgvector" and spec.documented:
-        from workers.stores.pgdocumented import DocumentedPgvectorStore
+        from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
 
         return DocumentedPgvectorStore(spec)
     if spec.kind == "pgvector":
-        from workers.stores.pgvector import PgvectorStore
+        from nsmigrate.workers.stores.pgvector import PgvectorStore
 
         return PgvectorStore(spec)
     raise StoreError(f"unknown store kind {getattr(spec, 'kind', None)!r}", hint="use `pinecone` or `pgvector`")
@@ -42,7 +42,7 @@ def open_retrying_store(spec: PineconeStoreSpec | PgvectorStoreSpec, settings: S
     """``open_store`` wrapped in a ``GuardedStore`` without a rate budget: every call backs off and retries on
     429/5xx (``settings.one_off_*``), and a host that does not answer fails fast. For planning and CLI calls outside
     the fleet."""
-    from workers.stores import guarded  # imported on use: it brings the retry and rate-limit machinery
+    from nsmigrate.workers.stores import guarded  # imported on use: it brings the retry and rate-limit machinery
 
     return guarded.GuardedStore(
         open_store(spec, settings.allowed_key_vars),

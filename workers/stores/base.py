@@ -7,8 +7,8 @@ The default namespace is the empty string ``""`` everywhere in nsmigrate (Pineco
 
 from __future__ import annotations
 
-from orchestrator.listing.paging import iter_all_ids
-from orchestrator.records.vectors import DEFAULT_NAMESPACE, IdPage, Record
-from orchestrator.store import Capabilities, Store, StoreDefaults
+from nsmigrate.orchestrator.listing.paging import iter_all_ids
+from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, IdPage, Record
+from nsmigrate.orchestrator.store import Capabilities, Store, StoreDefaults
 
 __all__ = ["DEFAULT_NAMESPACE", "Capabilities", "IdPage", "Record", "Store", "StoreDefaults", "iter_all_ids"]

@@ -23,13 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.connections import supabase_queries
-from orchestrator.connections.keys import check_service_url
-from orchestrator.errors import RetryableError, SpecError, StoreError
-from orchestrator.listing.pod_enumeration import PageToken, ids_after, parse_catalogue_csv, sweep_vector, utf8_order
-from orchestrator.records.vectors import IdPage
-from orchestrator.spec.jobspec import Enumeration, IdCatalogue
-from orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.connections import supabase_queries
+from nsmigrate.orchestrator.connections.keys import check_service_url
+from nsmigrate.orchestrator.errors import RetryableError, SpecError, StoreError
+from nsmigrate.orchestrator.listing.pod_enumeration import (
+    PageToken,
+    ids_after,
+    parse_catalogue_csv,
+    sweep_vector,
+    utf8_order,
+)
+from nsmigrate.orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.spec.jobspec import Enumeration, IdCatalogue
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
     from postgrest.exceptions import APIError
@@ -94,7 +100,7 @@ class PostgresCatalogue:
     def _connect(self) -> Any:
         with self._lock:
             if self._engine is None:
-                from orchestrator.connections.database_urls import (
+                from nsmigrate.orchestrator.connections.database_urls import (
                     engine_of,  # SQLAlchemy: only where a catalogue is in Postgres
                 )
 

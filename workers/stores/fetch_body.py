@@ -2,7 +2,7 @@
 
 A copy passes each vector's values on as the JSON array the server sent (``orchestrator.records.vectors.JsonValues``),
 so nothing needs their numbers. msgspec reading the response with ``values`` as ``msgspec.Raw`` still scans every number
-to find where each array ends, most of a fetch's CPU (``CHANGELOG.md``), holding the interpreter lock. Here each array
+to find where each array ends, most of a fetch's CPU, holding the interpreter lock. Here each array
 is cut out where a ``"values"`` key opens it (a dense array holds numbers only, so it ends at the next ``]``), and
 msgspec reads what is left, each array replaced by its index. The arrays' numbers are not checked: a target refuses
 an upsert whose values are not numbers.

@@ -36,18 +36,18 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from orchestrator.errors import RetryableError
-from orchestrator.limits import LIST_MAX_PAGE_IDS
-from orchestrator.pgvector_layout import TableColumn
-from orchestrator.records.vectors import IdPage, Record
-from orchestrator.retry_policy import retrying
-from orchestrator.settings import DEFAULTS
-from orchestrator.spec.jobspec import RateBudget
-from workers import metrics, tally
-from workers.chunking import estimate_bytes
-from workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
-from workers.stores.base import Store
-from workers.stores.enumeration import SweepReads
+from nsmigrate.orchestrator.errors import RetryableError
+from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.pgvector_layout import TableColumn
+from nsmigrate.orchestrator.records.vectors import IdPage, Record
+from nsmigrate.orchestrator.retry_policy import retrying
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.workers import metrics, tally
+from nsmigrate.workers.chunking import estimate_bytes
+from nsmigrate.workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.enumeration import SweepReads
 
 T = TypeVar("T")
 

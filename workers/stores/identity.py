@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 import uuid
 
-from orchestrator.connections.store_identity import spec_identity
-from orchestrator.errors import NsmigrateError
-from orchestrator.records.vectors import Record
-from orchestrator.spec.jobspec import JobSpec
-from workers.stores.base import Store
+from nsmigrate.orchestrator.connections.store_identity import spec_identity
+from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.workers.stores.base import Store
 
 #: Between two reads of the marker while it becomes readable (bounded by the setting identity_marker_timeout_s).
 _MARKER_POLL_S = 0.25

@@ -11,12 +11,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from orchestrator import pgvector_layout
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.pgvector_layout import ID_COLUMN, quote
-from workers import pgbinary, pgnamespaces
-from workers.stores.base import IdPage, Record
-from workers.stores.pgvector import PgvectorStore, is_undefined_table
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
+from nsmigrate.workers import pgbinary, pgnamespaces
+from nsmigrate.workers.stores.base import IdPage, Record
+from nsmigrate.workers.stores.pgvector import PgvectorStore, is_undefined_table
 
 
 class DocumentedPgvectorStore(PgvectorStore):

@@ -32,13 +32,13 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from orchestrator.connections.database_urls import engine_of
-from orchestrator.connections.store_identity import pgvector_identity
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
-from orchestrator.redaction import scrub
-from orchestrator.spec.jobspec import PgvectorStoreSpec
-from workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
+from nsmigrate.orchestrator.connections.database_urls import engine_of
+from nsmigrate.orchestrator.connections.store_identity import pgvector_identity
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
+from nsmigrate.orchestrator.redaction import scrub
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 
 #: Hex characters of the hash a shortened table name ends with: collisions out of reach, room left for the name.
 _HASH_LEN = 10

@@ -48,10 +48,10 @@ from pinecone import (
     RetryConfig,
 )
 
-from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
-from orchestrator.connections.store_identity import pinecone_host_identity
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.limits import (
+from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
+from nsmigrate.orchestrator.connections.store_identity import pinecone_host_identity
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.limits import (
     DELETE_MAX_IDS,
     FETCH_MAX_IDS,
     LIST_MAX_PAGE_IDS,
@@ -59,14 +59,14 @@ from orchestrator.limits import (
     RECORD_ID_MAX_CHARS,
     RECORD_METADATA_MAX_BYTES,
 )
-from orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
-from orchestrator.spec.jobspec import PineconeStoreSpec
-from workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
-from workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
-from workers.stores.fetch_body import read_fetch
-from workers.stores.pinecone_described import dense_shape, index_kind
-from workers.stores.pinecone_lsn import WrittenLsns
-from workers.stores.pinecone_rest import DataPlane, DataPlaneError, key_refusal, path_segment
+from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
+from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
+from nsmigrate.workers.stores.fetch_body import read_fetch
+from nsmigrate.workers.stores.pinecone_described import dense_shape, index_kind
+from nsmigrate.workers.stores.pinecone_lsn import WrittenLsns
+from nsmigrate.workers.stores.pinecone_rest import DataPlane, DataPlaneError, key_refusal, path_segment
 
 logger = logging.getLogger(__name__)
 

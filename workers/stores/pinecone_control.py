@@ -20,13 +20,13 @@ from typing import Any
 import httpx
 from pinecone import NotFoundError, Pinecone
 
-from orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
-from orchestrator.errors import RetryableError, StoreError
-from orchestrator.planning.target_indexes import IndexInfo, IndexShape
-from orchestrator.redaction import redact_url
-from orchestrator.spec.jobspec import PineconeStoreSpec
-from workers.stores.pinecone import api_key, check_key_destination, pinecone_errors
-from workers.stores.pinecone_described import dense_shape, index_kind
+from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape
+from nsmigrate.orchestrator.redaction import redact_url
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.workers.stores.pinecone import api_key, check_key_destination, pinecone_errors
+from nsmigrate.workers.stores.pinecone_described import dense_shape, index_kind
 
 #: The last API version that creates an index from a collection (2026-07 refuses it).
 COLLECTION_API_VERSION = "2026-04"

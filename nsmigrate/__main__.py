@@ -1,0 +1,6 @@
+"""``python -m nsmigrate``: the same as the ``nsmigrate`` command."""
+
+from nsmigrate.cli.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Which records an erasure takes from a shared namespace: those Pinecone's own filter calls the subject's. A metadata
+value may be a list of strings, and Pinecone's ``$eq`` matches a list that holds the operand (its docs: "a filter on
+that field matches when any value in the array satisfies it"), so ``creator_id: ["zz9"]`` is creator ``zz9``'s
+vector. The erasure's delete and the receipt's check after it read records by one rule; here on real services: the
+job table in Postgres, Redis, pgvector (a JSONB list) and the local data plane through the real SDK.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pinecone import Pinecone
+
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.workers import erasing
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.stores import open_retrying_store
+from tests.integration import test_verify_cleanup as verify_cleanup
+from tests.integration.test_verify_cleanup import copied_job, make_records, make_spec
+
+# The fixtures of verification's tests: two pgvector tables, or two indexes of the local data plane, and a context.
+sandbox_indexes, store_specs, ctx = verify_cleanup.sandbox_indexes, verify_cleanup.store_specs, verify_cleanup.ctx
+
+#: The shared namespace's vectors: whose each is, by the test's own reading of Pinecone's filter rule.
+OWNERS: dict[str, Any] = {
+    "listed": ["zz9"],
+    "listed-among-others": ["zz8", "zz9"],
+    "scalar": "zz9",
+    "other-listed": ["zz8"],
+    "other-scalar": "zz8",
+    "prefix-listed": ["zz90"],
+}
+THEIRS = {"listed", "listed-among-others", "scalar"}
+
+
+def test_an_erasure_takes_a_vector_whose_id_is_in_a_list_and_checks_it_gone_by_the_same_rule(
+    ctx: WorkerContext, store_specs: tuple[dict[str, Any], ...]
+) -> None:
+    spec = make_spec(store_specs)
+    copied_job(ctx, spec, {"t1": make_records(2, prefix="m")}, pairs={"t1": ("zz9", "t1")})
+    records = make_records(len(OWNERS), prefix="p")
+    source = ctx.store(spec.source)
+    source.upsert(
+        "public",
+        [Record(id_, r.values, {"creator_id": owner}) for (id_, owner), r in zip(OWNERS.items(), records, strict=True)],
+    )
+    if store_specs[0]["kind"] == "pinecone":  # the service's own filter reads the records so
+        index = Pinecone(api_key="pcsk-erase-match").Index(host=store_specs[0]["host"])
+        matched = index.query(vector=records[0].values, top_k=10, namespace="public", filter={"creator_id": "zz9"})
+        assert {m.id for m in matched.matches} == THEIRS
+
+    plan = erasing.plan_erasure(ctx.db, "zz9", None, open_retrying_store)
+    [public] = [p for p in plan.places if p["namespace"] == "public"]
+    assert public["kind"] == "records" and public["planned"] == len(THEIRS)
+    erase_job = jobs.create_erasure(ctx.db, "erase-zz9", plan.spec("tester"), plan.places)
+    for place in jobs.places_of(ctx.db, erase_job):
+        erasing.erase_place(ctx, place.id)
+
+    left = {r.id for r in source.fetch("public", list(OWNERS))}
+    assert left == set(OWNERS) - THEIRS
+    receipt = jobs.erasure_receipt(ctx.db, erase_job)
+    assert receipt is not None and receipt["verified"]
+    [row] = [r for r in receipt["places"] if r["namespace"] == "public"]
+    assert row["erased"] == len(THEIRS) and row["check"]["found"] == 0
