@@ -6,6 +6,8 @@ Cleanup, sync's scan and rollback run inline (the user sees each result); re-que
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -27,6 +29,7 @@ from nsmigrate.cli.options import (
 )
 from nsmigrate.cli.render import job_reader, watch_job
 from nsmigrate.orchestrator import jobs, launch, recovery
+from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.cleaning import cleanup_run
 from nsmigrate.workers.rollback import rollback_job
@@ -48,6 +51,16 @@ WaitOpt = Annotated[
 ]
 
 
+@contextmanager
+def stopped_job_fails() -> Iterator[None]:
+    """A job cancelled or rolled back (``jobs.refuse_stopped``) fails the command as a failed check (exit 1): the
+    input was fine, the job is past what was asked."""
+    try:
+        yield
+    except JobStopped as e:
+        raise fail(str(e), 1) from e
+
+
 @app.command()
 def retry(
     job: JobArg,
@@ -59,11 +72,13 @@ def retry(
     """Re-enqueue the failed batches and failed listers of JOB (only those), e.g. once a fault is gone.
 
     Prints each namespace with the batches (ids) and the lister it re-queued, and records a `retry` event (see
-    `events`). --wait: then watch the job until it settles."""
+    `events`). --wait: then watch the job until it settles. A job that was cancelled or rolled back is refused
+    (exit 1): start a new job with `nsmigrate run SPEC`."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     fleet = dispatcher(resolved)
-    listers = launch.retry_failed_listers(database, fleet, job_id, ns)
-    batches = launch.retry_failed(database, fleet, job_id, ns)
+    with stopped_job_fails():
+        listers = launch.retry_failed_listers(database, fleet, job_id, ns)
+        batches = launch.retry_failed(database, fleet, job_id, ns)
     n = sum(len(ids) for ids in batches.values())
     console.print(f"{n} failed batches and {len(listers)} failed listers re-queued for job {job_id}")
     for name in sorted(set(batches) | set(listers)):
@@ -82,11 +97,14 @@ def resume(
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat."""
+    """Re-enqueue all unfinished work of JOB (after workers, Redis or the orchestrator died). Safe to repeat.
+
+    A job that was cancelled or rolled back is refused (exit 1): start a new job with `nsmigrate run SPEC`."""
     resolved = settings(database_url, redis_url)
     database = db(resolved)
     job_id = find_job_id(database, job)
-    counts = recovery.resume(database, dispatcher(resolved), job_id)
+    with stopped_job_fails():
+        counts = recovery.resume(database, dispatcher(resolved), job_id)
     console.print(
         f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
         f"{counts['verifications']} verifications"
@@ -98,7 +116,10 @@ def resume(
 @app.command()
 def cancel(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Cancel JOB: queued batches are skipped by the workers, a cleanup under way stops before its next chunk;
-    nothing is deleted."""
+    nothing is deleted.
+
+    For good: a cancelled job is never retried, resumed, synced or cleaned up (start a new one with `nsmigrate run
+    SPEC`)."""
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)
     n = jobs.cancel_job(database, job_id)
@@ -155,8 +176,13 @@ def cleanup(
 
     A job under cut-over (`nsmigrate cutover set`) keeps its sources until reads have been 100 % new for the spec's
     cutover.decommission_after_s (7 days), and each namespace until it was synced after the cut-over began and
-    after its last failed dual write."""
+    after its last failed dual write.
+
+    A job that was cancelled or rolled back is refused (exit 1), whatever its namespaces' verdicts: nothing is
+    deleted for it, by this command, by `cleanup.mode: auto` or by a cleanup task queued before the cancel."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
+    with stopped_job_fails():
+        jobs.refuse_stopped(database, job_id, "cleanup")  # each namespace's cleanup asks again before it deletes
     runs = jobs.runs_of(database, job_id, ns)
     if not dry_run and not yes:
         if not sys.stdin.isatty():
@@ -239,10 +265,14 @@ def sync(
     redis_url: RedisOpt = None,
 ) -> None:
     """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
-    again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes)."""
+    again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes).
+
+    A job that was cancelled or rolled back is refused (exit 1)."""
     if allow_vanished_source and not propagate_deletes:
         raise fail("--allow-vanished-source only applies with --propagate-deletes; nothing was changed")
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
+    with stopped_job_fails():
+        jobs.refuse_stopped(database, job_id, "sync")  # each namespace's sync asks again as it starts
     runs = jobs.runs_of(database, job_id, ns)
     if not runs:
         what = f"no namespace run {namespace!r}" if namespace is not None else "no namespace run to sync"

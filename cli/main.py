@@ -40,9 +40,9 @@ COMMANDS: dict[str, Entry] = {
     "run": Entry(
         "nsmigrate.cli.run",
         "Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is "
-        "resumed instead (use --new to start over). With `backup.enabled` in the spec, the planned source namespaces "
-        "are exported to Parquet first, and a failed backup starts nothing. A running fleet's planner does the "
-        "planning when it can (see --plan-here).",
+        "resumed instead, with the spec it was started with (see --resume). With `backup.enabled` in the spec, the "
+        "planned source namespaces are exported to Parquet first, and a failed backup starts nothing. A running "
+        "fleet's planner does the planning when it can (see --plan-here).",
     ),
     "status": Entry(
         "nsmigrate.cli.jobs", "Show a job's state, per-namespace progress, failed batches and verification results."

@@ -110,7 +110,32 @@ def plan(
 
     job_spec = load_spec(spec)
     resolved = settings(database_url, redis_url)
-    print_plan(summarize(launch.prepare(job_spec, open_store, spec.parent, open_control, settings=resolved)))
+    prepared = launch.prepare(job_spec, open_store, spec.parent, open_control, settings=resolved)
+    prepared.plan.warnings.extend(_crossings(resolved.database_url, prepared))
+    print_plan(summarize(prepared))
+
+
+def _crossings(url: str, prepared: Any) -> list[str]:
+    """``launch.crossings_of`` for a dry run, which reads the job table only to warn: one that cannot be read is a
+    warning too, and one not made yet holds no other job."""
+    import sqlalchemy as sa
+
+    from nsmigrate.orchestrator import jobs, launch
+    from nsmigrate.orchestrator.redaction import redact_url
+
+    try:
+        database = jobs.Database(url, create=False)
+        try:
+            if not sa.inspect(database.engine).has_table("jobs"):
+                return []
+            return launch.crossings_of(database, prepared.spec, prepared.plan)
+        finally:
+            database.dispose()
+    except Exception as e:  # unreachable, refused, a bad URL: the plan itself is still good
+        return [
+            f"namespaces shared with other jobs were not looked for: the job table at {redact_url(url)} could not "
+            f"be read ({type(e).__name__})"
+        ]
 
 
 @app.command()
@@ -138,7 +163,8 @@ def run(
         typer.Option(
             "--resume",
             help="Resume the unfinished job of this name with the spec it was started with, even when SPEC differs "
-            "from it (default: a different SPEC is refused, exit 2, with each difference shown).",
+            "from it (default: a different SPEC is refused, exit 2, with each difference shown). Starts nothing when "
+            "there is no unfinished job of this name.",
         ),
     ] = False,
     plan_here: PlanHereOpt = False,
@@ -146,11 +172,13 @@ def run(
     redis_url: RedisOpt = None,
 ) -> None:
     """Plan SPEC, write the job table and enqueue the work; prints the job id. An unfinished job of the same name is
-    resumed instead, with the spec it was started with: if SPEC differs from that one (an edited file), nothing is
-    done and the differences are shown (exit 2) — run again with --resume to go on with the stored spec, or --new to
-    start another job with SPEC. With `backup.enabled` in the spec, the planned source namespaces are
-    exported to Parquet first, and a failed backup starts nothing. A running fleet's planner does the planning when
-    it can (see --plan-here).
+    resumed instead, with the spec it was started with (see --resume). With `backup.enabled` in the spec, the planned
+    source namespaces are exported to Parquet first, and a failed backup starts nothing. A running fleet's planner
+    does the planning when it can (see --plan-here).
+
+    A SPEC that differs from the one its unfinished job was started with (an edited file) is refused: nothing is done
+    and each difference is shown (exit 2). Run again with --resume to go on with the stored spec, or with --new to
+    start another job with SPEC.
 
     Keys are checked as `plan` checks them (see `nsmigrate plan --help`), here and again by the fleet's planner and
     workers under their own NSMIGRATE_ALLOWED_KEY_VARS."""

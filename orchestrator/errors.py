@@ -7,14 +7,17 @@ batch is marked failed with the message and ``nsmigrate retry`` re-runs it once 
 
 from __future__ import annotations
 
+from nsmigrate.orchestrator.redaction import redact_text
+
 
 class NsmigrateError(Exception):
     """Root of every error nsmigrate raises on purpose."""
 
     def __init__(self, message: str, *, hint: str = "", **ids: object) -> None:
-        self.message = message
-        self.hint = hint
-        self.ids = {k: v for k, v in ids.items() if v is not None}
+        # Whatever put a URL or a store's address in it, an error never shows a secret (``redaction``).
+        self.message = redact_text(message)
+        self.hint = redact_text(hint)
+        self.ids = {k: redact_text(v) if isinstance(v, str) else v for k, v in ids.items() if v is not None}
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -62,6 +65,10 @@ class StoreError(PermanentError):
 
 class StateError(PermanentError):
     """A state transition was asked for that the current state does not allow (e.g. cleanup before verification)."""
+
+
+class JobStopped(StateError):
+    """The job was cancelled or rolled back: nothing more is done for it (retry, resume, sync, cleanup)."""
 
 
 class NotFound(PermanentError):

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from nsmigrate.orchestrator import jobs, pgvector_layout, recovery, retry_policy
-from nsmigrate.orchestrator.errors import NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
+from nsmigrate.orchestrator.errors import NotFound, NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
 from nsmigrate.orchestrator.listing import small_namespaces
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
+from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
@@ -83,12 +84,13 @@ def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: in
         enumeration = store.capabilities.enumeration
         can_list = bool(probing.result())
         identity = store.identity()
+        aliases = store.aliases()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
-    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity)
+    return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity, aliases)
 
 
 def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
@@ -176,6 +178,7 @@ class _Starting:
         self.refused: dict[str, str] = {}
 
     def start(self, prepared: Prepared, checking: Collection[str]) -> None:
+        prepared.plan.warnings.extend(crossings_of(self.db, prepared.spec, prepared.plan))
         events = self.before_write(prepared) if self.before_write is not None else []
         self.job_id = launch(
             self.db, self.dispatcher, prepared, actor=self.actor, checking=checking, settings=self.settings
@@ -195,6 +198,18 @@ class _Starting:
         jobs.record_event(self.db, "namespace_checks_done", actor, self.job_id, namespaces=checked, refused=refused)
         if self.refused:  # the others may all be final already
             jobs.maybe_finish_job(self.db, self.job_id)
+
+
+def crossings_of(db: jobs.Database, spec: JobSpec, plan: Plan) -> list[str]:
+    """Warnings for the namespaces ``plan`` shares with other unfinished jobs (``crossings``): shown with the plan,
+    kept in the job's ``job_created`` event."""
+    sources = {run.source_namespace for run in plan.runs}
+    targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
+    others = [
+        OpenRun(job_id, name, spec_json, source, frozenset(wrote))
+        for job_id, name, spec_json, source, wrote in jobs.open_runs_crossing(db, sources, targets)
+    ]
+    return crossing_warnings(spec, plan, others)
 
 
 def _prepare(
@@ -417,7 +432,8 @@ def start_or_resume(
 
     The unfinished job of the spec's name, if any, is resumed (``recovery.resume``) unless ``new``, with the spec it
     was started with: a ``spec`` that differs from it is refused (``SpecChanged``, naming each difference) unless
-    ``resume`` says to go on with the stored one anyway. Otherwise the
+    ``resume`` says to go on with the stored one anyway (with ``resume`` and no unfinished job, nothing is started:
+    ``NotFound``). Otherwise the
     spec is planned (``prepare``: the same reads and checks wherever it runs) and copying starts while planning's
     last reads go on: once the job-wide checks passed (nothing is written before), ``before_write`` runs with the
     plan, the job is written and the work of every namespace that needs no check of its own is enqueued
@@ -436,6 +452,12 @@ def start_or_resume(
         if not resume:
             _refuse_changed_spec(existing, spec, spec_dir)
         return Started(existing.id, resumed=recovery.resume(db, dispatcher, existing.id, actor=actor))
+    if resume:
+        # Asked to go on with a job, not to start one: the job may have finished (or been cancelled) meanwhile.
+        raise NotFound(
+            f"there is no unfinished job named {spec.name!r} to resume; nothing was started",
+            hint="`nsmigrate jobs` lists the jobs; run without --resume to start a new one with this spec",
+        )
     starting = _Starting(db, dispatcher, actor, before_write, settings)
     prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting, settings)
     return Started(starting.job_id, prepared=prepared, refused=starting.refused)

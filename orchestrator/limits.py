@@ -30,6 +30,8 @@ RECORD_ID_MAX_CHARS = 512
 #: 10,000).
 QUERY_MAX_TOP_K = 10_000
 
+#: Namespace aliases per list page (API 2026-07 ``GET /namespace-aliases``: limit ≤ 100).
+ALIAS_LIST_MAX_PAGE = 100
 #: Characters in a namespace name the namespace endpoints take in their path (the SDK's rule: 1–512 ASCII, no NUL).
 NAMESPACE_MAX_CHARS = 512
 #: Bytes of one record's metadata as JSON (Pinecone docs, "Limits": max metadata size per vector is 40 KB).

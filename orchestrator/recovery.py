@@ -22,7 +22,7 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    and its work is sent again (``resend_stalled`` → ``resume``).
 3. **An operator asks** (``nsmigrate resume JOB``, or ``nsmigrate run`` of a spec whose job is unfinished, through
    ``launch.start_or_resume``): ``resume`` sends everything the job still has to do at once, without waiting for a
-   timeout.
+   timeout. A job that was cancelled or rolled back is never taken up again (``jobs.refuse_stopped``).
 
 ``resume`` is the one place that turns "what the job table says is left" into messages; 2 and 3 both go through it.
 A namespace left ``checking`` (the planning process stopped before its own checks ended, ``launch.start_or_resume``)
@@ -41,6 +41,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
@@ -66,7 +67,12 @@ def resume(
 
     ``only_runs``: just these namespace runs. ``together``: send the tasks in one round trip (``Dispatcher.together``;
     a worker, whose pooled broker connections may predate a Redis restart, sends them one by one). ``action``: the
-    audit event recorded, ``actor`` who asked (default: this process's user@host)."""
+    audit event recorded, ``actor`` who asked (default: this process's user@host).
+
+    Raises:
+        JobStopped: the job was cancelled or rolled back; nothing is sent.
+    """
+    jobs.refuse_stopped(db, job_id, "resume")
     if jobs.is_collection_job(db, job_id):
         return _resume_collection(db, dispatcher, job_id, actor)
     listing, batches = jobs.unfinished_work(db, job_id)
@@ -174,10 +180,13 @@ def claim_stalled_runs(db: jobs.Database, idle_s: float) -> dict[int, list[int]]
 def resend_stalled(db: jobs.Database, dispatcher: Dispatcher, idle_s: float) -> dict[int, dict[str, int]]:
     """Send again, as ``resume`` would, the work of every run that stalled on a lost message (``claim_stalled_runs``).
     Returns {job id: what was sent}."""
-    return {
-        job_id: resume(db, dispatcher, job_id, only_runs=set(run_ids), together=False, action="stalled_runs_resent")
-        for job_id, run_ids in claim_stalled_runs(db, idle_s).items()
-    }
+    resent: dict[int, dict[str, int]] = {}
+    for job_id, run_ids in claim_stalled_runs(db, idle_s).items():
+        with contextlib.suppress(JobStopped):  # cancelled since it was claimed: nothing to send
+            resent[job_id] = resume(
+                db, dispatcher, job_id, only_runs=set(run_ids), together=False, action="stalled_runs_resent"
+            )
+    return resent
 
 
 def sweep_interval_s(visibility_timeout_s: float) -> float:

@@ -1,7 +1,8 @@
 """The one way nsmigrate shows a connection URL (job table, Redis, pgvector, catalogues): without its secrets.
 
-Every message, log line and status that names a database or broker goes through ``redact_url``, and the text of an
-error a driver raised about that URL through ``scrub``. SQLAlchemy's ``render_as_string(hide_password=True)`` is not
+Every message, log line and status that names a database, broker or store goes through ``redact_url`` (a Pinecone
+store's label too), the text of an error a driver raised about that URL through ``scrub``, and every nsmigrate error
+through ``redact_text``. SQLAlchemy's ``render_as_string(hide_password=True)`` is not
 enough: it keeps query-string passwords (``?password=``, Redis's too) and, for a raw ``@`` in a password, shows the
 part after it as the host.
 """
@@ -15,6 +16,10 @@ HIDDEN = "***"
 #: Parameter names whose values are secrets: password, passwd, pwd, sslpassword, token, access_token, secret, api_key…
 _SECRET_NAME = r"[\w.-]*(?:pass|pwd|token|secret|key|auth|credential)[\w.-]*"
 _QUERY_SECRET = re.compile(rf"([?&;]{_SECRET_NAME}=)([^&#;]*)", re.IGNORECASE)
+#: A URL inside free text, up to the next blank or quote.
+_URL_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
+#: A secret query parameter inside free text: its value ends at a blank, a quote or a bracket too.
+_QUERY_SECRET_IN_TEXT = re.compile(rf"([?&;]{_SECRET_NAME}=)([^&#;\s'\"\])]*)", re.IGNORECASE)
 #: libpq's keyword form: ``host=db password=s3cret`` or ``password='a b'``.
 _KEYWORD_SECRET = re.compile(rf"(\b{_SECRET_NAME}\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _SECRET_NAME_ONLY = re.compile(_SECRET_NAME, re.IGNORECASE)
@@ -33,6 +38,19 @@ def redact_url(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         rest = f"{user}:{HIDDEN}@{address}" if colon else f"{userinfo}@{address}"
     return f"{scheme}://{_QUERY_SECRET.sub(_hide_value, rest)}"
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted (``redact_url``), and every secret query parameter outside one (a store
+    label is a host without its scheme: ``h:5081/?api_key=…``): what an error shows, whatever put a URL in it."""
+    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+    return _QUERY_SECRET_IN_TEXT.sub(_hide_value, text)
+
+
+def secret_parameters(url: str) -> list[str]:
+    """The names of the query parameters of ``url`` that hold secrets (``password``, ``api_key``, ``token``…)."""
+    query = url.partition("?")[2].partition("#")[0]
+    return [m.group(1).strip("?&;=") for m in _QUERY_SECRET.finditer(f"?{query}")] if query else []
 
 
 def scrub(text: str, url: str) -> str:

@@ -33,6 +33,18 @@ class Settings(BaseSettings):
         description="A lister's lock expires this long after its worker died (a live lister keeps it "
         "fresh), so a resumed or redelivered lister can take over a namespace from a killed one.",
     )
+    namespace_lock_ttl_s: float = Field(
+        60,
+        gt=0,
+        description="A namespace's lock (a deletion holds it alone, a write beside other writes) expires this long "
+        "after its holder died; a live deletion keeps it fresh, a write holds it for one request.",
+    )
+    namespace_lock_wait_s: float = Field(
+        300,
+        gt=0,
+        description="How long a deletion or write waits for a namespace another one holds before it fails (retried "
+        "as a store request is).",
+    )
     worker_heartbeat_s: float = Field(
         2.0,
         gt=0,

@@ -105,8 +105,9 @@ RUN_TRANSITIONS: Mapping[RunState, frozenset[RunState]] = {
     RunState.CLEANING: frozenset({RunState.CLEANED, RunState.COPYING, RunState.CANCELLED}) | _JUDGED,
     # A rollback claims its forward runs, cleaned ones included.
     RunState.CLEANED: frozenset({RunState.CANCELLED}),
-    # `nsmigrate retry` of a cancelled run's failed batches copies again; a cleanup under way when its job was
-    # cancelled still records the deletion it made.
+    # `nsmigrate retry` of a cancelled run's failed batches copies again, while its job runs (never once the job was
+    # cancelled or rolled back: ``jobs.refuse_stopped``); a cleanup under way when its job was cancelled still
+    # records the deletion it made.
     RunState.CANCELLED: frozenset({RunState.COPYING, RunState.CLEANED}),
 }
 

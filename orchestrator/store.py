@@ -152,6 +152,11 @@ class Store(Protocol):
         None when it does not say."""
         ...
 
+    def aliases(self) -> dict[str, str]:
+        """Every namespace alias of the store (a Pinecone index's, API 2026-07) → the namespace it resolves to: names
+        reads may use, which writes cannot, whose targets must not be deleted. {} for a store without aliases."""
+        ...
+
 
 class StoreDefaults:
     """What a store answers for what it does not declare in its ``capabilities``: its adapters inherit this."""
@@ -188,6 +193,9 @@ class StoreDefaults:
 
     def reconciled_lsn(self, namespace: str) -> int | None:
         return None
+
+    def aliases(self) -> dict[str, str]:
+        return {}
 
     def delete_namespace_if_empty(self: Store, namespace: str) -> bool:
         if self.list_ids(namespace, limit=1).ids:

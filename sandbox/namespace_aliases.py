@@ -11,14 +11,15 @@ An alias is a movable read name inside an index: ``{name, target_namespace, crea
   ``NAME_IN_USE_BY_NAMESPACE``) and no namespace can be created under an alias's (409 ``NAME_IN_USE_BY_ALIAS``).
 - The target is an existing, active namespace, never an alias; repointing is atomic (validated and rewritten under
   the index's lock, so a failed repoint keeps the old target and a read sees the old target or the new one).
-- Reads name an alias wherever they name a namespace (query, fetch, fetch by metadata, list, records search) and are
-  served from its target; each answer's ``namespace`` field names the namespace that served it. A deleted alias reads
-  as a namespace that does not exist (empty answers). ``describe_index_stats`` and ``GET /namespaces`` list
-  namespaces only.
+- Reads name an alias wherever they name a namespace (query, fetch, fetch by metadata, list, records search, and the
+  documents API's fetch, list and search where the index serves it) and are served from its target; each answer's
+  ``namespace`` field names the namespace that served it. A deleted alias reads as a namespace that does not exist
+  (empty answers). ``describe_index_stats`` and ``GET /namespaces`` list namespaces only.
 - Writes naming an alias are refused: vectors ``update``/``delete`` 400 ``WRITE_TO_ALIAS``; vectors ``upsert`` and
-  ``POST /namespaces`` 409 ``NAME_IN_USE_BY_ALIAS``; records ``upsert`` 409 (the records error shape); describing or
-  deleting a namespace by an alias's name 400 ``NAMESPACE_OPERATION_ON_ALIAS``; deleting a namespace an alias targets
-  400 ``NAMESPACE_TARGETED_BY_ALIAS``. A targeted namespace emptied by its writes stays a namespace.
+  ``POST /namespaces`` 409 ``NAME_IN_USE_BY_ALIAS``; records and documents ``upsert`` 409, documents
+  ``update``/``delete`` 412 (those in the records error shape); describing or deleting a namespace by an alias's name
+  400 ``NAMESPACE_OPERATION_ON_ALIAS``; deleting a namespace an alias targets 400 ``NAMESPACE_TARGETED_BY_ALIAS``. A
+  targeted namespace emptied by its writes stays a namespace.
 - Errors are the vector operations' ``rpcStatus`` with one ``google.rpc.ErrorInfo`` entry in ``details``: its
   ``reason`` (``details[0].reason``) and, for ``ALIAS_ALREADY_EXISTS``, ``metadata.target_namespace``. The 404 of an
   unknown alias carries no reason: the spec names none.
@@ -68,7 +69,10 @@ ALIAS_OPS = frozenset(
     }
 )
 #: Reads that may name an alias: served from its target.
-READ_OPS = frozenset({"fetch", "fetch_by_metadata", "list", "query", "search_records"})
+READ_OPS = frozenset(
+    {"fetch", "fetch_by_metadata", "list", "query", "search_records"}
+    | {"fetch_documents", "list_documents", "search_documents"}
+)
 #: Writes and namespace operations that name an alias: refused with (status, reason, error shape).
 _REFUSED_ON_ALIAS: dict[str, tuple[int, str, str]] = {
     "upsert": (409, "NAME_IN_USE_BY_ALIAS", "rpc"),
@@ -76,11 +80,18 @@ _REFUSED_ON_ALIAS: dict[str, tuple[int, str, str]] = {
     "update": (400, "WRITE_TO_ALIAS", "rpc"),
     "delete": (400, "WRITE_TO_ALIAS", "rpc"),
     "upsert_records": (409, "NAME_IN_USE_BY_ALIAS", "records"),
+    "upsert_documents": (409, "NAME_IN_USE_BY_ALIAS", "records"),
+    "update_documents": (412, "WRITE_TO_ALIAS", "records"),
+    "delete_documents": (412, "WRITE_TO_ALIAS", "records"),
     "describe_namespace": (400, "NAMESPACE_OPERATION_ON_ALIAS", "rpc"),
     "delete_namespace": (400, "NAMESPACE_OPERATION_ON_ALIAS", "rpc"),
 }
 #: Operations that name their namespace in the path (``arg``), and the one that names it as ``name`` in its body.
-_PATH_OPS = frozenset({"upsert_records", "search_records", "describe_namespace", "delete_namespace"})
+_PATH_OPS = frozenset(
+    {"upsert_records", "search_records", "describe_namespace", "delete_namespace"}
+    | {"upsert_documents", "update_documents", "delete_documents", "fetch_documents", "list_documents"}
+    | {"search_documents"}
+)
 
 
 def _refusal(status: int, message: str, reason: str | None = None, **metadata: str) -> Exception:

@@ -57,6 +57,14 @@ if TYPE_CHECKING:
 API_VERSION_2026_07 = "2026-07"
 API_VERSION_HEADER = "X-Pinecone-Api-Version"
 POD_ENVIRONMENT = "us-east-1-aws"
+#: How a pod index (one p1.x1 pod) is described under 2026-07.
+POD_DEPLOYMENT = {
+    "deployment_type": "pod",
+    "environment": POD_ENVIRONMENT,
+    "pod_type": "p1.x1",
+    "replicas": 1,
+    "shards": 1,
+}
 #: cloud → regions a serverless index may be created in (a subset of Pinecone's; others answer 404 as the spec says).
 SERVERLESS_REGIONS: dict[str, tuple[str, ...]] = {
     "aws": ("us-east-1", "us-west-2", "eu-west-1"),
@@ -211,14 +219,21 @@ def _deletion_protection(value: Any) -> str:
     return str(value)
 
 
-def index_model(spec: IndexSpec, host: str, meta: IndexMeta) -> dict[str, Any]:
-    """An index description both the 2026-04 spec (spec/dimension/metric) and SDK 10.x (schema/deployment) accept."""
+def index_model(spec: IndexSpec, host: str, meta: IndexMeta, version: str | None = None) -> dict[str, Any]:
+    """An index description as the request's API version writes it: 2026-07's (``sandbox.index_model_2026_07``),
+    or one both the 2026-04 spec (spec/dimension/metric) and SDK 10.x (schema/deployment) accept."""
+    if is_2026_07_or_later(version):
+        from nsmigrate_sandbox.index_model_2026_07 import index_model_2026_07
+
+        return index_model_2026_07(spec, host, meta)
     vector_field: dict[str, Any] = {"type": "dense_vector", "dimension": spec.dimension, "metric": spec.metric}
     fields: dict[str, Any] = {"_values": vector_field}
     if spec.embed is not None:
         # An integrated index: 2026-07 describes its embedding as one semantic_text field named after field_map.text
         # (and no dense field); 2026-04 as `embed`.
         fields = {spec.embed.field: {"type": "semantic_text", "model": spec.embed.model, "metric": spec.metric}}
+    if spec.documents is not None:
+        fields = spec.documents.fields_json()
     on_demand = {"mode": "OnDemand", "status": {"state": "Ready"}}
     ready = meta.ready
     model: dict[str, Any] = {
@@ -245,13 +260,7 @@ def index_model(spec: IndexSpec, host: str, meta: IndexMeta) -> dict[str, Any]:
         model["spec"] = {
             "pod": {"environment": POD_ENVIRONMENT, "pod_type": "p1.x1", "pods": 1, "replicas": 1, "shards": 1}
         }
-        model["deployment"] = {
-            "deployment_type": "pod",
-            "environment": POD_ENVIRONMENT,
-            "pod_type": "p1.x1",
-            "replicas": 1,
-            "shards": 1,
-        }
+        model["deployment"] = dict(POD_DEPLOYMENT)
     else:
         model["spec"] = {"serverless": {"cloud": meta.cloud, "region": meta.region, "read_capacity": on_demand}}
         model["deployment"] = {"deployment_type": "managed", "cloud": meta.cloud, "region": meta.region}
@@ -268,9 +277,14 @@ class CreateRequest:
     source_collection: str | None
 
 
-def read_create_request(body: Any, version: str | None) -> CreateRequest:
-    """Read a 2026-07 (schema + deployment) or a 2026-04 (dimension + metric + spec) create body, refusing what the
-    request's API version does not allow."""
+def read_create_request(body: Any, version: str | None, *, for_model: bool = False) -> CreateRequest:
+    """Read a create body as the request's API version writes it: 2026-07's schema + deployment
+    (``sandbox.index_model_2026_07``), or 2026-04's dimension + metric + spec; ``for_model``: a create-for-model
+    request turned into such a body."""
+    if is_2026_07_or_later(version) and not for_model:
+        from nsmigrate_sandbox.index_model_2026_07 import read_create_2026_07
+
+        return read_create_2026_07(body)
     body = _object(body)
     name = _check_name("Index", body.get("name"))
     dimension, metric = body.get("dimension"), body.get("metric", "cosine")
@@ -402,14 +416,16 @@ class ControlPlane:
             injected = self._injected(op)
             if injected is not None:
                 raise injected
+            version = api_version(headers)
             if path == "/indexes" and method == "GET":
-                return _Reply(200, {"indexes": [self._model(s.name) for s in self.sandbox.specs()]})
+                return _Reply(200, {"indexes": [self._model(s.name, version) for s in self.sandbox.specs()]})
             if path == "/indexes" and method == "POST":
-                return self._create_index(_parse_json(body), api_version(headers))
+                return self._create_index(read_create_request(_parse_json(body), version), version)
             if path == "/indexes/create-for-model" and method == "POST":
-                return self._create_index(read_for_model_request(_parse_json(body)), api_version(headers))
+                for_model = read_for_model_request(_parse_json(body))
+                return self._create_index(read_create_request(for_model, version, for_model=True), version)
             if path.startswith("/indexes/") and path.count("/") == 2:
-                return self._one_index(method, unquote(path.split("/")[2]), body)
+                return self._one_index(method, unquote(path.split("/")[2]), body, version)
             if path == "/collections" and method == "GET":
                 with self._lock:
                     return _Reply(200, {"collections": [self._described(c) for c in self._collections.values()]})
@@ -421,11 +437,10 @@ class ControlPlane:
         except _Refusal as refusal:
             return _control_error(refusal)
 
-    def _model(self, name: str) -> dict[str, Any]:
-        return index_model(self.sandbox.service(name).spec, self.sandbox.host(name), self.meta(name))
+    def _model(self, name: str, version: str | None) -> dict[str, Any]:
+        return index_model(self.sandbox.service(name).spec, self.sandbox.host(name), self.meta(name), version)
 
-    def _create_index(self, body: Any, version: str | None) -> _Reply:
-        request = read_create_request(body, version)
+    def _create_index(self, request: CreateRequest, version: str | None) -> _Reply:
         spec, meta = request.spec, request.meta
         records: dict[str, dict[str, _Record]] = {}
         if request.source_collection is not None:
@@ -447,15 +462,15 @@ class ControlPlane:
         store = self.sandbox.service(spec.name).store
         for namespace, by_id in records.items():
             store.put(namespace, by_id.items())
-        return _Reply(201, self._model(spec.name))
+        return _Reply(201, self._model(spec.name, version))
 
-    def _one_index(self, method: str, name: str, body: bytes) -> _Reply:
+    def _one_index(self, method: str, name: str, body: bytes, version: str | None) -> _Reply:
         if name not in self.sandbox.names():
             raise _Refusal(404, f"Resource {name} not found")
         if method == "GET":
-            return _Reply(200, self._model(name))
+            return _Reply(200, self._model(name, version))
         if method == "PATCH":
-            return self._configure(name, _object(_parse_json(body)))
+            return self._configure(name, _object(_parse_json(body)), version)
         if method == "DELETE":
             with self._lock:
                 if self.meta(name).deletion_protection == "enabled":
@@ -473,7 +488,7 @@ class ControlPlane:
             return _Reply(202)
         raise _Refusal(404, f"Not Found: {method} /indexes/{name}")
 
-    def _configure(self, name: str, body: dict[str, Any]) -> _Reply:
+    def _configure(self, name: str, body: dict[str, Any], version: str | None) -> _Reply:
         with self._lock:
             meta = self.meta(name)
             if "deletion_protection" in body:
@@ -484,7 +499,7 @@ class ControlPlane:
                         meta.tags.pop(key, None)
                     else:
                         meta.tags[key] = value
-        return _Reply(202, self._model(name))
+        return _Reply(202, self._model(name, version))
 
     def _create_collection(self, body: Any) -> _Reply:
         body = _object(body)

@@ -92,7 +92,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
@@ -104,6 +104,9 @@ from nsmigrate_sandbox.freshness import Freshness
 from nsmigrate_sandbox.memory import keep_freed_memory, prefault_heap
 from nsmigrate_sandbox.namespace_aliases import ALIAS_OPS, AliasTable
 from nsmigrate_sandbox.serving import serve_in_thread, stop_serving
+
+if TYPE_CHECKING:
+    from nsmigrate_sandbox.document_schema import DocumentSchema
 
 # --- Pinecone's limits ------------------------------------------------------------------------------------------
 
@@ -133,6 +136,8 @@ DATA_PLANE_OPS = frozenset(
         *("upsert", "fetch", "fetch_by_metadata", "list", "query", "delete", "update", "describe_index_stats"),
         *("list_namespaces", "create_namespace", "describe_namespace", "delete_namespace"),
         *("upsert_records", "search_records"),
+        *("upsert_documents", "update_documents", "delete_documents"),
+        *("search_documents", "fetch_documents", "list_documents"),
         *ALIAS_OPS,
     }
 )
@@ -162,18 +167,25 @@ _CONTROL_CODES = {
 class IndexSpec:
     """One in-memory index: ``kind`` is ``"pod"`` or ``"serverless"``, ``metric`` one of cosine/dotproduct/euclidean.
     ``embed``: an integrated index (Pinecone embeds the text of its records; ``sandbox.embedding``), of the model's
-    dimension and metric."""
+    dimension and metric. ``documents``: a document index (API 2026-07, ``sandbox.documents``) of that schema, whose
+    dimension and metric are its dense field's (0 and dotproduct without one)."""
 
     name: str
     dimension: int
     metric: str = "cosine"
     kind: str = "serverless"
     embed: IntegratedEmbed | None = None
+    documents: DocumentSchema | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("IndexSpec.name must not be empty")
-        if not 1 <= self.dimension <= 20_000:
+        if self.documents is not None:
+            if (self.dimension, self.metric) != (self.documents.dimension, self.documents.metric):
+                raise ValueError("a document IndexSpec has its dense field's dimension and metric")
+            if self.kind != "serverless" or self.embed is not None:
+                raise ValueError("a document index is serverless, without integrated embedding")
+        elif not 1 <= self.dimension <= 20_000:
             raise ValueError(f"IndexSpec.dimension must be 1..20000, got {self.dimension}")
         if self.metric not in METRICS:
             raise ValueError(f"IndexSpec.metric must be one of {METRICS}, got {self.metric!r}")
@@ -362,6 +374,21 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def check_metadata_value(key: str, value: Any) -> None:
+    """A 400 refusal unless *value* is a string, finite number, boolean or list of strings."""
+    ok = (
+        isinstance(value, (str, bool))
+        or (_is_number(value) and math.isfinite(value))
+        or (isinstance(value, list) and all(isinstance(item, str) for item in value))
+    )
+    if not ok:
+        # Worded like the service (the SDK's client-side check copies it): the value as JSON, then the field.
+        shown = orjson.dumps(value).decode()[:64]
+        raise _bad(
+            f"Metadata value must be a string, number, boolean or list of strings, got '{shown}' for field '{key}'"
+        )
+
+
 def validate_metadata(metadata: Any) -> dict[str, Any] | None:
     """Return *metadata* as Pinecone keeps it if it would accept it, else raise a 400 refusal saying which field is
     wrong. Pinecone keeps every number as a 64-bit float: an integer comes back as a float (``1`` as ``1.0``), and one
@@ -371,17 +398,7 @@ def validate_metadata(metadata: Any) -> dict[str, Any] | None:
     if not isinstance(metadata, dict):
         raise _bad(f"Metadata must be a JSON object, got {type(metadata).__name__}")
     for key, value in metadata.items():
-        ok = (
-            isinstance(value, (str, bool))
-            or (_is_number(value) and math.isfinite(value))
-            or (isinstance(value, list) and all(isinstance(item, str) for item in value))
-        )
-        if not ok:
-            # Worded like the service (the SDK's client-side check copies it): the value as JSON, then the field.
-            shown = orjson.dumps(value).decode()[:64]
-            raise _bad(
-                f"Metadata value must be a string, number, boolean or list of strings, got '{shown}' for field '{key}'"
-            )
+        check_metadata_value(key, value)
     size = len(orjson.dumps(metadata))
     if size > MAX_METADATA_BYTES:
         raise _bad(f"Metadata size is {size} bytes, which exceeds the limit of {MAX_METADATA_BYTES} bytes per vector")
@@ -863,6 +880,16 @@ class IndexStore:
 
 # --- faults ------------------------------------------------------------------------------------------------------
 
+#: The Documents API (``sandbox.documents``): operation → (path action, rate scope).
+_DOCUMENT_OPS = {
+    "upsert_documents": ("upsert", "write"),
+    "update_documents": ("update", "write"),
+    "delete_documents": ("delete", "write"),
+    "search_documents": ("search", "query"),
+    "fetch_documents": ("fetch", "fetch"),
+    "list_documents": ("list", "list"),
+}
+
 # Which Pinecone rate scope each data-plane operation falls under, and whether it is per namespace.
 _SCOPES: dict[str, tuple[str, bool]] = {
     "upsert": ("write", True),
@@ -875,6 +902,7 @@ _SCOPES: dict[str, tuple[str, bool]] = {
     "list": ("list", False),
     "describe_index_stats": ("stats", False),
     "describe_namespace": ("stats", False),
+    **{op: (scope, scope in ("write", "query")) for op, (_, scope) in _DOCUMENT_OPS.items()},
 }
 _SCOPE_LIMIT = {
     "write": "write_rps_per_namespace",
@@ -1113,6 +1141,9 @@ class IndexService:
             ("POST", "/records/namespaces/{}/search"): ("search_records", self._search_records),
             **self.aliases.routes(),
         }
+        from nsmigrate_sandbox.documents import DocumentsApi  # it builds on this module's plumbing
+
+        self._routes.update(DocumentsApi(self).routes())
 
     # -- entry point
 
@@ -1133,6 +1164,9 @@ class IndexService:
     def _data_plane(
         self, method: str, path: str, query: dict[str, list[str]], headers: Mapping[str, str], body: bytes
     ) -> _Reply:
+        from nsmigrate_sandbox.documents import document_error, wrong_api
+
+        op = ""
         try:
             op, handler, arg = self._route(method, path)
             self.faults.count_request(op)
@@ -1140,6 +1174,9 @@ class IndexService:
             if faults.latency_ms:
                 time.sleep(faults.latency_ms / 1000.0)
             _check_api_key(headers, self.api_key)
+            refused = wrong_api(self.spec, op)
+            if refused is not None:
+                raise refused
             if self.spec.kind == "pod" and op in _SERVERLESS_ONLY_OPS:
                 raise _Refusal(POD_REFUSAL_STATUS, POD_LIST_REFUSAL if op == "list" else POD_NAMESPACES_REFUSAL)
             if op in _NAMESPACE_OPS and not faults.namespaces_endpoint:
@@ -1147,14 +1184,15 @@ class IndexService:
             injected = self.faults.inject(op)
             if injected is not None:
                 raise injected
-            if op == "upsert_records":
-                payload: Any = body  # NDJSON, read by the handler
+            if op in ("upsert_records", "upsert_documents"):
+                payload: Any = body  # NDJSON, or a body whose size the handler checks
             else:
                 payload = (_parse_upsert(body) if op == "upsert" else _parse_json(body)) if body else None
             if op in ALIAS_OPS:
                 self.aliases.check_version(headers)
             payload, arg = self.aliases.route(op, payload, query, arg)  # reads through an alias, writes refused
-            scope_ns = _namespace_name(arg) if op in _RECORDS_OPS else self._scope_namespace(op, payload, query)
+            in_path = op in _RECORDS_OPS or op in _DOCUMENT_OPS
+            scope_ns = _namespace_name(arg) if in_path else self._scope_namespace(op, payload, query)
             refusal = self.faults.admit(op, scope_ns)
             if refusal is not None:
                 raise refusal
@@ -1169,11 +1207,14 @@ class IndexService:
             with self.store.freshness.request() as lsn_headers:
                 result = handler(payload, query, arg)
             lsns = lsn_headers if self.spec.kind == "serverless" else {}  # the docs: serverless only
+            if isinstance(result, _Reply):
+                result.headers.update(lsns)
+                return result
             if op in _NAMESPACE_OPS:
                 result = _namespace_answer(result, headers)
             return _Reply(201, None, lsns) if op == "upsert_records" else _Reply(200, result, lsns)
         except _Refusal as refusal:
-            return _data_error(refusal)
+            return document_error(refusal) if op in _DOCUMENT_OPS else _data_error(refusal)
 
     def _route(self, method: str, path: str) -> tuple[str, Handler, str | None]:
         arg: str | None = None
@@ -1182,6 +1223,10 @@ class IndexService:
             collection, name = path[1:].split("/")
             arg = unquote(name)
             key = (method, f"/{collection}/{{}}")
+        elif path.startswith("/namespaces/") and path.count("/") == 4 and path.split("/")[3] == "documents":
+            _, _, name, _, action = path.split("/")
+            arg = unquote(name)
+            key = (method, f"/namespaces/{{}}/documents/{action}")
         elif path.startswith("/records/namespaces/") and path.count("/") == 4:
             _, _, _, name, action = path.split("/")
             arg = unquote(name)

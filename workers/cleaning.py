@@ -2,13 +2,18 @@
 
 Refused (with a ``cleanup_refused`` audit event and a reason) unless all of these hold:
 
+0. the job was not cancelled nor rolled back (``jobs.why_stopped``; asked again under the job's row lock as the
+   run becomes ``cleaning``): however a cleanup is started (the command, ``cleanup.mode: auto`` after a verdict, a
+   task queued before the cancel), nothing is deleted for a cancelled job;
 1. the job spec allows it (``cleanup.mode`` is ``manual`` or ``auto``) and its verification checks ids and counts
    (a verification that checks nothing passes whatever the target holds);
 2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
    namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
 3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs.cleanable``; ``jobs.start_cleanup`` decides
    under a row lock, so two cleanups cannot both run); under cut-over (``nsmigrate cutover set``), also synced since
-   and reads 100 % new for long enough (``orchestrator.cutover.rules.cleanup_gate``);
+   and reads 100 % new for long enough (``orchestrator.cutover.rules.cleanup_gate``); and no namespace alias of the
+   source resolves to the namespace (``workers.alias_guard``: its readers would find it empty), asked again once the
+   run is cleaning;
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
    the ones the verification report stored. A changed source sends the run to ``verify_failed``. (Not for a cleanup
    taken up after it stopped part-way: its source lacks what it deleted; 5. alone decides there.)
@@ -58,9 +63,11 @@ from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
 from nsmigrate.workers import freshness
+from nsmigrate.workers.alias_guard import alias_refusal
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.proving import delete_proven
 from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.guarded import exclusive_hold
 from nsmigrate.workers.stores.identity import one_store_problem
 from nsmigrate.workers.verifying import list_all_ids
 
@@ -126,6 +133,44 @@ def shape_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove
     return None
 
 
+def crossing_problem(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec) -> str | None:
+    """Why another job's cleanup under way forbids this one, or None: it deletes the namespace this run's copies
+    are in, or proves its deletions against this run's source, in the same store (by identity; a store whose
+    identity cannot be had counts as the same)."""
+    for other in jobs.crossing_cleanups(ctx.db, run):
+        theirs = jobs.job_spec(ctx.db, other.job_id)
+        if other.source_namespace in jobs.target_namespaces_of(run) and _same_store(
+            ctx, (theirs.source, theirs.rate), (spec.target, spec.rate)
+        ):
+            what = f"deletes namespace {display_namespace(other.source_namespace)!r}, where this run's copies are"
+        elif _same_store(ctx, (theirs.target, theirs.rate), (spec.source, spec.rate)):
+            what = f"proves its deletions against this run's source {display_namespace(run.source_namespace)!r}"
+        else:
+            continue
+        return (
+            f"job {other.job_id}'s cleanup of namespace {display_namespace(other.source_namespace)!r} is under way "
+            f"and {what}: deleting here too could delete the only copy; nothing is deleted — let that cleanup "
+            f"finish, then run `nsmigrate cleanup {run.job_id}` again (it proves each id against what is left)"
+        )
+    return None
+
+
+def _same_store(ctx: WorkerContext, one: tuple[Any, Any], other: tuple[Any, Any]) -> bool:
+    try:
+        return ctx.guarded(*one).budget_key == ctx.guarded(*other).budget_key
+    except NsmigrateError:
+        return True  # not established: the refusal is the safe side
+
+
+def alias_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
+    """Why the source namespace must stay: namespace aliases of the source serve it (``workers.alias_guard``)."""
+    source = ctx.guarded(spec.source, spec.rate)
+    then = f"run `nsmigrate cleanup {run.job_id}` again"
+    copy = "its routed copies" if run.target_namespace is None else repr(display_namespace(run.target_namespace))
+    instead = f"the verified copy {copy}, if it is in the same index"
+    return alias_refusal(source, [run.source_namespace], "cleanup", then, instead)
+
+
 def unchecked_verification(spec: JobSpec) -> str | None:
     """Why the job's verification cannot justify a deletion (it would not prove an equal copy: ids and counts not
     checked, or values compared too loosely), or None. A new spec is refused at plan time; this refuses the cleanup
@@ -186,14 +231,17 @@ def cleanup_run(
     run = jobs.get_run(ctx.db, run_id)
     spec = jobs.job_spec(ctx.db, run.job_id)
     try:
-        # The spec, then the run's state, before any store is asked anything.
-        problem = policy_problem(spec)
+        # The job, the spec, then the run's state, before any store is asked anything. A cancelled job's verified
+        # runs keep their verdicts, but nothing is deleted for it (``jobs.start_cleanup`` asks again under a lock).
+        stopped = jobs.why_stopped(ctx.db, run.job_id)
+        problem = f"{stopped}; nothing is deleted" if stopped is not None else policy_problem(spec)
         if problem is None and not jobs.cleanable(run):
             problem = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
         problem = (
             problem
             or shape_problem(ctx, spec, run, prove=not dry_run)
             or cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+            or alias_problem(ctx, spec, run)
         )
         if problem is not None:
             return _refuse(ctx, run, problem, actor, dry_run=dry_run)
@@ -262,16 +310,27 @@ def _delete(
     decommission_now: bool,
     stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    # Another job's cleanup found cleaning here is refused under the namespaces' locks, which that one held to
+    # start too: of two cleanups whose namespaces cross (a cycle), the second one to start is refused whole.
+    places = [(source, run.source_namespace), *((target, ns) for ns in sorted(jobs.target_namespaces_of(run)))]
     try:
-        # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
-        # cleanup may have stopped part-way since, and what it deleted must stay counted.
-        run, verdict = jobs.start_cleanup(ctx.db, run.id)
+        with exclusive_hold(places):
+            crossing = crossing_problem(ctx, run, spec)
+            if crossing is not None:
+                return _refuse(ctx, run, crossing, actor, dry_run=False)
+            # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
+            # cleanup may have stopped part-way since, and what it deleted must stay counted.
+            run, verdict = jobs.start_cleanup(ctx.db, run.id)
     except StateError as e:
         # Another cleanup or verify got there since we read the run; the refusal is audited here.
         return _refuse(ctx, run, e.message, actor, dry_run=False)
+    except NsmigrateError as e:  # the namespaces' locks could not be had
+        return _refuse(ctx, run, f"{e.message}; run cleanup again", actor, dry_run=False)
     # The cut-over's gate again, now that the run is cleaning: a `cutover set` that sent reads back to the source
     # since the first ask has committed (it and `start_cleanup` share the job's row lock), and none can follow.
     gate = cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+    gate = gate or alias_problem(ctx, spec, run)  # an alias made since the first ask
     if gate is not None:
         jobs.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)
         return _result(run, "refused", 0, gate)
@@ -285,7 +344,6 @@ def _delete(
     def stopping() -> bool:
         return (stop is not None and stop()) or cancelled()
 
-    source = ctx.guarded(spec.source, spec.rate)
     ns = run.source_namespace
     try:
         ids = list_all_ids(source, ns)

@@ -17,6 +17,7 @@ from nsmigrate.orchestrator.jobs import Database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings, load_settings, task_slots
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from nsmigrate.workers.namespace_locks import NamespaceLocks
 from nsmigrate.workers.ratelimit import RateLimiter
 from nsmigrate.workers.shared_counts import SharedCounts
 from nsmigrate.workers.stores import open_store
@@ -35,6 +36,9 @@ class WorkerContext:
         self.dispatcher = Dispatcher(settings)
         self.redis = redis.Redis.from_url(settings.redis_url)
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
+        self.locks = NamespaceLocks(
+            self.redis, ttl_s=settings.namespace_lock_ttl_s, wait_s=settings.namespace_lock_wait_s
+        )
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._stores: dict[str, Store] = {}
         self._identities: dict[str, str] = {}
@@ -63,6 +67,7 @@ class WorkerContext:
             max_wait_s=self.settings.retry_max_wait_s,
             retry_after_cap_s=self.settings.retry_after_cap_s,
             identify=lambda: self._identity(spec, store),
+            locks=self.locks,
         )
 
     def _identity(self, spec: PineconeStoreSpec | PgvectorStoreSpec, store: Store) -> str:

@@ -5,6 +5,11 @@ Chunk by chunk (≤ 1,000 ids: one fetch of each side, one delete), the original
 namespace and their copies from the target namespaces the routing sends them to; only ids whose copy exists and
 equals its original *now* are deleted — from the source (cleanup: the copy stays) or from the target (rollback: the
 original stays). Every request goes through the guarded stores it is given (rate budgets, retries).
+
+A chunk that deletes holds, from its proof to its delete, the namespace it deletes from and every namespace its proof
+reads alone (``guarded.exclusive_hold``, fleet-wide across jobs): two cleanups whose namespaces form a cycle (one
+copies ``a`` to ``b``, the other ``b`` to ``a``) cannot both prove against copies the other is deleting — the second
+to hold them proves against what the first left.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from nsmigrate.orchestrator.errors import StopAsked
 from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from nsmigrate.orchestrator.records.routing import RouteContext
 from nsmigrate.orchestrator.records.text import fields_comparer
+from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.verification.delta import route_source
 from nsmigrate.orchestrator.verification.proof import Proof, prove_copies
 from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.guarded import exclusive_hold
 from nsmigrate.workers.verifying import chunks
 
 #: Ids per proof: one fetch of each side and one delete.
@@ -62,24 +69,47 @@ def delete_proven(
     """
     compare = fields_comparer(spec)
     total = total if total is not None else Proof()
-    for chunk in chunks(ids, PROOF_CHUNK_IDS):
-        if stop is not None and stop():
-            raise StopAsked(f"stopped as asked after {len(total.proven)} of {len(ids)} ids")
+
+    def prove(chunk: Sequence[str]) -> tuple[list[Record], Proof, dict[str, list[str]]]:
         originals = source.fetch(source_namespace, chunk)
         by_ns, _unroutable = route_source(originals, route)  # prove_copies refuses the unroutable ones
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
-        proof = prove_copies(originals, found, route, spec.verify.tolerance, compare)
+        return originals, prove_copies(originals, found, route, spec.verify.tolerance, compare), by_ns
+
+    for chunk in chunks(ids, PROOF_CHUNK_IDS):
+        if stop is not None and stop():
+            raise StopAsked(f"stopped as asked after {len(total.proven)} of {len(ids)} ids")
+        if delete_from is None:
+            total.add(prove(chunk)[1])
+            continue
+        # The namespaces the proof reads: the run's one target, or (routed) where the originals go now.
+        if route.target_namespace is not None:
+            proof_namespaces = {route.target_namespace}
+        else:
+            proof_namespaces = set(route_source(source.fetch(source_namespace, chunk), route)[0])
+        places = [(source, source_namespace), *((target, ns) for ns in sorted(proof_namespaces))]
         if delete_from == "target":
-            # A rollback checked every original before it deletes: one gone since leaves its copy the only one.
-            have = {r.id for r in originals}
-            for id_ in chunk:
-                if id_ not in have:
-                    proof.refuse(id_, "no original in the source now: its copy is the only one")
-        if proof.proven and delete_from == "source":
-            source.delete(source_namespace, proof.proven)
-        elif proof.proven and delete_from == "target":
             assert target_namespace is not None
-            target.delete(target_namespace, proof.proven)
+            places.append((target, target_namespace))
+        with exclusive_hold(places):
+            originals, proof, by_ns = prove(chunk)
+            moved = {id_: ns for ns in set(by_ns) - proof_namespaces for id_ in by_ns[ns]}
+            if moved:
+                # Routed elsewhere since the look before the hold (its original changed): that namespace is not held.
+                proof.proven = [id_ for id_ in proof.proven if id_ not in moved]
+                for id_, ns in moved.items():
+                    proof.refuse(id_, f"routed to {ns!r} since it was looked at: prove it again")
+            if delete_from == "target":
+                # A rollback checked every original before it deletes: one gone since leaves its copy the only one.
+                have = {r.id for r in originals}
+                for id_ in chunk:
+                    if id_ not in have:
+                        proof.refuse(id_, "no original in the source now: its copy is the only one")
+            if proof.proven and delete_from == "source":
+                source.delete(source_namespace, proof.proven)
+            elif proof.proven and delete_from == "target":
+                assert target_namespace is not None
+                target.delete(target_namespace, proof.proven)
         total.add(proof)
     return total
 

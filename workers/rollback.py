@@ -18,6 +18,9 @@ for a routed run, the ``target_namespaces`` it wrote) holds the copies; its done
    refused, naming it). A namespace that held nothing but this job's ids and is empty afterwards is dropped;
    others' ids are kept (reported).
 
+While a namespace alias of the target resolves to one of the copies, the rollback is refused before anything is done
+(its readers would find the namespace emptied: ``workers.alias_guard``), and asked again right before step 4.
+
 It is a job of kind ``rollback`` (``parent_job_id`` = the forward job) with one run per original, so ``status`` and
 ``events`` show it. Every step is idempotent and judged from the stores, so an interrupted or refused rollback is
 simply run again: restored originals are found equal, deleted targets are found gone.
@@ -43,6 +46,7 @@ from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from nsmigrate.orchestrator.verification.proof import Proof, refusal
+from nsmigrate.workers.alias_guard import alias_refusal
 from nsmigrate.workers.chunking import sized_chunks
 from nsmigrate.workers.cleaning import RETIRED_TO
 from nsmigrate.workers.context import WorkerContext
@@ -197,6 +201,14 @@ class _Rollback:
         return done
 
 
+def _alias_problem(rb: _Rollback, runs: list[NamespaceRun]) -> str | None:
+    """Why the copies must stay: namespace aliases of the target serve them (``workers.alias_guard``)."""
+    targets = {ns for r in runs for ns in _targets_of(r)}
+    then = f"run `nsmigrate rollback {rb.forward_job_id}` again"
+    instead = "the original namespace, if it is in the same index"
+    return alias_refusal(rb.target, targets, "the rollback", then, instead)
+
+
 def _run_result(run: NamespaceRun, check: RestoreCheck, restored: int = 0) -> dict[str, Any]:
     return {
         "namespace": run.source_namespace,
@@ -269,6 +281,9 @@ def rollback_job(
             hint="roll this job back by hand",
             job_id=forward_job_id,
         )
+    served = _alias_problem(rb, forward_runs)
+    if served is not None:
+        raise StateError(served, hint="repoint or delete those aliases first", job_id=forward_job_id)
     out: dict[str, Any] = {"forward_job_id": forward_job_id, "rollback_job_id": None, "runs": [], "namespaces": {}}
     if dry_run:
         checks = {r.id: rb.check(r, restore=False) for r in forward_runs}
@@ -311,7 +326,10 @@ def rollback_job(
         if not all(c.passed for c in checks.values()):
             failed = next(c for c in checks.values() if not c.passed)
             return _refuse(ctx, rb, out, todo, mine, checks, failed, record=False)
-        # 4. only now: claim the forward job and remove the targets.
+        # 4. only now: claim the forward job and remove the targets (none an alias made since serves).
+        served = _alias_problem(rb, todo)
+        if served is not None:
+            raise StateError(served, job_id=forward_job_id)
         jobs.claim_forward_runs(ctx.db, rollback_id, expected, actor)
         removed = rb.delete_targets(todo, checks)
         for r in todo:

@@ -25,6 +25,7 @@ from nsmigrate.orchestrator import jobs, launch
 from nsmigrate.orchestrator.launch import Prepared
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.planning.summary import summarize
+from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.settings import Settings, load_settings
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, load_spec
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
@@ -140,7 +141,7 @@ class DemoStack:
         """Keep everything running until Ctrl-C, saying how to reach it."""
         console.print(
             f"[bold]running until Ctrl-C[/]: {self.where_to_watch()}; NSMIGRATE_DATABASE_URL="
-            f"{self.settings.database_url} NSMIGRATE_REDIS_URL={self.settings.redis_url}"
+            f"{redact_url(self.settings.database_url)} NSMIGRATE_REDIS_URL={redact_url(self.settings.redis_url)}"
         )
         try:
             while True:

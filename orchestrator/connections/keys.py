@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit
 
 from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.redaction import secret_parameters
 
 #: The variables a spec may name by default: Pinecone's own, and any other that says it holds a Pinecone key.
 DEFAULT_ALLOWED_KEY_VARS = "PINECONE_API_KEY,PINECONE_API_KEY_*,*_PINECONE_API_KEY,*_PINECONE_KEY"
@@ -40,6 +41,10 @@ def credentials_refusal(url: str) -> str | None:
     name is), or None."""
     if "@" in urlsplit(url).netloc:
         return "holds credentials (user@ or user:password@); give the bare host: the key comes from api_key_env"
+    secrets = secret_parameters(url)
+    if secrets:
+        shown = ", ".join(f"{name}=…" for name in secrets)
+        return f"holds a secret in its query string ({shown}); give the bare host: the key comes from api_key_env"
     return None
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from nsmigrate.orchestrator.errors import NotFound
 from nsmigrate.orchestrator.jobs.database import Database, _event, _move_run, _rowcount, default_actor
-from nsmigrate.orchestrator.jobs.jobs_and_runs import job_spec
+from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped, job_spec
 from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from nsmigrate.orchestrator.jobs.pages import (
     _PAGE_ANSWERS,
@@ -398,8 +398,14 @@ def requeue_failed(
     db: Database, job_id: int, namespace: str | None = None, actor: str | None = None
 ) -> list[tuple[int, int]]:
     """failed → queued for the job's (or one namespace's) failed batches, and a ``retry`` event naming their
-    namespaces; returns (run_id, batch_id) to enqueue."""
+    namespaces; returns (run_id, batch_id) to enqueue.
+
+    Raises:
+        JobStopped: the job was cancelled or rolled back (its copies would land where a rollback removed them, or
+            end in verdicts a cleanup would act on).
+    """
     with db.transaction() as s:
+        _refuse_stopped(s, job_id, "retry")
         stmt = (
             sa.select(Batch, NamespaceRun)
             .join(NamespaceRun, Batch.run_id == NamespaceRun.id)

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.errors import JobStopped, NotFound
 from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
 from nsmigrate.orchestrator.jobs.tables import _jobs, _runs
 from nsmigrate.orchestrator.models import (
     CANCELLED_WHILE_CLEANING,
+    Event,
     Job,
     JobKind,
     JobState,
@@ -81,6 +82,8 @@ def create_job(
         detail: dict[str, Any] = {"kind": str(kind), "namespaces": len(plan.runs), "vectors": plan.total_vectors}
         if planning:
             detail["planning"] = planning
+        if plan.warnings:
+            detail["warnings"] = list(plan.warnings)
         _event(s, "job_created", actor, job.id, **detail)
         return job.id
 
@@ -159,6 +162,41 @@ def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
     return spec
 
 
+def open_runs_crossing(
+    db: Database, sources: Collection[str], targets: Collection[str]
+) -> list[tuple[int, str, dict[str, Any], str, set[str]]]:
+    """``(job id, job name, its spec, source namespace, target namespaces)`` of every run of an unfinished migrate
+    job (not cancelled; the run neither cleaned nor cancelled: a cleanup may still delete its source) whose source is
+    one of ``targets`` or whose target namespaces hold one of ``sources``. Matched by name: the caller compares
+    the stores."""
+    done = [RunState.CLEANED, RunState.CANCELLED]
+    crossing = sa.or_(
+        NamespaceRun.source_namespace.in_(list(targets)),
+        NamespaceRun.target_namespace.in_(list(sources)),
+        NamespaceRun.target_namespace.is_(None),  # routed: its targets are the namespaces it wrote
+    )
+    stmt = (
+        sa.select(
+            Job.id,
+            Job.name,
+            Job.spec,
+            NamespaceRun.source_namespace,
+            NamespaceRun.target_namespace,
+            NamespaceRun.target_namespaces,
+        )
+        .join(NamespaceRun, NamespaceRun.job_id == Job.id)
+        .where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, NamespaceRun.state.not_in(done), crossing)
+        .order_by(Job.id, NamespaceRun.id)
+    )
+    found = []
+    with db.transaction() as s:
+        for job_id, name, spec, source, target, written in s.execute(stmt):
+            wrote = {*(written or []), *([target] if target is not None else [])}
+            if source in targets or wrote & set(sources):
+                found.append((job_id, name, spec or {}, source, wrote))
+    return found
+
+
 def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[NamespaceRun]:
     with db.transaction() as s:
         stmt = sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id)
@@ -233,6 +271,52 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
         )
         _event(s, "job_cancelled", actor or default_actor(), job_id)
         return stopped
+
+
+def stopped_reason(s: Session, job_id: int, state: str) -> str | None:
+    """Why nothing more is done for job ``job_id`` (in ``state``), or None: it was cancelled, or rolled back (the
+    rollback cancels it, and removed what it wrote). A cancelled job is never taken up again: its work would write
+    where a rollback removed, or end in verdicts a cleanup would act on while the job says cancelled."""
+    if state != JobState.CANCELLED:
+        return None
+    rolled_back = s.scalar(
+        sa.select(Event.detail).where(Event.job_id == job_id, Event.action == "rolled_back").order_by(Event.id.desc())
+    )
+    then = "start a new job: `nsmigrate run SPEC`"
+    if rolled_back is not None:
+        by = rolled_back.get("rollback_job_id")
+        return (
+            f"job {job_id} was rolled back (rollback job {by}): the namespaces it wrote were removed and nothing more "
+            f"is done for it; to migrate again, {then}"
+        )
+    return f"job {job_id} was cancelled: nothing more is done for it; to copy its namespaces, {then}"
+
+
+def why_stopped(db: Database, job_id: int) -> str | None:
+    """``stopped_reason`` of job ``job_id`` as it is now (None for a job that does not exist)."""
+    with db.transaction() as s:
+        state = s.scalar(sa.select(_jobs.c.state).where(_jobs.c.id == job_id))
+        return None if state is None else stopped_reason(s, job_id, state)
+
+
+def refuse_stopped(db: Database, job_id: int, doing: str) -> None:
+    """Raise ``JobStopped`` when job ``job_id`` was cancelled or rolled back (``stopped_reason``); ``doing``: what was
+    asked (``retry``…), for the message."""
+    with db.transaction() as s:
+        _refuse_stopped(s, job_id, doing, lock=False)
+
+
+def _refuse_stopped(s: Session, job_id: int, doing: str, *, lock: bool = True) -> None:
+    """``refuse_stopped`` inside the caller's transaction; with ``lock``, the job's row stays locked (shared) until it
+    ends: a `cancel` (which updates that row) then waits for the caller's change, and cancels what it started, or
+    came first and is seen here."""
+    query = sa.select(_jobs.c.state).where(_jobs.c.id == job_id)
+    state = s.scalar(query.with_for_update(read=True) if lock else query)
+    if state is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    reason = stopped_reason(s, job_id, state)
+    if reason is not None:
+        raise JobStopped(f"{doing} refused: {reason}; nothing was changed", job_id=job_id)
 
 
 # Built once (see ``pages``): every verification ends with it.

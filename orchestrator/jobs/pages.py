@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from nsmigrate.orchestrator.errors import NotFound, StateError
 from nsmigrate.orchestrator.jobs.database import Database, _event, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped
 from nsmigrate.orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
     LIST_FAILABLE_RUN_STATES,
@@ -243,8 +244,10 @@ def requeue_failed_listers(
     db: Database, job_id: int, namespace: str | None = None, actor: str | None = None
 ) -> list[tuple[int, str]]:
     """list_failed → listing for the job's (or one namespace's) failed listers, their error cleared; returns
-    (run_id, source namespace) of the listers to enqueue (each resumes from its saved token)."""
+    (run_id, source namespace) of the listers to enqueue (each resumes from its saved token). Raises
+    ``JobStopped`` for a job cancelled or rolled back (``requeue_failed``)."""
     with db.transaction() as s:
+        _refuse_stopped(s, job_id, "retry")
         stmt = (
             sa.update(NamespaceRun)
             .where(NamespaceRun.job_id == job_id, NamespaceRun.state == RunState.LIST_FAILED)

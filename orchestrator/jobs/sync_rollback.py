@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import NotFound, StateError
 from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _move_run
+from nsmigrate.orchestrator.jobs.jobs_and_runs import stopped_reason
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
 from nsmigrate.orchestrator.jobs.verdicts import _record_judgement
 from nsmigrate.orchestrator.models import Batch, Job, JobKind, JobState, NamespaceRun, RunState
@@ -29,8 +30,9 @@ def _sync_refusal(s: Session, run: NamespaceRun) -> str | None:
     assert job is not None
     if job.kind != JobKind.MIGRATE:
         return f"job {job.id} is a {job.kind} job; only a migrate job can be synced"
-    if job.state == JobState.CANCELLED:
-        return f"job {job.id} was cancelled (or rolled back); there is nothing to sync into"
+    stopped = stopped_reason(s, job.id, job.state)
+    if stopped is not None:
+        return stopped
     if run.state == RunState.CLEANED:
         return (
             "its source namespace was deleted by cleanup: there is nothing left to sync from "

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
+from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped
 from nsmigrate.orchestrator.jobs.lifecycle import (
     AWAITING_VERDICT_RUN_STATES,
     check_run_transition,
@@ -155,8 +156,9 @@ def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
     with db.transaction() as s:
         # The job's row first (shared): a `cutover set` (which locks it) either commits before this, and the cleanup's
         # gate, asked again once the run is cleaning, sees it; or waits, and sees the run cleaning (``set_rollout``).
-        job_id = _get_run(s, run_id).job_id
-        s.execute(sa.select(_jobs.c.id).where(_jobs.c.id == job_id).with_for_update(read=True))
+        # A cancelled (or rolled back) job's runs are never cleaned up, whatever their verdicts: under the same lock,
+        # a `cancel` either came first and is seen here, or waits and then stops this cleanup before its next chunk.
+        _refuse_stopped(s, _get_run(s, run_id).job_id, "cleanup")
         run = _get_run(s, run_id, lock=True)
         if _is_rollback_run(s, run):
             # Its "source" is a restored original: cleanup must never delete it.
@@ -177,6 +179,30 @@ def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
         verdict = RunState(run.state)
         _move_run(run, RunState.CLEANING)
         return run, verdict
+
+
+def target_namespaces_of(run: NamespaceRun) -> set[str]:
+    """Where ``run``'s copies are: its fixed target namespace, and every namespace it wrote (routed: several)."""
+    targets = set(run.target_namespaces or [])
+    if run.target_namespace is not None:
+        targets.add(run.target_namespace)
+    return targets
+
+
+def crossing_cleanups(db: Database, run: NamespaceRun) -> list[NamespaceRun]:
+    """The runs of other jobs being cleaned now whose namespaces cross ``run``'s: their source (which they delete)
+    is one of ``run``'s target namespaces, or one of their target namespaces (against which they prove what they
+    delete) is ``run``'s source. Matched by name: the caller compares the stores."""
+    targets = target_namespaces_of(run)
+    with db.transaction() as s:
+        cleaning = s.scalars(
+            sa.select(NamespaceRun).where(NamespaceRun.state == RunState.CLEANING, NamespaceRun.job_id != run.job_id)
+        ).all()
+    return [
+        other
+        for other in cleaning
+        if other.source_namespace in targets or run.source_namespace in target_namespaces_of(other)
+    ]
 
 
 def finish_cleanup(db: Database, run_id: int, detail: dict[str, Any], actor: str) -> None:

@@ -27,6 +27,9 @@ class Inventory:
     enumeration: str = "list"
     #: Which index or tables this is, as its server says (``orchestrator.connections.store_identity``); None: not asked.
     identity: str | None = None
+    #: Its namespace aliases (a Pinecone index, API 2026-07) → the namespace each resolves to: names that are not free
+    #: namespaces (writes to them are refused) and namespaces whose deletion is refused.
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

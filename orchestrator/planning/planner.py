@@ -20,6 +20,7 @@ from nsmigrate.orchestrator.planning.id_checks import shared_targets
 from nsmigrate.orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan, Plan
 from nsmigrate.orchestrator.planning.selection import normalized, same_store, select_namespaces
 from nsmigrate.orchestrator.planning.target_checks import (
+    check_alias_names,
     check_compatible,
     check_listable,
     check_namespace_limit,
@@ -105,6 +106,7 @@ def make_plan(
     may_route_to = routed_targets(spec, twins) if routed_present else None
     if target is not None:
         check_targets(spec, runs, target, one_store, selected, may_route_to)
+        check_alias_names(runs, target, may_route_to)
         check_namespace_limit(spec, runs, target)
     shared = shared_targets(runs, may_route_to)
 
@@ -162,6 +164,12 @@ def make_plan(
                 f"{shown_namespaces(several)}; random query vectors overlap, so it may take more than the least shown, "
                 "and verification fails a namespace the sweep did not cover"
             )
+    served = sorted({t for t in source.aliases.values()} & {r.source_namespace for r in runs})
+    if served and spec.cleanup.mode != "never":
+        warnings.append(
+            f"{len(served)} source namespace(s) are served by namespace aliases of {source.label}: "
+            f"{shown_namespaces(served)}; cleanup refuses to delete them until those aliases are repointed or deleted"
+        )
     if not source.can_list:
         warnings.append(
             f"{source.label} is a pod-based index, billed by the hour: the read units shown are what the same reads "

@@ -46,10 +46,17 @@ def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
     available = sorted(source.namespaces)
     unknown = [p for p in include if not _is_glob(p) and p not in source.namespaces]
     if unknown:
+        aliases = [
+            f"{p!r} is a namespace alias of {display_namespace(source.aliases[p])!r}"
+            for p in unknown
+            if p in source.aliases
+        ]
         raise PlanError(
             f"namespaces.include names {len(unknown)} namespace(s) that {source.label} does not have: "
-            f"{shown_namespaces(unknown)}; it has {len(available)}: {shown_namespaces(available) or '(none)'}",
-            hint="fix the name, or use a glob such as 'abc*' to select whatever matches",
+            f"{shown_namespaces(unknown)}; it has {len(available)}: {shown_namespaces(available) or '(none)'}"
+            + (f" ({'; '.join(aliases)})" if aliases else ""),
+            hint="fix the name (an alias is not a namespace: name the namespace it resolves to), or use a glob such as "
+            "'abc*' to select whatever matches",
             source=source.label,
         )
     selected = [

@@ -121,6 +121,32 @@ def check_targets(
             )
 
 
+def check_alias_names(
+    runs: Sequence[NamespacePlan], target: Inventory, may_route_to: Callable[[str], bool] | None
+) -> None:
+    """PlanError when a run would write into a name that is a namespace alias of the target: Pinecone refuses writes
+    to an alias, and no namespace can be created under its name (aliases and namespaces share one name space)."""
+    for r in runs:
+        if r.target_namespace is not None:
+            hit = [r.target_namespace] if r.target_namespace in target.aliases else []
+        elif may_route_to is not None:
+            hit = sorted(alias for alias in target.aliases if may_route_to(alias))
+        else:
+            hit = []
+        if hit:
+            alias = hit[0]
+            raise PlanError(
+                f"target namespace {alias!r} is a namespace alias of {target.label} (it resolves to "
+                f"{display_namespace(target.aliases[alias])!r}), not a free namespace: Pinecone refuses writes to an "
+                f"alias and creates no namespace under its name; source namespace "
+                f"{display_namespace(r.source_namespace)!r} would write into it",
+                hint=f"copy into a namespace of another name; to serve the copy under {alias!r}, repoint the alias to "
+                "that namespace once it is verified",
+                target_namespace=alias,
+                source_namespace=display_namespace(r.source_namespace),
+            )
+
+
 def check_namespace_limit(spec: JobSpec, runs: Sequence[NamespacePlan], target: Inventory) -> None:
     """PlanError when a Pinecone target would hold more namespaces than its index may: the ones there now plus the
     named targets of this copy. A routed run's targets are known per vector only and are not counted."""

@@ -38,6 +38,7 @@ from nsmigrate.orchestrator.limits import (
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
 from nsmigrate.orchestrator.listing.prefix_chains import MAX_CHAINS
+from nsmigrate.orchestrator.redaction import redact_text, redact_url
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
 from nsmigrate.orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
 
@@ -206,7 +207,7 @@ class PineconeStoreSpec(_Model):
         if value is None:
             return value
         if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
+            raise ValueError(f"{redact_text(value)!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
         refusal = credentials_refusal(value)
         if refusal is not None:  # the URL is not echoed: it holds a password
             raise ValueError(f"the address {refusal}")
@@ -232,8 +233,9 @@ class PineconeStoreSpec(_Model):
 
     @property
     def label(self) -> str:
-        """How this store is named in scopes, plans and messages (never contains a key)."""
-        return self.index or (self.host or "").split("://", 1)[-1]
+        """How this store is named in scopes, plans, messages and ``migrated_from`` (never contains a key: the host
+        is shown through the one redaction, query string included)."""
+        return self.index or redact_url(self.host or "").split("://", 1)[-1]
 
 
 class PgvectorStoreSpec(_Model):

@@ -12,11 +12,12 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import venv
 import zipfile
 from pathlib import Path
 
-from tests.image import copy_image_files
+from tests.image import REPO, copy_image_files
 
 # The dev virtualenv's pip: no network, and nothing installed in the new virtualenv but the wheel.
 PIP = [sys.executable, "-m", "pip", "--quiet"]
@@ -78,5 +79,6 @@ def test_the_image_file_set_builds_installs_and_runs(tmp_path: Path) -> None:
     assert where.count(str(site_packages)) == 2, f"imported from outside the installed wheel: {where}"
     # One package, named after the product, and none of the stand-ins: an application's own `cli` or `workers`
     # package never clashes with it.
-    assert top_level == {"nsmigrate", "nsmigrate-0.1.0.dist-info"}, top_level
-    assert typed and public.stdout.strip() == "0.1.0"
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert top_level == {"nsmigrate", f"nsmigrate-{version}.dist-info"}, top_level
+    assert typed and public.stdout.strip() == version

@@ -63,6 +63,9 @@ def actions(stack: Stack, job_id: int) -> list[str]:
 def test_an_edited_spec_is_refused_alike_by_the_fleet_and_the_command_until_told_which_to_use(stack: Stack) -> None:
     stack.pinecone.load("src", "ns0", [(f"v-{i}", [0.1] * 8, {"i": i}) for i in range(30)])
     spec = write_spec(stack, cleanup="auto", target="dst")
+    nothing = cli(stack, "run", str(spec), "--resume")  # no job to go on with: none is started
+    assert nothing.returncode == 2 and "no unfinished job named 'edited' to resume" in nothing.stderr
+    assert job_ids(stack) == []
     first = cli(stack, "run", str(spec))  # no worker yet: planned here, its listers wait in Redis
     assert first.returncode == 0 and "job 1 started" in first.stdout, first.stderr
     start_planner(stack, "verify", "--planner")  # a planner on a worker that lists nothing: job 1 stays unfinished

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from nsmigrate.orchestrator import limits
 from nsmigrate.orchestrator.spec.jobspec import DEFAULT_LIST_RATE_SHARE, DEFAULT_RATE_SHARE, RateBudget
+from nsmigrate_sandbox import namespace_aliases
 from nsmigrate_sandbox import pinecone_server as server
 
 
@@ -13,6 +14,7 @@ def test_request_sizes_fit_what_the_server_accepts() -> None:
     assert limits.FETCH_MAX_IDS <= server.MAX_IDS_PER_REQUEST
     assert limits.DELETE_MAX_IDS <= server.MAX_IDS_PER_REQUEST
     assert limits.LIST_MAX_PAGE_IDS <= server.MAX_LIST_LIMIT
+    assert limits.ALIAS_LIST_MAX_PAGE <= namespace_aliases.MAX_LIST_LIMIT
     assert limits.UPSERT_MAX_VECTORS <= server.MAX_UPSERT_VECTORS
     assert limits.UPSERT_MAX_BYTES <= server.MAX_REQUEST_BYTES
     assert limits.RECORD_ID_MAX_CHARS == server.MAX_ID_LENGTH

@@ -39,11 +39,13 @@ WORKING: dict[str, str] = {
     "cli/services.py:FLOWER_WAIT_FOR_WORKERS_S": "default of `nsmigrate flower`'s wait for a worker",
     "cli/submit.py:POLL_S": "one blocking wait of the command for the plan server's answer",
     "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
+    "orchestrator/planning/crossings.py:CROSSINGS_SHOWN": "crossings a plan's warnings name in full",
     "orchestrator/records/routing.py:_EXAMPLES": "records an error lists",
     "orchestrator/tenancy/creator_mapping.py:_SHOWN": "problems an error lists",
     "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
     "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
     "orchestrator/verification/comparisons.py:MISMATCH_CAP": "mismatches a report lists (the counts are complete)",
+    "workers/namespace_locks.py:POLL_S": "a namespace lock's waiter asks again: a chunk holds it for a few requests",
     "workers/stores/pinecone_rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
     "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",

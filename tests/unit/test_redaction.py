@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from nsmigrate.orchestrator.redaction import redact_url, scrub
+from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.orchestrator.redaction import redact_text, redact_url, scrub, secret_parameters
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 
 
 @pytest.mark.parametrize(
@@ -57,3 +60,43 @@ def test_an_error_about_a_url_loses_every_secret_of_it(text: str, url: str, secr
 
     assert all(secret not in shown for secret in secrets), shown
     assert "***" in shown
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            "Pinecone refused describe_index_stats (404) [store=127.0.0.1:5081/?password=hunter2 op=stats]",
+            "Pinecone refused describe_index_stats (404) [store=127.0.0.1:5081/?password=*** op=stats]",
+        ),
+        ("'idx.example.io?api_key=hunter2' needs its scheme", "'idx.example.io?api_key=***' needs its scheme"),
+        (
+            "could not reach http://u:hunter2@h:1/x?token=hunter2&b=1, giving up",
+            "could not reach http://u:***@h:1/x?token=***&b=1, giving up",
+        ),
+        (
+            "index at https://h/indexes/a (path kept) answered 503",
+            "index at https://h/indexes/a (path kept) answered 503",
+        ),
+    ],
+)
+def test_a_text_shows_no_secret_of_any_url_or_address_in_it(text: str, shown: str) -> None:
+    assert redact_text(text) == shown
+
+
+def test_every_error_and_every_store_label_passes_the_redaction() -> None:
+    host = "http://127.0.0.1:5081/?api_key=hunter2"
+    label = PineconeStoreSpec.model_construct(host=host, index=None).label  # as a stored spec may still hold it
+    assert label == "127.0.0.1:5081/?api_key=***"
+    error = StoreError(f"Pinecone refused {host}", hint=f"check {host}", store=host.split("://")[1])
+    assert "hunter2" not in str(error) and "hunter2" not in error.message + error.hint + str(error.ids)
+
+
+@pytest.mark.parametrize("query", ["?password=hunter2", "/?api_key=hunter2", "/x?region=eu&token=hunter2"])
+def test_a_store_address_with_a_secret_in_its_query_string_is_refused_without_echoing_it(query: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        PineconeStoreSpec(host=f"https://idx-abc.svc.example.io{query}")
+    [error] = refused.value.errors()  # what nsmigrate shows of it (pydantic's own text repeats the input)
+    assert "holds a secret in its query string" in error["msg"] and "hunter2" not in error["msg"]
+    assert secret_parameters(f"https://h{query}") == [query.rpartition("&")[2].split("=")[0].strip("/?")]
+    assert PineconeStoreSpec(host="https://h/x?region=eu").label == "h/x?region=eu"  # nothing secret: as it is

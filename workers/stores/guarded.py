@@ -28,12 +28,18 @@ its bytes of that namespace's byte budget at ``rate.write_mb_per_s``; an upsert 
 also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at ``rate.embed_tokens_per_min``. A
 text search (``search_text``) is a read. Without a limiter (the CLI, planning: one-off
 calls outside the fleet) a ``GuardedStore`` only retries.
+
+With ``locks`` (``workers.namespace_locks``: every store a ``WorkerContext`` opens), each write request holds its
+namespace beside other writers and each delete request holds it alone, keyed by the same identity as the budget:
+deletions are serialised with every other deletion and write of that namespace, fleet-wide. ``exclusive_hold``
+holds several namespaces across more than one request (a prove-and-delete chunk).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 from nsmigrate.orchestrator.errors import RetryableError
@@ -43,8 +49,10 @@ from nsmigrate.orchestrator.records.vectors import IdPage, Record
 from nsmigrate.orchestrator.retry_policy import retrying
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import metrics, tally
 from nsmigrate.workers.chunking import estimate_bytes
+from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
 from nsmigrate.workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.enumeration import SweepReads
@@ -64,6 +72,7 @@ class GuardedStore:
         no_answer_attempts: tries when the host did not answer at all (default: ``attempts``).
         sleep: how the retry waits; tests pass a recorder.
         identify: what the budget's scopes are keyed by (``budget_key``); default: asks the store's ``identity``.
+        locks: the fleet's namespace locks, taken around every write and delete request; None: no lock.
     """
 
     def __init__(
@@ -78,6 +87,7 @@ class GuardedStore:
         no_answer_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         identify: Callable[[], str] | None = None,
+        locks: NamespaceLocks | None = None,
     ) -> None:
         if (limiter is None) != (rate is None):
             raise ValueError("a GuardedStore takes a limiter and a rate budget together, or neither")
@@ -88,6 +98,7 @@ class GuardedStore:
         self._rate = rate
         self._identify = identify
         self._budget_key: str | None = None
+        self.locks = locks
 
         def backoff(wait_s: float) -> None:
             tally.current().backoff(wait_s)
@@ -158,10 +169,27 @@ class GuardedStore:
         rate = self._rate
         return self._call(op, stats_scope if rate else None, rate.stats_rps if rate else 0.0, fn, *args)
 
-    def _write(self, op: str, namespace: str, fn: Callable[..., T], *args: Any) -> T:
+    def _write(self, op: str, namespace: str, fn: Callable[..., T], *args: Any, alone: bool = False) -> T:
+        """A write request (``alone``: a delete, which holds its namespace alone) under the namespace's write scope."""
         rate = self._rate
         scope = (lambda key: write_scope(key, namespace)) if rate else None
-        return self._call(op, scope, rate.write_rps if rate else 0.0, fn, *args)
+        call, locks = fn, self.locks
+        if locks is not None:
+            key, what = self.lock_key(namespace), self.describe(namespace)
+
+            def held(*a: Any) -> T:
+                with locks.exclusive([key], what) if alone else locks.shared(key, what):
+                    return fn(*a)
+
+            call = held
+        return self._call(op, scope, rate.write_rps if rate else 0.0, call, *args)
+
+    def lock_key(self, namespace: str) -> str:
+        """The key of ``namespace``'s lock in this store (``workers.namespace_locks``), by the store's identity."""
+        return namespace_key(self.budget_key, namespace)
+
+    def describe(self, namespace: str) -> str:
+        return f"namespace {display_namespace(namespace)!r} of {self.name}"
 
     # -- reads: the store's read scope (stats: its stats scope; list: its list scope) ----------------------------------
 
@@ -192,6 +220,10 @@ class GuardedStore:
         if not self.capabilities.table_columns:
             return None
         return self._stats("table_columns", self.inner.table_columns, namespace)
+
+    def aliases(self) -> dict[str, str]:
+        """The inner store's namespace aliases → their targets, asked of its server, retried."""
+        return self._stats("aliases", self.inner.aliases)
 
     def identity(self) -> str:
         """The inner store's identity (``orchestrator.connections.store_identity``), asked of its server, retried."""
@@ -283,13 +315,13 @@ class GuardedStore:
         return self._write("upsert", namespace, self.inner.upsert, namespace, records)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
-        self._write("delete", namespace, self.inner.delete, namespace, ids)
+        self._write("delete", namespace, self.inner.delete, namespace, ids, alone=True)
 
     def delete_namespace(self, namespace: str) -> None:
-        self._write("delete_namespace", namespace, self.inner.delete_namespace, namespace)
+        self._write("delete_namespace", namespace, self.inner.delete_namespace, namespace, alone=True)
 
     def delete_namespace_if_empty(self, namespace: str) -> bool:
-        return self._write("delete_namespace", namespace, self.inner.delete_namespace_if_empty, namespace)
+        return self._write("delete_namespace", namespace, self.inner.delete_namespace_if_empty, namespace, alone=True)
 
     def connect(self) -> None:
         self.inner.connect()
@@ -300,3 +332,19 @@ class GuardedStore:
 
     def __repr__(self) -> str:
         return f"GuardedStore({self.inner!r})"
+
+
+@contextmanager
+def exclusive_hold(places: Sequence[tuple[Any, str]]) -> Iterator[None]:
+    """Hold each ``(store, namespace)`` of ``places`` alone (``NamespaceLocks.exclusive``) until the block ends: no
+    other deletion and no write of any of them meanwhile. A store that is not a ``GuardedStore`` with locks (a
+    command's one-off store) takes none."""
+    guarded = [(store, ns) for store, ns in places if isinstance(store, GuardedStore) and store.locks is not None]
+    if not guarded:
+        yield
+        return
+    locks = cast(NamespaceLocks, guarded[0][0].locks)
+    keys = [store.lock_key(ns) for store, ns in guarded]
+    what = ", ".join(sorted({store.describe(ns) for store, ns in guarded}))
+    with locks.exclusive(keys, what):
+        yield

@@ -64,6 +64,7 @@ from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from nsmigrate.workers.stores.fetch_body import read_fetch
+from nsmigrate.workers.stores.pinecone_aliases import NamespaceAliases
 from nsmigrate.workers.stores.pinecone_described import dense_shape, index_kind
 from nsmigrate.workers.stores.pinecone_lsn import WrittenLsns
 from nsmigrate.workers.stores.pinecone_rest import DataPlane, DataPlaneError, key_refusal, path_segment
@@ -703,6 +704,17 @@ class PineconeStore(StoreDefaults):
         with self._errors("query", namespace):
             reply: _QueryReply = _read(_QUERY_REPLY, self._client().post("/query", body), "query")
         return [(match.id, float(match.score or 0.0)) for match in reply.matches]
+
+    def namespace_aliases(self) -> NamespaceAliases:
+        """The index's namespace aliases (API 2026-07): create, describe, list, repoint, delete."""
+        return NamespaceAliases(self._client, self.name)
+
+    def aliases(self) -> dict[str, str]:
+        """Every namespace alias of the index → the namespace it resolves to; {} for an index that serves none (a pod
+        index serves none: not asked)."""
+        if self._is_pod:
+            return {}
+        return {a.name: a.target_namespace for a in self.namespace_aliases().list()}
 
     def close(self) -> None:
         """Release this process's HTTP connections."""

@@ -47,12 +47,22 @@ RECONCILED_LSN_HEADERS = ("x-pinecone-max-indexed-lsn", "x-pinecone-lsn-reconcil
 
 
 class DataPlaneError(Exception):
-    """The data plane answered with a status other than 2xx."""
+    """The data plane answered with a status other than 2xx. ``reason`` and ``metadata``: the machine-readable cause
+    API 2026-07 sends in ``details[0]`` (``ALIAS_ALREADY_EXISTS``, ``{"target_namespace": …}``), when it sent one."""
 
-    def __init__(self, status: int, message: str, retry_after_s: float | None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        retry_after_s: float | None,
+        reason: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         self.status = status
         self.message = message
         self.retry_after_s = retry_after_s
+        self.reason = reason
+        self.metadata = dict(metadata or {})
         super().__init__(f"{status}: {message}")
 
 
@@ -150,6 +160,9 @@ class DataPlane:
         """POST ``rows`` as NDJSON, one object a line (the records API)."""
         return self._send("POST", path, None, b"".join(orjson.dumps(r) + b"\n" for r in rows), "application/x-ndjson")
 
+    def patch(self, path: str, body: Any) -> bytes:
+        return self._send("PATCH", path, None, orjson.dumps(body), "application/json")
+
     def delete(self, path: str) -> bytes:
         return self._send("DELETE", path, None, None, None)
 
@@ -177,10 +190,23 @@ class DataPlane:
         finally:
             response.close()
         if not 200 <= response.status_code < 300:
-            raise DataPlaneError(response.status_code, _message(response), _retry_after(response))
+            reason, metadata = _reason(response)
+            raise DataPlaneError(response.status_code, _message(response), _retry_after(response), reason, metadata)
         headers = response.headers
         self._answered.lsns = (_lsn(headers, COMMITTED_LSN_HEADERS), _lsn(headers, RECONCILED_LSN_HEADERS))
         return response.content
+
+
+def _reason(response: httpx.Response) -> tuple[str | None, dict[str, Any]]:
+    """``details[0].reason`` and its ``metadata`` of an ``rpcStatus`` answer, when it has them."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None, {}
+    details = body.get("details") if isinstance(body, dict) else None
+    first = details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
+    reason, metadata = first.get("reason"), first.get("metadata")
+    return (reason if isinstance(reason, str) else None), (metadata if isinstance(metadata, dict) else {})
 
 
 def _message(response: httpx.Response) -> str:

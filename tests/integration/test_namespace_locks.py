@@ -1,0 +1,132 @@
+"""Fleet-wide namespace locks on real Redis (``workers.namespace_locks``), and the deletions and writes that take them
+through ``GuardedStore`` against the local data plane: each ``NamespaceLocks`` here stands for another process."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis as redis_lib
+
+from nsmigrate.orchestrator.errors import RetryableError
+from nsmigrate.orchestrator.records.routing import route_context, route_records
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, parse_spec
+from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
+from nsmigrate.workers.proving import delete_proven
+from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from tests.polling import wait_until
+
+DIM = 4
+KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
+SHORT_WAIT_S = 0.3
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("locks", DIM)]
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis_lib.Redis]:
+    client = redis_lib.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def locks(client: redis_lib.Redis, wait_s: float = SHORT_WAIT_S, ttl_s: float = 30) -> NamespaceLocks:
+    return NamespaceLocks(client, ttl_s=ttl_s, wait_s=wait_s)
+
+
+A, B, C = (namespace_key("pinecone:loopback:1", ns) for ns in ("a", "b", "c"))
+
+
+def test_a_namespace_held_alone_admits_no_other_deletion_nor_write(client: redis_lib.Redis) -> None:
+    mine, theirs = locks(client), locks(client)
+    with mine.exclusive([A, B], "a and b"):
+        with theirs.shared(C, "c"):
+            pass  # c is not held
+        with pytest.raises(RetryableError, match="stayed locked"), theirs.shared(A, "a"):
+            pass
+        with pytest.raises(RetryableError, match="stayed locked"), theirs.exclusive([B, C], "b and c"):
+            pass
+        assert client.get(f"{C}:x") is None  # all or nothing: waiting for b, it took no c either
+    with theirs.exclusive([B, C], "b and c"):
+        pass
+
+
+def test_writes_go_side_by_side_and_a_deletion_waits_for_them(client: redis_lib.Redis) -> None:
+    one, two, deleter = locks(client), locks(client), locks(client, wait_s=30)
+    taken = threading.Event()
+
+    def delete() -> None:
+        with deleter.exclusive([A], "a"):
+            taken.set()
+
+    with one.shared(A, "a"), two.shared(A, "a"):
+        waiting = threading.Thread(target=delete)
+        waiting.start()
+        wait_until(lambda: client.exists(f"{A}:w"), what="the deletion waiting for a", timeout_s=10)
+        # A deletion waiting: new writes wait behind it rather than keep it out for ever.
+        with pytest.raises(RetryableError), locks(client).shared(A, "a"):
+            pass
+        assert not taken.is_set()
+    waiting.join()
+    assert taken.is_set()
+
+
+def test_a_dead_holders_namespaces_are_free_once_its_hold_expired(client: redis_lib.Redis) -> None:
+    dead = locks(client, ttl_s=0.5)
+    dead._exclusive(keys=[A], args=["dead-holder", 500, 100])  # taken, then never refreshed nor released
+    with pytest.raises(RetryableError), locks(client, wait_s=0.1).exclusive([A], "a"):
+        pass
+    with locks(client, wait_s=10).exclusive([A], "a"):
+        pass
+
+
+def test_a_thread_holding_a_namespace_writes_and_deletes_in_it(client: redis_lib.Redis) -> None:
+    mine = locks(client)
+    with mine.exclusive([A], "a"), mine.exclusive([A, B], "a and b"), mine.shared(B, "b"):
+        assert client.get(f"{B}:x") is not None
+    assert client.get(f"{A}:x") is None and client.get(f"{B}:x") is None
+
+
+@pytest.fixture
+def guarded(
+    sandbox: PineconeSandbox, client: redis_lib.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[GuardedStore]:
+    monkeypatch.setenv(KEY_ENV, "pcsk-locks-test")
+    store = PineconeStore(PineconeStoreSpec(host=sandbox.host("locks"), api_key_env=KEY_ENV))
+    yield GuardedStore(store, attempts=1, locks=locks(client))
+    store.close()
+
+
+def test_a_deletion_proves_and_deletes_only_while_it_holds_its_namespaces(
+    sandbox: PineconeSandbox, guarded: GuardedStore, client: redis_lib.Redis
+) -> None:
+    """Another job's deletion holds the namespace the proof reads its copies from: nothing is proved nor deleted
+    until it ends; a write into it waits too."""
+    rng = np.random.default_rng(3)
+    records = [Record(f"id-{i}", rng.random(DIM).tolist(), {"i": i}) for i in range(5)]
+    index = {"kind": "pinecone", "host": sandbox.host("locks"), "api_key_env": KEY_ENV}
+    spec = parse_spec({"name": "locks", "source": index, "target": index})
+    route = route_context(spec, guarded.name, "source", "copies")
+    guarded.upsert("source", records)
+    guarded.upsert("copies", route_records(records, route)["copies"])
+    ids = [r.id for r in records]
+
+    with locks(client).exclusive([guarded.lock_key("copies")], "copies"):
+        with pytest.raises(RetryableError, match="stayed locked"):
+            delete_proven(guarded, "source", guarded, ids, route, spec, delete_from="source")
+        with pytest.raises(RetryableError, match="stayed locked"):
+            guarded.upsert("copies", records[:1])
+        assert sorted(sandbox.snapshot("locks")["source"]) == ids
+
+    proof = delete_proven(guarded, "source", guarded, ids, route, spec, delete_from="source")
+
+    assert sorted(proof.proven) == ids
+    assert "source" not in sandbox.snapshot("locks")

@@ -1,0 +1,52 @@
+"""Deletions that would take away what a namespace alias serves are refused, naming the aliases and what to do.
+
+A Pinecone namespace alias (API 2026-07) is the name an application reads through; its target namespace serves
+those reads. Cleanup deletes a source namespace, rollback the copies in the target namespaces: either would leave
+every read through such an alias empty (Pinecone refuses only the last step, the namespace's own deletion, with
+``NAMESPACE_TARGETED_BY_ALIAS``, once every id is gone). So both ask the store first and refuse, changing nothing,
+until each alias is repointed or deleted. A store whose aliases cannot be read is refused too: nothing is deleted on
+a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.store import Store
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+
+
+def serving_aliases(store: Store, namespaces: Iterable[str]) -> dict[str, list[str]]:
+    """Each of ``namespaces`` that an alias of ``store`` resolves to → those aliases' names, sorted."""
+    wanted = set(namespaces)
+    found: dict[str, list[str]] = {}
+    for alias, target in sorted(store.aliases().items()):
+        if target in wanted:
+            found.setdefault(target, []).append(alias)
+    return found
+
+
+def alias_refusal(store: Store, namespaces: Iterable[str], deletion: str, then: str, instead: str) -> str | None:
+    """Why ``deletion`` (e.g. "cleanup") must not delete ``namespaces`` of ``store``: aliases serve them, or their
+    aliases could not be read; None when no alias resolves to any of them. ``then``: what to run afterwards;
+    ``instead``: which namespace readers should move to."""
+    try:
+        found = serving_aliases(store, namespaces)
+    except NsmigrateError as e:
+        return (
+            f"could not read the namespace aliases of {store.name} ({e}): {deletion} deletes nothing while it cannot "
+            f"tell whether an alias serves what it would delete; {then} once they can be read"
+        )
+    if not found:
+        return None
+    served = "; ".join(
+        f"namespace {display_namespace(ns)!r} is what alias(es) {', '.join(repr(a) for a in aliases)} serve"
+        for ns, aliases in sorted(found.items())
+    )
+    return (
+        f"{deletion} would delete what namespace aliases of {store.name} serve to the applications that read through "
+        f"them: {served}. Repoint each alias to the namespace its readers should read now ({instead}) — PATCH "
+        '/namespace-aliases/{alias} with {"target_namespace": …} — or delete it once nothing reads through it, '
+        f"then {then}"
+    )
