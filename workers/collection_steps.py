@@ -20,7 +20,7 @@ from nsmigrate.orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeSt
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
-from nsmigrate.workers.stores.pinecone_control import CollectionInfo, PineconeControl
+from nsmigrate.workers.stores.pinecone.control import CollectionInfo, PineconeControl
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ out one round trip per namespace. When source and target are tables of the appli
 (``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead; between two databases, its
 rows pass from one to the other in Postgres's binary form as they are (``pgnamespaces.between_databases``). A job that
 writes text (an integrated target, or ``reembed``) turns the routed records into what its target takes
-(``workers.text_writes``); ids
+(``workers.transfer.text_writes``); ids
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
 A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
@@ -29,15 +29,16 @@ from nsmigrate.orchestrator.records.text import missing_text_reason
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace
-from nsmigrate.workers import freshness, metrics, pgnamespaces
-from nsmigrate.workers.chunking import binary_bytes, estimate_bytes, sized_chunks
-from nsmigrate.workers.concurrent_calls import run_parallel
+from nsmigrate.workers import freshness, metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.next_steps import advance
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.stores.base import Record
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
-from nsmigrate.workers.text_writes import for_target, records_per_request, tokens_of
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
+from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, sized_chunks
+from nsmigrate.workers.transfer.concurrent_calls import run_parallel
+from nsmigrate.workers.transfer.text_writes import for_target, records_per_request, tokens_of
 
 log = logging.getLogger(__name__)
 

@@ -179,8 +179,10 @@ def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | N
 
 
 def _plan_backup(plan: ErasurePlan, directory: Path, registry: Registry, runs: list[KnownRun]) -> None:
-    from nsmigrate.workers.backup import MANIFEST_NAME  # pyarrow: only an erasure that reaches a backup loads it
-    from nsmigrate.workers.backup_erasure import rows_of
+    from nsmigrate.workers.stores.backup.erasure import rows_of
+    from nsmigrate.workers.stores.backup.parquet import (
+        MANIFEST_NAME,  # pyarrow: only an erasure that reaches a backup loads it
+    )
 
     manifest = directory / MANIFEST_NAME
     if not manifest.is_file():
@@ -288,7 +290,7 @@ def _named(jobs_namespaces: dict[int, list[str]]) -> str:
 
 
 def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
-    from nsmigrate.workers.backup_erasure import erase_rows, rows_of  # pyarrow, as in _plan_backup
+    from nsmigrate.workers.stores.backup.erasure import erase_rows, rows_of  # pyarrow, as in _plan_backup
 
     directory = Path(place.path or "")
     is_whole = set((place.store_spec or {}).get("whole") or []).__contains__

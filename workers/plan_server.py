@@ -217,7 +217,7 @@ def _clients_of_one_plan(
     """Openers of stores and control planes for one plan, as a command opens them, reading only the keys this
     worker's ``settings.allowed_key_vars`` allow; what they opened is closed after it (a planner lives as long as its
     worker: it must not gather connection pools)."""
-    from nsmigrate.workers.stores.pinecone_control import PineconeControl
+    from nsmigrate.workers.stores.pinecone.control import PineconeControl
 
     opened: list[Any] = []
 

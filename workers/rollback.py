@@ -47,11 +47,11 @@ from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from nsmigrate.orchestrator.verification.proof import Proof, refusal
 from nsmigrate.workers.alias_guard import alias_refusal
-from nsmigrate.workers.chunking import sized_chunks
 from nsmigrate.workers.cleaning import RETIRED_TO
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.proving import delete_proven
 from nsmigrate.workers.stores.identity import one_store_problem
+from nsmigrate.workers.transfer.chunking import sized_chunks
 from nsmigrate.workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)

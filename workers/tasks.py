@@ -19,8 +19,8 @@ from nsmigrate.workers import cleaning, collection_steps, copying, erasing, list
 from nsmigrate.workers.app import app
 from nsmigrate.workers.context import get_context
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
-from nsmigrate.workers.stores import pgvector as _pgvector  # noqa: F401 - preloaded, see below
-from nsmigrate.workers.stores import pinecone as _pinecone  # noqa: F401 - preloaded, see below
+from nsmigrate.workers.stores.pgvector import store as _pgvector  # noqa: F401 - preloaded, see below
+from nsmigrate.workers.stores.pinecone import store as _pinecone  # noqa: F401 - preloaded, see below
 from nsmigrate.workers.tuning import preload_sdk
 
 # The store adapters and the modules the SDK imports on first use are loaded here, in the worker's parent process, so

@@ -15,8 +15,8 @@ What is checked (``spec.verify``):
   unless the first reading already agrees with the listing (``_check_count``); a settled count that differs while
   the source, listed again, changed since verification began fails at once instead of waiting ``count_timeout_s``.
   Where a count is a reading of the whole index's stats (a pod, Pinecone Local), the verifications of a process
-  share readings (``workers.shared_counts``). A shared target's extra ids are reported, not judged (they belong to
-  the other runs).
+  share readings (``workers.stores.shared_counts``). A shared target's extra ids are reported, not judged (they belong
+  to the other runs).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
   target's query latency (``workers.latency``: every run of a small job, a sample of the runs of a large one).
 - **text** (a job that writes text, ``spec.text_from``): a source id without text is reported as not written (and
@@ -67,10 +67,10 @@ from nsmigrate.orchestrator.verification.comparisons import (
 from nsmigrate.workers import freshness, metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.latency import measure, measures_latency
-from nsmigrate.workers.pgnamespaces import RunTables, compare_in_postgres, finish_load, in_database
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.stores.base import Store
-from nsmigrate.workers.text_writes import embedder_for
+from nsmigrate.workers.stores.pgvector.namespaces import RunTables, compare_in_postgres, finish_load, in_database
+from nsmigrate.workers.transfer.text_writes import embedder_for
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,8 @@ class _Verifier:
         self.report.text_search = text_search_summary(found, top_k, self.checks.text_search_min_hit_rate)
 
     def _count(self, ns: str) -> int:
-        """The target namespace's count from a reading taken after this call (shared: ``workers.shared_counts``)."""
+        """The target namespace's count from a reading taken after this call (shared:
+        ``workers.stores.shared_counts``)."""
         inner = self.target.inner
         if inner.counts_by_index:
             return self.ctx.shared_counts.count(inner, self.target.namespaces, ns)

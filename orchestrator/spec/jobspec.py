@@ -588,8 +588,9 @@ class Backup(_Model):
 class Reembed(_Model):
     """Re-embed while copying: each record's vector is made anew from the text in source metadata field
     ``text_from`` by ``embedder`` (a registered name such as ``hashing``, or ``package.module:factory``: see
-    ``workers.embedders``), ``dimension`` wide. For a model change, which changes the dimension: the target is a plain
-    vector index of that dimension. Metadata is kept; a record without text is reported by id, never written."""
+    ``workers.transfer.embedders``), ``dimension`` wide. For a model change, which changes the dimension: the target
+    is a plain vector index of that dimension. Metadata is kept; a record without text is reported by id, never
+    written."""
 
     embedder: str = Field(default="hashing", min_length=1, description="A registered name or package.module:factory.")
     text_from: str = Field(default="text", min_length=1, description="The source metadata field holding the text.")

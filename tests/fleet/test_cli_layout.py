@@ -120,7 +120,7 @@ def test_status_and_jobs_read_over_plain_psycopg_without_sqlalchemy(args: list[s
 
 
 # What only a backup (pyarrow) or a comparison of values (numpy) needs: `plan` and `run` start without them.
-NOT_FOR_PLANNING = ("pyarrow", "numpy", "nsmigrate.workers.backup", "nsmigrate.cli.backup")
+NOT_FOR_PLANNING = ("pyarrow", "numpy", "nsmigrate.workers.stores.backup.parquet", "nsmigrate.cli.backup")
 
 
 @pytest.mark.parametrize("args", [["plan", "--help"], ["run", "--help"]])

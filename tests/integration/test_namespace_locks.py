@@ -17,7 +17,7 @@ from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
 from nsmigrate.workers.proving import delete_proven
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
 

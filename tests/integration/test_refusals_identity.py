@@ -27,7 +27,7 @@ from nsmigrate.workers import erasing
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate.workers.stores.pgvector import PgvectorStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 from nsmigrate_sandbox.path_host import PathServer, serve_under_paths
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.services import PostgresServer

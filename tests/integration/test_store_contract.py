@@ -16,8 +16,8 @@ from nsmigrate.orchestrator.retry_policy import call_with_retry, retrying
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
-from nsmigrate.workers.stores.pgvector import PgvectorStore, namespace_table_name
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore, namespace_table_name
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 8

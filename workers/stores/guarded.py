@@ -18,8 +18,8 @@ Which layer retries what (the one place this is decided):
   request) and the supabase client's (``orchestrator.connections.supabase_queries``).
 - ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
 
-Scopes (``workers.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's identity,
-not its label): reads (``fetch``, ``query``) take a token of the store's read scope at
+Scopes (``workers.transfer.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's
+identity, not its label): reads (``fetch``, ``query``) take a token of the store's read scope at
 ``rate.read_rps``; the index's stats (``count``, ``namespaces``, ``dimension``, ``metric``: Pinecone's
 ``describe_index_stats`` and ``describe_namespace``, limited apart from fetch) of its stats scope at
 ``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
@@ -51,11 +51,18 @@ from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import metrics, tally
-from nsmigrate.workers.chunking import estimate_bytes
 from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
-from nsmigrate.workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.enumeration import SweepReads
+from nsmigrate.workers.transfer.chunking import estimate_bytes
+from nsmigrate.workers.transfer.ratelimit import (
+    RateLimiter,
+    embed_scope,
+    list_scope,
+    read_scope,
+    stats_scope,
+    write_scope,
+)
 
 T = TypeVar("T")
 
@@ -298,9 +305,10 @@ class GuardedStore:
     def upsert(
         self, namespace: str, records: Sequence[Record], *, nbytes: int | None = None, tokens: int | None = None
     ) -> int:
-        """``nbytes``: the request's size when the caller measured it already (``workers.chunking.sized_chunks``);
-        otherwise it is measured here for the byte budget. ``tokens``: the embedding tokens text records cost an
-        integrated index (``orchestrator.records.text.estimate_tokens``), reserved before the request."""
+        """``nbytes``: the request's size when the caller measured it already
+        (``workers.transfer.chunking.sized_chunks``); otherwise it is measured here for the byte budget. ``tokens``:
+        the embedding tokens text records cost an integrated index (``orchestrator.records.text.estimate_tokens``),
+        reserved before the request."""
         limiter, rate = self._limiter, self._rate
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)

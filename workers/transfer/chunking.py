@@ -21,8 +21,7 @@ from nsmigrate.orchestrator.limits import (
     UPSERT_MAX_BYTES,
     UPSERT_MAX_VECTORS,
 )
-from nsmigrate.orchestrator.records.vectors import JsonValues
-from nsmigrate.workers.stores.base import Record
+from nsmigrate.orchestrator.records.vectors import JsonValues, Record
 
 #: ``{"id":,"values":[],"metadata":}`` plus the comma between records.
 RECORD_OVERHEAD_BYTES = 32
@@ -46,9 +45,9 @@ def estimate_bytes(record: Record) -> int:
 
 
 def binary_bytes(record: Record) -> int:
-    """The bytes ``record`` adds to a write into a pgvector table (``workers.pgbinary``'s binary COPY): its values as
-    float32s and their header, its id and metadata as above. What the write budget of a pgvector target counts: the
-    JSON bound of a Pinecone request charged it about six times what it sends.
+    """The bytes ``record`` adds to a write into a pgvector table (``workers.stores.pgvector.binary``'s binary COPY):
+    its values as float32s and their header, its id and metadata as above. What the write budget of a pgvector target
+    counts: the JSON bound of a Pinecone request charged it about six times what it sends.
 
     Raises:
         StoreError: the metadata is not JSON.

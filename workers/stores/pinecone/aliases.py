@@ -4,7 +4,7 @@ calls, and errors that say what went wrong and what to do.
 An alias is a movable read name inside an index: reads naming it are served from its target namespace, writes naming
 it are refused, a namespace it targets cannot be deleted, and aliases and namespaces share one name space. Managing
 them is REST only (the SDK has no calls for it); they go through the store's own data-plane client
-(``workers.stores.pinecone_rest``), which sends ``X-Pinecone-Api-Version: 2026-07``.
+(``workers.stores.pinecone.rest``), which sends ``X-Pinecone-Api-Version: 2026-07``.
 
 Every call is safe to repeat, as Pinecone makes them: a create answered 409 ``ALIAS_ALREADY_EXISTS`` naming the
 target asked for means an earlier call succeeded (returned as done); a delete answered 404 means the alias is gone
@@ -27,7 +27,7 @@ import msgspec
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import ALIAS_LIST_MAX_PAGE
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
-from nsmigrate.workers.stores.pinecone_rest import DataPlane, DataPlaneError, path_segment
+from nsmigrate.workers.stores.pinecone.rest import DataPlane, DataPlaneError, path_segment
 
 #: How Pinecone names the default namespace as a target; nsmigrate calls it "".
 _DEFAULT = "__default__"
@@ -174,7 +174,7 @@ class NamespaceAliases:
     @contextlib.contextmanager
     def _errors(self, op: str, name: str | None = None, target: str | None = None) -> Iterator[None]:
         """A refusal explained by its reason; anything else as every Pinecone call's (``pinecone_errors``)."""
-        from nsmigrate.workers.stores.pinecone import pinecone_errors  # that module builds on this one
+        from nsmigrate.workers.stores.pinecone.store import pinecone_errors  # that module builds on this one
 
         ids: dict[str, Any] = {"store": self.label, "op": op, "alias": name}
         with pinecone_errors(op, store=self.label, alias=name):

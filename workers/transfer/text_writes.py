@@ -14,7 +14,7 @@ from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS, UPSERT_RECORDS_MAX
 from nsmigrate.orchestrator.records.text import as_text_record, estimate_tokens, record_text, split_by_text
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, Reembed
-from nsmigrate.workers.embedders import Embedder, open_embedder
+from nsmigrate.workers.transfer.embedders import Embedder, open_embedder
 
 _embedders: dict[tuple[str, int], Embedder] = {}
 _lock = threading.Lock()

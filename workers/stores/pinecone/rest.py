@@ -1,9 +1,9 @@
 """nsmigrate's own client of Pinecone's data plane: one index host, the REST API of the published OpenAPI spec.
 
-The ``pinecone`` SDK keeps the control plane (``workers.stores.pinecone_control``, an index name resolved to its
+The ``pinecone`` SDK keeps the control plane (``workers.stores.pinecone.control``, an index name resolved to its
 host); every data-plane request of ``workers.stores.pinecone`` goes through ``DataPlane``. Owning these few requests
-lets nsmigrate read the replies its own way (a fetch's values left as JSON: ``workers.stores.fetch_body``), send
-each request exactly once (tenacity in ``workers.stores.guarded`` is the only retry layer, so one 429 costs one
+lets nsmigrate read the replies its own way (a fetch's values left as JSON: ``workers.stores.pinecone.fetch_body``),
+send each request exactly once (tenacity in ``workers.stores.guarded`` is the only retry layer, so one 429 costs one
 request of the fleet's budget), and depend on no private part of the SDK, which ``pinecone>=10,<11`` does not promise.
 
 A request is built from parts made once per client (base URL, headers) and handed straight to the pooled
@@ -12,7 +12,7 @@ A request is built from parts made once per client (base URL, headers) and hande
 ``X-Pinecone-Api-Version``); the key is never put in a message, a log line or a ``repr``.
 
 Answers other than 2xx raise ``DataPlaneError`` with the status, the server's message (read as the SDK reads it:
-``error.message``, ``message``, else the text) and ``Retry-After``; ``workers.stores.pinecone.pinecone_errors``
+``error.message``, ``message``, else the text) and ``Retry-After``; ``workers.stores.pinecone.store.pinecone_errors``
 turns it into ``RetryableError``/``StoreError``. Transport failures raise ``httpx.TransportError``.
 """
 

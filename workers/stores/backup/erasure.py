@@ -20,8 +20,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from nsmigrate.orchestrator.tenancy.erasure import Subject
-from nsmigrate.workers.backup import _KEY, FORMAT, FORMAT_VERSION, MANIFEST_NAME, ids_fingerprint, nsmigrate_version
-from nsmigrate.workers.manifest_paths import listed_file
+from nsmigrate.workers.stores.backup.manifest_paths import listed_file
+from nsmigrate.workers.stores.backup.parquet import (
+    _KEY,
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    ids_fingerprint,
+    nsmigrate_version,
+)
 
 IsWhole = Callable[[str], bool]
 

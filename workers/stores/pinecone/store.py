@@ -5,15 +5,15 @@ HTTP client must not cross a fork): the API key is read then from ``os.environ[s
 is resolved to its data-plane host with ``describe_index`` (on ``spec.control_host`` when set), and a ``DataPlane``
 client is built for that host. The key is never put in a message, a log line or a ``repr``.
 
-**The data plane is nsmigrate's own REST client** (``workers.stores.pinecone_rest``); the SDK only resolves an
+**The data plane is nsmigrate's own REST client** (``workers.stores.pinecone.rest``); the SDK only resolves an
 index name to its host (``describe_index`` with ``RetryConfig(max_retries=0)``, a supported argument). The client
 never retries: tenacity in ``workers.stores.guarded``, around every store call, after the fleet-wide rate limiter,
 is the one retry layer, so one 429 costs one request against the shared budget.
 
 **Values pass through as JSON.** ``fetch`` keeps each vector's ``values`` as the JSON array the server sent
-(``JsonValues``), cut out of the response unparsed (``workers.stores.fetch_body``); ``upsert`` writes such values
-back as an ``orjson.Fragment``, verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per vector,
-its request sizes are exact, and the values arrive bit for bit. Anything that reads the values (verification, a
+(``JsonValues``), cut out of the response unparsed (``workers.stores.pinecone.fetch_body``); ``upsert`` writes such
+values back as an ``orjson.Fragment``, verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per
+vector, its request sizes are exact, and the values arrive bit for bit. Anything that reads the values (verification, a
 pgvector target) decodes them on first use. Every other reply is read as just what nsmigrate uses (``list``: the ids
 and the token; ``describe_namespace``: the count).
 
@@ -63,11 +63,11 @@ from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, Spa
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
-from nsmigrate.workers.stores.fetch_body import read_fetch
-from nsmigrate.workers.stores.pinecone_aliases import NamespaceAliases
-from nsmigrate.workers.stores.pinecone_described import dense_shape, index_kind
-from nsmigrate.workers.stores.pinecone_lsn import WrittenLsns
-from nsmigrate.workers.stores.pinecone_rest import DataPlane, DataPlaneError, key_refusal, path_segment
+from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
+from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
+from nsmigrate.workers.stores.pinecone.fetch_body import read_fetch
+from nsmigrate.workers.stores.pinecone.lsn import WrittenLsns
+from nsmigrate.workers.stores.pinecone.rest import DataPlane, DataPlaneError, key_refusal, path_segment
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _wire_values(values: Sequence[float]) -> Any:
 
 def upsert_body(namespace: str, records: Sequence[Record]) -> dict[str, Any]:
     """The body of ``POST /vectors/upsert`` (the OpenAPI ``UpsertRequest``), sent as ``orjson.dumps`` writes it: the
-    request ``workers.chunking`` keeps under Pinecone's limits."""
+    request ``workers.transfer.chunking`` keeps under Pinecone's limits."""
     vectors = []
     for record in records:
         vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
@@ -500,7 +500,7 @@ class PineconeStore(StoreDefaults):
     @property
     def counts_by_index(self) -> bool:
         """Whether a count is a ``describe_index_stats`` reading of the whole index, which verifications running
-        at the same time can share (``workers.shared_counts``)."""
+        at the same time can share (``workers.stores.shared_counts``)."""
         return not self._namespace_endpoints
 
     def can_list(self) -> bool:

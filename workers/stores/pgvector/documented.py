@@ -1,6 +1,7 @@
 """The pgvector store over the application's per-namespace tables (``schema: documented``): one ``{prefix}_{namespace}``
-table per namespace, found from the tables themselves (``workers.pgnamespaces.discover``), records mapped to rows by
-``orchestrator.pgvector_layout``. The engine, its lifetime and the error translation are ``PgvectorStore``'s."""
+table per namespace, found from the tables themselves (``workers.stores.pgvector.namespaces.discover``), records
+mapped to rows by ``orchestrator.pgvector_layout``. The engine, its lifetime and the error translation are
+``PgvectorStore``'s."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
-from nsmigrate.workers import pgbinary, pgnamespaces
 from nsmigrate.workers.stores.base import IdPage, Record
-from nsmigrate.workers.stores.pgvector import PgvectorStore, is_undefined_table
+from nsmigrate.workers.stores.pgvector import binary as pgbinary
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore, is_undefined_table
 
 
 class DocumentedPgvectorStore(PgvectorStore):
@@ -32,7 +34,7 @@ class DocumentedPgvectorStore(PgvectorStore):
         return self.spec.table
 
     def engine(self) -> sa.Engine:
-        """This process's engine (for the namespace operations of ``workers.pgnamespaces``)."""
+        """This process's engine (for the namespace operations of ``workers.stores.pgvector.namespaces``)."""
         return self._get_engine()
 
     def _reading(self, conn: sa.Connection, namespace: str) -> str | None:

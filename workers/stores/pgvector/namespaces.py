@@ -6,8 +6,8 @@ form (``copy_rows``: no row becomes a record), with their indexes built after th
 Every identifier is quoted (``pgvector_layout.quote``) and every namespace name passes
 ``pgvector_layout.check_namespace`` before it reaches SQL, so a name like ``x"; DROP TABLE …`` is refused with the rule
 it breaks and changes nothing. Used by ``nsmigrate pgvector`` (``cli.pgvector``), the documented store
-(``workers.stores.pgdocumented``), the fleet's server-side copy batches (``workers.copying``) and verification (indexes
-+ ANALYZE before judging).
+(``workers.stores.pgvector.documented``), the fleet's server-side copy batches (``workers.copying``) and verification
+(indexes + ANALYZE before judging).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.workers import pgbinary
+from nsmigrate.workers.stores.pgvector import binary as pgbinary
 
 
 def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:
@@ -160,8 +160,8 @@ def vector_text(values: Sequence[float]) -> str:
 def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> bool:
     """Insert or overwrite ``records`` as rows of ``table``, each row exactly what its record says
     (``pgvector_layout.record_to_row`` over the table's own columns: a record that does not map raises ``MappingError``
-    naming it, and nothing of this call is written), in pgvector's binary form (``workers.pgbinary``). False, with
-    nothing written, when ``table`` does not exist."""
+    naming it, and nothing of this call is written), in pgvector's binary form (``workers.stores.pgvector.binary``).
+    False, with nothing written, when ``table`` does not exist."""
     columns = table_columns(conn, table)
     if not columns:
         return False
