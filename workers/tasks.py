@@ -15,10 +15,21 @@ from celery import Task
 from nsmigrate.orchestrator.errors import CleanupFailed, GroupFailed, TaskFailed, VerificationFailed
 from nsmigrate.orchestrator.messaging.task_names import TaskName
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
-from nsmigrate.workers import cleaning, collection_steps, copying, erasing, listing, small_group, tally, verifying
+from nsmigrate.workers import tally
 from nsmigrate.workers.app import app
 from nsmigrate.workers.context import get_context
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import (
+    cleaning,
+    copying,
+    erasing,
+    listing,
+    small_group,
+    verifying,
+)
+from nsmigrate.workers.steps import (
+    collection as collection_steps,
+)
 from nsmigrate.workers.stores.pgvector import store as _pgvector  # noqa: F401 - preloaded, see below
 from nsmigrate.workers.stores.pinecone import store as _pinecone  # noqa: F401 - preloaded, see below
 from nsmigrate.workers.tuning import preload_sdk

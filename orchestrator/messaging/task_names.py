@@ -51,7 +51,8 @@ def rate_bucket_key(scope: str) -> str:
 
 
 def written_lsn_key(run_id: int) -> str:
-    """Redis key of the highest log sequence number of a run's writes, per target namespace (``workers.freshness``)."""
+    """Redis key of the highest log sequence number of a run's writes, per target namespace
+    (``workers.steps.freshness``)."""
     return f"{KEY_PREFIX}:lsn:run:{run_id}"
 
 

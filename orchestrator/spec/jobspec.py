@@ -785,7 +785,7 @@ def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
     unchecked = spec.cleanup_unchecked
     if spec.cleanup.mode != "never" and unchecked:
         # Checked here, for a new spec, and not by the model: a job already written loads as it was, and its
-        # cleanup refuses instead (``workers.cleaning``).
+        # cleanup refuses instead (``workers.steps.cleaning``).
         raise SpecError(
             f"invalid job spec {origin}:\n  cleanup.mode: `{spec.cleanup.mode}` would delete the source after a "
             f"verification that does not prove an equal copy ({', '.join(unchecked)}): a target that lost vectors "

@@ -1,6 +1,6 @@
 """Verification logic: pure comparisons of what the source holds with what the target holds. No I/O here.
 
-``workers.verifying`` lists, fetches and counts; the functions below judge what it found, and ``Report`` turns the
+``workers.steps.verifying`` lists, fetches and counts; the functions below judge what it found, and ``Report`` turns the
 findings into one verdict (``passed``), one line for people (``summary``) and the JSON stored on the namespace run.
 
 The rules, in one place:
@@ -335,8 +335,8 @@ class Report:
     dropped_count: int = 0
     #: Query latency through the tenant guard (``orchestrator.tenancy.tenant_guard``): P50/P95 ms over sampled queries.
     latency: dict[str, Any] | None = None
-    #: Per target namespace, how the wait for its lagging reads ended (``workers.freshness``), and why reads that
-    #: had not caught up within ``verify.freshness_timeout_s`` could not be believed (a failure: never a pass).
+    #: Per target namespace, how the wait for its lagging reads ended (``workers.steps.freshness``), and why reads
+    #: that had not caught up within ``verify.freshness_timeout_s`` could not be believed (a failure: never a pass).
     reads: dict[str, Any] = field(default_factory=dict)
     reads_behind: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)

@@ -21,8 +21,8 @@ from nsmigrate.orchestrator.models import BatchState, RunState
 from nsmigrate.orchestrator.pgvector_layout import VectorIndex, create_table_sql
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, parse_spec
-from nsmigrate.workers.cleaning import cleanup_run
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.cleaning import cleanup_run
 from nsmigrate.workers.stores import open_retrying_store, open_store
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore

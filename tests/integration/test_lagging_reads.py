@@ -1,8 +1,8 @@
 """Verification and cleanup against a local data plane whose reads lag its writes (``Faults.freshness_lag_s``), called
 directly on real services (a ``WorkerContext`` over real Postgres and Redis, the Pinecone store over HTTP): the copy
 is a real copy batch, which records its writes' log sequence numbers; verification waits until the target's reads
-reflect them before it believes a listing or a count (``workers.freshness``), and cleanup until the source's reads
-reflect its deletes before it concludes anything from its last listing."""
+reflect them before it believes a listing or a count (``workers.steps.freshness``), and cleanup until the source's
+reads reflect its deletes before it concludes anything from its last listing."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
-from nsmigrate.workers import cleaning, copying, verifying
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import cleaning, copying, verifying
 from nsmigrate.workers.stores.base import Record
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import RecordingDispatcher, make_records

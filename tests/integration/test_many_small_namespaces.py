@@ -22,9 +22,9 @@ from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.records.routing import route_context, route_records
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
-from nsmigrate.workers import verifying
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.latency import LATENCY_RUNS
+from nsmigrate.workers.steps import verifying
+from nsmigrate.workers.steps.latency import LATENCY_RUNS
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 4

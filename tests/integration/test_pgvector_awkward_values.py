@@ -19,7 +19,7 @@ from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
 from nsmigrate.orchestrator.verification.comparisons import compare_record
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore

@@ -45,7 +45,9 @@ WORKING: dict[str, str] = {
     "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
     "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
     "orchestrator/verification/comparisons.py:MISMATCH_CAP": "mismatches a report lists (the counts are complete)",
-    "workers/namespace_locks.py:POLL_S": "a namespace lock's waiter asks again: a chunk holds it for a few requests",
+    "workers/transfer/namespace_locks.py:POLL_S": (
+        "a namespace lock's waiter asks again: a chunk holds it for a few requests"
+    ),
     "workers/stores/pinecone/rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
     "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
@@ -85,10 +87,10 @@ WORKING: dict[str, str] = {
     ),
     "workers/transfer/chunking.py:RECORD_OVERHEAD_BYTES": "JSON framing of one record",
     "workers/transfer/chunking.py:ENVELOPE_BYTES": "JSON framing of one upsert request",
-    "workers/cutover_check.py:QUERIES_PER_NAMESPACE": "one page of ids drawn as queries",
-    "workers/cutover_check.py:MAX_COLD_NAMESPACES": "bounds the cold queries of a check",
-    "workers/erasing.py:CHECKED_IDS": "ids fetched again after an erasure's delete (a sample)",
-    "workers/latency.py:LATENCY_RUNS": "runs timed when a job sets no latency limit",
+    "workers/steps/cutover_check.py:QUERIES_PER_NAMESPACE": "one page of ids drawn as queries",
+    "workers/steps/cutover_check.py:MAX_COLD_NAMESPACES": "bounds the cold queries of a check",
+    "workers/steps/erasing.py:CHECKED_IDS": "ids fetched again after an erasure's delete (a sample)",
+    "workers/steps/latency.py:LATENCY_RUNS": "runs timed when a job sets no latency limit",
     "workers/stores/enumeration.py:_SWEEPS_KEPT": "bounds one process's memory of sweeps",
     "workers/stores/pgvector/store.py:_UNION_CHUNK": "tables counted per query",
     # polls and timings inside one process, far below anything an operator sees
@@ -101,10 +103,10 @@ WORKING: dict[str, str] = {
     "workers/stores/identity.py:_MARKER_POLL_S": "between reads of a marker (the timeout is a setting)",
     "workers/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
     "workers/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
-    "workers/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
-    "workers/freshness.py:POLL_START_S": "the first pause between two looks at lagging reads",
-    "workers/freshness.py:POLL_MAX_S": "the longest pause between two looks at lagging reads",
-    "workers/freshness.py:RECORD_TTL_S": "how long a run's write LSNs stay in Redis: past its verification and cleanup",
+    "workers/steps/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
+    "workers/steps/freshness.py:POLL_START_S": "the first pause between two looks at lagging reads",
+    "workers/steps/freshness.py:POLL_MAX_S": "the longest pause between two looks at lagging reads",
+    "workers/steps/freshness.py:RECORD_TTL_S": "how long a run's write LSNs stay in Redis: past its cleanup",
 }
 
 

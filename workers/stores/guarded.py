@@ -29,8 +29,8 @@ also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at
 text search (``search_text``) is a read. Without a limiter (the CLI, planning: one-off
 calls outside the fleet) a ``GuardedStore`` only retries.
 
-With ``locks`` (``workers.namespace_locks``: every store a ``WorkerContext`` opens), each write request holds its
-namespace beside other writers and each delete request holds it alone, keyed by the same identity as the budget:
+With ``locks`` (``workers.transfer.namespace_locks``: every store a ``WorkerContext`` opens), each write request holds
+its namespace beside other writers and each delete request holds it alone, keyed by the same identity as the budget:
 deletions are serialised with every other deletion and write of that namespace, fleet-wide. ``exclusive_hold``
 holds several namespaces across more than one request (a prove-and-delete chunk).
 """
@@ -51,10 +51,10 @@ from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import metrics, tally
-from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.enumeration import SweepReads
 from nsmigrate.workers.transfer.chunking import estimate_bytes
+from nsmigrate.workers.transfer.namespace_locks import NamespaceLocks, namespace_key
 from nsmigrate.workers.transfer.ratelimit import (
     RateLimiter,
     embed_scope,
@@ -192,7 +192,8 @@ class GuardedStore:
         return self._call(op, scope, rate.write_rps if rate else 0.0, call, *args)
 
     def lock_key(self, namespace: str) -> str:
-        """The key of ``namespace``'s lock in this store (``workers.namespace_locks``), by the store's identity."""
+        """The key of ``namespace``'s lock in this store (``workers.transfer.namespace_locks``), by the store's
+        identity."""
         return namespace_key(self.budget_key, namespace)
 
     def describe(self, namespace: str) -> str:

@@ -6,8 +6,8 @@ form (``copy_rows``: no row becomes a record), with their indexes built after th
 Every identifier is quoted (``pgvector_layout.quote``) and every namespace name passes
 ``pgvector_layout.check_namespace`` before it reaches SQL, so a name like ``x"; DROP TABLE …`` is refused with the rule
 it breaks and changes nothing. Used by ``nsmigrate pgvector`` (``cli.pgvector``), the documented store
-(``workers.stores.pgvector.documented``), the fleet's server-side copy batches (``workers.copying``) and verification
-(indexes + ANALYZE before judging).
+(``workers.stores.pgvector.documented``), the fleet's server-side copy batches (``workers.steps.copying``) and
+verification (indexes + ANALYZE before judging).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Pinecone answers each write to a serverless namespace with the LSN it committed at, and each lagging read (list,
 query) with the LSN the read reflects (https://docs.pinecone.io/guides/index-data/check-data-freshness): a read
 whose LSN is at least a write's sees that write and every one before it in the namespace. The copy records the
-highest LSN of its writes per target namespace (``workers.freshness``), so verification and cleanup know what the
-target's reads must reflect before they are believed.
+highest LSN of its writes per target namespace (``workers.steps.freshness``), so verification and cleanup know
+what the target's reads must reflect before they are believed.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ What is checked (``spec.verify``):
   share readings (``workers.stores.shared_counts``). A shared target's extra ids are reported, not judged (they belong
   to the other runs).
 - **queries** (``query_samples > 0``, unshared fixed targets): top-k ids of sample vectors on both sides, and the
-  target's query latency (``workers.latency``: every run of a small job, a sample of the runs of a large one).
+  target's query latency (``workers.steps.latency``: every run of a small job, a sample of the runs of a large one).
 - **text** (a job that writes text, ``spec.text_from``): a source id without text is reported as not written (and
   must not be in the target); an integrated target's records are compared by id, text and fields, never values
   (its model made them), and a sample is searched by its own text (``text_search_samples``); a re-embedded record's
@@ -64,10 +64,11 @@ from nsmigrate.orchestrator.verification.comparisons import (
     sample_ids,
     text_search_summary,
 )
-from nsmigrate.workers import freshness, metrics
+from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.latency import measure, measures_latency
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import freshness
+from nsmigrate.workers.steps.latency import measure, measures_latency
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.pgvector.namespaces import RunTables, compare_in_postgres, finish_load, in_database
 from nsmigrate.workers.transfer.text_writes import embedder_for
@@ -460,8 +461,8 @@ class _Verifier:
     def _await_reads(self, ns: str) -> None:
         """Wait, at most ``verify.freshness_timeout_s``, until the target's lagging reads of ``ns`` (list, query,
         counts) reflect the job's writes there: by LSN when the copy recorded one and the store tells how far its
-        reads are, else until its listing holds every id ``fetch`` found (``workers.freshness``). Reads still behind
-        then fail the run with that bound named; a pgvector target's reads do not lag."""
+        reads are, else until its listing holds every id ``fetch`` found (``workers.steps.freshness``). Reads still
+        behind then fail the run with that bound named; a pgvector target's reads do not lag."""
         if ns in self.report.reads or self.spec.target.kind != "pinecone":
             return
         found = self.found_by_ns.get(ns, set())

@@ -2,7 +2,7 @@
 control plane where Pinecone is, takes the next step, records it in the job table and sends itself again later while
 Pinecone is busy. When the index made from the collection is ready, its namespaces' runs become ``copied`` and are
 verified
-(``workers.verifying``: every target id fetched from the pod source and compared, and the counts)."""
+(``workers.steps.verifying``: every target id fetched from the pod source and compared, and the counts)."""
 
 from __future__ import annotations
 

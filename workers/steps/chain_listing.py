@@ -29,7 +29,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.next_steps import run_copied
+from nsmigrate.workers.steps.next_steps import run_copied
 from nsmigrate.workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ runs again (``auto_verify``). Nothing is written before the scan is complete, so
 again. Every store request goes through ``ctx.guarded`` (list/read scopes of each store, write scope for deletes).
 
 ``--propagate-deletes`` deletes from the target only ids the source does not hold *now*: each chunk is fetched from
-the source again right before its delete (``workers.proving.delete_absent``). It refuses a source namespace that
+the source again right before its delete (``workers.steps.proving.delete_absent``). It refuses a source namespace that
 lists no ids at all while the run's copies remain (the namespace vanished, or a wrong key or host reads an empty
 one) unless ``allow_vanished_source`` says so, at the start and again right before each delete (a namespace dropped
 while the scan listed it makes every id after the page it had reached look deleted). And it refuses a run whose
@@ -42,9 +42,9 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.delta import Delta, plan_delta, route_source
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.proving import delete_absent
+from nsmigrate.workers.steps.proving import delete_absent
+from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.base import Store
-from nsmigrate.workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ without text are set aside and recorded in the audit log (``records_not_written`
 A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
 batch asks the job table for those erasures and fails, writing nothing, when one of its records is theirs
 (``_refuse_erased``). The erasure asks the job table the mirror question at each place before it deletes (copies that
-may still write, or wrote since its plan: ``workers.erasing``), so whichever comes second sees the other.
+may still write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -29,10 +29,11 @@ from nsmigrate.orchestrator.records.text import missing_text_reason
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace
-from nsmigrate.workers import freshness, metrics
+from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.next_steps import advance
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import freshness
+from nsmigrate.workers.steps.next_steps import advance
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
@@ -77,7 +78,7 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int,
         target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
 
     run_parallel(upload, uploads, spec.parallel_upserts)
-    # What the target's lagging reads must reflect before verification believes them (``workers.freshness``).
+    # What the target's lagging reads must reflect before verification believes them (``workers.steps.freshness``).
     if spec.target.kind == "pinecone":
         freshness.record_written(ctx.redis, work.run_id, target, sorted(by_target))
     written = sum(len(chunk) for _, chunk, _ in uploads)
@@ -185,8 +186,8 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[i
 
 def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs.BatchWork | None = None) -> int:
     """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
-    (redelivered, or retried after an outage); see ``workers.next_steps.advance``. ``started``: the batch was started
-    for this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
+    (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``started``: the batch was
+    started for this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
 
     Raises:
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was

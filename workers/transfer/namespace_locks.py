@@ -1,12 +1,12 @@
 """Fleet-wide locks on one namespace of one store (Redis): a deletion is serialised with every other deletion and
 every write of the namespaces it touches, whichever job asks.
 
-A prove-and-delete chunk (``workers.proving``) holds its namespaces *exclusively* — the one it deletes from and the
-ones its proof reads the copies from — from the fetches that prove it to its delete, so no other job's deletion can
+A prove-and-delete chunk (``workers.steps.proving``) holds its namespaces *exclusively* — the one it deletes from and
+the ones its proof reads the copies from — from the fetches that prove it to its delete, so no other job's deletion can
 take a proof's copy away before the delete it justified; a cleanup's start holds them while it looks for another
-job's cleanup of one of them (``workers.cleaning``). A write or delete through ``GuardedStore`` holds its namespace
-for the one request (a write *shared*: writes go side by side, never inside a chunk's proof and delete). A namespace
-is keyed by its store's identity (``GuardedStore.budget_key``: an index by its data-plane host, whatever the
+job's cleanup of one of them (``workers.steps.cleaning``). A write or delete through ``GuardedStore`` holds its
+namespace for the one request (a write *shared*: writes go side by side, never inside a chunk's proof and delete). A
+namespace is keyed by its store's identity (``GuardedStore.budget_key``: an index by its data-plane host, whatever the
 spelling), not by the label a spec gave it.
 
 Every namespace a holder needs is taken in one atomic script, or none is (no order to keep, no deadlock); an

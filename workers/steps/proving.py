@@ -25,9 +25,9 @@ from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.verification.delta import route_source
 from nsmigrate.orchestrator.verification.proof import Proof, prove_copies
+from nsmigrate.workers.steps.verifying import chunks
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.guarded import exclusive_hold
-from nsmigrate.workers.verifying import chunks
 
 #: Ids per proof: one fetch of each side and one delete.
 PROOF_CHUNK_IDS = min(FETCH_MAX_IDS, DELETE_MAX_IDS)

@@ -12,12 +12,12 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
 3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs.cleanable``; ``jobs.start_cleanup`` decides
    under a row lock, so two cleanups cannot both run); under cut-over (``nsmigrate cutover set``), also synced since
    and reads 100 % new for long enough (``orchestrator.cutover.rules.cleanup_gate``); and no namespace alias of the
-   source resolves to the namespace (``workers.alias_guard``: its readers would find it empty), asked again once the
-   run is cleaning;
+   source resolves to the namespace (``workers.steps.alias_guard``: its readers would find it empty), asked again once
+   the run is cleaning;
 4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
    the ones the verification report stored. A changed source sends the run to ``verify_failed``. (Not for a cleanup
    taken up after it stopped part-way: its source lacks what it deleted; 5. alone decides there.)
-5. every id has an equal copy in the target *now* (``workers.proving``: both sides fetched, the copy's routing and
+5. every id has an equal copy in the target *now* (``workers.steps.proving``: both sides fetched, the copy's routing and
    verification's comparison): the verdict is a reason to try, never the proof. One id without it — the target
    deleted or written since, the source vector updated in place — and nothing is deleted: the run goes to
    ``verify_failed`` with the refused ids in its report and the event, and ``sync`` repairs it.
@@ -62,19 +62,19 @@ from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
-from nsmigrate.workers import freshness
-from nsmigrate.workers.alias_guard import alias_refusal
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.proving import delete_proven
+from nsmigrate.workers.steps import freshness
+from nsmigrate.workers.steps.alias_guard import alias_refusal
+from nsmigrate.workers.steps.proving import delete_proven
+from nsmigrate.workers.steps.verifying import list_all_ids
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.guarded import exclusive_hold
 from nsmigrate.workers.stores.identity import one_store_problem
-from nsmigrate.workers.verifying import list_all_ids
 
 log = logging.getLogger(__name__)
 
 #: The cleanup method of a documented pgvector source, followed by the backup its table was renamed to (a rollback
-#: renames it back: ``workers.rollback``).
+#: renames it back: ``workers.steps.rollback``).
 RETIRED_TO = "renamed_to:"
 
 SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
@@ -163,7 +163,7 @@ def _same_store(ctx: WorkerContext, one: tuple[Any, Any], other: tuple[Any, Any]
 
 
 def alias_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
-    """Why the source namespace must stay: namespace aliases of the source serve it (``workers.alias_guard``)."""
+    """Why the source namespace must stay: namespace aliases of the source serve it (``workers.steps.alias_guard``)."""
     source = ctx.guarded(spec.source, spec.rate)
     then = f"run `nsmigrate cleanup {run.job_id}` again"
     copy = "its routed copies" if run.target_namespace is None else repr(display_namespace(run.target_namespace))
@@ -413,9 +413,9 @@ def _delete(
 
 
 def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec) -> list[str]:
-    """The source namespace listed once its lagging reads reflect this cleanup's deletes (``workers.freshness``: by
-    the LSN its deletes were answered, else until the listing shows none of them), so that what it lists was
-    written by someone else, and an empty listing means empty. Reads still behind after
+    """The source namespace listed once its lagging reads reflect this cleanup's deletes
+    (``workers.steps.freshness``: by the LSN its deletes were answered, else until the listing shows none of them),
+    so that what it lists was written by someone else, and an empty listing means empty. Reads still behind after
     ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves the rest):
     nothing is concluded, nor dropped, from a read that had not caught up."""
     gone = set(deleted)

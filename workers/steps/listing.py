@@ -1,13 +1,13 @@
 """The lister: pages one source namespace's ids into batch rows and enqueues a copy task per batch.
 
 It stops when ``max_batches_in_flight`` batches are queued or running and is woken again as they finish (see
-``workers.next_steps``), so a namespace of millions of ids never becomes millions of messages at once. A namespace's
-pages are a chain (each is listed from the token of the one before), so while a batch is recorded and sent the next one
-is already being listed, in a second thread. Each batch is written together with the list token after it, so a lister
-killed at any point resumes without skipping or repeating ids. A Redis lock keeps one lister per namespace run: it
-expires ``lister_lock_ttl_s`` after its lister died (a live lister keeps it fresh from a heartbeat thread), a resumed
-lister waits that long for it, and ``jobs.add_batches`` only records pages listed from the saved token, so even two
-listers at once (a lock lost with a Redis restart) never batch an id twice.
+``workers.steps.next_steps``), so a namespace of millions of ids never becomes millions of messages at once. A
+namespace's pages are a chain (each is listed from the token of the one before), so while a batch is recorded and sent
+the next one is already being listed, in a second thread. Each batch is written together with the list token after it,
+so a lister killed at any point resumes without skipping or repeating ids. A Redis lock keeps one lister per namespace
+run: it expires ``lister_lock_ttl_s`` after its lister died (a live lister keeps it fresh from a heartbeat thread), a
+resumed lister waits that long for it, and ``jobs.add_batches`` only records pages listed from the saved token, so
+even two listers at once (a lock lost with a Redis restart) never batch an id twice.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import tally
-from nsmigrate.workers.chain_listing import chains_for, list_chains
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.next_steps import advance, lister_wake_key, run_copied
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps.chain_listing import chains_for, list_chains
+from nsmigrate.workers.steps.next_steps import advance, lister_wake_key, run_copied
 from nsmigrate.workers.stores.guarded import GuardedStore
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int, *, running_t
     """A lister killed between recording a page and sending what follows it left batches ``queued`` with no
     message, or a run ``copied`` without its verification: send them (duplicates of live messages are harmless).
     Also when listing is done: the last batch may be the one that was never sent. ``running_too``: the killed task
-    copied its batches itself (``workers.small_group``), so a ``running`` one has no message of its own either."""
+    copied its batches itself (``workers.steps.small_group``), so a ``running`` one has no message of its own either."""
     previous = jobs.get_run(ctx.db, run_id)
     for batch_id in jobs.queued_batches(ctx.db, run_id, running_too=running_too):
         ctx.dispatcher.copy_batch(
@@ -192,7 +192,7 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
         in_flight = run.in_flight
         spec = jobs.job_spec(ctx.db, run.job_id)
         source = ctx.guarded(spec.source, spec.rate)
-        # A large namespace is listed as several prefix chains (workers.chain_listing); its state is the token.
+        # A large namespace is listed as several prefix chains (workers.steps.chain_listing); its state is the token.
         chains = ChainState.decode(run.list_token)
         if chains is None and run.list_token is None:
             chains = chains_for(source, run.source_namespace, run.source_count, spec.max_list_chains)

@@ -7,8 +7,8 @@ shared namespace searched for their vectors (``public``, the review namespace, t
 names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
 first asks the job table again whether a copy job may still write the subject's data or copied some since the plan
 (that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question before
-it writes, ``workers.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a fetch
-of the deleted ids (stores are eventually consistent), or for a backup the files read again. The last place to
+it writes, ``workers.steps.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a
+fetch of the deleted ids (stores are eventually consistent), or for a backup the files read again. The last place to
 finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where
 the plan found the directory: a worker that cannot see it would find it gone and check it erased.
 
@@ -48,8 +48,8 @@ from nsmigrate.orchestrator.tenancy.erasure import (
 from nsmigrate.orchestrator.tenancy.namespaces import Registry, display_namespace
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps.verifying import chunks
 from nsmigrate.workers.stores.base import Store, iter_all_ids
-from nsmigrate.workers.verifying import chunks
 
 log = logging.getLogger(__name__)
 

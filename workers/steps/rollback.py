@@ -13,13 +13,13 @@ for a routed run, the ``target_namespaces`` it wrote) holds the copies; its done
 3. **verify** every original again; anything missing or different → refused, nothing deleted.
 4. **delete** the targets: the forward runs are claimed (``jobs.claim_forward_runs``: unchanged since step 1, then
    cancelled, so no cleanup/sync of the forward job can follow), then the ids this job wrote are deleted from each
-   target namespace, each chunk proved right before its delete (``workers.proving``: the original exists and its
+   target namespace, each chunk proved right before its delete (``workers.steps.proving``: the original exists and its
    copy equals it *now*; an id whose original changed or went away since step 3 is kept and the rollback ends
    refused, naming it). A namespace that held nothing but this job's ids and is empty afterwards is dropped;
    others' ids are kept (reported).
 
 While a namespace alias of the target resolves to one of the copies, the rollback is refused before anything is done
-(its readers would find the namespace emptied: ``workers.alias_guard``), and asked again right before step 4.
+(its readers would find the namespace emptied: ``workers.steps.alias_guard``), and asked again right before step 4.
 
 It is a job of kind ``rollback`` (``parent_job_id`` = the forward job) with one run per original, so ``status`` and
 ``events`` show it. Every step is idempotent and judged from the stores, so an interrupted or refused rollback is
@@ -46,13 +46,13 @@ from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from nsmigrate.orchestrator.verification.proof import Proof, refusal
-from nsmigrate.workers.alias_guard import alias_refusal
-from nsmigrate.workers.cleaning import RETIRED_TO
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.proving import delete_proven
+from nsmigrate.workers.steps.alias_guard import alias_refusal
+from nsmigrate.workers.steps.cleaning import RETIRED_TO
+from nsmigrate.workers.steps.proving import delete_proven
+from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.identity import one_store_problem
 from nsmigrate.workers.transfer.chunking import sized_chunks
-from nsmigrate.workers.verifying import chunks, list_all_ids
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class _Rollback:
 
 
 def _alias_problem(rb: _Rollback, runs: list[NamespaceRun]) -> str | None:
-    """Why the copies must stay: namespace aliases of the target serve them (``workers.alias_guard``)."""
+    """Why the copies must stay: namespace aliases of the target serve them (``workers.steps.alias_guard``)."""
     targets = {ns for r in runs for ns in _targets_of(r)}
     then = f"run `nsmigrate rollback {rb.forward_job_id}` again"
     instead = "the original namespace, if it is in the same index"

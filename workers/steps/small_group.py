@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nsmigrate.orchestrator.errors import GroupFailed, TaskFailed
-from nsmigrate.workers import copying, listing, next_steps
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import copying, listing, next_steps
 
 
 def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool = False) -> int:
