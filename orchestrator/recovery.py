@@ -6,7 +6,7 @@ anything: it sends again, as a task, whatever the job table says is still to do.
 
 1. **A worker died in a task, or the job table or Redis was away** (redelivery). Tasks are ``acks_late`` with
    ``reject_on_worker_lost``: Redis hands a killed worker's message out again after the visibility timeout, and a
-   task that met an outage is retried by Celery. Such a delivery runs with ``again=True`` (``workers.tasks``
+   task that met an outage is retried by Celery. Such a delivery runs with ``again=True`` (``workers.fleet.tasks``
    ``_ran_before``), the one flag recovery threads through the steps, because the first delivery may have died
    *between* a change it recorded and the message that should follow it. So a step run ``again`` first sends what
    its first delivery may have owed: a lister sends the copy tasks of the batches it had recorded and waits out the

@@ -58,7 +58,7 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
     except CollectionFailed:
         raise  # recorded already
     except INFRASTRUCTURE_ERRORS:
-        raise  # the job table or Redis is unreachable: the task is sent again (workers.tasks)
+        raise  # the job table or Redis is unreachable: the task is sent again (workers.fleet.tasks)
     except NsmigrateError as e:
         _fail(ctx, job_id, f"{failure_text(e)}; run `nsmigrate retry {job_id}` once its cause is fixed")
     except Exception as e:

@@ -225,7 +225,7 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, starte
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
         error = failure_text(e)
     except INFRASTRUCTURE_ERRORS:
-        raise  # the job table or Redis is unreachable: Celery sends the task again (workers.tasks)
+        raise  # the job table or Redis is unreachable: Celery sends the task again (workers.fleet.tasks)
     except Exception as e:
         # Anything unforeseen (an unmapped SDK or transport error, a bug) must not leave the batch `running`
         # forever: it fails visibly with its error, and `nsmigrate retry` re-runs it.

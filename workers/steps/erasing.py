@@ -227,7 +227,7 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
         error = f"{e}; run `nsmigrate erase --resume {place.job_id}`"
         jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
     except INFRASTRUCTURE_ERRORS:
-        raise  # the job table or Redis is unreachable: the task is sent again (workers.tasks)
+        raise  # the job table or Redis is unreachable: the task is sent again (workers.fleet.tasks)
     except Exception as e:
         # Anything unforeseen (a damaged backup file, a disk error, a bug) must not leave the place `erasing` with
         # no reason: it fails with its error, which the receipt and `erase --resume` see.

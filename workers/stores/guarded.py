@@ -11,7 +11,7 @@ Which layer retries what (the one place this is decided):
 - **Celery** never retries ``RetryableError`` (both layers on one exception would multiply attempts and hide the real
   failure rate). It *redelivers* a task whose worker died before acknowledging it (``acks_late``; tasks are
   idempotent), and it re-sends, after a backoff, a task that could not reach the job table or Redis
-  (``workers.retry.INFRASTRUCTURE_ERRORS``, never a ``RetryableError``; ``workers.tasks``): such a task changed
+  (``workers.retry.INFRASTRUCTURE_ERRORS``, never a ``RetryableError``; ``workers.fleet.tasks``): such a task changed
   nothing, every job table change being one transaction. When the broker itself is gone the retry cannot be sent:
   `nsmigrate resume` re-enqueues what the job table says is unfinished.
 - **Clients' own retries are off**: the Pinecone SDK's (``workers.stores.pinecone``; one 429 costs one budgeted

@@ -309,7 +309,7 @@ def prime_sdk_decoding() -> None:
     information on its first decode. That is not safe when threads do it at once: threads making their first decode
     together crash the process (SIGSEGV in ``msgspec._core``, msgspec 0.22). A threads worker does that, and so does
     planning, which reads both stores at once. Built here, in one thread, when the first client is built (or when a
-    worker starts: ``workers.tuning.preload_sdk``), the information is only ever read afterwards."""
+    worker starts: ``workers.fleet.tuning.preload_sdk``), the information is only ever read afterwards."""
     global _primed_in_pid
     if _primed_in_pid == os.getpid():
         return

@@ -89,7 +89,7 @@ class Consumer(CeleryConsumer):
     and sends every ack, and each of those Redis round trips waits for the interpreter lock behind the task threads,
     so per-turn event publishes held the loop a large share of its time in a busy worker."""
 
-    events_on_timer = False  # set by `workers.app._thread_pool_ready`
+    events_on_timer = False  # set by `workers.fleet.app._thread_pool_ready`
 
     def on_send_event_buffered(self) -> None:
         if not self.events_on_timer:
@@ -136,7 +136,7 @@ def preload_sdk() -> None:
     in the calling process, then prime the decoding of its response types (``prime_sdk_decoding``). Called in a
     worker's main process before its pool runs a task. Why: every prefork child inherits the loaded modules instead
     of importing them during its first task, and no thread builds msgspec's decoding information."""
-    # Imported here: importing workers.app must not load the SDK (only a worker's main process preloads it).
+    # Imported here: importing workers.fleet.app must not load the SDK (only a worker's main process preloads it).
     from pinecone import Index
 
     from nsmigrate.workers.stores.pinecone.store import prime_sdk_decoding

@@ -16,8 +16,9 @@ from nsmigrate.orchestrator.errors import CleanupFailed, GroupFailed, TaskFailed
 from nsmigrate.orchestrator.messaging.task_names import TaskName
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import tally
-from nsmigrate.workers.app import app
 from nsmigrate.workers.context import get_context
+from nsmigrate.workers.fleet.app import app
+from nsmigrate.workers.fleet.tuning import preload_sdk
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import (
     cleaning,
@@ -32,7 +33,6 @@ from nsmigrate.workers.steps import (
 )
 from nsmigrate.workers.stores.pgvector import store as _pgvector  # noqa: F401 - preloaded, see below
 from nsmigrate.workers.stores.pinecone import store as _pinecone  # noqa: F401 - preloaded, see below
-from nsmigrate.workers.tuning import preload_sdk
 
 # The store adapters and the modules the SDK imports on first use are loaded here, in the worker's parent process, so
 # that every prefork child inherits them instead of importing them during its first task.

@@ -23,11 +23,11 @@ from nsmigrate.orchestrator.recovery import start_sweeping
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.workers import broker_credentials
 from nsmigrate.workers.context import reset_context
-from nsmigrate.workers.plan_server import start_planning
-from nsmigrate.workers.tuning import Consumer as TunedConsumer
-from nsmigrate.workers.tuning import ThreadPool, warm_up
+from nsmigrate.workers.fleet.plan_server import start_planning
+from nsmigrate.workers.fleet.tuning import Consumer as TunedConsumer
+from nsmigrate.workers.fleet.tuning import ThreadPool, warm_up
 
-app = Celery("nsmigrate", include=["nsmigrate.workers.tasks"])
+app = Celery("nsmigrate", include=["nsmigrate.workers.fleet.tasks"])
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ _planner = False
 
 
 def configure(settings: Settings, *, planner: bool = False) -> Celery:
-    """Apply ``settings``; ``planner``: this worker also plans the jobs commands hand it (``workers.plan_server``)."""
+    """Apply ``settings``; ``planner``: this worker also plans the jobs commands hand it
+    (``workers.fleet.plan_server``)."""
     global _settings, _planner
     _settings = settings
     _planner = planner
@@ -51,7 +52,7 @@ BROKER_TEARDOWN_S = 120.0
 
 
 class Consumer(TunedConsumer):
-    """The worker's consumer: ``workers.tuning.Consumer``, which also reconnects when something other than a
+    """The worker's consumer: ``workers.fleet.tuning.Consumer``, which also reconnects when something other than a
     connection error escapes Celery's consumer loop soon after the broker was lost. Kombu tearing down a dead Redis
     connection's channels can raise e.g. ``AttributeError: 'NoneType' object has no attribute 'hostname'``
     (celery/kombu#582), which Celery treats as unrecoverable: it stops the worker. Later errors are bugs and still
