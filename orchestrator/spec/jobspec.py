@@ -518,6 +518,14 @@ class Verification(_Model):
         description="Smallest mean share of the source's top-k ids the target's answers hold, or verification fails.",
     )
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
+    freshness_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        le=3600,
+        description="How long verification and cleanup wait for the target's lagging reads (list, query, counts) to "
+        "reflect the job's writes, by LSN or by polling; reads still behind then fail verification (Pinecone: "
+        "'documents become searchable within approximately one minute').",
+    )
     tolerance: float = Field(
         default=1e-6,
         ge=0,

@@ -104,6 +104,9 @@ WORKING: dict[str, str] = {
     "workers/fleet/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
     "workers/fleet/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
     "workers/steps/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
+    "workers/steps/freshness.py:POLL_START_S": "the first pause between two looks at lagging reads",
+    "workers/steps/freshness.py:POLL_MAX_S": "the longest pause between two looks at lagging reads",
+    "workers/steps/freshness.py:RECORD_TTL_S": "how long a run's write LSNs stay in Redis: past its cleanup",
 }
 
 

@@ -287,6 +287,20 @@ class GuardedStore:
 
         return self._call("list_ids", list_scope if rate else None, rate.list_rps if rate else 0.0, page)
 
+    def reconciled_lsn(self, namespace: str) -> int | None:
+        """How far the store's lagging reads of ``namespace`` are (one ``list`` of one id: the list scope)."""
+        rate = self._rate
+        return self._call(
+            "list_ids",
+            list_scope if rate else None,
+            rate.list_rps if rate else 0.0,
+            self.inner.reconciled_lsn,
+            namespace,
+        )
+
+    def written_lsn(self, namespace: str) -> int | None:
+        return self.inner.written_lsn(namespace)  # no request: what this process's writes were answered
+
     # -- writes: the namespace's write scope ------------------------------------------------------------------------
 
     def upsert(
