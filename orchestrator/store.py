@@ -4,7 +4,7 @@ Stores are thin and synchronous: no retries and no rate limiting there. They tra
 ``RetryableError`` (429, 5xx, connection errors; with ``retry_after_s`` when the store said) or ``StoreError``
 (everything retrying cannot fix); ``workers.stores.guarded.GuardedStore`` adds the retry policy and the rate budget.
 Callers keep requests within ``orchestrator.limits`` (ids per fetch and delete, records and bytes per upsert: see
-``workers.chunking``; ids per list page: ``capabilities.list_page_ids``).
+``workers.transfer.chunking``; ids per list page: ``capabilities.list_page_ids``).
 
 What not every store can do is declared, not probed: a caller reads ``store.capabilities`` (fixed when the store is
 opened) and asks ``can_list()`` only where the server must say. A store inherits ``StoreDefaults`` for what it
@@ -87,7 +87,7 @@ class Store(Protocol):
     @property
     def counts_by_index(self) -> bool:
         """Whether a count is a reading of the whole index, which verifications running at once can share
-        (``workers.shared_counts``); known once the store has answered."""
+        (``workers.stores.shared_counts``); known once the store has answered."""
         ...
 
     def can_list(self) -> bool:
@@ -142,6 +142,16 @@ class Store(Protocol):
         """The namespace's table and its columns, or None without a table (``capabilities.table_columns``)."""
         ...
 
+    def written_lsn(self, namespace: str) -> int | None:
+        """The highest log sequence number this process's writes to ``namespace`` were answered; None when the
+        store gives none (its reads do not lag, or it does not say how far they reflect)."""
+        ...
+
+    def reconciled_lsn(self, namespace: str) -> int | None:
+        """The log sequence number the store's lagging reads (list, query, counts) of ``namespace`` reflect now;
+        None when it does not say."""
+        ...
+
     def aliases(self) -> dict[str, str]:
         """Every namespace alias of the store (a Pinecone index's, API 2026-07) → the namespace it resolves to: names
         reads may use, which writes cannot, whose targets must not be deleted. {} for a store without aliases."""
@@ -176,6 +186,12 @@ class StoreDefaults:
         raise StoreError(f"{self.name} cannot search by text", hint="only an integrated Pinecone index can")
 
     def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
+        return None
+
+    def written_lsn(self, namespace: str) -> int | None:
+        return None
+
+    def reconciled_lsn(self, namespace: str) -> int | None:
         return None
 
     def aliases(self) -> dict[str, str]:

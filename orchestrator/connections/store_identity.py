@@ -1,8 +1,9 @@
 """Which store a spec names: its identity, not its spelling. Pure: no I/O here.
 
 Two specs name the same store when they reach the same index or the same tables. For a Pinecone host that is the
-host and port once spelling is taken out of them: case, a trailing dot or slash, a path, the default port of the
-scheme, the scheme's case, and the loopback aliases (``localhost``, ``127.x.x.x``, ``::1``). An index name is
+host, port and path once spelling is taken out of them: case, a trailing dot or slash, the default port of the
+scheme, the scheme's case, and the loopback aliases (``localhost``, ``127.x.x.x``, ``::1``); a path names an index of
+a server that serves several under one host and port. An index name is
 resolved to its host through the control plane before it can be compared with a host (``workers`` asks); a pgvector
 store is its server (``system_identifier``), database and schema, layout and table or prefix, which only the
 server can say. ``spec_identity`` is what the spec alone says: equal spec identities are the same store; unequal
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import posixpath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
@@ -38,7 +40,11 @@ def _is_loopback(host: str) -> bool:
 
 def host_identity(url: str) -> str:
     """``host:port`` of a data-plane URL with its spelling taken out, e.g. ``HTTP://LocalHost:80/`` and
-    ``http://127.0.0.1`` are both ``loopback:80``. A URL without a scheme is read as https (the SDK's default)."""
+    ``http://127.0.0.1`` are both ``loopback:80``, followed by its path when it has one: a server may serve several
+    indexes under paths of one host and port (``http://h:p/indexes/a``, ``…/indexes/b``), and two paths are two
+    indexes unless a marker proves them one (``workers.stores.identity``). Of a path only its spelling goes (repeated,
+    trailing and ``.`` slashes); its case stays, as a server reads it. A URL without a scheme is read as https (the
+    SDK's default)."""
     parts = urlsplit(url.strip() if "://" in url else f"https://{url.strip()}")
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").rstrip(".")  # hostname is lower-cased, without brackets or user info
@@ -47,7 +53,8 @@ def host_identity(url: str) -> str:
     elif ":" in host:
         host = f"[{host}]"
     port = parts.port or _DEFAULT_PORTS.get(scheme, 443)
-    return f"{host}:{port}"
+    path = posixpath.normpath("/" + unquote(parts.path)).lstrip("/")
+    return f"{host}:{port}" + (f"/{path}" if path and path != "." else "")
 
 
 def pinecone_host_identity(host: str) -> str:

@@ -2,7 +2,7 @@
 and waiting until it is ready.
 
 The decisions are pure (``wanted_shape``, ``shape_problems``, ``plan_target_index``); the control plane is reached
-through the ``IndexControl`` protocol the entry point passes in (``workers.stores.pinecone_control`` implements it),
+through the ``IndexControl`` protocol the entry point passes in (``workers.stores.pinecone.control`` implements it),
 so the orchestrator never imports a store SDK.
 
 An ``IndexShape`` is everything an index is created with. It is the one object other index kinds extend (an

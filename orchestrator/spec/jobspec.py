@@ -515,6 +515,14 @@ class Verification(_Model):
         description="Smallest mean share of the source's top-k ids the target's answers hold, or verification fails.",
     )
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
+    freshness_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        le=3600,
+        description="How long verification and cleanup wait for the target's lagging reads (list, query, counts) to "
+        "reflect the job's writes, by LSN or by polling; reads still behind then fail verification (Pinecone: "
+        "'documents become searchable within approximately one minute').",
+    )
     tolerance: float = Field(
         default=1e-6,
         ge=0,
@@ -580,8 +588,9 @@ class Backup(_Model):
 class Reembed(_Model):
     """Re-embed while copying: each record's vector is made anew from the text in source metadata field
     ``text_from`` by ``embedder`` (a registered name such as ``hashing``, or ``package.module:factory``: see
-    ``workers.embedders``), ``dimension`` wide. For a model change, which changes the dimension: the target is a plain
-    vector index of that dimension. Metadata is kept; a record without text is reported by id, never written."""
+    ``workers.transfer.embedders``), ``dimension`` wide. For a model change, which changes the dimension: the target
+    is a plain vector index of that dimension. Metadata is kept; a record without text is reported by id, never
+    written."""
 
     embedder: str = Field(default="hashing", min_length=1, description="A registered name or package.module:factory.")
     text_from: str = Field(default="text", min_length=1, description="The source metadata field holding the text.")
@@ -776,7 +785,7 @@ def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
     unchecked = spec.cleanup_unchecked
     if spec.cleanup.mode != "never" and unchecked:
         # Checked here, for a new spec, and not by the model: a job already written loads as it was, and its
-        # cleanup refuses instead (``workers.cleaning``).
+        # cleanup refuses instead (``workers.steps.cleaning``).
         raise SpecError(
             f"invalid job spec {origin}:\n  cleanup.mode: `{spec.cleanup.mode}` would delete the source after a "
             f"verification that does not prove an equal copy ({', '.join(unchecked)}): a target that lost vectors "

@@ -1,6 +1,6 @@
 """Verification logic: pure comparisons of what the source holds with what the target holds. No I/O here.
 
-``workers.verifying`` lists, fetches and counts; the functions below judge what it found, and ``Report`` turns the
+``workers.steps.verifying`` lists, fetches and counts; the functions below judge what it found, and ``Report`` turns the
 findings into one verdict (``passed``), one line for people (``summary``) and the JSON stored on the namespace run.
 
 The rules, in one place:
@@ -339,6 +339,10 @@ class Report:
     dropped_count: int = 0
     #: Query latency through the tenant guard (``orchestrator.tenancy.tenant_guard``): P50/P95 ms over sampled queries.
     latency: dict[str, Any] | None = None
+    #: Per target namespace, how the wait for its lagging reads ended (``workers.steps.freshness``), and why reads
+    #: that had not caught up within ``verify.freshness_timeout_s`` could not be believed (a failure: never a pass).
+    reads: dict[str, Any] = field(default_factory=dict)
+    reads_behind: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     checked_at: str = field(default_factory=_now)
@@ -393,6 +397,7 @@ class Report:
             )
         if self.missing_count:
             out.append(f"{self.missing_count} source ids missing in target (e.g. {self.missing_ids[0]!r})")
+        out.extend(self.reads_behind)
         if self.unwritable_count and self.unwritable_fail:
             out.append(
                 f"{self.unwritable_count} source ids were not written, {self.unwritable_reason} (e.g. "
@@ -535,6 +540,7 @@ class Report:
             "dropped_ids": list(self.dropped_ids),
             "dropped_count": self.dropped_count,
             "latency": dict(self.latency) if self.latency is not None else None,
+            "reads": dict(self.reads),
             "notes": list(self.notes),
             "error": self.error,
             "source_fingerprint": self.source_fingerprint,

@@ -40,7 +40,8 @@ def pc(sandbox: PineconeSandbox) -> Iterator[Pinecone]:
     client = Pinecone(api_key="test-key", host=sandbox.control_host)
     client.indexes.create(name=DOCS, schema=SCHEMA, timeout=-1)
     yield client
-    sandbox.remove_index(DOCS)
+    if DOCS in sandbox.names():
+        sandbox.remove_index(DOCS)
 
 
 def docs_index(pc: Pinecone, sandbox: PineconeSandbox) -> Any:
@@ -81,6 +82,20 @@ def test_a_schema_index_is_described_by_deployment_and_schema(pc: Pinecone, sand
         "stemming": False,
         "stop_words": False,
     }
+
+
+def test_the_sdk_lists_configures_and_deletes_a_document_index(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    listed = {model.name: model for model in pc.indexes.list()}
+    assert set(listed) == {VECTORS, DOCS} and set(listed[DOCS].schema.fields) == set(SCHEMA["fields"])
+    assert set(listed[VECTORS].schema.fields) == {"_values", "_sparse_values"}
+    pc.indexes.configure(DOCS, deletion_protection="enabled", tags={"team": "search"})
+    configured = pc.indexes.describe(DOCS)
+    assert (configured.deletion_protection, configured.tags) == ("enabled", {"team": "search"})
+    with pytest.raises(ApiError, match="Deletion protection is enabled"):
+        pc.indexes.delete(DOCS, timeout=-1)
+    pc.indexes.configure(DOCS, deletion_protection="disabled")
+    pc.indexes.delete(DOCS, timeout=-1)
+    assert DOCS not in sandbox.names()
 
 
 def test_upsert_fetch_and_replace(pc: Pinecone, sandbox: PineconeSandbox) -> None:
@@ -320,3 +335,32 @@ def test_the_wrong_api_is_refused_both_ways(pc: Pinecone, sandbox: PineconeSandb
     }
     assert "the vectors API" in reply.json()["error"]["message"]
     assert sandbox.count(VECTORS) == 0
+
+
+def test_documents_read_through_an_alias_and_refuse_writes_to_it(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = docs_index(pc, sandbox)
+    idx.documents.upsert(namespace="news-v2", documents=ARTICLES)
+    made = httpx.post(
+        sandbox.host(DOCS) + "/namespace-aliases",
+        json={"name": "news", "target_namespace": "news-v2"},
+        headers=HEADERS,
+        timeout=10,
+    )
+    assert made.status_code in (200, 201), made.text
+
+    fetched = idx.documents.fetch(namespace="news", ids=["a1"])
+    assert list(fetched.documents) == ["a1"] and fetched.namespace == "news-v2"
+    assert [d.id for d in idx.documents.list(namespace="news")] == ["a1", "a2", "b1", "b2"]
+    dense = {"type": "dense_vector", "fields": ["embedding"], "values": [1, 0, 0, 0]}
+    found = idx.documents.search(namespace="news", score_by=[dense], top_k=1)
+    assert found.namespace == "news-v2" and found.matches[0].to_dict()["_id"] == "a1"
+
+    for action, body, status in [
+        ("upsert", {"documents": [article("z1", [1, 0, 0, 0], "x")]}, 409),
+        ("delete", {"ids": ["a1"]}, 412),
+        ("update", {"documents": [{"_id": "a1", "topic": "x"}]}, 412),
+    ]:
+        refused = raw(sandbox, f"/namespaces/news/documents/{action}", body)
+        assert refused.status_code == status and "namespace alias" in refused.json()["error"]["message"], refused.text
+    assert sandbox.stats(DOCS)["namespaces"] == {"news-v2": 4}
+    assert idx.documents.fetch(namespace="news-v2", ids=["a1"]).documents["a1"].to_dict()["topic"] == "animals"

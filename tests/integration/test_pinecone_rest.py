@@ -1,5 +1,5 @@
-"""``workers.stores.pinecone_rest``, nsmigrate's own data-plane client, against the local data plane and Pinecone's
-published OpenAPI files (2026-04).
+"""``workers.stores.pinecone.rest``, nsmigrate's own data-plane client, against the local data plane and Pinecone's
+published OpenAPI files (2026-07, the version it sends).
 
 Every request the Pinecone store sends — each operation it has, on a serverless, a pod and an integrated index — and
 every answer it gets are recorded on the wire (the real transport, wrapped) and validated against the reference:
@@ -25,10 +25,10 @@ from pinecone import Index
 
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, TextRecords
-from nsmigrate.workers.stores import pinecone as pinecone_store_module
 from nsmigrate.workers.stores.base import Record
-from nsmigrate.workers.stores.pinecone import PineconeStore
-from nsmigrate.workers.stores.pinecone_rest import API_VERSION, DataPlane, DataPlaneError
+from nsmigrate.workers.stores.pinecone import store as pinecone_store_module
+from nsmigrate.workers.stores.pinecone.rest import API_VERSION, DataPlane, DataPlaneError
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_pinecone_conformance import DATA_HOST_URL, REFERENCE
@@ -57,7 +57,7 @@ def _ndjson(body: bytes, **_: Any) -> list[Any]:
 def data_api() -> OpenAPI:
     """The reference, reading the records API's NDJSON bodies (one object a line) as the array they stand for."""
     config = Config(extra_media_type_deserializers={"application/x-ndjson": _ndjson})
-    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-04.oas.yaml"), config=config)
+    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-07.oas.yaml"), config=config)
 
 
 class Recording(httpx.BaseTransport):

@@ -23,11 +23,12 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import ErasureFailed, StateError
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
-from nsmigrate.workers import erasing
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.steps import erasing
+from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate.workers.stores.pgvector import PgvectorStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
+from nsmigrate_sandbox.path_host import PathServer, serve_under_paths
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.services import PostgresServer
 from tests.integration.test_cli import Cli, error_of, one_line, run_job
@@ -198,6 +199,65 @@ def test_cleanup_refuses_one_database_under_two_urls(
 
     assert result["action"] == "refused" and "same store (pgvector:" in result["reason"]
     assert job.source.count("alpha") == 5
+
+
+# ------------------------------------------------- indexes served under paths of one host and port are two stores
+
+
+@pytest.fixture
+def under_paths(sandbox: PineconeSandbox) -> Iterator[PathServer]:
+    """``small-src`` and ``small-dst`` under ``/indexes/…`` of one port, and ``small-src`` again as ``/indexes/twin``
+    (one index under two paths, as a server's alias would give)."""
+    served = serve_under_paths(sandbox, ["small-src", "small-dst"], aliases={"twin": "small-src"})
+    yield served
+    served.close()
+
+
+def test_two_indexes_under_paths_of_one_port_are_two_stores_at_plan(
+    cli: Cli, sandbox: PineconeSandbox, under_paths: PathServer
+) -> None:
+    sandbox.load("small-src", "alpha", [(f"a-{i}", [0.1] * DIM, {}) for i in range(5)])
+    spec = cli.spec_file(source=pinecone(under_paths.host("small-src")), target=pinecone(under_paths.host("small-dst")))
+
+    result = cli("plan", spec, **{KEY_ENV: "k"})
+
+    assert result.exit_code == 0, result.output
+    assert "alpha" in result.output and "same store" not in result.output
+    # One index under two spellings of its path is still one store, refused before anything is written.
+    respelled_path = under_paths.host("small-src").replace("/indexes/", "//indexes/./") + "/"
+    spec = cli.spec_file(source=pinecone(under_paths.host("small-src")), target=pinecone(respelled_path))
+    assert "'alpha' would be copied onto itself" in error_of(cli("plan", spec, **{KEY_ENV: "k"}))
+    cli.assert_nothing_written()
+
+
+def test_cleanup_between_two_indexes_under_paths_proves_them_two_and_deletes(
+    ctx: WorkerContext, sandbox: PineconeSandbox, under_paths: PathServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "k")
+    hosts = (pinecone(under_paths.host("small-src")), pinecone(under_paths.host("small-dst")))
+    job = copied_job(ctx, make_spec(hosts), {"alpha": make_records(5)})
+    assert job.verify()["passed"]
+
+    result = job.cleanup()
+
+    assert result["action"] == "deleted" and result["count"] == 5, result
+    assert sandbox.count("small-src", "alpha") == 0 and sandbox.count("small-dst", "alpha") == 5
+    assert sorted(sandbox.service("small-src").store.counts()) == []  # the marker is gone too
+
+
+def test_cleanup_refuses_one_index_under_two_paths(
+    ctx: WorkerContext, sandbox: PineconeSandbox, under_paths: PathServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two paths that differ however they are spelled: only the marker shows they are one index.
+    monkeypatch.setenv(KEY_ENV, "k")
+    hosts = (pinecone(under_paths.host("small-src")), pinecone(under_paths.host("twin")))
+    job = copied_job(ctx, make_spec(hosts, enrich={"migrated_from": False}), {"alpha": make_records(5)}, copy=False)
+    assert job.verify()["passed"]
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and "a marker written through" in result["reason"]
+    assert sandbox.count("small-src", "alpha") == 5
 
 
 # --------------------------------------------------------------- case 4: erasure keys its places by identity

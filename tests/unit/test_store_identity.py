@@ -29,7 +29,9 @@ from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStore
         ("https://idx-abc.svc.region-1.pinecone.example.:443/", "idx-abc.svc.region-1.pinecone.example:443"),
         ("idx-abc.svc.region-1.pinecone.example", "idx-abc.svc.region-1.pinecone.example:443"),
         ("http://example.com", "example.com:80"),
-        ("http://example.com:8080/some/path", "example.com:8080"),
+        ("http://example.com:8080/some/path", "example.com:8080/some/path"),  # a server's index under a path
+        ("http://example.com:8080//some/./path/", "example.com:8080/some/path"),
+        ("http://LOCALHOST:8080/indexes/a?x=1#f", "loopback:8080/indexes/a"),
         ("http://[2001:db8::1]:5081", "[2001:db8::1]:5081"),
         ("http://user@example.com:81", "example.com:81"),
     ],
@@ -45,6 +47,9 @@ def test_host_identity_takes_the_spelling_out(url: str, expected: str) -> None:
         ("http://example.com", "https://example.com"),  # their default ports differ
         ("https://idx-a.svc.pinecone.io", "https://idx-b.svc.pinecone.io"),
         ("http://10.0.0.1:5081", "http://127.0.0.1:5081"),
+        ("http://h:5081/indexes/a", "http://h:5081/indexes/b"),  # two indexes served under paths of one port
+        ("http://h:5081/indexes/a", "http://h:5081/Indexes/a"),  # a server reads a path's case
+        ("http://h:5081/indexes/a", "http://h:5081"),
     ],
 )
 def test_different_servers_stay_apart(a: str, b: str) -> None:
@@ -63,6 +68,8 @@ def pgvector(**fields: Any) -> PgvectorStoreSpec:
     ("a", "b", "same"),
     [
         (pinecone(host="http://127.0.0.1:5081"), pinecone(host="http://localhost:5081/"), True),
+        (pinecone(host="http://127.0.0.1:5081/indexes/a/"), pinecone(host="http://localhost:5081/indexes/a"), True),
+        (pinecone(host="http://127.0.0.1:5081/indexes/a"), pinecone(host="http://127.0.0.1:5081/indexes/b"), False),
         (pinecone(host="http://127.0.0.1:5081"), pinecone(host="http://127.0.0.1:5081", api_key_env="OTHER"), True),
         (pinecone(index="idx"), pinecone(index="idx"), True),
         (pinecone(index="idx"), pinecone(index="idx", api_key_env="OTHER_PROJECT_KEY"), False),
