@@ -14,8 +14,8 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.models import Base, NamespaceRun, RunState, ensure_schema
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
-from nsmigrate.workers import listing, verifying
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import listing, verifying
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.sent_tasks import SentTasks
 
