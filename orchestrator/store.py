@@ -64,7 +64,7 @@ class Store(Protocol):
         ...
 
     def identity(self) -> str:
-        """Which index or tables this is, spelling taken out (``orchestrator.connections.store_identity``); may ask
+        """Which index or tables this is, spelling taken out (``orchestrator.spec.store_identity``); may ask
         the server."""
         ...
 

@@ -37,10 +37,13 @@ from nsmigrate.orchestrator.limits import (
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
-from nsmigrate.orchestrator.listing.prefix_chains import MAX_CHAINS
+from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
 from nsmigrate.orchestrator.redaction import redact_text, redact_url
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
-from nsmigrate.orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
+
+#: Chains listing one namespace at once, at most and by default (the spec's ``max_list_chains``; a lister's threads);
+#: the fleet's list budget (``rate.list_rps``) bounds how fast they go together.
+MAX_CHAINS = 16
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
 

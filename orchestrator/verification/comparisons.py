@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from nsmigrate.orchestrator.pgvector_layout import INT_KEYS_KEY
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.routing.text import text_fields
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 #: How many ids / mismatches a report lists (the counts are always complete).
 ID_CAP = 100
@@ -142,7 +144,7 @@ def compare_record(
         source: the record as the source holds it now.
         target: the record fetched from its target namespace, or None when the target does not have it.
         expected_metadata: the source metadata plus the enrichment the copy adds
-            (``orchestrator.records.routing.expected_metadata``); the target's metadata must equal it.
+            (``orchestrator.routing.route.expected_metadata``); the target's metadata must equal it.
         tolerance: largest allowed absolute difference per value, after casting both sides to float32.
 
     Returns:
@@ -546,3 +548,27 @@ class Report:
             "source_fingerprint": self.source_fingerprint,
             "checked_at": self.checked_at,
         }
+
+
+#: Why a target record is not what the copy of a source record wrote (None: it is): (source, target or None,
+#: the source's metadata as the copy enriches it).
+Comparer = Callable[[Record, Record | None, Mapping[str, Any]], str | None]
+
+
+def fields_comparer(spec: JobSpec) -> Comparer | None:
+    """How a text job's target record is judged by its fields, None for a job that copies vectors. An integrated
+    target must hold the text fields of what the copy writes (its values are the model's); a re-embedded one the
+    metadata the copy writes (its values follow from the text, which is in the metadata: ``sync`` needs no embedding
+    to see a change, verification compares the values too)."""
+    text_from = spec.text_from
+    if text_from is None:
+        return None
+    field = spec.text_records.field if spec.text_records is not None else None
+
+    def compare(source: Record, target: Record | None, expected: Mapping[str, Any]) -> str | None:
+        if target is None:
+            return "missing in target"
+        wanted = text_fields(expected, text_from, field) if field is not None else expected
+        return compare_metadata(wanted, target.metadata or {})
+
+    return compare

@@ -53,13 +53,13 @@ from collections.abc import Callable
 from typing import Any
 
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover.rollout import cleanup_refusal
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
-from nsmigrate.orchestrator.jobs.cutover import cleanup_refusal
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
-from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
+from nsmigrate.orchestrator.routing.route import route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
 from nsmigrate.workers.context import WorkerContext

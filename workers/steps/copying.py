@@ -24,11 +24,11 @@ from typing import Any
 
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
-from nsmigrate.orchestrator.records.routing import expected_metadata, route_context, route_records
-from nsmigrate.orchestrator.records.text import missing_text_reason
+from nsmigrate.orchestrator.records.namespaces import SHOWN, display_namespace
+from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records
+from nsmigrate.orchestrator.routing.text import missing_text_reason
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
-from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS

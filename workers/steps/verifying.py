@@ -6,7 +6,7 @@ millions of vectors is never held in memory: only ids are kept, never vectors.
 
 What is checked (``spec.verify``):
 
-- **ids**: each source id is fetched from the target namespace ``orchestrator.records.routing`` sends it to; absent →
+- **ids**: each source id is fetched from the target namespace ``orchestrator.routing.route`` sends it to; absent →
   missing.
 - **contents**: for all ids or a deterministic sample, values within float32 tolerance and metadata equal to
   source + enrichment (``routing.expected_metadata``: the copy's own rule, never re-implemented here).
@@ -42,7 +42,9 @@ from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.listing.paging import iter_all_ids
 from nsmigrate.orchestrator.models import JobKind, NamespaceRun
-from nsmigrate.orchestrator.records.routing import (
+from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import (
     RouteContext,
     dropped_ids,
     expected_metadata,
@@ -50,15 +52,14 @@ from nsmigrate.orchestrator.records.routing import (
     route_counts,
     route_records,
 )
-from nsmigrate.orchestrator.records.text import fields_comparer, missing_text_reason, record_text, split_by_text
-from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.text import missing_text_reason, record_text, split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,
     compare_record,
     counts_stable,
+    fields_comparer,
     fingerprint,
     query_summary,
     sample_ids,

@@ -18,7 +18,7 @@ pgvector target) decodes them on first use. Every other reply is read as just wh
 and the token; ``describe_namespace``: the count).
 
 **Integrated targets** (``spec.records``): ``upsert`` writes text records with the records API (NDJSON,
-≤ 96 per request: the copy chunks them, ``orchestrator.records.text`` makes them) and ``search_text`` searches by text;
+≤ 96 per request: the copy chunks them, ``orchestrator.routing.text`` makes them) and ``search_text`` searches by text;
 fetch, list and stats are the ordinary endpoints (the record's fields come back as its metadata).
 
 Errors: 429 → ``RetryableError(status=429, retry_after_s=…)``; 408, 5xx, timeouts and connection errors →
@@ -49,7 +49,6 @@ from pinecone import (
 )
 
 from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
-from nsmigrate.orchestrator.connections.store_identity import pinecone_host_identity
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import (
     DELETE_MAX_IDS,
@@ -61,6 +60,7 @@ from nsmigrate.orchestrator.limits import (
 )
 from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
@@ -425,7 +425,7 @@ class PineconeStore(StoreDefaults):
             return plane
 
     def identity(self) -> str:
-        """The index's identity (``orchestrator.connections.store_identity``): its data-plane host, an index name
+        """The index's identity (``orchestrator.spec.store_identity``): its data-plane host, an index name
         resolved."""
         if self._host is None:
             self._client()
