@@ -297,6 +297,10 @@ class _Verifier:
         judged_whole = fixed is not None and not shared and (self.checks.ids or self.checks.counts)
         if not ids and not judged_whole:
             self.report.source_vanished = self.run_.copied
+        if not ids and not self.run_.copied:
+            # Nothing copied, nothing listed, though the plan counted vectors here: judged whole or not, the target
+            # cannot show that the right store was read.
+            self.report.planned_unseen = self.run_.source_count
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
             return
