@@ -1,10 +1,10 @@
 """``nsmigrate cutover set|check|aliases``: switch a job's reads to the target step by step, on the rails
 (``orchestrator.cutover.rails``), and load-check the target first.
 
-The rollout lives in the job table (``orchestrator.jobs.cutover``), where every application instance's
+The rollout lives in the job table (``orchestrator.cutover.rollout``), where every application instance's
 ``DualWriteIndex`` reads it (``orchestrator.cutover.dualwrite``), so one command switches them all within seconds.
 Inside one index the applications read through namespace aliases instead, which each step repoints
-(``workers.alias_cutover``): no library and no job table on their side.
+(``workers.steps.alias_cutover``): no library and no job table on their side.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from rich.markup import escape
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError
-from nsmigrate.orchestrator.jobs import cutover as rollout_rows
 from nsmigrate.orchestrator.models import JobKind
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
-from nsmigrate.workers.alias_cutover import AliasOutcome, point_aliases
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.alias_cutover import AliasOutcome, point_aliases
 from nsmigrate.workers.steps.cutover_check import check_job
 
 _STEPS = " → ".join(map(str, ROLLOUT_STEPS[1:]))

@@ -8,7 +8,7 @@ n aliases in the order of a hash of their names: the same aliases at every call,
 before, and at least one at the first step (a canary that moves nothing tests nothing). A namespace routed per
 record (one old namespace, many new ones) has no alias: its readers read the new namespaces by name.
 
-The calls are ``workers.alias_cutover``; the rollout itself is the job's ``cutover_set`` events, as for
+The calls are ``workers.steps.alias_cutover``; the rollout itself is the job's ``cutover_set`` events, as for
 ``DualWriteIndex``.
 """
 
@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
-
-_FIELDS = frozenset({"source", "target"})
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 
 
 @dataclass(frozen=True)
@@ -32,18 +29,6 @@ class AliasRoute:
     name: str
     old: str
     new: str
-
-
-def template_problem(template: str) -> str | None:
-    """Why ``template`` cannot name a job's aliases, or None: it must use ``{source}`` or ``{target}`` (one alias
-    per namespace) and nothing else in braces."""
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as e:
-        return f"{template!r} is not a name template: {e}"
-    if not fields & _FIELDS or fields - _FIELDS:
-        return f"{template!r} must name each alias by {{source}} or {{target}} (the namespaces), and by nothing else"
-    return None
 
 
 def alias_routes(template: str, runs: Iterable[tuple[str, str | None]]) -> tuple[list[AliasRoute], list[str]]:

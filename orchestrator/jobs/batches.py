@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from nsmigrate.orchestrator.errors import NotFound
-from nsmigrate.orchestrator.jobs.database import Database, _event, _move_run, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, _move_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped, job_spec
 from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from nsmigrate.orchestrator.jobs.pages import (
@@ -23,7 +23,14 @@ from nsmigrate.orchestrator.jobs.pages import (
     _recorded_by_another,
     page_params,
 )
-from nsmigrate.orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
+from nsmigrate.orchestrator.jobs.tables import (
+    _JOB_CREATED_OF_RUN,
+    _MARK_COPIED,
+    _batches,
+    _event_per_run,
+    _in_flight_of_run,
+    _runs,
+)
 from nsmigrate.orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
 from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
@@ -72,6 +79,7 @@ _RUN_FOR_COPY = (
     _runs.c.creator_id,
     _runs.c.twin_id,
     _runs.c.routing_table,
+    _JOB_CREATED_OF_RUN,  # with the job id, what its spec is kept by (``job_spec``)
 )
 _run_of_batch = (
     sa.select(_runs.c.id, _runs.c.state, *_RUN_FOR_COPY)
@@ -103,6 +111,7 @@ _START_BATCH = (
         _run_of_batch.c.creator_id,
         _run_of_batch.c.twin_id,
         _run_of_batch.c.routing_table,
+        _run_of_batch.c.job_created_at,
     )
 )
 # Finishing a batch takes two statements, each its own transaction, so that no row lock waits on the worker between
@@ -239,7 +248,7 @@ def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[s
         creator_id=row.creator_id,
         twin_id=row.twin_id,
         routing_table=dict(row.routing_table or {}),
-        spec=job_spec(db, row.job_id),
+        spec=job_spec(db, row.job_id, row.job_created_at),
     )
 
 
@@ -425,7 +434,7 @@ def requeue_failed(
                 _move_run(run, RunState.COPYING)
             out.append((run.id, batch.id))
             namespaces.add(run.source_namespace)
-        _event(
+        add_event(
             s,
             "retry",
             actor or default_actor(),

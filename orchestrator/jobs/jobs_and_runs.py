@@ -4,15 +4,16 @@ audit event."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import JobStopped, NotFound
-from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, _get_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
-from nsmigrate.orchestrator.jobs.tables import _jobs, _runs
+from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED, _jobs, _runs
 from nsmigrate.orchestrator.models import (
     CANCELLED_WHILE_CLEANING,
     Event,
@@ -47,7 +48,7 @@ def create_job(
     checking: Collection[str] = (),
 ) -> int:
     """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
-    passed its steps (``launch.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
+    passed its steps (``planning.prepared.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
     namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``)."""
     from nsmigrate.orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
 
@@ -84,7 +85,7 @@ def create_job(
             detail["planning"] = planning
         if plan.warnings:
             detail["warnings"] = list(plan.warnings)
-        _event(s, "job_created", actor, job.id, **detail)
+        add_event(s, "job_created", actor, job.id, **detail)
         return job.id
 
 
@@ -96,7 +97,7 @@ def create_action_job(
         job = Job(name=name[:64], kind=kind, spec=spec, state=JobState.RUNNING)
         s.add(job)
         s.flush()
-        _event(s, f"{kind}_started", actor or default_actor(), job.id, **detail)
+        add_event(s, f"{kind}_started", actor or default_actor(), job.id, **detail)
         return job.id
 
 
@@ -106,7 +107,7 @@ def finish_action_job(db: Database, job_id: int, actor: str | None = None, **det
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
         job.state = JobState.FINISHED
-        _event(s, f"{job.kind}_finished", actor or default_actor(), job_id, **detail)
+        add_event(s, f"{job.kind}_finished", actor or default_actor(), job_id, **detail)
 
 
 def find_job(db: Database, ref: str | int) -> Job:
@@ -137,13 +138,26 @@ def is_collection_job(db: Database, job_id: int) -> bool:
     return (find_job(db, job_id).spec or {}).get("strategy") == "collection"
 
 
-def job_spec(db: Database, job_id: int) -> JobSpec:
-    """The job's spec, read and validated once per process (a spec never changes once its job is written)."""
-    spec = db._specs.get(job_id)
+def job_key(db: Database, job_id: int) -> tuple[int, datetime]:
+    """What a process keeps of a job is known by: its id and when its row was made (one indexed read). A job table
+    re-created or restored under a running fleet starts its ids over; a key by id alone would give its job 1 what
+    was read of another job 1."""
+    with db.single_statement() as conn:
+        created_at = conn.execute(_JOB_CREATED, {"job_id": job_id}).scalar()
+    if created_at is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    return job_id, created_at
+
+
+def job_spec(db: Database, job_id: int, created_at: datetime | None = None) -> JobSpec:
+    """The job's spec, read and validated once per process and job (a spec never changes once its job is written),
+    kept by ``job_key``; ``created_at``: the job's, when the caller's statement read it already."""
+    key = (job_id, created_at) if created_at is not None else job_key(db, job_id)
+    spec = db._specs.get(key)
     if spec is None:
         # Once, not once per thread: a worker's task threads start on a new job together.
         with db._spec_lock:
-            spec = db._specs.get(job_id)
+            spec = db._specs.get(key)
             if spec is None:
                 with db.transaction() as s:
                     spec = _job_spec(db, s, job_id)
@@ -151,14 +165,15 @@ def job_spec(db: Database, job_id: int) -> JobSpec:
 
 
 def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
-    spec = db._specs.get(job_id)
+    job = s.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    key = (job_id, job.created_at)
+    spec = db._specs.get(key)
     if spec is None:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-        from nsmigrate.orchestrator.spec.jobspec import JobSpec  # once per job and process: the spec is cached below
+        from nsmigrate.orchestrator.spec.jobspec import JobSpec  # once per job and process: the spec is kept
 
-        spec = db._specs.setdefault(job_id, JobSpec.model_validate(job.spec))
+        spec = db._specs.setdefault(key, JobSpec.model_validate(job.spec))
     return spec
 
 
@@ -242,7 +257,7 @@ def finish_namespace_checks(
                 .returning(NamespaceRun.id)
             )
             if run_id is not None:
-                _event(s, "namespace_refused", actor, job_id, run_id, namespace=namespace, reason=why)
+                add_event(s, "namespace_refused", actor, job_id, run_id, namespace=namespace, reason=why)
 
 
 def get_run(db: Database, run_id: int) -> NamespaceRun:
@@ -269,7 +284,7 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
             .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
             .values(state=RunState.CANCELLED),
         )
-        _event(s, "job_cancelled", actor or default_actor(), job_id)
+        add_event(s, "job_cancelled", actor or default_actor(), job_id)
         return stopped
 
 
@@ -355,4 +370,4 @@ def record_event(
     db: Database, action: str, actor: str, job_id: int | None = None, run_id: int | None = None, **detail: Any
 ) -> None:
     with db.transaction() as s:
-        _event(s, action, actor, job_id, run_id, **detail)
+        add_event(s, action, actor, job_id, run_id, **detail)

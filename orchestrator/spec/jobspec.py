@@ -10,6 +10,7 @@ See ``migrations/README.md`` for the format with examples, and ``migrations/*.ya
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,6 @@ from pydantic import (
 
 from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.connections.keys import credentials_refusal
-from nsmigrate.orchestrator.cutover.aliases import template_problem
 from nsmigrate.orchestrator.errors import SpecError
 from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
@@ -38,10 +38,13 @@ from nsmigrate.orchestrator.limits import (
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
-from nsmigrate.orchestrator.listing.prefix_chains import MAX_CHAINS
+from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
 from nsmigrate.orchestrator.redaction import redact_text, redact_url
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
-from nsmigrate.orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
+
+#: Chains listing one namespace at once, at most and by default (the spec's ``max_list_chains``; a lister's threads);
+#: the fleet's list budget (``rate.list_rps``) bounds how fast they go together.
+MAX_CHAINS = 16
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
 
@@ -516,6 +519,14 @@ class Verification(_Model):
         description="Smallest mean share of the source's top-k ids the target's answers hold, or verification fails.",
     )
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
+    freshness_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        le=3600,
+        description="How long verification and cleanup wait for the target's lagging reads (list, query, counts) to "
+        "reflect the job's writes, by LSN or by polling; reads still behind then fail verification (Pinecone: "
+        "'documents become searchable within approximately one minute').",
+    )
     tolerance: float = Field(
         default=1e-6,
         ge=0,
@@ -614,6 +625,18 @@ class Reembed(_Model):
     missing_text: Literal["fail", "skip"] = Field(
         default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
     )
+
+
+def template_problem(template: str) -> str | None:
+    """Why ``template`` cannot name a job's namespace aliases (``cutover.aliases``), or None: it must use
+    ``{source}`` or ``{target}`` (one alias per namespace) and nothing else in braces."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as e:
+        return f"{template!r} is not a name template: {e}"
+    if not fields & {"source", "target"} or fields - {"source", "target"}:
+        return f"{template!r} must name each alias by {{source}} or {{target}} (the namespaces), and by nothing else"
+    return None
 
 
 def _one_pinecone_index(source: Any, target: Any) -> bool:

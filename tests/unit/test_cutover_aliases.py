@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, moved_by, targets_at, template_problem
+from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, moved_by, targets_at
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS
 from nsmigrate.orchestrator.errors import SpecError
-from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec, template_problem
 
 RUNS = [(f"twin-{i}", f"creator_c{i % 3}_twin_{i}") for i in range(30)]
 

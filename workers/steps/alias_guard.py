@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.store import Store
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 

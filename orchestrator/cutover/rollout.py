@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator.cutover.rails import StepHistory, skipped_steps, step_refusal
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup_gate, rollout_from
 from nsmigrate.orchestrator.errors import StateError
-from nsmigrate.orchestrator.jobs.database import Database, _event
+from nsmigrate.orchestrator.jobs.database import Database, add_event
 from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
+from nsmigrate.orchestrator.records.namespaces import shown_namespaces
 from nsmigrate.orchestrator.spec.jobspec import Cutover
-from nsmigrate.orchestrator.tenancy.namespaces import shown_namespaces
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
 #: A breach seen while a step was live: it restarts the step's soak (``orchestrator.cutover.rails``).
@@ -53,7 +53,7 @@ def set_rollout(
         previous = _percents(s, job_id)
         before = previous[-1][0] if previous else 0
         skipped = skipped_steps(before, percent)  # only a forced step skips one: recorded with its reason
-        _event(s, SET, actor, job_id, percent=percent, previous=before, skipped=skipped, **detail)
+        add_event(s, SET, actor, job_id, percent=percent, previous=before, skipped=skipped, **detail)
     return rollout_of(db, job_id)
 
 
@@ -128,7 +128,7 @@ def record_write_failure(
     cleanup of the namespace waits for that sync."""
     record = {"namespace": namespace, "operation": operation, "ids": ids, "error": error}
     with db.transaction() as s:
-        _event(s, WRITE_FAILED, "dual-writer", job_id, run_id, **record)
+        add_event(s, WRITE_FAILED, "dual-writer", job_id, run_id, **record)
 
 
 def last_event_at(db: Database, run_id: int, action: str) -> datetime | None:
@@ -142,13 +142,13 @@ def record_aliases(
 ) -> None:
     """Keep what ``cutover aliases`` created or repointed (a ``cutover set`` keeps its aliases in its own event)."""
     with db.transaction() as s:
-        _event(s, ALIASES, actor, job_id, aliases=targets, created=created, repointed=repointed)
+        add_event(s, ALIASES, actor, job_id, aliases=targets, created=created, repointed=repointed)
 
 
 def record_check(db: Database, job_id: int, report: dict[str, Any], actor: str) -> None:
     """Keep a ``cutover check`` report in the audit log."""
     with db.transaction() as s:
-        _event(s, CHECKED, actor, job_id, **report)
+        add_event(s, CHECKED, actor, job_id, **report)
 
 
 def last_check(db: Database, job_id: int) -> dict[str, Any] | None:
