@@ -13,11 +13,13 @@ import pytest
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.records.vectors import JsonValues
 from nsmigrate.orchestrator.retry_policy import call_with_retry, retrying
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import DocumentFields, PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
 from nsmigrate.workers.stores.pgvector import PgvectorStore, namespace_table_name
 from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
+from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 8
@@ -51,7 +53,11 @@ def assert_same_records(got: list[Record], want: list[Record]) -> None:
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("contract", DIM, "cosine")]  # the listing contract: a serverless index
+    # the listing contract: a serverless index; and a document index (API 2026-07) read and written as records
+    return [
+        IndexSpec("contract", DIM, "cosine"),
+        document_index("contract-docs", DocumentSchema(DenseField("vec", DIM, "cosine"))),
+    ]
 
 
 @pytest.fixture
@@ -62,10 +68,27 @@ def pinecone_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) ->
     store.close()
 
 
-@pytest.fixture(params=["pgvector-single_table", "pgvector-table_per_namespace", "pinecone"])
+@pytest.fixture
+def document_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    monkeypatch.setenv(KEY_ENV, KEY_VALUE)
+    spec = PineconeStoreSpec(
+        index="contract-docs",
+        control_host=sandbox.control_host,
+        api_key_env=KEY_ENV,
+        documents=DocumentFields(dense_field="vec"),
+    )
+    store = open_store(spec, KEY_ENV)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["pgvector-single_table", "pgvector-table_per_namespace", "pinecone", "pinecone-documents"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     if request.param == "pinecone":
         yield request.getfixturevalue("pinecone_store")
+        return
+    if request.param == "pinecone-documents":
+        yield request.getfixturevalue("document_store")
         return
     layout = request.param.split("-", 1)[1]
     url = request.getfixturevalue("database_url")
