@@ -73,7 +73,7 @@ class FleetShape:
     batch_size: int = 200
     parallel_upserts: int = 4
     #: `nsmigrate run --plan-here`: the command plans the job itself instead of handing it to the list worker's
-    #: planner (``workers.plan_server``), as every version before the planner did.
+    #: planner (``workers.fleet.plan_server``), as every version before the planner did.
     plan_here: bool = False
 
     def describe(self) -> str:

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, path in paths.items():
                 walls, cpus = in_process_plan(path, args.repeats)
                 row(f"plan in-process: {label}", walls, cpus, f"≈ {statistics.median(walls) / 0.05:.0f} × 50 ms")
-            # With a fleet up: its list worker's planner plans what it can (``workers.plan_server``).
+            # With a fleet up: its list worker's planner plans what it can (``workers.fleet.plan_server``).
             planner = _worker(env, "list", "threads", 4, "planner", workdir)
             try:
                 wait_for_workers(redis.url, 1)

@@ -84,7 +84,7 @@ class CliRun:
     exited: float
     #: CPU seconds of the command's own process (user + system).
     cpu_s: float
-    #: The fleet's planner planned the job (``workers.plan_server``), not the command.
+    #: The fleet's planner planned the job (``workers.fleet.plan_server``), not the command.
     planned_by_fleet: bool
 
 

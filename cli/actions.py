@@ -31,9 +31,9 @@ from nsmigrate.cli.render import job_reader, watch_job
 from nsmigrate.orchestrator import jobs, launch, recovery
 from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
-from nsmigrate.workers.cleaning import cleanup_run
-from nsmigrate.workers.rollback import rollback_job
-from nsmigrate.workers.syncing import sync_runs
+from nsmigrate.workers.steps.cleaning import cleanup_run
+from nsmigrate.workers.steps.rollback import rollback_job
+from nsmigrate.workers.steps.syncing import sync_runs
 
 app = typer.Typer(add_completion=False)
 
@@ -225,7 +225,8 @@ def cleanup(
 
 
 def cleanup_outcome(result: dict[str, Any]) -> str:
-    """One namespace's cleanup in words (``workers.cleaning.cleanup_run``'s result): what happened, and why not."""
+    """One namespace's cleanup in words (``workers.steps.cleaning.cleanup_run``'s result): what happened, and why
+    not."""
     action, count, reason = result["action"], result["count"], result.get("reason")
     if action == "deleted":
         return f"deleted {count}"

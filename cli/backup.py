@@ -23,7 +23,7 @@ from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.selection import select_namespaces
 from nsmigrate.orchestrator.spec.jobspec import load_spec
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg
-from nsmigrate.workers.backup import (
+from nsmigrate.workers.stores.backup.parquet import (
     MANIFEST_NAME,
     ImportTarget,
     close_store,
@@ -118,7 +118,7 @@ def export_cmd(
 ) -> None:
     """Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to
     restore with `nsmigrate import`. Only reads from the store."""
-    from nsmigrate.workers.backup import MANIFEST_NAME, close_store
+    from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, close_store
 
     job_spec = load_spec(spec)
     store = backup_store(job_spec.target if from_target else job_spec.source)

@@ -21,7 +21,7 @@ from nsmigrate.orchestrator.jobs import cutover as rollout_rows
 from nsmigrate.orchestrator.models import JobKind
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.cutover_check import check_job
+from nsmigrate.workers.steps.cutover_check import check_job
 
 app = typer.Typer(add_completion=False)
 group = typer.Typer(

@@ -22,7 +22,7 @@ from nsmigrate.orchestrator.models import PlaceKind
 from nsmigrate.orchestrator.spec.jobspec import load_spec
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.erasing import ErasurePlan, erase_place, plan_erasure
+from nsmigrate.workers.steps.erasing import ErasurePlan, erase_place, plan_erasure
 
 app = typer.Typer(add_completion=False)
 

@@ -25,7 +25,7 @@ def open_store(spec: Any) -> Any:
 
 def open_control(spec: Any) -> Any:
     """The Pinecone control plane of a store spec's project (index creation, collections)."""
-    from nsmigrate.workers.stores.pinecone_control import PineconeControl  # the SDK's control plane, only where needed
+    from nsmigrate.workers.stores.pinecone.control import PineconeControl  # the SDK's control plane, only where needed
 
     return PineconeControl(spec, allowed_key_vars=_settings().allowed_key_vars)
 

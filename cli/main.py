@@ -162,7 +162,7 @@ def _collector_paused() -> Iterator[None]:
     A command's modules (for a worker: Celery, SQLAlchemy, pydantic, the SDK) are some 120,000 long-lived objects and
     almost no garbage: the collector's hundreds of passes while they load free next to nothing and cost about a sixth
     of the import's CPU, which every worker, Flower and command start pays. Frozen (``gc.freeze``), they stay out of
-    every later collection too, as a worker's pool already keeps them (``workers.app``)."""
+    every later collection too, as a worker's pool already keeps them (``workers.fleet.app``)."""
     enabled = gc.isenabled()
     gc.disable()
     try:

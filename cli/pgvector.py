@@ -1,5 +1,5 @@
 """``nsmigrate pgvector``: the namespaces of the application's pgvector layout (``embeddings_{namespace}`` tables), each
-operation inside Postgres (``workers.pgnamespaces``)."""
+operation inside Postgres (``workers.stores.pgvector.namespaces``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from nsmigrate.cli.options import PGVECTOR_URL_ENV, DatabaseOpt, db, fail, setti
 from nsmigrate.orchestrator import jobs, pgvector_layout
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.states import JobKind
-from nsmigrate.workers import pgnamespaces
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 
 app = typer.Typer(add_completion=False)
 group = typer.Typer(

@@ -23,6 +23,7 @@ from nsmigrate.cli.console import console, print_error
 from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, fleet_urls, settings, status_reader
 from nsmigrate.cli.render import job_reader, print_plan, watch_job
 from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
+from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
     console.print(f"target index {target.name} is ready ({waited_s:.1f} s)")
     if target.action != "create":
         return None
-    return {"index": target.name, "host": info.host, "shape": target.shape.as_json(), "waited_s": round(waited_s, 2)}
+    host = redact_url(info.host) if info.host else info.host  # the control plane's answer, kept in the audit log
+    return {"index": target.name, "host": host, "shape": target.shape.as_json(), "waited_s": round(waited_s, 2)}
 
 
 PlanHereOpt = Annotated[

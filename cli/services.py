@@ -19,8 +19,8 @@ from nsmigrate.cli.options import DatabaseOpt, RedisOpt, check_redis_credentials
 from nsmigrate.orchestrator.messaging.task_names import Queue
 from nsmigrate.orchestrator.settings import TASK_SLOTS_ENV
 from nsmigrate.workers import metrics
-from nsmigrate.workers.app import configure
-from nsmigrate.workers.tuning import ThreadPool
+from nsmigrate.workers.fleet.app import configure
+from nsmigrate.workers.fleet.tuning import ThreadPool
 
 app = typer.Typer(add_completion=False)
 

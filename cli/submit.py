@@ -1,4 +1,4 @@
-"""Handing a spec to the fleet's planner (``workers.plan_server``) instead of planning in the command.
+"""Handing a spec to the fleet's planner (``workers.fleet.plan_server``) instead of planning in the command.
 
 ``nsmigrate run`` and ``nsmigrate plan`` call ``to_fleet`` first: when a planner of the same job table is up, it plans
 (and starts) the job with everything already loaded, and the command only shows its answer, so the job exists a

@@ -430,7 +430,7 @@ def start_or_resume(
     settings: Settings = DEFAULTS,
 ) -> Started:
     """The one way a migrate job starts, wherever it is asked for: `nsmigrate run` planning in the command, the
-    fleet's plan server (``workers.plan_server``), the demos.
+    fleet's plan server (``workers.fleet.plan_server``), the demos.
 
     The unfinished job of the spec's name, if any, is resumed (``recovery.resume``) unless ``new``, with the spec it
     was started with: a ``spec`` that differs from it is refused (``SpecChanged``, naming each difference) unless

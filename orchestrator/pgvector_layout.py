@@ -1,7 +1,8 @@
 """The application's pgvector layout (its DDL is sandbox/application-table.sql), as
 pure data and functions: the table of a namespace, its columns, its four named indexes, the name rules, and the
-mapping Pinecone record ↔ table row. The I/O is in ``workers.pgnamespaces`` and ``workers.stores.pgdocumented``;
-``migrations/README.md`` ("pgvector tables as seed 004 documents them", a heading there) describes it for users.
+mapping Pinecone record ↔ table row. The I/O is in ``workers.stores.pgvector.namespaces`` and
+``workers.stores.pgvector.documented``; ``migrations/README.md`` ("pgvector tables as seed 004 documents them", a
+heading there) describes it for users.
 
 - One table per namespace, ``{prefix}_{namespace}`` (prefix ``embeddings``); the default namespace is
   ``{prefix}_default``, and a legacy single table ``{prefix}`` (no namespace column) *is* the default namespace
@@ -9,10 +10,10 @@ mapping Pinecone record ↔ table row. The I/O is in ``workers.pgnamespaces`` an
 - Namespace names: lowercase letters, digits and ``_``, at most 50 characters, none of ``backup``, ``temp``,
   ``tmp``, ``system``, ``admin`` (nor starting with ``backup_``: backups are ``{prefix}_backup_…`` tables).
 - A record maps to a row of the table's **own columns, as Postgres describes them** (``TableColumn``, reflected by
-  ``workers.pgnamespaces.table_columns``; no column list is assumed): id ↔ ``chunk_id``, values ↔ ``embedding``, a
-  metadata key named like a column ↔ that column (typed as the column is), every other key ↔ the ``metadata`` JSONB.
-  A column that is NULL is left out of the record, and a column a record does not mention is NULL (its default
-  where it is NOT NULL); a NULL ``metadata`` is ``NULL_METADATA_KEY``. A NOT NULL column without a default
+  ``workers.stores.pgvector.namespaces.table_columns``; no column list is assumed): id ↔ ``chunk_id``, values ↔
+  ``embedding``, a metadata key named like a column ↔ that column (typed as the column is), every other key ↔ the
+  ``metadata`` JSONB. A column that is NULL is left out of the record, and a column a record does not mention is NULL
+  (its default where it is NOT NULL); a NULL ``metadata`` is ``NULL_METADATA_KEY``. A NOT NULL column without a default
   (``document_id``, ``collection_name``, ``text``, ``strategy``, ``content_type``) is required: a record without it
   is refused by id, never filled in. So a row that goes to Pinecone and back comes back equal, column for column
   (the ``id`` row number excepted: each table numbers its own rows).
@@ -377,7 +378,7 @@ _MAPPING_KEYS = (NULL_METADATA_KEY, JSON_KEYS_KEY, INT_KEYS_KEY)
 
 @dataclass(frozen=True)
 class TableColumn:
-    """A column as Postgres describes it (``workers.pgnamespaces.table_columns``)."""
+    """A column as Postgres describes it (``workers.stores.pgvector.namespaces.table_columns``)."""
 
     name: str
     sql_type: str  # format_type(): "character varying(512)", "vector(1536)", "timestamp without time zone"…
@@ -420,7 +421,7 @@ def record_columns(columns: Iterable[TableColumn]) -> list[TableColumn]:
 def carry_problems(table: str, source: Sequence[TableColumn], target: Sequence[TableColumn]) -> list[str]:
     """Why ``target`` cannot hold every column of ``source`` as it is (one line per column), or []: a column it
     lacks, or one of another type family. NULLs into a NOT NULL column are checked against the rows
-    (``workers.pgnamespaces``)."""
+    (``workers.stores.pgvector.namespaces``)."""
     have = {c.name: c for c in target}
     problems = []
     for column in source:

@@ -6,13 +6,14 @@ anything: it sends again, as a task, whatever the job table says is still to do.
 
 1. **A worker died in a task, or the job table or Redis was away** (redelivery). Tasks are ``acks_late`` with
    ``reject_on_worker_lost``: Redis hands a killed worker's message out again after the visibility timeout, and a
-   task that met an outage is retried by Celery. Such a delivery runs with ``again=True`` (``workers.tasks``
+   task that met an outage is retried by Celery. Such a delivery runs with ``again=True`` (``workers.fleet.tasks``
    ``_ran_before``), the one flag recovery threads through the steps, because the first delivery may have died
    *between* a change it recorded and the message that should follow it. So a step run ``again`` first sends what
    its first delivery may have owed: a lister sends the copy tasks of the batches it had recorded and waits out the
-   dead lister's lock (``workers.listing``); a batch clears the lister's wake-up flag it may have set without
-   sending the wake-up, and sends its run's verification if the run is ``copied`` (``workers.next_steps.advance``);
-   a group of small runs does both (``workers.small_group``). A first delivery skips that: it can owe nothing yet.
+   dead lister's lock (``workers.steps.listing``); a batch clears the lister's wake-up flag it may have set without
+   sending the wake-up, and sends its run's verification if the run is ``copied``
+   (``workers.steps.next_steps.advance``); a group of small runs does both (``workers.steps.small_group``). A first
+   delivery skips that: it can owe nothing yet.
 2. **A message was lost where Redis cannot give it back** (stalled runs). kombu takes a message off its queue (BRPOP)
    before it records it as unacknowledged, so a worker killed in between takes it along; a Redis restart loses every
    queue. Nothing else would send that work again: a batch stays ``queued``, a run ``pending`` or ``listing``, for

@@ -4,7 +4,7 @@ Stores are thin and synchronous: no retries and no rate limiting there. They tra
 ``RetryableError`` (429, 5xx, connection errors; with ``retry_after_s`` when the store said) or ``StoreError``
 (everything retrying cannot fix); ``workers.stores.guarded.GuardedStore`` adds the retry policy and the rate budget.
 Callers keep requests within ``orchestrator.limits`` (ids per fetch and delete, records and bytes per upsert: see
-``workers.chunking``; ids per list page: ``capabilities.list_page_ids``).
+``workers.transfer.chunking``; ids per list page: ``capabilities.list_page_ids``).
 
 What not every store can do is declared, not probed: a caller reads ``store.capabilities`` (fixed when the store is
 opened) and asks ``can_list()`` only where the server must say. A store inherits ``StoreDefaults`` for what it
@@ -87,7 +87,7 @@ class Store(Protocol):
     @property
     def counts_by_index(self) -> bool:
         """Whether a count is a reading of the whole index, which verifications running at once can share
-        (``workers.shared_counts``); known once the store has answered."""
+        (``workers.stores.shared_counts``); known once the store has answered."""
         ...
 
     def can_list(self) -> bool:

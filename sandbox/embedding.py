@@ -20,7 +20,7 @@ What the real service does, and so this stand-in (never kinder):
 
 The models are stood in for by ``ModelStandIn``: words and neighbouring word pairs hashed (keyed by the model's
 name) into a unit vector. Deterministic and offline; a record's own text finds it first. The sandbox imports nothing
-of the product, so this is its own, not nsmigrate's re-embedding ``workers.embedders``.
+of the product, so this is its own, not nsmigrate's re-embedding ``workers.transfer.embedders``.
 """
 
 from __future__ import annotations

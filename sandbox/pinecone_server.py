@@ -60,7 +60,7 @@ The SDK's own retries (found in ``pinecone/_internal/http_client.py``):
   ``retry_config`` passed to ``Pinecone(...)`` reaches only the control plane and gRPC, not data-plane REST, and
   there is no environment variable. ``tests/sdk_internals.set_sdk_retries`` swaps the config on an ``Index``'s
   transport (private attributes, for tests only); patching ``pinecone._internal.http_client._retry_sleep`` (the
-  SDK's own seam) makes retries instant. nsmigrate's own data-plane client (``workers.stores.pinecone_rest``) never
+  SDK's own seam) makes retries instant. nsmigrate's own data-plane client (``workers.stores.pinecone.rest``) never
   retries.
 - Process-global state per *bare hostname* (``127.0.0.1``, port ignored, so every sandbox index shares it): a retry
   budget (100 tokens, -1 per retryable failure, +0.1 per success, no retries at or below 50) and an adaptive bulk gate

@@ -1,6 +1,6 @@
 """Test helpers that reach into the Pinecone SDK's private parts (SDK 10.2.0): tests that drive the SDK itself against
 the sandbox need its own retries off and its process-global host state cleared. Product code never does this
-(``tests/unit/test_no_sdk_internals.py``): its data plane is ``workers.stores.pinecone_rest``.
+(``tests/unit/test_no_sdk_internals.py``): its data plane is ``workers.stores.pinecone.rest``.
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ from nsmigrate.orchestrator.jobs import Database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings, load_settings, task_slots
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
-from nsmigrate.workers.namespace_locks import NamespaceLocks
-from nsmigrate.workers.ratelimit import RateLimiter
-from nsmigrate.workers.shared_counts import SharedCounts
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.shared_counts import SharedCounts
+from nsmigrate.workers.transfer.namespace_locks import NamespaceLocks
+from nsmigrate.workers.transfer.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

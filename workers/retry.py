@@ -1,7 +1,7 @@
 """What makes Celery re-send a whole task: ``INFRASTRUCTURE_ERRORS``, the job table or Redis could not be reached.
 
 One store request is retried by ``orchestrator.retry_policy`` (through ``workers.stores.guarded``); a task that could
-not reach the job table or Redis changed nothing (every job table change is one transaction), so ``workers.tasks``
+not reach the job table or Redis changed nothing (every job table change is one transaction), so ``workers.fleet.tasks``
 re-sends it after a backoff. Which layer retries what: ``workers.stores.guarded``'s docstring.
 """
 

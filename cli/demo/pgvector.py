@@ -29,8 +29,8 @@ from nsmigrate.orchestrator.limits import PGVECTOR_INDEX_MAX_DIMENSIONS
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.verification.comparisons import compare_record
-from nsmigrate.workers import pgnamespaces
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import application_rows, create_application_table
 

@@ -184,10 +184,11 @@ _FINISH_FAILED_BATCH = (
     )
     .returning(_runs.c.id)
 )
-# A small run's one batch (``workers.small_group``) is recorded and claimed by the task that copies it in one statement:
-# the page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's INSERT already
-# running for this worker, as ``_START_BATCH`` would make it; queued and unclaimed when the run was cancelled (the
-# run's row lock, taken by the UPDATE, orders this against ``cancel_job`` as ``_START_BATCH``'s FOR SHARE does).
+# A small run's one batch (``workers.steps.small_group``) is recorded and claimed by the task that copies it in one
+# statement: the page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's
+# INSERT already running for this worker, as ``_START_BATCH`` would make it; queued and unclaimed when the run was
+# cancelled (the run's row lock, taken by the UPDATE, orders this against ``cancel_job`` as ``_START_BATCH``'s FOR
+# SHARE does).
 _claimed_page = _PAGE_UPDATE.returning(*_PAGE_ANSWERS, *_RUN_FOR_COPY).cte("claimed_page")
 _cancelled = _claimed_page.c.state == RunState.CANCELLED
 _claimed_batch = (

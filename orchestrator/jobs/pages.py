@@ -31,7 +31,7 @@ class Listing:
     list_token: str | None
     #: Batches of the run queued or running.
     in_flight: int
-    #: The namespace's count at plan time: how a fresh listing is cut (``workers.chain_listing.chains_for``).
+    #: The namespace's count at plan time: how a fresh listing is cut (``workers.steps.chain_listing.chains_for``).
     source_count: int = 0
 
 

@@ -1,5 +1,5 @@
 """Bookkeeping of sync (copy a finished run's new and changed ids again) and rollback (restore the originals, then
-remove what a migration wrote). The store work lives in ``workers.syncing`` and ``workers.rollback``."""
+remove what a migration wrote). The store work lives in ``workers.steps.syncing`` and ``workers.steps.rollback``."""
 
 from __future__ import annotations
 

@@ -169,7 +169,7 @@ def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
                 run_id=run.id,
             )
         if not cleanable(run):
-            # No event here: it would roll back with the raise; callers (workers.cleaning) record the refusal.
+            # No event here: it would roll back with the raise; callers (workers.steps.cleaning) record the refusal.
             raise StateError(
                 f"refusing to delete source namespace {run.source_namespace!r}: its run is {run.state}, not verified",
                 hint="run `nsmigrate verify JOB` first; only a verified namespace can be cleaned up",

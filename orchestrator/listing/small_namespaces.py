@@ -4,8 +4,8 @@ Such a namespace costs the fleet more in fixed costs than in vectors when it has
 two messages to send, receive and acknowledge for three vectors (their share of a list and a copy worker's CPU:
 ``bench/README.md``). ``launch`` sends them instead in groups (``groups``: the settings ``small_group_max_runs`` and
 ``small_group_min_tasks``), each group one task on the copy queue that lists, records and copies its runs one after
-the other (``workers.small_group``), each run through the same states and steps as before. Pure: the worker side is
-``workers.small_group``.
+the other (``workers.steps.small_group``), each run through the same states and steps as before. Pure: the worker side
+is ``workers.steps.small_group``.
 """
 
 from __future__ import annotations

@@ -142,9 +142,8 @@ class Dispatcher:
     def verify_small_namespaces(
         self, run_ids: list[int], *, job_id: int, namespaces: list[str], rejudge: bool = False
     ) -> None:
-        """Verify these small namespace runs in one task: copied by one task (``workers.next_steps``), or asked for
-        again
-        by `nsmigrate verify` (``rejudge``: runs that have a verdict are judged again)."""
+        """Verify these small namespace runs in one task: copied by one task (``workers.steps.next_steps``), or asked
+        for again by `nsmigrate verify` (``rejudge``: runs that have a verdict are judged again)."""
         extra = {"rejudge": True} if rejudge else {}
         self.send(TaskName.VERIFY_SMALL_NAMESPACES, job_id=job_id, namespaces=namespaces, run_ids=run_ids, **extra)
 

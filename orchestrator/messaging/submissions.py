@@ -3,8 +3,8 @@
 Why: a command that plans by itself first imports the planner, the job table (SQLAlchemy), Celery and the store SDKs,
 about a second of CPU on a small machine before the job exists. A running fleet has all of that loaded and its
 connections open. So ``nsmigrate run`` and ``nsmigrate plan`` (``cli.submit``) send the spec's text to a planner
-thread of a worker (``workers.plan_server``) and wait for its answer, and plan by themselves whenever no planner is
-there, none takes the spec within ``TAKE_TIMEOUT_S``, or the planner says the spec needs the command (``LOCAL``).
+thread of a worker (``workers.fleet.plan_server``) and wait for its answer, and plan by themselves whenever no planner
+is there, none takes the spec within ``TAKE_TIMEOUT_S``, or the planner says the spec needs the command (``LOCAL``).
 
 The protocol, on the fleet's Redis:
 

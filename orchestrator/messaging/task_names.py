@@ -54,7 +54,7 @@ def lock_key(name: str) -> str:
     return f"{KEY_PREFIX}:lock:{name}"
 
 
-#: The fleet's planner (``workers.plan_server``): its heartbeat, and the list of specs handed to it.
+#: The fleet's planner (``workers.fleet.plan_server``): its heartbeat, and the list of specs handed to it.
 PLANNER_KEY = f"{KEY_PREFIX}:planner"
 SUBMISSIONS_KEY = f"{KEY_PREFIX}:submissions"
 

@@ -2,7 +2,7 @@
 whose cleanup would delete what the new job writes there, or its source is another job's target, still being written
 and whose copies the new job's cleanup would delete. Two jobs that do both form a cycle (``a`` → ``b`` and ``b`` →
 ``a``). Stores are compared by what their specs say (``spec_identity``: spelling taken out); the cleanups themselves
-compare resolved identities under the namespaces' locks (``workers.cleaning``), and refuse the second of two that
+compare resolved identities under the namespaces' locks (``workers.steps.cleaning``), and refuse the second of two that
 cross.
 """
 

@@ -4,7 +4,7 @@ A document field may not start with ``_`` or ``$`` nor take the name of the inde
 Pinecone refuses a whole upsert for one such key. Which keys a source holds is known only by reading its records, so
 the plan reads a sample: the first page of ids of every selected namespace, fetched (at most ``SAMPLE_IDS`` records
 each), with the keys the enrichment adds. A key found refuses the plan, naming the ``rename`` that fixes it; a key the
-sample missed refuses its batch at the copy the same way (``workers.stores.pinecone_documents``). Nothing is dropped.
+sample missed refuses its batch at the copy (``workers.stores.pinecone.document_index``). Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from nsmigrate.orchestrator.records.documents import refuse_keys
+from nsmigrate.orchestrator.records.documents import DocumentFields, refuse_keys
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
 
 if TYPE_CHECKING:
@@ -49,4 +49,4 @@ def check_document_keys(spec: JobSpec, source: Store, namespaces: Iterable[str])
     if not isinstance(target, PineconeStoreSpec) or target.documents is None:
         return
     keys = sampled_keys(source, namespaces) | enrichment_keys(spec)
-    refuse_keys(keys, target.documents, target=target.label)
+    refuse_keys(keys, DocumentFields.of(target.documents), target=target.label)

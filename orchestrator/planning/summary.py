@@ -1,7 +1,8 @@
 """What a user is shown of a plan, as plain data: a table of namespace runs and the lines under it.
 
-Made where the plan is made (the command's own process, or the fleet's planner, ``workers.plan_server``) and sent as
-JSON when the planner made it; ``cli.render.print_plan`` draws it. So a plan reads the same wherever it was made.
+Made where the plan is made (the command's own process, or the fleet's planner, ``workers.fleet.plan_server``) and
+sent as JSON when the planner made it; ``cli.render.print_plan`` draws it. So a plan reads the same wherever it was
+made.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 and waiting until it is ready.
 
 The decisions are pure (``wanted_shape``, ``shape_problems``, ``plan_target_index``); the control plane is reached
-through the ``IndexControl`` protocol the entry point passes in (``workers.stores.pinecone_control`` implements it),
+through the ``IndexControl`` protocol the entry point passes in (``workers.stores.pinecone.control`` implements it),
 so the orchestrator never imports a store SDK.
 
 An ``IndexShape`` is everything an index is created with. It is the one object other index kinds extend (an
@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 from nsmigrate.orchestrator.errors import PlanError, StoreError
-from nsmigrate.orchestrator.spec.jobspec import CreateIndex, DocumentFields, JobSpec
+from nsmigrate.orchestrator.spec.jobspec import CreateIndex, DocumentMapping, JobSpec
 
 #: ``wait_until_ready`` asks the control plane after 0.25 s, then twice as late each time, up to this (Pinecone's
 #: SDK polls every 5 s): a sandbox index is seen ready at once, a real one is not asked about too often.
@@ -125,7 +125,7 @@ def wanted_shape(
     *,
     text_field: str | None = None,
     reembed_dimension: int | None = None,
-    documents: DocumentFields | None = None,
+    documents: DocumentMapping | None = None,
 ) -> IndexShape:
     """The shape ``create`` asks for, with the source's dimension and metric where it gives none (a re-embedding:
     its own dimension; an integrated index: the model's defaults)."""
@@ -269,7 +269,7 @@ def _document_problems(shape: IndexShape, existing: IndexInfo) -> list[str]:
 
 
 def _check_document_index(
-    name: str | None, fields: DocumentFields, dimension: int, metric: str | None, control: IndexControl | None
+    name: str | None, fields: DocumentMapping, dimension: int, metric: str | None, control: IndexControl | None
 ) -> None:
     """An existing document index named by ``index`` must have the dense (and sparse) field the mapping writes, of
     the source's dimension and metric (a ``host`` target cannot be asked: its first upsert would be refused)."""

@@ -67,9 +67,9 @@ class BinaryValues(Sequence[float]):
     """Vector values kept in pgvector's binary form (``uint16`` dimension, ``uint16`` unused, big-endian ``float32``
     values), as a pgvector table sent them, decoded only if someone reads them.
 
-    A copy between pgvector tables writes them back as they came (``workers.pgbinary``), with no float made or
-    printed on the way. Read as floats they are what pgvector's text form of the same vector reads as (each float32's
-    shortest decimal), so a record fetched either way is equal, value for value.
+    A copy between pgvector tables writes them back as they came (``workers.stores.pgvector.binary``), with no float
+    made or printed on the way. Read as floats they are what pgvector's text form of the same vector reads as (each
+    float32's shortest decimal), so a record fetched either way is equal, value for value.
     """
 
     __slots__ = ("_floats", "binary")

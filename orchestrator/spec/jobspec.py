@@ -189,7 +189,7 @@ def _document_field(value: str) -> str:
 DocumentFieldName = Annotated[str, AfterValidator(_document_field)]
 
 
-class DocumentFields(_Model):
+class DocumentMapping(_Model):
     """A **document index** (API 2026-07) and how records map onto its documents: the record's id becomes ``_id``,
     its values the ``dense_field``, its sparse values the ``sparse_field``, each metadata key a top-level field of
     the same name (``rename`` gives it another). ``text_fields`` are metadata keys written as full-text ``string``
@@ -210,7 +210,7 @@ class DocumentFields(_Model):
     )
 
     @model_validator(mode="after")
-    def _distinct(self) -> DocumentFields:
+    def _distinct(self) -> DocumentMapping:
         vectors = {self.dense_field, self.sparse_field} - {None}
         if self.sparse_field == self.dense_field:
             raise ValueError("dense_field and sparse_field must be two different fields")
@@ -250,7 +250,7 @@ class PineconeStoreSpec(_Model):
     records: TextRecords | None = Field(
         default=None, description="As a target: an integrated index; records are written as text (see TextRecords)."
     )
-    documents: DocumentFields | None = Field(
+    documents: DocumentMapping | None = Field(
         default=None, description="A document index (API 2026-07) and how records map onto documents."
     )
 
@@ -638,8 +638,9 @@ class Backup(_Model):
 class Reembed(_Model):
     """Re-embed while copying: each record's vector is made anew from the text in source metadata field
     ``text_from`` by ``embedder`` (a registered name such as ``hashing``, or ``package.module:factory``: see
-    ``workers.embedders``), ``dimension`` wide. For a model change, which changes the dimension: the target is a plain
-    vector index of that dimension. Metadata is kept; a record without text is reported by id, never written."""
+    ``workers.transfer.embedders``), ``dimension`` wide. For a model change, which changes the dimension: the target
+    is a plain vector index of that dimension. Metadata is kept; a record without text is reported by id, never
+    written."""
 
     embedder: str = Field(default="hashing", min_length=1, description="A registered name or package.module:factory.")
     text_from: str = Field(default="text", min_length=1, description="The source metadata field holding the text.")
@@ -834,7 +835,7 @@ def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
     unchecked = spec.cleanup_unchecked
     if spec.cleanup.mode != "never" and unchecked:
         # Checked here, for a new spec, and not by the model: a job already written loads as it was, and its
-        # cleanup refuses instead (``workers.cleaning``).
+        # cleanup refuses instead (``workers.steps.cleaning``).
         raise SpecError(
             f"invalid job spec {origin}:\n  cleanup.mode: `{spec.cleanup.mode}` would delete the source after a "
             f"verification that does not prove an equal copy ({', '.join(unchecked)}): a target that lost vectors "

@@ -1,6 +1,6 @@
 """Verification logic: pure comparisons of what the source holds with what the target holds. No I/O here.
 
-``workers.verifying`` lists, fetches and counts; the functions below judge what it found, and ``Report`` turns the
+``workers.steps.verifying`` lists, fetches and counts; the functions below judge what it found, and ``Report`` turns the
 findings into one verdict (``passed``), one line for people (``summary``) and the JSON stored on the namespace run.
 
 The rules, in one place:

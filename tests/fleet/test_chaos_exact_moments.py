@@ -19,9 +19,9 @@ from nsmigrate.orchestrator.messaging.task_names import lock_key
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
-from nsmigrate.workers import copying, listing
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.next_steps import lister_wake_key
+from nsmigrate.workers.steps import copying, listing
+from nsmigrate.workers.steps.next_steps import lister_wake_key
 from nsmigrate_sandbox.pinecone_server import PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 from tests.chaos import DIM, SRC

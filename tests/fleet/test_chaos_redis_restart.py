@@ -82,7 +82,7 @@ KOMBU_TEARDOWN_FAULT = """
 import os
 from celery import bootsteps
 from nsmigrate.orchestrator.settings import load_settings
-from nsmigrate.workers.app import configure
+from nsmigrate.workers.fleet.app import configure
 
 class KombuTeardownFault(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)

@@ -70,7 +70,7 @@ def test_kill_9_of_a_worker_mid_batch_is_recovered_by_redelivery(stack: Stack, p
 
 def test_kill_9_of_a_worker_mid_group_of_small_namespaces_is_recovered_by_redelivery(stack: Stack) -> None:
     """Small namespaces (one list page and one batch each) go several to a task that lists and copies them one after
-    the other (``workers.small_group``). SIGKILL of the worker mid-group: each group's message is redelivered
+    the other (``workers.steps.small_group``). SIGKILL of the worker mid-group: each group's message is redelivered
     (``acks_late``) and first sends what its killed run left between two steps of a run (a batch recorded or
     running with no copy task of its own, a copied run's verification), then goes on with the runs it never
     reached. Every id is still batched once, and every namespace copied whole."""

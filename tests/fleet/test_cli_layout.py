@@ -120,7 +120,7 @@ def test_status_and_jobs_read_over_plain_psycopg_without_sqlalchemy(args: list[s
 
 
 # What only a backup (pyarrow) or a comparison of values (numpy) needs: `plan` and `run` start without them.
-NOT_FOR_PLANNING = ("pyarrow", "numpy", "nsmigrate.workers.backup", "nsmigrate.cli.backup")
+NOT_FOR_PLANNING = ("pyarrow", "numpy", "nsmigrate.workers.stores.backup.parquet", "nsmigrate.cli.backup")
 
 
 @pytest.mark.parametrize("args", [["plan", "--help"], ["run", "--help"]])
@@ -135,11 +135,11 @@ def test_planning_commands_import_no_backup_machinery_nor_numpy(args: list[str])
 def test_a_worker_starts_without_the_backup_machinery_nor_numpy() -> None:
     """Every worker process imports the tasks: only a backup/erasure (pyarrow) or a re-embedding (numpy) loads
     these, in the task that needs them."""
-    probe = "import json, sys, workers.tasks; print(json.dumps(sorted(sys.modules)))"
+    probe = "import json, sys, workers.fleet.tasks; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     loaded = json.loads(result.stdout.splitlines()[-1])
 
-    assert "nsmigrate.workers.tasks" in loaded and "pinecone" in loaded  # the copy path's SDK stays preloaded
+    assert "nsmigrate.workers.fleet.tasks" in loaded and "pinecone" in loaded  # the copy path's SDK stays preloaded
     unwanted = sorted({n for n in NOT_FOR_PLANNING for m in loaded if m == n or m.startswith(n + ".")})
     assert not unwanted, unwanted
 

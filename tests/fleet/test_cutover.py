@@ -21,8 +21,8 @@ from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.tenant_guard import Match
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_store
-from nsmigrate.workers.syncing import sync_run
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, reverify, small_spec, states, wait_final

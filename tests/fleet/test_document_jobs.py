@@ -21,8 +21,8 @@ from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
-from nsmigrate.workers import cleaning
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import cleaning
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema, TextField
 from nsmigrate_sandbox.documents import document_index, load_documents

@@ -22,9 +22,9 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from nsmigrate.workers.backup import read_manifest
-from nsmigrate.workers.erasing import plan_erasure
+from nsmigrate.workers.steps.erasing import plan_erasure
 from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores.backup.parquet import read_manifest
 from nsmigrate.workers.stores.base import iter_all_ids
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy

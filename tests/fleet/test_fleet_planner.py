@@ -1,7 +1,7 @@
-"""`nsmigrate run` and `plan` handing the spec to the fleet's planner (``workers.plan_server``), as a user runs them:
-`python -m nsmigrate …` in its own process, a real `nsmigrate worker`, real Redis and Postgres, the real Pinecone SDK on
-the local data plane. Whatever path a spec takes, the command's answer, the job table and the data are the same; when
-the fleet cannot plan it, the command plans it itself and nothing is started twice."""
+"""`nsmigrate run` and `plan` handing the spec to the fleet's planner (``workers.fleet.plan_server``), as a user runs
+them: `python -m nsmigrate …` in its own process, a real `nsmigrate worker`, real Redis and Postgres, the real
+Pinecone SDK on the local data plane. Whatever path a spec takes, the command's answer, the job table and the data are
+the same; when the fleet cannot plan it, the command plans it itself and nothing is started twice."""
 
 from __future__ import annotations
 

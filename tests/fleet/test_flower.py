@@ -71,7 +71,7 @@ def job_table_text(db: jobs.Database) -> str:
         )
 
 
-# A threads worker publishes its task events on a timer (workers.app.Consumer); a prefork one after each.
+# A threads worker publishes its task events on a timer (workers.fleet.app.Consumer); a prefork one after each.
 @pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack, pool: str) -> None:
     stack.start_worker("list,copy,verify,cleanup", 4, name="fw", pool=pool, PINECONE_API_KEY=SECRET)

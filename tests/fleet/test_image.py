@@ -63,8 +63,8 @@ def test_the_image_file_set_builds_installs_and_runs(tmp_path: Path) -> None:
         [
             str(image_python),
             "-c",
-            "import nsmigrate.cli.main, nsmigrate.workers.tasks; "
-            "print(nsmigrate.cli.main.__file__, nsmigrate.workers.tasks.__file__)",
+            "import nsmigrate.cli.main, nsmigrate.workers.fleet.tasks; "
+            "print(nsmigrate.cli.main.__file__, nsmigrate.workers.fleet.tasks.__file__)",
         ],
         cwd=empty,
     ).stdout

@@ -21,11 +21,11 @@ from nsmigrate.orchestrator.models import BatchState, RunState
 from nsmigrate.orchestrator.pgvector_layout import VectorIndex, create_table_sql
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, parse_spec
-from nsmigrate.workers import pgnamespaces
-from nsmigrate.workers.cleaning import cleanup_run
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.cleaning import cleanup_run
 from nsmigrate.workers.stores import open_retrying_store, open_store
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import seed_chunks
 from nsmigrate_sandbox.stack import Stack

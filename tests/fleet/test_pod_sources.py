@@ -21,8 +21,8 @@ from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import Enumeration, IdCatalogue, PineconeStoreSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate.workers.syncing import sync_run
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.postgrest import PostgrestStandIn
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from nsmigrate.workers.ratelimit import RateLimiter
+from nsmigrate.workers.transfer.ratelimit import RateLimiter
 from tests.integration.test_ratelimit import SCOPE, max_in_any_window
 from tests.timing import assert_timing
 

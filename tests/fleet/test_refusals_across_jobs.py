@@ -20,8 +20,8 @@ import yaml
 
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.models import RunState
-from nsmigrate.workers import cleaning
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import cleaning
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_refusals_at_deletion import fleet  # noqa: F401  (a fixture: the module's worker)

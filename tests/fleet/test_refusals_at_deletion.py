@@ -20,12 +20,12 @@ from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.workers import cleaning
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.proving import delete_absent
-from nsmigrate.workers.rollback import _Rollback
+from nsmigrate.workers.steps import cleaning
+from nsmigrate.workers.steps.proving import delete_absent
+from nsmigrate.workers.steps.rollback import _Rollback
+from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate.workers.syncing import sync_run
 from nsmigrate_sandbox.pinecone_server import Faults
 from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli as process_cli

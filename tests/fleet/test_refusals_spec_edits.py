@@ -1,7 +1,7 @@
 """Issue 47, case 3: a spec file edited while its job is unfinished is not silently ignored.
 
 Played as the issue tells it, with `python -m cli …` in its own process against real Redis and Postgres, a real
-`nsmigrate worker` whose planner takes the spec (``workers.plan_server``), and the command planning by itself
+`nsmigrate worker` whose planner takes the spec (``workers.fleet.plan_server``), and the command planning by itself
 (``--plan-here``): `run` of the edited file (``cleanup.mode`` auto → never, another target) refuses, the same way
 both ways, names each difference and changes nothing, until told which spec to use: `--resume` goes on with the
 stored one, `--new` starts another job with the file's.

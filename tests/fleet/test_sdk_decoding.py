@@ -1,10 +1,10 @@
 """Threads may make their first decode of a Pinecone response at the same moment; that must not crash.
 
 msgspec (which the SDK decodes responses with) builds a type's decoding information on its first decode, and threads
-doing that at once crash the process (SIGSEGV). ``workers.tasks`` primes every SDK response type on import, before a
-pool runs any task, and a ``PineconeStore`` primes them when it builds the process's first client, one client at a
-time (``workers.stores.pinecone.prime_sdk_decoding``): planning reads both stores from threads of the CLI's process,
-and its demo crashed that way once in six runs before.
+doing that at once crash the process (SIGSEGV). ``workers.fleet.tasks`` primes every SDK response type on import,
+before a pool runs any task, and a ``PineconeStore`` primes them when it builds the process's first client, one client
+at a time (``workers.stores.pinecone.store.prime_sdk_decoding``): planning reads both stores from threads of the CLI's
+process, and its demo crashed that way once in six runs before.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ THREADS = 8  # a copy worker's task slots; unprimed, 8 crash more often than 32 
 #: Runs per test. With priming disabled, 20 (worker) and 9 (store) of 48 runs crashed here, and 10 of 72 without
 #: importing workers: 48 clean runs by chance would be about a 1-in-1,300 event at the lowest of those rates.
 RUNS = 48
-#: One interpreter imports what a process has before its threads first decode (``workers.tasks`` for a worker, as a
+#: One interpreter imports what a process has before its threads first decode (``workers.fleet.tasks`` for a worker,
+# as a
 #: pool process has before it runs a task), then forks each run from there: every child starts with no response type
 #: decoded yet, so its threads make their first decodes at once, and the imports are paid once, not once per run.
 FIRST_DECODES_AT_ONCE = textwrap.dedent(
@@ -27,10 +28,10 @@ FIRST_DECODES_AT_ONCE = textwrap.dedent(
 
     mode, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if mode == "worker":
-        import nsmigrate.workers.tasks  # noqa: F401 - what a worker process imports before its pool runs a task
+        import nsmigrate.workers.fleet.tasks  # noqa: F401 - what a worker process imports before its pool runs a task
     from pinecone._internal.adapters.vectors_adapter import VectorsAdapter as A
     from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
-    from nsmigrate.workers.stores.pinecone import PineconeStore
+    from nsmigrate.workers.stores.pinecone.store import PineconeStore
 
     responses = [
         (A.to_list_response, b'{"vectors":[{"id":"a"}],"pagination":{"next":"t"},"namespace":"n","usage":{}}'),

@@ -21,10 +21,10 @@ from nsmigrate.orchestrator import jobs, launch
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import JobKind, JobState, RunState
 from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace, twin_namespace
-from nsmigrate.workers import cleaning
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.rollback import rollback_job
-from nsmigrate.workers.syncing import sync_run
+from nsmigrate.workers.steps import cleaning
+from nsmigrate.workers.steps.rollback import rollback_job
+from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from nsmigrate_sandbox.stack import Stack

@@ -26,13 +26,13 @@ from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, RateBudget, TextRecords, parse_spec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.embedders import HashingEmbedder
-from nsmigrate.workers.ratelimit import RateLimiter, embed_scope
-from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.steps.rollback import rollback_job
+from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
-from nsmigrate.workers.syncing import sync_run
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
+from nsmigrate.workers.transfer.embedders import HashingEmbedder
+from nsmigrate.workers.transfer.ratelimit import RateLimiter, embed_scope
 from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack

@@ -26,5 +26,5 @@ def test_a_worker_answers_under_its_name_without_loading_celerys_command_line(st
     assert wait_for_workers(stack.redis_url, 1) == [f"lean@{socket.gethostname()}"]
     imported = imported_modules(log)
     # The log holds the whole start: the pool's and the consumer's modules, loaded as the worker object starts.
-    assert {"billiard.pool", "celery.worker.consumer.consumer", "nsmigrate.workers.app"} <= imported
+    assert {"billiard.pool", "celery.worker.consumer.consumer", "nsmigrate.workers.fleet.app"} <= imported
     assert not COMMAND_LINE_MODULES & imported

@@ -12,8 +12,8 @@ import pytest
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.rollback import rollback_job
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.steps.rollback import rollback_job
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import Job, RecordingDispatcher, copied_job, make_records, make_spec
 

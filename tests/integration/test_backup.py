@@ -24,7 +24,7 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BackupError
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from nsmigrate.workers.backup import (
+from nsmigrate.workers.stores.backup.parquet import (
     MANIFEST_NAME,
     export_namespace,
     export_namespaces,
@@ -36,8 +36,8 @@ from nsmigrate.workers.backup import (
 )
 from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pgvector import PgvectorStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 DIM = 8
@@ -515,7 +515,7 @@ def test_erasing_every_row_of_a_backup_removes_only_what_nsmigrate_wrote_there(
     """An erasure that leaves a backup with no file removes its manifest and files, and the directory only when
     nothing else is in it: an operator's notes, or an export made inside it since, are not the erasure's to delete."""
     from nsmigrate.orchestrator.tenancy.erasure import Subject
-    from nsmigrate.workers.backup_erasure import erase_rows
+    from nsmigrate.workers.stores.backup.erasure import erase_rows
 
     src = stores["src"]
     src.upsert("mine", [Record(f"m-{i}", [0.1 * (i + 1)] * DIM, {"creator_id": "a.1"}) for i in range(3)])

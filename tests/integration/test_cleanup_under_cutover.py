@@ -19,8 +19,8 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import cutover as rollout_rows
 from nsmigrate.orchestrator.models import RunState
-from nsmigrate.workers import syncing
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import syncing
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import Job, RecordingDispatcher, copied_job, make_records, make_spec
 

@@ -18,8 +18,8 @@ from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.target_indexes import TargetIndex, wanted_shape
 from nsmigrate.orchestrator.spec.jobspec import CreateIndex, parse_spec
-from nsmigrate.workers import collection_steps
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import collection as collection_steps
 from nsmigrate_sandbox.pinecone_control import ControlFaults
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until

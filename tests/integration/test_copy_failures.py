@@ -10,8 +10,8 @@ from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.store import StoreDefaults
-from nsmigrate.workers import copying
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import copying
 
 
 class _BrokenStore(StoreDefaults):

@@ -55,9 +55,9 @@ def test_every_sender_of_a_threads_worker_process_shares_the_broker_pool(
     """A threads worker sends from its task threads (their context's dispatcher) and from its plan server, with
     Celery's own app beside them. kombu keeps one connection-pool limit per process: a sender asking for a smaller
     one than a pool in use failed its first send with "Can't shrink pool when in use" (a job's planning failed so)."""
-    from nsmigrate.workers.app import configure
     from nsmigrate.workers.context import WorkerContext
-    from nsmigrate.workers.plan_server import PlanServer
+    from nsmigrate.workers.fleet.app import configure
+    from nsmigrate.workers.fleet.plan_server import PlanServer
 
     monkeypatch.setenv(TASK_SLOTS_ENV, "16")
     settings = Settings(redis_url=redis_url, database_url=job_table_url)

@@ -23,10 +23,11 @@ from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
-from nsmigrate.workers import copying, erasing, pgnamespaces
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.steps import copying, erasing
+from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import seed_chunks
 from tests.integration.test_verify_cleanup import URL_ENV, RecordingDispatcher, copied_job, make_records, make_spec

@@ -13,8 +13,8 @@ from pinecone import Pinecone
 
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.workers import erasing
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import erasing
 from nsmigrate.workers.stores import open_retrying_store
 from tests.integration import test_verify_cleanup as verify_cleanup
 from tests.integration.test_verify_cleanup import copied_job, make_records, make_spec

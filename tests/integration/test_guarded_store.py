@@ -17,13 +17,13 @@ from nsmigrate.orchestrator.connections.store_identity import pinecone_host_iden
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
-from nsmigrate.workers.chunking import estimate_bytes
-from nsmigrate.workers.ratelimit import RateLimiter, list_scope, read_scope, stats_scope, write_scope
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.base import Record, Store
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pgvector import PgvectorStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
+from nsmigrate.workers.transfer.chunking import estimate_bytes
+from nsmigrate.workers.transfer.ratelimit import RateLimiter, list_scope, read_scope, stats_scope, write_scope
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 8

@@ -156,8 +156,9 @@ def test_a_namespace_of_one_batch_costs_five_round_trips_from_listing_to_done(
 def test_a_small_run_is_recorded_and_started_in_one_statement_four_round_trips_from_listing_to_done(
     db: jobs.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A small run's task (``workers.small_group``) records its one batch already started for itself: one statement
-    and one checkout fewer than recording it, then starting it as a copy task does (5 round trips, 4 checkouts)."""
+    """A small run's task (``workers.steps.small_group``) records its one batch already started for itself: one
+    statement and one checkout fewer than recording it, then starting it as a copy task does (5 round trips, 4
+    checkouts)."""
     _, [run_id] = a_job(db)
     jobs.job_spec(db, jobs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
     traffic = watch(db, monkeypatch)

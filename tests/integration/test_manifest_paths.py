@@ -20,11 +20,11 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BackupError
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
-from nsmigrate.workers.backup import MANIFEST_NAME, export_namespaces
-from nsmigrate.workers.backup_erasure import erase_rows
+from nsmigrate.workers.stores.backup.erasure import erase_rows
+from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, export_namespaces
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 DIM = 4

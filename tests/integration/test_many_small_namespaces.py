@@ -1,6 +1,6 @@
 """Many small namespaces verified at once in one worker process, as a threads worker does: real Postgres (job table),
 Redis (rate budget) and two Pinecone indexes of the local data plane through the real SDK, one ``WorkerContext``
-shared by the verifying threads (so they share its count readings, ``workers.shared_counts``).
+shared by the verifying threads (so they share its count readings, ``workers.stores.shared_counts``).
 
 Each namespace is copied the way a copy batch does (``route_records``, one batch recorded and finished), then some
 copies are spoiled; every verification must still find what it always found, whichever count reading it was given.
@@ -22,9 +22,9 @@ from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.records.routing import route_context, route_records
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
-from nsmigrate.workers import verifying
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.latency import LATENCY_RUNS
+from nsmigrate.workers.steps import verifying
+from nsmigrate.workers.steps.latency import LATENCY_RUNS
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 4

@@ -1,5 +1,6 @@
-"""Fleet-wide namespace locks on real Redis (``workers.namespace_locks``), and the deletions and writes that take them
-through ``GuardedStore`` against the local data plane: each ``NamespaceLocks`` here stands for another process."""
+"""Fleet-wide namespace locks on real Redis (``workers.transfer.namespace_locks``), and the deletions and writes that
+take them through ``GuardedStore`` against the local data plane: each ``NamespaceLocks`` here stands for another
+process."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import redis as redis_lib
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.records.routing import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, parse_spec
-from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
-from nsmigrate.workers.proving import delete_proven
+from nsmigrate.workers.steps.proving import delete_proven
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
+from nsmigrate.workers.transfer.namespace_locks import NamespaceLocks, namespace_key
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
 

@@ -18,11 +18,11 @@ from nsmigrate.orchestrator.pgvector_layout import INT_KEYS_KEY, MappingError, V
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
 from nsmigrate.orchestrator.verification.comparisons import compare_record
-from nsmigrate.workers import pgnamespaces
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.rollback import rollback_job
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.steps.rollback import rollback_job
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import create_application_table
 from tests.integration.test_pgvector_layout import catalogue

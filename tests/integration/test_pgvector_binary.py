@@ -1,7 +1,8 @@
-"""The application's pgvector tables read and written in Postgres's binary form by the stores (``workers.pgbinary``),
-on real Postgres + pgvector, tables made with the application's own DDL and rows that fill every column, NULLs where
-the DDL allows them: a fetched vector is pgvector's own bytes and reads as its text form reads; an upsert goes by
-binary COPY, never through the vector's text form, and what lands equals the source column for column."""
+"""The application's pgvector tables read and written in Postgres's binary form by the stores
+(``workers.stores.pgvector.binary``), on real Postgres + pgvector, tables made with the application's own DDL and rows
+that fill every column, NULLs where the DDL allows them: a fetched vector is pgvector's own bytes and reads as its
+text form reads; an upsert goes by binary COPY, never through the vector's text form, and what lands equals the source
+column for column."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import quote
 from nsmigrate.orchestrator.records.vectors import BinaryValues, Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate_sandbox.seed import application_rows, create_application_table
 from nsmigrate_sandbox.services import PostgresServer
 

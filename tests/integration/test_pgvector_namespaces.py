@@ -17,9 +17,9 @@ from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.errors import PlanError, RetryableError
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
-from nsmigrate.workers import pgnamespaces
 from nsmigrate.workers.stores import open_store
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate_sandbox.seed import seed_chunks
 
 URL_ENV = "NSMIGRATE_PGVECTOR_URL"

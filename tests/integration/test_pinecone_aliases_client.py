@@ -1,4 +1,4 @@
-"""nsmigrate's own alias calls (``workers.stores.pinecone_aliases``) against the local data plane: each operation,
+"""nsmigrate's own alias calls (``workers.stores.pinecone.aliases``) against the local data plane: each operation,
 its safe repeat, and the error each refusal becomes, naming what to do."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
-from nsmigrate.workers.stores.pinecone_aliases import NamespaceAliases
+from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 KEY_ENV = "NSMIGRATE_TEST_ALIASES_PINECONE_KEY"

@@ -17,6 +17,8 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
+from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
+from nsmigrate_sandbox.documents import document_index, load_documents
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
@@ -31,7 +33,9 @@ def data_api() -> OpenAPI:
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("alias-sl", 4), IndexSpec("alias-pod", 4, kind="pod")]
+    schema = read_schema({"fields": {"embedding": {"type": "dense_vector", "dimension": 4, "metric": "cosine"}}})
+    assert isinstance(schema, DocumentSchema)
+    return [IndexSpec("alias-sl", 4), IndexSpec("alias-pod", 4, kind="pod"), document_index("alias-docs", schema)]
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +43,8 @@ def seeded(sandbox: PineconeSandbox) -> None:
     sandbox.load("alias-sl", "v1", [(f"a{i}", [1, i, 0, 0], {"gen": 1}) for i in range(3)])
     sandbox.load("alias-sl", "v2", [(f"b{i}", [0, 1, i, 0], {"gen": 2}) for i in range(2)])
     sandbox.load("alias-sl", "", [("d", [0, 0, 0, 1], None)])
+    documents = [{"_id": f"doc{i}", "embedding": [1, i, 0, 0], "gen": 1} for i in range(3)]
+    load_documents(sandbox.service("alias-docs"), "v1", documents)
 
 
 def call(
@@ -320,3 +326,35 @@ def test_records_upsert_to_an_alias_is_refused_in_the_records_error_shape(
 def test_a_pod_index_serves_no_aliases(data_api: OpenAPI, sandbox: PineconeSandbox) -> None:
     error = call(data_api, sandbox, "GET", "/namespace-aliases", expect=404, index="alias-pod")
     assert error["details"] == [] and "pod-based" in error["message"]
+
+
+def test_document_reads_through_an_alias_name_the_namespace_that_served_them(
+    data_api: OpenAPI, sandbox: PineconeSandbox
+) -> None:
+    create(data_api, sandbox, "live", "v1", index="alias-docs")
+    path = "/namespaces/live/documents"
+    fetched = call(data_api, sandbox, "POST", f"{path}/fetch", body={"ids": ["doc1", "x"]}, index="alias-docs")
+    assert list(fetched["documents"]) == ["doc1"] and fetched["namespace"] == "v1"
+    listed = call(data_api, sandbox, "POST", f"{path}/list", body={}, index="alias-docs")
+    assert [d["_id"] for d in listed["documents"]] == ["doc0", "doc1", "doc2"] and listed["namespace"] == "v1"
+    search = {"score_by": [{"type": "dense_vector", "field": "embedding", "values": [1, 0, 0, 0]}], "top_k": 1}
+    searched = call(data_api, sandbox, "POST", f"{path}/search", body=search, index="alias-docs")
+    assert searched["namespace"] == "v1" and len(searched["matches"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "body", "status"),
+    [
+        ("upsert", {"documents": [{"_id": "n", "embedding": [1, 1, 1, 1]}]}, 409),
+        ("update", {"documents": [{"_id": "doc1", "gen": 2}]}, 412),
+        ("delete", {"ids": ["doc1"]}, 412),
+    ],
+)
+def test_document_writes_to_an_alias_are_refused(
+    data_api: OpenAPI, sandbox: PineconeSandbox, action: str, body: dict[str, Any], status: int
+) -> None:
+    create(data_api, sandbox, "live", "v1", index="alias-docs")
+    path = f"/namespaces/live/documents/{action}"
+    error = call(data_api, sandbox, "POST", path, body=body, expect=status, index="alias-docs")
+    assert error["status"] == status and "namespace alias" in error["error"]["message"]
+    assert sandbox.service("alias-docs").store.counts() == {"v1": 3}  # nothing written or deleted

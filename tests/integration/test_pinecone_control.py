@@ -21,7 +21,7 @@ from pinecone import (
 )
 
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until
 from tests.sdk_internals import set_sdk_retries

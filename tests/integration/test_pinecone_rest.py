@@ -1,4 +1,4 @@
-"""``workers.stores.pinecone_rest``, nsmigrate's own data-plane client, against the local data plane and Pinecone's
+"""``workers.stores.pinecone.rest``, nsmigrate's own data-plane client, against the local data plane and Pinecone's
 published OpenAPI files (2026-04).
 
 Every request the Pinecone store sends — each operation it has, on a serverless, a pod and an integrated index — and
@@ -25,10 +25,10 @@ from pinecone import Index
 
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, TextRecords
-from nsmigrate.workers.stores import pinecone as pinecone_store_module
 from nsmigrate.workers.stores.base import Record
-from nsmigrate.workers.stores.pinecone import PineconeStore
-from nsmigrate.workers.stores.pinecone_rest import API_VERSION, DataPlane, DataPlaneError
+from nsmigrate.workers.stores.pinecone import store as pinecone_store_module
+from nsmigrate.workers.stores.pinecone.rest import API_VERSION, DataPlane, DataPlaneError
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_pinecone_conformance import DATA_HOST_URL, REFERENCE

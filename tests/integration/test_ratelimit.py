@@ -11,7 +11,14 @@ import pytest
 import redis
 
 from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
-from nsmigrate.workers.ratelimit import DEFAULT_GUARD_S, RateLimiter, list_scope, read_scope, window_for, write_scope
+from nsmigrate.workers.transfer.ratelimit import (
+    DEFAULT_GUARD_S,
+    RateLimiter,
+    list_scope,
+    read_scope,
+    window_for,
+    write_scope,
+)
 from nsmigrate_sandbox.pinecone_server import _Window
 from nsmigrate_sandbox.services import RedisServer
 from tests.timing import assert_timing

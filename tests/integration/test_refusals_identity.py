@@ -23,11 +23,11 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import ErasureFailed, StateError
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
-from nsmigrate.workers import erasing
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.rollback import rollback_job
+from nsmigrate.workers.steps import erasing
+from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate.workers.stores.pgvector import PgvectorStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 from nsmigrate_sandbox.path_host import PathServer, serve_under_paths
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.services import PostgresServer

@@ -1,5 +1,5 @@
 """Small namespaces (one list page and one batch at plan time) listed and copied by one task, several to a task
-(``workers.small_group``), and how ``launch`` sends them.
+(``workers.steps.small_group``), and how ``launch`` sends them.
 
 Real Postgres (job table), Redis (lister locks, rate budget) and the local Pinecone data plane through the SDK; what
 the task would send (copy, list and verify tasks) is recorded instead. Each test plays one moment: a group that runs
@@ -25,9 +25,9 @@ from nsmigrate.orchestrator.models import Batch, BatchState, JobState, Namespace
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
-from nsmigrate.workers import copying, listing, verifying
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.small_group import copy_small_runs
+from nsmigrate.workers.steps import copying, listing, verifying
+from nsmigrate.workers.steps.small_group import copy_small_runs
 from nsmigrate_sandbox.pinecone_server import PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 from tests.sent_tasks import SentTasks, sent

@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.records.documents import DocumentFields
 from nsmigrate.orchestrator.records.vectors import JsonValues
 from nsmigrate.orchestrator.retry_policy import call_with_retry, retrying
-from nsmigrate.orchestrator.spec.jobspec import DocumentFields, PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
-from nsmigrate.workers.stores.pgvector import PgvectorStore, namespace_table_name
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore, namespace_table_name
+from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
@@ -53,11 +55,9 @@ def assert_same_records(got: list[Record], want: list[Record]) -> None:
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    # the listing contract: a serverless index; and a document index (API 2026-07) read and written as records
-    return [
-        IndexSpec("contract", DIM, "cosine"),
-        document_index("contract-docs", DocumentSchema(DenseField("vec", DIM, "cosine"))),
-    ]
+    # The listing contract: a serverless index; and a document index (API 2026-07) of the same dense shape.
+    documents = DocumentSchema(dense=DenseField("embedding", DIM, "cosine"))
+    return [IndexSpec("contract", DIM, "cosine"), document_index("contract-docs", documents)]
 
 
 @pytest.fixture
@@ -69,26 +69,18 @@ def pinecone_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
-def document_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+def document_store(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[PineconeDocumentStore]:
     monkeypatch.setenv(KEY_ENV, KEY_VALUE)
-    spec = PineconeStoreSpec(
-        index="contract-docs",
-        control_host=sandbox.control_host,
-        api_key_env=KEY_ENV,
-        documents=DocumentFields(dense_field="vec"),
-    )
-    store = open_store(spec, KEY_ENV)
+    spec = PineconeStoreSpec(index="contract-docs", control_host=sandbox.control_host, api_key_env=KEY_ENV)
+    store = PineconeDocumentStore(spec, DocumentFields(dense="embedding"))
     yield store
     store.close()
 
 
 @pytest.fixture(params=["pgvector-single_table", "pgvector-table_per_namespace", "pinecone", "pinecone-documents"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "pinecone":
-        yield request.getfixturevalue("pinecone_store")
-        return
-    if request.param == "pinecone-documents":
-        yield request.getfixturevalue("document_store")
+    if request.param.startswith("pinecone"):
+        yield request.getfixturevalue("document_store" if request.param.endswith("documents") else "pinecone_store")
         return
     layout = request.param.split("-", 1)[1]
     url = request.getfixturevalue("database_url")

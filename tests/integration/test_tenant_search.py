@@ -11,8 +11,8 @@ from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.orchestrator.tenancy.tenant_guard import TenantError, TenantGuard, search_twins
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pgvector import PgvectorStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 QUERY = [1.0, 0.0, 0.0, 0.0]

@@ -27,12 +27,12 @@ from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.records.routing import route_context, route_records
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
-from nsmigrate.workers import cleaning, syncing, verifying
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.proving import PROOF_CHUNK_IDS
-from nsmigrate.workers.rollback import _Rollback, rollback_job
+from nsmigrate.workers.steps import cleaning, syncing, verifying
+from nsmigrate.workers.steps.proving import PROOF_CHUNK_IDS
+from nsmigrate.workers.steps.rollback import _Rollback, rollback_job
+from nsmigrate.workers.steps.verifying import chunks
 from nsmigrate.workers.stores.base import Store
-from nsmigrate.workers.verifying import chunks
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import application_rows, create_application_table
 

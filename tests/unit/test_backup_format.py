@@ -11,7 +11,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nsmigrate.orchestrator.errors import BackupError
-from nsmigrate.workers.backup import ExportHeader, file_name_for, ids_fingerprint, records_to_table, table_to_records
+from nsmigrate.workers.stores.backup.parquet import (
+    ExportHeader,
+    file_name_for,
+    ids_fingerprint,
+    records_to_table,
+    table_to_records,
+)
 from nsmigrate.workers.stores.base import Record
 
 

@@ -1,5 +1,5 @@
 """Upsert chunking: every record in exactly one chunk, in order, and no request over either limit — measured on the
-JSON the Pinecone store actually sends (``workers.stores.pinecone.upsert_body``, written by orjson)."""
+JSON the Pinecone store actually sends (``workers.stores.pinecone.store.upsert_body``, written by orjson)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ from hypothesis import strategies as st
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 from nsmigrate.orchestrator.records.vectors import BinaryValues
-from nsmigrate.workers.chunking import ENVELOPE_BYTES, binary_bytes, chunk_for_upsert, estimate_bytes, sized_chunks
 from nsmigrate.workers.stores.base import Record
-from nsmigrate.workers.stores.pinecone import upsert_body
+from nsmigrate.workers.stores.pinecone.store import upsert_body
+from nsmigrate.workers.transfer.chunking import (
+    ENVELOPE_BYTES,
+    binary_bytes,
+    chunk_for_upsert,
+    estimate_bytes,
+    sized_chunks,
+)
 
 
 def request_bytes(chunk: list[Record], namespace: str = "creator_abc_twin_def") -> int:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from nsmigrate.workers.concurrent_calls import run_parallel
+from nsmigrate.workers.transfer.concurrent_calls import run_parallel
 
 
 class Recorder:

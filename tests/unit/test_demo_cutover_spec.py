@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nsmigrate.cli.demo.cutover import spec_of
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, Verification
-from nsmigrate.workers.verifying import COUNT_POLL_INTERVAL_S
+from nsmigrate.workers.steps.verifying import COUNT_POLL_INTERVAL_S
 
 
 def test_the_demo_spec_is_a_valid_job_spec_copying_old_to_new() -> None:

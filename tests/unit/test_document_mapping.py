@@ -1,131 +1,81 @@
-"""Records as documents of a document index and back (``orchestrator.records.documents``), the keys a document
-refuses and the ``rename`` that fixes them, and the spec's ``target.documents``."""
+"""Records as documents of a Pinecone document index (``orchestrator.records.documents``): where each part goes,
+which metadata keys a document refuses, and the way back."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from nsmigrate.orchestrator.errors import PlanError, SpecError
+from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.records.documents import (
+    DocumentFields,
+    document_problems,
     from_document,
-    key_problems,
-    refuse_keys,
-    suggested_rename,
+    refused_keys,
     to_document,
 )
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues
-from nsmigrate.orchestrator.spec.jobspec import DocumentFields, parse_spec
 
-FIELDS = DocumentFields(dense_field="embedding", sparse_field="keywords", text_fields=["chunk_text"])
+SCHEMA = {
+    "embedding": {"type": "dense_vector", "dimension": 2, "metric": "cosine", "description": None},
+    "keywords": {"type": "sparse_vector"},
+    "chunk_text": {"type": "string", "full_text_search": {"language": "en"}},
+    "genre": {"type": "string", "filterable": True},  # metadata reported in the schema: not a full-text field
+}
+FIELDS = DocumentFields.from_schema(SCHEMA)
 
 
-def test_a_record_maps_id_values_sparse_and_each_key_to_a_top_level_field() -> None:
-    record = Record("r1", [0.5, -1.0], {"chunk_text": "hello", "n": 3, "tags": ["a"]}, SparseValues((2, 9), (0.5, 1.5)))
+def test_fields_from_a_described_schema() -> None:
+    assert DocumentFields("embedding", "keywords", frozenset({"chunk_text"})) == FIELDS
+    assert DocumentFields.from_schema({"body": {"type": "string", "full_text_search": {}}}).dense is None
 
+
+@pytest.mark.parametrize(
+    "fields", [{}, {"_values": {"type": "dense_vector"}, "_sparse_values": {"type": "sparse_vector"}}]
+)
+def test_a_classic_index_is_not_a_document_index(fields: dict[str, dict[str, str]]) -> None:
+    with pytest.raises(StoreError, match="not a document index"):
+        DocumentFields.from_schema(fields, index="idx")
+
+
+def test_a_record_becomes_a_document_and_comes_back_equal() -> None:
+    record = Record(
+        "rec-1",
+        [0.5, -1.0],
+        {"chunk_text": "some words", "genre": "news", "n": 3.0, "tags": ["a"]},
+        SparseValues((4, 9), (0.25, 2.0)),
+    )
+    assert document_problems(record, FIELDS) == []
     document = to_document(record, FIELDS, list(record.values))
-
     assert document == {
-        "_id": "r1",
+        "_id": "rec-1",
         "embedding": [0.5, -1.0],
-        "keywords": {"indices": [2, 9], "values": [0.5, 1.5]},
-        "chunk_text": "hello",
-        "n": 3,
+        "keywords": {"indices": [4, 9], "values": [0.25, 2.0]},
+        "chunk_text": "some words",
+        "genre": "news",
+        "n": 3.0,
         "tags": ["a"],
     }
     assert from_document(document, FIELDS) == record
 
 
-def test_renamed_keys_are_written_under_their_new_name_and_read_back_under_the_old() -> None:
-    fields = DocumentFields(rename={"_source": "source", "embedding": "embedding_note"})
-    record = Record("r1", [1.0], {"_source": "web", "embedding": "ada-002", "page": 2})
-
-    document = to_document(record, fields, [1.0])
-
-    assert document == {"_id": "r1", "embedding": [1.0], "source": "web", "embedding_note": "ada-002", "page": 2}
-    assert not key_problems(record.metadata, fields)
-    assert from_document(document, fields) == record
-
-
 @pytest.mark.parametrize(
-    ("key", "why"),
+    ("record", "problem"),
     [
-        ("_source", "field names starting with '_' are reserved"),
-        ("$weight", "field names starting with '$' are reserved"),
-        ("embedding", "'embedding' is the index's dense_vector field"),
-        ("keywords", "'keywords' is the index's sparse_vector field"),
+        (Record("r", [1, 2], {"_private": 1, "$op": 2, "ok": 3}), "metadata keys ['_private', '$op']"),
+        (Record("r", [1, 2], {"embedding": "x", "keywords": "y"}), "metadata keys ['embedding', 'keywords']"),
+        (Record("é", [1, 2]), "not 1-512 ASCII characters"),
+        (Record("r" * 513, [1, 2]), "not 1-512 ASCII characters"),
+        (Record("r", [1, 2], {"chunk_text": 7}), "['chunk_text'] would fill full-text fields but are not text"),
     ],
 )
-def test_a_key_a_document_refuses_is_named_with_why(key: str, why: str) -> None:
-    assert key_problems({key, "fine"}, FIELDS) == {key: why}
+def test_what_a_document_refuses_is_named(record: Record, problem: str) -> None:
+    assert any(problem in p for p in document_problems(record, FIELDS)), document_problems(record, FIELDS)
 
 
-def test_a_rename_onto_a_key_that_is_kept_is_refused_for_both() -> None:
-    fields = DocumentFields(rename={"_source": "source"})
-
-    problems = key_problems({"_source", "source"}, fields)
-
-    assert set(problems) == {"_source", "source"}
-    assert "would all be written as field 'source'" in problems["source"]
-
-
-def test_the_plan_refusal_names_every_key_and_the_rename_that_fixes_them() -> None:
-    with pytest.raises(PlanError) as info:
-        refuse_keys({"_source", "$rank", "embedding", "title"}, FIELDS, target="docs")
-
-    message, hint = str(info.value), info.value.hint or ""
-    assert "3 metadata key(s) cannot be document fields, and nothing is dropped" in message
-    for key in ("'_source'", "'$rank'", "'embedding'"):
-        assert key in message
-    assert "target.documents.rename" in hint
-    assert "'_source': 'source'" in hint and "'$rank': 'rank'" in hint and "'embedding': 'embedding_field'" in hint
-    fixed = DocumentFields(
-        dense_field="embedding",
-        sparse_field="keywords",
-        rename={"_source": "source", "$rank": "rank", "embedding": "embedding_field"},
-    )
-    refuse_keys({"_source", "$rank", "embedding", "title"}, fixed)  # the hint's rename is accepted
-
-
-@given(st.text(min_size=1, max_size=20), st.sets(st.text(max_size=20), max_size=5))
-def test_a_suggested_rename_is_a_field_name_not_taken(key: str, taken: set[str]) -> None:
-    name = suggested_rename(key, taken)
-
-    assert name not in taken and not name.startswith(("_", "$")) and name != key
-
-
-def spec_with(documents: dict) -> dict:
-    return {
-        "name": "docs",
-        "source": {"kind": "pinecone", "index": "legacy"},
-        "target": {"kind": "pinecone", "index": "docs", "documents": documents},
-    }
-
-
-@pytest.mark.parametrize(
-    ("documents", "message"),
-    [
-        ({"dense_field": "_values"}, "cannot name a document field"),
-        ({"text_fields": ["$text"]}, "cannot name a document field"),
-        ({"rename": {"_source": "_src"}}, "cannot name a document field"),
-        ({"dense_field": "v", "sparse_field": "v"}, "two different fields"),
-        ({"text_fields": ["embedding"]}, "cannot be a text field and a vector field"),
-        ({"rename": {"a": "x", "b": "x"}}, "the same name: ['x']"),
-        ({"rename": {"a": "embedding"}}, "the same name: ['embedding']"),
-    ],
-)
-def test_a_spec_with_a_bad_document_mapping_is_refused_with_its_path(documents: dict, message: str) -> None:
-    with pytest.raises(SpecError) as info:
-        parse_spec(spec_with(documents))
-
-    assert "target.documents" in str(info.value) and message in str(info.value)
-
-
-def test_a_document_target_needs_no_records_and_lists_its_ids() -> None:
-    raw = spec_with({})
-    raw["target"]["records"] = {"text_from": "text"}
-
-    with pytest.raises(SpecError, match="a document index"):
-        parse_spec(raw)
-    assert parse_spec(spec_with({})).target.documents == DocumentFields()
+def test_values_or_sparse_values_with_no_field_to_go_to_are_refused_not_dropped() -> None:
+    text_only = DocumentFields(None, None, frozenset({"body"}))
+    record = Record("r", [1.0], {"body": "x"}, SparseValues((1,), (1.0,)))
+    problems = document_problems(record, text_only)
+    assert "the index has no dense_vector field for its values" in problems
+    assert "the index has no sparse_vector field for its sparse values" in problems
+    assert refused_keys({"_a": 1, "b": 2, "$c": 3}, text_only) == ["_a", "$c"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsmigrate.workers.stores.fetch_body import Fetched, RawSparse, read_fetch, split_fetch
+from nsmigrate.workers.stores.pinecone.fetch_body import Fetched, RawSparse, read_fetch, split_fetch
 
 _GENERAL = msgspec.json.Decoder(dict[str, Any])
 

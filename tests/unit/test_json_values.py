@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from nsmigrate.orchestrator.limits import JSON_NUMBER_MAX_BYTES
 from nsmigrate.orchestrator.records.vectors import JsonValues, Record
 from nsmigrate.orchestrator.verification.comparisons import compare_values
-from nsmigrate.workers.chunking import estimate_bytes
+from nsmigrate.workers.transfer.chunking import estimate_bytes
 
 floats = st.lists(st.floats(allow_nan=False, allow_infinity=False, width=32), max_size=64)
 

@@ -48,8 +48,10 @@ WORKING: dict[str, str] = {
     "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
     "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
     "orchestrator/verification/comparisons.py:MISMATCH_CAP": "mismatches a report lists (the counts are complete)",
-    "workers/namespace_locks.py:POLL_S": "a namespace lock's waiter asks again: a chunk holds it for a few requests",
-    "workers/stores/pinecone_rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
+    "workers/transfer/namespace_locks.py:POLL_S": (
+        "a namespace lock's waiter asks again: a chunk holds it for a few requests"
+    ),
+    "workers/stores/pinecone/rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
     "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
     "orchestrator/messaging/submissions.py:HEARTBEAT_EVERY_S": "the plan server's heartbeat, shared with commands",
@@ -62,7 +64,7 @@ WORKING: dict[str, str] = {
     "orchestrator/packed_ids.py:_WORTH_COMPRESSING": "where zlib starts to pay, a property of zlib",
     "orchestrator/pgvector_layout.py:NAME_MAX": "the layout's names must fit Postgres identifiers with the prefix",
     "orchestrator/tenancy/namespaces.py:MAX_ID_CHARS": "the namespace convention's id length",
-    "workers/stores/pgvector.py:_HASH_LEN": "the layout's shortened table names",
+    "workers/stores/pgvector/store.py:_HASH_LEN": "the layout's shortened table names",
     "orchestrator/launch.py:_SOURCE_DIMENSION": "a marker value, not a quantity",
     # defaults of a spec field (the spec is where a job changes them)
     "orchestrator/pgvector_layout.py:DEFAULT_LISTS": "the documented DDL's ivfflat lists; the spec's ivfflat_lists",
@@ -83,26 +85,28 @@ WORKING: dict[str, str] = {
     "orchestrator/jobs/jobs_and_runs.py:ROWS_PER_INSERT": "rows per INSERT, sends per round trip",
     "orchestrator/tenancy/creator_mapping.py:SUPABASE_PAGE_ROWS": "rows asked per request (the server may send fewer)",
     "orchestrator/tenancy/tenant_guard.py:SEARCH_THREADS": "one search's fan-out over a creator's twins",
-    "workers/backup.py:IMPORT_BATCH_ROWS": "rows read per import step, split again under the upsert limits",
-    "workers/chunking.py:RECORD_OVERHEAD_BYTES": "JSON framing of one record",
-    "workers/chunking.py:ENVELOPE_BYTES": "JSON framing of one upsert request",
-    "workers/cutover_check.py:QUERIES_PER_NAMESPACE": "one page of ids drawn as queries",
-    "workers/cutover_check.py:MAX_COLD_NAMESPACES": "bounds the cold queries of a check",
-    "workers/erasing.py:CHECKED_IDS": "ids fetched again after an erasure's delete (a sample)",
-    "workers/latency.py:LATENCY_RUNS": "runs timed when a job sets no latency limit",
+    "workers/stores/backup/parquet.py:IMPORT_BATCH_ROWS": (
+        "rows read per import step, split again under the upsert limits"
+    ),
+    "workers/transfer/chunking.py:RECORD_OVERHEAD_BYTES": "JSON framing of one record",
+    "workers/transfer/chunking.py:ENVELOPE_BYTES": "JSON framing of one upsert request",
+    "workers/steps/cutover_check.py:QUERIES_PER_NAMESPACE": "one page of ids drawn as queries",
+    "workers/steps/cutover_check.py:MAX_COLD_NAMESPACES": "bounds the cold queries of a check",
+    "workers/steps/erasing.py:CHECKED_IDS": "ids fetched again after an erasure's delete (a sample)",
+    "workers/steps/latency.py:LATENCY_RUNS": "runs timed when a job sets no latency limit",
     "workers/stores/enumeration.py:_SWEEPS_KEPT": "bounds one process's memory of sweeps",
-    "workers/stores/pgvector.py:_UNION_CHUNK": "tables counted per query",
+    "workers/stores/pgvector/store.py:_UNION_CHUNK": "tables counted per query",
     # polls and timings inside one process, far below anything an operator sees
     "orchestrator/jobs/database.py:IDLE_IN_TRANSACTION_S": "a cut-off client's locks released, far above any step",
     "orchestrator/planning/collection_strategy.py:POLL_MAX_S": "backoff of polling a collection step",
     "orchestrator/planning/collection_strategy.py:FIRST_POLL_S": "backoff of polling a collection step",
     "orchestrator/planning/target_indexes.py:READY_POLL_S": "backoff of polling a new index, as the SDK polls",
     "orchestrator/planning/target_indexes.py:FIRST_POLL_S": "backoff of polling a new index",
-    "workers/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
+    "workers/fleet/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
     "workers/stores/identity.py:_MARKER_POLL_S": "between reads of a marker (the timeout is a setting)",
-    "workers/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
-    "workers/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
-    "workers/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
+    "workers/fleet/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
+    "workers/fleet/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
+    "workers/steps/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
 }
 
 

@@ -48,7 +48,7 @@ def test_only_start_or_resume_writes_a_migrate_job_or_chooses_between_a_new_one_
 def test_the_command_the_fleets_plan_server_and_the_demos_start_a_job_through_the_same_function() -> None:
     assert CALLERS["start_or_resume"] == {
         "cli/run.py::_run_here",
-        "workers/plan_server.py::answer",
+        "workers/fleet/plan_server.py::answer",
         "cli/demo/harness.py::run_job",
     }
 

@@ -5,6 +5,7 @@ latest figures, both short enough to read (their history lives in git)."""
 from __future__ import annotations
 
 import fnmatch
+import importlib.util
 import os
 import re
 import tomllib
@@ -30,6 +31,9 @@ WORK_WORDS = re.compile(
     r"|\blead (?:engineer|session)s?\b",
     re.IGNORECASE,
 )
+#: A file the benchmarks' page names (`bench/ab.py`, `sandbox/memory.py`), and a module it runs (`python -m bench.ab`).
+NAMED_FILE = re.compile(r"`([a-z_][a-z0-9_./-]*\.(?:py|toml|ya?ml|md|sql))`")
+RUN_MODULE = re.compile(r"python -m ([a-z_][a-z0-9_.]*)")
 SECTIONS = {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}
 VERSION = re.compile(r"^## \[(\d+)\.(\d+)\.(\d+)\] - \d{4}-\d{2}-\d{2}$")
 
@@ -114,3 +118,18 @@ def test_the_newest_release_is_the_packages_version() -> None:
     newest = next(line for line in CHANGELOG.read_text().splitlines() if VERSION.match(line))
 
     assert newest.startswith(f"## [{version}] - "), f"pyproject.toml's version {version} is not the newest release"
+
+
+def test_the_benchmarks_page_names_every_benchmark_and_only_what_exists() -> None:
+    page = BENCH_README.read_text()
+    missing = sorted({name for name in NAMED_FILE.findall(page) if not (REPO / name).exists()})
+    not_modules = sorted({name for name in RUN_MODULE.findall(page) if importlib.util.find_spec(name) is None})
+    unnamed = [
+        f"bench/{path.name}"
+        for path in sorted((REPO / "bench").glob("*.py"))
+        if path.stem != "__init__" and f"bench.{path.stem}" not in page and f"bench/{path.name}" not in page
+    ]
+
+    assert not missing, f"bench/README.md names files that are not there: {missing}"
+    assert not not_modules, f"bench/README.md runs modules that are not there: {not_modules}"
+    assert not unnamed, f"bench/README.md says nothing of {unnamed}"

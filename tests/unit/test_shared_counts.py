@@ -1,5 +1,5 @@
-"""``workers.shared_counts.SharedCounts``: a count comes from a reading that started after it was asked for, and callers
-who
+"""``workers.stores.shared_counts.SharedCounts``: a count comes from a reading that started after it was asked for,
+and callers who
 ask while a reading is on its way share the next one."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nsmigrate.workers.shared_counts import SharedCounts
+from nsmigrate.workers.stores.shared_counts import SharedCounts
 from tests.polling import wait_until
 
 

@@ -22,9 +22,9 @@ from nsmigrate.orchestrator.spec.jobspec import (
 )
 from nsmigrate.orchestrator.store import Capabilities, Store, StoreDefaults
 from nsmigrate.workers.stores.guarded import GuardedStore
-from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
-from nsmigrate.workers.stores.pgvector import PgvectorStore
-from nsmigrate.workers.stores.pinecone import PineconeStore
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 
 HOST = "http://127.0.0.1:9"  # never contacted
 

@@ -9,7 +9,7 @@ import pytest
 
 from nsmigrate.orchestrator.messaging.submissions import Heartbeat, Submission, database_fingerprint
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
-from nsmigrate.workers.plan_server import needs_the_command
+from nsmigrate.workers.fleet.plan_server import needs_the_command
 
 SOURCE = {"kind": "pinecone", "host": "http://127.0.0.1:1"}
 TARGET = {"kind": "pinecone", "host": "http://127.0.0.1:2"}

@@ -25,8 +25,8 @@ from nsmigrate.orchestrator.records.text import (
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.orchestrator.verification.comparisons import Report, text_search_summary
-from nsmigrate.workers.embedders import HashingEmbedder, open_embedder, register_embedder
-from nsmigrate.workers.text_writes import for_target, records_per_request, tokens_of
+from nsmigrate.workers.transfer.embedders import HashingEmbedder, open_embedder, register_embedder
+from nsmigrate.workers.transfer.text_writes import for_target, records_per_request, tokens_of
 from nsmigrate_sandbox.embedding import model_tokens
 
 
@@ -220,7 +220,7 @@ def test_the_hashing_embedder_is_deterministic_unit_length_and_finds_shared_word
 def test_embedders_are_found_by_name_or_dotted_path_and_must_have_the_asked_dimension() -> None:
     assert open_embedder("hashing", 12).dimension == 12
     assert (
-        open_embedder("nsmigrate.workers.embedders:HashingEmbedder", 12).embed(["x"])[0]
+        open_embedder("nsmigrate.workers.transfer.embedders:HashingEmbedder", 12).embed(["x"])[0]
         == HashingEmbedder(12).embed(["x"])[0]
     )
     with pytest.raises(SpecError, match="no embedder named 'nope'"):

@@ -1,6 +1,7 @@
 """What a process loaded stays out of its garbage collections: a command's modules load with the collector paused
-and are frozen (``cli.main``), and a worker freezes what it loaded right before its pool starts (``workers.app``): a
-prefork child's garbage collections then never touch, and so never copy, the pages it shares with the main process."""
+and are frozen (``cli.main``), and a worker freezes what it loaded right before its pool starts
+(``workers.fleet.app``): a prefork child's garbage collections then never touch, and so never copy, the pages it
+shares with the main process."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import typer
 from celery.signals import celeryd_after_setup
 
 import nsmigrate.cli.main
-import nsmigrate.workers.app
+import nsmigrate.workers.fleet.app
 
 
 def test_the_objects_loaded_before_the_pool_starts_are_frozen() -> None:

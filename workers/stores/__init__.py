@@ -24,19 +24,20 @@ def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: st
     process that uses them (after Celery's fork), and secrets are read from the environment then, from the variables
     ``allowed_key_vars`` (the ``Settings`` field) lets a spec name."""
     if spec.kind == "pinecone" and spec.documents is not None:
-        from nsmigrate.workers.stores.pinecone_documents import DocumentStore
+        from nsmigrate.orchestrator.records.documents import DocumentFields
+        from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
 
-        return DocumentStore(spec, allowed_key_vars=allowed_key_vars)
+        return PineconeDocumentStore(spec, DocumentFields.of(spec.documents), allowed_key_vars=allowed_key_vars)
     if spec.kind == "pinecone":
-        from nsmigrate.workers.stores.pinecone import PineconeStore
+        from nsmigrate.workers.stores.pinecone.store import PineconeStore
 
         return PineconeStore(spec, allowed_key_vars=allowed_key_vars)
     if spec.kind == "pgvector" and spec.documented:
-        from nsmigrate.workers.stores.pgdocumented import DocumentedPgvectorStore
+        from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 
         return DocumentedPgvectorStore(spec)
     if spec.kind == "pgvector":
-        from nsmigrate.workers.stores.pgvector import PgvectorStore
+        from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 
         return PgvectorStore(spec)
     raise StoreError(f"unknown store kind {getattr(spec, 'kind', None)!r}", hint="use `pinecone` or `pgvector`")

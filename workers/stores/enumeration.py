@@ -7,7 +7,7 @@ metadata, until the ids seen reach the namespace's count in describe_index_stats
 keeps the result in this process; the pages after it are cut from it. A page token names the sweep's seed, so
 another process (a lister redelivered elsewhere) sweeps again with the same vectors and goes on after the last id.
 A sweep that could not reach the count hands out what it found and says so in ``last_sweep``; verification compares
-every enumerated namespace with its count and fails it (``workers.verifying``), never silently short.
+every enumerated namespace with its count and fails it (``workers.steps.verifying``), never silently short.
 
 The pure parts (tokens, the CSV format, the query vectors, costs) are in ``orchestrator.listing.pod_enumeration``.
 """

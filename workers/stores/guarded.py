@@ -11,15 +11,15 @@ Which layer retries what (the one place this is decided):
 - **Celery** never retries ``RetryableError`` (both layers on one exception would multiply attempts and hide the real
   failure rate). It *redelivers* a task whose worker died before acknowledging it (``acks_late``; tasks are
   idempotent), and it re-sends, after a backoff, a task that could not reach the job table or Redis
-  (``workers.retry.INFRASTRUCTURE_ERRORS``, never a ``RetryableError``; ``workers.tasks``): such a task changed
+  (``workers.retry.INFRASTRUCTURE_ERRORS``, never a ``RetryableError``; ``workers.fleet.tasks``): such a task changed
   nothing, every job table change being one transaction. When the broker itself is gone the retry cannot be sent:
   `nsmigrate resume` re-enqueues what the job table says is unfinished.
 - **Clients' own retries are off**: the Pinecone SDK's (``workers.stores.pinecone``; one 429 costs one budgeted
   request) and the supabase client's (``orchestrator.connections.supabase_queries``).
 - ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
 
-Scopes (``workers.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's identity,
-not its label): reads (``fetch``, ``query``) take a token of the store's read scope at
+Scopes (``workers.transfer.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's
+identity, not its label): reads (``fetch``, ``query``) take a token of the store's read scope at
 ``rate.read_rps``; the index's stats (``count``, ``namespaces``, ``dimension``, ``metric``: Pinecone's
 ``describe_index_stats`` and ``describe_namespace``, limited apart from fetch) of its stats scope at
 ``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
@@ -29,8 +29,8 @@ also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at
 text search (``search_text``) is a read. Without a limiter (the CLI, planning: one-off
 calls outside the fleet) a ``GuardedStore`` only retries.
 
-With ``locks`` (``workers.namespace_locks``: every store a ``WorkerContext`` opens), each write request holds its
-namespace beside other writers and each delete request holds it alone, keyed by the same identity as the budget:
+With ``locks`` (``workers.transfer.namespace_locks``: every store a ``WorkerContext`` opens), each write request holds
+its namespace beside other writers and each delete request holds it alone, keyed by the same identity as the budget:
 deletions are serialised with every other deletion and write of that namespace, fleet-wide. ``exclusive_hold``
 holds several namespaces across more than one request (a prove-and-delete chunk).
 """
@@ -51,11 +51,18 @@ from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
 from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import metrics, tally
-from nsmigrate.workers.chunking import estimate_bytes
-from nsmigrate.workers.namespace_locks import NamespaceLocks, namespace_key
-from nsmigrate.workers.ratelimit import RateLimiter, embed_scope, list_scope, read_scope, stats_scope, write_scope
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.enumeration import SweepReads
+from nsmigrate.workers.transfer.chunking import estimate_bytes
+from nsmigrate.workers.transfer.namespace_locks import NamespaceLocks, namespace_key
+from nsmigrate.workers.transfer.ratelimit import (
+    RateLimiter,
+    embed_scope,
+    list_scope,
+    read_scope,
+    stats_scope,
+    write_scope,
+)
 
 T = TypeVar("T")
 
@@ -185,7 +192,8 @@ class GuardedStore:
         return self._call(op, scope, rate.write_rps if rate else 0.0, call, *args)
 
     def lock_key(self, namespace: str) -> str:
-        """The key of ``namespace``'s lock in this store (``workers.namespace_locks``), by the store's identity."""
+        """The key of ``namespace``'s lock in this store (``workers.transfer.namespace_locks``), by the store's
+        identity."""
         return namespace_key(self.budget_key, namespace)
 
     def describe(self, namespace: str) -> str:
@@ -284,9 +292,10 @@ class GuardedStore:
     def upsert(
         self, namespace: str, records: Sequence[Record], *, nbytes: int | None = None, tokens: int | None = None
     ) -> int:
-        """``nbytes``: the request's size when the caller measured it already (``workers.chunking.sized_chunks``);
-        otherwise it is measured here for the byte budget. ``tokens``: the embedding tokens text records cost an
-        integrated index (``orchestrator.records.text.estimate_tokens``), reserved before the request."""
+        """``nbytes``: the request's size when the caller measured it already
+        (``workers.transfer.chunking.sized_chunks``); otherwise it is measured here for the byte budget. ``tokens``:
+        the embedding tokens text records cost an integrated index (``orchestrator.records.text.estimate_tokens``),
+        reserved before the request."""
         limiter, rate = self._limiter, self._rate
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)

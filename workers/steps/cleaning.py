@@ -1,0 +1,437 @@
+"""Cleanup: delete a verified source namespace, and only what has an equal copy in the target now.
+
+Refused (with a ``cleanup_refused`` audit event and a reason) unless all of these hold:
+
+0. the job was not cancelled nor rolled back (``jobs.why_stopped``; asked again under the job's row lock as the
+   run becomes ``cleaning``): however a cleanup is started (the command, ``cleanup.mode: auto`` after a verdict, a
+   task queued before the cancel), nothing is deleted for a cancelled job;
+1. the job spec allows it (``cleanup.mode`` is ``manual`` or ``auto``) and its verification checks ids and counts
+   (a verification that checks nothing passes whatever the target holds);
+2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
+   namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
+3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs.cleanable``; ``jobs.start_cleanup`` decides
+   under a row lock, so two cleanups cannot both run); under cut-over (``nsmigrate cutover set``), also synced since
+   and reads 100 % new for long enough (``orchestrator.cutover.rules.cleanup_gate``); and no namespace alias of the
+   source resolves to the namespace (``workers.steps.alias_guard``: its readers would find it empty), asked again once
+   the run is cleaning;
+4. the source is unchanged since verification: its ids are listed again and their count and fingerprint must equal
+   the ones the verification report stored. A changed source sends the run to ``verify_failed``. (Not for a cleanup
+   taken up after it stopped part-way: its source lacks what it deleted; 5. alone decides there.)
+5. every id has an equal copy in the target *now* (``workers.steps.proving``: both sides fetched, the copy's routing and
+   verification's comparison): the verdict is a reason to try, never the proof. One id without it — the target
+   deleted or written since, the source vector updated in place — and nothing is deleted: the run goes to
+   ``verify_failed`` with the refused ids in its report and the event, and ``sync`` repairs it.
+
+Then the source is deleted by id, each chunk of ≤ 1,000 ids proved once more right before its delete, so an id
+whose copy went away in between is kept, and so is an id the routing drops (``routing.unresolved:
+drop-with-report``: never copied, the source holds its only copy). A chunk refused in this second pass leaves the
+run ``verify_failed`` with what was deleted and what was kept. The source is listed once more: an id in it that is
+not one kept on purpose was written while it was deleted (new, or deleted and written again), and without an equal
+copy in the target it sends the run to ``verify_failed`` too, its deletions counted, for ``sync`` to copy it (a
+cleaned run is never synced: it would be stranded in the source). A namespace left empty is then dropped
+(``delete_namespace``; an id written in the instant between the last listing and the drop would go with it, so
+writers must have moved to the target). A ``schema: documented`` pgvector source is renamed to a backup instead,
+once proved. Every successful cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more
+fetch of both sides per id than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted
+namespace).
+
+`nsmigrate cancel` stops a cleanup under way before its next chunk (a rollback may follow, deleting the copies this
+cleanup proves); the run stays cancelled with what it deleted counted, or, when its cleanup never said (its host
+lost), marked as one whose source may be deleted (``NamespaceRun.source_may_be_deleted``).
+
+A delete stopped part-way (a store error, or a chunk refused in the second pass) records how many ids went (the
+run's cleanup field, ``NamespaceRun.deleted_by_cleanup``). Their copies are now the only ones: ``sync
+--propagate-deletes`` refuses that run, and its verification can no longer pass (the source lacks them), so
+``nsmigrate cleanup`` takes it up again from either verdict, proving every id left; ``sync`` first repairs the ids a
+refusal named.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked
+from nsmigrate.orchestrator.jobs.cutover import cleanup_refusal
+from nsmigrate.orchestrator.models import NamespaceRun, RunState
+from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
+from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
+from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.verification.comparisons import fingerprint
+from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.alias_guard import alias_refusal
+from nsmigrate.workers.steps.proving import delete_proven
+from nsmigrate.workers.steps.verifying import list_all_ids
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.guarded import exclusive_hold
+from nsmigrate.workers.stores.identity import one_store_problem
+
+log = logging.getLogger(__name__)
+
+#: The cleanup method of a documented pgvector source, followed by the backup its table was renamed to (a rollback
+#: renames it back: ``workers.steps.rollback``).
+RETIRED_TO = "renamed_to:"
+
+SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
+
+
+def _result(run: NamespaceRun, action: str, count: int, reason: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"run_id": run.id, "namespace": run.source_namespace, "action": action, "count": count}
+    if reason is not None:
+        out["reason"] = reason
+    return out
+
+
+def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, dry_run: bool) -> dict[str, Any]:
+    """A refusal that changes no state: audit it and say why."""
+    jobs.record_event(
+        ctx.db,
+        "cleanup_refused",
+        actor,
+        run.job_id,
+        run.id,
+        namespace=run.source_namespace,
+        reason=reason,
+        dry_run=dry_run,
+    )
+    # Info, not a warning: whoever asked reports the refusal (the command's line per namespace, the task's result),
+    # and a command has no logging set up, so Python would print a warning to its terminal a second time.
+    log.info("cleanup of run %s refused: %s", run.id, reason)
+    return _result(run, "refused", 0, reason)
+
+
+def policy_problem(spec: JobSpec) -> str | None:
+    """Why the job's spec forbids any cleanup, or None (asks no store)."""
+    if spec.cleanup.mode == "never":
+        return "the job spec's cleanup.mode is `never`; set it to `manual` to allow `nsmigrate cleanup`"
+    return unchecked_verification(spec)
+
+
+def shape_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove: bool = True) -> str | None:
+    """Why deleting this source namespace could delete the migrated data (it is also a target, and source and
+    target are not proven two stores), or None. ``prove=False`` (a dry run) writes no identity marker: the cleanup
+    itself proves two stores apart before it deletes."""
+    targets = set(run.target_namespaces or [])
+    if run.target_namespace is not None:
+        targets.add(run.target_namespace)
+    if run.source_namespace not in targets:
+        return None
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    one_store = one_store_problem(
+        spec, source, target, marker=prove, marker_timeout_s=ctx.settings.identity_marker_timeout_s
+    )
+    if one_store is not None:
+        return (
+            f"{one_store}, and namespace {display_namespace(run.source_namespace)!r} is also a target: deleting it "
+            "would delete the migrated data"
+        )
+    return None
+
+
+def crossing_problem(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec) -> str | None:
+    """Why another job's cleanup under way forbids this one, or None: it deletes the namespace this run's copies
+    are in, or proves its deletions against this run's source, in the same store (by identity; a store whose
+    identity cannot be had counts as the same)."""
+    for other in jobs.crossing_cleanups(ctx.db, run):
+        theirs = jobs.job_spec(ctx.db, other.job_id)
+        if other.source_namespace in jobs.target_namespaces_of(run) and _same_store(
+            ctx, (theirs.source, theirs.rate), (spec.target, spec.rate)
+        ):
+            what = f"deletes namespace {display_namespace(other.source_namespace)!r}, where this run's copies are"
+        elif _same_store(ctx, (theirs.target, theirs.rate), (spec.source, spec.rate)):
+            what = f"proves its deletions against this run's source {display_namespace(run.source_namespace)!r}"
+        else:
+            continue
+        return (
+            f"job {other.job_id}'s cleanup of namespace {display_namespace(other.source_namespace)!r} is under way "
+            f"and {what}: deleting here too could delete the only copy; nothing is deleted — let that cleanup "
+            f"finish, then run `nsmigrate cleanup {run.job_id}` again (it proves each id against what is left)"
+        )
+    return None
+
+
+def _same_store(ctx: WorkerContext, one: tuple[Any, Any], other: tuple[Any, Any]) -> bool:
+    try:
+        return ctx.guarded(*one).budget_key == ctx.guarded(*other).budget_key
+    except NsmigrateError:
+        return True  # not established: the refusal is the safe side
+
+
+def alias_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str | None:
+    """Why the source namespace must stay: namespace aliases of the source serve it (``workers.steps.alias_guard``)."""
+    source = ctx.guarded(spec.source, spec.rate)
+    then = f"run `nsmigrate cleanup {run.job_id}` again"
+    copy = "its routed copies" if run.target_namespace is None else repr(display_namespace(run.target_namespace))
+    instead = f"the verified copy {copy}, if it is in the same index"
+    return alias_refusal(source, [run.source_namespace], "cleanup", then, instead)
+
+
+def unchecked_verification(spec: JobSpec) -> str | None:
+    """Why the job's verification cannot justify a deletion (it would not prove an equal copy: ids and counts not
+    checked, or values compared too loosely), or None. A new spec is refused at plan time; this refuses the cleanup
+    or rollback of a job written before that rule."""
+    off = spec.cleanup_unchecked
+    if not off:
+        return None
+    return (
+        f"the job's verification does not prove what a deletion relies on ({', '.join(off)}): a target that lost "
+        "vectors or holds other values would pass it; nothing is deleted — verify the copy another way, or copy "
+        "again with a spec that checks ids and counts within a tolerance of at most "
+        f"{DELETION_MAX_TOLERANCE:g}"
+    )
+
+
+def source_problem(report: dict[str, Any] | None, ids: list[str]) -> str | None:
+    """Why the source as listed now (``ids``) is not what verification passed, or None."""
+    if not report or not report.get("passed"):
+        return "the run has no passing verification report; run `nsmigrate verify` first"
+    if not report.get("source_fingerprint"):
+        return "the verification report has no source fingerprint; re-run verify"
+    if len(ids) != report.get("source_count") or fingerprint(ids) != report["source_fingerprint"]:
+        return (
+            f"{SOURCE_CHANGED} (verified {report.get('source_count')} ids, "
+            f"fingerprint {report['source_fingerprint']}; now {len(ids)} ids, {fingerprint(ids)})"
+        )
+    return None
+
+
+def cleanup_run(
+    ctx: WorkerContext,
+    run_id: int,
+    *,
+    dry_run: bool = False,
+    actor: str | None = None,
+    decommission_now: bool = False,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Delete the source namespace of a verified run, or say why not.
+
+    Parameters:
+        run_id: the namespace run.
+        dry_run: only report what would be deleted: nothing is deleted and the run's state does not change.
+        actor: who asked, for the audit log (default: this worker).
+        decommission_now: under cut-over, do not wait for reads to have been 100 % new for
+            ``cutover.decommission_after_s`` (``orchestrator.cutover.rules.cleanup_gate``; the sync it needs still
+            counts).
+        stop: asked between two chunks of ids (an operator's Ctrl-C in `nsmigrate cleanup`): True stops the delete
+            there, as a store error does, with every id deleted so far counted.
+
+    Returns:
+        ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed" | "stopped", "count",
+        "reason"?}``; ``count`` is how many vectors were (or would be) deleted. ``failed`` means a store error
+        interrupted the delete, ``stopped`` that ``stop`` did: the run is back to ``verified`` and the reason says
+        why; `cleanup` takes it up again.
+    """
+    actor = actor or ctx.worker_name
+    run = jobs.get_run(ctx.db, run_id)
+    spec = jobs.job_spec(ctx.db, run.job_id)
+    try:
+        # The job, the spec, then the run's state, before any store is asked anything. A cancelled job's verified
+        # runs keep their verdicts, but nothing is deleted for it (``jobs.start_cleanup`` asks again under a lock).
+        stopped = jobs.why_stopped(ctx.db, run.job_id)
+        problem = f"{stopped}; nothing is deleted" if stopped is not None else policy_problem(spec)
+        if problem is None and not jobs.cleanable(run):
+            problem = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
+        problem = (
+            problem
+            or shape_problem(ctx, spec, run, prove=not dry_run)
+            or cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+            or alias_problem(ctx, spec, run)
+        )
+        if problem is not None:
+            return _refuse(ctx, run, problem, actor, dry_run=dry_run)
+        if dry_run:
+            return _dry_run(ctx, run, spec, actor)
+        return _delete(ctx, run, spec, actor, decommission_now=decommission_now, stop=stop)
+    finally:
+        if not dry_run:
+            # Cleaned and refused runs are final (or back to verified); the job may be complete now.
+            jobs.maybe_finish_job(ctx.db, run.job_id)
+
+
+def _proof(
+    ctx: WorkerContext,
+    run: NamespaceRun,
+    spec: JobSpec,
+    source: Store,
+    ids: list[str],
+    *,
+    delete: bool,
+    total: Proof | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Proof:
+    """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now (into ``total``)."""
+    route = route_context(
+        spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
+    )
+    target = ctx.guarded(spec.target, spec.rate)
+    return delete_proven(
+        source,
+        run.source_namespace,
+        target,
+        ids,
+        route,
+        spec,
+        delete_from="source" if delete else None,
+        total=total,
+        stop=stop,
+    )
+
+
+def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -> dict[str, Any]:
+    source = ctx.guarded(spec.source, spec.rate)
+    ids = list_all_ids(source, run.source_namespace)
+    problem = _unchanged_problem(run, ids)
+    if problem is not None:
+        return _refuse(ctx, run, problem, actor, dry_run=True)
+    proof = _proof(ctx, run, spec, source, ids, delete=False)
+    if proof.refused_count:
+        return _refuse(ctx, run, refusal(proof, "they would not be deleted"), actor, dry_run=True)
+    return _result(run, "would_delete", len(proof.proven))
+
+
+def _unchanged_problem(run: NamespaceRun, ids: list[str]) -> str | None:
+    """``source_problem``, except for a cleanup taken up after it stopped part-way: its source lacks the ids it
+    already deleted, so no fingerprint can match; every id left is proved against its copy instead."""
+    return None if run.deleted_by_cleanup else source_problem(run.verification, ids)
+
+
+def _delete(
+    ctx: WorkerContext,
+    run: NamespaceRun,
+    spec: JobSpec,
+    actor: str,
+    *,
+    decommission_now: bool,
+    stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    # Another job's cleanup found cleaning here is refused under the namespaces' locks, which that one held to
+    # start too: of two cleanups whose namespaces cross (a cycle), the second one to start is refused whole.
+    places = [(source, run.source_namespace), *((target, ns) for ns in sorted(jobs.target_namespaces_of(run)))]
+    try:
+        with exclusive_hold(places):
+            crossing = crossing_problem(ctx, run, spec)
+            if crossing is not None:
+                return _refuse(ctx, run, crossing, actor, dry_run=False)
+            # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
+            # cleanup may have stopped part-way since, and what it deleted must stay counted.
+            run, verdict = jobs.start_cleanup(ctx.db, run.id)
+    except StateError as e:
+        # Another cleanup or verify got there since we read the run; the refusal is audited here.
+        return _refuse(ctx, run, e.message, actor, dry_run=False)
+    except NsmigrateError as e:  # the namespaces' locks could not be had
+        return _refuse(ctx, run, f"{e.message}; run cleanup again", actor, dry_run=False)
+    # The cut-over's gate again, now that the run is cleaning: a `cutover set` that sent reads back to the source
+    # since the first ask has committed (it and `start_cleanup` share the job's row lock), and none can follow.
+    gate = cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
+    gate = gate or alias_problem(ctx, spec, run)  # an alias made since the first ask
+    if gate is not None:
+        jobs.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)
+        return _result(run, "refused", 0, gate)
+    earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
+
+    def cancelled() -> bool:
+        # `nsmigrate cancel` stops the runs of its job, this one too: once cancelled, a rollback may delete the copies
+        # this cleanup proves, so it deletes no further chunk (asked before each: one read of the job table).
+        return jobs.get_run(ctx.db, run.id).state == RunState.CANCELLED
+
+    def stopping() -> bool:
+        return (stop is not None and stop()) or cancelled()
+
+    ns = run.source_namespace
+    try:
+        ids = list_all_ids(source, ns)
+    except NsmigrateError as e:
+        reason = f"could not re-list the source to check it is unchanged: {e}"
+        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict)
+        return _result(run, "refused", 0, reason)
+    problem = _unchanged_problem(run, ids)
+    if problem is not None:
+        changed = problem.startswith(SOURCE_CHANGED)
+        jobs.abort_cleanup(
+            ctx.db, run.id, problem, actor, back_to=RunState.VERIFY_FAILED if changed else RunState.VERIFIED
+        )
+        return _result(run, "refused", 0, problem)
+    method = "delete_ids"
+    deleting = Proof()  # what the second pass deleted so far, also when a store error stops it
+    try:
+        # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
+        proof = _proof(ctx, run, spec, source, ids, delete=False, stop=stopping)
+        if proof.refused_count:
+            return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
+        if spec.source.kind == "pgvector" and spec.source.documented:
+            # Seed 004's move: the source table is renamed to a backup, never dropped.
+            method = f"{RETIRED_TO}{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
+            deleted = len(proof.proven)
+        else:
+            # 2. deleted by id, each chunk proved again right before its delete.
+            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping)
+            deleted = len(proof.proven)
+            if proof.refused_count:
+                return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
+            # 3. What the source holds now, but for what it kept on purpose (ids its routing drops), was written
+            # while it was deleted: a new id, or one deleted and written again. Without an equal copy it would be
+            # stranded there (a cleaned run is not synced): the run goes back to verify_failed for sync instead.
+            kept = set(ids).difference(proof.proven)
+            left = list_all_ids(source, ns)
+            late = _proof(ctx, run, spec, source, [i for i in left if i not in kept], delete=False)
+            if late.refused_count:
+                during = f"{late.refused_count} ids were written to the source during the cleanup"
+                return _refused_by_id(ctx, run, late, actor, deleted=deleted, earlier=earlier, lead=during)
+            if ns != DEFAULT_NAMESPACE and not left and source.delete_namespace_if_empty(ns):
+                # Pinecone cannot drop the default namespace; any other one, now empty, is dropped (a pgvector table
+                # only if still empty once locked: a row written since the listing has no copy).
+                method = "delete_namespace"
+    except NsmigrateError as e:
+        stopped = isinstance(e, StopAsked)
+        so_far = earlier + len(deleting.proven)
+        if stopped and cancelled():
+            reason = f"stopped: job {run.job_id} was cancelled after this cleanup deleted {so_far} ids"
+        elif stopped:
+            reason = f"stopped by Ctrl-C after deleting {so_far} ids; run cleanup again"
+        else:
+            reason = f"delete failed: {e}; run cleanup again"
+        # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
+        partial = {"deleted_count": so_far} if so_far else None
+        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict, detail=partial)
+        return _result(run, "stopped" if stopped else "failed", len(deleting.proven), reason)
+    detail = {
+        "deleted_count": earlier + deleted,
+        "fingerprint": fingerprint(ids),
+        "dry_run": False,
+        "method": method,
+    }
+    jobs.finish_cleanup(ctx.db, run.id, detail, actor)
+    log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
+    return _result(run, "deleted", deleted)
+
+
+def _refused_by_id(
+    ctx: WorkerContext, run: NamespaceRun, proof: Proof, actor: str, *, deleted: int, earlier: int, lead: str = ""
+) -> dict[str, Any]:
+    """Ids without an equal copy now: kept, named in the event and the run's report; the run → ``verify_failed``,
+    which ``sync`` repairs (it copies them again), then ``verify`` and ``cleanup`` as usual. ``lead``: what the
+    reason starts with (how those ids came to be there)."""
+    what = "nothing was deleted" if not deleted else f"they were kept ({deleted} proven ids were deleted)"
+    if earlier + deleted:
+        # Part of the source is gone: verification cannot pass any more, cleanup proves what is left instead.
+        then = f"then `nsmigrate cleanup {run.job_id}` again to delete the rest"
+    else:
+        then = "then verify and cleanup"
+    reason = (lead and f"{lead}: ") + f"{refusal(proof, what)}; run `nsmigrate sync {run.job_id}` to copy them, {then}"
+    jobs.abort_cleanup(
+        ctx.db,
+        run.id,
+        reason,
+        actor,
+        back_to=RunState.VERIFY_FAILED,
+        report=failed_report(run.verification, f"cleanup refused: {reason}"),
+        detail={**proof.to_json(), "deleted_count": earlier + deleted},
+    )
+    log.info("cleanup of run %s refused %d ids without an equal copy", run.id, proof.refused_count)  # see _refuse
+    return {**_result(run, "refused", deleted, reason), "refused_ids": proof.to_json()["refused_ids"]}

@@ -1,0 +1,238 @@
+"""One copy batch: fetch its ids from the source, route and enrich them, upsert them to the target in chunks that
+respect Pinecone's limits, each request under the fleet-wide rate budget and retried with backoff (``ctx.guarded``).
+The chunks go out ``spec.parallel_upserts`` at a time: a batch routed to many target namespaces would otherwise wait
+out one round trip per namespace. When source and target are tables of the application's layout of one Postgres database
+(``pgnamespaces.in_database``), the batch runs ``INSERT … SELECT`` inside it instead; between two databases, its
+rows pass from one to the other in Postgres's binary form as they are (``pgnamespaces.between_databases``). A job that
+writes text (an integrated target, or ``reembed``) turns the routed records into what its target takes
+(``workers.transfer.text_writes``); ids
+without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
+
+A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
+batch asks the job table for those erasures and fails, writing nothing, when one of its records is theirs
+(``_refuse_erased``). The erasure asks the job table the mirror question at each place before it deletes (copies that
+may still write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
+
+Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
+from nsmigrate.orchestrator.records.routing import expected_metadata, route_context, route_records
+from nsmigrate.orchestrator.records.text import missing_text_reason
+from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.tenancy.erasure import erased_in
+from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace
+from nsmigrate.workers import metrics
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps.next_steps import advance
+from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
+from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, sized_chunks
+from nsmigrate.workers.transfer.concurrent_calls import run_parallel
+from nsmigrate.workers.transfer.text_writes import for_target, records_per_request, tokens_of
+
+log = logging.getLogger(__name__)
+
+
+def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+    """Fetch, route, enrich and upsert the batch; returns (vectors written, ids not found, bytes, target
+    namespaces)."""
+    spec = work.spec
+    source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
+    records = source.fetch(work.source_namespace, work.ids)
+    ctx_route = route_context(
+        spec,
+        source.name,
+        work.source_namespace,
+        work.target_namespace,
+        work.creator_id,
+        work.twin_id,
+        work.routing_table,
+    )
+    by_target, unwritable = for_target(spec, route_records(records, ctx_route))
+    _refuse_erased(ctx, work, lambda: [(ctx_route.pair_of(ns), routed) for ns, routed in by_target.items()])
+    if unwritable:
+        _record_unwritable(ctx, work, spec.text_from or "", unwritable)
+    per_request = records_per_request(spec)
+    # The application's pgvector tables are charged what they are sent: the vectors' binary form, not a Pinecone
+    # request's JSON.
+    measure = binary_bytes if isinstance(spec.target, PgvectorStoreSpec) and spec.target.documented else estimate_bytes
+    uploads = [
+        (namespace, chunk, size)
+        for namespace, routed in by_target.items()
+        for chunk, size in sized_chunks(routed, max_count=per_request, measure=measure)
+    ]
+
+    def upload(item: tuple[str, list[Record], int]) -> None:
+        namespace, chunk, size = item
+        target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
+
+    run_parallel(upload, uploads, spec.parallel_upserts)
+    written = sum(len(chunk) for _, chunk, _ in uploads)
+    return written, len(work.ids) - len(records), sum(size for _, _, size in uploads), sorted(by_target)
+
+
+def _record_unwritable(
+    ctx: WorkerContext, work: jobs.BatchWork, text_from: str, unwritable: dict[str, list[str]]
+) -> None:
+    """Ids that have no text, per target namespace, into the audit log (verification reports them too)."""
+    for namespace, ids in unwritable.items():
+        log.warning(
+            "batch %s: %d ids without text in %r not written to %r", work.batch_id, len(ids), text_from, namespace
+        )
+        jobs.record_event(
+            ctx.db,
+            "records_not_written",
+            ctx.worker_name,
+            work.job_id,
+            work.run_id,
+            batch_id=work.batch_id,
+            namespace=namespace,
+            ids=ids,
+            reason=missing_text_reason(text_from),
+        )
+
+
+def _table_enrichment(ctx: WorkerContext, work: jobs.BatchWork, source: Any, target_ns: str) -> dict[str, Any]:
+    """What a batch copied as rows (inside Postgres, or between two databases) merges into each row's ``metadata``,
+    by the same rule as a copy through records (``routing.expected_metadata``); the batch refused first when one of
+    its records is an erased creator's (``_refuse_erased``: its records are read for that only then)."""
+    spec = work.spec
+    ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
+    extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
+    _refuse_erased(
+        ctx,
+        work,
+        lambda: [
+            (
+                ctx_route.pair_of(target_ns),
+                [Record(r.id, [], {**r.metadata, **extra}) for r in source.fetch(work.source_namespace, work.ids)],
+            )
+        ],
+    )
+    return extra
+
+
+def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+    """Source and target are tables of one database: the rows go ``INSERT … SELECT`` inside Postgres, their
+    metadata enriched by the same rule as a copy through the worker (``routing.expected_metadata``); no vector
+    passes through this process. Returns (rows, ids not found, 0 bytes through the worker, [target namespace])."""
+    spec, target_ns = work.spec, work.target_namespace
+    assert target_ns is not None and isinstance(spec.target, PgvectorStoreSpec)
+    source = ctx.store(spec.source)
+    extra = _table_enrichment(ctx, work, source, target_ns)
+    tables = pgnamespaces.RunTables(source, spec.target.table, work.source_namespace, target_ns)
+    copied = pgnamespaces.copy_batch_in_postgres(tables, work.ids, extra)
+    return copied, len(work.ids) - copied, 0, [target_ns]
+
+
+Writes = Iterable[tuple[tuple[str | None, str | None], Sequence[Any]]]
+
+
+def _refuse_erased(ctx: WorkerContext, work: jobs.BatchWork, writes: Callable[[], Writes]) -> None:
+    """Refuse the batch, before it writes anything, when one of its records is the data of a creator (or twin) an
+    erasure is erasing or has erased: written back, it would outlive the receipt that says it is gone. Asked of the
+    job table now, not when the job started. ``writes``: per target namespace, the (creator, twin) it was built for
+    and the records as they will be written; called only when an erasure exists (a pgvector batch copied inside
+    Postgres reads its records for it)."""
+    erasures = jobs.erasure_subjects(ctx.db)
+    found = erased_in(erasures, writes()) if erasures else None
+    if found is None:
+        return
+    erasure, subject, ids = found
+    shown = ", ".join(repr(i) for i in ids[:SHOWN]) + (f", … ({len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
+    again = f"--creator {subject.creator_id}" + (f" --twin {subject.twin_id}" if subject.twin_id else "")
+    raise StateError(
+        f"{len(ids)} record(s) of {subject.label} in this batch ({shown}) would be written, but erasure job "
+        f"{erasure} erases their data: a copy never writes it back; nothing of this batch was written",
+        hint=f"once erasure job {erasure} has finished, its places no longer hold them; a source it did not search "
+        f"still does: erase them there (`nsmigrate erase {again} --spec SPEC`), then `nsmigrate retry {work.job_id}`. "
+        f"Data of theirs that may be written again (a test creator's) is let through by `nsmigrate cancel {erasure}`",
+        job=work.job_id,
+        namespace=display_namespace(work.source_namespace),
+        batch=work.batch_id,
+    )
+
+
+def _copy_between_databases(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+    """Source and target are the application's tables in two databases: the batch's rows go from one to the other in
+    Postgres's binary form as they are, as the single-process rival moves a table (``pgnamespaces.copy_rows``), never
+    made records; metadata enriched by the same rule as a copy through records. A table with a column of a type
+    that cannot pass so goes through records. Returns (rows, ids not found, bytes passed, [target namespace])."""
+    spec, target_ns = work.spec, work.target_namespace
+    assert target_ns is not None
+    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    assert isinstance(source, DocumentedPgvectorStore) and isinstance(target, DocumentedPgvectorStore)
+    extra = _table_enrichment(ctx, work, source, target_ns)
+    done = target.copy_rows_from(source, work.source_namespace, target_ns, work.ids, extra)
+    if done is None:
+        return _copy_through_worker(ctx, work)
+    copied, passed = done
+    return copied, len(work.ids) - copied, passed, [target_ns]
+
+
+def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs.BatchWork | None = None) -> int:
+    """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
+    (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``started``: the batch was
+    started for this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
+
+    Raises:
+        BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
+            sent, so raising only tells Celery (and Flower) the task failed.
+    """
+    work = started or jobs.start_batch(ctx.db, batch_id, ctx.worker_name)
+    if work is None:
+        if again:  # done by the delivery that died: make sure what follows the batch was sent
+            run = jobs.get_run(ctx.db, jobs.run_of_batch(ctx.db, batch_id))
+            advance(ctx, run.id, run.job_id, run.source_namespace, jobs.job_spec(ctx.db, run.job_id), again=True)
+        return 0
+    spec = work.spec
+    outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
+    error: str | None = None
+    vectors = 0
+    try:
+        one_target = work.target_namespace is not None
+        step = _copy_through_worker
+        if one_target and pgnamespaces.in_database(spec):
+            step = _copy_in_postgres
+        elif one_target and pgnamespaces.between_databases(spec):
+            step = _copy_between_databases
+        vectors, missing, nbytes, targets = step(ctx, work)
+        outcome = jobs.finish_batch(
+            ctx.db,
+            batch_id,
+            vectors=vectors,
+            missing=missing,
+            nbytes=nbytes,
+            targets=targets,
+            max_in_flight=spec.max_batches_in_flight,
+        )
+    except NsmigrateError as e:
+        # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
+        log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
+        error = failure_text(e)
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the job table or Redis is unreachable: Celery sends the task again (workers.fleet.tasks)
+    except Exception as e:
+        # Anything unforeseen (an unmapped SDK or transport error, a bug) must not leave the batch `running`
+        # forever: it fails visibly with its error, and `nsmigrate retry` re-runs it.
+        log.exception("batch %s (job %s, seq %s) failed unexpectedly", batch_id, work.job_id, work.seq)
+        error = f"unexpected {type(e).__name__}: {e}"
+    if error is not None:
+        jobs.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
+        metrics.batch_failed()
+    else:
+        metrics.batch_done(vectors)
+    advance(ctx, work.run_id, work.job_id, work.source_namespace, spec, again=again, outcome=outcome)
+    if error is not None:
+        raise BatchFailed(error, job=work.job_id, namespace=display_namespace(work.source_namespace), batch=batch_id)
+    return vectors

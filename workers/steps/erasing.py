@@ -1,0 +1,349 @@
+"""Erasing a creator's (or one twin's) data from every place nsmigrate put it, as a job of kind ``erase``.
+
+``plan_erasure`` (called by `nsmigrate erase`) finds the places: in every store the job table knows (sources and
+targets of its copy jobs) and any store named on the command line, the namespaces that are wholly the subject's
+(their creator and twin namespaces, by the registry of built names; the old source namespaces of their twins), every
+shared namespace searched for their vectors (``public``, the review namespace, the default namespace, hand-made
+names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
+first asks the job table again whether a copy job may still write the subject's data or copied some since the plan
+(that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question before
+it writes, ``workers.steps.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a
+fetch of the deleted ids (stores are eventually consistent), or for a backup the files read again. The last place to
+finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where
+the plan found the directory: a worker that cannot see it would find it gone and check it erased.
+
+A place is re-run safely: a whole namespace is deleted again, a shared namespace is searched again, a backup is
+rewritten from what is left; so a worker killed mid-erasure loses nothing (its task is redelivered) and
+``nsmigrate erase --resume JOB`` finishes a job whose places failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.connections.store_identity import spec_identity
+from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
+from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
+from nsmigrate.orchestrator.models import PlaceKind
+from nsmigrate.orchestrator.settings import DEFAULTS
+from nsmigrate.orchestrator.spec.jobspec import RateBudget, store_spec_from_json
+from nsmigrate.orchestrator.tenancy.erasure import (
+    KnownRun,
+    Subject,
+    copied_since,
+    copies_seen,
+    places_in_store,
+    receipt,
+    registry_of,
+    still_writing,
+    subject_of,
+)
+from nsmigrate.orchestrator.tenancy.namespaces import Registry, display_namespace
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps.verifying import chunks
+from nsmigrate.workers.stores.base import Store, iter_all_ids
+
+log = logging.getLogger(__name__)
+
+#: Ids of a whole namespace remembered to fetch them again after the delete (a sample for big namespaces).
+CHECKED_IDS = 10_000
+
+
+def subject_ids(store: Store, namespace: str, subject: Subject) -> list[str]:
+    """The ids of the subject's vectors in ``namespace``: every id listed, fetched for its metadata."""
+    found: list[str] = []
+    for ids in chunks(list(iter_all_ids(store, namespace)), FETCH_MAX_IDS):
+        found.extend(r.id for r in store.fetch(namespace, ids) if subject.owns_record(r.metadata))
+    return found
+
+
+@dataclass
+class ErasurePlan:
+    """What `erase` found: the subject, its places (rows for ``jobs.create_erasure``), the names reported as
+    ambiguous, the stores that could not be read and the copy jobs that may still write the subject's data (the
+    erasure is refused while a store cannot be read or such a job runs)."""
+
+    subject: Subject
+    places: list[dict[str, Any]] = field(default_factory=list)
+    ambiguous: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # stores left out on purpose (``--skip-store``)
+    #: Copy jobs that may still write the subject's data (``erasure.still_writing``): the erasure is refused until
+    #: they end, or their copies would bring the data back after its places were checked empty.
+    writing: dict[int, list[str]] = field(default_factory=dict)
+    #: What the plan saw of the runs that carry the subject's data (``erasure.copies_seen``): each place compares it
+    #: again before it deletes (``erase_place``).
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def spec(self, actor: str) -> dict[str, Any]:
+        """The erase job's spec in the job table: whose data, how records match, what was reported, what copies the
+        plan saw."""
+        return {
+            **self.subject.to_json(),
+            "requested_by": actor,
+            "ambiguous": self.ambiguous,
+            "not_searched": self.skipped,
+            "copies_seen": self.seen,
+        }
+
+
+def plan_erasure(
+    db: jobs.Database,
+    creator_id: str,
+    twin_id: str | None,
+    open_store: Callable[[Any], Store],
+    extra_stores: list[Any] | None = None,
+    backup_dirs: list[Path] | None = None,
+    skip_stores: list[str] | None = None,
+    batch_lifetime_s: float = DEFAULTS.visibility_timeout_s,
+) -> ErasurePlan:
+    """Every place the job table (plus ``extra_stores``, ``backup_dirs``) knows that holds the subject's data, with
+    counts; ``skip_stores``: store labels left out (a store that is gone for good), named in the receipt;
+    ``batch_lifetime_s``: the ``visibility_timeout_s`` setting (``jobs.known_runs``). Reads only. Raises PlanError
+    for an id that cannot be a creator or twin id."""
+    runs, stores, manifests = jobs.known_runs(db, batch_lifetime_s)
+    registry = registry_of(runs)
+    plan = ErasurePlan(subject_of(creator_id, twin_id, runs))
+    specs: dict[str, Any] = {key: store_spec_from_json(spec) for key, spec in stores.items()}
+    for spec in extra_stores or []:
+        specs.setdefault(spec_identity(spec), spec)
+    # One place list per store its server names (two spellings of one store are searched once; one label in two
+    # databases twice), with every spec key that reaches it.
+    found: dict[str, tuple[Store, Any, set[str]]] = {}
+    for key, spec in sorted(specs.items()):
+        if spec.label in (skip_stores or []):
+            if spec.label not in plan.skipped:
+                plan.skipped.append(spec.label)
+            continue
+        try:
+            store = open_store(spec)
+            _, _, keys = found.setdefault(store.identity(), (store, spec, set()))
+            keys.add(key)
+        except NsmigrateError as e:
+            plan.unreadable.append(f"{spec.label}: {e.message}")
+    shown = _shown_names(found)
+    for identity, (store, spec, keys) in sorted(found.items(), key=lambda item: shown[item[0]]):
+        try:
+            _plan_store(plan, store, spec, keys, shown[identity], registry, runs)
+        except NsmigrateError as e:
+            plan.unreadable.append(f"{shown[identity]}: {e.message}")
+    directories = {Path(m).parent for m in manifests} | set(backup_dirs or [])
+    for directory in sorted(directories):
+        _plan_backup(plan, directory, registry, runs)
+    namespaces = {p["namespace"] for p in plan.places if p["namespace"] is not None}
+    plan.writing = still_writing(runs, plan.subject, namespaces)
+    plan.seen = copies_seen(runs, plan.subject, namespaces)
+    return plan
+
+
+def _shown_names(found: dict[str, tuple[Store, Any, set[str]]]) -> dict[str, str]:
+    """identity → how the plan and the receipt name the store: its label, with the variable that tells it apart
+    when another store of the erasure has the same label (one pgvector prefix in two databases)."""
+    labels = [store.name for store, _, _ in found.values()]
+    shown = {}
+    for identity, (store, spec, _) in found.items():
+        variable = spec.database_url_env if spec.kind == "pgvector" else spec.api_key_env
+        shown[identity] = store.name if labels.count(store.name) == 1 else f"{store.name} (${variable})"
+    return shown
+
+
+def _plan_store(
+    plan: ErasurePlan,
+    store: Store,
+    spec: Any,
+    keys: set[str],
+    shown: str,
+    registry: Registry,
+    runs: list[KnownRun],
+) -> None:
+    inventory = store.namespaces()
+    found = places_in_store(store.name, inventory, plan.subject, registry, runs, store_keys=keys)
+    spec_json = spec.model_dump(mode="json")
+    for ns in found.whole:
+        plan.places.append(_place(PlaceKind.NAMESPACE, shown, spec_json, ns, inventory[ns]))
+    for ns in found.search:
+        plan.places.append(_place(PlaceKind.RECORDS, shown, spec_json, ns, len(subject_ids(store, ns, plan.subject))))
+    plan.ambiguous.extend(f"{shown}: {name}" for name in found.ambiguous)
+
+
+def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | None, planned: int) -> dict[str, Any]:
+    return {"kind": kind.value, "store": store, "store_spec": spec, "namespace": ns, "planned": planned}
+
+
+def _plan_backup(plan: ErasurePlan, directory: Path, registry: Registry, runs: list[KnownRun]) -> None:
+    from nsmigrate.workers.stores.backup.erasure import rows_of
+    from nsmigrate.workers.stores.backup.parquet import (
+        MANIFEST_NAME,  # pyarrow: only an erasure that reaches a backup loads it
+    )
+
+    manifest = directory / MANIFEST_NAME
+    if not manifest.is_file():
+        return
+    data = json.loads(manifest.read_text())
+    namespaces = [str(e.get("namespace", "")) for e in data.get("namespaces") or []]
+    whole = places_in_store(str(data.get("source", "")), namespaces, plan.subject, registry, runs).whole
+    rows = rows_of(directory, plan.subject, set(whole).__contains__)
+    if rows:
+        place = _place(PlaceKind.BACKUP, "backup", {"whole": whole}, None, rows)
+        plan.places.append({**place, "path": str(directory.resolve())})
+
+
+# --------------------------------------------------------------------------------------------------------- the task
+
+
+def erase_place(ctx: WorkerContext, place_id: int) -> int:
+    """Delete one place of an erasure job and check it; the last place to finish writes the job's receipt. Returns
+    what it erased (vectors, rows); 0 for a place verified before (a redelivered task).
+
+    Raises:
+        ErasureFailed: the place could not be erased or was not found empty afterwards; it is recorded ``failed``
+            (`nsmigrate erase --resume JOB` sends it again).
+    """
+    place = jobs.claim_place(ctx.db, place_id)
+    if place is None:  # verified before: a redelivered task
+        return 0
+    job = jobs.find_job(ctx.db, place.job_id)
+    subject = Subject.from_json(job.spec)
+    error: str | None = None
+    erased = 0
+    try:
+        error = _copies_that_may_undo(ctx, place.job_id, subject, job.spec)
+        if error is not None:
+            jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
+        else:
+            erased, check = _erase(ctx, place, subject)
+            jobs.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
+            if not check.get("passed"):
+                error = str(check.get("reason", "the check after the delete did not pass"))
+    except NsmigrateError as e:
+        error = f"{e}; run `nsmigrate erase --resume {place.job_id}`"
+        jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
+    except INFRASTRUCTURE_ERRORS:
+        raise  # the job table or Redis is unreachable: the task is sent again (workers.fleet.tasks)
+    except Exception as e:
+        # Anything unforeseen (a damaged backup file, a disk error, a bug) must not leave the place `erasing` with
+        # no reason: it fails with its error, which the receipt and `erase --resume` see.
+        # Info with the traceback: `nsmigrate erase` runs backup places itself, and a command has no logging set up
+        # (Python would print an error to its terminal beside the command's own line); the worker's log keeps it.
+        log.info("erasure place %s (job %s) failed unexpectedly", place_id, place.job_id, exc_info=True)
+        error = f"unexpected {type(e).__name__}: {e}; run `nsmigrate erase --resume {place.job_id}` once it is fixed"
+        jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
+    finally:
+        if jobs.maybe_finish_erasure(ctx.db, place.job_id, receipt, ctx.worker_name) is not None:
+            log.info("erasure job %s finished; receipt in its audit log", place.job_id)
+    if error is not None:
+        where = place.path if place.kind == PlaceKind.BACKUP else display_namespace(place.namespace or "")
+        raise ErasureFailed(error, job=place.job_id, place=f"{place.kind} {where}")
+    return erased
+
+
+def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
+    """Delete the place (a whole namespace, the subject's records of one, their rows of a backup) and check it."""
+    if place.kind == PlaceKind.BACKUP:
+        return _erase_backup(place, subject)
+    store = ctx.guarded(store_spec_from_json(place.store_spec or {}), RateBudget())
+    namespace = place.namespace or ""
+    if place.kind == PlaceKind.NAMESPACE:
+        return _erase_namespace(ctx, place.id, store, namespace)
+    return _erase_records(ctx, place.id, store, namespace, subject)
+
+
+def _copies_that_may_undo(ctx: WorkerContext, job_id: int, subject: Subject, spec: dict[str, Any]) -> str | None:
+    """Why this place must not be erased now, or None: a copy job may still write the subject's data (it would
+    bring it back after the place was checked empty), or copied some of it since the erasure was planned (where it
+    wrote may not be among the places). Asked again of the job table by each place, right before it deletes: the
+    plan's answer is older than any copy started, resumed or synced since."""
+    runs, _, _ = jobs.known_runs(ctx.db, ctx.settings.visibility_timeout_s)
+    namespaces = {p.namespace for p in jobs.places_of(ctx.db, job_id) if p.namespace is not None}
+    writing = still_writing(runs, subject, namespaces)
+    if writing:
+        return (
+            f"copy jobs may still write {subject.label}'s data after it is erased: {_named(writing)} — wait for "
+            f"them to finish, or {', '.join(f'`nsmigrate cancel {j}`' for j in writing)}, then `nsmigrate erase "
+            f"--resume {job_id}`; nothing was deleted here"
+        )
+    seen = spec.get("copies_seen")
+    since = copied_since(runs, subject, namespaces, seen) if seen is not None else {}
+    if since:
+        again = f"--creator {subject.creator_id}" + (f" --twin {subject.twin_id}" if subject.twin_id else "")
+        return (
+            f"copy jobs wrote {subject.label}'s data after erasure job {job_id} was planned: {_named(since)} — where "
+            f"they wrote may not be among its places; erase again with a new plan (`nsmigrate erase {again}`); "
+            "nothing was deleted here"
+        )
+    return None
+
+
+def _named(jobs_namespaces: dict[int, list[str]]) -> str:
+    return "; ".join(
+        f"job {job_id} (namespaces {', '.join(repr(display_namespace(n)) for n in names)})"
+        for job_id, names in jobs_namespaces.items()
+    )
+
+
+def _erase_backup(place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
+    from nsmigrate.workers.stores.backup.erasure import erase_rows, rows_of  # pyarrow, as in _plan_backup
+
+    directory = Path(place.path or "")
+    is_whole = set((place.store_spec or {}).get("whole") or []).__contains__
+    erased = erase_rows(directory, subject, is_whole)
+    left = rows_of(directory, subject, is_whole)
+    check: dict[str, Any] = {"passed": left == 0, "rows_left": left, "directory_removed": not directory.exists()}
+    if left:
+        check["reason"] = f"{left} of their rows still in {directory}"
+    return erased, check
+
+
+def _erase_namespace(ctx: WorkerContext, place_id: int, store: Store, namespace: str) -> tuple[int, dict[str, Any]]:
+    before = store.count(namespace)
+    ids: list[str] = []
+    if store.can_list():
+        for id_ in iter_all_ids(store, namespace):
+            ids.append(id_)
+            if len(ids) >= CHECKED_IDS:
+                break
+        jobs.add_erased_ids(ctx.db, place_id, ids)
+    store.delete_namespace(namespace)
+    return before, _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), None)
+
+
+def _erase_records(
+    ctx: WorkerContext, place_id: int, store: Store, namespace: str, subject: Subject
+) -> tuple[int, dict[str, Any]]:
+    erased = 0
+    for chunk in chunks(subject_ids(store, namespace, subject), DELETE_MAX_IDS):
+        jobs.add_erased_ids(ctx.db, place_id, list(chunk))  # before the delete: a kill after it still checks them
+        store.delete(namespace, chunk)
+        erased += len(chunk)
+    return erased, _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), subject)
+
+
+def _gone(ctx: WorkerContext, store: Store, namespace: str, ids: list[str], subject: Subject | None) -> dict[str, Any]:
+    """Check the deletion, polling up to the ``erasure_settle_timeout_s`` setting (counts and reads lag on Pinecone): a
+    whole namespace counts 0 and lists nothing; for records, a search finds none of the subject's. Either way a fetch
+    of the deleted ids returns none of them."""
+    timeout_s = ctx.settings.erasure_settle_timeout_s
+    deadline = time.monotonic() + timeout_s
+    while True:
+        fetched = sum(len(store.fetch(namespace, c)) for c in chunks(ids, FETCH_MAX_IDS))
+        if subject is None:
+            count = store.count(namespace)
+            listed = len(store.list_ids(namespace, limit=100).ids) if store.can_list() else 0
+            left = {"count": count, "listed": listed, "fetched": fetched}
+        else:
+            left = {"found": len(subject_ids(store, namespace, subject)), "fetched": fetched}
+        if not any(left.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    check: dict[str, Any] = {"passed": not any(left.values()), "ids_fetched_again": len(ids), **left}
+    if not check["passed"]:
+        check["reason"] = f"still there after {timeout_s:.0f} s in {display_namespace(namespace)}: {left}"
+    return check

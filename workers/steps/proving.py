@@ -1,0 +1,144 @@
+"""Delete only proven ids: the one step cleanup and rollback take to delete, so that each deletion is proved at the
+moment it happens (``orchestrator.verification.proof``), whichever side it deletes from.
+
+Chunk by chunk (≤ 1,000 ids: one fetch of each side, one delete), the originals are fetched from the source
+namespace and their copies from the target namespaces the routing sends them to; only ids whose copy exists and
+equals its original *now* are deleted — from the source (cleanup: the copy stays) or from the target (rollback: the
+original stays). Every request goes through the guarded stores it is given (rate budgets, retries).
+
+A chunk that deletes holds, from its proof to its delete, the namespace it deletes from and every namespace its proof
+reads alone (``guarded.exclusive_hold``, fleet-wide across jobs): two cleanups whose namespaces form a cycle (one
+copies ``a`` to ``b``, the other ``b`` to ``a``) cannot both prove against copies the other is deleting — the second
+to hold them proves against what the first left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from nsmigrate.orchestrator.errors import StopAsked
+from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
+from nsmigrate.orchestrator.records.routing import RouteContext
+from nsmigrate.orchestrator.records.text import fields_comparer
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.verification.delta import route_source
+from nsmigrate.orchestrator.verification.proof import Proof, prove_copies
+from nsmigrate.workers.steps.verifying import chunks
+from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.guarded import exclusive_hold
+
+#: Ids per proof: one fetch of each side and one delete.
+PROOF_CHUNK_IDS = min(FETCH_MAX_IDS, DELETE_MAX_IDS)
+
+
+def delete_proven(
+    source: Store,
+    source_namespace: str,
+    target: Store,
+    ids: Sequence[str],
+    route: RouteContext,
+    spec: JobSpec,
+    *,
+    delete_from: Literal["source", "target"] | None,
+    target_namespace: str | None = None,
+    total: Proof | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Proof:
+    """Prove ``ids`` chunk by chunk and delete the proven ones right after their chunk was proved.
+
+    Parameters:
+        source, source_namespace: where the originals are (a migration's source).
+        target: where the copies are; each id is looked up in the namespace ``route`` sends its original to.
+        ids: the ids to prove (and delete).
+        route: the run's routing context; ``spec`` gives the tolerance and, for a text job, how a copy is judged.
+        delete_from: ``"source"`` deletes the originals (cleanup), ``"target"`` the copies in ``target_namespace``
+            (rollback), ``None`` only proves (a first pass, a dry run).
+        total: the ``Proof`` to fill chunk by chunk (default: a new one), so a caller whose delete failed half-way
+            knows what was deleted before the error.
+        stop: asked before each chunk; True stops there (an operator's Ctrl-C), ``total`` complete.
+
+    Returns:
+        The ``Proof`` of every chunk: ``proven`` ids are the ones deleted (or, with ``delete_from=None``, that
+        may be); ids without an original are neither, except when deleting from the target: there they are refused
+        (the copy would be the only one left).
+
+    Raises:
+        StopAsked: ``stop`` said so.
+    """
+    compare = fields_comparer(spec)
+    total = total if total is not None else Proof()
+
+    def prove(chunk: Sequence[str]) -> tuple[list[Record], Proof, dict[str, list[str]]]:
+        originals = source.fetch(source_namespace, chunk)
+        by_ns, _unroutable = route_source(originals, route)  # prove_copies refuses the unroutable ones
+        found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
+        return originals, prove_copies(originals, found, route, spec.verify.tolerance, compare), by_ns
+
+    for chunk in chunks(ids, PROOF_CHUNK_IDS):
+        if stop is not None and stop():
+            raise StopAsked(f"stopped as asked after {len(total.proven)} of {len(ids)} ids")
+        if delete_from is None:
+            total.add(prove(chunk)[1])
+            continue
+        # The namespaces the proof reads: the run's one target, or (routed) where the originals go now.
+        if route.target_namespace is not None:
+            proof_namespaces = {route.target_namespace}
+        else:
+            proof_namespaces = set(route_source(source.fetch(source_namespace, chunk), route)[0])
+        places = [(source, source_namespace), *((target, ns) for ns in sorted(proof_namespaces))]
+        if delete_from == "target":
+            assert target_namespace is not None
+            places.append((target, target_namespace))
+        with exclusive_hold(places):
+            originals, proof, by_ns = prove(chunk)
+            moved = {id_: ns for ns in set(by_ns) - proof_namespaces for id_ in by_ns[ns]}
+            if moved:
+                # Routed elsewhere since the look before the hold (its original changed): that namespace is not held.
+                proof.proven = [id_ for id_ in proof.proven if id_ not in moved]
+                for id_, ns in moved.items():
+                    proof.refuse(id_, f"routed to {ns!r} since it was looked at: prove it again")
+            if delete_from == "target":
+                # A rollback checked every original before it deletes: one gone since leaves its copy the only one.
+                have = {r.id for r in originals}
+                for id_ in chunk:
+                    if id_ not in have:
+                        proof.refuse(id_, "no original in the source now: its copy is the only one")
+            if proof.proven and delete_from == "source":
+                source.delete(source_namespace, proof.proven)
+            elif proof.proven and delete_from == "target":
+                assert target_namespace is not None
+                target.delete(target_namespace, proof.proven)
+        total.add(proof)
+    return total
+
+
+def delete_absent(
+    source: Store,
+    source_namespace: str,
+    target: Store,
+    target_namespace: str,
+    ids: Sequence[str],
+    refusal: Callable[[], str | None] = lambda: None,
+) -> tuple[int, int, str | None]:
+    """Delete from ``target_namespace`` those of ``ids`` that ``source_namespace`` does not hold now (fetched
+    again right before each chunk's delete): what ``sync --propagate-deletes`` deletes. An id written back to the
+    source since the scan is kept. ``refusal`` is asked after each fetch, before its delete: why an absence may not
+    be propagated now (a cleanup deleted from the source, so the target holds the only copies), or None.
+
+    Returns:
+        ``(deleted, kept, why the deletes stopped before the end or None)``.
+    """
+    deleted = kept = 0
+    for chunk in chunks(ids, PROOF_CHUNK_IDS):
+        present = {r.id for r in source.fetch(source_namespace, chunk)}
+        absent = [i for i in chunk if i not in present]
+        if absent:
+            stop = refusal()
+            if stop is not None:
+                return deleted, kept, stop
+            target.delete(target_namespace, absent)
+        deleted += len(absent)
+        kept += len(chunk) - len(absent)
+    return deleted, kept, None

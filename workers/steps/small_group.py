@@ -1,0 +1,52 @@
+"""A group of small namespace runs (``orchestrator.listing.small_namespaces``: one list page and one batch each) listed
+and copied by one task, one run after the other.
+
+Each run takes the steps and states a list task and a copy task would give it, without the message between them:
+its one batch is listed and recorded, already started for this worker, under the run's lister lock
+(``listing.list_one_batch``), then copied as a copy task copies it (``copying.copy_batch``). The verifications of
+the runs copied go as one task when the group is done (``next_steps.verifications_grouped``). Failures stay the run's
+own: a lister that fails for good ends its run ``list_failed``, a batch that fails ends ``failed``, and the group goes
+on, then fails as a whole naming them (``GroupFailed``); an outage of the job table or Redis propagates, and Celery
+sends the whole task again.
+
+A task sent again (redelivered after its worker was killed, or retried after an outage) may find runs its first
+delivery left between two steps. Every step is safe to repeat (a page is recorded only from the saved token, a
+batch is copied by id), so it first sends, as copy tasks, the batches such a run has ``queued`` or ``running`` (their
+copy died with the first delivery) and a ``copied`` run's verification, then goes on as the first delivery did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nsmigrate.orchestrator.errors import GroupFailed, TaskFailed
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import copying, listing, next_steps
+
+
+def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool = False) -> int:
+    """Returns the vectors copied.
+
+    Raises:
+        GroupFailed: a run's lister or batch failed for good (recorded in the job table; the other runs went on and
+            their verifications were sent); the text names each such namespace with its error.
+    """
+    vectors = 0
+    failures: list[TaskFailed] = []
+    with next_steps.verifications_grouped(ctx):  # the runs' verifications: one task when the group is done
+        for run_id in run_ids:
+            if again:
+                listing.send_what_a_killed_lister_left(ctx, run_id, running_too=True)
+            try:
+                # A resent group waits out the lock of the delivery that was killed, as a redelivered lister does.
+                work = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
+                if work is not None:
+                    vectors += copying.copy_batch(ctx, work.batch_id, started=work)
+            except TaskFailed as e:
+                failures.append(e)
+    if failures:
+        named = [f"{e.ids.get('namespace')}: {e.message}" for e in failures]
+        raise GroupFailed(
+            f"{len(failures)} of {len(run_ids)} namespaces failed: " + "; ".join(named), job=failures[0].ids.get("job")
+        )
+    return vectors

@@ -1,0 +1,693 @@
+"""The Pinecone store: Pinecone's REST data plane, the ``pinecone`` SDK (10.x) for the control plane.
+
+Connecting happens on first use, in the process that uses the store (Celery forks its workers after import, and an
+HTTP client must not cross a fork): the API key is read then from ``os.environ[spec.api_key_env]``, an ``index`` name
+is resolved to its data-plane host with ``describe_index`` (on ``spec.control_host`` when set), and a ``DataPlane``
+client is built for that host. The key is never put in a message, a log line or a ``repr``.
+
+**The data plane is nsmigrate's own REST client** (``workers.stores.pinecone.rest``); the SDK only resolves an
+index name to its host (``describe_index`` with ``RetryConfig(max_retries=0)``, a supported argument). The client
+never retries: tenacity in ``workers.stores.guarded``, around every store call, after the fleet-wide rate limiter,
+is the one retry layer, so one 429 costs one request against the shared budget.
+
+**Values pass through as JSON.** ``fetch`` keeps each vector's ``values`` as the JSON array the server sent
+(``JsonValues``), cut out of the response unparsed (``workers.stores.pinecone.fetch_body``); ``upsert`` writes such
+values back as an ``orjson.Fragment``, verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per
+vector, its request sizes are exact, and the values arrive bit for bit. Anything that reads the values (verification, a
+pgvector target) decodes them on first use. Every other reply is read as just what nsmigrate uses (``list``: the ids
+and the token; ``describe_namespace``: the count).
+
+**Integrated targets** (``spec.records``): ``upsert`` writes text records with the records API (NDJSON,
+≤ 96 per request: the copy chunks them, ``orchestrator.records.text`` makes them) and ``search_text`` searches by text;
+fetch, list and stats are the ordinary endpoints (the record's fields come back as its metadata).
+
+Errors: 429 → ``RetryableError(status=429, retry_after_s=…)``; 408, 5xx, timeouts and connection errors →
+``RetryableError``; any other refusal (400, 401, 403, 404…) → ``StoreError`` with the server's message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+import msgspec
+import orjson
+from pinecone import (
+    ApiError,
+    Pinecone,
+    PineconeConnectionError,
+    PineconeError,
+    PineconeTimeoutError,
+    ResponseParsingError,
+    RetryConfig,
+)
+
+from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
+from nsmigrate.orchestrator.connections.store_identity import pinecone_host_identity
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.limits import (
+    DELETE_MAX_IDS,
+    FETCH_MAX_IDS,
+    LIST_MAX_PAGE_IDS,
+    NAMESPACE_MAX_CHARS,
+    RECORD_ID_MAX_CHARS,
+    RECORD_METADATA_MAX_BYTES,
+)
+from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
+from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
+from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
+from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
+from nsmigrate.workers.stores.pinecone.fetch_body import read_fetch
+from nsmigrate.workers.stores.pinecone.rest import DataPlane, DataPlaneError, key_refusal, path_segment
+
+logger = logging.getLogger(__name__)
+
+#: How Pinecone names the default namespace in stats and namespace endpoints; nsmigrate calls it "".
+PINECONE_DEFAULT_NAMESPACE = "__default__"
+_RETRYABLE_STATUSES = frozenset({408, 429})
+#: How an index that does not serve ``/namespaces`` (a pod index) refuses ``DELETE /namespaces/{ns}``.
+_NO_NAMESPACE_ENDPOINT_STATUSES = frozenset({400, 405, 501})
+#: How Pinecone words that a pod index does not serve an endpoint ("not supported for pod-based indexes").
+_POD_ONLY_MARK = "pod-based indexes"
+
+
+class _ListedId(msgspec.Struct):
+    id: str
+
+
+class _Pagination(msgspec.Struct):
+    next: str | None = None
+
+
+class _ListReply(msgspec.Struct):
+    """What a ``list`` request answers, of it what nsmigrate reads (``usage`` and ``namespace`` are ignored)."""
+
+    vectors: list[_ListedId] = []
+    pagination: _Pagination | None = None
+
+
+_LIST_REPLY = msgspec.json.Decoder(_ListReply)
+
+
+class _NamespaceReply(msgspec.Struct):
+    """What ``describe_namespace`` answers, of it the count (Pinecone sends it as a string: ``"3"``)."""
+
+    record_count: int | str | None = None
+
+
+_NAMESPACE_REPLY = msgspec.json.Decoder(_NamespaceReply)
+
+
+class _NamespaceSummary(msgspec.Struct):
+    vectorCount: int = 0  # the wire's name
+
+
+class _StatsReply(msgspec.Struct):
+    """What ``describe_index_stats`` answers, of it what nsmigrate reads."""
+
+    namespaces: dict[str, _NamespaceSummary] = {}
+    dimension: int | None = None
+    metric: str | None = None
+
+
+_STATS_REPLY = msgspec.json.Decoder(_StatsReply)
+
+
+class _UpsertReply(msgspec.Struct):
+    upsertedCount: int = 0
+
+
+_UPSERT_REPLY = msgspec.json.Decoder(_UpsertReply)
+
+
+class _Match(msgspec.Struct):
+    id: str
+    score: float | None = None
+
+
+class _QueryReply(msgspec.Struct):
+    matches: list[_Match] = []
+
+
+_QUERY_REPLY = msgspec.json.Decoder(_QueryReply)
+
+
+class _Hit(msgspec.Struct):
+    id: str = msgspec.field(name="_id")
+
+
+class _SearchResult(msgspec.Struct):
+    hits: list[_Hit] = []
+
+
+class _SearchReply(msgspec.Struct):
+    result: _SearchResult = msgspec.field(default_factory=_SearchResult)
+
+
+_SEARCH_REPLY = msgspec.json.Decoder(_SearchReply)
+
+
+def _read(decoder: msgspec.json.Decoder[Any], content: bytes, op: str) -> Any:
+    """A reply read as ``decoder``'s type; a ``StoreError`` naming the operation when it is not one."""
+    try:
+        return decoder.decode(content)
+    except (msgspec.MsgspecError, ValueError) as e:
+        raise StoreError(f"Pinecone {op} answered something that is not a {op} response: {e}") from e
+
+
+def _wire_values(values: Sequence[float]) -> Any:
+    """Fetched values go back verbatim (see the module docstring): orjson writes a Fragment as it is; a pgvector
+    table's are written from their float32s, never made floats first."""
+    if isinstance(values, JsonValues):
+        return orjson.Fragment(values.json)
+    return orjson.Fragment(values.as_json()) if isinstance(values, BinaryValues) else list(values)
+
+
+def upsert_body(namespace: str, records: Sequence[Record]) -> dict[str, Any]:
+    """The body of ``POST /vectors/upsert`` (the OpenAPI ``UpsertRequest``), sent as ``orjson.dumps`` writes it: the
+    request ``workers.transfer.chunking`` keeps under Pinecone's limits."""
+    vectors = []
+    for record in records:
+        vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
+        if record.sparse_values is not None:
+            sparse = record.sparse_values
+            vector["sparseValues"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
+        if record.metadata:
+            vector["metadata"] = dict(record.metadata)
+        vectors.append(vector)
+    return {"vectors": vectors, "namespace": namespace} if namespace else {"vectors": vectors}
+
+
+def _sparse(found: Any) -> SparseValues | None:
+    """The sparse values of a fetched vector, None when it has none."""
+    if found is None or not list(found.indices or []):
+        return None
+    return SparseValues(tuple(int(i) for i in found.indices), tuple(float(v) for v in found.values))
+
+
+def _from_wire_namespace(name: str) -> str:
+    return "" if name == PINECONE_DEFAULT_NAMESPACE else name
+
+
+def _retry_after(e: ApiError) -> float | None:
+    value = getattr(e, "retry_after", None)
+    if value is None:
+        raw = (e.headers or {}).get("retry-after") or (e.headers or {}).get("Retry-After")
+        with contextlib.suppress(TypeError, ValueError):
+            value = float(raw) if raw is not None else None
+    return value if value is not None and value >= 0 else None
+
+
+def _answered(op: str, status: int, message: str, retry_after_s: float | None, ids: dict[str, Any]) -> Exception:
+    """The error of an answer other than 2xx: retryable for 408, 429 and 5xx, else a refusal."""
+    if status in _RETRYABLE_STATUSES or status >= 500:
+        what = "was rate limited" if status == 429 else f"failed ({status})"
+        return RetryableError(f"Pinecone {op} {what}: {message}", status=status, retry_after_s=retry_after_s, **ids)
+    return StoreError(f"Pinecone refused {op} ({status}): {message}", **ids)
+
+
+def _refused_for_a_pod(e: DataPlaneError) -> bool:
+    """Whether a ``/namespaces`` or ``list`` refusal says the index does not serve the endpoint (a pod, Pinecone
+    Local) or no such namespace: 404, or what a pod may answer (400/405/501)."""
+    return e.status == 404 or e.status in _NO_NAMESPACE_ENDPOINT_STATUSES
+
+
+def _shown_id(record_id: str) -> str:
+    return repr(record_id) if len(record_id) <= 40 else f"{record_id[:40]!r}…"
+
+
+def over_limits(records: Sequence[Record]) -> list[str]:
+    """One line per record a Pinecone index would refuse: an id over ``RECORD_ID_MAX_CHARS`` characters, metadata
+    over ``RECORD_METADATA_MAX_BYTES`` bytes as JSON (how Pinecone measures it)."""
+    problems = []
+    for r in records:
+        if len(r.id) > RECORD_ID_MAX_CHARS:
+            problems.append(f"id {_shown_id(r.id)} is {len(r.id)} characters (at most {RECORD_ID_MAX_CHARS})")
+        size = len(orjson.dumps(dict(r.metadata))) if r.metadata else 0
+        if size > RECORD_METADATA_MAX_BYTES:
+            problems.append(f"id {_shown_id(r.id)} has {size} bytes of metadata (at most {RECORD_METADATA_MAX_BYTES})")
+    return problems
+
+
+def api_key(spec: PineconeStoreSpec, who: str, allowed_key_vars: str) -> str:
+    """The key from the environment variable ``spec`` names, read when it is needed (never kept in a message), if
+    the operator's ``allowed_key_vars`` (``orchestrator.connections.keys``) let a spec name that variable."""
+    refusal = key_var_refusal(spec.api_key_env, allowed_key_vars)
+    if refusal is not None:  # no env_var id: the variable is refused, not missing (a planner must not hand it on)
+        raise StoreError(refusal, store=who)
+    key = os.environ.get(spec.api_key_env, "")
+    if not key.strip():
+        raise StoreError(
+            f"environment variable {spec.api_key_env} is not set (or empty)",
+            hint=f"put the Pinecone API key in {spec.api_key_env} in the environment of nsmigrate and its workers",
+            store=who,
+            env_var=spec.api_key_env,
+        )
+    refusal = key_refusal(key)
+    if refusal is not None:
+        raise StoreError(
+            f"environment variable {spec.api_key_env} cannot be sent as an Api-Key header: {refusal}",
+            hint=f"set {spec.api_key_env} to the key exactly as Pinecone's console shows it (no newline at its end)",
+            store=who,
+            env_var=spec.api_key_env,
+        )
+    return key
+
+
+def check_key_destination(url: str, who: str) -> None:
+    """Refuses to send a key to ``url`` unless over TLS or to loopback (``orchestrator.connections.keys``)."""
+    refusal = key_destination_refusal(url)
+    if refusal is not None:
+        raise StoreError(f"the index address {refusal}", store=who)
+
+
+@contextlib.contextmanager
+def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
+    """Turn the data plane's errors (``DataPlaneError``, httpx) and the SDK's (the control plane) into nsmigrate's:
+    429 → ``RetryableError`` with ``retry_after_s``; 408, 5xx, timeouts and connection errors → ``RetryableError``;
+    any other refusal, and an answer that is not JSON, → ``StoreError`` with what was answered."""
+    ids: dict[str, Any] = {"store": store, "op": op, **more}
+    try:
+        yield
+    except (RetryableError, StoreError):
+        raise
+    except DataPlaneError as e:
+        raise _answered(op, e.status, e.message, e.retry_after_s, ids) from e
+    except ApiError as e:  # the control plane, through the SDK
+        raise _answered(op, e.status_code, e.message, _retry_after(e), ids) from e
+    except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
+        raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
+    except ResponseParsingError as e:
+        raise StoreError(
+            f"Pinecone {op} was answered with something that is not the service's JSON ({e}), so whether it was done "
+            "is unknown",
+            hint="something between nsmigrate and Pinecone (a proxy, a load balancer) answered in its place: check "
+            "the host and the network path to it",
+            **ids,
+        ) from e
+    except PineconeError as e:
+        raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
+
+
+_CLIENTS_BUILT = threading.Lock()
+_primed_in_pid: int | None = None
+
+
+def prime_sdk_decoding() -> None:
+    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define, once per process.
+
+    The SDK decodes each response with ``msgspec.json.decode(data, type=…)``, and msgspec builds a type's decoding
+    information on its first decode. That is not safe when threads do it at once: threads making their first decode
+    together crash the process (SIGSEGV in ``msgspec._core``, msgspec 0.22). A threads worker does that, and so does
+    planning, which reads both stores at once. Built here, in one thread, when the first client is built (or when a
+    worker starts: ``workers.fleet.tuning.preload_sdk``), the information is only ever read afterwards."""
+    global _primed_in_pid
+    if _primed_in_pid == os.getpid():
+        return
+    primed = 0
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] != "pinecone" or module is None:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__module__ == name:
+                with contextlib.suppress(TypeError):  # request-only types msgspec cannot decode into
+                    msgspec.json.Decoder(value)
+                    primed += 1
+    _primed_in_pid = os.getpid()
+    logger.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
+
+
+class PineconeStore(StoreDefaults):
+    """``Store`` over one Pinecone index (by ``spec.host``, or ``spec.index`` resolved on the control plane).
+
+    Parameters:
+        spec: the store's spec (never holds the key; names its environment variable).
+        timeout_s: per-request timeout in seconds.
+        allowed_key_vars: the operator's ``NSMIGRATE_ALLOWED_KEY_VARS``: the key variables a spec may name.
+    """
+
+    def __init__(
+        self,
+        spec: PineconeStoreSpec,
+        *,
+        timeout_s: float = 30.0,
+        allowed_key_vars: str = DEFAULT_ALLOWED_KEY_VARS,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.label
+        self._timeout_s = timeout_s
+        self._allowed_key_vars = allowed_key_vars
+        self._plane: DataPlane | None = None
+        self._plane_pid: int | None = None
+        self._host: str | None = spec.host  # an index name's host once the control plane resolved it
+        self._lock = threading.Lock()
+        self._dimension: int | None = None
+        self._metric: str | None = None  # an index's dimension and metric never change: read once, with its stats
+        #: Whether the index serves ``/namespaces`` (serverless) — False once the control plane said it is a pod
+        #: index, or once the endpoint refused; a pod empties a namespace with deleteAll instead.
+        self._namespace_endpoints = True
+        #: Whether it lists is the server's to say (a pod does not); where ``list_ids`` gets its ids when the index is
+        #: not listed: a catalogue or a sweep; only listed ids are listed by prefix.
+        self.capabilities = Capabilities(
+            lists=None,
+            enumeration=spec.enumerate.mode,
+            lists_by_prefix=spec.enumerate.mode == "list",
+            text_search=spec.records is not None,
+        )
+        self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
+        self.catalogue: CatalogueIds | None = None
+        self.sweeper: SweepIds | None = None
+        if spec.enumerate.mode == "catalogue":
+            assert spec.enumerate.catalogue is not None  # the spec requires it
+            self.catalogue = CatalogueIds(open_catalogue(spec.enumerate.catalogue))
+        elif spec.enumerate.mode == "sweep":
+            self.sweeper = SweepIds(spec.enumerate, self.name)
+
+    def __repr__(self) -> str:
+        return f"PineconeStore({self.name!r})"
+
+    # --- plumbing -------------------------------------------------------------------------------------------------
+
+    def _api_key(self) -> str:
+        return api_key(self.spec, self.name, self._allowed_key_vars)
+
+    def connect(self) -> None:
+        """Build the data-plane client now (API key, index host, TLS context) rather than inside the first request, so
+        that work is not done between a rate-budget admission and the request it admitted."""
+        self._client()
+
+    def _client(self) -> DataPlane:
+        pid = os.getpid()
+        # One client is built at a time in a process (``_CLIENTS_BUILT``): the SDK's first describe and the priming
+        # below must not run beside another thread's first decode.
+        with self._lock, _CLIENTS_BUILT:
+            if self._plane is not None and self._plane_pid == pid:
+                return self._plane
+            # None yet, or inherited through fork: build our own (the parent's sockets are not ours to use).
+            key = self._api_key()
+            with self._errors("connect"):
+                host = self.spec.host
+                if host is None:
+                    control: dict[str, Any] = {"host": self.spec.control_host} if self.spec.control_host else {}
+                    if self.spec.control_host:
+                        check_key_destination(self.spec.control_host, self.name)
+                    pc = Pinecone(
+                        api_key=key, retry_config=RetryConfig(max_retries=0), timeout=self._timeout_s, **control
+                    )
+                    described = pc.describe_index(str(self.spec.index))
+                    host = described.host
+                    self._is_pod = getattr(getattr(described, "spec", None), "pod", None) is not None
+                    if getattr(getattr(described, "spec", None), "pod", None) is not None:
+                        self._namespace_endpoints = False
+                    if not host:
+                        raise StoreError(
+                            f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
+                        )
+                check_key_destination(host, self.name)  # given, or the control plane's answer
+                self._host = host
+                plane = DataPlane(host, key, timeout_s=self._timeout_s)
+            # The SDK still serves the control plane, here and in other threads (``pinecone_control``).
+            prime_sdk_decoding()
+            self._plane, self._plane_pid = plane, pid
+            return plane
+
+    def identity(self) -> str:
+        """The index's identity (``orchestrator.connections.store_identity``): its data-plane host, an index name
+        resolved."""
+        if self._host is None:
+            self._client()
+        return pinecone_host_identity(str(self._host))
+
+    @contextlib.contextmanager
+    def _errors(self, op: str, namespace: str | None = None) -> Iterator[None]:
+        with pinecone_errors(op, store=self.name, namespace=namespace):
+            yield
+
+    # --- Store ----------------------------------------------------------------------------------------------------
+
+    def _stats(self) -> _StatsReply:
+        """``describe_index_stats`` (every namespace of the index); remembers the dimension and metric."""
+        with self._errors("describe_index_stats"):
+            stats: _StatsReply = _read(_STATS_REPLY, self._client().post("/describe_index_stats", {}), "stats")
+        if stats.dimension:
+            self._dimension = int(stats.dimension)
+        if stats.metric:
+            self._metric = stats.metric
+        return stats
+
+    def dimension(self) -> int:
+        if self._dimension is None and not self._stats().dimension:
+            raise StoreError("the index reports no dense dimension", store=self.name)
+        assert self._dimension is not None
+        return self._dimension
+
+    def metric(self) -> str | None:
+        if self._metric is None:
+            self._stats()
+        return self._metric
+
+    def namespaces(self) -> dict[str, int]:
+        # Stats keep no empty namespaces on pod indexes; leave them out everywhere so stores agree.
+        return {
+            _from_wire_namespace(name): summary.vectorCount
+            for name, summary in self._stats().namespaces.items()
+            if summary.vectorCount
+        }
+
+    def count(self, namespace: str) -> int:
+        """One namespace's count: ``describe_namespace`` where the index serves ``/namespaces`` (a small reply),
+        else (a pod index, Pinecone Local) from ``describe_index_stats``, whose reply lists every namespace of the
+        index: in an index of 12,000 namespaces, the largest read of a verification."""
+        # Only ASCII names are described, as the SDK describes them (a namespace may hold any UTF-8); a NUL or an
+        # over-long name cannot be a path segment. The stats count every name.
+        if not (
+            namespace
+            and namespace.isascii()
+            and "\0" not in namespace
+            and len(namespace) <= NAMESPACE_MAX_CHARS
+            and self._namespace_endpoints
+        ):
+            return self.namespaces().get(namespace, 0)
+        with self._errors("describe_namespace", namespace):
+            try:
+                content = self._client().get(f"/namespaces/{path_segment(namespace)}")
+                reply: _NamespaceReply = _read(_NAMESPACE_REPLY, content, "describe_namespace")
+                return int(reply.record_count or 0)
+            except DataPlaneError as e:
+                if not _refused_for_a_pod(e):
+                    raise
+                if _POD_ONLY_MARK in e.message:
+                    self._namespace_endpoints = False
+        # No such namespace, or no such endpoint: the stats tell which.
+        count = self.namespaces().get(namespace, 0)
+        if count:
+            self._namespace_endpoints = False  # the namespace exists: the endpoint does not (Pinecone Local)
+        return count
+
+    @property
+    def counts_by_index(self) -> bool:
+        """Whether a count is a ``describe_index_stats`` reading of the whole index, which verifications running
+        at the same time can share (``workers.stores.shared_counts``)."""
+        return not self._namespace_endpoints
+
+    def can_list(self) -> bool:
+        """Whether the index serves ``list`` (serverless does, a pod does not): from the control plane's description
+        when the spec names the index, else by asking for one id."""
+        self._client()
+        if self._is_pod is not None:
+            return not self._is_pod
+        try:
+            with self._errors("list"):
+                self._client().get("/vectors/list", {"limit": 1})
+        except StoreError as e:
+            if isinstance(e.__cause__, DataPlaneError) and e.__cause__.status == 404:
+                return False
+            raise
+        return True
+
+    def list_ids(
+        self, namespace: str, *, limit: int = 100, token: str | None = None, reads: SweepReads | None = None
+    ) -> IdPage:
+        """One page of ids: listed (serverless), or from the catalogue or a sweep (``spec.enumerate``). ``reads``:
+        how a sweep queries and counts (a ``GuardedStore`` passes its budgeted, retried reads; default: this
+        store's own)."""
+        if limit < 1:
+            raise ValueError(f"limit must be ≥ 1, got {limit}")
+        limit = min(limit, LIST_MAX_PAGE_IDS)
+        try:
+            if self.catalogue is not None:
+                return self.catalogue.list_ids(namespace, limit=limit, token=token)
+            if self.sweeper is not None:
+                own = SweepReads(self.query, self.namespaces, self.dimension, self.metric)
+                return self.sweeper.list_ids(namespace, limit=limit, token=token, reads=reads or own)
+        except ValueError as e:  # a token another enumeration made
+            raise StoreError(f"{e}", store=self.name, namespace=namespace) from e
+        return self._list_page(namespace, None, limit, token)
+
+    def list_ids_by_prefix(self, namespace: str, prefix: str, *, limit: int = 100, token: str | None = None) -> IdPage:
+        """One page of the ids that start with ``prefix`` (Pinecone's ``list`` with ``prefix``), in its order."""
+        return self._list_page(namespace, prefix, limit, token)
+
+    def _list_page(self, namespace: str, prefix: str | None, limit: int, token: str | None) -> IdPage:
+        """One ``list`` request, its reply read as ids and a token (``_ListReply``): a namespace of three vectors is
+        listed by its copy and twice by its verification."""
+        params: dict[str, Any] = {"limit": min(limit, LIST_MAX_PAGE_IDS)}
+        for name, value in (("namespace", namespace), ("prefix", prefix), ("paginationToken", token)):
+            if value:
+                params[name] = value
+        with self._errors("list", namespace):
+            reply: _ListReply = _read(_LIST_REPLY, self._client().get("/vectors/list", params), "list")
+        next_token = reply.pagination.next if reply.pagination is not None else None
+        return IdPage(ids=[item.id for item in reply.vectors], next_token=next_token or None)
+
+    def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
+        if not ids:
+            return []
+        if len(ids) > FETCH_MAX_IDS:
+            raise ValueError(f"fetch takes ≤ {FETCH_MAX_IDS} ids per call, got {len(ids)}")
+        params: dict[str, Any] = {"ids": list(ids)}
+        if namespace:
+            params["namespace"] = namespace
+        with self._errors("fetch", namespace):
+            content = self._client().get("/vectors/fetch", params)
+            try:
+                found = read_fetch(content)
+            except msgspec.MsgspecError as e:
+                raise StoreError(f"Pinecone fetch answered something that is not a fetch response: {e}") from e
+        return [
+            Record(
+                id=i,
+                values=JsonValues(found[i].values),
+                metadata=found[i].metadata or {},
+                sparse_values=_sparse(found[i].sparse),
+            )
+            for i in dict.fromkeys(ids)
+            if i in found
+        ]
+
+    def upsert(self, namespace: str, records: Sequence[Record]) -> int:
+        if not records:
+            return 0
+        if self.spec.records is not None:
+            return self._upsert_text(namespace, records)
+        # Checked before the request, so the error names every record; Pinecone would refuse them all unnamed.
+        self._refuse(
+            over_limits(records),
+            "records exceed Pinecone's limits",
+            "shorten those ids or trim their metadata in the source, then `nsmigrate retry`",
+            namespace,
+        )
+        with self._errors("upsert", namespace):
+            content = self._client().post("/vectors/upsert", upsert_body(namespace, records))
+            reply: _UpsertReply = _read(_UPSERT_REPLY, content, "upsert")
+        return reply.upsertedCount
+
+    def _refuse(self, problems: list[str], what: str, hint: str, namespace: str) -> None:
+        """Raise one ``StoreError`` naming every problem record (the first 20), when there are any."""
+        if problems:
+            shown = "; ".join(problems[:20]) + (f"; … {len(problems) - 20} more" if len(problems) > 20 else "")
+            raise StoreError(
+                f"{len(problems)} {what}, nothing of this upsert was written: {shown}",
+                hint=hint,
+                store=self.name,
+                namespace=namespace,
+            )
+
+    def _upsert_text(self, namespace: str, records: Sequence[Record]) -> int:
+        """One records-API upsert (NDJSON): each record's metadata are its fields, its text under the index's field."""
+        assert self.spec.records is not None
+        field = self.spec.records.field
+        blank = [r.id for r in records if not isinstance(r.metadata.get(field), str) or not r.metadata[field].strip()]
+        self._refuse(
+            over_limits(records) + [f"id {_shown_id(i)} has no text in field {field!r}" for i in blank],
+            "text records cannot be written",
+            "shorten ids or trim fields in the source; a record needs its text (target.records.text_from)",
+            namespace,
+        )
+        rows = [{**r.metadata, "_id": r.id} for r in records]
+        # The records API has no implicit default namespace: it is named.
+        path = f"/records/namespaces/{path_segment(namespace or PINECONE_DEFAULT_NAMESPACE)}/upsert"
+        with self._errors("upsert_records", namespace):
+            self._client().post_ndjson(path, rows)
+        return len(rows)
+
+    def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
+        """Ids of the ``top_k`` records an integrated index finds for ``text`` (it embeds the query), best first."""
+        body: dict[str, Any] = {"query": {"inputs": {"text": text}, "top_k": top_k}}
+        if self.spec.records is not None:
+            body["fields"] = [self.spec.records.field]
+        path = f"/records/namespaces/{path_segment(namespace or PINECONE_DEFAULT_NAMESPACE)}/search"
+        with self._errors("search", namespace):
+            reply: _SearchReply = _read(_SEARCH_REPLY, self._client().post(path, body), "search")
+        return [hit.id for hit in reply.result.hits]
+
+    def delete(self, namespace: str, ids: Sequence[str]) -> None:
+        with self._errors("delete", namespace):
+            for start in range(0, len(ids), DELETE_MAX_IDS):
+                body = {"ids": list(ids[start : start + DELETE_MAX_IDS]), "namespace": namespace}
+                self._client().post("/vectors/delete", body)
+
+    def delete_namespace(self, namespace: str) -> None:
+        """Delete a namespace the way the index kind allows: ``DELETE /namespaces/{ns}`` on serverless, emptying it
+        with ``deleteAll`` on a pod index (which does not serve ``/namespaces``), on Pinecone Local and on servers
+        that answer the endpoint 404."""
+        with self._errors("delete_namespace", namespace):
+            plane = self._client()
+            if namespace and self._namespace_endpoints:
+                try:
+                    plane.delete(f"/namespaces/{path_segment(namespace)}")
+                    return
+                except DataPlaneError as e:
+                    # 404: no such endpoint (a pod index, Pinecone Local) or no such namespace; a pod may also
+                    # answer 400/405/501. Emptying the namespace covers every case.
+                    if not _refused_for_a_pod(e):
+                        raise
+                    if _POD_ONLY_MARK in e.message:
+                        self._namespace_endpoints = False  # a pod index: never ask again
+                    logger.info(
+                        "DELETE /namespaces refused on %s (%s); emptying %r with deleteAll", self.name, e, namespace
+                    )
+            try:
+                plane.post("/vectors/delete", {"deleteAll": True, "namespace": namespace})
+            except DataPlaneError as e:
+                if e.status != 404:  # no such namespace: nothing to empty
+                    raise
+
+    def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
+        return [match_id for match_id, _ in self.query_scored(namespace, vector, top_k)]
+
+    def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
+        """``(id, score)`` of the ``top_k`` nearest, best first, with Pinecone's own scores (higher is closer for
+        cosine and dotproduct, lower for euclidean): what a cross-twin search merges on."""
+        body: dict[str, Any] = {"vector": list(vector), "topK": top_k, "includeValues": False, "includeMetadata": False}
+        if namespace:
+            body["namespace"] = namespace
+        with self._errors("query", namespace):
+            reply: _QueryReply = _read(_QUERY_REPLY, self._client().post("/query", body), "query")
+        return [(match.id, float(match.score or 0.0)) for match in reply.matches]
+
+    def namespace_aliases(self) -> NamespaceAliases:
+        """The index's namespace aliases (API 2026-07): create, describe, list, repoint, delete."""
+        return NamespaceAliases(self._client, self.name)
+
+    def aliases(self) -> dict[str, str]:
+        """Every namespace alias of the index → the namespace it resolves to; {} for an index that serves none (a pod
+        index serves none: not asked)."""
+        if self._is_pod:
+            return {}
+        return {a.name: a.target_namespace for a in self.namespace_aliases().list()}
+
+    def close(self) -> None:
+        """Release this process's HTTP connections."""
+        with self._lock:
+            if self._plane is not None and self._plane_pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    self._plane.close()
+            self._plane = None
