@@ -20,13 +20,15 @@ from nsmigrate.cli.demo.creator_namespaces import use_mapping_file
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
 from nsmigrate.migrations import catalogue
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
 
 JOB = "seeds-documents"
 TOP_K = 5
+#: How long the local data plane's reads (list, search, counts) lag its writes, as Pinecone's do.
+FRESHNESS_LAG_S = 6.0
 
 
 def run(options: DemoOptions) -> int:
@@ -35,12 +37,14 @@ def run(options: DemoOptions) -> int:
     source_name, target_name = shipped["source"]["index"], shipped["target"]["index"]
     seed = seed_dataset()
     console.print(f"[bold]nsmigrate demo documents[/]: job {JOB!r} from {spec_path}")
-    with demo_stack([IndexSpec(source_name, dimension=seed.dimension, metric="cosine")], options) as demo:
+    indexes = [IndexSpec(source_name, dimension=seed.dimension, metric="cosine")]
+    with demo_stack(indexes, options, freshness_lag_s=FRESHNESS_LAG_S) as demo:
         seed.load_into(demo.stack.pinecone, source_name)
         console.print(
             f"loaded the seed data set into legacy serverless vector index {source_name!r}: {seed.total} vectors "
             f"(dimension {seed.dimension}) in {len(seed.namespaces)} namespaces; document index {target_name!r} "
-            f"does not exist yet: {target_name not in demo.stack.pinecone.names()}"
+            f"does not exist yet: {target_name not in demo.stack.pinecone.names()}; reads (list, search, counts) lag "
+            f"writes by {FRESHNESS_LAG_S:g} s, as Pinecone's do"
         )
         twins_csv = write_twins_csv(seed.twins, demo.stack.workdir / "seed-twins.csv")
         outcome = demo.run_job(demo.write_spec(spec_path, lambda data: use_mapping_file(data, twins_csv)))

@@ -23,7 +23,7 @@ SAMPLE_IDS = 100
 
 
 def enrichment_keys(spec: JobSpec) -> set[str]:
-    """The metadata keys the copy itself may add (``orchestrator.records.routing``)."""
+    """The metadata keys the copy itself may add (``orchestrator.routing.route``)."""
     keys = set(spec.enrich.constants)
     if spec.enrich.creator_fields and spec.routing.mode == "creator":
         keys |= {"creator_id", "twin_id"}

@@ -16,16 +16,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from nsmigrate.orchestrator.errors import PlanError, StoreError
-from nsmigrate.orchestrator.limits import RECORD_ID_MAX_CHARS  # a document's _id too
+from nsmigrate.orchestrator.limits import DOCUMENT_RESERVED_PREFIXES, RECORD_ID_MAX_CHARS  # a document's _id too
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues
-from nsmigrate.orchestrator.spec.jobspec import DOCUMENT_RESERVED_PREFIXES, DocumentMapping
 
 ID_FIELD = "_id"
 #: The reserved names a classic (vectors API) index reports for its vectors: such an index is no document index.
 CLASSIC_FIELDS = frozenset({"_values", "_sparse_values"})
+
+
+class Mapped(Protocol):
+    """A spec's ``documents`` mapping (``orchestrator.spec.jobspec.DocumentMapping``), as read here."""
+
+    dense_field: str
+    sparse_field: str | None
+    text_fields: list[str]
+    rename: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -44,7 +52,7 @@ class DocumentFields:
         return frozenset(name for name in (self.dense, self.sparse) if name is not None)
 
     @classmethod
-    def of(cls, mapping: DocumentMapping) -> DocumentFields:
+    def of(cls, mapping: Mapped) -> DocumentFields:
         """The fields a spec's ``documents`` mapping names."""
         renames = tuple(sorted(mapping.rename.items()))
         return cls(mapping.dense_field, mapping.sparse_field, frozenset(mapping.text_fields), renames)
