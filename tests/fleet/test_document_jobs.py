@@ -206,7 +206,7 @@ def test_sync_and_rollback_of_a_copy_into_a_document_index_with_sparse_values(
     rng = np.random.default_rng(11)
     records = [
         (
-            f"h-{i:02d}",
+            f"hybrid-{i:02d}",
             rng.random(DIM).astype(np.float32),
             {"text": f"hybrid {i}"},
             {"indices": [i, 50 + i], "values": [0.5, 1.0]},
@@ -238,12 +238,15 @@ def test_sync_and_rollback_of_a_copy_into_a_document_index_with_sparse_values(
     assert run.state == RunState.VERIFIED, run.verification
     schema = stack.pinecone.service(HYBRID).spec.documents
     assert schema is not None and schema.sparse is not None and schema.sparse.name == "keywords"
-    assert documents_of(stack, HYBRID, "ns", ["h-03"])["h-03"]["keywords"] == {"indices": [3, 53], "values": [0.5, 1.0]}
+    assert documents_of(stack, HYBRID, "ns", ["hybrid-03"])["hybrid-03"]["keywords"] == {
+        "indices": [3, 53],
+        "values": [0.5, 1.0],
+    }
 
     index.upsert(
         vectors=[
-            {"id": "h-03", "values": [1.0] * DIM, "metadata": {"text": "changed"}, "sparse_values": records[3][3]},
-            {"id": "h-new", "values": [0.5] * DIM, "metadata": {"text": "new"}, "sparse_values": records[0][3]},
+            {"id": "hybrid-03", "values": [1.0] * DIM, "metadata": {"text": "changed"}, "sparse_values": records[3][3]},
+            {"id": "hybrid-new", "values": [0.5] * DIM, "metadata": {"text": "new"}, "sparse_values": records[0][3]},
         ],
         namespace="ns",
     )
@@ -252,8 +255,8 @@ def test_sync_and_rollback_of_a_copy_into_a_document_index_with_sparse_values(
 
     assert (result["new"], result["changed"]) == (1, 1), result
     wait_for_job(db, job_id, lambda s: all(r.state == RunState.VERIFIED for r in s.runs))
-    synced = documents_of(stack, HYBRID, "ns", ["h-03", "h-new"])
-    assert (synced["h-03"]["text"], synced["h-new"]["text"]) == ("changed", "new")
+    synced = documents_of(stack, HYBRID, "ns", ["hybrid-03", "hybrid-new"])
+    assert (synced["hybrid-03"]["text"], synced["hybrid-new"]["text"]) == ("changed", "new")
 
     rollback_job(ctx, job_id, actor="tester")
 
