@@ -60,6 +60,7 @@ from nsmigrate.orchestrator.models import Batch, NamespaceRun, RunState
 from nsmigrate.orchestrator.packed_ids import pack_ids
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.snapshot import SNAPSHOT_SQL, SUMMARY_SQL
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
@@ -123,7 +124,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     plan = make_plan(spec, Inventory("src", DIM, names, "cosine"), Inventory("dst", DIM, {}, "cosine"), {})
     plan_cpu = time.process_time() - cpu
     del names
-    job_id = launch.launch(db, Dispatcher(settings), launch.Prepared(spec, plan, "src", "dst"))
+    job_id = launch.launch(db, Dispatcher(settings), Prepared(spec, plan, "src", "dst"))
     cpu = time.process_time() - cpu
     traced = tracemalloc.get_traced_memory()[1] if args.tracemalloc else 0
     figures = {

@@ -30,7 +30,7 @@ from nsmigrate.cli.options import (
 from nsmigrate.cli.render import job_reader, watch_job
 from nsmigrate.orchestrator import jobs, launch, recovery
 from nsmigrate.orchestrator.errors import JobStopped
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.steps.cleaning import cleanup_run
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.steps.syncing import sync_runs

@@ -19,11 +19,11 @@ from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
 from nsmigrate.cli.render import bars
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import NsmigrateError
-from nsmigrate.orchestrator.launch import Prepared
 from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.selection import select_namespaces
+from nsmigrate.orchestrator.records.namespaces import display_namespace, parse_namespace_arg
 from nsmigrate.orchestrator.spec.jobspec import load_spec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg
 from nsmigrate.workers.stores.backup.parquet import (
     MANIFEST_NAME,
     ImportTarget,

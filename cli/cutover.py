@@ -1,6 +1,6 @@
 """``nsmigrate cutover set|check``: switch a job's reads to the target step by step, and load-check the target first.
 
-The rollout lives in the job table (``orchestrator.jobs.cutover``), where every application instance's
+The rollout lives in the job table (``orchestrator.cutover.rollout``), where every application instance's
 ``DualWriteIndex`` reads it (``orchestrator.cutover.dualwrite``), so one command switches them all within seconds.
 """
 
@@ -15,11 +15,11 @@ from rich.markup import escape
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from nsmigrate.orchestrator.errors import StateError
-from nsmigrate.orchestrator.jobs import cutover as rollout_rows
 from nsmigrate.orchestrator.models import JobKind
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.cutover_check import check_job
 

@@ -19,8 +19,8 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import PlaceKind
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.jobspec import load_spec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.erasing import ErasurePlan, erase_place, plan_erasure
 

@@ -17,9 +17,9 @@ from html import escape
 from typing import Any
 
 from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.snapshot import JobSummary, RunStatus
 from nsmigrate.orchestrator.states import JobState
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 #: Seconds between reloads of a running job's page.
 RELOAD_S = 5

@@ -27,7 +27,7 @@ from nsmigrate.cli.options import (
     settings,
 )
 from nsmigrate.cli.render import SUMMARY_ROWS, print_summary
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
+from nsmigrate.orchestrator.records.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
 
 app = typer.Typer(add_completion=False)
 

@@ -18,9 +18,9 @@ import typer
 
 from nsmigrate.cli.console import print_error
 from nsmigrate.orchestrator import progress, snapshot
+from nsmigrate.orchestrator.records.namespaces import parse_namespace_arg
 from nsmigrate.orchestrator.redaction import redact_url, scrub
 from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary
-from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace_arg
 
 if TYPE_CHECKING:
     from nsmigrate.orchestrator import jobs

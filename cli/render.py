@@ -18,9 +18,9 @@ from nsmigrate.cli.console import EXIT_INTERRUPTED, console, err_console, print_
 from nsmigrate.cli.waits import Pace
 from nsmigrate.orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
 from nsmigrate.orchestrator.progress import JobProgress
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary
 from nsmigrate.orchestrator.states import RunState
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 #: Run states in which more batches may still be listed.
 LISTING_STATES = frozenset({RunState.PENDING, RunState.LISTING})

@@ -22,17 +22,18 @@ from nsmigrate.cli import submit, waits
 from nsmigrate.cli.console import console, print_error
 from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, fleet_urls, settings, status_reader
 from nsmigrate.cli.render import job_reader, print_plan, watch_job
+from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.redaction import redact_url
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
-    from nsmigrate.orchestrator import launch
+    pass
 
 app = typer.Typer(add_completion=False)
 
 
-def before_the_job(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]]:
+def before_the_job(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
     """What only the command does between the plan and the job (``launch.BeforeWrite``): the backup the spec asks
     for first (if it fails, no job is written and nothing is enqueued), then the target index the plan creates,
     waited for until it is ready. Returns the audit events that record them."""
@@ -51,7 +52,7 @@ def before_the_job(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]
     return events
 
 
-def make_target_index(prepared: launch.Prepared) -> dict[str, Any] | None:
+def make_target_index(prepared: Prepared) -> dict[str, Any] | None:
     """Create the target index the plan asks for and wait until it is ready, printing progress; returns what the
     audit log records, or None when no index was created."""
     from nsmigrate.cli.fleet import open_control
@@ -228,7 +229,7 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool, resume: bool)
     marks = {"spec_parsed": time.time()}
     database = db(resolved)
 
-    def show_plan_first(prepared: launch.Prepared) -> list[tuple[str, dict[str, Any]]]:
+    def show_plan_first(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
         print_plan(summarize(prepared))
         return before_the_job(prepared)
 

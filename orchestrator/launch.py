@@ -33,36 +33,19 @@ from nsmigrate.orchestrator.planning.id_checks import (
 )
 from nsmigrate.orchestrator.planning.plan import Inventory, Plan
 from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.reads import PlanReads, RoutedIds
-from nsmigrate.orchestrator.planning.target_indexes import IndexControl, TargetIndex, plan_target_index
-from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.planning.target_indexes import IndexControl, plan_target_index
+from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.routing.route import route_context
 from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 from nsmigrate.orchestrator.spec.differences import spec_differences
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec, spec_to_json
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]
-
-
-@dataclass(frozen=True)
-class Prepared:
-    spec: JobSpec
-    plan: Plan
-    source_label: str
-    target_label: str
-    #: The target index the spec asks nsmigrate to create (``target.create``), and whether it exists already.
-    target_index: TargetIndex | None = None
-    #: When planning passed its steps (``PLANNING_MARKS``, epoch seconds), kept in the job's ``job_created`` event:
-    #: how long the user waited before the job existed, and on what.
-    marks: dict[str, float] = field(default_factory=dict)
-
-
-#: The steps of planning timed in ``Prepared.marks``: the spec handed to the fleet's planner by the command (only when
-#: the fleet plans), the spec validated, the first request sent to a store, the plan and its job-wide checks done.
-PLANNING_MARKS = ("spec_submitted", "spec_parsed", "first_store_request", "plan_done")
 
 
 #: ``_inventory``'s dimension of a store that has none yet (an empty pgvector target): the source's, once known.

@@ -46,8 +46,8 @@ from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.settings import Settings
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 log = logging.getLogger(__name__)
 

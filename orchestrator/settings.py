@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         20,
         gt=0,
         description="How long a marker written through a cleanup's or rollback's source may take to be readable "
-        "(proving two Pinecone hosts apart, orchestrator.connections.store_identity); after it the deletion is "
+        "(proving two Pinecone hosts apart, orchestrator.spec.store_identity); after it the deletion is "
         "refused.",
     )
     erasure_settle_timeout_s: float = Field(

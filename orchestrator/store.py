@@ -64,7 +64,7 @@ class Store(Protocol):
         ...
 
     def identity(self) -> str:
-        """Which index or tables this is, spelling taken out (``orchestrator.connections.store_identity``); may ask
+        """Which index or tables this is, spelling taken out (``orchestrator.spec.store_identity``); may ask
         the server."""
         ...
 
@@ -142,6 +142,16 @@ class Store(Protocol):
         """The namespace's table and its columns, or None without a table (``capabilities.table_columns``)."""
         ...
 
+    def written_lsn(self, namespace: str) -> int | None:
+        """The highest log sequence number this process's writes to ``namespace`` were answered; None when the
+        store gives none (its reads do not lag, or it does not say how far they reflect)."""
+        ...
+
+    def reconciled_lsn(self, namespace: str) -> int | None:
+        """The log sequence number the store's lagging reads (list, query, counts) of ``namespace`` reflect now;
+        None when it does not say."""
+        ...
+
     def aliases(self) -> dict[str, str]:
         """Every namespace alias of the store (a Pinecone index's, API 2026-07) → the namespace it resolves to: names
         reads may use, which writes cannot, whose targets must not be deleted. {} for a store without aliases."""
@@ -176,6 +186,12 @@ class StoreDefaults:
         raise StoreError(f"{self.name} cannot search by text", hint="only an integrated Pinecone index can")
 
     def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
+        return None
+
+    def written_lsn(self, namespace: str) -> int | None:
+        return None
+
+    def reconciled_lsn(self, namespace: str) -> int | None:
         return None
 
     def aliases(self) -> dict[str, str]:

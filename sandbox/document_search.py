@@ -4,9 +4,9 @@ update). Pure functions over stored documents; the handlers are in ``sandbox.doc
 - **Filters** are Pinecone's metadata filters over a document's non-vector fields. A vector field cannot be
   filtered; a full-text field takes only the text-match operators (``$match_phrase``, ``$match_all``,
   ``$match_any``), and those only in a search, as the spec says of delete and update.
-- **Dense and sparse scoring** is exact (every document scored): cosine, dot product or squared euclidean
-  (ascending) for the dense field, the dot product over shared indices for the sparse field; a document that shares
-  no sparse index with the query is not a match.
+- **Dense and sparse scoring** is exact (every document scored): the dense field is searched by the index's own
+  query (cosine, dot product or squared euclidean, ascending), the sparse field by the dot product over shared
+  indices; a document that shares no sparse index with the query is not a match.
 - **Text scoring** approximates Pinecone's BM25: Okapi BM25 (k1 1.2, b 0.75) over lower-cased word tokens of each
   named field, idf over the namespace's documents that have the field; no stemming, stop words or n-grams whatever
   the field's settings, so a stemmed field matches fewer documents here than on Pinecone. A document no query word
@@ -32,7 +32,6 @@ from nsmigrate_sandbox.pinecone_server import (
     _bad,
     _combine,
     _operator,
-    _scores,
     _sparse_values,
 )
 
@@ -226,22 +225,16 @@ def _sparse_dot(a: dict[str, Any], b: dict[str, Any]) -> float | None:
 
 
 def rank(
-    schema: DocumentSchema, clauses: list[Clause], everyone: Sequence[Candidate], allowed: set[str], top_k: int
+    clauses: list[Clause], everyone: Sequence[Candidate], allowed: set[str], top_k: int
 ) -> list[tuple[Candidate, float | None]]:
-    """The ``top_k`` best of the documents in ``allowed`` (those the filter let through), best first, ties by id.
-    ``everyone`` is the namespace (text scoring's statistics are over all of it)."""
+    """The ``top_k`` best of the documents in ``allowed`` (those the filter let through) by a sparse clause or text
+    clauses, best first, ties by id. ``everyone`` is the namespace (text scoring's statistics are over all of it).
+    A dense clause is the index's own query (``IndexStore.query``)."""
     chosen = [c for c in everyone if c.id in allowed]
     by_id = {c.id: c for c in chosen}
     scores: dict[str, float] = {}
-    ascending = False
     first = clauses[0]
-    if first.type == "dense_vector" and chosen:
-        assert first.values is not None and schema.dense is not None
-        matrix = np.stack([c.values for c in chosen])
-        raw = _scores(schema.dense.metric, matrix, first.values)
-        scores = {c.id: float(s) for c, s in zip(chosen, raw, strict=True)}
-        ascending = schema.dense.metric == "euclidean"
-    elif first.type == "sparse_vector":
+    if first.type == "sparse_vector":
         assert first.sparse is not None
         for c in chosen:
             dot = _sparse_dot(first.sparse, c.sparse) if c.sparse else None
@@ -255,11 +248,5 @@ def rank(
                     if doc_id in by_id:
                         scores[doc_id] = scores.get(doc_id, 0.0) + score
 
-    def order(item: tuple[str, float]) -> tuple[bool, float, str]:
-        # A score that is not finite (vectors of huge magnitude) ranks last and is answered as null.
-        finite = math.isfinite(item[1])
-        value = item[1] if finite else 0.0
-        return (not finite, value if ascending else -value, item[0])
-
-    best = sorted(scores.items(), key=order)[:top_k]
-    return [(by_id[doc_id], score if math.isfinite(score) else None) for doc_id, score in best]
+    best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:top_k]
+    return [(by_id[doc_id], score) for doc_id, score in best]

@@ -13,6 +13,7 @@ metadata), so namespaces, counts and stats see them. Filters and ranking: ``sand
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -262,14 +263,24 @@ class DocumentsApi:
         include = _include(body.get("include_fields"))
         flt = body.get("filter")
         predicate = compile_document_filter(self.schema, flt, search=True) if flt is not None else None
-        everyone = self.store.fetch(namespace, self.store.matching(namespace, None))
-        candidates = [Candidate(i, r.values, r.sparse, dict(r.metadata or {})) for i, r in everyone.items()]
-        allowed = {c.id for c in candidates if predicate is None or predicate(c.fields)}
+        if clauses[0].type == "dense_vector":
+            # The index's own nearest-neighbour search (its value matrix is kept between writes).
+            assert clauses[0].values is not None
+            hits = self.store.query(namespace, clauses[0].values, top_k, predicate)
+            ranked = [(Candidate(i, r.values, r.sparse, dict(r.metadata or {})), s) for i, s, r in hits]
+            read = len(hits)
+        else:
+            everyone = self.store.fetch(namespace, self.store.matching(namespace, None))
+            candidates = [Candidate(i, r.values, r.sparse, dict(r.metadata or {})) for i, r in everyone.items()]
+            allowed = {c.id for c in candidates if predicate is None or predicate(c.fields)}
+            ranked = rank(clauses, candidates, allowed, top_k)
+            read = len(candidates)
         matches = []
-        for candidate, score in rank(self.schema, clauses, candidates, allowed, top_k):
+        for candidate, score in ranked:
             shown = document_json(candidate.id, self.schema, candidate.values, candidate.sparse, candidate.fields)
-            matches.append({"_score": score, **_selected(shown, include, default_all=False)})
-        return self._reply(namespace, {"matches": matches}, 1 + len(candidates) // 100)
+            finite = score is not None and math.isfinite(score)  # a huge vector's score: null, as the spec allows
+            matches.append({"_score": score if finite else None, **_selected(shown, include, default_all=False)})
+        return self._reply(namespace, {"matches": matches}, 1 + read // 100)
 
     def delete_documents(self, payload: Any, _query: Mapping[str, list[str]], arg: str | None) -> _Reply:
         namespace = self.namespace(arg)

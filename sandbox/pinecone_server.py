@@ -100,6 +100,7 @@ import numpy as np
 import orjson
 
 from nsmigrate_sandbox.embedding import IntegratedEmbed, TokenWindow, search_records, upsert_records
+from nsmigrate_sandbox.freshness import Freshness
 from nsmigrate_sandbox.memory import keep_freed_memory, prefault_heap
 from nsmigrate_sandbox.namespace_aliases import ALIAS_OPS, AliasTable
 from nsmigrate_sandbox.serving import serve_in_thread, stop_serving
@@ -128,6 +129,8 @@ POD_NAMESPACES_REFUSAL = "This operation is not supported for pod-based indexes"
 POD_CAPACITY_VECTORS = 1_000_000  # what indexFullness is measured against for kind="pod" (one p1.x1 pod)
 
 DEFAULT_NAMESPACE_NAME = "__default__"
+#: The environment variable of the command line's ``--freshness-lag-s`` default.
+FRESHNESS_LAG_ENV = "NSMIGRATE_SANDBOX_FRESHNESS_LAG_S"
 DATA_PLANE_OPS = frozenset(
     {
         *("upsert", "fetch", "fetch_by_metadata", "list", "query", "delete", "update", "describe_index_stats"),
@@ -219,6 +222,9 @@ class Faults:
       /namespaces`` and ``/namespaces/{ns}``) are off by ``stats_offset`` (a view that settled on a wrong number),
       or, reading after reading, alternately one more than the namespace holds and its count (a count that never
       settles). Pinecone's counts are eventually consistent; the sandbox's are exact unless told otherwise.
+    - ``freshness_lag_s``: each write becomes visible to ``list``, ``query``, records search and the counts this many
+      seconds after it was answered (``fetch`` sees it at once), as Pinecone's reads lag its writes
+      (``sandbox.freshness``). Not a fault: the real service's behaviour, off by default only to keep tests fast.
     """
 
     latency_ms: float = 0.0
@@ -238,11 +244,14 @@ class Faults:
     embed_tokens_per_min: int | None = None
     stats_offset: int = 0
     stats_flicker: bool = False
+    freshness_lag_s: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise ValueError("latency_ms must be >= 0")
+        if isinstance(self.freshness_lag_s, bool) or not 0 <= self.freshness_lag_s <= 3600:
+            raise ValueError(f"freshness_lag_s must be within 0..3600 seconds, got {self.freshness_lag_s!r}")
         limits = (
             "write_rps_per_namespace",
             "query_rps_per_namespace",
@@ -679,18 +688,45 @@ def _scores_as(metric: str, matrix: np.ndarray, query: np.ndarray) -> tuple[np.n
 
 
 class IndexStore:
-    """The data of one index and the operations the endpoints need. Every method takes the index lock."""
+    """The data of one index and the operations the endpoints need. Every method takes the index lock.
 
-    def __init__(self, spec: IndexSpec) -> None:
+    Writes are applied at once; ``list_ids``, ``query`` and ``counts`` read what ``freshness`` lets them see
+    (``sandbox.freshness``: reads that lag writes, and the LSNs), ``fetch`` and ``matching`` the latest state."""
+
+    def __init__(self, spec: IndexSpec, *, replica: bool = False) -> None:
         self.spec = spec
         self.lock = threading.RLock()
         self.namespaces: dict[str, _Namespace] = {}
         #: Whether a namespace stays one when emptied (an alias targets it: ``sandbox.namespace_aliases``).
         self.kept: Callable[[str], bool] = lambda _namespace: False
+        self.freshness = None if replica else Freshness(self._replica)
 
     def clear(self) -> None:
         with self.lock:
             self.namespaces.clear()
+            if self.freshness is not None:
+                self.freshness.clear()
+
+    def _replica(self) -> IndexStore:
+        """The store lagging reads see (``freshness``): it keeps the namespaces this one keeps."""
+        replica = IndexStore(self.spec, replica=True)
+        replica.kept = lambda namespace: self.kept(namespace)
+        return replica
+
+    def _wrote(self, namespace: str, apply: Callable[[IndexStore], Any], at_once: bool = False) -> None:
+        if self.freshness is not None:
+            self.freshness.wrote(namespace, apply, at_once=at_once)
+
+    def _before_write(self) -> None:
+        if self.freshness is not None:
+            self.freshness.before_write(self)
+
+    def _view(self, namespace: str | None, latest: bool = False) -> IndexStore:
+        """The state a lagging read of ``namespace`` (None: the whole index) sees."""
+        if self.freshness is None or latest:
+            return self
+        view: IndexStore = self.freshness.view(self, namespace)
+        return view
 
     def _ns(self, namespace: str, create: bool = False) -> _Namespace | None:
         ns = self.namespaces.get(namespace)
@@ -703,16 +739,18 @@ class IndexStore:
         if ns is not None and not ns.records and not self.kept(namespace):
             del self.namespaces[namespace]
 
-    def put(self, namespace: str, records: Iterable[tuple[str, _Record]]) -> int:
+    def put(self, namespace: str, records: Iterable[tuple[str, _Record]], *, at_once: bool = False) -> int:
+        """Store ``records``; ``at_once``: visible to lagging reads at once (the sandbox's own loading)."""
+        records = list(records)
         with self.lock:
+            self._before_write()
             ns = self._ns(namespace, create=True)
             assert ns is not None
-            count = 0
             for vector_id, record in records:
                 ns.records[vector_id] = record
-                count += 1
             ns.touched()
-            return count
+            self._wrote(namespace, lambda store: store.put(namespace, records), at_once)
+            return len(records)
 
     def fetch(self, namespace: str, ids: list[str]) -> dict[str, _Record]:
         with self.lock:
@@ -723,7 +761,7 @@ class IndexStore:
 
     def list_ids(self, namespace: str, prefix: str, token: str | None, limit: int) -> tuple[list[str], str | None]:
         with self.lock:
-            ns = self._ns(namespace)
+            ns = self._view(namespace)._ns(namespace)
             names = ns.sorted_ids() if ns is not None else []
             return _page(names, prefix, token, limit)
 
@@ -740,7 +778,7 @@ class IndexStore:
         self, namespace: str, vector: np.ndarray, top_k: int, predicate: Predicate | None
     ) -> list[tuple[str, float, _Record]]:
         with self.lock:
-            ns = self._ns(namespace)
+            ns = self._view(namespace)._ns(namespace)
             if ns is None or not ns.records:
                 return []
             ids, matrix = ns.matrix(self.spec.dimension)
@@ -758,7 +796,10 @@ class IndexStore:
             return [(ids[j], float(scores[j]), ns.records[ids[j]]) for j in ranked]
 
     def delete(self, namespace: str, ids: Iterable[str]) -> int:
+        ids = list(ids)
         with self.lock:
+            self._before_write()
+            self._wrote(namespace, lambda store: store.delete(namespace, ids))
             ns = self._ns(namespace)
             if ns is None:
                 return 0
@@ -769,6 +810,8 @@ class IndexStore:
 
     def delete_namespace(self, namespace: str) -> bool:
         with self.lock:
+            self._before_write()
+            self._wrote(namespace, lambda store: store.delete_namespace(namespace))
             if namespace in self.namespaces and self.kept(namespace):
                 self.namespaces[namespace] = _Namespace()  # emptied, still a namespace
                 return True
@@ -778,7 +821,9 @@ class IndexStore:
         with self.lock:
             if namespace in self.namespaces:
                 return False
+            self._before_write()
             self.namespaces[namespace] = _Namespace()
+            self._wrote(namespace, lambda store: store.create_namespace(namespace))
             return True
 
     def update(
@@ -791,8 +836,10 @@ class IndexStore:
     ) -> int:
         """Apply values/metadata/sparse changes to existing *ids* (all checked first, so nothing half-applies)."""
         with self.lock:
+            self._before_write()
             ns = self._ns(namespace)
             if ns is None:
+                self._wrote(namespace, lambda store: None)
                 return 0
             present = [i for i in ids if i in ns.records]
             merged = {}
@@ -807,15 +854,20 @@ class IndexStore:
                     sparse if sparse is not None else record.sparse,
                 )
             ns.touched()
+            # The replica holds the same records at this point of the log: it takes the updated ones as they are.
+            changed = [(i, ns.records[i]) for i in present]
+            self._wrote(namespace, lambda store: store.put(namespace, changed) if changed else None)
             return len(present)
 
-    def counts(self, predicate: Predicate | None = None) -> dict[str, int]:
+    def counts(self, predicate: Predicate | None = None, *, latest: bool = False) -> dict[str, int]:
+        """Records per namespace as a lagging read sees them (``latest``: as stored)."""
         with self.lock:
+            namespaces = self._view(None, latest).namespaces
             if predicate is None:
-                return {name: len(ns.records) for name, ns in self.namespaces.items()}
+                return {name: len(ns.records) for name, ns in namespaces.items()}
             return {
                 name: sum(1 for r in ns.records.values() if predicate(r.metadata or {}))
-                for name, ns in self.namespaces.items()
+                for name, ns in namespaces.items()
             }
 
     def snapshot(self) -> dict[str, dict[str, tuple[np.ndarray, dict[str, Any] | None]]]:
@@ -1151,10 +1203,16 @@ class IndexService:
                     f"Request size {size_mb:.1f}MB exceeds the maximum supported size of 2MB. "
                     "Please try to reduce your batch size.",
                 )
-            result = handler(payload, query, arg)
+            self.store.freshness.lag_s = faults.freshness_lag_s
+            with self.store.freshness.request() as lsn_headers:
+                result = handler(payload, query, arg)
+            lsns = lsn_headers if self.spec.kind == "serverless" else {}  # the docs: serverless only
             if isinstance(result, _Reply):
+                result.headers.update(lsns)
                 return result
-            return _Reply(201, None) if op == "upsert_records" else _Reply(200, result)
+            if op in _NAMESPACE_OPS:
+                result = _namespace_answer(result, headers)
+            return _Reply(201, None, lsns) if op == "upsert_records" else _Reply(200, result, lsns)
         except _Refusal as refusal:
             return document_error(refusal) if op in _DOCUMENT_OPS else _data_error(refusal)
 
@@ -1217,7 +1275,7 @@ class IndexService:
             return _data_error(refusal)
 
     def stats(self) -> dict[str, Any]:
-        counts = self.store.counts()
+        counts = self.store.counts(latest=True)
         return {
             "index": self.spec.name,
             "kind": self.spec.kind,
@@ -1458,6 +1516,20 @@ class IndexService:
         return self._namespace_json(name, 0)
 
 
+def _namespace_answer(result: Any, headers: Mapping[str, str]) -> Any:
+    """A namespace answer as the request's API version writes it: from 2026-07 a ``record_count`` is a decimal
+    string (``NamespaceDescription``), before it an integer."""
+    from nsmigrate_sandbox.pinecone_control import api_version, is_2026_07_or_later
+
+    if not is_2026_07_or_later(api_version(headers)) or not isinstance(result, dict):
+        return result
+    described = result.get("namespaces", [result])
+    for namespace in described:
+        if isinstance(namespace.get("record_count"), int):
+            namespace["record_count"] = str(namespace["record_count"])
+    return result
+
+
 def _sparse_values(sparse: Any, metric: str) -> dict[str, Any] | None:
     """Checked sparse values as the index keeps and returns them (values as float32), or None when absent. Only a
     dotproduct index holds them; the message is Pinecone's."""
@@ -1660,6 +1732,8 @@ class PineconeSandbox:
     ``ready_delay_s`` / ``collection_delay_s``: how long an index created over the control plane, and a collection,
     stay ``Initializing`` (see ``sandbox.pinecone_control``; ``self.control.set_delays`` changes them later).
     ``tls``: serve https with this server context (as Pinecone does; a key is only sent over TLS off loopback).
+    ``freshness_lag_s``: every index's reads lag its writes by this much from the start (``Faults.freshness_lag_s``;
+    the command line's ``--freshness-lag-s``, or ``NSMIGRATE_SANDBOX_FRESHNESS_LAG_S``).
     """
 
     def __init__(
@@ -1672,6 +1746,7 @@ class PineconeSandbox:
         ready_delay_s: float = 0.0,
         collection_delay_s: float = 0.0,
         tls: ssl.SSLContext | None = None,
+        freshness_lag_s: float = 0.0,
     ) -> None:
         from nsmigrate_sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
 
@@ -1679,6 +1754,7 @@ class PineconeSandbox:
         self.api_key = api_key
         self.verbose = verbose
         self.tls = tls
+        self.initial_faults = Faults(freshness_lag_s=freshness_lag_s)
         self._lock = threading.RLock()
         self._services: dict[str, IndexService] = {}
         self._servers: dict[str, _Server] = {}
@@ -1688,7 +1764,7 @@ class PineconeSandbox:
         for spec in indexes:
             if spec.name in self._services:
                 raise ValueError(f"duplicate index name {spec.name!r}")
-            self._services[spec.name] = IndexService(spec, api_key=api_key)
+            self._services[spec.name] = IndexService(spec, self.initial_faults, api_key=api_key)
 
     # -- lifecycle
 
@@ -1727,7 +1803,7 @@ class PineconeSandbox:
         with self._lock:
             if spec.name in self._services:
                 raise ValueError(f"index {spec.name!r} already exists")
-            service = self._services[spec.name] = IndexService(spec, api_key=self.api_key)
+            service = self._services[spec.name] = IndexService(spec, self.initial_faults, api_key=self.api_key)
             service.ready_at = ready_at
             if self._control is not None:
                 self._serve(spec.name)
@@ -1808,11 +1884,11 @@ class PineconeSandbox:
                 raise ValueError(f"vector id must be a string of 1..{MAX_ID_LENGTH} characters, got {vector_id!r}")
             return vector_id, _Record(array, dict(metadata) if metadata is not None else None)
 
-        return service.store.put(_namespace_name(namespace), (convert(r) for r in records))
+        return service.store.put(_namespace_name(namespace), (convert(r) for r in records), at_once=True)
 
     def count(self, name: str, namespace: str | None = None) -> int:
         """Vectors stored in one namespace (``""`` or ``"__default__"`` for the default) or in the whole index."""
-        counts = self.service(name).store.counts()
+        counts = self.service(name).store.counts(latest=True)
         return sum(counts.values()) if namespace is None else counts.get(_namespace_name(namespace), 0)
 
     def snapshot(self, name: str) -> dict[str, dict[str, tuple[np.ndarray, dict[str, Any] | None]]]:
@@ -1857,6 +1933,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", help="accept only this Api-Key (default: any non-empty key)")
     parser.add_argument("--verbose", action="store_true", help="log one line per request (never headers)")
     parser.add_argument(
+        "--freshness-lag-s",
+        type=float,
+        default=float(os.environ.get(FRESHNESS_LAG_ENV) or 0),
+        help=f"reads (list, query, counts) see each write this many seconds after it (default: ${FRESHNESS_LAG_ENV} "
+        "or 0); fetch sees it at once",
+    )
+    parser.add_argument(
         "--prefault-mb",
         type=int,
         default=0,
@@ -1871,7 +1954,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    sandbox = PineconeSandbox(args.index, bind=args.bind, api_key=args.api_key, verbose=args.verbose).start()
+    sandbox = PineconeSandbox(
+        args.index, bind=args.bind, api_key=args.api_key, verbose=args.verbose, freshness_lag_s=args.freshness_lag_s
+    ).start()
     try:
         hosts = sandbox.describe_hosts()
         print(json.dumps(hosts), flush=True)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator import jobs, launch
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, NamespaceRun
+from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.stores import open_retrying_store
@@ -26,7 +27,7 @@ def start_job(
     settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url, **settings_)
     db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
 
-    def between(_: launch.Prepared) -> list[tuple[str, dict[str, Any]]]:
+    def between(_: Prepared) -> list[tuple[str, dict[str, Any]]]:
         if after_plan is not None:
             after_plan()
         return []

@@ -15,8 +15,8 @@ from rich.table import Table
 from nsmigrate.cli.console import console
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from nsmigrate.migrations import catalogue
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import seed_dataset, write_twins_csv
 

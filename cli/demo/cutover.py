@@ -23,8 +23,8 @@ from nsmigrate.cli.console import console
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from nsmigrate.cli.main import app as nsmigrate_app
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex
+from nsmigrate.orchestrator.cutover.rollout import last_check
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, reads_new
-from nsmigrate.orchestrator.jobs.cutover import last_check
 from nsmigrate.orchestrator.spec.jobspec import Cutover
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import seed_dataset

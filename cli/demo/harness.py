@@ -22,8 +22,8 @@ from nsmigrate.cli.fleet import open_control, open_store
 from nsmigrate.cli.render import job_reader, print_plan, watch_job
 from nsmigrate.cli.run import before_the_job
 from nsmigrate.orchestrator import jobs, launch
-from nsmigrate.orchestrator.launch import Prepared
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.summary import summarize
 from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.settings import Settings, load_settings

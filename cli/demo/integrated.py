@@ -17,8 +17,8 @@ from nsmigrate.cli.console import console
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
 from nsmigrate.migrations import catalogue
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset
 

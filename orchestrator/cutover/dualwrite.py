@@ -12,7 +12,7 @@ namespaces and rollout::
     index.query(vector=v, top_k=10, namespace=twin_uuid, include_metadata=True)
 
 Writes go to the old index first (its failure is the application's, as without the wrapper), then to where the job
-copies that namespace, with the metadata the copy adds (the job's own routing, ``orchestrator.records.routing``), so the
+copies that namespace, with the metadata the copy adds (the job's own routing, ``orchestrator.routing.route``), so the
 new side holds what ``verify`` expects. A failed new-side write is never lost: it is recorded in the job table
 (``dual_write_failed``), ``nsmigrate sync`` copies it, and ``cleanup`` waits for that sync. Reads go to the new
 index for the namespaces the rollout's percentage selects (``cutover.reads_new``: by namespace, so a tenant sees
@@ -30,12 +30,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nsmigrate.orchestrator.cutover.rollout import record_write_failure, rollout_of
 from nsmigrate.orchestrator.cutover.rules import reads_new
-from nsmigrate.orchestrator.jobs.cutover import record_write_failure, rollout_of
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.jobs.jobs_and_runs import job_spec, runs_of
-from nsmigrate.orchestrator.records.routing import RouteContext, route_context, route_records
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
+from nsmigrate.orchestrator.routing.route import RouteContext, route_context, route_records
 from nsmigrate.orchestrator.tenancy.tenant_guard import Match
 
 log = logging.getLogger(__name__)

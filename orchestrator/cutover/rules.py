@@ -1,7 +1,7 @@
 """The rules of a cut-over, pure: the rollout steps, which reads go to the new store, the load check's verdict
 and the gate that keeps ``cleanup`` off a source the application may still read.
 
-The rollout is kept in the job table's audit log (``orchestrator.jobs.cutover``); the application's side is
+The rollout is kept in the job table's audit log (``orchestrator.cutover.rollout``); the application's side is
 ``orchestrator.cutover.dualwrite``; the commands are ``nsmigrate cutover set|check``.
 """
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from nsmigrate.orchestrator.errors import NotFound
-from nsmigrate.orchestrator.jobs.database import Database, _event, _move_run, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, _move_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped, job_spec
 from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
 from nsmigrate.orchestrator.jobs.pages import (
@@ -425,7 +425,7 @@ def requeue_failed(
                 _move_run(run, RunState.COPYING)
             out.append((run.id, batch.id))
             namespaces.add(run.source_namespace)
-        _event(
+        add_event(
             s,
             "retry",
             actor or default_actor(),

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import NotFound
-from nsmigrate.orchestrator.jobs.database import Database, _event, _move_run, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, _move_run, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES, check_phase_transition
 from nsmigrate.orchestrator.models import CollectionPhase, Job, NamespaceRun, RunState
 
@@ -51,7 +51,7 @@ def enter_phase(db: Database, job_id: int, phase: CollectionPhase, **detail: Any
             return False
         check_phase_transition(job_id, job.phase, phase)
         job.phase = phase
-        _event(s, f"collection_{phase}", default_actor(), job_id, **detail)
+        add_event(s, f"collection_{phase}", default_actor(), job_id, **detail)
         return True
 
 
@@ -71,7 +71,7 @@ def collection_restored(db: Database, job_id: int, counts: Mapping[str, int], **
             run.listing_done, run.last_error = True, None
             run.target_namespaces = [run.target_namespace or run.source_namespace]
             restored.append(run.id)
-        _event(s, "collection_restored", default_actor(), job_id, namespaces=len(restored), **detail)
+        add_event(s, "collection_restored", default_actor(), job_id, namespaces=len(restored), **detail)
         return restored
 
 
@@ -84,5 +84,5 @@ def collection_failed(db: Database, job_id: int, error: str) -> int:
         for run in runs:
             _move_run(run, RunState.LIST_FAILED)
             run.last_error = error[:2000]
-        _event(s, "collection_failed", default_actor(), job_id, phase=job.phase, error=error)
+        add_event(s, "collection_failed", default_actor(), job_id, phase=job.phase, error=error)
         return len(runs)

@@ -65,7 +65,9 @@ class Database:
         self.engine.dispose()
 
 
-def _event(s: Session, action: str, actor: str, job_id: int | None, run_id: int | None = None, **detail: Any) -> None:
+def add_event(
+    s: Session, action: str, actor: str, job_id: int | None, run_id: int | None = None, **detail: Any
+) -> None:
     s.add(Event(job_id=job_id, run_id=run_id, actor=actor, action=action, detail=detail))
 
 

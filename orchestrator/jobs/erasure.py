@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator.errors import NotFound, StateError
 from nsmigrate.orchestrator.jobs import erasure_ledger
-from nsmigrate.orchestrator.jobs.database import Database, _event, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
 from nsmigrate.orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
 from nsmigrate.orchestrator.settings import DEFAULTS
@@ -32,7 +32,7 @@ def create_erasure(
         for place in places:
             s.add(ErasePlace(job_id=job.id, **place))
         erasure_ledger.enter(s, job.id, spec)  # held back from every write from now on, not once it is gone
-        _event(
+        add_event(
             s,
             "erase_started",
             actor or default_actor(),
@@ -92,7 +92,7 @@ def finish_place(
         place.verification = verification
         place.state = PlaceState.VERIFIED if passed else PlaceState.FAILED
         place.last_error = None if passed else str(verification.get("reason", "verification failed"))
-        _event(
+        add_event(
             s,
             "place_erased" if passed else "place_erase_failed",
             actor or default_actor(),
@@ -113,7 +113,7 @@ def fail_place(db: Database, place_id: int, error: str, actor: str | None = None
             return
         place.state = PlaceState.FAILED
         place.last_error = error[:2000]
-        _event(s, "place_erase_failed", actor or default_actor(), place.job_id, place_id=place_id, error=error[:500])
+        add_event(s, "place_erase_failed", actor or default_actor(), place.job_id, place_id=place_id, error=error[:500])
 
 
 def retry_places(db: Database, job_id: int) -> list[int]:
@@ -159,7 +159,7 @@ def maybe_finish_erasure(db: Database, job_id: int, receipt: Any, actor: str | N
         job.state = JobState.FINISHED
         made: dict[str, Any] = receipt(job, places)
         erasure_ledger.enter_receipt(s, job_id, made)
-        _event(s, "erasure_receipt", actor or default_actor(), job_id, receipt=made)
+        add_event(s, "erasure_receipt", actor or default_actor(), job_id, receipt=made)
         return made
 
 
@@ -189,8 +189,8 @@ def known_runs(
     is running (a cancelled job's batch that started before the cancel still upserts), unless that batch started
     more than ``batch_lifetime_s`` ago (the ``visibility_timeout_s`` setting: longer than any batch, so its worker
     is gone)."""
-    from nsmigrate.orchestrator.connections.store_identity import key_of_json
     from nsmigrate.orchestrator.models import Batch, BatchState, Event, NamespaceRun, utcnow
+    from nsmigrate.orchestrator.spec.store_identity import key_of_json
     from nsmigrate.orchestrator.tenancy.erasure import KnownRun
 
     runs: list[KnownRun] = []

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import NotFound, SpecError, StateError
-from nsmigrate.orchestrator.jobs.database import Database, _event, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, add_event, default_actor
 from nsmigrate.orchestrator.models import ErasureEntry, Job, JobState, utcnow
-from nsmigrate.orchestrator.tenancy.namespaces import SHOWN
+from nsmigrate.orchestrator.records.namespaces import SHOWN
 
 #: Ids a ``write_held_back`` event names (the count is always whole).
 EVENT_IDS = 100
@@ -164,7 +164,7 @@ def lift_erasure(
         now, by = utcnow(), actor or default_actor()
         for e in entries:
             e.lifted_at, e.lifted_by, e.lift_reason = now, by, reason
-            _event(s, "erasure_lifted", by, e.job_id, creator_id=creator_id, twin_id=twin_id, reason=reason)
+            add_event(s, "erasure_lifted", by, e.job_id, creator_id=creator_id, twin_id=twin_id, reason=reason)
         s.flush()
         return [_line(e) for e in entries]
 
@@ -177,7 +177,7 @@ def record_held_back(db: Database, held: Sequence[tuple[int, Any, list[str]]], *
         return
     with db.transaction() as s:
         for erasure_job, subject, ids in held:
-            _event(
+            add_event(
                 s,
                 "write_held_back",
                 default_actor(),

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import JobStopped, NotFound
-from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, _get_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
 from nsmigrate.orchestrator.jobs.tables import _jobs, _runs
 from nsmigrate.orchestrator.models import (
@@ -47,7 +47,7 @@ def create_job(
     checking: Collection[str] = (),
 ) -> int:
     """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
-    passed its steps (``launch.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
+    passed its steps (``planning.prepared.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
     namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``)."""
     from nsmigrate.orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
 
@@ -84,7 +84,7 @@ def create_job(
             detail["planning"] = planning
         if plan.warnings:
             detail["warnings"] = list(plan.warnings)
-        _event(s, "job_created", actor, job.id, **detail)
+        add_event(s, "job_created", actor, job.id, **detail)
         return job.id
 
 
@@ -96,7 +96,7 @@ def create_action_job(
         job = Job(name=name[:64], kind=kind, spec=spec, state=JobState.RUNNING)
         s.add(job)
         s.flush()
-        _event(s, f"{kind}_started", actor or default_actor(), job.id, **detail)
+        add_event(s, f"{kind}_started", actor or default_actor(), job.id, **detail)
         return job.id
 
 
@@ -106,7 +106,7 @@ def finish_action_job(db: Database, job_id: int, actor: str | None = None, **det
         if job is None:
             raise NotFound(f"job {job_id} does not exist", job_id=job_id)
         job.state = JobState.FINISHED
-        _event(s, f"{job.kind}_finished", actor or default_actor(), job_id, **detail)
+        add_event(s, f"{job.kind}_finished", actor or default_actor(), job_id, **detail)
 
 
 def find_job(db: Database, ref: str | int) -> Job:
@@ -242,7 +242,7 @@ def finish_namespace_checks(
                 .returning(NamespaceRun.id)
             )
             if run_id is not None:
-                _event(s, "namespace_refused", actor, job_id, run_id, namespace=namespace, reason=why)
+                add_event(s, "namespace_refused", actor, job_id, run_id, namespace=namespace, reason=why)
 
 
 def get_run(db: Database, run_id: int) -> NamespaceRun:
@@ -269,7 +269,7 @@ def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
             .where(NamespaceRun.job_id == job_id, NamespaceRun.state.not_in(FINAL_RUN_STATES))
             .values(state=RunState.CANCELLED),
         )
-        _event(s, "job_cancelled", actor or default_actor(), job_id)
+        add_event(s, "job_cancelled", actor or default_actor(), job_id)
         return stopped
 
 
@@ -355,4 +355,4 @@ def record_event(
     db: Database, action: str, actor: str, job_id: int | None = None, run_id: int | None = None, **detail: Any
 ) -> None:
     with db.transaction() as s:
-        _event(s, action, actor, job_id, run_id, **detail)
+        add_event(s, action, actor, job_id, run_id, **detail)

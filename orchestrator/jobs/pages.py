@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from nsmigrate.orchestrator.errors import NotFound, StateError
-from nsmigrate.orchestrator.jobs.database import Database, _event, _rowcount, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped
 from nsmigrate.orchestrator.jobs.lifecycle import (
     ACTIVE_BATCH_STATES,
@@ -258,7 +258,7 @@ def requeue_failed_listers(
             stmt = stmt.where(NamespaceRun.source_namespace == namespace)
         out = [(run_id, ns) for run_id, ns in s.execute(stmt).all()]
         if out:
-            _event(s, "listers_requeued", actor or default_actor(), job_id, namespace=namespace, listers=len(out))
+            add_event(s, "listers_requeued", actor or default_actor(), job_id, namespace=namespace, listers=len(out))
         return out
 
 

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import NotFound, StateError
-from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _move_run
+from nsmigrate.orchestrator.jobs.database import Database, _get_run, _move_run, add_event
 from nsmigrate.orchestrator.jobs.jobs_and_runs import stopped_reason
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
 from nsmigrate.orchestrator.jobs.verdicts import _record_judgement
@@ -59,7 +59,7 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
     of the same source namespace into the same target namespace (a job run again with ``--new``: both wrote the same
     copies). Asked again after each read of the source, right before its delete: a cleanup whose deletes that read saw
     had started (``cleaning``, under the run's row lock) before it."""
-    from nsmigrate.orchestrator.connections.store_identity import key_of_json
+    from nsmigrate.orchestrator.spec.store_identity import key_of_json
 
     with db.transaction() as s:
         run = _get_run(s, run_id)
@@ -130,7 +130,7 @@ def start_sync(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], a
         _move_run(run, RunState.COPYING)
         s.execute(sa.update(Job).where(Job.id == run.job_id).values(state=JobState.RUNNING))
         s.flush()
-        _event(s, "sync", actor, run.job_id, run.id, namespace=run.source_namespace, batches=len(new), **detail)
+        add_event(s, "sync", actor, run.job_id, run.id, namespace=run.source_namespace, batches=len(new), **detail)
         return [b.id for b in new]
 
 
@@ -176,7 +176,7 @@ def open_rollback(db: Database, forward_job_id: int, actor: str) -> tuple[int, b
             if states <= {RunState.CLEANED}:
                 return existing.id, True
             existing.state = JobState.RUNNING
-            _event(s, "rollback_resumed", actor, existing.id, forward_job_id=forward.id)
+            add_event(s, "rollback_resumed", actor, existing.id, forward_job_id=forward.id)
             return existing.id, False
         job = Job(
             name=f"{forward.name}.rollback"[:64],
@@ -202,10 +202,10 @@ def open_rollback(db: Database, forward_job_id: int, actor: str) -> tuple[int, b
                     listing_done=True,
                 )
             )
-        _event(
+        add_event(
             s, "job_created", actor, job.id, kind=str(JobKind.ROLLBACK), forward_job_id=forward.id, namespaces=len(runs)
         )
-        _event(s, "rollback_started", actor, forward.id, rollback_job_id=job.id)
+        add_event(s, "rollback_started", actor, forward.id, rollback_job_id=job.id)
         return job.id, False
 
 
@@ -232,7 +232,7 @@ def rollback_restored(db: Database, run_id: int, restored: int, actor: str) -> N
         run = _get_run(s, run_id, lock=True)
         _move_run(run, RunState.COPIED)
         run.copied += restored
-        _event(s, "originals_restored", actor, run.job_id, run.id, namespace=run.source_namespace, count=restored)
+        add_event(s, "originals_restored", actor, run.job_id, run.id, namespace=run.source_namespace, count=restored)
 
 
 def claim_forward_runs(db: Database, rollback_job_id: int, expected: dict[int, str], actor: str) -> None:
@@ -265,7 +265,7 @@ def claim_forward_runs(db: Database, rollback_job_id: int, expected: dict[int, s
             .where(NamespaceRun.job_id == rollback_job_id, NamespaceRun.state != RunState.CLEANED)
             .values(state=RunState.CLEANING)
         )
-        _event(s, "rolled_back", actor, rollback.parent_job_id, rollback_job_id=rollback_job_id)
+        add_event(s, "rolled_back", actor, rollback.parent_job_id, rollback_job_id=rollback_job_id)
 
 
 def rollback_run_done(db: Database, run_id: int, detail: dict[str, Any], actor: str) -> None:
@@ -274,7 +274,7 @@ def rollback_run_done(db: Database, run_id: int, detail: dict[str, Any], actor: 
         run = _get_run(s, run_id, lock=True)
         _move_run(run, RunState.CLEANED)
         run.cleanup = detail
-        _event(s, "targets_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
+        add_event(s, "targets_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
 
 
 def finish_rollback(db: Database, rollback_job_id: int, actor: str, *, passed: bool, reason: str = "") -> None:
@@ -283,7 +283,7 @@ def finish_rollback(db: Database, rollback_job_id: int, actor: str, *, passed: b
         job = s.get(Job, rollback_job_id)
         assert job is not None
         job.state = JobState.FINISHED
-        _event(
+        add_event(
             s,
             "rollback_finished" if passed else "rollback_refused",
             actor,

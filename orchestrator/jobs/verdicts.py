@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import StateError
-from nsmigrate.orchestrator.jobs.database import Database, _event, _get_run, _is_rollback_run, _move_run
+from nsmigrate.orchestrator.jobs.database import Database, _get_run, _is_rollback_run, _move_run, add_event
 from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped
 from nsmigrate.orchestrator.jobs.lifecycle import (
     AWAITING_VERDICT_RUN_STATES,
@@ -129,7 +129,7 @@ def _record_judgement(
     """verified / verify_failed with its report and an audit event (``actions``: the event names for pass, fail)."""
     _move_run(run, RunState.VERIFIED if passed else RunState.VERIFY_FAILED)
     run.verification = report
-    _event(
+    add_event(
         s,
         actions[0] if passed else actions[1],
         actor,
@@ -210,7 +210,7 @@ def finish_cleanup(db: Database, run_id: int, detail: dict[str, Any], actor: str
         run = _get_run(s, run_id, lock=True)
         _move_run(run, RunState.CLEANED)
         run.cleanup = detail
-        _event(s, "source_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
+        add_event(s, "source_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
 
 
 def abort_cleanup(
@@ -240,7 +240,9 @@ def abort_cleanup(
         if report is not None:
             run.verification = report
         extra = detail or {}
-        _event(s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **extra)
+        add_event(
+            s, "cleanup_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **extra
+        )
 
 
 @dataclass(frozen=True)

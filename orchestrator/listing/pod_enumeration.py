@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from nsmigrate.orchestrator.errors import SpecError
 from nsmigrate.orchestrator.limits import QUERY_MIN_READ_UNITS, QUERY_READ_UNITS_PER_GB
-from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace_arg
+from nsmigrate.orchestrator.records.namespaces import parse_namespace_arg
 
 _BYTES_PER_GB = 1e9  # Pinecone prices reads per decimal GB
 #: A float32 value as the index stores it, and a vector's id and metadata on top (the estimate's guess).

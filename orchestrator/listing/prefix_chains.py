@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
 from nsmigrate.orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.spec.jobspec import MAX_CHAINS
 
 #: (prefix, token, limit) → the page of ≤ limit ids with that prefix after the token, in the store's order.
 PageOf = Callable[[str, "str | None", int], IdPage]
@@ -35,9 +36,6 @@ RunAll = Callable[[list[Callable[[], IdPage]]], list[IdPage]]
 
 #: Namespaces with fewer ids than this are listed as one chain: the probes would cost more than they save.
 SPLIT_MIN_IDS = 5_000
-#: Chains listing one namespace at once, at most and by default (the spec's ``max_list_chains``; a lister's threads);
-#: the fleet's list budget (``rate.list_rps``) bounds how fast they go together.
-MAX_CHAINS = 16
 #: Prefixes wanted per chain listing at once: prefixes differ in size (``doc-1…`` holds ten times ``doc-9…``), and
 #: with several per thread the large ones do not leave the others idle at the end.
 PREFIXES_PER_CHAIN = 4

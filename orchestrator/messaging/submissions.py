@@ -87,7 +87,7 @@ class Submission:
     #: Who submitted it (user@host), for the audit log.
     actor: str
     database: str
-    #: When the command sent it (epoch seconds), the first of planning's marks (``launch.PLANNING_MARKS``).
+    #: When the command sent it (epoch seconds), the first of planning's marks (``planning.prepared.PLANNING_MARKS``).
     submitted_at: float = 0.0
     #: run: go on with the unfinished job of the spec's name with the spec it was started with, even when this one
     #: differs (without it, a different spec is refused).

@@ -50,6 +50,12 @@ def rate_bucket_key(scope: str) -> str:
     return f"{KEY_PREFIX}:rate:{scope}"
 
 
+def written_lsn_key(run_id: int) -> str:
+    """Redis key of the highest log sequence number of a run's writes, per target namespace
+    (``workers.steps.freshness``)."""
+    return f"{KEY_PREFIX}:lsn:run:{run_id}"
+
+
 def lock_key(name: str) -> str:
     return f"{KEY_PREFIX}:lock:{name}"
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from nsmigrate.orchestrator.connections.store_identity import key_of_json, spec_identity
 from nsmigrate.orchestrator.planning.plan import Plan
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.spec.store_identity import key_of_json, spec_identity
 
 #: Crossings named one by one; the rest are counted.
 CROSSINGS_SHOWN = 5

@@ -1,6 +1,6 @@
 """Where each selected source namespace goes, decided once per plan: the same name, the spec's explicit map, or its
 creator's twin namespace (creator routing; the default namespace is then routed record by record, see
-``orchestrator.records.routing``). Also which namespaces such a routed run may write into, and the mapping ids'
+``orchestrator.routing.route``). Also which namespaces such a routed run may write into, and the mapping ids'
 validity.
 Pure: no I/O here."""
 
@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.planning.plan import ROUTED
-from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.records.namespaces import (
     PUBLIC,
     SHOWN,
     identifier_problem,
@@ -20,6 +19,7 @@ from nsmigrate.orchestrator.tenancy.namespaces import (
     shown_namespaces,
     twin_namespace,
 )
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 
 def route_namespaces(

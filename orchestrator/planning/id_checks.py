@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping, Sequence
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.limits import RECORD_ID_MAX_CHARS
 from nsmigrate.orchestrator.planning.plan import NamespacePlan, Plan
+from nsmigrate.orchestrator.records.namespaces import PUBLIC, display_namespace, shown_namespaces
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
-from nsmigrate.orchestrator.tenancy.namespaces import PUBLIC, display_namespace, shown_namespaces
 
 
 def shared_targets(
@@ -131,7 +131,7 @@ def check_id_collisions(plan: Plan, ids: Mapping[str, IdListing], allow_overwrit
         ids: source namespace → its ids, for every namespace of ``namespaces_needing_id_check(plan)``. For a routed
             source either all its ids (then every id *may* land in every target it can reach, and a shared id is
             refused) or, when its records' metadata was read, id → target namespace (see
-            ``orchestrator.records.routing.target_of``), which refuses only ids that really land in the same namespace.
+            ``orchestrator.routing.route.target_of``), which refuses only ids that really land in the same namespace.
         allow_overwrite: the spec's ``allow_id_overwrite``; when True nothing is refused (last write wins).
 
     Raises:

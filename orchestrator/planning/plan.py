@@ -25,7 +25,7 @@ class Inventory:
     #: Whether the store serves ``list`` (a Pinecone pod does not), and how the spec says its ids are found.
     can_list: bool = True
     enumeration: str = "list"
-    #: Which index or tables this is, as its server says (``orchestrator.connections.store_identity``); None: not asked.
+    #: Which index or tables this is, as its server says (``orchestrator.spec.store_identity``); None: not asked.
     identity: str | None = None
     #: Its namespace aliases (a Pinecone index, API 2026-07) → the namespace each resolves to: names that are not free
     #: namespaces (writes to them are refused) and namespaces whose deletion is refused.
@@ -38,7 +38,7 @@ class NamespacePlan:
     ``twin_id`` are set for a twin namespace made by creator routing."""
 
     source_namespace: str
-    target_namespace: str | None  # None = routed per vector (see orchestrator.records.routing)
+    target_namespace: str | None  # None = routed per vector (see orchestrator.routing.route)
     vector_count: int
     batches: int
     creator_id: str | None = None

@@ -27,15 +27,15 @@ from nsmigrate.orchestrator.planning.target_checks import (
     check_target_names,
     check_targets,
 )
-from nsmigrate.orchestrator.records.routing import routing_table
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
-from nsmigrate.orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.records.namespaces import (
     PUBLIC,
     Registry,
     creator_namespace,
     display_namespace,
     shown_namespaces,
 )
+from nsmigrate.orchestrator.routing.route import routing_table
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
 
 
 def make_plan(

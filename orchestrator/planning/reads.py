@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
-from nsmigrate.orchestrator.records.routing import RouteContext, route_counts, targets_by_id
 from nsmigrate.orchestrator.records.vectors import IdPage
+from nsmigrate.orchestrator.routing.route import RouteContext, route_counts, targets_by_id
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
 
@@ -41,7 +41,7 @@ PAGES_AHEAD = 4
 @dataclass
 class RoutedIds:
     """What planning keeps of a routed namespace: id → the target namespace it lands in, and how many records take
-    each route (``orchestrator.records.routing.route_counts``)."""
+    each route (``orchestrator.routing.route.route_counts``)."""
 
     targets: dict[str, str] = field(default_factory=dict)
     routes: Counter[str] = field(default_factory=Counter)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import replace
 
-from nsmigrate.orchestrator.connections.store_identity import spec_identity
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.planning.plan import Inventory
+from nsmigrate.orchestrator.records.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace, parse_namespace_arg, shown_namespaces
+from nsmigrate.orchestrator.spec.store_identity import spec_identity
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -75,7 +75,7 @@ def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
 
 def same_store(spec: JobSpec, source: Inventory, target: Inventory | None) -> bool:
     """Whether source and target are one store: by the identities their servers gave (an index name and its host,
-    two URLs of one database), else by what the specs say (``orchestrator.connections.store_identity``), never by
+    two URLs of one database), else by what the specs say (``orchestrator.spec.store_identity``), never by
     labels: a
     pgvector single table and a table-per-namespace layout share a label yet are different stores."""
     if source.identity is not None and target is not None and target.identity is not None:

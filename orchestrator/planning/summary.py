@@ -8,12 +8,10 @@ made.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
-
-if TYPE_CHECKING:  # launch loads the planner and the job table: only its type is needed here
-    from nsmigrate.orchestrator.launch import Prepared
+from nsmigrate.orchestrator.planning.prepared import Prepared
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 
 #: Columns shown left-aligned; the rest are numbers.
 TEXT_COLUMNS = ("source namespace", "target namespace", "ids by")

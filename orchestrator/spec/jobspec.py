@@ -37,10 +37,13 @@ from nsmigrate.orchestrator.limits import (
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
-from nsmigrate.orchestrator.listing.prefix_chains import MAX_CHAINS
+from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
 from nsmigrate.orchestrator.redaction import redact_text, redact_url
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
-from nsmigrate.orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
+
+#: Chains listing one namespace at once, at most and by default (the spec's ``max_list_chains``; a lister's threads);
+#: the fleet's list budget (``rate.list_rps``) bounds how fast they go together.
+MAX_CHAINS = 16
 
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
 
@@ -515,6 +518,14 @@ class Verification(_Model):
         description="Smallest mean share of the source's top-k ids the target's answers hold, or verification fails.",
     )
     count_timeout_s: float = Field(default=60, gt=0, description="How long to poll counts until they are stable.")
+    freshness_timeout_s: float = Field(
+        default=120,
+        gt=0,
+        le=3600,
+        description="How long verification and cleanup wait for the target's lagging reads (list, query, counts) to "
+        "reflect the job's writes, by LSN or by polling; reads still behind then fail verification (Pinecone: "
+        "'documents become searchable within approximately one minute').",
+    )
     tolerance: float = Field(
         default=1e-6,
         ge=0,

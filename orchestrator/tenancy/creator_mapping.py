@@ -21,9 +21,9 @@ from nsmigrate.orchestrator import retry_policy
 from nsmigrate.orchestrator.connections import supabase_queries
 from nsmigrate.orchestrator.connections.keys import check_service_url
 from nsmigrate.orchestrator.errors import PlanError, SpecError
+from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
 from nsmigrate.orchestrator.spec.jobspec import CreatorMapping, SourceTable
 from nsmigrate.orchestrator.spec.yamlfile import compose_yaml
-from nsmigrate.orchestrator.tenancy.namespaces import ID_RULE, identifier_problem
 
 if TYPE_CHECKING:
     from postgrest.exceptions import APIError

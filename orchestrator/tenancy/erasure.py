@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nsmigrate.orchestrator.records.routing import split_routing_table
-from nsmigrate.orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.records.namespaces import (
     ParsedNamespace,
     Registry,
     display_namespace,
@@ -23,6 +22,7 @@ from nsmigrate.orchestrator.tenancy.namespaces import (
     readings,
     validate_identifier,
 )
+from nsmigrate.orchestrator.routing.route import split_routing_table
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nsmigrate.orchestrator.errors import PermanentError
-from nsmigrate.orchestrator.tenancy.namespaces import ParsedNamespace, Registry, parse_namespace, validate_identifier
+from nsmigrate.orchestrator.records.namespaces import ParsedNamespace, Registry, parse_namespace, validate_identifier
 from nsmigrate.orchestrator.verification.query_timing import latency_figures, time_call
 
 if TYPE_CHECKING:

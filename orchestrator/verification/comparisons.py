@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from nsmigrate.orchestrator.pgvector_layout import INT_KEYS_KEY
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.routing.text import text_fields
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 #: How many ids / mismatches a report lists (the counts are always complete).
 ID_CAP = 100
@@ -142,7 +144,7 @@ def compare_record(
         source: the record as the source holds it now.
         target: the record fetched from its target namespace, or None when the target does not have it.
         expected_metadata: the source metadata plus the enrichment the copy adds
-            (``orchestrator.records.routing.expected_metadata``); the target's metadata must equal it.
+            (``orchestrator.routing.route.expected_metadata``); the target's metadata must equal it.
         tolerance: largest allowed absolute difference per value, after casting both sides to float32.
 
     Returns:
@@ -335,6 +337,10 @@ class Report:
     dropped_count: int = 0
     #: Query latency through the tenant guard (``orchestrator.tenancy.tenant_guard``): P50/P95 ms over sampled queries.
     latency: dict[str, Any] | None = None
+    #: Per target namespace, how the wait for its lagging reads ended (``workers.steps.freshness``), and why reads
+    #: that had not caught up within ``verify.freshness_timeout_s`` could not be believed (a failure: never a pass).
+    reads: dict[str, Any] = field(default_factory=dict)
+    reads_behind: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     checked_at: str = field(default_factory=_now)
@@ -383,6 +389,7 @@ class Report:
             )
         if self.missing_count:
             out.append(f"{self.missing_count} source ids missing in target (e.g. {self.missing_ids[0]!r})")
+        out.extend(self.reads_behind)
         if self.unwritable_count and self.unwritable_fail:
             out.append(
                 f"{self.unwritable_count} source ids were not written, {self.unwritable_reason} (e.g. "
@@ -524,8 +531,33 @@ class Report:
             "dropped_ids": list(self.dropped_ids),
             "dropped_count": self.dropped_count,
             "latency": dict(self.latency) if self.latency is not None else None,
+            "reads": dict(self.reads),
             "notes": list(self.notes),
             "error": self.error,
             "source_fingerprint": self.source_fingerprint,
             "checked_at": self.checked_at,
         }
+
+
+#: Why a target record is not what the copy of a source record wrote (None: it is): (source, target or None,
+#: the source's metadata as the copy enriches it).
+Comparer = Callable[[Record, Record | None, Mapping[str, Any]], str | None]
+
+
+def fields_comparer(spec: JobSpec) -> Comparer | None:
+    """How a text job's target record is judged by its fields, None for a job that copies vectors. An integrated
+    target must hold the text fields of what the copy writes (its values are the model's); a re-embedded one the
+    metadata the copy writes (its values follow from the text, which is in the metadata: ``sync`` needs no embedding
+    to see a change, verification compares the values too)."""
+    text_from = spec.text_from
+    if text_from is None:
+        return None
+    field = spec.text_records.field if spec.text_records is not None else None
+
+    def compare(source: Record, target: Record | None, expected: Mapping[str, Any]) -> str | None:
+        if target is None:
+            return "missing in target"
+        wanted = text_fields(expected, text_from, field) if field is not None else expected
+        return compare_metadata(wanted, target.metadata or {})
+
+    return compare

@@ -1,7 +1,7 @@
 """What differs between the two sides of a job, id by id: the delta a ``sync`` copies forward and the restore a
 ``rollback`` copies back. Pure: no I/O here.
 
-Both directions use the copy's own rule (``orchestrator.records.routing``: ``target_of`` and ``expected_metadata``) and
+Both directions use the copy's own rule (``orchestrator.routing.route``: ``target_of`` and ``expected_metadata``) and
 verification's comparison (``orchestrator.verification.comparisons.compare_record``), so "changed", "restored" and
 "verified" cannot mean different things in different places.
 
@@ -21,11 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nsmigrate.orchestrator.errors import PlanError
-from nsmigrate.orchestrator.records.routing import RouteContext, expected_metadata, target_of
-from nsmigrate.orchestrator.records.text import Comparer
+from nsmigrate.orchestrator.records.namespaces import parse_namespace
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace
-from nsmigrate.orchestrator.verification.comparisons import ID_CAP, MISMATCH_CAP, compare_metadata, compare_record
+from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, target_of
+from nsmigrate.orchestrator.verification.comparisons import (
+    ID_CAP,
+    MISMATCH_CAP,
+    Comparer,
+    compare_metadata,
+    compare_record,
+)
 from nsmigrate.orchestrator.verification.proof import judge_copy
 
 # --------------------------------------------------------------------------------------------------------- sync

@@ -6,7 +6,7 @@ both sides of the ids it is about to delete, chunk by chunk, and deletes only th
 
 The comparison is the one verification and sync use: the copy is where the copy's routing sends the original
 (``routing.target_of``), its values equal within the tolerance and its metadata equals the original's plus the
-enrichment (``comparisons.compare_record``), or for a job that writes text its fields (``orchestrator.records.text``).
+enrichment (``comparisons.compare_record``), or for a job that writes text its fields (``orchestrator.routing.text``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nsmigrate.orchestrator.errors import PlanError
-from nsmigrate.orchestrator.records.routing import RouteContext, expected_metadata, target_of
-from nsmigrate.orchestrator.records.text import Comparer
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.verification.comparisons import ID_CAP, MISMATCH_CAP, compare_record
+from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, target_of
+from nsmigrate.orchestrator.verification.comparisons import ID_CAP, MISMATCH_CAP, Comparer, compare_record
 
 
 def judge_copy(

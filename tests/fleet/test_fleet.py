@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import jobs, launch
 from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.records.namespaces import twin_namespace
 from nsmigrate.orchestrator.spec.jobspec import DEFAULT_RATE_SHARE
-from nsmigrate.orchestrator.tenancy.namespaces import twin_namespace
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers

@@ -20,7 +20,7 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import jobs, launch
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import JobKind, JobState, RunState
-from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace, twin_namespace
+from nsmigrate.orchestrator.records.namespaces import parse_namespace, twin_namespace
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
 from nsmigrate.workers.steps.rollback import rollback_job

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.errors import StateError
-from nsmigrate.orchestrator.jobs import cutover as rollout_rows
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import syncing

@@ -40,7 +40,8 @@ def pc(sandbox: PineconeSandbox) -> Iterator[Pinecone]:
     client = Pinecone(api_key="test-key", host=sandbox.control_host)
     client.indexes.create(name=DOCS, schema=SCHEMA, timeout=-1)
     yield client
-    sandbox.remove_index(DOCS)
+    if DOCS in sandbox.names():
+        sandbox.remove_index(DOCS)
 
 
 def docs_index(pc: Pinecone, sandbox: PineconeSandbox) -> Any:
@@ -81,6 +82,20 @@ def test_a_schema_index_is_described_by_deployment_and_schema(pc: Pinecone, sand
         "stemming": False,
         "stop_words": False,
     }
+
+
+def test_the_sdk_lists_configures_and_deletes_a_document_index(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    listed = {model.name: model for model in pc.indexes.list()}
+    assert set(listed) == {VECTORS, DOCS} and set(listed[DOCS].schema.fields) == set(SCHEMA["fields"])
+    assert set(listed[VECTORS].schema.fields) == {"_values", "_sparse_values"}
+    pc.indexes.configure(DOCS, deletion_protection="enabled", tags={"team": "search"})
+    configured = pc.indexes.describe(DOCS)
+    assert (configured.deletion_protection, configured.tags) == ("enabled", {"team": "search"})
+    with pytest.raises(ApiError, match="Deletion protection is enabled"):
+        pc.indexes.delete(DOCS, timeout=-1)
+    pc.indexes.configure(DOCS, deletion_protection="disabled")
+    pc.indexes.delete(DOCS, timeout=-1)
+    assert DOCS not in sandbox.names()
 
 
 def test_upsert_fetch_and_replace(pc: Pinecone, sandbox: PineconeSandbox) -> None:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import redis as redis_lib
 
-from nsmigrate.orchestrator.connections.store_identity import pinecone_host_identity
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.base import Record, Store
 from nsmigrate.workers.stores.guarded import GuardedStore

@@ -19,8 +19,8 @@ import pytest
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from nsmigrate.orchestrator.records.routing import route_context, route_records
 from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import verifying

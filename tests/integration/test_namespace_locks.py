@@ -12,7 +12,7 @@ import pytest
 import redis as redis_lib
 
 from nsmigrate.orchestrator.errors import RetryableError
-from nsmigrate.orchestrator.records.routing import route_context, route_records
+from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, parse_spec
 from nsmigrate.workers.steps.proving import delete_proven
 from nsmigrate.workers.stores.base import Record

@@ -55,16 +55,17 @@ def call(
     query: dict[str, Any] | None = None,
     body: Any = None,
     expect: int = 200,
+    headers: dict[str, str] = HEADERS,
 ) -> Any:
     """Send one request, check it and its response against *api*, return the response JSON."""
-    response = httpx.request(method, base + path, params=query, json=body, headers=HEADERS, timeout=10)
+    response = httpx.request(method, base + path, params=query, json=body, headers=headers, timeout=10)
     assert response.status_code == expect, response.text
     request = MockRequest(
         host_url,
         method,
         path,
         args=query,
-        headers=HEADERS,
+        headers=headers,
         data=response.request.content or None,
     )
     api.validate_request(request)

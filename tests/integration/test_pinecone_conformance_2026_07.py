@@ -18,6 +18,7 @@ from openapi_core.validation.response.exceptions import InvalidData
 
 from nsmigrate_sandbox.document_schema import read_schema
 from nsmigrate_sandbox.documents import document_index, load_documents
+from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
@@ -48,7 +49,8 @@ def control_api() -> OpenAPI:
 def sandbox_indexes() -> list[IndexSpec]:
     schema = read_schema(SCHEMA)
     assert not isinstance(schema, type(None))
-    return [document_index("conf-docs", schema), IndexSpec("conf-vec", 4), IndexSpec("conf-pod", 4, kind="pod")]  # type: ignore[arg-type]
+    texts = IndexSpec("conf-texts", 384, embed=IntegratedEmbed("llama-text-embed-v2", "chunk_text", 384, "cosine"))
+    return [document_index("conf-docs", schema), IndexSpec("conf-vec", 4), IndexSpec("conf-pod", 4, kind="pod"), texts]  # type: ignore[arg-type]
 
 
 @pytest.fixture(autouse=True)
@@ -151,6 +153,7 @@ def test_update_and_delete_documents(data_api: OpenAPI, sandbox: PineconeSandbox
         ("upsert", {"documents": [{"_id": "x", "embedding": [1, 2, 3, 4], "_secret": "s"}]}, 400, "conf-docs"),
         ("search", {"score_by": [{"type": "text", "fields": ["body"], "query": "x"}], "top_k": 1}, 400, "conf-vec"),
         ("list", {}, 400, "conf-pod"),
+        ("fetch", {"ids": ["r1"]}, 400, "conf-texts"),
     ],
 )
 def test_error_responses(
@@ -158,6 +161,8 @@ def test_error_responses(
 ) -> None:
     error = docs(data_api, sandbox, action, body, status, index=index, valid_request=action != "fetch")
     assert set(error) == {"status", "error"} and error["status"] == status and error["error"]["message"]
+    if index == "conf-texts":
+        assert "legacy integrated index, read and written through the records API" in error["error"]["message"]
 
 
 def test_a_vectors_call_on_a_document_index(data_api: OpenAPI, sandbox: PineconeSandbox) -> None:
@@ -175,8 +180,8 @@ def test_the_validator_is_not_a_rubber_stamp(data_api: OpenAPI) -> None:
 def test_control_plane(control_api: OpenAPI, sandbox: PineconeSandbox) -> None:
     base = sandbox.control_host
     listed = call(control_api, base, CONTROL_HOST_URL, "GET", "/indexes")
-    assert {i["name"] for i in listed["indexes"]} == {"conf-docs", "conf-vec", "conf-pod"}
-    for name in ("conf-docs", "conf-vec", "conf-pod"):
+    assert {i["name"] for i in listed["indexes"]} == {"conf-docs", "conf-vec", "conf-pod", "conf-texts"}
+    for name in ("conf-docs", "conf-vec", "conf-pod", "conf-texts"):
         described = call(control_api, base, CONTROL_HOST_URL, "GET", f"/indexes/{name}")
         assert described["host"] == sandbox.host(name)
     body = {

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.records.documents import DocumentFields
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
 from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
 from nsmigrate_sandbox.documents import document_index
-from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
 INDEX = "doc-target"
@@ -102,4 +102,15 @@ def test_records_a_document_refuses_are_named_and_nothing_is_written(
     assert "'réc': its id is not 1-512 ASCII characters" in message
     assert "'rec-text': metadata ['chunk_text'] would fill full-text fields but are not text" in message
     assert "rename those metadata keys" in (refused.value.hint or "")
+    assert sandbox.count(INDEX) == 0
+
+
+def test_the_servers_answers_map_to_nsmigrates_errors(store: PineconeDocumentStore, sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults(INDEX, Faults(write_rps_per_namespace=0, retry_after_s=0.25))
+    with pytest.raises(RetryableError) as limited:
+        store.upsert("twin-a", [record(0)])
+    assert limited.value.retry_after_s == 0.25 and "rate limited" in str(limited.value)
+    sandbox.set_faults(INDEX, Faults())
+    with pytest.raises(StoreError, match=r"Pinecone refused upsert_documents \(400\): .*dimension 2 does not match"):
+        store.upsert("twin-a", [Record("short", [1.0, 2.0])])
     assert sandbox.count(INDEX) == 0

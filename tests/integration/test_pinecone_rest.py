@@ -1,5 +1,5 @@
 """``workers.stores.pinecone.rest``, nsmigrate's own data-plane client, against the local data plane and Pinecone's
-published OpenAPI files (2026-04).
+published OpenAPI files (2026-07, the version it sends).
 
 Every request the Pinecone store sends — each operation it has, on a serverless, a pod and an integrated index — and
 every answer it gets are recorded on the wire (the real transport, wrapped) and validated against the reference:
@@ -57,7 +57,7 @@ def _ndjson(body: bytes, **_: Any) -> list[Any]:
 def data_api() -> OpenAPI:
     """The reference, reading the records API's NDJSON bodies (one object a line) as the array they stand for."""
     config = Config(extra_media_type_deserializers={"application/x-ndjson": _ndjson})
-    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-04.oas.yaml"), config=config)
+    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-07.oas.yaml"), config=config)
 
 
 class Recording(httpx.BaseTransport):

@@ -1,6 +1,6 @@
-"""Planning's marks (``launch.Prepared.marks``), the first steps of a job's timeline: each is taken where its step
-happened, in order, around the requests the data plane really received, and kept in the job's ``job_created`` event;
-the data plane's request times (``/_sandbox/stats``) are when its requests arrived."""
+"""Planning's marks (``Prepared.marks``, ``orchestrator.planning.prepared``), the first steps of a job's timeline:
+each is taken where its step happened, in order, around the requests the data plane really received, and kept in the
+job's ``job_created`` event; the data plane's request times (``/_sandbox/stats``) are when its requests arrived."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from nsmigrate.orchestrator import jobs, launch
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.planning.prepared import PLANNING_MARKS
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.stores import open_retrying_store
@@ -38,7 +39,7 @@ def test_planning_marks_bracket_the_stores_requests_and_are_kept_with_the_job(
     prepared = launch.prepare(spec, open_retrying_store, marks={"spec_parsed": parsed_at})
 
     marks = prepared.marks
-    assert set(marks) == set(launch.PLANNING_MARKS) - {"spec_submitted"}  # planned here: no command handed it over
+    assert set(marks) == set(PLANNING_MARKS) - {"spec_submitted"}  # planned here: no command handed it over
     assert marks["spec_parsed"] == parsed_at
     source_times = sandbox.stats("src")["request_times"]
     first_request = min(t["first"] for t in source_times.values())

@@ -23,6 +23,7 @@ from nsmigrate.orchestrator.errors import GroupFailed, StoreError
 from nsmigrate.orchestrator.messaging.task_names import TaskName, lock_key
 from nsmigrate.orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
@@ -414,7 +415,7 @@ def test_launch_sends_small_namespaces_in_groups_after_the_listers_of_the_others
     )
     dispatcher = Sends()
 
-    job_id = launch.launch(db, dispatcher, launch.Prepared(spec, plan, "src", "dst"))  # type: ignore[arg-type]
+    job_id = launch.launch(db, dispatcher, Prepared(spec, plan, "src", "dst"))  # type: ignore[arg-type]
 
     runs = {run.id: run.source_namespace for run in jobs.runs_of(db, job_id)}
     groups = [kw for name, kw in dispatcher.sent if name == TaskName.COPY_SMALL_NAMESPACES]

@@ -19,13 +19,13 @@ import pytest
 import sqlalchemy as sa
 
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.errors import StateError, StoreError
-from nsmigrate.orchestrator.jobs import cutover as rollout_rows
 from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from nsmigrate.orchestrator.records.routing import route_context, route_records
 from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning, syncing, verifying

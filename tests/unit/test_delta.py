@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsmigrate.orchestrator.records.routing import RouteContext, expected_metadata, route_records
 from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, route_records
 from nsmigrate.orchestrator.spec.jobspec import Enrichment
 from nsmigrate.orchestrator.verification.delta import (
     enrichment_keys,

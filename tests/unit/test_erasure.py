@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nsmigrate.orchestrator.errors import PlanError
-from nsmigrate.orchestrator.records.routing import routing_table
+from nsmigrate.orchestrator.records.namespaces import Registry, creator_namespace, twin_namespace
+from nsmigrate.orchestrator.routing.route import routing_table
 from nsmigrate.orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,
@@ -21,7 +22,6 @@ from nsmigrate.orchestrator.tenancy.erasure import (
     registry_of,
     subject_of,
 )
-from nsmigrate.orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
 
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._\-]{0,12}\Z")
 

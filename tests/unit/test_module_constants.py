@@ -41,9 +41,9 @@ WORKING: dict[str, str] = {
     "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
     "orchestrator/planning/crossings.py:CROSSINGS_SHOWN": "crossings a plan's warnings name in full",
     "orchestrator/jobs/erasure_ledger.py:EVENT_IDS": "ids a write_held_back event names (its count is whole)",
-    "orchestrator/records/routing.py:_EXAMPLES": "records an error lists",
+    "orchestrator/routing/route.py:_EXAMPLES": "records an error lists",
     "orchestrator/tenancy/creator_mapping.py:_SHOWN": "problems an error lists",
-    "orchestrator/tenancy/namespaces.py:SHOWN": "names an error lists",
+    "orchestrator/records/namespaces.py:SHOWN": "names an error lists",
     "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
     "orchestrator/verification/comparisons.py:MISMATCH_CAP": "mismatches a report lists (the counts are complete)",
     "workers/transfer/namespace_locks.py:POLL_S": (
@@ -61,7 +61,7 @@ WORKING: dict[str, str] = {
     "orchestrator/models.py:SCHEMA_VERSION": "the job table's schema version",
     "orchestrator/packed_ids.py:_WORTH_COMPRESSING": "where zlib starts to pay, a property of zlib",
     "orchestrator/pgvector_layout.py:NAME_MAX": "the layout's names must fit Postgres identifiers with the prefix",
-    "orchestrator/tenancy/namespaces.py:MAX_ID_CHARS": "the namespace convention's id length",
+    "orchestrator/records/namespaces.py:MAX_ID_CHARS": "the namespace convention's id length",
     "workers/stores/pgvector/store.py:_HASH_LEN": "the layout's shortened table names",
     "orchestrator/launch.py:_SOURCE_DIMENSION": "a marker value, not a quantity",
     # defaults of a spec field (the spec is where a job changes them)
@@ -69,7 +69,7 @@ WORKING: dict[str, str] = {
     "orchestrator/spec/jobspec.py:DEFAULT_RATE_SHARE": "the default budget's share of the limits; the spec's rate",
     "orchestrator/spec/jobspec.py:DEFAULT_LIST_RATE_SHARE": "the default list budget's share; the spec's rate",
     "orchestrator/spec/jobspec.py:DELETION_MAX_TOLERANCE": "a safety rule, not a tunable: looser is not an equal copy",
-    "orchestrator/listing/prefix_chains.py:MAX_CHAINS": "the spec's max_list_chains default",
+    "orchestrator/spec/jobspec.py:MAX_CHAINS": "the spec's max_list_chains default",
     # estimates' guesses and an algorithm's working sizes, measured or derived where they are used
     "orchestrator/listing/pod_enumeration.py:_BYTES_PER_GB": "a unit",
     "orchestrator/listing/pod_enumeration.py:_STORED_BYTES_PER_VALUE": "float32, as the index stores a value",
@@ -105,6 +105,9 @@ WORKING: dict[str, str] = {
     "workers/fleet/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
     "workers/fleet/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
     "workers/steps/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",
+    "workers/steps/freshness.py:POLL_START_S": "the first pause between two looks at lagging reads",
+    "workers/steps/freshness.py:POLL_MAX_S": "the longest pause between two looks at lagging reads",
+    "workers/steps/freshness.py:RECORD_TTL_S": "how long a run's write LSNs stay in Redis: past its cleanup",
 }
 
 

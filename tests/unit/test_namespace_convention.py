@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nsmigrate.orchestrator.errors import PlanError
-from nsmigrate.orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.records.namespaces import (
     PUBLIC,
     ParsedNamespace,
     Registry,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from nsmigrate.orchestrator.planning.reads import PAGES_AHEAD, Budget, PlanReads
-from nsmigrate.orchestrator.records.routing import RouteContext
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
+from nsmigrate.orchestrator.routing.route import RouteContext
 from nsmigrate.orchestrator.spec.jobspec import Enrichment, RateBudget
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nsmigrate.orchestrator.records.routing import RouteContext, route_records
 from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import RouteContext, route_records
 from nsmigrate.orchestrator.spec.jobspec import Enrichment
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, prove_copies, refusal
 

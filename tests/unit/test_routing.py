@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.pgvector_layout import NULL_METADATA_KEY
-from nsmigrate.orchestrator.records.routing import (
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import (
     RouteContext,
     expected_metadata,
     route_context,
@@ -20,7 +21,6 @@ from nsmigrate.orchestrator.records.routing import (
     target_of,
     targets_by_id,
 )
-from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import Enrichment, parse_spec
 
 TWINS = {"t1": "a.1", "t2": "a.10"}

@@ -12,10 +12,10 @@ from pydantic import BaseModel
 
 from nsmigrate import migrations
 from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.records.namespaces import parse_namespace
 from nsmigrate.orchestrator.spec import jobspec as spec_module
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, load_spec, parse_spec, spec_to_json
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_twins
-from nsmigrate.orchestrator.tenancy.namespaces import parse_namespace
 
 README = Path(migrations.__file__).parent / "README.md"
 SHIPPED = [

@@ -1,4 +1,4 @@
-"""The store identity's normal form (``orchestrator.connections.store_identity``): spelling taken out, stores kept
+"""The store identity's normal form (``orchestrator.spec.store_identity``): spelling taken out, stores kept
 apart."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator.connections.store_identity import host_identity, spec_identity
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.selection import same_store
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.store_identity import host_identity, spec_identity
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsmigrate.orchestrator.tenancy.namespaces import Registry, creator_namespace, twin_namespace
+from nsmigrate.orchestrator.records.namespaces import Registry, creator_namespace, twin_namespace
 from nsmigrate.orchestrator.tenancy.tenant_guard import TenantError, TenantGuard, latency_percentiles
 
 ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9.\-]{0,12}\Z")

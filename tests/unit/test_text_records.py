@@ -14,7 +14,8 @@ from nsmigrate.orchestrator.errors import PlanError, SpecError
 from nsmigrate.orchestrator.planning.costs import estimate
 from nsmigrate.orchestrator.planning.plan import NamespacePlan
 from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape, plan_target_index
-from nsmigrate.orchestrator.records.text import (
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.text import (
     as_text_record,
     check_text_target,
     estimate_tokens,
@@ -22,7 +23,6 @@ from nsmigrate.orchestrator.records.text import (
     split_by_text,
     text_fields,
 )
-from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.orchestrator.verification.comparisons import Report, text_search_summary
 from nsmigrate.workers.transfer.embedders import HashingEmbedder, open_embedder, register_embedder

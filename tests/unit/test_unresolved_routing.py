@@ -10,7 +10,8 @@ import pytest
 from nsmigrate.orchestrator.errors import SpecError
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.planner import make_plan
-from nsmigrate.orchestrator.records.routing import (
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import (
     dropped_ids,
     route_context,
     route_counts,
@@ -18,7 +19,6 @@ from nsmigrate.orchestrator.records.routing import (
     route_records,
     targets_by_id,
 )
-from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.orchestrator.verification.delta import plan_delta, route_source
 

@@ -14,7 +14,7 @@ from celery import Task
 
 from nsmigrate.orchestrator.errors import CleanupFailed, GroupFailed, TaskFailed, VerificationFailed
 from nsmigrate.orchestrator.messaging.task_names import TaskName
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers import tally
 from nsmigrate.workers.context import get_context
 from nsmigrate.workers.fleet.app import app

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.store import Store
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 
 def serving_aliases(store: Store, namespaces: Iterable[str]) -> dict[str, list[str]]:

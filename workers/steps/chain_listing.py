@@ -16,17 +16,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
-from nsmigrate.orchestrator.listing.prefix_chains import (
-    MAX_CHAINS,
-    Chain,
-    ChainState,
-    chain_batch,
-    split_prefixes,
-    wanted_chains,
-)
+from nsmigrate.orchestrator.listing.prefix_chains import Chain, ChainState, chain_batch, split_prefixes, wanted_chains
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage
-from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.spec.jobspec import MAX_CHAINS, JobSpec
 from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.next_steps import run_copied

@@ -53,16 +53,17 @@ from collections.abc import Callable
 from typing import Any
 
 from nsmigrate.orchestrator import jobs
-from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked
-from nsmigrate.orchestrator.jobs.cutover import cleanup_refusal
+from nsmigrate.orchestrator.cutover.rollout import cleanup_refusal
+from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
-from nsmigrate.orchestrator.records.routing import route_context
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
+from nsmigrate.orchestrator.routing.route import route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.alias_guard import alias_refusal
 from nsmigrate.workers.steps.proving import delete_proven
 from nsmigrate.workers.steps.verifying import list_all_ids
@@ -378,7 +379,7 @@ def _delete(
             # while it was deleted: a new id, or one deleted and written again. Without an equal copy it would be
             # stranded there (a cleaned run is not synced): the run goes back to verify_failed for sync instead.
             kept = set(ids).difference(proof.proven)
-            left = list_all_ids(source, ns)
+            left = _listed_after(source, ns, proof.proven, spec)
             late = _proof(ctx, run, spec, source, [i for i in left if i not in kept], delete=False)
             if late.refused_count:
                 during = f"{late.refused_count} ids were written to the source during the cleanup"
@@ -409,6 +410,32 @@ def _delete(
     jobs.finish_cleanup(ctx.db, run.id, detail, actor)
     log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
     return _result(run, "deleted", deleted)
+
+
+def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec) -> list[str]:
+    """The source namespace listed once its lagging reads reflect this cleanup's deletes
+    (``workers.steps.freshness``: by the LSN its deletes were answered, else until the listing shows none of them),
+    so that what it lists was written by someone else, and an empty listing means empty. Reads still behind after
+    ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves the rest):
+    nothing is concluded, nor dropped, from a read that had not caught up."""
+    gone = set(deleted)
+    listed: list[str] = []
+
+    def shows() -> bool:
+        listed[:] = list_all_ids(source, ns)
+        return gone.isdisjoint(listed)
+
+    wait = freshness.await_reads(
+        source,
+        ns,
+        lsn=source.written_lsn(ns) if spec.source.kind == "pinecone" else None,
+        shows=shows if gone and spec.source.kind == "pinecone" else None,
+        timeout_s=spec.verify.freshness_timeout_s,
+        side="source",
+    )
+    if wait.reason is not None:
+        raise StoreError(wait.reason, hint="run `nsmigrate cleanup` again once the index has caught up")
+    return listed if wait.by == "polling" else list_all_ids(source, ns)
 
 
 def _refused_by_id(

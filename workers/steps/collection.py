@@ -15,9 +15,9 @@ from nsmigrate.orchestrator.errors import CollectionFailed, NsmigrateError, Retr
 from nsmigrate.orchestrator.models import CollectionPhase
 from nsmigrate.orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
 from nsmigrate.orchestrator.planning.target_indexes import wanted_shape
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeStoreSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.stores.pinecone.control import CollectionInfo, PineconeControl

@@ -25,14 +25,15 @@ from typing import Any
 
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
-from nsmigrate.orchestrator.records.routing import expected_metadata, route_context, route_records
-from nsmigrate.orchestrator.records.text import missing_text_reason
+from nsmigrate.orchestrator.records.namespaces import SHOWN, display_namespace
+from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records
+from nsmigrate.orchestrator.routing.text import missing_text_reason
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
-from nsmigrate.orchestrator.tenancy.namespaces import SHOWN, display_namespace
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.next_steps import advance
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
@@ -78,6 +79,9 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int,
         target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
 
     run_parallel(upload, uploads, spec.parallel_upserts)
+    # What the target's lagging reads must reflect before verification believes them (``workers.steps.freshness``).
+    if spec.target.kind == "pinecone":
+        freshness.record_written(ctx.redis, work.run_id, target, sorted(by_target))
     written = sum(len(chunk) for _, chunk, _ in uploads)
     return written, len(work.ids) - len(records), sum(size for _, _, size in uploads), sorted(by_target)
 

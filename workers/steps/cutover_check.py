@@ -21,10 +21,10 @@ from typing import Any
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.rules import check_problems, overlap
 from nsmigrate.orchestrator.models import NamespaceRun
-from nsmigrate.orchestrator.records.routing import route_context, route_records
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import Cutover, JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.query_timing import latency_figures, time_call
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.stores.base import Store

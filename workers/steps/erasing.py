@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from nsmigrate.orchestrator import jobs
-from nsmigrate.orchestrator.connections.store_identity import spec_identity
 from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
 from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import PlaceKind
+from nsmigrate.orchestrator.records.namespaces import Registry, display_namespace
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget, store_spec_from_json
+from nsmigrate.orchestrator.spec.store_identity import spec_identity
 from nsmigrate.orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,
@@ -45,7 +46,6 @@ from nsmigrate.orchestrator.tenancy.erasure import (
     still_writing,
     subject_of,
 )
-from nsmigrate.orchestrator.tenancy.namespaces import Registry, display_namespace
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps.verifying import chunks

@@ -28,8 +28,8 @@ from nsmigrate.orchestrator.listing.prefix_chains import ChainState
 from nsmigrate.orchestrator.listing.small_namespaces import list_page_ids
 from nsmigrate.orchestrator.messaging.task_names import lock_key
 from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.messaging.task_names import KEY_PREFIX
 from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers.context import WorkerContext
 
 

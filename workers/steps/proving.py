@@ -19,10 +19,10 @@ from typing import Literal
 
 from nsmigrate.orchestrator.errors import StopAsked
 from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
-from nsmigrate.orchestrator.records.routing import RouteContext
-from nsmigrate.orchestrator.records.text import fields_comparer
 from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import RouteContext
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.verification.comparisons import fields_comparer
 from nsmigrate.orchestrator.verification.delta import route_source
 from nsmigrate.orchestrator.verification.proof import Proof, prove_copies
 from nsmigrate.workers.steps.verifying import chunks

@@ -39,11 +39,11 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
-from nsmigrate.orchestrator.records.routing import RouteContext, route_context
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
+from nsmigrate.orchestrator.routing.route import RouteContext, route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from nsmigrate.orchestrator.verification.proof import Proof, refusal
 from nsmigrate.workers.context import WorkerContext

@@ -36,10 +36,11 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import NamespaceRun
-from nsmigrate.orchestrator.records.routing import route_context
-from nsmigrate.orchestrator.records.text import fields_comparer, split_by_text
+from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.routing.route import route_context
+from nsmigrate.orchestrator.routing.text import split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.verification.comparisons import fields_comparer
 from nsmigrate.orchestrator.verification.delta import Delta, plan_delta, route_source
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.proving import delete_absent

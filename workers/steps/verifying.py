@@ -6,7 +6,7 @@ millions of vectors is never held in memory: only ids are kept, never vectors.
 
 What is checked (``spec.verify``):
 
-- **ids**: each source id is fetched from the target namespace ``orchestrator.records.routing`` sends it to; absent →
+- **ids**: each source id is fetched from the target namespace ``orchestrator.routing.route`` sends it to; absent →
   missing.
 - **contents**: for all ids or a deterministic sample, values within float32 tolerance and metadata equal to
   source + enrichment (``routing.expected_metadata``: the copy's own rule, never re-implemented here).
@@ -42,7 +42,9 @@ from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.listing.paging import iter_all_ids
 from nsmigrate.orchestrator.models import JobKind, NamespaceRun
-from nsmigrate.orchestrator.records.routing import (
+from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import (
     RouteContext,
     dropped_ids,
     expected_metadata,
@@ -50,15 +52,14 @@ from nsmigrate.orchestrator.records.routing import (
     route_counts,
     route_records,
 )
-from nsmigrate.orchestrator.records.text import fields_comparer, missing_text_reason, record_text, split_by_text
-from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.text import missing_text_reason, record_text, split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,
     compare_record,
     counts_stable,
+    fields_comparer,
     fingerprint,
     query_summary,
     sample_ids,
@@ -67,6 +68,7 @@ from nsmigrate.orchestrator.verification.comparisons import (
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.latency import measure, measures_latency
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.pgvector.namespaces import RunTables, compare_in_postgres, finish_load, in_database
@@ -229,6 +231,9 @@ class _Verifier:
             run.routing_table,
         )
         self.expected_by_ns: dict[str, set[str]] = {}
+        self.found_by_ns: dict[str, set[str]] = {}  # ids fetch found in each target namespace
+        self.listed: dict[str, set[str]] = {}  # a target namespace as listed while its reads were awaited
+        self.written_lsns = freshness.written(ctx.redis, run.id) if spec.target.kind == "pinecone" else {}
         self.query_vectors: dict[str, list[float]] = {}
         self.latency_vectors: list[list[float]] = []  # the first source vectors, timed as queries at the end
         self.latency_wanted = 0  # how many: the spec's latency_samples in a run that times queries (run())
@@ -280,6 +285,8 @@ class _Verifier:
         for chunk in chunks(to_fetch, FETCH_MAX_IDS):
             self._check_chunk(chunk, content_ids, query_ids)
         if self.text_queries:
+            for ns in sorted({ns for ns, _, _ in self.text_queries}):
+                self._await_reads(ns)
             self._check_text_search()
         self.report.target_namespaces = sorted(set(self.expected_by_ns) | ({fixed} if fixed is not None else set()))
         if self.latency_vectors:
@@ -299,6 +306,8 @@ class _Verifier:
                 "extra ids reported but not judged"
             )
         listing_agrees = False
+        if self.checks.ids or (not shared and self.checks.counts) or query_ids:
+            self._await_reads(fixed)
         if self.checks.ids:
             listing_agrees = self._check_extras(fixed, fail=not shared)
         if not ids and judged_whole and (self.report.extra_count or not self.checks.ids):
@@ -362,6 +371,7 @@ class _Verifier:
         found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
         reembedded = self._reembedded([r for r in sources if r.id in content_ids])
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
+        self.found_by_ns.setdefault(ns, set()).update(found)
         if self.checks.ids:
             self.report.ids_expected += len(sources)
             self.report.add_missing(r.id for r in sources if r.id not in found)
@@ -449,10 +459,38 @@ class _Verifier:
         self.report.source_changed = fingerprint(ids) != self.report.source_fingerprint
         return self.report.source_changed
 
+    def _await_reads(self, ns: str) -> None:
+        """Wait, at most ``verify.freshness_timeout_s``, until the target's lagging reads of ``ns`` (list, query,
+        counts) reflect the job's writes there: by LSN when the copy recorded one and the store tells how far its
+        reads are, else until its listing holds every id ``fetch`` found (``workers.steps.freshness``). Reads still
+        behind then fail the run with that bound named; a pgvector target's reads do not lag."""
+        if ns in self.report.reads or self.spec.target.kind != "pinecone":
+            return
+        found = self.found_by_ns.get(ns, set())
+
+        def shows() -> bool:
+            self.listed[ns] = set(list_all_ids(self.target, ns))
+            return found <= self.listed[ns]
+
+        wait = freshness.await_reads(
+            self.target,
+            ns,
+            lsn=self.written_lsns.get(ns),
+            shows=shows if found else None,
+            timeout_s=self.checks.freshness_timeout_s,
+        )
+        if wait.by == "lsn":
+            self.listed.pop(ns, None)  # a listing taken before the reads caught up is not the one to judge
+        self.report.reads[ns] = wait.to_json()
+        if wait.reason is not None:
+            self.report.reads_behind.append(wait.reason)
+
     def _check_extras(self, ns: str, *, fail: bool) -> bool:
-        """List the target namespace: ids the source does not have there are extras. Returns whether it holds
-        exactly the expected ids."""
-        target_ids = set(list_all_ids(self.target, ns))
+        """List the target namespace (or take the listing that showed its reads caught up): ids the source does not
+        have there are extras. Returns whether it holds exactly the expected ids."""
+        target_ids = self.listed.pop(ns, None)
+        if target_ids is None:
+            target_ids = set(list_all_ids(self.target, ns))
         expected = self.expected_by_ns.get(ns, set())
         self.report.set_extras(compare_id_sets(expected, target_ids), fail=fail)
         return target_ids == expected and self.report.missing_count == 0

@@ -33,9 +33,9 @@ from nsmigrate.orchestrator.listing.pod_enumeration import (
     sweep_vector,
     utf8_order,
 )
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage
 from nsmigrate.orchestrator.spec.jobspec import Enumeration, IdCatalogue
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 
 if TYPE_CHECKING:
     from postgrest.exceptions import APIError

@@ -45,11 +45,11 @@ from typing import Any, TypeVar, cast
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
 from nsmigrate.orchestrator.pgvector_layout import TableColumn
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
 from nsmigrate.orchestrator.retry_policy import retrying
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
 from nsmigrate.workers import metrics, tally
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.enumeration import SweepReads
@@ -234,7 +234,7 @@ class GuardedStore:
         return self._stats("aliases", self.inner.aliases)
 
     def identity(self) -> str:
-        """The inner store's identity (``orchestrator.connections.store_identity``), asked of its server, retried."""
+        """The inner store's identity (``orchestrator.spec.store_identity``), asked of its server, retried."""
         return self._stats("identity", self.inner.identity)
 
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
@@ -287,6 +287,20 @@ class GuardedStore:
 
         return self._call("list_ids", list_scope if rate else None, rate.list_rps if rate else 0.0, page)
 
+    def reconciled_lsn(self, namespace: str) -> int | None:
+        """How far the store's lagging reads of ``namespace`` are (one ``list`` of one id: the list scope)."""
+        rate = self._rate
+        return self._call(
+            "list_ids",
+            list_scope if rate else None,
+            rate.list_rps if rate else 0.0,
+            self.inner.reconciled_lsn,
+            namespace,
+        )
+
+    def written_lsn(self, namespace: str) -> int | None:
+        return self.inner.written_lsn(namespace)  # no request: what this process's writes were answered
+
     # -- writes: the namespace's write scope ------------------------------------------------------------------------
 
     def upsert(
@@ -294,7 +308,7 @@ class GuardedStore:
     ) -> int:
         """``nbytes``: the request's size when the caller measured it already
         (``workers.transfer.chunking.sized_chunks``); otherwise it is measured here for the byte budget. ``tokens``:
-        the embedding tokens text records cost an integrated index (``orchestrator.records.text.estimate_tokens``),
+        the embedding tokens text records cost an integrated index (``orchestrator.routing.text.estimate_tokens``),
         reserved before the request."""
         limiter, rate = self._limiter, self._rate
         if limiter is not None and rate is not None:

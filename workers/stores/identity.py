@@ -1,7 +1,7 @@
 """Whether a job's source and target are one store, asked of the servers, for the steps that delete (cleanup,
 rollback): deleting a namespace of one store must never delete the only copy kept in "the other" when they are one.
 
-The identities come from ``orchestrator.connections.store_identity`` (a host without its spelling; a Postgres server's
+The identities come from ``orchestrator.spec.store_identity`` (a host without its spelling; a Postgres server's
 system identifier, database and schema). A Postgres answer is proof. Two Pinecone hosts that differ may still be one
 index (a DNS alias, a proxy): a marker written through the source's client, in a scratch namespace, and looked for
 through the target's proves it either way, and is removed afterwards. What cannot be established counts as one store.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 import uuid
 
-from nsmigrate.orchestrator.connections.store_identity import spec_identity
 from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.store_identity import spec_identity
 from nsmigrate.workers.stores.base import Store
 
 #: Between two reads of the marker while it becomes readable (bounded by the setting identity_marker_timeout_s).

@@ -1,6 +1,6 @@
 """What a copy writes when its job writes text (``spec.text_from``): text records for an integrated target
 (``target.records``), vectors made anew from the text for a re-embedding (``reembed``), and which ids cannot be
-written because they have no text. The rules are ``orchestrator.records.text``'s, shared with verification.
+written because they have no text. The rules are ``orchestrator.routing.text``'s, shared with verification.
 
 The embedder of a re-embedding is opened once per process and spec (a real model is expensive to load).
 """
@@ -11,8 +11,8 @@ import threading
 from collections.abc import Sequence
 
 from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS, UPSERT_RECORDS_MAX
-from nsmigrate.orchestrator.records.text import as_text_record, estimate_tokens, record_text, split_by_text
 from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.text import as_text_record, estimate_tokens, record_text, split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, Reembed
 from nsmigrate.workers.transfer.embedders import Embedder, open_embedder
 

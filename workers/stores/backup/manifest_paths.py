@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from nsmigrate.orchestrator.errors import BackupError
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 
 
 def listed_file(directory: Path, entry: Mapping[str, object], manifest: Path) -> Path:

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from nsmigrate.orchestrator.errors import BackupError, NsmigrateError, StoreError
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.listing.paging import iter_all_ids
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.stores.backup.manifest_paths import listed_file
 from nsmigrate.workers.stores.base import Record, Store
 from nsmigrate.workers.transfer.chunking import chunk_for_upsert

@@ -33,11 +33,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from nsmigrate.orchestrator.connections.database_urls import engine_of
-from nsmigrate.orchestrator.connections.store_identity import pgvector_identity
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
 from nsmigrate.orchestrator.redaction import scrub
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.store_identity import pgvector_identity
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 
 #: Hex characters of the hash a shortened table name ends with: collisions out of reach, room left for the name.
@@ -140,7 +140,7 @@ class PgvectorStore(StoreDefaults):
             ) from e
 
     def identity(self) -> str:
-        """The store's identity (``orchestrator.connections.store_identity``): the server's system identifier, the
+        """The store's identity (``orchestrator.spec.store_identity``): the server's system identifier, the
         database and the schema its tables are made in, asked of the server, so that two URLs of one database are one
         store and
         one prefix in two databases is two."""

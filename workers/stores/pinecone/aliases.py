@@ -26,7 +26,7 @@ import msgspec
 
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import ALIAS_LIST_MAX_PAGE
-from nsmigrate.orchestrator.tenancy.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.stores.pinecone.rest import DataPlane, DataPlaneError, path_segment
 
 #: How Pinecone names the default namespace as a target; nsmigrate calls it "".

@@ -25,6 +25,7 @@ from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape
 from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
 from nsmigrate.workers.stores.pinecone.store import api_key, check_key_destination, pinecone_errors
 
 #: The last API version that creates an index from a collection (2026-07 refuses it).
@@ -62,11 +63,12 @@ def index_info(model: Any) -> IndexInfo:
     """``IndexInfo`` from the SDK's ``IndexModel``."""
     status = getattr(model, "status", None)
     embed_model, text_field = _semantic_field(model)
+    dimension, metric = dense_shape(model)
     return IndexInfo(
         name=str(model.name),
-        dimension=getattr(model, "dimension", None),
-        metric=str(model.metric) if getattr(model, "metric", None) else None,
-        kind="pod" if _kind(getattr(model, "spec", None)) == "pod" else "serverless",
+        dimension=dimension,
+        metric=metric,
+        kind=index_kind(model),
         ready=bool(getattr(status, "ready", False)),
         state=str(getattr(status, "state", "") or ""),
         host=getattr(model, "host", None),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,12 @@ _MESSAGE_MAX_CHARS = 500
 _DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
 
 Params = Mapping[str, str | int | list[str]]
+
+#: Where a write's log sequence number is answered, and a read's reconciled one: the documented names
+#: (https://docs.pinecone.io/guides/index-data/check-data-freshness) first, then the names SDK 10 reads on the
+#: vectors API, which it warns may change; the first that parses as an integer wins.
+COMMITTED_LSN_HEADERS = ("x-pinecone-request-lsn", "x-pinecone-lsn-committed")
+RECONCILED_LSN_HEADERS = ("x-pinecone-max-indexed-lsn", "x-pinecone-lsn-reconciled")
 
 
 class DataPlaneError(Exception):
@@ -137,6 +144,7 @@ class DataPlane:
                 socket_options=_socket_options(),
             )
         self._transport = transport
+        self._answered = threading.local()  # the LSNs of the last answer in this thread (``lsns``)
 
     def __repr__(self) -> str:
         return f"DataPlane({self.host!r})"
@@ -161,6 +169,11 @@ class DataPlane:
     def close(self) -> None:
         self._transport.close()
 
+    def lsns(self) -> tuple[int | None, int | None]:
+        """(committed, reconciled) log sequence numbers of the last answer this thread got, None where it sent
+        none: a write answers the first, a lagging read (list, query) the second."""
+        return getattr(self._answered, "lsns", (None, None))
+
     def _send(
         self, method: str, path: str, params: Params | None, content: bytes | None, content_type: str | None
     ) -> bytes:
@@ -179,6 +192,8 @@ class DataPlane:
         if not 200 <= response.status_code < 300:
             reason, metadata = _reason(response)
             raise DataPlaneError(response.status_code, _message(response), _retry_after(response), reason, metadata)
+        headers = response.headers
+        self._answered.lsns = (_lsn(headers, COMMITTED_LSN_HEADERS), _lsn(headers, RECONCILED_LSN_HEADERS))
         return response.content
 
 
@@ -212,6 +227,15 @@ def _message(response: httpx.Response) -> str:
     if len(text) > _MESSAGE_MAX_CHARS:
         text = text[:_MESSAGE_MAX_CHARS] + "… (cut)"
     return text or response.reason_phrase
+
+
+def _lsn(headers: httpx.Headers, names: tuple[str, ...]) -> int | None:
+    for name in names:
+        try:
+            return int(headers[name])
+        except (KeyError, ValueError):
+            continue
+    return None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -18,7 +18,7 @@ pgvector target) decodes them on first use. Every other reply is read as just wh
 and the token; ``describe_namespace``: the count).
 
 **Integrated targets** (``spec.records``): ``upsert`` writes text records with the records API (NDJSON,
-≤ 96 per request: the copy chunks them, ``orchestrator.records.text`` makes them) and ``search_text`` searches by text;
+≤ 96 per request: the copy chunks them, ``orchestrator.routing.text`` makes them) and ``search_text`` searches by text;
 fetch, list and stats are the ordinary endpoints (the record's fields come back as its metadata).
 
 Errors: 429 → ``RetryableError(status=429, retry_after_s=…)``; 408, 5xx, timeouts and connection errors →
@@ -49,7 +49,6 @@ from pinecone import (
 )
 
 from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
-from nsmigrate.orchestrator.connections.store_identity import pinecone_host_identity
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import (
     DELETE_MAX_IDS,
@@ -61,10 +60,13 @@ from nsmigrate.orchestrator.limits import (
 )
 from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
+from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
 from nsmigrate.workers.stores.pinecone.fetch_body import read_fetch
+from nsmigrate.workers.stores.pinecone.lsn import WrittenLsns
 from nsmigrate.workers.stores.pinecone.rest import DataPlane, DataPlaneError, key_refusal, path_segment
 
 logger = logging.getLogger(__name__)
@@ -362,6 +364,7 @@ class PineconeStore(StoreDefaults):
             text_search=spec.records is not None,
         )
         self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
+        self._written = WrittenLsns()  # what this process's writes were answered (``written_lsn``)
         self.catalogue: CatalogueIds | None = None
         self.sweeper: SweepIds | None = None
         if spec.enumerate.mode == "catalogue":
@@ -403,9 +406,12 @@ class PineconeStore(StoreDefaults):
                     )
                     described = pc.describe_index(str(self.spec.index))
                     host = described.host
-                    self._is_pod = getattr(getattr(described, "spec", None), "pod", None) is not None
-                    if getattr(getattr(described, "spec", None), "pod", None) is not None:
+                    self._is_pod = index_kind(described) == "pod"
+                    if self._is_pod:
                         self._namespace_endpoints = False
+                    dimension, metric = dense_shape(described, fallback=False)
+                    if dimension:  # else read from describe_index_stats when asked
+                        self._dimension, self._metric = dimension, metric
                     if not host:
                         raise StoreError(
                             f"index {self.spec.index!r} has no host yet", hint="wait until it is Ready", store=self.name
@@ -419,7 +425,7 @@ class PineconeStore(StoreDefaults):
             return plane
 
     def identity(self) -> str:
-        """The index's identity (``orchestrator.connections.store_identity``): its data-plane host, an index name
+        """The index's identity (``orchestrator.spec.store_identity``): its data-plane host, an index name
         resolved."""
         if self._host is None:
             self._client()
@@ -587,6 +593,7 @@ class PineconeStore(StoreDefaults):
         with self._errors("upsert", namespace):
             content = self._client().post("/vectors/upsert", upsert_body(namespace, records))
             reply: _UpsertReply = _read(_UPSERT_REPLY, content, "upsert")
+        self._note_write(namespace)
         return reply.upsertedCount
 
     def _refuse(self, problems: list[str], what: str, hint: str, namespace: str) -> None:
@@ -616,6 +623,7 @@ class PineconeStore(StoreDefaults):
         path = f"/records/namespaces/{path_segment(namespace or PINECONE_DEFAULT_NAMESPACE)}/upsert"
         with self._errors("upsert_records", namespace):
             self._client().post_ndjson(path, rows)
+        self._note_write(namespace)
         return len(rows)
 
     def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
@@ -633,6 +641,7 @@ class PineconeStore(StoreDefaults):
             for start in range(0, len(ids), DELETE_MAX_IDS):
                 body = {"ids": list(ids[start : start + DELETE_MAX_IDS]), "namespace": namespace}
                 self._client().post("/vectors/delete", body)
+                self._note_write(namespace)
 
     def delete_namespace(self, namespace: str) -> None:
         """Delete a namespace the way the index kind allows: ``DELETE /namespaces/{ns}`` on serverless, emptying it
@@ -659,6 +668,29 @@ class PineconeStore(StoreDefaults):
             except DataPlaneError as e:
                 if e.status != 404:  # no such namespace: nothing to empty
                     raise
+
+    def _note_write(self, namespace: str) -> None:
+        self._written.note(namespace, self._client().lsns()[0])
+
+    def written_lsn(self, namespace: str) -> int | None:
+        """The highest log sequence number this process's writes to ``namespace`` were answered, None when the
+        index answered none (a pod index, a server that does not send them)."""
+        return self._written.get(namespace)
+
+    def reconciled_lsn(self, namespace: str) -> int | None:
+        """The log sequence number the index's lagging reads of ``namespace`` reflect now (one ``list`` of one id),
+        None when it does not say (a pod index lists nothing; a server that sends no LSN)."""
+        if self._is_pod or self.catalogue is not None or self.sweeper is not None:
+            return None
+        params: dict[str, Any] = {"limit": 1, **({"namespace": namespace} if namespace else {})}
+        with self._errors("list", namespace):
+            try:
+                self._client().get("/vectors/list", params)
+            except DataPlaneError as e:
+                if e.status == 404:  # a pod's list: no LSN to read
+                    return None
+                raise
+        return self._client().lsns()[1]
 
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
         return [match_id for match_id, _ in self.query_scored(namespace, vector, top_k)]

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup_gate, rollout_from
 from nsmigrate.orchestrator.errors import StateError
-from nsmigrate.orchestrator.jobs.database import Database, _event
+from nsmigrate.orchestrator.jobs.database import Database, add_event
 from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
-from nsmigrate.orchestrator.tenancy.namespaces import shown_namespaces
+from nsmigrate.orchestrator.records.namespaces import shown_namespaces
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
 
@@ -42,7 +42,7 @@ def set_rollout(db: Database, job_id: int, percent: int, actor: str) -> Rollout:
                     job_id=job_id,
                 )
         previous = _percents(s, job_id)
-        _event(s, SET, actor, job_id, percent=percent, previous=previous[-1][0] if previous else 0)
+        add_event(s, SET, actor, job_id, percent=percent, previous=previous[-1][0] if previous else 0)
     return rollout_of(db, job_id)
 
 
@@ -66,7 +66,7 @@ def record_write_failure(
     cleanup of the namespace waits for that sync."""
     record = {"namespace": namespace, "operation": operation, "ids": ids, "error": error}
     with db.transaction() as s:
-        _event(s, WRITE_FAILED, "dual-writer", job_id, run_id, **record)
+        add_event(s, WRITE_FAILED, "dual-writer", job_id, run_id, **record)
 
 
 def last_event_at(db: Database, run_id: int, action: str) -> datetime | None:
@@ -78,7 +78,7 @@ def last_event_at(db: Database, run_id: int, action: str) -> datetime | None:
 def record_check(db: Database, job_id: int, report: dict[str, Any], actor: str) -> None:
     """Keep a ``cutover check`` report in the audit log."""
     with db.transaction() as s:
-        _event(s, CHECKED, actor, job_id, **report)
+        add_event(s, CHECKED, actor, job_id, **report)
 
 
 def last_check(db: Database, job_id: int) -> dict[str, Any] | None:

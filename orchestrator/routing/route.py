@@ -20,9 +20,7 @@ from typing import Any
 
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.pgvector_layout import COLUMN_BY_NAME, NULL_METADATA_KEY
-from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.spec.jobspec import Enrichment, JobSpec
-from nsmigrate.orchestrator.tenancy.namespaces import (
+from nsmigrate.orchestrator.records.namespaces import (
     PUBLIC,
     creator_namespace,
     display_namespace,
@@ -31,6 +29,8 @@ from nsmigrate.orchestrator.tenancy.namespaces import (
     parse_namespace,
     twin_namespace,
 )
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.spec.jobspec import Enrichment, JobSpec
 
 _EXAMPLES = 5  # how many offending records an error lists
 

@@ -12,18 +12,13 @@ target must hold.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.verification.comparisons import compare_metadata
-
-#: Why a target record is not what the copy of a source record wrote (None: it is): (source, target or None,
-#: the source's metadata as the copy enriches it).
-Comparer = Callable[[Record, Record | None, Mapping[str, Any]], str | None]
 
 #: Why a record is set aside; said in reports and audit events.
 NO_TEXT = "no text"
@@ -94,22 +89,3 @@ def check_text_target(spec: JobSpec, target_label: str, target_dimension: int) -
             hint="set reembed.dimension to the target's, or name a target index of that dimension",
             target=target_label,
         )
-
-
-def fields_comparer(spec: JobSpec) -> Comparer | None:
-    """How a text job's target record is judged by its fields, None for a job that copies vectors. An integrated
-    target must hold the text fields of what the copy writes (its values are the model's); a re-embedded one the
-    metadata the copy writes (its values follow from the text, which is in the metadata: ``sync`` needs no embedding
-    to see a change, verification compares the values too)."""
-    text_from = spec.text_from
-    if text_from is None:
-        return None
-    field = spec.text_records.field if spec.text_records is not None else None
-
-    def compare(source: Record, target: Record | None, expected: Mapping[str, Any]) -> str | None:
-        if target is None:
-            return "missing in target"
-        wanted = text_fields(expected, text_from, field) if field is not None else expected
-        return compare_metadata(wanted, target.metadata or {})
-
-    return compare

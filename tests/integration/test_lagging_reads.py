@@ -1,0 +1,146 @@
+"""Verification and cleanup against a local data plane whose reads lag its writes (``Faults.freshness_lag_s``), called
+directly on real services (a ``WorkerContext`` over real Postgres and Redis, the Pinecone store over HTTP): the copy
+is a real copy batch, which records its writes' log sequence numbers; verification waits until the target's reads
+reflect them before it believes a listing or a count (``workers.steps.freshness``), and cleanup until the source's
+reads reflect its deletes before it concludes anything from its last listing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import cleaning, copying, verifying
+from nsmigrate.workers.stores.base import Record
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.integration.test_verify_cleanup import RecordingDispatcher, make_records
+
+DIM = 8
+KEY_ENV = "NSMIGRATE_TEST_LAG_PINECONE_KEY"
+LAG_S = 4.0
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("lag-src", DIM), IndexSpec("lag-dst", DIM)]
+
+
+@pytest.fixture
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+
+
+def lag_spec(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, **verify: Any) -> JobSpec:
+    monkeypatch.setenv(KEY_ENV, "pcsk-lag-test")
+    store = {"kind": "pinecone", "api_key_env": KEY_ENV}
+    return parse_spec(
+        {
+            "name": "lag-test",
+            "source": {**store, "host": sandbox.host("lag-src")},
+            "target": {**store, "host": sandbox.host("lag-dst")},
+            # A count poll shorter than the lag: only the wait for the reads can make the count agree.
+            "verify": {"count_timeout_s": 0.5, "query_samples": 5, "top_k": 3, **verify},
+            "cleanup": {"mode": "manual"},
+        }
+    )
+
+
+def copy_namespace(ctx: WorkerContext, spec: JobSpec, sandbox: PineconeSandbox, records: list[Record]) -> int:
+    """The source namespace ``alpha`` loaded, a job of one run planned and its one batch copied by ``copy_batch``
+    itself; returns the run's id."""
+    sandbox.load("lag-src", "alpha", [(r.id, list(r.values), dict(r.metadata)) for r in records])
+    plan = Plan(runs=[NamespacePlan("alpha", "alpha", len(records), 1)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
+    job_id = jobs.create_job(ctx.db, spec, plan, source_label="lag-src", target_label="lag-dst")
+    [run] = jobs.runs_of(ctx.db, job_id)
+    [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
+    assert copying.copy_batch(ctx, batch_id) == len(records)
+    return run.id
+
+
+def test_verification_waits_for_the_targets_reads_by_the_copys_lsn(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.set_faults("lag-dst", Faults(freshness_lag_s=LAG_S))
+    run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(30))
+    assert sandbox.service("lag-dst").store.counts() == {}  # nothing listed or counted yet: the copy lags
+
+    report = verifying.verify_run(ctx, run_id)
+
+    assert report["passed"], report["reasons"]
+    assert report["target_count"] == 30 and report["query"]["same_top_k"] == 5
+    reads = report["reads"]["alpha"]
+    assert reads["by"] == "lsn" and reads["caught_up"] and reads["lsn"] == reads["reconciled"] == 1
+    assert reads["waited_s"] > 0
+    assert jobs.get_run(ctx.db, run_id).state == RunState.VERIFIED
+
+
+def test_reads_that_never_catch_up_fail_after_the_bounded_wait_the_report_names(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox.set_faults("lag-dst", Faults(freshness_lag_s=600))
+    spec = lag_spec(sandbox, monkeypatch, freshness_timeout_s=1)
+    run_id = copy_namespace(ctx, spec, sandbox, make_records(10))
+
+    report = verifying.verify_run(ctx, run_id)
+
+    assert not report["passed"]
+    assert report["reasons"][0] == (
+        "reads of target namespace 'alpha' had not caught up with the job's writes after 1 s (LSN 0 of 1; "
+        "verify.freshness_timeout_s)"
+    )
+    assert report["reads"]["alpha"] == {
+        "by": "lsn",
+        "caught_up": False,
+        "waited_s": pytest.approx(1, abs=0.5),
+        "lsn": 1,
+        "reconciled": 0,
+        "timeout_s": 1,
+    }
+    assert jobs.get_run(ctx.db, run_id).state == RunState.VERIFY_FAILED
+
+
+def verified_run(ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> int:
+    run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(20))
+    assert verifying.verify_run(ctx, run_id)["passed"]
+    return run_id
+
+
+def test_cleanup_drops_the_namespace_it_emptied_once_the_sources_reads_show_it(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = verified_run(ctx, sandbox, monkeypatch)
+    sandbox.set_faults("lag-src", Faults(freshness_lag_s=LAG_S))
+
+    result = cleaning.cleanup_run(ctx, run_id, actor="tester")
+
+    assert result["action"] == "deleted" and result["count"] == 20
+    assert jobs.get_run(ctx.db, run_id).cleanup["method"] == "delete_namespace"  # type: ignore[index]
+    assert sandbox.count("lag-src", "alpha") == 0 and sandbox.count("lag-dst", "alpha") == 20
+
+
+def test_a_write_the_sources_lagging_listing_hid_is_found_before_the_run_is_called_cleaned(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application writes the source just before the cleanup: its first listing (lagging) does not show the new
+    id, so the source looks unchanged and the proven ids are deleted. Its last listing, taken once the source's reads
+    reflect those deletes (and so the write before them), finds the new id without a copy: the run goes back to
+    ``verify_failed`` for sync, the id kept, instead of a run called cleaned with an id stranded in its source."""
+    run_id = verified_run(ctx, sandbox, monkeypatch)
+    sandbox.set_faults("lag-src", Faults(freshness_lag_s=LAG_S))
+    new = make_records(1, prefix="late")[0]
+    ctx.store(lag_spec(sandbox, monkeypatch).source).upsert("alpha", [new])
+
+    result = cleaning.cleanup_run(ctx, run_id, actor="tester")
+
+    assert result["action"] == "refused" and result["count"] == 20, result
+    assert result["refused_ids"] == [new.id]
+    assert "written to the source during the cleanup" in result["reason"]
+    run = jobs.get_run(ctx.db, run_id)
+    assert run.state == RunState.VERIFY_FAILED
+    assert [r.id for r in ctx.store(lag_spec(sandbox, monkeypatch).source).fetch("alpha", [new.id])] == [new.id]

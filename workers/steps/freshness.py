@@ -1,0 +1,138 @@
+"""Reads that lag writes: the job's write LSNs recorded, and the bounded wait until a store's reads reflect them.
+
+Pinecone's list, query and counts lag its writes (``fetch`` does not: the proofs that fetch both sides need no wait).
+A copy that is not visible to them yet is "not yet", not "missing", so verification and cleanup wait, before they
+believe such a read, until the store's reads reflect the job's writes:
+
+- **by LSN** where the store gives one: each copy batch records the highest log sequence number its writes were
+  answered per target namespace (``record_written``, a Redis sorted set per run that keeps each namespace's highest);
+  the wait asks the store how far its reads are (``Store.reconciled_lsn``) until they reach it;
+- **by polling** otherwise (a pod index, a server that sends no LSN, a record lost with Redis): the caller's own
+  check of the read (e.g. "the listing holds every id fetch found") is asked again until it holds.
+
+Both wait at most ``verify.freshness_timeout_s`` (polls back off from ``POLL_START_S`` to ``POLL_MAX_S``; never a
+fixed sleep). A wait that runs out is reported with that bound (``ReadsWait.reason``), and the checks that follow
+judge what the reads show: a write that never appears still fails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from nsmigrate.orchestrator.messaging.task_names import written_lsn_key
+from nsmigrate.workers.stores.base import Store
+
+POLL_START_S = 0.25
+POLL_MAX_S = 2.0
+#: How long a run's recorded LSNs are kept in Redis: past any verification or cleanup of the run.
+RECORD_TTL_S = 30 * 24 * 3600
+
+
+def record_written(client: redis.Redis, run_id: int, store: Store, namespaces: list[str]) -> None:
+    """Record, for run ``run_id``, the highest LSN ``store`` answered this process's writes to each of
+    ``namespaces`` (a namespace without one is left out; an LSN only ever grows)."""
+    lsns = {ns: lsn for ns in namespaces if (lsn := store.written_lsn(ns)) is not None}
+    if not lsns:
+        return
+    key = written_lsn_key(run_id)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zadd(key, {ns.encode(): lsn for ns, lsn in lsns.items()}, gt=True)
+        pipe.expire(key, RECORD_TTL_S)
+        pipe.execute()
+
+
+def written(client: redis.Redis, run_id: int) -> dict[str, int]:
+    """The highest LSN recorded for each target namespace run ``run_id`` wrote (empty: none known)."""
+    return {
+        (name.decode() if isinstance(name, bytes) else str(name)): int(score)
+        for name, score in client.zrange(written_lsn_key(run_id), 0, -1, withscores=True)
+    }
+
+
+@dataclass
+class ReadsWait:
+    """How a wait for a namespace's reads ended."""
+
+    namespace: str
+    by: Literal["lsn", "polling", "none"]
+    caught_up: bool
+    waited_s: float
+    timeout_s: float
+    lsn: int | None = None  # what the reads had to reflect
+    reconciled: int | None = None  # what they reflected at the end
+    side: str = "target"  # whose namespace: the target's (verification) or the source's (cleanup's deletes)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the reads could not be believed, naming the bound; None when they caught up."""
+        if self.caught_up:
+            return None
+        how = f"LSN {self.reconciled} of {self.lsn}" if self.by == "lsn" else "not every write shown"
+        return (
+            f"reads of {self.side} namespace {self.namespace!r} had not caught up with the job's writes after "
+            f"{self.timeout_s:g} s ({how}; verify.freshness_timeout_s)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"by": self.by, "caught_up": self.caught_up, "waited_s": round(self.waited_s, 3)}
+        if self.lsn is not None:
+            out.update(lsn=self.lsn, reconciled=self.reconciled)
+        if not self.caught_up:
+            out["timeout_s"] = self.timeout_s
+        return out
+
+
+def await_reads(
+    store: Store,
+    namespace: str,
+    *,
+    lsn: int | None,
+    shows: Callable[[], bool] | None,
+    timeout_s: float,
+    side: str = "target",
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> ReadsWait:
+    """Wait until ``store``'s reads of ``namespace`` reflect the writes: its reconciled LSN reaches ``lsn`` (when
+    given and the store tells it), else until ``shows()`` (the caller's check of a read) holds; at most
+    ``timeout_s``. Neither given: nothing to wait for."""
+    start = clock()
+    deadline = start + timeout_s
+    pause = POLL_START_S
+    wait = ReadsWait(namespace, "none", True, 0.0, timeout_s, lsn, side=side)
+    if lsn is not None:
+        wait.by = "lsn"
+        while True:
+            wait.reconciled = store.reconciled_lsn(namespace)
+            if wait.reconciled is None:
+                break  # the store does not say: poll the read itself
+            if wait.reconciled >= lsn:
+                wait.waited_s = clock() - start
+                return wait
+            if clock() >= deadline:
+                wait.caught_up, wait.waited_s = False, clock() - start
+                return wait
+            sleep(min(pause, max(0.0, deadline - clock())))
+            pause = min(pause * 2, POLL_MAX_S)
+    if shows is None:
+        wait.by = "none"  # no LSN to compare, nothing to look at: the reads are taken as they are
+        wait.waited_s = clock() - start
+        return wait
+    wait.by = "polling"
+    while not shows():
+        if clock() >= deadline:
+            wait.caught_up = False
+            break
+        sleep(min(pause, max(0.0, deadline - clock())))
+        pause = min(pause * 2, POLL_MAX_S)
+    wait.waited_s = clock() - start
+    return wait
+
+
+def waits_json(waits: Mapping[str, ReadsWait]) -> dict[str, Any]:
+    return {ns: w.to_json() for ns, w in sorted(waits.items())}
