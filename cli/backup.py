@@ -24,14 +24,9 @@ from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.selection import select_namespaces
 from nsmigrate.orchestrator.records.namespaces import display_namespace, parse_namespace_arg
 from nsmigrate.orchestrator.spec.jobspec import load_spec
-from nsmigrate.workers.stores.backup.parquet import (
-    MANIFEST_NAME,
-    ImportTarget,
-    close_store,
-    export_namespaces,
-    import_targets,
-    prepare_import,
-)
+from nsmigrate.workers.stores.backup.exporting import export_namespaces
+from nsmigrate.workers.stores.backup.importing import close_store, import_targets, prepare_import
+from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, ImportTarget
 
 app = typer.Typer(add_completion=False)
 
@@ -119,7 +114,8 @@ def export_cmd(
 ) -> None:
     """Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to
     restore with `nsmigrate import`. Only reads from the store."""
-    from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, close_store
+    from nsmigrate.workers.stores.backup.importing import close_store
+    from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME
 
     job_spec = load_spec(spec)
     store = backup_store(job_spec.target if from_target else job_spec.source)

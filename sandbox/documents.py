@@ -270,7 +270,8 @@ class DocumentsApi:
             ranked = [(Candidate(i, r.values, r.sparse, dict(r.metadata or {})), s) for i, s, r in hits]
             read = len(hits)
         else:
-            everyone = self.store.fetch(namespace, self.store.matching(namespace, None))
+            view = self.store.lagging(namespace)  # search lags writes, as Pinecone's does (``sandbox.freshness``)
+            everyone = view.fetch(namespace, view.matching(namespace, None))
             candidates = [Candidate(i, r.values, r.sparse, dict(r.metadata or {})) for i, r in everyone.items()]
             allowed = {c.id for c in candidates if predicate is None or predicate(c.fields)}
             ranked = rank(clauses, candidates, allowed, top_k)

@@ -1,11 +1,13 @@
 """A local Pinecone data plane (plus a minimal control plane) that the real ``pinecone`` SDK talks to unmodified.
 
 Each index is served on its own loopback port, in memory, by a stdlib ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive,
-daemon threads, one lock per index). The wire shapes follow the 2026-04 OpenAPI spec in
-``tests/fixtures/reference/pinecone-api`` and what SDK 10.2.0 (API version 2026-07) sends and parses. Fault injection
-(latency, per-scope rate limits answered with 429 + ``Retry-After``, random 429/5xx, silent write drops, the
-``/namespaces`` endpoints switched off) can be changed at runtime, in process or over HTTP, so Celery workers and
-benchmarks in other processes see it.
+daemon threads, one lock per index). The wire shapes follow the OpenAPI specs in
+``tests/fixtures/reference/pinecone-api`` as the request's ``X-Pinecone-Api-Version`` asks (2026-07, what SDK 10.x
+sends; an earlier version gets the earlier shapes) and what SDK 10.2.0 parses. Reads may lag writes
+(``Faults.freshness_lag_s``, ``sandbox.freshness``: list, query and counts see a write that long after it, fetch at
+once; LSN headers on serverless). Fault injection (latency, per-scope rate limits answered with 429 + ``Retry-After``,
+random 429/5xx, silent write drops, the ``/namespaces`` endpoints switched off) can be changed at runtime, in process
+or over HTTP, so Celery workers and benchmarks in other processes see it.
 
 Use it from Python::
 
@@ -720,6 +722,11 @@ class IndexStore:
     def _before_write(self) -> None:
         if self.freshness is not None:
             self.freshness.before_write(self)
+
+    def lagging(self, namespace: str) -> IndexStore:
+        """The state a lagging read of ``namespace`` sees now, for a read made of other reads (a search by text)."""
+        with self.lock:
+            return self._view(namespace)
 
     def _view(self, namespace: str | None, latest: bool = False) -> IndexStore:
         """The state a lagging read of ``namespace`` (None: the whole index) sees."""

@@ -23,7 +23,14 @@ from nsmigrate.orchestrator.jobs.pages import (
     _recorded_by_another,
     page_params,
 )
-from nsmigrate.orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
+from nsmigrate.orchestrator.jobs.tables import (
+    _JOB_CREATED_OF_RUN,
+    _MARK_COPIED,
+    _batches,
+    _event_per_run,
+    _in_flight_of_run,
+    _runs,
+)
 from nsmigrate.orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
 from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 
@@ -72,6 +79,7 @@ _RUN_FOR_COPY = (
     _runs.c.creator_id,
     _runs.c.twin_id,
     _runs.c.routing_table,
+    _JOB_CREATED_OF_RUN,  # with the job id, what its spec is kept by (``job_spec``)
 )
 _run_of_batch = (
     sa.select(_runs.c.id, _runs.c.state, *_RUN_FOR_COPY)
@@ -103,6 +111,7 @@ _START_BATCH = (
         _run_of_batch.c.creator_id,
         _run_of_batch.c.twin_id,
         _run_of_batch.c.routing_table,
+        _run_of_batch.c.job_created_at,
     )
 )
 # Finishing a batch takes two statements, each its own transaction, so that no row lock waits on the worker between
@@ -239,7 +248,7 @@ def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[s
         creator_id=row.creator_id,
         twin_id=row.twin_id,
         routing_table=dict(row.routing_table or {}),
-        spec=job_spec(db, row.job_id),
+        spec=job_spec(db, row.job_id, row.job_created_at),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
@@ -43,10 +44,12 @@ class Database:
         # One statement is its own transaction: no BEGIN and COMMIT round trips around it.
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # A job's spec never changes after it is written: validate it once per process, not once per batch.
-        self._specs: dict[int, JobSpec] = {}
+        # A job's spec never changes after it is written: validate it once per process, not once per batch. Kept,
+        # as its run count, by ``jobs_and_runs.job_key`` (id and creation), never by id alone: a job table made again
+        # under this process starts its ids over.
+        self._specs: dict[tuple[int, datetime], JobSpec] = {}
         self._spec_lock = threading.Lock()
-        self._run_counts: dict[int, int] = {}  # job id → its runs, which never change once it is written
+        self._run_counts: dict[tuple[int, datetime], int] = {}  # its runs, which never change once it is written
         if create:
             ensure_schema(self.engine)
 

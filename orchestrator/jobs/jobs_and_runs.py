@@ -4,6 +4,7 @@ audit event."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from nsmigrate.orchestrator.errors import JobStopped, NotFound
 from nsmigrate.orchestrator.jobs.database import Database, _get_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
-from nsmigrate.orchestrator.jobs.tables import _jobs, _runs
+from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED, _jobs, _runs
 from nsmigrate.orchestrator.models import (
     CANCELLED_WHILE_CLEANING,
     Event,
@@ -137,13 +138,26 @@ def is_collection_job(db: Database, job_id: int) -> bool:
     return (find_job(db, job_id).spec or {}).get("strategy") == "collection"
 
 
-def job_spec(db: Database, job_id: int) -> JobSpec:
-    """The job's spec, read and validated once per process (a spec never changes once its job is written)."""
-    spec = db._specs.get(job_id)
+def job_key(db: Database, job_id: int) -> tuple[int, datetime]:
+    """What a process keeps of a job is known by: its id and when its row was made (one indexed read). A job table
+    re-created or restored under a running fleet starts its ids over; a key by id alone would give its job 1 what
+    was read of another job 1."""
+    with db.single_statement() as conn:
+        created_at = conn.execute(_JOB_CREATED, {"job_id": job_id}).scalar()
+    if created_at is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    return job_id, created_at
+
+
+def job_spec(db: Database, job_id: int, created_at: datetime | None = None) -> JobSpec:
+    """The job's spec, read and validated once per process and job (a spec never changes once its job is written),
+    kept by ``job_key``; ``created_at``: the job's, when the caller's statement read it already."""
+    key = (job_id, created_at) if created_at is not None else job_key(db, job_id)
+    spec = db._specs.get(key)
     if spec is None:
         # Once, not once per thread: a worker's task threads start on a new job together.
         with db._spec_lock:
-            spec = db._specs.get(job_id)
+            spec = db._specs.get(key)
             if spec is None:
                 with db.transaction() as s:
                     spec = _job_spec(db, s, job_id)
@@ -151,14 +165,15 @@ def job_spec(db: Database, job_id: int) -> JobSpec:
 
 
 def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
-    spec = db._specs.get(job_id)
+    job = s.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    key = (job_id, job.created_at)
+    spec = db._specs.get(key)
     if spec is None:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-        from nsmigrate.orchestrator.spec.jobspec import JobSpec  # once per job and process: the spec is cached below
+        from nsmigrate.orchestrator.spec.jobspec import JobSpec  # once per job and process: the spec is kept
 
-        spec = db._specs.setdefault(job_id, JobSpec.model_validate(job.spec))
+        spec = db._specs.setdefault(key, JobSpec.model_validate(job.spec))
     return spec
 
 

@@ -13,6 +13,13 @@ from nsmigrate.orchestrator.models import Batch, BatchState, Event, Job, Namespa
 _runs, _batches = cast(sa.Table, NamespaceRun.__table__), cast(sa.Table, Batch.__table__)
 _jobs = cast(sa.Table, Job.__table__)
 _events = cast(sa.Table, Event.__table__)
+#: When a job row was made: with its id, what a process keeps of a job is known by (``jobs_and_runs.job_spec``). A job
+#: table re-created or restored under a running process starts its ids over, and its job 1 is not the job 1 read before.
+_JOB_CREATED = sa.select(_jobs.c.created_at).where(_jobs.c.id == sa.bindparam("job_id"))
+#: The same, of a run's job, as a column of a statement on the run (no round trip of its own).
+_JOB_CREATED_OF_RUN = (
+    sa.select(_jobs.c.created_at).where(_jobs.c.id == _runs.c.job_id).scalar_subquery().label("job_created_at")
+)
 _in_flight_of_run = (
     sa.select(sa.func.count())
     .where(_batches.c.run_id == _runs.c.id, _batches.c.state.in_(ACTIVE_BATCH_STATES))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from nsmigrate.orchestrator.jobs.lifecycle import (
     check_run_transition,
     states_that_may_move_to,
 )
-from nsmigrate.orchestrator.jobs.tables import _event_per_run, _events, _jobs, _runs
+from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED_OF_RUN, _event_per_run, _events, _jobs, _runs
 from nsmigrate.orchestrator.models import CANCELLED_WHILE_CLEANING, JobKind, NamespaceRun, RunState, utcnow
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
@@ -33,7 +34,7 @@ _START_VERIFY = (
         ~sa.exists().where(_jobs.c.id == _runs.c.job_id, _jobs.c.kind == JobKind.ROLLBACK.value),
     )
     .values(state=RunState.VERIFYING.value, updated_at=sa.bindparam("now"))
-    .returning(*_runs.c)
+    .returning(*_runs.c, _JOB_CREATED_OF_RUN)
 )
 # The runs writing into any of some fixed target namespaces: those targets, or routed (``ix_runs_job_target``).
 _WRITERS = sa.select(*_runs.c).where(
@@ -91,9 +92,18 @@ def start_verifications(
     from_states = states_that_may_move_to(RunState.VERIFYING) if judged_too else AWAITING_VERDICT_RUN_STATES
     params = {"run_ids": list(run_ids), "from_states": [str(v) for v in from_states], "now": utcnow()}
     with db.single_statement() as conn:
-        moved = {row.id: NamespaceRun(**row._mapping) for row in conn.execute(_START_VERIFY, params)}
+        moved: dict[int, NamespaceRun] = {}
+        created: dict[int, datetime] = {}  # job id → its creation: with the id, what its run count is kept by
+        for row in conn.execute(_START_VERIFY, params):
+            fields = dict(row._mapping)
+            created[row.job_id] = fields.pop("job_created_at")
+            moved[row.id] = NamespaceRun(**fields)
         runs = [moved[run_id] for run_id in dict.fromkeys(run_ids) if run_id in moved]
-        return [(run, neighbours) for job_runs in _by_job(runs) for run, neighbours in _neighbours(conn, db, job_runs)]
+        return [
+            (run, neighbours)
+            for job_runs in _by_job(runs)
+            for run, neighbours in _neighbours(conn, db, job_runs, created[job_runs[0].job_id])
+        ]
 
 
 def finish_verify(db: Database, run_id: int, namespace: str, report: dict[str, Any], passed: bool, actor: str) -> None:
@@ -266,9 +276,11 @@ def _by_job(runs: list[NamespaceRun]) -> list[list[NamespaceRun]]:
     return list(by_job.values())
 
 
-def _neighbours(conn: sa.Connection, db: Database, runs: list[NamespaceRun]) -> list[tuple[NamespaceRun, Neighbours]]:
-    """The ``Neighbours`` of runs of one job, from indexed reads (``ix_runs_job_target``, ``ix_runs_job_creator``):
-    a job of 12,000 runs is never scanned."""
+def _neighbours(
+    conn: sa.Connection, db: Database, runs: list[NamespaceRun], job_created_at: datetime
+) -> list[tuple[NamespaceRun, Neighbours]]:
+    """The ``Neighbours`` of runs of one job (made at ``job_created_at``), from indexed reads (``ix_runs_job_target``,
+    ``ix_runs_job_creator``): a job of 12,000 runs is never scanned."""
     job_id = runs[0].job_id
     targets = sorted({run.target_namespace for run in runs if run.target_namespace is not None})
     writers: list[NamespaceRun] = []
@@ -280,10 +292,12 @@ def _neighbours(conn: sa.Connection, db: Database, runs: list[NamespaceRun]) -> 
     first_twin: dict[str, int] = {}
     if creators:
         first_twin = dict(conn.execute(_FIRST_TWIN_RUNS, {"job_id": job_id, "creators": creators}).tuples().all())
-    # Runs in the job, counted once per process: a job's runs are written with it and never added to.
-    count = db._run_counts.get(job_id)
+    # Runs in the job, counted once per process and job (``job_key``): a job's runs are written with it and never
+    # added to.
+    key = (job_id, job_created_at)
+    count = db._run_counts.get(key)
     if count is None:
-        count = db._run_counts[job_id] = int(conn.execute(_RUN_COUNT, {"job_id": job_id}).scalar() or 0)
+        count = db._run_counts[key] = int(conn.execute(_RUN_COUNT, {"job_id": job_id}).scalar() or 0)
     return [
         (
             run,

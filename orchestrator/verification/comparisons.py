@@ -301,6 +301,10 @@ class Report:
     #: Ids copied from a source namespace that lists none now (vanished, emptied, or another store reached): an
     #: empty source proves nothing about the copy, so "0/0 ids present" never passes.
     source_vanished: int = 0
+    #: Vectors the plan counted in a source namespace of which nothing was copied and nothing is listed now: the
+    #: job reached another store than the one it planned (its spec taken for another job's), or the source was
+    #: emptied since. "0/0 ids present" never passes then either.
+    planned_unseen: int = 0
     target_count: int | None = None
     count_readings: list[int] = field(default_factory=list)
     count_stable: bool = True
@@ -386,6 +390,12 @@ class Report:
             out.append(
                 f"the source namespace lists no ids now, but {self.source_vanished} were copied from it: it vanished "
                 "or was emptied (or the spec reaches another store); nothing is verified against an empty source"
+            )
+        if self.planned_unseen and not self.source_count:
+            out.append(
+                f"the plan counted {self.planned_unseen} vectors in the source namespace, but none were copied and "
+                "it lists none now: the job reached another store than the one it planned, or the source was "
+                "emptied since; nothing is verified against an empty source"
             )
         if self.missing_count:
             out.append(f"{self.missing_count} source ids missing in target (e.g. {self.missing_ids[0]!r})")
@@ -513,6 +523,7 @@ class Report:
             "missing_count": self.missing_count,
             "vanished_count": self.vanished_count,
             "source_vanished": self.source_vanished,
+            "planned_unseen": self.planned_unseen,
             "extra_ids": list(self.extra_ids),
             "extra_count": self.extra_count,
             "extras_fail": self.extras_fail,

@@ -24,16 +24,9 @@ from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BackupError
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
-from nsmigrate.workers.stores.backup.parquet import (
-    MANIFEST_NAME,
-    export_namespace,
-    export_namespaces,
-    file_name_for,
-    ids_fingerprint,
-    import_file,
-    import_path,
-    read_header,
-)
+from nsmigrate.workers.stores.backup.exporting import export_namespace, export_namespaces
+from nsmigrate.workers.stores.backup.importing import import_file, import_path, read_header
+from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, file_name_for, ids_fingerprint
 from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore

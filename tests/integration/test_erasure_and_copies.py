@@ -33,8 +33,8 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, erasing
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate.workers.stores.backup.parquet import export_namespaces
-from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.backup.exporting import export_namespaces
+from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import seed_chunks
 from tests.integration.test_verify_cleanup import URL_ENV, RecordingDispatcher, copied_job, make_records, make_spec
@@ -240,7 +240,7 @@ def test_a_batch_copied_inside_postgres_refuses_too(
         routing={"mode": "explicit", "map": {"public": "copied"}},
         enrich={"creator_fields": False, "migrated_from": False},
     )
-    assert pgnamespaces.in_database(spec)
+    assert table_copies.in_database(spec)
     owners = ["a.1"] * 3 + ["a.10"] * 3
     rows = [
         Record(id_, values, {**metadata, "creator_id": owner})

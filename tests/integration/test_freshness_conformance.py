@@ -186,3 +186,34 @@ def test_the_lag_is_a_constructor_option_checked_like_every_fault() -> None:
     assert PineconeSandbox([IndexSpec("lagged", 2)], freshness_lag_s=7.5).faults("lagged").freshness_lag_s == 7.5
     with pytest.raises(ValueError, match="freshness_lag_s"):
         Faults(freshness_lag_s=-1)
+
+
+def test_a_document_search_by_text_lags_and_a_fetch_does_not(sandbox: PineconeSandbox) -> None:
+    """Documents "become searchable within approximately one minute" (Pinecone's documentation): here after the lag."""
+    sandbox.initial_faults = Faults(freshness_lag_s=LAG_S)  # the index created below lags
+    schema = {
+        "fields": {
+            "embedding": {"type": "dense_vector", "dimension": 4, "metric": "cosine"},
+            "body": {"type": "string", "full_text_search": {}},
+        }
+    }
+    Pinecone(api_key="test-key", host=sandbox.control_host).indexes.create(name="fresh-docs", schema=schema, timeout=-1)
+    try:
+        document = {"_id": "d1", "embedding": [1, 0, 0, 0], "body": "the quick brown fox"}
+        written = send(
+            sandbox, "POST", "/namespaces/news/documents/upsert", "fresh-docs", json={"documents": [document]}
+        )
+        assert lsns(written)["x-pinecone-request-lsn"] == "1"
+        search = {"score_by": [{"type": "text", "field": "body", "query": "fox"}], "top_k": 3}
+
+        def found() -> list[str]:
+            reply = send(sandbox, "POST", "/namespaces/news/documents/search", "fresh-docs", json=search)
+            return [m["_id"] for m in reply.json()["matches"]]
+
+        assert found() == []
+        fetched = send(sandbox, "POST", "/namespaces/news/documents/fetch", "fresh-docs", json={"ids": ["d1"]})
+        assert "d1" in str(fetched.json())
+        assert wait_until(found, what="the document found by its text", timeout_s=LAG_S + 5) == ["d1"]
+    finally:
+        sandbox.initial_faults = Faults()
+        sandbox.remove_index("fresh-docs")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from pydantic import BaseModel
 
 from nsmigrate.orchestrator import jobs, launch
@@ -41,7 +42,9 @@ from nsmigrate.orchestrator.messaging.task_names import (
     submission_reply_key,
     submission_taken_key,
 )
+from nsmigrate.orchestrator.models import Job, ensure_schema
 from nsmigrate.orchestrator.planning.summary import summarize
+from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec, spec_from_text
 from nsmigrate.workers.stores import open_retrying_store
@@ -117,7 +120,7 @@ class PlanServer:
             return
         # The answer is sent before the mark goes: a waiting command sees one or the other at every moment.
         with self._taken(submission.token):
-            answer = self.answer(submission)
+            answer = self.answered(submission)
             key = submission_reply_key(submission.token)
             with self.redis.pipeline() as pipe:
                 pipe.rpush(key, json.dumps(answer))
@@ -148,6 +151,37 @@ class PlanServer:
             marker.join()
             with suppress(redis.RedisError):  # it expires
                 self.redis.delete(key)
+
+    def answered(self, submission: Submission) -> dict[str, Any]:
+        """``answer``; when the job table lost its tables under the running fleet (its database made again, or
+        restored empty), they are made again, the submission is answered on them, and the answer says so once."""
+        try:
+            return self.answer(submission)
+        except _TablesGone:
+            pass
+        ensure_schema(self.db.engine)
+        notice = (
+            f"the job table at {redact_url(self.settings.database_url)} had lost its tables (its database was made "
+            "again, or restored empty, while the fleet ran): they were made again, and nothing the fleet read of "
+            "the jobs before is used"
+        )
+        log.warning("planner: %s", notice)
+        try:
+            answer = self.answer(submission)
+        except _TablesGone:
+            return {"outcome": "error", "message": f"{notice}, but they are gone again; run it again", "exit_code": 1}
+        if "plan" in answer:
+            answer["plan"]["warnings"] = [*answer["plan"].get("warnings", []), notice]
+        elif answer["outcome"] == "error":
+            answer["message"] = f"{notice}; {answer['message']}"
+        return answer
+
+    def _tables_gone(self) -> bool:
+        """Whether the job table's database has no ``jobs`` table (a failure to ask says no: that error is shown)."""
+        try:
+            return not sa.inspect(self.db.engine).has_table(Job.__tablename__)
+        except Exception:
+            return False
 
     def answer(self, submission: Submission) -> dict[str, Any]:
         """Plan (and for ``run`` start) the submitted spec; what to send back (``submissions.OUTCOMES``)."""
@@ -186,6 +220,8 @@ class PlanServer:
                 return _local(f"this worker's environment has no {missing}")
             return {"outcome": "error", "message": str(e), "exit_code": 2}
         except Exception as e:  # a bug or an outage: say where to look, keep serving
+            if self._tables_gone():
+                raise _TablesGone from e
             log.exception("planner: planning %s failed", submission.spec_path)
             return {
                 "outcome": "error",
@@ -208,6 +244,10 @@ class PlanServer:
             "auto_verify": spec.auto_verify,
             "refused": started.refused,
         }
+
+
+class _TablesGone(Exception):
+    """Planning failed on a job table without its tables (``FleetPlanner.answered``)."""
 
 
 @contextmanager

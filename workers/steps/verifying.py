@@ -71,7 +71,7 @@ from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.latency import measure, measures_latency
 from nsmigrate.workers.stores.base import Store
-from nsmigrate.workers.stores.pgvector.namespaces import RunTables, compare_in_postgres, finish_load, in_database
+from nsmigrate.workers.stores.pgvector.table_copies import RunTables, compare_in_postgres, finish_load, in_database
 from nsmigrate.workers.transfer.text_writes import embedder_for
 
 log = logging.getLogger(__name__)
@@ -297,6 +297,10 @@ class _Verifier:
         judged_whole = fixed is not None and not shared and (self.checks.ids or self.checks.counts)
         if not ids and not judged_whole:
             self.report.source_vanished = self.run_.copied
+        if not ids and not self.run_.copied:
+            # Nothing copied, nothing listed, though the plan counted vectors here: judged whole or not, the target
+            # cannot show that the right store was read.
+            self.report.planned_unseen = self.run_.source_count
         if fixed is None:
             self.report.notes.append("routed run: counts and extra ids are not judged per source namespace")
             return
