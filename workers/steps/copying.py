@@ -36,6 +36,7 @@ from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.next_steps import advance
 from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.guarded import shared_hold
 from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, sized_chunks
@@ -215,7 +216,12 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, starte
             step = _copy_in_postgres
         elif one_target and table_copies.between_databases(spec):
             step = _copy_between_databases
-        vectors, missing, nbytes, targets = step(ctx, work)
+        if step is _copy_through_worker:  # its upserts hold their namespaces themselves (``GuardedStore``)
+            vectors, missing, nbytes, targets = step(ctx, work)
+        else:  # a copy inside Postgres writes past them: it holds its target as a write does, deletions wait
+            assert work.target_namespace is not None
+            with shared_hold(ctx.guarded(spec.target, spec.rate), work.target_namespace):
+                vectors, missing, nbytes, targets = step(ctx, work)
         outcome = jobs.finish_batch(
             ctx.db,
             batch_id,
