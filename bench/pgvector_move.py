@@ -3,7 +3,8 @@
 - **floor**: one plain ``INSERT … SELECT`` of every row into an empty table of the same schema, run by ``psql``
   (no batches, no ``ON CONFLICT``, no job table: what Postgres itself needs for the rows);
 - **fleet, in Postgres**: an nsmigrate job between two tables of the same database, its batches ``INSERT … SELECT``
-  by keyset-listed ids inside Postgres (``workers.stores.pgvector.namespaces.copy_batch_in_postgres``), launch → copied;
+  by keyset-listed ids inside Postgres (``workers.stores.pgvector.table_copies.copy_batch_in_postgres``), launch →
+  copied;
 - **until verified**: the same job, launch → verified (the target's ivfflat and b-tree indexes, ANALYZE, and the
   full verification: every id and every record's values and metadata compared);
 - **fleet, through workers**: the same job into a table of another database on the same server, so every batch is
@@ -36,7 +37,7 @@ from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate_sandbox.services import _postgres_bin
 from nsmigrate_sandbox.stack import Stack, start_stack, wait_for_workers
 
@@ -80,7 +81,7 @@ def floor(engine: sa.Engine, url: str, dimension: int) -> float:
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS embeddings_floor"))
         conn.execute(sa.text(pgvector_layout.create_table_sql("embeddings_floor", dimension)))
-        columns = ", ".join(pgvector_layout.quote(c) for c in pgnamespaces.carried_columns(conn, "embeddings_alpha"))
+        columns = ", ".join(pgvector_layout.quote(c) for c in table_copies.carried_columns(conn, "embeddings_alpha"))
     seconds = _psql(url, f"INSERT INTO embeddings_floor ({columns}) SELECT {columns} FROM embeddings_alpha")
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE embeddings_floor"))

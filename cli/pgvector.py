@@ -19,6 +19,7 @@ from nsmigrate.orchestrator import jobs, pgvector_layout
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.states import JobKind
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 
 app = typer.Typer(add_completion=False)
@@ -111,7 +112,7 @@ def _audited(database_url: str | None, command: str, **detail: Any) -> Iterator[
         database.dispose()
 
 
-def _print_result(title: str, result: pgnamespaces.CopyResult, as_json: bool, dry_run: bool) -> None:
+def _print_result(title: str, result: table_copies.CopyResult, as_json: bool, dry_run: bool) -> None:
     if as_json:
         console.print_json(json.dumps({**result.to_json(), "dry_run": dry_run}))
         return
@@ -393,7 +394,7 @@ def _transfer(
     op: str,
     url_env: str,
     prefix: str,
-    run: Callable[[sa.Engine], pgnamespaces.CopyResult],
+    run: Callable[[sa.Engine], table_copies.CopyResult],
     dry_run: bool,
     as_json: bool,
     database_url: str | None,
@@ -430,13 +431,13 @@ def copy(
     build TARGET's indexes, ANALYZE, and verify row counts, id sets and every column of every row."""
     index = _index(vector_index, lists)
     _between(
-        "copy", pgnamespaces.copy_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
+        "copy", table_copies.copy_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
     )
 
 
 def _between(
     op: str,
-    operation: Callable[..., pgnamespaces.CopyResult],
+    operation: Callable[..., table_copies.CopyResult],
     names: tuple[str, str],
     url_env: str,
     prefix: str,
@@ -449,7 +450,7 @@ def _between(
     source, target = _checked(names[0]), _checked(names[1])  # before the audit record: a refused name writes none
     chunk_rows = settings(database_url, None).pgvector_copy_chunk_rows
 
-    def run(engine: sa.Engine) -> pgnamespaces.CopyResult:
+    def run(engine: sa.Engine) -> table_copies.CopyResult:
         return operation(
             engine, prefix, source, target, vector_index=vector_index, dry_run=dry_run, chunk_rows=chunk_rows
         )
@@ -477,7 +478,7 @@ def move(
     index = _index(vector_index, lists)
     _need_yes(yes, dry_run, f"move renames namespace {source!r}'s table to a backup")
     _between(
-        "move", pgnamespaces.move_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
+        "move", table_copies.move_namespace, (source, target), url_env, prefix, index, dry_run, as_json, database_url
     )
 
 
@@ -499,8 +500,8 @@ def legacy(
     _need_yes(yes, dry_run, f"legacy renames the legacy table {prefix} to a backup")
     chunk_rows = settings(database_url, None).pgvector_copy_chunk_rows
 
-    def run(engine: sa.Engine) -> pgnamespaces.CopyResult:
-        return pgnamespaces.migrate_legacy(engine, prefix, vector_index=index, dry_run=dry_run, chunk_rows=chunk_rows)
+    def run(engine: sa.Engine) -> table_copies.CopyResult:
+        return table_copies.migrate_legacy(engine, prefix, vector_index=index, dry_run=dry_run, chunk_rows=chunk_rows)
 
     detail = {"source": prefix, "target": "", "vector_index": index.method, "lists": index.lists}
     _transfer("legacy", url_env, prefix, run, dry_run, as_json, database_url, **detail)

@@ -30,6 +30,7 @@ from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.verification.comparisons import compare_record
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import application_rows, create_application_table
@@ -90,14 +91,14 @@ def _load_legacy(engine: sa.Engine) -> list[str]:
 
 
 def _legacy_and_copy(engine: sa.Engine) -> bool:
-    legacy = pgnamespaces.migrate_legacy(engine, "embeddings", vector_index=pgvector_layout.VectorIndex())
+    legacy = table_copies.migrate_legacy(engine, "embeddings", vector_index=pgvector_layout.VectorIndex())
     console.print(
         f"`nsmigrate pgvector legacy --yes`: {legacy.source_rows} rows → {legacy.target_table} ({legacy.target_rows} "
         f"rows, verified: {legacy.verified}); the legacy table is kept as {legacy.backup_table}; indexes built: "
         f"{', '.join(legacy.indexes.get('built', []))}; similarity search served by "
         f"{legacy.indexes.get('vector_index')}"
     )
-    copied = pgnamespaces.copy_namespace(engine, "embeddings", "", SECOND, vector_index=pgvector_layout.VectorIndex())
+    copied = table_copies.copy_namespace(engine, "embeddings", "", SECOND, vector_index=pgvector_layout.VectorIndex())
     console.print(
         f"`nsmigrate pgvector copy default {SECOND}`: {copied.copied} rows inside Postgres → {copied.target_table} "
         f"(verified: {copied.verified})"

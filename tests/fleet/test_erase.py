@@ -24,7 +24,7 @@ from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.steps.erasing import plan_erasure
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate.workers.stores.backup.parquet import read_manifest
+from nsmigrate.workers.stores.backup.importing import read_manifest
 from nsmigrate.workers.stores.base import iter_all_ids
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy

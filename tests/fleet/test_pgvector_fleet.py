@@ -25,6 +25,7 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.cleaning import cleanup_run
 from nsmigrate.workers.stores import open_retrying_store, open_store
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import seed_chunks
@@ -222,7 +223,7 @@ def test_round_trip_legacy_table_to_namespace_tables_to_pinecone_and_back_is_ide
     with store().engine().begin() as conn:
         conn.execute(sa.text(f"{create_table_sql('embeddings', DIM)}"))
         pgnamespaces.upsert_records(conn, "embeddings", legacy)
-    moved = pgnamespaces.migrate_legacy(store().engine(), "embeddings", vector_index=VectorIndex())
+    moved = table_copies.migrate_legacy(store().engine(), "embeddings", vector_index=VectorIndex())
     assert moved.verified and moved.backup_table and moved.target_table == "embeddings_default"
     store().upsert("docs", docs)
     pg_stack.start_worker("list,copy,verify", 4, pool="threads", name="fleet")

@@ -21,7 +21,8 @@ from nsmigrate.orchestrator.errors import BackupError
 from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate.workers.stores.backup.erasure import erase_rows
-from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, export_namespaces
+from nsmigrate.workers.stores.backup.exporting import export_namespaces
+from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore

@@ -21,6 +21,7 @@ from nsmigrate.orchestrator.verification.comparisons import compare_record
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
@@ -143,9 +144,9 @@ def test_pgvector_copy_move_legacy_carry_every_awkward_column_into_the_ddls_tabl
     target = "embeddings_default" if legacy else "embeddings_beta"
 
     if legacy:
-        result = pgnamespaces.migrate_legacy(pg, "embeddings", vector_index=VectorIndex())
+        result = table_copies.migrate_legacy(pg, "embeddings", vector_index=VectorIndex())
     else:
-        act = pgnamespaces.move_namespace if command == "move" else pgnamespaces.copy_namespace
+        act = table_copies.move_namespace if command == "move" else table_copies.copy_namespace
         result = act(pg, "embeddings", "alpha", "beta", vector_index=VectorIndex())
 
     assert result.verified, result.to_json()
@@ -166,16 +167,16 @@ def test_pgvector_copy_move_legacy_carry_every_awkward_column_into_the_ddls_tabl
         with pg.connect() as conn:
             conn.exec_driver_sql(f"UPDATE {quote(target)} SET {quote(column)} = {CHANGED[column]}")
             assert differing_columns(conn, source, target) == {CHUNK_ID: [column]}
-            checked = pgnamespaces.compare_tables(conn, source, target, _result(result))
+            checked = table_copies.compare_tables(conn, source, target, _result(result))
             conn.rollback()
         assert checked.differing == {CHUNK_ID: f"{column} differs"}, column
         assert not checked.verified
 
 
-def _result(copied: pgnamespaces.CopyResult) -> pgnamespaces.CopyResult:
+def _result(copied: table_copies.CopyResult) -> table_copies.CopyResult:
     """A fresh result for ``compare_tables`` of the copy's tables (the source as its backup, after a move)."""
     source = copied.backup_table or copied.source_table
-    return pgnamespaces.CopyResult(source, copied.target_table, 0, 0, 0, columns=copied.columns)
+    return table_copies.CopyResult(source, copied.target_table, 0, 0, 0, columns=copied.columns)
 
 
 def documented(prefix: str = "embeddings") -> DocumentedPgvectorStore:

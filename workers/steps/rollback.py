@@ -80,6 +80,9 @@ class _Rollback:
         found = erased_in(erasures, [((run.creator_id, run.twin_id), records)]) if erasures else None
         if found is not None:
             erasure, subject, ids = found
+            jobs.record_held_back(
+                self.ctx.db, [found], job=self.forward_job_id, namespace=run.source_namespace, refused="rollback"
+            )
             raise StateError(
                 f"{len(ids)} original(s) of {subject.label} in namespace {display_namespace(run.source_namespace)!r} "
                 f"would be written back, but erasure job {erasure} erases their data: a rollback never writes it "

@@ -71,7 +71,7 @@ from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.latency import measure, measures_latency
 from nsmigrate.workers.stores.base import Store
-from nsmigrate.workers.stores.pgvector.namespaces import RunTables, compare_in_postgres, finish_load, in_database
+from nsmigrate.workers.stores.pgvector.table_copies import RunTables, compare_in_postgres, finish_load, in_database
 from nsmigrate.workers.transfer.text_writes import embedder_for
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.workers.stores.base import IdPage, Record
 from nsmigrate.workers.stores.pgvector import binary as pgbinary
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
+from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore, is_undefined_table
 
 
@@ -144,7 +145,7 @@ class DocumentedPgvectorStore(PgvectorStore):
         extra: Mapping[str, Any],
     ) -> tuple[int, int] | None:
         """The rows of ``ids`` from ``source``'s table of ``source_namespace`` (another database) into this store's
-        table of ``namespace`` (made with the source's dimension if missing), as they are (``pgnamespaces.copy_rows``),
+        table of ``namespace`` (made with the source's dimension if missing), as they are (``table_copies.copy_rows``),
         ``metadata`` merged with ``extra``. Returns (rows written, bytes passed); None, with nothing written, when a
         column's type cannot pass as it is (the batch goes as records then)."""
         table = pgvector_layout.table_of(self.prefix, namespace)  # the name rules refuse a bad namespace here
@@ -153,7 +154,7 @@ class DocumentedPgvectorStore(PgvectorStore):
             if source_table is None:
                 return 0, 0
             columns = [c for c in pgnamespaces.table_columns(reading, source_table) if not c.serial]
-            if not pgnamespaces.passes_as_rows(columns):
+            if not table_copies.passes_as_rows(columns):
                 return None
             dimension = pgnamespaces.dimension_of(reading, source_table) or self._dimension or 0
             with self._errors("copy_rows", namespace):
@@ -165,7 +166,7 @@ class DocumentedPgvectorStore(PgvectorStore):
                             pgnamespaces.create_namespace(making, self.prefix, namespace, dimension)
                         self._existing.add(table)
                     with self._get_engine().begin() as writing:
-                        done = pgnamespaces.copy_rows(reading, source_table, columns, ids, writing, table, extra)
+                        done = table_copies.copy_rows(reading, source_table, columns, ids, writing, table, extra)
                     if done is not None:
                         return done
                     self._existing.discard(table)  # dropped since this process saw it: made again, once
