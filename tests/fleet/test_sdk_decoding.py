@@ -3,7 +3,7 @@
 msgspec (which the SDK decodes responses with) builds a type's decoding information on its first decode, and threads
 doing that at once crash the process (SIGSEGV). ``workers.fleet.tasks`` primes every SDK response type on import,
 before a pool runs any task, and a ``PineconeStore`` primes them when it builds the process's first client, one client
-at a time (``workers.stores.pinecone.store.prime_sdk_decoding``): planning reads both stores from threads of the CLI's
+at a time (``workers.stores.pinecone.access.prime_sdk_decoding``): planning reads both stores from threads of the CLI's
 process, and its demo crashed that way once in six runs before.
 """
 
