@@ -30,7 +30,7 @@ FIRST_DECODES_AT_ONCE = textwrap.dedent(
     if mode == "worker":
         import nsmigrate.workers.fleet.tasks  # noqa: F401 - what a worker process imports before its pool runs a task
     from pinecone._internal.adapters.vectors_adapter import VectorsAdapter as A
-    from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+    from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
     from nsmigrate.workers.stores.pinecone.store import PineconeStore
 
     responses = [

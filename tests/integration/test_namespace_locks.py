@@ -13,7 +13,8 @@ import redis as redis_lib
 
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.routing.route import route_context, route_records
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.steps.proving import delete_proven
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator.pgvector_layout import INT_KEYS_KEY, MappingError, VectorIndex, quote
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.orchestrator.verification.comparisons import compare_record
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.rollback import rollback_job

@@ -25,7 +25,7 @@ from pinecone import (
 
 from nsmigrate.orchestrator.connections.keys import key_destination_refusal, key_var_refusal
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.pinecone.rest import DataPlaneError, key_refusal
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape
 from nsmigrate.orchestrator.redaction import redact_url
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.pinecone.access import api_key, check_key_destination, pinecone_errors
 from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
 

@@ -49,8 +49,8 @@ from nsmigrate.orchestrator.limits import (
     NAMESPACE_MAX_CHARS,
 )
 from nsmigrate.orchestrator.records.vectors import JsonValues
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
 from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from nsmigrate.workers.stores.pinecone.access import api_key, check_key_destination, pinecone_errors, prime_sdk_decoding
