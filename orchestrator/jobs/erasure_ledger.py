@@ -65,15 +65,17 @@ class HeldBack:
         self.db = db
         self.held: dict[int, tuple[Any, list[str]]] = {}
 
-    def keep(self, namespace: str, records: list[Any]) -> list[Any]:
+    def keep(self, namespace: str, records: list[Any], pair: tuple[str | None, str | None] | None = None) -> list[Any]:
+        """The records that may be written into ``namespace``, built for ``pair`` (creator, twin) when the caller
+        knows it (a job's run), else for every reading of its name."""
         from nsmigrate.orchestrator.tenancy.erasure import erased_records, pairs_of_name
 
         erasures = erasure_subjects(self.db)
         if not erasures or not records:
             return records
         out: set[str] = set()
-        for pair in pairs_of_name(namespace):
-            for at, ids in erased_records(erasures, [(pair, [r for r in records if r.id not in out])]).items():
+        for built in [pair] if pair is not None else pairs_of_name(namespace):
+            for at, ids in erased_records(erasures, [(built, [r for r in records if r.id not in out])]).items():
                 job_id, subject = erasures[at]
                 self.held.setdefault(job_id, (subject, []))[1].extend(ids)
                 out.update(ids)

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
 from nsmigrate.orchestrator.errors import BatchFailed, ErasureFailed, NotFound, SpecError, StateError
 from nsmigrate.orchestrator.models import SCHEMA_VERSION, ErasureEntry, SchemaInfo, ensure_schema
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
@@ -390,3 +391,36 @@ def test_an_older_job_tables_erasures_enter_the_ledger_when_its_schema_is_brough
     ensure_schema(ctx.db.engine)
 
     assert jobs.erasure_subjects(ctx.db) == [(erase_job, Subject("a.1"))]
+
+
+def test_a_dual_write_writes_none_of_an_erased_twins_records_to_either_index(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    """An application writing through ``DualWriteIndex`` into twin t1's old namespace after a.1 was erased: the run
+    says whose the namespace is, so neither the old index nor the job's target gets those records; a.10's twin
+    t10 is written to both; the held-back records are named and in the erasure's events."""
+    spec = make_spec(store_specs)
+    job = copied_job(
+        ctx,
+        spec,
+        {"t1": make_records(2, prefix="m"), "t10": make_records(2, prefix="o", seed=1)},
+        targets={"t1": "creator_a.1_twin_t1", "t10": "creator_a.10_twin_t10"},
+        pairs={"t1": ("a.1", "t1"), "t10": ("a.10", "t10")},
+    )
+    erase_job = erased(ctx, Subject("a.1", twins=frozenset({"t1"})))
+    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    app = DualWriteIndex(old=StoreIndex(source), new=StoreIndex(target), job_id=job.job_id, db=ctx.db)
+    written = {"id": "new-1", "values": make_records(1, seed=5)[0].values}
+
+    assert app.upsert(vectors=[written], namespace="t1") is None
+
+    assert "held back 1 record(s) of creator 'a.1'" in app.held_back[0] and "'new-1'" in app.held_back[0]
+    assert source.fetch("t1", ["new-1"]) == [] and target.fetch("creator_a.1_twin_t1", ["new-1"]) == []
+    [event] = held_back_events(ctx, erase_job)
+    assert event["command"] == "dual_write" and event["ids"] == ["new-1"] and event["job"] == job.job_id
+
+    app.upsert(vectors=[written], namespace="t10")
+
+    assert app.held_back == []
+    assert [r.id for r in source.fetch("t10", ["new-1"])] == ["new-1"]
+    assert [r.id for r in target.fetch("creator_a.10_twin_t10", ["new-1"])] == ["new-1"]
