@@ -24,6 +24,7 @@ from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
+from nsmigrate.orchestrator.planning.document_checks import check_document_keys
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
@@ -242,6 +243,7 @@ def _prepare(
                 twins = load_twins(spec.routing.creators, spec_dir, retry_policy.one_off(settings))
             sources = load_sources(spec.routing.sources, spec_dir, retry_policy.one_off(settings))
         plan = make_plan(spec, source_inv, target_inv, twins, sources)
+        check_document_keys(spec, source, [r.source_namespace for r in plan.runs if r.vector_count])
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
             targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})

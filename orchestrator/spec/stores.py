@@ -9,6 +9,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,8 @@ from pydantic import (
 from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.connections.keys import credentials_refusal
 from nsmigrate.orchestrator.limits import (
+    DOCUMENT_FIELD_MAX_BYTES,
+    DOCUMENT_RESERVED_PREFIXES,
     QUERY_MAX_TOP_K,
 )
 from nsmigrate.orchestrator.redaction import redact_text, redact_url
@@ -152,6 +155,52 @@ class TextRecords(_Model):
     )
 
 
+def _document_field(value: str) -> str:
+    if not value or value.startswith(DOCUMENT_RESERVED_PREFIXES) or len(value.encode()) > DOCUMENT_FIELD_MAX_BYTES:
+        raise ValueError(
+            f"{value!r} cannot name a document field: 1-{DOCUMENT_FIELD_MAX_BYTES} bytes, not starting with '_' or '$'"
+        )
+    return value
+
+
+DocumentFieldName = Annotated[str, AfterValidator(_document_field)]
+
+
+class DocumentMapping(_Model):
+    """A **document index** (API 2026-07) and how records map onto its documents: the record's id becomes ``_id``,
+    its values the ``dense_field``, its sparse values the ``sparse_field``, each metadata key a top-level field of
+    the same name (``rename`` gives it another). ``text_fields`` are metadata keys written as full-text ``string``
+    fields (``chunk_text``, or any column holding text); an index nsmigrate creates (``create``) declares them in its
+    schema. A metadata key a document refuses (starting with ``_`` or ``$``, or the name of the dense or sparse
+    field) refuses the plan, naming the ``rename`` that fixes it; nothing is ever dropped. Read back, a document is
+    the record it was written from (renames undone), so verification, cleanup, sync and rollback compare records."""
+
+    dense_field: DocumentFieldName = Field(default="embedding", description="The dense_vector field.")
+    sparse_field: DocumentFieldName | None = Field(
+        default=None, description="The sparse_vector field, for records with sparse values (hybrid search)."
+    )
+    text_fields: list[DocumentFieldName] = Field(
+        default_factory=list, description="Fields of text with full-text search, e.g. [chunk_text]."
+    )
+    rename: dict[str, DocumentFieldName] = Field(
+        default_factory=dict, description="Metadata key → document field name, e.g. {_source: source}."
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> DocumentMapping:
+        vectors = {self.dense_field, self.sparse_field} - {None}
+        if self.sparse_field == self.dense_field:
+            raise ValueError("dense_field and sparse_field must be two different fields")
+        clash = sorted(vectors & set(self.text_fields))
+        if clash:
+            raise ValueError(f"{clash} cannot be a text field and a vector field at once")
+        names = list(self.rename.values())
+        twice = sorted({n for n in names if names.count(n) > 1} | (vectors & set(names)))
+        if twice:
+            raise ValueError(f"rename gives two keys, or a key and a vector field, the same name: {twice}")
+        return self
+
+
 class PineconeStoreSpec(_Model):
     """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
 
@@ -178,6 +227,9 @@ class PineconeStoreSpec(_Model):
     records: TextRecords | None = Field(
         default=None, description="As a target: an integrated index; records are written as text (see TextRecords)."
     )
+    documents: DocumentMapping | None = Field(
+        default=None, description="A document index (API 2026-07) and how records map onto documents."
+    )
 
     # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
     @field_validator("host", "control_host")
@@ -203,6 +255,10 @@ class PineconeStoreSpec(_Model):
             raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
         if self.create is not None and self.index is None:
             raise ValueError("`create` needs `index: NAME` (the index to create), not `host`")
+        if self.documents is not None and (self.records is not None or self.enumerate.mode != "list"):
+            raise ValueError("a document index (`documents`) is written as documents and lists its ids: no `records`")
+        if self.documents is not None and self.create is not None and self.create.model is not None:
+            raise ValueError("`create.model` makes an integrated index; a document index is created from `documents`")
         if self.create is not None and self.create.model is not None and self.records is None:
             raise ValueError(
                 "`create.model` makes an integrated index: give `records: {text_from, field}` too (which source "

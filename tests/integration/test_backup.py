@@ -314,6 +314,14 @@ def write_spec(tmp_path: Path, sandbox: PineconeSandbox, target: str = "dst", **
     return path
 
 
+@pytest.fixture
+def job_table(job_table_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`import` asks the erasure ledger of the job table before it writes: one it can reach."""
+    monkeypatch.setenv("NSMIGRATE_DATABASE_URL", job_table_url)
+    return job_table_url
+
+
+@pytest.mark.usefixtures("job_table")
 def test_cli_export_then_import(pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path) -> None:
     data = seed_store(pinecone["src"])
     spec = write_spec(tmp_path, sandbox, namespaces={"exclude": ["plain"]})
@@ -345,6 +353,7 @@ def test_cli_export_then_import(pinecone: dict[str, GuardedStore], sandbox: Pine
     assert pinecone["dst"].count("copy") == 1_234
 
 
+@pytest.mark.usefixtures("job_table")
 def test_cli_export_of_named_namespaces_and_restore_to_source(
     pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:
@@ -366,6 +375,7 @@ def test_cli_export_of_named_namespaces_and_restore_to_source(
     assert pinecone["dst"].namespaces() == {}
 
 
+@pytest.mark.usefixtures("job_table")
 def test_cli_import_overwrite_shows_what_it_replaces_and_needs_yes(
     pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:

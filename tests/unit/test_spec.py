@@ -25,6 +25,7 @@ SHIPPED = [
     "pgvector-to-pinecone",
     "pinecone-to-pgvector",
     "pod-to-serverless",
+    "seeds-documents",
     "seeds-integrated",
     "test-creator",
 ]

@@ -23,6 +23,11 @@ def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: st
     """The adapter for ``spec`` (by ``spec.kind``). Nothing connects yet: clients are created on first use, in the
     process that uses them (after Celery's fork), and secrets are read from the environment then, from the variables
     ``allowed_key_vars`` (the ``Settings`` field) lets a spec name."""
+    if spec.kind == "pinecone" and spec.documents is not None:
+        from nsmigrate.orchestrator.records.documents import DocumentFields
+        from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
+
+        return PineconeDocumentStore(spec, DocumentFields.of(spec.documents), allowed_key_vars=allowed_key_vars)
     if spec.kind == "pinecone":
         from nsmigrate.workers.stores.pinecone.store import PineconeStore
 

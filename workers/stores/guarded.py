@@ -357,3 +357,14 @@ def exclusive_hold(places: Sequence[tuple[Any, str]]) -> Iterator[None]:
     what = ", ".join(sorted({store.describe(ns) for store, ns in guarded}))
     with locks.exclusive(keys, what):
         yield
+
+
+@contextmanager
+def shared_hold(store: GuardedStore, namespace: str) -> Iterator[None]:
+    """Hold ``namespace`` of ``store`` beside other writers, as a write request does, for a write that goes past
+    ``upsert`` (a pgvector batch copied inside Postgres or between two databases)."""
+    if store.locks is None:
+        yield
+        return
+    with store.locks.shared(store.lock_key(namespace), store.describe(namespace)):
+        yield

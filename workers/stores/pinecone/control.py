@@ -59,10 +59,35 @@ def _semantic_field(model: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _document_fields(model: Any) -> tuple[str | None, str | None]:
+    """A document index's (dense_vector, sparse_vector) field names; (None, None) for a legacy index, whose vector
+    fields are the reserved ``_values`` and ``_sparse_values``."""
+    fields = dict(getattr(getattr(model, "schema", None), "fields", None) or {})
+    found: dict[str, str] = {}
+    for name, described in fields.items():
+        kind = type(described).__name__
+        if kind in ("DenseVectorField", "SparseVectorField") and not str(name).startswith("_"):
+            found[kind] = str(name)
+    return found.get("DenseVectorField"), found.get("SparseVectorField")
+
+
+def document_schema(shape: IndexShape) -> dict[str, Any]:
+    """The ``schema`` a document index of ``shape`` is created with: its dense, sparse and full-text fields."""
+    fields: dict[str, Any] = {
+        str(shape.dense_field): {"type": "dense_vector", "dimension": shape.dimension, "metric": shape.metric}
+    }
+    if shape.sparse_field is not None:
+        fields[shape.sparse_field] = {"type": "sparse_vector"}
+    for name in shape.text_fields:
+        fields[name] = {"type": "string", "full_text_search": {"language": "en"}}
+    return {"fields": fields}
+
+
 def index_info(model: Any) -> IndexInfo:
     """``IndexInfo`` from the SDK's ``IndexModel``."""
     status = getattr(model, "status", None)
     embed_model, text_field = _semantic_field(model)
+    dense_field, sparse_field = _document_fields(model)
     dimension, metric = dense_shape(model)
     return IndexInfo(
         name=str(model.name),
@@ -74,6 +99,8 @@ def index_info(model: Any) -> IndexInfo:
         host=getattr(model, "host", None),
         model=embed_model,
         text_field=text_field,
+        dense_field=dense_field,
+        sparse_field=sparse_field,
     )
 
 
@@ -115,10 +142,11 @@ class PineconeControl:
         if shape.model is not None:
             return self._create_integrated(name, shape)
         field = {"type": f"{shape.vector_type}_vector", "dimension": shape.dimension, "metric": shape.metric}
+        schema = document_schema(shape) if shape.dense_field is not None else {"fields": {"_values": field}}
         with pinecone_errors("create_index", store=self.name, index=name):
             model = self._pc().indexes.create(
                 name=name,
-                schema={"fields": {"_values": field}},
+                schema=schema,
                 deployment={"deployment_type": "managed", "cloud": shape.cloud, "region": shape.region},
                 deletion_protection=shape.deletion_protection,
                 tags=dict(shape.tags) or None,
