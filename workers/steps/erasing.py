@@ -220,7 +220,9 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
         if error is not None:
             jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
         else:
+            began = time.monotonic()
             erased, check = _erase(ctx, place, subject)
+            check = {**check, "duration_s": round(time.monotonic() - began, 3)}  # the delete and its check
             jobs.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
             if not check.get("passed"):
                 error = str(check.get("reason", "the check after the delete did not pass"))
