@@ -1917,6 +1917,15 @@ def parse_index_arg(text: str) -> IndexSpec:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _lag_seconds(text: str) -> float:
+    try:
+        return Faults(freshness_lag_s=float(text)).freshness_lag_s
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"the freshness lag is seconds within 0..3600 (--freshness-lag-s or ${FRESHNESS_LAG_ENV}), got {text!r}"
+        ) from exc
+
+
 def _write_port_file(path: Path, hosts: dict[str, Any]) -> None:
     # Write then rename, so a process polling for the file never reads half of it.
     tmp = path.with_name(path.name + ".tmp")
@@ -1941,8 +1950,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="log one line per request (never headers)")
     parser.add_argument(
         "--freshness-lag-s",
-        type=float,
-        default=float(os.environ.get(FRESHNESS_LAG_ENV) or 0),
+        type=_lag_seconds,
+        default=os.environ.get(FRESHNESS_LAG_ENV) or "0",  # a string default goes through the type too
         help=f"reads (list, query, counts) see each write this many seconds after it (default: ${FRESHNESS_LAG_ENV} "
         "or 0); fetch sees it at once",
     )
