@@ -351,16 +351,20 @@ def receipt(job: Any, places: Sequence[Any]) -> dict[str, Any]:
             "verified": p.state == "verified",
             "check": p.verification,
             "error": p.last_error,
+            "duration_s": (p.verification or {}).get("duration_s"),
         }
         for p in places
     ]
+    finished = datetime.now(UTC)
     return {
         "job_id": job.id,
         "creator_id": spec.get("creator_id"),
         "twin_id": spec.get("twin_id"),
         "requested_by": spec.get("requested_by"),
         "started_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        # From the job's start to its receipt (the places ran concurrently, each its own duration_s).
+        "duration_s": round((finished - job.created_at).total_seconds(), 3) if job.created_at else None,
         "verified": all(r["verified"] for r in rows),
         "vectors_erased": sum(r["erased"] for r in rows if r["kind"] != "backup"),
         "backup_rows_erased": sum(r["erased"] for r in rows if r["kind"] == "backup"),

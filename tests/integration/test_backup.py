@@ -23,7 +23,7 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BackupError
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores.backup.exporting import export_namespace, export_namespaces
 from nsmigrate.workers.stores.backup.importing import import_file, import_path, read_header
 from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, file_name_for, ids_fingerprint

@@ -424,3 +424,22 @@ def test_a_dual_write_writes_none_of_an_erased_twins_records_to_either_index(
     assert app.held_back == []
     assert [r.id for r in source.fetch("t10", ["new-1"])] == ["new-1"]
     assert [r.id for r in target.fetch("creator_a.10_twin_t10", ["new-1"])] == ["new-1"]
+
+
+def test_the_receipt_records_how_long_each_place_and_the_erasure_took(ctx: WorkerContext, store_specs: tuple) -> None:
+    spec = make_spec(store_specs)
+    copied_job(ctx, spec, {"t1": make_records(3, prefix="m")}, pairs={"t1": ("a.1", "t1")})
+    shared_namespace(ctx, spec)
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+
+    for place in jobs.places_of(ctx.db, erase_job):
+        erasing.erase_place(ctx, place.id)
+
+    receipt = jobs.erasure_receipt(ctx.db, erase_job)
+    assert receipt is not None and receipt["verified"] and len(receipt["places"]) >= 2
+    durations = [p["duration_s"] for p in receipt["places"]]
+    assert all(isinstance(d, float) and 0 <= d < 30 for d in durations), durations
+    assert receipt["duration_s"] >= max(durations)
+    [line] = jobs.ledger(ctx.db, "a.1")
+    assert line["receipt"]["duration_s"] == receipt["duration_s"]  # the ledger keeps the same receipt

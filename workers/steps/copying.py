@@ -28,7 +28,7 @@ from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateErro
 from nsmigrate.orchestrator.records.namespaces import SHOWN, display_namespace
 from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records
 from nsmigrate.orchestrator.routing.text import missing_text_reason
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
