@@ -1,9 +1,9 @@
 """Jobs into and out of **document indexes** (Pinecone API 2026-07): a pod index into a document index the job
 creates from the schema it derives (a key a document refuses stops the plan, naming the rename); a refactor inside a
 document index (UUID namespaces → creator namespaces) followed by a cleanup that proves every document before it
-deletes; and a hybrid (dense + sparse) index into a document index, synced and rolled back. Real `nsmigrate worker`
-processes, Redis, Postgres and the real SDK against the local data plane; each test reads the documents back with
-the SDK's ``index.documents``."""
+deletes; a hybrid (dense + sparse) index into one, synced and rolled back; to pgvector and back; an integrated index
+into one. Real `nsmigrate worker` processes, Redis, Postgres and the real SDK against the local data plane; each
+test reads the documents back with the SDK's ``index.documents``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema, TextField
 from nsmigrate_sandbox.documents import document_index, load_documents
+from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_for_job
@@ -301,3 +302,43 @@ def test_a_document_index_moves_into_pgvector_and_back_into_a_new_document_index
         document = again[original["_id"]]
         np.testing.assert_allclose(document.pop("embedding"), original["embedding"], rtol=1e-6)
         assert document == {k: v for k, v in original.items() if k != "embedding"}
+
+
+def test_an_integrated_index_moves_into_a_document_index_with_its_text_searchable(stack: Stack) -> None:
+    """Seed 001's integrated index (its model embedded `chunk_text`) → a document index the job creates: the
+    model's vectors go into the dense field, `chunk_text` into a full-text field, every other field kept."""
+    embed = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
+    stack.pinecone.add_index(IndexSpec("integrated", 384, "cosine", embed=embed))
+    texts = {f"rec-{i:02d}": f"lantern harbor item {i} of the ledger" for i in range(40)}
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("integrated"))
+    index.upsert_records(namespace="ns", records=[{"_id": i, "chunk_text": t, "page": 3} for i, t in texts.items()])
+    stack.start_worker("list,copy,verify", 4, pool="threads")
+    spec = {
+        "name": "integrated-to-documents",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host("integrated")},
+        "target": {
+            "kind": "pinecone",
+            "index": "from-integrated",
+            "control_host": stack.pinecone.control_host,
+            "documents": {"text_fields": ["chunk_text"]},
+            "create": {},
+        },
+        "enrich": {"creator_fields": False, "migrated_from": False},
+        **COMMON,
+    }
+
+    db, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+
+    (run,) = jobs_and_runs.runs_of(db, job_id)
+    assert run.state == RunState.VERIFIED, run.verification
+    found = (
+        Pinecone(api_key=SANDBOX_API_KEY)
+        .Index(host=stack.pinecone.host("from-integrated"))
+        .documents.search(
+            namespace="ns", score_by=[{"type": "text", "fields": ["chunk_text"], "query": "item 7"}], top_k=1
+        )
+    )
+    assert [m.to_dict()["_id"] for m in found.matches] == ["rec-07"]
+    documents = documents_of(stack, "from-integrated", "ns", sorted(texts))
+    assert {i: (d["chunk_text"], d["page"]) for i, d in documents.items()} == {i: (t, 3) for i, t in texts.items()}
