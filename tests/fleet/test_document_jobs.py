@@ -2,19 +2,23 @@
 creates from the schema it derives (a key a document refuses stops the plan, naming the rename); a refactor inside a
 document index (UUID namespaces → creator namespaces) followed by a cleanup that proves every document before it
 deletes; a hybrid (dense + sparse) index into one, synced and rolled back; to pgvector and back; an integrated index
-into one. Real `nsmigrate worker` processes, Redis, Postgres and the real SDK against the local data plane; each
-test reads the documents back with the SDK's ``index.documents``."""
+into one; a creator erased from one. Real `nsmigrate worker` processes, Redis, Postgres and the real SDK against the
+local data plane; each test reads the documents back with the SDK's ``index.documents``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from pinecone import Pinecone
+from typer.testing import CliRunner
 
 from nsmigrate.cli.fleet import open_control
+from nsmigrate.cli.main import app
 from nsmigrate.cli.run import before_the_job
 from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import PlanError
@@ -35,6 +39,7 @@ from nsmigrate_sandbox.documents import document_index, load_documents
 from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.fleet_jobs import use_stack_env
 from tests.polling import wait_for_job
 
 POD, DOCS, TWINS = "legacy-pod", "documents", "twin-documents"
@@ -342,3 +347,42 @@ def test_an_integrated_index_moves_into_a_document_index_with_its_text_searchabl
     assert [m.to_dict()["_id"] for m in found.matches] == ["rec-07"]
     documents = documents_of(stack, "from-integrated", "ns", sorted(texts))
     assert {i: (d["chunk_text"], d["page"]) for i, d in documents.items()} == {i: (t, 3) for i, t in texts.items()}
+
+
+def test_erasing_a_creator_removes_their_documents_everywhere_and_nothing_else(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """After a refactor inside a document index, `nsmigrate erase --creator` deletes the creator's documents from
+    their creator namespace and their old UUID namespace, checks each place, and leaves the other creator's alone."""
+    monkeypatch.chdir(tmp_path)
+    use_stack_env(stack, monkeypatch)
+    rng = np.random.default_rng(9)
+    for twin in TWIN_IDS:
+        documents = [
+            {"_id": f"{twin[-4:]}-{i}", "embedding": rng.random(DIM).tolist(), "chunk_text": f"text {i}"}
+            for i in range(20)
+        ]
+        load_documents(stack.pinecone.service(TWINS), twin, documents)
+    stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
+    index = {"kind": "pinecone", "index": TWINS, "control_host": stack.pinecone.control_host, "documents": {}}
+    spec = {
+        "name": "twins-to-erase",
+        "source": index,
+        "target": index,
+        "namespaces": {"exclude": ["creator_*"]},
+        "routing": {"mode": "creator", "creators": {"source": "inline", "twins": TWIN_IDS}},
+        **COMMON,
+    }
+    db, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+    erased, kept = list(TWIN_IDS)
+
+    result = CliRunner().invoke(app, ["erase", "--creator", TWIN_IDS[erased], "--yes", "--receipt", "r.json"])
+
+    assert result.exit_code == 0, result.output
+    assert stack.pinecone.count(TWINS, erased) == 0
+    assert stack.pinecone.count(TWINS, f"creator_{TWIN_IDS[erased]}_twin_{erased}") == 0
+    assert stack.pinecone.count(TWINS, kept) == 20
+    assert stack.pinecone.count(TWINS, f"creator_{TWIN_IDS[kept]}_twin_{kept}") == 20
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["verified"] and receipt["vectors_erased"] == 40
