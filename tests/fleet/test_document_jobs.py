@@ -2,8 +2,9 @@
 creates from the schema it derives (a key a document refuses stops the plan, naming the rename); a refactor inside a
 document index (UUID namespaces → creator namespaces) followed by a cleanup that proves every document before it
 deletes; a hybrid (dense + sparse) index into one, synced and rolled back; to pgvector and back; an integrated index
-into one; a creator erased from one. Real `nsmigrate worker` processes, Redis, Postgres and the real SDK against the
-local data plane; each test reads the documents back with the SDK's ``index.documents``."""
+into one; a creator erased from one; an export and an import. Real `nsmigrate worker` processes, Redis, Postgres
+and the real SDK against the local data plane; each test reads the documents back with the SDK's
+``index.documents``."""
 
 from __future__ import annotations
 
@@ -386,3 +387,37 @@ def test_erasing_a_creator_removes_their_documents_everywhere_and_nothing_else(
     assert stack.pinecone.count(TWINS, f"creator_{TWIN_IDS[kept]}_twin_{kept}") == 20
     receipt = json.loads((tmp_path / "r.json").read_text())
     assert receipt["verified"] and receipt["vectors_erased"] == 40
+
+
+def test_a_document_index_exports_to_parquet_and_imports_into_another_document_index(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`nsmigrate export` of a document index writes its documents as records (fields as metadata); `nsmigrate
+    import` writes them into another document index, where they are the same documents."""
+    monkeypatch.chdir(tmp_path)
+    use_stack_env(stack, monkeypatch)
+    rng = np.random.default_rng(13)
+    originals = [
+        {"_id": f"e-{i:02d}", "embedding": rng.random(DIM).tolist(), "chunk_text": f"text {i}", "n": float(i)}
+        for i in range(25)
+    ]
+    load_documents(stack.pinecone.service(TWINS), "shelf", originals)
+    stack.pinecone.add_index(document_index("restored", TWIN_SCHEMA))
+    store = {"kind": "pinecone", "control_host": stack.pinecone.control_host, "documents": {}}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        json.dumps(
+            {"name": "docs-backup", "source": {**store, "index": TWINS}, "target": {**store, "index": "restored"}}
+        )
+    )
+
+    exported = CliRunner().invoke(app, ["export", str(spec), "--out", str(tmp_path / "out")])
+    assert exported.exit_code == 0, exported.output
+    imported = CliRunner().invoke(app, ["import", str(tmp_path / "out"), str(spec), "--to-target"])
+    assert imported.exit_code == 0, imported.output
+
+    again = documents_of(stack, "restored", "shelf", [d["_id"] for d in originals])
+    for original in originals:
+        document = again[original["_id"]]
+        np.testing.assert_allclose(document.pop("embedding"), original["embedding"], rtol=1e-6)
+        assert document == {k: v for k, v in original.items() if k != "embedding"}
