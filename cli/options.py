@@ -124,9 +124,12 @@ def db(settings: Settings) -> jobs.Database:
 
 def _database(url: str) -> jobs.Database:
     from nsmigrate.orchestrator import jobs  # SQLAlchemy: only the commands that use the job table's engine load it
+    from nsmigrate.orchestrator.models import SchemaTooNew
 
     try:
         return jobs.Database(url)
+    except SchemaTooNew:
+        raise  # its own message and exit code (the root command's)
     except Exception as e:  # connection refused, bad URL, auth: say where and what to set
         raise _unreachable(url, e) from e
 
