@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from nsmigrate.orchestrator import jobs, pgvector_layout, recovery, retry_policy
+from nsmigrate.orchestrator import jobs, pgvector_layout, pgvector_rows, recovery, retry_policy
 from nsmigrate.orchestrator.errors import NotFound, NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
 from nsmigrate.orchestrator.listing import small_namespaces
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
@@ -41,7 +41,8 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.routing.route import route_context
 from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 from nsmigrate.orchestrator.spec.differences import spec_differences
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec, spec_to_json
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_to_json
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
 
@@ -79,12 +80,12 @@ def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: in
 
 def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
     """Between pgvector tables: refuse, before anything is copied, a target table that cannot hold every column of
-    its source table (``pgvector_layout.carry_problems``). A new one is made inside Postgres with the source's own
+    its source table (``pgvector_rows.carry_problems``). A new one is made inside Postgres with the source's own
     columns added; through the workers (another database) it has the layout's only, so a column of the user's is refused
-    then too (``pgvector_layout.new_table_problems``)."""
+    then too (``pgvector_rows.new_table_problems``)."""
     if not isinstance(spec.target, PgvectorStoreSpec):
         return
-    in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgvector_layout.same_database(
+    in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgvector_rows.same_database(
         spec.source, spec.target, os.environ
     )
     for run in plan.runs:
@@ -95,10 +96,10 @@ def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> N
             continue
         carried = [c for c in found[1] if not c.serial]
         if there is not None:
-            pgvector_layout.refuse_columns(pgvector_layout.carry_problems(there[0], carried, there[1]), found[0])
+            pgvector_rows.refuse_columns(pgvector_rows.carry_problems(there[0], carried, there[1]), found[0])
         elif not in_postgres:
             table = pgvector_layout.table_of(spec.target.table, run.target_namespace)
-            pgvector_layout.refuse_columns(pgvector_layout.new_table_problems(table, carried), found[0])
+            pgvector_rows.refuse_columns(pgvector_rows.new_table_problems(table, carried), found[0])
 
 
 def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from nsmigrate.orchestrator.records.documents import DocumentFields, refuse_keys
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
 if TYPE_CHECKING:
     from nsmigrate.orchestrator.store import Store

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 from nsmigrate.orchestrator.errors import PlanError, StoreError
-from nsmigrate.orchestrator.spec.jobspec import CreateIndex, DocumentMapping, JobSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import CreateIndex, DocumentMapping
 
 #: ``wait_until_ready`` asks the control plane after 0.25 s, then twice as late each time, up to this (Pinecone's
 #: SDK polls every 5 s): a sandbox index is seen ready at once, a real one is not asked about too often.

@@ -28,7 +28,7 @@ CLASSIC_FIELDS = frozenset({"_values", "_sparse_values"})
 
 
 class Mapped(Protocol):
-    """A spec's ``documents`` mapping (``orchestrator.spec.jobspec.DocumentMapping``), as read here."""
+    """A spec's ``documents`` mapping (``orchestrator.spec.stores.DocumentMapping``), as read here."""
 
     dense_field: str
     sparse_field: str | None

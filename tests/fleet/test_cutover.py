@@ -18,7 +18,7 @@ from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.tenant_guard import Match
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.syncing import sync_run

@@ -1,8 +1,9 @@
 """Jobs into and out of **document indexes** (Pinecone API 2026-07): a pod index into a document index the job
-creates from the schema it derives (a key a document refuses stops the plan, naming the rename), and a refactor
-inside a document index (UUID namespaces → creator namespaces) followed by a cleanup that proves every document
-before it deletes. Real `nsmigrate worker` processes, Redis, Postgres and the real SDK against the local data plane;
-each test reads the documents back with the SDK's ``index.documents``."""
+creates from the schema it derives (a key a document refuses stops the plan, naming the rename); a refactor inside a
+document index (UUID namespaces → creator namespaces) followed by a cleanup that proves every document before it
+deletes; and a hybrid (dense + sparse) index into a document index, synced and rolled back. Real `nsmigrate worker`
+processes, Redis, Postgres and the real SDK against the local data plane; each test reads the documents back with
+the SDK's ``index.documents``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
+from nsmigrate.workers.steps.rollback import rollback_job
+from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema, TextField
 from nsmigrate_sandbox.documents import document_index, load_documents
@@ -189,3 +192,109 @@ def test_a_refactor_inside_a_document_index_verifies_and_cleanup_proves_each_doc
         assert stack.pinecone.count(TWINS, twin) == 0
         assert stack.pinecone.count(TWINS, f"creator_{creator}_twin_{twin}") == 40
     assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.CLEANED}
+
+
+SERVERLESS, HYBRID = "legacy-hybrid", "hybrid-documents"
+
+
+def test_sync_and_rollback_of_a_copy_into_a_document_index_with_sparse_values(
+    stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> None:
+    """A dotproduct index with sparse values → a document index with a sparse field; a sync copies what changed in
+    the source since (a record given other text and values, a new one), and a rollback removes every document."""
+    stack.pinecone.add_index(IndexSpec(SERVERLESS, DIM, "dotproduct"))
+    rng = np.random.default_rng(11)
+    records = [
+        (
+            f"hybrid-{i:02d}",
+            rng.random(DIM).astype(np.float32),
+            {"text": f"hybrid {i}"},
+            {"indices": [i, 50 + i], "values": [0.5, 1.0]},
+        )
+        for i in range(30)
+    ]
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(SERVERLESS))
+    index.upsert(
+        vectors=[{"id": i, "values": v.tolist(), "metadata": m, "sparse_values": s} for i, v, m, s in records],
+        namespace="ns",
+    )
+    stack.start_worker("list,copy,verify", 4, pool="threads")
+    spec = {
+        "name": "hybrid-to-documents",
+        "source": {"kind": "pinecone", "index": SERVERLESS, "control_host": stack.pinecone.control_host},
+        "target": {
+            "kind": "pinecone",
+            "index": HYBRID,
+            "control_host": stack.pinecone.control_host,
+            "documents": {"sparse_field": "keywords", "text_fields": ["text"]},
+            "create": {},
+        },
+        "enrich": {"creator_fields": False, "migrated_from": False},
+        **COMMON,
+    }
+    db, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+    (run,) = jobs.runs_of(db, job_id)
+    assert run.state == RunState.VERIFIED, run.verification
+    schema = stack.pinecone.service(HYBRID).spec.documents
+    assert schema is not None and schema.sparse is not None and schema.sparse.name == "keywords"
+    assert documents_of(stack, HYBRID, "ns", ["hybrid-03"])["hybrid-03"]["keywords"] == {
+        "indices": [3, 53],
+        "values": [0.5, 1.0],
+    }
+
+    index.upsert(
+        vectors=[
+            {"id": "hybrid-03", "values": [1.0] * DIM, "metadata": {"text": "changed"}, "sparse_values": records[3][3]},
+            {"id": "hybrid-new", "values": [0.5] * DIM, "metadata": {"text": "new"}, "sparse_values": records[0][3]},
+        ],
+        namespace="ns",
+    )
+    ctx = worker_context(stack.database_url, stack.redis_url)
+    result = sync_run(ctx, run.id)
+
+    assert (result["new"], result["changed"]) == (1, 1), result
+    wait_for_job(db, job_id, lambda s: all(r.state == RunState.VERIFIED for r in s.runs))
+    synced = documents_of(stack, HYBRID, "ns", ["hybrid-03", "hybrid-new"])
+    assert (synced["hybrid-03"]["text"], synced["hybrid-new"]["text"]) == ("changed", "new")
+
+    rollback_job(ctx, job_id, actor="tester")
+
+    assert stack.pinecone.count(HYBRID, "ns") == 0
+    assert stack.pinecone.count(SERVERLESS, "ns") == 31  # the source is untouched
+
+
+def test_a_document_index_moves_into_pgvector_and_back_into_a_new_document_index(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Document → pgvector (generic tables, one per namespace): each document becomes a row, its fields the
+    metadata; then pgvector → a document index the job creates: the documents come back field for field."""
+    monkeypatch.setenv("NSMIGRATE_PGVECTOR_URL", stack.database_url)  # the workers get the same (Stack.env)
+    rng = np.random.default_rng(5)
+    originals = [
+        {"_id": f"d-{i:02d}", "embedding": rng.random(DIM).tolist(), "chunk_text": f"text {i}", "n": float(i)}
+        for i in range(45)
+    ]
+    load_documents(stack.pinecone.service(TWINS), "shelf", originals)
+    stack.start_worker("list,copy,verify", 4, pool="threads")
+    documents = {"kind": "pinecone", "index": TWINS, "control_host": stack.pinecone.control_host, "documents": {}}
+    tables = {"kind": "pgvector", "table": "docs", "dimension": DIM}
+    common = {"enrich": {"creator_fields": False, "migrated_from": False}, **COMMON}
+    back = {
+        **documents,
+        "index": "documents-again",
+        "documents": {"text_fields": ["chunk_text"]},
+        "create": {},
+    }
+
+    for name, source, target in (("to-pgvector", documents, tables), ("from-pgvector", tables, back)):
+        db, job_id = start_job(stack, {"name": name, "source": source, "target": target, **common})
+        wait_for_job(db, job_id, settled)
+        (run,) = jobs.runs_of(db, job_id)
+        assert run.state == RunState.VERIFIED, (name, run.verification)
+
+    again = documents_of(stack, "documents-again", "shelf", [d["_id"] for d in originals])
+    for original in originals:
+        document = again[original["_id"]]
+        np.testing.assert_allclose(document.pop("embedding"), original["embedding"], rtol=1e-6)
+        assert document == {k: v for k, v in original.items() if k != "embedding"}

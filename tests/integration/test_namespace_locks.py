@@ -16,7 +16,8 @@ from nsmigrate.orchestrator import jobs, launch
 from nsmigrate.orchestrator.errors import BatchFailed, RetryableError
 from nsmigrate.orchestrator.models import BatchState
 from nsmigrate.orchestrator.routing.route import route_context, route_records
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, listing
 from nsmigrate.workers.steps.proving import delete_proven

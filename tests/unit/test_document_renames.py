@@ -19,7 +19,8 @@ from nsmigrate.orchestrator.records.documents import (
     to_document,
 )
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.spec.jobspec import DocumentMapping, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import DocumentMapping
 
 FIELDS = DocumentFields("embedding", "keywords", frozenset({"chunk_text"}))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.settings import DEFAULTS, Settings
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, Store, iter_all_ids
 
 __all__ = [

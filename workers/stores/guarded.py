@@ -44,7 +44,7 @@ from typing import Any, TypeVar, cast
 
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
-from nsmigrate.orchestrator.pgvector_layout import TableColumn
+from nsmigrate.orchestrator.pgvector_rows import TableColumn
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
 from nsmigrate.orchestrator.retry_policy import retrying

@@ -24,9 +24,9 @@ from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape
 from nsmigrate.orchestrator.redaction import redact_url
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
+from nsmigrate.workers.stores.pinecone.access import api_key, check_key_destination, pinecone_errors
 from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
-from nsmigrate.workers.stores.pinecone.store import api_key, check_key_destination, pinecone_errors
 
 #: The last API version that creates an index from a collection (2026-07 refuses it).
 COLLECTION_API_VERSION = "2026-04"

@@ -27,15 +27,11 @@ from nsmigrate.orchestrator.records.documents import (
     from_document,
     to_document,
 )
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record
 from nsmigrate.workers.stores.pinecone.rest import DataPlaneError, path_segment
-from nsmigrate.workers.stores.pinecone.store import (
-    PINECONE_DEFAULT_NAMESPACE,
-    PineconeStore,
-    _shown_id,
-    _wire_values,
-)
+from nsmigrate.workers.stores.pinecone.store import PINECONE_DEFAULT_NAMESPACE, PineconeStore
+from nsmigrate.workers.stores.pinecone.wire import _shown_id, _wire_values
 
 
 def _reply(content: bytes, op: str, key: str) -> Any:
