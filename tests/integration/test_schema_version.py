@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.models import SCHEMA_VERSION, SchemaInfo, SchemaTooNew, ensure_schema
 
 NEWER = SCHEMA_VERSION + 1
@@ -17,7 +17,7 @@ NEWER = SCHEMA_VERSION + 1
 
 def upgraded_by_a_newer_nsmigrate(database_url: str) -> sa.Engine:
     """A job table of this version, then the version record a newer nsmigrate leaves after upgrading it."""
-    jobs.Database(database_url).dispose()
+    jobs_database.Database(database_url).dispose()
     engine = sa.create_engine(database_url)
     with engine.begin() as conn:
         conn.execute(sa.insert(SchemaInfo).values(version=NEWER))
