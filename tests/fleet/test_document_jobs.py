@@ -1,26 +1,33 @@
 """Jobs into and out of **document indexes** (Pinecone API 2026-07): a pod index into a document index the job
 creates from the schema it derives (a key a document refuses stops the plan, naming the rename); a refactor inside a
 document index (UUID namespaces → creator namespaces) followed by a cleanup that proves every document before it
-deletes; and a hybrid (dense + sparse) index into a document index, synced and rolled back. Real `nsmigrate worker`
-processes, Redis, Postgres and the real SDK against the local data plane; each test reads the documents back with
-the SDK's ``index.documents``."""
+deletes; a hybrid (dense + sparse) index into one, synced and rolled back; to pgvector and back; an integrated index
+into one; a creator erased from one. Real `nsmigrate worker` processes, Redis, Postgres and the real SDK against the
+local data plane; each test reads the documents back with the SDK's ``index.documents``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from pinecone import Pinecone
+from typer.testing import CliRunner
 
 from nsmigrate.cli.fleet import open_control
+from nsmigrate.cli.main import app
 from nsmigrate.cli.run import before_the_job
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
@@ -29,8 +36,10 @@ from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema, TextField
 from nsmigrate_sandbox.documents import document_index, load_documents
+from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.fleet_jobs import use_stack_env
 from tests.polling import wait_for_job
 
 POD, DOCS, TWINS = "legacy-pod", "documents", "twin-documents"
@@ -66,10 +75,10 @@ def pod_records(namespaces: int, per_namespace: int) -> dict[str, dict[str, tupl
     }
 
 
-def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, int]:
+def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs_database.Database, int]:
     """Plan, create the target index and launch, as `nsmigrate run` does."""
     settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     started = launch.start_or_resume(
         db,
         Dispatcher(settings),
@@ -83,7 +92,7 @@ def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, i
     return db, started.job_id
 
 
-def settled(status: jobs.JobStatus) -> bool:
+def settled(status: JobStatus) -> bool:
     return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
 
@@ -134,7 +143,7 @@ def test_a_pod_index_moves_into_a_document_index_and_a_key_a_document_refuses_st
     schema = stack.pinecone.service(DOCS).spec.documents
     assert schema is not None and schema.dense is not None
     assert (schema.dense.name, schema.dense.dimension, schema.text_names) == ("embedding", DIM, {"chunk_text"})
-    for run in jobs.runs_of(db, job_id):
+    for run in jobs_and_runs.runs_of(db, job_id):
         report = run.verification or {}
         assert run.state == RunState.VERIFIED, report.get("reasons")
         assert report["target_count"] == 60 and report["content_mismatch_count"] == 0
@@ -174,7 +183,7 @@ def test_a_refactor_inside_a_document_index_verifies_and_cleanup_proves_each_doc
     db, job_id = start_job(stack, spec)
     wait_for_job(db, job_id, settled)
 
-    runs = {r.source_namespace: r for r in jobs.runs_of(db, job_id)}
+    runs = {r.source_namespace: r for r in jobs_and_runs.runs_of(db, job_id)}
     assert all(r.state == RunState.VERIFIED for r in runs.values()), [r.verification for r in runs.values()]
     for twin, creator in TWIN_IDS.items():
         namespace = f"creator_{creator}_twin_{twin}"
@@ -191,7 +200,7 @@ def test_a_refactor_inside_a_document_index_verifies_and_cleanup_proves_each_doc
     for twin, creator in TWIN_IDS.items():
         assert stack.pinecone.count(TWINS, twin) == 0
         assert stack.pinecone.count(TWINS, f"creator_{creator}_twin_{twin}") == 40
-    assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.CLEANED}
+    assert {r.state for r in jobs_and_runs.runs_of(db, job_id)} == {RunState.CLEANED}
 
 
 SERVERLESS, HYBRID = "legacy-hybrid", "hybrid-documents"
@@ -234,7 +243,7 @@ def test_sync_and_rollback_of_a_copy_into_a_document_index_with_sparse_values(
     }
     db, job_id = start_job(stack, spec)
     wait_for_job(db, job_id, settled)
-    (run,) = jobs.runs_of(db, job_id)
+    (run,) = jobs_and_runs.runs_of(db, job_id)
     assert run.state == RunState.VERIFIED, run.verification
     schema = stack.pinecone.service(HYBRID).spec.documents
     assert schema is not None and schema.sparse is not None and schema.sparse.name == "keywords"
@@ -290,7 +299,7 @@ def test_a_document_index_moves_into_pgvector_and_back_into_a_new_document_index
     for name, source, target in (("to-pgvector", documents, tables), ("from-pgvector", tables, back)):
         db, job_id = start_job(stack, {"name": name, "source": source, "target": target, **common})
         wait_for_job(db, job_id, settled)
-        (run,) = jobs.runs_of(db, job_id)
+        (run,) = jobs_and_runs.runs_of(db, job_id)
         assert run.state == RunState.VERIFIED, (name, run.verification)
 
     again = documents_of(stack, "documents-again", "shelf", [d["_id"] for d in originals])
@@ -298,3 +307,82 @@ def test_a_document_index_moves_into_pgvector_and_back_into_a_new_document_index
         document = again[original["_id"]]
         np.testing.assert_allclose(document.pop("embedding"), original["embedding"], rtol=1e-6)
         assert document == {k: v for k, v in original.items() if k != "embedding"}
+
+
+def test_an_integrated_index_moves_into_a_document_index_with_its_text_searchable(stack: Stack) -> None:
+    """Seed 001's integrated index (its model embedded `chunk_text`) → a document index the job creates: the
+    model's vectors go into the dense field, `chunk_text` into a full-text field, every other field kept."""
+    embed = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
+    stack.pinecone.add_index(IndexSpec("integrated", 384, "cosine", embed=embed))
+    texts = {f"rec-{i:02d}": f"lantern harbor item {i} of the ledger" for i in range(40)}
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("integrated"))
+    index.upsert_records(namespace="ns", records=[{"_id": i, "chunk_text": t, "page": 3} for i, t in texts.items()])
+    stack.start_worker("list,copy,verify", 4, pool="threads")
+    spec = {
+        "name": "integrated-to-documents",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host("integrated")},
+        "target": {
+            "kind": "pinecone",
+            "index": "from-integrated",
+            "control_host": stack.pinecone.control_host,
+            "documents": {"text_fields": ["chunk_text"]},
+            "create": {},
+        },
+        "enrich": {"creator_fields": False, "migrated_from": False},
+        **COMMON,
+    }
+
+    db, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+
+    (run,) = jobs_and_runs.runs_of(db, job_id)
+    assert run.state == RunState.VERIFIED, run.verification
+    found = (
+        Pinecone(api_key=SANDBOX_API_KEY)
+        .Index(host=stack.pinecone.host("from-integrated"))
+        .documents.search(
+            namespace="ns", score_by=[{"type": "text", "fields": ["chunk_text"], "query": "item 7"}], top_k=1
+        )
+    )
+    assert [m.to_dict()["_id"] for m in found.matches] == ["rec-07"]
+    documents = documents_of(stack, "from-integrated", "ns", sorted(texts))
+    assert {i: (d["chunk_text"], d["page"]) for i, d in documents.items()} == {i: (t, 3) for i, t in texts.items()}
+
+
+def test_erasing_a_creator_removes_their_documents_everywhere_and_nothing_else(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """After a refactor inside a document index, `nsmigrate erase --creator` deletes the creator's documents from
+    their creator namespace and their old UUID namespace, checks each place, and leaves the other creator's alone."""
+    monkeypatch.chdir(tmp_path)
+    use_stack_env(stack, monkeypatch)
+    rng = np.random.default_rng(9)
+    for twin in TWIN_IDS:
+        documents = [
+            {"_id": f"{twin[-4:]}-{i}", "embedding": rng.random(DIM).tolist(), "chunk_text": f"text {i}"}
+            for i in range(20)
+        ]
+        load_documents(stack.pinecone.service(TWINS), twin, documents)
+    stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
+    index = {"kind": "pinecone", "index": TWINS, "control_host": stack.pinecone.control_host, "documents": {}}
+    spec = {
+        "name": "twins-to-erase",
+        "source": index,
+        "target": index,
+        "namespaces": {"exclude": ["creator_*"]},
+        "routing": {"mode": "creator", "creators": {"source": "inline", "twins": TWIN_IDS}},
+        **COMMON,
+    }
+    db, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+    erased, kept = list(TWIN_IDS)
+
+    result = CliRunner().invoke(app, ["erase", "--creator", TWIN_IDS[erased], "--yes", "--receipt", "r.json"])
+
+    assert result.exit_code == 0, result.output
+    assert stack.pinecone.count(TWINS, erased) == 0
+    assert stack.pinecone.count(TWINS, f"creator_{TWIN_IDS[erased]}_twin_{erased}") == 0
+    assert stack.pinecone.count(TWINS, kept) == 20
+    assert stack.pinecone.count(TWINS, f"creator_{TWIN_IDS[kept]}_twin_{kept}") == 20
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["verified"] and receipt["vectors_erased"] == 40
