@@ -15,8 +15,9 @@ from rich.table import Table
 
 from nsmigrate.cli.console import console
 from nsmigrate.cli.fleet import open_store
-from nsmigrate.cli.options import fail
+from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
 from nsmigrate.cli.render import bars
+from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.prepared import Prepared
@@ -195,12 +196,16 @@ def import_cmd(
             help="Rows read from a file per step (upserts are split under 1,000 vectors and 2 MB).",
         ),
     ] = 500,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked
     first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any
     check fails, nothing is written. --overwrite shows how many stored vectors each namespace would have replaced
-    and asks before writing (--yes: does not ask)."""
+    and asks before writing (--yes: does not ask). Records of a creator or twin in the erasure ledger (`nsmigrate
+    erase`) are never written: they are held back and named, until an operator lifts the erasure (`erase --lift`);
+    so the job table must be reachable."""
     job_spec = load_spec(spec)
+    database: jobs.Database | None = None
     store = backup_store(job_spec.source if to_source else job_spec.target)
     try:
         try:
@@ -214,6 +219,8 @@ def import_cmd(
         except NsmigrateError as e:
             raise fail(str(e)) from e
         confirm_overwrite(store.name, targets, yes)
+        database = db(settings(database_url, None))  # the erasure ledger answers before anything is written
+        held = jobs.HeldBack(database)
         with bars() as progress:
             tasks: dict[str, Any] = {}
 
@@ -226,18 +233,26 @@ def import_cmd(
                 progress.update(tasks[target], completed=done)
 
             try:
-                results = import_targets(store, targets, batch_size=batch_size, progress=advance, on_start=start)
+                results = import_targets(
+                    store, targets, batch_size=batch_size, progress=advance, on_start=start, hold_back=held.keep
+                )
             except NsmigrateError as e:
                 raise fail(str(e)) from e
+            finally:
+                jobs.record_held_back(database, held.lines(), command="import", store=store.name, path=str(path))
     finally:
         close_store(store)
+        if database is not None:
+            database.dispose()
     table = Table(title=f"imported into {store.name}")
-    for col in ("file", "namespace", "vectors"):
-        table.add_column(col, justify="right" if col == "vectors" else "left")
+    for col in ("file", "namespace", "vectors", "held back"):
+        table.add_column(col, justify="left" if col in ("file", "namespace") else "right")
     for r in results:
-        table.add_row(r.path.name, display_namespace(r.namespace), str(r.count))
+        table.add_row(r.path.name, display_namespace(r.namespace), str(r.count), str(r.held_back))
     console.print(table)
     console.print(f"{sum(r.count for r in results)} vectors imported from {len(results)} files")
+    for sentence in held.sentences():
+        console.print(f"[yellow]{escape(sentence)}[/]", soft_wrap=True)
 
 
 def confirm_overwrite(store_name: str, targets: Sequence[ImportTarget], yes: bool) -> None:

@@ -17,12 +17,14 @@ from rich.markup import escape
 
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import JobKind
 from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.states import PASSED_RUN_STATES
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.alias_cutover import AliasOutcome, point_aliases
 from nsmigrate.workers.steps.cutover_check import check_job
@@ -43,7 +45,7 @@ app.add_typer(group, name="cutover")
 
 def _migrate_job(job: str, database_url: str | None, redis_url: str | None) -> tuple[WorkerContext, int]:
     resolved, database, job_id, _ = job_context(job, None, database_url, redis_url)
-    kind = jobs.find_job(database, job_id).kind
+    kind = jobs_and_runs.find_job(database, job_id).kind
     if kind != JobKind.MIGRATE:
         raise fail(f"job {job_id} is a {kind} job; only a migrate job is cut over: give the migration's id")
     return WorkerContext(resolved), job_id
@@ -82,7 +84,7 @@ def set_cmd(
         raise fail("--force needs --reason TEXT: a skipped step is recorded with why; nothing was changed")
     ctx, job_id = _migrate_job(job, database_url, redis_url)
     if wanted > 0:
-        unverified = [r for r in jobs.runs_of(ctx.db, job_id) if r.state not in jobs.PASSED_RUN_STATES]
+        unverified = [r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.state not in PASSED_RUN_STATES]
         if unverified:
             first = unverified[0]
             raise fail(
@@ -91,7 +93,7 @@ def set_cmd(
                 + f": reads move only to a verified copy; `nsmigrate sync {job_id} --wait` first; nothing was changed",
                 1,
             )
-    limits = jobs.job_spec(ctx.db, job_id).cutover
+    limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
     by_alias = limits.aliases is not None
     before = rollout_rows.rollout_of(ctx.db, job_id)
     if before.percent == wanted and (before.under_way or wanted == 0):  # a repeat: done (aliases put right)
@@ -108,9 +110,7 @@ def set_cmd(
     if outcome is not None:
         detail["aliases"] = outcome.targets
     try:
-        rollout = rollout_rows.set_rollout(
-            ctx.db, job_id, wanted, jobs.default_actor(), rails=rails, forced=force, **detail
-        )
+        rollout = rollout_rows.set_rollout(ctx.db, job_id, wanted, default_actor(), rails=rails, forced=force, **detail)
     except StateError as e:  # the rails, or a source a cleanup deleted: a refused check, not bad input
         raise fail(str(e), 1) from e
     console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
@@ -129,7 +129,7 @@ def aliases(job: JobArg, database_url: DatabaseOpt = None, redis_url: RedisOpt =
     outcome = _point(ctx, job_id, percent)
     if outcome.created or outcome.repointed:
         rollout_rows.record_aliases(
-            ctx.db, job_id, jobs.default_actor(), outcome.targets, outcome.created, outcome.repointed
+            ctx.db, job_id, default_actor(), outcome.targets, outcome.created, outcome.repointed
         )
     for route in outcome.routes:
         side = "new" if outcome.targets[route.name] == route.new else "old"
@@ -201,7 +201,7 @@ def check(
     `cutover` limits (defaults: P95 100 ms, P99 200 ms, cold 500 ms, errors 1 %, agreement 0.9). Only reads; the
     report is kept in the job table (`cutover_check` event)."""
     ctx, job_id = _migrate_job(job, database_url, redis_url)
-    limits = jobs.job_spec(ctx.db, job_id).cutover
+    limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
     overrides = {k: v for k, v in {"qps": qps, "duration_s": duration_s}.items() if v is not None}
     for name, value in overrides.items():
         if not 0 < value <= (1000 if name == "qps" else 3600):
@@ -212,7 +212,7 @@ def check(
     limits = limits.model_copy(update=overrides)
     check_redis_credentials(ctx.settings.redis_url)  # the queries' rate budget is in Redis
     report = check_job(ctx, job_id, limits)
-    rollout_rows.record_check(ctx.db, job_id, report, jobs.default_actor())
+    rollout_rows.record_check(ctx.db, job_id, report, default_actor())
     if as_json:
         print(json.dumps(report, indent=2))
     else:

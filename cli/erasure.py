@@ -73,6 +73,20 @@ def erase(
             "--resume JOB` waits again and writes the receipt).",
         ),
     ] = 600,
+    lift: Annotated[
+        bool,
+        typer.Option(
+            "--lift",
+            help="Lift the erasure of --creator (and --twin) from the erasure ledger, with --reason: their data may "
+            "be written again. Deletes nothing.",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why the erasure is lifted (kept in the ledger).")
+    ] = None,
+    show_ledger: Annotated[
+        bool, typer.Option("--ledger", help="List the erasure ledger (of --creator, or all); changes nothing.")
+    ] = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -86,9 +100,15 @@ def erase(
     names nsmigrate built; a name that could be theirs but has several readings is reported, not erased. The cleanup
     workers delete each place and check it (counts, listing, a fetch of the deleted ids); backups are rewritten by
     this command, on the host where it found them. Exit code 0 only when every place was checked empty of their
-    data."""
+    data.
+
+    Every erasure enters the erasure ledger: from then on no write path (copy, sync, rollback, import, restore, dual
+    write, re-embedding) writes a record of theirs; each is held back and named, until `erase --lift --reason`."""
     conf = settings(database_url, redis_url)
     database = db(conf)
+    if show_ledger or lift:
+        _ledger_command(database, creator or creator_id, twin, lift, reason)
+        return
     if resume is not None:
         job_id = _resume(database, conf, resume)
     else:
@@ -142,6 +162,37 @@ def erase_everywhere(
         raise fail("cannot read every store: " + "; ".join(plan.unreadable), 1)
     _refuse_while_copying(plan)
     return finish(database, _start(database, conf, plan), 600, receipt_path)
+
+
+def _ledger_command(
+    database: jobs.Database, creator_id: str | None, twin_id: str | None, lift: bool, reason: str | None
+) -> None:
+    """`erase --ledger` lists the ledger; `erase --lift --creator C [--twin T] --reason R` lifts C's (or T's) lines."""
+    if lift:
+        if creator_id is None or not (reason or "").strip():
+            raise fail('lifting an erasure names whom and why: `nsmigrate erase --lift --creator ID --reason "…"`')
+        try:
+            lines = jobs.lift_erasure(database, creator_id, twin_id, reason or "")
+        except NsmigrateError as e:
+            raise fail(str(e)) from e
+        for line in lines:
+            console.print(
+                f"lifted erasure job {line['erasure_job']} of {_who(line)} (erased {line['erased_at']}): their data "
+                f"may be written again; reason: {line['lift_reason']}"
+            )
+        return
+    table = Table("erasure job", "creator", "twin", "erased at", "verified", "lifted", title="the erasure ledger")
+    for line in jobs.ledger(database, creator_id):
+        verified = "" if line["receipt"] is None else str(bool(line["receipt"].get("verified")))
+        lifted = f"{line['lifted_at']} by {line['lifted_by']}: {line['lift_reason']}" if line["lifted_at"] else ""
+        table.add_row(
+            str(line["erasure_job"]), line["creator_id"], line["twin_id"] or "", line["erased_at"], verified, lifted
+        )
+    console.print(table)
+
+
+def _who(line: dict[str, Any]) -> str:
+    return f"creator {line['creator_id']!r}" + (f" twin {line['twin_id']!r}" if line["twin_id"] else "")
 
 
 def _refuse_while_copying(plan: ErasurePlan) -> None:

@@ -16,7 +16,7 @@ from rich.table import Table
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import PGVECTOR_URL_ENV, DatabaseOpt, db, fail, settings
 from nsmigrate.orchestrator import jobs, pgvector_layout
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.states import JobKind
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector import table_copies

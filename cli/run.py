@@ -57,7 +57,7 @@ def make_target_index(prepared: Prepared) -> dict[str, Any] | None:
     audit log records, or None when no index was created."""
     from nsmigrate.cli.fleet import open_control
     from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, ensure_target_index
-    from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+    from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
     target = prepared.target_index
     if target is None:

@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from nsmigrate.orchestrator import jobs, pgvector_layout, recovery, retry_policy
+from nsmigrate.orchestrator import jobs, pgvector_layout, pgvector_rows, recovery, retry_policy
 from nsmigrate.orchestrator.errors import NotFound, NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
 from nsmigrate.orchestrator.listing import small_namespaces
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
@@ -24,6 +24,7 @@ from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
+from nsmigrate.orchestrator.planning.document_checks import check_document_keys
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
     check_id_lengths,
@@ -40,7 +41,8 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.routing.route import route_context
 from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 from nsmigrate.orchestrator.spec.differences import spec_differences
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec, spec_to_json
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_to_json
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
 
@@ -78,12 +80,12 @@ def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: in
 
 def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
     """Between pgvector tables: refuse, before anything is copied, a target table that cannot hold every column of
-    its source table (``pgvector_layout.carry_problems``). A new one is made inside Postgres with the source's own
+    its source table (``pgvector_rows.carry_problems``). A new one is made inside Postgres with the source's own
     columns added; through the workers (another database) it has the layout's only, so a column of the user's is refused
-    then too (``pgvector_layout.new_table_problems``)."""
+    then too (``pgvector_rows.new_table_problems``)."""
     if not isinstance(spec.target, PgvectorStoreSpec):
         return
-    in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgvector_layout.same_database(
+    in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgvector_rows.same_database(
         spec.source, spec.target, os.environ
     )
     for run in plan.runs:
@@ -94,10 +96,10 @@ def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> N
             continue
         carried = [c for c in found[1] if not c.serial]
         if there is not None:
-            pgvector_layout.refuse_columns(pgvector_layout.carry_problems(there[0], carried, there[1]), found[0])
+            pgvector_rows.refuse_columns(pgvector_rows.carry_problems(there[0], carried, there[1]), found[0])
         elif not in_postgres:
             table = pgvector_layout.table_of(spec.target.table, run.target_namespace)
-            pgvector_layout.refuse_columns(pgvector_layout.new_table_problems(table, carried), found[0])
+            pgvector_rows.refuse_columns(pgvector_rows.new_table_problems(table, carried), found[0])
 
 
 def _absolute_catalogue(spec: JobSpec, spec_dir: Path | None) -> JobSpec:
@@ -241,6 +243,7 @@ def _prepare(
                 twins = load_twins(spec.routing.creators, spec_dir, retry_policy.one_off(settings))
             sources = load_sources(spec.routing.sources, spec_dir, retry_policy.one_off(settings))
         plan = make_plan(spec, source_inv, target_inv, twins, sources)
+        check_document_keys(spec, source, [r.source_namespace for r in plan.runs if r.vector_count])
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
             targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})

@@ -26,6 +26,10 @@ UPSERT_RECORDS_MAX = 96
 
 #: Characters per record id (Pinecone docs, "Identifier limits": a record id is at most 512 characters).
 RECORD_ID_MAX_CHARS = 512
+#: Bytes per document field name of a document index (API 2026-07, db_control ``CreateIndexSchema``: ≤ 64 bytes).
+DOCUMENT_FIELD_MAX_BYTES = 64
+#: How a document field name may not start (Documents API 2026-07: ``_`` and ``$`` are reserved).
+DOCUMENT_RESERVED_PREFIXES = ("_", "$")
 #: Ids one query may return when it asks for no values and no metadata (Pinecone API reference, "Query": top_k ≤
 #: 10,000).
 QUERY_MAX_TOP_K = 10_000

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.packed_ids import PACK_JSONB_IDS_SQL, PackedIds
 from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where the job table's users import them from)
     BatchState,
@@ -26,8 +27,8 @@ from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where t
 
 # 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places;
 # 5: batches.ids packed into bytea (``orchestrator.packed_ids``), was a JSONB array; ix_batches_unfinished;
-# 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state
-SCHEMA_VERSION = 6
+# 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state; 7: erasure_ledger
+SCHEMA_VERSION = 7
 
 
 def utcnow() -> datetime:
@@ -190,6 +191,25 @@ class ErasePlace(Base):
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
+class ErasureEntry(Base):
+    """One line of the erasure ledger: a creator (or one twin of theirs) erased, by which erasure job, when, with its
+    receipt once it finished. Every write path asks it before it writes (``jobs.erasure_subjects``); only an
+    operator lifts a line (``erase --lift``), with a reason, and the line stays, lifted."""
+
+    __tablename__ = "erasure_ledger"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id"), index=True)
+    creator_id: Mapped[str] = mapped_column(sa.String(200), index=True)
+    twin_id: Mapped[str | None] = mapped_column(sa.String(200))
+    subject: Mapped[dict[str, Any]]  # ``erasure.Subject.to_json()``: how its records are matched
+    erased_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    receipt: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    lifted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    lifted_by: Mapped[str | None] = mapped_column(sa.String(200))
+    lift_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
 class SchemaInfo(Base):
     __tablename__ = "nsmigrate_schema"
 
@@ -197,14 +217,48 @@ class SchemaInfo(Base):
     applied_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
 
+class SchemaTooNew(NsmigrateError):
+    """The job table was written by a newer nsmigrate: this one does not know its schema and must not write to it."""
+
+    #: The command's (and a worker's) exit code: a supervisor or a deploy script tells "upgrade this nsmigrate"
+    #: apart from a setting to fix (2) or a failed check (1).
+    exit_code = 3
+
+    def __init__(self, table_version: int) -> None:
+        self.table_version = table_version
+        super().__init__(
+            f"the job table's schema is version {table_version}, newer than this nsmigrate knows (schema version "
+            f"{SCHEMA_VERSION}, nsmigrate {_nsmigrate_version()}); nothing was changed",
+            hint="run the nsmigrate the table was upgraded by (or a newer one) here too; `nsmigrate --version` says "
+            "which one this is",
+        )
+
+
+def _nsmigrate_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nsmigrate")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
 def ensure_schema(engine: sa.Engine) -> None:
-    """Create the job table schema, or bring an older one up to date. Safe to call from many processes at once."""
+    """Create the job table schema, or bring an older one up to date. Safe to call from many processes at once.
+
+    Raises:
+        SchemaTooNew: a newer nsmigrate upgraded the table; this one changes nothing in it.
+    """
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Serialise concurrent first runs (CLI + workers) so CREATE TABLE races cannot fail.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7316001)"))
-        if _schema_version(conn) == SCHEMA_VERSION:  # the usual case: one query, no reflection of every table
+        found = _schema_version(conn)
+        if found == SCHEMA_VERSION:  # the usual case: one query, no reflection of every table
             return
+        if found is not None and found > SCHEMA_VERSION:
+            # Its columns, states or ids may mean what this code cannot read or would write wrongly.
+            raise SchemaTooNew(found)
         if not set(sa.inspect(conn).get_table_names()) & set(Base.metadata.tables):
             # A fresh database: nothing older to bring up to date, so none of the catalogue reads below (each
             # table's columns and indexes, 40-odd queries that cost more than the tables themselves).
@@ -220,6 +274,7 @@ def ensure_schema(engine: sa.Engine) -> None:
         if "phase" not in {c["name"] for c in sa.inspect(conn).get_columns(Job.__tablename__)}:
             conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN phase VARCHAR(32)"))
         _pack_batch_ids(conn)
+        _enter_older_erasures(conn)
         for table in (Batch.__table__, NamespaceRun.__table__):
             for index in table.indexes:  # type: ignore[attr-defined]
                 index.create(conn, checkfirst=True)  # an index a later version added to an existing table
@@ -245,3 +300,21 @@ def _pack_batch_ids(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE batches DROP COLUMN ids"))
     conn.execute(sa.text("ALTER TABLE batches RENAME COLUMN ids_packed TO ids"))
     conn.execute(sa.text("ALTER TABLE batches ALTER COLUMN ids SET NOT NULL"))
+
+
+def _enter_older_erasures(conn: sa.Connection) -> None:
+    """Version 7: every erasure job made before the ledger gets its line, so what it erased stays held back."""
+    entered = sa.select(ErasureEntry.job_id)
+    older = sa.select(Job.id, Job.spec, Job.created_at).where(Job.kind == JobKind.ERASE, Job.id.not_in(entered))
+    for job_id, spec, created_at in conn.execute(older).all():
+        spec = spec or {}
+        if spec.get("creator_id"):
+            conn.execute(
+                sa.insert(ErasureEntry).values(
+                    job_id=job_id,
+                    creator_id=spec["creator_id"],
+                    twin_id=spec.get("twin_id"),
+                    subject=spec,
+                    erased_at=created_at or utcnow(),
+                )
+            )

@@ -20,7 +20,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
-from nsmigrate.orchestrator.pgvector_layout import TableColumn
+from nsmigrate.orchestrator.pgvector_rows import TableColumn
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
 
 Enumeration = Literal["list", "catalogue", "sweep"]

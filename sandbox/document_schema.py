@@ -155,7 +155,7 @@ def _dense(name: str, config: dict[str, Any]) -> DenseField:
         raise _bad(f"Field '{name}': dimension must be an integer from 1 to 20000, got {dimension!r}")
     if metric not in METRICS:
         raise _bad(f"Field '{name}': metric must be one of {list(METRICS)}, got {metric!r}")
-    return DenseField(name, dimension, metric, _description(name, config))
+    return DenseField(name, dimension, str(metric), _description(name, config))
 
 
 def _full_text(name: str, config: dict[str, Any]) -> TextField:

@@ -1210,8 +1210,10 @@ class IndexService:
                     f"Request size {size_mb:.1f}MB exceeds the maximum supported size of 2MB. "
                     "Please try to reduce your batch size.",
                 )
-            self.store.freshness.lag_s = faults.freshness_lag_s
-            with self.store.freshness.request() as lsn_headers:
+            freshness = self.store.freshness
+            assert freshness is not None  # only a replica has none
+            freshness.lag_s = faults.freshness_lag_s
+            with freshness.request() as lsn_headers:
                 result = handler(payload, query, arg)
             lsns = lsn_headers if self.spec.kind == "serverless" else {}  # the docs: serverless only
             if isinstance(result, _Reply):
@@ -1917,6 +1919,15 @@ def parse_index_arg(text: str) -> IndexSpec:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _lag_seconds(text: str) -> float:
+    try:
+        return Faults(freshness_lag_s=float(text)).freshness_lag_s
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"the freshness lag is seconds within 0..3600 (--freshness-lag-s or ${FRESHNESS_LAG_ENV}), got {text!r}"
+        ) from exc
+
+
 def _write_port_file(path: Path, hosts: dict[str, Any]) -> None:
     # Write then rename, so a process polling for the file never reads half of it.
     tmp = path.with_name(path.name + ".tmp")
@@ -1941,8 +1952,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="log one line per request (never headers)")
     parser.add_argument(
         "--freshness-lag-s",
-        type=float,
-        default=float(os.environ.get(FRESHNESS_LAG_ENV) or 0),
+        type=_lag_seconds,
+        default=os.environ.get(FRESHNESS_LAG_ENV) or "0",  # a string default goes through the type too
         help=f"reads (list, query, counts) see each write this many seconds after it (default: ${FRESHNESS_LAG_ENV} "
         "or 0); fetch sees it at once",
     )

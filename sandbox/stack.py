@@ -154,8 +154,9 @@ def _reap(proc: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
         proc.wait()
 
 
-def start_stack(indexes: list[IndexSpec], workdir: Path | None = None) -> Stack:
-    """Start Redis, Postgres and a Pinecone data plane with ``indexes`` (empty). Call ``stop()`` when done."""
+def start_stack(indexes: list[IndexSpec], workdir: Path | None = None, *, freshness_lag_s: float = 0.0) -> Stack:
+    """Start Redis, Postgres and a Pinecone data plane with ``indexes`` (empty; every index's reads lagging its
+    writes by ``freshness_lag_s``). Call ``stop()`` when done."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="nsmigrate-stack-"))
     workdir.mkdir(parents=True, exist_ok=True)
     redis = RedisServer().start()
@@ -164,7 +165,7 @@ def start_stack(indexes: list[IndexSpec], workdir: Path | None = None) -> Stack:
     except Exception:
         redis.stop()
         raise
-    pinecone = PineconeSandbox(indexes=indexes).start()
+    pinecone = PineconeSandbox(indexes=indexes, freshness_lag_s=freshness_lag_s).start()
     return Stack(
         redis_url=redis.url, database_url=postgres.url, pinecone=pinecone, workdir=workdir, servers=[redis, postgres]
     )

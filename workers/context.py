@@ -16,7 +16,8 @@ import redis
 from nsmigrate.orchestrator.jobs import Database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings, load_settings, task_slots
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.guarded import GuardedStore

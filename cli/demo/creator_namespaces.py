@@ -35,7 +35,7 @@ def run(options: DemoOptions) -> int:
             f"(dimension {seed.dimension}) in {len(seed.namespaces)} namespaces"
         )
         twins_csv = write_twins_csv(seed.twins, demo.stack.workdir / "seed-twins.csv")
-        outcome = demo.run_job(demo.write_spec(spec_path, lambda data: _use_mapping_file(data, twins_csv)))
+        outcome = demo.run_job(demo.write_spec(spec_path, lambda data: use_mapping_file(data, twins_csv)))
         _print_landing(demo, index_name)
         console.print(
             f"copied {outcome.status.totals.copied} of {outcome.status.totals.source} vectors in "
@@ -45,7 +45,7 @@ def run(options: DemoOptions) -> int:
         return outcome.code
 
 
-def _use_mapping_file(data: dict[str, Any], twins_csv: Path) -> None:
+def use_mapping_file(data: dict[str, Any], twins_csv: Path) -> None:
     creators = (data.get("routing") or {}).get("creators")
     if creators and creators.get("source") == "file":
         creators["path"] = str(twins_csv)

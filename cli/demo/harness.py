@@ -151,15 +151,15 @@ class DemoStack:
 
 
 @contextmanager
-def demo_stack(indexes: list[IndexSpec], options: DemoOptions) -> Iterator[DemoStack]:
-    """Start the stack with ``indexes`` in the local data plane, a control worker (list, verify, cleanup) and a copy
-    worker (with ``--keep``: serving their metrics, and Flower and the job pages); stop all of it on the way out
-    (``--keep`` holds it open first)."""
+def demo_stack(indexes: list[IndexSpec], options: DemoOptions, *, freshness_lag_s: float = 0.0) -> Iterator[DemoStack]:
+    """Start the stack with ``indexes`` in the local data plane (its reads lagging writes by ``freshness_lag_s``), a
+    control worker (list, verify, cleanup) and a copy worker (with ``--keep``: serving their metrics, and Flower and
+    the job pages); stop all of it on the way out (``--keep`` holds it open first)."""
     console.print(
         "starting Redis, Postgres (pgvector), the local Pinecone data plane, workers"
         + (" and Flower …" if options.keep else " …")
     )
-    stack = start_stack(indexes)
+    stack = start_stack(indexes, freshness_lag_s=freshness_lag_s)
     try:
         # The CLI's own code in this process (plan, launch, status) reads the same settings the workers get.
         os.environ.update({k: v for k, v in stack.env().items() if k.startswith(("NSMIGRATE_", "PINECONE_"))})

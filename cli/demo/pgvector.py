@@ -27,7 +27,7 @@ from nsmigrate.migrations import catalogue
 from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.limits import PGVECTOR_INDEX_MAX_DIMENSIONS
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.verification.comparisons import compare_record
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector import table_copies

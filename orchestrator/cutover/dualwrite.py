@@ -33,6 +33,7 @@ from typing import Any
 from nsmigrate.orchestrator.cutover.rollout import record_write_failure, rollout_of
 from nsmigrate.orchestrator.cutover.rules import reads_new
 from nsmigrate.orchestrator.jobs.database import Database
+from nsmigrate.orchestrator.jobs.erasure_ledger import HeldBack, record_held_back
 from nsmigrate.orchestrator.jobs.jobs_and_runs import job_spec, runs_of
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
 from nsmigrate.orchestrator.routing.route import RouteContext, route_context, route_records
@@ -90,6 +91,7 @@ class DualWriteIndex:
                 raise ValueError("DualWriteIndex needs the job table: pass database_url (or db)")
             db = Database(database_url, create=False)
         self.old, self.new, self.job_id, self._db = old, new, job_id, db
+        self.held_back: list[str] = []  # what the erasure ledger held back of the last upsert
         self.rollout = RolloutReader(db, job_id, max_age_s)
         spec = job_spec(db, job_id)
         self._runs = {run.source_namespace: run for run in runs_of(db, job_id)}
@@ -109,17 +111,32 @@ class DualWriteIndex:
     # ----------------------------------------------------------------------------------------------------- writes
 
     def upsert(self, vectors: Iterable[Any], namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:
-        """Upsert to the old index, then the same records, routed and enriched as the job copies them, to the new."""
+        """Upsert to the old index, then the same records, routed and enriched as the job copies them, to the new.
+        Records of a creator or twin in the erasure ledger are written to neither (``held_back`` names them, as
+        does a ``write_held_back`` event of their erasure); None when nothing was left to write."""
         vectors = list(vectors)
-        answer = self.old.upsert(vectors=vectors, namespace=namespace, **kwargs)
         ns = _stored(namespace)
-        records = [_record(v) for v in vectors]
+        given = [_record(v) for v in vectors]
+        ledger = HeldBack(self._db)  # asked before each write: an erasure started meanwhile counts
+        run = self._runs.get(ns)
+        records = ledger.keep(ns, given, (run.creator_id, run.twin_id) if run else None)
+        kept = {r.id for r in records}
+        answer = None
+        if records:
+            old = [v for v, r in zip(vectors, given, strict=True) if r.id in kept]
+            answer = self.old.upsert(vectors=old, namespace=namespace, **kwargs)
         ids = [r.id for r in records]
         try:
             for target, routed in route_records(records, self._route(ns)).items():
-                self.new.upsert(vectors=[_wire(r) for r in routed], namespace=target)
+                routed = ledger.keep(target, routed)
+                if routed:
+                    self.new.upsert(vectors=[_wire(r) for r in routed], namespace=target)
         except Exception as e:  # any failure of the new side: recorded for sync, never raised to the application
             self._failed(ns, "upsert", ids, e)
+        self.held_back = ledger.sentences()
+        if self.held_back:
+            log.warning("dual write to %r: %s", namespace, "; ".join(self.held_back))
+            record_held_back(self._db, ledger.lines(), job=self.job_id, command="dual_write", namespace=ns)
         return answer
 
     def delete(self, ids: Iterable[str], namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:

@@ -18,6 +18,7 @@ Who owns what:
 - ``sync_rollback``: sync and rollback bookkeeping;
 - ``collection``: the phase and runs of a ``strategy: collection`` job;
 - ``erasure``: an erasure job's places (claim, record, finish with its receipt);
+- ``erasure_ledger``: who was erased, by which job, with its receipt; what every write path asks; lifting a line;
 - ``status``: read-only views (``job_status`` → ``JobStatus``, ``job_summary`` → ``JobSummary``, ``job_progress``
   → ``JobProgress``, ``verdicts_of``, ``list_jobs``, ``events_of``), each the reader of ``orchestrator.snapshot``
   over the engine (``read_status``).
@@ -44,13 +45,19 @@ from nsmigrate.orchestrator.jobs.erasure import (
     create_erasure,
     erased_ids,
     erasure_receipt,
-    erasure_subjects,
     fail_place,
     finish_place,
     known_runs,
     maybe_finish_erasure,
     places_of,
     retry_places,
+)
+from nsmigrate.orchestrator.jobs.erasure_ledger import (
+    HeldBack,
+    erasure_subjects,
+    ledger,
+    lift_erasure,
+    record_held_back,
 )
 from nsmigrate.orchestrator.jobs.jobs_and_runs import (
     ROWS_PER_INSERT,
@@ -165,6 +172,7 @@ __all__ = [
     "BatchCounts",
     "BatchWork",
     "Database",
+    "HeldBack",
     "JobProgress",
     "JobStatus",
     "JobSummary",
@@ -216,6 +224,8 @@ __all__ = [
     "job_summary",
     "known_runs",
     "latest_unfinished_job",
+    "ledger",
+    "lift_erasure",
     "list_jobs",
     "maybe_finish_erasure",
     "maybe_finish_job",
@@ -228,6 +238,7 @@ __all__ = [
     "read_status",
     "record_and_claim_batch",
     "record_event",
+    "record_held_back",
     "refuse_stopped",
     "requeue_failed",
     "requeue_failed_listers",

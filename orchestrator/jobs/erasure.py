@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from nsmigrate.orchestrator.errors import NotFound, StateError
+from nsmigrate.orchestrator.jobs import erasure_ledger
 from nsmigrate.orchestrator.jobs.database import Database, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
 from nsmigrate.orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
@@ -30,6 +31,7 @@ def create_erasure(
         s.flush()
         for place in places:
             s.add(ErasePlace(job_id=job.id, **place))
+        erasure_ledger.enter(s, job.id, spec)  # held back from every write from now on, not once it is gone
         add_event(
             s,
             "erase_started",
@@ -144,17 +146,6 @@ def retry_places(db: Database, job_id: int) -> list[int]:
         return ids
 
 
-def erasure_subjects(db: Database) -> list[tuple[int, Any]]:
-    """(job id, ``erasure.Subject``) of every erasure that is running or finished: a copy must not write their data
-    (``erasure.erased_in``). A cancelled erasure erases nothing more, and holds back nothing."""
-    from nsmigrate.orchestrator.tenancy.erasure import Subject
-
-    with db.transaction() as s:
-        erasures = sa.select(Job.id, Job.spec).where(Job.kind == JobKind.ERASE, Job.state != JobState.CANCELLED)
-        rows = s.execute(erasures.order_by(Job.id)).all()
-    return [(job_id, Subject.from_json(spec or {})) for job_id, spec in rows]
-
-
 def maybe_finish_erasure(db: Database, job_id: int, receipt: Any, actor: str | None = None) -> dict[str, Any] | None:
     """When every place of the job is final: the job finished and its receipt (``receipt(job, places)``, a pure
     function) written to the audit log as ``erasure_receipt``; exactly one caller wins. Returns the receipt."""
@@ -167,6 +158,7 @@ def maybe_finish_erasure(db: Database, job_id: int, receipt: Any, actor: str | N
             return None
         job.state = JobState.FINISHED
         made: dict[str, Any] = receipt(job, places)
+        erasure_ledger.enter_receipt(s, job_id, made)
         add_event(s, "erasure_receipt", actor or default_actor(), job_id, receipt=made)
         return made
 

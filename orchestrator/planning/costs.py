@@ -19,7 +19,8 @@ from nsmigrate.orchestrator.limits import (
 )
 from nsmigrate.orchestrator.listing.pod_enumeration import sweep_cost
 from nsmigrate.orchestrator.planning.plan import Estimate, Inventory, NamespacePlan
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
 #: Id, metadata and JSON framing of one vector in an upsert request (the estimate's guess; each value is counted as
 #: the workers' chunking counts it, so the estimate's requests are the ones the workers send).

@@ -10,7 +10,8 @@ from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.limits import RECORD_ID_MAX_CHARS
 from nsmigrate.orchestrator.planning.plan import NamespacePlan, Plan
 from nsmigrate.orchestrator.records.namespaces import PUBLIC, display_namespace, shown_namespaces
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
 
 def shared_targets(

@@ -35,7 +35,8 @@ from nsmigrate.orchestrator.records.namespaces import (
     shown_namespaces,
 )
 from nsmigrate.orchestrator.routing.route import routing_table
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
 
 def make_plan(

@@ -11,7 +11,8 @@ from nsmigrate.orchestrator.limits import SERVERLESS_MAX_NAMESPACES_PER_INDEX
 from nsmigrate.orchestrator.planning.plan import Inventory, NamespacePlan
 from nsmigrate.orchestrator.records.namespaces import SHOWN, display_namespace, namespace_problem, shown_namespaces
 from nsmigrate.orchestrator.routing.text import check_text_target
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
 
 def check_compatible(spec: JobSpec, source: Inventory, target: Inventory) -> None:

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 from nsmigrate.orchestrator.errors import PlanError, StoreError
-from nsmigrate.orchestrator.spec.jobspec import CreateIndex, JobSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import CreateIndex, DocumentMapping
 
 #: ``wait_until_ready`` asks the control plane after 0.25 s, then twice as late each time, up to this (Pinecone's
 #: SDK polls every 5 s): a sandbox index is seen ready at once, a real one is not asked about too often.
@@ -40,6 +41,10 @@ class IndexShape:
     tags: Mapping[str, str] = field(default_factory=dict)
     model: str | None = None
     text_field: str | None = None
+    #: A document index: its dense_vector field (dimension and metric above), sparse_vector and full-text fields.
+    dense_field: str | None = None
+    sparse_field: str | None = None
+    text_fields: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line for plans and messages, e.g. ``serverless aws/us-east-1, 3072-dim cosine, …``."""
@@ -51,13 +56,24 @@ class IndexShape:
                 + (f", {self.dimension}-dim" if self.dimension else "")
                 + (f" {self.metric}" if self.metric else "")
             )
+        if self.dense_field is not None:
+            vectors = f"document index: {self.document_fields()}"
         return f"serverless {self.cloud}/{self.region}, {vectors}, deletion protection {self.deletion_protection}" + (
             f", tags {tags}" if tags else ""
         )
 
+    def document_fields(self) -> str:
+        """A document index's schema in a few words, e.g. ``dense_vector 'embedding' 3072-dim cosine, …``."""
+        parts = [f"dense_vector {self.dense_field!r} {self.dimension}-dim {self.metric}"]
+        if self.sparse_field is not None:
+            parts.append(f"sparse_vector {self.sparse_field!r}")
+        parts += [f"full-text string {name!r}" for name in self.text_fields]
+        return ", ".join(parts)
+
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["tags"] = dict(self.tags)
+        data["text_fields"] = list(self.text_fields)
         return data
 
 
@@ -74,6 +90,8 @@ class IndexInfo:
     host: str | None = None
     model: str | None = None  # an integrated index's embedding model
     text_field: str | None = None  # and the field it embeds (field_map.text)
+    dense_field: str | None = None  # a document index's dense_vector field (None: a legacy index)
+    sparse_field: str | None = None  # and its sparse_vector field
 
 
 class IndexControl(Protocol):
@@ -108,6 +126,7 @@ def wanted_shape(
     *,
     text_field: str | None = None,
     reembed_dimension: int | None = None,
+    documents: DocumentMapping | None = None,
 ) -> IndexShape:
     """The shape ``create`` asks for, with the source's dimension and metric where it gives none (a re-embedding:
     its own dimension; an integrated index: the model's defaults)."""
@@ -129,6 +148,9 @@ def wanted_shape(
         region=create.region,
         deletion_protection=create.deletion_protection,
         tags=dict(create.tags),
+        dense_field=documents.dense_field if documents is not None else None,
+        sparse_field=documents.sparse_field if documents is not None else None,
+        text_fields=tuple(documents.text_fields) if documents is not None else (),
     )
 
 
@@ -157,13 +179,20 @@ def plan_target_index(
     target = spec.target
     if target.kind == "pinecone" and target.create is None and target.records is not None:
         _check_integrated(target.index, target.records.field, control)
+    if target.kind == "pinecone" and target.create is None and target.documents is not None:
+        _check_document_index(target.index, target.documents, source_dimension, source_metric, control)
     if target.kind != "pinecone" or target.create is None:
         return None
     name = str(target.index)
     reembed = spec.reembed.dimension if spec.reembed is not None else None
     text_field = target.records.field if target.records is not None else None
     shape = wanted_shape(
-        target.create, source_dimension, source_metric, text_field=text_field, reembed_dimension=reembed
+        target.create,
+        source_dimension,
+        source_metric,
+        text_field=text_field,
+        reembed_dimension=reembed,
+        documents=target.documents,
     )
     # A copy keeps the vectors, so the shape must be the source's; text (integrated or re-embedded) makes new ones.
     differs = shape_problems(shape, source_dimension, source_metric) if spec.text_from is None else []
@@ -187,6 +216,7 @@ def plan_target_index(
         has = f"model {existing.model} embedding {existing.text_field!r}" if existing.model else "no integrated model"
         wants = f"model {shape.model} embedding {shape.text_field!r}" if shape.model else "a plain vector index"
         problems.append(f"{has}, not {wants}")
+    problems += _document_problems(shape, existing)
     if problems:
         raise PlanError(
             f"target index {name} exists with {', '.join(problems)}; the copy needs {_wanted(shape)}",
@@ -196,23 +226,64 @@ def plan_target_index(
     return TargetIndex(name=name, shape=shape, action="use")
 
 
+def _existing(name: str | None, control: IndexControl | None, create: str) -> IndexInfo | None:
+    """The existing target index ``name``; None when it cannot be asked (a ``host`` target, no control plane).
+
+    Raises:
+        PlanError: it does not exist (``create``: what makes the job create it).
+    """
+    if name is None or control is None:
+        return None
+    existing = control.describe_index(name)
+    if existing is None:
+        raise PlanError(f"target index {name} does not exist", hint=f"{create} to have the job create it", target=name)
+    return existing
+
+
 def _check_integrated(name: str | None, field: str, control: IndexControl | None) -> None:
     """An existing target named by ``index`` that records are written to as text must embed ``field`` (a ``host``
     target cannot be asked: Pinecone refuses its first text upsert instead, failing the batch with that message)."""
-    if name is None or control is None:
-        return
-    existing = control.describe_index(name)
+    existing = _existing(name, control, "add target.create.model (an embedding model Pinecone hosts)")
     if existing is None:
-        raise PlanError(
-            f"target index {name} does not exist",
-            hint="add target.create.model (an embedding model Pinecone hosts) to have the job create it",
-            target=name,
-        )
+        return
     if existing.text_field != field:
         has = f"embeds field {existing.text_field!r}" if existing.model else "has no integrated embedding"
         raise PlanError(
             f"target index {name} {has}, but target.records.field is {field!r}",
             hint="set target.records.field to the index's text field, or name an integrated index that embeds it",
+            target=name,
+        )
+
+
+def _document_problems(shape: IndexShape, existing: IndexInfo) -> list[str]:
+    """How an existing index differs from the document index ``shape`` asks for (or the legacy one)."""
+    if shape.dense_field is None:
+        return [f"a document index (dense field {existing.dense_field!r})"] if existing.dense_field else []
+    if existing.dense_field is None:
+        return ["a legacy vector index, not a document index"]
+    problems = []
+    if existing.dense_field != shape.dense_field:
+        problems.append(f"dense_vector field {existing.dense_field!r}, not {shape.dense_field!r}")
+    if shape.sparse_field is not None and existing.sparse_field != shape.sparse_field:
+        problems.append(f"sparse_vector field {existing.sparse_field!r}, not {shape.sparse_field!r}")
+    return problems
+
+
+def _check_document_index(
+    name: str | None, fields: DocumentMapping, dimension: int, metric: str | None, control: IndexControl | None
+) -> None:
+    """An existing document index named by ``index`` must have the dense (and sparse) field the mapping writes, of
+    the source's dimension and metric (a ``host`` target cannot be asked: its first upsert would be refused)."""
+    existing = _existing(name, control, "add target.create (cloud, region), from target.documents,")
+    if existing is None:
+        return
+    wanted = IndexShape(dimension, metric or "cosine", dense_field=fields.dense_field, sparse_field=fields.sparse_field)
+    problems = _document_problems(wanted, existing) + shape_problems(wanted, existing.dimension, existing.metric)
+    if problems:
+        raise PlanError(
+            f"target index {name} has {', '.join(problems)}; the copy needs a document index with "
+            f"{wanted.document_fields()}",
+            hint="set target.documents to the index's fields, or name another document index",
             target=name,
         )
 

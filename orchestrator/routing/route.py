@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nsmigrate.orchestrator.errors import PlanError
-from nsmigrate.orchestrator.pgvector_layout import COLUMN_BY_NAME, NULL_METADATA_KEY
+from nsmigrate.orchestrator.pgvector_layout import COLUMN_BY_NAME
+from nsmigrate.orchestrator.pgvector_rows import NULL_METADATA_KEY
 from nsmigrate.orchestrator.records.namespaces import (
     PUBLIC,
     creator_namespace,

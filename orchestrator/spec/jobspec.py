@@ -9,309 +9,47 @@ See ``migrations/README.md`` for the format with examples, and ``migrations/*.ya
 
 from __future__ import annotations
 
-import re
-import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
-    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from nsmigrate.orchestrator import pgvector_layout
-from nsmigrate.orchestrator.connections.keys import credentials_refusal
 from nsmigrate.orchestrator.errors import SpecError
 from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
     LIST_MAX_REQUESTS_PER_S_PER_INDEX,
-    QUERY_MAX_TOP_K,
     READ_MAX_REQUESTS_PER_S_PER_INDEX,
     STATS_MAX_REQUESTS_PER_S_PER_INDEX,
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
 from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
-from nsmigrate.orchestrator.redaction import redact_text, redact_url
+from nsmigrate.orchestrator.spec.cutover import Cutover, one_pinecone_index
+from nsmigrate.orchestrator.spec.stores import (
+    PgvectorStoreSpec,
+    StoreSpec,
+    TextRecords,
+    _check_env_name,
+    _env_field,
+    _Model,
+    _sql_identifier,
+)
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
 
 #: Chains listing one namespace at once, at most and by default (the spec's ``max_list_chains``; a lister's threads);
 #: the fleet's list budget (``rate.list_rps``) bounds how fast they go together.
 MAX_CHAINS = 16
 
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")  # always fullmatch: "$" would accept a trailing "\n"
-
-
-class _Model(BaseModel):
-    # Unknown keys are typos far more often than intent: refuse them.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _check_env_name(value: str, field: str) -> str:
-    if not _ENV_NAME.fullmatch(value):
-        raise ValueError(
-            f"{field} must be the NAME of an environment variable (like PINECONE_API_KEY), not a value; "
-            "put the secret in the environment and name it here"
-        )
-    return value
-
-
-def _env_field(value: str, info: ValidationInfo) -> str:
-    return _check_env_name(value, info.field_name or "url_env")
-
-
-def _sql_identifier(value: str) -> str:
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
-        raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _)")
-    return value
-
 
 EnvName = Annotated[str, AfterValidator(_env_field)]
 SqlName = Annotated[str, AfterValidator(_sql_identifier)]
-
-
-class IdCatalogue(_Model):
-    """Where the ids of a source that cannot list them are kept: rows of (namespace, id), e.g. the chunk table an
-    application writes next to its vectors. ``file``: a CSV with a ``namespace,id`` header (the default namespace as
-    ``__default__`` or empty); ``postgres``: a table in the database named by ``database_url_env``; ``supabase``: a
-    table read through the ``supabase`` client. Read in pages ordered by id."""
-
-    source: Literal["file", "postgres", "supabase"] = "file"
-    path: str | None = Field(default=None, description="file: CSV namespace,id; relative to the spec file.")
-    database_url_env: str = Field(default="NSMIGRATE_CATALOGUE_URL", description="postgres: env var with its URL.")
-    url_env: str = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
-    key_env: str = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
-    table: str = Field(default="vector_ids", description="postgres/supabase: the table of (namespace, id) rows.")
-    namespace_column: str = "namespace"
-    id_column: str = "id"
-
-    @field_validator("database_url_env", "url_env", "key_env")
-    @classmethod
-    def _env(cls, value: str, info: ValidationInfo) -> str:
-        return _check_env_name(value, info.field_name or "url_env")
-
-    @field_validator("table", "namespace_column", "id_column")
-    @classmethod
-    def _sql_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
-            raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _)")
-        return value
-
-    @model_validator(mode="after")
-    def _complete(self) -> IdCatalogue:
-        if self.source == "file" and not self.path:
-            raise ValueError("source `file` needs `path` (a CSV with a namespace,id header)")
-        return self
-
-
-class Enumeration(_Model):
-    """How the ids of a Pinecone source are found. ``list`` pages them (serverless indexes only); a pod index cannot
-    list, so it needs ``catalogue`` (the ids kept elsewhere, ``catalogue:``) or ``sweep`` (queries with random
-    vectors, ``top_k`` ids each, until every namespace's count in describe_index_stats is covered, at most
-    ``max_queries`` per namespace; a namespace the sweep cannot cover fails its verification)."""
-
-    mode: Literal["list", "catalogue", "sweep"] = "list"
-    catalogue: IdCatalogue | None = None
-    top_k: int = Field(default=QUERY_MAX_TOP_K, gt=0, le=QUERY_MAX_TOP_K, description="sweep: ids per query.")
-    max_queries: int = Field(default=1000, gt=0, le=1_000_000, description="sweep: queries per namespace, at most.")
-
-    @model_validator(mode="after")
-    def _complete(self) -> Enumeration:
-        if self.mode == "catalogue" and self.catalogue is None:
-            raise ValueError("mode `catalogue` needs `catalogue:` (source file, postgres or supabase)")
-        if self.mode != "catalogue" and self.catalogue is not None:
-            raise ValueError(f"`catalogue:` is only read with mode `catalogue`, not `{self.mode}`")
-        return self
-
-
-class CreateIndex(_Model):
-    """A Pinecone target index nsmigrate creates (serverless) when it does not exist yet; an existing index of the
-    same dimension and metric is used as it is. Dimension and metric default to the source's (with ``reembed``: its
-    dimension). With ``model`` it is an **integrated** index that embeds text itself (``create_index_for_model``;
-    its text field is ``target.records.field``); dimension and metric then default to the model's."""
-
-    cloud: Literal["aws", "gcp", "azure"] = "aws"
-    region: str = Field(default="us-east-1", min_length=1, description="The cloud region, e.g. us-east-1.")
-    dimension: int | None = Field(default=None, gt=0, le=20000, description="Default: the source's dimension.")
-    metric: Literal["cosine", "dotproduct", "euclidean"] | None = Field(
-        default=None, description="Default: the source's metric."
-    )
-    deletion_protection: Literal["enabled", "disabled"] = "disabled"
-    tags: dict[str, str] = Field(default_factory=dict, description="Index tags, e.g. {team: search}.")
-    ready_timeout_s: float = Field(default=600, gt=0, description="How long `run` waits for the index to be ready.")
-    model: str | None = Field(
-        default=None,
-        min_length=1,
-        description="An embedding model Pinecone hosts, e.g. llama-text-embed-v2: create an integrated index.",
-    )
-
-    @field_validator("tags")
-    @classmethod
-    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, tag in value.items():
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", key):
-                raise ValueError(f"tag key {key!r} must be 1-80 letters, digits, '_' or '-'")
-            if not re.fullmatch(r"[A-Za-z0-9;@_\-.+ ]{1,120}", tag):
-                raise ValueError(f"tag {key}: value {tag!r} must be 1-120 letters, digits, spaces or ;@_-.+")
-        return value
-
-
-class TextRecords(_Model):
-    """As a target: an **integrated** index, which embeds each record's text itself. Records are written with the
-    records API (``upsert_records``, at most 96 per request): the text of source metadata field ``text_from`` goes into
-    the index's text field ``field`` (its ``field_map``), every other metadata field is kept as a field, ids are kept.
-    A record without text cannot be written: its id is reported per namespace, and ``missing_text`` says whether that
-    fails verification (``fail``, the default) or is accepted (``skip``)."""
-
-    text_from: str = Field(default="text", min_length=1, description="The source metadata field holding the text.")
-    field: str = Field(default="chunk_text", min_length=1, description="The index's text field (its field_map).")
-    missing_text: Literal["fail", "skip"] = Field(
-        default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
-    )
-
-
-class PineconeStoreSpec(_Model):
-    """A Pinecone index, by data-plane ``host`` or by ``index`` name (resolved through the control plane)."""
-
-    kind: Literal["pinecone"] = "pinecone"
-    index: str | None = Field(default=None, description="Index name, resolved to its host through the control plane.")
-    host: str | None = Field(
-        default=None, description="Data-plane host with scheme, e.g. https://idx-abc.svc.….pinecone.io"
-    )
-    control_host: str | None = Field(default=None, description="Control-plane URL override (local sandbox only).")
-    api_key_env: str = Field(default="PINECONE_API_KEY", description="Name of the env var holding the API key.")
-    max_namespaces: int | None = Field(
-        default=None,
-        gt=0,
-        description="As a target: the namespaces its index may hold (your plan's limit); default: "
-        "100,000, Pinecone's serverless limit on the Standard and Enterprise plans (Starter: 100, Builder: 1,000).",
-    )
-    enumerate: Enumeration = Field(
-        default_factory=Enumeration,
-        description="How its ids are found: list (serverless), catalogue or sweep (pod indexes cannot list).",
-    )
-    create: CreateIndex | None = Field(
-        default=None, description="As a target: create this serverless index if it does not exist (needs `index`)."
-    )
-    records: TextRecords | None = Field(
-        default=None, description="As a target: an integrated index; records are written as text (see TextRecords)."
-    )
-
-    # Field validators (not one model validator) so that an error's path names the field: `target.host: …`.
-    @field_validator("host", "control_host")
-    @classmethod
-    def _scheme(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{redact_text(value)!r} needs its scheme, e.g. https://… or http://127.0.0.1:5081")
-        refusal = credentials_refusal(value)
-        if refusal is not None:  # the URL is not echoed: it holds a password
-            raise ValueError(f"the address {refusal}")
-        return value
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _key_env(cls, value: str) -> str:
-        return _check_env_name(value, "api_key_env")
-
-    @model_validator(mode="after")
-    def _one_address(self) -> PineconeStoreSpec:
-        if (self.index is None) == (self.host is None):
-            raise ValueError("give exactly one of `index` (an index name) or `host` (its data-plane URL)")
-        if self.create is not None and self.index is None:
-            raise ValueError("`create` needs `index: NAME` (the index to create), not `host`")
-        if self.create is not None and self.create.model is not None and self.records is None:
-            raise ValueError(
-                "`create.model` makes an integrated index: give `records: {text_from, field}` too (which source "
-                "metadata field holds the text, and the index's text field)"
-            )
-        return self
-
-    @property
-    def label(self) -> str:
-        """How this store is named in scopes, plans, messages and ``migrated_from`` (never contains a key: the host
-        is shown through the one redaction, query string included)."""
-        return self.index or redact_url(self.host or "").split("://", 1)[-1]
-
-
-class PgvectorStoreSpec(_Model):
-    """A Postgres + pgvector store: one legacy table with a namespace column, or one table per namespace."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    kind: Literal["pgvector"] = "pgvector"
-    database_url_env: str = Field(default="NSMIGRATE_PGVECTOR_URL", description="Env var holding the SQLAlchemy URL.")
-    layout: Literal["single_table", "table_per_namespace"] = "table_per_namespace"
-    table: str = Field(
-        default="embeddings", description="single_table: the table; table_per_namespace: the name prefix."
-    )
-    namespace_column: str = Field(
-        default="namespace", description="single_table only: the column naming the namespace."
-    )
-    dimension: int | None = Field(default=None, gt=0, le=16000, description="Needed to create tables in a new target.")
-    schema_: Literal["generic", "documented"] = Field(
-        default="generic",
-        alias="schema",
-        description="generic: (id, embedding, metadata) tables. documented: the application's "
-        "embeddings_{namespace} tables "
-        "(orchestrator.pgvector_layout), namespaces found from the tables themselves; table_per_namespace only.",
-    )
-    vector_index: Literal["ivfflat", "hnsw", "none"] = Field(
-        default="ivfflat",
-        description="documented: the cosine ANN index built on each target table after its load (with the b-tree "
-        "indexes and ANALYZE), when the namespace is verified; above 2,000 dimensions always HNSW over halfvec.",
-    )
-    ivfflat_lists: int = Field(
-        default=pgvector_layout.DEFAULT_LISTS,
-        gt=0,
-        le=32768,
-        description="documented, vector_index ivfflat: its lists (the application's layout says 100).",
-    )
-
-    @field_validator("database_url_env")
-    @classmethod
-    def _url_env(cls, value: str) -> str:
-        return _check_env_name(value, "database_url_env")
-
-    @field_validator("table", "namespace_column")
-    @classmethod
-    def _sql_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", value):
-            raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _), ≤ 41 characters")
-        return value
-
-    @model_validator(mode="after")
-    def _documented_layout(self) -> PgvectorStoreSpec:
-        if self.schema_ == "documented" and self.layout != "table_per_namespace":
-            raise ValueError(
-                "schema `documented` is one table per namespace (layout: table_per_namespace); its legacy single "
-                "table is read as the default namespace"
-            )
-        return self
-
-    @property
-    def documented(self) -> bool:
-        return self.schema_ == "documented"
-
-    @property
-    def index(self) -> pgvector_layout.VectorIndex:
-        """The ANN index a documented target's tables get."""
-        return pgvector_layout.VectorIndex(self.vector_index, self.ivfflat_lists)
-
-    @property
-    def label(self) -> str:
-        return f"pgvector:{self.table}_*" if self.documented else f"pgvector:{self.table}"
-
-
-StoreSpec = Annotated[PineconeStoreSpec | PgvectorStoreSpec, Field(discriminator="kind")]
 
 
 class NamespaceSelection(_Model):
@@ -559,52 +297,6 @@ class Cleanup(_Model):
     mode: Literal["never", "manual", "auto"] = "never"
 
 
-class Cutover(_Model):
-    """Switching traffic to the target (``nsmigrate cutover``): what the load check must show before reads move, and
-    how long reads must be all new before ``cleanup`` may delete the source."""
-
-    qps: float = Field(default=20, gt=0, le=1000, description="Queries per second of `cutover check`.")
-    duration_s: float = Field(default=60, gt=0, le=3600, description="How long `cutover check` queries.")
-    p95_ms: float = Field(default=100, gt=0, description="Largest allowed P95 of the target's query latency.")
-    p99_ms: float = Field(default=200, gt=0, description="Largest allowed P99 of the target's query latency.")
-    cold_query_ms: float = Field(
-        default=500, gt=0, description="Largest allowed latency of the first query to each target namespace."
-    )
-    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Largest allowed share of failed queries.")
-    min_agreement: float = Field(
-        default=0.9, ge=0, le=1, description="Smallest allowed mean top-k overlap of source and target answers."
-    )
-    top_k: int = Field(default=10, gt=0, le=1000)
-    decommission_after_s: float = Field(
-        default=7 * 86400,
-        ge=0,
-        description="How long reads must have been 100 % new before `cleanup` may delete the source (7 days).",
-    )
-    check_valid_s: float = Field(
-        default=3600,
-        gt=0,
-        description="How old the passing `cutover check` that each step toward the target needs may be, at most.",
-    )
-    min_step_s: float = Field(
-        default=600,
-        ge=0,
-        description="How long a rollout step must run with no breach before the next step may follow.",
-    )
-    aliases: str | None = Field(
-        default=None,
-        description="Cut over by namespace alias inside one Pinecone index: the name template of each namespace's "
-        "alias, from {source} and {target}, e.g. `live.{source}` (see `nsmigrate cutover aliases`).",
-    )
-
-    @field_validator("aliases")
-    @classmethod
-    def _alias_template(cls, value: str | None) -> str | None:
-        problem = template_problem(value) if value is not None else None
-        if problem is not None:
-            raise ValueError(problem)
-        return value
-
-
 class Backup(_Model):
     """Export each source namespace to Parquet before anything is copied."""
 
@@ -625,26 +317,6 @@ class Reembed(_Model):
     missing_text: Literal["fail", "skip"] = Field(
         default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
     )
-
-
-def template_problem(template: str) -> str | None:
-    """Why ``template`` cannot name a job's namespace aliases (``cutover.aliases``), or None: it must use
-    ``{source}`` or ``{target}`` (one alias per namespace) and nothing else in braces."""
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as e:
-        return f"{template!r} is not a name template: {e}"
-    if not fields & {"source", "target"} or fields - {"source", "target"}:
-        return f"{template!r} must name each alias by {{source}} or {{target}} (the namespaces), and by nothing else"
-    return None
-
-
-def _one_pinecone_index(source: Any, target: Any) -> bool:
-    """Whether two store specs name one Pinecone index, by the same ``index`` or the same ``host``."""
-    if source.kind != "pinecone" or target.kind != "pinecone":
-        return False
-    same_index = source.index is not None and source.index == target.index
-    return same_index or (source.host is not None and source.host.rstrip("/") == (target.host or "").rstrip("/"))
 
 
 def _application_tables(store: Any) -> bool:
@@ -742,7 +414,7 @@ class JobSpec(_Model):
         if self.strategy == "collection":
             self._collection_strategy_fits()
         self._text_fits()
-        if self.cutover.aliases is not None and not _one_pinecone_index(self.source, self.target):
+        if self.cutover.aliases is not None and not one_pinecone_index(self.source, self.target):
             raise ValueError(
                 "cutover.aliases: an alias points only at a namespace of its own index, so a cut-over by alias needs "
                 "source and target to be one Pinecone index (the same `index` or `host`); across indexes, "
@@ -864,12 +536,3 @@ def spec_from_text(text: str, origin: str) -> JobSpec:
 def spec_to_json(spec: JobSpec) -> dict[str, Any]:
     """The spec as stored in the job table (it holds env var names only, never secrets)."""
     return spec.model_dump(mode="json", by_alias=True)
-
-
-_STORE_SPEC: TypeAdapter[Any] = TypeAdapter(StoreSpec)
-
-
-def store_spec_from_json(data: dict[str, Any]) -> PineconeStoreSpec | PgvectorStoreSpec:
-    """A store spec (Pinecone or pgvector) from its JSON in the job table."""
-    spec: PineconeStoreSpec | PgvectorStoreSpec = _STORE_SPEC.validate_python(data)
-    return spec

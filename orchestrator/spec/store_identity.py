@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, store_spec_from_json
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec, store_spec_from_json
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 LOOPBACK = "loopback"

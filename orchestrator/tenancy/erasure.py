@@ -19,6 +19,7 @@ from nsmigrate.orchestrator.records.namespaces import (
     Registry,
     display_namespace,
     id_texts,
+    readings,
     validate_identifier,
 )
 from nsmigrate.orchestrator.routing.route import split_routing_table
@@ -232,14 +233,27 @@ def erased_in(
     erasures: Iterable[tuple[int, Subject]], writes: Iterable[tuple[tuple[str | None, str | None], Sequence[Any]]]
 ) -> tuple[int, Subject, list[str]] | None:
     """The first erasure whose subject owns records a copy is about to write, with their ids; None when it writes
-    none of an erased (or erasing) subject's data. ``writes``: per target namespace, the (creator, twin) it was built
-    for and its records as they will be written (``.id``, ``.metadata``). Each record is compared only with the
-    subjects its ids name (an index by creator, twin and sources key), so the erasures of many creators cost a copy
-    a few lookups per record."""
-    by_value: dict[str, list[int]] = {}  # a creator, twin or sources key → the erasures (positions) it may name
+    none of an erased (or erasing) subject's data (``erased_records``)."""
     subjects = list(erasures)
+    found = erased_records(subjects, writes)
+    if not found:
+        return None
+    first = min(found)
+    return subjects[first][0], subjects[first][1], found[first]
+
+
+def erased_records(
+    erasures: Sequence[tuple[int, Subject]], writes: Iterable[tuple[tuple[str | None, str | None], Sequence[Any]]]
+) -> dict[int, list[str]]:
+    """Which erasure (its position in ``erasures``) owns which of the records about to be written, by their ids.
+    ``writes``: per target namespace, the (creator, twin) it was built for and its records as they will be written
+    (``.id``, ``.metadata``). A record is the subject's by ``Subject.owns_pair`` of its namespace or
+    ``Subject.owns_record`` of its metadata (list-valued ids included), and it is compared only with the subjects
+    its ids name (an index by creator, twin and sources key), so the erasures of many creators cost a write a few
+    lookups per record. Each record is counted once, for the first erasure that owns it."""
+    by_value: dict[str, list[int]] = {}  # a creator, twin or sources key → the erasures (positions) it may name
     fields: set[str] = set()
-    for at, (_, subject) in enumerate(subjects):
+    for at, (_, subject) in enumerate(erasures):
         for value in {subject.creator_id, *subject.twins, *subject.source_keys} | (
             {subject.twin_id} if subject.twin_id else set()
         ):
@@ -252,13 +266,18 @@ def erased_in(
             named: set[str | None] = {*pair, *id_texts(meta.get("creator_id")), *id_texts(meta.get("twin_id"))}
             named.update(*(id_texts(meta.get(f)) for f in fields))
             for at in sorted({at for value in named if value is not None for at in by_value.get(value, ())}):
-                subject = subjects[at][1]
+                subject = erasures[at][1]
                 if subject.owns_pair(*pair) or subject.owns_record(meta):
                     found.setdefault(at, []).append(record.id)
-    if not found:
-        return None
-    first = min(found)
-    return subjects[first][0], subjects[first][1], found[first]
+                    break
+    return found
+
+
+def pairs_of_name(namespace: str) -> list[tuple[str | None, str | None]]:
+    """The (creator, twin) pairs a namespace name may have been built for, every reading of it (``readings``): a
+    write into a name that may be an erased subject's is held back, whichever reading is meant."""
+    pairs = [(r.creator_id, r.twin_id) for r in readings(namespace) if r.kind != "public"]
+    return pairs or [(None, None)]
 
 
 @dataclass(frozen=True)
@@ -332,16 +351,20 @@ def receipt(job: Any, places: Sequence[Any]) -> dict[str, Any]:
             "verified": p.state == "verified",
             "check": p.verification,
             "error": p.last_error,
+            "duration_s": (p.verification or {}).get("duration_s"),
         }
         for p in places
     ]
+    finished = datetime.now(UTC)
     return {
         "job_id": job.id,
         "creator_id": spec.get("creator_id"),
         "twin_id": spec.get("twin_id"),
         "requested_by": spec.get("requested_by"),
         "started_at": job.created_at.isoformat(timespec="seconds") if job.created_at else None,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        # From the job's start to its receipt (the places ran concurrently, each its own duration_s).
+        "duration_s": round((finished - job.created_at).total_seconds(), 3) if job.created_at else None,
         "verified": all(r["verified"] for r in rows),
         "vectors_erased": sum(r["erased"] for r in rows if r["kind"] != "backup"),
         "backup_rows_erased": sum(r["erased"] for r in rows if r["kind"] == "backup"),

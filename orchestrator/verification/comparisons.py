@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from nsmigrate.orchestrator.pgvector_layout import INT_KEYS_KEY
+from nsmigrate.orchestrator.pgvector_rows import INT_KEYS_KEY
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues
 from nsmigrate.orchestrator.routing.text import text_fields

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate_sandbox.pinecone_server import IndexSpec
@@ -45,7 +46,7 @@ def stack(fleet: Stack, shared_stack: Stack) -> Stack:
     return shared_stack
 
 
-def in_place(stack: Stack, **cutover: Any) -> tuple[jobs.Database, int]:
+def in_place(stack: Stack, **cutover: Any) -> tuple[jobs_database.Database, int]:
     """ns0..ns2 (20 vectors each) copied to v2-ns0..v2-ns2 of the same index and verified; aliases `live.{source}`."""
     rng = np.random.default_rng(11)
     for n, ns in enumerate(NAMESPACES):
@@ -159,7 +160,7 @@ def test_cleanup_and_rollback_keep_what_the_job_aliases_serve_until_a_step_repoi
     assert sorted(stack.pinecone.snapshot("one")) == sorted(NAMESPACES + [f"v2-{ns}" for ns in NAMESPACES])
 
     ctx = worker_context(stack.database_url, stack.redis_url)
-    for run in jobs.runs_of(db, job_id):
+    for run in jobs_and_runs.runs_of(db, job_id):
         sync_run(ctx, run.id, actor="tester")
     assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
     done = cli(stack, "cleanup", job, "--yes", "--decommission-now")

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.tenant_guard import Match
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.syncing import sync_run
@@ -61,7 +62,7 @@ def index(stack: Stack, name: str) -> Any:
     return Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(name))
 
 
-def migrated(stack: Stack, **overrides: Any) -> tuple[jobs.Database, int]:
+def migrated(stack: Stack, **overrides: Any) -> tuple[jobs_database.Database, int]:
     """Two namespaces of 60 vectors copied src → dst and verified."""
     load_small(stack)
     db, _, job_id = start_job(stack, small_spec(stack, **overrides))
@@ -89,13 +90,13 @@ def walk_to(stack: Stack, job_id: int, percent: int) -> None:
         assert result.exit_code == 0, result.output
 
 
-def dual_writer(stack: Stack, db: jobs.Database, job_id: int, **kwargs: Any) -> DualWriteIndex:
+def dual_writer(stack: Stack, db: jobs_database.Database, job_id: int, **kwargs: Any) -> DualWriteIndex:
     return DualWriteIndex(old=index(stack, "src"), new=index(stack, "dst"), job_id=job_id, db=db, **kwargs)
 
 
-def sync_all(ctx: WorkerContext, db: jobs.Database, job_id: int, **kwargs: Any) -> None:
+def sync_all(ctx: WorkerContext, db: jobs_database.Database, job_id: int, **kwargs: Any) -> None:
     """`nsmigrate sync JOB`, then wait for every namespace's verdict."""
-    for run in jobs.runs_of(db, job_id):
+    for run in jobs_and_runs.runs_of(db, job_id):
         sync_run(ctx, run.id, actor="tester", **kwargs)
     assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
 

@@ -22,7 +22,7 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.steps.erasing import plan_erasure
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.backup.importing import read_manifest

@@ -2,13 +2,19 @@
 search and counts; fetch sees a write at once): real workers, and each job ends verified on its own, without a second
 `verify`. Into an integrated index (``migrations/seeds-integrated.yaml``) verification waits by the LSN the copy's
 writes were answered before it searches; in the seeds' pod index (``migrations/creator-namespaces.yaml``), which gives
-no LSN, by listing the target again until every copy fetch found is listed."""
+no LSN, by listing the target again until every copy fetch found is listed. And the data plane as a process takes
+its lag from the command line or the environment."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -21,7 +27,7 @@ from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet import LITE_DIMENSION, LITE_INDEX, all_verified, creator_spec
 from tests.fleet.test_text_jobs import start_job as start_creating_job
 from tests.fleet_jobs import start_job
-from tests.polling import wait_for_job
+from tests.polling import wait_for_job, wait_until
 
 LAG_S = 4.0
 SERVERLESS = "seeds-serverless"
@@ -87,3 +93,28 @@ def test_the_seeds_job_in_the_pod_index_ends_verified_although_reads_lag(stack: 
         reads = run.verification["reads"][run.target_namespace]
         assert reads["by"] == "polling" and reads["caught_up"], reads
     db.dispose()
+
+
+def test_the_command_line_takes_the_lag_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    port_file = tmp_path / "hosts.json"
+    command = [sys.executable, "-m", "nsmigrate_sandbox.pinecone_server", "--index", "cli:2", "--port-file"]
+    bad = subprocess.run(
+        [*command, str(port_file)],
+        env={**os.environ, "NSMIGRATE_SANDBOX_FRESHNESS_LAG_S": "-3"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "the freshness lag is seconds within 0..3600" in bad.stderr
+    server = subprocess.Popen([*command, str(port_file), "--freshness-lag-s", "1.5"], stdout=subprocess.DEVNULL)
+    try:
+        hosts = wait_until(
+            lambda: json.loads(port_file.read_text()) if port_file.exists() else None,
+            what="the sandbox's port file",
+            timeout_s=60,
+        )
+        faults = httpx.get(hosts["indexes"]["cli"] + "/_sandbox/faults", timeout=10).json()
+        assert faults["freshness_lag_s"] == 1.5
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -20,7 +20,8 @@ from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.models import BatchState, RunState
 from nsmigrate.orchestrator.pgvector_layout import VectorIndex, create_table_sql
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.cleaning import cleanup_run
 from nsmigrate.workers.stores import open_retrying_store, open_store

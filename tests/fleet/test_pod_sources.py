@@ -19,7 +19,8 @@ from nsmigrate.orchestrator.listing.paging import id_pages, iter_all_ids
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import Settings
-from nsmigrate.orchestrator.spec.jobspec import Enumeration, IdCatalogue, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import Enumeration, IdCatalogue, PineconeStoreSpec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_retrying_store

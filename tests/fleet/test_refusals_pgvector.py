@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import SpecError
-from nsmigrate.orchestrator.spec.jobspec import IdCatalogue, SourceTable
+from nsmigrate.orchestrator.spec.jobspec import SourceTable
+from nsmigrate.orchestrator.spec.stores import IdCatalogue
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources
 from nsmigrate.workers.stores.enumeration import open_catalogue
 from nsmigrate_sandbox.stack import Stack

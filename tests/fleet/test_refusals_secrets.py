@@ -24,7 +24,8 @@ import redis as redis_lib
 
 from nsmigrate.orchestrator.errors import SpecError, StoreError
 from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY
-from nsmigrate.orchestrator.spec.jobspec import CreatorMapping, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import CreatorMapping
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_supabase
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate_sandbox.services import RedisServer, free_port

@@ -3,7 +3,7 @@
 msgspec (which the SDK decodes responses with) builds a type's decoding information on its first decode, and threads
 doing that at once crash the process (SIGSEGV). ``workers.fleet.tasks`` primes every SDK response type on import,
 before a pool runs any task, and a ``PineconeStore`` primes them when it builds the process's first client, one client
-at a time (``workers.stores.pinecone.store.prime_sdk_decoding``): planning reads both stores from threads of the CLI's
+at a time (``workers.stores.pinecone.access.prime_sdk_decoding``): planning reads both stores from threads of the CLI's
 process, and its demo crashed that way once in six runs before.
 """
 
@@ -30,7 +30,7 @@ FIRST_DECODES_AT_ONCE = textwrap.dedent(
     if mode == "worker":
         import nsmigrate.workers.fleet.tasks  # noqa: F401 - what a worker process imports before its pool runs a task
     from pinecone._internal.adapters.vectors_adapter import VectorsAdapter as A
-    from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+    from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
     from nsmigrate.workers.stores.pinecone.store import PineconeStore
 
     responses = [

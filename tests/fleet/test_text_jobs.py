@@ -24,7 +24,8 @@ from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
 from nsmigrate.orchestrator.models import BatchState, RunState
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.settings import load_settings
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, RateBudget, TextRecords, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import RateBudget, parse_spec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec, TextRecords
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.steps.syncing import sync_run

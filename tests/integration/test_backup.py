@@ -23,7 +23,7 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BackupError
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores.backup.exporting import export_namespace, export_namespaces
 from nsmigrate.workers.stores.backup.importing import import_file, import_path, read_header
 from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, file_name_for, ids_fingerprint
@@ -314,6 +314,14 @@ def write_spec(tmp_path: Path, sandbox: PineconeSandbox, target: str = "dst", **
     return path
 
 
+@pytest.fixture
+def job_table(job_table_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`import` asks the erasure ledger of the job table before it writes: one it can reach."""
+    monkeypatch.setenv("NSMIGRATE_DATABASE_URL", job_table_url)
+    return job_table_url
+
+
+@pytest.mark.usefixtures("job_table")
 def test_cli_export_then_import(pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path) -> None:
     data = seed_store(pinecone["src"])
     spec = write_spec(tmp_path, sandbox, namespaces={"exclude": ["plain"]})
@@ -345,6 +353,7 @@ def test_cli_export_then_import(pinecone: dict[str, GuardedStore], sandbox: Pine
     assert pinecone["dst"].count("copy") == 1_234
 
 
+@pytest.mark.usefixtures("job_table")
 def test_cli_export_of_named_namespaces_and_restore_to_source(
     pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:
@@ -366,6 +375,7 @@ def test_cli_export_of_named_namespaces_and_restore_to_source(
     assert pinecone["dst"].namespaces() == {}
 
 
+@pytest.mark.usefixtures("job_table")
 def test_cli_import_overwrite_shows_what_it_replaces_and_needs_yes(
     pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:

@@ -17,7 +17,8 @@ from nsmigrate.orchestrator.launch import retry_failed_listers
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.target_indexes import TargetIndex, wanted_shape
-from nsmigrate.orchestrator.spec.jobspec import CreateIndex, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import CreateIndex
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import collection as collection_steps
 from nsmigrate_sandbox.pinecone_control import ControlFaults

@@ -13,12 +13,19 @@ nothing). Whichever of the two acts second sees the other.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+import yaml
+from typer.testing import CliRunner
 
+from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import jobs
-from nsmigrate.orchestrator.errors import BatchFailed, ErasureFailed
+from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
+from nsmigrate.orchestrator.errors import BatchFailed, ErasureFailed, NotFound, SpecError, StateError
+from nsmigrate.orchestrator.models import SCHEMA_VERSION, ErasureEntry, SchemaInfo, ensure_schema
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
@@ -27,6 +34,7 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, erasing
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores.backup.exporting import export_namespaces
 from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import seed_chunks
@@ -250,3 +258,188 @@ def test_a_batch_copied_inside_postgres_refuses_too(
     message = str(refused.value)
     assert "3 record(s) of creator 'a.1'" in message and f"erasure job {erase_job} erases their data" in message
     assert ctx.store(spec.target).namespaces().get("copied", 0) == 0
+
+
+# ------------------------------------------------------------- the erasure ledger: every write path asks it
+
+
+def erased(ctx: WorkerContext, subject: Subject) -> int:
+    """An erasure of ``subject`` that finished with its receipt: a line of the ledger. Returns its job's id."""
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    erase_job = jobs.create_erasure(ctx.db, "erase", subject.to_json(), [place])
+    [place_row] = jobs.places_of(ctx.db, erase_job)
+    jobs.finish_place(ctx.db, place_row.id, erased=0, verification={"passed": True})
+    assert jobs.maybe_finish_erasure(ctx.db, erase_job, lambda job, places: {"verified": True}) is not None
+    return erase_job
+
+
+def held_back_events(ctx: WorkerContext, erase_job: int) -> list[dict[str, Any]]:
+    return [e["detail"] for e in jobs.events_of(ctx.db, erase_job) if e["action"] == "write_held_back"]
+
+
+def test_an_archive_imported_after_an_erasure_writes_none_of_the_creators_records_and_names_them(
+    ctx: WorkerContext, store_specs: tuple, tmp_path: Path, job_table_url: str
+) -> None:
+    """Issue 44's repro: a.1 erased, then an export made before the erasure is imported with `--overwrite --yes`.
+    Their records (by metadata, a list-valued id among them, and every record of their own namespace) are held back
+    and named; a.10's are written; once an operator lifts the erasure, the same import writes them."""
+    spec = make_spec(store_specs)
+    source = ctx.store(spec.source)
+    listed = Record("l-000", make_records(1, seed=3)[0].values, {"creator_id": ["a.1"]})
+    source.upsert(
+        "public",
+        [
+            *make_records(3, prefix="m", creator_id="a.1"),
+            listed,
+            *make_records(3, prefix="o", seed=1, creator_id="a.10"),
+        ],
+    )
+    source.upsert("creator_a.1_twin_t1", make_records(2, prefix="n", seed=2))  # their namespace: no metadata needed
+    export_namespaces(source, ["public", "creator_a.1_twin_t1"], tmp_path / "archive")
+    erase_job = erased(ctx, Subject("a.1"))
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({"name": "restore", "source": store_specs[0], "target": store_specs[1]}))
+    command = ["import", str(tmp_path / "archive"), str(spec_path), "--overwrite", "--yes"]
+    runner = CliRunner()
+
+    result = runner.invoke(app, [*command, "--database-url", job_table_url])
+
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert "held back 6 record(s) of creator 'a.1'" in output and f"erased by erasure job {erase_job}" in output
+    assert all(f"'{i}'" in output for i in ("m-000", "m-002", "l-000", "n-000", "n-001"))
+    assert "'o-000'" not in output and "erase --lift --creator a.1" in output
+    target = ctx.store(spec.target)
+    assert target.namespaces().get("public") == 3 and target.namespaces().get("creator_a.1_twin_t1", 0) == 0
+    assert sorted(r.id for r in target.fetch("public", ["m-000", "l-000", "o-000"])) == ["o-000"]
+    [event] = held_back_events(ctx, erase_job)  # in the erasure's own events
+    assert event["records"] == 6 and event["command"] == "import" and "l-000" in event["ids"]
+
+    refused = runner.invoke(app, ["erase", "--lift", "--creator", "a.1", "--database-url", job_table_url])
+    assert refused.exit_code == 2 and "--reason" in refused.output
+    lifted = runner.invoke(
+        app, ["erase", "--lift", "--creator", "a.1", "--reason", "court order", "--database-url", job_table_url]
+    )
+    assert lifted.exit_code == 0, lifted.output
+    assert f"lifted erasure job {erase_job} of creator 'a.1'" in lifted.output
+
+    again = runner.invoke(app, [*command, "--database-url", job_table_url])
+
+    assert again.exit_code == 0, again.output
+    assert "erased by erasure job" not in again.output
+    assert target.namespaces().get("public") == 7 and target.namespaces().get("creator_a.1_twin_t1") == 2
+    [line] = jobs.ledger(ctx.db, "a.1")
+    assert line["lift_reason"] == "court order" and line["receipt"] == {"verified": True}
+
+
+def test_a_refused_copy_batch_is_in_the_erasures_events_and_a_lifted_erasure_lets_it_write(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    spec = make_spec(store_specs)
+    shared_namespace(ctx, spec)
+    batch_id = a_copy_job(ctx, spec, "public", "public-copy")
+    erase_job = erased(ctx, Subject("a.1"))
+
+    with pytest.raises(BatchFailed) as refused:
+        copying.copy_batch(ctx, batch_id)
+
+    assert "nsmigrate erase --lift --creator a.1" in str(refused.value)
+    [event] = held_back_events(ctx, erase_job)
+    assert event["records"] == 3 and event["refused"] == "batch" and event["ids"] == ["m-000", "m-001", "m-002"]
+
+    jobs.lift_erasure(ctx.db, "a.1", None, "a test creator: may be copied again", actor="dpo")
+    run_id = jobs.run_of_batch(ctx.db, batch_id)
+    assert jobs.requeue_failed(ctx.db, jobs.get_run(ctx.db, run_id).job_id) == [(run_id, batch_id)]
+    assert copying.copy_batch(ctx, batch_id) == 6
+    [line] = jobs.ledger(ctx.db, "a.1")
+    assert line["lifted_by"] == "dpo" and line["erasure_job"] == erase_job
+    assert [e["detail"]["reason"] for e in jobs.events_of(ctx.db, erase_job) if e["action"] == "erasure_lifted"] == [
+        "a test creator: may be copied again"
+    ]
+
+
+def test_lifting_an_erasure_is_exact_needs_a_reason_and_waits_for_the_erasure(ctx: WorkerContext) -> None:
+    twin_job = erased(ctx, Subject("a.1", "t1"))
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    running = jobs.create_erasure(ctx.db, "erase-b.2", Subject("b.2").to_json(), [place])
+
+    with pytest.raises(SpecError, match="needs a reason"):
+        jobs.lift_erasure(ctx.db, "a.1", "t1", "  ")
+    with pytest.raises(NotFound, match=r"no erasure of creator 'a\.1' to lift"):
+        jobs.lift_erasure(ctx.db, "a.1", None, "the creator's line")  # a twin's line is lifted only with its twin
+    with pytest.raises(NotFound):
+        jobs.lift_erasure(ctx.db, "a.10", "t1", "another creator")
+    with pytest.raises(StateError, match="still erasing"):
+        jobs.lift_erasure(ctx.db, "b.2", None, "too early")
+    assert [j for j, _ in jobs.erasure_subjects(ctx.db)] == [twin_job, running]  # nothing was lifted
+
+    jobs.lift_erasure(ctx.db, "a.1", "t1", "restored")
+    assert [j for j, _ in jobs.erasure_subjects(ctx.db)] == [running]
+    jobs.cancel_job(ctx.db, running)  # a cancelled erasure holds back nothing
+    assert jobs.erasure_subjects(ctx.db) == []
+
+
+def test_an_older_job_tables_erasures_enter_the_ledger_when_its_schema_is_brought_up_to_date(
+    ctx: WorkerContext,
+) -> None:
+    erase_job = erased(ctx, Subject("a.1"))
+    with ctx.db.transaction() as s:  # as a job table written before the ledger existed
+        s.execute(sa.delete(ErasureEntry))
+        s.execute(sa.delete(SchemaInfo).where(SchemaInfo.version == SCHEMA_VERSION))
+    assert jobs.erasure_subjects(ctx.db) == []
+
+    ensure_schema(ctx.db.engine)
+
+    assert jobs.erasure_subjects(ctx.db) == [(erase_job, Subject("a.1"))]
+
+
+def test_a_dual_write_writes_none_of_an_erased_twins_records_to_either_index(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    """An application writing through ``DualWriteIndex`` into twin t1's old namespace after a.1 was erased: the run
+    says whose the namespace is, so neither the old index nor the job's target gets those records; a.10's twin
+    t10 is written to both; the held-back records are named and in the erasure's events."""
+    spec = make_spec(store_specs)
+    job = copied_job(
+        ctx,
+        spec,
+        {"t1": make_records(2, prefix="m"), "t10": make_records(2, prefix="o", seed=1)},
+        targets={"t1": "creator_a.1_twin_t1", "t10": "creator_a.10_twin_t10"},
+        pairs={"t1": ("a.1", "t1"), "t10": ("a.10", "t10")},
+    )
+    erase_job = erased(ctx, Subject("a.1", twins=frozenset({"t1"})))
+    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    app = DualWriteIndex(old=StoreIndex(source), new=StoreIndex(target), job_id=job.job_id, db=ctx.db)
+    written = {"id": "new-1", "values": make_records(1, seed=5)[0].values}
+
+    assert app.upsert(vectors=[written], namespace="t1") is None
+
+    assert "held back 1 record(s) of creator 'a.1'" in app.held_back[0] and "'new-1'" in app.held_back[0]
+    assert source.fetch("t1", ["new-1"]) == [] and target.fetch("creator_a.1_twin_t1", ["new-1"]) == []
+    [event] = held_back_events(ctx, erase_job)
+    assert event["command"] == "dual_write" and event["ids"] == ["new-1"] and event["job"] == job.job_id
+
+    app.upsert(vectors=[written], namespace="t10")
+
+    assert app.held_back == []
+    assert [r.id for r in source.fetch("t10", ["new-1"])] == ["new-1"]
+    assert [r.id for r in target.fetch("creator_a.10_twin_t10", ["new-1"])] == ["new-1"]
+
+
+def test_the_receipt_records_how_long_each_place_and_the_erasure_took(ctx: WorkerContext, store_specs: tuple) -> None:
+    spec = make_spec(store_specs)
+    copied_job(ctx, spec, {"t1": make_records(3, prefix="m")}, pairs={"t1": ("a.1", "t1")})
+    shared_namespace(ctx, spec)
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
+    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+
+    for place in jobs.places_of(ctx.db, erase_job):
+        erasing.erase_place(ctx, place.id)
+
+    receipt = jobs.erasure_receipt(ctx.db, erase_job)
+    assert receipt is not None and receipt["verified"] and len(receipt["places"]) >= 2
+    durations = [p["duration_s"] for p in receipt["places"]]
+    assert all(isinstance(d, float) and 0 <= d < 30 for d in durations), durations
+    assert receipt["duration_s"] >= max(durations)
+    [line] = jobs.ledger(ctx.db, "a.1")
+    assert line["receipt"]["duration_s"] == receipt["duration_s"]  # the ledger keeps the same receipt

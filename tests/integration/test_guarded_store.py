@@ -15,8 +15,9 @@ import redis as redis_lib
 
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, RateBudget
+from nsmigrate.orchestrator.spec.jobspec import RateBudget
 from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.base import Record, Store
 from nsmigrate.workers.stores.guarded import GuardedStore

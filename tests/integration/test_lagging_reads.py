@@ -17,6 +17,7 @@ from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning, copying, verifying
+from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.base import Record
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import RecordingDispatcher, make_records
@@ -144,3 +145,17 @@ def test_a_write_the_sources_lagging_listing_hid_is_found_before_the_run_is_call
     run = jobs.get_run(ctx.db, run_id)
     assert run.state == RunState.VERIFY_FAILED
     assert [r.id for r in ctx.store(lag_spec(sandbox, monkeypatch).source).fetch("alpha", [new.id])] == [new.id]
+
+
+def test_a_rollback_right_after_the_copy_removes_the_copies_its_lagging_listing_did_not_show_yet(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rollback lists each target namespace to tell this job's copies from others' writes: listed before the
+    target's reads show the copies, it would find none to delete and call the job rolled back, every copy left."""
+    sandbox.set_faults("lag-dst", Faults(freshness_lag_s=LAG_S))
+    run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(12))
+
+    result = rollback_job(ctx, jobs.get_run(ctx.db, run_id).job_id, actor="tester")
+
+    assert result["action"] == "rolled_back", result
+    assert sandbox.count("lag-dst", "alpha") == 0 and sandbox.count("lag-src", "alpha") == 12

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BackupError
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate.workers.stores.backup.erasure import erase_rows
 from nsmigrate.workers.stores.backup.exporting import export_namespaces

@@ -5,25 +5,36 @@ process."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
 import redis as redis_lib
+import sqlalchemy as sa
 
-from nsmigrate.orchestrator.errors import RetryableError
+from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator.errors import BatchFailed, RetryableError
+from nsmigrate.orchestrator.models import BatchState
 from nsmigrate.orchestrator.routing.route import route_context, route_records
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, parse_spec
-from nsmigrate.workers.steps.proving import delete_proven
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import copying, listing
+from nsmigrate.workers.steps.proving import delete_absent, delete_proven
+from nsmigrate.workers.stores import open_retrying_store, open_store
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate.workers.transfer.namespace_locks import NamespaceLocks, namespace_key
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.seed import seed_chunks
+from tests.fleet_jobs import batches
 from tests.polling import wait_until
+from tests.sent_tasks import SentTasks
 
 DIM = 4
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
+DOCUMENTED = {"kind": "pgvector", "schema": "documented", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
 SHORT_WAIT_S = 0.3
 
 
@@ -131,3 +142,63 @@ def test_a_deletion_proves_and_deletes_only_while_it_holds_its_namespaces(
 
     assert sorted(proof.proven) == ids
     assert "source" not in sandbox.snapshot("locks")
+
+
+def test_a_pgvector_batch_copied_inside_postgres_waits_for_a_deletion_of_its_target(
+    pg: sa.Engine,
+    database_url: str,
+    redis_url: str,
+    client: redis_lib.Redis,
+    worker_context: Callable[..., WorkerContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch copied by one ``INSERT … SELECT`` inside Postgres writes past ``GuardedStore``: it holds its target
+    namespace as a write request does, so it waits for a deletion there (and fails, to be retried, after the wait)."""
+    monkeypatch.setenv("NSMIGRATE_NAMESPACE_LOCK_WAIT_S", str(SHORT_WAIT_S))
+    source = [Record(f"r{i}", values, metadata) for i, values, metadata in seed_chunks(30, 16)]
+    store = open_store(PgvectorStoreSpec.model_validate(DOCUMENTED))
+    store.upsert("alpha", source)
+    jobs.Database(database_url).dispose()  # the job table's schema, as a command makes it
+    ctx = worker_context(database_url, redis_url, dispatcher=SentTasks())
+    spec = parse_spec(
+        {
+            "name": "pg-locks",
+            "source": DOCUMENTED,
+            "target": DOCUMENTED,
+            "routing": {"mode": "explicit", "map": {"alpha": "beta"}},
+            "batch_size": 20,
+        }
+    )
+    job_id = launch.start_or_resume(ctx.db, ctx.dispatcher, spec, open_retrying_store, new=True).job_id
+    [run] = jobs.runs_of(ctx.db, job_id)
+    listing.list_run(ctx, run.id)
+    batch, _ = batches(ctx.db, job_id)  # 20 ids, then 10
+    target = ctx.guarded(spec.target, spec.rate)
+
+    with locks(client).exclusive([target.lock_key("beta")], "beta"):
+        with pytest.raises(BatchFailed):
+            copying.copy_batch(ctx, batch.id)
+        assert store.count("beta") == 0
+    failed, _ = batches(ctx.db, job_id)
+    assert failed.state == BatchState.FAILED and "stayed locked" in (failed.last_error or "")
+
+    assert copying.copy_batch(ctx, batch.id) == 20
+    assert store.count("beta") == 20
+    store.close()
+
+
+def test_a_propagated_delete_holds_the_source_it_found_the_ids_absent_from(
+    sandbox: PineconeSandbox, guarded: GuardedStore, client: redis_lib.Redis
+) -> None:
+    """``sync --propagate-deletes``: while another job's deletion or write holds the source, no absence is read
+    from it and nothing is deleted from the target."""
+    rng = np.random.default_rng(4)
+    records = [Record(f"id-{i}", rng.random(DIM).tolist(), {"i": i}) for i in range(3)]
+    guarded.upsert("copies", records)  # the source ("source") holds none of them: each absence is propagated
+
+    with locks(client).exclusive([guarded.lock_key("source")], "source"):
+        with pytest.raises(RetryableError, match="stayed locked"):
+            delete_absent(guarded, "source", guarded, "copies", [r.id for r in records])
+        assert sorted(sandbox.snapshot("locks")["copies"]) == ["id-0", "id-1", "id-2"]
+
+    assert delete_absent(guarded, "source", guarded, "copies", [r.id for r in records]) == (3, 0, None)

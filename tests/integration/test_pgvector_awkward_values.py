@@ -14,9 +14,11 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator.pgvector_layout import INT_KEYS_KEY, MappingError, VectorIndex, quote
+from nsmigrate.orchestrator.pgvector_layout import MappingError, VectorIndex, quote
+from nsmigrate.orchestrator.pgvector_rows import INT_KEYS_KEY
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.orchestrator.verification.comparisons import compare_record
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.rollback import rollback_job

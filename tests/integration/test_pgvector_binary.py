@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import quote
 from nsmigrate.orchestrator.records.vectors import BinaryValues, Record
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate_sandbox.seed import application_rows, create_application_table
 from nsmigrate_sandbox.services import PostgresServer

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import pgvector_layout
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate_sandbox.seed import APPLICATION_DDL, application_rows, create_application_table
 from tests.integration.test_pgvector_namespaces import store

@@ -16,7 +16,7 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.errors import PlanError, RetryableError
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
 from nsmigrate.workers.stores.pinecone.store import PineconeStore

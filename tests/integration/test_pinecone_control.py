@@ -20,7 +20,7 @@ from pinecone import (
     ServiceError,
 )
 
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import wait_until

@@ -12,7 +12,7 @@ import pytest
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.records.documents import DocumentFields
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
 from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
 from nsmigrate_sandbox.documents import document_index

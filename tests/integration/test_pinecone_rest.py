@@ -24,7 +24,7 @@ from openapi_core.testing import MockRequest, MockResponse
 from pinecone import Index
 
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec, TextRecords
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec, TextRecords
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.pinecone import store as pinecone_store_module
 from nsmigrate.workers.stores.pinecone.rest import API_VERSION, DataPlane, DataPlaneError

@@ -13,7 +13,8 @@ import pytest
 from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.settings import DEFAULTS
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import PineconeSandbox

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import ErasureFailed, StateError
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import erasing
 from nsmigrate.workers.steps.rollback import rollback_job

@@ -14,7 +14,7 @@ from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.records.documents import DocumentFields
 from nsmigrate.orchestrator.records.vectors import JsonValues
 from nsmigrate.orchestrator.retry_policy import call_with_retry, retrying
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore, namespace_table_name

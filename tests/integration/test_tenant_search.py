@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from nsmigrate.orchestrator.records.vectors import Record
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.orchestrator.tenancy.tenant_guard import TenantError, TenantGuard, search_twins
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore

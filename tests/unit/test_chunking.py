@@ -1,5 +1,5 @@
 """Upsert chunking: every record in exactly one chunk, in order, and no request over either limit — measured on the
-JSON the Pinecone store actually sends (``workers.stores.pinecone.store.upsert_body``, written by orjson)."""
+JSON the Pinecone store actually sends (``workers.stores.pinecone.wire.upsert_body``, written by orjson)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 from nsmigrate.orchestrator.records.vectors import BinaryValues
 from nsmigrate.workers.stores.base import Record
-from nsmigrate.workers.stores.pinecone.store import upsert_body
+from nsmigrate.workers.stores.pinecone.wire import upsert_body
 from nsmigrate.workers.transfer.chunking import (
     ENVELOPE_BYTES,
     binary_bytes,

@@ -12,7 +12,8 @@ import pytest
 from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, moved_by, targets_at
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS
 from nsmigrate.orchestrator.errors import SpecError
-from nsmigrate.orchestrator.spec.jobspec import parse_spec, template_problem
+from nsmigrate.orchestrator.spec.cutover import template_problem
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 
 RUNS = [(f"twin-{i}", f"creator_c{i % 3}_twin_{i}") for i in range(30)]
 

@@ -11,7 +11,7 @@ import typer
 
 from nsmigrate.cli.options import PGVECTOR_URL_ENV, Urls, fleet_urls
 from nsmigrate.orchestrator.settings import Settings
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 
 DATABASE = "postgresql+psycopg://nobody@127.0.0.1:1/none"
 REDIS = "redis://127.0.0.1:1/0"

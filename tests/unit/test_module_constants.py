@@ -21,6 +21,10 @@ WORKING: dict[str, str] = {
     "cli/demo/cutover.py:COUNT_TIMEOUT_S": "the demo spec's count wait: the local data plane's counts are exact",
     "cli/demo/cutover.py:SOAK_S": "the demo spec's cutover.min_step_s: each rollout step soaks seconds, not minutes",
     "cli/demo/harness.py:JOB_TIMEOUT_S": "how long a demo watches its job",
+    "cli/demo/documents.py:FRESHNESS_LAG_S": "the demo data plane's read lag (issue 42: at least 5 s)",
+    "cli/demo/documents.py:TOP_K": "how many documents the demo's search shows and compares with the source's",
+    "orchestrator/planning/document_checks.py:SAMPLE_IDS": "records read per namespace for their keys: one page",
+    "orchestrator/records/documents.py:SHOWN_KEYS": "how many refused keys one message names",
     "cli/demo/pgvector.py:DIMENSION": "the seed data's dimension",
     "cli/demo/pgvector.py:ROWS": "the demo table's size",
     # what a page or a command shows
@@ -41,6 +45,7 @@ WORKING: dict[str, str] = {
     "cli/submit.py:POLL_S": "one blocking wait of the command for the plan server's answer",
     "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
     "orchestrator/planning/crossings.py:CROSSINGS_SHOWN": "crossings a plan's warnings name in full",
+    "orchestrator/jobs/erasure_ledger.py:EVENT_IDS": "ids a write_held_back event names (its count is whole)",
     "orchestrator/routing/route.py:_EXAMPLES": "records an error lists",
     "orchestrator/tenancy/creator_mapping.py:_SHOWN": "problems an error lists",
     "orchestrator/records/namespaces.py:SHOWN": "names an error lists",

@@ -133,6 +133,15 @@ def test_the_rules_parse_and_name_what_an_operator_needs() -> None:
         assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
 
 
+def test_an_erasure_unfinished_after_30_seconds_alerts() -> None:
+    """Issue 44: an erasure's target is under 10 s; above 30 s an operator is told, with what to do."""
+    [rule] = [rule for rule in alert_rules() if rule["alert"] == "NsmigrateErasureSlow"]
+    assert rule["for"] == "30s"
+    assert metric_names(rule["expr"]) == {"nsmigrate_job_erasure_places"}
+    assert 'state=~"pending|erasing"' in rule["expr"] and rule["expr"].rstrip().endswith("> 0")
+    assert "erase --resume" in rule["annotations"]["description"]
+
+
 @pytest.mark.parametrize("source", ["rules", "dashboard"])
 def test_every_metric_the_rules_and_dashboard_read_is_exported(source: str) -> None:
     exprs = [rule["expr"] for rule in alert_rules()] if source == "rules" else dashboard_exprs()

@@ -9,14 +9,9 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator import pgvector_layout
-from nsmigrate.orchestrator.pgvector_layout import (
-    INT_KEYS_KEY,
-    JSON_KEYS_KEY,
-    NULL_METADATA_KEY,
-    MappingError,
-    TableColumn,
-)
+from nsmigrate.orchestrator import pgvector_rows
+from nsmigrate.orchestrator.pgvector_layout import MappingError
+from nsmigrate.orchestrator.pgvector_rows import INT_KEYS_KEY, JSON_KEYS_KEY, NULL_METADATA_KEY, TableColumn
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.verification.comparisons import compare_record
 
@@ -59,22 +54,22 @@ def row(**values: Any) -> dict[str, Any]:
 )
 def test_a_row_goes_to_pinecone_metadata_and_comes_back_equal(values: dict[str, Any]) -> None:
     original = row(**values)
-    record = pgvector_layout.row_to_record(original, COLUMNS)
+    record = pgvector_rows.row_to_record(original, COLUMNS)
     assert all(isinstance(k, str) for k in record.metadata)
     assert not any(v is None or isinstance(v, dict) for v in record.metadata.values())  # what Pinecone holds
     kept = {k: float(v) if type(v) is int else v for k, v in record.metadata.items()}  # every number a float
-    back = pgvector_layout.record_to_row(Record(record.id, record.values, kept), COLUMNS)
+    back = pgvector_rows.record_to_row(Record(record.id, record.values, kept), COLUMNS)
     assert json.dumps(back, sort_keys=True) == json.dumps(original, sort_keys=True)  # 1 is not 1.0 here
 
 
 def test_a_null_metadata_and_nested_values_are_said_so() -> None:
-    assert pgvector_layout.row_to_record(row(), COLUMNS).metadata == {"text": "hello", NULL_METADATA_KEY: True}
-    nested = pgvector_layout.row_to_record(row(metadata={"origin": {"page": 1}, "flat": "x"}), COLUMNS)
+    assert pgvector_rows.row_to_record(row(), COLUMNS).metadata == {"text": "hello", NULL_METADATA_KEY: True}
+    nested = pgvector_rows.row_to_record(row(metadata={"origin": {"page": 1}, "flat": "x"}), COLUMNS)
     assert nested.metadata == {"text": "hello", "flat": "x", "origin": '{"page": 1}', JSON_KEYS_KEY: ["origin"]}
 
 
 def test_a_record_leaves_what_it_does_not_mention_null_and_keeps_its_other_keys_in_metadata() -> None:
-    written = pgvector_layout.record_to_row(
+    written = pgvector_rows.record_to_row(
         Record("c-2", [0.1, 0.2], {"text": "t", "depth_level": 3.0, "twin": "x"}), COLUMNS
     )
     assert written["depth_level"] == 3 and written["metadata"] == {"twin": "x"}
@@ -91,7 +86,7 @@ def test_a_record_leaves_what_it_does_not_mention_null_and_keeps_its_other_keys_
 )
 def test_a_row_whose_way_back_would_differ_is_refused_by_id(values: dict[str, Any], reason: str) -> None:
     with pytest.raises(MappingError, match=reason) as refused:
-        pgvector_layout.row_to_record(row(**values), COLUMNS)
+        pgvector_rows.row_to_record(row(**values), COLUMNS)
     assert "c-1" in str(refused.value)
 
 
@@ -107,7 +102,7 @@ def test_a_row_whose_way_back_would_differ_is_refused_by_id(values: dict[str, An
 )
 def test_a_record_that_does_not_map_is_refused_by_id(metadata: dict[str, Any], reason: str) -> None:
     with pytest.raises(MappingError, match=reason) as refused:
-        pgvector_layout.record_to_row(Record("bad-1", [0.1, 0.2], metadata), COLUMNS)
+        pgvector_rows.record_to_row(Record("bad-1", [0.1, 0.2], metadata), COLUMNS)
     assert "bad-1" in str(refused.value)
 
 
@@ -115,7 +110,7 @@ def test_what_a_target_table_cannot_hold_is_named_column_by_column() -> None:
     target = [c for c in COLUMNS if c.name != "tenant_ref"]
     target = [TableColumn("created_at", "timestamp with time zone") if c.name == "created_at" else c for c in target]
     target = [TableColumn("depth_level", "text") if c.name == "depth_level" else c for c in target]
-    assert pgvector_layout.carry_problems("embeddings_beta", COLUMNS, target) == [
+    assert pgvector_rows.carry_problems("embeddings_beta", COLUMNS, target) == [
         "table embeddings_beta column depth_level is text, the source's is integer",
         "table embeddings_beta has no column tenant_ref (uuid)",
     ]
@@ -124,7 +119,7 @@ def test_what_a_target_table_cannot_hold_is_named_column_by_column() -> None:
 def test_a_target_row_keeping_an_integer_equals_a_pinecone_source_that_could_not_say_so() -> None:
     # Pinecone keeps every number as a float; the application's table may keep it as an integer (a dual write, a
     # sync): equal. The other way, a row's integer that came back a float is a change the comparison names.
-    kept_as_integer = pgvector_layout.row_to_record(row(metadata={"page": 3}), COLUMNS)
+    kept_as_integer = pgvector_rows.row_to_record(row(metadata={"page": 3}), COLUMNS)
     from_pinecone = Record("c-1", [0.5, 0.25], {"text": "hello", "page": 3.0})
     assert compare_record(from_pinecone, kept_as_integer, from_pinecone.metadata, 0.0) is None
     reason = compare_record(kept_as_integer, from_pinecone, kept_as_integer.metadata, 0.0)

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.redaction import redact_text, redact_url, scrub, secret_parameters
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
 
 @pytest.mark.parametrize(

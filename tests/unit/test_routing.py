@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nsmigrate.orchestrator.errors import PlanError
-from nsmigrate.orchestrator.pgvector_layout import NULL_METADATA_KEY
+from nsmigrate.orchestrator.pgvector_rows import NULL_METADATA_KEY
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.routing.route import (
     RouteContext,

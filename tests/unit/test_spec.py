@@ -14,6 +14,7 @@ from nsmigrate import migrations
 from nsmigrate.orchestrator.errors import SpecError
 from nsmigrate.orchestrator.records.namespaces import parse_namespace
 from nsmigrate.orchestrator.spec import jobspec as spec_module
+from nsmigrate.orchestrator.spec import stores as store_specs
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, load_spec, parse_spec, spec_to_json
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_twins
 
@@ -23,7 +24,9 @@ SHIPPED = [
     "pgvector-legacy",
     "pgvector-to-pinecone",
     "pinecone-to-pgvector",
+    "pod-to-documents",
     "pod-to-serverless",
+    "seeds-documents",
     "seeds-integrated",
     "test-creator",
 ]
@@ -203,10 +206,10 @@ def test_load_spec_missing_file(tmp_path: Path) -> None:
 
 SECTIONS: dict[str, list[type[BaseModel]]] = {
     "Top level": [JobSpec],
-    "Stores": [spec_module.PineconeStoreSpec, spec_module.PgvectorStoreSpec],
-    "`source.enumerate`": [spec_module.Enumeration, spec_module.IdCatalogue],
-    "`target.create`": [spec_module.CreateIndex],
-    "`target.records`": [spec_module.TextRecords],
+    "Stores": [store_specs.PineconeStoreSpec, store_specs.PgvectorStoreSpec],
+    "`source.enumerate`": [store_specs.Enumeration, store_specs.IdCatalogue],
+    "`target.create`": [store_specs.CreateIndex],
+    "`target.records`": [store_specs.TextRecords],
     "`reembed`": [spec_module.Reembed],
     "`namespaces`": [spec_module.NamespaceSelection],
     "`routing`": [spec_module.Routing],

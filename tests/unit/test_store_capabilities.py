@@ -13,7 +13,7 @@ import pytest
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
-from nsmigrate.orchestrator.spec.jobspec import (
+from nsmigrate.orchestrator.spec.stores import (
     Enumeration,
     IdCatalogue,
     PgvectorStoreSpec,

@@ -9,8 +9,9 @@ import pytest
 
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.selection import same_store
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.spec.store_identity import host_identity, spec_identity
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 
 
 @pytest.mark.parametrize(

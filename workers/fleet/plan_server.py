@@ -46,7 +46,8 @@ from nsmigrate.orchestrator.models import Job, ensure_schema
 from nsmigrate.orchestrator.planning.summary import summarize
 from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.settings import Settings
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PineconeStoreSpec, spec_from_text
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_from_text
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores import open_retrying_store
 
 log = logging.getLogger(__name__)

@@ -139,7 +139,7 @@ def preload_sdk() -> None:
     # Imported here: importing workers.fleet.app must not load the SDK (only a worker's main process preloads it).
     from pinecone import Index
 
-    from nsmigrate.workers.stores.pinecone.store import prime_sdk_decoding
+    from nsmigrate.workers.stores.pinecone.access import prime_sdk_decoding
 
     try:
         Index(host="http://127.0.0.1:1", api_key="preload", ssl_verify=False).close()

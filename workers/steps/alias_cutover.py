@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, stray_aliases, targets_at
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.alias_guard import alias_calls
 
@@ -30,14 +30,14 @@ class AliasOutcome:
 
 def job_routes(ctx: WorkerContext, job_id: int) -> tuple[list[AliasRoute], list[str]]:
     """The job's aliases and the source namespaces without one (``alias_routes``)."""
-    spec = jobs.job_spec(ctx.db, job_id)
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
     if spec.cutover.aliases is None:
         raise StateError(
             f"job {job_id} does not cut over by alias (its spec has no cutover.aliases)",
             hint="its applications read through DualWriteIndex",
             job_id=job_id,
         )
-    runs = [(r.source_namespace, r.target_namespace) for r in jobs.runs_of(ctx.db, job_id)]
+    runs = [(r.source_namespace, r.target_namespace) for r in jobs_and_runs.runs_of(ctx.db, job_id)]
     try:
         return alias_routes(spec.cutover.aliases, runs)
     except ValueError as e:
@@ -57,7 +57,7 @@ def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome
             f"job {job_id} has no namespace an alias can serve (each is routed per record, or keeps its name)",
             job_id=job_id,
         )
-    spec = jobs.job_spec(ctx.db, job_id)
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
     store = ctx.guarded(spec.target, spec.rate)
     calls = alias_calls(store)
     if calls is None:

@@ -17,7 +17,8 @@ from nsmigrate.orchestrator.planning.collection_strategy import collection_name,
 from nsmigrate.orchestrator.planning.target_indexes import wanted_shape
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.redaction import redact_url
-from nsmigrate.orchestrator.spec.jobspec import CreateIndex, JobSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import CreateIndex, PineconeStoreSpec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.stores.pinecone.control import CollectionInfo, PineconeControl

@@ -9,8 +9,9 @@ writes text (an integrated target, or ``reembed``) turns the routed records into
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
 A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
-batch asks the job table for those erasures and fails, writing nothing, when one of its records is theirs
-(``_refuse_erased``). The erasure asks the job table the mirror question at each place before it deletes (copies that
+batch asks the erasure ledger of the job table (``jobs.erasure_subjects``) and fails, writing nothing, when one of its
+records is theirs (``_refuse_erased``; recorded in the erasure's events too, until an operator lifts it). The
+erasure asks the job table the mirror question at each place before it deletes (copies that
 may still write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
@@ -27,7 +28,7 @@ from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateErro
 from nsmigrate.orchestrator.records.namespaces import SHOWN, display_namespace
 from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records
 from nsmigrate.orchestrator.routing.text import missing_text_reason
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
@@ -35,6 +36,7 @@ from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.next_steps import advance
 from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.guarded import shared_hold
 from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, sized_chunks
@@ -153,6 +155,9 @@ def _refuse_erased(ctx: WorkerContext, work: jobs.BatchWork, writes: Callable[[]
     if found is None:
         return
     erasure, subject, ids = found
+    jobs.record_held_back(
+        ctx.db, [found], job=work.job_id, batch=work.batch_id, namespace=work.source_namespace, refused="batch"
+    )
     shown = ", ".join(repr(i) for i in ids[:SHOWN]) + (f", … ({len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
     again = f"--creator {subject.creator_id}" + (f" --twin {subject.twin_id}" if subject.twin_id else "")
     raise StateError(
@@ -160,7 +165,8 @@ def _refuse_erased(ctx: WorkerContext, work: jobs.BatchWork, writes: Callable[[]
         f"{erasure} erases their data: a copy never writes it back; nothing of this batch was written",
         hint=f"once erasure job {erasure} has finished, its places no longer hold them; a source it did not search "
         f"still does: erase them there (`nsmigrate erase {again} --spec SPEC`), then `nsmigrate retry {work.job_id}`. "
-        f"Data of theirs that may be written again (a test creator's) is let through by `nsmigrate cancel {erasure}`",
+        f"Data of theirs that may be written again (a test creator's) is let through by an operator's "
+        f'`nsmigrate erase --lift {again} --reason "…"`',
         job=work.job_id,
         namespace=display_namespace(work.source_namespace),
         batch=work.batch_id,
@@ -210,7 +216,12 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, starte
             step = _copy_in_postgres
         elif one_target and table_copies.between_databases(spec):
             step = _copy_between_databases
-        vectors, missing, nbytes, targets = step(ctx, work)
+        if step is _copy_through_worker:  # its upserts hold their namespaces themselves (``GuardedStore``)
+            vectors, missing, nbytes, targets = step(ctx, work)
+        else:  # a copy inside Postgres writes past them: it holds its target as a write does, deletions wait
+            assert work.target_namespace is not None
+            with shared_hold(ctx.guarded(spec.target, spec.rate), work.target_namespace):
+                vectors, missing, nbytes, targets = step(ctx, work)
         outcome = jobs.finish_batch(
             ctx.db,
             batch_id,

@@ -33,8 +33,9 @@ from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import PlaceKind
 from nsmigrate.orchestrator.records.namespaces import Registry, display_namespace
 from nsmigrate.orchestrator.settings import DEFAULTS
-from nsmigrate.orchestrator.spec.jobspec import RateBudget, store_spec_from_json
+from nsmigrate.orchestrator.spec.jobspec import RateBudget
 from nsmigrate.orchestrator.spec.store_identity import spec_identity
+from nsmigrate.orchestrator.spec.stores import store_spec_from_json
 from nsmigrate.orchestrator.tenancy.erasure import (
     KnownRun,
     Subject,
@@ -220,7 +221,9 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
         if error is not None:
             jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
         else:
+            began = time.monotonic()
             erased, check = _erase(ctx, place, subject)
+            check = {**check, "duration_s": round(time.monotonic() - began, 3)}  # the delete and its check
             jobs.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
             if not check.get("passed"):
                 error = str(check.get("reason", "the check after the delete did not pass"))

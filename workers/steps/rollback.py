@@ -36,7 +36,7 @@ import logging
 from typing import Any
 
 from nsmigrate.orchestrator import jobs
-from nsmigrate.orchestrator.errors import NsmigrateError, StateError
+from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StoreError
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -47,6 +47,7 @@ from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
 from nsmigrate.orchestrator.verification.proof import Proof, refusal
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.alias_guard import alias_refusal
 from nsmigrate.workers.steps.cleaning import RETIRED_TO
 from nsmigrate.workers.steps.proving import delete_proven
@@ -79,6 +80,9 @@ class _Rollback:
         found = erased_in(erasures, [((run.creator_id, run.twin_id), records)]) if erasures else None
         if found is not None:
             erasure, subject, ids = found
+            jobs.record_held_back(
+                self.ctx.db, [found], job=self.forward_job_id, namespace=run.source_namespace, refused="rollback"
+            )
             raise StateError(
                 f"{len(ids)} original(s) of {subject.label} in namespace {display_namespace(run.source_namespace)!r} "
                 f"would be written back, but erasure job {erasure} erases their data: a rollback never writes it "
@@ -143,6 +147,29 @@ class _Rollback:
             total.add(found)
         return total
 
+    def _await_reads(self, ns: str, by_run: dict[int, set[str]]) -> None:
+        """Wait until the target's lagging reads of ``ns`` reflect the copies (``workers.steps.freshness``: by the LSN
+        the copy recorded, else until the listing holds every copy fetch found): the listing decides what this job
+        wrote there, and a copy not listed yet would be kept, the rollback called done. Still behind after
+        ``verify.freshness_timeout_s``: the rollback stops there, for running again."""
+        if self.spec.target.kind != "pinecone":
+            return
+        lsns = [lsn for run_id in by_run if (lsn := freshness.written(self.ctx.redis, run_id).get(ns)) is not None]
+        found: set[str] = set().union(*by_run.values())
+
+        def shows() -> bool:
+            return found <= set(list_all_ids(self.target, ns))
+
+        wait = freshness.await_reads(
+            self.target,
+            ns,
+            lsn=max(lsns, default=None),
+            shows=shows if found else None,
+            timeout_s=self.spec.verify.freshness_timeout_s,
+        )
+        if wait.reason is not None:
+            raise StoreError(wait.reason, hint="run the rollback again once the index has caught up")
+
     def delete_targets(self, runs: list[NamespaceRun], checks: dict[int, RestoreCheck]) -> dict[str, dict[str, Any]]:
         """Remove this job's ids from each target namespace of ``runs``, only those whose original equals them now;
         a namespace that held only this job's ids and is then empty is dropped."""
@@ -155,6 +182,7 @@ class _Rollback:
         by_id = {run.id: run for run in runs}
         done: dict[str, dict[str, Any]] = {}
         for ns, by_run in sorted(written_here.items()):
+            self._await_reads(ns, by_run)
             listed = list_all_ids(self.target, ns)
             whole, delete_ids, kept = namespace_disposal(listed, set().union(*by_run.values()))
             deletable = set(delete_ids)

@@ -53,7 +53,8 @@ from nsmigrate.orchestrator.routing.route import (
     route_records,
 )
 from nsmigrate.orchestrator.routing.text import missing_text_reason, record_text, split_by_text
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, PgvectorStoreSpec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,

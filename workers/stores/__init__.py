@@ -5,7 +5,7 @@ from __future__ import annotations
 from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.settings import DEFAULTS, Settings
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores.base import DEFAULT_NAMESPACE, IdPage, Record, Store, iter_all_ids
 
 __all__ = [
@@ -23,6 +23,11 @@ def open_store(spec: PineconeStoreSpec | PgvectorStoreSpec, allowed_key_vars: st
     """The adapter for ``spec`` (by ``spec.kind``). Nothing connects yet: clients are created on first use, in the
     process that uses them (after Celery's fork), and secrets are read from the environment then, from the variables
     ``allowed_key_vars`` (the ``Settings`` field) lets a spec name."""
+    if spec.kind == "pinecone" and spec.documents is not None:
+        from nsmigrate.orchestrator.records.documents import DocumentFields
+        from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
+
+        return PineconeDocumentStore(spec, DocumentFields.of(spec.documents), allowed_key_vars=allowed_key_vars)
     if spec.kind == "pinecone":
         from nsmigrate.workers.stores.pinecone.store import PineconeStore
 

@@ -35,7 +35,7 @@ from nsmigrate.orchestrator.listing.pod_enumeration import (
 )
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage
-from nsmigrate.orchestrator.spec.jobspec import Enumeration, IdCatalogue
+from nsmigrate.orchestrator.spec.stores import Enumeration, IdCatalogue
 
 if TYPE_CHECKING:
     from postgrest.exceptions import APIError

@@ -44,7 +44,7 @@ from typing import Any, TypeVar, cast
 
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
-from nsmigrate.orchestrator.pgvector_layout import TableColumn
+from nsmigrate.orchestrator.pgvector_rows import TableColumn
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
 from nsmigrate.orchestrator.retry_policy import retrying
@@ -356,4 +356,15 @@ def exclusive_hold(places: Sequence[tuple[Any, str]]) -> Iterator[None]:
     keys = [store.lock_key(ns) for store, ns in guarded]
     what = ", ".join(sorted({store.describe(ns) for store, ns in guarded}))
     with locks.exclusive(keys, what):
+        yield
+
+
+@contextmanager
+def shared_hold(store: GuardedStore, namespace: str) -> Iterator[None]:
+    """Hold ``namespace`` of ``store`` beside other writers, as a write request does, for a write that goes past
+    ``upsert`` (a pgvector batch copied inside Postgres or between two databases)."""
+    if store.locks is None:
+        yield
+        return
+    with store.locks.shared(store.lock_key(namespace), store.describe(namespace)):
         yield

@@ -25,6 +25,7 @@ from nsmigrate.workers.stores.backup.parquet import (
     IMPORT_BATCH_ROWS,
     MANIFEST_NAME,
     ExportHeader,
+    HoldBack,
     IdsFingerprint,
     ImportResult,
     ImportTarget,
@@ -176,6 +177,7 @@ def import_file(
     batch_size: int = IMPORT_BATCH_ROWS,
     progress: Progress | None = None,
     checked: bool = False,
+    hold_back: HoldBack | None = None,
 ) -> ImportResult:
     """Upsert the vectors of an export file into ``namespace`` (default: the namespace recorded in the file).
 
@@ -189,6 +191,7 @@ def import_file(
         overwrite: allow a namespace that already holds vectors (ids in the file replace the stored ones; other
             vectors are kept).
         checked: the caller already ran the three checks (``prepare_import`` does, for every file at once).
+        hold_back: asked before each batch is written; what it leaves out is not written, and counted.
 
     Raises:
         BackupError: the file is not an intact nsmigrate export, the dimension differs, the namespace is not empty.
@@ -199,16 +202,20 @@ def import_file(
     if not checked:
         check_ids(header)
         check_importable(store, header, target, overwrite=overwrite)
-    count = 0
+    count = held = 0
     parquet = pq.ParquetFile(header.path)
     for batch in parquet.iter_batches(batch_size=batch_size, columns=["id", "values", "metadata"]):
         records = table_to_records(batch, header)
-        for chunk in chunk_for_upsert(records):
+        kept = records if hold_back is None else hold_back(target, records)
+        for chunk in chunk_for_upsert(kept):
             store.upsert(target, chunk)
-        count += len(records)
+        count += len(kept)
+        held += len(records) - len(kept)
         if progress is not None:
-            progress(target, count)
-    return ImportResult(namespace=target, count=count, path=header.path, source_namespace=header.namespace)
+            progress(target, count + held)
+    return ImportResult(
+        namespace=target, count=count, path=header.path, source_namespace=header.namespace, held_back=held
+    )
 
 
 def read_manifest(directory: Path) -> list[ExportHeader]:
@@ -300,11 +307,13 @@ def import_targets(
     batch_size: int = IMPORT_BATCH_ROWS,
     progress: Progress | None = None,
     on_start: Callable[[ExportHeader, str], None] | None = None,
+    hold_back: HoldBack | None = None,
 ) -> list[ImportResult]:
     """Upsert the files ``prepare_import`` checked, in order.
 
     Parameters:
         on_start: called with ``(header, target namespace)`` before each file is imported (for progress displays).
+        hold_back: as ``import_file``.
     """
     results = []
     for target in targets:
@@ -318,6 +327,7 @@ def import_targets(
                 batch_size=batch_size,
                 progress=progress,
                 checked=True,
+                hold_back=hold_back,
             )
         )
     return results

@@ -51,6 +51,9 @@ SCHEMA = pa.schema(
 
 #: ``progress(namespace, vectors_done_so_far)`` after every row group written or upsert batch sent.
 Progress = Callable[[str, int], None]
+#: ``hold_back(namespace, records)``: the records an import may write into ``namespace``; the rest are held back
+#: (the erasure ledger's, asked by the caller before each batch is written).
+HoldBack = Callable[[str, list[Record]], list[Record]]
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,14 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class ImportResult:
-    """One imported file: ``count`` vectors upserted into ``namespace`` (``source_namespace`` is the one recorded)."""
+    """One imported file: ``count`` vectors upserted into ``namespace`` (``source_namespace`` is the one recorded),
+    ``held_back`` of its vectors not written (``HoldBack``)."""
 
     namespace: str
     count: int
     path: Path
     source_namespace: str
+    held_back: int = 0
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ import psycopg
 import sqlalchemy as sa
 
 from nsmigrate.orchestrator import pgvector_layout
-from nsmigrate.orchestrator.pgvector_layout import EMBEDDING_COLUMN, TableColumn, quote
+from nsmigrate.orchestrator.pgvector_layout import EMBEDDING_COLUMN, quote
+from nsmigrate.orchestrator.pgvector_rows import TableColumn
 from nsmigrate.orchestrator.records.vectors import BinaryValues
 
 #: pgvector's binary vector starts with its dimension and an unused word, both uint16 big-endian.
@@ -110,7 +111,7 @@ def upsert_rows(
 ) -> None:
     """Insert or overwrite ``rows`` (all of the same keys, each a column of ``columns``: a column left out keeps its
     default, or its old value) into ``table``, by binary COPY into a staging table and one ``INSERT … SELECT … ON
-    CONFLICT (chunk_id)``. Values as ``pgvector_layout.record_to_row`` makes them (the ``metadata`` as its JSON
+    CONFLICT (chunk_id)``. Values as ``pgvector_rows.record_to_row`` makes them (the ``metadata`` as its JSON
     text, other text-form values as their text)."""
     if not rows:
         return

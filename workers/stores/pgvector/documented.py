@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator import pgvector_layout, pgvector_rows
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.workers.stores.base import IdPage, Record
@@ -65,7 +65,7 @@ class DocumentedPgvectorStore(PgvectorStore):
     def _dimension_tables(self, conn: sa.Connection) -> list[str]:
         return list(pgnamespaces.discover(conn, self.prefix).values())
 
-    def table_columns(self, namespace: str) -> tuple[str, list[pgvector_layout.TableColumn]] | None:
+    def table_columns(self, namespace: str) -> tuple[str, list[pgvector_rows.TableColumn]] | None:
         """The namespace's table and its columns (what a copy from or into it carries), or None without a table:
         the plan refuses a copy whose target table cannot hold a column of its source's."""
         with self._errors("table_columns", namespace), self._get_engine().connect() as conn:
@@ -108,9 +108,9 @@ class DocumentedPgvectorStore(PgvectorStore):
             if table is None:
                 return []
             columns = [c for c in pgnamespaces.table_columns(conn, table) if not c.serial]
-            selected = f"SELECT {pgvector_layout.select_list(columns)} FROM {quote(table)}".replace("%", "%%")
+            selected = f"SELECT {pgvector_rows.select_list(columns)} FROM {quote(table)}".replace("%", "%%")
             rows = pgbinary.select_rows(conn, f"{selected} WHERE {ID_COLUMN} = ANY(%(ids)s)", {"ids": list(ids)})
-            found = {row[ID_COLUMN]: pgvector_layout.row_to_record(row, columns) for row in rows}
+            found = {row[ID_COLUMN]: pgvector_rows.row_to_record(row, columns) for row in rows}
         return [found[i] for i in dict.fromkeys(ids) if i in found]
 
     def upsert(self, namespace: str, records: Sequence[Record]) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator import pgvector_layout, pgvector_rows
 from nsmigrate.orchestrator.errors import PlanError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.orchestrator.records.vectors import Record
@@ -46,7 +46,7 @@ def columns_of(conn: sa.Connection, table: str) -> frozenset[str]:
     return frozenset(rows)
 
 
-def table_columns(conn: sa.Connection, table: str) -> list[pgvector_layout.TableColumn]:
+def table_columns(conn: sa.Connection, table: str) -> list[pgvector_rows.TableColumn]:
     """``table``'s columns in table order, as Postgres describes them (empty when it does not exist): what a copy
     carries and verification compares, whatever the table's layout."""
     rows = conn.execute(
@@ -58,7 +58,7 @@ def table_columns(conn: sa.Connection, table: str) -> list[pgvector_layout.Table
         ),
         {"n": quote(table)},
     ).all()
-    return [pgvector_layout.TableColumn(*row) for row in rows]
+    return [pgvector_rows.TableColumn(*row) for row in rows]
 
 
 def dimension_of(conn: sa.Connection, table: str) -> int | None:
@@ -155,14 +155,14 @@ def vector_text(values: Sequence[float]) -> str:
 
 def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -> bool:
     """Insert or overwrite ``records`` as rows of ``table``, each row exactly what its record says
-    (``pgvector_layout.record_to_row`` over the table's own columns: a record that does not map raises ``MappingError``
+    (``pgvector_rows.record_to_row`` over the table's own columns: a record that does not map raises ``MappingError``
     naming it, and nothing of this call is written), in pgvector's binary form (``workers.stores.pgvector.binary``).
     False, with nothing written, when ``table`` does not exist."""
     columns = table_columns(conn, table)
     if not columns:
         return False
     by_name = {c.name: c for c in columns}
-    rows = [pgvector_layout.record_to_row(r, columns) for r in records]
+    rows = [pgvector_rows.record_to_row(r, columns) for r in records]
     # One write per set of columns (in table order, whatever order a record's keys came in): a NOT NULL column a
     # record leaves out keeps its default (or old value).
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -184,7 +184,7 @@ def upsert_records(conn: sa.Connection, table: str, records: Sequence[Record]) -
 def _refused_value(
     conn: sa.Connection,
     table: str,
-    by_name: Mapping[str, pgvector_layout.TableColumn],
+    by_name: Mapping[str, pgvector_rows.TableColumn],
     rows: Sequence[dict[str, Any]],
 ) -> pgvector_layout.MappingError | None:
     """After Postgres refused a write of ``rows``: the first value it cannot cast to its column's type (a malformed
@@ -198,7 +198,7 @@ def _refused_value(
                 continue
             try:
                 with conn.begin_nested():
-                    conn.execute(sa.text(f"SELECT {pgvector_layout.placeholder(column, 'v')}"), {"v": value})
+                    conn.execute(sa.text(f"SELECT {pgvector_rows.placeholder(column, 'v')}"), {"v": value})
             except (sa.exc.DataError, sa.exc.IntegrityError) as e:
                 refusal = str(e.orig).splitlines()[0]  # the driver's message, without its DETAIL lines
                 return pgvector_layout.MappingError(
@@ -211,7 +211,7 @@ def _refused_value(
     return None
 
 
-def _bound(column: pgvector_layout.TableColumn, value: Any) -> Any:
+def _bound(column: pgvector_rows.TableColumn, value: Any) -> Any:
     """``value`` as it is written into ``column`` (the JSONB as its text; the vector as it is, made binary by
     ``pgbinary``)."""
     if value is not None and column.name == pgvector_layout.METADATA_COLUMN:

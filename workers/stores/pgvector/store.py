@@ -36,8 +36,8 @@ from nsmigrate.orchestrator.connections.database_urls import engine_of
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
 from nsmigrate.orchestrator.redaction import scrub
-from nsmigrate.orchestrator.spec.jobspec import PgvectorStoreSpec
 from nsmigrate.orchestrator.spec.store_identity import pgvector_identity
+from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 
 #: Hex characters of the hash a shortened table name ends with: collisions out of reach, room left for the name.

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator import pgvector_layout, pgvector_rows
 from nsmigrate.orchestrator.errors import PlanError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.orchestrator.settings import DEFAULTS
@@ -50,7 +50,7 @@ def carry_problems(conn: sa.Connection, source: str, target: str, columns: Seque
     have = {c.name: c for c in table_columns(conn, source)}
     wanted = [have[name] for name in columns]
     target_columns = table_columns(conn, target)
-    problems = pgvector_layout.carry_problems(target, wanted, target_columns)
+    problems = pgvector_rows.carry_problems(target, wanted, target_columns)
     for column in target_columns:
         if column.name in columns and column.not_null and not have[column.name].not_null:
             nulls = int(_one(conn, f"SELECT count(*) FROM {quote(source)} WHERE {quote(column.name)} IS NULL"))
@@ -73,7 +73,7 @@ def prepare_target(
         for column in table_columns(conn, source):
             if column.name in columns and column.name not in have:
                 conn.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.sql_type}"))
-    pgvector_layout.refuse_columns(carry_problems(conn, source, table, columns), source)
+    pgvector_rows.refuse_columns(carry_problems(conn, source, table, columns), source)
     return table, columns
 
 
@@ -129,13 +129,13 @@ def _tables_only(spec: JobSpec) -> bool:
 def in_database(spec: JobSpec) -> bool:
     """Whether ``spec``'s batches can run inside Postgres: ``_tables_only``, in the same database (their URL env
     vars hold the same URL)."""
-    return _tables_only(spec) and pgvector_layout.same_database(spec.source, spec.target, os.environ)
+    return _tables_only(spec) and pgvector_rows.same_database(spec.source, spec.target, os.environ)
 
 
 def between_databases(spec: JobSpec) -> bool:
     """Whether ``spec``'s batches can pass rows from one database to another as they are (``copy_rows``): the
     application's tables on both sides (``_tables_only``), in two databases."""
-    return _tables_only(spec) and not pgvector_layout.same_database(spec.source, spec.target, os.environ)
+    return _tables_only(spec) and not pgvector_rows.same_database(spec.source, spec.target, os.environ)
 
 
 #: Types whose binary form a staging table of the target's database reads as the source wrote it (built in, or
@@ -166,7 +166,7 @@ _PASSED_TYPES = frozenset(
 )
 
 
-def passes_as_rows(columns: Sequence[pgvector_layout.TableColumn]) -> bool:
+def passes_as_rows(columns: Sequence[pgvector_rows.TableColumn]) -> bool:
     """Whether rows of ``columns`` can go between databases in binary as they are (every type in ``_PASSED_TYPES``)."""
     return all(c.base_type in _PASSED_TYPES for c in columns)
 
@@ -174,7 +174,7 @@ def passes_as_rows(columns: Sequence[pgvector_layout.TableColumn]) -> bool:
 def copy_rows(
     reading: sa.Connection,
     source: str,
-    columns: Sequence[pgvector_layout.TableColumn],
+    columns: Sequence[pgvector_rows.TableColumn],
     ids: Sequence[str],
     writing: sa.Connection,
     target: str,

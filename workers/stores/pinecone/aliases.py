@@ -174,7 +174,7 @@ class NamespaceAliases:
     @contextlib.contextmanager
     def _errors(self, op: str, name: str | None = None, target: str | None = None) -> Iterator[None]:
         """A refusal explained by its reason; anything else as every Pinecone call's (``pinecone_errors``)."""
-        from nsmigrate.workers.stores.pinecone.store import pinecone_errors  # that module builds on this one
+        from nsmigrate.workers.stores.pinecone.access import pinecone_errors  # that module builds on this one
 
         ids: dict[str, Any] = {"store": self.label, "op": op, "alias": name}
         with pinecone_errors(op, store=self.label, alias=name):

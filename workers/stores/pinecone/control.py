@@ -24,9 +24,9 @@ from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape
 from nsmigrate.orchestrator.redaction import redact_url
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
+from nsmigrate.workers.stores.pinecone.access import api_key, check_key_destination, pinecone_errors
 from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
-from nsmigrate.workers.stores.pinecone.store import api_key, check_key_destination, pinecone_errors
 
 #: The last API version that creates an index from a collection (2026-07 refuses it).
 COLLECTION_API_VERSION = "2026-04"
@@ -59,10 +59,35 @@ def _semantic_field(model: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _document_fields(model: Any) -> tuple[str | None, str | None]:
+    """A document index's (dense_vector, sparse_vector) field names; (None, None) for a legacy index, whose vector
+    fields are the reserved ``_values`` and ``_sparse_values``."""
+    fields = dict(getattr(getattr(model, "schema", None), "fields", None) or {})
+    found: dict[str, str] = {}
+    for name, described in fields.items():
+        kind = type(described).__name__
+        if kind in ("DenseVectorField", "SparseVectorField") and not str(name).startswith("_"):
+            found[kind] = str(name)
+    return found.get("DenseVectorField"), found.get("SparseVectorField")
+
+
+def document_schema(shape: IndexShape) -> dict[str, Any]:
+    """The ``schema`` a document index of ``shape`` is created with: its dense, sparse and full-text fields."""
+    fields: dict[str, Any] = {
+        str(shape.dense_field): {"type": "dense_vector", "dimension": shape.dimension, "metric": shape.metric}
+    }
+    if shape.sparse_field is not None:
+        fields[shape.sparse_field] = {"type": "sparse_vector"}
+    for name in shape.text_fields:
+        fields[name] = {"type": "string", "full_text_search": {"language": "en"}}
+    return {"fields": fields}
+
+
 def index_info(model: Any) -> IndexInfo:
     """``IndexInfo`` from the SDK's ``IndexModel``."""
     status = getattr(model, "status", None)
     embed_model, text_field = _semantic_field(model)
+    dense_field, sparse_field = _document_fields(model)
     dimension, metric = dense_shape(model)
     return IndexInfo(
         name=str(model.name),
@@ -74,6 +99,8 @@ def index_info(model: Any) -> IndexInfo:
         host=getattr(model, "host", None),
         model=embed_model,
         text_field=text_field,
+        dense_field=dense_field,
+        sparse_field=sparse_field,
     )
 
 
@@ -115,10 +142,11 @@ class PineconeControl:
         if shape.model is not None:
             return self._create_integrated(name, shape)
         field = {"type": f"{shape.vector_type}_vector", "dimension": shape.dimension, "metric": shape.metric}
+        schema = document_schema(shape) if shape.dense_field is not None else {"fields": {"_values": field}}
         with pinecone_errors("create_index", store=self.name, index=name):
             model = self._pc().indexes.create(
                 name=name,
-                schema={"fields": {"_values": field}},
+                schema=schema,
                 deployment={"deployment_type": "managed", "cloud": shape.cloud, "region": shape.region},
                 deletion_protection=shape.deletion_protection,
                 tags=dict(shape.tags) or None,

@@ -27,15 +27,11 @@ from nsmigrate.orchestrator.records.documents import (
     from_document,
     to_document,
 )
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record
 from nsmigrate.workers.stores.pinecone.rest import DataPlaneError, path_segment
-from nsmigrate.workers.stores.pinecone.store import (
-    PINECONE_DEFAULT_NAMESPACE,
-    PineconeStore,
-    _shown_id,
-    _wire_values,
-)
+from nsmigrate.workers.stores.pinecone.store import PINECONE_DEFAULT_NAMESPACE, PineconeStore
+from nsmigrate.workers.stores.pinecone.wire import _shown_id, _wire_values
 
 
 def _reply(content: bytes, op: str, key: str) -> Any:
@@ -123,17 +119,26 @@ class PineconeDocumentStore(PineconeStore):
         self._refuse(
             problems,
             "records cannot be written as documents",
-            "rename those metadata keys (or the ids) in the source, or choose a schema with fields for them, then "
-            "`nsmigrate retry`",
+            "rename those metadata keys in target.documents.rename (e.g. _source: source), set "
+            "allow_id_overwrite: true (the target holds part of the copy) and `nsmigrate run SPEC --new`; or "
+            "rename the ids in the source",
             namespace,
         )
         documents = [to_document(r, self.fields, _wire_values(r.values)) for r in records]
         content = self._post(namespace, "upsert", {"documents": documents})
+        self._note_write(namespace)
         return int(_reply(content, "upsert_documents", "upserted_count"))
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), DELETE_MAX_IDS):
             self._post(namespace, "delete", {"ids": list(ids[start : start + DELETE_MAX_IDS])})
+            self._note_write(namespace)
+
+    def reconciled_lsn(self, namespace: str) -> int | None:
+        """The log sequence number the index's lagging reads of ``namespace`` reflect now (one list of one id, the
+        Documents API's), None when the index does not say."""
+        self._post(namespace, "list", {"limit": 1})
+        return self._client().lsns()[1]
 
     def delete_namespace(self, namespace: str) -> None:
         """``DELETE /namespaces/{ns}``; a namespace that is not there is already gone."""

@@ -12,7 +12,7 @@ A request is built from parts made once per client (base URL, headers) and hande
 ``X-Pinecone-Api-Version``); the key is never put in a message, a log line or a ``repr``.
 
 Answers other than 2xx raise ``DataPlaneError`` with the status, the server's message (read as the SDK reads it:
-``error.message``, ``message``, else the text) and ``Retry-After``; ``workers.stores.pinecone.store.pinecone_errors``
+``error.message``, ``message``, else the text) and ``Retry-After``; ``workers.stores.pinecone.access.pinecone_errors``
 turns it into ``RetryableError``/``StoreError``. Transport failures raise ``httpx.TransportError``.
 """
 

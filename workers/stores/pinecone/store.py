@@ -30,189 +30,67 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
 import msgspec
-import orjson
 from pinecone import (
-    ApiError,
     Pinecone,
-    PineconeConnectionError,
-    PineconeError,
-    PineconeTimeoutError,
-    ResponseParsingError,
     RetryConfig,
 )
 
-from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS, key_destination_refusal, key_var_refusal
-from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
+from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.limits import (
     DELETE_MAX_IDS,
     FETCH_MAX_IDS,
     LIST_MAX_PAGE_IDS,
     NAMESPACE_MAX_CHARS,
-    RECORD_ID_MAX_CHARS,
-    RECORD_METADATA_MAX_BYTES,
 )
-from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
-from nsmigrate.orchestrator.spec.jobspec import PineconeStoreSpec
+from nsmigrate.orchestrator.records.vectors import JsonValues
 from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
+from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
 from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
+from nsmigrate.workers.stores.pinecone.access import api_key, check_key_destination, pinecone_errors, prime_sdk_decoding
 from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
 from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
 from nsmigrate.workers.stores.pinecone.fetch_body import read_fetch
 from nsmigrate.workers.stores.pinecone.lsn import WrittenLsns
-from nsmigrate.workers.stores.pinecone.rest import DataPlane, DataPlaneError, key_refusal, path_segment
+from nsmigrate.workers.stores.pinecone.rest import DataPlane, DataPlaneError, path_segment
+from nsmigrate.workers.stores.pinecone.wire import (
+    _LIST_REPLY,
+    _NAMESPACE_REPLY,
+    _QUERY_REPLY,
+    _SEARCH_REPLY,
+    _STATS_REPLY,
+    _UPSERT_REPLY,
+    _ListReply,
+    _NamespaceReply,
+    _QueryReply,
+    _read,
+    _SearchReply,
+    _shown_id,
+    _sparse,
+    _StatsReply,
+    _UpsertReply,
+    over_limits,
+    upsert_body,
+)
 
 logger = logging.getLogger(__name__)
 
 #: How Pinecone names the default namespace in stats and namespace endpoints; nsmigrate calls it "".
 PINECONE_DEFAULT_NAMESPACE = "__default__"
-_RETRYABLE_STATUSES = frozenset({408, 429})
 #: How an index that does not serve ``/namespaces`` (a pod index) refuses ``DELETE /namespaces/{ns}``.
 _NO_NAMESPACE_ENDPOINT_STATUSES = frozenset({400, 405, 501})
 #: How Pinecone words that a pod index does not serve an endpoint ("not supported for pod-based indexes").
 _POD_ONLY_MARK = "pod-based indexes"
 
 
-class _ListedId(msgspec.Struct):
-    id: str
-
-
-class _Pagination(msgspec.Struct):
-    next: str | None = None
-
-
-class _ListReply(msgspec.Struct):
-    """What a ``list`` request answers, of it what nsmigrate reads (``usage`` and ``namespace`` are ignored)."""
-
-    vectors: list[_ListedId] = []
-    pagination: _Pagination | None = None
-
-
-_LIST_REPLY = msgspec.json.Decoder(_ListReply)
-
-
-class _NamespaceReply(msgspec.Struct):
-    """What ``describe_namespace`` answers, of it the count (Pinecone sends it as a string: ``"3"``)."""
-
-    record_count: int | str | None = None
-
-
-_NAMESPACE_REPLY = msgspec.json.Decoder(_NamespaceReply)
-
-
-class _NamespaceSummary(msgspec.Struct):
-    vectorCount: int = 0  # the wire's name
-
-
-class _StatsReply(msgspec.Struct):
-    """What ``describe_index_stats`` answers, of it what nsmigrate reads."""
-
-    namespaces: dict[str, _NamespaceSummary] = {}
-    dimension: int | None = None
-    metric: str | None = None
-
-
-_STATS_REPLY = msgspec.json.Decoder(_StatsReply)
-
-
-class _UpsertReply(msgspec.Struct):
-    upsertedCount: int = 0
-
-
-_UPSERT_REPLY = msgspec.json.Decoder(_UpsertReply)
-
-
-class _Match(msgspec.Struct):
-    id: str
-    score: float | None = None
-
-
-class _QueryReply(msgspec.Struct):
-    matches: list[_Match] = []
-
-
-_QUERY_REPLY = msgspec.json.Decoder(_QueryReply)
-
-
-class _Hit(msgspec.Struct):
-    id: str = msgspec.field(name="_id")
-
-
-class _SearchResult(msgspec.Struct):
-    hits: list[_Hit] = []
-
-
-class _SearchReply(msgspec.Struct):
-    result: _SearchResult = msgspec.field(default_factory=_SearchResult)
-
-
-_SEARCH_REPLY = msgspec.json.Decoder(_SearchReply)
-
-
-def _read(decoder: msgspec.json.Decoder[Any], content: bytes, op: str) -> Any:
-    """A reply read as ``decoder``'s type; a ``StoreError`` naming the operation when it is not one."""
-    try:
-        return decoder.decode(content)
-    except (msgspec.MsgspecError, ValueError) as e:
-        raise StoreError(f"Pinecone {op} answered something that is not a {op} response: {e}") from e
-
-
-def _wire_values(values: Sequence[float]) -> Any:
-    """Fetched values go back verbatim (see the module docstring): orjson writes a Fragment as it is; a pgvector
-    table's are written from their float32s, never made floats first."""
-    if isinstance(values, JsonValues):
-        return orjson.Fragment(values.json)
-    return orjson.Fragment(values.as_json()) if isinstance(values, BinaryValues) else list(values)
-
-
-def upsert_body(namespace: str, records: Sequence[Record]) -> dict[str, Any]:
-    """The body of ``POST /vectors/upsert`` (the OpenAPI ``UpsertRequest``), sent as ``orjson.dumps`` writes it: the
-    request ``workers.transfer.chunking`` keeps under Pinecone's limits."""
-    vectors = []
-    for record in records:
-        vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
-        if record.sparse_values is not None:
-            sparse = record.sparse_values
-            vector["sparseValues"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
-        if record.metadata:
-            vector["metadata"] = dict(record.metadata)
-        vectors.append(vector)
-    return {"vectors": vectors, "namespace": namespace} if namespace else {"vectors": vectors}
-
-
-def _sparse(found: Any) -> SparseValues | None:
-    """The sparse values of a fetched vector, None when it has none."""
-    if found is None or not list(found.indices or []):
-        return None
-    return SparseValues(tuple(int(i) for i in found.indices), tuple(float(v) for v in found.values))
-
-
 def _from_wire_namespace(name: str) -> str:
     return "" if name == PINECONE_DEFAULT_NAMESPACE else name
-
-
-def _retry_after(e: ApiError) -> float | None:
-    value = getattr(e, "retry_after", None)
-    if value is None:
-        raw = (e.headers or {}).get("retry-after") or (e.headers or {}).get("Retry-After")
-        with contextlib.suppress(TypeError, ValueError):
-            value = float(raw) if raw is not None else None
-    return value if value is not None and value >= 0 else None
-
-
-def _answered(op: str, status: int, message: str, retry_after_s: float | None, ids: dict[str, Any]) -> Exception:
-    """The error of an answer other than 2xx: retryable for 408, 429 and 5xx, else a refusal."""
-    if status in _RETRYABLE_STATUSES or status >= 500:
-        what = "was rate limited" if status == 429 else f"failed ({status})"
-        return RetryableError(f"Pinecone {op} {what}: {message}", status=status, retry_after_s=retry_after_s, **ids)
-    return StoreError(f"Pinecone refused {op} ({status}): {message}", **ids)
 
 
 def _refused_for_a_pod(e: DataPlaneError) -> bool:
@@ -221,109 +99,7 @@ def _refused_for_a_pod(e: DataPlaneError) -> bool:
     return e.status == 404 or e.status in _NO_NAMESPACE_ENDPOINT_STATUSES
 
 
-def _shown_id(record_id: str) -> str:
-    return repr(record_id) if len(record_id) <= 40 else f"{record_id[:40]!r}…"
-
-
-def over_limits(records: Sequence[Record]) -> list[str]:
-    """One line per record a Pinecone index would refuse: an id over ``RECORD_ID_MAX_CHARS`` characters, metadata
-    over ``RECORD_METADATA_MAX_BYTES`` bytes as JSON (how Pinecone measures it)."""
-    problems = []
-    for r in records:
-        if len(r.id) > RECORD_ID_MAX_CHARS:
-            problems.append(f"id {_shown_id(r.id)} is {len(r.id)} characters (at most {RECORD_ID_MAX_CHARS})")
-        size = len(orjson.dumps(dict(r.metadata))) if r.metadata else 0
-        if size > RECORD_METADATA_MAX_BYTES:
-            problems.append(f"id {_shown_id(r.id)} has {size} bytes of metadata (at most {RECORD_METADATA_MAX_BYTES})")
-    return problems
-
-
-def api_key(spec: PineconeStoreSpec, who: str, allowed_key_vars: str) -> str:
-    """The key from the environment variable ``spec`` names, read when it is needed (never kept in a message), if
-    the operator's ``allowed_key_vars`` (``orchestrator.connections.keys``) let a spec name that variable."""
-    refusal = key_var_refusal(spec.api_key_env, allowed_key_vars)
-    if refusal is not None:  # no env_var id: the variable is refused, not missing (a planner must not hand it on)
-        raise StoreError(refusal, store=who)
-    key = os.environ.get(spec.api_key_env, "")
-    if not key.strip():
-        raise StoreError(
-            f"environment variable {spec.api_key_env} is not set (or empty)",
-            hint=f"put the Pinecone API key in {spec.api_key_env} in the environment of nsmigrate and its workers",
-            store=who,
-            env_var=spec.api_key_env,
-        )
-    refusal = key_refusal(key)
-    if refusal is not None:
-        raise StoreError(
-            f"environment variable {spec.api_key_env} cannot be sent as an Api-Key header: {refusal}",
-            hint=f"set {spec.api_key_env} to the key exactly as Pinecone's console shows it (no newline at its end)",
-            store=who,
-            env_var=spec.api_key_env,
-        )
-    return key
-
-
-def check_key_destination(url: str, who: str) -> None:
-    """Refuses to send a key to ``url`` unless over TLS or to loopback (``orchestrator.connections.keys``)."""
-    refusal = key_destination_refusal(url)
-    if refusal is not None:
-        raise StoreError(f"the index address {refusal}", store=who)
-
-
-@contextlib.contextmanager
-def pinecone_errors(op: str, *, store: str, **more: Any) -> Iterator[None]:
-    """Turn the data plane's errors (``DataPlaneError``, httpx) and the SDK's (the control plane) into nsmigrate's:
-    429 → ``RetryableError`` with ``retry_after_s``; 408, 5xx, timeouts and connection errors → ``RetryableError``;
-    any other refusal, and an answer that is not JSON, → ``StoreError`` with what was answered."""
-    ids: dict[str, Any] = {"store": store, "op": op, **more}
-    try:
-        yield
-    except (RetryableError, StoreError):
-        raise
-    except DataPlaneError as e:
-        raise _answered(op, e.status, e.message, e.retry_after_s, ids) from e
-    except ApiError as e:  # the control plane, through the SDK
-        raise _answered(op, e.status_code, e.message, _retry_after(e), ids) from e
-    except (PineconeTimeoutError, PineconeConnectionError, httpx.TransportError) as e:
-        raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
-    except ResponseParsingError as e:
-        raise StoreError(
-            f"Pinecone {op} was answered with something that is not the service's JSON ({e}), so whether it was done "
-            "is unknown",
-            hint="something between nsmigrate and Pinecone (a proxy, a load balancer) answered in its place: check "
-            "the host and the network path to it",
-            **ids,
-        ) from e
-    except PineconeError as e:
-        raise StoreError(f"Pinecone {op} could not be made: {e}", **ids) from e
-
-
 _CLIENTS_BUILT = threading.Lock()
-_primed_in_pid: int | None = None
-
-
-def prime_sdk_decoding() -> None:
-    """Build msgspec's decoding information of every ``Struct`` type the loaded SDK modules define, once per process.
-
-    The SDK decodes each response with ``msgspec.json.decode(data, type=…)``, and msgspec builds a type's decoding
-    information on its first decode. That is not safe when threads do it at once: threads making their first decode
-    together crash the process (SIGSEGV in ``msgspec._core``, msgspec 0.22). A threads worker does that, and so does
-    planning, which reads both stores at once. Built here, in one thread, when the first client is built (or when a
-    worker starts: ``workers.fleet.tuning.preload_sdk``), the information is only ever read afterwards."""
-    global _primed_in_pid
-    if _primed_in_pid == os.getpid():
-        return
-    primed = 0
-    for name, module in list(sys.modules.items()):
-        if name.split(".")[0] != "pinecone" or module is None:
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, type) and issubclass(value, msgspec.Struct) and value.__module__ == name:
-                with contextlib.suppress(TypeError):  # request-only types msgspec cannot decode into
-                    msgspec.json.Decoder(value)
-                    primed += 1
-    _primed_in_pid = os.getpid()
-    logger.debug("primed msgspec decoding of %d Pinecone SDK types", primed)
 
 
 class PineconeStore(StoreDefaults):
