@@ -14,12 +14,14 @@ from rich.markup import escape
 
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import JobKind
 from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.states import PASSED_RUN_STATES
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.cutover_check import check_job
 
@@ -36,7 +38,7 @@ app.add_typer(group, name="cutover")
 
 def _migrate_job(job: str, database_url: str | None, redis_url: str | None) -> tuple[WorkerContext, int]:
     resolved, database, job_id, _ = job_context(job, None, database_url, redis_url)
-    kind = jobs.find_job(database, job_id).kind
+    kind = jobs_and_runs.find_job(database, job_id).kind
     if kind != JobKind.MIGRATE:
         raise fail(f"job {job_id} is a {kind} job; only a migrate job is cut over: give the migration's id")
     return WorkerContext(resolved), job_id
@@ -67,7 +69,7 @@ def set_cmd(
         raise fail(f"{problem or '--percent 0: use --reads old'}; nothing was changed")
     ctx, job_id = _migrate_job(job, database_url, redis_url)
     if reads == "new":
-        unverified = [r for r in jobs.runs_of(ctx.db, job_id) if r.state not in jobs.PASSED_RUN_STATES]
+        unverified = [r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.state not in PASSED_RUN_STATES]
         if unverified:
             first = unverified[0]
             raise fail(
@@ -77,7 +79,7 @@ def set_cmd(
                 1,
             )
     try:
-        rollout = rollout_rows.set_rollout(ctx.db, job_id, percent if reads == "new" else 0, jobs.default_actor())
+        rollout = rollout_rows.set_rollout(ctx.db, job_id, percent if reads == "new" else 0, default_actor())
     except StateError as e:  # a source a cleanup deleted: a refused check, not bad input
         raise fail(str(e), 1) from e
     console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
@@ -104,7 +106,7 @@ def check(
     `cutover` limits (defaults: P95 100 ms, P99 200 ms, cold 500 ms, errors 1 %, agreement 0.9). Only reads; the
     report is kept in the job table (`cutover_check` event)."""
     ctx, job_id = _migrate_job(job, database_url, redis_url)
-    limits = jobs.job_spec(ctx.db, job_id).cutover
+    limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
     overrides = {k: v for k, v in {"qps": qps, "duration_s": duration_s}.items() if v is not None}
     for name, value in overrides.items():
         if not 0 < value <= (1000 if name == "qps" else 3600):
@@ -115,7 +117,7 @@ def check(
     limits = limits.model_copy(update=overrides)
     check_redis_credentials(ctx.settings.redis_url)  # the queries' rate budget is in Redis
     report = check_job(ctx, job_id, limits)
-    rollout_rows.record_check(ctx.db, job_id, report, jobs.default_actor())
+    rollout_rows.record_check(ctx.db, job_id, report, default_actor())
     if as_json:
         print(json.dumps(report, indent=2))
     else:

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from nsmigrate.cli.job_page import PAGE_EVENTS, PAGE_RUNS, WsgiApp, page_app
 from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.workers.metrics import JobTableCollector
 
 app = typer.Typer(add_completion=False)
@@ -67,18 +67,18 @@ def metrics(
     registry = CollectorRegistry()
     registry.register(
         JobTableCollector(
-            newest=lambda: [job["job_id"] for job in jobs.list_jobs(database, newest_jobs)],
-            summary=lambda job_id: jobs.job_summary(database, job_id, 0),
-            syncs=lambda job_id: jobs.sync_totals(database, job_id),
+            newest=lambda: [job["job_id"] for job in jobs_status.list_jobs(database, newest_jobs)],
+            summary=lambda job_id: jobs_status.job_summary(database, job_id, 0),
+            syncs=lambda job_id: jobs_status.sync_totals(database, job_id),
         )
     )
     pages = page_app(
         resolved.flower_user,
         password,
-        newest_jobs=lambda: jobs.list_jobs(database, newest_jobs),
+        newest_jobs=lambda: jobs_status.list_jobs(database, newest_jobs),
         job=lambda job_id: (
-            jobs.job_summary(database, job_id, PAGE_RUNS),
-            jobs.events_of(database, job_id, last=PAGE_EVENTS),
+            jobs_status.job_summary(database, job_id, PAGE_RUNS),
+            jobs_status.events_of(database, job_id, last=PAGE_EVENTS),
         ),
     )
     try:

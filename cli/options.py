@@ -23,8 +23,8 @@ from nsmigrate.orchestrator.redaction import redact_url, scrub
 from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary
 
 if TYPE_CHECKING:
-    from nsmigrate.orchestrator import jobs
     from nsmigrate.orchestrator.cutover.rules import Rollout
+    from nsmigrate.orchestrator.jobs import database as jobs_database
     from nsmigrate.orchestrator.settings import Settings
 
 T = TypeVar("T")
@@ -118,15 +118,15 @@ def job_table_url(database_url: str | None) -> str:
     return url if url is not None else settings(None, None).database_url
 
 
-def db(settings: Settings) -> jobs.Database:
+def db(settings: Settings) -> jobs_database.Database:
     return _database(settings.database_url)
 
 
-def _database(url: str) -> jobs.Database:
-    from nsmigrate.orchestrator import jobs  # SQLAlchemy: only the commands that use the job table's engine load it
+def _database(url: str) -> jobs_database.Database:
+    from nsmigrate.orchestrator.jobs import database as jobs_database  # SQLAlchemy: only the commands that use it
 
     try:
-        return jobs.Database(url)
+        return jobs_database.Database(url)
     except Exception as e:  # connection refused, bad URL, auth: say where and what to set
         raise _unreachable(url, e) from e
 
@@ -184,7 +184,7 @@ def read_job_table(url: str, read: Callable[[snapshot.Execute], T]) -> T:
     """``read`` (one of the job table's readers, ``orchestrator.snapshot``) over one plain psycopg connection: no
     SQLAlchemy to import and no schema to check. A job table that is not Postgres through psycopg, or whose schema
     is missing or older than the statement, is read through the job table's engine instead, which makes the schema
-    current first (``jobs.read_status``): the same reader either way."""
+    current first (``jobs_status.read_status``): the same reader either way."""
     conninfo = _libpq_url(url)
     if conninfo is not None:
         import psycopg
@@ -196,9 +196,9 @@ def read_job_table(url: str, read: Callable[[snapshot.Execute], T]) -> T:
             pass
         except psycopg.OperationalError as e:
             raise _unreachable(url, e) from e
-    from nsmigrate.orchestrator import jobs
+    from nsmigrate.orchestrator.jobs import status as jobs_status
 
-    return jobs.read_status(_database(url), read)
+    return jobs_status.read_status(_database(url), read)
 
 
 @contextmanager
@@ -238,15 +238,15 @@ def _libpq_url(url: str) -> str | None:
     return f"postgresql://{rest}" if sep and scheme in ("postgresql+psycopg", "postgresql", "postgres") else None
 
 
-def find_job_id(database: jobs.Database, ref: str) -> int:
-    from nsmigrate.orchestrator import jobs
+def find_job_id(database: jobs_database.Database, ref: str) -> int:
+    from nsmigrate.orchestrator.jobs import jobs_and_runs
 
-    return jobs.find_job(database, ref).id
+    return jobs_and_runs.find_job(database, ref).id
 
 
 def job_context(
     job: str, namespace: str | None, database_url: str | None, redis_url: str | None
-) -> tuple[Settings, jobs.Database, int, str | None]:
+) -> tuple[Settings, jobs_database.Database, int, str | None]:
     """What every job command starts from: settings, the job table, the job's id and the namespace asked for."""
     resolved = settings(database_url, redis_url)
     database = db(resolved)

@@ -19,7 +19,7 @@ from nsmigrate.cli.console import console
 from nsmigrate.cli.demo.creator_namespaces import use_mapping_file
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
 from nsmigrate.migrations import catalogue
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
 from nsmigrate_sandbox.pinecone_server import IndexSpec
@@ -59,7 +59,7 @@ def _print_landing(demo: DemoStack, outcome: JobOutcome, source_name: str, targe
     for column in ("source namespace", "vectors", "→ namespace", "documents there", "verification"):
         table.add_column(column, justify="right" if column in ("vectors", "documents there") else "left")
     for run in sorted(
-        jobs.runs_of(demo.db, outcome.job_id), key=lambda r: (r.source_namespace != "", r.source_namespace)
+        jobs_and_runs.runs_of(demo.db, outcome.job_id), key=lambda r: (r.source_namespace != "", r.source_namespace)
     ):
         report: dict[str, Any] = run.verification or {}
         verdict = "passed" if report.get("passed") else "FAILED" if report else "not verified"

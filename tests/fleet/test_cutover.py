@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
@@ -59,7 +60,7 @@ def index(stack: Stack, name: str) -> Any:
     return Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(name))
 
 
-def migrated(stack: Stack, **overrides: Any) -> tuple[jobs.Database, int]:
+def migrated(stack: Stack, **overrides: Any) -> tuple[jobs_database.Database, int]:
     """Two namespaces of 60 vectors copied src → dst and verified."""
     load_small(stack)
     db, _, job_id = start_job(stack, small_spec(stack, **overrides))
@@ -67,13 +68,13 @@ def migrated(stack: Stack, **overrides: Any) -> tuple[jobs.Database, int]:
     return db, job_id
 
 
-def dual_writer(stack: Stack, db: jobs.Database, job_id: int, **kwargs: Any) -> DualWriteIndex:
+def dual_writer(stack: Stack, db: jobs_database.Database, job_id: int, **kwargs: Any) -> DualWriteIndex:
     return DualWriteIndex(old=index(stack, "src"), new=index(stack, "dst"), job_id=job_id, db=db, **kwargs)
 
 
-def sync_all(ctx: WorkerContext, db: jobs.Database, job_id: int, **kwargs: Any) -> None:
+def sync_all(ctx: WorkerContext, db: jobs_database.Database, job_id: int, **kwargs: Any) -> None:
     """`nsmigrate sync JOB`, then wait for every namespace's verdict."""
-    for run in jobs.runs_of(db, job_id):
+    for run in jobs_and_runs.runs_of(db, job_id):
         sync_run(ctx, run.id, actor="tester", **kwargs)
     assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
 

@@ -16,11 +16,14 @@ from pinecone import Pinecone
 
 from nsmigrate.cli.fleet import open_control
 from nsmigrate.cli.run import before_the_job
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
@@ -66,10 +69,10 @@ def pod_records(namespaces: int, per_namespace: int) -> dict[str, dict[str, tupl
     }
 
 
-def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, int]:
+def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs_database.Database, int]:
     """Plan, create the target index and launch, as `nsmigrate run` does."""
     settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     started = launch.start_or_resume(
         db,
         Dispatcher(settings),
@@ -83,7 +86,7 @@ def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, i
     return db, started.job_id
 
 
-def settled(status: jobs.JobStatus) -> bool:
+def settled(status: JobStatus) -> bool:
     return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
 
@@ -134,7 +137,7 @@ def test_a_pod_index_moves_into_a_document_index_and_a_key_a_document_refuses_st
     schema = stack.pinecone.service(DOCS).spec.documents
     assert schema is not None and schema.dense is not None
     assert (schema.dense.name, schema.dense.dimension, schema.text_names) == ("embedding", DIM, {"chunk_text"})
-    for run in jobs.runs_of(db, job_id):
+    for run in jobs_and_runs.runs_of(db, job_id):
         report = run.verification or {}
         assert run.state == RunState.VERIFIED, report.get("reasons")
         assert report["target_count"] == 60 and report["content_mismatch_count"] == 0
@@ -174,7 +177,7 @@ def test_a_refactor_inside_a_document_index_verifies_and_cleanup_proves_each_doc
     db, job_id = start_job(stack, spec)
     wait_for_job(db, job_id, settled)
 
-    runs = {r.source_namespace: r for r in jobs.runs_of(db, job_id)}
+    runs = {r.source_namespace: r for r in jobs_and_runs.runs_of(db, job_id)}
     assert all(r.state == RunState.VERIFIED for r in runs.values()), [r.verification for r in runs.values()]
     for twin, creator in TWIN_IDS.items():
         namespace = f"creator_{creator}_twin_{twin}"
@@ -191,7 +194,7 @@ def test_a_refactor_inside_a_document_index_verifies_and_cleanup_proves_each_doc
     for twin, creator in TWIN_IDS.items():
         assert stack.pinecone.count(TWINS, twin) == 0
         assert stack.pinecone.count(TWINS, f"creator_{creator}_twin_{twin}") == 40
-    assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.CLEANED}
+    assert {r.state for r in jobs_and_runs.runs_of(db, job_id)} == {RunState.CLEANED}
 
 
 SERVERLESS, HYBRID = "legacy-hybrid", "hybrid-documents"
@@ -234,7 +237,7 @@ def test_sync_and_rollback_of_a_copy_into_a_document_index_with_sparse_values(
     }
     db, job_id = start_job(stack, spec)
     wait_for_job(db, job_id, settled)
-    (run,) = jobs.runs_of(db, job_id)
+    (run,) = jobs_and_runs.runs_of(db, job_id)
     assert run.state == RunState.VERIFIED, run.verification
     schema = stack.pinecone.service(HYBRID).spec.documents
     assert schema is not None and schema.sparse is not None and schema.sparse.name == "keywords"
@@ -290,7 +293,7 @@ def test_a_document_index_moves_into_pgvector_and_back_into_a_new_document_index
     for name, source, target in (("to-pgvector", documents, tables), ("from-pgvector", tables, back)):
         db, job_id = start_job(stack, {"name": name, "source": source, "target": target, **common})
         wait_for_job(db, job_id, settled)
-        (run,) = jobs.runs_of(db, job_id)
+        (run,) = jobs_and_runs.runs_of(db, job_id)
         assert run.state == RunState.VERIFIED, (name, run.verification)
 
     again = documents_of(stack, "documents-again", "shelf", [d["_id"] for d in originals])

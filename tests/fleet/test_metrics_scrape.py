@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.services import free_port
@@ -178,7 +178,7 @@ def test_a_running_jobs_page_shows_its_progress_in_a_browser(stack: Stack, tmp_p
     try:
         wait_for_job(db, job_id, lambda s: s.totals.copied > 0, timeout_s=60)
         page = browse(f"{pages}/jobs/{job_id}", tmp_path / "running-job.png")
-        copied_after = jobs.job_status(db, job_id).totals.copied
+        copied_after = jobs_status.job_status(db, job_id).totals.copied
     finally:
         db.dispose()
 
