@@ -12,14 +12,15 @@ WORKDIR /app
 # Only what the package needs is copied, so a local .env (secrets), .venv or test data can never end up in the image.
 # README.md* matches nothing while there is no README, and the build still works.
 # The one package, nsmigrate, is made of these folders (setup.py maps them); the stand-ins (sandbox/) are not part of it.
-COPY pyproject.toml setup.py README.md* ./
+COPY pyproject.toml setup.py constraints.txt README.md* ./
 COPY nsmigrate ./nsmigrate
 COPY cli ./cli
 COPY orchestrator ./orchestrator
 COPY workers ./workers
 COPY migrations ./migrations
 
-RUN pip install . \
+# The dependencies at the versions the tests passed with (constraints.txt), not whatever is newest at build time.
+RUN pip install -c constraints.txt . \
     && useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin nsmigrate
 
 # Run unprivileged: the processes only need the network (Redis, Postgres, Pinecone), never root.

@@ -17,7 +17,7 @@ import gc
 import importlib
 import sys
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -212,7 +212,7 @@ class LazyGroup(TyperGroup):
             return super().invoke(ctx)
         except NsmigrateError as e:
             print_error(str(e))
-            raise typer.Exit(2) from e
+            raise typer.Exit(getattr(e, "exit_code", 2)) from e
 
 
 app = typer.Typer(
@@ -226,8 +226,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from nsmigrate.workers.build_info import version_text  # only when asked: it loads the Pinecone client
+
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
 @app.callback()
-def root() -> None:
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print nsmigrate's version, the Pinecone API version it speaks and the Celery and kombu it runs on.",
+        ),
+    ] = False,
+) -> None:
     """The commands are in ``COMMANDS``; typer needs a callback to make this a group."""
 
 
@@ -238,7 +256,7 @@ def main() -> None:
         app()
     except NsmigrateError as e:
         print_error(str(e))
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from nsmigrate.cli.job_page import PAGE_EVENTS, PAGE_RUNS, WsgiApp, page_app
 from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
 from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.workers.build_info import BuildInfoCollector
 from nsmigrate.workers.metrics import JobTableCollector
 
 app = typer.Typer(add_completion=False)
@@ -72,6 +73,7 @@ def metrics(
             syncs=lambda job_id: jobs_status.sync_totals(database, job_id),
         )
     )
+    registry.register(BuildInfoCollector())
     pages = page_app(
         resolved.flower_user,
         password,

@@ -123,10 +123,13 @@ def db(settings: Settings) -> jobs_database.Database:
 
 
 def _database(url: str) -> jobs_database.Database:
-    from nsmigrate.orchestrator.jobs import database as jobs_database  # SQLAlchemy: only the commands that use it
+    from nsmigrate.orchestrator.jobs import database as jobs_database
+    from nsmigrate.orchestrator.models import SchemaTooNew
 
     try:
         return jobs_database.Database(url)
+    except SchemaTooNew:
+        raise  # its own message and exit code (the root command's)
     except Exception as e:  # connection refused, bad URL, auth: say where and what to set
         raise _unreachable(url, e) from e
 

@@ -13,12 +13,13 @@ from celery.platforms import EX_FAILURE
 from celery.signals import worker_shutting_down
 from celery.utils.log import mlevel
 from celery.utils.nodenames import default_nodename, host_format
+from rich.markup import escape
 
 from nsmigrate.cli.console import EXIT_INTERRUPTED, err_console
 from nsmigrate.cli.options import DatabaseOpt, RedisOpt, check_redis_credentials, db, fail, settings
 from nsmigrate.orchestrator.messaging.task_names import Queue
 from nsmigrate.orchestrator.settings import TASK_SLOTS_ENV
-from nsmigrate.workers import metrics
+from nsmigrate.workers import eviction_policy, metrics
 from nsmigrate.workers.fleet.app import configure
 from nsmigrate.workers.fleet.tuning import ThreadPool
 
@@ -114,6 +115,11 @@ def worker(
             "the pool's processes can write their counts to (or use --pool threads)"
         )
     check_redis_credentials(resolved.redis_url)
+    refusal, warning = eviction_policy.check(resolved.redis_url)
+    if refusal is not None:
+        raise fail(refusal)
+    if warning is not None:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}")
     # Workers read their settings from the environment in each process: hand the resolved ones down.
     os.environ["NSMIGRATE_DATABASE_URL"] = resolved.database_url
     os.environ["NSMIGRATE_REDIS_URL"] = resolved.redis_url

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.packed_ids import PACK_JSONB_IDS_SQL, PackedIds
 from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where the job table's users import them from)
     BatchState,
@@ -216,14 +217,48 @@ class SchemaInfo(Base):
     applied_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
 
 
+class SchemaTooNew(NsmigrateError):
+    """The job table was written by a newer nsmigrate: this one does not know its schema and must not write to it."""
+
+    #: The command's (and a worker's) exit code: a supervisor or a deploy script tells "upgrade this nsmigrate"
+    #: apart from a setting to fix (2) or a failed check (1).
+    exit_code = 3
+
+    def __init__(self, table_version: int) -> None:
+        self.table_version = table_version
+        super().__init__(
+            f"the job table's schema is version {table_version}, newer than this nsmigrate knows (schema version "
+            f"{SCHEMA_VERSION}, nsmigrate {_nsmigrate_version()}); nothing was changed",
+            hint="run the nsmigrate the table was upgraded by (or a newer one) here too; `nsmigrate --version` says "
+            "which one this is",
+        )
+
+
+def _nsmigrate_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nsmigrate")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
+
+
 def ensure_schema(engine: sa.Engine) -> None:
-    """Create the job table schema, or bring an older one up to date. Safe to call from many processes at once."""
+    """Create the job table schema, or bring an older one up to date. Safe to call from many processes at once.
+
+    Raises:
+        SchemaTooNew: a newer nsmigrate upgraded the table; this one changes nothing in it.
+    """
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Serialise concurrent first runs (CLI + workers) so CREATE TABLE races cannot fail.
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(7316001)"))
-        if _schema_version(conn) == SCHEMA_VERSION:  # the usual case: one query, no reflection of every table
+        found = _schema_version(conn)
+        if found == SCHEMA_VERSION:  # the usual case: one query, no reflection of every table
             return
+        if found is not None and found > SCHEMA_VERSION:
+            # Its columns, states or ids may mean what this code cannot read or would write wrongly.
+            raise SchemaTooNew(found)
         if not set(sa.inspect(conn).get_table_names()) & set(Base.metadata.tables):
             # A fresh database: nothing older to bring up to date, so none of the catalogue reads below (each
             # table's columns and indexes, 40-odd queries that cost more than the tables themselves).

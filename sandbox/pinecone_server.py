@@ -1210,8 +1210,10 @@ class IndexService:
                     f"Request size {size_mb:.1f}MB exceeds the maximum supported size of 2MB. "
                     "Please try to reduce your batch size.",
                 )
-            self.store.freshness.lag_s = faults.freshness_lag_s
-            with self.store.freshness.request() as lsn_headers:
+            freshness = self.store.freshness
+            assert freshness is not None  # only a replica has none
+            freshness.lag_s = faults.freshness_lag_s
+            with freshness.request() as lsn_headers:
                 result = handler(payload, query, arg)
             lsns = lsn_headers if self.spec.kind == "serverless" else {}  # the docs: serverless only
             if isinstance(result, _Reply):

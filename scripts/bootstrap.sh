@@ -22,7 +22,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 stamp=.venv/.nsmigrate-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ sandbox/pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] || [ sandbox/pyproject.toml -nt "$stamp" ] ||
+   [ constraints.txt -nt "$stamp" ]; then
   echo "bootstrap: installing nsmigrate[dev] into .venv (first run takes a minute)"
   # The venv's own pip is upgraded only when too old for an editable install from pyproject.toml (21.3): the upgrade
   # costs seconds of every fresh clone's bootstrap for nothing the install needs.
@@ -30,7 +31,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stam
     .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
   fi
   # The stand-ins editable too (the dev extra names them by their folder; given here first, pip keeps them editable).
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ./sandbox -e ".[dev]"
+  # Every dependency at the version the tests last passed with (constraints.txt; README: Pinned versions), so a
+  # release of any of them changes nothing here until the file is regenerated.
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ./sandbox -e ".[dev]"
   touch "$stamp"
 fi
 

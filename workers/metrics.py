@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from nsmigrate.orchestrator.snapshot import JobSummary
 from nsmigrate.orchestrator.states import JobKind, PlaceState, RunState
+from nsmigrate.workers.build_info import BuildInfoCollector
 
 #: Where prefork processes write their counts (prometheus_client's own variable).
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -103,16 +104,26 @@ def verification_done(passed: bool, ids_checked: int, seconds: float) -> None:
 
 def serve_fleet(port: int, address: str) -> None:
     """Serve this worker's metrics on ``http://address:port/metrics`` from a daemon thread: with
-    ``PROMETHEUS_MULTIPROC_DIR`` set (a prefork pool), the sum of its processes' counts, else this process's own.
+    ``PROMETHEUS_MULTIPROC_DIR`` set (a prefork pool), the sum of its processes' counts, else this process's own;
+    and ``nsmigrate_build_info``.
 
     Raises:
         OSError: the port cannot be bound (in use, or not allowed).
     """
-    registry = REGISTRY
+    registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_DIR_ENV):
-        registry = CollectorRegistry()
         MultiProcessCollector(registry)
+    else:
+        registry.register(_ProcessCounts())
+    registry.register(BuildInfoCollector())
     start_http_server(port, address, registry=registry)
+
+
+class _ProcessCounts(Collector):
+    """This process's own counts (the default registry's), served beside the build info in a registry of its own."""
+
+    def collect(self) -> Iterator[Any]:
+        yield from REGISTRY.collect()
 
 
 class JobTableCollector(Collector):

@@ -58,6 +58,12 @@ SCENARIOS: dict[str, Scenario] = {
         "field of every document verified against its source record, and a search on the dense field that returns "
         "the source's top-k (migrations/seeds-documents.yaml).",
     ),
+    "pod-to-documents": Scenario(
+        "pod_to_documents",
+        "seed 003 into a document index (API 2026-07): the 805 seed vectors of a pod index (ids found by a sweep) → "
+        "the same namespaces of a document index the job creates, which Pinecone's convert cannot do; verified, "
+        "and a search on the dense field that returns the pod's top-k (migrations/pod-to-documents.yaml).",
+    ),
     "erase": Scenario(
         "erase",
         "seeds 000–002: every twin filed under the test creator sainath.no.1 (with a backup), one twin erased; then "

@@ -48,14 +48,15 @@ def run(options: DemoOptions) -> int:
         )
         twins_csv = write_twins_csv(seed.twins, demo.stack.workdir / "seed-twins.csv")
         outcome = demo.run_job(demo.write_spec(spec_path, lambda data: use_mapping_file(data, twins_csv)))
-        _print_landing(demo, outcome, source_name, target_name)
+        print_landing(demo, outcome, f"legacy vector index {source_name!r}", target_name)
         same = _same_search(demo, seed, source_name, target_name)
         return outcome.code if same else 1
 
 
-def _print_landing(demo: DemoStack, outcome: JobOutcome, source_name: str, target_name: str) -> None:
+def print_landing(demo: DemoStack, outcome: JobOutcome, source: str, target_name: str) -> None:
+    """Each source namespace, where it went, how many documents are there, and its verdict; then the index."""
     target_counts = demo.stack.pinecone.service(target_name).store.counts()
-    table = Table(title=f"legacy vector index {source_name!r} → document index {target_name!r}")
+    table = Table(title=f"{source} → document index {target_name!r}")
     for column in ("source namespace", "vectors", "→ namespace", "documents there", "verification"):
         table.add_column(column, justify="right" if column in ("vectors", "documents there") else "left")
     for run in sorted(
@@ -63,7 +64,11 @@ def _print_landing(demo: DemoStack, outcome: JobOutcome, source_name: str, targe
     ):
         report: dict[str, Any] = run.verification or {}
         verdict = "passed" if report.get("passed") else "FAILED" if report else "not verified"
-        where = run.target_namespace if run.target_namespace is not None else _routed(run.target_namespaces)
+        where = (
+            display_namespace(run.target_namespace)
+            if run.target_namespace is not None
+            else _routed(run.target_namespaces)
+        )
         there = str(target_counts.get(run.target_namespace, 0)) if run.target_namespace is not None else ""
         table.add_row(
             display_namespace(run.source_namespace),
@@ -79,7 +84,7 @@ def _print_landing(demo: DemoStack, outcome: JobOutcome, source_name: str, targe
     console.print(
         f"document index {target_name!r} at {demo.stack.pinecone.host(target_name)} (schema: {schema}): "
         f"{sum(target_counts.values())} documents in {len(target_counts)} namespaces, verified in "
-        f"{outcome.elapsed_s:.1f} s; the vector index is kept (cleanup mode {outcome.spec.cleanup.mode!r})."
+        f"{outcome.elapsed_s:.1f} s; the source is kept (cleanup mode {outcome.spec.cleanup.mode!r})."
     )
 
 
@@ -100,6 +105,28 @@ def _same_search(demo: DemoStack, seed: SeedData, source_name: str, target_name:
     own = source.query(vector=vector, top_k=TOP_K, namespace=twin).matches
     routed = source.query(vector=vector, top_k=TOP_K, namespace="", filter={"twin_id": {"$eq": twin}}).matches
     expected = [m.id for m in sorted([*own, *routed], key=lambda m: -float(m.score))[:TOP_K]]
+    return same_top_k(
+        demo,
+        target_name,
+        namespace,
+        record_id,
+        vector,
+        expected,
+        f"its UUID namespace {twin} and the default namespace's twin_id",
+    )
+
+
+def same_top_k(
+    demo: DemoStack,
+    target_name: str,
+    namespace: str,
+    record_id: str,
+    vector: list[float],
+    expected: list[str],
+    what: str,
+) -> bool:
+    """Search ``namespace`` of the document index on the dense field with ``vector``; whether its top-k ids are
+    ``expected`` (what the source's own query found: ``what``)."""
     clause = {"type": "dense_vector", "fields": ["embedding"], "values": vector}
     found = demo.index(target_name).documents.search(
         namespace=namespace, score_by=[clause], top_k=TOP_K, include_fields=["chunk_text"]
@@ -110,5 +137,5 @@ def _same_search(demo: DemoStack, seed: SeedData, source_name: str, target_name:
         console.print(f"  {hit['_id']} ({hit['_score']:.3f}): {str(hit.get('chunk_text', ''))[:60]!r}")
     same = [h["_id"] for h in hits] == expected
     verdict = "the same top-k as the source" if same else f"[red]NOT the source's top-k[/] {expected}"
-    console.print(f"{len(hits)} documents, {verdict} (its UUID namespace {twin} and the default namespace's twin_id)")
+    console.print(f"{len(hits)} documents, {verdict} ({what})")
     return same

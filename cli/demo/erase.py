@@ -1,9 +1,10 @@
 """Seeds 000–002, the erasure story: every twin and the default namespace filed under the test creator
 ``sainath.no.1`` (with a backup), one of those twins erased; then the creator namespaces made in place, and creator
 ``a.1`` erased everywhere — its namespaces, its old UUID namespaces, its vectors in the default namespace, the copies
-of its twins under the test creator and its rows in the backup — while ``a.10`` stays. Each erasure prints its
-receipt; the scenario checks the outcome independently and exits 0 only when every job verified, every place was
-checked empty and nothing of ``a.10`` changed.
+of its twins under the test creator and its rows in the backup — while ``a.10`` stays; then an archive exported
+before that erasure is imported with overwrite, and the erasure ledger holds every record of ``a.1`` back. Each
+erasure prints its receipt; the scenario checks the outcome independently and exits 0 only when every job verified,
+every place was checked empty, the ledger held records back and nothing of ``a.10`` changed.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from typing import Any
 
 from rich.table import Table
 
+from nsmigrate.cli.backup import backup_store, export_with_progress, import_cmd
 from nsmigrate.cli.console import console
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from nsmigrate.cli.erasure import erase_everywhere
 from nsmigrate.migrations import catalogue
+from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.spec.jobspec import load_spec
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
+from nsmigrate.workers.stores.backup.importing import close_store
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
 
@@ -45,21 +50,43 @@ def run(options: DemoOptions) -> int:
         def with_backup(data: dict[str, Any]) -> None:
             data["backup"] = {"enabled": True, "directory": str(backups)}
 
-        codes = [demo.run_job(demo.write_spec(test_spec, with_backup)).code]
+        test_file = demo.write_spec(test_spec, with_backup)
+        codes = [demo.run_job(test_file).code]
         twin = next(t for t, c in sorted(seed.twins.items()) if c not in (ERASED, KEPT))
         console.rule(f"erase twin {twin} of the test creator {TEST_CREATOR}")
         first = erase_everywhere(demo.db, demo.settings, TEST_CREATOR, twin, work / "receipt-twin.json")
 
-        codes.append(demo.run_job(demo.write_spec(creator_spec, _mapping(twins_csv))).code)
+        creator_file = demo.write_spec(creator_spec, _mapping(twins_csv))
+        codes.append(demo.run_job(creator_file).code)
         kept_before = _of_creator(demo, [pod, serverless], seed, KEPT)
+        archive = _archive(test_file, work / "archive")  # the serverless copies, a.1's twins among them
         console.rule(f"erase creator {ERASED} everywhere ({KEPT} must stay)")
         second = erase_everywhere(demo.db, demo.settings, ERASED, None, work / "receipt-creator.json")
+        console.rule(f"import an archive made before the erasure: the erasure ledger holds {ERASED}'s records back")
+        import_cmd(archive, test_file, overwrite=True, yes=True, database_url=demo.settings.database_url)
+        held = sum(
+            e["detail"]["records"]
+            for e in jobs_status.events_of(demo.db, second["job_id"])
+            if e["action"] == "write_held_back"
+        )
 
         left = _of_creator(demo, [pod, serverless], seed, ERASED)
         kept_after = _of_creator(demo, [pod, serverless], seed, KEPT)
         _print_outcome(left, kept_before, kept_after, backups, seed)
+        console.print(f"the erasure ledger held back {held} of {ERASED}'s records from the import")
         ok = not any(left.values()) and kept_after == kept_before and first["verified"] and second["verified"]
+        ok = ok and held > 0
         return 0 if ok and not any(codes) else 1
+
+
+def _archive(spec_file: Path, directory: Path) -> Path:
+    """Every namespace of the spec's target exported to ``directory``: an operator's archive."""
+    store = backup_store(load_spec(spec_file).target)
+    try:
+        export_with_progress(store, store.namespaces(), directory)
+    finally:
+        close_store(store)
+    return directory
 
 
 def _mapping(twins_csv: Path) -> Callable[[dict[str, Any]], None]:

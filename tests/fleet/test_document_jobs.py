@@ -1,20 +1,25 @@
 """Jobs into and out of **document indexes** (Pinecone API 2026-07): a pod index into a document index the job
 creates from the schema it derives (a key a document refuses stops the plan, naming the rename); a refactor inside a
 document index (UUID namespaces → creator namespaces) followed by a cleanup that proves every document before it
-deletes; and a hybrid (dense + sparse) index into a document index, synced and rolled back. Real `nsmigrate worker`
-processes, Redis, Postgres and the real SDK against the local data plane; each test reads the documents back with
-the SDK's ``index.documents``."""
+deletes; a hybrid (dense + sparse) index into one, synced and rolled back; to pgvector and back; an integrated index
+into one; a creator erased from one; an export and an import. Real `nsmigrate worker` processes, Redis, Postgres
+and the real SDK against the local data plane; each test reads the documents back with the SDK's
+``index.documents``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from pinecone import Pinecone
+from typer.testing import CliRunner
 
 from nsmigrate.cli.fleet import open_control
+from nsmigrate.cli.main import app
 from nsmigrate.cli.run import before_the_job
 from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import PlanError
@@ -32,8 +37,10 @@ from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema, TextField
 from nsmigrate_sandbox.documents import document_index, load_documents
+from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.fleet_jobs import use_stack_env
 from tests.polling import wait_for_job
 
 POD, DOCS, TWINS = "legacy-pod", "documents", "twin-documents"
@@ -297,6 +304,119 @@ def test_a_document_index_moves_into_pgvector_and_back_into_a_new_document_index
         assert run.state == RunState.VERIFIED, (name, run.verification)
 
     again = documents_of(stack, "documents-again", "shelf", [d["_id"] for d in originals])
+    for original in originals:
+        document = again[original["_id"]]
+        np.testing.assert_allclose(document.pop("embedding"), original["embedding"], rtol=1e-6)
+        assert document == {k: v for k, v in original.items() if k != "embedding"}
+
+
+def test_an_integrated_index_moves_into_a_document_index_with_its_text_searchable(stack: Stack) -> None:
+    """Seed 001's integrated index (its model embedded `chunk_text`) → a document index the job creates: the
+    model's vectors go into the dense field, `chunk_text` into a full-text field, every other field kept."""
+    embed = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
+    stack.pinecone.add_index(IndexSpec("integrated", 384, "cosine", embed=embed))
+    texts = {f"rec-{i:02d}": f"lantern harbor item {i} of the ledger" for i in range(40)}
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("integrated"))
+    index.upsert_records(namespace="ns", records=[{"_id": i, "chunk_text": t, "page": 3} for i, t in texts.items()])
+    stack.start_worker("list,copy,verify", 4, pool="threads")
+    spec = {
+        "name": "integrated-to-documents",
+        "source": {"kind": "pinecone", "host": stack.pinecone.host("integrated")},
+        "target": {
+            "kind": "pinecone",
+            "index": "from-integrated",
+            "control_host": stack.pinecone.control_host,
+            "documents": {"text_fields": ["chunk_text"]},
+            "create": {},
+        },
+        "enrich": {"creator_fields": False, "migrated_from": False},
+        **COMMON,
+    }
+
+    db, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+
+    (run,) = jobs_and_runs.runs_of(db, job_id)
+    assert run.state == RunState.VERIFIED, run.verification
+    found = (
+        Pinecone(api_key=SANDBOX_API_KEY)
+        .Index(host=stack.pinecone.host("from-integrated"))
+        .documents.search(
+            namespace="ns", score_by=[{"type": "text", "fields": ["chunk_text"], "query": "item 7"}], top_k=1
+        )
+    )
+    assert [m.to_dict()["_id"] for m in found.matches] == ["rec-07"]
+    documents = documents_of(stack, "from-integrated", "ns", sorted(texts))
+    assert {i: (d["chunk_text"], d["page"]) for i, d in documents.items()} == {i: (t, 3) for i, t in texts.items()}
+
+
+def test_erasing_a_creator_removes_their_documents_everywhere_and_nothing_else(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """After a refactor inside a document index, `nsmigrate erase --creator` deletes the creator's documents from
+    their creator namespace and their old UUID namespace, checks each place, and leaves the other creator's alone."""
+    monkeypatch.chdir(tmp_path)
+    use_stack_env(stack, monkeypatch)
+    rng = np.random.default_rng(9)
+    for twin in TWIN_IDS:
+        documents = [
+            {"_id": f"{twin[-4:]}-{i}", "embedding": rng.random(DIM).tolist(), "chunk_text": f"text {i}"}
+            for i in range(20)
+        ]
+        load_documents(stack.pinecone.service(TWINS), twin, documents)
+    stack.start_worker("list,copy,verify,cleanup", 4, pool="threads")
+    index = {"kind": "pinecone", "index": TWINS, "control_host": stack.pinecone.control_host, "documents": {}}
+    spec = {
+        "name": "twins-to-erase",
+        "source": index,
+        "target": index,
+        "namespaces": {"exclude": ["creator_*"]},
+        "routing": {"mode": "creator", "creators": {"source": "inline", "twins": TWIN_IDS}},
+        **COMMON,
+    }
+    db, job_id = start_job(stack, spec)
+    wait_for_job(db, job_id, settled)
+    erased, kept = list(TWIN_IDS)
+
+    result = CliRunner().invoke(app, ["erase", "--creator", TWIN_IDS[erased], "--yes", "--receipt", "r.json"])
+
+    assert result.exit_code == 0, result.output
+    assert stack.pinecone.count(TWINS, erased) == 0
+    assert stack.pinecone.count(TWINS, f"creator_{TWIN_IDS[erased]}_twin_{erased}") == 0
+    assert stack.pinecone.count(TWINS, kept) == 20
+    assert stack.pinecone.count(TWINS, f"creator_{TWIN_IDS[kept]}_twin_{kept}") == 20
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["verified"] and receipt["vectors_erased"] == 40
+
+
+def test_a_document_index_exports_to_parquet_and_imports_into_another_document_index(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`nsmigrate export` of a document index writes its documents as records (fields as metadata); `nsmigrate
+    import` writes them into another document index, where they are the same documents."""
+    monkeypatch.chdir(tmp_path)
+    use_stack_env(stack, monkeypatch)
+    rng = np.random.default_rng(13)
+    originals = [
+        {"_id": f"e-{i:02d}", "embedding": rng.random(DIM).tolist(), "chunk_text": f"text {i}", "n": float(i)}
+        for i in range(25)
+    ]
+    load_documents(stack.pinecone.service(TWINS), "shelf", originals)
+    stack.pinecone.add_index(document_index("restored", TWIN_SCHEMA))
+    store = {"kind": "pinecone", "control_host": stack.pinecone.control_host, "documents": {}}
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        json.dumps(
+            {"name": "docs-backup", "source": {**store, "index": TWINS}, "target": {**store, "index": "restored"}}
+        )
+    )
+
+    exported = CliRunner().invoke(app, ["export", str(spec), "--out", str(tmp_path / "out")])
+    assert exported.exit_code == 0, exported.output
+    imported = CliRunner().invoke(app, ["import", str(tmp_path / "out"), str(spec), "--to-target"])
+    assert imported.exit_code == 0, imported.output
+
+    again = documents_of(stack, "restored", "shelf", [d["_id"] for d in originals])
     for original in originals:
         document = again[original["_id"]]
         np.testing.assert_allclose(document.pop("embedding"), original["embedding"], rtol=1e-6)

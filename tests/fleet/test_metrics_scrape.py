@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import RunState
+from nsmigrate.workers.build_info import versions
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.services import free_port
 from nsmigrate_sandbox.stack import Stack
@@ -120,6 +121,7 @@ def test_worker_and_exporter_count_what_a_job_with_429s_did(
     assert total(fleet, "nsmigrate_batches_total", outcome="failed") == 0
     assert total(fleet, "nsmigrate_verifications_total", outcome="passed") == namespaces
     assert total(fleet, "nsmigrate_vectors_verified_total") == namespaces * PER_NAMESPACE
+    assert fleet["nsmigrate_build_info"] == [(versions(), 1.0)]  # one series, whatever the pool
 
     # No series per namespace: the namespaces copied leave a handful of series, none naming a namespace.
     ours = [labels for name, series in fleet.items() if name.startswith("nsmigrate_") for labels, _ in series]
@@ -137,6 +139,7 @@ def test_worker_and_exporter_count_what_a_job_with_429s_did(
     assert total(table, "nsmigrate_job_namespaces", job_id=job, state="verified") == NAMESPACES
     assert total(table, "nsmigrate_job_namespaces", job_id=job) == NAMESPACES
     assert total(table, "nsmigrate_job_failed_batches", job_id=job) == 0
+    assert table["nsmigrate_build_info"] == [(versions(), 1.0)]
 
     # The job's page, read by a real browser with Flower's basic auth: every namespace with its bar and verdict.
     page = browse(exporter.replace("://", f"://admin:{PASSWORD}@") + f"/jobs/{job_id}", tmp_path / "job-page.png")

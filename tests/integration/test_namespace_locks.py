@@ -22,7 +22,7 @@ from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, listing
-from nsmigrate.workers.steps.proving import delete_proven
+from nsmigrate.workers.steps.proving import delete_absent, delete_proven
 from nsmigrate.workers.stores import open_retrying_store, open_store
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
@@ -187,3 +187,20 @@ def test_a_pgvector_batch_copied_inside_postgres_waits_for_a_deletion_of_its_tar
     assert copying.copy_batch(ctx, batch.id) == 20
     assert store.count("beta") == 20
     store.close()
+
+
+def test_a_propagated_delete_holds_the_source_it_found_the_ids_absent_from(
+    sandbox: PineconeSandbox, guarded: GuardedStore, client: redis_lib.Redis
+) -> None:
+    """``sync --propagate-deletes``: while another job's deletion or write holds the source, no absence is read
+    from it and nothing is deleted from the target."""
+    rng = np.random.default_rng(4)
+    records = [Record(f"id-{i}", rng.random(DIM).tolist(), {"i": i}) for i in range(3)]
+    guarded.upsert("copies", records)  # the source ("source") holds none of them: each absence is propagated
+
+    with locks(client).exclusive([guarded.lock_key("source")], "source"):
+        with pytest.raises(RetryableError, match="stayed locked"):
+            delete_absent(guarded, "source", guarded, "copies", [r.id for r in records])
+        assert sorted(sandbox.snapshot("locks")["copies"]) == ["id-0", "id-1", "id-2"]
+
+    assert delete_absent(guarded, "source", guarded, "copies", [r.id for r in records]) == (3, 0, None)

@@ -196,7 +196,8 @@ def test_dockerfile_installs_the_package_as_a_non_root_user() -> None:
     lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
     instructions = [line for line in lines if line and not line.startswith("#")]
     assert instructions[0] == "FROM python:3.11-slim"
-    assert any(re.search(r"\bpip install (?:--[\w-]+ )*\.(\s|$)", line) for line in instructions), "pip install ."
+    installs = r"\bpip install (?:--[\w-]+ |-c constraints\.txt )*\.(\s|$)"  # the pinned versions (constraints.txt)
+    assert any(re.search(installs, line) for line in instructions), "pip install ."
     users = [line.split(None, 1)[1] for line in instructions if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0"), "the image runs as a non-root user"
     copied = " ".join(line for line in instructions if line.startswith("COPY "))

@@ -24,6 +24,7 @@ SHIPPED = [
     "pgvector-legacy",
     "pgvector-to-pinecone",
     "pinecone-to-pgvector",
+    "pod-to-documents",
     "pod-to-serverless",
     "seeds-documents",
     "seeds-integrated",

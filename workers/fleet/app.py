@@ -112,6 +112,7 @@ class Consumer(TunedConsumer):
                 if self.connection:
                     self.on_connection_error_after_connected(exc)
                 self.on_close()
+                # A private Celery method: pyproject.toml pins the Celery minor it was tested with.
                 self._cancel_connection_timer_entries()
                 self.blueprint.restart(self)
 
@@ -157,4 +158,5 @@ def _thread_pool_ready(sender: Any = None, **_: object) -> None:
     threading.Thread(target=_warm_up_for_tasks, name="nsmigrate-warm-up", daemon=True).start()
     if isinstance(sender.pool, ThreadPool) and isinstance(sender, TunedConsumer):
         sender.events_on_timer = True
+        # `_flush_events` is private to Celery's consumer: pyproject.toml pins the Celery minor it was tested with.
         sender.pool.tick_while_busy(sender.hub, sender._flush_events)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import redis
 
@@ -48,10 +48,8 @@ def record_written(client: redis.Redis, run_id: int, store: Store, namespaces: l
 
 def written(client: redis.Redis, run_id: int) -> dict[str, int]:
     """The highest LSN recorded for each target namespace run ``run_id`` wrote (empty: none known)."""
-    return {
-        (name.decode() if isinstance(name, bytes) else str(name)): int(score)
-        for name, score in client.zrange(written_lsn_key(run_id), 0, -1, withscores=True)
-    }
+    scored = cast(list[tuple[bytes | str, float]], client.zrange(written_lsn_key(run_id), 0, -1, withscores=True))
+    return {(name.decode() if isinstance(name, bytes) else name): int(score) for name, score in scored}
 
 
 @dataclass

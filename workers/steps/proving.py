@@ -123,7 +123,8 @@ def delete_absent(
     refusal: Callable[[], str | None] = lambda: None,
 ) -> tuple[int, int, str | None]:
     """Delete from ``target_namespace`` those of ``ids`` that ``source_namespace`` does not hold now (fetched
-    again right before each chunk's delete): what ``sync --propagate-deletes`` deletes. An id written back to the
+    again right before each chunk's delete, both namespaces held meanwhile): what ``sync --propagate-deletes``
+    deletes. An id written back to the
     source since the scan is kept. ``refusal`` is asked after each fetch, before its delete: why an absence may not
     be propagated now (a cleanup deleted from the source, so the target holds the only copies), or None.
 
@@ -132,13 +133,16 @@ def delete_absent(
     """
     deleted = kept = 0
     for chunk in chunks(ids, PROOF_CHUNK_IDS):
-        present = {r.id for r in source.fetch(source_namespace, chunk)}
-        absent = [i for i in chunk if i not in present]
-        if absent:
-            stop = refusal()
-            if stop is not None:
-                return deleted, kept, stop
-            target.delete(target_namespace, absent)
+        # Both namespaces held from the fetch to the delete, as a cleanup's chunk holds them: no write of an id into
+        # the source, and no other deletion of either, comes in between.
+        with exclusive_hold([(source, source_namespace), (target, target_namespace)]):
+            present = {r.id for r in source.fetch(source_namespace, chunk)}
+            absent = [i for i in chunk if i not in present]
+            if absent:
+                stop = refusal()
+                if stop is not None:
+                    return deleted, kept, stop
+                target.delete(target_namespace, absent)
         deleted += len(absent)
         kept += len(chunk) - len(absent)
     return deleted, kept, None

@@ -9,14 +9,14 @@ and plain JSON alike.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Literal
 
 
 def _get(value: Any, name: str) -> Any:
     return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
 
 
-def index_kind(model: Any) -> str:
+def index_kind(model: Any) -> Literal["pod", "serverless"]:
     """``"pod"`` or ``"serverless"``: from the 2026-07 ``deployment`` (``deployment_type``) when the description
     has one, else from the 2026-04 ``spec``."""
     kind = _get(_get(model, "deployment"), "deployment_type")
