@@ -1,4 +1,4 @@
-"""``nsmigrate cutover set|check|aliases``: switch a job's reads to the target step by step, on the rails
+"""``nsmigrate cutover set|check|aliases|watch``: switch a job's reads to the target step by step, on the rails
 (``orchestrator.cutover.rails``), and load-check the target first.
 
 The rollout lives in the job table (``orchestrator.cutover.rollout``), where every application instance's
@@ -10,7 +10,7 @@ Inside one index the applications read through namespace aliases instead, which 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -28,6 +28,7 @@ from nsmigrate.orchestrator.states import PASSED_RUN_STATES
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.alias_cutover import AliasOutcome, point_aliases
 from nsmigrate.workers.steps.cutover_check import check_job
+from nsmigrate.workers.steps.cutover_watch import watch_job
 
 _STEPS = " → ".join(map(str, ROLLOUT_STEPS[1:]))
 
@@ -138,6 +139,64 @@ def aliases(job: JobArg, database_url: DatabaseOpt = None, redis_url: RedisOpt =
             f"{escape(display_namespace(route.old))} → {escape(display_namespace(route.new))})"
         )
     _print_aliases(outcome, percent)
+
+
+@group.command()
+def watch(
+    job: JobArg,
+    duration_s: Annotated[
+        float | None,
+        typer.Option("--duration", help="Seconds to watch (default: until a breach, or Ctrl-C)."),
+    ] = None,
+    database_url: DatabaseOpt = None,
+    redis_url: RedisOpt = None,
+) -> None:
+    """Watch JOB's live rollout step as its applications read: the job's vectors sent through each alias the step
+    moved (or to the target namespaces the rollout reads new), and to the source for comparison, one at a time at
+    most cutover.qps. Over every cutover.breach_window_s it prints the new side's and the old side's P50/P95/P99,
+    errors and empty answers. A breach of cutover.p95_ms, p99_ms or max_error_rate on the new side moves reads back
+    to the last good step at once (aliases repointed; the rollout recorded with the evidence, a `cutover_breach`
+    event) and exits 1; the end of --duration with no breach exits 0. Only reads, until a breach."""
+    if duration_s is not None and not 0 < duration_s <= 86400:
+        raise fail(f"--duration {duration_s}: must be above 0 and at most 86400; nothing was run")
+    ctx, job_id = _migrate_job(job, database_url, redis_url)
+    limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
+    try:
+        report = watch_job(
+            ctx,
+            job_id,
+            limits,
+            default_actor(),
+            duration_s=duration_s,
+            on_window=lambda f: _print_window(job_id, f),
+        )
+    except NsmigrateError as e:
+        raise fail(str(e), 1) from e
+    if not report.get("watched", True):
+        console.print(f"job {job_id}: {report['reason']}: nothing to watch")
+        return
+    if not report["breach"]:
+        _print_window(job_id, report["figures"])
+        console.print(f"job {job_id}: {report['reads']} reads, no breach: reads stay {report['percent']} % new")
+        return
+    for problem in report["breach"]:
+        console.print(escape(f"  ✗ {problem}"), soft_wrap=True)
+    if report["rolled_back_to"] is None:
+        raise fail(f"job {job_id}: breach, and reads could not go back: {report['roll_back_error']}", 1)
+    raise fail(
+        f"job {job_id}: breach at {report['percent']} % new: reads moved back to {report['rolled_back_to']} % new "
+        f"(the evidence is the `cutover_breach` event: `nsmigrate events {job_id}`)",
+        1,
+    )
+
+
+def _print_window(job_id: int, figures: dict[str, Any]) -> None:
+    for side in ("new", "old"):
+        f = figures[side]
+        console.print(
+            f"job {job_id} {side}: {f['reads']} reads, P50 {f['p50_ms']} ms, P95 {f['p95_ms']} ms, P99 {f['p99_ms']} "
+            f"ms, {f['errors']} errors, {f['empty']} empty"
+        )
 
 
 def _point(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome:

@@ -114,6 +114,18 @@ def rollout_of(db: Database, job_id: int) -> Rollout:
         return rollout_from(_percents(s, job_id))
 
 
+def percents_of(db: Database, job_id: int) -> list[int]:
+    """The percentages of the job's ``cutover set`` steps, oldest first."""
+    with db.transaction() as s:
+        return [percent for percent, _ in _percents(s, job_id)]
+
+
+def record_breach(db: Database, job_id: int, actor: str, **evidence: Any) -> None:
+    """Keep a breach seen while a step was live, with its evidence (``cutover watch``): the step's soak restarts."""
+    with db.transaction() as s:
+        add_event(s, BREACH, actor, job_id, **evidence)
+
+
 def _percents(s: Any, job_id: int) -> list[tuple[int, datetime]]:
     rows = s.execute(
         sa.select(Event.detail, Event.at).where(Event.job_id == job_id, Event.action == SET).order_by(Event.id)

@@ -42,6 +42,11 @@ class Cutover(_Model):
         ge=0,
         description="How long a rollout step must run with no breach before the next step may follow.",
     )
+    breach_window_s: float = Field(
+        default=60,
+        gt=0,
+        description="`cutover watch`: the window over which the reads of the new side are judged against the limits.",
+    )
     aliases: str | None = Field(
         default=None,
         description="Cut over by namespace alias inside one Pinecone index: the name template of each namespace's "

@@ -168,3 +168,26 @@ def test_cleanup_and_rollback_keep_what_the_job_aliases_serve_until_a_step_repoi
     assert done.exit_code == 0, done.output
     assert sorted(stack.pinecone.snapshot("one")) == [f"v2-{ns}" for ns in NAMESPACES]  # the sources went
     assert set(served(stack).values()) == {f"v2-{ns}" for ns in NAMESPACES}  # the aliases still serve the copies
+
+
+def test_a_breach_on_the_new_side_moves_the_aliases_back_within_its_window(stack: Stack) -> None:
+    from nsmigrate_sandbox.pinecone_server import Faults
+
+    db, job_id = in_place(stack, p95_ms=150, p99_ms=300, breach_window_s=6, qps=20)
+    assert cli(stack, "cutover", "aliases", str(job_id)).exit_code == 0
+    assert cli(stack, "cutover", "check", str(job_id)).exit_code == 0
+    assert set_reads(stack, job_id, "new", "--percent", "5").exit_code == 0
+    assert sum(ns.startswith("v2-") for ns in served(stack).values()) == 1
+    calm = cli(stack, "cutover", "watch", str(job_id), "--duration", "1")
+    assert calm.exit_code == 0 and "no breach" in calm.output, calm.output
+
+    stack.pinecone.set_faults("one", Faults(latency_ms=400))  # the index serves every read slowly now
+    breach = cli(stack, "cutover", "watch", str(job_id), "--duration", "30")
+    stack.pinecone.set_faults("one", Faults())
+
+    assert breach.exit_code == 1 and "reads moved back to 0 % new" in breach.output, breach.output
+    assert served(stack) == dict(zip(ALIASES, NAMESPACES, strict=True))  # no read goes to the breaching side
+    [evidence] = [e["detail"] for e in events(db, job_id, "cutover_breach")]
+    assert evidence["percent"] == 5 and "cutover.p95_ms = 150 ms" in evidence["problems"][0]
+    assert evidence["window"]["new"]["reads"] >= 5
+    assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 0]

@@ -51,7 +51,7 @@ def check_job(
     with ``passed`` and ``problems``. Reads only: nothing is written to either store."""
     spec = jobs_and_runs.job_spec(ctx.db, job_id)
     runs = [r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.copied > 0]
-    queries = [q for run in runs for q in _queries(ctx, spec, run)]
+    queries = [q for run in runs for q in job_queries(ctx, spec, run)]
     report: dict[str, Any] = {
         "qps": limits.qps,
         "duration_s": limits.duration_s,
@@ -61,7 +61,7 @@ def check_job(
     if not queries:
         return {**report, "passed": False, "problems": ["the job's source has no vector to query with"]}
     source, target = ctx.store(spec.source), ctx.store(spec.target)
-    cold = [_timed(target, q[1], q[2], limits.top_k, clock) for q in _first_per_target(queries)]
+    cold = [timed_query(target, q[1], q[2], limits.top_k, clock) for q in _first_per_target(queries)]
     paced = _paced(source, target, queries, limits, ctx.settings.cutover_check_in_flight, clock, sleep)
     target_ms = [r["target_ms"] for r in paced if r["target_ms"] is not None]
     source_ms = [r["source_ms"] for r in paced if r["source_ms"] is not None]
@@ -86,7 +86,7 @@ def check_job(
     return {**figures, "passed": not problems, "problems": problems}
 
 
-def _queries(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> list[Query]:
+def job_queries(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> list[Query]:
     """The run's first source vectors, each with the target namespace the job copied it to."""
     source = ctx.guarded(spec.source, spec.rate)
     page = source.list_ids(run.source_namespace, limit=QUERIES_PER_NAMESPACE)
@@ -106,7 +106,7 @@ def _first_per_target(queries: list[Query]) -> list[Query]:
     return list(first.values())[:MAX_COLD_NAMESPACES]
 
 
-def _timed(
+def timed_query(
     store: Store, namespace: str, vector: list[float], top_k: int, clock: Callable[[], float]
 ) -> tuple[float | None, str | None, list[str]]:
     """(ms, None, ids) of one query, or (None, error, [])."""
@@ -133,8 +133,8 @@ def _paced(
 
     def one(n: int) -> None:
         source_ns, target_ns, vector, comparable = queries[n % len(queries)]
-        target_ms, error, target_ids = _timed(target, target_ns, vector, limits.top_k, clock)
-        source_ms, _, source_ids = _timed(source, source_ns, vector, limits.top_k, clock)
+        target_ms, error, target_ids = timed_query(target, target_ns, vector, limits.top_k, clock)
+        source_ms, _, source_ids = timed_query(source, source_ns, vector, limits.top_k, clock)
         both = comparable and error is None and source_ms is not None
         result = {
             "namespace": display_namespace(target_ns),

@@ -1,0 +1,130 @@
+"""``nsmigrate cutover watch``: read as the application does while a rollout step is live, and roll back on a breach.
+
+The reads are the job's own vectors (``cutover_check.job_queries``), sent where the application's reads go now: through
+each alias the step moved (a cut-over by alias: the very name the application reads), or to the target namespace of
+each namespace the rollout reads new (``DualWriteIndex``); each also to the source, for comparison and to see an
+empty answer where the other side answered. One read at a time, at most ``cutover.qps``: a watch measures, it is not
+a load test. After every read the last ``cutover.breach_window_s`` is judged (``orchestrator.cutover.breach``); a
+breach is recorded with its evidence (a ``cutover_breach`` event, which also restarts the step's soak) and reads go
+back to the last good step at once — the aliases repointed, then the rollout recorded — so the application's reads
+leave the breaching side within seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
+from nsmigrate.orchestrator.cutover.aliases import moved_by
+from nsmigrate.orchestrator.cutover.breach import Sample, breach_problems, fallback_percent, window_figures
+from nsmigrate.orchestrator.cutover.rules import reads_new
+from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.spec.jobspec import Cutover, JobSpec
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.alias_cutover import job_routes, point_aliases
+from nsmigrate.workers.steps.cutover_check import job_queries, timed_query
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One read: ``read_as`` is the name the application reads on the target (an alias, or the target namespace),
+    ``old`` the source namespace the same vector is sent to."""
+
+    read_as: str
+    old: str
+    vector: list[float]
+
+
+def watch_job(
+    ctx: WorkerContext,
+    job_id: int,
+    limits: Cutover,
+    actor: str,
+    *,
+    duration_s: float | None = None,
+    on_window: Callable[[dict[str, Any]], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Watch job ``job_id``'s live step for ``duration_s`` (None: until a breach); ``on_window`` gets the figures
+    once per window. Returns the report: ``breach`` (its problems), and after one where reads went (``rolled_back_to``).
+    """
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
+    percent = rollout_rows.rollout_of(ctx.db, job_id).percent
+    probes = _probes(ctx, spec, job_id, percent)
+    report: dict[str, Any] = {"job_id": job_id, "percent": percent, "reads": 0, "breach": []}
+    if not probes:
+        return {**report, "watched": False, "reason": f"reads are {percent} % new: none of them reads the target"}
+    source, target = ctx.store(spec.source), ctx.store(spec.target)
+    samples: list[Sample] = []
+    start = last_window = clock()
+    figures = window_figures([], 0.0, limits.breach_window_s)
+    while duration_s is None or clock() - start < duration_s:
+        probe = probes[report["reads"] % len(probes)]
+        report["reads"] += 1
+        began = clock()
+        new_ms, new_error, new_ids = timed_query(target, probe.read_as, probe.vector, limits.top_k, clock)
+        old_ms, old_error, old_ids = timed_query(source, probe.old, probe.vector, limits.top_k, clock)
+        at = clock() - start
+        samples.append(Sample(at, "new", new_ms, new_error, empty=new_error is None and not new_ids and bool(old_ids)))
+        samples.append(Sample(at, "old", old_ms, old_error, empty=old_error is None and not old_ids and bool(new_ids)))
+        samples = [s for s in samples if s.at_s >= at - limits.breach_window_s]
+        figures = window_figures(samples, at, limits.breach_window_s)
+        problems = breach_problems(figures, limits)
+        if problems:
+            return {**report, **_roll_back(ctx, spec, job_id, percent, problems, figures, actor), "figures": figures}
+        if on_window is not None and clock() - last_window >= limits.breach_window_s:
+            last_window = clock()
+            on_window(figures)
+        pause_s = began + 1 / limits.qps - clock()
+        if pause_s > 0:
+            sleep(pause_s)  # the pace of the reads, not a wait for a condition
+    return {**report, "watched": True, "figures": figures}
+
+
+def _probes(ctx: WorkerContext, spec: JobSpec, job_id: int, percent: int) -> list[Probe]:
+    """The reads to make at ``percent``: each run the step reads new, its vectors, by the name the application reads."""
+    runs = {r.source_namespace: r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.copied > 0}
+    if spec.cutover.aliases is not None:
+        routes, _ = job_routes(ctx, job_id)
+        moved = moved_by(routes, percent)
+        read_as = {r.old: r.name for r in routes if r.name in moved}
+    else:
+        read_as = {
+            ns: run.target_namespace
+            for ns, run in runs.items()
+            if run.target_namespace is not None and reads_new(ns, percent)
+        }
+    return [
+        Probe(read_as[source_ns], source_ns, vector)
+        for source_ns in sorted(read_as)
+        if source_ns in runs
+        for _, _, vector, _ in job_queries(ctx, spec, runs[source_ns])
+    ]
+
+
+def _roll_back(
+    ctx: WorkerContext,
+    spec: JobSpec,
+    job_id: int,
+    percent: int,
+    problems: list[str],
+    figures: dict[str, Any],
+    actor: str,
+) -> dict[str, Any]:
+    """Record the breach, then move reads back to the last good step: aliases first (what the application reads),
+    then the rollout (what every ``DualWriteIndex`` follows and the rails read)."""
+    fallback = fallback_percent(rollout_rows.percents_of(ctx.db, job_id))
+    rollout_rows.record_breach(ctx.db, job_id, actor, percent=percent, problems=problems, window=figures)
+    detail: dict[str, Any] = {"reason": f"breach: {'; '.join(problems)}", "rolled_back_from": percent}
+    try:
+        if spec.cutover.aliases is not None:
+            detail["aliases"] = point_aliases(ctx, job_id, fallback).targets
+        rollout_rows.set_rollout(ctx.db, job_id, fallback, actor, **detail)
+    except NsmigrateError as e:  # e.g. a source a cleanup deleted: reads cannot go back; said, not hidden
+        return {"breach": problems, "rolled_back_to": None, "roll_back_error": str(e)}
+    return {"breach": problems, "rolled_back_to": fallback}
