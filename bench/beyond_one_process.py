@@ -52,7 +52,7 @@ from bench.fleet_vs_loop import (
 from bench.peer import Budgets
 from bench.peer_vs_fleet import check_copied, children_cpu
 from bench.user_clock import job_clock, run_cli
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate_sandbox.seed import SeedData, seed_dataset
 from nsmigrate_sandbox.services import PostgresServer, RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
@@ -113,7 +113,7 @@ def run_fleet(
     plane: DataPlane,
     sources: int,
     shape: FleetShape,
-    db: jobs.Database,
+    db: jobs_database.Database,
     env: dict[str, str],
     workdir: Path,
     label: str,
@@ -157,7 +157,7 @@ def bench(work: Work, copy_workers: list[int], rounds: int, tmp: Path) -> tuple[
                 NSMIGRATE_REDIS_URL=redis.url,
                 PINECONE_API_KEY=SANDBOX_API_KEY,
             )
-            db = jobs.Database(pg.url)
+            db = jobs_database.Database(pg.url)
             try:
                 for round_no in range(rounds):
                     contenders: list[int | None] = [None, *copy_workers]  # None: the peer
@@ -187,7 +187,13 @@ def bench(work: Work, copy_workers: list[int], rounds: int, tmp: Path) -> tuple[
 
 
 def _fleet_round(
-    plane: DataPlane, work: Work, copy_workers: int, db: jobs.Database, env: dict[str, str], tmp: Path, label: str
+    plane: DataPlane,
+    work: Work,
+    copy_workers: int,
+    db: jobs_database.Database,
+    env: dict[str, str],
+    tmp: Path,
+    label: str,
 ) -> tuple[float, float]:
     """A fleet of ``copy_workers`` copy processes started for this round (its start-up not timed: a fleet stands
     before its user types `run`); (user's clock, its workers' and commands' CPU seconds)."""

@@ -41,7 +41,7 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 
 from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY
 from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
@@ -258,7 +258,7 @@ def fleet(
         _worker(env, "copy", shape.copy_pool, shape.copy_concurrency, f"copy{n}", workdir)
         for n in range(shape.copy_workers)
     ]
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     try:
         wait_for_workers(redis_url, len(procs))  # start-up is not copy time
         if not shape.plan_here:
@@ -295,7 +295,7 @@ def _fleet_job(
     target_index: str,
     shape: FleetShape,
     plane: DataPlane,
-    db: jobs.Database,
+    db: jobs_database.Database,
     env: dict[str, str],
     procs: list[subprocess.Popen[bytes]],
     services: dict[str, subprocess.Popen[bytes]],
@@ -348,7 +348,7 @@ def _fleet_job(
     )
 
 
-def _progress(db: jobs.Database, job_id: int) -> tuple[int, int, int]:
+def _progress(db: jobs_database.Database, job_id: int) -> tuple[int, int, int]:
     """(runs not yet copied, failed batches, vectors copied) of a job."""
     runs = sa.select(NamespaceRun.id).where(NamespaceRun.job_id == job_id).scalar_subquery()
     with db.transaction() as s:

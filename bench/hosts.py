@@ -26,7 +26,7 @@ import redis as redis_lib
 from pinecone import Index
 
 from bench.user_clock import job_clock, run_cli
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate_sandbox.hosts import HostNetwork, unavailable
 from nsmigrate_sandbox.services_host import ServicesHost
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
@@ -73,7 +73,7 @@ def one_job(
             "rate": {"read_rps": 10_000, "list_rps": 10_000, "write_rps": 10_000},
         }
         cli = run_cli(spec, services.env(), workdir, deadline_s=600)
-        db = jobs.Database(services.database_url)
+        db = jobs_database.Database(services.database_url)
         try:
             created, finished = job_clock(db, cli.job_id)
         finally:

@@ -50,7 +50,7 @@ from pinecone import Pinecone
 
 from bench.fleet_vs_loop import SERVER_LIMITS, DataPlane, _cpu_seconds, _worker, stop_processes
 from bench.user_clock import job_clock, run_cli
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.models import Batch, NamespaceRun, RunState
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate_sandbox.services import PostgresServer, RedisServer
@@ -83,7 +83,7 @@ def requests_by_op(plane: DataPlane) -> dict[str, Counter[str]]:
     return {index: Counter(plane.admin(index, "/_sandbox/stats")["requests"]) for index in plane.hosts}
 
 
-def clocks(db: jobs.Database, job_id: int) -> tuple[float, float, float, int, int, int]:
+def clocks(db: jobs_database.Database, job_id: int) -> tuple[float, float, float, int, int, int]:
     """(job row, last batch, last verdict) as epoch seconds; runs verified, failed verification, batches."""
     created, last_batch = job_clock(db, job_id)
     with db.transaction() as s:
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu = {k: v - cpu_before[k] for k, v in cpu.items()}
             cpu["nsmigrate run"] = cli.cpu_s
             after = requests_by_op(plane)
-            db = jobs.Database(pg.url)
+            db = jobs_database.Database(pg.url)
             created, last_batch, last_verdict, verified, failed, batches = clocks(db, cli.job_id)
             db.dispose()
             again = reverify(env, cli.job_id, verifiers, args.deadline) if args.reverify else None

@@ -27,7 +27,9 @@ import sqlalchemy as sa
 from pinecone import Pinecone
 
 from bench.fleet_vs_loop import LATENCY_MS, SERVER_LIMITS, DataPlane, _cpu_seconds, _worker, stop_processes
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, Job, NamespaceRun
 from nsmigrate.orchestrator.settings import Settings
@@ -56,7 +58,13 @@ def load(host: str, ids: list[str], rng: random.Random) -> None:
 
 
 def one_job(
-    plane: DataPlane, db: jobs.Database, settings: Settings, target: str, chains: int, workdir: Path, list_only: bool
+    plane: DataPlane,
+    db: jobs_database.Database,
+    settings: Settings,
+    target: str,
+    chains: int,
+    workdir: Path,
+    list_only: bool,
 ) -> dict[str, float]:
     spec = parse_spec(
         {
@@ -78,7 +86,7 @@ def one_job(
     deadline = time.monotonic() + float(os.environ.get("BENCH_DEADLINE_S", "900"))
     total = prepared.plan.total_vectors
     while True:
-        run = jobs.runs_of(db, job_id)[0]
+        run = jobs_and_runs.runs_of(db, job_id)[0]
         if run.copied >= total or (list_only and run.listing_done):
             break
         if time.monotonic() > deadline:
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.list_only:
                 procs += [_worker(env, "copy", "threads", 8, f"copy{n}", workdir) for n in range(2)]
             settings = Settings(database_url=pg.url, redis_url=redis.url)
-            db = jobs.Database(pg.url)
+            db = jobs_database.Database(pg.url)
             wait_for_workers(redis.url, len(procs))
             results: dict[str, dict[str, float]] = {}
             for target, most in (("single", 1), ("chains", 16)):

@@ -63,7 +63,7 @@ from bench.user_clock import (
     timeline,
     timeline_lines,
 )
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate_sandbox.seed import SeedData, seed_dataset
 from nsmigrate_sandbox.services import PostgresServer, RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
@@ -109,7 +109,7 @@ def run_peer(plane: DataPlane, budgets: Budgets) -> tuple[float, float]:
 def run_fleet(
     plane: DataPlane,
     shape: FleetShape,
-    db: jobs.Database,
+    db: jobs_database.Database,
     env: dict[str, str],
     workdir: Path,
     name: str,
@@ -161,7 +161,7 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
         _worker(env, "copy", shape.copy_pool, shape.copy_concurrency, f"copy{n}", workdir)
         for n in range(shape.copy_workers)
     ]
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     statements = JobTableStatements(database_url)
     result = Rounds()
     try:

@@ -31,7 +31,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs, launch, pgvector_layout
+from nsmigrate.orchestrator import launch, pgvector_layout
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
@@ -105,12 +107,12 @@ def job(stack: Stack, name: str, target_env: str, target_ns: str, until: str = "
         }
     )
     settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     started = time.perf_counter()
     job_id = launch.launch(db, Dispatcher(settings), launch.prepare(spec, open_retrying_store, stack.workdir))
     times: dict[str, float] = {}
     while until not in times:
-        [run] = jobs.job_status(db, job_id).runs
+        [run] = jobs_status.job_status(db, job_id).runs
         now = time.perf_counter() - started
         if run.state in (RunState.COPIED, RunState.VERIFYING, RunState.VERIFIED):
             times.setdefault("copied", now)

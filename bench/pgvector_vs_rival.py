@@ -41,7 +41,7 @@ import sqlalchemy as sa
 
 from bench.fleet_vs_loop import CpuSampler, _wait_for_planner
 from bench.user_clock import job_clock, run_cli
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate_sandbox.seed import application_ddl
 from nsmigrate_sandbox.services import PostgresServer
 from nsmigrate_sandbox.stack import Stack, start_stack, wait_for_workers
@@ -107,7 +107,7 @@ def run_fleet(
     namespace: str,
     env: dict[str, str],
     workdir: Path,
-    db: jobs.Database,
+    db: jobs_database.Database,
     sampler: CpuSampler,
     rate: dict[str, float],
     batch_size: int | None,
@@ -168,7 +168,7 @@ def bench_set(
         return n
 
     [server] = [s for s in stack.servers if isinstance(s, PostgresServer)]
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     sampler = CpuSampler(stack.processes)
     keys = (
         "rival_s",

@@ -54,7 +54,8 @@ import sqlalchemy as sa
 
 from bench.fleet_vs_loop import DataPlane, _worker, stop_processes
 from nsmigrate.cli.render import SUMMARY_ROWS
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, NamespaceRun, RunState
 from nsmigrate.orchestrator.packed_ids import pack_ids
@@ -116,7 +117,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     spec = parse_spec(job_spec(args.orchestrate, *args.hosts.split(",")) | {"batch_size": args.batch_size})
     names = {name: args.per_namespace for name in names_of(args.orchestrate)}
     settings = Settings(database_url=args.database_url, redis_url=args.redis_url)
-    db = jobs.Database(args.database_url)
+    db = jobs_database.Database(args.database_url)
     after_imports = proc_status(os.getpid())["VmRSS"]
     if args.tracemalloc:
         tracemalloc.start()
@@ -167,7 +168,7 @@ def load_source(host: str, names: list[str]) -> None:
     local.close()
 
 
-def wait_copied(db: jobs.Database, job_id: int, deadline_s: float) -> float:
+def wait_copied(db: jobs_database.Database, job_id: int, deadline_s: float) -> float:
     """Seconds until every run of the job is copied; raises on a failure or after ``deadline_s``."""
     started = time.monotonic()
     of_job = NamespaceRun.job_id == job_id
@@ -244,7 +245,7 @@ def fleet_run(
     try:
         wait_for_workers(redis.url, len(workers))
         figures = run_orchestrator(n, url, redis.url, hosts)
-        db = jobs.Database(url, create=False)
+        db = jobs_database.Database(url, create=False)
         figures["run_s"] = wait_copied(db, figures["job_id"], deadline_s)
         time.sleep(2)  # Flower takes the last task events in
         figures["workers"] = {name: proc_status(p.pid) for name, p in workers.items()}
@@ -279,11 +280,11 @@ def new_database(pg: PostgresServer, name: str) -> str:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     admin.dispose()
     url = pg.url.rsplit("/", 1)[0] + f"/{name}"
-    jobs.Database(url).dispose()
+    jobs_database.Database(url).dispose()
     return url
 
 
-def mark_verified(db: jobs.Database, job_id: int) -> None:
+def mark_verified(db: jobs_database.Database, job_id: int) -> None:
     """Every run verified with a report like ``REPORT``: what `status` reads at the end of a job."""
     with db.transaction() as s:
         s.execute(
@@ -293,7 +294,7 @@ def mark_verified(db: jobs.Database, job_id: int) -> None:
         )
 
 
-def job_table_bytes(db: jobs.Database) -> int:
+def job_table_bytes(db: jobs_database.Database) -> int:
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE"))
         return int(
@@ -358,7 +359,7 @@ def big_job(pg: PostgresServer, redis: RedisServer, batches: int, namespaces: in
     job_id = figures["job_id"]
     rng = random.Random(3)
     blobs = [pack_ids([str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(100)]) for _ in range(1000)]
-    db = jobs.Database(url, create=False)
+    db = jobs_database.Database(url, create=False)
     with db.transaction() as s:
         run_ids = list(
             s.scalars(sa.select(NamespaceRun.id).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
@@ -382,7 +383,9 @@ def big_job(pg: PostgresServer, redis: RedisServer, batches: int, namespaces: in
     return figures
 
 
-def write_done_batches(db: jobs.Database, run_ids: list[int], per_run: int, blobs: list[bytes], vectors: int) -> None:
+def write_done_batches(
+    db: jobs_database.Database, run_ids: list[int], per_run: int, blobs: list[bytes], vectors: int
+) -> None:
     """``per_run`` done batches of ``vectors`` ids for each run, by ``COPY`` (the packed ids taken in turn from
     ``blobs``), as a lister and the copy workers leave them."""
     raw = db.engine.raw_connection()
@@ -405,7 +408,7 @@ def write_done_batches(db: jobs.Database, run_ids: list[int], per_run: int, blob
         raw.close()
 
 
-def mark_done(db: jobs.Database, job_id: int, per_run: int, summary: str) -> None:
+def mark_done(db: jobs_database.Database, job_id: int, per_run: int, summary: str) -> None:
     """Every run of the job listed (``per_run`` batches), copied and verified with a report like ``REPORT``."""
     with db.transaction() as s:
         s.execute(
@@ -422,7 +425,7 @@ def mark_done(db: jobs.Database, job_id: int, per_run: int, summary: str) -> Non
         )
 
 
-def table_bytes(db: jobs.Database, table: str) -> int:
+def table_bytes(db: jobs_database.Database, table: str) -> int:
     with db.engine.connect() as conn:
         return int(conn.scalar(sa.text("SELECT pg_total_relation_size(cast(:t as regclass))"), {"t": table}))
 

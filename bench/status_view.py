@@ -38,7 +38,8 @@ import sqlalchemy as sa
 
 from bench.ab import commit_of
 from bench.scale import REPORT, mark_done, names_of, write_done_batches
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.orchestrator.packed_ids import pack_ids
 from nsmigrate.orchestrator.planning.plan import Inventory
@@ -49,7 +50,7 @@ from nsmigrate_sandbox.services import PostgresServer
 REPO = Path(__file__).resolve().parent.parent
 
 
-def build_job(db: jobs.Database, name: str, namespaces: int, per_run: int) -> int:
+def build_job(db: jobs_database.Database, name: str, namespaces: int, per_run: int) -> int:
     """A finished job of ``namespaces`` namespaces of ``per_run`` done batches of 100 ids each (3 ids when
     ``per_run`` is 1: the three-vector namespaces of `bench.scale`), every run verified; returns its id."""
     vectors = 3 if per_run == 1 else per_run * 100
@@ -63,7 +64,7 @@ def build_job(db: jobs.Database, name: str, namespaces: int, per_run: int) -> in
     )
     names = {n: vectors for n in names_of(namespaces)}
     plan = make_plan(spec, Inventory("src", 8, names, "cosine"), Inventory("dst", 8, {}, "cosine"), {})
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
     with db.transaction() as s:
         run_ids = list(
             s.scalars(sa.select(NamespaceRun.id).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
@@ -80,7 +81,7 @@ def build_job(db: jobs.Database, name: str, namespaces: int, per_run: int) -> in
     return job_id
 
 
-def job_of(db: jobs.Database, name: str) -> int | None:
+def job_of(db: jobs_database.Database, name: str) -> int | None:
     with db.engine.connect() as conn:
         found = conn.scalar(sa.text("SELECT max(id) FROM jobs WHERE name = :n"), {"n": name})
     return None if found is None else int(found)
@@ -112,7 +113,7 @@ def measure(
     pg: PostgresServer, trees: dict[str, Path], args: argparse.Namespace
 ) -> dict[tuple[str, str, str], list[tuple[float, float]]]:
     """The jobs built (or found, in a kept cluster), then every command of every tree timed, alternated."""
-    db = jobs.Database(pg.url)
+    db = jobs_database.Database(pg.url)
     wanted = {f"sv-namespaces-{args.namespaces}": 1}
     if args.batches:
         wanted[f"sv-batches-{args.batches}"] = -(-args.batches // args.namespaces)

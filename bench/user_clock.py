@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.models import Batch, Event, Job, NamespaceRun
 
 #: What the bench's Postgres preloads to count statements.
@@ -128,7 +128,7 @@ def run_cli(
     return CliRun(job_id, started, exited, cpu, planned_by_fleet="(planned by the fleet)" in output)
 
 
-def batches_of(db: jobs.Database, job_name: str) -> int:
+def batches_of(db: jobs_database.Database, job_name: str) -> int:
     """The batches of the newest job named ``job_name``."""
     with db.transaction() as s:
         job_id = s.scalar(sa.select(sa.func.max(Job.id)).where(Job.name == job_name))
@@ -143,7 +143,7 @@ def batches_of(db: jobs.Database, job_name: str) -> int:
         )
 
 
-def job_clock(db: jobs.Database, job_id: int) -> tuple[float, float]:
+def job_clock(db: jobs_database.Database, job_id: int) -> tuple[float, float]:
     """(when the job's row was written, when its last batch finished), as epoch seconds."""
     with db.transaction() as s:
         created = s.scalar(sa.select(Job.created_at).where(Job.id == job_id))
@@ -174,7 +174,7 @@ TIMELINE_STEPS = (
 )
 
 
-def timeline(db: jobs.Database, cli: CliRun, target_stats: dict[str, Any]) -> dict[str, float | None]:
+def timeline(db: jobs_database.Database, cli: CliRun, target_stats: dict[str, Any]) -> dict[str, float | None]:
     """Each of ``TIMELINE_STEPS`` as seconds from the command's start (None: not recorded, e.g. a job planned by
     a version that kept no marks). ``target_stats``: the target index's ``/_sandbox/stats`` after the job, its
     request times counted from a reset before it."""

@@ -28,8 +28,10 @@ from nsmigrate.cli.options import (
     settings,
 )
 from nsmigrate.cli.render import job_reader, watch_job
-from nsmigrate.orchestrator import jobs, launch, recovery
+from nsmigrate.orchestrator import launch, recovery
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import JobStopped
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.steps.cleaning import cleanup_run
 from nsmigrate.workers.steps.rollback import rollback_job
@@ -53,8 +55,8 @@ WaitOpt = Annotated[
 
 @contextmanager
 def stopped_job_fails() -> Iterator[None]:
-    """A job cancelled or rolled back (``jobs.refuse_stopped``) fails the command as a failed check (exit 1): the
-    input was fine, the job is past what was asked."""
+    """A job cancelled or rolled back (``jobs_and_runs.refuse_stopped``) fails the command as a failed check (exit 1):
+    the input was fine, the job is past what was asked."""
     try:
         yield
     except JobStopped as e:
@@ -122,7 +124,7 @@ def cancel(job: JobArg, database_url: DatabaseOpt = None) -> None:
     SPEC`)."""
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)
-    n = jobs.cancel_job(database, job_id)
+    n = jobs_and_runs.cancel_job(database, job_id)
     console.print(f"job {job_id} cancelled ({n} namespace runs stopped)")
 
 
@@ -182,8 +184,10 @@ def cleanup(
     deleted for it, by this command, by `cleanup.mode: auto` or by a cleanup task queued before the cancel."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     with stopped_job_fails():
-        jobs.refuse_stopped(database, job_id, "cleanup")  # each namespace's cleanup asks again before it deletes
-    runs = jobs.runs_of(database, job_id, ns)
+        jobs_and_runs.refuse_stopped(
+            database, job_id, "cleanup"
+        )  # each namespace's cleanup asks again before it deletes
+    runs = jobs_and_runs.runs_of(database, job_id, ns)
     if not dry_run and not yes:
         if not sys.stdin.isatty():
             raise fail("cleanup deletes source data: pass --yes to confirm (or --dry-run to see what it would do)")
@@ -199,7 +203,7 @@ def cleanup(
                 ctx,
                 r.id,
                 dry_run=dry_run,
-                actor=jobs.default_actor(),
+                actor=default_actor(),
                 decommission_now=decommission_now,
                 stop=stop_asked,
             )
@@ -273,8 +277,8 @@ def sync(
         raise fail("--allow-vanished-source only applies with --propagate-deletes; nothing was changed")
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     with stopped_job_fails():
-        jobs.refuse_stopped(database, job_id, "sync")  # each namespace's sync asks again as it starts
-    runs = jobs.runs_of(database, job_id, ns)
+        jobs_and_runs.refuse_stopped(database, job_id, "sync")  # each namespace's sync asks again as it starts
+    runs = jobs_and_runs.runs_of(database, job_id, ns)
     if not runs:
         what = f"no namespace run {namespace!r}" if namespace is not None else "no namespace run to sync"
         raise fail(f"job {job_id} has {what}; see `nsmigrate status {job_id}`")
@@ -295,7 +299,7 @@ def sync(
         propagate_deletes=propagate_deletes,
         allow_vanished_source=allow_vanished_source,
         dry_run=dry_run,
-        actor=jobs.default_actor(),
+        actor=default_actor(),
     )
     refused = 0
     for r, result in zip(runs, results, strict=True):
@@ -346,7 +350,7 @@ def rollback(
                 "rollback deletes the migrated namespaces: pass --yes to confirm (or --dry-run to see what it would do)"
             )
         typer.confirm(f"Roll back job {job_id} and delete the namespaces it created?", abort=True)
-    result = rollback_job(worker_context(resolved), job_id, dry_run=dry_run, actor=jobs.default_actor())
+    result = rollback_job(worker_context(resolved), job_id, dry_run=dry_run, actor=default_actor())
     for r in result["runs"]:
         restored = f" ({r['restored']} restored)" if r["restored"] else ""
         console.print(f"{escape(display_namespace(r['namespace']))}: {escape(r['summary'])}{restored}", soft_wrap=True)

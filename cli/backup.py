@@ -17,8 +17,9 @@ from nsmigrate.cli.console import console
 from nsmigrate.cli.fleet import open_store
 from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
 from nsmigrate.cli.render import bars
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.selection import select_namespaces
@@ -205,7 +206,7 @@ def import_cmd(
     erase`) are never written: they are held back and named, until an operator lifts the erasure (`erase --lift`);
     so the job table must be reachable."""
     job_spec = load_spec(spec)
-    database: jobs.Database | None = None
+    database: jobs_database.Database | None = None
     store = backup_store(job_spec.source if to_source else job_spec.target)
     try:
         try:
@@ -220,7 +221,7 @@ def import_cmd(
             raise fail(str(e)) from e
         confirm_overwrite(store.name, targets, yes)
         database = db(settings(database_url, None))  # the erasure ledger answers before anything is written
-        held = jobs.HeldBack(database)
+        held = jobs_erasure_ledger.HeldBack(database)
         with bars() as progress:
             tasks: dict[str, Any] = {}
 
@@ -239,7 +240,9 @@ def import_cmd(
             except NsmigrateError as e:
                 raise fail(str(e)) from e
             finally:
-                jobs.record_held_back(database, held.lines(), command="import", store=store.name, path=str(path))
+                jobs_erasure_ledger.record_held_back(
+                    database, held.lines(), command="import", store=store.name, path=str(path)
+                )
     finally:
         close_store(store)
         if database is not None:

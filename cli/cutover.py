@@ -1,7 +1,10 @@
-"""``nsmigrate cutover set|check``: switch a job's reads to the target step by step, and load-check the target first.
+"""``nsmigrate cutover set|check|aliases``: switch a job's reads to the target step by step, on the rails
+(``orchestrator.cutover.rails``), and load-check the target first.
 
 The rollout lives in the job table (``orchestrator.cutover.rollout``), where every application instance's
 ``DualWriteIndex`` reads it (``orchestrator.cutover.dualwrite``), so one command switches them all within seconds.
+Inside one index the applications read through namespace aliases instead, which each step repoints
+(``workers.steps.alias_cutover``): no library and no job table on their side.
 """
 
 from __future__ import annotations
@@ -14,20 +17,26 @@ from rich.markup import escape
 
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
-from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.errors import NsmigrateError, StateError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import JobKind
 from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.states import PASSED_RUN_STATES
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.alias_cutover import AliasOutcome, point_aliases
 from nsmigrate.workers.steps.cutover_check import check_job
+
+_STEPS = " → ".join(map(str, ROLLOUT_STEPS[1:]))
 
 app = typer.Typer(add_completion=False)
 group = typer.Typer(
     help="Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to "
-    "it step by step (5 → 25 → 50 → 100 %, and back). Applications read the setting through "
-    "nsmigrate.orchestrator.cutover.dualwrite.DualWriteIndex.",
+    "it step by step (5 → 25 → 50 → 100 %, each after a passing check and a soak, and back at once). Applications "
+    "read through nsmigrate.orchestrator.cutover.dualwrite.DualWriteIndex, or, inside one index, through the "
+    "namespace aliases `aliases` creates.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -36,7 +45,7 @@ app.add_typer(group, name="cutover")
 
 def _migrate_job(job: str, database_url: str | None, redis_url: str | None) -> tuple[WorkerContext, int]:
     resolved, database, job_id, _ = job_context(job, None, database_url, redis_url)
-    kind = jobs.find_job(database, job_id).kind
+    kind = jobs_and_runs.find_job(database, job_id).kind
     if kind != JobKind.MIGRATE:
         raise fail(f"job {job_id} is a {kind} job; only a migrate job is cut over: give the migration's id")
     return WorkerContext(resolved), job_id
@@ -49,25 +58,33 @@ def set_cmd(
         str, typer.Option("--reads", help="`new`: --percent of namespaces read the target; `old`: all read the source.")
     ],
     percent: Annotated[
-        int, typer.Option("--percent", help=f"With --reads new: one of {', '.join(map(str, ROLLOUT_STEPS[1:]))}.")
-    ] = 100,
+        int | None,
+        typer.Option("--percent", help=f"With --reads new (required): the next step of {_STEPS}."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Skip one step (with --reason; recorded in the job's events).")
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why a step is skipped (required with --force).")
+    ] = None,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
     """Set where JOB's applications read: `--reads new --percent N` sends the reads of N % of its namespaces to the
-    target (chosen by namespace, each step adding to the last), `--reads old` sends them all back to the source.
-    Recorded as a `cutover_set` event; applications follow within seconds. Reads move new only while every namespace
-    is verified (exit code 1 otherwise: sync first), and back to old never once a cleanup deletes a source (exit code 1:
-    its vectors are gone). Cleanup waits until reads have been 100 % new for the spec's
-    cutover.decommission_after_s."""
-    if reads not in ("new", "old"):
-        raise fail(f"--reads {reads!r}: use `new` (with --percent) or `old`; nothing was changed")
-    problem = rollout_problem(percent) if reads == "new" else None
-    if problem is not None or (reads == "new" and percent == 0):
-        raise fail(f"{problem or '--percent 0: use --reads old'}; nothing was changed")
+    target (chosen by namespace, each step adding to the last), `--reads old` sends them all back to the source, at
+    once. Steps toward the target keep to the rails: in order (5 → 25 → 50 → 100; `--force --reason TEXT` skips
+    one), each after a passing `cutover check` taken within the spec's cutover.check_valid_s (1 h), and after the
+    step before has run cutover.min_step_s (10 min) with no breach; exit code 1 says what to run or how long is
+    left. A repeat is done, not an error. Recorded as a `cutover_set` event; applications follow within seconds.
+    Reads move new only while every namespace is verified (exit code 1 otherwise: sync first), and back to old
+    never once a cleanup deletes a source (exit code 1: its vectors are gone). Cleanup waits until reads have been
+    100 % new for the spec's cutover.decommission_after_s."""
+    wanted = _wanted_percent(reads, percent)
+    if force and not (reason or "").strip():
+        raise fail("--force needs --reason TEXT: a skipped step is recorded with why; nothing was changed")
     ctx, job_id = _migrate_job(job, database_url, redis_url)
-    if reads == "new":
-        unverified = [r for r in jobs.runs_of(ctx.db, job_id) if r.state not in jobs.PASSED_RUN_STATES]
+    if wanted > 0:
+        unverified = [r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.state not in PASSED_RUN_STATES]
         if unverified:
             first = unverified[0]
             raise fail(
@@ -76,11 +93,91 @@ def set_cmd(
                 + f": reads move only to a verified copy; `nsmigrate sync {job_id} --wait` first; nothing was changed",
                 1,
             )
+    limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
+    by_alias = limits.aliases is not None
+    before = rollout_rows.rollout_of(ctx.db, job_id)
+    if before.percent == wanted and (before.under_way or wanted == 0):  # a repeat: done (aliases put right)
+        console.print(f"job {job_id}: reads are {wanted} % new already: done" + _full_since(before.full_since))
+        if by_alias:
+            _print_aliases(_point(ctx, job_id, wanted), wanted)
+        return
+    rails = limits if wanted > 0 else None
+    refused = rollout_rows.refusal(ctx.db, job_id, wanted, rails, forced=force)
+    if refused is not None:  # asked before an alias moves
+        raise fail(refused, 1)
+    detail: dict[str, object] = {"reason": reason.strip()} if reason and reason.strip() else {}
+    outcome = _point(ctx, job_id, wanted) if by_alias else None
+    if outcome is not None:
+        detail["aliases"] = outcome.targets
     try:
-        rollout = rollout_rows.set_rollout(ctx.db, job_id, percent if reads == "new" else 0, jobs.default_actor())
-    except StateError as e:  # a source a cleanup deleted: a refused check, not bad input
+        rollout = rollout_rows.set_rollout(ctx.db, job_id, wanted, default_actor(), rails=rails, forced=force, **detail)
+    except StateError as e:  # the rails, or a source a cleanup deleted: a refused check, not bad input
         raise fail(str(e), 1) from e
     console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
+    if outcome is not None:
+        _print_aliases(outcome, wanted)
+
+
+@group.command()
+def aliases(job: JobArg, database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+    """Create JOB's namespace aliases (spec cutover.aliases: a cut-over inside one index), each pointing where the
+    rollout says (at first: the old namespace), and list them. Point the application's reads at these names once;
+    `cutover set` then repoints them, and no application change follows. Safe to repeat: an alias in place is left
+    alone (exit code 1 when an alias of the job's names is someone else's: nothing is changed)."""
+    ctx, job_id = _migrate_job(job, database_url, redis_url)
+    percent = rollout_rows.rollout_of(ctx.db, job_id).percent
+    outcome = _point(ctx, job_id, percent)
+    if outcome.created or outcome.repointed:
+        rollout_rows.record_aliases(
+            ctx.db, job_id, default_actor(), outcome.targets, outcome.created, outcome.repointed
+        )
+    for route in outcome.routes:
+        side = "new" if outcome.targets[route.name] == route.new else "old"
+        console.print(
+            f"  {escape(route.name)} → {escape(display_namespace(outcome.targets[route.name]))} ({side}; "
+            f"{escape(display_namespace(route.old))} → {escape(display_namespace(route.new))})"
+        )
+    _print_aliases(outcome, percent)
+
+
+def _point(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome:
+    """Point the job's aliases for ``percent``; a refusal or a failed call exits 1, saying what to do."""
+    try:
+        return point_aliases(ctx, job_id, percent)
+    except StateError as e:
+        raise fail(str(e), 1) from e
+    except NsmigrateError as e:
+        raise fail(
+            f"{e}; the aliases before it moved: run the same command again (a repeat finishes the rest), or "
+            f"`nsmigrate cutover set {job_id} --reads old` to point them all back",
+            1,
+        ) from e
+
+
+def _print_aliases(outcome: AliasOutcome, percent: int) -> None:
+    moved = sum(outcome.targets[r.name] == r.new for r in outcome.routes)
+    console.print(
+        f"aliases: {moved} of {len(outcome.routes)} read the new namespaces ({percent} %: the first "
+        f"⌈{len(outcome.routes)}·{percent}/100⌉ by a hash of their names); {len(outcome.created)} created, "
+        f"{len(outcome.repointed)} repointed"
+        + (f"; {len(outcome.unaliased)} namespace(s) routed per record have none" if outcome.unaliased else "")
+    )
+
+
+def _wanted_percent(reads: str, percent: int | None) -> int:
+    """The percentage ``--reads``/``--percent`` ask for; bad input exits 2, changing nothing."""
+    if reads == "old":
+        if percent is not None:
+            raise fail("--reads old takes no --percent (every read goes back to the source); nothing was changed")
+        return 0
+    if reads != "new":
+        raise fail(f"--reads {reads!r}: use `new` (with --percent) or `old`; nothing was changed")
+    if percent is None:
+        raise fail(f"--reads new needs --percent: the steps are {_STEPS} %, in order; nothing was changed")
+    problem = rollout_problem(percent) if percent != 0 else "--percent 0: use --reads old"
+    if problem is not None:
+        raise fail(f"{problem}; nothing was changed")
+    return percent
 
 
 def _full_since(at: object) -> str:
@@ -104,7 +201,7 @@ def check(
     `cutover` limits (defaults: P95 100 ms, P99 200 ms, cold 500 ms, errors 1 %, agreement 0.9). Only reads; the
     report is kept in the job table (`cutover_check` event)."""
     ctx, job_id = _migrate_job(job, database_url, redis_url)
-    limits = jobs.job_spec(ctx.db, job_id).cutover
+    limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
     overrides = {k: v for k, v in {"qps": qps, "duration_s": duration_s}.items() if v is not None}
     for name, value in overrides.items():
         if not 0 < value <= (1000 if name == "qps" else 3600):
@@ -115,7 +212,7 @@ def check(
     limits = limits.model_copy(update=overrides)
     check_redis_credentials(ctx.settings.redis_url)  # the queries' rate budget is in Redis
     report = check_job(ctx, job_id, limits)
-    rollout_rows.record_check(ctx.db, job_id, report, jobs.default_actor())
+    rollout_rows.record_check(ctx.db, job_id, report, default_actor())
     if as_json:
         print(json.dumps(report, indent=2))
     else:

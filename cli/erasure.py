@@ -15,8 +15,12 @@ from rich.table import Table
 from nsmigrate.cli.console import EXIT_INTERRUPTED, console, print_interrupted
 from nsmigrate.cli.fleet import dispatcher, open_store
 from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, settings
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import PlaceKind
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -152,7 +156,7 @@ def erase(
 
 
 def erase_everywhere(
-    database: jobs.Database, conf: Any, creator_id: str, twin_id: str | None, receipt_path: Path | None = None
+    database: jobs_database.Database, conf: Any, creator_id: str, twin_id: str | None, receipt_path: Path | None = None
 ) -> dict[str, Any]:
     """What `erase --creator C [--twin T] --yes` does, for callers in the CLI (the demo): plan, print, run the
     erasure job to its end and return its receipt (also written to ``receipt_path``)."""
@@ -165,14 +169,14 @@ def erase_everywhere(
 
 
 def _ledger_command(
-    database: jobs.Database, creator_id: str | None, twin_id: str | None, lift: bool, reason: str | None
+    database: jobs_database.Database, creator_id: str | None, twin_id: str | None, lift: bool, reason: str | None
 ) -> None:
     """`erase --ledger` lists the ledger; `erase --lift --creator C [--twin T] --reason R` lifts C's (or T's) lines."""
     if lift:
         if creator_id is None or not (reason or "").strip():
             raise fail('lifting an erasure names whom and why: `nsmigrate erase --lift --creator ID --reason "…"`')
         try:
-            lines = jobs.lift_erasure(database, creator_id, twin_id, reason or "")
+            lines = jobs_erasure_ledger.lift_erasure(database, creator_id, twin_id, reason or "")
         except NsmigrateError as e:
             raise fail(str(e)) from e
         for line in lines:
@@ -182,7 +186,7 @@ def _ledger_command(
             )
         return
     table = Table("erasure job", "creator", "twin", "erased at", "verified", "lifted", title="the erasure ledger")
-    for line in jobs.ledger(database, creator_id):
+    for line in jobs_erasure_ledger.ledger(database, creator_id):
         verified = "" if line["receipt"] is None else str(bool(line["receipt"].get("verified")))
         lifted = f"{line['lifted_at']} by {line['lifted_by']}: {line['lift_reason']}" if line["lifted_at"] else ""
         table.add_row(
@@ -211,7 +215,9 @@ def _refuse_while_copying(plan: ErasurePlan) -> None:
         )
 
 
-def finish(database: jobs.Database, job_id: int, timeout_s: float, receipt_path: Path | None) -> dict[str, Any]:
+def finish(
+    database: jobs_database.Database, job_id: int, timeout_s: float, receipt_path: Path | None
+) -> dict[str, Any]:
     """Wait for erasure ``job_id``'s receipt, write it to a file and print it."""
     receipt = _wait(database, job_id, timeout_s)
     path = receipt_path or Path("erasure-receipts") / f"erase-{job_id}.json"
@@ -233,19 +239,19 @@ def _print_plan(plan: ErasurePlan) -> None:
         console.print(f"[yellow]ambiguous, not erased:[/] {name} (several readings; rename it or erase it by hand)")
 
 
-def _start(database: jobs.Database, conf: Any, plan: ErasurePlan) -> int:
+def _start(database: jobs_database.Database, conf: Any, plan: ErasurePlan) -> int:
     name = f"erase-{plan.subject.creator_id}" + (f"-{plan.subject.twin_id}" if plan.subject.twin_id else "")
     sender = dispatcher(conf)  # Redis answered before anything is written
-    job_id = jobs.create_erasure(database, name, plan.spec(jobs.default_actor()), plan.places)
-    _send(database, sender, job_id, [p.id for p in jobs.places_of(database, job_id)], conf)
+    job_id = jobs_erasure.create_erasure(database, name, plan.spec(default_actor()), plan.places)
+    _send(database, sender, job_id, [p.id for p in jobs_erasure.places_of(database, job_id)], conf)
     console.print(f"erasure job {job_id} started on the cleanup workers; `nsmigrate events {job_id}` shows each step")
     return job_id
 
 
-def _resume(database: jobs.Database, conf: Any, job_id: int) -> int:
+def _resume(database: jobs_database.Database, conf: Any, job_id: int) -> int:
     sender = dispatcher(conf)  # Redis answered before anything is written
     try:
-        ids = jobs.retry_places(database, job_id)  # refuses a job that is not an erasure, changing nothing
+        ids = jobs_erasure.retry_places(database, job_id)  # refuses a job that is not an erasure, changing nothing
     except NsmigrateError:
         sender.close()
         raise
@@ -258,10 +264,10 @@ def _resume(database: jobs.Database, conf: Any, job_id: int) -> int:
     return job_id
 
 
-def _send(database: jobs.Database, sender: Dispatcher, job_id: int, place_ids: list[int], conf: Any) -> None:
+def _send(database: jobs_database.Database, sender: Dispatcher, job_id: int, place_ids: list[int], conf: Any) -> None:
     """The places of stores to the cleanup workers; backups erased here, by this command: a backup directory is on
     the host that wrote it, and a worker that cannot see it would find it gone and check it erased."""
-    places = {p.id: p for p in jobs.places_of(database, job_id)}
+    places = {p.id: p for p in jobs_erasure.places_of(database, job_id)}
     here = [i for i in place_ids if places[i].kind == PlaceKind.BACKUP]
     try:
         with sender.together():
@@ -281,7 +287,7 @@ def _send(database: jobs.Database, sender: Dispatcher, job_id: int, place_ids: l
         ctx.db.dispose()
 
 
-def _wait(database: jobs.Database, job_id: int, timeout_s: float) -> dict[str, Any]:
+def _wait(database: jobs_database.Database, job_id: int, timeout_s: float) -> dict[str, Any]:
     """The receipt of erasure ``job_id`` once it finished. Ctrl-C stops the waiting only (exit code 130): the workers
     go on erasing, and `erase --resume` waits again and writes the receipt."""
     try:
@@ -296,11 +302,11 @@ def _wait(database: jobs.Database, job_id: int, timeout_s: float) -> dict[str, A
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-def _receipt_when_finished(database: jobs.Database, job_id: int, timeout_s: float) -> dict[str, Any]:
+def _receipt_when_finished(database: jobs_database.Database, job_id: int, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
-        receipt = jobs.erasure_receipt(database, job_id)
-        if receipt is not None and jobs.find_job(database, job_id).state == "finished":
+        receipt = jobs_erasure.erasure_receipt(database, job_id)
+        if receipt is not None and jobs_and_runs.find_job(database, job_id).state == "finished":
             return receipt
         if time.monotonic() > deadline:
             raise fail(

@@ -74,14 +74,14 @@ def status(
 def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOpt = None) -> None:
     """Print the full verification (and cleanup) reports of JOB's namespaces as JSON: counts, missing and extra ids,
     content mismatches, query equivalence and latency. Exit code 0 when every reported namespace passed."""
-    from nsmigrate.orchestrator import jobs
+    from nsmigrate.orchestrator.jobs import jobs_and_runs
 
     database = db(settings(database_url, None))
     ns = parse_namespace_arg(namespace) if namespace is not None else None
     job_id = find_job_id(database, job)
-    runs = jobs.runs_of(database, job_id, ns)
+    runs = jobs_and_runs.runs_of(database, job_id, ns)
     if ns is not None and not runs:
-        have = [display_namespace(r.source_namespace) for r in jobs.runs_of(database, job_id)]
+        have = [display_namespace(r.source_namespace) for r in jobs_and_runs.runs_of(database, job_id)]
         raise fail(
             f"job {job_id} has no namespace {namespace!r}; it has {len(have)}: {shown_namespaces(have) or '(none)'} "
             f"— give one of those (`nsmigrate status {job_id}` lists them)"
@@ -114,10 +114,10 @@ def list_jobs(
 @app.command()
 def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Show a job's audit log (who did what, when)."""
-    from nsmigrate.orchestrator import jobs
+    from nsmigrate.orchestrator.jobs import status as jobs_status
 
     database = db(settings(database_url, None))
-    for e in jobs.events_of(database, find_job_id(database, job)):
+    for e in jobs_status.events_of(database, find_job_id(database, job)):
         console.print(f"{e['at'][:19]}  {e['actor']:<28} {e['action']:<18} {json.dumps(e['detail'], default=str)}")
 
 

@@ -92,8 +92,9 @@ COMMANDS: dict[str, Entry] = {
     "cutover": Entry(
         "nsmigrate.cli.cutover",
         "Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to it "
-        "step by step (5 → 25 → 50 → 100 %, and back). Applications read the setting through "
-        "nsmigrate.orchestrator.cutover.dualwrite.DualWriteIndex.",
+        "step by step (5 → 25 → 50 → 100 %, each after a passing check and a soak, and back at once). Applications "
+        "read through nsmigrate.orchestrator.cutover.dualwrite.DualWriteIndex, or, inside one index, through the "
+        "namespace aliases `aliases` creates.",
     ),
     "export": Entry(
         "nsmigrate.cli.backup",

@@ -15,7 +15,8 @@ from rich.table import Table
 
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import PGVECTOR_URL_ENV, DatabaseOpt, db, fail, settings
-from nsmigrate.orchestrator import jobs, pgvector_layout
+from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.states import JobKind
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
@@ -97,7 +98,7 @@ def _audited(database_url: str | None, command: str, **detail: Any) -> Iterator[
     reachable before anything is changed (exit 2 otherwise)."""
     database = db(settings(database_url, None))
     try:
-        job_id = jobs.create_action_job(
+        job_id = jobs_and_runs.create_action_job(
             database, f"pgvector {command}", JobKind.PGVECTOR, {"command": command, **detail}, **detail
         )
         outcome: dict[str, Any] = {}
@@ -105,9 +106,9 @@ def _audited(database_url: str | None, command: str, **detail: Any) -> Iterator[
             yield outcome
         except BaseException as e:
             failure = str(getattr(e, "message", "") or e)[:300] or type(e).__name__
-            jobs.finish_action_job(database, job_id, **outcome, outcome="failed", error=failure)
+            jobs_and_runs.finish_action_job(database, job_id, **outcome, outcome="failed", error=failure)
             raise
-        jobs.finish_action_job(database, job_id, **outcome, outcome="done")
+        jobs_and_runs.finish_action_job(database, job_id, **outcome, outcome="done")
     finally:
         database.dispose()
 

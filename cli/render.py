@@ -30,7 +30,7 @@ SUMMARY_ROWS = 40
 
 if TYPE_CHECKING:  # launch loads Celery, jobs SQLAlchemy: only their types are needed here
     from nsmigrate.cli.waits import Wait
-    from nsmigrate.orchestrator import jobs
+    from nsmigrate.orchestrator.jobs import database as jobs_database
 
 
 def plain(value: str) -> Text:
@@ -75,9 +75,9 @@ READ_SHARE_INVERSE = 10
 ProgressReader = Callable[[int], JobProgress]
 
 
-def job_reader(db: jobs.Database, job_id: int) -> ProgressReader:
+def job_reader(db: jobs_database.Database, job_id: int) -> ProgressReader:
     """Job ``job_id``'s progress, read through the job table's engine (for ``watch_job``)."""
-    from nsmigrate.orchestrator.jobs import job_progress
+    from nsmigrate.orchestrator.jobs.status import job_progress
 
     return lambda rows: job_progress(db, job_id, rows)
 

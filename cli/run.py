@@ -123,11 +123,12 @@ def _crossings(url: str, prepared: Any) -> list[str]:
     warning too, and one not made yet holds no other job."""
     import sqlalchemy as sa
 
-    from nsmigrate.orchestrator import jobs, launch
+    from nsmigrate.orchestrator import launch
+    from nsmigrate.orchestrator.jobs import database as jobs_database
     from nsmigrate.orchestrator.redaction import redact_url
 
     try:
-        database = jobs.Database(url, create=False)
+        database = jobs_database.Database(url, create=False)
         try:
             if not sa.inspect(database.engine).has_table("jobs"):
                 return []

@@ -28,12 +28,12 @@ from nsmigrate.orchestrator.states import (
 )
 
 if TYPE_CHECKING:  # SQLAlchemy: `run --wait` after the fleet planned its job waits without loading it
-    from nsmigrate.orchestrator import jobs
+    from nsmigrate.orchestrator.jobs import database as jobs_database
 
 #: The shortest pause between two readings of a job whose copy is about to end.
 MIN_POLL_S = 0.05
 
-#: A verification requested for a run in one of these states still ends in a verdict (``jobs.start_verify``).
+#: A verification requested for a run in one of these states still ends in a verdict (``jobs_verdicts.start_verify``).
 _VERDICT_COMING = may_move_to(RUN_TRANSITIONS, RunState.VERIFYING)
 
 
@@ -79,18 +79,20 @@ class Settled:
         )
 
 
-def settled(db: jobs.Database, job_id: int) -> Settled:
+def settled(db: jobs_database.Database, job_id: int) -> Settled:
     """Wait for JOB to settle, verified or not as its spec says."""
-    from nsmigrate.orchestrator import jobs
+    from nsmigrate.orchestrator.jobs import jobs_and_runs
 
-    return Settled(auto_verify=jobs.job_spec(db, job_id).auto_verify)
+    return Settled(auto_verify=jobs_and_runs.job_spec(db, job_id).auto_verify)
 
 
 class Verdicts:
     """New verification verdicts of the runs ``run_ids``: a verdict is new when its report is not the one the run
     held before verification was requested (``before``: run id → that report's ``checked_at``, or None)."""
 
-    def __init__(self, db: jobs.Database, job_id: int, before: Mapping[int, str | None], run_ids: Iterable[int]):
+    def __init__(
+        self, db: jobs_database.Database, job_id: int, before: Mapping[int, str | None], run_ids: Iterable[int]
+    ):
         self.db = db
         self.job_id = job_id
         self.before = dict(before)
@@ -98,18 +100,18 @@ class Verdicts:
         self._verdicts: dict[int, bool | None] = {}  # run id → passed, once its new verdict is in (None: none will)
 
     @staticmethod
-    def snapshot(db: jobs.Database, job_id: int, namespace: str | None = None) -> dict[int, str | None]:
+    def snapshot(db: jobs_database.Database, job_id: int, namespace: str | None = None) -> dict[int, str | None]:
         """Each run's current verdict, to tell a new one from; take it BEFORE requesting verification."""
-        from nsmigrate.orchestrator import jobs
+        from nsmigrate.orchestrator.jobs import jobs_and_runs
 
-        return {r.id: (r.verification or {}).get("checked_at") for r in jobs.runs_of(db, job_id, namespace)}
+        return {r.id: (r.verification or {}).get("checked_at") for r in jobs_and_runs.runs_of(db, job_id, namespace)}
 
     def done(self, progress: JobProgress) -> bool:
-        from nsmigrate.orchestrator import jobs
+        from nsmigrate.orchestrator.jobs import status as jobs_status
 
         waiting = self.run_ids - set(self._verdicts)
         if waiting:
-            for run in jobs.verdicts_of(self.db, waiting):
+            for run in jobs_status.verdicts_of(self.db, waiting):
                 if run.state in JUDGED_RUN_STATES and run.checked_at != self.before.get(run.run_id):
                     self._verdicts[run.run_id] = bool(run.passed)
                 elif run.state not in _VERDICT_COMING:  # cancelled or cleaned up meanwhile: no verdict will come

@@ -16,8 +16,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from nsmigrate.orchestrator import jobs, pgvector_layout, pgvector_rows, recovery, retry_policy
+from nsmigrate.orchestrator import pgvector_layout, pgvector_rows, recovery, retry_policy
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import NotFound, NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.listing import small_namespaces
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Job
@@ -43,6 +48,7 @@ from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 from nsmigrate.orchestrator.spec.differences import spec_differences
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_to_json
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
+from nsmigrate.orchestrator.states import VERIFIABLE_RUN_STATES
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
 
@@ -151,7 +157,7 @@ class _Starting:
 
     def __init__(
         self,
-        db: jobs.Database,
+        db: jobs_database.Database,
         dispatcher: Dispatcher,
         actor: str | None,
         before_write: BeforeWrite | None,
@@ -169,30 +175,32 @@ class _Starting:
             self.db, self.dispatcher, prepared, actor=self.actor, checking=checking, settings=self.settings
         )
         for action, detail in events:
-            jobs.record_event(self.db, action, self.actor or jobs.default_actor(), self.job_id, **detail)
+            jobs_and_runs.record_event(self.db, action, self.actor or default_actor(), self.job_id, **detail)
 
     def checked(self, spec: JobSpec, passed: list[str], refused: dict[str, str]) -> None:
-        jobs.finish_namespace_checks(self.db, self.job_id, passed, refused, self.actor)
+        jobs_and_runs.finish_namespace_checks(self.db, self.job_id, passed, refused, self.actor)
         if passed:
             send_work(self.db, self.dispatcher, self.job_id, spec, passed, settings=self.settings)
         self.refused.update(refused)
 
     def done(self, checked: int) -> None:
-        actor = self.actor or jobs.default_actor()
+        actor = self.actor or default_actor()
         refused = sorted(self.refused)
-        jobs.record_event(self.db, "namespace_checks_done", actor, self.job_id, namespaces=checked, refused=refused)
+        jobs_and_runs.record_event(
+            self.db, "namespace_checks_done", actor, self.job_id, namespaces=checked, refused=refused
+        )
         if self.refused:  # the others may all be final already
-            jobs.maybe_finish_job(self.db, self.job_id)
+            jobs_and_runs.maybe_finish_job(self.db, self.job_id)
 
 
-def crossings_of(db: jobs.Database, spec: JobSpec, plan: Plan) -> list[str]:
+def crossings_of(db: jobs_database.Database, spec: JobSpec, plan: Plan) -> list[str]:
     """Warnings for the namespaces ``plan`` shares with other unfinished jobs (``crossings``): shown with the plan,
     kept in the job's ``job_created`` event."""
     sources = {run.source_namespace for run in plan.runs}
     targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
     others = [
         OpenRun(job_id, name, spec_json, source, frozenset(wrote))
-        for job_id, name, spec_json, source, wrote in jobs.open_runs_crossing(db, sources, targets)
+        for job_id, name, spec_json, source, wrote in jobs_and_runs.open_runs_crossing(db, sources, targets)
     ]
     return crossing_warnings(spec, plan, others)
 
@@ -313,7 +321,7 @@ def _checked_as_read(
 
 
 def launch(
-    db: jobs.Database,
+    db: jobs_database.Database,
     dispatcher: Dispatcher,
     prepared: Prepared,
     actor: str | None = None,
@@ -325,7 +333,7 @@ def launch(
     who asked, for the audit log (default: this process's user@host); ``checking``: source namespaces whose own
     checks are still to be made, written ``checking`` and sent later. Jobs start through ``start_or_resume``; tests
     and benchmarks call this with plans of their own."""
-    job_id = jobs.create_job(
+    job_id = jobs_and_runs.create_job(
         db,
         prepared.spec,
         prepared.plan,
@@ -343,7 +351,7 @@ def launch(
 
 
 def send_work(
-    db: jobs.Database,
+    db: jobs_database.Database,
     dispatcher: Dispatcher,
     job_id: int,
     spec: JobSpec,
@@ -357,7 +365,7 @@ def send_work(
     (``orchestrator.listing.small_namespaces``)."""
     listed: list[tuple[int, str]] = []
     small: list[tuple[int, str]] = []
-    for run_id, namespace, count in jobs.runs_to_list(db, job_id, namespaces):
+    for run_id, namespace, count in jobs_and_runs.runs_to_list(db, job_id, namespaces):
         one_batch = small_namespaces.fits_one_batch(spec, count)
         (small if one_batch else listed).append((run_id, display_namespace(namespace)))
     sends: list[Callable[[], None]] = [
@@ -374,9 +382,9 @@ def send_work(
     ]
     # A round trip per ROWS_PER_INSERT tasks, so the messages waiting to be sent stay few however many namespaces
     # the job has. A launch cut short is taken up by `nsmigrate resume`, which sends the listers not yet run.
-    for start in range(0, len(sends), jobs.ROWS_PER_INSERT):
+    for start in range(0, len(sends), jobs_and_runs.ROWS_PER_INSERT):
         with dispatcher.together():
-            for send in sends[start : start + jobs.ROWS_PER_INSERT]:
+            for send in sends[start : start + jobs_and_runs.ROWS_PER_INSERT]:
                 send()
 
 
@@ -399,7 +407,7 @@ class Started:
 
 
 def start_or_resume(
-    db: jobs.Database,
+    db: jobs_database.Database,
     dispatcher: Dispatcher,
     spec: JobSpec,
     open_store: StoreOpener,
@@ -433,7 +441,7 @@ def start_or_resume(
             "one; nothing was changed",
             hint="give one of them",
         )
-    existing = None if new else jobs.latest_unfinished_job(db, spec.name)
+    existing = None if new else jobs_and_runs.latest_unfinished_job(db, spec.name)
     if existing is not None:
         if not resume:
             _refuse_changed_spec(existing, spec, spec_dir)
@@ -481,12 +489,12 @@ def _refuse_changed_spec(job: Job, spec: JobSpec, spec_dir: Path | None) -> None
 
 
 def retry_failed(
-    db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
+    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
 ) -> dict[str, list[int]]:
     """Re-enqueue the failed batches (only those) of a job or of one of its source namespaces. Returns the batch
     ids re-queued by namespace (as shown to people)."""
-    requeued = jobs.requeue_failed(db, job_id, namespace)
-    runs = {r.id: r for r in jobs.runs_of(db, job_id)}
+    requeued = jobs_batches.requeue_failed(db, job_id, namespace)
+    runs = {r.id: r for r in jobs_and_runs.runs_of(db, job_id)}
     by_namespace: dict[str, list[int]] = {}
     with dispatcher.together():
         for run_id, batch_id in requeued:
@@ -497,13 +505,13 @@ def retry_failed(
 
 
 def retry_failed_listers(
-    db: jobs.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
+    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, namespace: str | None = None
 ) -> list[str]:
     """Re-enqueue the listers that failed for good (runs ``list_failed``) of a job or of one of its source
     namespaces; each lists on from its saved token. Returns their namespaces (as shown to people)."""
-    requeued = jobs.requeue_failed_listers(db, job_id, namespace)
+    requeued = jobs_pages.requeue_failed_listers(db, job_id, namespace)
     shown = [display_namespace(source_namespace) for _, source_namespace in requeued]
-    if requeued and jobs.is_collection_job(db, job_id):
+    if requeued and jobs_and_runs.is_collection_job(db, job_id):
         dispatcher.collection_step(job_id)  # one step goes on for every namespace, from the job's phase
         return shown
     with dispatcher.together():
@@ -513,7 +521,7 @@ def retry_failed_listers(
 
 
 def request_verification(
-    db: jobs.Database,
+    db: jobs_database.Database,
     dispatcher: Dispatcher,
     job_id: int,
     namespace: str | None = None,
@@ -522,7 +530,7 @@ def request_verification(
 ) -> list[int]:
     """Enqueue verification of every run that finished copying (again, for runs verified before). Returns their ids.
     Small namespaces (``small_namespaces.verified_in_one_round``) go several to a task, the others one each."""
-    runs = [run for run in jobs.runs_of(db, job_id, namespace) if run.state in jobs.VERIFIABLE_RUN_STATES]
+    runs = [run for run in jobs_and_runs.runs_of(db, job_id, namespace) if run.state in VERIFIABLE_RUN_STATES]
     small = [run for run in runs if small_namespaces.verified_in_one_round(max(run.source_count, run.copied))]
     grouped = {run.id for run in small}
     with dispatcher.together():

@@ -23,7 +23,7 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    and its work is sent again (``resend_stalled`` → ``resume``).
 3. **An operator asks** (``nsmigrate resume JOB``, or ``nsmigrate run`` of a spec whose job is unfinished, through
    ``launch.start_or_resume``): ``resume`` sends everything the job still has to do at once, without waiting for a
-   timeout. A job that was cancelled or rolled back is never taken up again (``jobs.refuse_stopped``).
+   timeout. A job that was cancelled or rolled back is never taken up again (``jobs_and_runs.refuse_stopped``).
 
 ``resume`` is the one place that turns "what the job table says is left" into messages; 2 and 3 both go through it.
 A namespace left ``checking`` (the planning process stopped before its own checks ended, ``launch.start_or_resume``)
@@ -41,19 +41,22 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import JobStopped
-from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.states import ACTIVE_BATCH_STATES, AWAITING_VERDICT_RUN_STATES, LISTABLE_RUN_STATES
 
 log = logging.getLogger(__name__)
 
 
 def resume(
-    db: jobs.Database,
+    db: jobs_database.Database,
     dispatcher: Dispatcher,
     job_id: int,
     *,
@@ -73,17 +76,17 @@ def resume(
     Raises:
         JobStopped: the job was cancelled or rolled back; nothing is sent.
     """
-    jobs.refuse_stopped(db, job_id, "resume")
-    if jobs.is_collection_job(db, job_id):
+    jobs_and_runs.refuse_stopped(db, job_id, "resume")
+    if jobs_and_runs.is_collection_job(db, job_id):
         return _resume_collection(db, dispatcher, job_id, actor)
-    listing, batches = jobs.unfinished_work(db, job_id)
-    runs = {r.id: r for r in jobs.runs_of(db, job_id)}
+    listing, batches = jobs_batches.unfinished_work(db, job_id)
+    runs = {r.id: r for r in jobs_and_runs.runs_of(db, job_id)}
     unchecked = [r.source_namespace for r in runs.values() if r.state == RunState.CHECKING]
     if unchecked and only_runs is None:
         why = "its own checks did not end (planning stopped); copy it with a new job: `nsmigrate run SPEC --new`"
-        jobs.finish_namespace_checks(db, job_id, (), dict.fromkeys(unchecked, why), actor)
-    to_verify = jobs.runs_in_state(db, job_id, *jobs.AWAITING_VERDICT_RUN_STATES)
-    copying = jobs.runs_in_state(db, job_id, RunState.COPYING)
+        jobs_and_runs.finish_namespace_checks(db, job_id, (), dict.fromkeys(unchecked, why), actor)
+    to_verify = jobs_and_runs.runs_in_state(db, job_id, *AWAITING_VERDICT_RUN_STATES)
+    copying = jobs_and_runs.runs_in_state(db, job_id, RunState.COPYING)
     if only_runs is not None:
         listing, to_verify, copying = ([r for r in ids if r in only_runs] for ids in (listing, to_verify, copying))
         batches = [(r, b) for r, b in batches if r in only_runs]
@@ -101,31 +104,31 @@ def resume(
             dispatcher.verify_namespace(run_id, job_id=job_id, namespace=namespace)
     # Runs whose batches are all done but were never marked copied (a worker died right after its last batch).
     for run_id in copying:
-        if jobs.maybe_mark_copied(db, run_id):
+        if jobs_batches.maybe_mark_copied(db, run_id):
             dispatcher.verify_namespace(
                 run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
             )
-    jobs.record_event(db, action, actor or jobs.default_actor(), job_id, listers=len(listing), batches=len(batches))
+    jobs_and_runs.record_event(db, action, actor or default_actor(), job_id, listers=len(listing), batches=len(batches))
     return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
 
 
 def _resume_collection(
-    db: jobs.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None
+    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None
 ) -> dict[str, int]:
     """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
-    runs = jobs.runs_of(db, job_id)
-    waiting = [r for r in runs if r.state in jobs.LISTABLE_RUN_STATES]
-    to_verify = [r for r in runs if r.state in jobs.AWAITING_VERDICT_RUN_STATES]
+    runs = jobs_and_runs.runs_of(db, job_id)
+    waiting = [r for r in runs if r.state in LISTABLE_RUN_STATES]
+    to_verify = [r for r in runs if r.state in AWAITING_VERDICT_RUN_STATES]
     with dispatcher.together():
         if waiting:
             dispatcher.collection_step(job_id)
         for run in to_verify:
             dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-    jobs.record_event(db, "job_resumed", actor or jobs.default_actor(), job_id, collection_step=bool(waiting))
+    jobs_and_runs.record_event(db, "job_resumed", actor or default_actor(), job_id, collection_step=bool(waiting))
     return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
 
 
-def claim_stalled_runs(db: jobs.Database, idle_s: float) -> dict[int, list[int]]:
+def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, list[int]]:
     """Runs of running copy jobs that have work to come and saw no change for ``idle_s`` (the visibility timeout: the
     time after which Redis redelivers a message whose worker died): their row unchanged and none of their batches
     created, started or finished since. {job id: run ids}. Each is touched (``updated_at``), so it is claimed again
@@ -178,7 +181,7 @@ def claim_stalled_runs(db: jobs.Database, idle_s: float) -> dict[int, list[int]]
     return out
 
 
-def resend_stalled(db: jobs.Database, dispatcher: Dispatcher, idle_s: float) -> dict[int, dict[str, int]]:
+def resend_stalled(db: jobs_database.Database, dispatcher: Dispatcher, idle_s: float) -> dict[int, dict[str, int]]:
     """Send again, as ``resume`` would, the work of every run that stalled on a lost message (``claim_stalled_runs``).
     Returns {job id: what was sent}."""
     resent: dict[int, dict[str, int]] = {}
@@ -204,7 +207,7 @@ def start_sweeping(settings: Settings) -> threading.Event:
 
 
 def _sweep_until(settings: Settings, stop: threading.Event) -> None:
-    db = jobs.Database(settings.database_url, pool_size=1, create=False)
+    db = jobs_database.Database(settings.database_url, pool_size=1, create=False)
     dispatcher = Dispatcher(settings)
     try:
         while not stop.wait(sweep_interval_s(settings.visibility_timeout_s)):

@@ -29,8 +29,10 @@ import sqlalchemy as sa
 from celery import Celery
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import BatchState, NamespaceRun, RunState
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.services import PostgresServer, RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
@@ -161,11 +163,11 @@ def wait_for(
     return result
 
 
-def batch_states(db: jobs.Database, job_id: int) -> Counter[str]:
+def batch_states(db: jobs_database.Database, job_id: int) -> Counter[str]:
     return Counter(b.state for b in batches(db, job_id))
 
 
-def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: int = 10) -> Callable[[], bool]:
+def mid_copy(db: jobs_database.Database, job_id: int, total_batches: int, *, min_done: int = 10) -> Callable[[], bool]:
     """True while the copy is in full swing: some batches done, some running, most still to do."""
 
     def probe() -> bool:
@@ -175,7 +177,9 @@ def mid_copy(db: jobs.Database, job_id: int, total_batches: int, *, min_done: in
     return probe
 
 
-def freeze_mid_batch(worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int, total_batches: int) -> None:
+def freeze_mid_batch(
+    worker: subprocess.Popen[bytes], db: jobs_database.Database, job_id: int, total_batches: int
+) -> None:
     """Stop (SIGSTOP) the worker and everything it forked while batches run (``kill_frozen`` then kills it). It is
     stopped only once some batch is running with every statement it sent applied, so that some batch is left
     running by the kill; when none runs at that moment, it goes on (SIGCONT) and is stopped again later."""
@@ -189,7 +193,7 @@ def freeze_mid_batch(worker: subprocess.Popen[bytes], db: jobs.Database, job_id:
         os.killpg(worker.pid, signal.SIGCONT)
 
 
-def kill_frozen(stack: Stack, worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int) -> set[int]:
+def kill_frozen(stack: Stack, worker: subprocess.Popen[bytes], db: jobs_database.Database, job_id: int) -> set[int]:
     """SIGKILL a worker ``freeze_mid_batch`` stopped; returns the batches it left running, read once Postgres has
     ended its sessions. Not before: Postgres applies a statement it has received even when its client is stopped or
     dead, so a batch seen running at the stop could still end ``done`` by the killed worker, with one attempt (a
@@ -202,7 +206,7 @@ def kill_frozen(stack: Stack, worker: subprocess.Popen[bytes], db: jobs.Database
     return left
 
 
-def _job_table_ports(worker: subprocess.Popen[bytes], db: jobs.Database) -> set[int]:
+def _job_table_ports(worker: subprocess.Popen[bytes], db: jobs_database.Database) -> set[int]:
     """The local ports of the connections ``worker`` and the processes it forked hold to the job table's Postgres."""
     parent = psutil.Process(worker.pid)
     return {
@@ -213,14 +217,14 @@ def _job_table_ports(worker: subprocess.Popen[bytes], db: jobs.Database) -> set[
     }
 
 
-def _sessions(db: jobs.Database, ports: set[int]) -> list[tuple[int, str]]:
+def _sessions(db: jobs_database.Database, ports: set[int]) -> list[tuple[int, str]]:
     """(client port, state) of Postgres's sessions for the connections on ``ports``."""
     query = sa.text("SELECT client_port, state FROM pg_stat_activity WHERE client_port = ANY(:ports)")
     with db.transaction() as s:
         return [(port, state) for port, state in s.execute(query, {"ports": sorted(ports)})]
 
 
-def _all_applied(db: jobs.Database, ports: set[int]) -> bool:
+def _all_applied(db: jobs_database.Database, ports: set[int]) -> bool:
     """No session of the connections on ``ports`` runs a statement, and Postgres has read every byte they sent (a
     statement sent just before its client stopped waits, unread, in the server's socket: /proc/net/tcp's rx_queue).
     Not proof (a session may have read a statement and not yet said it runs): ``kill_frozen`` reads after the end."""
@@ -235,9 +239,9 @@ def _all_applied(db: jobs.Database, ports: set[int]) -> bool:
     return True
 
 
-def all_verified(db: jobs.Database, job_id: int) -> Callable[[], jobs.JobStatus | None]:
-    def probe() -> jobs.JobStatus | None:
-        status = jobs.job_status(db, job_id)
+def all_verified(db: jobs_database.Database, job_id: int) -> Callable[[], JobStatus | None]:
+    def probe() -> JobStatus | None:
+        status = jobs_status.job_status(db, job_id)
         return status if all(r.state == RunState.VERIFIED for r in status.runs) else None
 
     return probe
@@ -274,7 +278,7 @@ def assert_target_holds_source(stack: Stack, loaded: Loaded) -> None:
         assert stack.pinecone.count(DST, ns) == len(records), ns  # and nothing else was written there
 
 
-def assert_each_id_batched_once(db: jobs.Database, job_id: int, loaded: Loaded) -> None:
+def assert_each_id_batched_once(db: jobs_database.Database, job_id: int, loaded: Loaded) -> None:
     with db.transaction() as s:
         run_ns = dict(
             s.execute(
@@ -290,13 +294,13 @@ def assert_each_id_batched_once(db: jobs.Database, job_id: int, loaded: Loaded) 
         assert set(seen[ns]) == set(records), ns
 
 
-def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Loaded) -> jobs.JobStatus:
+def assert_nothing_lost(stack: Stack, db: jobs_database.Database, job_id: int, loaded: Loaded) -> JobStatus:
     """The job finished well and the data says so too."""
 
     def explain() -> object:
         return [
             {k: r.as_dict()[k] for k in ("source_namespace", "state", "listed", "copied", "batches", "last_error")}
-            for r in jobs.job_status(db, job_id).runs
+            for r in jobs_status.job_status(db, job_id).runs
         ]
 
     status = wait_for(all_verified(db, job_id), "every namespace verified", timeout_s=90, poll_s=0.2, explain=explain)
@@ -312,7 +316,7 @@ def assert_nothing_lost(stack: Stack, db: jobs.Database, job_id: int, loaded: Lo
 
 
 def kill_and_lose_its_messages(
-    stack: Stack, worker: subprocess.Popen[bytes], db: jobs.Database, job_id: int, successor: str
+    stack: Stack, worker: subprocess.Popen[bytes], db: jobs_database.Database, job_id: int, successor: str
 ) -> set[int]:
     """SIGKILL ``worker`` (``kill_frozen``), empty the queues and Redis' ``unacked`` set (as after a broker failover),
     and have the standby ``successor`` (started with the production visibility timeout: nothing comes back by itself)

@@ -119,7 +119,7 @@ def job_table_template(postgres_server: PostgresServer, postgres_admin: sa.Engin
     """A database holding the job-table schema, made once per process: ``job_table_url`` copies it, which costs
     no more than an empty database and saves each test creating the schema. Nothing connects to it afterwards
     (Postgres copies only a template nobody is connected to)."""
-    from nsmigrate.orchestrator.jobs import Database
+    from nsmigrate.orchestrator.jobs.database import Database
 
     name = f"t{os.getpid()}_job_table"
     with postgres_admin.connect() as conn:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, NamespaceRun
 from nsmigrate.orchestrator.planning.prepared import Prepared
@@ -20,12 +21,12 @@ from nsmigrate_sandbox.stack import Stack
 
 def start_job(
     stack: Stack, spec_data: dict[str, Any], after_plan: Callable[[], None] | None = None, **settings_: Any
-) -> tuple[jobs.Database, Dispatcher, int]:
+) -> tuple[jobs_database.Database, Dispatcher, int]:
     """Plan and launch ``spec_data`` on ``stack`` through `nsmigrate run`'s path (``launch.start_or_resume``, a new
     job); ``after_plan`` runs in between (e.g. to inject a fault into the copy); ``settings_``: the launching
     command's settings other than the stack's URLs. The caller disposes of the database."""
     settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url, **settings_)
-    db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
+    db, dispatcher = jobs_database.Database(settings.database_url), Dispatcher(settings)
 
     def between(_: Prepared) -> list[tuple[str, dict[str, Any]]]:
         if after_plan is not None:
@@ -39,7 +40,7 @@ def start_job(
     return db, dispatcher, started.job_id
 
 
-def batches(db: jobs.Database, job_id: int) -> list[Batch]:
+def batches(db: jobs_database.Database, job_id: int) -> list[Batch]:
     """Every batch of ``job_id``, in the order they were made."""
     with db.transaction() as s:
         return list(

@@ -12,7 +12,9 @@ from typing import TypeVar
 
 import pytest
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.snapshot import JobStatus
 
 T = TypeVar("T")
 
@@ -59,15 +61,15 @@ def wait_until(
 
 
 def wait_for_job(
-    db: jobs.Database,
+    db: jobs_database.Database,
     job_id: int,
-    done: Callable[[jobs.JobStatus], object],
+    done: Callable[[JobStatus], object],
     *,
     timeout_s: float = 120,
     interval_s: float = 0.2,
-) -> jobs.JobStatus:
+) -> JobStatus:
     """Poll the job table until ``done(job_status)`` and return that status; fail with the last status otherwise."""
     what = f"job {job_id}: {getattr(done, '__name__', 'the awaited state')}"
     return wait_until(
-        lambda: jobs.job_status(db, job_id), what=what, timeout_s=timeout_s, interval_s=interval_s, done=done
+        lambda: jobs_status.job_status(db, job_id), what=what, timeout_s=timeout_s, interval_s=interval_s, done=done
     )

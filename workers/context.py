@@ -13,7 +13,7 @@ import threading
 
 import redis
 
-from nsmigrate.orchestrator.jobs import Database
+from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings, load_settings, task_slots
 from nsmigrate.orchestrator.spec.jobspec import RateBudget

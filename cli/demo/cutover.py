@@ -1,12 +1,13 @@
 """The cut-over, from verified copy to switched traffic: an application dual-writes while the job copies, then
-the README's cut-over runbook, command by command (``sync``, ``cutover check``, ``cutover set`` 5 → 100 %, a gated
-``cleanup``), each run on the same command line app a user runs, in this process (no interpreter start per step).
+the README's cut-over runbook, command by command (``sync``, ``cutover check``, ``cutover set`` 5 → 100 % on its
+rails: a step without a check, a step out of order and a step too soon are refused; a gated ``cleanup``), each run
+on the same command line app a user runs, in this process (no interpreter start per step).
 
 The seed data set is in index ``app-old``; the job copies it to ``app-new``. An application thread writes through
 ``orchestrator.cutover.dualwrite.DualWriteIndex`` (upserts of new ids, updates, deletes) during the copy and keeps its
-own ledger of what it wrote. The demo exits 0 only when every command answered as the runbook says (the load check's
-latency limits are shown, not required: see ``_checked``) and the new index holds exactly the ledger: every vector
-the application wrote, none it deleted (read from the data plane, not from the job's verification).
+own ledger of what it wrote. The demo exits 0 only when every command answered as the runbook says and the new index
+holds exactly the ledger: every vector the application wrote, none it deleted (read from the data plane, not from
+the job's verification).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from nsmigrate.cli.main import app as nsmigrate_app
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex
 from nsmigrate.orchestrator.cutover.rollout import last_check
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, reads_new
-from nsmigrate.orchestrator.spec.jobspec import Cutover
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.seed import seed_dataset
 
@@ -36,8 +36,19 @@ MAX_WRITES = 300
 FOLLOW_TIMEOUT_S = 15
 #: How old the application's copy of the rollout may be (DualWriteIndex's max_age_s): how soon its reads follow.
 APP_CACHE_S = 0.25
-#: The load check: 40 QPS for 3 s, 120 queries over the 30 namespaces, enough for a P99 (a real one runs 60 s).
-LOAD_CHECK = {"qps": 40, "duration_s": 3}
+#: The load check: 20 QPS for 3 s, 60 queries over the 30 namespaces (a real one runs 60 s). Each rollout step
+#: needs a passing check, and the local data plane shares a busy machine with the demo's workers, so the demo's
+#: latency limits are wide (it shows the flow, not this machine's latency; a real index keeps the defaults). Each
+#: step soaks SOAK_S, not the default 10 minutes.
+SOAK_S = 2.0
+LOAD_CHECK = {
+    "qps": 20,
+    "duration_s": 3,
+    "p95_ms": 10_000,
+    "p99_ms": 20_000,
+    "cold_query_ms": 20_000,
+    "min_step_s": SOAK_S,
+}
 #: How long verification polls a namespace's count that is stable but differs from the source's (default 60 s).
 #: The wait is for Pinecone's eventually consistent counts; the local data plane's are exact at once. Here the
 #: application writes on through the verification: a namespace it wrote to between the verification's listing and
@@ -72,20 +83,17 @@ def run(options: DemoOptions) -> int:
         ok &= _step(
             "the final sync copies what the copy missed", 0, "sync", job, "--propagate-deletes", "--yes", "--wait"
         )
+        reads_new_at = ("cutover", "set", job, "--reads", "new", "--percent")
+        ok &= _step("the rails: no step without a passing load check", 1, *reads_new_at, "5")
         ok &= _checked(demo, outcome.job_id)
+        ok &= _step("the rails: a first step of 25 % is refused (5 % comes first)", 1, *reads_new_at, "25")
         for percent in ROLLOUT_STEPS[1:]:
-            ok &= _step(
-                f"{percent} % of reads to the new index",
-                0,
-                "cutover",
-                "set",
-                job,
-                "--reads",
-                "new",
-                "--percent",
-                str(percent),
-            )
+            if percent > ROLLOUT_STEPS[1]:
+                _soak()
+            ok &= _step(f"{percent} % of reads to the new index", 0, *reads_new_at, str(percent))
             ok &= app.follows(percent)
+            if percent == ROLLOUT_STEPS[1]:
+                ok &= _step("the rails: the next step waits cutover.min_step_s", 1, *reads_new_at, "25")
             if percent == 50:
                 ok &= _step("cleanup is refused while reads are not all new", 1, "cleanup", job, "--yes")
         ok &= _step("cleanup is refused: no sync since the cut-over began", 1, "cleanup", job, "--yes")
@@ -101,21 +109,21 @@ def run(options: DemoOptions) -> int:
 
 
 def _checked(demo: DemoStack, job_id: int) -> bool:
-    """`nsmigrate cutover check`: the target must answer without errors and as the source does. Its latency limits
-    are shown, not required: they hold for a real index, and the local data plane on a busy machine may miss them
-    (a real cut-over stops there)."""
+    """`nsmigrate cutover check`: it must pass, as every rollout step needs a passing check (the demo's latency
+    limits are wider than a real index's: see LOAD_CHECK)."""
     console.print(f"\n[bold]the load check of the target[/]\n$ nsmigrate cutover check {job_id}")
     _nsmigrate("cutover", "check", str(job_id))
     report = last_check(demo.db, job_id) or {}
-    limits = Cutover()
-    answered = report.get("error_rate", 1.0) <= limits.max_error_rate and (report.get("agreement") or 0.0) >= (
-        limits.min_agreement
-    )
-    if not report.get("passed") and answered:
-        console.print("[yellow]latency above the limits on this machine; a real cut-over would stop here[/]")
-    if not answered:
-        _missed.append("the target's answers: errors or disagreement with the source")
-    return answered
+    if not report.get("passed"):
+        _missed.append("the load check of the target did not pass: the rollout stops there")
+    return bool(report.get("passed"))
+
+
+def _soak() -> None:
+    """Let the step before run cutover.min_step_s (the demo's: SOAK_S) with no breach, as the rails ask."""
+    if not _missed:
+        console.print(f"\n[dim]the step soaks cutover.min_step_s = {SOAK_S:g} s (a real rollout: 10 minutes)…[/]")
+        time.sleep(SOAK_S)
 
 
 def _spec(demo: DemoStack) -> Any:

@@ -20,7 +20,7 @@ from nsmigrate.cli.console import console
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, demo_stack
 from nsmigrate.cli.erasure import erase_everywhere
 from nsmigrate.migrations import catalogue
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.spec.jobspec import load_spec
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
 from nsmigrate.workers.stores.backup.importing import close_store
@@ -66,7 +66,7 @@ def run(options: DemoOptions) -> int:
         import_cmd(archive, test_file, overwrite=True, yes=True, database_url=demo.settings.database_url)
         held = sum(
             e["detail"]["records"]
-            for e in jobs.events_of(demo.db, second["job_id"])
+            for e in jobs_status.events_of(demo.db, second["job_id"])
             if e["action"] == "write_held_back"
         )
 

@@ -21,12 +21,15 @@ from nsmigrate.cli.console import console
 from nsmigrate.cli.fleet import open_control, open_store
 from nsmigrate.cli.render import job_reader, print_plan, watch_job
 from nsmigrate.cli.run import before_the_job
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.summary import summarize
 from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.settings import Settings, load_settings
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, load_spec
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
 from nsmigrate_sandbox.pinecone_server import IndexSpec
@@ -48,7 +51,7 @@ class JobOutcome:
     job_id: int
     code: int  # 0: the job settled as its spec asks (verified, when it auto-verifies)
     elapsed_s: float  # from launch to settled
-    status: jobs.JobStatus
+    status: JobStatus
     spec: JobSpec
 
 
@@ -78,7 +81,7 @@ class DemoStack:
 
     stack: Stack
     settings: Settings
-    db: jobs.Database
+    db: jobs_database.Database
     #: None unless the demo is kept (``--keep``): a demo that stops when its scenario ends starts no Flower, no
     #: pages and no metrics servers, which nobody could open before they were gone, and whose start-up cost CPU
     #: the scenario needs.
@@ -131,7 +134,7 @@ class DemoStack:
             on_launch(job_id)
         console.print(f"job {job_id} started; watch it: {self.where_to_watch(job_id)}")
         code = watch_job(job_reader(self.db, job_id), job_id, waits.settled(self.db, job_id), timeout_s=JOB_TIMEOUT_S)
-        return JobOutcome(job_id, code, time.monotonic() - started, jobs.job_status(self.db, job_id), spec)
+        return JobOutcome(job_id, code, time.monotonic() - started, jobs_status.job_status(self.db, job_id), spec)
 
     def index(self, name: str) -> Index:
         """A real SDK client of sandbox index ``name``."""
@@ -165,7 +168,7 @@ def demo_stack(indexes: list[IndexSpec], options: DemoOptions, *, freshness_lag_
         os.environ.update({k: v for k, v in stack.env().items() if k.startswith(("NSMIGRATE_", "PINECONE_"))})
         watching = _start_workers(stack, options)
         settings = load_settings()
-        demo = DemoStack(stack, settings, jobs.Database(settings.database_url), watching)
+        demo = DemoStack(stack, settings, jobs_database.Database(settings.database_url), watching)
         try:
             yield demo
             if options.keep:

@@ -16,7 +16,8 @@ from rich.table import Table
 from nsmigrate.cli.console import console
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
 from nsmigrate.migrations import catalogue
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
 from nsmigrate_sandbox.pinecone_server import IndexSpec
@@ -48,7 +49,7 @@ def run(options: DemoOptions) -> int:
 def _print_landing(demo: DemoStack, outcome: JobOutcome, source_name: str, target_name: str) -> None:
     source_counts = demo.stack.pinecone.service(source_name).store.counts()
     target_counts = demo.stack.pinecone.service(target_name).store.counts()
-    reports = {run.source_namespace: run.verification or {} for run in jobs.runs_of(demo.db, outcome.job_id)}
+    reports = {run.source_namespace: run.verification or {} for run in jobs_and_runs.runs_of(demo.db, outcome.job_id)}
     table = Table(title=f"vector index {source_name!r} → integrated index {target_name!r}")
     for column in ("namespace", f"{source_name} (vectors)", f"{target_name} (text records)", "verification"):
         table.add_column(column, justify="left" if column in ("namespace", "verification") else "right")
@@ -58,7 +59,7 @@ def _print_landing(demo: DemoStack, outcome: JobOutcome, source_name: str, targe
         row = (display_namespace(ns), str(source_counts[ns]), str(target_counts.get(ns, 0)))
         table.add_row(*row, f"{verdict}: {report.get('summary', '')}")
     console.print(table)
-    for event in jobs.events_of(demo.db, outcome.job_id):
+    for event in jobs_status.events_of(demo.db, outcome.job_id):
         if event["action"] == "target_index_created":
             shape = (event["detail"] or {}).get("shape", {})
             console.print(

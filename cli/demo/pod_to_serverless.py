@@ -14,7 +14,8 @@ from rich.table import Table
 from nsmigrate.cli.console import console
 from nsmigrate.cli.demo.harness import DemoOptions, DemoStack, JobOutcome, demo_stack
 from nsmigrate.migrations import catalogue
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
 from nsmigrate_sandbox.pinecone_server import IndexSpec
@@ -56,7 +57,7 @@ def _print_landing(demo: DemoStack, outcome: JobOutcome, pod_name: str, target_n
     pod_counts = {ns: s.vector_count for ns, s in demo.index(pod_name).describe_index_stats().namespaces.items()}
     target = demo.index(target_name)
     target_counts = {ns: s.vector_count for ns, s in target.describe_index_stats().namespaces.items()}
-    reports = {run.source_namespace: run.verification or {} for run in jobs.runs_of(demo.db, outcome.job_id)}
+    reports = {run.source_namespace: run.verification or {} for run in jobs_and_runs.runs_of(demo.db, outcome.job_id)}
     table = Table(title=f"pod index {pod_name!r} → serverless index {target_name!r}")
     for column in ("namespace", f"{pod_name} (pod)", f"{target_name} (serverless)", "verification"):
         table.add_column(column, justify="left" if column in ("namespace", "verification") else "right")
@@ -65,7 +66,7 @@ def _print_landing(demo: DemoStack, outcome: JobOutcome, pod_name: str, target_n
         verdict = "passed" if report.get("passed") else "FAILED" if report else "not verified"
         table.add_row(ns, str(pod_counts[ns]), str(target_counts.get(ns, 0)), f"{verdict}: {report.get('summary', '')}")
     console.print(table)
-    for event in jobs.events_of(demo.db, outcome.job_id):
+    for event in jobs_status.events_of(demo.db, outcome.job_id):
         if event["action"] == "target_index_created":
             detail = {k: v for k, v in (event["detail"] or {}).items() if k != "host"}
             console.print(f"created target index {target_name!r} (audit log): {detail}")

@@ -11,39 +11,101 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from nsmigrate.orchestrator.cutover.rails import StepHistory, skipped_steps, step_refusal
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, Rollout, cleanup_gate, rollout_from
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs.database import Database, add_event
 from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
 from nsmigrate.orchestrator.records.namespaces import shown_namespaces
+from nsmigrate.orchestrator.spec.jobspec import Cutover
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
+#: A breach seen while a step was live: it restarts the step's soak (``orchestrator.cutover.rails``).
+BREACH = "cutover_breach"
+#: Aliases ``cutover aliases`` created or repointed (a cut-over inside one index).
+ALIASES = "cutover_aliases"
 
 
-def set_rollout(db: Database, job_id: int, percent: int, actor: str) -> Rollout:
+def set_rollout(
+    db: Database,
+    job_id: int,
+    percent: int,
+    actor: str,
+    *,
+    rails: Cutover | None = None,
+    forced: bool = False,
+    **detail: Any,
+) -> Rollout:
     """Record that ``percent`` of the job's namespaces now read the new store; returns the rollout as it is now.
+    ``rails``: the job's ``cutover`` limits, when the move must keep to the rails (``orchestrator.cutover.rails``;
+    ``forced``: ``--force``); ``detail``: more to keep in the ``cutover_set`` event (the reason, the aliases).
 
     Raises:
-        StateError: ``percent`` is below 100 while a cleanup is deleting, or has deleted, a source namespace of the
-            job: some reads would go back to a source that is gone (nothing is recorded).
+        StateError: the rails refuse the step; or ``percent`` is below 100 while a cleanup is deleting, or has
+            deleted, a source namespace of the job: some reads would go back to a source that is gone (nothing is
+            recorded).
     """
     with db.transaction() as s:
         s.scalars(sa.select(Job.id).where(Job.id == job_id).with_for_update()).one()  # one setter at a time
-        if percent < ROLLOUT_STEPS[-1]:
-            # Under the job's row lock, which `start_cleanup` shares: a cleanup starting now waits for this set.
-            runs = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
-            deleted = [r.source_namespace for r in runs if r.source_may_be_deleted]
-            if deleted:
-                raise StateError(
-                    f"reads of job {job_id} cannot go back to its source: a cleanup is deleting or deleted source "
-                    f"namespace {shown_namespaces(deleted)}, so the application would read vectors that are gone; "
-                    "nothing was changed",
-                    hint="reads stay 100 % new; `nsmigrate rollback` restores the originals if the target must go",
-                    job_id=job_id,
-                )
+        problem = _refusal(s, job_id, percent, rails, forced, utcnow())
+        if problem is not None:
+            raise StateError(problem, job_id=job_id)
         previous = _percents(s, job_id)
-        add_event(s, SET, actor, job_id, percent=percent, previous=previous[-1][0] if previous else 0)
+        before = previous[-1][0] if previous else 0
+        skipped = skipped_steps(before, percent)  # only a forced step skips one: recorded with its reason
+        add_event(s, SET, actor, job_id, percent=percent, previous=before, skipped=skipped, **detail)
     return rollout_of(db, job_id)
+
+
+def refusal(db: Database, job_id: int, percent: int, rails: Cutover | None, *, forced: bool = False) -> str | None:
+    """Why ``set_rollout`` would refuse to move reads to ``percent`` now, or None: asked before anything outside
+    the job table moves (an alias cut-over repoints aliases first, then records the step)."""
+    with db.transaction() as s:
+        return _refusal(s, job_id, percent, rails, forced, utcnow())
+
+
+def _refusal(s: Any, job_id: int, percent: int, rails: Cutover | None, forced: bool, now: datetime) -> str | None:
+    if percent < ROLLOUT_STEPS[-1]:
+        # Under the job's row lock, which `start_cleanup` shares: a cleanup starting now waits for this set.
+        runs = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
+        deleted = [r.source_namespace for r in runs if r.source_may_be_deleted]
+        if deleted:
+            return (
+                f"reads of job {job_id} cannot go back to its source: a cleanup is deleting or deleted source "
+                f"namespace {shown_namespaces(deleted)}, so the application would read vectors that are gone; "
+                "nothing was changed (reads stay 100 % new; `nsmigrate rollback` restores the originals if the "
+                "target must go)"
+            )
+    if rails is None:
+        return None
+    problem = step_refusal(job_id, percent, _history(s, job_id), rails, now, forced=forced)
+    return f"{problem}; nothing was changed" if problem is not None else None
+
+
+def _history(s: Any, job_id: int) -> StepHistory:
+    """The rails' view of the job's audit log: the newest step, the newest check, the newest breach since."""
+
+    def newest(action: str) -> Any:
+        query = sa.select(Event.detail, Event.at).where(Event.job_id == job_id, Event.action == action)
+        return s.execute(query.order_by(Event.id.desc()).limit(1)).first()
+
+    step, check = newest(SET), newest(CHECKED)
+    set_at = step[1] if step is not None else None
+    breaches = []
+    if set_at is not None:  # a failed check or a breach event while the step was live restarts its soak
+        since = s.execute(
+            sa.select(Event.action, Event.detail, Event.at).where(
+                Event.job_id == job_id, Event.at >= set_at, Event.action.in_((CHECKED, BREACH))
+            )
+        )
+        breaches = [at for action, detail, at in since if action == BREACH or not (detail or {}).get("passed")]
+    return StepHistory(
+        percent=int(step[0]["percent"]) if step is not None else 0,
+        set_at=set_at,
+        check_at=check[1] if check is not None else None,
+        check_passed=bool(check[0].get("passed")) if check is not None else False,
+        breach_at=max(breaches, default=None),
+    )
 
 
 def rollout_of(db: Database, job_id: int) -> Rollout:
@@ -73,6 +135,14 @@ def last_event_at(db: Database, run_id: int, action: str) -> datetime | None:
     """When the newest ``action`` event of a namespace run was written (None: never)."""
     with db.transaction() as s:
         return s.scalar(sa.select(sa.func.max(Event.at)).where(Event.run_id == run_id, Event.action == action))
+
+
+def record_aliases(
+    db: Database, job_id: int, actor: str, targets: dict[str, str], created: list[str], repointed: list[str]
+) -> None:
+    """Keep what ``cutover aliases`` created or repointed (a ``cutover set`` keeps its aliases in its own event)."""
+    with db.transaction() as s:
+        add_event(s, ALIASES, actor, job_id, aliases=targets, created=created, repointed=repointed)
 
 
 def record_check(db: Database, job_id: int, report: dict[str, Any], actor: str) -> None:

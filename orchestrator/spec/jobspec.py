@@ -31,6 +31,7 @@ from nsmigrate.orchestrator.limits import (
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
 from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
+from nsmigrate.orchestrator.spec.cutover import Cutover, one_pinecone_index
 from nsmigrate.orchestrator.spec.stores import (
     PgvectorStoreSpec,
     StoreSpec,
@@ -296,29 +297,6 @@ class Cleanup(_Model):
     mode: Literal["never", "manual", "auto"] = "never"
 
 
-class Cutover(_Model):
-    """Switching traffic to the target (``nsmigrate cutover``): what the load check must show before reads move, and
-    how long reads must be all new before ``cleanup`` may delete the source."""
-
-    qps: float = Field(default=20, gt=0, le=1000, description="Queries per second of `cutover check`.")
-    duration_s: float = Field(default=60, gt=0, le=3600, description="How long `cutover check` queries.")
-    p95_ms: float = Field(default=100, gt=0, description="Largest allowed P95 of the target's query latency.")
-    p99_ms: float = Field(default=200, gt=0, description="Largest allowed P99 of the target's query latency.")
-    cold_query_ms: float = Field(
-        default=500, gt=0, description="Largest allowed latency of the first query to each target namespace."
-    )
-    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Largest allowed share of failed queries.")
-    min_agreement: float = Field(
-        default=0.9, ge=0, le=1, description="Smallest allowed mean top-k overlap of source and target answers."
-    )
-    top_k: int = Field(default=10, gt=0, le=1000)
-    decommission_after_s: float = Field(
-        default=7 * 86400,
-        ge=0,
-        description="How long reads must have been 100 % new before `cleanup` may delete the source (7 days).",
-    )
-
-
 class Backup(_Model):
     """Export each source namespace to Parquet before anything is copied."""
 
@@ -436,6 +414,12 @@ class JobSpec(_Model):
         if self.strategy == "collection":
             self._collection_strategy_fits()
         self._text_fits()
+        if self.cutover.aliases is not None and not one_pinecone_index(self.source, self.target):
+            raise ValueError(
+                "cutover.aliases: an alias points only at a namespace of its own index, so a cut-over by alias needs "
+                "source and target to be one Pinecone index (the same `index` or `host`); across indexes, "
+                "applications read through DualWriteIndex (leave cutover.aliases out)"
+            )
         if self.cleanup.mode == "auto" and not self.auto_verify:
             raise ValueError("cleanup.mode `auto` needs auto_verify: true (cleanup only ever follows verification)")
         return self

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import redis as redis_lib
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import BatchState, RunState
 from nsmigrate_sandbox.stack import Stack
 from tests.chaos import (
@@ -41,7 +41,7 @@ def test_cancel_mid_job_stops_new_batches_and_deletes_nothing(stack: Stack) -> N
     db, _, job_id = start_job(stack, chaos_spec(stack))
     wait_for(mid_copy(db, job_id, total_batches=80), "batches to be running mid-copy")
 
-    jobs.cancel_job(db, job_id)
+    jobs_and_runs.cancel_job(db, job_id)
     cancelled_at = datetime.now(UTC)
     broker = redis_lib.Redis.from_url(stack.redis_url)
 
@@ -57,10 +57,10 @@ def test_cancel_mid_job_stops_new_batches_and_deletes_nothing(stack: Stack) -> N
     assert not started_after, f"batches {started_after} started after the cancel"
     done = [b for b in rows if b.state == BatchState.DONE]
     assert 0 < len(done) < 80
-    assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.CANCELLED}
+    assert {r.state for r in jobs_and_runs.runs_of(db, job_id)} == {RunState.CANCELLED}
     # The target holds exactly what the done batches copied, and less than everything; the source is whole.
     copied_ids = {vid for b in done for vid in b.ids}
     assert sum(stack.pinecone.count(DST, ns) for ns in loaded) == len(copied_ids) < total
     for ns, records in loaded.items():
         assert stack.pinecone.count(SRC, ns) == len(records)
-    assert jobs.find_job(db, job_id).state == "cancelled"
+    assert jobs_and_runs.find_job(db, job_id).state == "cancelled"

@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.messaging.task_names import lock_key
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
@@ -32,7 +35,9 @@ from tests.sent_tasks import SentTasks, sent
 pytestmark = pytest.mark.chaos
 
 
-def one_run_job(db: jobs.Database, source_host: str = "http://127.0.0.1:9", **spec_fields: Any) -> tuple[int, int]:
+def one_run_job(
+    db: jobs_database.Database, source_host: str = "http://127.0.0.1:9", **spec_fields: Any
+) -> tuple[int, int]:
     """A job with one namespace run (``ns0``) and no worker, for playing a kill at an exact point: (job id, run id)."""
     spec = parse_spec(
         {
@@ -43,8 +48,8 @@ def one_run_job(db: jobs.Database, source_host: str = "http://127.0.0.1:9", **sp
         }
     )
     plan = Plan(runs=[NamespacePlan("ns0", "ns0", 3, 2)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
-    return job_id, jobs.runs_of(db, job_id)[0].id
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    return job_id, jobs_and_runs.runs_of(db, job_id)[0].id
 
 
 @pytest.fixture
@@ -59,15 +64,15 @@ def test_two_listers_listing_from_the_same_token_cannot_both_record_the_page(wor
     db = worker_ctx.db
     job_id, run_id = one_run_job(db)
 
-    jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
+    jobs_pages.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
     with pytest.raises(StateError):
-        jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
-    jobs.add_batches(db, run_id, [["c"]], None, listing_done=True, listed_from="t1")
+        jobs_pages.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
+    jobs_pages.add_batches(db, run_id, [["c"]], None, listing_done=True, listed_from="t1")
     with pytest.raises(StateError):
-        jobs.add_batches(db, run_id, [["c"]], None, listing_done=True, listed_from="t1")
+        jobs_pages.add_batches(db, run_id, [["c"]], None, listing_done=True, listed_from="t1")
 
     assert [b.ids for b in batches(db, job_id)] == [["a", "b"], ["c"]]
-    run = jobs.get_run(db, run_id)
+    run = jobs_and_runs.get_run(db, run_id)
     assert (run.listed, run.batches_total, run.listing_done) == (3, 2, True)
 
 
@@ -78,49 +83,52 @@ def test_recording_a_page_reports_what_the_lister_checks_next(worker_ctx: Worker
     db = worker_ctx.db
     _, run_id = one_run_job(db)
 
-    first = jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
-    second = jobs.add_batches(db, run_id, [["c"]], "t2", listing_done=False, listed_from="t1")
+    first = jobs_pages.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False, listed_from=None)
+    second = jobs_pages.add_batches(db, run_id, [["c"]], "t2", listing_done=False, listed_from="t1")
     assert (second.in_flight, second.cancelled, second.copied) == (2, False, False)
 
     for batch_id in (*first.batch_ids, *second.batch_ids):
-        assert jobs.start_batch(db, batch_id, "test") is not None
-        jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64)
-    assert jobs.after_batch(db, run_id, 64) == (False, True)  # listing unfinished: the lister is woken, not copied
+        assert jobs_batches.start_batch(db, batch_id, "test") is not None
+        jobs_batches.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64)
+    assert jobs_batches.after_batch(db, run_id, 64) == (
+        False,
+        True,
+    )  # listing unfinished: the lister is woken, not copied
 
-    last = jobs.add_batches(db, run_id, [], None, listing_done=True, listed_from="t2")
+    last = jobs_pages.add_batches(db, run_id, [], None, listing_done=True, listed_from="t2")
     assert (last.batch_ids, last.in_flight, last.copied) == ([], 0, True)
-    assert jobs.get_run(db, run_id).state == RunState.COPIED
+    assert jobs_and_runs.get_run(db, run_id).state == RunState.COPIED
 
 
 def test_the_last_batch_to_finish_moves_its_run_on_in_the_same_transaction(worker_ctx: WorkerContext) -> None:
     db = worker_ctx.db
     _, run_id = one_run_job(db)
-    first, last = jobs.add_batches(db, run_id, [["a"], ["b"]], None, listing_done=True).batch_ids
+    first, last = jobs_pages.add_batches(db, run_id, [["a"], ["b"]], None, listing_done=True).batch_ids
     for batch_id in (first, last):
-        assert jobs.start_batch(db, batch_id, "test") is not None
+        assert jobs_batches.start_batch(db, batch_id, "test") is not None
 
-    assert jobs.finish_batch(db, first, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
+    assert jobs_batches.finish_batch(db, first, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
         False,
         False,  # listing is done: nobody to wake
     )
-    assert jobs.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
+    assert jobs_batches.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
         True,
         False,
     )
     # A duplicate delivery of the last batch changes nothing and does not win the run a second time.
-    assert jobs.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
+    assert jobs_batches.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
         False,
         False,
     )
-    run = jobs.get_run(db, run_id)
+    run = jobs_and_runs.get_run(db, run_id)
     assert (run.state, run.copied) == (RunState.COPIED, 2)
 
 
 def test_a_cancelled_run_tells_its_lister_to_stop(worker_ctx: WorkerContext) -> None:
     db = worker_ctx.db
     job_id, run_id = one_run_job(db)
-    jobs.cancel_job(db, job_id, actor="test")
-    recorded = jobs.add_batches(db, run_id, [["a"]], "t1", listing_done=False, listed_from=None)
+    jobs_and_runs.cancel_job(db, job_id, actor="test")
+    recorded = jobs_pages.add_batches(db, run_id, [["a"]], "t1", listing_done=False, listed_from=None)
     assert recorded.cancelled and recorded.in_flight == 1
 
 
@@ -128,7 +136,7 @@ class ListCalls:
     """Wraps the lister's source store: records the token of every list request as it starts."""
 
     def __init__(self, ctx: WorkerContext, job_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
-        store = ctx.store(jobs.job_spec(ctx.db, job_id).source)  # the lister's own (per-process) store
+        store = ctx.store(jobs_and_runs.job_spec(ctx.db, job_id).source)  # the lister's own (per-process) store
         self.tokens: list[str | None] = []
         self.started = threading.Condition()
         list_ids = store.list_ids
@@ -166,15 +174,15 @@ def test_the_lister_lists_the_next_batch_while_it_records_and_sends_the_last(
     job_id, run_id = one_run_job(db, five_ids, batch_size=2)
     calls = ListCalls(worker_ctx, job_id, monkeypatch)
     overlapped = []
-    add_batches = jobs.add_batches
+    add_batches = jobs_pages.add_batches
 
-    def add_batches_once_the_next_is_listing(*args: Any, **kwargs: Any) -> jobs.Recorded:
+    def add_batches_once_the_next_is_listing(*args: Any, **kwargs: Any) -> jobs_pages.Recorded:
         next_token = args[3]
         if not kwargs["listing_done"]:
             overlapped.append(calls.wait_for(next_token))
         return add_batches(*args, **kwargs)
 
-    monkeypatch.setattr(jobs, "add_batches", add_batches_once_the_next_is_listing)
+    monkeypatch.setattr(jobs_pages, "add_batches", add_batches_once_the_next_is_listing)
     listing.list_run(worker_ctx, run_id)
 
     assert overlapped == [True, True]
@@ -195,7 +203,7 @@ def test_the_lister_lists_nothing_ahead_that_the_bound_would_leave_unused(
 
     assert [b.ids for b in batches(db, job_id)] == [["a", "b"], ["c", "d"]]
     assert len(calls.tokens) == 2  # one page per batch of two: nothing listed for the third
-    run = jobs.get_run(db, run_id)
+    run = jobs_and_runs.get_run(db, run_id)
     assert run.list_token is not None and not run.listing_done  # where the woken lister goes on
 
 
@@ -205,7 +213,7 @@ def test_a_lister_killed_between_recording_a_batch_and_sending_it_is_made_good_b
     """The kill lands exactly after ``add_batches`` committed the last batch and before its copy task was sent.
     Nothing else would ever send it; the lister's redelivered task (``again``) sends the run's queued batches."""
     _, run_id = one_run_job(worker_ctx.db)
-    [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
+    [batch_id] = jobs_pages.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
 
     listing.list_run(worker_ctx, run_id)  # a plain wake-up cannot know
     assert sent(worker_ctx) == []
@@ -223,7 +231,7 @@ def test_a_redelivered_lister_that_finds_the_lock_taken_still_sends_what_its_kil
     only under the lock, and the batch stayed ``queued`` until `resume`)."""
     db = worker_ctx.db
     _, run_id = one_run_job(db)
-    [orphan] = jobs.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False).batch_ids
+    [orphan] = jobs_pages.add_batches(db, run_id, [["a", "b"]], "t1", listing_done=False).batch_ids
     worker_ctx.settings.lister_lock_ttl_s = 0.5  # the redelivered lister waits ~1.5 s for the lock
     live = worker_ctx.redis.lock(lock_key(f"list:{run_id}"), timeout=0.5, thread_local=False)
     assert live.acquire(blocking=False)
@@ -253,10 +261,10 @@ def test_a_lister_killed_after_its_empty_last_page_finished_the_run_is_made_good
     do; the redelivered lister sends the verification."""
     db = worker_ctx.db
     _, run_id = one_run_job(db)
-    [batch_id] = jobs.add_batches(db, run_id, [["a", "b", "c"]], "t1", listing_done=False).batch_ids
-    assert jobs.start_batch(db, batch_id, "test") is not None
-    jobs.finish_batch(db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"], max_in_flight=64)
-    assert jobs.add_batches(db, run_id, [], None, listing_done=True, listed_from="t1").copied
+    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b", "c"]], "t1", listing_done=False).batch_ids
+    assert jobs_batches.start_batch(db, batch_id, "test") is not None
+    jobs_batches.finish_batch(db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"], max_in_flight=64)
+    assert jobs_pages.add_batches(db, run_id, [], None, listing_done=True, listed_from="t1").copied
 
     listing.list_run(worker_ctx, run_id)
     assert sent(worker_ctx) == []
@@ -269,9 +277,9 @@ def test_a_copy_killed_after_marking_its_run_copied_is_made_good_by_its_redelive
     a wake-up flag was set without its message). The redelivered copy task finds its batch done and sends what
     should have followed."""
     _, run_id = one_run_job(worker_ctx.db)
-    [batch_id] = jobs.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
-    assert jobs.start_batch(worker_ctx.db, batch_id, "doomed") is not None
-    copied, _ = jobs.finish_batch(
+    [batch_id] = jobs_pages.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
+    assert jobs_batches.start_batch(worker_ctx.db, batch_id, "doomed") is not None
+    copied, _ = jobs_batches.finish_batch(
         worker_ctx.db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"], max_in_flight=64
     )
     assert copied

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 import redis as redis_lib
 
-from nsmigrate.orchestrator import jobs, recovery
+from nsmigrate.orchestrator import recovery
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate_sandbox.stack import Stack
 from tests.chaos import (
     FAST_RECOVERY,
@@ -61,7 +62,7 @@ def test_a_message_lost_on_its_way_to_a_killed_worker_is_sent_again_without_resu
     take_over(stack, survivor, QUEUES)
 
     assert_nothing_lost(stack, db, job_id, loaded)
-    assert "stalled_runs_resent" in [e["action"] for e in jobs.events_of(db, job_id)]
+    assert "stalled_runs_resent" in [e["action"] for e in jobs_status.events_of(db, job_id)]
 
 
 def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Stack) -> None:

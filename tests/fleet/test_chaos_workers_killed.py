@@ -13,7 +13,8 @@ import signal
 import pytest
 import redis as redis_lib
 
-from nsmigrate.orchestrator import jobs, recovery
+from nsmigrate.orchestrator import recovery
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.task_names import lock_key
 from nsmigrate_sandbox.pinecone_server import Faults
 from nsmigrate_sandbox.stack import Stack
@@ -107,21 +108,21 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
     # the copy worker lists too once the lister is dead: a new list worker, without a boot of its own
     copier = start_standby(stack, "copier", 4, pool="prefork", consuming="copy,verify", **FAST_RECOVERY)
     db, dispatcher, job_id = start_job(stack, chaos_spec(stack, max_batches_in_flight=3))
-    run_id = jobs.runs_of(db, job_id)[0].id
+    run_id = jobs_and_runs.runs_of(db, job_id)[0].id
     broker = redis_lib.Redis.from_url(stack.redis_url)
 
     def listing_in_progress() -> bool:
-        run = jobs.get_run(db, run_id)
+        run = jobs_and_runs.get_run(db, run_id)
         return 8 <= run.batches_total <= 40 and bool(broker.exists(lock_key(f"list:{run_id}")))
 
     wait_for(listing_in_progress, "the lister to be listing (lock held) after a few batches", poll_s=0.01)
     stack.kill(lister, signal.SIGKILL)
     assert broker.exists(lock_key(f"list:{run_id}"))  # the dead lister's lock is still there
-    at_kill = jobs.get_run(db, run_id)
+    at_kill = jobs_and_runs.get_run(db, run_id)
     assert not at_kill.listing_done and at_kill.list_token
     fault_landed(stack)
     take_over(stack, copier, "list")
     recovery.resume(db, dispatcher, job_id)
 
     assert_nothing_lost(stack, db, job_id, loaded)
-    assert jobs.get_run(db, run_id).batches_total == 60
+    assert jobs_and_runs.get_run(db, run_id).batches_total == 60

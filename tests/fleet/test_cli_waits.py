@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import JobState, RunState
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
@@ -65,9 +67,9 @@ def nsmigrate(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def runs(stack: Stack, job_id: int) -> list[Any]:
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        return jobs.runs_of(db, job_id)
+        return jobs_and_runs.runs_of(db, job_id)
     finally:
         db.dispose()
 
@@ -89,9 +91,9 @@ def test_verify_of_a_finished_job_waits_for_the_new_verdicts(stack: Stack) -> No
     job_id = int(first.stdout.split("started\n", 1)[1].split()[0])
     before = {r.id: r.verification["checked_at"] for r in runs(stack, job_id) if r.verification}
     assert len(before) == len(NAMESPACES)
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        assert jobs.job_status(db, job_id).state == JobState.FINISHED
+        assert jobs_status.job_status(db, job_id).state == JobState.FINISHED
     finally:
         db.dispose()
 

@@ -15,8 +15,11 @@ from pinecone import Pinecone
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.task_names import TaskName
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.flower_api import failures_of, open_flower, tasks_of
@@ -84,18 +87,18 @@ def test_a_pod_index_moves_through_a_collection_and_is_verified(stack: Stack) ->
     result = nsmigrate(stack, "run", spec, "--wait")
 
     assert result.exit_code == 0, result.output
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        job_id = jobs.list_jobs(db)[0]["job_id"]
-        status = jobs.job_status(db, job_id)
+        job_id = jobs_status.list_jobs(db)[0]["job_id"]
+        status = jobs_status.job_status(db, job_id)
         assert status.phase == "restored"
         assert {r.source_namespace: r.state for r in status.runs} == dict.fromkeys(NAMESPACES, "verified")
-        by_ns = {r.source_namespace: r for r in jobs.runs_of(db, job_id)}
+        by_ns = {r.source_namespace: r for r in jobs_and_runs.runs_of(db, job_id)}
         for ns, n in NAMESPACES.items():
             report = by_ns[ns].verification or {}
             assert report["passed"] and report["ids_expected"] == n and report["content_checked"] == n
             assert (report["source_count"], report["target_count"]) == (n, n)
-        actions = [e["action"] for e in jobs.events_of(db, job_id)]
+        actions = [e["action"] for e in jobs_status.events_of(db, job_id)]
         for action in ("collection_collecting", "collection_restoring", "target_index_created", "collection_restored"):
             assert action in actions
         assert actions.index("collection_collecting") < actions.index("collection_restoring")
@@ -151,13 +154,13 @@ def test_a_step_that_fails_ends_the_runs_with_the_error_and_retry_goes_on(stack:
     flower = open_flower(stack, "coll")
     started = nsmigrate(stack, "run", write_spec(stack))
     assert started.exit_code == 0, started.output
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        job_id = jobs.list_jobs(db)[0]["job_id"]
+        job_id = jobs_status.list_jobs(db)[0]["job_id"]
         wait_until(sandbox.control.collection_names, what="the collection started", timeout_s=30)
         sandbox.add_index(IndexSpec(NEW, DIM, "euclidean"))  # someone takes the target's name meanwhile
 
-        def failed(status: jobs.JobStatus) -> bool:
+        def failed(status: JobStatus) -> bool:
             return all(r.state == "list_failed" for r in status.runs)
 
         status = wait_for_job(db, job_id, failed, timeout_s=60)
@@ -178,13 +181,13 @@ def test_a_step_that_fails_ends_the_runs_with_the_error_and_retry_goes_on(stack:
         retried = nsmigrate(stack, "retry", str(job_id))
         assert retried.exit_code == 0, retried.output
 
-        def verified(status: jobs.JobStatus) -> bool:
+        def verified(status: JobStatus) -> bool:
             return all(r.state == "verified" for r in status.runs)
 
         status = wait_for_job(db, job_id, verified, timeout_s=90)
         assert status.phase == "restored"
         assert sandbox.count(NEW) == sum(NAMESPACES.values())
-        actions = [e["action"] for e in jobs.events_of(db, job_id)]
+        actions = [e["action"] for e in jobs_status.events_of(db, job_id)]
         assert actions.count("collection_collecting") == 1 and "collection_failed" in actions
         succeeded = tasks_of(flower, taskname=TaskName.COLLECTION_STEP.value, state="SUCCESS")
         assert any(task["result"]["step"] == "restored" for task in succeeded), succeeded

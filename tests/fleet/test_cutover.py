@@ -6,6 +6,7 @@ Redis and Postgres. Every check of the data reads the data plane itself (``snaps
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +14,10 @@ import numpy as np
 import pytest
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
+from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
@@ -59,7 +62,7 @@ def index(stack: Stack, name: str) -> Any:
     return Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host(name))
 
 
-def migrated(stack: Stack, **overrides: Any) -> tuple[jobs.Database, int]:
+def migrated(stack: Stack, **overrides: Any) -> tuple[jobs_database.Database, int]:
     """Two namespaces of 60 vectors copied src → dst and verified."""
     load_small(stack)
     db, _, job_id = start_job(stack, small_spec(stack, **overrides))
@@ -67,13 +70,33 @@ def migrated(stack: Stack, **overrides: Any) -> tuple[jobs.Database, int]:
     return db, job_id
 
 
-def dual_writer(stack: Stack, db: jobs.Database, job_id: int, **kwargs: Any) -> DualWriteIndex:
+#: A load check that passes on a busy machine, in a second.
+GENEROUS = {"qps": 10, "duration_s": 1, "p95_ms": 2000, "p99_ms": 2000, "cold_query_ms": 2000}
+#: ... and no soak between the rollout's steps (the tests of the soak set their own).
+STEPPING = {**GENEROUS, "min_step_s": 0}
+
+
+def check(stack: Stack, job_id: int) -> tuple[int, dict[str, Any]]:
+    result = cli(stack, "cutover", "check", str(job_id), "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+def walk_to(stack: Stack, job_id: int, percent: int) -> None:
+    """A passing `cutover check`, then `cutover set --reads new` step by step up to ``percent``, as the rails ask."""
+    code, report = check(stack, job_id)
+    assert code == 0, report["problems"]
+    for step in (p for p in ROLLOUT_STEPS[1:] if p <= percent):
+        result = cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", str(step))
+        assert result.exit_code == 0, result.output
+
+
+def dual_writer(stack: Stack, db: jobs_database.Database, job_id: int, **kwargs: Any) -> DualWriteIndex:
     return DualWriteIndex(old=index(stack, "src"), new=index(stack, "dst"), job_id=job_id, db=db, **kwargs)
 
 
-def sync_all(ctx: WorkerContext, db: jobs.Database, job_id: int, **kwargs: Any) -> None:
+def sync_all(ctx: WorkerContext, db: jobs_database.Database, job_id: int, **kwargs: Any) -> None:
     """`nsmigrate sync JOB`, then wait for every namespace's verdict."""
-    for run in jobs.runs_of(db, job_id):
+    for run in jobs_and_runs.runs_of(db, job_id):
         sync_run(ctx, run.id, actor="tester", **kwargs)
     assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
 
@@ -140,7 +163,7 @@ def test_a_write_the_new_index_refused_is_recorded_and_repaired_by_sync(app_stac
 
 def test_reads_follow_the_rollout_in_a_running_client(app_stack: AppStack) -> None:
     stack, _ = app_stack
-    db, job_id = migrated(stack)
+    db, job_id = migrated(stack, cutover=STEPPING)
     app = dual_writer(stack, db, job_id, max_age_s=0.2)
     vector = np.random.default_rng(5).random(DIM).tolist()
 
@@ -149,13 +172,13 @@ def test_reads_follow_the_rollout_in_a_running_client(app_stack: AppStack) -> No
         return "new" if "migrated_from" in match.metadata else "old"  # only the copy carries migrated_from
 
     assert answered_by() == "old"
-    assert cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "100").exit_code == 0
+    walk_to(stack, job_id, 100)
     wait_until(answered_by, what="ns0 read from the new index", done=lambda side: side == "new", timeout_s=10)
     assert cli(stack, "cutover", "set", str(job_id), "--reads", "old").exit_code == 0
     wait_until(answered_by, what="ns0 read from the old index again", done=lambda side: side == "old", timeout_s=10)
 
     steps = [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")]
-    assert steps == [100, 0]
+    assert steps == [5, 25, 50, 100, 0]
 
 
 def test_a_bad_rollout_step_is_refused_and_changes_nothing(app_stack: AppStack) -> None:
@@ -186,10 +209,10 @@ def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_lo
     app_stack: AppStack,
 ) -> None:
     stack, ctx = app_stack
-    db, job_id = migrated(stack, cleanup={"mode": "manual"}, cutover={"decommission_after_s": 3600})
+    db, job_id = migrated(stack, cleanup={"mode": "manual"}, cutover={"decommission_after_s": 3600, **STEPPING})
     job = str(job_id)
 
-    assert cli(stack, "cutover", "set", job, "--reads", "new", "--percent", "50").exit_code == 0
+    walk_to(stack, job_id, 50)
     refused = cli(stack, "cleanup", job, "--yes")
     assert refused.exit_code == 1 and "reads are 50 % new" in refused.output, refused.output
     # The job's reason, said once: the first namespace with it, the others counted and named.
@@ -215,14 +238,6 @@ def test_cleanup_is_refused_during_the_rollout_until_synced_and_reads_are_new_lo
 
     assert done.exit_code == 0, done.output
     assert stack.pinecone.snapshot("src") == {}
-
-
-GENEROUS = {"qps": 10, "duration_s": 1, "p95_ms": 2000, "p99_ms": 2000, "cold_query_ms": 2000}
-
-
-def check(stack: Stack, job_id: int) -> tuple[int, dict[str, Any]]:
-    result = cli(stack, "cutover", "check", str(job_id), "--json")
-    return result.exit_code, json.loads(result.stdout)
 
 
 def test_the_check_keeps_no_more_queries_in_flight_than_the_setting_says(
@@ -287,7 +302,7 @@ def test_dual_writes_reach_a_pgvector_target_and_reads_follow_to_it(
 ) -> None:
     stack, _ = app_stack
     monkeypatch.setenv("NSMIGRATE_PGVECTOR_URL", stack.database_url)  # the workers get the same (Stack.env)
-    db, job_id = migrated(stack, target=PGVECTOR)
+    db, job_id = migrated(stack, target=PGVECTOR, cutover=STEPPING)
     target = open_store(PgvectorStoreSpec.model_validate(PGVECTOR))
     app = DualWriteIndex(old=index(stack, "src"), new=StoreIndex(target), job_id=job_id, db=db, max_age_s=0.2)
     vector = np.random.default_rng(7).random(DIM).tolist()
@@ -300,7 +315,7 @@ def test_dual_writes_reach_a_pgvector_target_and_reads_follow_to_it(
     assert target.fetch("ns0", ["v0-0003"]) == [] and "v0-0003" not in stack.pinecone.snapshot("src")["ns0"]
     assert events(db, job_id, "dual_write_failed") == []
 
-    assert cli(stack, "cutover", "set", str(job_id), "--reads", "new", "--percent", "100").exit_code == 0
+    walk_to(stack, job_id, 100)
     answer = wait_until(
         lambda: app.query(vector=vector, top_k=1, namespace="ns0"),
         what="ns0 read from pgvector",
@@ -308,3 +323,68 @@ def test_dual_writes_reach_a_pgvector_target_and_reads_follow_to_it(
         timeout_s=10,
     )
     assert answer.matches[0].id == "late-0"
+
+
+def set_reads(stack: Stack, job_id: int, *args: str) -> Any:
+    return cli(stack, "cutover", "set", str(job_id), "--reads", *args)
+
+
+def test_reads_new_needs_a_percent_and_the_steps_go_in_order_unless_forced_with_a_reason(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack, cutover=STEPPING)
+    assert check(stack, job_id)[0] == 0
+
+    no_percent = set_reads(stack, job_id, "new")
+    assert no_percent.exit_code == 2 and "--reads new needs --percent" in no_percent.output, no_percent.output
+    skipping = set_reads(stack, job_id, "new", "--percent", "25")  # a first step of 25 %
+    assert skipping.exit_code == 1 and "the next step is 5 %" in skipping.output, skipping.output
+    assert f"cutover set {job_id} --reads new --percent 25 --force --reason TEXT" in skipping.output
+    no_reason = set_reads(stack, job_id, "new", "--percent", "25", "--force")
+    assert no_reason.exit_code == 2 and "--force needs --reason" in no_reason.output, no_reason.output
+    too_far = set_reads(stack, job_id, "new", "--percent", "50", "--force", "--reason", "in a hurry")
+    assert too_far.exit_code == 1 and "skips one step, never more" in too_far.output, too_far.output
+    assert events(db, job_id, "cutover_set") == []
+
+    forced = set_reads(stack, job_id, "new", "--percent", "25", "--force", "--reason", "5 % ran on staging")
+    assert forced.exit_code == 0, forced.output
+    again = set_reads(stack, job_id, "new", "--percent", "25")  # a repeat is done, not an error
+    assert again.exit_code == 0 and "already: done" in again.output, again.output
+
+    [step] = [e["detail"] for e in events(db, job_id, "cutover_set")]
+    assert step["percent"] == 25 and step["skipped"] == [5] and step["reason"] == "5 % ran on staging"
+
+
+def test_each_step_needs_a_passing_check_of_the_job_taken_within_check_valid_s(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack, cutover={**STEPPING, "check_valid_s": 0.001})
+    command = f"`nsmigrate cutover check {job_id}`"
+
+    unchecked = set_reads(stack, job_id, "new", "--percent", "5")
+    assert unchecked.exit_code == 1 and "no `cutover check`" in unchecked.output and command in unchecked.output
+    assert check(stack, job_id)[0] == 0
+    stale = set_reads(stack, job_id, "new", "--percent", "5")
+    assert stale.exit_code == 1 and "cutover.check_valid_s = 0.001 s" in stale.output, stale.output
+    assert command in stale.output and events(db, job_id, "cutover_set") == []
+
+
+def test_the_next_step_waits_min_step_s_with_no_breach_and_reads_old_goes_at_once(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack, cutover={**GENEROUS, "min_step_s": 3600})
+    walk_to(stack, job_id, 5)
+
+    early = set_reads(stack, job_id, "new", "--percent", "25")
+    assert early.exit_code == 1 and "cutover.min_step_s = 3600 s" in early.output, early.output
+    assert re.search(r"(359\d|3600) s left", early.output), early.output
+
+    stack.pinecone.set_faults("dst", Faults(error_rate_5xx=1.0, error_ops=("query",)))
+    assert check(stack, job_id)[0] == 1  # a breach while the 5 % step is live
+    stack.pinecone.set_faults("dst", Faults())
+    failed = set_reads(stack, job_id, "new", "--percent", "25")
+    assert failed.exit_code == 1 and "failed" in failed.output and f"cutover check {job_id}" in failed.output
+    assert check(stack, job_id)[0] == 0
+    restarted = set_reads(stack, job_id, "new", "--percent", "25")
+    assert restarted.exit_code == 1 and "a breach at" in restarted.output, restarted.output
+
+    back = set_reads(stack, job_id, "old")  # no check, no wait: the way out
+    assert back.exit_code == 0, back.output
+    assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 0]

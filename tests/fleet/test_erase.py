@@ -12,13 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
@@ -28,7 +31,7 @@ from nsmigrate.workers.stores.backup.importing import read_manifest
 from nsmigrate.workers.stores.base import iter_all_ids
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.postgrest import PostgrestStandIn, create_tenancy_tables, load_tenancy
-from nsmigrate_sandbox.stack import Stack
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.chaos import fault_landed, start_standby, take_over
 from tests.fleet_jobs import use_stack_env
 from tests.polling import wait_until
@@ -195,10 +198,10 @@ def test_erasing_a_creator_leaves_no_copy_and_touches_nothing_else(
     # The backup that is left is still a complete export (its manifest agrees with its files).
     for manifest in (tmp_path / "backups").rglob("manifest.json"):
         assert {h.namespace for h in read_manifest(manifest.parent)} == {"", "t10", "t11"}
-    db = jobs.Database(stack.database_url)
-    erase_jobs = [j for j in jobs.list_jobs(db) if j["kind"] == "erase"]
+    db = jobs_database.Database(stack.database_url)
+    erase_jobs = [j for j in jobs_status.list_jobs(db) if j["kind"] == "erase"]
     assert len(erase_jobs) == 1 and erase_jobs[0]["state"] == "finished"
-    actions = [e["action"] for e in jobs.events_of(db, erase_jobs[0]["job_id"])]
+    actions = [e["action"] for e in jobs_status.events_of(db, erase_jobs[0]["job_id"])]
     assert "erasure_receipt" in actions and actions.count("place_erased") == len(receipt["places"])
     shown = CliRunner().invoke(app, ["status", str(erase_jobs[0]["job_id"])])
     assert shown.exit_code == 0 and "creator_a.1_twin_t1" in shown.output and "verified" in shown.output
@@ -232,15 +235,15 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
     # its successor boots meanwhile, on a queue an erasure does not use, and takes the erasure's at the kill
     after = start_standby(stack, "after", 2, pool="prefork", consuming="verify", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     plan = plan_erasure(db, "a.1", None, open_retrying_store)
-    job_id = jobs.create_erasure(db, "erase-a.1", plan.spec("test"), plan.places)
+    job_id = jobs_erasure.create_erasure(db, "erase-a.1", plan.spec("test"), plan.places)
     dispatcher = Dispatcher(settings)
-    for place in jobs.places_of(db, job_id):
+    for place in jobs_erasure.places_of(db, job_id):
         dispatcher.erase_place(place.id, job_id=job_id, place=place.kind)
 
     wait_until(
-        lambda: [p.state for p in jobs.places_of(db, job_id)],
+        lambda: [p.state for p in jobs_erasure.places_of(db, job_id)],
         what="one place erased and others not yet",
         timeout_s=120,
         done=lambda states: "verified" in states and any(s != "verified" for s in states),
@@ -251,11 +254,11 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
     take_over(stack, after, "cleanup")
 
     def explain() -> object:  # within the test's own timeout (180 s), so a stall says where it stood
-        places = {p.id: (p.kind, p.state, p.attempts, p.last_error) for p in jobs.places_of(db, job_id)}
+        places = {p.id: (p.kind, p.state, p.attempts, p.last_error) for p in jobs_erasure.places_of(db, job_id)}
         return {"places": places, "successor's log": (stack.workdir / "worker-after.log").read_text()[-3000:]}
 
     receipt = wait_until(
-        lambda: jobs.erasure_receipt(db, job_id),
+        lambda: jobs_erasure.erasure_receipt(db, job_id),
         what="the erasure's receipt",
         timeout_s=120,
         interval_s=0.5,
@@ -287,7 +290,7 @@ def test_bad_input_is_refused_and_nothing_is_deleted(
     assert dry.exit_code == 0 and "creator_a.1" in dry.output and "dry run" in dry.output
     assert unconfirmed.exit_code == 2 and "--yes" in unconfirmed.output
     assert sandbox.stats("idx")["namespaces"] == {"creator_a.1": 1}
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     skipped = plan_erasure(
         db,
         "a.1",
@@ -313,7 +316,7 @@ def test_a_records_place_deletes_only_matching_vectors(
         [("p1", _vec(0), {"creator_id": "a.1"}), ("p10", _vec(1), {"creator_id": "a.10"}), ("p", _vec(2), None)],
     )
     spec = PineconeStoreSpec(host=sandbox.host("idx"))
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     plan = plan_erasure(db, "a.1", None, open_retrying_store, [spec])
     assert [(p["kind"], p["namespace"], p["planned"]) for p in plan.places] == [("records", "public", 1)]
     db.dispose()
@@ -337,9 +340,9 @@ def test_a_place_that_fails_is_reported_and_resume_finishes_it(
 
     assert failed.exit_code == 1 and "--resume" in failed.output
     assert stack.pinecone.stats("idx")["namespaces"]["creator_a.1"] == 2  # nothing claimed that was not done
-    db = jobs.Database(stack.database_url)
-    job_id = next(j["job_id"] for j in jobs.list_jobs(db) if j["kind"] == "erase")
-    assert [p.state for p in jobs.places_of(db, job_id)] == ["failed"]
+    db = jobs_database.Database(stack.database_url)
+    job_id = next(j["job_id"] for j in jobs_status.list_jobs(db) if j["kind"] == "erase")
+    assert [p.state for p in jobs_erasure.places_of(db, job_id)] == ["failed"]
     db.dispose()
     stack.pinecone.set_faults("idx", Faults())
 
@@ -348,3 +351,38 @@ def test_a_place_that_fails_is_reported_and_resume_finishes_it(
     assert resumed.exit_code == 0, resumed.output
     left = {ns: n for ns, n in stack.pinecone.stats("idx")["namespaces"].items() if n}
     assert left == {"creator_a.10": 1}
+
+
+def alias_rest(stack: Stack, method: str, body: dict[str, Any] | None = None) -> Any:
+    """Pinecone's alias API of index dst (2026-07), as any client calls it."""
+    reply = httpx.request(
+        method,
+        stack.pinecone.host("dst") + "/namespace-aliases",
+        content=json.dumps(body) if body is not None else None,
+        headers={"Api-Key": SANDBOX_API_KEY, "X-Pinecone-Api-Version": "2026-07", "Content-Type": "application/json"},
+    )
+    assert reply.status_code < 300, reply.text
+    return reply.json()
+
+
+def test_an_erasure_removes_the_aliases_of_a_namespace_it_erases_and_names_them(
+    stack: Stack, migrated: list[Path]
+) -> None:
+    alias_rest(stack, "POST", {"name": "live.t1", "target_namespace": "creator_a.1_twin_t1"})
+    alias_rest(stack, "POST", {"name": "live.t10", "target_namespace": "creator_a.10_twin_t10"})
+
+    result = CliRunner().invoke(app, ["erase", "--creator", "a.1", "--twin", "t1", "--yes"])
+
+    assert result.exit_code == 0, result.output
+    assert "creator_a.1_twin_t1" not in stack.pinecone.snapshot("dst")  # the namespace itself is gone
+    left = {a["name"]: a["target_namespace"] for a in alias_rest(stack, "GET")["namespace_aliases"]}
+    assert left == {"live.t10": "creator_a.10_twin_t10"}  # another creator's alias is untouched
+    db = jobs_database.Database(stack.database_url)
+    [erasure] = [j for j in jobs_status.list_jobs(db) if j["kind"] == "erase"]
+    checks = [
+        e["detail"]["verification"]
+        for e in jobs_status.events_of(db, erasure["job_id"])
+        if e["action"] == "place_erased"
+    ]
+    assert [c["aliases_removed"] for c in checks if "aliases_removed" in c] == [["live.t1"]]
+    db.dispose()

@@ -15,9 +15,11 @@ from pinecone import Pinecone
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.records.namespaces import twin_namespace
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import DEFAULT_RATE_SHARE
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
@@ -71,11 +73,11 @@ def creator_spec(stack: Stack, twins_csv: Path, index: str = INDEX, **overrides:
     return spec
 
 
-def all_verified(status: jobs.JobStatus) -> bool:
+def all_verified(status: JobStatus) -> bool:
     return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
 
-def settled_with_failures(status: jobs.JobStatus) -> bool:
+def settled_with_failures(status: JobStatus) -> bool:
     runs = status.runs
     return (
         all(r.batches.queued == 0 and r.batches.running == 0 for r in runs)
@@ -128,7 +130,7 @@ def test_a_threads_worker_opens_its_connections_before_its_first_task(stack: Sta
     fresh worker's first tasks neither wait for connections nor open them mid-batch. 12 threads: more than Celery's
     default producer pool (10), which a threads worker raises to its thread count."""
     threads = producers = 12
-    db = jobs.Database(stack.database_url, create=False)
+    db = jobs_database.Database(stack.database_url, create=False)
     broker = redis_lib.Redis.from_url(stack.redis_url)
     others = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import redis as redis_lib
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.submissions import Heartbeat, database_fingerprint
 from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY, SUBMISSIONS_KEY
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
@@ -77,9 +78,9 @@ def imported(stderr: str) -> set[str]:
 
 
 def job_ids(stack: Stack) -> list[int]:
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        return sorted(j["job_id"] for j in jobs.list_jobs(db))
+        return sorted(j["job_id"] for j in jobs_status.list_jobs(db))
     finally:
         db.dispose()
 
@@ -102,9 +103,9 @@ def test_run_is_planned_by_the_fleet_and_the_command_loads_none_of_it(loaded: St
     (job_id,) = job_ids(loaded)
     # It waited, as `run --wait` planned here waits, for every namespace copied and verified (exit code 0).
     assert "total: 49/49 vectors copied, 0 in failed batches" in done.stdout
-    db = jobs.Database(loaded.database_url)
-    states = {r.state for r in jobs.job_status(db, job_id).runs}
-    created = [e for e in jobs.events_of(db, job_id) if e["action"] == "job_created"]
+    db = jobs_database.Database(loaded.database_url)
+    states = {r.state for r in jobs_status.job_status(db, job_id).runs}
+    created = [e for e in jobs_status.events_of(db, job_id) if e["action"] == "job_created"]
     db.dispose()
     assert states == {"verified"}
     assert [e["actor"] for e in created] == [default_actor()]  # who asked, not the worker
@@ -187,7 +188,7 @@ def test_an_unfinished_job_is_resumed_by_the_fleet(loaded: Stack) -> None:
     assert again.returncode == 0, again.stderr
     assert "job 1 was unfinished: resumed (3 listers, 0 batches re-queued)" in again.stdout
     assert job_ids(loaded) == [1]
-    db = jobs.Database(loaded.database_url)
-    resumed = [e for e in jobs.events_of(db, 1) if e["action"] == "job_resumed"]
+    db = jobs_database.Database(loaded.database_url)
+    resumed = [e for e in jobs_status.events_of(db, 1) if e["action"] == "job_resumed"]
     db.dispose()
     assert [e["actor"] for e in resumed] == [default_actor()]

@@ -16,7 +16,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.messaging.task_names import TaskName
 from nsmigrate.orchestrator.models import RunState
@@ -43,7 +45,7 @@ def pinecone_api_key() -> str:
     return SECRET  # this process plans the job with the same key the workers and Flower get
 
 
-def run_small_job(stack: Stack) -> tuple[jobs.Database, int]:
+def run_small_job(stack: Stack) -> tuple[jobs_database.Database, int]:
     for n, ns in enumerate(NAMESPACES):
         stack.pinecone.load(
             "small-src", ns, [(f"{ns}-{i:03d}", [0.1 * (n + 1)] * 8, {"n": n}) for i in range(PER_NAMESPACE)]
@@ -57,12 +59,12 @@ def run_small_job(stack: Stack) -> tuple[jobs.Database, int]:
         }
     )
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     job_id = launch.launch(db, Dispatcher(settings), launch.prepare(spec, open_retrying_store, stack.workdir))
     return db, job_id
 
 
-def job_table_text(db: jobs.Database) -> str:
+def job_table_text(db: jobs_database.Database) -> str:
     """Every row of every job-table table, as text."""
     with db.engine.connect() as conn:
         return "\n".join(
@@ -97,7 +99,7 @@ def test_flower_requires_auth_shows_readable_tasks_and_no_secret(stack: Stack, p
     db, job_id = run_small_job(stack)
     batches = len(NAMESPACES) * PER_NAMESPACE // BATCH_SIZE
     status = wait_until(
-        lambda: jobs.job_status(db, job_id),
+        lambda: jobs_status.job_status(db, job_id),
         what="a verified job",
         done=lambda s: all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in s.runs),
         timeout_s=60,

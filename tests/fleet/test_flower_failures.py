@@ -18,11 +18,14 @@ import pytest
 import redis
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.messaging.task_names import TaskName
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
@@ -71,13 +74,13 @@ def settings_of(stack: Stack) -> Settings:
     return Settings(database_url=stack.database_url, redis_url=stack.redis_url)
 
 
-def start_job(stack: Stack, batch_size: int) -> tuple[jobs.Database, int]:
+def start_job(stack: Stack, batch_size: int) -> tuple[jobs_database.Database, int]:
     """`nsmigrate run` of a copy from ff-src to ff-dst, as a user starts it."""
     path = stack.workdir / "flower-failures.yaml"
     path.write_text(json.dumps(spec_of(stack, batch_size, "flower-failures")))  # JSON is YAML
     started = cli(stack, "run", str(path))
     assert started.returncode == 0, started.stderr
-    return jobs.Database(stack.database_url), int(started.stdout.strip().splitlines()[-1])
+    return jobs_database.Database(stack.database_url), int(started.stdout.strip().splitlines()[-1])
 
 
 def start_fleet(stack: Stack, attempts: int = 2) -> httpx.Client:
@@ -103,7 +106,7 @@ def flower_found_the_pool(client: httpx.Client) -> None:
     assert sorted(q["name"] for q in info["active_queues"]) == ["cleanup", "copy", "list", "verify"]
 
 
-def judged(status: jobs.JobStatus) -> bool:
+def judged(status: JobStatus) -> bool:
     return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
 
@@ -140,7 +143,7 @@ def test_every_namespace_with_a_failed_batch_is_a_flower_failure_and_its_retry_a
     db, job_id = start_job(stack, batch_size=20)
     shown = {"": "__default__", "big": "big", "tiny-a": "tiny-a", "tiny-b": "tiny-b"}
 
-    def every_batch_failed(s: jobs.JobStatus) -> bool:
+    def every_batch_failed(s: JobStatus) -> bool:
         busy = any(r.batches.queued or r.batches.running for r in s.runs)
         return sum(r.batches.failed for r in s.runs) == 3 + 3 + 1 + 1 and not busy
 
@@ -184,7 +187,7 @@ def test_every_namespace_with_a_failed_batch_is_a_flower_failure_and_its_retry_a
     assert all("503" in b["error"] and b["attempts"] == 1 for b in as_json["failed_batches"])
     summary = cli(stack, "status", str(job_id)).stdout
     assert "8 batches failed in 4 namespaces" in summary, summary
-    events = jobs.events_of(db, job_id)
+    events = jobs_status.events_of(db, job_id)
     assert sorted(e["detail"]["batch_id"] for e in events if e["action"] == "batch_failed") == sorted(failed_batches)
 
     # The fault is gone: `nsmigrate retry` re-queues exactly those batches and says which.
@@ -194,7 +197,7 @@ def test_every_namespace_with_a_failed_batch_is_a_flower_failure_and_its_retry_a
     assert "8 failed batches and 0 failed listers re-queued" in retried.stdout
     for b in failed_batches.values():
         assert f"{shown[b.namespace]}: " in retried.stdout
-    [retry_event] = [e for e in jobs.events_of(db, job_id) if e["action"] == "retry"]
+    [retry_event] = [e for e in jobs_status.events_of(db, job_id) if e["action"] == "retry"]
     assert retry_event["detail"]["batches"] == 8 and sorted(retry_event["detail"]["namespaces"]) == sorted(sizes)
 
     status = wait_for_job(db, job_id, judged)
@@ -212,7 +215,7 @@ def test_every_namespace_with_a_failed_batch_is_a_flower_failure_and_its_retry_a
         interval_s=0.25,
     )
     assert sorted(t["kwargs"]["batch_id"] for t in reruns) == sorted(failed_batches)
-    assert not jobs.job_status(db, job_id).failed_batches
+    assert not jobs_status.job_status(db, job_id).failed_batches
     copied = {t["kwargs"]["batch_id"]: t["result"] for t in reruns}
     assert sum(r["vectors"] for r in copied.values()) == sum(len(ids) for ids in loaded.values())
     assert all(r["requests"] >= 2 and r["5xx"] == 0 and r["retries"] == 0 for r in copied.values()), copied
@@ -232,7 +235,7 @@ def test_one_failed_batch_of_forty_is_the_one_flower_failure_and_the_rest_is_cop
     stack.pinecone.set_faults("ff-dst", Faults(refuse_ids=(poison,)))
     db, job_id = start_job(stack, batch_size=20)
 
-    def three_verified_one_failed(s: jobs.JobStatus) -> bool:
+    def three_verified_one_failed(s: JobStatus) -> bool:
         return sum(r.state == RunState.VERIFIED for r in s.runs) == 3 and len(s.failed_batches) == 1
 
     status = wait_for_job(db, job_id, three_verified_one_failed, timeout_s=90)
@@ -328,7 +331,7 @@ def test_a_successful_task_counts_the_429s_and_5xxs_it_retried_and_the_steps_tha
     assert verdict["exception"].startswith("VerificationFailed(") and "3 source ids missing" in verdict["exception"]
     assert f"(job {job_id}, namespace p)" in verdict["exception"]
     # A cleanup of that namespace is refused (the spec's cleanup.mode is `never`), deletes nothing and is a FAILURE.
-    [p_run] = [r for r in jobs.job_status(db, job_id).runs if r.source_namespace == "p"]
+    [p_run] = [r for r in jobs_status.job_status(db, job_id).runs if r.source_namespace == "p"]
     Dispatcher(settings_of(stack)).cleanup_namespace(p_run.run_id, job_id=job_id, namespace="p")
     [cleanup] = failures_of(client, TaskName.CLEANUP_NAMESPACE)
     assert (

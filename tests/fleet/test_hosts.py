@@ -33,7 +33,8 @@ import sqlalchemy as sa
 import yaml
 from pinecone import Index
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import Batch, BatchState, Job, NamespaceRun, RunState
 from nsmigrate_sandbox.hosts import HostNetwork, unavailable
 from nsmigrate_sandbox.services_host import ServicesHost
@@ -80,7 +81,7 @@ class Fleet:
     network: HostNetwork
     services: ServicesHost
     workdir: Path
-    db: jobs.Database
+    db: jobs_database.Database
 
     def index(self, name: str) -> Index:
         return Index(host=self.services.indexes[name], api_key=SANDBOX_API_KEY, ssl_ca_certs=self.services.ca_file)
@@ -169,7 +170,7 @@ class LockWatch:
         self._thread = threading.Thread(target=self._watch, args=(fleet.db, _app_name(host)), daemon=True)
         self._thread.start()
 
-    def _watch(self, db: jobs.Database, app: str) -> None:
+    def _watch(self, db: jobs_database.Database, app: str) -> None:
         while not self._stop.wait(0.1):
             with db.single_statement() as conn:
                 self.seen += [(row.waits, row.holds) for row in conn.execute(_WAITS_FOR_HOST, {"app": app})]
@@ -186,7 +187,7 @@ def fleet(hosts: tuple[HostNetwork, ServicesHost], tmp_path: Path) -> Iterator[F
     """The hosts, with nothing running on the worker hosts, every link up, empty indexes and queues."""
     network, services = hosts
     redis_lib.Redis.from_url(services.redis_url).flushdb()
-    db = jobs.Database(services.database_url)
+    db = jobs_database.Database(services.database_url)
     fleet = Fleet(network, services, tmp_path, db)
     for name in (SRC, DST):
         fleet.sandbox(name, "reset")
@@ -251,7 +252,7 @@ def finishes(fleet: Fleet, run: subprocess.Popen[bytes], timeout_s: float = 120)
 
 def assert_nothing_lost(fleet: Fleet, job_id: int, loaded: Loaded) -> None:
     """The job table says every run verified, every batch done, each id batched once; the data says the same."""
-    status = jobs.job_status(fleet.db, job_id)
+    status = jobs_status.job_status(fleet.db, job_id)
     assert {r.source_namespace: r.state for r in status.runs} == {ns: RunState.VERIFIED for ns in loaded}
     assert status.totals.failed == 0
     assert status.totals.copied == sum(len(records) for records in loaded.values())

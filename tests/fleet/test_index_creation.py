@@ -14,7 +14,8 @@ from pinecone import Pinecone
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 
@@ -92,9 +93,9 @@ def test_a_target_of_another_shape_is_refused_and_nothing_is_written(
         for word in words:
             assert word in message
     assert set(sandbox.names()) == before
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     try:
-        assert jobs.list_jobs(db) == []
+        assert jobs_status.list_jobs(db) == []
     finally:
         db.dispose()
 
@@ -119,11 +120,11 @@ def test_run_creates_the_index_waits_for_it_and_copies_into_it(stack: Stack) -> 
     assert described.tags == {"team": "search"} and described.spec.serverless is not None
     assert sandbox.count(MADE, "docs") == 30 and sandbox.count(MADE, "faq") == 30
 
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        job_id = jobs.list_jobs(db)[0]["job_id"]
-        assert all(r.state == "verified" for r in jobs.job_status(db, job_id).runs)
-        created = [e for e in jobs.events_of(db, job_id) if e["action"] == "target_index_created"]
+        job_id = jobs_status.list_jobs(db)[0]["job_id"]
+        assert all(r.state == "verified" for r in jobs_status.job_status(db, job_id).runs)
+        created = [e for e in jobs_status.events_of(db, job_id) if e["action"] == "target_index_created"]
         assert len(created) == 1
         detail = created[0]["detail"]
         assert detail["index"] == MADE and detail["host"] == sandbox.host(MADE) and detail["waited_s"] >= 1.0

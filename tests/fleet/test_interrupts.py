@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.task_names import Queue
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
@@ -63,9 +64,9 @@ def queued(stack: Stack, queue: Queue) -> int:
 
 
 def only_job(stack: Stack) -> dict[str, object]:
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        [job] = jobs.list_jobs(db)
+        [job] = jobs_status.list_jobs(db)
         return job
     finally:
         db.dispose()

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import cli, start_planner
@@ -48,11 +50,11 @@ def recreate(admin: sa.Engine, url: str) -> None:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
 
 
-def the_one_job(stack: Stack) -> tuple[int, jobs.JobStatus]:
-    db = jobs.Database(stack.database_url)
+def the_one_job(stack: Stack) -> tuple[int, JobStatus]:
+    db = jobs_database.Database(stack.database_url)
     try:
-        [job] = jobs.list_jobs(db)
-        return job["job_id"], jobs.job_status(db, job["job_id"])
+        [job] = jobs_status.list_jobs(db)
+        return job["job_id"], jobs_status.job_status(db, job["job_id"])
     finally:
         db.dispose()
 
@@ -100,7 +102,7 @@ def test_a_job_table_restored_under_the_fleet_gives_job_1_its_own_spec(
     job 1 would list `new` in `src`, find nothing and call it verified ("0/0 ids present")."""
     stack = fleet_ran_job_1
     recreate(postgres_admin, stack.database_url)
-    jobs.Database(stack.database_url).dispose()  # its schema made, as any command makes it
+    jobs_database.Database(stack.database_url).dispose()  # its schema made, as any command makes it
 
     done = cli(stack, "run", str(write_spec(stack, "second", "other", "dst")), "--wait")
 

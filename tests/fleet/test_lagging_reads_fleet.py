@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from nsmigrate import migrations
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
@@ -66,7 +66,7 @@ def test_the_seeds_job_into_an_integrated_index_ends_verified_although_search_la
 
     status = wait_for_job(db, job_id, all_verified, timeout_s=240)
 
-    runs = jobs.runs_of(db, job_id)
+    runs = jobs_and_runs.runs_of(db, job_id)
     assert [r.state for r in status.runs] == [RunState.VERIFIED] * len(lite_seed.namespaces), [
         (r.source_namespace, (r.verification or {}).get("reasons")) for r in runs
     ]
@@ -88,7 +88,7 @@ def test_the_seeds_job_in_the_pod_index_ends_verified_although_reads_lag(stack: 
     status = wait_for_job(db, job_id, all_verified, timeout_s=240)
 
     assert [r.state for r in status.runs] == [RunState.VERIFIED] * len(lite_seed.namespaces)
-    fixed = [r for r in jobs.runs_of(db, job_id) if r.target_namespace is not None]
+    fixed = [r for r in jobs_and_runs.runs_of(db, job_id) if r.target_namespace is not None]
     for run in fixed:
         reads = run.verification["reads"][run.target_namespace]
         assert reads["by"] == "polling" and reads["caught_up"], reads

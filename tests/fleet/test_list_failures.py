@@ -15,10 +15,15 @@ from pinecone import Pinecone
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
@@ -36,12 +41,12 @@ def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest
 
 
 def _wait_until(
-    db: jobs.Database, job_id: int, done: Callable[[jobs.JobStatus], bool], timeout_s: float = 90
-) -> jobs.JobStatus:
+    db: jobs_database.Database, job_id: int, done: Callable[[JobStatus], bool], timeout_s: float = 90
+) -> JobStatus:
     """Poll the job table until ``done(status)`` or fail with the last status (a deadline, not a fixed sleep)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        status = jobs.job_status(db, job_id)
+        status = jobs_status.job_status(db, job_id)
         if done(status):
             return status
         if time.monotonic() > deadline:
@@ -67,7 +72,7 @@ def test_a_lister_that_keeps_failing_ends_list_failed_and_retry_lists_again(stac
     retries = {"NSMIGRATE_RETRY_ATTEMPTS": "2", "NSMIGRATE_RETRY_MAX_WAIT_S": "0.05"}
     stack.start_worker("list,copy,verify", 4, pool="threads", **retries)
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     spec = {
         "name": "list-fails",
         "source": {"kind": "pinecone", "host": stack.pinecone.host("src")},
@@ -98,12 +103,12 @@ def test_a_lister_that_keeps_failing_ends_list_failed_and_retry_lists_again(stac
     assert retried.exit_code == 0, retried.output
     assert "2 failed listers" in retried.output
 
-    status = jobs.job_status(db, job_id)
+    status = jobs_status.job_status(db, job_id)
     assert all(r.state == RunState.VERIFIED and r.last_error is None for r in status.runs), status
     target = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("dst"))
     for ns, ids in loaded.items():
         assert set(target.fetch(ids=ids, namespace=ns).vectors) == set(ids)
-    actions = [e["action"] for e in jobs.events_of(db, job_id)]
+    actions = [e["action"] for e in jobs_status.events_of(db, job_id)]
     assert actions.count("listing_failed") == 2 and "listers_requeued" in actions
     db.dispose()
 
@@ -116,7 +121,7 @@ def test_a_job_table_made_before_list_failed_gets_its_error_column(job_table_url
         conn.execute(sa.text("ALTER TABLE namespace_runs DROP COLUMN last_error"))
         conn.execute(sa.text("DELETE FROM nsmigrate_schema"))
         conn.execute(sa.text("INSERT INTO nsmigrate_schema (version, applied_at) VALUES (1, now())"))
-    db = jobs.Database(job_table_url)  # what every process opening the job table does
+    db = jobs_database.Database(job_table_url)  # what every process opening the job table does
     spec = parse_spec(
         {
             "name": "old",
@@ -127,12 +132,12 @@ def test_a_job_table_made_before_list_failed_gets_its_error_column(job_table_url
     from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 
     plan = Plan(runs=[NamespacePlan("ns", "ns", 2, 1)], estimate=Estimate(1, 1, 1, 1, 5, 0.1))
-    job_id = jobs.create_job(db, spec, plan, source_label="a", target_label="b")
-    [run] = jobs.runs_of(db, job_id)
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="a", target_label="b")
+    [run] = jobs_and_runs.runs_of(db, job_id)
 
-    assert jobs.fail_listing(db, run.id, "StoreError: Pinecone refused list (403)")
+    assert jobs_pages.fail_listing(db, run.id, "StoreError: Pinecone refused list (403)")
 
-    [status] = jobs.job_status(db, job_id).runs
+    [status] = jobs_status.job_status(db, job_id).runs
     assert (status.state, status.last_error) == (RunState.LIST_FAILED, "StoreError: Pinecone refused list (403)")
     db.dispose()
     engine.dispose()

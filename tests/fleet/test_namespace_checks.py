@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import Batch, Event, NamespaceRun
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import Stack
@@ -87,7 +88,7 @@ def test_a_namespace_that_fails_its_own_check_is_refused_while_the_others_copy(l
     assert "'shared'" in done.stderr and "dup" in done.stderr and "allow_id_overwrite" in done.stderr
     assert target_counts(loaded) == {"c": 20, "d": 15}  # nothing of a or b reached "shared"
 
-    db = jobs.Database(loaded.database_url)
+    db = jobs_database.Database(loaded.database_url)
     try:
         with db.transaction() as s:
             runs = {r.source_namespace: r for r in s.scalars(sa.select(NamespaceRun))}
@@ -129,9 +130,9 @@ def test_a_job_wide_refusal_writes_nothing(source: Stack) -> None:
     assert done.returncode == 2, done.stdout + done.stderr
     assert "routing.map has no target" in done.stderr and "d" in done.stderr
     assert target_counts(source) == {}
-    db = jobs.Database(source.database_url)
+    db = jobs_database.Database(source.database_url)
     try:
-        assert jobs.list_jobs(db) == []
+        assert jobs_status.list_jobs(db) == []
     finally:
         db.dispose()
 

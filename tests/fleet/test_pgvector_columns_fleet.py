@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import Stack
@@ -39,15 +41,15 @@ def sandbox_indexes() -> list[IndexSpec]:
     return [IndexSpec(INDEX, dimension=DIM)]
 
 
-def wait_runs(db: jobs.Database, job_id: int, state: RunState = RunState.VERIFIED) -> list[dict[str, Any]]:
+def wait_runs(db: jobs_database.Database, job_id: int, state: RunState = RunState.VERIFIED) -> list[dict[str, Any]]:
     """Wait until every run of the job is in ``state``; their verification reports (shown on a timeout)."""
 
     def reports() -> list[dict[str, Any]] | None:
-        runs = jobs.runs_of(db, job_id)
+        runs = jobs_and_runs.runs_of(db, job_id)
         return [r.verification or {} for r in runs] if runs and all(r.state == state for r in runs) else None
 
     def explain() -> str:
-        return json.dumps([(r.state, r.verification) for r in jobs.runs_of(db, job_id)])[:3000]
+        return json.dumps([(r.state, r.verification) for r in jobs_and_runs.runs_of(db, job_id)])[:3000]
 
     found = wait_until(reports, what=f"job {job_id}'s runs {state}", timeout_s=180, explain=explain)
     assert found is not None

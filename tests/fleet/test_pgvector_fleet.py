@@ -15,11 +15,15 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import BatchState, RunState
 from nsmigrate.orchestrator.pgvector_layout import VectorIndex, create_table_sql
 from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.context import WorkerContext
@@ -63,13 +67,13 @@ def chunks(n: int, seed: int = 0, tag: str = "") -> list[Record]:
     return [Record(id=f"{tag}{i}", values=v, metadata=m) for i, v, m in seed_chunks(n, DIM, seed=seed)]
 
 
-def wait_verified(db: jobs.Database, job_id: int, timeout_s: float = 120) -> jobs.JobStatus:
-    def probe() -> jobs.JobStatus | None:
-        status = jobs.job_status(db, job_id)
+def wait_verified(db: jobs_database.Database, job_id: int, timeout_s: float = 120) -> JobStatus:
+    def probe() -> JobStatus | None:
+        status = jobs_status.job_status(db, job_id)
         return status if status.runs and all(r.state == RunState.VERIFIED for r in status.runs) else None
 
     def explain() -> object:
-        return [(r.source_namespace, r.state, r.copied, r.last_error) for r in jobs.job_status(db, job_id).runs]
+        return [(r.source_namespace, r.state, r.copied, r.last_error) for r in jobs_status.job_status(db, job_id).runs]
 
     found = wait_until(probe, what=f"job {job_id} verified", timeout_s=timeout_s, explain=explain)
     assert found is not None
@@ -126,7 +130,7 @@ def test_a_move_in_one_database_runs_inside_postgres_indexes_at_verify_and_keeps
         "strategy",
     ]
 
-    [run] = jobs.runs_of(db, job_id)
+    [run] = jobs_and_runs.runs_of(db, job_id)
     ctx = worker_context(pg_stack.database_url, pg_stack.redis_url)
     result = cleanup_run(ctx, run.id, actor="test")
     assert result["action"] == "deleted", result
@@ -135,7 +139,7 @@ def test_a_move_in_one_database_runs_inside_postgres_indexes_at_verify_and_keeps
         assert len(backups) == 1 and backups[0].endswith("_alpha")
         assert conn.execute(sa.text(f'SELECT count(*) FROM "{backups[0]}"')).scalar() == 900
     assert s.namespaces() == {"beta": 900}
-    detail = next(e["detail"] for e in jobs.events_of(db, job_id) if e["action"] == "source_deleted")
+    detail = next(e["detail"] for e in jobs_status.events_of(db, job_id) if e["action"] == "source_deleted")
     assert detail["method"] == f"renamed_to:{backups[0]}"
 
 
@@ -145,7 +149,7 @@ def test_verification_inside_postgres_finds_every_difference(pg_stack: Stack) ->
     pg_stack.start_worker("list,copy,verify", 4, pool="threads", name="fleet")
     db, dispatcher, job_id = start_job(pg_stack, move_spec(batch_size=50))
     wait_verified(db, job_id)
-    [verified] = jobs.runs_of(db, job_id)
+    [verified] = jobs_and_runs.runs_of(db, job_id)
     assert verified.verification is not None and verified.verification["content_checked"] == 200
     ids = sorted(r.id for r in source)
     with store().engine().begin() as conn:  # what a later writer (or a broken copy) could do to the target
@@ -160,7 +164,7 @@ def test_verification_inside_postgres_finds_every_difference(pg_stack: Stack) ->
     launch.request_verification(db, dispatcher, job_id)
 
     def failed() -> dict[str, Any] | None:
-        [run] = jobs.runs_of(db, job_id)
+        [run] = jobs_and_runs.runs_of(db, job_id)
         return run.verification if run.state == RunState.VERIFY_FAILED else None
 
     report = wait_until(failed, what="the tampered target failing verification", timeout_s=60)

@@ -13,12 +13,15 @@ import pytest
 import sqlalchemy as sa
 from pinecone import ApiError, Pinecone, SparseValues, Vector
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.listing.paging import id_pages, iter_all_ids
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.spec.stores import Enumeration, IdCatalogue, PineconeStoreSpec
 from nsmigrate.workers.context import WorkerContext
@@ -94,13 +97,13 @@ def pod_spec(sandbox: PineconeSandbox, enumerate_: dict[str, Any], **overrides: 
     return spec
 
 
-def all_verified(status: jobs.JobStatus) -> bool:
+def all_verified(status: JobStatus) -> bool:
     return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
 
-def run_job(stack: Stack, spec_data: dict[str, Any], timeout_s: float = 120) -> jobs.JobStatus:
+def run_job(stack: Stack, spec_data: dict[str, Any], timeout_s: float = 120) -> JobStatus:
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     try:
         prepared = launch.prepare(parse_spec(spec_data), open_retrying_store, stack.workdir)
         job_id = launch.launch(db, Dispatcher(settings), prepared)
@@ -181,9 +184,9 @@ def test_a_sweep_that_cannot_cover_a_namespace_fails_its_verification(stack: Sta
 
     states = {r.source_namespace: r.state for r in status.runs}
     assert states == {"": RunState.VERIFIED, "alpha": RunState.VERIFY_FAILED, "beta": RunState.VERIFIED}
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        alpha = next(r for r in jobs.runs_of(db, status.job_id) if r.source_namespace == "alpha")
+        alpha = next(r for r in jobs_and_runs.runs_of(db, status.job_id) if r.source_namespace == "alpha")
     finally:
         db.dispose()
     report = alpha.verification or {}
@@ -271,13 +274,13 @@ def test_sparse_values_are_copied_and_verified(stack: Stack) -> None:
 
     # The target's sparse values changed behind the job's back: verification says so.
     target.update(id="doc-3", sparse_values=SparseValues(indices=[1, 2], values=[0.5, 0.5]), namespace="docs")
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
         launch.request_verification(
             db, Dispatcher(Settings(database_url=stack.database_url, redis_url=stack.redis_url)), status.job_id
         )
         failed = wait_for_job(db, status.job_id, lambda s: s.runs[0].state == RunState.VERIFY_FAILED)
-        report = jobs.runs_of(db, failed.job_id)[0].verification or {}
+        report = jobs_and_runs.runs_of(db, failed.job_id)[0].verification or {}
     finally:
         db.dispose()
     assert report["content_mismatch_count"] == 1
@@ -311,7 +314,9 @@ def test_a_final_sync_of_a_pod_source_sweeps_again_and_copies_what_was_written_s
     )
     pod.update(id="beta#chunk-003", set_metadata={"edited": True}, namespace="beta")
     ctx = worker_context(stack.database_url, stack.redis_url)
-    results = {r.source_namespace: sync_run(ctx, r.id, actor="tester") for r in jobs.runs_of(ctx.db, status.job_id)}
+    results = {
+        r.source_namespace: sync_run(ctx, r.id, actor="tester") for r in jobs_and_runs.runs_of(ctx.db, status.job_id)
+    }
 
     assert (results["alpha"]["new"], results["alpha"]["changed"]) == (2, 0)
     assert (results["beta"]["new"], results["beta"]["changed"]) == (0, 1)
@@ -335,9 +340,9 @@ def test_a_catalogue_that_does_not_match_the_pod_fails_verification_naming_why(s
 
     states = {r.source_namespace: r.state for r in status.runs}
     assert states == {"": RunState.VERIFIED, "alpha": RunState.VERIFY_FAILED, "beta": RunState.VERIFY_FAILED}
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        reports = {r.source_namespace: r.verification or {} for r in jobs.runs_of(db, status.job_id)}
+        reports = {r.source_namespace: r.verification or {} for r in jobs_and_runs.runs_of(db, status.job_id)}
     finally:
         db.dispose()
     assert reports["alpha"]["source_stats_count"] == 120 and reports["alpha"]["source_count"] == 115

@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs, launch, recovery
+from nsmigrate.orchestrator import launch, recovery
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.listing.prefix_chains import SPLIT_MIN_IDS, ChainState
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, NamespaceRun, RunState
 from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
@@ -52,14 +55,14 @@ def spec(stack: Stack, max_batches_in_flight: int = 16) -> dict[str, Any]:
     }
 
 
-def start(stack: Stack, data: dict[str, Any]) -> tuple[jobs.Database, int]:
+def start(stack: Stack, data: dict[str, Any]) -> tuple[jobs_database.Database, int]:
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     prepared = launch.prepare(parse_spec(data), open_retrying_store, stack.workdir)
     return db, launch.launch(db, Dispatcher(settings), prepared)
 
 
-def batched_ids(db: jobs.Database, job_id: int) -> Counter[str]:
+def batched_ids(db: jobs_database.Database, job_id: int) -> Counter[str]:
     with db.transaction() as s:
         rows = s.execute(
             sa.select(Batch.ids)
@@ -69,7 +72,7 @@ def batched_ids(db: jobs.Database, job_id: int) -> Counter[str]:
         return Counter(i for ids in rows for i in ids)
 
 
-def verified(status: jobs.JobStatus) -> bool:
+def verified(status: JobStatus) -> bool:
     """Copied and verified (the id sets and contents of source and target compared)."""
     return all(r.state == RunState.VERIFIED for r in status.runs)
 
@@ -89,7 +92,7 @@ def test_every_id_is_batched_once_and_copied_including_those_no_prefix_reaches(s
     assert set(counts) == set(ids) and max(counts.values()) == 1
     assert status.totals.copied == len(ids)
     assert set(stack.pinecone.snapshot("big-dst")["big"]) == set(ids)
-    run = jobs.runs_of(db, job_id)[0]
+    run = jobs_and_runs.runs_of(db, job_id)[0]
     assert run.listed == len(ids)
     db.dispose()
 
@@ -103,10 +106,10 @@ def test_a_lister_killed_mid_way_resumes_every_chain(stack: Stack) -> None:
     # the copy worker lists too once the lister is dead: a new list worker, without a boot of its own
     copier = start_standby(stack, "copier", 4, consuming="copy,verify", **FAST_RECOVERY)
     db, job_id = start(stack, spec(stack, max_batches_in_flight=6))
-    run_id = jobs.runs_of(db, job_id)[0].id
+    run_id = jobs_and_runs.runs_of(db, job_id)[0].id
 
     def chains_part_listed() -> bool:
-        state = ChainState.decode(jobs.get_run(db, run_id).list_token)
+        state = ChainState.decode(jobs_and_runs.get_run(db, run_id).list_token)
         return state is not None and len(state.chains) > 1 and 0 < state.listed < len(ids) // 2
 
     wait_until(chains_part_listed, what="the chains to have listed part of the namespace", timeout_s=120)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
@@ -114,7 +114,7 @@ def test_two_cleanups_of_a_cycle_one_is_refused_and_nothing_is_lost(
     assert states(wait_final(db, job_b)) == {"ns0": RunState.VERIFIED}
     [created] = events(db, job_b, "job_created")
     assert len(created["detail"]["warnings"]) == 2, created
-    [run_a], [run_b] = jobs.runs_of(db, job_a), jobs.runs_of(db, job_b)
+    [run_a], [run_b] = jobs_and_runs.runs_of(db, job_a), jobs_and_runs.runs_of(db, job_b)
 
     results: dict[str, dict[str, Any]] = {}
 
@@ -145,11 +145,11 @@ def test_two_cleanups_of_a_cycle_one_is_refused_and_nothing_is_lost(
     # the other cleanup deleted it) and refuses each id.
     kept_job, kept_run, kept_in = (job_b, run_b, "dst") if refused == "cleanup-b" else (job_a, run_a, "src")
     assert set(stack.pinecone.snapshot(kept_in)["ns0"]) == all_ids()
-    assert jobs.get_run(db, kept_run.id).state == RunState.VERIFIED
+    assert jobs_and_runs.get_run(db, kept_run.id).state == RunState.VERIFIED
     assert any("is under way" in e["detail"]["reason"] for e in events(db, kept_job, "cleanup_refused"))
 
     again = cleaning.cleanup_run(worker_context(stack.database_url, stack.redis_url), kept_run.id, actor="again")
 
     assert again["action"] == "refused" and again["count"] == 0, again
     assert set(stack.pinecone.snapshot(kept_in)["ns0"]) == all_ids()
-    assert jobs.get_run(db, kept_run.id).state == RunState.VERIFY_FAILED
+    assert jobs_and_runs.get_run(db, kept_run.id).state == RunState.VERIFY_FAILED

@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import Settings
@@ -60,7 +63,7 @@ def stack(fleet: Stack, shared_stack: Stack) -> Stack:
     return shared_stack
 
 
-def verified_job(stack: Stack, per_namespace: int = 60, **overrides: Any) -> tuple[jobs.Database, int]:
+def verified_job(stack: Stack, per_namespace: int = 60, **overrides: Any) -> tuple[jobs_database.Database, int]:
     """One namespace `ns0` (60 vectors) copied src → dst by the fleet and verified."""
     load_small(stack, namespaces=1, per_namespace=per_namespace)
     db, _, job_id = start_job(stack, small_spec(stack, cleanup={"mode": "manual"}, **overrides))
@@ -68,8 +71,8 @@ def verified_job(stack: Stack, per_namespace: int = 60, **overrides: Any) -> tup
     return db, job_id
 
 
-def run_of(db: jobs.Database, job_id: int) -> Any:
-    [run] = jobs.runs_of(db, job_id)
+def run_of(db: jobs_database.Database, job_id: int) -> Any:
+    [run] = jobs_and_runs.runs_of(db, job_id)
     return run
 
 
@@ -250,15 +253,15 @@ def test_a_spec_whose_verification_checks_nothing_cannot_clean_up(stack: Stack) 
     path = stack.workdir / "nothing-checked.yaml"
     path.write_text(yaml.safe_dump(spec))
 
-    db = jobs.Database(stack.database_url)
-    earlier = [j["job_id"] for j in jobs.list_jobs(db)]  # the module's other tests' jobs
+    db = jobs_database.Database(stack.database_url)
+    earlier = [j["job_id"] for j in jobs_status.list_jobs(db)]  # the module's other tests' jobs
 
     for command in ("plan", "run"):
         result = cli(stack, command, str(path))
         assert result.exit_code == 2, result.output
         message = " ".join(result.output.split())
         assert "cleanup.mode: `auto`" in message and "verify.ids: false, verify.counts: false" in message
-    assert [j["job_id"] for j in jobs.list_jobs(db)] == earlier
+    assert [j["job_id"] for j in jobs_status.list_jobs(db)] == earlier
     db.dispose()
 
 
@@ -267,7 +270,7 @@ def test_an_older_job_whose_verification_checked_nothing_keeps_its_source(stack:
     load_small(stack, namespaces=1)
     data = small_spec(stack, verify=NOTHING_CHECKED, cleanup={"mode": "auto"})
     settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs.Database(settings.database_url)
+    db = jobs_database.Database(settings.database_url)
     prepared = launch.prepare(JobSpec.model_validate(data), open_retrying_store, stack.workdir)
     stack.pinecone.set_faults("dst", Faults(drop_fraction=0.1))  # upserts acknowledge everything, store 90 %
     job_id = launch.launch(db, Dispatcher(settings), prepared)
@@ -321,11 +324,11 @@ def test_propagated_deletes_keep_an_id_the_source_holds_again(
 ) -> None:
     db, job_id = verified_job(stack)
     ctx = worker_context(stack.database_url, stack.redis_url)
-    spec = jobs.job_spec(ctx.db, job_id)
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     written_back = stack.pinecone.snapshot("src")["ns0"]["v0-0002"]
     stack.pinecone.service("src").store.delete("ns0", ["v0-0001", "v0-0002"])
-    [run] = jobs.runs_of(db, job_id)
+    [run] = jobs_and_runs.runs_of(db, job_id)
     scanned = sync_run(ctx, run.id, propagate_deletes=True, dry_run=True, actor="tester")
     assert scanned["deleted_in_source_ids"] == ["v0-0001", "v0-0002"]
     stack.pinecone.load("src", "ns0", [("v0-0002", *written_back)])  # between the scan and the delete

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.spec.jobspec import SourceTable
 from nsmigrate.orchestrator.spec.stores import IdCatalogue
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources
@@ -49,7 +49,7 @@ def test_drop_refuses_an_application_table_and_the_job_tables_own(database_url: 
         conn.execute(sa.text("CREATE TABLE app_users (id serial PRIMARY KEY, email text NOT NULL)"))
         conn.execute(sa.text("INSERT INTO app_users (email) VALUES ('a@example.com')"))
     engine.dispose()
-    jobs.Database(database_url).dispose()  # the job table: jobs, namespace_runs, batches, events
+    jobs_database.Database(database_url).dispose()  # the job table: jobs, namespace_runs, batches, events
     env = {"NSMIGRATE_PGVECTOR_URL": database_url}
 
     for namespace, prefix, table in [("users", "app", "app_users"), ("runs", "namespace", "namespace_runs")]:

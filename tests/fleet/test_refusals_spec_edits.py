@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet_planner import HEAVY, cli, imported, job_ids, start_planner
@@ -45,17 +47,17 @@ def errors(stderr: str) -> list[str]:
 
 
 def stored_spec(stack: Stack, job_id: int) -> dict[str, Any]:
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        return dict(jobs.find_job(db, job_id).spec)
+        return dict(jobs_and_runs.find_job(db, job_id).spec)
     finally:
         db.dispose()
 
 
 def actions(stack: Stack, job_id: int) -> list[str]:
-    db = jobs.Database(stack.database_url)
+    db = jobs_database.Database(stack.database_url)
     try:
-        return [e["action"] for e in jobs.events_of(db, job_id)]
+        return [e["action"] for e in jobs_status.events_of(db, job_id)]
     finally:
         db.dispose()
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import BatchState, RunState
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate_sandbox.pinecone_server import Faults
 from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_sync_rollback import (  # noqa: F401  (sandbox_indexes: a fixture, the stack's indexes)
@@ -38,7 +40,7 @@ def start_fleet(stack: Stack, queues: str = "list,copy,verify,cleanup") -> None:
     stack.start_worker(queues, 4, pool="threads", NSMIGRATE_RETRY_ATTEMPTS="2", NSMIGRATE_RETRY_MAX_WAIT_S="0.05")
 
 
-def job_with_a_failed_batch(stack: Stack) -> tuple[jobs.Database, int]:
+def job_with_a_failed_batch(stack: Stack) -> tuple[jobs_database.Database, int]:
     """ns0 and ns1 (60 vectors each) copied src → dst: ns1 verified, ns0 copying with its first batch failed."""
     load_small(stack)
     db, _, job_id = start_job(
@@ -47,7 +49,7 @@ def job_with_a_failed_batch(stack: Stack) -> tuple[jobs.Database, int]:
         after_plan=lambda: stack.pinecone.set_faults("dst", Faults(refuse_ids=(POISON,))),
     )
 
-    def one_failed_one_verified(status: jobs.JobStatus) -> bool:
+    def one_failed_one_verified(status: JobStatus) -> bool:
         return states(status).get("ns1") == RunState.VERIFIED and len(status.failed_batches) == 1
 
     wait_for_job(db, job_id, one_failed_one_verified, timeout_s=90)
@@ -55,7 +57,7 @@ def job_with_a_failed_batch(stack: Stack) -> tuple[jobs.Database, int]:
     return db, job_id
 
 
-def failed_batches(db: jobs.Database, job_id: int) -> list[Any]:
+def failed_batches(db: jobs_database.Database, job_id: int) -> list[Any]:
     return [b.id for b in batches(db, job_id) if b.state == BatchState.FAILED]
 
 
@@ -77,7 +79,7 @@ def test_nothing_is_taken_up_again_after_cancel_and_rollback(stack: Stack) -> No
         assert "start a new job: `nsmigrate run SPEC`" in done.output and "Traceback" not in done.output
 
     assert failed_batches(db, job_id) == failed  # not re-queued
-    assert set(states(jobs.job_status(db, job_id)).values()) == {RunState.CANCELLED}
+    assert set(states(jobs_status.job_status(db, job_id)).values()) == {RunState.CANCELLED}
     assert not events(db, job_id, "retry") and not events(db, job_id, "job_resumed")
     assert stack.pinecone.count("dst") == 0  # nothing written back where the rollback removed
     assert stack.pinecone.count("src") == 120
@@ -89,7 +91,7 @@ def test_a_cancelled_job_is_not_retried_resumed_synced_nor_cleaned_up(stack: Sta
     failed = failed_batches(db, job_id)
     source = stack.pinecone.snapshot("src")
     assert cli(stack, "cancel", str(job_id)).exit_code == 0
-    assert states(jobs.job_status(db, job_id)) == {"ns0": RunState.CANCELLED, "ns1": RunState.VERIFIED}
+    assert states(jobs_status.job_status(db, job_id)) == {"ns0": RunState.CANCELLED, "ns1": RunState.VERIFIED}
 
     for command, *options in (["retry"], ["resume"], ["sync"], ["cleanup", "--dry-run"], ["cleanup", "--yes"]):
         done = cli(stack, command, str(job_id), *options)
@@ -100,7 +102,7 @@ def test_a_cancelled_job_is_not_retried_resumed_synced_nor_cleaned_up(stack: Sta
 
     assert failed_batches(db, job_id) == failed
     # ns1 keeps its verdict, and its source: nothing is deleted for a cancelled job.
-    assert states(jobs.job_status(db, job_id)) == {"ns0": RunState.CANCELLED, "ns1": RunState.VERIFIED}
+    assert states(jobs_status.job_status(db, job_id)) == {"ns0": RunState.CANCELLED, "ns1": RunState.VERIFIED}
     assert stack.pinecone.snapshot("src").keys() == source.keys()
     assert {ns: sorted(ids) for ns, ids in stack.pinecone.snapshot("src").items()} == {
         ns: sorted(ids) for ns, ids in source.items()
@@ -130,4 +132,4 @@ def test_a_cleanup_queued_before_the_cancel_and_one_sent_by_verify_delete_nothin
     found = wait_until(cleanups, what="the second cleanup's outcome", done=lambda found: len(found) == 2, timeout_s=60)
     assert [e["action"] for e in found] == ["cleanup_refused", "cleanup_refused"]
     assert stack.pinecone.count("src", "ns0") == 60
-    assert states(jobs.job_status(db, job_id)) == {"ns0": RunState.VERIFIED}
+    assert states(jobs_status.job_status(db, job_id)) == {"ns0": RunState.VERIFIED}

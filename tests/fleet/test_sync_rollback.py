@@ -17,10 +17,14 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import JobKind, JobState, RunState
 from nsmigrate.orchestrator.records.namespaces import parse_namespace, twin_namespace
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
 from nsmigrate.workers.steps.rollback import rollback_job
@@ -60,16 +64,16 @@ def ctx(stack: Stack, worker_context: Callable[..., WorkerContext]) -> WorkerCon
 # ---------------------------------------------------------------------------------------------------------- helpers
 
 
-def wait_final(db: jobs.Database, job_id: int, timeout_s: float = 60) -> jobs.JobStatus:
+def wait_final(db: jobs_database.Database, job_id: int, timeout_s: float = 60) -> JobStatus:
     """Poll until every run is verified or verify_failed (a deadline, not a fixed sleep)."""
 
-    def finished_verifying(status: jobs.JobStatus) -> bool:
+    def finished_verifying(status: JobStatus) -> bool:
         return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
     return wait_for_job(db, job_id, finished_verifying, timeout_s=timeout_s, interval_s=0.1)
 
 
-def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> jobs.JobStatus:
+def reverify(db: jobs_database.Database, dispatcher: Dispatcher, job_id: int) -> JobStatus:
     """`nsmigrate verify`: queue verification of every run and wait for new reports (not the old verdicts)."""
     before = {ns: report.get("checked_at") for ns, report in reports(db, job_id).items()}
     launch.request_verification(db, dispatcher, job_id)
@@ -82,16 +86,16 @@ def reverify(db: jobs.Database, dispatcher: Dispatcher, job_id: int) -> jobs.Job
     return wait_final(db, job_id)
 
 
-def states(status: jobs.JobStatus) -> dict[str, str]:
+def states(status: JobStatus) -> dict[str, str]:
     return {r.source_namespace: r.state for r in status.runs}
 
 
-def reports(db: jobs.Database, job_id: int) -> dict[str, dict[str, Any]]:
-    return {r.source_namespace: r.verification or {} for r in jobs.runs_of(db, job_id)}
+def reports(db: jobs_database.Database, job_id: int) -> dict[str, dict[str, Any]]:
+    return {r.source_namespace: r.verification or {} for r in jobs_and_runs.runs_of(db, job_id)}
 
 
-def events(db: jobs.Database, job_id: int, action: str) -> list[dict[str, Any]]:
-    return [e for e in jobs.events_of(db, job_id) if e["action"] == action]
+def events(db: jobs_database.Database, job_id: int, action: str) -> list[dict[str, Any]]:
+    return [e for e in jobs_status.events_of(db, job_id) if e["action"] == action]
 
 
 def cli(stack: Stack, *args: str) -> Result:
@@ -160,7 +164,7 @@ def creator_namespaces(snapshot: Snapshot) -> list[str]:
     return sorted(ns for ns in snapshot if parse_namespace(ns).kind == "twin")
 
 
-def migrated(stack: Stack, seed: SeedData, **overrides: Any) -> tuple[jobs.Database, int, Snapshot]:
+def migrated(stack: Stack, seed: SeedData, **overrides: Any) -> tuple[jobs_database.Database, int, Snapshot]:
     """Load the seed into one index, snapshot it, migrate it into creator namespaces; all runs verified."""
     seed.load_into(stack.pinecone, ONE)
     before = stack.pinecone.snapshot(ONE)
@@ -196,7 +200,7 @@ def test_live_writes_fail_verification_and_sync_copies_exactly_the_new_and_chang
     assert ns0["missing_count"] == 7 and ns0["content_mismatch_count"] == 3, ns0["summary"]
     assert ns1["missing_count"] == 0 and ns1["content_mismatch_count"] == 2, ns1["summary"]
 
-    results = {r.source_namespace: sync_run(ctx, r.id, actor="tester") for r in jobs.runs_of(db, job_id)}
+    results = {r.source_namespace: sync_run(ctx, r.id, actor="tester") for r in jobs_and_runs.runs_of(db, job_id)}
 
     assert (results["ns0"]["new"], results["ns0"]["changed"], results["ns0"]["to_copy"]) == (7, 3, 10)
     assert (results["ns1"]["new"], results["ns1"]["changed"], results["ns1"]["to_copy"]) == (0, 2, 2)
@@ -215,18 +219,26 @@ def test_live_writes_fail_verification_and_sync_copies_exactly_the_new_and_chang
 
     # Deletes in the source are reported, not propagated by default …
     stack.pinecone.service("src").store.delete("ns1", ["v1-0020", "v1-0021"])
-    [result] = [sync_run(ctx, r.id, actor="tester") for r in jobs.runs_of(db, job_id, "ns1")]
+    [result] = [sync_run(ctx, r.id, actor="tester") for r in jobs_and_runs.runs_of(db, job_id, "ns1")]
     assert result["deleted_in_source"] == 2 and result["deleted_in_source_ids"] == ["v1-0020", "v1-0021"]
     assert result["to_copy"] == 0 and result["deleted"] == 0
     assert stack.pinecone.count("dst", "ns1") == 60
     assert states(wait_final(db, job_id))["ns1"] == RunState.VERIFY_FAILED  # the target holds 2 extra ids
     # … and only with --propagate-deletes.
-    [result] = [sync_run(ctx, r.id, propagate_deletes=True, actor="tester") for r in jobs.runs_of(db, job_id, "ns1")]
+    [result] = [
+        sync_run(ctx, r.id, propagate_deletes=True, actor="tester") for r in jobs_and_runs.runs_of(db, job_id, "ns1")
+    ]
     assert result["deleted"] == 2
     assert states(wait_final(db, job_id))["ns1"] == RunState.VERIFIED
     assert stack.pinecone.count("dst", "ns1") == 58
     # What the metrics exporter serves as nsmigrate_job_sync: the four syncs' counts, summed from the job table.
-    assert jobs.sync_totals(db, job_id) == {"syncs": 4, "new": 7, "changed": 5, "deleted_in_source": 4, "deleted": 2}
+    assert jobs_status.sync_totals(db, job_id) == {
+        "syncs": 4,
+        "new": 7,
+        "changed": 5,
+        "deleted_in_source": 4,
+        "deleted": 2,
+    }
 
 
 def test_sync_repairs_silently_dropped_writes(stack: Stack, ctx: WorkerContext) -> None:
@@ -250,7 +262,7 @@ def test_sync_repairs_silently_dropped_writes(stack: Stack, ctx: WorkerContext) 
     counts = {e["detail"]["namespace"]: e["detail"] for e in events(db, job_id, "sync")}
     assert {ns: c["new"] for ns, c in counts.items()} == missing
     assert all(c["changed"] == 0 for c in counts.values())
-    assert set(states(jobs.job_status(db, job_id)).values()) == {RunState.VERIFIED}
+    assert set(states(jobs_status.job_status(db, job_id)).values()) == {RunState.VERIFIED}
     assert stack.pinecone.count("dst") == 120
 
     # Across two indexes, a rollback of the synced job removes every copy (the first copy's and the sync's) and
@@ -266,7 +278,7 @@ def test_sync_refuses_a_cleaned_run(stack: Stack, ctx: WorkerContext) -> None:
     load_small(stack, namespaces=1, per_namespace=20)
     db, _, job_id = start_job(stack, small_spec(stack, cleanup={"mode": "manual"}))
     wait_final(db, job_id)
-    [run] = jobs.runs_of(db, job_id)
+    [run] = jobs_and_runs.runs_of(db, job_id)
     assert cleaning.cleanup_run(ctx, run.id, actor="tester")["action"] == "deleted"
 
     result = sync_run(ctx, run.id, actor="tester")
@@ -293,22 +305,22 @@ def test_rollback_before_cleanup_needs_no_copy_back_and_restores_the_index_exact
 
     assert cli_result.exit_code == 0, cli_result.output
     assert f"job {job_id} rolled back" in cli_result.output
-    rollbacks = [j["job_id"] for j in jobs.list_jobs(db) if j["kind"] == JobKind.ROLLBACK]
-    [rollback_job_id] = [j for j in rollbacks if jobs.find_job(db, j).parent_job_id == job_id]
+    rollbacks = [j["job_id"] for j in jobs_status.list_jobs(db) if j["kind"] == JobKind.ROLLBACK]
+    [rollback_job_id] = [j for j in rollbacks if jobs_and_runs.find_job(db, j).parent_job_id == job_id]
     for ns in expected_targets(seed):
         assert f"removed {ns}: delete_namespace" in cli_result.output
     assert_same(stack.pinecone.snapshot(ONE), before)
     # The job table knows: a finished rollback job of the forward job, every run cleaned; the forward job is
     # cancelled so no cleanup of it can follow.
-    rollback = jobs.job_status(db, rollback_job_id)
+    rollback = jobs_status.job_status(db, rollback_job_id)
     assert (rollback.kind, rollback.state) == (JobKind.ROLLBACK, JobState.FINISHED)
     assert {r.state for r in rollback.runs} == {RunState.CLEANED}
     assert all(r.verified_ok for r in rollback.runs)
-    forward = jobs.job_status(db, job_id)
+    forward = jobs_status.job_status(db, job_id)
     assert forward.state == JobState.CANCELLED and {r.state for r in forward.runs} == {RunState.CANCELLED}
     assert events(db, job_id, "rolled_back") and len(events(db, rollback_job_id, "targets_deleted")) == 6
     assert not events(db, rollback_job_id, "originals_restored")  # the originals were intact: no copy-back
-    assert cleaning.cleanup_run(ctx, jobs.runs_of(db, job_id)[0].id, actor="tester")["action"] == "refused"
+    assert cleaning.cleanup_run(ctx, jobs_and_runs.runs_of(db, job_id)[0].id, actor="tester")["action"] == "refused"
 
     # Safe to run again: nothing left to do, nothing changes.
     assert rollback_job(ctx, job_id, actor="tester")["action"] == "already_rolled_back"
@@ -320,7 +332,7 @@ def test_rollback_after_cleanup_restores_the_originals_exactly_from_the_targets(
 ) -> None:
     seed = small_seed()
     db, job_id, before = migrated(stack, seed, cleanup={"mode": "manual"})
-    for run in jobs.runs_of(db, job_id):
+    for run in jobs_and_runs.runs_of(db, job_id):
         assert cleaning.cleanup_run(ctx, run.id, actor="tester")["action"] == "deleted"
     after_cleanup = stack.pinecone.snapshot(ONE)
     assert sorted(after_cleanup) == creator_namespaces(after_cleanup)  # every original is gone
@@ -354,14 +366,14 @@ def test_rollback_refuses_when_the_originals_cannot_be_verified_and_deletes_noth
     assert creator_namespaces(now) == creator_namespaces(migrated_snapshot)
     for ns in creator_namespaces(now):
         assert sorted(now[ns]) == sorted(migrated_snapshot[ns])
-    assert {r.state for r in jobs.runs_of(db, job_id)} == {RunState.VERIFIED}  # the forward job is untouched
+    assert {r.state for r in jobs_and_runs.runs_of(db, job_id)} == {RunState.VERIFIED}  # the forward job is untouched
     rollback_id = result["rollback_job_id"]
-    assert RunState.VERIFY_FAILED in {r.state for r in jobs.job_status(db, rollback_id).runs}
+    assert RunState.VERIFY_FAILED in {r.state for r in jobs_status.job_status(db, rollback_id).runs}
     assert events(db, rollback_id, "rollback_refused")
 
     # 2. After cleanup, the copy-back's writes are silently dropped: the restored originals do not verify.
     stack.pinecone.load(ONE, twin_ns, [(changed_id, *before[twin_ns][changed_id])])
-    for run in jobs.runs_of(db, job_id):
+    for run in jobs_and_runs.runs_of(db, job_id):
         assert cleaning.cleanup_run(ctx, run.id, actor="tester")["action"] == "deleted"
     stack.pinecone.set_faults(ONE, Faults(drop_fraction=0.5))
     try:

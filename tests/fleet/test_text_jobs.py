@@ -17,13 +17,17 @@ from pinecone import Pinecone
 
 from nsmigrate.cli.fleet import open_control
 from nsmigrate.cli.run import before_the_job
-from nsmigrate.orchestrator import jobs, launch, recovery
+from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.errors import PlanError, StateError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
 from nsmigrate.orchestrator.models import BatchState, RunState
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.settings import load_settings
+from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate.orchestrator.spec.jobspec import RateBudget, parse_spec
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec, TextRecords
 from nsmigrate.workers.context import WorkerContext
@@ -134,10 +138,10 @@ def reembed_spec(stack: Stack, **overrides: Any) -> dict[str, Any]:
     return text_spec(stack, name="reembed", reembed=reembed, target=plain) | overrides
 
 
-def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, Dispatcher, int]:
+def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs_database.Database, Dispatcher, int]:
     """Plan, create the target index and launch, as `nsmigrate run` does."""
     settings = load_settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db, dispatcher = jobs.Database(settings.database_url), Dispatcher(settings)
+    db, dispatcher = jobs_database.Database(settings.database_url), Dispatcher(settings)
     started = launch.start_or_resume(
         db,
         dispatcher,
@@ -151,12 +155,12 @@ def start_job(stack: Stack, spec_data: dict[str, Any]) -> tuple[jobs.Database, D
     return db, dispatcher, started.job_id
 
 
-def settled(status: jobs.JobStatus) -> bool:
+def settled(status: JobStatus) -> bool:
     return all(r.state in (RunState.VERIFIED, RunState.VERIFY_FAILED) for r in status.runs)
 
 
-def reports(db: jobs.Database, job_id: int) -> dict[str, dict[str, Any]]:
-    return {r.source_namespace: r.verification or {} for r in jobs.runs_of(db, job_id)}
+def reports(db: jobs_database.Database, job_id: int) -> dict[str, dict[str, Any]]:
+    return {r.source_namespace: r.verification or {} for r in jobs_and_runs.runs_of(db, job_id)}
 
 
 def target(stack: Stack, name: str) -> Any:
@@ -220,7 +224,7 @@ def test_a_vector_index_moves_into_an_integrated_index_the_job_creates(stack: St
     assert not ns0["passed"] and ns0["unwritable_ids"] == NO_TEXT["ns0"]
     assert any("were not written" in reason and "ns0-notext-a" in reason for reason in ns0["reasons"])
     assert ns0["target_count"] == 150 and ns0["missing_count"] == 0 and ns0["content_mismatch_count"] == 0
-    events = [e for e in jobs.events_of(db, job_id) if e["action"] == "records_not_written"]
+    events = [e for e in jobs_status.events_of(db, job_id) if e["action"] == "records_not_written"]
     assert sorted(i for e in events for i in e["detail"]["ids"]) == NO_TEXT["ns0"]
     assert all(e["detail"]["namespace"] == "ns0" and "no text" in e["detail"]["reason"] for e in events)
 
@@ -368,7 +372,7 @@ def test_sync_of_an_integrated_job_copies_only_what_changed_in_the_text_or_field
     changed = {**loaded["ns0"]["ns0-0007"], "text": "a wholly new text"}
     vectors = np.ones((2, DIM), dtype=np.float32)
     stack.pinecone.load(SRC, "ns0", [("ns0-0007", vectors[0], changed), ("ns0-new", vectors[1], {"text": "new one"})])
-    (run,) = jobs.runs_of(db, job_id)
+    (run,) = jobs_and_runs.runs_of(db, job_id)
 
     result = sync_run(worker_context(stack.database_url, stack.redis_url), run.id)
 

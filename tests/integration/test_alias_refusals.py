@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
@@ -79,14 +81,14 @@ def test_cleanup_goes_once_the_alias_serves_another_namespace(verified: Job, san
 def test_an_alias_made_after_the_first_ask_still_stops_the_cleanup(
     verified: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start_cleanup = jobs.start_cleanup
+    start_cleanup = jobs_verdicts.start_cleanup
 
-    def alias_made_first(db: jobs.Database, run_id: int) -> Any:
+    def alias_made_first(db: jobs_database.Database, run_id: int) -> Any:
         # An operator points the application's alias at the source between the first ask and the cleanup's start.
         aliases_of(verified.source).create("live", "alpha")
         return start_cleanup(db, run_id)
 
-    monkeypatch.setattr(jobs, "start_cleanup", alias_made_first)
+    monkeypatch.setattr(jobs_verdicts, "start_cleanup", alias_made_first)
 
     result = verified.cleanup()
 
@@ -116,13 +118,13 @@ def test_rollback_refuses_while_an_alias_serves_a_copy(ctx: WorkerContext, verif
 def test_an_alias_made_while_the_rollback_checks_still_stops_its_deletes(
     ctx: WorkerContext, verified: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    rollback_checked = jobs.rollback_checked
+    rollback_checked = jobs_sync_rollback.rollback_checked
 
     def alias_made_meanwhile(*args: Any, **kwargs: Any) -> Any:
         aliases_of(verified.target).create("live", "alpha")
         return rollback_checked(*args, **kwargs)
 
-    monkeypatch.setattr(jobs, "rollback_checked", alias_made_meanwhile)
+    monkeypatch.setattr(jobs_sync_rollback, "rollback_checked", alias_made_meanwhile)
 
     result = rollback_job(ctx, verified.job_id, actor="tester")
 

@@ -20,8 +20,9 @@ import yaml
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BackupError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores.backup.exporting import export_namespace, export_namespaces
@@ -479,9 +480,9 @@ def test_run_writes_the_backup_before_anything_is_enqueued(
     assert sent == [("nsmigrate.copy_small_namespaces", [manifest])] * 2
     for ns, records in data.items():
         assert_exact(read_file_records(directory / file_name_for(ns)), records)
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     job_id = int(result.output.strip().splitlines()[-1])
-    (event,) = [e for e in jobs.events_of(db, job_id) if e["action"] == "backup_written"]
+    (event,) = [e for e in jobs_status.events_of(db, job_id) if e["action"] == "backup_written"]
     assert event["detail"] == {"manifest": str(manifest.resolve()), "namespaces": 2, "vectors": 23}
     broker = redis_lib.Redis.from_url(redis_url)
     assert (broker.llen("copy"), broker.llen("list")) == (2, 0)  # the tasks really are queued, and nothing else
@@ -507,8 +508,8 @@ def test_a_failed_backup_starts_nothing(
     assert result.exit_code == 1, result.output
     assert "backup failed" in result.output and "nothing was enqueued" in result.output
     assert sent == []
-    db = jobs.Database(database_url)
-    assert jobs.list_jobs(db) == []
+    db = jobs_database.Database(database_url)
+    assert jobs_status.list_jobs(db) == []
     db.dispose()
 
 

@@ -8,7 +8,11 @@ import json
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import SCHEMA_VERSION, Batch, BatchState, SchemaInfo
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
@@ -17,7 +21,7 @@ NON_ASCII = ["ünïcødé-1", "日本語#chunk-0", "emoji-🙂", "tab\tin", "quo
 MANY = [f"doc-{k // 4}#chunk-{k % 4}" for k in range(1000)]
 
 
-def a_job(db: jobs.Database, namespaces: tuple[str, ...] = ("ns", "ns-2")) -> list[int]:
+def a_job(db: jobs_database.Database, namespaces: tuple[str, ...] = ("ns", "ns-2")) -> list[int]:
     spec = parse_spec(
         {
             "name": "ids",
@@ -26,28 +30,28 @@ def a_job(db: jobs.Database, namespaces: tuple[str, ...] = ("ns", "ns-2")) -> li
         }
     )
     plan = Plan(runs=[NamespacePlan(ns, ns, 3, 1) for ns in namespaces], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
-    return [run.id for run in jobs.runs_of(db, job_id)]
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    return [run.id for run in jobs_and_runs.runs_of(db, job_id)]
 
 
 def test_batch_ids_round_trip_through_the_listers_and_the_copys_transitions(database_url: str) -> None:
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     run_id, other = a_job(db)
-    one = jobs.add_batches(db, run_id, [NON_ASCII], "t1", listing_done=False)  # one statement: page and batch
-    two = jobs.add_batches(db, run_id, [MANY, ["x"], []], None, listing_done=True, listed_from="t1")
-    jobs.add_batches(db, other, [["only"]], None, listing_done=True)
+    one = jobs_pages.add_batches(db, run_id, [NON_ASCII], "t1", listing_done=False)  # one statement: page and batch
+    two = jobs_pages.add_batches(db, run_id, [MANY, ["x"], []], None, listing_done=True, listed_from="t1")
+    jobs_pages.add_batches(db, other, [["only"]], None, listing_done=True)
 
-    started = [jobs.start_batch(db, b, "w") for b in one.batch_ids + two.batch_ids]
+    started = [jobs_batches.start_batch(db, b, "w") for b in one.batch_ids + two.batch_ids]
     assert [w.ids if w else None for w in started] == [NON_ASCII, MANY, ["x"], []]
     with db.transaction() as s:
         stored = dict(s.execute(sa.select(Batch.id, sa.func.octet_length(sa.cast(Batch.ids, sa.LargeBinary)))).all())
         assert s.scalar(sa.select(sa.func.pg_typeof(Batch.ids)).limit(1)) == "bytea"
     assert stored[two.batch_ids[0]] < len(json.dumps(MANY)) / 2
     # a failed batch counts its ids as failed; retry takes them back off
-    jobs.fail_batch(db, two.batch_ids[0], "boom")
-    assert jobs.get_run(db, run_id).failed == len(MANY)
-    jobs.requeue_failed(db, jobs.get_run(db, run_id).job_id)
-    assert jobs.get_run(db, run_id).failed == 0
+    jobs_batches.fail_batch(db, two.batch_ids[0], "boom")
+    assert jobs_and_runs.get_run(db, run_id).failed == len(MANY)
+    jobs_batches.requeue_failed(db, jobs_and_runs.get_run(db, run_id).job_id)
+    assert jobs_and_runs.get_run(db, run_id).failed == 0
     db.dispose()
 
 
@@ -62,10 +66,10 @@ def to_schema_4(engine: sa.Engine) -> None:
 
 
 def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url: str) -> None:
-    jobs.Database(database_url).dispose()
+    jobs_database.Database(database_url).dispose()
     engine = sa.create_engine(database_url)
     to_schema_4(engine)
-    old = jobs.Database(database_url, create=False)
+    old = jobs_database.Database(database_url, create=False)
     run_id, other = a_job(old)
     id_lists = {0: NON_ASCII, 1: MANY, 2: [], 3: ["x"]}
     states = {0: BatchState.DONE, 1: BatchState.QUEUED, 2: BatchState.DONE, 3: BatchState.FAILED}
@@ -85,7 +89,7 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
         assert version == 4
     old.dispose()
 
-    db = jobs.Database(database_url)  # what any command or worker does on start: the upgrade
+    db = jobs_database.Database(database_url)  # what any command or worker does on start: the upgrade
 
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema")) == SCHEMA_VERSION == 6
@@ -103,16 +107,16 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
     with db.transaction() as s:
         rows = s.execute(sa.select(Batch.seq, Batch.ids, Batch.state).order_by(Batch.seq)).all()
     assert [(seq, ids, state) for seq, ids, state in rows] == [(k, id_lists[k], states[k]) for k in id_lists]
-    status = {r.run_id: r for r in jobs.job_status(db, jobs.get_run(db, run_id).job_id).runs}
+    status = {r.run_id: r for r in jobs_status.job_status(db, jobs_and_runs.get_run(db, run_id).job_id).runs}
     assert status[run_id].batches.as_dict() == {"queued": 1, "running": 0, "done": 2, "failed": 1}
     assert status[other].batches.as_dict() == {"queued": 0, "running": 0, "done": 0, "failed": 0}
-    queued = jobs.queued_batches(db, run_id)
-    work = jobs.start_batch(db, queued[0], "w")
+    queued = jobs_pages.queued_batches(db, run_id)
+    work = jobs_batches.start_batch(db, queued[0], "w")
     assert work is not None and work.ids == MANY
     # new batches are written packed beside the upgraded ones
-    new = jobs.add_batches(db, other, [NON_ASCII], None, listing_done=True)
-    assert (w := jobs.start_batch(db, new.batch_ids[0], "w")) is not None and w.ids == NON_ASCII
-    jobs.Database(database_url).dispose()  # a second start finds version 5 and changes nothing
+    new = jobs_pages.add_batches(db, other, [NON_ASCII], None, listing_done=True)
+    assert (w := jobs_batches.start_batch(db, new.batch_ids[0], "w")) is not None and w.ids == NON_ASCII
+    jobs_database.Database(database_url).dispose()  # a second start finds version 5 and changes nothing
     with db.transaction() as s:
         assert list(s.scalars(sa.select(SchemaInfo.version).order_by(SchemaInfo.version))) == [4, SCHEMA_VERSION]
     db.dispose()

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import DIM, KEY_ENV, RecordingDispatcher, copied_job, make_records, make_spec
@@ -64,7 +64,7 @@ def test_ctrl_c_stops_a_cleanup_between_chunks_with_every_delete_counted(
         f"and each namespace is back to its verdict — `nsmigrate cleanup {job.job_id} --yes` takes it up again"
     )
     assert 0 < left < VECTORS and (VECTORS - left) % 1000 == 0  # whole chunks: none cut in the middle
-    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    run = jobs_and_runs.get_run(ctx.db, job.runs["alpha"])
     assert run.state == "verified" and run.deleted_by_cleanup == VECTORS - left
     assert f"stopped by Ctrl-C after deleting {VECTORS - left} ids" in str(job.events("cleanup_refused")[-1])
 
@@ -73,4 +73,4 @@ def test_ctrl_c_stops_a_cleanup_between_chunks_with_every_delete_counted(
 
     assert again.exit_code == 0, (again.output, again.exception)
     assert sandbox.count("src", "alpha") == 0 and sandbox.count("dst", "alpha") == VECTORS
-    assert jobs.get_run(ctx.db, job.runs["alpha"]).state == "cleaned"
+    assert jobs_and_runs.get_run(ctx.db, job.runs["alpha"]).state == "cleaned"

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import syncing
@@ -56,14 +57,14 @@ def cut_over(ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.M
 def test_a_step_back_that_lands_after_the_gate_was_asked_stops_the_cleanup(
     ctx: WorkerContext, cut_over: Job, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    start_cleanup = jobs.start_cleanup
+    start_cleanup = jobs_verdicts.start_cleanup
 
-    def stepped_back_first(db: jobs.Database, run_id: int) -> Any:
+    def stepped_back_first(db: jobs_database.Database, run_id: int) -> Any:
         # Another operator's `cutover set --reads old`, between the gate's first ask and the cleanup's start.
         rollout_rows.set_rollout(db, cut_over.job_id, 0, "other operator")
         return start_cleanup(db, run_id)
 
-    monkeypatch.setattr(jobs, "start_cleanup", stepped_back_first)
+    monkeypatch.setattr(jobs_verdicts, "start_cleanup", stepped_back_first)
 
     result = cut_over.cleanup(decommission_now=True)
 
@@ -80,8 +81,10 @@ def test_reads_cannot_go_back_to_a_source_a_cleanup_deleted(ctx: WorkerContext, 
     else:  # a cleanup that deleted two ids, then stopped on a store error
         cut_over.source.delete("alpha", ["v-000", "v-001"])
         run = cut_over.runs["alpha"]
-        jobs.start_cleanup(ctx.db, run)
-        jobs.abort_cleanup(ctx.db, run, "delete failed", "tester", RunState.VERIFIED, detail={"deleted_count": 2})
+        jobs_verdicts.start_cleanup(ctx.db, run)
+        jobs_verdicts.abort_cleanup(
+            ctx.db, run, "delete failed", "tester", RunState.VERIFIED, detail={"deleted_count": 2}
+        )
 
     with pytest.raises(StateError) as refused:
         rollout_rows.set_rollout(ctx.db, cut_over.job_id, 0, "tester")

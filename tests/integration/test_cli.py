@@ -23,7 +23,9 @@ from typer.testing import CliRunner
 
 from nsmigrate.cli.main import COMMANDS as COMMAND_TABLE
 from nsmigrate.cli.main import app, load_command
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.task_names import Queue
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
@@ -85,9 +87,9 @@ class Cli:
         return str(path)
 
     def assert_nothing_written(self) -> None:
-        db = jobs.Database(self.database_url)
+        db = jobs_database.Database(self.database_url)
         try:
-            assert jobs.list_jobs(db) == []
+            assert jobs_status.list_jobs(db) == []
             with db.engine.connect() as conn:
                 for table in ("namespace_runs", "batches", "events"):
                     assert conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0, table
@@ -264,10 +266,10 @@ def test_cleanup_dry_run_of_an_unverified_job_deletes_nothing(cli: Cli) -> None:
     after = cli.pinecone.stats("small-src")["requests"]
     assert after.get("delete", 0) == before.get("delete", 0) == 0
     assert after.get("delete_namespace", 0) == 0
-    db = jobs.Database(cli.database_url)
+    db = jobs_database.Database(cli.database_url)
     try:
-        assert [r.state for r in jobs.runs_of(db, job_id)] == [RunState.PENDING] * len(NAMESPACES)
-        refusals = [e for e in jobs.events_of(db, job_id) if e["action"] == "cleanup_refused"]
+        assert [r.state for r in jobs_and_runs.runs_of(db, job_id)] == [RunState.PENDING] * len(NAMESPACES)
+        refusals = [e for e in jobs_status.events_of(db, job_id) if e["action"] == "cleanup_refused"]
         assert len(refusals) == len(NAMESPACES) and all(e["detail"]["dry_run"] for e in refusals)
     finally:
         db.dispose()
@@ -374,16 +376,16 @@ def test_a_command_running_a_step_itself_refused_by_redis_says_so_and_changes_no
     """Their store requests take the rate budget in Redis: a refused password was retried on every request and then
     reported as Redis out of reach (or as a refusal of the step's own)."""
     job_id = run_job(cli, cleanup={"mode": "manual"})
-    db = jobs.Database(cli.database_url)
+    db = jobs_database.Database(cli.database_url)
     try:
-        before = (jobs.events_of(db, job_id), [r.state for r in jobs.runs_of(db, job_id)])
+        before = (jobs_status.events_of(db, job_id), [r.state for r in jobs_and_runs.runs_of(db, job_id)])
         url = f"redis://:wrong-pw-5Rt@127.0.0.1:{password_redis_server.port}/0"
 
         message = one_line(error_of(cli(*[str(job_id) if a == "JOB" else a for a in command], NSMIGRATE_REDIS_URL=url)))
 
         assert message.startswith("error: NSMIGRATE_REDIS_URL: ") and "refused the password" in message
         assert "wrong-pw-5Rt" not in message
-        assert (jobs.events_of(db, job_id), [r.state for r in jobs.runs_of(db, job_id)]) == before
+        assert (jobs_status.events_of(db, job_id), [r.state for r in jobs_and_runs.runs_of(db, job_id)]) == before
     finally:
         db.dispose()
 
@@ -442,9 +444,9 @@ def test_run_reads_a_redis_password_given_as_a_query_parameter(cli: Cli, passwor
     job_id = int(result.stdout.strip().splitlines()[-1])
     assert queue.llen(Queue.LIST.value) == len(NAMESPACES)  # the listers went through kombu, with the password
     assert server.password not in result.output and quote(server.password, safe="") not in result.output
-    db = jobs.Database(cli.database_url)
+    db = jobs_database.Database(cli.database_url)
     try:
-        assert [r.state for r in jobs.runs_of(db, job_id)] == [RunState.PENDING] * len(NAMESPACES)
+        assert [r.state for r in jobs_and_runs.runs_of(db, job_id)] == [RunState.PENDING] * len(NAMESPACES)
     finally:
         db.dispose()
 

@@ -11,8 +11,9 @@ import httpx
 import numpy as np
 import pytest
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import CollectionFailed
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.launch import retry_failed_listers
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.plan import Inventory
@@ -64,7 +65,7 @@ def start_job(ctx: WorkerContext, sandbox: PineconeSandbox) -> int:
     inventory = Inventory(label=POD, dimension=DIM, namespaces=dict(NAMESPACES), can_list=False)
     target = TargetIndex(NEW, wanted_shape(CreateIndex(), DIM, "euclidean"), "create")
     plan = plan_collection(spec, inventory, target)
-    return jobs.create_job(ctx.db, spec, plan, source_label=POD, target_label=NEW)
+    return jobs_and_runs.create_job(ctx.db, spec, plan, source_label=POD, target_label=NEW)
 
 
 def next_step(ctx: WorkerContext, job_id: int) -> str:
@@ -99,8 +100,8 @@ def steps_until_restored(ctx: WorkerContext, job_id: int) -> None:
 
 def shown_texts(ctx: WorkerContext, job_id: int, failure: CollectionFailed) -> list[str]:
     """Everything an operator sees of the failure: the exception (Flower), the runs' errors, the events."""
-    errors = [r.last_error or "" for r in jobs.runs_of(ctx.db, job_id)]
-    events = [str(e) for e in jobs.events_of(ctx.db, job_id)]
+    errors = [r.last_error or "" for r in jobs_and_runs.runs_of(ctx.db, job_id)]
+    events = [str(e) for e in jobs_status.events_of(ctx.db, job_id)]
     return [str(failure), *errors, *events]
 
 
@@ -108,10 +109,10 @@ def assert_failed_then_retried(
     ctx: WorkerContext, pod: PineconeSandbox, job_id: int, failure: CollectionFailed, expected: str
 ) -> None:
     assert f"(job {job_id})" in str(failure) and expected in str(failure)
-    status = jobs.job_status(ctx.db, job_id)
+    status = jobs_status.job_status(ctx.db, job_id)
     assert {r.source_namespace: r.state for r in status.runs} == dict.fromkeys(NAMESPACES, "list_failed")
     assert all(expected in (r.last_error or "") for r in status.runs)
-    [event] = [e for e in jobs.events_of(ctx.db, job_id) if e["action"] == "collection_failed"]
+    [event] = [e for e in jobs_status.events_of(ctx.db, job_id) if e["action"] == "collection_failed"]
     assert expected in str(event)
     assert not any(KEY in text for text in shown_texts(ctx, job_id, failure))
 
@@ -120,8 +121,10 @@ def assert_failed_then_retried(
     assert retry_failed_listers(ctx.db, ctx.dispatcher, job_id) == ["__default__", "twin-a"]
     assert ctx.dispatcher.collection_steps[-1].get("failing_since") is None  # a retried step starts afresh
     steps_until_restored(ctx, job_id)
-    assert jobs.job_status(ctx.db, job_id).phase == "restored"
-    assert {r.source_namespace: r.state for r in jobs.runs_of(ctx.db, job_id)} == dict.fromkeys(NAMESPACES, "copied")
+    assert jobs_status.job_status(ctx.db, job_id).phase == "restored"
+    assert {r.source_namespace: r.state for r in jobs_and_runs.runs_of(ctx.db, job_id)} == dict.fromkeys(
+        NAMESPACES, "copied"
+    )
     assert pod.count(NEW) == sum(NAMESPACES.values())
     assert pod.control.collection_names() == [f"breaks-nsm{job_id}"]  # made once, not again by the retry
 
@@ -150,7 +153,7 @@ def test_an_answer_nobody_foresaw_fails_the_step_with_its_error_and_retry_goes_o
 
     # Pinecone made the index, the step could not know: it recorded restoring before it asked, so the retry below
     # takes that index as the job's own instead of failing because it "appeared".
-    assert NEW in pod.names() and jobs.job_status(ctx.db, job_id).phase == "restoring"
+    assert NEW in pod.names() and jobs_status.job_status(ctx.db, job_id).phase == "restoring"
     answered = f"the Pinecone control plane {pod.control_host} answered create_index_from_collection with 200"
     assert_failed_then_retried(ctx, pod, job_id, failure, answered)
     # What came instead of JSON, and what to do: not a bare JSONDecodeError.

@@ -22,9 +22,15 @@ import yaml
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
 from nsmigrate.orchestrator.errors import BatchFailed, ErasureFailed, NotFound, SpecError, StateError
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.orchestrator.models import SCHEMA_VERSION, ErasureEntry, SchemaInfo, ensure_schema
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.records.vectors import Record
@@ -83,10 +89,10 @@ def a_copy_job(ctx: WorkerContext, spec: JobSpec, source_namespace: str, target_
         estimate=Estimate(0, 0, 0, 0, 0, 0.0),
     )
     source, target = ctx.store(spec.source), ctx.store(spec.target)
-    job_id = jobs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name)
-    [run] = jobs.runs_of(ctx.db, job_id)
-    assert jobs.start_listing(ctx.db, run.id) is not None
-    [batch_id] = jobs.add_batches(ctx.db, run.id, [ids], None, listing_done=True).batch_ids
+    job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name)
+    [run] = jobs_and_runs.runs_of(ctx.db, job_id)
+    assert jobs_pages.start_listing(ctx.db, run.id) is not None
+    [batch_id] = jobs_pages.add_batches(ctx.db, run.id, [ids], None, listing_done=True).batch_ids
     return batch_id
 
 
@@ -108,11 +114,11 @@ def test_a_copy_batch_refuses_to_write_the_data_of_a_creator_an_erasure_is_erasi
     shared_namespace(ctx, spec)
     batch_id = a_copy_job(ctx, spec, "public", "public-copy")  # started before the erasure, copied after
     place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
-    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
     if erasure == "erased":
-        [place_row] = jobs.places_of(ctx.db, erase_job)
-        jobs.finish_place(ctx.db, place_row.id, erased=0, verification={"passed": True})
-        assert jobs.maybe_finish_erasure(ctx.db, erase_job, lambda job, places: {}) is not None
+        [place_row] = jobs_erasure.places_of(ctx.db, erase_job)
+        jobs_erasure.finish_place(ctx.db, place_row.id, erased=0, verification={"passed": True})
+        assert jobs_erasure.maybe_finish_erasure(ctx.db, erase_job, lambda job, places: {}) is not None
 
     with pytest.raises(BatchFailed) as refused:
         copying.copy_batch(ctx, batch_id)
@@ -124,8 +130,8 @@ def test_a_copy_batch_refuses_to_write_the_data_of_a_creator_an_erasure_is_erasi
     assert ctx.store(spec.target).namespaces().get("public-copy", 0) == 0  # not even a.10's: nothing was written
     # Once the source no longer holds a.1's vectors, `nsmigrate retry` copies the rest.
     ctx.store(spec.source).delete("public", ["m-000", "m-001", "m-002"])
-    run_id = jobs.run_of_batch(ctx.db, batch_id)
-    assert jobs.requeue_failed(ctx.db, jobs.get_run(ctx.db, run_id).job_id) == [(run_id, batch_id)]
+    run_id = jobs_batches.run_of_batch(ctx.db, batch_id)
+    assert jobs_batches.requeue_failed(ctx.db, jobs_and_runs.get_run(ctx.db, run_id).job_id) == [(run_id, batch_id)]
     assert copying.copy_batch(ctx, batch_id) == 3
     assert sorted(r.id for r in ctx.store(spec.target).fetch("public-copy", ["m-000", "o-000", "o-001", "o-002"])) == [
         "o-000",
@@ -151,17 +157,17 @@ def test_an_erasure_place_refuses_when_a_copy_started_after_its_plan_may_write_t
     assert plan.writing == {} and plan.places
 
     batch_id = a_copy_job(ctx, spec, "public", "public-copy")  # after the plan: not among its places
-    copy_job = jobs.get_run(ctx.db, jobs.run_of_batch(ctx.db, batch_id)).job_id
-    work = jobs.start_batch(ctx.db, batch_id, "copier")
+    copy_job = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id)).job_id
+    work = jobs_batches.start_batch(ctx.db, batch_id, "copier")
     assert work is not None
     if copy == "finished":
         assert copying.copy_batch(ctx, batch_id, started=work) == 6
     elif copy == "cancelled mid-batch":
-        jobs.cancel_job(ctx.db, copy_job)
-    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+        jobs_and_runs.cancel_job(ctx.db, copy_job)
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
     before = {ns: n for ns, n in ctx.store(spec.source).namespaces().items()}
 
-    for place in jobs.places_of(ctx.db, erase_job):
+    for place in jobs_erasure.places_of(ctx.db, erase_job):
         with pytest.raises(ErasureFailed) as refused:
             erasing.erase_place(ctx, place.id)
         message = str(refused.value)
@@ -174,7 +180,7 @@ def test_an_erasure_place_refuses_when_a_copy_started_after_its_plan_may_write_t
             assert "may still write" in message and f"nsmigrate erase --resume {erase_job}" in message
 
     assert ctx.store(spec.source).namespaces() == before  # nothing deleted
-    receipt = jobs.erasure_receipt(ctx.db, erase_job)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, erase_job)
     assert receipt is not None and not receipt["verified"]
 
 
@@ -196,7 +202,7 @@ def test_a_rollback_refuses_to_write_back_the_originals_of_a_creator_an_erasure_
     spec = make_spec(store_specs)
     job_id = twin_copied_and_cleaned(ctx, spec)
     place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
-    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
 
     result = rollback_job(ctx, job_id, actor="tester")
 
@@ -216,12 +222,14 @@ def test_an_erasure_place_refuses_while_a_rollback_writes_originals_back(
     job_id = twin_copied_and_cleaned(ctx, spec)
     plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
     assert plan.writing == {} and plan.places
-    rollback_id, _ = jobs.open_rollback(ctx.db, job_id, "tester")  # a rollback that has begun writing back
-    [rollback_run] = jobs.runs_of(ctx.db, rollback_id)
-    jobs.rollback_restoring(ctx.db, rollback_run.id)
-    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    rollback_id, _ = jobs_sync_rollback.open_rollback(
+        ctx.db, job_id, "tester"
+    )  # a rollback that has begun writing back
+    [rollback_run] = jobs_and_runs.runs_of(ctx.db, rollback_id)
+    jobs_sync_rollback.rollback_restoring(ctx.db, rollback_run.id)
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
 
-    for place in jobs.places_of(ctx.db, erase_job):
+    for place in jobs_erasure.places_of(ctx.db, erase_job):
         with pytest.raises(ErasureFailed) as refused:
             erasing.erase_place(ctx, place.id)
         assert f"may still write creator 'a.1''s data after it is erased: job {rollback_id}" in str(refused.value)
@@ -250,7 +258,7 @@ def test_a_batch_copied_inside_postgres_refuses_too(
     ctx.store(spec.source).upsert("public", rows)
     batch_id = a_copy_job(ctx, spec, "public", "copied")
     place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
-    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
 
     with pytest.raises(BatchFailed) as refused:
         copying.copy_batch(ctx, batch_id)
@@ -266,15 +274,15 @@ def test_a_batch_copied_inside_postgres_refuses_too(
 def erased(ctx: WorkerContext, subject: Subject) -> int:
     """An erasure of ``subject`` that finished with its receipt: a line of the ledger. Returns its job's id."""
     place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
-    erase_job = jobs.create_erasure(ctx.db, "erase", subject.to_json(), [place])
-    [place_row] = jobs.places_of(ctx.db, erase_job)
-    jobs.finish_place(ctx.db, place_row.id, erased=0, verification={"passed": True})
-    assert jobs.maybe_finish_erasure(ctx.db, erase_job, lambda job, places: {"verified": True}) is not None
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase", subject.to_json(), [place])
+    [place_row] = jobs_erasure.places_of(ctx.db, erase_job)
+    jobs_erasure.finish_place(ctx.db, place_row.id, erased=0, verification={"passed": True})
+    assert jobs_erasure.maybe_finish_erasure(ctx.db, erase_job, lambda job, places: {"verified": True}) is not None
     return erase_job
 
 
 def held_back_events(ctx: WorkerContext, erase_job: int) -> list[dict[str, Any]]:
-    return [e["detail"] for e in jobs.events_of(ctx.db, erase_job) if e["action"] == "write_held_back"]
+    return [e["detail"] for e in jobs_status.events_of(ctx.db, erase_job) if e["action"] == "write_held_back"]
 
 
 def test_an_archive_imported_after_an_erasure_writes_none_of_the_creators_records_and_names_them(
@@ -328,7 +336,7 @@ def test_an_archive_imported_after_an_erasure_writes_none_of_the_creators_record
     assert again.exit_code == 0, again.output
     assert "erased by erasure job" not in again.output
     assert target.namespaces().get("public") == 7 and target.namespaces().get("creator_a.1_twin_t1") == 2
-    [line] = jobs.ledger(ctx.db, "a.1")
+    [line] = jobs_erasure_ledger.ledger(ctx.db, "a.1")
     assert line["lift_reason"] == "court order" and line["receipt"] == {"verified": True}
 
 
@@ -347,36 +355,38 @@ def test_a_refused_copy_batch_is_in_the_erasures_events_and_a_lifted_erasure_let
     [event] = held_back_events(ctx, erase_job)
     assert event["records"] == 3 and event["refused"] == "batch" and event["ids"] == ["m-000", "m-001", "m-002"]
 
-    jobs.lift_erasure(ctx.db, "a.1", None, "a test creator: may be copied again", actor="dpo")
-    run_id = jobs.run_of_batch(ctx.db, batch_id)
-    assert jobs.requeue_failed(ctx.db, jobs.get_run(ctx.db, run_id).job_id) == [(run_id, batch_id)]
+    jobs_erasure_ledger.lift_erasure(ctx.db, "a.1", None, "a test creator: may be copied again", actor="dpo")
+    run_id = jobs_batches.run_of_batch(ctx.db, batch_id)
+    assert jobs_batches.requeue_failed(ctx.db, jobs_and_runs.get_run(ctx.db, run_id).job_id) == [(run_id, batch_id)]
     assert copying.copy_batch(ctx, batch_id) == 6
-    [line] = jobs.ledger(ctx.db, "a.1")
+    [line] = jobs_erasure_ledger.ledger(ctx.db, "a.1")
     assert line["lifted_by"] == "dpo" and line["erasure_job"] == erase_job
-    assert [e["detail"]["reason"] for e in jobs.events_of(ctx.db, erase_job) if e["action"] == "erasure_lifted"] == [
-        "a test creator: may be copied again"
-    ]
+    assert [
+        e["detail"]["reason"] for e in jobs_status.events_of(ctx.db, erase_job) if e["action"] == "erasure_lifted"
+    ] == ["a test creator: may be copied again"]
 
 
 def test_lifting_an_erasure_is_exact_needs_a_reason_and_waits_for_the_erasure(ctx: WorkerContext) -> None:
     twin_job = erased(ctx, Subject("a.1", "t1"))
     place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
-    running = jobs.create_erasure(ctx.db, "erase-b.2", Subject("b.2").to_json(), [place])
+    running = jobs_erasure.create_erasure(ctx.db, "erase-b.2", Subject("b.2").to_json(), [place])
 
     with pytest.raises(SpecError, match="needs a reason"):
-        jobs.lift_erasure(ctx.db, "a.1", "t1", "  ")
+        jobs_erasure_ledger.lift_erasure(ctx.db, "a.1", "t1", "  ")
     with pytest.raises(NotFound, match=r"no erasure of creator 'a\.1' to lift"):
-        jobs.lift_erasure(ctx.db, "a.1", None, "the creator's line")  # a twin's line is lifted only with its twin
+        jobs_erasure_ledger.lift_erasure(
+            ctx.db, "a.1", None, "the creator's line"
+        )  # a twin's line is lifted only with its twin
     with pytest.raises(NotFound):
-        jobs.lift_erasure(ctx.db, "a.10", "t1", "another creator")
+        jobs_erasure_ledger.lift_erasure(ctx.db, "a.10", "t1", "another creator")
     with pytest.raises(StateError, match="still erasing"):
-        jobs.lift_erasure(ctx.db, "b.2", None, "too early")
-    assert [j for j, _ in jobs.erasure_subjects(ctx.db)] == [twin_job, running]  # nothing was lifted
+        jobs_erasure_ledger.lift_erasure(ctx.db, "b.2", None, "too early")
+    assert [j for j, _ in jobs_erasure_ledger.erasure_subjects(ctx.db)] == [twin_job, running]  # nothing was lifted
 
-    jobs.lift_erasure(ctx.db, "a.1", "t1", "restored")
-    assert [j for j, _ in jobs.erasure_subjects(ctx.db)] == [running]
-    jobs.cancel_job(ctx.db, running)  # a cancelled erasure holds back nothing
-    assert jobs.erasure_subjects(ctx.db) == []
+    jobs_erasure_ledger.lift_erasure(ctx.db, "a.1", "t1", "restored")
+    assert [j for j, _ in jobs_erasure_ledger.erasure_subjects(ctx.db)] == [running]
+    jobs_and_runs.cancel_job(ctx.db, running)  # a cancelled erasure holds back nothing
+    assert jobs_erasure_ledger.erasure_subjects(ctx.db) == []
 
 
 def test_an_older_job_tables_erasures_enter_the_ledger_when_its_schema_is_brought_up_to_date(
@@ -386,11 +396,11 @@ def test_an_older_job_tables_erasures_enter_the_ledger_when_its_schema_is_brough
     with ctx.db.transaction() as s:  # as a job table written before the ledger existed
         s.execute(sa.delete(ErasureEntry))
         s.execute(sa.delete(SchemaInfo).where(SchemaInfo.version == SCHEMA_VERSION))
-    assert jobs.erasure_subjects(ctx.db) == []
+    assert jobs_erasure_ledger.erasure_subjects(ctx.db) == []
 
     ensure_schema(ctx.db.engine)
 
-    assert jobs.erasure_subjects(ctx.db) == [(erase_job, Subject("a.1"))]
+    assert jobs_erasure_ledger.erasure_subjects(ctx.db) == [(erase_job, Subject("a.1"))]
 
 
 def test_a_dual_write_writes_none_of_an_erased_twins_records_to_either_index(
@@ -431,15 +441,15 @@ def test_the_receipt_records_how_long_each_place_and_the_erasure_took(ctx: Worke
     copied_job(ctx, spec, {"t1": make_records(3, prefix="m")}, pairs={"t1": ("a.1", "t1")})
     shared_namespace(ctx, spec)
     plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
-    erase_job = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
 
-    for place in jobs.places_of(ctx.db, erase_job):
+    for place in jobs_erasure.places_of(ctx.db, erase_job):
         erasing.erase_place(ctx, place.id)
 
-    receipt = jobs.erasure_receipt(ctx.db, erase_job)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, erase_job)
     assert receipt is not None and receipt["verified"] and len(receipt["places"]) >= 2
     durations = [p["duration_s"] for p in receipt["places"]]
     assert all(isinstance(d, float) and 0 <= d < 30 for d in durations), durations
     assert receipt["duration_s"] >= max(durations)
-    [line] = jobs.ledger(ctx.db, "a.1")
+    [line] = jobs_erasure_ledger.ledger(ctx.db, "a.1")
     assert line["receipt"]["duration_s"] == receipt["duration_s"]  # the ledger keeps the same receipt

@@ -11,7 +11,7 @@ from typing import Any
 
 from pinecone import Pinecone
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import erasing
@@ -53,13 +53,13 @@ def test_an_erasure_takes_a_vector_whose_id_is_in_a_list_and_checks_it_gone_by_t
     plan = erasing.plan_erasure(ctx.db, "zz9", None, open_retrying_store)
     [public] = [p for p in plan.places if p["namespace"] == "public"]
     assert public["kind"] == "records" and public["planned"] == len(THEIRS)
-    erase_job = jobs.create_erasure(ctx.db, "erase-zz9", plan.spec("tester"), plan.places)
-    for place in jobs.places_of(ctx.db, erase_job):
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-zz9", plan.spec("tester"), plan.places)
+    for place in jobs_erasure.places_of(ctx.db, erase_job):
         erasing.erase_place(ctx, place.id)
 
     left = {r.id for r in source.fetch("public", list(OWNERS))}
     assert left == set(OWNERS) - THEIRS
-    receipt = jobs.erasure_receipt(ctx.db, erase_job)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, erase_job)
     assert receipt is not None and receipt["verified"]
     [row] = [r for r in receipt["places"] if r["namespace"] == "public"]
     assert row["erased"] == len(THEIRS) and row["check"]["found"] == 0

@@ -16,9 +16,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import NotFound, StateError
-from nsmigrate.orchestrator.jobs import pages
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs, pages
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import SCHEMA_VERSION, Base, Batch, NamespaceRun, ensure_schema
 from nsmigrate.orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
@@ -45,7 +49,7 @@ class Traffic:
         return len(self.statements) + (2 if in_transaction else 0)
 
 
-def watch(db: jobs.Database, monkeypatch: pytest.MonkeyPatch) -> Traffic:
+def watch(db: jobs_database.Database, monkeypatch: pytest.MonkeyPatch) -> Traffic:
     traffic = Traffic()
 
     @event.listens_for(db.engine, "before_cursor_execute")
@@ -66,7 +70,7 @@ def watch(db: jobs.Database, monkeypatch: pytest.MonkeyPatch) -> Traffic:
     return traffic
 
 
-def a_job(db: jobs.Database, namespaces: int = 1) -> tuple[int, list[int]]:
+def a_job(db: jobs_database.Database, namespaces: int = 1) -> tuple[int, list[int]]:
     spec = parse_spec(
         {
             "name": "cost",
@@ -78,8 +82,8 @@ def a_job(db: jobs.Database, namespaces: int = 1) -> tuple[int, list[int]]:
         runs=[NamespacePlan(f"ns{n}", f"ns{n}", 3, 1) for n in range(namespaces)],
         estimate=Estimate(0, 0, 0, 0, 0, 0.0),
     )
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
-    return job_id, [run.id for run in jobs.runs_of(db, job_id)]
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    return job_id, [run.id for run in jobs_and_runs.runs_of(db, job_id)]
 
 
 def test_a_fresh_database_gets_the_job_table_schema_in_one_statement_per_table_and_index(database_url: str) -> None:
@@ -105,17 +109,17 @@ def test_a_fresh_database_gets_the_job_table_schema_in_one_statement_per_table_a
 
 
 @pytest.fixture
-def db(job_table_url: str) -> Iterator[jobs.Database]:
-    database = jobs.Database(job_table_url, create=False)
+def db(job_table_url: str) -> Iterator[jobs_database.Database]:
+    database = jobs_database.Database(job_table_url, create=False)
     yield database
     database.dispose()
 
 
 def test_a_namespace_of_one_batch_costs_five_round_trips_from_listing_to_done(
-    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+    db: jobs_database.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, [run_id] = a_job(db)
-    jobs.job_spec(db, jobs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
+    jobs_and_runs.job_spec(db, jobs_and_runs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
     traffic = watch(db, monkeypatch)
     round_trips = pings = checkouts = 0
 
@@ -126,20 +130,22 @@ def test_a_namespace_of_one_batch_costs_five_round_trips_from_listing_to_done(
         checkouts += traffic.checkouts
         traffic.clear()
 
-    assert jobs.start_listing(db, run_id) is not None
+    assert jobs_pages.start_listing(db, run_id) is not None
     assert traffic.statements == [("UPDATE", True)]
 
     count()
-    [batch_id] = jobs.add_batches(db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
+    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
     assert traffic.statements == [("WITH", True)]  # the page and its batch together
 
     count()
-    work = jobs.start_batch(db, batch_id, "w")
+    work = jobs_batches.start_batch(db, batch_id, "w")
     assert work is not None and work.ids == ["a", "b", "c"]
     assert traffic.statements == [("WITH", True)]
 
     count()
-    copied, wake = jobs.finish_batch(db, batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4)
+    copied, wake = jobs_batches.finish_batch(
+        db, batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4
+    )
     assert (copied, wake) == (True, False)
     # mark done and count it; move the run to copied: two statements, no transaction held across a round trip
     assert traffic.statements == [("WITH", True), ("WITH", True)]
@@ -157,17 +163,19 @@ def test_a_namespace_of_one_batch_costs_five_round_trips_from_listing_to_done(
 
 
 def test_a_small_run_is_recorded_and_started_in_one_statement_four_round_trips_from_listing_to_done(
-    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+    db: jobs_database.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A small run's task (``workers.steps.small_group``) records its one batch already started for itself: one
     statement and one checkout fewer than recording it, then starting it as a copy task does (5 round trips, 4
     checkouts)."""
     _, [run_id] = a_job(db)
-    jobs.job_spec(db, jobs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
+    jobs_and_runs.job_spec(db, jobs_and_runs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
     traffic = watch(db, monkeypatch)
-    assert jobs.start_listing(db, run_id) is not None
+    assert jobs_pages.start_listing(db, run_id) is not None
 
-    recorded, work = jobs.record_and_claim_batch(db, run_id, ["a", "b", "c"], None, listed_from=None, worker="w")
+    recorded, work = jobs_batches.record_and_claim_batch(
+        db, run_id, ["a", "b", "c"], None, listed_from=None, worker="w"
+    )
 
     # listing started, then the page, its batch and the batch's start together: 2 round trips, 2 checkouts
     assert (traffic.statements, traffic.checkouts) == ([("UPDATE", True), ("WITH", True)], 2)
@@ -185,20 +193,22 @@ def test_a_small_run_is_recorded_and_started_in_one_statement_four_round_trips_f
         assert (batch.state, batch.attempts, batch.worker) == ("running", 1, "w")
         assert batch.started_at is not None
     traffic.clear()
-    copied, _ = jobs.finish_batch(db, work.batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4)
+    copied, _ = jobs_batches.finish_batch(
+        db, work.batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4
+    )
     assert copied
     assert (traffic.round_trips, traffic.checkouts) == (2, 1)  # in all 4 round trips and 3 checkouts
-    assert jobs.start_batch(db, work.batch_id, "w") is None  # done: a duplicate copy task does nothing
+    assert jobs_batches.start_batch(db, work.batch_id, "w") is None  # done: a duplicate copy task does nothing
 
 
 def test_a_small_run_cancelled_before_its_page_is_recorded_leaves_its_batch_queued_and_unclaimed(
-    db: jobs.Database,
+    db: jobs_database.Database,
 ) -> None:
     job_id, [run_id] = a_job(db)
-    assert jobs.start_listing(db, run_id) is not None
-    jobs.cancel_job(db, job_id, actor="tester")
+    assert jobs_pages.start_listing(db, run_id) is not None
+    jobs_and_runs.cancel_job(db, job_id, actor="tester")
 
-    recorded, work = jobs.record_and_claim_batch(db, run_id, ["a"], None, listed_from=None, worker="w")
+    recorded, work = jobs_batches.record_and_claim_batch(db, run_id, ["a"], None, listed_from=None, worker="w")
 
     assert work is None and recorded.cancelled
     with db.transaction() as s:
@@ -206,10 +216,10 @@ def test_a_small_run_cancelled_before_its_page_is_recorded_leaves_its_batch_queu
         assert batch is not None
         assert (batch.state, batch.attempts, batch.worker, batch.started_at) == ("queued", 0, None, None)
     with pytest.raises(StateError, match="another lister already recorded"):  # the page is recorded once
-        jobs.record_and_claim_batch(db, run_id, ["a"], None, listed_from=None, worker="w")
+        jobs_batches.record_and_claim_batch(db, run_id, ["a"], None, listed_from=None, worker="w")
 
 
-def test_a_job_of_many_namespaces_is_written_in_one_insert_of_its_runs(db: jobs.Database) -> None:
+def test_a_job_of_many_namespaces_is_written_in_one_insert_of_its_runs(db: jobs_database.Database) -> None:
     """One statement for the runs, not an executemany (which sends a statement per row)."""
     inserts: list[tuple[str, bool]] = []
 
@@ -225,24 +235,24 @@ def test_a_job_of_many_namespaces_is_written_in_one_insert_of_its_runs(db: jobs.
     assert not many and statement.count("), (") == 39  # forty rows of values in one statement
 
 
-def copied_run(db: jobs.Database, namespaces: int = 1) -> tuple[int, list[int]]:
+def copied_run(db: jobs_database.Database, namespaces: int = 1) -> tuple[int, list[int]]:
     """A job whose runs each copied their one batch."""
     job_id, run_ids = a_job(db, namespaces)
     for n, run_id in enumerate(run_ids):
-        assert jobs.start_listing(db, run_id) is not None
-        [batch_id] = jobs.add_batches(db, run_id, [["a"]], None, listing_done=True).batch_ids
-        assert jobs.start_batch(db, batch_id, "w") is not None
-        jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=[f"ns{n}"], max_in_flight=4)
+        assert jobs_pages.start_listing(db, run_id) is not None
+        [batch_id] = jobs_pages.add_batches(db, run_id, [["a"]], None, listing_done=True).batch_ids
+        assert jobs_batches.start_batch(db, batch_id, "w") is not None
+        jobs_batches.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=[f"ns{n}"], max_in_flight=4)
     return job_id, run_ids
 
 
 def test_a_verification_costs_four_round_trips_and_writes_its_verdict_with_its_event(
-    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+    db: jobs_database.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id, [run_id, other] = copied_run(db, namespaces=2)
     traffic = watch(db, monkeypatch)
 
-    started = jobs.start_verify(db, run_id)
+    started = jobs_verdicts.start_verify(db, run_id)
     assert started is not None
     run, neighbours = started
     assert (run.id, run.state, run.target_namespace) == (run_id, "verifying", "ns0")
@@ -250,17 +260,17 @@ def test_a_verification_costs_four_round_trips_and_writes_its_verdict_with_its_e
     # move and read the run, its target's other writers, the job's runs (once per process): no transaction
     assert traffic.statements == [("UPDATE", True), ("SELECT", True), ("SELECT", True)]
     traffic.clear()
-    assert jobs.start_verify(db, other) is not None
+    assert jobs_verdicts.start_verify(db, other) is not None
     assert traffic.statements == [("UPDATE", True), ("SELECT", True)]
 
     traffic.clear()
-    jobs.finish_verify(db, run_id, "ns0", {"passed": True, "summary": "fine"}, True, "tester")
+    jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True, "summary": "fine"}, True, "tester")
     assert traffic.statements == [("WITH", True)]  # the verdict and its event together
-    jobs.finish_verify(db, other, "ns1", {"passed": False, "summary": "3 missing"}, False, "tester")
+    jobs_verdicts.finish_verify(db, other, "ns1", {"passed": False, "summary": "3 missing"}, False, "tester")
 
-    assert [jobs.get_run(db, r).state for r in (run_id, other)] == ["verified", "verify_failed"]
-    assert jobs.get_run(db, run_id).verification == {"passed": True, "summary": "fine"}
-    events = [(e["action"], e["run_id"], e["actor"], e["detail"]) for e in jobs.events_of(db, job_id)][-2:]
+    assert [jobs_and_runs.get_run(db, r).state for r in (run_id, other)] == ["verified", "verify_failed"]
+    assert jobs_and_runs.get_run(db, run_id).verification == {"passed": True, "summary": "fine"}
+    events = [(e["action"], e["run_id"], e["actor"], e["detail"]) for e in jobs_status.events_of(db, job_id)][-2:]
     assert events == [
         ("verified", run_id, "tester", {"namespace": "ns0", "summary": "fine"}),
         ("verify_failed", other, "tester", {"namespace": "ns1", "summary": "3 missing"}),
@@ -268,7 +278,7 @@ def test_a_verification_costs_four_round_trips_and_writes_its_verdict_with_its_e
 
 
 def test_a_group_of_verifications_starts_in_four_statements_and_each_run_knows_its_neighbours(
-    db: jobs.Database, monkeypatch: pytest.MonkeyPatch
+    db: jobs_database.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``start_verifications``: one statement moves the group, one reads its targets' writers, one its creators'
     first twin runs (and the job's run count, once per process); each run gets what ``start_verify`` gives it."""
@@ -286,26 +296,28 @@ def test_a_group_of_verifications_starts_in_four_statements_and_each_run_knows_i
         NamespacePlan("d", ROUTED, 3, 1),  # routed and not copied yet: it may still write anywhere
         NamespacePlan("e", "e", 3, 1),
     ]
-    job_id = jobs.create_job(db, spec, Plan(plans, Estimate(0, 0, 0, 0, 0, 0.0)), source_label="s", target_label="t")
-    runs = {run.source_namespace: run.id for run in jobs.runs_of(db, job_id)}
+    job_id = jobs_and_runs.create_job(
+        db, spec, Plan(plans, Estimate(0, 0, 0, 0, 0, 0.0)), source_label="s", target_label="t"
+    )
+    runs = {run.source_namespace: run.id for run in jobs_and_runs.runs_of(db, job_id)}
     for plan in plans:
         if plan.target_namespace is not None:
             run_id = runs[plan.source_namespace]
-            assert jobs.start_listing(db, run_id) is not None
-            [batch_id] = jobs.add_batches(db, run_id, [["x"]], None, listing_done=True).batch_ids
-            assert jobs.start_batch(db, batch_id, "w") is not None
-            jobs.finish_batch(
+            assert jobs_pages.start_listing(db, run_id) is not None
+            [batch_id] = jobs_pages.add_batches(db, run_id, [["x"]], None, listing_done=True).batch_ids
+            assert jobs_batches.start_batch(db, batch_id, "w") is not None
+            jobs_batches.finish_batch(
                 db, batch_id, vectors=1, missing=0, nbytes=1, targets=[plan.target_namespace], max_in_flight=4
             )
     traffic = watch(db, monkeypatch)
 
     group = [runs["e"], runs["c"], runs["a"], runs["b"], runs["d"], 10**9]  # d is not copied; 10**9 names no run
-    started = jobs.start_verifications(db, group)
+    started = jobs_verdicts.start_verifications(db, group)
 
     assert traffic.statements == [("UPDATE", True), ("SELECT", True), ("SELECT", True), ("SELECT", True)]
     assert [run.id for run, _ in started] == [runs["e"], runs["c"], runs["a"], runs["b"]]  # in the order given
     assert {run.state for run, _ in started} == {"verifying"}
-    assert jobs.get_run(db, runs["d"]).state == "pending"
+    assert jobs_and_runs.get_run(db, runs["d"]).state == "pending"
     seen = {
         run.source_namespace: (sorted(w.source_namespace for w in n.writers), n.runs, n.first_twin_run)
         for run, n in started
@@ -317,42 +329,44 @@ def test_a_group_of_verifications_starts_in_four_statements_and_each_run_knows_i
         "e": (["d"], 5, None),
     }
     for run, _ in started:  # each alone, as a verification sent on its own finds it
-        alone = jobs.start_verify(db, run.id)
+        alone = jobs_verdicts.start_verify(db, run.id)
         assert alone is not None
         assert seen[run.source_namespace] == (
             sorted(w.source_namespace for w in alone[1].writers),
             alone[1].runs,
             alone[1].first_twin_run,
         )
-    assert jobs.start_verifications(db, [runs["d"], 10**9]) == []
+    assert jobs_verdicts.start_verifications(db, [runs["d"], 10**9]) == []
 
 
-def test_a_verification_is_refused_where_it_cannot_start_or_end_and_then_writes_nothing(db: jobs.Database) -> None:
+def test_a_verification_is_refused_where_it_cannot_start_or_end_and_then_writes_nothing(
+    db: jobs_database.Database,
+) -> None:
     job_id, [run_id, judged] = copied_run(db, namespaces=2)
-    assert jobs.start_verify(db, judged) is not None
-    jobs.finish_verify(db, judged, "ns1", {"passed": True}, True, "tester")
+    assert jobs_verdicts.start_verify(db, judged) is not None
+    jobs_verdicts.finish_verify(db, judged, "ns1", {"passed": True}, True, "tester")
 
     with pytest.raises(NotFound):
-        jobs.start_verify(db, 10**9)
-    assert jobs.start_verify(db, judged, judged_too=False) is None  # a verdict kept
-    assert jobs.get_run(db, judged).state == "verified"
+        jobs_verdicts.start_verify(db, 10**9)
+    assert jobs_verdicts.start_verify(db, judged, judged_too=False) is None  # a verdict kept
+    assert jobs_and_runs.get_run(db, judged).state == "verified"
 
-    assert jobs.start_verify(db, run_id) is not None
-    jobs.cancel_job(db, job_id, actor="tester")  # cancelled while it was being verified
-    events = len(jobs.events_of(db, job_id))
+    assert jobs_verdicts.start_verify(db, run_id) is not None
+    jobs_and_runs.cancel_job(db, job_id, actor="tester")  # cancelled while it was being verified
+    events = len(jobs_status.events_of(db, job_id))
     with pytest.raises(StateError, match="cannot move from cancelled to verified"):
-        jobs.finish_verify(db, run_id, "ns0", {"passed": True}, True, "tester")
-    assert jobs.get_run(db, run_id).state == "cancelled"
-    assert len(jobs.events_of(db, job_id)) == events
+        jobs_verdicts.finish_verify(db, run_id, "ns0", {"passed": True}, True, "tester")
+    assert jobs_and_runs.get_run(db, run_id).state == "cancelled"
+    assert len(jobs_status.events_of(db, job_id)) == events
 
 
-def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled(db: jobs.Database) -> None:
+def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled(db: jobs_database.Database) -> None:
     job_id, [run_id] = a_job(db)
-    before = jobs.job_status(db, job_id)
+    before = jobs_status.job_status(db, job_id)
 
-    jobs.compile_task_statements(db)
+    jobs_batches.compile_task_statements(db)
 
-    assert jobs.job_status(db, job_id) == before
+    assert jobs_status.job_status(db, job_id) == before
     with db.single_statement() as conn:
         result = conn.execute(pages._START_LISTING, {"run_id": run_id})
         assert result.context.cache_hit == conn.dialect.CACHE_HIT

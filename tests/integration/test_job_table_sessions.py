@@ -9,13 +9,13 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.models import Event
 
 
 def test_a_transaction_whose_client_went_away_is_ended_and_its_row_locks_released(job_table_url: str) -> None:
-    lost = jobs.Database(job_table_url, create=False, idle_in_transaction_s=1)
-    fleet = jobs.Database(job_table_url, create=False)
+    lost = jobs_database.Database(job_table_url, create=False, idle_in_transaction_s=1)
+    fleet = jobs_database.Database(job_table_url, create=False)
     try:
         with fleet.transaction() as s:
             event = Event(actor="test", action="locked", detail={})
@@ -41,7 +41,7 @@ def test_a_transaction_whose_client_went_away_is_ended_and_its_row_locks_release
 
 
 def test_job_table_sessions_end_a_transaction_left_waiting_after_a_minute(job_table_url: str) -> None:
-    db = jobs.Database(job_table_url, create=False)
+    db = jobs_database.Database(job_table_url, create=False)
     try:
         with db.single_statement() as conn:
             assert conn.scalar(sa.text("SHOW idle_in_transaction_session_timeout")) == "1min"

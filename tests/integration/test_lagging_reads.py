@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
@@ -57,9 +58,9 @@ def copy_namespace(ctx: WorkerContext, spec: JobSpec, sandbox: PineconeSandbox, 
     itself; returns the run's id."""
     sandbox.load("lag-src", "alpha", [(r.id, list(r.values), dict(r.metadata)) for r in records])
     plan = Plan(runs=[NamespacePlan("alpha", "alpha", len(records), 1)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
-    job_id = jobs.create_job(ctx.db, spec, plan, source_label="lag-src", target_label="lag-dst")
-    [run] = jobs.runs_of(ctx.db, job_id)
-    [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
+    job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label="lag-src", target_label="lag-dst")
+    [run] = jobs_and_runs.runs_of(ctx.db, job_id)
+    [batch_id] = jobs_pages.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
     assert copying.copy_batch(ctx, batch_id) == len(records)
     return run.id
 
@@ -78,7 +79,7 @@ def test_verification_waits_for_the_targets_reads_by_the_copys_lsn(
     reads = report["reads"]["alpha"]
     assert reads["by"] == "lsn" and reads["caught_up"] and reads["lsn"] == reads["reconciled"] == 1
     assert reads["waited_s"] > 0
-    assert jobs.get_run(ctx.db, run_id).state == RunState.VERIFIED
+    assert jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFIED
 
 
 def test_reads_that_never_catch_up_fail_after_the_bounded_wait_the_report_names(
@@ -103,7 +104,7 @@ def test_reads_that_never_catch_up_fail_after_the_bounded_wait_the_report_names(
         "reconciled": 0,
         "timeout_s": 1,
     }
-    assert jobs.get_run(ctx.db, run_id).state == RunState.VERIFY_FAILED
+    assert jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFY_FAILED
 
 
 def verified_run(ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -121,7 +122,7 @@ def test_cleanup_drops_the_namespace_it_emptied_once_the_sources_reads_show_it(
     result = cleaning.cleanup_run(ctx, run_id, actor="tester")
 
     assert result["action"] == "deleted" and result["count"] == 20
-    assert jobs.get_run(ctx.db, run_id).cleanup["method"] == "delete_namespace"  # type: ignore[index]
+    assert jobs_and_runs.get_run(ctx.db, run_id).cleanup["method"] == "delete_namespace"  # type: ignore[index]
     assert sandbox.count("lag-src", "alpha") == 0 and sandbox.count("lag-dst", "alpha") == 20
 
 
@@ -142,7 +143,7 @@ def test_a_write_the_sources_lagging_listing_hid_is_found_before_the_run_is_call
     assert result["action"] == "refused" and result["count"] == 20, result
     assert result["refused_ids"] == [new.id]
     assert "written to the source during the cleanup" in result["reason"]
-    run = jobs.get_run(ctx.db, run_id)
+    run = jobs_and_runs.get_run(ctx.db, run_id)
     assert run.state == RunState.VERIFY_FAILED
     assert [r.id for r in ctx.store(lag_spec(sandbox, monkeypatch).source).fetch("alpha", [new.id])] == [new.id]
 
@@ -155,7 +156,7 @@ def test_a_rollback_right_after_the_copy_removes_the_copies_its_lagging_listing_
     sandbox.set_faults("lag-dst", Faults(freshness_lag_s=LAG_S))
     run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(12))
 
-    result = rollback_job(ctx, jobs.get_run(ctx.db, run_id).job_id, actor="tester")
+    result = rollback_job(ctx, jobs_and_runs.get_run(ctx.db, run_id).job_id, actor="tester")
 
     assert result["action"] == "rolled_back", result
     assert sandbox.count("lag-dst", "alpha") == 0 and sandbox.count("lag-src", "alpha") == 12

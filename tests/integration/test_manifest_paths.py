@@ -16,8 +16,9 @@ import yaml
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BackupError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate.workers.stores.backup.erasure import erase_rows
@@ -96,8 +97,8 @@ def test_erase_refuses_a_manifest_naming_a_file_outside_its_directory(
     assert str(backup / MANIFEST_NAME) in output and "outside the backup directory" in output
     assert "nothing was read or changed" in output
     assert fingerprint(tmp_path) == before  # the victim's file, the backup and its manifest as they were
-    db = jobs.Database(database_url)
-    assert jobs.list_jobs(db) == []  # no erasure job was written
+    db = jobs_database.Database(database_url)
+    assert jobs_status.list_jobs(db) == []  # no erasure job was written
     db.dispose()
 
 

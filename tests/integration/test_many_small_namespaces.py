@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.records.vectors import Record
@@ -87,19 +89,19 @@ def copied_namespaces(ctx: WorkerContext, spec: JobSpec, n: int) -> dict[str, in
         estimate=Estimate(0, 0, 0, 0, 0, 0.0),
         twins={},
     )
-    job_id = jobs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name)
+    job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name)
     runs = {}
-    for run in jobs.runs_of(ctx.db, job_id):
+    for run in jobs_and_runs.runs_of(ctx.db, job_id):
         ns = run.source_namespace
         source.upsert(ns, data[ns])
         route = route_context(spec, source.name, ns, ns)
         for target_ns, routed in route_records(data[ns], route).items():
             target.upsert(target_ns, routed)
-        recorded = jobs.add_batches(ctx.db, run.id, [[r.id for r in data[ns]]], None, listing_done=True)
+        recorded = jobs_pages.add_batches(ctx.db, run.id, [[r.id for r in data[ns]]], None, listing_done=True)
         (batch_id,) = recorded.batch_ids
-        jobs.finish_batch(ctx.db, batch_id, vectors=3, missing=0, nbytes=0, targets=[ns], max_in_flight=8)
+        jobs_batches.finish_batch(ctx.db, batch_id, vectors=3, missing=0, nbytes=0, targets=[ns], max_in_flight=8)
         runs[ns] = run.id
-    assert {jobs.get_run(ctx.db, r).state for r in runs.values()} == {RunState.COPIED}
+    assert {jobs_and_runs.get_run(ctx.db, r).state for r in runs.values()} == {RunState.COPIED}
     return runs
 
 
@@ -141,7 +143,7 @@ def test_many_small_namespaces_are_all_verified_and_spoiled_copies_fail(
     for ns in set(runs) - failed:
         # Listing and count agree with the source at the first reading: accepted without polling.
         assert (reports[ns]["source_count"], reports[ns]["target_count"], reports[ns]["count_readings"]) == (3, 3, [3])
-    assert {jobs.get_run(ctx.db, r).state for ns, r in runs.items() if ns not in failed} == {RunState.VERIFIED}
+    assert {jobs_and_runs.get_run(ctx.db, r).state for ns, r in runs.items() if ns not in failed} == {RunState.VERIFIED}
     # The job has more runs than are timed: query latency is timed in a sample of them, not in each.
     timed = [ns for ns, r in reports.items() if (r.get("latency") or {}).get("samples")]
     assert 0 < len(timed) < len(runs)

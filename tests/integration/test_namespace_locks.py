@@ -12,8 +12,10 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import BatchFailed, RetryableError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import BatchState
 from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
@@ -158,7 +160,7 @@ def test_a_pgvector_batch_copied_inside_postgres_waits_for_a_deletion_of_its_tar
     source = [Record(f"r{i}", values, metadata) for i, values, metadata in seed_chunks(30, 16)]
     store = open_store(PgvectorStoreSpec.model_validate(DOCUMENTED))
     store.upsert("alpha", source)
-    jobs.Database(database_url).dispose()  # the job table's schema, as a command makes it
+    jobs_database.Database(database_url).dispose()  # the job table's schema, as a command makes it
     ctx = worker_context(database_url, redis_url, dispatcher=SentTasks())
     spec = parse_spec(
         {
@@ -170,7 +172,7 @@ def test_a_pgvector_batch_copied_inside_postgres_waits_for_a_deletion_of_its_tar
         }
     )
     job_id = launch.start_or_resume(ctx.db, ctx.dispatcher, spec, open_retrying_store, new=True).job_id
-    [run] = jobs.runs_of(ctx.db, job_id)
+    [run] = jobs_and_runs.runs_of(ctx.db, job_id)
     listing.list_run(ctx, run.id)
     batch, _ = batches(ctx.db, job_id)  # 20 ids, then 10
     target = ctx.guarded(spec.target, spec.rate)

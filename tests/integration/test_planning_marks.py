@@ -8,7 +8,10 @@ import time
 
 import pytest
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.planning.prepared import PLANNING_MARKS
 from nsmigrate.orchestrator.settings import Settings
@@ -47,11 +50,11 @@ def test_planning_marks_bracket_the_stores_requests_and_are_kept_with_the_job(
     assert marks["spec_parsed"] <= marks["first_store_request"] <= first_request
     assert last_request <= marks["plan_done"]
 
-    db = jobs.Database(job_table_url, create=False)
+    db = jobs_database.Database(job_table_url, create=False)
     try:
         job_id = launch.launch(db, Dispatcher(Settings(redis_url=redis_url)), prepared)
-        [created] = [e for e in jobs.events_of(db, job_id) if e["action"] == "job_created"]
-        job_row = jobs.find_job(db, job_id).created_at.timestamp()
+        [created] = [e for e in jobs_status.events_of(db, job_id) if e["action"] == "job_created"]
+        job_row = jobs_and_runs.find_job(db, job_id).created_at.timestamp()
     finally:
         db.dispose()
     assert created["detail"]["planning"] == {mark: round(at, 3) for mark, at in marks.items()}

@@ -20,8 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import ErasureFailed, StateError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import erasing
@@ -293,11 +296,11 @@ def test_erasure_searches_one_prefix_in_two_databases(
         )
 
     plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store)
-    job_id = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
-    for place in jobs.places_of(ctx.db, job_id):
+    job_id = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    for place in jobs_erasure.places_of(ctx.db, job_id):
         erasing.erase_place(ctx, place.id)
 
-    receipt = jobs.erasure_receipt(ctx.db, job_id)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, job_id)
     assert receipt is not None and receipt["verified"]
     assert sorted((p["store"], p["namespace"], p["erased"]) for p in receipt["places"]) == [
         ("pgvector:embeddings ($NSMIGRATE_TEST_PG_ONE)", "creator_a.1_twin_t1", 3),
@@ -325,13 +328,17 @@ def test_erase_resume_of_a_job_that_is_not_an_erasure_is_refused_and_changes_not
 ) -> None:
     job_id = started_job(cli, sandbox)
     assert cli("cancel", str(job_id)).exit_code == 0
-    db = jobs.Database(cli.database_url)
-    before = (jobs.find_job(db, job_id).state, len(jobs.events_of(db, job_id)))
+    db = jobs_database.Database(cli.database_url)
+    before = (jobs_and_runs.find_job(db, job_id).state, len(jobs_status.events_of(db, job_id)))
 
     message = one_line(error_of(cli("erase", "--resume", str(job_id), "--timeout-s", "5")))
 
     assert f"job {job_id} is a migrate job, not an erasure" in message and "nsmigrate jobs" in message
-    assert (jobs.find_job(db, job_id).state, len(jobs.events_of(db, job_id))) == before == ("cancelled", before[1])
+    assert (
+        (jobs_and_runs.find_job(db, job_id).state, len(jobs_status.events_of(db, job_id)))
+        == before
+        == ("cancelled", before[1])
+    )
     db.dispose()
 
 
@@ -366,7 +373,7 @@ def test_erase_refuses_while_a_copy_of_the_creator_may_still_write_it(cli: Cli, 
         sandbox.load("small-src", twin, [(f"{twin}-{i}", [0.1] * DIM, {}) for i in range(3)])
     routing = {"mode": "creator", "creators": {"source": "inline", "twins": {"t1": "a.1", "t10": "a.10"}}}
     job_id = run_job(cli, routing=routing)
-    db = jobs.Database(cli.database_url)
+    db = jobs_database.Database(cli.database_url)
 
     refused = cli("erase", "--creator", "a.1", "--yes", "--timeout-s", "5")
 
@@ -374,7 +381,7 @@ def test_erase_refuses_while_a_copy_of_the_creator_may_still_write_it(cli: Cli, 
     message = one_line(refused.stderr)
     assert f"job {job_id}" in message and "may still write" in message and "nothing was deleted" in message
     assert f"nsmigrate cancel {job_id}" in message
-    assert [j["kind"] for j in jobs.list_jobs(db)] == ["migrate"]  # no erasure job was written
+    assert [j["kind"] for j in jobs_status.list_jobs(db)] == ["migrate"]  # no erasure job was written
     assert sandbox.count("small-src", "t1") == 3
     # Once the copy cannot write any more, the erasure plans as usual.
     assert cli("cancel", str(job_id)).exit_code == 0
@@ -406,8 +413,8 @@ def test_erase_erases_a_backup_where_it_found_it(cli: Cli, sandbox: PineconeSand
     assert erased.exit_code == 0, erased.output
     rows = [r["id"] for f in (tmp_path / "exp").rglob("*.parquet") for r in pq.read_table(f).to_pylist()]
     assert rows == ["other"]
-    [job] = jobs.list_jobs(db := jobs.Database(cli.database_url))
-    receipt = jobs.erasure_receipt(db, job["job_id"])
+    [job] = jobs_status.list_jobs(db := jobs_database.Database(cli.database_url))
+    receipt = jobs_erasure.erasure_receipt(db, job["job_id"])
     assert receipt is not None and receipt["verified"] and receipt["backup_rows_erased"] == 1, receipt
     db.dispose()
 
@@ -420,15 +427,15 @@ def test_an_erasure_place_that_breaks_unexpectedly_is_failed_with_its_error(
     sandbox.load("small-src", "public", [("mine", [0.1] * DIM, {"creator_id": "a.1"}), ("other", [0.2] * DIM, {})])
     assert cli("export", cli.spec_file(), "--out", str(tmp_path / "exp")).exit_code == 0
     plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store, backup_dirs=[tmp_path / "exp"])
-    job_id = jobs.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
-    [place] = jobs.places_of(ctx.db, job_id)
+    job_id = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    [place] = jobs_erasure.places_of(ctx.db, job_id)
     [file] = (tmp_path / "exp").rglob("*.parquet")
     file.write_bytes(file.read_bytes()[:40])
 
     with pytest.raises(ErasureFailed, match="unexpected ArrowInvalid"):
         erasing.erase_place(ctx, place.id)
 
-    [place] = jobs.places_of(ctx.db, job_id)
+    [place] = jobs_erasure.places_of(ctx.db, job_id)
     assert place.state == "failed" and "ArrowInvalid" in (place.last_error or ""), place.last_error
-    receipt = jobs.erasure_receipt(ctx.db, job_id)
+    receipt = jobs_erasure.erasure_receipt(ctx.db, job_id)
     assert receipt is not None and not receipt["verified"], receipt

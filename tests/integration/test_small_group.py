@@ -18,8 +18,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import GroupFailed, StoreError
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.task_names import TaskName, lock_key
 from nsmigrate.orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
@@ -65,11 +70,11 @@ def small_job(
     plan = Plan(
         runs=[NamespacePlan(ns, ns, count, 1) for ns, count in counts.items()], estimate=Estimate(0, 0, 0, 0, 0, 0.0)
     )
-    job_id = jobs.create_job(ctx.db, spec, plan, source_label="src", target_label="dst")
-    return job_id, {run.source_namespace: run.id for run in jobs.runs_of(ctx.db, job_id)}
+    job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label="src", target_label="dst")
+    return job_id, {run.source_namespace: run.id for run in jobs_and_runs.runs_of(ctx.db, job_id)}
 
 
-def batches_of(db: jobs.Database, job_id: int) -> list[Batch]:
+def batches_of(db: jobs_database.Database, job_id: int) -> list[Batch]:
     with db.transaction() as s:
         return list(
             s.scalars(
@@ -83,7 +88,7 @@ def batches_of(db: jobs.Database, job_id: int) -> list[Batch]:
 
 def assert_each_id_copied_once(ctx: WorkerContext, sandbox: PineconeSandbox, job_id: int, ids: dict[str, int]) -> None:
     """Every id in exactly one batch, every batch done, and the target holding each namespace whole."""
-    runs = {run.id: run.source_namespace for run in jobs.runs_of(ctx.db, job_id)}
+    runs = {run.id: run.source_namespace for run in jobs_and_runs.runs_of(ctx.db, job_id)}
     batched: dict[str, Counter[str]] = {ns: Counter() for ns in ids}
     for batch in batches_of(ctx.db, job_id):
         assert batch.state == BatchState.DONE, batch.id
@@ -94,7 +99,7 @@ def assert_each_id_copied_once(ctx: WorkerContext, sandbox: PineconeSandbox, job
 
 
 def state(ctx: WorkerContext, run_id: int) -> RunState:
-    return RunState(jobs.get_run(ctx.db, run_id).state)
+    return RunState(jobs_and_runs.get_run(ctx.db, run_id).state)
 
 
 def test_a_group_lists_and_copies_each_run_through_its_usual_states(
@@ -107,7 +112,7 @@ def test_a_group_lists_and_copies_each_run_through_its_usual_states(
 
     assert_each_id_copied_once(ctx, sandbox, job_id, ids)
     for ns, run_id in runs.items():
-        run = jobs.get_run(ctx.db, run_id)
+        run = jobs_and_runs.get_run(ctx.db, run_id)
         assert (run.state, run.listing_done, run.listed, run.copied, run.batches_total) == (
             RunState.COPIED,
             True,
@@ -134,9 +139,11 @@ def test_a_group_sent_again_makes_good_what_its_killed_delivery_left(
     job_id, runs = small_job(ctx, sandbox, ids)
     left: dict[str, int] = {}
     for ns in ("recorded", "running", "copied"):
-        recorded = jobs.add_batches(ctx.db, runs[ns], [[f"{ns}-{i:03d}" for i in range(3)]], None, listing_done=True)
+        recorded = jobs_pages.add_batches(
+            ctx.db, runs[ns], [[f"{ns}-{i:03d}" for i in range(3)]], None, listing_done=True
+        )
         left[ns] = recorded.batch_ids[0]
-    assert jobs.start_batch(ctx.db, left["running"], "killed") is not None
+    assert jobs_batches.start_batch(ctx.db, left["running"], "killed") is not None
     copying.copy_batch(ctx, left["copied"])
     assert state(ctx, runs["copied"]) == RunState.COPIED
     sent(ctx).clear()  # the verification the killed delivery never sent
@@ -192,19 +199,19 @@ def test_a_group_verification_sent_again_keeps_the_verdicts_it_recorded(
     job_id, runs = small_job(ctx, sandbox, ids)
     copy_small_runs(ctx, list(runs.values()))
     verifying.verify_runs(ctx, [runs["a"]], job_id)
-    judged = jobs.get_run(ctx.db, runs["a"])
+    judged = jobs_and_runs.get_run(ctx.db, runs["a"])
     assert judged.state == RunState.VERIFIED
 
     verifying.verify_runs(ctx, list(runs.values()), job_id)  # sent again, with a run it had not reached
 
     assert state(ctx, runs["b"]) == RunState.VERIFIED
-    again = jobs.get_run(ctx.db, runs["a"])
+    again = jobs_and_runs.get_run(ctx.db, runs["a"])
     assert (again.state, again.updated_at, again.verification) == (
         RunState.VERIFIED,
         judged.updated_at,
         judged.verification,
     )
-    verdicts = [e["action"] for e in jobs.events_of(ctx.db, job_id) if e["run_id"] == runs["a"]]
+    verdicts = [e["action"] for e in jobs_status.events_of(ctx.db, job_id) if e["run_id"] == runs["a"]]
     assert verdicts.count("verified") == 1
 
 
@@ -217,24 +224,24 @@ def test_a_group_verification_finishes_its_job_once_and_when_sent_again_after_it
     job_id, runs = small_job(ctx, sandbox, ids)
     copy_small_runs(ctx, list(runs.values()))
     asked: list[int] = []
-    real_maybe_finish_job = jobs.maybe_finish_job
+    real_maybe_finish_job = jobs_and_runs.maybe_finish_job
 
-    def died_before_asking(db: jobs.Database, job_id_: int) -> bool:
+    def died_before_asking(db: jobs_database.Database, job_id_: int) -> bool:
         asked.append(job_id_)
         raise sa.exc.OperationalError("UPDATE jobs", {}, Exception("the worker died here"))
 
-    monkeypatch.setattr(jobs, "maybe_finish_job", died_before_asking)
+    monkeypatch.setattr(jobs_and_runs, "maybe_finish_job", died_before_asking)
     with pytest.raises(sa.exc.OperationalError):
         verifying.verify_runs(ctx, list(runs.values()), job_id)
     assert asked == [job_id]  # once for the group, after both verdicts
     assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.VERIFIED}
-    assert jobs.job_status(ctx.db, job_id).state == JobState.RUNNING
+    assert jobs_status.job_status(ctx.db, job_id).state == JobState.RUNNING
 
-    monkeypatch.setattr(jobs, "maybe_finish_job", real_maybe_finish_job)
+    monkeypatch.setattr(jobs_and_runs, "maybe_finish_job", real_maybe_finish_job)
     verifying.verify_runs(ctx, list(runs.values()), job_id)  # the redelivered task
 
-    assert jobs.job_status(ctx.db, job_id).state == JobState.FINISHED
-    verdicts = [e["action"] for e in jobs.events_of(ctx.db, job_id) if e["action"] == "verified"]
+    assert jobs_status.job_status(ctx.db, job_id).state == JobState.FINISHED
+    verdicts = [e["action"] for e in jobs_status.events_of(ctx.db, job_id) if e["action"] == "verified"]
     assert len(verdicts) == 2  # nothing judged twice
 
 
@@ -248,15 +255,15 @@ def test_a_group_verification_of_a_job_cancelled_meanwhile_records_no_verdict_an
     real_run = verifying._Verifier.run
 
     def cancelled_meanwhile(self: Any) -> None:
-        if jobs.job_status(ctx.db, job_id).state == JobState.RUNNING:
-            jobs.cancel_job(ctx.db, job_id, actor="tester")
+        if jobs_status.job_status(ctx.db, job_id).state == JobState.RUNNING:
+            jobs_and_runs.cancel_job(ctx.db, job_id, actor="tester")
         real_run(self)
 
     monkeypatch.setattr(verifying._Verifier, "run", cancelled_meanwhile)
     verifying.verify_runs(ctx, list(runs.values()), job_id)
 
     assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.CANCELLED}
-    actions = [e["action"] for e in jobs.events_of(ctx.db, job_id)]
+    actions = [e["action"] for e in jobs_status.events_of(ctx.db, job_id)]
     assert "verified" not in actions and "verify_failed" not in actions
 
 
@@ -274,7 +281,7 @@ def test_nsmigrate_verify_sends_small_namespaces_in_groups_that_judge_them_again
             copying.copy_batch(ctx, batch_id)
     verifying.verify_runs(ctx, list(runs.values()), job_id)
     assert {state(ctx, run_id) for run_id in runs.values()} == {RunState.VERIFIED}
-    first = {ns: jobs.get_run(ctx.db, run_id).verification for ns, run_id in runs.items()}
+    first = {ns: jobs_and_runs.get_run(ctx.db, run_id).verification for ns, run_id in runs.items()}
     assert isinstance(ctx.dispatcher, SentTasks)
     sent_before = len(sent(ctx))
 
@@ -286,11 +293,11 @@ def test_nsmigrate_verify_sends_small_namespaces_in_groups_that_judge_them_again
     assert ("verify", runs["big"]) in sent(ctx)[sent_before:]
     verifying.verify_runs(ctx, [runs["a"], runs["b"]], job_id, rejudge=True)  # the group's task
     for ns in ("a", "b"):
-        again = jobs.get_run(ctx.db, runs[ns])
+        again = jobs_and_runs.get_run(ctx.db, runs[ns])
         assert again.state == RunState.VERIFIED
         assert again.verification is not None and first[ns] is not None
         assert again.verification["checked_at"] != first[ns]["checked_at"]
-        verdicts = [e["action"] for e in jobs.events_of(ctx.db, job_id) if e["run_id"] == runs[ns]]
+        verdicts = [e["action"] for e in jobs_status.events_of(ctx.db, job_id) if e["run_id"] == runs[ns]]
         assert verdicts.count("verified") == 2
 
 
@@ -305,7 +312,7 @@ def test_a_namespace_that_grew_since_it_was_planned_is_listed_on_by_a_lister(
 
     copy_small_runs(ctx, [run_id])
 
-    run = jobs.get_run(ctx.db, run_id)
+    run = jobs_and_runs.get_run(ctx.db, run_id)
     assert (run.state, run.listing_done, run.batches_total, run.copied) == (RunState.LISTING, False, 1, 100)
     assert run.list_token is not None
     assert sent(ctx) == [("list", run_id)]
@@ -335,7 +342,7 @@ def test_a_run_whose_lister_fails_for_good_ends_list_failed_and_the_group_goes_o
 ) -> None:
     ids = {"ok1": 2, "refused": 2, "ok2": 2}
     job_id, runs = small_job(ctx, sandbox, ids)
-    store = ctx.store(jobs.job_spec(ctx.db, job_id).source)
+    store = ctx.store(jobs_and_runs.job_spec(ctx.db, job_id).source)
     list_ids = store.list_ids
 
     def refusing(namespace: str, **kwargs: Any) -> Any:
@@ -347,7 +354,7 @@ def test_a_run_whose_lister_fails_for_good_ends_list_failed_and_the_group_goes_o
     with pytest.raises(GroupFailed, match=r"1 of 3 namespaces failed: refused: StoreError: the source refused"):
         copy_small_runs(ctx, list(runs.values()))  # the task ends FAILURE, naming the namespace, after the others
 
-    failed = jobs.get_run(ctx.db, runs["refused"])
+    failed = jobs_and_runs.get_run(ctx.db, runs["refused"])
     assert failed.state == RunState.LIST_FAILED
     assert "the source refused to list 'refused'" in (failed.last_error or "")
     assert (state(ctx, runs["ok1"]), state(ctx, runs["ok2"])) == (RunState.COPIED, RunState.COPIED)
@@ -371,7 +378,7 @@ def test_the_runs_of_a_cancelled_job_are_neither_listed_nor_copied(
     ctx: WorkerContext, sandbox: PineconeSandbox
 ) -> None:
     job_id, runs = small_job(ctx, sandbox, {"a": 2, "b": 2})
-    jobs.cancel_job(ctx.db, job_id, actor="test")
+    jobs_and_runs.cancel_job(ctx.db, job_id, actor="test")
 
     copy_small_runs(ctx, list(runs.values()))
 
@@ -400,7 +407,7 @@ class Sends:
 def test_launch_sends_small_namespaces_in_groups_after_the_listers_of_the_others(
     job_table_url: str, small: int, per_task: int
 ) -> None:
-    db = jobs.Database(job_table_url)
+    db = jobs_database.Database(job_table_url)
     spec = parse_spec(
         {
             "name": "mixed",
@@ -417,7 +424,7 @@ def test_launch_sends_small_namespaces_in_groups_after_the_listers_of_the_others
 
     job_id = launch.launch(db, dispatcher, Prepared(spec, plan, "src", "dst"))  # type: ignore[arg-type]
 
-    runs = {run.id: run.source_namespace for run in jobs.runs_of(db, job_id)}
+    runs = {run.id: run.source_namespace for run in jobs_and_runs.runs_of(db, job_id)}
     groups = [kw for name, kw in dispatcher.sent if name == TaskName.COPY_SMALL_NAMESPACES]
     # The others' listers first, the largest first, then the groups.
     assert [name for name, _ in dispatcher.sent] == [TaskName.LIST_NAMESPACE] * 2 + [

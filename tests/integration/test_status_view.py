@@ -13,7 +13,11 @@ from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
 from nsmigrate.cli.render import SUMMARY_ROWS
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import Batch, ErasePlace, NamespaceRun, RunState
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.planner import make_plan
@@ -30,8 +34,8 @@ def test_status_shows_each_runs_summary_and_verdict_and_every_planned_run(databa
     )
     source = Inventory("src", 4, {"a": 3, "b": 5, "c": 7, "": 2}, "cosine")
     plan = make_plan(spec, source, Inventory("dst", 4, {}, "cosine"), {})
-    db = jobs.Database(database_url)
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    db = jobs_database.Database(database_url)
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
     reports = {
         "a": {"passed": True, "summary": "3/3 ids, contents equal", "missing": [], "checked_at": "t"},
         "b": {"passed": False, "summary": "2 missing", "missing": ["x", "y"]},
@@ -44,7 +48,7 @@ def test_status_shows_each_runs_summary_and_verdict_and_every_planned_run(databa
                 .values(verification=report, state=RunState.VERIFIED if report["passed"] else RunState.VERIFY_FAILED)
             )
 
-    status = jobs.job_status(db, job_id)
+    status = jobs_status.job_status(db, job_id)
 
     by_ns = {r.source_namespace: r for r in status.runs}
     assert {ns: r.source_count for ns, r in by_ns.items()} == {"a": 3, "b": 5, "c": 7, "": 2}
@@ -67,8 +71,8 @@ def test_status_of_many_namespaces_shows_those_to_look_at_and_the_count_of_each_
     )
     names = {f"n{k:02d}": 3 for k in range(60)}
     plan = make_plan(spec, Inventory("src", 4, names, "cosine"), Inventory("dst", 4, {}, "cosine"), {})
-    db = jobs.Database(database_url)
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    db = jobs_database.Database(database_url)
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
     states = {"n59": RunState.LIST_FAILED, "n58": RunState.VERIFY_FAILED, "n57": RunState.COPYING}
     with db.transaction() as s:
         s.execute(sa.update(NamespaceRun).where(NamespaceRun.job_id == job_id).values(state=RunState.VERIFIED))
@@ -105,19 +109,19 @@ def test_status_counts_each_runs_batches_by_state_as_the_batch_rows_say(database
     plan = make_plan(
         spec, Inventory("src", 4, {"a": 9, "b": 3, "c": 1}, "cosine"), Inventory("dst", 4, {}, "cosine"), {}
     )
-    db = jobs.Database(database_url)
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
-    run_a, run_b, _ = (r.id for r in jobs.runs_of(db, job_id))
-    a = jobs.add_batches(db, run_a, [["1"], ["2"], ["3"], ["4"], ["5"]], "t", listing_done=False).batch_ids
-    b = jobs.add_batches(db, run_b, [["x", "y"], ["z"]], None, listing_done=True).batch_ids
+    db = jobs_database.Database(database_url)
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    run_a, run_b, _ = (r.id for r in jobs_and_runs.runs_of(db, job_id))
+    a = jobs_pages.add_batches(db, run_a, [["1"], ["2"], ["3"], ["4"], ["5"]], "t", listing_done=False).batch_ids
+    b = jobs_pages.add_batches(db, run_b, [["x", "y"], ["z"]], None, listing_done=True).batch_ids
     for batch in (a[0], a[1], a[2], a[3], b[0], b[1]):
-        jobs.start_batch(db, batch, "w")
+        jobs_batches.start_batch(db, batch, "w")
     for batch in (a[0], b[0], b[1]):
-        jobs.finish_batch(db, batch, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
-    jobs.fail_batch(db, a[1], "boom: the target refused")
-    jobs.fail_batch(db, a[2], "boom: again")
+        jobs_batches.finish_batch(db, batch, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
+    jobs_batches.fail_batch(db, a[1], "boom: the target refused")
+    jobs_batches.fail_batch(db, a[2], "boom: again")
 
-    status = {r.run_id: r for r in jobs.job_status(db, job_id).runs}
+    status = {r.run_id: r for r in jobs_status.job_status(db, job_id).runs}
 
     with db.transaction() as s:
         rows = s.execute(sa.select(Batch.run_id, Batch.state, sa.func.count()).group_by(Batch.run_id, Batch.state))
@@ -132,7 +136,7 @@ def test_status_counts_each_runs_batches_by_state_as_the_batch_rows_say(database
     db.dispose()
 
 
-def job_in_every_state(db: jobs.Database) -> int:
+def job_in_every_state(db: jobs_database.Database) -> int:
     """A job of 13 runs in every state a run can be in, some with failed ids, some with batches in each state, one
     routed (no target namespace, two targets), with two erasure places: what `status` has to summarise."""
     spec = parse_spec(
@@ -144,14 +148,14 @@ def job_in_every_state(db: jobs.Database) -> int:
     )
     names = {f"s{k:02d}": 10 + k for k in range(13)}
     plan = make_plan(spec, Inventory("src", 4, names, "cosine"), Inventory("dst", 4, {}, "cosine"), {})
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
-    runs = [r.id for r in jobs.runs_of(db, job_id)]
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    runs = [r.id for r in jobs_and_runs.runs_of(db, job_id)]
     # Run 0: batches queued, running, done and failed (fail_batch counts its ids as failed).
-    first = jobs.add_batches(db, runs[0], [["a"], ["b"], ["c"], ["d", "e"]], "t", listing_done=True).batch_ids
+    first = jobs_pages.add_batches(db, runs[0], [["a"], ["b"], ["c"], ["d", "e"]], "t", listing_done=True).batch_ids
     for batch in first[1:]:
-        jobs.start_batch(db, batch, "w")
-    jobs.finish_batch(db, first[2], vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
-    jobs.fail_batch(db, first[3], "boom: the target refused")
+        jobs_batches.start_batch(db, batch, "w")
+    jobs_batches.finish_batch(db, first[2], vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
+    jobs_batches.fail_batch(db, first[3], "boom: the target refused")
     states = [
         RunState.COPYING,  # run 0, with failed ids
         RunState.VERIFIED,
@@ -211,11 +215,11 @@ def job_in_every_state(db: jobs.Database) -> int:
 
 @pytest.mark.parametrize("rows", [None, 1, 2, 3, 4, 6, 12, 13, 40])
 def test_the_summary_the_database_aggregates_is_the_one_the_full_snapshot_gives(database_url: str, rows: int) -> None:
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     job_id = job_in_every_state(db)
 
-    summary = jobs.job_summary(db, job_id, rows)
-    full = jobs.job_status(db, job_id)
+    summary = jobs_status.job_summary(db, job_id, rows)
+    full = jobs_status.job_status(db, job_id)
 
     assert summary == full.summary(rows)
     shown = [r.source_namespace for r in summary.runs]
@@ -230,10 +234,10 @@ def test_the_summary_the_database_aggregates_is_the_one_the_full_snapshot_gives(
 
 
 def test_status_json_is_the_snapshot_as_dict_byte_for_byte(database_url: str) -> None:
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     job_id = job_in_every_state(db)
     expected = orjson.dumps(
-        jobs.job_status(db, job_id).as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+        jobs_status.job_status(db, job_id).as_dict(), option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
     )
     db.dispose()
 
@@ -248,7 +252,7 @@ def test_status_json_is_the_snapshot_as_dict_byte_for_byte(database_url: str) ->
 
 
 def test_status_of_a_job_shows_its_summary_from_the_database(database_url: str) -> None:
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     job_id = job_in_every_state(db)
     db.dispose()
 
@@ -263,9 +267,9 @@ def test_status_of_a_job_shows_its_summary_from_the_database(database_url: str) 
 
 
 def test_jobs_lists_the_newest_first_as_the_engine_reads_them(database_url: str) -> None:
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     first, second = job_in_every_state(db), job_in_every_state(db)
-    listed = jobs.list_jobs(db, 5)
+    listed = jobs_status.list_jobs(db, 5)
     db.dispose()
 
     result = CliRunner().invoke(app, ["jobs", "--database-url", database_url], env={"COLUMNS": "200"})
@@ -281,7 +285,7 @@ def test_jobs_lists_the_newest_first_as_the_engine_reads_them(database_url: str)
 def test_status_and_jobs_given_the_job_tables_url_read_no_other_setting(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     job_in_every_state(db)
     db.dispose()
     monkeypatch.setenv("NSMIGRATE_RETRY_ATTEMPTS", "0")  # invalid, and not what reading the job table needs
@@ -297,7 +301,7 @@ def test_status_and_jobs_given_the_job_tables_url_read_no_other_setting(
 def test_status_without_the_url_in_the_environment_reads_it_from_dot_env(
     database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     job_id = job_in_every_state(db)
     db.dispose()
     monkeypatch.delenv("NSMIGRATE_DATABASE_URL", raising=False)
@@ -321,10 +325,10 @@ def test_a_job_table_without_its_schema_is_read_by_the_same_reader_through_the_e
     listed = read_job_table(database_url, lambda execute: read_jobs(execute, 5))  # no tables yet: the engine's way
     with pytest.raises(NotFound) as through_psycopg:
         read_job_table(database_url, lambda execute: read_snapshot(execute, 7))  # the tables exist now
-    db = jobs.Database(database_url)
+    db = jobs_database.Database(database_url)
     try:
         with pytest.raises(NotFound) as through_engine:
-            jobs.read_status(db, lambda execute: read_snapshot(execute, 7))
+            jobs_status.read_status(db, lambda execute: read_snapshot(execute, 7))
     finally:
         db.dispose()
 

@@ -20,7 +20,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.models import Batch, Event, NamespaceRun
 from nsmigrate.orchestrator.recovery import claim_stalled_runs
 from tests.integration.test_job_table import a_job
@@ -28,9 +30,9 @@ from tests.polling import wait_until
 
 
 @pytest.fixture
-def databases(job_table_url: str) -> Iterator[tuple[jobs.Database, jobs.Database]]:
+def databases(job_table_url: str) -> Iterator[tuple[jobs_database.Database, jobs_database.Database]]:
     """Two workers' handles on one job table: the one that stops, and the other."""
-    stopping, other = (jobs.Database(job_table_url, create=False) for _ in range(2))
+    stopping, other = (jobs_database.Database(job_table_url, create=False) for _ in range(2))
     yield stopping, other
     stopping.dispose()
     other.dispose()
@@ -39,7 +41,7 @@ def databases(job_table_url: str) -> Iterator[tuple[jobs.Database, jobs.Database
 class Stopper:
     """Stops the thread using ``db`` after its ``nth`` statement (counted from ``arm``) until ``release``."""
 
-    def __init__(self, db: jobs.Database, nth: int) -> None:
+    def __init__(self, db: jobs_database.Database, nth: int) -> None:
         self.nth, self.seen = nth, 0
         self.armed, self.stopped, self.released = False, threading.Event(), threading.Event()
         event.listen(db.engine, "after_cursor_execute", self._after)
@@ -56,7 +58,7 @@ class Stopper:
         self.armed = True
 
 
-def waiting_for_a_lock(db: jobs.Database) -> list[str]:
+def waiting_for_a_lock(db: jobs_database.Database) -> list[str]:
     """The statements of this database's sessions that wait for a lock right now."""
     with db.single_statement() as conn:
         return list(
@@ -75,11 +77,11 @@ def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[object
     return thread, out
 
 
-def finishes(db: jobs.Database, batch_id: int) -> tuple[bool, bool]:
-    return jobs.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["ns0"], max_in_flight=8)
+def finishes(db: jobs_database.Database, batch_id: int) -> tuple[bool, bool]:
+    return jobs_batches.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["ns0"], max_in_flight=8)
 
 
-def assert_not_held_up(other: jobs.Database, work: Callable[[], object]) -> None:
+def assert_not_held_up(other: jobs_database.Database, work: Callable[[], object]) -> None:
     """``work`` (on ``other``) ends without waiting for a lock: read from Postgres, which shows every session of this
     database that waits for one."""
     thread, result = in_thread(work)
@@ -93,21 +95,27 @@ def assert_not_held_up(other: jobs.Database, work: Callable[[], object]) -> None
     thread.join()
 
 
-def the_others_work(other: jobs.Database, to_finish: int, to_start: int) -> Callable[[], object]:
+def the_others_work(other: jobs_database.Database, to_finish: int, to_start: int) -> Callable[[], object]:
     """Another worker finishes a batch of the run, starts one, and sweeps for stalled runs (claiming the run)."""
-    return lambda: (finishes(other, to_finish), jobs.start_batch(other, to_start, "w2"), claim_stalled_runs(other, 0))
+    return lambda: (
+        finishes(other, to_finish),
+        jobs_batches.start_batch(other, to_start, "w2"),
+        claim_stalled_runs(other, 0),
+    )
 
 
 @pytest.mark.parametrize("stops_after", [1, 2], ids=["first-statement", "second-statement"])
 def test_a_worker_stopped_while_finishing_a_batch_holds_up_no_other_batch_of_its_run(
-    databases: tuple[jobs.Database, jobs.Database], stops_after: int
+    databases: tuple[jobs_database.Database, jobs_database.Database], stops_after: int
 ) -> None:
     stopping, other = databases
     _, [run_id] = a_job(stopping)
-    assert jobs.start_listing(stopping, run_id) is not None
-    first, second, third = jobs.add_batches(stopping, run_id, [["a"], ["b"], ["c"]], None, listing_done=True).batch_ids
+    assert jobs_pages.start_listing(stopping, run_id) is not None
+    first, second, third = jobs_pages.add_batches(
+        stopping, run_id, [["a"], ["b"], ["c"]], None, listing_done=True
+    ).batch_ids
     for batch_id in (first, second):
-        assert jobs.start_batch(stopping, batch_id, "w") is not None
+        assert jobs_batches.start_batch(stopping, batch_id, "w") is not None
     stopper = Stopper(stopping, stops_after)
     stopper.arm()
     stopped_thread, stopped_result = in_thread(lambda: finishes(stopping, first))
@@ -128,18 +136,18 @@ def test_a_worker_stopped_while_finishing_a_batch_holds_up_no_other_batch_of_its
 
 
 def test_a_lister_stopped_while_recording_a_page_of_batches_holds_up_no_batch_of_its_run(
-    databases: tuple[jobs.Database, jobs.Database],
+    databases: tuple[jobs_database.Database, jobs_database.Database],
 ) -> None:
     stopping, other = databases
     _, [run_id] = a_job(stopping)
-    assert jobs.start_listing(stopping, run_id) is not None
-    first, second = jobs.add_batches(stopping, run_id, [["a"], ["b"]], "page-2", listing_done=False).batch_ids
-    assert jobs.start_batch(stopping, first, "w") is not None
+    assert jobs_pages.start_listing(stopping, run_id) is not None
+    first, second = jobs_pages.add_batches(stopping, run_id, [["a"], ["b"]], "page-2", listing_done=False).batch_ids
+    assert jobs_batches.start_batch(stopping, first, "w") is not None
     stopper = Stopper(stopping, 1)
     stopper.arm()
     page = [["c"], ["d"]]  # the next page, two batches (a batch size below the page size)
     stopped_thread, stopped_result = in_thread(
-        lambda: jobs.add_batches(stopping, run_id, page, None, listing_done=True, listed_from="page-2")
+        lambda: jobs_pages.add_batches(stopping, run_id, page, None, listing_done=True, listed_from="page-2")
     )
     try:
         assert stopper.stopped.wait(60), "the stopping lister never ran a statement"
@@ -149,7 +157,7 @@ def test_a_lister_stopped_while_recording_a_page_of_batches_holds_up_no_batch_of
         stopped_thread.join(60)
 
     [recorded] = stopped_result
-    assert isinstance(recorded, jobs.Recorded) and len(recorded.batch_ids) == 2
+    assert isinstance(recorded, jobs_pages.Recorded) and len(recorded.batch_ids) == 2
     with other.transaction() as s:
         found = s.execute(sa.select(Batch.seq, Batch.ids, Batch.state).where(Batch.run_id == run_id)).all()
         run = s.get(NamespaceRun, run_id)
@@ -164,7 +172,11 @@ def test_a_lister_stopped_while_recording_a_page_of_batches_holds_up_no_batch_of
 
 
 def stopped_while(
-    stopping: jobs.Database, nth: int, work: Callable[[], object], other: jobs.Database, others: Callable[[], object]
+    stopping: jobs_database.Database,
+    nth: int,
+    work: Callable[[], object],
+    other: jobs_database.Database,
+    others: Callable[[], object],
 ) -> tuple[list[object], object]:
     """``work`` on ``stopping`` stops after its ``nth`` statement; meanwhile ``others`` on ``other`` must end
     without waiting for a lock. (what ``work`` returned once let go, what ``others`` returned)."""
@@ -181,20 +193,20 @@ def stopped_while(
     return stopped_result, other_result[0]
 
 
-def locks_run(db: jobs.Database, run_id: int) -> None:
+def locks_run(db: jobs_database.Database, run_id: int) -> None:
     """A transaction that locks a run's row (as one cut off mid-transaction would hold it)."""
     with db.transaction() as s:
         s.execute(sa.select(NamespaceRun.id).where(NamespaceRun.id == run_id).with_for_update())
 
 
 def test_a_worker_stopped_holding_a_run_row_holds_up_no_sweep_for_other_runs(
-    databases: tuple[jobs.Database, jobs.Database],
+    databases: tuple[jobs_database.Database, jobs_database.Database],
 ) -> None:
     """The sweep skips a run whose row a stopped worker holds, claims every other stalled run meanwhile, and claims
     the skipped one at its next sweep."""
     stopping, other = databases
     job_id, [held, free] = a_job(stopping, namespaces=2)
-    assert jobs.start_listing(stopping, held) is not None
+    assert jobs_pages.start_listing(stopping, held) is not None
     _, swept = stopped_while(
         stopping, 1, lambda: locks_run(stopping, held), other, lambda: claim_stalled_runs(other, 0)
     )
@@ -203,12 +215,12 @@ def test_a_worker_stopped_holding_a_run_row_holds_up_no_sweep_for_other_runs(
     assert (claimed_job, sorted(claimed_runs)) == (job_id, sorted([held, free]))
 
 
-def a_run_left_copying(db: jobs.Database) -> int:
+def a_run_left_copying(db: jobs_database.Database) -> int:
     """A run whose last batch is done but which is still ``copying`` (its worker died before moving it on)."""
     _, [run_id] = a_job(db)
-    assert jobs.start_listing(db, run_id) is not None
-    [batch_id] = jobs.add_batches(db, run_id, [["a"]], None, listing_done=True).batch_ids
-    assert jobs.start_batch(db, batch_id, "w") is not None
+    assert jobs_pages.start_listing(db, run_id) is not None
+    [batch_id] = jobs_pages.add_batches(db, run_id, [["a"]], None, listing_done=True).batch_ids
+    assert jobs_batches.start_batch(db, batch_id, "w") is not None
     finishes(db, batch_id)
     with db.single_statement() as conn:
         conn.execute(sa.update(NamespaceRun).where(NamespaceRun.id == run_id).values(state="copying"))
@@ -216,16 +228,16 @@ def a_run_left_copying(db: jobs.Database) -> int:
 
 
 def test_a_worker_stopped_while_marking_a_run_copied_holds_up_no_other(
-    databases: tuple[jobs.Database, jobs.Database],
+    databases: tuple[jobs_database.Database, jobs_database.Database],
 ) -> None:
     stopping, other = databases
     run_id = a_run_left_copying(stopping)
     outcome = stopped_while(
         stopping,
         1,
-        lambda: jobs.maybe_mark_copied(stopping, run_id),
+        lambda: jobs_batches.maybe_mark_copied(stopping, run_id),
         other,
-        lambda: jobs.maybe_mark_copied(other, run_id),
+        lambda: jobs_batches.maybe_mark_copied(other, run_id),
     )
     assert outcome == ([True], False)  # exactly one moved it
     with other.transaction() as s:
@@ -234,17 +246,17 @@ def test_a_worker_stopped_while_marking_a_run_copied_holds_up_no_other(
 
 
 def test_a_lister_stopped_while_failing_holds_up_no_other_worker_of_its_run(
-    databases: tuple[jobs.Database, jobs.Database],
+    databases: tuple[jobs_database.Database, jobs_database.Database],
 ) -> None:
     stopping, other = databases
     _, [run_id] = a_job(stopping)
-    assert jobs.start_listing(stopping, run_id) is not None
+    assert jobs_pages.start_listing(stopping, run_id) is not None
     outcome = stopped_while(
         stopping,
         1,
-        lambda: jobs.fail_listing(stopping, run_id, "gone"),
+        lambda: jobs_pages.fail_listing(stopping, run_id, "gone"),
         other,
-        lambda: jobs.fail_listing(other, run_id, "again"),
+        lambda: jobs_pages.fail_listing(other, run_id, "again"),
     )
     assert outcome == ([True], False)  # exactly one failed it
     with other.transaction() as s:
@@ -255,19 +267,19 @@ def test_a_lister_stopped_while_failing_holds_up_no_other_worker_of_its_run(
 
 
 def test_a_worker_stopped_while_failing_a_batch_holds_up_no_other_batch_of_its_run(
-    databases: tuple[jobs.Database, jobs.Database],
+    databases: tuple[jobs_database.Database, jobs_database.Database],
 ) -> None:
     stopping, other = databases
     _, [run_id] = a_job(stopping)
-    assert jobs.start_listing(stopping, run_id) is not None
-    first, second = jobs.add_batches(stopping, run_id, [["a", "b"], ["c"]], None, listing_done=True).batch_ids
+    assert jobs_pages.start_listing(stopping, run_id) is not None
+    first, second = jobs_pages.add_batches(stopping, run_id, [["a", "b"], ["c"]], None, listing_done=True).batch_ids
     for batch_id in (first, second):
-        assert jobs.start_batch(stopping, batch_id, "w") is not None
+        assert jobs_batches.start_batch(stopping, batch_id, "w") is not None
 
     def the_others_work() -> object:  # another delivery fails the same batch; another batch finishes
-        return jobs.fail_batch(other, first, "again"), finishes(other, second)
+        return jobs_batches.fail_batch(other, first, "again"), finishes(other, second)
 
-    stopped_while(stopping, 2, lambda: jobs.fail_batch(stopping, first, "boom"), other, the_others_work)
+    stopped_while(stopping, 2, lambda: jobs_batches.fail_batch(stopping, first, "boom"), other, the_others_work)
     with other.transaction() as s:
         states = dict(s.execute(sa.select(Batch.id, Batch.state).where(Batch.run_id == run_id)).all())
         run = s.get(NamespaceRun, run_id)
@@ -280,20 +292,20 @@ def test_a_worker_stopped_while_failing_a_batch_holds_up_no_other_batch_of_its_r
 
 @pytest.mark.parametrize("stops_after", [1, 2, 3, 4], ids=["finish", "state", "lock-or-ids", "count"])
 def test_a_worker_stopped_while_finishing_a_batch_another_delivery_failed_holds_up_no_other_batch_of_its_run(
-    databases: tuple[jobs.Database, jobs.Database], stops_after: int
+    databases: tuple[jobs_database.Database, jobs_database.Database], stops_after: int
 ) -> None:
     """The rare path of ``finish_batch``: the batch was failed meanwhile by another delivery (its ids counted as
     failed), and this delivery, which copied it, finishes it. Stopped after each of its statements in turn, it must
     hold no lock on the run's row that the run's other batches, its lister or the sweep would wait for."""
     stopping, other = databases
     _, [run_id] = a_job(stopping)
-    assert jobs.start_listing(stopping, run_id) is not None
-    first, second, third = jobs.add_batches(
+    assert jobs_pages.start_listing(stopping, run_id) is not None
+    first, second, third = jobs_pages.add_batches(
         stopping, run_id, [["a", "b"], ["c"], ["d"]], None, listing_done=True
     ).batch_ids
     for batch_id in (first, second):
-        assert jobs.start_batch(stopping, batch_id, "w") is not None
-    jobs.fail_batch(other, first, "another delivery gave up")
+        assert jobs_batches.start_batch(stopping, batch_id, "w") is not None
+    jobs_batches.fail_batch(other, first, "another delivery gave up")
 
     stopped_result, _ = stopped_while(
         stopping, stops_after, lambda: finishes(stopping, first), other, the_others_work(other, second, third)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import KEY_ENV, RecordingDispatcher, copied_job, make_records, make_spec
@@ -62,6 +62,6 @@ def test_sync_scans_namespaces_side_by_side_within_its_threads_and_prints_them_i
     assert counts == [f"{ns}: {n + 1} new, 0 changed" for n, ns in enumerate(NAMESPACES)]
     # Each scan sends one request at a time: more than one in flight means scans overlapped, at most THREADS of them.
     assert 2 <= sandbox.stats("src")["max_requests_in_flight"] <= THREADS
-    assert {e["detail"]["namespace"] for e in jobs.events_of(ctx.db, job.job_id) if e["action"] == "sync"} == set(
-        NAMESPACES
-    )
+    assert {
+        e["detail"]["namespace"] for e in jobs_status.events_of(ctx.db, job.job_id) if e["action"] == "sync"
+    } == set(NAMESPACES)

@@ -3,9 +3,9 @@ Postgres (job table) and Redis (rate budget), with two pgvector stores — and, 
 indexes in the local data plane through the real SDK.
 
 How a run becomes ``copied`` here: the test writes the target itself with the copy's own routing/enrichment
-(``route_records``), then records one batch with ``jobs.add_batches(listing_done=True)`` and ``jobs.finish_batch``
-(which marks the run copied) — the same transitions the copy tasks make — so the job table is in the state a real copy
-leaves, without starting workers.
+(``route_records``), then records one batch with ``jobs_pages.add_batches(listing_done=True)`` and
+``jobs_batches.finish_batch`` (which marks the run copied) — the same transitions the copy tasks make — so the job
+table is in the state a real copy leaves, without starting workers.
 """
 
 from __future__ import annotations
@@ -18,9 +18,14 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.errors import StateError, StoreError
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
@@ -111,7 +116,7 @@ class Job:
         return self.ctx.store(self.spec.target)
 
     def state(self, ns: str = "alpha") -> str:
-        return jobs.get_run(self.ctx.db, self.runs[ns]).state
+        return jobs_and_runs.get_run(self.ctx.db, self.runs[ns]).state
 
     def verify(self, ns: str = "alpha") -> dict[str, Any]:
         return verifying.verify_run(self.ctx, self.runs[ns])
@@ -120,7 +125,7 @@ class Job:
         return cleaning.cleanup_run(self.ctx, self.runs[ns], actor="tester", **kw)
 
     def events(self, action: str) -> list[dict[str, Any]]:
-        return [e for e in jobs.events_of(self.ctx.db, self.job_id) if e["action"] == action]
+        return [e for e in jobs_status.events_of(self.ctx.db, self.job_id) if e["action"] == action]
 
 
 def make_spec(store_specs: tuple[dict[str, Any], ...], **overrides: Any) -> JobSpec:
@@ -149,7 +154,7 @@ def copied_job(
     way a copy batch does (``route_records``) and mark the runs copied. ``targets`` maps a source namespace to its
     target (default: the same name; None = routed); ``pairs`` maps one to the (creator, twin) of its twin run.
     ``started``: each batch is started before it finishes, as a copy task does, so the job table counts its ids as
-    written (``jobs.written_ids``: what sync and rollback act on)."""
+    written (``jobs_sync_rollback.written_ids``: what sync and rollback act on)."""
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     targets = targets or {ns: ns for ns in data}
     for ns, records in data.items():
@@ -163,8 +168,10 @@ def copied_job(
         estimate=Estimate(0, 0, 0, 0, 0, 0.0),
         twins=twins or {},
     )
-    job = Job(ctx, spec, jobs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name))
-    for run in jobs.runs_of(ctx.db, job.job_id):
+    job = Job(
+        ctx, spec, jobs_and_runs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name)
+    )
+    for run in jobs_and_runs.runs_of(ctx.db, job.job_id):
         job.runs[run.source_namespace] = run.id
         records = data[run.source_namespace]
         route = route_context(
@@ -181,10 +188,12 @@ def copied_job(
             for target_ns, enriched in routed.items():
                 for part in chunks(enriched, UPSERT_MAX_VECTORS):
                     target.upsert(target_ns, part)
-        [batch_id] = jobs.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
+        [batch_id] = jobs_pages.add_batches(
+            ctx.db, run.id, [[r.id for r in records]], None, listing_done=True
+        ).batch_ids
         if started:
-            jobs.start_batch(ctx.db, batch_id, "tester")
-        copied, _ = jobs.finish_batch(
+            jobs_batches.start_batch(ctx.db, batch_id, "tester")
+        copied, _ = jobs_batches.finish_batch(
             ctx.db, batch_id, vectors=len(records), missing=0, nbytes=0, targets=sorted(routed), max_in_flight=1
         )
         assert copied
@@ -206,11 +215,11 @@ def test_perfect_copy_passes_and_the_report_is_stored(ctx: WorkerContext, store_
     assert report["source_fingerprint"] and report["source_count"] == 30
     assert report["query"]["samples"] == 5 and report["query"]["same_top_k"] == 5
     assert report["query"]["latency_ms_p95"] is not None
-    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    run = jobs_and_runs.get_run(ctx.db, job.runs["alpha"])
     assert run.state == RunState.VERIFIED
     assert run.verification == report
     assert job.events("verified")
-    assert jobs.find_job(ctx.db, job.job_id).state == "finished"
+    assert jobs_and_runs.find_job(ctx.db, job.job_id).state == "finished"
 
 
 def test_missing_vector_fails_with_its_id(ctx: WorkerContext, store_specs: tuple) -> None:
@@ -368,7 +377,7 @@ def test_auto_cleanup_is_enqueued_after_a_passing_verification(ctx: WorkerContex
     assert isinstance(dispatcher, RecordingDispatcher)
     assert dispatcher.sent == [("cleanup", job.runs["alpha"], {"job_id": job.job_id, "namespace": "alpha"})]
     # The job stays open until the cleanup it asked for has run.
-    assert jobs.find_job(ctx.db, job.job_id).state == "running"
+    assert jobs_and_runs.find_job(ctx.db, job.job_id).state == "running"
 
 
 # ----------------------------------------------------------------------------------------------------------- cleanup
@@ -423,7 +432,7 @@ def test_verified_run_with_manual_mode_is_deleted_and_audited(ctx: WorkerContext
     assert result == {"run_id": job.runs["alpha"], "namespace": "alpha", "action": "deleted", "count": 12}
     assert job.source.count("alpha") == 0
     assert job.target.count("alpha") == 12
-    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    run = jobs_and_runs.get_run(ctx.db, job.runs["alpha"])
     assert run.state == RunState.CLEANED
     assert run.cleanup is not None and run.cleanup["deleted_count"] == 12 and run.cleanup["dry_run"] is False
     [event] = job.events("source_deleted")
@@ -445,7 +454,7 @@ def test_the_default_namespace_is_emptied_by_id(ctx: WorkerContext, store_specs:
 
     assert result["action"] == "deleted" and result["count"] == 15
     assert job.source.count("") == 0
-    assert jobs.get_run(ctx.db, job.runs[""]).cleanup["method"] == "delete_ids"  # type: ignore[index]
+    assert jobs_and_runs.get_run(ctx.db, job.runs[""]).cleanup["method"] == "delete_ids"  # type: ignore[index]
 
 
 def test_dry_run_deletes_nothing_and_changes_nothing(ctx: WorkerContext, store_specs: tuple) -> None:
@@ -534,8 +543,8 @@ def test_propagated_deletes_keep_the_copies_of_ids_a_cleanup_under_way_deleted(
     list_source = syncing.list_all_ids
 
     def listed_while_a_cleanup_deletes(source: Any, namespace: str) -> list[str]:
-        if namespace == "alpha" and jobs.get_run(ctx.db, run_id).state == RunState.VERIFIED:
-            run, _ = jobs.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
+        if namespace == "alpha" and jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFIED:
+            run, _ = jobs_verdicts.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
             proof = cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True)
             assert proof.proven == first_chunk
         return list_source(source, namespace)
@@ -578,10 +587,10 @@ def test_a_cleanup_cut_short_and_then_cancelled_keeps_its_source_deletions_known
     # with `--new` may not propagate their absence to the target.
     job, run_id, first_chunk = verified_alpha(ctx, store_specs)
     again = copied_job(ctx, job.spec, {"alpha": make_records(30)}, copy=False, started=True)
-    run, _ = jobs.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
+    run, _ = jobs_verdicts.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
     source = ctx.guarded(job.spec.source, job.spec.rate)
     assert cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True).proven == first_chunk
-    jobs.cancel_job(ctx.db, job.job_id)
+    jobs_and_runs.cancel_job(ctx.db, job.job_id)
 
     with pytest.raises(StateError, match=rf"reads of job {job.job_id} cannot go back to its source"):
         rollout_rows.set_rollout(ctx.db, job.job_id, 0, "tester")
@@ -622,13 +631,15 @@ def test_a_job_cancelled_while_its_cleanup_deletes_stops_the_cleanup_which_keeps
     # Operator A cleans up a namespace of two chunks; after the first chunk's delete, operator B cancels the job (to
     # roll it back, say). The cleanup must stop there (a rollback may now delete the copies it proves), and what it
     # deleted must stay counted on the cancelled run: its copies are the only ones left.
-    job, result = cleanup_of_two_chunks(ctx, store_specs, lambda job: jobs.cancel_job(ctx.db, job.job_id, actor="B"))
+    job, result = cleanup_of_two_chunks(
+        ctx, store_specs, lambda job: jobs_and_runs.cancel_job(ctx.db, job.job_id, actor="B")
+    )
 
     deleted = TWO_CHUNKS - job.source.count("alpha")
     assert deleted == PROOF_CHUNK_IDS, deleted  # the first chunk only
     assert result["action"] == "stopped" and result["count"] == deleted, result
     assert f"job {job.job_id} was cancelled" in result["reason"], result
-    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    run = jobs_and_runs.get_run(ctx.db, job.runs["alpha"])
     assert run.state == RunState.CANCELLED and run.deleted_by_cleanup == deleted
     assert run.source_may_be_deleted
     assert job.target.count("alpha") == TWO_CHUNKS
@@ -642,13 +653,13 @@ def test_a_cleanup_cancelled_before_it_deleted_anything_leaves_its_source_known_
     job, run_id, _ = verified_alpha(ctx, store_specs)
 
     def operator_b_cancels() -> bool:
-        jobs.cancel_job(ctx.db, job.job_id, actor="B")
+        jobs_and_runs.cancel_job(ctx.db, job.job_id, actor="B")
         return False  # no Ctrl-C: the cleanup sees the cancel itself
 
     result = job.cleanup(stop=operator_b_cancels)
 
     assert result["action"] == "stopped" and result["count"] == 0, result
-    run = jobs.get_run(ctx.db, run_id)
+    run = jobs_and_runs.get_run(ctx.db, run_id)
     assert run.state == RunState.CANCELLED and not run.source_may_be_deleted
     assert job.source.count("alpha") == 30
     rollout_rows.set_rollout(ctx.db, job.job_id, 0, "B")  # reads may go back: the source is whole
@@ -674,9 +685,9 @@ def test_a_cleanup_does_not_end_cleaned_over_source_writes_it_did_not_copy(
 
     assert result["action"] == "refused" and result["count"] == TWO_CHUNKS, result
     assert "2 ids were written to the source during the cleanup" in result["reason"], result
-    run = jobs.get_run(ctx.db, job.runs["alpha"])
+    run = jobs_and_runs.get_run(ctx.db, job.runs["alpha"])
     assert run.state == RunState.VERIFY_FAILED and run.deleted_by_cleanup == TWO_CHUNKS
-    assert jobs.sync_refusal(ctx.db, run.id) is None  # sync may copy them
+    assert jobs_sync_rollback.sync_refusal(ctx.db, run.id) is None  # sync may copy them
     assert sorted(r.id for r in job.source.fetch("alpha", written)) == sorted(written)
 
 
@@ -710,7 +721,7 @@ def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_ch
     # application, a cleanup): its copy is now the only one, and the rollback must say so, not pass.
     job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(12)}, started=True)
     assert job.verify()["passed"]
-    [run] = jobs.runs_of(ctx.db, job.job_id)
+    [run] = jobs_and_runs.runs_of(ctx.db, job.job_id)
     rollback = _Rollback(ctx, job.job_id, "tester")
     check = rollback.check(run, restore=False)
     assert check.passed, check.summary
@@ -734,10 +745,10 @@ def test_a_cleanup_that_read_the_run_before_another_stopped_part_way_keeps_that_
     delete_after_its_checks = cleaning._delete
 
     def another_cleanup_stops_part_way_first(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        run, _ = jobs.start_cleanup(ctx.db, run_id)
+        run, _ = jobs_verdicts.start_cleanup(ctx.db, run_id)
         source = ctx.guarded(job.spec.source, job.spec.rate)
         assert cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True).proven == first_chunk
-        jobs.abort_cleanup(
+        jobs_verdicts.abort_cleanup(
             ctx.db, run_id, "delete failed", "A", back_to=RunState.VERIFIED, detail={"deleted_count": 10}
         )
         job.target.delete("alpha", ["v-020"])
@@ -748,7 +759,7 @@ def test_a_cleanup_that_read_the_run_before_another_stopped_part_way_keeps_that_
     monkeypatch.undo()
 
     assert refused["action"] == "refused" and refused["refused_ids"] == ["v-020"], refused
-    assert jobs.get_run(ctx.db, run_id).deleted_by_cleanup == 10
+    assert jobs_and_runs.get_run(ctx.db, run_id).deleted_by_cleanup == 10
     synced = syncing.sync_run(ctx, run_id, propagate_deletes=True, actor="tester")
     assert synced["action"] == "refused", synced
     assert sorted(r.id for r in job.target.fetch("alpha", first_chunk)) == first_chunk  # the only copies, kept
@@ -781,7 +792,7 @@ def test_a_pgvector_table_that_gained_a_row_after_the_last_listing_is_not_droppe
     assert listings[1] == []
     assert [r.id for r in job.source.fetch("alpha", ["late-000"])] == ["late-000"]  # no copy: kept
     assert result["action"] == "deleted" and result["count"] == 8, result
-    assert jobs.get_run(ctx.db, job.runs["alpha"]).cleanup["method"] == "delete_ids"  # type: ignore[index]
+    assert jobs_and_runs.get_run(ctx.db, job.runs["alpha"]).cleanup["method"] == "delete_ids"  # type: ignore[index]
 
 
 def app_tables_job(

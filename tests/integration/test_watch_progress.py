@@ -17,7 +17,11 @@ import nsmigrate.orchestrator.jobs.status
 from nsmigrate.cli import render, waits
 from nsmigrate.cli.options import settings, status_reader
 from nsmigrate.cli.render import SUMMARY_ROWS, job_reader, print_summary, watch_job
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.planner import make_plan
@@ -27,7 +31,7 @@ from nsmigrate.orchestrator.spec.jobspec import parse_spec
 NAMESPACES = SUMMARY_ROWS + 20
 
 
-def large_job(db: jobs.Database) -> tuple[int, list[int]]:
+def large_job(db: jobs_database.Database) -> tuple[int, list[int]]:
     """A job of ``NAMESPACES`` three-vector namespaces ``w000``…, every run copied; returns its id and its run ids."""
     spec = parse_spec(
         {
@@ -38,37 +42,37 @@ def large_job(db: jobs.Database) -> tuple[int, list[int]]:
     )
     names = {f"w{k:03d}": 3 for k in range(NAMESPACES)}
     plan = make_plan(spec, Inventory("src", 4, names, "cosine"), Inventory("dst", 4, {}, "cosine"), {})
-    job_id = jobs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
     with db.transaction() as s:
         s.execute(
             sa.update(NamespaceRun)
             .where(NamespaceRun.job_id == job_id)
             .values(state=RunState.COPIED, listed=NamespaceRun.source_count, copied=NamespaceRun.source_count)
         )
-    return job_id, [r.id for r in jobs.runs_of(db, job_id)]
+    return job_id, [r.id for r in jobs_and_runs.runs_of(db, job_id)]
 
 
-def set_state(db: jobs.Database, run_id: int, state: RunState, **values: Any) -> None:
+def set_state(db: jobs_database.Database, run_id: int, state: RunState, **values: Any) -> None:
     with db.transaction() as s:
         s.execute(sa.update(NamespaceRun).where(NamespaceRun.id == run_id).values(state=state, **values))
 
 
-def copying(db: jobs.Database, run_id: int, batches: int) -> list[int]:
+def copying(db: jobs_database.Database, run_id: int, batches: int) -> list[int]:
     """Run ``run_id`` listed again into ``batches`` queued batches of one id (it is copying them)."""
     set_state(db, run_id, RunState.PENDING, copied=0)
     ids = [[f"id{k}"] for k in range(batches)]
-    return jobs.add_batches(db, run_id, ids, None, listing_done=True).batch_ids
+    return jobs_pages.add_batches(db, run_id, ids, None, listing_done=True).batch_ids
 
 
 @pytest.fixture
-def db(database_url: str) -> Iterator[jobs.Database]:
-    database = jobs.Database(database_url)
+def db(database_url: str) -> Iterator[jobs_database.Database]:
+    database = jobs_database.Database(database_url)
     yield database
     database.dispose()
 
 
 @pytest.fixture(params=["engine", "psycopg"])
-def follow(request: pytest.FixtureRequest, db: jobs.Database, database_url: str) -> Callable[[int], int]:
+def follow(request: pytest.FixtureRequest, db: jobs_database.Database, database_url: str) -> Callable[[int], int]:
     """``watch_job`` until the job settles, through a reader a command uses: the job table's engine (`watch`,
     `retry --wait`…), or one psycopg connection (`run --wait` after the fleet planned the job); its exit code."""
 
@@ -106,21 +110,21 @@ class StatementSpy:
         return [len(set(re.findall(r'"w\d{3}"', document))) for document in self.documents]
 
 
-def test_the_shapes_the_database_groups_are_the_runs_own(db: jobs.Database) -> None:
+def test_the_shapes_the_database_groups_are_the_runs_own(db: jobs_database.Database) -> None:
     job_id, runs = large_job(db)
     running_only = copying(db, runs[0], 1)
-    jobs.start_batch(db, running_only[0], "w")
+    jobs_batches.start_batch(db, running_only[0], "w")
     one_failed = copying(db, runs[1], 2)
     for batch in one_failed:
-        jobs.start_batch(db, batch, "w")
-    jobs.finish_batch(db, one_failed[0], vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
-    jobs.fail_batch(db, one_failed[1], "boom")
+        jobs_batches.start_batch(db, batch, "w")
+    jobs_batches.finish_batch(db, one_failed[0], vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
+    jobs_batches.fail_batch(db, one_failed[1], "boom")
     copying(db, runs[2], 1)  # queued only
     set_state(db, runs[3], RunState.LIST_FAILED, last_error="listing refused")
     set_state(db, runs[4], RunState.COPIED, failed=3)
 
-    progress = jobs.job_progress(db, job_id, SUMMARY_ROWS)
-    full = jobs.job_status(db, job_id)
+    progress = jobs_status.job_progress(db, job_id, SUMMARY_ROWS)
+    full = jobs_status.job_status(db, job_id)
 
     assert progress.shapes == {RunShape.of(r) for r in full.runs}
     assert progress.shapes == {
@@ -134,15 +138,18 @@ def test_the_shapes_the_database_groups_are_the_runs_own(db: jobs.Database) -> N
     assert len(progress.summary.runs) == SUMMARY_ROWS < progress.summary.namespaces == NAMESPACES
 
 
-def final_summary(db: jobs.Database, job_id: int, capsys: pytest.CaptureFixture[str]) -> str:
+def final_summary(db: jobs_database.Database, job_id: int, capsys: pytest.CaptureFixture[str]) -> str:
     """What `status` shows of the job, read from every run: what the waiting command must end with."""
     capsys.readouterr()
-    print_summary(jobs.job_status(db, job_id).summary(SUMMARY_ROWS))
+    print_summary(jobs_status.job_status(db, job_id).summary(SUMMARY_ROWS))
     return capsys.readouterr().out
 
 
 def test_a_large_job_is_followed_through_its_summary_until_every_run_is_copied(
-    db: jobs.Database, follow: Callable[[int], int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    db: jobs_database.Database,
+    follow: Callable[[int], int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     job_id, runs = large_job(db)
     (batch,) = copying(db, runs[-1], 1)
@@ -150,8 +157,8 @@ def test_a_large_job_is_followed_through_its_summary_until_every_run_is_copied(
 
     def the_last_batch_copied_meanwhile(seconds: float) -> None:
         polls.append(seconds)
-        jobs.start_batch(db, batch, "w")
-        jobs.finish_batch(db, batch, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
+        jobs_batches.start_batch(db, batch, "w")
+        jobs_batches.finish_batch(db, batch, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
 
     monkeypatch.setattr(render.time, "sleep", the_last_batch_copied_meanwhile)
     spy = StatementSpy(monkeypatch)
@@ -168,14 +175,17 @@ def test_a_large_job_is_followed_through_its_summary_until_every_run_is_copied(
 
 
 def test_a_large_job_stuck_on_a_failed_batch_ends_the_wait_with_exit_code_1(
-    db: jobs.Database, follow: Callable[[int], int], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    db: jobs_database.Database,
+    follow: Callable[[int], int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     job_id, runs = large_job(db)
     done, failed = copying(db, runs[7], 2)
     for batch in (done, failed):
-        jobs.start_batch(db, batch, "w")
-    jobs.finish_batch(db, done, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
-    jobs.fail_batch(db, failed, "boom: the target refused")
+        jobs_batches.start_batch(db, batch, "w")
+    jobs_batches.finish_batch(db, done, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
+    jobs_batches.fail_batch(db, failed, "boom: the target refused")
     monkeypatch.setattr(render.time, "sleep", lambda s: pytest.fail("a stuck job is settled: nothing to wait for"))
     spy = StatementSpy(monkeypatch)
 
@@ -189,7 +199,7 @@ def test_a_large_job_stuck_on_a_failed_batch_ends_the_wait_with_exit_code_1(
 
 
 def test_a_large_job_all_copied_but_one_run_with_failed_ids_exits_1(
-    db: jobs.Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    db: jobs_database.Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job_id, runs = large_job(db)
     monkeypatch.setattr(render.time, "sleep", lambda s: pytest.fail("every run is copied: nothing to wait for"))
@@ -199,7 +209,7 @@ def test_a_large_job_all_copied_but_one_run_with_failed_ids_exits_1(
     assert watch_job(job_reader(db, job_id), job_id, waits.Settled(auto_verify=False)) == 1
 
 
-def test_verify_waits_for_the_new_verdicts_of_the_runs_it_asked_for(db: jobs.Database) -> None:
+def test_verify_waits_for_the_new_verdicts_of_the_runs_it_asked_for(db: jobs_database.Database) -> None:
     job_id, runs = large_job(db)
     asked = runs[:4]
 
@@ -211,7 +221,7 @@ def test_verify_waits_for_the_new_verdicts_of_the_runs_it_asked_for(db: jobs.Dat
     only_the_first = waits.Verdicts(db, job_id, waits.Verdicts.snapshot(db, job_id), asked[:1])
     for run_id in (asked[0], asked[2], asked[3]):
         set_state(db, run_id, RunState.VERIFYING)
-    progress = jobs.job_progress(db, job_id, SUMMARY_ROWS)  # what the waits are given; `Verdicts` reads its own
+    progress = jobs_status.job_progress(db, job_id, SUMMARY_ROWS)  # what the waits are given; `Verdicts` reads its own
 
     assert not wait.done(progress)
     set_state(db, asked[0], RunState.VERIFIED, **report(True, "t2"))

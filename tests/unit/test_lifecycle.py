@@ -11,9 +11,9 @@ from typing import Any, cast
 
 import pytest
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import lifecycle
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.jobs.database import _move_run
 from nsmigrate.orchestrator.jobs.status import BatchCounts, JobStatus, RunStatus
 from nsmigrate.orchestrator.models import BatchState, JobKind, JobState, NamespaceRun, RunState
@@ -93,7 +93,7 @@ def test_may_move_to_reads_each_table() -> None:
     ("from_state", "to_state"),
     [
         (RunState.PENDING, RunState.CLEANING),
-        (RunState.COPIED, RunState.CLEANING),  # only a judged namespace may be cleaned up (see jobs.cleanable)
+        (RunState.COPIED, RunState.CLEANING),  # only a judged namespace may be cleaned up (see jobs_verdicts.cleanable)
         (RunState.CLEANED, RunState.VERIFIED),
         (RunState.CANCELLED, RunState.VERIFIED),
         (RunState.LISTING, RunState.COPIED),
@@ -126,7 +126,7 @@ def test_a_cleanup_acts_on_a_verified_run_or_takes_up_one_it_half_did(
 ) -> None:
     run = NamespaceRun(id=3, job_id=1, source_namespace="ns", state=state, cleanup=cleanup)
 
-    assert jobs.cleanable(run) is cleanable
+    assert jobs_verdicts.cleanable(run) is cleanable
 
 
 def test_an_allowed_move_and_staying_put_change_the_state() -> None:

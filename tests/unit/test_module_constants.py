@@ -19,6 +19,7 @@ WORKING: dict[str, str] = {
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
     "cli/demo/cutover.py:APP_CACHE_S": "how old the demo application's copy of the rollout may be",
     "cli/demo/cutover.py:COUNT_TIMEOUT_S": "the demo spec's count wait: the local data plane's counts are exact",
+    "cli/demo/cutover.py:SOAK_S": "the demo spec's cutover.min_step_s: each rollout step soaks seconds, not minutes",
     "cli/demo/harness.py:JOB_TIMEOUT_S": "how long a demo watches its job",
     "cli/demo/documents.py:FRESHNESS_LAG_S": "the demo data plane's read lag (issue 42: at least 5 s)",
     "cli/demo/documents.py:TOP_K": "how many documents the demo's search shows and compares with the source's",

@@ -31,8 +31,9 @@ import redis
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from nsmigrate.orchestrator import jobs, launch
+from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.messaging import submissions
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.messaging.submissions import Heartbeat, Submission
@@ -94,7 +95,7 @@ class PlanServer:
         # The job table and broker connections are its own, kept open. Stores are opened anew for each plan and
         # closed after it, as a command's are (what they learn of an index, e.g. its host, must not outlive a
         # recreated index); with the SDK loaded that costs ~3 ms of CPU.
-        self.db = jobs.Database(settings.database_url, pool_size=2, create=False)
+        self.db = jobs_database.Database(settings.database_url, pool_size=2, create=False)
         self.dispatcher = Dispatcher(settings)
 
     def serve(self, stop: threading.Event) -> None:

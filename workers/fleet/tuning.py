@@ -23,7 +23,7 @@ from celery.concurrency.thread import TaskPool as CeleryThreadPool
 from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.asynchronous import Hub
 
-from nsmigrate.orchestrator.jobs import compile_task_statements
+from nsmigrate.orchestrator.jobs.batches import compile_task_statements
 from nsmigrate.orchestrator.messaging.task_names import TASK_QUEUES
 from nsmigrate.orchestrator.settings import task_slots
 from nsmigrate.workers.context import get_context

@@ -6,6 +6,10 @@ every read through such an alias empty (Pinecone refuses only the last step, the
 ``NAMESPACE_TARGETED_BY_ALIAS``, once every id is gone). So both ask the store first and refuse, changing nothing,
 until each alias is repointed or deleted. A store whose aliases cannot be read is refused too: nothing is deleted on
 a guess.
+
+An erasure is the exception: it deletes a data subject's namespace because it was asked to, so it removes the aliases
+that resolve to it (``release_aliases``; reads through them would find nothing either way) and names them in its
+check.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import Iterable
 from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.store import Store
+from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
 
 
 def serving_aliases(store: Store, namespaces: Iterable[str]) -> dict[str, list[str]]:
@@ -50,3 +56,19 @@ def alias_refusal(store: Store, namespaces: Iterable[str], deletion: str, then: 
         '/namespace-aliases/{alias} with {"target_namespace": …} — or delete it once nothing reads through it, '
         f"then {then}"
     )
+
+
+def alias_calls(store: Store) -> NamespaceAliases | None:
+    """The alias calls of ``store`` (a guarded store's inner one), or None for a store that is not a Pinecone index."""
+    inner = getattr(store, "inner", store)
+    return inner.namespace_aliases() if isinstance(inner, PineconeStore) else None
+
+
+def release_aliases(store: Store, namespace: str) -> list[str]:
+    """Delete the aliases of ``store`` that resolve to ``namespace`` (an erasure's, before it deletes the namespace);
+    their names, sorted. Safe to repeat: an alias gone already is not named again."""
+    calls = alias_calls(store)
+    if calls is None or not store.aliases():
+        return []
+    names = calls.targeting(namespace)
+    return [name for name in names if calls.delete(name)]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.listing.prefix_chains import Chain, ChainState, chain_batch, split_prefixes, wanted_chains
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage
@@ -77,9 +77,9 @@ def list_chains(
                 if (chain.prefix if not chain.rest else None) not in busy:
                     running[pool.submit(chain_batch, page_of, state, chain, spec.batch_size)] = chain
 
-        def record(new: ChainState, id_batches: list[list[str]]) -> jobs.Recorded:
+        def record(new: ChainState, id_batches: list[list[str]]) -> jobs_pages.Recorded:
             nonlocal saved, state
-            recorded = jobs.add_batches(
+            recorded = jobs_pages.add_batches(
                 ctx.db, run_id, id_batches, new.encode(), listing_done=new.finished, listed_from=saved
             )
             saved, state = new.encode(), new

@@ -2,14 +2,15 @@
 
 Refused (with a ``cleanup_refused`` audit event and a reason) unless all of these hold:
 
-0. the job was not cancelled nor rolled back (``jobs.why_stopped``; asked again under the job's row lock as the
+0. the job was not cancelled nor rolled back (``jobs_and_runs.why_stopped``; asked again under the job's row lock as the
    run becomes ``cleaning``): however a cleanup is started (the command, ``cleanup.mode: auto`` after a verdict, a
    task queued before the cancel), nothing is deleted for a cancelled job;
 1. the job spec allows it (``cleanup.mode`` is ``manual`` or ``auto``) and its verification checks ids and counts
    (a verification that checks nothing passes whatever the target holds);
 2. deleting the source cannot delete the migrated data: when the source namespace is one of the run's target
    namespaces, source and target must be proven two stores (``workers.stores.identity``: by identity, not spelling);
-3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs.cleanable``; ``jobs.start_cleanup`` decides
+3. the run is ``verified``, or a cleanup of it stopped part-way (``jobs_verdicts.cleanable``;
+``jobs_verdicts.start_cleanup`` decides
    under a row lock, so two cleanups cannot both run); under cut-over (``nsmigrate cutover set``), also synced since
    and reads 100 % new for long enough (``orchestrator.cutover.rules.cleanup_gate``); and no namespace alias of the
    source resolves to the namespace (``workers.steps.alias_guard``: its readers would find it empty), asked again once
@@ -52,9 +53,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.rollout import cleanup_refusal
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
@@ -89,7 +91,7 @@ def _result(run: NamespaceRun, action: str, count: int, reason: str | None = Non
 
 def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, dry_run: bool) -> dict[str, Any]:
     """A refusal that changes no state: audit it and say why."""
-    jobs.record_event(
+    jobs_and_runs.record_event(
         ctx.db,
         "cleanup_refused",
         actor,
@@ -137,9 +139,9 @@ def crossing_problem(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec) -> st
     """Why another job's cleanup under way forbids this one, or None: it deletes the namespace this run's copies
     are in, or proves its deletions against this run's source, in the same store (by identity; a store whose
     identity cannot be had counts as the same)."""
-    for other in jobs.crossing_cleanups(ctx.db, run):
-        theirs = jobs.job_spec(ctx.db, other.job_id)
-        if other.source_namespace in jobs.target_namespaces_of(run) and _same_store(
+    for other in jobs_verdicts.crossing_cleanups(ctx.db, run):
+        theirs = jobs_and_runs.job_spec(ctx.db, other.job_id)
+        if other.source_namespace in jobs_verdicts.target_namespaces_of(run) and _same_store(
             ctx, (theirs.source, theirs.rate), (spec.target, spec.rate)
         ):
             what = f"deletes namespace {display_namespace(other.source_namespace)!r}, where this run's copies are"
@@ -168,6 +170,8 @@ def alias_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> str |
     then = f"run `nsmigrate cleanup {run.job_id}` again"
     copy = "its routed copies" if run.target_namespace is None else repr(display_namespace(run.target_namespace))
     instead = f"the verified copy {copy}, if it is in the same index"
+    if spec.cutover.aliases is not None:  # the job's own aliases: the last rollout step repoints them all
+        instead = f"`nsmigrate cutover set {run.job_id} --reads new --percent 100` repoints the job's aliases"
     return alias_refusal(source, [run.source_namespace], "cleanup", then, instead)
 
 
@@ -228,14 +232,15 @@ def cleanup_run(
         why; `cleanup` takes it up again.
     """
     actor = actor or ctx.worker_name
-    run = jobs.get_run(ctx.db, run_id)
-    spec = jobs.job_spec(ctx.db, run.job_id)
+    run = jobs_and_runs.get_run(ctx.db, run_id)
+    spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
     try:
         # The job, the spec, then the run's state, before any store is asked anything. A cancelled job's verified
-        # runs keep their verdicts, but nothing is deleted for it (``jobs.start_cleanup`` asks again under a lock).
-        stopped = jobs.why_stopped(ctx.db, run.job_id)
+        # runs keep their verdicts, but nothing is deleted for it (``jobs_verdicts.start_cleanup`` asks again under a
+        # lock).
+        stopped = jobs_and_runs.why_stopped(ctx.db, run.job_id)
         problem = f"{stopped}; nothing is deleted" if stopped is not None else policy_problem(spec)
-        if problem is None and not jobs.cleanable(run):
+        if problem is None and not jobs_verdicts.cleanable(run):
             problem = f"the run is {run.state}, not verified; run `nsmigrate verify` first"
         problem = (
             problem
@@ -251,7 +256,7 @@ def cleanup_run(
     finally:
         if not dry_run:
             # Cleaned and refused runs are final (or back to verified); the job may be complete now.
-            jobs.maybe_finish_job(ctx.db, run.job_id)
+            jobs_and_runs.maybe_finish_job(ctx.db, run.job_id)
 
 
 def _proof(
@@ -313,7 +318,7 @@ def _delete(
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     # Another job's cleanup found cleaning here is refused under the namespaces' locks, which that one held to
     # start too: of two cleanups whose namespaces cross (a cycle), the second one to start is refused whole.
-    places = [(source, run.source_namespace), *((target, ns) for ns in sorted(jobs.target_namespaces_of(run)))]
+    places = [(source, run.source_namespace), *((target, ns) for ns in sorted(jobs_verdicts.target_namespaces_of(run)))]
     try:
         with exclusive_hold(places):
             crossing = crossing_problem(ctx, run, spec)
@@ -321,7 +326,7 @@ def _delete(
                 return _refuse(ctx, run, crossing, actor, dry_run=False)
             # verified → cleaning, under a row lock; the run as it is then, not as read before the checks: another
             # cleanup may have stopped part-way since, and what it deleted must stay counted.
-            run, verdict = jobs.start_cleanup(ctx.db, run.id)
+            run, verdict = jobs_verdicts.start_cleanup(ctx.db, run.id)
     except StateError as e:
         # Another cleanup or verify got there since we read the run; the refusal is audited here.
         return _refuse(ctx, run, e.message, actor, dry_run=False)
@@ -332,14 +337,14 @@ def _delete(
     gate = cleanup_refusal(ctx.db, run, spec.cutover.decommission_after_s, override=decommission_now)
     gate = gate or alias_problem(ctx, spec, run)  # an alias made since the first ask
     if gate is not None:
-        jobs.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)
+        jobs_verdicts.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)
         return _result(run, "refused", 0, gate)
     earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
 
     def cancelled() -> bool:
         # `nsmigrate cancel` stops the runs of its job, this one too: once cancelled, a rollback may delete the copies
         # this cleanup proves, so it deletes no further chunk (asked before each: one read of the job table).
-        return jobs.get_run(ctx.db, run.id).state == RunState.CANCELLED
+        return jobs_and_runs.get_run(ctx.db, run.id).state == RunState.CANCELLED
 
     def stopping() -> bool:
         return (stop is not None and stop()) or cancelled()
@@ -349,12 +354,12 @@ def _delete(
         ids = list_all_ids(source, ns)
     except NsmigrateError as e:
         reason = f"could not re-list the source to check it is unchanged: {e}"
-        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict)
+        jobs_verdicts.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict)
         return _result(run, "refused", 0, reason)
     problem = _unchanged_problem(run, ids)
     if problem is not None:
         changed = problem.startswith(SOURCE_CHANGED)
-        jobs.abort_cleanup(
+        jobs_verdicts.abort_cleanup(
             ctx.db, run.id, problem, actor, back_to=RunState.VERIFY_FAILED if changed else RunState.VERIFIED
         )
         return _result(run, "refused", 0, problem)
@@ -399,7 +404,7 @@ def _delete(
             reason = f"delete failed: {e}; run cleanup again"
         # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
         partial = {"deleted_count": so_far} if so_far else None
-        jobs.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict, detail=partial)
+        jobs_verdicts.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict, detail=partial)
         return _result(run, "stopped" if stopped else "failed", len(deleting.proven), reason)
     detail = {
         "deleted_count": earlier + deleted,
@@ -407,7 +412,7 @@ def _delete(
         "dry_run": False,
         "method": method,
     }
-    jobs.finish_cleanup(ctx.db, run.id, detail, actor)
+    jobs_verdicts.finish_cleanup(ctx.db, run.id, detail, actor)
     log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
     return _result(run, "deleted", deleted)
 
@@ -451,7 +456,7 @@ def _refused_by_id(
     else:
         then = "then verify and cleanup"
     reason = (lead and f"{lead}: ") + f"{refusal(proof, what)}; run `nsmigrate sync {run.job_id}` to copy them, {then}"
-    jobs.abort_cleanup(
+    jobs_verdicts.abort_cleanup(
         ctx.db,
         run.id,
         reason,

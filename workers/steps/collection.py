@@ -10,8 +10,10 @@ import logging
 import time
 from typing import Any, NoReturn
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import CollectionFailed, NsmigrateError, RetryableError, StoreError, failure_text
+from nsmigrate.orchestrator.jobs import collection as jobs_collection
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import CollectionPhase
 from nsmigrate.orchestrator.planning.collection_strategy import collection_name, next_step, poll_delay_s
 from nsmigrate.orchestrator.planning.target_indexes import wanted_shape
@@ -19,6 +21,7 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import CreateIndex, PineconeStoreSpec
+from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.stores.pinecone.control import CollectionInfo, PineconeControl
@@ -35,11 +38,11 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
     error, `nsmigrate retry` goes on) and raised as ``CollectionFailed``, so that the task is a FAILURE in Flower
     with the reason and `status` and `run --wait` see it. An outage of the job table or Redis propagates: Celery
     sends the task again."""
-    spec = jobs.job_spec(ctx.db, job_id)
-    phase = jobs.job_phase(ctx.db, job_id)
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
+    phase = jobs_collection.job_phase(ctx.db, job_id)
     if phase == CollectionPhase.RESTORED:
         return "restored"  # a redelivered step: its runs were handed to verification already
-    if not any(r.state in jobs.LISTABLE_RUN_STATES for r in jobs.runs_of(ctx.db, job_id)):
+    if not any(r.state in LISTABLE_RUN_STATES for r in jobs_and_runs.runs_of(ctx.db, job_id)):
         return "stopped"  # cancelled, or failed and not retried
     source, target = spec.source, spec.target
     assert isinstance(source, PineconeStoreSpec) and isinstance(target, PineconeStoreSpec)  # the spec made sure
@@ -85,7 +88,7 @@ def _outage_text(
 
 
 def _fail(ctx: WorkerContext, job_id: int, reason: str) -> NoReturn:
-    jobs.collection_failed(ctx.db, job_id, reason)
+    jobs_collection.collection_failed(ctx.db, job_id, reason)
     raise CollectionFailed(f"strategy collection: {reason}", job=job_id)
 
 
@@ -118,11 +121,11 @@ def _take_step(
         _fail(ctx, job_id, decided.reason)
     if decided.action == "create_collection":
         control.create_collection(name, str(source.index))
-        jobs.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)
+        jobs_collection.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)
     elif decided.action == "wait":
         # Also where the phase was not recorded yet (a worker died in between), and for a retried job's runs.
         current = CollectionPhase(phase) if phase is not None else CollectionPhase.COLLECTING
-        jobs.enter_phase(ctx.db, job_id, current, collection=name, source=source.index)
+        jobs_collection.enter_phase(ctx.db, job_id, current, collection=name, source=source.index)
         again = polls + 1
     elif decided.action == "create_index":
         assert collection is not None  # next_step creates an index only from a Ready collection
@@ -130,18 +133,22 @@ def _take_step(
         dimension = _ready_dimension(control, collection)
         shape = wanted_shape(target.create or CreateIndex(), dimension, pod.metric if pod else None)
         if phase is None:
-            jobs.enter_phase(ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index)
+            jobs_collection.enter_phase(
+                ctx.db, job_id, CollectionPhase.COLLECTING, collection=name, source=source.index
+            )
         detail: dict[str, Any] = {"index": target_name, "collection": name, "shape": shape.as_json()}
         # Recorded before asking: a step that stops after Pinecone made the index (a worker killed, an answer lost)
         # is taken up again as restoring, where that index is the job's own, not one that "appeared" in its way.
-        jobs.enter_phase(ctx.db, job_id, CollectionPhase.RESTORING, **detail, vectors=collection.vector_count)
+        jobs_collection.enter_phase(
+            ctx.db, job_id, CollectionPhase.RESTORING, **detail, vectors=collection.vector_count
+        )
         created = control.create_index_from_collection(target_name, name, shape)
-        jobs.record_event(ctx.db, "target_index_created", jobs.default_actor(), job_id, host=created.host, **detail)
+        jobs_and_runs.record_event(ctx.db, "target_index_created", default_actor(), job_id, host=created.host, **detail)
     else:  # restored
         counts = ctx.store(target).namespaces()
         assert index is not None
-        run_ids = jobs.collection_restored(ctx.db, job_id, counts, index=target_name, host=index.host)
-        for run in jobs.runs_of(ctx.db, job_id):
+        run_ids = jobs_collection.collection_restored(ctx.db, job_id, counts, index=target_name, host=index.host)
+        for run in jobs_and_runs.runs_of(ctx.db, job_id):
             if run.id in run_ids:
                 namespace = display_namespace(run.source_namespace)
                 ctx.dispatcher.verify_namespace(run.id, job_id=job_id, namespace=namespace)

@@ -9,9 +9,9 @@ writes text (an integrated target, or ``reembed``) turns the routed records into
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
 A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
-batch asks the erasure ledger of the job table (``jobs.erasure_subjects``) and fails, writing nothing, when one of its
-records is theirs (``_refuse_erased``; recorded in the erasure's events too, until an operator lifts it). The
-erasure asks the job table the mirror question at each place before it deletes (copies that
+batch asks the erasure ledger of the job table (``jobs.erasure_ledger.erasure_subjects``) and fails, writing nothing,
+when one of its records is theirs (``_refuse_erased``; recorded in the erasure's events too, until an operator lifts
+it). The erasure asks the job table the mirror question at each place before it deletes (copies that
 may still write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
@@ -23,8 +23,10 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import SHOWN, display_namespace
 from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records
 from nsmigrate.orchestrator.routing.text import missing_text_reason
@@ -46,7 +48,7 @@ from nsmigrate.workers.transfer.text_writes import for_target, records_per_reque
 log = logging.getLogger(__name__)
 
 
-def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+def _copy_through_worker(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
     """Fetch, route, enrich and upsert the batch; returns (vectors written, ids not found, bytes, target
     namespaces)."""
     spec = work.spec
@@ -88,14 +90,14 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int,
 
 
 def _record_unwritable(
-    ctx: WorkerContext, work: jobs.BatchWork, text_from: str, unwritable: dict[str, list[str]]
+    ctx: WorkerContext, work: jobs_batches.BatchWork, text_from: str, unwritable: dict[str, list[str]]
 ) -> None:
     """Ids that have no text, per target namespace, into the audit log (verification reports them too)."""
     for namespace, ids in unwritable.items():
         log.warning(
             "batch %s: %d ids without text in %r not written to %r", work.batch_id, len(ids), text_from, namespace
         )
-        jobs.record_event(
+        jobs_and_runs.record_event(
             ctx.db,
             "records_not_written",
             ctx.worker_name,
@@ -108,7 +110,7 @@ def _record_unwritable(
         )
 
 
-def _table_enrichment(ctx: WorkerContext, work: jobs.BatchWork, source: Any, target_ns: str) -> dict[str, Any]:
+def _table_enrichment(ctx: WorkerContext, work: jobs_batches.BatchWork, source: Any, target_ns: str) -> dict[str, Any]:
     """What a batch copied as rows (inside Postgres, or between two databases) merges into each row's ``metadata``,
     by the same rule as a copy through records (``routing.expected_metadata``); the batch refused first when one of
     its records is an erased creator's (``_refuse_erased``: its records are read for that only then)."""
@@ -128,7 +130,7 @@ def _table_enrichment(ctx: WorkerContext, work: jobs.BatchWork, source: Any, tar
     return extra
 
 
-def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+def _copy_in_postgres(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
     """Source and target are tables of one database: the rows go ``INSERT … SELECT`` inside Postgres, their
     metadata enriched by the same rule as a copy through the worker (``routing.expected_metadata``); no vector
     passes through this process. Returns (rows, ids not found, 0 bytes through the worker, [target namespace])."""
@@ -144,18 +146,18 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, in
 Writes = Iterable[tuple[tuple[str | None, str | None], Sequence[Any]]]
 
 
-def _refuse_erased(ctx: WorkerContext, work: jobs.BatchWork, writes: Callable[[], Writes]) -> None:
+def _refuse_erased(ctx: WorkerContext, work: jobs_batches.BatchWork, writes: Callable[[], Writes]) -> None:
     """Refuse the batch, before it writes anything, when one of its records is the data of a creator (or twin) an
     erasure is erasing or has erased: written back, it would outlive the receipt that says it is gone. Asked of the
     job table now, not when the job started. ``writes``: per target namespace, the (creator, twin) it was built for
     and the records as they will be written; called only when an erasure exists (a pgvector batch copied inside
     Postgres reads its records for it)."""
-    erasures = jobs.erasure_subjects(ctx.db)
+    erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)
     found = erased_in(erasures, writes()) if erasures else None
     if found is None:
         return
     erasure, subject, ids = found
-    jobs.record_held_back(
+    jobs_erasure_ledger.record_held_back(
         ctx.db, [found], job=work.job_id, batch=work.batch_id, namespace=work.source_namespace, refused="batch"
     )
     shown = ", ".join(repr(i) for i in ids[:SHOWN]) + (f", … ({len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
@@ -173,7 +175,7 @@ def _refuse_erased(ctx: WorkerContext, work: jobs.BatchWork, writes: Callable[[]
     )
 
 
-def _copy_between_databases(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[int, int, int, list[str]]:
+def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
     """Source and target are the application's tables in two databases: the batch's rows go from one to the other in
     Postgres's binary form as they are, as the single-process rival moves a table (``table_copies.copy_rows``), never
     made records; metadata enriched by the same rule as a copy through records. A table with a column of a type
@@ -190,20 +192,24 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs.BatchWork) -> tuple[i
     return copied, len(work.ids) - copied, passed, [target_ns]
 
 
-def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs.BatchWork | None = None) -> int:
+def copy_batch(
+    ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs_batches.BatchWork | None = None
+) -> int:
     """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
     (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``started``: the batch was
-    started for this worker as it was recorded (``jobs.record_and_claim_batch``), so it is not started again.
+    started for this worker as it was recorded (``jobs_batches.record_and_claim_batch``), so it is not started again.
 
     Raises:
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
             sent, so raising only tells Celery (and Flower) the task failed.
     """
-    work = started or jobs.start_batch(ctx.db, batch_id, ctx.worker_name)
+    work = started or jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name)
     if work is None:
         if again:  # done by the delivery that died: make sure what follows the batch was sent
-            run = jobs.get_run(ctx.db, jobs.run_of_batch(ctx.db, batch_id))
-            advance(ctx, run.id, run.job_id, run.source_namespace, jobs.job_spec(ctx.db, run.job_id), again=True)
+            run = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id))
+            advance(
+                ctx, run.id, run.job_id, run.source_namespace, jobs_and_runs.job_spec(ctx.db, run.job_id), again=True
+            )
         return 0
     spec = work.spec
     outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
@@ -222,7 +228,7 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, starte
             assert work.target_namespace is not None
             with shared_hold(ctx.guarded(spec.target, spec.rate), work.target_namespace):
                 vectors, missing, nbytes, targets = step(ctx, work)
-        outcome = jobs.finish_batch(
+        outcome = jobs_batches.finish_batch(
             ctx.db,
             batch_id,
             vectors=vectors,
@@ -243,7 +249,7 @@ def copy_batch(ctx: WorkerContext, batch_id: int, *, again: bool = False, starte
         log.exception("batch %s (job %s, seq %s) failed unexpectedly", batch_id, work.job_id, work.seq)
         error = f"unexpected {type(e).__name__}: {e}"
     if error is not None:
-        jobs.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
+        jobs_batches.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
         metrics.batch_failed()
     else:
         metrics.batch_done(vectors)

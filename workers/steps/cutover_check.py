@@ -18,8 +18,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.cutover.rules import check_problems, overlap
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import Record
@@ -49,8 +49,8 @@ def check_job(
 ) -> dict[str, Any]:
     """Run the check of ``job_id`` under ``limits`` (the spec's ``cutover``, maybe overridden); returns its report
     with ``passed`` and ``problems``. Reads only: nothing is written to either store."""
-    spec = jobs.job_spec(ctx.db, job_id)
-    runs = [r for r in jobs.runs_of(ctx.db, job_id) if r.copied > 0]
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
+    runs = [r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.copied > 0]
     queries = [q for run in runs for q in _queries(ctx, spec, run)]
     report: dict[str, Any] = {
         "qps": limits.qps,

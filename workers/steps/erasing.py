@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import PlaceKind
 from nsmigrate.orchestrator.records.namespaces import Registry, display_namespace
@@ -49,6 +51,7 @@ from nsmigrate.orchestrator.tenancy.erasure import (
 )
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps.alias_guard import release_aliases
 from nsmigrate.workers.steps.verifying import chunks
 from nsmigrate.workers.stores.base import Store, iter_all_ids
 
@@ -68,7 +71,7 @@ def subject_ids(store: Store, namespace: str, subject: Subject) -> list[str]:
 
 @dataclass
 class ErasurePlan:
-    """What `erase` found: the subject, its places (rows for ``jobs.create_erasure``), the names reported as
+    """What `erase` found: the subject, its places (rows for ``jobs_erasure.create_erasure``), the names reported as
     ambiguous, the stores that could not be read and the copy jobs that may still write the subject's data (the
     erasure is refused while a store cannot be read or such a job runs)."""
 
@@ -97,7 +100,7 @@ class ErasurePlan:
 
 
 def plan_erasure(
-    db: jobs.Database,
+    db: jobs_database.Database,
     creator_id: str,
     twin_id: str | None,
     open_store: Callable[[Any], Store],
@@ -108,9 +111,9 @@ def plan_erasure(
 ) -> ErasurePlan:
     """Every place the job table (plus ``extra_stores``, ``backup_dirs``) knows that holds the subject's data, with
     counts; ``skip_stores``: store labels left out (a store that is gone for good), named in the receipt;
-    ``batch_lifetime_s``: the ``visibility_timeout_s`` setting (``jobs.known_runs``). Reads only. Raises PlanError
-    for an id that cannot be a creator or twin id."""
-    runs, stores, manifests = jobs.known_runs(db, batch_lifetime_s)
+    ``batch_lifetime_s``: the ``visibility_timeout_s`` setting (``jobs_erasure.known_runs``). Reads only. Raises
+    PlanError for an id that cannot be a creator or twin id."""
+    runs, stores, manifests = jobs_erasure.known_runs(db, batch_lifetime_s)
     registry = registry_of(runs)
     plan = ErasurePlan(subject_of(creator_id, twin_id, runs))
     specs: dict[str, Any] = {key: store_spec_from_json(spec) for key, spec in stores.items()}
@@ -208,27 +211,27 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
         ErasureFailed: the place could not be erased or was not found empty afterwards; it is recorded ``failed``
             (`nsmigrate erase --resume JOB` sends it again).
     """
-    place = jobs.claim_place(ctx.db, place_id)
+    place = jobs_erasure.claim_place(ctx.db, place_id)
     if place is None:  # verified before: a redelivered task
         return 0
-    job = jobs.find_job(ctx.db, place.job_id)
+    job = jobs_and_runs.find_job(ctx.db, place.job_id)
     subject = Subject.from_json(job.spec)
     error: str | None = None
     erased = 0
     try:
         error = _copies_that_may_undo(ctx, place.job_id, subject, job.spec)
         if error is not None:
-            jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
+            jobs_erasure.fail_place(ctx.db, place_id, error, ctx.worker_name)
         else:
             began = time.monotonic()
             erased, check = _erase(ctx, place, subject)
             check = {**check, "duration_s": round(time.monotonic() - began, 3)}  # the delete and its check
-            jobs.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
+            jobs_erasure.finish_place(ctx.db, place_id, erased=erased, verification=check, actor=ctx.worker_name)
             if not check.get("passed"):
                 error = str(check.get("reason", "the check after the delete did not pass"))
     except NsmigrateError as e:
         error = f"{e}; run `nsmigrate erase --resume {place.job_id}`"
-        jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
+        jobs_erasure.fail_place(ctx.db, place_id, error, ctx.worker_name)
     except INFRASTRUCTURE_ERRORS:
         raise  # the job table or Redis is unreachable: the task is sent again (workers.fleet.tasks)
     except Exception as e:
@@ -238,9 +241,9 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
         # (Python would print an error to its terminal beside the command's own line); the worker's log keeps it.
         log.info("erasure place %s (job %s) failed unexpectedly", place_id, place.job_id, exc_info=True)
         error = f"unexpected {type(e).__name__}: {e}; run `nsmigrate erase --resume {place.job_id}` once it is fixed"
-        jobs.fail_place(ctx.db, place_id, error, ctx.worker_name)
+        jobs_erasure.fail_place(ctx.db, place_id, error, ctx.worker_name)
     finally:
-        if jobs.maybe_finish_erasure(ctx.db, place.job_id, receipt, ctx.worker_name) is not None:
+        if jobs_erasure.maybe_finish_erasure(ctx.db, place.job_id, receipt, ctx.worker_name) is not None:
             log.info("erasure job %s finished; receipt in its audit log", place.job_id)
     if error is not None:
         where = place.path if place.kind == PlaceKind.BACKUP else display_namespace(place.namespace or "")
@@ -264,8 +267,8 @@ def _copies_that_may_undo(ctx: WorkerContext, job_id: int, subject: Subject, spe
     bring it back after the place was checked empty), or copied some of it since the erasure was planned (where it
     wrote may not be among the places). Asked again of the job table by each place, right before it deletes: the
     plan's answer is older than any copy started, resumed or synced since."""
-    runs, _, _ = jobs.known_runs(ctx.db, ctx.settings.visibility_timeout_s)
-    namespaces = {p.namespace for p in jobs.places_of(ctx.db, job_id) if p.namespace is not None}
+    runs, _, _ = jobs_erasure.known_runs(ctx.db, ctx.settings.visibility_timeout_s)
+    namespaces = {p.namespace for p in jobs_erasure.places_of(ctx.db, job_id) if p.namespace is not None}
     writing = still_writing(runs, subject, namespaces)
     if writing:
         return (
@@ -313,9 +316,12 @@ def _erase_namespace(ctx: WorkerContext, place_id: int, store: Store, namespace:
             ids.append(id_)
             if len(ids) >= CHECKED_IDS:
                 break
-        jobs.add_erased_ids(ctx.db, place_id, ids)
+        jobs_erasure.add_erased_ids(ctx.db, place_id, ids)
+    # An alias serving the namespace would keep Pinecone from deleting it, and would serve nothing once it is gone.
+    removed = release_aliases(store, namespace)
     store.delete_namespace(namespace)
-    return before, _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), None)
+    check = _gone(ctx, store, namespace, jobs_erasure.erased_ids(ctx.db, place_id), None)
+    return before, {**check, "aliases_removed": removed} if removed else check
 
 
 def _erase_records(
@@ -323,10 +329,12 @@ def _erase_records(
 ) -> tuple[int, dict[str, Any]]:
     erased = 0
     for chunk in chunks(subject_ids(store, namespace, subject), DELETE_MAX_IDS):
-        jobs.add_erased_ids(ctx.db, place_id, list(chunk))  # before the delete: a kill after it still checks them
+        jobs_erasure.add_erased_ids(
+            ctx.db, place_id, list(chunk)
+        )  # before the delete: a kill after it still checks them
         store.delete(namespace, chunk)
         erased += len(chunk)
-    return erased, _gone(ctx, store, namespace, jobs.erased_ids(ctx.db, place_id), subject)
+    return erased, _gone(ctx, store, namespace, jobs_erasure.erased_ids(ctx.db, place_id), subject)
 
 
 def _gone(ctx: WorkerContext, store: Store, namespace: str, ids: list[str], subject: Subject | None) -> dict[str, Any]:

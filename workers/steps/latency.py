@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nsmigrate.orchestrator.errors import NsmigrateError
-from nsmigrate.orchestrator.jobs import Neighbours
+from nsmigrate.orchestrator.jobs.verdicts import Neighbours
 from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.orchestrator.spec.jobspec import Verification
 from nsmigrate.orchestrator.tenancy.tenant_guard import TenantGuard, latency_percentiles, search_twins

@@ -6,7 +6,7 @@ namespace's pages are a chain (each is listed from the token of the one before),
 the next one is already being listed, in a second thread. Each batch is written together with the list token after it,
 so a lister killed at any point resumes without skipping or repeating ids. A Redis lock keeps one lister per namespace
 run: it expires ``lister_lock_ttl_s`` after its lister died (a live lister keeps it fresh from a heartbeat thread), a
-resumed lister waits that long for it, and ``jobs.add_batches`` only records pages listed from the saved token, so
+resumed lister waits that long for it, and ``jobs_pages.add_batches`` only records pages listed from the saved token, so
 even two listers at once (a lock lost with a Redis restart) never batch an id twice.
 """
 
@@ -21,8 +21,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import redis
 from redis.exceptions import LockError
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import ListingFailed, NsmigrateError, StateError, failure_text
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.listing.paging import id_pages
 from nsmigrate.orchestrator.listing.prefix_chains import ChainState
 from nsmigrate.orchestrator.listing.small_namespaces import list_page_ids
@@ -103,8 +105,8 @@ def _failing_for_good(ctx: WorkerContext, run_id: int) -> Iterator[None]:
     except Exception as e:
         log.exception("lister of run %s failed unexpectedly", run_id)
         error = f"unexpected {type(e).__name__}: {e}"
-    if jobs.fail_listing(ctx.db, run_id, error):
-        run = jobs.get_run(ctx.db, run_id)
+    if jobs_pages.fail_listing(ctx.db, run_id, error):
+        run = jobs_and_runs.get_run(ctx.db, run_id)
         raise ListingFailed(error, job=run.job_id, namespace=display_namespace(run.source_namespace), run=run_id)
 
 
@@ -113,22 +115,22 @@ def send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int, *, running_t
     message, or a run ``copied`` without its verification: send them (duplicates of live messages are harmless).
     Also when listing is done: the last batch may be the one that was never sent. ``running_too``: the killed task
     copied its batches itself (``workers.steps.small_group``), so a ``running`` one has no message of its own either."""
-    previous = jobs.get_run(ctx.db, run_id)
-    for batch_id in jobs.queued_batches(ctx.db, run_id, running_too=running_too):
+    previous = jobs_and_runs.get_run(ctx.db, run_id)
+    for batch_id in jobs_pages.queued_batches(ctx.db, run_id, running_too=running_too):
         ctx.dispatcher.copy_batch(
             batch_id, job_id=previous.job_id, run_id=run_id, namespace=display_namespace(previous.source_namespace)
         )
     if previous.state == RunState.COPIED:  # maybe by this lister's last page, before it sent the verification
-        spec = jobs.job_spec(ctx.db, previous.job_id)
+        spec = jobs_and_runs.job_spec(ctx.db, previous.job_id)
         run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)
 
 
-def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False) -> jobs.BatchWork | None:
+def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False) -> jobs_batches.BatchWork | None:
     """List a small run's one batch (``orchestrator.listing.small_namespaces``) under its lock, as ``list_run`` lists
-    the first, and record it already started for this worker (``jobs.record_and_claim_batch``): its work, for the caller
-    to copy (no copy task is sent). None when there is nothing to copy: the lock is taken (another lister is on it),
-    listing is done or cancelled, another lister recorded the page first, or the namespace is empty (the run is
-    ``copied`` and its verification sent). A lister that fails for good ends its run ``list_failed`` and raises
+    the first, and record it already started for this worker (``jobs_batches.record_and_claim_batch``): its work, for
+    the caller to copy (no copy task is sent). None when there is nothing to copy: the lock is taken (another lister
+    is on it), listing is done or cancelled, another lister recorded the page first, or the namespace is empty (the
+    run is ``copied`` and its verification sent). A lister that fails for good ends its run ``list_failed`` and raises
     ``ListingFailed``, as in ``list_run``. A namespace that grew since it was planned has more pages: the batch is
     recorded with the token after it, and its copy's finish wakes a lister for the rest (``flow.advance``)."""
     with _failing_for_good(ctx, run_id):
@@ -136,22 +138,22 @@ def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = Fal
     return None
 
 
-def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> jobs.BatchWork | None:
+def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> jobs_batches.BatchWork | None:
     with lister_lock(ctx, run_id, wait=wait_for_lock) as held:
         if not held:
             return None
-        run = jobs.start_listing(ctx.db, run_id)
+        run = jobs_pages.start_listing(ctx.db, run_id)
         if run is None:
             return None
-        spec = jobs.job_spec(ctx.db, run.job_id)
+        spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
         # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
         ids, token = _list_batch(ctx.guarded(spec.source, spec.rate), run.source_namespace, run.list_token, spec)
         try:
             if ids:
-                return jobs.record_and_claim_batch(
+                return jobs_batches.record_and_claim_batch(
                     ctx.db, run_id, ids, token, listed_from=run.list_token, worker=ctx.worker_name
                 )[1]
-            recorded = jobs.add_batches(
+            recorded = jobs_pages.add_batches(
                 ctx.db, run_id, [], token, listing_done=token is None, listed_from=run.list_token
             )
         except StateError as e:
@@ -186,11 +188,11 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
     with lister_lock(ctx, run_id, wait=wait_for_lock or again) as held:
         if not held:
             return
-        run = jobs.start_listing(ctx.db, run_id)
+        run = jobs_pages.start_listing(ctx.db, run_id)
         if run is None:
             return
         in_flight = run.in_flight
-        spec = jobs.job_spec(ctx.db, run.job_id)
+        spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
         source = ctx.guarded(spec.source, spec.rate)
         # A large namespace is listed as several prefix chains (workers.steps.chain_listing); its state is the token.
         chains = ChainState.decode(run.list_token)
@@ -209,7 +211,9 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
     advance(ctx, run_id, run.job_id, run.source_namespace, spec)
 
 
-def _list_one_chain(ctx: WorkerContext, run_id: int, run: jobs.Listing, spec: JobSpec, source: GuardedStore) -> bool:
+def _list_one_chain(
+    ctx: WorkerContext, run_id: int, run: jobs_pages.Listing, spec: JobSpec, source: GuardedStore
+) -> bool:
     """List the namespace as one chain from the run's token, a batch ahead. Returns True when it stopped at the bound
     of batches in flight, False when there is nothing more for this lister to do."""
     in_flight = run.in_flight
@@ -233,7 +237,7 @@ def _list_one_chain(ctx: WorkerContext, run_id: int, run: jobs.Listing, spec: Jo
                 ahead.submit(list_batch, token) if not done and in_flight + 1 < spec.max_batches_in_flight else None
             )
             try:
-                recorded = jobs.add_batches(
+                recorded = jobs_pages.add_batches(
                     ctx.db, run_id, [ids] if ids else [], token, listing_done=done, listed_from=listed_from
                 )
             except StateError as e:

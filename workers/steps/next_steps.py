@@ -13,7 +13,8 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from nsmigrate.orchestrator import jobs
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.task_names import KEY_PREFIX
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -31,16 +32,16 @@ def advance(
     again: bool = False,
     outcome: tuple[bool, bool] | None = None,
 ) -> None:
-    """``outcome``: (copied, wake) as ``jobs.finish_batch`` found them in its own transaction; looked up with
-    ``jobs.after_batch`` when not given. ``again``: this task ran before — a redelivery after its worker was killed,
-    or a Celery retry after an outage — and that run may have died between a change it recorded and the message that
-    follows it. So clear a wake-up flag it may have set without sending the wake-up, and re-send the verification of
-    a run that is ``copied`` (a duplicate verification is harmless)."""
+    """``outcome``: (copied, wake) as ``jobs_batches.finish_batch`` found them in its own transaction; looked up with
+    ``jobs_batches.after_batch`` when not given. ``again``: this task ran before — a redelivery after its worker was
+    killed, or a Celery retry after an outage — and that run may have died between a change it recorded and the
+    message that follows it. So clear a wake-up flag it may have set without sending the wake-up, and re-send the
+    verification of a run that is ``copied`` (a duplicate verification is harmless)."""
     if again:
         ctx.redis.delete(lister_wake_key(run_id))
-    copied, wake = outcome or jobs.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
+    copied, wake = outcome or jobs_batches.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
     if again and not copied:
-        copied = jobs.get_run(ctx.db, run_id).state == RunState.COPIED
+        copied = jobs_and_runs.get_run(ctx.db, run_id).state == RunState.COPIED
     if copied:
         run_copied(ctx, run_id, job_id, namespace, spec)
     elif wake:

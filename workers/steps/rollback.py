@@ -11,7 +11,8 @@ for a routed run, the ``target_namespaces`` it wrote) holds the copies; its done
    keys (``delta.restore_record``) and upserted into the original namespace. An original that still exists is never
    overwritten, so a rollback before cleanup copies nothing.
 3. **verify** every original again; anything missing or different → refused, nothing deleted.
-4. **delete** the targets: the forward runs are claimed (``jobs.claim_forward_runs``: unchanged since step 1, then
+4. **delete** the targets: the forward runs are claimed (``jobs_sync_rollback.claim_forward_runs``: unchanged since
+step 1, then
    cancelled, so no cleanup/sync of the forward job can follow), then the ids this job wrote are deleted from each
    target namespace, each chunk proved right before its delete (``workers.steps.proving``: the original exists and its
    copy equals it *now*; an id whose original changed or went away since step 3 is kept and the rollback ends
@@ -35,8 +36,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StoreError
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -65,7 +68,7 @@ def _targets_of(run: NamespaceRun) -> list[str]:
 class _Rollback:
     def __init__(self, ctx: WorkerContext, forward_job_id: int, actor: str) -> None:
         self.ctx, self.forward_job_id, self.actor = ctx, forward_job_id, actor
-        self.spec: JobSpec = jobs.job_spec(ctx.db, forward_job_id)
+        self.spec: JobSpec = jobs_and_runs.job_spec(ctx.db, forward_job_id)
         self.source = ctx.guarded(self.spec.source, self.spec.rate)  # where the originals live
         self.target = ctx.guarded(self.spec.target, self.spec.rate)  # where the copies live
         self.reinstated: dict[int, str] = {}  # forward run id → the backup table renamed back (``_reinstate``)
@@ -75,12 +78,13 @@ class _Rollback:
     def _write_back(self, run: NamespaceRun, records: list[Record]) -> None:
         """Upsert restored originals, unless one is the data of a creator an erasure is erasing or erased: written
         back, it would outlive the receipt that says it is gone. Asked of the job table now, after the run was marked
-        restoring (``jobs.rollback_restoring``), which the erasure's places ask about before they delete."""
-        erasures = jobs.erasure_subjects(self.ctx.db)
+        restoring (``jobs_sync_rollback.rollback_restoring``), which the erasure's places ask about before they
+        delete."""
+        erasures = jobs_erasure_ledger.erasure_subjects(self.ctx.db)
         found = erased_in(erasures, [((run.creator_id, run.twin_id), records)]) if erasures else None
         if found is not None:
             erasure, subject, ids = found
-            jobs.record_held_back(
+            jobs_erasure_ledger.record_held_back(
                 self.ctx.db, [found], job=self.forward_job_id, namespace=run.source_namespace, refused="rollback"
             )
             raise StateError(
@@ -132,7 +136,7 @@ class _Rollback:
         route = self._route(run)
         namespaces = _targets_of(run)
         total = RestoreCheck()
-        for chunk in chunks(jobs.written_ids(self.ctx.db, run.id), FETCH_MAX_IDS):
+        for chunk in chunks(jobs_sync_rollback.written_ids(self.ctx.db, run.id), FETCH_MAX_IDS):
             targets: dict[str, tuple[str, Record]] = {}
             for ns in namespaces:  # a routed run's ids are spread over its namespaces: look where not found yet
                 remaining = [i for i in chunk if i not in targets]
@@ -234,6 +238,8 @@ def _alias_problem(rb: _Rollback, runs: list[NamespaceRun]) -> str | None:
     targets = {ns for r in runs for ns in _targets_of(r)}
     then = f"run `nsmigrate rollback {rb.forward_job_id}` again"
     instead = "the original namespace, if it is in the same index"
+    if rb.spec.cutover.aliases is not None:  # the job's own aliases: one command points them all back
+        instead = f"`nsmigrate cutover set {rb.forward_job_id} --reads old` points the job's aliases back"
     return alias_refusal(rb.target, targets, "the rollback", then, instead)
 
 
@@ -288,7 +294,7 @@ def rollback_job(
             hint="compare the copies with their originals yourself and delete the job's target namespaces by hand",
             job_id=forward_job_id,
         )
-    forward_runs = jobs.runs_of(ctx.db, forward_job_id)
+    forward_runs = jobs_and_runs.runs_of(ctx.db, forward_job_id)
     originals = {r.source_namespace for r in forward_runs}
     clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
     spec = rb.spec
@@ -322,12 +328,12 @@ def rollback_job(
             out["reason"] = "; ".join(blocking[0].reasons())
         return out
 
-    rollback_id, done = jobs.open_rollback(ctx.db, forward_job_id, actor)
+    rollback_id, done = jobs_sync_rollback.open_rollback(ctx.db, forward_job_id, actor)
     out["rollback_job_id"] = rollback_id
     if done:
         out["action"] = "already_rolled_back"
         return out
-    mine = {r.source_namespace: r for r in jobs.runs_of(ctx.db, rollback_id)}
+    mine = {r.source_namespace: r for r in jobs_and_runs.runs_of(ctx.db, rollback_id)}
     todo = [r for r in forward_runs if mine[r.source_namespace].state != RunState.CLEANED]
     expected = {r.id: r.state for r in forward_runs}
     try:
@@ -340,16 +346,18 @@ def rollback_job(
         restored: dict[int, int] = {}
         for r in todo:
             if checks[r.id].restore_count:
-                jobs.rollback_restoring(ctx.db, mine[r.source_namespace].id)
+                jobs_sync_rollback.rollback_restoring(ctx.db, mine[r.source_namespace].id)
                 restored[r.id] = rb.check(r, restore=True).restore_count
                 if r.id in rb.reinstated:  # every original missing in step 1 came back with its table
                     restored[r.id] = checks[r.id].restore_count
-                jobs.rollback_restored(ctx.db, mine[r.source_namespace].id, restored[r.id], actor)
+                jobs_sync_rollback.rollback_restored(ctx.db, mine[r.source_namespace].id, restored[r.id], actor)
         # 3. verify every original again.
         checks = {r.id: rb.check(r, restore=False) for r in todo}
         for r in todo:
             c = checks[r.id]
-            jobs.rollback_checked(ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, actor, written=c.written)
+            jobs_sync_rollback.rollback_checked(
+                ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, actor, written=c.written
+            )
         out["runs"] = [_run_result(r, checks[r.id], restored.get(r.id, 0)) for r in todo]
         if not all(c.passed for c in checks.values()):
             failed = next(c for c in checks.values() if not c.passed)
@@ -358,7 +366,7 @@ def rollback_job(
         served = _alias_problem(rb, todo)
         if served is not None:
             raise StateError(served, job_id=forward_job_id)
-        jobs.claim_forward_runs(ctx.db, rollback_id, expected, actor)
+        jobs_sync_rollback.claim_forward_runs(ctx.db, rollback_id, expected, actor)
         removed = rb.delete_targets(todo, checks)
         for r in todo:
             detail: dict[str, Any] = {
@@ -366,7 +374,7 @@ def rollback_job(
                 "namespaces": {ns: removed[ns] for ns in _targets_of(r) if ns in removed},
             }
             if not any(d["refused_count"] for d in detail["namespaces"].values()):
-                jobs.rollback_run_done(ctx.db, mine[r.source_namespace].id, detail, actor)
+                jobs_sync_rollback.rollback_run_done(ctx.db, mine[r.source_namespace].id, detail, actor)
         refused = {ns: d for ns, d in removed.items() if d["refused_count"]}
         if refused:
             ns, d = next(iter(sorted(refused.items())))
@@ -374,14 +382,14 @@ def rollback_job(
                 f"target namespace {display_namespace(ns)!r}: {d['reason']}; the originals changed after they were "
                 "verified: decide by hand, then run the rollback again"
             )
-            jobs.finish_rollback(ctx.db, rollback_id, actor, passed=False, reason=reason)
+            jobs_sync_rollback.finish_rollback(ctx.db, rollback_id, actor, passed=False, reason=reason)
             out.update(action="refused", reason=reason, namespaces=removed)
             return out
-        jobs.finish_rollback(ctx.db, rollback_id, actor, passed=True)
+        jobs_sync_rollback.finish_rollback(ctx.db, rollback_id, actor, passed=True)
     except NsmigrateError as e:
         reason = f"{type(e).__name__}: {e}"
         log.info("rollback of job %s stopped: %s", forward_job_id, reason)  # the caller reports it (cleaning._refuse)
-        jobs.finish_rollback(ctx.db, rollback_id, actor, passed=False, reason=reason)
+        jobs_sync_rollback.finish_rollback(ctx.db, rollback_id, actor, passed=False, reason=reason)
         out.update(
             action="failed" if not isinstance(e, StateError) else "refused",
             reason=f"{reason}; run the rollback again once the cause is fixed",
@@ -407,12 +415,12 @@ def _refuse(
     if record:
         for r in todo:
             c = checks[r.id]
-            jobs.rollback_checked(
+            jobs_sync_rollback.rollback_checked(
                 ctx.db, mine[r.source_namespace].id, c.to_json(), c.passed, rb.actor, written=c.written
             )
         out["runs"] = [_run_result(r, checks[r.id]) for r in todo]
     reason = f"the originals could not be verified: {'; '.join(failed.reasons())}; nothing was deleted"
-    jobs.finish_rollback(ctx.db, out["rollback_job_id"], rb.actor, passed=False, reason=reason)
+    jobs_sync_rollback.finish_rollback(ctx.db, out["rollback_job_id"], rb.actor, passed=False, reason=reason)
     out.update(action="refused", reason=reason)
     log.info("rollback of job %s refused: %s", rb.forward_job_id, reason)  # the caller reports it (cleaning._refuse)
     return out

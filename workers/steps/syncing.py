@@ -6,11 +6,12 @@ it to, and lets ``orchestrator.verification.delta.plan_delta`` decide per id: ne
 (values beyond tolerance, or metadata ≠ source + enrichment) ids are copied; ids the run wrote earlier that the source
 no longer has are *reported* as deleted in the source, and deleted from the target only with ``propagate_deletes``.
 
-The copy itself goes the normal way: the ids become new ``batches`` rows of the run (``jobs.start_sync``: state
-back to ``copying``, a ``sync`` audit event with the counts) and ``copy_batch`` tasks on the copy queue, so progress,
-retries, ``resume`` and Flower work as for the first copy; the last batch marks the run ``copied`` and verification
-runs again (``auto_verify``). Nothing is written before the scan is complete, so an interrupted sync is simply run
-again. Every store request goes through ``ctx.guarded`` (list/read scopes of each store, write scope for deletes).
+The copy itself goes the normal way: the ids become new ``batches`` rows of the run
+(``jobs_sync_rollback.start_sync``: state back to ``copying``, a ``sync`` audit event with the counts) and
+``copy_batch`` tasks on the copy queue, so progress, retries, ``resume`` and Flower work as for the first copy; the
+last batch marks the run ``copied`` and verification runs again (``auto_verify``). Nothing is written before the scan
+is complete, so an interrupted sync is simply run again. Every store request goes through ``ctx.guarded`` (list/read
+scopes of each store, write scope for deletes).
 
 ``--propagate-deletes`` deletes from the target only ids the source does not hold *now*: each chunk is fetched from
 the source again right before its delete (``workers.steps.proving.delete_absent``). It refuses a source namespace that
@@ -19,7 +20,7 @@ one) unless ``allow_vanished_source`` says so, at the start and again right befo
 while the scan listed it makes every id after the page it had reached look deleted). And it refuses a run whose
 cleanup already deleted part of its source or is under way (those ids are gone on purpose; their copies are the
 only ones left), asked again right before each delete: a cleanup another operator starts while the sync scans is
-seen there (``jobs.propagate_refusal``).
+seen there (``jobs_sync_rollback.propagate_refusal``).
 
 Known limit: a record whose routing changed (its twin id metadata was edited) is copied to its new namespace, but
 its old copy is found as stale only if the record is gone from the source, not when it still exists elsewhere.
@@ -32,8 +33,10 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -51,7 +54,7 @@ log = logging.getLogger(__name__)
 
 
 def _refused(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, **detail: Any) -> dict[str, Any]:
-    jobs.record_event(
+    jobs_and_runs.record_event(
         ctx.db, "sync_refused", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason, **detail
     )
     log.info("sync of run %s refused: %s", run.id, reason)  # info: the caller reports it (see cleaning._refuse)
@@ -83,11 +86,11 @@ def sync_run(
         event.
     """
     actor = actor or ctx.worker_name
-    run = jobs.get_run(ctx.db, run_id)
-    refusal = jobs.sync_refusal(ctx.db, run_id)
+    run = jobs_and_runs.get_run(ctx.db, run_id)
+    refusal = jobs_sync_rollback.sync_refusal(ctx.db, run_id)
     if refusal is not None:
         return _refused(ctx, run, refusal, actor)
-    spec = jobs.job_spec(ctx.db, run.job_id)
+    spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
     if propagate_deletes and spec.allow_id_overwrite:
         return _refused(
             ctx,
@@ -96,7 +99,7 @@ def sync_run(
             "target namespace may belong to another source",
             actor,
         )
-    cleaned = jobs.propagate_refusal(ctx.db, run_id) if propagate_deletes else None
+    cleaned = jobs_sync_rollback.propagate_refusal(ctx.db, run_id) if propagate_deletes else None
     if cleaned is not None:
         return _refused(ctx, run, cleaned, actor)
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
@@ -122,14 +125,16 @@ def sync_run(
         return _refused(ctx, run, stopped, actor, deleted=deleted)
     counts = {**delta.counts(), "deleted": deleted, "kept_present": kept, "propagate_deletes": propagate_deletes}
     try:
-        batch_ids = jobs.start_sync(ctx.db, run_id, list(chunks(delta.to_copy, spec.batch_size)), actor, **counts)
+        batch_ids = jobs_sync_rollback.start_sync(
+            ctx.db, run_id, list(chunks(delta.to_copy, spec.batch_size)), actor, **counts
+        )
     except StateError as e:  # another sync, a cleanup or a cancel got there while we scanned
         return _refused(ctx, run, e.message, actor, deleted=deleted)
     namespace = display_namespace(run.source_namespace)
     for batch_id in batch_ids:
         ctx.dispatcher.copy_batch(batch_id, job_id=run.job_id, run_id=run_id, namespace=namespace)
     # No batches (or all already done by fast workers): exactly one caller wins "copied" and asks for verification.
-    if jobs.maybe_mark_copied(ctx.db, run_id) and spec.auto_verify:
+    if jobs_batches.maybe_mark_copied(ctx.db, run_id) and spec.auto_verify:
         ctx.dispatcher.verify_namespace(run_id, job_id=run.job_id, namespace=namespace)
     log.info(
         "sync of run %s: %d new, %d changed, %d deleted in source",
@@ -180,7 +185,7 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, t
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
         delta.add(plan_delta(records, found, route, tolerance, compare))
     # Ids this run copied before that the source no longer lists: still in a target namespace it wrote?
-    gone = sorted(set(jobs.written_ids(ctx.db, run.id)) - set(ids))
+    gone = sorted(set(jobs_sync_rollback.written_ids(ctx.db, run.id)) - set(ids))
     namespaces = [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
     for chunk in chunks(gone, FETCH_MAX_IDS):
         delta.add(plan_delta([], {ns: target.fetch(ns, chunk) for ns in namespaces}, route, tolerance, compare))
@@ -206,7 +211,7 @@ def _delete_stale(
     first page) made every id after that page look deleted, and is refused as at the start."""
 
     def refusal() -> str | None:
-        why = jobs.propagate_refusal(ctx.db, run.id)
+        why = jobs_sync_rollback.propagate_refusal(ctx.db, run.id)
         if why is None and not allow_vanished_source and not source.count(run.source_namespace):
             why = _vanished(run, "stopped: the ids it had not deleted yet were not")
         return why

@@ -37,8 +37,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-from nsmigrate.orchestrator import jobs
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.listing.paging import iter_all_ids
 from nsmigrate.orchestrator.models import JobKind, NamespaceRun
@@ -55,6 +56,7 @@ from nsmigrate.orchestrator.routing.route import (
 from nsmigrate.orchestrator.routing.text import missing_text_reason, record_text, split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
+from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES
 from nsmigrate.orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,
@@ -81,7 +83,7 @@ T = TypeVar("T")
 
 COUNT_POLL_INTERVAL_S = 0.25  # between count readings (when polled); counts_stable needs 3 equal ones in a row
 # States of another run in which it may still write into target namespaces we cannot know yet (routed runs).
-_STILL_WRITING = jobs.LISTABLE_RUN_STATES
+_STILL_WRITING = LISTABLE_RUN_STATES
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -125,13 +127,13 @@ def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
     When the report passed and ``spec.cleanup.mode == "auto"``, the cleanup task is enqueued (it then finishes the
     job); otherwise the job is marked finished here once every run is final.
     """
-    started = jobs.start_verify(ctx.db, run_id)
+    started = jobs_verdicts.start_verify(ctx.db, run_id)
     if started is None:
         log.info("run %s is not ready for verification; skipped", run_id)
         return {}
     data, finishing_job = _verify(ctx, *started)
     if finishing_job is not None:
-        jobs.maybe_finish_job(ctx.db, finishing_job)
+        jobs_and_runs.maybe_finish_job(ctx.db, finishing_job)
     return data
 
 
@@ -140,9 +142,9 @@ def verify_runs(
 ) -> list[dict[str, Any]]:
     """Verify a group of runs of job ``job_id`` (small namespaces copied by one task: ``flow.verifications_grouped``;
     or asked for by `nsmigrate verify`: ``launch.request_verification``) one after the other, all moved to
-    ``verifying`` first by one statement (``jobs.start_verifications``). Unless ``rejudge`` (`nsmigrate verify`), a
-    run that has its verdict already keeps it: the task was sent again after an outage or a killed worker, and a
-    verified run may be on its way to cleanup. A run cancelled meanwhile gets no verdict; the others go on.
+    ``verifying`` first by one statement (``jobs_verdicts.start_verifications``). Unless ``rejudge`` (`nsmigrate
+    verify`), a run that has its verdict already keeps it: the task was sent again after an outage or a killed worker,
+    and a verified run may be on its way to cleanup. A run cancelled meanwhile gets no verdict; the others go on.
 
     Whether the job is finished is asked once, after the group, not after each verdict. It is asked too when no run
     was started here: a group sent again after its worker died past its last verdict still owes the job its end
@@ -150,7 +152,7 @@ def verify_runs(
 
     Returns:
         The reports of the runs judged here, as stored on them."""
-    started = jobs.start_verifications(ctx.db, run_ids, judged_too=rejudge)
+    started = jobs_verdicts.start_verifications(ctx.db, run_ids, judged_too=rejudge)
     owes_finish = False
     reports: list[dict[str, Any]] = []
     for run, neighbours in started:
@@ -162,19 +164,21 @@ def verify_runs(
         reports.append(report)
         owes_finish |= finishing_job is not None
     if owes_finish or (not started and _ends_with_its_verdicts(ctx, job_id)):
-        jobs.maybe_finish_job(ctx.db, job_id)
+        jobs_and_runs.maybe_finish_job(ctx.db, job_id)
     return reports
 
 
 def _ends_with_its_verdicts(ctx: WorkerContext, job_id: int) -> bool:
     """Whether the job is finished after its last verdict: a migration or sync whose cleanup is not ``auto`` (there
     a verified run's cleanup finishes it). A rollback judges its own runs."""
-    if jobs.find_job(ctx.db, job_id).kind not in (JobKind.MIGRATE, JobKind.SYNC):
+    if jobs_and_runs.find_job(ctx.db, job_id).kind not in (JobKind.MIGRATE, JobKind.SYNC):
         return False
-    return jobs.job_spec(ctx.db, job_id).cleanup.mode != "auto"
+    return jobs_and_runs.job_spec(ctx.db, job_id).cleanup.mode != "auto"
 
 
-def _verify(ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours) -> tuple[dict[str, Any], int | None]:
+def _verify(
+    ctx: WorkerContext, run: NamespaceRun, neighbours: jobs_verdicts.Neighbours
+) -> tuple[dict[str, Any], int | None]:
     """Verify a run moved to ``verifying``, record its verdict and send its cleanup. Returns the report and the job
     id when the caller must then ask whether the job is finished (None: its cleanup will ask).
 
@@ -186,7 +190,7 @@ def _verify(ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours) 
     report = Report(source_namespace=run.source_namespace)
     spec: JobSpec | None = None
     try:
-        spec = jobs.job_spec(ctx.db, run.job_id)
+        spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
         if spec.target.kind == "pgvector" and spec.target.documented:
             # Seed 004's indexes come after the bulk load (an ivfflat built on an empty table is useless), and
             # ANALYZE, so the copy's tables answer queries as planned before they are judged.
@@ -204,7 +208,7 @@ def _verify(ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours) 
         log.warning("verification of run %s (job %s) failed with an error: %s", run_id, run.job_id, e)
         report.error = f"{type(e).__name__}: {e}"
     data = report.to_json()
-    jobs.finish_verify(ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name)
+    jobs_verdicts.finish_verify(ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name)
     metrics.verification_done(report.passed, report.ids_expected, time.perf_counter() - started)
     if report.passed and spec is not None and spec.cleanup.mode == "auto":
         ctx.dispatcher.cleanup_namespace(run_id, job_id=run.job_id, namespace=display_namespace(run.source_namespace))
@@ -216,7 +220,7 @@ class _Verifier:
     """One verification pass; fills ``report`` as it goes, so an error keeps what was found before it."""
 
     def __init__(
-        self, ctx: WorkerContext, run: NamespaceRun, neighbours: jobs.Neighbours, spec: JobSpec, report: Report
+        self, ctx: WorkerContext, run: NamespaceRun, neighbours: jobs_verdicts.Neighbours, spec: JobSpec, report: Report
     ) -> None:
         self.ctx, self.run_, self.neighbours, self.spec, self.report = ctx, run, neighbours, spec, report
         self.checks = spec.verify

@@ -1,0 +1,170 @@
+"""A cut-over by namespace alias inside one index, on the real stack: `nsmigrate cutover aliases|set` repoint the
+aliases the application reads through (the real Pinecone SDK, no nsmigrate code and no job table on its side) against
+the local data plane, with real workers, Redis and Postgres; cleanup and rollback keep what an alias serves. Where
+the aliases point is read from the data plane's REST API and from what the SDK's answers name, not from nsmigrate."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from pinecone import Pinecone
+
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.models import RunState
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.fleet.test_sync_rollback import DIM, cli, events, states, wait_final
+from tests.fleet_jobs import start_job
+
+NAMESPACES = ["ns0", "ns1", "ns2"]
+ALIASES = [f"live.{ns}" for ns in NAMESPACES]
+#: A load check that passes on a busy machine in a second, and no soak between steps.
+STEPPING = {"qps": 10, "duration_s": 1, "p95_ms": 2000, "p99_ms": 2000, "cold_query_ms": 2000, "min_step_s": 0}
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("one", DIM)]
+
+
+@pytest.fixture(scope="module")
+def fleet(module_stack: Stack) -> Stack:
+    module_stack.start_worker("list,copy,verify", 4, pool="threads")
+    return module_stack
+
+
+@pytest.fixture
+def stack(fleet: Stack, shared_stack: Stack) -> Stack:
+    return shared_stack
+
+
+def in_place(stack: Stack, **cutover: Any) -> tuple[jobs_database.Database, int]:
+    """ns0..ns2 (20 vectors each) copied to v2-ns0..v2-ns2 of the same index and verified; aliases `live.{source}`."""
+    rng = np.random.default_rng(11)
+    for n, ns in enumerate(NAMESPACES):
+        stack.pinecone.load("one", ns, [(f"v{n}-{i:03d}", rng.random(DIM).tolist(), {"n": n}) for i in range(20)])
+    host = stack.pinecone.host("one")
+    spec = {
+        "name": "in-place",
+        "source": {"kind": "pinecone", "host": host},
+        "target": {"kind": "pinecone", "host": host},
+        "routing": {"mode": "explicit", "map": {ns: f"v2-{ns}" for ns in NAMESPACES}},
+        "batch_size": 20,
+        "verify": {"count_timeout_s": 2},
+        "cleanup": {"mode": "manual"},
+        "cutover": {"aliases": "live.{source}", **STEPPING, **cutover},
+    }
+    db, _, job_id = start_job(stack, spec)
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    return db, job_id
+
+
+def rest(stack: Stack, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Pinecone's REST API of index `one` (API 2026-07), as any client calls it."""
+    reply = httpx.request(
+        method,
+        stack.pinecone.host("one") + path,
+        content=json.dumps(body) if body is not None else None,
+        headers={"Api-Key": SANDBOX_API_KEY, "X-Pinecone-Api-Version": "2026-07", "Content-Type": "application/json"},
+    )
+    assert reply.status_code < 300, reply.text
+    return reply.json() if reply.content else None
+
+
+def alias_targets(stack: Stack) -> dict[str, str]:
+    return {a["name"]: a["target_namespace"] for a in rest(stack, "GET", "/namespace-aliases")["namespace_aliases"]}
+
+
+def served(stack: Stack) -> dict[str, str]:
+    """The application's reads: each alias queried with the SDK → the namespace its answer says served it."""
+    app = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("one"))
+    probe = [0.5] * DIM
+    answers = {alias: app.query(vector=probe, top_k=3, namespace=alias) for alias in ALIASES}
+    assert all(len(a.matches) == 3 for a in answers.values())  # each alias reads a whole namespace
+    return {alias: answer.namespace for alias, answer in answers.items()}
+
+
+def set_reads(stack: Stack, job_id: int, *args: str) -> Any:
+    return cli(stack, "cutover", "set", str(job_id), "--reads", *args)
+
+
+def test_aliases_move_reads_step_by_step_by_a_fixed_share_and_back_in_one_call(stack: Stack) -> None:
+    db, job_id = in_place(stack)
+
+    made = cli(stack, "cutover", "aliases", str(job_id))
+    assert made.exit_code == 0, made.output
+    assert served(stack) == dict(zip(ALIASES, NAMESPACES, strict=True))  # at first: the old namespaces
+    again = cli(stack, "cutover", "aliases", str(job_id))  # safe to repeat
+    assert again.exit_code == 0 and "0 created, 0 repointed" in again.output, again.output
+    assert cli(stack, "cutover", "check", str(job_id)).exit_code == 0
+
+    moved: set[str] = set()
+    for percent in (5, 25, 50, 100):
+        step = set_reads(stack, job_id, "new", "--percent", str(percent))
+        assert step.exit_code == 0, step.output
+        now = served(stack)
+        new = {alias for alias, ns in now.items() if ns == f"v2-{alias.removeprefix('live.')}"}
+        # ⌈n·p/100⌉ of the n aliases, each step keeping those of the one before; the rest still read old.
+        assert len(new) == math.ceil(len(ALIASES) * percent / 100) and new >= moved, (percent, now)
+        assert all(now[alias] == alias.removeprefix("live.") for alias in set(ALIASES) - new)
+        moved = new
+    assert set_reads(stack, job_id, "new", "--percent", "100").exit_code == 0  # a repeat: done
+
+    back = set_reads(stack, job_id, "old")
+
+    assert back.exit_code == 0, back.output
+    assert served(stack) == dict(zip(ALIASES, NAMESPACES, strict=True))
+    steps = events(db, job_id, "cutover_set")
+    assert [e["detail"]["percent"] for e in steps] == [5, 25, 50, 100, 0]
+    assert steps[-2]["detail"]["aliases"] == {alias: f"v2-{ns}" for alias, ns in zip(ALIASES, NAMESPACES, strict=True)}
+    assert alias_targets(stack) == steps[-1]["detail"]["aliases"]
+
+
+def test_someone_elses_alias_of_a_job_name_is_refused_and_nothing_is_changed(stack: Stack) -> None:
+    _, job_id = in_place(stack)
+    rest(stack, "POST", "/namespace-aliases", {"name": "live.ns1", "target_namespace": "ns0"})
+
+    refused = cli(stack, "cutover", "aliases", str(job_id))
+
+    assert refused.exit_code == 1, refused.output
+    assert "'live.ns1' points at 'ns0'" in refused.output and "nothing was changed" in refused.output
+    assert alias_targets(stack) == {"live.ns1": "ns0"}
+
+
+def test_cleanup_and_rollback_keep_what_the_job_aliases_serve_until_a_step_repoints_them(
+    stack: Stack, worker_context: Callable[..., WorkerContext]
+) -> None:
+    from nsmigrate.workers.steps.syncing import sync_run
+
+    db, job_id = in_place(stack, decommission_after_s=3600)
+    job = str(job_id)
+    assert cli(stack, "cutover", "aliases", job).exit_code == 0
+
+    refused = cli(stack, "cleanup", job, "--yes")
+    assert refused.exit_code == 1, refused.output
+    assert f"`nsmigrate cutover set {job_id} --reads new --percent 100` repoints" in refused.output, refused.output
+    assert cli(stack, "cutover", "check", job).exit_code == 0
+    for percent in ("5", "25", "50", "100"):
+        assert set_reads(stack, job_id, "new", "--percent", percent).exit_code == 0
+    refused = cli(stack, "rollback", job, "--yes")
+    assert refused.exit_code != 0, refused.output
+    assert f"`nsmigrate cutover set {job_id} --reads old` points" in refused.output, refused.output
+    assert sorted(stack.pinecone.snapshot("one")) == sorted(NAMESPACES + [f"v2-{ns}" for ns in NAMESPACES])
+
+    ctx = worker_context(stack.database_url, stack.redis_url)
+    for run in jobs_and_runs.runs_of(db, job_id):
+        sync_run(ctx, run.id, actor="tester")
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    done = cli(stack, "cleanup", job, "--yes", "--decommission-now")
+
+    assert done.exit_code == 0, done.output
+    assert sorted(stack.pinecone.snapshot("one")) == [f"v2-{ns}" for ns in NAMESPACES]  # the sources went
+    assert set(served(stack).values()) == {f"v2-{ns}" for ns in NAMESPACES}  # the aliases still serve the copies

@@ -1,0 +1,83 @@
+"""A cut-over by namespace alias: point a job's aliases where a rollout step says (``orchestrator.cutover.aliases``).
+
+Used by ``nsmigrate cutover aliases|set`` for a job whose spec names ``cutover.aliases``. Every call is safe to
+repeat: an alias already where it should be is left alone, a missing one is created, one elsewhere is repointed
+(atomically, by Pinecone). Before anything changes, every alias of the job's names is read: one that points at
+neither of its namespaces (another application's), or a name a namespace has, is refused with nothing changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, stray_aliases, targets_at
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.alias_guard import alias_calls
+
+
+@dataclass
+class AliasOutcome:
+    """What a call left: each alias → the namespace it points at, and which of them it created or repointed."""
+
+    targets: dict[str, str] = field(default_factory=dict)
+    created: list[str] = field(default_factory=list)
+    repointed: list[str] = field(default_factory=list)
+    unaliased: list[str] = field(default_factory=list)  # source namespaces with no alias (routed per record)
+    routes: list[AliasRoute] = field(default_factory=list)
+
+
+def job_routes(ctx: WorkerContext, job_id: int) -> tuple[list[AliasRoute], list[str]]:
+    """The job's aliases and the source namespaces without one (``alias_routes``)."""
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
+    if spec.cutover.aliases is None:
+        raise StateError(
+            f"job {job_id} does not cut over by alias (its spec has no cutover.aliases)",
+            hint="its applications read through DualWriteIndex",
+            job_id=job_id,
+        )
+    runs = [(r.source_namespace, r.target_namespace) for r in jobs_and_runs.runs_of(ctx.db, job_id)]
+    try:
+        return alias_routes(spec.cutover.aliases, runs)
+    except ValueError as e:
+        raise StateError(str(e), job_id=job_id) from e
+
+
+def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome:
+    """Point job ``job_id``'s aliases where ``percent`` % new says (creating the missing ones).
+
+    Raises:
+        StateError: the job has no aliases, or one of its alias names is taken (nothing changed).
+        StoreError, RetryableError: a call failed; those before it took effect, and a repeat finishes the rest.
+    """
+    routes, unaliased = job_routes(ctx, job_id)
+    if not routes:
+        raise StateError(
+            f"job {job_id} has no namespace an alias can serve (each is routed per record, or keeps its name)",
+            job_id=job_id,
+        )
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
+    store = ctx.guarded(spec.target, spec.rate)
+    calls = alias_calls(store)
+    if calls is None:
+        raise StateError(f"{store.name} is not a Pinecone index: it has no namespace aliases", job_id=job_id)
+    existing = {a.name: a.target_namespace for a in calls.list()}
+    taken = stray_aliases(routes, existing)
+    namespaces = store.namespaces()
+    taken += [f"{r.name!r} is a namespace" for r in routes if r.name in namespaces]
+    if taken:
+        raise StateError(
+            f"the aliases of job {job_id} cannot take these names: {'; '.join(taken)}; nothing was changed",
+            hint="choose another cutover.aliases template in a new job, or delete the aliases no one reads",
+            job_id=job_id,
+        )
+    outcome = AliasOutcome(targets=targets_at(routes, percent), unaliased=unaliased, routes=routes)
+    for name, namespace in outcome.targets.items():
+        if name not in existing:
+            calls.create(name, namespace)
+            outcome.created.append(name)
+        elif existing[name] != namespace:
+            calls.repoint(name, namespace)
+            outcome.repointed.append(name)
+    return outcome
