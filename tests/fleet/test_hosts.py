@@ -351,8 +351,11 @@ def test_a_worker_host_cut_off_mid_job_finishes_its_batches_when_its_link_comes_
     fleet.network.restore("w3")
     finishes(fleet, run)
     assert_nothing_lost(fleet, job_id, loaded)
-    again = {b.id: b.attempts for b in batches(fleet.db, job_id) if b.id in held}
-    assert set(again.values()) == {1}, again  # finished by w3 itself, not started again elsewhere
+    # Finished by w3 itself, not started again elsewhere: w3 may start one again itself when its link comes back (a
+    # write it began during the outage waits for the namespace's lock in Redis, and is retried by w3).
+    w3 = {str(pid) for pid in fleet.network.pids("w3")}
+    finished_by = {b.id: _pid(b) for b in batches(fleet.db, job_id) if b.id in held}
+    assert set(finished_by.values()) <= w3, (finished_by, w3)
 
 
 def test_a_worker_host_gone_for_good_mid_job_has_its_batches_redelivered(fleet: Fleet) -> None:
