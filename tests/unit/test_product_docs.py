@@ -1,4 +1,4 @@
-"""The repository speaks of the product: no file names the work that made it (work sessions, helper branches), the
+"""The repository speaks of the product: no file names the work that made it (how or by whom it was built), the
 changelog is a user's changelog in the Keep a Changelog form, and the benchmarks' page is how to run them and their
 latest figures, both short enough to read (their history lives in git)."""
 
@@ -18,9 +18,9 @@ CHANGELOG = REPO / "CHANGELOG.md"
 BENCH_README = REPO / "bench" / "README.md"
 MAX_LINES = 400
 
-#: Words of how the product was made, never of the product itself: "session 41", a branch such as "h41-delete" or
-#: "h-cli", "helper session", "this session". (A database session, a pytest session and a git worktree the A/B
-#: benches make are the product's own words, so the patterns name only the work's.)
+#: Words of how the product was made, never of the product itself: a numbered work period, a work branch's name, the
+#: people who built it. (A database session, a pytest session and a git worktree the A/B benches make are the
+#: product's own words, so the patterns name only the work's.)
 WORK_WORDS = re.compile(
     r"\bsessions? \d+"
     r"|\bh\d{2}[a-z]?-[a-z]"
