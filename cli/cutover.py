@@ -1,8 +1,9 @@
 """``nsmigrate cutover set|check|aliases|watch``: switch a job's reads to the target step by step, on the rails
 (``orchestrator.cutover.rails``), and load-check the target first.
 
-The rollout lives in the job table (``orchestrator.cutover.rollout``), where every application instance's
-``DualWriteIndex`` reads it (``orchestrator.cutover.dualwrite``), so one command switches them all within seconds.
+The rollout lives in the job table (``orchestrator.cutover.rollout``) and is published in the fleet's Redis
+(``orchestrator.cutover.published``), where every application instance's ``DualWriteIndex`` reads it
+(``orchestrator.cutover.dualwrite``), so one command switches them all within seconds.
 Inside one index the applications read through namespace aliases instead, which each step repoints
 (``workers.steps.alias_cutover``): no library and no job table on their side.
 """
@@ -13,11 +14,13 @@ import json
 from typing import Annotated, Any
 
 import typer
+from prometheus_client import start_http_server
 from rich.markup import escape
 
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
 from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError
@@ -36,8 +39,8 @@ app = typer.Typer(add_completion=False)
 group = typer.Typer(
     help="Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to "
     "it step by step (5 → 25 → 50 → 100 %, each after a passing check and a soak, and back at once). Applications "
-    "read through nsmigrate.orchestrator.cutover.dualwrite.DualWriteIndex, or, inside one index, through the "
-    "namespace aliases `aliases` creates.",
+    "read through nsmigrate.DualWriteIndex (following what `publish` puts in Redis), or, inside one index, "
+    "through the namespace aliases `aliases` creates; `watch` measures a live step and rolls it back on a breach.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -101,6 +104,7 @@ def set_cmd(
         console.print(f"job {job_id}: reads are {wanted} % new already: done" + _full_since(before.full_since))
         if by_alias:
             _print_aliases(_point(ctx, job_id, wanted), wanted)
+        _publish(ctx, job_id)
         return
     rails = limits if wanted > 0 else None
     refused = rollout_rows.refusal(ctx.db, job_id, wanted, rails, forced=force)
@@ -117,6 +121,38 @@ def set_cmd(
     console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
     if outcome is not None:
         _print_aliases(outcome, wanted)
+    _publish(ctx, job_id)
+
+
+def _publish(ctx: WorkerContext, job_id: int) -> dict[str, Any]:
+    """Publish the job's cut-over for its applications (and file what they sent of their writes); a Redis that
+    cannot take it exits 1, saying that they did not follow and how to publish again."""
+    try:
+        published.file_writes(ctx.db, ctx.redis, job_id)
+        return published.publish(ctx.db, ctx.redis, job_id)
+    except Exception as e:
+        raise fail(
+            f"job {job_id}'s rollout is recorded in the job table but could not be published for its applications "
+            f"({type(e).__name__}: {e}): their DualWriteIndex still reads the one before; run `nsmigrate cutover "
+            f"publish {job_id}` once Redis answers",
+            1,
+        ) from e
+
+
+@group.command()
+def publish(job: JobArg, database_url: DatabaseOpt = None, redis_url: RedisOpt = None) -> None:
+    """Publish JOB's cut-over for its applications, as the job table has it now: the rollout, the job's namespaces
+    and spec, and the erasure ledger, in the fleet's Redis, where every DualWriteIndex reads them (no job-table
+    connection on their side). Run it once before the applications dual-write; `cutover set`, the roll back of
+    `cutover watch` and `erase` publish again by themselves. Safe to repeat. Also files what the applications sent
+    of their writes (failed new-side writes, records the erasure ledger held back) into the job's events."""
+    ctx, job_id = _migrate_job(job, database_url, redis_url)
+    check_redis_credentials(ctx.settings.redis_url)
+    head = _publish(ctx, job_id)
+    console.print(
+        f"job {job_id}: published for its applications: reads {head['percent']} % new (step {head['seq']}, layout "
+        f"{head['layout']}); DualWriteIndex(…, job_id={job_id}, redis_url=…) follows it within max_age_s"
+    )
 
 
 @group.command()
@@ -148,6 +184,15 @@ def watch(
         float | None,
         typer.Option("--duration", help="Seconds to watch (default: until a breach, or Ctrl-C)."),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", min=1, max=65535, help="Also serve the watch's reads as Prometheus metrics on this port."
+        ),
+    ] = None,
+    metrics_address: Annotated[
+        str, typer.Option("--metrics-address", help="Address the metrics are served on.")
+    ] = "127.0.0.1",
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -156,11 +201,18 @@ def watch(
     most cutover.qps. Over every cutover.breach_window_s it prints the new side's and the old side's P50/P95/P99,
     errors and empty answers. A breach of cutover.p95_ms, p99_ms or max_error_rate on the new side moves reads back
     to the last good step at once (aliases repointed; the rollout recorded with the evidence, a `cutover_breach`
-    event) and exits 1; the end of --duration with no breach exits 0. Only reads, until a breach."""
+    event), publishes the rollout for every DualWriteIndex and exits 1; the end of --duration with no breach exits
+    0. The applications' own measured reads (sent by their DualWriteIndex) are judged with the watch's, and each
+    window's figures are kept for `status` and the job page (a `cutover_reads` event). Only reads, until a breach."""
     if duration_s is not None and not 0 < duration_s <= 86400:
         raise fail(f"--duration {duration_s}: must be above 0 and at most 86400; nothing was run")
     ctx, job_id = _migrate_job(job, database_url, redis_url)
     limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
+    if metrics_port is not None:
+        try:
+            start_http_server(metrics_port, metrics_address)
+        except OSError as e:
+            raise fail(f"--metrics-port {metrics_port}: cannot serve on {metrics_address} ({e.strerror})") from e
     try:
         report = watch_job(
             ctx,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import redis
 import typer
 from rich.table import Table
 
@@ -16,6 +17,7 @@ from nsmigrate.cli.console import EXIT_INTERRUPTED, console, print_interrupted
 from nsmigrate.cli.fleet import dispatcher, open_store
 from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, settings
 from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
@@ -111,7 +113,7 @@ def erase(
     conf = settings(database_url, redis_url)
     database = db(conf)
     if show_ledger or lift:
-        _ledger_command(database, creator or creator_id, twin, lift, reason)
+        _ledger_command(database, conf, creator or creator_id, twin, lift, reason)
         return
     if resume is not None:
         job_id = _resume(database, conf, resume)
@@ -169,7 +171,12 @@ def erase_everywhere(
 
 
 def _ledger_command(
-    database: jobs_database.Database, creator_id: str | None, twin_id: str | None, lift: bool, reason: str | None
+    database: jobs_database.Database,
+    conf: Any,
+    creator_id: str | None,
+    twin_id: str | None,
+    lift: bool,
+    reason: str | None,
 ) -> None:
     """`erase --ledger` lists the ledger; `erase --lift --creator C [--twin T] --reason R` lifts C's (or T's) lines."""
     if lift:
@@ -183,6 +190,13 @@ def _ledger_command(
             console.print(
                 f"lifted erasure job {line['erasure_job']} of {_who(line)} (erased {line['erased_at']}): their data "
                 f"may be written again; reason: {line['lift_reason']}"
+            )
+        try:
+            published.publish_ledger(database, redis.Redis.from_url(conf.redis_url))
+        except Exception as e:  # the published ledger still holds them back: stricter, not looser
+            console.print(
+                f"[yellow]the applications' dual writes still hold their records back[/]: the ledger could not be "
+                f"published ({type(e).__name__}: {e}); `nsmigrate cutover publish JOB` publishes it"
             )
         return
     table = Table("erasure job", "creator", "twin", "erased at", "verified", "lifted", title="the erasure ledger")
@@ -269,6 +283,17 @@ def _send(database: jobs_database.Database, sender: Dispatcher, job_id: int, pla
     the host that wrote it, and a worker that cannot see it would find it gone and check it erased."""
     places = {p.id: p for p in jobs_erasure.places_of(database, job_id)}
     here = [i for i in place_ids if places[i].kind == PlaceKind.BACKUP]
+    try:
+        # Before any place is erased: every application's DualWriteIndex holds their records back from then on.
+        published.publish_ledger(database, redis.Redis.from_url(conf.redis_url))
+    except Exception as e:
+        sender.close()
+        raise fail(
+            f"erasure job {job_id}: the erasure ledger could not be published for the applications' dual writes "
+            f"({type(e).__name__}: {e}); nothing was erased yet: `nsmigrate erase --resume {job_id}` once Redis "
+            "answers",
+            1,
+        ) from e
     try:
         with sender.together():
             for place_id in place_ids:

@@ -1,7 +1,8 @@
 """The live job page `nsmigrate metrics` serves beside its gauges: a read-only HTML view of a job (its namespaces with
-progress bars, throughput over time, failed batches, verdicts, the audit log's tail), behind the same basic auth as
-Flower, reloading itself every few seconds while the job runs. Rendering is a pure function of the job table's
-summary and events and of the throughput seen so far; the WSGI app around it only routes, authenticates and reads."""
+progress bars, throughput over time, failed batches, verdicts, its cut-over, the audit log's tail), behind the same
+basic auth as Flower, reloading itself every few seconds while the job runs. Rendering is a pure function of the job
+table's summary, events and cut-over and of the throughput seen so far; the WSGI app around it only routes,
+authenticates and reads."""
 
 from __future__ import annotations
 
@@ -109,9 +110,49 @@ def _run_row(run: RunStatus) -> str:
     )
 
 
-def render_job(summary: JobSummary, events: Sequence[dict[str, Any]], rates: Sequence[float] = ()) -> str:
-    """The page of one job: ``summary`` with at most ``PAGE_RUNS`` runs, the newest ``events``, and its throughput
-    over time (``Throughput.record``)."""
+def _cutover(view: Any) -> str:
+    """A job's cut-over (``cli.options.CutoverView``): where reads go, the newest window of what the reads saw per
+    side (``cutover watch``'s own and the applications'), the newest breach; empty before a rollout began."""
+    if view is None or not view.rollout.under_way:
+        return ""
+    rollout = view.rollout
+    since = f", 100 % since {escape(rollout.full_since.isoformat(timespec='seconds'))}" if rollout.full_since else ""
+    out = [f'<h2>Cut-over</h2>\n<p id="cutover">Reads <b>{rollout.percent} % new</b>{since}</p>']
+    if view.reads is not None:
+        detail, at = view.reads
+        figures = detail.get("figures") or {}
+        instances = int(detail.get("instances") or 0)
+        rows = "".join(
+            f"<tr><td>{side}</td>"
+            + "".join(
+                f'<td class="num">{escape(str(figures[side].get(k)))}</td>'
+                for k in ("reads", "p50_ms", "p95_ms", "p99_ms", "errors", "empty")
+            )
+            + f'<td class="num">{(figures[side].get("by_reader") or {}).get("app", 0)}</td></tr>'
+            for side in ("new", "old")
+            if side in figures
+        )
+        out.append(
+            f"<p>What the reads saw at {detail.get('percent')} % new, over {detail.get('window_s')} s to "
+            f"{escape(at[:19])} (<code>cutover watch</code> and {instances} application instance(s)):</p>"
+            '<table id="cutover-reads"><tr><th>side</th><th>reads</th><th>P50 ms</th><th>P95 ms</th><th>P99 ms</th>'
+            f"<th>errors</th><th>empty where the other answered</th><th>by applications</th></tr>{rows}</table>"
+        )
+    if view.breach is not None:
+        detail, at = view.breach
+        problems = "; ".join(detail.get("problems") or [])
+        out.append(
+            f'<p id="cutover-breach" class="failed">Breach at {escape(at[:19])} with reads {detail.get("percent")} % '
+            f"new: {escape(problems)}</p>"
+        )
+    return "\n".join(out)
+
+
+def render_job(
+    summary: JobSummary, events: Sequence[dict[str, Any]], rates: Sequence[float] = (), cutover: Any = None
+) -> str:
+    """The page of one job: ``summary`` with at most ``PAGE_RUNS`` runs, the newest ``events``, its throughput over
+    time (``Throughput.record``) and its cut-over (``cli.options.CutoverView``, None: none)."""
     t = summary.totals
     reload = f'<meta http-equiv="refresh" content="{RELOAD_S}">' if summary.state == JobState.RUNNING else ""
     states = ", ".join(f"{escape(state.value)}: {n:,}" for state, n in sorted(summary.states.items()))
@@ -147,6 +188,7 @@ def render_job(summary: JobSummary, events: Sequence[dict[str, Any]], rates: Seq
 {_sparkline(rates)}
 <p>Namespaces by state: {states or "none"}</p>
 {failed}
+{_cutover(cutover)}
 <h2>Namespaces ({shown})</h2>
 <table id="namespaces"><tr><th>source</th><th>target</th><th>state</th><th>copied</th>
 <th>batches queued/running/done/failed</th><th>verification</th><th>error</th></tr>
@@ -180,15 +222,17 @@ def page_app(
     password: str,
     newest_jobs: Callable[[], Sequence[dict[str, Any]]],
     job: Callable[[int], tuple[JobSummary, Sequence[dict[str, Any]]]],
+    cutover: Callable[[int], Any] | None = None,
 ) -> WsgiApp:
-    """The pages as a WSGI app: ``/`` (``newest_jobs``) and ``/jobs/N`` (``job(N)``: its summary and events), GET
-    only, every request with Flower's basic auth (``user``, ``password``)."""
+    """The pages as a WSGI app: ``/`` (``newest_jobs``) and ``/jobs/N`` (``job(N)``: its summary and events;
+    ``cutover(N)``: its cut-over), GET only, every request with Flower's basic auth (``user``, ``password``)."""
     expected = base64.b64encode(f"{user}:{password}".encode()).decode()
     throughput = Throughput()
 
     def job_page(job_id: int) -> str:
         summary, events = job(job_id)
-        return render_job(summary, events, throughput.record(job_id, summary.totals.copied))
+        view = cutover(job_id) if cutover is not None else None
+        return render_job(summary, events, throughput.record(job_id, summary.totals.copied), view)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         given = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Basic ").strip()

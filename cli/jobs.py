@@ -19,11 +19,11 @@ from nsmigrate.cli.options import (
     fail,
     find_job_id,
     job_table_url,
+    read_cutover,
     read_job_json,
     read_job_status,
     read_job_summary,
     read_jobs,
-    read_rollout,
     settings,
 )
 from nsmigrate.cli.render import SUMMARY_ROWS, print_summary
@@ -47,10 +47,15 @@ def status(
     unfinished)."""
     url = job_table_url(database_url)
     if as_json:
-        document, rollout = read_job_json(url, job), read_rollout(url, job)
-        if rollout.under_way:  # only then: a large job's document is written as read, never parsed
+        document, view = read_job_json(url, job), read_cutover(url, job)
+        if view.rollout.under_way:  # only then: a large job's document is written as read, never parsed
+            cutover = {
+                **view.rollout.as_dict(),
+                "reads": {**view.reads[0], "at": view.reads[1]} if view.reads else None,
+                "breach": {**view.breach[0], "at": view.breach[1]} if view.breach else None,
+            }
             document = orjson.dumps(
-                {**orjson.loads(document), "cutover": rollout.as_dict()},
+                {**orjson.loads(document), "cutover": cutover},
                 option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE,
             )
         sys.stdout.buffer.write(document)
@@ -64,10 +69,17 @@ def status(
             f"  {p.kind:9} {where}: {p.state}, {p.erased} erased of {p.planned} found"
             + (f" — {p.error}" if p.error else "")
         )
-    rollout = read_rollout(url, summary.job_id)
+    view = read_cutover(url, summary.job_id)
+    rollout = view.rollout
     if rollout.under_way:
         since = f", 100 % since {rollout.full_since:%Y-%m-%d %H:%M:%S %Z}" if rollout.full_since else ""
         console.print(f"cut-over: reads {rollout.percent} % new{since} (`nsmigrate cutover set`)")
+        from nsmigrate.orchestrator.cutover.breach import breach_line, window_lines
+
+        lines = window_lines(*view.reads) if view.reads else []
+        lines += [breach_line(*view.breach)] if view.breach else []
+        for line in lines:
+            console.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 @app.command()

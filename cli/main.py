@@ -93,8 +93,8 @@ COMMANDS: dict[str, Entry] = {
         "nsmigrate.cli.cutover",
         "Cut over a migrated job's traffic: `check` load-tests the target, `set` moves the applications' reads to it "
         "step by step (5 → 25 → 50 → 100 %, each after a passing check and a soak, and back at once). Applications "
-        "read through nsmigrate.orchestrator.cutover.dualwrite.DualWriteIndex, or, inside one index, through the "
-        "namespace aliases `aliases` creates.",
+        "read through nsmigrate.DualWriteIndex (following what `publish` puts in Redis), or, inside one index, "
+        "through the namespace aliases `aliases` creates; `watch` measures a live step and rolls it back on a breach.",
     ),
     "export": Entry(
         "nsmigrate.cli.backup",

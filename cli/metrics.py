@@ -11,7 +11,7 @@ import typer
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from nsmigrate.cli.job_page import PAGE_EVENTS, PAGE_RUNS, WsgiApp, page_app
-from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
+from nsmigrate.cli.options import DatabaseOpt, db, fail, read_cutover, settings
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.workers.build_info import BuildInfoCollector
 from nsmigrate.workers.metrics import JobTableCollector
@@ -36,6 +36,11 @@ def _routed(metrics_app: WsgiApp, pages: WsgiApp) -> WsgiApp:
         return (metrics_app if environ.get("PATH_INFO") == "/metrics" else pages)(environ, start_response)
 
     return app
+
+
+def _reads_new(url: str, job_id: int) -> int | None:
+    rollout = read_cutover(url, job_id).rollout
+    return rollout.percent if rollout.under_way else None
 
 
 @app.command()
@@ -71,6 +76,7 @@ def metrics(
             newest=lambda: [job["job_id"] for job in jobs_status.list_jobs(database, newest_jobs)],
             summary=lambda job_id: jobs_status.job_summary(database, job_id, 0),
             syncs=lambda job_id: jobs_status.sync_totals(database, job_id),
+            reads_new=lambda job_id: _reads_new(resolved.database_url, job_id),
         )
     )
     registry.register(BuildInfoCollector())
@@ -82,6 +88,7 @@ def metrics(
             jobs_status.job_summary(database, job_id, PAGE_RUNS),
             jobs_status.events_of(database, job_id, last=PAGE_EVENTS),
         ),
+        cutover=lambda job_id: read_cutover(resolved.database_url, job_id),
     )
     try:
         server = make_server(address, port, _routed(make_wsgi_app(registry), pages), handler_class=_QuietHandler)

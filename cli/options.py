@@ -157,23 +157,41 @@ def read_job_json(url: str, ref: str) -> bytes:
     return read_job_table(url, lambda execute: snapshot.read_json(execute, ref))
 
 
-#: A job's ``cutover set`` steps, oldest first, as one JSON array of [percent, when].
-ROLLOUT_SQL = (
-    "SELECT json_agg(json_build_array((detail->>'percent')::int, at) ORDER BY id) FROM events "
-    "WHERE job_id = %(job_id)s AND action = 'cutover_set'"
+#: A job's cut-over in one statement: its ``cutover set`` steps, oldest first, as [percent, when]; and its newest
+#: ``cutover_reads`` (a window of what the reads saw) and ``cutover_breach`` events, as [detail, when].
+CUTOVER_SQL = (
+    "SELECT json_build_object("
+    "'steps', (SELECT json_agg(json_build_array((detail->>'percent')::int, at) ORDER BY id) FROM events "
+    "WHERE job_id = %(job_id)s AND action = 'cutover_set'), "
+    "'reads', (SELECT json_build_array(detail, at) FROM events WHERE job_id = %(job_id)s "
+    "AND action = 'cutover_reads' ORDER BY id DESC LIMIT 1), "
+    "'breach', (SELECT json_build_array(detail, at) FROM events WHERE job_id = %(job_id)s "
+    "AND action = 'cutover_breach' ORDER BY id DESC LIMIT 1))"
 )
 
 
-def read_rollout(url: str, ref: str | int) -> Rollout:
-    """Where job ``ref``'s applications read (``orchestrator.cutover.rules``), for `status`."""
+class CutoverView(NamedTuple):
+    """What `status` shows of a job's cut-over: where reads go, the newest window of what they saw (``cutover
+    watch``: its own reads and the applications'), and the newest breach; each (detail, ISO time) or None."""
 
-    def read(execute: snapshot.Execute) -> Rollout:
+    rollout: Rollout
+    reads: tuple[dict[str, Any], str] | None
+    breach: tuple[dict[str, Any], str] | None
+
+
+def read_cutover(url: str, ref: str | int) -> CutoverView:
+    """Job ``ref``'s cut-over (``orchestrator.cutover.rules``) as `status` shows it."""
+
+    def read(execute: snapshot.Execute) -> CutoverView:
         from nsmigrate.orchestrator.cutover.rules import (
             rollout_from,  # the spec's pydantic models: only for a job's rollout
         )
 
-        steps = execute(ROLLOUT_SQL, {"job_id": snapshot.job_id_of(execute, ref)}) or []
-        return rollout_from([(int(percent), datetime.fromisoformat(at)) for percent, at in steps])
+        found = execute(CUTOVER_SQL, {"job_id": snapshot.job_id_of(execute, ref)}) or {}
+        steps = found.get("steps") or []
+        rollout = rollout_from([(int(percent), datetime.fromisoformat(at)) for percent, at in steps])
+        reads, breach = (tuple(found[k]) if found.get(k) else None for k in ("reads", "breach"))
+        return CutoverView(rollout, reads, breach)
 
     return read_job_table(url, read)
 

@@ -135,6 +135,8 @@ class JobTableCollector(Collector):
         summary: returns a job's summary without its runs listed.
         syncs: returns a job's sync totals (``jobs.sync_totals``: a sync runs in the command's process, which serves
             no metrics, so its counts come from the job table).
+        reads_new: returns the share of a migrate job's namespaces whose reads go to the target (its rollout), or
+            None before a cut-over began.
     """
 
     def __init__(
@@ -142,10 +144,12 @@ class JobTableCollector(Collector):
         newest: Callable[[], Sequence[int]],
         summary: Callable[[int], JobSummary],
         syncs: Callable[[int], Mapping[str, int]],
+        reads_new: Callable[[int], int | None] | None = None,
     ) -> None:
         self._newest = newest
         self._summary = summary
         self._syncs = syncs
+        self._reads_new = reads_new
 
     def collect(self) -> Iterator[Any]:
         info = GaugeMetricFamily(
@@ -176,6 +180,12 @@ class JobTableCollector(Collector):
             "deleted (from the target, --propagate-deletes)",
             labels=["job_id", "kind"],
         )
+        reads_new = GaugeMetricFamily(
+            "nsmigrate_job_cutover_reads_new_percent",
+            "The share of a migrate job's namespaces whose reads go to the target, as its rollout says (`nsmigrate "
+            "cutover set`, and back after a breach); only once a cut-over began.",
+            labels=["job_id"],
+        )
         for job_id in self._newest():
             summary = self._summary(job_id)
             job = str(job_id)
@@ -193,4 +203,7 @@ class JobTableCollector(Collector):
             if summary.kind == JobKind.MIGRATE:
                 for kind, count in self._syncs(job_id).items():
                     synced.add_metric([job, kind], count)
-        yield from (info, runs, vectors, failed_batches, places, erased, synced)
+                percent = self._reads_new(job_id) if self._reads_new is not None else None
+                if percent is not None:
+                    reads_new.add_metric([job], percent)
+        yield from (info, runs, vectors, failed_batches, places, erased, synced, reads_new)

@@ -189,7 +189,16 @@ class App:
 
     def start(self, job_id: int) -> None:
         old, new = self.demo.index(OLD), self.demo.index(NEW)
-        self.index = DualWriteIndex(old=old, new=new, job_id=job_id, db=self.demo.db, max_age_s=APP_CACHE_S)
+        _step(
+            "the cut-over published for the application (no job table on its side)",
+            0,
+            "cutover",
+            "publish",
+            str(job_id),
+        )
+        self.index = DualWriteIndex(
+            old=old, new=new, job_id=job_id, redis_url=self.demo.settings.redis_url, max_age_s=APP_CACHE_S
+        )
         self._thread = threading.Thread(target=self._write, name="dual-writing app", daemon=True)
         self._thread.start()
 

@@ -1,40 +1,47 @@
-"""For applications during a cut-over: ``DualWriteIndex`` writes to the old and the new Pinecone index and reads from
-the one the job's rollout says (``nsmigrate cutover set``).
+"""For applications during a cut-over: ``DualWriteIndex`` writes to the old and the new index and reads from the one
+the job's rollout says (``nsmigrate cutover set``), measuring what its reads see.
 
-Importable on its own (no Celery, no store SDK): it wraps two objects shaped like the Pinecone SDK's ``Index``
-(``upsert(vectors=, namespace=)``, ``delete(ids=, namespace=)``, ``query(vector=, top_k=, namespace=, …)``,
-``fetch(ids=, namespace=)``) — a pgvector store through ``StoreIndex`` — and reads the job table for the job's
-namespaces and rollout::
+Importable on its own (no Celery, no store SDK, no job table): it wraps two objects shaped like the Pinecone SDK's
+``Index`` (``upsert(vectors=, namespace=)``, ``delete(ids=, namespace=)``, ``query(vector=, top_k=, namespace=, …)``,
+``fetch(ids=, namespace=)``) — a pgvector store through ``StoreIndex`` — and follows the job's cut-over as the fleet
+publishes it in Redis (``orchestrator.cutover.following``; ``nsmigrate cutover publish JOB`` publishes it)::
 
-    from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex
-    index = DualWriteIndex(old=pc.Index(host=OLD), new=pc.Index(host=NEW), job_id=7, database_url=JOB_TABLE_URL)
+    from nsmigrate import DualWriteIndex
+    index = DualWriteIndex(old=pc.Index(host=OLD), new=pc.Index(host=NEW), job_id=7, redis_url=REDIS_URL)
     index.upsert(vectors=[...], namespace=twin_uuid)   # old first, then the job's target namespace, enriched
     index.query(vector=v, top_k=10, namespace=twin_uuid, include_metadata=True)
 
 Writes go to the old index first (its failure is the application's, as without the wrapper), then to where the job
 copies that namespace, with the metadata the copy adds (the job's own routing, ``orchestrator.routing.route``), so the
-new side holds what ``verify`` expects. A failed new-side write is never lost: it is recorded in the job table
-(``dual_write_failed``), ``nsmigrate sync`` copies it, and ``cleanup`` waits for that sync. Reads go to the new
-index for the namespaces the rollout's percentage selects (``cutover.reads_new``: by namespace, so a tenant sees
-one store at a time), read from the job table at most every ``max_age_s`` seconds, so one ``cutover set`` switches
-every instance. A namespace the job routes per record (a creator job's default namespace) is read from the old index
-until the end of the rollout: one old namespace is many new ones.
+new side holds what ``verify`` expects. A failed new-side write is never raised: it is sent to the fleet, filed as a
+``dual_write_failed`` event, ``nsmigrate sync`` copies it and ``cleanup`` waits for that sync. Records of an erased
+creator or twin are written to neither side (the erasure ledger, asked before each write).
+
+Reads go to the new index for the namespaces the rollout's percentage selects (``cutover.reads_new``: by namespace,
+so a tenant sees one store at a time), read at most every ``max_age_s`` seconds, so one ``cutover set`` (or the
+automatic roll back of ``cutover watch``) switches every instance. A namespace the job routes per record is read from
+the old index until the end of the rollout: one old namespace is many new ones. Every read is measured
+(``orchestrator.cutover.read_metrics``: P50/P95/P99, errors, and empty answers where the other side answered, per
+side), and a share ``compare_share`` of them is also sent to the other side, in the background, to compare; the
+measurements are Prometheus metrics of the application's process and go to the fleet every few seconds, where
+``cutover watch`` judges them and ``status`` shows them.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from nsmigrate.orchestrator.cutover.rollout import record_write_failure, rollout_of
+from nsmigrate.orchestrator.cutover.following import Follower
+from nsmigrate.orchestrator.cutover.read_metrics import ReadLog, set_limits
 from nsmigrate.orchestrator.cutover.rules import reads_new
-from nsmigrate.orchestrator.jobs.database import Database
-from nsmigrate.orchestrator.jobs.erasure_ledger import HeldBack, record_held_back
-from nsmigrate.orchestrator.jobs.jobs_and_runs import job_spec, runs_of
+from nsmigrate.orchestrator.jobs.erasure_ledger import HeldBack
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
 from nsmigrate.orchestrator.routing.route import RouteContext, route_context, route_records
 from nsmigrate.orchestrator.tenancy.tenant_guard import Match
@@ -43,27 +50,58 @@ log = logging.getLogger(__name__)
 
 #: How stale the rollout an application reads may be, at most (seconds).
 ROLLOUT_MAX_AGE_S = 2.0
+#: The share of reads also sent to the other side to compare, by default.
+COMPARE_SHARE = 0.1
+#: Threads that send the comparing reads and the reports, and how many of those may wait at once (more are skipped:
+#: measuring must never queue up behind a slow side).
+COMPARE_THREADS = 4
+COMPARE_IN_FLIGHT = 16
+#: Reports sent per ``cutover.breach_window_s``, and the shortest time between two.
+REPORTS_PER_WINDOW = 6
+MIN_REPORT_S = 0.5
+#: Queries with filters one report records at most (for `cutover check`'s replay).
+QUERIES_PER_REPORT = 5
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A namespace run of the job, as its published layout has it."""
+
+    id: int
+    source_namespace: str
+    target_namespace: str | None
+    target_namespaces: tuple[str, ...]
+    creator_id: str | None
+    twin_id: str | None
 
 
 class RolloutReader:
-    """The job's rollout percentage, read from the job table at most every ``max_age_s`` seconds."""
+    """The job's published rollout (``Follower.head``), read again at most every ``max_age_s`` seconds. A rollout
+    that cannot be read now keeps the last one read (logged); one never read raises."""
 
     def __init__(
-        self,
-        db: Database,
-        job_id: int,
-        max_age_s: float = ROLLOUT_MAX_AGE_S,
-        clock: Callable[[], float] = time.monotonic,
+        self, follower: Follower, max_age_s: float = ROLLOUT_MAX_AGE_S, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._db, self._job_id, self._max_age_s, self._clock = db, job_id, max_age_s, clock
+        self._follower, self._max_age_s, self._clock = follower, max_age_s, clock
         self._lock = threading.Lock()
-        self._percent, self._read_at = 0, float("-inf")
+        self._head: dict[str, Any] | None = None
+        self._read_at = float("-inf")
 
-    def percent(self) -> int:
+    def head(self) -> dict[str, Any]:
         with self._lock:
             if self._clock() - self._read_at >= self._max_age_s:
-                self._percent, self._read_at = rollout_of(self._db, self._job_id).percent, self._clock()
-            return self._percent
+                try:
+                    self._head = self._follower.head()
+                except Exception as e:
+                    if self._head is None:
+                        raise
+                    log.warning("cannot read job %s's rollout (%s); reads keep the last one", self._follower.job_id, e)
+                self._read_at = self._clock()
+            assert self._head is not None
+            return self._head
+
+    def percent(self) -> int:
+        return int(self.head()["percent"])
 
 
 class DualWriteIndex:
@@ -72,8 +110,13 @@ class DualWriteIndex:
     Parameters:
         old, new: the application's indexes (SDK ``Index`` objects or anything shaped like them).
         job_id: the migration job whose namespaces, routing and rollout apply.
-        database_url: the job table (``NSMIGRATE_DATABASE_URL``); or pass ``db``.
+        redis_url: the fleet's Redis (``NSMIGRATE_REDIS_URL``; a user that may read the job's published cut-over
+            and append to what it sends is enough: the manual's "Cut-over"); or pass ``redis`` (a redis-py client).
         max_age_s: how stale the rollout may be (default 2 s).
+        compare_share: the share of reads also sent to the other side, to compare (0 to 1; default 0.1).
+
+    Raises:
+        StateError: the job's cut-over is not published (``nsmigrate cutover publish JOB``).
     """
 
     def __init__(
@@ -82,31 +125,74 @@ class DualWriteIndex:
         new: Any,
         job_id: int,
         *,
-        database_url: str | None = None,
-        db: Database | None = None,
+        redis_url: str | None = None,
+        redis: Any = None,
         max_age_s: float = ROLLOUT_MAX_AGE_S,
+        compare_share: float = COMPARE_SHARE,
     ) -> None:
-        if db is None:
-            if database_url is None:
-                raise ValueError("DualWriteIndex needs the job table: pass database_url (or db)")
-            db = Database(database_url, create=False)
-        self.old, self.new, self.job_id, self._db = old, new, job_id, db
+        if redis is None:
+            if redis_url is None:
+                raise ValueError(
+                    "DualWriteIndex follows the job's cut-over as the fleet publishes it: pass redis_url (the "
+                    "fleet's NSMIGRATE_REDIS_URL) or redis"
+                )
+            redis = _redis_client(redis_url)
+        if not 0 <= compare_share <= 1:
+            raise ValueError(f"compare_share {compare_share}: give a share between 0 and 1")
+        self.old, self.new, self.job_id = old, new, job_id
         self.held_back: list[str] = []  # what the erasure ledger held back of the last upsert
-        self.rollout = RolloutReader(db, job_id, max_age_s)
-        spec = job_spec(db, job_id)
-        self._runs = {run.source_namespace: run for run in runs_of(db, job_id)}
-        self._routes: dict[str, RouteContext] = {
-            ns: route_context(
+        self.follower = Follower(redis, job_id)
+        self.rollout = RolloutReader(self.follower, max_age_s)
+        self.reads = ReadLog(job_id, "app")
+        self._compare_share, self._rng = compare_share, random.Random()
+        self._pool = ThreadPoolExecutor(COMPARE_THREADS, thread_name_prefix="nsmigrate-compare")
+        self._in_flight = threading.BoundedSemaphore(COMPARE_IN_FLIGHT)
+        self._lock = threading.Lock()
+        self._layout_version: str | None = None
+        self._runs: dict[str, _Run] = {}
+        self._routes: dict[str, RouteContext] = {}
+        self._queries: list[dict[str, Any]] = []
+        self._reported_at = time.monotonic()
+        self._current()
+
+    def _current(self) -> dict[str, Any]:
+        """The rollout now, with the layout it names loaded (again, when it changed)."""
+        head = self.rollout.head()
+        if head["layout"] != self._layout_version:
+            self._load(head)
+        return head
+
+    def _load(self, head: dict[str, Any]) -> None:
+        from nsmigrate.orchestrator.spec.jobspec import JobSpec  # pydantic: once per layout
+
+        layout = self.follower.layout(head["layout"])
+        spec = JobSpec.model_validate(layout["spec"])
+        runs = {
+            r["source_namespace"]: _Run(
+                r["id"],
+                r["source_namespace"],
+                r["target_namespace"],
+                tuple(r.get("target_namespaces") or ()),
+                r.get("creator_id"),
+                r.get("twin_id"),
+            )
+            for r in layout["runs"]
+        }
+        routes = {
+            r["source_namespace"]: route_context(
                 spec,
                 spec.source.label,
-                ns,
-                run.target_namespace,
-                run.creator_id,
-                run.twin_id,
-                run.routing_table,
+                r["source_namespace"],
+                r["target_namespace"],
+                r.get("creator_id"),
+                r.get("twin_id"),
+                r.get("routing_table"),
             )
-            for ns, run in self._runs.items()
+            for r in layout["runs"]
         }
+        with self._lock:
+            self._runs, self._routes, self._layout_version = runs, routes, head["layout"]
+        set_limits(self.job_id, head["limits"])
 
     # ----------------------------------------------------------------------------------------------------- writes
 
@@ -114,10 +200,11 @@ class DualWriteIndex:
         """Upsert to the old index, then the same records, routed and enriched as the job copies them, to the new.
         Records of a creator or twin in the erasure ledger are written to neither (``held_back`` names them, as
         does a ``write_held_back`` event of their erasure); None when nothing was left to write."""
+        self._current()
         vectors = list(vectors)
         ns = _stored(namespace)
         given = [_record(v) for v in vectors]
-        ledger = HeldBack(self._db)  # asked before each write: an erasure started meanwhile counts
+        ledger = HeldBack(subjects=self.follower.ledger)  # asked before each write: an erasure started meanwhile
         run = self._runs.get(ns)
         records = ledger.keep(ns, given, (run.creator_id, run.twin_id) if run else None)
         kept = {r.id for r in records}
@@ -131,16 +218,17 @@ class DualWriteIndex:
                 routed = ledger.keep(target, routed)
                 if routed:
                     self.new.upsert(vectors=[_wire(r) for r in routed], namespace=target)
-        except Exception as e:  # any failure of the new side: recorded for sync, never raised to the application
+        except Exception as e:  # any failure of the new side: sent for sync, never raised to the application
             self._failed(ns, "upsert", ids, e)
         self.held_back = ledger.sentences()
         if self.held_back:
             log.warning("dual write to %r: %s", namespace, "; ".join(self.held_back))
-            record_held_back(self._db, ledger.lines(), job=self.job_id, command="dual_write", namespace=ns)
+            self.follower.held_back(ledger.lines(), ns)
         return answer
 
     def delete(self, ids: Iterable[str], namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:
         """Delete from the old index, then from every namespace the job writes this namespace's ids to."""
+        self._current()
         ids = list(ids)
         answer = self.old.delete(ids=ids, namespace=namespace, **kwargs)
         ns = _stored(namespace)
@@ -155,28 +243,99 @@ class DualWriteIndex:
 
     def reads_new(self, namespace: str = DEFAULT_NAMESPACE) -> bool:
         """Whether a read of ``namespace`` goes to the new index now."""
-        ns = _stored(namespace)
-        run = self._runs.get(ns)
-        return run is not None and run.target_namespace is not None and reads_new(ns, self.rollout.percent())
+        percent = int(self._current()["percent"])
+        run = self._runs.get(_stored(namespace))
+        return run is not None and run.target_namespace is not None and reads_new(run.source_namespace, percent)
 
     def query(self, *, namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:
         """``query`` of the index the rollout picks for ``namespace`` (in the new index: the job's target of it)."""
-        index, ns = self._reader(namespace)
-        return index.query(namespace=ns, **kwargs)
+        if "filter" in kwargs and self._rng.random() < self._compare_share:
+            self._record_query(namespace, kwargs)
+        return self._read(namespace, lambda index, ns: index.query(namespace=ns, **kwargs))
 
     def fetch(self, ids: Iterable[str], namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:
         """``fetch`` from the index the rollout picks for ``namespace``."""
-        index, ns = self._reader(namespace)
-        return index.fetch(ids=list(ids), namespace=ns, **kwargs)
+        ids = list(ids)
+        return self._read(namespace, lambda index, ns: index.fetch(ids=ids, namespace=ns, **kwargs))
+
+    def flush(self) -> None:
+        """Send what was measured since the last report now (reports otherwise go every few seconds)."""
+        self._report(self._current())
+
+    def close(self) -> None:
+        """Send the last report and stop the threads that compare and report."""
+        self.flush()
+        self._pool.shutdown(wait=True)
 
     # -------------------------------------------------------------------------------------------------- internals
 
-    def _reader(self, namespace: str) -> tuple[Any, str]:
-        if self.reads_new(namespace):
-            target = self._runs[_stored(namespace)].target_namespace
-            assert target is not None  # reads_new is False for a routed run
-            return self.new, target
-        return self.old, namespace
+    def _read(self, namespace: str, call: Callable[[Any, str], Any]) -> Any:
+        """``call(index, namespace)`` on the side the rollout picks, measured; maybe compared with the other side."""
+        head = self._current()
+        self._maybe_report(head)
+        ns = _stored(namespace)
+        run = self._runs.get(ns)
+        target = run.target_namespace if run is not None else None  # None: not the job's, or routed per record
+        on_new = target is not None and reads_new(ns, int(head["percent"]))
+        side, index, read_ns = (
+            ("new", self.new, target) if on_new and target is not None else ("old", self.old, namespace)
+        )
+        began = time.perf_counter()
+        try:
+            answer = call(index, read_ns)
+        except Exception as e:
+            self.reads.read(side, None, _error(e), namespace=ns)
+            raise
+        ms = (time.perf_counter() - began) * 1000
+        compare = target is not None and self._compare_share > 0 and self._rng.random() < self._compare_share
+        if target is None or not (compare and self._in_flight.acquire(blocking=False)):
+            self.reads.read(side, ms, namespace=ns)
+            return answer
+        other = ("old", self.old, namespace) if on_new else ("new", self.new, target)
+        self._pool.submit(self._compare, (side, ms, answer), other, call, ns)
+        return answer
+
+    def _compare(self, read: tuple[str, float, Any], other: tuple[str, Any, str], call: Callable, ns: str) -> None:
+        """The same read of the other side, measured; each side's read is empty where the other one answered."""
+        side, ms, answer = read
+        try:
+            began = time.perf_counter()
+            try:
+                other_answer = call(other[1], other[2])
+            except Exception as e:
+                self.reads.read(side, ms, namespace=ns)
+                self.reads.read(other[0], None, _error(e))
+                return
+            other_ms = (time.perf_counter() - began) * 1000
+            mine, theirs = _answered(answer), _answered(other_answer)
+            self.reads.read(side, ms, empty=not mine and theirs, namespace=ns)
+            self.reads.read(other[0], other_ms, empty=not theirs and mine)
+        finally:
+            self._in_flight.release()
+
+    def _record_query(self, namespace: str, kwargs: Mapping[str, Any]) -> None:
+        kept = {k: kwargs[k] for k in ("vector", "id", "top_k", "filter", "sparse_vector") if k in kwargs}
+        with self._lock:
+            if len(self._queries) < QUERIES_PER_REPORT:
+                self._queries.append({"namespace": _stored(namespace), **_plain(kept)})
+
+    def _maybe_report(self, head: dict[str, Any]) -> None:
+        every_s = max(MIN_REPORT_S, float(head["limits"]["breach_window_s"]) / REPORTS_PER_WINDOW)
+        with self._lock:
+            due = time.monotonic() - self._reported_at >= every_s
+            if due:
+                self._reported_at = time.monotonic()
+        if due:
+            self._pool.submit(self._report, head)
+
+    def _report(self, head: dict[str, Any]) -> None:
+        self.reads.following(int(head["percent"]))
+        samples, traffic = self.reads.take()
+        with self._lock:
+            queries, self._queries = self._queries, []
+        if samples or queries:
+            report = {"samples": samples, "percent": head["percent"], "seq": head["seq"], "dropped": self.reads.dropped}
+            self.follower.reads(report, traffic, queries)
 
     def _route(self, namespace: str) -> RouteContext:
         route = self._routes.get(namespace)
@@ -191,22 +350,50 @@ class DualWriteIndex:
             return []
         if run.target_namespace is not None:
             return [run.target_namespace]
-        return list(run.target_namespaces or [])
+        return list(run.target_namespaces)
 
     def _failed(self, namespace: str, operation: str, ids: list[str], error: Exception) -> None:
         run = self._runs.get(namespace)
         log.warning(
             "dual write (%s of %d ids to %r) failed on the new index: %s", operation, len(ids), namespace, error
         )
-        record_write_failure(
-            self._db,
-            self.job_id,
-            run.id if run else None,
-            namespace,
-            operation,
-            ids,
-            f"{type(error).__name__}: {error}",
+        self.follower.write_failed(
+            run.id if run else None, namespace, operation, ids, f"{type(error).__name__}: {error}"
         )
+
+
+def _redis_client(url: str) -> Any:
+    import redis as redis_lib
+
+    from nsmigrate.orchestrator.connections.redis_urls import credentials_in_userinfo
+
+    return redis_lib.Redis.from_url(credentials_in_userinfo(url))
+
+
+def _error(e: Exception) -> str:
+    return f"{type(e).__name__}: {e}"[:300]
+
+
+def _answered(answer: Any) -> bool:
+    """Whether a query's or fetch's answer holds anything: the SDK's ``matches``/``vectors``, ``StoreIndex``'s."""
+    for name in ("matches", "vectors"):
+        got = answer.get(name) if isinstance(answer, Mapping) else getattr(answer, name, None)
+        if got is not None:
+            return len(got) > 0
+    if isinstance(answer, Mapping):
+        return len(answer) > 0
+    return answer is not None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON takes it (numpy arrays and scalars, tuples)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
 
 
 @dataclass(frozen=True)

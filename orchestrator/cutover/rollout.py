@@ -24,6 +24,8 @@ SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
 BREACH = "cutover_breach"
 #: Aliases ``cutover aliases`` created or repointed (a cut-over inside one index).
 ALIASES = "cutover_aliases"
+#: One window of what the reads saw, per side (``cutover watch``: its own reads and the applications').
+READS = "cutover_reads"
 
 
 def set_rollout(
@@ -124,6 +126,13 @@ def record_breach(db: Database, job_id: int, actor: str, **evidence: Any) -> Non
     """Keep a breach seen while a step was live, with its evidence (``cutover watch``): the step's soak restarts."""
     with db.transaction() as s:
         add_event(s, BREACH, actor, job_id, **evidence)
+
+
+def record_reads(db: Database, job_id: int, actor: str, **figures: Any) -> None:
+    """Keep one window of what the reads of a live step saw (``cutover watch``): `status` and the job page show the
+    newest."""
+    with db.transaction() as s:
+        add_event(s, READS, actor, job_id, **figures)
 
 
 def _percents(s: Any, job_id: int) -> list[tuple[int, datetime]]:

@@ -6,7 +6,7 @@ the ledger and the audit log. Each function is one transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -61,8 +61,16 @@ class HeldBack:
     started meanwhile counts) and returns the records it may write; ``held`` is every erasure whose subject's
     records it left out, with their ids, for the command's output and ``record_held_back``."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(
+        self, db: Database | None = None, *, subjects: Callable[[], list[tuple[int, Any]]] | None = None
+    ) -> None:
+        """``db``: ask the job table's ledger; or ``subjects``: what returns its lines as ``erasure_subjects`` does
+        (an application's ``DualWriteIndex`` reads the ledger as the fleet publishes it)."""
+        if subjects is None:
+            if db is None:
+                raise ValueError("HeldBack needs the ledger: the job table (db) or a reader of it (subjects)")
+            subjects = lambda: erasure_subjects(db)  # noqa: E731
+        self._subjects = subjects
         self.held: dict[int, tuple[Any, list[str]]] = {}
 
     def keep(self, namespace: str, records: list[Any], pair: tuple[str | None, str | None] | None = None) -> list[Any]:
@@ -70,7 +78,7 @@ class HeldBack:
         knows it (a job's run), else for every reading of its name."""
         from nsmigrate.orchestrator.tenancy.erasure import erased_records, pairs_of_name
 
-        erasures = erasure_subjects(self.db)
+        erasures = self._subjects()
         if not erasures or not records:
             return records
         out: set[str] = set()

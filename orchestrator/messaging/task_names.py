@@ -73,3 +73,15 @@ def submission_reply_key(token: str) -> str:
 def submission_taken_key(token: str) -> str:
     """Redis key marking one submission as being planned (kept alive while it is)."""
     return f"{KEY_PREFIX}:submission:{token}:taken"
+
+
+def cutover_key(job_id: int, part: str) -> str:
+    """Redis key of one part of a job's published cut-over (``orchestrator.cutover.published``): ``rollout`` (where
+    reads go, polled by every application), ``layout`` (its namespaces and spec, read when it changes), and what the
+    applications send: ``writes`` (dual writes the new store missed, and writes held back), ``reads`` (their
+    measured reads), ``traffic`` (reads per namespace), ``queries`` (sample queries with their filters)."""
+    return f"{KEY_PREFIX}:cutover:{job_id}:{part}"
+
+
+#: The erasure ledger as published for the applications' dual writes: who may not be written.
+ERASURE_LEDGER_KEY = f"{KEY_PREFIX}:erasure-ledger"

@@ -1,19 +1,26 @@
 """Cut-over on the real stack: an application's dual writes (``orchestrator.cutover.dualwrite``) through the real
-Pinecone SDK against the local data plane, ``nsmigrate cutover set|check`` and the cleanup gate, with real workers,
-Redis and Postgres. Every check of the data reads the data plane itself (``snapshot``), not the job table's word for it.
+Pinecone SDK against the local data plane, ``nsmigrate cutover set|check|publish|watch`` and the cleanup gate, with
+real workers, Redis and Postgres. Every check of the data reads the data plane itself (``snapshot``), not the job
+table's word for it; which side served a read, the answer's metadata (only the copy carries ``migrated_from``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 from pinecone import Pinecone
+from prometheus_client import REGISTRY
 
+from nsmigrate.cli.options import read_cutover
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS
 from nsmigrate.orchestrator.jobs import database as jobs_database
@@ -90,8 +97,17 @@ def walk_to(stack: Stack, job_id: int, percent: int) -> None:
         assert result.exit_code == 0, result.output
 
 
-def dual_writer(stack: Stack, db: jobs_database.Database, job_id: int, **kwargs: Any) -> DualWriteIndex:
-    return DualWriteIndex(old=index(stack, "src"), new=index(stack, "dst"), job_id=job_id, db=db, **kwargs)
+def publish(stack: Stack, job_id: int) -> None:
+    """`nsmigrate cutover publish JOB`: what the applications follow (and what they sent of their writes, filed)."""
+    published = cli(stack, "cutover", "publish", str(job_id))
+    assert published.exit_code == 0, published.output
+
+
+def dual_writer(stack: Stack, job_id: int, new: Any = None, **kwargs: Any) -> DualWriteIndex:
+    """The application's wrapper, as an application builds it: its two indexes and the fleet's Redis, no job table."""
+    publish(stack, job_id)
+    new = new if new is not None else index(stack, "dst")
+    return DualWriteIndex(old=index(stack, "src"), new=new, job_id=job_id, redis_url=stack.redis_url, **kwargs)
 
 
 def sync_all(ctx: WorkerContext, db: jobs_database.Database, job_id: int, **kwargs: Any) -> None:
@@ -119,7 +135,7 @@ def test_dual_writes_while_the_job_copies_are_all_in_the_target_after_sync(
     stack, ctx = app_stack
     load_small(stack)
     db, _, job_id = start_job(stack, small_spec(stack))
-    app = dual_writer(stack, db, job_id)
+    app = dual_writer(stack, job_id)
     rng = np.random.default_rng(3)
 
     # While the job copies: new ids, an update in place, deletes.
@@ -143,7 +159,7 @@ def test_dual_writes_while_the_job_copies_are_all_in_the_target_after_sync(
 def test_a_write_the_new_index_refused_is_recorded_and_repaired_by_sync(app_stack: AppStack) -> None:
     stack, ctx = app_stack
     db, job_id = migrated(stack)
-    app = dual_writer(stack, db, job_id)
+    app = dual_writer(stack, job_id)
     vector = np.random.default_rng(4).random(DIM).tolist()
 
     stack.pinecone.set_faults("dst", Faults(error_rate_5xx=1.0, error_ops=("upsert",)))
@@ -152,6 +168,7 @@ def test_a_write_the_new_index_refused_is_recorded_and_repaired_by_sync(app_stac
 
     assert "late-0" in stack.pinecone.snapshot("src")["ns0"]
     assert "late-0" not in stack.pinecone.snapshot("dst")["ns0"]
+    publish(stack, job_id)  # files what the application sent: its failed write
     [failure] = events(db, job_id, "dual_write_failed")
     assert failure["detail"]["ids"] == ["late-0"] and failure["detail"]["operation"] == "upsert"
     assert failure["detail"]["namespace"] == "ns0" and "503" in failure["detail"]["error"]
@@ -164,7 +181,7 @@ def test_a_write_the_new_index_refused_is_recorded_and_repaired_by_sync(app_stac
 def test_reads_follow_the_rollout_in_a_running_client(app_stack: AppStack) -> None:
     stack, _ = app_stack
     db, job_id = migrated(stack, cutover=STEPPING)
-    app = dual_writer(stack, db, job_id, max_age_s=0.2)
+    app = dual_writer(stack, job_id, max_age_s=0.2)
     vector = np.random.default_rng(5).random(DIM).tolist()
 
     def answered_by() -> str:
@@ -304,7 +321,7 @@ def test_dual_writes_reach_a_pgvector_target_and_reads_follow_to_it(
     monkeypatch.setenv("NSMIGRATE_PGVECTOR_URL", stack.database_url)  # the workers get the same (Stack.env)
     db, job_id = migrated(stack, target=PGVECTOR, cutover=STEPPING)
     target = open_store(PgvectorStoreSpec.model_validate(PGVECTOR))
-    app = DualWriteIndex(old=index(stack, "src"), new=StoreIndex(target), job_id=job_id, db=db, max_age_s=0.2)
+    app = dual_writer(stack, job_id, new=StoreIndex(target), max_age_s=0.2)
     vector = np.random.default_rng(7).random(DIM).tolist()
 
     app.upsert(vectors=[("late-0", vector, {"n": 0})], namespace="ns0")
@@ -313,6 +330,7 @@ def test_dual_writes_reach_a_pgvector_target_and_reads_follow_to_it(
     [late] = target.fetch("ns0", ["late-0"])
     assert np.allclose(late.values, vector) and late.metadata["n"] == 0 and "migrated_from" in late.metadata
     assert target.fetch("ns0", ["v0-0003"]) == [] and "v0-0003" not in stack.pinecone.snapshot("src")["ns0"]
+    publish(stack, job_id)
     assert events(db, job_id, "dual_write_failed") == []
 
     walk_to(stack, job_id, 100)
@@ -388,3 +406,213 @@ def test_the_next_step_waits_min_step_s_with_no_breach_and_reads_old_goes_at_onc
     back = set_reads(stack, job_id, "old")  # no check, no wait: the way out
     assert back.exit_code == 0, back.output
     assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 0]
+
+
+# What the application's reads see: DualWriteIndex follows the rollout the fleet publishes in Redis (no job table in
+# its process), measures its reads per side and sends them to the fleet, where `cutover watch` judges them with its
+# own and `status` and the job page show them; a breach moves reads back within its window.
+
+#: Reads that breach fast on a busy machine: a 400 ms latency fault is far above a P95 limit of 150 ms.
+BREACHING = {**STEPPING, "p95_ms": 150, "p99_ms": 300, "breach_window_s": 6, "qps": 20}
+
+#: The application, in a process of its own whose every way to the job table fails: it writes once, then answers
+#: each line on stdin with the side that served a read of ns0.
+APP = """
+import json, sys
+import psycopg, sqlalchemy
+
+def refuse(*args, **kwargs):
+    raise AssertionError("the application opened the job table")
+
+sqlalchemy.create_engine = psycopg.connect = refuse
+from pinecone import Pinecone
+from nsmigrate import DualWriteIndex
+
+job_id, old, new, redis_url, key = sys.argv[1:6]
+pc = Pinecone(api_key=key)
+app = DualWriteIndex(
+    old=pc.Index(host=old), new=pc.Index(host=new), job_id=int(job_id), redis_url=redis_url, max_age_s=0.2
+)
+vector = [0.25] * int(sys.argv[6])
+app.upsert(vectors=[("from-app", vector, {"n": 0})], namespace="ns0")
+print("written", flush=True)
+for _ in sys.stdin:
+    [match] = app.query(vector=vector, top_k=1, namespace="ns0", include_metadata=True).matches
+    print("new" if "migrated_from" in (match.metadata or {}) else "old", flush=True)
+"""
+
+
+class Child:
+    """The application's process: each ``side()`` asks it which side served a read now."""
+
+    def __init__(self, stack: Stack, job_id: int) -> None:
+        hosts = [stack.pinecone.host("src"), stack.pinecone.host("dst")]
+        args = [sys.executable, "-c", APP, str(job_id), *hosts, stack.redis_url, SANDBOX_API_KEY, str(DIM)]
+        env = {k: v for k, v in stack.env().items() if not k.startswith("NSMIGRATE_DATABASE")}
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        assert self._line() == "written"
+
+    def _line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        assert line, f"the application ended: exit code {self.process.wait()}"
+        return line
+
+    def side(self) -> str:
+        assert self.process.stdin is not None
+        self.process.stdin.write("read\n")
+        self.process.stdin.flush()
+        return self._line()
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        assert self.process.wait(timeout=30) == 0
+
+
+def test_the_application_writes_and_follows_the_rollout_with_no_job_table_in_its_process(
+    app_stack: AppStack,
+) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack, cutover=STEPPING)
+    publish(stack, job_id)
+    child = Child(stack, job_id)
+    try:
+        # Its dual write reached both sides, the new one routed and enriched as the copy is.
+        assert "from-app" in stack.pinecone.snapshot("src")["ns0"]
+        assert "migrated_from" in stack.pinecone.snapshot("dst")["ns0"]["from-app"][1]
+        assert child.side() == "old"
+
+        walk_to(stack, job_id, 100)
+        wait_until(child.side, what="ns0 read from the new index", done=lambda side: side == "new", timeout_s=10)
+        assert cli(stack, "cutover", "set", str(job_id), "--reads", "old").exit_code == 0
+        wait_until(child.side, what="ns0 read from the old index", done=lambda side: side == "old", timeout_s=10)
+    finally:
+        child.stop()
+    assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 25, 50, 100, 0]
+
+
+def sample(name: str, job_id: int, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"job_id": str(job_id), **labels}) or 0.0
+
+
+def test_each_sides_reads_errors_and_empty_answers_are_prometheus_metrics_of_the_application(
+    app_stack: AppStack,
+) -> None:
+    stack, _ = app_stack
+    _, job_id = migrated(stack, cutover=STEPPING)
+    walk_to(stack, job_id, 50)  # ns0 reads the new index, ns1 the old
+    index(stack, "dst").delete(delete_all=True, namespace="ns1")  # its copy is gone: the new side answers nothing
+    app = dual_writer(stack, job_id, compare_share=1.0)
+    vector = np.random.default_rng(8).random(DIM).tolist()
+
+    for _ in range(4):
+        app.query(vector=vector, top_k=3, namespace="ns0")
+        app.query(vector=vector, top_k=3, namespace="ns1")
+    stack.pinecone.set_faults("dst", Faults(error_rate_5xx=1.0, error_ops=("query",)))
+    with pytest.raises(Exception, match="503"):  # the application sees the error, as without the wrapper
+        app.query(vector=vector, top_k=3, namespace="ns0")
+    stack.pinecone.set_faults("dst", Faults())
+    app.close()  # every comparing read ended
+
+    answered = {
+        side: sample("nsmigrate_cutover_reads_total", job_id, side=side, reader="app", outcome="answered")
+        for side in ("new", "old")
+    }
+    assert answered == {"new": 8, "old": 8}  # each read of one side compared with the other
+    assert sample("nsmigrate_cutover_reads_total", job_id, side="new", reader="app", outcome="error") == 1
+    # ns1's copy answered nothing where the source answered: 4 empty answers, all on the new side.
+    assert sample("nsmigrate_cutover_empty_reads_total", job_id, side="new", reader="app") == 4
+    assert sample("nsmigrate_cutover_empty_reads_total", job_id, side="old", reader="app") == 0
+    assert sample("nsmigrate_cutover_read_seconds_count", job_id, side="new", reader="app") == 8
+    assert sample("nsmigrate_cutover_reads_new_percent", job_id, reader="app") == 50
+    assert sample("nsmigrate_cutover_limit", job_id, limit="p95_ms") == STEPPING["p95_ms"]
+
+
+class Reading:
+    """An application thread reading ns0 and ns1 through ``app`` until stopped, keeping (began, side) of each read
+    of ns0 on this process's monotonic clock."""
+
+    def __init__(self, app: DualWriteIndex) -> None:
+        self.app, self.reads, self.errors = app, list[tuple[float, str]](), list[str]()
+        self._stop = threading.Event()
+        self._vector = np.random.default_rng(9).random(DIM).tolist()
+        self._thread = threading.Thread(target=self._read, name="application reads", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                [match] = self.app.query(vector=self._vector, top_k=1, namespace="ns0", include_metadata=True).matches
+                self.app.query(vector=self._vector, top_k=1, namespace="ns1")
+            except Exception as e:  # kept: the test says what went wrong
+                self.errors.append(f"{type(e).__name__}: {e}")
+                continue
+            self.reads.append((began, "new" if "migrated_from" in (match.metadata or {}) else "old"))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.app.close()
+
+
+def test_status_and_the_job_page_show_what_the_watch_and_the_applications_reads_saw(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack, cutover={**STEPPING, "breach_window_s": 1})
+    walk_to(stack, job_id, 50)
+    reading = Reading(dual_writer(stack, job_id, compare_share=1.0))
+    try:
+        watched = cli(stack, "cutover", "watch", str(job_id), "--duration", "3")
+    finally:
+        reading.stop()
+
+    assert watched.exit_code == 0 and "no breach" in watched.output, watched.output
+    windows = [e["detail"] for e in events(db, job_id, "cutover_reads")]
+    assert windows and all(w["percent"] == 50 for w in windows)
+    assert any(w["instances"] == 1 and w["figures"]["new"]["by_reader"]["app"] > 0 for w in windows), windows
+    assert sample("nsmigrate_cutover_reads_total", job_id, side="new", reader="watch", outcome="answered") > 0
+    shown = cli(stack, "status", str(job_id))
+    assert "reads at 50 % new, window of 1.0 s" in shown.output, shown.output
+    assert "1 application instance(s)" in shown.output and "by applications)" in shown.output, shown.output
+    as_json = json.loads(cli(stack, "status", str(job_id), "--json").stdout)["cutover"]
+    assert as_json["reads"]["figures"]["new"]["reads"] > 0 and as_json["breach"] is None
+    view = read_cutover(stack.database_url, job_id)
+    assert view.reads is not None and view.reads[0] == windows[-1]
+
+
+def test_a_breach_during_a_step_rolls_back_within_its_window_and_the_application_reads_old_after(
+    app_stack: AppStack,
+) -> None:
+    stack, _ = app_stack
+    db, job_id = migrated(stack, cutover=BREACHING)
+    walk_to(stack, job_id, 50)  # ns0 reads the new index
+    reading = Reading(dual_writer(stack, job_id, max_age_s=0.2, compare_share=1.0))
+    try:
+        wait_until(lambda: reading.reads[-1:], what="the application reading ns0", timeout_s=10)
+        assert reading.reads[-1][1] == "new"
+        stack.pinecone.set_faults("dst", Faults(latency_ms=400))  # the target serves every read slowly now
+        breach = cli(stack, "cutover", "watch", str(job_id), "--duration", "60")
+        rolled_back = time.monotonic()
+        stack.pinecone.set_faults("dst", Faults())
+        # The application goes on reading; each read after its rollout's age has passed shows where it reads now.
+        after = rolled_back + 0.2
+        wait_until(
+            lambda: [r for r in reading.reads if r[0] > after][5:], what="reads after the roll back", timeout_s=30
+        )
+    finally:
+        reading.stop()
+
+    assert breach.exit_code == 1 and "reads moved back to 25 % new" in breach.output, breach.output
+    assert reading.errors == []
+    assert {side for began, side in reading.reads if began > after} == {"old"}  # never the breaching side after
+    [evidence] = [e["detail"] for e in events(db, job_id, "cutover_breach")]
+    assert evidence["percent"] == 50 and "cutover.p95_ms = 150 ms" in evidence["problems"][0]
+    window = evidence["window"]
+    # Decided within its window of the first breaching read, on the watch's own clock; the applications' reads
+    # were judged with the watch's.
+    assert window["decided_at_s"] - window["breaching_since_s"] <= BREACHING["breach_window_s"], window
+    assert window["new"]["by_reader"]["app"] > 0, window
+    assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 25, 50, 25]
+    assert sample("nsmigrate_cutover_rollbacks_total", job_id) == 1
+    assert read_cutover(stack.database_url, job_id).rollout.percent == 25

@@ -22,6 +22,7 @@ import yaml
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
 from nsmigrate.orchestrator.errors import BatchFailed, ErasureFailed, NotFound, SpecError, StateError
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
@@ -419,13 +420,15 @@ def test_a_dual_write_writes_none_of_an_erased_twins_records_to_either_index(
     )
     erase_job = erased(ctx, Subject("a.1", twins=frozenset({"t1"})))
     source, target = ctx.store(spec.source), ctx.store(spec.target)
-    app = DualWriteIndex(old=StoreIndex(source), new=StoreIndex(target), job_id=job.job_id, db=ctx.db)
+    published.publish(ctx.db, ctx.redis, job.job_id)  # `nsmigrate cutover publish`: the ledger with it
+    app = DualWriteIndex(old=StoreIndex(source), new=StoreIndex(target), job_id=job.job_id, redis=ctx.redis)
     written = {"id": "new-1", "values": make_records(1, seed=5)[0].values}
 
     assert app.upsert(vectors=[written], namespace="t1") is None
 
     assert "held back 1 record(s) of creator 'a.1'" in app.held_back[0] and "'new-1'" in app.held_back[0]
     assert source.fetch("t1", ["new-1"]) == [] and target.fetch("creator_a.1_twin_t1", ["new-1"]) == []
+    published.file_writes(ctx.db, ctx.redis, job.job_id)  # what the application sent, filed
     [event] = held_back_events(ctx, erase_job)
     assert event["command"] == "dual_write" and event["ids"] == ["new-1"] and event["job"] == job.job_id
 

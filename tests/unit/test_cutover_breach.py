@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from nsmigrate.orchestrator.cutover.breach import Sample, breach_problems, fallback_percent, window_figures
+from nsmigrate.orchestrator.cutover.breach import (
+    Sample,
+    app_samples,
+    breach_line,
+    breach_problems,
+    fallback_percent,
+    window_figures,
+    window_lines,
+)
 from nsmigrate.orchestrator.spec.cutover import Cutover
 
 LIMITS = Cutover(p95_ms=100, p99_ms=200, max_error_rate=0.1, breach_window_s=10)
@@ -35,3 +43,30 @@ def test_too_few_reads_are_no_breach() -> None:
 )
 def test_reads_go_back_to_the_last_good_step(percents: list[int], fallback: int) -> None:
     assert fallback_percent(percents) == fallback
+
+
+def test_an_applications_report_is_samples_on_the_watchs_clock_judged_with_its_own() -> None:
+    """``ReadLog.take``'s samples (epoch seconds) join the watch's reads on the clock it started at."""
+    report = {"samples": [[1000.5, "new", 900.0, None, False], [1001.0, "old", 5.0, None, False], [1001, "x", 1, 0, 0]]}
+
+    samples = app_samples(report, epoch0_s=1000.0)
+
+    assert samples == [Sample(0.5, "new", 900.0, reader="app"), Sample(1.0, "old", 5.0, reader="app")]
+    figures = window_figures([*reads(20, 5, start_s=1), *samples], 6, 10)
+    assert figures["new"]["by_reader"] == {"watch": 5, "app": 1} and figures["old"]["by_reader"]["app"] == 1
+
+
+def test_a_window_and_a_breach_read_as_status_says_them() -> None:
+    figures = window_figures([*reads(20, 5), Sample(5, "new", 30, reader="app")], 5, 10)
+    detail = {"percent": 25, "window_s": 10.0, "figures": figures, "instances": 2}
+
+    head, new, old = window_lines(detail, "2026-11-26T10:00:00.123+00:00")
+
+    assert head == (
+        "reads at 25 % new, window of 10.0 s to 2026-11-26T10:00:00 (cutover watch and 2 application instance(s)):"
+    )
+    assert new.startswith("new: 6 reads (1 by applications), P50 20.0 ms") and old.startswith("old: 0 reads, P50 None")
+    breach = {"percent": 25, "problems": ["the new side's P95 900 ms is above cutover.p95_ms = 100 ms"]}
+    assert breach_line(breach, "2026-11-26T10:00:01") == (
+        "breach at 2026-11-26T10:00:01 with reads 25 % new: the new side's P95 900 ms is above cutover.p95_ms = 100 ms"
+    )

@@ -129,3 +129,37 @@ def test_the_page_draws_the_throughput() -> None:
 def test_a_reloaded_page_has_its_throughput(app: Any) -> None:
     assert b'id="throughput"' not in call(app, "/jobs/7", auth="admin:s3cret")[1]
     assert b'id="throughput"' in call(app, "/jobs/7", auth="admin:s3cret")[1]
+
+
+def test_a_job_under_cut_over_shows_where_reads_go_what_they_saw_per_side_and_the_breach_escaped() -> None:
+    from nsmigrate.cli.options import CutoverView
+    from nsmigrate.orchestrator.cutover.breach import Sample, window_figures
+    from nsmigrate.orchestrator.cutover.rules import Rollout
+
+    figures = window_figures([Sample(1, "new", 40.0), Sample(1, "new", 60.0, reader="app"), Sample(1, "old", 9)], 1, 60)
+    reads = ({"percent": 25, "window_s": 60.0, "figures": figures, "instances": 3}, "2026-11-26T10:00:00+00:00")
+    breach = ({"percent": 50, "problems": [f"P95 {HOSTILE}"]}, "2026-11-26T09:59:00+00:00")
+    view = CutoverView(Rollout(percent=25, started_at=datetime(2026, 11, 26, 9, tzinfo=UTC)), reads, breach)
+
+    page = render_job(summary(JobState.FINISHED, ()), [], cutover=view)
+
+    assert "Reads <b>25 % new</b>" in page and "3 application instance(s)" in page
+    new_row = page.split('<table id="cutover-reads">')[1].split("<tr><td>new</td>")[1].split("</tr>")[0]
+    assert [cell.split(">")[1] for cell in new_row.split("</td>")[:-1]] == ["2", "50.0", "59.0", "59.8", "0", "0", "1"]
+    assert 'id="cutover-breach"' in page and HOSTILE not in page and "&lt;script&gt;" in page
+    assert "Cut-over" not in render_job(summary(JobState.FINISHED, ()), [], cutover=CutoverView(Rollout(), None, None))
+
+
+def test_the_page_reads_the_jobs_cut_over_through_its_reader(app: Any) -> None:
+    from nsmigrate.cli.options import CutoverView
+    from nsmigrate.orchestrator.cutover.rules import Rollout
+
+    def job(job_id: int) -> tuple[JobSummary, list[dict[str, Any]]]:
+        return summary(JobState.RUNNING, ()), []
+
+    under_way = CutoverView(Rollout(percent=5, started_at=datetime(2026, 11, 26, 9, tzinfo=UTC)), None, None)
+    pages = page_app("admin", "s3cret", newest_jobs=list, job=job, cutover=lambda job_id: under_way)
+
+    status, body = call(pages, "/jobs/7", auth="admin:s3cret")
+
+    assert status.startswith("200") and b"Reads <b>5 % new</b>" in body

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from nsmigrate.orchestrator.cutover import read_metrics
 from nsmigrate.orchestrator.jobs.status import SYNC_TOTALS
 from nsmigrate.orchestrator.snapshot import JobSummary, Totals
 from nsmigrate.orchestrator.states import JobKind, JobState
@@ -36,10 +37,12 @@ DURATION = re.compile(r"^\d+[smhdw]$")
 
 
 def exported_names() -> set[str]:
-    """Every sample name ``workers.metrics`` exports: the fleet's metrics and the job table's gauges."""
+    """Every sample name nsmigrate exports: the fleet's metrics and the job table's gauges (``workers.metrics``), and
+    what the cut-over's readers measure (``orchestrator.cutover.read_metrics``: DualWriteIndex, `cutover watch`)."""
     families = [
         family
-        for value in vars(metrics).values()
+        for module in (metrics, read_metrics)
+        for value in vars(module).values()
         if isinstance(value, MetricWrapperBase)
         for family in value.describe()
     ]
@@ -57,7 +60,10 @@ def exported_names() -> set[str]:
     )
     families += list(
         metrics.JobTableCollector(
-            newest=lambda: [1], summary=lambda _: summary, syncs=lambda _: dict.fromkeys(SYNC_TOTALS, 0)
+            newest=lambda: [1],
+            summary=lambda _: summary,
+            syncs=lambda _: dict.fromkeys(SYNC_TOTALS, 0),
+            reads_new=lambda _: 5,
         ).collect()
     )
     return {family.name + suffix for family in families for suffix in SUFFIXES[family.type]}

@@ -53,6 +53,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover.rollout import cleanup_refusal
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -239,6 +240,9 @@ def cleanup_run(
         # runs keep their verdicts, but nothing is deleted for it (``jobs_verdicts.start_cleanup`` asks again under a
         # lock).
         stopped = jobs_and_runs.why_stopped(ctx.db, run.job_id)
+        # What the applications sent of their dual writes, filed first: the cut-over's gate reads the failed ones.
+        if not dry_run:
+            published.file_writes(ctx.db, ctx.redis, run.job_id)
         problem = f"{stopped}; nothing is deleted" if stopped is not None else policy_problem(spec)
         if problem is None and not jobs_verdicts.cleanable(run):
             problem = f"the run is {run.state}, not verified; run `nsmigrate verify` first"

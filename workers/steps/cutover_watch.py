@@ -4,10 +4,13 @@ The reads are the job's own vectors (``cutover_check.job_queries``), sent where 
 each alias the step moved (a cut-over by alias: the very name the application reads), or to the target namespace of
 each namespace the rollout reads new (``DualWriteIndex``); each also to the source, for comparison and to see an
 empty answer where the other side answered. One read at a time, at most ``cutover.qps``: a watch measures, it is not
-a load test. After every read the last ``cutover.breach_window_s`` is judged (``orchestrator.cutover.breach``); a
-breach is recorded with its evidence (a ``cutover_breach`` event, which also restarts the step's soak) and reads go
-back to the last good step at once — the aliases repointed, then the rollout recorded — so the application's reads
-leave the breaching side within seconds.
+a load test. With its own reads it judges those the applications' ``DualWriteIndex`` measured and sent
+(``orchestrator.cutover.published``). After every read the last ``cutover.breach_window_s`` is judged
+(``orchestrator.cutover.breach``); a breach is recorded with its evidence (a ``cutover_breach`` event, which also
+restarts the step's soak) and reads go back to the last good step at once — the aliases repointed, the rollout
+recorded, then published for every ``DualWriteIndex`` — so the application's reads leave the breaching side within
+seconds. Each window's figures are kept (a ``cutover_reads`` event: `status`, the job page) and its reads are
+Prometheus metrics (``orchestrator.cutover.read_metrics``, reader ``watch``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.aliases import moved_by
-from nsmigrate.orchestrator.cutover.breach import Sample, breach_problems, fallback_percent, window_figures
+from nsmigrate.orchestrator.cutover.breach import (
+    Sample,
+    app_samples,
+    breach_problems,
+    fallback_percent,
+    window_figures,
+)
+from nsmigrate.orchestrator.cutover.read_metrics import ROLLBACKS, ReadLog, set_limits
 from nsmigrate.orchestrator.cutover.rules import reads_new
 from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -51,7 +62,8 @@ def watch_job(
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Watch job ``job_id``'s live step for ``duration_s`` (None: until a breach); ``on_window`` gets the figures
-    once per window. Returns the report: ``breach`` (its problems), and after one where reads went (``rolled_back_to``).
+    once per window, which are also kept (a ``cutover_reads`` event). Returns the report: ``breach`` (its problems),
+    and after one where reads went (``rolled_back_to``).
     """
     spec = jobs_and_runs.job_spec(ctx.db, job_id)
     percent = rollout_rows.rollout_of(ctx.db, job_id).percent
@@ -60,9 +72,14 @@ def watch_job(
     if not probes:
         return {**report, "watched": False, "reason": f"reads are {percent} % new: none of them reads the target"}
     source, target = ctx.store(spec.source), ctx.store(spec.target)
+    log = ReadLog(job_id, "watch")
+    log.following(percent)
+    set_limits(job_id, limits.model_dump())
+    apps = _AppReports(ctx, job_id)
     samples: list[Sample] = []
     start = last_window = clock()
     figures = window_figures([], 0.0, limits.breach_window_s)
+    fine_until_s = 0.0  # the newest new-side read within the limits: the breaching reads came after it
     while duration_s is None or clock() - start < duration_s:
         probe = probes[report["reads"] % len(probes)]
         report["reads"] += 1
@@ -70,20 +87,77 @@ def watch_job(
         new_ms, new_error, new_ids = timed_query(target, probe.read_as, probe.vector, limits.top_k, clock)
         old_ms, old_error, old_ids = timed_query(source, probe.old, probe.vector, limits.top_k, clock)
         at = clock() - start
-        samples.append(Sample(at, "new", new_ms, new_error, empty=new_error is None and not new_ids and bool(old_ids)))
-        samples.append(Sample(at, "old", old_ms, old_error, empty=old_error is None and not old_ids and bool(new_ids)))
+        new_empty = new_error is None and not new_ids and bool(old_ids)
+        old_empty = old_error is None and not old_ids and bool(new_ids)
+        samples.append(Sample(at, "new", new_ms, new_error, empty=new_empty))
+        samples.append(Sample(at, "old", old_ms, old_error, empty=old_empty))
+        log.read("new", new_ms, new_error, empty=new_empty)
+        log.read("old", old_ms, old_error, empty=old_empty)
+        samples += apps.samples()
+        fine_until_s = max([fine_until_s] + [s.at_s for s in samples if s.side == "new" and _fine(s, limits)])
         samples = [s for s in samples if s.at_s >= at - limits.breach_window_s]
         figures = window_figures(samples, at, limits.breach_window_s)
         problems = breach_problems(figures, limits)
         if problems:
-            return {**report, **_roll_back(ctx, spec, job_id, percent, problems, figures, actor), "figures": figures}
-        if on_window is not None and clock() - last_window >= limits.breach_window_s:
+            since = min((s.at_s for s in samples if s.side == "new" and s.at_s > fine_until_s), default=at)
+            timing = {"breaching_since_s": round(since, 3), "decided_at_s": round(at, 3)}
+            rolled = _roll_back(ctx, spec, job_id, percent, problems, {**figures, **timing}, actor)
+            return {**report, **rolled, "figures": figures, **timing}
+        if clock() - last_window >= limits.breach_window_s:
             last_window = clock()
-            on_window(figures)
+            _window(ctx, job_id, percent, limits, figures, apps, actor)
+            if on_window is not None:
+                on_window(figures)
         pause_s = began + 1 / limits.qps - clock()
         if pause_s > 0:
             sleep(pause_s)  # the pace of the reads, not a wait for a condition
+    _window(ctx, job_id, percent, limits, figures, apps, actor)
     return {**report, "watched": True, "figures": figures}
+
+
+def _fine(sample: Sample, limits: Cutover) -> bool:
+    """Whether one read of the new side is within the limits: answered, not empty, no slower than the P95 limit."""
+    return sample.error is None and not sample.empty and sample.ms is not None and sample.ms <= limits.p95_ms
+
+
+class _AppReports:
+    """The reads the job's applications measured and sent (``DualWriteIndex``), from the watch's start on, as
+    samples on the watch's clock (which started ``epoch0`` in epoch seconds)."""
+
+    def __init__(self, ctx: WorkerContext, job_id: int) -> None:
+        self.ctx, self.job_id = ctx, job_id
+        self.after = published.newest_report_id(ctx.redis, job_id)
+        self.epoch0 = time.time()
+        self.instances: set[str] = set()
+
+    def samples(self) -> list[Sample]:
+        reports, self.after = published.read_reports(self.ctx.redis, self.job_id, self.after)
+        self.instances.update(str(r.get("instance")) for r in reports)
+        return [s for report in reports for s in app_samples(report, self.epoch0)]
+
+
+def _window(
+    ctx: WorkerContext,
+    job_id: int,
+    percent: int,
+    limits: Cutover,
+    figures: dict[str, Any],
+    apps: _AppReports,
+    actor: str,
+) -> None:
+    """Keep one window's figures (a ``cutover_reads`` event, what `status` and the job page show) and file what the
+    applications sent of their writes."""
+    published.file_writes(ctx.db, ctx.redis, job_id)
+    rollout_rows.record_reads(
+        ctx.db,
+        job_id,
+        actor,
+        percent=percent,
+        window_s=limits.breach_window_s,
+        figures=figures,
+        instances=len(apps.instances),
+    )
+    apps.instances.clear()
 
 
 def _probes(ctx: WorkerContext, spec: JobSpec, job_id: int, percent: int) -> list[Probe]:
@@ -127,4 +201,14 @@ def _roll_back(
         rollout_rows.set_rollout(ctx.db, job_id, fallback, actor, **detail)
     except NsmigrateError as e:  # e.g. a source a cleanup deleted: reads cannot go back; said, not hidden
         return {"breach": problems, "rolled_back_to": None, "roll_back_error": str(e)}
+    ROLLBACKS.labels(str(job_id)).inc()
+    try:
+        published.publish(ctx.db, ctx.redis, job_id)  # what every DualWriteIndex follows, within max_age_s
+    except Exception as e:  # recorded, but the applications did not hear it: said, not hidden
+        return {
+            "breach": problems,
+            "rolled_back_to": None,
+            "roll_back_error": f"the rollout went back to {fallback} % new in the job table, but could not be "
+            f"published for the applications ({type(e).__name__}: {e}); run `nsmigrate cutover publish {job_id}`",
+        }
     return {"breach": problems, "rolled_back_to": fallback}

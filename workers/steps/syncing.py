@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -87,6 +88,9 @@ def sync_run(
     """
     actor = actor or ctx.worker_name
     run = jobs_and_runs.get_run(ctx.db, run_id)
+    # The applications' failed dual writes are filed before this sync's own event, which then covers them.
+    if not dry_run:
+        published.file_writes(ctx.db, ctx.redis, run.job_id)
     refusal = jobs_sync_rollback.sync_refusal(ctx.db, run_id)
     if refusal is not None:
         return _refused(ctx, run, refusal, actor)

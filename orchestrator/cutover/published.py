@@ -1,0 +1,209 @@
+"""A job's cut-over as published for its applications, on the fleet's Redis: what ``DualWriteIndex`` follows instead
+of the job table, and what it sends back.
+
+The job table stays the one record (``orchestrator.cutover.rollout``); this module keeps a copy of what an
+application needs in Redis, written by the commands that change it (``cutover publish|set|watch``, ``erase``) and read
+by every application instance (``orchestrator.cutover.following``):
+
+- ``rollout`` (a hash: ``doc``): the rollout's percentage, the ``seq`` of the step it reflects (the newest
+  ``cutover_set`` event's id), the version of the layout, and the spec's limits. Small: polled every ``max_age_s``.
+- ``layout``: the job's spec (as stored: key variable *names* only) and its namespace runs (where each source
+  namespace is copied, for whom). Read once, and again when the rollout names another version.
+- the erasure ledger (``ERASURE_LEDGER_KEY``, a hash: ``version``, ``doc``): every unlifted erasure's subject. Its
+  version is asked before each dual write, the ledger itself when the version changed.
+
+What applications send, filed into the job table by the commands (``file_writes``: ``cutover set|watch``, ``sync``,
+``cleanup``): ``writes`` (a stream of dual writes the new store missed, and of records the ledger held back) become
+``dual_write_failed`` and ``write_held_back`` events. ``reads`` (a capped stream of measured reads), ``traffic``
+(reads per namespace) and ``queries`` (recent queries with filters) are read by ``cutover watch``, ``set`` and
+``check``.
+
+Every publication reads the job table under one Redis lock per document, so the last one written reflects the newest
+commit whoever races (two publishers each read then write; under the lock the later reader writes later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
+from nsmigrate.orchestrator.jobs.database import Database, add_event
+from nsmigrate.orchestrator.jobs.erasure_ledger import erasure_subjects
+from nsmigrate.orchestrator.messaging.task_names import ERASURE_LEDGER_KEY, cutover_key, lock_key
+from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
+
+#: How long a publisher may hold a document's lock (seconds): a few job-table reads and one Redis write.
+PUBLISH_LOCK_S = 30
+#: The ``reads`` stream keeps about this many reports (an application sends one every few seconds).
+READS_KEPT = 2000
+#: Recent queries with filters kept per job (``queries``): each holds a vector.
+QUERIES_KEPT = 100
+
+#: The ``writes`` stream's entry kinds.
+WRITE_FAILED, HELD_BACK = "write_failed", "held_back"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _version(value: Any) -> str:
+    return hashlib.sha256(_dumps(value).encode()).hexdigest()[:16]
+
+
+def layout_of(job_id: int, spec: Mapping[str, Any], runs: Sequence[NamespaceRun]) -> dict[str, Any]:
+    """The layout document of a job: its spec and runs as an application needs them, with their version."""
+    body = {
+        "job_id": job_id,
+        "spec": dict(spec),
+        "runs": [
+            {
+                "id": r.id,
+                "source_namespace": r.source_namespace,
+                "target_namespace": r.target_namespace,
+                "target_namespaces": list(r.target_namespaces or []),
+                "creator_id": r.creator_id,
+                "twin_id": r.twin_id,
+                "routing_table": r.routing_table,
+            }
+            for r in runs
+        ],
+    }
+    return {**body, "version": _version(body)}
+
+
+def head_of(job_id: int, percent: int, seq: int, layout_version: str, limits: Mapping[str, Any]) -> dict[str, Any]:
+    """The rollout document: where reads go, which step that is, which layout, and the limits of a breach."""
+    return {
+        "job_id": job_id,
+        "percent": percent,
+        "seq": seq,
+        "layout": layout_version,
+        "limits": {k: limits[k] for k in ("p95_ms", "p99_ms", "max_error_rate", "breach_window_s")},
+        "published_at": utcnow().isoformat(timespec="milliseconds"),
+    }
+
+
+def ledger_of(subjects: Sequence[tuple[int, Any]]) -> dict[str, Any]:
+    """The erasure ledger document: (erasure job, subject) of every unlifted line, with its version."""
+    body = {"subjects": [[job_id, subject.to_json()] for job_id, subject in subjects]}
+    return {**body, "version": _version(body)}
+
+
+def publish(db: Database, redis: Any, job_id: int) -> dict[str, Any]:
+    """Publish job ``job_id``'s rollout and layout, and the erasure ledger, as the job table has them now; returns
+    the rollout document. Raises what Redis raises (the caller says that applications did not follow)."""
+    publish_ledger(db, redis)
+    with redis.lock(lock_key(f"cutover:{job_id}:publish"), timeout=PUBLISH_LOCK_S, blocking_timeout=PUBLISH_LOCK_S):
+        with db.transaction() as s:
+            job = s.get(Job, job_id)
+            spec = dict(job.spec) if job is not None else {}
+            runs = list(
+                s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
+            )
+            seq = s.scalar(
+                sa.select(sa.func.max(Event.id)).where(Event.job_id == job_id, Event.action == rollout_rows.SET)
+            )
+        rollout = rollout_rows.rollout_of(db, job_id)
+        layout = layout_of(job_id, spec, runs)
+        limits = {**_default_limits(), **(spec.get("cutover") or {})}
+        head = head_of(job_id, rollout.percent, int(seq or 0), layout["version"], limits)
+        pipe = redis.pipeline(transaction=True)
+        pipe.set(cutover_key(job_id, "layout"), _dumps(layout))  # first: a rollout never names a layout not there
+        pipe.hset(cutover_key(job_id, "rollout"), mapping={"doc": _dumps(head)})
+        pipe.execute()
+    return head
+
+
+def _default_limits() -> dict[str, Any]:
+    from nsmigrate.orchestrator.spec.jobspec import Cutover
+
+    return Cutover().model_dump()
+
+
+def publish_ledger(db: Database, redis: Any) -> str:
+    """Publish the erasure ledger as the job table has it now; returns its version."""
+    with redis.lock(lock_key("erasure-ledger:publish"), timeout=PUBLISH_LOCK_S, blocking_timeout=PUBLISH_LOCK_S):
+        ledger = ledger_of(erasure_subjects(db))
+        redis.hset(ERASURE_LEDGER_KEY, mapping={"version": ledger["version"], "doc": _dumps(ledger)})
+    return str(ledger["version"])
+
+
+def file_writes(db: Database, redis: Any, job_id: int) -> int:
+    """Move what the job's applications sent of their writes into the job table: a ``dual_write_failed`` event per
+    write the new store missed (for ``sync`` and the cleanup gate), a ``write_held_back`` event per erasure whose
+    records the ledger held back. Each entry is filed, then deleted from the stream (a crash between the two files
+    it again: an event twice, never none). Returns how many entries were filed."""
+    key = cutover_key(job_id, "writes")
+    if not redis.exists(key):
+        return 0  # nothing sent: no lock to take (every cleanup and sync of a namespace asks)
+    filed = 0
+    with redis.lock(lock_key(f"cutover:{job_id}:file"), timeout=PUBLISH_LOCK_S, blocking_timeout=PUBLISH_LOCK_S):
+        while True:
+            entries = redis.xrange(key, count=500)
+            if not entries:
+                return filed
+            with db.transaction() as s:
+                for _, fields in entries:
+                    _file_one(s, job_id, json.loads(fields[b"entry"]))
+            redis.xdel(key, *[entry_id for entry_id, _ in entries])
+            filed += len(entries)
+
+
+def _file_one(s: Any, job_id: int, entry: dict[str, Any]) -> None:
+    where = {"instance": entry.get("instance"), "sent_at": entry.get("at")}
+    if entry.get("kind") == HELD_BACK:
+        for erasure_job, subject, ids in entry["lines"]:
+            add_event(
+                s,
+                "write_held_back",
+                "dual-writer",
+                erasure_job,
+                creator_id=subject.get("creator_id"),
+                twin_id=subject.get("twin_id"),
+                records=len(ids),
+                ids=ids[:100],
+                command="dual_write",
+                job=job_id,
+                namespace=entry.get("namespace"),
+                **where,
+            )
+        return
+    record = {k: entry.get(k) for k in ("namespace", "operation", "ids", "error")}
+    add_event(s, rollout_rows.WRITE_FAILED, "dual-writer", job_id, entry.get("run_id"), **record, **where)
+
+
+def read_reports(redis: Any, job_id: int, after: str = "0-0", count: int = 200) -> tuple[list[dict[str, Any]], str]:
+    """The applications' read reports sent after stream id ``after`` (oldest first), and the id to read after next."""
+    answer = redis.xread({cutover_key(job_id, "reads"): after}, count=count)
+    reports, last = [], after
+    for _, entries in answer or []:
+        for entry_id, fields in entries:
+            reports.append(json.loads(fields[b"report"]))
+            last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    return reports, last
+
+
+def newest_report_id(redis: Any, job_id: int) -> str:
+    """The id of the newest read report sent so far ("0-0": none), to read only what comes after it."""
+    newest = redis.xrevrange(cutover_key(job_id, "reads"), count=1)
+    if not newest:
+        return "0-0"
+    entry_id = newest[0][0]
+    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+
+
+def traffic(redis: Any, job_id: int, top: int) -> list[tuple[str, int]]:
+    """The ``top`` source namespaces the applications read most (reads counted by ``DualWriteIndex``), most first."""
+    rows = redis.zrevrange(cutover_key(job_id, "traffic"), 0, top - 1, withscores=True)
+    return [(name.decode() if isinstance(name, bytes) else name, int(score)) for name, score in rows]
+
+
+def recorded_queries(redis: Any, job_id: int) -> list[dict[str, Any]]:
+    """The queries with filters the applications' ``DualWriteIndex`` recorded, newest first."""
+    return [json.loads(raw) for raw in redis.lrange(cutover_key(job_id, "queries"), 0, QUERIES_KEPT - 1)]

@@ -1,0 +1,188 @@
+"""A job's cut-over as the fleet publishes it in Redis and ``DualWriteIndex`` follows it (``orchestrator.cutover.
+published``, ``orchestrator.cutover.following``), on a real Redis and job table: the application's two indexes are
+recording stand-ins, so what each side was asked is what the test reads."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis as redis_lib
+
+from nsmigrate.orchestrator.cutover import published
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
+from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex
+from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.messaging.task_names import ERASURE_LEDGER_KEY, cutover_key
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.workers.context import WorkerContext
+
+SPEC = {
+    "name": "published",
+    "source": {"kind": "pinecone", "host": "http://127.0.0.1:1"},
+    "target": {"kind": "pinecone", "host": "http://127.0.0.1:2"},
+    "routing": {"mode": "explicit", "map": {"a": "a-new", "b": "b-new"}},
+}
+
+
+class Side:
+    """One of the application's indexes: answers a query with one match, and keeps what it was asked."""
+
+    def __init__(self, name: str, fail_writes: bool = False) -> None:
+        self.name, self.fail_writes, self.calls = name, fail_writes, list[tuple[str, str]]()
+
+    def upsert(self, vectors: Any, namespace: str) -> dict[str, int]:
+        self.calls.append(("upsert", namespace))
+        if self.fail_writes:
+            raise RuntimeError(f"{self.name} refused the write")
+        return {"upserted_count": len(list(vectors))}
+
+    def delete(self, ids: Any, namespace: str) -> None:
+        self.calls.append(("delete", namespace))
+
+    def query(self, namespace: str, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("query", namespace))
+        return {"matches": [{"id": "x", "score": 1.0}]}
+
+
+@pytest.fixture
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url)
+
+
+@pytest.fixture
+def job_id(ctx: WorkerContext) -> int:
+    """A migrate job of namespaces a → a-new, b → b-new and the default namespace into the new index's default one,
+    published for its applications."""
+    spec = parse_spec(SPEC)
+    plan = Plan(
+        runs=[NamespacePlan(ns, f"{ns}-new", 1, 1, None, None) for ns in ("a", "b")] + [NamespacePlan("", "", 1, 1)],
+        estimate=Estimate(0, 0, 0, 0, 0, 0.0),
+        twins={},
+    )
+    job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label="old", target_label="new")
+    published.publish(ctx.db, ctx.redis, job_id)
+    return job_id
+
+
+def app(ctx: WorkerContext, job_id: int, new: Side | None = None, **kwargs: Any) -> tuple[DualWriteIndex, Side, Side]:
+    old, new = Side("old"), new or Side("new")
+    return DualWriteIndex(old=old, new=new, job_id=job_id, redis=ctx.redis, max_age_s=0, **kwargs), old, new
+
+
+def test_reads_follow_each_published_step_and_nothing_else(ctx: WorkerContext, job_id: int) -> None:
+    wrapper, old, new = app(ctx, job_id, compare_share=0)
+
+    wrapper.query(vector=[0.1], top_k=1, namespace="a")
+    rollout_rows.set_rollout(ctx.db, job_id, 100, "tester")  # recorded, not yet published: nothing moves
+    wrapper.query(vector=[0.1], top_k=1, namespace="a")
+    published.publish(ctx.db, ctx.redis, job_id)
+    wrapper.query(vector=[0.1], top_k=1, namespace="a")
+
+    assert old.calls == [("query", "a"), ("query", "a")] and new.calls == [("query", "a-new")]
+
+
+def test_the_default_namespace_reads_its_copy_once_its_step_came(ctx: WorkerContext, job_id: int) -> None:
+    wrapper, old, new = app(ctx, job_id, compare_share=0)
+    rollout_rows.set_rollout(ctx.db, job_id, 100, "tester")
+    published.publish(ctx.db, ctx.redis, job_id)
+
+    wrapper.query(vector=[0.1], top_k=1, namespace="__default__")
+    wrapper.query(vector=[0.1], top_k=1, namespace="")
+
+    assert old.calls == [] and new.calls == [("query", ""), ("query", "")]
+
+
+def test_no_published_rollout_refuses_to_start_naming_the_command(ctx: WorkerContext, job_id: int) -> None:
+    ctx.redis.delete(cutover_key(job_id, "rollout"))
+
+    with pytest.raises(StateError, match=f"nsmigrate cutover publish {job_id}"):
+        app(ctx, job_id)
+
+
+def test_a_ledger_that_cannot_be_read_stops_the_write_before_either_side(ctx: WorkerContext, job_id: int) -> None:
+    wrapper, old, new = app(ctx, job_id)
+    ctx.redis.delete(ERASURE_LEDGER_KEY)
+
+    with pytest.raises(StateError, match="no erasure ledger is published"):
+        wrapper.upsert(vectors=[("v1", [0.1])], namespace="a")
+
+    assert old.calls == [] and new.calls == []
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port nothing listens on (bound, never listening, for the test's length)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]
+
+
+def test_failed_writes_redis_cannot_take_are_kept_and_sent_with_the_next(
+    ctx: WorkerContext, job_id: int, closed_port: int
+) -> None:
+    wrapper, old, _ = app(ctx, job_id, new=Side("new", fail_writes=True))
+    reachable = wrapper.follower.redis
+
+    wrapper.follower.redis = redis_lib.Redis(port=closed_port, socket_connect_timeout=1)
+    wrapper.follower.write_failed(None, "a", "upsert", ["v1"], "RuntimeError: refused")  # Redis away: kept
+    wrapper.follower.redis = reachable
+    wrapper.upsert(vectors=[("v2", [0.1])], namespace="a")  # the new side refuses; sent with the kept one
+
+    assert published.file_writes(ctx.db, ctx.redis, job_id) == 2
+    failures = [e["detail"] for e in jobs_status.events_of(ctx.db, job_id) if e["action"] == "dual_write_failed"]
+    assert sorted(f["ids"][0] for f in failures) == ["v1", "v2"]
+    assert all(f["namespace"] == "a" and f["instance"] == wrapper.follower.instance for f in failures)
+    assert ("upsert", "a") in old.calls and published.file_writes(ctx.db, ctx.redis, job_id) == 0
+
+
+#: The application's Redis user, as the manual writes it ("What the application follows, and what it sends").
+ACL = (
+    "resetkeys %R~nsmigrate:cutover:*:rollout %R~nsmigrate:cutover:*:layout %R~nsmigrate:erasure-ledger "
+    "%W~nsmigrate:cutover:*:writes %W~nsmigrate:cutover:*:reads ~nsmigrate:cutover:*:traffic "
+    "~nsmigrate:cutover:*:queries -@all +hget +get +xadd +zincrby +lpush +ltrim"
+)
+
+
+def test_an_application_user_of_the_manuals_acl_follows_and_sends_and_cannot_change_the_cut_over(
+    ctx: WorkerContext, job_id: int, redis_url: str
+) -> None:
+    ctx.redis.execute_command("ACL", "SETUSER", "app", "on", ">app-pw", *ACL.split())
+    try:
+        limited = redis_lib.Redis.from_url(redis_url.replace("redis://", "redis://app:app-pw@"))
+        old, new = Side("old"), Side("new", fail_writes=True)
+        wrapper = DualWriteIndex(old=old, new=new, job_id=job_id, redis=limited, compare_share=1.0)
+        wrapper.upsert(vectors=[("v1", [0.1], {"filter_me": 1})], namespace="a")
+        wrapper.query(vector=[0.1], top_k=1, namespace="a", filter={"n": {"$eq": 1}})
+        wrapper.close()
+
+        with pytest.raises(redis_lib.exceptions.NoPermissionError):
+            limited.hset(cutover_key(job_id, "rollout"), "doc", "{}")
+        with pytest.raises(redis_lib.exceptions.NoPermissionError):
+            limited.xrange(cutover_key(job_id, "writes"))
+    finally:
+        ctx.redis.execute_command("ACL", "DELUSER", "app")
+    assert published.file_writes(ctx.db, ctx.redis, job_id) == 1  # what it sent arrived
+    reports, _ = published.read_reports(ctx.redis, job_id)
+    assert reports and {s[1] for r in reports for s in r["samples"]} == {"old", "new"}
+    assert published.traffic(ctx.redis, job_id, 5) == [("a", 1)]
+    assert published.recorded_queries(ctx.redis, job_id) == [
+        {"namespace": "a", "vector": [0.1], "top_k": 1, "filter": {"n": {"$eq": 1}}}
+    ]
+
+
+def test_the_last_publication_is_the_newest_whoever_races(ctx: WorkerContext, job_id: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for percent in (5, 25, 50):
+        rollout_rows.set_rollout(ctx.db, job_id, percent, "tester")
+    with ThreadPoolExecutor(4) as pool:
+        heads = list(pool.map(lambda _: published.publish(ctx.db, ctx.redis, job_id), range(8)))
+
+    wrapper, _, _ = app(ctx, job_id)
+    assert {h["percent"] for h in heads} == {50} and wrapper.rollout.percent() == 50
