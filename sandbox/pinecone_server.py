@@ -203,7 +203,9 @@ class IndexSpec:
 class Faults:
     """What an index does wrong on purpose. The defaults do nothing wrong.
 
-    - ``latency_ms``: added to every data-plane request (admin endpoints excepted).
+    - ``latency_ms``: added to every data-plane request (admin endpoints excepted); with ``latency_namespaces``, only
+      to the requests of those namespaces, as served (a read through an alias is slow when the namespace it resolves
+      to is): one target namespace of an index slowed while the rest answer as before.
     - ``*_rps_*``: requests admitted per sliding 1-second window for that Pinecone scope, ``None`` = unlimited.
       Writes are upsert/update/delete per namespace, queries per namespace, fetch, list and stats per index (stats:
       ``describe_index_stats`` and, held to the same limit, ``describe_namespace``). A refused request gets 429 and
@@ -230,6 +232,7 @@ class Faults:
     """
 
     latency_ms: float = 0.0
+    latency_namespaces: tuple[str, ...] | None = None
     write_rps_per_namespace: int | None = None
     query_rps_per_namespace: int | None = None
     fetch_rps_per_index: int | None = None
@@ -277,6 +280,8 @@ class Faults:
         if not 500 <= self.status_5xx <= 599:
             raise ValueError("status_5xx must be a 5xx status")
         object.__setattr__(self, "refuse_ids", tuple(self.refuse_ids))  # a tuple however it was given, as below
+        if self.latency_namespaces is not None:
+            object.__setattr__(self, "latency_namespaces", tuple(self.latency_namespaces))
         if self.error_ops is not None:
             # JSON gives a list; keep a tuple so Faults stays hashable and compares equal however it was built.
             object.__setattr__(self, "error_ops", tuple(self.error_ops))
@@ -296,6 +301,8 @@ class Faults:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["refuse_ids"] = list(self.refuse_ids)
+        if self.latency_namespaces is not None:
+            data["latency_namespaces"] = list(self.latency_namespaces)
         if self.error_ops is not None:
             data["error_ops"] = list(self.error_ops)
         return data
@@ -970,7 +977,15 @@ class FaultState:
             #: op → [first, last] arrival of its requests (epoch seconds): when a client's work reached the index.
             self._request_times: dict[str, list[float]] = {}
             self._counters = dict.fromkeys(
-                ("responses_429", "responses_5xx", "injected_429", "injected_5xx", "vectors_stored", "vectors_dropped"),
+                (
+                    "responses_429",
+                    "responses_5xx",
+                    "injected_429",
+                    "injected_5xx",
+                    "vectors_stored",
+                    "vectors_dropped",
+                    "delayed",
+                ),
                 0,
             )
             self._rate_limited = dict.fromkeys(_SCOPE_LIMIT, 0)
@@ -1003,6 +1018,19 @@ class FaultState:
         with self._lock:
             self._requests[op] = self._requests.get(op, 0) + 1
             self._request_times.setdefault(op, [now, now])[1] = now
+
+    def delay(self, namespace: str | None) -> None:
+        """Add ``latency_ms`` to this request: every one (``namespace`` None, before it is known) when no
+        ``latency_namespaces`` are set, else those served from one of them (once the namespace is known)."""
+        faults = self.faults
+        wanted = faults.latency_namespaces
+        if not faults.latency_ms or (namespace is None) != (wanted is None):
+            return
+        if wanted is not None and namespace not in wanted:
+            return
+        with self._lock:
+            self._counters["delayed"] += 1
+        time.sleep(faults.latency_ms / 1000.0)
 
     def count_reply(self, status: int) -> None:
         with self._lock:
@@ -1178,8 +1206,7 @@ class IndexService:
             op, handler, arg = self._route(method, path)
             self.faults.count_request(op)
             faults = self.faults.faults
-            if faults.latency_ms:
-                time.sleep(faults.latency_ms / 1000.0)
+            self.faults.delay(None)
             _check_api_key(headers, self.api_key)
             refused = wrong_api(self.spec, op)
             if refused is not None:
@@ -1200,6 +1227,7 @@ class IndexService:
             payload, arg = self.aliases.route(op, payload, query, arg)  # reads through an alias, writes refused
             in_path = op in _RECORDS_OPS or op in _DOCUMENT_OPS
             scope_ns = _namespace_name(arg) if in_path else self._scope_namespace(op, payload, query)
+            self.faults.delay(scope_ns)  # with latency_namespaces: once an alias resolved, the namespace serving it
             refusal = self.faults.admit(op, scope_ns)
             if refusal is not None:
                 raise refusal

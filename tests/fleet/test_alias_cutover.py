@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,7 @@ from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet.test_sync_rollback import DIM, cli, events, states, wait_final
 from tests.fleet_jobs import start_job
+from tests.polling import wait_until
 
 NAMESPACES = ["ns0", "ns1", "ns2"]
 ALIASES = [f"live.{ns}" for ns in NAMESPACES]
@@ -170,6 +173,29 @@ def test_cleanup_and_rollback_keep_what_the_job_aliases_serve_until_a_step_repoi
     assert set(served(stack).values()) == {f"v2-{ns}" for ns in NAMESPACES}  # the aliases still serve the copies
 
 
+class AliasReader:
+    """The application: a thread reading every alias with the SDK until stopped, keeping (began, alias, the namespace
+    that served it) of each read on this process's monotonic clock."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.app = Pinecone(api_key=SANDBOX_API_KEY).Index(host=stack.pinecone.host("one"))
+        self.reads: list[tuple[float, str, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="application reads", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            for alias in ALIASES:
+                began = time.monotonic()
+                answer = self.app.query(vector=[0.5] * DIM, top_k=1, namespace=alias)
+                self.reads.append((began, alias, answer.namespace))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def test_a_breach_on_the_new_side_moves_the_aliases_back_within_its_window(stack: Stack) -> None:
     from nsmigrate_sandbox.pinecone_server import Faults
 
@@ -177,17 +203,31 @@ def test_a_breach_on_the_new_side_moves_the_aliases_back_within_its_window(stack
     assert cli(stack, "cutover", "aliases", str(job_id)).exit_code == 0
     assert cli(stack, "cutover", "check", str(job_id)).exit_code == 0
     assert set_reads(stack, job_id, "new", "--percent", "5").exit_code == 0
-    assert sum(ns.startswith("v2-") for ns in served(stack).values()) == 1
+    [moved] = [alias for alias, ns in served(stack).items() if ns.startswith("v2-")]
     calm = cli(stack, "cutover", "watch", str(job_id), "--duration", "1")
     assert calm.exit_code == 0 and "no breach" in calm.output, calm.output
 
-    stack.pinecone.set_faults("one", Faults(latency_ms=400))  # the index serves every read slowly now
-    breach = cli(stack, "cutover", "watch", str(job_id), "--duration", "30")
-    stack.pinecone.set_faults("one", Faults())
+    reader = AliasReader(stack)
+    try:
+        # Only the new namespaces serve slowly now: the old ones, in the same index, answer as before.
+        slow = [f"v2-{ns}" for ns in NAMESPACES]
+        stack.pinecone.set_faults("one", Faults(latency_ms=400, latency_namespaces=slow))
+        breach = cli(stack, "cutover", "watch", str(job_id), "--duration", "30")
+        rolled_back = time.monotonic()
+        wait_until(lambda: [r for r in reader.reads if r[0] > rolled_back][3:], what="reads after it", timeout_s=30)
+    finally:
+        reader.stop()
+        stack.pinecone.set_faults("one", Faults())
 
     assert breach.exit_code == 1 and "reads moved back to 0 % new" in breach.output, breach.output
-    assert served(stack) == dict(zip(ALIASES, NAMESPACES, strict=True))  # no read goes to the breaching side
+    assert any(alias == moved and ns.startswith("v2-") for began, alias, ns in reader.reads if began < rolled_back)
+    assert {ns for began, _, ns in reader.reads if began > rolled_back} <= set(
+        NAMESPACES
+    )  # no read of the breaching side
+    assert served(stack) == dict(zip(ALIASES, NAMESPACES, strict=True))
     [evidence] = [e["detail"] for e in events(db, job_id, "cutover_breach")]
     assert evidence["percent"] == 5 and "cutover.p95_ms = 150 ms" in evidence["problems"][0]
-    assert evidence["window"]["new"]["reads"] >= 5
+    window = evidence["window"]
+    assert window["new"]["reads"] >= 5 and window["old"]["p95_ms"] < 150, window  # only the new side breached
+    assert window["decided_at_s"] - window["breaching_since_s"] <= 6, window  # within its window, on its own clock
     assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 0]

@@ -592,6 +592,28 @@ def test_latency_is_added(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     assert time.monotonic() - started >= 0.15
 
 
+def test_latency_of_some_namespaces_slows_only_what_they_serve_an_alias_included(
+    pc: Pinecone, sandbox: PineconeSandbox
+) -> None:
+    sandbox.load("seeds-serverless", "slow", [("a", [1, 0, 0, 0], None)])
+    sandbox.load("seeds-serverless", "fast", [("a", [1, 0, 0, 0], None)])
+    served = raw(sandbox, "seeds-serverless")
+    alias = {"name": "live", "target_namespace": "slow"}
+    created = served.post("/namespace-aliases", json=alias, headers={"X-Pinecone-Api-Version": "2026-07"})
+    assert created.status_code == 200, created.text
+    idx = index(pc, sandbox, "seeds-serverless")
+    sandbox.set_faults("seeds-serverless", Faults(latency_ms=150, latency_namespaces=["slow"]))
+
+    started = time.monotonic()
+    idx.query(vector=[1, 0, 0, 0], top_k=1, namespace="live")  # served by "slow"
+    assert time.monotonic() - started >= 0.15
+    for namespace in ("fast", "slow", "fast"):
+        idx.query(vector=[1, 0, 0, 0], top_k=1, namespace=namespace)
+
+    assert sandbox.stats("seeds-serverless")["delayed"] == 2
+    assert sandbox.faults("seeds-serverless").to_dict()["latency_namespaces"] == ["slow"]
+
+
 def test_namespaces_endpoint_switched_off(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     sandbox.set_faults("seeds-serverless", Faults(namespaces_endpoint=False))
     sandbox.load("seeds-serverless", "ns", [("a", [1, 0, 0, 0], None)])
