@@ -202,9 +202,10 @@ def import_cmd(
     """Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked
     first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any
     check fails, nothing is written. --overwrite shows how many stored vectors each namespace would have replaced
-    and asks before writing (--yes: does not ask). Records of a creator or twin in the erasure ledger (`nsmigrate
-    erase`) are never written: they are held back and named, until an operator lifts the erasure (`erase --lift`);
-    so the job table must be reachable."""
+    and asks before writing (--yes: does not ask).
+
+    Records of a creator or twin in the erasure ledger (`nsmigrate erase`) are never written: they are held back and
+    named, until an operator lifts the erasure (`erase --lift`); so the job table must be reachable."""
     job_spec = load_spec(spec)
     database: jobs_database.Database | None = None
     store = backup_store(job_spec.source if to_source else job_spec.target)

@@ -8,10 +8,12 @@ made.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.records.namespaces import display_namespace
+
+if TYPE_CHECKING:  # the reading commands render summaries without loading the planner or the spec models
+    from nsmigrate.orchestrator.planning.prepared import Prepared
 
 #: Columns shown left-aligned; the rest are numbers.
 TEXT_COLUMNS = ("source namespace", "target namespace", "ids by")

@@ -36,7 +36,7 @@ def modules_after(*args: str) -> frozenset[str]:
     """The modules a fresh interpreter holds after running ``nsmigrate ARGS`` in-process."""
     probe = (
         "import json, sys\n"
-        "from cli.main import app\n"
+        "from nsmigrate.cli.main import app\n"
         "try:\n"
         "    app(sys.argv[1:])\n"
         "except SystemExit:\n"
@@ -135,7 +135,7 @@ def test_planning_commands_import_no_backup_machinery_nor_numpy(args: list[str])
 def test_a_worker_starts_without_the_backup_machinery_nor_numpy() -> None:
     """Every worker process imports the tasks: only a backup/erasure (pyarrow) or a re-embedding (numpy) loads
     these, in the task that needs them."""
-    probe = "import json, sys, workers.fleet.tasks; print(json.dumps(sorted(sys.modules)))"
+    probe = "import json, sys, nsmigrate.workers.fleet.tasks; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     loaded = json.loads(result.stdout.splitlines()[-1])
 
@@ -154,14 +154,14 @@ def test_handing_a_spec_to_the_fleet_loads_no_settings_nor_redis_py(tmp_path: Pa
     next), given both URLs in the environment and no other setting."""
     probe = (
         "import json, sys\n"
-        "from cli import submit\n"
+        "from nsmigrate.cli import submit\n"
         "to_fleet = submit.to_fleet\n"
         "def submitted(*args, **kwargs):\n"
         "    to_fleet(*args, **kwargs)\n"
         "    sys.stderr.write(json.dumps(sorted(sys.modules)))\n"
         "    raise SystemExit(0)\n"
         "submit.to_fleet = submitted\n"
-        "from cli.main import app\n"
+        "from nsmigrate.cli.main import app\n"
         "app(sys.argv[1:])\n"
     )
     spec = tmp_path / "spec.yaml"
