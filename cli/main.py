@@ -106,7 +106,9 @@ COMMANDS: dict[str, Entry] = {
         "Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked "
         "first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any "
         "check fails, nothing is written. --overwrite shows how many stored vectors each namespace would have replaced "
-        "and asks before writing (--yes: does not ask).",
+        "and asks before writing (--yes: does not ask). Records of a creator or twin in the erasure ledger (`nsmigrate "
+        "erase`) are never written: they are held back and named, until an operator lifts the erasure (`erase "
+        "--lift`); so the job table must be reachable.",
     ),
     "erase": Entry(
         "nsmigrate.cli.erasure",
@@ -208,6 +210,13 @@ class LazyGroup(TyperGroup):
         finally:
             self._summaries_only = False
 
+    def shell_complete(self, ctx: Any, incomplete: str) -> Any:
+        self._summaries_only = True  # completing a command's name needs its one line only, not its module
+        try:
+            return super().shell_complete(ctx, incomplete)
+        finally:
+            self._summaries_only = False
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -223,7 +232,6 @@ app = typer.Typer(
     "plan a job from a YAML spec, run it on workers, watch it, re-run failed batches, verify, then clean up.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 
 
