@@ -31,6 +31,7 @@ dev = [
     "mypy>=1.10",
     "types-PyYAML",
     "import-linter>=2.1",
+    "moto[server]>=5.1,<6",  # the S3-compatible server bulk imports read from (tests/service_fixtures.py)
 ]
 
 setup(

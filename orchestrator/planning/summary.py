@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 
-if TYPE_CHECKING:  # the reading commands draw plans (``cli.render``) without loading the planner's models
+if TYPE_CHECKING:  # the reading commands render summaries without loading the planner or the spec models
     from nsmigrate.orchestrator.planning.plan import Plan
     from nsmigrate.orchestrator.planning.prepared import Prepared
 

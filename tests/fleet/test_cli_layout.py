@@ -36,7 +36,7 @@ def modules_after(*args: str) -> frozenset[str]:
     """The modules a fresh interpreter holds after running ``nsmigrate ARGS`` in-process."""
     probe = (
         "import json, sys\n"
-        "from cli.main import app\n"
+        "from nsmigrate.cli.main import app\n"
         "try:\n"
         "    app(sys.argv[1:])\n"
         "except SystemExit:\n"

@@ -9,10 +9,11 @@ writes text (an integrated target, or ``reembed``) turns the routed records into
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
 A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
-batch asks the erasure ledger of the job table (``jobs.erasure_ledger.erasure_subjects``) and fails, writing nothing,
-when one of its records is theirs (``_refuse_erased``; recorded in the erasure's events too, until an operator lifts
-it). The erasure asks the job table the mirror question at each place before it deletes (copies that
-may still write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
+batch asks the erasure ledger of the job table (``jobs.erasure_ledger.HeldBack``) and skips their records, writing the
+rest (``_hold_back``); the skipped ids are named in the job's events (``records_held_back``), the erasure's
+(``write_held_back``) and the run's verification report, which expects them absent, until an operator lifts the
+erasure. The erasure asks the job table the mirror question at each place before it deletes (copies that may still
+write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -20,18 +21,17 @@ Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
+from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, failure_text
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.records.namespaces import SHOWN, display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records
 from nsmigrate.orchestrator.routing.text import missing_text_reason
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
-from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
@@ -64,7 +64,9 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tu
         work.routing_table,
     )
     by_target, unwritable = for_target(spec, route_records(records, ctx_route))
-    _refuse_erased(ctx, work, lambda: [(ctx_route.pair_of(ns), routed) for ns, routed in by_target.items()])
+    names = sorted(by_target)
+    kept = _hold_back(ctx, work, [(ctx_route.pair_of(ns), by_target[ns]) for ns in names])
+    by_target = {ns: routed for ns, routed in zip(names, kept, strict=True) if routed}
     if unwritable:
         _record_unwritable(ctx, work, spec.text_from or "", unwritable)
     per_request = records_per_request(spec)
@@ -110,24 +112,21 @@ def _record_unwritable(
         )
 
 
-def _table_enrichment(ctx: WorkerContext, work: jobs_batches.BatchWork, source: Any, target_ns: str) -> dict[str, Any]:
+def _table_enrichment(
+    ctx: WorkerContext, work: jobs_batches.BatchWork, source: Any, target_ns: str
+) -> tuple[dict[str, Any], list[str]]:
     """What a batch copied as rows (inside Postgres, or between two databases) merges into each row's ``metadata``,
-    by the same rule as a copy through records (``routing.expected_metadata``); the batch refused first when one of
-    its records is an erased creator's (``_refuse_erased``: its records are read for that only then)."""
+    by the same rule as a copy through records (``routing.expected_metadata``), and the batch's ids less those of an
+    erased creator (``_hold_back``: its records are read for that only while the ledger holds an erasure)."""
     spec = work.spec
     ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
     extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
-    _refuse_erased(
-        ctx,
-        work,
-        lambda: [
-            (
-                ctx_route.pair_of(target_ns),
-                [Record(r.id, [], {**r.metadata, **extra}) for r in source.fetch(work.source_namespace, work.ids)],
-            )
-        ],
-    )
-    return extra
+    if not jobs_erasure_ledger.erasure_subjects(ctx.db):
+        return extra, list(work.ids)
+    rows = [Record(r.id, [], {**r.metadata, **extra}) for r in source.fetch(work.source_namespace, work.ids)]
+    [kept] = _hold_back(ctx, work, [(ctx_route.pair_of(target_ns), rows)])
+    held = set(work.ids) - {r.id for r in kept} - (set(work.ids) - {r.id for r in rows})
+    return extra, [i for i in work.ids if i not in held]
 
 
 def _copy_in_postgres(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
@@ -137,42 +136,41 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple
     spec, target_ns = work.spec, work.target_namespace
     assert target_ns is not None and isinstance(spec.target, PgvectorStoreSpec)
     source = ctx.store(spec.source)
-    extra = _table_enrichment(ctx, work, source, target_ns)
+    extra, ids = _table_enrichment(ctx, work, source, target_ns)
     tables = table_copies.RunTables(source, spec.target.table, work.source_namespace, target_ns)
-    copied = table_copies.copy_batch_in_postgres(tables, work.ids, extra)
-    return copied, len(work.ids) - copied, 0, [target_ns]
+    copied = table_copies.copy_batch_in_postgres(tables, ids, extra) if ids else 0
+    return copied, len(ids) - copied, 0, [target_ns]
 
 
-Writes = Iterable[tuple[tuple[str | None, str | None], Sequence[Any]]]
-
-
-def _refuse_erased(ctx: WorkerContext, work: jobs_batches.BatchWork, writes: Callable[[], Writes]) -> None:
-    """Refuse the batch, before it writes anything, when one of its records is the data of a creator (or twin) an
-    erasure is erasing or has erased: written back, it would outlive the receipt that says it is gone. Asked of the
-    job table now, not when the job started. ``writes``: per target namespace, the (creator, twin) it was built for
-    and the records as they will be written; called only when an erasure exists (a pgvector batch copied inside
-    Postgres reads its records for it)."""
-    erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)
-    found = erased_in(erasures, writes()) if erasures else None
-    if found is None:
-        return
-    erasure, subject, ids = found
-    jobs_erasure_ledger.record_held_back(
-        ctx.db, [found], job=work.job_id, batch=work.batch_id, namespace=work.source_namespace, refused="batch"
-    )
-    shown = ", ".join(repr(i) for i in ids[:SHOWN]) + (f", … ({len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
-    again = f"--creator {subject.creator_id}" + (f" --twin {subject.twin_id}" if subject.twin_id else "")
-    raise StateError(
-        f"{len(ids)} record(s) of {subject.label} in this batch ({shown}) would be written, but erasure job "
-        f"{erasure} erases their data: a copy never writes it back; nothing of this batch was written",
-        hint=f"once erasure job {erasure} has finished, its places no longer hold them; a source it did not search "
-        f"still does: erase them there (`nsmigrate erase {again} --spec SPEC`), then `nsmigrate retry {work.job_id}`. "
-        f"Data of theirs that may be written again (a test creator's) is let through by an operator's "
-        f'`nsmigrate erase --lift {again} --reason "…"`',
-        job=work.job_id,
-        namespace=display_namespace(work.source_namespace),
-        batch=work.batch_id,
-    )
+def _hold_back(
+    ctx: WorkerContext, work: jobs_batches.BatchWork, writes: Sequence[tuple[tuple[str | None, str | None], list[Any]]]
+) -> list[list[Any]]:
+    """The records of each write (per target namespace: the (creator, twin) it was built for and its records as they
+    will be written) less those of a creator (or twin) an erasure is erasing or has erased: written back, they would
+    outlive the receipt that says they are gone. Asked of the job table now, not when the job started. What is held
+    back is named in the job's events (``records_held_back``, with the erasure and how to lift it) and in the
+    erasure's (``write_held_back``); the run's verification expects it absent."""
+    held = jobs_erasure_ledger.HeldBack(ctx.db)
+    kept = held.keep_writes(writes)
+    if held.held:
+        where = {"batch": work.batch_id, "namespace": work.source_namespace}
+        jobs_erasure_ledger.record_held_back(ctx.db, held.lines(), job=work.job_id, **where)
+        for sentence in held.sentences():
+            log.warning("batch %s (job %s): %s", work.batch_id, work.job_id, sentence)
+        jobs_and_runs.record_event(
+            ctx.db,
+            "records_held_back",
+            ctx.worker_name,
+            work.job_id,
+            work.run_id,
+            batch_id=work.batch_id,
+            namespace=work.source_namespace,
+            ids=held.ids[: jobs_erasure_ledger.EVENT_IDS],
+            records=len(held.ids),
+            erasures=[job_id for job_id, _, _ in held.lines()],
+            reason="; ".join(held.sentences()),
+        )
+    return kept
 
 
 def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
@@ -184,12 +182,14 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) ->
     assert target_ns is not None
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     assert isinstance(source, DocumentedPgvectorStore) and isinstance(target, DocumentedPgvectorStore)
-    extra = _table_enrichment(ctx, work, source, target_ns)
-    done = target.copy_rows_from(source, work.source_namespace, target_ns, work.ids, extra)
+    extra, ids = _table_enrichment(ctx, work, source, target_ns)
+    if not ids:
+        return 0, 0, 0, [target_ns]
+    done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra)
     if done is None:
         return _copy_through_worker(ctx, work)
     copied, passed = done
-    return copied, len(work.ids) - copied, passed, [target_ns]
+    return copied, len(ids) - copied, passed, [target_ns]
 
 
 def _copy_and_finish(
