@@ -99,16 +99,15 @@ COMMANDS: dict[str, Entry] = {
     "export": Entry(
         "nsmigrate.cli.backup",
         "Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to "
-        "restore with `nsmigrate import`. Only reads from the store.",
+        "restore with `nsmigrate import`. Only reads from the store. The export is recorded in the job table (a "
+        "`backup_written` event), so `nsmigrate erase` finds it and erases a creator's rows from it too.",
     ),
     "import": Entry(
         "nsmigrate.cli.backup",
         "Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked "
         "first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any "
         "check fails, nothing is written. --overwrite shows how many stored vectors each namespace would have replaced "
-        "and asks before writing (--yes: does not ask). Records of a creator or twin in the erasure ledger (`nsmigrate "
-        "erase`) are never written: they are held back and named, until an operator lifts the erasure (`erase "
-        "--lift`); so the job table must be reachable.",
+        "and asks before writing (--yes: does not ask).",
     ),
     "erase": Entry(
         "nsmigrate.cli.erasure",
