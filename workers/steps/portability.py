@@ -69,7 +69,7 @@ def export_subject(
     created = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     owns = plan.subject.owns_record
-    stores = []
+    stores: list[dict[str, Any]] = []
     try:
         for i, (label, entry) in enumerate(sorted(by_store.items()), start=1):
             sub = directory / f"store-{i}"
