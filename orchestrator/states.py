@@ -100,6 +100,7 @@ class PlaceKind(StrEnum):
     NAMESPACE = "namespace"  # a whole namespace of the creator (or twin), or a source namespace of theirs
     RECORDS = "records"  # their vectors in a shared namespace (public, review, the default namespace…)
     BACKUP = "backup"  # a backup directory: files rewritten without their rows, or removed
+    TABLE = "table"  # a retired pgvector table (a backup a move or cleanup renamed away): emptied of their rows
 
 
 # ------------------------------------------------------------------------------------------ allowed transitions

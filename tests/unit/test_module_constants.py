@@ -51,6 +51,7 @@ WORKING: dict[str, str] = {
     "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
     "orchestrator/planning/crossings.py:CROSSINGS_SHOWN": "crossings a plan's warnings name in full",
     "orchestrator/jobs/erasure_ledger.py:EVENT_IDS": "ids a write_held_back event names (its count is whole)",
+    "workers/stores/pgvector/retired.py:PAGE_ROWS": "rows read per request while a retired table is searched",
     "orchestrator/routing/route.py:_EXAMPLES": "records an error lists",
     "orchestrator/tenancy/creator_mapping.py:_SHOWN": "problems an error lists",
     "orchestrator/records/namespaces.py:SHOWN": "names an error lists",

@@ -57,8 +57,13 @@ def _ran_before(task: Task) -> bool:
     """Whether this message was handed out before: redelivered by Redis after its worker died (acks_late) or sent
     again by the retry on an outage. Its earlier run may have stopped between two of its steps: the steps' ``again``
     flag, whose story is told in ``orchestrator.recovery``."""
-    delivery_info = task.request.delivery_info or {}
-    return bool(delivery_info.get("redelivered")) or bool(task.request.retries)
+    return _redelivered(task) or bool(task.request.retries)
+
+
+def _redelivered(task: Task) -> bool:
+    """Whether Redis handed this very message out again: the worker that had it died without acknowledging it (a
+    Celery retry after an outage is a new message, and not redelivered unless its own worker died too)."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
 
 
 #: Raised by a task whose work failed and was recorded: Celery marks it FAILURE and logs it without a traceback.
@@ -78,7 +83,7 @@ def list_namespace(self: Task, run_id: int, wait_for_lock: bool = False, **_cont
 def copy_batch(self: Task, batch_id: int, **_context: Any) -> dict[str, Any]:
     """fetch → route/enrich → upsert one batch; idempotent, so a redelivered task is harmless."""
     with tally.counting() as counts:
-        vectors = copying.copy_batch(get_context(), batch_id, again=_ran_before(self))
+        vectors = copying.copy_batch(get_context(), batch_id, again=_ran_before(self), redelivered=_redelivered(self))
     return counts.result(vectors=vectors)
 
 

@@ -192,29 +192,12 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) ->
     return copied, len(ids) - copied, passed, [target_ns]
 
 
-def copy_batch(
-    ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs_batches.BatchWork | None = None
-) -> int:
-    """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
-    (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``started``: the batch was
-    started for this worker as it was recorded (``jobs_batches.record_and_claim_batch``), so it is not started again.
-
-    Raises:
-        BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
-            sent, so raising only tells Celery (and Flower) the task failed.
-    """
-    work = started or jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name)
-    if work is None:
-        if again:  # done by the delivery that died: make sure what follows the batch was sent
-            run = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id))
-            advance(
-                ctx, run.id, run.job_id, run.source_namespace, jobs_and_runs.job_spec(ctx.db, run.job_id), again=True
-            )
-        return 0
-    spec = work.spec
-    outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
-    error: str | None = None
-    vectors = 0
+def _copy_and_finish(
+    ctx: WorkerContext, work: jobs_batches.BatchWork
+) -> tuple[tuple[bool, bool] | None, int, str | None]:
+    """Copy a started batch and finish it. Returns (what ``finish_batch`` returned, vectors written, None) or, when it
+    failed for good, (None, 0, its error); the job table or Redis unreachable raises, for Celery to send it again."""
+    spec, batch_id = work.spec, work.batch_id
     try:
         one_target = work.target_namespace is not None
         step = _copy_through_worker
@@ -237,17 +220,64 @@ def copy_batch(
             targets=targets,
             max_in_flight=spec.max_batches_in_flight,
         )
+        return outcome, vectors, None
     except NsmigrateError as e:
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
-        error = failure_text(e)
+        return None, 0, failure_text(e)
     except INFRASTRUCTURE_ERRORS:
         raise  # the job table or Redis is unreachable: Celery sends the task again (workers.fleet.tasks)
     except Exception as e:
         # Anything unforeseen (an unmapped SDK or transport error, a bug) must not leave the batch `running`
         # forever: it fails visibly with its error, and `nsmigrate retry` re-runs it.
         log.exception("batch %s (job %s, seq %s) failed unexpectedly", batch_id, work.job_id, work.seq)
-        error = f"unexpected {type(e).__name__}: {e}"
+        return None, 0, f"unexpected {type(e).__name__}: {e}"
+
+
+def lost_text(lost: int) -> str:
+    """Why a batch whose workers kept dying is not started again (its error in the job table and Flower)."""
+    return (
+        f"the worker copying this batch died {lost} time{'s' if lost != 1 else ''} before it finished (killed: out of "
+        "memory or SIGKILL, or its host lost); it is not started again (NSMIGRATE_BATCH_MAX_LOST_ATTEMPTS) — give "
+        "the workers more memory or the spec a smaller batch_size, then `nsmigrate retry`"
+    )
+
+
+def copy_batch(
+    ctx: WorkerContext,
+    batch_id: int,
+    *,
+    again: bool = False,
+    redelivered: bool = False,
+    started: jobs_batches.BatchWork | None = None,
+) -> int:
+    """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
+    (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``redelivered``: Redis
+    handed this message out again, its worker having died (``jobs_batches.start_batch`` counts a lost attempt when
+    the batch is still ``running``); after ``batch_max_lost_attempts`` of them the batch fails instead of running
+    again, so a batch that kills its worker (out of memory) is not redelivered for ever. ``started``: the batch was
+    started for this worker as it was recorded (``jobs_batches.record_and_claim_batch``), so it is not started again.
+
+    Raises:
+        BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
+            sent, so raising only tells Celery (and Flower) the task failed.
+    """
+    work = started or jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name, redelivered=redelivered)
+    if work is None:
+        if again:  # done by the delivery that died: make sure what follows the batch was sent
+            run = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id))
+            advance(
+                ctx, run.id, run.job_id, run.source_namespace, jobs_and_runs.job_spec(ctx.db, run.job_id), again=True
+            )
+        return 0
+    spec = work.spec
+    outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
+    vectors, error = 0, None
+    if work.lost_attempts >= ctx.settings.batch_max_lost_attempts:
+        error = lost_text(work.lost_attempts)
+        log.error("batch %s (job %s, seq %s): %s", batch_id, work.job_id, work.seq, error)
+    else:
+        outcome, vectors, error = _copy_and_finish(ctx, work)
     if error is not None:
         jobs_batches.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
         metrics.batch_failed()
