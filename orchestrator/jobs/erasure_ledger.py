@@ -95,7 +95,7 @@ class HeldBack:
         A record is counted once, for the first erasure that owns it."""
         from nsmigrate.orchestrator.tenancy.erasure import erased_records
 
-        erasures = erasure_subjects(self.db)
+        erasures = self._subjects()
         if not erasures:
             return [list(records) for _, records in writes]
         out: set[str] = set()
