@@ -509,11 +509,13 @@ def test_each_sides_reads_errors_and_empty_answers_are_prometheus_metrics_of_the
     for _ in range(4):
         app.query(vector=vector, top_k=3, namespace="ns0")
         app.query(vector=vector, top_k=3, namespace="ns1")
-    stack.pinecone.set_faults("dst", Faults(error_rate_5xx=1.0, error_ops=("query",)))
-    with pytest.raises(Exception, match="503"):  # the application sees the error, as without the wrapper
-        app.query(vector=vector, top_k=3, namespace="ns0")
-    stack.pinecone.set_faults("dst", Faults())
     app.close()  # every comparing read ended
+    stack.pinecone.set_faults("dst", Faults(error_rate_5xx=1.0, error_ops=("query",)))
+    failing = dual_writer(stack, job_id, compare_share=0)
+    with pytest.raises(Exception, match="503"):  # the application sees the error, as without the wrapper
+        failing.query(vector=vector, top_k=3, namespace="ns0")
+    stack.pinecone.set_faults("dst", Faults())
+    failing.close()
 
     answered = {
         side: sample("nsmigrate_cutover_reads_total", job_id, side=side, reader="app", outcome="answered")
