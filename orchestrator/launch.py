@@ -24,10 +24,11 @@ from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.listing import small_namespaces
-from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_native_step
 from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
+from nsmigrate.orchestrator.planning.convert_checks import convert_note, converts_to, prepare_convert
 from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
 from nsmigrate.orchestrator.planning.document_checks import check_document_keys
 from nsmigrate.orchestrator.planning.id_checks import (
@@ -222,11 +223,14 @@ def _prepare(
     marks["first_store_request"] = time.time()
     with PlanReads(spec.rate, settings.plan_read_threads) as reads:
         # The target's inventory is read beside the source's unless the plan may create the target (then it waits
-        # for the source's shape) or Pinecone copies the index (strategy collection).
-        creates = spec.strategy == "collection" or (spec.target.kind == "pinecone" and spec.target.create is not None)
+        # for the source's shape) or Pinecone copies the index (strategy collection or convert).
+        creates = spec.strategy != "fleet" or (spec.target.kind == "pinecone" and spec.target.create is not None)
         early_target = None if creates else reads.chain(_inventory, target, "target", reads, _SOURCE_DIMENSION)
         source_inv = _inventory(source, "source", reads)
         control = open_control(spec.target) if open_control is not None and spec.target.kind == "pinecone" else None
+        if spec.strategy == "convert":
+            prepared = prepare_convert(spec, source, source_inv, target.name, control, marks)
+            return _started(prepared, starting, ())
         target_index = plan_target_index(spec, source.name, source_inv.dimension, source_inv.metric, control)
         if spec.strategy == "collection":
             described = open_control(spec.source).describe_index(source.name) if open_control is not None else None
@@ -265,7 +269,8 @@ def _prepare(
         contexts = {ns: route_context(spec, source.name, ns, None, twins=plan.twins) for ns in routed}
         reading = reads.reading_ids(source, sorted(set(needs_check) | routed), contexts)
         marks["plan_done"] = time.time()
-        prepared = Prepared(spec, plan, source.name, target.name, target_index, marks)
+        notes = (convert_note(spec, control, source_inv.label, target_index),) if converts_to(spec, control) else ()
+        prepared = Prepared(spec, plan, source.name, target.name, target_index, marks, notes)
         if starting is not None:
             starting.start(prepared, needs_check)
             read = _checked_as_read(spec, plan, needs_check, reading, starting)
@@ -343,8 +348,9 @@ def launch(
         planning={mark: round(at, 3) for mark, at in prepared.marks.items()},
         checking=checking,
     )
-    if prepared.spec.strategy == "collection":
-        dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
+    if prepared.spec.strategy != "fleet":
+        # Pinecone copies (a collection, a conversion); the runs are synced and verified once its index is ready.
+        send_native_step(dispatcher, prepared.spec.strategy, job_id)
         return job_id
     send_work(db, dispatcher, job_id, prepared.spec, settings=settings)
     return job_id
@@ -511,8 +517,9 @@ def retry_failed_listers(
     namespaces; each lists on from its saved token. Returns their namespaces (as shown to people)."""
     requeued = jobs_pages.requeue_failed_listers(db, job_id, namespace)
     shown = [display_namespace(source_namespace) for _, source_namespace in requeued]
-    if requeued and jobs_and_runs.is_collection_job(db, job_id):
-        dispatcher.collection_step(job_id)  # one step goes on for every namespace, from the job's phase
+    strategy = jobs_and_runs.native_strategy(db, job_id) if requeued else None
+    if strategy is not None:
+        send_native_step(dispatcher, strategy, job_id)  # one step goes on for every namespace, from the job's phase
         return shown
     with dispatcher.together():
         for (run_id, _), name in zip(requeued, shown, strict=True):

@@ -44,10 +44,21 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import collection as jobs_collection
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
-from nsmigrate.orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_native_step
+from nsmigrate.orchestrator.models import (
+    Batch,
+    BatchState,
+    ConvertPhase,
+    Job,
+    JobKind,
+    JobState,
+    NamespaceRun,
+    RunState,
+    utcnow,
+)
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.states import ACTIVE_BATCH_STATES, AWAITING_VERDICT_RUN_STATES, LISTABLE_RUN_STATES
@@ -77,8 +88,16 @@ def resume(
         JobStopped: the job was cancelled or rolled back; nothing is sent.
     """
     jobs_and_runs.refuse_stopped(db, job_id, "resume")
-    if jobs_and_runs.is_collection_job(db, job_id):
-        return _resume_collection(db, dispatcher, job_id, actor)
+    strategy = jobs_and_runs.native_strategy(db, job_id)
+    if strategy == "convert" and jobs_collection.job_phase(db, job_id) == ConvertPhase.CONVERTED:
+        # Converted: its runs go the fleet's way now (a sync's copy batches, verification), but a ``copied`` run
+        # may still owe its sync (the step stopped before it): the step syncs those, then sends their verification.
+        runs_now = [r for r in jobs_and_runs.runs_of(db, job_id) if only_runs is None or r.id in only_runs]
+        if any(r.state == RunState.COPIED for r in runs_now):
+            dispatcher.convert_step(job_id)
+        only_runs = {r.id for r in runs_now if r.state != RunState.COPIED}
+    elif strategy is not None:
+        return _resume_native(db, dispatcher, job_id, strategy, actor)
     listing, batches = jobs_batches.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs_and_runs.runs_of(db, job_id)}
     unchecked = [r.source_namespace for r in runs.values() if r.state == RunState.CHECKING]
@@ -112,19 +131,22 @@ def resume(
     return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
 
 
-def _resume_collection(
-    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None
+def _resume_native(
+    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, strategy: str, actor: str | None = None
 ) -> dict[str, int]:
-    """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
+    """A job whose copy Pinecone makes (``strategy`` collection, or convert before it converted): its next step
+    while Pinecone's part is unfinished, verifications of copied runs after."""
     runs = jobs_and_runs.runs_of(db, job_id)
     waiting = [r for r in runs if r.state in LISTABLE_RUN_STATES]
     to_verify = [r for r in runs if r.state in AWAITING_VERDICT_RUN_STATES]
     with dispatcher.together():
         if waiting:
-            dispatcher.collection_step(job_id)
+            send_native_step(dispatcher, strategy, job_id)
         for run in to_verify:
             dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-    jobs_and_runs.record_event(db, "job_resumed", actor or default_actor(), job_id, collection_step=bool(waiting))
+    jobs_and_runs.record_event(
+        db, "job_resumed", actor or default_actor(), job_id, **{f"{strategy}_step": bool(waiting)}
+    )
     return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
 
 
@@ -159,8 +181,13 @@ def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, l
         .where(
             Job.state == JobState.RUNNING,
             Job.kind == JobKind.MIGRATE,
-            # a collection job's steps wait on Pinecone; `nsmigrate resume` takes one up
+            # a collection job's steps wait on Pinecone, and a convert job's until it converted; `nsmigrate resume`
+            # takes one up
             sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "collection",
+            sa.or_(
+                sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "convert",
+                sa.func.coalesce(Job.phase, "") == ConvertPhase.CONVERTED.value,
+            ),
             NamespaceRun.updated_at < since,
             ~recent_batch,
             work_to_come,

@@ -36,6 +36,23 @@ class CollectionPhase(StrEnum):
     RESTORED = "restored"
 
 
+class ConvertPhase(StrEnum):
+    """Where a job of strategy ``convert`` is: Pinecone converting the serverless source into a new document index
+    (``converting``), then ``converted`` once that index is ready: its namespaces are then synced (what was written
+    after the snapshot) and verified as runs. A step that fails for good leaves the phase as it was and ends the runs
+    ``list_failed`` with the error; ``nsmigrate retry`` takes the job up again from that phase."""
+
+    CONVERTING = "converting"
+    CONVERTED = "converted"
+
+
+#: A job's phase (``jobs.phase``) → the strategy it belongs to: the phases of the strategies are distinct words.
+PHASE_STRATEGIES: Mapping[str, str] = {
+    **{phase.value: "collection" for phase in CollectionPhase},
+    **{phase.value: "convert" for phase in ConvertPhase},
+}
+
+
 class RunState(StrEnum):
     #: Its own checks (its ids read: collisions in a shared target, id lengths) are still being made while the job's
     #: other namespaces copy; nothing lists or writes it until they pass (then ``pending``) or refuse it
@@ -136,6 +153,13 @@ COLLECTION_PHASE_TRANSITIONS: Mapping[CollectionPhase | None, frozenset[Collecti
     CollectionPhase.COLLECTING: frozenset({CollectionPhase.RESTORING}),
     CollectionPhase.RESTORING: frozenset({CollectionPhase.RESTORED}),
     CollectionPhase.RESTORED: frozenset(),
+}
+
+#: from-phase → the phases a `strategy: convert` job may move to (None: not started); a failed step stays put.
+CONVERT_PHASE_TRANSITIONS: Mapping[ConvertPhase | None, frozenset[ConvertPhase]] = {
+    None: frozenset({ConvertPhase.CONVERTING}),
+    ConvertPhase.CONVERTING: frozenset({ConvertPhase.CONVERTED}),
+    ConvertPhase.CONVERTED: frozenset(),
 }
 
 S = TypeVar("S", RunState, BatchState, JobState)

@@ -6,6 +6,9 @@ and the groups of states built from them; re-exported here). Pure, no database: 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from nsmigrate.orchestrator.errors import StateError
 
 # The tables and the groups live beside the states, in a module light to import (`nsmigrate run --wait` waits
@@ -16,6 +19,7 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
     BATCH_TRANSITIONS,
     BUSY_RUN_STATES,
     COLLECTION_PHASE_TRANSITIONS,
+    CONVERT_PHASE_TRANSITIONS,
     COPY_DONE_RUN_STATES,
     FINAL_RUN_STATES,
     JOB_TRANSITIONS,
@@ -31,6 +35,7 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
     VERIFIABLE_RUN_STATES,
     BatchState,
     CollectionPhase,
+    ConvertPhase,
     JobState,
     RunState,
     may_move_to,
@@ -38,17 +43,27 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
 
 
 def check_phase_transition(job_id: int, from_phase: str | None, to_phase: str) -> None:
-    """Raise ``StateError`` naming the job and both phases when a collection job may not move so.
+    """Raise ``StateError`` naming the job and both phases when a collection or convert job may not move so (the
+    strategy is the one ``to_phase`` belongs to).
 
     Raises:
-        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS``.
+        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS`` or ``CONVERT_PHASE_TRANSITIONS``.
     """
     if from_phase == to_phase:
         return
-    current = CollectionPhase(from_phase) if from_phase is not None else None
-    if CollectionPhase(to_phase) not in COLLECTION_PHASE_TRANSITIONS[current]:
+    phases: type[CollectionPhase] | type[ConvertPhase] = CollectionPhase
+    table: Mapping[Any, frozenset[Any]] = COLLECTION_PHASE_TRANSITIONS
+    if to_phase in ConvertPhase.__members__.values():
+        phases, table = ConvertPhase, CONVERT_PHASE_TRANSITIONS
+    try:
+        current = phases(from_phase) if from_phase is not None else None
+        allowed = phases(to_phase) in table[current]
+    except ValueError:  # a phase of the other strategy
+        allowed = False
+    if not allowed:
+        strategy = "convert" if phases is ConvertPhase else "collection"
         raise StateError(
-            f"collection job {job_id} cannot move from {from_phase or 'not started'} to {to_phase}",
+            f"{strategy} job {job_id} cannot move from {from_phase or 'not started'} to {to_phase}",
             hint="`nsmigrate status JOB` shows its phase; something else changed it meanwhile",
             job_id=job_id,
         )

@@ -162,5 +162,18 @@ class Dispatcher:
         kwargs = {} if failing_since is None else {"failing_since": failing_since}
         self.send(TaskName.COLLECTION_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
 
+    def convert_step(
+        self, job_id: int, *, polls: int = 0, countdown_s: float | None = None, failing_since: float | None = None
+    ) -> None:
+        """The next step of a `strategy: convert` job (arguments as ``collection_step``'s)."""
+        kwargs = {} if failing_since is None else {"failing_since": failing_since}
+        self.send(TaskName.CONVERT_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
+
     def close(self) -> None:
         self.app.close()
+
+
+def send_native_step(dispatcher: Any, strategy: str, job_id: int) -> None:
+    """Send the next step of a job whose copy Pinecone makes (``strategy`` collection or convert) through
+    ``dispatcher`` (a ``Dispatcher``, or a stand-in with its methods)."""
+    (dispatcher.convert_step if strategy == "convert" else dispatcher.collection_step)(job_id)

@@ -22,7 +22,8 @@ class PlanSummary:
     title: str
     columns: list[str]
     rows: list[list[str]]
-    #: Lines printed under the table, in order: totals and estimate, target index, strategy, routes.
+    #: Lines printed under the table, in order: totals and estimate, target index, strategy (or another that would
+    #: apply), routes.
     lines: list[str]
     warnings: list[str] = field(default_factory=list)
 
@@ -75,6 +76,11 @@ def summarize(prepared: Prepared) -> PlanSummary:
         from nsmigrate.orchestrator.planning.collection_strategy import describe_strategy
 
         lines.append(describe_strategy(prepared.spec))
+    if prepared.spec.strategy == "convert":
+        from nsmigrate.orchestrator.planning.convert_strategy import describe_strategy as describe_convert
+
+        lines.append(describe_convert(prepared.spec))
+    lines += prepared.notes
     for ns, counts in plan.routes.items():
         taken = ", ".join(f"{route} {n}" for route, n in counts.items())
         lines.append(f"routes of {display_namespace(ns)} ({sum(counts.values())} vectors): {taken}")
