@@ -38,6 +38,7 @@ bench: install
 	.venv/bin/python -m bench.fleet_vs_loop
 	.venv/bin/python -m bench.peer_vs_fleet
 	.venv/bin/python -m bench.beyond_one_process
+	.venv/bin/python -m bench.erasure
 
 # constraints.txt again from what .venv has (its comment header kept; nsmigrate and the stand-ins are editable, so left
 # out): run it once the tests pass on new versions.

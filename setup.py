@@ -25,12 +25,14 @@ dev = [
     "setuptools>=70.1",  # builds the image's wheel offline in tests/fleet/test_image.py (bdist_wheel built in)
     "hypothesis>=6.100",
     "jsonschema>=4.20",
+    "kubernetes-validate>=1.29",  # deploy/kubernetes/ checked offline against its bundled API schemas
     "promql-parser>=0.11,<1",  # the alert rules' and the dashboard's PromQL (tests/unit/test_monitoring_config.py)
     "openapi-core>=0.19",
     "ruff>=0.6",
     "mypy>=1.10",
     "types-PyYAML",
     "import-linter>=2.1",
+    "moto[server]>=5.1,<6",  # the S3-compatible server bulk imports read from (tests/service_fixtures.py)
 ]
 
 setup(

@@ -17,9 +17,11 @@ from nsmigrate.cli.console import console
 from nsmigrate.cli.fleet import open_store
 from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
 from nsmigrate.cli.render import bars
+from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.selection import select_namespaces
@@ -85,7 +87,12 @@ def backup_sources(prepared: Prepared) -> dict[str, Any]:
 
 @app.command("export")
 def export_cmd(
-    spec: Annotated[Path, typer.Argument(help="Job spec (YAML): the store and the namespaces to export.")],
+    spec: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Job spec (YAML): the store and the namespaces to export (with --creator: also search its stores)."
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -112,12 +119,36 @@ def export_cmd(
             help="Export the spec's target store (all its namespaces unless --namespace) instead of its source.",
         ),
     ] = False,
+    creator: Annotated[
+        str | None,
+        typer.Option(
+            "--creator",
+            help="Data portability: everything this creator owns, in every store of the job table (their namespaces "
+            "and their records in shared namespaces), with a manifest and counts (portability.json).",
+        ),
+    ] = None,
+    twin: Annotated[str | None, typer.Option("--twin", help="With --creator: only this twin of theirs.")] = None,
+    skip_store: Annotated[
+        list[str] | None,
+        typer.Option("--skip-store", help="With --creator: leave out this store (named in the manifest)."),
+    ] = None,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to
-    restore with `nsmigrate import`. Only reads from the store."""
+    restore with `nsmigrate import`. Only reads from the store. The export is recorded in the job table (a
+    `backup_written` event), so `nsmigrate erase` finds it and erases a creator's rows from it too.
+
+    With --creator ID [--twin T]: everything the creator owns, found as `erase` finds it, into --out (default
+    exports/creator-ID-…): one sub-directory per store, each an export `import` reads, and portability.json with
+    the counts. It is the person's copy, not recorded as a backup."""
     from nsmigrate.workers.stores.backup.importing import close_store
     from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME
 
+    if creator is not None:
+        _export_creator(creator, twin, spec, out, skip_store, database_url)
+        return
+    if spec is None or twin is not None or skip_store:
+        raise fail("give the spec to export from (`nsmigrate export SPEC`), or a creator (`export --creator ID`)")
     job_spec = load_spec(spec)
     store = backup_store(job_spec.target if from_target else job_spec.source)
     try:
@@ -145,6 +176,58 @@ def export_cmd(
     console.print(
         f"{sum(r.count for r in results)} vectors in {len(results)} files; manifest: {directory / MANIFEST_NAME}"
     )
+    record_export(database_url, (directory / MANIFEST_NAME).resolve(), results)
+
+
+def _export_creator(
+    creator: str,
+    twin: str | None,
+    spec: Path | None,
+    out: Path | None,
+    skip_store: list[str] | None,
+    database_url: str | None,
+) -> None:
+    from nsmigrate.cli.portability import default_directory, export_creator
+    from nsmigrate.workers.steps.erasing import plan_erasure
+
+    conf = settings(database_url, None)
+    database = db(conf)
+    try:
+        extra = [s for s in (load_spec(spec).source, load_spec(spec).target)] if spec is not None else []
+        plan = plan_erasure(
+            database, creator, twin, open_store, extra, [], skip_store, batch_lifetime_s=conf.visibility_timeout_s
+        )
+    except NsmigrateError as e:
+        raise fail(str(e)) from e
+    finally:
+        database.dispose()
+    if not any(p["kind"] in ("namespace", "records") for p in plan.places) and not plan.unreadable:
+        raise fail(f"nothing of {plan.subject.label} in any store the job table knows; nothing exported", 1)
+    export_creator(plan, out if out is not None else default_directory(creator, twin))
+
+
+def record_export(database_url: str | None, manifest: Path, results: Sequence[Any]) -> None:
+    """A ``backup_written`` event for an export, so that every later erasure searches it; when the job table cannot
+    be reached, say so: the export is a copy `nsmigrate erase` will only search with --backup-dir."""
+    try:
+        database = jobs_database.Database(settings(database_url, None).database_url)
+        try:
+            jobs_and_runs.record_event(
+                database,
+                "backup_written",
+                default_actor(),
+                manifest=str(manifest),
+                namespaces=len(results),
+                vectors=sum(r.count for r in results),
+            )
+        finally:
+            database.dispose()
+    except Exception:  # refused, bad URL, auth, a newer schema: the export stands, unrecorded, and says so
+        console.print(
+            f"[yellow]the job table could not be reached, so this export is not recorded: `nsmigrate erase` searches "
+            f"it only when given --backup-dir {manifest.parent}[/]",
+            soft_wrap=True,
+        )
 
 
 @app.command("import")
@@ -202,9 +285,10 @@ def import_cmd(
     """Upsert exported vectors into SPEC's target store (or its source, with --to-source). Every file is checked
     first (an intact nsmigrate export, the same dimension, an empty target namespace unless --overwrite): if any
     check fails, nothing is written. --overwrite shows how many stored vectors each namespace would have replaced
-    and asks before writing (--yes: does not ask). Records of a creator or twin in the erasure ledger (`nsmigrate
-    erase`) are never written: they are held back and named, until an operator lifts the erasure (`erase --lift`);
-    so the job table must be reachable."""
+    and asks before writing (--yes: does not ask).
+
+    Records of a creator or twin in the erasure ledger (`nsmigrate erase`) are never written: they are held back and
+    named, until an operator lifts the erasure (`erase --lift`); so the job table must be reachable."""
     job_spec = load_spec(spec)
     database: jobs_database.Database | None = None
     store = backup_store(job_spec.source if to_source else job_spec.target)

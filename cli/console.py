@@ -4,6 +4,7 @@ command can report an error without loading the job table."""
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,29 @@ def ctrl_c_asks_to_stop() -> Iterator[Callable[[], bool]]:
         yield asked.is_set
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def human_output_on_stderr(asked: bool = True) -> Iterator[None]:
+    """While open (when ``asked``), what the command draws for a person (tables, progress, notes) goes to stderr, so
+    that stdout holds only the JSON document a ``--json`` command prints (``print_json``)."""
+    if not asked:
+        yield
+        return
+    console.stderr = True
+    try:
+        yield
+    finally:
+        console.stderr = False
+
+
+def print_json(document: object) -> None:
+    """One JSON document on stdout (``--json``): UTF-8, indented, keys as the manual's "JSON output" lists them."""
+    import orjson  # only for the commands that print JSON
+
+    sys.stdout.flush()
+    sys.stdout.buffer.write(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    sys.stdout.flush()
 
 
 def print_error(message: str) -> None:

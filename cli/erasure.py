@@ -15,6 +15,7 @@ from rich.table import Table
 from nsmigrate.cli.console import EXIT_INTERRUPTED, console, print_interrupted
 from nsmigrate.cli.fleet import dispatcher, open_store
 from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, settings
+from nsmigrate.cli.portability import export_creator
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
 from nsmigrate.orchestrator.jobs import database as jobs_database
@@ -91,6 +92,14 @@ def erase(
     show_ledger: Annotated[
         bool, typer.Option("--ledger", help="List the erasure ledger (of --creator, or all); changes nothing.")
     ] = False,
+    export_first: Annotated[
+        Path | None,
+        typer.Option(
+            "--export-first",
+            help="Before deleting, export everything of theirs to this new directory (as `export --creator`); "
+            "if the export fails, nothing is deleted.",
+        ),
+    ] = None,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -143,12 +152,18 @@ def erase(
             console.print(f"nothing of {plan.subject.label} in any place nsmigrate knows; nothing to erase")
             raise typer.Exit(0)
         if dry_run:
+            if export_first is not None:
+                console.print(f"dry run: nothing exported to {export_first} and nothing deleted")
+                raise typer.Exit(0)
             console.print("dry run: nothing deleted")
             raise typer.Exit(0)
         if not yes:
             if not sys.stdin.isatty():
                 raise fail("erase deletes data for good: pass --yes to confirm (or --dry-run to see what it would do)")
             typer.confirm(f"Delete {plan.subject.label}'s data from these {len(plan.places)} places?", abort=True)
+        if export_first is not None:
+            exported = export_creator(plan, export_first, after="; nothing was deleted")
+            plan.exported_first = {"directory": str(export_first.resolve()), "count": exported["count"]}
         job_id = _start(database, conf, plan)
     receipt = finish(database, job_id, timeout_s, receipt_path)
     if not receipt["verified"]:
@@ -237,6 +252,7 @@ def _print_plan(plan: ErasurePlan) -> None:
         console.print(f"[yellow]not searched (--skip-store):[/] {label}")
     for name in plan.ambiguous:
         console.print(f"[yellow]ambiguous, not erased:[/] {name} (several readings; rename it or erase it by hand)")
+    _print_cannot_erase(plan.cannot_erase)
 
 
 def _start(database: jobs_database.Database, conf: Any, plan: ErasurePlan) -> int:
@@ -331,3 +347,16 @@ def _print_receipt(receipt: dict[str, Any], path: Path) -> None:
         f"erased {receipt['vectors_erased']} vectors and {receipt['backup_rows_erased']} backup rows of {who}; "
         f"{checked}; receipt: {path} (and `nsmigrate events {receipt['job_id']}`)"
     )
+    if receipt.get("aliases_removed"):
+        console.print(f"namespace aliases removed with their namespaces: {', '.join(receipt['aliases_removed'])}")
+    _print_cannot_erase(receipt.get("cannot_erase") or [])
+
+
+def _print_cannot_erase(notes: list[dict[str, Any]]) -> None:
+    """Copies nsmigrate made that it cannot erase inside (Pinecone collections), each with what to do."""
+    for note in notes:
+        console.print(
+            f"[yellow]cannot erase inside {note['kind']} {note['name']!r}[/] (made by job {note['made_by_job']}): "
+            f"{note['what_to_do']}",
+            soft_wrap=True,
+        )

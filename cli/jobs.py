@@ -10,7 +10,7 @@ import orjson
 import typer
 from rich.table import Table
 
-from nsmigrate.cli.console import console
+from nsmigrate.cli.console import console, print_json
 from nsmigrate.cli.options import (
     DatabaseOpt,
     JobArg,
@@ -102,22 +102,44 @@ def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOp
 
 @app.command("jobs")
 def list_jobs(
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20, database_url: DatabaseOpt = None
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="A JSON array, newest first: job_id, name, kind, state, created_at.")
+    ] = False,
+    database_url: DatabaseOpt = None,
 ) -> None:
     """List the jobs in the job table."""
+    jobs = read_jobs(job_table_url(database_url), limit)
+    if as_json:
+        print_json(jobs)
+        return
     table = Table("id", "name", "kind", "state", "created")
-    for j in read_jobs(job_table_url(database_url), limit):
+    for j in jobs:
         table.add_row(str(j["job_id"]), j["name"], j["kind"], j["state"], j["created_at"][:19])
     console.print(table)
 
 
 @app.command()
-def events(job: JobArg, database_url: DatabaseOpt = None) -> None:
+def events(
+    job: JobArg,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="A JSON document: job_id and its events, oldest first (at, actor, action, run_id, detail)."
+        ),
+    ] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
     """Show a job's audit log (who did what, when)."""
     from nsmigrate.orchestrator.jobs import status as jobs_status
 
     database = db(settings(database_url, None))
-    for e in jobs_status.events_of(database, find_job_id(database, job)):
+    job_id = find_job_id(database, job)
+    logged = jobs_status.events_of(database, job_id)
+    if as_json:
+        print_json({"job_id": job_id, "events": logged})
+        return
+    for e in logged:
         console.print(f"{e['at'][:19]}  {e['actor']:<28} {e['action']:<18} {json.dumps(e['detail'], default=str)}")
 
 

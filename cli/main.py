@@ -99,7 +99,8 @@ COMMANDS: dict[str, Entry] = {
     "export": Entry(
         "nsmigrate.cli.backup",
         "Export namespaces of SPEC's source store to Parquet (one file per namespace plus manifest.json): a backup to "
-        "restore with `nsmigrate import`. Only reads from the store.",
+        "restore with `nsmigrate import`. Only reads from the store. The export is recorded in the job table (a "
+        "`backup_written` event), so `nsmigrate erase` finds it and erases a creator's rows from it too.",
     ),
     "import": Entry(
         "nsmigrate.cli.backup",
@@ -208,6 +209,13 @@ class LazyGroup(TyperGroup):
         finally:
             self._summaries_only = False
 
+    def shell_complete(self, ctx: Any, incomplete: str) -> Any:
+        self._summaries_only = True  # completing a command's name needs its one line only, not its module
+        try:
+            return super().shell_complete(ctx, incomplete)
+        finally:
+            self._summaries_only = False
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -223,7 +231,6 @@ app = typer.Typer(
     "plan a job from a YAML spec, run it on workers, watch it, re-run failed batches, verify, then clean up.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 
 

@@ -13,14 +13,25 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
+import orjson
 import typer
 
 from nsmigrate.cli import submit, waits
-from nsmigrate.cli.console import console, print_error
-from nsmigrate.cli.options import DatabaseOpt, RedisOpt, db, fail, fleet_urls, settings, status_reader
+from nsmigrate.cli.console import console, human_output_on_stderr, print_error, print_json
+from nsmigrate.cli.options import (
+    DatabaseOpt,
+    RedisOpt,
+    db,
+    fail,
+    fleet_urls,
+    read_job_json,
+    settings,
+    status_reader,
+)
 from nsmigrate.cli.render import job_reader, print_plan, watch_job
 from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
@@ -29,6 +40,15 @@ from nsmigrate.orchestrator.redaction import redact_url
 
 if TYPE_CHECKING:
     pass
+
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document on stdout (keys: the manual's JSON output); what is drawn for a person goes to "
+        "stderr. Errors stay one line on stderr, with the same exit codes.",
+    ),
+]
 
 app = typer.Typer(add_completion=False)
 
@@ -95,6 +115,7 @@ PlanHereOpt = Annotated[
 def plan(
     spec: Annotated[Path, typer.Argument(help="Job spec (YAML).")],
     plan_here: PlanHereOpt = False,
+    as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -103,11 +124,20 @@ def plan(
     Keys: a Pinecone store's api_key_env must be a variable NSMIGRATE_ALLOWED_KEY_VARS allows (default
     PINECONE_API_KEY, PINECONE_API_KEY_*, *_PINECONE_API_KEY, *_PINECONE_KEY), and a key is sent only over https or
     to a loopback host; anything else is refused before a key is read (exit 2)."""
+    with human_output_on_stderr(as_json):
+        summary = _plan(spec, plan_here, database_url, redis_url)
+    if as_json:
+        print_json(summary.document())
+    else:
+        print_plan(summary)
+
+
+def _plan(spec: Path, plan_here: bool, database_url: str | None, redis_url: str | None) -> PlanSummary:
+    """`plan`: the fleet's planner's answer, or the plan made here."""
     answer = None if plan_here else submit.to_fleet(fleet_urls(database_url, redis_url), spec, "plan")
     if answer is not None:
         _fail_on_error(answer)
-        print_plan(PlanSummary.from_json(answer["plan"]))
-        return
+        return PlanSummary.from_json(answer["plan"])
     from nsmigrate.cli.fleet import open_control, open_store
     from nsmigrate.orchestrator import launch
     from nsmigrate.orchestrator.spec.jobspec import load_spec
@@ -116,7 +146,7 @@ def plan(
     resolved = settings(database_url, redis_url)
     prepared = launch.prepare(job_spec, open_store, spec.parent, open_control, settings=resolved)
     prepared.plan.warnings.extend(_crossings(resolved.database_url, prepared))
-    print_plan(summarize(prepared))
+    return summarize(prepared)
 
 
 def _crossings(url: str, prepared: Any) -> list[str]:
@@ -173,6 +203,7 @@ def run(
         ),
     ] = False,
     plan_here: PlanHereOpt = False,
+    as_json: JsonOpt = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
@@ -192,36 +223,68 @@ def run(
             "--new and --resume exclude each other: --new starts another job, --resume goes on with the "
             "unfinished one; nothing was changed"
         )
+    with human_output_on_stderr(as_json):
+        launched = _launch(spec, plan_here, database_url, redis_url, wait=wait, new=new, resume=resume)
+        if not as_json:
+            print(launched.job_id)
+        code = launched.watch() if wait else 0
+    if as_json:
+        document = launched.document
+        if wait:
+            status = orjson.loads(read_job_json(launched.database_url, str(launched.job_id)))
+            document["result"] = {"exit_code": code, "status": status}
+        print_json(document)
+    if code:
+        raise typer.Exit(code)
+
+
+class Launched(NamedTuple):
+    """A job `run` started or resumed: its id, `run --json`'s document, and its wait (``--wait``: returns the exit
+    code)."""
+
+    job_id: int
+    database_url: str
+    document: dict[str, Any]
+    watch: Callable[[], int]
+
+
+def _launch(
+    spec: Path, plan_here: bool, database_url: str | None, redis_url: str | None, *, wait: bool, new: bool, resume: bool
+) -> Launched:
+    """`run`'s job, planned by the fleet's planner when it can, else here."""
     if plan_here:
-        _run_here(settings(database_url, redis_url), spec, wait=wait, new=new, resume=resume)
-        return
+        return _run_here(settings(database_url, redis_url), spec, new=new, resume=resume)
     urls = fleet_urls(database_url, redis_url)
     if wait:
         _load_in_background("psycopg")  # while the fleet plans: after, it would take CPU from the job's first tasks
     answer = submit.to_fleet(urls, spec, "run", new=new, resume=resume)
-    if answer is not None:
-        _fail_on_error(answer)
-        job_id = int(answer["job_id"])
-        if answer["outcome"] == "resumed":
-            counts = answer["counts"]
-            console.print(
-                f"job {job_id} was unfinished: resumed ({counts['listers']} listers, {counts['batches']} batches "
-                "re-queued)"
-            )
-        else:
-            print_plan(PlanSummary.from_json(answer["plan"]))
-            print_refused(answer.get("refused", {}))
-            console.print(f"job {job_id} started (planned by the fleet)")
-        print(job_id)
-        if wait:
-            until = waits.Settled(auto_verify=bool(answer["auto_verify"]))
-            with status_reader(urls.database_url, job_id) as read:
-                raise typer.Exit(watch_job(read, job_id, until))
-        return
-    _run_here(settings(database_url, redis_url), spec, wait=wait, new=new, resume=resume)
+    if answer is None:
+        return _run_here(settings(database_url, redis_url), spec, new=new, resume=resume)
+    _fail_on_error(answer)
+    job_id = int(answer["job_id"])
+    document: dict[str, Any] = {"job_id": job_id, "outcome": answer["outcome"], "planned_by": "fleet"}
+    if answer["outcome"] == "resumed":
+        counts = answer["counts"]
+        console.print(
+            f"job {job_id} was unfinished: resumed ({counts['listers']} listers, {counts['batches']} batches re-queued)"
+        )
+        document.update(plan=None, refused={}, requeued=dict(counts))
+    else:
+        summary = PlanSummary.from_json(answer["plan"])
+        print_plan(summary)
+        print_refused(answer.get("refused", {}))
+        console.print(f"job {job_id} started (planned by the fleet)")
+        document.update(plan=summary.document(), refused=dict(answer.get("refused", {})), requeued=None)
+
+    def watch() -> int:
+        until = waits.Settled(auto_verify=bool(answer["auto_verify"]))
+        with status_reader(urls.database_url, job_id) as read:
+            return watch_job(read, job_id, until)
+
+    return Launched(job_id, urls.database_url, document, watch)
 
 
-def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool, resume: bool) -> None:
+def _run_here(resolved: Any, spec: Path, *, new: bool, resume: bool) -> Launched:
     """`run`, planned in this command."""
     from nsmigrate.cli.fleet import dispatcher, open_control, open_store
     from nsmigrate.orchestrator import launch
@@ -230,9 +293,11 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool, resume: bool)
     job_spec = load_spec(spec)
     marks = {"spec_parsed": time.time()}
     database = db(resolved)
+    shown: list[PlanSummary] = []
 
     def show_plan_first(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
-        print_plan(summarize(prepared))
+        shown.append(summarize(prepared))
+        print_plan(shown[-1])
         return before_the_job(prepared)
 
     started = launch.start_or_resume(
@@ -249,18 +314,24 @@ def _run_here(resolved: Any, spec: Path, *, wait: bool, new: bool, resume: bool)
         settings=resolved,
     )
     job_id = started.job_id
+    document: dict[str, Any] = {"job_id": job_id, "planned_by": "command"}
     if started.resumed is not None:
         counts = started.resumed
         console.print(
             f"job {job_id} ({job_spec.name}) was unfinished: resumed "
             f"({counts['listers']} listers, {counts['batches']} batches re-queued)"
         )
+        document.update(outcome="resumed", plan=None, refused={}, requeued=dict(counts))
     else:
         print_refused(started.refused)
         console.print(f"job {job_id} started")
-    print(job_id)
-    if wait:
-        raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
+        plan_document = shown[-1].document() if shown else None
+        document.update(outcome="started", plan=plan_document, refused=dict(started.refused), requeued=None)
+
+    def watch() -> int:
+        return watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id))
+
+    return Launched(job_id, resolved.database_url, document, watch)
 
 
 def print_refused(refused: dict[str, str]) -> None:

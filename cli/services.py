@@ -20,6 +20,7 @@ from nsmigrate.cli.options import DatabaseOpt, RedisOpt, check_redis_credentials
 from nsmigrate.orchestrator.messaging.task_names import Queue
 from nsmigrate.orchestrator.settings import TASK_SLOTS_ENV
 from nsmigrate.workers import eviction_policy, metrics
+from nsmigrate.workers.fleet import json_logs
 from nsmigrate.workers.fleet.app import configure
 from nsmigrate.workers.fleet.tuning import ThreadPool
 
@@ -67,6 +68,15 @@ def worker(
         ),
     ] = "prefork",
     loglevel: Annotated[str, typer.Option(help="Celery log level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")] = "INFO",
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            help="text (Celery's lines) or json: one JSON object per line with the job, namespace, batch and run of "
+            "the task that logged it, and no start-up banner (the manual: Logs). Default: $NSMIGRATE_LOG_FORMAT, "
+            "else text.",
+            show_default=False,
+        ),
+    ] = None,
     hostname: Annotated[
         str | None,
         typer.Option(
@@ -109,6 +119,9 @@ def worker(
         raise fail(f"unknown --pool {pool!r}: choose prefork or threads")
     if loglevel.upper() not in WORKER_LOG_LEVELS:
         raise fail(f"unknown --loglevel {loglevel!r}: choose one of {', '.join(WORKER_LOG_LEVELS)}")
+    log_format = log_format or resolved.log_format
+    if log_format not in ("text", "json"):
+        raise fail(f"unknown --log-format {log_format!r}: choose text or json")
     if metrics_port is not None and pool == "prefork" and not os.environ.get(metrics.MULTIPROC_DIR_ENV):
         raise fail(
             f"--metrics-port with --pool prefork needs {metrics.MULTIPROC_DIR_ENV}: set it to an empty directory "
@@ -126,6 +139,8 @@ def worker(
     os.environ[TASK_SLOTS_ENV] = str(concurrency if pool == "threads" else 1)
     db(resolved).dispose()  # create/upgrade the schema once, before any task runs (clear error if unreachable)
     celery_app = configure(resolved, planner=planner if planner is not None else "list" in queues.split(","))
+    if log_format == "json":
+        json_logs.use_json_logs(mlevel(loglevel.upper()))
     name = hostname or f"nsmigrate-{queues.replace(',', '-')}-{pool}-{concurrency}@%h"
     if metrics_port is not None:
         # Started before the pool forks: the main process serves the sum of every pool process's counts.
@@ -147,6 +162,7 @@ def worker(
         without_mingle=True,
         without_gossip=True,
         heartbeat_interval=resolved.worker_heartbeat_s,
+        quiet=log_format == "json",  # the banner is text: a log of JSON lines has none
     )
     stopped_by: list[str] = []  # the signals that asked the worker to stop (Celery's worker_shutting_down)
     worker_shutting_down.connect(lambda sig, **_: stopped_by.append(sig), weak=False)

@@ -135,5 +135,9 @@ class ConversionFailed(TaskFailed):
     """A step of a ``strategy: convert`` job failed for good: its runs are ``list_failed`` with the reason."""
 
 
+class ImportFailed(TaskFailed):
+    """A step of a ``strategy: import`` job failed for good: its runs are ``list_failed`` with the reason."""
+
+
 class ErasureFailed(TaskFailed):
     """An erasure place could not be erased or checked empty."""

@@ -28,8 +28,8 @@ from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where t
 
 # 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places;
 # 5: batches.ids packed into bytea (``orchestrator.packed_ids``), was a JSONB array; ix_batches_unfinished;
-# 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state; 7: erasure_ledger
-SCHEMA_VERSION = 7
+# 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state; 7: erasure_ledger; 8: batches.lost_attempts
+SCHEMA_VERSION = 8
 
 
 def utcnow() -> datetime:
@@ -147,6 +147,9 @@ class Batch(Base):
     ids: Mapped[list[str]] = mapped_column(PackedIds())
     state: Mapped[str] = mapped_column(sa.String(16), default=BatchState.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
+    # Deliveries whose worker died while they ran the batch (it was found still `running` by a redelivery), since
+    # it was last queued: at ``Settings.batch_max_lost_attempts`` the batch fails instead of starting again.
+    lost_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     vectors: Mapped[int] = mapped_column(default=0)
     missing: Mapped[int] = mapped_column(default=0)  # listed but gone from the source when fetched
@@ -275,6 +278,8 @@ def ensure_schema(engine: sa.Engine) -> None:
             conn.execute(sa.text("ALTER TABLE namespace_runs ADD COLUMN last_error TEXT"))
         if "phase" not in {c["name"] for c in sa.inspect(conn).get_columns(Job.__tablename__)}:
             conn.execute(sa.text("ALTER TABLE jobs ADD COLUMN phase VARCHAR(32)"))
+        if "lost_attempts" not in {c["name"] for c in sa.inspect(conn).get_columns(Batch.__tablename__)}:
+            conn.execute(sa.text("ALTER TABLE batches ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0"))
         _pack_batch_ids(conn)
         _enter_older_erasures(conn)
         for table in (Batch.__table__, NamespaceRun.__table__):

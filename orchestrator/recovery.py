@@ -47,7 +47,7 @@ from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import collection as jobs_collection
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_native_step
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_step
 from nsmigrate.orchestrator.models import (
     Batch,
     BatchState,
@@ -88,7 +88,7 @@ def resume(
         JobStopped: the job was cancelled or rolled back; nothing is sent.
     """
     jobs_and_runs.refuse_stopped(db, job_id, "resume")
-    strategy = jobs_and_runs.native_strategy(db, job_id)
+    strategy = jobs_and_runs.stepped_strategy(db, job_id)
     if strategy == "convert" and jobs_collection.job_phase(db, job_id) == ConvertPhase.CONVERTED:
         # Converted: its runs go the fleet's way now (a sync's copy batches, verification), but a ``copied`` run
         # may still owe its sync (the step stopped before it): the step syncs those, then sends their verification.
@@ -97,7 +97,7 @@ def resume(
             dispatcher.convert_step(job_id)
         only_runs = {r.id for r in runs_now if r.state != RunState.COPIED}
     elif strategy is not None:
-        return _resume_native(db, dispatcher, job_id, strategy, actor)
+        return _resume_collection(db, dispatcher, job_id, actor, strategy)
     listing, batches = jobs_batches.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs_and_runs.runs_of(db, job_id)}
     unchecked = [r.source_namespace for r in runs.values() if r.state == RunState.CHECKING]
@@ -131,22 +131,20 @@ def resume(
     return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
 
 
-def _resume_native(
-    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, strategy: str, actor: str | None = None
+def _resume_collection(
+    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None, strategy: str = ""
 ) -> dict[str, int]:
-    """A job whose copy Pinecone makes (``strategy`` collection, or convert before it converted): its next step
-    while Pinecone's part is unfinished, verifications of copied runs after."""
+    """A collection or import job, or a convert job before it converted: its next step while Pinecone's part is
+    unfinished, verifications of copied runs after."""
     runs = jobs_and_runs.runs_of(db, job_id)
     waiting = [r for r in runs if r.state in LISTABLE_RUN_STATES]
     to_verify = [r for r in runs if r.state in AWAITING_VERDICT_RUN_STATES]
     with dispatcher.together():
         if waiting:
-            send_native_step(dispatcher, strategy, job_id)
+            send_strategy_step(dispatcher, strategy, job_id)
         for run in to_verify:
             dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-    jobs_and_runs.record_event(
-        db, "job_resumed", actor or default_actor(), job_id, **{f"{strategy}_step": bool(waiting)}
-    )
+    jobs_and_runs.record_event(db, "job_resumed", actor or default_actor(), job_id, collection_step=bool(waiting))
     return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
 
 

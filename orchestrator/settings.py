@@ -10,6 +10,7 @@ settings: specs name the environment variable that holds them and the store adap
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,13 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker, locks and rate buckets.")
     visibility_timeout_s: int = Field(3600, description="Redis redelivers an unacked task after this; > any batch.")
+    batch_max_lost_attempts: int = Field(
+        3,
+        ge=1,
+        description="A copy batch whose worker died this many times while it ran (killed: out of memory, SIGKILL; its "
+        "host lost), each time handed out again by Redis, is not started again: it ends failed with that reason, "
+        "for `nsmigrate retry` once the cause is fixed, instead of being redelivered for ever.",
+    )
     lister_lock_ttl_s: float = Field(
         30,
         gt=0,
@@ -135,6 +143,11 @@ class Settings(BaseSettings):
         description="The environment variables a spec may name as its Pinecone key (api_key_env): comma-separated "
         "shell-style patterns. A spec naming any other is refused before a key is read "
         "(orchestrator.connections.keys).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="How a worker writes its log: `text` (Celery's lines) or `json` (one object per line, with the "
+        "job, namespace, batch and run of the task that logged it; `nsmigrate worker --log-format` overrides it).",
     )
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")

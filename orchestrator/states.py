@@ -36,21 +36,42 @@ class CollectionPhase(StrEnum):
     RESTORED = "restored"
 
 
+class ImportPhase(StrEnum):
+    """Where a job of strategy ``import`` is: workers writing the import files (``writing``), Pinecone importing them
+    (``importing``, shown with its progress: ``importing 42%``), ``imported`` once the import completed (its
+    namespaces are then verified as runs). A step that fails for good leaves the phase as it was and ends the runs
+    ``list_failed`` with the error; ``nsmigrate retry`` takes the job up again from that phase."""
+
+    WRITING = "writing"
+    IMPORTING = "importing"
+    IMPORTED = "imported"
+
+
 class ConvertPhase(StrEnum):
     """Where a job of strategy ``convert`` is: Pinecone converting the serverless source into a new document index
-    (``converting``), then ``converted`` once that index is ready: its namespaces are then synced (what was written
-    after the snapshot) and verified as runs. A step that fails for good leaves the phase as it was and ends the runs
-    ``list_failed`` with the error; ``nsmigrate retry`` takes the job up again from that phase."""
+    (``converting``, shown with its progress: ``converting 42%``), then ``converted`` once that index is ready: its
+    namespaces are then synced (what was written after the snapshot) and verified as runs. A step that fails for good
+    leaves the phase as it was and ends the runs ``list_failed`` with the error; ``nsmigrate retry`` takes the job up
+    again from that phase."""
 
     CONVERTING = "converting"
     CONVERTED = "converted"
 
 
-#: A job's phase (``jobs.phase``) → the strategy it belongs to: the phases of the strategies are distinct words.
-PHASE_STRATEGIES: Mapping[str, str] = {
-    **{phase.value: "collection" for phase in CollectionPhase},
-    **{phase.value: "convert" for phase in ConvertPhase},
-}
+def phase_name(phase: str | None) -> str | None:
+    """The phase a job's ``phase`` column names, without the progress it may carry (``importing 42%`` →
+    ``importing``)."""
+    return phase.split(" ", 1)[0] if phase else None
+
+
+def strategy_of_phase(phase: str | None) -> str | None:
+    """The strategy whose phase this is (``collection``, ``import``, ``convert``), None for none."""
+    name = phase_name(phase)
+    if name in {p.value for p in ImportPhase}:
+        return "import"
+    if name in {p.value for p in ConvertPhase}:
+        return "convert"
+    return "collection" if name in {p.value for p in CollectionPhase} else None
 
 
 class RunState(StrEnum):
@@ -92,6 +113,7 @@ class PlaceKind(StrEnum):
     NAMESPACE = "namespace"  # a whole namespace of the creator (or twin), or a source namespace of theirs
     RECORDS = "records"  # their vectors in a shared namespace (public, review, the default namespace…)
     BACKUP = "backup"  # a backup directory: files rewritten without their rows, or removed
+    TABLE = "table"  # a retired pgvector table (a backup a move or cleanup renamed away): emptied of their rows
 
 
 # ------------------------------------------------------------------------------------------ allowed transitions
@@ -153,6 +175,15 @@ COLLECTION_PHASE_TRANSITIONS: Mapping[CollectionPhase | None, frozenset[Collecti
     CollectionPhase.COLLECTING: frozenset({CollectionPhase.RESTORING}),
     CollectionPhase.RESTORING: frozenset({CollectionPhase.RESTORED}),
     CollectionPhase.RESTORED: frozenset(),
+}
+
+#: from-phase → the phases a `strategy: import` job may move to (None: not started); as for a collection, a failed step
+#: leaves the phase as it is.
+IMPORT_PHASE_TRANSITIONS: Mapping[ImportPhase | None, frozenset[ImportPhase]] = {
+    None: frozenset({ImportPhase.WRITING}),
+    ImportPhase.WRITING: frozenset({ImportPhase.IMPORTING}),
+    ImportPhase.IMPORTING: frozenset({ImportPhase.IMPORTED}),
+    ImportPhase.IMPORTED: frozenset(),
 }
 
 #: from-phase → the phases a `strategy: convert` job may move to (None: not started); a failed step stays put.

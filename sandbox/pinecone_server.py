@@ -133,6 +133,8 @@ POD_CAPACITY_VECTORS = 1_000_000  # what indexFullness is measured against for k
 DEFAULT_NAMESPACE_NAME = "__default__"
 #: The environment variable of the command line's ``--freshness-lag-s`` default.
 FRESHNESS_LAG_ENV = "NSMIGRATE_SANDBOX_FRESHNESS_LAG_S"
+#: The bulk import operations (``sandbox.bulk_imports``).
+IMPORT_OPS = frozenset({"start_import", "list_imports", "describe_import", "cancel_import"})
 DATA_PLANE_OPS = frozenset(
     {
         *("upsert", "fetch", "fetch_by_metadata", "list", "query", "delete", "update", "describe_index_stats"),
@@ -141,6 +143,7 @@ DATA_PLANE_OPS = frozenset(
         *("upsert_documents", "update_documents", "delete_documents"),
         *("search_documents", "fetch_documents", "list_documents"),
         *ALIAS_OPS,
+        *IMPORT_OPS,
     }
 )
 METRICS = ("cosine", "dotproduct", "euclidean")
@@ -1151,9 +1154,12 @@ class IndexService:
             ("POST", "/records/namespaces/{}/search"): ("search_records", self._search_records),
             **self.aliases.routes(),
         }
-        from nsmigrate_sandbox.documents import DocumentsApi  # it builds on this module's plumbing
+        from nsmigrate_sandbox.bulk_imports import BulkImports  # they build on this module's plumbing
+        from nsmigrate_sandbox.documents import DocumentsApi
 
         self._routes.update(DocumentsApi(self).routes())
+        self.imports = BulkImports(self)
+        self._routes.update(self.imports.routes())
 
     # -- entry point
 
@@ -1241,6 +1247,9 @@ class IndexService:
             _, _, name, _, action = path.split("/")
             arg = unquote(name)
             key = (method, f"/namespaces/{{}}/documents/{action}")
+        elif path.startswith("/bulk/imports/") and path.count("/") == 3:
+            arg = unquote(path.rsplit("/", 1)[1])
+            key = (method, "/bulk/imports/{}")
         elif path.startswith("/records/namespaces/") and path.count("/") == 4:
             _, _, _, name, action = path.split("/")
             arg = unquote(name)
@@ -1279,6 +1288,11 @@ class IndexService:
                     raise _bad(str(exc)) from exc
                 self.faults.configure(faults)
                 return _Reply(200, faults.to_dict())
+            if path == "/_sandbox/object-storage" and method == "POST":
+                from nsmigrate_sandbox.bulk_imports import ObjectStorage
+
+                self.imports.storage = ObjectStorage.from_dict(_parse_json(body) if body else None)
+                return _Reply(200, {})
             if path == "/_sandbox/stats" and method == "GET":
                 return _Reply(200, self.stats())
             if path == "/_sandbox/reset" and method == "POST":
@@ -1301,6 +1315,7 @@ class IndexService:
     def reset(self) -> None:
         self.store.clear()
         self.aliases.clear()
+        self.imports.clear()
         self.faults.reset_stats()
         self.tokens.clear()
 
@@ -1870,6 +1885,12 @@ class PineconeSandbox:
     def set_faults(self, name: str, faults: Faults) -> None:
         """Replace *name*'s faults (same as ``POST /_sandbox/faults``); also reseeds the fault RNGs."""
         self.service(name).faults.configure(faults)
+
+    def set_object_storage(self, name: str, storage: dict[str, Any]) -> None:
+        """Where index ``name``'s bulk imports read from (``sandbox.bulk_imports.ObjectStorage``'s fields)."""
+        from nsmigrate_sandbox.bulk_imports import ObjectStorage
+
+        self.service(name).imports.storage = ObjectStorage.from_dict(storage)
 
     def faults(self, name: str) -> Faults:
         return self.service(name).faults.faults

@@ -17,6 +17,9 @@ loads this module as a plugin).
 - ``pg``: an engine on a fresh database that ``$NSMIGRATE_PGVECTOR_URL`` names (the pgvector commands' and the
   documented store's default), for the tests of pgvector tables; ``$NSMIGRATE_DATABASE_URL`` names it too (the job
   table, where those commands write their audit records).
+- ``object_storage``: an S3-compatible server (moto's, in this process, started once per session) with one empty
+  bucket of the test's own (``ObjectStorage.bucket``), and the keys of a storage integration that reads it; a
+  Pinecone data plane's bulk imports read from it once told (``ObjectStorage.configure``).
 - ``worker_context``: makes the ``WorkerContext`` a task runs with (optionally with a stand-in dispatcher that records
   what would be sent); its stores and job-table connections are closed after the test.
 """
@@ -45,6 +48,71 @@ from nsmigrate_sandbox.services import RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_until
 from tests.sdk_internals import reset_sdk_host_state
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectStorage:
+    """The test's bucket on the session's S3-compatible server, and the storage integration that reads it."""
+
+    url: str
+    bucket: str
+    region: str = "us-east-1"
+    access_key_id: str = "nsmigrate-test-key-id"
+    secret_access_key: str = "nsmigrate-test-secret"  # the local server checks no signature: not a credential
+    integration_id: str = "nsmigrate-test-integration"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def object_keys(self, prefix: str = "") -> list[str]:
+        """Every key of the bucket under ``prefix``, sorted."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def configure(self, sandbox: PineconeSandbox, *names: str, pace_s: float = 0.5) -> None:
+        """Let the data plane's indexes ``names`` (all: none given) import from this server, through the integration
+        ``integration_id``."""
+        integration = {"access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key}
+        for name in names or sandbox.names():
+            storage = {"endpoint_url": self.url, "region": self.region, "pace_s": pace_s}
+            sandbox.set_object_storage(name, {**storage, "integrations": {self.integration_id: integration}})
+
+
+@pytest.fixture(scope="session")
+def object_storage_server() -> Iterator[str]:
+    """An S3-compatible server (moto's server mode, in a thread of this process) for the session: its URL."""
+    from moto.server import ThreadedMotoServer
+
+    from nsmigrate_sandbox.services import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def object_storage(object_storage_server: str, request: pytest.FixtureRequest) -> ObjectStorage:
+    """A bucket of this test's own on the session's S3-compatible server, empty."""
+    import hashlib
+
+    bucket = "t-" + hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:20]
+    storage = ObjectStorage(object_storage_server, bucket)
+    client = storage.client()
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=bucket)
+    for key in storage.object_keys():
+        client.delete_object(Bucket=bucket, Key=key)
+    return storage
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,8 @@ SERVICE_FIXTURES = frozenset(
         "stack",
         "start_standin",
         "worker_context",
+        "object_storage_server",
+        "object_storage",
     }
 )
 

@@ -61,6 +61,8 @@ class BatchWork:
     twin_id: str | None
     routing_table: dict[str, str]
     spec: JobSpec
+    #: Deliveries whose worker died while they ran this batch, this one's redelivery included (``start_batch``).
+    lost_attempts: int = 0
 
 
 # A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).
@@ -69,7 +71,9 @@ _BATCH_EXISTS = sa.select(_batches.c.id).where(_batches.c.id == sa.bindparam("ba
 # Starting a batch is one statement, so one round trip: it locks the batch, then its run (FOR SHARE: a concurrent
 # cancel_job, an UPDATE of that row, either waits for the start or commits first and is seen, so no batch starts
 # after `cancel` returned; batches of one run still start side by side), and marks the batch running unless it is
-# done or the run cancelled. Batch before run, as `finish_batch` locks them.
+# done or the run cancelled. Batch before run, as `finish_batch` locks them. A redelivered message that finds its
+# batch still `running` counts a lost attempt: the worker that had it died before it ended the batch (an out-of-memory
+# kill, SIGKILL, a host lost); Celery's retry after an outage is a new message, never counted.
 _batch_to_start = sa.select(_batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id")).with_for_update()
 #: What a copy needs of its batch's run, beside the run's id and state.
 _RUN_FOR_COPY = (
@@ -98,6 +102,11 @@ _START_BATCH = (
     .values(
         state=BatchState.RUNNING.value,
         attempts=_batches.c.attempts + 1,
+        lost_attempts=_batches.c.lost_attempts
+        + sa.case(
+            (sa.and_(sa.bindparam("redelivered", type_=sa.Boolean), _batches.c.state == BatchState.RUNNING), 1),
+            else_=0,
+        ),
         worker=sa.bindparam("worker"),
         started_at=sa.bindparam("now"),
     )
@@ -105,6 +114,7 @@ _START_BATCH = (
         _batches.c.run_id,
         _batches.c.seq,
         _batches.c.ids,
+        _batches.c.lost_attempts,
         _run_of_batch.c.job_id,
         _run_of_batch.c.source_namespace,
         _run_of_batch.c.target_namespace,
@@ -223,11 +233,13 @@ _RECORD_AND_CLAIM_BATCH = sa.select(
 _BATCH_STATE = sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id"))
 
 
-def start_batch(db: Database, batch_id: int, worker: str) -> BatchWork | None:
+def start_batch(db: Database, batch_id: int, worker: str, *, redelivered: bool = False) -> BatchWork | None:
     """queued/running/failed → running (attempts + 1). None when the batch is done or its run was cancelled, so a
-    redelivered or duplicate task does nothing."""
+    redelivered or duplicate task does nothing. ``redelivered``: Redis handed this message out again (its worker
+    never acknowledged it); found still ``running``, the batch counts a lost attempt (``BatchWork.lost_attempts``)."""
+    params = {"batch_id": batch_id, "worker": worker, "now": utcnow(), "redelivered": redelivered}
     with db.single_statement() as conn:
-        row = conn.execute(_START_BATCH, {"batch_id": batch_id, "worker": worker, "now": utcnow()}).one_or_none()
+        row = conn.execute(_START_BATCH, params).one_or_none()
         if row is None:  # done, cancelled or missing: only the last is an error
             if conn.execute(_BATCH_EXISTS, {"batch_id": batch_id}).scalar() is None:
                 raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
@@ -249,6 +261,7 @@ def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[s
         twin_id=row.twin_id,
         routing_table=dict(row.routing_table or {}),
         spec=job_spec(db, row.job_id, row.job_created_at),
+        lost_attempts=getattr(row, "lost_attempts", 0),
     )
 
 
@@ -385,7 +398,7 @@ def compile_task_statements(db: Database) -> None:
     no_rows: list[tuple[sa.Executable, dict[str, Any]]] = [
         (_START_LISTING, {"run_id": -1}),
         (_RECORD_PAGE_OF_ONE_BATCH, {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": []}),
-        (_START_BATCH, {"batch_id": -1, "worker": "", "now": now}),
+        (_START_BATCH, {"batch_id": -1, "worker": "", "now": now, "redelivered": False}),
         (
             _RECORD_AND_CLAIM_BATCH,
             {**page, "listing_state": RunState.LISTING.value, "now": now, "ids": [], "worker": ""},
@@ -429,6 +442,7 @@ def requeue_failed(
         namespaces: set[str] = set()
         for batch, run in s.execute(stmt).all():
             batch.state = BatchState.QUEUED
+            batch.lost_attempts = 0  # an operator looked: it gets the full count of deaths again
             run.failed = max(0, run.failed - len(batch.ids))
             if run.state == RunState.CANCELLED:
                 _move_run(run, RunState.COPYING)

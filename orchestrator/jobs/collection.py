@@ -1,8 +1,9 @@
-"""The job table's side of a ``strategy: collection`` job: its phase (``jobs.phase``, see ``CollectionPhase``) and its
-namespace runs, which wait in ``copying`` while Pinecone makes the collection and the index, become ``copied`` with
-the counts of the restored index, and are then verified like any run. Each change is one transaction with its audit
-event. The phase moves, the hand-over to verification and a failed step are shared with ``strategy: convert``
-(``orchestrator.jobs.conversion``): each phase names its strategy (``states.PHASE_STRATEGIES``)."""
+"""The job table's side of a ``strategy: collection`` or ``strategy: import`` job (and, through
+``orchestrator.jobs.conversion``, ``strategy: convert``): its phase (``jobs.phase``, see ``CollectionPhase``,
+``ImportPhase`` and ``ConvertPhase``) and its namespace runs, which wait in ``copying`` while Pinecone makes the
+collection and the index (or workers write the import files and Pinecone imports them), become ``copied`` with the
+counts the index reports, and are then verified like any run. Each change is one transaction with its audit event,
+named after the strategy (``collection_restored``, ``import_imported``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from sqlalchemy.orm import Session
 from nsmigrate.orchestrator.errors import NotFound
 from nsmigrate.orchestrator.jobs.database import Database, _move_run, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES, check_phase_transition
-from nsmigrate.orchestrator.models import CollectionPhase, ConvertPhase, Job, NamespaceRun, RunState
-from nsmigrate.orchestrator.states import PHASE_STRATEGIES
+from nsmigrate.orchestrator.models import CollectionPhase, Event, Job, NamespaceRun, RunState
+from nsmigrate.orchestrator.states import ConvertPhase, ImportPhase, phase_name, strategy_of_phase
 
 
 def _job(s: Session, job_id: int) -> Job:
@@ -32,15 +33,18 @@ def _runs(s: Session, job_id: int, *states: RunState) -> list[NamespaceRun]:
 
 
 def job_phase(db: Database, job_id: int) -> str | None:
-    """The job's collection or convert phase (None: not started, or a job of strategy fleet)."""
+    """The job's phase (None: not started, or a job of strategy fleet)."""
     with db.transaction() as s:
         return s.scalar(sa.select(Job.phase).where(Job.id == job_id))
 
 
-def enter_phase(db: Database, job_id: int, phase: CollectionPhase | ConvertPhase, **detail: Any) -> bool:
+def enter_phase(
+    db: Database, job_id: int, phase: CollectionPhase | ImportPhase | ConvertPhase | str, **detail: Any
+) -> bool:
     """Move the job to ``phase`` with an audit event ``<strategy>_<phase>`` carrying ``detail``, and its unfinished
     runs to ``copying`` (also when it is in that phase already: a retried job's runs). False when the phase was
-    already ``phase`` (no event written).
+    already ``phase`` (no event written). A phase with its progress (``importing 42%``) is written as it is; only a
+    change of phase writes an event.
 
     Raises:
         StateError: ``lifecycle.COLLECTION_PHASE_TRANSITIONS`` forbids the move.
@@ -52,23 +56,24 @@ def enter_phase(db: Database, job_id: int, phase: CollectionPhase | ConvertPhase
         if job.phase == phase:
             return False
         check_phase_transition(job_id, job.phase, phase)
-        job.phase = phase
-        add_event(s, f"{PHASE_STRATEGIES[phase]}_{phase}", default_actor(), job_id, **detail)
-        return True
+        moved = phase_name(job.phase) != phase_name(phase)
+        job.phase = str(phase)
+        if moved:
+            add_event(s, f"{strategy_of_phase(phase)}_{phase_name(phase)}", default_actor(), job_id, **detail)
+        return moved
 
 
-def collection_restored(db: Database, job_id: int, counts: Mapping[str, int], **detail: Any) -> list[int]:
-    """The index made from the collection is ready: the job's runs become ``copied`` with the vector counts the
-    index reports per namespace, and the job ``restored``. Returns the runs to verify (none if it was done before)."""
-    return copies_made(db, job_id, CollectionPhase.RESTORED, counts, **detail)
-
-
-def copies_made(
-    db: Database, job_id: int, phase: CollectionPhase | ConvertPhase, counts: Mapping[str, int], **detail: Any
+def collection_restored(
+    db: Database,
+    job_id: int,
+    counts: Mapping[str, int],
+    *,
+    phase: CollectionPhase | ImportPhase | ConvertPhase = CollectionPhase.RESTORED,
+    **detail: Any,
 ) -> list[int]:
-    """Pinecone's copy is done: the job moves to ``phase`` and its unfinished runs become ``copied`` with the counts
-    ``counts`` gives per source namespace (an audit event ``<strategy>_<phase>`` carries ``detail``). Returns the
-    runs it moved."""
+    """The index made from the collection is ready (or the import completed: ``phase`` ``imported``): the job's
+    runs become ``copied`` with the vector counts the index reports per target namespace, and the job ``phase``.
+    Returns the runs to verify (none if it was done before)."""
     with db.transaction() as s:
         job = _job(s, job_id)
         check_phase_transition(job_id, job.phase, phase)
@@ -77,20 +82,19 @@ def copies_made(
         for run in _runs(s, job_id, *LISTABLE_RUN_STATES):
             _move_run(run, RunState.COPYING)
             _move_run(run, RunState.COPIED)
-            count = int(counts.get(run.source_namespace, 0))
+            count = int(counts.get(run.target_namespace or run.source_namespace, 0))
             run.listed = run.copied = count
             run.listing_done, run.last_error = True, None
             run.target_namespaces = [run.target_namespace or run.source_namespace]
             restored.append(run.id)
-        event = f"{PHASE_STRATEGIES[phase]}_{phase}"
+        event = f"{strategy_of_phase(phase)}_{phase}"
         add_event(s, event, default_actor(), job_id, namespaces=len(restored), **detail)
         return restored
 
 
-def step_failed(db: Database, job_id: int, error: str, strategy: str = "collection") -> int:
+def collection_failed(db: Database, job_id: int, error: str, strategy: str = "collection") -> int:
     """A step failed for good: the job's unfinished runs end ``list_failed`` with the error (so `status` shows it and
-    waits end); the phase stays, and `nsmigrate retry` goes on from it. Returns how many runs it stopped. An audit
-    event ``<strategy>_failed`` carries the error."""
+    waits end); the phase stays, and `nsmigrate retry` goes on from it. Returns how many runs it stopped."""
     with db.transaction() as s:
         job = _job(s, job_id)
         runs = _runs(s, job_id, *LISTABLE_RUN_STATES)
@@ -99,3 +103,22 @@ def step_failed(db: Database, job_id: int, error: str, strategy: str = "collecti
             run.last_error = error[:2000]
         add_event(s, f"{strategy}_failed", default_actor(), job_id, phase=job.phase, error=error)
         return len(runs)
+
+
+def files_written(db: Database, job_id: int, run_id: int, records: int, **detail: Any) -> None:
+    """``strategy: import``: the run's import files are written, ``records`` of them (its ``listed`` and
+    ``copied``; ``listing_done`` marks it written, so a step taken again skips it)."""
+    with db.transaction() as s:
+        run = s.get(NamespaceRun, run_id, with_for_update=True)
+        if run is None or run.job_id != job_id:
+            raise NotFound(f"namespace run {run_id} of job {job_id} does not exist", job_id=job_id)
+        run.listed = run.copied = records
+        run.listing_done = True
+        add_event(s, "import_files_written", default_actor(), job_id, run_id, records=records, **detail)
+
+
+def latest_detail(db: Database, job_id: int, action: str) -> dict[str, Any] | None:
+    """The detail of the job's latest audit event ``action`` (None: there is none)."""
+    with db.transaction() as s:
+        stmt = sa.select(Event.detail).where(Event.job_id == job_id, Event.action == action)
+        return s.scalar(stmt.order_by(Event.id.desc()).limit(1))

@@ -2,7 +2,7 @@
 namespace runs, which wait in ``copying`` while Pinecone converts the index, their ``copied`` counts following the
 conversion's progress; then ``copied`` with the counts of the new index, synced and verified like any run. The phase
 moves and a failed step are the collection strategy's (``orchestrator.jobs.collection``); each change is one
-transaction with its audit event."""
+transaction with its audit event. The phase carries the conversion's progress while it runs (``converting 42%``)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator.jobs.collection import copies_made, enter_phase, step_failed
+from nsmigrate.orchestrator.jobs.collection import collection_failed, collection_restored, enter_phase
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.models import ConvertPhase, NamespaceRun, RunState
 
 
-def converting(db: Database, job_id: int, **detail: Any) -> bool:
-    """The job enters (or stays in) ``converting``, its unfinished runs ``copying``; an event ``convert_converting``
-    carries ``detail`` when the phase changed. False when it was converting already."""
-    return enter_phase(db, job_id, ConvertPhase.CONVERTING, **detail)
+def converting(db: Database, job_id: int, percent: float | None = None, **detail: Any) -> bool:
+    """The job enters (or stays in) ``converting``, with Pinecone's ``percent`` done when known (``converting 42%``),
+    its unfinished runs ``copying``; an event ``convert_converting`` carries ``detail`` when the phase changed. False
+    when it was converting already."""
+    phase = ConvertPhase.CONVERTING if percent is None else f"{ConvertPhase.CONVERTING} {math.floor(percent):d}%"
+    return enter_phase(db, job_id, phase, **detail)
 
 
 def conversion_progress(db: Database, job_id: int, share: float) -> int:
@@ -40,9 +42,9 @@ def conversion_progress(db: Database, job_id: int, share: float) -> int:
 def converted(db: Database, job_id: int, counts: Mapping[str, int], **detail: Any) -> list[int]:
     """The new document index is ready: the job is ``converted``, its runs ``copied`` with ``counts`` per namespace
     (event ``convert_converted`` with ``detail``). Returns the runs to sync and verify (none if done before)."""
-    return copies_made(db, job_id, ConvertPhase.CONVERTED, counts, **detail)
+    return collection_restored(db, job_id, counts, phase=ConvertPhase.CONVERTED, **detail)
 
 
 def conversion_failed(db: Database, job_id: int, error: str) -> int:
     """A step failed for good: the runs end ``list_failed`` with ``error`` (event ``convert_failed``)."""
-    return step_failed(db, job_id, error, strategy="convert")
+    return collection_failed(db, job_id, error, strategy="convert")

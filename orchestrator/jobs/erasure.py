@@ -244,3 +244,21 @@ def known_runs(
             if e.detail.get("manifest")
         ]
     return runs, {k: v for k, v in stores.items() if v}, backups
+
+
+#: The audit events that name a Pinecone collection a collection job made (``workers.steps.collection``).
+COLLECTION_EVENTS = ("collection_collecting", "collection_restoring", "target_index_created")
+
+
+def known_collections(db: Database) -> list[dict[str, Any]]:
+    """Every Pinecone collection the job table says a job made: ``{"collection", "job_id", "source"}``, once each,
+    oldest first. A collection is a whole copy of its index that nothing can erase inside."""
+    from nsmigrate.orchestrator.models import Event
+
+    found: dict[str, dict[str, Any]] = {}
+    with db.transaction() as s:
+        for e in s.scalars(sa.select(Event).where(Event.action.in_(COLLECTION_EVENTS)).order_by(Event.id)):
+            name = (e.detail or {}).get("collection")
+            if name and name not in found:
+                found[name] = {"collection": str(name), "job_id": e.job_id, "source": e.detail.get("source")}
+    return list(found.values())

@@ -81,6 +81,27 @@ class HeldBack:
                 out.update(ids)
         return [r for r in records if r.id not in out]
 
+    def keep_writes(self, writes: Sequence[tuple[tuple[str | None, str | None], Sequence[Any]]]) -> list[list[Any]]:
+        """The records of each write that may be written, asking the ledger once for them all: per target namespace,
+        the (creator, twin) it was built for and its records as they will be written (``erasure.erased_records``).
+        A record is counted once, for the first erasure that owns it."""
+        from nsmigrate.orchestrator.tenancy.erasure import erased_records
+
+        erasures = erasure_subjects(self.db)
+        if not erasures:
+            return [list(records) for _, records in writes]
+        out: set[str] = set()
+        for at, ids in erased_records(erasures, writes).items():
+            job_id, subject = erasures[at]
+            self.held.setdefault(job_id, (subject, []))[1].extend(ids)
+            out.update(ids)
+        return [[r for r in records if r.id not in out] for _, records in writes]
+
+    @property
+    def ids(self) -> list[str]:
+        """Every id held back so far, in the order they were met."""
+        return [i for _, (_, ids) in sorted(self.held.items()) for i in ids]
+
     def lines(self) -> list[tuple[int, Any, list[str]]]:
         return [(job_id, subject, ids) for job_id, (subject, ids) in sorted(self.held.items())]
 

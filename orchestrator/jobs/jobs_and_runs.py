@@ -132,15 +132,16 @@ def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRA
         ).one_or_none()
 
 
-#: The strategies whose copy Pinecone makes: one step task drives the job, not listers and batches.
-NATIVE_STRATEGIES = ("collection", "convert")
+#: The strategies whose work is one task stepping through Pinecone's part (not listers and batches).
+STEPPED_STRATEGIES = ("collection", "import", "convert")
 
 
-def native_strategy(db: Database, job_id: int) -> str | None:
-    """``collection`` or ``convert`` when Pinecone makes the job's copy (its steps are not listers and batches),
-    else None. Read from the stored spec as it is: rollback and erase jobs keep other shapes there."""
+def stepped_strategy(db: Database, job_id: int) -> str | None:
+    """``collection``, ``import`` or ``convert`` for a job whose work is one task stepping through Pinecone's part
+    (not listers and batches), else None. Read from the stored spec as it is: rollback and erase jobs keep other
+    shapes there."""
     strategy = (find_job(db, job_id).spec or {}).get("strategy")
-    return strategy if strategy in NATIVE_STRATEGIES else None
+    return strategy if strategy in STEPPED_STRATEGIES else None
 
 
 def job_key(db: Database, job_id: int) -> tuple[int, datetime]:

@@ -6,7 +6,6 @@ and the groups of states built from them; re-exported here). Pure, no database: 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from nsmigrate.orchestrator.errors import StateError
@@ -22,6 +21,7 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
     CONVERT_PHASE_TRANSITIONS,
     COPY_DONE_RUN_STATES,
     FINAL_RUN_STATES,
+    IMPORT_PHASE_TRANSITIONS,
     JOB_TRANSITIONS,
     JUDGED_RUN_STATES,
     LIST_FAILABLE_RUN_STATES,
@@ -36,32 +36,36 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
     BatchState,
     CollectionPhase,
     ConvertPhase,
+    ImportPhase,
     JobState,
     RunState,
     may_move_to,
+    phase_name,
+    strategy_of_phase,
 )
 
 
 def check_phase_transition(job_id: int, from_phase: str | None, to_phase: str) -> None:
-    """Raise ``StateError`` naming the job and both phases when a collection or convert job may not move so (the
-    strategy is the one ``to_phase`` belongs to).
+    """Raise ``StateError`` naming the job and both phases when a collection, import or convert job may not move so
+    (a phase with its progress, ``importing 42%``, is its phase).
 
     Raises:
-        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS`` or ``CONVERT_PHASE_TRANSITIONS``.
+        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS``, ``IMPORT_PHASE_TRANSITIONS`` or
+            ``CONVERT_PHASE_TRANSITIONS``.
     """
-    if from_phase == to_phase:
+    before, after = phase_name(from_phase), phase_name(to_phase)
+    if before == after:
         return
-    phases: type[CollectionPhase] | type[ConvertPhase] = CollectionPhase
-    table: Mapping[Any, frozenset[Any]] = COLLECTION_PHASE_TRANSITIONS
-    if to_phase in ConvertPhase.__members__.values():
-        phases, table = ConvertPhase, CONVERT_PHASE_TRANSITIONS
-    try:
-        current = phases(from_phase) if from_phase is not None else None
-        allowed = phases(to_phase) in table[current]
-    except ValueError:  # a phase of the other strategy
-        allowed = False
+    strategy = strategy_of_phase(after)
+    tables: dict[str | None, Any] = {
+        "import": IMPORT_PHASE_TRANSITIONS,
+        "collection": COLLECTION_PHASE_TRANSITIONS,
+        "convert": CONVERT_PHASE_TRANSITIONS,
+    }
+    table = tables.get(strategy, {})
+    current = next((phase for phase in table if phase == before), "unknown")  # None (not started) is a key too
+    allowed = current != "unknown" and after in table[current]
     if not allowed:
-        strategy = "convert" if phases is ConvertPhase else "collection"
         raise StateError(
             f"{strategy} job {job_id} cannot move from {from_phase or 'not started'} to {to_phase}",
             hint="`nsmigrate status JOB` shows its phase; something else changed it meanwhile",

@@ -21,6 +21,7 @@ from nsmigrate.orchestrator.jobs.lifecycle import (
 )
 from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED_OF_RUN, _event_per_run, _events, _jobs, _runs
 from nsmigrate.orchestrator.models import CANCELLED_WHILE_CLEANING, JobKind, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
 # (``pages``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
@@ -267,6 +268,24 @@ class Neighbours:
     runs: int
     #: The lowest run id among the twin runs of the run's creator (None without a creator and a twin).
     first_twin_run: int | None
+
+
+def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
+    """Whether another run of the job writes (or may still write) into ``run``'s fixed target namespace.
+
+    A routed run's targets are only known once it copied (``target_namespaces``); while it is still copying it may
+    write anywhere, so it counts as sharing. Conservative on purpose: a shared target only loses the count and
+    extras checks, an unshared one judged wrongly would fail (or pass) on another run's data.
+    """
+    ns = run.target_namespace
+    for other in others:
+        if other.id == run.id:
+            continue
+        if other.target_namespace == ns or ns in (other.target_namespaces or []):
+            return True
+        if other.target_namespace is None and other.state in LISTABLE_RUN_STATES:
+            return True
+    return False
 
 
 def _by_job(runs: list[NamespaceRun]) -> list[list[NamespaceRun]]:

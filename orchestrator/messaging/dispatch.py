@@ -162,6 +162,13 @@ class Dispatcher:
         kwargs = {} if failing_since is None else {"failing_since": failing_since}
         self.send(TaskName.COLLECTION_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
 
+    def import_step(
+        self, job_id: int, *, polls: int = 0, countdown_s: float | None = None, failing_since: float | None = None
+    ) -> None:
+        """The next step of a `strategy: import` job (arguments as ``collection_step``'s)."""
+        kwargs = {} if failing_since is None else {"failing_since": failing_since}
+        self.send(TaskName.IMPORT_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
+
     def convert_step(
         self, job_id: int, *, polls: int = 0, countdown_s: float | None = None, failing_since: float | None = None
     ) -> None:
@@ -173,7 +180,7 @@ class Dispatcher:
         self.app.close()
 
 
-def send_native_step(dispatcher: Any, strategy: str, job_id: int) -> None:
-    """Send the next step of a job whose copy Pinecone makes (``strategy`` collection or convert) through
-    ``dispatcher`` (a ``Dispatcher``, or a stand-in with its methods)."""
-    (dispatcher.convert_step if strategy == "convert" else dispatcher.collection_step)(job_id)
+def send_strategy_step(dispatcher: Dispatcher, strategy: str, job_id: int) -> None:
+    """The next step of a job whose strategy steps through Pinecone's part (``collection``, ``import``, ``convert``)."""
+    steps = {"import": dispatcher.import_step, "convert": dispatcher.convert_step}
+    steps.get(strategy, dispatcher.collection_step)(job_id)

@@ -25,6 +25,7 @@ class TaskName(StrEnum):
     CLEANUP_NAMESPACE = "nsmigrate.cleanup_namespace"
     COLLECTION_STEP = "nsmigrate.collection_step"
     CONVERT_STEP = "nsmigrate.convert_step"
+    IMPORT_STEP = "nsmigrate.import_step"
     ERASE_PLACE = "nsmigrate.erase_place"
 
 
@@ -41,6 +42,8 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.COLLECTION_STEP: Queue.LIST,
     # Likewise, and the sync scans that follow the conversion (as a lister's, they list and fetch).
     TaskName.CONVERT_STEP: Queue.LIST,
+    # Reads the source and writes files, then waits on Pinecone: the copy pool's work.
+    TaskName.IMPORT_STEP: Queue.COPY,
     # Deletes data, like cleanup: the same pool.
     TaskName.ERASE_PLACE: Queue.CLEANUP,
 }

@@ -25,6 +25,7 @@ from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, TargetInde
 from nsmigrate.orchestrator.spec.convert import convert_refusals, create_of
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import CreateIndex, PineconeStoreSpec
+from nsmigrate.orchestrator.states import phase_name
 
 #: What the plan says convert is, in a few words (docs ``guides/index-data/convert-an-index``).
 WHAT_CONVERT_IS = (
@@ -178,6 +179,7 @@ class Step:
 def next_step(phase: str | None, conversion: ConversionInfo | None, index: IndexInfo | None, target: str) -> Step:
     """The next step from the job's phase, the newest conversion job into ``target`` and the target index as the
     control plane describes them now (None: there is none)."""
+    phase = phase_name(phase)
     if phase == ConvertPhase.CONVERTED:
         return Step("converted")
     if phase is None:

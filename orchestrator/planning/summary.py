@@ -1,4 +1,5 @@
-"""What a user is shown of a plan, as plain data: a table of namespace runs and the lines under it.
+"""What a user is shown of a plan, as plain data: a table of namespace runs and the lines under it, and the same plan
+with stable keys for `plan --json` and `run --json` (``PlanSummary.data``, ``PLAN_KEYS``).
 
 Made where the plan is made (the command's own process, or the fleet's planner, ``workers.fleet.plan_server``) and
 sent as JSON when the planner made it; ``cli.render.print_plan`` draws it. So a plan reads the same wherever it was
@@ -8,10 +9,13 @@ made.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.records.namespaces import display_namespace
+
+if TYPE_CHECKING:  # the reading commands render summaries without loading the planner or the spec models
+    from nsmigrate.orchestrator.planning.plan import Plan
+    from nsmigrate.orchestrator.planning.prepared import Prepared
 
 #: Columns shown left-aligned; the rest are numbers.
 TEXT_COLUMNS = ("source namespace", "target namespace", "ids by")
@@ -26,9 +30,15 @@ class PlanSummary:
     #: apply), routes.
     lines: list[str]
     warnings: list[str] = field(default_factory=list)
+    #: The plan with stable keys (``plan_data``): what `plan --json` prints.
+    data: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def document(self) -> dict[str, Any]:
+        """`plan --json`'s document: ``data`` with the lines a person reads (``notes``) and the warnings."""
+        return {**self.data, "notes": list(self.lines), "warnings": list(self.warnings)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PlanSummary:
@@ -38,7 +48,40 @@ class PlanSummary:
             rows=[[str(cell) for cell in row] for row in data["rows"]],
             lines=[str(line) for line in data["lines"]],
             warnings=[str(w) for w in data.get("warnings", [])],
+            data=dict(data.get("data") or {}),
         )
+
+
+#: The keys of `plan --json`'s document, and of each of its namespaces: documented in docs/manual.md (JSON output),
+#: kept by tests/integration/test_cli_json.py.
+PLAN_KEYS = ("name", "source", "target", "namespaces", "totals", "estimate", "notes", "warnings")
+NAMESPACE_KEYS = ("source_namespace", "target_namespace", "vectors", "batches", "ids_by", "creator_id", "twin_id")
+
+
+def plan_data(name: str, source: str, target: str, plan: Plan) -> dict[str, Any]:
+    """A plan with stable keys: namespaces as stored ("" is the default one; a ``target_namespace`` of None is routed
+    per vector), counts, and the estimate of its requests, units, bytes and seconds."""
+    est = plan.estimate
+    namespaces = [
+        {
+            "source_namespace": r.source_namespace,
+            "target_namespace": r.target_namespace,
+            "vectors": r.vector_count,
+            "batches": r.batches,
+            "ids_by": r.enumeration,
+            "creator_id": r.creator_id,
+            "twin_id": r.twin_id,
+        }
+        for r in plan.runs
+    ]
+    return {
+        "name": name,
+        "source": source,
+        "target": target,
+        "namespaces": namespaces,
+        "totals": {"namespaces": len(plan.runs), "vectors": plan.total_vectors, "batches": plan.total_batches},
+        "estimate": {**asdict(est), "sweep_queries": list(est.sweep_queries)},
+    }
 
 
 def summarize(prepared: Prepared) -> PlanSummary:
@@ -81,6 +124,15 @@ def summarize(prepared: Prepared) -> PlanSummary:
 
         lines.append(describe_convert(prepared.spec))
     lines += prepared.notes
+    # Pinecone copies by itself in a collection or a conversion: no upsert or import to compare.
+    native = prepared.spec.strategy in ("collection", "convert")
+    if prepared.spec.target.kind == "pinecone" and not native and plan.total_vectors:
+        from nsmigrate.orchestrator.limits import IMPORT_RECOMMENDED_RECORDS
+        from nsmigrate.orchestrator.planning.import_strategy import compare
+
+        # Upsert or import: shown for every import job, and for a fleet job big enough for the choice to matter.
+        if prepared.spec.strategy == "import" or plan.total_vectors >= IMPORT_RECOMMENDED_RECORDS // 10:
+            lines += compare(prepared.spec, est, plan.total_vectors, est.dimension)
     for ns, counts in plan.routes.items():
         taken = ", ".join(f"{route} {n}" for route, n in counts.items())
         lines.append(f"routes of {display_namespace(ns)} ({sum(counts.values())} vectors): {taken}")
@@ -90,4 +142,5 @@ def summarize(prepared: Prepared) -> PlanSummary:
         rows=rows,
         lines=lines,
         warnings=list(plan.warnings),
+        data=plan_data(prepared.spec.name, prepared.source_label, prepared.target_label, plan),
     )

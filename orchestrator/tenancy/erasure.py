@@ -371,4 +371,10 @@ def receipt(job: Any, places: Sequence[Any]) -> dict[str, Any]:
         "places": rows,
         "ambiguous": list(spec.get("ambiguous") or []),
         "not_searched": list(spec.get("not_searched") or []),
+        # Namespace aliases that served an erased namespace, removed with it (each place's check names its own).
+        "aliases_removed": sorted({a for r in rows for a in (r["check"] or {}).get("aliases_removed") or []}),
+        # Copies nsmigrate made that no API can erase inside (Pinecone collections), with what to do about each.
+        "cannot_erase": list(spec.get("cannot_erase") or []),
+        # `erase --export-first`: where the person's copy went before the delete (it is theirs, never searched).
+        "exported_first": spec.get("exported_first"),
     }

@@ -328,6 +328,10 @@ class Report:
     unwritable_fail: bool = True
     unwritable_reason: str = ""
     text_search: dict[str, Any] | None = None
+    #: Source ids of a creator (or twin) in the erasure ledger: the copy held them back (never written), so the target
+    #: must not hold them either; named, not failed.
+    held_back_ids: list[str] = field(default_factory=list)
+    held_back_count: int = 0
     #: How the source's ids were found (list, catalogue, sweep) and, when not listed, the source namespace's count
     #: in its stats: ids an enumeration did not find were neither copied nor checked, so a shortfall fails.
     enumeration: str = "list"
@@ -361,6 +365,12 @@ class Report:
         self.unwritable_count += len(new)
         self.unwritable_ids = sorted(set(self.unwritable_ids) | set(new))[:ID_CAP]
 
+    def add_held_back(self, ids: Iterable[str]) -> None:
+        """Record source ids the erasure ledger holds back (the list stays capped and sorted; the count is exact)."""
+        new = list(ids)
+        self.held_back_count += len(new)
+        self.held_back_ids = sorted(set(self.held_back_ids) | set(new))[:ID_CAP]
+
     def add_dropped(self, ids: Iterable[str]) -> None:
         """Record source ids dropped by routing (the list stays capped and sorted; the count is exact)."""
         new = list(ids)
@@ -369,8 +379,9 @@ class Report:
 
     @property
     def expected_target_count(self) -> int:
-        """What the target namespace must hold: the source's ids, less those that have no text to write."""
-        return self.source_count - self.unwritable_count
+        """What the target namespace must hold: the source's ids, less those that have no text to write and those of
+        an erased creator."""
+        return self.source_count - self.unwritable_count - self.held_back_count
 
     def add_mismatch(self, id_: str, reason: str) -> None:
         """Record a content difference (the list stays capped; the count is exact)."""
@@ -425,8 +436,10 @@ class Report:
         if self.extras_fail and self.extra_count:
             out.append(f"{self.extra_count} ids in target not in source (e.g. {self.extra_ids[0]!r})")
         if self.target_count is not None and self.target_count != self.expected_target_count:
-            expected = f"source count {self.source_count}" + (
-                f" less {self.unwritable_count} without text" if self.unwritable_count else ""
+            expected = (
+                f"source count {self.source_count}"
+                + (f" less {self.unwritable_count} without text" if self.unwritable_count else "")
+                + (f" less {self.held_back_count} held back by the erasure ledger" if self.held_back_count else "")
             )
             out.append(f"target count {self.target_count} ≠ {expected}")
         if self.source_changed:
@@ -477,6 +490,9 @@ class Report:
                 parts.append(f"{equal} contents equal" + (" (sample)" if self.content_mode == "sample" else ""))
         if self.unwritable_count:
             parts.append(f"{self.unwritable_count} without text, not written")
+        if self.held_back_count:
+            first = self.held_back_ids[0]
+            parts.append(f"{self.held_back_count} of erased creators held back, not written (e.g. {first!r})")
         if self.target_count is not None:
             sign = "=" if self.target_count == self.expected_target_count else "≠"
             parts.append(f"counts {self.expected_target_count}{sign}{self.target_count}")
@@ -535,6 +551,8 @@ class Report:
             "unwritable_ids": list(self.unwritable_ids),
             "unwritable_count": self.unwritable_count,
             "unwritable_fail": self.unwritable_fail,
+            "held_back_ids": list(self.held_back_ids),
+            "held_back_count": self.held_back_count,
             "text_search": dict(self.text_search) if self.text_search is not None else None,
             "enumeration": self.enumeration,
             "source_stats_count": self.source_stats_count,

@@ -8,14 +8,19 @@ other ``test_chaos_*.py`` files.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 
+import psutil
 import pytest
 import redis as redis_lib
 
 from nsmigrate.orchestrator import recovery
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.messaging.task_names import lock_key
+from nsmigrate.orchestrator.messaging.task_names import TaskName, lock_key
+from nsmigrate.orchestrator.models import BatchState
 from nsmigrate_sandbox.pinecone_server import Faults
 from nsmigrate_sandbox.stack import Stack
 from tests.chaos import (
@@ -37,6 +42,7 @@ from tests.chaos import (
 )
 from tests.chaos import sandbox_indexes as sandbox_indexes
 from tests.fleet_jobs import batches, start_job
+from tests.flower_api import failures_of, open_flower
 
 pytestmark = pytest.mark.chaos
 
@@ -126,3 +132,54 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
 
     assert_nothing_lost(stack, db, job_id, loaded)
     assert jobs_and_runs.get_run(db, run_id).batches_total == 60
+
+
+def test_a_batch_whose_worker_is_killed_every_time_fails_with_that_reason_and_retry_copies_it(stack: Stack) -> None:
+    """A batch that kills its worker whenever it runs (as the kernel's OOM killer would: SIGKILL of the pool process
+    copying it) is not redelivered for ever: each death hands the message out again (``reject_on_worker_lost``), and
+    once ``NSMIGRATE_BATCH_MAX_LOST_ATTEMPTS`` (2 here) deliveries died in it, the next one fails it, in the job
+    table with that reason and in Flower as a FAILURE. The job's other batch is copied meanwhile; `nsmigrate retry`
+    then copies the failed one once the cause is gone. The worker logs JSON lines, each naming its task's job."""
+    loaded = load_source(stack, namespaces=1, per_namespace=40)  # two batches of 20
+    worker = stack.start_worker(
+        QUEUES, 1, pool="prefork", name="oom", NSMIGRATE_BATCH_MAX_LOST_ATTEMPTS="2", NSMIGRATE_LOG_FORMAT="json"
+    )
+    flower = open_flower(stack, "oom")
+    # The source answers slowly from the job's first request on: each delivery of a batch is caught mid-copy.
+    db, _, job_id = start_job(stack, chaos_spec(stack), after_plan=lambda: slow_data_plane(stack, 1000, (SRC,)))
+
+    def first_batch_running(attempt: int) -> int | None:
+        first = batches(db, job_id)[:1]
+        started = [b.id for b in first if b.state == BatchState.RUNNING and b.attempts == attempt]
+        return started[0] if started else None
+
+    doomed = None
+    for attempt in (1, 2):  # killed in each delivery, the way out of memory kills it
+        doomed = wait_for(lambda a=attempt: first_batch_running(a), f"delivery {attempt} of the first batch to run")
+        [pool_process] = psutil.Process(worker.pid).children()
+        pool_process.send_signal(signal.SIGKILL)
+        pool_process.wait(10)
+
+    def failed() -> object | None:
+        row = next(b for b in batches(db, job_id) if b.id == doomed)
+        return row if row.state == BatchState.FAILED else None
+
+    row = wait_for(failed, "the batch to fail after its second lost delivery")
+    assert (row.attempts, row.lost_attempts) == (3, 2)  # the third delivery failed it without copying
+    assert "the worker copying this batch died 2 times" in (row.last_error or ""), row.last_error
+    [failure] = failures_of(flower, TaskName.COPY_BATCH)
+    assert failure["kwargs"]["batch_id"] == doomed and "died 2 times" in failure["exception"], failure
+    wait_for(lambda: [b.state for b in batches(db, job_id)] == ["failed", "done"], "the other batch to be copied")
+    fault_landed(stack)
+    # Its log (NSMIGRATE_LOG_FORMAT=json) is JSON lines, the batch's failure among them with its job and namespace.
+    lines = [json.loads(line) for line in (stack.workdir / "worker-oom.log").read_text().splitlines() if line]
+    [why] = [line for line in lines if "died 2 times" in line["message"]]
+    assert (why["level"], why["job_id"], why["namespace"], why["batch_id"]) == ("ERROR", job_id, "ns0", doomed)
+
+    retried = subprocess.run(
+        [sys.executable, "-m", "nsmigrate", "retry", str(job_id)], env=stack.env(), capture_output=True, text=True
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert_nothing_lost(stack, db, job_id, loaded)
+    flower.close()
+    db.dispose()

@@ -36,7 +36,7 @@ def modules_after(*args: str) -> frozenset[str]:
     """The modules a fresh interpreter holds after running ``nsmigrate ARGS`` in-process."""
     probe = (
         "import json, sys\n"
-        "from cli.main import app\n"
+        "from nsmigrate.cli.main import app\n"
         "try:\n"
         "    app(sys.argv[1:])\n"
         "except SystemExit:\n"
@@ -135,7 +135,7 @@ def test_planning_commands_import_no_backup_machinery_nor_numpy(args: list[str])
 def test_a_worker_starts_without_the_backup_machinery_nor_numpy() -> None:
     """Every worker process imports the tasks: only a backup/erasure (pyarrow) or a re-embedding (numpy) loads
     these, in the task that needs them."""
-    probe = "import json, sys, workers.fleet.tasks; print(json.dumps(sorted(sys.modules)))"
+    probe = "import json, sys, nsmigrate.workers.fleet.tasks; print(json.dumps(sorted(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     loaded = json.loads(result.stdout.splitlines()[-1])
 
@@ -154,14 +154,14 @@ def test_handing_a_spec_to_the_fleet_loads_no_settings_nor_redis_py(tmp_path: Pa
     next), given both URLs in the environment and no other setting."""
     probe = (
         "import json, sys\n"
-        "from cli import submit\n"
+        "from nsmigrate.cli import submit\n"
         "to_fleet = submit.to_fleet\n"
         "def submitted(*args, **kwargs):\n"
         "    to_fleet(*args, **kwargs)\n"
         "    sys.stderr.write(json.dumps(sorted(sys.modules)))\n"
         "    raise SystemExit(0)\n"
         "submit.to_fleet = submitted\n"
-        "from cli.main import app\n"
+        "from nsmigrate.cli.main import app\n"
         "app(sys.argv[1:])\n"
     )
     spec = tmp_path / "spec.yaml"
@@ -184,3 +184,48 @@ def test_handing_a_spec_to_the_fleet_loads_no_settings_nor_redis_py(tmp_path: Pa
     assert "nsmigrate.orchestrator.messaging.resp" in loaded  # it did try the fleet
     unwanted = sorted({n for n in NOT_BEFORE_SUBMITTING for m in loaded if m == n or m.startswith(n + ".")})
     assert not unwanted, unwanted
+
+
+def test_bash_completes_commands_and_options_from_the_installed_script_without_loading_every_command(
+    tmp_path: Path,
+) -> None:
+    # `nsmigrate --install-completion bash` writes the script `--show-completion bash` prints and sources it from
+    # ~/.bashrc; a real bash then completes through the `nsmigrate` on its PATH. Naming the commands loads none of
+    # their modules (the root lists them from its table); completing one's options loads that one.
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    installed = subprocess.run(
+        [str(bin_dir / "nsmigrate"), "--install-completion", "bash"], env=env, capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stderr
+    assert "source" in (tmp_path / ".bashrc").read_text()
+    complete = (
+        "source ~/.bashrc\n"
+        'COMP_WORDS=(nsmigrate "$1"); COMP_CWORD=1; _nsmigrate_completion nsmigrate; echo "${COMPREPLY[*]}"\n'
+        'COMP_WORDS=(nsmigrate worker "$2"); COMP_CWORD=2; _nsmigrate_completion nsmigrate; echo "${COMPREPLY[*]}"\n'
+    )
+    result = subprocess.run(
+        ["bash", "-c", complete, "bash", "st", "--log"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    commands, options = result.stdout.splitlines()
+    assert commands.split() == ["status"]
+    assert sorted(options.split()) == ["--log-format", "--loglevel"]
+    assert not {*COMMAND_MODULES} & modules_after_completing("nsmigrate st")
+
+
+def modules_after_completing(words: str) -> frozenset[str]:
+    """The modules `nsmigrate` holds after completing ``words`` (bash's protocol: Click's environment variables)."""
+    probe = (
+        "import json, sys\n"
+        "from cli.main import app\n"
+        "try:\n"
+        "    app(prog_name='nsmigrate')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "sys.stderr.write(json.dumps(sorted(sys.modules)))\n"
+    )
+    env = {**os.environ, "_NSMIGRATE_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "1"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert result.stdout.split() == ["status"], result
+    return frozenset(json.loads(result.stderr.splitlines()[-1]))

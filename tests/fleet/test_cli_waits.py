@@ -7,19 +7,23 @@ process with a deadline, so a wait that never ends fails the test instead of han
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from typing import Any
 
 import pytest
+import redis as redis_lib
 import yaml
 
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY
 from nsmigrate.orchestrator.models import JobState, RunState
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.polling import wait_until
 
 NAMESPACES = {"ns0": 30, "ns1": 50}
 COMMAND_DEADLINE_S = 90  # far above the seconds these jobs take; reached only by a wait that never ends
@@ -86,9 +90,19 @@ def test_run_wait_returns_once_copied_when_the_spec_does_not_verify(stack: Stack
 
 
 def test_verify_of_a_finished_job_waits_for_the_new_verdicts(stack: Stack) -> None:
-    first = nsmigrate(stack, "run", spec_file(stack), "--wait")
+    # `run --json --wait`: stdout is one JSON document (the progress goes to stderr), planned by the fleet, with the
+    # job's status once settled as `status --json` prints it.
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    wait_until(lambda: broker.get(PLANNER_KEY), what="the fleet's planner's heartbeat", timeout_s=60)
+    first = nsmigrate(stack, "run", spec_file(stack), "--wait", "--json")
     assert first.returncode == 0, (first.stdout, first.stderr)
-    job_id = int(first.stdout.split("started\n", 1)[1].split()[0])
+    started = json.loads(first.stdout)
+    assert (started["outcome"], started["planned_by"], started["refused"]) == ("started", "fleet", {})
+    assert [n["source_namespace"] for n in started["plan"]["namespaces"]] == list(NAMESPACES)
+    job_id = started["job_id"]
+    result_status = started["result"]["status"]
+    assert started["result"]["exit_code"] == 0 and result_status["job_id"] == job_id
+    assert {r["state"] for r in result_status["runs"]} == {RunState.VERIFIED}
     before = {r.id: r.verification["checked_at"] for r in runs(stack, job_id) if r.verification}
     assert len(before) == len(NAMESPACES)
     db = jobs_database.Database(stack.database_url)

@@ -386,3 +386,79 @@ def test_an_erasure_removes_the_aliases_of_a_namespace_it_erases_and_names_them(
     ]
     assert [c["aliases_removed"] for c in checks if "aliases_removed" in c] == [["live.t1"]]
     db.dispose()
+
+
+# --------------------------------------------------------------------------------------------- data portability
+
+
+def exported_records(directory: Path) -> list[tuple[str, str]]:
+    """(namespace, id) of every record of a portability export, read from its Parquet files (one store's record
+    and another's copy of it are two), sorted."""
+    out = []
+    for file in directory.rglob("*.parquet"):
+        ns = pq.read_metadata(file).metadata[b"nsmigrate.namespace"].decode()
+        out.extend((ns, row["id"]) for row in pq.read_table(file).to_pylist())
+    return sorted(out)
+
+
+def test_export_creator_writes_everything_they_own_in_every_store_and_nothing_else(
+    stack: Stack, migrated: list[Path], tmp_path: Path
+) -> None:
+    before = everything(stack)
+    theirs = {k for k, m in before.items() if is_a1(k, m)}
+
+    result = CliRunner().invoke(app, ["export", "--creator", "a.1", "--out", str(tmp_path / "a1")])
+
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "a1" / "portability.json").read_text())
+    assert manifest["creator_id"] == "a.1" and manifest["count"] == len(theirs)
+    assert sum(ns["count"] for s in manifest["stores"] for ns in s["namespaces"]) == len(theirs)
+    assert len(manifest["stores"]) == 3  # the source, both targets
+    exported = exported_records(tmp_path / "a1")
+    assert exported == sorted((k[1], k[2]) for k in theirs)
+    for store in manifest["stores"]:  # each store's part is an export `import` reads
+        assert {h.namespace for h in read_manifest(tmp_path / "a1" / store["directory"])} == {
+            ns["namespace"] for ns in store["namespaces"]
+        }
+    assert everything(stack) == before  # only read
+    # The person's copy is not a backup of nsmigrate's: an erasure does not search it.
+    plan = plan_erasure(jobs_database.Database(stack.database_url), "a.1", None, open_retrying_store)
+    assert not [p for p in plan.places if p["kind"] == "backup" and "a1" in (p.get("path") or "")]
+
+
+def test_erase_export_first_exports_then_erases_and_names_the_export_in_the_receipt(
+    stack: Stack, migrated: list[Path], tmp_path: Path
+) -> None:
+    before = everything(stack)
+    theirs = {k for k, m in before.items() if is_a1(k, m)}
+    out = tmp_path / "handed-over"
+
+    result = CliRunner().invoke(
+        app, ["erase", "--creator", "a.1", "--export-first", str(out), "--yes", "--receipt", str(tmp_path / "r.json")]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert exported_records(out) == sorted((k[1], k[2]) for k in theirs)
+    assert not [k for k, m in everything(stack).items() if is_a1(k, m)]
+    receipt = json.loads((tmp_path / "r.json").read_text())
+    assert receipt["verified"] and receipt["exported_first"] == {"directory": str(out.resolve()), "count": len(theirs)}
+
+
+def test_erase_export_first_deletes_nothing_when_the_export_fails(
+    stack: Stack, migrated: list[Path], tmp_path: Path
+) -> None:
+    before = everything(stack)
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "someone-elses.txt").write_text("not empty")
+
+    result = CliRunner().invoke(app, ["erase", "--creator", "a.1", "--export-first", str(taken), "--yes"])
+
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert "the export of creator 'a.1''s data failed" in output and "nothing was deleted" in output
+    assert everything(stack) == before
+    assert sorted(p.name for p in taken.iterdir()) == ["someone-elses.txt"]
+    db = jobs_database.Database(stack.database_url)
+    assert not [j for j in jobs_status.list_jobs(db) if j["kind"] == "erase"]
+    db.dispose()

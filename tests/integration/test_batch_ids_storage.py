@@ -61,6 +61,7 @@ def to_schema_4(engine: sa.Engine) -> None:
         conn.execute(sa.text("ALTER TABLE batches DROP COLUMN ids"))
         conn.execute(sa.text("ALTER TABLE batches ADD COLUMN ids JSONB NOT NULL DEFAULT '[]'"))
         conn.execute(sa.text("ALTER TABLE batches ALTER COLUMN ids DROP DEFAULT"))
+        conn.execute(sa.text("ALTER TABLE batches DROP COLUMN lost_attempts"))  # schema 8's
         conn.execute(sa.delete(SchemaInfo))
         conn.execute(sa.insert(SchemaInfo).values(version=4))
 
@@ -92,7 +93,9 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
     db = jobs_database.Database(database_url)  # what any command or worker does on start: the upgrade
 
     with engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema")) == SCHEMA_VERSION == 6
+        assert conn.scalar(sa.text("SELECT max(version) FROM nsmigrate_schema")) == SCHEMA_VERSION
+        # every batch row gets the count of deaths its later redeliveries add to (schema 8)
+        assert conn.scalar(sa.text("SELECT array_agg(lost_attempts) FROM batches")) == [0, 0, 0, 0]
         assert (
             conn.scalar(
                 sa.text(

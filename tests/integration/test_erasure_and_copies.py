@@ -6,8 +6,8 @@ never on an earlier verdict: the copy task's and the erasure task's own code, ca
 job started, resumed or synced after the plan would write the data back after the places were checked empty, under a
 receipt saying "erased", or put it where the plan never looked. So each erasure place asks again right before it
 deletes (a copy that may still write, or that copied since the plan: the place fails, deleting nothing), and a copy
-batch asks right before it writes (a record of a creator an erasure is erasing or erased: the batch fails, writing
-nothing). Whichever of the two acts second sees the other.
+batch asks right before it writes (a record of a creator an erasure is erasing or erased is skipped and named; the
+rest is written: tests/integration/test_erasure_write_paths.py). Whichever of the two acts second sees the other.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
-from nsmigrate.orchestrator.errors import BatchFailed, ErasureFailed, NotFound, SpecError, StateError
+from nsmigrate.orchestrator.errors import ErasureFailed, NotFound, SpecError, StateError
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
@@ -41,9 +41,7 @@ from nsmigrate.workers.steps import copying, erasing
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.backup.exporting import export_namespaces
-from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from nsmigrate_sandbox.seed import seed_chunks
 from tests.integration.test_verify_cleanup import URL_ENV, RecordingDispatcher, copied_job, make_records, make_spec
 
 DIM = 8
@@ -80,10 +78,11 @@ def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., Worker
 SHARED_IDS = [f"{p}-{i:03d}" for p in "mo" for i in range(3)]
 
 
-def a_copy_job(ctx: WorkerContext, spec: JobSpec, source_namespace: str, target_namespace: str) -> int:
-    """A copy job of the shared namespace, listed into one batch (queued, not copied yet): what `run`, `resume` or
-    `sync` leaves for a copy task. Returns the batch's id."""
-    ids = SHARED_IDS
+def a_copy_job(
+    ctx: WorkerContext, spec: JobSpec, source_namespace: str, target_namespace: str, ids: list[str] = SHARED_IDS
+) -> int:
+    """A copy job of the shared namespace, listed into one batch of ``ids`` (queued, not copied yet): what `run`,
+    `resume` or `sync` leaves for a copy task. Returns the batch's id."""
     plan = Plan(
         runs=[NamespacePlan(source_namespace, target_namespace, len(ids), 1)],
         estimate=Estimate(0, 0, 0, 0, 0, 0.0),
@@ -107,7 +106,7 @@ def shared_namespace(ctx: WorkerContext, spec: JobSpec) -> None:
 
 
 @pytest.mark.parametrize("erasure", ["erasing", "erased"])
-def test_a_copy_batch_refuses_to_write_the_data_of_a_creator_an_erasure_is_erasing_or_erased(
+def test_a_copy_batch_skips_the_records_of_a_creator_an_erasure_is_erasing_or_erased(
     ctx: WorkerContext, store_specs: tuple, erasure: str
 ) -> None:
     spec = make_spec(store_specs)
@@ -120,24 +119,13 @@ def test_a_copy_batch_refuses_to_write_the_data_of_a_creator_an_erasure_is_erasi
         jobs_erasure.finish_place(ctx.db, place_row.id, erased=0, verification={"passed": True})
         assert jobs_erasure.maybe_finish_erasure(ctx.db, erase_job, lambda job, places: {}) is not None
 
-    with pytest.raises(BatchFailed) as refused:
-        copying.copy_batch(ctx, batch_id)
+    assert copying.copy_batch(ctx, batch_id) == 3  # a.10's
 
-    message = str(refused.value)
-    assert "3 record(s) of creator 'a.1'" in message and f"erasure job {erase_job} erases their data" in message
-    assert "'m-000', 'm-001', 'm-002'" in message and "'o-000'" not in message
-    assert "nothing of this batch was written" in message and "nsmigrate retry" in message
-    assert ctx.store(spec.target).namespaces().get("public-copy", 0) == 0  # not even a.10's: nothing was written
-    # Once the source no longer holds a.1's vectors, `nsmigrate retry` copies the rest.
-    ctx.store(spec.source).delete("public", ["m-000", "m-001", "m-002"])
-    run_id = jobs_batches.run_of_batch(ctx.db, batch_id)
-    assert jobs_batches.requeue_failed(ctx.db, jobs_and_runs.get_run(ctx.db, run_id).job_id) == [(run_id, batch_id)]
-    assert copying.copy_batch(ctx, batch_id) == 3
-    assert sorted(r.id for r in ctx.store(spec.target).fetch("public-copy", ["m-000", "o-000", "o-001", "o-002"])) == [
-        "o-000",
-        "o-001",
-        "o-002",
-    ]
+    target = ctx.store(spec.target)
+    assert target.fetch("public-copy", ["m-000", "m-001", "m-002"]) == []
+    assert sorted(r.id for r in target.fetch("public-copy", ["o-000", "o-001", "o-002"])) == ["o-000", "o-001", "o-002"]
+    [event] = held_back_events(ctx, erase_job)
+    assert event["ids"] == ["m-000", "m-001", "m-002"] and event["batch"] == batch_id
 
 
 # ------------------------------------------------------------------------- an erasure asks before it deletes
@@ -237,37 +225,6 @@ def test_an_erasure_place_refuses_while_a_rollback_writes_originals_back(
     assert ctx.store(spec.target).namespaces().get("creator_a.1_twin_t1") == 3  # nothing deleted
 
 
-def test_a_batch_copied_inside_postgres_refuses_too(
-    ctx: WorkerContext, database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Tables of the application's layout in one database: the batch runs ``INSERT … SELECT`` and no record passes
-    through the worker, so it reads the batch's records to ask whose they are (only while an erasure exists)."""
-    monkeypatch.setenv(URL_ENV, database_url)
-    documented = {"kind": "pgvector", "schema": "documented", "database_url_env": URL_ENV}
-    spec = make_spec(
-        (documented, documented),
-        routing={"mode": "explicit", "map": {"public": "copied"}},
-        enrich={"creator_fields": False, "migrated_from": False},
-    )
-    assert table_copies.in_database(spec)
-    owners = ["a.1"] * 3 + ["a.10"] * 3
-    rows = [
-        Record(id_, values, {**metadata, "creator_id": owner})
-        for (_, values, metadata), owner, id_ in zip(seed_chunks(6, DIM), owners, SHARED_IDS, strict=True)
-    ]
-    ctx.store(spec.source).upsert("public", rows)
-    batch_id = a_copy_job(ctx, spec, "public", "copied")
-    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
-    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])
-
-    with pytest.raises(BatchFailed) as refused:
-        copying.copy_batch(ctx, batch_id)
-
-    message = str(refused.value)
-    assert "3 record(s) of creator 'a.1'" in message and f"erasure job {erase_job} erases their data" in message
-    assert ctx.store(spec.target).namespaces().get("copied", 0) == 0
-
-
 # ------------------------------------------------------------- the erasure ledger: every write path asks it
 
 
@@ -340,7 +297,7 @@ def test_an_archive_imported_after_an_erasure_writes_none_of_the_creators_record
     assert line["lift_reason"] == "court order" and line["receipt"] == {"verified": True}
 
 
-def test_a_refused_copy_batch_is_in_the_erasures_events_and_a_lifted_erasure_lets_it_write(
+def test_a_held_back_copy_is_in_the_erasures_events_and_lifting_it_is_recorded(
     ctx: WorkerContext, store_specs: tuple
 ) -> None:
     spec = make_spec(store_specs)
@@ -348,22 +305,17 @@ def test_a_refused_copy_batch_is_in_the_erasures_events_and_a_lifted_erasure_let
     batch_id = a_copy_job(ctx, spec, "public", "public-copy")
     erase_job = erased(ctx, Subject("a.1"))
 
-    with pytest.raises(BatchFailed) as refused:
-        copying.copy_batch(ctx, batch_id)
+    copying.copy_batch(ctx, batch_id)
 
-    assert "nsmigrate erase --lift --creator a.1" in str(refused.value)
     [event] = held_back_events(ctx, erase_job)
-    assert event["records"] == 3 and event["refused"] == "batch" and event["ids"] == ["m-000", "m-001", "m-002"]
-
+    assert event["records"] == 3 and event["ids"] == ["m-000", "m-001", "m-002"] and event["namespace"] == "public"
     jobs_erasure_ledger.lift_erasure(ctx.db, "a.1", None, "a test creator: may be copied again", actor="dpo")
-    run_id = jobs_batches.run_of_batch(ctx.db, batch_id)
-    assert jobs_batches.requeue_failed(ctx.db, jobs_and_runs.get_run(ctx.db, run_id).job_id) == [(run_id, batch_id)]
-    assert copying.copy_batch(ctx, batch_id) == 6
     [line] = jobs_erasure_ledger.ledger(ctx.db, "a.1")
     assert line["lifted_by"] == "dpo" and line["erasure_job"] == erase_job
     assert [
         e["detail"]["reason"] for e in jobs_status.events_of(ctx.db, erase_job) if e["action"] == "erasure_lifted"
     ] == ["a test creator: may be copied again"]
+    assert jobs_erasure_ledger.erasure_subjects(ctx.db) == []  # `sync` copies them now (test_erasure_write_paths)
 
 
 def test_lifting_an_erasure_is_exact_needs_a_reason_and_waits_for_the_erasure(ctx: WorkerContext) -> None:

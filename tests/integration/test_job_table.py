@@ -370,3 +370,32 @@ def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled
     with db.single_statement() as conn:
         result = conn.execute(pages._START_LISTING, {"run_id": run_id})
         assert result.context.cache_hit == conn.dialect.CACHE_HIT
+
+
+def test_a_redelivery_that_finds_its_batch_running_counts_a_lost_attempt_until_retry(
+    db: jobs_database.Database,
+) -> None:
+    # Only a redelivered message whose batch is still `running` counts: its worker died before ending the batch. A
+    # first delivery, Celery's retry after an outage (a new message) and a redelivery of a batch that ended count
+    # nothing; `nsmigrate retry` (failed → queued) starts the count again.
+    job_id, [run_id] = a_job(db)
+    assert jobs_pages.start_listing(db, run_id) is not None
+    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True).batch_ids
+
+    def start(redelivered: bool) -> int:
+        work = jobs_batches.start_batch(db, batch_id, "w", redelivered=redelivered)
+        assert work is not None
+        return work.lost_attempts
+
+    assert start(redelivered=True) == 0  # queued: nothing ran it before (a prefetched message of a killed worker)
+    assert start(redelivered=False) == 0  # running, but a new message: Celery's retry after an outage
+    assert start(redelivered=True) == 1
+    assert start(redelivered=True) == 2
+    jobs_batches.fail_batch(db, batch_id, "its worker died twice", "w")
+    with db.transaction() as s:
+        assert s.get(Batch, batch_id).lost_attempts == 2  # type: ignore[union-attr]
+    assert start(redelivered=True) == 2  # failed, not running: nothing died in it since
+    jobs_batches.fail_batch(db, batch_id, "again", "w")
+    assert jobs_batches.requeue_failed(db, job_id) == [(run_id, batch_id)]
+    assert start(redelivered=True) == 0
+    assert start(redelivered=True) == 1

@@ -14,6 +14,10 @@ PACKAGES = ("cli", "orchestrator", "workers")
 LIMITS = "orchestrator/limits.py"
 
 WORKING: dict[str, str] = {
+    # strategy import: the plan's guess of a record's size in the files, and the rows of one file
+    "orchestrator/planning/import_strategy.py:BYTES_PER_VALUE": "a float32 value in a Parquet file",
+    "orchestrator/planning/import_strategy.py:RECORD_OVERHEAD_BYTES": "id, metadata and framing of one record",
+    "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
     # the demos' own scenarios
     "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
@@ -47,6 +51,7 @@ WORKING: dict[str, str] = {
     "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
     "orchestrator/planning/crossings.py:CROSSINGS_SHOWN": "crossings a plan's warnings name in full",
     "orchestrator/jobs/erasure_ledger.py:EVENT_IDS": "ids a write_held_back event names (its count is whole)",
+    "workers/stores/pgvector/retired.py:PAGE_ROWS": "rows read per request while a retired table is searched",
     "orchestrator/routing/route.py:_EXAMPLES": "records an error lists",
     "orchestrator/tenancy/creator_mapping.py:_SHOWN": "problems an error lists",
     "orchestrator/records/namespaces.py:SHOWN": "names an error lists",

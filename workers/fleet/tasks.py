@@ -21,6 +21,9 @@ from nsmigrate.workers.fleet.app import app
 from nsmigrate.workers.fleet.tuning import preload_sdk
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import (
+    bulk_import as import_steps,
+)
+from nsmigrate.workers.steps import (
     cleaning,
     copying,
     erasing,
@@ -57,8 +60,13 @@ def _ran_before(task: Task) -> bool:
     """Whether this message was handed out before: redelivered by Redis after its worker died (acks_late) or sent
     again by the retry on an outage. Its earlier run may have stopped between two of its steps: the steps' ``again``
     flag, whose story is told in ``orchestrator.recovery``."""
-    delivery_info = task.request.delivery_info or {}
-    return bool(delivery_info.get("redelivered")) or bool(task.request.retries)
+    return _redelivered(task) or bool(task.request.retries)
+
+
+def _redelivered(task: Task) -> bool:
+    """Whether Redis handed this very message out again: the worker that had it died without acknowledging it (a
+    Celery retry after an outage is a new message, and not redelivered unless its own worker died too)."""
+    return bool((task.request.delivery_info or {}).get("redelivered"))
 
 
 #: Raised by a task whose work failed and was recorded: Celery marks it FAILURE and logs it without a traceback.
@@ -78,7 +86,7 @@ def list_namespace(self: Task, run_id: int, wait_for_lock: bool = False, **_cont
 def copy_batch(self: Task, batch_id: int, **_context: Any) -> dict[str, Any]:
     """fetch → route/enrich → upsert one batch; idempotent, so a redelivered task is harmless."""
     with tally.counting() as counts:
-        vectors = copying.copy_batch(get_context(), batch_id, again=_ran_before(self))
+        vectors = copying.copy_batch(get_context(), batch_id, again=_ran_before(self), redelivered=_redelivered(self))
     return counts.result(vectors=vectors)
 
 
@@ -146,6 +154,15 @@ def convert_step(job_id: int, polls: int = 0, failing_since: float | None = None
     after its snapshot and hand the namespaces to verification; sends itself again while Pinecone converts."""
     with tally.counting() as counts:
         did = convert_steps.step(get_context(), job_id, polls, failing_since)
+    return counts.result(step=did)
+
+
+@app.task(name=TaskName.IMPORT_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
+def import_step(job_id: int, polls: int = 0, failing_since: float | None = None, **_context: Any) -> dict[str, Any]:
+    """The next step of a `strategy: import` job: write the import files, start Pinecone's import, track it, hand
+    the namespaces to verification; sends itself again while Pinecone is busy."""
+    with tally.counting() as counts:
+        did = import_steps.step(get_context(), job_id, polls, failing_since)
     return counts.result(step=did)
 
 

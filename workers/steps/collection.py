@@ -126,7 +126,7 @@ def _outage_text(
 
 
 def _fail(ctx: WorkerContext, job_id: int, reason: str) -> NoReturn:
-    jobs_collection.step_failed(ctx.db, job_id, reason)
+    jobs_collection.collection_failed(ctx.db, job_id, reason)
     raise CollectionFailed(f"strategy collection: {reason}", job=job_id)
 
 

@@ -23,7 +23,7 @@ from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.spec.convert import create_of
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
-from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES
+from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES, phase_name
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.collection import Driven
 from nsmigrate.workers.steps.syncing import sync_runs
@@ -42,7 +42,7 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
     table or Redis propagates: Celery sends the task again."""
     spec = jobs_and_runs.job_spec(ctx.db, job_id)
     phase = jobs_collection.job_phase(ctx.db, job_id)
-    if phase == ConvertPhase.CONVERTED:
+    if phase_name(phase) == ConvertPhase.CONVERTED:
         return _sync(ctx, job_id)  # a redelivered step, or `resume`: runs still owing their sync
     if not any(r.state in LISTABLE_RUN_STATES for r in jobs_and_runs.runs_of(ctx.db, job_id)):
         return "stopped"  # cancelled, or failed and not retried
@@ -102,7 +102,9 @@ def _take_step(
             ctx.db, "conversion_started", default_actor(), job_id, conversion_job=started.job_id, index=target_name
         )
     elif decided.action == "wait":
-        jobs_conversion.converting(ctx.db, job_id, source=source_name, index=target_name)  # also a retried job's runs
+        percent = 100 * decided.share if decided.share is not None else None
+        # Also where a retried job's runs wait again; the phase shows Pinecone's progress, the runs their share.
+        jobs_conversion.converting(ctx.db, job_id, percent, source=source_name, index=target_name)
         if decided.share is not None:
             jobs_conversion.conversion_progress(ctx.db, job_id, decided.share)
         again = polls + 1

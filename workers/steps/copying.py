@@ -9,10 +9,11 @@ writes text (an integrated target, or ``reembed``) turns the routed records into
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
 A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
-batch asks the erasure ledger of the job table (``jobs.erasure_ledger.erasure_subjects``) and fails, writing nothing,
-when one of its records is theirs (``_refuse_erased``; recorded in the erasure's events too, until an operator lifts
-it). The erasure asks the job table the mirror question at each place before it deletes (copies that
-may still write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
+batch asks the erasure ledger of the job table (``jobs.erasure_ledger.HeldBack``) and skips their records, writing the
+rest (``_hold_back``); the skipped ids are named in the job's events (``records_held_back``), the erasure's
+(``write_held_back``) and the run's verification report, which expects them absent, until an operator lifts the
+erasure. The erasure asks the job table the mirror question at each place before it deletes (copies that may still
+write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -20,18 +21,17 @@ Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, StateError, failure_text
+from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, failure_text
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.records.namespaces import SHOWN, display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records
 from nsmigrate.orchestrator.routing.text import missing_text_reason
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
-from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
@@ -64,7 +64,9 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tu
         work.routing_table,
     )
     by_target, unwritable = for_target(spec, route_records(records, ctx_route))
-    _refuse_erased(ctx, work, lambda: [(ctx_route.pair_of(ns), routed) for ns, routed in by_target.items()])
+    names = sorted(by_target)
+    kept = _hold_back(ctx, work, [(ctx_route.pair_of(ns), by_target[ns]) for ns in names])
+    by_target = {ns: routed for ns, routed in zip(names, kept, strict=True) if routed}
     if unwritable:
         _record_unwritable(ctx, work, spec.text_from or "", unwritable)
     per_request = records_per_request(spec)
@@ -110,24 +112,21 @@ def _record_unwritable(
         )
 
 
-def _table_enrichment(ctx: WorkerContext, work: jobs_batches.BatchWork, source: Any, target_ns: str) -> dict[str, Any]:
+def _table_enrichment(
+    ctx: WorkerContext, work: jobs_batches.BatchWork, source: Any, target_ns: str
+) -> tuple[dict[str, Any], list[str]]:
     """What a batch copied as rows (inside Postgres, or between two databases) merges into each row's ``metadata``,
-    by the same rule as a copy through records (``routing.expected_metadata``); the batch refused first when one of
-    its records is an erased creator's (``_refuse_erased``: its records are read for that only then)."""
+    by the same rule as a copy through records (``routing.expected_metadata``), and the batch's ids less those of an
+    erased creator (``_hold_back``: its records are read for that only while the ledger holds an erasure)."""
     spec = work.spec
     ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
     extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
-    _refuse_erased(
-        ctx,
-        work,
-        lambda: [
-            (
-                ctx_route.pair_of(target_ns),
-                [Record(r.id, [], {**r.metadata, **extra}) for r in source.fetch(work.source_namespace, work.ids)],
-            )
-        ],
-    )
-    return extra
+    if not jobs_erasure_ledger.erasure_subjects(ctx.db):
+        return extra, list(work.ids)
+    rows = [Record(r.id, [], {**r.metadata, **extra}) for r in source.fetch(work.source_namespace, work.ids)]
+    [kept] = _hold_back(ctx, work, [(ctx_route.pair_of(target_ns), rows)])
+    held = set(work.ids) - {r.id for r in kept} - (set(work.ids) - {r.id for r in rows})
+    return extra, [i for i in work.ids if i not in held]
 
 
 def _copy_in_postgres(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
@@ -137,42 +136,41 @@ def _copy_in_postgres(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple
     spec, target_ns = work.spec, work.target_namespace
     assert target_ns is not None and isinstance(spec.target, PgvectorStoreSpec)
     source = ctx.store(spec.source)
-    extra = _table_enrichment(ctx, work, source, target_ns)
+    extra, ids = _table_enrichment(ctx, work, source, target_ns)
     tables = table_copies.RunTables(source, spec.target.table, work.source_namespace, target_ns)
-    copied = table_copies.copy_batch_in_postgres(tables, work.ids, extra)
-    return copied, len(work.ids) - copied, 0, [target_ns]
+    copied = table_copies.copy_batch_in_postgres(tables, ids, extra) if ids else 0
+    return copied, len(ids) - copied, 0, [target_ns]
 
 
-Writes = Iterable[tuple[tuple[str | None, str | None], Sequence[Any]]]
-
-
-def _refuse_erased(ctx: WorkerContext, work: jobs_batches.BatchWork, writes: Callable[[], Writes]) -> None:
-    """Refuse the batch, before it writes anything, when one of its records is the data of a creator (or twin) an
-    erasure is erasing or has erased: written back, it would outlive the receipt that says it is gone. Asked of the
-    job table now, not when the job started. ``writes``: per target namespace, the (creator, twin) it was built for
-    and the records as they will be written; called only when an erasure exists (a pgvector batch copied inside
-    Postgres reads its records for it)."""
-    erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)
-    found = erased_in(erasures, writes()) if erasures else None
-    if found is None:
-        return
-    erasure, subject, ids = found
-    jobs_erasure_ledger.record_held_back(
-        ctx.db, [found], job=work.job_id, batch=work.batch_id, namespace=work.source_namespace, refused="batch"
-    )
-    shown = ", ".join(repr(i) for i in ids[:SHOWN]) + (f", … ({len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
-    again = f"--creator {subject.creator_id}" + (f" --twin {subject.twin_id}" if subject.twin_id else "")
-    raise StateError(
-        f"{len(ids)} record(s) of {subject.label} in this batch ({shown}) would be written, but erasure job "
-        f"{erasure} erases their data: a copy never writes it back; nothing of this batch was written",
-        hint=f"once erasure job {erasure} has finished, its places no longer hold them; a source it did not search "
-        f"still does: erase them there (`nsmigrate erase {again} --spec SPEC`), then `nsmigrate retry {work.job_id}`. "
-        f"Data of theirs that may be written again (a test creator's) is let through by an operator's "
-        f'`nsmigrate erase --lift {again} --reason "…"`',
-        job=work.job_id,
-        namespace=display_namespace(work.source_namespace),
-        batch=work.batch_id,
-    )
+def _hold_back(
+    ctx: WorkerContext, work: jobs_batches.BatchWork, writes: Sequence[tuple[tuple[str | None, str | None], list[Any]]]
+) -> list[list[Any]]:
+    """The records of each write (per target namespace: the (creator, twin) it was built for and its records as they
+    will be written) less those of a creator (or twin) an erasure is erasing or has erased: written back, they would
+    outlive the receipt that says they are gone. Asked of the job table now, not when the job started. What is held
+    back is named in the job's events (``records_held_back``, with the erasure and how to lift it) and in the
+    erasure's (``write_held_back``); the run's verification expects it absent."""
+    held = jobs_erasure_ledger.HeldBack(ctx.db)
+    kept = held.keep_writes(writes)
+    if held.held:
+        where = {"batch": work.batch_id, "namespace": work.source_namespace}
+        jobs_erasure_ledger.record_held_back(ctx.db, held.lines(), job=work.job_id, **where)
+        for sentence in held.sentences():
+            log.warning("batch %s (job %s): %s", work.batch_id, work.job_id, sentence)
+        jobs_and_runs.record_event(
+            ctx.db,
+            "records_held_back",
+            ctx.worker_name,
+            work.job_id,
+            work.run_id,
+            batch_id=work.batch_id,
+            namespace=work.source_namespace,
+            ids=held.ids[: jobs_erasure_ledger.EVENT_IDS],
+            records=len(held.ids),
+            erasures=[job_id for job_id, _, _ in held.lines()],
+            reason="; ".join(held.sentences()),
+        )
+    return kept
 
 
 def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
@@ -184,37 +182,22 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) ->
     assert target_ns is not None
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     assert isinstance(source, DocumentedPgvectorStore) and isinstance(target, DocumentedPgvectorStore)
-    extra = _table_enrichment(ctx, work, source, target_ns)
-    done = target.copy_rows_from(source, work.source_namespace, target_ns, work.ids, extra)
+    extra, ids = _table_enrichment(ctx, work, source, target_ns)
+    if not ids:
+        return 0, 0, 0, [target_ns]
+    done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra)
     if done is None:
         return _copy_through_worker(ctx, work)
     copied, passed = done
-    return copied, len(work.ids) - copied, passed, [target_ns]
+    return copied, len(ids) - copied, passed, [target_ns]
 
 
-def copy_batch(
-    ctx: WorkerContext, batch_id: int, *, again: bool = False, started: jobs_batches.BatchWork | None = None
-) -> int:
-    """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
-    (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``started``: the batch was
-    started for this worker as it was recorded (``jobs_batches.record_and_claim_batch``), so it is not started again.
-
-    Raises:
-        BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
-            sent, so raising only tells Celery (and Flower) the task failed.
-    """
-    work = started or jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name)
-    if work is None:
-        if again:  # done by the delivery that died: make sure what follows the batch was sent
-            run = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id))
-            advance(
-                ctx, run.id, run.job_id, run.source_namespace, jobs_and_runs.job_spec(ctx.db, run.job_id), again=True
-            )
-        return 0
-    spec = work.spec
-    outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
-    error: str | None = None
-    vectors = 0
+def _copy_and_finish(
+    ctx: WorkerContext, work: jobs_batches.BatchWork
+) -> tuple[tuple[bool, bool] | None, int, str | None]:
+    """Copy a started batch and finish it. Returns (what ``finish_batch`` returned, vectors written, None) or, when it
+    failed for good, (None, 0, its error); the job table or Redis unreachable raises, for Celery to send it again."""
+    spec, batch_id = work.spec, work.batch_id
     try:
         one_target = work.target_namespace is not None
         step = _copy_through_worker
@@ -237,17 +220,64 @@ def copy_batch(
             targets=targets,
             max_in_flight=spec.max_batches_in_flight,
         )
+        return outcome, vectors, None
     except NsmigrateError as e:
         # Retries are exhausted or retrying cannot help: the batch waits for `nsmigrate retry` with its error.
         log.warning("batch %s (job %s, seq %s) failed: %s", batch_id, work.job_id, work.seq, e)
-        error = failure_text(e)
+        return None, 0, failure_text(e)
     except INFRASTRUCTURE_ERRORS:
         raise  # the job table or Redis is unreachable: Celery sends the task again (workers.fleet.tasks)
     except Exception as e:
         # Anything unforeseen (an unmapped SDK or transport error, a bug) must not leave the batch `running`
         # forever: it fails visibly with its error, and `nsmigrate retry` re-runs it.
         log.exception("batch %s (job %s, seq %s) failed unexpectedly", batch_id, work.job_id, work.seq)
-        error = f"unexpected {type(e).__name__}: {e}"
+        return None, 0, f"unexpected {type(e).__name__}: {e}"
+
+
+def lost_text(lost: int) -> str:
+    """Why a batch whose workers kept dying is not started again (its error in the job table and Flower)."""
+    return (
+        f"the worker copying this batch died {lost} time{'s' if lost != 1 else ''} before it finished (killed: out of "
+        "memory or SIGKILL, or its host lost); it is not started again (NSMIGRATE_BATCH_MAX_LOST_ATTEMPTS) — give "
+        "the workers more memory or the spec a smaller batch_size, then `nsmigrate retry`"
+    )
+
+
+def copy_batch(
+    ctx: WorkerContext,
+    batch_id: int,
+    *,
+    again: bool = False,
+    redelivered: bool = False,
+    started: jobs_batches.BatchWork | None = None,
+) -> int:
+    """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
+    (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``redelivered``: Redis
+    handed this message out again, its worker having died (``jobs_batches.start_batch`` counts a lost attempt when
+    the batch is still ``running``); after ``batch_max_lost_attempts`` of them the batch fails instead of running
+    again, so a batch that kills its worker (out of memory) is not redelivered for ever. ``started``: the batch was
+    started for this worker as it was recorded (``jobs_batches.record_and_claim_batch``), so it is not started again.
+
+    Raises:
+        BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
+            sent, so raising only tells Celery (and Flower) the task failed.
+    """
+    work = started or jobs_batches.start_batch(ctx.db, batch_id, ctx.worker_name, redelivered=redelivered)
+    if work is None:
+        if again:  # done by the delivery that died: make sure what follows the batch was sent
+            run = jobs_and_runs.get_run(ctx.db, jobs_batches.run_of_batch(ctx.db, batch_id))
+            advance(
+                ctx, run.id, run.job_id, run.source_namespace, jobs_and_runs.job_spec(ctx.db, run.job_id), again=True
+            )
+        return 0
+    spec = work.spec
+    outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
+    vectors, error = 0, None
+    if work.lost_attempts >= ctx.settings.batch_max_lost_attempts:
+        error = lost_text(work.lost_attempts)
+        log.error("batch %s (job %s, seq %s): %s", batch_id, work.job_id, work.seq, error)
+    else:
+        outcome, vectors, error = _copy_and_finish(ctx, work)
     if error is not None:
         jobs_batches.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
         metrics.batch_failed()

@@ -4,7 +4,9 @@
 targets of its copy jobs) and any store named on the command line, the namespaces that are wholly the subject's
 (their creator and twin namespaces, by the registry of built names; the old source namespaces of their twins), every
 shared namespace searched for their vectors (``public``, the review namespace, the default namespace, hand-made
-names), and the backup directories the jobs wrote. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
+names), the retired tables of the application's pgvector layout (backups a move or cleanup renamed away:
+``workers.steps.erasing_copies``) and the backup directories the jobs wrote; Pinecone collections its copy jobs made
+are listed as copies it cannot erase inside. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
 first asks the job table again whether a copy job may still write the subject's data or copied some since the plan
 (that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question before
 it writes, ``workers.steps.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a
@@ -52,6 +54,7 @@ from nsmigrate.orchestrator.tenancy.erasure import (
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps.alias_guard import release_aliases
+from nsmigrate.workers.steps.erasing_copies import collection_notes, erase_retired_table, retired_table_places
 from nsmigrate.workers.steps.verifying import chunks
 from nsmigrate.workers.stores.base import Store, iter_all_ids
 
@@ -86,6 +89,10 @@ class ErasurePlan:
     #: What the plan saw of the runs that carry the subject's data (``erasure.copies_seen``): each place compares it
     #: again before it deletes (``erase_place``).
     seen: dict[str, int] = field(default_factory=dict)
+    #: Copies it cannot erase inside (Pinecone collections the subject's copy jobs made), with what to do.
+    cannot_erase: list[dict[str, Any]] = field(default_factory=list)
+    #: Where `erase --export-first` put the subject's data before deleting it, and how many records.
+    exported_first: dict[str, Any] | None = None
 
     def spec(self, actor: str) -> dict[str, Any]:
         """The erase job's spec in the job table: whose data, how records match, what was reported, what copies the
@@ -96,6 +103,8 @@ class ErasurePlan:
             "ambiguous": self.ambiguous,
             "not_searched": self.skipped,
             "copies_seen": self.seen,
+            "cannot_erase": self.cannot_erase,
+            "exported_first": self.exported_first,
         }
 
 
@@ -145,6 +154,9 @@ def plan_erasure(
     namespaces = {p["namespace"] for p in plan.places if p["namespace"] is not None}
     plan.writing = still_writing(runs, plan.subject, namespaces)
     plan.seen = copies_seen(runs, plan.subject, namespaces)
+    carrying = {run.job_id for run in runs if str(run.run_id) in plan.seen}
+    made = [c for c in jobs_erasure.known_collections(db) if c["job_id"] in carrying]
+    plan.cannot_erase = collection_notes(made)
     return plan
 
 
@@ -176,6 +188,7 @@ def _plan_store(
     for ns in found.search:
         plan.places.append(_place(PlaceKind.RECORDS, shown, spec_json, ns, len(subject_ids(store, ns, plan.subject))))
     plan.ambiguous.extend(f"{shown}: {name}" for name in found.ambiguous)
+    plan.places.extend(retired_table_places(store, spec_json, shown, plan.subject, registry, runs, keys))
 
 
 def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | None, planned: int) -> dict[str, Any]:
@@ -255,6 +268,8 @@ def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[
     """Delete the place (a whole namespace, the subject's records of one, their rows of a backup) and check it."""
     if place.kind == PlaceKind.BACKUP:
         return _erase_backup(place, subject)
+    if place.kind == PlaceKind.TABLE:
+        return erase_retired_table(place, subject, ctx.store)
     store = ctx.guarded(store_spec_from_json(place.store_spec or {}), RateBudget())
     namespace = place.namespace or ""
     if place.kind == PlaceKind.NAMESPACE:

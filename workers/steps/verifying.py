@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from nsmigrate.orchestrator.errors import StateError
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
@@ -56,7 +57,7 @@ from nsmigrate.orchestrator.routing.route import (
 from nsmigrate.orchestrator.routing.text import missing_text_reason, record_text, split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
-from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES
+from nsmigrate.orchestrator.tenancy.erasure import erased_records
 from nsmigrate.orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,
@@ -82,8 +83,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COUNT_POLL_INTERVAL_S = 0.25  # between count readings (when polled); counts_stable needs 3 equal ones in a row
-# States of another run in which it may still write into target namespaces we cannot know yet (routed runs).
-_STILL_WRITING = LISTABLE_RUN_STATES
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -97,24 +96,6 @@ def list_all_ids(store: Store, namespace: str) -> list[str]:
     retried)."""
     # A store that paged an id twice must not make the count look larger than the set.
     return list(dict.fromkeys(iter_all_ids(store, namespace, page_size=store.capabilities.list_page_ids)))
-
-
-def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
-    """Whether another run of the job writes (or may still write) into ``run``'s fixed target namespace.
-
-    A routed run's targets are only known once it copied (``target_namespaces``); while it is still copying it may
-    write anywhere, so it counts as sharing. Conservative on purpose: a shared target only loses the count and
-    extras checks, an unshared one judged wrongly would fail (or pass) on another run's data.
-    """
-    ns = run.target_namespace
-    for other in others:
-        if other.id == run.id:
-            continue
-        if other.target_namespace == ns or ns in (other.target_namespaces or []):
-            return True
-        if other.target_namespace is None and other.state in _STILL_WRITING:
-            return True
-    return False
 
 
 def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
@@ -248,6 +229,8 @@ class _Verifier:
         self.fields_compare = fields_comparer(spec) or (lambda *_: None)
         self.text_sample: set[str] = set()  # ids an integrated target is searched for by their text
         self.text_queries: list[tuple[str, str, str]] = []  # (target namespace, id, text)
+        #: The erasure ledger as the pass began: an erased creator's records were held back by the copy.
+        self.erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)
         text = spec.text_records or spec.reembed
         if text is not None:
             report.unwritable_fail = text.missing_text == "fail"
@@ -271,7 +254,7 @@ class _Verifier:
         self.report.source_fingerprint = fingerprint(ids)
         content_ids = self._content_sample(ids)
         fixed = self.run_.target_namespace
-        shared = fixed is not None and target_is_shared(self.run_, self.neighbours.writers)
+        shared = fixed is not None and jobs_verdicts.target_is_shared(self.run_, self.neighbours.writers)
         if measures_latency(self.run_, self.neighbours, self.checks):
             self.latency_wanted = self.checks.latency_samples
         elif self.checks.latency_samples:
@@ -286,7 +269,9 @@ class _Verifier:
                 self.text_sample = set(sample_ids(ids, self.checks.text_search_samples, "text:" + self._seed))
         # Without the ids check only the sampled records are fetched at all.
         sampled = content_ids | query_ids | self.text_sample
-        to_fetch = ids if self.checks.ids else [i for i in ids if i in sampled]
+        # While the ledger holds an erasure, every source record is read: the count expects theirs absent.
+        whole = self.checks.ids or (bool(self.erasures) and self.checks.counts)
+        to_fetch = ids if whole else [i for i in ids if i in sampled]
         for chunk in chunks(to_fetch, FETCH_MAX_IDS):
             self._check_chunk(chunk, content_ids, query_ids)
         if self.text_queries:
@@ -367,16 +352,26 @@ class _Verifier:
         for ns, routed in route_records(records, self.route).items():
             self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
 
+    def _held_back(self, ns: str, sources: Sequence[Record]) -> set[str]:
+        """Ids of ``sources`` (routed to ``ns``) the copy held back by the same rule (``copying._hold_back``)."""
+        written = [Record(r.id, [], expected_metadata(r, ns, self.route)) for r in sources] if self.erasures else []
+        held = {i for ids in erased_records(self.erasures, [(self.route.pair_of(ns), written)]).values() for i in ids}
+        self.report.add_held_back(sorted(held))
+        return held
+
     def _check_targets(self, ns: str, sources: list[Record], content_ids: set[str]) -> None:
         if self.text_from is not None:
             split = split_by_text(sources, self.text_from)
             self.report.add_unwritable(split.without_text)  # never written: not expected in the target either
             sources = split.with_text
+        held = self._held_back(ns, sources)  # never written either, as the copy asks after the text split
+        sources = [r for r in sources if r.id not in held]
+        if self.text_from is not None:
             self.text_queries.extend(
                 (ns, r.id, record_text(r.metadata, self.text_from) or "") for r in sources if r.id in self.text_sample
             )
-            if not sources:
-                return
+        if not sources:
+            return
         found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
         reembedded = self._reembedded([r for r in sources if r.id in content_ids])
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
@@ -533,7 +528,11 @@ class _InPostgresVerifier(_Verifier):
         ns = self.run_.target_namespace
         assert ns is not None and isinstance(self.spec.target, PgvectorStoreSpec)
         extra = expected_metadata(Record(id="", values=[], metadata={}), ns, self.route)
-        tables = RunTables(self.ctx.store(self.spec.source), self.spec.target.table, self.run_.source_namespace, ns)
+        source = self.ctx.store(self.spec.source)
+        if self.erasures:
+            held = self._held_back(ns, source.fetch(self.run_.source_namespace, chunk))
+            chunk = [i for i in chunk if i not in held]
+        tables = RunTables(source, self.spec.target.table, self.run_.source_namespace, ns)
         found = compare_in_postgres(tables, chunk, extra)
         self.report.vanished_count += len(chunk) - len(found)
         self.expected_by_ns.setdefault(ns, set()).update(found)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,12 +30,12 @@ from nsmigrate.workers.stores.backup.parquet import (
     nsmigrate_version,
     records_to_table,
 )
-from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.base import Record, Store
 
 # --------------------------------------------------------------------------------------------------------- export
 
 
-def _id_chunks(store: Store, namespace: str, size: int) -> Iterator[list[str]]:
+def id_chunks(store: Store, namespace: str, size: int) -> Iterator[list[str]]:
     chunk: list[str] = []
     for vector_id in iter_all_ids(store, namespace):
         chunk.append(vector_id)
@@ -53,6 +53,7 @@ def export_namespace(
     *,
     progress: Progress | None = None,
     fetch_ids: int = FETCH_MAX_IDS,
+    keep: Callable[[Record], bool] | None = None,
 ) -> ExportResult:
     """Write every vector of ``namespace`` to the Parquet file ``path`` (replaced if it exists).
 
@@ -65,6 +66,7 @@ def export_namespace(
         path: the file to write; its folder is created.
         progress: called with ``(namespace, vectors written so far)`` after each row group.
         fetch_ids: ids per fetch and rows per row group (≤ 1,000 for Pinecone).
+        keep: only the records it keeps are written (one creator's records of a shared namespace); default: all.
 
     Raises:
         RetryableError: a store call kept failing with 429/5xx.
@@ -79,8 +81,10 @@ def export_namespace(
     count = 0
     try:
         with pq.ParquetWriter(partial, SCHEMA, compression="zstd") as writer:
-            for ids in _id_chunks(store, namespace, fetch_ids):
+            for ids in id_chunks(store, namespace, fetch_ids):
                 records = store.fetch(namespace, ids)
+                if keep is not None:
+                    records = [r for r in records if keep(r)]
                 if not records:
                     continue
                 if dimension is None:
@@ -123,9 +127,11 @@ def export_namespaces(
     directory: Path,
     *,
     progress: Progress | None = None,
+    keep: Mapping[str, Callable[[Record], bool]] | None = None,
 ) -> list[ExportResult]:
     """Export each namespace to its own file in ``directory`` (see ``file_name_for``), then write ``manifest.json``.
 
+    ``keep``: per namespace, which of its records are written (see ``export_namespace``); others are written whole.
     ``directory`` must not exist yet or be empty: a backup never overwrites or mixes with another. If an export
     fails, the files this call wrote are removed again (and the directory, if it made it), so a directory with a
     manifest is always a complete export.
@@ -150,7 +156,8 @@ def export_namespaces(
     results: list[ExportResult] = []
     try:
         for ns, name in zip(namespaces, names, strict=True):
-            results.append(export_namespace(store, ns, directory / name, progress=progress))
+            only = (keep or {}).get(ns)
+            results.append(export_namespace(store, ns, directory / name, progress=progress, keep=only))
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,

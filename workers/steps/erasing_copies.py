@@ -1,0 +1,96 @@
+"""The copies an erasure must also reach beyond namespaces and export directories: the retired tables of the
+application's pgvector layout (``workers.stores.pgvector.retired``: backups a move, ``legacy`` or a cleanup renamed
+away, and the legacy table once replaced), searched and emptied of the subject's rows as places of kind ``table``; and
+the Pinecone collections nsmigrate's collection jobs made, which no API can erase inside, listed in the plan and the
+receipt with what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nsmigrate.orchestrator.models import PlaceKind
+from nsmigrate.orchestrator.records.namespaces import Registry
+from nsmigrate.orchestrator.spec.stores import store_spec_from_json
+from nsmigrate.orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store
+from nsmigrate.workers.stores.pgvector import retired
+
+
+def retired_table_places(
+    store: Any,
+    spec_json: dict[str, Any],
+    shown: str,
+    subject: Subject,
+    registry: Registry,
+    runs: Sequence[KnownRun],
+    keys: set[str],
+) -> list[dict[str, Any]]:
+    """The places of kind ``table`` of one store (none for a store that is not of the application's layout): a
+    retired table that held one of the subject's own namespaces is emptied whole; one that held a shared namespace
+    (the default one, ``public``…) is searched for their rows; another creator's is left alone."""
+    tables = retired.retired_tables(found) if (found := retired.documented(store)) is not None else {}
+    if not tables:
+        return []
+    held = {ns for ns, _ in tables.values()}
+    classified = places_in_store(store.name, sorted(held), subject, registry, runs, store_keys=keys)
+    whole, searched = set(classified.whole), set(classified.search)
+    places = []
+    for table, (namespace, rows) in sorted(tables.items()):
+        if namespace in whole:
+            planned = rows
+        elif namespace in searched and rows:
+            assert found is not None
+            planned = len(retired.owned_ids(found, table, subject.owns_record))
+        else:
+            continue
+        if planned:
+            places.append(
+                {
+                    "kind": PlaceKind.TABLE.value,
+                    "store": shown,
+                    "store_spec": {"store": spec_json, "whole": namespace in whole},
+                    "namespace": namespace,
+                    "path": table,
+                    "planned": planned,
+                }
+            )
+    return places
+
+
+def erase_retired_table(place: Any, subject: Subject, open_store: Any) -> tuple[int, dict[str, Any]]:
+    """Empty one retired table of the subject's rows (all of them when it held a namespace of theirs) and check it:
+    read again, none of theirs is left."""
+    spec = place.store_spec or {}
+    store = retired.documented(open_store(store_spec_from_json(spec.get("store") or {})))
+    table = place.path or ""
+    if store is None:
+        return 0, {"passed": False, "reason": f"the store of table {table} is not of the application's layout"}
+    if spec.get("whole"):
+        erased = retired.delete_all(store, table)
+        left = retired.count_rows(store, table)
+    else:
+        erased = retired.delete_ids(store, table, retired.owned_ids(store, table, subject.owns_record))
+        left = len(retired.owned_ids(store, table, subject.owns_record))
+    check: dict[str, Any] = {"passed": left == 0, "table": table, "rows_left": left}
+    if left:
+        check["reason"] = f"{left} of their rows still in table {table}"
+    return erased, check
+
+
+def collection_notes(collections: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the receipt says of each Pinecone collection a job made (``jobs_erasure.known_collections``): a place it
+    cannot erase inside (a collection is read-only: Pinecone deletes it whole or not at all), and what to do."""
+    return [
+        {
+            "kind": "pinecone collection",
+            "name": c["collection"],
+            "made_by_job": c["job_id"],
+            "from_index": c.get("source"),
+            "what_to_do": (
+                f"a collection cannot be erased inside: once no restore needs it, delete it whole (Pinecone console, "
+                f"or `DELETE /collections/{c['collection']}` on the control plane); until then, never create an index "
+                "from it without erasing that index again"
+            ),
+        }
+        for c in collections
+    ]
