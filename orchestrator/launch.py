@@ -50,7 +50,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_to_json
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.states import VERIFIABLE_RUN_STATES
 from nsmigrate.orchestrator.store import Store
-from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_owners, load_sources, load_twins
 
 StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]
@@ -246,11 +246,13 @@ def _prepare(
                 target_inv = replace(target_inv, dimension=source_inv.dimension)
         twins: dict[str, str] = {}
         sources: dict[str, str] = {}
+        owners: dict[str, tuple[str, str | None]] = {}
         if spec.routing.mode == "creator":
             if spec.routing.creators is not None:
                 twins = load_twins(spec.routing.creators, spec_dir, retry_policy.one_off(settings))
             sources = load_sources(spec.routing.sources, spec_dir, retry_policy.one_off(settings))
-        plan = make_plan(spec, source_inv, target_inv, twins, sources)
+            owners = load_owners(spec.routing.owners, retry_policy.one_off(settings))
+        plan = make_plan(spec, source_inv, target_inv, twins, sources, owners)
         check_document_keys(spec, source, [r.source_namespace for r in plan.runs if r.vector_count])
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
