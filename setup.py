@@ -25,6 +25,7 @@ dev = [
     "setuptools>=70.1",  # builds the image's wheel offline in tests/fleet/test_image.py (bdist_wheel built in)
     "hypothesis>=6.100",
     "jsonschema>=4.20",
+    "kubernetes-validate>=1.29",  # deploy/kubernetes/ checked offline against its bundled API schemas
     "promql-parser>=0.11,<1",  # the alert rules' and the dashboard's PromQL (tests/unit/test_monitoring_config.py)
     "openapi-core>=0.19",
     "ruff>=0.6",
