@@ -20,7 +20,7 @@ from nsmigrate.orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
 from nsmigrate.orchestrator.progress import JobProgress
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary
-from nsmigrate.orchestrator.states import RunState
+from nsmigrate.orchestrator.states import RunState, strategy_of_phase
 
 #: Run states in which more batches may still be listed.
 LISTING_STATES = frozenset({RunState.PENDING, RunState.LISTING})
@@ -177,7 +177,7 @@ def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> No
     then shows the count of each state and the namespaces to look at first, failed ones, then unfinished ones. A
     ``JobSummary`` (``SUMMARY_SQL``) has its rows chosen already."""
     summary = status if isinstance(status, JobSummary) else status.summary(rows)
-    phase = f", strategy collection: {summary.phase}" if summary.phase else ""
+    phase = f", strategy {strategy_of_phase(summary.phase)}: {summary.phase}" if summary.phase else ""
     table = Table(title=f"job {summary.job_id} ({summary.name}): {summary.state}{phase}")
     for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
         table.add_column(col)

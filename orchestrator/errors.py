@@ -131,5 +131,9 @@ class CollectionFailed(TaskFailed):
     """A step of a ``strategy: collection`` job failed for good: its runs are ``list_failed`` with the reason."""
 
 
+class ImportFailed(TaskFailed):
+    """A step of a ``strategy: import`` job failed for good: its runs are ``list_failed`` with the reason."""
+
+
 class ErasureFailed(TaskFailed):
     """An erasure place could not be erased or checked empty."""

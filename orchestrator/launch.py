@@ -24,7 +24,7 @@ from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.listing import small_namespaces
-from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_step
 from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
@@ -37,6 +37,7 @@ from nsmigrate.orchestrator.planning.id_checks import (
     namespaces_needing_id_check,
     sharing_with,
 )
+from nsmigrate.orchestrator.planning.import_strategy import check_import_plan
 from nsmigrate.orchestrator.planning.plan import Inventory, Plan
 from nsmigrate.orchestrator.planning.planner import make_plan
 from nsmigrate.orchestrator.planning.prepared import Prepared
@@ -251,6 +252,9 @@ def _prepare(
                 twins = load_twins(spec.routing.creators, spec_dir, retry_policy.one_off(settings))
             sources = load_sources(spec.routing.sources, spec_dir, retry_policy.one_off(settings))
         plan = make_plan(spec, source_inv, target_inv, twins, sources)
+        if spec.strategy == "import":
+            check_import_plan(spec, plan, target_inv)  # Pinecone imports into new namespaces only, one job's ids each
+            return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
         check_document_keys(spec, source, [r.source_namespace for r in plan.runs if r.vector_count])
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
@@ -343,8 +347,9 @@ def launch(
         planning={mark: round(at, 3) for mark, at in prepared.marks.items()},
         checking=checking,
     )
-    if prepared.spec.strategy == "collection":
-        dispatcher.collection_step(job_id)  # Pinecone copies; the runs are verified once its index is ready
+    if prepared.spec.strategy in ("collection", "import"):
+        # Pinecone copies (or imports the files one step writes); the runs are verified once it is done.
+        send_strategy_step(dispatcher, prepared.spec.strategy, job_id)
         return job_id
     send_work(db, dispatcher, job_id, prepared.spec, settings=settings)
     return job_id
@@ -511,8 +516,9 @@ def retry_failed_listers(
     namespaces; each lists on from its saved token. Returns their namespaces (as shown to people)."""
     requeued = jobs_pages.requeue_failed_listers(db, job_id, namespace)
     shown = [display_namespace(source_namespace) for _, source_namespace in requeued]
-    if requeued and jobs_and_runs.is_collection_job(db, job_id):
-        dispatcher.collection_step(job_id)  # one step goes on for every namespace, from the job's phase
+    strategy = jobs_and_runs.stepped_strategy(db, job_id) if requeued else None
+    if strategy is not None:
+        send_strategy_step(dispatcher, strategy, job_id)  # one step goes on for every namespace, from the job's phase
         return shown
     with dispatcher.together():
         for (run_id, _), name in zip(requeued, shown, strict=True):

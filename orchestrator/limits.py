@@ -64,6 +64,15 @@ WRITE_MAX_MB_PER_S_PER_NAMESPACE = 50
 COLLECTION_MAX_RECORDS = 500_000_000
 COLLECTION_MAX_NAMESPACES = 20_000
 
+#: One bulk import (Pinecone docs, "Import limits" / "Understanding imports"): at most 100 namespaces and 100,000,000
+#: records; its URI at most 1,500 characters (API 2026-07 ``StartImportRequest.uri``); each import takes at least
+#: 10 minutes, and import is recommended over upsert above ~10,000,000 records ("Data ingestion overview").
+IMPORT_MAX_NAMESPACES = 100
+IMPORT_MAX_RECORDS = 100_000_000
+IMPORT_URI_MAX_CHARS = 1500
+IMPORT_MIN_S = 600.0
+IMPORT_RECOMMENDED_RECORDS = 10_000_000
+
 #: Serverless pricing units (Pinecone docs, "Understanding cost", API 2026-07): a fetch costs 1 read unit per 10
 #: records, at least 1 per request; an upsert 1 write unit per KB of request, at least 5 per request; a query 1 read
 #: unit per GB of the namespace it searches, at least 0.25.

@@ -46,7 +46,7 @@ from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_step
 from nsmigrate.orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.settings import Settings
@@ -77,8 +77,9 @@ def resume(
         JobStopped: the job was cancelled or rolled back; nothing is sent.
     """
     jobs_and_runs.refuse_stopped(db, job_id, "resume")
-    if jobs_and_runs.is_collection_job(db, job_id):
-        return _resume_collection(db, dispatcher, job_id, actor)
+    strategy = jobs_and_runs.stepped_strategy(db, job_id)
+    if strategy is not None:
+        return _resume_collection(db, dispatcher, job_id, actor, strategy)
     listing, batches = jobs_batches.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs_and_runs.runs_of(db, job_id)}
     unchecked = [r.source_namespace for r in runs.values() if r.state == RunState.CHECKING]
@@ -113,15 +114,16 @@ def resume(
 
 
 def _resume_collection(
-    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None
+    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None, strategy: str = ""
 ) -> dict[str, int]:
-    """A collection job: its next step while Pinecone's part is unfinished, verifications of copied runs after."""
+    """A collection or import job: its next step while Pinecone's part is unfinished, verifications of copied runs
+    after."""
     runs = jobs_and_runs.runs_of(db, job_id)
     waiting = [r for r in runs if r.state in LISTABLE_RUN_STATES]
     to_verify = [r for r in runs if r.state in AWAITING_VERDICT_RUN_STATES]
     with dispatcher.together():
         if waiting:
-            dispatcher.collection_step(job_id)
+            send_strategy_step(dispatcher, strategy, job_id)
         for run in to_verify:
             dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
     jobs_and_runs.record_event(db, "job_resumed", actor or default_actor(), job_id, collection_step=bool(waiting))

@@ -36,6 +36,31 @@ class CollectionPhase(StrEnum):
     RESTORED = "restored"
 
 
+class ImportPhase(StrEnum):
+    """Where a job of strategy ``import`` is: workers writing the import files (``writing``), Pinecone importing them
+    (``importing``, shown with its progress: ``importing 42%``), ``imported`` once the import completed (its
+    namespaces are then verified as runs). A step that fails for good leaves the phase as it was and ends the runs
+    ``list_failed`` with the error; ``nsmigrate retry`` takes the job up again from that phase."""
+
+    WRITING = "writing"
+    IMPORTING = "importing"
+    IMPORTED = "imported"
+
+
+def phase_name(phase: str | None) -> str | None:
+    """The phase a job's ``phase`` column names, without the progress it may carry (``importing 42%`` →
+    ``importing``)."""
+    return phase.split(" ", 1)[0] if phase else None
+
+
+def strategy_of_phase(phase: str | None) -> str | None:
+    """The strategy whose phase this is (``collection``, ``import``), None for none."""
+    name = phase_name(phase)
+    if name in {p.value for p in ImportPhase}:
+        return "import"
+    return "collection" if name in {p.value for p in CollectionPhase} else None
+
+
 class RunState(StrEnum):
     #: Its own checks (its ids read: collisions in a shared target, id lengths) are still being made while the job's
     #: other namespaces copy; nothing lists or writes it until they pass (then ``pending``) or refuse it
@@ -137,6 +162,15 @@ COLLECTION_PHASE_TRANSITIONS: Mapping[CollectionPhase | None, frozenset[Collecti
     CollectionPhase.COLLECTING: frozenset({CollectionPhase.RESTORING}),
     CollectionPhase.RESTORING: frozenset({CollectionPhase.RESTORED}),
     CollectionPhase.RESTORED: frozenset(),
+}
+
+#: from-phase → the phases a `strategy: import` job may move to (None: not started); as for a collection, a failed step
+#: leaves the phase as it is.
+IMPORT_PHASE_TRANSITIONS: Mapping[ImportPhase | None, frozenset[ImportPhase]] = {
+    None: frozenset({ImportPhase.WRITING}),
+    ImportPhase.WRITING: frozenset({ImportPhase.IMPORTING}),
+    ImportPhase.IMPORTING: frozenset({ImportPhase.IMPORTED}),
+    ImportPhase.IMPORTED: frozenset(),
 }
 
 S = TypeVar("S", RunState, BatchState, JobState)

@@ -34,6 +34,9 @@ class SentTasks:
         self.sent.append(("collection", job_id))
         self.collection_steps.append(kwargs)
 
+    def import_step(self, job_id: int, **_: Any) -> None:
+        self.sent.append(("import", job_id))
+
     def verify_small_namespaces(self, run_ids: list[int], rejudge: bool = False, **_: Any) -> None:
         self.sent.extend(("verify", run_id) for run_id in run_ids)
         (self.rejudged_groups if rejudge else self.verify_groups).append(list(run_ids))

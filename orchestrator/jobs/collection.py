@@ -1,7 +1,8 @@
-"""The job table's side of a ``strategy: collection`` job: its phase (``jobs.phase``, see ``CollectionPhase``) and its
-namespace runs, which wait in ``copying`` while Pinecone makes the collection and the index, become ``copied`` with
-the counts of the restored index, and are then verified like any run. Each change is one transaction with its audit
-event."""
+"""The job table's side of a ``strategy: collection`` or ``strategy: import`` job: its phase (``jobs.phase``, see
+``CollectionPhase`` and ``ImportPhase``) and its namespace runs, which wait in ``copying`` while Pinecone makes the
+collection and the index (or workers write the import files and Pinecone imports them), become ``copied`` with the
+counts the index reports, and are then verified like any run. Each change is one transaction with its audit event,
+named after the strategy (``collection_restored``, ``import_imported``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from sqlalchemy.orm import Session
 from nsmigrate.orchestrator.errors import NotFound
 from nsmigrate.orchestrator.jobs.database import Database, _move_run, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES, check_phase_transition
-from nsmigrate.orchestrator.models import CollectionPhase, Job, NamespaceRun, RunState
+from nsmigrate.orchestrator.models import CollectionPhase, Event, Job, NamespaceRun, RunState
+from nsmigrate.orchestrator.states import ImportPhase, phase_name, strategy_of_phase
 
 
 def _job(s: Session, job_id: int) -> Job:
@@ -35,10 +37,11 @@ def job_phase(db: Database, job_id: int) -> str | None:
         return s.scalar(sa.select(Job.phase).where(Job.id == job_id))
 
 
-def enter_phase(db: Database, job_id: int, phase: CollectionPhase, **detail: Any) -> bool:
-    """Move the job to ``phase`` with an audit event ``collection_<phase>`` carrying ``detail``, and its unfinished
+def enter_phase(db: Database, job_id: int, phase: CollectionPhase | ImportPhase | str, **detail: Any) -> bool:
+    """Move the job to ``phase`` with an audit event ``<strategy>_<phase>`` carrying ``detail``, and its unfinished
     runs to ``copying`` (also when it is in that phase already: a retried job's runs). False when the phase was
-    already ``phase`` (no event written).
+    already ``phase`` (no event written). A phase with its progress (``importing 42%``) is written as it is; only a
+    change of phase writes an event.
 
     Raises:
         StateError: ``lifecycle.COLLECTION_PHASE_TRANSITIONS`` forbids the move.
@@ -50,32 +53,43 @@ def enter_phase(db: Database, job_id: int, phase: CollectionPhase, **detail: Any
         if job.phase == phase:
             return False
         check_phase_transition(job_id, job.phase, phase)
-        job.phase = phase
-        add_event(s, f"collection_{phase}", default_actor(), job_id, **detail)
-        return True
+        moved = phase_name(job.phase) != phase_name(phase)
+        job.phase = str(phase)
+        if moved:
+            add_event(s, f"{strategy_of_phase(phase)}_{phase_name(phase)}", default_actor(), job_id, **detail)
+        return moved
 
 
-def collection_restored(db: Database, job_id: int, counts: Mapping[str, int], **detail: Any) -> list[int]:
-    """The index made from the collection is ready: the job's runs become ``copied`` with the vector counts the
-    index reports per namespace, and the job ``restored``. Returns the runs to verify (none if it was done before)."""
+def collection_restored(
+    db: Database,
+    job_id: int,
+    counts: Mapping[str, int],
+    *,
+    phase: CollectionPhase | ImportPhase = CollectionPhase.RESTORED,
+    **detail: Any,
+) -> list[int]:
+    """The index made from the collection is ready (or the import completed: ``phase`` ``imported``): the job's
+    runs become ``copied`` with the vector counts the index reports per target namespace, and the job ``phase``.
+    Returns the runs to verify (none if it was done before)."""
     with db.transaction() as s:
         job = _job(s, job_id)
-        check_phase_transition(job_id, job.phase, CollectionPhase.RESTORED)
-        job.phase = CollectionPhase.RESTORED
+        check_phase_transition(job_id, job.phase, phase)
+        job.phase = phase
         restored = []
         for run in _runs(s, job_id, *LISTABLE_RUN_STATES):
             _move_run(run, RunState.COPYING)
             _move_run(run, RunState.COPIED)
-            count = int(counts.get(run.source_namespace, 0))
+            count = int(counts.get(run.target_namespace or run.source_namespace, 0))
             run.listed = run.copied = count
             run.listing_done, run.last_error = True, None
             run.target_namespaces = [run.target_namespace or run.source_namespace]
             restored.append(run.id)
-        add_event(s, "collection_restored", default_actor(), job_id, namespaces=len(restored), **detail)
+        event = f"{strategy_of_phase(phase)}_{phase}"
+        add_event(s, event, default_actor(), job_id, namespaces=len(restored), **detail)
         return restored
 
 
-def collection_failed(db: Database, job_id: int, error: str) -> int:
+def collection_failed(db: Database, job_id: int, error: str, strategy: str = "collection") -> int:
     """A step failed for good: the job's unfinished runs end ``list_failed`` with the error (so `status` shows it and
     waits end); the phase stays, and `nsmigrate retry` goes on from it. Returns how many runs it stopped."""
     with db.transaction() as s:
@@ -84,5 +98,24 @@ def collection_failed(db: Database, job_id: int, error: str) -> int:
         for run in runs:
             _move_run(run, RunState.LIST_FAILED)
             run.last_error = error[:2000]
-        add_event(s, "collection_failed", default_actor(), job_id, phase=job.phase, error=error)
+        add_event(s, f"{strategy}_failed", default_actor(), job_id, phase=job.phase, error=error)
         return len(runs)
+
+
+def files_written(db: Database, job_id: int, run_id: int, records: int, **detail: Any) -> None:
+    """``strategy: import``: the run's import files are written, ``records`` of them (its ``listed`` and
+    ``copied``; ``listing_done`` marks it written, so a step taken again skips it)."""
+    with db.transaction() as s:
+        run = s.get(NamespaceRun, run_id, with_for_update=True)
+        if run is None or run.job_id != job_id:
+            raise NotFound(f"namespace run {run_id} of job {job_id} does not exist", job_id=job_id)
+        run.listed = run.copied = records
+        run.listing_done = True
+        add_event(s, "import_files_written", default_actor(), job_id, run_id, records=records, **detail)
+
+
+def latest_detail(db: Database, job_id: int, action: str) -> dict[str, Any] | None:
+    """The detail of the job's latest audit event ``action`` (None: there is none)."""
+    with db.transaction() as s:
+        stmt = sa.select(Event.detail).where(Event.job_id == job_id, Event.action == action)
+        return s.scalar(stmt.order_by(Event.id.desc()).limit(1))

@@ -132,10 +132,11 @@ def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRA
         ).one_or_none()
 
 
-def is_collection_job(db: Database, job_id: int) -> bool:
-    """Whether the job copies by Pinecone collection (``strategy: collection``): its steps are not listers and
-    batches. Read from the stored spec as it is: rollback and erase jobs keep other shapes there."""
-    return (find_job(db, job_id).spec or {}).get("strategy") == "collection"
+def stepped_strategy(db: Database, job_id: int) -> str | None:
+    """``collection`` or ``import`` for a job whose work is one task stepping through Pinecone's part (not listers
+    and batches), else None."""
+    strategy = (find_job(db, job_id).spec or {}).get("strategy")
+    return strategy if strategy in ("collection", "import") else None
 
 
 def job_key(db: Database, job_id: int) -> tuple[int, datetime]:

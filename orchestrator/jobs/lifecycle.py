@@ -6,6 +6,8 @@ and the groups of states built from them; re-exported here). Pure, no database: 
 
 from __future__ import annotations
 
+from typing import Any
+
 from nsmigrate.orchestrator.errors import StateError
 
 # The tables and the groups live beside the states, in a module light to import (`nsmigrate run --wait` waits
@@ -18,6 +20,7 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
     COLLECTION_PHASE_TRANSITIONS,
     COPY_DONE_RUN_STATES,
     FINAL_RUN_STATES,
+    IMPORT_PHASE_TRANSITIONS,
     JOB_TRANSITIONS,
     JUDGED_RUN_STATES,
     LIST_FAILABLE_RUN_STATES,
@@ -31,24 +34,33 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
     VERIFIABLE_RUN_STATES,
     BatchState,
     CollectionPhase,
+    ImportPhase,
     JobState,
     RunState,
     may_move_to,
+    phase_name,
+    strategy_of_phase,
 )
 
 
 def check_phase_transition(job_id: int, from_phase: str | None, to_phase: str) -> None:
-    """Raise ``StateError`` naming the job and both phases when a collection job may not move so.
+    """Raise ``StateError`` naming the job and both phases when a collection or import job may not move so (a phase
+    with its progress, ``importing 42%``, is its phase).
 
     Raises:
-        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS``.
+        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS`` or ``IMPORT_PHASE_TRANSITIONS``.
     """
-    if from_phase == to_phase:
+    before, after = phase_name(from_phase), phase_name(to_phase)
+    if before == after:
         return
-    current = CollectionPhase(from_phase) if from_phase is not None else None
-    if CollectionPhase(to_phase) not in COLLECTION_PHASE_TRANSITIONS[current]:
+    strategy = strategy_of_phase(after)
+    tables: dict[str | None, Any] = {"import": IMPORT_PHASE_TRANSITIONS, "collection": COLLECTION_PHASE_TRANSITIONS}
+    table = tables.get(strategy, {})
+    current = next((phase for phase in table if phase == before), "unknown")  # None (not started) is a key too
+    allowed = current != "unknown" and after in table[current]
+    if not allowed:
         raise StateError(
-            f"collection job {job_id} cannot move from {from_phase or 'not started'} to {to_phase}",
+            f"{strategy} job {job_id} cannot move from {from_phase or 'not started'} to {to_phase}",
             hint="`nsmigrate status JOB` shows its phase; something else changed it meanwhile",
             job_id=job_id,
         )

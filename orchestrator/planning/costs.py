@@ -92,6 +92,7 @@ def estimate(spec: JobSpec, runs: Sequence[NamespacePlan], dimension: int) -> Es
         duration_s,
         total_bytes,
         (sweep_least, sweep_most),
+        written_dimension,
     )
 
 

@@ -68,6 +68,8 @@ class Estimate:
     #: Sweep queries (at least, at most) when the source's ids are found by a sweep; included in read_units and
     #: duration_s at their lower bound.
     sweep_queries: tuple[int, int] = (0, 0)
+    #: The dimension of the vectors written (what an import's files hold per record).
+    dimension: int = 0
 
 
 @dataclass(frozen=True)

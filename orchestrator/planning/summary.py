@@ -118,6 +118,13 @@ def summarize(prepared: Prepared) -> PlanSummary:
         from nsmigrate.orchestrator.planning.collection_strategy import describe_strategy
 
         lines.append(describe_strategy(prepared.spec))
+    if prepared.spec.target.kind == "pinecone" and prepared.spec.strategy != "collection" and plan.total_vectors:
+        from nsmigrate.orchestrator.limits import IMPORT_RECOMMENDED_RECORDS
+        from nsmigrate.orchestrator.planning.import_strategy import compare
+
+        # Upsert or import: shown for every import job, and for a fleet job big enough for the choice to matter.
+        if prepared.spec.strategy == "import" or plan.total_vectors >= IMPORT_RECOMMENDED_RECORDS // 10:
+            lines += compare(prepared.spec, est, plan.total_vectors, est.dimension)
     for ns, counts in plan.routes.items():
         taken = ", ".join(f"{route} {n}" for route, n in counts.items())
         lines.append(f"routes of {display_namespace(ns)} ({sum(counts.values())} vectors): {taken}")

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -31,6 +32,7 @@ from nsmigrate.orchestrator.limits import (
     WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
 from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
+from nsmigrate.orchestrator.spec.bulk_import import BulkImport, import_strategy_problems
 from nsmigrate.orchestrator.spec.cutover import Cutover, one_pinecone_index
 from nsmigrate.orchestrator.spec.stores import (
     PgvectorStoreSpec,
@@ -334,13 +336,18 @@ def _application_tables(store: Any) -> bool:
 class JobSpec(_Model):
     """A migration job. ``name`` identifies the job: running a spec whose job exists resumes it."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)  # `import:` is bulk_import
+
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
     description: str = ""
-    strategy: Literal["fleet", "collection"] = Field(
+    strategy: Literal["fleet", "collection", "import"] = Field(
         default="fleet",
         description="fleet: workers list, fetch and upsert. collection: Pinecone copies a pod index into a new "
-        "serverless index (a collection, then an index from it); nsmigrate drives and verifies it.",
+        "serverless index (a collection, then an index from it); nsmigrate drives and verifies it. import: workers "
+        "write the records as Pinecone import files to object storage (`import:`), Pinecone imports them into new "
+        "namespaces; nsmigrate tracks and verifies it.",
     )
+    bulk_import: BulkImport | None = Field(default=None, alias="import", description="strategy import: see BulkImport.")
     source: StoreSpec
     target: StoreSpec
     namespaces: NamespaceSelection = Field(default_factory=NamespaceSelection)
@@ -414,6 +421,10 @@ class JobSpec(_Model):
         if self.strategy == "collection":
             self._collection_strategy_fits()
         self._text_fits()
+        if self.strategy == "import" and import_strategy_problems(self):
+            raise ValueError(f"strategy `import` needs {'; '.join(import_strategy_problems(self))}")
+        if self.strategy != "import" and self.bulk_import is not None:
+            raise ValueError("`import:` is read by strategy `import` only: set strategy: import, or leave it out")
         if self.cutover.aliases is not None and not one_pinecone_index(self.source, self.target):
             raise ValueError(
                 "cutover.aliases: an alias points only at a namespace of its own index, so a cut-over by alias needs "

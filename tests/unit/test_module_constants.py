@@ -14,6 +14,10 @@ PACKAGES = ("cli", "orchestrator", "workers")
 LIMITS = "orchestrator/limits.py"
 
 WORKING: dict[str, str] = {
+    # strategy import: the plan's guess of a record's size in the files, and the rows of one file
+    "orchestrator/planning/import_strategy.py:BYTES_PER_VALUE": "a float32 value in a Parquet file",
+    "orchestrator/planning/import_strategy.py:RECORD_OVERHEAD_BYTES": "id, metadata and framing of one record",
+    "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
     # the demos' own scenarios
     "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",

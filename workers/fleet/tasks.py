@@ -21,6 +21,9 @@ from nsmigrate.workers.fleet.app import app
 from nsmigrate.workers.fleet.tuning import preload_sdk
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import (
+    bulk_import as import_steps,
+)
+from nsmigrate.workers.steps import (
     cleaning,
     copying,
     erasing,
@@ -139,6 +142,15 @@ def collection_step(job_id: int, polls: int = 0, failing_since: float | None = N
     verification; sends itself again while Pinecone is busy."""
     with tally.counting() as counts:
         did = collection_steps.step(get_context(), job_id, polls, failing_since)
+    return counts.result(step=did)
+
+
+@app.task(name=TaskName.IMPORT_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
+def import_step(job_id: int, polls: int = 0, failing_since: float | None = None, **_context: Any) -> dict[str, Any]:
+    """The next step of a `strategy: import` job: write the import files, start Pinecone's import, track it, hand
+    the namespaces to verification; sends itself again while Pinecone is busy."""
+    with tally.counting() as counts:
+        did = import_steps.step(get_context(), job_id, polls, failing_since)
     return counts.result(step=did)
 
 

@@ -35,7 +35,7 @@ from nsmigrate.workers.stores.base import Record, Store
 # --------------------------------------------------------------------------------------------------------- export
 
 
-def _id_chunks(store: Store, namespace: str, size: int) -> Iterator[list[str]]:
+def id_chunks(store: Store, namespace: str, size: int) -> Iterator[list[str]]:
     chunk: list[str] = []
     for vector_id in iter_all_ids(store, namespace):
         chunk.append(vector_id)
@@ -81,7 +81,7 @@ def export_namespace(
     count = 0
     try:
         with pq.ParquetWriter(partial, SCHEMA, compression="zstd") as writer:
-            for ids in _id_chunks(store, namespace, fetch_ids):
+            for ids in id_chunks(store, namespace, fetch_ids):
                 records = store.fetch(namespace, ids)
                 if keep is not None:
                     records = [r for r in records if keep(r)]

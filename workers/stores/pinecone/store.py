@@ -55,6 +55,7 @@ from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDef
 from nsmigrate.workers.stores.enumeration import CatalogueIds, SweepIds, SweepReads, open_catalogue
 from nsmigrate.workers.stores.pinecone.access import api_key, check_key_destination, pinecone_errors, prime_sdk_decoding
 from nsmigrate.workers.stores.pinecone.aliases import NamespaceAliases
+from nsmigrate.workers.stores.pinecone.bulk_imports import BulkImports
 from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
 from nsmigrate.workers.stores.pinecone.fetch_body import read_fetch
 from nsmigrate.workers.stores.pinecone.lsn import WrittenLsns
@@ -484,6 +485,10 @@ class PineconeStore(StoreDefaults):
     def namespace_aliases(self) -> NamespaceAliases:
         """The index's namespace aliases (API 2026-07): create, describe, list, repoint, delete."""
         return NamespaceAliases(self._client, self.name)
+
+    def bulk_imports(self) -> BulkImports:
+        """The index's bulk imports (API 2026-07): start, describe, cancel."""
+        return BulkImports(self._client, self.name)
 
     def aliases(self) -> dict[str, str]:
         """Every namespace alias of the index → the namespace it resolves to; {} for an index that serves none (a pod

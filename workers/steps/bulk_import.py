@@ -1,0 +1,181 @@
+"""The steps of a ``strategy: import`` job (see ``orchestrator.planning.import_strategy``): one task writes each
+namespace run's records as import files to object storage (``workers.stores.import_files``), starts Pinecone's
+import of the job's directory, and asks after it, sending itself again while Pinecone is busy and showing its
+progress in the job's phase (``importing 42%``). When the import completed, the runs become ``copied`` with the
+counts the index reports and are verified like any run (``workers.steps.verifying``: counts, ids, contents, after
+waiting for lagging reads).
+
+Each step may be taken again safely: a run's files are written again from scratch (its directory emptied first)
+until it is recorded written; an import is started once per attempt (its id is in the job's ``import_started``
+event), and started anew only after it failed and the job was retried (``nsmigrate retry``). Records of a creator
+an erasure erases are never written: the job stops before it writes their run, naming them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import NoReturn
+
+from nsmigrate.orchestrator.errors import ImportFailed, NsmigrateError, RetryableError, StateError, failure_text
+from nsmigrate.orchestrator.jobs import collection as jobs_phase
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
+from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.planning.collection_strategy import poll_delay_s
+from nsmigrate.orchestrator.planning.import_strategy import (
+    import_directory,
+    import_uri,
+    namespace_directory,
+    next_import_step,
+    progress_phase,
+)
+from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.routing.route import RouteContext, route_context, route_records
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES, ImportPhase, phase_name
+from nsmigrate.orchestrator.tenancy.erasure import erased_in
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.stores.backup.exporting import id_chunks
+from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.import_files import ImportFiles
+from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
+from nsmigrate.workers.stores.pinecone.store import PineconeStore
+
+log = logging.getLogger(__name__)
+
+
+def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float | None = None) -> str:
+    """Take the next step of import job ``job_id``; returns what it did (for logs and tests).
+
+    A step that failed for good (the storage or Pinecone refused, Pinecone failed the import, Pinecone did not
+    answer for ``collection_control_plane_outage_s`` on end) is recorded — the runs ``list_failed`` with the error,
+    `status` and `run --wait` show it — and raised as ``ImportFailed``. An outage of the job table or Redis
+    propagates: Celery sends the task again."""
+    spec = jobs_and_runs.job_spec(ctx.db, job_id)
+    phase = jobs_phase.job_phase(ctx.db, job_id)
+    if phase_name(phase) == ImportPhase.IMPORTED:
+        return "imported"
+    if not any(r.state in LISTABLE_RUN_STATES for r in jobs_and_runs.runs_of(ctx.db, job_id)):
+        return "stopped"  # cancelled, or failed and not retried
+    try:
+        return _take_step(ctx, spec, job_id, phase, polls)
+    except RetryableError as e:
+        since = failing_since if failing_since is not None else time.time()
+        if time.time() - since < ctx.settings.collection_control_plane_outage_s:
+            log.warning("import job %s: no answer (%s); asking again", job_id, e)
+            ctx.dispatcher.import_step(
+                job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1), failing_since=since
+            )
+            return "wait"
+        _fail(
+            ctx, job_id, f"{failure_text(e)} (for {time.time() - since:.0f} s on end); run `nsmigrate retry {job_id}`"
+        )
+    except ImportFailed:
+        raise  # recorded already
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except NsmigrateError as e:
+        _fail(ctx, job_id, f"{failure_text(e)}; run `nsmigrate retry {job_id}` once its cause is fixed")
+    except Exception as e:
+        log.exception("import job %s: the step failed unexpectedly", job_id)
+        _fail(ctx, job_id, f"unexpected {type(e).__name__}: {e}; run `nsmigrate retry {job_id}` once it is fixed")
+
+
+def _fail(ctx: WorkerContext, job_id: int, reason: str) -> NoReturn:
+    jobs_phase.collection_failed(ctx.db, job_id, reason, strategy="import")
+    raise ImportFailed(f"strategy import: {reason}", job=job_id)
+
+
+def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None, polls: int) -> str:
+    assert spec.bulk_import is not None  # the spec made sure
+    target = ctx.store(spec.target)
+    assert isinstance(target, PineconeStore)
+    imports = target.bulk_imports()
+    started = jobs_phase.latest_detail(ctx.db, job_id, "import_started") or {}
+    ended = jobs_phase.latest_detail(ctx.db, job_id, "import_ended") or {}
+    import_id = started.get("import_id")
+    retried = import_id is not None and ended.get("import_id") == import_id
+    status = imports.describe(import_id) if import_id is not None and not retried and phase is not None else None
+    decided = next_import_step(phase, import_id, status.status if status else None, retried)
+    uri = import_uri(spec.bulk_import, spec.name, job_id)
+    if decided.action == "write":
+        jobs_phase.enter_phase(ctx.db, job_id, ImportPhase.WRITING, uri=uri)
+        _write(ctx, spec, job_id, target)
+    if decided.action in ("write", "start"):
+        new_id = imports.start(
+            uri, integration_id=spec.bulk_import.integration_id, error_mode=spec.bulk_import.error_mode
+        )
+        jobs_and_runs.record_event(ctx.db, "import_started", ctx.worker_name, job_id, import_id=new_id, uri=uri)
+        jobs_phase.enter_phase(ctx.db, job_id, progress_phase(0), import_id=new_id, uri=uri)
+        ctx.dispatcher.import_step(job_id, polls=0, countdown_s=poll_delay_s(0))
+        return "start"
+    assert status is not None
+    if decided.action == "wait":
+        jobs_phase.enter_phase(ctx.db, job_id, progress_phase(status.percent), import_id=import_id, uri=uri)
+        ctx.dispatcher.import_step(job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1))
+        return "wait"
+    if decided.action == "imported":
+        counts = target.namespaces()
+        detail = {"import_id": import_id, "records_imported": status.records}
+        runs = jobs_phase.collection_restored(ctx.db, job_id, counts, phase=ImportPhase.IMPORTED, **detail)
+        for run in jobs_and_runs.runs_of(ctx.db, job_id):
+            if run.id in runs:
+                ctx.dispatcher.verify_namespace(
+                    run.id, job_id=job_id, namespace=display_namespace(run.source_namespace)
+                )
+        return "imported"
+    jobs_and_runs.record_event(
+        ctx.db, "import_ended", ctx.worker_name, job_id, import_id=import_id, status=status.status
+    )
+    _fail(
+        ctx,
+        job_id,
+        f"{decided.reason}{': ' + status.error if status.error else ''} ({status.records} records imported); the "
+        "target namespaces may hold part of it, and Pinecone imports only into new namespaces: delete them (or map "
+        f"the job to new names), then `nsmigrate retry {job_id}`",
+    )
+
+
+def _write(ctx: WorkerContext, spec: JobSpec, job_id: int, target: PineconeStore) -> None:
+    """Write the import files of every run not written yet, one directory per target namespace."""
+    assert spec.bulk_import is not None
+    files = ImportFiles(spec.bulk_import, ctx.settings.allowed_key_vars)
+    source = ctx.guarded(spec.source, spec.rate)
+    fields = target.fields if isinstance(target, PineconeDocumentStore) else None
+    dimension = source.dimension()
+    directory = import_directory(spec.bulk_import, spec.name, job_id)
+    for run in jobs_and_runs.runs_of(ctx.db, job_id):
+        if run.state not in LISTABLE_RUN_STATES or run.listing_done:
+            continue
+        namespace = run.target_namespace if run.target_namespace is not None else run.source_namespace
+        folder = f"{directory}/{namespace_directory(namespace)}"
+        files.clear(folder)
+        route = route_context(spec, source.name, run.source_namespace, namespace)
+        records = _records(ctx, source, run.source_namespace, route, namespace, job_id)
+        written = files.write(folder, records, dimension, fields)
+        jobs_phase.files_written(ctx.db, job_id, run.id, written.records, files=written.files, bytes=written.bytes)
+
+
+def _records(
+    ctx: WorkerContext, source: GuardedStore, source_namespace: str, route: RouteContext, namespace: str, job_id: int
+) -> Iterator[list[Record]]:
+    """The namespace's records as the target takes them (enriched as a copy enriches them), fetched ≤ 1,000 at a
+    time; refused, before any is written, when one is the data of a creator an erasure erases."""
+    erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)
+    for ids in id_chunks(source, source_namespace, FETCH_MAX_IDS):
+        routed = route_records(source.fetch(source_namespace, ids), route).get(namespace, [])
+        found = erased_in(erasures, [(route.pair_of(namespace), routed)]) if erasures else None
+        if found is not None:
+            erasure, subject, held = found
+            raise StateError(
+                f"{len(held)} record(s) of {subject.label} in {display_namespace(source_namespace)} would be "
+                f"imported, but erasure job {erasure} erases their data: nothing of this namespace was imported",
+                hint=f"once erasure job {erasure} has finished, `nsmigrate retry {job_id}`",
+                job=job_id,
+                namespace=display_namespace(source_namespace),
+            )
+        yield routed

@@ -1,0 +1,84 @@
+"""Bulk imports of one Pinecone index (API 2026-07, ``/bulk/imports`` on the index host): start one, describe it,
+cancel it. Through the store's own data-plane client (``workers.stores.pinecone.rest``), as the namespace aliases
+are; errors as every Pinecone call's (``access.pinecone_errors``: 429/5xx retryable, other refusals ``StoreError``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import msgspec
+
+from nsmigrate.orchestrator.errors import StoreError
+from nsmigrate.workers.stores.pinecone.rest import DataPlane, path_segment
+
+
+class _Started(msgspec.Struct):
+    id: str
+
+
+class _Model(msgspec.Struct, rename="camel"):
+    id: str
+    uri: str = ""
+    status: str = ""
+    percent_complete: float | None = None
+    records_imported: int | None = None
+    error: str | None = None
+
+
+_STARTED = msgspec.json.Decoder(_Started)
+_MODEL = msgspec.json.Decoder(_Model)
+
+
+@dataclass(frozen=True)
+class ImportStatus:
+    """One import as Pinecone describes it: ``status`` ``Pending``, ``InProgress``, ``Completed``, ``Failed`` or
+    ``Cancelled``; ``percent`` and ``records`` how far it went; ``error`` why it failed."""
+
+    id: str
+    uri: str
+    status: str
+    percent: float
+    records: int
+    error: str | None
+
+
+class BulkImports:
+    """The bulk import operations on one index (``plane``: gives its data-plane client; ``label``: for messages)."""
+
+    def __init__(self, plane: Callable[[], DataPlane], label: str) -> None:
+        self._plane = plane
+        self.label = label
+
+    def start(self, uri: str, *, integration_id: str | None, error_mode: str) -> str:
+        """Start importing the directory ``uri``; returns the import's id."""
+        body: dict[str, object] = {"uri": uri, "errorMode": {"onError": error_mode}}
+        if integration_id is not None:
+            body["integrationId"] = integration_id
+        with self._errors("start_import"):
+            return _STARTED.decode(self._plane().post("/bulk/imports", body)).id
+
+    def describe(self, import_id: str) -> ImportStatus:
+        with self._errors("describe_import"):
+            model = _MODEL.decode(self._plane().get(f"/bulk/imports/{path_segment(import_id)}"))
+        return ImportStatus(
+            model.id, model.uri, model.status, model.percent_complete or 0.0, model.records_imported or 0, model.error
+        )
+
+    def cancel(self, import_id: str) -> None:
+        with self._errors("cancel_import"):
+            self._plane().delete(f"/bulk/imports/{path_segment(import_id)}")
+
+    @contextlib.contextmanager
+    def _errors(self, op: str) -> Iterator[None]:
+        from nsmigrate.workers.stores.pinecone.access import pinecone_errors  # that module builds on this one
+
+        with pinecone_errors(op, store=self.label):
+            try:
+                yield
+            except msgspec.MsgspecError as e:
+                raise StoreError(
+                    f"Pinecone {op} answered something that is not its response: {e}", store=self.label
+                ) from e
