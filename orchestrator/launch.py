@@ -52,7 +52,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_to_json
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.states import VERIFIABLE_RUN_STATES
 from nsmigrate.orchestrator.store import Store
-from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_owners, load_sources, load_twins
 
 StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]
@@ -251,11 +251,13 @@ def _prepare(
                 target_inv = replace(target_inv, dimension=source_inv.dimension)
         twins: dict[str, str] = {}
         sources: dict[str, str] = {}
+        owners: dict[str, tuple[str, str | None]] = {}
         if spec.routing.mode == "creator":
             if spec.routing.creators is not None:
                 twins = load_twins(spec.routing.creators, spec_dir, retry_policy.one_off(settings))
             sources = load_sources(spec.routing.sources, spec_dir, retry_policy.one_off(settings))
-        plan = make_plan(spec, source_inv, target_inv, twins, sources)
+            owners = load_owners(spec.routing.owners, retry_policy.one_off(settings))
+        plan = make_plan(spec, source_inv, target_inv, twins, sources, owners)
         if spec.strategy == "import":
             check_import_plan(spec, plan, target_inv)  # Pinecone imports into new namespaces only, one job's ids each
             return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())

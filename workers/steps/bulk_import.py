@@ -38,7 +38,6 @@ from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES, ImportPhase, phas
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
-from nsmigrate.workers.stores.backup.exporting import id_chunks
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.import_files import ImportFiles
@@ -166,6 +165,9 @@ def _records(
     """The namespace's records as the target takes them (enriched as a copy enriches them), fetched ≤ 1,000 at a
     time; refused, before any is written, when one is the data of a creator an erasure erases."""
     erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)
+    # The backup machinery (pyarrow) only in the task that needs it: every worker imports this module at start.
+    from nsmigrate.workers.stores.backup.exporting import id_chunks
+
     for ids in id_chunks(source, source_namespace, FETCH_MAX_IDS):
         routed = route_records(source.fetch(source_namespace, ids), route).get(namespace, [])
         found = erased_in(erasures, [(route.pair_of(namespace), routed)]) if erasures else None

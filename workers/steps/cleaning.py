@@ -376,7 +376,8 @@ def _delete(
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
-            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping)
+            with source.written_lsns() as deletes_answered:
+                proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping)
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
@@ -384,7 +385,7 @@ def _delete(
             # while it was deleted: a new id, or one deleted and written again. Without an equal copy it would be
             # stranded there (a cleaned run is not synced): the run goes back to verify_failed for sync instead.
             kept = set(ids).difference(proof.proven)
-            left = _listed_after(source, ns, proof.proven, spec)
+            left = _listed_after(source, ns, proof.proven, spec, deletes_answered.get(ns))
             late = _proof(ctx, run, spec, source, [i for i in left if i not in kept], delete=False)
             if late.refused_count:
                 during = f"{late.refused_count} ids were written to the source during the cleanup"
@@ -417,12 +418,12 @@ def _delete(
     return _result(run, "deleted", deleted)
 
 
-def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec) -> list[str]:
+def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn: int | None) -> list[str]:
     """The source namespace listed once its lagging reads reflect this cleanup's deletes
-    (``workers.steps.freshness``: by the LSN its deletes were answered, else until the listing shows none of them),
-    so that what it lists was written by someone else, and an empty listing means empty. Reads still behind after
-    ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves the rest):
-    nothing is concluded, nor dropped, from a read that had not caught up."""
+    (``workers.steps.freshness``: by ``lsn``, the highest its deletes were answered, else until the listing shows
+    none of them), so that what it lists was written by someone else, and an empty listing means empty. Reads still
+    behind after ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves
+    the rest): nothing is concluded, nor dropped, from a read that had not caught up."""
     gone = set(deleted)
     listed: list[str] = []
 
@@ -433,7 +434,7 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec) -> 
     wait = freshness.await_reads(
         source,
         ns,
-        lsn=source.written_lsn(ns) if spec.source.kind == "pinecone" else None,
+        lsn=lsn,
         shows=shows if gone and spec.source.kind == "pinecone" else None,
         timeout_s=spec.verify.freshness_timeout_s,
         side="source",

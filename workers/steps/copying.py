@@ -83,10 +83,10 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tu
         namespace, chunk, size = item
         target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
 
-    run_parallel(upload, uploads, spec.parallel_upserts)
+    with target.written_lsns() as lsns:
+        run_parallel(upload, uploads, spec.parallel_upserts)
     # What the target's lagging reads must reflect before verification believes them (``workers.steps.freshness``).
-    if spec.target.kind == "pinecone":
-        freshness.record_written(ctx.redis, work.run_id, target, sorted(by_target))
+    freshness.record_written(ctx.redis, work.run_id, lsns)
     written = sum(len(chunk) for _, chunk, _ in uploads)
     return written, len(work.ids) - len(records), sum(size for _, _, size in uploads), sorted(by_target)
 
