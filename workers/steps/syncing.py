@@ -244,27 +244,30 @@ def _delete_stale(
 
     deleted = kept = 0
     for ns, ids in delta.stale.items():
-        d, k, stopped = delete_absent(source, run.source_namespace, target, ns, ids, refusal)
+        with target.written_lsns() as answered:
+            d, k, stopped = delete_absent(source, run.source_namespace, target, ns, ids, refusal)
         deleted, kept = deleted + d, kept + k
         if d:
-            _await_deletes(ctx, run, target, ns, set(ids), k)
+            _await_deletes(ctx, run, target, ns, set(ids), k, answered.get(ns))
         if stopped is not None:
             return deleted, kept, stopped
     return deleted, kept, None
 
 
-def _await_deletes(ctx: WorkerContext, run: NamespaceRun, target: Store, ns: str, stale: set[str], kept: int) -> None:
+def _await_deletes(
+    ctx: WorkerContext, run: NamespaceRun, target: Store, ns: str, stale: set[str], kept: int, lsn: int | None
+) -> None:
     """Wait, at most ``verify.freshness_timeout_s``, until the target's lagging reads of ``ns`` no longer show the
     stale ids just deleted (only the ``kept`` ones, written back to the source, remain): the verification that
     follows lists the namespace, and a listing still showing a deleted id would judge it an extra. Reads still behind
-    then are logged; that verification judges what they show."""
+    then are logged; that verification judges what they show. ``lsn``: the highest its deletes were answered."""
     spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
     if spec.target.kind != "pinecone":
         return
     wait = freshness.await_reads(
         target,
         ns,
-        lsn=target.written_lsn(ns),
+        lsn=lsn,
         shows=lambda: len(stale.intersection(list_all_ids(target, ns))) <= kept,
         timeout_s=spec.verify.freshness_timeout_s,
     )
