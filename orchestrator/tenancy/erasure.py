@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.records.namespaces import (
     ParsedNamespace,
     Registry,
@@ -22,7 +23,14 @@ from nsmigrate.orchestrator.records.namespaces import (
     readings,
     validate_identifier,
 )
-from nsmigrate.orchestrator.routing.route import owners_of, split_routing_table
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import (
+    RouteContext,
+    expected_metadata,
+    owners_of,
+    split_routing_table,
+    target_of,
+)
 
 
 @dataclass(frozen=True)
@@ -290,6 +298,23 @@ def erased_records(
                     found.setdefault(at, []).append(record.id)
                     break
     return found
+
+
+def held_back_ids(erasures: Sequence[tuple[int, Subject]], records: Sequence[Record], ctx: RouteContext) -> set[str]:
+    """The ids of source ``records`` that a copy under ``ctx`` holds back (``erased_records`` of each record as the
+    copy writes it, where it writes it): verification expects them absent and cleanup neither deletes nor refuses
+    them. A record the routing cannot place or drops is not held back here (it is not written either way)."""
+    if not erasures:
+        return set()
+    writes: list[tuple[tuple[str | None, str | None], Sequence[Any]]] = []
+    for record in records:
+        try:
+            target = target_of(record, ctx)
+        except PlanError:
+            continue
+        if target is not None:
+            writes.append((ctx.pair_of(target), [Record(record.id, [], expected_metadata(record, target, ctx))]))
+    return {i for ids in erased_records(erasures, writes).values() for i in ids}
 
 
 def pairs_of_name(namespace: str) -> list[tuple[str | None, str | None]]:

@@ -25,7 +25,8 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
 
 Then the source is deleted by id, each chunk of ≤ 1,000 ids proved once more right before its delete, so an id
 whose copy went away in between is kept, and so is an id the routing drops (``routing.unresolved:
-drop-with-report``: never copied, the source holds its only copy). A chunk refused in this second pass leaves the
+drop-with-report``: never copied, the source holds its only copy) or the erasure ledger held back (an erased
+creator's: never copied; their erasure, not a cleanup, deletes it). A chunk refused in this second pass leaves the
 run ``verify_failed`` with what was deleted and what was kept. The source is listed once more: an id in it that is
 not one kept on purpose was written while it was deleted (new, or deleted and written again), and without an equal
 copy in the target it sends the run to ``verify_failed`` too, its deletions counted, for ``sync`` to copy it (a
@@ -55,6 +56,7 @@ from typing import Any
 
 from nsmigrate.orchestrator.cutover.rollout import cleanup_refusal
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
@@ -62,6 +64,7 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
 from nsmigrate.orchestrator.routing.route import route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
+from nsmigrate.orchestrator.tenancy.erasure import held_back_ids
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
 from nsmigrate.workers.context import WorkerContext
@@ -275,6 +278,7 @@ def _proof(
         spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
     )
     target = ctx.guarded(spec.target, spec.rate)
+    erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)  # their records were never copied: kept, not refused
     return delete_proven(
         source,
         run.source_namespace,
@@ -285,6 +289,7 @@ def _proof(
         delete_from="source" if delete else None,
         total=total,
         stop=stop,
+        held=lambda records: held_back_ids(erasures, records, route),
     )
 
 
