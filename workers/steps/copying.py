@@ -152,24 +152,11 @@ def _hold_back(
     erasure's (``write_held_back``); the run's verification expects it absent."""
     held = jobs_erasure_ledger.HeldBack(ctx.db)
     kept = held.keep_writes(writes)
-    if held.held:
-        where = {"batch": work.batch_id, "namespace": work.source_namespace}
-        jobs_erasure_ledger.record_held_back(ctx.db, held.lines(), job=work.job_id, **where)
-        for sentence in held.sentences():
-            log.warning("batch %s (job %s): %s", work.batch_id, work.job_id, sentence)
-        jobs_and_runs.record_event(
-            ctx.db,
-            "records_held_back",
-            ctx.worker_name,
-            work.job_id,
-            work.run_id,
-            batch_id=work.batch_id,
-            namespace=work.source_namespace,
-            ids=held.ids[: jobs_erasure_ledger.EVENT_IDS],
-            records=len(held.ids),
-            erasures=[job_id for job_id, _, _ in held.lines()],
-            reason="; ".join(held.sentences()),
-        )
+    for sentence in held.sentences():
+        log.warning("batch %s (job %s): %s", work.batch_id, work.job_id, sentence)
+    jobs_erasure_ledger.record_held_in_job(
+        ctx.db, held, ctx.worker_name, work.job_id, work.run_id, work.source_namespace, batch=work.batch_id
+    )
     return kept
 
 
