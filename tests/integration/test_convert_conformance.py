@@ -11,7 +11,6 @@ The 2026-07 OpenAPI files of ``tests/fixtures/reference`` predate convert (the b
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ import jsonschema
 import pytest
 import yaml
 from openapi_core import OpenAPI
-from openapi_core.testing import MockRequest, MockResponse
 
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.planning.target_indexes import IndexShape
@@ -28,10 +26,9 @@ from nsmigrate.workers.stores.pinecone.control import PineconeControl
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.integration.openapi_checks import CONTROL_HOST_URL, REFERENCE, checked_call, load_api, sdk_headers
 
-REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
-CONTROL_HOST_URL = "https://api.pinecone.io"
-HEADERS = {"Api-Key": "test-key", "X-Pinecone-Api-Version": "2026-07"}
+HEADERS = sdk_headers("2026-07")
 SOURCE, POD, DOCS = "conv-src", "conv-pod", "conv-docs"
 DIM = 4
 SCHEMA = {
@@ -81,7 +78,7 @@ def sandbox_indexes() -> list[IndexSpec]:
 
 @pytest.fixture(scope="module")
 def control_api() -> OpenAPI:
-    return OpenAPI.from_file_path(str(REFERENCE / "db_control_2026-07.oas.yaml"))
+    return load_api("db_control_2026-07")
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +116,8 @@ def job(sandbox: PineconeSandbox, job_id: str) -> dict[str, Any]:
 
 def described(control_api: OpenAPI, sandbox: PineconeSandbox, name: str) -> dict[str, Any]:
     """``describe_index``, its answer checked against the spec's ``IndexModel``."""
-    response = httpx.get(f"{sandbox.control_host}/indexes/{name}", headers=HEADERS, timeout=10)
-    request = MockRequest(CONTROL_HOST_URL, "GET", f"/indexes/{name}", headers=HEADERS)
-    control_api.validate_response(
-        request, MockResponse(response.content, status_code=response.status_code, headers=dict(response.headers))
-    )
-    body: dict[str, Any] = response.json()
+    base = sandbox.control_host
+    body: dict[str, Any] = checked_call(control_api, base, CONTROL_HOST_URL, "GET", f"/indexes/{name}", headers=HEADERS)
     return body
 
 
