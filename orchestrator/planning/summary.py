@@ -28,7 +28,8 @@ class PlanSummary:
     title: str
     columns: list[str]
     rows: list[list[str]]
-    #: Lines printed under the table, in order: totals and estimate, target index, strategy, routes.
+    #: Lines printed under the table, in order: totals and estimate, target index, strategy (or another that would
+    #: apply), routes.
     lines: list[str]
     warnings: list[str] = field(default_factory=list)
     #: The plan with stable keys (``plan_data``): what `plan --json` prints.
@@ -120,7 +121,14 @@ def summarize(prepared: Prepared) -> PlanSummary:
         from nsmigrate.orchestrator.planning.collection_strategy import describe_strategy
 
         lines.append(describe_strategy(prepared.spec))
-    if prepared.spec.target.kind == "pinecone" and prepared.spec.strategy != "collection" and plan.total_vectors:
+    if prepared.spec.strategy == "convert":
+        from nsmigrate.orchestrator.planning.convert_strategy import describe_strategy as describe_convert
+
+        lines.append(describe_convert(prepared.spec))
+    lines += prepared.notes
+    # Pinecone copies by itself in a collection or a conversion: no upsert or import to compare.
+    native = prepared.spec.strategy in ("collection", "convert")
+    if prepared.spec.target.kind == "pinecone" and not native and plan.total_vectors:
         from nsmigrate.orchestrator.limits import IMPORT_RECOMMENDED_RECORDS
         from nsmigrate.orchestrator.planning.import_strategy import compare
 

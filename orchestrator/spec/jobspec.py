@@ -33,6 +33,7 @@ from nsmigrate.orchestrator.limits import (
 )
 from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
 from nsmigrate.orchestrator.spec.bulk_import import BulkImport, import_strategy_problems
+from nsmigrate.orchestrator.spec.convert import convert_refusals
 from nsmigrate.orchestrator.spec.cutover import Cutover, one_pinecone_index
 from nsmigrate.orchestrator.spec.stores import (
     PgvectorStoreSpec,
@@ -371,12 +372,13 @@ class JobSpec(_Model):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
     description: str = ""
-    strategy: Literal["fleet", "collection", "import"] = Field(
+    strategy: Literal["fleet", "collection", "import", "convert"] = Field(
         default="fleet",
         description="fleet: workers list, fetch and upsert. collection: Pinecone copies a pod index into a new "
         "serverless index (a collection, then an index from it); nsmigrate drives and verifies it. import: workers "
         "write the records as Pinecone import files to object storage (`import:`), Pinecone imports them into new "
-        "namespaces; nsmigrate tracks and verifies it.",
+        "namespaces; nsmigrate tracks and verifies it. convert: Pinecone converts a serverless index into a new "
+        "document index (a snapshot); nsmigrate drives it, syncs what was written after the snapshot and verifies it.",
     )
     bulk_import: BulkImport | None = Field(default=None, alias="import", description="strategy import: see BulkImport.")
     source: StoreSpec
@@ -419,9 +421,10 @@ class JobSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _no_enrichment_by_default(cls, data: Any) -> Any:
-        # A collection copies records unchanged: its jobs enrich nothing unless told (and then are refused below),
-        # so every path that writes for them (a later sync) and their verification expect the records as they are.
-        if isinstance(data, dict) and data.get("strategy") == "collection":
+        # A collection or a conversion copies records unchanged: its jobs enrich nothing unless told (and then are
+        # refused below), so every path that writes for them (a sync) and their verification expect the records as
+        # they are.
+        if isinstance(data, dict) and data.get("strategy") in ("collection", "convert"):
             enrich = dict(data.get("enrich") or {})
             enrich.setdefault("creator_fields", False)
             enrich.setdefault("migrated_from", False)
@@ -451,6 +454,12 @@ class JobSpec(_Model):
             raise ValueError("source.create: only a target index can be created; the source must exist")
         if self.strategy == "collection":
             self._collection_strategy_fits()
+        if self.strategy == "convert" and convert_refusals(self):
+            raise ValueError(
+                f"strategy `convert` does not fit this spec: {'; '.join(convert_refusals(self))}. Pinecone converts a "
+                "serverless index into a new document index as it is; use strategy `fleet` to rename, route, select "
+                "or enrich"
+            )
         self._text_fits()
         if self.strategy == "import" and import_strategy_problems(self):
             raise ValueError(f"strategy `import` needs {'; '.join(import_strategy_problems(self))}")
