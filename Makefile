@@ -14,7 +14,7 @@ demo: install
 # process.
 TEST_WORKERS ?= auto
 test:
-	@NSMIGRATE_BOOTSTRAP_BROWSER=1 scripts/bootstrap.sh
+	@NSMIGRATE_BOOTSTRAP_BROWSER=1 NSMIGRATE_BOOTSTRAP_MONITORING=1 scripts/bootstrap.sh
 	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The unit tier only: pure, in-process tests, a verdict in seconds.

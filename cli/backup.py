@@ -145,6 +145,11 @@ def export_cmd(
     from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME
 
     if creator is not None:
+        if namespace or from_target:
+            raise fail(
+                "--namespace and --from-target choose namespaces of one store; `export --creator` exports what the "
+                "creator owns in every store: leave them out"
+            )
         _export_creator(creator, twin, spec, out, skip_store, database_url)
         return
     if spec is None or twin is not None or skip_store:
@@ -193,7 +198,8 @@ def _export_creator(
     conf = settings(database_url, None)
     database = db(conf)
     try:
-        extra = [s for s in (load_spec(spec).source, load_spec(spec).target)] if spec is not None else []
+        loaded = load_spec(spec) if spec is not None else None
+        extra = [loaded.source, loaded.target] if loaded is not None else []
         plan = plan_erasure(
             database, creator, twin, open_store, extra, [], skip_store, batch_lifetime_s=conf.visibility_timeout_s
         )

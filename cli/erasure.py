@@ -119,6 +119,10 @@ def erase(
 
     Every erasure enters the erasure ledger: from then on no write path (copy, sync, rollback, import, restore, dual
     write, re-embedding) writes a record of theirs; each is held back and named, until `erase --lift --reason`."""
+    if export_first is not None and (show_ledger or lift or resume is not None):
+        raise fail(
+            "--export-first exports before a new erasure deletes anything: not with --ledger, --lift or --resume"
+        )
     conf = settings(database_url, redis_url)
     database = db(conf)
     if show_ledger or lift:

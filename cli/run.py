@@ -63,8 +63,9 @@ def before_the_job(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
         from nsmigrate.cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
 
         backup = backup_sources(prepared)
-    # strategy collection: the job's own steps create the index, from the collection.
-    created = make_target_index(prepared) if prepared.spec.strategy != "collection" else None
+    # strategy collection or convert: the job's own steps have Pinecone create the index (from the collection, by the
+    # conversion).
+    created = make_target_index(prepared) if prepared.spec.strategy == "fleet" else None
     if created is not None:
         events.append(("target_index_created", created))
     if backup is not None:

@@ -131,6 +131,10 @@ class CollectionFailed(TaskFailed):
     """A step of a ``strategy: collection`` job failed for good: its runs are ``list_failed`` with the reason."""
 
 
+class ConversionFailed(TaskFailed):
+    """A step of a ``strategy: convert`` job failed for good: its runs are ``list_failed`` with the reason."""
+
+
 class ImportFailed(TaskFailed):
     """A step of a ``strategy: import`` job failed for good: its runs are ``list_failed`` with the reason."""
 

@@ -28,6 +28,7 @@ from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_
 from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
+from nsmigrate.orchestrator.planning.convert_checks import convert_note, converts_to, prepare_convert
 from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
 from nsmigrate.orchestrator.planning.document_checks import check_document_keys
 from nsmigrate.orchestrator.planning.id_checks import (
@@ -51,7 +52,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_to_json
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.states import VERIFIABLE_RUN_STATES
 from nsmigrate.orchestrator.store import Store
-from nsmigrate.orchestrator.tenancy.creator_mapping import load_sources, load_twins
+from nsmigrate.orchestrator.tenancy.creator_mapping import load_owners, load_sources, load_twins
 
 StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]
@@ -223,11 +224,14 @@ def _prepare(
     marks["first_store_request"] = time.time()
     with PlanReads(spec.rate, settings.plan_read_threads) as reads:
         # The target's inventory is read beside the source's unless the plan may create the target (then it waits
-        # for the source's shape) or Pinecone copies the index (strategy collection).
-        creates = spec.strategy == "collection" or (spec.target.kind == "pinecone" and spec.target.create is not None)
+        # for the source's shape) or Pinecone copies the index (strategy collection or convert).
+        creates = spec.strategy != "fleet" or (spec.target.kind == "pinecone" and spec.target.create is not None)
         early_target = None if creates else reads.chain(_inventory, target, "target", reads, _SOURCE_DIMENSION)
         source_inv = _inventory(source, "source", reads)
         control = open_control(spec.target) if open_control is not None and spec.target.kind == "pinecone" else None
+        if spec.strategy == "convert":
+            prepared = prepare_convert(spec, source, source_inv, target.name, control, marks)
+            return _started(prepared, starting, ())
         target_index = plan_target_index(spec, source.name, source_inv.dimension, source_inv.metric, control)
         if spec.strategy == "collection":
             described = open_control(spec.source).describe_index(source.name) if open_control is not None else None
@@ -247,11 +251,13 @@ def _prepare(
                 target_inv = replace(target_inv, dimension=source_inv.dimension)
         twins: dict[str, str] = {}
         sources: dict[str, str] = {}
+        owners: dict[str, tuple[str, str | None]] = {}
         if spec.routing.mode == "creator":
             if spec.routing.creators is not None:
                 twins = load_twins(spec.routing.creators, spec_dir, retry_policy.one_off(settings))
             sources = load_sources(spec.routing.sources, spec_dir, retry_policy.one_off(settings))
-        plan = make_plan(spec, source_inv, target_inv, twins, sources)
+            owners = load_owners(spec.routing.owners, retry_policy.one_off(settings))
+        plan = make_plan(spec, source_inv, target_inv, twins, sources, owners)
         if spec.strategy == "import":
             check_import_plan(spec, plan, target_inv)  # Pinecone imports into new namespaces only, one job's ids each
             return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
@@ -269,7 +275,8 @@ def _prepare(
         contexts = {ns: route_context(spec, source.name, ns, None, twins=plan.twins) for ns in routed}
         reading = reads.reading_ids(source, sorted(set(needs_check) | routed), contexts)
         marks["plan_done"] = time.time()
-        prepared = Prepared(spec, plan, source.name, target.name, target_index, marks)
+        notes = (convert_note(spec, control, source_inv.label, target_index),) if converts_to(spec, control) else ()
+        prepared = Prepared(spec, plan, source.name, target.name, target_index, marks, notes)
         if starting is not None:
             starting.start(prepared, needs_check)
             read = _checked_as_read(spec, plan, needs_check, reading, starting)
@@ -347,8 +354,9 @@ def launch(
         planning={mark: round(at, 3) for mark, at in prepared.marks.items()},
         checking=checking,
     )
-    if prepared.spec.strategy in ("collection", "import"):
-        # Pinecone copies (or imports the files one step writes); the runs are verified once it is done.
+    if prepared.spec.strategy != "fleet":
+        # Pinecone copies (a collection, a conversion) or imports the files one step writes; the runs are verified
+        # once it is done (a conversion's synced first).
         send_strategy_step(dispatcher, prepared.spec.strategy, job_id)
         return job_id
     send_work(db, dispatcher, job_id, prepared.spec, settings=settings)

@@ -18,6 +18,7 @@ from nsmigrate.orchestrator.packed_ids import PACK_JSONB_IDS_SQL, PackedIds
 from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where the job table's users import them from)
     BatchState,
     CollectionPhase,
+    ConvertPhase,
     JobKind,
     JobState,
     PlaceKind,
@@ -52,7 +53,8 @@ class Job(Base):
     spec: Mapped[dict[str, Any]]  # env var *names* only, never secrets
     state: Mapped[str] = mapped_column(sa.String(16), default=JobState.RUNNING)
     dry_run: Mapped[bool] = mapped_column(default=False)
-    phase: Mapped[str | None] = mapped_column(sa.String(32))  # CollectionPhase of a `strategy: collection` job
+    # CollectionPhase of a `strategy: collection` job, ConvertPhase of a `strategy: convert` one
+    phase: Mapped[str | None] = mapped_column(sa.String(32))
     parent_job_id: Mapped[int | None] = mapped_column(sa.ForeignKey("jobs.id"))
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -44,10 +44,21 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import collection as jobs_collection
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_step
-from nsmigrate.orchestrator.models import Batch, BatchState, Job, JobKind, JobState, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.models import (
+    Batch,
+    BatchState,
+    ConvertPhase,
+    Job,
+    JobKind,
+    JobState,
+    NamespaceRun,
+    RunState,
+    utcnow,
+)
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.states import ACTIVE_BATCH_STATES, AWAITING_VERDICT_RUN_STATES, LISTABLE_RUN_STATES
@@ -78,7 +89,14 @@ def resume(
     """
     jobs_and_runs.refuse_stopped(db, job_id, "resume")
     strategy = jobs_and_runs.stepped_strategy(db, job_id)
-    if strategy is not None:
+    if strategy == "convert" and jobs_collection.job_phase(db, job_id) == ConvertPhase.CONVERTED:
+        # Converted: its runs go the fleet's way now (a sync's copy batches, verification), but a ``copied`` run
+        # may still owe its sync (the step stopped before it): the step syncs those, then sends their verification.
+        runs_now = [r for r in jobs_and_runs.runs_of(db, job_id) if only_runs is None or r.id in only_runs]
+        if any(r.state == RunState.COPIED for r in runs_now):
+            dispatcher.convert_step(job_id)
+        only_runs = {r.id for r in runs_now if r.state != RunState.COPIED}
+    elif strategy is not None:
         return _resume_collection(db, dispatcher, job_id, actor, strategy)
     listing, batches = jobs_batches.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs_and_runs.runs_of(db, job_id)}
@@ -116,8 +134,8 @@ def resume(
 def _resume_collection(
     db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None, strategy: str = ""
 ) -> dict[str, int]:
-    """A collection or import job: its next step while Pinecone's part is unfinished, verifications of copied runs
-    after."""
+    """A collection or import job, or a convert job before it converted: its next step while Pinecone's part is
+    unfinished, verifications of copied runs after."""
     runs = jobs_and_runs.runs_of(db, job_id)
     waiting = [r for r in runs if r.state in LISTABLE_RUN_STATES]
     to_verify = [r for r in runs if r.state in AWAITING_VERDICT_RUN_STATES]
@@ -161,8 +179,13 @@ def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, l
         .where(
             Job.state == JobState.RUNNING,
             Job.kind == JobKind.MIGRATE,
-            # a collection job's steps wait on Pinecone; `nsmigrate resume` takes one up
+            # a collection job's steps wait on Pinecone, and a convert job's until it converted; `nsmigrate resume`
+            # takes one up
             sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "collection",
+            sa.or_(
+                sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "convert",
+                sa.func.coalesce(Job.phase, "") == ConvertPhase.CONVERTED.value,
+            ),
             NamespaceRun.updated_at < since,
             ~recent_batch,
             work_to_come,

@@ -47,6 +47,17 @@ class ImportPhase(StrEnum):
     IMPORTED = "imported"
 
 
+class ConvertPhase(StrEnum):
+    """Where a job of strategy ``convert`` is: Pinecone converting the serverless source into a new document index
+    (``converting``, shown with its progress: ``converting 42%``), then ``converted`` once that index is ready: its
+    namespaces are then synced (what was written after the snapshot) and verified as runs. A step that fails for good
+    leaves the phase as it was and ends the runs ``list_failed`` with the error; ``nsmigrate retry`` takes the job up
+    again from that phase."""
+
+    CONVERTING = "converting"
+    CONVERTED = "converted"
+
+
 def phase_name(phase: str | None) -> str | None:
     """The phase a job's ``phase`` column names, without the progress it may carry (``importing 42%`` →
     ``importing``)."""
@@ -54,10 +65,12 @@ def phase_name(phase: str | None) -> str | None:
 
 
 def strategy_of_phase(phase: str | None) -> str | None:
-    """The strategy whose phase this is (``collection``, ``import``), None for none."""
+    """The strategy whose phase this is (``collection``, ``import``, ``convert``), None for none."""
     name = phase_name(phase)
     if name in {p.value for p in ImportPhase}:
         return "import"
+    if name in {p.value for p in ConvertPhase}:
+        return "convert"
     return "collection" if name in {p.value for p in CollectionPhase} else None
 
 
@@ -171,6 +184,13 @@ IMPORT_PHASE_TRANSITIONS: Mapping[ImportPhase | None, frozenset[ImportPhase]] = 
     ImportPhase.WRITING: frozenset({ImportPhase.IMPORTING}),
     ImportPhase.IMPORTING: frozenset({ImportPhase.IMPORTED}),
     ImportPhase.IMPORTED: frozenset(),
+}
+
+#: from-phase → the phases a `strategy: convert` job may move to (None: not started); a failed step stays put.
+CONVERT_PHASE_TRANSITIONS: Mapping[ConvertPhase | None, frozenset[ConvertPhase]] = {
+    None: frozenset({ConvertPhase.CONVERTING}),
+    ConvertPhase.CONVERTING: frozenset({ConvertPhase.CONVERTED}),
+    ConvertPhase.CONVERTED: frozenset(),
 }
 
 S = TypeVar("S", RunState, BatchState, JobState)

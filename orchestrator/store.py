@@ -15,6 +15,7 @@ leaves out. The default namespace is the empty string ``""`` everywhere in nsmig
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -142,9 +143,9 @@ class Store(Protocol):
         """The namespace's table and its columns, or None without a table (``capabilities.table_columns``)."""
         ...
 
-    def written_lsn(self, namespace: str) -> int | None:
-        """The highest log sequence number this process's writes to ``namespace`` were answered; None when the
-        store gives none (its reads do not lag, or it does not say how far they reflect)."""
+    def written_lsns(self) -> AbstractContextManager[dict[str, int]]:
+        """While open, the highest log sequence number this process's writes to each namespace were answered;
+        left empty when the store gives none (its reads do not lag, or it does not say how far they reflect)."""
         ...
 
     def reconciled_lsn(self, namespace: str) -> int | None:
@@ -188,8 +189,8 @@ class StoreDefaults:
     def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
         return None
 
-    def written_lsn(self, namespace: str) -> int | None:
-        return None
+    def written_lsns(self) -> AbstractContextManager[dict[str, int]]:
+        return nullcontext({})
 
     def reconciled_lsn(self, namespace: str) -> int | None:
         return None

@@ -137,7 +137,7 @@ def index_model_2026_07(spec: IndexSpec, host: str, meta: IndexMeta) -> dict[str
     model: dict[str, Any] = {
         "name": spec.name,
         "host": host,  # the SDK keeps a host that carries a scheme
-        "status": {"ready": ready, "state": "Ready" if ready else "Initializing"},
+        "status": {"ready": ready, "state": meta.state},
         "deletion_protection": meta.deletion_protection,
         "schema": {"fields": _schema_fields(spec)},
         "tags": dict(meta.tags) or None,

@@ -13,6 +13,9 @@ the service:
   data plane answers 503 until then; a collection is ``Initializing`` for ``collection_delay_s`` (its size, vector
   count and dimension appear when it is ``Ready``). Both delays are 0 by default so tests stay fast; set them with
   :meth:`ControlPlane.set_delays` (or the ``PineconeSandbox`` arguments) to see the waits.
+- **Conversions** into a document index (``POST /indexes/{name}/convert``, ``GET /conversion-jobs[/{id}]``; API
+  2026-07 only): a snapshot of a serverless vector index, ``InProgress`` for ``conversion_delay_s``
+  (``sandbox.conversions``); refused for pods, document indexes and plans below Standard (``Conversions.set_plan``).
 - **Collections** are point-in-time copies of a **pod** index (a serverless source is refused, as Pinecone does);
   an index with a collection still ``Initializing`` cannot be deleted (412). An index created from a collection holds
   the collection's namespaces and records as they were when the collection was made.
@@ -29,13 +32,14 @@ Control-plane errors use the spec's ``ErrorResponse``: ``{"error": {"code": "NOT
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from nsmigrate_sandbox.embedding import read_embed_config
 from nsmigrate_sandbox.pinecone_server import (
@@ -90,10 +94,18 @@ class IndexMeta:
     tags: dict[str, str] = field(default_factory=dict)
     ready_at: float = 0.0  # monotonic time from which the index is Ready
     source_collection: str | None = None
+    #: Its making fails (a conversion that aborts): ``InitializationFailed`` from ``ready_at`` on, never Ready.
+    fails: bool = False
 
     @property
     def ready(self) -> bool:
-        return _now() >= self.ready_at
+        return not self.fails and _now() >= self.ready_at
+
+    @property
+    def state(self) -> str:
+        if _now() < self.ready_at:
+            return "Initializing"
+        return "InitializationFailed" if self.fails else "Ready"
 
 
 @dataclass
@@ -244,7 +256,7 @@ def index_model(spec: IndexSpec, host: str, meta: IndexMeta, version: str | None
         # The SDK keeps a host that carries a scheme and prepends https:// to one that does not.
         "host": host,
         "deletion_protection": meta.deletion_protection,
-        "status": {"ready": ready, "state": "Ready" if ready else "Initializing"},
+        "status": {"ready": ready, "state": meta.state},
         "schema": {"fields": fields},
         "tags": dict(meta.tags) or {"sandbox": "true"},
     }
@@ -346,23 +358,42 @@ class ControlPlane:
     """The control plane's state (index metadata, collections) and its HTTP routes, for one ``PineconeSandbox``."""
 
     def __init__(
-        self, sandbox: PineconeSandbox, *, ready_delay_s: float = 0.0, collection_delay_s: float = 0.0
+        self,
+        sandbox: PineconeSandbox,
+        *,
+        ready_delay_s: float = 0.0,
+        collection_delay_s: float = 0.0,
+        conversion_delay_s: float = 0.0,
     ) -> None:
+        from nsmigrate_sandbox.conversions import Conversions
+
         self.sandbox = sandbox
         self._lock = threading.RLock()
         self._meta: dict[str, IndexMeta] = {}
         self._collections: dict[str, Collection] = {}
+        self.conversions = Conversions(self)
         self.faults = ControlFaults()
         self._errors_left = 0
-        self.set_delays(ready_delay_s=ready_delay_s, collection_delay_s=collection_delay_s)
+        self.set_delays(
+            ready_delay_s=ready_delay_s, collection_delay_s=collection_delay_s, conversion_delay_s=conversion_delay_s
+        )
 
-    def set_delays(self, *, ready_delay_s: float | None = None, collection_delay_s: float | None = None) -> None:
-        """How long a created index stays Initializing, and a new collection; applies to what is created next."""
+    def set_delays(
+        self,
+        *,
+        ready_delay_s: float | None = None,
+        collection_delay_s: float | None = None,
+        conversion_delay_s: float | None = None,
+    ) -> None:
+        """How long a created index stays Initializing, a new collection, and a conversion job ``InProgress`` (its
+        index Initializing); applies to what is created next."""
         with self._lock:
             if ready_delay_s is not None:
                 self.ready_delay_s = max(0.0, ready_delay_s)
             if collection_delay_s is not None:
                 self.collection_delay_s = max(0.0, collection_delay_s)
+            if conversion_delay_s is not None:
+                self.conversion_delay_s = max(0.0, conversion_delay_s)
 
     def set_faults(self, faults: ControlFaults) -> None:
         """Misbehave from now on as ``faults`` says (``ControlFaults()``: not at all)."""
@@ -417,6 +448,9 @@ class ControlPlane:
             if injected is not None:
                 raise injected
             version = api_version(headers)
+            self.conversions.settle()
+            if path.startswith("/conversion-jobs") or (path.startswith("/indexes/") and path.endswith("/convert")):
+                return self._conversion(method, path, urlsplit(target).query, body, version)
             if path == "/indexes" and method == "GET":
                 return _Reply(200, {"indexes": [self._model(s.name, version) for s in self.sandbox.specs()]})
             if path == "/indexes" and method == "POST":
@@ -436,6 +470,32 @@ class ControlPlane:
             raise _Refusal(404, f"Not Found: {path}")
         except _Refusal as refusal:
             return _control_error(refusal)
+
+    def _conversion(self, method: str, path: str, query: str, body: bytes, version: str | None) -> _Reply:
+        """The conversion routes (``sandbox.conversions``), which API versions before 2026-07 do not have."""
+        parts = path.strip("/").split("/")
+        if not is_2026_07_or_later(version):
+            raise _Refusal(404, f"Not Found: {path}")
+        if parts[0] == "indexes" and len(parts) == 3 and method == "POST":
+            return self.conversions.start(unquote(parts[1]), _parse_json(body), self.conversion_delay_s)
+        if parts == ["conversion-jobs"] and method == "GET":
+            return self.conversions.listed(parse_qs(query, keep_blank_values=True))
+        if parts[0] == "conversion-jobs" and len(parts) == 2 and method == "GET":
+            return self.conversions.describe(unquote(parts[1]))
+        raise _Refusal(404, f"Not Found: {method} {path}")
+
+    def add_converted_index(self, spec: IndexSpec, meta: IndexMeta, conversion: Any) -> None:
+        """The index a conversion makes: Initializing until the conversion ends, then Ready with its documents (or
+        ``InitializationFailed``, empty, when it fails); 409 if the name is taken."""
+        with self._lock:
+            if spec.name in self.sandbox.names():
+                raise _Refusal(409, "Resource already exists.")
+            meta.ready_at = conversion.ends_at
+            meta.fails = conversion.error is not None
+            self._meta[spec.name] = meta
+            self.sandbox.add_index(spec, ready_at=math.inf if meta.fails else conversion.ends_at)
+            conversion.service = self.sandbox.service(spec.name)
+            conversion.service.on_ready = lambda: self.conversions.complete(conversion)
 
     def _model(self, name: str, version: str | None) -> dict[str, Any]:
         return index_model(self.sandbox.service(name).spec, self.sandbox.host(name), self.meta(name), version)

@@ -1161,6 +1161,9 @@ class IndexService:
         self.api_key = api_key
         #: monotonic time from which the index is Ready; until then its data plane answers 503 (see pinecone_control)
         self.ready_at = 0.0
+        #: Called before each request once it is Ready: a converted index's documents arrive then at the latest
+        #: (``sandbox.conversions``), whoever asks first.
+        self.on_ready: Callable[[], None] | None = None
         self._routes: dict[tuple[str, str], tuple[str, Handler]] = {
             ("POST", "/vectors/upsert"): ("upsert", self._upsert),
             ("GET", "/vectors/fetch"): ("fetch", self._fetch),
@@ -1197,6 +1200,8 @@ class IndexService:
         if time.monotonic() < self.ready_at:
             reply = _data_error(_Refusal(503, f"Index {self.spec.name} is not ready yet (Initializing)"))
         else:
+            if self.on_ready is not None:
+                self.on_ready()
             with self.faults.serving():
                 reply = self._data_plane(method, path, query, headers, body)
         self.faults.count_reply(reply.status)

@@ -59,3 +59,27 @@ if [ "${NSMIGRATE_BOOTSTRAP_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/nu
     echo "bootstrap: chromium is missing and cannot be installed here (needs root and apt-get); the browser tests will say so" >&2
   fi
 fi
+
+# Prometheus's own tools for the monitoring tests (tests/fleet/test_monitoring.py): promtool checks and unit-tests the
+# alert rules, and a Prometheus server and an Alertmanager run against a real worker. Debian packages all three
+# (prometheus, prometheus-alertmanager). Only `make test` asks; without them it stops here, saying what to install,
+# rather than run a suite that cannot test the monitoring.
+if [ "${NSMIGRATE_BOOTSTRAP_MONITORING:-0}" = 1 ]; then
+  missing=""
+  for tool in promtool prometheus prometheus-alertmanager; do
+    command -v "$tool" >/dev/null 2>&1 || missing="$missing $tool"
+  done
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing prometheus and prometheus-alertmanager with apt-get (for the monitoring tests)"
+      if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            prometheus prometheus-alertmanager >/dev/null); then
+        echo "bootstrap: apt-get could not install prometheus and prometheus-alertmanager (needed:$missing); install them and run make test again" >&2
+        exit 1
+      fi
+    else
+      echo "bootstrap: the monitoring tests need$missing, from the Debian packages prometheus and prometheus-alertmanager; installing them needs root and apt-get: run \`apt-get install prometheus prometheus-alertmanager\` as root (or put Prometheus's promtool, prometheus and alertmanager, named prometheus-alertmanager, on PATH), then make test again" >&2
+      exit 1
+    fi
+  fi
+fi

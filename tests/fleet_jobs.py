@@ -1,4 +1,5 @@
-"""Starting a job as ``nsmigrate run`` does, and reading its batches, for the tests that run it on a worker stack."""
+"""Starting a job as ``nsmigrate run`` does, running a command in process against a stack, and reading a job's
+batches, for the tests that run it on a worker stack."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import Result
+from typer.testing import CliRunner
 
+from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
@@ -16,7 +20,7 @@ from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.stores import open_retrying_store
-from nsmigrate_sandbox.stack import Stack
+from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 
 
 def start_job(
@@ -59,3 +63,13 @@ def use_stack_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in stack.env().items():
         if key.startswith(("NSMIGRATE_", "PINECONE_")):
             monkeypatch.setenv(key, value)
+
+
+def nsmigrate(stack: Stack, *args: str) -> Result:
+    """`nsmigrate ARGS` run in process with the stack's job table, Redis and Pinecone key."""
+    env = {
+        "NSMIGRATE_DATABASE_URL": stack.database_url,
+        "NSMIGRATE_REDIS_URL": stack.redis_url,
+        "PINECONE_API_KEY": SANDBOX_API_KEY,
+    }
+    return CliRunner().invoke(app, list(args), env=env)

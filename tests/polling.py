@@ -17,6 +17,7 @@ from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.snapshot import JobStatus
 
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 
 def wait_until(
@@ -73,3 +74,20 @@ def wait_for_job(
     return wait_until(
         lambda: jobs_status.job_status(db, job_id), what=what, timeout_s=timeout_s, interval_s=interval_s, done=done
     )
+
+
+def until_raised(
+    call: Callable[[], object], error: type[E], *, what: str, timeout_s: float, interval_s: float = 0.05
+) -> E:
+    """Call ``call`` again and again (a step of a job) until it raises ``error``, and return that exception; fail
+    naming ``what`` when none did within ``timeout_s``."""
+
+    def raised() -> E | None:
+        try:
+            call()
+        except error as e:
+            return e
+        return None
+
+    found: E = wait_until(raised, what=what, timeout_s=timeout_s, interval_s=interval_s)
+    return found

@@ -16,6 +16,7 @@ class SentTasks:
         self.verify_groups: list[list[int]] = []  # the run ids of each verify_small_namespaces task
         self.rejudged_groups: list[list[int]] = []  # those of them sent by `nsmigrate verify` (rejudge)
         self.collection_steps: list[dict[str, Any]] = []  # the keyword arguments of each collection step sent
+        self.convert_steps: list[dict[str, Any]] = []  # and of each convert step
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:
@@ -33,6 +34,10 @@ class SentTasks:
     def collection_step(self, job_id: int, **kwargs: Any) -> None:
         self.sent.append(("collection", job_id))
         self.collection_steps.append(kwargs)
+
+    def convert_step(self, job_id: int, **kwargs: Any) -> None:
+        self.sent.append(("convert", job_id))
+        self.convert_steps.append(kwargs)
 
     def import_step(self, job_id: int, **_: Any) -> None:
         self.sent.append(("import", job_id))

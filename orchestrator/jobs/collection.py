@@ -1,5 +1,6 @@
-"""The job table's side of a ``strategy: collection`` or ``strategy: import`` job: its phase (``jobs.phase``, see
-``CollectionPhase`` and ``ImportPhase``) and its namespace runs, which wait in ``copying`` while Pinecone makes the
+"""The job table's side of a ``strategy: collection`` or ``strategy: import`` job (and, through
+``orchestrator.jobs.conversion``, ``strategy: convert``): its phase (``jobs.phase``, see ``CollectionPhase``,
+``ImportPhase`` and ``ConvertPhase``) and its namespace runs, which wait in ``copying`` while Pinecone makes the
 collection and the index (or workers write the import files and Pinecone imports them), become ``copied`` with the
 counts the index reports, and are then verified like any run. Each change is one transaction with its audit event,
 named after the strategy (``collection_restored``, ``import_imported``)."""
@@ -16,7 +17,7 @@ from nsmigrate.orchestrator.errors import NotFound
 from nsmigrate.orchestrator.jobs.database import Database, _move_run, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES, check_phase_transition
 from nsmigrate.orchestrator.models import CollectionPhase, Event, Job, NamespaceRun, RunState
-from nsmigrate.orchestrator.states import ImportPhase, phase_name, strategy_of_phase
+from nsmigrate.orchestrator.states import ConvertPhase, ImportPhase, phase_name, strategy_of_phase
 
 
 def _job(s: Session, job_id: int) -> Job:
@@ -32,12 +33,14 @@ def _runs(s: Session, job_id: int, *states: RunState) -> list[NamespaceRun]:
 
 
 def job_phase(db: Database, job_id: int) -> str | None:
-    """The job's collection phase (None: not started, or not a collection job)."""
+    """The job's phase (None: not started, or a job of strategy fleet)."""
     with db.transaction() as s:
         return s.scalar(sa.select(Job.phase).where(Job.id == job_id))
 
 
-def enter_phase(db: Database, job_id: int, phase: CollectionPhase | ImportPhase | str, **detail: Any) -> bool:
+def enter_phase(
+    db: Database, job_id: int, phase: CollectionPhase | ImportPhase | ConvertPhase | str, **detail: Any
+) -> bool:
     """Move the job to ``phase`` with an audit event ``<strategy>_<phase>`` carrying ``detail``, and its unfinished
     runs to ``copying`` (also when it is in that phase already: a retried job's runs). False when the phase was
     already ``phase`` (no event written). A phase with its progress (``importing 42%``) is written as it is; only a
@@ -65,7 +68,7 @@ def collection_restored(
     job_id: int,
     counts: Mapping[str, int],
     *,
-    phase: CollectionPhase | ImportPhase = CollectionPhase.RESTORED,
+    phase: CollectionPhase | ImportPhase | ConvertPhase = CollectionPhase.RESTORED,
     **detail: Any,
 ) -> list[int]:
     """The index made from the collection is ready (or the import completed: ``phase`` ``imported``): the job's

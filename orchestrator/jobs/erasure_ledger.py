@@ -219,3 +219,27 @@ def record_held_back(db: Database, held: Sequence[tuple[int, Any, list[str]]], *
                 ids=ids[:EVENT_IDS],
                 **where,
             )
+
+
+def record_held_in_job(
+    db: Database, held: HeldBack, actor: str, job_id: int, run_id: int | None, namespace: str, **where: Any
+) -> None:
+    """What a job's write held back (``held``), in the erasures' events (``write_held_back``) and the job's own
+    (``records_held_back``: the ids, how many, which erasures and how to lift them); nothing when it held none."""
+    if not held.held:
+        return
+    record_held_back(db, held.lines(), job=job_id, namespace=namespace, **where)
+    with db.transaction() as s:
+        add_event(
+            s,
+            "records_held_back",
+            actor,
+            job_id,
+            run_id,
+            namespace=namespace,
+            ids=held.ids[:EVENT_IDS],
+            records=len(held.ids),
+            erasures=[erasure for erasure, _, _ in held.lines()],
+            reason="; ".join(held.sentences()),
+            **where,
+        )

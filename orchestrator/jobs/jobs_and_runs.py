@@ -132,11 +132,16 @@ def latest_unfinished_job(db: Database, name: str, kind: JobKind = JobKind.MIGRA
         ).one_or_none()
 
 
+#: The strategies whose work is one task stepping through Pinecone's part (not listers and batches).
+STEPPED_STRATEGIES = ("collection", "import", "convert")
+
+
 def stepped_strategy(db: Database, job_id: int) -> str | None:
-    """``collection`` or ``import`` for a job whose work is one task stepping through Pinecone's part (not listers
-    and batches), else None."""
+    """``collection``, ``import`` or ``convert`` for a job whose work is one task stepping through Pinecone's part
+    (not listers and batches), else None. Read from the stored spec as it is: rollback and erase jobs keep other
+    shapes there."""
     strategy = (find_job(db, job_id).spec or {}).get("strategy")
-    return strategy if strategy in ("collection", "import") else None
+    return strategy if strategy in STEPPED_STRATEGIES else None
 
 
 def job_key(db: Database, job_id: int) -> tuple[int, datetime]:

@@ -18,6 +18,7 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
     BATCH_TRANSITIONS,
     BUSY_RUN_STATES,
     COLLECTION_PHASE_TRANSITIONS,
+    CONVERT_PHASE_TRANSITIONS,
     COPY_DONE_RUN_STATES,
     FINAL_RUN_STATES,
     IMPORT_PHASE_TRANSITIONS,
@@ -34,6 +35,7 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
     VERIFIABLE_RUN_STATES,
     BatchState,
     CollectionPhase,
+    ConvertPhase,
     ImportPhase,
     JobState,
     RunState,
@@ -44,17 +46,22 @@ from nsmigrate.orchestrator.states import (  # noqa: F401
 
 
 def check_phase_transition(job_id: int, from_phase: str | None, to_phase: str) -> None:
-    """Raise ``StateError`` naming the job and both phases when a collection or import job may not move so (a phase
-    with its progress, ``importing 42%``, is its phase).
+    """Raise ``StateError`` naming the job and both phases when a collection, import or convert job may not move so
+    (a phase with its progress, ``importing 42%``, is its phase).
 
     Raises:
-        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS`` or ``IMPORT_PHASE_TRANSITIONS``.
+        StateError: the move is not in ``COLLECTION_PHASE_TRANSITIONS``, ``IMPORT_PHASE_TRANSITIONS`` or
+            ``CONVERT_PHASE_TRANSITIONS``.
     """
     before, after = phase_name(from_phase), phase_name(to_phase)
     if before == after:
         return
     strategy = strategy_of_phase(after)
-    tables: dict[str | None, Any] = {"import": IMPORT_PHASE_TRANSITIONS, "collection": COLLECTION_PHASE_TRANSITIONS}
+    tables: dict[str | None, Any] = {
+        "import": IMPORT_PHASE_TRANSITIONS,
+        "collection": COLLECTION_PHASE_TRANSITIONS,
+        "convert": CONVERT_PHASE_TRANSITIONS,
+    }
     table = tables.get(strategy, {})
     current = next((phase for phase in table if phase == before), "unknown")  # None (not started) is a key too
     allowed = current != "unknown" and after in table[current]

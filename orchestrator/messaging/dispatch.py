@@ -169,10 +169,18 @@ class Dispatcher:
         kwargs = {} if failing_since is None else {"failing_since": failing_since}
         self.send(TaskName.IMPORT_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
 
+    def convert_step(
+        self, job_id: int, *, polls: int = 0, countdown_s: float | None = None, failing_since: float | None = None
+    ) -> None:
+        """The next step of a `strategy: convert` job (arguments as ``collection_step``'s)."""
+        kwargs = {} if failing_since is None else {"failing_since": failing_since}
+        self.send(TaskName.CONVERT_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
+
     def close(self) -> None:
         self.app.close()
 
 
 def send_strategy_step(dispatcher: Dispatcher, strategy: str, job_id: int) -> None:
-    """The next step of a job whose strategy steps through Pinecone's part (``collection``, ``import``)."""
-    (dispatcher.import_step if strategy == "import" else dispatcher.collection_step)(job_id)
+    """The next step of a job whose strategy steps through Pinecone's part (``collection``, ``import``, ``convert``)."""
+    steps = {"import": dispatcher.import_step, "convert": dispatcher.convert_step}
+    steps.get(strategy, dispatcher.collection_step)(job_id)

@@ -24,6 +24,7 @@ class TaskName(StrEnum):
     VERIFY_SMALL_NAMESPACES = "nsmigrate.verify_small_namespaces"
     CLEANUP_NAMESPACE = "nsmigrate.cleanup_namespace"
     COLLECTION_STEP = "nsmigrate.collection_step"
+    CONVERT_STEP = "nsmigrate.convert_step"
     IMPORT_STEP = "nsmigrate.import_step"
     ERASE_PLACE = "nsmigrate.erase_place"
 
@@ -39,6 +40,8 @@ TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.CLEANUP_NAMESPACE: Queue.CLEANUP,
     # Control-plane calls and short waits, like a lister's: the queue of the control worker pool.
     TaskName.COLLECTION_STEP: Queue.LIST,
+    # Likewise, and the sync scans that follow the conversion (as a lister's, they list and fetch).
+    TaskName.CONVERT_STEP: Queue.LIST,
     # Reads the source and writes files, then waits on Pinecone: the copy pool's work.
     TaskName.IMPORT_STEP: Queue.COPY,
     # Deletes data, like cleanup: the same pool.

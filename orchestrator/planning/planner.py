@@ -45,6 +45,7 @@ def make_plan(
     target: Inventory | None,
     twins: Mapping[str, str],
     sources: Mapping[str, str] | None = None,
+    owners: Mapping[str, tuple[str, str | None]] | None = None,
 ) -> Plan:
     """Namespace runs for ``spec``.
 
@@ -56,6 +57,8 @@ def make_plan(
         twins: twin_id → creator_id (creator routing; see ``orchestrator.tenancy.creator_mapping.load_twins``).
         sources: the sources table's key → twin_id (``routing.sources``;
         ``orchestrator.tenancy.creator_mapping.load_sources``).
+        owners: the owners table's vector id → (creator_id, twin_id or None) (``routing.owners``;
+        ``orchestrator.tenancy.creator_mapping.load_owners``).
 
     Returns:
         The plan; ``plan.shared_targets`` / ``namespaces_needing_id_check`` say which sources must have their ids
@@ -113,7 +116,7 @@ def make_plan(
 
     used_twins: dict[str, Any]
     if routed_present:
-        used_twins = routing_table(twins, sources)
+        used_twins = routing_table(twins, sources, owners)
     else:
         used_twins = {r.twin_id: r.creator_id for r in runs if r.twin_id is not None and r.creator_id is not None}
 
@@ -139,6 +142,11 @@ def make_plan(
             "the default namespace is routed vector by vector (metadata "
             f"{spec.routing.twin_id_field!r}, else {spec.routing.creator_id_field!r}"
             + (f", else {spec.routing.sources.key_field!r} in the sources table" if spec.routing.sources else "")
+            + (
+                f", else its vector id in the owners table {spec.routing.owners.table!r} ({len(owners or {})} rows)"
+                if spec.routing.owners
+                else ""
+            )
             + f"; resolved nowhere → {_unresolved_goes(spec)}); its upsert estimate is a lower bound"
         )
         if not twins and spec.routing.override_creator is None:
@@ -196,6 +204,11 @@ def _unresolved_goes(spec: JobSpec) -> str:
     routing = spec.routing
     if routing.unresolved == "drop-with-report":
         return "not copied, listed in the report, kept in the source (routing.unresolved: drop-with-report)"
+    if routing.unresolved == "creator" and routing.unresolved_creator is not None:
+        return (
+            f"{creator_namespace(routing.unresolved_creator)!r} (routing.unresolved: creator, unresolved_creator: "
+            f"{routing.unresolved_creator})"
+        )
     if routing.unresolved == "creator" and routing.override_creator is not None:
         return f"{creator_namespace(routing.override_creator)!r} (routing.unresolved: creator)"
     return f"{routing.review_namespace!r} (routing.unresolved: review)"

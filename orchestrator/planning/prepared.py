@@ -22,6 +22,8 @@ class Prepared:
     #: When planning passed its steps (``PLANNING_MARKS``, epoch seconds), kept in the job's ``job_created`` event:
     #: how long the user waited before the job existed, and on what.
     marks: dict[str, float] = field(default_factory=dict)
+    #: Lines the plan shows about another way to do the job (whether Pinecone's convert would apply, and why not).
+    notes: tuple[str, ...] = ()
 
 
 #: The steps of planning timed in ``Prepared.marks``: the spec handed to the fleet's planner by the command (only when

@@ -8,14 +8,16 @@ made.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import creator_namespace, display_namespace
 
 if TYPE_CHECKING:  # the reading commands render summaries without loading the planner or the spec models
     from nsmigrate.orchestrator.planning.plan import Plan
     from nsmigrate.orchestrator.planning.prepared import Prepared
+    from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
 #: Columns shown left-aligned; the rest are numbers.
 TEXT_COLUMNS = ("source namespace", "target namespace", "ids by")
@@ -26,7 +28,8 @@ class PlanSummary:
     title: str
     columns: list[str]
     rows: list[list[str]]
-    #: Lines printed under the table, in order: totals and estimate, target index, strategy, routes.
+    #: Lines printed under the table, in order: totals and estimate, target index, strategy (or another that would
+    #: apply), routes.
     lines: list[str]
     warnings: list[str] = field(default_factory=list)
     #: The plan with stable keys (``plan_data``): what `plan --json` prints.
@@ -118,16 +121,21 @@ def summarize(prepared: Prepared) -> PlanSummary:
         from nsmigrate.orchestrator.planning.collection_strategy import describe_strategy
 
         lines.append(describe_strategy(prepared.spec))
-    if prepared.spec.target.kind == "pinecone" and prepared.spec.strategy != "collection" and plan.total_vectors:
+    if prepared.spec.strategy == "convert":
+        from nsmigrate.orchestrator.planning.convert_strategy import describe_strategy as describe_convert
+
+        lines.append(describe_convert(prepared.spec))
+    lines += prepared.notes
+    # Pinecone copies by itself in a collection or a conversion: no upsert or import to compare.
+    native = prepared.spec.strategy in ("collection", "convert")
+    if prepared.spec.target.kind == "pinecone" and not native and plan.total_vectors:
         from nsmigrate.orchestrator.limits import IMPORT_RECOMMENDED_RECORDS
         from nsmigrate.orchestrator.planning.import_strategy import compare
 
         # Upsert or import: shown for every import job, and for a fleet job big enough for the choice to matter.
         if prepared.spec.strategy == "import" or plan.total_vectors >= IMPORT_RECOMMENDED_RECORDS // 10:
             lines += compare(prepared.spec, est, plan.total_vectors, est.dimension)
-    for ns, counts in plan.routes.items():
-        taken = ", ".join(f"{route} {n}" for route, n in counts.items())
-        lines.append(f"routes of {display_namespace(ns)} ({sum(counts.values())} vectors): {taken}")
+    lines.extend(route_lines(plan.routes, prepared.spec))
     return PlanSummary(
         title=f"plan for job {prepared.spec.name!r}: {prepared.source_label} → {prepared.target_label}",
         columns=columns,
@@ -136,3 +144,27 @@ def summarize(prepared: Prepared) -> PlanSummary:
         warnings=list(plan.warnings),
         data=plan_data(prepared.spec.name, prepared.source_label, prepared.target_label, plan),
     )
+
+
+def route_lines(routes: Mapping[str, Mapping[str, int]], spec: JobSpec) -> list[str]:
+    """Per routed namespace, how many vectors take each route; then, for the routes a person may ask about (the
+    owners table, the creator given to unresolved vectors), how many and why."""
+    routing = spec.routing
+    lines = []
+    for ns, counts in routes.items():
+        taken = ", ".join(f"{route} {n}" for route, n in counts.items())
+        lines.append(f"routes of {display_namespace(ns)} ({sum(counts.values())} vectors): {taken}")
+        if counts.get("owner") and routing.owners is not None:
+            lines.append(
+                f"  owner {counts['owner']}: no twin_id, creator_id or sources key; their vector ids are rows of the "
+                f"owners table {routing.owners.table!r}"
+            )
+        who = routing.unresolved_creator or routing.override_creator
+        for route in ("unresolved_creator", "override_creator"):
+            if counts.get(route) and who is not None:
+                given = f", unresolved_creator: {who}" if route == "unresolved_creator" else ""
+                lines.append(
+                    f"  {route} {counts[route]}: resolved by no route (no twin_id, creator_id, sources key or owners "
+                    f"row) → {creator_namespace(who)!r} (routing.unresolved: creator{given})"
+                )
+    return lines

@@ -92,6 +92,8 @@ class IndexInfo:
     text_field: str | None = None  # and the field it embeds (field_map.text)
     dense_field: str | None = None  # a document index's dense_vector field (None: a legacy index)
     sparse_field: str | None = None  # and its sparse_vector field
+    cloud: str | None = None  # where a serverless index runs (None: not said)
+    region: str | None = None
 
 
 class IndexControl(Protocol):

@@ -6,9 +6,11 @@ verification calls ``expected_metadata`` to learn what the target must hold. Bot
 
 A routed record (the default namespace in creator mode) takes the first route that resolves, as the seeds describe:
 ``twin_id`` metadata → that twin's namespace; else ``creator_id`` metadata → the creator-wide namespace; else a
-metadata key looked up in the ``sources`` table → twin → creator; else it is unresolved and ``routing.unresolved``
-decides: the spec's review namespace, the override creator's own namespace, or dropped (not copied, reported; never
-``public``: shared data is exactly the cross-tenant mixing the refactor removes). ``ROUTES`` names them for counts.
+metadata key looked up in the ``sources`` table → twin → creator; else its vector id looked up in the owners table
+(``routing.owners``) → its creator (and twin); else it is unresolved and ``routing.unresolved`` decides: the spec's
+review namespace, the creator-wide namespace of ``unresolved_creator`` (or of the override creator), or dropped (not
+copied, reported; never ``public``: shared data is exactly the cross-tenant mixing the refactor removes). ``ROUTES``
+names them for counts.
 """
 
 from __future__ import annotations
@@ -39,27 +41,53 @@ _EXAMPLES = 5  # how many offending records an error lists
 #: ``unknown_twin: public``; ``review``: unresolved with ``unresolved: review``, or an unknown twin with
 #: ``unknown_twin: review``; ``override_creator`` and ``dropped``: unresolved with ``unresolved: creator`` or
 #: ``drop-with-report``).
-ROUTES = ("twin_id", "creator_id", "source", "public", "review", "override_creator", "dropped")
+ROUTES = (
+    "twin_id",
+    "creator_id",
+    "source",
+    "owner",
+    "public",
+    "review",
+    "override_creator",
+    "unresolved_creator",
+    "dropped",
+)
 DROPPED = "dropped"
 
 #: Key of a run's routing table that holds the sources lookup (source key → twin id); never a twin id, which starts
 #: with a letter or digit.
 SOURCES_KEY = "@sources"
+#: Key of a run's routing table that holds the owners lookup (vector id → [creator id, twin id or None]).
+OWNERS_KEY = "@owners"
+
+Owners = Mapping[str, tuple[str, str | None]]
 
 
-def routing_table(twins: Mapping[str, str], sources: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """What a routed run keeps in the job table: twin → creator, and the sources lookup under ``SOURCES_KEY``."""
+def routing_table(
+    twins: Mapping[str, str], sources: Mapping[str, str] | None = None, owners: Owners | None = None
+) -> dict[str, Any]:
+    """What a routed run keeps in the job table: twin → creator, the sources lookup under ``SOURCES_KEY`` and the
+    owners lookup under ``OWNERS_KEY``."""
     table: dict[str, Any] = dict(twins)
     if sources:
         table[SOURCES_KEY] = dict(sources)
+    if owners:
+        table[OWNERS_KEY] = {vid: [creator, twin] for vid, (creator, twin) in owners.items()}
     return table
 
 
 def split_routing_table(table: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
-    """``(twins, sources)`` of a run's routing table (``routing_table``'s inverse)."""
+    """``(twins, sources)`` of a run's routing table (``routing_table``'s inverse; ``owners_of`` reads the owners)."""
     table = dict(table or {})
     sources = table.pop(SOURCES_KEY, None) or {}
+    table.pop(OWNERS_KEY, None)
     return {str(k): str(v) for k, v in table.items()}, {str(k): str(v) for k, v in sources.items()}
+
+
+def owners_of(table: Mapping[str, Any] | None) -> dict[str, tuple[str, str | None]]:
+    """The owners lookup of a run's routing table: vector id → (creator id, twin id or None)."""
+    found = (table or {}).get(OWNERS_KEY) or {}
+    return {str(vid): (str(pair[0]), str(pair[1]) if pair[1] else None) for vid, pair in found.items()}
 
 
 @dataclass(frozen=True)
@@ -79,6 +107,8 @@ class RouteContext:
     creator_id_field: str = "creator_id"
     sources: Mapping[str, str] = field(default_factory=dict)  # source key → twin_id (the sources table)
     source_key_field: str | None = None  # the metadata key looked up in ``sources``
+    owners: Owners = field(default_factory=dict)  # vector id → (creator, twin or None): the owners table
+    unresolved_creator: str | None = None  # ``unresolved: creator``: whose creator-wide namespace takes the rest
     review_namespace: str = "review"
     unresolved: str = "review"
     #: The target is the application's pgvector tables, whose ``metadata`` column is either NULL or holds keys: a NULL
@@ -99,7 +129,9 @@ class RouteContext:
                 return self.override_creator, target_namespace[len(prefix) :]
         names = self.__dict__.get("_names")
         if names is None:
-            names = {twin_namespace(c, t): (c, t) for t, c in self.twins.items() if _ids_ok(c, t)}
+            pairs = {(c, t) for t, c in self.twins.items()}
+            pairs |= {(self.override_creator or c, t) for c, t in self.owners.values() if t is not None}
+            names = {twin_namespace(c, t): (c, t) for c, t in sorted(pairs) if _ids_ok(c, t)}
             object.__setattr__(self, "_names", names)  # a cache on a frozen dataclass: built once per context
         if target_namespace in names:
             return names[target_namespace]
@@ -138,6 +170,8 @@ def route_context(
         creator_id_field=spec.routing.creator_id_field,
         sources=sources,
         source_key_field=spec.routing.sources.key_field if spec.routing.sources is not None else None,
+        owners=owners_of(twins),
+        unresolved_creator=spec.routing.unresolved_creator,
         review_namespace=spec.routing.review_namespace,
         unresolved=spec.routing.unresolved,
         target_folds_null_metadata=spec.target.kind == "pgvector" and spec.target.documented,
@@ -205,6 +239,15 @@ def _twin_route(record: Record, twin: str, ctx: RouteContext, via: str) -> tuple
     return twin_namespace(creator, twin), "twin_id" if via == ctx.twin_id_field else "source"
 
 
+def _owner_route(record: Record, owner: tuple[str, str | None], ctx: RouteContext) -> tuple[str, str]:
+    """A vector without metadata whose id the owners table names: its twin's namespace, else its creator's."""
+    creator, twin = ctx.override_creator or owner[0], owner[1]
+    problem = identifier_problem("creator_id", creator) or (identifier_problem("twin_id", twin) if twin else None)
+    if problem:
+        raise _bad_id(record, ctx, f"{problem} (the owners table)", creator_id=creator)
+    return (twin_namespace(creator, twin) if twin is not None else creator_namespace(creator)), "owner"
+
+
 def route_of(record: Record, ctx: RouteContext) -> tuple[str | None, str]:
     """``(target namespace, route)`` of one record; the route is one of ``ROUTES`` (``fixed`` for a fixed target).
     The target is None for a record ``DROPPED`` (``unresolved: drop-with-report``): it is not copied.
@@ -228,8 +271,13 @@ def route_of(record: Record, ctx: RouteContext) -> tuple[str | None, str]:
     key = _text(record, ctx.source_key_field)
     if key is not None and key in ctx.sources:
         return _twin_route(record, ctx.sources[key], ctx, f"{ctx.source_key_field} {key!r} → twin_id")
+    owner = ctx.owners.get(record.id)
+    if owner is not None:
+        return _owner_route(record, owner, ctx)
     if ctx.unresolved == "drop-with-report":
         return None, DROPPED
+    if ctx.unresolved == "creator" and ctx.unresolved_creator is not None:
+        return creator_namespace(ctx.unresolved_creator), "unresolved_creator"
     if ctx.unresolved == "creator" and ctx.override_creator is not None:
         return creator_namespace(ctx.override_creator), "override_creator"
     return ctx.review_namespace, "review"

@@ -33,6 +33,7 @@ from nsmigrate.orchestrator.limits import (
 )
 from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
 from nsmigrate.orchestrator.spec.bulk_import import BulkImport, import_strategy_problems
+from nsmigrate.orchestrator.spec.convert import convert_refusals
 from nsmigrate.orchestrator.spec.cutover import Cutover, one_pinecone_index
 from nsmigrate.orchestrator.spec.stores import (
     PgvectorStoreSpec,
@@ -109,6 +110,23 @@ class SourceTable(_Model):
         return self
 
 
+class OwnerTable(_Model):
+    """Seed 000's owners table: a vector of the default namespace with no twin id, no creator id and no sources key
+    is looked up by its vector id in ``table`` (read through the real ``supabase`` client, paged, whole, at plan
+    time): ``creator_column`` names its creator and, when given, ``twin_column`` its twin. Found: filed under that
+    twin's (or the creator's own) namespace; not found: ``routing.unresolved`` decides."""
+
+    source: Literal["supabase"] = "supabase"
+    url_env: EnvName = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: EnvName = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    table: SqlName = "vector_owners"
+    id_column: SqlName = Field(default="vector_id", description="The column holding the vector id.")
+    creator_column: SqlName = Field(default="creator_id", description="The column holding its creator id.")
+    twin_column: SqlName | None = Field(
+        default=None, description="The column holding its twin id, if the table has one."
+    )
+
+
 class Routing(_Model):
     """How a source namespace becomes a target namespace.
 
@@ -133,6 +151,9 @@ class Routing(_Model):
     )
     creator_id_field: str = Field(default="creator_id", description="Default namespace: the creator id metadata key.")
     sources: SourceTable | None = Field(default=None, description="Default namespace: metadata key → twin lookup.")
+    owners: OwnerTable | None = Field(
+        default=None, description="Default namespace: vector id → creator (and twin), for vectors without metadata."
+    )
     review_namespace: str = Field(
         default="review",
         min_length=1,
@@ -142,9 +163,14 @@ class Routing(_Model):
     unresolved: Literal["review", "creator", "drop-with-report"] = Field(
         default="review",
         description="Default namespace: what happens to vectors that resolve to no twin and no creator: `review` "
-        "(the review namespace, for a person to file), `creator` (with override_creator: its creator-wide namespace "
-        "creator_{override_creator}), `drop-with-report` (not copied, counted in the plan, listed in the "
+        "(the review namespace, for a person to file), `creator` (the creator-wide namespace of unresolved_creator, "
+        "or of override_creator), `drop-with-report` (not copied, counted in the plan, listed in the "
         "verification report, kept in the source: cleanup never deletes them).",
+    )
+    unresolved_creator: str | None = Field(
+        default=None,
+        description="With `unresolved: creator`: the creator whose namespace creator_{id} receives the unresolved "
+        "vectors, with the real twin → creator mapping for the rest (seed 002: the test creator sainath.no.1).",
     )
 
     @field_validator("review_namespace")
@@ -158,7 +184,7 @@ class Routing(_Model):
             )
         return value
 
-    @field_validator("override_creator")
+    @field_validator("override_creator", "unresolved_creator")
     @classmethod
     def _creator_id(cls, value: str | None) -> str | None:
         # Caught here, with its field path, rather than as a plan error later.
@@ -175,10 +201,16 @@ class Routing(_Model):
             raise ValueError(
                 "mode `creator` needs `creators:` (where the twin → creator mapping is) or `override_creator`"
             )
-        if self.unresolved == "creator" and self.override_creator is None:
+        if self.unresolved == "creator" and self.override_creator is None and self.unresolved_creator is None:
             raise ValueError(
-                "`unresolved: creator` files unresolved vectors under `override_creator` (creator_{override_creator}): "
-                "set override_creator, or choose `unresolved: review` or `drop-with-report`"
+                "`unresolved: creator` files unresolved vectors under a creator's namespace creator_{id}: name it "
+                "with `unresolved_creator` (or `override_creator`), or choose `unresolved: review` or "
+                "`drop-with-report`"
+            )
+        if self.unresolved_creator is not None and self.unresolved != "creator":
+            raise ValueError(
+                f"`unresolved_creator: {self.unresolved_creator}` is used only with `unresolved: creator`: set it, "
+                "or remove unresolved_creator"
             )
         return self
 
@@ -340,12 +372,13 @@ class JobSpec(_Model):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$")
     description: str = ""
-    strategy: Literal["fleet", "collection", "import"] = Field(
+    strategy: Literal["fleet", "collection", "import", "convert"] = Field(
         default="fleet",
         description="fleet: workers list, fetch and upsert. collection: Pinecone copies a pod index into a new "
         "serverless index (a collection, then an index from it); nsmigrate drives and verifies it. import: workers "
         "write the records as Pinecone import files to object storage (`import:`), Pinecone imports them into new "
-        "namespaces; nsmigrate tracks and verifies it.",
+        "namespaces; nsmigrate tracks and verifies it. convert: Pinecone converts a serverless index into a new "
+        "document index (a snapshot); nsmigrate drives it, syncs what was written after the snapshot and verifies it.",
     )
     bulk_import: BulkImport | None = Field(default=None, alias="import", description="strategy import: see BulkImport.")
     source: StoreSpec
@@ -388,9 +421,10 @@ class JobSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _no_enrichment_by_default(cls, data: Any) -> Any:
-        # A collection copies records unchanged: its jobs enrich nothing unless told (and then are refused below),
-        # so every path that writes for them (a later sync) and their verification expect the records as they are.
-        if isinstance(data, dict) and data.get("strategy") == "collection":
+        # A collection or a conversion copies records unchanged: its jobs enrich nothing unless told (and then are
+        # refused below), so every path that writes for them (a sync) and their verification expect the records as
+        # they are.
+        if isinstance(data, dict) and data.get("strategy") in ("collection", "convert"):
             enrich = dict(data.get("enrich") or {})
             enrich.setdefault("creator_fields", False)
             enrich.setdefault("migrated_from", False)
@@ -420,6 +454,12 @@ class JobSpec(_Model):
             raise ValueError("source.create: only a target index can be created; the source must exist")
         if self.strategy == "collection":
             self._collection_strategy_fits()
+        if self.strategy == "convert" and convert_refusals(self):
+            raise ValueError(
+                f"strategy `convert` does not fit this spec: {'; '.join(convert_refusals(self))}. Pinecone converts a "
+                "serverless index into a new document index as it is; use strategy `fleet` to rename, route, select "
+                "or enrich"
+            )
         self._text_fits()
         if self.strategy == "import" and import_strategy_problems(self):
             raise ValueError(f"strategy `import` needs {'; '.join(import_strategy_problems(self))}")

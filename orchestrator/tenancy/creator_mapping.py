@@ -22,7 +22,7 @@ from nsmigrate.orchestrator.connections import supabase_queries
 from nsmigrate.orchestrator.connections.keys import check_service_url
 from nsmigrate.orchestrator.errors import PlanError, SpecError
 from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
-from nsmigrate.orchestrator.spec.jobspec import CreatorMapping, SourceTable
+from nsmigrate.orchestrator.spec.jobspec import CreatorMapping, OwnerTable, SourceTable
 from nsmigrate.orchestrator.spec.yamlfile import compose_yaml
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ def supabase_rows(
     url_env: str,
     key_env: str,
     table: str,
-    columns: tuple[str, str],
+    columns: tuple[str, ...],
     field: str,
     page_rows: int = SUPABASE_PAGE_ROWS,
     policy: tenacity.Retrying | None = None,
@@ -264,7 +264,7 @@ def supabase_rows(
 
 
 def _page(
-    client: Any, url_env: str, key_env: str, table: str, columns: tuple[str, str], first: int, last: int
+    client: Any, url_env: str, key_env: str, table: str, columns: tuple[str, ...], first: int, last: int
 ) -> list[dict[str, Any]]:
     def refused(e: APIError) -> SpecError:
         return SpecError(
@@ -332,3 +332,23 @@ def _postgres_rows(engine: Any, name: str, columns: tuple[str, str]) -> list[dic
         ) from e
     finally:
         engine.dispose()
+
+
+def load_owners(table: OwnerTable | None, policy: tenacity.Retrying | None = None) -> dict[str, tuple[str, str | None]]:
+    """Seed 000's owners table as vector id → (creator_id, twin_id or None) (empty for None), read whole through
+    the real ``supabase`` client, paged. Rows without a creator are left out: their vectors stay unresolved.
+
+    Raises:
+        SpecError: an unset env var (named, never shown), a table or column that cannot be read.
+        RetryableError: Supabase could not be reached.
+    """
+    if table is None:
+        return {}
+    columns = (table.id_column, table.creator_column) + ((table.twin_column,) if table.twin_column else ())
+    rows = supabase_rows(table.url_env, table.key_env, table.table, columns, "routing.owners", policy=policy)
+    twin = table.twin_column
+    return {
+        str(r[table.id_column]): (str(r[table.creator_column]), str(r[twin]) if twin and r.get(twin) else None)
+        for r in rows
+        if r.get(table.id_column) and r.get(table.creator_column)
+    }

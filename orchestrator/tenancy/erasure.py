@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.records.namespaces import (
     ParsedNamespace,
     Registry,
@@ -22,7 +23,14 @@ from nsmigrate.orchestrator.records.namespaces import (
     readings,
     validate_identifier,
 )
-from nsmigrate.orchestrator.routing.route import split_routing_table
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.routing.route import (
+    RouteContext,
+    expected_metadata,
+    owners_of,
+    split_routing_table,
+    target_of,
+)
 
 
 @dataclass(frozen=True)
@@ -30,7 +38,8 @@ class Subject:
     """Whose data an erasure deletes: a creator, or with ``twin_id`` only that twin of theirs.
 
     ``twins``: every twin of the creator nsmigrate knows (the job table's runs and routing tables), so that a vector
-    carrying only ``twin_id`` is still found; ``source_keys``: sources-table keys that route to those twins.
+    carrying only ``twin_id`` is still found; ``source_keys``: sources-table keys that route to those twins;
+    ``owned_ids``: vector ids the owners table (``routing.owners``) gives them, for vectors without metadata.
     """
 
     creator_id: str
@@ -38,6 +47,7 @@ class Subject:
     twins: frozenset[str] = frozenset()
     source_keys: frozenset[str] = frozenset()
     source_key_fields: frozenset[str] = frozenset()
+    owned_ids: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         validate_identifier("creator_id", self.creator_id)
@@ -48,15 +58,18 @@ class Subject:
     def label(self) -> str:
         return f"creator {self.creator_id!r}" + (f" twin {self.twin_id!r}" if self.twin_id is not None else "")
 
-    def owns_record(self, metadata: Mapping[str, Any] | None) -> bool:
+    def owns_record(self, metadata: Mapping[str, Any] | None, record_id: str | None = None) -> bool:
         """Whether a vector with this metadata is the subject's: its ``creator_id`` (creator erasure), its
         ``twin_id`` (one of the creator's twins; with a ``creator_id`` that is not someone else's), or a sources
         key of one of those twins. Values are compared as text, exactly; a list names each of its elements
         (``id_texts``), as Pinecone's ``$eq`` matches ``["a.1"]`` for ``a.1``: the one rule of what to delete and of
-        the check that it went."""
+        the check that it went. A record whose metadata names no creator and no twin is theirs too when the owners
+        table gives them its id (``record_id``), as the copy routed it."""
         meta = metadata or {}
         creators = id_texts(meta.get("creator_id"))
         twins = id_texts(meta.get("twin_id"))
+        if record_id is not None and record_id in self.owned_ids and not creators and not twins:
+            return True
         if creators and self.creator_id not in creators:
             return False  # another creator's vector, whatever its twin id says
         if self.twin_id is not None:
@@ -90,6 +103,7 @@ class Subject:
             "twins": sorted(self.twins),
             "source_keys": sorted(self.source_keys),
             "source_key_fields": sorted(self.source_key_fields),
+            "owned_ids": sorted(self.owned_ids),
         }
 
     @classmethod
@@ -100,6 +114,7 @@ class Subject:
             twins=frozenset(data.get("twins") or ()),
             source_keys=frozenset(data.get("source_keys") or ()),
             source_key_fields=frozenset(data.get("source_key_fields") or ()),
+            owned_ids=frozenset(data.get("owned_ids") or ()),
         )
 
 
@@ -179,6 +194,13 @@ def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -
         if sources and run.source_key_field:
             fields.add(run.source_key_field)
             keys.update(k for k, t in sources.items() if routed.get(t) == creator_id)
+    owned = {
+        vid
+        for run in runs
+        if not run.override
+        for vid, (creator, twin) in owners_of(run.routing_table).items()
+        if creator == creator_id and (twin_id is None or twin == twin_id)
+    }
     if twin_id is not None:
         twins &= {twin_id}
         keys = {
@@ -188,7 +210,7 @@ def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -
             for k, t in split_routing_table(run.routing_table)[1].items()
             if t == twin_id and k in keys
         }
-    return Subject(creator_id, twin_id, frozenset(twins), frozenset(keys), frozenset(fields))
+    return Subject(creator_id, twin_id, frozenset(twins), frozenset(keys), frozenset(fields), frozenset(owned))
 
 
 def _carries(run: KnownRun, subject: Subject, namespaces: Collection[str]) -> bool:
@@ -254,7 +276,7 @@ def erased_records(
     by_value: dict[str, list[int]] = {}  # a creator, twin or sources key → the erasures (positions) it may name
     fields: set[str] = set()
     for at, (_, subject) in enumerate(erasures):
-        for value in {subject.creator_id, *subject.twins, *subject.source_keys} | (
+        for value in {subject.creator_id, *subject.twins, *subject.source_keys, *subject.owned_ids} | (
             {subject.twin_id} if subject.twin_id else set()
         ):
             by_value.setdefault(value, []).append(at)
@@ -263,14 +285,36 @@ def erased_records(
     for pair, records in writes:
         for record in records:
             meta = record.metadata or {}
-            named: set[str | None] = {*pair, *id_texts(meta.get("creator_id")), *id_texts(meta.get("twin_id"))}
+            named: set[str | None] = {
+                *pair,
+                record.id,
+                *id_texts(meta.get("creator_id")),
+                *id_texts(meta.get("twin_id")),
+            }
             named.update(*(id_texts(meta.get(f)) for f in fields))
             for at in sorted({at for value in named if value is not None for at in by_value.get(value, ())}):
                 subject = erasures[at][1]
-                if subject.owns_pair(*pair) or subject.owns_record(meta):
+                if subject.owns_pair(*pair) or subject.owns_record(meta, record.id):
                     found.setdefault(at, []).append(record.id)
                     break
     return found
+
+
+def held_back_ids(erasures: Sequence[tuple[int, Subject]], records: Sequence[Record], ctx: RouteContext) -> set[str]:
+    """The ids of source ``records`` that a copy under ``ctx`` holds back (``erased_records`` of each record as the
+    copy writes it, where it writes it): verification expects them absent and cleanup neither deletes nor refuses
+    them. A record the routing cannot place or drops is not held back here (it is not written either way)."""
+    if not erasures:
+        return set()
+    writes: list[tuple[tuple[str | None, str | None], Sequence[Any]]] = []
+    for record in records:
+        try:
+            target = target_of(record, ctx)
+        except PlanError:
+            continue
+        if target is not None:
+            writes.append((ctx.pair_of(target), [Record(record.id, [], expected_metadata(record, target, ctx))]))
+    return {i for ids in erased_records(erasures, writes).values() for i in ids}
 
 
 def pairs_of_name(namespace: str) -> list[tuple[str | None, str | None]]:

@@ -10,11 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from click.testing import Result
 from pinecone import Pinecone
-from typer.testing import CliRunner
 
-from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
@@ -22,6 +19,7 @@ from nsmigrate.orchestrator.messaging.task_names import TaskName
 from nsmigrate.orchestrator.snapshot import JobStatus
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.fleet_jobs import nsmigrate
 from tests.flower_api import failures_of, open_flower, tasks_of
 from tests.polling import wait_for_job, wait_until
 
@@ -59,15 +57,6 @@ def write_spec(stack: Stack) -> str:
     path = stack.workdir / "native.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
-
-
-def nsmigrate(stack: Stack, *args: str) -> Result:
-    env = {
-        "NSMIGRATE_DATABASE_URL": stack.database_url,
-        "NSMIGRATE_REDIS_URL": stack.redis_url,
-        "PINECONE_API_KEY": SANDBOX_API_KEY,
-    }
-    return CliRunner().invoke(app, list(args), env=env)
 
 
 def test_a_pod_index_moves_through_a_collection_and_is_verified(stack: Stack) -> None:

@@ -16,7 +16,9 @@ from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_for_job
@@ -170,3 +172,37 @@ def test_an_import_pinecone_fails_ends_the_runs_with_its_reason(stack: Stack, ob
     finally:
         db.dispose()
     assert sandbox.stats("dst")["vector_count"] == 0
+
+
+def test_an_import_job_leaves_an_erased_creators_records_out_names_them_and_verifies(
+    stack: Stack, object_storage: ObjectStorage
+) -> None:
+    """Creator a.1 is in the erasure ledger: the import files hold none of their records, the job's and the
+    erasure's events name them, a.10's and everyone else's are imported, and every run verifies."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    rng = np.random.default_rng(12)
+    owned = [(f"own-{i}", rng.random(DIM).tolist(), {"creator_id": ("a.1", "a.10")[i % 2]}) for i in range(6)]
+    sandbox.load("src", "alpha", owned)
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+    db = jobs_database.Database(stack.database_url)
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    erase_job = jobs_erasure.create_erasure(db, "erase-a.1", Subject("a.1").to_json(), [place])
+    start_worker(stack, object_storage)
+
+    result = nsmigrate(stack, object_storage, "run", write_spec(stack, object_storage), "--wait")
+
+    try:
+        assert result.exit_code == 0, result.output
+        job_id = next(j["job_id"] for j in jobs_status.list_jobs(db) if j["kind"] == "migrate")
+        status = jobs_status.job_status(db, job_id)
+        assert {r.source_namespace: r.state for r in status.runs} == dict.fromkeys(NAMESPACES, "verified")
+        [event] = [e["detail"] for e in jobs_status.events_of(db, job_id) if e["action"] == "records_held_back"]
+        assert event["ids"] == ["own-0", "own-2", "own-4"] and event["erasures"] == [erase_job]
+        held = [e["detail"] for e in jobs_status.events_of(db, erase_job) if e["action"] == "write_held_back"]
+        assert [h["ids"] for h in held] == [["own-0", "own-2", "own-4"]]
+    finally:
+        db.dispose()
+    imported = sandbox.snapshot("dst")["alpha"]
+    assert {"own-1", "own-3", "own-5"} <= imported.keys() and not {"own-0", "own-2", "own-4"} & imported.keys()
+    assert len(imported) == NAMESPACES["alpha"] + 3

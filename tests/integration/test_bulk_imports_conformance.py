@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -24,7 +25,7 @@ from pinecone import Pinecone
 from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from tests.integration.test_pinecone_aliases_conformance import REFERENCE
+from tests.integration.openapi_checks import load_api
 from tests.integration.test_pinecone_aliases_conformance import call as spec_call
 from tests.polling import wait_until
 from tests.service_fixtures import ObjectStorage
@@ -36,7 +37,7 @@ TERMINAL = ("Completed", "Failed", "Cancelled")
 
 @pytest.fixture(scope="module")
 def data_api() -> OpenAPI:
-    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-07.oas.yaml"))
+    return load_api("db_data_2026-07")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,10 @@ def test_an_import_takes_time_reports_progress_and_lands_every_record(
     first = call(data_api, sandbox, "GET", f"/bulk/imports/{started['id']}")
     done = finished(data_api, sandbox, started["id"])
 
-    assert first["status"] == "Pending" and first["percentComplete"] == 0 and first["recordsImported"] == 0
+    # How far it got by the first look depends on the machine; that it took time does not.
+    assert first["status"] in ("Pending", "InProgress") or first == done
+    took = datetime.fromisoformat(done["finishedAt"]) - datetime.fromisoformat(done["createdAt"])
+    assert took.total_seconds() >= 0.4  # ObjectStorage.pace_s: never at once
     assert done["status"] == "Completed" and done["percentComplete"] == 100 and done["recordsImported"] == 55
     assert done["uri"] == uri and "finishedAt" in done and "error" not in done
     assert done["validationResult"] == {"importSuccesses": 55, "importErrors": 0}

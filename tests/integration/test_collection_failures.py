@@ -24,7 +24,7 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import collection as collection_steps
 from nsmigrate_sandbox.pinecone_control import ControlFaults
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from tests.polling import wait_until
+from tests.polling import until_raised, wait_until
 from tests.sent_tasks import SentTasks
 
 POD, NEW = "legacy-pod", "native-serverless"
@@ -83,15 +83,9 @@ def next_step(ctx: WorkerContext, job_id: int) -> str:
 
 def steps_until_it_fails(ctx: WorkerContext, job_id: int) -> CollectionFailed:
     """Take step after step until one raises ``CollectionFailed`` (a step that never does fails the test)."""
-
-    def failed() -> CollectionFailed | None:
-        try:
-            next_step(ctx, job_id)
-        except CollectionFailed as e:
-            return e
-        return None
-
-    return wait_until(failed, what=f"a step of job {job_id} to fail", timeout_s=60, interval_s=0.05)
+    return until_raised(
+        lambda: next_step(ctx, job_id), CollectionFailed, what=f"a step of job {job_id} to fail", timeout_s=60
+    )
 
 
 def steps_until_restored(ctx: WorkerContext, job_id: int) -> None:

@@ -208,3 +208,21 @@ def test_collections_its_copy_jobs_made_are_named_as_copies_it_cannot_erase_insi
     assert (
         "cannot be erased inside" in note["what_to_do"] and "DELETE /collections/pod-snapshot-1" in note["what_to_do"]
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["export", "--creator", "a.1", "--namespace", "public"], "leave them out"),
+        (["export", "--twin", "t1"], "give the spec to export from"),
+        (["erase", "--creator", "a.1", "--ledger", "--export-first", "x"], "not with --ledger, --lift or --resume"),
+    ],
+)
+def test_portability_options_that_do_not_go_together_are_refused(
+    args: list[str], said: str, job_table_url: str, tmp_path: Path
+) -> None:
+    result = CliRunner().invoke(app, [*args, "--database-url", job_table_url])
+
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split())
+    assert not (tmp_path / "x").exists()

@@ -21,8 +21,8 @@ from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import copying, syncing, verifying
-from nsmigrate.workers.stores.pgvector import table_copies
+from nsmigrate.workers.steps import cleaning, copying, syncing, verifying
+from nsmigrate.workers.stores.pgvector import retired, table_copies
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
@@ -232,3 +232,31 @@ def test_application_rows_of_another_creator_are_copied_whole(
             {"ids": theirs},
         ).all()
     assert copied == original and len(copied) == 3
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_cleanup_deletes_what_was_copied_and_keeps_the_held_back_records_without_refusing(
+    ctx: WorkerContext, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The run verified without a.1's records; its cleanup proves and deletes a.10's originals and leaves a.1's in
+    the source (no copy to prove them by: their erasure deletes them, not a cleanup), the run cleaned, not refused."""
+    spec = path_spec(path, request, monkeypatch)
+    theirs, others = owners(ctx, spec)
+    batch_id = copy_job(ctx, spec, theirs + others)
+    erased(ctx, Subject("a.1"))
+    copying.copy_batch(ctx, batch_id)
+    run_id = jobs_batches.run_of_batch(ctx.db, batch_id)
+    assert verifying.verify_run(ctx, run_id)["passed"]
+
+    result = cleaning.cleanup_run(ctx, run_id, actor="tester")
+
+    assert result["action"] == "deleted" and result["count"] == 3, result
+    run = jobs_and_runs.get_run(ctx.db, run_id)
+    assert run.state == "cleaned"
+    source = ctx.store(spec.source)
+    if spec.source.kind == "pgvector" and spec.source.documented:
+        # The application's table is renamed away whole (a move): theirs are in the backup, which erasures search.
+        backup = str((run.cleanup or {})["method"]).removeprefix("renamed_to:")
+        assert retired.owned_ids(source, backup, Subject("a.1").owns_record) == theirs  # type: ignore[arg-type]
+    else:
+        assert sorted(r.id for r in source.fetch("public", theirs + others)) == theirs

@@ -16,17 +16,17 @@ from pinecone import Pinecone
 
 from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from tests.integration.test_pinecone_conformance import DATA_HOST_URL, REFERENCE, call
+from tests.integration.openapi_checks import DATA_HOST_URL, checked_call, load_api, sdk_headers
 from tests.polling import wait_until
 
-V2026_07 = {"Api-Key": "test-key", "X-Pinecone-Api-Version": "2026-07"}
+V2026_07 = sdk_headers("2026-07")
 LAG_S = 5.0  # long enough that the reads right after a write come before it, on a loaded machine
 EMBED = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
 
 
 @pytest.fixture(scope="module")
 def data_api() -> OpenAPI:
-    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-07.oas.yaml"))
+    return load_api("db_data_2026-07")
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,8 @@ def seeded(sandbox: PineconeSandbox) -> None:
 
 
 def call_2026_07(data_api: OpenAPI, sandbox: PineconeSandbox, method: str, path: str, **kwargs: Any) -> Any:
-    return call(
-        data_api, sandbox.host(kwargs.pop("index", "fresh-sl")), DATA_HOST_URL, method, path, headers=V2026_07, **kwargs
-    )
+    base = sandbox.host(kwargs.pop("index", "fresh-sl"))
+    return checked_call(data_api, base, DATA_HOST_URL, method, path, headers=V2026_07, **kwargs)
 
 
 def send(sandbox: PineconeSandbox, method: str, path: str, index: str = "fresh-sl", **kwargs: Any) -> httpx.Response:

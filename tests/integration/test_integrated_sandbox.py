@@ -12,7 +12,8 @@ from pinecone import ApiError, Pinecone
 
 from nsmigrate_sandbox.embedding import HOSTED_MODELS, IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from tests.integration.test_pinecone_conformance import CONTROL_HOST_URL, DATA_HOST_URL, REFERENCE, call
+from tests.integration.openapi_checks import CONTROL_HOST_URL, DATA_HOST_URL, load_api
+from tests.integration.test_pinecone_conformance import call
 from tests.sdk_internals import set_sdk_retries
 
 EMBED = IntegratedEmbed(model="llama-text-embed-v2", field="chunk_text", dimension=384, metric="cosine")
@@ -26,9 +27,7 @@ def sandbox_indexes() -> list[IndexSpec]:
 @pytest.fixture(scope="module")
 def apis() -> dict[str, OpenAPI]:
     """Pinecone's 2026-04 OpenAPI files: ``data`` and ``control`` plane."""
-    return {
-        plane: OpenAPI.from_file_path(str(REFERENCE / f"db_{plane}_2026-04.oas.yaml")) for plane in ("data", "control")
-    }
+    return {plane: load_api(f"db_{plane}_2026-04") for plane in ("data", "control")}
 
 
 def index(sandbox: PineconeSandbox, name: str = "texts") -> Any:

@@ -107,6 +107,23 @@ def test_reads_that_never_catch_up_fail_after_the_bounded_wait_the_report_names(
     assert jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFY_FAILED
 
 
+def test_a_namespace_made_again_is_waited_for_by_its_new_log_not_the_old_one(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = lag_spec(sandbox, monkeypatch, freshness_timeout_s=2)
+    target = ctx.store(spec.target)
+    for record in make_records(5):  # this process's writes to `alpha` reach LSN 5 ...
+        target.upsert("alpha", [record])
+    sandbox.service("lag-dst").store.clear()  # ... then the namespace is gone, and a new one starts a new log
+    sandbox.set_faults("lag-dst", Faults(freshness_lag_s=1.0))
+    run_id = copy_namespace(ctx, spec, sandbox, make_records(10))
+
+    report = verifying.verify_run(ctx, run_id)
+
+    assert report["passed"], report["reasons"]
+    assert report["reads"]["alpha"]["lsn"] == 1  # the copy's own write, not LSN 5 of the old log
+
+
 def verified_run(ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch) -> int:
     run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(20))
     assert verifying.verify_run(ctx, run_id)["passed"]

@@ -9,7 +9,6 @@ response is checked against the response schema the spec gives for that operatio
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,15 +19,14 @@ from openapi_core.testing import MockRequest, MockResponse
 from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
 from nsmigrate_sandbox.documents import document_index, load_documents
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from tests.integration.openapi_checks import DATA_HOST_URL, checked_call, load_api, sdk_headers
 
-REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
-DATA_HOST_URL = "https://index-host.example"
-HEADERS = {"Api-Key": "test-key", "X-Pinecone-Api-Version": "2026-07"}
+HEADERS = sdk_headers("2026-07")
 
 
 @pytest.fixture(scope="module")
 def data_api() -> OpenAPI:
-    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-07.oas.yaml"))
+    return load_api("db_data_2026-07")
 
 
 @pytest.fixture(scope="module")
@@ -47,31 +45,9 @@ def seeded(sandbox: PineconeSandbox) -> None:
     load_documents(sandbox.service("alias-docs"), "v1", documents)
 
 
-def call(
-    api: OpenAPI,
-    sandbox: PineconeSandbox,
-    method: str,
-    path: str,
-    *,
-    query: dict[str, Any] | None = None,
-    body: Any = None,
-    expect: int = 200,
-    headers: dict[str, str] = HEADERS,
-    valid_request: bool = True,
-    index: str = "alias-sl",
-) -> Any:
-    """Send one request; check it (when ``valid_request``) and its response against ``api``; the response JSON."""
-    response = httpx.request(method, sandbox.host(index) + path, params=query, json=body, headers=headers, timeout=10)
-    assert response.status_code == expect, response.text
-    request = MockRequest(
-        DATA_HOST_URL, method, path, args=query, headers=headers, data=response.request.content or None
-    )
-    if valid_request:
-        api.validate_request(request)
-    api.validate_response(
-        request, MockResponse(response.content, status_code=response.status_code, headers=dict(response.headers))
-    )
-    return response.json() if response.content else None
+def call(api: OpenAPI, sandbox: PineconeSandbox, method: str, path: str, *, index: str = "alias-sl", **kw: Any) -> Any:
+    """One request to ``index`` checked against the 2026-07 spec (``openapi_checks.checked_call``'s options)."""
+    return checked_call(api, sandbox.host(index), DATA_HOST_URL, method, path, **{"headers": HEADERS, **kw})
 
 
 def reason(error: dict[str, Any]) -> str:

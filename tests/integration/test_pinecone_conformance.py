@@ -6,32 +6,28 @@ response is checked against the response schema the spec gives for that operatio
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 from typing import Any
 
-import httpx
 import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.response.exceptions import InvalidData
 
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.integration.openapi_checks import CONTROL_HOST_URL, DATA_HOST_URL, checked_call, load_api, sdk_headers
 
-REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
-
-DATA_HOST_URL = "https://index-host.example"  # the spec's server is https://{index_host}
-CONTROL_HOST_URL = "https://api.pinecone.io"
-HEADERS = {"Api-Key": "test-key", "X-Pinecone-Api-Version": "2026-04"}
+HEADERS = sdk_headers("2026-04")
 
 
 @pytest.fixture(scope="module")
 def data_api() -> OpenAPI:
-    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-04.oas.yaml"))
+    return load_api("db_data_2026-04")
 
 
 @pytest.fixture(scope="module")
 def control_api() -> OpenAPI:
-    return OpenAPI.from_file_path(str(REFERENCE / "db_control_2026-04.oas.yaml"))
+    return load_api("db_control_2026-04")
 
 
 @pytest.fixture(scope="module")
@@ -45,35 +41,8 @@ def seeded(sandbox: PineconeSandbox) -> None:
     sandbox.load("conf-sl", "ns", [(f"v{i}", [1, i, 0, 0], {"tags": ["a", "b"], "ok": True}) for i in range(5)])
 
 
-def call(
-    api: OpenAPI,
-    base: str,
-    host_url: str,
-    method: str,
-    path: str,
-    *,
-    query: dict[str, Any] | None = None,
-    body: Any = None,
-    expect: int = 200,
-    headers: dict[str, str] = HEADERS,
-) -> Any:
-    """Send one request, check it and its response against *api*, return the response JSON."""
-    response = httpx.request(method, base + path, params=query, json=body, headers=headers, timeout=10)
-    assert response.status_code == expect, response.text
-    request = MockRequest(
-        host_url,
-        method,
-        path,
-        args=query,
-        headers=headers,
-        data=response.request.content or None,
-    )
-    api.validate_request(request)
-    api.validate_response(
-        request,
-        MockResponse(response.content, status_code=response.status_code, headers=dict(response.headers)),
-    )
-    return response.json() if response.content else None
+#: One request checked against the 2026-04 spec; ``headers=`` sends others.
+call = functools.partial(checked_call, headers=HEADERS)
 
 
 def data_call(data_api: OpenAPI, sandbox: PineconeSandbox, method: str, path: str, **kwargs: Any) -> Any:

@@ -7,10 +7,9 @@ request, and its real response is checked against the response schema the spec g
 
 from __future__ import annotations
 
-from pathlib import Path
+import functools
 from typing import Any
 
-import httpx
 import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
@@ -20,12 +19,9 @@ from nsmigrate_sandbox.document_schema import read_schema
 from nsmigrate_sandbox.documents import document_index, load_documents
 from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from tests.integration.openapi_checks import CONTROL_HOST_URL, DATA_HOST_URL, checked_call, load_api, sdk_headers
 
-REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
-
-DATA_HOST_URL = "https://index-host.example"  # the spec's server is https://{index_host}
-CONTROL_HOST_URL = "https://api.pinecone.io"
-HEADERS = {"Api-Key": "test-key", "X-Pinecone-Api-Version": "2026-07"}
+HEADERS = sdk_headers("2026-07")
 SCHEMA = {
     "fields": {
         "embedding": {"type": "dense_vector", "dimension": 4, "metric": "dotproduct"},
@@ -37,12 +33,12 @@ SCHEMA = {
 
 @pytest.fixture(scope="module")
 def data_api() -> OpenAPI:
-    return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-07.oas.yaml"))
+    return load_api("db_data_2026-07")
 
 
 @pytest.fixture(scope="module")
 def control_api() -> OpenAPI:
-    return OpenAPI.from_file_path(str(REFERENCE / "db_control_2026-07.oas.yaml"))
+    return load_api("db_control_2026-07")
 
 
 @pytest.fixture(scope="module")
@@ -63,28 +59,8 @@ def seeded(sandbox: PineconeSandbox) -> None:
     load_documents(sandbox.service("conf-docs"), "ns", documents)
 
 
-def call(
-    api: OpenAPI,
-    base: str,
-    host_url: str,
-    method: str,
-    path: str,
-    *,
-    body: Any = None,
-    expect: int = 200,
-    valid_request: bool = True,
-) -> Any:
-    """Send one request, check it (unless it is meant to break the spec) and its response against *api*, return the
-    response JSON."""
-    response = httpx.request(method, base + path, json=body, headers=HEADERS, timeout=10)
-    assert response.status_code == expect, response.text
-    request = MockRequest(host_url, method, path, headers=HEADERS, data=response.request.content or None)
-    if valid_request:
-        api.validate_request(request)
-    api.validate_response(
-        request, MockResponse(response.content, status_code=response.status_code, headers=dict(response.headers))
-    )
-    return response.json() if response.content else None
+#: One request checked against the 2026-07 spec.
+call = functools.partial(checked_call, headers=HEADERS)
 
 
 def docs(data_api: OpenAPI, sandbox: PineconeSandbox, action: str, body: Any, expect: int = 200, **kw: Any) -> Any:

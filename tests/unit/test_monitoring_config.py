@@ -1,9 +1,9 @@
-"""deploy/: Prometheus's scrape config and alert rules and the Grafana dashboard, checked without Prometheus.
+"""deploy/: Prometheus's scrape config and alert rules and the Grafana dashboard, checked in process.
 
-promtool is not available on these machines (Prometheus ships it only inside its release archives and images, which
-the set-up does not fetch), so the rules file is checked by its YAML structure (what ``promtool check rules`` reads),
-and every PromQL expression of the rules and the dashboard is parsed with ``promql_parser`` (a port of Prometheus's
-grammar) and reduced to the metric names it reads, each of which must be one the code exports (``workers.metrics``)."""
+Every PromQL expression of the rules and the dashboard is parsed with ``promql_parser`` (a port of Prometheus's
+grammar) and reduced to the metric names it reads, each of which must be one the code exports (``workers.metrics``);
+every alert must have test cases in deploy/prometheus/tests/, which Prometheus's own ``promtool`` runs, with a real
+Prometheus and Alertmanager, in tests/fleet/test_monitoring.py; the dashboard must import into any Grafana."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from nsmigrate.workers import metrics
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 RULES = DEPLOY / "prometheus/rules/nsmigrate.yml"
+RULE_TESTS = DEPLOY / "prometheus/tests/nsmigrate_test.yml"
 SCRAPE = DEPLOY / "prometheus/prometheus.yml"
 DASHBOARD = DEPLOY / "grafana/dashboards/nsmigrate.json"
 COMPOSE = REPO / "docker-compose.yml"
@@ -34,6 +35,10 @@ COMPOSE = REPO / "docker-compose.yml"
 #: The sample names a family of each type exposes.
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"), "gauge": ("",)}
 DURATION = re.compile(r"^\d+[smhdw]$")
+#: Prometheus's own series the rules may read beside nsmigrate's: whether each scrape target answered.
+PROMETHEUS_SERIES = {"up"}
+#: What Grafana puts in a range's place: the dashboard's queries as Prometheus receives them.
+GRAFANA_RANGES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "6h"}
 
 
 def exported_names() -> set[str]:
@@ -108,6 +113,8 @@ def alert_rules() -> list[dict[str, Any]]:
 def dashboard_exprs() -> list[str]:
     board = json.loads(DASHBOARD.read_text())
     exprs = [target["expr"] for panel in board["panels"] for target in panel.get("targets", [])]
+    for variable, value in GRAFANA_RANGES.items():
+        exprs = [expr.replace(variable, value) for expr in exprs]
     # A variable's query: label_values(METRIC, LABEL) reads METRIC.
     queries = [var["definition"] for var in board["templating"]["list"] if var["type"] == "query"]
     exprs += [re.sub(r"^label_values\((\w+),\s*\w+\)$", r"\1", query) for query in queries]
@@ -153,15 +160,63 @@ def test_every_metric_the_rules_and_dashboard_read_is_exported(source: str) -> N
     exprs = [rule["expr"] for rule in alert_rules()] if source == "rules" else dashboard_exprs()
     read = set().union(*(metric_names(expr) for expr in exprs))
     assert read, f"the {source} read no metric"
-    assert read <= exported_names(), sorted(read - exported_names())
+    assert read <= exported_names() | PROMETHEUS_SERIES, sorted(read - exported_names())
 
 
-def test_the_dashboard_queries_the_provisioned_datasource() -> None:
+def test_the_dashboard_imports_into_another_grafana_and_follows_its_scrape_interval() -> None:
+    # Imported (Dashboards → Import), Grafana asks for the data source named in `__inputs` and writes its uid where
+    # `${DS_PROMETHEUS}` stands; every query reads it through the `datasource` variable, so a provisioned copy (the
+    # compose stack's, whose data source is the default) and one switched by a viewer work the same way.
     board = json.loads(DASHBOARD.read_text())
-    source = load_yaml(DEPLOY / "grafana/provisioning/datasources/prometheus.yml")["datasources"][0]
-    for panel in board["panels"]:
-        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
-        assert panel["targets"], panel["title"]
+    assert board["__inputs"] == [
+        {
+            "name": "DS_PROMETHEUS",
+            "label": "Prometheus",
+            "description": board["__inputs"][0]["description"],
+            "type": "datasource",
+            "pluginId": "prometheus",
+            "pluginName": "Prometheus",
+        }
+    ]
+    assert {(r["type"], r["id"]) for r in board["__requires"]} == {("grafana", "grafana"), ("datasource", "prometheus")}
+    [variable] = [v for v in board["templating"]["list"] if v["type"] == "datasource"]
+    assert variable["name"] == "datasource" and variable["query"] == "prometheus"
+    assert variable["current"]["value"] == "${DS_PROMETHEUS}"
+    refs: list[Any] = []
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            refs.extend([node["datasource"]] if "datasource" in node else [])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(board["panels"])
+    collect([v for v in board["templating"]["list"] if v["type"] != "datasource"])
+    assert refs and all(ref == {"type": "prometheus", "uid": "${datasource}"} for ref in refs), refs
+    assert all(panel["targets"] for panel in board["panels"])
+    # A rate over a fixed window too short for the other Grafana's scrape interval draws nothing: $__rate_interval
+    # is at least four scrapes; windows of 15 minutes and more are deliberate (rare events: verifications).
+    for expr in (t["expr"] for panel in board["panels"] for t in panel["targets"]):
+        for window in re.findall(r"\b(?:rate|irate)\([^\[]*\[([^\]]+)\]", expr):
+            assert window == "$__rate_interval" or window.endswith(("h", "d")) or int(window.rstrip("m")) >= 15, expr
+
+
+def test_every_alert_has_a_promtool_case_that_fires_it_and_one_that_does_not() -> None:
+    cases = load_yaml(RULE_TESTS)
+    assert cases["rule_files"] == ["../rules/nsmigrate.yml"]  # the rules file itself, relative to the tests
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for test in cases["tests"]:
+        for case in test.get("alert_rule_test", []):
+            (fired if case["exp_alerts"] else quiet).add(case["alertname"])
+            for alert in case["exp_alerts"]:
+                assert alert["exp_annotations"]["summary"], case["alertname"]  # what a person reads is tested too
+    alerts = {rule["alert"] for rule in alert_rules()}
+    assert fired == alerts, sorted(alerts ^ fired)
+    assert quiet == alerts, sorted(alerts ^ quiet)
 
 
 def option(argv: list[str], name: str) -> str | None:

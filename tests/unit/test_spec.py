@@ -215,6 +215,7 @@ SECTIONS: dict[str, list[type[BaseModel]]] = {
     "`routing`": [spec_module.Routing],
     "`routing.creators`": [spec_module.CreatorMapping],
     "`routing.sources`": [spec_module.SourceTable],
+    "`routing.owners`": [spec_module.OwnerTable],
     "`enrich`": [spec_module.Enrichment],
     "`rate`": [spec_module.RateBudget],
     "`verify`": [spec_module.Verification],

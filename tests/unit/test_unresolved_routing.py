@@ -10,19 +10,24 @@ import pytest
 from nsmigrate.orchestrator.errors import SpecError
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.planner import make_plan
+from nsmigrate.orchestrator.planning.summary import route_lines
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.routing.route import (
     dropped_ids,
+    owners_of,
     route_context,
     route_counts,
     route_of,
     route_records,
+    routing_table,
+    split_routing_table,
     targets_by_id,
 )
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.orchestrator.verification.delta import plan_delta, route_source
 
 STORE = {"kind": "pinecone", "host": "http://127.0.0.1:5081"}
+MAPPED = {"source": "inline", "twins": {"t1": "a.1", "t10": "a.10"}}
 RECORDS = [
     Record("tw", [0.1], {"twin_id": "t1"}),
     Record("cr", [0.2], {"creator_id": "c.9"}),
@@ -86,8 +91,17 @@ def test_a_sync_neither_copies_a_dropped_vector_nor_looks_for_it() -> None:
     [
         (
             {"unresolved": "creator", "override_creator": None, "creators": {"source": "inline", "twins": {"t": "c"}}},
-            "`unresolved: creator` files unresolved vectors under `override_creator`",
+            "name it with `unresolved_creator` (or `override_creator`)",
         ),
+        (
+            {
+                "unresolved_creator": "sainath.no.1",
+                "override_creator": None,
+                "creators": {"source": "inline", "twins": {"t": "c"}},
+            },
+            "is used only with `unresolved: creator`",
+        ),
+        ({"unresolved": "creator", "unresolved_creator": "a b"}, "letters, digits, '.', '-' and '_'"),
         ({"unresolved": "drop"}, "routing.unresolved"),
         ({"review_namespace": "creator_sainath.no.1"}, "set `unresolved: creator` with `override_creator`"),
         ({"override_creator": "a b"}, "letters, digits, '.', '-' and '_'"),
@@ -111,3 +125,57 @@ def test_the_plan_says_where_unresolved_vectors_go(unresolved: str, said: str) -
     source = Inventory("src", 1, {"": 3})
     plan = make_plan(spec(unresolved=unresolved), source, Inventory("dst", 1, {}), {})
     assert any(said in w for w in plan.warnings), plan.warnings
+
+
+# --- with the real mapping: the owners table, then the creator given (issue 44, item 5) ---------------------------
+
+#: The owners table as ``creator_mapping.load_owners`` reads it: vector id → (creator, twin or None).
+OWNERS = {"bare-1": ("a.1", "t1"), "bare-2": ("a.10", None)}
+BARE = [Record("bare-1", [0.4], {}), Record("bare-2", [0.5], {"text": "no ids"}), Record("bare-3", [0.6], {})]
+
+
+def mapped(**routing: Any) -> JobSpec:
+    return spec(override_creator=None, creators=MAPPED, **routing)
+
+
+def owned(job: JobSpec) -> Any:
+    return route_context(job, "src", "", None, twins=routing_table(MAPPED["twins"], None, OWNERS))
+
+
+def test_a_vector_without_metadata_is_filed_by_its_owner_row_then_under_the_creator_given() -> None:
+    ctx = owned(mapped(unresolved="creator", unresolved_creator="sainath.no.1"))
+
+    assert route_of(BARE[0], ctx) == ("creator_a.1_twin_t1", "owner")
+    assert route_of(BARE[1], ctx) == ("creator_a.10", "owner")
+    assert route_of(BARE[2], ctx) == ("creator_sainath.no.1", "unresolved_creator")
+    # Metadata still wins over the owners table, and the real mapping files the twins.
+    assert route_of(Record("bare-1", [0.4], {"twin_id": "t10"}), ctx) == ("creator_a.10_twin_t10", "twin_id")
+    # An owner-routed record carries its creator and twin, so an erasure finds its copy by metadata too.
+    [copy] = route_records([BARE[0]], ctx)["creator_a.1_twin_t1"]
+    assert copy.metadata["creator_id"] == "a.1" and copy.metadata["twin_id"] == "t1"
+
+
+def test_the_owners_table_travels_in_the_runs_routing_table_and_is_not_a_twin() -> None:
+    table = routing_table({"t1": "a.1"}, {"s": "t1"}, OWNERS)
+    assert split_routing_table(table) == ({"t1": "a.1"}, {"s": "t1"})
+    assert owners_of(table) == OWNERS
+
+
+def test_the_plan_says_how_many_go_to_the_creator_given_and_why() -> None:
+    job = mapped(unresolved="creator", unresolved_creator="sainath.no.1", owners={"table": "vector_owners"})
+    plan = make_plan(job, Inventory("src", 1, {"": 3}), Inventory("dst", 1, {}), MAPPED["twins"], None, OWNERS)
+    said = " ".join(plan.warnings)
+    assert "else its vector id in the owners table 'vector_owners' (2 rows)" in said
+    assert (
+        "resolved nowhere → 'creator_sainath.no.1' (routing.unresolved: creator, unresolved_creator: sainath.no.1)"
+        in said
+    )
+    assert owners_of(plan.twins) == OWNERS
+    summary = route_lines({"": route_counts(BARE, owned(job))}, job)
+    assert summary == [
+        "routes of __default__ (3 vectors): owner 2, unresolved_creator 1",
+        "  owner 2: no twin_id, creator_id or sources key; their vector ids are rows of the owners table "
+        "'vector_owners'",
+        "  unresolved_creator 1: resolved by no route (no twin_id, creator_id, sources key or owners row) → "
+        "'creator_sainath.no.1' (routing.unresolved: creator, unresolved_creator: sainath.no.1)",
+    ]

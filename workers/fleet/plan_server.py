@@ -68,7 +68,7 @@ def needs_the_command(spec: JobSpec) -> str | None:
     this server, passing no ``before_write`` to ``launch.start_or_resume``, would skip."""
     if spec.backup.enabled:
         return "the spec asks for a backup first (backup.enabled), written where the command runs"
-    if isinstance(spec.target, PineconeStoreSpec) and spec.target.create is not None and spec.strategy != "collection":
+    if isinstance(spec.target, PineconeStoreSpec) and spec.target.create is not None and spec.strategy == "fleet":
         return "the spec creates its target index (target.create); the command waits for it and shows its progress"
     files = sorted(_files_named(spec))
     if files:

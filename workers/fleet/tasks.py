@@ -34,6 +34,9 @@ from nsmigrate.workers.steps import (
 from nsmigrate.workers.steps import (
     collection as collection_steps,
 )
+from nsmigrate.workers.steps import (
+    converting as convert_steps,
+)
 from nsmigrate.workers.stores.pgvector import store as _pgvector  # noqa: F401 - preloaded, see below
 from nsmigrate.workers.stores.pinecone import store as _pinecone  # noqa: F401 - preloaded, see below
 
@@ -142,6 +145,15 @@ def collection_step(job_id: int, polls: int = 0, failing_since: float | None = N
     verification; sends itself again while Pinecone is busy."""
     with tally.counting() as counts:
         did = collection_steps.step(get_context(), job_id, polls, failing_since)
+    return counts.result(step=did)
+
+
+@app.task(name=TaskName.CONVERT_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
+def convert_step(job_id: int, polls: int = 0, failing_since: float | None = None, **_context: Any) -> dict[str, Any]:
+    """The next step of a `strategy: convert` job: start Pinecone's conversion, follow it, then sync what was written
+    after its snapshot and hand the namespaces to verification; sends itself again while Pinecone converts."""
+    with tally.counting() as counts:
+        did = convert_steps.step(get_context(), job_id, polls, failing_since)
     return counts.result(step=did)
 
 

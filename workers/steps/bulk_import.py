@@ -8,7 +8,7 @@ waiting for lagging reads).
 Each step may be taken again safely: a run's files are written again from scratch (its directory emptied first)
 until it is recorded written; an import is started once per attempt (its id is in the job's ``import_started``
 event), and started anew only after it failed and the job was retried (``nsmigrate retry``). Records of a creator
-an erasure erases are never written: the job stops before it writes their run, naming them.
+an erasure erases are never written: they are left out of the files and named, and the rest is imported.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import NoReturn
 
-from nsmigrate.orchestrator.errors import ImportFailed, NsmigrateError, RetryableError, StateError, failure_text
+from nsmigrate.orchestrator.errors import ImportFailed, NsmigrateError, RetryableError, failure_text
 from nsmigrate.orchestrator.jobs import collection as jobs_phase
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -35,10 +35,8 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.routing.route import RouteContext, route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES, ImportPhase, phase_name
-from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
-from nsmigrate.workers.stores.backup.exporting import id_chunks
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.import_files import ImportFiles
@@ -155,27 +153,32 @@ def _write(ctx: WorkerContext, spec: JobSpec, job_id: int, target: PineconeStore
         folder = f"{directory}/{namespace_directory(namespace)}"
         files.clear(folder)
         route = route_context(spec, source.name, run.source_namespace, namespace)
-        records = _records(ctx, source, run.source_namespace, route, namespace, job_id)
+        records = _records(ctx, source, run.source_namespace, route, namespace, job_id, run.id)
         written = files.write(folder, records, dimension, fields)
         jobs_phase.files_written(ctx.db, job_id, run.id, written.records, files=written.files, bytes=written.bytes)
 
 
 def _records(
-    ctx: WorkerContext, source: GuardedStore, source_namespace: str, route: RouteContext, namespace: str, job_id: int
+    ctx: WorkerContext,
+    source: GuardedStore,
+    source_namespace: str,
+    route: RouteContext,
+    namespace: str,
+    job_id: int,
+    run_id: int,
 ) -> Iterator[list[Record]]:
     """The namespace's records as the target takes them (enriched as a copy enriches them), fetched ≤ 1,000 at a
-    time; refused, before any is written, when one is the data of a creator an erasure erases."""
-    erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)
+    time, less those of a creator (or twin) an erasure is erasing or has erased: skipped and named in the job's and
+    the erasure's events (``erasure_ledger.record_held_in_job``), as a copy batch skips them; verification expects
+    them absent."""
+    held = jobs_erasure_ledger.HeldBack(ctx.db)  # asked again for each chunk: an erasure started meanwhile counts
+    # The backup machinery (pyarrow) only in the task that needs it: every worker imports this module at start.
+    from nsmigrate.workers.stores.backup.exporting import id_chunks
+
     for ids in id_chunks(source, source_namespace, FETCH_MAX_IDS):
         routed = route_records(source.fetch(source_namespace, ids), route).get(namespace, [])
-        found = erased_in(erasures, [(route.pair_of(namespace), routed)]) if erasures else None
-        if found is not None:
-            erasure, subject, held = found
-            raise StateError(
-                f"{len(held)} record(s) of {subject.label} in {display_namespace(source_namespace)} would be "
-                f"imported, but erasure job {erasure} erases their data: nothing of this namespace was imported",
-                hint=f"once erasure job {erasure} has finished, `nsmigrate retry {job_id}`",
-                job=job_id,
-                namespace=display_namespace(source_namespace),
-            )
-        yield routed
+        [kept] = held.keep_writes([(route.pair_of(namespace), routed)])
+        yield kept
+    for sentence in held.sentences():
+        log.warning("import job %s, namespace %s: %s", job_id, display_namespace(source_namespace), sentence)
+    jobs_erasure_ledger.record_held_in_job(ctx.db, held, ctx.worker_name, job_id, run_id, source_namespace)

@@ -25,7 +25,8 @@ Refused (with a ``cleanup_refused`` audit event and a reason) unless all of thes
 
 Then the source is deleted by id, each chunk of ≤ 1,000 ids proved once more right before its delete, so an id
 whose copy went away in between is kept, and so is an id the routing drops (``routing.unresolved:
-drop-with-report``: never copied, the source holds its only copy). A chunk refused in this second pass leaves the
+drop-with-report``: never copied, the source holds its only copy) or the erasure ledger held back (an erased
+creator's: never copied; their erasure, not a cleanup, deletes it). A chunk refused in this second pass leaves the
 run ``verify_failed`` with what was deleted and what was kept. The source is listed once more: an id in it that is
 not one kept on purpose was written while it was deleted (new, or deleted and written again), and without an equal
 copy in the target it sends the run to ``verify_failed`` too, its deletions counted, for ``sync`` to copy it (a
@@ -56,6 +57,7 @@ from typing import Any
 from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover.rollout import cleanup_refusal
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
+from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
@@ -63,6 +65,7 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
 from nsmigrate.orchestrator.routing.route import route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
+from nsmigrate.orchestrator.tenancy.erasure import held_back_ids
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
 from nsmigrate.workers.context import WorkerContext
@@ -279,6 +282,7 @@ def _proof(
         spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
     )
     target = ctx.guarded(spec.target, spec.rate)
+    erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)  # their records were never copied: kept, not refused
     return delete_proven(
         source,
         run.source_namespace,
@@ -289,6 +293,7 @@ def _proof(
         delete_from="source" if delete else None,
         total=total,
         stop=stop,
+        held=lambda records: held_back_ids(erasures, records, route),
     )
 
 
@@ -380,7 +385,8 @@ def _delete(
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
-            proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping)
+            with source.written_lsns() as deletes_answered:
+                proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping)
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)
@@ -388,7 +394,7 @@ def _delete(
             # while it was deleted: a new id, or one deleted and written again. Without an equal copy it would be
             # stranded there (a cleaned run is not synced): the run goes back to verify_failed for sync instead.
             kept = set(ids).difference(proof.proven)
-            left = _listed_after(source, ns, proof.proven, spec)
+            left = _listed_after(source, ns, proof.proven, spec, deletes_answered.get(ns))
             late = _proof(ctx, run, spec, source, [i for i in left if i not in kept], delete=False)
             if late.refused_count:
                 during = f"{late.refused_count} ids were written to the source during the cleanup"
@@ -421,12 +427,12 @@ def _delete(
     return _result(run, "deleted", deleted)
 
 
-def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec) -> list[str]:
+def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn: int | None) -> list[str]:
     """The source namespace listed once its lagging reads reflect this cleanup's deletes
-    (``workers.steps.freshness``: by the LSN its deletes were answered, else until the listing shows none of them),
-    so that what it lists was written by someone else, and an empty listing means empty. Reads still behind after
-    ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves the rest):
-    nothing is concluded, nor dropped, from a read that had not caught up."""
+    (``workers.steps.freshness``: by ``lsn``, the highest its deletes were answered, else until the listing shows
+    none of them), so that what it lists was written by someone else, and an empty listing means empty. Reads still
+    behind after ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves
+    the rest): nothing is concluded, nor dropped, from a read that had not caught up."""
     gone = set(deleted)
     listed: list[str] = []
 
@@ -437,7 +443,7 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec) -> 
     wait = freshness.await_reads(
         source,
         ns,
-        lsn=source.written_lsn(ns) if spec.source.kind == "pinecone" else None,
+        lsn=lsn,
         shows=shows if gone and spec.source.kind == "pinecone" else None,
         timeout_s=spec.verify.freshness_timeout_s,
         side="source",

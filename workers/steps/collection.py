@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from nsmigrate.orchestrator.actor import default_actor
-from nsmigrate.orchestrator.errors import CollectionFailed, NsmigrateError, RetryableError, StoreError, failure_text
+from nsmigrate.orchestrator.errors import (
+    CollectionFailed,
+    NsmigrateError,
+    RetryableError,
+    StoreError,
+    TaskFailed,
+    failure_text,
+)
 from nsmigrate.orchestrator.jobs import collection as jobs_collection
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import CollectionPhase
@@ -48,31 +57,60 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
     assert isinstance(source, PineconeStoreSpec) and isinstance(target, PineconeStoreSpec)  # the spec made sure
     control = PineconeControl(target, allowed_key_vars=ctx.settings.allowed_key_vars)
     name = collection_name(spec.name, job_id)
-    try:
-        return _take_step(ctx, control, spec, job_id, phase, name, polls)
-    except RetryableError as e:
-        since = failing_since if failing_since is not None else time.time()
-        if time.time() - since < ctx.settings.collection_control_plane_outage_s:
-            log.warning("collection job %s: the control plane did not answer (%s); asking again", job_id, e)
-            ctx.dispatcher.collection_step(
-                job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1), failing_since=since
-            )
-            return "wait"
-        _fail(ctx, job_id, _outage_text(control, spec, name, time.time() - since, e, job_id))
-    except CollectionFailed:
-        raise  # recorded already
-    except INFRASTRUCTURE_ERRORS:
-        raise  # the job table or Redis is unreachable: the task is sent again (workers.fleet.tasks)
-    except NsmigrateError as e:
-        _fail(ctx, job_id, f"{failure_text(e)}; run `nsmigrate retry {job_id}` once its cause is fixed")
-    except Exception as e:
-        # Anything unforeseen must not leave the runs waiting with no reason: `status` and `run --wait` would say
-        # nothing for ever while Flower alone showed the FAILURE.
-        log.exception("collection job %s: the step failed unexpectedly", job_id)
-        error = f"unexpected {type(e).__name__} in a step of collection {name}: {e}"
-        _fail(ctx, job_id, f"{error}; run `nsmigrate retry {job_id}` once its cause is fixed")
-    finally:
-        control.close()
+    driven = Driven(
+        ctx,
+        job_id,
+        control,
+        what=f"a step of collection {name}",
+        fail=lambda reason: _fail(ctx, job_id, reason),
+        again=lambda polls, delay_s, since: ctx.dispatcher.collection_step(
+            job_id, polls=polls, countdown_s=delay_s, failing_since=since
+        ),
+        outage=lambda failing_s, e: _outage_text(control, spec, name, failing_s, e, job_id),
+    )
+    return driven.take(lambda: _take_step(ctx, control, spec, job_id, phase, name, polls), polls, failing_since)
+
+
+@dataclass(frozen=True)
+class Driven:
+    """What a step of a strategy that Pinecone carries out (collection, convert) does when it fails: wait out the
+    control plane's outage up to ``collection_control_plane_outage_s`` (sending itself ``again``), record anything
+    else that failed for good (``fail``: its runs ``list_failed``, then the step's ``TaskFailed``), and let an outage
+    of the job table or Redis propagate (Celery sends the task again)."""
+
+    ctx: WorkerContext
+    job_id: int
+    control: PineconeControl
+    what: str  # the step, in a message: "a step of collection X"
+    fail: Callable[[str], NoReturn]
+    again: Callable[[int, float, float], None]  # (polls, countdown_s, failing_since)
+    outage: Callable[[float, RetryableError], str]  # (seconds failing, last error) → the reason recorded
+
+    def take(self, take_step: Callable[[], str], polls: int, failing_since: float | None) -> str:
+        job_id = self.job_id
+        try:
+            return take_step()
+        except RetryableError as e:
+            since = failing_since if failing_since is not None else time.time()
+            if time.time() - since < self.ctx.settings.collection_control_plane_outage_s:
+                log.warning("job %s: the control plane did not answer (%s); asking again", job_id, e)
+                self.again(polls + 1, poll_delay_s(polls + 1), since)
+                return "wait"
+            self.fail(self.outage(time.time() - since, e))
+        except TaskFailed:
+            raise  # recorded already
+        except INFRASTRUCTURE_ERRORS:
+            raise  # the job table or Redis is unreachable: the task is sent again (workers.fleet.tasks)
+        except NsmigrateError as e:
+            self.fail(f"{failure_text(e)}; run `nsmigrate retry {job_id}` once its cause is fixed")
+        except Exception as e:
+            # Anything unforeseen must not leave the runs waiting with no reason: `status` and `run --wait` would say
+            # nothing for ever while Flower alone showed the FAILURE.
+            log.exception("job %s: %s failed unexpectedly", job_id, self.what)
+            error = f"unexpected {type(e).__name__} in {self.what}: {e}"
+            self.fail(f"{error}; run `nsmigrate retry {job_id}` once its cause is fixed")
+        finally:
+            self.control.close()
 
 
 def _outage_text(

@@ -83,10 +83,10 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tu
         namespace, chunk, size = item
         target.upsert(namespace, chunk, nbytes=size, tokens=tokens_of(spec, chunk))
 
-    run_parallel(upload, uploads, spec.parallel_upserts)
+    with target.written_lsns() as lsns:
+        run_parallel(upload, uploads, spec.parallel_upserts)
     # What the target's lagging reads must reflect before verification believes them (``workers.steps.freshness``).
-    if spec.target.kind == "pinecone":
-        freshness.record_written(ctx.redis, work.run_id, target, sorted(by_target))
+    freshness.record_written(ctx.redis, work.run_id, lsns)
     written = sum(len(chunk) for _, chunk, _ in uploads)
     return written, len(work.ids) - len(records), sum(size for _, _, size in uploads), sorted(by_target)
 
@@ -152,24 +152,11 @@ def _hold_back(
     erasure's (``write_held_back``); the run's verification expects it absent."""
     held = jobs_erasure_ledger.HeldBack(ctx.db)
     kept = held.keep_writes(writes)
-    if held.held:
-        where = {"batch": work.batch_id, "namespace": work.source_namespace}
-        jobs_erasure_ledger.record_held_back(ctx.db, held.lines(), job=work.job_id, **where)
-        for sentence in held.sentences():
-            log.warning("batch %s (job %s): %s", work.batch_id, work.job_id, sentence)
-        jobs_and_runs.record_event(
-            ctx.db,
-            "records_held_back",
-            ctx.worker_name,
-            work.job_id,
-            work.run_id,
-            batch_id=work.batch_id,
-            namespace=work.source_namespace,
-            ids=held.ids[: jobs_erasure_ledger.EVENT_IDS],
-            records=len(held.ids),
-            erasures=[job_id for job_id, _, _ in held.lines()],
-            reason="; ".join(held.sentences()),
-        )
+    for sentence in held.sentences():
+        log.warning("batch %s (job %s): %s", work.batch_id, work.job_id, sentence)
+    jobs_erasure_ledger.record_held_in_job(
+        ctx.db, held, ctx.worker_name, work.job_id, work.run_id, work.source_namespace, batch=work.batch_id
+    )
     return kept
 
 

@@ -68,7 +68,7 @@ def subject_ids(store: Store, namespace: str, subject: Subject) -> list[str]:
     """The ids of the subject's vectors in ``namespace``: every id listed, fetched for its metadata."""
     found: list[str] = []
     for ids in chunks(list(iter_all_ids(store, namespace)), FETCH_MAX_IDS):
-        found.extend(r.id for r in store.fetch(namespace, ids) if subject.owns_record(r.metadata))
+        found.extend(r.id for r in store.fetch(namespace, ids) if subject.owns_record(r.metadata, r.id))
     return found
 
 

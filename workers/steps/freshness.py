@@ -33,10 +33,9 @@ POLL_MAX_S = 2.0
 RECORD_TTL_S = 30 * 24 * 3600
 
 
-def record_written(client: redis.Redis, run_id: int, store: Store, namespaces: list[str]) -> None:
-    """Record, for run ``run_id``, the highest LSN ``store`` answered this process's writes to each of
-    ``namespaces`` (a namespace without one is left out; an LSN only ever grows)."""
-    lsns = {ns: lsn for ns in namespaces if (lsn := store.written_lsn(ns)) is not None}
+def record_written(client: redis.Redis, run_id: int, lsns: Mapping[str, int]) -> None:
+    """Record, for run ``run_id``, the highest LSN a step's writes were answered per namespace
+    (``Store.written_lsns``; a namespace without one is left out; an LSN only ever grows)."""
     if not lsns:
         return
     key = written_lsn_key(run_id)

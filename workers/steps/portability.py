@@ -76,7 +76,7 @@ def export_subject(
             store = open_store(store_spec_from_json(entry["spec"]))
             try:
                 namespaces = sorted(entry["whole"]) + sorted(entry["records"])
-                keep = {ns: (lambda r: owns(r.metadata)) for ns in entry["records"]}
+                keep = {ns: (lambda r: owns(r.metadata, r.id)) for ns in entry["records"]}
                 results = export_namespaces(store, namespaces, sub, progress=progress, keep=keep)
             finally:
                 close(store)

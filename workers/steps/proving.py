@@ -45,6 +45,7 @@ def delete_proven(
     target_namespace: str | None = None,
     total: Proof | None = None,
     stop: Callable[[], bool] | None = None,
+    held: Callable[[Sequence[Record]], set[str]] | None = None,
 ) -> Proof:
     """Prove ``ids`` chunk by chunk and delete the proven ones right after their chunk was proved.
 
@@ -58,6 +59,8 @@ def delete_proven(
         total: the ``Proof`` to fill chunk by chunk (default: a new one), so a caller whose delete failed half-way
             knows what was deleted before the error.
         stop: asked before each chunk; True stops there (an operator's Ctrl-C), ``total`` complete.
+        held: which originals the copy held back (an erased creator's: ``erasure.held_back_ids``); they have no copy
+            and are neither proven nor refused, as an id the routing drops.
 
     Returns:
         The ``Proof`` of every chunk: ``proven`` ids are the ones deleted (or, with ``delete_from=None``, that
@@ -72,6 +75,9 @@ def delete_proven(
 
     def prove(chunk: Sequence[str]) -> tuple[list[Record], Proof, dict[str, list[str]]]:
         originals = source.fetch(source_namespace, chunk)
+        if held is not None:
+            kept = held(originals)
+            originals = [r for r in originals if r.id not in kept]
         by_ns, _unroutable = route_source(originals, route)  # prove_copies refuses the unroutable ones
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
         return originals, prove_copies(originals, found, route, spec.verify.tolerance, compare), by_ns

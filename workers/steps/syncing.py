@@ -6,6 +6,10 @@ it to, and lets ``orchestrator.verification.delta.plan_delta`` decide per id: ne
 (values beyond tolerance, or metadata ≠ source + enrichment) ids are copied; ids the run wrote earlier that the source
 no longer has are *reported* as deleted in the source, and deleted from the target only with ``propagate_deletes``.
 
+A ``strategy: convert`` job's run is synced right after Pinecone's conversion (``workers.steps.converting``): what
+was written to the source after the snapshot is new or changed here, and an id deleted from the source since is one
+its target namespace holds that the source no longer has (the conversion wrote the whole target index).
+
 The copy itself goes the normal way: the ids become new ``batches`` rows of the run
 (``jobs_sync_rollback.start_sync``: state back to ``copying``, a ``sync`` audit event with the counts) and
 ``copy_batch`` tasks on the copy queue, so progress, retries, ``resume`` and Flower work as for the first copy; the
@@ -47,6 +51,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.verification.comparisons import fields_comparer
 from nsmigrate.orchestrator.verification.delta import Delta, plan_delta, route_source
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.proving import delete_absent
 from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.base import Store
@@ -181,19 +186,40 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, t
     compare = fields_comparer(spec)  # a text job: judged by text and fields, not by values
     ids = list_all_ids(source, run.source_namespace)
     delta = Delta()
+    present: set[str] = set()  # source ids the target holds (fetch does not lag)
     for chunk in chunks(ids, FETCH_MAX_IDS):
         records = source.fetch(run.source_namespace, chunk)
         if spec.text_from is not None:  # records without text are never written; verification reports them
             records = split_by_text(records, spec.text_from).with_text
         by_ns, _unroutable = route_source(records, route)  # plan_delta reports the unroutable ones
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
+        present.update(r.id for records_found in found.values() for r in records_found)
         delta.add(plan_delta(records, found, route, tolerance, compare))
-    # Ids this run copied before that the source no longer lists: still in a target namespace it wrote?
-    gone = sorted(set(jobs_sync_rollback.written_ids(ctx.db, run.id)) - set(ids))
+    # Ids this run copied before that the source no longer lists: still in a target namespace it wrote? A convert
+    # job's target index is its own, made by Pinecone's conversion: every id there is one the job wrote.
+    written = set(jobs_sync_rollback.written_ids(ctx.db, run.id))
+    if spec.strategy == "convert" and run.target_namespace is not None:
+        written |= _converted_ids(spec, target, run.target_namespace, present)
+    gone = sorted(written - set(ids))
     namespaces = [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
     for chunk in chunks(gone, FETCH_MAX_IDS):
         delta.add(plan_delta([], {ns: target.fetch(ns, chunk) for ns in namespaces}, route, tolerance, compare))
     return delta, len(ids)
+
+
+def _converted_ids(spec: JobSpec, target: Store, ns: str, present: set[str]) -> set[str]:
+    """Every id of a converted target namespace, listed once its lagging reads show the conversion's documents: at
+    least every source id that fetch found there (at most ``verify.freshness_timeout_s``; a listing still behind
+    then names fewer ids deleted in the source, and verification judges what is left)."""
+    listed: set[str] = set()
+
+    def shows() -> bool:
+        listed.clear()
+        listed.update(list_all_ids(target, ns))
+        return present <= listed
+
+    freshness.await_reads(target, ns, lsn=None, shows=shows, timeout_s=spec.verify.freshness_timeout_s)
+    return listed
 
 
 def _vanished(run: NamespaceRun, what: str) -> str:
@@ -222,8 +248,32 @@ def _delete_stale(
 
     deleted = kept = 0
     for ns, ids in delta.stale.items():
-        d, k, stopped = delete_absent(source, run.source_namespace, target, ns, ids, refusal)
+        with target.written_lsns() as answered:
+            d, k, stopped = delete_absent(source, run.source_namespace, target, ns, ids, refusal)
         deleted, kept = deleted + d, kept + k
+        if d:
+            _await_deletes(ctx, run, target, ns, set(ids), k, answered.get(ns))
         if stopped is not None:
             return deleted, kept, stopped
     return deleted, kept, None
+
+
+def _await_deletes(
+    ctx: WorkerContext, run: NamespaceRun, target: Store, ns: str, stale: set[str], kept: int, lsn: int | None
+) -> None:
+    """Wait, at most ``verify.freshness_timeout_s``, until the target's lagging reads of ``ns`` no longer show the
+    stale ids just deleted (only the ``kept`` ones, written back to the source, remain): the verification that
+    follows lists the namespace, and a listing still showing a deleted id would judge it an extra. Reads still behind
+    then are logged; that verification judges what they show. ``lsn``: the highest its deletes were answered."""
+    spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
+    if spec.target.kind != "pinecone":
+        return
+    wait = freshness.await_reads(
+        target,
+        ns,
+        lsn=lsn,
+        shows=lambda: len(stale.intersection(list_all_ids(target, ns))) <= kept,
+        timeout_s=spec.verify.freshness_timeout_s,
+    )
+    if wait.reason is not None:
+        log.warning("sync of run %s: %s", run.id, wait.reason)

@@ -57,7 +57,7 @@ from nsmigrate.orchestrator.routing.route import (
 from nsmigrate.orchestrator.routing.text import missing_text_reason, record_text, split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
-from nsmigrate.orchestrator.tenancy.erasure import erased_records
+from nsmigrate.orchestrator.tenancy.erasure import held_back_ids
 from nsmigrate.orchestrator.verification.comparisons import (
     Report,
     compare_id_sets,
@@ -352,10 +352,9 @@ class _Verifier:
         for ns, routed in route_records(records, self.route).items():
             self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
 
-    def _held_back(self, ns: str, sources: Sequence[Record]) -> set[str]:
-        """Ids of ``sources`` (routed to ``ns``) the copy held back by the same rule (``copying._hold_back``)."""
-        written = [Record(r.id, [], expected_metadata(r, ns, self.route)) for r in sources] if self.erasures else []
-        held = {i for ids in erased_records(self.erasures, [(self.route.pair_of(ns), written)]).values() for i in ids}
+    def _held_back(self, sources: Sequence[Record]) -> set[str]:
+        """Ids of ``sources`` the copy held back by the same rule (``copying._hold_back``)."""
+        held = held_back_ids(self.erasures, sources, self.route)
         self.report.add_held_back(sorted(held))
         return held
 
@@ -364,7 +363,7 @@ class _Verifier:
             split = split_by_text(sources, self.text_from)
             self.report.add_unwritable(split.without_text)  # never written: not expected in the target either
             sources = split.with_text
-        held = self._held_back(ns, sources)  # never written either, as the copy asks after the text split
+        held = self._held_back(sources)  # never written either, as the copy asks after the text split
         sources = [r for r in sources if r.id not in held]
         if self.text_from is not None:
             self.text_queries.extend(
@@ -530,7 +529,7 @@ class _InPostgresVerifier(_Verifier):
         extra = expected_metadata(Record(id="", values=[], metadata={}), ns, self.route)
         source = self.ctx.store(self.spec.source)
         if self.erasures:
-            held = self._held_back(ns, source.fetch(self.run_.source_namespace, chunk))
+            held = self._held_back(source.fetch(self.run_.source_namespace, chunk))
             chunk = [i for i in chunk if i not in held]
         tables = RunTables(source, self.spec.target.table, self.run_.source_namespace, ns)
         found = compare_in_postgres(tables, chunk, extra)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
 from nsmigrate.orchestrator.errors import RetryableError
@@ -298,8 +298,8 @@ class GuardedStore:
             namespace,
         )
 
-    def written_lsn(self, namespace: str) -> int | None:
-        return self.inner.written_lsn(namespace)  # no request: what this process's writes were answered
+    def written_lsns(self) -> AbstractContextManager[dict[str, int]]:
+        return self.inner.written_lsns()  # no request: what this process's writes are answered
 
     # -- writes: the namespace's write scope ------------------------------------------------------------------------
 

@@ -20,13 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow.parquet as pq
 
 from nsmigrate.orchestrator.connections.keys import allowed_patterns
 from nsmigrate.orchestrator.errors import RetryableError, SpecError, StoreError
 from nsmigrate.orchestrator.records.documents import DocumentFields, document_problems, to_document
 from nsmigrate.orchestrator.spec.bulk_import import BulkImport
-from nsmigrate.workers.stores.backup.parquet import SCHEMA, records_to_table
 from nsmigrate.workers.stores.base import Record
 
 #: The storage key variables a spec may name besides ``NSMIGRATE_ALLOWED_KEY_VARS``: AWS's own names.
@@ -144,6 +142,11 @@ class ImportFiles:
             if fields is not None:
                 _write_jsonl(path, chunks, fields)
             else:
+                # pyarrow only in the task that writes Parquet: every worker imports this module at start.
+                import pyarrow.parquet as pq
+
+                from nsmigrate.workers.stores.backup.parquet import SCHEMA, records_to_table
+
                 with pq.ParquetWriter(path, SCHEMA, compression="zstd") as writer:
                     for chunk in chunks:
                         writer.write_table(records_to_table(chunk, dimension, path))

@@ -45,8 +45,9 @@ def _entries(directory: Path) -> list[tuple[dict[str, object], Path]]:
 
 
 def _theirs(table: pa.Table, subject: Subject) -> pa.Array:
-    """A boolean mask: which rows of ``table`` are the subject's, by their metadata JSON."""
-    return pa.array([subject.owns_record(json.loads(m or "{}")) for m in table.column("metadata").to_pylist()])
+    """A boolean mask: which rows of ``table`` are the subject's, by their metadata JSON (and id)."""
+    ids, metadata = table.column("id").to_pylist(), table.column("metadata").to_pylist()
+    return pa.array([subject.owns_record(json.loads(m or "{}"), i) for i, m in zip(ids, metadata, strict=True)])
 
 
 def rows_of(directory: Path, subject: Subject, is_whole: IsWhole) -> int:
@@ -59,7 +60,7 @@ def rows_of(directory: Path, subject: Subject, is_whole: IsWhole) -> int:
         if is_whole(str(entry["namespace"])):
             total += pq.read_metadata(path).num_rows
         else:
-            total += int(pc.sum(_theirs(pq.read_table(path, columns=["metadata"]), subject)).as_py() or 0)
+            total += int(pc.sum(_theirs(pq.read_table(path, columns=["id", "metadata"]), subject)).as_py() or 0)
     return total
 
 

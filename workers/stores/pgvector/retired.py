@@ -64,9 +64,9 @@ def retired_tables(store: DocumentedPgvectorStore) -> dict[str, tuple[str, int]]
     return {t: (ns, counts[t]) for t, ns in held.items()}
 
 
-def owned_ids(store: DocumentedPgvectorStore, table: str, owns: Callable[[Mapping[str, Any]], bool]) -> list[str]:
-    """The ids of ``table``'s rows whose record (``pgvector_rows.row_to_record``: columns and ``metadata`` keys) is
-    ``owns``'s, read a page at a time."""
+def owned_ids(store: DocumentedPgvectorStore, table: str, owns: Callable[[Mapping[str, Any], str], bool]) -> list[str]:
+    """The ids of ``table``'s rows whose record (``pgvector_rows.row_to_record``: columns and ``metadata`` keys, and
+    its id) is ``owns``'s, read a page at a time."""
     found: list[str] = []
     after: str | None = None
     with store._errors("retired_rows"), store.engine().connect() as conn:
@@ -80,7 +80,7 @@ def owned_ids(store: DocumentedPgvectorStore, table: str, owns: Callable[[Mappin
                 conn, f"{selected}{where} ORDER BY {ID_COLUMN} LIMIT {PAGE_ROWS}", {"after": after}
             )
             for row in rows:
-                if owns(pgvector_rows.row_to_record(row, columns).metadata):
+                if owns(pgvector_rows.row_to_record(row, columns).metadata, row[ID_COLUMN]):
                     found.append(row[ID_COLUMN])
             if len(rows) < PAGE_ROWS:
                 return found

@@ -1,13 +1,14 @@
-"""The Pinecone control plane, for what nsmigrate creates: serverless target indexes, and the collection path (a
-collection of a pod index, then a serverless index created from it). Implements
+"""The Pinecone control plane, for what nsmigrate creates: serverless target indexes, the collection path (a
+collection of a pod index, then a serverless index created from it) and conversions into a document index. Implements
 ``orchestrator.planning.target_indexes.IndexControl``.
 
 Everything goes through the real SDK (API version 2026-07) except **creating an index from a collection**: SDK 10.x
 refuses ``source_collection`` before sending, and the service refuses it under 2026-07 ("Creating an index from
 collection or backup is not yet supported"). That one request is sent as Pinecone documents it for earlier API
 versions, with ``X-Pinecone-Api-Version: 2026-04`` (``COLLECTION_API_VERSION``, the version of the reference spec in
-``tests/fixtures/reference/pinecone-api``). The key is read from the environment variable the spec names, on first
-use, and never appears in a message.
+``tests/fixtures/reference/pinecone-api``). SDK 10.2 has no call for **conversions** either: they are sent as
+Pinecone's 2026-07 reference documents them (``POST /indexes/{name}/convert``, ``GET /conversion-jobs[/{id}]``). The
+key is read from the environment variable the spec names, on first use, and never appears in a message.
 """
 
 from __future__ import annotations
@@ -16,20 +17,24 @@ import contextlib
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pinecone import NotFoundError, Pinecone
 
 from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.planning.convert_strategy import ConversionInfo
 from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, IndexShape
 from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores.pinecone.access import api_key, check_key_destination, pinecone_errors
-from nsmigrate.workers.stores.pinecone.described import dense_shape, index_kind
+from nsmigrate.workers.stores.pinecone.described import dense_shape, deployment_place, index_kind
 
 #: The last API version that creates an index from a collection (2026-07 refuses it).
 COLLECTION_API_VERSION = "2026-04"
+#: The API version whose control plane converts an index (and the SDK's).
+CONVERT_API_VERSION = "2026-07"
 DEFAULT_CONTROL_HOST = "https://api.pinecone.io"
 
 
@@ -83,12 +88,33 @@ def document_schema(shape: IndexShape) -> dict[str, Any]:
     return {"fields": fields}
 
 
+def _conversion(data: dict[str, Any]) -> ConversionInfo:
+    """``ConversionInfo`` from a conversion job as the control plane writes it."""
+    try:
+        return ConversionInfo(
+            job_id=str(data["conversion_job_id"]),
+            status=str(data["status"]),
+            source=str(data.get("source_index_name") or ""),
+            target=str(data.get("target_index_name") or ""),
+            percent_complete=float(data.get("percent_complete") or 0.0),
+            records_converted=int(data.get("records_converted") or 0),
+            records_skipped=int(data.get("records_skipped") or 0),
+            error=str(data["error"]) if data.get("error") else None,
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise StoreError(
+            f"the Pinecone control plane described a conversion job without {e} ({sorted(data)[:12]})",
+            hint="check the control plane's API version (2026-07 converts indexes) and control_host",
+        ) from e
+
+
 def index_info(model: Any) -> IndexInfo:
     """``IndexInfo`` from the SDK's ``IndexModel``."""
     status = getattr(model, "status", None)
     embed_model, text_field = _semantic_field(model)
     dense_field, sparse_field = _document_fields(model)
     dimension, metric = dense_shape(model)
+    cloud, region = deployment_place(model)
     return IndexInfo(
         name=str(model.name),
         dimension=dimension,
@@ -101,6 +127,8 @@ def index_info(model: Any) -> IndexInfo:
         text_field=text_field,
         dense_field=dense_field,
         sparse_field=sparse_field,
+        cloud=cloud,
+        region=region,
     )
 
 
@@ -225,10 +253,56 @@ class PineconeControl:
             size_bytes=model.size,
         )
 
+    # --- conversions into a document index ------------------------------------------------------------------------
+
+    def start_conversion(self, source: str, target: str, shape: IndexShape, on_error: str = "abort") -> ConversionInfo:
+        """Start converting index ``source`` into a new document index ``target`` of ``shape`` (its schema, tags and
+        deletion protection); returns once Pinecone created the index, ``Initializing``."""
+        body: dict[str, Any] = {
+            "name": target,
+            "schema": document_schema(shape),
+            "error_mode": {"on_error": on_error},
+            "deletion_protection": shape.deletion_protection,
+        }
+        if shape.tags:
+            body["tags"] = dict(shape.tags)
+        path = f"/indexes/{quote(source, safe='')}/convert"
+        return _conversion(self._raw("POST", path, "convert_index", version=CONVERT_API_VERSION, json=body))
+
+    def describe_conversion(self, job_id: str) -> ConversionInfo | None:
+        """The conversion job, or None when the control plane does not know it."""
+        path = f"/conversion-jobs/{quote(job_id, safe='')}"
+        data = self._raw("GET", path, "describe_conversion_job", version=CONVERT_API_VERSION, missing_ok=True)
+        return _conversion(data) if data else None
+
+    def newest_conversion(self, source: str, target: str) -> ConversionInfo | None:
+        """The newest conversion job of index ``source`` into ``target`` (the list is newest first), or None."""
+        token: str | None = None
+        while True:
+            params = {"limit": 100, **({"paginationToken": token} if token else {})}
+            op = "list_conversion_jobs"
+            data = self._raw("GET", "/conversion-jobs", op, version=CONVERT_API_VERSION, params=params)
+            for job in data.get("data") or []:
+                if job.get("target_index_name") == target and job.get("source_index_name") == source:
+                    return _conversion(job)
+            token = (data.get("pagination") or {}).get("next")
+            if not token:
+                return None
+
     # --- plumbing ------------------------------------------------------------------------------------------------
 
-    def _raw(self, method: str, path: str, op: str, **kwargs: Any) -> dict[str, Any]:
-        headers = {"Api-Key": self._key(), "X-Pinecone-Api-Version": COLLECTION_API_VERSION}
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        op: str,
+        *,
+        version: str = COLLECTION_API_VERSION,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """One request sent as Pinecone documents it, under API ``version``; ``missing_ok``: a 404 answers {}."""
+        headers = {"Api-Key": self._key(), "X-Pinecone-Api-Version": version}
         ids: dict[str, Any] = {"store": self.name, "op": op}
         try:
             response = httpx.request(method, self.host + path, headers=headers, timeout=self._timeout_s, **kwargs)
@@ -236,6 +310,8 @@ class PineconeControl:
             raise RetryableError(f"Pinecone {op} did not complete: {e}", **ids) from e
         if response.status_code < 300:
             return self._json_answer(response, op, ids)
+        if response.status_code == 404 and missing_ok:
+            return {}
         try:
             message = response.json()["error"]["message"]
         except (ValueError, KeyError, TypeError):

@@ -25,6 +25,16 @@ def index_kind(model: Any) -> Literal["pod", "serverless"]:
     return "pod" if _get(_get(model, "spec"), "pod") is not None else "serverless"
 
 
+def deployment_place(model: Any) -> tuple[str | None, str | None]:
+    """(cloud, region) of a serverless index's 2026-07 ``deployment`` (or 2026-04 ``spec.serverless``); Nones when
+    the description does not say (a pod index names an environment instead)."""
+    deployment = _get(model, "deployment")
+    if deployment is None:
+        deployment = _get(_get(model, "spec"), "serverless")
+    cloud, region = _get(deployment, "cloud"), _get(deployment, "region")
+    return (str(cloud) if cloud else None), (str(region) if region else None)
+
+
 def dense_shape(model: Any, *, fallback: bool = True) -> tuple[int | None, str | None]:
     """(dimension, metric) of an index description: its schema's one dense vector field (2026-07: a legacy index
     reports it as ``_values``), else (``fallback``) the description's own ``dimension`` and ``metric`` (2026-04)."""

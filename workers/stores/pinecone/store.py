@@ -32,6 +32,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import msgspec
@@ -141,7 +142,7 @@ class PineconeStore(StoreDefaults):
             text_search=spec.records is not None,
         )
         self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
-        self._written = WrittenLsns()  # what this process's writes were answered (``written_lsn``)
+        self._written = WrittenLsns()  # what this process's writes were answered (``written_lsns``)
         self.catalogue: CatalogueIds | None = None
         self.sweeper: SweepIds | None = None
         if spec.enumerate.mode == "catalogue":
@@ -449,10 +450,10 @@ class PineconeStore(StoreDefaults):
     def _note_write(self, namespace: str) -> None:
         self._written.note(namespace, self._client().lsns()[0])
 
-    def written_lsn(self, namespace: str) -> int | None:
-        """The highest log sequence number this process's writes to ``namespace`` were answered, None when the
-        index answered none (a pod index, a server that does not send them)."""
-        return self._written.get(namespace)
+    def written_lsns(self) -> AbstractContextManager[dict[str, int]]:
+        """While open, the highest log sequence number each namespace's writes were answered (none for a pod index
+        or a server that sends no LSN)."""
+        return self._written.watch()
 
     def reconciled_lsn(self, namespace: str) -> int | None:
         """The log sequence number the index's lagging reads of ``namespace`` reflect now (one ``list`` of one id),
