@@ -26,7 +26,7 @@ from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import converting, copying, verifying
+from nsmigrate.workers.steps import cleaning, converting, copying, verifying
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import until_raised, wait_until
@@ -134,7 +134,7 @@ def run_sent_work(ctx: WorkerContext) -> None:
 def test_progress_shows_then_the_writes_after_the_snapshot_are_synced_and_verified(
     ctx: WorkerContext, source: PineconeSandbox
 ) -> None:
-    source.control.set_delays(conversion_delay_s=3.0)
+    source.control.set_delays(conversion_delay_s=5.0)
     job_id = start_job(ctx, source)
     assert next_step(ctx, job_id) == "start"
     assert jobs_status.job_status(ctx.db, job_id).phase == "converting"
@@ -148,7 +148,7 @@ def test_progress_shows_then_the_writes_after_the_snapshot_are_synced_and_verifi
         runs = {r.source_namespace: r for r in status.runs}
         return bool(percent and 0 < int(percent[1]) < 100 and 0 < runs["a"].copied < NAMESPACES["a"])
 
-    wait_until(in_progress, what="Pinecone's progress on the phase and the runs", timeout_s=3, interval_s=0.05)
+    wait_until(in_progress, what="Pinecone's progress on the phase and the runs", timeout_s=5, interval_s=0.05)
     steps_until_converted(ctx, job_id)
     assert jobs_status.job_status(ctx.db, job_id).phase == "converted"
 
@@ -163,6 +163,29 @@ def test_progress_shows_then_the_writes_after_the_snapshot_are_synced_and_verifi
     assert {ns: r.state for ns, r in runs.items()} == {"a": "verified", "b": "verified"}
     assert (runs["a"].verification or {})["ids_expected"] == 31
     assert source.count(DOCS, "a") == 31 and source.count(DOCS, "b") == 12
+
+
+def test_cleanup_of_the_source_waits_for_verification_and_proves_each_copy(
+    ctx: WorkerContext, source: PineconeSandbox
+) -> None:
+    prepared = launch.prepare(
+        parse_spec(spec_data(source, cleanup={"mode": "manual"})), open_retrying_store, None, open_control
+    )
+    job_id = jobs_and_runs.create_job(
+        ctx.db, prepared.spec, prepared.plan, source_label=SOURCE, target_label=prepared.target_label
+    )
+    steps_until_converted(ctx, job_id)
+    runs = {r.source_namespace: r.id for r in jobs_and_runs.runs_of(ctx.db, job_id)}
+
+    early = cleaning.cleanup_run(ctx, runs["a"], actor="tester")  # converted and synced, not verified yet
+    assert early["action"] == "refused" and "verified" in early["reason"]
+    assert source.count(SOURCE, "a") == NAMESPACES["a"]
+
+    run_sent_work(ctx)
+    done = cleaning.cleanup_run(ctx, runs["a"], actor="tester")
+    assert (done["action"], done["count"]) == ("deleted", NAMESPACES["a"])
+    assert source.count(SOURCE, "a") == 0 and source.count(DOCS, "a") == NAMESPACES["a"]  # the copy stays
+    assert source.count(SOURCE, "b") == NAMESPACES["b"]  # only what was asked
 
 
 def test_a_plan_below_standard_fails_the_step_with_pinecones_words_and_retry_goes_on(
