@@ -26,9 +26,11 @@ lint: install
 	.venv/bin/ruff format --check .
 
 # mypy reads a package from one folder: it checks a view of the installed layout made of links to the folders
-# setup.py maps into nsmigrate (as tests/unit/test_layers.py does for import-linter).
+# setup.py maps into nsmigrate (as tests/unit/test_layers.py does for import-linter). The links are made again, the
+# mypy cache beside them kept: tests/unit/test_typecheck.py runs the same check on the same view on every test run.
 typecheck: install
-	@rm -rf build/typecheck && mkdir -p build/typecheck/nsmigrate
+	@rm -rf build/typecheck/nsmigrate build/typecheck/nsmigrate_sandbox build/typecheck/bench
+	@mkdir -p build/typecheck/nsmigrate
 	@for part in cli orchestrator workers migrations; do ln -s ../../../$$part build/typecheck/nsmigrate/$$part; done
 	@ln -s ../../../nsmigrate/__init__.py build/typecheck/nsmigrate/__init__.py
 	@ln -s ../../sandbox build/typecheck/nsmigrate_sandbox && ln -s ../../bench build/typecheck/bench

@@ -185,7 +185,13 @@ def lift_erasure(
                 hint="`nsmigrate erase --ledger` lists its lines (a twin's erasure is lifted with --twin)",
                 creator_id=creator_id,
             )
-        running = [e.job_id for e in entries if s.get(Job, e.job_id).state == JobState.RUNNING]
+        running = list(
+            s.scalars(
+                sa.select(Job.id)
+                .where(Job.id.in_({e.job_id for e in entries}), Job.state == JobState.RUNNING)
+                .order_by(Job.id)
+            )
+        )
         if running:
             raise StateError(
                 f"erasure job(s) {running} of {who} are still erasing: lifting now would let copies write back what "

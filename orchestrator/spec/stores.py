@@ -188,7 +188,7 @@ class DocumentMapping(_Model):
 
     @model_validator(mode="after")
     def _distinct(self) -> DocumentMapping:
-        vectors = {self.dense_field, self.sparse_field} - {None}
+        vectors = {f for f in (self.dense_field, self.sparse_field) if f is not None}
         if self.sparse_field == self.dense_field:
             raise ValueError("dense_field and sparse_field must be two different fields")
         clash = sorted(vectors & set(self.text_fields))
