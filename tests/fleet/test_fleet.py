@@ -173,7 +173,8 @@ def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, lite_seed: See
     stack.start_worker("list,copy,verify,cleanup", 8, pool="threads", **retries)
     db, _, job_id = start_job(stack, creator_spec(stack, twins_csv, LITE_INDEX))
 
-    status = wait_for_job(db, job_id, lambda s: all_verified(s) or settled_with_failures(s), timeout_s=180)
+    # Within pytest-timeout's 180 s, so that a stuck job is shown.
+    status = wait_for_job(db, job_id, lambda s: all_verified(s) or settled_with_failures(s), timeout_s=150)
 
     faults_seen = stack.pinecone.stats(LITE_INDEX)
     assert faults_seen["injected_429"] > 0 and faults_seen["injected_5xx"] > 0

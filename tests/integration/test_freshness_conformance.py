@@ -128,8 +128,8 @@ def test_each_write_is_visible_its_own_lag_after_it_in_order(sandbox: PineconeSa
     sandbox.set_faults("fresh-sl", Faults(freshness_lag_s=LAG_S))
     written_at = {}
     for vector_id in ("w1", "w2", "w3"):
+        written_at[vector_id] = time.monotonic()  # before it is sent: the write commits after this, never before
         upsert(sandbox, [vector_id])
-        written_at[vector_id] = time.monotonic()
         time.sleep(0.4)  # spacing the writes apart, the subject of the test (not a wait for a result)
     seen: dict[str, float] = {}
 
@@ -145,7 +145,7 @@ def test_each_write_is_visible_its_own_lag_after_it_in_order(sandbox: PineconeSa
         look, what="the three writes listed", done=lambda new: len(new) == 3, timeout_s=LAG_S + 5, interval_s=0.05
     )
     for vector_id, at in written_at.items():
-        assert seen[vector_id] - at >= LAG_S - 0.05, (vector_id, seen[vector_id] - at)
+        assert seen[vector_id] - at >= LAG_S, (vector_id, seen[vector_id] - at)
 
 
 def test_a_pod_lags_too_but_answers_no_lsn(sandbox: PineconeSandbox) -> None:

@@ -130,6 +130,7 @@ def test_index_from_collection_only_under_an_earlier_api_version(control: Pineco
     mismatched = raw(control, "POST", "/indexes", "2026-04", from_collection_body("from-snap", "mig-snap", DIM + 1))
     assert mismatched.status_code == 400 and "does not match the dimension of collection" in mismatched.text
 
+    control.control.set_delays(ready_delay_s=4)  # long enough to be seen Initializing on a loaded machine
     accepted = raw(control, "POST", "/indexes", "2026-04", from_collection_body("from-snap", "mig-snap"))
     assert accepted.status_code == 201, accepted.text
     assert accepted.json()["status"] == {"ready": False, "state": "Initializing"}
