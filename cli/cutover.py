@@ -11,6 +11,7 @@ Inside one index the applications read through namespace aliases instead, which 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,10 +21,10 @@ from rich.markup import escape
 from nsmigrate.cli.console import console
 from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_credentials, fail, job_context
 from nsmigrate.orchestrator.actor import default_actor
-from nsmigrate.orchestrator.cutover import published
+from nsmigrate.orchestrator.cutover import filters, published
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
-from nsmigrate.orchestrator.errors import NsmigrateError, StateError
+from nsmigrate.orchestrator.errors import NsmigrateError, SpecError, StateError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import JobKind
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -31,6 +32,7 @@ from nsmigrate.orchestrator.states import PASSED_RUN_STATES
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.alias_cutover import AliasOutcome, point_aliases
 from nsmigrate.workers.steps.cutover_check import check_job
+from nsmigrate.workers.steps.cutover_warm import warm_step
 from nsmigrate.workers.steps.cutover_watch import watch_job
 
 _STEPS = " → ".join(map(str, ROLLOUT_STEPS[1:]))
@@ -79,7 +81,9 @@ def set_cmd(
     once. Steps toward the target keep to the rails: in order (5 → 25 → 50 → 100; `--force --reason TEXT` skips
     one), each after a passing `cutover check` taken within the spec's cutover.check_valid_s (1 h), and after the
     step before has run cutover.min_step_s (10 min) with no breach; exit code 1 says what to run or how long is
-    left. A repeat is done, not an error. Recorded as a `cutover_set` event; applications follow within seconds.
+    left. Before a step moves reads, the cutover.warm_top_n (10) namespaces it moves that the applications read
+    most are queried on the target, so their first reads are not cold. A repeat is done, not an error. Recorded as a
+    `cutover_set` event; applications follow within seconds.
     Reads move new only while every namespace is verified (exit code 1 otherwise: sync first), and back to old
     never once a cleanup deletes a source (exit code 1: its vectors are gone). Cleanup waits until reads have been
     100 % new for the spec's cutover.decommission_after_s."""
@@ -111,6 +115,10 @@ def set_cmd(
     if refused is not None:  # asked before an alias moves
         raise fail(refused, 1)
     detail: dict[str, object] = {"reason": reason.strip()} if reason and reason.strip() else {}
+    warmed = warm_step(ctx, job_id, before.percent, wanted)  # before the step sends reads there
+    if warmed["warmed"]:
+        detail["warmed"] = warmed["warmed"]
+        _print_warmed(warmed)
     outcome = _point(ctx, job_id, wanted) if by_alias else None
     if outcome is not None:
         detail["aliases"] = outcome.targets
@@ -122,6 +130,17 @@ def set_cmd(
     if outcome is not None:
         _print_aliases(outcome, wanted)
     _publish(ctx, job_id)
+
+
+def _print_warmed(warmed: dict[str, Any]) -> None:
+    by = "the applications' reads" if warmed["by"] == "traffic" else "size (no reads counted yet)"
+    console.print(f"warmed {len(warmed['warmed'])} namespace(s) the step moves, the most read by {by}:")
+    for w in warmed["warmed"]:
+        console.print(
+            f"  {w['target']}: first query {w['first_ms']} ms, last {w['last_ms']} ms"
+            + (f" — {w['error']}" if w["error"] else ""),
+            markup=False,
+        )
 
 
 def _publish(ctx: WorkerContext, job_id: int) -> dict[str, Any]:
@@ -303,14 +322,26 @@ def check(
         float | None, typer.Option("--duration", help="Seconds of load (default: cutover.duration_s, 60).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    queries_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            help='A file of the application\'s queries with filters, one JSON object a line: {"namespace": …, '
+            '"vector": […] or "id": …, "filter": {…}, "top_k": N}; replayed on both sides with those '
+            "its DualWriteIndex recorded.",
+        ),
+    ] = None,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
-    """Load-test JOB's target before reads move to it: its own vectors as queries at --qps for --duration seconds,
-    each sent to the target and the source. Reports P50/P95/P99, the cold query (first to each namespace), the
-    error rate and the top-k agreement of target and source; exit code 0 only when all are within the spec's
-    `cutover` limits (defaults: P95 100 ms, P99 200 ms, cold 500 ms, errors 1 %, agreement 0.9). Only reads; the
-    report is kept in the job table (`cutover_check` event)."""
+    """Load-test JOB's target before reads move to it: first one query to every namespace the job wrote to (the cold
+    start), then its own vectors as queries at --qps for --duration seconds, each sent to the target and the source;
+    last, the application's filtered queries (--queries FILE, and the ones its DualWriteIndex recorded) replayed on
+    both sides, naming every query whose filtered answers differ. Reports P50/P95/P99, the cold queries (the slowest
+    by name), the error rate and the top-k agreement of target and source; exit code 0 only when all are within the
+    spec's `cutover` limits (defaults: P95 100 ms, P99 200 ms, cold 500 ms, errors 1 %, agreement 0.9) and no
+    filtered query differs. Only reads; the report is kept in the job table (`cutover_check` event)."""
+    sample_queries = _file_queries(queries_file)  # bad input exits 2 before anything is read
     ctx, job_id = _migrate_job(job, database_url, redis_url)
     limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
     overrides = {k: v for k, v in {"qps": qps, "duration_s": duration_s}.items() if v is not None}
@@ -322,13 +353,26 @@ def check(
             )
     limits = limits.model_copy(update=overrides)
     check_redis_credentials(ctx.settings.redis_url)  # the queries' rate budget is in Redis
-    report = check_job(ctx, job_id, limits)
+    sample_queries += filters.recorded(published.recorded_queries(ctx.redis, job_id))
+    report = check_job(ctx, job_id, limits, queries=sample_queries)
     rollout_rows.record_check(ctx.db, job_id, report, default_actor())
     if as_json:
         print(json.dumps(report, indent=2))
     else:
         _print_report(job_id, report)
     raise typer.Exit(0 if report["passed"] else 1)
+
+
+def _file_queries(path: Path | None) -> list[filters.SampleQuery]:
+    """The queries of ``--queries FILE``; a file that cannot be read or holds a bad query exits 2, naming the line."""
+    if path is None:
+        return []
+    try:
+        return filters.queries_of_file(path.read_text(), str(path))
+    except OSError as e:
+        raise fail(f"--queries {path}: cannot read it ({e.strerror}); nothing was run") from e
+    except SpecError as e:
+        raise fail(f"--queries {path}: {e}; nothing was run") from e
 
 
 def _print_report(job_id: int, report: dict[str, object]) -> None:
@@ -346,6 +390,21 @@ def _print_report(job_id: int, report: dict[str, object]) -> None:
         f"  cold query {report.get('cold_query_ms')} ms; errors {report.get('errors', 0)} "
         f"({report.get('error_rate', 0)}); top-k agreement {report.get('agreement')}"
     )
+    cold, slowest = report.get("cold_figures") or {}, report.get("cold_slowest") or []
+    assert isinstance(cold, dict) and isinstance(slowest, list)
+    console.print(
+        f"  cold: first queries to {report.get('cold_queries', 0)} namespaces: P50 {cold.get('p50_ms')} ms, P95 "
+        f"{cold.get('p95_ms')} ms; slowest: " + (", ".join(f"{ns} {ms} ms" for ns, ms in slowest) or "none"),
+        markup=False,
+        soft_wrap=True,
+    )
+    replayed = report.get("filters") or {}
+    assert isinstance(replayed, dict)
+    if replayed.get("replayed") or replayed.get("not_replayed"):
+        console.print(
+            f"  filters: {replayed.get('replayed', 0)} of the application's filtered queries replayed on both sides, "
+            f"{len(replayed.get('differing') or [])} differ, {len(replayed.get('not_replayed') or [])} not replayed"
+        )
     problems = report.get("problems") or []
     assert isinstance(problems, list)
     for problem in problems:

@@ -207,3 +207,11 @@ def traffic(redis: Any, job_id: int, top: int) -> list[tuple[str, int]]:
 def recorded_queries(redis: Any, job_id: int) -> list[dict[str, Any]]:
     """The queries with filters the applications' ``DualWriteIndex`` recorded, newest first."""
     return [json.loads(raw) for raw in redis.lrange(cutover_key(job_id, "queries"), 0, QUERIES_KEPT - 1)]
+
+
+def traffic_of(redis: Any, job_id: int, namespaces: Sequence[str]) -> dict[str, int]:
+    """The reads the applications counted of each of ``namespaces`` (absent: none counted)."""
+    if not namespaces:
+        return {}
+    scores = redis.zmscore(cutover_key(job_id, "traffic"), list(namespaces))
+    return {ns: int(score) for ns, score in zip(namespaces, scores, strict=True) if score is not None}

@@ -94,7 +94,17 @@ def check_problems(figures: dict[str, Any], limits: Cutover) -> list[str]:
     if cold is None:
         problems.append("no cold query of the target succeeded")
     elif cold > limits.cold_query_ms:
-        problems.append(f"target cold query {cold} ms is above cutover.cold_query_ms = {limits.cold_query_ms} ms")
+        over = [f"{ns} {ms} ms" for ns, ms in figures.get("cold_slowest") or [] if ms > limits.cold_query_ms]
+        problems.append(
+            f"target cold query {cold} ms is above cutover.cold_query_ms = {limits.cold_query_ms} ms"
+            + (f" (the first query to {', '.join(over)})" if over else "")
+        )
+    cold_errors = figures.get("cold_errors") or []
+    if cold_errors:
+        problems.append(
+            f"{len(cold_errors)} first queries to target namespaces failed: {'; '.join(cold_errors[:3])}"
+            + (" …" if len(cold_errors) > 3 else "")
+        )
     if figures["error_rate"] > limits.max_error_rate:
         problems.append(
             f"target error rate {figures['error_rate']:.2%} is above cutover.max_error_rate = "

@@ -47,6 +47,14 @@ class Cutover(_Model):
         gt=0,
         description="`cutover watch`: the window over which the reads of the new side are judged against the limits.",
     )
+    warm_top_n: int = Field(
+        default=10,
+        ge=0,
+        le=1000,
+        description="`cutover set`: before a step toward the target, query the N namespaces it moves that the "
+        "applications read most (by the reads their DualWriteIndex counted; else the largest), so their first reads "
+        "are not cold. 0: none.",
+    )
     aliases: str | None = Field(
         default=None,
         description="Cut over by namespace alias inside one Pinecone index: the name template of each namespace's "

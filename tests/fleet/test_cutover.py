@@ -618,3 +618,70 @@ def test_a_breach_during_a_step_rolls_back_within_its_window_and_the_application
     assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 25, 50, 25]
     assert sample("nsmigrate_cutover_rollbacks_total", job_id) == 1
     assert read_cutover(stack.database_url, job_id).rollout.percent == 25
+
+
+def test_the_check_times_the_first_query_to_every_namespace_and_names_the_slow_one(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    load_small(stack, namespaces=4)
+    db, _, job_id = start_job(stack, small_spec(stack, cutover=GENEROUS))
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    stack.pinecone.set_faults("dst", Faults(latency_ms=2500, latency_namespaces=["ns2"]))
+
+    code, report = check(stack, job_id)
+
+    assert code == 1 and report["cold_queries"] == 4, report
+    assert report["cold_slowest"][0][0] == "ns2" and report["cold_slowest"][0][1] >= 2500
+    [cold] = [p for p in report["problems"] if "cutover.cold_query_ms" in p]
+    assert "(the first query to ns2 " in cold and "ns0" not in cold, cold
+
+
+def test_the_check_replays_the_applications_filters_and_names_each_query_whose_answers_differ(
+    app_stack: AppStack, tmp_path: Any
+) -> None:
+    stack, _ = app_stack
+    _, job_id = migrated(stack, cutover=GENEROUS)
+    # The target's copy of v0-0003 says another `n` than its source: a filter on `n` reads it otherwise.
+    [(values, metadata)] = [stack.pinecone.snapshot("dst")["ns0"]["v0-0003"]]
+    stack.pinecone.load("dst", "ns0", [("v0-0003", values.tolist(), {**metadata, "n": 9})])
+    vector = np.random.default_rng(10).random(DIM).tolist()
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(
+        json.dumps({"namespace": "ns0", "id": "v0-0003", "top_k": 5, "filter": {"n": {"$eq": 0}}})
+        + "\n"
+        + json.dumps({"namespace": "ns1", "vector": vector, "top_k": 5, "filter": {"i": {"$lt": 10}}})
+        + "\n"
+    )
+    app = dual_writer(stack, job_id, compare_share=1.0)  # every filtered query recorded
+    app.query(vector=vector, top_k=5, namespace="ns1", filter={"i": {"$gte": 50}})
+    app.close()
+
+    result = cli(stack, "cutover", "check", str(job_id), "--json", "--queries", str(queries))
+
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["filters"]["replayed"] == 3, report["filters"]
+    [differs] = report["filters"]["differing"]
+    assert differs.startswith(f"query {queries}:1 (namespace 'ns0'") and "only the source's: ['v0-0003']" in differs
+    assert differs in report["problems"]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"namespace": "ns0", "filter": {"n": 0}}\n')
+    refused = cli(stack, "cutover", "check", str(job_id), "--queries", str(bad))
+    assert refused.exit_code == 2 and f"query {bad}:1: give exactly one of vector and id" in refused.output
+
+
+def test_a_step_first_warms_the_namespaces_it_moves_that_the_application_reads_most(app_stack: AppStack) -> None:
+    stack, _ = app_stack
+    load_small(stack, namespaces=4)  # by name hash: 50 % moves ns0 and ns3; 100 % then ns1 and ns2
+    db, _, job_id = start_job(stack, small_spec(stack, cutover={**STEPPING, "warm_top_n": 1}))
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    app = dual_writer(stack, job_id, compare_share=0)
+    vector = np.random.default_rng(11).random(DIM).tolist()
+    for namespace in ("ns2", "ns2", "ns2", "ns1"):
+        app.query(vector=vector, top_k=1, namespace=namespace)
+    app.close()  # its reads per namespace sent
+
+    walk_to(stack, job_id, 100)
+
+    warmed = {e["detail"]["percent"]: e["detail"].get("warmed") for e in events(db, job_id, "cutover_set")}
+    assert [w["namespace"] for w in warmed[100]] == ["ns2"]  # of ns1 and ns2, the one read most
+    assert warmed[100][0]["error"] is None and warmed[100][0]["first_ms"] is not None
+    assert [w["namespace"] for w in warmed[50]] in (["ns0"], ["ns3"])  # no reads counted: the largest, or the first

@@ -93,6 +93,8 @@ def _figures(**overrides: object) -> dict[str, object]:
         ({"target": {"p50_ms": 10.0, "p95_ms": 50.0, "p99_ms": 201.0}}, "cutover.p99_ms"),
         ({"target": {"p50_ms": None, "p95_ms": None, "p99_ms": None}}, "none of its queries succeeded"),
         ({"cold_query_ms": 501.0}, "cutover.cold_query_ms"),
+        ({"cold_query_ms": 900.0, "cold_slowest": [["b", 900.0], ["a", 40.0]]}, "(the first query to b 900.0 ms)"),
+        ({"cold_errors": ["c: NotFoundException: 404"]}, "1 first queries to target namespaces failed: c: NotFound"),
         ({"cold_query_ms": None}, "no cold query"),
         ({"errors": 3, "error_rate": 0.015}, "cutover.max_error_rate"),
         ({"agreement": 0.8}, "cutover.min_agreement"),

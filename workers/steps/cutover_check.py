@@ -2,11 +2,13 @@
 move to it.
 
 Queries are the job's own vectors (the first ids of each source namespace, fetched from the source), each sent to
-the namespace the job copied it to, so every query has a right answer: the source's. First one query per target
-namespace (the cold query: the first of this check to that namespace), then ``qps × duration_s`` queries paced at
-``qps`` (each sent at its time on its own thread, so a slow answer does not slow the pace), each also sent to the
-source. Stores are queried as an application does, through the SDK with its own retries and no rate budget of
-nsmigrate's: an error here is an error the application would see. The verdict is ``orchestrator.cutover.rules``'s.
+the namespace the job copied it to, so every query has a right answer: the source's. First one query to every
+namespace the job wrote to (the cold query: the first of this check to that namespace; ``in_flight`` at once), then
+``qps × duration_s`` queries paced at ``qps`` (each sent at its time on its own thread, so a slow answer does not
+slow the pace), each also sent to the source; last, the application's filtered queries replayed on both sides
+(``workers.steps.cutover_filters``). Stores are queried as an application does, through the SDK with its own
+retries and no rate budget of nsmigrate's: an error here is an error the application would see. The verdict is
+``orchestrator.cutover.rules``'s.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from nsmigrate.orchestrator.cutover.filters import SampleQuery
 from nsmigrate.orchestrator.cutover.rules import check_problems, overlap
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import NamespaceRun
@@ -27,12 +30,13 @@ from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import Cutover, JobSpec
 from nsmigrate.orchestrator.verification.query_timing import latency_figures, time_call
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps.cutover_filters import replay
 from nsmigrate.workers.stores.base import Store
 
 #: Source vectors drawn per namespace as queries (one page of ids).
 QUERIES_PER_NAMESPACE = 100
-#: Target namespaces given a cold query at most (one each).
-MAX_COLD_NAMESPACES = 50
+#: The slowest cold namespaces a report names.
+COLD_SHOWN = 10
 
 #: source namespace, target namespace, vector, and whether the two answers are comparable (not when the job routes
 #: the namespace's records to several namespaces)
@@ -44,46 +48,67 @@ def check_job(
     job_id: int,
     limits: Cutover,
     *,
+    queries: Sequence[SampleQuery] = (),
     clock: Callable[[], float] = time.perf_counter,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
-    """Run the check of ``job_id`` under ``limits`` (the spec's ``cutover``, maybe overridden); returns its report
-    with ``passed`` and ``problems``. Reads only: nothing is written to either store."""
+    """Run the check of ``job_id`` under ``limits`` (the spec's ``cutover``, maybe overridden), with the
+    application's filtered ``queries`` replayed on both sides; returns its report with ``passed`` and ``problems``.
+    Reads only: nothing is written to either store."""
     spec = jobs_and_runs.job_spec(ctx.db, job_id)
-    runs = [r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.copied > 0]
-    queries = [q for run in runs for q in job_queries(ctx, spec, run)]
+    all_runs = jobs_and_runs.runs_of(ctx.db, job_id)
+    runs = [r for r in all_runs if r.copied > 0]
+    job = [q for run in runs for q in job_queries(ctx, spec, run)]
     report: dict[str, Any] = {
         "qps": limits.qps,
         "duration_s": limits.duration_s,
         "top_k": limits.top_k,
-        "namespaces": len({q[1] for q in queries}),
+        "namespaces": len({q[1] for q in job}),
     }
-    if not queries:
+    if not job:
         return {**report, "passed": False, "problems": ["the job's source has no vector to query with"]}
     source, target = ctx.store(spec.source), ctx.store(spec.target)
-    cold = [timed_query(target, q[1], q[2], limits.top_k, clock) for q in _first_per_target(queries)]
-    paced = _paced(source, target, queries, limits, ctx.settings.cutover_check_in_flight, clock, sleep)
+    in_flight = ctx.settings.cutover_check_in_flight
+    cold = cold_queries(target, _first_per_target(job, runs), limits.top_k, in_flight, clock)
+    paced = _paced(source, target, job, limits, in_flight, clock, sleep)
+    filters = replay(source, target, all_runs, queries, limits.top_k)
     target_ms = [r["target_ms"] for r in paced if r["target_ms"] is not None]
     source_ms = [r["source_ms"] for r in paced if r["source_ms"] is not None]
     agreements = [r["agreement"] for r in paced if r["agreement"] is not None]
     errors = [r["error"] for r in paced if r["error"] is not None]
-    cold_ms = [ms for ms, _, _ in cold if ms is not None]
     figures = {
         **report,
         "queries": len(paced),
         "target": latency_figures(target_ms),
         "source": latency_figures(source_ms),
-        "cold_query_ms": round(max(cold_ms), 2) if cold_ms else None,
-        "cold_queries": len(cold),
+        **cold,
         "errors": len(errors),
         "error_rate": round(len(errors) / len(paced), 4),
-        "error_examples": errors[:3] + [e for _, e, _ in cold if e is not None][:3],
+        "error_examples": errors[:3] + cold["cold_errors"][:3],
         "agreement": round(sum(agreements) / len(agreements), 4) if agreements else None,
         "disagreeing": [r["namespace"] for r in paced if r["agreement"] is not None and r["agreement"] < 1][:5],
+        "filters": {k: v for k, v in filters.items() if k != "problems"},
         "elapsed_s": round(max((r["ended_s"] for r in paced), default=0.0), 2),
     }
-    problems = check_problems(figures, limits)
+    problems = check_problems(figures, limits) + filters["problems"]
     return {**figures, "passed": not problems, "problems": problems}
+
+
+def cold_queries(
+    target: Store, firsts: Sequence[Query], top_k: int, in_flight: int, clock: Callable[[], float]
+) -> dict[str, Any]:
+    """The first query of this check to every target namespace (``firsts``: one query each), ``in_flight`` at once:
+    the slowest (``cold_query_ms``), the few slowest by name, and each that failed."""
+    with ThreadPoolExecutor(max_workers=max(1, min(in_flight, len(firsts)))) as pool:
+        timed = list(pool.map(lambda q: (q[1], timed_query(target, q[1], q[2], top_k, clock)), firsts))
+    answered = sorted(((ms, ns) for ns, (ms, _, _) in timed if ms is not None), reverse=True)
+    return {
+        "cold_query_ms": round(answered[0][0], 2) if answered else None,
+        "cold_queries": len(timed),
+        "cold_figures": latency_figures([ms for ms, _ in answered]),
+        "cold_slowest": [[display_namespace(ns), round(ms, 2)] for ms, ns in answered[:COLD_SHOWN]],
+        "cold_errors": [f"{display_namespace(ns)}: {error}" for ns, (_, error, _) in timed if error is not None],
+    }
 
 
 def job_queries(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> list[Query]:
@@ -99,11 +124,19 @@ def job_queries(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun) -> list[Qu
     return [(run.source_namespace, ns, list(r.values), fixed) for ns, recs in routed.items() for r in recs]
 
 
-def _first_per_target(queries: list[Query]) -> list[Query]:
+def _first_per_target(queries: list[Query], runs: Sequence[NamespaceRun]) -> list[Query]:
+    """One query for every namespace the job wrote to: the first of its own vectors, or, for a namespace a routed run
+    wrote to whose vectors are not among the queries drawn, one of that run's (a cold start needs no right answer)."""
     first: dict[str, Query] = {}
     for q in queries:
         first.setdefault(q[1], q)
-    return list(first.values())[:MAX_COLD_NAMESPACES]
+    by_source = {q[0]: q for q in queries}
+    for run in runs:
+        drawn = by_source.get(run.source_namespace)
+        for namespace in run.target_namespaces or []:
+            if namespace not in first and drawn is not None:
+                first[namespace] = (run.source_namespace, namespace, drawn[2], False)
+    return list(first.values())
 
 
 def timed_query(

@@ -31,7 +31,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -482,6 +482,29 @@ class PineconeStore(StoreDefaults):
         with self._errors("query", namespace):
             reply: _QueryReply = _read(_QUERY_REPLY, self._client().post("/query", body), "query")
         return [(match.id, float(match.score or 0.0)) for match in reply.matches]
+
+    def query_filtered(
+        self,
+        namespace: str,
+        top_k: int,
+        metadata_filter: Mapping[str, Any],
+        *,
+        vector: Sequence[float] | None = None,
+        id: str | None = None,
+    ) -> list[str]:
+        """The ids of the ``top_k`` nearest to ``vector`` (or to the stored vector ``id``) among the records whose
+        metadata ``metadata_filter`` (Pinecone's filter language) matches, best first: an application's filtered
+        query, as ``cutover check`` replays it on both sides."""
+        body: dict[str, Any] = {"topK": top_k, "filter": dict(metadata_filter), "includeMetadata": False}
+        if vector is not None:
+            body["vector"] = list(vector)
+        else:
+            body["id"] = id
+        if namespace:
+            body["namespace"] = namespace
+        with self._errors("query", namespace):
+            reply: _QueryReply = _read(_QUERY_REPLY, self._client().post("/query", body), "query")
+        return [match.id for match in reply.matches]
 
     def namespace_aliases(self) -> NamespaceAliases:
         """The index's namespace aliases (API 2026-07): create, describe, list, repoint, delete."""
