@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`; both set everything up themselves.
-.PHONY: install demo test test-fast lint typecheck bench clean constraints
+.PHONY: install demo test test-fast lint typecheck bench bench-more clean constraints
 
 install:
 	@scripts/bootstrap.sh
@@ -36,9 +36,15 @@ typecheck: install
 	@ln -s ../../sandbox build/typecheck/nsmigrate_sandbox && ln -s ../../bench build/typecheck/bench
 	cd build/typecheck && ../../.venv/bin/mypy --config-file ../../pyproject.toml -p nsmigrate -p nsmigrate_sandbox -p bench
 
+# The fleet against the strongest single-process rivals (a few minutes); BENCH_SETS=seed,large,many adds the 2,000
+# small namespaces. bench-more: the seeds' loop, several indexes at once, an erasure.
+BENCH_SETS ?= seed,large
 bench: install
+	.venv/bin/python -m bench.peer_vs_fleet --sets $(BENCH_SETS)
+	.venv/bin/python -m bench.pgvector_vs_rival
+
+bench-more: install
 	.venv/bin/python -m bench.fleet_vs_loop
-	.venv/bin/python -m bench.peer_vs_fleet
 	.venv/bin/python -m bench.beyond_one_process
 	.venv/bin/python -m bench.erasure
 
