@@ -27,7 +27,7 @@ from nsmigrate.orchestrator.records.namespaces import (
     PUBLIC,
     creator_namespace,
     display_namespace,
-    id_text,
+    id_texts,
     identifier_problem,
     parse_namespace,
     twin_namespace,
@@ -208,8 +208,14 @@ def expected_metadata(source_record: Record, target_namespace: str, ctx: RouteCo
     return _enrich(source_record.metadata, target_namespace, ctx)
 
 
-def _text(record: Record, field_name: str | None) -> str | None:
-    return id_text(record.metadata.get(field_name)) if field_name else None
+def _text(record: Record, field_name: str | None, ctx: RouteContext) -> str | None:
+    """The one id a metadata value names, read as an erasure reads it (``id_texts``): a list names each element, so
+    ``["t1"]`` routes as ``t1``, and a list naming several ids is refused (a record goes to one namespace)."""
+    named = id_texts(record.metadata.get(field_name)) if field_name else frozenset()
+    if len(named) > 1:
+        problem = f"{field_name} names {len(named)} ids {sorted(named)}: a record is copied to one namespace"
+        raise _bad_id(record, ctx, problem)
+    return next(iter(named), None)
 
 
 def _bad_id(record: Record, ctx: RouteContext, problem: str, **ids: Any) -> PlanError:
@@ -258,17 +264,17 @@ def route_of(record: Record, ctx: RouteContext) -> tuple[str | None, str]:
     """
     if ctx.target_namespace is not None:
         return ctx.target_namespace, "fixed"
-    twin = _text(record, ctx.twin_id_field)
+    twin = _text(record, ctx.twin_id_field, ctx)
     if twin is not None:
         return _twin_route(record, twin, ctx, ctx.twin_id_field)
-    creator = _text(record, ctx.creator_id_field)
+    creator = _text(record, ctx.creator_id_field, ctx)
     if creator is not None:
         creator = ctx.override_creator or creator
         problem = identifier_problem("creator_id", creator)
         if problem:
             raise _bad_id(record, ctx, problem, creator_id=creator)
         return creator_namespace(creator), "creator_id"
-    key = _text(record, ctx.source_key_field)
+    key = _text(record, ctx.source_key_field, ctx)
     if key is not None and key in ctx.sources:
         return _twin_route(record, ctx.sources[key], ctx, f"{ctx.source_key_field} {key!r} → twin_id")
     owner = ctx.owners.get(record.id)

@@ -270,10 +270,14 @@ def rollback_job(
         "namespaces": {target namespace: {"method", "deleted", "kept", …}}}``.
 
     Raises:
-        StateError: the job is not a migrate job, is still running, wrote text, or compares values within a
-            tolerance too loose to prove a copy equal (nothing is done).
+        NotFound: no job ``forward_job_id``.
+        WrongJobKind: the job is not a migrate job.
+        StateError: the job is still running, wrote text, compares values within a tolerance too loose to prove a
+            copy equal, or namespace aliases serve its copies (nothing is done; exit code 1).
     """
     actor = actor or ctx.worker_name
+    # Before its spec is read: another kind of job (an erasure) has no migrate spec to read.
+    jobs_sync_rollback.refuse_unless_migrate(jobs_and_runs.find_job(ctx.db, forward_job_id))
     rb = _Rollback(ctx, forward_job_id, actor)
     if rb.spec.text_from is not None:
         # Its targets hold text records or new embeddings, not the originals: nothing to rebuild them from or to
