@@ -95,18 +95,22 @@ class Window:
         self._per_second = per_second
         self._admitted: deque[tuple[float, float]] = deque()
         self._total = 0.0
+        # One waiter at a time watches the window, the others queue behind it in order: thousands of waiters all
+        # woken each time an admission leaves would spend the process's CPU on wake-ups.
+        self._turn = asyncio.Lock()
 
     async def take(self, units: float = 1.0) -> None:
-        while True:
-            now = time.monotonic()
-            while self._admitted and self._admitted[0][0] <= now - SPAN_S:
-                self._total -= self._admitted.popleft()[1]
-            # An empty window admits anything: one request larger than a second's budget still goes, alone.
-            if not self._admitted or self._total + units <= self._per_second:
-                self._admitted.append((now, units))
-                self._total += units
-                return
-            await asyncio.sleep(self._admitted[0][0] + SPAN_S - now)
+        async with self._turn:
+            while True:
+                now = time.monotonic()
+                while self._admitted and self._admitted[0][0] <= now - SPAN_S:
+                    self._total -= self._admitted.popleft()[1]
+                # An empty window admits anything: one request larger than a second's budget still goes, alone.
+                if not self._admitted or self._total + units <= self._per_second:
+                    self._admitted.append((now, units))
+                    self._total += units
+                    return
+                await asyncio.sleep(self._admitted[0][0] + SPAN_S - now)
 
 
 class _Vector(msgspec.Struct, omit_defaults=True):
@@ -256,8 +260,11 @@ class Peer:
         """One request under its budget and the in-flight bound; 429, 5xx and lost connections retried with
         backoff."""
         for attempt in range(ATTEMPTS):
+            # Admitted by its budget first, then a slot: a request waiting for its budget must hold no slot, or
+            # listings held back by theirs would keep every fetch and upsert waiting. Slots are many more than the
+            # budgets' requests a round trip, so a request goes out right after it was admitted.
+            await pace.take()
             async with self._slots:
-                await pace.take()  # in the slot: admitted right before it is sent, as the server will count it
                 self.requests += 1
                 try:
                     return await index.send(method, path, params, body)

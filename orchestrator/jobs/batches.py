@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.jobs import erasure_ledger
 from nsmigrate.orchestrator.jobs.database import Database, _move_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped, job_spec
 from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
@@ -407,6 +408,7 @@ def compile_task_statements(db: Database) -> None:
         (_WRITERS, {"job_id": -1, "targets": [""]}),
         (_RUN_COUNT, {"job_id": -1}),
         (_FINISH_VERIFY, {**verdict, "run_id": -1, "from_states": [RunState.VERIFYING.value], "now": now}),
+        (erasure_ledger._SUBJECTS, {}),
     ]
     with db.engine.connect() as conn:
         for statement, params in no_rows:
