@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.pgvector_layout import COLUMN_BY_NAME
@@ -175,6 +175,34 @@ def route_context(
         review_namespace=spec.routing.review_namespace,
         unresolved=spec.routing.unresolved,
         target_folds_null_metadata=spec.target.kind == "pgvector" and spec.target.documented,
+    )
+
+
+class RunRouting(Protocol):
+    """What a namespace run (or one of its batches) records of its routing."""
+
+    @property
+    def source_namespace(self) -> str: ...
+    @property
+    def target_namespace(self) -> str | None: ...
+    @property
+    def creator_id(self) -> str | None: ...
+    @property
+    def twin_id(self) -> str | None: ...
+    @property
+    def routing_table(self) -> Mapping[str, Any]: ...
+
+
+def run_route_context(spec: JobSpec, source_label: str, run: RunRouting) -> RouteContext:
+    """``route_context`` of a recorded namespace run, or of a batch of one."""
+    return route_context(
+        spec,
+        source_label,
+        run.source_namespace,
+        run.target_namespace,
+        run.creator_id,
+        run.twin_id,
+        run.routing_table,
     )
 
 

@@ -44,7 +44,7 @@ from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
-from nsmigrate.orchestrator.routing.route import RouteContext, route_context
+from nsmigrate.orchestrator.routing.route import RouteContext, run_route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
@@ -119,15 +119,7 @@ class _Rollback:
         return run.id in self.reinstated
 
     def _route(self, run: NamespaceRun) -> RouteContext:
-        return route_context(
-            self.spec,
-            self.source.name,
-            run.source_namespace,
-            run.target_namespace,
-            run.creator_id,
-            run.twin_id,
-            run.routing_table,
-        )
+        return run_route_context(self.spec, self.source.name, run)
 
     # -- steps -------------------------------------------------------------------------------------------------------
 
