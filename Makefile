@@ -1,5 +1,5 @@
 # The README's two commands are `make demo` and `make test`; both set everything up themselves.
-.PHONY: install demo test test-fast lint typecheck bench clean constraints
+.PHONY: install demo test test-fast lint typecheck bench bench-more clean constraints
 
 install:
 	@scripts/bootstrap.sh
@@ -26,17 +26,25 @@ lint: install
 	.venv/bin/ruff format --check .
 
 # mypy reads a package from one folder: it checks a view of the installed layout made of links to the folders
-# setup.py maps into nsmigrate (as tests/unit/test_layers.py does for import-linter).
+# setup.py maps into nsmigrate (as tests/unit/test_layers.py does for import-linter). The links are made again, the
+# mypy cache beside them kept: tests/unit/test_typecheck.py runs the same check on the same view on every test run.
 typecheck: install
-	@rm -rf build/typecheck && mkdir -p build/typecheck/nsmigrate
+	@rm -rf build/typecheck/nsmigrate build/typecheck/nsmigrate_sandbox build/typecheck/bench
+	@mkdir -p build/typecheck/nsmigrate
 	@for part in cli orchestrator workers migrations; do ln -s ../../../$$part build/typecheck/nsmigrate/$$part; done
 	@ln -s ../../../nsmigrate/__init__.py build/typecheck/nsmigrate/__init__.py
 	@ln -s ../../sandbox build/typecheck/nsmigrate_sandbox && ln -s ../../bench build/typecheck/bench
 	cd build/typecheck && ../../.venv/bin/mypy --config-file ../../pyproject.toml -p nsmigrate -p nsmigrate_sandbox -p bench
 
+# The fleet against the strongest single-process rivals (a few minutes); BENCH_SETS=seed,large,many adds the 2,000
+# small namespaces. bench-more: the seeds' loop, several indexes at once, an erasure.
+BENCH_SETS ?= seed,large
 bench: install
+	.venv/bin/python -m bench.peer_vs_fleet --sets $(BENCH_SETS)
+	.venv/bin/python -m bench.pgvector_vs_rival
+
+bench-more: install
 	.venv/bin/python -m bench.fleet_vs_loop
-	.venv/bin/python -m bench.peer_vs_fleet
 	.venv/bin/python -m bench.beyond_one_process
 	.venv/bin/python -m bench.erasure
 

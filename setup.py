@@ -19,6 +19,7 @@ for name, folder in PARTS.items():
 sandbox = [f"nsmigrate-sandbox @ {(HERE / 'sandbox').as_uri()}"]
 # The tools to test and check nsmigrate; scripts/bootstrap.sh installs them with the stand-ins, both editable.
 dev = [
+    "aiohttp>=3.9,<4",  # bench/peer.py: the single-process rival the fleet is measured against
     "pytest>=8",
     "pytest-timeout>=2.3",
     "pytest-xdist>=3.5",  # `make test` runs the suite on every core

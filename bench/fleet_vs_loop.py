@@ -371,7 +371,7 @@ def _worker(
             [
                 sys.executable,
                 "-m",
-                "cli",
+                "nsmigrate",
                 "worker",
                 "-Q",
                 queues,

@@ -1,10 +1,14 @@
 """The strongest single-process rival: what a capable user writes instead of a fleet.
 
-One asyncio process with the Pinecone SDK's asyncio client copies every namespace of a source index into the same
-namespaces of a target index at once: each namespace's listing runs ahead while the pages it has listed are fetched
-and upserted, every request waits for a slot under one bound on requests in flight, and each kind of request is paced
+One asyncio process speaks Pinecone's data-plane REST API itself (aiohttp, one session per index with a connection for
+every request in flight) and copies every namespace of a source index into the same
+namespaces of a target index at once: each namespace's listing runs ahead while the ids it has listed are fetched and
+upserted, every request waits for a slot under one bound on requests in flight, and each kind of request is paced
 under nsmigrate's default per-second budgets (``orchestrator.spec.jobspec.RateBudget``), so real Pinecone would not
-throttle it either. 429 and 5xx answers the SDK gave up on are retried after ``Retry-After`` or an exponential backoff.
+throttle it either. A fetch's values are never parsed: msgspec reads each vector's ``values`` as ``msgspec.Raw``
+(the bytes the server sent) and writes them into the upsert body as they are, each record encoded once, so an upsert
+is cut under Pinecone's 2 MB and 1,000-vector limits by its exact size. 429 and 5xx answers are retried after
+``Retry-After`` or an exponential backoff.
 
 It keeps no state: no resume, no verification, no job table. It is measured, never used to migrate.
 
@@ -23,31 +27,30 @@ import random
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, fields
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
-from pinecone import AsyncIndex
-from pinecone.errors.exceptions import ApiError
+import aiohttp
+import msgspec
 
-from nsmigrate.orchestrator.limits import JSON_NUMBER_MAX_BYTES, LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
-
-T = TypeVar("T")
-
-#: Requests in flight at once over both indexes (a few per namespace of the seed set; the budgets bound the rate).
+#: Requests in flight at once over both indexes (the budgets bound the rate).
 DEFAULT_IN_FLIGHT = 64
-#: Tries of one request after the SDK's own retries gave up on a 429 or a 5xx.
+#: Ids fetched in one request: two list pages. Fetch's budget (80/s) is about half of list's (150/s), so fetching
+#: each page alone would make the fetches, not the listing, bound a large namespace; larger fetches would wait longer
+#: for their pages.
+DEFAULT_FETCH_IDS = 200
+#: Tries of one request answered 429 or 5xx (or not answered).
 ATTEMPTS = 8
 #: How Pinecone's describe_index_stats names the default namespace; requests name it "".
 DEFAULT_NAMESPACE_LABEL = "__default__"
 #: How long an admission counts against its budget (``Window``): one second and 0.1 s of arrival jitter.
 SPAN_S = 1.1
-#: An upsert body's bytes besides its records: ``{"vectors":[],"namespace":"…"}`` with a long namespace name.
-ENVELOPE_BYTES = 1_024
-#: A record's bytes besides its id, values, metadata and sparse values: the keys, brackets and commas.
-RECORD_OVERHEAD_BYTES = 60
+#: Pinecone's limits (https://docs.pinecone.io/reference/api/database-limits): ids a list page holds, vectors and
+#: bytes an upsert may carry. Written here, not imported from nsmigrate, so the rival loads none of it.
+LIST_PAGE_IDS = 100
+UPSERT_MAX_VECTORS = 1_000
+UPSERT_MAX_BYTES = 2_000_000
+API_VERSION = "2026-07"
 
 
 @dataclass(frozen=True)
@@ -92,18 +95,64 @@ class Window:
         self._per_second = per_second
         self._admitted: deque[tuple[float, float]] = deque()
         self._total = 0.0
+        # One waiter at a time watches the window, the others queue behind it in order: thousands of waiters all
+        # woken each time an admission leaves would spend the process's CPU on wake-ups.
+        self._turn = asyncio.Lock()
 
     async def take(self, units: float = 1.0) -> None:
-        while True:
-            now = time.monotonic()
-            while self._admitted and self._admitted[0][0] <= now - SPAN_S:
-                self._total -= self._admitted.popleft()[1]
-            # An empty window admits anything: one request larger than a second's budget still goes, alone.
-            if not self._admitted or self._total + units <= self._per_second:
-                self._admitted.append((now, units))
-                self._total += units
-                return
-            await asyncio.sleep(self._admitted[0][0] + SPAN_S - now)
+        async with self._turn:
+            while True:
+                now = time.monotonic()
+                while self._admitted and self._admitted[0][0] <= now - SPAN_S:
+                    self._total -= self._admitted.popleft()[1]
+                # An empty window admits anything: one request larger than a second's budget still goes, alone.
+                if not self._admitted or self._total + units <= self._per_second:
+                    self._admitted.append((now, units))
+                    self._total += units
+                    return
+                await asyncio.sleep(self._admitted[0][0] + SPAN_S - now)
+
+
+class _Vector(msgspec.Struct, omit_defaults=True):
+    """A fetched vector as it is upserted again: ``values`` kept as the JSON the server sent."""
+
+    id: str
+    values: msgspec.Raw = msgspec.Raw(b"[]")
+    metadata: dict[str, Any] | None = None
+    sparseValues: dict[str, Any] | None = None  # the wire's name, in fetch and upsert alike
+
+
+class _Fetched(msgspec.Struct):
+    vectors: dict[str, _Vector] = {}
+
+
+class _ListItem(msgspec.Struct):
+    id: str = ""
+
+
+class _Pagination(msgspec.Struct):
+    next: str | None = None
+
+
+class _Listed(msgspec.Struct):
+    vectors: list[_ListItem] = []
+    pagination: _Pagination | None = None
+
+
+class _Stats(msgspec.Struct):
+    namespaces: dict[str, Any] = {}
+
+
+_FETCHED = msgspec.json.Decoder(_Fetched)
+_LISTED = msgspec.json.Decoder(_Listed)
+_STATS = msgspec.json.Decoder(_Stats)
+_ENCODE = msgspec.json.Encoder().encode
+
+
+class Refused(Exception):
+    def __init__(self, status: int, text: str, retry_after_s: float | None) -> None:
+        super().__init__(f"{status}: {text[:300]}")
+        self.status, self.retry_after_s = status, retry_after_s
 
 
 @dataclass
@@ -118,11 +167,40 @@ class PeerResult:
     last_write: float = 0.0
 
 
+class Index:
+    """One index host over one aiohttp session: C-parsed HTTP/1.1, a pooled connection for every request in flight."""
+
+    def __init__(self, host: str, api_key: str, in_flight: int) -> None:
+        self._base = host.rstrip("/")
+        self._headers = {"Api-Key": api_key, "X-Pinecone-Api-Version": API_VERSION, "Accept": "application/json"}
+        self._post_headers = {**self._headers, "Content-Type": "application/json"}
+        # No CA bundle loaded for a plain-http host: nsmigrate's own clients skip it too.
+        connector = aiohttp.TCPConnector(limit=in_flight, ssl=host.startswith("https://"))
+        self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60))
+
+    async def send(self, method: str, path: str, params: Any = None, body: bytes | None = None) -> bytes:
+        headers = self._post_headers if body is not None else self._headers
+        async with self._session.request(
+            method, self._base + path, params=params, data=body, headers=headers
+        ) as response:
+            content = await response.read()
+            if not 200 <= response.status < 300:
+                try:
+                    retry_after: float | None = float(response.headers.get("Retry-After", ""))
+                except ValueError:
+                    retry_after = None
+                raise Refused(response.status, content.decode(errors="replace"), retry_after)
+            return content
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
 class Peer:
     """Copies a source index's namespaces into a target index (same names), as fast as the budgets allow."""
 
-    def __init__(self, source: AsyncIndex, target: AsyncIndex, budgets: Budgets, in_flight: int) -> None:
-        self.source, self.target, self.budgets = source, target, budgets
+    def __init__(self, source: Index, target: Index, budgets: Budgets, in_flight: int, fetch_ids: int) -> None:
+        self.source, self.target, self.budgets, self.fetch_ids = source, target, budgets, fetch_ids
         self._slots = asyncio.Semaphore(in_flight)
         self._list, self._read = Window(budgets.list_rps), Window(budgets.read_rps)
         self._stats = Window(budgets.stats_rps)
@@ -133,97 +211,99 @@ class Peer:
 
     async def copy_all(self) -> PeerResult:
         started = time.monotonic()
-        stats = await self._request(self._stats, self.source.describe_index_stats)
+        stats = _STATS.decode(await self._request(self._stats, self.source, "POST", "/describe_index_stats", b"{}"))
         namespaces = ["" if ns == DEFAULT_NAMESPACE_LABEL else ns for ns in stats.namespaces]
         await asyncio.gather(*(self.copy_namespace(ns) for ns in namespaces))
         seconds = time.monotonic() - started
         return PeerResult(self.vectors, len(namespaces), self.requests, self.retried, seconds, self.last_write)
 
     async def copy_namespace(self, namespace: str) -> None:
-        """List page after page; each listed page is fetched and upserted while the next one is listed."""
-        pages: list[asyncio.Task[None]] = []
+        """List page after page; every ``fetch_ids`` listed ids are fetched and upserted while the listing goes on."""
+        copies: list[asyncio.Task[None]] = []
+        listed: list[str] = []
         token: str | None = None
         while True:
-            listing = partial(
-                self.source.list_paginated, namespace=namespace, limit=LIST_MAX_PAGE_IDS, pagination_token=token
-            )
-            page = await self._request(self._list, listing)
-            ids = [item.id for item in page.vectors if item.id]
-            if ids:
-                pages.append(asyncio.create_task(self.copy_page(namespace, ids)))
+            params: dict[str, Any] = {"namespace": namespace, "limit": LIST_PAGE_IDS}
+            if token:
+                params["paginationToken"] = token
+            page = _LISTED.decode(await self._request(self._list, self.source, "GET", "/vectors/list", params=params))
+            listed += [item.id for item in page.vectors if item.id]
             token = page.pagination.next if page.pagination is not None else None
+            while len(listed) >= self.fetch_ids or (listed and not token):
+                ids, listed = listed[: self.fetch_ids], listed[self.fetch_ids :]
+                copies.append(asyncio.create_task(self.copy_ids(namespace, ids)))
             if not token:
                 break
-        await asyncio.gather(*pages)
+        await asyncio.gather(*copies)
 
-    async def copy_page(self, namespace: str, ids: list[str]) -> None:
-        fetched = await self._request(self._read, partial(self.source.fetch, ids=ids, namespace=namespace))
-        records = [_record(vector) for vector in fetched.vectors.values()]
+    async def copy_ids(self, namespace: str, ids: list[str]) -> None:
+        params = [*(("ids", i) for i in ids), ("namespace", namespace)]
+        fetched = _FETCHED.decode(await self._request(self._read, self.source, "GET", "/vectors/fetch", params=params))
+        records = [_ENCODE(vector) for vector in fetched.vectors.values()]
         if not records:  # listed, then deleted before the fetch
             return
-        await asyncio.gather(*(self.upsert(namespace, chunk, size) for chunk, size in _upsert_chunks(records)))
+        bodies = upsert_bodies(records, namespace)
+        await asyncio.gather(*(self.upsert(namespace, body) for body in bodies))
         self.vectors += len(records)
 
-    async def upsert(self, namespace: str, records: list[dict[str, Any]], size: int) -> None:
+    async def upsert(self, namespace: str, body: bytes) -> None:
         if namespace not in self._writes:
             self._writes[namespace] = (Window(self.budgets.write_rps), Window(self.budgets.write_mb_per_s * 1e6))
         requests, volume = self._writes[namespace]
-        await volume.take(size)
-        await self._request(requests, partial(self.target.upsert, vectors=records, namespace=namespace))
+        await volume.take(len(body))
+        await self._request(requests, self.target, "POST", "/vectors/upsert", body)
         self.last_write = time.time()
 
-    async def _request(self, pace: Window, call: Callable[[], Awaitable[T]]) -> T:
-        """One request under its budget and the in-flight bound; 429 and 5xx retried with backoff."""
+    async def _request(
+        self, pace: Window, index: Index, method: str, path: str, body: bytes | None = None, params: Any = None
+    ) -> bytes:
+        """One request under its budget and the in-flight bound; 429, 5xx and lost connections retried with
+        backoff."""
         for attempt in range(ATTEMPTS):
+            # Admitted by its budget first, then a slot: a request waiting for its budget must hold no slot, or
+            # listings held back by theirs would keep every fetch and upsert waiting. Slots are many more than the
+            # budgets' requests a round trip, so a request goes out right after it was admitted.
+            await pace.take()
             async with self._slots:
-                await pace.take()  # in the slot: admitted right before it is sent, as the server will count it
                 self.requests += 1
                 try:
-                    return await call()
-                except ApiError as error:
-                    if not (error.status_code == 429 or error.status_code >= 500) or attempt == ATTEMPTS - 1:
+                    return await index.send(method, path, params, body)
+                except Refused as error:
+                    if not (error.status == 429 or error.status >= 500) or attempt == ATTEMPTS - 1:
                         raise
-                    wait = getattr(error, "retry_after", None) or min(8.0, 0.1 * 2**attempt) * random.uniform(1, 1.5)
+                    wait = error.retry_after_s
+                except (TimeoutError, aiohttp.ClientConnectionError):
+                    if attempt == ATTEMPTS - 1:
+                        raise
+                    wait = None
             self.retried += 1
-            await asyncio.sleep(wait)  # outside the slot: a waiting retry holds no request in flight
+            # Outside the slot: a waiting retry holds no request in flight.
+            await asyncio.sleep(wait if wait is not None else min(8.0, 0.1 * 2**attempt) * random.uniform(1, 1.5))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _record(vector: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {"id": vector.id, "values": vector.values}
-    if vector.metadata:
-        record["metadata"] = vector.metadata
-    if vector.sparse_values is not None:
-        record["sparse_values"] = {"indices": vector.sparse_values.indices, "values": vector.sparse_values.values}
-    return record
-
-
-def _upsert_chunks(records: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], int]]:
-    """A page's records cut into equal upsert requests under Pinecone's vector and byte limits, each with its
-    estimated bytes for the byte budget. The cut counts every value at the longest a float takes as JSON, so no request
-    is ever too large; the estimate counts values at the page's first record's bytes per value (measuring every vector
-    would write each as JSON twice, doubling the peer's encoding work)."""
-    sample = records[0]["values"]
-    per_value = len(orjson.dumps(sample)) / max(len(sample), 1)
-    fixed = [
-        RECORD_OVERHEAD_BYTES + sum(len(orjson.dumps(r.get(key))) for key in ("id", "metadata", "sparse_values"))
-        for r in records
-    ]
-    largest = max(size + JSON_NUMBER_MAX_BYTES * len(r["values"]) for size, r in zip(fixed, records, strict=True))
-    per_request = max(1, min(UPSERT_MAX_VECTORS, (UPSERT_MAX_BYTES - ENVELOPE_BYTES) // largest))
-    estimates = [int(size + per_value * len(r["values"])) for size, r in zip(fixed, records, strict=True)]
-    starts = range(0, len(records), per_request)
-    return [(records[i : i + per_request], sum(estimates[i : i + per_request]) + ENVELOPE_BYTES) for i in starts]
-
-
-def _client_options(host: str, in_flight: int) -> dict[str, Any]:
-    """A connection for every request in flight (the SDK pools 20 by default, which would bound the in-flight bound),
-    and no CA bundle loaded for a plain-http host: nsmigrate's own clients skip it too (``workers.stores.pinecone``)."""
-    return {"connection_pool_maxsize": in_flight, "ssl_verify": not host.startswith("http://")}
+def upsert_bodies(records: list[bytes], namespace: str) -> list[bytes]:
+    """Upsert request bodies carrying ``records`` (each a vector already written as JSON) in order, each under
+    Pinecone's byte and vector limits by its exact size."""
+    name = _ENCODE(namespace)
+    envelope = len(b'{"vectors":[],"namespace":}') + len(name)
+    chunks: list[list[bytes]] = [[]]
+    size = envelope
+    for record in records:
+        if chunks[-1] and (size + len(record) + 1 > UPSERT_MAX_BYTES or len(chunks[-1]) >= UPSERT_MAX_VECTORS):
+            chunks.append([])
+            size = envelope
+        chunks[-1].append(record)
+        size += len(record) + 1  # and its comma
+    return [b'{"vectors":[' + b",".join(chunk) + b'],"namespace":' + name + b"}" for chunk in chunks]
 
 
 async def copy_indexes(
-    pairs: list[tuple[str, str]], api_key: str, budgets: Budgets, in_flight: int = DEFAULT_IN_FLIGHT
+    pairs: list[tuple[str, str]],
+    api_key: str,
+    budgets: Budgets,
+    in_flight: int = DEFAULT_IN_FLIGHT,
+    fetch_ids: int = DEFAULT_FETCH_IDS,
 ) -> PeerResult:
     """Copy every namespace of each source index into its target index, given as (source host, target host) pairs,
     all at once: each pair with its own budgets (they are per index and per target namespace) and bound on requests
@@ -231,13 +311,10 @@ async def copy_indexes(
     async with contextlib.AsyncExitStack() as stack:
         peers = []
         for source_host, target_host in pairs:
-            source = await stack.enter_async_context(
-                AsyncIndex(host=source_host, api_key=api_key, **_client_options(source_host, in_flight))
-            )
-            target = await stack.enter_async_context(
-                AsyncIndex(host=target_host, api_key=api_key, **_client_options(target_host, in_flight))
-            )
-            peers.append(Peer(source, target, budgets, in_flight))
+            source, target = Index(source_host, api_key, in_flight), Index(target_host, api_key, in_flight)
+            stack.push_async_callback(source.close)
+            stack.push_async_callback(target.close)
+            peers.append(Peer(source, target, budgets, in_flight, fetch_ids))
         started = time.monotonic()
         results = await asyncio.gather(*(peer.copy_all() for peer in peers))
         return PeerResult(
@@ -263,10 +340,10 @@ def main(argv: list[str] | None = None) -> int:
         "--target", required=True, action="append", help="its target index's data-plane URL, in the same order"
     )
     parser.add_argument(
-        "--in-flight",
-        type=int,
-        default=DEFAULT_IN_FLIGHT,
-        help=f"requests in flight at most (default {DEFAULT_IN_FLIGHT})",
+        "--in-flight", type=int, default=DEFAULT_IN_FLIGHT, help=f"requests in flight at most ({DEFAULT_IN_FLIGHT})"
+    )
+    parser.add_argument(
+        "--fetch-ids", type=int, default=DEFAULT_FETCH_IDS, help=f"ids a fetch asks for ({DEFAULT_FETCH_IDS})"
     )
     parser.add_argument(
         "--budgets",
@@ -280,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.in_flight < 1:
         parser.error("--in-flight must be ≥ 1")
+    if not 1 <= args.fetch_ids <= 1000:
+        parser.error("--fetch-ids must be within 1..1000 (Pinecone fetches at most 1,000 ids)")
     if len(args.source) != len(args.target):
         parser.error(f"give one --target per --source ({len(args.source)} sources, {len(args.target)} targets)")
     try:
@@ -287,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # json.JSONDecodeError is one too
         parser.error(str(error))
     pairs = list(zip(args.source, args.target, strict=True))
-    result = asyncio.run(copy_indexes(pairs, os.environ["PINECONE_API_KEY"], budgets, args.in_flight))
+    key = os.environ["PINECONE_API_KEY"]
+    result = asyncio.run(copy_indexes(pairs, key, budgets, args.in_flight, args.fetch_ids))
     print(json.dumps(result.__dict__))
     return 0
 

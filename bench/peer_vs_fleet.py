@@ -37,6 +37,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.fleet_vs_loop import (
     DATA_SETS,
@@ -52,6 +53,7 @@ from bench.fleet_vs_loop import (
     stop_processes,
     warm_source,
 )
+from bench.floors import floor_of
 from bench.peer import Budgets
 from bench.user_clock import (
     STATEMENT_COUNTING,
@@ -69,6 +71,12 @@ from nsmigrate_sandbox.services import PostgresServer, RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
 CONTENDERS = ("loop", "peer", "fleet")
+#: The data sets of this bench: ``bench.fleet_vs_loop``'s two, and 2,000 small namespaces (three vectors each on
+#: average), where per-namespace costs decide the time.
+PEER_DATA_SETS: dict[str, dict[str, Any]] = {
+    **DATA_SETS,
+    "many": dict(n_vectors=6_000, dimension=1536, n_twin_namespaces=2_000, default_count=0),
+}
 
 
 @dataclass
@@ -140,15 +148,17 @@ def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
         raise RuntimeError(f"index {index} holds {held} vectors after its copy, not the source's {data.total}")
 
 
-def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Path) -> tuple[SeedData, Rounds]:
+def bench_set(
+    name: str, rounds: int, redis_url: str, database_url: str, tmp: Path, contenders: tuple[str, ...]
+) -> tuple[SeedData, Rounds]:
     """All rounds of data set ``name``, with its own data plane and standing fleet (logs in ``tmp/name``)."""
-    data = seed_dataset(**DATA_SETS[name])
+    data = seed_dataset(**PEER_DATA_SETS[name])
     workdir = tmp / name
     workdir.mkdir()
     shape = FleetShape()
     budgets = Budgets.nsmigrate_defaults()
     plane = DataPlane(
-        data.dimension, workdir, stored_mb=(data.total * data.dimension * 13) >> 20, indexes=("src", *CONTENDERS)
+        data.dimension, workdir, stored_mb=(data.total * data.dimension * 13) >> 20, indexes=("src", *contenders)
     )
     env = dict(
         os.environ,
@@ -171,7 +181,7 @@ def bench_set(name: str, rounds: int, redis_url: str, database_url: str, tmp: Pa
         wait_for_workers(redis_url, len(workers))  # the fleet stands before the user types `run`
         _wait_for_planner(redis_url)
         for n in range(rounds):
-            for contender in CONTENDERS if n % 2 == 0 else reversed(CONTENDERS):
+            for contender in contenders if n % 2 == 0 else reversed(contenders):
                 plane.admin(contender, "/_sandbox/reset", {})
                 cpu_before = _cpu_seconds(workers) + children_cpu()
                 if contender == "loop":
@@ -209,8 +219,10 @@ def ratios(numerators: list[float], denominators: list[float]) -> str:
 def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
     loop, peer, user = (rounds.seconds[c] for c in CONTENDERS)
     job = rounds.fleet_job_seconds
+    budgets = Budgets.nsmigrate_defaults()
+    floor = floor_of(data, budgets.read_rps, budgets.list_rps, budgets.write_rps)
     label = f"{name} ({data.total}×{data.dimension}, {len(data.namespaces)} ns)"
-    lines = [label]
+    lines = [label, f"  the floor its budgets set: {floor.describe()}"]
     for contender, seconds in (
         ("seeds' loop", loop),
         ("peer, start → last write", peer),
@@ -218,9 +230,13 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         ("fleet, run → last batch", user),
         ("fleet, job clock", job),
     ):
+        if not seconds:
+            continue
         median = statistics.median(seconds)
+        versus_loop = f"   ÷ loop {ratios(loop, seconds)}" if loop else ""
         lines.append(
-            f"  {contender:<26}{median:>8.2f} s{data.total / median:>9.0f} vec/s   ÷ loop {ratios(loop, seconds)}"
+            f"  {contender:<26}{median:>8.2f} s{data.total / median:>9.0f} vec/s   "
+            f"{median / floor.seconds:>5.2f}× the floor{versus_loop}"
         )
     lines += [
         f"  fleet ÷ peer, each with its start-up (peer s ÷ fleet s, > 1 = fleet faster): {ratios(peer, user)}",
@@ -244,20 +260,26 @@ def main(argv: list[str] | None = None) -> int:
         description="Time the seeds' loop, the single-process asyncio peer (bench.peer) and the nsmigrate fleet on "
         "the same data sets and data plane, alternated in rounds, and print their ratios from this one run.",
     )
-    parser.add_argument("--sets", default="seed,large", help="data sets, comma-separated: seed, large")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per data set, each timing all three (default 3)")
+    parser.add_argument(
+        "--sets",
+        default="seed,large",
+        help=f"data sets, comma-separated: {', '.join(PEER_DATA_SETS)} (default seed,large)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per data set, each timing every contender (3)")
+    parser.add_argument("--loop", action="store_true", help="time the seeds' sequential loop too")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be ≥ 1")
-    unknown = [name for name in args.sets.split(",") if name not in DATA_SETS]
+    unknown = [name for name in args.sets.split(",") if name not in PEER_DATA_SETS]
     if unknown:
-        parser.error(f"--sets: unknown data set {', '.join(unknown)}; choose from {', '.join(DATA_SETS)}")
+        parser.error(f"--sets: unknown data set {', '.join(unknown)}; choose from {', '.join(PEER_DATA_SETS)}")
+    contenders = CONTENDERS if args.loop else CONTENDERS[1:]
     load_before = os.getloadavg()
     lines = []
     tmp = tempfile.mkdtemp(prefix="peer-bench-")  # kept only if a run goes wrong: its worker logs
     with RedisServer() as redis, PostgresServer(preload=STATEMENT_COUNTING) as pg:
         for name in args.sets.split(","):
-            lines += report(name, *bench_set(name, args.rounds, redis.url, pg.url, Path(tmp)))
+            lines += report(name, *bench_set(name, args.rounds, redis.url, pg.url, Path(tmp), contenders))
     shutil.rmtree(tmp)
     loads = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(load_before, os.getloadavg(), strict=True))
     print(

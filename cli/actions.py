@@ -6,8 +6,6 @@ Cleanup, sync's scan and rollback run inline (the user sees each result); re-que
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -30,7 +28,6 @@ from nsmigrate.cli.options import (
 from nsmigrate.cli.render import job_reader, watch_job
 from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.actor import default_actor
-from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.steps.cleaning import cleanup_run
@@ -53,16 +50,6 @@ WaitOpt = Annotated[
 ]
 
 
-@contextmanager
-def stopped_job_fails() -> Iterator[None]:
-    """A job cancelled or rolled back (``jobs_and_runs.refuse_stopped``) fails the command as a failed check (exit 1):
-    the input was fine, the job is past what was asked."""
-    try:
-        yield
-    except JobStopped as e:
-        raise fail(str(e), 1) from e
-
-
 @app.command()
 def retry(
     job: JobArg,
@@ -78,9 +65,8 @@ def retry(
     (exit 1): start a new job with `nsmigrate run SPEC`."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     fleet = dispatcher(resolved)
-    with stopped_job_fails():
-        listers = launch.retry_failed_listers(database, fleet, job_id, ns)
-        batches = launch.retry_failed(database, fleet, job_id, ns)
+    listers = launch.retry_failed_listers(database, fleet, job_id, ns)
+    batches = launch.retry_failed(database, fleet, job_id, ns)
     n = sum(len(ids) for ids in batches.values())
     console.print(f"{n} failed batches and {len(listers)} failed listers re-queued for job {job_id}")
     for name in sorted(set(batches) | set(listers)):
@@ -105,8 +91,7 @@ def resume(
     resolved = settings(database_url, redis_url)
     database = db(resolved)
     job_id = find_job_id(database, job)
-    with stopped_job_fails():
-        counts = recovery.resume(database, dispatcher(resolved), job_id)
+    counts = recovery.resume(database, dispatcher(resolved), job_id)
     console.print(
         f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
         f"{counts['verifications']} verifications"
@@ -183,10 +168,7 @@ def cleanup(
     A job that was cancelled or rolled back is refused (exit 1), whatever its namespaces' verdicts: nothing is
     deleted for it, by this command, by `cleanup.mode: auto` or by a cleanup task queued before the cancel."""
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
-    with stopped_job_fails():
-        jobs_and_runs.refuse_stopped(
-            database, job_id, "cleanup"
-        )  # each namespace's cleanup asks again before it deletes
+    jobs_and_runs.refuse_stopped(database, job_id, "cleanup")  # each namespace's cleanup asks again before it deletes
     runs = jobs_and_runs.runs_of(database, job_id, ns)
     if not dry_run and not yes:
         if not sys.stdin.isatty():
@@ -276,8 +258,7 @@ def sync(
     if allow_vanished_source and not propagate_deletes:
         raise fail("--allow-vanished-source only applies with --propagate-deletes; nothing was changed")
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
-    with stopped_job_fails():
-        jobs_and_runs.refuse_stopped(database, job_id, "sync")  # each namespace's sync asks again as it starts
+    jobs_and_runs.refuse_stopped(database, job_id, "sync")  # each namespace's sync asks again as it starts
     runs = jobs_and_runs.runs_of(database, job_id, ns)
     if not runs:
         what = f"no namespace run {namespace!r}" if namespace is not None else "no namespace run to sync"

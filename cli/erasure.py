@@ -201,10 +201,7 @@ def _ledger_command(
     if lift:
         if creator_id is None or not (reason or "").strip():
             raise fail('lifting an erasure names whom and why: `nsmigrate erase --lift --creator ID --reason "…"`')
-        try:
-            lines = jobs_erasure_ledger.lift_erasure(database, creator_id, twin_id, reason or "")
-        except NsmigrateError as e:
-            raise fail(str(e)) from e
+        lines = jobs_erasure_ledger.lift_erasure(database, creator_id, twin_id, reason or "")
         for line in lines:
             console.print(
                 f"lifted erasure job {line['erasure_job']} of {_who(line)} (erased {line['erased_at']}): their data "

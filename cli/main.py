@@ -6,7 +6,7 @@ command runs or shows its own ``--help`` (click's "lazily loading subcommands" p
 
 Every command reads its connection settings once from the environment (``NSMIGRATE_DATABASE_URL``,
 ``NSMIGRATE_REDIS_URL``; see ``orchestrator.settings``) or from ``--database-url`` / ``--redis-url``.
-Errors are printed as one clear message with what to do, and exit with code 2 (bad input) or 1 (failed check).
+Errors are printed as one clear message with what to do, and exit with code 2 (bad input) or 1 (refused or failed).
 """
 
 from __future__ import annotations
@@ -182,8 +182,9 @@ def load_command(name: str) -> Any:
 
 class LazyGroup(TyperGroup):
     """The root group: lists commands from ``COMMANDS`` and imports a command's module only to run it (or show its
-    own help). Known errors (``NsmigrateError``) become one clear message and exit code 2 inside the app itself, so
-    that ``nsmigrate``, ``python -m nsmigrate`` and ``typer.testing.CliRunner`` all behave the same."""
+    own help). Known errors (``NsmigrateError``) become one clear message and their exit code (``exit_code``: 2 bad
+    input, 1 refused) inside the app itself, so that ``nsmigrate``, ``python -m nsmigrate`` and
+    ``typer.testing.CliRunner`` all behave the same."""
 
     _summaries_only = False
 
@@ -221,7 +222,7 @@ class LazyGroup(TyperGroup):
             return super().invoke(ctx)
         except NsmigrateError as e:
             print_error(str(e))
-            raise typer.Exit(getattr(e, "exit_code", 2)) from e
+            raise typer.Exit(e.exit_code) from e
 
 
 app = typer.Typer(
@@ -264,7 +265,7 @@ def main() -> None:
         app()
     except NsmigrateError as e:
         print_error(str(e))
-        sys.exit(getattr(e, "exit_code", 2))
+        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,12 @@ from nsmigrate.cli.options import (
     status_reader,
 )
 from nsmigrate.cli.render import job_reader, print_plan, watch_job
-from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.redaction import redact_url
 
-if TYPE_CHECKING:
-    pass
+if TYPE_CHECKING:  # the spec's models (pydantic, every store's spec): loaded only where a command plans
+    from nsmigrate.orchestrator.planning.prepared import Prepared
 
 JsonOpt = Annotated[
     bool,

@@ -13,6 +13,9 @@ from nsmigrate.orchestrator.redaction import redact_text
 class NsmigrateError(Exception):
     """Root of every error nsmigrate raises on purpose."""
 
+    #: A command's exit code when this error stops it (README: 2 bad input, 1 refused or failed, 3 a newer job table).
+    exit_code = 2
+
     def __init__(self, message: str, *, hint: str = "", **ids: object) -> None:
         # Whatever put a URL or a store's address in it, an error never shows a secret (``redaction``).
         self.message = redact_text(message)
@@ -64,7 +67,16 @@ class StoreError(PermanentError):
 
 
 class StateError(PermanentError):
-    """A state transition was asked for that the current state does not allow (e.g. cleanup before verification)."""
+    """A state transition was asked for that the current state does not allow (e.g. cleanup before verification).
+    The input was fine and the command refused it: exit code 1."""
+
+    exit_code = 1
+
+
+class WrongJobKind(StateError):
+    """A command was given a job of a kind it does not act on (a rollback of an erase job): bad input, exit code 2."""
+
+    exit_code = 2
 
 
 class JobStopped(StateError):

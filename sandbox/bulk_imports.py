@@ -33,6 +33,7 @@ S3-compatible server that stands in for S3, and the storage integrations of the 
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import threading
@@ -227,10 +228,10 @@ class BulkImports:
             body["pagination"] = {"next": page[size - 1]}
         return body
 
-    def describe(self, _payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
+    def describe(self, _payload: Any, _query: dict[str, builtins.list[str]], arg: str | None) -> dict[str, Any]:
         return self._find(arg).model()
 
-    def cancel(self, _payload: Any, _query: dict[str, list[str]], arg: str | None) -> dict[str, Any]:
+    def cancel(self, _payload: Any, _query: dict[str, builtins.list[str]], arg: str | None) -> dict[str, Any]:
         job = self._find(arg)
         with self._lock:
             if job.status not in TERMINAL:
@@ -311,7 +312,7 @@ class BulkImports:
             aws_secret_access_key=key["secret_access_key"],
         )
 
-    def _layout(self, job: _Import, storage: ObjectStorage | None) -> list[tuple[str, str, int]]:
+    def _layout(self, job: _Import, storage: ObjectStorage | None) -> builtins.list[tuple[str, str, int]]:
         """The files to import as (namespace, key, bytes), namespaces checked new; raises ``_Failed``."""
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -375,7 +376,7 @@ class BulkImports:
             records.append(got)
         self._put(job, namespace, records)
 
-    def _put(self, job: _Import, namespace: str, records: list[tuple[str, _Record]]) -> None:
+    def _put(self, job: _Import, namespace: str, records: builtins.list[tuple[str, _Record]]) -> None:
         with self._lock:
             if job.cancelled.is_set():
                 raise _Cancelled

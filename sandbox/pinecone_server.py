@@ -365,7 +365,7 @@ class _Reply:
 def _data_error(refusal: _Refusal) -> _Reply:
     if refusal.records_shape:
         return _control_error(refusal)  # the same {"error": {"code", "message"}, "status"} shape
-    details = []
+    details: list[dict[str, Any]] = []
     if refusal.reason is not None:
         details.append({"@type": ERROR_INFO_TYPE, "reason": refusal.reason, "domain": "pinecone.io"})
         if refusal.metadata:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from nsmigrate.orchestrator.errors import NotFound
+from nsmigrate.orchestrator.jobs import erasure_ledger
 from nsmigrate.orchestrator.jobs.database import Database, _move_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.jobs_and_runs import _refuse_stopped, job_spec
 from nsmigrate.orchestrator.jobs.lifecycle import ACTIVE_BATCH_STATES, LISTABLE_RUN_STATES
@@ -161,15 +162,17 @@ _target_names = sa.select(_targets.c.value.collate("C").label("name")).distinct(
 _TARGETS_WITH_BATCH = sa.select(
     sa.func.jsonb_agg(aggregate_order_by(_target_names.c.name, _target_names.c.name))
 ).scalar_subquery()
+#: A finished batch counted on its run's row, from the finishing call's parameters.
+_COUNTED: dict[str, Any] = {
+    "copied": _runs.c.copied + sa.bindparam("vectors"),
+    "target_namespaces": _TARGETS_WITH_BATCH,
+    "updated_at": sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
+}
 _FINISH_BATCH = (
     sa.update(_runs)
     .add_cte(_MARK_DONE)
     .where(_runs.c.id == _MARK_DONE.c.run_id)
-    .values(
-        copied=_runs.c.copied + sa.bindparam("vectors"),
-        target_namespaces=_TARGETS_WITH_BATCH,
-        updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
-    )
+    .values(**_COUNTED)
     .returning(_runs.c.id)
 )
 _moved_to_copied = _MARK_COPIED.values(updated_at=sa.bindparam("now")).returning(_runs.c.id).cte("moved_to_copied")
@@ -195,12 +198,7 @@ _FINISH_FAILED_BATCH = (
     sa.update(_runs)
     .add_cte(_MARK_FAILED_DONE)
     .where(_runs.c.id == _MARK_FAILED_DONE.c.run_id)
-    .values(
-        copied=_runs.c.copied + sa.bindparam("vectors"),
-        failed=sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer)),
-        target_namespaces=_TARGETS_WITH_BATCH,
-        updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
-    )
+    .values(**_COUNTED, failed=sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer)))
     .returning(_runs.c.id)
 )
 # A small run's one batch (``workers.steps.small_group``) is recorded and claimed by the task that copies it in one
@@ -410,6 +408,7 @@ def compile_task_statements(db: Database) -> None:
         (_WRITERS, {"job_id": -1, "targets": [""]}),
         (_RUN_COUNT, {"job_id": -1}),
         (_FINISH_VERIFY, {**verdict, "run_id": -1, "from_states": [RunState.VERIFYING.value], "now": now}),
+        (erasure_ledger._SUBJECTS, {}),
     ]
     with db.engine.connect() as conn:
         for statement, params in no_rows:

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nsmigrate.orchestrator.errors import NotFound, StateError
+from nsmigrate.orchestrator.errors import NotFound, WrongJobKind
 from nsmigrate.orchestrator.jobs import erasure_ledger
 from nsmigrate.orchestrator.jobs.database import Database, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
@@ -122,14 +122,14 @@ def retry_places(db: Database, job_id: int) -> list[int]:
 
     Raises:
         NotFound: no job ``job_id``.
-        StateError: the job is not an erasure (nothing is changed).
+        WrongJobKind: the job is not an erasure (nothing is changed).
     """
     with db.transaction() as s:
         job = s.get(Job, job_id, with_for_update=True)
         if job is None:
             raise NotFound(f"job {job_id} does not exist", hint="`nsmigrate jobs` lists the jobs", job_id=job_id)
         if job.kind != JobKind.ERASE:
-            raise StateError(
+            raise WrongJobKind(
                 f"job {job_id} is a {job.kind} job, not an erasure: `erase --resume` resends an erasure's places",
                 hint="give the id of an erase job (`nsmigrate jobs` shows each job's kind); `nsmigrate resume JOB` "
                 "resumes a copy job",

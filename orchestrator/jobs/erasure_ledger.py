@@ -46,14 +46,18 @@ def erasure_subjects(db: Database) -> list[tuple[int, Any]]:
     good, and holds back nothing."""
     from nsmigrate.orchestrator.tenancy.erasure import Subject
 
-    with db.transaction() as s:
-        rows = s.execute(
-            sa.select(ErasureEntry.job_id, ErasureEntry.subject)
-            .join(Job, Job.id == ErasureEntry.job_id)
-            .where(ErasureEntry.lifted_at.is_(None), Job.state != JobState.CANCELLED)
-            .order_by(ErasureEntry.job_id)
-        ).all()
+    # One statement, no transaction around it: every copy batch asks, right before it writes.
+    with db.single_statement() as conn:
+        rows = conn.execute(_SUBJECTS).all()
     return [(job_id, Subject.from_json(subject or {})) for job_id, subject in rows]
+
+
+_SUBJECTS = (
+    sa.select(ErasureEntry.job_id, ErasureEntry.subject)
+    .join(Job, Job.id == ErasureEntry.job_id)
+    .where(ErasureEntry.lifted_at.is_(None), Job.state != JobState.CANCELLED)
+    .order_by(ErasureEntry.job_id)
+)
 
 
 class HeldBack:
@@ -185,7 +189,13 @@ def lift_erasure(
                 hint="`nsmigrate erase --ledger` lists its lines (a twin's erasure is lifted with --twin)",
                 creator_id=creator_id,
             )
-        running = [e.job_id for e in entries if s.get(Job, e.job_id).state == JobState.RUNNING]
+        running = list(
+            s.scalars(
+                sa.select(Job.id)
+                .where(Job.id.in_({e.job_id for e in entries}), Job.state == JobState.RUNNING)
+                .order_by(Job.id)
+            )
+        )
         if running:
             raise StateError(
                 f"erasure job(s) {running} of {who} are still erasing: lifting now would let copies write back what "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -17,7 +18,14 @@ from nsmigrate.orchestrator.jobs.lifecycle import (
     LISTABLE_RUN_STATES,
     LISTER_MOVES_RUN_STATES,
 )
-from nsmigrate.orchestrator.jobs.tables import _MARK_COPIED, _batches, _event_per_run, _in_flight_of_run, _runs
+from nsmigrate.orchestrator.jobs.tables import (
+    _JOB_CREATED_OF_RUN,
+    _MARK_COPIED,
+    _batches,
+    _event_per_run,
+    _in_flight_of_run,
+    _runs,
+)
 from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 from nsmigrate.orchestrator.packed_ids import pack_ids
 
@@ -33,6 +41,9 @@ class Listing:
     in_flight: int
     #: The namespace's count at plan time: how a fresh listing is cut (``workers.steps.chain_listing.chains_for``).
     source_count: int = 0
+    #: When the run's job was made: with its id, the key of its spec (``jobs_and_runs.job_spec``), read here so the
+    #: lister needs no round trip of its own for it.
+    job_created_at: datetime | None = None
 
 
 # The lister's two transitions are single conditional UPDATE … RETURNING statements on the tables (Core), built once:
@@ -46,7 +57,14 @@ _START_LISTING = (
         _runs.c.state.in_(LISTABLE_RUN_STATES),
     )
     .values(state=sa.case((_runs.c.state == RunState.PENDING, sa.literal(RunState.LISTING.value)), else_=_runs.c.state))
-    .returning(_runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _in_flight_of_run, _runs.c.source_count)
+    .returning(
+        _runs.c.job_id,
+        _runs.c.source_namespace,
+        _runs.c.list_token,
+        _in_flight_of_run,
+        _runs.c.source_count,
+        _JOB_CREATED_OF_RUN,
+    )
 )
 _PAGE_UPDATE = (
     sa.update(_runs)
@@ -122,7 +140,7 @@ def start_listing(db: Database, run_id: int) -> Listing | None:
     the run is past listing or cancelled (or does not exist)."""
     with db.single_statement() as conn:
         row = conn.execute(_START_LISTING, {"run_id": run_id}).one_or_none()
-        return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0), int(row[4] or 0))
+        return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0), int(row[4] or 0), row[5])
 
 
 @dataclass(frozen=True)

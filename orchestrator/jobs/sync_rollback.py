@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from nsmigrate.orchestrator.errors import NotFound, StateError
+from nsmigrate.orchestrator.errors import NotFound, StateError, WrongJobKind
 from nsmigrate.orchestrator.jobs.database import Database, _get_run, _move_run, add_event
 from nsmigrate.orchestrator.jobs.jobs_and_runs import stopped_reason
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
@@ -134,6 +134,16 @@ def start_sync(db: Database, run_id: int, id_batches: Sequence[Sequence[str]], a
         return [b.id for b in new]
 
 
+def refuse_unless_migrate(forward: Job) -> None:
+    """Raise ``WrongJobKind`` unless ``forward`` is a migrate job: only a migration can be rolled back."""
+    if forward.kind != JobKind.MIGRATE:
+        raise WrongJobKind(
+            f"job {forward.id} is a {forward.kind} job; only a migrate job can be rolled back",
+            hint="give the id of the migration to undo",
+            job_id=forward.id,
+        )
+
+
 def open_rollback(db: Database, forward_job_id: int, actor: str) -> tuple[int, bool]:
     """The rollback job (kind ``rollback``, ``parent_job_id`` = the forward job) to work on, and whether an earlier
     rollback already completed. The newest rollback job is taken up again unless all its runs are ``cleaned`` (a
@@ -141,19 +151,14 @@ def open_rollback(db: Database, forward_job_id: int, actor: str) -> tuple[int, b
     (same ``source_namespace``: the original it restores; ``target_namespaces``: the namespaces it removes).
 
     Raises:
-        StateError: the job is not a migrate job, or one of its runs is still listing, copying, verifying or
-            cleaning (cancel it or wait first).
+        WrongJobKind: the job is not a migrate job.
+        StateError: one of its runs is still listing, copying, verifying or cleaning (cancel it or wait first).
     """
     with db.transaction() as s:
         forward = s.scalars(sa.select(Job).where(Job.id == forward_job_id).with_for_update()).one_or_none()
         if forward is None:
             raise NotFound(f"job {forward_job_id} does not exist", job_id=forward_job_id)
-        if forward.kind != JobKind.MIGRATE:
-            raise StateError(
-                f"job {forward.id} is a {forward.kind} job; only a migrate job can be rolled back",
-                hint="give the id of the migration to undo",
-                job_id=forward.id,
-            )
+        refuse_unless_migrate(forward)
         runs = list(
             s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == forward.id).order_by(NamespaceRun.id))
         )

@@ -10,7 +10,6 @@ anything else is a ``ValueError``.
 from __future__ import annotations
 
 import socket
-import ssl
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -91,6 +90,8 @@ class Connection:
         else:
             sock = socket.create_connection(self._address, timeout=self._connect_timeout_s)
             if self._scheme == "rediss":
+                import ssl  # only for rediss://: loading it costs a plain command ~10 ms
+
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self._address[0])
         sock.settimeout(self._timeout_s)
         self._sock, self._reader = sock, sock.makefile("rb")

@@ -30,10 +30,15 @@ CLASSIC_FIELDS = frozenset({"_values", "_sparse_values"})
 class Mapped(Protocol):
     """A spec's ``documents`` mapping (``orchestrator.spec.stores.DocumentMapping``), as read here."""
 
-    dense_field: str
-    sparse_field: str | None
-    text_fields: list[str]
-    rename: dict[str, str]
+    # Read-only: the spec's models are frozen, so a settable protocol member would not match them.
+    @property
+    def dense_field(self) -> str: ...
+    @property
+    def sparse_field(self) -> str | None: ...
+    @property
+    def text_fields(self) -> Sequence[str]: ...
+    @property
+    def rename(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True)

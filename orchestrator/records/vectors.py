@@ -11,31 +11,22 @@ import orjson
 DEFAULT_NAMESPACE = ""  # Pinecone reports it as "__default__"; nsmigrate always uses ""
 
 
-class JsonValues(Sequence[float]):
-    """Vector values kept as the JSON array a store sent (``b"[0.1,-0.2,…]"``), decoded only if someone reads them.
+class _DecodedOnRead(Sequence[float]):
+    """Vector values kept in the form a store sent them, decoded to floats (once) only if someone reads them; equal
+    to any sequence of the same floats."""
 
-    A copy between Pinecone indexes never looks at the values: it routes by id and enriches metadata. Keeping them as
-    the fetched bytes lets the upsert send them back verbatim, so a 1536-dimension vector costs no 1,536 Python
-    floats decoded and re-encoded per hop (most of a copy worker's CPU), and the request size is known exactly.
-    Everything else (verification, pgvector, backups) sees an ordinary sequence of floats.
-    """
+    __slots__ = ("_floats",)
 
-    __slots__ = ("_floats", "json")
-
-    def __init__(self, json: bytes) -> None:
-        self.json = json
+    def __init__(self) -> None:
         self._floats: list[float] | None = None
+
+    def _decode(self) -> list[float]:
+        raise NotImplementedError
 
     def floats(self) -> list[float]:
         if self._floats is None:
-            self._floats = orjson.loads(self.json)
+            self._floats = self._decode()
         return self._floats
-
-    def __len__(self) -> int:
-        # A flat array of numbers: one more value than commas, no decoding needed.
-        if self._floats is not None:
-            return len(self._floats)
-        return 0 if not self.json.strip(b" \t\r\n[]") else self.json.count(b",") + 1
 
     @overload
     def __getitem__(self, index: int) -> float: ...
@@ -48,8 +39,6 @@ class JsonValues(Sequence[float]):
         return iter(self.floats())
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, JsonValues):
-            return self.floats() == other.floats()
         return isinstance(other, Sequence) and self.floats() == list(other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable-equal like a list
@@ -60,10 +49,40 @@ class JsonValues(Sequence[float]):
         return np.asarray(self.floats(), dtype=dtype)
 
     def __repr__(self) -> str:
-        return f"JsonValues({len(self)} values)"
+        return f"{type(self).__name__}({len(self)} values)"
 
 
-class BinaryValues(Sequence[float]):
+class JsonValues(_DecodedOnRead):
+    """Vector values kept as the JSON array a store sent (``b"[0.1,-0.2,…]"``), decoded only if someone reads them.
+
+    A copy between Pinecone indexes never looks at the values: it routes by id and enriches metadata. Keeping them as
+    the fetched bytes lets the upsert send them back verbatim, so a 1536-dimension vector costs no 1,536 Python
+    floats decoded and re-encoded per hop (most of a copy worker's CPU), and the request size is known exactly.
+    Everything else (verification, pgvector, backups) sees an ordinary sequence of floats.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: bytes) -> None:
+        super().__init__()
+        self.json = json
+
+    def _decode(self) -> list[float]:
+        return orjson.loads(self.json)
+
+    def __len__(self) -> int:
+        # A flat array of numbers: one more value than commas, no decoding needed.
+        if self._floats is not None:
+            return len(self._floats)
+        return 0 if not self.json.strip(b" \t\r\n[]") else self.json.count(b",") + 1
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, JsonValues):
+            return self.floats() == other.floats()
+        return super().__eq__(other)
+
+
+class BinaryValues(_DecodedOnRead):
     """Vector values kept in pgvector's binary form (``uint16`` dimension, ``uint16`` unused, big-endian ``float32``
     values), as a pgvector table sent them, decoded only if someone reads them.
 
@@ -72,11 +91,11 @@ class BinaryValues(Sequence[float]):
     float32's shortest decimal), so a record fetched either way is equal, value for value.
     """
 
-    __slots__ = ("_floats", "binary")
+    __slots__ = ("binary",)
 
     def __init__(self, binary: bytes) -> None:
+        super().__init__()
         self.binary = binary
-        self._floats: list[float] | None = None
 
     def as_json(self) -> bytes:
         """The values as a JSON array, each float32 as its shortest decimal (orjson prints a float32 so, as pgvector's
@@ -86,40 +105,23 @@ class BinaryValues(Sequence[float]):
         values = np.frombuffer(self.binary, dtype=">f4", count=len(self), offset=4).astype(np.float32)
         return orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)
 
-    def floats(self) -> list[float]:
-        if self._floats is None:
-            self._floats = orjson.loads(self.as_json())
-        return self._floats
+    def _decode(self) -> list[float]:
+        return orjson.loads(self.as_json())
 
     def __len__(self) -> int:
         return int.from_bytes(self.binary[:2], "big")
 
-    @overload
-    def __getitem__(self, index: int) -> float: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[float]: ...
-    def __getitem__(self, index: int | slice) -> float | list[float]:
-        return self.floats()[index]
-
-    def __iter__(self) -> Iterator[float]:
-        return iter(self.floats())
-
     def __eq__(self, other: object) -> bool:
         if isinstance(other, BinaryValues):
             return self.binary == other.binary
-        return isinstance(other, Sequence) and self.floats() == list(other)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable-equal like a list
+        return super().__eq__(other)
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> Any:
         import numpy as np
 
         if dtype is not None and np.dtype(dtype) == np.float32:  # what comparisons ask for: the bytes are that
             return np.frombuffer(self.binary, dtype=">f4", count=len(self), offset=4).astype(np.float32)
-        return np.asarray(self.floats(), dtype=dtype)
-
-    def __repr__(self) -> str:
-        return f"BinaryValues({len(self)} values)"
+        return super().__array__(dtype)
 
 
 @dataclass(frozen=True)

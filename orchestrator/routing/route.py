@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.pgvector_layout import COLUMN_BY_NAME
@@ -27,7 +27,7 @@ from nsmigrate.orchestrator.records.namespaces import (
     PUBLIC,
     creator_namespace,
     display_namespace,
-    id_text,
+    id_texts,
     identifier_problem,
     parse_namespace,
     twin_namespace,
@@ -178,6 +178,34 @@ def route_context(
     )
 
 
+class RunRouting(Protocol):
+    """What a namespace run (or one of its batches) records of its routing."""
+
+    @property
+    def source_namespace(self) -> str: ...
+    @property
+    def target_namespace(self) -> str | None: ...
+    @property
+    def creator_id(self) -> str | None: ...
+    @property
+    def twin_id(self) -> str | None: ...
+    @property
+    def routing_table(self) -> Mapping[str, Any]: ...
+
+
+def run_route_context(spec: JobSpec, source_label: str, run: RunRouting) -> RouteContext:
+    """``route_context`` of a recorded namespace run, or of a batch of one."""
+    return route_context(
+        spec,
+        source_label,
+        run.source_namespace,
+        run.target_namespace,
+        run.creator_id,
+        run.twin_id,
+        run.routing_table,
+    )
+
+
 def _enrich(metadata: Mapping[str, Any], target_namespace: str, ctx: RouteContext) -> dict[str, Any]:
     """The metadata a record gets in ``target_namespace``: a new dict; the source's is never changed. In the
     application's pgvector tables (``target_folds_null_metadata``) a NULL ``metadata`` (``NULL_METADATA_KEY``) that
@@ -208,8 +236,14 @@ def expected_metadata(source_record: Record, target_namespace: str, ctx: RouteCo
     return _enrich(source_record.metadata, target_namespace, ctx)
 
 
-def _text(record: Record, field_name: str | None) -> str | None:
-    return id_text(record.metadata.get(field_name)) if field_name else None
+def _text(record: Record, field_name: str | None, ctx: RouteContext) -> str | None:
+    """The one id a metadata value names, read as an erasure reads it (``id_texts``): a list names each element, so
+    ``["t1"]`` routes as ``t1``, and a list naming several ids is refused (a record goes to one namespace)."""
+    named = id_texts(record.metadata.get(field_name)) if field_name else frozenset()
+    if len(named) > 1:
+        problem = f"{field_name} names {len(named)} ids {sorted(named)}: a record is copied to one namespace"
+        raise _bad_id(record, ctx, problem)
+    return next(iter(named), None)
 
 
 def _bad_id(record: Record, ctx: RouteContext, problem: str, **ids: Any) -> PlanError:
@@ -258,17 +292,17 @@ def route_of(record: Record, ctx: RouteContext) -> tuple[str | None, str]:
     """
     if ctx.target_namespace is not None:
         return ctx.target_namespace, "fixed"
-    twin = _text(record, ctx.twin_id_field)
+    twin = _text(record, ctx.twin_id_field, ctx)
     if twin is not None:
         return _twin_route(record, twin, ctx, ctx.twin_id_field)
-    creator = _text(record, ctx.creator_id_field)
+    creator = _text(record, ctx.creator_id_field, ctx)
     if creator is not None:
         creator = ctx.override_creator or creator
         problem = identifier_problem("creator_id", creator)
         if problem:
             raise _bad_id(record, ctx, problem, creator_id=creator)
         return creator_namespace(creator), "creator_id"
-    key = _text(record, ctx.source_key_field)
+    key = _text(record, ctx.source_key_field, ctx)
     if key is not None and key in ctx.sources:
         return _twin_route(record, ctx.sources[key], ctx, f"{ctx.source_key_field} {key!r} → twin_id")
     owner = ctx.owners.get(record.id)

@@ -10,14 +10,12 @@ See ``migrations/README.md`` for the format with examples, and ``migrations/*.ya
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
-    AfterValidator,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -36,23 +34,18 @@ from nsmigrate.orchestrator.spec.bulk_import import BulkImport, import_strategy_
 from nsmigrate.orchestrator.spec.convert import convert_refusals
 from nsmigrate.orchestrator.spec.cutover import Cutover, one_pinecone_index
 from nsmigrate.orchestrator.spec.stores import (
+    EnvName,
     PgvectorStoreSpec,
+    SqlName,
     StoreSpec,
     TextRecords,
-    _check_env_name,
-    _env_field,
     _Model,
-    _sql_identifier,
 )
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
 
 #: Chains listing one namespace at once, at most and by default (the spec's ``max_list_chains``; a lister's threads);
 #: the fleet's list budget (``rate.list_rps``) bounds how fast they go together.
 MAX_CHAINS = 16
-
-
-EnvName = Annotated[str, AfterValidator(_env_field)]
-SqlName = Annotated[str, AfterValidator(_sql_identifier)]
 
 
 class NamespaceSelection(_Model):
@@ -68,8 +61,8 @@ class CreatorMapping(_Model):
 
     source: Literal["file", "supabase", "inline"] = "file"
     path: str | None = Field(default=None, description="file: CSV (twin_id,creator_id) or YAML {twin_id: creator_id}.")
-    url_env: str = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
-    key_env: str = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    url_env: EnvName = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: EnvName = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
     twins_table: str = "twins"
     twins: dict[str, str] = Field(default_factory=dict, description="inline: {twin_id: creator_id}.")
 
@@ -80,11 +73,6 @@ class CreatorMapping(_Model):
         if self.source == "inline" and not self.twins:
             raise ValueError("source `inline` needs `twins: {twin_id: creator_id}`")
         return self
-
-    @field_validator("url_env", "key_env")
-    @classmethod
-    def _env(cls, value: str, info: ValidationInfo) -> str:
-        return _check_env_name(value, info.field_name or "url_env")
 
 
 class SourceTable(_Model):

@@ -55,6 +55,10 @@ def _sql_identifier(value: str) -> str:
     return value
 
 
+EnvName = Annotated[str, AfterValidator(_env_field)]
+SqlName = Annotated[str, AfterValidator(_sql_identifier)]
+
+
 class IdCatalogue(_Model):
     """Where the ids of a source that cannot list them are kept: rows of (namespace, id), e.g. the chunk table an
     application writes next to its vectors. ``file``: a CSV with a ``namespace,id`` header (the default namespace as
@@ -63,24 +67,12 @@ class IdCatalogue(_Model):
 
     source: Literal["file", "postgres", "supabase"] = "file"
     path: str | None = Field(default=None, description="file: CSV namespace,id; relative to the spec file.")
-    database_url_env: str = Field(default="NSMIGRATE_CATALOGUE_URL", description="postgres: env var with its URL.")
-    url_env: str = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
-    key_env: str = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
-    table: str = Field(default="vector_ids", description="postgres/supabase: the table of (namespace, id) rows.")
-    namespace_column: str = "namespace"
-    id_column: str = "id"
-
-    @field_validator("database_url_env", "url_env", "key_env")
-    @classmethod
-    def _env(cls, value: str, info: ValidationInfo) -> str:
-        return _check_env_name(value, info.field_name or "url_env")
-
-    @field_validator("table", "namespace_column", "id_column")
-    @classmethod
-    def _sql_name(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
-            raise ValueError(f"{value!r} must be a lower-case SQL identifier (a-z, 0-9, _)")
-        return value
+    database_url_env: EnvName = Field(default="NSMIGRATE_CATALOGUE_URL", description="postgres: env var with its URL.")
+    url_env: EnvName = Field(default="SUPABASE_URL", description="supabase: env var holding the project URL.")
+    key_env: EnvName = Field(default="SUPABASE_KEY", description="supabase: env var holding the service key.")
+    table: SqlName = Field(default="vector_ids", description="postgres/supabase: the table of (namespace, id) rows.")
+    namespace_column: SqlName = "namespace"
+    id_column: SqlName = "id"
 
     @model_validator(mode="after")
     def _complete(self) -> IdCatalogue:
@@ -188,7 +180,7 @@ class DocumentMapping(_Model):
 
     @model_validator(mode="after")
     def _distinct(self) -> DocumentMapping:
-        vectors = {self.dense_field, self.sparse_field} - {None}
+        vectors = {f for f in (self.dense_field, self.sparse_field) if f is not None}
         if self.sparse_field == self.dense_field:
             raise ValueError("dense_field and sparse_field must be two different fields")
         clash = sorted(vectors & set(self.text_fields))
@@ -210,7 +202,7 @@ class PineconeStoreSpec(_Model):
         default=None, description="Data-plane host with scheme, e.g. https://idx-abc.svc.….pinecone.io"
     )
     control_host: str | None = Field(default=None, description="Control-plane URL override (local sandbox only).")
-    api_key_env: str = Field(default="PINECONE_API_KEY", description="Name of the env var holding the API key.")
+    api_key_env: EnvName = Field(default="PINECONE_API_KEY", description="Name of the env var holding the API key.")
     max_namespaces: int | None = Field(
         default=None,
         gt=0,
@@ -244,11 +236,6 @@ class PineconeStoreSpec(_Model):
             raise ValueError(f"the address {refusal}")
         return value
 
-    @field_validator("api_key_env")
-    @classmethod
-    def _key_env(cls, value: str) -> str:
-        return _check_env_name(value, "api_key_env")
-
     @model_validator(mode="after")
     def _one_address(self) -> PineconeStoreSpec:
         if (self.index is None) == (self.host is None):
@@ -279,7 +266,9 @@ class PgvectorStoreSpec(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     kind: Literal["pgvector"] = "pgvector"
-    database_url_env: str = Field(default="NSMIGRATE_PGVECTOR_URL", description="Env var holding the SQLAlchemy URL.")
+    database_url_env: EnvName = Field(
+        default="NSMIGRATE_PGVECTOR_URL", description="Env var holding the SQLAlchemy URL."
+    )
     layout: Literal["single_table", "table_per_namespace"] = "table_per_namespace"
     table: str = Field(
         default="embeddings", description="single_table: the table; table_per_namespace: the name prefix."
@@ -306,11 +295,6 @@ class PgvectorStoreSpec(_Model):
         le=32768,
         description="documented, vector_index ivfflat: its lists (the application's layout says 100).",
     )
-
-    @field_validator("database_url_env")
-    @classmethod
-    def _url_env(cls, value: str) -> str:
-        return _check_env_name(value, "database_url_env")
 
     @field_validator("table", "namespace_column")
     @classmethod

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
@@ -113,6 +115,21 @@ def test_rollback_refuses_while_an_alias_serves_a_copy(ctx: WorkerContext, verif
     assert aliases_of(verified.target).delete("live")
     assert rollback_job(ctx, verified.job_id, actor="tester")["action"] == "rolled_back"
     assert verified.target.namespaces() == {} and verified.source.namespaces() == {"alpha": 5}
+
+
+def test_the_rollback_command_exits_1_when_an_alias_serves_a_copy(
+    verified: Job, job_table_url: str, redis_url: str
+) -> None:
+    aliases_of(verified.target).create("live", "alpha")
+    urls = ["--database-url", job_table_url, "--redis-url", redis_url]
+
+    refused = CliRunner().invoke(app, ["rollback", str(verified.job_id), "--yes", *urls])
+
+    # A refusal, not bad input (README's exit codes): the job and the command line were fine.
+    assert refused.exit_code == 1, (refused.exit_code, refused.output)
+    assert refused.stderr.startswith("error: ") and "'live'" in refused.stderr and "Traceback" not in refused.output
+    assert verified.target.namespaces() == {"alpha": 5}
+    assert verified.state() == "verified"
 
 
 def test_an_alias_made_while_the_rollback_checks_still_stops_its_deletes(

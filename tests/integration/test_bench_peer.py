@@ -70,8 +70,10 @@ def test_peer_copies_several_indexes_at_once(sandbox: PineconeSandbox, pinecone_
     assert_copied_equal(sandbox, pinecone_api_key, other, "src2", "dst2")
 
 
-def test_peer_retries_what_the_sdk_gave_up_on(sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData) -> None:
-    # Half of all requests refused: the SDK's own retries (and its per-host retry budget) run out on some of them.
+def test_peer_retries_throttled_and_failed_requests(
+    sandbox: PineconeSandbox, pinecone_api_key: str, data: SeedData
+) -> None:
+    # Half of all requests refused, some of them several times in a row.
     for index in ("src", "dst"):
         sandbox.set_faults(index, Faults(error_rate_429=0.3, error_rate_5xx=0.2, retry_after_s=0.01, seed=7))
 
@@ -102,8 +104,8 @@ def test_peer_stays_within_its_budgets(sandbox: PineconeSandbox, pinecone_api_ke
 
 
 def test_peer_has_as_many_requests_in_flight_as_its_bound(sandbox: PineconeSandbox, pinecone_api_key: str) -> None:
-    # Forty namespaces listed at once, each list answered after a second: the SDK's default pool (20 connections an
-    # index) would hold the rest back, whatever the peer's bound on requests in flight.
+    # Forty namespaces listed at once, each list answered after a second: a pool smaller than the bound (httpx's
+    # default is 20 connections a host) would hold the rest back, whatever the peer's bound on requests in flight.
     data = seed_dataset(dimension=8, n_vectors=200, n_twin_namespaces=40, default_count=0)
     data.load_into(sandbox, "src")
     sandbox.set_faults("src", Faults(latency_ms=1000))

@@ -319,7 +319,9 @@ def test_a_held_back_copy_is_in_the_erasures_events_and_lifting_it_is_recorded(
     assert jobs_erasure_ledger.erasure_subjects(ctx.db) == []  # `sync` copies them now (test_erasure_write_paths)
 
 
-def test_lifting_an_erasure_is_exact_needs_a_reason_and_waits_for_the_erasure(ctx: WorkerContext) -> None:
+def test_lifting_an_erasure_is_exact_needs_a_reason_and_waits_for_the_erasure(
+    ctx: WorkerContext, job_table_url: str, redis_url: str
+) -> None:
     twin_job = erased(ctx, Subject("a.1", "t1"))
     place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
     running = jobs_erasure.create_erasure(ctx.db, "erase-b.2", Subject("b.2").to_json(), [place])
@@ -335,6 +337,16 @@ def test_lifting_an_erasure_is_exact_needs_a_reason_and_waits_for_the_erasure(ct
     with pytest.raises(StateError, match="still erasing"):
         jobs_erasure_ledger.lift_erasure(ctx.db, "b.2", None, "too early")
     assert [j for j, _ in jobs_erasure_ledger.erasure_subjects(ctx.db)] == [twin_job, running]  # nothing was lifted
+
+    db_url = ["--database-url", job_table_url]
+    # The command's exit codes (README): refused by the erasure's state → 1; a lift that names no erasure → 2.
+    refused = CliRunner().invoke(app, ["erase", "--lift", "--creator", "b.2", "--reason", "too early", *db_url])
+    assert refused.exit_code == 1 and "still erasing" in refused.output, refused.output
+    unknown = CliRunner().invoke(app, ["erase", "--lift", "--creator", "a.10", "--reason", "none", *db_url])
+    assert unknown.exit_code == 2 and "no erasure of creator 'a.10'" in unknown.output, unknown.output
+    not_migrate = CliRunner().invoke(app, ["rollback", str(running), "--dry-run", *db_url, "--redis-url", redis_url])
+    assert not_migrate.exit_code == 2 and "only a migrate job can be rolled back" in not_migrate.output
+    assert [j for j, _ in jobs_erasure_ledger.erasure_subjects(ctx.db)] == [twin_job, running]
 
     jobs_erasure_ledger.lift_erasure(ctx.db, "a.1", "t1", "restored")
     assert [j for j, _ in jobs_erasure_ledger.erasure_subjects(ctx.db)] == [running]

@@ -6,28 +6,39 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bench.peer import Budgets, _upsert_chunks, main
-from nsmigrate.orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
+from bench import peer
+from bench.peer import Budgets, main, upsert_bodies
+from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
 
 
-def test_upsert_requests_stay_under_the_limits_when_the_first_record_is_short() -> None:
-    # The first record's values are short as JSON (the estimate's sample), the others as long as a float gets.
-    short = {"id": "a", "values": [0.5] * 3072}
+def test_upsert_bodies_stay_under_the_limits_and_keep_every_record_in_order() -> None:
+    # Records of very different sizes: long values and metadata, then short ones.
     long = [{"id": f"v{i}", "values": [-0.12345678901234567] * 3072, "metadata": {"k": "x" * 500}} for i in range(99)]
+    short = [{"id": f"s{i}", "values": [0.5] * 8} for i in range(50)]
+    records = [orjson.dumps(r) for r in [*long, *short]]
 
-    chunks = _upsert_chunks([short, *long])
+    bodies = upsert_bodies(records, "n" * 512)
 
-    assert [r["id"] for chunk, _ in chunks for r in chunk] == ["a", *(r["id"] for r in long)]
-    for chunk, _ in chunks:
-        body = orjson.dumps({"vectors": chunk, "namespace": "n" * 512})
-        assert len(chunk) <= UPSERT_MAX_VECTORS and len(body) <= UPSERT_MAX_BYTES
+    sent = [orjson.loads(body) for body in bodies]
+    assert [v["id"] for body in sent for v in body["vectors"]] == [r["id"] for r in [*long, *short]]
+    assert {body["namespace"] for body in sent} == {"n" * 512}
+    for body, raw in zip(sent, bodies, strict=True):
+        assert len(body["vectors"]) <= UPSERT_MAX_VECTORS and len(raw) <= UPSERT_MAX_BYTES
 
 
 def test_many_small_records_are_cut_at_the_vector_limit() -> None:
-    chunks = _upsert_chunks([{"id": str(i), "values": [0.25]} for i in range(2500)])
+    bodies = upsert_bodies([orjson.dumps({"id": str(i), "values": [0.25]}) for i in range(2500)], "")
 
-    assert [len(chunk) for chunk, _ in chunks] == [1000, 1000, 500]
+    assert [len(orjson.loads(body)["vectors"]) for body in bodies] == [1000, 1000, 500]
+
+
+def test_its_limits_are_pinecones_as_nsmigrate_declares_them() -> None:
+    assert (peer.UPSERT_MAX_BYTES, peer.UPSERT_MAX_VECTORS, peer.LIST_PAGE_IDS) == (
+        UPSERT_MAX_BYTES,
+        UPSERT_MAX_VECTORS,
+        LIST_MAX_PAGE_IDS,
+    )
 
 
 def test_default_budgets_are_the_spec_defaults() -> None:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.pgvector_rows import NULL_METADATA_KEY
+from nsmigrate.orchestrator.records.namespaces import twin_namespace
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.routing.route import (
     RouteContext,
@@ -22,6 +23,7 @@ from nsmigrate.orchestrator.routing.route import (
     targets_by_id,
 )
 from nsmigrate.orchestrator.spec.jobspec import Enrichment, parse_spec
+from nsmigrate.orchestrator.tenancy.erasure import Subject
 
 TWINS = {"t1": "a.1", "t2": "a.10"}
 
@@ -258,3 +260,23 @@ def test_route_context_from_spec() -> None:
         unknown_twin="public",
     )
     assert route_context(spec, "src", "x", "creator_c.1_twin_x", "c.1", "x").creator_id == "c.1"
+
+
+@pytest.mark.parametrize(
+    ("value", "twin"),
+    [("t1", "t1"), (["t1"], "t1"), ([], None), (None, None), (7.0, "7"), (7, "7"), (["t1", 7.0], "several")],
+)
+def test_routing_and_erasure_read_a_twin_id_value_alike(value: Any, twin: str | None) -> None:
+    twins = {**TWINS, "7": "a.1"}
+    record = rec("r", twin_id=value)
+    if twin == "several":
+        with pytest.raises(PlanError, match=r"twin_id names 2 ids \['7', 't1'\]"):
+            target_of(record, ctx(twins=twins))
+        assert Subject("a.1", "7", twins=frozenset({"7"})).owns_record(record.metadata)  # either id is theirs
+        return
+    routed = target_of(record, ctx(twins=twins))
+    erased = {t for t in twins if Subject(twins[t], t, twins=frozenset({t})).owns_record(record.metadata)}
+    if twin is None:
+        assert routed == ctx().review_namespace and erased == set()  # names no twin: neither reads one
+    else:
+        assert routed == twin_namespace(twins[twin], twin) and erased == {twin}

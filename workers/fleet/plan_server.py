@@ -220,7 +220,7 @@ class PlanServer:
             missing = e.ids.get("env_var")
             if missing is not None:
                 return _local(f"this worker's environment has no {missing}")
-            return {"outcome": "error", "message": str(e), "exit_code": 2}
+            return {"outcome": "error", "message": str(e), "exit_code": e.exit_code}
         except Exception as e:  # a bug or an outage: say where to look, keep serving
             if self._tables_gone():
                 raise _TablesGone from e

@@ -63,7 +63,7 @@ from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
-from nsmigrate.orchestrator.routing.route import route_context
+from nsmigrate.orchestrator.routing.route import run_route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from nsmigrate.orchestrator.tenancy.erasure import held_back_ids
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
@@ -278,9 +278,7 @@ def _proof(
     stop: Callable[[], bool] | None = None,
 ) -> Proof:
     """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now (into ``total``)."""
-    route = route_context(
-        spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
-    )
+    route = run_route_context(spec, source.name, run)
     target = ctx.guarded(spec.target, spec.rate)
     erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)  # their records were never copied: kept, not refused
     return delete_proven(

@@ -29,7 +29,7 @@ from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records
+from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records, run_route_context
 from nsmigrate.orchestrator.routing.text import missing_text_reason
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers import metrics
@@ -54,15 +54,7 @@ def _copy_through_worker(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tu
     spec = work.spec
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     records = source.fetch(work.source_namespace, work.ids)
-    ctx_route = route_context(
-        spec,
-        source.name,
-        work.source_namespace,
-        work.target_namespace,
-        work.creator_id,
-        work.twin_id,
-        work.routing_table,
-    )
+    ctx_route = run_route_context(spec, source.name, work)
     by_target, unwritable = for_target(spec, route_records(records, ctx_route))
     names = sorted(by_target)
     kept = _hold_back(ctx, work, [(ctx_route.pair_of(ns), by_target[ns]) for ns in names])

@@ -145,7 +145,7 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> 
         run = jobs_pages.start_listing(ctx.db, run_id)
         if run is None:
             return None
-        spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
+        spec = jobs_and_runs.job_spec(ctx.db, run.job_id, run.job_created_at)
         # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
         ids, token = _list_batch(ctx.guarded(spec.source, spec.rate), run.source_namespace, run.list_token, spec)
         try:
@@ -192,7 +192,7 @@ def _list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, a
         if run is None:
             return
         in_flight = run.in_flight
-        spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
+        spec = jobs_and_runs.job_spec(ctx.db, run.job_id, run.job_created_at)
         source = ctx.guarded(spec.source, spec.rate)
         # A large namespace is listed as several prefix chains (workers.steps.chain_listing); its state is the token.
         chains = ChainState.decode(run.list_token)

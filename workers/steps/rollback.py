@@ -44,7 +44,7 @@ from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
-from nsmigrate.orchestrator.routing.route import RouteContext, route_context
+from nsmigrate.orchestrator.routing.route import RouteContext, run_route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
 from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
@@ -119,15 +119,7 @@ class _Rollback:
         return run.id in self.reinstated
 
     def _route(self, run: NamespaceRun) -> RouteContext:
-        return route_context(
-            self.spec,
-            self.source.name,
-            run.source_namespace,
-            run.target_namespace,
-            run.creator_id,
-            run.twin_id,
-            run.routing_table,
-        )
+        return run_route_context(self.spec, self.source.name, run)
 
     # -- steps -------------------------------------------------------------------------------------------------------
 
@@ -270,10 +262,14 @@ def rollback_job(
         "namespaces": {target namespace: {"method", "deleted", "kept", …}}}``.
 
     Raises:
-        StateError: the job is not a migrate job, is still running, wrote text, or compares values within a
-            tolerance too loose to prove a copy equal (nothing is done).
+        NotFound: no job ``forward_job_id``.
+        WrongJobKind: the job is not a migrate job.
+        StateError: the job is still running, wrote text, compares values within a tolerance too loose to prove a
+            copy equal, or namespace aliases serve its copies (nothing is done; exit code 1).
     """
     actor = actor or ctx.worker_name
+    # Before its spec is read: another kind of job (an erasure) has no migrate spec to read.
+    jobs_sync_rollback.refuse_unless_migrate(jobs_and_runs.find_job(ctx.db, forward_job_id))
     rb = _Rollback(ctx, forward_job_id, actor)
     if rb.spec.text_from is not None:
         # Its targets hold text records or new embeddings, not the originals: nothing to rebuild them from or to

@@ -45,7 +45,7 @@ from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.orchestrator.routing.route import route_context
+from nsmigrate.orchestrator.routing.route import run_route_context
 from nsmigrate.orchestrator.routing.text import split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.verification.comparisons import fields_comparer
@@ -179,9 +179,7 @@ def sync_runs(ctx: WorkerContext, run_ids: Sequence[int], *, threads: int, **opt
 
 def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, target: Store) -> tuple[Delta, int]:
     """What the sync must copy and what it may delete, and how many ids the source lists now."""
-    route = route_context(
-        spec, source.name, run.source_namespace, run.target_namespace, run.creator_id, run.twin_id, run.routing_table
-    )
+    route = run_route_context(spec, source.name, run)
     tolerance = spec.verify.tolerance
     compare = fields_comparer(spec)  # a text job: judged by text and fields, not by values
     ids = list_all_ids(source, run.source_namespace)

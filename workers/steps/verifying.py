@@ -50,9 +50,9 @@ from nsmigrate.orchestrator.routing.route import (
     RouteContext,
     dropped_ids,
     expected_metadata,
-    route_context,
     route_counts,
     route_records,
+    run_route_context,
 )
 from nsmigrate.orchestrator.routing.text import missing_text_reason, record_text, split_by_text
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
@@ -207,15 +207,7 @@ class _Verifier:
         self.checks = spec.verify
         self.source = ctx.guarded(spec.source, spec.rate)
         self.target = ctx.guarded(spec.target, spec.rate)
-        self.route: RouteContext = route_context(
-            spec,
-            self.source.name,
-            run.source_namespace,
-            run.target_namespace,
-            run.creator_id,
-            run.twin_id,
-            run.routing_table,
-        )
+        self.route: RouteContext = run_route_context(spec, self.source.name, run)
         self.expected_by_ns: dict[str, set[str]] = {}
         self.found_by_ns: dict[str, set[str]] = {}  # ids fetch found in each target namespace
         self.listed: dict[str, set[str]] = {}  # a target namespace as listed while its reads were awaited

@@ -16,6 +16,7 @@ same request succeeds once it is.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import re
 from collections.abc import Callable, Iterator
@@ -117,7 +118,7 @@ class NamespaceAliases:
                     return found
                 params = {"limit": ALIAS_LIST_MAX_PAGE, "paginationToken": token}
 
-    def targeting(self, namespace: str) -> list[str]:
+    def targeting(self, namespace: str) -> builtins.list[str]:
         """The names of the aliases that resolve to ``namespace``, sorted."""
         return sorted(a.name for a in self.list(target_namespace=namespace))
 
