@@ -80,14 +80,14 @@ def _searches(demo: DemoStack, routes: list[AliasRoute]) -> dict[str, tuple[str,
     index = demo.index(INDEX)
     probe = [1.0] * (index.describe_index_stats().dimension or 1)
     answers = {r.name: index.query(vector=probe, top_k=TOP_K, namespace=r.name) for r in routes}
-    return {name: (answer.namespace, [m.id for m in answer.matches]) for name, answer in answers.items()}
+    return {name: (str(answer.namespace), [m.id for m in answer.matches]) for name, answer in answers.items()}
 
 
 def _breach(demo: DemoStack, book: Runbook, job: str, routes: list[AliasRoute]) -> None:
     """The new namespaces serve every read slowly; the watch must move the aliases back, read back through them."""
     if not book.ok:
         return
-    slow = sorted(r.new for r in routes)
+    slow = tuple(sorted(r.new for r in routes))
     console.print(f"\n[bold]a breach on the target[/]: the new namespaces answer {BREACH_LATENCY_MS} ms late")
     demo.stack.pinecone.set_faults(INDEX, Faults(latency_ms=BREACH_LATENCY_MS, latency_namespaces=slow))
     try:
