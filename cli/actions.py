@@ -25,7 +25,7 @@ from nsmigrate.cli.options import (
     job_context,
     settings,
 )
-from nsmigrate.cli.render import job_reader, watch_job
+from nsmigrate.cli.render import job_reader, watch_job, watch_until_settled
 from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -75,7 +75,7 @@ def retry(
         what += ["its lister"] if name in listers else []
         console.print(f"  {escape(name)}: {' and '.join(what)}")
     if wait:
-        raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
+        raise typer.Exit(watch_until_settled(database, job_id))
 
 
 @app.command()
@@ -97,7 +97,7 @@ def resume(
         f"{counts['verifications']} verifications"
     )
     if wait:
-        raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
+        raise typer.Exit(watch_until_settled(database, job_id))
 
 
 @app.command()
@@ -304,7 +304,7 @@ def sync(
     if dry_run:
         console.print("dry run: nothing was copied or deleted")
     if wait and not dry_run and refused < len(runs):
-        code = watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id))
+        code = watch_until_settled(database, job_id)
         raise typer.Exit(code or (1 if refused else 0))
     raise typer.Exit(1 if refused else 0)
 

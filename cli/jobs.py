@@ -158,9 +158,8 @@ def events(
 @app.command("watch")
 def watch(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Live progress of a running job (like `run --wait`)."""
-    from nsmigrate.cli import waits
-    from nsmigrate.cli.render import job_reader, watch_job
+    from nsmigrate.cli.render import watch_until_settled
 
     database = db(settings(database_url, None))
     job_id = find_job_id(database, job)
-    raise typer.Exit(watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id)))
+    raise typer.Exit(watch_until_settled(database, job_id))

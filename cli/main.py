@@ -22,8 +22,11 @@ from typing import Annotated, Any, NamedTuple
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from nsmigrate.cli import plain_params
 from nsmigrate.cli.console import print_error
 from nsmigrate.orchestrator.errors import NsmigrateError
+
+plain_params.install()  # strings, paths and flags read without loading pydantic
 
 
 class Entry(NamedTuple):

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nsmigrate.cli.console import EXIT_INTERRUPTED, console, err_console, print_interrupted
-from nsmigrate.cli.waits import Pace
+from nsmigrate.cli.waits import Pace, settled
 from nsmigrate.orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
 from nsmigrate.orchestrator.progress import JobProgress
 from nsmigrate.orchestrator.records.namespaces import display_namespace
@@ -96,6 +96,11 @@ def watch_job(
             f"it again, `nsmigrate cancel {job_id}` stops it"
         )
         return EXIT_INTERRUPTED
+
+
+def watch_until_settled(db: jobs_database.Database, job_id: int) -> int:
+    """``watch_job`` on job ``job_id`` until it settles (``waits.settled``): what `watch` and a --wait show."""
+    return watch_job(job_reader(db, job_id), job_id, settled(db, job_id))
 
 
 def _watch(read: ProgressReader, job_id: int, until: Wait, poll_s: float, timeout_s: float | None) -> int:

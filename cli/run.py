@@ -32,7 +32,7 @@ from nsmigrate.cli.options import (
     settings,
     status_reader,
 )
-from nsmigrate.cli.render import job_reader, print_plan, watch_job
+from nsmigrate.cli.render import print_plan, watch_job, watch_until_settled
 from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.redaction import redact_url
@@ -328,7 +328,7 @@ def _run_here(resolved: Any, spec: Path, *, new: bool, resume: bool) -> Launched
         document.update(outcome="started", plan=plan_document, refused=dict(started.refused), requeued=None)
 
     def watch() -> int:
-        return watch_job(job_reader(database, job_id), job_id, waits.settled(database, job_id))
+        return watch_until_settled(database, job_id)
 
     return Launched(job_id, resolved.database_url, document, watch)
 

@@ -281,6 +281,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _added(count: int, kept: list[str], ids: Iterable[str]) -> tuple[int, list[str]]:
+    """A count and its list of ids with ``ids`` added: the count exact, the list sorted and at most ``ID_CAP``."""
+    new = list(ids)
+    return count + len(new), sorted(set(kept) | set(new))[:ID_CAP]
+
+
 @dataclass
 class Report:
     """Everything verification found about one namespace run, and the verdict.
@@ -355,27 +361,19 @@ class Report:
 
     def add_missing(self, ids: Iterable[str]) -> None:
         """Record source ids absent from their target namespace (the list stays capped and sorted)."""
-        new = list(ids)
-        self.missing_count += len(new)
-        self.missing_ids = sorted(set(self.missing_ids) | set(new))[:ID_CAP]
+        self.missing_count, self.missing_ids = _added(self.missing_count, self.missing_ids, ids)
 
     def add_unwritable(self, ids: Iterable[str]) -> None:
         """Record source ids that cannot be written for having no text (the list stays capped and sorted)."""
-        new = list(ids)
-        self.unwritable_count += len(new)
-        self.unwritable_ids = sorted(set(self.unwritable_ids) | set(new))[:ID_CAP]
+        self.unwritable_count, self.unwritable_ids = _added(self.unwritable_count, self.unwritable_ids, ids)
 
     def add_held_back(self, ids: Iterable[str]) -> None:
         """Record source ids the erasure ledger holds back (the list stays capped and sorted; the count is exact)."""
-        new = list(ids)
-        self.held_back_count += len(new)
-        self.held_back_ids = sorted(set(self.held_back_ids) | set(new))[:ID_CAP]
+        self.held_back_count, self.held_back_ids = _added(self.held_back_count, self.held_back_ids, ids)
 
     def add_dropped(self, ids: Iterable[str]) -> None:
         """Record source ids dropped by routing (the list stays capped and sorted; the count is exact)."""
-        new = list(ids)
-        self.dropped_count += len(new)
-        self.dropped_ids = sorted(set(self.dropped_ids) | set(new))[:ID_CAP]
+        self.dropped_count, self.dropped_ids = _added(self.dropped_count, self.dropped_ids, ids)
 
     @property
     def expected_target_count(self) -> int:

@@ -89,3 +89,12 @@ def test_build_info_is_one_series_labelled_with_the_versions() -> None:
         "kombu_version": version("kombu"),
     }.items():
         assert f'{label}="{value}"' in line
+
+
+def test_the_pinned_typer_has_the_parameter_internals_plain_params_replaces() -> None:
+    # cli.plain_params replaces typer's reading of plain values (strings, paths, flags); a typer without
+    # ``_TyperParameter.get_runtime_param``, ``typer._coercion`` or ``coerce_cli_path`` keeps its own.
+    from nsmigrate.cli import plain_params
+
+    assert plain_params.install()
+    assert plain_params.TYPERS_OWN is not None
