@@ -23,6 +23,7 @@ from nsmigrate.cli.options import DatabaseOpt, JobArg, RedisOpt, check_redis_cre
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.cutover import filters, published
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
+from nsmigrate.orchestrator.cutover.breach import side_line
 from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS, rollout_problem
 from nsmigrate.orchestrator.errors import NsmigrateError, SpecError, StateError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -263,11 +264,7 @@ def watch(
 
 def _print_window(job_id: int, figures: dict[str, Any]) -> None:
     for side in ("new", "old"):
-        f = figures[side]
-        console.print(
-            f"job {job_id} {side}: {f['reads']} reads, P50 {f['p50_ms']} ms, P95 {f['p95_ms']} ms, P99 {f['p99_ms']} "
-            f"ms, {f['errors']} errors, {f['empty']} empty"
-        )
+        console.print(f"job {job_id} {side_line(side, figures[side])}", markup=False, soft_wrap=True)
 
 
 def _point(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome:

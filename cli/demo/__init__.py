@@ -72,10 +72,12 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "cutover": Scenario(
         "cutover",
-        "cut-over: the seed vectors copied to a new index while an application dual-writes (upserts, updates, "
-        "deletes); then sync, a load check (40 QPS for 3 s), reads moved 5 → 25 → 50 → 100 % and followed by the "
-        "application, cleanup refused until allowed; exits 0 only when the new index holds every write (an "
-        "independent check).",
+        "cut-over, twice: inside one index by namespace alias (the seeds' 30 twin namespaces refactored into "
+        "creator_{creator}_twin_{twin}, read through live.<twin>) and across indexes by DualWriteIndex (an application "
+        "dual-writing during the copy, then reading); each with a refused early step, a load check, short watched "
+        "soaks, a breach injected on the target that the watch rolls back by itself, and a clean rollout to 100 %; "
+        "exits 0 only when every step held, a search through each alias answered the same top-10 before and after "
+        "its repoint, and the new index holds every write (an independent check).",
     ),
 }
 DEFAULT_SCENARIO = next(iter(SCENARIOS))

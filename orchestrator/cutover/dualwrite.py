@@ -57,7 +57,7 @@ COMPARE_SHARE = 0.1
 COMPARE_THREADS = 4
 COMPARE_IN_FLIGHT = 16
 #: Reports sent per ``cutover.breach_window_s``, and the shortest time between two.
-REPORTS_PER_WINDOW = 6
+REPORTS_PER_WINDOW = 10
 MIN_REPORT_S = 0.5
 #: Queries with filters one report records at most (for `cutover check`'s replay).
 QUERIES_PER_REPORT = 5
@@ -280,36 +280,38 @@ class DualWriteIndex:
         side, index, read_ns = (
             ("new", self.new, target) if on_new and target is not None else ("old", self.old, namespace)
         )
-        began = time.perf_counter()
+        sent_at, began = time.time(), time.perf_counter()
         try:
             answer = call(index, read_ns)
         except Exception as e:
-            self.reads.read(side, None, _error(e), namespace=ns)
+            self.reads.read(side, None, _error(e), namespace=ns, at=sent_at)
             raise
         ms = (time.perf_counter() - began) * 1000
         compare = target is not None and self._compare_share > 0 and self._rng.random() < self._compare_share
         if target is None or not (compare and self._in_flight.acquire(blocking=False)):
-            self.reads.read(side, ms, namespace=ns)
+            self.reads.read(side, ms, namespace=ns, at=sent_at)
             return answer
         other = ("old", self.old, namespace) if on_new else ("new", self.new, target)
-        self._pool.submit(self._compare, (side, ms, answer), other, call, ns)
+        self._pool.submit(self._compare, (side, ms, answer, sent_at), other, call, ns)
         return answer
 
-    def _compare(self, read: tuple[str, float, Any], other: tuple[str, Any, str], call: Callable, ns: str) -> None:
+    def _compare(
+        self, read: tuple[str, float, Any, float], other: tuple[str, Any, str], call: Callable, ns: str
+    ) -> None:
         """The same read of the other side, measured; each side's read is empty where the other one answered."""
-        side, ms, answer = read
+        side, ms, answer, sent_at = read
         try:
-            began = time.perf_counter()
+            other_at, began = time.time(), time.perf_counter()
             try:
                 other_answer = call(other[1], other[2])
             except Exception as e:
-                self.reads.read(side, ms, namespace=ns)
-                self.reads.read(other[0], None, _error(e))
+                self.reads.read(side, ms, namespace=ns, at=sent_at)
+                self.reads.read(other[0], None, _error(e), at=other_at)
                 return
             other_ms = (time.perf_counter() - began) * 1000
             mine, theirs = _answered(answer), _answered(other_answer)
-            self.reads.read(side, ms, empty=not mine and theirs, namespace=ns)
-            self.reads.read(other[0], other_ms, empty=not theirs and mine)
+            self.reads.read(side, ms, empty=not mine and theirs, namespace=ns, at=sent_at)
+            self.reads.read(other[0], other_ms, empty=not theirs and mine, at=other_at)
         finally:
             self._in_flight.release()
 

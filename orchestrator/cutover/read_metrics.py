@@ -91,16 +91,18 @@ class ReadLog:
         *,
         empty: bool = False,
         namespace: str | None = None,
+        at: float | None = None,
     ) -> None:
         """One read of ``side``: its duration in ms (None when it failed with ``error``), whether it was empty where
-        the other side answered, and the namespace the application asked for (its traffic; None: not counted)."""
+        the other side answered, the namespace the application asked for (its traffic; None: not counted), and when
+        it was sent (epoch seconds; default now): a watch judges the reads sent while it watches."""
         READS.labels(self.job_id, side, self.reader, "error" if error is not None else "answered").inc()
         if ms is not None:
             READ_SECONDS.labels(self.job_id, side, self.reader).observe(ms / 1000)
         if empty:
             EMPTY_READS.labels(self.job_id, side, self.reader).inc()
         with self._lock:
-            self._samples.append([round(self._clock(), 3), side, ms, error, empty])
+            self._samples.append([round(at if at is not None else self._clock(), 3), side, ms, error, empty])
             if len(self._samples) > SAMPLES_PER_REPORT:
                 del self._samples[0]
                 self.dropped += 1

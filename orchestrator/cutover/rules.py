@@ -111,9 +111,9 @@ def check_problems(figures: dict[str, Any], limits: Cutover) -> list[str]:
             f"{limits.max_error_rate:.2%} ({figures['errors']} of {figures['queries']} queries failed)"
         )
     agreement = figures.get("agreement")
-    if agreement is None:
+    if agreement is None and figures.get("comparable_queries", 1):
         problems.append("no query was answered by both source and target: agreement unknown")
-    elif agreement < limits.min_agreement:
+    elif agreement is not None and agreement < limits.min_agreement:
         problems.append(
             f"top-{limits.top_k} agreement of source and target {agreement:.3f} is below cutover.min_agreement = "
             f"{limits.min_agreement}"

@@ -14,17 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import NotFound
-from nsmigrate.orchestrator.jobs.database import Database, _move_run, add_event, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, _get_job, _move_run, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import LISTABLE_RUN_STATES, check_phase_transition
 from nsmigrate.orchestrator.models import CollectionPhase, Event, Job, NamespaceRun, RunState
 from nsmigrate.orchestrator.states import ConvertPhase, ImportPhase, phase_name, strategy_of_phase
-
-
-def _job(s: Session, job_id: int) -> Job:
-    job = s.scalars(sa.select(Job).where(Job.id == job_id).with_for_update()).one_or_none()
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
-    return job
 
 
 def _runs(s: Session, job_id: int, *states: RunState) -> list[NamespaceRun]:
@@ -50,7 +43,7 @@ def enter_phase(
         StateError: ``lifecycle.COLLECTION_PHASE_TRANSITIONS`` forbids the move.
     """
     with db.transaction() as s:
-        job = _job(s, job_id)
+        job = _get_job(s, job_id, lock=True)
         for run in _runs(s, job_id, *LISTABLE_RUN_STATES):
             _move_run(run, RunState.COPYING)
         if job.phase == phase:
@@ -75,7 +68,7 @@ def collection_restored(
     runs become ``copied`` with the vector counts the index reports per target namespace, and the job ``phase``.
     Returns the runs to verify (none if it was done before)."""
     with db.transaction() as s:
-        job = _job(s, job_id)
+        job = _get_job(s, job_id, lock=True)
         check_phase_transition(job_id, job.phase, phase)
         job.phase = phase
         restored = []
@@ -96,7 +89,7 @@ def collection_failed(db: Database, job_id: int, error: str, strategy: str = "co
     """A step failed for good: the job's unfinished runs end ``list_failed`` with the error (so `status` shows it and
     waits end); the phase stays, and `nsmigrate retry` goes on from it. Returns how many runs it stopped."""
     with db.transaction() as s:
-        job = _job(s, job_id)
+        job = _get_job(s, job_id, lock=True)
         runs = _runs(s, job_id, *LISTABLE_RUN_STATES)
         for run in runs:
             _move_run(run, RunState.LIST_FAILED)

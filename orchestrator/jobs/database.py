@@ -94,6 +94,13 @@ def _get_run(s: Session, run_id: int, *, lock: bool = False) -> NamespaceRun:
     return run
 
 
+def _get_job(s: Session, job_id: int, *, lock: bool = False) -> Job:
+    job = s.get(Job, job_id, with_for_update=True if lock else None)
+    if job is None:
+        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    return job
+
+
 def _move_run(run: NamespaceRun, to_state: RunState) -> None:
     """Set a loaded run's state, or raise ``StateError`` when ``lifecycle.RUN_TRANSITIONS`` forbids the move."""
     check_run_transition(run.id, run.state, to_state, job_id=run.job_id, namespace=run.source_namespace)

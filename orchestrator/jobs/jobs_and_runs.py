@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import JobStopped, NotFound
-from nsmigrate.orchestrator.jobs.database import Database, _get_run, _rowcount, add_event, default_actor
+from nsmigrate.orchestrator.jobs.database import Database, _get_job, _get_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
 from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED, _jobs, _runs
 from nsmigrate.orchestrator.models import (
@@ -103,9 +103,7 @@ def create_action_job(
 
 def finish_action_job(db: Database, job_id: int, actor: str | None = None, **detail: Any) -> None:
     with db.transaction() as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        job = _get_job(s, job_id)
         job.state = JobState.FINISHED
         add_event(s, f"{job.kind}_finished", actor or default_actor(), job_id, **detail)
 
@@ -171,9 +169,7 @@ def job_spec(db: Database, job_id: int, created_at: datetime | None = None) -> J
 
 
 def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
-    job = s.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+    job = _get_job(s, job_id)
     key = (job_id, job.created_at)
     spec = db._specs.get(key)
     if spec is None:
@@ -274,9 +270,7 @@ def get_run(db: Database, run_id: int) -> NamespaceRun:
 def cancel_job(db: Database, job_id: int, actor: str | None = None) -> int:
     """Stop handing out work: unfinished runs become cancelled, queued batches are dropped by the workers."""
     with db.transaction() as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            raise NotFound(f"job {job_id} does not exist", job_id=job_id)
+        job = _get_job(s, job_id)
         job.state = JobState.CANCELLED
         # A cleanup under way may have deleted source ids; how many only it knows (its host may be lost). The run
         # keeps that said, so the copies of those ids are never taken for deletable ones (``source_may_be_deleted``).

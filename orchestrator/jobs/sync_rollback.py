@@ -9,11 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from nsmigrate.orchestrator.errors import NotFound, StateError, WrongJobKind
-from nsmigrate.orchestrator.jobs.database import Database, _get_run, _move_run, add_event
+from nsmigrate.orchestrator.errors import StateError, WrongJobKind
+from nsmigrate.orchestrator.jobs.database import Database, _get_job, _get_run, _move_run, add_event
 from nsmigrate.orchestrator.jobs.jobs_and_runs import stopped_reason
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
-from nsmigrate.orchestrator.jobs.verdicts import _record_judgement
+from nsmigrate.orchestrator.jobs.verdicts import _cleaned, _record_judgement
 from nsmigrate.orchestrator.models import Batch, Job, JobKind, JobState, NamespaceRun, RunState
 
 
@@ -155,9 +155,7 @@ def open_rollback(db: Database, forward_job_id: int, actor: str) -> tuple[int, b
         StateError: one of its runs is still listing, copying, verifying or cleaning (cancel it or wait first).
     """
     with db.transaction() as s:
-        forward = s.scalars(sa.select(Job).where(Job.id == forward_job_id).with_for_update()).one_or_none()
-        if forward is None:
-            raise NotFound(f"job {forward_job_id} does not exist", job_id=forward_job_id)
+        forward = _get_job(s, forward_job_id, lock=True)
         refuse_unless_migrate(forward)
         runs = list(
             s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == forward.id).order_by(NamespaceRun.id))
@@ -275,11 +273,7 @@ def claim_forward_runs(db: Database, rollback_job_id: int, expected: dict[int, s
 
 def rollback_run_done(db: Database, run_id: int, detail: dict[str, Any], actor: str) -> None:
     """cleaning → cleaned: the run's target namespaces (or its ids in them) are gone; ``detail`` says what went."""
-    with db.transaction() as s:
-        run = _get_run(s, run_id, lock=True)
-        _move_run(run, RunState.CLEANED)
-        run.cleanup = detail
-        add_event(s, "targets_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
+    _cleaned(db, run_id, detail, actor, "targets_deleted")
 
 
 def finish_rollback(db: Database, rollback_job_id: int, actor: str, *, passed: bool, reason: str = "") -> None:

@@ -217,11 +217,16 @@ def crossing_cleanups(db: Database, run: NamespaceRun) -> list[NamespaceRun]:
 
 
 def finish_cleanup(db: Database, run_id: int, detail: dict[str, Any], actor: str) -> None:
+    _cleaned(db, run_id, detail, actor, "source_deleted")
+
+
+def _cleaned(db: Database, run_id: int, detail: dict[str, Any], actor: str, action: str) -> None:
+    """cleaning → cleaned, with ``detail`` (what went) kept on the run and in its ``action`` event."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
         _move_run(run, RunState.CLEANED)
         run.cleanup = detail
-        add_event(s, "source_deleted", actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
+        add_event(s, action, actor, run.job_id, run.id, namespace=run.source_namespace, **detail)
 
 
 def abort_cleanup(

@@ -99,6 +99,7 @@ def _figures(**overrides: object) -> dict[str, object]:
         ({"errors": 3, "error_rate": 0.015}, "cutover.max_error_rate"),
         ({"agreement": 0.8}, "cutover.min_agreement"),
         ({"agreement": None}, "agreement unknown"),
+        ({"agreement": None, "comparable_queries": 0}, None),  # every target also holds other sources' records
     ],
 )
 def test_the_check_holds_only_within_every_limit(overrides: dict[str, object], named: str | None) -> None:

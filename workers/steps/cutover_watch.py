@@ -131,9 +131,11 @@ class _AppReports:
         self.instances: set[str] = set()
 
     def samples(self) -> list[Sample]:
+        """The reads sent since the last call that were made while this watch runs (a report also carries reads
+        from just before it began, of the step before or of a breach it follows: not this watch's to judge)."""
         reports, self.after = published.read_reports(self.ctx.redis, self.job_id, self.after)
         self.instances.update(str(r.get("instance")) for r in reports)
-        return [s for report in reports for s in app_samples(report, self.epoch0)]
+        return [s for report in reports for s in app_samples(report, self.epoch0) if s.at_s >= 0]
 
 
 def _window(

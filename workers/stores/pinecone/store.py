@@ -265,15 +265,21 @@ class PineconeStore(StoreDefaults):
                 reply: _NamespaceReply = _read(_NAMESPACE_REPLY, content, "describe_namespace")
                 return int(reply.record_count or 0)
             except DataPlaneError as e:
-                if not _refused_for_a_pod(e):
+                if not self._endpoint_refused(e):
                     raise
-                if _POD_ONLY_MARK in e.message:
-                    self._namespace_endpoints = False
         # No such namespace, or no such endpoint: the stats tell which.
         count = self.namespaces().get(namespace, 0)
         if count:
             self._namespace_endpoints = False  # the namespace exists: the endpoint does not (Pinecone Local)
         return count
+
+    def _endpoint_refused(self, e: DataPlaneError) -> bool:
+        """``_refused_for_a_pod``; a refusal in a pod's own words turns ``/namespaces`` off: never asked again."""
+        if not _refused_for_a_pod(e):
+            return False
+        if _POD_ONLY_MARK in e.message:
+            self._namespace_endpoints = False
+        return True
 
     @property
     def counts_by_index(self) -> bool:
@@ -434,10 +440,8 @@ class PineconeStore(StoreDefaults):
                 except DataPlaneError as e:
                     # 404: no such endpoint (a pod index, Pinecone Local) or no such namespace; a pod may also
                     # answer 400/405/501. Emptying the namespace covers every case.
-                    if not _refused_for_a_pod(e):
+                    if not self._endpoint_refused(e):
                         raise
-                    if _POD_ONLY_MARK in e.message:
-                        self._namespace_endpoints = False  # a pod index: never ask again
                     logger.info(
                         "DELETE /namespaces refused on %s (%s); emptying %r with deleteAll", self.name, e, namespace
                     )
