@@ -26,6 +26,7 @@ peer's one: read these beside the clocks); and the machine's load averages befor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -149,13 +150,18 @@ def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
 
 
 def bench_set(
-    name: str, rounds: int, redis_url: str, database_url: str, tmp: Path, contenders: tuple[str, ...]
+    name: str,
+    rounds: int,
+    redis_url: str,
+    database_url: str,
+    tmp: Path,
+    contenders: tuple[str, ...],
+    shape: FleetShape,
 ) -> tuple[SeedData, Rounds]:
     """All rounds of data set ``name``, with its own data plane and standing fleet (logs in ``tmp/name``)."""
     data = seed_dataset(**PEER_DATA_SETS[name])
     workdir = tmp / name
     workdir.mkdir()
-    shape = FleetShape()
     budgets = Budgets.nsmigrate_defaults()
     plane = DataPlane(
         data.dimension, workdir, stored_mb=(data.total * data.dimension * 13) >> 20, indexes=("src", *contenders)
@@ -267,7 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds per data set, each timing every contender (3)")
     parser.add_argument("--loop", action="store_true", help="time the seeds' sequential loop too")
+    default = FleetShape()
+    parser.add_argument("--batch-size", type=int, default=default.batch_size, help="the fleet jobs' batch_size")
+    parser.add_argument(
+        "--parallel-upserts", type=int, default=default.parallel_upserts, help="the fleet jobs' parallel_upserts"
+    )
     args = parser.parse_args(argv)
+    shape = dataclasses.replace(default, batch_size=args.batch_size, parallel_upserts=args.parallel_upserts)
     if args.rounds < 1:
         parser.error("--rounds must be ≥ 1")
     unknown = [name for name in args.sets.split(",") if name not in PEER_DATA_SETS]
@@ -279,12 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="peer-bench-")  # kept only if a run goes wrong: its worker logs
     with RedisServer() as redis, PostgresServer(preload=STATEMENT_COUNTING) as pg:
         for name in args.sets.split(","):
-            lines += report(name, *bench_set(name, args.rounds, redis.url, pg.url, Path(tmp), contenders))
+            lines += report(name, *bench_set(name, args.rounds, redis.url, pg.url, Path(tmp), contenders, shape))
     shutil.rmtree(tmp)
     loads = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(load_before, os.getloadavg(), strict=True))
     print(
         f"\nlocal Pinecone data plane, {LATENCY_MS} ms added per request, serverless limits enforced; fleet: "
-        f"{FleetShape().describe()}; peer and fleet under nsmigrate's default budgets; median of {args.rounds} "
+        f"{shape.describe()}; peer and fleet under nsmigrate's default budgets; median of {args.rounds} "
         f"round(s), alternated; {os.cpu_count()} cores, load averages 1/5/15 min before/after: {loads}"
     )
     print("\n".join(lines))

@@ -40,7 +40,7 @@ import psutil
 import sqlalchemy as sa
 
 from bench.fleet_vs_loop import CpuSampler, _wait_for_planner
-from bench.user_clock import job_clock, run_cli
+from bench.user_clock import job_clock, run_cli, timeline, timeline_lines
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate_sandbox.seed import application_ddl
 from nsmigrate_sandbox.services import PostgresServer
@@ -111,9 +111,9 @@ def run_fleet(
     sampler: CpuSampler,
     rate: dict[str, float],
     batch_size: int | None,
-) -> tuple[float, float, float, float]:
-    """(user clock s, job clock s, worker CPU s on the job clock, the command's CPU s) of one job through the
-    standing fleet, the legacy table into ``namespace``."""
+) -> tuple[float, float, float, float, dict[str, float | None]]:
+    """(user clock s, job clock s, worker CPU s on the job clock, the command's CPU s, its timeline) of one job through
+    the standing fleet, the legacy table into ``namespace``."""
     spec = {
         "name": name,
         "routing": {"mode": "explicit", "map": {"": namespace}},
@@ -127,7 +127,8 @@ def run_fleet(
     }
     cli = run_cli(spec, env, workdir, DEADLINE_S)
     created, finished = job_clock(db, cli.job_id)
-    return finished - cli.started, finished - created, sampler.at(finished) - sampler.at(created), cli.cpu_s
+    steps = timeline(db, cli, {})  # no data plane: the target's writes are the batches'
+    return finished - cli.started, finished - created, sampler.at(finished) - sampler.at(created), cli.cpu_s, steps
 
 
 def postgres_cpu(server: PostgresServer) -> float:
@@ -181,6 +182,7 @@ def bench_set(
         "fleet_pg_cpu_s",
     )
     result: dict[str, list[float]] = {k: [] for k in keys}
+    timelines: list[dict[str, float | None]] = []
     try:
         for n in range(rounds):
             order = ("rival", "fleet") if n % 2 == 0 else ("fleet", "rival")
@@ -194,7 +196,7 @@ def bench_set(
                     result["rival_cpu_s"].append(cpu)
                     result["rival_pg_cpu_s"].append(postgres_cpu(server) - pg_before)
                 else:
-                    user_s, job_s, worker_cpu, cli_cpu = run_fleet(
+                    user_s, job_s, worker_cpu, cli_cpu, steps = run_fleet(
                         f"bench-pg-{name}-{n}",
                         table.removeprefix("embeddings_"),
                         env,
@@ -205,6 +207,7 @@ def bench_set(
                         batch_size,
                     )
                     copied = rows  # what landed is counted below
+                    timelines.append(steps)
                     result["fleet_s"].append(user_s)
                     result["job_s"].append(job_s)
                     result["worker_cpu_s"].append(worker_cpu)
@@ -234,7 +237,23 @@ def bench_set(
             round(statistics.median(result["rival_pg_cpu_s"]), 2),
         ],
         "load_after": [round(x, 1) for x in os.getloadavg()],
+        "timelines": timelines,
     }
+
+
+def summary(result: dict[str, Any]) -> list[str]:
+    """The set's figures for a person: the clocks, the ratio and its range, and the fleet jobs' timelines."""
+    low, high = result["fleet_over_rival_range"]
+    lines = [
+        f"pgvector → pgvector, {result['set']}: rival {result['rival_s_median']:.2f} s (start → commit), fleet "
+        f"{result['fleet_s_median']:.2f} s (`nsmigrate run` → last batch); fleet ÷ rival (rival s ÷ fleet s, > 1 = "
+        f"fleet faster) {result['fleet_over_rival']:.2f}× ({low:.2f}–{high:.2f}); load after {result['load_after']}",
+        f"  CPU s: workers {result['worker_cpu_s_per_1k']:.3f} per 1k rows, rival {result['rival_cpu_s_per_1k']:.3f}; "
+        f"the command {result['cli_cpu_s_median']:.2f}; Postgres fleet / rival {result['postgres_cpu_s_fleet_rival']}",
+    ]
+    labels = [f"round {n + 1}" for n in range(len(result["timelines"]))]
+    skip = ("first write", "last write", "namespace checks done")  # no data plane here: a batch's end is its write
+    return lines + timeline_lines("fleet job, seconds from `nsmigrate run`", result["timelines"], labels, skip)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,10 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"load before: {[round(x, 1) for x in os.getloadavg()]}", file=sys.stderr)
         for name in args.sets.split(","):
             rows, dimension = SETS[name]
-            print(
-                json.dumps(bench_set(stack, name, rows, dimension, args.rounds, env, rate, args.batch_size), indent=2),
-                flush=True,
-            )
+            result = bench_set(stack, name, rows, dimension, args.rounds, env, rate, args.batch_size)
+            print("\n".join(summary(result)), flush=True)
     finally:
         stack.stop()
     return 0

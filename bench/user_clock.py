@@ -211,10 +211,15 @@ def timeline(db: jobs_database.Database, cli: CliRun, target_stats: dict[str, An
     return {step: None if when is None else when - cli.started for step, when in at.items()}
 
 
-def timeline_lines(title: str, timelines: list[dict[str, float | None]], labels: list[str]) -> list[str]:
-    """The timelines side by side, a step a line: seconds from the command's start, and what each is read from."""
+def timeline_lines(
+    title: str, timelines: list[dict[str, float | None]], labels: list[str], skip: tuple[str, ...] = ()
+) -> list[str]:
+    """The timelines side by side, a step a line (but those of ``skip``): seconds from the command's start, and what
+    each is read from."""
     lines = [f"  {title}", f"    {'step':<22}" + "".join(f"{label:>9}" for label in labels) + "   read from"]
     for step, source in TIMELINE_STEPS:
+        if step in skip:
+            continue
         cells = "".join("        –" if t.get(step) is None else f"{t[step]:>9.3f}" for t in timelines)
         lines.append(f"    {step:<22}{cells}   {source}")
     return lines
