@@ -63,8 +63,9 @@ _SOURCE_DIMENSION = -1
 
 
 def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: int | None = None) -> Inventory:
-    """What ``store`` holds. Its listing probe (one request) runs beside the stats read."""
+    """What ``store`` holds. Its listing probe and its aliases (a request each) are read beside its stats."""
     probing = reads.request(store.can_list)
+    aliasing = reads.request(_aliases_of, store)
     try:
         namespaces = store.namespaces()
         try:
@@ -77,13 +78,20 @@ def _inventory(store: Store, role: str, reads: PlanReads, fallback_dimension: in
         enumeration = store.capabilities.enumeration
         can_list = bool(probing.result())
         identity = store.identity()
-        aliases = store.aliases()
+        aliases = aliasing.result()
     except RetryableError as e:
         raise PlanError(
             f"the {role} store {store.name} did not answer: {e}",
             hint=f"check the {role} host/URL and that the service is up, then run again",
         ) from e
     return Inventory(store.name, dimension, namespaces, metric, can_list, enumeration, identity, aliases)
+
+
+def _aliases_of(store: Store) -> dict[str, str]:
+    """``store.aliases()``, once the store knows what it is (an index named by the spec is described first: a pod
+    index serves no aliases and is not asked)."""
+    store.identity()
+    return store.aliases()
 
 
 def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
