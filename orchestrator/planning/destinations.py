@@ -14,6 +14,7 @@ from nsmigrate.orchestrator.records.namespaces import (
     PUBLIC,
     SHOWN,
     identifier_problem,
+    mapping_problems,
     parse_namespace,
     parse_namespace_arg,
     shown_namespaces,
@@ -102,12 +103,7 @@ def routed_targets(spec: JobSpec, twins: Mapping[str, str]) -> Callable[[str], b
 
 
 def check_mapping_ids(twins: Mapping[str, str]) -> None:
-    problems = [
-        p
-        for t, c in twins.items()
-        for p in (identifier_problem("twin_id", t), identifier_problem("creator_id", c))
-        if p
-    ]
+    problems = mapping_problems(twins)
     if problems:
         raise PlanError(
             f"the twin → creator mapping has {len(problems)} id(s) that cannot be part of a namespace name:\n  "

@@ -111,6 +111,16 @@ def identifier_problem(kind: IdKind, value: object) -> str | None:
     return None if why is None else f"{kind} {value!r} {why}"
 
 
+def mapping_problems(twins: Mapping[str, str]) -> list[str]:
+    """``identifier_problem`` of every twin id and creator id of a twin → creator mapping, in its order."""
+    return [
+        p
+        for t, c in twins.items()
+        for p in (identifier_problem("twin_id", t), identifier_problem("creator_id", c))
+        if p
+    ]
+
+
 def validate_identifier(kind: IdKind, value: str) -> str:
     """Check that ``value`` can be a creator or twin id inside a namespace name and return it.
 

@@ -21,7 +21,7 @@ from nsmigrate.orchestrator import retry_policy
 from nsmigrate.orchestrator.connections import supabase_queries
 from nsmigrate.orchestrator.connections.keys import check_service_url
 from nsmigrate.orchestrator.errors import PlanError, SpecError
-from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
+from nsmigrate.orchestrator.records.namespaces import ID_RULE, mapping_problems
 from nsmigrate.orchestrator.spec.jobspec import CreatorMapping, OwnerTable, SourceTable
 from nsmigrate.orchestrator.spec.yamlfile import compose_yaml
 
@@ -66,12 +66,7 @@ def load_twins(
 
 def validate_twins(twins: dict[str, str], origin: str) -> None:
     """PlanError listing every twin or creator id in ``twins`` that cannot be part of a namespace name."""
-    problems = [
-        p
-        for t, c in twins.items()
-        for p in (identifier_problem("twin_id", t), identifier_problem("creator_id", c))
-        if p
-    ]
+    problems = mapping_problems(twins)
     if problems:
         shown = "\n  ".join(problems[:_SHOWN]) + (
             f"\n  … ({len(problems) - _SHOWN} more)" if len(problems) > _SHOWN else ""

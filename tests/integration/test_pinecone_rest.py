@@ -31,7 +31,7 @@ from nsmigrate.workers.stores.pinecone.rest import API_VERSION, DataPlane, DataP
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.embedding import IntegratedEmbed
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from tests.integration.test_pinecone_conformance import DATA_HOST_URL, REFERENCE
+from tests.integration.openapi_checks import DATA_HOST_URL, REFERENCE
 from tests.sdk_internals import set_sdk_retries
 
 DIM = 4

@@ -24,7 +24,7 @@ from nsmigrate.orchestrator.errors import BackupError
 from nsmigrate.orchestrator.models import PlaceKind
 from nsmigrate.orchestrator.spec.stores import store_spec_from_json
 from nsmigrate.workers.steps.erasing import ErasurePlan
-from nsmigrate.workers.stores.backup.exporting import export_namespaces
+from nsmigrate.workers.stores.backup.exporting import export_namespaces, unused_directory
 from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, Progress
 from nsmigrate.workers.stores.base import Store
 
@@ -55,12 +55,7 @@ def export_subject(
             + "; nothing was exported",
             hint="fix it, or leave a store that is gone for good out with --skip-store LABEL",
         )
-    directory = Path(directory)
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise BackupError(
-            f"{directory} already exists and is not an empty directory",
-            hint="give a new directory: an export never overwrites or mixes with another",
-        )
+    directory = unused_directory(directory)
     by_store: dict[str, dict[str, Any]] = {}
     for p in plan.places:
         if p["kind"] in (PlaceKind.NAMESPACE.value, PlaceKind.RECORDS.value):

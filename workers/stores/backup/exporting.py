@@ -121,6 +121,21 @@ def export_namespace(
     )
 
 
+def unused_directory(directory: Path) -> Path:
+    """``directory`` as a Path, when it does not exist yet or is empty: an export never overwrites or mixes.
+
+    Raises:
+        BackupError: ``directory`` exists and is not an empty directory.
+    """
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise BackupError(
+            f"{directory} already exists and is not an empty directory",
+            hint="give a new directory: an export never overwrites or mixes with another",
+        )
+    return directory
+
+
 def export_namespaces(
     store: Store,
     namespaces: Sequence[str],
@@ -140,12 +155,7 @@ def export_namespaces(
         BackupError: ``directory`` is not empty, or a namespace is named twice.
         RetryableError, StoreError: as ``export_namespace``.
     """
-    directory = Path(directory)
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise BackupError(
-            f"{directory} already exists and is not an empty directory",
-            hint="give a new directory: an export never overwrites or mixes with another",
-        )
+    directory = unused_directory(directory)
     if len(set(namespaces)) != len(namespaces):
         raise BackupError(f"a namespace is named twice in {[display_namespace(n) for n in namespaces]}")
     names = [file_name_for(ns) for ns in namespaces]
