@@ -220,7 +220,8 @@ def test_a_small_run_cancelled_before_its_page_is_recorded_leaves_its_batch_queu
 
 
 def test_a_job_of_many_namespaces_is_written_in_one_insert_of_its_runs(db: jobs_database.Database) -> None:
-    """One statement for the runs, not an executemany (which sends a statement per row)."""
+    """One statement for the runs, not an executemany (which sends a statement per row), and the same statement
+    whatever their number: compiled once, not a parameter per column and row."""
     inserts: list[tuple[str, bool]] = []
 
     @event.listens_for(db.engine, "before_cursor_execute")
@@ -229,10 +230,50 @@ def test_a_job_of_many_namespaces_is_written_in_one_insert_of_its_runs(db: jobs_
             inserts.append((statement, many))
 
     _, run_ids = a_job(db, namespaces=40)
+    _, others = a_job(db, namespaces=3)
 
-    assert len(run_ids) == 40
-    [(statement, many)] = inserts
-    assert not many and statement.count("), (") == 39  # forty rows of values in one statement
+    assert (len(run_ids), len(others)) == (40, 3)
+    [(forty, many), (three, _)] = inserts
+    assert not many and forty == three
+
+
+def test_every_run_is_written_with_its_own_fields(db: jobs_database.Database) -> None:
+    spec = parse_spec(
+        {
+            "name": "fields",
+            "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+            "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+        }
+    )
+    plan = Plan(
+        runs=[
+            NamespacePlan("a", "creator_c_twin_t", 5, 1, creator_id="c", twin_id="t"),
+            NamespacePlan("", None, 7, 1),  # routed per vector: keeps the routing table
+            NamespacePlan("b", "b", 0, 0),
+        ],
+        estimate=Estimate(0, 0, 0, 0, 0, 0.0),
+        twins={"t": "c"},
+    )
+
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst", checking=["b"])
+
+    runs = {run.source_namespace: run for run in jobs_and_runs.runs_of(db, job_id)}
+    got = {
+        ns: (r.job_id, r.source_store, r.target_store, r.target_namespace, r.creator_id, r.twin_id, r.source_count)
+        for ns, r in runs.items()
+    }
+    assert got == {
+        "a": (job_id, "src", "dst", "creator_c_twin_t", "c", "t", 5),
+        "": (job_id, "src", "dst", None, None, None, 7),
+        "b": (job_id, "src", "dst", "b", None, None, 0),
+    }
+    assert {ns: r.state for ns, r in runs.items()} == {"a": "pending", "": "pending", "b": "checking"}
+    assert {ns: r.routing_table for ns, r in runs.items()} == {"a": {}, "": {"t": "c"}, "b": {}}
+    assert all(
+        (r.listed, r.copied, r.batches_total, r.listing_done, r.target_namespaces) == (0, 0, 0, False, [])
+        for r in runs.values()
+    )
+    assert all(r.created_at is not None and r.updated_at is not None for r in runs.values())
 
 
 def copied_run(db: jobs_database.Database, namespaces: int = 1) -> tuple[int, list[int]]:
