@@ -67,7 +67,7 @@ def bars(*state: ProgressColumn) -> Progress:
     )
 
 
-#: A waiting command sleeps at least this many times as long as its last reading of the job took.
+#: A waiting command sleeps at least this many times as long as its fastest reading of the job took.
 READ_SHARE_INVERSE = 10
 
 
@@ -121,6 +121,7 @@ def _watch(read: ProgressReader, job_id: int, until: Wait, poll_s: float, timeou
         )
         last_line = 0.0
         pace = Pace(poll_s)
+        fastest_read_s = float("inf")
         while True:
             read_started = time.monotonic()
             progress = read(SUMMARY_ROWS)
@@ -158,9 +159,13 @@ def _watch(read: ProgressReader, job_id: int, until: Wait, poll_s: float, timeou
                 err_console.print(f"[yellow]still running after {timeout_s:.0f} s; `nsmigrate status {job_id}`[/]")
                 return 1
             # Why: the statement still reads every run of the job in Postgres, on the fleet's machine; the command
-            # spends at most a tenth of its time reading, however large the job.
+            # spends at most a tenth of its time reading, however large the job. By its fastest reading, and never
+            # more than ten polls: a reading that waited for a core the fleet keeps busy (seconds, on a small
+            # machine) says nothing of what reading costs, and ten times it kept a finished job's command waiting for
+            # a minute.
+            fastest_read_s = min(fastest_read_s, read_s)
             pause = pace.pause(time.monotonic(), t.copied + t.failed, max(t.source, t.listed))
-            time.sleep(max(pause, READ_SHARE_INVERSE * read_s))
+            time.sleep(max(pause, READ_SHARE_INVERSE * min(fastest_read_s, poll_s)))
     print_summary(progress.summary)
     return 0 if until.ok(progress) else 1
 

@@ -1,4 +1,5 @@
-"""A waiting command reads the job at most a tenth of its time, however long one reading takes, and each reading lists
+"""A waiting command reads the job at most a tenth of its time, however long a reading takes (by its fastest reading:
+one slow reading does not stretch the waits), and each reading lists
 at most SUMMARY_ROWS runs (pure logic: the job table is replaced by a function that advances a fake clock)."""
 
 from __future__ import annotations
@@ -91,6 +92,42 @@ def test_the_wait_between_readings_grows_with_what_a_reading_costs(
 
     assert sleeps and all(s == pytest.approx(expected_sleep_s) for s in sleeps)
     assert rows_asked == [render.SUMMARY_ROWS] * 3  # never every run of the job
+
+
+def test_one_slow_reading_does_not_stretch_the_waits_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first reading the loop times waits 8 s for a core the fleet keeps busy; reading the job costs 1 ms.
+    now = [0.0]
+    sleeps: list[float] = []
+    reads_s = iter([0.001, 8.0, 0.001, 0.001, 0.001])
+    until = _UntilFifthReading()
+
+    def reading(rows: int) -> JobProgress:
+        now[0] += next(reads_s)
+        until.readings += 1
+        return _progress(RunState.COPYING)
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(render.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(render.time, "sleep", sleep)
+
+    assert render.watch_job(reading, 1, until, poll_s=0.5) == 0
+
+    # Ten polls at most after the slow one (not ten times it: 80 s), then the reading's cost again.
+    assert sleeps == [pytest.approx(5.0), pytest.approx(0.5), pytest.approx(0.5)]
+
+
+class _UntilFifthReading:
+    def __init__(self) -> None:
+        self.readings = 0
+
+    def done(self, progress: JobProgress) -> bool:
+        return self.readings >= 5
+
+    def ok(self, progress: JobProgress) -> bool:
+        return True
 
 
 def _copying(copied: int, total: int) -> JobProgress:
