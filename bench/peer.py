@@ -1,14 +1,13 @@
 """The strongest single-process rival: what a capable user writes instead of a fleet.
 
 One asyncio process speaks Pinecone's data-plane REST API itself (aiohttp, one session per index with a connection for
-every request in flight) and copies every namespace of a source index into the same
-namespaces of a target index at once: each namespace's listing runs ahead while the ids it has listed are fetched and
-upserted, every request waits for a slot under one bound on requests in flight, and each kind of request is paced
-under nsmigrate's default per-second budgets (``orchestrator.spec.jobspec.RateBudget``), so real Pinecone would not
-throttle it either. A fetch's values are never parsed: msgspec reads each vector's ``values`` as ``msgspec.Raw``
-(the bytes the server sent) and writes them into the upsert body as they are, each record encoded once, so an upsert
-is cut under Pinecone's 2 MB and 1,000-vector limits by its exact size. 429 and 5xx answers are retried after
-``Retry-After`` or an exponential backoff.
+every request in flight) and copies every namespace of a source index into the same namespaces of a target index at
+once: each namespace's listing runs ahead while the ids it has listed are fetched and upserted, each kind of request is
+paced under nsmigrate's default per-second budgets (``orchestrator.spec.jobspec.RateBudget``), so real Pinecone would
+not throttle it either, and then takes a slot under one bound on requests in flight. A fetch's values are never parsed:
+msgspec reads each vector's ``values`` as ``msgspec.Raw`` (the bytes the server sent) and writes them into the upsert
+body as they are, each record encoded once, so an upsert is cut under Pinecone's 2 MB and 1,000-vector limits by its
+exact size. 429 and 5xx answers are retried after ``Retry-After`` or an exponential backoff.
 
 It keeps no state: no resume, no verification, no job table. It is measured, never used to migrate.
 

@@ -1,26 +1,30 @@
-"""Benchmark: the seeds' loop, the strongest single-process rival (``bench.peer``) and the nsmigrate fleet, in one run.
+"""Benchmark: the strongest single-process rival (``bench.peer``) and the nsmigrate fleet (and, with ``--loop``, the
+seeds' loop), in one run.
 
-The same data sets and data plane as ``bench.fleet_vs_loop`` (each index its own process, 50 ms added per request,
-Pinecone's serverless per-second limits enforced) and the same fleet shape, started once per data set and standing.
-Each round copies the whole source three times, once per contender, into that contender's emptied index; the order
-alternates between rounds (loop, peer, fleet; then fleet, peer, loop) so no contender always runs first on a machine
-whose load moves. The peer and the fleet get the same budgets, nsmigrate's spec defaults (``rate.*``).
+The data plane of ``bench.fleet_vs_loop`` (each index its own process, 50 ms added per request, Pinecone's serverless
+per-second limits enforced) and its fleet shape, started once per data set and standing. Data sets: ``seed`` (805 ×
+3,072 over 31 namespaces), ``large`` (20,000 × 1,536 over 50), ``many`` (6,000 × 1,536 over 2,000: per-namespace
+costs). Each round copies the whole source once per contender, into that contender's emptied index; the order
+alternates between rounds so no contender always runs first on a machine whose load moves. The peer and the fleet
+get the same budgets, nsmigrate's spec defaults (``rate.*``).
 
-- loop: the seeds' sequential list → fetch → upsert, timed from its first request;
 - peer: ``python -m bench.peer`` in its own process, timed from its start (interpreter, imports) to its last write
   answered;
 - fleet: ``nsmigrate run SPEC --wait`` in its own process, the user's clock (the command to the job's last batch) and
-  the job's clock (its row in the job table to its last batch). Its first round runs on freshly started workers.
+  the job's clock (its row in the job table to its last batch). Its first round runs on freshly started workers;
+- loop (``--loop``): the seeds' sequential list → fetch → upsert, timed from its first request.
 
-Printed per data set: each contender's median seconds and vectors/s over the rounds, the ratios to the loop, and the
-fleet against the peer (peer seconds ÷ fleet seconds: above 1 the fleet is faster), each with its start-up (the user's
-clock against the peer's process) and without it (the job clock against the peer's own clock, its first request to
-its last answer), with the range over the rounds; the CPU seconds of each contender's own processes (on a machine
-loaded by other work the kernel shares the cores per process, which favours the fleet's several processes over the
-peer's one: read these beside the clocks); and the machine's load averages before and after (``os.getloadavg``).
+Printed per data set: the floor its budgets set (``bench.floors``), each contender's median seconds, vectors/s and
+multiple of the floor, the fleet against the peer (peer seconds ÷ fleet seconds: above 1 the fleet is faster), with
+its start-up (the user's clock against the peer's process) and without it (the job clock against the peer's own
+clock, its first request to its last answer), with the range over the rounds; the CPU seconds of each contender's own
+processes (on a machine loaded by other work the kernel shares the cores per process, which favours the fleet's
+several processes over the peer's one: read these beside the clocks); the job table's statements per batch; each
+fleet job's timeline (``bench.user_clock``); and the machine's load averages before and after.
 
-    .venv/bin/python -m bench.peer_vs_fleet                  # both data sets, 3 rounds
-    .venv/bin/python -m bench.peer_vs_fleet --sets seed --rounds 5
+    .venv/bin/python -m bench.peer_vs_fleet                          # seed and large, 3 rounds
+    .venv/bin/python -m bench.peer_vs_fleet --sets many --rounds 3   # 2,000 small namespaces
+    .venv/bin/python -m bench.peer_vs_fleet --sets seed --batch-size 100 --parallel-upserts 2   # another spec shape
 """
 
 from __future__ import annotations
