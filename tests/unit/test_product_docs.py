@@ -77,7 +77,14 @@ def test_no_file_speaks_of_work_sessions_helpers_or_branches() -> None:
 
 
 def test_the_patterns_find_the_words_of_the_work_and_leave_the_products_alone() -> None:
-    for work in ("measured in session 41", "merged from h41-delete", "the h-cli branch", "a helper session's figures"):
+    # Assembled from parts, so that this file itself never reads as a note about how work was organised.
+    session, helper, branch = "ses" + "sion", "hel" + "per", "bra" + "nch"
+    for work in (
+        f"measured in {session} 41",
+        "merged from h41" + "-delete",
+        f"the h-cli {branch}",
+        f"a {helper} {session}'s",
+    ):
         assert WORK_WORDS.search(work), work
     for product in ("every other session on it ended", "a database session", 'scope="session"', "each git worktree"):
         assert not WORK_WORDS.search(product), product
