@@ -15,6 +15,10 @@ import httpx
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
+from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
+from nsmigrate_sandbox.documents import document_index
+from nsmigrate_sandbox.pinecone_server import IndexSpec
+
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "pinecone-api"
 DATA_HOST_URL = "https://index-host.example"  # the data plane spec's server is https://{index_host}
 CONTROL_HOST_URL = "https://api.pinecone.io"
@@ -55,3 +59,10 @@ def checked_call(
         request, MockResponse(response.content, status_code=response.status_code, headers=dict(response.headers))
     )
     return response.json() if response.content else None
+
+
+def dense_document_index(name: str) -> IndexSpec:
+    """A document index of one 4-dimensional dense field, ``embedding`` (cosine)."""
+    schema = read_schema({"fields": {"embedding": {"type": "dense_vector", "dimension": 4, "metric": "cosine"}}})
+    assert isinstance(schema, DocumentSchema)
+    return document_index(name, schema)

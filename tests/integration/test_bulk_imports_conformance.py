@@ -22,10 +22,8 @@ import pytest
 from openapi_core import OpenAPI
 from pinecone import Pinecone
 
-from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
-from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from tests.integration.openapi_checks import load_api
+from tests.integration.openapi_checks import dense_document_index, load_api
 from tests.integration.test_pinecone_aliases_conformance import call as spec_call
 from tests.polling import wait_until
 from tests.service_fixtures import ObjectStorage
@@ -42,9 +40,7 @@ def data_api() -> OpenAPI:
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    schema = read_schema({"fields": {"embedding": {"type": "dense_vector", "dimension": 4, "metric": "cosine"}}})
-    assert isinstance(schema, DocumentSchema)
-    return [IndexSpec("imp", 4), IndexSpec("imp-pod", 4, kind="pod"), document_index("imp-docs", schema)]
+    return [IndexSpec("imp", 4), IndexSpec("imp-pod", 4, kind="pod"), dense_document_index("imp-docs")]
 
 
 @pytest.fixture

@@ -16,10 +16,9 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from nsmigrate_sandbox.document_schema import DocumentSchema, read_schema
-from nsmigrate_sandbox.documents import document_index, load_documents
+from nsmigrate_sandbox.documents import load_documents
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from tests.integration.openapi_checks import DATA_HOST_URL, checked_call, load_api, sdk_headers
+from tests.integration.openapi_checks import DATA_HOST_URL, checked_call, dense_document_index, load_api, sdk_headers
 
 HEADERS = sdk_headers("2026-07")
 
@@ -31,9 +30,7 @@ def data_api() -> OpenAPI:
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    schema = read_schema({"fields": {"embedding": {"type": "dense_vector", "dimension": 4, "metric": "cosine"}}})
-    assert isinstance(schema, DocumentSchema)
-    return [IndexSpec("alias-sl", 4), IndexSpec("alias-pod", 4, kind="pod"), document_index("alias-docs", schema)]
+    return [IndexSpec("alias-sl", 4), IndexSpec("alias-pod", 4, kind="pod"), dense_document_index("alias-docs")]
 
 
 @pytest.fixture(autouse=True)
