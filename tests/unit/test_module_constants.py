@@ -65,6 +65,11 @@ WORKING: dict[str, str] = {
         "a namespace lock's waiter asks again: a chunk holds it for a few requests"
     ),
     "workers/stores/pinecone/rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
+    "workers/stores/pinecone/http11.py:KEEPALIVE_EXPIRY_S": "idle connections closed as httpx's transport closed them",
+    "workers/stores/pinecone/http11.py:_MAX_LINE": "longest answer line read: a bound against a broken server",
+    "workers/stores/pinecone/http11.py:_MAX_HEADERS": "most answer header lines read: a bound against a broken server",
+    "workers/stores/pinecone/http11.py:_JOINED_BODY_MAX": "a request body sent with its head in one write",
+    "workers/stores/pinecone/http11.py:_READ_BUFFER": "a connection's read buffer: an answer's head and small bodies",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
     "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
     "orchestrator/cutover/dualwrite.py:COMPARE_SHARE": "the default of DualWriteIndex's compare_share (a parameter)",
