@@ -183,6 +183,10 @@ class DataPlane:
         """POST ``body`` as JSON (orjson: an ``orjson.Fragment`` is written verbatim)."""
         return self._send("POST", path, None, orjson.dumps(body), "application/json")
 
+    def post_json(self, path: str, body: bytes) -> bytes:
+        """POST ``body``, JSON already written (``wire.upsert_json``)."""
+        return self._send("POST", path, None, body, "application/json")
+
     def post_ndjson(self, path: str, rows: list[dict[str, Any]]) -> bytes:
         """POST ``rows`` as NDJSON, one object a line (the records API)."""
         return self._send("POST", path, None, b"".join(orjson.dumps(r) + b"\n" for r in rows), "application/x-ndjson")
