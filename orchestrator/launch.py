@@ -268,8 +268,10 @@ def _prepare(
         plan = make_plan(spec, source_inv, target_inv, twins, sources, owners)
         if spec.strategy == "import":
             check_import_plan(spec, plan, target_inv)  # Pinecone imports into new namespaces only, one job's ids each
-            return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
+        # A key a document refuses would fail the import's files or the copy's batches: refused before either.
         check_document_keys(spec, source, [r.source_namespace for r in plan.runs if r.vector_count])
+        if spec.strategy == "import":
+            return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
             targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})

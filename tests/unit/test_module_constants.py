@@ -16,6 +16,7 @@ LIMITS = "orchestrator/limits.py"
 WORKING: dict[str, str] = {
     # strategy import: the plan's guess of a record's size in the files, and the rows of one file
     "orchestrator/planning/import_strategy.py:BYTES_PER_VALUE": "a float32 value in a Parquet file",
+    "orchestrator/planning/import_strategy.py:BYTES_PER_JSON_VALUE": "a float32's decimal text in a JSONL file",
     "orchestrator/planning/import_strategy.py:RECORD_OVERHEAD_BYTES": "id, metadata and framing of one record",
     "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
     # the demos' own scenarios
