@@ -1,8 +1,9 @@
-"""`strategy: import` end to end: real workers write each source namespace as Pinecone import files (Parquet, one
-directory per target namespace) to a real S3-compatible server (moto's), the local data plane imports them through
-``/bulk/imports`` as Pinecone does, and the job verifies the result (counts, ids, contents). An import Pinecone would
-refuse is refused before anything is written, naming the namespace; one Pinecone fails ends the job's runs with its
-reason, the target unchanged."""
+"""`strategy: import` end to end: real workers write each source namespace as Pinecone import files (Parquet for a
+vector index, JSONL for a document index; one directory per target namespace) to a real S3-compatible server
+(moto's), the local data plane imports them through ``/bulk/imports`` as Pinecone does, and the job verifies the
+result (counts, ids, contents). `plan` compares upsert with import in figures the plan's numbers give. An import
+Pinecone would refuse is refused before anything is written, naming the namespace; one Pinecone fails ends the job's
+runs with its reason, the target unchanged."""
 
 from __future__ import annotations
 
