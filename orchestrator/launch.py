@@ -29,7 +29,7 @@ from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.convert_checks import convert_note, converts_to, prepare_convert
-from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
+from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings, stores_may_cross
 from nsmigrate.orchestrator.planning.document_checks import check_document_keys
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
@@ -208,9 +208,14 @@ def crossings_of(db: jobs_database.Database, spec: JobSpec, plan: Plan) -> list[
     kept in the job's ``job_created`` event."""
     sources = {run.source_namespace for run in plan.runs}
     targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
+    # Stores first, namespaces after: only the runs of jobs on this job's stores are read (thousands of namespaces
+    # each, for jobs of many small ones).
+    jobs = [job_id for job_id, other in jobs_and_runs.open_migrate_jobs(db) if stores_may_cross(spec, other)]
+    if not jobs:
+        return []
     others = [
         OpenRun(job_id, name, spec_json, source, frozenset(wrote))
-        for job_id, name, spec_json, source, wrote in jobs_and_runs.open_runs_crossing(db, sources, targets)
+        for job_id, name, spec_json, source, wrote in jobs_and_runs.open_runs_crossing(db, sources, targets, jobs)
     ]
     return crossing_warnings(spec, plan, others)
 
