@@ -29,7 +29,7 @@ from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.convert_checks import convert_note, converts_to, prepare_convert
-from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
+from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings, stores_may_cross
 from nsmigrate.orchestrator.planning.document_checks import check_document_keys
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
@@ -94,27 +94,31 @@ def _aliases_of(store: Store) -> dict[str, str]:
     return store.aliases()
 
 
-def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
+def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store, reads: PlanReads) -> None:
     """Between pgvector tables: refuse, before anything is copied, a target table that cannot hold every column of
     its source table (``pgvector_rows.carry_problems``). A new one is made inside Postgres with the source's own
     columns added; through the workers (another database) it has the layout's only, so a column of the user's is refused
-    then too (``pgvector_rows.new_table_problems``)."""
+    then too (``pgvector_rows.new_table_problems``). Every table's columns are read at once (``reads``), then judged
+    run by run."""
     if not isinstance(spec.target, PgvectorStoreSpec):
         return
     in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgvector_rows.same_database(
         spec.source, spec.target, os.environ
     )
-    for run in plan.runs:
-        if run.target_namespace is None:
-            continue
-        found, there = source.table_columns(run.source_namespace), target.table_columns(run.target_namespace)
+    reading = [
+        (ns, reads.request(source.table_columns, run.source_namespace), reads.request(target.table_columns, ns))
+        for run in plan.runs
+        if (ns := run.target_namespace) is not None
+    ]
+    for target_ns, found_of, there_of in reading:
+        found, there = found_of.result(), there_of.result()
         if found is None:
             continue
         carried = [c for c in found[1] if not c.serial]
         if there is not None:
             pgvector_rows.refuse_columns(pgvector_rows.carry_problems(there[0], carried, there[1]), found[0])
         elif not in_postgres:
-            table = pgvector_layout.table_of(spec.target.table, run.target_namespace)
+            table = pgvector_layout.table_of(spec.target.table, target_ns)
             pgvector_rows.refuse_columns(pgvector_rows.new_table_problems(table, carried), found[0])
 
 
@@ -208,9 +212,14 @@ def crossings_of(db: jobs_database.Database, spec: JobSpec, plan: Plan) -> list[
     kept in the job's ``job_created`` event."""
     sources = {run.source_namespace for run in plan.runs}
     targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
+    # Stores first, namespaces after: only the runs of jobs on this job's stores are read (thousands of namespaces
+    # each, for jobs of many small ones).
+    jobs = [job_id for job_id, other in jobs_and_runs.open_migrate_jobs(db) if stores_may_cross(spec, other)]
+    if not jobs:
+        return []
     others = [
         OpenRun(job_id, name, spec_json, source, frozenset(wrote))
-        for job_id, name, spec_json, source, wrote in jobs_and_runs.open_runs_crossing(db, sources, targets)
+        for job_id, name, spec_json, source, wrote in jobs_and_runs.open_runs_crossing(db, sources, targets, jobs)
     ]
     return crossing_warnings(spec, plan, others)
 
@@ -268,14 +277,16 @@ def _prepare(
         plan = make_plan(spec, source_inv, target_inv, twins, sources, owners)
         if spec.strategy == "import":
             check_import_plan(spec, plan, target_inv)  # Pinecone imports into new namespaces only, one job's ids each
-            return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
+        # A key a document refuses would fail the import's files or the copy's batches: refused before either.
         check_document_keys(spec, source, [r.source_namespace for r in plan.runs if r.vector_count])
+        if spec.strategy == "import":
+            return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
             targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})
             check_target_names(targets)
             check_distinct_tables(spec.target.table, targets)
-            _check_columns(spec, plan, source, target)
+            _check_columns(spec, plan, source, target, reads)
         # The job-wide checks passed. Each namespace's own checks read its ids: where each routed record really
         # lands (the plan shows the routes taken, and only true collisions are refused) and, in a target namespace
         # two sources share, whether they share an id. Every namespace at once, a routed one a page at a time.
