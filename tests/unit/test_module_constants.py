@@ -19,6 +19,8 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/import_strategy.py:BYTES_PER_JSON_VALUE": "a float32's decimal text in a JSONL file",
     "orchestrator/planning/import_strategy.py:RECORD_OVERHEAD_BYTES": "id, metadata and framing of one record",
     "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
+    "orchestrator/spec/jobspec.py:TABLE_BATCH_IDS": "the spec's default batch between the application's tables",
+    "orchestrator/spec/jobspec.py:TABLE_BATCH_MAX_IDS": "the spec's largest batch between the application's tables",
     # the demos' own scenarios
     "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
