@@ -31,10 +31,19 @@ def producer_pool_limit() -> int:
     return max(10, task_slots())
 
 
+#: kombu's Redis transport with its clients made once (``redis_transport``), named so that loading the configuration
+#: imports nothing.
+_REDIS_TRANSPORT = "nsmigrate.orchestrator.messaging.redis_transport:Transport"
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Configuration shared by the producer side and the workers, so both agree on queues and delivery."""
+    # A redis:// broker goes through ``redis_transport``; other schemes (rediss, sentinel, sockets) keep kombu's own,
+    # which reads its settings from the scheme.
+    plain_redis = settings.redis_url.split("://", 1)[0] == "redis"
     return {
         "broker_url": settings.redis_url,
+        "broker_transport": _REDIS_TRANSPORT if plain_redis else None,
         "broker_pool_limit": producer_pool_limit(),
         "broker_connection_retry_on_startup": True,
         # A worker outlives a Redis outage of any length: it keeps reconnecting (Celery gives up after 100 tries).

@@ -70,3 +70,42 @@ def test_every_sender_of_a_threads_worker_process_shares_the_broker_pool(
         with worker_app.producer_or_acquire() as producer:
             worker_app.send_task(TaskName.LIST_NAMESPACE.value, kwargs={"run_id": 3}, queue="list", producer=producer)
     assert sorted(_queued_run_ids(broker, Queue.LIST)) == [1, 2, 3]
+
+
+def test_a_redis_broker_is_reached_through_one_client_per_connection_pool(
+    dispatcher: Dispatcher, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kombu made a ``redis.Redis`` for every command it sent (~110 µs of CPU each): the fleet's transport makes one
+    per pool, and what it sends still arrives."""
+    from kombu.transport import redis as kombu_redis
+
+    from nsmigrate.orchestrator.messaging import redis_transport
+
+    made: list[bool] = []
+    make = kombu_redis.Channel._create_client
+
+    def counted(channel: kombu_redis.Channel, *args: object, **kwargs: object) -> object:
+        made.append(True)
+        return make(channel, *args, **kwargs)
+
+    monkeypatch.setattr(kombu_redis.Channel, "_create_client", counted)
+    broker = redis_lib.Redis.from_url(redis_url)
+    dispatcher.list_namespace(0, job_id=7, namespace="ns-0")  # the channels' own clients, and each pool's one
+    made_first = len(made)
+    for run_id in range(1, 11):  # each a message and a task-sent event
+        dispatcher.list_namespace(run_id, job_id=7, namespace=f"ns-{run_id}")
+
+    assert _queued_run_ids(broker, Queue.LIST) == list(range(11))
+    assert len(made) == made_first
+    with dispatcher.app.connection_for_write() as connection:
+        channel = connection.default_channel
+        assert isinstance(channel, redis_transport.Channel)
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second and first.ping()
+
+
+def test_other_broker_schemes_keep_kombus_own_transport() -> None:
+    from nsmigrate.orchestrator.messaging.dispatch import celery_config
+
+    assert celery_config(Settings(redis_url="redis://127.0.0.1:6379/0"))["broker_transport"] is not None
+    assert celery_config(Settings(redis_url="rediss://127.0.0.1:6380/0"))["broker_transport"] is None
