@@ -26,7 +26,7 @@ from typing import Any
 
 from nsmigrate.orchestrator.pgvector_rows import INT_KEYS_KEY
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, Record, SparseValues
+from nsmigrate.orchestrator.records.vectors import Record, SparseValues, same_bytes
 from nsmigrate.orchestrator.routing.text import text_fields
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
@@ -90,20 +90,9 @@ def _same_value(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def same_bytes(source: Sequence[float], target: Sequence[float]) -> bool:
-    """Whether both sides' values are in one form a store sent (JSON arrays, pgvector's binary) and equal byte for
-    byte: then they decode to the same floats, which are equal under every rule of ``compare_values``, so the 1,536
-    numbers of each side need not be read. Any other pair (a byte apart, another form) is decoded and compared."""
-    if isinstance(source, JsonValues) and isinstance(target, JsonValues):
-        return source.json == target.json
-    if isinstance(source, BinaryValues) and isinstance(target, BinaryValues):
-        return source.binary == target.binary
-    return False
-
-
 def compare_values(source: Sequence[float], target: Sequence[float], tolerance: float) -> str | None:
     """None when both vectors are equal as float32 within ``tolerance`` per value, else why not."""
-    if same_bytes(source, target):
+    if same_bytes(source, target):  # the same floats, equal under every rule below: neither side decoded
         return None
     if len(source) != len(target):
         return f"dimension differs: expected {len(source)}, got {len(target)}"

@@ -29,10 +29,9 @@ from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.records.vectors import Record, same_bytes
 from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
-from nsmigrate.orchestrator.verification.comparisons import same_bytes
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning, syncing, verifying
 from nsmigrate.workers.steps.proving import PROOF_CHUNK_IDS
@@ -251,7 +250,7 @@ def test_changed_value_fails(ctx: WorkerContext, store_specs: tuple) -> None:
 
 
 def test_one_float32_step_in_one_value_fails_where_nothing_is_tolerated(ctx: WorkerContext, store_specs: tuple) -> None:
-    # Unchanged copies are judged by their bytes alone (``comparisons.same_bytes``); the one changed by the smallest
+    # Unchanged copies are judged by their bytes alone (``vectors.same_bytes``); the one changed by the smallest
     # step a float32 store holds must still be decoded and found.
     job = copied_job(
         ctx, make_spec(store_specs, verify={"count_timeout_s": 5, "tolerance": 0}), {"alpha": make_records(30)}

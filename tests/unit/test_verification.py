@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, Record, SparseValues
+from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, Record, SparseValues, same_bytes
 from nsmigrate.orchestrator.verification.comparisons import (
     MISMATCH_CAP,
     Report,
@@ -22,7 +22,6 @@ from nsmigrate.orchestrator.verification.comparisons import (
     fingerprint,
     percentile,
     query_summary,
-    same_bytes,
     sample_ids,
 )
 
