@@ -62,6 +62,9 @@ class BatchWork:
     twin_id: str | None
     routing_table: dict[str, str]
     spec: JobSpec
+    #: The erasure ledger as the statement that started the batch read it (``erasure_ledger.LEDGER_KEY``): what the
+    #: batch holds back (``erasure_ledger.subjects_of_key``). None: no line holds anything back.
+    ledger_key: str | None
     #: Deliveries whose worker died while they ran this batch, this one's redelivery included (``start_batch``).
     lost_attempts: int = 0
 
@@ -123,6 +126,7 @@ _START_BATCH = (
         _run_of_batch.c.twin_id,
         _run_of_batch.c.routing_table,
         _run_of_batch.c.job_created_at,
+        erasure_ledger.LEDGER_KEY.label("ledger_key"),
     )
 )
 # Finishing a batch takes two statements, each its own transaction, so that no row lock waits on the worker between
@@ -226,7 +230,10 @@ _claimed_batch = (
     .cte("claimed_batch")
 )
 _RECORD_AND_CLAIM_BATCH = sa.select(
-    _claimed_page, _claimed_batch.c.id.label("batch_id"), _claimed_batch.c.seq
+    _claimed_page,
+    _claimed_batch.c.id.label("batch_id"),
+    _claimed_batch.c.seq,
+    erasure_ledger.LEDGER_KEY.label("ledger_key"),
 ).select_from(_claimed_page.join(_claimed_batch, sa.true()))
 _BATCH_STATE = sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id"))
 
@@ -259,6 +266,7 @@ def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[s
         twin_id=row.twin_id,
         routing_table=dict(row.routing_table or {}),
         spec=job_spec(db, row.job_id, row.job_created_at),
+        ledger_key=row.ledger_key,
         lost_attempts=getattr(row, "lost_attempts", 0),
     )
 
@@ -409,6 +417,7 @@ def compile_task_statements(db: Database) -> None:
         (_RUN_COUNT, {"job_id": -1}),
         (_FINISH_VERIFY, {**verdict, "run_id": -1, "from_states": [RunState.VERIFYING.value], "now": now}),
         (erasure_ledger._SUBJECTS, {}),
+        (erasure_ledger._SUBJECTS_WITH_KEY, {}),
     ]
     with db.engine.connect() as conn:
         for statement, params in no_rows:
