@@ -98,6 +98,9 @@ class Rounds:
     fleet_statements: list[tuple[StatementCount, int]] = field(default_factory=list)
     #: CPU seconds of each contender's own processes per round: the peer's one; the fleet's workers and its command.
     cpu: dict[str, list[float]] = field(default_factory=lambda: {"peer": [], "fleet": []})
+    #: CPU seconds of everything a round ran on this machine: the contender's processes, the data plane, Redis and
+    #: Postgres (``services``). Divided by the cores, the least time the round could take here, whatever the budgets.
+    machine_cpu: dict[str, list[float]] = field(default_factory=lambda: {"peer": [], "fleet": []})
 
 
 def children_cpu() -> float:
@@ -161,8 +164,10 @@ def bench_set(
     tmp: Path,
     contenders: tuple[str, ...],
     shape: FleetShape,
+    services: list[subprocess.Popen[bytes]],
 ) -> tuple[SeedData, Rounds]:
-    """All rounds of data set ``name``, with its own data plane and standing fleet (logs in ``tmp/name``)."""
+    """All rounds of data set ``name``, with its own data plane and standing fleet (logs in ``tmp/name``); ``services``:
+    Redis's and Postgres's processes, whose CPU counts in the machine's floor."""
     data = seed_dataset(**PEER_DATA_SETS[name])
     workdir = tmp / name
     workdir.mkdir()
@@ -194,6 +199,7 @@ def bench_set(
             for contender in contenders if n % 2 == 0 else reversed(contenders):
                 plane.admin(contender, "/_sandbox/reset", {})
                 cpu_before = _cpu_seconds(workers) + children_cpu()
+                shared_before = _cpu_seconds(plane.procs + services)
                 if contender == "loop":
                     result.seconds["loop"].append(sequential_loop(plane, data).seconds)
                 elif contender == "peer":
@@ -208,7 +214,9 @@ def bench_set(
                     result.fleet_timelines.append(steps)
                     result.fleet_statements.append((counted, batches_of(db, job_name)))
                 if contender != "loop":  # the loop runs in this process
-                    result.cpu[contender].append(_cpu_seconds(workers) + children_cpu() - cpu_before)
+                    own = _cpu_seconds(workers) + children_cpu() - cpu_before
+                    result.cpu[contender].append(own)
+                    result.machine_cpu[contender].append(own + _cpu_seconds(plane.procs + services) - shared_before)
                 check_copied(plane, contender, data)
                 seconds = result.seconds[contender][-1]
                 print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
@@ -224,6 +232,24 @@ def ratios(numerators: list[float], denominators: list[float]) -> str:
     """Median ratio of the rounds' pairs and its range, e.g. ``1.05× (0.98–1.10)``."""
     pairs = sorted(a / b for a, b in zip(numerators, denominators, strict=True))
     return f"{statistics.median(pairs):.2f}× ({pairs[0]:.2f}–{pairs[-1]:.2f})"
+
+
+def machine_floor(rounds: Rounds, peer: list[float], fleet: list[float]) -> list[str]:
+    """Each contender's CPU with the data plane's, Redis's and Postgres's in its rounds, over this machine's cores: a
+    floor of its own, below which no round could end here whatever the budgets allow (exited Postgres backends'
+    CPU is not counted: it is at least this)."""
+    cores = os.cpu_count() or 1
+    lines = []
+    for contender, seconds in (("peer", peer), ("fleet", fleet)):
+        used = rounds.machine_cpu[contender]
+        if used:
+            cpu_s = statistics.median(used)
+            floor_s = cpu_s / cores
+            lines.append(
+                f"  {contender}: the machine's floor {floor_s:.2f} s ({cpu_s:.2f} CPU-s with the data plane, Redis and "
+                f"Postgres ÷ {cores} cores); its time {statistics.median(seconds) / floor_s:.2f}× it"
+            )
+    return lines
 
 
 def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
@@ -254,6 +280,7 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"{ratios(rounds.peer_copy_seconds, job)}",
         f"  CPU s of their own processes (median): peer {statistics.median(rounds.cpu['peer']):.2f} (one process), "
         f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command)",
+        *machine_floor(rounds, peer, user),
     ]
     labels = [f"round {n + 1}" for n in range(len(rounds.fleet_timelines))]
     for n, (counted, batches) in enumerate(rounds.fleet_statements):
@@ -295,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="peer-bench-")  # kept only if a run goes wrong: its worker logs
     with RedisServer() as redis, PostgresServer(preload=STATEMENT_COUNTING) as pg:
         for name in args.sets.split(","):
-            lines += report(name, *bench_set(name, args.rounds, redis.url, pg.url, Path(tmp), contenders, shape))
+            services = [p for p in (redis.process, pg.process) if p is not None]
+            data, rounds = bench_set(name, args.rounds, redis.url, pg.url, Path(tmp), contenders, shape, services)
+            lines += report(name, data, rounds)
     shutil.rmtree(tmp)
     loads = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(load_before, os.getloadavg(), strict=True))
     print(

@@ -11,12 +11,12 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, TypeVar
 
 import typer
 
 from nsmigrate.cli.console import print_error
+from nsmigrate.cli.handoff import DATABASE_URL_ENV, Urls, given_urls
 from nsmigrate.orchestrator import progress, snapshot
 from nsmigrate.orchestrator.records.namespaces import parse_namespace_arg
 from nsmigrate.orchestrator.redaction import redact_url, scrub
@@ -76,37 +76,17 @@ def check_redis_credentials(redis_url: str) -> None:
         raise fail(problem)
 
 
-DATABASE_URL_ENV = "NSMIGRATE_DATABASE_URL"
-REDIS_URL_ENV = "NSMIGRATE_REDIS_URL"
-#: Not a setting: where a pgvector store's URL is read from unless its spec names another variable
-#: (``PgvectorStoreSpec.database_url_env``). The settings ignore it, so set it leaves nothing of them to check.
-PGVECTOR_URL_ENV = "NSMIGRATE_PGVECTOR_URL"
-
-
-class Urls(NamedTuple):
-    """The job table's and Redis's URLs: all of the settings that handing a spec to the fleet reads."""
-
-    database_url: str
-    redis_url: str
-
-
 def fleet_urls(database_url: str | None, redis_url: str | None) -> Urls:
     """The URLs ``cli.submit`` hands a spec to the fleet with (the fleet plans with its own settings). When both are
     given (option or environment), no other ``NSMIGRATE_`` variable is set (but a pgvector store's URL) and there is
     no ``.env`` file, every other setting is its default, so nothing is left to check and the settings
     (pydantic-settings) are not loaded; otherwise they are, and an invalid one stops the command before the fleet
     sees the spec."""
-    database_url = database_url or os.environ.get(DATABASE_URL_ENV)
-    redis_url = redis_url or os.environ.get(REDIS_URL_ENV)
-    others = {k for k in os.environ if k.upper().startswith("NSMIGRATE_")} - {
-        DATABASE_URL_ENV,
-        REDIS_URL_ENV,
-        PGVECTOR_URL_ENV,
-    }
-    if database_url is None or redis_url is None or others or Path(".env").exists():
+    given = given_urls(database_url, redis_url)
+    if given is None:
         loaded = settings(database_url, redis_url)
         return Urls(loaded.database_url, loaded.redis_url)
-    return Urls(database_url, redis_url)
+    return given
 
 
 def job_table_url(database_url: str | None) -> str:

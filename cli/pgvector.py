@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from nsmigrate.cli.console import console
-from nsmigrate.cli.options import PGVECTOR_URL_ENV, DatabaseOpt, db, fail, settings
+from nsmigrate.cli.handoff import PGVECTOR_URL_ENV
+from nsmigrate.cli.options import DatabaseOpt, db, fail, settings
 from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec

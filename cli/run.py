@@ -62,9 +62,7 @@ def before_the_job(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
         from nsmigrate.cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
 
         backup = backup_sources(prepared)
-    # strategy collection or convert: the job's own steps have Pinecone create the index (from the collection, by the
-    # conversion).
-    created = make_target_index(prepared) if prepared.spec.strategy == "fleet" else None
+    created = make_target_index(prepared)
     if created is not None:
         events.append(("target_index_created", created))
     if backup is not None:
@@ -74,13 +72,14 @@ def before_the_job(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
 
 def make_target_index(prepared: Prepared) -> dict[str, Any] | None:
     """Create the target index the plan asks for and wait until it is ready, printing progress; returns what the
-    audit log records, or None when no index was created."""
+    audit log records, or None when no index was created (none asked, or one Pinecone makes in the job's steps:
+    strategy collection or convert)."""
     from nsmigrate.cli.fleet import open_control
-    from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, ensure_target_index
+    from nsmigrate.orchestrator.planning.target_indexes import IndexInfo, command_creates_target, ensure_target_index
     from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
     target = prepared.target_index
-    if target is None:
+    if target is None or not command_creates_target(prepared.spec):
         return None
     spec = prepared.spec.target
     assert isinstance(spec, PineconeStoreSpec) and spec.create is not None  # plan_target_index made sure

@@ -4,7 +4,8 @@
 (and starts) the job with everything already loaded, and the command only shows its answer, so the job exists a
 fraction of a second after the command starts. ``to_fleet`` returns None whenever the command should plan by itself
 (no planner, none took the spec in time, or the planner says the spec needs the command): planning here is always
-correct, only slower. The protocol is in ``orchestrator.messaging.submissions``.
+correct, only slower. The protocol is in ``orchestrator.messaging.submissions``; sending is ``cli.handoff``'s, which
+the entry point may have done before the command line loaded.
 
 Imports nothing of redis-py (``orchestrator.messaging.resp`` sends its few commands), the planner, the job table's
 models, Celery or the store SDKs.
@@ -14,67 +15,46 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
+from nsmigrate.cli import handoff
 from nsmigrate.cli.console import err_console
-from nsmigrate.cli.options import Urls, fail
-from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.cli.handoff import POLL_S, Urls
+from nsmigrate.cli.options import fail
 from nsmigrate.orchestrator.messaging import resp, submissions
-from nsmigrate.orchestrator.messaging.submissions import Heartbeat, Kind, Submission
+from nsmigrate.orchestrator.messaging.submissions import Kind
 from nsmigrate.orchestrator.messaging.task_names import (
-    PLANNER_KEY,
     SUBMISSIONS_KEY,
     submission_reply_key,
     submission_taken_key,
 )
-
-#: How long one wait for the answer blocks before the command looks at the submission's state again.
-POLL_S = 1.0
 
 
 def to_fleet(
     urls: Urls, spec_path: Path, kind: Kind, *, new: bool = False, resume: bool = False
 ) -> dict[str, Any] | None:
     """The fleet planner's answer to ``spec_path`` (``submissions.OUTCOMES``), or None: plan in this command."""
-    database = submissions.database_fingerprint(urls.database_url)
+    sent = handoff.take(urls, spec_path, kind, new=new, resume=resume)
     try:
-        client = resp.Connection(urls.redis_url, connect_timeout_s=2, timeout_s=POLL_S + 10)
-        raw = client.get(PLANNER_KEY)
-    except (resp.RedisFailed, ValueError):
-        return None  # planning here reports an unreachable Redis clearly
-    beat = Heartbeat.decode(raw) if raw else None
-    if beat is None or beat.database != database or not spec_path.is_file():
-        return None
-    submission = Submission(
-        token=uuid.uuid4().hex,
-        kind=kind,
-        spec_text=spec_path.read_text(),
-        spec_path=str(spec_path.resolve()),
-        new=new,
-        actor=default_actor(),
-        database=database,
-        submitted_at=time.time(),
-        resume=resume,
-    )
-    encoded = submission.encode()
-    try:
-        client.rpush(SUBMISSIONS_KEY, encoded)
-        answer = _await(client, submission.token, encoded, beat.planner)
+        sent = sent or handoff.send(urls, spec_path, kind, new=new, resume=resume)
+        if sent is None:
+            return None
+        answer = _await(sent.client, sent.submission.token, sent.encoded, sent.beat.planner)
     except KeyboardInterrupt:
-        if client.lrem(SUBMISSIONS_KEY, 1, encoded):
+        if sent is None or sent.withdraw():
             raise
         err_console.print(
-            f"[yellow]the fleet's planner ({beat.planner}) already has the spec: its job may start; see "
+            f"[yellow]the fleet's planner ({sent.beat.planner}) already has the spec: its job may start; see "
             "`nsmigrate jobs`[/]"
         )
         raise
     except resp.RedisFailed as e:
+        planner = "" if sent is None else f" ({sent.beat.planner})"
         raise fail(
-            f"lost Redis while the fleet's planner ({beat.planner}) had the spec: {type(e).__name__} — its job may "
+            f"lost Redis while the fleet's planner{planner} had the spec: {type(e).__name__} — its job may "
             "have started: see `nsmigrate jobs`",
             code=1,
         ) from e

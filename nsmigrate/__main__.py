@@ -1,6 +1,6 @@
 """``python -m nsmigrate``: the same as the ``nsmigrate`` command."""
 
-from nsmigrate.cli.main import main
+from nsmigrate.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -29,7 +29,7 @@ from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.convert_checks import convert_note, converts_to, prepare_convert
-from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings
+from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings, stores_may_cross
 from nsmigrate.orchestrator.planning.document_checks import check_document_keys
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
@@ -208,9 +208,14 @@ def crossings_of(db: jobs_database.Database, spec: JobSpec, plan: Plan) -> list[
     kept in the job's ``job_created`` event."""
     sources = {run.source_namespace for run in plan.runs}
     targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
+    # Stores first, namespaces after: only the runs of jobs on this job's stores are read (thousands of namespaces
+    # each, for jobs of many small ones).
+    jobs = [job_id for job_id, other in jobs_and_runs.open_migrate_jobs(db) if stores_may_cross(spec, other)]
+    if not jobs:
+        return []
     others = [
         OpenRun(job_id, name, spec_json, source, frozenset(wrote))
-        for job_id, name, spec_json, source, wrote in jobs_and_runs.open_runs_crossing(db, sources, targets)
+        for job_id, name, spec_json, source, wrote in jobs_and_runs.open_runs_crossing(db, sources, targets, jobs)
     ]
     return crossing_warnings(spec, plan, others)
 
@@ -268,8 +273,10 @@ def _prepare(
         plan = make_plan(spec, source_inv, target_inv, twins, sources, owners)
         if spec.strategy == "import":
             check_import_plan(spec, plan, target_inv)  # Pinecone imports into new namespaces only, one job's ids each
-            return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
+        # A key a document refuses would fail the import's files or the copy's batches: refused before either.
         check_document_keys(spec, source, [r.source_namespace for r in plan.runs if r.vector_count])
+        if spec.strategy == "import":
+            return _started(Prepared(spec, plan, source.name, target.name, target_index, marks), starting, ())
         routed = {r.source_namespace for r in plan.runs if r.target_namespace is None and r.vector_count}
         if spec.target.kind == "pgvector" and spec.target.documented:
             targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})

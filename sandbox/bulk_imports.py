@@ -15,7 +15,8 @@ imports", "Import limits") say, and this module does:
   ignored. A directory without such files imports nothing and fails the import.
 - Parquet columns: ``id`` (string), ``values`` (list of floats, the index's dimension), ``metadata`` (a JSON object
   as a string, optional, NULL for none), ``sparse_values`` (optional struct of ``indices`` and ``values``); other
-  columns are ignored. JSONL: one document per line, checked as an upserted document is.
+  columns are ignored. JSONL: one document per line, parsed and checked as an upserted document is (strict JSON in
+  UTF-8).
 - Refused when it starts, nothing imported: a namespace that exists in the index already (imports write only new
   namespaces; the default namespace must be empty), more than 100 namespaces, 100,000 files or 10 GB in one file, a
   bucket the index cannot read (no integration and not public, or an integration without access), a pod index
@@ -26,7 +27,8 @@ imports", "Import limits") say, and this module does:
 - ``DELETE /bulk/imports/{id}`` cancels an import that has not finished (what it imported stays); it has no effect on
   a finished one. ``GET /bulk/imports`` lists them, ``limit`` 1–100 (default 100) with ``paginationToken``.
 
-Where the objects are is set per index with ``POST /_sandbox/object-storage`` (``ObjectStorage``): the endpoint of the
+Where the objects are is set per index with ``POST /_sandbox/object-storage`` (``ObjectStorage``), or for the project
+with ``PineconeSandbox.set_object_storage(None, …)`` (an index created later reads it too): the endpoint of the
 S3-compatible server that stands in for S3, and the storage integrations of the project (id → access keys). Without
 ``integrationId`` the bucket is read anonymously, as a public bucket is; the server decides whether it may be.
 """
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import builtins
 import io
-import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import numpy as np
+import orjson
 
 from nsmigrate_sandbox.pinecone_server import (
     IMPORT_OPS,
@@ -411,7 +413,7 @@ class BulkImports:
                 yield f"vector {vector_id!r} has {len(vector or [])} values; the index has dimension {dimension}"
                 continue
             try:
-                parsed = json.loads(meta) if meta is not None else None
+                parsed = orjson.loads(meta) if meta is not None else None
                 checked = validate_metadata(parsed)
                 sparse_checked = _sparse_values(
                     {"indices": sparse_values["indices"], "values": sparse_values["values"]} if sparse_values else None,
@@ -428,12 +430,13 @@ def _documents(service: IndexService, body: bytes, key: str) -> Iterator[tuple[s
 
     schema = service.spec.documents
     assert schema is not None
-    for position, line in enumerate(body.decode("utf-8", errors="replace").splitlines()):
+    # Parsed as the Documents API's upsert parses its body: strict JSON in UTF-8 (no NaN, no undecodable bytes).
+    for position, line in enumerate(body.splitlines()):
         if not line.strip():
             continue
         try:
-            doc = check_document(schema, json.loads(line), position)
-        except ValueError as e:
+            doc = check_document(schema, orjson.loads(line), position)
+        except orjson.JSONDecodeError as e:
             yield f"line {position + 1} is not JSON: {e}"
             continue
         except _Refusal as refusal:

@@ -1816,6 +1816,9 @@ class PineconeSandbox:
         self._services: dict[str, IndexService] = {}
         self._servers: dict[str, _Server] = {}
         self._control: _Server | None = None
+        #: The project's object storage (``set_object_storage(None, …)``): what every index imports from, one
+        #: created later too, as a storage integration belongs to the project, not to one index.
+        self._project_storage: dict[str, Any] | None = None
         #: Index metadata (protection, tags, readiness) and collections; serves the control-plane port.
         self.control = ControlPlane(self, ready_delay_s=ready_delay_s, collection_delay_s=collection_delay_s)
         for spec in indexes:
@@ -1862,6 +1865,8 @@ class PineconeSandbox:
                 raise ValueError(f"index {spec.name!r} already exists")
             service = self._services[spec.name] = IndexService(spec, self.initial_faults, api_key=self.api_key)
             service.ready_at = ready_at
+            if self._project_storage is not None:
+                self.set_object_storage(spec.name, self._project_storage)
             if self._control is not None:
                 self._serve(spec.name)
                 return self.host(spec.name)
@@ -1914,10 +1919,17 @@ class PineconeSandbox:
         """Replace *name*'s faults (same as ``POST /_sandbox/faults``); also reseeds the fault RNGs."""
         self.service(name).faults.configure(faults)
 
-    def set_object_storage(self, name: str, storage: dict[str, Any]) -> None:
-        """Where index ``name``'s bulk imports read from (``sandbox.bulk_imports.ObjectStorage``'s fields)."""
+    def set_object_storage(self, name: str | None, storage: dict[str, Any]) -> None:
+        """Where index ``name``'s bulk imports read from (``sandbox.bulk_imports.ObjectStorage``'s fields); ``name``
+        None: the project's, for every index, those created later too."""
         from nsmigrate_sandbox.bulk_imports import ObjectStorage
 
+        if name is None:
+            with self._lock:
+                self._project_storage = storage
+            for index_name in self.names():
+                self.set_object_storage(index_name, storage)
+            return
         self.service(name).imports.storage = ObjectStorage.from_dict(storage)
 
     def faults(self, name: str) -> Faults:

@@ -78,11 +78,11 @@ class ObjectStorage:
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def configure(self, sandbox: PineconeSandbox, *names: str, pace_s: float = 0.5) -> None:
-        """Let the data plane's indexes ``names`` (all: none given) import from this server, through the integration
-        ``integration_id``."""
+        """Let the data plane's indexes ``names`` (none given: the project's every index, those created later too)
+        import from this server, through the integration ``integration_id``."""
         integration = {"access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key}
-        for name in names or sandbox.names():
-            storage = {"endpoint_url": self.url, "region": self.region, "pace_s": pace_s}
+        storage = {"endpoint_url": self.url, "region": self.region, "pace_s": pace_s}
+        for name in names or [None]:
             sandbox.set_object_storage(name, {**storage, "integrations": {self.integration_id: integration}})
 
 

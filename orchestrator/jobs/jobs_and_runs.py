@@ -227,38 +227,58 @@ def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
     return spec
 
 
+_RUN_DONE = [RunState.CLEANED, RunState.CANCELLED]
+
+
+def open_migrate_jobs(db: Database) -> list[tuple[int, dict[str, Any]]]:
+    """``(job id, its spec)`` of every migrate job not cancelled with a run neither cleaned nor cancelled (a cleanup
+    may still delete its source): the jobs a new one may cross (``open_runs_crossing``)."""
+    open_run = sa.exists().where(NamespaceRun.job_id == Job.id, NamespaceRun.state.not_in(_RUN_DONE))
+    stmt = sa.select(Job.id, Job.spec).where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, open_run)
+    with db.transaction() as s:
+        return [(job_id, spec or {}) for job_id, spec in s.execute(stmt.order_by(Job.id))]
+
+
 def open_runs_crossing(
-    db: Database, sources: Collection[str], targets: Collection[str]
+    db: Database, sources: Collection[str], targets: Collection[str], job_ids: Collection[int]
 ) -> list[tuple[int, str, dict[str, Any], str, set[str]]]:
-    """``(job id, job name, its spec, source namespace, target namespaces)`` of every run of an unfinished migrate
-    job (not cancelled; the run neither cleaned nor cancelled: a cleanup may still delete its source) whose source is
-    one of ``targets`` or whose target namespaces hold one of ``sources``. Matched by name: the caller compares
-    the stores."""
-    done = [RunState.CLEANED, RunState.CANCELLED]
+    """``(job id, job name, its spec, source namespace, target namespaces)`` of every run of the unfinished migrate
+    jobs ``job_ids`` (not cancelled; the run neither cleaned nor cancelled: a cleanup may still delete its source)
+    whose source is one of ``targets`` or whose target namespaces hold one of ``sources``. Matched by name: the
+    caller compares the stores, and names only the jobs whose stores may cross (``open_migrate_jobs``)."""
+    done = _RUN_DONE
     crossing = sa.or_(
         NamespaceRun.source_namespace.in_(list(targets)),
         NamespaceRun.target_namespace.in_(list(sources)),
         NamespaceRun.target_namespace.is_(None),  # routed: its targets are the namespaces it wrote
     )
     stmt = (
-        sa.select(
-            Job.id,
-            Job.name,
-            Job.spec,
-            NamespaceRun.source_namespace,
-            NamespaceRun.target_namespace,
-            NamespaceRun.target_namespaces,
-        )
-        .join(NamespaceRun, NamespaceRun.job_id == Job.id)
+        sa.select(NamespaceRun.job_id, NamespaceRun.source_namespace, NamespaceRun.target_namespace)
+        .add_columns(NamespaceRun.target_namespaces)
+        .join(Job, NamespaceRun.job_id == Job.id)
         .where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, NamespaceRun.state.not_in(done), crossing)
-        .order_by(Job.id, NamespaceRun.id)
+        .where(NamespaceRun.job_id.in_(list(job_ids)))
+        .order_by(NamespaceRun.job_id, NamespaceRun.id)
     )
     found = []
     with db.transaction() as s:
-        for job_id, name, spec, source, target, written in s.execute(stmt):
-            wrote = {*(written or []), *([target] if target is not None else [])}
-            if source in targets or wrote & set(sources):
-                found.append((job_id, name, spec or {}, source, wrote))
+        rows = s.execute(stmt).all()
+        # Each job's name and spec once, not on each of its runs: a job of 2,000 namespaces would parse its spec
+        # 2,000 times.
+        job_ids = {row[0] for row in rows}
+        jobs = (
+            {}
+            if not job_ids
+            else dict(
+                (job_id, (name, spec or {}))
+                for job_id, name, spec in s.execute(sa.select(Job.id, Job.name, Job.spec).where(Job.id.in_(job_ids)))
+            )
+        )
+    for job_id, source, target, written in rows:
+        wrote = {*(written or []), *([target] if target is not None else [])}
+        if source in targets or wrote & set(sources):
+            name, spec = jobs[job_id]
+            found.append((job_id, name, spec, source, wrote))
     return found
 
 

@@ -94,7 +94,13 @@ class Dispatcher:
         """``countdown_s``: the task runs that many seconds later at the earliest (held by the worker that got it)."""
         producer = getattr(self._together, "producer", None)
         queue = TASK_QUEUES[task].value
-        options: dict[str, Any] = {"kwargs": kwargs, "queue": queue, "countdown": countdown_s}
+        options: dict[str, Any] = {
+            "kwargs": kwargs,
+            "queue": queue,
+            "countdown": countdown_s,
+            "argsrepr": "()",
+            "kwargsrepr": self._shown(kwargs),
+        }
         try:
             self.app.send_task(task.value, producer=producer, **options)
         except AttributeError as e:
@@ -106,6 +112,12 @@ class Dispatcher:
             log.warning("resending %s on a new broker connection: the pooled one was closed (%s)", task.value, e)
             with self.app.connection_for_write() as connection:
                 self.app.send_task(task.value, connection=connection, **options)
+
+    def _shown(self, kwargs: dict[str, Any]) -> str:
+        """The task's arguments as Flower shows them: ids and namespace names only, so a plain ``repr`` cut to
+        Celery's limit says what Celery's ``saferepr`` would, at a twentieth of its CPU (a launch sends thousands)."""
+        text, most = repr(kwargs), self.app.amqp.kwargsrepr_maxsize
+        return text if len(text) <= most else text[: most - 3] + "..."
 
     @contextlib.contextmanager
     def together(self) -> Iterator[None]:

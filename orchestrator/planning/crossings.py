@@ -32,21 +32,39 @@ class OpenRun:
     target_namespaces: frozenset[str]
 
 
+def stores_may_cross(spec: JobSpec, other: dict[str, object]) -> bool:
+    """Whether another job (its spec as the job table keeps it) reads from this job's target or writes into its
+    source: only then can their namespaces cross."""
+    other_source, other_target = (
+        store if isinstance(store, dict) else None for store in (other.get("source"), other.get("target"))
+    )
+    return key_of_json(other_source) == spec_identity(spec.target) or key_of_json(other_target) == spec_identity(
+        spec.source
+    )
+
+
 def crossing_warnings(spec: JobSpec, plan: Plan, others: Iterable[OpenRun]) -> list[str]:
     """What ``plan`` would write into or read from ``others``' namespaces, one warning each."""
     source_key, target_key = spec_identity(spec.source), spec_identity(spec.target)
     sources = {run.source_namespace for run in plan.runs}
     targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
     found: list[str] = []
+    keys: dict[tuple[int, str], str] = {}  # each job's stores compared once, not once per run
+
+    def key(other: OpenRun, role: str) -> str:
+        if (other.job_id, role) not in keys:
+            keys[other.job_id, role] = key_of_json(_store(other, role))
+        return keys[other.job_id, role]
+
     for other in others:
         theirs = f"job {other.job_id} ({other.job_name})"
-        if other.source_namespace in targets and key_of_json(_store(other, "source")) == target_key:
+        if other.source_namespace in targets and key(other, "source") == target_key:
             found.append(
                 f"target namespace {display_namespace(other.source_namespace)!r} is the source of unfinished {theirs}: "
                 f"its cleanup would delete what this job writes there — finish or cancel {theirs} first"
             )
         for ns in sorted(other.target_namespaces & sources):
-            if key_of_json(_store(other, "target")) == source_key:
+            if key(other, "target") == source_key:
                 found.append(
                     f"source namespace {display_namespace(ns)!r} is a target of unfinished {theirs}: this job would "
                     f"copy its copies, and this job's cleanup would delete them — finish or cancel {theirs} first"

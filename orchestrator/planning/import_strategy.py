@@ -35,6 +35,8 @@ DEFAULT_NAMESPACE_DIR = "__default__"
 #: Bytes of one record's id, metadata and framing in an import file, beside its values (the plan's guess).
 RECORD_OVERHEAD_BYTES = 200
 BYTES_PER_VALUE = 4  # float32
+#: A value in a JSONL document is text: a float32's shortest decimal (≤ 9 significant digits) and its comma.
+BYTES_PER_JSON_VALUE = 12
 
 
 def import_directory(spec: BulkImport, job_name: str, job_id: int) -> str:
@@ -90,17 +92,29 @@ def check_import_plan(spec: JobSpec, plan: Plan, target: Inventory) -> None:
         )
 
 
-def import_bytes(records: int, dimension: int) -> int:
-    """About how many bytes the import files of ``records`` hold (values as float32, plus id and metadata)."""
-    return records * (max(dimension, 0) * BYTES_PER_VALUE + RECORD_OVERHEAD_BYTES)
+ImportFormat = Literal["Parquet", "JSONL"]
+
+
+def import_format(spec: JobSpec) -> ImportFormat:
+    """The files an import of ``spec`` writes: JSONL documents for a document index, else Parquet."""
+    documents = getattr(spec.target, "documents", None)  # only a Pinecone target has them
+    return "JSONL" if documents is not None else "Parquet"
+
+
+def import_bytes(records: int, dimension: int, file_format: ImportFormat = "Parquet") -> int:
+    """About how many bytes the import files of ``records`` hold: values as float32 (Parquet) or as decimal text
+    (JSONL), plus id and metadata."""
+    per_value = BYTES_PER_JSON_VALUE if file_format == "JSONL" else BYTES_PER_VALUE
+    return records * (max(dimension, 0) * per_value + RECORD_OVERHEAD_BYTES)
 
 
 def compare(spec: JobSpec, estimate: Estimate, records: int, dimension: int) -> list[str]:
     """Lines for the plan: what upserting and importing this job cost and take, and which assumptions say so."""
     prices = spec.bulk_import or BulkImport(uri="s3://bucket/prefix")
-    gigabytes = import_bytes(records, dimension) / 1e9
+    file_format = import_format(spec)
+    size = import_bytes(records, dimension, file_format)
     upsert_usd = estimate.write_units / 1e6 * prices.usd_per_million_write_units
-    import_usd = gigabytes * prices.usd_per_gb
+    import_usd = size / 1e9 * prices.usd_per_gb
     fetches = math.ceil(records / FETCH_MAX_IDS)
     writing_s = fetches / spec.rate.read_rps
     advice = (
@@ -109,13 +123,24 @@ def compare(spec: JobSpec, estimate: Estimate, records: int, dimension: int) -> 
         else "Pinecone recommends import for a load this size"
     )
     return [
-        f"upsert: ≈{estimate.write_units} write units ≈ ${upsert_usd:.2f} (at ${prices.usd_per_million_write_units:g} "
+        f"upsert: ≈{estimate.write_units} write units ≈ {_usd(upsert_usd)} (at ${prices.usd_per_million_write_units:g} "
         f"per million), ≈{estimate.duration_s:.0f} s at the configured budgets",
-        f"import: ≈{gigabytes:.3f} GB of files ≈ ${import_usd:.2f} (at ${prices.usd_per_gb:g} per GB), "
+        f"import: ≈{_size(size)} of {file_format} files ≈ {_usd(import_usd)} (at ${prices.usd_per_gb:g} per GB), "
         f"≈{writing_s:.0f} s to write them at the read budget, then Pinecone's import: at least "
         f"{IMPORT_MIN_S / 60:.0f} min; {advice} (prices: Pinecone's list prices, set import.usd_per_gb and "
         "import.usd_per_million_write_units to your plan's)",
     ]
+
+
+def _size(size: int) -> str:
+    """Bytes in the unit that shows them (a test job's KB as well as a big load's GB)."""
+    unit, scale = next(((u, k) for u, k in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)) if size >= k), ("KB", 1e3))
+    value = size / scale
+    return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:.2f}" if amount == 0 or amount >= 0.01 else "<$0.01"
 
 
 ImportAction = Literal["write", "start", "wait", "imported", "fail"]

@@ -169,6 +169,13 @@ def shape_problems(wanted: IndexShape, dimension: int | None, metric: str | None
     return problems
 
 
+def command_creates_target(spec: JobSpec) -> bool:
+    """Whether the command makes ``spec``'s ``target.create`` index before the job: the fleet's and an import's,
+    which write into an index that exists (Pinecone makes a collection's or a conversion's in the job's steps)."""
+    target = spec.target
+    return target.kind == "pinecone" and target.create is not None and spec.strategy in ("fleet", "import")
+
+
 def plan_target_index(
     spec: JobSpec, source_label: str, source_dimension: int, source_metric: str | None, control: IndexControl | None
 ) -> TargetIndex | None:

@@ -1,11 +1,16 @@
-"""`strategy: import` end to end: real workers write each source namespace as Pinecone import files (Parquet, one
-directory per target namespace) to a real S3-compatible server (moto's), the local data plane imports them through
-``/bulk/imports`` as Pinecone does, and the job verifies the result (counts, ids, contents). An import Pinecone would
-refuse is refused before anything is written, naming the namespace; one Pinecone fails ends the job's runs with its
-reason, the target unchanged."""
+"""`strategy: import` end to end: real workers write each source namespace as Pinecone import files (Parquet for a
+vector index, JSONL for a document index; one directory per target namespace) to a real S3-compatible server
+(moto's), the local data plane imports them through ``/bulk/imports`` as Pinecone does, and the job verifies the
+result (counts, ids, contents). `plan` compares upsert with import in figures the plan's numbers give. An import
+Pinecone would refuse is refused before anything is written, naming the namespace; one Pinecone fails ends the job's
+runs with its reason, the target unchanged."""
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +22,15 @@ from typer.testing import CliRunner
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.limits import IMPORT_MIN_S
+from nsmigrate.orchestrator.planning.import_strategy import (
+    BYTES_PER_JSON_VALUE,
+    BYTES_PER_VALUE,
+    RECORD_OVERHEAD_BYTES,
+)
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
@@ -77,27 +90,75 @@ def start_worker(stack: Stack, storage: ObjectStorage) -> None:
     stack.start_worker("list,copy,verify", 4, pool="threads", **keys)
 
 
+def run_to_the_end(stack: Stack, storage: ObjectStorage, spec_path: str) -> int:
+    """Start the workers and `run --wait` the spec until its job ended well; the job's id."""
+    start_worker(stack, storage)
+    result = nsmigrate(stack, storage, "run", spec_path, "--wait")
+    assert result.exit_code == 0, result.output
+    db = jobs_database.Database(stack.database_url)
+    try:
+        return int(jobs_status.list_jobs(db)[0]["job_id"])
+    finally:
+        db.dispose()
+
+
+#: The plan's two lines comparing upsert and import (``orchestrator.planning.import_strategy.compare``).
+COMPARISON = re.compile(
+    r"upsert: ≈(?P<units>\d+) write units ≈ (?P<upsert_usd>\S+) \(at \$(?P<unit_price>[\d.]+) per million\), "
+    r"≈(?P<upsert_s>\d+) s at the configured budgets "
+    r"import: ≈(?P<size>[\d.]+) (?P<unit>[KMGT]B) of (?P<format>\w+) files ≈ (?P<import_usd>\S+) "
+    r"\(at \$(?P<gb_price>[\d.]+) per GB\), ≈(?P<write_s>\d+) s to write them at the read budget, then "
+    r"Pinecone's import: at least (?P<least_min>\d+) min"
+)
+UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+VALUE_BYTES = {"Parquet": BYTES_PER_VALUE, "JSONL": BYTES_PER_JSON_VALUE}  # the plan's guess of a value's bytes
+
+
+def assert_shown_usd(shown: str, amount: float) -> None:
+    assert shown == "<$0.01" if 0 < amount < 0.01 else float(shown.lstrip("$")) == pytest.approx(amount, abs=0.005)
+
+
+def assert_plan_compares(stack: Stack, storage: ObjectStorage, spec_path: str, file_format: str) -> None:
+    """`nsmigrate plan` shows upsert against import with the figures the plan's own numbers give: write units and
+    time from its estimate, file bytes from its records and dimension, prices and the read budget from the spec."""
+    as_json = nsmigrate(stack, storage, "plan", spec_path, "--json")
+    printed = nsmigrate(stack, storage, "plan", spec_path)
+    assert as_json.exit_code == 0 and printed.exit_code == 0, as_json.output + printed.output
+    plan = json.loads(as_json.stdout)
+    spec = parse_spec(yaml.safe_load(Path(spec_path).read_text()))
+    assert spec.bulk_import is not None
+    shown = COMPARISON.search(" ".join(printed.output.split()))
+    assert shown is not None, printed.output
+    records, estimate = plan["totals"]["vectors"], plan["estimate"]
+    size = records * (DIM * VALUE_BYTES[file_format] + RECORD_OVERHEAD_BYTES)
+
+    assert int(shown["units"]) == estimate["write_units"] > 0
+    assert float(shown["unit_price"]) == spec.bulk_import.usd_per_million_write_units
+    assert_shown_usd(shown["upsert_usd"], estimate["write_units"] / 1e6 * spec.bulk_import.usd_per_million_write_units)
+    assert int(shown["upsert_s"]) == pytest.approx(estimate["duration_s"], abs=0.5)
+    assert shown["format"] == file_format
+    assert float(shown["size"]) * UNITS[shown["unit"]] == pytest.approx(size, rel=0.005)
+    assert float(shown["gb_price"]) == spec.bulk_import.usd_per_gb
+    assert_shown_usd(shown["import_usd"], size / 1e9 * spec.bulk_import.usd_per_gb)
+    assert int(shown["write_s"]) == pytest.approx(math.ceil(records / 1000) / spec.rate.read_rps, abs=0.5)
+    assert int(shown["least_min"]) * 60 == IMPORT_MIN_S
+
+
 def test_an_import_job_writes_the_files_imports_them_and_is_verified(
     stack: Stack, object_storage: ObjectStorage
 ) -> None:
     sandbox = stack.pinecone
     load_source(sandbox)
     object_storage.configure(sandbox, "dst", pace_s=0.6)
-    spec = write_spec(stack, object_storage)
+    spec = write_spec(stack, object_storage, usd_per_gb=250, usd_per_million_write_units=160)
 
-    planned = nsmigrate(stack, object_storage, "plan", spec)
-    assert planned.exit_code == 0, planned.output
-    plan_text = " ".join(planned.output.split())
-    assert "upsert: ≈" in plan_text and "import: ≈" in plan_text and "at least 10 min" in plan_text
+    assert_plan_compares(stack, object_storage, spec, "Parquet")
     assert object_storage.object_keys() == [] and sandbox.stats("dst")["vector_count"] == 0  # a dry run
 
-    start_worker(stack, object_storage)
-    result = nsmigrate(stack, object_storage, "run", spec, "--wait")
+    job_id = run_to_the_end(stack, object_storage, spec)
 
-    assert result.exit_code == 0, result.output
     db = jobs_database.Database(stack.database_url)
     try:
-        job_id = jobs_status.list_jobs(db)[0]["job_id"]
         status = jobs_status.job_status(db, job_id)
         assert status.phase == "imported"
         assert {r.source_namespace: r.state for r in status.runs} == dict.fromkeys(NAMESPACES, "verified")
@@ -206,3 +267,89 @@ def test_an_import_job_leaves_an_erased_creators_records_out_names_them_and_veri
     imported = sandbox.snapshot("dst")["alpha"]
     assert {"own-1", "own-3", "own-5"} <= imported.keys() and not {"own-0", "own-2", "own-4"} & imported.keys()
     assert len(imported) == NAMESPACES["alpha"] + 3
+
+
+DOCS = "import-documents"
+DOC_NAMESPACES = {"": 30, "shelf": 230}
+
+
+def load_documentable_source(sandbox: PineconeSandbox) -> dict[str, dict[str, tuple[list[float], dict[str, Any]]]]:
+    """Records whose metadata hold text for a full-text field and a key a document refuses as it is (``_source``)."""
+    rng = np.random.default_rng(21)
+    loaded = {
+        ns: {
+            f"{ns or 'd'}-{i:03d}": (
+                rng.random(DIM).astype(np.float32).tolist(),
+                {"text": f"chunk {i} of {ns or 'the default namespace'}", "_source": f"doc-{i // 3}", "page": i},
+            )
+            for i in range(n)
+        }
+        for ns, n in DOC_NAMESPACES.items()
+    }
+    for ns, records in loaded.items():
+        sandbox.load("src", ns, [(vid, values, meta) for vid, (values, meta) in records.items()])
+    return loaded
+
+
+def test_an_import_job_into_a_document_index_writes_jsonl_and_every_document_verifies(
+    stack: Stack, object_storage: ObjectStorage
+) -> None:
+    """A vector index → a document index the job creates: the plan refuses a key a document refuses before anything
+    is written and compares upsert with importing JSONL; then JSONL files, one document a line, in Pinecone's layout
+    (a directory per namespace), imported by the data plane and verified document by document; the SDK reads the
+    documents back field for field."""
+    from pinecone import Pinecone
+
+    sandbox = stack.pinecone
+    loaded = load_documentable_source(sandbox)
+    object_storage.configure(sandbox, pace_s=0.6)  # the project's integration: the index the job creates reads it
+    spec = write_spec(stack, object_storage)
+    data = yaml.safe_load((stack.workdir / "import.yaml").read_text())
+    mapping: dict[str, Any] = {"text_fields": ["chunk_text"], "rename": {"text": "chunk_text"}}
+    data |= {"name": "Docs.Load", "enrich": {"creator_fields": False, "migrated_from": False}}
+    data["target"] |= {"index": DOCS, "documents": mapping, "create": {}}
+    (stack.workdir / "import.yaml").write_text(yaml.safe_dump(data))
+
+    refused = nsmigrate(stack, object_storage, "run", spec)
+
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2, refused.output
+    assert "'_source': field names starting with '_' are reserved" in said and "'_source': 'source'" in said
+    assert DOCS not in sandbox.names() and object_storage.object_keys() == []  # nothing created or written
+
+    mapping["rename"]["_source"] = "source"
+    (stack.workdir / "import.yaml").write_text(yaml.safe_dump(data))
+    assert_plan_compares(stack, object_storage, spec, "JSONL")
+
+    job_id = run_to_the_end(stack, object_storage, spec)
+
+    db = jobs_database.Database(stack.database_url)
+    try:
+        assert jobs_status.job_status(db, job_id).phase == "imported"
+        for run in jobs_and_runs.runs_of(db, job_id):
+            report = run.verification or {}
+            assert run.state == "verified", report
+            assert report["content_mismatch_count"] == 0
+            assert report["target_count"] == DOC_NAMESPACES[run.source_namespace]
+    finally:
+        db.dispose()
+    directory = f"imports/docs.load-{job_id}"
+    keys = object_storage.object_keys(directory)
+    assert keys == sorted(
+        [f"{directory}/__default__/part-00000.jsonl"] + [f"{directory}/shelf/part-{n:05d}.jsonl" for n in range(3)]
+    )
+    first = object_storage.client().get_object(Bucket=object_storage.bucket, Key=f"{directory}/shelf/part-00000.jsonl")
+    lines = first["Body"].read().decode().splitlines()
+    assert len(lines) == 100
+    assert json.loads(lines[0]).keys() == {"_id", "embedding", "chunk_text", "source", "page"}
+    schema = sandbox.service(DOCS).spec.documents
+    assert schema is not None and schema.text_names == {"chunk_text"}
+    index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=sandbox.host(DOCS))
+    for ns, records in loaded.items():
+        found = index.documents.fetch(namespace=ns or "__default__", ids=sorted(records)).documents
+        assert set(found) == set(records)
+        for vid, (values, meta) in records.items():
+            document = found[vid].to_dict() if hasattr(found[vid], "to_dict") else dict(found[vid])
+            np.testing.assert_allclose(document.pop("embedding"), values, rtol=1e-6)
+            assert document == {"_id": vid, "chunk_text": meta["text"], "source": meta["_source"], "page": meta["page"]}
+    assert not {"upsert", "upsert_documents"} & set(sandbox.stats(DOCS)["requests"])  # imported, never upserted

@@ -238,6 +238,24 @@ def test_a_document_index_imports_jsonl(data_api: OpenAPI, sandbox: PineconeSand
     assert sandbox.count("imp-docs", "shelf") == 6
 
 
+def test_a_document_import_reads_strict_json_as_an_upsert_does(
+    data_api: OpenAPI, sandbox: PineconeSandbox, storage: ObjectStorage
+) -> None:
+    """NaN and bytes that are not UTF-8 are no JSON the Documents API takes: such lines are refused, not mended."""
+    good = json.dumps({"_id": "ok", "embedding": [1, 0, 0, 0]}).encode()
+    nan = b'{"_id": "nan", "embedding": [1, 0, 0, 0], "score": NaN}'
+    latin1 = b'{"_id": "latin", "embedding": [1, 0, 0, 0], "title": "caf\xe9"}'
+    put(storage, "strict/shelf/0.jsonl", b"\n".join([good, nan, latin1]) + b"\n")
+    put(storage, "strict-abort/stack/0.jsonl", b"\n".join([good, nan]) + b"\n")
+
+    done = run_import(data_api, sandbox, storage, "strict", index="imp-docs", errorMode={"onError": "continue"})
+    aborted = run_import(data_api, sandbox, storage, "strict-abort", index="imp-docs")
+
+    assert done["status"] == "Completed" and done["recordsImported"] == 1
+    assert done["validationResult"] == {"importSuccesses": 1, "importErrors": 2}
+    assert aborted["status"] == "Failed" and "record 1: line 2 is not JSON" in aborted["error"]
+
+
 def test_imports_list_in_pages_and_an_unknown_one_is_not_found(
     data_api: OpenAPI, sandbox: PineconeSandbox, storage: ObjectStorage
 ) -> None:

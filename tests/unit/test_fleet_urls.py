@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from nsmigrate.cli.options import PGVECTOR_URL_ENV, Urls, fleet_urls
+from nsmigrate.cli.handoff import PGVECTOR_URL_ENV, Urls
+from nsmigrate.cli.options import fleet_urls
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 

@@ -16,6 +16,7 @@ LIMITS = "orchestrator/limits.py"
 WORKING: dict[str, str] = {
     # strategy import: the plan's guess of a record's size in the files, and the rows of one file
     "orchestrator/planning/import_strategy.py:BYTES_PER_VALUE": "a float32 value in a Parquet file",
+    "orchestrator/planning/import_strategy.py:BYTES_PER_JSON_VALUE": "a float32's decimal text in a JSONL file",
     "orchestrator/planning/import_strategy.py:RECORD_OVERHEAD_BYTES": "id, metadata and framing of one record",
     "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
     # the demos' own scenarios
@@ -51,7 +52,7 @@ WORKING: dict[str, str] = {
     "cli/render.py:READ_SHARE_INVERSE": "a waiting command's share of the job table's time",
     "cli/services.py:FLOWER_MAX_TASKS": "default of `nsmigrate flower --max-tasks`",
     "cli/services.py:FLOWER_WAIT_FOR_WORKERS_S": "default of `nsmigrate flower`'s wait for a worker",
-    "cli/submit.py:POLL_S": "one blocking wait of the command for the plan server's answer",
+    "cli/handoff.py:POLL_S": "one blocking wait of the command for the plan server's answer",
     "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
     "orchestrator/planning/crossings.py:CROSSINGS_SHOWN": "crossings a plan's warnings name in full",
     "orchestrator/jobs/erasure_ledger.py:EVENT_IDS": "ids a write_held_back event names (its count is whole)",

@@ -59,6 +59,14 @@ def test_the_fleet_plans_a_plain_copy() -> None:
             "target.create",
         ),
         (
+            {
+                "strategy": "import",
+                "import": {"uri": "s3://bucket/imports"},
+                "target": {"kind": "pinecone", "index": "docs", "documents": {}, "create": {}},
+            },
+            "target.create",
+        ),
+        (
             {"routing": {"mode": "creator", "creators": {"source": "file", "path": "twins.csv"}}},
             "routing.creators from a file",
         ),

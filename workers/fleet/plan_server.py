@@ -45,10 +45,10 @@ from nsmigrate.orchestrator.messaging.task_names import (
 )
 from nsmigrate.orchestrator.models import Job, ensure_schema
 from nsmigrate.orchestrator.planning.summary import summarize
+from nsmigrate.orchestrator.planning.target_indexes import command_creates_target
 from nsmigrate.orchestrator.redaction import redact_url
 from nsmigrate.orchestrator.settings import Settings
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_from_text
-from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.workers.stores import open_retrying_store
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def needs_the_command(spec: JobSpec) -> str | None:
     this server, passing no ``before_write`` to ``launch.start_or_resume``, would skip."""
     if spec.backup.enabled:
         return "the spec asks for a backup first (backup.enabled), written where the command runs"
-    if isinstance(spec.target, PineconeStoreSpec) and spec.target.create is not None and spec.strategy == "fleet":
+    if command_creates_target(spec):
         return "the spec creates its target index (target.create); the command waits for it and shows its progress"
     files = sorted(_files_named(spec))
     if files:
