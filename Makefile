@@ -36,12 +36,14 @@ typecheck: install
 	@ln -s ../../sandbox build/typecheck/nsmigrate_sandbox && ln -s ../../bench build/typecheck/bench
 	cd build/typecheck && ../../.venv/bin/mypy --config-file ../../pyproject.toml -p nsmigrate -p nsmigrate_sandbox -p bench
 
-# The fleet against the strongest single-process rivals (a few minutes); BENCH_SETS=seed,large,many adds the 2,000
-# small namespaces. bench-more: the seeds' loop, several indexes at once, an erasure.
-BENCH_SETS ?= seed,large
+# The fleet against the strongest single-process rivals on the seed set, the large one and 2,000 small namespaces
+# (BENCH_SETS=seed,large for a shorter run), then an import job verified end to end beside the same data upserted.
+# bench-more: the seeds' loop, several indexes at once, an erasure.
+BENCH_SETS ?= seed,large,many
 bench: install
 	.venv/bin/python -m bench.peer_vs_fleet --sets $(BENCH_SETS)
 	.venv/bin/python -m bench.pgvector_vs_rival
+	.venv/bin/python -m bench.import_job
 
 bench-more: install
 	.venv/bin/python -m bench.fleet_vs_loop

@@ -63,6 +63,7 @@ def report(runs: list[tuple[str, float, list[dict[str, Any]]]], names: dict[str,
         for side in ("A", "B"):
             mine = [(load, r) for s, load, results in runs if s == side for r in results if r["set"] == name]
             ratios = [r["fleet_over_rival"] for _, r in mine]
+            job_s = statistics.median(x for _, r in mine for x in r["job_s"])  # job row → last batch
 
             def median(key: str, at: int | None = None) -> float:
                 return statistics.median(r[key] if at is None else r[key][at] for _, r in mine)  # noqa: B023
@@ -70,8 +71,9 @@ def report(runs: list[tuple[str, float, list[dict[str, Any]]]], names: dict[str,
             lines.append(
                 f"  {side}: fleet ÷ rival {statistics.median(ratios):.2f}× (runs "
                 f"{', '.join(f'{x:.2f}' for x in ratios)}); rival {median('rival_s_median'):.2f} s, fleet "
-                f"{median('fleet_s_median'):.2f} s; worker CPU s/1k {median('worker_cpu_s_per_1k'):.3f}; Postgres "
-                f"CPU s fleet/rival {median('postgres_cpu_s_fleet_rival', 0):.2f}/"
+                f"{median('fleet_s_median'):.2f} s (job clock {job_s:.2f} s); worker CPU s/1k "
+                f"{median('worker_cpu_s_per_1k'):.3f}; Postgres CPU s fleet/rival "
+                f"{median('postgres_cpu_s_fleet_rival', 0):.2f}/"
                 f"{median('postgres_cpu_s_fleet_rival', 1):.2f}; load before {', '.join(f'{x:.1f}' for x, _ in mine)}"
             )
     return "\n".join(lines)
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     outputs = Path(tempfile.mkdtemp(prefix="pgvector-outputs-", dir=args.worktrees))
     print(f"bench outputs in {outputs}", file=sys.stderr)
     names = {"A": f"{args.a} ({paths['A'].name})", "B": f"{args.b} ({paths['B'].name})"}
-    bench_args = ["--sets", args.sets, *[e for e in extra if e != "--"]]
+    bench_args = ["--sets", args.sets, "--json", *[e for e in extra if e != "--"]]
     runs: list[tuple[str, float, list[dict[str, Any]]]] = []
     for n in range(args.runs):
         side = order(n // 2)[n % 2]

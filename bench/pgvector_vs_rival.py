@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--batch-size", type=int, help="the job's batch_size (default: the spec's, as a user's job gets it)"
     )
+    parser.add_argument("--json", action="store_true", help="each set's figures as one JSON line (bench.pgvector_ab)")
     args = parser.parse_args(argv)
 
     stack = start_stack([])
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.sets.split(","):
             rows, dimension = SETS[name]
             result = bench_set(stack, name, rows, dimension, args.rounds, env, rate, args.batch_size)
-            print("\n".join(summary(result)), flush=True)
+            print(json.dumps(result) if args.json else "\n".join(summary(result)), flush=True)
     finally:
         stack.stop()
     return 0

@@ -94,27 +94,31 @@ def _aliases_of(store: Store) -> dict[str, str]:
     return store.aliases()
 
 
-def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store) -> None:
+def _check_columns(spec: JobSpec, plan: Plan, source: Store, target: Store, reads: PlanReads) -> None:
     """Between pgvector tables: refuse, before anything is copied, a target table that cannot hold every column of
     its source table (``pgvector_rows.carry_problems``). A new one is made inside Postgres with the source's own
     columns added; through the workers (another database) it has the layout's only, so a column of the user's is refused
-    then too (``pgvector_rows.new_table_problems``)."""
+    then too (``pgvector_rows.new_table_problems``). Every table's columns are read at once (``reads``), then judged
+    run by run."""
     if not isinstance(spec.target, PgvectorStoreSpec):
         return
     in_postgres = isinstance(spec.source, PgvectorStoreSpec) and pgvector_rows.same_database(
         spec.source, spec.target, os.environ
     )
-    for run in plan.runs:
-        if run.target_namespace is None:
-            continue
-        found, there = source.table_columns(run.source_namespace), target.table_columns(run.target_namespace)
+    reading = [
+        (ns, reads.request(source.table_columns, run.source_namespace), reads.request(target.table_columns, ns))
+        for run in plan.runs
+        if (ns := run.target_namespace) is not None
+    ]
+    for target_ns, found_of, there_of in reading:
+        found, there = found_of.result(), there_of.result()
         if found is None:
             continue
         carried = [c for c in found[1] if not c.serial]
         if there is not None:
             pgvector_rows.refuse_columns(pgvector_rows.carry_problems(there[0], carried, there[1]), found[0])
         elif not in_postgres:
-            table = pgvector_layout.table_of(spec.target.table, run.target_namespace)
+            table = pgvector_layout.table_of(spec.target.table, target_ns)
             pgvector_rows.refuse_columns(pgvector_rows.new_table_problems(table, carried), found[0])
 
 
@@ -282,7 +286,7 @@ def _prepare(
             targets = sorted({r.target_namespace for r in plan.runs if r.target_namespace is not None})
             check_target_names(targets)
             check_distinct_tables(spec.target.table, targets)
-            _check_columns(spec, plan, source, target)
+            _check_columns(spec, plan, source, target, reads)
         # The job-wide checks passed. Each namespace's own checks read its ids: where each routed record really
         # lands (the plan shows the routes taken, and only true collisions are refused) and, in a target namespace
         # two sources share, whether they share an id. Every namespace at once, a routed one a page at a time.

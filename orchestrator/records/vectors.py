@@ -58,12 +58,13 @@ class JsonValues(_DecodedOnRead):
     A copy between Pinecone indexes never looks at the values: it routes by id and enriches metadata. Keeping them as
     the fetched bytes lets the upsert send them back verbatim, so a 1536-dimension vector costs no 1,536 Python
     floats decoded and re-encoded per hop (most of a copy worker's CPU), and the request size is known exactly.
-    Everything else (verification, pgvector, backups) sees an ordinary sequence of floats.
+    Everything else (verification, pgvector, backups) sees an ordinary sequence of floats. ``json`` may be a view
+    into the response the values came in (``workers.stores.pinecone.fetch_body``): it keeps that response alive.
     """
 
     __slots__ = ("json",)
 
-    def __init__(self, json: bytes) -> None:
+    def __init__(self, json: bytes | memoryview) -> None:
         super().__init__()
         self.json = json
 
@@ -74,7 +75,8 @@ class JsonValues(_DecodedOnRead):
         # A flat array of numbers: one more value than commas, no decoding needed.
         if self._floats is not None:
             return len(self._floats)
-        return 0 if not self.json.strip(b" \t\r\n[]") else self.json.count(b",") + 1
+        json = bytes(self.json)
+        return 0 if not json.strip(b" \t\r\n[]") else json.count(b",") + 1
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, JsonValues):

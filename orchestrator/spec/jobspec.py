@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -341,6 +342,13 @@ class Reembed(_Model):
     )
 
 
+#: A batch between two of the application's tables, unless the spec sets one, and the most such a batch may hold:
+#: its rows pass as they are, one COPY or INSERT … SELECT whatever its size, while every batch costs its rows in the
+#: job table, a message and a transaction a side (bench/README.md, "pgvector → pgvector through the workers").
+TABLE_BATCH_IDS = 5_000
+TABLE_BATCH_MAX_IDS = 10_000
+
+
 def _application_tables(store: Any) -> bool:
     """Whether a store spec, given as a mapping or a model, is the application's pgvector tables (``schema:
     documented``)."""
@@ -377,9 +385,9 @@ class JobSpec(_Model):
     batch_size: int = Field(
         default=100,
         gt=0,
-        le=FETCH_MAX_IDS,
-        description="Ids per copy batch (Pinecone fetch takes ≤ 1,000); unless given, 1,000 between two "
-        "pgvector stores of schema documented.",
+        le=TABLE_BATCH_MAX_IDS,
+        description="Ids per copy batch (Pinecone fetch takes ≤ 1,000); between two pgvector stores of schema "
+        "documented 5,000 unless given, and up to 10,000.",
     )
     max_batches_in_flight: int = Field(
         default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
@@ -422,10 +430,7 @@ class JobSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _table_copies_in_whole_batches(cls, data: Any) -> Any:
-        # Between two of the application's pgvector tables a batch passes as rows, one COPY or INSERT … SELECT
-        # whatever its size (no vector becomes a list of floats), while every batch costs its rows in the job table,
-        # a message and a transaction a side: unless told, such a copy takes the largest batch a spec allows
-        # (bench/README.md, "pgvector → pgvector through the workers").
+        # Between two of the application's pgvector tables a batch passes as rows (``TABLE_BATCH_IDS``).
         if (
             isinstance(data, dict)
             and "batch_size" not in data
@@ -433,8 +438,19 @@ class JobSpec(_Model):
             and _application_tables(data.get("source"))
             and _application_tables(data.get("target"))
         ):
-            data = {**data, "batch_size": FETCH_MAX_IDS}
+            data = {**data, "batch_size": TABLE_BATCH_IDS}
         return data
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_fits_a_fetch(cls, value: int, info: ValidationInfo) -> int:
+        tables = _application_tables(info.data.get("source")) and _application_tables(info.data.get("target"))
+        if value > FETCH_MAX_IDS and not tables:
+            raise ValueError(
+                f"Input should be less than or equal to {FETCH_MAX_IDS} (the ids of one fetch); up to "
+                f"{TABLE_BATCH_MAX_IDS} between two pgvector stores of schema documented"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:

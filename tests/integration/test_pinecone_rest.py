@@ -2,7 +2,7 @@
 published OpenAPI files (2026-07, the version it sends).
 
 Every request the Pinecone store sends — each operation it has, on a serverless, a pod and an integrated index — and
-every answer it gets are recorded on the wire (the real transport, wrapped) and validated against the reference:
+every answer it gets are recorded (the real transport, wrapped) and validated against the reference:
 path, query, headers and body as a request of that operation, status and body as one of its responses. The headers
 are the ones the SDK itself sends (seen by a recording server); statuses become the errors the retry policy reads;
 the key never shows in an error or a ``repr``; one connection serves a run of requests.
@@ -27,6 +27,7 @@ from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec, TextRecords
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.pinecone import store as pinecone_store_module
+from nsmigrate.workers.stores.pinecone.http11 import Answer, Exchange, Headers, OriginPool
 from nsmigrate.workers.stores.pinecone.rest import API_VERSION, DataPlane, DataPlaneError
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.embedding import IntegratedEmbed
@@ -60,18 +61,29 @@ def data_api() -> OpenAPI:
     return OpenAPI.from_file_path(str(REFERENCE / "db_data_2026-07.oas.yaml"), config=config)
 
 
-class Recording(httpx.BaseTransport):
-    """The real transport, every exchange kept: ``(request, response)`` with both bodies read."""
+class Recording:
+    """Every exchange of the real transports kept, as httpx's request and response objects with both bodies."""
 
     def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
         self.seen: list[tuple[httpx.Request, httpx.Response]] = []
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        response.read()
-        self.seen.append((request, response))
-        return response
+    def to(self, host: str, timeout_s: float) -> Exchange:
+        return _Recorded(self, host, timeout_s)
+
+
+class _Recorded:
+    """The transport a ``DataPlane`` builds for ``host`` (``http11.OriginPool``), its exchanges kept."""
+
+    def __init__(self, recording: Recording, host: str, timeout_s: float) -> None:
+        self.recording, self.host = recording, host
+        self.inner = OriginPool(host, timeout_s=timeout_s, max_connections=4)
+
+    def send(self, method: str, target: str, headers: Headers, body: bytes | None) -> Answer:
+        answer = self.inner.send(method, target, headers, body)
+        request = httpx.Request(method, self.host + target, headers=headers, content=body)
+        response = httpx.Response(answer.status, headers=answer.headers, content=answer.body, request=request)
+        self.recording.seen.append((request, response))
+        return answer
 
     def close(self) -> None:
         self.inner.close()
@@ -83,7 +95,7 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Recording:
     recording = Recording()
 
     def recorded_plane(host: str, api_key: str, *, timeout_s: float) -> DataPlane:
-        return DataPlane(host, api_key, timeout_s=timeout_s, transport=recording)
+        return DataPlane(host, api_key, timeout_s=timeout_s, transport=recording.to(host, timeout_s))
 
     monkeypatch.setattr(pinecone_store_module, "DataPlane", recorded_plane)
     monkeypatch.setenv(KEY_ENV, KEY)

@@ -1,5 +1,6 @@
 """Upsert chunking: every record in exactly one chunk, in order, and no request over either limit — measured on the
-JSON the Pinecone store actually sends (``workers.stores.pinecone.wire.upsert_body``, written by orjson)."""
+JSON the Pinecone store actually sends (``workers.stores.pinecone.wire.upsert_json``), which is what orjson writes of
+the request's fields, fetched values (views into their response) included verbatim."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from hypothesis import strategies as st
 
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.limits import UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
-from nsmigrate.orchestrator.records.vectors import BinaryValues
+from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
 from nsmigrate.workers.stores.base import Record
-from nsmigrate.workers.stores.pinecone.wire import upsert_body
+from nsmigrate.workers.stores.pinecone.wire import upsert_json
 from nsmigrate.workers.transfer.chunking import (
     ENVELOPE_BYTES,
     binary_bytes,
@@ -25,7 +26,21 @@ from nsmigrate.workers.transfer.chunking import (
 
 def request_bytes(chunk: list[Record], namespace: str = "creator_abc_twin_def") -> int:
     """Size of the upsert body the Pinecone store sends for this chunk."""
-    return len(orjson.dumps(upsert_body(namespace, chunk)))
+    return len(upsert_json(namespace, chunk))
+
+
+def orjson_body(namespace: str, chunk: list[Record]) -> bytes:
+    """The ``UpsertRequest`` as orjson writes it from its fields (fetched JSON values as fragments)."""
+    vectors = []
+    for r in chunk:
+        values = orjson.Fragment(bytes(r.values.json)) if isinstance(r.values, JsonValues) else list(r.values)
+        vector: dict[str, object] = {"id": r.id, "values": values}
+        if r.sparse_values is not None:
+            vector["sparseValues"] = r.sparse_values.to_json()
+        if r.metadata:
+            vector["metadata"] = dict(r.metadata)
+        vectors.append(vector)
+    return orjson.dumps({"vectors": vectors, "namespace": namespace} if namespace else {"vectors": vectors})
 
 
 finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -172,7 +187,34 @@ def test_pgvector_values_go_to_pinecone_as_their_float32_decimals_within_the_est
     values = [1e-45, 1.1754944e-38, -3.4028235e38, -0.0, 0.1, 0.33333334, 123456.79]
     record = Record("a", pgvector_values(values), {"k": "v"})
 
-    body = orjson.dumps(upsert_body("ns", [record]))
+    body = upsert_json("ns", [record])
 
     assert orjson.loads(body)["vectors"][0]["values"] == values == list(record.values)
     assert len(body) <= ENVELOPE_BYTES + estimate_bytes(record)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    chunk=records,
+    namespace=st.sampled_from(["", "ns", 'a "quoted"\n namespace é']),
+    as_fetched=st.booleans(),
+    sparse=st.booleans(),
+)
+def test_the_upsert_body_is_what_orjson_writes_of_the_request(
+    chunk: list[Record], namespace: str, as_fetched: bool, sparse: bool
+) -> None:
+    if as_fetched:  # as a fetch leaves them: views into one response body
+        response = b"".join(orjson.dumps(list(r.values)) for r in chunk)
+        view, at, fetched = memoryview(response), 0, []
+        for r in chunk:
+            size = len(orjson.dumps(list(r.values)))
+            fetched.append(Record(r.id, JsonValues(view[at : at + size]), r.metadata))
+            at += size
+        chunk = fetched
+    if sparse:
+        chunk = [Record(r.id, r.values, r.metadata, SparseValues((1, 7), (0.5, -2.0))) for r in chunk]
+
+    body = upsert_json(namespace, chunk)
+
+    assert body == orjson_body(namespace, chunk)
+    assert [v["id"] for v in orjson.loads(body)["vectors"]] == [r.id for r in chunk]

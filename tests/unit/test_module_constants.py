@@ -19,6 +19,8 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/import_strategy.py:BYTES_PER_JSON_VALUE": "a float32's decimal text in a JSONL file",
     "orchestrator/planning/import_strategy.py:RECORD_OVERHEAD_BYTES": "id, metadata and framing of one record",
     "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
+    "orchestrator/spec/jobspec.py:TABLE_BATCH_IDS": "the spec's default batch between the application's tables",
+    "orchestrator/spec/jobspec.py:TABLE_BATCH_MAX_IDS": "the spec's largest batch between the application's tables",
     # the demos' own scenarios
     "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",
@@ -66,6 +68,11 @@ WORKING: dict[str, str] = {
         "a namespace lock's waiter asks again: a chunk holds it for a few requests"
     ),
     "workers/stores/pinecone/rest.py:_MESSAGE_MAX_CHARS": "server text kept in an error",
+    "workers/stores/pinecone/http11.py:KEEPALIVE_EXPIRY_S": "idle connections closed as httpx's transport closed them",
+    "workers/stores/pinecone/http11.py:_MAX_LINE": "longest answer line read: a bound against a broken server",
+    "workers/stores/pinecone/http11.py:_MAX_HEADERS": "most answer header lines read: a bound against a broken server",
+    "workers/stores/pinecone/http11.py:_JOINED_BODY_MAX": "a request body sent with its head in one write",
+    "workers/stores/pinecone/http11.py:_READ_BUFFER": "a connection's read buffer: an answer's head and small bodies",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
     "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
     "orchestrator/cutover/dualwrite.py:COMPARE_SHARE": "the default of DualWriteIndex's compare_share (a parameter)",

@@ -83,8 +83,9 @@ def test_pod_to_serverless_and_pgvector_specs() -> None:
 @pytest.mark.parametrize(
     ("source", "target", "given", "batch_size"),
     [
-        pytest.param("pgvector", "pgvector", {}, 1000, id="tables-default"),
+        pytest.param("pgvector", "pgvector", {}, 5000, id="tables-default"),
         pytest.param("pgvector", "pgvector", {"batch_size": 200}, 200, id="tables-given"),
+        pytest.param("pgvector", "pgvector", {"batch_size": 10_000}, 10_000, id="tables-largest"),
         pytest.param("generic", "pgvector", {}, 100, id="generic-table"),  # its rows become records of floats
         pytest.param("pgvector", "pinecone", {}, 100, id="table-to-index"),
         pytest.param("pinecone", "pgvector", {}, 100, id="index-to-table"),
@@ -129,6 +130,20 @@ def test_a_copy_between_the_applications_tables_takes_the_largest_batch_unless_t
             id="api-key-value",
         ),
         pytest.param(base(batch_size=5000), ["batch_size: Input should be less than or equal to 1000"], id="batch"),
+        pytest.param(
+            base(source={"kind": "pgvector", "schema": "documented"}, batch_size=5000),
+            ["batch_size: Input should be less than or equal to 1000 (the ids of one fetch); up to 10000 between two"],
+            id="batch-table-to-index",
+        ),
+        pytest.param(
+            base(
+                source={"kind": "pgvector", "schema": "documented"},
+                target={"kind": "pgvector", "schema": "documented"},
+                batch_size=10_001,
+            ),
+            ["batch_size: Input should be less than or equal to 10000"],
+            id="batch-tables",
+        ),
         pytest.param(base(batch_size=0), ["batch_size: Input should be greater than 0"], id="batch-zero"),
         pytest.param(base(routing={"mode": "explicit"}), ["routing: mode `explicit` needs `map:"], id="explicit"),
         pytest.param(base(routing={"mode": "creator"}), ["routing: mode `creator` needs `creators:`"], id="creator"),

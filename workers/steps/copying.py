@@ -22,14 +22,16 @@ Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, failure_text
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records, run_route_context
 from nsmigrate.orchestrator.routing.text import missing_text_reason
@@ -117,7 +119,11 @@ def _table_enrichment(
     extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
     if work.ledger_key is None:
         return extra, list(work.ids)
-    rows = [Record(r.id, [], {**r.metadata, **extra}) for r in source.fetch(work.source_namespace, work.ids)]
+    rows = [
+        Record(r.id, [], {**r.metadata, **extra})
+        for start in range(0, len(work.ids), FETCH_MAX_IDS)  # a fetch's records at a time, their values let go
+        for r in source.fetch(work.source_namespace, work.ids[start : start + FETCH_MAX_IDS])
+    ]
     [kept] = _hold_back(ctx, work, [(ctx_route.pair_of(target_ns), rows)])
     held = set(work.ids) - {r.id for r in kept} - (set(work.ids) - {r.id for r in rows})
     return extra, [i for i in work.ids if i not in held]
@@ -168,9 +174,27 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) ->
         return 0, 0, 0, [target_ns]
     done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra)
     if done is None:
-        return _copy_through_worker(ctx, work)
+        return _a_fetch_at_a_time(_copy_through_worker, ctx, work)
     copied, passed = done
     return copied, len(ids) - copied, passed, [target_ns]
+
+
+Step = Callable[[WorkerContext, jobs_batches.BatchWork], tuple[int, int, int, list[str]]]
+
+
+def _a_fetch_at_a_time(step: Step, ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
+    """``step`` over the batch's ids a fetch's worth at a time: a batch between the application's tables may hold
+    more (``jobspec.TABLE_BATCH_IDS``), and all of them as records at once would be memory that rows passed as they
+    are never take."""
+    if len(work.ids) <= FETCH_MAX_IDS:
+        return step(ctx, work)
+    vectors = missing = nbytes = 0
+    targets: set[str] = set()
+    for start in range(0, len(work.ids), FETCH_MAX_IDS):
+        done = step(ctx, dataclasses.replace(work, ids=work.ids[start : start + FETCH_MAX_IDS]))
+        vectors, missing, nbytes = vectors + done[0], missing + done[1], nbytes + done[2]
+        targets.update(done[3])
+    return vectors, missing, nbytes, sorted(targets)
 
 
 def _copy_and_finish(
@@ -187,7 +211,7 @@ def _copy_and_finish(
         elif one_target and table_copies.between_databases(spec):
             step = _copy_between_databases
         if step is _copy_through_worker:  # its upserts hold their namespaces themselves (``GuardedStore``)
-            vectors, missing, nbytes, targets = step(ctx, work)
+            vectors, missing, nbytes, targets = _a_fetch_at_a_time(step, ctx, work)
         else:  # a copy inside Postgres writes past them: it holds its target as a write does, deletions wait
             assert work.target_namespace is not None
             with shared_hold(ctx.guarded(spec.target, spec.rate), work.target_namespace):

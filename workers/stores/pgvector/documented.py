@@ -156,12 +156,12 @@ class DocumentedPgvectorStore(PgvectorStore):
             columns = [c for c in pgnamespaces.table_columns(reading, source_table) if not c.serial]
             if not table_copies.passes_as_rows(columns):
                 return None
-            dimension = pgnamespaces.dimension_of(reading, source_table) or self._dimension or 0
             with self._errors("copy_rows", namespace):
                 for _ in range(2):
                     if table not in self._existing:
                         # Made and committed apart from the batch: the other batches wait on its lock only while it
-                        # is made, not for this batch's rows.
+                        # is made, not for this batch's rows. The source's dimension is read only then.
+                        dimension = pgnamespaces.dimension_of(reading, source_table) or self._dimension or 0
                         with self._get_engine().begin() as making:
                             pgnamespaces.create_namespace(making, self.prefix, namespace, dimension)
                         self._existing.add(table)

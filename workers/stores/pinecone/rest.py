@@ -6,14 +6,15 @@ lets nsmigrate read the replies its own way (a fetch's values left as JSON: ``wo
 send each request exactly once (tenacity in ``workers.stores.guarded`` is the only retry layer, so one 429 costs one
 request of the fleet's budget), and depend on no private part of the SDK, which ``pinecone>=10,<11`` does not promise.
 
-A request is built from parts made once per client (base URL, headers) and handed straight to the pooled
-``httpx.HTTPTransport``, skipping ``httpx.Client``'s per-request layers (cookies, auth and redirect steps): about
-150 µs of CPU each, a quarter of a small fetch. Headers are those the SDK sends (``Api-Key``,
+A request's head is made from parts built once per client (headers, the query's encoding in ``query_string``) and
+sent over nsmigrate's own keep-alive HTTP/1.1 connections (``workers.stores.pinecone.http11``), which read an
+answer's body in one piece; through a proxy, over httpx's transport. Headers are those the SDK sends (``Api-Key``,
 ``X-Pinecone-Api-Version``); the key is never put in a message, a log line or a ``repr``.
 
 Answers other than 2xx raise ``DataPlaneError`` with the status, the server's message (read as the SDK reads it:
 ``error.message``, ``message``, else the text) and ``Retry-After``; ``workers.stores.pinecone.access.pinecone_errors``
-turns it into ``RetryableError``/``StoreError``. Transport failures raise ``httpx.TransportError``.
+turns it into ``RetryableError``/``StoreError``. Transport failures raise ``httpx.TransportError`` (both
+transports).
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import threading
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_plus, urlsplit
 
 import httpx
 import orjson
+
+from nsmigrate.workers.stores.pinecone.http11 import Answer, Exchange, Headers, HttpxExchange, OriginPool
 
 #: The API version SDK 10.x sends; the data-plane paths and shapes are those of the 2026-04 reference.
 API_VERSION = "2026-07"
@@ -36,6 +39,10 @@ USER_AGENT = "nsmigrate"
 _MESSAGE_MAX_CHARS = 500
 #: How httpx would encode a path segment that is only dots: left as it is, it would be dropped as "." or "..".
 _DOT_SEGMENTS = {".": "%2E", "..": "%2E%2E"}
+#: ASCII as ``urllib.parse.quote_plus`` writes it in a query (what httpx sends for ``params``): only letters, digits
+#: and ``_.-~`` kept, a space made ``+``; in one ``str.translate`` instead of a Python call per character.
+_QUERY_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_QUERY_ASCII = {c: ("+" if c == 0x20 else f"%{c:02X}") for c in range(128) if chr(c) not in _QUERY_KEPT}
 
 Params = Mapping[str, str | int | list[str]]
 
@@ -82,6 +89,20 @@ def path_segment(value: str) -> str:
     return _DOT_SEGMENTS.get(encoded, encoded)
 
 
+def _query_part(value: str) -> str:
+    return value.translate(_QUERY_ASCII) if value.isascii() else quote_plus(value, safe="")
+
+
+def query_string(params: Params) -> str:
+    """``params`` as the query httpx would send for them (``urlencode`` of their items, a list repeating its name)."""
+    parts = []
+    for name, value in params.items():
+        key = _query_part(name)
+        for item in value if isinstance(value, list) else (value,):
+            parts.append(f"{key}={_query_part(str(item))}")
+    return "&".join(parts)
+
+
 def _socket_options() -> list[tuple[int, int, int]]:
     """No Nagle delay on small requests; keep-alive probes so a pooled connection a NAT dropped is found."""
     options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1), (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -110,39 +131,45 @@ class DataPlane:
         host: the index host, ``https://…`` (or ``http://`` for a local data plane, where no CA bundle is loaded).
         api_key: sent as ``Api-Key``.
         timeout_s: per-request connect/read/write/pool timeout.
-        transport: the transport to send through (default: a pooled ``httpx.HTTPTransport`` of this host, through
+        transport: what to send through (default: ``http11.OriginPool`` of this host, or httpx's transport through
             the proxy the environment names for it: ``proxy_for``).
     """
 
-    def __init__(
-        self, host: str, api_key: str, *, timeout_s: float, transport: httpx.BaseTransport | None = None
-    ) -> None:
+    def __init__(self, host: str, api_key: str, *, timeout_s: float, transport: Exchange | None = None) -> None:
         refusal = key_refusal(api_key)
         if refusal is not None:
             raise ValueError(refusal)
         self.host = host if "://" in host else f"https://{host}"
-        self._base = self.host.rstrip("/")
-        headers = {
-            "Api-Key": api_key,
-            "X-Pinecone-Api-Version": API_VERSION,
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-            "Accept-Encoding": "gzip, deflate",
-        }
+        parts = urlsplit(self.host)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        self._prefix = parts.path.rstrip("/")
+        headers = (
+            ("Api-Key", api_key),
+            ("X-Pinecone-Api-Version", API_VERSION),
+            ("User-Agent", USER_AGENT),
+            ("Accept", "application/json"),
+            ("Accept-Encoding", "gzip, deflate"),
+        )
         #: The headers of a request by its body's content type (None: no body), made once.
-        self._headers: dict[str | None, httpx.Headers] = {
-            kind: httpx.Headers(headers if kind is None else {**headers, "Content-Type": kind})
+        self._headers: dict[str | None, Headers] = {
+            kind: headers if kind is None else (*headers, ("Content-Type", kind))
             for kind in (None, "application/json", "application/x-ndjson")
         }
-        self._extensions: dict[str, Any] = {"timeout": httpx.Timeout(timeout_s).as_dict()}
         if transport is None:
             size = _pool_size()
-            transport = httpx.HTTPTransport(
-                verify=self.host.startswith("https://"),
-                proxy=proxy_for(self.host),
-                limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-                socket_options=_socket_options(),
-            )
+            proxy = proxy_for(self.host)
+            if proxy is None:
+                transport = OriginPool(
+                    origin, timeout_s=timeout_s, max_connections=size, socket_options=_socket_options()
+                )
+            else:
+                proxied = httpx.HTTPTransport(
+                    verify=parts.scheme == "https",
+                    proxy=proxy,
+                    limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+                    socket_options=_socket_options(),
+                )
+                transport = HttpxExchange(origin, proxied, timeout_s=timeout_s)
         self._transport = transport
         self._answered = threading.local()  # the LSNs of the last answer in this thread (``lsns``)
 
@@ -155,6 +182,10 @@ class DataPlane:
     def post(self, path: str, body: Any) -> bytes:
         """POST ``body`` as JSON (orjson: an ``orjson.Fragment`` is written verbatim)."""
         return self._send("POST", path, None, orjson.dumps(body), "application/json")
+
+    def post_json(self, path: str, body: bytes) -> bytes:
+        """POST ``body``, JSON already written (``wire.upsert_json``)."""
+        return self._send("POST", path, None, body, "application/json")
 
     def post_ndjson(self, path: str, rows: list[dict[str, Any]]) -> bytes:
         """POST ``rows`` as NDJSON, one object a line (the records API)."""
@@ -177,30 +208,22 @@ class DataPlane:
     def _send(
         self, method: str, path: str, params: Params | None, content: bytes | None, content_type: str | None
     ) -> bytes:
-        request = httpx.Request(
-            method,
-            httpx.URL(self._base + path, params=params),
-            headers=self._headers[content_type],
-            content=content,
-            extensions=self._extensions,
-        )
-        response = self._transport.handle_request(request)
-        try:
-            response.read()
-        finally:
-            response.close()
-        if not 200 <= response.status_code < 300:
-            reason, metadata = _reason(response)
-            raise DataPlaneError(response.status_code, _message(response), _retry_after(response), reason, metadata)
-        headers = response.headers
+        target = self._prefix + path
+        if params:
+            target = f"{target}?{query_string(params)}"
+        answer = self._transport.send(method, target, self._headers[content_type], content)
+        if not 200 <= answer.status < 300:
+            reason, metadata = _reason(answer)
+            raise DataPlaneError(answer.status, _message(answer), _retry_after(answer), reason, metadata)
+        headers = answer.headers
         self._answered.lsns = (_lsn(headers, COMMITTED_LSN_HEADERS), _lsn(headers, RECONCILED_LSN_HEADERS))
-        return response.content
+        return answer.body
 
 
-def _reason(response: httpx.Response) -> tuple[str | None, dict[str, Any]]:
+def _reason(answer: Answer) -> tuple[str | None, dict[str, Any]]:
     """``details[0].reason`` and its ``metadata`` of an ``rpcStatus`` answer, when it has them."""
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(answer.body)
     except orjson.JSONDecodeError:
         return None, {}
     details = body.get("details") if isinstance(body, dict) else None
@@ -209,11 +232,11 @@ def _reason(response: httpx.Response) -> tuple[str | None, dict[str, Any]]:
     return (reason if isinstance(reason, str) else None), (metadata if isinstance(metadata, dict) else {})
 
 
-def _message(response: httpx.Response) -> str:
+def _message(answer: Answer) -> str:
     """The server's message, read where Pinecone puts it (``{"error": {"message"}}``, ``{"message"}``), else its
     text (cut) or the reason phrase."""
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(answer.body)
     except orjson.JSONDecodeError:
         body = None
     if isinstance(body, dict):
@@ -223,13 +246,13 @@ def _message(response: httpx.Response) -> str:
         for key in ("message", "detail", "description"):
             if isinstance(body.get(key), str) and body[key]:
                 return str(body[key])
-    text = response.content.decode("utf-8", "replace").strip()
+    text = answer.body.decode("utf-8", "replace").strip()
     if len(text) > _MESSAGE_MAX_CHARS:
         text = text[:_MESSAGE_MAX_CHARS] + "… (cut)"
-    return text or response.reason_phrase
+    return text or answer.reason or httpx.codes.get_reason_phrase(answer.status)
 
 
-def _lsn(headers: httpx.Headers, names: tuple[str, ...]) -> int | None:
+def _lsn(headers: dict[str, str], names: tuple[str, ...]) -> int | None:
     for name in names:
         try:
             return int(headers[name])
@@ -238,10 +261,10 @@ def _lsn(headers: httpx.Headers, names: tuple[str, ...]) -> int | None:
     return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(answer: Answer) -> float | None:
     """``Retry-After`` in seconds, when the server sent a number ≥ 0."""
     try:
-        value = float(response.headers.get("retry-after", ""))
+        value = float(answer.headers.get("retry-after", ""))
     except ValueError:
         return None
     return value if value >= 0 else None

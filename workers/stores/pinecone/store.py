@@ -11,11 +11,11 @@ never retries: tenacity in ``workers.stores.guarded``, around every store call, 
 is the one retry layer, so one 429 costs one request against the shared budget.
 
 **Values pass through as JSON.** ``fetch`` keeps each vector's ``values`` as the JSON array the server sent
-(``JsonValues``), cut out of the response unparsed (``workers.stores.pinecone.fetch_body``); ``upsert`` writes such
-values back as an ``orjson.Fragment``, verbatim. A copy therefore never builds and re-encodes 1,536 Python floats per
-vector, its request sizes are exact, and the values arrive bit for bit. Anything that reads the values (verification, a
-pgvector target) decodes them on first use. Every other reply is read as just what nsmigrate uses (``list``: the ids
-and the token; ``describe_namespace``: the count).
+(``JsonValues``), cut out of the response unparsed as views into it (``workers.stores.pinecone.fetch_body``);
+``upsert`` writes such values back verbatim (``wire.upsert_json``). A copy therefore never builds and re-encodes
+1,536 Python floats per vector, its request sizes are exact, and the values arrive bit for bit. Anything that reads
+the values (verification, a pgvector target) decodes them on first use. Every other reply is read as just what
+nsmigrate uses (``list``: the ids and the token; ``describe_namespace``: the count).
 
 **Integrated targets** (``spec.records``): ``upsert`` writes text records with the records API (NDJSON,
 ≤ 96 per request: the copy chunks them, ``orchestrator.routing.text`` makes them) and ``search_text`` searches by text;
@@ -78,7 +78,7 @@ from nsmigrate.workers.stores.pinecone.wire import (
     _StatsReply,
     _UpsertReply,
     over_limits,
-    upsert_body,
+    upsert_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -375,7 +375,7 @@ class PineconeStore(StoreDefaults):
             namespace,
         )
         with self._errors("upsert", namespace):
-            content = self._client().post("/vectors/upsert", upsert_body(namespace, records))
+            content = self._client().post_json("/vectors/upsert", upsert_json(namespace, records))
             reply: _UpsertReply = _read(_UPSERT_REPLY, content, "upsert")
         self._note_write(namespace)
         return reply.upsertedCount

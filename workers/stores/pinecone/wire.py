@@ -1,6 +1,6 @@
 """The data plane's wire format as nsmigrate reads and writes it: each reply decoded into just what nsmigrate uses
 (list: the ids and the token; describe_namespace: the count), an upsert's body with values kept as the JSON
-the server sent (orjson.Fragment), and what an index refuses of a record before it is sent (over_limits).
+the server sent (upsert_json), and what an index refuses of a record before it is sent (over_limits).
 """
 
 from __future__ import annotations
@@ -104,27 +104,40 @@ def _read(decoder: msgspec.json.Decoder[Any], content: bytes, op: str) -> Any:
         raise StoreError(f"Pinecone {op} answered something that is not a {op} response: {e}") from e
 
 
-def _wire_values(values: Sequence[float]) -> Any:
-    """Fetched values go back verbatim (see the module docstring): orjson writes a Fragment as it is; a pgvector
-    table's are written from their float32s, never made floats first."""
+def _values_json(values: Sequence[float]) -> bytes | memoryview:
+    """Fetched values go back verbatim (see the module docstring); a pgvector table's are written from their
+    float32s, never made floats first."""
     if isinstance(values, JsonValues):
-        return orjson.Fragment(values.json)
-    return orjson.Fragment(values.as_json()) if isinstance(values, BinaryValues) else list(values)
+        return values.json
+    return values.as_json() if isinstance(values, BinaryValues) else orjson.dumps(list(values))
 
 
-def upsert_body(namespace: str, records: Sequence[Record]) -> dict[str, Any]:
-    """The body of ``POST /vectors/upsert`` (the OpenAPI ``UpsertRequest``), sent as ``orjson.dumps`` writes it: the
-    request ``workers.transfer.chunking`` keeps under Pinecone's limits."""
-    vectors = []
-    for record in records:
-        vector: dict[str, Any] = {"id": record.id, "values": _wire_values(record.values)}
+def _wire_values(values: Sequence[float]) -> Any:
+    """The values as orjson writes them into a larger body: fetched JSON as it came (an ``orjson.Fragment``)."""
+    if isinstance(values, JsonValues | BinaryValues):
+        return orjson.Fragment(bytes(_values_json(values)))
+    return list(values)
+
+
+def upsert_json(namespace: str, records: Sequence[Record]) -> bytes:
+    """The body of ``POST /vectors/upsert`` (the OpenAPI ``UpsertRequest``), as compact JSON: the request
+    ``workers.transfer.chunking`` keeps under Pinecone's limits. Written as orjson would write
+    ``{"vectors": [{"id", "values", "sparseValues"?, "metadata"?}, …], "namespace"?}``, but joined once from its
+    parts, so the fetched values (views into their response) are copied once, into the body, and no larger buffer
+    is grown record by record."""
+    parts: list[bytes | memoryview] = [b'{"vectors":[']
+    for n, record in enumerate(records):
+        parts += (b'{"id":' if n == 0 else b',{"id":', orjson.dumps(record.id), b',"values":')
+        parts.append(_values_json(record.values))
         if record.sparse_values is not None:
             sparse = record.sparse_values
-            vector["sparseValues"] = {"indices": list(sparse.indices), "values": list(sparse.values)}
+            sparse_json = orjson.dumps({"indices": list(sparse.indices), "values": list(sparse.values)})
+            parts += (b',"sparseValues":', sparse_json)
         if record.metadata:
-            vector["metadata"] = dict(record.metadata)
-        vectors.append(vector)
-    return {"vectors": vectors, "namespace": namespace} if namespace else {"vectors": vectors}
+            parts += (b',"metadata":', orjson.dumps(dict(record.metadata)))
+        parts.append(b"}")
+    parts.append(b'],"namespace":' + orjson.dumps(namespace) + b"}" if namespace else b"]}")
+    return b"".join(parts)
 
 
 def _sparse(found: Any) -> SparseValues | None:

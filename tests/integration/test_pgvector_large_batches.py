@@ -1,0 +1,82 @@
+"""A batch between two of the application's tables may hold more ids than one fetch (``jobspec.TABLE_BATCH_IDS``):
+its rows pass as they are, but whatever reads them as records reads a fetch's worth at a time, so a batch of
+thousands never becomes thousands of records at once. The copy task's own code, called in process, on real services
+(the job table in Postgres, Redis, tables made with the application's DDL in "two databases": one database under two
+URLs), an erased creator's rows in the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytest
+import sqlalchemy as sa
+
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.tenancy.erasure import Subject
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import copying
+from nsmigrate.workers.stores.pgvector import table_copies
+from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
+from nsmigrate_sandbox.seed import application_rows, create_application_table
+from tests.integration.test_erasure_and_copies import Dispatcher, a_copy_job, erased
+from tests.integration.test_verify_cleanup import URL_ENV, make_spec
+
+pytestmark = [pytest.mark.integration]
+
+DIM = 8
+ROWS = 2_500
+THEIRS = 40  # the first rows belong to the erased creator
+
+
+@pytest.fixture
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=Dispatcher())
+
+
+@pytest.mark.parametrize("constants", [{}, {"strategy": "moved"}], ids=["as rows", "as records"])
+def test_a_batch_larger_than_a_fetch_reads_records_a_fetch_at_a_time_and_copies_every_row(
+    ctx: WorkerContext,
+    pg: sa.Engine,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    constants: dict[str, str],
+) -> None:
+    monkeypatch.setenv(URL_ENV, database_url)
+    monkeypatch.setenv(URL_ENV + "_APART", f"{database_url}?application_name=apart")
+    rows = application_rows(ROWS, DIM, seed=45)
+    for i, row in enumerate(rows):
+        row["metadata"] = {"row": i, "creator_id": "a.1" if i < THEIRS else "a.10"}
+    with pg.begin() as conn:
+        create_application_table(conn, "embeddings_public", DIM, rows)
+    documented = {"kind": "pgvector", "schema": "documented"}
+    spec = make_spec(
+        (
+            {**documented, "table": "embeddings", "database_url_env": URL_ENV},
+            {**documented, "table": "copies", "database_url_env": URL_ENV + "_APART"},
+        ),
+        enrich={"creator_fields": False, "migrated_from": False, "constants": constants},
+    )
+    # A constant that names a column is written into it, so the batch goes as records (``_tables_only``).
+    assert table_copies.between_databases(spec) == (not constants)
+    erased(ctx, Subject("a.1"))  # every copy reads the batch's owners then: the rows themselves are read
+    fetched: list[int] = []
+    fetch = DocumentedPgvectorStore.fetch
+
+    def counted(store: DocumentedPgvectorStore, namespace: str, ids: Sequence[str]) -> list[Record]:
+        fetched.append(len(ids))
+        return fetch(store, namespace, ids)
+
+    monkeypatch.setattr(DocumentedPgvectorStore, "fetch", counted)
+    ids = sorted(r["chunk_id"] for r in rows)
+
+    written = copying.copy_batch(ctx, a_copy_job(ctx, spec, "public", "public_copy", ids))
+
+    assert written == ROWS - THEIRS
+    assert fetched and max(fetched) == FETCH_MAX_IDS and sum(fetched) == ROWS
+    with pg.connect() as conn:
+        landed = conn.execute(sa.text("SELECT chunk_id, strategy FROM copies_public_copy")).all()
+    theirs = {r["chunk_id"] for r in rows[:THEIRS]}
+    assert sorted(chunk_id for chunk_id, _ in landed) == sorted(set(ids) - theirs)
+    assert {strategy for _, strategy in landed} == ({"moved"} if constants else {r["strategy"] for r in rows})
