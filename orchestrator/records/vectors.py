@@ -131,7 +131,8 @@ def same_bytes(a: Sequence[float], b: Sequence[float]) -> bool:
     they decode to the same floats, and a comparison need not read the numbers of either (1,536 a vector, each a
     Python float when decoded). False says nothing: values a byte apart, or in other forms, may still be equal."""
     if isinstance(a, JsonValues) and isinstance(b, JsonValues):
-        return a.json == b.json
+        # As bytes: two memoryviews compare value by value, ~20× slower than copying both and comparing the copies.
+        return bytes(a.json) == bytes(b.json)
     if isinstance(a, BinaryValues) and isinstance(b, BinaryValues):
         return a.binary == b.binary
     return False

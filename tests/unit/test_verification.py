@@ -174,6 +174,16 @@ def test_values_sent_byte_for_byte_alike_are_equal_unread(form) -> None:  # type
     assert source._floats is None and target._floats is None  # neither side decoded
 
 
+def test_values_cut_out_of_a_response_are_compared_by_their_bytes() -> None:
+    # A fetch keeps each array as a view into its response (``fetch_body``): views at other places of other bodies.
+    body, other = b'{"a":[0.5,0.25],"b":[0.5,0.75]}', b'{"x":1,"a":[0.5,0.25]}'
+    source = JsonValues(memoryview(body)[5:15])
+    assert same_bytes(source, JsonValues(memoryview(other)[11:21]))
+    assert same_bytes(source, JsonValues(b"[0.5,0.25]"))
+    assert not same_bytes(source, JsonValues(memoryview(body)[20:30]))
+    assert compare_record(Record("a", source), Record("a", JsonValues(memoryview(body)[20:30])), {}, 1e-6) is not None
+
+
 @pytest.mark.parametrize("form", [_json, _binary])
 def test_one_value_changed_in_the_target_is_caught_past_the_byte_check(form) -> None:  # type: ignore[no-untyped-def]
     source, target = form([0.5, -0.25, 0.125]), form([0.5, -0.75, 0.125])
