@@ -218,6 +218,33 @@ def test_the_namespaces_files_are_written_at_once_a_slow_one_holding_up_none(
     assert sandbox.snapshot("dst").keys() == sandbox.snapshot("src").keys()
 
 
+def test_a_step_taken_again_rewrites_a_namespace_a_crash_left_half_written(
+    stack: Stack, object_storage: ObjectStorage
+) -> None:
+    """A step that died while writing left a file in alpha's directory and recorded none of it: the step taken again
+    writes alpha from scratch (the stale file gone, no file twice), and the job imports and verifies every record."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+    result = nsmigrate(stack, object_storage, "run", write_spec(stack, object_storage))  # no worker yet: queued
+    assert result.exit_code == 0, result.output
+    db = jobs_database.Database(stack.database_url)
+    try:
+        job_id = int(jobs_status.list_jobs(db)[0]["job_id"])
+        directory = f"imports/big.load-{job_id}"
+        object_storage.client().put_object(
+            Bucket=object_storage.bucket, Key=f"{directory}/alpha/part-00007.parquet", Body=b"cut short"
+        )
+        start_worker(stack, object_storage)
+        status = wait_for_job(db, job_id, lambda s: all(r.state == "verified" for r in s.runs), timeout_s=120)
+    finally:
+        db.dispose()
+    assert {r.source_namespace: r.copied for r in status.runs} == NAMESPACES
+    keys = object_storage.object_keys(directory)
+    assert [k for k in keys if "/alpha/" in k] == [f"{directory}/alpha/part-0000{i}.parquet" for i in range(3)]
+    assert sandbox.snapshot("dst").keys() == sandbox.snapshot("src").keys()
+
+
 def test_an_import_into_a_namespace_that_exists_is_refused_before_anything_is_written(
     stack: Stack, object_storage: ObjectStorage
 ) -> None:
