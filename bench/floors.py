@@ -19,10 +19,11 @@ from nsmigrate.orchestrator.limits import (
     UPSERT_MAX_BYTES,
     WRITE_MAX_MB_PER_S_PER_NAMESPACE,
 )
+from nsmigrate.orchestrator.planning.costs import BYTES_PER_JSON_VALUE
 from nsmigrate_sandbox.seed import SeedData
 
-#: About how many bytes a float32 value takes in an upsert's JSON (``-0.0123456789,``): the data plane's floats.
-VALUE_BYTES = 13
+#: About how many bytes a float32 value takes in an upsert's JSON (``-0.012345678,``): the plan's figure.
+VALUE_BYTES = BYTES_PER_JSON_VALUE
 #: A record's bytes besides its values: id, metadata, keys and brackets (the seeds' metadata is ~150 bytes).
 RECORD_BYTES = 200
 

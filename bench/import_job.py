@@ -138,7 +138,7 @@ _UPSERT = re.compile(
 )
 _IMPORT = re.compile(
     r"import: ≈(?P<import_size>[\d.]+ [KMGT]B) of (?P<import_format>\w+) files ≈ (?P<import_usd>\S+) "
-    r"\(at \$(?P<usd_per_gb>[\d.]+) per GB\), ≈(?P<write_s>\d+) s to write them at the read budget, then "
+    r"\(at \$(?P<usd_per_gb>[\d.]+) per GB\), ≈(?P<write_s>\d+) s to write them \(.*?\), then "
     r"Pinecone's import: at least (?P<least_min>\d+) min"
 )
 
@@ -507,8 +507,8 @@ def plan_against_measured(
         (
             "",
             "writing",
-            f"≈{plan.write_s} s at the read budget",
-            f"{_seconds(writing_s)} ({namespaces} namespaces, one after another in one task)",
+            f"≈{plan.write_s} s to write",
+            f"{_seconds(writing_s)} ({namespaces} namespaces, NSMIGRATE_IMPORT_WRITE_THREADS at once in one task)",
         ),
         ("", "import", f"at least {plan.least_min} min", f"{_seconds(sandbox_s)} in the sandbox (below)"),
         ("", "time", f"≥ {plan.write_s} s + {plan.least_min} min", f"`run` → verified {_seconds(verified_import)}"),

@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         description="Namespaces `nsmigrate sync` scans at once (each lists its source and fetches both sides, within "
         "the spec's rate budget); a job of many namespaces would otherwise wait out each one's round trips in turn.",
     )
+    import_write_threads: int = Field(
+        8,
+        ge=1,
+        description="Namespaces a `strategy: import` job writes as import files at once (each lists, fetches and "
+        "uploads its own files; the fetches within the spec's read budget): one after the other, the files take the "
+        "sum of every namespace's round trips and uploads.",
+    )
     small_group_max_runs: int = Field(
         16,
         ge=1,

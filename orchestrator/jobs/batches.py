@@ -62,6 +62,9 @@ class BatchWork:
     twin_id: str | None
     routing_table: dict[str, str]
     spec: JobSpec
+    #: The erasure ledger as the statement that started the batch read it (``erasure_ledger.LEDGER_KEY``): what the
+    #: batch holds back (``erasure_ledger.subjects_of_key``). None: no line holds anything back.
+    ledger_key: str | None
     #: Deliveries whose worker died while they ran this batch, this one's redelivery included (``start_batch``).
     lost_attempts: int = 0
 
@@ -123,15 +126,20 @@ _START_BATCH = (
         _run_of_batch.c.twin_id,
         _run_of_batch.c.routing_table,
         _run_of_batch.c.job_created_at,
+        erasure_ledger.LEDGER_KEY.label("ledger_key"),
     )
 )
-# Finishing a batch takes two statements, each its own transaction, so that no row lock waits on the worker between
-# two round trips: a worker host cut off there would hold its run's row (and with it every other batch of the run,
-# its lister and the sweep for stalled runs) until Postgres ends its session (``IDLE_IN_TRANSACTION_S``, a minute).
-# The first marks the batch done and counts it on its run (batch row, then run row, as `start_batch` locks them):
-# unless the batch is done already or was failed meanwhile by another delivery (``_FINISH_FAILED_BATCH``). The
-# second, whose snapshot is taken after the first committed and so sees every batch finished before it, moves the
-# run to copied when that was its last batch (exactly one caller wins that UPDATE) and says whether to wake the lister.
+# Finishing a batch is one autocommit statement, so that no row lock waits on the worker between two round trips: a
+# worker host cut off there would hold its run's row (and with it every other batch of the run, its lister and the
+# sweep for stalled runs) until Postgres ends its session (``IDLE_IN_TRANSACTION_S``, a minute). It marks the batch
+# done and counts it on its run (batch row, then run row, as `start_batch` locks them), unless the batch is done
+# already or was failed meanwhile by another delivery (``_FINISH_FAILED_BATCH``), and moves the run to copied when
+# that was its last batch. Whether it was is read in the statement's snapshot, taken before it locked the run's row:
+# a batch that another statement finished, committing in between, is not done there. Every statement that records or
+# finishes a batch changes its run's row too, so the snapshot misses none of them when the run's row it locked is the
+# version the snapshot holds (``settled``: the same ``xmin``). When it is not, two statements of the run met, and a
+# second statement, whose snapshot is taken after the first committed, moves the run on (``_AFTER_BATCH``: exactly
+# one caller wins its UPDATE) and says whether to wake the lister.
 #: A finished batch's columns, from the finishing call's parameters.
 _DONE: dict[str, Any] = {
     "state": BatchState.DONE.value,
@@ -168,12 +176,38 @@ _COUNTED: dict[str, Any] = {
     "target_namespaces": _TARGETS_WITH_BATCH,
     "updated_at": sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE with a DML CTE
 }
+# The run's row locked as it stands now: a locking read returns its latest version, not the snapshot's.
+_run_now = (
+    sa.select(_runs.c.id, _runs.c.state, sa.literal_column("namespace_runs.xmin").label("version"))
+    .where(_runs.c.id == sa.select(_MARK_DONE.c.run_id).scalar_subquery())
+    .with_for_update(key_share=True)
+    .cte("run_now")
+)
+_seen = _runs.alias("seen")
+_SETTLED = _run_now.c.version == (
+    sa.select(sa.literal_column("seen.xmin")).where(_seen.c.id == _runs.c.id).scalar_subquery()
+)
+_LAST_BATCH = sa.and_(
+    _SETTLED,
+    _runs.c.listing_done.is_(True),
+    _runs.c.state == RunState.COPYING,
+    ~sa.exists().where(
+        _batches.c.run_id == _runs.c.id,
+        _batches.c.state != BatchState.DONE,
+        _batches.c.id != sa.bindparam("batch_id"),  # done by this statement, which its snapshot does not show
+    ),
+)
 _FINISH_BATCH = (
     sa.update(_runs)
-    .add_cte(_MARK_DONE)
-    .where(_runs.c.id == _MARK_DONE.c.run_id)
-    .values(**_COUNTED)
-    .returning(_runs.c.id)
+    .where(_runs.c.id == _run_now.c.id)
+    .values(**_COUNTED, state=sa.case((_LAST_BATCH, sa.literal(RunState.COPIED.value)), else_=_runs.c.state))
+    .returning(
+        _runs.c.id,
+        sa.and_(_run_now.c.state == RunState.COPYING, _runs.c.state == RunState.COPIED).label("copied"),
+        _runs.c.listing_done,
+        _SETTLED.label("settled"),
+        (_in_flight_of_run - 1).label("in_flight"),  # less this batch, running in the snapshot
+    )
 )
 _moved_to_copied = _MARK_COPIED.values(updated_at=sa.bindparam("now")).returning(_runs.c.id).cte("moved_to_copied")
 _AFTER_BATCH = sa.select(
@@ -185,8 +219,8 @@ _AFTER_BATCH = sa.select(
 # autocommit statement after an unlocked read of its ids (written once, when the batch is recorded), as failing one is:
 # mark it done unless it left `failed` meanwhile (a retry re-queued it: the new delivery counts it), and take its ids
 # off the run's failed count as its vectors go on the copied count (batch row, then run row, as `start_batch` locks
-# them). What follows is `_what_follows`, a statement of its own as on the common path, whose snapshot sees every batch
-# finished before it.
+# them). What follows is `_what_follows`, a statement of its own (as when two statements of a run met), whose snapshot
+# sees every batch finished before it.
 _MARK_FAILED_DONE = (
     sa.update(_batches)
     .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.state == BatchState.FAILED)
@@ -226,7 +260,10 @@ _claimed_batch = (
     .cte("claimed_batch")
 )
 _RECORD_AND_CLAIM_BATCH = sa.select(
-    _claimed_page, _claimed_batch.c.id.label("batch_id"), _claimed_batch.c.seq
+    _claimed_page,
+    _claimed_batch.c.id.label("batch_id"),
+    _claimed_batch.c.seq,
+    erasure_ledger.LEDGER_KEY.label("ledger_key"),
 ).select_from(_claimed_page.join(_claimed_batch, sa.true()))
 _BATCH_STATE = sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id"))
 
@@ -259,6 +296,7 @@ def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[s
         twin_id=row.twin_id,
         routing_table=dict(row.routing_table or {}),
         spec=job_spec(db, row.job_id, row.job_created_at),
+        ledger_key=row.ledger_key,
         lost_attempts=getattr(row, "lost_attempts", 0),
     )
 
@@ -297,12 +335,16 @@ def finish_batch(
 ) -> tuple[bool, bool]:
     """running → done (or failed → done: another delivery failed it meanwhile); the run's copied counter and the set
     of target namespaces it wrote grow with it. Returns what ``after_batch`` returns: (this caller moved the run to
-    ``copied``, wake the lister). Autocommit statements on one connection, none holding a lock while this worker is
-    waited on (see ``_FINISH_BATCH``)."""
+    ``copied``, wake the lister). One autocommit statement, a second when another statement of the run met it
+    (``settled``), none holding a lock while this worker is waited on (see ``_FINISH_BATCH``)."""
     done = {"batch_id": batch_id, "targets": list(targets), "vectors": vectors, "missing": missing, "nbytes": nbytes}
     with db.single_statement() as conn:
-        run_id = conn.execute(_FINISH_BATCH, {**done, "now": utcnow()}).scalar()
-        if run_id is None:
+        row = conn.execute(_FINISH_BATCH, {**done, "now": utcnow()}).one_or_none()
+        if row is not None and row.settled:
+            return bool(row.copied), not row.listing_done and row.in_flight < max_in_flight
+        if row is not None:
+            run_id = row.id
+        else:
             state, run_id = conn.execute(_BATCH_STATE, {"batch_id": batch_id}).one()
             if state == BatchState.FAILED:  # rare: see `_FINISH_FAILED_BATCH`
                 ids = conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()
@@ -409,6 +451,7 @@ def compile_task_statements(db: Database) -> None:
         (_RUN_COUNT, {"job_id": -1}),
         (_FINISH_VERIFY, {**verdict, "run_id": -1, "from_states": [RunState.VERIFYING.value], "now": now}),
         (erasure_ledger._SUBJECTS, {}),
+        (erasure_ledger._SUBJECTS_WITH_KEY, {}),
     ]
     with db.engine.connect() as conn:
         for statement, params in no_rows:

@@ -1,15 +1,18 @@
 """The erasure ledger: who was erased (a creator, or one twin of theirs), when, by which erasure job, with its receipt.
 An erasure enters its line when it starts (its data is held back while it erases, not only once it is gone) and its
-receipt when it finishes. Every write path asks ``erasure_subjects`` right before it writes, and holds back what an
-unlifted line owns; only an operator lifts a line (``lift_erasure``, with a reason), and the line stays, lifted, in
-the ledger and the audit log. Each function is one transaction."""
+receipt when it finishes. Every write path asks ``erasure_subjects`` right before it writes (a copy batch: in the
+statement that starts it, ``LEDGER_KEY``), and holds back what an unlifted line owns; only an operator lifts a line
+(``lift_erasure``, with a reason), and the line stays, lifted, in the ledger and the audit log. Each function is one
+transaction."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import NotFound, SpecError, StateError
@@ -46,18 +49,65 @@ def erasure_subjects(db: Database) -> list[tuple[int, Any]]:
     good, and holds back nothing."""
     from nsmigrate.orchestrator.tenancy.erasure import Subject
 
-    # One statement, no transaction around it: every copy batch asks, right before it writes.
+    # One statement, no transaction around it: write paths ask right before each write.
     with db.single_statement() as conn:
         rows = conn.execute(_SUBJECTS).all()
     return [(job_id, Subject.from_json(subject or {})) for job_id, subject in rows]
 
 
+_HOLDING = (ErasureEntry.lifted_at.is_(None), Job.state != JobState.CANCELLED)
 _SUBJECTS = (
     sa.select(ErasureEntry.job_id, ErasureEntry.subject)
     .join(Job, Job.id == ErasureEntry.job_id)
-    .where(ErasureEntry.lifted_at.is_(None), Job.state != JobState.CANCELLED)
+    .where(*_HOLDING)
     .order_by(ErasureEntry.job_id)
 )
+#: The lines ``erasure_subjects`` returns as one value: the md5 of every line's erasure job and subject, None when
+#: there are none. A statement a write path runs anyway carries it (``batches._START_BATCH``), and the lines
+#: themselves are read only when it is new to the process (``subjects_of_key``): a copy batch asks the ledger without
+#: a round trip of its own. It names what the lines say, not when they were read: a key seen again means the same
+#: lines.
+LEDGER_KEY = (
+    sa.select(
+        sa.func.md5(
+            sa.func.string_agg(
+                sa.cast(ErasureEntry.job_id, sa.Text)
+                + ":"
+                + sa.func.coalesce(sa.cast(ErasureEntry.subject, sa.Text), ""),
+                aggregate_order_by(sa.literal_column("','"), ErasureEntry.job_id, ErasureEntry.id),
+            )
+        )
+    )
+    .join(Job, Job.id == ErasureEntry.job_id)
+    .where(*_HOLDING)
+    .scalar_subquery()
+)
+# The lines with their key, read in one snapshot: what a process keeps under that key.
+_SUBJECTS_WITH_KEY = _SUBJECTS.add_columns(LEDGER_KEY.label("ledger_key"))
+_by_key: dict[str, list[tuple[int, Any]]] = {}  # the lines under the last key this process read them for
+_by_key_lock = threading.Lock()
+
+
+def subjects_of_key(db: Database, key: str | None) -> list[tuple[int, Any]]:
+    """``erasure_subjects`` as they stood when ``LEDGER_KEY`` read ``key``, or later: none for None (no line holds
+    anything back), the lines this process last read under the same key, or else the lines read now (an erasure
+    recorded since the key was read counts too)."""
+    from nsmigrate.orchestrator.tenancy.erasure import Subject
+
+    if key is None:
+        return []
+    with _by_key_lock:
+        known = _by_key.get(key)
+    if known is not None:
+        return list(known)
+    with db.single_statement() as conn:
+        rows = conn.execute(_SUBJECTS_WITH_KEY).all()
+    subjects = [(job_id, Subject.from_json(subject or {})) for job_id, subject, _ in rows]
+    if rows:
+        with _by_key_lock:
+            _by_key.clear()
+            _by_key[rows[0].ledger_key] = subjects
+    return list(subjects)
 
 
 class HeldBack:

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 from nsmigrate.orchestrator.limits import (
     BYTES_PER_WRITE_UNIT,
-    JSON_NUMBER_MAX_BYTES,
     LIST_MAX_PAGE_IDS,
     MIN_WRITE_UNITS_PER_REQUEST,
     RECORDS_PER_READ_UNIT,
@@ -22,9 +21,14 @@ from nsmigrate.orchestrator.planning.plan import Estimate, Inventory, NamespaceP
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
-#: Id, metadata and JSON framing of one vector in an upsert request (the estimate's guess; each value is counted as
-#: the workers' chunking counts it, so the estimate's requests are the ones the workers send).
+#: Id, metadata and JSON framing of one vector in an upsert request (the estimate's guess).
 BYTES_PER_VECTOR_OVERHEAD = 200
+#: A float32 value in compact JSON with its comma, as a copy sends it: its shortest decimal (≤ 9 significant digits,
+#: what the data plane answers and a pgvector source reads), e.g. ``-0.012345678,``. An estimate: a unit-norm
+#: embedding of 1,536 values averages 12.5 bytes (a value below 0.01 takes a byte more, above 0.1 a byte less); the
+#: workers' chunking measures fetched values exactly, and only values it cannot measure are charged the longest form
+#: (``limits.JSON_NUMBER_MAX_BYTES``, 25), which would double the estimate.
+BYTES_PER_JSON_VALUE = 13
 
 
 def _batch_sizes(count: int, batch_size: int) -> list[tuple[int, int]]:
@@ -35,7 +39,7 @@ def _batch_sizes(count: int, batch_size: int) -> list[tuple[int, int]]:
 
 def _upsert_cost(vectors: int, dimension: int, per_request: int = UPSERT_MAX_VECTORS) -> tuple[int, int, int]:
     """(upsert requests, write units, bytes) to write one batch of ``vectors``, ``per_request`` at most in one."""
-    vector_bytes = max(dimension, 1) * JSON_NUMBER_MAX_BYTES + BYTES_PER_VECTOR_OVERHEAD
+    vector_bytes = max(dimension, 1) * BYTES_PER_JSON_VALUE + BYTES_PER_VECTOR_OVERHEAD
     total = vectors * vector_bytes
     chunks = max(math.ceil(vectors / per_request), math.ceil(total / UPSERT_MAX_BYTES), 1)
     per_chunk, bigger = divmod(vectors, chunks)

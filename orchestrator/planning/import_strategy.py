@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +24,9 @@ from nsmigrate.orchestrator.limits import (
     IMPORT_MAX_RECORDS,
     IMPORT_MIN_S,
     IMPORT_RECOMMENDED_RECORDS,
+    LIST_MAX_PAGE_IDS,
 )
+from nsmigrate.orchestrator.planning.costs import BYTES_PER_JSON_VALUE
 from nsmigrate.orchestrator.planning.plan import Estimate, Inventory, Plan
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.bulk_import import BulkImport
@@ -35,8 +38,9 @@ DEFAULT_NAMESPACE_DIR = "__default__"
 #: Bytes of one record's id, metadata and framing in an import file, beside its values (the plan's guess).
 RECORD_OVERHEAD_BYTES = 200
 BYTES_PER_VALUE = 4  # float32
-#: A value in a JSONL document is text: a float32's shortest decimal (≤ 9 significant digits) and its comma.
-BYTES_PER_JSON_VALUE = 12
+#: Bytes of import files one writing thread makes and uploads a second (the plan's guess: decoding the fetched JSON,
+#: encoding Parquet or JSONL, one upload stream); a job writes ``import_write_threads`` namespaces at once.
+WRITE_MB_PER_S_PER_THREAD = 10.0
 
 
 def import_directory(spec: BulkImport, job_name: str, job_id: int) -> str:
@@ -108,15 +112,28 @@ def import_bytes(records: int, dimension: int, file_format: ImportFormat = "Parq
     return records * (max(dimension, 0) * per_value + RECORD_OVERHEAD_BYTES)
 
 
-def compare(spec: JobSpec, estimate: Estimate, records: int, dimension: int) -> list[str]:
-    """Lines for the plan: what upserting and importing this job cost and take, and which assumptions say so."""
+def writing_seconds(spec: JobSpec, sizes: Sequence[int], size: int, threads: int) -> float:
+    """About how long the workers take to write the import files of namespaces of ``sizes`` records (``size`` bytes
+    in all, ``threads`` namespaces at once): the lists and fetches at the spec's budgets (whichever takes longer), then
+    the bytes at ``WRITE_MB_PER_S_PER_THREAD`` a thread. A namespace's fetch and its upload follow each other, so the
+    two are added; round trips are not counted."""
+    lists = sum(max(1, math.ceil(n / LIST_MAX_PAGE_IDS)) for n in sizes)
+    fetches = sum(math.ceil(n / FETCH_MAX_IDS) for n in sizes)
+    reading_s = max(lists / spec.rate.list_rps, fetches / spec.rate.read_rps)
+    writers = max(1, min(threads, len(sizes), math.floor(spec.rate.read_rps)))
+    return reading_s + size / (WRITE_MB_PER_S_PER_THREAD * 1e6 * writers)
+
+
+def compare(spec: JobSpec, estimate: Estimate, sizes: Sequence[int], dimension: int, threads: int) -> list[str]:
+    """Lines for the plan: what upserting and importing this job cost and take (``sizes``: each namespace's records;
+    ``threads``: the workers' ``import_write_threads``), and which assumptions say so."""
     prices = spec.bulk_import or BulkImport(uri="s3://bucket/prefix")
     file_format = import_format(spec)
+    records = sum(sizes)
     size = import_bytes(records, dimension, file_format)
     upsert_usd = estimate.write_units / 1e6 * prices.usd_per_million_write_units
     import_usd = size / 1e9 * prices.usd_per_gb
-    fetches = math.ceil(records / FETCH_MAX_IDS)
-    writing_s = fetches / spec.rate.read_rps
+    writing_s = writing_seconds(spec, sizes, size, threads)
     advice = (
         "Pinecone recommends import above ~10M records"
         if records < IMPORT_RECOMMENDED_RECORDS
@@ -126,9 +143,10 @@ def compare(spec: JobSpec, estimate: Estimate, records: int, dimension: int) -> 
         f"upsert: ≈{estimate.write_units} write units ≈ {_usd(upsert_usd)} (at ${prices.usd_per_million_write_units:g} "
         f"per million), ≈{estimate.duration_s:.0f} s at the configured budgets",
         f"import: ≈{_size(size)} of {file_format} files ≈ {_usd(import_usd)} (at ${prices.usd_per_gb:g} per GB), "
-        f"≈{writing_s:.0f} s to write them at the read budget, then Pinecone's import: at least "
-        f"{IMPORT_MIN_S / 60:.0f} min; {advice} (prices: Pinecone's list prices, set import.usd_per_gb and "
-        "import.usd_per_million_write_units to your plan's)",
+        f"≈{writing_s:.0f} s to write them (fetches at the read budget, {threads} namespaces at once, "
+        f"{WRITE_MB_PER_S_PER_THREAD:g} MB/s each), then Pinecone's import: at least {IMPORT_MIN_S / 60:.0f} min; "
+        f"{advice} (prices: Pinecone's list prices, set import.usd_per_gb and import.usd_per_million_write_units to "
+        "your plan's)",
     ]
 
 

@@ -131,10 +131,12 @@ def summarize(prepared: Prepared) -> PlanSummary:
     if prepared.spec.target.kind == "pinecone" and not native and plan.total_vectors:
         from nsmigrate.orchestrator.limits import IMPORT_RECOMMENDED_RECORDS
         from nsmigrate.orchestrator.planning.import_strategy import compare
+        from nsmigrate.orchestrator.settings import DEFAULTS
 
         # Upsert or import: shown for every import job, and for a fleet job big enough for the choice to matter.
         if prepared.spec.strategy == "import" or plan.total_vectors >= IMPORT_RECOMMENDED_RECORDS // 10:
-            lines += compare(prepared.spec, est, plan.total_vectors, est.dimension)
+            sizes = [run.vector_count for run in plan.runs]  # the workers' default threads: planned elsewhere
+            lines += compare(prepared.spec, est, sizes, est.dimension, DEFAULTS.import_write_threads)
     lines.extend(route_lines(plan.routes, prepared.spec))
     return PlanSummary(
         title=f"plan for job {prepared.spec.name!r}: {prepared.source_label} → {prepared.target_label}",

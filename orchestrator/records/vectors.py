@@ -126,6 +126,18 @@ class BinaryValues(_DecodedOnRead):
         return super().__array__(dtype)
 
 
+def same_bytes(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether both are values in one form a store sent (JSON arrays, pgvector's binary), equal byte for byte: then
+    they decode to the same floats, and a comparison need not read the numbers of either (1,536 a vector, each a
+    Python float when decoded). False says nothing: values a byte apart, or in other forms, may still be equal."""
+    if isinstance(a, JsonValues) and isinstance(b, JsonValues):
+        # As bytes: two memoryviews compare value by value, ~20× slower than copying both and comparing the copies.
+        return bytes(a.json) == bytes(b.json)
+    if isinstance(a, BinaryValues) and isinstance(b, BinaryValues):
+        return a.binary == b.binary
+    return False
+
+
 @dataclass(frozen=True)
 class SparseValues:
     """The sparse part of a Pinecone record (hybrid search): the non-zero dimensions and their values."""

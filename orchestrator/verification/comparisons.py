@@ -7,7 +7,8 @@ The rules, in one place:
 
 - **ids**: every source id must be in the target namespace it was routed to (``compare_id_sets``). Ids in the target
   that the source does not have fail verification only when no other run writes into that target namespace.
-- **contents**: values are compared as float32 (what Pinecone and pgvector store), within ``tolerance`` per value;
+- **contents**: values are compared as float32 (what Pinecone and pgvector store), within ``tolerance`` per value
+  (both sides' values in the same form a store sent, byte for byte, are equal without being read: ``same_bytes``);
   the target's metadata must *equal* the source's metadata plus the enrichment the copy adds (``compare_record``).
 - **counts**: the target's count, polled until stable (``counts_stable``), must equal the number of source ids.
 - **queries** (optional): the top-k ids of sample queries must largely agree (``query_summary``).
@@ -25,7 +26,7 @@ from typing import Any
 
 from nsmigrate.orchestrator.pgvector_rows import INT_KEYS_KEY
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.orchestrator.records.vectors import Record, SparseValues
+from nsmigrate.orchestrator.records.vectors import Record, SparseValues, same_bytes
 from nsmigrate.orchestrator.routing.text import text_fields
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 
@@ -91,6 +92,8 @@ def _same_value(a: Any, b: Any) -> bool:
 
 def compare_values(source: Sequence[float], target: Sequence[float], tolerance: float) -> str | None:
     """None when both vectors are equal as float32 within ``tolerance`` per value, else why not."""
+    if same_bytes(source, target):  # the same floats, equal under every rule below: neither side decoded
+        return None
     if len(source) != len(target):
         return f"dimension differs: expected {len(source)}, got {len(target)}"
     if not len(source):

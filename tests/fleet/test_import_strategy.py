@@ -25,14 +25,12 @@ from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.limits import IMPORT_MIN_S
-from nsmigrate.orchestrator.planning.import_strategy import (
-    BYTES_PER_JSON_VALUE,
-    BYTES_PER_VALUE,
-    RECORD_OVERHEAD_BYTES,
-)
+from nsmigrate.orchestrator.planning.costs import BYTES_PER_JSON_VALUE
+from nsmigrate.orchestrator.planning.import_strategy import BYTES_PER_VALUE, RECORD_OVERHEAD_BYTES, writing_seconds
+from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
-from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_for_job
 from tests.service_fixtures import ObjectStorage
@@ -107,7 +105,9 @@ COMPARISON = re.compile(
     r"upsert: ≈(?P<units>\d+) write units ≈ (?P<upsert_usd>\S+) \(at \$(?P<unit_price>[\d.]+) per million\), "
     r"≈(?P<upsert_s>\d+) s at the configured budgets "
     r"import: ≈(?P<size>[\d.]+) (?P<unit>[KMGT]B) of (?P<format>\w+) files ≈ (?P<import_usd>\S+) "
-    r"\(at \$(?P<gb_price>[\d.]+) per GB\), ≈(?P<write_s>\d+) s to write them at the read budget, then "
+    r"\(at \$(?P<gb_price>[\d.]+) per GB\), ≈(?P<write_s>\d+) s to write them "
+    r"\(fetches at the read budget, (?P<threads>\d+) namespaces at once, "
+    r"[\d.]+ MB/s each\), then "
     r"Pinecone's import: at least (?P<least_min>\d+) min"
 )
 UNITS = {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
@@ -140,7 +140,13 @@ def assert_plan_compares(stack: Stack, storage: ObjectStorage, spec_path: str, f
     assert float(shown["size"]) * UNITS[shown["unit"]] == pytest.approx(size, rel=0.005)
     assert float(shown["gb_price"]) == spec.bulk_import.usd_per_gb
     assert_shown_usd(shown["import_usd"], size / 1e9 * spec.bulk_import.usd_per_gb)
-    assert int(shown["write_s"]) == pytest.approx(math.ceil(records / 1000) / spec.rate.read_rps, abs=0.5)
+    threads = DEFAULTS.import_write_threads
+    assert int(shown["threads"]) == threads
+    writing_s = writing_seconds(spec, list(NAMESPACES.values()), size, threads)
+    assert (
+        int(shown["write_s"]) == pytest.approx(writing_s, abs=0.5)
+        and writing_s > math.ceil(records / 1000) / spec.rate.read_rps
+    )
     assert int(shown["least_min"]) * 60 == IMPORT_MIN_S
 
 
@@ -184,6 +190,59 @@ def test_an_import_job_writes_the_files_imports_them_and_is_verified(
     assert not {"upsert"} & set(sandbox.stats("dst")["requests"])  # imported, never upserted
     shown = nsmigrate(stack, object_storage, "status", str(job_id))
     assert "strategy import: imported" in " ".join(shown.output.split())
+
+
+def test_the_namespaces_files_are_written_at_once_a_slow_one_holding_up_none(
+    stack: Stack, object_storage: ObjectStorage
+) -> None:
+    """Every data-plane request of namespace alpha (before beta in the runs, four of them) answers a second late: the
+    others are written meanwhile, not after it, and the import starts once alpha's files are written too."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    sandbox.set_faults("src", Faults(latency_ms=1000, latency_namespaces=("alpha",)))
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+
+    job_id = run_to_the_end(stack, object_storage, write_spec(stack, object_storage))
+
+    db = jobs_database.Database(stack.database_url)
+    try:
+        runs = {r.id: r.source_namespace for r in jobs_and_runs.runs_of(db, job_id)}
+        events = jobs_status.events_of(db, job_id)
+    finally:
+        db.dispose()
+    written = [runs[e["run_id"]] for e in events if e["action"] == "import_files_written"]
+    actions = [e["action"] for e in events]
+    assert sorted(runs.values()) == ["", "alpha", "beta"] and sorted(written) == sorted(runs.values())
+    assert written[-1] == "alpha"  # one after the other, beta would have waited for it
+    assert actions.index("import_started") > max(i for i, a in enumerate(actions) if a == "import_files_written")
+    assert sandbox.snapshot("dst").keys() == sandbox.snapshot("src").keys()
+
+
+def test_a_step_taken_again_rewrites_a_namespace_a_crash_left_half_written(
+    stack: Stack, object_storage: ObjectStorage
+) -> None:
+    """A step that died while writing left a file in alpha's directory and recorded none of it: the step taken again
+    writes alpha from scratch (the stale file gone, no file twice), and the job imports and verifies every record."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+    result = nsmigrate(stack, object_storage, "run", write_spec(stack, object_storage))  # no worker yet: queued
+    assert result.exit_code == 0, result.output
+    db = jobs_database.Database(stack.database_url)
+    try:
+        job_id = int(jobs_status.list_jobs(db)[0]["job_id"])
+        directory = f"imports/big.load-{job_id}"
+        object_storage.client().put_object(
+            Bucket=object_storage.bucket, Key=f"{directory}/alpha/part-00007.parquet", Body=b"cut short"
+        )
+        start_worker(stack, object_storage)
+        status = wait_for_job(db, job_id, lambda s: all(r.state == "verified" for r in s.runs), timeout_s=120)
+    finally:
+        db.dispose()
+    assert {r.source_namespace: r.copied for r in status.runs} == NAMESPACES
+    keys = object_storage.object_keys(directory)
+    assert [k for k in keys if "/alpha/" in k] == [f"{directory}/alpha/part-0000{i}.parquet" for i in range(3)]
+    assert sandbox.snapshot("dst").keys() == sandbox.snapshot("src").keys()
 
 
 def test_an_import_into_a_namespace_that_exists_is_refused_before_anything_is_written(

@@ -84,16 +84,23 @@ def a_copy_job(
 ) -> int:
     """A copy job of the shared namespace, listed into one batch of ``ids`` (queued, not copied yet): what `run`,
     `resume` or `sync` leaves for a copy task. Returns the batch's id."""
+    [batch_id] = a_copy_job_of_batches(ctx, spec, source_namespace, target_namespace, [ids])
+    return batch_id
+
+
+def a_copy_job_of_batches(
+    ctx: WorkerContext, spec: JobSpec, source_namespace: str, target_namespace: str, id_batches: list[list[str]]
+) -> list[int]:
+    """``a_copy_job`` listed into a batch of each of ``id_batches``; returns the batches' ids."""
     plan = Plan(
-        runs=[NamespacePlan(source_namespace, target_namespace, len(ids), 1)],
+        runs=[NamespacePlan(source_namespace, target_namespace, sum(map(len, id_batches)), 1)],
         estimate=Estimate(0, 0, 0, 0, 0, 0.0),
     )
     source, target = ctx.store(spec.source), ctx.store(spec.target)
     job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label=source.name, target_label=target.name)
     [run] = jobs_and_runs.runs_of(ctx.db, job_id)
     assert jobs_pages.start_listing(ctx.db, run.id) is not None
-    [batch_id] = jobs_pages.add_batches(ctx.db, run.id, [ids], None, listing_done=True).batch_ids
-    return batch_id
+    return jobs_pages.add_batches(ctx.db, run.id, id_batches, None, listing_done=True).batch_ids
 
 
 def shared_namespace(ctx: WorkerContext, spec: JobSpec) -> None:
@@ -127,6 +134,42 @@ def test_a_copy_batch_skips_the_records_of_a_creator_an_erasure_is_erasing_or_er
     assert sorted(r.id for r in target.fetch("public-copy", ["o-000", "o-001", "o-002"])) == ["o-000", "o-001", "o-002"]
     [event] = held_back_events(ctx, erase_job)
     assert event["ids"] == ["m-000", "m-001", "m-002"] and event["batch"] == batch_id
+
+
+def test_erasures_recorded_while_a_job_copies_hold_their_subject_back_from_every_batch_started_after_them(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    """A batch reads the ledger with its start, and the worker keeps the lines it read under what the ledger held
+    (``erasure_ledger.LEDGER_KEY``): each erasure recorded, or line lifted, between two batches of one job counts
+    for the next batch, whatever this worker read for the ones before."""
+    spec = make_spec(store_specs)
+    shared_namespace(ctx, spec)
+    pairs = [["m-000", "o-000"], ["m-001", "o-001"], ["m-002", "o-002"], ["o-001", "m-000"]]
+    before, after_a10, after_a1, after_lift = a_copy_job_of_batches(ctx, spec, "public", "public-copy", pairs)
+    target = ctx.store(spec.target)
+
+    def copied() -> list[str]:
+        return sorted(r.id for r in target.fetch("public-copy", SHARED_IDS))
+
+    assert copying.copy_batch(ctx, before) == 2
+    a10 = erased(ctx, Subject("a.10"))  # finished, with its receipt
+    assert copying.copy_batch(ctx, after_a10) == 1
+    place = {"kind": "records", "store": "elsewhere", "store_spec": None, "namespace": "x", "planned": 0}
+    a1 = jobs_erasure.create_erasure(ctx.db, "erase-a.1", Subject("a.1").to_json(), [place])  # still erasing
+    assert copying.copy_batch(ctx, after_a1) == 0
+    assert copied() == ["m-000", "m-001", "o-000"]
+    jobs_erasure_ledger.lift_erasure(ctx.db, "a.10", None, "a test creator: may be copied again")
+    assert copying.copy_batch(ctx, after_lift) == 1
+
+    assert copied() == ["m-000", "m-001", "o-000", "o-001"]
+    assert [(e["batch"], e["ids"]) for e in held_back_events(ctx, a10)] == [
+        (after_a10, ["o-001"]),
+        (after_a1, ["o-002"]),
+    ]
+    assert [(e["batch"], e["ids"]) for e in held_back_events(ctx, a1)] == [
+        (after_a1, ["m-002"]),
+        (after_lift, ["m-000"]),
+    ]
 
 
 # ------------------------------------------------------------------------- an erasure asks before it deletes

@@ -115,7 +115,7 @@ def db(job_table_url: str) -> Iterator[jobs_database.Database]:
     database.dispose()
 
 
-def test_a_namespace_of_one_batch_costs_five_round_trips_from_listing_to_done(
+def test_a_namespace_of_one_batch_costs_four_round_trips_from_listing_to_done(
     db: jobs_database.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, [run_id] = a_job(db)
@@ -147,11 +147,11 @@ def test_a_namespace_of_one_batch_costs_five_round_trips_from_listing_to_done(
         db, batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4
     )
     assert (copied, wake) == (True, False)
-    # mark done and count it; move the run to copied: two statements, no transaction held across a round trip
-    assert traffic.statements == [("WITH", True), ("WITH", True)]
+    # mark done, count it and move the run to copied: one statement, no transaction held across a round trip
+    assert traffic.statements == [("WITH", True)]
     count()
-    assert round_trips == 5  # no ping per transaction, no BEGIN and COMMIT around single statements
-    # pool_pre_ping: one ping per checkout, so 5 + 4 round trips in all
+    assert round_trips == 4  # no ping per transaction, no BEGIN and COMMIT around single statements
+    # pool_pre_ping: one ping per checkout, so 4 + 4 round trips in all
     assert (checkouts, pings) == (4, 4)
 
     with db.transaction() as s:
@@ -162,11 +162,11 @@ def test_a_namespace_of_one_batch_costs_five_round_trips_from_listing_to_done(
         assert (batch.state, batch.vectors, batch.bytes, batch.attempts) == ("done", 3, 9, 1)
 
 
-def test_a_small_run_is_recorded_and_started_in_one_statement_four_round_trips_from_listing_to_done(
+def test_a_small_run_is_recorded_and_started_in_one_statement_three_round_trips_from_listing_to_done(
     db: jobs_database.Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A small run's task (``workers.steps.small_group``) records its one batch already started for itself: one
-    statement and one checkout fewer than recording it, then starting it as a copy task does (5 round trips, 4
+    statement and one checkout fewer than recording it, then starting it as a copy task does (4 round trips, 4
     checkouts)."""
     _, [run_id] = a_job(db)
     jobs_and_runs.job_spec(db, jobs_and_runs.get_run(db, run_id).job_id)  # a worker reads a job's spec once
@@ -197,7 +197,7 @@ def test_a_small_run_is_recorded_and_started_in_one_statement_four_round_trips_f
         db, work.batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4
     )
     assert copied
-    assert (traffic.round_trips, traffic.checkouts) == (2, 1)  # in all 4 round trips and 3 checkouts
+    assert (traffic.round_trips, traffic.checkouts) == (1, 1)  # in all 3 round trips and 3 checkouts
     assert jobs_batches.start_batch(db, work.batch_id, "w") is None  # done: a duplicate copy task does nothing
 
 

@@ -29,7 +29,7 @@ from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.limits import UPSERT_MAX_VECTORS
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.records.vectors import Record, same_bytes
 from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
@@ -247,6 +247,30 @@ def test_changed_value_fails(ctx: WorkerContext, store_specs: tuple) -> None:
     assert not report["passed"]
     assert report["content_mismatches"] == [{"id": "v-003", "reason": "values differ (max |Δ| 0.5 at index 5)"}]
     assert job.state() == RunState.VERIFY_FAILED
+
+
+def test_one_float32_step_in_one_value_fails_where_nothing_is_tolerated(ctx: WorkerContext, store_specs: tuple) -> None:
+    # Unchanged copies are judged by their bytes alone (``vectors.same_bytes``); the one changed by the smallest
+    # step a float32 store holds must still be decoded and found.
+    job = copied_job(
+        ctx, make_spec(store_specs, verify={"count_timeout_s": 5, "tolerance": 0}), {"alpha": make_records(30)}
+    )
+    [copy] = job.target.fetch("alpha", ["v-011"])
+    values = list(copy.values)
+    values[2] = float(np.nextafter(np.float32(values[2]), np.float32(np.inf)))
+    job.target.upsert("alpha", [Record(copy.id, values, copy.metadata)])
+    if store_specs[0]["kind"] == "pinecone":  # each side's fetch sends its values' JSON, compared as bytes first
+        sources = {r.id: r for r in job.source.fetch("alpha", ["v-010", "v-011"])}
+        copies = {r.id: r for r in job.target.fetch("alpha", ["v-010", "v-011"])}
+        assert same_bytes(sources["v-010"].values, copies["v-010"].values)
+        assert not same_bytes(sources["v-011"].values, copies["v-011"].values)
+
+    report = job.verify()
+
+    assert not report["passed"]
+    [mismatch] = report["content_mismatches"]
+    assert mismatch["id"] == "v-011" and mismatch["reason"].startswith("values differ (max |Δ| "), mismatch
+    assert mismatch["reason"].endswith("at index 2)") and report["content_checked"] == 30
 
 
 def test_changed_metadata_fails(ctx: WorkerContext, store_specs: tuple) -> None:

@@ -9,15 +9,15 @@ import textwrap
 import pytest
 
 from bench.import_job import PlanEstimate, read_comparison
-from nsmigrate.orchestrator.planning.import_strategy import compare
+from nsmigrate.orchestrator.planning.import_strategy import compare, import_bytes, writing_seconds
 from nsmigrate.orchestrator.planning.plan import Estimate
-from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+
+SIZES = [400] * 50
 
 
-def printed_plan(width: int, **prices: float) -> str:
-    """A plan's output holding the comparison of 20,000 × 1,536 records, its lines wrapped at ``width`` characters
-    and indented as a narrow terminal shows them."""
-    spec = parse_spec(
+def big_spec(**prices: float) -> JobSpec:
+    return parse_spec(
         {
             "name": "big",
             "strategy": "import",
@@ -26,7 +26,12 @@ def printed_plan(width: int, **prices: float) -> str:
             "import": {"uri": "s3://bucket/imports", **prices},
         }
     )
-    lines = compare(spec, Estimate(20, 20, 20, 200, 772_034, 3.4, dimension=1536), 20_000, 1536)
+
+
+def printed_plan(width: int, **prices: float) -> str:
+    """A plan's output holding the comparison of 20,000 × 1,536 records, its lines wrapped at ``width`` characters
+    and indented as a narrow terminal shows them."""
+    lines = compare(big_spec(**prices), Estimate(20, 20, 20, 200, 403_000, 3.4, dimension=1536), SIZES, 1536, 8)
     wrapped = []
     for line in ["50 namespaces, 20000 vectors, 100 batches", *lines]:
         wrapped += textwrap.wrap(line, width)
@@ -37,8 +42,9 @@ def printed_plan(width: int, **prices: float) -> str:
 def test_the_comparison_is_read_as_the_plan_prints_it(width: int) -> None:
     shown = read_comparison(printed_plan(width, usd_per_gb=0.5))
 
-    # 20,000 records of 1,536 float32 values and ~200 bytes beside them: 127 MB; a fetch of 1,000 ids at 90 a second.
-    assert shown == PlanEstimate("772034", "$3.09", "3", "127 MB", "Parquet", "$0.06", "0.5", "0", "10")
+    # 20,000 records of 1,536 float32 values and ~200 bytes beside them: 127 MB, written 8 namespaces at once.
+    write_s = writing_seconds(big_spec(), SIZES, import_bytes(20_000, 1536), 8)
+    assert shown == PlanEstimate("403000", "$1.61", "3", "127 MB", "Parquet", "$0.06", "0.5", f"{write_s:.0f}", "10")
 
 
 def test_a_plan_without_the_comparison_is_an_error() -> None:

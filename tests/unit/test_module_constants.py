@@ -16,8 +16,9 @@ LIMITS = "orchestrator/limits.py"
 WORKING: dict[str, str] = {
     # strategy import: the plan's guess of a record's size in the files, and the rows of one file
     "orchestrator/planning/import_strategy.py:BYTES_PER_VALUE": "a float32 value in a Parquet file",
-    "orchestrator/planning/import_strategy.py:BYTES_PER_JSON_VALUE": "a float32's decimal text in a JSONL file",
+    "orchestrator/planning/costs.py:BYTES_PER_JSON_VALUE": "a float32's decimal text in an upsert or a JSONL file",
     "orchestrator/planning/import_strategy.py:RECORD_OVERHEAD_BYTES": "id, metadata and framing of one record",
+    "orchestrator/planning/import_strategy.py:WRITE_MB_PER_S_PER_THREAD": "the plan's guess of one writing thread",
     "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
     "orchestrator/spec/jobspec.py:TABLE_BATCH_IDS": "the spec's default batch between the application's tables",
     "orchestrator/spec/jobspec.py:TABLE_BATCH_MAX_IDS": "the spec's largest batch between the application's tables",
@@ -113,7 +114,7 @@ WORKING: dict[str, str] = {
     "orchestrator/listing/prefix_chains.py:SPLIT_MIN_IDS": "below it the probes cost more than they save",
     "orchestrator/listing/prefix_chains.py:PREFIXES_PER_CHAIN": "keeps a chain's threads busy to the end",
     "orchestrator/listing/prefix_chains.py:MAX_PROBES": "bounds one split's probing",
-    "orchestrator/planning/costs.py:BYTES_PER_VECTOR_OVERHEAD": "the estimate's guess, as the workers' chunking counts",
+    "orchestrator/planning/costs.py:BYTES_PER_VECTOR_OVERHEAD": "the estimate's guess of a vector's id and metadata",
     "orchestrator/planning/reads.py:PAGES_AHEAD": "bounds planning's memory for a routed namespace",
     "orchestrator/jobs/jobs_and_runs.py:ROWS_PER_INSERT": "rows per INSERT, sends per round trip",
     "orchestrator/tenancy/creator_mapping.py:SUPABASE_PAGE_ROWS": "rows asked per request (the server may send fewer)",

@@ -386,14 +386,14 @@ def test_override_routed_run_refuses_a_non_empty_twin_namespace_of_that_creator(
         # (list, fetch, upsert, read units, write units)
         pytest.param(0, 100, 8, (0, 0, 0, 0, 0), id="empty"),
         pytest.param(1, 100, 2, (1, 1, 1, 2, 5), id="min-5-wu"),
-        # 250 vectors of 8 dims = 8 x 25 + 200 = 400 B each: batches 100/100/50 → 40+40+20 WU; RU 10+10+5 fetch + 3 list
-        pytest.param(250, 100, 8, (3, 3, 3, 28, 100), id="small"),
-        # 1000 vectors x 400 B fit one request (≤ 1,000 vectors, ≤ 2 MB)
-        pytest.param(1000, 1000, 8, (10, 1, 1, 110, 400), id="one-request"),
-        # 100 x 3072 dims = 100 x 77,000 B = 7.7 MB → 4 requests of 25 vectors, 1,925 WU each
-        pytest.param(100, 100, 3072, (1, 1, 4, 11, 7700), id="2mb-split"),
-        # 101 vectors: a full batch (4 requests) and one of 1 vector (1 request, 77 WU)
-        pytest.param(101, 100, 3072, (2, 2, 5, 13, 7777), id="2mb-split-rest"),
+        # 250 vectors of 8 dims = 8 x 13 + 200 = 304 B each: batches 100/100/50 → 31+31+16 WU; RU 10+10+5 fetch + 3 list
+        pytest.param(250, 100, 8, (3, 3, 3, 28, 78), id="small"),
+        # 1000 vectors x 304 B fit one request (≤ 1,000 vectors, ≤ 2 MB)
+        pytest.param(1000, 1000, 8, (10, 1, 1, 110, 304), id="one-request"),
+        # 100 x 3072 dims = 100 x 40,136 B = 4.0 MB → 3 requests of 34/33/33 vectors: 1,365 + 2 x 1,325 WU
+        pytest.param(100, 100, 3072, (1, 1, 3, 11, 4015), id="2mb-split"),
+        # 101 vectors: a full batch (3 requests) and one of 1 vector (1 request, 41 WU)
+        pytest.param(101, 100, 3072, (2, 2, 4, 13, 4056), id="2mb-split-rest"),
     ],
 )
 def test_estimate_counts(count: int, batch_size: int, dimension: int, expected: tuple[int, ...]) -> None:
@@ -406,11 +406,11 @@ def test_estimate_counts(count: int, batch_size: int, dimension: int, expected: 
 @pytest.mark.parametrize(
     ("rate", "expected_s"),
     [
-        # 8,000 vectors in 80 batches of 100, 8 dims: 80 fetch, 80 list, 80 upserts, 3.2 MB
+        # 8,000 vectors in 80 batches of 100, 8 dims: 80 fetch, 80 list, 80 upserts, 2.432 MB
         pytest.param({"read_rps": 10}, 8.0, id="fetch-bound"),
         pytest.param({"list_rps": 5}, 16.0, id="list-bound"),
         pytest.param({"write_rps": 4}, 20.0, id="write-bound"),
-        pytest.param({"write_mb_per_s": 0.1}, 32.0, id="bytes-bound"),
+        pytest.param({"write_mb_per_s": 0.1}, 24.32, id="bytes-bound"),
         pytest.param({}, 1.0, id="default"),
     ],
 )

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsmigrate.orchestrator.records.vectors import Record, SparseValues
+from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, Record, SparseValues, same_bytes
 from nsmigrate.orchestrator.verification.comparisons import (
     MISMATCH_CAP,
     Report,
@@ -154,6 +154,84 @@ def test_compare_record_difference_exactly_at_tolerance_passes() -> None:
 )
 def test_compare_record_non_finite(source: list[float], target: list[float], equal: bool) -> None:
     assert (compare_record(Record("a", source), Record("a", target), {}, 1e-6) is None) is equal
+
+
+def _json(values: list[float]) -> JsonValues:
+    """Values as a Pinecone fetch sends them: each float32 as its shortest decimal."""
+    return JsonValues(json.dumps([float(np.float32(v)) for v in values], separators=(",", ":")).encode())
+
+
+def _binary(values: list[float]) -> BinaryValues:
+    """Values as pgvector's binary form sends them."""
+    return BinaryValues(len(values).to_bytes(2, "big") + b"\0\0" + np.asarray(values, dtype=">f4").tobytes())
+
+
+@pytest.mark.parametrize("form", [_json, _binary])
+def test_values_sent_byte_for_byte_alike_are_equal_unread(form) -> None:  # type: ignore[no-untyped-def]
+    source, target = form([0.5, -0.25, 0.125]), form([0.5, -0.25, 0.125])
+    assert same_bytes(source, target)
+    assert compare_record(Record("a", source), Record("a", target), {}, 0.0) is None
+    assert source._floats is None and target._floats is None  # neither side decoded
+
+
+def test_values_cut_out_of_a_response_are_compared_by_their_bytes() -> None:
+    # A fetch keeps each array as a view into its response (``fetch_body``): views at other places of other bodies.
+    body, other = b'{"a":[0.5,0.25],"b":[0.5,0.75]}', b'{"x":1,"a":[0.5,0.25]}'
+    source = JsonValues(memoryview(body)[5:15])
+    assert same_bytes(source, JsonValues(memoryview(other)[11:21]))
+    assert same_bytes(source, JsonValues(b"[0.5,0.25]"))
+    assert not same_bytes(source, JsonValues(memoryview(body)[20:30]))
+    assert compare_record(Record("a", source), Record("a", JsonValues(memoryview(body)[20:30])), {}, 1e-6) is not None
+
+
+@pytest.mark.parametrize("form", [_json, _binary])
+def test_one_value_changed_in_the_target_is_caught_past_the_byte_check(form) -> None:  # type: ignore[no-untyped-def]
+    source, target = form([0.5, -0.25, 0.125]), form([0.5, -0.75, 0.125])
+    assert not same_bytes(source, target)
+    assert (
+        compare_record(Record("a", source), Record("a", target), {}, 1e-6) == "values differ (max |Δ| 0.5 at index 1)"
+    )
+
+
+@pytest.mark.parametrize("form", [_json, _binary])
+def test_one_float32_step_is_judged_by_the_tolerance_past_the_byte_check(form) -> None:  # type: ignore[no-untyped-def]
+    source, target = form([0.25, 0.5]), form([0.25, _f32_next(0.5)])
+    assert not same_bytes(source, target)
+    assert compare_record(Record("a", source), Record("a", target), {}, 0.0) is not None
+    assert compare_record(Record("a", source), Record("a", target), {}, 1e-7) is None
+
+
+def test_bytes_that_differ_past_float32_precision_compare_equal_as_float32() -> None:
+    # Other digits, one float32: today's rule (both sides cast to float32) holds for arrays whose bytes differ.
+    source, target = JsonValues(b"[0.5,0.25]"), JsonValues(b"[0.50000001,0.25000000001]")
+    assert not same_bytes(source, target)
+    assert compare_record(Record("a", source), Record("a", target), {}, 0.0) is None
+    # A difference float32 holds (two steps at 0.5) is still one.
+    assert compare_record(Record("a", source), Record("a", JsonValues(b"[0.5000001,0.25]")), {}, 0.0) is not None
+
+
+def test_equal_value_bytes_still_judge_metadata_sparse_values_and_dimension() -> None:
+    values = b"[0.5,0.25]"
+    sparse = SparseValues((1, 4), (0.5, 0.25))
+    source = Record("a", JsonValues(values), {"n": 1}, sparse)
+    assert compare_record(source, Record("a", JsonValues(values), {"n": 1}, sparse), {"n": 1}, 0.0) is None
+    assert "metadata key 'n'" in str(
+        compare_record(source, Record("a", JsonValues(values), {"n": 2}, sparse), {"n": 1}, 0.0)
+    )
+    changed = SparseValues((1, 4), (0.5, 0.75))
+    assert "sparse values differ" in str(
+        compare_record(source, Record("a", JsonValues(values), {"n": 1}, changed), {"n": 1}, 0.0)
+    )
+    assert "dimension differs" in str(
+        compare_record(source, Record("a", JsonValues(b"[0.5]"), {"n": 1}, sparse), {"n": 1}, 0.0)
+    )
+
+
+def test_values_of_different_forms_are_decoded_and_compared() -> None:
+    assert not same_bytes(_json([0.5, 0.25]), _binary([0.5, 0.25]))
+    assert not same_bytes(_json([0.5, 0.25]), [0.5, 0.25])
+    assert compare_record(Record("a", _json([0.5, 0.25])), Record("a", _binary([0.5, 0.25])), {}, 0.0) is None
+    assert compare_record(Record("a", _json([0.5, 0.25])), Record("a", _binary([0.5, 0.75])), {}, 1e-6) is not None
 
 
 # ----------------------------------------------------------------------------------------------------------- ids

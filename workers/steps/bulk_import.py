@@ -1,5 +1,6 @@
 """The steps of a ``strategy: import`` job (see ``orchestrator.planning.import_strategy``): one task writes each
-namespace run's records as import files to object storage (``workers.stores.import_files``), starts Pinecone's
+namespace run's records as import files to object storage (``workers.stores.import_files``; up to
+``import_write_threads`` namespaces at once, their fetches within the spec's read budget), starts Pinecone's
 import of the job's directory, and asks after it, sending itself again while Pinecone is busy and showing its
 progress in the job's phase (``importing 42%``). When the import completed, the runs become ``copied`` with the
 counts the index reports and are verified like any run (``workers.steps.verifying``: counts, ids, contents, after
@@ -14,8 +15,10 @@ an erasure erases are never written: they are left out of the files and named, a
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import NoReturn
 
 from nsmigrate.orchestrator.errors import ImportFailed, NsmigrateError, RetryableError, failure_text
@@ -23,6 +26,7 @@ from nsmigrate.orchestrator.jobs import collection as jobs_phase
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.orchestrator.planning.collection_strategy import poll_delay_s
 from nsmigrate.orchestrator.planning.import_strategy import (
     import_directory,
@@ -139,16 +143,23 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
 
 
 def _write(ctx: WorkerContext, spec: JobSpec, job_id: int, target: PineconeStore) -> None:
-    """Write the import files of every run not written yet, one directory per target namespace."""
+    """Write the import files of every run not written yet, one directory per target namespace, several namespaces at
+    once: each its own directory and its own ``files_written`` record, so a step taken again rewrites only the runs
+    not recorded yet. Returns once every namespace is written (the import starts after); the first failure is raised
+    after the namespaces being written have ended, and the ones not begun are left for the next attempt."""
     assert spec.bulk_import is not None
-    files = ImportFiles(spec.bulk_import, ctx.settings.allowed_key_vars)
+    files = ImportFiles(spec.bulk_import, ctx.settings.allowed_key_vars)  # a boto3 client is thread-safe
     source = ctx.guarded(spec.source, spec.rate)
     fields = target.fields if isinstance(target, PineconeDocumentStore) else None
     dimension = source.dimension()
     directory = import_directory(spec.bulk_import, spec.name, job_id)
-    for run in jobs_and_runs.runs_of(ctx.db, job_id):
-        if run.state not in LISTABLE_RUN_STATES or run.listing_done:
-            continue
+    runs = [
+        run
+        for run in jobs_and_runs.runs_of(ctx.db, job_id)
+        if run.state in LISTABLE_RUN_STATES and not run.listing_done
+    ]
+
+    def write_run(run: NamespaceRun) -> None:
         namespace = run.target_namespace if run.target_namespace is not None else run.source_namespace
         folder = f"{directory}/{namespace_directory(namespace)}"
         files.clear(folder)
@@ -156,6 +167,21 @@ def _write(ctx: WorkerContext, spec: JobSpec, job_id: int, target: PineconeStore
         records = _records(ctx, source, run.source_namespace, route, namespace, job_id, run.id)
         written = files.write(folder, records, dimension, fields)
         jobs_phase.files_written(ctx.db, job_id, run.id, written.records, files=written.files, bytes=written.bytes)
+
+    # More threads than fetches a second would only queue at the rate limiter: a budget under 2/s writes one by one.
+    threads = max(1, min(ctx.settings.import_write_threads, len(runs), math.floor(spec.rate.read_rps)))
+    if threads == 1:
+        for run in runs:
+            write_run(run)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix=f"import-{job_id}") as pool:
+        pending = [pool.submit(write_run, run) for run in runs]
+        try:
+            for future in as_completed(pending):
+                future.result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _records(

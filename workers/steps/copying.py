@@ -8,12 +8,14 @@ writes text (an integrated target, or ``reembed``) turns the routed records into
 (``workers.transfer.text_writes``); ids
 without text are set aside and recorded in the audit log (``records_not_written``), never written empty.
 
-A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: right before it writes, the
-batch asks the erasure ledger of the job table (``jobs.erasure_ledger.HeldBack``) and skips their records, writing the
-rest (``_hold_back``); the skipped ids are named in the job's events (``records_held_back``), the erasure's
-(``write_held_back``) and the run's verification report, which expects them absent, until an operator lifts the
-erasure. The erasure asks the job table the mirror question at each place before it deletes (copies that may still
-write, or wrote since its plan: ``workers.steps.erasing``), so whichever comes second sees the other.
+A copy never writes the data of a creator (or twin) an erasure is erasing or has erased: the statement that starts a
+batch reads the erasure ledger of the job table with it (``jobs.erasure_ledger.LEDGER_KEY``, its lines read again only
+when they changed), and the batch skips their records, writing the rest (``_hold_back``); the skipped ids are named
+in the job's events (``records_held_back``), the erasure's (``write_held_back``) and the run's verification report,
+which expects them absent, until an operator lifts the erasure. The erasure asks the job table the mirror question at
+each place before it deletes (copies that may still write, which a started batch's run is, or wrote since its plan:
+``workers.steps.erasing``), so whichever comes second sees the other: every batch started after an erasure was
+recorded holds its subject back, and an erasure never checks a place empty while a batch started before it runs.
 
 Idempotent: upserts overwrite by id, and a batch already ``done`` is skipped, so a redelivered task is harmless.
 """
@@ -115,7 +117,7 @@ def _table_enrichment(
     spec = work.spec
     ctx_route = route_context(spec, source.name, work.source_namespace, target_ns)
     extra = expected_metadata(Record(id="", values=[], metadata={}), target_ns, ctx_route)
-    if not jobs_erasure_ledger.erasure_subjects(ctx.db):
+    if work.ledger_key is None:
         return extra, list(work.ids)
     rows = [
         Record(r.id, [], {**r.metadata, **extra})
@@ -145,10 +147,10 @@ def _hold_back(
 ) -> list[list[Any]]:
     """The records of each write (per target namespace: the (creator, twin) it was built for and its records as they
     will be written) less those of a creator (or twin) an erasure is erasing or has erased: written back, they would
-    outlive the receipt that says they are gone. Asked of the job table now, not when the job started. What is held
-    back is named in the job's events (``records_held_back``, with the erasure and how to lift it) and in the
-    erasure's (``write_held_back``); the run's verification expects it absent."""
-    held = jobs_erasure_ledger.HeldBack(ctx.db)
+    outlive the receipt that says they are gone. The ledger as the batch's start read it, not as the job's start did.
+    What is held back is named in the job's events (``records_held_back``, with the erasure and how to lift it) and in
+    the erasure's (``write_held_back``); the run's verification expects it absent."""
+    held = jobs_erasure_ledger.HeldBack(subjects=lambda: jobs_erasure_ledger.subjects_of_key(ctx.db, work.ledger_key))
     kept = held.keep_writes(writes)
     for sentence in held.sentences():
         log.warning("batch %s (job %s): %s", work.batch_id, work.job_id, sentence)

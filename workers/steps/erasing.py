@@ -8,8 +8,8 @@ names), the retired tables of the application's pgvector layout (backups a move 
 ``workers.steps.erasing_copies``) and the backup directories the jobs wrote; Pinecone collections its copy jobs made
 are listed as copies it cannot erase inside. ``erase_place`` (the ``erase_place`` task on the cleanup queue)
 first asks the job table again whether a copy job may still write the subject's data or copied some since the plan
-(that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question before
-it writes, ``workers.steps.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a
+(that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question as
+it starts, ``workers.steps.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a
 fetch of the deleted ids (stores are eventually consistent), or for a backup the files read again. The last place to
 finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where
 the plan found the directory: a worker that cannot see it would find it gone and check it erased.
