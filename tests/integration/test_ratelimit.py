@@ -213,3 +213,57 @@ def test_embedding_tokens_are_reserved_per_minute_apart_from_bytes(redis_url: st
     assert limiter.acquire_bytes("embed:t", 1.0, 1_000) == 0.0  # bytes of the same scope: another bucket
     with pytest.raises(ValueError, match="per_min must be a positive"):
         limiter.acquire_tokens("embed:t", 0, 1)
+
+
+def test_a_write_takes_its_bytes_and_its_slot_in_one_call(redis_url: str) -> None:
+    """An upsert's first attempt asks both budgets at once (``acquire_write``): one script call, the bytes taken
+    from the same bucket ``acquire_bytes`` takes them from, one entry in the window."""
+    client = redis.Redis.from_url(redis_url)
+    limiter = RateLimiter(client, sleep=lambda _s: pytest.fail("an ample budget made a write wait"))
+    scope, bytes_scope = f"write-{uuid.uuid4().hex}", f"bytes-{uuid.uuid4().hex}"
+    limiter.acquire_write(f"{scope}-warm", 100, f"{bytes_scope}-warm", 50, 1)  # the script loaded
+
+    before = evalsha_calls(client)
+    assert limiter.acquire_write(scope, 100, bytes_scope, 50, 300_000) == 0.0
+    assert limiter.acquire_write(scope, 100, bytes_scope, 50, 0) == 0.0  # no bytes: a token only
+
+    assert evalsha_calls(client) - before == 2
+    assert client.zcard(rate_bucket_key(scope)) == 2
+    assert float(client.hget(rate_bucket_key(f"bytes:{bytes_scope}"), "tokens") or 0) == 50_000_000 - 300_000
+
+
+def test_a_writes_slot_comes_no_sooner_than_its_bytes_and_outlives_its_window(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    sleeps: list[float] = []
+    limiter = RateLimiter(client, sleep=sleeps.append)  # slept on paper: the slots are Redis's
+    scope, bytes_scope = f"write-{uuid.uuid4().hex}", f"bytes-{uuid.uuid4().hex}"
+    seconds, micros = client.time()
+    asked_us = int(seconds) * 1_000_000 + int(micros)
+
+    assert limiter.acquire_write(scope, 100, bytes_scope, 1.0, 600_000) == 0.0  # within the 1 s burst
+    waited = limiter.acquire_write(scope, 100, bytes_scope, 1.0, 1_600_000)  # 1.2 MB over budget at 1 MB/s
+
+    assert 1.1 <= waited <= 1.2 and sleeps == [waited]
+    slots = [score for _, score in client.zrange(rate_bucket_key(scope), 0, -1, withscores=True)]
+    assert slots[1] - asked_us >= 1.1e6  # reserved where the bytes allow it, not where the window would
+    # A plain request finds room in the window now, and the write's later slot keeps the log alive past its window.
+    assert limiter.acquire(scope, 100) == 0.0
+    assert client.pttl(rate_bucket_key(scope)) >= (slots[1] - asked_us) / 1000 + 1_000
+
+
+def test_writes_never_put_more_than_the_rate_in_a_window(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    limiter = RateLimiter(client, sleep=lambda _s: None)
+    scope, bytes_scope = f"write-{uuid.uuid4().hex}", f"bytes-{uuid.uuid4().hex}"
+    rate = 4
+    limit, window_s = window_for(rate)
+
+    for n in range(3 * limit):  # writes and plain requests, some of them waiting for bytes
+        if n % 3:
+            limiter.acquire_write(scope, rate, bytes_scope, 1.0, 300_000)
+        else:
+            limiter.acquire(scope, rate)
+
+    slots = [score / 1e6 for _, score in client.zrange(rate_bucket_key(scope), 0, -1, withscores=True)]
+    assert len(slots) == 3 * limit
+    assert max_in_any_window(slots, window_s - 1e-6) <= limit

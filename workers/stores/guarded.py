@@ -130,15 +130,31 @@ class GuardedStore:
         return self._budget_key
 
     def _call(
-        self, op: str, scope: Callable[[str], str] | None, rate_per_s: float, fn: Callable[..., T], *args: Any
+        self,
+        op: str,
+        scope: Callable[[str], str] | None,
+        rate_per_s: float,
+        fn: Callable[..., T],
+        *args: Any,
+        nbytes: tuple[str, float, int] | None = None,
     ) -> T:
-        """One request: with a limiter, first a token of ``scope(budget_key)`` at ``rate_per_s``; retried."""
+        """One request: with a limiter, first a token of ``scope(budget_key)`` at ``rate_per_s``; retried.
+        ``nbytes``: (scope, MB/s, bytes) of the byte budget, reserved once per request, with its first token
+        (``RateLimiter.acquire_write``)."""
         limiter = self._limiter
         counts = tally.current()
+        unreserved = nbytes
 
         def attempt() -> T:
+            nonlocal unreserved
             if limiter is not None and scope is not None:
-                self._waited(counts, limiter.acquire(scope(self.budget_key), rate_per_s))
+                key = scope(self.budget_key)
+                if unreserved is not None:
+                    waited = limiter.acquire_write(key, rate_per_s, *unreserved)
+                    unreserved = None  # reserved: a retry takes a token only
+                else:
+                    waited = limiter.acquire(key, rate_per_s)
+                self._waited(counts, waited)
             counts.request()
             start = time.perf_counter()
             try:
@@ -176,8 +192,17 @@ class GuardedStore:
         rate = self._rate
         return self._call(op, stats_scope if rate else None, rate.stats_rps if rate else 0.0, fn, *args)
 
-    def _write(self, op: str, namespace: str, fn: Callable[..., T], *args: Any, alone: bool = False) -> T:
-        """A write request (``alone``: a delete, which holds its namespace alone) under the namespace's write scope."""
+    def _write(
+        self,
+        op: str,
+        namespace: str,
+        fn: Callable[..., T],
+        *args: Any,
+        alone: bool = False,
+        nbytes: tuple[str, float, int] | None = None,
+    ) -> T:
+        """A write request (``alone``: a delete, which holds its namespace alone) under the namespace's write scope;
+        ``nbytes``: its byte budget (``_call``)."""
         rate = self._rate
         scope = (lambda key: write_scope(key, namespace)) if rate else None
         call, locks = fn, self.locks
@@ -189,7 +214,7 @@ class GuardedStore:
                     return fn(*a)
 
             call = held
-        return self._call(op, scope, rate.write_rps if rate else 0.0, call, *args)
+        return self._call(op, scope, rate.write_rps if rate else 0.0, call, *args, nbytes=nbytes)
 
     def lock_key(self, namespace: str) -> str:
         """The key of ``namespace``'s lock in this store (``workers.transfer.namespace_locks``), by the store's
@@ -311,17 +336,18 @@ class GuardedStore:
         the embedding tokens text records cost an integrated index (``orchestrator.routing.text.estimate_tokens``),
         reserved before the request."""
         limiter, rate = self._limiter, self._rate
+        reserve: tuple[str, float, int] | None = None
         if limiter is not None and rate is not None:
             size = nbytes if nbytes is not None else sum(estimate_bytes(r) for r in records)
-            # Reserved once per request, not per attempt; retried like a request while Redis is unreachable.
+            # Reserved once per request, with its first token (``_call``), not per attempt.
             scope = write_scope(self.budget_key, namespace) + ":bytes"  # the byte bucket's key since the first copy
-            counts = tally.current()
-            self._waited(counts, self._policy.copy()(limiter.acquire_bytes, scope, rate.write_mb_per_s, size))
+            reserve = (scope, rate.write_mb_per_s, size)
             if tokens:
+                counts = tally.current()
                 embed = embed_scope(self.budget_key)
                 waited = self._policy.copy()(limiter.acquire_tokens, embed, rate.embed_tokens_per_min, tokens)
                 self._waited(counts, waited)
-        return self._write("upsert", namespace, self.inner.upsert, namespace, records)
+        return self._write("upsert", namespace, self.inner.upsert, namespace, records, nbytes=reserve)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         self._write("delete", namespace, self.inner.delete, namespace, ids, alone=True)

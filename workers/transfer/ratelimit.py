@@ -11,7 +11,8 @@ clock, so every decision is made inside Redis by one atomic Lua script that read
   (default 50 ms) absorbs network jitter between admission and the request reaching Pinecone, so the fleet never
   puts more than ``rate`` requests into *any* 1-second window. A rate below 1 means "one request every 1/rate s".
 - **Bytes** (``acquire_bytes``): a token bucket (1 s of burst) that *reserves*: the caller is told how long to wait
-  for its bytes and is then admitted without asking again, so a large request cannot be starved by small ones.
+  for its bytes and is then admitted without asking again, so a large request cannot be starved by small ones. An
+  upsert asks both in one call (``acquire_write``): its slot in the window comes no sooner than its bytes.
 
 Keys are ``orchestrator.messaging.task_names.rate_bucket_key(scope)`` and expire once idle. A scope names what the
 service limits: the store's identity (``workers.stores.guarded.GuardedStore.budget_key``: an index by its data-plane
@@ -45,8 +46,9 @@ DEFAULT_GUARD_S = DEFAULTS.rate_guard_s
 # them in the log at that moment (the caller then sleeps until it). Ranks, not insertion order, decide: the
 # (count + cost - limit)-th oldest entry is the one that must leave the window first, so any window ending at or
 # after the reserved moment holds at most ``limit`` entries, reservations included. A request is admitted now only
-# when no reservation is pending (one would put limit + 1 entries in the log), so each call's entries are the log's
-# newest and the key's expiry, set from them, outlives every entry's window.
+# when the log, reservations included, has room for it. A write's slot may lie later than the window needs
+# (``_WRITE_LUA``: not before its bytes), so the key's expiry is set from the log's latest entry, not the call's own:
+# it outlives every entry's window.
 _SLIDING_WINDOW_LUA = """
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
@@ -70,31 +72,77 @@ end
 for i = 1, cost do
   redis.call('ZADD', key, at, member .. ':' .. i)
 end
-redis.call('PEXPIRE', key, math.ceil((at - now + window_us) / 1000) + 1000)
+local latest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', key, math.ceil((tonumber(latest[2]) - now + window_us) / 1000) + 1000)
 return {1, at, at - now}
 """
 
-_TOKEN_BUCKET_LUA = """
-local key = KEYS[1]
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', key, 'tokens', 'ts')
+# Takes ``cost`` from the token bucket ``bucket`` (``rate`` a second, ``burst`` at most) at Redis time ``t`` and sets
+# ``wait_us`` to how long the debt takes to refill (0: none).
+_BUCKET_STEP = """
+local now_s = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', bucket, 'tokens', 'ts')
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
 if tokens == nil or ts == nil then
   tokens = burst
-  ts = now
+  ts = now_s
 end
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate) - cost
-redis.call('HSET', key, 'tokens', string.format('%.3f', tokens), 'ts', string.format('%.6f', now))
-redis.call('PEXPIRE', key, math.ceil((burst - tokens) / rate * 1000) + 1000)
-local wait_us = 0
+tokens = math.min(burst, tokens + math.max(0, now_s - ts) * rate) - cost
+redis.call('HSET', bucket, 'tokens', string.format('%.3f', tokens), 'ts', string.format('%.6f', now_s))
+redis.call('PEXPIRE', bucket, math.ceil((burst - tokens) / rate * 1000) + 1000)
 if tokens < 0 then wait_us = math.ceil(-tokens / rate * 1000000) end
+"""
+
+_TOKEN_BUCKET_LUA = (
+    """
+local bucket = KEYS[1]
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local wait_us = 0
+"""
+    + _BUCKET_STEP
+    + """
 return {wait_us}
 """
+)
+
+# An upsert's two budgets in one call: its bytes taken from their bucket (one second of burst) and its slot in the
+# window reserved as ``_SLIDING_WINDOW_LUA`` reserves one, but no sooner than the bytes allow; the caller sleeps once,
+# until the slot. An entry placed later than the window needs keeps every window within ``limit``.
+_WRITE_LUA = (
+    """
+local key, bucket = KEYS[1], KEYS[2]
+local limit = tonumber(ARGV[1])
+local window_us = tonumber(ARGV[2])
+local member = ARGV[3]
+local rate = tonumber(ARGV[4])
+local burst = rate
+local cost = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local wait_us = 0
+if cost > 0 then
+"""
+    + _BUCKET_STEP
+    + """
+end
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_us)
+local count = redis.call('ZCARD', key)
+local at = now
+if count + 1 > limit then
+  local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+  at = math.max(now + 1, tonumber(entry[2]) + window_us)
+end
+at = math.max(at, now + wait_us)
+redis.call('ZADD', key, at, member .. ':1')
+local latest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', key, math.ceil((tonumber(latest[2]) - now + window_us) / 1000) + 1000)
+return {at, at - now}
+"""
+)
 
 
 def read_scope(store_key: str) -> str:
@@ -170,10 +218,11 @@ class RateLimiter:
         self._guard_s = guard_s
         self._window_script = redis_client.register_script(_SLIDING_WINDOW_LUA)
         self._bucket_script = redis_client.register_script(_TOKEN_BUCKET_LUA)
+        self._write_script = redis_client.register_script(_WRITE_LUA)
 
-    def _run(self, script: Any, key: str, args: list[Any], scope: str) -> list[int]:
+    def _run(self, script: Any, key: str | list[str], args: list[Any], scope: str) -> list[int]:
         try:
-            return [int(x) for x in script(keys=[key], args=args)]
+            return [int(x) for x in script(keys=[key] if isinstance(key, str) else key, args=args)]
         except broker_credentials.REFUSALS as e:  # a connection error to redis-py, but retrying it cannot help
             raise PermanentError(
                 f"rate limiter: Redis refused the credentials of NSMIGRATE_REDIS_URL, or this command to them ({e}): "
@@ -232,6 +281,27 @@ class RateLimiter:
         """
         _check_reservation("mb_per_s", mb_per_s, "nbytes", nbytes)
         return self._reserve(f"bytes:{scope}", mb_per_s * 1_000_000, nbytes) if nbytes else 0.0
+
+    def acquire_write(self, scope: str, rate_per_s: float, bytes_scope: str, mb_per_s: float, nbytes: int) -> float:
+        """``acquire_bytes(bytes_scope, mb_per_s, nbytes)`` and then ``acquire(scope, rate_per_s)``, in one script call:
+        the request's slot in ``scope``'s window is reserved no sooner than its bytes are available, and the caller
+        sleeps once, until the slot. An upsert's first attempt: one Redis round trip where two were. Returns the
+        seconds waited.
+
+        Raises:
+            ValueError: a rate not positive, or ``nbytes`` negative.
+            RetryableError: Redis is unreachable (nothing was reserved).
+        """
+        _check_reservation("mb_per_s", mb_per_s, "nbytes", nbytes)
+        limit, window_s = window_for(rate_per_s, self._guard_s)
+        keys = [rate_bucket_key(scope), rate_bucket_key(f"bytes:{bytes_scope}")]
+        args = [limit, round(window_s * 1_000_000), uuid.uuid4().hex, mb_per_s * 1_000_000, nbytes]
+        _, wait_us = self._run(self._write_script, keys, args, scope)
+        if wait_us <= 0:
+            return 0.0
+        delay = wait_us / 1_000_000
+        self._sleep(delay)
+        return delay
 
     def acquire_tokens(self, scope: str, per_min: float, tokens: int) -> float:
         """Reserve ``tokens`` of ``scope``'s ``per_min`` budget (embedding tokens per minute) like ``acquire_bytes``:
