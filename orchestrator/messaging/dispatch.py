@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 
 from nsmigrate.orchestrator.messaging.task_names import TASK_QUEUES, Queue, TaskName
 from nsmigrate.orchestrator.settings import Settings, task_slots
@@ -40,10 +41,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """Configuration shared by the producer side and the workers, so both agree on queues and delivery."""
     # A redis:// broker goes through ``redis_transport``; other schemes (rediss, sentinel, sockets) keep kombu's own,
     # which reads its settings from the scheme.
-    plain_redis = settings.redis_url.split("://", 1)[0] == "redis"
+    if settings.redis_url.split("://", 1)[0] == "redis":
+        # By its URL's scheme, not by `broker_transport`: kombu then still names the broker `redis://…` in what it
+        # logs (`Cannot connect to redis://…`), where an operator looks for it.
+        TRANSPORT_ALIASES["redis"] = _REDIS_TRANSPORT
     return {
         "broker_url": settings.redis_url,
-        "broker_transport": _REDIS_TRANSPORT if plain_redis else None,
         "broker_pool_limit": producer_pool_limit(),
         "broker_connection_retry_on_startup": True,
         # A worker outlives a Redis outage of any length: it keeps reconnecting (Celery gives up after 100 tries).

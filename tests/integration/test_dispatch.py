@@ -104,8 +104,16 @@ def test_a_redis_broker_is_reached_through_one_client_per_connection_pool(
             assert first is second and first.ping()
 
 
-def test_other_broker_schemes_keep_kombus_own_transport() -> None:
+def test_other_broker_schemes_keep_kombus_own_transport_and_the_broker_is_shown_as_redis() -> None:
+    from kombu import Connection
+    from kombu.transport import redis as kombu_redis
+
+    from nsmigrate.orchestrator.messaging import redis_transport
     from nsmigrate.orchestrator.messaging.dispatch import celery_config
 
-    assert celery_config(Settings(redis_url="redis://127.0.0.1:6379/0"))["broker_transport"] is not None
-    assert celery_config(Settings(redis_url="rediss://127.0.0.1:6380/0"))["broker_transport"] is None
+    celery_config(Settings(redis_url="redis://127.0.0.1:6379/0"))
+
+    assert isinstance(Connection("redis://127.0.0.1:6379/0").transport, redis_transport.Transport)
+    assert type(Connection("rediss://127.0.0.1:6380/0").transport) is kombu_redis.Transport
+    # What kombu logs when it cannot connect names the broker as an operator wrote it, its password masked.
+    assert Connection("redis://:hunter2@127.0.0.1:6379/0").as_uri() == "redis://:**@127.0.0.1:6379/0"

@@ -53,6 +53,19 @@ COMMITTED_LSN_HEADERS = ("x-pinecone-request-lsn", "x-pinecone-lsn-committed")
 RECONCILED_LSN_HEADERS = ("x-pinecone-max-indexed-lsn", "x-pinecone-lsn-reconciled")
 
 
+def _without_dot_segments(path: str) -> str:
+    """``path`` with its ``.`` and ``..`` segments resolved, as an HTTP client sends it (RFC 3986, 5.2.4): a host
+    written ``http://h:p/indexes/./a`` serves its index at ``/indexes/a``."""
+    kept: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if len(kept) > 1:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    return "/".join(kept)
+
+
 class DataPlaneError(Exception):
     """The data plane answered with a status other than 2xx. ``reason`` and ``metadata``: the machine-readable cause
     API 2026-07 sends in ``details[0]`` (``ALIAS_ALREADY_EXISTS``, ``{"target_namespace": …}``), when it sent one."""
@@ -142,7 +155,7 @@ class DataPlane:
         self.host = host if "://" in host else f"https://{host}"
         parts = urlsplit(self.host)
         origin = f"{parts.scheme}://{parts.netloc}"
-        self._prefix = parts.path.rstrip("/")
+        self._prefix = _without_dot_segments(parts.path).rstrip("/")
         headers = (
             ("Api-Key", api_key),
             ("X-Pinecone-Api-Version", API_VERSION),
