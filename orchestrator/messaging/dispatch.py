@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from celery import Celery
+from kombu import transport as kombu_transport
 from kombu.transport import TRANSPORT_ALIASES
 
 from nsmigrate.orchestrator.messaging.task_names import TASK_QUEUES, Queue, TaskName
@@ -45,6 +46,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # By its URL's scheme, not by `broker_transport`: kombu then still names the broker `redis://…` in what it
         # logs (`Cannot connect to redis://…`), where an operator looks for it.
         TRANSPORT_ALIASES["redis"] = _REDIS_TRANSPORT
+        kombu_transport._transport_cache.pop("redis", None)  # a scheme resolved before in this process
     return {
         "broker_url": settings.redis_url,
         "broker_pool_limit": producer_pool_limit(),

@@ -111,6 +111,7 @@ def test_other_broker_schemes_keep_kombus_own_transport_and_the_broker_is_shown_
     from nsmigrate.orchestrator.messaging import redis_transport
     from nsmigrate.orchestrator.messaging.dispatch import celery_config
 
+    assert Connection("redis://127.0.0.1:6379/0").transport is not None  # the scheme resolved before, as anything may
     celery_config(Settings(redis_url="redis://127.0.0.1:6379/0"))
 
     assert isinstance(Connection("redis://127.0.0.1:6379/0").transport, redis_transport.Transport)
