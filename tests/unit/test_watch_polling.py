@@ -64,14 +64,27 @@ class _UntilThirdReading:
         return True
 
 
+def _fake_clock(monkeypatch: pytest.MonkeyPatch) -> tuple[list[float], list[float]]:
+    """The watch's clock as ``now[0]``, its sleeps recorded and added to it: ``(now, sleeps)``."""
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(render.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(render.time, "sleep", sleep)
+    return now, sleeps
+
+
 @pytest.mark.parametrize(
     ("read_s", "done_s", "expected_sleep_s"), [(0.001, 0.0, 0.5), (0.2, 0.0, 2.0), (0.001, 0.2, 2.01)]
 )
 def test_the_wait_between_readings_grows_with_what_a_reading_costs(
     monkeypatch: pytest.MonkeyPatch, read_s: float, done_s: float, expected_sleep_s: float
 ) -> None:
-    now = [0.0]
-    sleeps: list[float] = []
+    now, sleeps = _fake_clock(monkeypatch)
     rows_asked: list[int] = []
     until = _UntilThirdReading(now, done_s)
 
@@ -81,13 +94,6 @@ def test_the_wait_between_readings_grows_with_what_a_reading_costs(
         rows_asked.append(rows)
         return _progress(RunState.COPYING)
 
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr(render.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(render.time, "sleep", sleep)
-
     assert render.watch_job(reading, 1, until, poll_s=0.5) == 0
 
     assert sleeps and all(s == pytest.approx(expected_sleep_s) for s in sleeps)
@@ -96,8 +102,7 @@ def test_the_wait_between_readings_grows_with_what_a_reading_costs(
 
 def test_one_slow_reading_does_not_stretch_the_waits_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # The first reading the loop times waits 8 s for a core the fleet keeps busy; reading the job costs 1 ms.
-    now = [0.0]
-    sleeps: list[float] = []
+    now, sleeps = _fake_clock(monkeypatch)
     reads_s = iter([0.001, 8.0, 0.001, 0.001, 0.001])
     until = _UntilFifthReading()
 
@@ -105,13 +110,6 @@ def test_one_slow_reading_does_not_stretch_the_waits_after_it(monkeypatch: pytes
         now[0] += next(reads_s)
         until.readings += 1
         return _progress(RunState.COPYING)
-
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr(render.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(render.time, "sleep", sleep)
 
     assert render.watch_job(reading, 1, until, poll_s=0.5) == 0
 
