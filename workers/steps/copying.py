@@ -172,7 +172,7 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) ->
     extra, ids = _table_enrichment(ctx, work, source, target_ns)
     if not ids:
         return 0, 0, 0, [target_ns]
-    done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra)
+    done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra, streams=spec.parallel_upserts)
     if done is None:
         return _a_fetch_at_a_time(_copy_through_worker, ctx, work)
     copied, passed = done
