@@ -397,7 +397,7 @@ class JobSpec(_Model):
         gt=0,
         le=16,
         description="Upsert requests one copy batch has in flight at once; between two databases' pgvector tables, "
-        "the COPY streams a batch's rows go in at once (each of 200 rows or more).",
+        "the COPY streams a table's only batch goes in at once (each of 200 rows or more).",
     )
     max_list_chains: int = Field(
         default=MAX_CHAINS,
