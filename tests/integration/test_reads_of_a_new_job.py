@@ -3,11 +3,17 @@ while the planner's statistics still predate its runs: autovacuum analyzes a tab
 enough of it changed. Those statistics put the new job's runs at one row. On a real Postgres with such statistics,
 each read still answers in a fraction of a second: no plan may run a join of the job's runs again for each run (a poll
 of 2,000 runs with 32 batches in flight took 35 s, and `run --wait` exited that much after the job's last batch).
+
+The statements that act on a job read it under the same statistics, which stay stale for as long as the job's rows are
+too few beside the table's to trigger an analyze: every worker's sweep for stalled runs, `resume` and `retry`. Their
+plans are read as they ran (``auto_explain``), and held to the same rule.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import pytest
@@ -16,7 +22,7 @@ import sqlalchemy as sa
 from nsmigrate.cli.options import read_job_status, status_reader
 from nsmigrate.cli.render import SUMMARY_ROWS
 from nsmigrate.cli.waits import Settled
-from nsmigrate.orchestrator import progress, snapshot
+from nsmigrate.orchestrator import progress, recovery, snapshot
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
@@ -24,6 +30,7 @@ from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.progress import RunShape
 from nsmigrate.orchestrator.snapshot import BatchCounts
 from tests.integration.test_job_table import a_job
+from tests.sent_tasks import SentTasks
 
 RUNS = 2_000
 QUEUED, RUNNING, FAILED = 100, 100, 100
@@ -137,3 +144,83 @@ def test_the_plans_of_a_new_jobs_reads_stay_linear_in_its_runs(
             f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", {"job_id": new_job.job_id, "rows": SUMMARY_ROWS}
         ).scalar_one()
     assert rows_read_again(explained["Plan"]) < 5 * (RUNS + len(new_job.in_flight))
+
+
+#: Every statement a connection with these options runs sends its plan, as it ran (EXPLAIN ANALYZE), to the client.
+_PLANS_SENT = (
+    "-c session_preload_libraries=auto_explain -c auto_explain.log_min_duration=0 -c auto_explain.log_analyze=on "
+    "-c auto_explain.log_format=json -c auto_explain.log_level=notice"
+)
+
+
+@contextmanager
+def plans_run(database: jobs_database.Database) -> Iterator[list[dict[str, Any]]]:
+    """The plans of the statements ``database``'s connections run meanwhile, each as it ran, cancelled past
+    ``READ_TIMEOUT_MS``."""
+    plans: list[dict[str, Any]] = []
+
+    def with_options(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams["options"] = f"{cparams.get('options', '')} {_PLANS_SENT} -c statement_timeout={READ_TIMEOUT_MS}"
+
+    def keep(notice: Any) -> None:
+        message = notice.message_primary or ""
+        if "plan:" in message:
+            plans.append(json.loads(message[message.index("{") :]))
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.add_notice_handler(keep)
+
+    database.engine.dispose()  # only new connections have the options
+    sa.event.listen(database.engine, "do_connect", with_options)
+    sa.event.listen(database.engine, "connect", on_connect)
+    try:
+        yield plans
+    finally:
+        sa.event.remove(database.engine, "do_connect", with_options)
+        sa.event.remove(database.engine, "connect", on_connect)
+        database.engine.dispose()
+
+
+def made_an_hour_ago(db: jobs_database.Database) -> None:
+    """The runs and batches of the job table changed an hour ago, the statistics still those taken before them: a run
+    with work to come then looks stalled to the sweep."""
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE namespace_runs SET updated_at = updated_at - interval '1 hour'"))
+        conn.execute(
+            sa.text(
+                "UPDATE batches SET created_at = created_at - interval '1 hour', "
+                "started_at = started_at - interval '1 hour', finished_at = finished_at - interval '1 hour'"
+            )
+        )
+
+
+@pytest.mark.parametrize("command", ["sweep", "resume", "retry"])
+def test_the_sweep_resume_and_retry_act_on_a_new_job_in_plans_linear_in_its_runs(
+    new_job: NewJob, db: jobs_database.Database, command: str
+) -> None:
+    """Each statement of the sweep for stalled runs (every worker, every few seconds), `resume` and `retry`, under the
+    stale statistics: none runs a node again for each run or batch that reads more than a handful of rows each time
+    (the job's unfinished and failed batches joined to its runs read them all again per batch)."""
+    job_id, run_ids, in_flight = new_job
+    copying = in_flight[: QUEUED + RUNNING]  # with a queued or running batch: work to come
+    pending = run_ids[len(in_flight) :]  # a lister to come
+    made_an_hour_ago(db)
+    sent = SentTasks()
+    with plans_run(db) as plans:
+        if command == "sweep":
+            resent = recovery.resend_stalled(db, sent, idle_s=60)  # the earlier job's copied runs: their verifications
+            assert resent[job_id] == {"listers": len(pending), "batches": len(copying), "verifications": 0}
+        elif command == "resume":
+            assert recovery.resume(db, sent, job_id) == {
+                "listers": len(pending),
+                "batches": len(copying),
+                "verifications": 0,
+            }
+        else:
+            assert [run_id for run_id, _ in jobs_batches.requeue_failed(db, job_id)] == in_flight[QUEUED + RUNNING :]
+    if command != "retry":
+        assert sorted(run_id for kind, run_id in sent.sent if kind == "list") == pending
+        assert len([kind for kind, _ in sent.sent if kind == "copy"]) == len(copying)
+    assert plans
+    read_again = [(plan["Query Text"], rows_read_again(plan["Plan"])) for plan in plans]
+    assert [(sql, rows) for sql, rows in read_again if rows >= 5 * (RUNS + len(in_flight))] == []
