@@ -6,6 +6,8 @@ The value is never shown: a variable pointed at the wrong place may hold a passw
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,3 +35,33 @@ def engine_of(url: str, env_var: str, **options: Any) -> sa.Engine:
             hint="set it to a URL like postgresql+psycopg://user:password@host:5432/dbname (quote a password's "
             "special characters, e.g. @ as %40)",
         ) from None  # not chained: the parser's message quotes parts of the URL
+
+
+class KeptEngines:
+    """Engines kept from one use to the next by a long-lived process that opens its stores anew for each piece of
+    work (the fleet's planner, for each plan): a new engine connects and runs SQLAlchemy's first-connect checks, ~10
+    ms a database here and more over TLS, on the user's clock of every job. One engine a URL; one unused for
+    ``idle_s`` is disposed by ``prune`` (the planner calls it as it waits), so a planner does not gather pools of
+    databases it no longer plans for. Only connections are kept: what a store learns of its tables is read again by
+    each store."""
+
+    def __init__(self, idle_s: float = 300.0) -> None:
+        self._idle_s = idle_s
+        self._engines: dict[str, tuple[sa.Engine, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str, env_var: str, **options: Any) -> sa.Engine:
+        """The kept engine of ``url`` (made by ``engine_of`` with ``options`` the first time)."""
+        with self._lock:
+            engine = self._engines[url][0] if url in self._engines else engine_of(url, env_var, **options)
+            self._engines[url] = (engine, time.monotonic())
+            return engine
+
+    def prune(self) -> None:
+        """Dispose of the engines unused for ``idle_s``."""
+        now = time.monotonic()
+        with self._lock:
+            for url, (engine, used) in list(self._engines.items()):
+                if now - used > self._idle_s:
+                    engine.dispose()
+                    del self._engines[url]

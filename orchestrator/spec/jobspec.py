@@ -393,7 +393,11 @@ class JobSpec(_Model):
         default=32, gt=0, le=10000, description="Queued+running copy batches per namespace."
     )
     parallel_upserts: int = Field(
-        default=2, gt=0, le=16, description="Upsert requests one copy batch has in flight at once."
+        default=2,
+        gt=0,
+        le=16,
+        description="Upsert requests one copy batch has in flight at once; between two databases' pgvector tables, "
+        "the COPY streams a table's only batch goes in at once (each of 200 rows or more).",
     )
     max_list_chains: int = Field(
         default=MAX_CHAINS,

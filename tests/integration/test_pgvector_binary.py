@@ -6,6 +6,7 @@ column for column."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import quote
 from nsmigrate.orchestrator.records.vectors import BinaryValues, Record
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
-from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
+from nsmigrate.workers.stores.pgvector.documented import MIN_STREAM_ROWS, SPARE_CONNECTIONS, DocumentedPgvectorStore
 from nsmigrate_sandbox.seed import application_rows, create_application_table
 from nsmigrate_sandbox.services import PostgresServer
 
@@ -291,3 +292,29 @@ def every_row(engine: sa.Engine, table: str) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT *, embedding::text AS embedding FROM {quote(table)}")).mappings().all()
     return {r["chunk_id"]: {k: v for k, v in r.items() if k != "id"} for r in rows}
+
+
+def test_a_batch_of_many_rows_goes_in_copy_streams_at_once_taking_only_spare_connections_that_are_free(
+    pg: sa.Engine, elsewhere: tuple[sa.Engine, DocumentedPgvectorStore], postgres_server: PostgresServer
+) -> None:
+    engine, target = elsewhere
+    rows = app_table(pg, "embeddings_alpha", 2 * MIN_STREAM_ROWS + 10)
+    with pg.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE embeddings_alpha DROP COLUMN score"))
+    ids = [r["chunk_id"] for r in rows]
+    extra = {"migrated_from": "alpha"}
+
+    # Room for two streams of MIN_STREAM_ROWS, not the four asked for.
+    two = statements_of(
+        postgres_server, engine, lambda: target.copy_rows_from(store(), "alpha", "fresh", ids, extra, streams=4)
+    )
+    with contextlib.ExitStack() as held:  # every spare connection of the target in use: one stream, no waiting
+        assert all(target._spare(held) is not None for _ in range(SPARE_CONNECTIONS))
+        one = statements_of(
+            postgres_server, engine, lambda: target.copy_rows_from(store(), "alpha", "other", ids, extra, streams=4)
+        )
+
+    assert two.count('COPY "embeddings_fresh" (') == 2 and "ON CONFLICT" not in two
+    assert one.count('COPY "embeddings_other" (') == 1
+    assert_copied(pg, engine, "embeddings_fresh", ids, extra)
+    assert_copied(pg, engine, "embeddings_other", ids, extra)

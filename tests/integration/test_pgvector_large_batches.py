@@ -8,6 +8,7 @@ URLs), an erased creator's rows in the source.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -69,12 +70,22 @@ def test_a_batch_larger_than_a_fetch_reads_records_a_fetch_at_a_time_and_copies_
         return fetch(store, namespace, ids)
 
     monkeypatch.setattr(DocumentedPgvectorStore, "fetch", counted)
+    streams: list[int] = []
+    copy_rows = table_copies.copy_rows
+
+    def streamed(*args: Any, ids: Sequence[str], **kwargs: Any) -> tuple[int, int] | None:
+        streams.append(len(ids))
+        return copy_rows(*args, ids=ids, **kwargs)
+
+    monkeypatch.setattr(table_copies, "copy_rows", streamed)
     ids = sorted(r["chunk_id"] for r in rows)
 
     written = copying.copy_batch(ctx, a_copy_job(ctx, spec, "public", "public_copy", ids))
 
     assert written == ROWS - THEIRS
     assert fetched and max(fetched) == FETCH_MAX_IDS and sum(fetched) == ROWS
+    # The table's only batch, as rows: in parallel_upserts (2) COPY streams at once.
+    assert streams == ([] if constants else [(ROWS - THEIRS) // 2] * 2)
     with pg.connect() as conn:
         landed = conn.execute(sa.text("SELECT chunk_id, strategy FROM copies_public_copy")).all()
     theirs = {r["chunk_id"] for r in rows[:THEIRS]}

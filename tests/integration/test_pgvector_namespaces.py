@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import pgvector_layout
+from nsmigrate.orchestrator.connections.database_urls import KeptEngines
 from nsmigrate.orchestrator.errors import PlanError, RetryableError
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
@@ -436,3 +437,34 @@ def test_a_table_dropped_since_the_store_wrote_into_it_is_made_again(pg: sa.Engi
     s.close()
     with pg.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM embeddings_again")).scalar_one() == 4
+
+
+def test_stores_opened_with_kept_engines_reuse_one_session_and_leave_it_open_when_closed(pg: sa.Engine) -> None:
+    spec = PgvectorStoreSpec.model_validate({"kind": "pgvector", "schema": "documented"})
+    kept = KeptEngines(idle_s=3600)
+
+    def session_of(store: Any) -> int:
+        """The backend of the session ``store`` reads through, after a read of its namespaces."""
+        store.namespaces()
+        with store.engine().connect() as conn:
+            pid = int(conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one())
+        store.close()  # as the planner closes a plan's stores
+        return pid
+
+    first, second = session_of(open_store(spec, engines=kept)), session_of(open_store(spec, engines=kept))
+    kept.prune()  # used just now: kept
+    third = session_of(open_store(spec, engines=kept))
+    alone = session_of(open_store(spec))  # a store of its own connects anew
+
+    assert first == second == third != alone
+    with pg.connect() as conn:
+        alive = set(conn.execute(sa.text("SELECT pid FROM pg_stat_activity")).scalars())
+    assert third in alive  # closing the store left the kept engine's session open
+
+
+def test_kept_engines_unused_for_their_idle_time_are_disposed() -> None:
+    kept = KeptEngines(idle_s=0)
+    engine = kept.get("postgresql+psycopg://u@h/a", "A_URL")
+    assert kept.get("postgresql+psycopg://u@h/a", "A_URL") is engine
+    kept.prune()
+    assert kept.get("postgresql+psycopg://u@h/a", "A_URL") is not engine

@@ -22,6 +22,8 @@ WORKING: dict[str, str] = {
     "orchestrator/spec/bulk_import.py:DEFAULT_ROWS_PER_FILE": "the spec's default: files far below Pinecone's 10 GB",
     "orchestrator/spec/jobspec.py:TABLE_BATCH_IDS": "the spec's default batch between the application's tables",
     "orchestrator/spec/jobspec.py:TABLE_BATCH_MAX_IDS": "the spec's largest batch between the application's tables",
+    "workers/stores/pgvector/documented.py:MIN_STREAM_ROWS": "rows worth a COPY stream's own statements",
+    "workers/stores/pgvector/documented.py:SPARE_CONNECTIONS": "extra COPY streams a worker process runs per store",
     # the demos' own scenarios
     "cli/demo/cutover.py:MAX_WRITES": "the demo application's writes during the copy",
     "cli/demo/cutover.py:FOLLOW_TIMEOUT_S": "how long the demo waits for reads to follow a rollout",

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.connections.database_urls import KeptEngines
 from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.messaging import submissions
@@ -94,8 +95,10 @@ class PlanServer:
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=submissions.HEARTBEAT_EVERY_S + 10)
         # The job table and broker connections are its own, kept open. Stores are opened anew for each plan and
         # closed after it, as a command's are (what they learn of an index, e.g. its host, must not outlive a
-        # recreated index); with the SDK loaded that costs ~3 ms of CPU.
+        # recreated index); with the SDK loaded that costs ~3 ms of CPU. A pgvector store's engine is kept: a new one
+        # would connect again on every plan.
         self.db = jobs_database.Database(settings.database_url, pool_size=2, create=False)
+        self.engines = KeptEngines()
         self.dispatcher = Dispatcher(settings)
 
     def serve(self, stop: threading.Event) -> None:
@@ -113,6 +116,7 @@ class PlanServer:
                     self.handle(item[1])
                 except Exception:  # e.g. Redis lost while answering: the command gives up and says so; serve on
                     log.exception("planner: a submission could not be answered")
+            self.engines.prune()
 
     def handle(self, raw: bytes | str) -> None:
         try:
@@ -198,7 +202,7 @@ class PlanServer:
             if reason is not None:
                 return _local(reason)
             spec_dir = Path(submission.spec_path).parent
-            with _clients_of_one_plan(self.settings) as (open_store, open_control):
+            with _clients_of_one_plan(self.settings, self.engines) as (open_store, open_control):
                 if submission.kind == "plan":
                     prepared = launch.prepare(spec, open_store, spec_dir, open_control, settings=self.settings)
                     prepared.plan.warnings.extend(launch.crossings_of(self.db, prepared.spec, prepared.plan))
@@ -254,17 +258,18 @@ class _TablesGone(Exception):
 
 @contextmanager
 def _clients_of_one_plan(
-    settings: Settings,
+    settings: Settings, engines: KeptEngines
 ) -> Iterator[tuple[Callable[[Any], Any], Callable[[Any], Any]]]:
     """Openers of stores and control planes for one plan, as a command opens them, reading only the keys this
     worker's ``settings.allowed_key_vars`` allow; what they opened is closed after it (a planner lives as long as its
-    worker: it must not gather connection pools)."""
+    worker: it must not gather connection pools), but for pgvector engines, left in ``engines`` (``KeptEngines``
+    disposes of those unused for a while)."""
     from nsmigrate.workers.stores.pinecone.control import PineconeControl
 
     opened: list[Any] = []
 
     def open_store(spec: Any) -> Any:
-        opened.append(open_retrying_store(spec, settings))
+        opened.append(open_retrying_store(spec, settings, engines))
         return opened[-1]
 
     def open_control(spec: Any) -> Any:

@@ -172,7 +172,11 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) ->
     extra, ids = _table_enrichment(ctx, work, source, target_ns)
     if not ids:
         return 0, 0, 0, [target_ns]
-    done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra)
+    # A table's several batches go side by side already; its only one (the first, and short of a whole page) goes
+    # in streams of its own.
+    alone = work.seq == 0 and len(work.ids) < spec.batch_size
+    streams = spec.parallel_upserts if alone else 1
+    done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra, streams=streams)
     if done is None:
         return _a_fetch_at_a_time(_copy_through_worker, ctx, work)
     copied, passed = done

@@ -6,7 +6,9 @@ mapped to rows by ``orchestrator.pgvector_layout``. The engine, its lifetime and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,12 +22,22 @@ from nsmigrate.workers.stores.pgvector import binary as pgbinary
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore, is_undefined_table
+from nsmigrate.workers.transfer.concurrent_calls import run_parallel
+
+#: The fewest rows a batch's COPY stream carries (``copy_rows_from``): fewer, and the stream's own statements cost
+#: more than the rows it moves.
+MIN_STREAM_ROWS = 200
+#: Connections a process keeps per store for a batch's extra COPY streams (``_spare``): taken only when free, so a
+#: batch never waits for one, and the streams of many batches at once stay within what the cores can use.
+SPARE_CONNECTIONS = 2
 
 
 class DocumentedPgvectorStore(PgvectorStore):
     """``Store`` over the application's per-namespace tables (see the module docstring)."""
 
     capabilities = replace(PgvectorStore.capabilities, table_columns=True)
+    #: This process's pool of spare connections (``_spare``), with the process it belongs to (Celery forks).
+    _spare_engine: tuple[int, sa.Engine] | None = None
 
     def __repr__(self) -> str:
         return f"DocumentedPgvectorStore({self.name!r})"
@@ -37,6 +49,20 @@ class DocumentedPgvectorStore(PgvectorStore):
     def engine(self) -> sa.Engine:
         """This process's engine (for the namespace operations of ``workers.stores.pgvector.namespaces``)."""
         return self._get_engine()
+
+    def _spare(self, held: contextlib.ExitStack) -> sa.Connection | None:
+        """A connection of this process's spare pool (``SPARE_CONNECTIONS``, beside the engine's), held until ``held``
+        closes; None when every one is in use: the caller goes on without it instead of waiting."""
+        engine = self._get_engine()
+        with self._lock:
+            spare = self._spare_engine
+            if spare is None or spare[0] != os.getpid():  # none yet, or the parent's (left alone, as its engine)
+                pool = {"pool_size": SPARE_CONNECTIONS, "max_overflow": 0, "pool_timeout": 0, "pool_pre_ping": True}
+                spare = self._spare_engine = (os.getpid(), sa.create_engine(engine.url, **pool))
+        try:
+            return held.enter_context(spare[1].connect())
+        except sa.exc.TimeoutError:
+            return None
 
     def _reading(self, conn: sa.Connection, namespace: str) -> str | None:
         """The namespace's table (remembered once seen, like the generic store's tables: a list or fetch per batch
@@ -143,11 +169,14 @@ class DocumentedPgvectorStore(PgvectorStore):
         namespace: str,
         ids: Sequence[str],
         extra: Mapping[str, Any],
+        *,
+        streams: int = 1,
     ) -> tuple[int, int] | None:
         """The rows of ``ids`` from ``source``'s table of ``source_namespace`` (another database) into this store's
         table of ``namespace`` (made with the source's dimension if missing), as they are (``table_copies.copy_rows``),
-        ``metadata`` merged with ``extra``. Returns (rows written, bytes passed); None, with nothing written, when a
-        column's type cannot pass as it is (the batch goes as records then)."""
+        ``metadata`` merged with ``extra``, in up to ``streams`` COPY streams at once (``_copy_in_streams``). Returns
+        (rows written, bytes passed); None, with nothing written, when a column's type cannot pass as it is (the batch
+        goes as records then)."""
         table = pgvector_layout.table_of(self.prefix, namespace)  # the name rules refuse a bad namespace here
         with source._errors("copy_rows", source_namespace), source.engine().connect() as reading:
             source_table = source._reading(reading, source_namespace)
@@ -166,11 +195,55 @@ class DocumentedPgvectorStore(PgvectorStore):
                             pgnamespaces.create_namespace(making, self.prefix, namespace, dimension)
                         self._existing.add(table)
                     with self._get_engine().begin() as writing:
-                        done = table_copies.copy_rows(reading, source_table, columns, ids, writing, table, extra)
+                        copy = functools.partial(
+                            table_copies.copy_rows, source=source_table, columns=columns, target=table, extra=extra
+                        )
+                        done = self._copy_in_streams(source, copy, ids, streams, (reading, writing))
                     if done is not None:
                         return done
                     self._existing.discard(table)  # dropped since this process saw it: made again, once
         return None
+
+    def _copy_in_streams(
+        self,
+        source: DocumentedPgvectorStore,
+        copy: Callable[..., tuple[int, int] | None],
+        ids: Sequence[str],
+        streams: int,
+        own: tuple[sa.Connection, sa.Connection],
+    ) -> tuple[int, int] | None:
+        """``copy`` of ``ids`` cut into as many COPY streams as ``streams`` allows, each of ``MIN_STREAM_ROWS`` rows
+        or more, all at once: the first on the batch's own connections (``own``: reading, writing), the others on
+        spare ones of both stores, as many as are free. Writing a table is the target server's work, one core per
+        stream: a batch that is its table's only one would otherwise leave the other cores idle. Each stream commits
+        on its own; a batch that failed half-way runs again as any batch does, overwriting what it wrote."""
+        with contextlib.ExitStack() as held:
+            pairs = [own]
+            while len(pairs) < min(streams, len(ids) // MIN_STREAM_ROWS):
+                reading = source._spare(held)
+                writing = self._spare(held) if reading is not None else None
+                if reading is None or writing is None:
+                    break
+                held.enter_context(writing.begin())  # committed as ``held`` closes, after every stream ended
+                pairs.append((reading, writing))
+            size = -(-len(ids) // len(pairs))
+            done: list[tuple[int, int] | None] = [None] * len(pairs)
+
+            def stream(n: int) -> None:
+                reading, writing = pairs[n]
+                done[n] = copy(reading=reading, writing=writing, ids=ids[n * size : (n + 1) * size])
+
+            run_parallel(stream, range(len(pairs)), len(pairs))
+            passed = [d for d in done if d is not None]
+            if len(passed) < len(done):
+                return None  # the table is gone: made again by the caller
+            return sum(rows for rows, _ in passed), sum(nbytes for _, nbytes in passed)
+
+    def close(self) -> None:
+        super().close()
+        if self._spare_engine is not None and self._spare_engine[0] == os.getpid():
+            self._spare_engine[1].dispose()
+        self._spare_engine = None
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         if not ids:

@@ -32,7 +32,7 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from nsmigrate.orchestrator.connections.database_urls import engine_of
+from nsmigrate.orchestrator.connections.database_urls import KeptEngines, engine_of
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
 from nsmigrate.orchestrator.redaction import scrub
@@ -78,13 +78,18 @@ class PgvectorStore(StoreDefaults):
     Parameters:
         spec: the store's spec (layout, table or prefix, namespace column, dimension).
         database_url: SQLAlchemy URL; when None it is read from ``os.environ[spec.database_url_env]`` on first use.
+        engines: where the engine is taken from and left when the store closes (the fleet's planner keeps them
+            between plans); None: the store's own.
     """
 
     #: A list page is one query, with no service limit (Pinecone's is 100).
     capabilities = Capabilities(list_page_ids=1000)
 
-    def __init__(self, spec: PgvectorStoreSpec, database_url: str | None = None) -> None:
+    def __init__(
+        self, spec: PgvectorStoreSpec, database_url: str | None = None, engines: KeptEngines | None = None
+    ) -> None:
         self.spec = spec
+        self._engines = engines
         self.name = spec.label
         self._url = database_url
         self._engine: sa.Engine | None = None
@@ -119,7 +124,8 @@ class PgvectorStore(StoreDefaults):
                             store=self.name,
                             env_var=self.spec.database_url_env,
                         )
-                self._engine = engine_of(url, self.spec.database_url_env, pool_pre_ping=True)
+                make = engine_of if self._engines is None else self._engines.get
+                self._engine = make(url, self.spec.database_url_env, pool_pre_ping=True)
                 self._shown_url = url
                 self._engine_pid = pid
             return self._engine
@@ -456,8 +462,8 @@ class PgvectorStore(StoreDefaults):
             return [(str(id_), 1.0 - float(d)) for id_, d in conn.execute(query)]
 
     def close(self) -> None:
-        """Release this process's connections."""
-        if self._engine is not None and self._engine_pid == os.getpid():
+        """Release this process's connections (a kept engine's stay open for the next store)."""
+        if self._engine is not None and self._engine_pid == os.getpid() and self._engines is None:
             self._engine.dispose()
         self._engine = None
 
