@@ -13,8 +13,15 @@ from dataclasses import dataclass
 
 import orjson
 
-from nsmigrate.orchestrator.snapshot import SUMMARY_SQL, Execute, JobSummary, RunStatus, sql_list, summary_of_decoded
-from nsmigrate.orchestrator.states import ACTIVE_BATCH_STATES, BatchState, RunState
+from nsmigrate.orchestrator.snapshot import (
+    SUMMARY_SQL,
+    UNFINISHED_OF_RUN,
+    Execute,
+    JobSummary,
+    RunStatus,
+    summary_of_decoded,
+)
+from nsmigrate.orchestrator.states import RunState
 
 
 @dataclass(frozen=True)
@@ -44,20 +51,15 @@ class JobProgress:
     shapes: frozenset[RunShape]
 
 
-# A run's batches that are not done are counted as ``SNAPSHOT_SQL`` counts them (a partial index holds them), reduced
-# to whether there are any queued or running, and any failed.
+# A run's batches that are not done are counted as ``SNAPSHOT_SQL`` counts them, run by run from a partial index
+# (``UNFINISHED_OF_RUN``: linear in the runs whatever the planner's statistics), reduced to whether there are any
+# queued or running, and any failed.
 _SHAPES_SQL = f"""
 SELECT coalesce(json_agg(json_build_array(state, busy, failed_batches, failed_ids)), '[]')
 FROM (
-    SELECT DISTINCT r.state, coalesce(c.busy, false) AS busy, coalesce(c.failed_batches, false) AS failed_batches,
+    SELECT DISTINCT r.state, c.queued + c.running > 0 AS busy, c.failed > 0 AS failed_batches,
            r.failed > 0 AS failed_ids
-    FROM namespace_runs r LEFT JOIN (
-        SELECT b.run_id, bool_or(b.state IN ({sql_list(ACTIVE_BATCH_STATES)})) AS busy,
-               bool_or(b.state = '{BatchState.FAILED}') AS failed_batches
-        FROM batches b JOIN namespace_runs r ON r.id = b.run_id
-        WHERE r.job_id = %(job_id)s AND b.state <> '{BatchState.DONE}'
-        GROUP BY b.run_id
-    ) c ON c.run_id = r.id
+    FROM namespace_runs r {UNFINISHED_OF_RUN}
     WHERE r.job_id = %(job_id)s
 ) shapes
 """

@@ -247,7 +247,14 @@ _UNFINISHED = f"""
     count(*) AS unfinished,
     max(b.last_error) FILTER (WHERE b.state = '{BatchState.FAILED}') AS error
 """
-#: One run as an array (``_run_of`` reads it): r is its namespace_runs row, c its ``_UNFINISHED`` counts (or NULL).
+#: The ``_UNFINISHED`` counts of run ``r`` as ``c`` (zeros when it has none), read run by run from that partial index.
+#: Why run by run: the planner's statistics of a job just made predate its runs and put them at one row, and a join of
+#: its runs with their batches, grouped, was then planned as a nested loop that ran the whole join again for each run
+#: (its cost grew as the cube of the runs). One index probe a run stays linear, however stale the statistics.
+UNFINISHED_OF_RUN = f"""CROSS JOIN LATERAL (
+    SELECT {_UNFINISHED} FROM batches b WHERE b.run_id = r.id AND b.state <> '{BatchState.DONE}'
+) c"""
+#: One run as an array (``_run_of`` reads it): r is its namespace_runs row, c its ``_UNFINISHED`` counts.
 _RUN_ROW = """json_build_array(
     r.id, r.source_namespace, r.target_namespace, r.target_namespaces, r.state, r.source_count, r.listed,
     r.copied, r.failed, coalesce(nullif(r.last_error, ''), c.error), r.verification ->> 'summary',
@@ -273,17 +280,12 @@ _FAILED_BATCHES = f"""coalesce((
 SNAPSHOT_SQL = f"""
 WITH job AS (
     SELECT id, name, kind, state, phase, created_at FROM jobs WHERE id = %(job_id)s
-), counts AS (
-    SELECT b.run_id, {_UNFINISHED}
-    FROM batches b JOIN namespace_runs r ON r.id = b.run_id
-    WHERE r.job_id = %(job_id)s AND b.state <> '{BatchState.DONE}'
-    GROUP BY b.run_id
 )
 SELECT json_build_array(
     {_JOB},
     coalesce((
         SELECT json_agg({_RUN_ROW} ORDER BY r.id)
-        FROM namespace_runs r LEFT JOIN counts c ON c.run_id = r.id
+        FROM namespace_runs r {UNFINISHED_OF_RUN}
         WHERE r.job_id = job.id
     ), '[]'),
     {_PLACES},
@@ -300,7 +302,9 @@ _RANK_SQL = (
 
 # What `status` shows of a large job, aggregated in the database: the counts by state and the totals read a few
 # columns of every run, and only the runs shown (``to_look_at``'s order when the job has more than %(rows)s runs;
-# NULL: every run) are turned into JSON, with their unfinished batches counted.
+# NULL: every run) are turned into JSON, with their unfinished batches counted. A failed batch's job is looked up by
+# its run's key (a subquery the planner never turns into a join): joined to the runs, a nested loop could read every
+# run of the job again for each failed batch.
 SUMMARY_SQL = f"""
 WITH job AS (
     SELECT id, name, kind, state, phase, created_at FROM jobs WHERE id = %(job_id)s
@@ -323,14 +327,12 @@ SELECT json_build_array(
     coalesce((SELECT json_object_agg(state, n) FROM (SELECT state, count(*) AS n FROM runs GROUP BY state) s), '{{}}'),
     coalesce((
         SELECT json_agg({_RUN_ROW} ORDER BY s.failed_last, s.attention, s.id)
-        FROM shown s JOIN namespace_runs r ON r.id = s.id
-        CROSS JOIN LATERAL (
-            SELECT {_UNFINISHED} FROM batches b WHERE b.run_id = r.id AND b.state <> '{BatchState.DONE}'
-        ) c
+        FROM shown s JOIN namespace_runs r ON r.id = s.id {UNFINISHED_OF_RUN}
     ), '[]'),
     {_PLACES},
     (SELECT json_build_array(count(*), count(DISTINCT b.run_id))
-     FROM batches b JOIN runs r ON r.id = b.run_id WHERE b.state = '{BatchState.FAILED}')
+     FROM batches b
+     WHERE b.state = '{BatchState.FAILED}' AND (SELECT job_id FROM namespace_runs WHERE id = b.run_id) = %(job_id)s)
 )::text
 FROM job
 """

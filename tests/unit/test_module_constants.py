@@ -59,6 +59,9 @@ WORKING: dict[str, str] = {
     "cli/services.py:FLOWER_WAIT_FOR_WORKERS_S": "default of `nsmigrate flower`'s wait for a worker",
     "cli/handoff.py:POLL_S": "one blocking wait of the command for the plan server's answer",
     "cli/waits.py:MIN_POLL_S": "floor of a waiting command's pause as its job's copy ends",
+    "cli/wakes.py:_SHORTEST_S": "the shortest BLPOP timeout: Redis reads 0 as for ever",
+    "workers/steps/next_steps.py:WAKE_TTL_S": "how long a job's wake-ups wait for a command, far above its poll",
+    "workers/steps/next_steps.py:WAKE_KEEP": "wake-ups kept per job: a long job's waiting command needs only its last",
     "orchestrator/planning/crossings.py:CROSSINGS_SHOWN": "crossings a plan's warnings name in full",
     "orchestrator/jobs/erasure_ledger.py:EVENT_IDS": "ids a write_held_back event names (its count is whole)",
     "workers/stores/pgvector/retired.py:PAGE_ROWS": "rows read per request while a retired table is searched",
@@ -119,6 +122,7 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/costs.py:BYTES_PER_VECTOR_OVERHEAD": "the estimate's guess of a vector's id and metadata",
     "orchestrator/planning/reads.py:PAGES_AHEAD": "bounds planning's memory for a routed namespace",
     "orchestrator/jobs/jobs_and_runs.py:ROWS_PER_INSERT": "rows per INSERT, sends per round trip",
+    "orchestrator/launch.py:FIRST_SENDS": "a launch's first round trip: a task for each of a default fleet's threads",
     "orchestrator/tenancy/creator_mapping.py:SUPABASE_PAGE_ROWS": "rows asked per request (the server may send fewer)",
     "orchestrator/tenancy/tenant_guard.py:SEARCH_THREADS": "one search's fan-out over a creator's twins",
     "workers/stores/backup/parquet.py:IMPORT_BATCH_ROWS": (
