@@ -25,7 +25,7 @@ from nsmigrate.cli.options import (
     job_context,
     settings,
 )
-from nsmigrate.cli.render import job_reader, watch_job, watch_until_settled
+from nsmigrate.cli.render import job_reader, watch_job, watch_until_settled, woken_by
 from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -75,7 +75,7 @@ def retry(
         what += ["its lister"] if name in listers else []
         console.print(f"  {escape(name)}: {' and '.join(what)}")
     if wait:
-        raise typer.Exit(watch_until_settled(database, job_id))
+        raise typer.Exit(watch_until_settled(database, job_id, resolved.redis_url))
 
 
 @app.command()
@@ -97,7 +97,7 @@ def resume(
         f"{counts['verifications']} verifications"
     )
     if wait:
-        raise typer.Exit(watch_until_settled(database, job_id))
+        raise typer.Exit(watch_until_settled(database, job_id, resolved.redis_url))
 
 
 @app.command()
@@ -129,9 +129,11 @@ def verify(
         raise fail(f"job {job_id} has no namespace that finished copying; see `nsmigrate status {job_id}`", 1)
     console.print(f"verification queued for {len(run_ids)} namespaces")
     if wait:
-        raise typer.Exit(
-            watch_job(job_reader(database, job_id), job_id, waits.Verdicts(database, job_id, before, run_ids))
-        )
+        with woken_by(resolved.redis_url, job_id) as wakes:
+            code = watch_job(
+                job_reader(database, job_id), job_id, waits.Verdicts(database, job_id, before, run_ids), wakes=wakes
+            )
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -304,7 +306,7 @@ def sync(
     if dry_run:
         console.print("dry run: nothing was copied or deleted")
     if wait and not dry_run and refused < len(runs):
-        code = watch_until_settled(database, job_id)
+        code = watch_until_settled(database, job_id, resolved.redis_url)
         raise typer.Exit(code or (1 if refused else 0))
     raise typer.Exit(1 if refused else 0)
 

@@ -160,6 +160,7 @@ def watch(job: JobArg, database_url: DatabaseOpt = None) -> None:
     """Live progress of a running job (like `run --wait`)."""
     from nsmigrate.cli.render import watch_until_settled
 
-    database = db(settings(database_url, None))
+    resolved = settings(database_url, None)
+    database = db(resolved)
     job_id = find_job_id(database, job)
-    raise typer.Exit(watch_until_settled(database, job_id))
+    raise typer.Exit(watch_until_settled(database, job_id, resolved.redis_url))

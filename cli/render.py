@@ -6,8 +6,9 @@ live bars: ``watch_job`` prints one summary line every 2 s instead.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
@@ -30,6 +31,7 @@ SUMMARY_ROWS = 40
 
 if TYPE_CHECKING:  # launch loads Celery, jobs SQLAlchemy: only their types are needed here
     from nsmigrate.cli.waits import Wait
+    from nsmigrate.cli.wakes import Wakes
     from nsmigrate.orchestrator.jobs import database as jobs_database
 
 
@@ -83,13 +85,19 @@ def job_reader(db: jobs_database.Database, job_id: int) -> ProgressReader:
 
 
 def watch_job(
-    read: ProgressReader, job_id: int, until: Wait, poll_s: float = 0.5, timeout_s: float | None = None
+    read: ProgressReader,
+    job_id: int,
+    until: Wait,
+    poll_s: float = 0.5,
+    timeout_s: float | None = None,
+    wakes: Wakes | None = None,
 ) -> int:
     """Live progress bars per namespace, from ``read(SUMMARY_ROWS)``, until ``until`` is done, then the job's summary.
     Returns the exit code: 0 when what it waited for succeeded (``until.ok``), 1 otherwise or after ``timeout_s``,
-    ``EXIT_INTERRUPTED`` after Ctrl-C, which stops the watching only: the job goes on in the workers."""
+    ``EXIT_INTERRUPTED`` after Ctrl-C, which stops the watching only: the job goes on in the workers. ``wakes``: the
+    job's wake-ups (``cli.wakes``), which end a pause as soon as the runs it waits for settled; without, it polls."""
     try:
-        return _watch(read, job_id, until, poll_s, timeout_s)
+        return _watch(read, job_id, until, poll_s, timeout_s, wakes)
     except KeyboardInterrupt:
         print_interrupted(
             f"stopped watching job {job_id}; its work goes on in the workers — `nsmigrate watch {job_id}` follows "
@@ -98,12 +106,33 @@ def watch_job(
         return EXIT_INTERRUPTED
 
 
-def watch_until_settled(db: jobs_database.Database, job_id: int) -> int:
-    """``watch_job`` on job ``job_id`` until it settles (``waits.settled``): what `watch` and a --wait show."""
-    return watch_job(job_reader(db, job_id), job_id, settled(db, job_id))
+def watch_until_settled(db: jobs_database.Database, job_id: int, redis_url: str | None = None) -> int:
+    """``watch_job`` on job ``job_id`` until it settles (``waits.settled``): what `watch` and a --wait show; woken
+    through the Redis of ``redis_url`` (``cli.wakes``) when given."""
+    with woken_by(redis_url, job_id) as wakes:
+        return watch_job(job_reader(db, job_id), job_id, settled(db, job_id), wakes=wakes)
 
 
-def _watch(read: ProgressReader, job_id: int, until: Wait, poll_s: float, timeout_s: float | None) -> int:
+@contextlib.contextmanager
+def woken_by(redis_url: str | None, job_id: int) -> Iterator[Wakes | None]:
+    """Job ``job_id``'s wake-ups on the Redis of ``redis_url`` for ``watch_job`` (None: no URL, poll only)."""
+    if redis_url is None:
+        yield None
+        return
+    from nsmigrate.cli.wakes import Wakes
+
+    wakes = Wakes(redis_url, job_id)
+    try:
+        yield wakes
+    finally:
+        wakes.close()
+
+
+def _watch(
+    read: ProgressReader, job_id: int, until: Wait, poll_s: float, timeout_s: float | None, wakes: Wakes | None
+) -> int:
+    if wakes is not None:
+        wakes.forget_earlier()  # before the first reading, which sees the runs they were for settled
     progress = read(SUMMARY_ROWS)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     # A bar per namespace, or for a job of many namespaces one bar for the whole job with the count of each state:
@@ -165,7 +194,11 @@ def _watch(read: ProgressReader, job_id: int, until: Wait, poll_s: float, timeou
             # a minute.
             fastest_read_s = min(fastest_read_s, read_s)
             pause = pace.pause(time.monotonic(), t.copied + t.failed, max(t.source, t.listed))
-            time.sleep(max(pause, READ_SHARE_INVERSE * min(fastest_read_s, poll_s)))
+            pause = max(pause, READ_SHARE_INVERSE * min(fastest_read_s, poll_s))
+            if wakes is None:
+                time.sleep(pause)
+            else:  # read at once when every run it waits for may have settled: a long job is read no more often
+                wakes.pause(pause, max(1, until.left(progress)))
     print_summary(progress.summary)
     return 0 if until.ok(progress) else 1
 

@@ -32,7 +32,7 @@ from nsmigrate.cli.options import (
     settings,
     status_reader,
 )
-from nsmigrate.cli.render import print_plan, watch_job, watch_until_settled
+from nsmigrate.cli.render import print_plan, watch_job, watch_until_settled, woken_by
 from nsmigrate.orchestrator.planning.summary import PlanSummary, summarize
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.redaction import redact_url
@@ -276,8 +276,8 @@ def _launch(
 
     def watch() -> int:
         until = waits.Settled(auto_verify=bool(answer["auto_verify"]))
-        with status_reader(urls.database_url, job_id) as read:
-            return watch_job(read, job_id, until)
+        with status_reader(urls.database_url, job_id) as read, woken_by(urls.redis_url, job_id) as wakes:
+            return watch_job(read, job_id, until, wakes=wakes)
 
     return Launched(job_id, urls.database_url, document, watch)
 
@@ -327,7 +327,7 @@ def _run_here(resolved: Any, spec: Path, *, new: bool, resume: bool) -> Launched
         document.update(outcome="started", plan=plan_document, refused=dict(started.refused), requeued=None)
 
     def watch() -> int:
-        return watch_until_settled(database, job_id)
+        return watch_until_settled(database, job_id, resolved.redis_url)
 
     return Launched(job_id, resolved.database_url, document, watch)
 

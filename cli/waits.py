@@ -48,6 +48,11 @@ class Wait(Protocol):
         """What it waited for succeeded (exit code 0)."""
         ...
 
+    def left(self, progress: JobProgress) -> int:
+        """How many runs may still settle before it is done, at most (``cli.wakes``: once that many woke the
+        command, it reads the job at once)."""
+        ...
+
 
 def stuck(run: RunShape) -> bool:
     """Copy finished but some batches failed, or the lister failed for good and its batches ended: nothing more
@@ -63,12 +68,15 @@ class Settled:
 
     auto_verify: bool
 
-    def _settled(self, run: RunShape) -> bool:
-        if run.state == RunState.CANCELLED or stuck(run):
+    def _settled_state(self, state: RunState) -> bool:
+        if state == RunState.CANCELLED:
             return True
         if self.auto_verify:
-            return run.state in JUDGED_RUN_STATES
-        return run.state in COPY_DONE_RUN_STATES and run.state not in BUSY_RUN_STATES
+            return state in JUDGED_RUN_STATES
+        return state in COPY_DONE_RUN_STATES and state not in BUSY_RUN_STATES
+
+    def _settled(self, run: RunShape) -> bool:
+        return self._settled_state(run.state) or stuck(run)
 
     def done(self, progress: JobProgress) -> bool:
         return progress.summary.state == JobState.CANCELLED or all(self._settled(r) for r in progress.shapes)
@@ -77,6 +85,10 @@ class Settled:
         return all(
             r.state in PASSED_RUN_STATES or (r.state == RunState.COPIED and not r.failed_ids) for r in progress.shapes
         )
+
+    def left(self, progress: JobProgress) -> int:
+        # A run stuck on failed batches counts: no worker wakes the command for it, so it ends the wait by polling.
+        return sum(n for state, n in progress.summary.states.items() if not self._settled_state(state))
 
 
 def settled(db: jobs_database.Database, job_id: int) -> Settled:
@@ -120,6 +132,9 @@ class Verdicts:
 
     def ok(self, progress: JobProgress) -> bool:
         return all(self._verdicts.get(run_id) for run_id in self.run_ids)
+
+    def left(self, progress: JobProgress) -> int:
+        return len(self.run_ids - set(self._verdicts))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from pinecone import Index, Pinecone
 from nsmigrate.cli import waits
 from nsmigrate.cli.console import console
 from nsmigrate.cli.fleet import open_control, open_store
-from nsmigrate.cli.render import job_reader, print_plan, watch_job
+from nsmigrate.cli.render import job_reader, print_plan, watch_job, woken_by
 from nsmigrate.cli.run import before_the_job
 from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.jobs import database as jobs_database
@@ -133,7 +133,9 @@ class DemoStack:
         if on_launch is not None:
             on_launch(job_id)
         console.print(f"job {job_id} started; watch it: {self.where_to_watch(job_id)}")
-        code = watch_job(job_reader(self.db, job_id), job_id, waits.settled(self.db, job_id), timeout_s=JOB_TIMEOUT_S)
+        with woken_by(self.settings.redis_url, job_id) as wakes:
+            until = waits.settled(self.db, job_id)
+            code = watch_job(job_reader(self.db, job_id), job_id, until, timeout_s=JOB_TIMEOUT_S, wakes=wakes)
         return JobOutcome(job_id, code, time.monotonic() - started, jobs_status.job_status(self.db, job_id), spec)
 
     def index(self, name: str) -> Index:

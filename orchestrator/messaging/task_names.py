@@ -62,6 +62,12 @@ def written_lsn_key(run_id: int) -> str:
     return f"{KEY_PREFIX}:lsn:run:{run_id}"
 
 
+def job_wake_key(job_id: int) -> str:
+    """Redis key of the list a worker pushes a run's id onto when the run settles (copied, or judged), so that a
+    command waiting on the job (``cli.wakes``) reads its progress at once instead of at its next poll."""
+    return f"{KEY_PREFIX}:job:{job_id}:settled"
+
+
 def lock_key(name: str) -> str:
     return f"{KEY_PREFIX}:lock:{name}"
 

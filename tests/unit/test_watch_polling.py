@@ -175,3 +175,51 @@ def test_a_job_that_stopped_copying_is_read_every_poll_s_again() -> None:
     assert pauses[0] == 0.5 and pauses[1] == pytest.approx(0.5 * 10 / 90)
     assert all(p == waits.MIN_POLL_S for p in pauses[2:6])  # the end is here: look again soon
     assert pauses[-1] == 0.5  # and nothing moved for longer than poll_s: back to the usual pace
+
+
+@pytest.mark.parametrize(("auto_verify", "left"), [(False, 4), (True, 7)])
+def test_a_settled_wait_counts_the_runs_that_may_still_wake_it(auto_verify: bool, left: int) -> None:
+    # Copying runs (one of them maybe stuck on failed batches: no worker wakes the command for it) and a failed
+    # lister count, and a run being verified; so do copied runs when the spec verifies by itself.
+    states = {
+        RunState.COPYING: 2,
+        RunState.LIST_FAILED: 1,
+        RunState.COPIED: 3,
+        RunState.VERIFYING: 1,
+        RunState.VERIFIED: 4,
+        RunState.CANCELLED: 5,
+    }
+    progress = _progress(RunState.COPYING)
+    progress = replace(progress, summary=replace(progress.summary, states=states))
+    assert waits.Settled(auto_verify=auto_verify).left(progress) == left
+
+
+class _Wakes:
+    """Wake-ups as ``cli.wakes.Wakes`` gives them: ``woken`` says which pauses a wake-up ends at once."""
+
+    def __init__(self, now: list[float], woken: list[bool]) -> None:
+        self.now, self.woken, self.asked = now, woken, []
+
+    def forget_earlier(self) -> None:
+        self.asked.append("forget")
+
+    def pause(self, pause_s: float, enough: int) -> bool:
+        self.asked.append(enough)
+        woken = self.woken.pop(0)
+        self.now[0] += 0.0 if woken else pause_s
+        return woken
+
+
+def test_a_wake_up_ends_the_pause_and_the_next_reading_finds_the_job_settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    now, sleeps = _fake_clock(monkeypatch)
+    states = iter([RunState.COPYING, RunState.COPYING, RunState.COPYING, RunState.COPIED])
+
+    def reading(rows: int) -> JobProgress:
+        now[0] += 0.001
+        return _progress(next(states))
+
+    wakes = _Wakes(now, [False, True])
+    assert render.watch_job(reading, 1, waits.Settled(auto_verify=False), poll_s=0.5, wakes=wakes) == 0  # type: ignore[arg-type]
+
+    # Forgotten before the first reading; each pause waits for the one run left; no plain sleep.
+    assert wakes.asked == ["forget", 1, 1] and sleeps == []

@@ -3,6 +3,8 @@
 - A run whose listing is done and whose batches are all done becomes ``copied`` (exactly one caller wins that) and,
   when the spec says so, is queued for verification.
 - A lister that stopped at the in-flight bound is woken when batches finish, at most one wake-up pending at a time.
+- A command waiting on the job (`run --wait`, `watch`…) is told when one of its runs settles (``run_settled``), so it
+  reads the job's progress at once instead of at its next poll.
 - Inside ``verifications_grouped`` (a group of small runs copied by one task), the verifications of the runs copied
   are sent as one task when the group is done.
 """
@@ -10,16 +12,25 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator
 
+import redis
+
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.messaging.task_names import KEY_PREFIX
+from nsmigrate.orchestrator.messaging.task_names import KEY_PREFIX, job_wake_key
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.workers.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+#: A job's wake-ups are kept this long, and at most this many: a command reads them within its poll (``cli.wakes``).
+WAKE_TTL_S = 60
+WAKE_KEEP = 1000
 
 
 def advance(
@@ -52,8 +63,10 @@ _held = threading.local()  # the verifications this thread holds inside ``verifi
 
 
 def run_copied(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec) -> None:
-    """What follows a run this caller moved to ``copied``: its verification, when the spec asks for it."""
+    """What follows a run this caller moved to ``copied``: its verification, when the spec asks for it; else the run
+    has settled."""
     if not spec.auto_verify:
+        run_settled(ctx, job_id, run_id)
         return
     held: dict[int, dict[int, str]] | None = getattr(_held, "verifications", None)
     if held is not None:
@@ -77,6 +90,21 @@ def verifications_grouped(ctx: WorkerContext) -> Iterator[None]:
         del _held.verifications
     for job_id, runs in held.items():
         ctx.dispatcher.verify_small_namespaces(list(runs), job_id=job_id, namespaces=list(runs.values()))
+
+
+def run_settled(ctx: WorkerContext, job_id: int, run_id: int) -> None:
+    """Wake a command waiting on job ``job_id``: run ``run_id`` is copied (its spec does not verify) or judged. The
+    job table stays the truth: a wake-up lost (Redis down, two commands waiting on one job) only leaves the command
+    to its next poll, so a failure here fails nothing."""
+    key = job_wake_key(job_id)
+    try:
+        with ctx.redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, run_id)
+            pipe.ltrim(key, -WAKE_KEEP, -1)
+            pipe.expire(key, WAKE_TTL_S)
+            pipe.execute()
+    except redis.RedisError as e:
+        log.info("no wake-up for job %s (run %s): %s", job_id, run_id, e)
 
 
 def wake_lister(ctx: WorkerContext, run_id: int, job_id: int, namespace: str) -> None:

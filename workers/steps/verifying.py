@@ -72,7 +72,7 @@ from nsmigrate.orchestrator.verification.comparisons import (
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
-from nsmigrate.workers.steps import freshness
+from nsmigrate.workers.steps import freshness, next_steps
 from nsmigrate.workers.steps.latency import measure, measures_latency
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.pgvector.table_copies import RunTables, compare_in_postgres, finish_load, in_database
@@ -190,6 +190,7 @@ def _verify(
         report.error = f"{type(e).__name__}: {e}"
     data = report.to_json()
     jobs_verdicts.finish_verify(ctx.db, run_id, run.source_namespace, data, report.passed, ctx.worker_name)
+    next_steps.run_settled(ctx, run.job_id, run_id)
     metrics.verification_done(report.passed, report.ids_expected, time.perf_counter() - started)
     if report.passed and spec is not None and spec.cleanup.mode == "auto":
         ctx.dispatcher.cleanup_namespace(run_id, job_id=run.job_id, namespace=display_namespace(run.source_namespace))
