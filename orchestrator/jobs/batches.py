@@ -459,20 +459,18 @@ def compile_task_statements(db: Database) -> None:
         conn.rollback()
 
 
-_batch_run = _runs.alias("batch_run")
+_job_runs = _runs.alias("job_runs")
 
 
-def _job_of_batch(*run_conditions: sa.ColumnElement[bool]) -> sa.ScalarSelect[int]:
-    """The job of a batch's run (NULL unless the run meets ``run_conditions``), looked up by the run's key: a subquery
-    the planner never turns into a join (``snapshot.SUMMARY_SQL`` counts failed batches so). Joined to the job's runs
-    instead, while the statistics predate the job (they put its runs at one row), a nested loop read the job's runs
-    again for each batch: its cost grew as the batches times the runs."""
-    return (
-        sa.select(_batch_run.c.job_id)
-        .where(_batch_run.c.id == _batches.c.run_id, *run_conditions)
-        .correlate_except(_batch_run)
-        .scalar_subquery()
-    )
+def _of_the_jobs_runs(job_id: int, *run_conditions: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """A batch of one of job ``job_id``'s runs (those meeting ``run_conditions``, on ``_job_runs``): the job's runs are
+    read once, by its index, into an array that each of their unfinished batches is found by (one index probe a run),
+    in a subquery the planner never turns into a join. Joined to the job's runs instead, while the statistics predate
+    the job (they put its runs at one row), a nested loop read the job's runs again for each batch: its cost grew as
+    the batches times the runs. Nor are the batches a job left unfinished read: a cancelled job leaves its queued and
+    failed batches for good."""
+    runs = sa.select(_job_runs.c.id).where(_job_runs.c.job_id == job_id, *run_conditions).scalar_subquery()
+    return _batches.c.run_id == sa.any_(sa.func.array(runs))
 
 
 def requeue_failed(
@@ -490,7 +488,7 @@ def requeue_failed(
         stmt = (
             sa.select(Batch, NamespaceRun)
             .join(NamespaceRun, Batch.run_id == NamespaceRun.id)
-            .where(Batch.state == BatchState.FAILED, _job_of_batch() == job_id)
+            .where(Batch.state == BatchState.FAILED, _of_the_jobs_runs(job_id))
             .order_by(Batch.id)
             .with_for_update()
         )
@@ -535,7 +533,7 @@ def unfinished_work(db: Database, job_id: int) -> tuple[list[int], list[tuple[in
             for r, b in s.execute(
                 sa.select(Batch.run_id, Batch.id).where(
                     Batch.state.in_(ACTIVE_BATCH_STATES),
-                    _job_of_batch(_batch_run.c.state != RunState.CANCELLED) == job_id,
+                    _of_the_jobs_runs(job_id, _job_runs.c.state != RunState.CANCELLED),
                 )
             ).all()
         ]

@@ -25,6 +25,7 @@ from nsmigrate.cli.waits import Settled
 from nsmigrate.orchestrator import progress, recovery, snapshot
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.progress import RunShape
@@ -224,3 +225,34 @@ def test_the_sweep_resume_and_retry_act_on_a_new_job_in_plans_linear_in_its_runs
     assert plans
     read_again = [(plan["Query Text"], rows_read_again(plan["Plan"])) for plan in plans]
     assert [(sql, rows) for sql, rows in read_again if rows >= 5 * (RUNS + len(in_flight))] == []
+
+
+def batches_read(node: dict[str, Any]) -> int:
+    """The rows of ``batches`` a plan's scans read (those its filters dropped too), over all their runs."""
+    own = 0
+    if node.get("Relation Name") == "batches":
+        own = int((node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"])
+    return own + sum(batches_read(child) for child in node.get("Plans", ()))
+
+
+def test_resume_and_retry_read_none_of_the_batches_a_cancelled_job_left(
+    new_job: NewJob, db: jobs_database.Database
+) -> None:
+    """A cancelled job's queued and failed batches stay in the table for good (its workers drop them): `resume` and
+    `retry` of another job read its own runs' batches, not every unfinished one of the table."""
+    left, runs = 20_000, 200
+    cancelled, _ = a_job(db, runs)
+    jobs_and_runs.cancel_job(db, cancelled)
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO batches (run_id, seq, ids, state, attempts, lost_attempts, vectors, missing, bytes, "
+                "created_at) SELECT r.id, s, '\\x00', CASE WHEN s % 2 = 0 THEN 'queued' ELSE 'failed' END, 1, 0, 0, 0, "
+                "0, now() FROM namespace_runs r, generate_series(0, :per_run - 1) s WHERE r.job_id = :job"
+            ),
+            {"job": cancelled, "per_run": left // runs},
+        )
+    with plans_run(db) as plans:
+        assert len(jobs_batches.unfinished_work(db, new_job.job_id)[1]) == QUEUED + RUNNING
+        assert len(jobs_batches.requeue_failed(db, new_job.job_id)) == FAILED
+    assert max(batches_read(plan["Plan"]) for plan in plans) <= len(new_job.in_flight)
