@@ -118,14 +118,21 @@ class Settings(BaseSettings):
     small_group_max_runs: int = Field(
         16,
         ge=1,
-        description="Small namespaces (one list page and one batch) sent in one task at most; they go one after the "
-        "other, so many more would hold one worker thread for long against a slow data plane.",
+        description="Small namespaces (one list page and one batch) sent in one task at most; they go "
+        "`small_group_threads` at a time, so many more would hold one worker thread for long against a slow data "
+        "plane.",
     )
     small_group_min_tasks: int = Field(
         64,
         ge=1,
         description="A job's small namespaces are cut into no fewer tasks than this (or one per namespace): fewer "
         "tasks than the fleet's threads leave some idle (the default fleet has 32 copy threads).",
+    )
+    small_group_threads: int = Field(
+        4,
+        ge=1,
+        description="Runs of one small-namespace task listed and copied at once: one after the other, a job of many "
+        "small namespaces used a fraction of its fetch budget in its first second.",
     )
     pgvector_copy_chunk_rows: int = Field(
         5000,

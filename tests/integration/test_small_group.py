@@ -11,8 +11,8 @@ killed mid-group is in ``tests/fleet/test_chaos_workers_killed.py``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -34,7 +34,7 @@ from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, listing, verifying
 from nsmigrate.workers.steps.small_group import copy_small_runs
-from nsmigrate_sandbox.pinecone_server import PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import Faults, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 from tests.sent_tasks import SentTasks, sent
 
@@ -126,6 +126,26 @@ def test_a_group_lists_and_copies_each_run_through_its_usual_states(
     assert isinstance(ctx.dispatcher, SentTasks) and ctx.dispatcher.verify_groups == [list(runs.values())]
     requests = sandbox.stats("src")["requests"]
     assert (requests["list"], requests["fetch"]) == (3, 3)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_a_group_lists_and_copies_small_group_threads_of_its_runs_at_once(
+    ctx: WorkerContext, sandbox: PineconeSandbox, threads: int
+) -> None:
+    """One after the other, a run's list waits for the round trips of the runs before it: a job of many small
+    namespaces then leaves its fetch budget unused in its first second. ``small_group_threads`` runs go at once,
+    each through its own states, and the group's verifications still go as one task in the group's order."""
+    ids = {f"n{k}": 2 for k in range(8)}
+    job_id, runs = small_job(ctx, sandbox, ids)
+    ctx.settings = ctx.settings.model_copy(update={"small_group_threads": threads})
+    sandbox.set_faults("src", Faults(latency_ms=250))
+
+    copy_small_runs(ctx, list(runs.values()))
+
+    assert_each_id_copied_once(ctx, sandbox, job_id, ids)
+    in_flight = sandbox.stats("src")["max_requests_in_flight"]
+    assert in_flight == 1 if threads == 1 else 1 < in_flight <= threads
+    assert isinstance(ctx.dispatcher, SentTasks) and ctx.dispatcher.verify_groups == [list(runs.values())]
 
 
 def test_a_group_sent_again_makes_good_what_its_killed_delivery_left(
@@ -392,6 +412,8 @@ class Sends:
 
     def __init__(self) -> None:
         self.sent: list[tuple[TaskName, dict[str, Any]]] = []
+        #: How many tasks each ``together`` block sent (one round trip to the broker each).
+        self.blocks: list[int] = []
 
     def list_namespace(self, run_id: int, **kwargs: Any) -> None:
         self.sent.append((TaskName.LIST_NAMESPACE, {"run_id": run_id, **kwargs}))
@@ -399,8 +421,11 @@ class Sends:
     def copy_small_namespaces(self, run_ids: list[int], **kwargs: Any) -> None:
         self.sent.append((TaskName.COPY_SMALL_NAMESPACES, {"run_ids": run_ids, **kwargs}))
 
-    def together(self) -> AbstractContextManager[None]:
-        return nullcontext()
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        before = len(self.sent)
+        yield
+        self.blocks.append(len(self.sent) - before)
 
 
 @pytest.mark.parametrize(("small", "per_task"), [(3, 1), (200, 3)])
@@ -436,4 +461,28 @@ def test_launch_sends_small_namespaces_in_groups_after_the_listers_of_the_others
     grouped = [runs[run_id] for g in groups for run_id in g["run_ids"]]
     assert sorted(grouped) == sorted(ns for ns in counts if ns.startswith("s"))  # each small namespace once
     assert all(g["namespaces"] == [runs[r] for r in g["run_ids"]] and g["job_id"] == job_id for g in groups)
+    db.dispose()
+
+
+def test_launch_sends_work_for_a_fleets_threads_before_building_the_rest(job_table_url: str) -> None:
+    """Building a task takes the launching process a few ms: the first round trip to the broker carries
+    ``FIRST_SENDS`` tasks, so the fleet starts on them while the others are built, then ``ROWS_PER_INSERT`` each."""
+    db = jobs_database.Database(job_table_url)
+    spec = parse_spec(
+        {
+            "name": "many",
+            "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+            "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+        }
+    )
+    tasks = launch.FIRST_SENDS + jobs_and_runs.ROWS_PER_INSERT + 5
+    plan = Plan(
+        runs=[NamespacePlan(f"s{k:04d}", f"s{k:04d}", 3, 1) for k in range(tasks)],
+        estimate=Estimate(0, 0, 0, 0, 0, 0.0),
+    )
+    dispatcher = Sends()
+
+    launch.launch(db, dispatcher, Prepared(spec, plan, "src", "dst"), settings=Settings(small_group_min_tasks=tasks))  # type: ignore[arg-type]
+
+    assert dispatcher.blocks == [launch.FIRST_SENDS, jobs_and_runs.ROWS_PER_INSERT, 5]
     db.dispose()

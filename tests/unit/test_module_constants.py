@@ -122,6 +122,7 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/costs.py:BYTES_PER_VECTOR_OVERHEAD": "the estimate's guess of a vector's id and metadata",
     "orchestrator/planning/reads.py:PAGES_AHEAD": "bounds planning's memory for a routed namespace",
     "orchestrator/jobs/jobs_and_runs.py:ROWS_PER_INSERT": "rows per INSERT, sends per round trip",
+    "orchestrator/launch.py:FIRST_SENDS": "a launch's first round trip: a task for each of a default fleet's threads",
     "orchestrator/tenancy/creator_mapping.py:SUPABASE_PAGE_ROWS": "rows asked per request (the server may send fewer)",
     "orchestrator/tenancy/tenant_guard.py:SEARCH_THREADS": "one search's fan-out over a creator's twins",
     "workers/stores/backup/parquet.py:IMPORT_BATCH_ROWS": (

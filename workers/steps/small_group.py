@@ -1,13 +1,15 @@
 """A group of small namespace runs (``orchestrator.listing.small_namespaces``: one list page and one batch each) listed
-and copied by one task, one run after the other.
+and copied by one task, ``small_group_threads`` runs at a time.
 
 Each run takes the steps and states a list task and a copy task would give it, without the message between them:
 its one batch is listed and recorded, already started for this worker, under the run's lister lock
-(``listing.list_one_batch``), then copied as a copy task copies it (``copying.copy_batch``). The verifications of
-the runs copied go as one task when the group is done (``next_steps.verifications_grouped``). Failures stay the run's
-own: a lister that fails for good ends its run ``list_failed``, a batch that fails ends ``failed``, and the group goes
-on, then fails as a whole naming them (``GroupFailed``); an outage of the job table or Redis propagates, and Celery
-sends the whole task again.
+(``listing.list_one_batch``), then copied as a copy task copies it (``copying.copy_batch``). Several runs of a group
+go at once: one after the other, a run's list waited for the round trips of the runs before it, and a fleet's first
+second held a few dozen fetches where its fetch budget allows more (``bench/README.md``). The verifications of the
+runs copied go as one task when the group is done, in the group's order (``next_steps.verifications_grouped``).
+Failures stay the run's own: a lister that fails for good ends its run ``list_failed``, a batch that fails ends
+``failed``, and the group goes on, then fails as a whole naming them (``GroupFailed``); an outage of the job table or
+Redis propagates once the runs under way are done, and Celery sends the whole task again.
 
 A task sent again (redelivered after its worker was killed, or retried after an outage) may find runs its first
 delivery left between two steps. Every step is safe to repeat (a page is recorded only from the saved token, a
@@ -18,8 +20,10 @@ copy died with the first delivery) and a ``copied`` run's verification, then goe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from nsmigrate.orchestrator.errors import GroupFailed, TaskFailed
+from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, listing, next_steps
 
@@ -31,22 +35,40 @@ def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool =
         GroupFailed: a run's lister or batch failed for good (recorded in the job table; the other runs went on and
             their verifications were sent); the text names each such namespace with its error.
     """
-    vectors = 0
-    failures: list[TaskFailed] = []
-    with next_steps.verifications_grouped(ctx):  # the runs' verifications: one task when the group is done
-        for run_id in run_ids:
-            if again:
+
+    def copy_run(run_id: int) -> int | TaskFailed:
+        try:
+            # A resent group waits out the lock of the delivery that was killed, as a redelivered lister does.
+            work = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
+            return 0 if work is None else copying.copy_batch(ctx, work.batch_id, started=work)
+        except TaskFailed as e:
+            return e
+
+    # The runs' verifications: one task when the group is done.
+    with next_steps.verifications_grouped(ctx, order=run_ids) as held:
+        if again:
+            for run_id in run_ids:
                 listing.send_what_a_killed_lister_left(ctx, run_id, running_too=True)
-            try:
-                # A resent group waits out the lock of the delivery that was killed, as a redelivered lister does.
-                work = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
-                if work is not None:
-                    vectors += copying.copy_batch(ctx, work.batch_id, started=work)
-            except TaskFailed as e:
-                failures.append(e)
+        threads = min(ctx.settings.small_group_threads, len(run_ids))
+        if threads <= 1:
+            done = [copy_run(run_id) for run_id in run_ids]
+        else:
+            with ThreadPoolExecutor(
+                threads, "nsmigrate-small", initializer=_adopt, initargs=(tally.current(), held)
+            ) as pool:
+                # Every run is taken to its end before an outage in one of them is raised (``result``).
+                futures = [pool.submit(copy_run, run_id) for run_id in run_ids]
+            done = [future.result() for future in futures]
+    failures = [outcome for outcome in done if isinstance(outcome, TaskFailed)]
     if failures:
         named = [f"{e.ids.get('namespace')}: {e.message}" for e in failures]
         raise GroupFailed(
             f"{len(failures)} of {len(run_ids)} namespaces failed: " + "; ".join(named), job=failures[0].ids.get("job")
         )
-    return vectors
+    return sum(outcome for outcome in done if isinstance(outcome, int))
+
+
+def _adopt(counts: tally.Tally, held: next_steps.Held) -> None:
+    """A pool thread's requests count in the task's tally, its verifications go with the group's."""
+    tally.adopt(counts)
+    next_steps.hold_verifications(held)
