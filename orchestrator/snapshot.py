@@ -302,9 +302,10 @@ _RANK_SQL = (
 
 # What `status` shows of a large job, aggregated in the database: the counts by state and the totals read a few
 # columns of every run, and only the runs shown (``to_look_at``'s order when the job has more than %(rows)s runs;
-# NULL: every run) are turned into JSON, with their unfinished batches counted. A failed batch's job is looked up by
-# its run's key (a subquery the planner never turns into a join): joined to the runs, a nested loop could read every
-# run of the job again for each failed batch.
+# NULL: every run) are turned into JSON, with their unfinished batches counted. The failed batches are found from an
+# array of the job's runs (an InitPlan the planner never turns into a join: one index probe a run): joined to the runs,
+# a nested loop could read every run of the job again for each failed batch; and looked up by their run's key, every
+# failed batch of the table was read, those a cancelled job left for good too.
 SUMMARY_SQL = f"""
 WITH job AS (
     SELECT id, name, kind, state, phase, created_at FROM jobs WHERE id = %(job_id)s
@@ -332,7 +333,7 @@ SELECT json_build_array(
     {_PLACES},
     (SELECT json_build_array(count(*), count(DISTINCT b.run_id))
      FROM batches b
-     WHERE b.state = '{BatchState.FAILED}' AND (SELECT job_id FROM namespace_runs WHERE id = b.run_id) = %(job_id)s)
+     WHERE b.state = '{BatchState.FAILED}' AND b.run_id = ANY(ARRAY(SELECT id FROM runs)))
 )::text
 FROM job
 """

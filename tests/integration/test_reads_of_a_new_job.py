@@ -27,6 +27,7 @@ from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.progress import RunShape
 from nsmigrate.orchestrator.snapshot import BatchCounts
@@ -238,8 +239,9 @@ def batches_read(node: dict[str, Any]) -> int:
 def test_resume_and_retry_read_none_of_the_batches_a_cancelled_job_left(
     new_job: NewJob, db: jobs_database.Database
 ) -> None:
-    """A cancelled job's queued and failed batches stay in the table for good (its workers drop them): `resume` and
-    `retry` of another job read its own runs' batches, not every unfinished one of the table."""
+    """A cancelled job's queued and failed batches stay in the table for good (its workers drop them): `resume`,
+    `retry` and a poll of `status` of another job read its own runs' batches, not every unfinished one of the
+    table."""
     left, runs = 20_000, 200
     cancelled, _ = a_job(db, runs)
     jobs_and_runs.cancel_job(db, cancelled)
@@ -253,6 +255,11 @@ def test_resume_and_retry_read_none_of_the_batches_a_cancelled_job_left(
             {"job": cancelled, "per_run": left // runs},
         )
     with plans_run(db) as plans:
+        summary = jobs_status.job_progress(db, new_job.job_id, SUMMARY_ROWS).summary
+        assert (summary.failed_batches, summary.failed_batch_namespaces) == (FAILED, FAILED)
+        [polled] = plans
         assert len(jobs_batches.unfinished_work(db, new_job.job_id)[1]) == QUEUED + RUNNING
         assert len(jobs_batches.requeue_failed(db, new_job.job_id)) == FAILED
-    assert max(batches_read(plan["Plan"]) for plan in plans) <= len(new_job.in_flight)
+    # The poll reads the job's unfinished batches for the runs shown, for the shapes, and its failed ones again.
+    assert batches_read(polled["Plan"]) <= 3 * len(new_job.in_flight)
+    assert max(batches_read(plan["Plan"]) for plan in plans[1:]) <= len(new_job.in_flight)
