@@ -203,6 +203,7 @@ def made_an_hour_ago(db: jobs_database.Database) -> None:
 
 
 @pytest.mark.parametrize("command", ["sweep", "resume", "retry"])
+@pytest.mark.parametrize("new_job", [1, 300], ids=["one_earlier_job", "many_earlier_jobs"], indirect=True)
 def test_the_sweep_resume_and_retry_act_on_a_new_job_in_plans_linear_in_its_runs(
     new_job: NewJob, db: jobs_database.Database, command: str
 ) -> None:
