@@ -270,11 +270,13 @@ _PLACES = """coalesce((
     FROM erase_places p WHERE p.job_id = job.id
 ), '[]')"""
 
-#: A job's failed batches (``FailedBatch`` fields), from the partial index of batches not done.
+#: A job's failed batches (``FailedBatch`` fields), from the partial index of batches not done, found from an array of
+#: the job's runs as ``SUMMARY_SQL`` counts them (joined to the job's runs, a nested loop could read them again for
+#: each failed batch).
 _FAILED_BATCHES = f"""coalesce((
     SELECT json_agg(json_build_array(b.id, r.id, r.source_namespace, b.attempts, b.last_error) ORDER BY b.id)
     FROM batches b JOIN namespace_runs r ON r.id = b.run_id
-    WHERE r.job_id = job.id AND b.state = '{BatchState.FAILED}'
+    WHERE b.state = '{BatchState.FAILED}' AND b.run_id = ANY(ARRAY(SELECT id FROM namespace_runs WHERE job_id = job.id))
 ), '[]')"""
 
 SNAPSHOT_SQL = f"""
