@@ -41,14 +41,21 @@ def plain(value: str) -> Text:
     return Text(value)
 
 
-def print_plan(summary: PlanSummary) -> None:
-    """A plan as ``orchestrator.planning.summary`` summarised it: its table of namespace runs, then its lines."""
+def print_plan(summary: PlanSummary, *, more_hint: str | None = None) -> None:
+    """A plan as ``orchestrator.planning.summary`` summarised it: its table of namespace runs, then its lines.
+
+    ``more_hint``: the table stops at ``SUMMARY_ROWS`` namespaces, then says how many more and where every one is
+    (the hint). `run` shows it so: a table of thousands of rows is nobody's reading, and drawing it took the command
+    a core for a second, while the job's first tasks started. `plan` shows every row."""
+    rows = summary.rows if more_hint is None else summary.rows[:SUMMARY_ROWS]
     table = Table(title=summary.title)
     for col in summary.columns:
         table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
-    for row in summary.rows:
+    for row in rows:
         table.add_row(*map(plain, row))
     console.print(table)
+    if len(rows) < len(summary.rows):
+        console.print(f"{len(summary.rows) - len(rows)} more namespaces ({more_hint})")
     for line in summary.lines:
         console.print(plain(line))
     for warning in summary.warnings:
