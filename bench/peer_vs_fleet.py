@@ -71,6 +71,7 @@ from bench.user_clock import (
     timeline_lines,
 )
 from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.workers.transfer.ratelimit import window_for
 from nsmigrate_sandbox.seed import SeedData, seed_dataset
 from nsmigrate_sandbox.services import PostgresServer, RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
@@ -100,6 +101,12 @@ class Rounds:
     fleet_timelines: list[dict[str, float | None]] = field(default_factory=list)
     #: Each fleet job's job-table statements, from the command's start to its exit, and its batches.
     fleet_statements: list[tuple[StatementCount, int]] = field(default_factory=list)
+    #: Seconds from each contender's start to the source's fetch that filled its budget's first window (None: fewer
+    #: fetches than that): every later fetch waits for a slot a window after one of these, so this sets the end of a
+    #: job bound by its fetch budget (``first_window_lines``).
+    first_window: dict[str, list[float | None]] = field(default_factory=lambda: {"peer": [], "fleet": []})
+    #: CPU seconds of each fleet round's `nsmigrate run` command (in ``cpu["fleet"]`` too).
+    command_cpu: list[float] = field(default_factory=list)
     #: CPU seconds of each contender's own processes per round: the peer's one; the fleet's workers and its command.
     cpu: dict[str, list[float]] = field(default_factory=lambda: {"peer": [], "fleet": []})
     #: CPU seconds of everything a round ran on this machine: the contender's processes, the data plane, Redis and
@@ -154,6 +161,14 @@ def run_fleet(
     return finished - cli.started, finished - created, steps, counted
 
 
+def _first_window_full(plane: DataPlane, budgets: Budgets, started: float) -> float | None:
+    """Seconds from ``started`` to the source's fetch that filled the fetch budget's first window (its
+    ``window_for(read_rps)`` limit-th since the source's stats were reset)."""
+    limit, _ = window_for(budgets.read_rps)
+    times = plane.admin("src", "/_sandbox/stats").get("first_request_times", {}).get("fetch", [])
+    return times[limit - 1] - started if len(times) >= limit else None
+
+
 def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
     held = plane.admin(index, "/_sandbox/stats")["vector_count"]
     if held != data.total:
@@ -205,7 +220,10 @@ def bench_set(
                 # The source counts each second's requests per index: none of the warm-up's or the contender's before
                 # may be in the window when this one starts, or its first fetches are answered 429.
                 time.sleep(SOURCE_WINDOW_S)
-                cpu_before = _cpu_seconds(workers) + children_cpu()
+                plane.admin("src", "/_sandbox/stats/reset", {})  # its first fetches are this contender's
+                started = time.time()
+                children_before = children_cpu()  # a peer's or a command's, once it has exited
+                cpu_before = _cpu_seconds(workers) + children_before
                 shared_before = _cpu_seconds(plane.procs + services)
                 if contender == "loop":
                     result.seconds["loop"].append(sequential_loop(plane, data).seconds)
@@ -219,12 +237,14 @@ def bench_set(
                     result.seconds["fleet"].append(user_s)
                     result.fleet_job_seconds.append(job_s)
                     result.fleet_timelines.append(steps)
+                    result.command_cpu.append(children_cpu() - children_before)
                     result.fleet_statements.append((counted, batches_of(db, job_name)))
                 if contender != "loop":  # the loop runs in this process
                     own = _cpu_seconds(workers) + children_cpu() - cpu_before
                     result.cpu[contender].append(own)
                     result.machine_cpu[contender].append(own + _cpu_seconds(plane.procs + services) - shared_before)
                 check_copied(plane, contender, data)
+                result.first_window[contender].append(_first_window_full(plane, budgets, started))
                 seconds = result.seconds[contender][-1]
                 print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
     finally:
@@ -259,6 +279,18 @@ def machine_floor(rounds: Rounds, peer: list[float], fleet: list[float]) -> list
     return lines
 
 
+def first_window_lines(rounds: Rounds) -> list[str]:
+    """When each contender's fetches filled the budget's first window, per round: on a job bound by its fetch budget
+    the last fetch goes a whole number of windows after it, so the one that fills it sooner ends sooner."""
+    shown = {c: [f"{s:.2f}" if s is not None else "–" for s in rounds.first_window[c]] for c in ("peer", "fleet")}
+    if not any(s is not None for c in shown for s in rounds.first_window[c]):
+        return []  # fewer fetches than one window holds
+    return [
+        "  the fetch budget's first window full, seconds from the start (each round): "
+        + "; ".join(f"{c} {', '.join(times)}" for c, times in shown.items())
+    ]
+
+
 def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
     loop, peer, user = (rounds.seconds[c] for c in CONTENDERS)
     job = rounds.fleet_job_seconds
@@ -286,8 +318,10 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"  fleet ÷ peer, job clock against the peer's own clock:                        "
         f"{ratios(rounds.peer_copy_seconds, job)}",
         f"  CPU s of their own processes (median): peer {statistics.median(rounds.cpu['peer']):.2f} (one process), "
-        f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command)",
+        f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command, "
+        f"{statistics.median(rounds.command_cpu):.2f})",
         *machine_floor(rounds, peer, user),
+        *first_window_lines(rounds),
     ]
     labels = [f"round {n + 1}" for n in range(len(rounds.fleet_timelines))]
     for n, (counted, batches) in enumerate(rounds.fleet_statements):

@@ -41,14 +41,21 @@ def plain(value: str) -> Text:
     return Text(value)
 
 
-def print_plan(summary: PlanSummary) -> None:
-    """A plan as ``orchestrator.planning.summary`` summarised it: its table of namespace runs, then its lines."""
+def print_plan(summary: PlanSummary, *, more_hint: str | None = None) -> None:
+    """A plan as ``orchestrator.planning.summary`` summarised it: its table of namespace runs, then its lines.
+
+    ``more_hint``: the table stops at ``SUMMARY_ROWS`` namespaces, then says how many more and where every one is
+    (the hint). `run` shows it so: a table of thousands of rows is nobody's reading, and drawing it took the command
+    a core for a second, while the job's first tasks started. `plan` shows every row."""
+    rows = summary.rows if more_hint is None else summary.rows[:SUMMARY_ROWS]
     table = Table(title=summary.title)
     for col in summary.columns:
         table.add_column(col, justify="left" if col in TEXT_COLUMNS else "right")
-    for row in summary.rows:
+    for row in rows:
         table.add_row(*map(plain, row))
     console.print(table)
+    if len(rows) < len(summary.rows):
+        console.print(f"{len(summary.rows) - len(rows)} more namespaces ({more_hint})")
     for line in summary.lines:
         console.print(plain(line))
     for warning in summary.warnings:
@@ -133,7 +140,17 @@ def _watch(
 ) -> int:
     if wakes is not None:
         wakes.forget_earlier()  # before the first reading, which sees the runs they were for settled
-    progress = read(SUMMARY_ROWS)
+
+    def reading() -> tuple[JobProgress, bool, float]:
+        """The job's progress, whether the wait is over, and how long the two took."""
+        started = time.monotonic()
+        progress = read(SUMMARY_ROWS)
+        done = until.done(progress)  # a wait may read the job table too (`verify`: its runs' verdicts)
+        return progress, done, time.monotonic() - started
+
+    # The first reading draws the bars and is the loop's first: read again at once, it read every run of a job that
+    # had just started a second time, while its first tasks needed the cores.
+    progress, done, read_s = reading()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     # A bar per namespace, or for a job of many namespaces one bar for the whole job with the count of each state:
     # either way a reading lists at most SUMMARY_ROWS runs, so its cost in this process does not grow with the job.
@@ -152,10 +169,6 @@ def _watch(
         pace = Pace(poll_s)
         fastest_read_s = float("inf")
         while True:
-            read_started = time.monotonic()
-            progress = read(SUMMARY_ROWS)
-            done = until.done(progress)  # a wait may read the job table too (`verify`: its runs' verdicts)
-            read_s = time.monotonic() - read_started
             summary = progress.summary
             t = summary.totals
             if whole is not None:
@@ -199,6 +212,7 @@ def _watch(
                 time.sleep(pause)
             else:  # read at once when every run it waits for may have settled: a long job is read no more often
                 wakes.pause(pause, max(1, until.left(progress)))
+            progress, done, read_s = reading()
     print_summary(progress.summary)
     return 0 if until.ok(progress) else 1
 

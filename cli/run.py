@@ -269,7 +269,7 @@ def _launch(
         document.update(plan=None, refused={}, requeued=dict(counts))
     else:
         summary = PlanSummary.from_json(answer["plan"])
-        print_plan(summary)
+        print_plan(summary, more_hint=f"`nsmigrate status {job_id} --all` lists every one")
         print_refused(answer.get("refused", {}))
         console.print(f"job {job_id} started (planned by the fleet)")
         document.update(plan=summary.document(), refused=dict(answer.get("refused", {})), requeued=None)
@@ -295,7 +295,7 @@ def _run_here(resolved: Any, spec: Path, *, new: bool, resume: bool) -> Launched
 
     def show_plan_first(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
         shown.append(summarize(prepared))
-        print_plan(shown[-1])
+        print_plan(shown[-1], more_hint=f"`nsmigrate plan {spec}` lists every one")
         return before_the_job(prepared)
 
     started = launch.start_or_resume(

@@ -30,8 +30,8 @@ started with one, ``--api-key``):
 
 - ``GET /_sandbox/faults`` -> the current :class:`Faults` as JSON; ``POST /_sandbox/faults`` with a JSON object
   *replaces* them (omitted keys take their defaults, unknown keys are refused with 400).
-- ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/reset`` clears data and stats
-  (faults stay).
+- ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/stats/reset`` clears the stats (and the
+  per-second windows they count in); ``POST /_sandbox/reset`` clears data and stats (faults stay).
 
 The control plane (indexes, collections, API versions, readiness, deletion protection: ``sandbox.pinecone_control``)
 also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}`` (the Api-Key likewise).
@@ -958,6 +958,10 @@ class _Window:
         return None
 
 
+#: Requests of each operation whose arrival the stats keep, one by one, from a reset of the stats.
+FIRST_TIMES = 256
+
+
 class FaultState:
     """Faults of one index plus everything the stats report. Thread-safe."""
 
@@ -979,6 +983,8 @@ class FaultState:
             self._requests: dict[str, int] = {}
             #: op → [first, last] arrival of its requests (epoch seconds): when a client's work reached the index.
             self._request_times: dict[str, list[float]] = {}
+            #: op → arrival of its first ``FIRST_TIMES`` requests: how fast a client filled its budget's first window.
+            self._first_times: dict[str, list[float]] = {}
             self._counters = dict.fromkeys(
                 (
                     "responses_429",
@@ -1021,6 +1027,9 @@ class FaultState:
         with self._lock:
             self._requests[op] = self._requests.get(op, 0) + 1
             self._request_times.setdefault(op, [now, now])[1] = now
+            first = self._first_times.setdefault(op, [])
+            if len(first) < FIRST_TIMES:
+                first.append(now)
 
     def delay(self, namespace: str | None) -> None:
         """Add ``latency_ms`` to this request: every one (``namespace`` None, before it is known) when no
@@ -1132,6 +1141,7 @@ class FaultState:
             return {
                 "requests": dict(self._requests),
                 "request_times": {op: {"first": t[0], "last": t[1]} for op, t in self._request_times.items()},
+                "first_request_times": {op: list(times) for op, times in self._first_times.items()},
                 **self._counters,
                 "rate_limited": dict(self._rate_limited),
                 "max_admitted_per_second": peaks,
@@ -1323,6 +1333,9 @@ class IndexService:
                 return _Reply(200, {})
             if path == "/_sandbox/stats" and method == "GET":
                 return _Reply(200, self.stats())
+            if path == "/_sandbox/stats/reset" and method == "POST":
+                self.faults.reset_stats()
+                return _Reply(200, {})
             if path == "/_sandbox/reset" and method == "POST":
                 self.reset()
                 return _Reply(200, {})

@@ -9,7 +9,7 @@ made.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from nsmigrate.orchestrator.records.namespaces import creator_namespace, display_namespace
@@ -36,7 +36,9 @@ class PlanSummary:
     data: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        # Its fields as they are, for the answer's JSON: ``asdict`` deep-copied every row and namespace, a fifth of a
+        # second of the fleet's planner for 2,000 namespaces, while the job's first tasks started.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def document(self) -> dict[str, Any]:
         """`plan --json`'s document: ``data`` with the lines a person reads (``notes``) and the warnings."""

@@ -687,6 +687,24 @@ def test_admin_endpoints_over_http(sandbox: PineconeSandbox) -> None:
     assert sandbox.faults("seeds-pod").error_rate_5xx == 1.0  # reset keeps faults
 
 
+def test_the_stats_keep_each_requests_arrival_until_they_are_reset(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    host = sandbox.host("seeds-pod")
+    idx = index(pc, sandbox)
+    idx.upsert(vectors=[("a", unit(1, 0, 0, 0))], namespace="n")
+    before = time.time()
+    for _ in range(3):
+        idx.fetch(ids=["a"], namespace="n")
+    stats = httpx.get(f"{host}/_sandbox/stats", timeout=5).json()
+    fetches = stats["first_request_times"]["fetch"]
+    assert len(fetches) == 3 and before <= fetches[0] <= fetches[1] <= fetches[2] <= time.time()
+    assert stats["requests"]["fetch"] == 3 and len(stats["first_request_times"]["upsert"]) == 1
+
+    assert httpx.post(f"{host}/_sandbox/stats/reset", timeout=5).status_code == 200
+    stats = httpx.get(f"{host}/_sandbox/stats", timeout=5).json()
+    assert stats["first_request_times"] == {} and stats["requests"] == {}
+    assert stats["vector_count"] == 1  # the data stays
+
+
 # --- control plane, concurrency, lifecycle, CLI ------------------------------------------------------------------
 
 

@@ -46,3 +46,30 @@ def test_a_plan_shows_namespaces_lines_and_warnings_as_they_are(drawn: io.String
     text = drawn.getvalue()
     for shown in ("[red]x", "y:smile:", "routes of [b] (1 vectors)", "warning: namespace [x] is empty :("):
         assert shown in text
+
+
+def _plan_of(namespaces: int) -> PlanSummary:
+    return PlanSummary(
+        title="plan",
+        columns=["source namespace", "target namespace", "vectors", "batches"],
+        rows=[[f"ns{n:04}", f"creator_{n}", "3", "1"] for n in range(namespaces)],
+        lines=[f"{namespaces} namespaces"],
+    )
+
+
+def test_runs_plan_lists_the_first_namespaces_and_says_where_the_rest_are(drawn: io.StringIO) -> None:
+    render.print_plan(_plan_of(render.SUMMARY_ROWS + 25), more_hint="`nsmigrate status 7 --all` lists every one")
+    text = drawn.getvalue()
+    shown = [line for line in text.splitlines() if "│ ns" in line]
+    assert len(shown) == render.SUMMARY_ROWS
+    assert "ns0000" in shown[0] and f"ns{render.SUMMARY_ROWS - 1:04}" in shown[-1]
+    assert "25 more namespaces (`nsmigrate status 7 --all` lists every one)" in text
+    assert f"{render.SUMMARY_ROWS + 25} namespaces" in text  # the plan's lines all stay
+
+
+def test_a_plan_shows_every_namespace_when_it_fits_or_when_asked(drawn: io.StringIO) -> None:
+    render.print_plan(_plan_of(render.SUMMARY_ROWS), more_hint="hint")
+    render.print_plan(_plan_of(render.SUMMARY_ROWS + 25))  # `plan`: every row
+    text = drawn.getvalue()
+    assert len([line for line in text.splitlines() if "│ ns" in line]) == 2 * render.SUMMARY_ROWS + 25
+    assert "more namespaces" not in text

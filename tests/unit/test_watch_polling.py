@@ -101,9 +101,9 @@ def test_the_wait_between_readings_grows_with_what_a_reading_costs(
 
 
 def test_one_slow_reading_does_not_stretch_the_waits_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The first reading the loop times waits 8 s for a core the fleet keeps busy; reading the job costs 1 ms.
+    # The first reading waits 8 s for a core the fleet keeps busy; reading the job costs 1 ms.
     now, sleeps = _fake_clock(monkeypatch)
-    reads_s = iter([0.001, 8.0, 0.001, 0.001, 0.001])
+    reads_s = iter([8.0, 0.001, 0.001, 0.001, 0.001])
     until = _UntilFifthReading()
 
     def reading(rows: int) -> JobProgress:
@@ -114,7 +114,7 @@ def test_one_slow_reading_does_not_stretch_the_waits_after_it(monkeypatch: pytes
     assert render.watch_job(reading, 1, until, poll_s=0.5) == 0
 
     # Ten polls at most after the slow one (not ten times it: 80 s), then the reading's cost again.
-    assert sleeps == [pytest.approx(5.0), pytest.approx(0.5), pytest.approx(0.5)]
+    assert sleeps == [pytest.approx(5.0), pytest.approx(0.5), pytest.approx(0.5), pytest.approx(0.5)]
 
 
 class _UntilFifthReading:
@@ -212,7 +212,7 @@ class _Wakes:
 
 def test_a_wake_up_ends_the_pause_and_the_next_reading_finds_the_job_settled(monkeypatch: pytest.MonkeyPatch) -> None:
     now, sleeps = _fake_clock(monkeypatch)
-    states = iter([RunState.COPYING, RunState.COPYING, RunState.COPYING, RunState.COPIED])
+    states = iter([RunState.COPYING, RunState.COPYING, RunState.COPIED])
 
     def reading(rows: int) -> JobProgress:
         now[0] += 0.001

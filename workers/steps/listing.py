@@ -5,16 +5,15 @@ It stops when ``max_batches_in_flight`` batches are queued or running and is wok
 namespace's pages are a chain (each is listed from the token of the one before), so while a batch is recorded and sent
 the next one is already being listed, in a second thread. Each batch is written together with the list token after it,
 so a lister killed at any point resumes without skipping or repeating ids. A Redis lock keeps one lister per namespace
-run: it expires ``lister_lock_ttl_s`` after its lister died (a live lister keeps it fresh from a heartbeat thread), a
-resumed lister waits that long for it, and ``jobs_pages.add_batches`` only records pages listed from the saved token, so
-even two listers at once (a lock lost with a Redis restart) never batch an id twice.
+run: it expires ``lister_lock_ttl_s`` after its lister died (a live lister's is kept fresh by the process's
+``lock_keeper``), a resumed lister waits that long for it, and ``jobs_pages.add_batches`` only records pages listed
+from the saved token, so even two listers at once (a lock lost with a Redis restart) never batch an id twice.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -38,6 +37,7 @@ from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps.chain_listing import chains_for, list_chains
 from nsmigrate.workers.steps.next_steps import advance, lister_wake_key, run_copied
 from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.transfer import lock_keeper
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ log = logging.getLogger(__name__)
 def lister_lock(ctx: WorkerContext, run_id: int, *, wait: bool = False) -> Iterator[bool]:
     """Hold the run's lister lock (True), or find it taken (False).
 
-    The lock expires ``ttl`` after it was last refreshed; a heartbeat thread refreshes it every ``ttl / 3`` for as
-    long as this lister runs, however long one page takes with its retries. A lister killed with its worker stops
+    The lock expires ``ttl`` after it was last refreshed; the process's ``lock_keeper`` refreshes it every ``ttl / 3``
+    for as long as this lister runs, however long one page takes with its retries. A lister killed with its worker stops
     refreshing, so its lock is gone within ``ttl``. ``wait`` (a resumed or redelivered lister) waits that long for
     it; otherwise a taken lock means "another lister is on it", and a live one rechecks the bound when it stops.
     """
@@ -59,24 +59,12 @@ def lister_lock(ctx: WorkerContext, run_id: int, *, wait: bool = False) -> Itera
     if not lock.acquire(blocking=wait, blocking_timeout=wait_s):
         yield False
         return
-    stop = threading.Event()
-
-    def keep_fresh() -> None:
-        while not stop.wait(ttl_s / 3):
-            try:
-                lock.reacquire()
-            except LockError:
-                return  # expired after all: add_batches' token check still keeps every id in one batch
-            except redis.RedisError as e:
-                log.warning("could not refresh the lister lock of run %s: %s", run_id, e)
-
-    heartbeat = threading.Thread(target=keep_fresh, name=f"lister-lock-{run_id}", daemon=True)
-    heartbeat.start()
+    # Expired after all (a refresh failed): add_batches' token check still keeps every id in one batch.
+    kept = lock_keeper.KEEPER.keep(lock, ttl_s / 3, f"the lister lock of run {run_id}")
     try:
         yield True
     finally:
-        stop.set()
-        heartbeat.join()
+        lock_keeper.KEEPER.drop(kept)
         with contextlib.suppress(LockError, redis.RedisError):  # expired, or gone with a Redis restart
             lock.release()
 
