@@ -129,10 +129,13 @@ class Settings(BaseSettings):
         "tasks than the fleet's threads leave some idle (the default fleet has 32 copy threads).",
     )
     small_group_threads: int = Field(
-        4,
+        8,
         ge=1,
         description="Runs of one small-namespace task listed and copied at once: one after the other, a job of many "
-        "small namespaces used a fraction of its fetch budget in its first second.",
+        "small namespaces used a fraction of its fetch budget in its first second. A busy worker is handed its "
+        "tasks slowly (its consumer waits for the interpreter behind the threads already running), so the first "
+        "second's runs come sooner from fewer tasks of more threads: 8 started 80 runs 0.2 s after the first task "
+        "came, 4 took 0.4-0.6 s.",
     )
     pgvector_copy_chunk_rows: int = Field(
         5000,
