@@ -9,6 +9,7 @@ other ``test_chaos_*.py`` files.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -121,7 +122,17 @@ def test_lister_killed_mid_listing_resumes_from_its_token_without_batching_an_id
         run = jobs_and_runs.get_run(db, run_id)
         return 8 <= run.batches_total <= 40 and bool(broker.exists(lock_key(f"list:{run_id}")))
 
-    wait_for(listing_in_progress, "the lister to be listing (lock held) after a few batches", poll_s=0.01)
+    def frozen_holding_its_lock() -> bool:
+        """The lister frozen (SIGSTOP) while it holds its lock: it may have let go of it since it was seen held, as
+        it does each time the in-flight bound stops it; then it is thawed to go on."""
+        wait_for(listing_in_progress, "the lister to be listing (lock held) after a few batches", poll_s=0.01)
+        os.killpg(lister.pid, signal.SIGSTOP)
+        if broker.exists(lock_key(f"list:{run_id}")):
+            return True
+        os.killpg(lister.pid, signal.SIGCONT)
+        return False
+
+    assert any(frozen_holding_its_lock() for _ in range(20)), "the lister never held its lock when frozen"
     stack.kill(lister, signal.SIGKILL)
     assert broker.exists(lock_key(f"list:{run_id}"))  # the dead lister's lock is still there
     at_kill = jobs_and_runs.get_run(db, run_id)
