@@ -129,15 +129,58 @@ def free_port() -> int:
 
 
 def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Block until something accepts connections on ``port`` or raise ServiceError after ``timeout_s``."""
+    """Block until something accepts connections on ``port`` or raise ServiceError after ``timeout_s``. With
+    ``process``: until that process (or one it started) listens there. A port ``free_port`` gave may be taken by
+    another process before ``process`` binds it: then ``process`` exits ("Address already in use") while a connection
+    to the port succeeds, and only the listener's owner tells the two apart."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise ServiceError(f"process exited with code {process.returncode} before listening on port {port}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
+            if process is None or _listens(process.pid, port) is not False:
+                return
         time.sleep(0.05)
     raise ServiceError(f"nothing listened on 127.0.0.1:{port} within {timeout_s:.0f} s")
+
+
+def _listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` or one of its descendants holds a socket listening on TCP ``port`` (None: this system
+    has no /proc to tell)."""
+    try:
+        listening = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(FileNotFoundError), open(table) as rows:
+                for row in list(rows)[1:]:
+                    fields = row.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                        listening.add(f"socket:[{fields[9]}]")
+        family = _descendants(pid)
+    except OSError:
+        return None
+    for member in family:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{member}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{member}/fd/{fd}") in listening:
+                        return True
+    return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, from /proc's parent links."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+                parents.setdefault(ppid, []).append(int(entry))
+    family, todo = [], [pid]
+    while todo:
+        member = todo.pop()
+        family.append(member)
+        todo.extend(parents.get(member, []))
+    return family
 
 
 def find_redis_binary() -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from celery import Celery
 
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
-from nsmigrate_sandbox.services import PostgresServer, RedisServer, free_port, spawn, wait_for_port
+from nsmigrate_sandbox.services import PostgresServer, RedisServer, ServiceError, free_port, spawn, wait_for_port
 
 SANDBOX_API_KEY = "sandbox-key"  # the local data plane accepts any key; this is not a credential
 
@@ -90,15 +90,24 @@ class Stack:
         """`nsmigrate COMMAND --port P ARGS` (a server: flower, metrics) on a free loopback port P, its log in the
         workdir; returns P once it accepts connections, or at once with ``wait=False`` (``wait_for_servers`` then
         waits for all such servers together)."""
-        port = free_port()
-        argv = [sys.executable, "-m", "nsmigrate", command, "--port", str(port), *args]
-        proc = spawn(argv, self.env(**extra_env), self.workdir / f"{command}.log")
-        self.processes.append(proc)
-        if wait:
-            wait_for_port(port, 30, proc)
-        else:
-            self.starting[port] = proc
-        return port
+        attempts = 3
+        while True:
+            attempts -= 1
+            port = free_port()
+            argv = [sys.executable, "-m", "nsmigrate", command, "--port", str(port), *args]
+            proc = spawn(argv, self.env(**extra_env), self.workdir / f"{command}.log")
+            self.processes.append(proc)
+            if not wait:
+                self.starting[port] = proc
+                return port
+            try:
+                wait_for_port(port, 30, proc)
+                return port
+            except ServiceError:
+                # Another process may have taken the port between free_port and the server's bind (it exited with
+                # "Address already in use"): again, on another port.
+                if proc.poll() is None or not attempts:
+                    raise
 
     def wait_for_servers(self, timeout_s: float = 30) -> None:
         """Block until every server started with ``serve(wait=False)`` accepts connections (they start side by
