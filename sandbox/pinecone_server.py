@@ -30,8 +30,8 @@ started with one, ``--api-key``):
 
 - ``GET /_sandbox/faults`` -> the current :class:`Faults` as JSON; ``POST /_sandbox/faults`` with a JSON object
   *replaces* them (omitted keys take their defaults, unknown keys are refused with 400).
-- ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/stats/reset`` clears the stats (and the
-  per-second windows they count in); ``POST /_sandbox/reset`` clears data and stats (faults stay).
+- ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/stats/reset`` clears the stats (the last
+  second's requests still count against the limits); ``POST /_sandbox/reset`` clears data and stats (faults stay).
 
 The control plane (indexes, collections, API versions, readiness, deletion protection: ``sandbox.pinecone_control``)
 also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}`` (the Api-Key likewise).
@@ -967,6 +967,8 @@ class FaultState:
 
     def __init__(self, faults: Faults | None = None) -> None:
         self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str | None], _Window] = {}  # each rate scope's admissions in the last second
+        self._in_flight = 0
         self.configure(faults or Faults())
         self.reset_stats()
 
@@ -977,9 +979,14 @@ class FaultState:
             self._stats_readings = 0
             self._drop_rng = random.Random(faults.seed + 1)
 
-    def reset_stats(self) -> None:
+    def reset_stats(self, *, keep_limits: bool = False) -> None:
+        """Every count from zero. ``keep_limits`` (a reset of the stats alone): the requests of the last second still
+        count against the limits, and those in flight stay in flight, so a reset forgives no 429."""
         with self._lock:
-            self._windows: dict[tuple[str, str | None], _Window] = {}
+            windows = self._windows if keep_limits else {}
+            for window in windows.values():
+                window.peak = len(window.times)
+            self._windows = windows
             self._requests: dict[str, int] = {}
             #: op → [first, last] arrival of its requests (epoch seconds): when a client's work reached the index.
             self._request_times: dict[str, list[float]] = {}
@@ -998,7 +1005,8 @@ class FaultState:
                 0,
             )
             self._rate_limited = dict.fromkeys(_SCOPE_LIMIT, 0)
-            self._in_flight = self._max_in_flight = 0
+            self._in_flight = self._in_flight if keep_limits else 0
+            self._max_in_flight = self._in_flight
             self._error_rng = random.Random(self.faults.seed)
             self._drop_rng = random.Random(self.faults.seed + 1)
 
@@ -1334,7 +1342,7 @@ class IndexService:
             if path == "/_sandbox/stats" and method == "GET":
                 return _Reply(200, self.stats())
             if path == "/_sandbox/stats/reset" and method == "POST":
-                self.faults.reset_stats()
+                self.faults.reset_stats(keep_limits=True)
                 return _Reply(200, {})
             if path == "/_sandbox/reset" and method == "POST":
                 self.reset()

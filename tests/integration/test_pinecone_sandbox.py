@@ -705,6 +705,16 @@ def test_the_stats_keep_each_requests_arrival_until_they_are_reset(pc: Pinecone,
     assert stats["vector_count"] == 1  # the data stays
 
 
+def test_a_reset_of_the_stats_forgives_no_429(sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults("seeds-pod", Faults(fetch_rps_per_index=2, retry_after_s=0.25))
+    client = raw(sandbox, "seeds-pod")
+    for _ in range(2):
+        assert client.get("/vectors/fetch", params={"ids": "a", "namespace": "n"}).status_code == 200
+    assert client.post("/_sandbox/stats/reset").status_code == 200
+    assert client.get("/vectors/fetch", params={"ids": "a", "namespace": "n"}).status_code == 429  # same second
+    assert sandbox.stats("seeds-pod")["rate_limited"]["fetch"] == 1
+
+
 # --- control plane, concurrency, lifecycle, CLI ------------------------------------------------------------------
 
 
