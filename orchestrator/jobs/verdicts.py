@@ -21,7 +21,7 @@ from nsmigrate.orchestrator.jobs.lifecycle import (
 )
 from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED_OF_RUN, _event_per_run, _events, _jobs, _runs
 from nsmigrate.orchestrator.models import CANCELLED_WHILE_CLEANING, JobKind, NamespaceRun, RunState, utcnow
-from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES
+from nsmigrate.orchestrator.states import COPY_DONE_RUN_STATES
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
 # (``pages``): a job of 12,000 small namespaces verifies 12,000 times, and the ORM's unit of work cost a
@@ -278,9 +278,11 @@ class Neighbours:
 def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
     """Whether another run of the job writes (or may still write) into ``run``'s fixed target namespace.
 
-    A routed run's targets are only known once it copied (``target_namespaces``); while it is still copying it may
-    write anywhere, so it counts as sharing. Conservative on purpose: a shared target only loses the count and
-    extras checks, an unshared one judged wrongly would fail (or pass) on another run's data.
+    A routed run's targets are only known once it copied (``target_namespaces``: what its finished batches wrote);
+    until then it may write anywhere, so it counts as sharing: while it lists or copies, and also while its lister
+    failed for good (its batches still finish), once cancelled (a retry copies again) or still checking. Conservative
+    on purpose: a shared target only loses the count and extras checks, an unshared one judged wrongly would fail
+    (or pass) on another run's data.
     """
     ns = run.target_namespace
     for other in others:
@@ -288,7 +290,7 @@ def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
             continue
         if other.target_namespace == ns or ns in (other.target_namespaces or []):
             return True
-        if other.target_namespace is None and other.state in LISTABLE_RUN_STATES:
+        if other.target_namespace is None and other.state not in COPY_DONE_RUN_STATES:
             return True
     return False
 

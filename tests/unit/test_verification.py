@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nsmigrate.orchestrator.jobs.verdicts import target_is_shared
+from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, Record, SparseValues, same_bytes
 from nsmigrate.orchestrator.verification.comparisons import (
     MISMATCH_CAP,
@@ -439,3 +441,29 @@ def test_sparse_values_are_part_of_a_records_contents(
     b = Record("x", [1.0, 2.0], {}, target)
     reason = compare_record(a, b, {}, 1e-6)
     assert reason is None if fragment is None else fragment in (reason or "")
+
+
+def _run(run_id: int, state: RunState, target: str | None, wrote: list[str] | None = None) -> NamespaceRun:
+    return NamespaceRun(id=run_id, job_id=1, state=state, target_namespace=target, target_namespaces=wrote or [])
+
+
+@pytest.mark.parametrize(
+    ("routed_state", "wrote", "shared"),
+    [
+        # Its lister failed for good: its batches still finish, and may write into t10 before they record it.
+        (RunState.LIST_FAILED, [], True),
+        # Cancelled part-way: a retry of its failed batches copies again.
+        (RunState.CANCELLED, [], True),
+        (RunState.CHECKING, [], True),
+        (RunState.COPYING, [], True),
+        # Copied: every batch finished and recorded where it wrote.
+        (RunState.COPIED, ["t11"], False),
+        (RunState.VERIFIED, ["t10"], True),
+    ],
+)
+def test_a_routed_run_shares_every_target_until_it_has_copied(
+    routed_state: RunState, wrote: list[str], shared: bool
+) -> None:
+    fixed = _run(1, RunState.COPIED, "t10")
+    routed = _run(2, routed_state, None, wrote)
+    assert target_is_shared(fixed, [fixed, routed]) is shared
