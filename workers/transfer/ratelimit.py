@@ -8,8 +8,9 @@ clock, so every decision is made inside Redis by one atomic Lua script that read
   the first moment it fits (when the admission it would otherwise exceed leaves the window): the script enters it
   in the log at that moment and the caller sleeps until then and goes, without asking again. So a busy scope is a
   queue served in order, one script call per request, not a crowd of sleepers waking to ask again. The guard
-  (default 50 ms) absorbs network jitter between admission and the request reaching Pinecone, so the fleet never
-  puts more than ``rate`` requests into *any* 1-second window. A rate below 1 means "one request every 1/rate s".
+  (``rate_guard_s``, 100 ms) absorbs network jitter between admission and the request reaching Pinecone, so the
+  fleet never puts more than ``rate`` requests into *any* 1-second window. A rate below 1 means "one request every
+  1/rate s".
 - **Bytes** (``acquire_bytes``): a token bucket (1 s of burst) that *reserves*: the caller is told how long to wait
   for its bytes and is then admitted without asking again, so a large request cannot be starved by small ones. An
   upsert asks both in one call (``acquire_write``): its slot in the window comes no sooner than its bytes.
