@@ -468,3 +468,24 @@ def test_kept_engines_unused_for_their_idle_time_are_disposed() -> None:
     assert kept.get("postgresql+psycopg://u@h/a", "A_URL") is engine
     kept.prune()
     assert kept.get("postgresql+psycopg://u@h/a", "A_URL") is not engine
+
+
+def test_a_table_another_worker_made_while_this_one_looked_is_found_not_made_again(pg: sa.Engine) -> None:
+    # A worker's transaction looks for the table (a write asks for its columns first) and finds none; another
+    # worker then makes it and commits. Postgres keeps that first "no such table" answer for the rest of the
+    # transaction (`to_regclass` takes no lock, so its cache is not refreshed), and making the table again failed
+    # with "relation … already exists".
+    with pg.connect() as looking:
+        with looking.begin():  # a worker's connection has made tables before: its lookups are cached
+            pgnamespaces.create_namespace(looking, "embeddings", "delta", DIM)
+        looking.begin()
+        assert not pgnamespaces.exists(looking, "embeddings_gamma")
+        assert pgnamespaces.columns_of(looking, "embeddings_gamma") == frozenset()
+        with pg.begin() as other:
+            assert pgnamespaces.create_namespace(other, "embeddings", "gamma", DIM) == ("embeddings_gamma", True)
+        assert pgnamespaces.create_namespace(looking, "embeddings", "gamma", DIM) == ("embeddings_gamma", False)
+        assert pgnamespaces.exists(looking, "embeddings_gamma")
+        assert "embedding" in pgnamespaces.columns_of(looking, "embeddings_gamma")
+        with pytest.raises(Exception, match="dimension 16, not 8"):
+            pgnamespaces.create_namespace(looking, "embeddings", "gamma", 8)
+        looking.rollback()

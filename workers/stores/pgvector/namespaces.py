@@ -31,17 +31,27 @@ def _one(conn: sa.Connection, sql: str, **params: Any) -> Any:
     return conn.execute(sa.text(sql), params).scalar()
 
 
+# ``table``'s oid (NULL: none) read from the catalog as this statement sees it, the first of the search path's schemas
+# that holds it, as ``to_regclass`` resolves a name. Not ``to_regclass``: it takes no lock, so a transaction that
+# once found no such table keeps that answer from its cache after another worker made it and committed (found
+# again only once something makes the backend read the catalog's invalidations), and making it again then fails with
+# "relation already exists".
+_OID_OF = (
+    "(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace "
+    "WHERE c.relname = :n AND s.nspname = ANY (pg_catalog.current_schemas(false)) "
+    "ORDER BY array_position(pg_catalog.current_schemas(false), s.nspname) LIMIT 1)"
+)
+
+
 def exists(conn: sa.Connection, table: str) -> bool:
-    return bool(_one(conn, "SELECT to_regclass(:n) IS NOT NULL", n=quote(table)))
+    return bool(_one(conn, f"SELECT {_OID_OF} IS NOT NULL", n=table))
 
 
 def columns_of(conn: sa.Connection, table: str) -> frozenset[str]:
     """The columns ``table`` has (empty when it does not exist)."""
     rows = conn.execute(
-        sa.text(
-            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(:n) AND attnum > 0 AND NOT attisdropped"
-        ),
-        {"n": quote(table)},
+        sa.text(f"SELECT attname FROM pg_attribute WHERE attrelid = {_OID_OF} AND attnum > 0 AND NOT attisdropped"),
+        {"n": table},
     ).scalars()
     return frozenset(rows)
 
@@ -54,9 +64,9 @@ def table_columns(conn: sa.Connection, table: str) -> list[pgvector_rows.TableCo
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef, "
             "a.attidentity <> '' OR coalesce(pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%', false) "
             "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-            "WHERE a.attrelid = to_regclass(:n) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+            f"WHERE a.attrelid = {_OID_OF} AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
         ),
-        {"n": quote(table)},
+        {"n": table},
     ).all()
     return [pgvector_rows.TableColumn(*row) for row in rows]
 
@@ -64,8 +74,8 @@ def table_columns(conn: sa.Connection, table: str) -> list[pgvector_rows.TableCo
 def dimension_of(conn: sa.Connection, table: str) -> int | None:
     mod = _one(
         conn,
-        "SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(:n) AND attname = :c AND NOT attisdropped",
-        n=quote(table),
+        f"SELECT atttypmod FROM pg_attribute WHERE attrelid = {_OID_OF} AND attname = :c AND NOT attisdropped",
+        n=table,
         c=pgvector_layout.EMBEDDING_COLUMN,
     )
     return int(mod) if mod is not None and mod > 0 else None
@@ -284,7 +294,7 @@ def stats(conn: sa.Connection, prefix: str, namespace: str) -> NamespaceStats:
         table=table,
         rows=int(_one(conn, f"SELECT count(*) FROM {quote(table)}")),
         collections=collections,
-        size_bytes=int(_one(conn, "SELECT pg_total_relation_size(to_regclass(:n))", n=quote(table))),
+        size_bytes=int(_one(conn, f"SELECT pg_total_relation_size({_OID_OF})", n=table)),
         dimension=dimension_of(conn, table),
         vector_index=_vector_index(definitions),
         btree_columns=[c for c in pgvector_layout.BTREE_COLUMNS if _btree_on(definitions, c)],
