@@ -280,9 +280,9 @@ def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
 
     A routed run's targets are only known once it copied (``target_namespaces``: what its finished batches wrote);
     until then it may write anywhere, so it counts as sharing: while it lists or copies, and also while its lister
-    failed for good (its batches still finish), once cancelled (a retry copies again) or still checking. Conservative
-    on purpose: a shared target only loses the count and extras checks, an unshared one judged wrongly would fail
-    (or pass) on another run's data.
+    failed for good (its batches still finish; a retry lists again), still checking, or cancelled with batches (a
+    retry of the failed ones copies again). Conservative on purpose: a shared target only loses the count and extras
+    checks, an unshared one judged wrongly would fail (or pass) on another run's data.
     """
     ns = run.target_namespace
     for other in others:
@@ -290,9 +290,15 @@ def target_is_shared(run: NamespaceRun, others: Sequence[NamespaceRun]) -> bool:
             continue
         if other.target_namespace == ns or ns in (other.target_namespaces or []):
             return True
-        if other.target_namespace is None and other.state not in COPY_DONE_RUN_STATES:
+        if other.target_namespace is None and other.state not in COPY_DONE_RUN_STATES and _may_write(other):
             return True
     return False
+
+
+def _may_write(run: NamespaceRun) -> bool:
+    """Whether a run not yet copied wrote or may still write: all but one cancelled before it recorded a batch
+    (refused by its own checks), which never wrote and never will."""
+    return run.state != RunState.CANCELLED or bool(run.batches_total)
 
 
 def _by_job(runs: list[NamespaceRun]) -> list[list[NamespaceRun]]:

@@ -443,27 +443,32 @@ def test_sparse_values_are_part_of_a_records_contents(
     assert reason is None if fragment is None else fragment in (reason or "")
 
 
-def _run(run_id: int, state: RunState, target: str | None, wrote: list[str] | None = None) -> NamespaceRun:
-    return NamespaceRun(id=run_id, job_id=1, state=state, target_namespace=target, target_namespaces=wrote or [])
+def _run(run_id: int, state: RunState, target: str | None, wrote: list[str], batches: int) -> NamespaceRun:
+    return NamespaceRun(
+        id=run_id, job_id=1, state=state, target_namespace=target, target_namespaces=wrote, batches_total=batches
+    )
 
 
 @pytest.mark.parametrize(
-    ("routed_state", "wrote", "shared"),
+    ("routed_state", "batches", "wrote", "shared"),
     [
         # Its lister failed for good: its batches still finish, and may write into t10 before they record it.
-        (RunState.LIST_FAILED, [], True),
+        (RunState.LIST_FAILED, 2, [], True),
+        (RunState.LIST_FAILED, 0, [], True),  # `retry` lists it again
         # Cancelled part-way: a retry of its failed batches copies again.
-        (RunState.CANCELLED, [], True),
-        (RunState.CHECKING, [], True),
-        (RunState.COPYING, [], True),
+        (RunState.CANCELLED, 1, [], True),
+        # Refused by its own checks before any batch: it never wrote and never will.
+        (RunState.CANCELLED, 0, [], False),
+        (RunState.CHECKING, 0, [], True),
+        (RunState.COPYING, 1, [], True),
         # Copied: every batch finished and recorded where it wrote.
-        (RunState.COPIED, ["t11"], False),
-        (RunState.VERIFIED, ["t10"], True),
+        (RunState.COPIED, 1, ["t11"], False),
+        (RunState.VERIFIED, 1, ["t10"], True),
     ],
 )
 def test_a_routed_run_shares_every_target_until_it_has_copied(
-    routed_state: RunState, wrote: list[str], shared: bool
+    routed_state: RunState, batches: int, wrote: list[str], shared: bool
 ) -> None:
-    fixed = _run(1, RunState.COPIED, "t10")
-    routed = _run(2, routed_state, None, wrote)
+    fixed = _run(1, RunState.COPIED, "t10", [], 1)
+    routed = _run(2, routed_state, None, wrote, batches)
     assert target_is_shared(fixed, [fixed, routed]) is shared
