@@ -125,7 +125,6 @@ def run_fleet(
         "enrich": {"creator_fields": False, "migrated_from": False},
         "auto_verify": False,
         **({} if batch_size is None else {"batch_size": batch_size}),
-        "max_batches_in_flight": 64,
         "rate": rate,
     }
     cli = run_cli(spec, env, workdir, DEADLINE_S)

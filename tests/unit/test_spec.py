@@ -106,6 +106,31 @@ def test_a_copy_between_the_applications_tables_takes_the_largest_batch_unless_t
 
 
 @pytest.mark.parametrize(
+    ("source", "given", "in_flight"),
+    [
+        pytest.param("pgvector", {}, 2, id="tables-default"),  # parallel_upserts' default
+        pytest.param("pgvector", {"parallel_upserts": 3}, 3, id="tables-streams-given"),
+        pytest.param("pgvector", {"max_batches_in_flight": 8}, 8, id="tables-given"),
+        pytest.param("pgvector", {"reembed": {"dimension": 384}}, 32, id="tables-reembedded"),
+        pytest.param("generic", {}, 32, id="generic-table"),
+        pytest.param("pinecone", {}, 32, id="indexes"),
+    ],
+)
+def test_a_copy_between_the_applications_tables_streams_into_a_table_as_its_only_batch_would(
+    source: str, given: dict[str, Any], in_flight: int
+) -> None:
+    stores = {
+        "pinecone": {"kind": "pinecone", "index": "i"},
+        "pgvector": {"kind": "pgvector", "schema": "documented"},
+        "generic": {"kind": "pgvector"},
+    }
+    target = stores["pgvector"] if source != "pinecone" else stores["pinecone"]
+    spec = JobSpec.model_validate(base(source=stores[source], target=target, **given))
+    assert spec.max_batches_in_flight == in_flight
+    assert JobSpec.model_validate(spec_to_json(spec)).max_batches_in_flight == in_flight
+
+
+@pytest.mark.parametrize(
     ("data", "expected"),
     [
         pytest.param(base(batch_sise=10), ["batch_sise: unknown field"], id="typo"),
