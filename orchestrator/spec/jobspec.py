@@ -390,11 +390,7 @@ class JobSpec(_Model):
         "documented 5,000 unless given, and up to 10,000.",
     )
     max_batches_in_flight: int = Field(
-        default=32,
-        gt=0,
-        le=10000,
-        description="Queued+running copy batches per namespace; between two pgvector stores of schema documented "
-        "`parallel_upserts` unless given (each batch a COPY stream into the namespace's table).",
+        default=32, gt=0, le=10000, description="Queued+running batches per namespace (table copies: parallel_upserts)."
     )
     parallel_upserts: int = Field(
         default=2,
@@ -438,21 +434,17 @@ class JobSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _table_copies_in_whole_batches(cls, data: Any) -> Any:
-        # Between two of the application's pgvector tables a batch passes as rows (``TABLE_BATCH_IDS``), each batch
-        # one COPY stream into its namespace's table: as many at once as ``parallel_upserts`` streams a table's only
-        # batch. More contend in the target server (its WAL, the table's and its TOAST table's last pages): four
-        # streams into one table cost the target server ~10 % more CPU than two and ended later (bench/README.md).
+        # Between two of the application's pgvector tables a batch passes as rows (``TABLE_BATCH_IDS``), each one COPY
+        # stream into its namespace's table; unless given, as many at once (``max_batches_in_flight``) as a table's
+        # only batch takes (``parallel_upserts``): more contend in the target server (bench/README.md).
         if (
             isinstance(data, dict)
             and data.get("reembed") is None
             and _application_tables(data.get("source"))
             and _application_tables(data.get("target"))
         ):
-            data = {
-                "batch_size": TABLE_BATCH_IDS,
-                "max_batches_in_flight": data.get("parallel_upserts", cls.model_fields["parallel_upserts"].default),
-                **data,
-            }
+            streams = data.get("parallel_upserts", cls.model_fields["parallel_upserts"].default)
+            data = {"batch_size": TABLE_BATCH_IDS, "max_batches_in_flight": streams, **data}
         return data
 
     @field_validator("batch_size")
