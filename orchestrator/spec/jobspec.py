@@ -434,16 +434,17 @@ class JobSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _table_copies_in_whole_batches(cls, data: Any) -> Any:
-        # Between two of the application's pgvector tables a batch passes as rows (``TABLE_BATCH_IDS``), each one COPY
-        # stream into its namespace's table; unless given, as many at once (``max_batches_in_flight``) as a table's
-        # only batch takes (``parallel_upserts``): more contend in the target server (bench/README.md).
+        # Between two of the application's pgvector tables a batch passes as rows (``TABLE_BATCH_IDS``), one COPY stream
+        # into its table; as many at once as a table's only batch takes (more contend in Postgres: bench/README.md).
         if (
             isinstance(data, dict)
             and data.get("reembed") is None
             and _application_tables(data.get("source"))
             and _application_tables(data.get("target"))
         ):
-            streams = data.get("parallel_upserts", cls.model_fields["parallel_upserts"].default)
+            given = data.get("parallel_upserts")
+            valid = isinstance(given, int) and not isinstance(given, bool) and given > 0  # else refused by its name
+            streams = given if valid else cls.model_fields["parallel_upserts"].default
             data = {"batch_size": TABLE_BATCH_IDS, "max_batches_in_flight": streams, **data}
         return data
 

@@ -42,6 +42,12 @@ def base(**fields: Any) -> dict[str, Any]:
     return data
 
 
+def tables(**fields: Any) -> dict[str, Any]:
+    """``base`` between two of the application's pgvector tables."""
+    documented = {"kind": "pgvector", "schema": "documented"}
+    return base(source=documented, target=dict(documented), **fields)
+
+
 def test_catalogue_lists_every_shipped_spec() -> None:
     assert sorted(migrations.catalogue()) == SHIPPED
     assert all(p.is_file() for p in migrations.catalogue().values())
@@ -161,15 +167,12 @@ def test_a_copy_between_the_applications_tables_streams_into_a_table_as_its_only
             id="batch-table-to-index",
         ),
         pytest.param(
-            base(
-                source={"kind": "pgvector", "schema": "documented"},
-                target={"kind": "pgvector", "schema": "documented"},
-                batch_size=10_001,
-            ),
-            ["batch_size: Input should be less than or equal to 10000"],
-            id="batch-tables",
+            tables(batch_size=10_001), ["batch_size: Input should be less than or equal to 10000"], id="batch-tables"
         ),
         pytest.param(base(batch_size=0), ["batch_size: Input should be greater than 0"], id="batch-zero"),
+        pytest.param(
+            tables(parallel_upserts=0), ["parallel_upserts: Input should be greater than 0"], id="streams-tables"
+        ),
         pytest.param(base(routing={"mode": "explicit"}), ["routing: mode `explicit` needs `map:"], id="explicit"),
         pytest.param(base(routing={"mode": "creator"}), ["routing: mode `creator` needs `creators:`"], id="creator"),
         pytest.param(
@@ -210,6 +213,7 @@ def test_bad_spec_names_the_field(data: dict[str, Any], expected: list[str]) -> 
     assert text.startswith("invalid job spec bad.yaml:")
     for part in expected:
         assert part in text
+    assert "max_batches_in_flight" not in text  # its default between tables follows parallel_upserts, given or not
     # Values that look like secrets are never echoed.
     assert "2x9Zq" not in text and "eyJhbGciOi" not in text and "postgresql://" not in text
 
