@@ -55,7 +55,9 @@ def run(options: DemoOptions) -> int:
 
 def print_landing(demo: DemoStack, outcome: JobOutcome, source: str, target_name: str) -> None:
     """Each source namespace, where it went, how many documents are there, and its verdict; then the index."""
-    target_counts = demo.stack.pinecone.service(target_name).store.counts()
+    # What landed, as stored: a lagging read (counts, list, search) may trail the job's last writes by up to the lag,
+    # and the job can end sooner (verification's fetches do not lag).
+    target_counts = demo.stack.pinecone.service(target_name).store.counts(latest=True)
     table = Table(title=f"{source} → document index {target_name!r}")
     for column in ("source namespace", "vectors", "→ namespace", "documents there", "verification"):
         table.add_column(column, justify="right" if column in ("vectors", "documents there") else "left")
