@@ -47,8 +47,9 @@ def run(options: DemoOptions) -> int:
 
 
 def _print_landing(demo: DemoStack, outcome: JobOutcome, source_name: str, target_name: str) -> None:
-    source_counts = demo.stack.pinecone.service(source_name).store.counts(latest=True)  # as stored, not as lagging
-    target_counts = demo.stack.pinecone.service(target_name).store.counts(latest=True)  # reads see them yet
+    # As stored, not as the index's lagging reads see them yet (``documents.print_landing`` says why).
+    source_counts = demo.stack.pinecone.service(source_name).store.counts(latest=True)
+    target_counts = demo.stack.pinecone.service(target_name).store.counts(latest=True)
     reports = {run.source_namespace: run.verification or {} for run in jobs_and_runs.runs_of(demo.db, outcome.job_id)}
     table = Table(title=f"vector index {source_name!r} → integrated index {target_name!r}")
     for column in ("namespace", f"{source_name} (vectors)", f"{target_name} (text records)", "verification"):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import pgvector_layout
 from nsmigrate.orchestrator.connections.database_urls import KeptEngines
-from nsmigrate.orchestrator.errors import PlanError, RetryableError
+from nsmigrate.orchestrator.errors import PlanError, RetryableError, StoreError
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.stores import open_store
@@ -486,6 +486,6 @@ def test_a_table_another_worker_made_while_this_one_looked_is_found_not_made_aga
         assert pgnamespaces.create_namespace(looking, "embeddings", "gamma", DIM) == ("embeddings_gamma", False)
         assert pgnamespaces.exists(looking, "embeddings_gamma")
         assert "embedding" in pgnamespaces.columns_of(looking, "embeddings_gamma")
-        with pytest.raises(Exception, match="dimension 16, not 8"):
+        with pytest.raises(StoreError, match="dimension 16, not 8"):
             pgnamespaces.create_namespace(looking, "embeddings", "gamma", 8)
         looking.rollback()
