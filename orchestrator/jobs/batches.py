@@ -67,6 +67,8 @@ class BatchWork:
     ledger_key: str | None
     #: Deliveries whose worker died while they ran this batch, this one's redelivery included (``start_batch``).
     lost_attempts: int = 0
+    #: The run was listed whole into this one batch when it started: a table's rows may go in streams of their own.
+    only_batch: bool = False
 
 
 # A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).
@@ -90,7 +92,7 @@ _RUN_FOR_COPY = (
     _JOB_CREATED_OF_RUN,  # with the job id, what its spec is kept by (``job_spec``)
 )
 _run_of_batch = (
-    sa.select(_runs.c.id, _runs.c.state, *_RUN_FOR_COPY)
+    sa.select(_runs.c.id, _runs.c.state, _runs.c.listing_done, _runs.c.batches_total, *_RUN_FOR_COPY)
     .where(_runs.c.id == _batch_to_start.scalar_subquery())
     .with_for_update(read=True)
     .cte("run_of_batch")
@@ -126,6 +128,8 @@ _START_BATCH = (
         _run_of_batch.c.twin_id,
         _run_of_batch.c.routing_table,
         _run_of_batch.c.job_created_at,
+        _run_of_batch.c.listing_done,
+        _run_of_batch.c.batches_total,
         erasure_ledger.LEDGER_KEY.label("ledger_key"),
     )
 )
@@ -240,7 +244,7 @@ _FINISH_FAILED_BATCH = (
 # INSERT already running for this worker, as ``_START_BATCH`` would make it; queued and unclaimed when the run was
 # cancelled (the run's row lock, taken by the UPDATE, orders this against ``cancel_job`` as ``_START_BATCH``'s FOR
 # SHARE does).
-_claimed_page = _PAGE_UPDATE.returning(*_PAGE_ANSWERS, *_RUN_FOR_COPY).cte("claimed_page")
+_claimed_page = _PAGE_UPDATE.returning(*_PAGE_ANSWERS, *_RUN_FOR_COPY, _runs.c.listing_done).cte("claimed_page")
 _cancelled = _claimed_page.c.state == RunState.CANCELLED
 _claimed_batch = (
     sa.insert(_batches)
@@ -298,6 +302,7 @@ def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[s
         spec=job_spec(db, row.job_id, row.job_created_at),
         ledger_key=row.ledger_key,
         lost_attempts=getattr(row, "lost_attempts", 0),
+        only_batch=bool(row.listing_done) and row.batches_total == 1,
     )
 
 

@@ -10,10 +10,10 @@ ids, which is I/O: the plan names those sources and ``id_checks`` judges the lis
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from nsmigrate.orchestrator.listing import table_batches
 from nsmigrate.orchestrator.planning.costs import enumerated, estimate
 from nsmigrate.orchestrator.planning.destinations import check_mapping_ids, route_namespaces, routed_targets
 from nsmigrate.orchestrator.planning.id_checks import shared_targets
@@ -93,7 +93,7 @@ def make_plan(
             source_namespace=ns,
             target_namespace=target_ns,
             vector_count=source.namespaces[ns],
-            batches=math.ceil(source.namespaces[ns] / spec.batch_size),
+            batches=table_batches.batches(spec, source.namespaces[ns]),
             creator_id=creator,
             twin_id=twin,
         )

@@ -342,10 +342,9 @@ class Reembed(_Model):
     )
 
 
-#: A batch between two of the application's tables, unless the spec sets one, and the most such a batch may hold:
-#: its rows pass as they are, one COPY or INSERT … SELECT whatever its size, while every batch costs its rows in the
-#: job table, a message and a transaction a side (bench/README.md, "pgvector → pgvector through the workers").
-TABLE_BATCH_IDS = 5_000
+#: The most a batch between two of the application's tables may hold, and its size unless the spec sets one: its rows
+#: pass as they are, one COPY or INSERT … SELECT whatever its size, while every batch costs the job table, a message
+#: and a transaction a side; a namespace goes in even batches of at most this (``orchestrator.listing.table_batches``).
 TABLE_BATCH_MAX_IDS = 10_000
 
 
@@ -387,7 +386,7 @@ class JobSpec(_Model):
         gt=0,
         le=TABLE_BATCH_MAX_IDS,
         description="Ids per copy batch (Pinecone fetch takes ≤ 1,000); between two pgvector stores of schema "
-        "documented 5,000 unless given, and up to 10,000.",
+        "documented up to 10,000 (the default there), a namespace cut into even batches of at most this.",
     )
     max_batches_in_flight: int = Field(
         default=32, gt=0, le=10000, description="Queued+running batches per namespace (table copies: parallel_upserts)."
@@ -434,8 +433,8 @@ class JobSpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _table_copies_in_whole_batches(cls, data: Any) -> Any:
-        # Between two of the application's pgvector tables a batch passes as rows (``TABLE_BATCH_IDS``), one COPY stream
-        # into its table; as many at once as a table's only batch takes (more contend in Postgres: bench/README.md).
+        # Between two of the application's pgvector tables a batch passes as rows (``TABLE_BATCH_MAX_IDS``), a COPY
+        # stream into its table; as many at once as a table's only batch takes (more contend: bench/README.md).
         if (
             isinstance(data, dict)
             and data.get("reembed") is None
@@ -445,7 +444,7 @@ class JobSpec(_Model):
             given = data.get("parallel_upserts")
             valid = isinstance(given, int) and not isinstance(given, bool) and given > 0  # else refused by its name
             streams = given if valid else cls.model_fields["parallel_upserts"].default
-            data = {"batch_size": TABLE_BATCH_IDS, "max_batches_in_flight": streams, **data}
+            data = {"batch_size": TABLE_BATCH_MAX_IDS, "max_batches_in_flight": streams, **data}
         return data
 
     @field_validator("batch_size")

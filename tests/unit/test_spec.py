@@ -89,7 +89,7 @@ def test_pod_to_serverless_and_pgvector_specs() -> None:
 @pytest.mark.parametrize(
     ("source", "target", "given", "batch_size"),
     [
-        pytest.param("pgvector", "pgvector", {}, 5000, id="tables-default"),
+        pytest.param("pgvector", "pgvector", {}, 10_000, id="tables-default"),
         pytest.param("pgvector", "pgvector", {"batch_size": 200}, 200, id="tables-given"),
         pytest.param("pgvector", "pgvector", {"batch_size": 10_000}, 10_000, id="tables-largest"),
         pytest.param("generic", "pgvector", {}, 100, id="generic-table"),  # its rows become records of floats

@@ -172,10 +172,8 @@ def _copy_between_databases(ctx: WorkerContext, work: jobs_batches.BatchWork) ->
     extra, ids = _table_enrichment(ctx, work, source, target_ns)
     if not ids:
         return 0, 0, 0, [target_ns]
-    # A table's several batches go side by side already; its only one (the first, and short of a whole page) goes
-    # in streams of its own.
-    alone = work.seq == 0 and len(work.ids) < spec.batch_size
-    streams = spec.parallel_upserts if alone else 1
+    # A table's several batches go side by side already; its only one goes in streams of its own.
+    streams = spec.parallel_upserts if work.only_batch else 1
     done = target.copy_rows_from(source, work.source_namespace, target_ns, ids, extra, streams=streams)
     if done is None:
         return _a_fetch_at_a_time(_copy_through_worker, ctx, work)
@@ -188,7 +186,7 @@ Step = Callable[[WorkerContext, jobs_batches.BatchWork], tuple[int, int, int, li
 
 def _a_fetch_at_a_time(step: Step, ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
     """``step`` over the batch's ids a fetch's worth at a time: a batch between the application's tables may hold
-    more (``jobspec.TABLE_BATCH_IDS``), and all of them as records at once would be memory that rows passed as they
+    more (``jobspec.TABLE_BATCH_MAX_IDS``), and all of them as records at once would be memory that rows passed as they
     are never take."""
     if len(work.ids) <= FETCH_MAX_IDS:
         return step(ctx, work)

@@ -24,6 +24,7 @@ from nsmigrate.orchestrator.errors import ListingFailed, NsmigrateError, StateEr
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.listing import table_batches
 from nsmigrate.orchestrator.listing.paging import id_pages
 from nsmigrate.orchestrator.listing.prefix_chains import ChainState
 from nsmigrate.orchestrator.listing.small_namespaces import list_page_ids
@@ -135,7 +136,8 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> 
             return None
         spec = jobs_and_runs.job_spec(ctx.db, run.job_id, run.job_created_at)
         # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
-        ids, token = _list_batch(ctx.guarded(spec.source, spec.rate), run.source_namespace, run.list_token, spec)
+        source = ctx.guarded(spec.source, spec.rate)
+        ids, token = _list_batch(source, run.source_namespace, run.list_token, spec, spec.batch_size)
         try:
             if ids:
                 return jobs_batches.record_and_claim_batch(
@@ -152,10 +154,13 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> 
     return None
 
 
-def _list_batch(source: GuardedStore, namespace: str, token: str | None, spec: JobSpec) -> tuple[list[str], str | None]:
-    """The ids of one batch listed from ``token``, and the token after them (None: the namespace ends)."""
+def _list_batch(
+    source: GuardedStore, namespace: str, token: str | None, spec: JobSpec, size: int
+) -> tuple[list[str], str | None]:
+    """The ids of one batch of at most ``size`` listed from ``token``, and the token after them (None: the namespace
+    ends)."""
     ids: list[str] = []
-    pages = id_pages(source, namespace, token=token, max_ids=spec.batch_size, page_ids=list_page_ids(spec))
+    pages = id_pages(source, namespace, token=token, max_ids=size, page_ids=list_page_ids(spec))
     for page in pages:
         ids.extend(page.ids)
         token = page.next_token
@@ -205,9 +210,10 @@ def _list_one_chain(
     """List the namespace as one chain from the run's token, a batch ahead. Returns True when it stopped at the bound
     of batches in flight, False when there is nothing more for this lister to do."""
     in_flight = run.in_flight
+    size = table_batches.batch_ids(spec, run.source_count)
 
     def list_batch(token: str | None) -> tuple[list[str], str | None]:
-        return _list_batch(source, run.source_namespace, token, spec)
+        return _list_batch(source, run.source_namespace, token, spec, size)
 
     token = run.list_token
     next_batch: Future[tuple[list[str], str | None]] | None = None
