@@ -316,6 +316,8 @@ class PostgresServer:
     #: Server libraries loaded at start (``shared_preload_libraries``), e.g. ``pg_stat_statements`` for a bench that
     #: counts the job table's statements.
     preload: tuple[str, ...] = ()
+    #: More server settings, ``name=value`` each (``-c``), over the ones below: a bench's server sized for its data.
+    settings: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -388,6 +390,7 @@ class PostgresServer:
                     "-c",
                     "shared_buffers=128MB",
                     *(["-c", f"shared_preload_libraries={','.join(self.preload)}"] if self.preload else []),
+                    *(arg for setting in self.settings for arg in ("-c", setting)),
                 ],
                 stdout=log,
                 stderr=log,

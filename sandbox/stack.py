@@ -163,14 +163,20 @@ def _reap(proc: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
         proc.wait()
 
 
-def start_stack(indexes: list[IndexSpec], workdir: Path | None = None, *, freshness_lag_s: float = 0.0) -> Stack:
-    """Start Redis, Postgres and a Pinecone data plane with ``indexes`` (empty; every index's reads lagging its
-    writes by ``freshness_lag_s``). Call ``stop()`` when done."""
+def start_stack(
+    indexes: list[IndexSpec],
+    workdir: Path | None = None,
+    *,
+    freshness_lag_s: float = 0.0,
+    postgres_settings: tuple[str, ...] = (),
+) -> Stack:
+    """Start Redis, Postgres (with ``postgres_settings``: ``PostgresServer.settings``) and a Pinecone data plane with
+    ``indexes`` (empty; every index's reads lagging its writes by ``freshness_lag_s``). Call ``stop()`` when done."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="nsmigrate-stack-"))
     workdir.mkdir(parents=True, exist_ok=True)
     redis = RedisServer().start()
     try:
-        postgres = PostgresServer().start()
+        postgres = PostgresServer(settings=postgres_settings).start()
     except Exception:
         redis.stop()
         raise
