@@ -136,8 +136,7 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> 
             return None
         spec = jobs_and_runs.job_spec(ctx.db, run.job_id, run.job_created_at)
         # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
-        source = ctx.guarded(spec.source, spec.rate)
-        ids, token = _list_batch(source, run.source_namespace, run.list_token, spec, spec.batch_size)
+        ids, token = _list_batch(ctx.guarded(spec.source, spec.rate), run.source_namespace, run.list_token, spec)
         try:
             if ids:
                 return jobs_batches.record_and_claim_batch(
@@ -155,12 +154,12 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> 
 
 
 def _list_batch(
-    source: GuardedStore, namespace: str, token: str | None, spec: JobSpec, size: int
+    source: GuardedStore, namespace: str, token: str | None, spec: JobSpec, size: int | None = None
 ) -> tuple[list[str], str | None]:
-    """The ids of one batch of at most ``size`` listed from ``token``, and the token after them (None: the namespace
-    ends)."""
+    """The ids of one batch of at most ``size`` (``spec.batch_size``) listed from ``token``, and the token after them
+    (None: the namespace ends)."""
     ids: list[str] = []
-    pages = id_pages(source, namespace, token=token, max_ids=size, page_ids=list_page_ids(spec))
+    pages = id_pages(source, namespace, token=token, max_ids=size or spec.batch_size, page_ids=list_page_ids(spec))
     for page in pages:
         ids.extend(page.ids)
         token = page.next_token

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator import pgvector_layout, pgvector_rows
 from nsmigrate.orchestrator.errors import PlanError, StoreError
+from nsmigrate.orchestrator.listing import table_batches
 from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
@@ -117,10 +118,7 @@ def copy_ids(
 def _tables_only(spec: JobSpec) -> bool:
     """Source and target are the application's tables (``schema: documented``), and no enrichment key is a column
     (those the copy through records puts in the column; a copy of rows puts them in ``metadata``)."""
-    source, target = spec.source, spec.target
-    if not (source.kind == target.kind == "pgvector" and source.documented and target.documented):
-        return False
-    if spec.reembed is not None:
+    if not table_batches.between_tables(spec):
         return False
     enriched = set(spec.enrich.constants) | ({"creator_id", "twin_id"} if spec.enrich.creator_fields else set())
     return not enriched & set(pgvector_layout.COLUMN_BY_NAME)
