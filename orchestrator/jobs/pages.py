@@ -66,6 +66,14 @@ _START_LISTING = (
         _JOB_CREATED_OF_RUN,
     )
 )
+# What the small runs of a group will list from, read in one statement before any of them is started.
+_RUNS_TO_LIST = sa.select(
+    _runs.c.id, _runs.c.job_id, _runs.c.source_namespace, _runs.c.list_token, _JOB_CREATED_OF_RUN
+).where(
+    _runs.c.id.in_(sa.bindparam("run_ids", expanding=True)),
+    _runs.c.listing_done.is_(False),
+    _runs.c.state.in_(LISTABLE_RUN_STATES),
+)
 _PAGE_UPDATE = (
     sa.update(_runs)
     .where(
@@ -141,6 +149,14 @@ def start_listing(db: Database, run_id: int) -> Listing | None:
     with db.single_statement() as conn:
         row = conn.execute(_START_LISTING, {"run_id": run_id}).one_or_none()
         return None if row is None else Listing(row[0], row[1], row[2], int(row[3] or 0), int(row[4] or 0), row[5])
+
+
+def runs_to_list(db: Database, run_ids: Sequence[int]) -> dict[int, Listing]:
+    """The runs of ``run_ids`` that may still be listed, as they are now, in one read-only statement: what their
+    listers will list from unless another lister moves first (``start_listing`` under the lock says)."""
+    with db.single_statement() as conn:
+        rows = conn.execute(_RUNS_TO_LIST, {"run_ids": list(run_ids)}).all()
+    return {row[0]: Listing(row[1], row[2], row[3], 0, job_created_at=row[4]) for row in rows}
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,31 @@ def test_an_upsert_reserves_its_bytes_of_the_namespace_budget(inner: Store, clie
 # --- retries ----------------------------------------------------------------------------------------------------
 
 
+def test_a_fetch_at_a_reserved_slot_takes_no_other_and_its_retries_take_their_own(
+    pinecone_store: PineconeStore, sandbox: PineconeSandbox, client: redis_lib.Redis
+) -> None:
+    """``reserve_read`` takes the fetch's slot ahead of it; the fetch then goes on that slot, and only an attempt
+    after a refusal takes another."""
+    store = guarded(pinecone_store, client)
+    store.upsert("slot", make_records(3))
+    scope = read_scope(store.budget_key)
+    since = server_time_us(client)
+
+    slot = store.reserve_read()
+    assert slot is not None and admissions_since(client, scope, since) == 1
+    assert [r.id for r in store.fetch("slot", ["id-0000"], reserved=slot)] == ["id-0000"]
+    assert admissions_since(client, scope, since) == 1
+
+    sandbox.set_faults("guarded", Faults(error_rate_429=0.5, retry_after_s=0.01, error_ops=("fetch",), seed=3))
+    before = sandbox.stats("guarded")["requests"]["fetch"]
+    for i in range(1, 3):
+        assert [r.id for r in store.fetch("slot", [f"id-{i:04d}"], reserved=store.reserve_read())] == [f"id-{i:04d}"]
+    attempts = sandbox.stats("guarded")["requests"]["fetch"] - before
+    assert attempts > 2  # some were answered 429 and tried again, each on a slot of its own
+    assert admissions_since(client, scope, since) == 1 + attempts
+    assert GuardedStore(pinecone_store).reserve_read() is None  # no budget: nothing to reserve
+
+
 def test_429s_are_retried_and_every_attempt_takes_a_token(
     pinecone_store: PineconeStore, sandbox: PineconeSandbox, client: redis_lib.Redis
 ) -> None:

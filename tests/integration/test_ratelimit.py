@@ -3,6 +3,7 @@ Redis's clock sees them), budgets per scope; processes and threads together: tes
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import uuid
@@ -267,3 +268,41 @@ def test_writes_never_put_more_than_the_rate_in_a_window(redis_url: str) -> None
     slots = [score / 1e6 for _, score in client.zrange(rate_bucket_key(scope), 0, -1, withscores=True)]
     assert len(slots) == 3 * limit
     assert max_in_any_window(slots, window_s - 1e-6) <= limit
+
+
+def test_a_reserved_slot_is_entered_at_once_and_waited_for_when_the_request_goes(redis_url: str) -> None:
+    """``reserve`` takes a slot as ``admit`` would, without sleeping: the caller works meanwhile and sleeps only what
+    is left of the wait when the request goes (``wait_for``). The slot counts in the window from the moment it was
+    taken, so requests reserved and admitted together still keep the rate."""
+    client = redis.Redis.from_url(redis_url)
+    sleeps: list[float] = []
+    limiter = RateLimiter(client, sleep=sleeps.append)
+    scope = f"reserved-{uuid.uuid4().hex}"
+    rate = 2
+    limit, window_s = window_for(rate)
+
+    now = [limiter.reserve(scope, rate) for _ in range(limit)]
+    later = limiter.reserve(scope, rate)
+
+    assert [slot.ahead_s() for slot in now] == [0.0] * limit
+    assert later.ahead_s() > window_s - 0.2  # the first slot after the window of the `limit` before it
+    assert later.server_time_s - now[0].server_time_s >= window_s - 1e-6
+    assert client.zcard(rate_bucket_key(scope)) == limit + 1
+    assert sleeps == []  # nothing slept while reserving
+    waited = limiter.wait_for(later)
+    assert waited is not None and window_s - 0.3 < waited <= window_s
+    assert sleeps == [waited]
+    assert limiter.wait_for(now[0]) == 0.0  # due: it goes at once
+
+
+def test_a_reserved_slot_gone_by_more_than_half_the_guard_is_not_used(redis_url: str) -> None:
+    """A request sent well after its slot could share a server second with the requests a window after it: it must
+    take a slot of its own (None), not go on the one it let pass."""
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), sleep=lambda s: None)
+    scope = f"gone-by-{uuid.uuid4().hex}"
+    slot = limiter.reserve(scope, 10)
+    on_time = dataclasses.replace(slot, due=time.monotonic() - DEFAULT_GUARD_S / 4)
+    gone_by = dataclasses.replace(slot, due=time.monotonic() - DEFAULT_GUARD_S)
+
+    assert limiter.wait_for(on_time) == 0.0
+    assert limiter.wait_for(gone_by) is None

@@ -53,10 +53,14 @@ def ctx(
 
 
 def small_job(
-    ctx: WorkerContext, sandbox: PineconeSandbox, ids: dict[str, int], planned: dict[str, int] | None = None
+    ctx: WorkerContext,
+    sandbox: PineconeSandbox,
+    ids: dict[str, int],
+    planned: dict[str, int] | None = None,
+    rate: dict[str, float] | None = None,
 ) -> tuple[int, dict[str, int]]:
-    """A job over namespaces holding ``ids[ns]`` vectors each (planned with ``planned[ns]``, by default as many);
-    returns (job id, namespace → run id)."""
+    """A job over namespaces holding ``ids[ns]`` vectors each (planned with ``planned[ns]``, by default as many), under
+    the spec's ``rate`` budgets (by default the spec's defaults); returns (job id, namespace → run id)."""
     for k, (ns, n) in enumerate(ids.items()):
         sandbox.load("src", ns, [(f"{ns}-{i:03d}", [float(k + 1)] * DIM, {"i": i}) for i in range(n)])
     spec = parse_spec(
@@ -64,6 +68,7 @@ def small_job(
             "name": "small",
             "source": {"kind": "pinecone", "host": sandbox.host("src")},
             "target": {"kind": "pinecone", "host": sandbox.host("dst")},
+            **({"rate": rate} if rate else {}),
         }
     )
     counts = {**ids, **(planned or {})}
@@ -345,6 +350,52 @@ def test_a_namespace_that_grew_since_it_was_planned_is_listed_on_by_a_lister(
     assert_each_id_copied_once(ctx, sandbox, job_id, ids)
     assert state(ctx, run_id) == RunState.COPIED
     assert sent(ctx)[-1] == ("verify", run_id)
+
+
+def test_a_run_fetches_before_it_starts_when_its_slot_is_free_and_starts_before_a_slot_further_off(
+    ctx: WorkerContext, sandbox: PineconeSandbox
+) -> None:
+    """Each run's page is listed and its fetch's slot taken before the run is locked or started
+    (``listing.read_ahead``). A slot free now is fetched at once and the run started after, so a job's first window
+    of fetches waits for no job-table statement; a slot further off than ``START_BEFORE_SLOT_S`` has the run started
+    while it waits, so only its upsert and finish follow its fetch. One fetch a second: the second run's slot is a
+    window after the first's."""
+    job_id, runs = small_job(ctx, sandbox, {"a": 2, "b": 2}, rate={"read_rps": 1})
+    ctx.settings = ctx.settings.model_copy(update={"small_group_threads": 2})
+
+    copy_small_runs(ctx, list(runs.values()))
+
+    assert_each_id_copied_once(ctx, sandbox, job_id, {"a": 2, "b": 2})
+    fetches = sandbox.stats("src")["first_request_times"]["fetch"]
+    starts = sorted(batch.started_at.timestamp() for batch in batches_of(ctx.db, job_id) if batch.started_at)
+    assert len(fetches) == len(starts) == 2
+    assert fetches[1] - fetches[0] > listing.START_BEFORE_SLOT_S  # one a window: the second slot was further off
+    assert fetches[0] < starts[0] < starts[1] < fetches[1]
+
+
+def test_a_page_read_ahead_is_copied_as_read_unless_the_run_moved_on_from_its_token(
+    ctx: WorkerContext, sandbox: PineconeSandbox
+) -> None:
+    """The page read ahead is recorded and copied with the records fetched for it, without a second list or fetch,
+    when the run is still at the token it was listed from; listed from another token, it is dropped and the run listed
+    and fetched anew under its lock."""
+    job_id, runs = small_job(ctx, sandbox, {"ahead": 2, "moved": 2})
+    ahead = jobs_pages.runs_to_list(ctx.db, list(runs.values()))
+    assert set(ahead) == set(runs.values())
+    read = listing.read_ahead(ctx, runs["ahead"], ahead[runs["ahead"]])
+    assert read is not None and read.fetch is not None and read.fetch.records is not None
+    requests = dict(sandbox.stats("src")["requests"])
+    stale = listing.EarlyRead("a-token-moved-on-from", ["moved-000"], None, read.fetch)
+
+    for run_id, early in ((runs["ahead"], read), (runs["moved"], stale)):
+        listed = listing.list_one_batch(ctx, run_id, early=early)
+        assert listed is not None
+        copying.copy_batch(ctx, listed.work.batch_id, started=listed.work, early=listed.early)
+
+    assert_each_id_copied_once(ctx, sandbox, job_id, {"ahead": 2, "moved": 2})
+    after = sandbox.stats("src")["requests"]
+    # Only the run that moved on was listed and fetched again.
+    assert (after["list"] - requests["list"], after["fetch"] - requests["fetch"]) == (1, 1)
 
 
 def test_an_empty_namespace_is_copied_at_once(ctx: WorkerContext, sandbox: PineconeSandbox) -> None:

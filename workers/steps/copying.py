@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nsmigrate.orchestrator.errors import BatchFailed, NsmigrateError, failure_text
@@ -35,6 +36,7 @@ from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.routing.route import expected_metadata, route_context, route_records, run_route_context
 from nsmigrate.orchestrator.routing.text import missing_text_reason
+from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers import metrics
 from nsmigrate.workers.context import WorkerContext
@@ -47,17 +49,38 @@ from nsmigrate.workers.stores.pgvector import table_copies
 from nsmigrate.workers.stores.pgvector.documented import DocumentedPgvectorStore
 from nsmigrate.workers.transfer.chunking import binary_bytes, estimate_bytes, sized_chunks
 from nsmigrate.workers.transfer.concurrent_calls import run_parallel
+from nsmigrate.workers.transfer.ratelimit import Reservation
 from nsmigrate.workers.transfer.text_writes import for_target, records_per_request, tokens_of
 
 log = logging.getLogger(__name__)
 
 
-def _copy_through_worker(ctx: WorkerContext, work: jobs_batches.BatchWork) -> tuple[int, int, int, list[str]]:
-    """Fetch, route, enrich and upsert the batch; returns (vectors written, ids not found, bytes, target
-    namespaces)."""
+@dataclass(frozen=True)
+class EarlyFetch:
+    """A small run's fetch begun before its batch was started (``listing.read_ahead``): its records, or the slot of
+    the fetch budget it was given, at which the copy fetches them."""
+
+    records: list[Record] | None = None
+    slot: Reservation | None = None
+
+
+def fetches_through_worker(spec: JobSpec) -> bool:
+    """Whether a copy of ``spec`` fetches its records into the worker (not a copy inside Postgres, or of rows between
+    databases): a small run's fetch may then begin before its batch is started (``listing.read_ahead``)."""
+    return not (table_copies.in_database(spec) or table_copies.between_databases(spec))
+
+
+def _copy_through_worker(
+    ctx: WorkerContext, work: jobs_batches.BatchWork, early: EarlyFetch | None = None
+) -> tuple[int, int, int, list[str]]:
+    """Fetch (unless ``early`` did), route, enrich and upsert the batch; returns (vectors written, ids not found,
+    bytes, target namespaces)."""
     spec = work.spec
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
-    records = source.fetch(work.source_namespace, work.ids)
+    if early is not None and early.records is not None:
+        records = early.records
+    else:
+        records = source.fetch(work.source_namespace, work.ids, reserved=early.slot if early else None)
     ctx_route = run_route_context(spec, source.name, work)
     by_target, unwritable = for_target(spec, route_records(records, ctx_route))
     names = sorted(by_target)
@@ -200,19 +223,21 @@ def _a_fetch_at_a_time(step: Step, ctx: WorkerContext, work: jobs_batches.BatchW
 
 
 def _copy_and_finish(
-    ctx: WorkerContext, work: jobs_batches.BatchWork
+    ctx: WorkerContext, work: jobs_batches.BatchWork, early: EarlyFetch | None
 ) -> tuple[tuple[bool, bool] | None, int, str | None]:
     """Copy a started batch and finish it. Returns (what ``finish_batch`` returned, vectors written, None) or, when it
     failed for good, (None, 0, its error); the job table or Redis unreachable raises, for Celery to send it again."""
     spec, batch_id = work.spec, work.batch_id
     try:
         one_target = work.target_namespace is not None
-        step = _copy_through_worker
+        step: Step = _copy_through_worker
         if one_target and table_copies.in_database(spec):
             step = _copy_in_postgres
         elif one_target and table_copies.between_databases(spec):
             step = _copy_between_databases
-        if step is _copy_through_worker:  # its upserts hold their namespaces themselves (``GuardedStore``)
+        if step is _copy_through_worker and early is not None:  # one fetch's worth (a small run)
+            vectors, missing, nbytes, targets = _copy_through_worker(ctx, work, early)
+        elif step is _copy_through_worker:  # its upserts hold their namespaces themselves (``GuardedStore``)
             vectors, missing, nbytes, targets = _a_fetch_at_a_time(step, ctx, work)
         else:  # a copy inside Postgres writes past them: it holds its target as a write does, deletions wait
             assert work.target_namespace is not None
@@ -257,13 +282,15 @@ def copy_batch(
     again: bool = False,
     redelivered: bool = False,
     started: jobs_batches.BatchWork | None = None,
+    early: EarlyFetch | None = None,
 ) -> int:
     """Copy one batch; returns the vectors it wrote (0 when it was done already). ``again``: the task ran before
     (redelivered, or retried after an outage); see ``workers.steps.next_steps.advance``. ``redelivered``: Redis
     handed this message out again, its worker having died (``jobs_batches.start_batch`` counts a lost attempt when
     the batch is still ``running``); after ``batch_max_lost_attempts`` of them the batch fails instead of running
     again, so a batch that kills its worker (out of memory) is not redelivered for ever. ``started``: the batch was
-    started for this worker as it was recorded (``jobs_batches.record_and_claim_batch``), so it is not started again.
+    started for this worker as it was recorded (``jobs_batches.record_and_claim_batch``), so it is not started again;
+    ``early``: its fetch, begun before it was (``listing.read_ahead``).
 
     Raises:
         BatchFailed: the batch failed for good; it is recorded ``failed`` with the error and what follows it was
@@ -284,7 +311,7 @@ def copy_batch(
         error = lost_text(work.lost_attempts)
         log.error("batch %s (job %s, seq %s): %s", batch_id, work.job_id, work.seq, error)
     else:
-        outcome, vectors, error = _copy_and_finish(ctx, work)
+        outcome, vectors, error = _copy_and_finish(ctx, work, early)
     if error is not None:
         jobs_batches.fail_batch(ctx.db, batch_id, error, ctx.worker_name)
         metrics.batch_failed()

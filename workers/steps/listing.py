@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import redis
 from redis.exceptions import LockError
@@ -24,6 +27,7 @@ from nsmigrate.orchestrator.errors import ListingFailed, NsmigrateError, StateEr
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.listing import table_batches
 from nsmigrate.orchestrator.listing.paging import id_pages
 from nsmigrate.orchestrator.listing.prefix_chains import ChainState
@@ -35,6 +39,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import copying
 from nsmigrate.workers.steps.chain_listing import chains_for, list_chains
 from nsmigrate.workers.steps.next_steps import advance, lister_wake_key, run_copied
 from nsmigrate.workers.stores.guarded import GuardedStore
@@ -114,20 +119,77 @@ def send_what_a_killed_lister_left(ctx: WorkerContext, run_id: int, *, running_t
         run_copied(ctx, run_id, previous.job_id, previous.source_namespace, spec)
 
 
-def list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False) -> jobs_batches.BatchWork | None:
+#: A small run whose fetch slot is further off than this is started (locked, its batch recorded) this long before the
+#: slot, so only its upsert and finish follow its fetch; a nearer one fetches first. Starting took 0.1-0.2 s when many
+#: runs of a busy worker started at once (``bench/README.md``).
+START_BEFORE_SLOT_S = 0.5
+
+
+class Listed(NamedTuple):
+    """A small run's one batch, recorded and started for this worker, and its fetch when it began before."""
+
+    work: jobs_batches.BatchWork
+    early: copying.EarlyFetch | None
+
+
+@dataclass(frozen=True)
+class EarlyRead:
+    """A small run's one page listed, and its fetch begun, before its lock was taken or its rows written
+    (``read_ahead``)."""
+
+    listed_from: str | None
+    ids: list[str]
+    next_token: str | None
+    fetch: copying.EarlyFetch | None
+
+
+def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> EarlyRead | None:
+    """List a small run's one page from where ``ahead`` (``jobs_pages.runs_to_list``) says, before the run is locked
+    or started, and begin its fetch when its copy goes through this worker (``copying.fetches_through_worker``).
+
+    Reads change nothing, so they need no lock. The fetch takes its slot in the fetch budget now: due at once (a job's
+    first window), the records are fetched before the run is started, so the window fills without waiting for
+    job-table statements; further off, the run is started ``START_BEFORE_SLOT_S`` before its slot and fetches at it,
+    so a job's last fetches are followed only by their upserts and finishes (``bench/README.md``). ``list_one_batch``
+    takes the page only if the run's token is still the one it was listed from. None when a read failed: the run goes
+    the usual way, whose own reads fail it as they always did."""
+    spec = jobs_and_runs.job_spec(ctx.db, ahead.job_id, ahead.job_created_at)
+    source = ctx.guarded(spec.source, spec.rate)
+    try:
+        ids, token = _list_batch(source, ahead.source_namespace, ahead.list_token, spec)
+        fetch = None
+        if ids and len(ids) <= FETCH_MAX_IDS and copying.fetches_through_worker(spec):
+            slot = source.reserve_read()
+            if slot is None or slot.ahead_s() <= START_BEFORE_SLOT_S:
+                fetch = copying.EarlyFetch(records=source.fetch(ahead.source_namespace, ids, reserved=slot))
+            else:
+                # Started just before its slot, not now: a job's first window of fetches is not kept waiting by
+                # the starts of the runs whose slots come after it.
+                time.sleep(slot.ahead_s() - START_BEFORE_SLOT_S)
+                fetch = copying.EarlyFetch(slot=slot)
+    except Exception as e:
+        log.info("run %s: reading ahead failed (%s); it is listed under its lock", run_id, e)
+        return None
+    return EarlyRead(ahead.list_token, ids, token, fetch)
+
+
+def list_one_batch(
+    ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, early: EarlyRead | None = None
+) -> Listed | None:
     """List a small run's one batch (``orchestrator.listing.small_namespaces``) under its lock, as ``list_run`` lists
     the first, and record it already started for this worker (``jobs_batches.record_and_claim_batch``): its work, for
     the caller to copy (no copy task is sent). None when there is nothing to copy: the lock is taken (another lister
     is on it), listing is done or cancelled, another lister recorded the page first, or the namespace is empty (the
     run is ``copied`` and its verification sent). A lister that fails for good ends its run ``list_failed`` and raises
     ``ListingFailed``, as in ``list_run``. A namespace that grew since it was planned has more pages: the batch is
-    recorded with the token after it, and its copy's finish wakes a lister for the rest (``flow.advance``)."""
+    recorded with the token after it, and its copy's finish wakes a lister for the rest (``flow.advance``). ``early``:
+    the page read ahead (``read_ahead``), taken when the run is still at the token it was listed from."""
     with _failing_for_good(ctx, run_id):
-        return _list_one_batch(ctx, run_id, wait_for_lock=wait_for_lock)
+        return _list_one_batch(ctx, run_id, wait_for_lock=wait_for_lock, early=early)
     return None
 
 
-def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> jobs_batches.BatchWork | None:
+def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool, early: EarlyRead | None) -> Listed | None:
     with lister_lock(ctx, run_id, wait=wait_for_lock) as held:
         if not held:
             return None
@@ -135,15 +197,18 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool) -> 
         if run is None:
             return None
         spec = jobs_and_runs.job_spec(ctx.db, run.job_id, run.job_created_at)
-        # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
-        ids, token = _list_batch(ctx.guarded(spec.source, spec.rate), run.source_namespace, run.list_token, spec)
+        if early is None or early.listed_from != run.list_token:
+            # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
+            source = ctx.guarded(spec.source, spec.rate)
+            early = EarlyRead(run.list_token, *_list_batch(source, run.source_namespace, run.list_token, spec), None)
         try:
-            if ids:
-                return jobs_batches.record_and_claim_batch(
-                    ctx.db, run_id, ids, token, listed_from=run.list_token, worker=ctx.worker_name
+            if early.ids:
+                work = jobs_batches.record_and_claim_batch(
+                    ctx.db, run_id, early.ids, early.next_token, listed_from=run.list_token, worker=ctx.worker_name
                 )[1]
+                return None if work is None else Listed(work, early.fetch)
             recorded = jobs_pages.add_batches(
-                ctx.db, run_id, [], token, listing_done=token is None, listed_from=run.list_token
+                ctx.db, run_id, [], early.next_token, listing_done=early.next_token is None, listed_from=run.list_token
             )
         except StateError as e:
             log.info("lister of run %s stops: %s", run_id, e)

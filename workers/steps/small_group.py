@@ -3,10 +3,13 @@ and copied by one task, ``small_group_threads`` runs at a time.
 
 Each run takes the steps and states a list task and a copy task would give it, without the message between them:
 its one batch is listed and recorded, already started for this worker, under the run's lister lock
-(``listing.list_one_batch``), then copied as a copy task copies it (``copying.copy_batch``). Several runs of a group
-go at once: one after the other, a run's list waited for the round trips of the runs before it, and a fleet's first
-second held a few dozen fetches where its fetch budget allows more (``bench/README.md``). The verifications of the
-runs copied go as one task when the group is done, in the group's order (``next_steps.verifications_grouped``).
+(``listing.list_one_batch``), then copied as a copy task copies it (``copying.copy_batch``). Its page is read first,
+and its fetch begun, before the lock is taken or a row written (``listing.read_ahead``): reads change nothing, and a
+job of many small namespaces then fills each window of its fetch budget without waiting on the job table. Several
+runs of a group go at once: one after the other, a run's list waited for the round trips of the runs before it, and a
+fleet's first second held a few dozen fetches where its fetch budget allows more (``bench/README.md``). The
+verifications of the runs copied go as one task when the group is done, in the group's order
+(``next_steps.verifications_grouped``).
 Failures stay the run's own: a lister that fails for good ends its run ``list_failed``, a batch that fails ends
 ``failed``, and the group goes on, then fails as a whole naming them (``GroupFailed``); an outage of the job table or
 Redis propagates once the runs under way are done, and Celery sends the whole task again.
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from nsmigrate.orchestrator.errors import GroupFailed, TaskFailed
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, listing, next_steps
@@ -36,11 +40,18 @@ def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool =
             their verifications were sent); the text names each such namespace with its error.
     """
 
+    # A first delivery reads each run's page ahead of its lock and rows (``listing.read_ahead``); a resent group
+    # goes the usual way, waiting out the lock of the delivery that was killed, as a redelivered lister does.
+    to_list = {} if again else jobs_pages.runs_to_list(ctx.db, run_ids)
+
     def copy_run(run_id: int) -> int | TaskFailed:
         try:
-            # A resent group waits out the lock of the delivery that was killed, as a redelivered lister does.
-            work = listing.list_one_batch(ctx, run_id, wait_for_lock=again)
-            return 0 if work is None else copying.copy_batch(ctx, work.batch_id, started=work)
+            ahead = to_list.get(run_id)
+            early = None if ahead is None else listing.read_ahead(ctx, run_id, ahead)
+            listed = listing.list_one_batch(ctx, run_id, wait_for_lock=again, early=early)
+            if listed is None:
+                return 0
+            return copying.copy_batch(ctx, listed.work.batch_id, started=listed.work, early=listed.early)
         except TaskFailed as e:
             return e
 

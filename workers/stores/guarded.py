@@ -57,6 +57,7 @@ from nsmigrate.workers.transfer.chunking import estimate_bytes
 from nsmigrate.workers.transfer.namespace_locks import NamespaceLocks, namespace_key
 from nsmigrate.workers.transfer.ratelimit import (
     RateLimiter,
+    Reservation,
     embed_scope,
     list_scope,
     read_scope,
@@ -137,22 +138,26 @@ class GuardedStore:
         fn: Callable[..., T],
         *args: Any,
         nbytes: tuple[str, float, int] | None = None,
+        reserved: Reservation | None = None,
     ) -> T:
         """One request: with a limiter, first a token of ``scope(budget_key)`` at ``rate_per_s``; retried.
         ``nbytes``: (scope, MB/s, bytes) of the byte budget, reserved once per request, with its first token
-        (``RateLimiter.acquire_write``)."""
+        (``RateLimiter.acquire_write``). ``reserved``: the first attempt's token, taken before (``reserve_read``)."""
         limiter = self._limiter
         counts = tally.current()
         unreserved = nbytes
 
         def attempt() -> T:
-            nonlocal unreserved
+            nonlocal unreserved, reserved
             if limiter is not None and scope is not None:
                 key = scope(self.budget_key)
-                if unreserved is not None:
+                # The first attempt goes at the slot taken for it, unless that went by; a retry takes a token.
+                waited = None if reserved is None else limiter.wait_for(reserved)
+                reserved = None
+                if waited is None and unreserved is not None:
                     waited = limiter.acquire_write(key, rate_per_s, *unreserved)
                     unreserved = None  # reserved: a retry takes a token only
-                else:
+                elif waited is None:
                     waited = limiter.acquire(key, rate_per_s)
                 self._waited(counts, waited)
             counts.request()
@@ -262,8 +267,20 @@ class GuardedStore:
         """The inner store's identity (``orchestrator.spec.store_identity``), asked of its server, retried."""
         return self._stats("identity", self.inner.identity)
 
-    def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
-        return self._read("fetch", self.inner.fetch, namespace, ids)
+    def reserve_read(self) -> Reservation | None:
+        """A slot in this store's fetch budget, taken now for a fetch to come (``fetch(reserved=…)``), so the caller
+        can use the wait; None when the store has no budget."""
+        if self._limiter is None or self._rate is None:
+            return None
+        return self._limiter.reserve(read_scope(self.budget_key), self._rate.read_rps)
+
+    def fetch(self, namespace: str, ids: Sequence[str], *, reserved: Reservation | None = None) -> list[Record]:
+        """``reserved``: the slot ``reserve_read`` gave this fetch; it goes then."""
+        rate = self._rate
+        scope = read_scope if rate else None
+        return self._call(
+            "fetch", scope, rate.read_rps if rate else 0.0, self.inner.fetch, namespace, ids, reserved=reserved
+        )
 
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
         return self._read("query", self.inner.query, namespace, vector, top_k)

@@ -199,6 +199,19 @@ class Admission:
     server_time_s: float
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """A slot entered in a scope's window for a request still to be sent (``RateLimiter.reserve``): the request goes
+    no sooner than ``due`` (``time.monotonic()``), and its caller may do other work until then."""
+
+    due: float
+    server_time_s: float
+
+    def ahead_s(self) -> float:
+        """Seconds until the slot (0 when it is due)."""
+        return max(0.0, self.due - time.monotonic())
+
+
 class RateLimiter:
     """Blocking, fleet-wide request and byte budgets per scope (see the module docstring).
 
@@ -262,6 +275,25 @@ class RateLimiter:
         if wait_s > 0:
             self._sleep(wait_s)
         return Admission(waited_s=wait_s, server_time_s=at_s)
+
+    def reserve(self, scope: str, rate_per_s: float) -> Reservation:
+        """One request's slot, entered in ``scope``'s window as ``admit`` enters it, without sleeping: the caller
+        sends the request at the slot (``wait_for``) and may use the wait. A slot never used stays in the window: a
+        request the budget allowed and nobody sent."""
+        _, at_s, wait_s = self._window(scope, rate_per_s, 1, reserve=True)
+        return Reservation(due=time.monotonic() + wait_s, server_time_s=at_s)
+
+    def wait_for(self, reservation: Reservation) -> float | None:
+        """Sleep until ``reservation`` is due; the seconds slept, or None when it went by more than half the guard
+        ago: sent now, the request could share a server second with the requests a window after it, so it must take
+        a slot of its own."""
+        late_s = time.monotonic() - reservation.due
+        if late_s > self._guard_s / 2:
+            return None
+        wait_s = max(0.0, -late_s)
+        if wait_s > 0:
+            self._sleep(wait_s)
+        return wait_s
 
     def acquire(self, scope: str, rate_per_s: float, cost: float = 1.0) -> float:
         """Block until ``cost`` requests fit in ``scope``'s budget of ``rate_per_s``; returns the seconds waited.
