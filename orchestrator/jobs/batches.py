@@ -239,36 +239,45 @@ _FINISH_FAILED_BATCH = (
     .values(**_COUNTED, failed=sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer)))
     .returning(_runs.c.id)
 )
+
+
 # A small run's one batch (``workers.steps.small_group``) is recorded and claimed by the task that copies it in one
 # statement: the page's UPDATE, as a lister records it, returning what the copy needs of the run, and the batch's
 # INSERT already running for this worker, as ``_START_BATCH`` would make it; queued and unclaimed when the run was
 # cancelled (the run's row lock, taken by the UPDATE, orders this against ``cancel_job`` as ``_START_BATCH``'s FOR
 # SHARE does).
-_claimed_page = _PAGE_UPDATE.returning(*_PAGE_ANSWERS, *_RUN_FOR_COPY, _runs.c.listing_done).cte("claimed_page")
-_cancelled = _claimed_page.c.state == RunState.CANCELLED
-_claimed_batch = (
-    sa.insert(_batches)
-    .from_select(
-        ["run_id", "seq", "ids", "state", "attempts", "worker", "started_at"],
-        sa.select(
-            sa.bindparam("run_id", type_=sa.Integer),
-            _claimed_page.c.batches_total - 1,
-            sa.bindparam("ids", type_=_batches.c.ids.type),
-            sa.case((_cancelled, sa.literal(BatchState.QUEUED.value)), else_=sa.literal(BatchState.RUNNING.value)),
-            sa.case((_cancelled, 0), else_=1),
-            sa.case((_cancelled, None), else_=sa.bindparam("worker", type_=sa.String)),
-            sa.case((_cancelled, None), else_=sa.bindparam("now", type_=_batches.c.started_at.type)),
-        ),
+def _record_and_claim(page_update: sa.Update) -> sa.Select[Any]:
+    claimed_page = page_update.returning(*_PAGE_ANSWERS, *_RUN_FOR_COPY, _runs.c.listing_done).cte("claimed_page")
+    cancelled = claimed_page.c.state == RunState.CANCELLED
+    claimed_batch = (
+        sa.insert(_batches)
+        .from_select(
+            ["run_id", "seq", "ids", "state", "attempts", "worker", "started_at"],
+            sa.select(
+                sa.bindparam("run_id", type_=sa.Integer),
+                claimed_page.c.batches_total - 1,
+                sa.bindparam("ids", type_=_batches.c.ids.type),
+                sa.case((cancelled, sa.literal(BatchState.QUEUED.value)), else_=sa.literal(BatchState.RUNNING.value)),
+                sa.case((cancelled, 0), else_=1),
+                sa.case((cancelled, None), else_=sa.bindparam("worker", type_=sa.String)),
+                sa.case((cancelled, None), else_=sa.bindparam("now", type_=_batches.c.started_at.type)),
+            ),
+        )
+        .returning(_batches.c.id, _batches.c.seq)
+        .cte("claimed_batch")
     )
-    .returning(_batches.c.id, _batches.c.seq)
-    .cte("claimed_batch")
-)
-_RECORD_AND_CLAIM_BATCH = sa.select(
-    _claimed_page,
-    _claimed_batch.c.id.label("batch_id"),
-    _claimed_batch.c.seq,
-    erasure_ledger.LEDGER_KEY.label("ledger_key"),
-).select_from(_claimed_page.join(_claimed_batch, sa.true()))
+    return sa.select(
+        claimed_page,
+        claimed_batch.c.id.label("batch_id"),
+        claimed_batch.c.seq,
+        erasure_ledger.LEDGER_KEY.label("ledger_key"),
+    ).select_from(claimed_page.join(claimed_batch, sa.true()))
+
+
+_RECORD_AND_CLAIM_BATCH = _record_and_claim(_PAGE_UPDATE)
+# A page read before its run was started (``workers.steps.listing.read_ahead``) is recorded only while the run may
+# still be listed, as ``start_listing`` would have found it: its own statement is the run's start.
+_RECORD_AND_CLAIM_UNSTARTED = _record_and_claim(_PAGE_UPDATE.where(_runs.c.state.in_(LISTABLE_RUN_STATES)))
 _BATCH_STATE = sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id"))
 
 
@@ -307,18 +316,28 @@ def _work_of(db: Database, row: Any, batch_id: int, run_id: int, ids: Sequence[s
 
 
 def record_and_claim_batch(
-    db: Database, run_id: int, ids: Sequence[str], next_token: str | None, *, listed_from: str | None, worker: str
+    db: Database,
+    run_id: int,
+    ids: Sequence[str],
+    next_token: str | None,
+    *,
+    listed_from: str | None,
+    worker: str,
+    listing_started: bool = True,
 ) -> tuple[Recorded, BatchWork | None]:
     """A small run's one page of ``ids`` recorded as ``add_batches`` records it, and its batch started for ``worker``
     as ``start_batch`` starts it, in one statement. The work is None when the run was cancelled (the batch stays
-    queued, as a lister leaves it).
+    queued, as a lister leaves it). ``listing_started`` False: the page was read before the run was started
+    (``pages.start_listing``), and this statement is its start: it records nothing unless the run may still be listed.
 
     Raises:
-        StateError: another lister recorded the page first (``add_batches``); nothing is written.
+        StateError: another lister recorded the page first (``add_batches``), or, not started, the run may no longer
+            be listed; nothing is written.
     """
     page = page_params(run_id, [ids], next_token, listing_done=next_token is None, listed_from=listed_from)
+    statement = _RECORD_AND_CLAIM_BATCH if listing_started else _RECORD_AND_CLAIM_UNSTARTED
     with db.single_statement() as conn:
-        row = conn.execute(_RECORD_AND_CLAIM_BATCH, {**page, "ids": list(ids), "worker": worker}).one_or_none()
+        row = conn.execute(statement, {**page, "ids": list(ids), "worker": worker}).one_or_none()
         if row is None:
             raise _recorded_by_another(conn, run_id, listed_from)
     cancelled = row.state == RunState.CANCELLED

@@ -232,10 +232,19 @@ def add_batches(
 
 
 def _recorded_by_another(conn: sa.Connection, run_id: int, listed_from: str | None) -> StateError | NotFound:
-    """The error for a page that was not recorded: another lister recorded it first (or the run is gone)."""
-    run = conn.execute(sa.select(_runs.c.job_id, _runs.c.source_namespace).where(_runs.c.id == run_id)).one_or_none()
+    """The error for a page that was not recorded: another lister recorded it first, the run may no longer be listed
+    (or the run is gone)."""
+    query = sa.select(_runs.c.job_id, _runs.c.source_namespace, _runs.c.state).where(_runs.c.id == run_id)
+    run = conn.execute(query).one_or_none()
     if run is None:
         return NotFound(f"namespace run {run_id} does not exist", run_id=run_id)
+    if run.state not in LISTABLE_RUN_STATES:
+        return StateError(
+            f"namespace {run.source_namespace!r} is {run.state}: it is not listed any more",
+            hint="nothing to do",
+            job_id=run.job_id,
+            run_id=run_id,
+        )
     return StateError(
         f"another lister already recorded the pages after token {listed_from!r} of namespace {run.source_namespace!r}",
         hint="nothing to do: that lister carries on",

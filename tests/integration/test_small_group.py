@@ -103,6 +103,21 @@ def assert_each_id_copied_once(ctx: WorkerContext, sandbox: PineconeSandbox, job
         assert sandbox.count("dst", ns) == n, ns
 
 
+@contextmanager
+def statements_on(db: jobs_database.Database) -> Iterator[list[str]]:
+    """The statements ``db`` sends while the block runs."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+
 def state(ctx: WorkerContext, run_id: int) -> RunState:
     return RunState(jobs_and_runs.get_run(ctx.db, run_id).state)
 
@@ -373,12 +388,12 @@ def test_a_run_fetches_before_it_starts_when_its_slot_is_free_and_starts_before_
     assert fetches[0] < starts[0] < starts[1] < fetches[1]
 
 
-def test_a_page_read_ahead_is_copied_as_read_unless_the_run_moved_on_from_its_token(
+def test_a_page_read_ahead_is_recorded_and_copied_as_read_in_the_statement_that_starts_its_run(
     ctx: WorkerContext, sandbox: PineconeSandbox
 ) -> None:
-    """The page read ahead is recorded and copied with the records fetched for it, without a second list or fetch,
-    when the run is still at the token it was listed from; listed from another token, it is dropped and the run listed
-    and fetched anew under its lock."""
+    """The page read ahead is recorded, its batch started and the run moved on in one statement, then copied with the
+    records fetched for it: no second list or fetch, and two job-table statements for the run (its start, its
+    finish). Read from a token the run has moved on from, it is not recorded: the run is its other lister's."""
     job_id, runs = small_job(ctx, sandbox, {"ahead": 2, "moved": 2})
     ahead = jobs_pages.runs_to_list(ctx.db, list(runs.values()))
     assert set(ahead) == set(runs.values())
@@ -387,15 +402,33 @@ def test_a_page_read_ahead_is_copied_as_read_unless_the_run_moved_on_from_its_to
     requests = dict(sandbox.stats("src")["requests"])
     stale = listing.EarlyRead("a-token-moved-on-from", ["moved-000"], None, read.fetch)
 
-    for run_id, early in ((runs["ahead"], read), (runs["moved"], stale)):
-        listed = listing.list_one_batch(ctx, run_id, early=early)
+    with statements_on(ctx.db) as statements:
+        listed = listing.list_one_batch(ctx, runs["ahead"], early=read)
         assert listed is not None
         copying.copy_batch(ctx, listed.work.batch_id, started=listed.work, early=listed.early)
+    assert listing.list_one_batch(ctx, runs["moved"], early=stale) is None
 
-    assert_each_id_copied_once(ctx, sandbox, job_id, {"ahead": 2, "moved": 2})
-    after = sandbox.stats("src")["requests"]
-    # Only the run that moved on was listed and fetched again.
-    assert (after["list"] - requests["list"], after["fetch"] - requests["fetch"]) == (1, 1)
+    assert_each_id_copied_once(ctx, sandbox, job_id, {"ahead": 2})
+    assert len(statements) == 2
+    assert dict(sandbox.stats("src")["requests"]) == requests  # neither listed nor fetched again
+    assert [batch.run_id for batch in batches_of(ctx.db, job_id)] == [runs["ahead"]]
+    assert state(ctx, runs["moved"]) == RunState.PENDING
+
+
+def test_a_page_read_ahead_of_a_run_cancelled_meanwhile_is_not_recorded(
+    ctx: WorkerContext, sandbox: PineconeSandbox
+) -> None:
+    """The statement that starts a run read ahead records its page only while the run may still be listed, as
+    ``start_listing`` would have checked: a job cancelled between the read and the start gets no batch."""
+    job_id, runs = small_job(ctx, sandbox, {"a": 2})
+    read = listing.read_ahead(ctx, runs["a"], jobs_pages.runs_to_list(ctx.db, [runs["a"]])[runs["a"]])
+    jobs_and_runs.cancel_job(ctx.db, job_id, actor="test")
+
+    assert listing.list_one_batch(ctx, runs["a"], early=read) is None
+
+    assert batches_of(ctx.db, job_id) == []
+    assert state(ctx, runs["a"]) == RunState.CANCELLED
+    assert sandbox.count("dst", "a") == 0
 
 
 def test_an_empty_namespace_is_copied_at_once(ctx: WorkerContext, sandbox: PineconeSandbox) -> None:

@@ -151,7 +151,7 @@ def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> Ea
     first window), the records are fetched before the run is started, so the window fills without waiting for
     job-table statements; further off, the run is started ``START_BEFORE_SLOT_S`` before its slot and fetches at it,
     so a job's last fetches are followed only by their upserts and finishes (``bench/README.md``). ``list_one_batch``
-    takes the page only if the run's token is still the one it was listed from. None when a read failed: the run goes
+    records the page only if the run's token is still the one it was listed from. None when a read failed: the run goes
     the usual way, whose own reads fail it as they always did."""
     spec = jobs_and_runs.job_spec(ctx.db, ahead.job_id, ahead.job_created_at)
     source = ctx.guarded(spec.source, spec.rate)
@@ -183,7 +183,8 @@ def list_one_batch(
     run is ``copied`` and its verification sent). A lister that fails for good ends its run ``list_failed`` and raises
     ``ListingFailed``, as in ``list_run``. A namespace that grew since it was planned has more pages: the batch is
     recorded with the token after it, and its copy's finish wakes a lister for the rest (``flow.advance``). ``early``:
-    the page read ahead (``read_ahead``), taken when the run is still at the token it was listed from."""
+    the page read ahead (``read_ahead``): recorded, in the statement that starts the run, if the run is still at the
+    token it was listed from and may still be listed; an empty one is listed again, as usual."""
     with _failing_for_good(ctx, run_id):
         return _list_one_batch(ctx, run_id, wait_for_lock=wait_for_lock, early=early)
     return None
@@ -193,22 +194,34 @@ def _list_one_batch(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool, ear
     with lister_lock(ctx, run_id, wait=wait_for_lock) as held:
         if not held:
             return None
-        run = jobs_pages.start_listing(ctx.db, run_id)
-        if run is None:
-            return None
-        spec = jobs_and_runs.job_spec(ctx.db, run.job_id, run.job_created_at)
-        if early is None or early.listed_from != run.list_token:
-            # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
-            source = ctx.guarded(spec.source, spec.rate)
-            early = EarlyRead(run.list_token, *_list_batch(source, run.source_namespace, run.list_token, spec), None)
         try:
-            if early.ids:
+            if early is not None and early.ids:
+                # Recorded from the token it was listed from, while the run may still be listed: the statement is
+                # the run's start too. A run moved on meanwhile is its other lister's to carry on.
                 work = jobs_batches.record_and_claim_batch(
-                    ctx.db, run_id, early.ids, early.next_token, listed_from=run.list_token, worker=ctx.worker_name
+                    ctx.db,
+                    run_id,
+                    early.ids,
+                    early.next_token,
+                    listed_from=early.listed_from,
+                    worker=ctx.worker_name,
+                    listing_started=False,
                 )[1]
                 return None if work is None else Listed(work, early.fetch)
+            run = jobs_pages.start_listing(ctx.db, run_id)
+            if run is None:
+                return None
+            spec = jobs_and_runs.job_spec(ctx.db, run.job_id, run.job_created_at)
+            # A small namespace is never cut into prefix chains (``chains_for``): its token is a plain list token.
+            source = ctx.guarded(spec.source, spec.rate)
+            ids, token = _list_batch(source, run.source_namespace, run.list_token, spec)
+            if ids:
+                work = jobs_batches.record_and_claim_batch(
+                    ctx.db, run_id, ids, token, listed_from=run.list_token, worker=ctx.worker_name
+                )[1]
+                return None if work is None else Listed(work, None)
             recorded = jobs_pages.add_batches(
-                ctx.db, run_id, [], early.next_token, listing_done=early.next_token is None, listed_from=run.list_token
+                ctx.db, run_id, [], token, listing_done=token is None, listed_from=run.list_token
             )
         except StateError as e:
             log.info("lister of run %s stops: %s", run_id, e)
