@@ -232,13 +232,13 @@ def add_batches(
 
 
 def _recorded_by_another(conn: sa.Connection, run_id: int, listed_from: str | None) -> StateError | NotFound:
-    """The error for a page that was not recorded: another lister recorded it first, the run may no longer be listed
-    (or the run is gone)."""
-    query = sa.select(_runs.c.job_id, _runs.c.source_namespace, _runs.c.state).where(_runs.c.id == run_id)
-    run = conn.execute(query).one_or_none()
+    """The error for a page that was not recorded: another lister recorded it first, or, still at its token, the run
+    may no longer be listed (or the run is gone)."""
+    query = sa.select(_runs.c.job_id, _runs.c.source_namespace, _runs.c.state, _runs.c.list_token, _runs.c.listing_done)
+    run = conn.execute(query.where(_runs.c.id == run_id)).one_or_none()
     if run is None:
         return NotFound(f"namespace run {run_id} does not exist", run_id=run_id)
-    if run.state not in LISTABLE_RUN_STATES:
+    if run.list_token == listed_from and not run.listing_done and run.state not in LISTABLE_RUN_STATES:
         return StateError(
             f"namespace {run.source_namespace!r} is {run.state}: it is not listed any more",
             hint="nothing to do",

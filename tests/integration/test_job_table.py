@@ -219,6 +219,30 @@ def test_a_small_run_cancelled_before_its_page_is_recorded_leaves_its_batch_queu
         jobs_batches.record_and_claim_batch(db, run_id, ["a"], None, listed_from=None, worker="w")
 
 
+def test_a_page_read_before_its_run_started_is_recorded_only_while_the_run_may_be_listed(
+    db: jobs_database.Database,
+) -> None:
+    """Unstarted (``listing_started=False``: the page was read ahead), the record is the run's start: it moves a
+    pending run on itself, and refuses a run that ``start_listing`` would have refused, writing nothing."""
+    job_id, [run_id, cancelled_run] = a_job(db, namespaces=2)
+
+    _, work = jobs_batches.record_and_claim_batch(
+        db, run_id, ["a"], None, listed_from=None, worker="w", listing_started=False
+    )
+    jobs_and_runs.cancel_job(db, job_id, actor="tester")
+    with pytest.raises(StateError, match="is cancelled: it is not listed any more"):
+        jobs_batches.record_and_claim_batch(
+            db, cancelled_run, ["b"], None, listed_from=None, worker="w", listing_started=False
+        )
+
+    assert work is not None and work.ids == ["a"]
+    started = jobs_and_runs.get_run(db, run_id)
+    assert (started.listing_done, started.batches_total) == (True, 1)
+    with db.transaction() as s:
+        batches = s.scalars(sa.select(Batch).where(Batch.run_id.in_([run_id, cancelled_run])))
+        assert [batch.run_id for batch in batches] == [run_id]
+
+
 def test_a_job_of_many_namespaces_is_written_in_one_insert_of_its_runs(db: jobs_database.Database) -> None:
     """One statement for the runs, not an executemany (which sends a statement per row), and the same statement
     whatever their number: compiled once, not a parameter per column and row."""
