@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 import redis as redis_lib
+from prometheus_client import REGISTRY
 
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
 from nsmigrate.orchestrator.spec.jobspec import RateBudget
 from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
+from nsmigrate.workers import tally
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.base import Record, Store
 from nsmigrate.workers.stores.guarded import GuardedStore
@@ -204,6 +206,29 @@ def test_a_fetch_at_a_reserved_slot_takes_no_other_and_its_retries_take_their_ow
     assert attempts > 2  # some were answered 429 and tried again, each on a slot of its own
     assert admissions_since(client, scope, since) == 1 + attempts
     assert GuardedStore(pinecone_store).reserve_read() is None  # no budget: nothing to reserve
+
+
+def test_waiting_before_a_reserved_slot_is_counted_as_time_waited_for_the_budget(
+    pinecone_store: PineconeStore, client: redis_lib.Redis
+) -> None:
+    """A caller that sleeps until just before its slot, to work in the time left, waited for the budget: the task's
+    tally and the rate-limit wait metric say so, as for a wait inside the request."""
+    store = GuardedStore(pinecone_store, limiter=RateLimiter(client), rate=RateBudget(read_rps=1))
+    store.reserve_read()  # the window's one slot
+    slot = store.reserve_read()
+    assert slot is not None and slot.ahead_s() > 0.9
+
+    def waited() -> float:
+        sample = REGISTRY.get_sample_value("nsmigrate_rate_limit_wait_seconds_total", {"store": store.name})
+        return sample or 0.0
+
+    before = waited()
+    with tally.counting() as counts:
+        store.wait_before(slot, lead_s=slot.ahead_s() - 0.2)
+        store.wait_before(slot, lead_s=slot.ahead_s() + 0.1)  # already within the lead: no wait
+
+    assert 0.19 < counts.waited_s < 0.3
+    assert waited() - before == pytest.approx(counts.waited_s)
 
 
 def test_429s_are_retried_and_every_attempt_takes_a_token(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -165,7 +164,7 @@ def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> Ea
             else:
                 # Started just before its slot, not now: a job's first window of fetches is not kept waiting by
                 # the starts of the runs whose slots come after it.
-                time.sleep(slot.ahead_s() - START_BEFORE_SLOT_S)
+                source.wait_before(slot, START_BEFORE_SLOT_S)
                 fetch = copying.EarlyFetch(slot=slot)
     except Exception as e:
         log.info("run %s: reading ahead failed (%s); it is listed under its lock", run_id, e)

@@ -274,6 +274,14 @@ class GuardedStore:
             return None
         return self._limiter.reserve(read_scope(self.budget_key), self._rate.read_rps)
 
+    def wait_before(self, slot: Reservation, lead_s: float) -> None:
+        """Sleep until ``lead_s`` before ``slot``, to do the caller's work in the time left before its request: time
+        waited for the budget, counted as such (the task's tally, the rate-limit wait metric)."""
+        wait_s = slot.ahead_s() - lead_s
+        if wait_s > 0:
+            time.sleep(wait_s)
+            self._waited(tally.current(), wait_s)
+
     def fetch(self, namespace: str, ids: Sequence[str], *, reserved: Reservation | None = None) -> list[Record]:
         """``reserved``: the slot ``reserve_read`` gave this fetch; it goes then."""
         rate = self._rate
