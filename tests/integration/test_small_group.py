@@ -10,6 +10,7 @@ killed mid-group is in ``tests/fleet/test_chaos_workers_killed.py``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,7 @@ from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, listing, verifying
 from nsmigrate.workers.steps.small_group import copy_small_runs
+from nsmigrate.workers.transfer.ratelimit import window_for
 from nsmigrate_sandbox.pinecone_server import Faults, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 from tests.sent_tasks import SentTasks, sent
@@ -386,6 +388,30 @@ def test_a_run_fetches_before_it_starts_when_its_slot_is_free_and_starts_before_
     assert len(fetches) == len(starts) == 2
     assert fetches[1] - fetches[0] > listing.START_BEFORE_SLOT_S  # one a window: the second slot was further off
     assert fetches[0] < starts[0] < starts[1] < fetches[1]
+
+
+def test_a_start_slowed_past_its_runs_fetch_slot_does_not_hold_the_fetch_back(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run started while it waits for its fetch slot is fetched at the slot in another thread: a start slowed by the
+    job table (here 1.2 s a start) delays its upsert, not its fetch. Sent after the slot went by, the fetch would take
+    a slot of its own a window later, and every run behind it too. One fetch a second."""
+    job_id, runs = small_job(ctx, sandbox, {"a": 2, "b": 2}, rate={"read_rps": 1})
+    ctx.settings = ctx.settings.model_copy(update={"small_group_threads": 2})
+    record_and_claim = jobs_batches.record_and_claim_batch
+
+    def slow_start(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.2)
+        return record_and_claim(*args, **kwargs)
+
+    monkeypatch.setattr(jobs_batches, "record_and_claim_batch", slow_start)
+
+    copy_small_runs(ctx, list(runs.values()))
+
+    assert_each_id_copied_once(ctx, sandbox, job_id, {"a": 2, "b": 2})
+    first, second = sandbox.stats("src")["first_request_times"]["fetch"]
+    _, window_s = window_for(1)
+    assert second - first < window_s + 0.4  # at its slot, one window after the first: not a window later still
 
 
 def test_a_page_read_ahead_is_recorded_and_copied_as_read_in_the_statement_that_starts_its_run(

@@ -23,7 +23,7 @@ copy died with the first delivery) and a ``copied`` run's verification, then goe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 
 from nsmigrate.orchestrator.errors import GroupFailed, TaskFailed
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
@@ -44,14 +44,20 @@ def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool =
     # goes the usual way, waiting out the lock of the delivery that was killed, as a redelivered lister does.
     to_list = {} if again else jobs_pages.runs_to_list(ctx.db, run_ids)
 
-    def copy_run(run_id: int) -> int | TaskFailed:
+    def copy_run(run_id: int, fetchers: Executor) -> int | TaskFailed:
         try:
             ahead = to_list.get(run_id)
             early = None if ahead is None else listing.read_ahead(ctx, run_id, ahead)
+            fetching = None
+            if ahead is not None and early is not None and early.fetch is not None and early.fetch.slot is not None:
+                # Fetched at its slot in another thread while the run is started here: a start slowed by the job
+                # table delays only this run's upsert, never its slot, which a late fetch could not use.
+                fetching = fetchers.submit(listing.fetch_at_slot, ctx, ahead, early)
             listed = listing.list_one_batch(ctx, run_id, wait_for_lock=again, early=early)
             if listed is None:
                 return 0
-            return copying.copy_batch(ctx, listed.work.batch_id, started=listed.work, early=listed.early)
+            fetched = listed.early if fetching is None else fetching.result()
+            return copying.copy_batch(ctx, listed.work.batch_id, started=listed.work, early=fetched)
         except TaskFailed as e:
             return e
 
@@ -61,15 +67,19 @@ def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool =
             for run_id in run_ids:
                 listing.send_what_a_killed_lister_left(ctx, run_id, running_too=True)
         threads = min(ctx.settings.small_group_threads, len(run_ids))
-        if threads <= 1:
-            done = [copy_run(run_id) for run_id in run_ids]
-        else:
-            with ThreadPoolExecutor(
-                threads, "nsmigrate-small", initializer=_adopt, initargs=(tally.current(), held)
-            ) as pool:
-                # Every run is taken to its end before an outage in one of them is raised (``result``).
-                futures = [pool.submit(copy_run, run_id) for run_id in run_ids]
-            done = [future.result() for future in futures]
+        counts = tally.current()
+        with ThreadPoolExecutor(
+            max(1, threads), "nsmigrate-fetch", initializer=_adopt, initargs=(counts, held)
+        ) as fetchers:
+            if threads <= 1:
+                done = [copy_run(run_id, fetchers) for run_id in run_ids]
+            else:
+                with ThreadPoolExecutor(
+                    threads, "nsmigrate-small", initializer=_adopt, initargs=(counts, held)
+                ) as pool:
+                    # Every run is taken to its end before an outage in one of them is raised (``result``).
+                    futures = [pool.submit(copy_run, run_id, fetchers) for run_id in run_ids]
+                done = [future.result() for future in futures]
     failures = [outcome for outcome in done if isinstance(outcome, TaskFailed)]
     if failures:
         named = [f"{e.ids.get('namespace')}: {e.message}" for e in failures]
