@@ -150,9 +150,9 @@ def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> Ea
     first window), the records are fetched before the run is started, so the window fills without waiting for
     job-table statements; further off, the run is started ``START_BEFORE_SLOT_S`` before its slot while its records
     are fetched at the slot (``fetch_at_slot``, in another thread), so a job's last fetches are followed only by their
-    upserts and finishes (``bench/README.md``). ``list_one_batch``
-    records the page only if the run's token is still the one it was listed from. None when a read failed: the run goes
-    the usual way, whose own reads fail it as they always did."""
+    upserts and finishes (``bench/README.md``). ``list_one_batch`` records the page only if the run's token is still
+    the one it was listed from. None when a read failed: the run goes the usual way, whose own reads fail it as they
+    always did."""
     spec = jobs_and_runs.job_spec(ctx.db, ahead.job_id, ahead.job_created_at)
     source = ctx.guarded(spec.source, spec.rate)
     try:
@@ -174,9 +174,9 @@ def read_ahead(ctx: WorkerContext, run_id: int, ahead: jobs_pages.Listing) -> Ea
 
 
 def fetch_at_slot(ctx: WorkerContext, ahead: jobs_pages.Listing, read: EarlyRead) -> copying.EarlyFetch | None:
-    """The records of a page read ahead (``read_ahead``), fetched at the slot taken for them. None when the fetch
-    failed, or when the slot went by: the copy then fetches them itself, on a slot of its own, and fails as a copy
-    fails."""
+    """The records of a page read ahead (``read_ahead``), fetched at the slot taken for them (a slot this thread
+    woke too late for is replaced by one of its own, as for any fetch). None when the fetch failed: the copy then
+    fetches them itself and fails as a copy fails."""
     assert read.fetch is not None and read.fetch.slot is not None
     spec = jobs_and_runs.job_spec(ctx.db, ahead.job_id, ahead.job_created_at)
     try:
