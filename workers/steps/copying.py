@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EarlyFetch:
     """A small run's fetch begun before its batch was started (``listing.read_ahead``): its records, or the slot of
-    the fetch budget it was given, at which the copy fetches them."""
+    the fetch budget it was given, at which ``listing.fetch_at_slot`` fetches them."""
 
     records: list[Record] | None = None
     slot: Reservation | None = None
@@ -79,8 +79,8 @@ def _copy_through_worker(
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     if early is not None and early.records is not None:
         records = early.records
-    else:
-        records = source.fetch(work.source_namespace, work.ids, reserved=early.slot if early else None)
+    else:  # a slot taken ahead is fetched at by ``listing.fetch_at_slot``, never here
+        records = source.fetch(work.source_namespace, work.ids)
     ctx_route = run_route_context(spec, source.name, work)
     by_target, unwritable = for_target(spec, route_records(records, ctx_route))
     names = sorted(by_target)
