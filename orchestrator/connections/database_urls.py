@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from nsmigrate.orchestrator.connections.liveness import find_dead_connections
 from nsmigrate.orchestrator.errors import SpecError
 
 
@@ -25,10 +26,10 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def engine_of(url: str, env_var: str, **options: Any) -> sa.Engine:
-    """An engine of ``url`` (read from ``env_var``); raises ``SpecError`` naming ``env_var`` when it is not a
-    database URL SQLAlchemy can read."""
+    """An engine of ``url`` (read from ``env_var``), whose pool replaces a dead connection as it is checked out
+    (``liveness``); raises ``SpecError`` naming ``env_var`` when it is not a database URL SQLAlchemy can read."""
     try:
-        return sa.create_engine(sqlalchemy_url(url), **options)
+        return find_dead_connections(sa.create_engine(sqlalchemy_url(url), **options))
     except (sa.exc.ArgumentError, ValueError, TypeError) as e:
         raise SpecError(
             f"environment variable {env_var} does not hold a database URL SQLAlchemy can read ({type(e).__name__})",

@@ -4,6 +4,8 @@ error: the pooled connections that died with it are found out and replaced befor
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
@@ -12,13 +14,15 @@ from tests.integration.test_job_table import a_job, watch
 
 
 def test_a_restarted_postgres_costs_no_transition_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pooled connections died with the server; ``pool_pre_ping`` finds that out as each is checked out and
-    replaces it (and every connection as old) before the transition's statement runs."""
+    """The pooled connections died with the server; each one's socket says so as it is checked out
+    (``orchestrator.connections.liveness``), and the pool replaces it before the transition's statement runs."""
     server = PostgresServer().start()
     db = jobs_database.Database(server.url)
     try:
         _, run_ids = a_job(db, namespaces=3)
         traffic = watch(db, monkeypatch)
+        replaced: list[BaseException | None] = []
+        event.listen(db.engine, "invalidate", lambda _conn, _record, error: replaced.append(error))
         with db.transaction(), db.transaction(), db.transaction():
             pass  # three connections in the pool
         server.stop(fast=True)
@@ -26,7 +30,8 @@ def test_a_restarted_postgres_costs_no_transition_an_error(monkeypatch: pytest.M
 
         for run_id in run_ids:
             assert jobs_pages.start_listing(db, run_id) is not None
-        assert traffic.pings >= 1
+        assert replaced and all(isinstance(e, sa_exc.DisconnectionError) for e in replaced)
+        assert traffic.pings == 0  # each was found dead by its socket, before any ping
     finally:
         db.dispose()
         server.destroy()

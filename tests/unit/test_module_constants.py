@@ -140,6 +140,7 @@ WORKING: dict[str, str] = {
     "workers/stores/pgvector/store.py:_UNION_CHUNK": "tables counted per query",
     # polls and timings inside one process, far below anything an operator sees
     "orchestrator/jobs/database.py:IDLE_IN_TRANSACTION_S": "a cut-off client's locks released, far above any step",
+    "orchestrator/connections/liveness.py:PING_AFTER_IDLE_S": "shorter than any outage that leaves no word on a socket",
     "orchestrator/planning/collection_strategy.py:POLL_MAX_S": "backoff of polling a collection step",
     "orchestrator/planning/collection_strategy.py:FIRST_POLL_S": "backoff of polling a collection step",
     "orchestrator/planning/target_indexes.py:READY_POLL_S": "backoff of polling a new index, as the SDK polls",

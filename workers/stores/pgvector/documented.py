@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from nsmigrate.orchestrator import pgvector_layout, pgvector_rows
+from nsmigrate.orchestrator.connections.liveness import find_dead_connections
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.workers.stores.base import IdPage, Record
@@ -57,8 +58,8 @@ class DocumentedPgvectorStore(PgvectorStore):
         with self._lock:
             spare = self._spare_engine
             if spare is None or spare[0] != os.getpid():  # none yet, or the parent's (left alone, as its engine)
-                pool = {"pool_size": SPARE_CONNECTIONS, "max_overflow": 0, "pool_timeout": 0, "pool_pre_ping": True}
-                spare = self._spare_engine = (os.getpid(), sa.create_engine(engine.url, **pool))
+                pool = {"pool_size": SPARE_CONNECTIONS, "max_overflow": 0, "pool_timeout": 0}
+                spare = self._spare_engine = (os.getpid(), find_dead_connections(sa.create_engine(engine.url, **pool)))
         try:
             return held.enter_context(spare[1].connect())
         except sa.exc.TimeoutError:

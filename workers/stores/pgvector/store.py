@@ -13,8 +13,8 @@ Two layouts (``PgvectorStoreSpec.layout``):
 
 Tables are created on first write (``spec.dimension``, or the records' own dimension). Namespaces with no vectors are
 not listed, as in Pinecone. Connection failures become ``RetryableError``; everything else ``StoreError``. The engine
-is created lazily in the process that uses it (Celery forks workers after import); a pooled connection is pinged
-as it is checked out (``pool_pre_ping``).
+is created lazily in the process that uses it (Celery forks workers after import); a dead pooled connection is
+replaced as it is checked out (``orchestrator.connections.liveness``).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class PgvectorStore(StoreDefaults):
                             env_var=self.spec.database_url_env,
                         )
                 make = engine_of if self._engines is None else self._engines.get
-                self._engine = make(url, self.spec.database_url_env, pool_pre_ping=True)
+                self._engine = make(url, self.spec.database_url_env)
                 self._shown_url = url
                 self._engine_pid = pid
             return self._engine
