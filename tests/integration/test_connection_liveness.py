@@ -4,6 +4,7 @@ idle past the ping threshold, a closed driver connection."""
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,6 +74,21 @@ def test_a_connection_idle_past_the_threshold_is_pinged_and_kept(
         assert (watched.pings, watched.replaced) == (2, [])
     finally:
         engine.dispose()
+
+
+def test_without_poll_a_server_ended_connection_is_still_found_by_select(
+    pooled: Watched, postgres_admin: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``select.poll`` does not exist (Windows), ``select.select`` looks at the socket instead."""
+    monkeypatch.delattr(select, "poll")
+    with pooled.engine.connect() as conn:
+        dbapi_connection = conn.connection.dbapi_connection
+        pid = conn.scalar(sa.text("SELECT pg_backend_pid()"))
+        assert server_has_spoken(dbapi_connection) is False
+        with postgres_admin.connect() as admin:
+            assert admin.scalar(sa.text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}) is True
+        assert server_has_spoken(dbapi_connection) is True
+        conn.invalidate()
 
 
 def test_a_closed_or_socketless_driver_connection_counts_as_ended(pooled: Watched) -> None:
