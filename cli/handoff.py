@@ -9,15 +9,14 @@ a planner of the same job table is up, the spec is pushed at once; ``cli.submit.
 waits for the answer as it would have after pushing it itself. Any other command line, a planner that is not there,
 or anything this module is unsure of, sends nothing: the command goes the usual way, which is always correct.
 
-Imports only the standard library, the RESP client, the submission protocol and the actor's name.
+Imports only the standard library (not ``dataclasses`` nor ``uuid``: ~10 ms before the spec could be sent), the RESP
+client, the submission protocol and the actor's name.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -58,8 +57,7 @@ def given_urls(database_url: str | None, redis_url: str | None) -> Urls | None:
     return Urls(database_url, redis_url)
 
 
-@dataclass(frozen=True)
-class Sent:
+class Sent(NamedTuple):
     """A submission on the planners' list: what the command waits on, and what identifies it."""
 
     client: resp.Connection
@@ -103,7 +101,7 @@ def send(urls: Urls, spec_path: Path, kind: Kind, *, new: bool, resume: bool) ->
     if beat is None or beat.database != database or not spec_path.is_file():
         return None
     submission = Submission(
-        token=uuid.uuid4().hex,
+        token=os.urandom(16).hex(),  # as random as uuid4's 122 bits, without importing uuid (platform, …)
         kind=kind,
         spec_text=spec_path.read_text(),
         spec_path=str(spec_path.resolve()),
