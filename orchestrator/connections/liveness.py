@@ -64,7 +64,7 @@ def server_has_spoken(dbapi_connection: Any) -> bool:
         fd = fileno()
     except Exception:  # the driver says it has no socket any more
         return True
-    if not hasattr(select, "poll"):  # Windows: select() takes sockets there, and has no limit on their numbers
+    if not hasattr(select, "poll"):  # Windows: select() takes a socket of any number there (one at a time here)
         readable, _, _ = select.select([fd], [], [], 0)
         return bool(readable)
     poller = select.poll()
