@@ -105,6 +105,11 @@ class Rounds:
     #: fetches than that): every later fetch waits for a slot a window after one of these, so this sets the end of a
     #: job bound by its fetch budget (``first_window_lines``).
     first_window: dict[str, list[float | None]] = field(default_factory=lambda: {"peer": [], "fleet": []})
+    #: Seconds from each contender's start to the source's first list and first fetch: how soon its data-plane work
+    #: began (``first_requests_lines``).
+    first_requests: dict[str, list[tuple[float | None, float | None]]] = field(
+        default_factory=lambda: {"peer": [], "fleet": []}
+    )
     #: CPU seconds of each fleet round's `nsmigrate run` command (in ``cpu["fleet"]`` too).
     command_cpu: list[float] = field(default_factory=list)
     #: CPU seconds of each contender's own processes per round: the peer's one; the fleet's workers and its command.
@@ -161,12 +166,19 @@ def run_fleet(
     return finished - cli.started, finished - created, steps, counted
 
 
-def _first_window_full(plane: DataPlane, budgets: Budgets, started: float) -> float | None:
+def _first_window_full(source_stats: dict[str, Any], budgets: Budgets, started: float) -> float | None:
     """Seconds from ``started`` to the source's fetch that filled the fetch budget's first window (its
     ``window_for(read_rps)`` limit-th since the source's stats were reset)."""
     limit, _ = window_for(budgets.read_rps)
-    times = plane.admin("src", "/_sandbox/stats").get("first_request_times", {}).get("fetch", [])
+    times = source_stats.get("first_request_times", {}).get("fetch", [])
     return times[limit - 1] - started if len(times) >= limit else None
+
+
+def _first_requests(source_stats: dict[str, Any], started: float) -> tuple[float | None, float | None]:
+    """Seconds from ``started`` to the source's first list and first fetch since its stats were reset."""
+    times = source_stats.get("request_times", {})
+    first = [times.get(op, {}).get("first") for op in ("list", "fetch")]
+    return tuple(None if t is None else t - started for t in first)  # type: ignore[return-value]
 
 
 def check_copied(plane: DataPlane, index: str, data: SeedData) -> None:
@@ -244,7 +256,9 @@ def bench_set(
                     result.cpu[contender].append(own)
                     result.machine_cpu[contender].append(own + _cpu_seconds(plane.procs + services) - shared_before)
                 check_copied(plane, contender, data)
-                result.first_window[contender].append(_first_window_full(plane, budgets, started))
+                source_stats = plane.admin("src", "/_sandbox/stats")
+                result.first_window[contender].append(_first_window_full(source_stats, budgets, started))
+                result.first_requests[contender].append(_first_requests(source_stats, started))
                 seconds = result.seconds[contender][-1]
                 print(f"  {name} round {n + 1}: {contender} {seconds:.2f} s", file=sys.stderr, flush=True)
     finally:
@@ -291,6 +305,20 @@ def first_window_lines(rounds: Rounds) -> list[str]:
     ]
 
 
+def first_requests_lines(rounds: Rounds) -> list[str]:
+    """When each contender's first list and first fetch reached the source, per round."""
+
+    def shown(t: float | None) -> str:
+        return "–" if t is None else f"{t:.3f}"
+
+    return [
+        "  the source's first list / first fetch, seconds from the start (each round): "
+        + "; ".join(
+            f"{c} {', '.join(f'{shown(a)}/{shown(b)}' for a, b in rounds.first_requests[c])}" for c in ("peer", "fleet")
+        )
+    ]
+
+
 def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
     loop, peer, user = (rounds.seconds[c] for c in CONTENDERS)
     job = rounds.fleet_job_seconds
@@ -321,6 +349,7 @@ def report(name: str, data: SeedData, rounds: Rounds) -> list[str]:
         f"fleet {statistics.median(rounds.cpu['fleet']):.2f} (its workers and its command, "
         f"{statistics.median(rounds.command_cpu):.2f})",
         *machine_floor(rounds, peer, user),
+        *first_requests_lines(rounds),
         *first_window_lines(rounds),
     ]
     labels = [f"round {n + 1}" for n in range(len(rounds.fleet_timelines))]

@@ -2,7 +2,7 @@
 the job table, and the error exit.
 
 Light on purpose: ``nsmigrate status`` loads this module, so nothing here may import Celery, a store SDK or pyarrow,
-nor at module level SQLAlchemy (``read_job_table`` reads over plain psycopg).
+nor at module level SQLAlchemy (``read_job_table`` reads over libpq, ``cli.libpq``, or plain psycopg).
 """
 
 from __future__ import annotations
@@ -182,34 +182,74 @@ def read_jobs(url: str, limit: int) -> list[dict[str, Any]]:
 
 
 def read_job_table(url: str, read: Callable[[snapshot.Execute], T]) -> T:
-    """``read`` (one of the job table's readers, ``orchestrator.snapshot``) over one plain psycopg connection: no
-    SQLAlchemy to import and no schema to check. A job table that is not Postgres through psycopg, or whose schema
-    is missing or older than the statement, is read through the job table's engine instead, which makes the schema
-    current first (``jobs_status.read_status``): the same reader either way."""
+    """``read`` (one of the job table's readers, ``orchestrator.snapshot``) over one plain connection (libpq's,
+    ``cli.libpq``, else psycopg's): no SQLAlchemy to import and no schema to check. A job table that is not Postgres
+    through psycopg, or whose schema is missing or older than the statement, is read through the job table's engine
+    instead, which makes the schema current first (``jobs_status.read_status``): the same reader either way."""
     conninfo = _libpq_url(url)
     if conninfo is not None:
-        import psycopg
-
-        try:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                return read(_executor(conn))
-        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
-            pass
-        except psycopg.OperationalError as e:
-            raise _unreachable(url, e) from e
+        found = _read_plain(url, conninfo, read)
+        if found is not _SCHEMA_BEHIND:
+            return found  # type: ignore[return-value]
     from nsmigrate.orchestrator.jobs import status as jobs_status
 
     return jobs_status.read_status(_database(url), read)
 
 
+#: What ``_read_plain`` answers for a statement newer than the job table's schema (a table or column missing).
+_SCHEMA_BEHIND = object()
+
+
+def _read_plain(url: str, conninfo: str, read: Callable[[snapshot.Execute], T]) -> T | object:
+    from nsmigrate.cli import libpq
+
+    try:
+        held = libpq.connect(conninfo)
+        if held is not None:
+            with held:
+                return read(held.execute)
+    except libpq.Unreachable as e:
+        raise _unreachable(url, e) from e
+    except libpq.Failed as e:
+        if e.sqlstate in ("42P01", "42703"):  # undefined table, undefined column
+            return _SCHEMA_BEHIND
+        raise
+    import psycopg  # no libpq that loads by itself here
+
+    try:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            return read(_executor(conn))
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        return _SCHEMA_BEHIND
+    except psycopg.OperationalError as e:
+        raise _unreachable(url, e) from e
+
+
 @contextmanager
 def status_reader(database_url: str, job_id: int) -> Iterator[Callable[[int], progress.JobProgress]]:
     """Reads job ``job_id``'s progress with at most ROWS runs listed (``orchestrator.progress``) again at each call
-    ``read(ROWS)``, over one plain psycopg connection kept open (a waiting command reads every half second; no
-    SQLAlchemy to import). Falls back as ``read_job_table`` does."""
+    ``read(ROWS)``, over one plain connection kept open (libpq's, ``cli.libpq``, else psycopg's; a waiting command
+    reads every half second; no SQLAlchemy to import). Falls back as ``read_job_table`` does."""
     conninfo = _libpq_url(database_url)
     if conninfo is None:
         yield lambda rows: read_job_table(database_url, lambda e: progress.read_progress(e, job_id, rows))
+        return
+    from nsmigrate.cli import libpq
+
+    try:
+        held = libpq.connect(conninfo)
+    except libpq.Unreachable as e:
+        raise _unreachable(database_url, e) from e
+    if held is not None:
+
+        def read(rows: int) -> progress.JobProgress:
+            try:
+                return progress.read_progress(held.execute, job_id, rows)
+            except libpq.Unreachable as e:
+                raise _unreachable(database_url, e) from e
+
+        with held:
+            yield read
         return
     import psycopg
 

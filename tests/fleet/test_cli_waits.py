@@ -118,3 +118,34 @@ def test_verify_of_a_finished_job_waits_for_the_new_verdicts(stack: Stack) -> No
     assert {r.state for r in after} == {RunState.VERIFIED}
     # New verdicts, not the ones the job already had when verify was asked.
     assert all(r.verification["checked_at"] != before[r.id] for r in after), (before, result.stdout)
+
+
+#: Runs the entry point as `nsmigrate` does and, as it exits, prints which of the modules it could do without it loaded.
+MODULES_PROBE = (
+    "import atexit, sys\n"
+    "heavy = ('psycopg', 'sqlalchemy', 'celery')\n"
+    "atexit.register(lambda: print('loaded:', *[m for m in heavy if m in sys.modules], file=sys.stderr))\n"
+    "from nsmigrate.cli.entry import main\n"
+    "sys.argv = ['nsmigrate', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def test_run_wait_planned_by_the_fleet_reads_its_job_without_importing_psycopg(stack: Stack) -> None:
+    """The command's job reads go over libpq (``cli.libpq``): importing psycopg was a tenth of a CPU-second, taken
+    from the cores the job's first tasks need."""
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    wait_until(lambda: broker.get(PLANNER_KEY), what="the fleet's planner's heartbeat", timeout_s=60)
+    result = subprocess.run(
+        [sys.executable, "-c", MODULES_PROBE, "run", spec_file(stack, auto_verify=False), "--wait"],
+        env=stack.env(PINECONE_API_KEY=SANDBOX_API_KEY),
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_DEADLINE_S,
+    )
+
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "(planned by the fleet)" in result.stdout
+    job_id = int(result.stdout.split("started (planned by the fleet)\n", 1)[1].split()[0])
+    assert {r.source_namespace: r.copied for r in runs(stack, job_id)} == NAMESPACES
+    assert result.stderr.splitlines()[-1] == "loaded:", result.stderr

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 import nsmigrate.cli.options
 import nsmigrate.orchestrator.jobs.status
-from nsmigrate.cli import render, waits
+from nsmigrate.cli import libpq, render, waits
 from nsmigrate.cli.options import settings, status_reader
 from nsmigrate.cli.render import SUMMARY_ROWS, job_reader, print_summary, watch_job
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
@@ -71,10 +71,15 @@ def db(database_url: str) -> Iterator[jobs_database.Database]:
     database.dispose()
 
 
-@pytest.fixture(params=["engine", "psycopg"])
-def follow(request: pytest.FixtureRequest, db: jobs_database.Database, database_url: str) -> Callable[[int], int]:
+@pytest.fixture(params=["engine", "libpq", "psycopg"])
+def follow(
+    request: pytest.FixtureRequest, db: jobs_database.Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[int], int]:
     """``watch_job`` until the job settles, through a reader a command uses: the job table's engine (`watch`,
-    `retry --wait`…), or one psycopg connection (`run --wait` after the fleet planned the job); its exit code."""
+    `retry --wait`…), or one plain connection (`run --wait` after the fleet planned the job): libpq's, or psycopg's
+    where no libpq loads by itself; its exit code."""
+    if request.param == "psycopg":
+        monkeypatch.setattr(libpq, "_lib", None)
 
     def following(job_id: int) -> int:
         if request.param == "engine":
@@ -92,6 +97,14 @@ class StatementSpy:
         self.documents: list[str] = []
         for module in (nsmigrate.cli.options, nsmigrate.orchestrator.jobs.status):
             monkeypatch.setattr(module, "_executor", self._spying(module._executor))
+        execute = libpq.Connection.execute
+
+        def spied(conn: libpq.Connection, sql: str, params: dict[str, Any]) -> Any:
+            answer = execute(conn, sql, params)
+            self.documents.append(str(answer))
+            return answer
+
+        monkeypatch.setattr(libpq.Connection, "execute", spied)
 
     def _spying(self, make: Callable[[Any], Callable[..., Any]]) -> Callable[[Any], Callable[..., Any]]:
         def spying(conn: Any) -> Callable[..., Any]:

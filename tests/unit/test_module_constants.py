@@ -45,6 +45,8 @@ WORKING: dict[str, str] = {
     "cli/actions.py:REFUSED_NAMES_SHOWN": "namespaces a repeated refusal names in full",
     "orchestrator/launch.py:DIFFERENCES_SHOWN": "the changed fields a refused `run` names in full",
     "orchestrator/spec/differences.py:VALUE_CHARS": "how much of one changed value a refused `run` shows",
+    "cli/libpq.py:_CONNECTION_OK": "libpq's ConnStatusType value for a connection made (libpq-fe.h)",
+    "cli/libpq.py:_PGRES_TUPLES_OK": "libpq's ExecStatusType value for rows answered (libpq-fe.h)",
     "cli/console.py:EXIT_INTERRUPTED": "the exit code after Ctrl-C: what shells report for a process SIGINT ended",
     "cli/job_page.py:RELOAD_S": "the job page's reload interval",
     "cli/job_page.py:PAGE_RUNS": "namespaces one page lists",
