@@ -87,7 +87,7 @@ class Settled:
         )
 
     def left(self, progress: JobProgress) -> int:
-        # A run stuck on failed batches counts: no worker wakes the command for it, so it ends the wait by polling.
+        # A run stuck on failed batches or a failed lister counts: the worker that leaves it so wakes the command too.
         return sum(n for state, n in progress.summary.states.items() if not self._settled_state(state))
 
 

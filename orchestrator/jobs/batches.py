@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
@@ -209,6 +209,7 @@ _FINISH_BATCH = (
         _runs.c.id,
         sa.and_(_run_now.c.state == RunState.COPYING, _runs.c.state == RunState.COPIED).label("copied"),
         _runs.c.listing_done,
+        _runs.c.state,
         _SETTLED.label("settled"),
         (_in_flight_of_run - 1).label("in_flight"),  # less this batch, running in the snapshot
     )
@@ -218,6 +219,7 @@ _AFTER_BATCH = sa.select(
     _runs.c.listing_done,
     _in_flight_of_run.label("in_flight"),
     sa.exists(sa.select(_moved_to_copied.c.id)).label("copied"),
+    _runs.c.state,  # as the statement's snapshot saw it: before `_moved_to_copied`
 ).where(_runs.c.id == sa.bindparam("run_id"))
 # A batch failed by another delivery while this one copied it: its ids were counted as failed. Finishing it is one
 # autocommit statement after an unlocked read of its ids (written once, when the batch is recorded), as failing one is:
@@ -356,16 +358,16 @@ def finish_batch(
     nbytes: int,
     targets: Sequence[str],
     max_in_flight: int,
-) -> tuple[bool, bool]:
+) -> AfterBatch:
     """running → done (or failed → done: another delivery failed it meanwhile); the run's copied counter and the set
-    of target namespaces it wrote grow with it. Returns what ``after_batch`` returns: (this caller moved the run to
-    ``copied``, wake the lister). One autocommit statement, a second when another statement of the run met it
-    (``settled``), none holding a lock while this worker is waited on (see ``_FINISH_BATCH``)."""
+    of target namespaces it wrote grow with it. Returns what ``after_batch`` returns. One autocommit statement, a
+    second when another statement of the run met it (``settled``), none holding a lock while this worker is waited
+    on (see ``_FINISH_BATCH``)."""
     done = {"batch_id": batch_id, "targets": list(targets), "vectors": vectors, "missing": missing, "nbytes": nbytes}
     with db.single_statement() as conn:
         row = conn.execute(_FINISH_BATCH, {**done, "now": utcnow()}).one_or_none()
         if row is not None and row.settled:
-            return bool(row.copied), not row.listing_done and row.in_flight < max_in_flight
+            return AfterBatch.of(row, max_in_flight)
         if row is not None:
             run_id = row.id
         else:
@@ -437,18 +439,36 @@ def maybe_mark_copied(db: Database, run_id: int) -> bool:
         return bool(_rowcount(conn, _MARK_COPIED, {"run_id": run_id}))
 
 
-def after_batch(db: Database, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
-    """After a batch ends, in one statement: (this caller moved the run to ``copied``, the lister should be woken
-    because listing is unfinished and fewer than ``max_in_flight`` batches are queued or running)."""
+class AfterBatch(NamedTuple):
+    """What follows the end of a batch, as the statement that ended it (or one right after) found its run."""
+
+    #: This caller moved the run to ``copied`` (exactly one caller does).
+    copied: bool
+    #: Listing is unfinished and fewer than the spec's ``max_batches_in_flight`` batches are queued or running.
+    wake_lister: bool
+    #: Listing is done, no batch is queued or running, and the run is not copied: only failed batches are left,
+    #: and nothing more happens until `nsmigrate retry` (a command waiting on the job may stop waiting for it).
+    stuck: bool
+
+    @classmethod
+    def of(cls, row: Any, max_in_flight: int) -> AfterBatch:
+        """From a row of the run: ``copied``, ``listing_done``, ``in_flight`` (its queued and running batches but the
+        one that ended) and ``state``."""
+        copied, in_flight = bool(row.copied), row.in_flight
+        stuck = row.listing_done and in_flight == 0 and row.state == RunState.COPYING and not copied
+        return cls(copied, not row.listing_done and in_flight < max_in_flight, stuck)
+
+
+def after_batch(db: Database, run_id: int, max_in_flight: int) -> AfterBatch:
+    """After a batch ends (``max_in_flight``: the spec's ``max_batches_in_flight``), in one statement."""
     with db.single_statement() as conn:
         return _what_follows(conn, run_id, max_in_flight)
 
 
-def _what_follows(conn: sa.Connection, run_id: int, max_in_flight: int) -> tuple[bool, bool]:
+def _what_follows(conn: sa.Connection, run_id: int, max_in_flight: int) -> AfterBatch:
     """``_AFTER_BATCH``: the run moved to ``copied`` when every batch is done (the conditional UPDATE re-checks, so
-    exactly one caller wins it), and whether to wake the lister."""
-    listing_done, in_flight, copied = conn.execute(_AFTER_BATCH, {"run_id": run_id, "now": utcnow()}).one()
-    return bool(copied), not listing_done and in_flight < max_in_flight
+    exactly one caller wins it), and what else follows."""
+    return AfterBatch.of(conn.execute(_AFTER_BATCH, {"run_id": run_id, "now": utcnow()}).one(), max_in_flight)
 
 
 def compile_task_statements(db: Database) -> None:

@@ -18,13 +18,14 @@ from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
-from nsmigrate.orchestrator.messaging.task_names import lock_key
+from nsmigrate.orchestrator.jobs.batches import AfterBatch
+from nsmigrate.orchestrator.messaging.task_names import job_wake_key, lock_key
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, listing
-from nsmigrate.workers.steps.next_steps import lister_wake_key
+from nsmigrate.workers.steps.next_steps import advance, lister_wake_key
 from nsmigrate_sandbox.pinecone_server import PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY
 from tests.chaos import DIM, SRC
@@ -90,10 +91,8 @@ def test_recording_a_page_reports_what_the_lister_checks_next(worker_ctx: Worker
     for batch_id in (*first.batch_ids, *second.batch_ids):
         assert jobs_batches.start_batch(db, batch_id, "test") is not None
         jobs_batches.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64)
-    assert jobs_batches.after_batch(db, run_id, 64) == (
-        False,
-        True,
-    )  # listing unfinished: the lister is woken, not copied
+    # listing unfinished: the lister is woken, not copied
+    assert jobs_batches.after_batch(db, run_id, 64) == AfterBatch(copied=False, wake_lister=True, stuck=False)
 
     last = jobs_pages.add_batches(db, run_id, [], None, listing_done=True, listed_from="t2")
     assert (last.batch_ids, last.in_flight, last.copied) == ([], 0, True)
@@ -107,21 +106,43 @@ def test_the_last_batch_to_finish_moves_its_run_on_in_the_same_transaction(worke
     for batch_id in (first, last):
         assert jobs_batches.start_batch(db, batch_id, "test") is not None
 
-    assert jobs_batches.finish_batch(db, first, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
-        False,
-        False,  # listing is done: nobody to wake
-    )
-    assert jobs_batches.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
-        True,
-        False,
-    )
+    def finish(batch_id: int) -> AfterBatch:
+        return jobs_batches.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64)
+
+    # listing is done: nobody to wake; the last batch still runs: not stuck
+    assert finish(first) == AfterBatch(copied=False, wake_lister=False, stuck=False)
+    assert finish(last) == AfterBatch(copied=True, wake_lister=False, stuck=False)
     # A duplicate delivery of the last batch changes nothing and does not win the run a second time.
-    assert jobs_batches.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64) == (
-        False,
-        False,
-    )
+    assert finish(last) == AfterBatch(copied=False, wake_lister=False, stuck=False)
     run = jobs_and_runs.get_run(db, run_id)
     assert (run.state, run.copied) == (RunState.COPIED, 2)
+
+
+@pytest.mark.parametrize("last_to_end", ["finishes", "fails"])
+def test_the_batch_that_leaves_only_failed_ones_wakes_the_command_waiting_on_the_job(
+    worker_ctx: WorkerContext, last_to_end: str
+) -> None:
+    """Nothing more happens to a run left with only failed batches until `nsmigrate retry`: the batch that ends last
+    says so (``stuck``), and a command waiting on the job (`run --wait`) is woken to report it, not left to its next
+    poll."""
+    db = worker_ctx.db
+    job_id, run_id = one_run_job(db)
+    failed, last = jobs_pages.add_batches(db, run_id, [["a"], ["b"]], None, listing_done=True).batch_ids
+    for batch_id in (failed, last):
+        assert jobs_batches.start_batch(db, batch_id, "test") is not None
+    jobs_batches.fail_batch(db, failed, "boom: the target refused")
+    assert jobs_batches.after_batch(db, run_id, 64) == AfterBatch(copied=False, wake_lister=False, stuck=False)
+    assert not worker_ctx.redis.exists(job_wake_key(job_id))
+
+    if last_to_end == "finishes":
+        follows = jobs_batches.finish_batch(db, last, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64)
+    else:
+        jobs_batches.fail_batch(db, last, "boom again")
+        follows = jobs_batches.after_batch(db, run_id, 64)
+    assert follows == AfterBatch(copied=False, wake_lister=False, stuck=True)
+    advance(worker_ctx, run_id, job_id, "ns0", jobs_and_runs.job_spec(db, job_id), outcome=follows)
+    assert worker_ctx.redis.lrange(job_wake_key(job_id), 0, -1) == [str(run_id).encode()]
+    assert jobs_and_runs.get_run(db, run_id).state == RunState.COPYING  # for `retry` to take up
 
 
 def test_a_cancelled_run_tells_its_lister_to_stop(worker_ctx: WorkerContext) -> None:
@@ -279,10 +300,10 @@ def test_a_copy_killed_after_marking_its_run_copied_is_made_good_by_its_redelive
     _, run_id = one_run_job(worker_ctx.db)
     [batch_id] = jobs_pages.add_batches(worker_ctx.db, run_id, [["a", "b", "c"]], None, listing_done=True).batch_ids
     assert jobs_batches.start_batch(worker_ctx.db, batch_id, "doomed") is not None
-    copied, _ = jobs_batches.finish_batch(
+    follows = jobs_batches.finish_batch(
         worker_ctx.db, batch_id, vectors=3, missing=0, nbytes=0, targets=["ns0"], max_in_flight=64
     )
-    assert copied
+    assert follows.copied
     worker_ctx.redis.set(lister_wake_key(run_id), 1)
 
     copying.copy_batch(worker_ctx, batch_id)  # a duplicate delivery does nothing …

@@ -23,6 +23,11 @@ from tests.integration.test_job_table import a_job
 from tests.integration.test_stopped_worker import waiting_for_a_lock
 from tests.polling import wait_until
 
+#: What finishing a batch answers when its run's listing is done: nothing follows, or this caller moved the run to
+#: ``copied``.
+NOTHING_FOLLOWS = jobs_batches.AfterBatch(copied=False, wake_lister=False, stuck=False)
+COPIED = jobs_batches.AfterBatch(copied=True, wake_lister=False, stuck=False)
+
 
 @pytest.fixture
 def db(job_table_url: str) -> Iterator[jobs_database.Database]:
@@ -89,7 +94,7 @@ def test_the_last_two_batches_finishing_together_move_their_run_to_copied_exactl
         holder.rollback()
         holder.close()
 
-    assert waiting.join() == {"first": (False, False), "second": (True, False)}
+    assert waiting.join() == {"first": NOTHING_FOLLOWS, "second": COPIED}
     run = jobs_and_runs.get_run(db, run_id)
     assert (run.state, run.copied) == (RunState.COPIED, 2)
 
@@ -113,10 +118,10 @@ def test_a_batch_finishing_as_the_last_page_lands_leaves_the_run_to_the_pages_ba
     finally:
         holder.close()
 
-    assert waiting.join() == {"first": (False, False)}  # listing is done: nobody to wake
+    assert waiting.join() == {"first": NOTHING_FOLLOWS}  # listing is done: nobody to wake
     assert jobs_and_runs.get_run(db, run_id).state == RunState.COPYING
     assert jobs_batches.start_batch(db, last, "w") is not None
-    assert finishes(db, last) == (True, False)
+    assert finishes(db, last) == COPIED
     run = jobs_and_runs.get_run(db, run_id)
     assert (run.state, run.copied, run.listed, run.batches_total) == (RunState.COPIED, 2, 2, 2)
 
@@ -140,6 +145,6 @@ def test_a_batch_finishing_alone_moves_its_run_on_in_its_one_statement(db: jobs_
         holder.close()
 
     finisher, outcome = waiting.join()["only"]
-    assert outcome == (True, False)
+    assert outcome == jobs_batches.AfterBatch(copied=True, wake_lister=False, stuck=False)
     assert [sql for thread, sql in statements if thread == finisher] == ["WITH"]
     assert jobs_and_runs.get_run(db, run_id).state == RunState.COPIED

@@ -144,10 +144,8 @@ def test_a_namespace_of_one_batch_costs_four_round_trips_from_listing_to_done(
     assert traffic.statements == [("WITH", True)]
 
     count()
-    copied, wake = jobs_batches.finish_batch(
-        db, batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4
-    )
-    assert (copied, wake) == (True, False)
+    follows = jobs_batches.finish_batch(db, batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4)
+    assert follows == jobs_batches.AfterBatch(copied=True, wake_lister=False, stuck=False)
     # mark done, count it and move the run to copied: one statement, no transaction held across a round trip
     assert traffic.statements == [("WITH", True)]
     count()
@@ -194,10 +192,10 @@ def test_a_small_run_is_recorded_and_started_in_one_statement_three_round_trips_
         assert (batch.state, batch.attempts, batch.worker) == ("running", 1, "w")
         assert batch.started_at is not None
     traffic.clear()
-    copied, _ = jobs_batches.finish_batch(
+    follows = jobs_batches.finish_batch(
         db, work.batch_id, vectors=3, missing=0, nbytes=9, targets=["ns0"], max_in_flight=4
     )
-    assert copied
+    assert follows.copied
     assert (traffic.round_trips, traffic.checkouts) == (1, 1)  # in all 3 round trips and 3 checkouts
     assert jobs_batches.start_batch(db, work.batch_id, "w") is None  # done: a duplicate copy task does nothing
 

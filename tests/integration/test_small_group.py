@@ -26,7 +26,7 @@ from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.jobs import status as jobs_status
-from nsmigrate.orchestrator.messaging.task_names import TaskName, lock_key
+from nsmigrate.orchestrator.messaging.task_names import TaskName, job_wake_key, lock_key
 from nsmigrate.orchestrator.models import Batch, BatchState, JobState, NamespaceRun, RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.planning.prepared import Prepared
@@ -489,6 +489,8 @@ def test_a_run_whose_lister_fails_for_good_ends_list_failed_and_the_group_goes_o
     assert "the source refused to list 'refused'" in (failed.last_error or "")
     assert (state(ctx, runs["ok1"]), state(ctx, runs["ok2"])) == (RunState.COPIED, RunState.COPIED)
     assert sent(ctx) == [("verify", runs["ok1"]), ("verify", runs["ok2"])]
+    # a command waiting on the job is woken for it: nothing more happens to it until `nsmigrate retry`
+    assert ctx.redis.lrange(job_wake_key(job_id), 0, -1) == [str(runs["refused"]).encode()]
 
 
 def test_a_run_whose_lock_another_lister_holds_is_left_to_it(ctx: WorkerContext, sandbox: PineconeSandbox) -> None:

@@ -28,6 +28,11 @@ from nsmigrate.orchestrator.recovery import claim_stalled_runs
 from tests.integration.test_job_table import a_job
 from tests.polling import wait_until
 
+#: What finishing a batch answers when its run's listing is done: nothing follows, or this caller moved the run to
+#: ``copied``.
+NOTHING_FOLLOWS = jobs_batches.AfterBatch(copied=False, wake_lister=False, stuck=False)
+COPIED = jobs_batches.AfterBatch(copied=True, wake_lister=False, stuck=False)
+
 
 @pytest.fixture
 def databases(job_table_url: str) -> Iterator[tuple[jobs_database.Database, jobs_database.Database]]:
@@ -312,15 +317,15 @@ def test_a_worker_stopped_while_finishing_a_batch_another_delivery_failed_holds_
         stopping, stops_after, lambda: finishes(stopping, first), other, the_others_work(other, second, third)
     )
 
-    assert stopped_result == [(False, False)]  # not the run's last batch: the third is still running
+    assert stopped_result == [NOTHING_FOLLOWS]  # not the run's last batch: the third is still running
     with other.transaction() as s:
         states = dict(s.execute(sa.select(Batch.id, Batch.state).where(Batch.run_id == run_id)).all())
         run = s.get(NamespaceRun, run_id)
         assert run is not None
     assert states == {first: "done", second: "done", third: "running"}
     assert (run.failed, run.copied, run.target_namespaces, run.state) == (0, 2, ["ns0"], "copying")
-    assert finishes(other, third) == (True, False)  # the run's last batch moves it on
-    assert finishes(stopping, first) == (False, False)  # a duplicate delivery changes nothing
+    assert finishes(other, third) == COPIED  # the run's last batch moves it on
+    assert finishes(stopping, first) == NOTHING_FOLLOWS  # a duplicate delivery changes nothing
     with other.transaction() as s:
         run = s.get(NamespaceRun, run_id)
         assert run is not None and (run.failed, run.copied, run.state) == (0, 3, "copied")

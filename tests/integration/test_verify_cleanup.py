@@ -193,10 +193,10 @@ def copied_job(
         ).batch_ids
         if started:
             jobs_batches.start_batch(ctx.db, batch_id, "tester")
-        copied, _ = jobs_batches.finish_batch(
+        follows = jobs_batches.finish_batch(
             ctx.db, batch_id, vectors=len(records), missing=0, nbytes=0, targets=sorted(routed), max_in_flight=1
         )
-        assert copied
+        assert follows.copied
     return job
 
 

@@ -224,7 +224,7 @@ def _a_fetch_at_a_time(step: Step, ctx: WorkerContext, work: jobs_batches.BatchW
 
 def _copy_and_finish(
     ctx: WorkerContext, work: jobs_batches.BatchWork, early: EarlyFetch | None
-) -> tuple[tuple[bool, bool] | None, int, str | None]:
+) -> tuple[jobs_batches.AfterBatch | None, int, str | None]:
     """Copy a started batch and finish it. Returns (what ``finish_batch`` returned, vectors written, None) or, when it
     failed for good, (None, 0, its error); the job table or Redis unreachable raises, for Celery to send it again."""
     spec, batch_id = work.spec, work.batch_id
@@ -305,7 +305,7 @@ def copy_batch(
             )
         return 0
     spec = work.spec
-    outcome: tuple[bool, bool] | None = None  # (copied, wake the lister) when the batch finished
+    outcome: jobs_batches.AfterBatch | None = None  # what follows, when the batch finished
     vectors, error = 0, None
     if work.lost_attempts >= ctx.settings.batch_max_lost_attempts:
         error = lost_text(work.lost_attempts)

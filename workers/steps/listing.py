@@ -40,7 +40,7 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import copying
 from nsmigrate.workers.steps.chain_listing import chains_for, list_chains
-from nsmigrate.workers.steps.next_steps import advance, lister_wake_key, run_copied
+from nsmigrate.workers.steps.next_steps import advance, lister_wake_key, run_copied, run_settled
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.transfer import lock_keeper
 
@@ -100,6 +100,7 @@ def _failing_for_good(ctx: WorkerContext, run_id: int) -> Iterator[None]:
         error = f"unexpected {type(e).__name__}: {e}"
     if jobs_pages.fail_listing(ctx.db, run_id, error):
         run = jobs_and_runs.get_run(ctx.db, run_id)
+        run_settled(ctx, run.job_id, run_id)  # nothing more happens to it until `nsmigrate retry`
         raise ListingFailed(error, job=run.job_id, namespace=display_namespace(run.source_namespace), run=run_id)
 
 

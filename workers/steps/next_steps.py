@@ -3,8 +3,8 @@
 - A run whose listing is done and whose batches are all done becomes ``copied`` (exactly one caller wins that) and,
   when the spec says so, is queued for verification.
 - A lister that stopped at the in-flight bound is woken when batches finish, at most one wake-up pending at a time.
-- A command waiting on the job (`run --wait`, `watch`…) is told when one of its runs settles (``run_settled``), so it
-  reads the job's progress at once instead of at its next poll.
+- A command waiting on the job (`run --wait`, `watch`…) is told when one of its runs settles (``run_settled``): copied
+  or judged, or left with only failed batches; so it reads the job's progress at once instead of at its next poll.
 - Inside ``verifications_grouped`` (a group of small runs copied by one task, by the threads of its pool), the
   verifications of the runs copied are sent as one task when the group is done.
 """
@@ -41,22 +41,25 @@ def advance(
     spec: JobSpec,
     *,
     again: bool = False,
-    outcome: tuple[bool, bool] | None = None,
+    outcome: jobs_batches.AfterBatch | None = None,
 ) -> None:
-    """``outcome``: (copied, wake) as ``jobs_batches.finish_batch`` found them in its own transaction; looked up with
+    """``outcome``: what follows, as ``jobs_batches.finish_batch`` found it in its own statement; looked up with
     ``jobs_batches.after_batch`` when not given. ``again``: this task ran before — a redelivery after its worker was
     killed, or a Celery retry after an outage — and that run may have died between a change it recorded and the
     message that follows it. So clear a wake-up flag it may have set without sending the wake-up, and re-send the
     verification of a run that is ``copied`` (a duplicate verification is harmless)."""
     if again:
         ctx.redis.delete(lister_wake_key(run_id))
-    copied, wake = outcome or jobs_batches.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
+    follows = outcome or jobs_batches.after_batch(ctx.db, run_id, spec.max_batches_in_flight)
+    copied = follows.copied
     if again and not copied:
         copied = jobs_and_runs.get_run(ctx.db, run_id).state == RunState.COPIED
     if copied:
         run_copied(ctx, run_id, job_id, namespace, spec)
-    elif wake:
+    elif follows.wake_lister:
         wake_lister(ctx, run_id, job_id, namespace)
+    elif follows.stuck:
+        run_settled(ctx, job_id, run_id)  # its waiting command sees it stuck at once, not at its next poll
 
 
 _held = threading.local()  # the verifications this thread holds inside ``verifications_grouped``
@@ -107,7 +110,8 @@ def hold_verifications(held: Held) -> None:
 
 
 def run_settled(ctx: WorkerContext, job_id: int, run_id: int) -> None:
-    """Wake a command waiting on job ``job_id``: run ``run_id`` is copied (its spec does not verify) or judged. The
+    """Wake a command waiting on job ``job_id``: run ``run_id`` is copied (its spec does not verify), judged, or
+    left with only failed batches. The
     job table stays the truth: a wake-up lost (Redis down, two commands waiting on one job) only leaves the command
     to its next poll, so a failure here fails nothing."""
     key = job_wake_key(job_id)
