@@ -11,8 +11,7 @@ import os
 import socket
 import threading
 
-import redis
-
+from nsmigrate.orchestrator.connections.redis_pool import worker_redis
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings, load_settings, task_slots
@@ -35,7 +34,7 @@ class WorkerContext:
         # process would serialise their start on the schema lock.
         self.db = Database(settings.database_url, pool_size=max(10, task_slots()), create=False)
         self.dispatcher = Dispatcher(settings)
-        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.redis = worker_redis(settings.redis_url)  # its task threads' commands wait on no pool lock
         self.limiter = RateLimiter(self.redis, guard_s=settings.rate_guard_s)
         self.locks = NamespaceLocks(
             self.redis, ttl_s=settings.namespace_lock_ttl_s, wait_s=settings.namespace_lock_wait_s
