@@ -31,6 +31,8 @@ from nsmigrate.orchestrator.jobs.tables import (
     _event_per_run,
     _in_flight_of_run,
     _runs,
+    none_of,
+    one_of,
 )
 from nsmigrate.orchestrator.jobs.verdicts import _FINISH_VERIFY, _RUN_COUNT, _START_VERIFY, _WRITERS
 from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
@@ -155,7 +157,7 @@ _DONE: dict[str, Any] = {
 }
 _MARK_DONE = (
     sa.update(_batches)
-    .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.state.not_in([BatchState.DONE, BatchState.FAILED]))
+    .where(_batches.c.id == sa.bindparam("batch_id"), none_of(_batches.c.state, [BatchState.DONE, BatchState.FAILED]))
     .values(**_DONE)
     .returning(_batches.c.run_id)
     .cte("done")
@@ -279,7 +281,7 @@ def _record_and_claim(page_update: sa.Update) -> sa.Select[Any]:
 _RECORD_AND_CLAIM_BATCH = _record_and_claim(_PAGE_UPDATE)
 # A page read before its run was started (``workers.steps.listing.read_ahead``) is recorded only while the run may
 # still be listed, as ``start_listing`` would have found it: its own statement is the run's start.
-_RECORD_AND_CLAIM_UNSTARTED = _record_and_claim(_PAGE_UPDATE.where(_runs.c.state.in_(LISTABLE_RUN_STATES)))
+_RECORD_AND_CLAIM_UNSTARTED = _record_and_claim(_PAGE_UPDATE.where(one_of(_runs.c.state, LISTABLE_RUN_STATES)))
 _BATCH_STATE = sa.select(_batches.c.state, _batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id"))
 
 
@@ -385,7 +387,7 @@ def finish_batch(
 # two round trips, where a host cut off would hold its run's row for a minute.
 _failed_batch = (
     sa.update(_batches)
-    .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.state.in_(ACTIVE_BATCH_STATES))
+    .where(_batches.c.id == sa.bindparam("batch_id"), one_of(_batches.c.state, ACTIVE_BATCH_STATES))
     .values(
         state=BatchState.FAILED.value,
         last_error=sa.bindparam("error_text", type_=sa.String),

@@ -25,6 +25,7 @@ from nsmigrate.orchestrator.jobs.tables import (
     _event_per_run,
     _in_flight_of_run,
     _runs,
+    one_of,
 )
 from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState, utcnow
 from nsmigrate.orchestrator.packed_ids import pack_ids
@@ -54,7 +55,7 @@ _START_LISTING = (
     .where(
         _runs.c.id == sa.bindparam("run_id"),
         _runs.c.listing_done.is_(False),
-        _runs.c.state.in_(LISTABLE_RUN_STATES),
+        one_of(_runs.c.state, LISTABLE_RUN_STATES),
     )
     .values(state=sa.case((_runs.c.state == RunState.PENDING, sa.literal(RunState.LISTING.value)), else_=_runs.c.state))
     .returning(
@@ -72,7 +73,7 @@ _RUNS_TO_LIST = sa.select(
 ).where(
     _runs.c.id.in_(sa.bindparam("run_ids", expanding=True)),
     _runs.c.listing_done.is_(False),
-    _runs.c.state.in_(LISTABLE_RUN_STATES),
+    one_of(_runs.c.state, LISTABLE_RUN_STATES),
 )
 _PAGE_UPDATE = (
     sa.update(_runs)
@@ -87,7 +88,7 @@ _PAGE_UPDATE = (
         list_token=sa.bindparam("next_token"),
         listing_done=sa.bindparam("listing_done"),
         state=sa.case(
-            (_runs.c.state.in_(LISTER_MOVES_RUN_STATES), sa.bindparam("listing_state")),
+            (one_of(_runs.c.state, LISTER_MOVES_RUN_STATES), sa.bindparam("listing_state")),
             else_=_runs.c.state,
         ),
         updated_at=sa.bindparam("now"),  # the column's onupdate is not applied to an UPDATE in a CTE
@@ -260,7 +261,7 @@ _list_failed = (
     .where(
         _runs.c.id == sa.bindparam("run_id"),
         _runs.c.listing_done.is_(False),
-        _runs.c.state.in_(LIST_FAILABLE_RUN_STATES),
+        one_of(_runs.c.state, LIST_FAILABLE_RUN_STATES),
     )
     .values(state=RunState.LIST_FAILED.value, last_error=sa.bindparam("last_error"), updated_at=sa.bindparam("now"))
     .returning(_runs.c.id, _runs.c.job_id, _runs.c.source_namespace)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -20,9 +22,29 @@ _JOB_CREATED = sa.select(_jobs.c.created_at).where(_jobs.c.id == sa.bindparam("j
 _JOB_CREATED_OF_RUN = (
     sa.select(_jobs.c.created_at).where(_jobs.c.id == _runs.c.job_id).scalar_subquery().label("job_created_at")
 )
+
+
+def one_of(column: sa.ColumnElement[Any], states: Iterable[str]) -> sa.ColumnElement[bool]:
+    """``column IN ('queued', 'running')``: fixed states written into the statement's text. ``column.in_(states)``
+    makes an expanding parameter, which SQLAlchemy renders into the statement again at every execution (its
+    post-compile step: 8 % of a copy worker's interpreter time on a job of many small namespaces)."""
+    return column.in_([sa.literal_column(_quoted(state)) for state in states])
+
+
+def none_of(column: sa.ColumnElement[Any], states: Iterable[str]) -> sa.ColumnElement[bool]:
+    """``column NOT IN (…)`` as ``one_of`` writes it."""
+    return column.not_in([sa.literal_column(_quoted(state)) for state in states])
+
+
+def _quoted(state: str) -> str:
+    if not re.fullmatch(r"[a-z_]+", state):
+        raise ValueError(f"not a state name: {state!r}")  # only the product's own states are written inline
+    return f"'{state}'"
+
+
 _in_flight_of_run = (
     sa.select(sa.func.count())
-    .where(_batches.c.run_id == _runs.c.id, _batches.c.state.in_(ACTIVE_BATCH_STATES))
+    .where(_batches.c.run_id == _runs.c.id, one_of(_batches.c.state, ACTIVE_BATCH_STATES))
     .scalar_subquery()
 )
 
