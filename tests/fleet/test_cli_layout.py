@@ -109,11 +109,12 @@ def test_each_commands_help_shows_its_real_options(name: str) -> None:
 @pytest.mark.parametrize(
     "args", [["status", "1"], ["status", "1", "--json"], ["status", "1", "--all"], ["status", "some-name"], ["jobs"]]
 )
-def test_status_and_jobs_read_over_plain_psycopg_without_sqlalchemy(args: list[str]) -> None:
+def test_status_and_jobs_read_over_libpq_without_psycopg_nor_sqlalchemy(args: list[str]) -> None:
     # The job table does not answer: the command ran as far as connecting, with everything it imports.
     loaded = modules_after(*args, "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
 
-    assert "nsmigrate.cli.jobs" in loaded and "psycopg" in loaded and "nsmigrate.orchestrator.snapshot" in loaded
+    assert {"nsmigrate.cli.jobs", "nsmigrate.cli.libpq", "nsmigrate.orchestrator.snapshot"} <= loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("psycopg", "psycopg_binary")}
     assert not {m for m in loaded if m.split(".")[0] == "sqlalchemy" or m.startswith("nsmigrate.orchestrator.jobs")}
     # Given the job table's URL, they load no settings (pydantic-settings): the URL is all they read of them.
     assert not {m for m in loaded if m.split(".")[0] == "pydantic_settings" or m == "nsmigrate.orchestrator.settings"}
