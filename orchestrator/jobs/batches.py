@@ -448,17 +448,19 @@ class AfterBatch(NamedTuple):
     copied: bool
     #: Listing is unfinished and fewer than the spec's ``max_batches_in_flight`` batches are queued or running.
     wake_lister: bool
-    #: Listing is done, no batch is queued or running, and the run is not copied: only failed batches are left,
-    #: and nothing more happens until `nsmigrate retry` (a command waiting on the job may stop waiting for it).
+    #: No batch is queued or running and the run is not copied: listing is done and only failed batches are left, or
+    #: its lister failed for good. Nothing more happens until `nsmigrate retry` (a command waiting may stop waiting).
     stuck: bool
 
     @classmethod
     def of(cls, row: Any, max_in_flight: int) -> AfterBatch:
         """From a row of the run: ``copied``, ``listing_done``, ``in_flight`` (its queued and running batches but the
         one that ended) and ``state``."""
-        copied, in_flight = bool(row.copied), row.in_flight
-        stuck = row.listing_done and in_flight == 0 and row.state == RunState.COPYING and not copied
-        return cls(copied, not row.listing_done and in_flight < max_in_flight, stuck)
+        copied, in_flight, state = bool(row.copied), row.in_flight, row.state
+        left_as_is = state == RunState.LIST_FAILED or (row.listing_done and state == RunState.COPYING)
+        return cls(
+            copied, not row.listing_done and in_flight < max_in_flight, in_flight == 0 and not copied and left_as_is
+        )
 
 
 def after_batch(db: Database, run_id: int, max_in_flight: int) -> AfterBatch:

@@ -145,6 +145,23 @@ def test_the_batch_that_leaves_only_failed_ones_wakes_the_command_waiting_on_the
     assert jobs_and_runs.get_run(db, run_id).state == RunState.COPYING  # for `retry` to take up
 
 
+def test_the_last_batch_of_a_run_whose_lister_failed_for_good_says_it_is_stuck(worker_ctx: WorkerContext) -> None:
+    db = worker_ctx.db
+    _, run_id = one_run_job(db)
+    assert jobs_pages.start_listing(db, run_id) is not None
+    first, last = jobs_pages.add_batches(db, run_id, [["a"], ["b"]], "t1", listing_done=False).batch_ids
+    for batch_id in (first, last):
+        assert jobs_batches.start_batch(db, batch_id, "test") is not None
+    assert jobs_pages.fail_listing(db, run_id, "the source refused to list")
+
+    def finish(batch_id: int) -> AfterBatch:
+        return jobs_batches.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64)
+
+    assert finish(first).stuck is False  # the other batch still runs
+    assert finish(last).stuck is True
+    assert jobs_and_runs.get_run(db, run_id).state == RunState.LIST_FAILED  # for `retry` to list again
+
+
 def test_a_cancelled_run_tells_its_lister_to_stop(worker_ctx: WorkerContext) -> None:
     db = worker_ctx.db
     job_id, run_id = one_run_job(db)
