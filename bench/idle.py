@@ -27,6 +27,7 @@ from pathlib import Path
 
 import redis
 
+from bench.status_view import REPO, runnable
 from nsmigrate_sandbox.services import PostgresServer, RedisServer, die_with_parent, free_port, wait_for_port
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="nsmigrate-idle-"))
     checkout = args.checkout.resolve()
+    if checkout != REPO:
+        runnable(checkout)  # another commit's files: its own parts, not this checkout's
     print(f"code of {checkout}; logs in {workdir}; {args.window:g} s windows, {SETTLE_S:g} s to settle", flush=True)
     with RedisServer() as redis_server, PostgresServer() as postgres:
         services = Services(redis_server, postgres, workdir, checkout)

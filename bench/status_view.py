@@ -94,7 +94,19 @@ def tree_of(rev: str, root: Path) -> Path:
     path.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(REPO), "archive", sha], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(path)], input=archive, check=True)
-    return path
+    return runnable(path)
+
+
+def runnable(tree: Path) -> Path:
+    """``tree`` (extracted files of a commit) made to run its own code as ``python -m nsmigrate`` from it: the
+    package's parts live in top-level folders that the installed package maps (``setup.py``), and from ``tree`` only
+    ``nsmigrate/`` itself would be its own, ``nsmigrate.cli`` and the rest this checkout's. Each part is linked into
+    ``tree/nsmigrate/`` where the interpreter finds it first."""
+    for part in ("cli", "orchestrator", "workers", "migrations"):
+        link = tree / "nsmigrate" / part
+        if (tree / part).is_dir() and not link.exists():
+            link.symlink_to(Path("..") / part)
+    return tree
 
 
 def timed(tree: Path, argv: list[str], env: dict[str, str]) -> tuple[float, float]:
