@@ -45,8 +45,9 @@ class Failed(Exception):
         self.sqlstate = sqlstate
 
 
-class Unreachable(Failed):
-    """No connection to the job table, or the one held was lost and could not be made again."""
+class ConnectionFailed(Failed):
+    """No connection to the job table (unreachable, or refused: authentication, a missing database…), or the one
+    held was lost and could not be made again."""
 
 
 def _library_paths() -> list[str]:
@@ -153,10 +154,10 @@ class Connection:
         an idle timeout) is made again once and the statement sent again: it only reads."""
         try:
             return self._execute(sql, params)
-        except Unreachable:
+        except ConnectionFailed:
             self._lib.PQreset(self._conn)
             if self._lib.PQstatus(self._conn) != _CONNECTION_OK:
-                raise Unreachable(_text(self._lib.PQerrorMessage(self._conn))) from None
+                raise ConnectionFailed(_text(self._lib.PQerrorMessage(self._conn))) from None
             return self._execute(sql, params)
 
     def _execute(self, sql: str, params: Mapping[str, Any]) -> Any:
@@ -177,7 +178,7 @@ class Connection:
         try:
             if lib.PQresultStatus(res) != _PGRES_TUPLES_OK:
                 if res is None or lib.PQstatus(self._conn) != _CONNECTION_OK:
-                    raise Unreachable(_text(lib.PQerrorMessage(self._conn)))
+                    raise ConnectionFailed(_text(lib.PQerrorMessage(self._conn)))
                 sqlstate = lib.PQresultErrorField(res, _PG_DIAG_SQLSTATE)
                 raise Failed(_text(lib.PQresultErrorMessage(res)), sqlstate.decode() if sqlstate else None)
             if lib.PQntuples(res) == 0 or lib.PQgetisnull(res, 0, 0):
@@ -208,7 +209,7 @@ def connect(conninfo: str) -> Connection | None:
     that loads (read over psycopg instead).
 
     Raises:
-        Unreachable: Postgres refused or could not be reached (libpq's message: host, port, authentication…).
+        ConnectionFailed: Postgres refused or could not be reached (libpq's message: host, port, authentication…).
     """
     lib = library()
     if lib is None:
@@ -217,9 +218,9 @@ def connect(conninfo: str) -> Connection | None:
     values = (ctypes.c_char_p * 3)(conninfo.encode(), b"UTF8", None)
     conn = lib.PQconnectdbParams(keys, values, 1)  # 1: dbname may be a whole URL or key=value string
     if conn is None:
-        raise Unreachable("libpq could not allocate a connection")
+        raise ConnectionFailed("libpq could not allocate a connection")
     if lib.PQstatus(conn) != _CONNECTION_OK:
         message = _text(lib.PQerrorMessage(conn))
         lib.PQfinish(conn)
-        raise Unreachable(message)
+        raise ConnectionFailed(message)
     return Connection(lib, conn)

@@ -208,7 +208,7 @@ def _read_plain(url: str, conninfo: str, read: Callable[[snapshot.Execute], T]) 
         if held is not None:
             with held:
                 return read(held.execute)
-    except libpq.Unreachable as e:
+    except libpq.ConnectionFailed as e:
         raise _unreachable(url, e) from e
     except libpq.Failed as e:
         if e.sqlstate in ("42P01", "42703"):  # undefined table, undefined column
@@ -238,14 +238,14 @@ def status_reader(database_url: str, job_id: int) -> Iterator[Callable[[int], pr
 
     try:
         held = libpq.connect(conninfo)
-    except libpq.Unreachable as e:
+    except libpq.ConnectionFailed as e:
         raise _unreachable(database_url, e) from e
     if held is not None:
 
         def read(rows: int) -> progress.JobProgress:
             try:
                 return progress.read_progress(held.execute, job_id, rows)
-            except libpq.Unreachable as e:
+            except libpq.ConnectionFailed as e:
                 raise _unreachable(database_url, e) from e
 
         with held:

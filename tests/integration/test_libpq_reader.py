@@ -102,11 +102,11 @@ def test_a_connection_lost_is_made_again_once(job: tuple[str, int, list[int]]) -
 
 
 def test_an_unreachable_server_and_a_refused_statement_are_told_apart(job_table_url: str) -> None:
-    with pytest.raises(libpq.Unreachable, match=r"127\.0\.0\.1.* 1 failed"):
+    with pytest.raises(libpq.ConnectionFailed, match=r"127\.0\.0\.1.* 1 failed"):
         libpq.connect("postgresql://nobody@127.0.0.1:1/none")
     with libpq.connect(_conninfo(job_table_url)) as conn, pytest.raises(libpq.Failed) as refused:
         conn.execute("SELECT * FROM no_such_table", {})
-    assert refused.value.sqlstate == "42P01" and not isinstance(refused.value, libpq.Unreachable)
+    assert refused.value.sqlstate == "42P01" and not isinstance(refused.value, libpq.ConnectionFailed)
 
 
 def test_with_no_libpq_that_loads_commands_read_over_psycopg(
