@@ -446,7 +446,8 @@ class AfterBatch(NamedTuple):
 
     #: This caller moved the run to ``copied`` (exactly one caller does).
     copied: bool
-    #: Listing is unfinished and fewer than the spec's ``max_batches_in_flight`` batches are queued or running.
+    #: Listing is unfinished (its lister has not failed for good) and fewer than the spec's ``max_batches_in_flight``
+    #: batches are queued or running.
     wake_lister: bool
     #: No batch is queued or running and the run is not copied: listing is done and only failed batches are left, or
     #: its lister failed for good. Nothing more happens until `nsmigrate retry` (a command waiting may stop waiting).
@@ -457,10 +458,10 @@ class AfterBatch(NamedTuple):
         """From a row of the run: ``copied``, ``listing_done``, ``in_flight`` (its queued and running batches but the
         one that ended) and ``state``."""
         copied, in_flight, state = bool(row.copied), row.in_flight, row.state
-        left_as_is = state == RunState.LIST_FAILED or (row.listing_done and state == RunState.COPYING)
-        return cls(
-            copied, not row.listing_done and in_flight < max_in_flight, in_flight == 0 and not copied and left_as_is
-        )
+        list_failed = state == RunState.LIST_FAILED  # no lister to wake: only `retry` lists it again
+        wake_lister = not row.listing_done and not list_failed and in_flight < max_in_flight
+        left_as_is = list_failed or (row.listing_done and state == RunState.COPYING)
+        return cls(copied, wake_lister, in_flight == 0 and not copied and left_as_is)
 
 
 def after_batch(db: Database, run_id: int, max_in_flight: int) -> AfterBatch:

@@ -145,9 +145,11 @@ def test_the_batch_that_leaves_only_failed_ones_wakes_the_command_waiting_on_the
     assert jobs_and_runs.get_run(db, run_id).state == RunState.COPYING  # for `retry` to take up
 
 
-def test_the_last_batch_of_a_run_whose_lister_failed_for_good_says_it_is_stuck(worker_ctx: WorkerContext) -> None:
+def test_the_last_batch_of_a_run_whose_lister_failed_for_good_wakes_the_command_not_a_lister(
+    worker_ctx: WorkerContext,
+) -> None:
     db = worker_ctx.db
-    _, run_id = one_run_job(db)
+    job_id, run_id = one_run_job(db)
     assert jobs_pages.start_listing(db, run_id) is not None
     first, last = jobs_pages.add_batches(db, run_id, [["a"], ["b"]], "t1", listing_done=False).batch_ids
     for batch_id in (first, last):
@@ -157,9 +159,13 @@ def test_the_last_batch_of_a_run_whose_lister_failed_for_good_says_it_is_stuck(w
     def finish(batch_id: int) -> AfterBatch:
         return jobs_batches.finish_batch(db, batch_id, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=64)
 
-    assert finish(first).stuck is False  # the other batch still runs
-    assert finish(last).stuck is True
-    assert jobs_and_runs.get_run(db, run_id).state == RunState.LIST_FAILED  # for `retry` to list again
+    assert finish(first) == AfterBatch(copied=False, wake_lister=False, stuck=False)  # the other batch still runs
+    follows = finish(last)
+    assert follows == AfterBatch(copied=False, wake_lister=False, stuck=True)
+    advance(worker_ctx, run_id, job_id, "ns0", jobs_and_runs.job_spec(db, job_id), outcome=follows)
+    assert worker_ctx.redis.lrange(job_wake_key(job_id), 0, -1) == [str(run_id).encode()]
+    assert not worker_ctx.redis.exists(lister_wake_key(run_id))  # no lister sent: only `retry` lists it again
+    assert jobs_and_runs.get_run(db, run_id).state == RunState.LIST_FAILED
 
 
 def test_a_cancelled_run_tells_its_lister_to_stop(worker_ctx: WorkerContext) -> None:
