@@ -12,6 +12,7 @@ Where libpq cannot be found (``connect`` returns None), the command reads over p
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import importlib.util
 import os
@@ -126,9 +127,11 @@ def _parameter(value: Any) -> tuple[int, bytes | None]:
     raise TypeError(f"no text form for a parameter of type {type(value).__name__}")
 
 
-def numbered(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    """psycopg's ``%(name)s`` placeholders as libpq's ``$1``…, and the values in that order (a name used twice is one
-    parameter); ``%%`` is ``%``."""
+@functools.lru_cache(maxsize=64)
+def _numbered(sql: str) -> tuple[bytes, tuple[str, ...]]:
+    """``sql`` with psycopg's ``%(name)s`` placeholders as libpq's ``$1``… (a name used twice is one parameter; ``%%``
+    is ``%``), encoded, and the parameters' names in that order. Cached: a waiting command sends the same statement
+    twice a second."""
     order: dict[str, int] = {}
 
     def place(match: re.Match[str]) -> str:
@@ -139,7 +142,7 @@ def numbered(sql: str, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
             order[name] = len(order) + 1
         return f"${order[name]}"
 
-    return _PLACEHOLDER.sub(place, sql), [params[name] for name in order]
+    return _PLACEHOLDER.sub(place, sql).encode(), tuple(order)
 
 
 class Connection:
@@ -162,12 +165,12 @@ class Connection:
 
     def _execute(self, sql: str, params: Mapping[str, Any]) -> Any:
         lib = self._lib
-        text, values = numbered(sql, params)
-        typed = [_parameter(v) for v in values]
+        text, names = _numbered(sql)
+        typed = [_parameter(params[name]) for name in names]
         n = len(typed)
         res = lib.PQexecParams(
             self._conn,
-            text.encode(),
+            text,
             n,
             (ctypes.c_uint * n)(*(oid for oid, _ in typed)),
             (ctypes.c_char_p * n)(*(raw for _, raw in typed)),
