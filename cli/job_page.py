@@ -102,10 +102,11 @@ def _run_row(run: RunStatus) -> str:
     targets = run.target_namespace if run.target_namespace is not None else ", ".join(run.targets)
     error = f'<span class="failed">{escape(run.last_error)}</span>' if run.last_error else ""
     failed = f'<span class="failed">{b.failed}</span>' if b.failed else "0"
+    cancelled = f" ({b.cancelled} cancelled)" if b.cancelled else ""
     return (
         f"<tr><td>{escape(display_namespace(run.source_namespace))}</td><td>{escape(display_namespace(targets))}</td>"
         f"<td>{escape(run.state.value)}</td><td>{_bar(run.copied, run.source_count)}</td>"
-        f'<td class="num">{b.queued}/{b.running}/{b.done}/{failed}</td>'
+        f'<td class="num">{b.queued}/{b.running}/{b.done}/{failed}{cancelled}</td>'
         f"<td>{_verdict(run)}</td><td>{error}</td></tr>"
     )
 

@@ -33,9 +33,12 @@ class BatchCounts:
     running: int = 0
     done: int = 0
     failed: int = 0
+    #: Batches of a cancelled run that never started: ``queued`` in the job table, but no worker starts a batch of a
+    #: cancelled run, and a cancelled job is never taken up again.
+    cancelled: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {st.value: getattr(self, st.value) for st in BatchState}
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -255,12 +258,13 @@ UNFINISHED_OF_RUN = f"""CROSS JOIN LATERAL (
     SELECT {_UNFINISHED} FROM batches b WHERE b.run_id = r.id AND b.state <> '{BatchState.DONE}'
 ) c"""
 #: One run as an array (``_run_of`` reads it): r is its namespace_runs row, c its ``_UNFINISHED`` counts.
-_RUN_ROW = """json_build_array(
+_RUN_ROW = f"""json_build_array(
     r.id, r.source_namespace, r.target_namespace, r.target_namespaces, r.state, r.source_count, r.listed,
     r.copied, r.failed, coalesce(nullif(r.last_error, ''), c.error), r.verification ->> 'summary',
     (r.verification -> 'passed')::boolean,
-    coalesce(c.queued, 0), coalesce(c.running, 0), greatest(r.batches_total - coalesce(c.unfinished, 0), 0),
-    coalesce(c.failed, 0)
+    CASE WHEN r.state = '{RunState.CANCELLED}' THEN 0 ELSE coalesce(c.queued, 0) END, coalesce(c.running, 0),
+    greatest(r.batches_total - coalesce(c.unfinished, 0), 0), coalesce(c.failed, 0),
+    CASE WHEN r.state = '{RunState.CANCELLED}' THEN coalesce(c.queued, 0) ELSE 0 END
 )"""
 _JOB = "job.id, job.name, job.kind, job.state, job.phase, job.created_at"
 _PLACES = """coalesce((
@@ -365,7 +369,7 @@ def _run_of(r: list[Any]) -> RunStatus:
         last_error=r[9],
         verification=r[10],
         verified_ok=r[11],
-        batches=BatchCounts(r[12], r[13], r[14], r[15]),
+        batches=BatchCounts(*r[12:17]),
     )
 
 
@@ -425,6 +429,7 @@ def summary_of_decoded(decoded: list[Any] | None, job_id: int) -> JobSummary:
 
 
 _PLACE_FIELDS = tuple(f.name for f in fields(PlaceStatus))
+_BATCH_COUNTS = tuple(f.name for f in fields(BatchCounts))
 _FAILED_BATCH_FIELDS = tuple(f.name for f in fields(FailedBatch))
 
 
@@ -450,7 +455,7 @@ def snapshot_json(document: str | None, job_id: int) -> bytes:
                 "listed": r[6],
                 "copied": r[7],
                 "failed": r[8],
-                "batches": {"queued": r[12], "running": r[13], "done": r[14], "failed": r[15]},
+                "batches": dict(zip(_BATCH_COUNTS, r[12:17], strict=True)),
                 "last_error": r[9],
                 "verification": r[10],
                 "verified_ok": r[11],

@@ -111,8 +111,8 @@ def test_a_schema_4_job_table_is_upgraded_with_its_batches_ids_kept(database_url
         rows = s.execute(sa.select(Batch.seq, Batch.ids, Batch.state).order_by(Batch.seq)).all()
     assert [(seq, ids, state) for seq, ids, state in rows] == [(k, id_lists[k], states[k]) for k in id_lists]
     status = {r.run_id: r for r in jobs_status.job_status(db, jobs_and_runs.get_run(db, run_id).job_id).runs}
-    assert status[run_id].batches.as_dict() == {"queued": 1, "running": 0, "done": 2, "failed": 1}
-    assert status[other].batches.as_dict() == {"queued": 0, "running": 0, "done": 0, "failed": 0}
+    assert status[run_id].batches.as_dict() == {"queued": 1, "running": 0, "done": 2, "failed": 1, "cancelled": 0}
+    assert status[other].batches.as_dict() == {"queued": 0, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
     queued = jobs_pages.queued_batches(db, run_id)
     work = jobs_batches.start_batch(db, queued[0], "w")
     assert work is not None and work.ids == MANY

@@ -61,7 +61,7 @@ def test_every_reader_answers_over_libpq_what_it_answers_over_psycopg(job: tuple
     assert over_libpq == over_psycopg
     assert over_libpq["by name"] == job_id
     counts = {r.run_id: r.batches.as_dict() for r in over_libpq["snapshot"].runs}
-    assert counts[run_ids[0]] == {"queued": 1, "running": 0, "done": 1, "failed": 1}
+    assert counts[run_ids[0]] == {"queued": 1, "running": 0, "done": 1, "failed": 1, "cancelled": 0}
     assert read_job_status(url, str(job_id)) == over_psycopg["snapshot"]
 
 

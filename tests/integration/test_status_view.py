@@ -129,11 +129,50 @@ def test_status_counts_each_runs_batches_by_state_as_the_batch_rows_say(database
     for run_id, run in status.items():
         assert run.batches.as_dict() == {
             st: expected.get((run_id, st), 0) for st in ("queued", "running", "done", "failed")
-        }
-    assert status[run_a].batches.as_dict() == {"queued": 1, "running": 1, "done": 1, "failed": 2}
+        } | {"cancelled": 0}
+    assert status[run_a].batches.as_dict() == {"queued": 1, "running": 1, "done": 1, "failed": 2, "cancelled": 0}
     assert status[run_a].last_error == "boom: the target refused"
     assert status[run_b].state == RunState.COPIED and status[run_b].batches.done == 2
     db.dispose()
+
+
+def test_a_cancelled_runs_queued_batches_are_shown_cancelled_never_queued(database_url: str) -> None:
+    """No worker starts a batch of a cancelled run: its queued batches are shown cancelled, in `status --json` and
+    on the job page, while a batch already running, done or failed stays what it is (a run that had copied is
+    cancelled too, with nothing to show cancelled)."""
+    spec = parse_spec(
+        {
+            "name": "cancelled-counts",
+            "source": {"kind": "pinecone", "host": "http://src.invalid:1"},
+            "target": {"kind": "pinecone", "host": "http://dst.invalid:1"},
+        }
+    )
+    plan = make_plan(spec, Inventory("src", 4, {"a": 9, "b": 3}, "cosine"), Inventory("dst", 4, {}, "cosine"), {})
+    db = jobs_database.Database(database_url)
+    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    run_a, run_b = (r.id for r in jobs_and_runs.runs_of(db, job_id))
+    a = jobs_pages.add_batches(db, run_a, [["1"], ["2"], ["3"], ["4"], ["5"]], "t", listing_done=False).batch_ids
+    [b] = jobs_pages.add_batches(db, run_b, [["x"]], None, listing_done=True).batch_ids
+    for batch in (a[0], a[1], a[2], b):
+        jobs_batches.start_batch(db, batch, "w")
+    for batch in (a[0], b):
+        jobs_batches.finish_batch(db, batch, vectors=1, missing=0, nbytes=1, targets=["t"], max_in_flight=8)
+    jobs_batches.fail_batch(db, a[1], "boom")
+
+    jobs_and_runs.cancel_job(db, job_id, actor="tester")
+
+    assert [jobs_batches.start_batch(db, batch, "w") for batch in a[3:]] == [None, None]  # never to run
+    status = {r.run_id: r for r in jobs_status.job_status(db, job_id).runs}
+    assert status[run_a].state == RunState.CANCELLED
+    assert status[run_a].batches.as_dict() == {"queued": 0, "running": 1, "done": 1, "failed": 1, "cancelled": 2}
+    assert status[run_b].state == RunState.CANCELLED
+    assert status[run_b].batches.as_dict() == {"queued": 0, "running": 0, "done": 1, "failed": 0, "cancelled": 0}
+    db.dispose()
+    shown = CliRunner().invoke(app, ["status", str(job_id), "--json", "--database-url", database_url])
+    assert shown.exit_code == 0, shown.output
+    runs = {r["run_id"]: r for r in orjson.loads(shown.stdout_bytes)["runs"]}
+    assert runs[run_a]["batches"] == status[run_a].batches.as_dict()
+    assert runs[run_b]["batches"] == status[run_b].batches.as_dict()
 
 
 def job_in_every_state(db: jobs_database.Database) -> int:
@@ -248,7 +287,7 @@ def test_status_json_is_the_snapshot_as_dict_byte_for_byte(database_url: str) ->
     data = orjson.loads(expected)
     assert [p["kind"] for p in data["places"]] == ["namespace", "backup"]
     assert data["runs"][3]["target_namespace"] is None and data["runs"][3]["targets"] == ["creator_a", "creator_b"]
-    assert data["runs"][0]["batches"] == {"queued": 1, "running": 1, "done": 1, "failed": 1}
+    assert data["runs"][0]["batches"] == {"queued": 1, "running": 1, "done": 1, "failed": 1, "cancelled": 0}
 
 
 def test_status_of_a_job_shows_its_summary_from_the_database(database_url: str) -> None:

@@ -4,6 +4,7 @@ routes, called directly with fake readers."""
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +67,14 @@ def test_a_running_jobs_page_shows_progress_verdicts_errors_and_log_escaped() ->
     assert "passed</span> 10/10 ids present" in page and "Failed batches: 1 in 1 namespaces" in page
     assert HOSTILE not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "alice" in page
+
+
+def test_a_cancelled_runs_batches_that_never_ran_are_shown_cancelled() -> None:
+    cancelled = replace(run("a", RunState.CANCELLED, 4), batches=BatchCounts(running=1, done=1, cancelled=3))
+    page = render_job(summary(JobState.CANCELLED, (cancelled, run("b", RunState.COPIED, 10))), EVENTS)
+
+    assert '<td class="num">0/1/1/0 (3 cancelled)</td>' in page
+    assert page.count("cancelled)") == 1  # the other run has none
 
 
 def test_a_finished_jobs_page_does_not_reload() -> None:

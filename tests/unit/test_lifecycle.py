@@ -180,7 +180,7 @@ def test_job_status_as_dict_is_the_json_shape_of_status() -> None:
         "listed": 8,
         "copied": 6,
         "failed": 2,
-        "batches": {"queued": 1, "running": 0, "done": 3, "failed": 1},
+        "batches": {"queued": 1, "running": 0, "done": 3, "failed": 1, "cancelled": 0},
         "last_error": "boom",
         "verification": None,
         "verified_ok": None,
