@@ -137,9 +137,9 @@ def test_status_counts_each_runs_batches_by_state_as_the_batch_rows_say(database
 
 
 def test_a_cancelled_runs_queued_batches_are_shown_cancelled_never_queued(database_url: str) -> None:
-    """No worker starts a batch of a cancelled run: its queued batches are shown cancelled, in `status --json` and
-    on the job page, while a batch already running, done or failed stays what it is (a run that had copied is
-    cancelled too, with nothing to show cancelled)."""
+    """No worker starts a batch of a cancelled run: the job's snapshot (`status`, `--json`, the job page) counts its
+    queued batches as cancelled, while a batch already running, done or failed stays what it is (a run that had
+    copied is cancelled too, with nothing to show cancelled)."""
     spec = parse_spec(
         {
             "name": "cancelled-counts",
