@@ -306,3 +306,24 @@ def test_a_reserved_slot_gone_by_more_than_half_the_guard_is_not_used(redis_url:
 
     assert limiter.wait_for(on_time) == 0.0
     assert limiter.wait_for(gone_by) is None
+
+
+def test_a_slot_gone_by_unused_leaves_the_window_so_the_late_request_goes_now(redis_url: str) -> None:
+    """The slot a late request let pass is taken out of the window when it takes a slot of its own: no request went
+    on it. Left in, it would hold a full window's last place, and the late request, or another, would wait a whole
+    window for one that never counted at the server."""
+    client = redis.Redis.from_url(redis_url)
+    limiter = RateLimiter(client, sleep=lambda s: None)
+    scope = f"let-pass-{uuid.uuid4().hex}"
+    rate = 2
+    limit, _ = window_for(rate)
+    slots = [limiter.reserve(scope, rate) for _ in range(limit)]  # the window is full
+    assert limiter.try_acquire(scope, rate)[0] is False
+
+    late = dataclasses.replace(slots[-1], due=time.monotonic() - DEFAULT_GUARD_S)
+    assert limiter.wait_for(late) is None
+
+    assert client.zcard(rate_bucket_key(scope)) == limit - 1
+    again = limiter.reserve(scope, rate)  # the late request's own slot: now, not a window on
+    assert again.ahead_s() == 0.0 and client.zcard(rate_bucket_key(scope)) == limit
+    assert limiter.try_acquire(scope, rate)[0] is False  # and the window holds no more than its limit

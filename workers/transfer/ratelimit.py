@@ -25,6 +25,7 @@ per target namespace), ``embed_scope`` (embedding tokens of an integrated target
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import uuid
@@ -206,6 +207,9 @@ class Reservation:
 
     due: float
     server_time_s: float
+    #: The window's key and the slot's entry in it, taken out again when the slot goes by unused (``wait_for``).
+    key: str = ""
+    entry: str = ""
 
     def ahead_s(self) -> float:
         """Seconds until the slot (0 when it is due)."""
@@ -230,6 +234,7 @@ class RateLimiter:
     ) -> None:
         self._sleep = sleep
         self._guard_s = guard_s
+        self._redis = redis_client
         self._window_script = redis_client.register_script(_SLIDING_WINDOW_LUA)
         self._bucket_script = redis_client.register_script(_TOKEN_BUCKET_LUA)
         self._write_script = redis_client.register_script(_WRITE_LUA)
@@ -245,8 +250,11 @@ class RateLimiter:
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise RetryableError(f"rate limiter could not reach Redis: {e}", scope=scope) from e
 
-    def _window(self, scope: str, rate_per_s: float, cost: float, *, reserve: bool) -> tuple[bool, float, float]:
-        """One script call: ``(admitted, server time of the slot or of now, seconds until the slot)``."""
+    def _window(
+        self, scope: str, rate_per_s: float, cost: float, *, reserve: bool, member: str | None = None
+    ) -> tuple[bool, float, float]:
+        """One script call: ``(admitted, server time of the slot or of now, seconds until the slot)``; ``member``:
+        the name its entries are made from (``member:1`` …), a new one when None."""
         limit, window_s = window_for(rate_per_s, self._guard_s)
         entries = max(1, math.ceil(cost - 1e-9))
         if entries > limit:
@@ -254,7 +262,7 @@ class RateLimiter:
         admitted, at_us, wait_us = self._run(
             self._window_script,
             rate_bucket_key(scope),
-            [limit, round(window_s * 1_000_000), entries, uuid.uuid4().hex, int(reserve)],
+            [limit, round(window_s * 1_000_000), entries, member or uuid.uuid4().hex, int(reserve)],
             scope,
         )
         return bool(admitted), at_us / 1_000_000, wait_us / 1_000_000
@@ -279,16 +287,24 @@ class RateLimiter:
     def reserve(self, scope: str, rate_per_s: float) -> Reservation:
         """One request's slot, entered in ``scope``'s window as ``admit`` enters it, without sleeping: the caller
         sends the request at the slot (``wait_for``) and may use the wait. A slot never used stays in the window: a
-        request the budget allowed and nobody sent."""
-        _, at_s, wait_s = self._window(scope, rate_per_s, 1, reserve=True)
-        return Reservation(due=time.monotonic() + wait_s, server_time_s=at_s)
+        request the budget allowed and nobody sent, unless ``wait_for`` finds it gone by and takes it out."""
+        member = uuid.uuid4().hex
+        _, at_s, wait_s = self._window(scope, rate_per_s, 1, reserve=True, member=member)
+        return Reservation(
+            due=time.monotonic() + wait_s, server_time_s=at_s, key=rate_bucket_key(scope), entry=f"{member}:1"
+        )
 
     def wait_for(self, reservation: Reservation) -> float | None:
         """Sleep until ``reservation`` is due; the seconds slept, or None when it went by more than half the guard
         ago: sent now, the request could share a server second with the requests a window after it, so it must take
-        a slot of its own."""
+        a slot of its own. The slot it let pass is taken out of the window first: no request went on it, and left
+        there it would hold back another request of its window (a thread starved of the interpreter for a moment
+        then cost the budget one request, and its own a window's wait)."""
         late_s = time.monotonic() - reservation.due
         if late_s > self._guard_s / 2:
+            if reservation.entry:
+                with contextlib.suppress(redis.RedisError):  # best effort: the entry leaves with its window anyway
+                    self._redis.zrem(reservation.key, reservation.entry)
             return None
         wait_s = max(0.0, -late_s)
         if wait_s > 0:
