@@ -182,45 +182,46 @@ def read_jobs(url: str, limit: int) -> list[dict[str, Any]]:
 
 
 def read_job_table(url: str, read: Callable[[snapshot.Execute], T]) -> T:
-    """``read`` (one of the job table's readers, ``orchestrator.snapshot``) over one plain connection (libpq's,
-    ``cli.libpq``, else psycopg's): no SQLAlchemy to import and no schema to check. A job table that is not Postgres
-    through psycopg, or whose schema is missing or older than the statement, is read through the job table's engine
-    instead, which makes the schema current first (``jobs_status.read_status``): the same reader either way."""
+    """``read`` (one of the job table's readers, ``orchestrator.snapshot``) over one plain connection
+    (``_plain_connection``): no SQLAlchemy to import and no schema to check. A job table that is not Postgres through
+    psycopg, or whose schema is missing or older than the statement, is read through the job table's engine instead,
+    which makes the schema current first (``jobs_status.read_status``): the same reader either way."""
     conninfo = _libpq_url(url)
     if conninfo is not None:
-        found = _read_plain(url, conninfo, read)
-        if found is not _SCHEMA_BEHIND:
-            return found  # type: ignore[return-value]
+        try:
+            with _plain_connection(url, conninfo) as execute:
+                return read(execute)
+        except Exception as e:  # libpq's ``Failed`` and psycopg's errors both carry the SQLSTATE
+            if getattr(e, "sqlstate", None) not in _SCHEMA_BEHIND:
+                raise
     from nsmigrate.orchestrator.jobs import status as jobs_status
 
     return jobs_status.read_status(_database(url), read)
 
 
-#: What ``_read_plain`` answers for a statement newer than the job table's schema (a table or column missing).
-_SCHEMA_BEHIND = object()
+#: SQLSTATEs of a statement newer than the job table's schema: an undefined table, an undefined column.
+_SCHEMA_BEHIND = ("42P01", "42703")
 
 
-def _read_plain(url: str, conninfo: str, read: Callable[[snapshot.Execute], T]) -> T | object:
+@contextmanager
+def _plain_connection(url: str, conninfo: str) -> Iterator[snapshot.Execute]:
+    """One connection to the job table as an ``Execute``: libpq's (``cli.libpq``), else psycopg's where no libpq
+    loads. A connection refused, unreachable or lost (and not made again) is ``_unreachable``'s error."""
     from nsmigrate.cli import libpq
 
     try:
         held = libpq.connect(conninfo)
         if held is not None:
             with held:
-                return read(held.execute)
+                yield held.execute
+            return
     except libpq.ConnectionFailed as e:
         raise _unreachable(url, e) from e
-    except libpq.Failed as e:
-        if e.sqlstate in ("42P01", "42703"):  # undefined table, undefined column
-            return _SCHEMA_BEHIND
-        raise
     import psycopg  # no libpq that loads by itself here
 
     try:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            return read(_executor(conn))
-    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
-        return _SCHEMA_BEHIND
+            yield _executor(conn)
     except psycopg.OperationalError as e:
         raise _unreachable(url, e) from e
 
@@ -228,38 +229,13 @@ def _read_plain(url: str, conninfo: str, read: Callable[[snapshot.Execute], T]) 
 @contextmanager
 def status_reader(database_url: str, job_id: int) -> Iterator[Callable[[int], progress.JobProgress]]:
     """Reads job ``job_id``'s progress with at most ROWS runs listed (``orchestrator.progress``) again at each call
-    ``read(ROWS)``, over one plain connection kept open (libpq's, ``cli.libpq``, else psycopg's; a waiting command
-    reads every half second; no SQLAlchemy to import). Falls back as ``read_job_table`` does."""
+    ``read(ROWS)``, over one plain connection kept open (``_plain_connection``; a waiting command reads every half
+    second; no SQLAlchemy to import). Falls back as ``read_job_table`` does."""
     conninfo = _libpq_url(database_url)
     if conninfo is None:
         yield lambda rows: read_job_table(database_url, lambda e: progress.read_progress(e, job_id, rows))
         return
-    from nsmigrate.cli import libpq
-
-    try:
-        held = libpq.connect(conninfo)
-    except libpq.ConnectionFailed as e:
-        raise _unreachable(database_url, e) from e
-    if held is not None:
-
-        def read(rows: int) -> progress.JobProgress:
-            try:
-                return progress.read_progress(held.execute, job_id, rows)
-            except libpq.ConnectionFailed as e:
-                raise _unreachable(database_url, e) from e
-
-        with held:
-            yield read
-        return
-    import psycopg
-
-    try:
-        conn = psycopg.connect(conninfo, autocommit=True)
-    except psycopg.OperationalError as e:
-        raise _unreachable(database_url, e) from e
-
-    execute = _executor(conn)
-    with conn:
+    with _plain_connection(database_url, conninfo) as execute:
         yield lambda rows: progress.read_progress(execute, job_id, rows)
 
 

@@ -111,9 +111,8 @@ def hold_verifications(held: Held) -> None:
 
 def run_settled(ctx: WorkerContext, job_id: int, run_id: int) -> None:
     """Wake a command waiting on job ``job_id``: run ``run_id`` is copied (its spec does not verify), judged, or
-    left with only failed batches. The
-    job table stays the truth: a wake-up lost (Redis down, two commands waiting on one job) only leaves the command
-    to its next poll, so a failure here fails nothing."""
+    left with only failed batches. The job table stays the truth: a wake-up lost (Redis down, two commands waiting on
+    one job) only leaves the command to its next poll, so a failure here fails nothing."""
     key = job_wake_key(job_id)
     try:
         with ctx.redis.pipeline(transaction=False) as pipe:
