@@ -47,6 +47,12 @@ RATE_LIMIT_WAIT_SECONDS = Counter(
     "Seconds spent waiting for the fleet-wide rate budget (requests, bytes, embedding tokens), by store.",
     ["store"],
 )
+RATE_SLOTS_MISSED = Counter(
+    "nsmigrate_rate_slots_missed",
+    "Request slots reserved ahead that went by before their thread could send (over half rate_guard_s late), by "
+    "store: each request took a slot of its own, and the budget lost the one it missed.",
+    ["store"],
+)
 STORE_RETRIES = Counter(
     "nsmigrate_store_retries",
     "Store requests tried again after a retryable answer (429, 5xx, timeout), by store.",

@@ -26,6 +26,7 @@ class Tally:
         self.server_errors = 0  # 5xx answers
         self.retries = 0
         self.waited_s = 0.0  # in the fleet's rate budget and in backoff before a retry
+        self.slots_missed = 0  # slots reserved ahead that went by before their request could go
         self.started = time.monotonic()
         self._lock = threading.Lock()
 
@@ -37,6 +38,10 @@ class Tally:
         """Seconds spent waiting for the fleet's rate budget (requests, bytes, embedding tokens)."""
         with self._lock:
             self.waited_s += wait_s
+
+    def missed_slot(self) -> None:
+        with self._lock:
+            self.slots_missed += 1
 
     def refused(self, status: int | None) -> None:
         with self._lock:
@@ -59,6 +64,7 @@ class Tally:
             "5xx": self.server_errors,
             "retries": self.retries,
             "waited_s": round(self.waited_s, 2),
+            "slots_missed": self.slots_missed,
             "seconds": round(time.monotonic() - self.started, 2),
         }
 

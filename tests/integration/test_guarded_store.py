@@ -6,6 +6,7 @@ a 429 is retried with a token per attempt, and a host that never answers fails a
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,7 +27,14 @@ from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate.workers.transfer.chunking import estimate_bytes
-from nsmigrate.workers.transfer.ratelimit import RateLimiter, list_scope, read_scope, stats_scope, write_scope
+from nsmigrate.workers.transfer.ratelimit import (
+    DEFAULT_GUARD_S,
+    RateLimiter,
+    list_scope,
+    read_scope,
+    stats_scope,
+    write_scope,
+)
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 8
@@ -206,6 +214,36 @@ def test_a_fetch_at_a_reserved_slot_takes_no_other_and_its_retries_take_their_ow
     assert attempts > 2  # some were answered 429 and tried again, each on a slot of its own
     assert admissions_since(client, scope, since) == 1 + attempts
     assert GuardedStore(pinecone_store).reserve_read() is None  # no budget: nothing to reserve
+
+
+def test_a_slot_gone_by_before_its_fetch_is_counted_missed_and_the_fetch_takes_its_own(
+    pinecone_store: PineconeStore, client: redis_lib.Redis
+) -> None:
+    """A fetch whose thread reaches its reserved slot over half the guard late goes on a slot of its own (``wait_for``
+    takes the missed one out of the window): the task's tally and the missed-slot metric count it, so starved threads
+    show. A fetch on time counts nothing."""
+    store = guarded(pinecone_store, client)
+    store.upsert("missed", make_records(2))
+    scope = read_scope(store.budget_key)
+
+    def missed() -> float:
+        return REGISTRY.get_sample_value("nsmigrate_rate_slots_missed_total", {"store": store.name}) or 0.0
+
+    before = missed()
+    with tally.counting() as counts:
+        on_time = store.reserve_read()
+        assert [r.id for r in store.fetch("missed", ["id-0000"], reserved=on_time)] == ["id-0000"]
+        assert counts.slots_missed == 0 and missed() == before
+
+        since = server_time_us(client)
+        late = store.reserve_read()
+        assert late is not None
+        time.sleep(DEFAULT_GUARD_S)  # the thread "wakes" a whole guard after its slot: over half of it late
+        assert [r.id for r in store.fetch("missed", ["id-0001"], reserved=late)] == ["id-0001"]
+
+    assert counts.slots_missed == 1 and counts.result()["slots_missed"] == 1
+    assert missed() == before + 1
+    assert admissions_since(client, scope, since) == 1  # the missed slot left the window; the fetch took one
 
 
 def test_waiting_before_a_reserved_slot_is_counted_as_time_waited_for_the_budget(

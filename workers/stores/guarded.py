@@ -153,6 +153,10 @@ class GuardedStore:
                 key = scope(self.budget_key)
                 # The first attempt goes at the slot taken for it, unless that went by; a retry takes a token.
                 waited = None if reserved is None else limiter.wait_for(reserved)
+                if reserved is not None and waited is None:
+                    # Its thread came too late for it (``RateLimiter.wait_for``): a sign of threads short of CPU.
+                    counts.missed_slot()
+                    metrics.RATE_SLOTS_MISSED.labels(self.name).inc()
                 reserved = None
                 if waited is None and unreserved is not None:
                     waited = limiter.acquire_write(key, rate_per_s, *unreserved)
