@@ -17,7 +17,7 @@ from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import cleaning, copying, verifying
+from nsmigrate.workers.steps import cleaning, copying, freshness, verifying
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.base import Record
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
@@ -163,6 +163,38 @@ def test_a_write_the_sources_lagging_listing_hid_is_found_before_the_run_is_call
     run = jobs_and_runs.get_run(ctx.db, run_id)
     assert run.state == RunState.VERIFY_FAILED
     assert [r.id for r in ctx.store(lag_spec(sandbox, monkeypatch).source).fetch("alpha", [new.id])] == [new.id]
+
+
+def test_a_write_the_last_lagging_listing_hid_is_not_dropped_with_the_emptied_namespace(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application writes the source once the cleanup's deletes show in its reads, before the listing that
+    would find the namespace empty. That listing lags: the new id is not in it for ``LAG_S`` seconds, not an instant.
+    Dropping the namespace on its word would delete an id that has no copy; the id must be found and kept instead
+    (the run back to ``verify_failed`` for sync, as for a write made during the deletes)."""
+    run_id = verified_run(ctx, sandbox, monkeypatch)
+    sandbox.set_faults("lag-src", Faults(freshness_lag_s=LAG_S))
+    source = ctx.store(lag_spec(sandbox, monkeypatch).source)
+    new = make_records(1, prefix="late")[0]
+    await_reads = freshness.await_reads
+    written: list[str] = []
+
+    def the_application_writes_once_the_deletes_show(*args: Any, **kwargs: Any) -> freshness.ReadsWait:
+        wait = await_reads(*args, **kwargs)
+        if not written:
+            source.upsert("alpha", [new])
+            written.append(new.id)
+        return wait
+
+    monkeypatch.setattr(freshness, "await_reads", the_application_writes_once_the_deletes_show)
+
+    result = cleaning.cleanup_run(ctx, run_id, actor="tester")
+
+    assert [r.id for r in source.fetch("alpha", [new.id])] == [new.id]  # no copy: never deleted
+    assert result["action"] == "refused" and result["count"] == 20, result  # nor stranded in a cleaned run
+    assert result["refused_ids"] == [new.id]
+    assert jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFY_FAILED
+    assert sandbox.count("lag-dst", "alpha") == 20
 
 
 def test_a_rollback_right_after_the_copy_removes_the_copies_its_lagging_listing_did_not_show_yet(

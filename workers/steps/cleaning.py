@@ -30,12 +30,14 @@ creator's: never copied; their erasure, not a cleanup, deletes it). A chunk refu
 run ``verify_failed`` with what was deleted and what was kept. The source is listed once more: an id in it that is
 not one kept on purpose was written while it was deleted (new, or deleted and written again), and without an equal
 copy in the target it sends the run to ``verify_failed`` too, its deletions counted, for ``sync`` to copy it (a
-cleaned run is never synced: it would be stranded in the source). A namespace left empty is then dropped
-(``delete_namespace``; an id written in the instant between the last listing and the drop would go with it, so
-writers must have moved to the target). A ``schema: documented`` pgvector source is renamed to a backup instead,
-once proved. Every successful cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more
-fetch of both sides per id than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted
-namespace).
+cleaned run is never synced: it would be stranded in the source). For a Pinecone source that listing must be shown
+complete (its reads' LSN, then a probe write answered with the next one: a lagging listing hides a write for as long
+as reads lag). A namespace left empty is then dropped (``delete_namespace``; an id written in the instant between the
+last listing and the drop would go with it, so writers must have moved to the target); one whose listing cannot be
+shown complete (a pod index, which tells no LSN) is left empty instead. A ``schema: documented`` pgvector source is
+renamed to a backup instead, once proved. Every successful cleanup writes a ``source_deleted`` event with what was
+deleted. Proving costs one more fetch of both sides per id than a plain delete (two passes: the first keeps a refusal
+from leaving a half-deleted namespace).
 
 `nsmigrate cancel` stops a cleanup under way before its next chunk (a rollback may follow, deleting the copies this
 cleanup proves); the run stays cancelled with what it deleted counted, or, when its cleanup never said (its host
@@ -51,6 +53,7 @@ refusal named.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -84,6 +87,9 @@ log = logging.getLogger(__name__)
 RETIRED_TO = "renamed_to:"
 
 SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
+
+#: The id a Pinecone source namespace is asked to delete, for the LSN of a write (``_complete_listing``): no vector's.
+LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
 
 
 def _result(run: NamespaceRun, action: str, count: int, reason: str | None = None) -> dict[str, Any]:
@@ -392,12 +398,12 @@ def _delete(
             # while it was deleted: a new id, or one deleted and written again. Without an equal copy it would be
             # stranded there (a cleaned run is not synced): the run goes back to verify_failed for sync instead.
             kept = set(ids).difference(proof.proven)
-            left = _listed_after(source, ns, proof.proven, spec, deletes_answered.get(ns))
+            left, complete = _listed_after(source, ns, proof.proven, spec, deletes_answered.get(ns))
             late = _proof(ctx, run, spec, source, [i for i in left if i not in kept], delete=False)
             if late.refused_count:
                 during = f"{late.refused_count} ids were written to the source during the cleanup"
                 return _refused_by_id(ctx, run, late, actor, deleted=deleted, earlier=earlier, lead=during)
-            if ns != DEFAULT_NAMESPACE and not left and source.delete_namespace_if_empty(ns):
+            if ns != DEFAULT_NAMESPACE and complete and not left and source.delete_namespace_if_empty(ns):
                 # Pinecone cannot drop the default namespace; any other one, now empty, is dropped (a pgvector table
                 # only if still empty once locked: a row written since the listing has no copy).
                 method = "delete_namespace"
@@ -425,12 +431,13 @@ def _delete(
     return _result(run, "deleted", deleted)
 
 
-def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn: int | None) -> list[str]:
+def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn: int | None) -> tuple[list[str], bool]:
     """The source namespace listed once its lagging reads reflect this cleanup's deletes
     (``workers.steps.freshness``: by ``lsn``, the highest its deletes were answered, else until the listing shows
     none of them), so that what it lists was written by someone else, and an empty listing means empty. Reads still
     behind after ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves
-    the rest): nothing is concluded, nor dropped, from a read that had not caught up."""
+    the rest): nothing is concluded, nor dropped, from a read that had not caught up. Also returns whether the listing
+    is complete (``_complete_listing``), the one the namespace may be dropped on."""
     gone = set(deleted)
     listed: list[str] = []
 
@@ -448,7 +455,39 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
     )
     if wait.reason is not None:
         raise StoreError(wait.reason, hint="run `nsmigrate cleanup` again once the index has caught up")
-    return listed if wait.by == "polling" else list_all_ids(source, ns)
+    if spec.source.kind == "pinecone":
+        return _complete_listing(source, ns, spec, listed if wait.by == "polling" else None)
+    return list_all_ids(source, ns), True  # pgvector: reads do not lag, and its drop looks at the table itself
+
+
+def _complete_listing(source: Store, ns: str, spec: JobSpec, polled: list[str] | None) -> tuple[list[str], bool]:
+    """A Pinecone namespace listed, and whether the listing shows every write made to it before the drop's last
+    look: the LSN its reads reflected right before it, then a delete of an id no vector has (``LSN_PROBE_ID``)
+    answered with the next LSN, so nothing was written in between that the listing missed. A lagging listing hides a
+    write for as long as reads lag, not an instant, and dropping the namespace on its word would delete that write.
+    Writes landing meanwhile are waited for and the namespace listed again, within ``verify.freshness_timeout_s``. A
+    store that tells no LSN (a pod index) gives no complete listing (``polled``: its listing once the deletes
+    showed): its namespace is emptied by id, never dropped."""
+    deadline = time.monotonic() + spec.verify.freshness_timeout_s
+    while True:
+        reflected = source.reconciled_lsn(ns)
+        if reflected is None:
+            return (polled if polled is not None else list_all_ids(source, ns)), False
+        listed = list_all_ids(source, ns)
+        try:
+            with source.written_lsns() as answered:
+                source.delete(ns, [LSN_PROBE_ID])
+        except NsmigrateError:  # e.g. refused for a namespace gone already: nothing proves the listing whole
+            return listed, False
+        probe = answered.get(ns)
+        if probe is None or probe == reflected + 1:
+            return listed, probe is not None
+        wait = freshness.await_reads(
+            source, ns, lsn=probe, shows=None, timeout_s=max(0.0, deadline - time.monotonic()), side="source"
+        )
+        if wait.reason is not None or time.monotonic() >= deadline:
+            reason = wait.reason or f"the source namespace {display_namespace(ns)!r} kept being written"
+            raise StoreError(reason, hint="run `nsmigrate cleanup` again once nothing writes the source")
 
 
 def _refused_by_id(
