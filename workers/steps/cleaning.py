@@ -31,10 +31,11 @@ run ``verify_failed`` with what was deleted and what was kept. The source is lis
 not one kept on purpose was written while it was deleted (new, or deleted and written again), and without an equal
 copy in the target it sends the run to ``verify_failed`` too, its deletions counted, for ``sync`` to copy it (a
 cleaned run is never synced: it would be stranded in the source). For a Pinecone source that listing must be shown
-complete (its reads' LSN, then a probe write answered with the next one: a lagging listing hides a write for as long
-as reads lag). A namespace left empty is then dropped (``delete_namespace``; an id written in the instant between the
-last listing and the drop would go with it, so writers must have moved to the target); one whose listing cannot be
-shown complete (a pod index, which tells no LSN) is left empty instead. A ``schema: documented`` pgvector source is
+complete to drop the namespace (its reads' LSN, then a probe write answered with the next one: a lagging listing
+hides a write for as long as reads lag; ``_complete_listing``). A namespace left empty is then dropped
+(``delete_namespace``; an id written in the instant between the probe and the drop would go with it, so writers must
+have moved to the target); one whose listing cannot be shown complete (a pod index, which tells no LSN) is left
+empty instead. A ``schema: documented`` pgvector source is
 renamed to a backup instead, once proved. Every successful cleanup writes a ``source_deleted`` event with what was
 deleted. Proving costs one more fetch of both sides per id than a plain delete (two passes: the first keeps a refusal
 from leaving a half-deleted namespace).
@@ -90,6 +91,9 @@ SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
 
 #: The id a Pinecone source namespace is asked to delete, for the LSN of a write (``_complete_listing``): no vector's.
 LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
+#: Listings ``_complete_listing`` tries to show complete before it leaves the namespace in place: a write that
+#: landed during the first is waited for and found by the second.
+_LISTINGS_SHOWN_COMPLETE = 2
 
 
 def _result(run: NamespaceRun, action: str, count: int, reason: str | None = None) -> dict[str, Any]:
@@ -461,19 +465,23 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
 
 
 def _complete_listing(source: Store, ns: str, spec: JobSpec, polled: list[str] | None) -> tuple[list[str], bool]:
-    """A Pinecone namespace listed, and whether the listing shows every write made to it before the drop's last
-    look: the LSN its reads reflected right before it, then a delete of an id no vector has (``LSN_PROBE_ID``)
+    """A Pinecone namespace listed, and whether the listing is shown to hold every write made to it before the drop's
+    last look: the LSN its reads reflected right before it, then a delete of an id no vector has (``LSN_PROBE_ID``)
     answered with the next LSN, so nothing was written in between that the listing missed. A lagging listing hides a
     write for as long as reads lag, not an instant, and dropping the namespace on its word would delete that write.
-    Writes landing meanwhile are waited for and the namespace listed again, within ``verify.freshness_timeout_s``. A
-    store that tells no LSN (a pod index) gives no complete listing (``polled``: its listing once the deletes
-    showed): its namespace is emptied by id, never dropped."""
+
+    A probe answered later than that (a write landed meanwhile, or LSNs that skip) has the namespace listed again once
+    reads show the probe, so the write is found, and shown complete once more; failing that, the last listing is
+    returned not complete: the namespace is emptied by id and left in place, never dropped. So is one whose store
+    tells no LSN (a pod index; ``polled``: its listing once the deletes showed)."""
     deadline = time.monotonic() + spec.verify.freshness_timeout_s
-    while True:
+    for _ in range(_LISTINGS_SHOWN_COMPLETE):
         reflected = source.reconciled_lsn(ns)
         if reflected is None:
             return (polled if polled is not None else list_all_ids(source, ns)), False
         listed = list_all_ids(source, ns)
+        if LSN_PROBE_ID in listed:  # a vector of that id is never deleted to probe: no proof, no drop
+            return listed, False
         try:
             with source.written_lsns() as answered:
                 source.delete(ns, [LSN_PROBE_ID])
@@ -485,9 +493,9 @@ def _complete_listing(source: Store, ns: str, spec: JobSpec, polled: list[str] |
         wait = freshness.await_reads(
             source, ns, lsn=probe, shows=None, timeout_s=max(0.0, deadline - time.monotonic()), side="source"
         )
-        if wait.reason is not None or time.monotonic() >= deadline:
-            reason = wait.reason or f"the source namespace {display_namespace(ns)!r} kept being written"
-            raise StoreError(reason, hint="run `nsmigrate cleanup` again once nothing writes the source")
+        if wait.reason is not None:
+            raise StoreError(wait.reason, hint="run `nsmigrate cleanup` again once the index has caught up")
+    return list_all_ids(source, ns), False
 
 
 def _refused_by_id(
