@@ -17,7 +17,7 @@ from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import cleaning, copying, freshness, verifying
+from nsmigrate.workers.steps import cleaning, copying, freshness, rollback, verifying
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.base import Record
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
@@ -209,3 +209,39 @@ def test_a_rollback_right_after_the_copy_removes_the_copies_its_lagging_listing_
 
     assert result["action"] == "rolled_back", result
     assert sandbox.count("lag-dst", "alpha") == 0 and sandbox.count("lag-src", "alpha") == 12
+
+
+def test_a_write_the_rollbacks_last_lagging_listing_hid_is_not_dropped_with_the_emptied_target(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application writes the target (dual writes, or a cut-over) once the rollback's deletes show in its reads,
+    before the listing that would find the namespace empty. That listing lags: the new id is not in it for ``LAG_S``
+    seconds. It is no copy of this job's and has no original: dropping the namespace would delete its only copy. It
+    must be found and kept instead (reported as another writer's)."""
+    spec = lag_spec(sandbox, monkeypatch)
+    run_id = copy_namespace(ctx, spec, sandbox, make_records(12))
+    sandbox.set_faults("lag-dst", Faults(freshness_lag_s=LAG_S))
+    target = ctx.store(spec.target)
+    new = make_records(1, prefix="late")[0]
+    delete_proven = rollback.delete_proven
+
+    def the_application_writes_once_the_deletes_show(*args: Any, **kwargs: Any) -> Any:
+        proof = delete_proven(*args, **kwargs)
+        gone = set(proof.proven)
+        wait = freshness.await_reads(
+            target, "alpha", lsn=None, shows=lambda: gone.isdisjoint(target.list_ids("alpha").ids), timeout_s=30
+        )
+        assert wait.caught_up
+        target.upsert("alpha", [new])
+        return proof
+
+    monkeypatch.setattr(rollback, "delete_proven", the_application_writes_once_the_deletes_show)
+
+    result = rollback_job(ctx, jobs_and_runs.get_run(ctx.db, run_id).job_id, actor="tester")
+
+    assert [r.id for r in target.fetch("alpha", [new.id])] == [new.id]  # its only copy: never deleted
+    assert result["action"] == "rolled_back", result
+    done = result["namespaces"]["alpha"]
+    assert done["method"] == "delete_ids" and done["deleted"] == 12
+    assert done["kept"] == 1 and done["kept_examples"] == [new.id]  # reported as another writer's
+    assert sandbox.count("lag-src", "alpha") == 12

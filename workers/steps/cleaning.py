@@ -32,7 +32,7 @@ not one kept on purpose was written while it was deleted (new, or deleted and wr
 copy in the target it sends the run to ``verify_failed`` too, its deletions counted, for ``sync`` to copy it (a
 cleaned run is never synced: it would be stranded in the source). For a Pinecone source that listing must be shown
 complete to drop the namespace (its reads' LSN, then a probe write answered with the next one: a lagging listing
-hides a write for as long as reads lag; ``_complete_listing``). A namespace left empty is then dropped
+hides a write for as long as reads lag; ``complete_listing``). A namespace left empty is then dropped
 (``delete_namespace``; an id written in the instant between the probe and the drop would go with it, so writers must
 have moved to the target); one whose listing cannot be shown complete (a pod index, which tells no LSN) is left
 empty instead. A ``schema: documented`` pgvector source is
@@ -89,9 +89,9 @@ RETIRED_TO = "renamed_to:"
 
 SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
 
-#: The id a Pinecone source namespace is asked to delete, for the LSN of a write (``_complete_listing``): no vector's.
+#: The id a Pinecone source namespace is asked to delete, for the LSN of a write (``complete_listing``): no vector's.
 LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
-#: Listings ``_complete_listing`` tries to show complete before it leaves the namespace in place: a write that
+#: Listings ``complete_listing`` tries to show complete before it leaves the namespace in place: a write that
 #: landed during the first is waited for and found by the second.
 _LISTINGS_SHOWN_COMPLETE = 2
 
@@ -441,7 +441,7 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
     none of them), so that what it lists was written by someone else, and an empty listing means empty. Reads still
     behind after ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves
     the rest): nothing is concluded, nor dropped, from a read that had not caught up. Also returns whether the listing
-    is complete (``_complete_listing``), the one the namespace may be dropped on."""
+    is complete (``complete_listing``), the one the namespace may be dropped on."""
     gone = set(deleted)
     listed: list[str] = []
 
@@ -460,15 +460,19 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
     if wait.reason is not None:
         raise StoreError(wait.reason, hint="run `nsmigrate cleanup` again once the index has caught up")
     if spec.source.kind == "pinecone":
-        return _complete_listing(source, ns, spec, listed if wait.by == "polling" else None)
+        return complete_listing(source, ns, spec, listed if wait.by == "polling" else None)
     return list_all_ids(source, ns), True  # pgvector: reads do not lag, and its drop looks at the table itself
 
 
-def _complete_listing(source: Store, ns: str, spec: JobSpec, polled: list[str] | None) -> tuple[list[str], bool]:
+def complete_listing(
+    source: Store, ns: str, spec: JobSpec, polled: list[str] | None, *, side: str = "source", again: str = "cleanup"
+) -> tuple[list[str], bool]:
     """A Pinecone namespace listed, and whether the listing is shown to hold every write made to it before the drop's
     last look: the LSN its reads reflected right before it, then a delete of an id no vector has (``LSN_PROBE_ID``)
     answered with the next LSN, so nothing was written in between that the listing missed. A lagging listing hides a
     write for as long as reads lag, not an instant, and dropping the namespace on its word would delete that write.
+    The namespace is a cleanup's source or a rollback's target (``side``; ``again``: the command to run again when
+    reads stay behind).
 
     A probe answered later than that (a write landed meanwhile, or LSNs that skip) has the namespace listed again once
     reads show the probe, so the write is found, and shown complete once more; failing that, the last listing is
@@ -491,10 +495,10 @@ def _complete_listing(source: Store, ns: str, spec: JobSpec, polled: list[str] |
         if probe is None or probe == reflected + 1:
             return listed, probe is not None
         wait = freshness.await_reads(
-            source, ns, lsn=probe, shows=None, timeout_s=max(0.0, deadline - time.monotonic()), side="source"
+            source, ns, lsn=probe, shows=None, timeout_s=max(0.0, deadline - time.monotonic()), side=side
         )
         if wait.reason is not None:
-            raise StoreError(wait.reason, hint="run `nsmigrate cleanup` again once the index has caught up")
+            raise StoreError(wait.reason, hint=f"run `nsmigrate {again}` again once the index has caught up")
     return list_all_ids(source, ns), False
 
 

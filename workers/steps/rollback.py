@@ -16,7 +16,9 @@ step 1, then
    cancelled, so no cleanup/sync of the forward job can follow), then the ids this job wrote are deleted from each
    target namespace, each chunk proved right before its delete (``workers.steps.proving``: the original exists and its
    copy equals it *now*; an id whose original changed or went away since step 3 is kept and the rollback ends
-   refused, naming it). A namespace that held nothing but this job's ids and is empty afterwards is dropped;
+   refused, naming it). A namespace that held nothing but this job's ids and is empty afterwards is dropped, a
+   Pinecone one only on a listing shown complete (``cleaning.complete_listing``: a lagging listing hides an
+   application's write for as long as reads lag, and the drop would take its only copy; a pod's is left in place);
    others' ids are kept (reported).
 
 While a namespace alias of the target resolves to one of the copies, the rollback is refused before anything is done
@@ -52,7 +54,7 @@ from nsmigrate.orchestrator.verification.proof import Proof, refusal
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.alias_guard import alias_refusal
-from nsmigrate.workers.steps.cleaning import RETIRED_TO
+from nsmigrate.workers.steps.cleaning import RETIRED_TO, complete_listing
 from nsmigrate.workers.steps.proving import delete_proven
 from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.identity import one_store_problem
@@ -166,6 +168,14 @@ class _Rollback:
         if wait.reason is not None:
             raise StoreError(wait.reason, hint="run the rollback again once the index has caught up")
 
+    def _listed_last(self, ns: str) -> tuple[list[str], bool]:
+        """The emptied target namespace listed, and whether it may be dropped on that listing: a Pinecone one only on
+        a listing shown complete (``cleaning.complete_listing``): a lagging listing hides an application's write
+        (dual writes, a cut-over) for as long as reads lag, and the drop would delete its only copy."""
+        if self.spec.target.kind != "pinecone":
+            return list_all_ids(self.target, ns), True  # pgvector: its drop looks at the locked table itself
+        return complete_listing(self.target, ns, self.spec, None, side="target", again="rollback")
+
     def delete_targets(self, runs: list[NamespaceRun], checks: dict[int, RestoreCheck]) -> dict[str, dict[str, Any]]:
         """Remove this job's ids from each target namespace of ``runs``, only those whose original equals them now;
         a namespace that held only this job's ids and is then empty is dropped."""
@@ -200,9 +210,11 @@ class _Rollback:
                 )
             method = "delete_ids"
             # Pinecone cannot drop the default namespace, and a namespace others wrote into is not ours to drop.
-            droppable = whole and listed and ns != DEFAULT_NAMESPACE and not proof.refused_count
-            if droppable and not list_all_ids(self.target, ns) and self.target.delete_namespace_if_empty(ns):
-                method = "delete_namespace"
+            if whole and listed and ns != DEFAULT_NAMESPACE and not proof.refused_count:
+                left, complete = self._listed_last(ns)
+                kept = sorted(set(kept).union(left).difference(proof.proven))  # others' writes since the first listing
+                if complete and not left and self.target.delete_namespace_if_empty(ns):
+                    method = "delete_namespace"
             done[ns] = {
                 "method": method,
                 "deleted": len(proof.proven),
