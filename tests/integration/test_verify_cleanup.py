@@ -759,6 +759,32 @@ def test_rollback_refuses_to_delete_a_copy_whose_original_went_away_after_its_ch
     assert "no original" in removed["alpha"]["reason"], removed
 
 
+def test_rollback_keeps_a_routed_copy_whose_original_now_routes_to_another_of_its_namespaces(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # After the rollback's last check, the application moves tw-000 out of its twin (twin_id dropped) and its dual
+    # writer puts the copy that routing now gives it into `review`. Proved by its route, tw-000 finds that copy
+    # equal; but the rollback deletes it from the twin namespace, whose record (the old version) equals nothing now.
+    spec = make_spec(store_specs, routing={"mode": "creator", "creators": {"source": "inline", "twins": {"t1": "c1"}}})
+    records = make_records(6, prefix="tw", twin_id="t1") + make_records(4, prefix="pub")
+    job = copied_job(ctx, spec, {"": records}, targets={"": None}, twins={"t1": "c1"}, started=True)
+    [run] = jobs_and_runs.runs_of(ctx.db, job.job_id)
+    rollback = _Rollback(ctx, job.job_id, "tester")
+    check = rollback.check(run, restore=False)
+    assert check.passed, check.summary
+    [old] = job.source.fetch("", ["tw-000"])
+    moved = Record(old.id, [v + 1.0 for v in old.values], {k: v for k, v in old.metadata.items() if k != "twin_id"})
+    job.source.upsert("", [moved])
+    assert list(route_records([moved], rollback._route(run))) == ["review"]
+    job.target.upsert("review", route_records([moved], rollback._route(run))["review"])
+
+    removed = rollback.delete_targets([run], {run.id: check})
+
+    assert [r.id for r in job.target.fetch("creator_c1_twin_t1", ["tw-000"])] == ["tw-000"]  # equal to nothing: kept
+    assert removed["creator_c1_twin_t1"]["deleted"] == 5, removed
+    assert [r["id"] for r in removed["creator_c1_twin_t1"]["refused"]] == ["tw-000"], removed
+
+
 def test_a_cleanup_that_read_the_run_before_another_stopped_part_way_keeps_that_count(
     ctx: WorkerContext, store_specs: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:

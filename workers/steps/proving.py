@@ -4,7 +4,8 @@ moment it happens (``orchestrator.verification.proof``), whichever side it delet
 Chunk by chunk (≤ 1,000 ids: one fetch of each side, one delete), the originals are fetched from the source
 namespace and their copies from the target namespaces the routing sends them to; only ids whose copy exists and
 equals its original *now* are deleted — from the source (cleanup: the copy stays) or from the target (rollback: the
-original stays). Every request goes through the guarded stores it is given (rate budgets, retries).
+original stays, and a copy is deleted only from the namespace its original routes to now, the one it was proved by).
+Every request goes through the guarded stores it is given (rate budgets, retries).
 
 A chunk that deletes holds, from its proof to its delete, the namespace it deletes from and every namespace its proof
 reads alone (``guarded.exclusive_hold``, fleet-wide across jobs): two cleanups whose namespaces form a cycle (one
@@ -111,6 +112,12 @@ def delete_proven(
                 for id_ in chunk:
                     if id_ not in have:
                         proof.refuse(id_, "no original in the source now: its copy is the only one")
+                # Proved against the copy where the original routes now: one routed elsewhere since the check proves
+                # nothing of the record deleted here.
+                elsewhere = {id_: ns for ns, ids_ in by_ns.items() if ns != target_namespace for id_ in ids_}
+                for id_ in [i for i in proof.proven if i in elsewhere]:
+                    proof.refuse(id_, f"its original routes to {elsewhere[id_]!r} now: the copy here equals nothing")
+                proof.proven = [id_ for id_ in proof.proven if id_ not in elsewhere]
             if proof.proven and delete_from == "source":
                 source.delete(source_namespace, proof.proven)
             elif proof.proven and delete_from == "target":

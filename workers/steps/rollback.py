@@ -15,11 +15,11 @@ for a routed run, the ``target_namespaces`` it wrote) holds the copies; its done
 step 1, then
    cancelled, so no cleanup/sync of the forward job can follow), then the ids this job wrote are deleted from each
    target namespace, each chunk proved right before its delete (``workers.steps.proving``: the original exists and its
-   copy equals it *now*; an id whose original changed or went away since step 3 is kept and the rollback ends
-   refused, naming it). A namespace that held nothing but this job's ids and is empty afterwards is dropped, a
-   Pinecone one only on a listing shown complete (``cleaning.complete_listing``: a lagging listing hides an
-   application's write for as long as reads lag, and the drop would take its only copy; a pod's is left in place);
-   others' ids are kept (reported).
+   copy equals it *now*, in the namespace deleted from; an id whose original changed, routes elsewhere or went away
+   since step 3 is kept and the rollback ends refused, naming it). A namespace that held nothing but this job's ids
+   and is empty afterwards is dropped, a Pinecone one only on a listing shown complete (``cleaning.complete_listing``:
+   a lagging listing hides an application's write for as long as reads lag, and the drop would take its only copy; a
+   pod's is left in place); others' ids are kept (reported).
 
 While a namespace alias of the target resolves to one of the copies, the rollback is refused before anything is done
 (its readers would find the namespace emptied: ``workers.steps.alias_guard``), and asked again right before step 4.
