@@ -460,25 +460,25 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
     if wait.reason is not None:
         raise StoreError(wait.reason, hint="run `nsmigrate cleanup` again once the index has caught up")
     if spec.source.kind == "pinecone":
-        return complete_listing(source, ns, spec, listed if wait.by == "polling" else None)
+        return complete_listing(source, ns, spec.verify.freshness_timeout_s, listed if wait.by == "polling" else None)
     return list_all_ids(source, ns), True  # pgvector: reads do not lag, and its drop looks at the table itself
 
 
 def complete_listing(
-    source: Store, ns: str, spec: JobSpec, polled: list[str] | None, *, side: str = "source", again: str = "cleanup"
+    source: Store, ns: str, timeout_s: float, polled: list[str] | None, *, side: str = "source", again: str = "cleanup"
 ) -> tuple[list[str], bool]:
     """A Pinecone namespace listed, and whether the listing is shown to hold every write made to it before the drop's
     last look: the LSN its reads reflected right before it, then a delete of an id no vector has (``LSN_PROBE_ID``)
     answered with the next LSN, so nothing was written in between that the listing missed. A lagging listing hides a
     write for as long as reads lag, not an instant, and dropping the namespace on its word would delete that write.
     The namespace is a cleanup's source or a rollback's target (``side``; ``again``: the command to run again when
-    reads stay behind).
+    reads stay behind; ``timeout_s``: how long to wait for them, e.g. ``verify.freshness_timeout_s``).
 
     A probe answered later than that (a write landed meanwhile, or LSNs that skip) has the namespace listed again once
     reads show the probe, so the write is found, and shown complete once more; failing that, the last listing is
     returned not complete: the namespace is emptied by id and left in place, never dropped. So is one whose store
     tells no LSN (a pod index; ``polled``: its listing once the deletes showed)."""
-    deadline = time.monotonic() + spec.verify.freshness_timeout_s
+    deadline = time.monotonic() + timeout_s
     for _ in range(_LISTINGS_SHOWN_COMPLETE):
         reflected = source.reconciled_lsn(ns)
         if reflected is None:

@@ -10,9 +10,10 @@ are listed as copies it cannot erase inside. ``erase_place`` (the ``erase_place`
 first asks the job table again whether a copy job may still write the subject's data or copied some since the plan
 (that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question as
 it starts, ``workers.steps.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a
-fetch of the deleted ids (stores are eventually consistent), or for a backup the files read again. The last place to
-finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``), on the host where
-the plan found the directory: a worker that cannot see it would find it gone and check it erased.
+fetch of the deleted ids (stores are eventually consistent; on Pinecone the listing of records counts once shown to
+reflect the deletes and a point after them, ``cleaning.complete_listing``), or for a backup the files read again.
+The last place to finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``),
+on the host where the plan found the directory: a worker that cannot see it would find it gone and check it erased.
 
 A place is re-run safely: a whole namespace is deleted again, a shared namespace is searched again, a backup is
 rewritten from what is left; so a worker killed mid-erasure loses nothing (its task is redelivered) and
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError
+from nsmigrate.orchestrator.errors import ErasureFailed, NsmigrateError, StoreError
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -54,8 +55,9 @@ from nsmigrate.orchestrator.tenancy.erasure import (
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps.alias_guard import release_aliases
+from nsmigrate.workers.steps.cleaning import complete_listing
 from nsmigrate.workers.steps.erasing_copies import collection_notes, erase_retired_table, retired_table_places
-from nsmigrate.workers.steps.verifying import chunks
+from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.base import Store, iter_all_ids
 
 log = logging.getLogger(__name__)
@@ -64,10 +66,10 @@ log = logging.getLogger(__name__)
 CHECKED_IDS = 10_000
 
 
-def subject_ids(store: Store, namespace: str, subject: Subject) -> list[str]:
-    """The ids of the subject's vectors in ``namespace``: every id listed, fetched for its metadata."""
+def subject_ids(store: Store, namespace: str, subject: Subject, listed: list[str] | None = None) -> list[str]:
+    """The ids of the subject's vectors in ``namespace``: every id listed (or ``listed``), fetched for its metadata."""
     found: list[str] = []
-    for ids in chunks(list(iter_all_ids(store, namespace)), FETCH_MAX_IDS):
+    for ids in chunks(listed if listed is not None else list(iter_all_ids(store, namespace)), FETCH_MAX_IDS):
         found.extend(r.id for r in store.fetch(namespace, ids) if subject.owns_record(r.metadata, r.id))
     return found
 
@@ -270,11 +272,12 @@ def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[
         return _erase_backup(place, subject)
     if place.kind == PlaceKind.TABLE:
         return erase_retired_table(place, subject, ctx.store)
-    store = ctx.guarded(store_spec_from_json(place.store_spec or {}), RateBudget())
+    spec = store_spec_from_json(place.store_spec or {})
+    store = ctx.guarded(spec, RateBudget())
     namespace = place.namespace or ""
     if place.kind == PlaceKind.NAMESPACE:
         return _erase_namespace(ctx, place.id, store, namespace)
-    return _erase_records(ctx, place.id, store, namespace, subject)
+    return _erase_records(ctx, place.id, store, namespace, subject, lagging=spec.kind == "pinecone")
 
 
 def _copies_that_may_undo(ctx: WorkerContext, job_id: int, subject: Subject, spec: dict[str, Any]) -> str | None:
@@ -340,7 +343,7 @@ def _erase_namespace(ctx: WorkerContext, place_id: int, store: Store, namespace:
 
 
 def _erase_records(
-    ctx: WorkerContext, place_id: int, store: Store, namespace: str, subject: Subject
+    ctx: WorkerContext, place_id: int, store: Store, namespace: str, subject: Subject, *, lagging: bool
 ) -> tuple[int, dict[str, Any]]:
     erased = 0
     for chunk in chunks(subject_ids(store, namespace, subject), DELETE_MAX_IDS):
@@ -349,15 +352,21 @@ def _erase_records(
         )  # before the delete: a kill after it still checks them
         store.delete(namespace, chunk)
         erased += len(chunk)
-    return erased, _gone(ctx, store, namespace, jobs_erasure.erased_ids(ctx.db, place_id), subject)
+    ids = jobs_erasure.erased_ids(ctx.db, place_id)
+    return erased, _gone(ctx, store, namespace, ids, subject, lagging=lagging)
 
 
-def _gone(ctx: WorkerContext, store: Store, namespace: str, ids: list[str], subject: Subject | None) -> dict[str, Any]:
+def _gone(
+    ctx: WorkerContext, store: Store, namespace: str, ids: list[str], subject: Subject | None, *, lagging: bool = False
+) -> dict[str, Any]:
     """Check the deletion, polling up to the ``erasure_settle_timeout_s`` setting (counts and reads lag on Pinecone): a
-    whole namespace counts 0 and lists nothing; for records, a search finds none of the subject's. Either way a fetch
-    of the deleted ids returns none of them."""
+    whole namespace counts 0 and lists nothing; for records, a listing finds none of the subject's. Either way a fetch
+    of the deleted ids returns none of them. A ``lagging`` store's listing counts only once shown complete
+    (``cleaning.complete_listing``: its reads reflect the deletes and a point after them); a record of the subject
+    written just before the erasure, which no lagging read showed it, is then found, and the place fails."""
     timeout_s = ctx.settings.erasure_settle_timeout_s
     deadline = time.monotonic() + timeout_s
+    complete, behind = True, False
     while True:
         fetched = sum(len(store.fetch(namespace, c)) for c in chunks(ids, FETCH_MAX_IDS))
         if subject is None:
@@ -365,11 +374,26 @@ def _gone(ctx: WorkerContext, store: Store, namespace: str, ids: list[str], subj
             listed = len(store.list_ids(namespace, limit=100).ids) if store.can_list() else 0
             left = {"count": count, "listed": listed, "fetched": fetched}
         else:
-            left = {"found": len(subject_ids(store, namespace, subject)), "fetched": fetched}
-        if not any(left.values()) or time.monotonic() > deadline:
+            names, complete = list_all_ids(store, namespace), True
+            if lagging:
+                try:
+                    left_s = max(0.0, deadline - time.monotonic())
+                    names, complete = complete_listing(store, namespace, left_s, None, side="erased", again="erase")
+                except StoreError:  # reads did not reach the probe in time
+                    complete, behind = False, True
+            left = {"found": len(subject_ids(store, namespace, subject, names)), "fetched": fetched}
+        if (complete and (left.get("found") or not any(left.values()))) or behind or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    check: dict[str, Any] = {"passed": not any(left.values()), "ids_fetched_again": len(ids), **left}
-    if not check["passed"]:
-        check["reason"] = f"still there after {timeout_s:.0f} s in {display_namespace(namespace)}: {left}"
+    check: dict[str, Any] = {"passed": complete and not any(left.values()), "ids_fetched_again": len(ids), **left}
+    if subject is not None:
+        check["listing_complete"] = complete
+    where = display_namespace(namespace)
+    if subject is not None and complete and left["found"]:
+        check["reason"] = f"{left['found']} of their records still in {where!r} (written while it was erased)"
+    elif not complete:
+        how = "reads lag" if behind else "its store tells no LSN"
+        check["reason"] = f"no listing of {where!r} shown to reflect the deletes in {timeout_s:.0f} s ({how})"
+    elif not check["passed"]:
+        check["reason"] = f"still there after {timeout_s:.0f} s in {where}: {left}"
     return check

@@ -174,7 +174,9 @@ class _Rollback:
         (dual writes, a cut-over) for as long as reads lag, and the drop would delete its only copy."""
         if self.spec.target.kind != "pinecone":
             return list_all_ids(self.target, ns), True  # pgvector: its drop looks at the locked table itself
-        return complete_listing(self.target, ns, self.spec, None, side="target", again="rollback")
+        return complete_listing(
+            self.target, ns, self.spec.verify.freshness_timeout_s, None, side="target", again="rollback"
+        )
 
     def delete_targets(self, runs: list[NamespaceRun], checks: dict[int, RestoreCheck]) -> dict[str, dict[str, Any]]:
         """Remove this job's ids from each target namespace of ``runs``, only those whose original equals them now;

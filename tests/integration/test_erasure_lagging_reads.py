@@ -1,0 +1,69 @@
+"""An erasure of records in a shared Pinecone namespace whose reads lag its writes (``Faults.freshness_lag_s``),
+called directly on real services (the job table in Postgres, Redis, the local data plane through the real SDK).
+
+The application writes one more record of the creator just before the erasure: the erasure's own listing (lagging)
+does not show it, so it is not deleted. The check after the deletes must not call the place verified on a listing
+that lags as well: it waits until the reads are shown to reflect the erasure's deletes and a point after them
+(``cleaning.complete_listing``), finds the record there and fails the place; `erase --resume` then erases it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from nsmigrate.orchestrator.errors import ErasureFailed
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.spec.stores import store_spec_from_json
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import erasing
+from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.integration.test_verify_cleanup import RecordingDispatcher, make_records
+
+DIM = 8
+KEY_ENV = "NSMIGRATE_TEST_ERASE_LAG_PINECONE_KEY"
+LAG_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def sandbox_indexes() -> list[IndexSpec]:
+    return [IndexSpec("erase-lag", DIM)]
+
+
+@pytest.fixture
+def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
+    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+
+
+def test_a_record_written_just_before_the_erasure_is_never_left_under_a_verified_receipt(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "pcsk-erase-lag-test")
+    spec = store_spec_from_json({"kind": "pinecone", "host": sandbox.host("erase-lag"), "api_key_env": KEY_ENV})
+    shared = make_records(3, prefix="m", creator_id="a.1") + make_records(3, prefix="o", seed=1, creator_id="a.10")
+    sandbox.load("erase-lag", "public", [(r.id, list(r.values), dict(r.metadata)) for r in shared])
+    sandbox.set_faults("erase-lag", Faults(freshness_lag_s=LAG_S))
+    store = ctx.store(spec)
+    [late] = make_records(1, prefix="late", seed=2, creator_id="a.1")
+    store.upsert("public", [late])  # the application, right before the erasure: no lagging read shows it yet
+
+    plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store, extra_stores=[spec])
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-a.1", plan.spec("tester"), plan.places)
+    [place] = jobs_erasure.places_of(ctx.db, erase_job)
+    with pytest.raises(ErasureFailed, match="1 of their records still in 'public'"):
+        erasing.erase_place(ctx, place.id)
+
+    [checked] = jobs_erasure.places_of(ctx.db, erase_job)
+    assert checked.state == "failed" and checked.erased == 3 and checked.verification["listing_complete"]
+    assert [r.id for r in store.fetch("public", [late.id])] == [late.id]  # not deleted, not called erased
+    receipt = jobs_erasure.erasure_receipt(ctx.db, erase_job)
+    assert receipt is not None and not receipt["verified"]
+
+    assert erasing.erase_place(ctx, place.id) == 1  # `erase --resume`: its reads show the record now
+
+    assert store.fetch("public", [late.id]) == []
+    assert len(store.fetch("public", [r.id for r in shared])) == 3  # a.10's records kept
+    [again] = jobs_erasure.places_of(ctx.db, erase_job)
+    assert again.state == "verified" and again.verification["listing_complete"]
