@@ -11,7 +11,8 @@ first asks the job table again whether a copy job may still write the subject's 
 (that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question as
 it starts, ``workers.steps.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a
 fetch of the deleted ids (stores are eventually consistent; on Pinecone the listing of records counts once shown to
-reflect the deletes and a point after them, ``cleaning.complete_listing``), or for a backup the files read again.
+reflect the deletes and a point after them, ``cleaning.complete_listing``, when the index tells its reads' LSN;
+else polled), or for a backup the files read again.
 The last place to finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``),
 on the host where the plan found the directory: a worker that cannot see it would find it gone and check it erased.
 
@@ -277,7 +278,11 @@ def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[
     namespace = place.namespace or ""
     if place.kind == PlaceKind.NAMESPACE:
         return _erase_namespace(ctx, place.id, store, namespace)
-    return _erase_records(ctx, place.id, store, namespace, subject, lagging=spec.kind == "pinecone")
+    # A Pinecone index that tells the LSN its reads reflect can show a listing complete; a server that does not (a
+    # Pinecone-shaped one without the headers) is checked by polling, as before: failing its every place would leave
+    # the subject unerasable there.
+    lagging = spec.kind == "pinecone" and store.reconciled_lsn(namespace) is not None
+    return _erase_records(ctx, place.id, store, namespace, subject, lagging=lagging)
 
 
 def _copies_that_may_undo(ctx: WorkerContext, job_id: int, subject: Subject, spec: dict[str, Any]) -> str | None:
