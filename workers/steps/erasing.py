@@ -379,13 +379,14 @@ def _gone(
             listed = len(store.list_ids(namespace, limit=100).ids) if store.can_list() else 0
             left = {"count": count, "listed": listed, "fetched": fetched}
         else:
-            names, complete = list_all_ids(store, namespace), True
-            if lagging:
+            if not lagging:
+                names, complete = list_all_ids(store, namespace), True
+            else:
                 try:
                     left_s = max(0.0, deadline - time.monotonic())
                     names, complete = complete_listing(store, namespace, left_s, None, side="erased", again="erase")
-                except StoreError:  # reads did not reach the probe in time
-                    complete, behind = False, True
+                except StoreError:  # reads did not reach the probe in time: nothing is concluded from them
+                    names, complete, behind = [], False, True
             left = {"found": len(subject_ids(store, namespace, subject, names)), "fetched": fetched}
         if (complete and (left.get("found") or not any(left.values()))) or behind or time.monotonic() > deadline:
             break
