@@ -35,10 +35,9 @@ complete to drop the namespace (its reads' LSN, then a probe write answered with
 hides a write for as long as reads lag; ``complete_listing``). A namespace left empty is then dropped
 (``delete_namespace``; an id written in the instant between the probe and the drop would go with it, so writers must
 have moved to the target); one whose listing cannot be shown complete (a pod index, which tells no LSN) is left
-empty instead. A ``schema: documented`` pgvector source is
-renamed to a backup instead, once proved. Every successful cleanup writes a ``source_deleted`` event with what was
-deleted. Proving costs one more fetch of both sides per id than a plain delete (two passes: the first keeps a refusal
-from leaving a half-deleted namespace).
+empty instead. A ``schema: documented`` pgvector source is renamed to a backup instead, once proved. Every successful
+cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more fetch of both sides per id
+than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted namespace).
 
 `nsmigrate cancel` stops a cleanup under way before its next chunk (a rollback may follow, deleting the copies this
 cleanup proves); the run stays cancelled with what it deleted counted, or, when its cleanup never said (its host

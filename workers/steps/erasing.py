@@ -366,12 +366,12 @@ def _gone(
 ) -> dict[str, Any]:
     """Check the deletion, polling up to the ``erasure_settle_timeout_s`` setting (counts and reads lag on Pinecone): a
     whole namespace counts 0 and lists nothing; for records, a listing finds none of the subject's. Either way a fetch
-    of the deleted ids returns none of them. A ``lagging`` store's listing counts only once shown complete
-    (``cleaning.complete_listing``: its reads reflect the deletes and a point after them); a record of the subject
-    written just before the erasure, which no lagging read showed it, is then found, and the place fails."""
+    of the deleted ids returns none of them. A ``lagging`` store is listed by ``cleaning.complete_listing``: once its
+    reads reflect the deletes and a point after them, so a record of the subject written just before the erasure,
+    which no lagging read showed it, is found and fails the place; reads that never get there fail it too."""
     timeout_s = ctx.settings.erasure_settle_timeout_s
     deadline = time.monotonic() + timeout_s
-    complete, behind = True, False
+    behind, shown = False, None
     while True:
         fetched = sum(len(store.fetch(namespace, c)) for c in chunks(ids, FETCH_MAX_IDS))
         if subject is None:
@@ -379,27 +379,29 @@ def _gone(
             listed = len(store.list_ids(namespace, limit=100).ids) if store.can_list() else 0
             left = {"count": count, "listed": listed, "fetched": fetched}
         else:
+            names: list[str] = []
             if not lagging:
-                names, complete = list_all_ids(store, namespace), True
+                names = list_all_ids(store, namespace)
             else:
                 try:
                     left_s = max(0.0, deadline - time.monotonic())
-                    names, complete = complete_listing(store, namespace, left_s, None, side="erased", again="erase")
+                    names, shown = complete_listing(store, namespace, left_s, None, side="erased", again="erase")
                 except StoreError:  # reads did not reach the probe in time: nothing is concluded from them
-                    names, complete, behind = [], False, True
+                    behind = True
             left = {"found": len(subject_ids(store, namespace, subject, names)), "fetched": fetched}
-        if (complete and (left.get("found") or not any(left.values()))) or behind or time.monotonic() > deadline:
+        # A record of theirs on a listing shown complete is there (no later look can show it gone); else poll on.
+        if behind or (shown and left.get("found")) or not any(left.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    check: dict[str, Any] = {"passed": complete and not any(left.values()), "ids_fetched_again": len(ids), **left}
-    if subject is not None:
-        check["listing_complete"] = complete
+    check: dict[str, Any] = {"passed": not behind and not any(left.values()), "ids_fetched_again": len(ids), **left}
+    if shown is not None:
+        # False (LSNs that skip, a refused probe): the listing was taken once reads showed the probe, not proved whole.
+        check["listing_complete"] = shown
     where = display_namespace(namespace)
-    if subject is not None and complete and left["found"]:
+    if behind:
+        check["reason"] = f"no listing of {where!r} reflected the deletes within {timeout_s:.0f} s (its reads lag)"
+    elif shown and left.get("found"):
         check["reason"] = f"{left['found']} of their records still in {where!r} (written while it was erased)"
-    elif not complete:
-        how = "reads lag" if behind else "its store tells no LSN"
-        check["reason"] = f"no listing of {where!r} shown to reflect the deletes in {timeout_s:.0f} s ({how})"
     elif not check["passed"]:
         check["reason"] = f"still there after {timeout_s:.0f} s in {where}: {left}"
     return check
