@@ -4,7 +4,7 @@ called directly on real services (the job table in Postgres, Redis, the local da
 The application writes one more record of the creator just before the erasure: the erasure's own listing (lagging)
 does not show it, so it is not deleted. The check after the deletes must not call the place verified on a listing
 that lags as well: it waits until the reads are shown to reflect the erasure's deletes and a point after them
-(``cleaning.complete_listing``), finds the record there and fails the place; `erase --resume` then erases it.
+(``freshness.complete_listing``), finds the record there and fails the place; `erase --resume` then erases it.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ not one kept on purpose was written while it was deleted (new, or deleted and wr
 copy in the target it sends the run to ``verify_failed`` too, its deletions counted, for ``sync`` to copy it (a
 cleaned run is never synced: it would be stranded in the source). For a Pinecone source that listing must be shown
 complete to drop the namespace (its reads' LSN, then a probe write answered with the next one: a lagging listing
-hides a write for as long as reads lag; ``complete_listing``). A namespace left empty is then dropped
+hides a write for as long as reads lag; ``freshness.complete_listing``). A namespace left empty is then dropped
 (``delete_namespace``; an id written in the instant between the probe and the drop would go with it, so writers must
 have moved to the target); one whose listing cannot be shown complete (a pod index, which tells no LSN) is left
 empty instead. A ``schema: documented`` pgvector source is renamed to a backup instead, once proved. Every successful
@@ -53,7 +53,6 @@ refusal named.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -87,12 +86,6 @@ log = logging.getLogger(__name__)
 RETIRED_TO = "renamed_to:"
 
 SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
-
-#: The id a Pinecone source namespace is asked to delete, for the LSN of a write (``complete_listing``): no vector's.
-LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
-#: Listings ``complete_listing`` tries to show complete before it leaves the namespace in place: a write that
-#: landed during the first is waited for and found by the second.
-_LISTINGS_SHOWN_COMPLETE = 2
 
 
 def _result(run: NamespaceRun, action: str, count: int, reason: str | None = None) -> dict[str, Any]:
@@ -440,7 +433,7 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
     none of them), so that what it lists was written by someone else, and an empty listing means empty. Reads still
     behind after ``verify.freshness_timeout_s`` stop the cleanup (what it deleted is counted; `cleanup` again proves
     the rest): nothing is concluded, nor dropped, from a read that had not caught up. Also returns whether the listing
-    is complete (``complete_listing``), the one the namespace may be dropped on."""
+    is complete (``freshness.complete_listing``), the one the namespace may be dropped on."""
     gone = set(deleted)
     listed: list[str] = []
 
@@ -459,46 +452,10 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
     if wait.reason is not None:
         raise StoreError(wait.reason, hint="run `nsmigrate cleanup` again once the index has caught up")
     if spec.source.kind == "pinecone":
-        return complete_listing(source, ns, spec.verify.freshness_timeout_s, listed if wait.by == "polling" else None)
-    return list_all_ids(source, ns), True  # pgvector: reads do not lag, and its drop looks at the table itself
-
-
-def complete_listing(
-    source: Store, ns: str, timeout_s: float, polled: list[str] | None, *, side: str = "source", again: str = "cleanup"
-) -> tuple[list[str], bool]:
-    """A Pinecone namespace listed, and whether the listing is shown to hold every write made to it before the drop's
-    last look: the LSN its reads reflected right before it, then a delete of an id no vector has (``LSN_PROBE_ID``)
-    answered with the next LSN, so nothing was written in between that the listing missed. A lagging listing hides a
-    write for as long as reads lag, not an instant, and dropping the namespace on its word would delete that write.
-    The namespace is a cleanup's source or a rollback's target (``side``; ``again``: the command to run again when
-    reads stay behind; ``timeout_s``: how long to wait for them, e.g. ``verify.freshness_timeout_s``).
-
-    A probe answered later than that (a write landed meanwhile, or LSNs that skip) has the namespace listed again once
-    reads show the probe, so the write is found, and shown complete once more; failing that, the last listing is
-    returned not complete: the namespace is emptied by id and left in place, never dropped. So is one whose store
-    tells no LSN (a pod index; ``polled``: its listing once the deletes showed)."""
-    deadline = time.monotonic() + timeout_s
-    for _ in range(_LISTINGS_SHOWN_COMPLETE):
-        reflected = source.reconciled_lsn(ns)
-        if reflected is None:
-            return (polled if polled is not None else list_all_ids(source, ns)), False
-        listed = list_all_ids(source, ns)
-        if LSN_PROBE_ID in listed:  # a vector of that id is never deleted to probe: no proof, no drop
-            return listed, False
-        try:
-            with source.written_lsns() as answered:
-                source.delete(ns, [LSN_PROBE_ID])
-        except NsmigrateError:  # e.g. refused for a namespace gone already: nothing proves the listing whole
-            return listed, False
-        probe = answered.get(ns)
-        if probe is None or probe == reflected + 1:
-            return listed, probe is not None
-        wait = freshness.await_reads(
-            source, ns, lsn=probe, shows=None, timeout_s=max(0.0, deadline - time.monotonic()), side=side
+        return freshness.complete_listing(
+            source, ns, spec.verify.freshness_timeout_s, listed if wait.by == "polling" else None
         )
-        if wait.reason is not None:
-            raise StoreError(wait.reason, hint=f"run `nsmigrate {again}` again once the index has caught up")
-    return list_all_ids(source, ns), False
+    return list_all_ids(source, ns), True  # pgvector: reads do not lag, and its drop looks at the table itself
 
 
 def _refused_by_id(

@@ -11,7 +11,7 @@ first asks the job table again whether a copy job may still write the subject's 
 (that answer is older than any copy started, resumed or synced since; a copy batch asks the mirror question as
 it starts, ``workers.steps.copying``), then deletes one place and checks it: counts polled to zero, a listing, and a
 fetch of the deleted ids (stores are eventually consistent; on Pinecone the listing of records counts once shown to
-reflect the deletes and a point after them, ``cleaning.complete_listing``, when the index tells its reads' LSN;
+reflect the deletes and a point after them, ``freshness.complete_listing``, when the index tells its reads' LSN;
 else polled), or for a backup the files read again.
 The last place to finish writes the receipt. A backup place is erased by `nsmigrate erase` itself (``cli.erasure``),
 on the host where the plan found the directory: a worker that cannot see it would find it gone and check it erased.
@@ -55,8 +55,8 @@ from nsmigrate.orchestrator.tenancy.erasure import (
 )
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.alias_guard import release_aliases
-from nsmigrate.workers.steps.cleaning import complete_listing
 from nsmigrate.workers.steps.erasing_copies import collection_notes, erase_retired_table, retired_table_places
 from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.base import Store, iter_all_ids
@@ -366,7 +366,7 @@ def _gone(
 ) -> dict[str, Any]:
     """Check the deletion, polling up to the ``erasure_settle_timeout_s`` setting (counts and reads lag on Pinecone): a
     whole namespace counts 0 and lists nothing; for records, a listing finds none of the subject's. Either way a fetch
-    of the deleted ids returns none of them. A ``lagging`` store is listed by ``cleaning.complete_listing``: once its
+    of the deleted ids returns none of them. A ``lagging`` store is listed by ``freshness.complete_listing``: once its
     reads reflect the deletes and a point after them, so a record of the subject written just before the erasure,
     which no lagging read showed it, is found and fails the place; reads that never get there fail it too."""
     timeout_s = ctx.settings.erasure_settle_timeout_s
@@ -385,7 +385,9 @@ def _gone(
             else:
                 try:
                     left_s = max(0.0, deadline - time.monotonic())
-                    names, shown = complete_listing(store, namespace, left_s, None, side="erased", again="erase")
+                    names, shown = freshness.complete_listing(
+                        store, namespace, left_s, None, side="erased", again="erase"
+                    )
                 except StoreError:  # reads did not reach the probe in time: nothing is concluded from them
                     behind = True
             left = {"found": len(subject_ids(store, namespace, subject, names)), "fetched": fetched}

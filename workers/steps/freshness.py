@@ -13,6 +13,9 @@ believe such a read, until the store's reads reflect the job's writes:
 Both wait at most ``verify.freshness_timeout_s`` (polls back off from ``POLL_START_S`` to ``POLL_MAX_S``; never a
 fixed sleep). A wait that runs out is reported with that bound (``ReadsWait.reason``), and the checks that follow
 judge what the reads show: a write that never appears still fails.
+
+Before a namespace is dropped or called empty (cleanup, rollback, erasure), its listing must be shown to hold every
+write made before it (``complete_listing``: an LSN probe), for a lagging listing hides one as long as reads lag.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from typing import Any, Literal, cast
 
 import redis
 
+from nsmigrate.orchestrator.errors import NsmigrateError, StoreError
 from nsmigrate.orchestrator.messaging.task_names import written_lsn_key
-from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.base import Store, list_all_ids
 
 POLL_START_S = 0.25
 POLL_MAX_S = 2.0
@@ -138,3 +142,48 @@ def await_reads(
 
 def waits_json(waits: Mapping[str, ReadsWait]) -> dict[str, Any]:
     return {ns: w.to_json() for ns, w in sorted(waits.items())}
+
+
+#: The id a Pinecone namespace is asked to delete, for the LSN of a write (``complete_listing``): no vector's.
+LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
+#: Listings ``complete_listing`` tries to show complete before it leaves the namespace in place: a write that
+#: landed during the first is waited for and found by the second.
+_LISTINGS_SHOWN_COMPLETE = 2
+
+
+def complete_listing(
+    source: Store, ns: str, timeout_s: float, polled: list[str] | None, *, side: str = "source", again: str = "cleanup"
+) -> tuple[list[str], bool]:
+    """A Pinecone namespace listed, and whether the listing is shown to hold every write made to it before the drop's
+    last look: the LSN its reads reflected right before it, then a delete of an id no vector has (``LSN_PROBE_ID``)
+    answered with the next LSN, so nothing was written in between that the listing missed. A lagging listing hides a
+    write for as long as reads lag, not an instant, and dropping the namespace on its word would delete that write.
+    The namespace is a cleanup's source or a rollback's target (``side``; ``again``: the command to run again when
+    reads stay behind; ``timeout_s``: how long to wait for them, e.g. ``verify.freshness_timeout_s``).
+
+    A probe answered later than that (a write landed meanwhile, or LSNs that skip) has the namespace listed again once
+    reads show the probe, so the write is found, and shown complete once more; failing that, the last listing is
+    returned not complete: the namespace is emptied by id and left in place, never dropped. So is one whose store
+    tells no LSN (a pod index; ``polled``: its listing once the deletes showed)."""
+    deadline = time.monotonic() + timeout_s
+    for _ in range(_LISTINGS_SHOWN_COMPLETE):
+        reflected = source.reconciled_lsn(ns)
+        if reflected is None:
+            return (polled if polled is not None else list_all_ids(source, ns)), False
+        listed = list_all_ids(source, ns)
+        if LSN_PROBE_ID in listed:  # a vector of that id is never deleted to probe: no proof, no drop
+            return listed, False
+        try:
+            with source.written_lsns() as answered:
+                source.delete(ns, [LSN_PROBE_ID])
+        except NsmigrateError:  # e.g. refused for a namespace gone already: nothing proves the listing whole
+            return listed, False
+        probe = answered.get(ns)
+        if probe is None or probe == reflected + 1:
+            return listed, probe is not None
+        wait = await_reads(
+            source, ns, lsn=probe, shows=None, timeout_s=max(0.0, deadline - time.monotonic()), side=side
+        )
+        if wait.reason is not None:
+            raise StoreError(wait.reason, hint=f"run `nsmigrate {again}` again once the index has caught up")
+    return list_all_ids(source, ns), False

@@ -17,7 +17,7 @@ step 1, then
    target namespace, each chunk proved right before its delete (``workers.steps.proving``: the original exists and its
    copy equals it *now*, in the namespace deleted from; an id whose original changed, routes elsewhere or went away
    since step 3 is kept and the rollback ends refused, naming it). A namespace that held nothing but this job's ids
-   and is empty afterwards is dropped, a Pinecone one only on a listing shown complete (``cleaning.complete_listing``:
+   and is empty afterwards is dropped, a Pinecone one only on a listing shown complete (``freshness.complete_listing``:
    a lagging listing hides an application's write for as long as reads lag, and the drop would take its only copy; a
    pod's is left in place); others' ids are kept (reported).
 
@@ -54,7 +54,7 @@ from nsmigrate.orchestrator.verification.proof import Proof, refusal
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.alias_guard import alias_refusal
-from nsmigrate.workers.steps.cleaning import RETIRED_TO, complete_listing
+from nsmigrate.workers.steps.cleaning import RETIRED_TO
 from nsmigrate.workers.steps.proving import delete_proven
 from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.identity import one_store_problem
@@ -170,11 +170,11 @@ class _Rollback:
 
     def _listed_last(self, ns: str) -> tuple[list[str], bool]:
         """The emptied target namespace listed, and whether it may be dropped on that listing: a Pinecone one only on
-        a listing shown complete (``cleaning.complete_listing``): a lagging listing hides an application's write
+        a listing shown complete (``freshness.complete_listing``): a lagging listing hides an application's write
         (dual writes, a cut-over) for as long as reads lag, and the drop would delete its only copy."""
         if self.spec.target.kind != "pinecone":
             return list_all_ids(self.target, ns), True  # pgvector: its drop looks at the locked table itself
-        return complete_listing(
+        return freshness.complete_listing(
             self.target, ns, self.spec.verify.freshness_timeout_s, None, side="target", again="rollback"
         )
 

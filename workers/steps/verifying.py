@@ -42,7 +42,6 @@ from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
-from nsmigrate.orchestrator.listing.paging import iter_all_ids
 from nsmigrate.orchestrator.models import JobKind, NamespaceRun
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import Record
@@ -74,7 +73,7 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import freshness, next_steps
 from nsmigrate.workers.steps.latency import measure, measures_latency
-from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.stores.base import list_all_ids
 from nsmigrate.workers.stores.pgvector.table_copies import RunTables, compare_in_postgres, finish_load, in_database
 from nsmigrate.workers.transfer.text_writes import embedder_for
 
@@ -89,13 +88,6 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Consecutive slices of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def list_all_ids(store: Store, namespace: str) -> list[str]:
-    """Every id of ``namespace`` once, each list page one request of ``store`` (a ``GuardedStore``: budgeted,
-    retried)."""
-    # A store that paged an id twice must not make the count look larger than the set.
-    return list(dict.fromkeys(iter_all_ids(store, namespace, page_size=store.capabilities.list_page_ids)))
 
 
 def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
