@@ -42,6 +42,7 @@ class Freshness:
 
     def __init__(self, replica: Callable[[], Any]) -> None:
         self.lag_s = 0.0
+        self.lsn_step = 1  # 2: LSNs that skip a number each write (``Faults.lsns``)
         self._replica = replica
         self._visible: Any = None
         self._log: deque[tuple[float, str, int, Apply]] = deque()
@@ -80,7 +81,7 @@ class Freshness:
         self._log.append((time.monotonic() + self.lag_s, namespace, lsn, apply))
 
     def _commit(self, namespace: str) -> int:
-        lsn = self._committed[namespace] = self._committed.get(namespace, 0) + 1
+        lsn = self._committed[namespace] = self._committed.get(namespace, 0) + self.lsn_step
         self._request.headers = dict.fromkeys(COMMITTED_HEADERS, str(lsn))
         return lsn
 

@@ -147,6 +147,7 @@ DATA_PLANE_OPS = frozenset(
     }
 )
 METRICS = ("cosine", "dotproduct", "euclidean")
+LSN_MODES = frozenset({"contiguous", "skipping", "none"})  # ``Faults.lsns``
 KINDS = ("pod", "serverless")
 
 #: The type of an error's ``details`` entry that carries its ``reason`` (grpc-gateway's JSON of a google.rpc.ErrorInfo).
@@ -232,6 +233,9 @@ class Faults:
     - ``freshness_lag_s``: each write becomes visible to ``list``, ``query``, records search and the counts this many
       seconds after it was answered (``fetch`` sees it at once), as Pinecone's reads lag its writes
       (``sandbox.freshness``). Not a fault: the real service's behaviour, off by default only to keep tests fast.
+    - ``lsns``: the LSN headers a serverless index answers (``sandbox.freshness``): ``"contiguous"`` (each write to a
+      namespace takes its next number), ``"skipping"`` (each takes the one after next: LSNs that order writes but do
+      not count them, which the reference leaves open) or ``"none"`` (no LSN headers, as a server that sends none).
     """
 
     latency_ms: float = 0.0
@@ -253,6 +257,7 @@ class Faults:
     stats_offset: int = 0
     stats_flicker: bool = False
     freshness_lag_s: float = 0.0
+    lsns: str = "contiguous"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -260,6 +265,8 @@ class Faults:
             raise ValueError("latency_ms must be >= 0")
         if isinstance(self.freshness_lag_s, bool) or not 0 <= self.freshness_lag_s <= 3600:
             raise ValueError(f"freshness_lag_s must be within 0..3600 seconds, got {self.freshness_lag_s!r}")
+        if self.lsns not in LSN_MODES:
+            raise ValueError(f"lsns must be one of {sorted(LSN_MODES)}, got {self.lsns!r}")
         limits = (
             "write_rps_per_namespace",
             "query_rps_per_namespace",
@@ -1270,9 +1277,11 @@ class IndexService:
             freshness = self.store.freshness
             assert freshness is not None  # only a replica has none
             freshness.lag_s = faults.freshness_lag_s
+            freshness.lsn_step = 2 if faults.lsns == "skipping" else 1
             with freshness.request() as lsn_headers:
                 result = handler(payload, query, arg)
-            lsns = lsn_headers if self.spec.kind == "serverless" else {}  # the docs: serverless only
+            # The docs: serverless only.
+            lsns = lsn_headers if self.spec.kind == "serverless" and faults.lsns != "none" else {}
             if isinstance(result, _Reply):
                 result.headers.update(lsns)
                 return result

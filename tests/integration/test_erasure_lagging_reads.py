@@ -67,3 +67,29 @@ def test_a_record_written_just_before_the_erasure_is_never_left_under_a_verified
     assert len(store.fetch("public", [r.id for r in shared])) == 3  # a.10's records kept
     [again] = jobs_erasure.places_of(ctx.db, erase_job)
     assert again.state == "verified" and again.verification["listing_complete"]
+
+
+@pytest.mark.parametrize("lsns", ["skipping", "none"])
+def test_where_no_listing_can_be_shown_complete_an_erasure_polls_its_check_and_says_so(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, lsns: str
+) -> None:
+    """LSNs that skip, or none sent: the check lists until the deletes show, as it did before LSNs were known, and
+    a records place is still erased and verified; with LSNs it says its listing was not shown complete."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-erase-lag-test")
+    spec = store_spec_from_json({"kind": "pinecone", "host": sandbox.host("erase-lag"), "api_key_env": KEY_ENV})
+    shared = make_records(3, prefix="m", creator_id="b.1") + make_records(2, prefix="o", seed=1, creator_id="b.10")
+    sandbox.load("erase-lag", lsns, [(r.id, list(r.values), dict(r.metadata)) for r in shared])
+    sandbox.set_faults("erase-lag", Faults(freshness_lag_s=1.0, lsns=lsns))
+
+    plan = erasing.plan_erasure(ctx.db, "b.1", None, open_retrying_store, extra_stores=[spec])
+    erase_job = jobs_erasure.create_erasure(ctx.db, f"erase-b.1-{lsns}", plan.spec("tester"), plan.places)
+    [place] = [p for p in jobs_erasure.places_of(ctx.db, erase_job) if p.namespace == lsns]
+
+    assert erasing.erase_place(ctx, place.id) == 3
+
+    [checked] = [p for p in jobs_erasure.places_of(ctx.db, erase_job) if p.id == place.id]
+    assert checked.state == "verified", checked.verification
+    assert checked.verification.get("listing_complete") is (False if lsns == "skipping" else None)
+    store = ctx.store(spec)
+    assert store.fetch(lsns, [r.id for r in shared[:3]]) == []
+    assert len(store.fetch(lsns, [r.id for r in shared[3:]])) == 2  # b.10's records kept

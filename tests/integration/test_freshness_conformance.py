@@ -164,6 +164,19 @@ def test_a_pod_lags_too_but_answers_no_lsn(sandbox: PineconeSandbox) -> None:
     )
 
 
+def test_lsns_that_skip_or_are_not_sent_on_request(sandbox: PineconeSandbox) -> None:
+    """``Faults.lsns``: the reference does not say a namespace's LSNs count its writes one by one, nor that every
+    server sends them; the tool must be tested against both."""
+    sandbox.set_faults("fresh-sl", Faults(lsns="skipping"))
+    assert [lsns(upsert(sandbox, [i]))["x-pinecone-request-lsn"] for i in ("k1", "k2")] == ["2", "4"]
+    assert lsns(send(sandbox, "GET", "/vectors/list", params={"namespace": "ns"}))["x-pinecone-lsn-reconciled"] == "4"
+    sandbox.set_faults("fresh-sl", Faults(lsns="none"))
+    assert lsns(upsert(sandbox, ["k3"])) == {}
+    assert lsns(send(sandbox, "GET", "/vectors/list", params={"namespace": "ns"})) == {}
+    with pytest.raises(ValueError, match="lsns must be one of"):
+        Faults(lsns="sometimes")
+
+
 def test_the_sdk_reads_the_lsns(sandbox: PineconeSandbox) -> None:
     sandbox.set_faults("fresh-sl", Faults(freshness_lag_s=LAG_S))
     index = Pinecone(api_key="test-key").Index(host=sandbox.host("fresh-sl"))

@@ -20,6 +20,7 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning, copying, freshness, rollback, verifying
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.base import Record
+from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import RecordingDispatcher, make_records
 
@@ -245,3 +246,56 @@ def test_a_write_the_rollbacks_last_lagging_listing_hid_is_not_dropped_with_the_
     assert done["method"] == "delete_ids" and done["deleted"] == 12
     assert done["kept"] == 1 and done["kept_examples"] == [new.id]  # reported as another writer's
     assert sandbox.count("lag-src", "alpha") == 12
+
+
+def drops_recorded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The namespaces a step asks to drop, from now on (the sandbox drops an emptied namespace by itself, as
+    Pinecone may: the request is what tells)."""
+    dropped: list[str] = []
+    drop = GuardedStore.delete_namespace_if_empty
+
+    def recorded(self: GuardedStore, namespace: str) -> bool:
+        dropped.append(namespace)
+        return drop(self, namespace)
+
+    monkeypatch.setattr(GuardedStore, "delete_namespace_if_empty", recorded)
+    return dropped
+
+
+@pytest.mark.parametrize("lsns", ["skipping", "none"])
+def test_where_no_listing_can_be_shown_complete_cleanup_empties_the_namespace_and_leaves_it(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, lsns: str
+) -> None:
+    """LSNs that skip (or none at all) cannot show that nothing was written between the last listing and the drop:
+    the source is emptied id by id, proven as always, and the namespace stays, saying why."""
+    run_id = verified_run(ctx, sandbox, monkeypatch)
+    sandbox.set_faults("lag-src", Faults(freshness_lag_s=LAG_S, lsns=lsns))
+    dropped = drops_recorded(monkeypatch)
+
+    result = cleaning.cleanup_run(ctx, run_id, actor="tester")
+
+    assert result["action"] == "deleted" and result["count"] == 20, result
+    cleanup = jobs_and_runs.get_run(ctx.db, run_id).cleanup
+    assert cleanup is not None and cleanup["method"] == "delete_ids"
+    assert cleanup["namespace_left"] == freshness.LEFT_IN_PLACE
+    assert sandbox.snapshot("lag-src").get("alpha", {}) == {}
+    assert dropped == []
+    assert sandbox.count("lag-dst", "alpha") == 20
+
+
+@pytest.mark.parametrize("lsns", ["skipping", "none"])
+def test_where_no_listing_can_be_shown_complete_rollback_empties_the_target_and_leaves_it(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, lsns: str
+) -> None:
+    run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(12))
+    sandbox.set_faults("lag-dst", Faults(freshness_lag_s=LAG_S, lsns=lsns))
+    dropped = drops_recorded(monkeypatch)
+
+    result = rollback_job(ctx, jobs_and_runs.get_run(ctx.db, run_id).job_id, actor="tester")
+
+    assert result["action"] == "rolled_back", result
+    done = result["namespaces"]["alpha"]
+    assert done["method"] == "delete_ids" and done["deleted"] == 12 and done["kept"] == 0
+    assert done["namespace_left"] == freshness.LEFT_IN_PLACE
+    assert sandbox.snapshot("lag-dst").get("alpha", {}) == {} and sandbox.count("lag-src", "alpha") == 12
+    assert dropped == []

@@ -373,6 +373,7 @@ def _delete(
         )
         return _result(run, "refused", 0, problem)
     method = "delete_ids"
+    left_in_place: str | None = None
     deleting = Proof()  # what the second pass deleted so far, also when a store error stops it
     try:
         # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
@@ -403,6 +404,8 @@ def _delete(
                 # Pinecone cannot drop the default namespace; any other one, now empty, is dropped (a pgvector table
                 # only if still empty once locked: a row written since the listing has no copy).
                 method = "delete_namespace"
+            elif ns != DEFAULT_NAMESPACE and not complete and not left:
+                left_in_place = freshness.LEFT_IN_PLACE
     except NsmigrateError as e:
         stopped = isinstance(e, StopAsked)
         so_far = earlier + len(deleting.proven)
@@ -422,6 +425,8 @@ def _delete(
         "dry_run": False,
         "method": method,
     }
+    if left_in_place:
+        detail["namespace_left"] = left_in_place
     jobs_verdicts.finish_cleanup(ctx.db, run.id, detail, actor)
     log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
     return _result(run, "deleted", deleted)

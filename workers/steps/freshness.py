@@ -146,6 +146,11 @@ def waits_json(waits: Mapping[str, ReadsWait]) -> dict[str, Any]:
 
 #: The id a Pinecone namespace is asked to delete, for the LSN of a write (``complete_listing``): no vector's.
 LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
+#: Why an emptied namespace was not dropped (``complete_listing`` did not show its last listing complete).
+LEFT_IN_PLACE = (
+    "emptied and left in place: no listing could be shown to hold every write to it (its index tells no LSN, or "
+    "its LSNs skip), and a drop on a listing that lags could delete a write made meanwhile"
+)
 #: Listings ``complete_listing`` tries to show complete before it leaves the namespace in place: a write that
 #: landed during the first is waited for and found by the second.
 _LISTINGS_SHOWN_COMPLETE = 2

@@ -210,13 +210,15 @@ class _Rollback:
                         target_namespace=ns,
                     )
                 )
-            method = "delete_ids"
+            method, left_in_place = "delete_ids", None
             # Pinecone cannot drop the default namespace, and a namespace others wrote into is not ours to drop.
             if whole and listed and ns != DEFAULT_NAMESPACE and not proof.refused_count:
                 left, complete = self._listed_last(ns)
                 kept = sorted(set(kept).union(left).difference(proof.proven))  # others' writes since the first listing
                 if complete and not left and self.target.delete_namespace_if_empty(ns):
                     method = "delete_namespace"
+                elif not complete and set(left) <= set(proof.proven):  # a listing not shown complete may lag
+                    left_in_place = freshness.LEFT_IN_PLACE
             done[ns] = {
                 "method": method,
                 "deleted": len(proof.proven),
@@ -225,6 +227,8 @@ class _Rollback:
                 "refused_count": proof.refused_count,
                 "refused": proof.refused[:10],
             }
+            if left_in_place:
+                done[ns]["namespace_left"] = left_in_place
             if proof.refused_count:
                 done[ns]["reason"] = refusal(proof, "their copies were kept")
             log.info(
