@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from pinecone import Pinecone
 
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import erasing
 from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores.base import iter_all_ids
 from tests.integration import test_verify_cleanup as verify_cleanup
 from tests.integration.test_verify_cleanup import copied_job, make_records, make_spec
 
@@ -63,3 +66,49 @@ def test_an_erasure_takes_a_vector_whose_id_is_in_a_list_and_checks_it_gone_by_t
     assert receipt is not None and receipt["verified"]
     [row] = [r for r in receipt["places"] if r["namespace"] == "public"]
     assert row["erased"] == len(THEIRS) and row["check"]["found"] == 0
+
+
+def test_a_record_rewritten_as_another_creators_after_the_listing_is_kept(
+    ctx: WorkerContext, store_specs: tuple[dict[str, Any], ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids are a namespace's keys, so the application may replace one creator's record with another's under the same
+    id. The erasure decides whose a record is by fetching it: a decision taken long before the delete (a namespace's
+    every record fetched, then deleted) would delete the other creator's record written in between. Each chunk is
+    fetched right before its delete instead."""
+    spec = make_spec(store_specs)
+    copied_job(ctx, spec, {"t1": make_records(2, prefix="m")}, pairs={"t1": ("zz9", "t1")})
+    records = make_records(FETCH_MAX_IDS + 200, prefix="q")
+    source = ctx.store(spec.source)
+    owners = {r.id: "zz8" if i % 10 == 0 else "zz9" for i, r in enumerate(records)}
+    for start in range(0, len(records), FETCH_MAX_IDS):
+        chunk = records[start : start + FETCH_MAX_IDS]
+        source.upsert("public", [Record(r.id, r.values, {"creator_id": owners[r.id]}) for r in chunk])
+    by_id = {r.id: r for r in records}
+    [*_, rewritten] = [by_id[i] for i in iter_all_ids(source, "public") if owners.get(i) == "zz9"]  # in the last chunk
+    plan = erasing.plan_erasure(ctx.db, "zz9", None, open_retrying_store)
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-zz9-rewrite", plan.spec("tester"), plan.places)
+    [public] = [p for p in jobs_erasure.places_of(ctx.db, erase_job) if p.namespace == "public"]
+
+    fetched_for_owner = erasing.subject_ids
+
+    def the_application_rewrites_a_record_meanwhile(*args: Any, **kwargs: Any) -> list[str]:
+        theirs = fetched_for_owner(*args, **kwargs)
+        if owners[rewritten.id] == "zz9":  # once, after the erasure's first look at the namespace's records
+            source.upsert("public", [Record(rewritten.id, rewritten.values, {"creator_id": "zz8"})])
+            owners[rewritten.id] = "zz8"
+        return theirs
+
+    monkeypatch.setattr(erasing, "subject_ids", the_application_rewrites_a_record_meanwhile)
+    erasing.erase_place(ctx, public.id)
+
+    [kept] = source.fetch("public", [rewritten.id])
+    assert kept.metadata["creator_id"] == "zz8"  # the other creator's record, not deleted
+    ids = [r.id for r in records]
+    left = {
+        r.id
+        for start in range(0, len(ids), FETCH_MAX_IDS)
+        for r in source.fetch("public", ids[start : start + FETCH_MAX_IDS])
+    }
+    assert left == {i for i, owner in owners.items() if owner == "zz8"}
+    [done] = [p for p in jobs_erasure.places_of(ctx.db, erase_job) if p.id == public.id]
+    assert done.state == "verified" and done.erased == len(records) - len(left)

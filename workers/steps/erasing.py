@@ -60,6 +60,7 @@ from nsmigrate.workers.steps.alias_guard import release_aliases
 from nsmigrate.workers.steps.erasing_copies import collection_notes, erase_retired_table, retired_table_places
 from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.base import Store, iter_all_ids
+from nsmigrate.workers.stores.guarded import exclusive_hold
 
 log = logging.getLogger(__name__)
 
@@ -351,12 +352,15 @@ def _erase_records(
     ctx: WorkerContext, place_id: int, store: Store, namespace: str, subject: Subject, *, lagging: bool
 ) -> tuple[int, dict[str, Any]]:
     erased = 0
-    for chunk in chunks(subject_ids(store, namespace, subject), DELETE_MAX_IDS):
-        jobs_erasure.add_erased_ids(
-            ctx.db, place_id, list(chunk)
-        )  # before the delete: a kill after it still checks them
-        store.delete(namespace, chunk)
-        erased += len(chunk)
+    for listed in chunks(list(iter_all_ids(store, namespace)), min(FETCH_MAX_IDS, DELETE_MAX_IDS)):
+        # Each chunk fetched right before its delete, the namespace held alone meanwhile: a record rewritten as
+        # someone else's since the listing is kept (the application's write, but for that instant; nsmigrate's wait).
+        with exclusive_hold([(store, namespace)]):
+            theirs = subject_ids(store, namespace, subject, listed)
+            if theirs:
+                jobs_erasure.add_erased_ids(ctx.db, place_id, theirs)  # before the delete: a kill after it checks them
+                store.delete(namespace, theirs)
+        erased += len(theirs)
     ids = jobs_erasure.erased_ids(ctx.db, place_id)
     return erased, _gone(ctx, store, namespace, ids, subject, lagging=lagging)
 
