@@ -83,6 +83,24 @@ def test_verification_waits_for_the_targets_reads_by_the_copys_lsn(
     assert jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFIED
 
 
+@pytest.mark.parametrize("lsns", ["skipping", "none"])
+def test_verification_waits_for_reads_that_tell_no_usable_lsn_by_what_they_show(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, lsns: str
+) -> None:
+    """LSNs that skip still order writes (the wait is by LSN); a server that sends none is polled until its
+    listing and count show the copy."""
+    sandbox.set_faults("lag-dst", Faults(freshness_lag_s=LAG_S, lsns=lsns))
+    run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(30))
+
+    report = verifying.verify_run(ctx, run_id)
+
+    assert report["passed"], report["reasons"]
+    reads = report["reads"]["alpha"]
+    assert reads["caught_up"] and reads["waited_s"] > 0
+    assert reads["by"] == ("lsn" if lsns == "skipping" else "polling"), reads
+    assert jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFIED
+
+
 def test_reads_that_never_catch_up_fail_after_the_bounded_wait_the_report_names(
     ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
