@@ -58,6 +58,9 @@ class Proof:
     proven: list[str] = field(default_factory=list)
     refused: list[dict[str, str]] = field(default_factory=list)
     refused_count: int = 0
+    #: Proven ids whose delete failed without saying it was not applied (a timeout, a reset, retries run out): the
+    #: store may have deleted them, so they count as deleted wherever that decides what is safe.
+    maybe_deleted: list[str] = field(default_factory=list)
 
     def refuse(self, id_: str, reason: str) -> None:
         self.refused_count += 1
@@ -66,6 +69,7 @@ class Proof:
 
     def add(self, other: Proof) -> None:
         self.proven.extend(other.proven)
+        self.maybe_deleted.extend(other.maybe_deleted)
         self.refused = (self.refused + other.refused)[:MISMATCH_CAP]
         self.refused_count += other.refused_count
 

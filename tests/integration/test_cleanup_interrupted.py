@@ -1,7 +1,7 @@
-"""Ctrl-C during `nsmigrate cleanup` stops it between two chunks of deletes, never inside one: every id deleted is
-counted in the job table (the namespace's only copies are then in the target, and `sync --propagate-deletes` must know
-it), the run goes back to its verdict, and `nsmigrate cleanup` takes it up again. Before, the KeyboardInterrupt left
-the run `cleaning` with nothing counted, and `cleanup` then refused it ("not verified").
+"""A cleanup stopped part-way counts every id it may have deleted (the namespace's only copies are then in the
+target, and `sync --propagate-deletes` must know it). Ctrl-C during `nsmigrate cleanup` stops it between two chunks
+of deletes, never inside one: the run goes back to its verdict, and `nsmigrate cleanup` takes it up again. Before,
+the KeyboardInterrupt left the run `cleaning` with nothing counted, and `cleanup` then refused it ("not verified").
 
 Real services in this process: the job table in Postgres, Redis, the local Pinecone data plane through the real SDK;
 the command runs through typer's CliRunner, and the SIGINT is a real signal to this process."""
@@ -11,14 +11,18 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
+from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import cleaning
+from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import DIM, KEY_ENV, RecordingDispatcher, copied_job, make_records, make_spec
 from tests.polling import wait_until
@@ -74,3 +78,33 @@ def test_ctrl_c_stops_a_cleanup_between_chunks_with_every_delete_counted(
     assert again.exit_code == 0, (again.output, again.exception)
     assert sandbox.count("src", "alpha") == 0 and sandbox.count("dst", "alpha") == VECTORS
     assert jobs_and_runs.get_run(ctx.db, job.runs["alpha"]).state == "cleaned"
+
+
+def test_a_delete_whose_answer_is_lost_is_counted_so_no_sync_deletes_the_only_copies(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first chunk's delete reaches Pinecone and is applied, but its answer is lost (a timeout, a reset, retries
+    run out). Counted as nothing deleted, the run went back to `verified` as if untouched, and a later
+    `sync --propagate-deletes` took the ids missing from the source for deletions to propagate: it deleted their
+    copies, the only ones left."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-cleanup-interrupted-test")
+    stores = tuple({"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(40)})
+    assert job.verify()["passed"]
+    [run] = jobs_and_runs.runs_of(ctx.db, job.job_id)
+    delete = GuardedStore.delete
+
+    def applied_but_unanswered(self: GuardedStore, namespace: str, ids: Sequence[str]) -> None:
+        delete(self, namespace, ids)
+        raise RetryableError("Pinecone delete did not complete: timed out", status=None)
+
+    monkeypatch.setattr(GuardedStore, "delete", applied_but_unanswered)
+
+    result = cleaning.cleanup_run(ctx, run.id, actor="tester")
+
+    assert result["action"] == "failed", result
+    assert sandbox.count("src", "alpha") == 0 and sandbox.count("dst", "alpha") == 40  # the copies are the only ones
+    after = jobs_and_runs.get_run(ctx.db, run.id)
+    assert after.deleted_by_cleanup == 40
+    refusal = jobs_sync_rollback.propagate_refusal(ctx.db, run.id)
+    assert refusal is not None and "earlier cleanup deleted 40" in refusal

@@ -44,7 +44,8 @@ cleanup proves); the run stays cancelled with what it deleted counted, or, when 
 lost), marked as one whose source may be deleted (``NamespaceRun.source_may_be_deleted``).
 
 A delete stopped part-way (a store error, or a chunk refused in the second pass) records how many ids went (the
-run's cleanup field, ``NamespaceRun.deleted_by_cleanup``). Their copies are now the only ones: ``sync
+run's cleanup field, ``NamespaceRun.deleted_by_cleanup``), a chunk whose delete got no answer included: it may have
+been applied (``Proof.maybe_deleted``). Their copies are now the only ones: ``sync
 --propagate-deletes`` refuses that run, and its verification can no longer pass (the source lacks them), so
 ``nsmigrate cleanup`` takes it up again from either verdict, proving every id left; ``sync`` first repairs the ids a
 refusal named.
@@ -408,13 +409,16 @@ def _delete(
                 left_in_place = freshness.LEFT_IN_PLACE
     except NsmigrateError as e:
         stopped = isinstance(e, StopAsked)
-        so_far = earlier + len(deleting.proven)
+        # A delete whose answer was lost may have been applied: counted, its ids' copies may be the only ones now.
+        so_far = earlier + len(deleting.proven) + len(deleting.maybe_deleted)
         if stopped and cancelled():
             reason = f"stopped: job {run.job_id} was cancelled after this cleanup deleted {so_far} ids"
         elif stopped:
             reason = f"stopped by Ctrl-C after deleting {so_far} ids; run cleanup again"
         else:
-            reason = f"delete failed: {e}; run cleanup again"
+            unanswered = len(deleting.maybe_deleted)
+            counted = f" ({unanswered} ids whose delete got no answer are counted as deleted)" if unanswered else ""
+            reason = f"delete failed: {e}{counted}; run cleanup again"
         # Recorded when some ids went: their copies are now the only ones (``sync --propagate-deletes`` refuses).
         partial = {"deleted_count": so_far} if so_far else None
         jobs_verdicts.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict, detail=partial)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 CHECKED_IDS = 10_000
 
 
-def subject_ids(store: Store, namespace: str, subject: Subject, listed: list[str] | None = None) -> list[str]:
+def subject_ids(store: Store, namespace: str, subject: Subject, listed: Sequence[str] | None = None) -> list[str]:
     """The ids of the subject's vectors in ``namespace``: every id listed (or ``listed``), fetched for its metadata."""
     found: list[str] = []
     for ids in chunks(listed if listed is not None else list(iter_all_ids(store, namespace)), FETCH_MAX_IDS):

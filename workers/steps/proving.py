@@ -16,9 +16,9 @@ to hold them proves against what the first left.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, cast
 
-from nsmigrate.orchestrator.errors import StopAsked
+from nsmigrate.orchestrator.errors import RetryableError, StopAsked
 from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.routing.route import RouteContext
@@ -118,11 +118,17 @@ def delete_proven(
                 for id_ in [i for i in proof.proven if i in elsewhere]:
                     proof.refuse(id_, f"its original routes to {elsewhere[id_]!r} now: the copy here equals nothing")
                 proof.proven = [id_ for id_ in proof.proven if id_ not in elsewhere]
-            if proof.proven and delete_from == "source":
-                source.delete(source_namespace, proof.proven)
-            elif proof.proven and delete_from == "target":
-                assert target_namespace is not None
-                target.delete(target_namespace, proof.proven)
+            deleting_from = (
+                (source, source_namespace) if delete_from == "source" else (target, cast(str, target_namespace))
+            )
+            try:
+                if proof.proven:
+                    deleting_from[0].delete(deleting_from[1], proof.proven)
+            except Exception as e:
+                # Sent, and no answer that says it was not done (only a rate limit's does): it may have been.
+                if not (isinstance(e, RetryableError) and e.status == 429):
+                    total.maybe_deleted.extend(proof.proven)
+                raise
         total.add(proof)
     return total
 
