@@ -126,6 +126,8 @@ def set_cmd(
     try:
         rollout = rollout_rows.set_rollout(ctx.db, job_id, wanted, default_actor(), rails=rails, forced=force, **detail)
     except StateError as e:  # the rails, or a source a cleanup deleted: a refused check, not bad input
+        if outcome is not None:  # a cleanup started while the aliases moved: they go back to the recorded step
+            _point(ctx, job_id, before.percent)
         raise fail(str(e), 1) from e
     console.print(f"job {job_id}: reads {rollout.percent} % new" + _full_since(rollout.full_since))
     if outcome is not None:

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from pinecone import Pinecone
 
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.models import RunState
+from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
@@ -245,3 +246,37 @@ def test_a_breach_on_the_new_side_moves_the_aliases_back_within_its_window(stack
     # Within its window, on its own clock.
     assert window["decided_at_s"] - window["breaching_since_s"] <= BREACHING["breach_window_s"], window
     assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 0]
+
+
+def test_a_breach_while_a_cleanup_deletes_the_sources_leaves_the_aliases_on_the_copies(stack: Stack) -> None:
+    """Reads are 100 % new and a cleanup is deleting the sources when the new side breaches. Reads cannot go back
+    (the sources are going), so the watch says so; it must not move the aliases first, or the application would read
+    the sources while they are emptied (and, at the end, through an alias nothing may drop)."""
+    from nsmigrate_sandbox.pinecone_server import Faults
+
+    db, job_id = in_place(stack, **BREACHING)
+    made = cli(stack, "cutover", "aliases", str(job_id))
+    assert made.exit_code == 0, made.output
+    checked = cli(stack, "cutover", "check", str(job_id))
+    assert checked.exit_code == 0, checked.output
+    for percent in ("5", "25", "50", "100"):
+        step = set_reads(stack, job_id, "new", "--percent", percent)
+        assert step.exit_code == 0, step.output
+    copies = {f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}
+    assert served(stack) == copies
+    first = jobs_and_runs.runs_of(db, job_id)[0]
+    with db.transaction() as s:  # a cleanup of the first source under way (as `start_cleanup` leaves it)
+        s.execute(sa.update(NamespaceRun).where(NamespaceRun.id == first.id).values(state=RunState.CLEANING))
+
+    reader = AliasReader(stack)
+    try:
+        slow = [f"v2-{ns}" for ns in NAMESPACES]
+        stack.pinecone.set_faults("one", Faults(latency_ms=SLOW_MS, latency_namespaces=slow))
+        breach = cli(stack, "cutover", "watch", str(job_id), "--duration", "30")
+    finally:
+        reader.stop()
+        stack.pinecone.set_faults("one", Faults())
+
+    assert breach.exit_code == 1 and "cannot go back to its source" in breach.output, breach.output
+    assert alias_targets(stack) == copies and served(stack) == copies  # the aliases never moved
+    assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 25, 50, 100]

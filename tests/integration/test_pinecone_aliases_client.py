@@ -62,6 +62,21 @@ def test_reads_by_an_alias_and_a_write_refused(store: PineconeStore, aliases: Na
     assert store.count("v1") == 1
 
 
+def test_a_namespace_an_alias_serves_is_not_emptied_when_its_drop_is_refused(
+    sandbox: PineconeSandbox, store: PineconeStore, aliases: NamespaceAliases
+) -> None:
+    """Pinecone refuses to delete a namespace an alias targets (400 ``NAMESPACE_TARGETED_BY_ALIAS``). A 400 is also
+    how a pod may refuse ``/namespaces``, which the store answers by emptying the namespace (``deleteAll``): the
+    alias's refusal must reach the caller instead, the namespace and what the alias reads left as they were."""
+    aliases.create("live", "v1")
+    with pytest.raises(StoreError, match="is the target of namespace alias"):
+        store.delete_namespace("v1")
+    assert sandbox.count("al-sl", "v1") == 1 and [r.id for r in store.fetch("live", ["a"])] == ["a"]
+    with pytest.raises(StoreError):
+        store.delete_namespace("live")  # a drop naming the alias itself
+    assert sandbox.count("al-sl", "v1") == 1
+
+
 def test_a_listing_of_many_pages(aliases: NamespaceAliases) -> None:
     names = [f"alias-{i:03d}" for i in range(120)]
     for name in names:

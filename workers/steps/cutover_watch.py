@@ -32,7 +32,7 @@ from nsmigrate.orchestrator.cutover.breach import (
 )
 from nsmigrate.orchestrator.cutover.read_metrics import ROLLBACKS, ReadLog, set_limits
 from nsmigrate.orchestrator.cutover.rules import reads_new
-from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.errors import NsmigrateError, StateError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.spec.jobspec import Cutover, JobSpec
 from nsmigrate.workers.context import WorkerContext
@@ -198,9 +198,18 @@ def _roll_back(
     rollout_rows.record_breach(ctx.db, job_id, actor, percent=percent, problems=problems, window=figures)
     detail: dict[str, Any] = {"reason": f"breach: {'; '.join(problems)}", "rolled_back_from": percent}
     try:
+        # Asked before an alias moves: aliases sent back to a source a cleanup is deleting would serve it emptying.
+        refused = rollout_rows.refusal(ctx.db, job_id, fallback, None)
+        if refused is not None:
+            raise StateError(refused, job_id=job_id)
         if spec.cutover.aliases is not None:
             detail["aliases"] = point_aliases(ctx, job_id, fallback).targets
-        rollout_rows.set_rollout(ctx.db, job_id, fallback, actor, **detail)
+        try:
+            rollout_rows.set_rollout(ctx.db, job_id, fallback, actor, **detail)
+        except StateError:  # a cleanup started in between: the aliases go back to the step the rollout is at
+            if spec.cutover.aliases is not None:
+                point_aliases(ctx, job_id, percent)
+            raise
     except NsmigrateError as e:  # e.g. a source a cleanup deleted: reads cannot go back; said, not hidden
         return {"breach": problems, "rolled_back_to": None, "roll_back_error": str(e)}
     ROLLBACKS.labels(str(job_id)).inc()

@@ -87,6 +87,8 @@ logger = logging.getLogger(__name__)
 PINECONE_DEFAULT_NAMESPACE = "__default__"
 #: How an index that does not serve ``/namespaces`` (a pod index) refuses ``DELETE /namespaces/{ns}``.
 _NO_NAMESPACE_ENDPOINT_STATUSES = frozenset({400, 405, 501})
+#: Why API 2026-07 refuses ``DELETE /namespaces/{ns}`` for an alias (``details[0].reason``): never a missing endpoint.
+_ALIAS_REFUSALS = frozenset({"NAMESPACE_TARGETED_BY_ALIAS", "NAMESPACE_OPERATION_ON_ALIAS"})
 #: How Pinecone words that a pod index does not serve an endpoint ("not supported for pod-based indexes").
 _POD_ONLY_MARK = "pod-based indexes"
 
@@ -439,8 +441,9 @@ class PineconeStore(StoreDefaults):
                     return
                 except DataPlaneError as e:
                     # 404: no such endpoint (a pod index, Pinecone Local) or no such namespace; a pod may also
-                    # answer 400/405/501. Emptying the namespace covers every case.
-                    if not self._endpoint_refused(e):
+                    # answer 400/405/501. Emptying the namespace covers every case, but a refusal for an alias: the
+                    # namespace stays, serving what the alias reads, and the caller must hear it.
+                    if e.reason in _ALIAS_REFUSALS or not self._endpoint_refused(e):
                         raise
                     logger.info(
                         "DELETE /namespaces refused on %s (%s); emptying %r with deleteAll", self.name, e, namespace
