@@ -18,6 +18,7 @@ from nsmigrate.orchestrator.jobs.database import Database, add_event
 from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
 from nsmigrate.orchestrator.records.namespaces import shown_namespaces
 from nsmigrate.orchestrator.spec.jobspec import Cutover
+from nsmigrate.orchestrator.states import JobKind, RunState
 
 SET, WRITE_FAILED, CHECKED = "cutover_set", "dual_write_failed", "cutover_check"
 #: A breach seen while a step was live: it restarts the step's soak (``orchestrator.cutover.rails``).
@@ -72,6 +73,9 @@ def _refusal(s: Any, job_id: int, percent: int, rails: Cutover | None, forced: b
         runs = s.scalars(sa.select(NamespaceRun).where(NamespaceRun.job_id == job_id).order_by(NamespaceRun.id))
         deleted = [r.source_namespace for r in runs if r.source_may_be_deleted]
         if deleted:
+            restored = _restored_by_rollback(s, job_id)
+            deleted = [ns for ns in deleted if ns not in restored]
+        if deleted:
             return (
                 f"reads of job {job_id} cannot go back to its source: a cleanup is deleting or deleted source "
                 f"namespace {shown_namespaces(deleted)}, so the application would read vectors that are gone; "
@@ -82,6 +86,27 @@ def _refusal(s: Any, job_id: int, percent: int, rails: Cutover | None, forced: b
         return None
     problem = step_refusal(job_id, percent, _history(s, job_id), rails, now, forced=forced)
     return f"{problem}; nothing was changed" if problem is not None else None
+
+
+def _restored_by_rollback(s: Any, job_id: int) -> set[str]:
+    """The source namespaces of ``job_id`` that its newest rollback wrote back and verified equal to their copies
+    (``workers.steps.rollback``): reads may go back to them, as the rollback asks before it removes the copies."""
+    newest = s.scalars(
+        sa.select(Job.id)
+        .where(Job.parent_job_id == job_id, Job.kind == JobKind.ROLLBACK)
+        .order_by(Job.id.desc())
+        .limit(1)
+    ).first()
+    if newest is None:
+        return set()
+    judged = (RunState.VERIFIED, RunState.CLEANING, RunState.CLEANED)
+    return set(
+        s.scalars(
+            sa.select(NamespaceRun.source_namespace).where(
+                NamespaceRun.job_id == newest, NamespaceRun.state.in_(judged)
+            )
+        )
+    )
 
 
 def _history(s: Any, job_id: int) -> StepHistory:

@@ -22,6 +22,7 @@ from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import syncing
+from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import Job, RecordingDispatcher, copied_job, make_records, make_spec
 
@@ -46,7 +47,7 @@ def cut_over(ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.M
     stores: tuple[dict[str, Any], ...] = tuple(
         {"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst")
     )
-    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(5)})
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(5)}, started=True)
     assert job.verify()["passed"]
     rollout_rows.set_rollout(ctx.db, job.job_id, 100, "tester")
     assert syncing.sync_run(ctx, job.runs["alpha"], actor="tester")["action"] != "refused"
@@ -93,3 +94,28 @@ def test_reads_cannot_go_back_to_a_source_a_cleanup_deleted(ctx: WorkerContext, 
     assert f"reads of job {cut_over.job_id} cannot go back to its source" in message and "alpha" in message
     assert "nothing was changed" in message
     assert rollout_rows.rollout_of(ctx.db, cut_over.job_id).percent == 100
+
+
+@pytest.mark.parametrize("cleaned", [False, True], ids=["source kept", "source cleaned"])
+def test_a_rollback_keeps_the_copies_the_applications_read_until_reads_go_back(
+    ctx: WorkerContext, cut_over: Job, cleaned: bool
+) -> None:
+    """Reads are 100 % new through the applications' DualWriteIndex: removing the copies would leave them reading
+    empty namespaces. The rollback restores and verifies the originals, then stops before any delete, saying how to
+    send the reads back; once a cleanup deleted the sources, only those restored originals let them go back."""
+    if cleaned:
+        assert cut_over.cleanup(decommission_now=True)["action"] == "deleted"
+
+    refused = rollback_job(ctx, cut_over.job_id, actor="tester")
+
+    assert refused["action"] == "refused", refused
+    assert f"reads of job {cut_over.job_id} are 100 % new" in refused["reason"]
+    assert f"`nsmigrate cutover set {cut_over.job_id} --reads old`" in refused["reason"]
+    assert cut_over.target.namespaces().get("alpha") == 5  # the copies the applications read
+    assert cut_over.source.namespaces().get("alpha") == 5  # the originals, written back if they were cleaned
+
+    rollout_rows.set_rollout(ctx.db, cut_over.job_id, 0, "tester")  # not refused: the originals are back
+    done = rollback_job(ctx, cut_over.job_id, actor="tester")
+
+    assert done["action"] == "rolled_back", done
+    assert "alpha" not in cut_over.target.namespaces() and cut_over.source.namespaces().get("alpha") == 5

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StoreError
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -243,6 +244,18 @@ class _Rollback:
         return done
 
 
+def _rollout_problem(ctx: WorkerContext, forward_job_id: int) -> str | None:
+    """Why the copies must stay: the job's rollout sends the applications' reads to them (``cutover set``)."""
+    percent = rollout_rows.rollout_of(ctx.db, forward_job_id).percent
+    if not percent:
+        return None
+    return (
+        f"reads of job {forward_job_id} are {percent} % new: the applications read the copies the rollback would "
+        f"remove; the originals are restored and verified, so `nsmigrate cutover set {forward_job_id} --reads old` "
+        "can send the reads back to them; then run the rollback again"
+    )
+
+
 def _alias_problem(rb: _Rollback, runs: list[NamespaceRun]) -> str | None:
     """Why the copies must stay: namespace aliases of the target serve them (``workers.steps.alias_guard``)."""
     targets = {ns for r in runs for ns in _targets_of(r)}
@@ -376,8 +389,9 @@ def rollback_job(
         if not all(c.passed for c in checks.values()):
             failed = next(c for c in checks.values() if not c.passed)
             return _refuse(ctx, rb, out, todo, mine, checks, failed, record=False)
-        # 4. only now: claim the forward job and remove the targets (none an alias made since serves).
-        served = _alias_problem(rb, todo)
+        # 4. only now: claim the forward job and remove the targets (none an alias made since serves, nor any share
+        # of the applications' reads through their DualWriteIndex).
+        served = _alias_problem(rb, todo) or _rollout_problem(ctx, forward_job_id)
         if served is not None:
             raise StateError(served, job_id=forward_job_id)
         jobs_sync_rollback.claim_forward_runs(ctx.db, rollback_id, expected, actor)
