@@ -32,7 +32,7 @@ from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
-from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 
 DIM = 8
 API_KEY = "sandbox-backup-key"
@@ -533,3 +533,23 @@ def test_erasing_every_row_of_a_backup_removes_only_what_nsmigrate_wrote_there(
     assert sorted(p.name for p in directory.iterdir()) == ["NOTES.txt", "later"]
     assert (directory / "NOTES.txt").read_text() == "restore test on Friday\n"
     assert (directory / "later" / MANIFEST_NAME).is_file()
+
+
+def test_import_refuses_ids_written_just_before_that_a_lagging_count_does_not_show(
+    pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    """Pinecone's counts lag its writes: a namespace written a moment ago still counts 0. Trusted, that count let an
+    import without --overwrite put the file's older version over the new one."""
+    src, dst = pinecone["src"], pinecone["dst"]
+    seed_store(src, {"a": 3})
+    export_namespaces(src, ["a"], tmp_path / "exp")
+    sandbox.set_faults("dst", Faults(freshness_lag_s=60))
+    newer = Record("r0-00000", [7.0] * DIM, {"newer": True})  # an id of the file, written since
+    dst.upsert("a", [newer])
+    assert dst.count("a") == 0  # the count lags
+
+    with pytest.raises(BackupError, match="already holds 1 of the file's ids"):
+        import_path(dst, tmp_path / "exp")
+
+    [stored] = dst.fetch("a", [newer.id])
+    assert stored.metadata == {"newer": True}  # not replaced

@@ -133,7 +133,8 @@ def check_importable(
     overwrite: bool = False,
 ) -> int:
     """Refuse an import that would mix data up: a dimension mismatch, or a namespace that already holds vectors
-    (unless ``overwrite``). Returns how many vectors the namespace holds. Writes nothing.
+    (unless ``overwrite``): by its count, or, where that says none, by a fetch of the file's ids. Returns how many
+    vectors the namespace holds (by the fetch: of the file's ids). Writes nothing.
 
     Raises:
         BackupError: naming the file, the store and the namespace.
@@ -145,10 +146,16 @@ def check_importable(
             hint="import it into a store of the same dimension",
         )
     existing = store.count(namespace)
+    held = "vectors"
+    if not existing and header.count:
+        # A count lags writes (Pinecone's reads do): one of fresh writes may still read 0. A fetch of the file's own
+        # ids does not lag, and finds every vector the import would replace.
+        existing = stored_ids_of_file(store, header, namespace)
+        held = "of the file's ids (its count, which lags writes, said none)"
     if existing and not overwrite:
         raise BackupError(
             f"namespace {display_namespace(namespace)} of {store.name} already holds {existing} "
-            f"vectors; refusing to import {header.path} into it",
+            f"{held}; refusing to import {header.path} into it",
             hint="import into an empty namespace, or pass overwrite (--overwrite) to upsert over it: "
             "ids in the file replace the stored ones, other vectors are kept",
         )
