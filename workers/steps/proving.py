@@ -30,6 +30,8 @@ from nsmigrate.workers.steps.verifying import chunks
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.guarded import exclusive_hold
 
+#: Answers that say a request was refused before it was carried out: rate limited, or the service unavailable.
+_NOT_APPLIED_STATUSES = frozenset({429, 503})
 #: Ids per proof: one fetch of each side and one delete.
 PROOF_CHUNK_IDS = min(FETCH_MAX_IDS, DELETE_MAX_IDS)
 
@@ -125,8 +127,9 @@ def delete_proven(
                 if proof.proven:
                     deleting_from[0].delete(deleting_from[1], proof.proven)
             except Exception as e:
-                # Sent, and no answer that says it was not done (only a rate limit's does): it may have been.
-                if not (isinstance(e, RetryableError) and e.status == 429):
+                # Sent, and no answer that says it was not done (a rate limit's or an unavailable server's): it may
+                # have been (a timeout, a reset, a 500 or a gateway's 502/504).
+                if not (isinstance(e, RetryableError) and e.status in _NOT_APPLIED_STATUSES):
                     total.maybe_deleted.extend(proof.proven)
                 raise
         total.add(proof)
