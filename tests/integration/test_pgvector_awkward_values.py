@@ -10,6 +10,7 @@ reading, and a copy's verification must name any single column changed in the ta
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.orchestrator.verification.comparisons import compare_record
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import cleaning
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector import table_copies
@@ -372,3 +374,48 @@ def test_a_table_renamed_to_a_backup_and_back_is_the_table_it_was(pg: sa.Engine,
 
         assert (every_row_as_text(conn, table), catalogue(conn, "public", table)) == before
         assert pgnamespaces.rename_from_backup(conn, "embeddings", backup, namespace) is None  # gone: nothing to do
+
+
+def test_a_row_the_application_changes_while_cleanup_proves_keeps_the_table_where_it_is(
+    pg: sa.Engine,
+    sandbox: PineconeSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    job_table_url: str,
+    redis_url: str,
+    worker_context: Callable[..., WorkerContext],
+) -> None:
+    """Cleanup of the application's table renames it to a backup once every row is proved equal to its copy. A row
+    the application changes after its proof has no equal copy: renamed away, the live namespace would lose that
+    change while the run is called cleaned. The table is renamed only if, locked, its rows are still those proved."""
+    awkward_table(pg, "embeddings_alpha")
+    monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
+    ctx = worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+    spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
+    job_spec = parse_spec(
+        {
+            "name": "changed-while-proved",
+            "source": spec,
+            "target": {"kind": "pinecone", "host": sandbox.host("dst")},
+            "verify": {"count_timeout_s": 5},
+            "cleanup": {"mode": "manual"},
+        }
+    )
+    job = copied_job(ctx, job_spec, {"alpha": documented().fetch("alpha", [CHUNK_ID])}, started=True)
+    assert job.verify()["passed"]
+    prove = cleaning._proof
+
+    def the_application_writes_once_proved(*args: Any, **kwargs: Any) -> Any:
+        proof = prove(*args, **kwargs)
+        with pg.begin() as conn:
+            conn.execute(sa.text("UPDATE embeddings_alpha SET text = 'edited after its proof'"))
+        return proof
+
+    monkeypatch.setattr(cleaning, "_proof", the_application_writes_once_proved)
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and cleaning.SOURCE_CHANGED in result["reason"], result
+    with pg.connect() as conn:
+        assert pgnamespaces.read_table(conn, "embeddings", "alpha") == "embeddings_alpha"  # not renamed
+        assert conn.execute(sa.text("SELECT text FROM embeddings_alpha")).scalar() == "edited after its proof"
+    assert job.state() == "verify_failed"

@@ -360,7 +360,10 @@ def _delete(
         return (stop is not None and stop()) or cancelled()
 
     ns = run.source_namespace
+    retiring = spec.source.kind == "pgvector" and spec.source.documented  # seed 004's move: renamed, never dropped
     try:
+        # Taken before the ids are listed and proved: a row written from now on keeps the table from being renamed.
+        versions = ctx.store(spec.source).row_versions(ns) if retiring else None  # type: ignore[attr-defined]
         ids = list_all_ids(source, ns)
     except NsmigrateError as e:
         reason = f"could not re-list the source to check it is unchanged: {e}"
@@ -381,9 +384,14 @@ def _delete(
         proof = _proof(ctx, run, spec, source, ids, delete=False, stop=stopping)
         if proof.refused_count:
             return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
-        if spec.source.kind == "pgvector" and spec.source.documented:
-            # Seed 004's move: the source table is renamed to a backup, never dropped.
-            method = f"{RETIRED_TO}{ctx.store(spec.source).retire_namespace(ns)}"  # type: ignore[attr-defined]
+        if retiring:
+            try:
+                retired = ctx.store(spec.source).retire_namespace(ns, unchanged_from=versions)  # type: ignore[attr-defined]
+            except StateError as e:  # a row written since the proof began has no proven copy: nothing renamed
+                reason = f"{SOURCE_CHANGED}: {e.message}"
+                jobs_verdicts.abort_cleanup(ctx.db, run.id, reason, actor, back_to=RunState.VERIFY_FAILED)
+                return _result(run, "refused", 0, reason)
+            method = f"{RETIRED_TO}{retired}"
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.

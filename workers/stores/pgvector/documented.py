@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator import pgvector_layout, pgvector_rows
 from nsmigrate.orchestrator.connections.liveness import find_dead_connections
-from nsmigrate.orchestrator.errors import RetryableError, StoreError
+from nsmigrate.orchestrator.errors import RetryableError, StateError, StoreError
 from nsmigrate.orchestrator.pgvector_layout import ID_COLUMN, quote
 from nsmigrate.workers.stores.base import IdPage, Record
 from nsmigrate.workers.stores.pgvector import binary as pgbinary
@@ -276,13 +276,31 @@ class DocumentedPgvectorStore(PgvectorStore):
             self._existing.discard(table)
         return True
 
-    def retire_namespace(self, namespace: str) -> str | None:
+    def row_versions(self, namespace: str) -> str | None:
+        """A digest of the namespace's table's row versions (each row's ``ctid`` and ``xmin``: an insert, update or
+        delete changes it, and no value is read), or None when it has no table."""
+        with self._errors("row_versions", namespace), self._get_engine().connect() as conn:
+            table = self._reading(conn, namespace)
+            return None if table is None else _row_versions(conn, table)
+
+    def retire_namespace(self, namespace: str, *, unchanged_from: str | None = None) -> str | None:
         """Rename the namespace's table to a backup (the layout's move: the source is never dropped); its name, or None
-        when there was no table."""
+        when there was no table. ``unchanged_from`` (``row_versions``, taken before the caller proved the rows): the
+        table is renamed only if, locked against writes, it still has those row versions.
+
+        Raises:
+            StateError: a row was written, changed or deleted since ``unchanged_from``; nothing was renamed.
+        """
         with self._errors("retire_namespace", namespace), self._get_engine().begin() as conn:
             table = self._reading(conn, namespace)
             if table is None:
                 return None
+            if unchanged_from is not None:
+                conn.execute(sa.text(f"LOCK TABLE {quote(table)} IN ACCESS EXCLUSIVE MODE"))
+                if _row_versions(conn, table) != unchanged_from:
+                    raise StateError(
+                        f"table {table} was written while its rows were proved; nothing was renamed", table=table
+                    )
             self._existing.discard(table)
             return pgnamespaces.rename_to_backup(conn, self.prefix, table, None if table == self.prefix else namespace)
 
@@ -309,3 +327,8 @@ class DocumentedPgvectorStore(PgvectorStore):
                     {"v": pgnamespaces.vector_text(vector), "k": top_k},
                 ).scalars()
             )
+
+
+def _row_versions(conn: sa.Connection, table: str) -> str:
+    versions = "coalesce(string_agg(ctid::text || xmin::text, ',' ORDER BY ctid), '')"
+    return str(conn.execute(sa.text(f"SELECT md5({versions}) FROM {quote(table)}")).scalar())
