@@ -31,7 +31,7 @@ from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import create_application_table
 from tests.integration.test_pgvector_layout import catalogue
-from tests.integration.test_verify_cleanup import RecordingDispatcher, copied_job
+from tests.integration.test_verify_cleanup import Job, RecordingDispatcher, copied_job
 
 pytestmark = [pytest.mark.integration]
 
@@ -235,6 +235,24 @@ def every_row_as_text(conn: sa.Connection, table: str) -> list[dict[str, str | N
     return [dict(r) for r in conn.execute(sa.text(f"SELECT {listed} FROM {quote(table)} ORDER BY chunk_id")).mappings()]
 
 
+def verified_table_job(ctx: WorkerContext, sandbox: PineconeSandbox, name: str) -> Job:
+    """A job from the application's table ``embeddings_alpha`` to Pinecone, copied (as its batches would) and
+    verified."""
+    spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
+    job_spec = parse_spec(
+        {
+            "name": name,
+            "source": spec,
+            "target": {"kind": "pinecone", "host": sandbox.host("dst")},
+            "verify": {"count_timeout_s": 5},
+            "cleanup": {"mode": "manual"},
+        }
+    )
+    job = copied_job(ctx, job_spec, {"alpha": documented().fetch("alpha", [CHUNK_ID])}, started=True)
+    assert job.verify()["passed"]
+    return job
+
+
 def test_a_rollback_after_cleanup_renamed_the_table_brings_it_back_whole(
     pg: sa.Engine,
     sandbox: PineconeSandbox,
@@ -251,18 +269,7 @@ def test_a_rollback_after_cleanup_renamed_the_table_brings_it_back_whole(
         before = every_row_as_text(conn, "embeddings_alpha"), catalogue(conn, "public", "embeddings_alpha")
     monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
     ctx = worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
-    spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
-    job_spec = parse_spec(
-        {
-            "name": "awkward-rollback",
-            "source": spec,
-            "target": {"kind": "pinecone", "host": sandbox.host("dst")},
-            "verify": {"count_timeout_s": 5},
-            "cleanup": {"mode": "manual"},
-        }
-    )
-    job = copied_job(ctx, job_spec, {"alpha": documented().fetch("alpha", [CHUNK_ID])}, started=True)
-    assert job.verify()["passed"]
+    job = verified_table_job(ctx, sandbox, "awkward-rollback")
     assert job.cleanup()["action"] == "deleted"
     with pg.connect() as conn:
         assert pgnamespaces.read_table(conn, "embeddings", "alpha") is None  # renamed to a backup
@@ -390,18 +397,7 @@ def test_a_row_the_application_changes_while_cleanup_proves_keeps_the_table_wher
     awkward_table(pg, "embeddings_alpha")
     monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
     ctx = worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
-    spec = {"kind": "pgvector", "schema": "documented", "database_url_env": "NSMIGRATE_PGVECTOR_URL"}
-    job_spec = parse_spec(
-        {
-            "name": "changed-while-proved",
-            "source": spec,
-            "target": {"kind": "pinecone", "host": sandbox.host("dst")},
-            "verify": {"count_timeout_s": 5},
-            "cleanup": {"mode": "manual"},
-        }
-    )
-    job = copied_job(ctx, job_spec, {"alpha": documented().fetch("alpha", [CHUNK_ID])}, started=True)
-    assert job.verify()["passed"]
+    job = verified_table_job(ctx, sandbox, "changed-while-proved")
     prove = cleaning._proof
 
     def the_application_writes_once_proved(*args: Any, **kwargs: Any) -> Any:
