@@ -355,12 +355,20 @@ def places_in_store(
     mine, ambiguous = registry.owned(subject.creator_id, names, subject.twin_id)
     theirs_sources: set[str] = set()
     others_sources: set[str] = set()
+    claimed_by_others: set[str] = set()  # read by a run for another creator or twin (not a test creator's copy)
     for run in runs:
         read_here = run.source_key in store_keys if store_keys else run.source_store == store
         if not read_here or run.source_namespace == "" or run.creator_id is None:
             continue
         match = not run.override and run.creator_id == subject.creator_id and subject.twin_id in (None, run.twin_id)
         (theirs_sources if match else others_sources).add(run.source_namespace)
+        if not match and not run.override:
+            claimed_by_others.add(run.source_namespace)
+    # A source namespace one job read for them and another for someone else (a twin given to another creator since)
+    # has two readings: reported, never deleted whole on a guess.
+    disputed = theirs_sources & claimed_by_others
+    theirs_sources -= disputed
+    ambiguous = sorted(set(ambiguous) | (disputed & set(names)))
     copies = {n for n in names if n in registry and _copy_of_their_twin(registry.meaning(n), subject)}
     whole = [n for n in names if n in set(mine) | theirs_sources | copies]
     search = [

@@ -196,3 +196,14 @@ def test_a_copy_of_an_erased_subjects_records_is_found_whatever_else_was_erased(
     # A list names each of its elements, as Pinecone's own filters match it.
     listed = [rec("lc", creator_id=["a.1"]), rec("lt", twin_id=["t10", "t1"]), rec("lo", creator_id=["a.10"])]
     assert erased_in([(8, a1)], [((None, None), listed)]) == (8, a1, ["lc", "lt"])
+
+
+def test_a_source_namespace_read_for_them_and_for_another_creator_is_reported_not_taken() -> None:
+    """A twin given to another creator since: one job read its UUID namespace for them, a later one for the other
+    creator. Deleted whole with their data, it would take the other creator's; it is reported as ambiguous."""
+    runs = [run("uuid-1", "a.1", "t1"), run("uuid-2", "a.1", "t2"), run("uuid-1", "b.2", "t9")]
+    names = ["uuid-1", "uuid-2", "public"]
+    found = places_in_store("src", names, subject_of("a.1", None, runs), registry_of(runs), runs)
+    assert found.whole == ["uuid-2"] and "uuid-1" in found.ambiguous and "uuid-1" not in found.search
+    other = places_in_store("src", names, subject_of("b.2", None, runs), registry_of(runs), runs)
+    assert "uuid-1" not in other.whole and "uuid-1" in other.ambiguous
