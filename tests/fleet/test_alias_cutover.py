@@ -248,13 +248,9 @@ def test_a_breach_on_the_new_side_moves_the_aliases_back_within_its_window(stack
     assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 0]
 
 
-def test_a_breach_while_a_cleanup_deletes_the_sources_leaves_the_aliases_on_the_copies(stack: Stack) -> None:
-    """Reads are 100 % new and a cleanup is deleting the sources when the new side breaches. Reads cannot go back
-    (the sources are going), so the watch says so; it must not move the aliases first, or the application would read
-    the sources while they are emptied (and, at the end, through an alias nothing may drop)."""
-    from nsmigrate_sandbox.pinecone_server import Faults
-
-    db, job_id = in_place(stack, **BREACHING)
+def all_new(stack: Stack, **cutover: Any) -> tuple[jobs_database.Database, int]:
+    """``in_place``, its aliases made and stepped to 100 % new (each alias serving its copy)."""
+    db, job_id = in_place(stack, **cutover)
     made = cli(stack, "cutover", "aliases", str(job_id))
     assert made.exit_code == 0, made.output
     checked = cli(stack, "cutover", "check", str(job_id))
@@ -262,8 +258,18 @@ def test_a_breach_while_a_cleanup_deletes_the_sources_leaves_the_aliases_on_the_
     for percent in ("5", "25", "50", "100"):
         step = set_reads(stack, job_id, "new", "--percent", percent)
         assert step.exit_code == 0, step.output
+    assert served(stack) == {f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}
+    return db, job_id
+
+
+def test_a_breach_while_a_cleanup_deletes_the_sources_leaves_the_aliases_on_the_copies(stack: Stack) -> None:
+    """Reads are 100 % new and a cleanup is deleting the sources when the new side breaches. Reads cannot go back
+    (the sources are going), so the watch says so; it must not move the aliases first, or the application would read
+    the sources while they are emptied (and, at the end, through an alias nothing may drop)."""
+    from nsmigrate_sandbox.pinecone_server import Faults
+
+    db, job_id = all_new(stack, **BREACHING)
     copies = {f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}
-    assert served(stack) == copies
     first = jobs_and_runs.runs_of(db, job_id)[0]
     with db.transaction() as s:  # a cleanup of the first source under way (as `start_cleanup` leaves it)
         s.execute(sa.update(NamespaceRun).where(NamespaceRun.id == first.id).values(state=RunState.CLEANING))
@@ -280,3 +286,29 @@ def test_a_breach_while_a_cleanup_deletes_the_sources_leaves_the_aliases_on_the_
     assert breach.exit_code == 1 and "cannot go back to its source" in breach.output, breach.output
     assert alias_targets(stack) == copies and served(stack) == copies  # the aliases never moved
     assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 25, 50, 100]
+
+
+def test_a_cleanup_that_starts_while_the_aliases_move_back_sends_them_to_the_copies_again(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cutover set --reads old` is asked before the aliases move, and a cleanup may start in between (the step first
+    warms the namespaces it moves). Its record of the step is then refused (the sources are being deleted): the
+    aliases, moved already, go back to the copies rather than serve the sources while they are emptied."""
+    from nsmigrate.cli import cutover as cutover_cli
+
+    db, job_id = all_new(stack)
+    copies = {f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}
+    first = jobs_and_runs.runs_of(db, job_id)[0]
+    warm_step = cutover_cli.warm_step
+
+    def a_cleanup_starts_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        with db.transaction() as s:
+            s.execute(sa.update(NamespaceRun).where(NamespaceRun.id == first.id).values(state=RunState.CLEANING))
+        return warm_step(*args, **kwargs)
+
+    monkeypatch.setattr(cutover_cli, "warm_step", a_cleanup_starts_meanwhile)
+
+    back = set_reads(stack, job_id, "old")
+
+    assert back.exit_code == 1 and "cannot go back to its source" in back.output, back.output
+    assert alias_targets(stack) == copies and served(stack) == copies
