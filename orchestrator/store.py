@@ -14,7 +14,7 @@ leaves out. The default namespace is the empty string ``""`` everywhere in nsmig
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -158,6 +158,16 @@ class Store(Protocol):
         reads may use, which writes cannot, whose targets must not be deleted. {} for a store without aliases."""
         ...
 
+    def row_versions(self, namespace: str, ids: Sequence[str]) -> dict[str, str] | None:
+        """Each present id's row version now (pgvector: its ``ctid`` and ``xmin``, which any write changes), for
+        ``delete_unchanged``; None for a store that keeps none (Pinecone)."""
+        ...
+
+    def delete_unchanged(self, namespace: str, versions: Mapping[str, str]) -> list[str]:
+        """Delete each id of ``versions`` whose row is still that version, in one statement; the ids deleted (a row
+        written since keeps its id out). Only for a store whose ``row_versions`` gives them."""
+        ...
+
 
 class StoreDefaults:
     """What a store answers for what it does not declare in its ``capabilities``: its adapters inherit this."""
@@ -197,6 +207,12 @@ class StoreDefaults:
 
     def aliases(self) -> dict[str, str]:
         return {}
+
+    def row_versions(self, namespace: str, ids: Sequence[str]) -> dict[str, str] | None:
+        return None
+
+    def delete_unchanged(self, namespace: str, versions: Mapping[str, str]) -> list[str]:
+        raise StoreError(f"{self.name} keeps no row versions to delete by", hint="delete by id")
 
     def delete_namespace_if_empty(self: Store, namespace: str) -> bool:
         if self.list_ids(namespace, limit=1).ids:

@@ -33,7 +33,7 @@ from nsmigrate.orchestrator.records.vectors import Record, same_bytes
 from nsmigrate.orchestrator.routing.route import route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import cleaning, syncing, verifying
+from nsmigrate.workers.steps import cleaning, proving, syncing, verifying
 from nsmigrate.workers.steps.proving import PROOF_CHUNK_IDS
 from nsmigrate.workers.steps.rollback import _Rollback, rollback_job
 from nsmigrate.workers.steps.verifying import chunks
@@ -935,3 +935,33 @@ def test_a_job_whose_tolerance_would_pass_other_values_deletes_nothing(
     with pytest.raises(StateError, match=r"verify\.tolerance 0\.5"):
         rollback_job(ctx, job.job_id, actor="tester")
     assert target.count("alpha") == 20
+
+
+@pytest.mark.parametrize("store_specs", ["pgvector"], indirect=True)
+def test_a_row_the_application_writes_between_its_proof_and_its_delete_is_kept(
+    ctx: WorkerContext, store_specs: tuple[dict[str, Any], ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pinecone has no conditional delete, but Postgres can take a row only as it was proved: its version (ctid,
+    xmin) is read before the proof and the delete names it. A row the application changes in between keeps its
+    version out: it stays, refused, and the run goes to `verify_failed` for sync."""
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(5)})
+    assert job.verify()["passed"]
+    edited = Record("v-002", [9.0] * DIM, {"edited": True})
+    proofs: list[int] = []
+    prove = proving.prove_copies
+
+    def then_the_application_writes(*args: Any, **kwargs: Any) -> Any:
+        proof = prove(*args, **kwargs)
+        proofs.append(1)
+        if len(proofs) == 2:  # the deleting pass's proof, its delete next
+            job.source.upsert("alpha", [edited])
+        return proof
+
+    monkeypatch.setattr(proving, "prove_copies", then_the_application_writes)
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and result["refused_ids"] == ["v-002"], result
+    assert [r.metadata for r in job.source.fetch("alpha", ["v-002"])] == [{"edited": True}]
+    assert [r.id for r in job.source.fetch("alpha", [f"v-00{i}" for i in range(5)])] == ["v-002"]  # the rest went
+    assert job.state() == "verify_failed"

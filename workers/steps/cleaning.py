@@ -363,7 +363,7 @@ def _delete(
     retiring = spec.source.kind == "pgvector" and spec.source.documented  # seed 004's move: renamed, never dropped
     try:
         # Taken before the ids are listed and proved: a row written from now on keeps the table from being renamed.
-        versions = ctx.store(spec.source).row_versions(ns) if retiring else None  # type: ignore[attr-defined]
+        versions = ctx.store(spec.source).table_version(ns) if retiring else None  # type: ignore[attr-defined]
         ids = list_all_ids(source, ns)
     except NsmigrateError as e:
         reason = f"could not re-list the source to check it is unchanged: {e}"

@@ -5,7 +5,8 @@ Chunk by chunk (≤ 1,000 ids: one fetch of each side, one delete), the original
 namespace and their copies from the target namespaces the routing sends them to; only ids whose copy exists and
 equals its original *now* are deleted — from the source (cleanup: the copy stays) or from the target (rollback: the
 original stays, and a copy is deleted only from the namespace its original routes to now, the one it was proved by).
-Every request goes through the guarded stores it is given (rate budgets, retries).
+Every request goes through the guarded stores it is given (rate budgets, retries). Where the store keeps row
+versions (pgvector), the delete names each row's version as read before its proof: Postgres deletes it only unchanged.
 
 A chunk that deletes holds, from its proof to its delete, the namespace it deletes from and every namespace its proof
 reads alone (``guarded.exclusive_hold``, fleet-wide across jobs): two cleanups whose namespaces form a cycle (one
@@ -15,7 +16,7 @@ to hold them proves against what the first left.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, cast
 
 from nsmigrate.orchestrator.errors import RetryableError, StopAsked
@@ -100,7 +101,11 @@ def delete_proven(
         if delete_from == "target":
             assert target_namespace is not None
             places.append((target, target_namespace))
+        deleting_from = (source, source_namespace) if delete_from == "source" else (target, cast(str, target_namespace))
         with exclusive_hold(places):
+            # Taken before the proof reads them (a store that keeps row versions: pgvector): the delete then takes only
+            # rows still as proved, in one statement, so a write by anyone in between keeps its row.
+            versions = deleting_from[0].row_versions(deleting_from[1], chunk)
             originals, proof, by_ns = prove(chunk)
             moved = {id_: ns for ns in set(by_ns) - proof_namespaces for id_ in by_ns[ns]}
             if moved:
@@ -120,11 +125,13 @@ def delete_proven(
                 for id_ in [i for i in proof.proven if i in elsewhere]:
                     proof.refuse(id_, f"its original routes to {elsewhere[id_]!r} now: the copy here equals nothing")
                 proof.proven = [id_ for id_ in proof.proven if id_ not in elsewhere]
-            deleting_from = (
-                (source, source_namespace) if delete_from == "source" else (target, cast(str, target_namespace))
-            )
             try:
-                if proof.proven:
+                if proof.proven and versions is not None:
+                    deleted = set(deleting_from[0].delete_unchanged(deleting_from[1], _as_proved(proof, versions)))
+                    for id_ in [i for i in proof.proven if i not in deleted]:
+                        proof.refuse(id_, "written since its proof: kept")
+                    proof.proven = [i for i in proof.proven if i in deleted]
+                elif proof.proven:
                     deleting_from[0].delete(deleting_from[1], proof.proven)
             except Exception as e:
                 # Sent, and no answer that says it was not done (a rate limit's or an unavailable server's): it may
@@ -134,6 +141,11 @@ def delete_proven(
                 raise
         total.add(proof)
     return total
+
+
+def _as_proved(proof: Proof, versions: Mapping[str, str]) -> dict[str, str]:
+    """The proven ids with the row versions read before their proof (an id with none was written since: left out)."""
+    return {id_: versions[id_] for id_ in proof.proven if id_ in versions}
 
 
 def delete_absent(

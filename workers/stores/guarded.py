@@ -38,7 +38,7 @@ holds several namespaces across more than one request (a prove-and-delete chunk)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
@@ -380,6 +380,12 @@ class GuardedStore:
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
         self._write("delete", namespace, self.inner.delete, namespace, ids, alone=True)
+
+    def row_versions(self, namespace: str, ids: Sequence[str]) -> dict[str, str] | None:
+        return self._read("row_versions", self.inner.row_versions, namespace, ids)
+
+    def delete_unchanged(self, namespace: str, versions: Mapping[str, str]) -> list[str]:
+        return self._write("delete", namespace, self.inner.delete_unchanged, namespace, versions, alone=True)
 
     def delete_namespace(self, namespace: str) -> None:
         self._write("delete_namespace", namespace, self.inner.delete_namespace, namespace, alone=True)

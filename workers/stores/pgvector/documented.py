@@ -254,6 +254,31 @@ class DocumentedPgvectorStore(PgvectorStore):
             if table is not None:
                 conn.execute(sa.text(f"DELETE FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"), {"ids": list(ids)})
 
+    def row_versions(self, namespace: str, ids: Sequence[str]) -> dict[str, str] | None:
+        with self._errors("row_versions", namespace), self._get_engine().connect() as conn:
+            table = self._reading(conn, namespace)
+            if table is None or not ids:
+                return {}
+            rows = conn.execute(
+                sa.text(f"SELECT {ID_COLUMN}, {_ROW_VERSION} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"),
+                {"ids": list(ids)},
+            )
+            return {str(row[0]): str(row[1]) for row in rows}
+
+    def delete_unchanged(self, namespace: str, versions: Mapping[str, str]) -> list[str]:
+        with self._errors("delete", namespace), self._get_engine().begin() as conn:
+            table = self._reading(conn, namespace)
+            if table is None or not versions:
+                return []
+            deleted = conn.execute(
+                sa.text(
+                    f"DELETE FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids) AND {_ROW_VERSION} = ANY(:versions) "
+                    f"RETURNING {ID_COLUMN}"
+                ),
+                {"ids": list(versions), "versions": list(versions.values())},
+            )
+            return [str(i) for i in deleted.scalars()]
+
     def delete_namespace(self, namespace: str) -> None:
         """Drop the namespace's table (erasure and rollback: gone for good). A migration's cleanup renames it to a
         backup instead (``retire_namespace``)."""
@@ -276,17 +301,17 @@ class DocumentedPgvectorStore(PgvectorStore):
             self._existing.discard(table)
         return True
 
-    def row_versions(self, namespace: str) -> str | None:
+    def table_version(self, namespace: str) -> str | None:
         """A digest of the namespace's table's row versions (each row's ``ctid`` and ``xmin``: an insert, update or
         delete changes it, and no value is read), or None when it has no table."""
-        with self._errors("row_versions", namespace), self._get_engine().connect() as conn:
+        with self._errors("table_version", namespace), self._get_engine().connect() as conn:
             table = self._reading(conn, namespace)
-            return None if table is None else _row_versions(conn, table)
+            return None if table is None else _table_version(conn, table)
 
     def retire_namespace(self, namespace: str, *, unchanged_from: str | None = None) -> str | None:
         """Rename the namespace's table to a backup (the layout's move: the source is never dropped); its name, or None
-        when there was no table. ``unchanged_from`` (``row_versions``, taken before the caller proved the rows): the
-        table is renamed only if, locked against writes, it still has those row versions.
+        when there was no table. ``unchanged_from`` (``table_version``, taken before the caller proved the rows): the
+        table is renamed only if, locked against writes, it still has that version.
 
         Raises:
             StateError: a row was written, changed or deleted since ``unchanged_from``; nothing was renamed.
@@ -297,7 +322,7 @@ class DocumentedPgvectorStore(PgvectorStore):
                 return None
             if unchanged_from is not None:
                 conn.execute(sa.text(f"LOCK TABLE {quote(table)} IN ACCESS EXCLUSIVE MODE"))
-                if _row_versions(conn, table) != unchanged_from:
+                if _table_version(conn, table) != unchanged_from:
                     raise StateError(
                         f"table {table} was written while its rows were proved; nothing was renamed", table=table
                     )
@@ -329,6 +354,10 @@ class DocumentedPgvectorStore(PgvectorStore):
             )
 
 
-def _row_versions(conn: sa.Connection, table: str) -> str:
-    versions = "coalesce(string_agg(ctid::text || xmin::text, ',' ORDER BY ctid), '')"
+#: A row's version, as ``PgvectorStore.row_versions`` gives it: where it lies and the transaction that wrote it.
+_ROW_VERSION = "ctid::text || ':' || xmin::text"
+
+
+def _table_version(conn: sa.Connection, table: str) -> str:
+    versions = f"coalesce(string_agg({_ROW_VERSION}, ',' ORDER BY ctid), '')"
     return str(conn.execute(sa.text(f"SELECT md5({versions}) FROM {quote(table)}")).scalar())

@@ -24,7 +24,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -45,6 +45,9 @@ _HASH_LEN = 10
 _PLAIN_NAME = re.compile(r"[a-z0-9]+(_[a-z0-9]+)*")  # always fullmatch: "$" would accept a trailing "\n"
 #: Tables counted by one UNION ALL query: a query over thousands of tables would plan for long.
 _UNION_CHUNK = 200
+#: A row's version: where it lies and the transaction that wrote it. An insert, update or delete changes it; VACUUM
+#: FULL or CLUSTER do too (a row then counts as changed: kept, never deleted unproved).
+_ROW_VERSION: sa.Label[str] = sa.literal_column("ctid::text || ':' || xmin::text").label("version")
 
 
 def namespace_table_name(prefix: str, namespace: str) -> str:
@@ -404,6 +407,33 @@ class PgvectorStore(StoreDefaults):
                 return
             table = self._table(name)
             conn.execute(sa.delete(table).where(*self._where_ns(table, namespace), table.c.id.in_(list(ids))))
+
+    def row_versions(self, namespace: str, ids: Sequence[str]) -> dict[str, str] | None:
+        if not ids:
+            return {}
+        name = self._table_name(namespace)
+        with self._errors("row_versions", namespace), self._get_engine().connect() as conn:
+            if not self._exists(conn, name):
+                return {}
+            table = self._table(name)
+            where = (*self._where_ns(table, namespace), table.c.id.in_(list(ids)))
+            query = sa.select(table.c.id, _ROW_VERSION).where(*where)
+            return {row.id: row.version for row in conn.execute(query)}
+
+    def delete_unchanged(self, namespace: str, versions: Mapping[str, str]) -> list[str]:
+        if not versions:
+            return []
+        name = self._table_name(namespace)
+        with self._errors("delete", namespace), self._get_engine().begin() as conn:
+            if not self._exists(conn, name):
+                return []
+            table = self._table(name)
+            statement = sa.delete(table).where(
+                *self._where_ns(table, namespace),
+                table.c.id.in_(list(versions)),
+                _ROW_VERSION.in_(list(versions.values())),  # a version is one row's: its ctid is nobody else's
+            )
+            return list(conn.execute(statement.returning(table.c.id)).scalars())
 
     def delete_namespace(self, namespace: str) -> None:
         name = self._table_name(namespace)
