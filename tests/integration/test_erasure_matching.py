@@ -112,3 +112,36 @@ def test_a_record_rewritten_as_another_creators_after_the_listing_is_kept(
     assert left == {i for i, owner in owners.items() if owner == "zz8"}
     [done] = [p for p in jobs_erasure.places_of(ctx.db, erase_job) if p.id == public.id]
     assert done.state == "verified" and done.erased == len(records) - len(left)
+
+
+@pytest.mark.parametrize("store_specs", ["pgvector"], indirect=True)
+def test_a_row_rewritten_as_another_creators_between_its_fetch_and_its_delete_is_kept(
+    ctx: WorkerContext, store_specs: tuple[dict[str, Any], ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres can delete a row only as the erasure's fetch saw it: one rewritten as another creator's in that
+    instant keeps its new version, and the other creator's record with it (Pinecone cannot: its delete names ids)."""
+    spec = make_spec(store_specs)
+    copied_job(ctx, spec, {"t1": make_records(2, prefix="m")}, pairs={"t1": ("zz9", "t1")})
+    records = make_records(4, prefix="w")
+    source = ctx.store(spec.source)
+    source.upsert("public", [Record(r.id, r.values, {"creator_id": "zz9"}) for r in records])
+    plan = erasing.plan_erasure(ctx.db, "zz9", None, open_retrying_store)
+    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-zz9-instant", plan.spec("tester"), plan.places)
+    [public] = [p for p in jobs_erasure.places_of(ctx.db, erase_job) if p.namespace == "public"]
+    rewritten = records[1]
+    fetched_for_owner = erasing.subject_ids
+    looks: list[int] = []
+
+    def rewritten_right_after_the_fetch(*args: Any, **kwargs: Any) -> list[str]:
+        theirs = fetched_for_owner(*args, **kwargs)
+        looks.append(1)
+        if len(looks) == 1:  # the chunk's fetch said it was theirs; the application rewrites it before the delete
+            source.upsert("public", [Record(rewritten.id, rewritten.values, {"creator_id": "zz8"})])
+        return theirs
+
+    monkeypatch.setattr(erasing, "subject_ids", rewritten_right_after_the_fetch)
+    erasing.erase_place(ctx, public.id)
+
+    assert [r.metadata for r in source.fetch("public", [r.id for r in records])] == [{"creator_id": "zz8"}]
+    [done] = [p for p in jobs_erasure.places_of(ctx.db, erase_job) if p.id == public.id]
+    assert done.state == "verified" and done.erased == 3

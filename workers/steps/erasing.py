@@ -354,12 +354,17 @@ def _erase_records(
     erased = 0
     for listed in chunks(list(iter_all_ids(store, namespace)), min(FETCH_MAX_IDS, DELETE_MAX_IDS)):
         # Each chunk fetched right before its delete, the namespace held alone meanwhile: a record rewritten as
-        # someone else's since the listing is kept (the application's write, but for that instant; nsmigrate's wait).
+        # someone else's since the listing is kept (the application's write, but for that instant; nsmigrate's wait;
+        # on pgvector not even then: the delete takes each row only at the version its fetch saw).
         with exclusive_hold([(store, namespace)]):
+            versions = store.row_versions(namespace, listed)
             theirs = subject_ids(store, namespace, subject, listed)
             if theirs:
                 jobs_erasure.add_erased_ids(ctx.db, place_id, theirs)  # before the delete: a kill after it checks them
-                store.delete(namespace, theirs)
+                if versions is None:
+                    store.delete(namespace, theirs)
+                else:
+                    theirs = store.delete_unchanged(namespace, {i: versions[i] for i in theirs if i in versions})
         erased += len(theirs)
     ids = jobs_erasure.erased_ids(ctx.db, place_id)
     return erased, _gone(ctx, store, namespace, ids, subject, lagging=lagging)
@@ -377,7 +382,14 @@ def _gone(
     deadline = time.monotonic() + timeout_s
     behind, shown = False, None
     while True:
-        fetched = sum(len(store.fetch(namespace, c)) for c in chunks(ids, FETCH_MAX_IDS))
+        # The erased ids fetched again: any there (a whole namespace), or still theirs (one rewritten as another
+        # creator's since, and so kept by the delete, is not theirs).
+        fetched = sum(
+            1
+            for c in chunks(ids, FETCH_MAX_IDS)
+            for r in store.fetch(namespace, c)
+            if subject is None or subject.owns_record(r.metadata, r.id)
+        )
         if subject is None:
             count = store.count(namespace)
             listed = len(store.list_ids(namespace, limit=100).ids) if store.can_list() else 0
