@@ -46,6 +46,8 @@ class Capabilities:
     text_search: bool = False
     #: ``table_columns``: a namespace is a table whose every column a copy carries (the application's pgvector layout).
     table_columns: bool = False
+    #: ``row_versions`` and ``delete_unchanged``: a delete can name the rows as they were read (Postgres can).
+    row_versions: bool = False
 
 
 @runtime_checkable

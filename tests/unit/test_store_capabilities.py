@@ -65,8 +65,8 @@ def test_pgvector_stores_declare_their_pages_and_tables() -> None:
     documented = DocumentedPgvectorStore(PgvectorStoreSpec(schema="documented"), database_url=None)
 
     assert isinstance(generic, Store) and isinstance(documented, Store)
-    assert generic.capabilities == Capabilities(list_page_ids=1000)
-    assert documented.capabilities == Capabilities(list_page_ids=1000, table_columns=True)
+    assert generic.capabilities == Capabilities(list_page_ids=1000, row_versions=True)
+    assert documented.capabilities == Capabilities(list_page_ids=1000, table_columns=True, row_versions=True)
     # what a store answers for what it did not declare, without a request
     assert generic.can_list() and not generic.counts_by_index
     assert generic.table_columns("ns") is None
@@ -104,6 +104,10 @@ class Recording(StoreDefaults):
 
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         raise AssertionError("not reached")
+
+    def row_versions(self, namespace: str, ids: Sequence[str]) -> dict[str, str] | None:
+        self.calls.append("row_versions")
+        return {i: "(0,1):7" for i in ids}
 
 
 def test_the_guarded_store_asks_the_server_only_what_the_store_did_not_declare() -> None:
@@ -155,3 +159,13 @@ def test_no_caller_probes_a_store_for_a_capability() -> None:
         if probe.search(line)
     ]
     assert not probes, f"read store.capabilities (orchestrator.store) instead: {probes}"
+
+
+def test_row_versions_are_asked_only_of_a_store_that_keeps_them() -> None:
+    """A store without them (Pinecone) is neither asked nor charged a read: each proof chunk asks."""
+    plain = Recording(Capabilities())
+    versioned = Recording(Capabilities(row_versions=True))
+
+    assert GuardedStore(plain).row_versions("ns", ["a"]) is None and plain.calls == []
+    assert GuardedStore(versioned).row_versions("ns", ["a"]) == {"a": "(0,1):7"}
+    assert versioned.calls == ["row_versions"]

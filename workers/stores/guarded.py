@@ -382,6 +382,8 @@ class GuardedStore:
         self._write("delete", namespace, self.inner.delete, namespace, ids, alone=True)
 
     def row_versions(self, namespace: str, ids: Sequence[str]) -> dict[str, str] | None:
+        if not self.capabilities.row_versions:
+            return None  # no request: a store without them (Pinecone) is not asked, nor charged a read
         return self._read("row_versions", self.inner.row_versions, namespace, ids)
 
     def delete_unchanged(self, namespace: str, versions: Mapping[str, str]) -> list[str]:

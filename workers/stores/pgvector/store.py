@@ -86,7 +86,7 @@ class PgvectorStore(StoreDefaults):
     """
 
     #: A list page is one query, with no service limit (Pinecone's is 100).
-    capabilities = Capabilities(list_page_ids=1000)
+    capabilities = Capabilities(list_page_ids=1000, row_versions=True)
 
     def __init__(
         self, spec: PgvectorStoreSpec, database_url: str | None = None, engines: KeptEngines | None = None
