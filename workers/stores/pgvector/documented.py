@@ -22,7 +22,7 @@ from nsmigrate.workers.stores.base import IdPage, Record
 from nsmigrate.workers.stores.pgvector import binary as pgbinary
 from nsmigrate.workers.stores.pgvector import namespaces as pgnamespaces
 from nsmigrate.workers.stores.pgvector import table_copies
-from nsmigrate.workers.stores.pgvector.store import PgvectorStore, is_undefined_table
+from nsmigrate.workers.stores.pgvector.store import ROW_VERSION_SQL, PgvectorStore, is_undefined_table
 from nsmigrate.workers.transfer.concurrent_calls import run_parallel
 
 #: The fewest rows a batch's COPY stream carries (``copy_rows_from``): fewer, and the stream's own statements cost
@@ -260,7 +260,7 @@ class DocumentedPgvectorStore(PgvectorStore):
             if table is None or not ids:
                 return {}
             rows = conn.execute(
-                sa.text(f"SELECT {ID_COLUMN}, {_ROW_VERSION} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"),
+                sa.text(f"SELECT {ID_COLUMN}, {ROW_VERSION_SQL} FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids)"),
                 {"ids": list(ids)},
             )
             return {str(row[0]): str(row[1]) for row in rows}
@@ -272,7 +272,7 @@ class DocumentedPgvectorStore(PgvectorStore):
                 return []
             deleted = conn.execute(
                 sa.text(
-                    f"DELETE FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids) AND {_ROW_VERSION} = ANY(:versions) "
+                    f"DELETE FROM {quote(table)} WHERE {ID_COLUMN} = ANY(:ids) AND {ROW_VERSION_SQL} = ANY(:versions) "
                     f"RETURNING {ID_COLUMN}"
                 ),
                 {"ids": list(versions), "versions": list(versions.values())},
@@ -354,10 +354,6 @@ class DocumentedPgvectorStore(PgvectorStore):
             )
 
 
-#: A row's version, as ``PgvectorStore.row_versions`` gives it: where it lies and the transaction that wrote it.
-_ROW_VERSION = "ctid::text || ':' || xmin::text"
-
-
 def _table_version(conn: sa.Connection, table: str) -> str:
-    versions = f"coalesce(string_agg({_ROW_VERSION}, ',' ORDER BY ctid), '')"
+    versions = f"coalesce(string_agg({ROW_VERSION_SQL}, ',' ORDER BY ctid), '')"
     return str(conn.execute(sa.text(f"SELECT md5({versions}) FROM {quote(table)}")).scalar())

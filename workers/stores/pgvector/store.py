@@ -47,7 +47,8 @@ _PLAIN_NAME = re.compile(r"[a-z0-9]+(_[a-z0-9]+)*")  # always fullmatch: "$" wou
 _UNION_CHUNK = 200
 #: A row's version: where it lies and the transaction that wrote it. An insert, update or delete changes it; VACUUM
 #: FULL or CLUSTER do too (a row then counts as changed: kept, never deleted unproved).
-_ROW_VERSION: sa.Label[str] = sa.literal_column("ctid::text || ':' || xmin::text").label("version")
+ROW_VERSION_SQL = "ctid::text || ':' || xmin::text"
+_ROW_VERSION: sa.Label[str] = sa.literal_column(ROW_VERSION_SQL).label("version")
 
 
 def namespace_table_name(prefix: str, namespace: str) -> str:
