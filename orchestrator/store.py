@@ -48,6 +48,9 @@ class Capabilities:
     table_columns: bool = False
     #: ``row_versions`` and ``delete_unchanged``: a delete can name the rows as they were read (Postgres can).
     row_versions: bool = False
+    #: ``fetch`` lags writes as the lagging reads do: a document index applies writes asynchronously (202), and its
+    #: fetch answers the LSN it reflects.
+    fetch_lags: bool = False
 
 
 @runtime_checkable

@@ -178,7 +178,7 @@ class DocumentsApi:
         return {**body, "namespace": _display_name(namespace), "usage": {"read_units": max(1, read_units)}}
 
     def _stored(self, namespace: str, ids: list[str]) -> dict[str, dict[str, Any]]:
-        records = self.store.fetch(namespace, ids)
+        records = self.store.lagging(namespace).fetch(namespace, ids)
         return {i: self._json(i, records[i]) for i in ids if i in records}
 
     def _json(self, doc_id: str, record: _Record) -> dict[str, Any]:

@@ -5,15 +5,17 @@ queries", and record counts lag too (https://docs.pinecone.io/guides/index-data/
 eventually consistent, so there can be a slight delay before upserted records are available to query":
 https://docs.pinecone.io/reference/api/known-limitations). Documents "become searchable within approximately one
 minute". Neither page says that ``fetch`` lags, and the SDK (``pinecone/models/response_info.py``) says fetch and
-search see a write at different times: here ``fetch`` (and fetch by metadata) reads the latest state, while ``list``,
-``query``, records search, ``describe_index_stats`` and the ``/namespaces`` counts read a replica that applies each
-write ``lag_s`` after it was answered, in the order they were made, so a lagging read sees a consistent older state.
+search see a write at different times: here a vector ``fetch`` (and fetch by metadata) reads the latest state, while
+a document index's ``fetch`` (its writes are applied asynchronously, and the SDK reads a reconciled LSN on it),
+``list``, ``query``, records search, ``describe_index_stats`` and the ``/namespaces`` counts read a replica that
+applies each write ``lag_s`` after it was answered, in the order they were made, so a lagging read sees a consistent
+older state.
 
 LSNs (same page): each write to a namespace gets the namespace's next LSN (writes to one namespace do not move
 another's), answered in ``x-pinecone-request-lsn`` (the page) and ``x-pinecone-lsn-committed`` (the SDK's vectors-API
 name); a lagging read of a namespace answers the LSN of the last write it reflects in ``x-pinecone-max-indexed-lsn``
-and ``x-pinecone-lsn-reconciled``. A fetch carries none (as the SDK says). Only serverless indexes send them (the page:
-"only available for serverless indexes"); a pod's reads lag all the same.
+and ``x-pinecone-lsn-reconciled``. A vector fetch carries none (as the SDK says); a document fetch does. Only
+serverless indexes send them (the page: "only available for serverless indexes"); a pod's reads lag all the same.
 
 With ``lag_s == 0`` and nothing pending there is no replica: reads and writes share one state, as before.
 """

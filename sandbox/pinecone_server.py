@@ -231,8 +231,9 @@ class Faults:
       or, reading after reading, alternately one more than the namespace holds and its count (a count that never
       settles). Pinecone's counts are eventually consistent; the sandbox's are exact unless told otherwise.
     - ``freshness_lag_s``: each write becomes visible to ``list``, ``query``, records search and the counts this many
-      seconds after it was answered (``fetch`` sees it at once), as Pinecone's reads lag its writes
-      (``sandbox.freshness``). Not a fault: the real service's behaviour, off by default only to keep tests fast.
+      seconds after it was answered (a vector ``fetch`` sees it at once, a document fetch lags), as Pinecone's reads
+      lag its writes (``sandbox.freshness``). Not a fault: the real service's behaviour, off by default only to keep
+      tests fast.
     - ``lsns``: the LSN headers a serverless index answers (``sandbox.freshness``): ``"contiguous"`` (each write to a
       namespace takes its next number), ``"skipping"`` (each takes the one after next: LSNs that order writes but do
       not count them, which the reference leaves open) or ``"none"`` (no LSN headers, as a server that sends none).
@@ -2051,7 +2052,7 @@ def main(argv: list[str] | None = None) -> int:
         type=_lag_seconds,
         default=os.environ.get(FRESHNESS_LAG_ENV) or "0",  # a string default goes through the type too
         help=f"reads (list, query, counts) see each write this many seconds after it (default: ${FRESHNESS_LAG_ENV} "
-        "or 0); fetch sees it at once",
+        "or 0); a vector fetch sees it at once, a document fetch lags too",
     )
     parser.add_argument(
         "--prefault-mb",

@@ -200,8 +200,10 @@ def test_the_lag_is_a_constructor_option_checked_like_every_fault() -> None:
         Faults(freshness_lag_s=-1)
 
 
-def test_a_document_search_by_text_lags_and_a_fetch_does_not(sandbox: PineconeSandbox) -> None:
-    """Documents "become searchable within approximately one minute" (Pinecone's documentation): here after the lag."""
+def test_a_document_search_and_a_document_fetch_lag_writes(sandbox: PineconeSandbox) -> None:
+    """Documents "become searchable within approximately one minute" (Pinecone's documentation): here after the lag.
+    Their writes are applied asynchronously (202) and the SDK reads a reconciled LSN on `documents.fetch`: a fetch
+    lags as well, and says how far it reflects."""
     sandbox.initial_faults = Faults(freshness_lag_s=LAG_S)  # the index created below lags
     schema = {
         "fields": {
@@ -223,9 +225,15 @@ def test_a_document_search_by_text_lags_and_a_fetch_does_not(sandbox: PineconeSa
             return [m["_id"] for m in reply.json()["matches"]]
 
         assert found() == []
-        fetched = send(sandbox, "POST", "/namespaces/news/documents/fetch", "fresh-docs", json={"ids": ["d1"]})
-        assert "d1" in str(fetched.json())
+
+        def fetch() -> httpx.Response:
+            return send(sandbox, "POST", "/namespaces/news/documents/fetch", "fresh-docs", json={"ids": ["d1"]})
+
+        early = fetch()
+        assert early.json()["documents"] == {} and lsns(early)["x-pinecone-lsn-reconciled"] == "0"
         assert wait_until(found, what="the document found by its text", timeout_s=LAG_S + 5) == ["d1"]
+        late = fetch()
+        assert list(late.json()["documents"]) == ["d1"] and lsns(late)["x-pinecone-lsn-reconciled"] == "1"
     finally:
         sandbox.initial_faults = Faults()
         sandbox.remove_index("fresh-docs")

@@ -381,6 +381,7 @@ def _delete(
     deleting = Proof()  # what the second pass deleted so far, also when a store error stops it
     try:
         # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
+        _fetch_current(source, ns, spec)
         proof = _proof(ctx, run, spec, source, ids, delete=False, stop=stopping)
         if proof.refused_count:
             return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
@@ -395,6 +396,7 @@ def _delete(
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
+            _fetch_current(source, ns, spec)
             with source.written_lsns() as deletes_answered:
                 proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping)
             deleted = len(proof.proven)
@@ -442,6 +444,13 @@ def _delete(
     jobs_verdicts.finish_cleanup(ctx.db, run.id, detail, actor)
     log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
     return _result(run, "deleted", deleted)
+
+
+def _fetch_current(source: Store, ns: str, spec: JobSpec) -> None:
+    """A source whose fetch lags (a document index): its reads awaited to every write answered before the proof, so
+    the proof compares what the source holds, not an older version of it (``freshness.reads_now``)."""
+    if source.capabilities.fetch_lags:
+        freshness.reads_now(source, ns, spec.verify.freshness_timeout_s, side="source")
 
 
 def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn: int | None) -> tuple[list[str], bool]:

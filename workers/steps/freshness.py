@@ -146,6 +146,26 @@ def waits_json(waits: Mapping[str, ReadsWait]) -> dict[str, Any]:
 
 #: The id a Pinecone namespace is asked to delete, for the LSN of a write (``complete_listing``): no vector's.
 LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
+
+
+def reads_now(store: Store, ns: str, timeout_s: float, *, side: str = "target") -> ReadsWait | None:
+    """Wait until ``store``'s reads of ``ns`` reflect every write answered before now, for a store whose ``fetch``
+    lags too (a document index, ``Capabilities.fetch_lags``) before a read that must see the latest state: a delete
+    of an id no vector has (``LSN_PROBE_ID``) is answered with the namespace's next LSN, and the reads are awaited
+    to it. None when nothing could be awaited (no LSN told, the probe refused, a document with the probe's id)."""
+    try:
+        if store.fetch(ns, [LSN_PROBE_ID]):
+            return None
+        with store.written_lsns() as answered:
+            store.delete(ns, [LSN_PROBE_ID])
+    except NsmigrateError:
+        return None
+    probe = answered.get(ns)
+    if probe is None:
+        return None
+    return await_reads(store, ns, lsn=probe, shows=None, timeout_s=timeout_s, side=side)
+
+
 #: Why an emptied namespace was not dropped (``complete_listing`` did not show its last listing complete).
 LEFT_IN_PLACE = (
     "emptied and left in place: no listing could be shown to hold every write to it (its index tells no LSN, or "

@@ -182,9 +182,14 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, t
     route = run_route_context(spec, source.name, run)
     tolerance = spec.verify.tolerance
     compare = fields_comparer(spec)  # a text job: judged by text and fields, not by values
+    namespaces = [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
+    for store, names, side in ((source, [run.source_namespace], "source"), (target, namespaces, "target")):
+        if store.capabilities.fetch_lags:  # a document index: fetched once its reads show what was written before
+            for ns in names:
+                freshness.reads_now(store, ns, spec.verify.freshness_timeout_s, side=side)
     ids = list_all_ids(source, run.source_namespace)
     delta = Delta()
-    present: set[str] = set()  # source ids the target holds (fetch does not lag)
+    present: set[str] = set()  # source ids the target holds (fetch does not lag, or was awaited)
     for chunk in chunks(ids, FETCH_MAX_IDS):
         records = source.fetch(run.source_namespace, chunk)
         if spec.text_from is not None:  # records without text are never written; verification reports them
@@ -199,7 +204,6 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, t
     if spec.strategy == "convert" and run.target_namespace is not None:
         written |= _converted_ids(spec, target, run.target_namespace, present)
     gone = sorted(written - set(ids))
-    namespaces = [run.target_namespace] if run.target_namespace is not None else list(run.target_namespaces or [])
     for chunk in chunks(gone, FETCH_MAX_IDS):
         delta.add(plan_delta([], {ns: target.fetch(ns, chunk) for ns in namespaces}, route, tolerance, compare))
     return delta, len(ids)

@@ -257,6 +257,10 @@ class _Verifier:
         # While the ledger holds an erasure, every source record is read: the count expects theirs absent.
         whole = self.checks.ids or (bool(self.erasures) and self.checks.counts)
         to_fetch = ids if whole else [i for i in ids if i in sampled]
+        if self.target.capabilities.fetch_lags:
+            # Its fetch shows the copies only once its reads reflect the job's writes: waited for by their LSNs first.
+            for ns in sorted(self.written_lsns):
+                self._await_reads(ns)
         for chunk in chunks(to_fetch, FETCH_MAX_IDS):
             self._check_chunk(chunk, content_ids, query_ids)
         if self.text_queries:

@@ -65,8 +65,9 @@ class PineconeDocumentStore(PineconeStore):
     ) -> None:
         super().__init__(spec, timeout_s=timeout_s, allowed_key_vars=allowed_key_vars)
         self.fields = fields
-        # A document index is serverless: it lists, by prefix too; it has no integrated text search.
-        self.capabilities = Capabilities(lists=True, lists_by_prefix=True)
+        # A document index is serverless: it lists, by prefix too; it has no integrated text search. Its writes are
+        # applied asynchronously: fetch shows them once its reads do.
+        self.capabilities = Capabilities(lists=True, lists_by_prefix=True, fetch_lags=True)
         self.catalogue = None
         self.sweeper = None
 
