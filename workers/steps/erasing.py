@@ -352,6 +352,8 @@ def _erase_records(
     ctx: WorkerContext, place_id: int, store: Store, namespace: str, subject: Subject, *, lagging: bool
 ) -> tuple[int, dict[str, Any]]:
     erased = 0
+    if store.capabilities.fetch_lags:  # a document index: fetched once its reads show what was written before now
+        freshness.reads_now(store, namespace, ctx.settings.erasure_settle_timeout_s, side="erased")
     for listed in chunks(list(iter_all_ids(store, namespace)), min(FETCH_MAX_IDS, DELETE_MAX_IDS)):
         # Each chunk fetched right before its delete, the namespace held alone meanwhile: a record rewritten as
         # someone else's since the listing is kept (the application's write, but for that instant; nsmigrate's wait;
