@@ -345,6 +345,13 @@ def rollback(
     action = result["action"]
     if action in ("refused", "failed"):
         raise fail(f"rollback of job {job_id} {action}: {result['reason']}", 1)
+    if action == "dry_run" and result.get("stops_before_delete"):
+        console.print(
+            f"dry run, nothing changed: a rollback of job {job_id} would restore the missing originals above and "
+            f"verify them all, then stop before removing anything — {escape(result['stops_before_delete'])}",
+            soft_wrap=True,
+        )
+        return
     where = f" (rollback job {result['rollback_job_id']})" if result["rollback_job_id"] else ""
     done = {
         "rolled_back": f"job {job_id} rolled back{where}",

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import database as jobs_database
@@ -98,13 +100,17 @@ def test_reads_cannot_go_back_to_a_source_a_cleanup_deleted(ctx: WorkerContext, 
 
 @pytest.mark.parametrize("cleaned", [False, True], ids=["source kept", "source cleaned"])
 def test_a_rollback_keeps_the_copies_the_applications_read_until_reads_go_back(
-    ctx: WorkerContext, cut_over: Job, cleaned: bool
+    ctx: WorkerContext, cut_over: Job, cleaned: bool, job_table_url: str, redis_url: str
 ) -> None:
     """Reads are 100 % new through the applications' DualWriteIndex: removing the copies would leave them reading
     empty namespaces. The rollback restores and verifies the originals, then stops before any delete, saying how to
     send the reads back; once a cleanup deleted the sources, only those restored originals let them go back."""
     if cleaned:
         assert cut_over.cleanup(decommission_now=True)["action"] == "deleted"
+    env = {"NSMIGRATE_DATABASE_URL": job_table_url, "NSMIGRATE_REDIS_URL": redis_url}
+    dry = CliRunner().invoke(app, ["rollback", str(cut_over.job_id), "--dry-run"], env=env)
+    assert dry.exit_code == 0 and "then stop before removing anything" in dry.output, dry.output
+    assert "are 100 % new" in " ".join(dry.output.split())
 
     refused = rollback_job(ctx, cut_over.job_id, actor="tester")
 

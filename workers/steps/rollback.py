@@ -353,6 +353,8 @@ def rollback_job(
         out["action"] = "refused" if blocking else "dry_run"
         if blocking:
             out["reason"] = "; ".join(blocking[0].reasons())
+        else:  # where the real one would stop: restored and verified, nothing removed
+            out["stops_before_delete"] = _rollout_problem(ctx, forward_job_id)
         return out
 
     rollback_id, done = jobs_sync_rollback.open_rollback(ctx.db, forward_job_id, actor)
