@@ -235,6 +235,15 @@ def every_row_as_text(conn: sa.Connection, table: str) -> list[dict[str, str | N
     return [dict(r) for r in conn.execute(sa.text(f"SELECT {listed} FROM {quote(table)} ORDER BY chunk_id")).mappings()]
 
 
+@pytest.fixture
+def job_ctx(
+    monkeypatch: pytest.MonkeyPatch, job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]
+) -> WorkerContext:
+    """A worker's context over the job table and Redis, with the local data plane's key set."""
+    monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
+    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+
+
 def verified_table_job(ctx: WorkerContext, sandbox: PineconeSandbox, name: str) -> Job:
     """A job from the application's table ``embeddings_alpha`` to Pinecone, copied (as its batches would) and
     verified."""
@@ -254,12 +263,7 @@ def verified_table_job(ctx: WorkerContext, sandbox: PineconeSandbox, name: str) 
 
 
 def test_a_rollback_after_cleanup_renamed_the_table_brings_it_back_whole(
-    pg: sa.Engine,
-    sandbox: PineconeSandbox,
-    monkeypatch: pytest.MonkeyPatch,
-    job_table_url: str,
-    redis_url: str,
-    worker_context: Callable[..., WorkerContext],
+    pg: sa.Engine, sandbox: PineconeSandbox, job_ctx: WorkerContext
 ) -> None:
     """A job from the application's table to Pinecone, verified and cleaned up (the source table renamed to a
     backup), then rolled back: the original table is back as it was, every column, row number, default, constraint
@@ -267,8 +271,7 @@ def test_a_rollback_after_cleanup_renamed_the_table_brings_it_back_whole(
     awkward_table(pg, "embeddings_alpha")
     with pg.connect() as conn:
         before = every_row_as_text(conn, "embeddings_alpha"), catalogue(conn, "public", "embeddings_alpha")
-    monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
-    ctx = worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
+    ctx = job_ctx
     job = verified_table_job(ctx, sandbox, "awkward-rollback")
     assert job.cleanup()["action"] == "deleted"
     with pg.connect() as conn:
@@ -384,20 +387,13 @@ def test_a_table_renamed_to_a_backup_and_back_is_the_table_it_was(pg: sa.Engine,
 
 
 def test_a_row_the_application_changes_while_cleanup_proves_keeps_the_table_where_it_is(
-    pg: sa.Engine,
-    sandbox: PineconeSandbox,
-    monkeypatch: pytest.MonkeyPatch,
-    job_table_url: str,
-    redis_url: str,
-    worker_context: Callable[..., WorkerContext],
+    pg: sa.Engine, sandbox: PineconeSandbox, job_ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cleanup of the application's table renames it to a backup once every row is proved equal to its copy. A row
     the application changes after its proof has no equal copy: renamed away, the live namespace would lose that
     change while the run is called cleaned. The table is renamed only if, locked, its rows are still those proved."""
     awkward_table(pg, "embeddings_alpha")
-    monkeypatch.setenv("PINECONE_API_KEY", "sandbox")
-    ctx = worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
-    job = verified_table_job(ctx, sandbox, "changed-while-proved")
+    job = verified_table_job(job_ctx, sandbox, "changed-while-proved")
     prove = cleaning._proof
 
     def the_application_writes_once_proved(*args: Any, **kwargs: Any) -> Any:

@@ -156,14 +156,23 @@ def reads_now(store: Store, ns: str, timeout_s: float, *, side: str = "target") 
     try:
         if store.fetch(ns, [LSN_PROBE_ID]):
             return None
+    except NsmigrateError:
+        return None
+    probe = _probe_lsn(store, ns)
+    if probe is None:
+        return None
+    return await_reads(store, ns, lsn=probe, shows=None, timeout_s=timeout_s, side=side)
+
+
+def _probe_lsn(store: Store, ns: str) -> int | None:
+    """The LSN a delete of ``LSN_PROBE_ID`` (no vector's) is answered with: the namespace's next. None when the store
+    tells none, or refuses the delete (e.g. for a namespace gone already)."""
+    try:
         with store.written_lsns() as answered:
             store.delete(ns, [LSN_PROBE_ID])
     except NsmigrateError:
         return None
-    probe = answered.get(ns)
-    if probe is None:
-        return None
-    return await_reads(store, ns, lsn=probe, shows=None, timeout_s=timeout_s, side=side)
+    return answered.get(ns)
 
 
 #: Why an emptied namespace was not dropped (``complete_listing`` did not show its last listing complete).
@@ -198,12 +207,7 @@ def complete_listing(
         listed = list_all_ids(source, ns)
         if LSN_PROBE_ID in listed:  # a vector of that id is never deleted to probe: no proof, no drop
             return listed, False
-        try:
-            with source.written_lsns() as answered:
-                source.delete(ns, [LSN_PROBE_ID])
-        except NsmigrateError:  # e.g. refused for a namespace gone already: nothing proves the listing whole
-            return listed, False
-        probe = answered.get(ns)
+        probe = _probe_lsn(source, ns)  # None (refused, or no LSN): nothing proves the listing whole
         if probe is None or probe == reflected + 1:
             return listed, probe is not None
         wait = await_reads(
