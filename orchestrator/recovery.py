@@ -20,7 +20,8 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    ever. So every worker sweeps (``start_sweeping``, every ``sweep_interval_s``): a run that has work to come and saw
    no change for the visibility timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep
    a stalled run is claimed once per timeout; a row another session holds locked is skipped and swept next time)
-   and its work is sent again (``resend_stalled`` → ``resume``).
+   and its work is sent again (``resend_stalled`` → ``resume``). An erasure's places are swept the same way
+   (``resend_stalled_places``): those still to do of an erasure none of whose places changed for the timeout.
 3. **An operator asks** (``nsmigrate resume JOB``, or ``nsmigrate run`` of a spec whose job is unfinished, through
    ``launch.start_or_resume``): ``resume`` sends everything the job still has to do at once, without waiting for a
    timeout. A job that was cancelled or rolled back is never taken up again (``jobs_and_runs.refuse_stopped``).
@@ -38,14 +39,18 @@ import logging
 import threading
 from collections.abc import Collection
 from datetime import timedelta
+from typing import Any
 
+import redis as redis_lib
 import sqlalchemy as sa
 
 from nsmigrate.orchestrator.actor import default_actor
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.errors import JobStopped
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import collection as jobs_collection
 from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_step
 from nsmigrate.orchestrator.models import (
@@ -218,6 +223,26 @@ def resend_stalled(db: jobs_database.Database, dispatcher: Dispatcher, idle_s: f
     return resent
 
 
+def resend_stalled_places(
+    db: jobs_database.Database, dispatcher: Dispatcher, redis: Any, idle_s: float
+) -> dict[int, list[int]]:
+    """Send again the places of erasure jobs that stalled on a lost message (``claim_stalled_places``), after
+    publishing the erasure ledger again (the applications' dual writes must hold the subject back before anything of
+    theirs is deleted, and the command that published it may have failed to). Returns {job id: place ids}."""
+    places = jobs_erasure.claim_stalled_places(db, idle_s)
+    if not places:
+        return {}
+    published.publish_ledger(db, redis)
+    resent: dict[int, list[int]] = {}
+    for place in places:
+        where = f"{place.store}/{display_namespace(place.namespace or '')}"
+        dispatcher.erase_place(place.id, job_id=place.job_id, place=f"{place.kind} {where}")
+        resent.setdefault(place.job_id, []).append(place.id)
+    for job_id, place_ids in resent.items():
+        jobs_and_runs.record_event(db, "stalled_places_resent", default_actor(), job_id, places=place_ids)
+    return resent
+
+
 def sweep_interval_s(visibility_timeout_s: float) -> float:
     """A fifth of the visibility timeout, between 1 s and a minute: a stalled run waits at most that much longer."""
     return max(1.0, min(60.0, visibility_timeout_s / 5))
@@ -234,15 +259,20 @@ def start_sweeping(settings: Settings) -> threading.Event:
 def _sweep_until(settings: Settings, stop: threading.Event) -> None:
     db = jobs_database.Database(settings.database_url, pool_size=1, create=False)
     dispatcher = Dispatcher(settings)
+    redis = redis_lib.Redis.from_url(settings.redis_url)
     try:
         while not stop.wait(sweep_interval_s(settings.visibility_timeout_s)):
             try:
                 resent = resend_stalled(db, dispatcher, settings.visibility_timeout_s)
+                places = resend_stalled_places(db, dispatcher, redis, settings.visibility_timeout_s)
             except Exception as e:  # the job table or Redis is away: the next sweep tries again
-                log.warning("could not look for stalled runs: %s: %s", type(e).__name__, e)
+                log.warning("could not look for stalled work: %s: %s", type(e).__name__, e)
                 continue
             for job_id, counts in resent.items():
                 log.warning("job %s: sent the work of stalled runs again (a message was lost): %s", job_id, counts)
+            for job_id, place_ids in places.items():
+                log.warning("erasure job %s: sent stalled places %s again (a message was lost)", job_id, place_ids)
     finally:
         dispatcher.close()
+        redis.close()
         db.dispose()

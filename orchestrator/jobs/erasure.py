@@ -12,7 +12,7 @@ from nsmigrate.orchestrator.errors import NotFound, WrongJobKind
 from nsmigrate.orchestrator.jobs import erasure_ledger
 from nsmigrate.orchestrator.jobs.database import Database, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
-from nsmigrate.orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceState
+from nsmigrate.orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceKind, PlaceState
 from nsmigrate.orchestrator.settings import DEFAULTS
 
 FINAL_PLACE_STATES = (PlaceState.VERIFIED, PlaceState.FAILED)
@@ -62,6 +62,44 @@ def claim_place(db: Database, place_id: int) -> ErasePlace | None:
         place.state = PlaceState.ERASING
         place.attempts += 1
         return place
+
+
+def claim_stalled_places(db: Database, idle_s: float) -> list[ErasePlace]:
+    """Places still to do (``pending`` or ``erasing``) of running erasure jobs none of whose places changed for
+    ``idle_s`` (the visibility timeout): their message was lost (a worker killed between taking it off its queue
+    and recording it unacknowledged) or their worker is gone for good. Backups are not taken: the command erases
+    them on its own host. Each is touched (``updated_at``), so it is claimed again only after another ``idle_s``
+    with no change; rows another session holds locked are left to the next sweep."""
+    from nsmigrate.orchestrator.models import utcnow
+
+    now = utcnow()
+    other = sa.orm.aliased(ErasePlace)
+    changed_lately = sa.exists().where(
+        other.job_id == ErasePlace.job_id, other.updated_at >= now - timedelta(seconds=idle_s)
+    )
+    stalled = (
+        sa.select(ErasePlace.id)
+        .join(Job, ErasePlace.job_id == Job.id)
+        .where(
+            Job.state == JobState.RUNNING,
+            Job.kind == JobKind.ERASE,
+            ErasePlace.state.in_((PlaceState.PENDING, PlaceState.ERASING)),
+            ErasePlace.kind != PlaceKind.BACKUP,
+            ~changed_lately,
+        )
+        .with_for_update(of=ErasePlace, skip_locked=True)
+        .cte("stalled")
+    )
+    with db.transaction() as s:
+        return list(
+            s.scalars(
+                sa.update(ErasePlace)
+                .where(ErasePlace.id == stalled.c.id)
+                .values(updated_at=now)
+                .returning(ErasePlace)
+                .execution_options(synchronize_session=False)
+            )
+        )
 
 
 def add_erased_ids(db: Database, place_id: int, ids: list[str]) -> None:

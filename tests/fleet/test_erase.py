@@ -5,6 +5,7 @@ real `supabase` client (the jobs' mapping and sources table) against the PostgRE
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
+import redis as redis_lib
 import yaml
 from typer.testing import CliRunner
 
@@ -225,6 +227,19 @@ def test_erasing_one_twin_keeps_the_creators_other_data(stack: Stack, migrated: 
     assert not [k for k, m in backup_rows(tmp_path).items() if is_a1(k, m, twin="t1")]
 
 
+def send_erasure_of_a1(stack: Stack) -> tuple[jobs_database.Database, Dispatcher, int]:
+    """Creator a.1's erasure planned, recorded and every place sent to the cleanup queue, as `nsmigrate erase` does
+    but without waiting: (the job table, the dispatcher, the job's id)."""
+    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
+    db = jobs_database.Database(settings.database_url)
+    plan = plan_erasure(db, "a.1", None, open_retrying_store)
+    job_id = jobs_erasure.create_erasure(db, "erase-a.1", plan.spec("test"), plan.places)
+    dispatcher = Dispatcher(settings)
+    for place in jobs_erasure.places_of(db, job_id):
+        dispatcher.erase_place(place.id, job_id=job_id, place=place.kind)
+    return db, dispatcher, job_id
+
+
 def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: list[Path], tmp_path: Path) -> None:
     before = everything(stack)
     stack.stop_processes()
@@ -234,13 +249,7 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
     worker = stack.start_worker("cleanup", 1, name="doomed", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
     # its successor boots meanwhile, on a queue an erasure does not use, and takes the erasure's at the kill
     after = start_standby(stack, "after", 2, pool="prefork", consuming="verify", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
-    settings = Settings(database_url=stack.database_url, redis_url=stack.redis_url)
-    db = jobs_database.Database(settings.database_url)
-    plan = plan_erasure(db, "a.1", None, open_retrying_store)
-    job_id = jobs_erasure.create_erasure(db, "erase-a.1", plan.spec("test"), plan.places)
-    dispatcher = Dispatcher(settings)
-    for place in jobs_erasure.places_of(db, job_id):
-        dispatcher.erase_place(place.id, job_id=job_id, place=place.kind)
+    db, dispatcher, job_id = send_erasure_of_a1(stack)
 
     wait_until(
         lambda: [p.state for p in jobs_erasure.places_of(db, job_id)],
@@ -266,6 +275,34 @@ def test_an_erasure_survives_a_worker_killed_mid_way(stack: Stack, migrated: lis
     )
     assert receipt is not None and receipt["verified"], receipt
     assert everything(stack) == {k: m for k, m in before.items() if not is_a1(k, m)}
+    dispatcher.close()
+    db.dispose()
+
+
+def test_an_erasure_place_whose_message_is_lost_is_sent_again_without_resume(
+    stack: Stack, migrated: list[Path]
+) -> None:
+    """kombu takes a message off its queue (BRPOP) before it records it unacknowledged, so a worker killed in between
+    takes it along and Redis has nothing to redeliver (seen: a place left ``pending`` for ever, its erasure never
+    finished). Played by taking the message off the queue as that BRPOP does; the fleet sends the place again once
+    the erasure saw no change for the visibility timeout (5 s here), with no `erase --resume`."""
+    before = everything(stack)
+    stack.stop_processes()
+    survivor = start_standby(stack, "survivor", 2, consuming="verify", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    db, dispatcher, job_id = send_erasure_of_a1(stack)
+    lost = redis_lib.Redis.from_url(stack.redis_url).rpop("cleanup")  # the oldest: taken by a worker that died
+    assert lost is not None
+    _, kwargs, _ = json.loads(base64.b64decode(json.loads(lost)["body"]))
+    lost_place = next(p for p in jobs_erasure.places_of(db, job_id) if p.id == kwargs["place_id"])
+    assert lost_place.kind != "backup", "a backup place is erased by the command, never sent again by the fleet"
+    take_over(stack, survivor, "cleanup")
+
+    receipt = wait_until(lambda: jobs_erasure.erasure_receipt(db, job_id), what="the erasure's receipt", timeout_s=120)
+
+    assert receipt["verified"], receipt
+    assert everything(stack) == {k: m for k, m in before.items() if not is_a1(k, m)}
+    resent = [e["detail"] for e in jobs_status.events_of(db, job_id) if e["action"] == "stalled_places_resent"]
+    assert resent and all(places == [lost_place.id] for places in (d["places"] for d in resent)), resent
     dispatcher.close()
     db.dispose()
 
