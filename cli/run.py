@@ -148,11 +148,12 @@ def _plan(spec: Path, plan_here: bool, database_url: str | None, redis_url: str 
 
 
 def _crossings(url: str, prepared: Any) -> list[str]:
-    """``launch.crossings_of`` for a dry run, which reads the job table only to warn: one that cannot be read is a
-    warning too, and one not made yet holds no other job."""
+    """``launch.crossings_of`` for a dry run: a job table that cannot be read is a warning, and one not made yet
+    holds no other job; a target namespace another unfinished job writes into is refused, as `run` refuses it."""
     import sqlalchemy as sa
 
     from nsmigrate.orchestrator import launch
+    from nsmigrate.orchestrator.errors import PlanError
     from nsmigrate.orchestrator.jobs import database as jobs_database
     from nsmigrate.orchestrator.redaction import redact_url
 
@@ -161,9 +162,11 @@ def _crossings(url: str, prepared: Any) -> list[str]:
         try:
             if not sa.inspect(database.engine).has_table("jobs"):
                 return []
-            return launch.crossings_of(database, prepared.spec, prepared.plan)
+            return launch.crossings_of(database, prepared.spec, prepared.plan, resumed_by_run=True)
         finally:
             database.dispose()
+    except PlanError:
+        raise  # a target namespace another unfinished job writes into: `run` would refuse the plan
     except Exception as e:  # unreachable, refused, a bad URL: the plan itself is still good
         return [
             f"namespaces shared with other jobs were not looked for: the job table at {redact_url(url)} could not "

@@ -27,9 +27,9 @@ from nsmigrate.orchestrator.listing import small_namespaces
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_step
 from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
+from nsmigrate.orchestrator.planning import crossings
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.convert_checks import convert_note, converts_to, prepare_convert
-from nsmigrate.orchestrator.planning.crossings import OpenRun, crossing_warnings, stores_may_cross
 from nsmigrate.orchestrator.planning.document_checks import check_document_keys
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
@@ -50,7 +50,7 @@ from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 from nsmigrate.orchestrator.spec.differences import spec_differences
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_to_json
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
-from nsmigrate.orchestrator.states import VERIFIABLE_RUN_STATES
+from nsmigrate.orchestrator.states import OPEN_RUN_STATES, VERIFIABLE_RUN_STATES
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_owners, load_sources, load_twins
 
@@ -207,21 +207,31 @@ class _Starting:
             jobs_and_runs.maybe_finish_job(self.db, self.job_id)
 
 
-def crossings_of(db: jobs_database.Database, spec: JobSpec, plan: Plan) -> list[str]:
-    """Warnings for the namespaces ``plan`` shares with other unfinished jobs (``crossings``): shown with the plan,
-    kept in the job's ``job_created`` event."""
+def crossings_of(db: jobs_database.Database, spec: JobSpec, plan: Plan, *, resumed_by_run: bool = False) -> list[str]:
+    """Warnings for the namespaces ``plan`` shares with other unfinished jobs (``crossings``), shown with the plan and
+    kept in its ``job_created`` event; PlanError for a target namespace another job still writes into
+    (``crossings.check_shared_targets``). ``resumed_by_run``: a dry plan, whose spec `run` would resume the unfinished
+    job of its name with (that job is not another)."""
     sources = {run.source_namespace for run in plan.runs}
     targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
     # Stores first, namespaces after: only the runs of jobs on this job's stores are read (thousands of namespaces
     # each, for jobs of many small ones).
-    jobs = [job_id for job_id, other in jobs_and_runs.open_migrate_jobs(db) if stores_may_cross(spec, other)]
+    jobs = [
+        job_id
+        for job_id, other in jobs_and_runs.open_migrate_jobs(db)
+        if (crossings.stores_may_cross(spec, other) or crossings.writes_same_store(spec, other))
+        and not (resumed_by_run and other.get("name") == spec.name)
+    ]
     if not jobs:
         return []
     others = [
-        OpenRun(job_id, name, spec_json, source, frozenset(wrote))
-        for job_id, name, spec_json, source, wrote in jobs_and_runs.open_runs_crossing(db, sources, targets, jobs)
+        crossings.OpenRun(job_id, name, spec_json, source, frozenset(wrote), state in OPEN_RUN_STATES)
+        for job_id, name, spec_json, source, wrote, state in jobs_and_runs.open_runs_crossing(
+            db, sources, targets, jobs
+        )
     ]
-    return crossing_warnings(spec, plan, others)
+    crossings.check_shared_targets(spec, plan, others)
+    return crossings.crossing_warnings(spec, plan, others)
 
 
 def _prepare(

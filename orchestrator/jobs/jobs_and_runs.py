@@ -241,20 +241,21 @@ def open_migrate_jobs(db: Database) -> list[tuple[int, dict[str, Any]]]:
 
 def open_runs_crossing(
     db: Database, sources: Collection[str], targets: Collection[str], job_ids: Collection[int]
-) -> list[tuple[int, str, dict[str, Any], str, set[str]]]:
-    """``(job id, job name, its spec, source namespace, target namespaces)`` of every run of the unfinished migrate
-    jobs ``job_ids`` (not cancelled; the run neither cleaned nor cancelled: a cleanup may still delete its source)
-    whose source is one of ``targets`` or whose target namespaces hold one of ``sources``. Matched by name: the
-    caller compares the stores, and names only the jobs whose stores may cross (``open_migrate_jobs``)."""
+) -> list[tuple[int, str, dict[str, Any], str, set[str], str]]:
+    """``(job id, job name, its spec, source namespace, target namespaces, run state)`` of every run of the
+    unfinished migrate jobs ``job_ids`` (not cancelled; the run neither cleaned nor cancelled: a cleanup may still
+    delete its source) whose source is one of ``targets`` or whose target namespaces hold one of ``sources`` or
+    ``targets``. Matched by name: the caller compares the stores, and names only the jobs whose stores may cross
+    (``open_migrate_jobs``)."""
     done = _RUN_DONE
     crossing = sa.or_(
         NamespaceRun.source_namespace.in_(list(targets)),
-        NamespaceRun.target_namespace.in_(list(sources)),
+        NamespaceRun.target_namespace.in_([*sources, *targets]),
         NamespaceRun.target_namespace.is_(None),  # routed: its targets are the namespaces it wrote
     )
     stmt = (
         sa.select(NamespaceRun.job_id, NamespaceRun.source_namespace, NamespaceRun.target_namespace)
-        .add_columns(NamespaceRun.target_namespaces)
+        .add_columns(NamespaceRun.target_namespaces, NamespaceRun.state)
         .join(Job, NamespaceRun.job_id == Job.id)
         .where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, NamespaceRun.state.not_in(done), crossing)
         .where(NamespaceRun.job_id.in_(list(job_ids)))
@@ -274,11 +275,11 @@ def open_runs_crossing(
                 for job_id, name, spec in s.execute(sa.select(Job.id, Job.name, Job.spec).where(Job.id.in_(job_ids)))
             )
         )
-    for job_id, source, target, written in rows:
+    for job_id, source, target, written, state in rows:
         wrote = {*(written or []), *([target] if target is not None else [])}
-        if source in targets or wrote & set(sources):
+        if source in targets or wrote & {*sources, *targets}:
             name, spec = jobs[job_id]
-            found.append((job_id, name, spec, source, wrote))
+            found.append((job_id, name, spec, source, wrote, state))
     return found
 
 

@@ -1,9 +1,10 @@
 """A new job's namespaces crossing another unfinished job's (pure): its target namespace is another job's source,
 whose cleanup would delete what the new job writes there, or its source is another job's target, still being written
 and whose copies the new job's cleanup would delete. Two jobs that do both form a cycle (``a`` → ``b`` and ``b`` →
-``a``). Stores are compared by what their specs say (``spec_identity``: spelling taken out); the cleanups themselves
-compare resolved identities under the namespaces' locks (``workers.steps.cleaning``), and refuse the second of two that
-cross.
+``a``). Those are warnings; a target namespace another unfinished job writes into too is refused
+(``check_shared_targets``). Stores are compared by what their specs say (``spec_identity``: spelling taken out); the
+cleanups themselves compare resolved identities under the namespaces' locks (``workers.steps.cleaning``), and refuse
+the second of two that cross.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.planning.plan import Plan
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
@@ -30,6 +32,8 @@ class OpenRun:
     spec: dict[str, object]
     source_namespace: str
     target_namespaces: frozenset[str]
+    #: Not judged yet (``OPEN_RUN_STATES``): its copy may still write, and its target's count not show it.
+    still_writing: bool = False
 
 
 def stores_may_cross(spec: JobSpec, other: dict[str, object]) -> bool:
@@ -41,6 +45,37 @@ def stores_may_cross(spec: JobSpec, other: dict[str, object]) -> bool:
     return key_of_json(other_source) == spec_identity(spec.target) or key_of_json(other_target) == spec_identity(
         spec.source
     )
+
+
+def writes_same_store(spec: JobSpec, other: dict[str, object]) -> bool:
+    """Whether another job (its spec as the job table keeps it) writes into this job's target store."""
+    other_target = other.get("target")
+    return isinstance(other_target, dict) and key_of_json(other_target) == spec_identity(spec.target)
+
+
+def check_shared_targets(spec: JobSpec, plan: Plan, others: Iterable[OpenRun]) -> None:
+    """Refuse a target namespace of ``plan`` that a run of another job still writes into (not judged yet), in the
+    same store, unless ``allow_id_overwrite``. An id both sources hold would be overwritten by whichever copy lands
+    last; once one job's cleanup has deleted its source, the other's copy replaces the only one left. The target's
+    vector count cannot rule this out: it is 0 until the other job writes, and it lags the writes (a judged run's
+    writes are readable: its verification waited for them, so the count refuses a target it wrote)."""
+    if spec.allow_id_overwrite:
+        return
+    target_key = spec_identity(spec.target)
+    writes = {r.target_namespace: r.source_namespace for r in plan.runs if r.target_namespace and r.vector_count}
+    for other in others:
+        shared = sorted(other.target_namespaces & writes.keys())
+        if shared and other.still_writing and key_of_json(_store(other, "target")) == target_key:
+            theirs = f"unfinished job {other.job_id} ({other.job_name})"
+            raise PlanError(
+                f"target namespace {display_namespace(shared[0])!r} is also written by {theirs}, from its source "
+                f"namespace {display_namespace(other.source_namespace)!r}: an id both hold would be replaced by the "
+                "last copy, and lost for good once the other's cleanup deleted its source; nothing was started",
+                hint=f"choose another target namespace, cancel job {other.job_id} (`nsmigrate cancel "
+                f"{other.job_id}`), or set allow_id_overwrite: true to write into it anyway",
+                target_namespace=display_namespace(shared[0]),
+                source_namespace=display_namespace(writes[shared[0]]),
+            )
 
 
 def crossing_warnings(spec: JobSpec, plan: Plan, others: Iterable[OpenRun]) -> list[str]:

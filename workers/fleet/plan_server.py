@@ -205,7 +205,9 @@ class PlanServer:
             with _clients_of_one_plan(self.settings, self.engines) as (open_store, open_control):
                 if submission.kind == "plan":
                     prepared = launch.prepare(spec, open_store, spec_dir, open_control, settings=self.settings)
-                    prepared.plan.warnings.extend(launch.crossings_of(self.db, prepared.spec, prepared.plan))
+                    prepared.plan.warnings.extend(
+                        launch.crossings_of(self.db, prepared.spec, prepared.plan, resumed_by_run=True)
+                    )
                     return {"outcome": "planned", "plan": summarize(prepared).as_json()}
                 started = launch.start_or_resume(
                     self.db,
