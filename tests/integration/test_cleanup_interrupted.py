@@ -23,8 +23,17 @@ from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
 from nsmigrate.workers.stores.guarded import GuardedStore
+from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from tests.integration.test_verify_cleanup import DIM, KEY_ENV, RecordingDispatcher, copied_job, make_records, make_spec
+from tests.integration.test_verify_cleanup import (
+    DIM,
+    KEY_ENV,
+    URL_ENV,
+    RecordingDispatcher,
+    copied_job,
+    make_records,
+    make_spec,
+)
 from tests.polling import wait_until
 
 #: Three chunks of deletes (1,000 ids each): Ctrl-C lands after the first and before the last.
@@ -108,3 +117,39 @@ def test_a_delete_whose_answer_is_lost_is_counted_so_no_sync_deletes_the_only_co
     assert after.deleted_by_cleanup == 40
     refusal = jobs_sync_rollback.propagate_refusal(ctx.db, run.id)
     assert refusal is not None and "earlier cleanup deleted 40" in refusal
+
+
+def test_a_postgres_delete_whose_commit_is_unanswered_counts_the_rows_its_retry_finds_gone(
+    ctx: WorkerContext, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk's conditional delete commits in Postgres, but the connection drops before its answer: the store retries,
+    and the retry finds none of the proved row versions left to take. Called "written since its proof: kept", those
+    ids were counted as no deletion, the run went to `verify_failed` as if they were still in the source, and a later
+    `sync --propagate-deletes` deleted their copies, the only ones left. Rows gone count as deleted."""
+    monkeypatch.setenv(URL_ENV, database_url)
+    common = {"kind": "pgvector", "layout": "table_per_namespace", "database_url_env": URL_ENV, "dimension": DIM}
+    job = copied_job(
+        ctx, make_spec(({**common, "table": "src"}, {**common, "table": "dst"})), {"alpha": make_records(40)}
+    )
+    assert job.verify()["passed"]
+    [run] = jobs_and_runs.runs_of(ctx.db, job.job_id)
+    delete_unchanged = PgvectorStore.delete_unchanged
+    took: list[int] = []
+
+    def committed_but_unanswered(self: PgvectorStore, namespace: str, versions: dict[str, str]) -> list[str]:
+        deleted = delete_unchanged(self, namespace, versions)
+        took.append(len(deleted))
+        if len(took) == 1:  # what the store makes of a connection lost at COMMIT (`_errors`)
+            raise RetryableError("pgvector delete failed: server closed the connection unexpectedly", status=None)
+        return deleted
+
+    monkeypatch.setattr(PgvectorStore, "delete_unchanged", committed_but_unanswered)
+
+    result = cleaning.cleanup_run(ctx, run.id, actor="tester")
+
+    assert took == [40, 0], took  # the first attempt took every row; its retry found none left
+    assert job.source.fetch("alpha", [r.id for r in make_records(40)]) == []
+    assert len(job.target.fetch("alpha", [r.id for r in make_records(40)])) == 40  # the copies: the only ones
+    assert (result["action"], result["count"]) == ("deleted", 40), result
+    assert jobs_and_runs.get_run(ctx.db, run.id).state == "cleaned"
+    assert jobs_sync_rollback.propagate_refusal(ctx.db, run.id) is not None  # no sync deletes those copies

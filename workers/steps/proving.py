@@ -128,6 +128,7 @@ def delete_proven(
             try:
                 if proof.proven and versions is not None:
                     deleted = set(deleting_from[0].delete_unchanged(deleting_from[1], _as_proved(proof, versions)))
+                    deleted |= _gone_already(deleting_from, [i for i in proof.proven if i not in deleted])
                     for id_ in [i for i in proof.proven if i not in deleted]:
                         proof.refuse(id_, "written since its proof: kept")
                     proof.proven = [i for i in proof.proven if i in deleted]
@@ -141,6 +142,17 @@ def delete_proven(
                 raise
         total.add(proof)
     return total
+
+
+def _gone_already(deleting_from: tuple[Store, str], kept: list[str]) -> set[str]:
+    """Of the proved ids a conditional delete did not take, those with no row now: deleted before it, by an earlier
+    attempt of the same delete whose commit's answer was lost (its retry finds nothing to take) or by the
+    application. They are gone from where the delete was, their proved copies the only ones, so they count as
+    deleted: called kept, a cleanup recorded none of them, and `sync --propagate-deletes` deleted those copies."""
+    if not kept:
+        return set()
+    there = {r.id for r in deleting_from[0].fetch(deleting_from[1], kept)}
+    return {id_ for id_ in kept if id_ not in there}
 
 
 def _as_proved(proof: Proof, versions: Mapping[str, str]) -> dict[str, str]:
