@@ -148,12 +148,12 @@ def _plan(spec: Path, plan_here: bool, database_url: str | None, redis_url: str 
 
 
 def _crossings(url: str, prepared: Any) -> list[str]:
-    """``launch.crossings_of`` for a dry run: a job table that cannot be read is a warning, and one not made yet
+    """``crossing_jobs.crossings_of`` for a dry run: a job table that cannot be read is a warning, and one not made yet
     holds no other job; a target namespace another unfinished job writes into is refused, as `run` refuses it."""
     import sqlalchemy as sa
 
-    from nsmigrate.orchestrator import launch
     from nsmigrate.orchestrator.errors import PlanError
+    from nsmigrate.orchestrator.jobs import crossing_jobs
     from nsmigrate.orchestrator.jobs import database as jobs_database
     from nsmigrate.orchestrator.redaction import redact_url
 
@@ -162,7 +162,7 @@ def _crossings(url: str, prepared: Any) -> list[str]:
         try:
             if not sa.inspect(database.engine).has_table("jobs"):
                 return []
-            return launch.crossings_of(database, prepared.spec, prepared.plan, resumed_by_run=True)
+            return crossing_jobs.crossings_of(database, prepared.spec, prepared.plan, resumed_by_run=True)
         finally:
             database.dispose()
     except PlanError:

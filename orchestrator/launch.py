@@ -20,14 +20,13 @@ from nsmigrate.orchestrator import pgvector_layout, pgvector_rows, recovery, ret
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.errors import NotFound, NsmigrateError, PlanError, RetryableError, SpecChanged, SpecError
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
+from nsmigrate.orchestrator.jobs import crossing_jobs, jobs_and_runs
 from nsmigrate.orchestrator.jobs import database as jobs_database
-from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.listing import small_namespaces
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_step
 from nsmigrate.orchestrator.models import Job
 from nsmigrate.orchestrator.pgvector_layout import check_distinct_tables, check_target_names
-from nsmigrate.orchestrator.planning import crossings
 from nsmigrate.orchestrator.planning.collection_strategy import plan_collection
 from nsmigrate.orchestrator.planning.convert_checks import convert_note, converts_to, prepare_convert
 from nsmigrate.orchestrator.planning.document_checks import check_document_keys
@@ -50,7 +49,7 @@ from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 from nsmigrate.orchestrator.spec.differences import spec_differences
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, spec_to_json
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
-from nsmigrate.orchestrator.states import OPEN_RUN_STATES, VERIFIABLE_RUN_STATES
+from nsmigrate.orchestrator.states import VERIFIABLE_RUN_STATES
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_owners, load_sources, load_twins
 
@@ -183,10 +182,18 @@ class _Starting:
         self.refused: dict[str, str] = {}
 
     def start(self, prepared: Prepared, checking: Collection[str]) -> None:
-        prepared.plan.warnings.extend(crossings_of(self.db, prepared.spec, prepared.plan))
+        prepared.plan.warnings.extend(crossing_jobs.crossings_of(self.db, prepared.spec, prepared.plan))
         events = self.before_write(prepared) if self.before_write is not None else []
+        # Asked again as the job is written: another job planned meanwhile may write into the same namespaces.
+        recheck = partial(crossing_jobs.check_shared_targets, self.db, prepared.spec, prepared.plan)
         self.job_id = launch(
-            self.db, self.dispatcher, prepared, actor=self.actor, checking=checking, settings=self.settings
+            self.db,
+            self.dispatcher,
+            prepared,
+            actor=self.actor,
+            checking=checking,
+            settings=self.settings,
+            recheck=recheck,
         )
         for action, detail in events:
             jobs_and_runs.record_event(self.db, action, self.actor or default_actor(), self.job_id, **detail)
@@ -205,33 +212,6 @@ class _Starting:
         )
         if self.refused:  # the others may all be final already
             jobs_and_runs.maybe_finish_job(self.db, self.job_id)
-
-
-def crossings_of(db: jobs_database.Database, spec: JobSpec, plan: Plan, *, resumed_by_run: bool = False) -> list[str]:
-    """Warnings for the namespaces ``plan`` shares with other unfinished jobs (``crossings``), shown with the plan and
-    kept in its ``job_created`` event; PlanError for a target namespace another job still writes into
-    (``crossings.check_shared_targets``). ``resumed_by_run``: a dry plan, whose spec `run` would resume the unfinished
-    job of its name with (that job is not another)."""
-    sources = {run.source_namespace for run in plan.runs}
-    targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
-    # Stores first, namespaces after: only the runs of jobs on this job's stores are read (thousands of namespaces
-    # each, for jobs of many small ones).
-    jobs = [
-        job_id
-        for job_id, other in jobs_and_runs.open_migrate_jobs(db)
-        if (crossings.stores_may_cross(spec, other) or crossings.writes_same_store(spec, other))
-        and not (resumed_by_run and other.get("name") == spec.name)
-    ]
-    if not jobs:
-        return []
-    others = [
-        crossings.OpenRun(job_id, name, spec_json, source, frozenset(wrote), state in OPEN_RUN_STATES)
-        for job_id, name, spec_json, source, wrote, state in jobs_and_runs.open_runs_crossing(
-            db, sources, targets, jobs
-        )
-    ]
-    crossings.check_shared_targets(spec, plan, others)
-    return crossings.crossing_warnings(spec, plan, others)
 
 
 def _prepare(
@@ -368,11 +348,12 @@ def launch(
     checking: Collection[str] = (),
     *,
     settings: Settings = DEFAULTS,
+    recheck: Callable[[], None] | None = None,
 ) -> int:
     """Write the job and its namespace runs, then enqueue their work (``send_work``). Returns the job id. ``actor``:
     who asked, for the audit log (default: this process's user@host); ``checking``: source namespaces whose own
-    checks are still to be made, written ``checking`` and sent later. Jobs start through ``start_or_resume``; tests
-    and benchmarks call this with plans of their own."""
+    checks are still to be made, written ``checking`` and sent later; ``recheck``: ``create_job``'s. Jobs start
+    through ``start_or_resume``; tests and benchmarks call this with plans of their own."""
     job_id = jobs_and_runs.create_job(
         db,
         prepared.spec,
@@ -382,6 +363,7 @@ def launch(
         actor=actor,
         planning={mark: round(at, 3) for mark, at in prepared.marks.items()},
         checking=checking,
+        recheck=recheck,
     )
     if prepared.spec.strategy != "fleet":
         # Pinecone copies (a collection, a conversion) or imports the files one step writes; the runs are verified

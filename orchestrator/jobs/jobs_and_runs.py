@@ -3,7 +3,7 @@ audit event."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,10 @@ _INSERT_RUNS = sa.insert(_runs).from_select(
 )
 
 
+#: The advisory lock a job is created under when it asks a question of the other jobs (``create_job`` ``recheck``).
+JOB_CREATION_LOCK = 7316002
+
+
 def create_job(
     db: Database,
     spec: JobSpec,
@@ -92,14 +96,20 @@ def create_job(
     parent_job_id: int | None = None,
     planning: dict[str, float] | None = None,
     checking: Collection[str] = (),
+    recheck: Callable[[], None] | None = None,
 ) -> int:
     """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
     passed its steps (``planning.prepared.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
-    namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``)."""
+    namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``).
+    ``recheck``: asked before anything is written, while no other job given one is being created (a lock until this
+    one is committed), so that it sees every such job created before; what it raises is raised, nothing written."""
     from nsmigrate.orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
 
     actor = actor or default_actor()
     with db.transaction() as s:
+        if recheck is not None:
+            s.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": JOB_CREATION_LOCK})
+            recheck()
         job = Job(
             name=spec.name, kind=kind, spec=spec_to_json(spec), state=JobState.RUNNING, parent_job_id=parent_job_id
         )
@@ -225,62 +235,6 @@ def _job_spec(db: Database, s: Session, job_id: int) -> JobSpec:
 
         spec = db._specs.setdefault(key, JobSpec.model_validate(job.spec))
     return spec
-
-
-_RUN_DONE = [RunState.CLEANED, RunState.CANCELLED]
-
-
-def open_migrate_jobs(db: Database) -> list[tuple[int, dict[str, Any]]]:
-    """``(job id, its spec)`` of every migrate job not cancelled with a run neither cleaned nor cancelled (a cleanup
-    may still delete its source): the jobs a new one may cross (``open_runs_crossing``)."""
-    open_run = sa.exists().where(NamespaceRun.job_id == Job.id, NamespaceRun.state.not_in(_RUN_DONE))
-    stmt = sa.select(Job.id, Job.spec).where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, open_run)
-    with db.transaction() as s:
-        return [(job_id, spec or {}) for job_id, spec in s.execute(stmt.order_by(Job.id))]
-
-
-def open_runs_crossing(
-    db: Database, sources: Collection[str], targets: Collection[str], job_ids: Collection[int]
-) -> list[tuple[int, str, dict[str, Any], str, set[str], str]]:
-    """``(job id, job name, its spec, source namespace, target namespaces, run state)`` of every run of the
-    unfinished migrate jobs ``job_ids`` (not cancelled; the run neither cleaned nor cancelled: a cleanup may still
-    delete its source) whose source is one of ``targets`` or whose target namespaces hold one of ``sources`` or
-    ``targets``. Matched by name: the caller compares the stores, and names only the jobs whose stores may cross
-    (``open_migrate_jobs``)."""
-    done = _RUN_DONE
-    crossing = sa.or_(
-        NamespaceRun.source_namespace.in_(list(targets)),
-        NamespaceRun.target_namespace.in_([*sources, *targets]),
-        NamespaceRun.target_namespace.is_(None),  # routed: its targets are the namespaces it wrote
-    )
-    stmt = (
-        sa.select(NamespaceRun.job_id, NamespaceRun.source_namespace, NamespaceRun.target_namespace)
-        .add_columns(NamespaceRun.target_namespaces, NamespaceRun.state)
-        .join(Job, NamespaceRun.job_id == Job.id)
-        .where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, NamespaceRun.state.not_in(done), crossing)
-        .where(NamespaceRun.job_id.in_(list(job_ids)))
-        .order_by(NamespaceRun.job_id, NamespaceRun.id)
-    )
-    found = []
-    with db.transaction() as s:
-        rows = s.execute(stmt).all()
-        # Each job's name and spec once, not on each of its runs: a job of 2,000 namespaces would parse its spec
-        # 2,000 times.
-        job_ids = {row[0] for row in rows}
-        jobs = (
-            {}
-            if not job_ids
-            else dict(
-                (job_id, (name, spec or {}))
-                for job_id, name, spec in s.execute(sa.select(Job.id, Job.name, Job.spec).where(Job.id.in_(job_ids)))
-            )
-        )
-    for job_id, source, target, written, state in rows:
-        wrote = {*(written or []), *([target] if target is not None else [])}
-        if source in targets or wrote & {*sources, *targets}:
-            name, spec = jobs[job_id]
-            found.append((job_id, name, spec, source, wrote, state))
-    return found
 
 
 def runs_of(db: Database, job_id: int, namespace: str | None = None) -> list[NamespaceRun]:

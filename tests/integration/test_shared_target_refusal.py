@@ -16,8 +16,15 @@ import yaml
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
+from nsmigrate.orchestrator import launch
+from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.planning.prepared import Prepared
+from nsmigrate.orchestrator.settings import Settings
+from nsmigrate.orchestrator.spec.jobspec import load_spec
+from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 
 DIM = 4
@@ -88,4 +95,28 @@ def test_a_target_namespace_an_unfinished_job_writes_into_is_refused_to_another(
         assert run_cli("cancel", job).exit_code == 0
     assert run_cli("run", second_spec, "--plan-here").exit_code == 0
     assert sorted(job["name"] for job in jobs_status.list_jobs(db)) == ["allowed", "elsewhere", "first", "second"]
+    db.dispose()
+
+
+def test_of_two_jobs_planned_at_the_same_moment_into_one_namespace_the_second_written_is_refused(
+    run_cli: Any, sandbox: PineconeSandbox, tmp_path: Path, job_table_url: str, redis_url: str
+) -> None:
+    """The check when planning ends cannot see a job whose planning ends a moment later; it is asked again as the job
+    is written, one job at a time. Played here by writing the first job between the second's check and its write
+    (the second's ``before_write``: where its backup would be written, which can take minutes)."""
+    db = jobs_database.Database(job_table_url, create=False)
+    dispatcher = Dispatcher(Settings(database_url=job_table_url, redis_url=redis_url))
+    first, second = (
+        load_spec(Path(spec_file(tmp_path, sandbox, n, ns))) for n, ns in [("a", "twin-a"), ("b", "twin-b")]
+    )
+
+    def meanwhile_the_first_is_written(_prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
+        launch.start_or_resume(db, dispatcher, first, open_retrying_store)
+        return []
+
+    with pytest.raises(PlanError, match="also written by unfinished job 1 \\(a\\)"):
+        launch.start_or_resume(db, dispatcher, second, open_retrying_store, before_write=meanwhile_the_first_is_written)
+
+    assert sorted(job["name"] for job in jobs_status.list_jobs(db)) == ["a"]
+    dispatcher.close()
     db.dispose()

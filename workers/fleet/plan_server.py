@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.connections.database_urls import KeptEngines
 from nsmigrate.orchestrator.errors import NsmigrateError
+from nsmigrate.orchestrator.jobs import crossing_jobs
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.messaging import submissions
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
@@ -206,7 +207,7 @@ class PlanServer:
                 if submission.kind == "plan":
                     prepared = launch.prepare(spec, open_store, spec_dir, open_control, settings=self.settings)
                     prepared.plan.warnings.extend(
-                        launch.crossings_of(self.db, prepared.spec, prepared.plan, resumed_by_run=True)
+                        crossing_jobs.crossings_of(self.db, prepared.spec, prepared.plan, resumed_by_run=True)
                     )
                     return {"outcome": "planned", "plan": summarize(prepared).as_json()}
                 started = launch.start_or_resume(

@@ -1,0 +1,114 @@
+"""The other unfinished migrate jobs a new job's namespaces cross, read from the job table, and judged by
+``planning.crossings`` (pure): warnings shown with the plan, and a target namespace another job still writes into,
+refused. Jobs are created one at a time (``jobs_and_runs.create_job`` holds a lock for it), and the refusal is asked
+again under that lock: two jobs planned at the same moment cannot both pass it."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from nsmigrate.orchestrator.jobs.database import Database
+from nsmigrate.orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState
+from nsmigrate.orchestrator.planning import crossings
+from nsmigrate.orchestrator.states import OPEN_RUN_STATES
+
+if TYPE_CHECKING:
+    from nsmigrate.orchestrator.planning.plan import Plan
+    from nsmigrate.orchestrator.spec.jobspec import JobSpec
+
+
+def crossings_of(db: Database, spec: JobSpec, plan: Plan, *, resumed_by_run: bool = False) -> list[str]:
+    """Warnings for the namespaces ``plan`` shares with other unfinished jobs (``crossings``), shown with the plan and
+    kept in its ``job_created`` event; PlanError for a target namespace another job still writes into
+    (``crossings.check_shared_targets``). ``resumed_by_run``: a dry plan, whose spec `run` would resume the unfinished
+    job of its name with (that job is not another)."""
+    others = _crossing_runs(db, spec, plan, resumed_by_run)
+    crossings.check_shared_targets(spec, plan, others)
+    return crossings.crossing_warnings(spec, plan, others)
+
+
+def check_shared_targets(db: Database, spec: JobSpec, plan: Plan) -> None:
+    """``crossings.check_shared_targets`` against the job table as it is now (``create_job`` asks it under its lock).
+
+    Raises:
+        PlanError: a target namespace another job still writes into.
+    """
+    crossings.check_shared_targets(spec, plan, _crossing_runs(db, spec, plan, resumed_by_run=False))
+
+
+def _crossing_runs(db: Database, spec: JobSpec, plan: Plan, resumed_by_run: bool) -> list[crossings.OpenRun]:
+    sources = {run.source_namespace for run in plan.runs}
+    targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
+    # Stores first, namespaces after: only the runs of jobs on this job's stores are read (thousands of namespaces
+    # each, for jobs of many small ones).
+    jobs = [
+        job_id
+        for job_id, other in open_migrate_jobs(db)
+        if (crossings.stores_may_cross(spec, other) or crossings.writes_same_store(spec, other))
+        and not (resumed_by_run and other.get("name") == spec.name)
+    ]
+    if not jobs:
+        return []
+    return [
+        crossings.OpenRun(job_id, name, spec_json, source, frozenset(wrote), state in OPEN_RUN_STATES)
+        for job_id, name, spec_json, source, wrote, state in open_runs_crossing(db, sources, targets, jobs)
+    ]
+
+
+_RUN_DONE = [RunState.CLEANED, RunState.CANCELLED]
+
+
+def open_migrate_jobs(db: Database) -> list[tuple[int, dict[str, Any]]]:
+    """``(job id, its spec)`` of every migrate job not cancelled with a run neither cleaned nor cancelled (a cleanup
+    may still delete its source): the jobs a new one may cross (``open_runs_crossing``)."""
+    open_run = sa.exists().where(NamespaceRun.job_id == Job.id, NamespaceRun.state.not_in(_RUN_DONE))
+    stmt = sa.select(Job.id, Job.spec).where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, open_run)
+    with db.transaction() as s:
+        return [(job_id, spec or {}) for job_id, spec in s.execute(stmt.order_by(Job.id))]
+
+
+def open_runs_crossing(
+    db: Database, sources: Collection[str], targets: Collection[str], job_ids: Collection[int]
+) -> list[tuple[int, str, dict[str, Any], str, set[str], str]]:
+    """``(job id, job name, its spec, source namespace, target namespaces, run state)`` of every run of the
+    unfinished migrate jobs ``job_ids`` (not cancelled; the run neither cleaned nor cancelled: a cleanup may still
+    delete its source) whose source is one of ``targets`` or whose target namespaces hold one of ``sources`` or
+    ``targets``. Matched by name: the caller compares the stores, and names only the jobs whose stores may cross
+    (``open_migrate_jobs``)."""
+    done = _RUN_DONE
+    crossing = sa.or_(
+        NamespaceRun.source_namespace.in_(list(targets)),
+        NamespaceRun.target_namespace.in_([*sources, *targets]),
+        NamespaceRun.target_namespace.is_(None),  # routed: its targets are the namespaces it wrote
+    )
+    stmt = (
+        sa.select(NamespaceRun.job_id, NamespaceRun.source_namespace, NamespaceRun.target_namespace)
+        .add_columns(NamespaceRun.target_namespaces, NamespaceRun.state)
+        .join(Job, NamespaceRun.job_id == Job.id)
+        .where(Job.kind == JobKind.MIGRATE, Job.state != JobState.CANCELLED, NamespaceRun.state.not_in(done), crossing)
+        .where(NamespaceRun.job_id.in_(list(job_ids)))
+        .order_by(NamespaceRun.job_id, NamespaceRun.id)
+    )
+    found = []
+    with db.transaction() as s:
+        rows = s.execute(stmt).all()
+        # Each job's name and spec once, not on each of its runs: a job of 2,000 namespaces would parse its spec
+        # 2,000 times.
+        job_ids = {row[0] for row in rows}
+        jobs = (
+            {}
+            if not job_ids
+            else dict(
+                (job_id, (name, spec or {}))
+                for job_id, name, spec in s.execute(sa.select(Job.id, Job.name, Job.spec).where(Job.id.in_(job_ids)))
+            )
+        )
+    for job_id, source, target, written, state in rows:
+        wrote = {*(written or []), *([target] if target is not None else [])}
+        if source in targets or wrote & {*sources, *targets}:
+            name, spec = jobs[job_id]
+            found.append((job_id, name, spec, source, wrote, state))
+    return found
