@@ -13,11 +13,14 @@ import sqlalchemy as sa
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState
 from nsmigrate.orchestrator.planning import crossings
-from nsmigrate.orchestrator.states import OPEN_RUN_STATES
 
 if TYPE_CHECKING:
     from nsmigrate.orchestrator.planning.plan import Plan
     from nsmigrate.orchestrator.spec.jobspec import JobSpec
+
+
+#: A run in one of these states may still write into its targets: its lister or batches are still to come.
+COPY_UNDER_WAY = (RunState.CHECKING, RunState.PENDING, RunState.LISTING, RunState.LIST_FAILED, RunState.COPYING)
 
 
 def crossings_of(db: Database, spec: JobSpec, plan: Plan, *, resumed_by_run: bool = False) -> list[str]:
@@ -53,7 +56,7 @@ def _crossing_runs(db: Database, spec: JobSpec, plan: Plan, resumed_by_run: bool
     if not jobs:
         return []
     return [
-        crossings.OpenRun(job_id, name, spec_json, source, frozenset(wrote), state in OPEN_RUN_STATES)
+        crossings.OpenRun(job_id, name, spec_json, source, frozenset(wrote), state in COPY_UNDER_WAY)
         for job_id, name, spec_json, source, wrote, state in open_runs_crossing(db, sources, targets, jobs)
     ]
 

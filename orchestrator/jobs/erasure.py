@@ -12,7 +12,7 @@ from nsmigrate.orchestrator.errors import NotFound, WrongJobKind
 from nsmigrate.orchestrator.jobs import erasure_ledger
 from nsmigrate.orchestrator.jobs.database import Database, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES
-from nsmigrate.orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceKind, PlaceState
+from nsmigrate.orchestrator.models import ErasePlace, Job, JobKind, JobState, PlaceKind, PlaceState, utcnow
 from nsmigrate.orchestrator.settings import DEFAULTS
 
 FINAL_PLACE_STATES = (PlaceState.VERIFIED, PlaceState.FAILED)
@@ -70,8 +70,6 @@ def claim_stalled_places(db: Database, idle_s: float) -> list[ErasePlace]:
     and recording it unacknowledged) or their worker is gone for good. Backups are not taken: the command erases
     them on its own host. Each is touched (``updated_at``), so it is claimed again only after another ``idle_s``
     with no change; rows another session holds locked are left to the next sweep."""
-    from nsmigrate.orchestrator.models import utcnow
-
     now = utcnow()
     other = sa.orm.aliased(ErasePlace)
     changed_lately = sa.exists().where(

@@ -32,7 +32,8 @@ class OpenRun:
     spec: dict[str, object]
     source_namespace: str
     target_namespaces: frozenset[str]
-    #: Not judged yet (``OPEN_RUN_STATES``): its copy may still write, and its target's count not show it.
+    #: Its copy has not ended (a lister or batches still to come): it may still write, and its target's count not
+    #: show it.
     still_writing: bool = False
 
 
@@ -54,11 +55,12 @@ def writes_same_store(spec: JobSpec, other: dict[str, object]) -> bool:
 
 
 def check_shared_targets(spec: JobSpec, plan: Plan, others: Iterable[OpenRun]) -> None:
-    """Refuse a target namespace of ``plan`` that a run of another job still writes into (not judged yet), in the
-    same store, unless ``allow_id_overwrite``. An id both sources hold would be overwritten by whichever copy lands
-    last; once one job's cleanup has deleted its source, the other's copy replaces the only one left. The target's
-    vector count cannot rule this out: it is 0 until the other job writes, and it lags the writes (a judged run's
-    writes are readable: its verification waited for them, so the count refuses a target it wrote)."""
+    """Refuse a target namespace of ``plan`` that a run of another job still writes into (its copy has not ended), in
+    the same store, unless ``allow_id_overwrite``. An id both sources hold would be overwritten by whichever copy
+    lands last; once one job's cleanup has deleted its source, the other's copy replaces the only one left. The
+    target's vector count cannot rule this out: it is 0 until the other job writes, and it lags the writes. A copy
+    that ended is left to that count: a job run with verification off stays ``copied`` for good, and its target
+    may have been emptied since."""
     if spec.allow_id_overwrite:
         return
     target_key = spec_identity(spec.target)
