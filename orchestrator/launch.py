@@ -14,7 +14,7 @@ from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nsmigrate.orchestrator import pgvector_layout, pgvector_rows, recovery, retry_policy
 from nsmigrate.orchestrator.actor import default_actor
@@ -52,6 +52,9 @@ from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.orchestrator.states import VERIFIABLE_RUN_STATES
 from nsmigrate.orchestrator.store import Store
 from nsmigrate.orchestrator.tenancy.creator_mapping import load_owners, load_sources, load_twins
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 StoreOpener = Callable[[Any], Store]
 ControlOpener = Callable[[Any], IndexControl]
@@ -184,8 +187,11 @@ class _Starting:
     def start(self, prepared: Prepared, checking: Collection[str]) -> None:
         prepared.plan.warnings.extend(crossing_jobs.crossings_of(self.db, prepared.spec, prepared.plan))
         events = self.before_write(prepared) if self.before_write is not None else []
+
         # Asked again as the job is written: another job planned meanwhile may write into the same namespaces.
-        recheck = partial(crossing_jobs.check_shared_targets, self.db, prepared.spec, prepared.plan)
+        def recheck(session: Session) -> None:
+            crossing_jobs.check_shared_targets(session, prepared.spec, prepared.plan)
+
         self.job_id = launch(
             self.db,
             self.dispatcher,
@@ -348,7 +354,7 @@ def launch(
     checking: Collection[str] = (),
     *,
     settings: Settings = DEFAULTS,
-    recheck: Callable[[], None] | None = None,
+    recheck: Callable[[Session], None] | None = None,
 ) -> int:
     """Write the job and its namespace runs, then enqueue their work (``send_work``). Returns the job id. ``actor``:
     who asked, for the audit log (default: this process's user@host); ``checking``: source namespaces whose own

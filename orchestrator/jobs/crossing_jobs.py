@@ -9,6 +9,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState
@@ -33,13 +34,35 @@ def crossings_of(db: Database, spec: JobSpec, plan: Plan, *, resumed_by_run: boo
     return crossings.crossing_warnings(spec, plan, others)
 
 
-def check_shared_targets(db: Database, spec: JobSpec, plan: Plan) -> None:
-    """``crossings.check_shared_targets`` against the job table as it is now (``create_job`` asks it under its lock).
+def check_shared_targets(session: Session, spec: JobSpec, plan: Plan) -> None:
+    """``crossings.check_shared_targets`` against the job table as it is now, in ``session`` (``create_job``'s, under
+    its lock): one query, of the runs still copying into a namespace ``plan`` writes (most often none).
 
     Raises:
         PlanError: a target namespace another job still writes into.
     """
-    crossings.check_shared_targets(spec, plan, _crossing_runs(db, spec, plan, resumed_by_run=False))
+    if spec.allow_id_overwrite:
+        return
+    targets = [run.target_namespace for run in plan.runs if run.target_namespace is not None]
+    copying = (
+        sa.select(NamespaceRun.job_id, Job.name, Job.spec, NamespaceRun.source_namespace, NamespaceRun.target_namespace)
+        .add_columns(NamespaceRun.target_namespaces)
+        .join(Job, NamespaceRun.job_id == Job.id)
+        .where(
+            Job.kind == JobKind.MIGRATE,
+            Job.state != JobState.CANCELLED,
+            NamespaceRun.state.in_(COPY_UNDER_WAY),
+            sa.or_(NamespaceRun.target_namespace.in_(targets), NamespaceRun.target_namespace.is_(None)),
+        )
+    )
+    rows = session.execute(copying).all()
+    others = [
+        crossings.OpenRun(
+            job_id, name, other or {}, source, frozenset({*(wrote or []), *([target] if target else [])}), True
+        )
+        for job_id, name, other, source, target, wrote in rows
+    ]
+    crossings.check_shared_targets(spec, plan, others)
 
 
 def _crossing_runs(db: Database, spec: JobSpec, plan: Plan, resumed_by_run: bool) -> list[crossings.OpenRun]:

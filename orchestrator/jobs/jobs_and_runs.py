@@ -96,20 +96,21 @@ def create_job(
     parent_job_id: int | None = None,
     planning: dict[str, float] | None = None,
     checking: Collection[str] = (),
-    recheck: Callable[[], None] | None = None,
+    recheck: Callable[[Session], None] | None = None,
 ) -> int:
     """Write the job and one namespace run per planned namespace; returns the job id. ``planning``: when planning
     passed its steps (``planning.prepared.Prepared.marks``), kept in the ``job_created`` event. ``checking``: the source
     namespaces whose own checks are still to be made; their runs start ``checking`` (``finish_namespace_checks``).
-    ``recheck``: asked before anything is written, while no other job given one is being created (a lock until this
-    one is committed), so that it sees every such job created before; what it raises is raised, nothing written."""
+    ``recheck``: asked in the job's transaction before anything is written, while no other job given one is being
+    created (a lock until this one is committed), so that it sees every such job created before; what it raises is
+    raised, nothing written."""
     from nsmigrate.orchestrator.spec.jobspec import spec_to_json  # once per job; see the TYPE_CHECKING block
 
     actor = actor or default_actor()
     with db.transaction() as s:
         if recheck is not None:
             s.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": JOB_CREATION_LOCK})
-            recheck()
+            recheck(s)
         job = Job(
             name=spec.name, kind=kind, spec=spec_to_json(spec), state=JobState.RUNNING, parent_job_id=parent_job_id
         )
