@@ -234,6 +234,9 @@ LISTER_MOVES_RUN_STATES = tuple(
 COPY_DONE_RUN_STATES = _reachable(
     RUN_TRANSITIONS, RunState.COPIED, avoiding=frozenset({RunState.COPYING, RunState.CANCELLED})
 )
+#: A run in one of these states may still write into its targets: its copy has not ended (a lister or batches still
+#: to come) and was not cancelled.
+COPY_UNDER_WAY_RUN_STATES = tuple(s for s in RunState if s not in COPY_DONE_RUN_STATES and s != RunState.CANCELLED)
 #: A run in one of these states is being verified or cleaned up: something still happens to it.
 BUSY_RUN_STATES = (RunState.VERIFYING, RunState.CLEANING)
 #: A run in one of these states was judged by verification (and maybe cleaned up after): done copying, past copied,

@@ -14,14 +14,11 @@ from sqlalchemy.orm import Session
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.models import Job, JobKind, JobState, NamespaceRun, RunState
 from nsmigrate.orchestrator.planning import crossings
+from nsmigrate.orchestrator.states import COPY_UNDER_WAY_RUN_STATES
 
 if TYPE_CHECKING:
     from nsmigrate.orchestrator.planning.plan import Plan
     from nsmigrate.orchestrator.spec.jobspec import JobSpec
-
-
-#: A run in one of these states may still write into its targets: its lister or batches are still to come.
-COPY_UNDER_WAY = (RunState.CHECKING, RunState.PENDING, RunState.LISTING, RunState.LIST_FAILED, RunState.COPYING)
 
 
 def crossings_of(db: Database, spec: JobSpec, plan: Plan, *, resumed_by_run: bool = False) -> list[str]:
@@ -51,7 +48,7 @@ def check_shared_targets(session: Session, spec: JobSpec, plan: Plan) -> None:
         .where(
             Job.kind == JobKind.MIGRATE,
             Job.state != JobState.CANCELLED,
-            NamespaceRun.state.in_(COPY_UNDER_WAY),
+            NamespaceRun.state.in_(COPY_UNDER_WAY_RUN_STATES),
             sa.or_(NamespaceRun.target_namespace.in_(targets), NamespaceRun.target_namespace.is_(None)),
         )
     )
@@ -79,7 +76,7 @@ def _crossing_runs(db: Database, spec: JobSpec, plan: Plan, resumed_by_run: bool
     if not jobs:
         return []
     return [
-        crossings.OpenRun(job_id, name, spec_json, source, frozenset(wrote), state in COPY_UNDER_WAY)
+        crossings.OpenRun(job_id, name, spec_json, source, frozenset(wrote), state in COPY_UNDER_WAY_RUN_STATES)
         for job_id, name, spec_json, source, wrote, state in open_runs_crossing(db, sources, targets, jobs)
     ]
 

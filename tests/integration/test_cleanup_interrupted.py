@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 from typer.testing import CliRunner
@@ -29,11 +29,11 @@ from tests.integration.test_verify_cleanup import (
     DIM,
     KEY_ENV,
     URL_ENV,
-    RecordingDispatcher,
     copied_job,
     make_records,
     make_spec,
 )
+from tests.integration.test_verify_cleanup import ctx as ctx
 from tests.polling import wait_until
 
 #: Three chunks of deletes (1,000 ids each): Ctrl-C lands after the first and before the last.
@@ -43,11 +43,6 @@ VECTORS = 3000
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
     return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
-
-
-@pytest.fixture
-def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
-    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
 
 
 def test_ctrl_c_stops_a_cleanup_between_chunks_with_every_delete_counted(

@@ -9,8 +9,6 @@ that lags as well: it waits until the reads are shown to reflect the erasure's d
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from nsmigrate.orchestrator.errors import ErasureFailed
@@ -20,7 +18,8 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import erasing
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from tests.integration.test_verify_cleanup import RecordingDispatcher, make_records
+from tests.integration.test_verify_cleanup import ctx as ctx
+from tests.integration.test_verify_cleanup import make_records
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_ERASE_LAG_PINECONE_KEY"
@@ -30,11 +29,6 @@ LAG_S = 3.0
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
     return [IndexSpec("erase-lag", DIM)]
-
-
-@pytest.fixture
-def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
-    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
 
 
 def test_a_record_written_just_before_the_erasure_is_never_left_under_a_verified_receipt(

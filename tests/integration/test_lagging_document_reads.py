@@ -5,7 +5,6 @@ compare the copy with an older version of its source document, nor an erasure ju
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +19,8 @@ from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
-from tests.integration.test_verify_cleanup import DIM, RecordingDispatcher, copied_job, make_records, make_spec
+from tests.integration.test_verify_cleanup import DIM, copied_job, make_records, make_spec
+from tests.integration.test_verify_cleanup import ctx as ctx
 
 KEY_ENV = "NSMIGRATE_TEST_DOC_LAG_PINECONE_KEY"
 LAG_S = 3.0
@@ -29,11 +29,6 @@ LAG_S = 3.0
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
     return [document_index("docs-src", DocumentSchema(DenseField("embedding", DIM, "cosine"))), IndexSpec("dst", DIM)]
-
-
-@pytest.fixture
-def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., WorkerContext]) -> WorkerContext:
-    return worker_context(job_table_url, redis_url, dispatcher=RecordingDispatcher())
 
 
 def test_a_document_written_just_before_the_cleanup_is_proved_as_it_is_now_and_kept(

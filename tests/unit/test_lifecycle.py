@@ -66,6 +66,7 @@ def test_the_groups_built_from_the_tables_are_the_ones_the_statements_were_writt
     assert lifecycle.LISTABLE_RUN_STATES == lifecycle.LIST_FAILABLE_RUN_STATES == (R.PENDING, R.LISTING, R.COPYING)
     assert lifecycle.LISTER_MOVES_RUN_STATES == (R.PENDING, R.LISTING)
     assert lifecycle.COPY_DONE_RUN_STATES == (R.COPIED, R.VERIFYING, R.VERIFIED, R.VERIFY_FAILED, R.CLEANING, R.CLEANED)
+    assert lifecycle.COPY_UNDER_WAY_RUN_STATES == (R.CHECKING, R.PENDING, R.LISTING, R.LIST_FAILED, R.COPYING)
     assert lifecycle.JUDGED_RUN_STATES == (R.VERIFIED, R.VERIFY_FAILED, R.CLEANED)
     assert lifecycle.FINAL_RUN_STATES == (R.VERIFIED, R.VERIFY_FAILED, R.CLEANED, R.CANCELLED)
     assert set(lifecycle.OPEN_RUN_STATES) == set(RunState) - set(lifecycle.FINAL_RUN_STATES)
