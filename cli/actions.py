@@ -30,7 +30,7 @@ from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.workers.steps.cleaning import cleanup_run
+from nsmigrate.workers.steps.cleaning import CLEANED_ALREADY, UNDER_WAY, cleanup_run
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.steps.syncing import sync_runs
 
@@ -191,7 +191,7 @@ def cleanup(
                 decommission_now=decommission_now,
                 stop=stop_asked,
             )
-            not_done += result["action"] in ("refused", "failed", "stopped")
+            not_done += result["action"] in ("refused", "failed", "stopped", UNDER_WAY)
             name = display_namespace(r.source_namespace)
             if result["action"] == "refused":
                 if result["reason"] in said:  # a reason the whole job shares (the cut-over's): said once
@@ -218,11 +218,13 @@ def cleanup_outcome(result: dict[str, Any]) -> str:
     action, count, reason = result["action"], result["count"], result.get("reason")
     if action == "deleted":
         return f"deleted {count}"
+    if action == CLEANED_ALREADY:
+        return "cleaned already"
     if action == "would_delete":
         return f"would delete {count} (dry run)"
     if action in ("failed", "stopped") and count:
         return f"{action} after deleting {count} — {reason}"  # a refusal's reason says what it deleted itself
-    return f"{action} — {reason}"
+    return f"{action.replace('_', ' ')} — {reason}"
 
 
 @app.command()

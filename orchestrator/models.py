@@ -64,6 +64,9 @@ class Job(Base):
 
 #: The key of a run's ``cleanup`` record set when its job was cancelled while a cleanup of it was deleting.
 CANCELLED_WHILE_CLEANING = "cancelled_while_cleaning"
+#: The key of a run's ``cleanup`` record set when a cleanup of it was taken up after its worker died deleting: how
+#: many ids that one deleted is unknown (``jobs.verdicts.take_up_lost_cleanup``).
+CLEANUP_WORKER_LOST = "cleanup_worker_lost"
 
 
 class NamespaceRun(Base):
@@ -113,6 +116,15 @@ class NamespaceRun(Base):
         return int((self.cleanup or {}).get("deleted_count") or 0)
 
     @property
+    def cleanup_stopped_part_way(self) -> bool:
+        """Whether a cleanup of this run stopped part-way with source ids deleted, or maybe deleted (its worker died:
+        ``CLEANUP_WORKER_LOST``): the source lacks them on purpose, so its verification can no longer pass, and a
+        cleanup takes the rest up again proving every id left."""
+        return self.deleted_by_cleanup > 0 or (
+            self.state != RunState.CLEANED and bool((self.cleanup or {}).get(CLEANUP_WORKER_LOST))
+        )
+
+    @property
     def source_may_be_deleted(self) -> bool:
         """Whether a cleanup deleted, is deleting, or may have deleted source ids of this run: their target copies may
         be the only ones left, so no read may go back to the source and no absence from it may be propagated to the
@@ -120,7 +132,7 @@ class NamespaceRun(Base):
         only to that cleanup, whose host may be lost."""
         return (
             self.state in (RunState.CLEANING, RunState.CLEANED)
-            or self.deleted_by_cleanup > 0
+            or self.cleanup_stopped_part_way
             or bool((self.cleanup or {}).get(CANCELLED_WHILE_CLEANING))
         )
 

@@ -13,12 +13,14 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    dead lister's lock (``workers.steps.listing``); a batch clears the lister's wake-up flag it may have set without
    sending the wake-up, and sends its run's verification if the run is ``copied``
    (``workers.steps.next_steps.advance``); a group of small runs does both (``workers.steps.small_group``). A first
-   delivery skips that: it can owe nothing yet.
+   delivery skips that: it can owe nothing yet. A cleanup, whatever its delivery, that finds its run ``cleaning``
+   waits out the dead cleanup's lock and takes the run up (``workers.steps.cleaning``).
 2. **A message was lost where Redis cannot give it back** (stalled runs). kombu takes a message off its queue (BRPOP)
    before it records it as unacknowledged, so a worker killed in between takes it along; a Redis restart loses every
-   queue. Nothing else would send that work again: a batch stays ``queued``, a run ``pending`` or ``listing``, for
-   ever. So every worker sweeps (``start_sweeping``, every ``sweep_interval_s``): a run that has work to come and saw
-   no change for the visibility timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep
+   queue. Nothing else would send that work again: a batch stays ``queued``, a run ``pending`` or ``listing`` (or,
+   under ``cleanup.mode: auto``, ``verified`` and never cleaned up), for ever. So every worker sweeps
+   (``start_sweeping``, every ``sweep_interval_s``): a run that has work to come and saw no change for the visibility
+   timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep
    a stalled run is claimed once per timeout; a row another session holds locked is skipped and swept next time)
    and its work is sent again (``resend_stalled`` → ``resume``). An erasure's places are swept the same way
    (``resend_stalled_places``): those still to do of an erasure none of whose places changed for the timeout.
@@ -52,6 +54,7 @@ from nsmigrate.orchestrator.jobs import collection as jobs_collection
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher, send_strategy_step
 from nsmigrate.orchestrator.models import (
     Batch,
@@ -111,8 +114,11 @@ def resume(
         jobs_and_runs.finish_namespace_checks(db, job_id, (), dict.fromkeys(unchecked, why), actor)
     to_verify = jobs_and_runs.runs_in_state(db, job_id, *AWAITING_VERDICT_RUN_STATES)
     copying = jobs_and_runs.runs_in_state(db, job_id, RunState.COPYING)
+    to_clean = jobs_verdicts.auto_cleanups_owed(db, job_id)
     if only_runs is not None:
-        listing, to_verify, copying = ([r for r in ids if r in only_runs] for ids in (listing, to_verify, copying))
+        listing, to_verify, copying, to_clean = (
+            [r for r in ids if r in only_runs] for ids in (listing, to_verify, copying, to_clean)
+        )
         batches = [(r, b) for r, b in batches if r in only_runs]
     with dispatcher.together() if together else contextlib.nullcontext():
         for run_id in listing:
@@ -126,14 +132,21 @@ def resume(
         for run_id in to_verify:
             namespace = display_namespace(runs[run_id].source_namespace)
             dispatcher.verify_namespace(run_id, job_id=job_id, namespace=namespace)
+        for run_id in to_clean:
+            dispatcher.cleanup_namespace(
+                run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
+            )
     # Runs whose batches are all done but were never marked copied (a worker died right after its last batch).
     for run_id in copying:
         if jobs_batches.maybe_mark_copied(db, run_id):
             dispatcher.verify_namespace(
                 run_id, job_id=job_id, namespace=display_namespace(runs[run_id].source_namespace)
             )
-    jobs_and_runs.record_event(db, action, actor or default_actor(), job_id, listers=len(listing), batches=len(batches))
-    return {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
+    sent = {"listers": len(listing), "batches": len(batches), "verifications": len(to_verify)}
+    if to_clean:
+        sent["cleanups"] = len(to_clean)
+    jobs_and_runs.record_event(db, action, actor or default_actor(), job_id, **sent)
+    return sent
 
 
 def _resume_collection(
@@ -144,20 +157,27 @@ def _resume_collection(
     runs = jobs_and_runs.runs_of(db, job_id)
     waiting = [r for r in runs if r.state in LISTABLE_RUN_STATES]
     to_verify = [r for r in runs if r.state in AWAITING_VERDICT_RUN_STATES]
+    owed = set(jobs_verdicts.auto_cleanups_owed(db, job_id))
     with dispatcher.together():
         if waiting:
             send_strategy_step(dispatcher, strategy, job_id)
         for run in to_verify:
             dispatcher.verify_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+        for run in runs:
+            if run.id in owed:
+                dispatcher.cleanup_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
+    sent = {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
+    if owed:
+        sent["cleanups"] = len(owed)
     jobs_and_runs.record_event(db, "job_resumed", actor or default_actor(), job_id, collection_step=bool(waiting))
-    return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
+    return sent
 
 
 def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, list[int]]:
-    """Runs of running copy jobs that have work to come and saw no change for ``idle_s`` (the visibility timeout: the
-    time after which Redis redelivers a message whose worker died): their row unchanged and none of their batches
-    created, started or finished since. {job id: run ids}. Each is touched (``updated_at``), so it is claimed again
-    only after another ``idle_s`` without progress."""
+    """Runs of running copy jobs that have work to come, or of copy jobs whose automatic cleanup is owed, that saw no
+    change for ``idle_s`` (the visibility timeout: the time after which Redis redelivers a message whose worker died):
+    their row unchanged and none of their batches created, started or finished since. {job id: run ids}. Each is
+    touched (``updated_at``), so it is claimed again only after another ``idle_s`` without progress."""
     now = utcnow()
     since = now - timedelta(seconds=idle_s)
     batches_of_run = Batch.run_id == NamespaceRun.id
@@ -175,6 +195,8 @@ def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, l
         (NamespaceRun.state == RunState.COPIED) & sa.func.coalesce(Job.spec["auto_verify"].as_boolean(), True),
         NamespaceRun.state == RunState.VERIFYING,
     )
+    # The cleanup `cleanup.mode: auto` sends after a verdict: a job whose runs all have verdicts finished meanwhile.
+    cleanup_to_come = jobs_verdicts.auto_cleanup_owed()
     # Only rows it can lock now: a run whose row another session holds (a worker host cut off mid-transaction keeps
     # it until Postgres ends that session, a minute) is left to the next sweep instead of holding up every other
     # run. A row another sweep claimed meanwhile is re-checked on its new version (updated_at), so it is skipped.
@@ -182,7 +204,10 @@ def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, l
         sa.select(NamespaceRun.id)
         .join(Job, NamespaceRun.job_id == Job.id)
         .where(
-            Job.state == JobState.RUNNING,
+            sa.or_(
+                (Job.state == JobState.RUNNING) & sa.or_(work_to_come, cleanup_to_come),
+                (Job.state == JobState.FINISHED) & cleanup_to_come,
+            ),
             Job.kind == JobKind.MIGRATE,
             # a collection job's steps wait on Pinecone, and a convert job's until it converted; `nsmigrate resume`
             # takes one up
@@ -193,7 +218,6 @@ def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, l
             ),
             NamespaceRun.updated_at < since,
             ~recent_batch,
-            work_to_come,
         )
         .with_for_update(of=NamespaceRun, skip_locked=True)
         .cte("stalled")

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         description="A lister's lock expires this long after its worker died (a live lister keeps it "
         "fresh), so a resumed or redelivered lister can take over a namespace from a killed one.",
     )
+    cleanup_lock_ttl_s: float = Field(
+        30,
+        gt=0,
+        description="A cleanup's lock on its namespace run expires this long after its worker died (a live cleanup "
+        "keeps it fresh), so a redelivered cleanup, or `nsmigrate cleanup`, takes up a run the dead one left cleaning.",
+    )
     namespace_lock_ttl_s: float = Field(
         60,
         gt=0,

@@ -75,8 +75,8 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
             )
         if run.source_may_be_deleted:
             return (
-                "a cleanup of this namespace was under way when its job was cancelled and may have deleted source ids: "
-                "their copies may be the only ones left, so --propagate-deletes is off here"
+                "a cleanup of this namespace stopped part-way (its job cancelled, or its worker lost) and may have "
+                "deleted source ids: their copies may be the only ones left, so --propagate-deletes is off here"
             )
         spec = s.scalar(sa.select(Job.spec).where(Job.id == run.job_id)) or {}
         stores = (key_of_json(spec.get("source")), key_of_json(spec.get("target")))

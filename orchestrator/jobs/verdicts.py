@@ -20,7 +20,16 @@ from nsmigrate.orchestrator.jobs.lifecycle import (
     states_that_may_move_to,
 )
 from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED_OF_RUN, _event_per_run, _events, _jobs, _runs
-from nsmigrate.orchestrator.models import CANCELLED_WHILE_CLEANING, JobKind, NamespaceRun, RunState, utcnow
+from nsmigrate.orchestrator.models import (
+    CANCELLED_WHILE_CLEANING,
+    CLEANUP_WORKER_LOST,
+    Event,
+    Job,
+    JobKind,
+    NamespaceRun,
+    RunState,
+    utcnow,
+)
 from nsmigrate.orchestrator.states import COPY_DONE_RUN_STATES
 
 # A verification's transitions are Core statements built once on the tables, like the lister's and the copy's
@@ -154,7 +163,7 @@ def _record_judgement(
 def cleanable(run: NamespaceRun) -> bool:
     """Whether a cleanup may act on ``run``: verified, or any verdict once a cleanup deleted part of its source
     (the rest must be taken up: its verification can no longer pass, the source lacks the ids already deleted)."""
-    return run.state == RunState.VERIFIED or (run.state == RunState.VERIFY_FAILED and run.deleted_by_cleanup > 0)
+    return run.state == RunState.VERIFIED or (run.state == RunState.VERIFY_FAILED and run.cleanup_stopped_part_way)
 
 
 def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
@@ -190,6 +199,40 @@ def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
         verdict = RunState(run.state)
         _move_run(run, RunState.CLEANING)
         return run, verdict
+
+
+def auto_cleanup_owed() -> sa.ColumnElement[bool]:
+    """Of a run (``NamespaceRun``) of a job (``Job``, joined): the cleanup its spec's ``cleanup.mode: auto`` sends
+    after a verdict is owed. Verified and never refused (a refused cleanup waits for an operator), or ``cleaning``: the
+    task sent again waits for the cleanup lock, so a live cleanup keeps the run and a dead one's is taken up."""
+    refused = sa.exists().where(
+        Event.job_id == NamespaceRun.job_id, Event.run_id == NamespaceRun.id, Event.action == "cleanup_refused"
+    )
+    auto = Job.spec[("cleanup", "mode")].as_string() == "auto"
+    return auto & (((NamespaceRun.state == RunState.VERIFIED) & ~refused) | (NamespaceRun.state == RunState.CLEANING))
+
+
+def auto_cleanups_owed(db: Database, job_id: int) -> list[int]:
+    """The runs of ``job_id`` whose automatic cleanup is owed (``auto_cleanup_owed``)."""
+    with db.transaction() as s:
+        owed = sa.select(NamespaceRun.id).join(Job, NamespaceRun.job_id == Job.id).where(Job.id == job_id)
+        return list(s.scalars(owed.where(auto_cleanup_owed()).order_by(NamespaceRun.id)))
+
+
+def take_up_lost_cleanup(db: Database, run_id: int, actor: str) -> NamespaceRun:
+    """A run left ``cleaning`` by a cleanup whose worker died (the caller holds the run's cleanup lock, which that
+    cleanup no longer refreshes): back to ``verify_failed``, marked ``CLEANUP_WORKER_LOST`` with a
+    ``cleanup_taken_up`` event, so a cleanup takes it up as one stopped part-way (every id left proved; the source
+    may lack ids the dead one deleted). A run no longer cleaning (that cleanup ended after all) is left as it is.
+    Returns the run as it is then."""
+    with db.transaction() as s:
+        run = _get_run(s, run_id, lock=True)
+        if run.state == RunState.CLEANING:
+            _move_run(run, RunState.VERIFY_FAILED)
+            run.cleanup = {**(run.cleanup or {}), CLEANUP_WORKER_LOST: True}
+            reason = "the cleanup under way stopped with its worker (its lock expired): taken up, every id left proved"
+            add_event(s, "cleanup_taken_up", actor, run.job_id, run.id, namespace=run.source_namespace, reason=reason)
+        return run
 
 
 def target_namespaces_of(run: NamespaceRun) -> set[str]:
@@ -252,7 +295,9 @@ def abort_cleanup(
         else:
             _move_run(run, back_to)
             if detail is not None:
-                run.cleanup = detail
+                # A dead cleanup's mark stays: how many ids it deleted is still unknown.
+                lost = {CLEANUP_WORKER_LOST: True} if (run.cleanup or {}).get(CLEANUP_WORKER_LOST) else {}
+                run.cleanup = {**lost, **detail}
         if report is not None:
             run.verification = report
         extra = detail or {}

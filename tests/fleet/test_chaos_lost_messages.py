@@ -12,13 +12,16 @@ import pytest
 import redis as redis_lib
 
 from nsmigrate.orchestrator import recovery
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate_sandbox.stack import Stack
 from tests.chaos import (
     FAST_RECOVERY,
     QUEUES,
     QUICK_RETRIES,
+    SRC,
     assert_nothing_lost,
+    assert_target_holds_source,
     chaos_spec,
     freeze_mid_batch,
     kill_and_lose_its_messages,
@@ -84,3 +87,30 @@ def test_resume_recovers_batches_left_running_whose_messages_are_gone(stack: Sta
 
     assert counts["batches"] >= len(stuck)
     assert_nothing_lost(stack, db, job_id, loaded)
+
+
+def test_a_lost_automatic_cleanup_is_sent_again_without_resume(stack: Stack) -> None:
+    """``cleanup.mode: auto``: each verdict that passes sends its namespace's cleanup, and nothing else would. Its
+    message lost (taken off its queue by a worker that died), the run stayed ``verified`` and its source in place for
+    ever, the job called finished. The sweep sends it again once the run saw no change for the visibility timeout (5 s
+    here), a finished job's too (a verified run is final): every source namespace is deleted, each proved against its
+    copy."""
+    loaded = load_source(stack, namespaces=2, per_namespace=100)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    # copies and verifies; nothing takes a cleanup until one is lost
+    survivor = start_standby(stack, "survivor", 4, consuming=QUEUES, **FAST_RECOVERY, **QUICK_RETRIES)
+    db, _, job_id = start_job(stack, chaos_spec(stack, cleanup={"mode": "auto"}))
+    wait_for(lambda: broker.llen("cleanup") == 2, "both namespaces verified, their cleanups queued")
+    assert broker.rpop("cleanup") is not None  # the oldest: taken by a worker that died
+    take_over(stack, survivor, "cleanup")
+
+    def both_cleaned() -> bool:
+        return [r.state for r in jobs_and_runs.runs_of(db, job_id)] == ["cleaned", "cleaned"]
+
+    wait_for(both_cleaned, "both namespaces cleaned up", timeout_s=90)
+    assert jobs_and_runs.find_job(db, job_id).state == "finished"
+    assert all(stack.pinecone.count(SRC, ns) == 0 for ns in loaded)
+    assert_target_holds_source(stack, loaded)
+    resent = [e for e in jobs_status.events_of(db, job_id) if e["action"] == "stalled_runs_resent"]
+    assert len(resent) == 1 and resent[0]["detail"]["cleanups"] == 1, resent
+    db.dispose()

@@ -19,9 +19,10 @@ import pytest
 import redis as redis_lib
 
 from nsmigrate.orchestrator import recovery
-from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import jobs_and_runs, status
 from nsmigrate.orchestrator.messaging.task_names import TaskName, lock_key
-from nsmigrate.orchestrator.models import BatchState
+from nsmigrate.orchestrator.models import CLEANUP_WORKER_LOST, BatchState
+from nsmigrate.workers.steps.proving import PROOF_CHUNK_IDS
 from nsmigrate_sandbox.pinecone_server import Faults
 from nsmigrate_sandbox.stack import Stack
 from tests.chaos import (
@@ -31,6 +32,7 @@ from tests.chaos import (
     QUICK_RETRIES,
     SRC,
     assert_nothing_lost,
+    assert_target_holds_source,
     chaos_spec,
     fault_landed,
     freeze_mid_batch,
@@ -193,4 +195,50 @@ def test_a_batch_whose_worker_is_killed_every_time_fails_with_that_reason_and_re
     assert retried.returncode == 0, retried.stderr
     assert_nothing_lost(stack, db, job_id, loaded)
     flower.close()
+    db.dispose()
+
+
+def test_a_cleanup_whose_worker_is_killed_mid_delete_is_taken_up_by_its_redelivery(stack: Stack) -> None:
+    """SIGKILL of the worker while its cleanup (``cleanup.mode: auto``) deletes the source chunk by chunk: the run
+    is left ``cleaning``, part of its source gone, the cleanup's lock no longer refreshed. The task is redelivered
+    (``acks_late``, 5 s here) to the successor, which waits out the dead cleanup's locks (3 s here), takes the run
+    up as a cleanup stopped part-way (``cleanup_taken_up``), proves every id left against its copy and deletes it:
+    the source is emptied, the target holds every vector, and the job finishes, with no `resume` nor `cancel`."""
+    loaded = load_source(stack, namespaces=1, per_namespace=PROOF_CHUNK_IDS + 200)  # two chunks of deletes
+    # the dead cleanup's locks, its run's and the namespaces' of the chunk it was deleting, expire within 3 s
+    locks = {"NSMIGRATE_CLEANUP_LOCK_TTL_S": "3", "NSMIGRATE_NAMESPACE_LOCK_TTL_S": "3"}
+    recovery_env = {**FAST_RECOVERY, **locks, **QUICK_RETRIES}
+    # copies and verifies, and is the cleanup's successor; the cleanup waits on its queue for the doomed worker
+    successor = start_standby(stack, "successor", consuming=QUEUES, **recovery_env)
+    db, _, job_id = start_job(stack, chaos_spec(stack, batch_size=200, cleanup={"mode": "auto"}))
+    [run] = jobs_and_runs.runs_of(db, job_id)
+    broker = redis_lib.Redis.from_url(stack.redis_url)
+    wait_for(lambda: broker.llen("cleanup") == 1, "the namespace verified, its cleanup queued", timeout_s=60)
+    slow_data_plane(stack, latency_ms=300, indexes=(DST,))  # each chunk's proof waits on the target: caught between
+    doomed = stack.start_worker("cleanup", 2, name="doomed", **recovery_env)
+
+    def deleting() -> bool:
+        left = stack.pinecone.count(SRC, "ns0")
+        return jobs_and_runs.get_run(db, run.id).state == "cleaning" and 0 < left < len(loaded["ns0"])
+
+    wait_for(deleting, "the cleanup to have deleted part of the source", timeout_s=60, poll_s=0.02)
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait()
+    left_by_the_kill = stack.pinecone.count(SRC, "ns0")
+    assert jobs_and_runs.get_run(db, run.id).state == "cleaning"
+    fault_landed(stack)
+    take_over(stack, successor, "cleanup")
+
+    cleaned = wait_for(
+        lambda: (r := jobs_and_runs.get_run(db, run.id)).state == "cleaned" and r,
+        "the successor to take the cleanup up and end it",
+        timeout_s=90,
+        explain=lambda: (stack.workdir / "worker-successor.log").read_text()[-3000:],
+    )
+    assert 0 < left_by_the_kill < len(loaded["ns0"]) and stack.pinecone.count(SRC, "ns0") == 0
+    assert_target_holds_source(stack, loaded)
+    assert cleaned.cleanup[CLEANUP_WORKER_LOST] and cleaned.cleanup["deleted_count"] >= left_by_the_kill
+    actions = [e["action"] for e in status.events_of(db, job_id)]
+    assert actions.count("cleanup_taken_up") == 1 and actions.count("source_deleted") == 1, actions
+    assert jobs_and_runs.find_job(db, job_id).state == "finished"
     db.dispose()

@@ -20,8 +20,12 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
+from nsmigrate.orchestrator.messaging.task_names import lock_key
+from nsmigrate.orchestrator.models import CLEANUP_WORKER_LOST, RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
+from nsmigrate.workers.steps.proving import PROOF_CHUNK_IDS
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
@@ -148,3 +152,67 @@ def test_a_postgres_delete_whose_commit_is_unanswered_counts_the_rows_its_retry_
     assert (result["action"], result["count"]) == ("deleted", 40), result
     assert jobs_and_runs.get_run(ctx.db, run.id).state == "cleaned"
     assert jobs_sync_rollback.propagate_refusal(ctx.db, run.id) is not None  # no sync deletes those copies
+
+
+def test_a_run_left_cleaning_by_a_dead_cleanup_is_taken_up_once_its_lock_expires(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cleanup deletes its first chunk and its worker dies: the run stays `cleaning`, part of its source gone. Before,
+    every later cleanup (the task's redelivery, `nsmigrate cleanup`) refused it as "not verified", and the job never
+    finished. A cleanup that finds the run cleaning waits for the run's cleanup lock: while a live cleanup keeps it,
+    the run is left to that one; once the dead one's has expired, the run is taken up, every id left proved."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-cleanup-interrupted-test")
+    monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update={"cleanup_lock_ttl_s": 1.0}))
+    stores = tuple({"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(VECTORS)})
+    assert job.verify()["passed"]
+    run_id = job.runs["alpha"]
+    run, _ = jobs_verdicts.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
+    source = ctx.guarded(job.spec.source, job.spec.rate)
+    first_chunk = [r.id for r in make_records(VECTORS)][:PROOF_CHUNK_IDS]
+    assert cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True).proven == first_chunk
+
+    with cleaning.cleanup_lock(ctx, run_id, wait=False) as held:  # a live cleanup of it, elsewhere
+        assert held
+        refused = cleaning.cleanup_run(ctx, run_id, actor="tester")
+    assert refused["action"] == "under_way" and "another cleanup of this namespace is under way" in refused["reason"]
+    assert jobs_and_runs.get_run(ctx.db, run_id).state == "cleaning"
+    assert sandbox.count("src", "alpha") == VECTORS - PROOF_CHUNK_IDS
+
+    # The dead one's lock, as its worker left it: refreshed no more, it expires within the lock's time to live.
+    ctx.redis.set(lock_key(f"cleanup:{run_id}"), "dead-worker", px=500)
+    taken_up = cleaning.cleanup_run(ctx, run_id, actor="tester")
+
+    assert (taken_up["action"], taken_up["count"]) == ("deleted", VECTORS - PROOF_CHUNK_IDS), taken_up
+    assert sandbox.count("src", "alpha") == 0 and sandbox.count("dst", "alpha") == VECTORS
+    cleaned = jobs_and_runs.get_run(ctx.db, run_id)
+    assert cleaned.state == "cleaned" and cleaned.cleanup[CLEANUP_WORKER_LOST], cleaned.cleanup
+    [event] = job.events("cleanup_taken_up")
+    assert "stopped with its worker" in str(event)
+    assert jobs_sync_rollback.propagate_refusal(ctx.db, run_id) is not None
+
+
+def test_a_run_taken_up_after_a_dead_cleanup_keeps_its_source_deletions_known_until_cleaned(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taken up, the run is `verify_failed` until its cleanup ends: whatever the dead cleanup deleted has its only
+    copies in the target, so no `sync --propagate-deletes` may delete them, and a cleanup may take the run up again
+    (also after a refusal by id, whose record replaces the run's cleanup record)."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-cleanup-interrupted-test")
+    stores = tuple({"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(40)})
+    assert job.verify()["passed"]
+    run_id = job.runs["alpha"]
+    jobs_verdicts.start_cleanup(ctx.db, run_id)
+
+    taken = jobs_verdicts.take_up_lost_cleanup(ctx.db, run_id, "tester")
+    jobs_verdicts.start_cleanup(ctx.db, run_id)
+    jobs_verdicts.abort_cleanup(
+        ctx.db, run_id, "1 id refused", "tester", back_to=RunState.VERIFY_FAILED, detail={"refused": 1}
+    )
+
+    assert taken.state == "verify_failed" and taken.cleanup_stopped_part_way
+    after = jobs_and_runs.get_run(ctx.db, run_id)
+    assert after.state == "verify_failed" and after.cleanup_stopped_part_way and jobs_verdicts.cleanable(after)
+    refusal = jobs_sync_rollback.propagate_refusal(ctx.db, run_id)
+    assert refusal is not None and "its worker lost" in refusal

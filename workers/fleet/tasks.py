@@ -133,7 +133,8 @@ def cleanup_namespace(run_id: int, job_id: int | None = None, **_context: Any) -
     """Delete a verified source namespace (only when the spec allows it and the source is unchanged)."""
     with tally.counting() as counts:
         outcome = cleaning.cleanup_run(get_context(), run_id)
-    if outcome["action"] != "deleted":
+    # under way: the live cleanup reports its own end
+    if outcome["action"] not in ("deleted", cleaning.UNDER_WAY, cleaning.CLEANED_ALREADY):
         what = f"cleanup {outcome['action']}: {outcome.get('reason', '')}"
         raise CleanupFailed(what, job=job_id, namespace=display_namespace(outcome["namespace"]))
     return counts.result(deleted=outcome["count"])

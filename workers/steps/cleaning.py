@@ -39,6 +39,11 @@ empty instead. A ``schema: documented`` pgvector source is renamed to a backup i
 cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more fetch of both sides per id
 than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted namespace).
 
+A cleanup holds its run's cleanup lock from its first check to its end, kept fresh while it lives. One whose worker
+died (killed, its host lost) leaves the run ``cleaning`` with part of its source deleted; its redelivered task (or
+``nsmigrate cleanup``) waits out that lock (``cleanup_lock_ttl_s``) and takes the run up as a cleanup stopped part-way
+(``cleanup_taken_up``): every id left proved, the source's fingerprint no longer asked.
+
 `nsmigrate cancel` stops a cleanup under way before its next chunk (a rollback may follow, deleting the copies this
 cleanup proves); the run stays cancelled with what it deleted counted, or, when its cleanup never said (its host
 lost), marked as one whose source may be deleted (``NamespaceRun.source_may_be_deleted``).
@@ -53,8 +58,9 @@ refusal named.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nsmigrate.orchestrator.cutover import published
@@ -63,7 +69,8 @@ from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked,
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
-from nsmigrate.orchestrator.models import NamespaceRun, RunState
+from nsmigrate.orchestrator.messaging.task_names import lock_key
+from nsmigrate.orchestrator.models import CLEANUP_WORKER_LOST, NamespaceRun, RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
 from nsmigrate.orchestrator.routing.route import run_route_context
@@ -79,6 +86,7 @@ from nsmigrate.workers.steps.verifying import list_all_ids
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.guarded import exclusive_hold
 from nsmigrate.workers.stores.identity import one_store_problem
+from nsmigrate.workers.transfer import lock_keeper
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +95,11 @@ log = logging.getLogger(__name__)
 RETIRED_TO = "renamed_to:"
 
 SOURCE_CHANGED = "source changed since verification; re-run sync + verify"
+
+#: The action of a cleanup that found another one of the same run under way, and left the run to it.
+UNDER_WAY = "under_way"
+#: The action of a cleanup of a run cleaned before it: nothing to do.
+CLEANED_ALREADY = "cleaned_already"
 
 
 def _result(run: NamespaceRun, action: str, count: int, reason: str | None = None) -> dict[str, Any]:
@@ -232,14 +245,51 @@ def cleanup_run(
         stop: asked between two chunks of ids (an operator's Ctrl-C in `nsmigrate cleanup`): True stops the delete
             there, as a store error does, with every id deleted so far counted.
 
+    A cleanup holds the run's cleanup lock from its first check to its end (``cleanup_lock``). One that finds the
+    run ``cleaning`` waits for that lock: a live cleanup keeps it, so the run is left to it; the lock of one whose
+    worker died expires, and the run is taken up (``jobs_verdicts.take_up_lost_cleanup``) as a cleanup stopped
+    part-way, every id left proved.
+
     Returns:
-        ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed" | "stopped", "count",
-        "reason"?}``; ``count`` is how many vectors were (or would be) deleted. ``failed`` means a store error
-        interrupted the delete, ``stopped`` that ``stop`` did: the run is back to ``verified`` and the reason says
-        why; `cleanup` takes it up again.
+        ``{"run_id", "namespace", "action": "deleted" | "would_delete" | "refused" | "failed" | "stopped" |
+        "under_way" | "cleaned_already", "count", "reason"?}``; ``count`` is how many vectors were (or would be)
+        deleted. ``failed`` means a store error interrupted the delete, ``stopped`` that ``stop`` did: the run is back
+        to ``verified`` and the reason says why; `cleanup` takes it up again. ``under_way``: another cleanup of the run
+        holds it.
     """
     actor = actor or ctx.worker_name
     run = jobs_and_runs.get_run(ctx.db, run_id)
+    if dry_run or run.state == RunState.CLEANED:
+        return _cleanup(ctx, run, actor, dry_run=dry_run, decommission_now=decommission_now, stop=stop)
+    with cleanup_lock(ctx, run_id, wait=run.state == RunState.CLEANING) as held:
+        if not held:  # left to that one: its own result says how it ended
+            reason = "another cleanup of this namespace is under way (it holds the run's cleanup lock)"
+            return {**_refuse(ctx, run, reason, actor, dry_run=False), "action": UNDER_WAY}
+        if run.state == RunState.CLEANING:
+            run = jobs_verdicts.take_up_lost_cleanup(ctx.db, run_id, actor)
+        return _cleanup(ctx, run, actor, dry_run=False, decommission_now=decommission_now, stop=stop)
+
+
+@contextlib.contextmanager
+def cleanup_lock(ctx: WorkerContext, run_id: int, *, wait: bool) -> Iterator[bool]:
+    """Hold the run's cleanup lock (True), or find it taken (False): kept fresh while this cleanup lives, gone
+    ``cleanup_lock_ttl_s`` after its worker died. ``wait``: that long, for the lock of a cleanup that may be dead."""
+    key, ttl_s = lock_key(f"cleanup:{run_id}"), ctx.settings.cleanup_lock_ttl_s
+    with lock_keeper.held_while_alive(ctx.redis, key, ttl_s, f"the cleanup lock of run {run_id}", wait=wait) as held:
+        yield held
+
+
+def _cleanup(
+    ctx: WorkerContext,
+    run: NamespaceRun,
+    actor: str,
+    *,
+    dry_run: bool,
+    decommission_now: bool,
+    stop: Callable[[], bool] | None,
+) -> dict[str, Any]:
+    if run.state == RunState.CLEANED:  # a cleanup sent twice (a lost message's, sent again), or asked again
+        return _result(run, CLEANED_ALREADY, 0, "its source was deleted by an earlier cleanup")
     spec = jobs_and_runs.job_spec(ctx.db, run.job_id)
     try:
         # The job, the spec, then the run's state, before any store is asked anything. A cancelled job's verified
@@ -313,7 +363,7 @@ def _dry_run(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, actor: str) -
 def _unchanged_problem(run: NamespaceRun, ids: list[str]) -> str | None:
     """``source_problem``, except for a cleanup taken up after it stopped part-way: its source lacks the ids it
     already deleted, so no fingerprint can match; every id left is proved against its copy instead."""
-    return None if run.deleted_by_cleanup else source_problem(run.verification, ids)
+    return None if run.cleanup_stopped_part_way else source_problem(run.verification, ids)
 
 
 def _delete(
@@ -441,6 +491,8 @@ def _delete(
     }
     if left_in_place:
         detail["namespace_left"] = left_in_place
+    if (run.cleanup or {}).get(CLEANUP_WORKER_LOST):
+        detail[CLEANUP_WORKER_LOST] = True  # the count is this cleanup's: what the dead one deleted is unknown
     jobs_verdicts.finish_cleanup(ctx.db, run.id, detail, actor)
     log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
     return _result(run, "deleted", deleted)

@@ -19,9 +19,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import redis
-from redis.exceptions import LockError
-
 from nsmigrate.orchestrator.errors import ListingFailed, NsmigrateError, StateError, failure_text
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -49,29 +46,13 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def lister_lock(ctx: WorkerContext, run_id: int, *, wait: bool = False) -> Iterator[bool]:
-    """Hold the run's lister lock (True), or find it taken (False).
-
-    The lock expires ``ttl`` after it was last refreshed; the process's ``lock_keeper`` refreshes it every ``ttl / 3``
-    for as long as this lister runs, however long one page takes with its retries. A lister killed with its worker stops
-    refreshing, so its lock is gone within ``ttl``. ``wait`` (a resumed or redelivered lister) waits that long for
-    it; otherwise a taken lock means "another lister is on it", and a live one rechecks the bound when it stops.
-    """
-    ttl_s = ctx.settings.lister_lock_ttl_s
-    key = lock_key(f"list:{run_id}")
-    lock = ctx.redis.lock(key, timeout=ttl_s, thread_local=False)
-    # As long as the lock can still live: the dead holder may have had a longer TTL than ours.
-    wait_s = max(ttl_s, max(0, int(ctx.redis.pttl(key))) / 1000) + 1 if wait else None
-    if not lock.acquire(blocking=wait, blocking_timeout=wait_s):
-        yield False
-        return
-    # Expired after all (a refresh failed): add_batches' token check still keeps every id in one batch.
-    kept = lock_keeper.KEEPER.keep(lock, ttl_s / 3, f"the lister lock of run {run_id}")
-    try:
-        yield True
-    finally:
-        lock_keeper.KEEPER.drop(kept)
-        with contextlib.suppress(LockError, redis.RedisError):  # expired, or gone with a Redis restart
-            lock.release()
+    """Hold the run's lister lock (True), or find it taken (False): ``lock_keeper.held_while_alive``, expiring
+    ``lister_lock_ttl_s`` after its lister died. ``wait`` (a resumed or redelivered lister) waits that long for it;
+    otherwise a taken lock means "another lister is on it", and a live one rechecks the bound when it stops. Expired
+    after all (a refresh failed), ``add_batches``' token check still keeps every id in one batch."""
+    key, ttl_s = lock_key(f"list:{run_id}"), ctx.settings.lister_lock_ttl_s
+    with lock_keeper.held_while_alive(ctx.redis, key, ttl_s, f"the lister lock of run {run_id}", wait=wait) as held:
+        yield held
 
 
 def list_run(ctx: WorkerContext, run_id: int, *, wait_for_lock: bool = False, again: bool = False) -> None:

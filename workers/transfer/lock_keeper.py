@@ -9,12 +9,14 @@ thread of a busy worker: milliseconds on the way to each of the first fetches of
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import redis
@@ -93,5 +95,28 @@ class LockKeeper:
                 log.warning("could not refresh %s: %s", kept.what, e)
 
 
-#: The keeper of this process's lister locks.
+#: The keeper of this process's locks (a lister's, a cleanup's).
 KEEPER = LockKeeper()
+
+
+@contextlib.contextmanager
+def held_while_alive(client: redis.Redis, key: str, ttl_s: float, what: str, *, wait: bool = False) -> Iterator[bool]:
+    """Hold the Redis lock ``key`` (True), or find it taken (False), for as long as this process lives.
+
+    The lock expires ``ttl_s`` after it was last refreshed; ``KEEPER`` refreshes it every ``ttl_s / 3`` while it is
+    held, however long the work takes. A holder killed with its worker stops refreshing, so its lock is gone within
+    ``ttl_s``: ``wait`` (work taken up after its worker died) waits that long for it. ``what``: the lock in words.
+    """
+    lock = client.lock(key, timeout=ttl_s, thread_local=False)
+    # As long as the lock can still live: the dead holder may have had a longer TTL than ours.
+    wait_s = max(ttl_s, max(0, int(client.pttl(key))) / 1000) + 1 if wait else None
+    if not lock.acquire(blocking=wait, blocking_timeout=wait_s):
+        yield False
+        return
+    kept = KEEPER.keep(lock, ttl_s / 3, what)
+    try:
+        yield True
+    finally:
+        KEEPER.drop(kept)
+        with contextlib.suppress(LockError, redis.RedisError):  # expired, or gone with a Redis restart
+            lock.release()
