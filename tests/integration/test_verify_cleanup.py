@@ -461,8 +461,9 @@ def test_verified_run_with_manual_mode_is_deleted_and_audited(ctx: WorkerContext
     assert run.cleanup is not None and run.cleanup["deleted_count"] == 12 and run.cleanup["dry_run"] is False
     [event] = job.events("source_deleted")
     assert event["actor"] == "tester" and event["detail"]["deleted_count"] == 12
-    # A second cleanup finds nothing to do and deletes nothing.
-    assert job.cleanup()["action"] == "refused"
+    # A second cleanup finds nothing to do, deletes nothing and says so (no refusal: the run is as it asks).
+    assert job.cleanup()["action"] == "cleaned_already"
+    assert job.events("cleanup_refused") == [] and len(job.events("source_deleted")) == 1
 
 
 def test_the_default_namespace_is_emptied_by_id(ctx: WorkerContext, store_specs: tuple) -> None:
