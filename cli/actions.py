@@ -92,9 +92,10 @@ def resume(
     database = db(resolved)
     job_id = find_job_id(database, job)
     counts = recovery.resume(database, dispatcher(resolved), job_id)
+    cleanups = f", {counts['cleanups']} cleanups (cleanup.mode: auto)" if counts.get("cleanups") else ""
     console.print(
         f"job {job_id}: re-queued {counts['listers']} listers, {counts['batches']} batches, "
-        f"{counts['verifications']} verifications"
+        f"{counts['verifications']} verifications{cleanups}"
     )
     if wait:
         raise typer.Exit(watch_until_settled(database, job_id, resolved.redis_url))

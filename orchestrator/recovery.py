@@ -20,10 +20,13 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    queue. Nothing else would send that work again: a batch stays ``queued``, a run ``pending`` or ``listing`` (or,
    under ``cleanup.mode: auto``, ``verified`` and never cleaned up), for ever. So every worker sweeps
    (``start_sweeping``, every ``sweep_interval_s``): a run that has work to come and saw no change for the visibility
-   timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep
-   a stalled run is claimed once per timeout; a row another session holds locked is skipped and swept next time)
-   and its work is sent again (``resend_stalled`` → ``resume``). An erasure's places are swept the same way
-   (``resend_stalled_places``): those still to do of an erasure none of whose places changed for the timeout.
+   timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep a stalled run is claimed
+   once per timeout; a row another session holds locked is skipped and swept next time)
+   and its work is sent again (``resend_stalled`` → ``resume``). A job whose strategy Pinecone carries out
+   (collection, import, convert) polls it for hours with no change to its runs: the step sent again then takes the
+   job's chain of steps over, or does nothing while a step runs (``workers.steps.step_chain``). An erasure's places
+   are swept the same way (``resend_stalled_places``): those still to do of an erasure none of whose places changed
+   for the timeout.
 3. **An operator asks** (``nsmigrate resume JOB``, or ``nsmigrate run`` of a spec whose job is unfinished, through
    ``launch.start_or_resume``): ``resume`` sends everything the job still has to do at once, without waiting for a
    timeout. A job that was cancelled or rolled back is never taken up again (``jobs_and_runs.refuse_stopped``).
@@ -105,7 +108,7 @@ def resume(
             dispatcher.convert_step(job_id)
         only_runs = {r.id for r in runs_now if r.state != RunState.COPIED}
     elif strategy is not None:
-        return _resume_collection(db, dispatcher, job_id, actor, strategy)
+        return _resume_collection(db, dispatcher, job_id, strategy, action, actor)
     listing, batches = jobs_batches.unfinished_work(db, job_id)
     runs = {r.id: r for r in jobs_and_runs.runs_of(db, job_id)}
     unchecked = [r.source_namespace for r in runs.values() if r.state == RunState.CHECKING]
@@ -150,7 +153,7 @@ def resume(
 
 
 def _resume_collection(
-    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, actor: str | None = None, strategy: str = ""
+    db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, strategy: str, action: str, actor: str | None
 ) -> dict[str, int]:
     """A collection or import job, or a convert job before it converted: its next step while Pinecone's part is
     unfinished, verifications of copied runs after."""
@@ -169,7 +172,7 @@ def _resume_collection(
     sent = {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
     if owed:
         sent["cleanups"] = len(owed)
-    jobs_and_runs.record_event(db, "job_resumed", actor or default_actor(), job_id, collection_step=bool(waiting))
+    jobs_and_runs.record_event(db, action, actor or default_actor(), job_id, collection_step=bool(waiting))
     return sent
 
 
@@ -209,13 +212,6 @@ def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, l
                 (Job.state == JobState.FINISHED) & cleanup_to_come,
             ),
             Job.kind == JobKind.MIGRATE,
-            # a collection job's steps wait on Pinecone, and a convert job's until it converted; `nsmigrate resume`
-            # takes one up
-            sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "collection",
-            sa.or_(
-                sa.func.coalesce(Job.spec["strategy"].as_string(), "") != "convert",
-                sa.func.coalesce(Job.phase, "") == ConvertPhase.CONVERTED.value,
-            ),
             NamespaceRun.updated_at < since,
             ~recent_batch,
         )

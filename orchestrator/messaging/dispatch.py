@@ -180,27 +180,35 @@ class Dispatcher:
         """One place of an erasure job (``place``: what it is, for Flower and logs)."""
         self.send(TaskName.ERASE_PLACE, job_id=job_id, place=place, place_id=place_id)
 
-    def collection_step(
-        self, job_id: int, *, polls: int = 0, countdown_s: float | None = None, failing_since: float | None = None
-    ) -> None:
-        """The next step of a `strategy: collection` job; ``polls``: how many times it found Pinecone still busy;
-        ``failing_since``: epoch time from which the control plane has failed on end (None: it answered last)."""
-        kwargs = {} if failing_since is None else {"failing_since": failing_since}
-        self.send(TaskName.COLLECTION_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
+    def collection_step(self, job_id: int, **step: Any) -> None:
+        """The next step of a `strategy: collection` job (``_step``)."""
+        self._step(TaskName.COLLECTION_STEP, job_id, **step)
 
-    def import_step(
-        self, job_id: int, *, polls: int = 0, countdown_s: float | None = None, failing_since: float | None = None
-    ) -> None:
-        """The next step of a `strategy: import` job (arguments as ``collection_step``'s)."""
-        kwargs = {} if failing_since is None else {"failing_since": failing_since}
-        self.send(TaskName.IMPORT_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
+    def import_step(self, job_id: int, **step: Any) -> None:
+        """The next step of a `strategy: import` job (``_step``)."""
+        self._step(TaskName.IMPORT_STEP, job_id, **step)
 
-    def convert_step(
-        self, job_id: int, *, polls: int = 0, countdown_s: float | None = None, failing_since: float | None = None
+    def convert_step(self, job_id: int, **step: Any) -> None:
+        """The next step of a `strategy: convert` job (``_step``)."""
+        self._step(TaskName.CONVERT_STEP, job_id, **step)
+
+    def _step(
+        self,
+        task: TaskName,
+        job_id: int,
+        *,
+        polls: int = 0,
+        countdown_s: float | None = None,
+        failing_since: float | None = None,
+        chain: str | None = None,
     ) -> None:
-        """The next step of a `strategy: convert` job (arguments as ``collection_step``'s)."""
-        kwargs = {} if failing_since is None else {"failing_since": failing_since}
-        self.send(TaskName.CONVERT_STEP, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
+        """``polls``: how many times the job's step found Pinecone still busy; ``failing_since``: epoch time from which
+        the control plane has failed on end (None: it answered last); ``chain``: the chain of steps it continues
+        (``workers.steps.step_chain``; None: a new one, which the job's older chain gives way to)."""
+        kwargs: dict[str, Any] = {} if failing_since is None else {"failing_since": failing_since}
+        if chain is not None:
+            kwargs["chain"] = chain
+        self.send(task, countdown_s=countdown_s, job_id=job_id, polls=polls, **kwargs)
 
     def close(self) -> None:
         self.app.close()

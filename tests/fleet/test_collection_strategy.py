@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis as redis_lib
 import yaml
 from pinecone import Pinecone
 
@@ -183,3 +184,27 @@ def test_a_step_that_fails_ends_the_runs_with_the_error_and_retry_goes_on(stack:
     finally:
         db.dispose()
         flower.close()
+
+
+def test_a_step_whose_message_is_lost_is_sent_again_by_the_sweep(stack: Stack) -> None:
+    """The job's first step is taken off its queue by a worker that died (kombu's BRPOP before Redis records it): no
+    step would ever come, the job `collecting` for good until an operator's `resume`. The workers' sweep sends the step
+    again once the job's runs saw no change for the visibility timeout (5 s here); a step sent again while the job's
+    chain is alive would take it over (``workers.steps.step_chain``), so a collection job is swept as any."""
+    sandbox = stack.pinecone
+    load_pod(sandbox)
+    sandbox.control.set_delays(ready_delay_s=0.5, collection_delay_s=0.5)
+    started = nsmigrate(stack, "run", write_spec(stack))  # no worker yet: the first step waits on its queue
+    assert started.exit_code == 0, started.output
+    assert redis_lib.Redis.from_url(stack.redis_url).rpop("list") is not None  # taken by a worker that died
+
+    stack.start_worker("list,verify", 4, pool="threads", NSMIGRATE_VISIBILITY_TIMEOUT_S="5")
+    db = jobs_database.Database(stack.database_url)
+    try:
+        job_id = jobs_status.list_jobs(db)[0]["job_id"]
+        wait_for_job(db, job_id, lambda s: all(r.state == "verified" for r in s.runs), timeout_s=120)
+        actions = [e["action"] for e in jobs_status.events_of(db, job_id)]
+    finally:
+        db.dispose()
+    assert "stalled_runs_resent" in actions and actions.count("collection_collecting") == 1, actions
+    assert sandbox.snapshot(NEW).keys() == sandbox.snapshot(POD).keys()

@@ -32,7 +32,7 @@ from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
-from tests.polling import wait_for_job
+from tests.polling import wait_for_job, wait_until
 from tests.service_fixtures import ObjectStorage
 
 DIM = 8
@@ -412,3 +412,39 @@ def test_an_import_job_into_a_document_index_writes_jsonl_and_every_document_ver
             np.testing.assert_allclose(document.pop("embedding"), values, rtol=1e-6)
             assert document == {"_id": vid, "chunk_text": meta["text"], "source": meta["_source"], "page": meta["page"]}
     assert not {"upsert", "upsert_documents"} & set(sandbox.stats(DOCS)["requests"])  # imported, never upserted
+
+
+def test_a_resume_while_the_files_are_written_neither_rewrites_them_nor_imports_twice(
+    stack: Stack, object_storage: ObjectStorage
+) -> None:
+    """`nsmigrate resume` (or the sweep, or `run` of the spec again) while the job's step writes the import files:
+    its step ran beside the one under way, emptied the directories that one was still writing and started a second
+    import. It does nothing now (the step under way holds the job's step lock), and its chain takes over only once
+    no step runs: the files are written once, one import is started, and every record verifies."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    sandbox.set_faults("src", Faults(latency_ms=1000, latency_namespaces=("alpha",)))  # alpha writes for seconds
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+    start_worker(stack, object_storage)
+    assert nsmigrate(stack, object_storage, "run", write_spec(stack, object_storage)).exit_code == 0
+    db = jobs_database.Database(stack.database_url)
+    try:
+        job_id = int(jobs_status.list_jobs(db)[0]["job_id"])
+
+        def a_namespace_written() -> bool:
+            return any(e["action"] == "import_files_written" for e in jobs_status.events_of(db, job_id))
+
+        wait_until(a_namespace_written, what="a namespace's files written, alpha's still being written", timeout_s=60)
+        resumed = nsmigrate(stack, object_storage, "resume", str(job_id))
+        assert resumed.exit_code == 0, resumed.output
+        status = wait_for_job(db, job_id, lambda s: all(r.state == "verified" for r in s.runs), timeout_s=120)
+        actions = [e["action"] for e in jobs_status.events_of(db, job_id)]
+    finally:
+        db.dispose()
+    assert {r.source_namespace: r.copied for r in status.runs} == NAMESPACES
+    assert actions.count("import_started") == 1 and actions.count("import_files_written") == 3, actions
+    assert actions.index("job_resumed") < actions.index("import_started")  # resumed while the files were written
+    directory = f"imports/big.load-{job_id}"
+    keys = object_storage.object_keys(directory)
+    assert [k for k in keys if "/alpha/" in k] == [f"{directory}/alpha/part-0000{i}.parquet" for i in range(3)]
+    assert sandbox.snapshot("dst").keys() == sandbox.snapshot("src").keys()

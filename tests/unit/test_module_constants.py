@@ -157,6 +157,8 @@ WORKING: dict[str, str] = {
     "workers/steps/freshness.py:POLL_START_S": "the first pause between two looks at lagging reads",
     "workers/steps/freshness.py:POLL_MAX_S": "the longest pause between two looks at lagging reads",
     "workers/steps/freshness.py:RECORD_TTL_S": "how long a run's write LSNs stay in Redis: past its cleanup",
+    "workers/steps/step_chain.py:STEP_LOCK_TTL_S": "a dead step's lock outlives it: far below the visibility timeout",
+    "workers/steps/step_chain.py:CHAIN_TTL_S": "how long a stepped job's chain token outlives its last step",
 }
 
 

@@ -8,6 +8,7 @@ table, sends what follows, then raises a ``TaskFailed`` that Celery marks FAILUR
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -16,7 +17,7 @@ from nsmigrate.orchestrator.errors import CleanupFailed, GroupFailed, TaskFailed
 from nsmigrate.orchestrator.messaging.task_names import TaskName
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers import tally
-from nsmigrate.workers.context import get_context
+from nsmigrate.workers.context import WorkerContext, get_context
 from nsmigrate.workers.fleet.app import app
 from nsmigrate.workers.fleet.tuning import preload_sdk
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
@@ -29,6 +30,7 @@ from nsmigrate.workers.steps import (
     erasing,
     listing,
     small_group,
+    step_chain,
     verifying,
 )
 from nsmigrate.workers.steps import (
@@ -141,29 +143,38 @@ def cleanup_namespace(run_id: int, job_id: int | None = None, **_context: Any) -
 
 
 @app.task(name=TaskName.COLLECTION_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
-def collection_step(job_id: int, polls: int = 0, failing_since: float | None = None, **_context: Any) -> dict[str, Any]:
+def collection_step(job_id: int, polls: int = 0, failing_since: float | None = None, **context: Any) -> dict[str, Any]:
     """The next step of a `strategy: collection` job: make the collection, the index from it, hand it to
     verification; sends itself again while Pinecone is busy."""
-    with tally.counting() as counts:
-        did = collection_steps.step(get_context(), job_id, polls, failing_since)
-    return counts.result(step=did)
+    return _one_step(collection_steps.step, job_id, polls, failing_since, context.get("chain"))
 
 
 @app.task(name=TaskName.CONVERT_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
-def convert_step(job_id: int, polls: int = 0, failing_since: float | None = None, **_context: Any) -> dict[str, Any]:
+def convert_step(job_id: int, polls: int = 0, failing_since: float | None = None, **context: Any) -> dict[str, Any]:
     """The next step of a `strategy: convert` job: start Pinecone's conversion, follow it, then sync what was written
     after its snapshot and hand the namespaces to verification; sends itself again while Pinecone converts."""
-    with tally.counting() as counts:
-        did = convert_steps.step(get_context(), job_id, polls, failing_since)
-    return counts.result(step=did)
+    return _one_step(convert_steps.step, job_id, polls, failing_since, context.get("chain"))
 
 
 @app.task(name=TaskName.IMPORT_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
-def import_step(job_id: int, polls: int = 0, failing_since: float | None = None, **_context: Any) -> dict[str, Any]:
+def import_step(job_id: int, polls: int = 0, failing_since: float | None = None, **context: Any) -> dict[str, Any]:
     """The next step of a `strategy: import` job: write the import files, start Pinecone's import, track it, hand
     the namespaces to verification; sends itself again while Pinecone is busy."""
-    with tally.counting() as counts:
-        did = import_steps.step(get_context(), job_id, polls, failing_since)
+    return _one_step(import_steps.step, job_id, polls, failing_since, context.get("chain"))
+
+
+def _one_step(
+    take: Callable[[WorkerContext, int, int, float | None], str],
+    job_id: int,
+    polls: int,
+    failing_since: float | None,
+    chain: str | None,
+) -> dict[str, Any]:
+    """A step of a stepped job's chain (``step_chain``): taken, or nothing done when another step of the job runs or
+    a newer chain replaced this one."""
+    ctx = get_context()
+    with tally.counting() as counts, step_chain.one_step(ctx, job_id, chain) as not_taken:
+        did = not_taken or take(ctx, job_id, polls, failing_since)
     return counts.result(step=did)
 
 

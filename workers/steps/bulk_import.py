@@ -41,6 +41,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES, ImportPhase, phase_name
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import step_chain
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.import_files import ImportFiles
@@ -70,7 +71,11 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
         if time.time() - since < ctx.settings.collection_control_plane_outage_s:
             log.warning("import job %s: no answer (%s); asking again", job_id, e)
             ctx.dispatcher.import_step(
-                job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1), failing_since=since
+                job_id,
+                polls=polls + 1,
+                countdown_s=poll_delay_s(polls + 1),
+                failing_since=since,
+                chain=step_chain.current(),
             )
             return "wait"
         _fail(
@@ -113,12 +118,14 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
         )
         jobs_and_runs.record_event(ctx.db, "import_started", ctx.worker_name, job_id, import_id=new_id, uri=uri)
         jobs_phase.enter_phase(ctx.db, job_id, progress_phase(0), import_id=new_id, uri=uri)
-        ctx.dispatcher.import_step(job_id, polls=0, countdown_s=poll_delay_s(0))
+        ctx.dispatcher.import_step(job_id, polls=0, countdown_s=poll_delay_s(0), chain=step_chain.current())
         return "start"
     assert status is not None
     if decided.action == "wait":
         jobs_phase.enter_phase(ctx.db, job_id, progress_phase(status.percent), import_id=import_id, uri=uri)
-        ctx.dispatcher.import_step(job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1))
+        ctx.dispatcher.import_step(
+            job_id, polls=polls + 1, countdown_s=poll_delay_s(polls + 1), chain=step_chain.current()
+        )
         return "wait"
     if decided.action == "imported":
         counts = target.namespaces()

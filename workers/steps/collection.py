@@ -33,6 +33,7 @@ from nsmigrate.orchestrator.spec.stores import CreateIndex, PineconeStoreSpec
 from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
+from nsmigrate.workers.steps import step_chain
 from nsmigrate.workers.stores.pinecone.control import CollectionInfo, PineconeControl
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
         what=f"a step of collection {name}",
         fail=lambda reason: _fail(ctx, job_id, reason),
         again=lambda polls, delay_s, since: ctx.dispatcher.collection_step(
-            job_id, polls=polls, countdown_s=delay_s, failing_since=since
+            job_id, polls=polls, countdown_s=delay_s, failing_since=since, chain=step_chain.current()
         ),
         outage=lambda failing_s, e: _outage_text(control, spec, name, failing_s, e, job_id),
     )
@@ -191,5 +192,5 @@ def _take_step(
                 namespace = display_namespace(run.source_namespace)
                 ctx.dispatcher.verify_namespace(run.id, job_id=job_id, namespace=namespace)
         return "restored"
-    ctx.dispatcher.collection_step(job_id, polls=again, countdown_s=poll_delay_s(again))
+    ctx.dispatcher.collection_step(job_id, polls=again, countdown_s=poll_delay_s(again), chain=step_chain.current())
     return decided.action

@@ -25,6 +25,7 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES, phase_name
 from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import step_chain
 from nsmigrate.workers.steps.collection import Driven
 from nsmigrate.workers.steps.syncing import sync_runs
 from nsmigrate.workers.stores.pinecone.control import PineconeControl
@@ -56,7 +57,7 @@ def step(ctx: WorkerContext, job_id: int, polls: int = 0, failing_since: float |
         what=f"a step of the conversion of {source.label} into {target.label}",
         fail=lambda reason: _fail(ctx, job_id, reason),
         again=lambda polls, delay_s, since: ctx.dispatcher.convert_step(
-            job_id, polls=polls, countdown_s=delay_s, failing_since=since
+            job_id, polls=polls, countdown_s=delay_s, failing_since=since, chain=step_chain.current()
         ),
         outage=lambda failing_s, e: _outage_text(control, spec, failing_s, e, job_id),
     )
@@ -123,7 +124,7 @@ def _take_step(
             records_skipped=conversion.records_skipped,
         )
         return _sync(ctx, job_id)
-    ctx.dispatcher.convert_step(job_id, polls=again, countdown_s=poll_delay_s(again))
+    ctx.dispatcher.convert_step(job_id, polls=again, countdown_s=poll_delay_s(again), chain=step_chain.current())
     return decided.action
 
 
