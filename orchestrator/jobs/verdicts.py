@@ -208,7 +208,7 @@ def auto_cleanup_owed() -> sa.ColumnElement[bool]:
     refused = sa.exists().where(
         Event.job_id == NamespaceRun.job_id, Event.run_id == NamespaceRun.id, Event.action == "cleanup_refused"
     )
-    auto = Job.spec[("cleanup", "mode")].as_string() == "auto"
+    auto = (Job.kind == JobKind.MIGRATE) & (Job.spec[("cleanup", "mode")].as_string() == "auto")
     return auto & (((NamespaceRun.state == RunState.VERIFIED) & ~refused) | (NamespaceRun.state == RunState.CLEANING))
 
 
@@ -227,7 +227,8 @@ def take_up_lost_cleanup(db: Database, run_id: int, actor: str) -> NamespaceRun:
     Returns the run as it is then."""
     with db.transaction() as s:
         run = _get_run(s, run_id, lock=True)
-        if run.state == RunState.CLEANING:
+        # A rollback's runs clean too (its copies), under no cleanup lock: never one of those.
+        if run.state == RunState.CLEANING and not _is_rollback_run(s, run):
             _move_run(run, RunState.VERIFY_FAILED)
             run.cleanup = {**(run.cleanup or {}), CLEANUP_WORKER_LOST: True}
             reason = "the cleanup under way stopped with its worker (its lock expired): taken up, every id left proved"

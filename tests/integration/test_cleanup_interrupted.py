@@ -22,7 +22,7 @@ from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.messaging.task_names import lock_key
-from nsmigrate.orchestrator.models import CLEANUP_WORKER_LOST, RunState
+from nsmigrate.orchestrator.models import CLEANUP_WORKER_LOST, NamespaceRun, RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning
 from nsmigrate.workers.steps.proving import PROOF_CHUNK_IDS
@@ -216,3 +216,25 @@ def test_a_run_taken_up_after_a_dead_cleanup_keeps_its_source_deletions_known_un
     assert after.state == "verify_failed" and after.cleanup_stopped_part_way and jobs_verdicts.cleanable(after)
     refusal = jobs_sync_rollback.propagate_refusal(ctx.db, run_id)
     assert refusal is not None and "its worker lost" in refusal
+
+
+def test_a_rollback_cleaning_its_copies_is_never_taken_up_as_a_dead_cleanup(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rollback's runs go through `cleaning` too (its copies deleted), under no cleanup lock: a `nsmigrate cleanup`
+    of the rollback job must not take such a run for one a dead cleanup left, nor touch it."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-cleanup-interrupted-test")
+    stores = tuple({"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(10)})
+    assert job.verify()["passed"]
+    rollback_id, _ = jobs_sync_rollback.open_rollback(ctx.db, job.job_id, "tester")
+    [undoing] = jobs_and_runs.runs_of(ctx.db, rollback_id)
+    with ctx.db.transaction() as s:  # the rollback deleting the copies of alpha
+        s.get(NamespaceRun, undoing.id).state = RunState.CLEANING
+
+    result = cleaning.cleanup_run(ctx, undoing.id, actor="tester")
+
+    assert result["action"] == "refused", result
+    after = jobs_and_runs.get_run(ctx.db, undoing.id)
+    assert after.state == "cleaning" and not after.cleanup_stopped_part_way
+    assert sandbox.count("src", "alpha") == 10 and sandbox.count("dst", "alpha") == 10
