@@ -9,6 +9,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.jobs.database import Database
@@ -49,7 +50,7 @@ def check_shared_targets(session: Session, spec: JobSpec, plan: Plan) -> None:
             Job.kind == JobKind.MIGRATE,
             Job.state != JobState.CANCELLED,
             NamespaceRun.state.in_(COPY_UNDER_WAY_RUN_STATES),
-            sa.or_(NamespaceRun.target_namespace.in_(targets), NamespaceRun.target_namespace.is_(None)),
+            sa.or_(NamespaceRun.target_namespace == _any_of(targets), NamespaceRun.target_namespace.is_(None)),
         )
     )
     rows = session.execute(copying).all()
@@ -66,22 +67,34 @@ def _crossing_runs(db: Database, spec: JobSpec, plan: Plan, resumed_by_run: bool
     sources = {run.source_namespace for run in plan.runs}
     targets = {run.target_namespace for run in plan.runs if run.target_namespace is not None}
     # Stores first, namespaces after: only the runs of jobs on this job's stores are read (thousands of namespaces
-    # each, for jobs of many small ones).
-    jobs = [
-        job_id
-        for job_id, other in open_migrate_jobs(db)
-        if (crossings.stores_may_cross(spec, other) or crossings.writes_same_store(spec, other))
-        and not (resumed_by_run and other.get("name") == spec.name)
+    # each, for jobs of many small ones); of a job that only writes into this job's target, only the runs still
+    # writing (the shared-target refusal's): a job run again into the same target reads no finished copy of it.
+    crossing: list[int] = []
+    writing: list[int] = []
+    for job_id, other in open_migrate_jobs(db):
+        if resumed_by_run and other.get("name") == spec.name:
+            continue
+        if crossings.stores_may_cross(spec, other):
+            crossing.append(job_id)
+        elif crossings.writes_same_store(spec, other):
+            writing.append(job_id)
+    found = [
+        *open_runs_crossing(db, sources, targets, crossing),
+        *open_runs_crossing(db, sources, targets, writing, states=COPY_UNDER_WAY_RUN_STATES),
     ]
-    if not jobs:
-        return []
     return [
         crossings.OpenRun(job_id, name, spec_json, source, frozenset(wrote), state in COPY_UNDER_WAY_RUN_STATES)
-        for job_id, name, spec_json, source, wrote, state in open_runs_crossing(db, sources, targets, jobs)
+        for job_id, name, spec_json, source, wrote, state in found
     ]
 
 
 _RUN_DONE = [RunState.CLEANED, RunState.CANCELLED]
+
+
+def _any_of(names: Collection[str]) -> Any:
+    """``= ANY(names)``, the names one array parameter: an ``IN`` of a job's thousands of namespaces is as many
+    parameters, each rendered, sent and planned (2,000 namespaces: 49 ms a query, 26 ms with the array)."""
+    return sa.any_(sa.bindparam(None, list(names), type_=ARRAY(sa.String)))
 
 
 def open_migrate_jobs(db: Database) -> list[tuple[int, dict[str, Any]]]:
@@ -94,17 +107,24 @@ def open_migrate_jobs(db: Database) -> list[tuple[int, dict[str, Any]]]:
 
 
 def open_runs_crossing(
-    db: Database, sources: Collection[str], targets: Collection[str], job_ids: Collection[int]
+    db: Database,
+    sources: Collection[str],
+    targets: Collection[str],
+    job_ids: Collection[int],
+    *,
+    states: Collection[str] | None = None,
 ) -> list[tuple[int, str, dict[str, Any], str, set[str], str]]:
     """``(job id, job name, its spec, source namespace, target namespaces, run state)`` of every run of the
     unfinished migrate jobs ``job_ids`` (not cancelled; the run neither cleaned nor cancelled: a cleanup may still
-    delete its source) whose source is one of ``targets`` or whose target namespaces hold one of ``sources`` or
-    ``targets``. Matched by name: the caller compares the stores, and names only the jobs whose stores may cross
-    (``open_migrate_jobs``)."""
+    delete its source; in one of ``states`` when given) whose source is one of ``targets`` or whose target namespaces
+    hold one of ``sources`` or ``targets``. Matched by name: the caller compares the stores, and names only the jobs
+    whose stores may cross (``open_migrate_jobs``)."""
+    if not job_ids:
+        return []
     done = _RUN_DONE
     crossing = sa.or_(
-        NamespaceRun.source_namespace.in_(list(targets)),
-        NamespaceRun.target_namespace.in_([*sources, *targets]),
+        NamespaceRun.source_namespace == _any_of(targets),
+        NamespaceRun.target_namespace == _any_of([*sources, *targets]),
         NamespaceRun.target_namespace.is_(None),  # routed: its targets are the namespaces it wrote
     )
     stmt = (
@@ -115,6 +135,8 @@ def open_runs_crossing(
         .where(NamespaceRun.job_id.in_(list(job_ids)))
         .order_by(NamespaceRun.job_id, NamespaceRun.id)
     )
+    if states is not None:
+        stmt = stmt.where(NamespaceRun.state.in_(list(states)))
     found = []
     with db.transaction() as s:
         rows = s.execute(stmt).all()
