@@ -30,6 +30,7 @@ from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.states import RunState
 from nsmigrate.workers.steps.cleaning import CLEANED_ALREADY, UNDER_WAY, cleanup_run
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.steps.syncing import sync_runs
@@ -184,6 +185,15 @@ def cleanup(
         for r in runs:
             if stop_asked():
                 break  # Ctrl-C: the namespace under way stopped between two chunks; the next ones do not start
+            if r.state == RunState.CLEANING and not dry_run:
+                wait_s = resolved.cleanup_lock_ttl_s
+                console.print(
+                    escape(
+                        f"{display_namespace(r.source_namespace)}: a cleanup of it is under way, or its worker died: "
+                        f"waiting up to {wait_s:g} s for its lock (NSMIGRATE_CLEANUP_LOCK_TTL_S) to take it up"
+                    ),
+                    soft_wrap=True,
+                )
             result = cleanup_run(
                 ctx,
                 r.id,

@@ -238,3 +238,29 @@ def test_a_rollback_cleaning_its_copies_is_never_taken_up_as_a_dead_cleanup(
     after = jobs_and_runs.get_run(ctx.db, undoing.id)
     assert after.state == "cleaning" and not after.cleanup_stopped_part_way
     assert sandbox.count("src", "alpha") == 10 and sandbox.count("dst", "alpha") == 10
+
+
+def test_nsmigrate_cleanup_says_it_waits_for_a_dead_cleanups_lock_and_takes_the_namespace_up(
+    ctx: WorkerContext, sandbox: PineconeSandbox, job_table_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's `nsmigrate cleanup` of a job whose cleanup task died mid-delete: the command says why it waits
+    (up to the lock's time to live) before the namespace is taken up and its source deleted."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-cleanup-interrupted-test")
+    stores = tuple({"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(20)})
+    assert job.verify()["passed"]
+    jobs_verdicts.start_cleanup(ctx.db, job.runs["alpha"])  # the dead cleanup's work, up to its first chunk
+    ctx.redis.set(lock_key(f"cleanup:{job.runs['alpha']}"), "dead-worker", px=500)  # refreshed no more
+
+    env = {
+        "NSMIGRATE_DATABASE_URL": job_table_url,
+        "NSMIGRATE_REDIS_URL": redis_url,
+        "NSMIGRATE_CLEANUP_LOCK_TTL_S": "2",
+    }
+    result = CliRunner().invoke(app, ["cleanup", str(job.job_id), "--yes"], env=env)
+
+    assert result.exit_code == 0, (result.output, result.exception)
+    lines = " ".join(result.output.split())
+    assert "alpha: a cleanup of it is under way, or its worker died: waiting up to 2 s for its lock" in lines
+    assert "alpha: deleted 20" in lines
+    assert sandbox.count("src", "alpha") == 0 and sandbox.count("dst", "alpha") == 20
