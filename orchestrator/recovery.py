@@ -21,12 +21,11 @@ anything: it sends again, as a task, whatever the job table says is still to do.
    under ``cleanup.mode: auto``, ``verified`` and never cleaned up), for ever. So every worker sweeps
    (``start_sweeping``, every ``sweep_interval_s``): a run that has work to come and saw no change for the visibility
    timeout is claimed (``claim_stalled_runs``, one UPDATE, so however many workers sweep a stalled run is claimed
-   once per timeout; a row another session holds locked is skipped and swept next time)
-   and its work is sent again (``resend_stalled`` → ``resume``). A job whose strategy Pinecone carries out
-   (collection, import, convert) polls it for hours with no change to its runs: the step sent again then takes the
-   job's chain of steps over, or does nothing while a step runs (``workers.steps.step_chain``). An erasure's places
-   are swept the same way (``resend_stalled_places``): those still to do of an erasure none of whose places changed
-   for the timeout.
+   once per timeout; a row another session holds locked is skipped and swept next time) and its work is sent again
+   (``resend_stalled`` → ``resume``). A job whose strategy Pinecone carries out (collection, import, convert) polls
+   it for hours with no change to its runs: the step sent again then takes the job's chain of steps over, or does
+   nothing while a step runs (``workers.steps.step_chain``). An erasure's places are swept the same way
+   (``resend_stalled_places``): those still to do of an erasure none of whose places changed for the timeout.
 3. **An operator asks** (``nsmigrate resume JOB``, or ``nsmigrate run`` of a spec whose job is unfinished, through
    ``launch.start_or_resume``): ``resume`` sends everything the job still has to do at once, without waiting for a
    timeout. A job that was cancelled or rolled back is never taken up again (``jobs_and_runs.refuse_stopped``).
@@ -169,11 +168,9 @@ def _resume_collection(
         for run in runs:
             if run.id in owed:
                 dispatcher.cleanup_namespace(run.id, job_id=job_id, namespace=display_namespace(run.source_namespace))
-    sent = {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify)}
-    if owed:
-        sent["cleanups"] = len(owed)
-    jobs_and_runs.record_event(db, action, actor or default_actor(), job_id, collection_step=bool(waiting))
-    return sent
+    cleanups = {"cleanups": len(owed)} if owed else {}
+    jobs_and_runs.record_event(db, action, actor or default_actor(), job_id, collection_step=bool(waiting), **cleanups)
+    return {"listers": int(bool(waiting)), "batches": 0, "verifications": len(to_verify), **cleanups}
 
 
 def claim_stalled_runs(db: jobs_database.Database, idle_s: float) -> dict[int, list[int]]:
