@@ -315,7 +315,7 @@ class Verification(_Model):
 
 class Cleanup(_Model):
     """``never``: the source is kept. ``manual``: `nsmigrate cleanup JOB` may delete verified source namespaces.
-    ``auto``: deleted right after verification passes."""
+    ``auto``: deleted right after verification passes (the job is finished with the verdicts, the cleanups after)."""
 
     mode: Literal["never", "manual", "auto"] = "never"
 
