@@ -135,7 +135,7 @@ def cleanup_namespace(run_id: int, job_id: int | None = None, **_context: Any) -
     """Delete a verified source namespace (only when the spec allows it and the source is unchanged)."""
     with tally.counting() as counts:
         outcome = cleaning.cleanup_run(get_context(), run_id)
-    # under way: the live cleanup reports its own end
+    # A cleanup under way elsewhere reports its own end; a namespace cleaned before needs none.
     if outcome["action"] not in ("deleted", cleaning.UNDER_WAY, cleaning.CLEANED_ALREADY):
         what = f"cleanup {outcome['action']}: {outcome.get('reason', '')}"
         raise CleanupFailed(what, job=job_id, namespace=display_namespace(outcome["namespace"]))
@@ -143,24 +143,30 @@ def cleanup_namespace(run_id: int, job_id: int | None = None, **_context: Any) -
 
 
 @app.task(name=TaskName.COLLECTION_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
-def collection_step(job_id: int, polls: int = 0, failing_since: float | None = None, **context: Any) -> dict[str, Any]:
+def collection_step(
+    job_id: int, polls: int = 0, failing_since: float | None = None, chain: str | None = None, **_context: Any
+) -> dict[str, Any]:
     """The next step of a `strategy: collection` job: make the collection, the index from it, hand it to
     verification; sends itself again while Pinecone is busy."""
-    return _one_step(collection_steps.step, job_id, polls, failing_since, context.get("chain"))
+    return _one_step(collection_steps.step, job_id, polls, failing_since, chain)
 
 
 @app.task(name=TaskName.CONVERT_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
-def convert_step(job_id: int, polls: int = 0, failing_since: float | None = None, **context: Any) -> dict[str, Any]:
+def convert_step(
+    job_id: int, polls: int = 0, failing_since: float | None = None, chain: str | None = None, **_context: Any
+) -> dict[str, Any]:
     """The next step of a `strategy: convert` job: start Pinecone's conversion, follow it, then sync what was written
     after its snapshot and hand the namespaces to verification; sends itself again while Pinecone converts."""
-    return _one_step(convert_steps.step, job_id, polls, failing_since, context.get("chain"))
+    return _one_step(convert_steps.step, job_id, polls, failing_since, chain)
 
 
 @app.task(name=TaskName.IMPORT_STEP.value, **_RETRY_ON_OUTAGE, **_FAILS)
-def import_step(job_id: int, polls: int = 0, failing_since: float | None = None, **context: Any) -> dict[str, Any]:
+def import_step(
+    job_id: int, polls: int = 0, failing_since: float | None = None, chain: str | None = None, **_context: Any
+) -> dict[str, Any]:
     """The next step of a `strategy: import` job: write the import files, start Pinecone's import, track it, hand
     the namespaces to verification; sends itself again while Pinecone is busy."""
-    return _one_step(import_steps.step, job_id, polls, failing_since, context.get("chain"))
+    return _one_step(import_steps.step, job_id, polls, failing_since, chain)
 
 
 def _one_step(
