@@ -264,3 +264,32 @@ def test_nsmigrate_cleanup_says_it_waits_for_a_dead_cleanups_lock_and_takes_the_
     assert "alpha: a cleanup of it is under way, or its worker died: waiting up to 2 s for its lock" in lines
     assert "alpha: deleted 20" in lines
     assert sandbox.count("src", "alpha") == 0 and sandbox.count("dst", "alpha") == 20
+
+
+def test_a_taken_up_cleanup_deletes_nothing_of_a_chunk_whose_copy_is_gone(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taken up after its worker died, a cleanup asks no fingerprint of the source (it lacks what the dead one
+    deleted), so the proof at the moment of deletion is all that guards the rest: one id left whose copy was deleted
+    from the target since, and nothing more is deleted; the run is `verify_failed` with that id named, and still
+    marked, so no sync propagates the dead cleanup's deletes."""
+    monkeypatch.setenv(KEY_ENV, "pcsk-cleanup-interrupted-test")
+    monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update={"cleanup_lock_ttl_s": 1.0}))
+    stores = tuple({"kind": "pinecone", "host": sandbox.host(name), "api_key_env": KEY_ENV} for name in ("src", "dst"))
+    ids = [r.id for r in make_records(PROOF_CHUNK_IDS + 20)]
+    job = copied_job(ctx, make_spec(stores), {"alpha": make_records(PROOF_CHUNK_IDS + 20)})
+    assert job.verify()["passed"]
+    run_id = job.runs["alpha"]
+    run, _ = jobs_verdicts.start_cleanup(ctx.db, run_id)
+    source = ctx.guarded(job.spec.source, job.spec.rate)
+    assert cleaning._proof(ctx, run, job.spec, source, ids[:PROOF_CHUNK_IDS], delete=True).proven  # then it died
+    job.target.delete("alpha", [ids[-1]])  # a copy of an id left, deleted since
+
+    result = cleaning.cleanup_run(ctx, run_id, actor="tester")
+
+    assert result["action"] == "refused", result
+    assert sandbox.count("src", "alpha") == 20  # the 20 left, none deleted
+    after = jobs_and_runs.get_run(ctx.db, run_id)
+    assert after.state == "verify_failed" and after.cleanup_stopped_part_way, after.cleanup
+    assert ids[-1] in str(job.events("cleanup_refused")[-1])
+    assert jobs_sync_rollback.propagate_refusal(ctx.db, run_id) is not None
