@@ -316,7 +316,11 @@ def _send(database: jobs_database.Database, sender: Dispatcher, job_id: int, pla
             for place_id in place_ids:
                 p = places[place_id]
                 if place_id not in here:
-                    where = f"{p.store}/{display_namespace(p.namespace or '')}"
+                    where = (
+                        p.path
+                        if p.kind == PlaceKind.IMPORT_FILES
+                        else f"{p.store}/{display_namespace(p.namespace or '')}"
+                    )
                     sender.erase_place(place_id, job_id=job_id, place=f"{p.kind} {where}")
     finally:
         sender.close()
@@ -373,6 +377,8 @@ def _print_receipt(receipt: dict[str, Any], path: Path) -> None:
         f"erased {receipt['vectors_erased']} vectors and {receipt['backup_rows_erased']} backup rows of {who}; "
         f"{checked}; receipt: {path} (and `nsmigrate events {receipt['job_id']}`)"
     )
+    if receipt.get("import_files_removed"):
+        console.print(f"import files removed (whole import jobs' copies): {receipt['import_files_removed']}")
     if receipt.get("aliases_removed"):
         console.print(f"namespace aliases removed with their namespaces: {', '.join(receipt['aliases_removed'])}")
     _print_cannot_erase(receipt.get("cannot_erase") or [])

@@ -114,6 +114,7 @@ class PlaceKind(StrEnum):
     RECORDS = "records"  # their vectors in a shared namespace (public, review, the default namespace…)
     BACKUP = "backup"  # a backup directory: files rewritten without their rows, or removed
     TABLE = "table"  # a retired pgvector table (a backup a move or cleanup renamed away): emptied of their rows
+    IMPORT_FILES = "import_files"  # an import job's files in object storage (kept or left): removed whole
 
 
 # ------------------------------------------------------------------------------------------ allowed transitions

@@ -3,6 +3,7 @@ checked, and finish the job with its receipt when every place is final. Each fun
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -298,3 +299,36 @@ def known_collections(db: Database) -> list[dict[str, Any]]:
             if name and name not in found:
                 found[name] = {"collection": str(name), "job_id": e.job_id, "source": e.detail.get("source")}
     return list(found.values())
+
+
+#: Events after which an import job's directory holds no file any more (``workers.steps.bulk_import``, the erasure).
+IMPORT_FILES_GONE = ("import_files_removed", "import_files_erased")
+#: Events after which it may hold some: writing began (a file is uploaded before its namespace is recorded written).
+IMPORT_FILES_WRITING = ("import_writing", "import_files_written")
+
+
+def import_file_jobs(db: Database, job_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Of ``job_ids``, the ``strategy: import`` jobs whose import files may still be in object storage (written, and
+    not removed since): ``{"job_id", "name", "import"}`` (the spec's ``import:``, its
+    variables' names only), oldest first."""
+    from nsmigrate.orchestrator.models import Event
+
+    wanted = sorted(set(job_ids))
+    if not wanted:
+        return []
+    found = []
+    with db.transaction() as s:
+        jobs = s.scalars(sa.select(Job).where(Job.id.in_(wanted)).order_by(Job.id))
+        for job in jobs:
+            spec = job.spec or {}
+            if spec.get("strategy") != "import" or not spec.get("import"):
+                continue
+            last = s.scalar(
+                sa.select(Event.action)
+                .where(Event.job_id == job.id, Event.action.in_((*IMPORT_FILES_GONE, *IMPORT_FILES_WRITING)))
+                .order_by(Event.id.desc())
+                .limit(1)
+            )
+            if last in IMPORT_FILES_WRITING:
+                found.append({"job_id": job.id, "name": job.name, "import": spec["import"]})
+    return found

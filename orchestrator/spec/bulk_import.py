@@ -25,7 +25,8 @@ class BulkImport(_Model):
     ``uri``: ``s3://BUCKET/PREFIX``; each job writes under ``PREFIX/<job name>-<job id>/``, one directory per target
     namespace, and imports that directory. ``integration_id``: the Pinecone storage integration that reads the
     bucket (none: a public bucket). ``endpoint_url``: an S3-compatible server instead of AWS's. The keys nsmigrate
-    writes with come from the environment variables named here.
+    writes with come from the environment variables named here. ``keep_files``: leave the files in the bucket once
+    the import completed.
     """
 
     uri: str = Field(min_length=6, max_length=IMPORT_URI_MAX_CHARS - 60)
@@ -41,6 +42,11 @@ class BulkImport(_Model):
         "continue skips such records (verification then fails on the ids they held).",
     )
     rows_per_file: int = Field(default=DEFAULT_ROWS_PER_FILE, gt=0, le=10_000_000)
+    keep_files: bool = Field(
+        default=False,
+        description="Keep the job's import files once Pinecone's import completed (by default they are removed "
+        "then: a copy of every record the job no longer needs). Kept files are reached by `nsmigrate erase`.",
+    )
     usd_per_gb: float = Field(default=1.0, ge=0, description="Import price per GB read (the plan's comparison).")
     usd_per_million_write_units: float = Field(
         default=4.0, ge=0, description="Upsert price per million write units (the plan's comparison)."

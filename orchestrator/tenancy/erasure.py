@@ -418,8 +418,9 @@ def receipt(job: Any, places: Sequence[Any]) -> dict[str, Any]:
         # From the job's start to its receipt (the places ran concurrently, each its own duration_s).
         "duration_s": round((finished - job.created_at).total_seconds(), 3) if job.created_at else None,
         "verified": all(r["verified"] for r in rows),
-        "vectors_erased": sum(r["erased"] for r in rows if r["kind"] != "backup"),
+        "vectors_erased": sum(r["erased"] for r in rows if r["kind"] not in ("backup", "import_files")),
         "backup_rows_erased": sum(r["erased"] for r in rows if r["kind"] == "backup"),
+        "import_files_removed": sum(r["erased"] for r in rows if r["kind"] == "import_files"),
         "places": rows,
         "ambiguous": list(spec.get("ambiguous") or []),
         "not_searched": list(spec.get("not_searched") or []),

@@ -156,7 +156,8 @@ def test_an_import_job_writes_the_files_imports_them_and_is_verified(
     sandbox = stack.pinecone
     load_source(sandbox)
     object_storage.configure(sandbox, "dst", pace_s=0.6)
-    spec = write_spec(stack, object_storage, usd_per_gb=250, usd_per_million_write_units=160)
+    # The files kept (``import.keep_files``) to show Pinecone's layout; the test after it, removed.
+    spec = write_spec(stack, object_storage, usd_per_gb=250, usd_per_million_write_units=160, keep_files=True)
 
     assert_plan_compares(stack, object_storage, spec, "Parquet")
     assert object_storage.object_keys() == [] and sandbox.stats("dst")["vector_count"] == 0  # a dry run
@@ -168,10 +169,12 @@ def test_an_import_job_writes_the_files_imports_them_and_is_verified(
         status = jobs_status.job_status(db, job_id)
         assert status.phase == "imported"
         assert {r.source_namespace: r.state for r in status.runs} == dict.fromkeys(NAMESPACES, "verified")
-        actions = [e["action"] for e in jobs_status.events_of(db, job_id)]
+        events = jobs_status.events_of(db, job_id)
+        actions = [e["action"] for e in events]
         for action in ("import_writing", "import_files_written", "import_started", "import_importing"):
             assert action in actions
-        assert actions.index("import_started") < actions.index("import_imported")
+        assert actions.index("import_started") < actions.index("import_imported") < actions.index("import_files_kept")
+        assert "import_files_removed" not in actions
     finally:
         db.dispose()
     directory = f"imports/big.load-{job_id}"
@@ -226,7 +229,8 @@ def test_a_step_taken_again_rewrites_a_namespace_a_crash_left_half_written(
     sandbox = stack.pinecone
     load_source(sandbox)
     object_storage.configure(sandbox, "dst", pace_s=0.2)
-    result = nsmigrate(stack, object_storage, "run", write_spec(stack, object_storage))  # no worker yet: queued
+    spec = write_spec(stack, object_storage, keep_files=True)  # kept: what was written is read below
+    result = nsmigrate(stack, object_storage, "run", spec)  # no worker yet: queued
     assert result.exit_code == 0, result.output
     db = jobs_database.Database(stack.database_url)
     try:
@@ -328,6 +332,70 @@ def test_an_import_job_leaves_an_erased_creators_records_out_names_them_and_veri
     assert len(imported) == NAMESPACES["alpha"] + 3
 
 
+def test_once_imported_the_job_removes_its_files_and_says_so(stack: Stack, object_storage: ObjectStorage) -> None:
+    """A copy of every record left in a bucket is a liability nothing needs once Pinecone imported it: removed, with
+    an event naming where and how many."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+
+    job_id = run_to_the_end(stack, object_storage, write_spec(stack, object_storage))
+
+    db = jobs_database.Database(stack.database_url)
+    try:
+        events = jobs_status.events_of(db, job_id)
+        written = sum(e["detail"]["files"] for e in events if e["action"] == "import_files_written")
+        [removed] = [e["detail"] for e in events if e["action"] == "import_files_removed"]
+        assert removed == {"uri": f"s3://{object_storage.bucket}/imports/big.load-{job_id}/", "objects": written}
+        assert written == 5  # 40, 260 and 9 records, 100 a file
+        assert {r.state for r in jobs_status.job_status(db, job_id).runs} == {"verified"}
+    finally:
+        db.dispose()
+    assert object_storage.object_keys() == []
+
+
+def test_erasing_a_creator_removes_the_import_files_a_job_kept(
+    stack: Stack, object_storage: ObjectStorage, tmp_path: Path
+) -> None:
+    """Files kept (``import.keep_files``) hold a.1's records: `erase --creator a.1` removes the job's files whole, the
+    receipt counting them, and a later erasure does not look there again."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    rng = np.random.default_rng(13)
+    owned = [(f"own-{i}", rng.random(DIM).tolist(), {"creator_id": "a.1"}) for i in range(3)]
+    sandbox.load("src", "alpha", owned)
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+    keys = {
+        "AWS_ACCESS_KEY_ID": object_storage.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": object_storage.secret_access_key,
+    }
+    stack.start_worker("cleanup", 2, pool="threads", **keys)
+    job_id = run_to_the_end(stack, object_storage, write_spec(stack, object_storage, keep_files=True))
+    directory = f"imports/big.load-{job_id}"
+    files = object_storage.object_keys(directory)
+    assert len(files) == 5
+
+    result = nsmigrate(stack, object_storage, "erase", "--creator", "a.1", "--yes", "--receipt", str(tmp_path / "r"))
+
+    assert result.exit_code == 0, result.output
+    assert object_storage.object_keys() == []
+    receipt = json.loads((tmp_path / "r").read_text())
+    [place] = [p for p in receipt["places"] if p["kind"] == "import_files"]
+    assert place["path"] == f"s3://{object_storage.bucket}/{directory}/" and place["verified"]
+    assert place["erased"] == receipt["import_files_removed"] == 5 and place["check"]["files_left"] == 0
+    assert receipt["vectors_erased"] == 6  # a.1's 3 records in the source and in the target
+    for index in ("src", "dst"):
+        assert not {"own-0", "own-1", "own-2"} & sandbox.snapshot(index)["alpha"].keys()
+    db = jobs_database.Database(stack.database_url)
+    try:
+        assert "import_files_erased" in [e["action"] for e in jobs_status.events_of(db, job_id)]
+    finally:
+        db.dispose()
+    again = nsmigrate(stack, object_storage, "erase", "--creator", "a.1", "--yes", "--receipt", str(tmp_path / "r2"))
+    assert again.exit_code == 0, again.output
+    assert not [p for p in json.loads((tmp_path / "r2").read_text())["places"] if p["kind"] == "import_files"]
+
+
 DOCS = "import-documents"
 DOC_NAMESPACES = {"": 30, "shelf": 230}
 
@@ -362,7 +430,7 @@ def test_an_import_job_into_a_document_index_writes_jsonl_and_every_document_ver
     sandbox = stack.pinecone
     loaded = load_documentable_source(sandbox)
     object_storage.configure(sandbox, pace_s=0.6)  # the project's integration: the index the job creates reads it
-    spec = write_spec(stack, object_storage)
+    spec = write_spec(stack, object_storage, keep_files=True)  # kept: the files are read below
     data = yaml.safe_load((stack.workdir / "import.yaml").read_text())
     mapping: dict[str, Any] = {"text_fields": ["chunk_text"], "rename": {"text": "chunk_text"}}
     data |= {"name": "Docs.Load", "enrich": {"creator_fields": False, "migrated_from": False}}
@@ -426,7 +494,8 @@ def test_a_resume_while_the_files_are_written_neither_rewrites_them_nor_imports_
     sandbox.set_faults("src", Faults(latency_ms=1000, latency_namespaces=("alpha",)))  # alpha writes for seconds
     object_storage.configure(sandbox, "dst", pace_s=0.2)
     start_worker(stack, object_storage)
-    assert nsmigrate(stack, object_storage, "run", write_spec(stack, object_storage)).exit_code == 0
+    spec = write_spec(stack, object_storage, keep_files=True)  # kept: the files are read below
+    assert nsmigrate(stack, object_storage, "run", spec).exit_code == 0
     db = jobs_database.Database(stack.database_url)
     try:
         job_id = int(jobs_status.list_jobs(db)[0]["job_id"])

@@ -4,7 +4,7 @@ namespace run's records as import files to object storage (``workers.stores.impo
 import of the job's directory, and asks after it, sending itself again while Pinecone is busy and showing its
 progress in the job's phase (``importing 42%``). When the import completed, the runs become ``copied`` with the
 counts the index reports and are verified like any run (``workers.steps.verifying``: counts, ids, contents, after
-waiting for lagging reads).
+waiting for lagging reads), and the job's files are removed (unless ``import.keep_files``).
 
 Each step may be taken again safely: a run's files are written again from scratch (its directory emptied first)
 until it is recorded written; an import is started once per attempt (its id is in the job's ``import_started``
@@ -21,7 +21,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import NoReturn
 
-from nsmigrate.orchestrator.errors import ImportFailed, NsmigrateError, RetryableError, failure_text
+from nsmigrate.orchestrator.errors import (
+    ImportFailed,
+    NsmigrateError,
+    RetryableError,
+    SpecError,
+    StoreError,
+    failure_text,
+)
 from nsmigrate.orchestrator.jobs import collection as jobs_phase
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -136,6 +143,10 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
                 ctx.dispatcher.verify_namespace(
                     run.id, job_id=job_id, namespace=display_namespace(run.source_namespace)
                 )
+        if spec.bulk_import.keep_files:
+            jobs_and_runs.record_event(ctx.db, "import_files_kept", ctx.worker_name, job_id, uri=uri)
+        else:
+            _remove_files(ctx, spec, job_id, uri)
         return "imported"
     jobs_and_runs.record_event(
         ctx.db, "import_ended", ctx.worker_name, job_id, import_id=import_id, status=status.status
@@ -147,6 +158,22 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
         "target namespaces may hold part of it, and Pinecone imports only into new namespaces: delete them (or map "
         f"the job to new names), then `nsmigrate retry {job_id}`",
     )
+
+
+def _remove_files(ctx: WorkerContext, spec: JobSpec, job_id: int, uri: str) -> None:
+    """Remove the job's import files once Pinecone imported them: a copy of every record in a bucket, which nothing
+    needs any more (the target holds them now, the source still does). Files left (the storage refused, a worker
+    died before this) are named by ``import_files_left`` and reached by `nsmigrate erase`
+    (``workers.steps.erasing_copies``)."""
+    assert spec.bulk_import is not None
+    try:
+        files = ImportFiles(spec.bulk_import, ctx.settings.allowed_key_vars)
+        removed = files.clear(import_directory(spec.bulk_import, spec.name, job_id))
+    except (StoreError, RetryableError, SpecError) as e:
+        log.warning("import job %s: its files were left in %s (%s)", job_id, uri, e)
+        jobs_and_runs.record_event(ctx.db, "import_files_left", ctx.worker_name, job_id, uri=uri, reason=str(e))
+        return
+    jobs_and_runs.record_event(ctx.db, "import_files_removed", ctx.worker_name, job_id, uri=uri, objects=removed)
 
 
 def _write(ctx: WorkerContext, spec: JobSpec, job_id: int, target: PineconeStore) -> None:

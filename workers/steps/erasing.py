@@ -57,7 +57,13 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.alias_guard import release_aliases
-from nsmigrate.workers.steps.erasing_copies import collection_notes, erase_retired_table, retired_table_places
+from nsmigrate.workers.steps.erasing_copies import (
+    collection_notes,
+    erase_import_files,
+    erase_retired_table,
+    import_file_places,
+    retired_table_places,
+)
 from nsmigrate.workers.steps.verifying import chunks, list_all_ids
 from nsmigrate.workers.stores.base import Store, iter_all_ids
 from nsmigrate.workers.stores.guarded import exclusive_hold
@@ -159,6 +165,7 @@ def plan_erasure(
     plan.writing = still_writing(runs, plan.subject, namespaces)
     plan.seen = copies_seen(runs, plan.subject, namespaces)
     carrying = {run.job_id for run in runs if str(run.run_id) in plan.seen}
+    plan.places.extend(import_file_places(db, sorted(carrying)))
     made = [c for c in jobs_erasure.known_collections(db) if c["job_id"] in carrying]
     plan.cannot_erase = collection_notes(made)
     return plan
@@ -263,17 +270,24 @@ def erase_place(ctx: WorkerContext, place_id: int) -> int:
         if jobs_erasure.maybe_finish_erasure(ctx.db, place.job_id, receipt, ctx.worker_name) is not None:
             log.info("erasure job %s finished; receipt in its audit log", place.job_id)
     if error is not None:
-        where = place.path if place.kind == PlaceKind.BACKUP else display_namespace(place.namespace or "")
+        where = (
+            place.path
+            if place.kind in (PlaceKind.BACKUP, PlaceKind.IMPORT_FILES)
+            else display_namespace(place.namespace or "")
+        )
         raise ErasureFailed(error, job=place.job_id, place=f"{place.kind} {where}")
     return erased
 
 
 def _erase(ctx: WorkerContext, place: Any, subject: Subject) -> tuple[int, dict[str, Any]]:
-    """Delete the place (a whole namespace, the subject's records of one, their rows of a backup) and check it."""
+    """Delete the place (a whole namespace, the subject's records of one, their rows of a backup or a retired table,
+    an import job's files) and check it."""
     if place.kind == PlaceKind.BACKUP:
         return _erase_backup(place, subject)
     if place.kind == PlaceKind.TABLE:
         return erase_retired_table(place, subject, ctx.store)
+    if place.kind == PlaceKind.IMPORT_FILES:
+        return erase_import_files(ctx, place)
     spec = store_spec_from_json(place.store_spec or {})
     store = ctx.guarded(spec, RateBudget())
     namespace = place.namespace or ""

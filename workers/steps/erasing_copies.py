@@ -1,16 +1,23 @@
 """The copies an erasure must also reach beyond namespaces and export directories: the retired tables of the
 application's pgvector layout (``workers.stores.pgvector.retired``: backups a move, ``legacy`` or a cleanup renamed
-away, and the legacy table once replaced), searched and emptied of the subject's rows as places of kind ``table``; and
-the Pinecone collections nsmigrate's collection jobs made, which no API can erase inside, listed in the plan and the
-receipt with what to do."""
+away, and the legacy table once replaced), searched and emptied of the subject's rows as places of kind ``table``; the
+import files of ``strategy: import`` jobs still in object storage (kept with ``import.keep_files``, or left by a job
+cancelled or failed, or whose removal failed), removed whole as places of kind ``import_files``: a derived copy of
+every record, which its job no longer needs; and the Pinecone collections nsmigrate's collection jobs made, which no
+API can erase inside, listed in the plan and the receipt with what to do."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import PlaceKind
+from nsmigrate.orchestrator.planning.import_strategy import import_directory, import_uri
 from nsmigrate.orchestrator.records.namespaces import Registry
+from nsmigrate.orchestrator.spec.bulk_import import BulkImport
 from nsmigrate.orchestrator.spec.stores import store_spec_from_json
 from nsmigrate.orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store
 from nsmigrate.workers.stores.pgvector import retired
@@ -75,6 +82,53 @@ def erase_retired_table(place: Any, subject: Subject, open_store: Any) -> tuple[
     if left:
         check["reason"] = f"{left} of their rows still in table {table}"
     return erased, check
+
+
+def import_file_places(db: jobs_database.Database, job_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The places of kind ``import_files``: of the jobs ``job_ids`` (those that copied the subject's data), each
+    ``strategy: import`` job's directory whose files may still be in object storage (``import_file_jobs``). Planned
+    as 0: the command that plans may lack the storage keys, which the workers have."""
+    places = []
+    for job in jobs_erasure.import_file_jobs(db, job_ids):
+        spec = BulkImport.model_validate(job["import"])
+        places.append(
+            {
+                "kind": PlaceKind.IMPORT_FILES.value,
+                "store": "import files",
+                "store_spec": {"import": job["import"], "job_id": job["job_id"], "job_name": job["name"]},
+                "namespace": None,
+                "path": import_uri(spec, job["name"], job["job_id"]),
+                "planned": 0,
+            }
+        )
+    return places
+
+
+def erase_import_files(ctx: Any, place: Any) -> tuple[int, dict[str, Any]]:
+    """Remove every file of one import job's directory (the whole copy: the subject's records are in any of its
+    files) and check it: listed again, none is left. Recorded on the import job (``import_files_erased``), so a
+    later erasure no longer looks there. Returns the files removed."""
+    from nsmigrate.workers.stores.import_files import ImportFiles  # boto3: only an erasure that reaches files
+
+    spec = place.store_spec or {}
+    bulk = BulkImport.model_validate(spec.get("import") or {})
+    directory = import_directory(bulk, str(spec.get("job_name")), int(spec.get("job_id") or 0))
+    files = ImportFiles(bulk, ctx.settings.allowed_key_vars)
+    removed = files.clear(directory)
+    left = files.count(directory)
+    check: dict[str, Any] = {"passed": left == 0, "directory": place.path, "files_left": left}
+    if left:
+        check["reason"] = f"{left} files still in {place.path} after they were removed"
+    else:
+        jobs_and_runs.record_event(
+            ctx.db,
+            "import_files_erased",
+            ctx.worker_name,
+            int(spec.get("job_id") or 0),
+            uri=place.path,
+            objects=removed,
+        )
+    return removed, check
 
 
 def collection_notes(collections: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -84,18 +84,24 @@ class ImportFiles:
         )
 
     def clear(self, directory: str) -> int:
-        """Remove every object under ``directory/`` (a namespace's files of an earlier attempt); how many."""
+        """Remove every object under ``directory/`` (a namespace's files of an earlier attempt, a job's once
+        imported); how many."""
         removed = 0
         with self._errors(directory):
-            pages = self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.spec.bucket, Prefix=directory + "/"
-            )
-            for page in pages:
+            for page in self._pages(directory):
                 keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
                 if keys:
                     self._client.delete_objects(Bucket=self.spec.bucket, Delete={"Objects": keys, "Quiet": True})
                     removed += len(keys)
         return removed
+
+    def count(self, directory: str) -> int:
+        """The objects under ``directory/``."""
+        with self._errors(directory):
+            return sum(len(page.get("Contents", [])) for page in self._pages(directory))
+
+    def _pages(self, directory: str) -> Any:
+        return self._client.get_paginator("list_objects_v2").paginate(Bucket=self.spec.bucket, Prefix=directory + "/")
 
     def write(
         self, directory: str, chunks: Iterable[list[Record]], dimension: int, fields: DocumentFields | None
