@@ -29,6 +29,7 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues, same_bytes
 from nsmigrate.orchestrator.routing.text import text_fields
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
+from nsmigrate.orchestrator.verification.report_values import shown
 
 #: How many ids / mismatches a report lists (the counts are always complete).
 ID_CAP = 100
@@ -66,11 +67,6 @@ def compare_id_sets(expected: set[str], actual: set[str], cap: int = ID_CAP) -> 
 
 
 # ----------------------------------------------------------------------------------------------------- contents
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _same_value(a: Any, b: Any) -> bool:
@@ -130,11 +126,11 @@ def compare_metadata(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> 
         keys.discard(INT_KEYS_KEY)
     for key in sorted(keys):
         if key not in actual:
-            return f"metadata key {key!r}: expected {_short(expected[key])}, got None"
+            return f"metadata key {key!r}: expected {shown(key, expected[key])}, got None"
         if key not in expected:
-            return f"metadata key {key!r}: not expected, got {_short(actual[key])}"
+            return f"metadata key {key!r}: not expected, got {shown(key, actual[key])}"
         if not _same_value(expected[key], actual[key]):
-            return f"metadata key {key!r}: expected {_short(expected[key])}, got {_short(actual[key])}"
+            return f"metadata key {key!r}: expected {shown(key, expected[key])}, got {shown(key, actual[key])}"
     return None
 
 
