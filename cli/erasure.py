@@ -261,7 +261,9 @@ def _print_plan(plan: ErasurePlan) -> None:
     table = Table("kind", "store", "namespace / path", "found", title=f"places of {plan.subject.label}")
     for p in plan.places:
         where = p.get("path") or display_namespace(p["namespace"] or "")
-        table.add_row(p["kind"], p["store"], where, str(p["planned"]))
+        # Import files are counted by the cleanup workers, which hold the storage keys this command may lack.
+        found = "its files, whole" if p["kind"] == PlaceKind.IMPORT_FILES else str(p["planned"])
+        table.add_row(p["kind"], p["store"], where, found)
     console.print(table)
     for label in plan.skipped:
         console.print(f"[yellow]not searched (--skip-store):[/] {label}")

@@ -378,6 +378,7 @@ def test_erasing_a_creator_removes_the_import_files_a_job_kept(
     result = nsmigrate(stack, object_storage, "erase", "--creator", "a.1", "--yes", "--receipt", str(tmp_path / "r"))
 
     assert result.exit_code == 0, result.output
+    assert "import_files" in result.output and "its files, whole" in " ".join(result.output.split())
     assert object_storage.object_keys() == []
     receipt = json.loads((tmp_path / "r").read_text())
     [place] = [p for p in receipt["places"] if p["kind"] == "import_files"]
