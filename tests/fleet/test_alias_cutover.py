@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from pinecone import Pinecone
+from typer.testing import CliRunner
 
+from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
@@ -260,6 +262,36 @@ def all_new(stack: Stack, **cutover: Any) -> tuple[jobs_database.Database, int]:
         assert step.exit_code == 0, step.output
     assert served(stack) == {f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}
     return db, job_id
+
+
+def test_a_breach_whose_aliases_cannot_all_move_back_says_how_to_finish_it(stack: Stack) -> None:
+    """Reads are 100 % new when the new side breaches, and Pinecone refuses every alias repoint: the watch says reads
+    did not go back, that some aliases may have, and the command that moves the rest; run once the service answers,
+    that command brings every alias to the last good step."""
+    from nsmigrate_sandbox.pinecone_server import Faults
+
+    db, job_id = all_new(stack, **BREACHING)
+    env = {**stack.env(), "NSMIGRATE_RETRY_ATTEMPTS": "2", "NSMIGRATE_RETRY_MAX_WAIT_S": "0.05"}
+    slow = [f"v2-{ns}" for ns in NAMESPACES]
+    refused = {"error_rate_5xx": 1.0, "error_ops": ("repoint_namespace_alias",)}
+    reader = AliasReader(stack)
+    try:
+        stack.pinecone.set_faults("one", Faults(latency_ms=SLOW_MS, latency_namespaces=slow, **refused))
+        breach = CliRunner().invoke(app, ["cutover", "watch", str(job_id), "--duration", "30"], env=env)
+    finally:
+        reader.stop()
+        stack.pinecone.set_faults("one", Faults())
+
+    said = " ".join(breach.output.split())
+    assert breach.exit_code == 1 and "reads could not go back" in said, breach.output
+    assert f"`nsmigrate cutover set {job_id} --reads new --percent 50` moves the rest back" in said, breach.output
+    assert [e["detail"]["percent"] for e in events(db, job_id, "cutover_set")] == [5, 25, 50, 100]
+
+    back = set_reads(stack, job_id, "new", "--percent", "50")
+
+    assert back.exit_code == 0, back.output
+    moved = {alias for alias, ns in alias_targets(stack).items() if ns.startswith("v2-")}
+    assert 0 < len(moved) < len(NAMESPACES) and served(stack) == alias_targets(stack)
 
 
 def test_a_breach_while_a_cleanup_deletes_the_sources_leaves_the_aliases_on_the_copies(stack: Stack) -> None:

@@ -197,13 +197,16 @@ def _roll_back(
     fallback = fallback_percent(rollout_rows.percents_of(ctx.db, job_id))
     rollout_rows.record_breach(ctx.db, job_id, actor, percent=percent, problems=problems, window=figures)
     detail: dict[str, Any] = {"reason": f"breach: {'; '.join(problems)}", "rolled_back_from": percent}
+    moving = False
     try:
         # Asked before an alias moves: aliases sent back to a source a cleanup is deleting would serve it emptying.
         refused = rollout_rows.refusal(ctx.db, job_id, fallback, None)
         if refused is not None:
             raise StateError(refused, job_id=job_id)
         if spec.cutover.aliases is not None:
+            moving = True
             detail["aliases"] = point_aliases(ctx, job_id, fallback).targets
+            moving = False
         try:
             rollout_rows.set_rollout(ctx.db, job_id, fallback, actor, **detail)
         except StateError:  # a cleanup started in between: the aliases go back to the step the rollout is at
@@ -211,7 +214,14 @@ def _roll_back(
                 point_aliases(ctx, job_id, percent)
             raise
     except NsmigrateError as e:  # e.g. a source a cleanup deleted: reads cannot go back; said, not hidden
-        return {"breach": problems, "rolled_back_to": None, "roll_back_error": str(e)}
+        error = str(e)
+        if moving:  # a call failed part-way: the aliases before it point back already, the rollout has not moved
+            back = "--reads old" if fallback == 0 else f"--reads new --percent {fallback}"
+            error += (
+                f"; some aliases may read the old namespaces already: `nsmigrate cutover set {job_id} {back}` moves "
+                "the rest back (a repeat is safe)"
+            )
+        return {"breach": problems, "rolled_back_to": None, "roll_back_error": error}
     ROLLBACKS.labels(str(job_id)).inc()
     try:
         published.publish(ctx.db, ctx.redis, job_id)  # what every DualWriteIndex follows, within max_age_s
