@@ -3,7 +3,7 @@
 One asyncio process speaks Pinecone's data-plane REST API itself (aiohttp, one session per index with a connection for
 every request in flight) and copies every namespace of a source index into the same namespaces of a target index at
 once: each namespace's listing runs ahead while the ids it has listed are fetched and upserted, each kind of request is
-paced under nsmigrate's default per-second budgets (``orchestrator.spec.jobspec.RateBudget``), so real Pinecone would
+paced under nsmigrate's default budgets per second (``orchestrator.spec.rate_budget.RateBudget``): real Pinecone would
 not throttle it either, and then takes a slot under one bound on requests in flight. A fetch's values are never parsed:
 msgspec reads each vector's ``values`` as ``msgspec.Raw`` (the bytes the server sent) and writes them into the upsert
 body as they are, each record encoded once, so an upsert is cut under Pinecone's 2 MB and 1,000-vector limits by its
@@ -66,7 +66,7 @@ class Budgets:
     def nsmigrate_defaults(cls) -> Budgets:
         """The defaults of nsmigrate's job spec (imported here only: the bench passes them on the command line, so the
         peer's start-up does not pay for loading nsmigrate's spec module)."""
-        from nsmigrate.orchestrator.spec.jobspec import RateBudget
+        from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 
         defaults = RateBudget()
         return cls(**{field.name: getattr(defaults, field.name) for field in fields(cls)})

@@ -49,6 +49,8 @@ SERVERLESS_MAX_NAMESPACES_PER_INDEX = 100_000
 
 #: Fetch requests per second per index (Pinecone docs, "Rate limits", serverless).
 READ_MAX_REQUESTS_PER_S_PER_INDEX = 100
+#: Query requests per second per namespace (Pinecone docs, "Rate limits", serverless): a limit apart from fetch's.
+QUERY_MAX_REQUESTS_PER_S_PER_NAMESPACE = 100
 #: List requests per second per index (Pinecone docs, "Rate limits", serverless).
 LIST_MAX_REQUESTS_PER_S_PER_INDEX = 200
 #: Describe index stats requests per second per index (Pinecone docs, "Rate limits", serverless): a limit of its

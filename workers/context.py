@@ -15,7 +15,7 @@ from nsmigrate.orchestrator.connections.redis_pool import worker_redis
 from nsmigrate.orchestrator.jobs.database import Database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.settings import Settings, load_settings, task_slots
-from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores import open_store
 from nsmigrate.workers.stores.base import Store

@@ -27,7 +27,7 @@ from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
 from nsmigrate.orchestrator.records.vectors import IdPage
 from nsmigrate.orchestrator.routing.route import RouteContext, route_counts, targets_by_id
 from nsmigrate.orchestrator.settings import DEFAULTS
-from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 
 if TYPE_CHECKING:
     from nsmigrate.orchestrator.store import Store

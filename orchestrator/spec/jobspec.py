@@ -24,16 +24,12 @@ from pydantic import (
 from nsmigrate.orchestrator.errors import SpecError
 from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
-    LIST_MAX_REQUESTS_PER_S_PER_INDEX,
-    READ_MAX_REQUESTS_PER_S_PER_INDEX,
-    STATS_MAX_REQUESTS_PER_S_PER_INDEX,
-    WRITE_MAX_MB_PER_S_PER_NAMESPACE,
-    WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
 )
 from nsmigrate.orchestrator.records.namespaces import ID_RULE, identifier_problem
 from nsmigrate.orchestrator.spec.bulk_import import BulkImport, import_strategy_problems
 from nsmigrate.orchestrator.spec.convert import convert_refusals
 from nsmigrate.orchestrator.spec.cutover import Cutover, one_pinecone_index
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 from nsmigrate.orchestrator.spec.stores import (
     EnvName,
     PgvectorStoreSpec,
@@ -212,50 +208,6 @@ class Enrichment(_Model):
     )
     migrated_from: bool = Field(default=True, description="Set migrated_from = '<source store>/<source namespace>'.")
     constants: dict[str, str | int | float | bool] = Field(default_factory=dict)
-
-
-#: The share of each documented serverless rate (``orchestrator.limits``) the default budget takes: below the limit,
-#: never at it; listing keeps a quarter back.
-DEFAULT_RATE_SHARE = 0.8
-DEFAULT_LIST_RATE_SHARE = 0.75
-
-
-class RateBudget(_Model):
-    """Fleet-wide request budgets per second, shared by all workers; the defaults are a share of Pinecone's
-    serverless limits (``orchestrator.limits``)."""
-
-    read_rps: float = Field(
-        default=DEFAULT_RATE_SHARE * READ_MAX_REQUESTS_PER_S_PER_INDEX,
-        gt=0,
-        description="fetch requests/s per source index.",
-    )
-    list_rps: float = Field(
-        default=DEFAULT_LIST_RATE_SHARE * LIST_MAX_REQUESTS_PER_S_PER_INDEX,
-        gt=0,
-        description="list requests/s per source index.",
-    )
-    stats_rps: float = Field(
-        default=DEFAULT_RATE_SHARE * STATS_MAX_REQUESTS_PER_S_PER_INDEX,
-        gt=0,
-        description="count requests/s per index (describe_index_stats, describe_namespace): verification's counts "
-        "and planning's inventory; a limit of Pinecone's own, beside fetch's.",
-    )
-    write_rps: float = Field(
-        default=DEFAULT_RATE_SHARE * WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE,
-        gt=0,
-        description="upsert requests/s per target namespace.",
-    )
-    write_mb_per_s: float = Field(
-        default=DEFAULT_RATE_SHARE * WRITE_MAX_MB_PER_S_PER_NAMESPACE,
-        gt=0,
-        description="upsert megabytes/s per target namespace.",
-    )
-    embed_tokens_per_min: float = Field(
-        default=250_000,
-        gt=0,
-        description="Embedding tokens/min an integrated target's model may take (Pinecone: model-specific, e.g. "
-        "250,000 on Starter); counted with an upper-bound estimate of each text's tokens.",
-    )
 
 
 #: The largest ``verify.tolerance`` under which a copy counts as equal for a deletion (cleanup, rollback): float32

@@ -20,7 +20,7 @@ from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.records.namespaces import twin_namespace
 from nsmigrate.orchestrator.snapshot import JobStatus
-from nsmigrate.orchestrator.spec.jobspec import DEFAULT_RATE_SHARE
+from nsmigrate.orchestrator.spec.rate_budget import DEFAULT_RATE_SHARE
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack, wait_for_workers

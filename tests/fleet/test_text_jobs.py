@@ -28,7 +28,8 @@ from nsmigrate.orchestrator.models import BatchState, RunState
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.snapshot import JobStatus
-from nsmigrate.orchestrator.spec.jobspec import RateBudget, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec, TextRecords
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.rollback import rollback_job

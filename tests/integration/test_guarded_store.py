@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
-from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers import tally
@@ -31,6 +31,7 @@ from nsmigrate.workers.transfer.ratelimit import (
     DEFAULT_GUARD_S,
     RateLimiter,
     list_scope,
+    query_scope,
     read_scope,
     stats_scope,
     write_scope,
@@ -112,7 +113,8 @@ def test_each_method_takes_one_token_from_its_scope(inner: Store, client: redis_
     store.upsert("ns", make_records(5))  # something to read (its own token is checked below)
     vector = list(make_records(1)[0].values)
     key = store.budget_key
-    scopes = [read_scope(key), list_scope(key), write_scope(key, "ns"), stats_scope(key)]
+    store.can_list()  # asked of a Pinecone server once (a read), before a query knows its scope
+    scopes = [read_scope(key), list_scope(key), write_scope(key, "ns"), stats_scope(key), query_scope(key, "ns")]
     calls: list[tuple[str, Callable[[], Any], str]] = [
         # Pinecone limits index stats (describe_index_stats; describe_namespace held to it) apart from fetch.
         ("dimension", store.dimension, scopes[3]),
@@ -120,7 +122,7 @@ def test_each_method_takes_one_token_from_its_scope(inner: Store, client: redis_
         ("metric", store.metric, scopes[3]),
         ("count", lambda: store.count("ns"), scopes[3]),
         ("fetch", lambda: store.fetch("ns", ["id-0000"]), scopes[0]),
-        ("query", lambda: store.query("ns", vector, 2), scopes[0]),
+        ("query", lambda: store.query("ns", vector, 2), scopes[4]),
         ("list_ids", lambda: store.list_ids("ns", limit=2), scopes[1]),
         ("upsert", lambda: store.upsert("ns", make_records(2, "more")), scopes[2]),
         ("delete", lambda: store.delete("ns", ["more-0000"]), scopes[2]),
@@ -147,6 +149,44 @@ def test_write_scopes_are_per_namespace_and_read_scopes_per_store(
     assert admissions_since(client, write_scope(store.budget_key, "a"), since) == 1
     assert admissions_since(client, write_scope(store.budget_key, "b"), since) == 1
     assert admissions_since(client, read_scope(store.budget_key), since) == 2
+
+
+def test_queries_take_their_namespaces_budget_apart_from_fetch_and_a_pods_its_read_budget(
+    pinecone_store: PineconeStore, sandbox: PineconeSandbox, client: redis_lib.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pinecone limits a serverless index's queries per namespace (100/s), apart from its fetches (100/s per index):
+    verification's queries of many namespaces must not queue behind one index-wide budget. A pod lists nothing and
+    has no per-namespace limit: its queries stay under the index's read budget."""
+    store = guarded(pinecone_store, client)
+    store.upsert("a", make_records(2))
+    store.upsert("b", make_records(2))
+    vector = list(make_records(1)[0].values)
+    store.can_list()
+    key = store.budget_key
+    since = server_time_us(client)
+
+    for namespace in ("a", "a", "b"):
+        store.query(namespace, vector, 2)
+    store.query_scored("b", vector, 2)
+    store.timed_query("b", vector, 2)
+
+    assert admissions_since(client, query_scope(key, "a"), since) == 2
+    assert admissions_since(client, query_scope(key, "b"), since) == 3
+    assert admissions_since(client, read_scope(key), since) == 0
+
+    monkeypatch.setenv(KEY_ENV, "pcsk-guarded-test")
+    sandbox.add_index(IndexSpec("guarded-pod", DIM, kind="pod"))
+    pod = PineconeStore(PineconeStoreSpec(host=sandbox.host("guarded-pod"), api_key_env=KEY_ENV))
+    try:
+        on_pod = guarded(pod, client)
+        on_pod.upsert("a", make_records(2))
+        assert not on_pod.can_list()
+        since = server_time_us(client)
+        on_pod.query("a", vector, 2)
+        assert admissions_since(client, read_scope(on_pod.budget_key), since) == 1
+        assert admissions_since(client, query_scope(on_pod.budget_key, "a"), since) == 0
+    finally:
+        pod.close()
 
 
 def test_two_labels_of_one_index_share_its_budget(

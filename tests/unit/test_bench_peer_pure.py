@@ -9,7 +9,7 @@ import pytest
 from bench import peer
 from bench.peer import Budgets, main, upsert_bodies
 from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS, UPSERT_MAX_BYTES, UPSERT_MAX_VECTORS
-from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 
 
 def test_upsert_bodies_stay_under_the_limits_and_keep_every_record_in_order() -> None:

@@ -5,7 +5,7 @@ would send requests the server refuses; and the default rate budget stays under 
 from __future__ import annotations
 
 from nsmigrate.orchestrator import limits
-from nsmigrate.orchestrator.spec.jobspec import DEFAULT_LIST_RATE_SHARE, DEFAULT_RATE_SHARE, RateBudget
+from nsmigrate.orchestrator.spec.rate_budget import DEFAULT_LIST_RATE_SHARE, DEFAULT_RATE_SHARE, RateBudget
 from nsmigrate_sandbox import namespace_aliases
 from nsmigrate_sandbox import pinecone_server as server
 

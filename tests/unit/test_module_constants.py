@@ -110,8 +110,8 @@ WORKING: dict[str, str] = {
     "orchestrator/launch.py:_SOURCE_DIMENSION": "a marker value, not a quantity",
     # defaults of a spec field (the spec is where a job changes them)
     "orchestrator/pgvector_layout.py:DEFAULT_LISTS": "the documented DDL's ivfflat lists; the spec's ivfflat_lists",
-    "orchestrator/spec/jobspec.py:DEFAULT_RATE_SHARE": "the default budget's share of the limits; the spec's rate",
-    "orchestrator/spec/jobspec.py:DEFAULT_LIST_RATE_SHARE": "the default list budget's share; the spec's rate",
+    "orchestrator/spec/rate_budget.py:DEFAULT_RATE_SHARE": "the default budget's share of the limits; the spec's rate",
+    "orchestrator/spec/rate_budget.py:DEFAULT_LIST_RATE_SHARE": "the default list budget's share; the spec's rate",
     "orchestrator/spec/jobspec.py:DELETION_MAX_TOLERANCE": "a safety rule, not a tunable: looser is not an equal copy",
     "orchestrator/spec/jobspec.py:MAX_CHAINS": "the spec's max_list_chains default",
     # estimates' guesses and an algorithm's working sizes, measured or derived where they are used

@@ -12,7 +12,8 @@ import pytest
 from nsmigrate.orchestrator.planning.reads import PAGES_AHEAD, Budget, PlanReads
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
 from nsmigrate.orchestrator.routing.route import RouteContext
-from nsmigrate.orchestrator.spec.jobspec import Enrichment, RateBudget
+from nsmigrate.orchestrator.spec.jobspec import Enrichment
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 
 
 class PagedStore:

@@ -39,7 +39,7 @@ from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, FETCH_MAX_IDS
 from nsmigrate.orchestrator.models import PlaceKind
 from nsmigrate.orchestrator.records.namespaces import Registry, display_namespace
 from nsmigrate.orchestrator.settings import DEFAULTS
-from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 from nsmigrate.orchestrator.spec.store_identity import spec_identity
 from nsmigrate.orchestrator.spec.stores import store_spec_from_json
 from nsmigrate.orchestrator.tenancy.erasure import (

@@ -19,15 +19,15 @@ Which layer retries what (the one place this is decided):
 - ``PermanentError`` (``StoreError``, ``SpecError``…) is never retried: the batch fails with its message.
 
 Scopes (``workers.transfer.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's
-identity, not its label): reads (``fetch``, ``query``) take a token of the store's read scope at
-``rate.read_rps``; the index's stats (``count``, ``namespaces``, ``dimension``, ``metric``: Pinecone's
-``describe_index_stats`` and ``describe_namespace``, limited apart from fetch) of its stats scope at
-``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``; writes (``upsert``,
-``delete``, ``delete_namespace``) of the namespace's write scope at ``rate.write_rps``, and an upsert first reserves
-its bytes of that namespace's byte budget at ``rate.write_mb_per_s``; an upsert of text records to an integrated index
-also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at ``rate.embed_tokens_per_min``. A
-text search (``search_text``) is a read. Without a limiter (the CLI, planning: one-off
-calls outside the fleet) a ``GuardedStore`` only retries.
+identity, not its label): ``fetch`` takes a token of the store's read scope at ``rate.read_rps``; a query one of the
+namespace's query scope at ``rate.query_rps`` (a pod's, of the read scope); the index's stats (``count``,
+``namespaces``, ``dimension``, ``metric``: Pinecone's ``describe_index_stats`` and ``describe_namespace``, limited
+apart from fetch) of its stats scope at ``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``;
+writes (``upsert``, ``delete``, ``delete_namespace``) of the namespace's write scope at ``rate.write_rps``, and an
+upsert first reserves its bytes of that namespace's byte budget at ``rate.write_mb_per_s``; an upsert of text records
+to an integrated index also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at
+``rate.embed_tokens_per_min``. A text search (``search_text``) is a read. Without a limiter (the CLI, planning:
+one-off calls outside the fleet) a ``GuardedStore`` only retries.
 
 With ``locks`` (``workers.transfer.namespace_locks``: every store a ``WorkerContext`` opens), each write request holds
 its namespace beside other writers and each delete request holds it alone, keyed by the same identity as the budget:
@@ -49,7 +49,7 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
 from nsmigrate.orchestrator.retry_policy import retrying
 from nsmigrate.orchestrator.settings import DEFAULTS
-from nsmigrate.orchestrator.spec.jobspec import RateBudget
+from nsmigrate.orchestrator.spec.rate_budget import RateBudget
 from nsmigrate.workers import metrics, tally
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.enumeration import SweepReads
@@ -60,6 +60,7 @@ from nsmigrate.workers.transfer.ratelimit import (
     Reservation,
     embed_scope,
     list_scope,
+    query_scope,
     read_scope,
     stats_scope,
     write_scope,
@@ -106,6 +107,7 @@ class GuardedStore:
         self._rate = rate
         self._identify = identify
         self._budget_key: str | None = None
+        self._lists: bool | None = None  # ``can_list``: known once asked
         self.locks = locks
 
         def backoff(wait_s: float) -> None:
@@ -252,9 +254,11 @@ class GuardedStore:
         return self.inner.counts_by_index
 
     def can_list(self) -> bool:
-        """Whether the store serves ``list``: declared, or asked of the server (a Pinecone pod index does not)."""
-        known = self.capabilities.lists
-        return known if known is not None else bool(self._read("can_list", self.inner.can_list))
+        """Whether the store serves ``list``: declared, or asked of the server once (a Pinecone pod index does not)."""
+        if self._lists is None:
+            known = self.capabilities.lists
+            self._lists = known if known is not None else bool(self._read("can_list", self.inner.can_list))
+        return self._lists
 
     def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
         """A pgvector namespace's table and its columns (``DocumentedPgvectorStore.table_columns``); None for a
@@ -294,12 +298,23 @@ class GuardedStore:
             "fetch", scope, rate.read_rps if rate else 0.0, self.inner.fetch, namespace, ids, reserved=reserved
         )
 
+    def _query(self, op: str, namespace: str, fn: Callable[..., T], *args: Any) -> T:
+        """A query request: Pinecone limits a serverless index's queries per namespace, apart from its fetches, so
+        each namespace has a query budget of its own at ``rate.query_rps``; a store that lists nothing (a pod, whose
+        sweeps are queries) keeps its queries under the index's read budget, as before."""
+        rate = self._rate
+        if rate is None:
+            return self._call(op, None, 0.0, fn, *args)
+        if self.can_list():
+            return self._call(op, lambda key: query_scope(key, namespace), rate.query_rps, fn, *args)
+        return self._call(op, read_scope, rate.read_rps, fn, *args)
+
     def query(self, namespace: str, vector: Sequence[float], top_k: int) -> list[str]:
-        return self._read("query", self.inner.query, namespace, vector, top_k)
+        return self._query("query", namespace, self.inner.query, namespace, vector, top_k)
 
     def query_scored(self, namespace: str, vector: Sequence[float], top_k: int) -> list[tuple[str, float]]:
         """``(id, score)`` best first: the cross-twin search of ``orchestrator.tenancy.tenant_guard`` merges on them."""
-        return self._read("query", self.inner.query_scored, namespace, vector, top_k)
+        return self._query("query", namespace, self.inner.query_scored, namespace, vector, top_k)
 
     def search_text(self, namespace: str, text: str, top_k: int) -> list[str]:
         """Ids an integrated index finds for ``text`` (it embeds the query itself), best first."""
@@ -316,7 +331,7 @@ class GuardedStore:
             result = self.inner.query(namespace, vector, top_k)
             return result, (time.perf_counter() - start) * 1000
 
-        return self._read("query", timed)
+        return self._query("query", namespace, timed)
 
     def list_ids(self, namespace: str, *, limit: int = LIST_MAX_PAGE_IDS, token: str | None = None) -> IdPage:
         rate = self._rate

@@ -152,6 +152,11 @@ def read_scope(store_key: str) -> str:
     return f"read:{store_key}"
 
 
+def query_scope(store_key: str, namespace: str) -> str:
+    """Scope of query requests to one namespace (Pinecone: 100 req/s per namespace, serverless)."""
+    return f"query:{store_key}:{namespace}"
+
+
 def list_scope(store_key: str) -> str:
     """Scope of list requests to one source index (Pinecone: 200 req/s per index)."""
     return f"list:{store_key}"
