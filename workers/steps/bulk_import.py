@@ -21,14 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import NoReturn
 
-from nsmigrate.orchestrator.errors import (
-    ImportFailed,
-    NsmigrateError,
-    RetryableError,
-    SpecError,
-    StoreError,
-    failure_text,
-)
+from nsmigrate.orchestrator.errors import ImportFailed, NsmigrateError, RetryableError, failure_text
 from nsmigrate.orchestrator.jobs import collection as jobs_phase
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -169,7 +162,9 @@ def _remove_files(ctx: WorkerContext, spec: JobSpec, job_id: int, uri: str) -> N
     try:
         files = ImportFiles(spec.bulk_import, ctx.settings.allowed_key_vars)
         removed = files.clear(import_directory(spec.bulk_import, spec.name, job_id))
-    except (StoreError, RetryableError, SpecError) as e:
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as e:  # whatever the storage did, the import stands: its runs are copied and being verified
         log.warning("import job %s: its files were left in %s (%s)", job_id, uri, e)
         jobs_and_runs.record_event(ctx.db, "import_files_left", ctx.worker_name, job_id, uri=uri, reason=str(e))
         return

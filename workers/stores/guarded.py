@@ -68,6 +68,9 @@ from nsmigrate.workers.transfer.ratelimit import (
 
 T = TypeVar("T")
 
+#: ``GuardedStore.can_list`` of each store this process asked its server about, by budget key (the store's identity).
+_LISTS_BY_STORE: dict[str, bool] = {}
+
 
 class GuardedStore:
     """A ``Store`` whose every request is budgeted (with a limiter) and retried (always).
@@ -107,7 +110,6 @@ class GuardedStore:
         self._rate = rate
         self._identify = identify
         self._budget_key: str | None = None
-        self._lists: bool | None = None  # ``can_list``: known once asked
         self.locks = locks
 
         def backoff(wait_s: float) -> None:
@@ -254,11 +256,16 @@ class GuardedStore:
         return self.inner.counts_by_index
 
     def can_list(self) -> bool:
-        """Whether the store serves ``list``: declared, or asked of the server once (a Pinecone pod index does not)."""
-        if self._lists is None:
-            known = self.capabilities.lists
-            self._lists = known if known is not None else bool(self._read("can_list", self.inner.can_list))
-        return self._lists
+        """Whether the store serves ``list``: declared, or asked of its server once per process (a Pinecone pod index
+        does not; an index never changes kind), so the tasks' stores, one per task, ask no more."""
+        known = self.capabilities.lists
+        if known is not None:
+            return known
+        key = self.budget_key
+        lists = _LISTS_BY_STORE.get(key)
+        if lists is None:
+            lists = _LISTS_BY_STORE[key] = bool(self._read("can_list", self.inner.can_list))
+        return lists
 
     def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
         """A pgvector namespace's table and its columns (``DocumentedPgvectorStore.table_columns``); None for a
