@@ -36,7 +36,7 @@ class RateBudget(_Model):
     query_rps: float = _budget(
         QUERY_MAX_REQUESTS_PER_S_PER_NAMESPACE,
         "query requests/s per namespace of a serverless index or a pgvector table (verification's query checks and "
-        "latency, cross-twin searches, cut-over checks); a pod's queries take `read_rps`.",
+        "latency, cross-twin searches, cut-over checks); a pod source's (read by catalogue or sweep) take `read_rps`.",
     )
     list_rps: float = _budget(
         LIST_MAX_REQUESTS_PER_S_PER_INDEX, "list requests/s per source index.", share=DEFAULT_LIST_RATE_SHARE

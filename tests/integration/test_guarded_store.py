@@ -113,7 +113,6 @@ def test_each_method_takes_one_token_from_its_scope(inner: Store, client: redis_
     store.upsert("ns", make_records(5))  # something to read (its own token is checked below)
     vector = list(make_records(1)[0].values)
     key = store.budget_key
-    store.can_list()  # asked of a Pinecone server once (a read), before a query knows its scope
     scopes = [read_scope(key), list_scope(key), write_scope(key, "ns"), stats_scope(key), query_scope(key, "ns")]
     calls: list[tuple[str, Callable[[], Any], str]] = [
         # Pinecone limits index stats (describe_index_stats; describe_namespace held to it) apart from fetch.
@@ -155,13 +154,13 @@ def test_queries_take_their_namespaces_budget_apart_from_fetch_and_a_pods_its_re
     pinecone_store: PineconeStore, sandbox: PineconeSandbox, client: redis_lib.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pinecone limits a serverless index's queries per namespace (100/s), apart from its fetches (100/s per index):
-    verification's queries of many namespaces must not queue behind one index-wide budget. A pod lists nothing and
-    has no per-namespace limit: its queries stay under the index's read budget."""
+    verification's queries of many namespaces must not queue behind one index-wide budget. A pod source (its ids
+    found by a sweep of queries) lists nothing and has no per-namespace limit: its queries stay under the index's
+    read budget."""
     store = guarded(pinecone_store, client)
     store.upsert("a", make_records(2))
     store.upsert("b", make_records(2))
     vector = list(make_records(1)[0].values)
-    store.can_list()
     key = store.budget_key
     since = server_time_us(client)
 
@@ -176,11 +175,11 @@ def test_queries_take_their_namespaces_budget_apart_from_fetch_and_a_pods_its_re
 
     monkeypatch.setenv(KEY_ENV, "pcsk-guarded-test")
     sandbox.add_index(IndexSpec("guarded-pod", DIM, kind="pod"))
-    pod = PineconeStore(PineconeStoreSpec(host=sandbox.host("guarded-pod"), api_key_env=KEY_ENV))
+    swept = {"mode": "sweep", "top_k": 100, "max_queries": 10}  # a pod source: its ids found by queries
+    pod = PineconeStore(PineconeStoreSpec(host=sandbox.host("guarded-pod"), api_key_env=KEY_ENV, enumerate=swept))
     try:
         on_pod = guarded(pod, client)
         on_pod.upsert("a", make_records(2))
-        assert not on_pod.can_list()
         since = server_time_us(client)
         on_pod.query("a", vector, 2)
         assert admissions_since(client, read_scope(on_pod.budget_key), since) == 1

@@ -90,9 +90,6 @@ class Recording(StoreDefaults):
         self.calls.append("can_list")
         return self._lists
 
-    def identity(self) -> str:
-        return f"recording-{id(self)}"  # a store of its own: ``GuardedStore`` keeps what it learnt by identity
-
     def table_columns(self, namespace: str) -> None:
         self.calls.append("table_columns")
         return None
@@ -120,8 +117,6 @@ def test_the_guarded_store_asks_the_server_only_what_the_store_did_not_declare()
     assert GuardedStore(declared).can_list() is False
     assert GuardedStore(unknown).can_list() is True
     assert declared.calls == [] and unknown.calls == ["can_list"]
-    # Each task has a guarded store of its own; the server was asked once in this process, and is not again.
-    assert GuardedStore(unknown).can_list() is True and unknown.calls == ["can_list"]
 
 
 def test_the_guarded_store_reaches_a_capability_only_when_declared() -> None:

@@ -20,7 +20,7 @@ Which layer retries what (the one place this is decided):
 
 Scopes (``workers.transfer.ratelimit``), keyed by what the service limits (``GuardedStore.budget_key``: the store's
 identity, not its label): ``fetch`` takes a token of the store's read scope at ``rate.read_rps``; a query one of the
-namespace's query scope at ``rate.query_rps`` (a pod's, of the read scope); the index's stats (``count``,
+namespace's query scope at ``rate.query_rps`` (a pod source's, of the read scope); the index's stats (``count``,
 ``namespaces``, ``dimension``, ``metric``: Pinecone's ``describe_index_stats`` and ``describe_namespace``, limited
 apart from fetch) of its stats scope at ``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``;
 writes (``upsert``, ``delete``, ``delete_namespace``) of the namespace's write scope at ``rate.write_rps``, and an
@@ -67,9 +67,6 @@ from nsmigrate.workers.transfer.ratelimit import (
 )
 
 T = TypeVar("T")
-
-#: ``GuardedStore.can_list`` of each store this process asked its server about, by budget key (the store's identity).
-_LISTS_BY_STORE: dict[str, bool] = {}
 
 
 class GuardedStore:
@@ -256,16 +253,9 @@ class GuardedStore:
         return self.inner.counts_by_index
 
     def can_list(self) -> bool:
-        """Whether the store serves ``list``: declared, or asked of its server once per process (a Pinecone pod index
-        does not; an index never changes kind), so the tasks' stores, one per task, ask no more."""
+        """Whether the store serves ``list``: declared, or asked of the server (a Pinecone pod index does not)."""
         known = self.capabilities.lists
-        if known is not None:
-            return known
-        key = self.budget_key
-        lists = _LISTS_BY_STORE.get(key)
-        if lists is None:
-            lists = _LISTS_BY_STORE[key] = bool(self._read("can_list", self.inner.can_list))
-        return lists
+        return known if known is not None else bool(self._read("can_list", self.inner.can_list))
 
     def table_columns(self, namespace: str) -> tuple[str, list[TableColumn]] | None:
         """A pgvector namespace's table and its columns (``DocumentedPgvectorStore.table_columns``); None for a
@@ -307,12 +297,13 @@ class GuardedStore:
 
     def _query(self, op: str, namespace: str, fn: Callable[..., T], *args: Any) -> T:
         """A query request: Pinecone limits a serverless index's queries per namespace, apart from its fetches, so
-        each namespace has a query budget of its own at ``rate.query_rps``; a store that lists nothing (a pod, whose
-        sweeps are queries) keeps its queries under the index's read budget, as before."""
+        each namespace has a query budget of its own at ``rate.query_rps``. A source read by catalogue or sweep (a
+        pod: it lists nothing, has no per-namespace limit, and its sweeps are queries) keeps its queries under the
+        index's read budget, as before."""
         rate = self._rate
         if rate is None:
             return self._call(op, None, 0.0, fn, *args)
-        if self.can_list():
+        if self.capabilities.enumeration == "list":
             return self._call(op, lambda key: query_scope(key, namespace), rate.query_rps, fn, *args)
         return self._call(op, read_scope, rate.read_rps, fn, *args)
 

@@ -144,7 +144,6 @@ class PineconeStore(StoreDefaults):
             text_search=spec.records is not None,
         )
         self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
-        self._lists: bool | None = None  # ``can_list`` of an index given by host: its server's answer, once asked
         self._written = WrittenLsns()  # what this process's writes were answered (``written_lsns``)
         self.catalogue: CatalogueIds | None = None
         self.sweeper: SweepIds | None = None
@@ -296,16 +295,14 @@ class PineconeStore(StoreDefaults):
         self._client()
         if self._is_pod is not None:
             return not self._is_pod
-        if self._lists is None:  # asked once: an index does not change kind
-            try:
-                with self._errors("list"):
-                    self._client().get("/vectors/list", {"limit": 1})
-                self._lists = True
-            except StoreError as e:
-                if not (isinstance(e.__cause__, DataPlaneError) and e.__cause__.status == 404):
-                    raise
-                self._lists = False
-        return self._lists
+        try:
+            with self._errors("list"):
+                self._client().get("/vectors/list", {"limit": 1})
+        except StoreError as e:
+            if isinstance(e.__cause__, DataPlaneError) and e.__cause__.status == 404:
+                return False
+            raise
+        return True
 
     def list_ids(
         self, namespace: str, *, limit: int = 100, token: str | None = None, reads: SweepReads | None = None
