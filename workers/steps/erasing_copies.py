@@ -20,6 +20,7 @@ from nsmigrate.orchestrator.records.namespaces import Registry
 from nsmigrate.orchestrator.spec.bulk_import import BulkImport
 from nsmigrate.orchestrator.spec.stores import store_spec_from_json
 from nsmigrate.orchestrator.tenancy.erasure import KnownRun, Subject, places_in_store
+from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.stores.pgvector import retired
 
 
@@ -104,7 +105,7 @@ def import_file_places(db: jobs_database.Database, job_ids: Sequence[int]) -> li
     return places
 
 
-def erase_import_files(ctx: Any, place: Any) -> tuple[int, dict[str, Any]]:
+def erase_import_files(ctx: WorkerContext, place: Any) -> tuple[int, dict[str, Any]]:
     """Remove every file of one import job's directory (the whole copy: the subject's records are in any of its
     files) and check it: listed again, none is left. Recorded on the import job (``import_files_erased``), so a
     later erasure no longer looks there. Returns the files removed."""
