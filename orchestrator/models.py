@@ -15,6 +15,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from nsmigrate.orchestrator.errors import NsmigrateError
 from nsmigrate.orchestrator.packed_ids import PACK_JSONB_IDS_SQL, PackedIds
+from nsmigrate.orchestrator.records.report_values import described
 from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where the job table's users import them from)
     BatchState,
     CollectionPhase,
@@ -28,8 +29,9 @@ from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where t
 
 # 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places;
 # 5: batches.ids packed into bytea (``orchestrator.packed_ids``), was a JSONB array; ix_batches_unfinished;
-# 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state; 7: erasure_ledger; 8: batches.lost_attempts
-SCHEMA_VERSION = 8
+# 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state; 7: erasure_ledger; 8: batches.lost_attempts;
+# 9: metadata values older reports quoted, described instead (``_describe_quoted_metadata``)
+SCHEMA_VERSION = 9
 
 
 def utcnow() -> datetime:
@@ -294,6 +296,7 @@ def ensure_schema(engine: sa.Engine) -> None:
             conn.execute(sa.text("ALTER TABLE batches ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0"))
         _pack_batch_ids(conn)
         _enter_older_erasures(conn)
+        _describe_quoted_metadata(conn)
         for table in (Batch.__table__, NamespaceRun.__table__):
             for index in table.indexes:  # type: ignore[attr-defined]
                 index.create(conn, checkfirst=True)  # an index a later version added to an existing table
@@ -337,3 +340,36 @@ def _enter_older_erasures(conn: sa.Connection) -> None:
                     erased_at=created_at or utcnow(),
                 )
             )
+
+
+def _describe_quoted_metadata(conn: sa.Connection) -> None:
+    """Version 9: reports written before ``records.report_values.shown`` quoted up to 60 characters of each
+    differing metadata value (a person's words) into the job table, where no erasure looks. Every report, event,
+    error and receipt that may hold one is rewritten with the value described by its size (``described``)."""
+
+    def rewritten(value: Any) -> Any:
+        if isinstance(value, str):
+            return described(value)
+        if isinstance(value, list):
+            return [rewritten(item) for item in value]
+        if isinstance(value, dict):
+            return {key: rewritten(item) for key, item in value.items()}
+        return value
+
+    columns = [
+        NamespaceRun.verification,
+        NamespaceRun.cleanup,
+        NamespaceRun.last_error,
+        Batch.last_error,
+        Event.detail,
+        ErasePlace.verification,
+        ErasePlace.last_error,
+        ErasureEntry.receipt,
+    ]
+    for column in columns:
+        table = column.class_.__table__
+        quoting = sa.cast(column, sa.Text).like("%metadata key %")
+        for row_id, value in conn.execute(sa.select(table.c.id, column).where(quoting)).all():
+            new = rewritten(value)
+            if new != value:
+                conn.execute(sa.update(table).where(table.c.id == row_id).values({column.key: new}))

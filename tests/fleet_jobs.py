@@ -1,5 +1,6 @@
 """Starting a job as ``nsmigrate run`` does, running a command in process against a stack, and reading a job's
-batches, for the tests that run it on a worker stack."""
+batches, for the tests that run it on a worker stack; and a job written straight into a job table, for the tests of
+the table itself."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typer.testing import CliRunner
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.jobs import database as jobs_database
+from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, NamespaceRun
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
@@ -42,6 +45,20 @@ def start_job(
         db, dispatcher, spec, open_retrying_store, stack.workdir, new=True, before_write=between, settings=settings
     )
     return db, dispatcher, started.job_id
+
+
+def planned_job(db: jobs_database.Database, name: str, namespaces: tuple[str, ...] = ("ns",), vectors: int = 3) -> int:
+    """A job of ``namespaces`` (``vectors`` each, one batch) between two unreachable Pinecone hosts, written into the
+    job table as `run` writes one; nothing is sent. Returns its id."""
+    spec = parse_spec(
+        {
+            "name": name,
+            "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+            "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
+        }
+    )
+    plan = Plan(runs=[NamespacePlan(ns, ns, vectors, 1) for ns in namespaces], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
+    return jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
 
 
 def batches(db: jobs_database.Database, job_id: int) -> list[Batch]:

@@ -26,10 +26,10 @@ from typing import Any
 
 from nsmigrate.orchestrator.pgvector_rows import INT_KEYS_KEY
 from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.records.report_values import shown
 from nsmigrate.orchestrator.records.vectors import Record, SparseValues, same_bytes
 from nsmigrate.orchestrator.routing.text import text_fields
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-from nsmigrate.orchestrator.verification.report_values import shown
 
 #: How many ids / mismatches a report lists (the counts are always complete).
 ID_CAP = 100

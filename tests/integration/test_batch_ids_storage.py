@@ -14,23 +14,14 @@ from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.models import SCHEMA_VERSION, Batch, BatchState, SchemaInfo
-from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
-from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from tests.fleet_jobs import planned_job
 
 NON_ASCII = ["ünïcødé-1", "日本語#chunk-0", "emoji-🙂", "tab\tin", "quote\"and'", "back\\slash", ""]
 MANY = [f"doc-{k // 4}#chunk-{k % 4}" for k in range(1000)]
 
 
 def a_job(db: jobs_database.Database, namespaces: tuple[str, ...] = ("ns", "ns-2")) -> list[int]:
-    spec = parse_spec(
-        {
-            "name": "ids",
-            "source": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
-            "target": {"kind": "pinecone", "host": "http://127.0.0.1:9"},
-        }
-    )
-    plan = Plan(runs=[NamespacePlan(ns, ns, 3, 1) for ns in namespaces], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
-    job_id = jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
+    job_id = planned_job(db, "ids", namespaces)
     return [run.id for run in jobs_and_runs.runs_of(db, job_id)]
 
 
