@@ -1,9 +1,9 @@
 """When a command that follows a job is done: what it waits FOR decides, never the job's own state alone.
 
 ``run``/``watch``/``retry``/``resume``/``sync`` wait for the job to settle: every namespace copied (and judged, when
-the spec verifies by itself), cancelled, or stuck on failed batches or a failed lister. ``verify`` waits for the
-verdicts it asked for, so re-verifying a finished job waits for the new verdicts instead of returning at once with
-the old ones.
+the spec verifies by itself, and cleaned up or its cleanup refused, when the spec cleans up by itself), cancelled, or
+stuck on failed batches or a failed lister. ``verify`` waits for the verdicts it asked for, so re-verifying a
+finished job waits for the new verdicts instead of returning at once with the old ones.
 
 Each poll gives the job's ``JobProgress`` (``orchestrator.progress``): its runs are judged by their shapes
 (``RunShape``), which hold everything a wait looks at, so a job of thousands of runs is judged without reading them.
@@ -64,7 +64,8 @@ def stuck(run: RunShape) -> bool:
 
 @dataclass(frozen=True)
 class Settled:
-    """The job's work is over: each run copied (and judged when ``auto_verify``), cancelled or stuck."""
+    """The job's work is over: each run copied (and judged when ``auto_verify``, and its source cleaned up or the
+    cleanup refused when the spec's ``cleanup.mode`` is ``auto``), cancelled or stuck."""
 
     auto_verify: bool
 
@@ -76,7 +77,7 @@ class Settled:
         return state in COPY_DONE_RUN_STATES and state not in BUSY_RUN_STATES
 
     def _settled(self, run: RunShape) -> bool:
-        return self._settled_state(run.state) or stuck(run)
+        return (self._settled_state(run.state) and not run.cleanup_owed) or stuck(run)
 
     def done(self, progress: JobProgress) -> bool:
         return progress.summary.state == JobState.CANCELLED or all(self._settled(r) for r in progress.shapes)
@@ -87,8 +88,14 @@ class Settled:
         )
 
     def left(self, progress: JobProgress) -> int:
-        # A run stuck on failed batches or a failed lister counts: the worker that leaves it so wakes the command too.
-        return sum(n for state, n in progress.summary.states.items() if not self._settled_state(state))
+        # A run stuck on failed batches or a failed lister counts: the worker that leaves it so wakes the command too;
+        # so does a verified one whose cleanup is still to come: the cleanup's end wakes it.
+        owed = any(r.cleanup_owed for r in progress.shapes)
+        return sum(
+            n
+            for state, n in progress.summary.states.items()
+            if not self._settled_state(state) or (owed and state == RunState.VERIFIED)
+        )
 
 
 def settled(db: jobs_database.Database, job_id: int) -> Settled:

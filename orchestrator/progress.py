@@ -21,7 +21,7 @@ from nsmigrate.orchestrator.snapshot import (
     RunStatus,
     summary_of_decoded,
 )
-from nsmigrate.orchestrator.states import RunState
+from nsmigrate.orchestrator.states import JobKind, RunState
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,13 @@ class RunShape:
     failed_batches: bool
     #: It has ids in failed batches (``RunStatus.failed`` > 0).
     failed_ids: bool
+    #: Verified, and the cleanup its job's ``cleanup.mode: auto`` sends is still to come: not yet started, and not
+    #: refused (``jobs.verdicts.auto_cleanup_owed``, which the workers' sweep reads).
+    cleanup_owed: bool = False
 
     @classmethod
     def of(cls, run: RunStatus) -> RunShape:
+        """The shape of a run of a job that owes it no cleanup."""
         b = run.batches
         return cls(run.state, busy=bool(b.queued or b.running), failed_batches=b.failed > 0, failed_ids=run.failed > 0)
 
@@ -53,13 +57,23 @@ class JobProgress:
 
 # A run's batches that are not done are counted as ``SNAPSHOT_SQL`` counts them, run by run from a partial index
 # (``UNFINISHED_OF_RUN``: linear in the runs whatever the planner's statistics), reduced to whether there are any
-# queued or running, and any failed.
+# queued or running, and any failed. A verified run of a job whose spec cleans up by itself still owes its cleanup
+# until the cleanup starts (``cleaning``) or is refused (a ``cleanup_refused`` event of the run): the job's refusals
+# are read once, by the job's index on events, not once a run.
 _SHAPES_SQL = f"""
-SELECT coalesce(json_agg(json_build_array(state, busy, failed_batches, failed_ids)), '[]')
+SELECT coalesce(json_agg(json_build_array(state, busy, failed_batches, failed_ids, cleanup_owed)), '[]')
 FROM (
     SELECT DISTINCT r.state, c.queued + c.running > 0 AS busy, c.failed > 0 AS failed_batches,
-           r.failed > 0 AS failed_ids
+           r.failed > 0 AS failed_ids,
+           coalesce(auto.cleans AND r.state = '{RunState.VERIFIED}' AND r.id NOT IN (
+               SELECT e.run_id FROM events e
+               WHERE e.job_id = %(job_id)s AND e.action = 'cleanup_refused' AND e.run_id IS NOT NULL
+           ), false) AS cleanup_owed
     FROM namespace_runs r {UNFINISHED_OF_RUN}
+    CROSS JOIN (
+        SELECT j.kind = '{JobKind.MIGRATE}' AND j.spec -> 'cleanup' ->> 'mode' = 'auto' AS cleans
+        FROM jobs j WHERE j.id = %(job_id)s
+    ) auto
     WHERE r.job_id = %(job_id)s
 ) shapes
 """

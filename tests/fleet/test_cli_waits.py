@@ -1,7 +1,8 @@
 """Commands that follow a job (`run --wait`, `verify`) return when what they wait for is done, on a real worker.
 
-`run --wait` waits for the copy, and for verification only when the spec verifies by itself; `verify` waits for the
-new verdicts it asked for, also on a job that finished long ago. Each command runs as `python -m nsmigrate` in a child
+`run --wait` waits for the copy, for verification only when the spec verifies by itself, and for the cleanups when
+it cleans up by itself (`cleanup.mode: auto`); `verify` waits for the new verdicts it asked for, also on a job that
+finished long ago. Each command runs as `python -m nsmigrate` in a child
 process with a deadline, so a wait that never ends fails the test instead of hanging it.
 """
 
@@ -21,7 +22,7 @@ from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY
 from nsmigrate.orchestrator.models import JobState, RunState
-from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_until
 
@@ -87,6 +88,21 @@ def test_run_wait_returns_once_copied_when_the_spec_does_not_verify(stack: Stack
     assert {r.state for r in after} == {RunState.COPIED}
     assert {r.source_namespace: r.copied for r in after} == NAMESPACES
     assert all(r.verification is None for r in after)  # nothing verified that the spec did not ask for
+
+
+def test_run_wait_returns_once_the_sources_are_cleaned_up_when_the_spec_cleans_up_by_itself(stack: Stack) -> None:
+    # Each source request slowed: a cleanup's listings, proofs, deletes and LSN probe take seconds after its verdict.
+    stack.pinecone.set_faults("small-src", Faults(latency_ms=150))
+    try:
+        result = nsmigrate(stack, "run", spec_file(stack, cleanup={"mode": "auto"}), "--wait")
+    finally:
+        stack.pinecone.set_faults("small-src", Faults())
+
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    job_id = int(result.stdout.split("started\n", 1)[1].split()[0])
+    assert {r.state for r in runs(stack, job_id)} == {RunState.CLEANED}
+    assert stack.pinecone.count("small-src") == 0
+    assert "cleaned" in result.stdout
 
 
 def test_verify_of_a_finished_job_waits_for_the_new_verdicts(stack: Stack) -> None:

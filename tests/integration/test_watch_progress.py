@@ -22,6 +22,8 @@ from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
+from nsmigrate.orchestrator.jobs.database import add_event
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.planner import make_plan
@@ -31,13 +33,14 @@ from nsmigrate.orchestrator.spec.jobspec import parse_spec
 NAMESPACES = SUMMARY_ROWS + 20
 
 
-def large_job(db: jobs_database.Database) -> tuple[int, list[int]]:
+def large_job(db: jobs_database.Database, **overrides: Any) -> tuple[int, list[int]]:
     """A job of ``NAMESPACES`` three-vector namespaces ``w000``…, every run copied; returns its id and its run ids."""
     spec = parse_spec(
         {
             "name": "watched",
             "source": {"kind": "pinecone", "host": "http://src.invalid:1"},
             "target": {"kind": "pinecone", "host": "http://dst.invalid:1"},
+            **overrides,
         }
     )
     names = {f"w{k:03d}": 3 for k in range(NAMESPACES)}
@@ -149,6 +152,46 @@ def test_the_shapes_the_database_groups_are_the_runs_own(db: jobs_database.Datab
     }
     assert progress.summary == full.summary(SUMMARY_ROWS)
     assert len(progress.summary.runs) == SUMMARY_ROWS < progress.summary.namespaces == NAMESPACES
+
+
+def test_a_verified_run_owes_its_automatic_cleanup_until_it_starts_or_is_refused(db: jobs_database.Database) -> None:
+    job_id, runs = large_job(db, cleanup={"mode": "auto"})
+    for run_id in runs:
+        set_state(db, run_id, RunState.VERIFIED)
+    set_state(db, runs[0], RunState.CLEANED)
+    set_state(db, runs[1], RunState.CLEANING)
+    with db.transaction() as s:  # what a refused cleanup leaves: the run verified, and the refusal in the audit log
+        add_event(s, "cleanup_refused", "w", job_id, runs[2], reason="the source changed")
+    until = waits.Settled(auto_verify=True)
+
+    progress = jobs_status.job_progress(db, job_id, SUMMARY_ROWS)
+
+    assert {(shape.state, shape.cleanup_owed) for shape in progress.shapes} == {
+        (RunState.CLEANED, False),
+        (RunState.CLEANING, False),
+        (RunState.VERIFIED, False),  # its cleanup refused: an operator's turn
+        (RunState.VERIFIED, True),  # the rest: their cleanups to come, as the workers' sweep reads them
+    }
+    assert len(jobs_verdicts.auto_cleanups_owed(db, job_id)) == NAMESPACES - 2  # the sweep's own: cleaning too
+    assert not until.done(progress) and until.left(progress) >= NAMESPACES - 3
+
+    with db.transaction() as s:
+        for run_id in runs[3:]:
+            add_event(s, "cleanup_refused", "w", job_id, run_id, reason="the source changed")
+    set_state(db, runs[1], RunState.CLEANED)
+
+    assert until.done(jobs_status.job_progress(db, job_id, SUMMARY_ROWS))
+
+
+def test_a_verified_run_owes_no_cleanup_unless_its_spec_cleans_up_by_itself(db: jobs_database.Database) -> None:
+    job_id, runs = large_job(db, cleanup={"mode": "manual"})
+    for run_id in runs:
+        set_state(db, run_id, RunState.VERIFIED)
+
+    progress = jobs_status.job_progress(db, job_id, SUMMARY_ROWS)
+
+    assert progress.shapes == {RunShape(RunState.VERIFIED, busy=False, failed_batches=False, failed_ids=False)}
+    assert waits.Settled(auto_verify=True).done(progress)
 
 
 def final_summary(db: jobs_database.Database, job_id: int, capsys: pytest.CaptureFixture[str]) -> str:

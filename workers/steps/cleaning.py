@@ -79,7 +79,7 @@ from nsmigrate.orchestrator.tenancy.erasure import held_back_ids
 from nsmigrate.orchestrator.verification.comparisons import fingerprint
 from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refusal
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import freshness
+from nsmigrate.workers.steps import freshness, next_steps
 from nsmigrate.workers.steps.alias_guard import alias_refusal
 from nsmigrate.workers.steps.proving import delete_proven
 from nsmigrate.workers.steps.verifying import list_all_ids
@@ -315,8 +315,10 @@ def _cleanup(
         return _delete(ctx, run, spec, actor, decommission_now=decommission_now, stop=stop)
     finally:
         if not dry_run:
-            # Cleaned and refused runs are final (or back to verified); the job may be complete now.
+            # Cleaned and refused runs are final (or back to verified); the job may be complete now, and a command
+            # waiting for its cleanups (`run --wait` under `cleanup.mode: auto`) reads it at once.
             jobs_and_runs.maybe_finish_job(ctx.db, run.job_id)
+            next_steps.run_settled(ctx, run.job_id, run.id)
 
 
 def _proof(
