@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,25 @@ def test_one_worker_pool_per_queue_each_started_with_options_the_worker_command_
         queues[option(command, "--queues")] = name
     assert sorted(queues) == sorted(q.value for q in Queue)
     assert all(name == f"nsmigrate-worker-{queue}" for queue, name in queues.items())
+
+
+def test_each_queues_pool_is_the_one_docker_compose_runs() -> None:
+    """The two deployments are one fleet: each queue's worker has docker-compose.yml's pool and width (its defaults
+    where compose reads a variable), so a figure measured on one holds on the other."""
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+
+    def shape(command: list[str]) -> tuple[str, str]:
+        pool = option(command, "--pool") if "--pool" in command else "prefork"
+        defaults = [re.sub(r"^\$\{\w+:-(\w+)\}$", r"\1", value) for value in (pool, option(command, "--concurrency"))]
+        return defaults[0], defaults[1]
+
+    for name, deployment in of_kind("Deployment").items():
+        if not name.startswith("nsmigrate-worker-"):
+            continue
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        queue = name.removeprefix("nsmigrate-worker-")
+        expected = [str(part) for part in compose[f"worker-{queue}"]["command"]]
+        assert shape(container["command"]) == shape(expected), queue
 
 
 @pytest.mark.parametrize("name", ["flower", "metrics"])
