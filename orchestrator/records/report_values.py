@@ -65,7 +65,7 @@ def _old_value(text: str, start: int, key: str, follows: str) -> tuple[int, str]
             continue
         try:
             value = ast.literal_eval(candidate)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        except (ValueError, SyntaxError, TypeError):  # not a literal (yet): a longer candidate may be
             continue
         return end, shown(key, value)
     return start, ""  # not a value an older report wrote: left as it is
