@@ -161,7 +161,9 @@ class Record:
 
 @dataclass(frozen=True)
 class IdPage:
-    """One page of ids from ``list_ids``; ``next_token`` is None on the last page."""
+    """One page of ids from ``list_ids``; ``next_token`` is None on the last page. ``reconciled_lsn``: the log
+    sequence number of the last write the listing reflects, when the store says (serverless Pinecone)."""
 
     ids: list[str]
     next_token: str | None
+    reconciled_lsn: int | None = None

@@ -83,6 +83,22 @@ def test_verification_waits_for_the_targets_reads_by_the_copys_lsn(
     assert jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFIED
 
 
+def test_the_read_that_shows_the_copys_lsn_is_the_listing_extras_are_judged_from(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A namespace that fits one list page is listed once by its verification: the page read for its LSN, which
+    already reflects the copy, holds the ids an extra is judged from (here one the application wrote since)."""
+    run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch, query_samples=0), sandbox, make_records(30))
+    sandbox.load("lag-dst", "alpha", [("written-since", [0.5] * DIM, {"by": "the application"})])
+    lists_before = sandbox.stats("lag-dst")["requests"].get("list", 0)
+
+    report = verifying.verify_run(ctx, run_id)
+
+    assert report["reads"]["alpha"]["by"] == "lsn" and report["reads"]["alpha"]["caught_up"]
+    assert report["extra_ids"] == ["written-since"] and not report["passed"]
+    assert sandbox.stats("lag-dst")["requests"]["list"] - lists_before == 1
+
+
 @pytest.mark.parametrize("lsns", ["skipping", "none"])
 def test_verification_waits_for_reads_that_tell_no_usable_lsn_by_what_they_show(
     ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, lsns: str

@@ -96,12 +96,14 @@ def await_reads(
     shows: Callable[[], bool] | None,
     timeout_s: float,
     side: str = "target",
+    probe: Callable[[], int | None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> ReadsWait:
     """Wait until ``store``'s reads of ``namespace`` reflect the writes: its reconciled LSN reaches ``lsn`` (when
     given and the store tells it) or ``shows()`` (the caller's check of a read) holds; at most ``timeout_s``.
-    Neither given: nothing to wait for."""
+    Neither given: nothing to wait for. ``probe``: how the reconciled LSN is read (default: the store's
+    ``reconciled_lsn``, a list of one id), for a caller that wants the read it came with."""
     start = clock()
     deadline = start + timeout_s
     pause = POLL_START_S
@@ -109,7 +111,7 @@ def await_reads(
     if lsn is not None:
         wait.by = "lsn"
         while True:
-            wait.reconciled = store.reconciled_lsn(namespace)
+            wait.reconciled = store.reconciled_lsn(namespace) if probe is None else probe()
             if wait.reconciled is None:
                 break  # the store does not say: poll the read itself
             if wait.reconciled >= lsn:

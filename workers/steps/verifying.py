@@ -41,10 +41,10 @@ from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
-from nsmigrate.orchestrator.limits import FETCH_MAX_IDS
+from nsmigrate.orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from nsmigrate.orchestrator.models import JobKind, NamespaceRun
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.orchestrator.records.vectors import Record
+from nsmigrate.orchestrator.records.vectors import IdPage, Record
 from nsmigrate.orchestrator.routing.route import (
     RouteContext,
     dropped_ids,
@@ -75,6 +75,7 @@ from nsmigrate.workers.steps import freshness, next_steps
 from nsmigrate.workers.steps.latency import measure, measures_latency
 from nsmigrate.workers.stores.base import list_all_ids
 from nsmigrate.workers.stores.pgvector.table_copies import RunTables, compare_in_postgres, finish_load, in_database
+from nsmigrate.workers.transfer.concurrent_calls import run_parallel
 from nsmigrate.workers.transfer.text_writes import embedder_for
 
 log = logging.getLogger(__name__)
@@ -323,8 +324,19 @@ class _Verifier:
         return set()
 
     def _check_chunk(self, chunk: Sequence[str], content_ids: set[str], query_ids: set[str]) -> None:
-        source_ns = self.run_.source_namespace
-        records = self.source.fetch(source_ns, chunk)
+        source_ns, fixed = self.run_.source_namespace, self.run_.target_namespace
+        copies: dict[str, Record] | None = None
+        if fixed is None:
+            records = self.source.fetch(source_ns, chunk)
+        else:  # where the copies are is known: both sides fetched at once, one round trip instead of two
+            sides: list[list[Record]] = [[], []]
+
+            def fetch(side: int) -> None:
+                store, ns = (self.source, source_ns) if side == 0 else (self.target, fixed)
+                sides[side] = store.fetch(ns, chunk)
+
+            run_parallel(fetch, [0, 1], 2)
+            records, copies = sides[0], {r.id: r for r in sides[1]}
         by_id = {r.id: r for r in records}
         # Listed a moment ago, gone now: something is writing the source. Never judged as "fine".
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
@@ -339,7 +351,7 @@ class _Verifier:
             self.report.routes = routes
             self.report.add_dropped(dropped_ids(records, self.route))
         for ns, routed in route_records(records, self.route).items():
-            self._check_targets(ns, [by_id[r.id] for r in routed], content_ids)
+            self._check_targets(ns, [by_id[r.id] for r in routed], content_ids, copies if ns == fixed else None)
 
     def _held_back(self, sources: Sequence[Record]) -> set[str]:
         """Ids of ``sources`` the copy held back by the same rule (``copying._hold_back``)."""
@@ -347,7 +359,9 @@ class _Verifier:
         self.report.add_held_back(sorted(held))
         return held
 
-    def _check_targets(self, ns: str, sources: list[Record], content_ids: set[str]) -> None:
+    def _check_targets(
+        self, ns: str, sources: list[Record], content_ids: set[str], copies: dict[str, Record] | None = None
+    ) -> None:  # copies: what ns answered for the chunk's ids, fetched with the sources (else fetched here)
         if self.text_from is not None:
             split = split_by_text(sources, self.text_from)
             self.report.add_unwritable(split.without_text)  # never written: not expected in the target either
@@ -360,7 +374,10 @@ class _Verifier:
             )
         if not sources:
             return
-        found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
+        if copies is None:
+            found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
+        else:  # only the ids this check expects there: none held back, none without text
+            found = {r.id: copies[r.id] for r in sources if r.id in copies}
         reembedded = self._reembedded([r for r in sources if r.id in content_ids])
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
         self.found_by_ns.setdefault(ns, set()).update(found)
@@ -459,10 +476,15 @@ class _Verifier:
         if ns in self.report.reads or self.spec.target.kind != "pinecone":
             return
         found = self.found_by_ns.get(ns, set())
+        probed: list[IdPage] = []
 
         def shows() -> bool:
             self.listed[ns] = set(list_all_ids(self.target, ns))
             return found <= self.listed[ns]
+
+        def probe() -> int | None:  # a whole page: the read that shows the writes is then the listing to judge
+            probed[:] = [page := self.target.list_ids(ns)]
+            return page.reconciled_lsn if page.reconciled_lsn is not None else self.target.reconciled_lsn(ns)
 
         wait = freshness.await_reads(
             self.target,
@@ -470,9 +492,12 @@ class _Verifier:
             lsn=self.written_lsns.get(ns),
             shows=shows if found else None,
             timeout_s=self.checks.freshness_timeout_s,
+            probe=probe if len(self.expected_by_ns.get(ns, ())) <= LIST_MAX_PAGE_IDS else None,
         )
         if wait.by == "lsn":
             self.listed.pop(ns, None)  # a listing taken before the reads caught up is not the one to judge
+            if wait.caught_up and probed and probed[0].next_token is None and probed[0].reconciled_lsn is not None:
+                self.listed[ns] = set(probed[0].ids)  # the read that reached the writes' LSN
         self.report.reads[ns] = wait.to_json()
         if wait.reason is not None:
             self.report.reads_behind.append(wait.reason)

@@ -100,7 +100,8 @@ class PineconeDocumentStore(PineconeStore):
         content = self._post(namespace, "list", body)
         listed = _reply(content, "list_documents", "documents")
         pagination = orjson.loads(content).get("pagination") or {}
-        return IdPage(ids=[str(d[ID_FIELD]) for d in listed], next_token=pagination.get("next") or None)
+        ids = [str(d[ID_FIELD]) for d in listed]
+        return IdPage(ids, pagination.get("next") or None, self._client().lsns()[1])
 
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         if not ids:

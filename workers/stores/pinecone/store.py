@@ -337,7 +337,7 @@ class PineconeStore(StoreDefaults):
         with self._errors("list", namespace):
             reply: _ListReply = _read(_LIST_REPLY, self._client().get("/vectors/list", params), "list")
         next_token = reply.pagination.next if reply.pagination is not None else None
-        return IdPage(ids=[item.id for item in reply.vectors], next_token=next_token or None)
+        return IdPage([item.id for item in reply.vectors], next_token or None, self._client().lsns()[1])
 
     def fetch(self, namespace: str, ids: Sequence[str]) -> list[Record]:
         if not ids:
