@@ -16,13 +16,18 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import launch
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.models import Batch, NamespaceRun
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.planning.prepared import Prepared
+from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.settings import load_settings
-from nsmigrate.orchestrator.spec.jobspec import parse_spec
+from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import copying
 from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate_sandbox.pinecone_server import PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 
 
@@ -59,6 +64,20 @@ def planned_job(db: jobs_database.Database, name: str, namespaces: tuple[str, ..
     )
     plan = Plan(runs=[NamespacePlan(ns, ns, vectors, 1) for ns in namespaces], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
     return jobs_and_runs.create_job(db, spec, plan, source_label="src", target_label="dst")
+
+
+def copied_by_one_batch(
+    ctx: WorkerContext, spec: JobSpec, sandbox: PineconeSandbox, index: str, namespace: str, records: list[Record]
+) -> int:
+    """``namespace`` of ``index`` loaded with ``records``, a job of that one run written and its one batch copied by
+    ``copy_batch`` itself (no worker); returns the run's id."""
+    sandbox.load(index, namespace, [(r.id, list(r.values), dict(r.metadata)) for r in records])
+    plan = Plan(runs=[NamespacePlan(namespace, namespace, len(records), 1)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
+    job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label=index, target_label="target")
+    [run] = jobs_and_runs.runs_of(ctx.db, job_id)
+    [batch] = jobs_pages.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
+    assert copying.copy_batch(ctx, batch) == len(records)
+    return run.id
 
 
 def batches(db: jobs_database.Database, job_id: int) -> list[Batch]:

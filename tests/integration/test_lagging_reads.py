@@ -12,16 +12,15 @@ from typing import Any
 import pytest
 
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.models import RunState
-from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import cleaning, copying, freshness, rollback, verifying
+from nsmigrate.workers.steps import cleaning, freshness, rollback, verifying
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.fleet_jobs import copied_by_one_batch
 from tests.integration.test_verify_cleanup import RecordingDispatcher, make_records
 
 DIM = 8
@@ -55,15 +54,8 @@ def lag_spec(sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, **verify
 
 
 def copy_namespace(ctx: WorkerContext, spec: JobSpec, sandbox: PineconeSandbox, records: list[Record]) -> int:
-    """The source namespace ``alpha`` loaded, a job of one run planned and its one batch copied by ``copy_batch``
-    itself; returns the run's id."""
-    sandbox.load("lag-src", "alpha", [(r.id, list(r.values), dict(r.metadata)) for r in records])
-    plan = Plan(runs=[NamespacePlan("alpha", "alpha", len(records), 1)], estimate=Estimate(0, 0, 0, 0, 0, 0.0))
-    job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label="lag-src", target_label="lag-dst")
-    [run] = jobs_and_runs.runs_of(ctx.db, job_id)
-    [batch_id] = jobs_pages.add_batches(ctx.db, run.id, [[r.id for r in records]], None, listing_done=True).batch_ids
-    assert copying.copy_batch(ctx, batch_id) == len(records)
-    return run.id
+    """The source namespace ``alpha`` copied by one real copy batch; returns the run's id."""
+    return copied_by_one_batch(ctx, spec, sandbox, "lag-src", "alpha", records)
 
 
 def test_verification_waits_for_the_targets_reads_by_the_copys_lsn(

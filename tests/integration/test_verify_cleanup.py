@@ -36,8 +36,8 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning, proving, syncing, verifying
 from nsmigrate.workers.steps.proving import PROOF_CHUNK_IDS
 from nsmigrate.workers.steps.rollback import _Rollback, rollback_job
-from nsmigrate.workers.steps.verifying import chunks
 from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.transfer.chunking import chunks
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import application_rows, create_application_table
 

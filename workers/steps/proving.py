@@ -27,9 +27,9 @@ from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.verification.comparisons import fields_comparer
 from nsmigrate.orchestrator.verification.delta import route_source
 from nsmigrate.orchestrator.verification.proof import Proof, prove_copies
-from nsmigrate.workers.steps.verifying import chunks
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.guarded import exclusive_hold
+from nsmigrate.workers.transfer.chunking import chunks
 
 #: Answers that say a request was refused before it was carried out: rate limited, or the service unavailable.
 _NOT_APPLIED_STATUSES = frozenset({429, 503})

@@ -53,8 +53,9 @@ from nsmigrate.orchestrator.verification.delta import Delta, plan_delta, route_s
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.proving import delete_absent
-from nsmigrate.workers.steps.verifying import chunks, list_all_ids
+from nsmigrate.workers.steps.verifying import list_all_ids
 from nsmigrate.workers.stores.base import Store
+from nsmigrate.workers.transfer.chunking import chunks
 
 log = logging.getLogger(__name__)
 

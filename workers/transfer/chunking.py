@@ -1,4 +1,5 @@
-"""Split records into upsert requests that stay under Pinecone's limits (≤ 1,000 vectors and ≤ 2 MB per request).
+"""Split records into upsert requests that stay under Pinecone's limits (≤ 1,000 vectors and ≤ 2 MB per request),
+and ids into chunks of a request's size (``chunks``: fetches, proofs, deletes).
 
 Pure: no I/O. The size is an *upper bound* of the JSON body the SDK sends (orjson, compact), so a chunk that fits here
 fits on the wire: ids and metadata are measured exactly (with the SDK's own encoder), values kept as fetched JSON
@@ -9,7 +10,8 @@ rather than risking a 413 that fails a batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import orjson
 
@@ -27,6 +29,15 @@ from nsmigrate.orchestrator.records.vectors import JsonValues, Record
 RECORD_OVERHEAD_BYTES = 32
 #: ``{"vectors":[],"namespace":"…"}`` with room for a 512-character namespace (JSON-escaped).
 ENVELOPE_BYTES = 2_048
+
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _json_len(value: object) -> int:

@@ -1,10 +1,11 @@
 """Run a few blocking calls at once: the upsert requests of one copy batch, which spend their time waiting on the
-network (a batch routed to many target namespaces would otherwise wait out one round trip per namespace)."""
+network (a batch routed to many target namespaces would otherwise wait out one round trip per namespace), or one
+call beside the caller's own (``beside``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 from nsmigrate.workers import tally
@@ -29,3 +30,13 @@ def run_parallel(fn: Callable[[T], object], items: Sequence[T], max_parallel: in
         futures = [pool.submit(fn, item) for item in items]
     for future in futures:
         future.result()
+
+
+def beside(fn: Callable[[], T]) -> Future[T]:
+    """``fn()`` started in a thread of its own, its requests in the task's tally; the caller takes its outcome with
+    ``result()`` (which raises what ``fn`` raised)."""
+    pool = ThreadPoolExecutor(1, "nsmigrate-beside", initializer=tally.adopt, initargs=(tally.current(),))
+    try:
+        return pool.submit(fn)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with ``fn``
