@@ -29,7 +29,7 @@ from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import erasing
 from nsmigrate.workers.steps.rollback import rollback_job
-from nsmigrate.workers.stores import open_retrying_store
+from nsmigrate.workers.stores import identity, open_retrying_store
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 from nsmigrate_sandbox.path_host import PathServer, serve_under_paths
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
@@ -246,6 +246,28 @@ def test_cleanup_between_two_indexes_under_paths_proves_them_two_and_deletes(
     assert result["action"] == "deleted" and result["count"] == 5, result
     assert sandbox.count("small-src", "alpha") == 0 and sandbox.count("small-dst", "alpha") == 5
     assert sorted(sandbox.service("small-src").store.counts()) == []  # the marker is gone too
+
+
+@pytest.mark.parametrize("kept_s", [600.0, 0.0])
+def test_a_jobs_cleanups_prove_its_two_indexes_apart_once_while_the_proof_stands(
+    ctx: WorkerContext,
+    sandbox: PineconeSandbox,
+    under_paths: PathServer,
+    monkeypatch: pytest.MonkeyPatch,
+    kept_s: float,
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "k")
+    monkeypatch.setattr(identity, "PROOF_KEPT_S", kept_s)
+    hosts = (pinecone(under_paths.host("small-src")), pinecone(under_paths.host("small-dst")))
+    job = copied_job(ctx, make_spec(hosts), {"alpha": make_records(5), "beta": make_records(3, prefix="b")})
+    assert job.verify("alpha")["passed"] and job.verify("beta")["passed"]
+    markers_before = sandbox.stats("small-src")["requests"].get("upsert", 0)
+
+    results = [job.cleanup("alpha"), job.cleanup("beta")]
+
+    assert [r["action"] for r in results] == ["deleted", "deleted"], results
+    assert sandbox.stats("small-src")["requests"]["upsert"] - markers_before == (1 if kept_s else 2)
+    assert sorted(sandbox.service("small-src").store.counts()) == []  # the markers are gone too
 
 
 def test_cleanup_refuses_one_index_under_two_paths(

@@ -152,6 +152,7 @@ WORKING: dict[str, str] = {
     "orchestrator/planning/target_indexes.py:FIRST_POLL_S": "backoff of polling a new index",
     "workers/fleet/app.py:BROKER_TEARDOWN_S": "how long a worker treats errors as the broker's loss",
     "workers/stores/identity.py:_MARKER_POLL_S": "between reads of a marker (the timeout is a setting)",
+    "workers/stores/identity.py:PROOF_KEPT_S": "how long a job's proof of two indexes stands in a worker",
     "workers/fleet/tuning.py:EVENT_FLUSH_S": "how late buffered task events reach Flower",
     "workers/fleet/tuning.py:THREAD_POOL_TICK_S": "a busy threads worker's event loop wake-up",
     "workers/steps/verifying.py:COUNT_POLL_INTERVAL_S": "between count readings",

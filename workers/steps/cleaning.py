@@ -145,7 +145,7 @@ def shape_problem(ctx: WorkerContext, spec: JobSpec, run: NamespaceRun, *, prove
         return None
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     one_store = one_store_problem(
-        spec, source, target, marker=prove, marker_timeout_s=ctx.settings.identity_marker_timeout_s
+        spec, source, target, marker=prove, marker_timeout_s=ctx.settings.identity_marker_timeout_s, job_id=run.job_id
     )
     if one_store is not None:
         return (

@@ -5,6 +5,8 @@ The identities come from ``orchestrator.spec.store_identity`` (a host without it
 system identifier, database and schema). A Postgres answer is proof. Two Pinecone hosts that differ may still be one
 index (a DNS alias, a proxy): a marker written through the source's client, in a scratch namespace, and looked for
 through the target's proves it either way, and is removed afterwards. What cannot be established counts as one store.
+A proof that they are two is kept for the job's other namespaces a while (``PROOF_KEPT_S``): one marker a job and
+process, not one a namespace; that they are, or may be, one is never kept.
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from nsmigrate.workers.stores.base import Store
 
 #: Between two reads of the marker while it becomes readable (bounded by the setting identity_marker_timeout_s).
 _MARKER_POLL_S = 0.25
+#: How long a marker's proof that a job's source and target are two indexes stands for its other namespaces in this
+#: process: a cleanup of 2,000 same-named namespaces wrote 2,000 markers (four requests and a scratch namespace each).
+PROOF_KEPT_S = 600.0
+
+#: (job, source identity, target identity) → until when a marker proved them two indexes.
+_proven: dict[tuple[int, str, str], float] = {}
 
 
 def _marker_seen(source: Store, target: Store, timeout_s: float) -> bool:
@@ -46,10 +54,12 @@ def one_store_problem(
     *,
     marker: bool = True,
     marker_timeout_s: float,
+    job_id: int | None = None,
 ) -> str | None:
     """None when ``source`` and ``target`` are proven to be two stores; else why they are, or may be, one.
     ``marker=False`` (a dry run, which writes nothing) stops at the servers' identities: two Pinecone hosts that
-    differ then count as two stores, for the deleting step to prove with its marker."""
+    differ then count as two stores, for the deleting step to prove with its marker. ``job_id``: the job whose step
+    asks, whose earlier proof (``PROOF_KEPT_S``) then stands."""
     if spec_identity(spec.source) == spec_identity(spec.target):
         return f"source and target are the same store ({spec_identity(spec.source)})"
     if spec.source.kind != spec.target.kind:
@@ -58,7 +68,14 @@ def one_store_problem(
         source_id, target_id = source.identity(), target.identity()
         if source_id == target_id:
             return f"source and target are the same store ({source_id})"
-        if spec.source.kind == "pgvector" or not marker or not _marker_seen(source, target, marker_timeout_s):
+        if spec.source.kind == "pgvector" or not marker:
+            return None
+        proof = None if job_id is None else (job_id, source_id, target_id)
+        if proof is not None and _proven.get(proof, 0.0) > time.monotonic():
+            return None
+        if not _marker_seen(source, target, marker_timeout_s):
+            if proof is not None:
+                _proven[proof] = time.monotonic() + PROOF_KEPT_S
             return None
     except (NsmigrateError, TimeoutError) as e:
         return f"whether source and target are one store could not be established ({e})"
