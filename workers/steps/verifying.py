@@ -83,6 +83,7 @@ from nsmigrate.workers.transfer.text_writes import embedder_for
 log = logging.getLogger(__name__)
 
 COUNT_POLL_INTERVAL_S = 0.25  # between count readings (when polled); counts_stable needs 3 equal ones in a row
+ROUTED_FETCHES_AT_ONCE = 8  # a routed chunk's target namespaces fetched at once: the seeds' default namespace has 30
 
 
 def verify_run(ctx: WorkerContext, run_id: int) -> dict[str, Any]:
@@ -321,7 +322,7 @@ class _Verifier:
 
     def _check_chunk(self, chunk: Sequence[str], content_ids: set[str], query_ids: set[str]) -> None:
         source_ns, fixed = self.run_.source_namespace, self.run_.target_namespace
-        copies: dict[str, Record] | None = None
+        copies: dict[str, dict[str, Record]] = {}  # target namespace → what it answered for the chunk's ids
         if fixed is None:
             records = self.source.fetch(source_ns, chunk)
         else:  # where the copies are is known: both sides fetched at once, one round trip instead of two
@@ -332,7 +333,7 @@ class _Verifier:
                 sides[side] = store.fetch(ns, chunk)
 
             run_parallel(fetch, [0, 1], 2)
-            records, copies = sides[0], {r.id: r for r in sides[1]}
+            records, copies[fixed] = sides[0], {r.id: r for r in sides[1]}
         by_id = {r.id: r for r in records}
         # Listed a moment ago, gone now: something is writing the source. Never judged as "fine".
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)
@@ -346,8 +347,15 @@ class _Verifier:
                 routes[route] = routes.get(route, 0) + n
             self.report.routes = routes
             self.report.add_dropped(dropped_ids(records, self.route))
-        for ns, routed in route_records(records, self.route).items():
-            self._check_targets(ns, [by_id[r.id] for r in routed], content_ids, copies if ns == fixed else None)
+        routed = route_records(records, self.route)
+        if fixed is None:  # its copies are in many namespaces: fetched at once
+
+            def fetch_copies(ns: str) -> None:
+                copies[ns] = {r.id: r for r in self.target.fetch(ns, [r.id for r in routed[ns]])}
+
+            run_parallel(fetch_copies, sorted(routed), ROUTED_FETCHES_AT_ONCE)
+        for ns, sent in routed.items():
+            self._check_targets(ns, [by_id[r.id] for r in sent], content_ids, copies[ns])
 
     def _held_back(self, sources: Sequence[Record]) -> set[str]:
         """Ids of ``sources`` the copy held back by the same rule (``copying._hold_back``)."""
@@ -355,9 +363,8 @@ class _Verifier:
         self.report.add_held_back(sorted(held))
         return held
 
-    def _check_targets(
-        self, ns: str, sources: list[Record], content_ids: set[str], copies: dict[str, Record] | None = None
-    ) -> None:  # copies: what ns answered for the chunk's ids, fetched with the sources (else fetched here)
+    def _check_targets(self, ns: str, sources: list[Record], content_ids: set[str], copies: dict[str, Record]) -> None:
+        """``copies``: what ``ns`` answered for the chunk's ids (``_check_chunk``)."""
         if self.text_from is not None:
             split = split_by_text(sources, self.text_from)
             self.report.add_unwritable(split.without_text)  # never written: not expected in the target either
@@ -370,10 +377,7 @@ class _Verifier:
             )
         if not sources:
             return
-        if copies is None:
-            found = {r.id: r for r in self.target.fetch(ns, [r.id for r in sources])}
-        else:  # only the ids this check expects there: none held back, none without text
-            found = {r.id: copies[r.id] for r in sources if r.id in copies}
+        found = {r.id: copies[r.id] for r in sources if r.id in copies}  # none held back, none without text
         reembedded = self._reembedded([r for r in sources if r.id in content_ids])
         self.expected_by_ns.setdefault(ns, set()).update(r.id for r in sources)
         self.found_by_ns.setdefault(ns, set()).update(found)
