@@ -326,14 +326,9 @@ class _Verifier:
         if fixed is None:
             records = self.source.fetch(source_ns, chunk)
         else:  # where the copies are is known: both sides fetched at once, one round trip instead of two
-            sides: list[list[Record]] = [[], []]
-
-            def fetch(side: int) -> None:
-                store, ns = (self.source, source_ns) if side == 0 else (self.target, fixed)
-                sides[side] = store.fetch(ns, chunk)
-
-            run_parallel(fetch, [0, 1], 2)
-            records, copies[fixed] = sides[0], {r.id: r for r in sides[1]}
+            fetching = beside(partial(self.target.fetch, fixed, chunk))
+            records = self.source.fetch(source_ns, chunk)
+            copies[fixed] = {r.id: r for r in fetching.result()}
         by_id = {r.id: r for r in records}
         # Listed a moment ago, gone now: something is writing the source. Never judged as "fine".
         self.report.vanished_count += sum(1 for i in chunk if i not in by_id)

@@ -75,7 +75,10 @@ def one_store_problem(
             return None
         if not _marker_seen(source, target, marker_timeout_s):
             if proof is not None:
-                _proven[proof] = time.monotonic() + PROOF_KEPT_S
+                now = time.monotonic()
+                for stale in [k for k, until in _proven.items() if until <= now]:  # a long-lived worker's old jobs
+                    _proven.pop(stale, None)
+                _proven[proof] = now + PROOF_KEPT_S
             return None
     except (NsmigrateError, TimeoutError) as e:
         return f"whether source and target are one store could not be established ({e})"
