@@ -46,8 +46,12 @@ def start_job(
         return []
 
     spec = parse_spec(spec_data)
+
+    def open_store(store: Any) -> Any:  # with the command's retries, as `nsmigrate run` opens its stores
+        return open_retrying_store(store, settings)
+
     started = launch.start_or_resume(
-        db, dispatcher, spec, open_retrying_store, stack.workdir, new=True, before_write=between, settings=settings
+        db, dispatcher, spec, open_store, stack.workdir, new=True, before_write=between, settings=settings
     )
     return db, dispatcher, started.job_id
 

@@ -171,7 +171,9 @@ def test_job_finishes_despite_injected_429s_and_5xx(stack: Stack, lite_seed: See
     stack.pinecone.set_faults(LITE_INDEX, Faults(error_rate_429=0.2, error_rate_5xx=0.05, retry_after_s=0.05, seed=7))
     retries = {"NSMIGRATE_RETRY_MAX_WAIT_S": "0.5", "NSMIGRATE_RETRY_ATTEMPTS": "12"}
     stack.start_worker("list,copy,verify,cleanup", 8, pool="threads", **retries)
-    db, _, job_id = start_job(stack, creator_spec(stack, twins_csv, LITE_INDEX))
+    # The command plans (and reads the ids its checks need) through the same faults: as patient as the worker.
+    patient = {"one_off_attempts": 12, "one_off_max_wait_s": 0.5}
+    db, _, job_id = start_job(stack, creator_spec(stack, twins_csv, LITE_INDEX), **patient)
 
     # Within pytest-timeout's 180 s, so that a stuck job is shown.
     status = wait_for_job(db, job_id, lambda s: all_verified(s) or settled_with_failures(s), timeout_s=150)
