@@ -10,6 +10,7 @@ table is in the state a real copy leaves, without starting workers.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -464,6 +465,73 @@ def test_verified_run_with_manual_mode_is_deleted_and_audited(ctx: WorkerContext
     # A second cleanup finds nothing to do, deletes nothing and says so (no refusal: the run is as it asks).
     assert job.cleanup()["action"] == "cleaned_already"
     assert job.events("cleanup_refused") == [] and len(job.events("source_deleted")) == 1
+
+
+def changed_copy(job: Job, id_: str, ns: str = "alpha") -> None:
+    """The target's copy of ``id_`` written again with one value changed: it no longer equals its original."""
+    [copy] = job.target.fetch(ns, [id_])
+    values = list(copy.values)
+    values[0] += 0.5
+    job.target.upsert(ns, [Record(copy.id, values, copy.metadata)])
+
+
+def counted_fetches(job: Job, monkeypatch: pytest.MonkeyPatch, ns: str = "alpha") -> Counter[str]:
+    """How many fetches of ``ns`` each side answers from now on (the stores' own fetch, counted on its way)."""
+    fetched: Counter[str] = Counter()
+    for side, store in (("source", job.source), ("target", job.target)):
+
+        def counting(namespace: str, ids: Any, *args: Any, _fetch: Any = store.fetch, _side: str = side) -> Any:
+            fetched[_side] += namespace == ns
+            return _fetch(namespace, ids, *args)
+
+        monkeypatch.setattr(store, "fetch", counting)
+    return fetched
+
+
+def test_a_namespace_of_one_chunk_is_proved_once_right_before_its_delete(
+    ctx: WorkerContext, store_specs: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its ids fit one proof: a first pass over all of them would fetch the same chunk of both sides twice.
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(12)})
+    assert job.verify()["passed"]
+    fetched = counted_fetches(job, monkeypatch)
+
+    assert job.cleanup()["action"] == "deleted"
+
+    assert fetched == {"source": 1, "target": 1}
+    assert job.source.count("alpha") == 0 and job.target.count("alpha") == 12
+
+
+def test_a_namespace_of_one_chunk_with_one_copy_changed_keeps_every_id(ctx: WorkerContext, store_specs: tuple) -> None:
+    # Proved and deleted in one pass, the chunk goes whole or not at all: the eleven proven ids are kept with the
+    # refused one, so the source stays one whole namespace for sync to repair.
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(12)})
+    assert job.verify()["passed"]
+    changed_copy(job, "v-007")
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and result["count"] == 0, result
+    assert "1 ids have no equal copy now, nothing was deleted (e.g. 'v-007'" in result["reason"], result
+    assert job.source.count("alpha") == 12
+    assert job.state() == RunState.VERIFY_FAILED
+    assert job.events("cleanup_refused")[-1]["detail"]["deleted_count"] == 0
+
+
+def test_a_namespace_of_two_chunks_with_a_copy_changed_in_the_second_keeps_every_id(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # The first pass proves both chunks before either is deleted: a refusal in the second leaves the first too.
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(TWO_CHUNKS)})
+    assert job.verify()["passed"]
+    last = make_records(TWO_CHUNKS)[-1].id
+    changed_copy(job, last)
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and result["count"] == 0, result
+    assert f"nothing was deleted (e.g. {last!r}" in result["reason"], result
+    assert job.source.count("alpha") == TWO_CHUNKS
 
 
 def test_the_default_namespace_is_emptied_by_id(ctx: WorkerContext, store_specs: tuple) -> None:
@@ -954,7 +1022,7 @@ def test_a_row_the_application_writes_between_its_proof_and_its_delete_is_kept(
     def then_the_application_writes(*args: Any, **kwargs: Any) -> Any:
         proof = prove(*args, **kwargs)
         proofs.append(1)
-        if len(proofs) == 2:  # the deleting pass's proof, its delete next
+        if len(proofs) == 1:  # a namespace of one chunk is proved once, by the deleting pass: its delete next
             job.source.upsert("alpha", [edited])
         return proof
 

@@ -37,7 +37,8 @@ hides a write for as long as reads lag; ``freshness.complete_listing``). A names
 have moved to the target); one whose listing cannot be shown complete (a pod index, which tells no LSN) is left
 empty instead. A ``schema: documented`` pgvector source is renamed to a backup instead, once proved. Every successful
 cleanup writes a ``source_deleted`` event with what was deleted. Proving costs one more fetch of both sides per id
-than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted namespace).
+than a plain delete (two passes: the first keeps a refusal from leaving a half-deleted namespace), except where the
+ids fit one chunk: proved once, right before a delete that takes all of them or none.
 
 A cleanup holds its run's cleanup lock from its first check to its end, kept fresh while it lives. One whose worker
 died (killed, its host lost) leaves the run ``cleaning`` with part of its source deleted; its redelivered task (or
@@ -81,7 +82,7 @@ from nsmigrate.orchestrator.verification.proof import Proof, failed_report, refu
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import freshness, next_steps
 from nsmigrate.workers.steps.alias_guard import alias_refusal
-from nsmigrate.workers.steps.proving import delete_proven
+from nsmigrate.workers.steps.proving import PROOF_CHUNK_IDS, delete_proven
 from nsmigrate.workers.steps.verifying import list_all_ids
 from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.stores.guarded import exclusive_hold
@@ -331,8 +332,10 @@ def _proof(
     delete: bool,
     total: Proof | None = None,
     stop: Callable[[], bool] | None = None,
+    whole_chunks: bool = False,
 ) -> Proof:
-    """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now (into ``total``)."""
+    """Prove (and with ``delete``, delete) the source ids of ``run`` whose copy equals them now (into ``total``;
+    ``whole_chunks``: see ``delete_proven``)."""
     route = run_route_context(spec, source.name, run)
     target = ctx.guarded(spec.target, spec.rate)
     erasures = jobs_erasure_ledger.erasure_subjects(ctx.db)  # their records were never copied: kept, not refused
@@ -347,6 +350,7 @@ def _proof(
         total=total,
         stop=stop,
         held=lambda records: held_back_ids(erasures, records, route),
+        whole_chunks=whole_chunks,
     )
 
 
@@ -432,11 +436,14 @@ def _delete(
     left_in_place: str | None = None
     deleting = Proof()  # what the second pass deleted so far, also when a store error stops it
     try:
-        # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair.
+        # 1. every id proved before any is deleted: a refusal leaves the namespace whole, for sync to repair. Ids of
+        # one chunk are proved once, right before their delete, which then takes all of them or none.
         _fetch_current(source, ns, spec)
-        proof = _proof(ctx, run, spec, source, ids, delete=False, stop=stopping)
-        if proof.refused_count:
-            return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
+        one_chunk = not retiring and len(ids) <= PROOF_CHUNK_IDS
+        if not one_chunk:
+            proof = _proof(ctx, run, spec, source, ids, delete=False, stop=stopping)
+            if proof.refused_count:
+                return _refused_by_id(ctx, run, proof, actor, deleted=0, earlier=earlier)
         if retiring:
             try:
                 retired = ctx.store(spec.source).retire_namespace(ns, unchanged_from=versions)  # type: ignore[attr-defined]
@@ -448,9 +455,12 @@ def _delete(
             deleted = len(proof.proven)
         else:
             # 2. deleted by id, each chunk proved again right before its delete.
-            _fetch_current(source, ns, spec)
+            if not one_chunk:
+                _fetch_current(source, ns, spec)
             with source.written_lsns() as deletes_answered:
-                proof = _proof(ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping)
+                proof = _proof(
+                    ctx, run, spec, source, ids, delete=True, total=deleting, stop=stopping, whole_chunks=one_chunk
+                )
             deleted = len(proof.proven)
             if proof.refused_count:
                 return _refused_by_id(ctx, run, proof, actor, deleted=deleted, earlier=earlier)

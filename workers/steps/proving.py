@@ -50,6 +50,7 @@ def delete_proven(
     total: Proof | None = None,
     stop: Callable[[], bool] | None = None,
     held: Callable[[Sequence[Record]], set[str]] | None = None,
+    whole_chunks: bool = False,
 ) -> Proof:
     """Prove ``ids`` chunk by chunk and delete the proven ones right after their chunk was proved.
 
@@ -65,6 +66,8 @@ def delete_proven(
         stop: asked before each chunk; True stops there (an operator's Ctrl-C), ``total`` complete.
         held: which originals the copy held back (an erased creator's: ``erasure.held_back_ids``); they have no copy
             and are neither proven nor refused, as an id the routing drops.
+        whole_chunks: a chunk with a refused id deletes none of its ids (they are not returned as proven either):
+            for ids that fit one chunk, the proof pass and the delete in one, leaving all of them or none.
 
     Returns:
         The ``Proof`` of every chunk: ``proven`` ids are the ones deleted (or, with ``delete_from=None``, that
@@ -125,6 +128,8 @@ def delete_proven(
                 for id_ in [i for i in proof.proven if i in elsewhere]:
                     proof.refuse(id_, f"its original routes to {elsewhere[id_]!r} now: the copy here equals nothing")
                 proof.proven = [id_ for id_ in proof.proven if id_ not in elsewhere]
+            if whole_chunks and proof.refused_count:
+                proof.proven = []
             try:
                 if proof.proven and versions is not None:
                     deleted = set(deleting_from[0].delete_unchanged(deleting_from[1], _as_proved(proof, versions)))
