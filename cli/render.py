@@ -166,6 +166,7 @@ def _watch(
             live.add_task(f"job {job_id}", total=max(progress.summary.totals.source, 1), state="") if one_bar else None
         )
         last_line = 0.0
+        said_cleanups = False
         pace = Pace(poll_s)
         fastest_read_s = float("inf")
         while True:
@@ -195,6 +196,13 @@ def _watch(
                 last_line = time.monotonic()
                 where = failed_batches_text(summary) if stuck else f"namespaces {', '.join(sorted(summary.states))}"
                 console.print(f"job {job_id}: {t.copied}/{t.source} copied, {t.failed} failed; {where}")
+            if not done and not said_cleanups and cleanups_awaited(progress):
+                # Said once: without a worker on the `cleanup` queue the wait goes on with nothing else moving.
+                said_cleanups = True
+                console.print(
+                    f"job {job_id}: waiting for the cleanup of its verified sources (a worker of the `cleanup` queue "
+                    "deletes each)"
+                )
             if done:
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -215,6 +223,11 @@ def _watch(
             progress, done, read_s = reading()
     print_summary(progress.summary)
     return 0 if until.ok(progress) else 1
+
+
+def cleanups_awaited(progress: JobProgress) -> bool:
+    """A run is verified and its automatic cleanup still to come, or under way."""
+    return any(shape.cleanup_owed or shape.state == RunState.CLEANING for shape in progress.shapes)
 
 
 def only_failed_left(progress: JobProgress) -> bool:

@@ -58,8 +58,8 @@ class JobProgress:
 # A run's batches that are not done are counted as ``SNAPSHOT_SQL`` counts them, run by run from a partial index
 # (``UNFINISHED_OF_RUN``: linear in the runs whatever the planner's statistics), reduced to whether there are any
 # queued or running, and any failed. A verified run of a job whose spec cleans up by itself still owes its cleanup
-# until the cleanup starts (``cleaning``) or is refused (a ``cleanup_refused`` event of the run): the job's refusals
-# are read once, by the job's index on events, not once a run.
+# until the cleanup starts (``cleaning``) or is refused (a ``cleanup_refused`` event of the run since its last
+# ``verified`` one): the job's refusals are read once, by the job's index on events, not once a run.
 _SHAPES_SQL = f"""
 SELECT coalesce(json_agg(json_build_array(state, busy, failed_batches, failed_ids, cleanup_owed)), '[]')
 FROM (
@@ -68,6 +68,10 @@ FROM (
            coalesce(auto.cleans AND r.state = '{RunState.VERIFIED}' AND r.id NOT IN (
                SELECT e.run_id FROM events e
                WHERE e.job_id = %(job_id)s AND e.action = 'cleanup_refused' AND e.run_id IS NOT NULL
+               AND NOT EXISTS (
+                   SELECT 1 FROM events v
+                   WHERE v.job_id = %(job_id)s AND v.run_id = e.run_id AND v.action = 'verified' AND v.id > e.id
+               )
            ), false) AS cleanup_owed
     FROM namespace_runs r {UNFINISHED_OF_RUN}
     CROSS JOIN (

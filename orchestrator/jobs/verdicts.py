@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs.database import Database, _get_run, _is_rollback_run, _move_run, add_event
@@ -203,10 +203,21 @@ def start_cleanup(db: Database, run_id: int) -> tuple[NamespaceRun, RunState]:
 
 def auto_cleanup_owed() -> sa.ColumnElement[bool]:
     """Of a run (``NamespaceRun``) of a job (``Job``, joined): the cleanup its spec's ``cleanup.mode: auto`` sends
-    after a verdict is owed. Verified and never refused (a refused cleanup waits for an operator), or ``cleaning``: the
-    task sent again waits for the cleanup lock, so a live cleanup keeps the run and a dead one's is taken up."""
+    after a verdict is owed. Verified and not refused since (a refused cleanup waits for an operator; each passing
+    verdict sends a cleanup again, after ``sync`` repaired a refusal, say), or ``cleaning``: the task sent again waits
+    for the cleanup lock, so a live cleanup keeps the run and a dead one's is taken up."""
+    verdict = aliased(Event)
+    verified_since = sa.exists().where(
+        verdict.job_id == Event.job_id,
+        verdict.run_id == Event.run_id,
+        verdict.action == "verified",
+        verdict.id > Event.id,
+    )
     refused = sa.exists().where(
-        Event.job_id == NamespaceRun.job_id, Event.run_id == NamespaceRun.id, Event.action == "cleanup_refused"
+        Event.job_id == NamespaceRun.job_id,
+        Event.run_id == NamespaceRun.id,
+        Event.action == "cleanup_refused",
+        ~verified_since,
     )
     auto = (Job.kind == JobKind.MIGRATE) & (Job.spec[("cleanup", "mode")].as_string() == "auto")
     return auto & (((NamespaceRun.state == RunState.VERIFIED) & ~refused) | (NamespaceRun.state == RunState.CLEANING))

@@ -103,6 +103,7 @@ def test_run_wait_returns_once_the_sources_are_cleaned_up_when_the_spec_cleans_u
     assert {r.state for r in runs(stack, job_id)} == {RunState.CLEANED}
     assert stack.pinecone.count("small-src") == 0
     assert "cleaned" in result.stdout
+    assert f"job {job_id}: waiting for the cleanup of its verified sources" in result.stdout
 
 
 def test_verify_of_a_finished_job_waits_for_the_new_verdicts(stack: Stack) -> None:

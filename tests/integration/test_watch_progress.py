@@ -183,6 +183,31 @@ def test_a_verified_run_owes_its_automatic_cleanup_until_it_starts_or_is_refused
     assert until.done(jobs_status.job_progress(db, job_id, SUMMARY_ROWS))
 
 
+def test_a_run_verified_again_after_its_cleanup_was_refused_owes_the_cleanup_that_verdict_sends(
+    db: jobs_database.Database,
+) -> None:
+    # `sync` repaired what a cleanup refused and verification passed again: that verdict sends a new cleanup, which
+    # `sync --wait` and the workers' sweep must count on, not the refusal before it.
+    job_id, runs = large_job(db, cleanup={"mode": "auto"})
+    for run_id in runs:
+        set_state(db, run_id, RunState.CLEANED)
+    set_state(db, runs[0], RunState.VERIFIED)
+    with db.transaction() as s:
+        add_event(s, "verified", "w", job_id, runs[0], summary="passed")
+        add_event(s, "cleanup_refused", "w", job_id, runs[0], reason="1 ids have no equal copy now")
+    until = waits.Settled(auto_verify=True)
+    assert until.done(jobs_status.job_progress(db, job_id, SUMMARY_ROWS))
+    assert jobs_verdicts.auto_cleanups_owed(db, job_id) == []
+
+    with db.transaction() as s:
+        add_event(s, "verified", "w", job_id, runs[0], summary="passed")
+    progress = jobs_status.job_progress(db, job_id, SUMMARY_ROWS)
+
+    assert (RunState.VERIFIED, True) in {(shape.state, shape.cleanup_owed) for shape in progress.shapes}
+    assert not until.done(progress)
+    assert jobs_verdicts.auto_cleanups_owed(db, job_id) == [runs[0]]
+
+
 def test_a_verified_run_owes_no_cleanup_unless_its_spec_cleans_up_by_itself(db: jobs_database.Database) -> None:
     job_id, runs = large_job(db, cleanup={"mode": "manual"})
     for run_id in runs:
