@@ -6,6 +6,7 @@ reads reflect its deletes before it concludes anything from its last listing."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -168,6 +169,26 @@ def test_cleanup_drops_the_namespace_it_emptied_once_the_sources_reads_show_it(
     assert result["action"] == "deleted" and result["count"] == 20
     assert jobs_and_runs.get_run(ctx.db, run_id).cleanup["method"] == "delete_namespace"  # type: ignore[index]
     assert sandbox.count("lag-src", "alpha") == 0 and sandbox.count("lag-dst", "alpha") == 20
+
+
+def test_a_small_namespace_is_listed_three_times_by_its_cleanup(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once to find it unchanged since verification; once for its deletes' LSN, a page that, holding the whole
+    namespace with the LSN it reflects, is the listing the LSN probe (a delete of no vector) then shows complete; and
+    once, for one id, right before the drop."""
+    run_id = verified_run(ctx, sandbox, monkeypatch)
+    run = jobs_and_runs.get_run(ctx.db, run_id)
+    # Source and target proved two indexes first (a worker keeps a job's proof): its marker's requests not counted.
+    assert cleaning.shape_problem(ctx, jobs_and_runs.job_spec(ctx.db, run.job_id), run) is None
+    before = Counter(sandbox.stats("lag-src")["requests"])
+
+    result = cleaning.cleanup_run(ctx, run_id, actor="tester")
+
+    assert result["action"] == "deleted" and result["count"] == 20, result
+    assert jobs_and_runs.get_run(ctx.db, run_id).cleanup["method"] == "delete_namespace"  # type: ignore[index]
+    sent = Counter(sandbox.stats("lag-src")["requests"]) - before
+    assert sent["list"] == 3, sent
 
 
 def test_a_write_the_sources_lagging_listing_hid_is_found_before_the_run_is_called_cleaned(

@@ -28,7 +28,9 @@ from typing import Any, Literal, cast
 import redis
 
 from nsmigrate.orchestrator.errors import NsmigrateError, StoreError
+from nsmigrate.orchestrator.listing.paging import id_pages
 from nsmigrate.orchestrator.messaging.task_names import written_lsn_key
+from nsmigrate.orchestrator.records.vectors import IdPage
 from nsmigrate.workers.stores.base import Store, list_all_ids
 
 POLL_START_S = 0.25
@@ -188,7 +190,14 @@ _LISTINGS_SHOWN_COMPLETE = 2
 
 
 def complete_listing(
-    source: Store, ns: str, timeout_s: float, polled: list[str] | None, *, side: str = "source", again: str = "cleanup"
+    source: Store,
+    ns: str,
+    timeout_s: float,
+    polled: list[str] | None,
+    *,
+    side: str = "source",
+    again: str = "cleanup",
+    first: IdPage | None = None,
 ) -> tuple[list[str], bool]:
     """A Pinecone namespace listed, and whether the listing is shown to hold every write made to it before the drop's
     last look: the LSN its reads reflected right before it, then a delete of an id no vector has (``LSN_PROBE_ID``)
@@ -200,13 +209,21 @@ def complete_listing(
     A probe answered later than that (a write landed meanwhile, or LSNs that skip) has the namespace listed again once
     reads show the probe, so the write is found, and shown complete once more; failing that, the last listing is
     returned not complete: the namespace is emptied by id and left in place, never dropped. So is one whose store
-    tells no LSN (a pod index; ``polled``: its listing once the deletes showed)."""
+    tells no LSN (a pod index; ``polled``: its listing once the deletes showed).
+
+    The LSN a listing reflects is its first page's: a write after it, on any page, makes the probe's answer skip.
+    ``first``: the whole namespace in one page, read with its LSN by the caller (the wait for its deletes): the first
+    look, not listed again."""
+    if source.capabilities.enumeration != "list":  # a catalogue's or a sweep's ids tell no LSN
+        return (polled if polled is not None else list_all_ids(source, ns)), False
     deadline = time.monotonic() + timeout_s
     for _ in range(_LISTINGS_SHOWN_COMPLETE):
-        reflected = source.reconciled_lsn(ns)
+        if first is not None:
+            listed, reflected, first = list(first.ids), first.reconciled_lsn, None
+        else:
+            listed, reflected = listing_and_lsn(source, ns)
         if reflected is None:
-            return (polled if polled is not None else list_all_ids(source, ns)), False
-        listed = list_all_ids(source, ns)
+            return listed, False
         if LSN_PROBE_ID in listed:  # a vector of that id is never deleted to probe: no proof, no drop
             return listed, False
         probe = _probe_lsn(source, ns)  # None (refused, or no LSN): nothing proves the listing whole
@@ -218,3 +235,13 @@ def complete_listing(
         if wait.reason is not None:
             raise StoreError(wait.reason, hint=f"run `nsmigrate {again}` again once the index has caught up")
     return list_all_ids(source, ns), False
+
+
+def listing_and_lsn(store: Store, ns: str) -> tuple[list[str], int | None]:
+    """Every id of ``ns``, and the LSN its first page reflected (None: the store tells none)."""
+    ids: dict[str, None] = {}  # a store that paged an id twice must not make the count look larger than the set
+    lsn: int | None = None
+    for n, page in enumerate(id_pages(store, ns, page_ids=store.capabilities.list_page_ids)):
+        lsn = page.reconciled_lsn if n == 0 else lsn
+        ids.update(dict.fromkeys(page.ids))
+    return list(ids), lsn
