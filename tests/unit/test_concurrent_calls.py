@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 
@@ -73,3 +74,24 @@ def test_the_first_error_in_item_order_is_raised_after_every_call_ended() -> Non
 
 def test_nothing_to_do() -> None:
     run_parallel(lambda _: pytest.fail("called"), [], 4)
+
+
+def test_the_calls_see_the_callers_context_and_run_in_threads_kept_between_calls() -> None:
+    # The task's tally of requests is a context variable: each call must count into its caller's. A pool made for
+    # each call would start (and join) a thread for every upsert of every batch.
+    task = contextvars.ContextVar("task", default="none")
+    seen: list[tuple[str, threading.Thread]] = []
+    lock = threading.Lock()
+
+    def fn(item: int) -> None:
+        time.sleep(0.01)  # the lanes overlap: each takes items
+        with lock:
+            seen.append((task.get(), threading.current_thread()))
+
+    for n in range(20):
+        task.set(f"task {n}")
+        run_parallel(fn, list(range(4)), 4)
+        assert {name for name, _ in seen[-4:]} == {f"task {n}"}
+
+    assert len(seen) == 80
+    assert len({thread for _, thread in seen}) <= 10  # 60 with a pool of 3 new threads per call

@@ -74,6 +74,7 @@ WORKING: dict[str, str] = {
     "orchestrator/verification/comparisons.py:ID_CAP": "ids a report lists (the counts are complete)",
     "orchestrator/verification/comparisons.py:MISMATCH_CAP": "mismatches a report lists (the counts are complete)",
     "workers/steps/verifying.py:ROUTED_FETCHES_AT_ONCE": "a routed chunk's target fetches in flight, within budget",
+    "workers/transfer/concurrent_calls.py:CALL_THREADS": "threads a process keeps for calls beside its tasks' own",
     "orchestrator/records/report_values.py:_OLD_CUT": "where older reports cut a quoted value: a fact of theirs",
     "workers/transfer/namespace_locks.py:POLL_S": (
         "a namespace lock's waiter asks again: a chunk holds it for a few requests"

@@ -1,20 +1,57 @@
 """Run a few blocking calls at once: the upsert requests of one copy batch, which spend their time waiting on the
 network (a batch routed to many target namespaces would otherwise wait out one round trip per namespace), or one
-call beside the caller's own (``beside``)."""
+call beside the caller's own (``beside``).
+
+The calls run in threads a worker process keeps (``CALL_THREADS``), each in a copy of its caller's context (the
+task's tally of requests, its log fields): a pool made for each call started and joined a thread for every upsert of
+every batch, and the thread that starts another waits for it to run, on a busy interpreter a switch interval or more.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import os
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from nsmigrate.workers import tally
-
 T = TypeVar("T")
+
+#: Threads a process keeps for these calls: above what its task slots ask at once (16 tasks × 3 upserts beside their
+#: own, and one call beside), so a call never queues behind another.
+CALL_THREADS = 128
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    # A forked child (a prefork pool's process) has none of its parent's threads: it starts its own pool.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _calls() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(CALL_THREADS, "nsmigrate-call")
+    return _pool
+
+
+def _submit(fn: Callable[[], T]) -> Future[T]:
+    """``fn()`` in a kept thread, in a copy of the caller's context."""
+    return _calls().submit(contextvars.copy_context().run, fn)
 
 
 def run_parallel(fn: Callable[[T], object], items: Sequence[T], max_parallel: int) -> None:
-    """``fn(item)`` for every item, up to ``max_parallel`` at once, in threads.
+    """``fn(item)`` for every item, up to ``max_parallel`` at once: in this thread and in kept ones.
 
     Returns only once every call has ended, so nothing is still running when the caller records the outcome; then
     raises the first error in ``items`` order, if any. ``max_parallel`` ≤ 1 runs the calls in order in this thread
@@ -24,19 +61,29 @@ def run_parallel(fn: Callable[[T], object], items: Sequence[T], max_parallel: in
         for item in items:
             fn(item)
         return
-    threads = min(max_parallel, len(items))
-    # The task's tally counts the requests of these threads too.
-    with ThreadPoolExecutor(threads, "nsmigrate-call", initializer=tally.adopt, initargs=(tally.current(),)) as pool:
-        futures = [pool.submit(fn, item) for item in items]
-    for future in futures:
-        future.result()
+    left = deque(enumerate(items))
+    errors: dict[int, BaseException] = {}
+
+    def lane() -> None:
+        while True:
+            try:
+                index, item = left.popleft()  # atomic: each item is taken by one lane
+            except IndexError:
+                return
+            try:
+                fn(item)
+            except BaseException as e:  # raised below, in items order, once every call ended
+                errors[index] = e
+
+    others = [_submit(lane) for _ in range(min(max_parallel, len(items)) - 1)]
+    lane()  # this thread is one of the lanes, instead of only waiting for them
+    for other in others:
+        other.result()
+    if errors:
+        raise errors[min(errors)]
 
 
 def beside(fn: Callable[[], T]) -> Future[T]:
     """``fn()`` started in a thread of its own, its requests in the task's tally; the caller takes its outcome with
     ``result()`` (which raises what ``fn`` raised)."""
-    pool = ThreadPoolExecutor(1, "nsmigrate-beside", initializer=tally.adopt, initargs=(tally.current(),))
-    try:
-        return pool.submit(fn)
-    finally:
-        pool.shutdown(wait=False)  # the thread ends with ``fn``
+    return _submit(fn)
