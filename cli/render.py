@@ -200,8 +200,8 @@ def _watch(
                 # Said once: without a worker on the `cleanup` queue the wait goes on with nothing else moving.
                 said_cleanups = True
                 console.print(
-                    f"job {job_id}: waiting for the cleanup of its verified sources (a worker of the `cleanup` queue "
-                    "deletes each)"
+                    f"job {job_id}: waiting for the cleanup of its verified sources (under `cleanup.mode: auto`, "
+                    "workers of the `cleanup` queue delete them)"
                 )
             if done:
                 break

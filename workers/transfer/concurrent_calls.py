@@ -3,8 +3,8 @@ network (a batch routed to many target namespaces would otherwise wait out one r
 call beside the caller's own (``beside``).
 
 The calls run in threads a worker process keeps (``CALL_THREADS``), each in a copy of its caller's context (the
-task's tally of requests, its log fields): a pool made for each call started and joined a thread for every upsert of
-every batch, and the thread that starts another waits for it to run, on a busy interpreter a switch interval or more.
+task's tally of requests counts them): a pool made for each call started and joined a thread for every upsert of every
+batch, and the thread that starts another waits for it to run, on a busy interpreter a switch interval or more.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-#: Threads a process keeps for these calls: above what its task slots ask at once (16 tasks × 3 upserts beside their
-#: own, and one call beside), so a call never queues behind another.
-CALL_THREADS = 128
+#: At most this many threads a process keeps for these calls, started as calls need them: far above what its task
+#: slots ask at once (16 tasks × 3 upserts beside their own), so a call does not queue behind another. One that does
+#: still ends: its caller runs a lane of it, and no call waits on another.
+CALL_THREADS = 256
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
