@@ -25,6 +25,7 @@ fleet job's timeline (``bench.user_clock``); and the machine's load averages bef
     .venv/bin/python -m bench.peer_vs_fleet                          # seed (7 rounds) and large (3)
     .venv/bin/python -m bench.peer_vs_fleet --sets many --rounds 3   # 2,000 small namespaces
     .venv/bin/python -m bench.peer_vs_fleet --sets seed --batch-size 100 --parallel-upserts 2   # another spec shape
+    .venv/bin/python -m bench.peer_vs_fleet --sets large --list-workers 2 --list-concurrency 8  # another fleet shape
 """
 
 from __future__ import annotations
@@ -384,8 +385,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parallel-upserts", type=int, default=default.parallel_upserts, help="the fleet jobs' parallel_upserts"
     )
+    parser.add_argument("--list-workers", type=int, default=default.list_workers, help="list worker processes")
+    parser.add_argument(
+        "--list-concurrency", type=int, default=default.list_concurrency, help="threads per list worker"
+    )
     args = parser.parse_args(argv)
-    shape = dataclasses.replace(default, batch_size=args.batch_size, parallel_upserts=args.parallel_upserts)
+    shape = dataclasses.replace(
+        default,
+        batch_size=args.batch_size,
+        parallel_upserts=args.parallel_upserts,
+        list_workers=args.list_workers,
+        list_concurrency=args.list_concurrency,
+    )
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be ≥ 1")
     unknown = [name for name in args.sets.split(",") if name not in PEER_DATA_SETS]
