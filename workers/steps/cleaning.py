@@ -73,7 +73,7 @@ from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.messaging.task_names import lock_key
 from nsmigrate.orchestrator.models import CLEANUP_WORKER_LOST, NamespaceRun, RunState
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, IdPage
+from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE
 from nsmigrate.orchestrator.routing.route import run_route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from nsmigrate.orchestrator.tenancy.erasure import held_back_ids
@@ -526,15 +526,11 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
     is complete (``freshness.complete_listing``), the one the namespace may be dropped on."""
     gone = set(deleted)
     listed: list[str] = []
-    probed: list[IdPage] = []
+    probe = freshness.PageProbe(source, ns)  # the read that shows the deletes is then a small namespace's listing
 
     def shows() -> bool:
         listed[:] = list_all_ids(source, ns)
         return gone.isdisjoint(listed)
-
-    def probe() -> int | None:  # a page: the read that shows the deletes is then a small namespace's listing
-        probed[:] = [page := source.list_ids(ns)]
-        return page.reconciled_lsn if page.reconciled_lsn is not None else source.reconciled_lsn(ns)
 
     wait = freshness.await_reads(
         source,
@@ -548,14 +544,8 @@ def _listed_after(source: Store, ns: str, deleted: list[str], spec: JobSpec, lsn
     if wait.reason is not None:
         raise StoreError(wait.reason, hint="run `nsmigrate cleanup` again once the index has caught up")
     if spec.source.kind == "pinecone":
-        whole = wait.by == "lsn" and probed and probed[0].next_token is None and probed[0].reconciled_lsn is not None
-        return freshness.complete_listing(
-            source,
-            ns,
-            spec.verify.freshness_timeout_s,
-            listed if wait.by == "polling" else None,
-            first=probed[0] if whole else None,
-        )
+        polled = listed if wait.by == "polling" else None
+        return freshness.complete_listing(source, ns, spec.verify.freshness_timeout_s, polled, first=probe.whole(wait))
     return list_all_ids(source, ns), True  # pgvector: reads do not lag, and its drop looks at the table itself
 
 

@@ -152,6 +152,26 @@ def waits_json(waits: Mapping[str, ReadsWait]) -> dict[str, Any]:
 LSN_PROBE_ID = "nsmigrate-lsn-probe-8c1f0d52e6a94b7d"
 
 
+class PageProbe:
+    """An ``await_reads`` probe that reads a whole list page, not one id: for a namespace that fits the page, the
+    read that reached the LSN is then itself the namespace's listing (``whole``), with the LSN it reflects."""
+
+    def __init__(self, store: Store, ns: str) -> None:
+        self.store, self.ns = store, ns
+        self.page: IdPage | None = None
+
+    def __call__(self) -> int | None:
+        self.page = page = self.store.list_ids(self.ns)
+        return page.reconciled_lsn if page.reconciled_lsn is not None else self.store.reconciled_lsn(self.ns)
+
+    def whole(self, wait: ReadsWait) -> IdPage | None:
+        """The page read last, when ``wait`` reached its LSN and the page holds the whole namespace and its LSN."""
+        page = self.page
+        if wait.by != "lsn" or not wait.caught_up or page is None or page.next_token is not None:
+            return None
+        return page if page.reconciled_lsn is not None else None
+
+
 def reads_now(store: Store, ns: str, timeout_s: float, *, side: str = "target") -> ReadsWait | None:
     """Wait until ``store``'s reads of ``ns`` reflect every write answered before now, for a store whose ``fetch``
     lags too (a document index, ``Capabilities.fetch_lags``) before a read that must see the latest state: a delete

@@ -45,7 +45,7 @@ from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.limits import FETCH_MAX_IDS, LIST_MAX_PAGE_IDS
 from nsmigrate.orchestrator.models import JobKind, NamespaceRun
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.orchestrator.records.vectors import IdPage, Record
+from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.routing.route import (
     RouteContext,
     dropped_ids,
@@ -471,15 +471,11 @@ class _Verifier:
         if ns in self.report.reads or self.spec.target.kind != "pinecone":
             return
         found = self.found_by_ns.get(ns, set())
-        probed: list[IdPage] = []
+        probe = freshness.PageProbe(self.target, ns)  # the read that shows the writes is then the listing to judge
 
         def shows() -> bool:
             self.listed[ns] = set(list_all_ids(self.target, ns))
             return found <= self.listed[ns]
-
-        def probe() -> int | None:  # a whole page: the read that shows the writes is then the listing to judge
-            probed[:] = [page := self.target.list_ids(ns)]
-            return page.reconciled_lsn if page.reconciled_lsn is not None else self.target.reconciled_lsn(ns)
 
         wait = freshness.await_reads(
             self.target,
@@ -491,8 +487,8 @@ class _Verifier:
         )
         if wait.by == "lsn":
             self.listed.pop(ns, None)  # a listing taken before the reads caught up is not the one to judge
-            if wait.caught_up and probed and probed[0].next_token is None and probed[0].reconciled_lsn is not None:
-                self.listed[ns] = set(probed[0].ids)  # the read that reached the writes' LSN
+            if (whole := probe.whole(wait)) is not None:
+                self.listed[ns] = set(whole.ids)  # the read that reached the writes' LSN
         self.report.reads[ns] = wait.to_json()
         if wait.reason is not None:
             self.report.reads_behind.append(wait.reason)
