@@ -82,7 +82,6 @@ import json
 import math
 import os
 import random
-import re
 import signal
 import socket
 import ssl
@@ -636,9 +635,8 @@ def _as_vector(values: Any, dimension: int, what: str) -> np.ndarray:
 
 #: The first bytes of every JSON value that is not a number: a string, an object, an array, true, false, null.
 _NOT_A_NUMBER = (b'"', b"{", b"[", b"t", b"f", b"n")
-#: The exponent of a number that may not fit a float32 (≥ 38), matched where an "e" or "E" was found.
-_HUGE_EXPONENT = re.compile(rb"[eE]\+?0*(?:3[89]|[4-9]\d|[1-9]\d\d)")
-#: Without a huge exponent, a number beyond float32's range (3.4e38) needs 39 digits in a row.
+#: A number beyond float32's range (3.4e38) has an exponent that is not negative ("1e39", but also
+#: "1000000000000000000000000000000e10"), or 39 digits before its point (nothing smaller can reach it).
 _DIGITS_AS_9 = bytes.maketrans(b"0123456789", b"9" * 10)
 _TOO_MANY_DIGITS = b"9" * 39
 
@@ -657,16 +655,18 @@ def _checked_vector_text(text: bytes, dimension: int, what: str) -> bytes | np.n
     count = text.count(b",") + 1 if text.strip(b"[] \t\r\n") else 0
     if count != dimension:
         raise _bad(f"{what} dimension {count} does not match the dimension of the index {dimension}")
-    if _has_huge_exponent(text) or _TOO_MANY_DIGITS in text.translate(_DIGITS_AS_9):
+    if _has_exponent_not_negative(text) or _TOO_MANY_DIGITS in text.translate(_DIGITS_AS_9):
         return _as_vector(_parse_json(text), dimension, what)  # may overflow float32: decode and see
     return text
 
 
-def _has_huge_exponent(text: bytes) -> bool:
+def _has_exponent_not_negative(text: bytes) -> bool:
+    """Whether a number has an exponent of 0 or more: small values are written with a negative one ("1.5e-07"), which
+    only makes a number smaller, so they keep the fast path."""
     for marker in (b"e", b"E"):
         at = text.find(marker)
         while at >= 0:
-            if _HUGE_EXPONENT.match(text, at):
+            if text[at + 1 : at + 2] != b"-":
                 return True
             at = text.find(marker, at + 1)
     return False

@@ -849,6 +849,8 @@ def test_seed_dataset_is_deterministic_and_scales() -> None:
         ("[]", "dimension 0 does not match the dimension of the index 4"),
         ("[0.5, 1e39, 0.25, 1]", "finite"),
         ("[0.5, 1" + "0" * 40 + ", 0.25, 1]", "finite"),
+        ("[0.5, 1" + "0" * 30 + "e10, 0.25, 1]", "finite"),  # 1e40 with a small exponent
+        ("[0.5, " + "9" * 38 + ".9e1, 0.25, 1]", "finite"),
     ],
 )
 def test_upserted_values_are_refused_as_before_without_being_decoded(
