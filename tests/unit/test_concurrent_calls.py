@@ -1,14 +1,18 @@
-"""run_parallel: every call runs, at most N at once, and the first error surfaces only after all calls ended."""
+"""run_parallel: every call runs, at most N at once, and the first error surfaces only after all calls ended; a call
+nobody has taken up runs in the thread that waits for it."""
 
 from __future__ import annotations
 
 import contextvars
 import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from nsmigrate.workers.transfer.concurrent_calls import run_parallel
+from nsmigrate.workers.transfer import concurrent_calls
+from nsmigrate.workers.transfer.concurrent_calls import beside, run_parallel
 
 
 class Recorder:
@@ -95,3 +99,58 @@ def test_the_calls_see_the_callers_context_and_run_in_threads_kept_between_calls
 
     assert len(seen) == 80
     assert len({thread for _, thread in seen}) <= 10  # 60 with a pool of 3 new threads per call
+
+
+@pytest.fixture
+def busy_kept_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every kept thread is taken (here: the pool's one thread, held until the test ends)."""
+    pool = ThreadPoolExecutor(1)
+    release = threading.Event()
+    pool.submit(release.wait)
+    monkeypatch.setattr(concurrent_calls, "_calls", lambda: pool)
+    yield
+    release.set()
+    pool.shutdown()
+
+
+@pytest.mark.usefixtures("busy_kept_threads")
+def test_a_call_no_kept_thread_took_up_runs_in_the_thread_that_waits_for_it() -> None:
+    # A small namespace's run waits for its fetch: were every kept thread such a run, a fetch queued behind them
+    # would never start. The waiting thread runs it instead.
+    ran_in: list[int] = []
+    assert within_seconds(lambda: ran_in.append(beside(threading.get_ident).result() - threading.get_ident()))
+    assert ran_in == [0]
+
+
+@pytest.mark.usefixtures("busy_kept_threads")
+def test_run_parallel_ends_in_its_own_lane_when_no_kept_thread_is_free() -> None:
+    seen: list[int] = []
+    assert within_seconds(lambda: run_parallel(seen.append, list(range(5)), 4))
+    assert seen == list(range(5))
+
+
+def within_seconds(fn: Callable[[], object], seconds: float = 30) -> bool:
+    """Whether ``fn()`` returned within ``seconds`` (run in a thread of its own: waiting for ever fails the test)."""
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return not thread.is_alive()
+
+
+def test_a_call_taken_up_gives_its_outcome_and_its_error() -> None:
+    started = threading.Event()
+
+    def slow() -> int:
+        started.set()
+        time.sleep(0.05)
+        return threading.get_ident()
+
+    call = beside(slow)
+    assert started.wait(30)
+    assert call.result() != threading.get_ident()  # ran in a kept thread, which the caller waited for
+
+    def fails() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        beside(fails).result()

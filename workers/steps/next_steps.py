@@ -5,13 +5,14 @@
 - A lister that stopped at the in-flight bound is woken when batches finish, at most one wake-up pending at a time.
 - A command waiting on the job (`run --wait`, `watch`…) is told when one of its runs settles (``run_settled``): copied
   or judged, or left with only failed batches; so it reads the job's progress at once instead of at its next poll.
-- Inside ``verifications_grouped`` (a group of small runs copied by one task, by the threads of its pool), the
+- Inside ``verifications_grouped`` (a group of small runs copied by one task, in threads its worker keeps), the
   verifications of the runs copied are sent as one task when the group is done.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -62,11 +63,12 @@ def advance(
         run_settled(ctx, job_id, run_id)  # its waiting command sees it stuck at once, not at its next poll
 
 
-_held = threading.local()  # the verifications this thread holds inside ``verifications_grouped``
-_holding = threading.Lock()  # the threads of one group add to its held verifications
-
 #: Verifications held for a group: job id → run id → namespace shown.
 Held = dict[int, dict[int, str]]
+#: The verifications held inside ``verifications_grouped``: of its thread, and of the calls it runs in kept threads
+#: (``workers.transfer.concurrent_calls``, in copies of its context).
+_held: contextvars.ContextVar[Held | None] = contextvars.ContextVar("nsmigrate_held_verifications", default=None)
+_holding = threading.Lock()  # the threads of one group add to its held verifications
 
 
 def run_copied(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spec: JobSpec) -> None:
@@ -75,7 +77,7 @@ def run_copied(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spe
     if not spec.auto_verify:
         run_settled(ctx, job_id, run_id)
         return
-    held: Held | None = getattr(_held, "verifications", None)
+    held = _held.get()
     if held is not None:
         with _holding:
             held.setdefault(job_id, {})[run_id] = display_namespace(namespace)
@@ -86,27 +88,22 @@ def run_copied(ctx: WorkerContext, run_id: int, job_id: int, namespace: str, spe
 @contextlib.contextmanager
 def verifications_grouped(ctx: WorkerContext, order: Sequence[int] = ()) -> Iterator[Held]:
     """The verifications this thread sends inside the block go as one ``verify_small_namespaces`` task per job when
-    it ends: a group of small runs copied by one task is verified by one task, not one message each. The threads of
-    a pool started inside it hold theirs with them (``hold_verifications`` with what it yields). The runs go in
-    ``order`` (the group's), any others after them.
+    it ends: a group of small runs copied by one task is verified by one task, not one message each. Calls it runs in
+    kept threads hold theirs with them (they run in copies of its context). The runs go in ``order`` (the group's),
+    any others after them.
 
     If the block raises, none is sent: the task is sent again (an outage is retried, a killed worker's task
     redelivered) and, running again, sends the verification of each run it finds ``copied``."""
     held: Held = {}
-    _held.verifications = held
+    token = _held.set(held)
     try:
         yield held
     finally:
-        del _held.verifications
+        _held.reset(token)
     place = {run_id: n for n, run_id in enumerate(order)}
     for job_id, runs in held.items():
         ordered = sorted(runs, key=lambda run_id: place.get(run_id, len(place)))
         ctx.dispatcher.verify_small_namespaces(ordered, job_id=job_id, namespaces=[runs[r] for r in ordered])
-
-
-def hold_verifications(held: Held) -> None:
-    """This thread (of a pool inside ``verifications_grouped``) holds the verifications it sends with ``held``."""
-    _held.verifications = held
 
 
 def run_settled(ctx: WorkerContext, job_id: int, run_id: int) -> None:

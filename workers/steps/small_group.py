@@ -23,13 +23,13 @@ copy died with the first delivery) and a ``copied`` run's verification, then goe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 
 from nsmigrate.orchestrator.errors import GroupFailed, TaskFailed
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
-from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import copying, listing, next_steps
+from nsmigrate.workers.transfer.concurrent_calls import beside, run_parallel
 
 
 def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool = False) -> int:
@@ -44,7 +44,9 @@ def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool =
     # goes the usual way, waiting out the lock of the delivery that was killed, as a redelivered lister does.
     to_list = {} if again else jobs_pages.runs_to_list(ctx.db, run_ids)
 
-    def copy_run(run_id: int, fetchers: Executor) -> int | TaskFailed:
+    outcomes: dict[int, int | TaskFailed] = {}
+
+    def copy_run(run_id: int) -> None:
         try:
             ahead = to_list.get(run_id)
             early = None if ahead is None else listing.read_ahead(ctx, run_id, ahead)
@@ -52,34 +54,26 @@ def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool =
             if ahead is not None and early is not None and early.fetch is not None and early.fetch.slot is not None:
                 # Fetched at its slot in another thread while the run is started here: a start slowed by the job
                 # table delays only this run's upsert, never its slot, which a late fetch could not use.
-                fetching = fetchers.submit(listing.fetch_at_slot, ctx, ahead, early)
+                fetching = beside(partial(listing.fetch_at_slot, ctx, ahead, early))
             listed = listing.list_one_batch(ctx, run_id, wait_for_lock=again, early=early)
             if listed is None:
-                return 0
+                outcomes[run_id] = 0
+                return
             fetched = listed.early if fetching is None else fetching.result()
-            return copying.copy_batch(ctx, listed.work.batch_id, started=listed.work, early=fetched)
+            outcomes[run_id] = copying.copy_batch(ctx, listed.work.batch_id, started=listed.work, early=fetched)
         except TaskFailed as e:
-            return e
+            outcomes[run_id] = e
 
     # The runs' verifications: one task when the group is done.
-    with next_steps.verifications_grouped(ctx, order=run_ids) as held:
+    with next_steps.verifications_grouped(ctx, order=run_ids):
         if again:
             for run_id in run_ids:
                 listing.send_what_a_killed_lister_left(ctx, run_id, running_too=True)
-        threads = min(ctx.settings.small_group_threads, len(run_ids))
-        counts = tally.current()
-        with ThreadPoolExecutor(
-            max(1, threads), "nsmigrate-fetch", initializer=_adopt, initargs=(counts, held)
-        ) as fetchers:
-            if threads <= 1:
-                done = [copy_run(run_id, fetchers) for run_id in run_ids]
-            else:
-                with ThreadPoolExecutor(
-                    threads, "nsmigrate-small", initializer=_adopt, initargs=(counts, held)
-                ) as pool:
-                    # Every run is taken to its end before an outage in one of them is raised (``result``).
-                    futures = [pool.submit(copy_run, run_id, fetchers) for run_id in run_ids]
-                done = [future.result() for future in futures]
+        # In threads the worker keeps (a pool a task made started 16 threads, on a busy interpreter one switch
+        # interval each, while the job's first window of fetches waited); every run is taken to its end before an
+        # outage in one of them is raised.
+        run_parallel(copy_run, run_ids, ctx.settings.small_group_threads)
+    done = [outcomes[run_id] for run_id in run_ids]
     failures = [outcome for outcome in done if isinstance(outcome, TaskFailed)]
     if failures:
         named = [f"{e.ids.get('namespace')}: {e.message}" for e in failures]
@@ -87,9 +81,3 @@ def copy_small_runs(ctx: WorkerContext, run_ids: Sequence[int], *, again: bool =
             f"{len(failures)} of {len(run_ids)} namespaces failed: " + "; ".join(named), job=failures[0].ids.get("job")
         )
     return sum(outcome for outcome in done if isinstance(outcome, int))
-
-
-def _adopt(counts: tally.Tally, held: next_steps.Held) -> None:
-    """A pool thread's requests count in the task's tally, its verifications go with the group's."""
-    tally.adopt(counts)
-    next_steps.hold_verifications(held)

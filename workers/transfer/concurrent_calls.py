@@ -3,8 +3,10 @@ network (a batch routed to many target namespaces would otherwise wait out one r
 call beside the caller's own (``beside``).
 
 The calls run in threads a worker process keeps (``CALL_THREADS``), each in a copy of its caller's context (the
-task's tally of requests counts them): a pool made for each call started and joined a thread for every upsert of every
-batch, and the thread that starts another waits for it to run, on a busy interpreter a switch interval or more.
+task's tally of requests counts them, a group's verifications go with the group): a pool made for each call started
+and joined a thread for every upsert of every batch, and the thread that starts another waits for it to run, on a busy
+interpreter a switch interval or more. No caller ever waits on a call no kept thread has taken up: it runs the call
+itself, so calls that wait on others (a small namespace's run on its fetch) never hold every kept thread waiting.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -79,12 +81,26 @@ def run_parallel(fn: Callable[[T], object], items: Sequence[T], max_parallel: in
     others = [_submit(lane) for _ in range(min(max_parallel, len(items)) - 1)]
     lane()  # this thread is one of the lanes, instead of only waiting for them
     for other in others:
-        other.result()
+        if not other.cancel():  # a lane no kept thread took up has nothing left to take
+            other.result()
     if errors:
         raise errors[min(errors)]
 
 
-def beside(fn: Callable[[], T]) -> Future[T]:
-    """``fn()`` started in a thread of its own, its requests in the task's tally; the caller takes its outcome with
-    ``result()`` (which raises what ``fn`` raised)."""
-    return _submit(fn)
+class Beside(Generic[T]):
+    """``fn()`` started in a kept thread; ``result()`` gives its outcome (or raises what it raised), and runs it in
+    the caller's thread instead when no kept thread has taken it up yet."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._future = _submit(fn)
+
+    def result(self) -> T:
+        if self._future.cancel():
+            return self._fn()
+        return self._future.result()
+
+
+def beside(fn: Callable[[], T]) -> Beside[T]:
+    """``fn()`` started beside the caller's own work, its requests in the task's tally (``Beside``)."""
+    return Beside(fn)
