@@ -353,9 +353,13 @@ def _wait(database: jobs_database.Database, job_id: int, timeout_s: float) -> di
 def _receipt_when_finished(database: jobs_database.Database, job_id: int, timeout_s: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
-        receipt = jobs_erasure.erasure_receipt(database, job_id)
-        if receipt is not None and jobs_and_runs.find_job(database, job_id).state == "finished":
-            return receipt
+        # The job's state first, then its newest receipt: a resumed job still holds the receipt of the run before
+        # (its failed places), and read first, that one was returned when the job finished between the two reads.
+        # A finish writes its receipt in the same transaction, so once the job reads finished, its receipt is there.
+        if jobs_and_runs.find_job(database, job_id).state == "finished":
+            receipt = jobs_erasure.erasure_receipt(database, job_id)
+            if receipt is not None:
+                return receipt
         if time.monotonic() > deadline:
             raise fail(
                 f"erasure job {job_id} has not finished after {timeout_s:.0f} s: are cleanup workers running? "

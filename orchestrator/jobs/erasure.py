@@ -201,7 +201,8 @@ def maybe_finish_erasure(db: Database, job_id: int, receipt: Any, actor: str | N
 
 
 def erasure_receipt(db: Database, job_id: int) -> dict[str, Any] | None:
-    """The newest receipt of an erasure job from the audit log, or None while it runs."""
+    """The newest receipt of an erasure job from the audit log (a resumed one's, until it finishes again, is the
+    receipt of the run before), or None before it first finished."""
     from nsmigrate.orchestrator.models import Event
 
     with db.transaction() as s:
