@@ -2,7 +2,8 @@
 they caused and the seconds spent waiting (rate budget and backoff), so rate limiting is visible task by task.
 
 A task counts inside ``counting()``; every store request goes through ``workers.stores.guarded``, which adds to
-``current()``. The threads of a pool a task starts add to its tally when the pool is made with
+``current()``. Calls a task runs in the worker's kept threads (``workers.transfer.concurrent_calls``) add to its
+tally (they run in copies of its context), and so do the threads of a pool it starts made with
 ``ThreadPoolExecutor(initializer=tally.adopt, initargs=(tally.current(),))``; outside a task the counts go to a
 tally nobody reads.
 """
