@@ -924,6 +924,8 @@ _SCOPES: dict[str, tuple[str, bool]] = {
     "query": ("query", True),
     "search_records": ("query", True),
     "fetch": ("fetch", False),
+    # A fetch too: Pinecone's limits name no other scope for it, and the sandbox is never kinder than the service.
+    "fetch_by_metadata": ("fetch", False),
     "list": ("list", False),
     "describe_index_stats": ("stats", False),
     "describe_namespace": ("stats", False),

@@ -417,10 +417,14 @@ def test_missing_api_key_is_401(sandbox: PineconeSandbox) -> None:
         (Faults(write_rps_per_namespace=2, retry_after_s=0.25), lambda idx: idx.upsert(vectors=[("a", [1, 0, 0, 0])])),
         (Faults(query_rps_per_namespace=2, retry_after_s=0.25), lambda idx: idx.query(vector=[1, 0, 0, 0], top_k=1)),
         (Faults(fetch_rps_per_index=2, retry_after_s=0.25), lambda idx: idx.fetch(ids=["a"])),
+        (
+            Faults(fetch_rps_per_index=2, retry_after_s=0.25),
+            lambda idx: idx.fetch_by_metadata(filter={"genre": {"$eq": "drama"}}),
+        ),
         (Faults(list_rps_per_index=2, retry_after_s=0.25), lambda idx: idx.list_paginated()),
         (Faults(stats_rps_per_index=2, retry_after_s=0.25), lambda idx: idx.describe_index_stats()),
     ],
-    ids=["write", "query", "fetch", "list", "stats"],
+    ids=["write", "query", "fetch", "fetch_by_metadata", "list", "stats"],
 )
 def test_rate_limit_reaches_the_sdk_as_rate_limit_error(
     pc: Pinecone, sandbox: PineconeSandbox, faults: Faults, call: Any
