@@ -60,6 +60,9 @@ STATS_MAX_REQUESTS_PER_S_PER_INDEX = 100
 WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE = 100
 #: Upserted megabytes (10^6 bytes) per second per namespace (Pinecone docs, "Rate limits", serverless).
 WRITE_MAX_MB_PER_S_PER_NAMESPACE = 50
+#: Records deleted per second, per namespace and per index alike (Pinecone docs, "Rate limits", serverless: "Delete
+#: records per second"), beside the delete requests' own limit.
+DELETE_MAX_RECORDS_PER_S_PER_INDEX = 5_000
 
 #: Records and namespaces of a pod index migrated to serverless through a collection (Pinecone docs, "Migrate a
 #: pod-based index to serverless").

@@ -213,6 +213,8 @@ class Faults:
       Writes are upsert/update/delete per namespace, queries per namespace, fetch, list and stats per index (stats:
       ``describe_index_stats`` and, held to the same limit, ``describe_namespace``). A refused request gets 429 and
       ``Retry-After``.
+    - ``delete_records_per_s_per_namespace`` / ``_per_index``: ids deleted per sliding 1-second window, beside the
+      delete requests' own limit (a delete by filter or of everything names none); ``None`` = unlimited.
     - ``retry_after_s``: the ``Retry-After`` value sent; ``None`` = whole seconds until the window frees a slot
       (at least 1, as HTTP wants). The SDK parses it as a float, so fractions work and keep tests fast.
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
@@ -245,6 +247,8 @@ class Faults:
     fetch_rps_per_index: int | None = None
     list_rps_per_index: int | None = None
     stats_rps_per_index: int | None = None
+    delete_records_per_s_per_namespace: int | None = None
+    delete_records_per_s_per_index: int | None = None
     retry_after_s: float | None = None
     error_rate_429: float = 0.0
     error_rate_5xx: float = 0.0
@@ -273,6 +277,8 @@ class Faults:
             "fetch_rps_per_index",
             "list_rps_per_index",
             "stats_rps_per_index",
+            "delete_records_per_s_per_namespace",
+            "delete_records_per_s_per_index",
         )
         for name in (*limits, "embed_tokens_per_min"):
             value = getattr(self, name)
@@ -320,13 +326,15 @@ class Faults:
     @classmethod
     def pinecone_serverless_limits(cls, **overrides: Any) -> Faults:
         """The documented serverless per-second limits (upsert/query/delete 100 per namespace, fetch 100, list 200,
-        describe_index_stats 100 per index)."""
+        describe_index_stats 100 per index; 5,000 deleted records per namespace and per index)."""
         base = cls(
             write_rps_per_namespace=100,
             query_rps_per_namespace=100,
             fetch_rps_per_index=100,
             list_rps_per_index=200,
             stats_rps_per_index=100,
+            delete_records_per_s_per_namespace=5_000,
+            delete_records_per_s_per_index=5_000,
         )
         return replace(base, **overrides)
 
@@ -945,27 +953,54 @@ _SCOPE_STAT = {
     "list": "list_per_index",
     "stats": "stats_per_index",
 }
+#: The scope of the records deletes name (Pinecone limits them per namespace and per index, beside the requests).
+_DELETE_RECORDS = "delete_records"
+_DELETE_OPS = frozenset({"delete", "delete_documents"})
+
+
+def _deleted_records(op: str, payload: Any) -> int:
+    """Ids a delete request names; a delete by filter or of everything names none (its requests are limited)."""
+    ids = payload.get("ids") if op in _DELETE_OPS and isinstance(payload, dict) else None
+    return len(ids) if isinstance(ids, list) else 0
 
 
 class _Window:
-    """Admissions in the last second for one scope key, and the most ever admitted within one second."""
+    """What was admitted in the last second for one scope key (requests, or the records deletes name), and the most
+    ever admitted within one second."""
 
-    __slots__ = ("peak", "times")
+    __slots__ = ("entries", "peak", "total")
 
     def __init__(self) -> None:
-        self.times: deque[float] = deque()
+        self.entries: deque[tuple[float, int]] = deque()  # (arrival, amount)
+        self.total = 0
         self.peak = 0
 
-    def admit(self, now: float, limit: int | None) -> float | None:
-        """Admit and return None, or refuse and return the seconds until a slot frees."""
-        while self.times and self.times[0] <= now - 1.0:
-            self.times.popleft()
-        if limit is not None and len(self.times) >= limit:
-            return (self.times[0] + 1.0 - now) if self.times else 1.0
-        self.times.append(now)
+    def wait(self, now: float, limit: int | None, amount: int = 1) -> float | None:
+        """None when ``amount`` more fits under ``limit`` now, else the seconds until it does (1 s if it never
+        does: more than the limit at once, or a limit of 0)."""
+        while self.entries and self.entries[0][0] <= now - 1.0:
+            self.total -= self.entries.popleft()[1]
+        if limit is None or self.total + amount <= limit:
+            return None
+        over = self.total + amount - limit
+        for arrival, admitted in self.entries:
+            over -= admitted
+            if over <= 0:
+                return arrival + 1.0 - now
+        return 1.0
+
+    def admit(self, now: float, limit: int | None, amount: int = 1) -> float | None:
+        """Admit ``amount`` and return None, or admit nothing and return the seconds until it fits."""
+        wait = self.wait(now, limit, amount)
+        if wait is None:
+            self.add(now, amount)
+        return wait
+
+    def add(self, now: float, amount: int = 1) -> None:
+        self.entries.append((now, amount))
+        self.total += amount
         # The busiest 1-second window always ends at an admission, so checking here finds the true maximum.
-        self.peak = max(self.peak, len(self.times))
-        return None
+        self.peak = max(self.peak, self.total)
 
 
 #: Requests of each operation whose arrival the stats keep, one by one, from a reset of the stats.
@@ -995,7 +1030,7 @@ class FaultState:
         with self._lock:
             windows = self._windows if keep_limits else {}
             for window in windows.values():
-                window.peak = len(window.times)
+                window.peak = window.total
             self._windows = windows
             self._requests: dict[str, int] = {}
             #: op → [first, last] arrival of its requests (epoch seconds): when a client's work reached the index.
@@ -1014,7 +1049,7 @@ class FaultState:
                 ),
                 0,
             )
-            self._rate_limited = dict.fromkeys(_SCOPE_LIMIT, 0)
+            self._rate_limited = dict.fromkeys([*_SCOPE_LIMIT, _DELETE_RECORDS], 0)
             self._in_flight = self._in_flight if keep_limits else 0
             self._max_in_flight = self._in_flight
             self._error_rng = random.Random(self.faults.seed)
@@ -1107,28 +1142,38 @@ class FaultState:
             self._counters["injected_5xx"] += 1
             return _Refusal(self.faults.status_5xx, "Service unavailable (sandbox fault injection: a refused id)")
 
-    def admit(self, op: str, namespace: str) -> _Refusal | None:
-        """Count this request against its rate scope; a 429 refusal when the scope's window is full."""
-        if op not in _SCOPES:
-            return None
-        scope, per_namespace = _SCOPES[op]
-        key = (scope, namespace if per_namespace else None)
+    def admit(self, op: str, namespace: str, records: int = 0) -> _Refusal | None:
+        """Count this request against its rate scope, and a delete's ``records`` against the records limits; a 429
+        refusal, admitting nothing, when one of those windows is full."""
+        faults = self.faults
+        checks: list[
+            tuple[str, str | None, int | None, int]
+        ] = []  # (scope, namespace or None: the index, limit, amount)
+        if op in _SCOPES:
+            scope, per_namespace = _SCOPES[op]
+            checks.append((scope, namespace if per_namespace else None, getattr(faults, _SCOPE_LIMIT[scope]), 1))
+        if records:
+            checks.append((_DELETE_RECORDS, namespace, faults.delete_records_per_s_per_namespace, records))
+            checks.append((_DELETE_RECORDS, None, faults.delete_records_per_s_per_index, records))
+        now = time.monotonic()
         with self._lock:
-            limit = getattr(self.faults, _SCOPE_LIMIT[scope])
-            window = self._windows.get(key)
-            if window is None:
-                window = self._windows[key] = _Window()
-            wait = window.admit(time.monotonic(), limit)
-            if wait is None:
-                return None
-            self._rate_limited[scope] += 1
-            where = f"namespace '{_display_name(namespace)}'" if per_namespace else "index"
-            return _Refusal(
-                429,
-                f"Request failed. You've reached the max {scope} requests per second ({limit}) for this {where}. "
-                "Retry after the Retry-After interval.",
-                {"Retry-After": self._retry_after(wait)},
-            )
+            windows = [self._windows.setdefault((scope, key), _Window()) for scope, key, _, _ in checks]
+            for window, (scope, key, limit, amount) in zip(windows, checks, strict=True):
+                wait = window.wait(now, limit, amount)
+                if wait is None:
+                    continue
+                self._rate_limited[scope] += 1
+                where = "index" if key is None else f"namespace '{_display_name(key)}'"
+                what = "delete records" if scope == _DELETE_RECORDS else f"{scope} requests"
+                return _Refusal(
+                    429,
+                    f"Request failed. You've reached the max {what} per second ({limit}) for this {where}. "
+                    "Retry after the Retry-After interval.",
+                    {"Retry-After": self._retry_after(wait)},
+                )
+            for window, (_, _, _, amount) in zip(windows, checks, strict=True):
+                window.add(now, amount)
+        return None
 
     def choose_drops(self, count: int) -> set[int]:
         """Positions of the vectors an upsert of *count* vectors silently drops."""
@@ -1149,9 +1194,14 @@ class FaultState:
                 "fetch_per_index": 0,
                 "list_per_index": 0,
                 "stats_per_index": 0,
+                "delete_records_per_namespace": {},
+                "delete_records_per_index": 0,
             }
             for (scope, namespace), window in self._windows.items():
-                name = _SCOPE_STAT[scope]
+                if scope == _DELETE_RECORDS:
+                    name = "delete_records_per_index" if namespace is None else "delete_records_per_namespace"
+                else:
+                    name = _SCOPE_STAT[scope]
                 if namespace is None:
                     peaks[name] = window.peak
                 else:
@@ -1267,7 +1317,7 @@ class IndexService:
             in_path = op in _RECORDS_OPS or op in _DOCUMENT_OPS
             scope_ns = _namespace_name(arg) if in_path else self._scope_namespace(op, payload, query)
             self.faults.delay(scope_ns)  # with latency_namespaces: once an alias resolved, the namespace serving it
-            refusal = self.faults.admit(op, scope_ns)
+            refusal = self.faults.admit(op, scope_ns, _deleted_records(op, payload))
             if refusal is not None:
                 raise refusal
             if op == "upsert" and len(body) > MAX_REQUEST_BYTES:

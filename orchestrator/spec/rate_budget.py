@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from nsmigrate.orchestrator.limits import (
+    DELETE_MAX_RECORDS_PER_S_PER_INDEX,
     LIST_MAX_REQUESTS_PER_S_PER_INDEX,
     QUERY_MAX_REQUESTS_PER_S_PER_NAMESPACE,
     READ_MAX_REQUESTS_PER_S_PER_INDEX,
@@ -48,6 +49,11 @@ class RateBudget(_Model):
     )
     write_rps: float = _budget(WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE, "upsert requests/s per target namespace.")
     write_mb_per_s: float = _budget(WRITE_MAX_MB_PER_S_PER_NAMESPACE, "upsert megabytes/s per target namespace.")
+    delete_records_per_s: float = _budget(
+        DELETE_MAX_RECORDS_PER_S_PER_INDEX,
+        "records deleted/s per Pinecone index (cleanup, rollback, erasure): a limit of Pinecone's beside the delete "
+        "requests' (`write_rps`); a delete request names at most this many ids.",
+    )
     embed_tokens_per_min: float = Field(
         default=250_000,
         gt=0,

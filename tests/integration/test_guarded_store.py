@@ -6,6 +6,7 @@ a 429 is retried with a token per attempt, and a host that never answers fails a
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,6 +31,7 @@ from nsmigrate.workers.transfer.chunking import estimate_bytes
 from nsmigrate.workers.transfer.ratelimit import (
     DEFAULT_GUARD_S,
     RateLimiter,
+    delete_scope,
     list_scope,
     query_scope,
     read_scope,
@@ -225,6 +227,53 @@ def test_an_upsert_reserves_its_bytes_of_the_namespace_budget(inner: Store, clie
 
     assert tokens("measured") == burst - sum(estimate_bytes(r) for r in records)
     assert tokens("given") == burst - 123_456
+
+
+def test_a_pinecone_delete_takes_as_many_of_the_index_delete_budget_as_it_names_ids(
+    inner: Store, client: redis_lib.Redis
+) -> None:
+    """Pinecone limits the records deleted a second per index beside the delete requests: a delete from a Pinecone
+    index takes one record token per id of its index's delete scope, in requests no larger than the budget admits at
+    once; pgvector has no such limit."""
+    # Slept on paper: the three requests' slots stay in the window (one now, two in the windows after it) to be read.
+    limiter = RateLimiter(client, sleep=lambda _s: None)
+    store = GuardedStore(inner, limiter=limiter, rate=RateBudget(delete_records_per_s=300))
+    store.upsert("gone", make_records(3))
+    since = server_time_us(client)
+
+    store.delete("gone", [f"id-{i:04d}" for i in range(700)])
+
+    pinecone = isinstance(inner, PineconeStore)
+    assert admissions_since(client, delete_scope(store.budget_key), since) == (700 if pinecone else 0)
+    assert admissions_since(client, write_scope(store.budget_key, "gone"), since) == (3 if pinecone else 1)
+    assert store.count("gone") == 0
+
+
+def test_deletes_under_the_default_budget_stay_within_pinecones_records_limit(
+    pinecone_store: PineconeStore, sandbox: PineconeSandbox, client: redis_lib.Redis
+) -> None:
+    """12,000 ids deleted from three namespaces at once under the default budgets: the write budget alone would send
+    them within a second (80 requests of 1,000 a namespace), over Pinecone's 5,000 records a second per index.
+    The delete budget keeps every second under it: no delete is refused."""
+    sandbox.set_faults("guarded", Faults.pinecone_serverless_limits())
+    store = GuardedStore(pinecone_store, limiter=RateLimiter(client), rate=RateBudget())
+    namespaces = ("d-a", "d-b", "d-c")
+    for namespace in namespaces:
+        store.upsert(namespace, make_records(5))
+
+    threads = [
+        threading.Thread(target=store.delete, args=(ns, [f"id-{i:04d}" for i in range(4_000)])) for ns in namespaces
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    stats = sandbox.stats("guarded")
+    assert stats["rate_limited"]["delete_records"] == 0
+    assert stats["requests"]["delete"] == 12
+    assert stats["max_admitted_per_second"]["delete_records_per_index"] <= RateBudget().delete_records_per_s
+    assert all(store.count(ns) == 0 for ns in namespaces)
 
 
 # --- retries ----------------------------------------------------------------------------------------------------

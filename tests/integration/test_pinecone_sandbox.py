@@ -461,7 +461,47 @@ def test_describing_a_namespace_counts_against_the_index_stats_limit_not_fetch(
         "fetch": 0,
         "list": 0,
         "stats": 1,
+        "delete_records": 0,
     }
+
+
+def _ids(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{n}" for n in range(count)]
+
+
+def test_deletes_are_limited_by_the_records_they_name_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    """Pinecone limits the records deleted a second per namespace, beside the delete requests: the limit is reached
+    by ids, not by requests, and a refused delete deletes nothing."""
+    sandbox.set_faults("seeds-serverless", Faults(delete_records_per_s_per_namespace=1_500, retry_after_s=0.25))
+    idx = index(pc, sandbox, "seeds-serverless", retries=False)
+    idx.upsert(vectors=[("kept", [1, 0, 0, 0])], namespace="a")
+    idx.delete(ids=_ids("x", 1_000), namespace="a")
+    with pytest.raises(RateLimitError) as caught:
+        idx.delete(ids=["kept", *_ids("y", 999)], namespace="a")  # 2,000 in the second: over 1,500
+    assert caught.value.status_code == 429 and caught.value.retry_after == 0.25
+    assert "max delete records per second (1500) for this namespace 'a'" in str(caught.value.body)
+    assert sandbox.count("seeds-serverless", "a") == 1  # the refused delete deleted nothing
+    idx.delete(ids=_ids("z", 1_000), namespace="b")  # another namespace's own window
+    idx.delete(ids=["kept"], namespace="a")  # 1,001 in the second: under 1,500
+    stats = sandbox.stats("seeds-serverless")
+    assert stats["rate_limited"]["delete_records"] == 1
+    assert stats["max_admitted_per_second"]["delete_records_per_namespace"] == {"a": 1_001, "b": 1_000}
+
+
+def test_deletes_are_limited_by_the_records_they_name_per_index(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    sandbox.set_faults("seeds-serverless", Faults(delete_records_per_s_per_index=1_500, retry_after_s=0.25))
+    idx = index(pc, sandbox, "seeds-serverless", retries=False)
+    idx.delete(ids=_ids("x", 1_000), namespace="a")
+    with pytest.raises(RateLimitError) as caught:
+        idx.delete(ids=_ids("x", 1_000), namespace="b")
+    assert "max delete records per second (1500) for this index" in str(caught.value.body)
+    idx.delete(delete_all=True, namespace="b")  # names no record: only its request is counted
+    assert sandbox.stats("seeds-serverless")["max_admitted_per_second"]["delete_records_per_index"] == 1_000
+
+
+def test_the_serverless_limits_hold_deletes_to_5000_records_a_second() -> None:
+    limits = Faults.pinecone_serverless_limits()
+    assert limits.delete_records_per_s_per_namespace == limits.delete_records_per_s_per_index == 5_000
 
 
 def test_write_limit_is_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:

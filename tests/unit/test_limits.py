@@ -27,12 +27,15 @@ def test_rates_match_the_servers_and_the_default_budget_stays_under_them() -> No
     assert served.list_rps_per_index == limits.LIST_MAX_REQUESTS_PER_S_PER_INDEX
     assert served.stats_rps_per_index == limits.STATS_MAX_REQUESTS_PER_S_PER_INDEX
     assert served.write_rps_per_namespace == limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
+    assert served.delete_records_per_s_per_index == limits.DELETE_MAX_RECORDS_PER_S_PER_INDEX
+    assert served.delete_records_per_s_per_namespace == limits.DELETE_MAX_RECORDS_PER_S_PER_INDEX
     budget = RateBudget()
     assert budget.read_rps < limits.READ_MAX_REQUESTS_PER_S_PER_INDEX
     assert budget.list_rps < limits.LIST_MAX_REQUESTS_PER_S_PER_INDEX
     assert budget.stats_rps < limits.STATS_MAX_REQUESTS_PER_S_PER_INDEX
     assert budget.write_rps < limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
     assert budget.write_mb_per_s < limits.WRITE_MAX_MB_PER_S_PER_NAMESPACE
+    assert budget.delete_records_per_s < limits.DELETE_MAX_RECORDS_PER_S_PER_INDEX
 
 
 def test_the_default_budget_is_a_share_of_each_declared_limit() -> None:
@@ -45,6 +48,7 @@ def test_the_default_budget_is_a_share_of_each_declared_limit() -> None:
     assert budget.stats_rps == share * limits.STATS_MAX_REQUESTS_PER_S_PER_INDEX
     assert budget.write_rps == share * limits.WRITE_MAX_REQUESTS_PER_S_PER_NAMESPACE
     assert budget.write_mb_per_s == share * limits.WRITE_MAX_MB_PER_S_PER_NAMESPACE
+    assert budget.delete_records_per_s == share * limits.DELETE_MAX_RECORDS_PER_S_PER_INDEX == 4_000
     # what the manual and the spec catalogue document as the defaults
     assert (budget.read_rps, budget.list_rps, budget.stats_rps, budget.write_rps, budget.write_mb_per_s) == (
         80,

@@ -24,7 +24,9 @@ namespace's query scope at ``rate.query_rps`` (a pod source's, of the read scope
 ``namespaces``, ``dimension``, ``metric``: Pinecone's ``describe_index_stats`` and ``describe_namespace``, limited
 apart from fetch) of its stats scope at ``rate.stats_rps``; ``list_ids`` of its list scope at ``rate.list_rps``;
 writes (``upsert``, ``delete``, ``delete_namespace``) of the namespace's write scope at ``rate.write_rps``, and an
-upsert first reserves its bytes of that namespace's byte budget at ``rate.write_mb_per_s``; an upsert of text records
+upsert first reserves its bytes of that namespace's byte budget at ``rate.write_mb_per_s``; a delete from a store
+whose deletes are limited by record (Pinecone) first takes, at every attempt, as many of the index's
+``delete_scope`` at ``rate.delete_records_per_s`` as it names ids; an upsert of text records
 to an integrated index also reserves its (estimated) embedding tokens of the index's ``embed_scope`` at
 ``rate.embed_tokens_per_min``. A text search (``search_text``) is a read. Without a limiter (the CLI, planning:
 one-off calls outside the fleet) a ``GuardedStore`` only retries.
@@ -43,7 +45,7 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, TypeVar, cast
 
 from nsmigrate.orchestrator.errors import RetryableError
-from nsmigrate.orchestrator.limits import LIST_MAX_PAGE_IDS
+from nsmigrate.orchestrator.limits import DELETE_MAX_IDS, LIST_MAX_PAGE_IDS
 from nsmigrate.orchestrator.pgvector_rows import TableColumn
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.records.vectors import IdPage, Record
@@ -58,11 +60,13 @@ from nsmigrate.workers.transfer.namespace_locks import NamespaceLocks, namespace
 from nsmigrate.workers.transfer.ratelimit import (
     RateLimiter,
     Reservation,
+    delete_scope,
     embed_scope,
     list_scope,
     query_scope,
     read_scope,
     stats_scope,
+    window_for,
     write_scope,
 )
 
@@ -140,10 +144,12 @@ class GuardedStore:
         *args: Any,
         nbytes: tuple[str, float, int] | None = None,
         reserved: Reservation | None = None,
+        records: tuple[str, float, int] | None = None,
     ) -> T:
         """One request: with a limiter, first a token of ``scope(budget_key)`` at ``rate_per_s``; retried.
         ``nbytes``: (scope, MB/s, bytes) of the byte budget, reserved once per request, with its first token
-        (``RateLimiter.acquire_write``). ``reserved``: the first attempt's token, taken before (``reserve_read``)."""
+        (``RateLimiter.acquire_write``). ``reserved``: the first attempt's token, taken before (``reserve_read``).
+        ``records``: (scope, records/s, records) taken before every attempt, as each attempt is a request."""
         limiter = self._limiter
         counts = tally.current()
         unreserved = nbytes
@@ -159,6 +165,8 @@ class GuardedStore:
                     counts.missed_slot()
                     metrics.RATE_SLOTS_MISSED.labels(self.name).inc()
                 reserved = None
+                if records is not None:
+                    self._waited(counts, limiter.acquire(*records))
                 if waited is None and unreserved is not None:
                     waited = limiter.acquire_write(key, rate_per_s, *unreserved)
                     unreserved = None  # reserved: a retry takes a token only
@@ -210,9 +218,10 @@ class GuardedStore:
         *args: Any,
         alone: bool = False,
         nbytes: tuple[str, float, int] | None = None,
+        records: int | None = None,
     ) -> T:
         """A write request (``alone``: a delete, which holds its namespace alone) under the namespace's write scope;
-        ``nbytes``: its byte budget (``_call``)."""
+        ``nbytes``: its byte budget; ``records``: the ids a delete names, from the index's delete budget (``_call``)."""
         rate = self._rate
         scope = (lambda key: write_scope(key, namespace)) if rate else None
         call, locks = fn, self.locks
@@ -224,7 +233,10 @@ class GuardedStore:
                     return fn(*a)
 
             call = held
-        return self._call(op, scope, rate.write_rps if rate else 0.0, call, *args, nbytes=nbytes)
+        deleted = None
+        if rate is not None and records is not None:
+            deleted = (delete_scope(self.budget_key), rate.delete_records_per_s, records)
+        return self._call(op, scope, rate.write_rps if rate else 0.0, call, *args, nbytes=nbytes, records=deleted)
 
     def lock_key(self, namespace: str) -> str:
         """The key of ``namespace``'s lock in this store (``workers.transfer.namespace_locks``), by the store's
@@ -392,7 +404,15 @@ class GuardedStore:
         return self._write("upsert", namespace, self.inner.upsert, namespace, records, nbytes=reserve)
 
     def delete(self, namespace: str, ids: Sequence[str]) -> None:
-        self._write("delete", namespace, self.inner.delete, namespace, ids, alone=True)
+        rate = self._rate
+        if rate is None or not self.capabilities.deletes_counted_by_record:
+            self._write("delete", namespace, self.inner.delete, namespace, ids, alone=True)
+            return
+        # One request per part, each no larger than the delete budget admits at once (Pinecone: 1,000 ids a request).
+        part = min(DELETE_MAX_IDS, window_for(rate.delete_records_per_s)[0])
+        for start in range(0, len(ids), part):
+            chunk = ids[start : start + part]
+            self._write("delete", namespace, self.inner.delete, namespace, chunk, alone=True, records=len(chunk))
 
     def row_versions(self, namespace: str, ids: Sequence[str]) -> dict[str, str] | None:
         if not self.capabilities.row_versions:

@@ -173,6 +173,11 @@ def write_scope(store_key: str, namespace: str) -> str:
     return f"write:{store_key}:{namespace}"
 
 
+def delete_scope(store_key: str) -> str:
+    """Scope of the records deleted from one index (Pinecone: 5,000 a second per index, beside the requests)."""
+    return f"delete:{store_key}"
+
+
 def _check_reservation(rate_name: str, rate: float, cost_name: str, cost: int) -> None:
     if not rate > 0 or math.isinf(rate):
         raise ValueError(f"{rate_name} must be a positive finite number, got {rate}")
