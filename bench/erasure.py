@@ -129,17 +129,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="nsmigrate-bench-erase-"))
     stack = start_stack([IndexSpec(INDEX, args.dimension)], workdir)
     try:
-        limits = SERVER_LIMITS
-        stack.pinecone.set_faults(
-            INDEX,
-            Faults(
-                latency_ms=LATENCY_MS,
-                write_rps_per_namespace=limits["write_rps_per_namespace"],
-                fetch_rps_per_index=limits["fetch_rps_per_index"],
-                list_rps_per_index=limits["list_rps_per_index"],
-                stats_rps_per_index=limits["stats_rps_per_index"],
-            ),
-        )
+        stack.pinecone.set_faults(INDEX, Faults(latency_ms=LATENCY_MS, **SERVER_LIMITS))
         migrated_job(stack, args.vectors)
         stack.start_worker("cleanup", CLEANUP_THREADS, pool="threads", name="cleanup")
         wait_for_workers(stack.redis_url, 1)

@@ -93,7 +93,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import msgspec
@@ -215,6 +215,8 @@ class Faults:
       ``Retry-After``.
     - ``delete_records_per_s_per_namespace`` / ``_per_index``: ids deleted per sliding 1-second window, beside the
       delete requests' own limit (a delete by filter or of everything names none); ``None`` = unlimited.
+    - ``write_mb_per_s_per_namespace``: megabytes (10^6 bytes) of upsert bodies (vectors, records, documents) per
+      namespace per sliding 1-second window; ``None`` = unlimited.
     - ``retry_after_s``: the ``Retry-After`` value sent; ``None`` = whole seconds until the window frees a slot
       (at least 1, as HTTP wants). The SDK parses it as a float, so fractions work and keep tests fast.
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
@@ -249,6 +251,7 @@ class Faults:
     stats_rps_per_index: int | None = None
     delete_records_per_s_per_namespace: int | None = None
     delete_records_per_s_per_index: int | None = None
+    write_mb_per_s_per_namespace: int | None = None
     retry_after_s: float | None = None
     error_rate_429: float = 0.0
     error_rate_5xx: float = 0.0
@@ -279,6 +282,7 @@ class Faults:
             "stats_rps_per_index",
             "delete_records_per_s_per_namespace",
             "delete_records_per_s_per_index",
+            "write_mb_per_s_per_namespace",
         )
         for name in (*limits, "embed_tokens_per_min"):
             value = getattr(self, name)
@@ -326,7 +330,8 @@ class Faults:
     @classmethod
     def pinecone_serverless_limits(cls, **overrides: Any) -> Faults:
         """The documented serverless per-second limits (upsert/query/delete 100 per namespace, fetch 100, list 200,
-        describe_index_stats 100 per index; 5,000 deleted records per namespace and per index)."""
+        describe_index_stats 100 per index; 5,000 deleted records per namespace and per index; 50 MB upserted per
+        namespace)."""
         base = cls(
             write_rps_per_namespace=100,
             query_rps_per_namespace=100,
@@ -335,6 +340,7 @@ class Faults:
             stats_rps_per_index=100,
             delete_records_per_s_per_namespace=5_000,
             delete_records_per_s_per_index=5_000,
+            write_mb_per_s_per_namespace=50,
         )
         return replace(base, **overrides)
 
@@ -956,6 +962,30 @@ _SCOPE_STAT = {
 #: The scope of the records deletes name (Pinecone limits them per namespace and per index, beside the requests).
 _DELETE_RECORDS = "delete_records"
 _DELETE_OPS = frozenset({"delete", "delete_documents"})
+#: The scope of the bytes upserts send (Pinecone: upsert size per second per namespace).
+_WRITE_BYTES = "write_bytes"
+_UPSERT_OPS = frozenset({"upsert", "upsert_records", "upsert_documents"})
+
+
+class _Check(NamedTuple):
+    """One window a request must fit: its scope, its namespace (None: the index's), the limit and what it takes."""
+
+    scope: str
+    namespace: str | None
+    limit: int | None
+    amount: int
+
+    def refusal(self) -> str:
+        where = "index" if self.namespace is None else f"namespace '{_display_name(self.namespace)}'"
+        if self.scope == _WRITE_BYTES:
+            what, limit = "upsert size", f"{(self.limit or 0) // 1_000_000} MB"
+        else:
+            what = "delete records" if self.scope == _DELETE_RECORDS else f"{self.scope} requests"
+            limit = str(self.limit)
+        return (
+            f"Request failed. You've reached the max {what} per second ({limit}) for this {where}. "
+            "Retry after the Retry-After interval."
+        )
 
 
 def _deleted_records(op: str, payload: Any) -> int:
@@ -1049,7 +1079,7 @@ class FaultState:
                 ),
                 0,
             )
-            self._rate_limited = dict.fromkeys([*_SCOPE_LIMIT, _DELETE_RECORDS], 0)
+            self._rate_limited = dict.fromkeys([*_SCOPE_LIMIT, _DELETE_RECORDS, _WRITE_BYTES], 0)
             self._in_flight = self._in_flight if keep_limits else 0
             self._max_in_flight = self._in_flight
             self._error_rng = random.Random(self.faults.seed)
@@ -1142,37 +1172,30 @@ class FaultState:
             self._counters["injected_5xx"] += 1
             return _Refusal(self.faults.status_5xx, "Service unavailable (sandbox fault injection: a refused id)")
 
-    def admit(self, op: str, namespace: str, records: int = 0) -> _Refusal | None:
-        """Count this request against its rate scope, and a delete's ``records`` against the records limits; a 429
-        refusal, admitting nothing, when one of those windows is full."""
+    def admit(self, op: str, namespace: str, records: int = 0, nbytes: int = 0) -> _Refusal | None:
+        """Count this request against its rate scope, a delete's ``records`` against the deleted-records limits and an
+        upsert's ``nbytes`` against the upsert-size limit; a 429 refusal, admitting nothing, when one of those windows
+        is full."""
         faults = self.faults
-        checks: list[
-            tuple[str, str | None, int | None, int]
-        ] = []  # (scope, namespace or None: the index, limit, amount)
+        checks: list[_Check] = []
         if op in _SCOPES:
             scope, per_namespace = _SCOPES[op]
-            checks.append((scope, namespace if per_namespace else None, getattr(faults, _SCOPE_LIMIT[scope]), 1))
+            checks.append(_Check(scope, namespace if per_namespace else None, getattr(faults, _SCOPE_LIMIT[scope]), 1))
         if records:
-            checks.append((_DELETE_RECORDS, namespace, faults.delete_records_per_s_per_namespace, records))
-            checks.append((_DELETE_RECORDS, None, faults.delete_records_per_s_per_index, records))
+            checks.append(_Check(_DELETE_RECORDS, namespace, faults.delete_records_per_s_per_namespace, records))
+            checks.append(_Check(_DELETE_RECORDS, None, faults.delete_records_per_s_per_index, records))
+        if nbytes and faults.write_mb_per_s_per_namespace is not None:
+            checks.append(_Check(_WRITE_BYTES, namespace, faults.write_mb_per_s_per_namespace * 1_000_000, nbytes))
         now = time.monotonic()
         with self._lock:
-            windows = [self._windows.setdefault((scope, key), _Window()) for scope, key, _, _ in checks]
-            for window, (scope, key, limit, amount) in zip(windows, checks, strict=True):
-                wait = window.wait(now, limit, amount)
-                if wait is None:
-                    continue
-                self._rate_limited[scope] += 1
-                where = "index" if key is None else f"namespace '{_display_name(key)}'"
-                what = "delete records" if scope == _DELETE_RECORDS else f"{scope} requests"
-                return _Refusal(
-                    429,
-                    f"Request failed. You've reached the max {what} per second ({limit}) for this {where}. "
-                    "Retry after the Retry-After interval.",
-                    {"Retry-After": self._retry_after(wait)},
-                )
-            for window, (_, _, _, amount) in zip(windows, checks, strict=True):
-                window.add(now, amount)
+            windows = [self._windows.setdefault((check.scope, check.namespace), _Window()) for check in checks]
+            for window, check in zip(windows, checks, strict=True):
+                wait = window.wait(now, check.limit, check.amount)
+                if wait is not None:
+                    self._rate_limited[check.scope] += 1
+                    return _Refusal(429, check.refusal(), {"Retry-After": self._retry_after(wait)})
+            for window, check in zip(windows, checks, strict=True):
+                window.add(now, check.amount)
         return None
 
     def choose_drops(self, count: int) -> set[int]:
@@ -1196,12 +1219,13 @@ class FaultState:
                 "stats_per_index": 0,
                 "delete_records_per_namespace": {},
                 "delete_records_per_index": 0,
+                "write_bytes_per_namespace": {},
             }
             for (scope, namespace), window in self._windows.items():
                 if scope == _DELETE_RECORDS:
                     name = "delete_records_per_index" if namespace is None else "delete_records_per_namespace"
                 else:
-                    name = _SCOPE_STAT[scope]
+                    name = "write_bytes_per_namespace" if scope == _WRITE_BYTES else _SCOPE_STAT[scope]
                 if namespace is None:
                     peaks[name] = window.peak
                 else:
@@ -1317,7 +1341,8 @@ class IndexService:
             in_path = op in _RECORDS_OPS or op in _DOCUMENT_OPS
             scope_ns = _namespace_name(arg) if in_path else self._scope_namespace(op, payload, query)
             self.faults.delay(scope_ns)  # with latency_namespaces: once an alias resolved, the namespace serving it
-            refusal = self.faults.admit(op, scope_ns, _deleted_records(op, payload))
+            nbytes = len(body) if op in _UPSERT_OPS else 0
+            refusal = self.faults.admit(op, scope_ns, _deleted_records(op, payload), nbytes)
             if refusal is not None:
                 raise refusal
             if op == "upsert" and len(body) > MAX_REQUEST_BYTES:

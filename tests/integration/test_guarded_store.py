@@ -31,6 +31,8 @@ from nsmigrate.workers.transfer.chunking import estimate_bytes
 from nsmigrate.workers.transfer.ratelimit import (
     DEFAULT_GUARD_S,
     RateLimiter,
+    amount_key,
+    bytes_scope_of,
     delete_scope,
     list_scope,
     query_scope,
@@ -212,21 +214,32 @@ def test_two_labels_of_one_index_share_its_budget(
         assert admissions_since(client, scope, since) == 2, scope  # one budget, both labels' requests in it
 
 
+def at_once(calls: list[Callable[[], object]]) -> None:
+    """Run ``calls`` each in a thread of its own, all at once, and wait for them."""
+    threads = [threading.Thread(target=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def weights(client: redis_lib.Redis, scope: str) -> list[int]:
+    """The amounts entered in ``scope``'s weighted log (``RateLimiter.acquire_amount``), oldest first."""
+    return [int(member.rsplit(b":", 1)[1]) for member in client.zrange(amount_key(scope), 0, -1)]
+
+
 def test_an_upsert_reserves_its_bytes_of_the_namespace_budget(inner: Store, client: redis_lib.Redis) -> None:
     store = guarded(inner, client)
     records = make_records(20)
-    burst = RATE.write_mb_per_s * 1_000_000
 
     store.upsert("measured", records)
     store.upsert("given", records, nbytes=123_456)
 
-    def tokens(namespace: str) -> float:
-        value = client.hget(rate_bucket_key("bytes:" + write_scope(store.budget_key, namespace) + ":bytes"), "tokens")
-        assert value is not None, f"no byte budget was reserved for {namespace!r}"
-        return float(value)
+    def reserved(namespace: str) -> list[int]:
+        return weights(client, bytes_scope_of(write_scope(store.budget_key, namespace) + ":bytes"))
 
-    assert tokens("measured") == burst - sum(estimate_bytes(r) for r in records)
-    assert tokens("given") == burst - 123_456
+    assert reserved("measured") == [sum(estimate_bytes(r) for r in records)]
+    assert reserved("given") == [123_456]
 
 
 def test_a_pinecone_delete_takes_as_many_of_the_index_delete_budget_as_it_names_ids(
@@ -244,7 +257,7 @@ def test_a_pinecone_delete_takes_as_many_of_the_index_delete_budget_as_it_names_
     store.delete("gone", [f"id-{i:04d}" for i in range(700)])
 
     pinecone = isinstance(inner, PineconeStore)
-    assert admissions_since(client, delete_scope(store.budget_key), since) == (700 if pinecone else 0)
+    assert weights(client, delete_scope(store.budget_key)) == ([300, 300, 100] if pinecone else [])
     assert admissions_since(client, write_scope(store.budget_key, "gone"), since) == (3 if pinecone else 1)
     assert store.count("gone") == 0
 
@@ -261,19 +274,31 @@ def test_deletes_under_the_default_budget_stay_within_pinecones_records_limit(
     for namespace in namespaces:
         store.upsert(namespace, make_records(5))
 
-    threads = [
-        threading.Thread(target=store.delete, args=(ns, [f"id-{i:04d}" for i in range(4_000)])) for ns in namespaces
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once([lambda ns=ns: store.delete(ns, [f"id-{i:04d}" for i in range(4_000)]) for ns in namespaces])
 
     stats = sandbox.stats("guarded")
     assert stats["rate_limited"]["delete_records"] == 0
     assert stats["requests"]["delete"] == 12
     assert stats["max_admitted_per_second"]["delete_records_per_index"] <= RateBudget().delete_records_per_s
     assert all(store.count(ns) == 0 for ns in namespaces)
+
+
+def test_upserts_at_the_byte_budget_stay_within_the_namespaces_upsert_size_limit(
+    pinecone_store: PineconeStore, sandbox: PineconeSandbox, client: redis_lib.Redis
+) -> None:
+    """Eight threads upsert 2.8 MB into one namespace at a byte budget of 0.8 of its upsert-size limit (as the
+    default 40 MB/s is of Pinecone's 50): in no second does the namespace receive more than the limit."""
+    sandbox.set_faults("guarded", Faults(write_mb_per_s_per_namespace=1))
+    store = GuardedStore(pinecone_store, limiter=RateLimiter(client), rate=RateBudget(write_mb_per_s=0.8))
+    text = "x" * 35_000  # under Pinecone's 40 KB of metadata: 10 records a request, 350 KB
+    parts = [[Record(f"big-{t}-{n}", [1.0] * DIM, {"text": text}) for n in range(10)] for t in range(8)]
+
+    at_once([lambda part=part: store.upsert("bytes", part) for part in parts])
+
+    stats = sandbox.stats("guarded")
+    assert stats["rate_limited"]["write_bytes"] == 0
+    assert stats["max_admitted_per_second"]["write_bytes_per_namespace"]["bytes"] <= 1_000_000
+    assert store.count("bytes") == 80
 
 
 # --- retries ----------------------------------------------------------------------------------------------------

@@ -462,6 +462,7 @@ def test_describing_a_namespace_counts_against_the_index_stats_limit_not_fetch(
         "list": 0,
         "stats": 1,
         "delete_records": 0,
+        "write_bytes": 0,
     }
 
 
@@ -499,9 +500,27 @@ def test_deletes_are_limited_by_the_records_they_name_per_index(pc: Pinecone, sa
     assert sandbox.stats("seeds-serverless")["max_admitted_per_second"]["delete_records_per_index"] == 1_000
 
 
-def test_the_serverless_limits_hold_deletes_to_5000_records_a_second() -> None:
+def test_upserts_are_limited_by_their_size_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    """Pinecone limits the megabytes upserted a second per namespace, beside the upsert requests."""
+    sandbox.set_faults("seeds-serverless", Faults(write_mb_per_s_per_namespace=1, retry_after_s=0.25))
+    idx = index(pc, sandbox, "seeds-serverless", retries=False)
+    vectors = [(f"v{n}", [1.0, 0.0, 0.0, 0.5], {"text": "x" * 500}) for n in range(1_000)]  # ~0.55 MB a request
+    idx.upsert(vectors=vectors, namespace="a")
+    with pytest.raises(RateLimitError) as caught:
+        idx.upsert(vectors=vectors, namespace="a")
+    assert caught.value.status_code == 429 and caught.value.retry_after == 0.25
+    assert "max upsert size per second (1 MB) for this namespace 'a'" in str(caught.value.body)
+    idx.upsert(vectors=vectors, namespace="b")  # another namespace's own window
+    stats = sandbox.stats("seeds-serverless")
+    assert stats["rate_limited"]["write_bytes"] == 1
+    peaks = stats["max_admitted_per_second"]["write_bytes_per_namespace"]
+    assert peaks.keys() == {"a", "b"} and 500_000 < peaks["a"] == peaks["b"] <= 1_000_000
+
+
+def test_the_serverless_limits_hold_deletes_and_upserted_bytes() -> None:
     limits = Faults.pinecone_serverless_limits()
     assert limits.delete_records_per_s_per_namespace == limits.delete_records_per_s_per_index == 5_000
+    assert limits.write_mb_per_s_per_namespace == 50
 
 
 def test_write_limit_is_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:

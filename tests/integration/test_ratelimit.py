@@ -4,6 +4,7 @@ Redis's clock sees them), budgets per scope; processes and threads together: tes
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import time
 import uuid
@@ -15,6 +16,8 @@ from nsmigrate.orchestrator.messaging.task_names import rate_bucket_key
 from nsmigrate.workers.transfer.ratelimit import (
     DEFAULT_GUARD_S,
     RateLimiter,
+    amount_key,
+    bytes_scope_of,
     list_scope,
     read_scope,
     window_for,
@@ -157,22 +160,31 @@ def test_scopes_are_independent_and_their_keys_expire(redis_url: str) -> None:
     assert all(0 < client.pttl(k) <= 2_100 for k in keys)
 
 
+def weighed(client: redis.Redis, scope: str) -> list[tuple[int, float]]:
+    """``scope``'s weighted log: (amount, slot in µs of Redis time) of each entry, oldest first."""
+    entries = client.zrange(amount_key(scope), 0, -1, withscores=True)
+    return [(int(member.rsplit(b":", 1)[1]), score) for member, score in entries]
+
+
 @pytest.mark.timing
 def test_byte_budget_reserves_and_makes_later_callers_wait(redis_url: str) -> None:
+    """At 1 MB/s no window of 1 s + guard holds more than 1,000,000 bytes, as Pinecone counts upsert size a second:
+    600 KB goes now, 600 KB more once the first has left the window, 1 MB once the second has."""
+    client = redis.Redis.from_url(redis_url)
     sleeps: list[float] = []
-    limiter = RateLimiter(redis.Redis.from_url(redis_url), sleep=sleeps.append)
+    limiter = RateLimiter(client, sleep=sleeps.append)
+    window_us = (1 + DEFAULT_GUARD_S) * 1e6
 
-    assert limiter.acquire_bytes("w", 1.0, 600_000) == 0.0  # within the 1 s burst
+    assert limiter.acquire_bytes("w", 1.0, 600_000) == 0.0
     assert limiter.acquire_bytes("w", 1.0, 0) == 0.0
-    second = limiter.acquire_bytes("w", 1.0, 600_000)  # 200 KB over budget at 1 MB/s
+    second = limiter.acquire_bytes("w", 1.0, 600_000)
+    third = limiter.acquire_bytes("w", 1.0, 1_000_000)
 
-    # The budget refills while time passes between the calls: a slow machine waits less, never more.
-    assert second <= 0.2 + 0.02
-    assert_timing(second >= 0.2 - 0.02, f"the second caller waited {second:.3f} s (bound: 0.2 ± 0.02 s)")
-    assert sleeps == [second]
-    third = limiter.acquire_bytes("w", 1.0, 1_000_000)  # queued behind the second's reservation
-    assert third <= 1.2 + 0.03
-    assert_timing(third >= 1.2 - 0.03, f"the third caller waited {third:.3f} s (bound: 1.2 ± 0.03 s)")
+    log = weighed(client, bytes_scope_of("w"))
+    assert [amount for amount, _ in log] == [600_000, 600_000, 1_000_000]  # the zero-byte call entered nothing
+    assert [b - a for (_, a), (_, b) in itertools.pairwise(log)] == [window_us, window_us]
+    assert sleeps == [second, third] and second <= 1.1 and third <= 2.2  # time passed since: never more
+    assert_timing(second >= 1.1 - 0.02, f"the second caller waited {second:.3f} s (bound: 1.1 - 0.02 s)")
 
 
 def test_unreachable_redis_is_retryable() -> None:
@@ -217,8 +229,8 @@ def test_embedding_tokens_are_reserved_per_minute_apart_from_bytes(redis_url: st
 
 
 def test_a_write_takes_its_bytes_and_its_slot_in_one_call(redis_url: str) -> None:
-    """An upsert's first attempt asks both budgets at once (``acquire_write``): one script call, the bytes taken
-    from the same bucket ``acquire_bytes`` takes them from, one entry in the window."""
+    """An upsert's first attempt asks both budgets at once (``acquire_write``): one script call, the bytes entered in
+    the log ``acquire_bytes`` enters them in, one entry in the window."""
     client = redis.Redis.from_url(redis_url)
     limiter = RateLimiter(client, sleep=lambda _s: pytest.fail("an ample budget made a write wait"))
     scope, bytes_scope = f"write-{uuid.uuid4().hex}", f"bytes-{uuid.uuid4().hex}"
@@ -230,7 +242,7 @@ def test_a_write_takes_its_bytes_and_its_slot_in_one_call(redis_url: str) -> Non
 
     assert evalsha_calls(client) - before == 2
     assert client.zcard(rate_bucket_key(scope)) == 2
-    assert float(client.hget(rate_bucket_key(f"bytes:{bytes_scope}"), "tokens") or 0) == 50_000_000 - 300_000
+    assert [amount for amount, _ in weighed(client, bytes_scope_of(bytes_scope))] == [300_000]
 
 
 def test_a_writes_slot_comes_no_sooner_than_its_bytes_and_outlives_its_window(redis_url: str) -> None:
@@ -241,10 +253,10 @@ def test_a_writes_slot_comes_no_sooner_than_its_bytes_and_outlives_its_window(re
     seconds, micros = client.time()
     asked_us = int(seconds) * 1_000_000 + int(micros)
 
-    assert limiter.acquire_write(scope, 100, bytes_scope, 1.0, 600_000) == 0.0  # within the 1 s burst
-    waited = limiter.acquire_write(scope, 100, bytes_scope, 1.0, 1_600_000)  # 1.2 MB over budget at 1 MB/s
+    assert limiter.acquire_write(scope, 100, bytes_scope, 1.0, 600_000) == 0.0  # within the window's 1 MB
+    waited = limiter.acquire_write(scope, 100, bytes_scope, 1.0, 1_600_000)  # over 1 MB alone: a window of its own
 
-    assert 1.1 <= waited <= 1.2 and sleeps == [waited]
+    assert 1.0 <= waited <= 1.1 and sleeps == [waited]
     slots = [score for _, score in client.zrange(rate_bucket_key(scope), 0, -1, withscores=True)]
     assert slots[1] - asked_us >= 1.1e6  # reserved where the bytes allow it, not where the window would
     # A plain request finds room in the window now, and the write's later slot keeps the log alive past its window.

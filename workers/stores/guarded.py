@@ -166,7 +166,7 @@ class GuardedStore:
                     metrics.RATE_SLOTS_MISSED.labels(self.name).inc()
                 reserved = None
                 if records is not None:
-                    self._waited(counts, limiter.acquire(*records))
+                    self._waited(counts, limiter.acquire_amount(*records))
                 if waited is None and unreserved is not None:
                     waited = limiter.acquire_write(key, rate_per_s, *unreserved)
                     unreserved = None  # reserved: a retry takes a token only

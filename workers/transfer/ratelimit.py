@@ -11,9 +11,11 @@ clock, so every decision is made inside Redis by one atomic Lua script that read
   (``rate_guard_s``, 100 ms) absorbs network jitter between admission and the request reaching Pinecone, so the
   fleet never puts more than ``rate`` requests into *any* 1-second window. A rate below 1 means "one request every
   1/rate s".
-- **Bytes** (``acquire_bytes``): a token bucket (1 s of burst) that *reserves*: the caller is told how long to wait
-  for its bytes and is then admitted without asking again, so a large request cannot be starved by small ones. An
-  upsert asks both in one call (``acquire_write``): its slot in the window comes no sooner than its bytes.
+- **Amounts** (``acquire_amount``: an upsert's bytes, the records a delete names): a sliding-window log too, each
+  entry weighing its amount, of which no ``1 s + guard_s`` window may hold more than ``floor(rate)``, as Pinecone
+  counts its upsert size and deleted records per second. An amount that does not fit reserves, in order, the first
+  moment it does. An upsert asks for its bytes and its request slot in one call (``acquire_write``): its slot comes
+  no sooner than its bytes.
 
 Keys are ``orchestrator.messaging.task_names.rate_bucket_key(scope)`` and expire once idle. A scope names what the
 service limits: the store's identity (``workers.stores.guarded.GuardedStore.budget_key``: an index by its data-plane
@@ -111,24 +113,72 @@ return {wait_us}
 """
 )
 
-# An upsert's two budgets in one call: its bytes taken from their bucket (one second of burst) and its slot in the
-# window reserved as ``_SLIDING_WINDOW_LUA`` reserves one, but no sooner than the bytes allow; the caller sleeps once,
-# until the slot. An entry placed later than the window needs keeps every window within ``limit``.
+# Moves ``amount_at`` (``now`` before) to the first moment, no sooner than the latest slot of the weighted log
+# ``amounts`` (entries ``member:amount`` scored by their slot: amounts are served in order), at which ``amount`` fits
+# with every entry of the window ending there under ``amount_limit`` (an amount over it alone takes a window of its
+# own). Serving in order is what makes checking that one window enough: a later window holds fewer of the old
+# entries. ``_AMOUNT_ENTRY`` enters the amount at ``amount_slot``, which may be later still.
+_AMOUNT_STEP = """
+redis.call('ZREMRANGEBYSCORE', amounts, '-inf', now - amount_window_us)
+local entries = redis.call('ZRANGE', amounts, 0, -1, 'WITHSCORES')
+if #entries > 0 then amount_at = math.max(now, tonumber(entries[#entries])) end
+local weights, total = {}, 0
+for i = 1, #entries, 2 do
+  weights[i] = tonumber(string.match(entries[i], ':(%d+)$'))
+  total = total + weights[i]
+end
+local over = total + math.min(amount, amount_limit) - amount_limit
+local i = 1
+while over > 0 and i < #entries do
+  over = over - weights[i]
+  amount_at = math.max(amount_at, tonumber(entries[i + 1]) + amount_window_us)
+  i = i + 2
+end
+"""
+_AMOUNT_ENTRY = """
+redis.call('ZADD', amounts, amount_slot, member .. ':' .. amount)
+redis.call('PEXPIRE', amounts, math.ceil((amount_slot - now + amount_window_us) / 1000) + 1000)
+"""
+
+_AMOUNT_LUA = (
+    """
+local amounts = KEYS[1]
+local amount_limit = tonumber(ARGV[1])
+local amount_window_us = tonumber(ARGV[2])
+local amount = tonumber(ARGV[3])
+local member = ARGV[4]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local amount_at = now
+"""
+    + _AMOUNT_STEP
+    + """
+local amount_slot = amount_at
+"""
+    + _AMOUNT_ENTRY
+    + """
+return {amount_at - now}
+"""
+)
+
+# An upsert's two budgets in one call: its bytes reserved as ``_AMOUNT_LUA`` reserves them and its slot in the window
+# reserved as ``_SLIDING_WINDOW_LUA`` reserves one, but no sooner than the bytes allow; both entered at that slot, and
+# the caller sleeps once, until it. An entry placed later than the window needs keeps every window within ``limit``.
 _WRITE_LUA = (
     """
-local key, bucket = KEYS[1], KEYS[2]
+local key, amounts = KEYS[1], KEYS[2]
 local limit = tonumber(ARGV[1])
 local window_us = tonumber(ARGV[2])
 local member = ARGV[3]
-local rate = tonumber(ARGV[4])
-local burst = rate
-local cost = tonumber(ARGV[5])
+local amount_limit = tonumber(ARGV[4])
+local amount_window_us = tonumber(ARGV[5])
+local amount = tonumber(ARGV[6])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local wait_us = 0
-if cost > 0 then
+local amount_at = now
+if amount > 0 then
 """
-    + _BUCKET_STEP
+    + _AMOUNT_STEP
     + """
 end
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_us)
@@ -138,10 +188,16 @@ if count + 1 > limit then
   local entry = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
   at = math.max(now + 1, tonumber(entry[2]) + window_us)
 end
-at = math.max(at, now + wait_us)
+at = math.max(at, amount_at)
 redis.call('ZADD', key, at, member .. ':1')
 local latest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
 redis.call('PEXPIRE', key, math.ceil((tonumber(latest[2]) - now + window_us) / 1000) + 1000)
+if amount > 0 then
+  local amount_slot = at
+"""
+    + _AMOUNT_ENTRY
+    + """
+end
 return {at, at - now}
 """
 )
@@ -171,6 +227,17 @@ def stats_scope(store_key: str) -> str:
 def write_scope(store_key: str, namespace: str) -> str:
     """Scope of upsert/delete requests to one target namespace (Pinecone: 100 req/s and 50 MB/s per namespace)."""
     return f"write:{store_key}:{namespace}"
+
+
+def bytes_scope_of(scope: str) -> str:
+    """The scope of the bytes of ``scope``'s requests (a write scope's upsert size)."""
+    return f"bytes:{scope}"
+
+
+def amount_key(scope: str) -> str:
+    """The Redis key of ``scope``'s weighted log (``acquire_amount``): apart from a request log's, and from the token
+    buckets the byte budgets once were, whose keys of the same scope may still be there."""
+    return rate_bucket_key(f"amounts:{scope}")
 
 
 def delete_scope(store_key: str) -> str:
@@ -247,6 +314,7 @@ class RateLimiter:
         self._redis = redis_client
         self._window_script = redis_client.register_script(_SLIDING_WINDOW_LUA)
         self._bucket_script = redis_client.register_script(_TOKEN_BUCKET_LUA)
+        self._amount_script = redis_client.register_script(_AMOUNT_LUA)
         self._write_script = redis_client.register_script(_WRITE_LUA)
 
     def _run(self, script: Any, key: str | list[str], args: list[Any], scope: str) -> list[int]:
@@ -330,16 +398,38 @@ class RateLimiter:
         """
         return self.admit(scope, rate_per_s, cost).waited_s
 
-    def acquire_bytes(self, scope: str, mb_per_s: float, nbytes: int) -> float:
-        """Reserve ``nbytes`` of ``scope``'s ``mb_per_s`` (10^6 bytes/s) budget, sleep until they are available and
-        return the seconds waited. Burst: one second's worth.
+    def acquire_amount(self, scope: str, per_s: float, amount: int) -> float:
+        """Reserve ``amount`` of ``scope``'s budget of ``per_s`` a second (bytes, records), so that no window of
+        ``1 s + guard`` holds more than ``floor(per_s)``; sleep until it fits and return the seconds waited. An amount
+        over a window's worth takes a window alone.
 
         Raises:
-            ValueError: ``mb_per_s`` not positive or ``nbytes`` negative.
+            ValueError: ``per_s`` not positive or ``amount`` negative.
             RetryableError: Redis is unreachable.
         """
+        _check_reservation("per_s", per_s, "amount", amount)
+        if not amount:
+            return 0.0
+        key = amount_key(scope)
+        args = [*self._amount_window(per_s), amount, uuid.uuid4().hex]
+        (wait_us,) = self._run(self._amount_script, key, args, scope)
+        return self._slept(wait_us)
+
+    def acquire_bytes(self, scope: str, mb_per_s: float, nbytes: int) -> float:
+        """``acquire_amount`` of ``nbytes`` at ``mb_per_s`` (10^6 bytes a second)."""
         _check_reservation("mb_per_s", mb_per_s, "nbytes", nbytes)
-        return self._reserve(f"bytes:{scope}", mb_per_s * 1_000_000, nbytes) if nbytes else 0.0
+        return self.acquire_amount(bytes_scope_of(scope), mb_per_s * 1_000_000, nbytes)
+
+    def _amount_window(self, per_s: float) -> tuple[int, int]:
+        """An amount budget's (limit, window in µs): ``floor(per_s)`` in ``1 s + guard``."""
+        return max(1, math.floor(per_s)), round((1.0 + self._guard_s) * 1_000_000)
+
+    def _slept(self, wait_us: int) -> float:
+        if wait_us <= 0:
+            return 0.0
+        delay = wait_us / 1_000_000
+        self._sleep(delay)
+        return delay
 
     def acquire_write(self, scope: str, rate_per_s: float, bytes_scope: str, mb_per_s: float, nbytes: int) -> float:
         """``acquire_bytes(bytes_scope, mb_per_s, nbytes)`` and then ``acquire(scope, rate_per_s)``, in one script call:
@@ -353,14 +443,11 @@ class RateLimiter:
         """
         _check_reservation("mb_per_s", mb_per_s, "nbytes", nbytes)
         limit, window_s = window_for(rate_per_s, self._guard_s)
-        keys = [rate_bucket_key(scope), rate_bucket_key(f"bytes:{bytes_scope}")]
-        args = [limit, round(window_s * 1_000_000), uuid.uuid4().hex, mb_per_s * 1_000_000, nbytes]
+        keys = [rate_bucket_key(scope), amount_key(bytes_scope_of(bytes_scope))]
+        amounts = self._amount_window(mb_per_s * 1_000_000)
+        args = [limit, round(window_s * 1_000_000), uuid.uuid4().hex, *amounts, nbytes]
         _, wait_us = self._run(self._write_script, keys, args, scope)
-        if wait_us <= 0:
-            return 0.0
-        delay = wait_us / 1_000_000
-        self._sleep(delay)
-        return delay
+        return self._slept(wait_us)
 
     def acquire_tokens(self, scope: str, per_min: float, tokens: int) -> float:
         """Reserve ``tokens`` of ``scope``'s ``per_min`` budget (embedding tokens per minute) like ``acquire_bytes``:
