@@ -995,8 +995,8 @@ def _deleted_records(op: str, payload: Any) -> int:
 
 
 class _Window:
-    """What was admitted in the last second for one scope key (requests, or the records deletes name), and the most
-    ever admitted within one second."""
+    """What was admitted in the last second for one scope key (requests, the records deletes name or the bytes
+    upserts send), and the most ever admitted within one second."""
 
     __slots__ = ("entries", "peak", "total")
 
@@ -1184,8 +1184,9 @@ class FaultState:
         if records:
             checks.append(_Check(_DELETE_RECORDS, namespace, faults.delete_records_per_s_per_namespace, records))
             checks.append(_Check(_DELETE_RECORDS, None, faults.delete_records_per_s_per_index, records))
-        if nbytes and faults.write_mb_per_s_per_namespace is not None:
-            checks.append(_Check(_WRITE_BYTES, namespace, faults.write_mb_per_s_per_namespace * 1_000_000, nbytes))
+        if nbytes:
+            megabytes = faults.write_mb_per_s_per_namespace
+            checks.append(_Check(_WRITE_BYTES, namespace, None if megabytes is None else megabytes * 1_000_000, nbytes))
         now = time.monotonic()
         with self._lock:
             windows = [self._windows.setdefault((check.scope, check.namespace), _Window()) for check in checks]
