@@ -217,6 +217,9 @@ class Faults:
       delete requests' own limit (a delete by filter or of everything names none); ``None`` = unlimited.
     - ``write_mb_per_s_per_namespace``: megabytes (10^6 bytes) of upsert bodies (vectors, records, documents) per
       namespace per sliding 1-second window; ``None`` = unlimited.
+    - ``by_metadata_rps_per_namespace`` / ``_per_index``: updates by metadata, and deletes by metadata, each kind
+      admitted per sliding 1-second window (a metadata filter instead of ids), beside the write limit; ``None`` =
+      unlimited.
     - ``retry_after_s``: the ``Retry-After`` value sent; ``None`` = whole seconds until the window frees a slot
       (at least 1, as HTTP wants). The SDK parses it as a float, so fractions work and keep tests fast.
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
@@ -252,6 +255,8 @@ class Faults:
     delete_records_per_s_per_namespace: int | None = None
     delete_records_per_s_per_index: int | None = None
     write_mb_per_s_per_namespace: int | None = None
+    by_metadata_rps_per_namespace: int | None = None
+    by_metadata_rps_per_index: int | None = None
     retry_after_s: float | None = None
     error_rate_429: float = 0.0
     error_rate_5xx: float = 0.0
@@ -283,6 +288,8 @@ class Faults:
             "delete_records_per_s_per_namespace",
             "delete_records_per_s_per_index",
             "write_mb_per_s_per_namespace",
+            "by_metadata_rps_per_namespace",
+            "by_metadata_rps_per_index",
         )
         for name in (*limits, "embed_tokens_per_min"):
             value = getattr(self, name)
@@ -331,7 +338,7 @@ class Faults:
     def pinecone_serverless_limits(cls, **overrides: Any) -> Faults:
         """The documented serverless per-second limits (upsert/query/delete 100 per namespace, fetch 100, list 200,
         describe_index_stats 100 per index; 5,000 deleted records per namespace and per index; 50 MB upserted per
-        namespace)."""
+        namespace; updates and deletes by metadata 5 per namespace and 500 per index)."""
         base = cls(
             write_rps_per_namespace=100,
             query_rps_per_namespace=100,
@@ -341,6 +348,8 @@ class Faults:
             delete_records_per_s_per_namespace=5_000,
             delete_records_per_s_per_index=5_000,
             write_mb_per_s_per_namespace=50,
+            by_metadata_rps_per_namespace=5,
+            by_metadata_rps_per_index=500,
         )
         return replace(base, **overrides)
 
@@ -965,6 +974,19 @@ _DELETE_OPS = frozenset({"delete", "delete_documents"})
 #: The scope of the bytes upserts send (Pinecone: upsert size per second per namespace).
 _WRITE_BYTES = "write_bytes"
 _UPSERT_OPS = frozenset({"upsert", "upsert_records", "upsert_documents"})
+#: Updates and deletes by metadata (a filter instead of ids): Pinecone limits each kind per namespace and per index.
+_BY_METADATA = {
+    "update": "update_by_metadata",
+    "update_documents": "update_by_metadata",
+    "delete": "delete_by_metadata",
+    "delete_documents": "delete_by_metadata",
+}
+
+
+def _by_metadata_scope(op: str, payload: Any) -> str | None:
+    """The by-metadata scope of an update or delete that names a filter, None for any other request."""
+    scope = _BY_METADATA.get(op)
+    return scope if scope is not None and isinstance(payload, dict) and payload.get("filter") is not None else None
 
 
 class _Check(NamedTuple):
@@ -980,7 +1002,7 @@ class _Check(NamedTuple):
         if self.scope == _WRITE_BYTES:
             what, limit = "upsert size", f"{(self.limit or 0) // 1_000_000} MB"
         else:
-            what = "delete records" if self.scope == _DELETE_RECORDS else f"{self.scope} requests"
+            what = "delete records" if self.scope == _DELETE_RECORDS else f"{self.scope.replace('_', ' ')} requests"
             limit = str(self.limit)
         return (
             f"Request failed. You've reached the max {what} per second ({limit}) for this {where}. "
@@ -1079,7 +1101,9 @@ class FaultState:
                 ),
                 0,
             )
-            self._rate_limited = dict.fromkeys([*_SCOPE_LIMIT, _DELETE_RECORDS, _WRITE_BYTES], 0)
+            self._rate_limited = dict.fromkeys(
+                [*_SCOPE_LIMIT, _DELETE_RECORDS, _WRITE_BYTES, *sorted(set(_BY_METADATA.values()))], 0
+            )
             self._in_flight = self._in_flight if keep_limits else 0
             self._max_in_flight = self._in_flight
             self._error_rng = random.Random(self.faults.seed)
@@ -1172,10 +1196,12 @@ class FaultState:
             self._counters["injected_5xx"] += 1
             return _Refusal(self.faults.status_5xx, "Service unavailable (sandbox fault injection: a refused id)")
 
-    def admit(self, op: str, namespace: str, records: int = 0, nbytes: int = 0) -> _Refusal | None:
-        """Count this request against its rate scope, a delete's ``records`` against the deleted-records limits and an
-        upsert's ``nbytes`` against the upsert-size limit; a 429 refusal, admitting nothing, when one of those windows
-        is full."""
+    def admit(
+        self, op: str, namespace: str, records: int = 0, nbytes: int = 0, by_metadata: str | None = None
+    ) -> _Refusal | None:
+        """Count this request against its rate scope, a delete's ``records`` against the deleted-records limits, an
+        upsert's ``nbytes`` against the upsert-size limit and an update or delete by metadata against its kind's
+        limits (``by_metadata``: its scope); a 429 refusal, admitting nothing, when one of those windows is full."""
         faults = self.faults
         checks: list[_Check] = []
         if op in _SCOPES:
@@ -1184,6 +1210,9 @@ class FaultState:
         if records:
             checks.append(_Check(_DELETE_RECORDS, namespace, faults.delete_records_per_s_per_namespace, records))
             checks.append(_Check(_DELETE_RECORDS, None, faults.delete_records_per_s_per_index, records))
+        if by_metadata is not None:
+            checks.append(_Check(by_metadata, namespace, faults.by_metadata_rps_per_namespace, 1))
+            checks.append(_Check(by_metadata, None, faults.by_metadata_rps_per_index, 1))
         if nbytes:
             megabytes = faults.write_mb_per_s_per_namespace
             checks.append(_Check(_WRITE_BYTES, namespace, None if megabytes is None else megabytes * 1_000_000, nbytes))
@@ -1221,12 +1250,15 @@ class FaultState:
                 "delete_records_per_namespace": {},
                 "delete_records_per_index": 0,
                 "write_bytes_per_namespace": {},
+                **{
+                    f"{scope}_per_{where}": {} if where == "namespace" else 0
+                    for scope in sorted(set(_BY_METADATA.values()))
+                    for where in ("namespace", "index")
+                },
             }
             for (scope, namespace), window in self._windows.items():
-                if scope == _DELETE_RECORDS:
-                    name = "delete_records_per_index" if namespace is None else "delete_records_per_namespace"
-                else:
-                    name = "write_bytes_per_namespace" if scope == _WRITE_BYTES else _SCOPE_STAT[scope]
+                # The request scopes have a name each; the others, one per namespace and one per index.
+                name = _SCOPE_STAT.get(scope) or f"{scope}_per_{'index' if namespace is None else 'namespace'}"
                 if namespace is None:
                     peaks[name] = window.peak
                 else:
@@ -1343,7 +1375,8 @@ class IndexService:
             scope_ns = _namespace_name(arg) if in_path else self._scope_namespace(op, payload, query)
             self.faults.delay(scope_ns)  # with latency_namespaces: once an alias resolved, the namespace serving it
             nbytes = len(body) if op in _UPSERT_OPS else 0
-            refusal = self.faults.admit(op, scope_ns, _deleted_records(op, payload), nbytes)
+            by_metadata = _by_metadata_scope(op, payload)
+            refusal = self.faults.admit(op, scope_ns, _deleted_records(op, payload), nbytes, by_metadata)
             if refusal is not None:
                 raise refusal
             if op == "upsert" and len(body) > MAX_REQUEST_BYTES:

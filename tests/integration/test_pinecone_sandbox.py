@@ -463,6 +463,8 @@ def test_describing_a_namespace_counts_against_the_index_stats_limit_not_fetch(
         "stats": 1,
         "delete_records": 0,
         "write_bytes": 0,
+        "delete_by_metadata": 0,
+        "update_by_metadata": 0,
     }
 
 
@@ -517,10 +519,32 @@ def test_upserts_are_limited_by_their_size_per_namespace(pc: Pinecone, sandbox: 
     assert peaks.keys() == {"a", "b"} and 500_000 < peaks["a"] == peaks["b"] <= 1_000_000
 
 
-def test_the_serverless_limits_hold_deletes_and_upserted_bytes() -> None:
+def test_updates_and_deletes_by_metadata_are_limited_each_kind_apart(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    """Pinecone limits updates by metadata and deletes by metadata per namespace and per index, each kind apart and
+    beside the write requests; an update or a delete by id is not one of them."""
+    sandbox.set_faults("seeds-serverless", Faults(by_metadata_rps_per_namespace=2, retry_after_s=0.25))
+    idx = index(pc, sandbox, "seeds-serverless", retries=False)
+    idx.upsert(vectors=[("m", [1, 0, 0, 0], {"genre": "drama"})], namespace="a")
+    drama = {"genre": {"$eq": "drama"}}
+    for _ in range(2):
+        idx.update(filter=drama, set_metadata={"seen": True}, namespace="a")
+    with pytest.raises(RateLimitError) as caught:
+        idx.update(filter=drama, set_metadata={"seen": False}, namespace="a")
+    assert "max update by metadata requests per second (2) for this namespace 'a'" in str(caught.value.body)
+    idx.update(id="m", set_metadata={"seen": False}, namespace="a")  # by id: another limit
+    idx.delete(filter={"genre": {"$eq": "comedy"}}, namespace="a")  # deletes by metadata: their own window
+    idx.update(filter=drama, set_metadata={"seen": False}, namespace="b")  # another namespace's
+    stats = sandbox.stats("seeds-serverless")
+    assert stats["rate_limited"]["update_by_metadata"] == 1 and stats["rate_limited"]["delete_by_metadata"] == 0
+    assert stats["max_admitted_per_second"]["update_by_metadata_per_namespace"] == {"a": 2, "b": 1}
+    assert stats["max_admitted_per_second"]["update_by_metadata_per_index"] == 3
+
+
+def test_the_serverless_limits_hold_deletes_upserted_bytes_and_writes_by_metadata() -> None:
     limits = Faults.pinecone_serverless_limits()
     assert limits.delete_records_per_s_per_namespace == limits.delete_records_per_s_per_index == 5_000
     assert limits.write_mb_per_s_per_namespace == 50
+    assert (limits.by_metadata_rps_per_namespace, limits.by_metadata_rps_per_index) == (5, 500)
 
 
 def test_write_limit_is_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:
