@@ -21,8 +21,9 @@ Keys are ``orchestrator.messaging.task_names.rate_bucket_key(scope)`` and expire
 service limits: the store's identity (``workers.stores.guarded.GuardedStore.budget_key``: an index by its data-plane
 host, whatever label or spelling a spec gave it), and the kind of request. Scopes are built here:
 ``read_scope`` (fetch, per source index), ``list_scope`` (list, per source index), ``stats_scope`` (counts and
-the index's description, per index), ``write_scope`` (upsert/delete,
-per target namespace), ``embed_scope`` (embedding tokens of an integrated target index, ``acquire_tokens``).
+the index's description, per index), ``write_scope`` (upsert/delete, per target namespace; its upserts' bytes in
+``bytes_scope_of`` it), ``delete_scope`` (the records deletes name, per index), ``embed_scope`` (embedding tokens of
+an integrated target index, ``acquire_tokens``: a token bucket, as models count tokens a minute).
 """
 
 from __future__ import annotations
