@@ -282,6 +282,33 @@ def test_writes_never_put_more_than_the_rate_in_a_window(redis_url: str) -> None
     assert max_in_any_window(slots, window_s - 1e-6) <= limit
 
 
+def test_amounts_never_put_more_than_the_budget_in_a_window(redis_url: str) -> None:
+    """Bytes of random sizes, some over a window's worth alone, asked with a write's request slot or without: in no
+    window of 1 s + guard does the log hold more than the budget, unless one amount over it holds the window alone."""
+    client = redis.Redis.from_url(redis_url)
+    limiter = RateLimiter(client, sleep=lambda _s: None)  # slept on paper: every slot stays in the log to be read
+    scope, budget = f"amounts-{uuid.uuid4().hex}", 1_000
+    rng = random.Random(11)
+
+    dues = []  # when each caller may go, in the order they asked
+    for n in range(80):
+        amount = rng.choice([1, rng.randint(1, budget), rng.randint(budget // 2, budget), budget + 500])
+        asked = time.monotonic()
+        if n % 2:
+            dues.append(asked + limiter.acquire_bytes(scope, budget / 1e6, amount))
+        else:
+            dues.append(asked + limiter.acquire_write(f"{scope}-requests", 1_000, scope, budget / 1e6, amount))
+
+    log = weighed(client, bytes_scope_of(scope))
+    assert len(log) == 80
+    window_us = (1 + DEFAULT_GUARD_S) * 1e6
+    for _, end in log:
+        held = [amount for amount, slot in log if end - window_us < slot <= end]
+        assert sum(held) <= budget or len(held) == 1, (end, held)
+    # Served in order: no caller goes before one that asked earlier.
+    assert all(later >= earlier - 0.005 for earlier, later in itertools.pairwise(dues))
+
+
 def test_a_reserved_slot_is_entered_at_once_and_waited_for_when_the_request_goes(redis_url: str) -> None:
     """``reserve`` takes a slot as ``admit`` would, without sleeping: the caller works meanwhile and sleeps only what
     is left of the wait when the request goes (``wait_for``). The slot counts in the window from the moment it was
