@@ -115,10 +115,11 @@ return {wait_us}
 )
 
 # Moves ``amount_at`` (``now`` before) to the first moment, no sooner than the latest slot of the weighted log
-# ``amounts`` (entries ``member:amount`` scored by their slot: amounts are served in order), at which ``amount`` fits
-# with every entry of the window ending there under ``amount_limit`` (an amount over it alone takes a window of its
-# own). Serving in order is what makes checking that one window enough: a later window holds fewer of the old
-# entries. ``_AMOUNT_ENTRY`` enters the amount at ``amount_slot``, which may be later still.
+# ``amounts`` (entries ``member:amount`` scored by their slot), at which ``amount`` fits under ``amount_limit`` with
+# every entry still in the window (an amount over it alone takes a window of its own). Every entry of the log not yet
+# passed over is counted, wherever its slot, so no window holding the new entry can hold more. No sooner than the
+# latest slot: amounts are served in order, so a small one never goes ahead of a large one waiting for its window.
+# ``_AMOUNT_ENTRY`` enters the amount at ``amount_slot``, which may be later still.
 _AMOUNT_STEP = """
 redis.call('ZREMRANGEBYSCORE', amounts, '-inf', now - amount_window_us)
 local entries = redis.call('ZRANGE', amounts, 0, -1, 'WITHSCORES')
