@@ -427,6 +427,7 @@ class RateLimiter:
         return max(1, math.floor(per_s)), round((1.0 + self._guard_s) * 1_000_000)
 
     def _slept(self, wait_us: int) -> float:
+        """Sleep the ``wait_us`` a script answered, if any; the seconds slept."""
         if wait_us <= 0:
             return 0.0
         delay = wait_us / 1_000_000
@@ -465,8 +466,4 @@ class RateLimiter:
     def _reserve(self, key: str, rate: float, cost: int) -> float:
         """Take ``cost`` from the token bucket ``key`` (rate per second, one second of burst); sleep off any debt."""
         (wait_us,) = self._run(self._bucket_script, rate_bucket_key(key), [rate, rate, cost], key)
-        if wait_us <= 0:
-            return 0.0
-        delay = wait_us / 1_000_000
-        self._sleep(delay)
-        return delay
+        return self._slept(wait_us)
