@@ -46,7 +46,7 @@ from nsmigrate.orchestrator.messaging.task_names import PLANNER_KEY
 from nsmigrate.orchestrator.models import Batch, BatchState, NamespaceRun, RunState
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate_sandbox.memory import KEPT_MB
-from nsmigrate_sandbox.pinecone_server import Faults
+from nsmigrate_sandbox.pinecone_server import SERVERLESS_LIMITS
 from nsmigrate_sandbox.seed import SeedData, seed_dataset
 from nsmigrate_sandbox.services import PostgresServer, RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
@@ -54,11 +54,7 @@ from nsmigrate_sandbox.stack import SANDBOX_API_KEY, wait_for_workers
 LATENCY_MS = 50
 #: Every per-second limit Pinecone documents for serverless indexes (requests, upserted bytes, deleted records), as
 #: the local data plane enforces them: a contender is held to all of them, as the real service would hold it.
-SERVER_LIMITS = {
-    name: value
-    for name, value in Faults.pinecone_serverless_limits().to_dict().items()
-    if name.endswith(("_per_index", "_per_namespace")) and value is not None
-}
+SERVER_LIMITS: dict[str, Any] = dict(SERVERLESS_LIMITS)
 
 
 @dataclass(frozen=True)

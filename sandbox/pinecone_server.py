@@ -5,7 +5,8 @@ daemon threads, one lock per index). The wire shapes follow the OpenAPI specs in
 ``tests/fixtures/reference/pinecone-api`` as the request's ``X-Pinecone-Api-Version`` asks (2026-07, what SDK 10.x
 sends; an earlier version gets the earlier shapes) and what SDK 10.2.0 parses. Reads may lag writes
 (``Faults.freshness_lag_s``, ``sandbox.freshness``: list, query and counts see a write that long after it, fetch at
-once; LSN headers on serverless). Fault injection (latency, per-scope rate limits answered with 429 + ``Retry-After``,
+once; LSN headers on serverless). A serverless index keeps Pinecone's serverless rate limits, answered with 429 +
+``Retry-After`` (``Faults.service_limits``, on unless turned off). Fault injection (latency, other per-scope limits,
 random 429/5xx, silent write drops, the ``/namespaces`` endpoints switched off) can be changed at runtime, in process
 or over HTTP, so Celery workers and benchmarks in other processes see it.
 
@@ -93,6 +94,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -202,24 +204,51 @@ class IndexSpec:
             raise ValueError("only a serverless index can have integrated embedding")
 
 
+#: Pinecone's serverless per-second limits (docs "Rate limits": they "apply to serverless indexes only"): upsert,
+#: update and delete requests 100 and query 100 per namespace; fetch 100, list 200 and describe_index_stats 100 per
+#: index; 5,000 deleted records per namespace and per index; 50 MB upserted per namespace; updates and deletes by
+#: metadata 5 per namespace and 500 per index.
+SERVERLESS_LIMITS: Mapping[str, Any] = MappingProxyType(
+    {
+        "write_rps_per_namespace": 100,
+        "query_rps_per_namespace": 100,
+        "fetch_rps_per_index": 100,
+        "list_rps_per_index": 200,
+        "stats_rps_per_index": 100,
+        "delete_records_per_s_per_namespace": 5_000,
+        "delete_records_per_s_per_index": 5_000,
+        "write_mb_per_s_per_namespace": 50,
+        "by_metadata_rps_per_namespace": 5,
+        "by_metadata_rps_per_index": 500,
+    }
+)
+
+
 @dataclass(frozen=True)
 class Faults:
-    """What an index does wrong on purpose. The defaults do nothing wrong.
+    """What an index does wrong on purpose, and the limits it keeps. The defaults do nothing wrong and keep the
+    service's limits.
+
+    - ``service_limits``: a serverless index keeps Pinecone's serverless rate limits (:data:`SERVERLESS_LIMITS`,
+      those of :meth:`pinecone_serverless_limits`) in every limit left at ``None`` below, as the service does: its
+      limits "apply to serverless indexes only", so a pod index keeps none it was not given. ``False``: only the
+      limits set here (a test that measures one limit alone, a bench of an unlimited server).
 
     - ``latency_ms``: added to every data-plane request (admin endpoints excepted); with ``latency_namespaces``, only
       to the requests of those namespaces, as served (a read through an alias is slow when the namespace it resolves
       to is): one target namespace of an index slowed while the rest answer as before.
-    - ``*_rps_*``: requests admitted per sliding 1-second window for that Pinecone scope, ``None`` = unlimited.
+    - ``*_rps_*``: requests admitted per sliding 1-second window for that Pinecone scope, ``None`` = the service's
+      (above).
       Writes are upsert/update/delete per namespace, queries per namespace, fetch, list and stats per index (stats:
       ``describe_index_stats`` and, held to the same limit, ``describe_namespace``). A refused request gets 429 and
       ``Retry-After``.
     - ``delete_records_per_s_per_namespace`` / ``_per_index``: ids deleted per sliding 1-second window, beside the
-      delete requests' own limit (a delete by filter or of everything names none); ``None`` = unlimited.
+      delete requests' own limit (a delete by filter or of everything names none); ``None`` = the service's.
     - ``write_mb_per_s_per_namespace``: megabytes (10^6 bytes) of upsert bodies (vectors, records, documents) per
-      namespace per sliding 1-second window; ``None`` = unlimited.
+      namespace per sliding 1-second window; ``None`` = the service's.
     - ``by_metadata_rps_per_namespace`` / ``_per_index``: updates by metadata, and deletes by metadata, each kind
       admitted per sliding 1-second window (a metadata filter instead of ids), beside the write limit; ``None`` =
-      unlimited.
+      the service's.
     - ``retry_after_s``: the ``Retry-After`` value sent; ``None`` = whole seconds until the window frees a slot
       (at least 1, as HTTP wants). The SDK parses it as a float, so fractions work and keep tests fast.
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
@@ -245,6 +274,7 @@ class Faults:
       not count them, which the reference leaves open) or ``"none"`` (no LSN headers, as a server that sends none).
     """
 
+    service_limits: bool = True
     latency_ms: float = 0.0
     latency_namespaces: tuple[str, ...] | None = None
     write_rps_per_namespace: int | None = None
@@ -279,19 +309,9 @@ class Faults:
             raise ValueError(f"freshness_lag_s must be within 0..3600 seconds, got {self.freshness_lag_s!r}")
         if self.lsns not in LSN_MODES:
             raise ValueError(f"lsns must be one of {sorted(LSN_MODES)}, got {self.lsns!r}")
-        limits = (
-            "write_rps_per_namespace",
-            "query_rps_per_namespace",
-            "fetch_rps_per_index",
-            "list_rps_per_index",
-            "stats_rps_per_index",
-            "delete_records_per_s_per_namespace",
-            "delete_records_per_s_per_index",
-            "write_mb_per_s_per_namespace",
-            "by_metadata_rps_per_namespace",
-            "by_metadata_rps_per_index",
-        )
-        for name in (*limits, "embed_tokens_per_min"):
+        if not isinstance(self.service_limits, bool):
+            raise ValueError(f"service_limits must be true or false, got {self.service_limits!r}")
+        for name in (*SERVERLESS_LIMITS, "embed_tokens_per_min"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
@@ -336,22 +356,17 @@ class Faults:
 
     @classmethod
     def pinecone_serverless_limits(cls, **overrides: Any) -> Faults:
-        """The documented serverless per-second limits (upsert/query/delete 100 per namespace, fetch 100, list 200,
-        describe_index_stats 100 per index; 5,000 deleted records per namespace and per index; 50 MB upserted per
-        namespace; updates and deletes by metadata 5 per namespace and 500 per index)."""
-        base = cls(
-            write_rps_per_namespace=100,
-            query_rps_per_namespace=100,
-            fetch_rps_per_index=100,
-            list_rps_per_index=200,
-            stats_rps_per_index=100,
-            delete_records_per_s_per_namespace=5_000,
-            delete_records_per_s_per_index=5_000,
-            write_mb_per_s_per_namespace=50,
-            by_metadata_rps_per_namespace=5,
-            by_metadata_rps_per_index=500,
+        """The documented serverless per-second limits (:data:`SERVERLESS_LIMITS`) set on any index, a pod too."""
+        return replace(cls(**SERVERLESS_LIMITS), **overrides)
+
+    def limits_for(self, kind: str) -> Faults:
+        """These faults with the limits an index of ``kind`` keeps: the service's in each limit left at ``None`` of
+        a serverless index (``service_limits``)."""
+        if not self.service_limits or kind != "serverless":
+            return self
+        return replace(
+            self, **{name: value for name, value in SERVERLESS_LIMITS.items() if getattr(self, name) is None}
         )
-        return replace(base, **overrides)
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
@@ -1062,7 +1077,8 @@ FIRST_TIMES = 256
 class FaultState:
     """Faults of one index plus everything the stats report. Thread-safe."""
 
-    def __init__(self, faults: Faults | None = None) -> None:
+    def __init__(self, faults: Faults | None = None, kind: str = "serverless") -> None:
+        self.kind = kind  # the index's: what limits it keeps (``Faults.limits_for``)
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str | None], _Window] = {}  # each rate scope's admissions in the last second
         self._in_flight = 0
@@ -1071,7 +1087,8 @@ class FaultState:
 
     def configure(self, faults: Faults) -> None:
         with self._lock:
-            self.faults = faults
+            self.faults = faults  # as given (``GET /_sandbox/faults``)
+            self.limits = faults.limits_for(self.kind)  # what the index keeps
             self._error_rng = random.Random(faults.seed)
             self._stats_readings = 0
             self._drop_rng = random.Random(faults.seed + 1)
@@ -1202,7 +1219,7 @@ class FaultState:
         """Count this request against its rate scope, a delete's ``records`` against the deleted-records limits, an
         upsert's ``nbytes`` against the upsert-size limit and an update or delete by metadata against its kind's
         limits (``by_metadata``: its scope); a 429 refusal, admitting nothing, when one of those windows is full."""
-        faults = self.faults
+        faults = self.limits
         checks: list[_Check] = []
         if op in _SCOPES:
             scope, per_namespace = _SCOPES[op]
@@ -1291,7 +1308,7 @@ class IndexService:
         self.spec = spec
         self.store = IndexStore(spec)
         self.aliases = AliasTable(self.store)  # sandbox.namespace_aliases
-        self.faults = FaultState(faults)
+        self.faults = FaultState(faults, spec.kind)
         self.tokens = TokenWindow()  # embedding tokens of an integrated index's model (sandbox.embedding)
         self.api_key = api_key
         #: monotonic time from which the index is Ready; until then its data plane answers 503 (see pinecone_control)

@@ -534,8 +534,8 @@ def test_each_sides_reads_errors_and_empty_answers_are_prometheus_metrics_of_the
 
 
 class Reading:
-    """An application thread reading ns0 and ns1 through ``app`` until stopped, keeping (began, side) of each read
-    of ns0 on this process's monotonic clock."""
+    """An application thread reading ns0 and ns1 through ``app`` (about 50 times a second) until stopped, keeping
+    (began, side) of each read of ns0 on this process's monotonic clock."""
 
     def __init__(self, app: DualWriteIndex) -> None:
         self.app, self.reads, self.errors = app, list[tuple[float, str]](), list[str]()
@@ -554,6 +554,7 @@ class Reading:
                 self.errors.append(f"{type(e).__name__}: {e}")
                 continue
             self.reads.append((began, "new" if "migrated_from" in (match.metadata or {}) else "old"))
+            self._stop.wait(0.02)  # an application's pace, well within the service's query limit
 
     def stop(self) -> None:
         self._stop.set()

@@ -547,6 +547,39 @@ def test_the_serverless_limits_hold_deletes_upserted_bytes_and_writes_by_metadat
     assert (limits.by_metadata_rps_per_namespace, limits.by_metadata_rps_per_index) == (5, 500)
 
 
+def test_a_serverless_index_keeps_the_service_limits_unless_told_otherwise(
+    pc: Pinecone, sandbox: PineconeSandbox
+) -> None:
+    """Pinecone's rate limits "apply to serverless indexes only": a serverless index keeps them with no fault set, a
+    pod index keeps none; one limit set replaces the service's, and ``service_limits=False`` keeps only those set."""
+    assert sandbox.faults("seeds-serverless") == Faults()
+    vectors = [(f"v{n}", [1, 0, 0, n]) for n in range(1_000)]
+
+    def deletes_refused(name: str) -> int:
+        idx = index(pc, sandbox, name, retries=False)
+        idx.upsert(vectors=vectors, namespace="a")
+        refused = 0
+        for _ in range(6):  # 6,000 ids at once: over the 5,000 records a second
+            try:
+                idx.delete(ids=[v[0] for v in vectors], namespace="a")
+            except RateLimitError as e:
+                assert "max delete records per second (5000) for this namespace 'a'" in str(e.body)
+                refused += 1
+        return refused
+
+    assert deletes_refused("seeds-serverless") == 1
+    assert deletes_refused("seeds-pod") == 0
+    sandbox.set_faults("seeds-serverless", Faults(delete_records_per_s_per_namespace=None, service_limits=False))
+    assert deletes_refused("seeds-serverless") == 0
+    sandbox.reset("seeds-serverless")  # forgets the last second's deletes
+    sandbox.set_faults("seeds-serverless", Faults(delete_records_per_s_per_index=2_000))
+    idx = index(pc, sandbox, "seeds-serverless", retries=False)
+    idx.delete(ids=[f"x{n}" for n in range(1_000)], namespace="b")
+    idx.delete(ids=[f"x{n}" for n in range(1_000)], namespace="c")
+    with pytest.raises(RateLimitError, match="max delete records per second \\(2000\\) for this index"):
+        idx.delete(ids=["x0"], namespace="d")
+
+
 def test_write_limit_is_per_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     sandbox.set_faults("seeds-pod", Faults(write_rps_per_namespace=1))
     idx = index(pc, sandbox, retries=False)
