@@ -298,7 +298,7 @@ class Conversions:
                 return
             store = job.service.store
             if store.freshness is not None:  # the index's lag applies to this write too (its faults may have changed)
-                store.freshness.lag_s = job.service.faults.faults.freshness_lag_s
+                store.freshness.lag_s = job.service.faults.lag_s
             for namespace, documents in job.documents.items():
                 store.put(namespace, documents)
 

@@ -23,6 +23,7 @@ With ``lag_s == 0`` and nothing pending there is no replica: reads and writes sh
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections import deque
@@ -90,18 +91,25 @@ class Freshness:
     def view(self, latest: Any, namespace: str | None) -> Any:
         """The state a lagging read sees now (``latest`` when nothing lags); notes its reconciled LSN when it reads
         one namespace."""
-        if self._visible is not None:
-            now = time.monotonic()
-            # In order: a write not due yet holds back the later ones (a lag shortened meanwhile included).
-            while self._log and self._log[0][0] <= now:
-                _, name, lsn, apply = self._log.popleft()
-                apply(self._visible)
-                self._applied[name] = lsn
-            if not self._log and self.lag_s <= 0:
-                self._visible = None  # caught up, and no lag any more: back to one state
+        self._apply_due(time.monotonic())
         if namespace is not None:
             self._request.headers = dict.fromkeys(RECONCILED_HEADERS, str(self._applied.get(namespace, 0)))
         return latest if self._visible is None else self._visible
+
+    def settle(self) -> None:
+        """Apply every pending write now, as if the lag had passed (a test's setup, instead of sleeping it out)."""
+        self._apply_due(math.inf)
+
+    def _apply_due(self, now: float) -> None:
+        if self._visible is None:
+            return
+        # In order: a write not due yet holds back the later ones (a lag shortened meanwhile included).
+        while self._log and self._log[0][0] <= now:
+            _, name, lsn, apply = self._log.popleft()
+            apply(self._visible)
+            self._applied[name] = lsn
+        if not self._log and self.lag_s <= 0:
+            self._visible = None  # caught up, and no lag any more: back to one state
 
     @contextlib.contextmanager
     def request(self) -> Iterator[dict[str, str]]:

@@ -3,12 +3,13 @@
 Each index is served on its own loopback port, in memory, by a stdlib ``ThreadingHTTPServer`` (HTTP/1.1 keep-alive,
 daemon threads, one lock per index). The wire shapes follow the OpenAPI specs in
 ``tests/fixtures/reference/pinecone-api`` as the request's ``X-Pinecone-Api-Version`` asks (2026-07, what SDK 10.x
-sends; an earlier version gets the earlier shapes) and what SDK 10.2.0 parses. Reads may lag writes
-(``Faults.freshness_lag_s``, ``sandbox.freshness``: list, query and counts see a write that long after it, fetch at
-once; LSN headers on serverless). A serverless index keeps Pinecone's serverless rate limits, answered with 429 +
-``Retry-After`` (``Faults.service_limits``, on unless turned off). Fault injection (latency, other per-scope limits,
-random 429/5xx, silent write drops, the ``/namespaces`` endpoints switched off) can be changed at runtime, in process
-or over HTTP, so Celery workers and benchmarks in other processes see it.
+sends; an earlier version gets the earlier shapes) and what SDK 10.2.0 parses. Reads lag writes as the service's do
+(``Faults.freshness_lag_s``, ``sandbox.freshness``: list, query and counts see a write :data:`VECTOR_LAG_S` after
+it, :data:`DOCUMENT_LAG_S` on a document index, fetch at once; LSN headers on serverless; ``settle()`` waits it
+out). A serverless index keeps Pinecone's serverless rate limits, answered with 429 + ``Retry-After``
+(``Faults.service_limits``, on unless turned off). Fault injection (latency, other per-scope limits, random 429/5xx,
+silent write drops, the ``/namespaces`` endpoints switched off) can be changed at runtime, in process or over HTTP,
+so Celery workers and benchmarks in other processes see it.
 
 Use it from Python::
 
@@ -32,7 +33,8 @@ started with one, ``--api-key``):
 - ``GET /_sandbox/faults`` -> the current :class:`Faults` as JSON; ``POST /_sandbox/faults`` with a JSON object
   *replaces* them (omitted keys take their defaults, unknown keys are refused with 400).
 - ``GET /_sandbox/stats`` -> :meth:`PineconeSandbox.stats`; ``POST /_sandbox/stats/reset`` clears the stats (the last
-  second's requests still count against the limits); ``POST /_sandbox/reset`` clears data and stats (faults stay).
+  second's requests still count against the limits); ``POST /_sandbox/reset`` clears data and stats (faults stay);
+  ``POST /_sandbox/settle`` lets lagging reads see every write made so far (a test's setup, instead of a sleep).
 
 The control plane (indexes, collections, API versions, readiness, deletion protection: ``sandbox.pinecone_control``)
 also answers ``GET /_sandbox/hosts`` -> ``{"control": url, "indexes": {name: url}}`` (the Api-Key likewise).
@@ -223,6 +225,11 @@ SERVERLESS_LIMITS: Mapping[str, Any] = MappingProxyType(
     }
 )
 
+#: How long the service's reads lag its writes (``sandbox.freshness``): a vector index's "slight delay" (the docs give
+#: no figure; a second here), and a document index's "approximately one minute".
+VECTOR_LAG_S = 1.0
+DOCUMENT_LAG_S = 60.0
+
 
 @dataclass(frozen=True)
 class Faults:
@@ -267,8 +274,9 @@ class Faults:
       settles). Pinecone's counts are eventually consistent; the sandbox's are exact unless told otherwise.
     - ``freshness_lag_s``: each write becomes visible to ``list``, ``query``, records search and the counts this many
       seconds after it was answered (a vector ``fetch`` sees it at once, a document fetch lags), as Pinecone's reads
-      lag its writes (``sandbox.freshness``). Not a fault: the real service's behaviour, off by default only to keep
-      tests fast.
+      lag its writes (``sandbox.freshness``). Not a fault: the real service's behaviour. ``None`` = the sandbox's lag
+      (``PineconeSandbox(freshness_lag_s=…)``), by default the service's: :data:`VECTOR_LAG_S` on a vector index,
+      :data:`DOCUMENT_LAG_S` on a document index.
     - ``lsns``: the LSN headers a serverless index answers (``sandbox.freshness``): ``"contiguous"`` (each write to a
       namespace takes its next number), ``"skipping"`` (each takes the one after next: LSNs that order writes but do
       not count them, which the reference leaves open) or ``"none"`` (no LSN headers, as a server that sends none).
@@ -298,14 +306,14 @@ class Faults:
     embed_tokens_per_min: int | None = None
     stats_offset: int = 0
     stats_flicker: bool = False
-    freshness_lag_s: float = 0.0
+    freshness_lag_s: float | None = None
     lsns: str = "contiguous"
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0:
             raise ValueError("latency_ms must be >= 0")
-        if isinstance(self.freshness_lag_s, bool) or not 0 <= self.freshness_lag_s <= 3600:
+        if self.freshness_lag_s is not None and not _is_lag(self.freshness_lag_s):
             raise ValueError(f"freshness_lag_s must be within 0..3600 seconds, got {self.freshness_lag_s!r}")
         if self.lsns not in LSN_MODES:
             raise ValueError(f"lsns must be one of {sorted(LSN_MODES)}, got {self.lsns!r}")
@@ -359,14 +367,27 @@ class Faults:
         """The documented serverless per-second limits (:data:`SERVERLESS_LIMITS`) set on any index, a pod too."""
         return replace(cls(**SERVERLESS_LIMITS), **overrides)
 
-    def limits_for(self, kind: str) -> Faults:
-        """These faults with the limits an index of ``kind`` keeps: the service's in each limit left at ``None`` of
-        a serverless index (``service_limits``)."""
-        if not self.service_limits or kind != "serverless":
-            return self
-        return replace(
-            self, **{name: value for name, value in SERVERLESS_LIMITS.items() if getattr(self, name) is None}
-        )
+    def for_index(self, spec: IndexSpec, default_lag_s: float | None = None) -> Faults:
+        """These faults as index ``spec`` keeps them: its lag (this one, else ``default_lag_s``, else the service's
+        for its kind), and on a serverless index the service's limit in each limit left at ``None``
+        (``service_limits``)."""
+        lag_s = self.freshness_lag_s
+        if lag_s is None:
+            lag_s = default_lag_s if default_lag_s is not None else service_lag_s(spec)
+        limits: dict[str, Any] = {}
+        if self.service_limits and spec.kind == "serverless":
+            limits = {name: value for name, value in SERVERLESS_LIMITS.items() if getattr(self, name) is None}
+        return replace(self, freshness_lag_s=lag_s, **limits)
+
+
+def service_lag_s(spec: IndexSpec) -> float:
+    """How long Pinecone's reads of an index like ``spec`` lag its writes (:data:`VECTOR_LAG_S`,
+    :data:`DOCUMENT_LAG_S`)."""
+    return DOCUMENT_LAG_S if spec.documents is not None else VECTOR_LAG_S
+
+
+def _is_lag(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 3600
 
 
 # --- errors ------------------------------------------------------------------------------------------------------
@@ -779,6 +800,12 @@ class IndexStore:
         if self.freshness is not None:
             self.freshness.before_write(self)
 
+    def settle(self) -> None:
+        """Let every lagging read see every write made so far (``Freshness.settle``)."""
+        with self.lock:
+            if self.freshness is not None:
+                self.freshness.settle()
+
     def lagging(self, namespace: str) -> IndexStore:
         """The state a lagging read of ``namespace`` sees now, for a read made of other reads (a search by text)."""
         with self.lock:
@@ -1075,10 +1102,12 @@ FIRST_TIMES = 256
 
 
 class FaultState:
-    """Faults of one index plus everything the stats report. Thread-safe."""
+    """Faults of one index plus everything the stats report. Thread-safe. ``default_lag_s``: the lag of faults that
+    set none (``Faults.for_index``)."""
 
-    def __init__(self, faults: Faults | None = None, kind: str = "serverless") -> None:
-        self.kind = kind  # the index's: what limits it keeps (``Faults.limits_for``)
+    def __init__(self, faults: Faults | None, spec: IndexSpec, default_lag_s: float | None = None) -> None:
+        self.spec = spec  # what limits and lag the index keeps (``Faults.for_index``)
+        self.default_lag_s = default_lag_s
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str | None], _Window] = {}  # each rate scope's admissions in the last second
         self._in_flight = 0
@@ -1088,10 +1117,17 @@ class FaultState:
     def configure(self, faults: Faults) -> None:
         with self._lock:
             self.faults = faults  # as given (``GET /_sandbox/faults``)
-            self.limits = faults.limits_for(self.kind)  # what the index keeps
+            self.effective = faults.for_index(self.spec, self.default_lag_s)  # what the index keeps
             self._error_rng = random.Random(faults.seed)
             self._stats_readings = 0
             self._drop_rng = random.Random(faults.seed + 1)
+
+    @property
+    def lag_s(self) -> float:
+        """How long the index's reads lag its writes now."""
+        lag_s = self.effective.freshness_lag_s
+        assert lag_s is not None  # ``Faults.for_index`` resolved it
+        return lag_s
 
     def reset_stats(self, *, keep_limits: bool = False) -> None:
         """Every count from zero. ``keep_limits`` (a reset of the stats alone): the requests of the last second still
@@ -1219,7 +1255,7 @@ class FaultState:
         """Count this request against its rate scope, a delete's ``records`` against the deleted-records limits, an
         upsert's ``nbytes`` against the upsert-size limit and an update or delete by metadata against its kind's
         limits (``by_metadata``: its scope); a 429 refusal, admitting nothing, when one of those windows is full."""
-        faults = self.limits
+        faults = self.effective
         checks: list[_Check] = []
         if op in _SCOPES:
             scope, per_namespace = _SCOPES[op]
@@ -1304,11 +1340,17 @@ Handler = Callable[[Any, dict[str, list[str]], str | None], Any]
 class IndexService:
     """Routes one index's requests: admin, then latency, injected errors, rate limits, validation, the operation."""
 
-    def __init__(self, spec: IndexSpec, faults: Faults | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: IndexSpec,
+        faults: Faults | None = None,
+        api_key: str | None = None,
+        default_lag_s: float | None = None,
+    ) -> None:
         self.spec = spec
         self.store = IndexStore(spec)
         self.aliases = AliasTable(self.store)  # sandbox.namespace_aliases
-        self.faults = FaultState(faults, spec.kind)
+        self.faults = FaultState(faults, spec, default_lag_s)
         self.tokens = TokenWindow()  # embedding tokens of an integrated index's model (sandbox.embedding)
         self.api_key = api_key
         #: monotonic time from which the index is Ready; until then its data plane answers 503 (see pinecone_control)
@@ -1368,7 +1410,7 @@ class IndexService:
         try:
             op, handler, arg = self._route(method, path)
             self.faults.count_request(op)
-            faults = self.faults.faults
+            faults = self.faults.effective
             self.faults.delay(None)
             _check_api_key(headers, self.api_key)
             refused = wrong_api(self.spec, op)
@@ -1405,7 +1447,7 @@ class IndexService:
                 )
             freshness = self.store.freshness
             assert freshness is not None  # only a replica has none
-            freshness.lag_s = faults.freshness_lag_s
+            freshness.lag_s = self.faults.lag_s
             freshness.lsn_step = 2 if faults.lsns == "skipping" else 1
             with freshness.request() as lsn_headers:
                 result = handler(payload, query, arg)
@@ -1485,6 +1527,9 @@ class IndexService:
             if path == "/_sandbox/reset" and method == "POST":
                 self.reset()
                 return _Reply(200, {})
+            if path == "/_sandbox/settle" and method == "POST":
+                self.store.settle()  # a test's setup waits out the lag at once
+                return _Reply(200, {})
             raise _Refusal(404, f"Not Found: {method} {path}")
         except _Refusal as refusal:
             return _data_error(refusal)
@@ -1496,6 +1541,7 @@ class IndexService:
             "kind": self.spec.kind,
             "vector_count": sum(counts.values()),
             "namespaces": {_display_name(n): c for n, c in sorted(counts.items())},
+            "freshness_lag_s": self.faults.lag_s,  # what its reads keep (``Faults.for_index``)
             **self.faults.stats(),
         }
 
@@ -1948,8 +1994,9 @@ class PineconeSandbox:
     ``ready_delay_s`` / ``collection_delay_s``: how long an index created over the control plane, and a collection,
     stay ``Initializing`` (see ``sandbox.pinecone_control``; ``self.control.set_delays`` changes them later).
     ``tls``: serve https with this server context (as Pinecone does; a key is only sent over TLS off loopback).
-    ``freshness_lag_s``: every index's reads lag its writes by this much from the start (``Faults.freshness_lag_s``;
-    the command line's ``--freshness-lag-s``, or ``NSMIGRATE_SANDBOX_FRESHNESS_LAG_S``).
+    ``freshness_lag_s``: every index's reads lag its writes by this much unless its faults set a lag
+    (``Faults.freshness_lag_s``; the command line's ``--freshness-lag-s``, or ``NSMIGRATE_SANDBOX_FRESHNESS_LAG_S``);
+    ``None``, the service's lag for each index's kind. ``settle()`` lets a test's setup wait it out at once.
     """
 
     def __init__(
@@ -1962,7 +2009,7 @@ class PineconeSandbox:
         ready_delay_s: float = 0.0,
         collection_delay_s: float = 0.0,
         tls: ssl.SSLContext | None = None,
-        freshness_lag_s: float = 0.0,
+        freshness_lag_s: float | None = None,
     ) -> None:
         from nsmigrate_sandbox.pinecone_control import ControlPlane  # it builds on this module's request plumbing
 
@@ -1970,7 +2017,10 @@ class PineconeSandbox:
         self.api_key = api_key
         self.verbose = verbose
         self.tls = tls
-        self.initial_faults = Faults(freshness_lag_s=freshness_lag_s)
+        if freshness_lag_s is not None and not _is_lag(freshness_lag_s):
+            raise ValueError(f"freshness_lag_s must be within 0..3600 seconds, got {freshness_lag_s!r}")
+        self.freshness_lag_s = freshness_lag_s
+        self.initial_faults = Faults()  # what an index created later starts with
         self._lock = threading.RLock()
         self._services: dict[str, IndexService] = {}
         self._servers: dict[str, _Server] = {}
@@ -1983,7 +2033,7 @@ class PineconeSandbox:
         for spec in indexes:
             if spec.name in self._services:
                 raise ValueError(f"duplicate index name {spec.name!r}")
-            self._services[spec.name] = IndexService(spec, self.initial_faults, api_key=api_key)
+            self._services[spec.name] = self._index_service(spec)
 
     # -- lifecycle
 
@@ -1996,6 +2046,9 @@ class PineconeSandbox:
             for name in self._services:
                 self._serve(name)
         return self
+
+    def _index_service(self, spec: IndexSpec) -> IndexService:
+        return IndexService(spec, self.initial_faults, api_key=self.api_key, default_lag_s=self.freshness_lag_s)
 
     def _serve(self, name: str) -> None:
         self._servers[name] = _Server((self.bind, 0), self._services[name], name, self.verbose, self.tls).start()
@@ -2022,7 +2075,7 @@ class PineconeSandbox:
         with self._lock:
             if spec.name in self._services:
                 raise ValueError(f"index {spec.name!r} already exists")
-            service = self._services[spec.name] = IndexService(spec, self.initial_faults, api_key=self.api_key)
+            service = self._services[spec.name] = self._index_service(spec)
             service.ready_at = ready_at
             if self._project_storage is not None:
                 self.set_object_storage(spec.name, self._project_storage)
@@ -2092,11 +2145,18 @@ class PineconeSandbox:
         self.service(name).imports.storage = ObjectStorage.from_dict(storage)
 
     def faults(self, name: str) -> Faults:
+        """*name*'s faults as set (``Faults.for_index`` gives what it keeps)."""
         return self.service(name).faults.faults
+
+    def settle(self, *names: str) -> None:
+        """Let the reads of these indexes (all when none is named) see every write made so far: a test's setup
+        waits out the lag at once, instead of sleeping."""
+        for name in names or self.names():
+            self.service(name).store.settle()
 
     def stats(self, name: str) -> dict[str, Any]:
         """Request counts per operation, 429/5xx answered, vectors stored/dropped, per-scope peak admissions, the most
-        requests served at once."""
+        requests served at once, and how long the index's reads lag its writes."""
         return self.service(name).stats()
 
     def reset(self, name: str | None = None) -> None:
@@ -2144,13 +2204,27 @@ def parse_index_arg(text: str) -> IndexSpec:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _lag_seconds(text: str) -> float:
+def _lag_seconds(text: str) -> float | None:
+    if text == "service":
+        return None
     try:
-        return Faults(freshness_lag_s=float(text)).freshness_lag_s
-    except ValueError as exc:
+        lag_s = float(text)
+    except ValueError:
+        lag_s = -1.0
+    if not _is_lag(lag_s):
         raise argparse.ArgumentTypeError(
-            f"the freshness lag is seconds within 0..3600 (--freshness-lag-s or ${FRESHNESS_LAG_ENV}), got {text!r}"
-        ) from exc
+            f"the freshness lag is seconds within 0..3600, or 'service' (--freshness-lag-s or ${FRESHNESS_LAG_ENV}), "
+            f"got {text!r}"
+        )
+    return lag_s
+
+
+def environment_lag_s() -> float | None:
+    """The lag ``$NSMIGRATE_SANDBOX_FRESHNESS_LAG_S`` sets; None when it is unset or ``service``."""
+    try:
+        return _lag_seconds(os.environ.get(FRESHNESS_LAG_ENV) or "service")
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _write_port_file(path: Path, hosts: dict[str, Any]) -> None:
@@ -2178,9 +2252,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--freshness-lag-s",
         type=_lag_seconds,
-        default=os.environ.get(FRESHNESS_LAG_ENV) or "0",  # a string default goes through the type too
+        default=os.environ.get(FRESHNESS_LAG_ENV) or "service",  # a string default goes through the type too
         help=f"reads (list, query, counts) see each write this many seconds after it (default: ${FRESHNESS_LAG_ENV} "
-        "or 0); a vector fetch sees it at once, a document fetch lags too",
+        f"or 'service': Pinecone's, {VECTOR_LAG_S:g} s on a vector index and {DOCUMENT_LAG_S:g} s on a document "
+        "index); a vector fetch sees it at once, a document fetch lags too",
     )
     parser.add_argument(
         "--prefault-mb",

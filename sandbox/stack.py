@@ -21,7 +21,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox, environment_lag_s
 from nsmigrate_sandbox.services import PostgresServer, RedisServer, ServiceError, free_port, spawn, wait_for_port
 
 SANDBOX_API_KEY = "sandbox-key"  # the local data plane accepts any key; this is not a credential
@@ -167,11 +167,12 @@ def start_stack(
     indexes: list[IndexSpec],
     workdir: Path | None = None,
     *,
-    freshness_lag_s: float = 0.0,
+    freshness_lag_s: float | None = None,
     postgres_settings: tuple[str, ...] = (),
 ) -> Stack:
     """Start Redis, Postgres (with ``postgres_settings``: ``PostgresServer.settings``) and a Pinecone data plane with
-    ``indexes`` (empty; every index's reads lagging its writes by ``freshness_lag_s``). Call ``stop()`` when done."""
+    ``indexes`` (empty; every index's reads lagging its writes by ``freshness_lag_s``; None: by
+    ``$NSMIGRATE_SANDBOX_FRESHNESS_LAG_S``, else by the service's lag). Call ``stop()`` when done."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="nsmigrate-stack-"))
     workdir.mkdir(parents=True, exist_ok=True)
     redis = RedisServer().start()
@@ -180,6 +181,8 @@ def start_stack(
     except Exception:
         redis.stop()
         raise
+    if freshness_lag_s is None:
+        freshness_lag_s = environment_lag_s()
     pinecone = PineconeSandbox(indexes=indexes, freshness_lag_s=freshness_lag_s).start()
     return Stack(
         redis_url=redis.url, database_url=postgres.url, pinecone=pinecone, workdir=workdir, servers=[redis, postgres]

@@ -38,6 +38,7 @@ from nsmigrate_sandbox.services import PostgresServer, RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet_jobs import batches
 from tests.polling import wait_until
+from tests.service_fixtures import TEST_LAG_S
 
 SRC, DST = "chaos-src", "chaos-dst"
 DIM = 16
@@ -64,7 +65,8 @@ def sandbox_indexes() -> list[IndexSpec]:
 def make_stack(
     redis_url: str, database_url: str, workdir: Path, servers: list[RedisServer | PostgresServer] | None = None
 ) -> Stack:
-    sandbox = PineconeSandbox(indexes=[IndexSpec(SRC, dimension=DIM), IndexSpec(DST, dimension=DIM)]).start()
+    indexes = [IndexSpec(SRC, dimension=DIM), IndexSpec(DST, dimension=DIM)]
+    sandbox = PineconeSandbox(indexes=indexes, freshness_lag_s=TEST_LAG_S).start()
     return Stack(
         redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=workdir, servers=list(servers or [])
     )

@@ -2,9 +2,11 @@
 loads this module as a plugin).
 
 - ``sandbox_indexes``: the indexes of a module's local Pinecone data plane. A test module overrides this fixture to
-  choose them (``@pytest.fixture(scope="module") def sandbox_indexes(): return [IndexSpec(...), ...]``).
+  choose them (``@pytest.fixture(scope="module") def sandbox_indexes(): return [IndexSpec(...), ...]``), and
+  ``sandbox_lag_s`` (``TEST_LAG_S``) only with a reason it states.
 - ``module_sandbox``: that data plane, started once per module (for module-scoped data); ``sandbox`` is the same one
-  as each test gets it: emptied, without faults, and with the SDK's per-host state forgotten.
+  as each test gets it: emptied, without faults, and with the SDK's per-host state forgotten. Its reads lag writes
+  (as the service's do) by ``TEST_LAG_S``: a test's setup that reads what it just wrote calls ``settle()`` first.
 - ``stack``: a test's own worker stack (the session's Redis, a fresh database, a fresh data plane with the module's
   indexes); the test starts the workers it needs. ``pinecone_api_key`` is the key the test process sends.
 - ``module_stack``: a stack a module's tests share, for tests that each run their own jobs on workers the module
@@ -48,6 +50,10 @@ from nsmigrate_sandbox.services import RedisServer
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_until
 from tests.sdk_internals import reset_sdk_host_state
+
+#: How long the tests' data planes' reads lag their writes: the service's lag (a second; a document index's minute),
+#: shortened so that a job waits for it in a fraction of the time. Reads never see a write at once.
+TEST_LAG_S = 0.2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,9 +128,16 @@ def sandbox_indexes() -> list[IndexSpec]:
 
 
 @pytest.fixture(scope="module")
-def module_sandbox(sandbox_indexes: list[IndexSpec]) -> Iterator[PineconeSandbox]:
+def sandbox_lag_s() -> float:
+    """How long the module's data plane's reads lag its writes (``TEST_LAG_S``); a module overrides it only with a
+    reason it states."""
+    return TEST_LAG_S
+
+
+@pytest.fixture(scope="module")
+def module_sandbox(sandbox_indexes: list[IndexSpec], sandbox_lag_s: float) -> Iterator[PineconeSandbox]:
     """The module's local Pinecone data plane, started once for all its tests."""
-    sb = PineconeSandbox(indexes=sandbox_indexes).start()
+    sb = PineconeSandbox(indexes=sandbox_indexes, freshness_lag_s=sandbox_lag_s).start()
     yield sb
     sb.stop()
 
@@ -155,11 +168,12 @@ def stack(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     sandbox_indexes: list[IndexSpec],
+    sandbox_lag_s: float,
     pinecone_api_key: str,
 ) -> Iterator[Stack]:
     """A stack of this test's own: no worker yet (``stack.start_worker``), stopped with everything it started."""
     monkeypatch.setenv("PINECONE_API_KEY", pinecone_api_key)  # this process plans the job with the same key
-    sandbox = PineconeSandbox(indexes=sandbox_indexes).start()
+    sandbox = PineconeSandbox(indexes=sandbox_indexes, freshness_lag_s=sandbox_lag_s).start()
     stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
     yield stack
     stack.stop()

@@ -22,13 +22,11 @@ from nsmigrate.migrations import catalogue
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
-from nsmigrate_sandbox.pinecone_server import IndexSpec
+from nsmigrate_sandbox.pinecone_server import DOCUMENT_LAG_S, IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
 
 JOB = "seeds-documents"
 TOP_K = 5
-#: How long the local data plane's reads (list, search, counts) lag its writes, as Pinecone's do.
-FRESHNESS_LAG_S = 6.0
 
 
 def run(options: DemoOptions) -> int:
@@ -38,19 +36,25 @@ def run(options: DemoOptions) -> int:
     seed = seed_dataset()
     console.print(f"[bold]nsmigrate demo documents[/]: job {JOB!r} from {spec_path}")
     indexes = [IndexSpec(source_name, dimension=seed.dimension, metric="cosine")]
-    with demo_stack(indexes, options, freshness_lag_s=FRESHNESS_LAG_S) as demo:
+    with demo_stack(indexes, options) as demo:
         seed.load_into(demo.stack.pinecone, source_name)
         console.print(
             f"loaded the seed data set into legacy serverless vector index {source_name!r}: {seed.total} vectors "
             f"(dimension {seed.dimension}) in {len(seed.namespaces)} namespaces; document index {target_name!r} "
-            f"does not exist yet: {target_name not in demo.stack.pinecone.names()}; reads (list, search, counts) lag "
-            f"writes by {FRESHNESS_LAG_S:g} s, as Pinecone's do"
+            f"does not exist yet: {target_name not in demo.stack.pinecone.names()}; its reads (list, search, counts) "
+            f"will lag writes by {document_lag_s(demo):g} s, as Pinecone's do"
         )
         twins_csv = write_twins_csv(seed.twins, demo.stack.workdir / "seed-twins.csv")
         outcome = demo.run_job(demo.write_spec(spec_path, lambda data: use_mapping_file(data, twins_csv)))
         print_landing(demo, outcome, f"legacy vector index {source_name!r}", target_name)
         same = _same_search(demo, seed, source_name, target_name)
         return outcome.code if same else 1
+
+
+def document_lag_s(demo: DemoStack) -> float:
+    """How long the local data plane's document reads lag writes: Pinecone's minute unless the sandbox was told."""
+    lag_s = demo.stack.pinecone.freshness_lag_s
+    return DOCUMENT_LAG_S if lag_s is None else lag_s
 
 
 def print_landing(demo: DemoStack, outcome: JobOutcome, source: str, target_name: str) -> None:

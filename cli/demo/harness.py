@@ -156,8 +156,11 @@ class DemoStack:
 
 
 @contextmanager
-def demo_stack(indexes: list[IndexSpec], options: DemoOptions, *, freshness_lag_s: float = 0.0) -> Iterator[DemoStack]:
-    """Start the stack with ``indexes`` in the local data plane (its reads lagging writes by ``freshness_lag_s``), a
+def demo_stack(
+    indexes: list[IndexSpec], options: DemoOptions, *, freshness_lag_s: float | None = None
+) -> Iterator[DemoStack]:
+    """Start the stack with ``indexes`` in the local data plane (its reads lagging writes by ``freshness_lag_s``; None:
+    by the service's lag), a
     control worker (list, verify, cleanup) and a copy worker (with ``--keep``: serving their metrics, and Flower and
     the job pages); stop all of it on the way out (``--keep`` holds it open first)."""
     console.print(

@@ -10,7 +10,7 @@ queries. The demo then searches one namespace of each and exits 0 only when the 
 from __future__ import annotations
 
 from nsmigrate.cli.console import console
-from nsmigrate.cli.demo.documents import FRESHNESS_LAG_S, TOP_K, print_landing, same_top_k
+from nsmigrate.cli.demo.documents import TOP_K, document_lag_s, print_landing, same_top_k
 from nsmigrate.cli.demo.harness import DemoOptions, demo_stack
 from nsmigrate.migrations import catalogue
 from nsmigrate.orchestrator.spec.yamlfile import load_yaml
@@ -27,12 +27,12 @@ def run(options: DemoOptions) -> int:
     seed = seed_dataset()
     console.print(f"[bold]nsmigrate demo {JOB}[/]: job {JOB!r} from {spec_path}")
     indexes = [IndexSpec(pod_name, dimension=seed.dimension, metric="cosine", kind="pod")]
-    with demo_stack(indexes, options, freshness_lag_s=FRESHNESS_LAG_S) as demo:
+    with demo_stack(indexes, options) as demo:
         seed.load_into(demo.stack.pinecone, pod_name)
         console.print(
             f"loaded the seed data set into pod index {pod_name!r}: {seed.total} vectors (dimension "
             f"{seed.dimension}) in {len(seed.namespaces)} namespaces; reads of the document index lag writes by "
-            f"{FRESHNESS_LAG_S:g} s, as Pinecone's do"
+            f"{document_lag_s(demo):g} s, as Pinecone's do"
         )
         outcome = demo.run_job(demo.write_spec(spec_path))
         print_landing(demo, outcome, f"pod index {pod_name!r}", target_name)

@@ -205,6 +205,7 @@ def five_ids(worker_ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: p
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)
     index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=sandbox.host(SRC))
     index.upsert(vectors=[(i, [1.0] * DIM) for i in "abcde"], namespace="ns0")
+    sandbox.settle(SRC)  # written long before the job: listed
     return sandbox.host(SRC)
 
 

@@ -113,6 +113,7 @@ def test_a_pod_index_moves_through_a_collection_and_is_verified(stack: Stack) ->
     index.upsert(vectors=[("intruder", [0.0] * DIM)], namespace="twin-b")
     index.upsert(vectors=[("twin-a-3", [9.0] * DIM, {"i": 3, "tags": ["x", "twin-a"]})], namespace="twin-a")
     index.delete(ids=["d-0"], namespace="")
+    sandbox.settle(NEW)  # changed before the verification was asked for: its reads show it
     failed = nsmigrate(stack, "verify", str(job_id))
     assert failed.exit_code == 1, failed.output
     reports = {

@@ -21,7 +21,7 @@ import yaml
 from nsmigrate import migrations
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import RunState
-from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
+from nsmigrate_sandbox.pinecone_server import VECTOR_LAG_S, Faults, IndexSpec
 from nsmigrate_sandbox.seed import SeedData, seed_dataset, write_twins_csv
 from nsmigrate_sandbox.stack import Stack
 from tests.fleet.test_fleet import LITE_DIMENSION, LITE_INDEX, all_verified, creator_spec
@@ -109,15 +109,16 @@ def test_the_command_line_takes_the_lag_and_refuses_a_bad_one(tmp_path: Path) ->
         timeout=60,
     )
     assert bad.returncode == 2 and "the freshness lag is seconds within 0..3600" in bad.stderr
-    server = subprocess.Popen([*command, str(port_file), "--freshness-lag-s", "1.5"], stdout=subprocess.DEVNULL)
-    try:
-        hosts = wait_until(
-            lambda: json.loads(port_file.read_text()) if port_file.exists() else None,
-            what="the sandbox's port file",
-            timeout_s=60,
-        )
-        faults = httpx.get(hosts["indexes"]["cli"] + "/_sandbox/faults", timeout=10).json()
-        assert faults["freshness_lag_s"] == 1.5
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    quiet = {k: v for k, v in os.environ.items() if k != "NSMIGRATE_SANDBOX_FRESHNESS_LAG_S"}
+    for told, lag_s in ((["--freshness-lag-s", "1.5"], 1.5), ([], VECTOR_LAG_S)):  # none told: the service's lag
+        server = subprocess.Popen([*command, str(port_file), *told], stdout=subprocess.DEVNULL, env=quiet)
+        try:
+            hosts = wait_until(
+                lambda: json.loads(port_file.read_text()) if port_file.exists() else None,
+                what="the sandbox's port file",
+                timeout_s=60,
+            )
+            assert httpx.get(hosts["indexes"]["cli"] + "/_sandbox/stats", timeout=10).json()["freshness_lag_s"] == lag_s
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

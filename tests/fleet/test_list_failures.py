@@ -28,11 +28,13 @@ from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
+from tests.service_fixtures import TEST_LAG_S
 
 
 @pytest.fixture
 def stack(redis_url: str, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    sandbox = PineconeSandbox(indexes=[IndexSpec("src", dimension=8), IndexSpec("dst", dimension=8)])
+    indexes = [IndexSpec("src", dimension=8), IndexSpec("dst", dimension=8)]
+    sandbox = PineconeSandbox(indexes=indexes, freshness_lag_s=TEST_LAG_S)
     sandbox.start()
     stack = Stack(redis_url=redis_url, database_url=database_url, pinecone=sandbox, workdir=tmp_path)
     monkeypatch.setenv("PINECONE_API_KEY", SANDBOX_API_KEY)

@@ -296,6 +296,7 @@ def test_an_older_job_whose_verification_checked_nothing_keeps_its_source(stack:
 def test_propagate_deletes_needs_yes_and_refuses_a_vanished_source(stack: Stack) -> None:
     db, job_id = verified_job(stack)
     stack.pinecone.service("src").store.delete_namespace("ns0")  # the source namespace vanished
+    stack.pinecone.settle("src")  # before the user looked: its reads show it
 
     no_yes = cli(stack, "sync", str(job_id), "--propagate-deletes")
     dry = cli(stack, "sync", str(job_id), "--propagate-deletes", "--dry-run")
@@ -328,6 +329,7 @@ def test_propagated_deletes_keep_an_id_the_source_holds_again(
     source, target = ctx.guarded(spec.source, spec.rate), ctx.guarded(spec.target, spec.rate)
     written_back = stack.pinecone.snapshot("src")["ns0"]["v0-0002"]
     stack.pinecone.service("src").store.delete("ns0", ["v0-0001", "v0-0002"])
+    stack.pinecone.settle("src")  # deleted before the sync: its scan's listing shows it
     [run] = jobs_and_runs.runs_of(db, job_id)
     scanned = sync_run(ctx, run.id, propagate_deletes=True, dry_run=True, actor="tester")
     assert scanned["deleted_in_source_ids"] == ["v0-0001", "v0-0002"]

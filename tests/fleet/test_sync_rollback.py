@@ -219,6 +219,7 @@ def test_live_writes_fail_verification_and_sync_copies_exactly_the_new_and_chang
 
     # Deletes in the source are reported, not propagated by default …
     stack.pinecone.service("src").store.delete("ns1", ["v1-0020", "v1-0021"])
+    stack.pinecone.settle("src")  # deleted before the sync: its scan's listing shows it
     [result] = [sync_run(ctx, r.id, actor="tester") for r in jobs_and_runs.runs_of(db, job_id, "ns1")]
     assert result["deleted_in_source"] == 2 and result["deleted_in_source_ids"] == ["v1-0020", "v1-0021"]
     assert result["to_copy"] == 0 and result["deleted"] == 0

@@ -404,6 +404,7 @@ def test_a_guarded_text_upsert_reserves_its_embedding_tokens_and_search_text_fin
         assert guarded.upsert("docs", written, tokens=31) == 1
         assert len(waits) == 1 and 25 < waits[0] <= 30.1  # 31 tokens, 1 of burst, refilled at 1 a second
         assert client.exists(rate_bucket_key(f"tokens:{embed_scope(guarded.budget_key)}"))
+        sandbox.settle("guarded-texts")  # searches lag writes
         assert guarded.search_text("docs", "lantern harbor", 3) == ["r1"]
         assert sandbox.stats("guarded-texts")["requests"] == {"upsert_records": 1, "search_records": 1}
     finally:

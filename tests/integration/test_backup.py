@@ -33,6 +33,7 @@ from nsmigrate.workers.stores.guarded import GuardedStore
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.settling import settle
 
 DIM = 8
 API_KEY = "sandbox-backup-key"
@@ -75,7 +76,16 @@ def seed_store(store: Store, counts: dict[str, int] = NAMESPACES) -> dict[str, l
         for start in range(0, n, 500):
             store.upsert(ns, records[start : start + 500])
         data[ns] = [kept(store, r) for r in records]
+    settled(store)
     return data
+
+
+def settled(store: Store) -> None:
+    """Let a Pinecone index's reads show the test's own writes: what is exported or imported was written long
+    before (``tests.settling``); pgvector's reads never lag."""
+    inner = getattr(store, "inner", store)
+    if isinstance(inner, PineconeStore):
+        settle(inner.spec)
 
 
 def kept(store: Store, record: Record) -> Record:
@@ -199,6 +209,7 @@ def test_export_then_import_round_trips_exactly(stores: dict[str, Store], tmp_pa
     imported = import_path(dst, tmp_path / "exp")
 
     assert [(r.namespace, r.count) for r in imported] == list(NAMESPACES.items())
+    settled(dst)  # its reads lag the import's writes
     assert dst.namespaces() == NAMESPACES
     for ns, records in data.items():
         assert_exact(read_all(dst, ns), records)
@@ -211,6 +222,7 @@ def test_import_into_another_namespace(stores: dict[str, Store], tmp_path: Path)
     result = import_file(stores["dst"], tmp_path / "plain.parquet", namespace="restored")
 
     assert (result.namespace, result.source_namespace, result.count) == ("restored", "plain", 5)
+    settled(stores["dst"])  # its reads lag the import's writes
     assert stores["dst"].namespaces() == {"restored": 5}
     assert_exact(read_all(stores["dst"], "restored"), data["plain"])
 
@@ -237,6 +249,7 @@ def test_import_refuses_a_dimension_mismatch(stores: dict[str, Store], tmp_path:
 
     assert str(path) in str(info.value)
     assert f"dimension {DIM}" in str(info.value) and f"dimension {DIM * 2}" in str(info.value)
+    settled(stores["wide"])
     assert stores["wide"].namespaces() == before
 
 
@@ -247,15 +260,18 @@ def test_import_refuses_a_non_empty_namespace_unless_overwrite(stores: dict[str,
     kept = Record("r1-00000", [9.0] * DIM, {"old": True})  # same id as one in the file
     extra = Record("only-in-target", [1.0] * DIM, {})
     dst.upsert("b", [kept, extra])
+    settled(dst)
 
     with pytest.raises(BackupError) as info:
         import_path(dst, tmp_path / "exp")
 
     assert "already holds 2 vectors" in str(info.value) and "overwrite" in str(info.value)
+    settled(dst)
     assert dst.namespaces() == {"b": 2}  # not even the empty namespace "a" was written
 
     import_path(dst, tmp_path / "exp", overwrite=True)
 
+    settled(dst)  # its reads lag the import's writes
     assert dst.namespaces() == {"a": 4, "b": 3}
     assert_exact(read_all(dst, "b"), [*data["b"], extra])  # the file's version replaced the stored one
 
@@ -340,6 +356,7 @@ def test_cli_export_then_import(pinecone: dict[str, GuardedStore], sandbox: Pine
     imported = runner.invoke(app, ["import", str(tmp_path / "exp"), str(spec)])
 
     assert imported.exit_code == 0, imported.output
+    settled(pinecone["dst"])  # its reads lag the import's writes
     assert pinecone["dst"].namespaces() == {"": 1_234, ODD_NAMESPACE: 7}
     assert_exact(read_all(pinecone["dst"], ODD_NAMESPACE), data[ODD_NAMESPACE])
 
@@ -351,6 +368,7 @@ def test_cli_export_then_import(pinecone: dict[str, GuardedStore], sandbox: Pine
     one = runner.invoke(app, ["import", str(tmp_path / "exp"), str(spec), "-n", "__default__", "--into", "copy"])
 
     assert one.exit_code == 0, one.output
+    settled(pinecone["dst"])
     assert pinecone["dst"].count("copy") == 1_234
 
 
@@ -368,10 +386,12 @@ def test_cli_export_of_named_namespaces_and_restore_to_source(
     result = runner.invoke(app, ["export", str(spec), "-n", "plain", "--out", str(tmp_path / "exp")])
     assert result.exit_code == 0, result.output
     pinecone["src"].delete_namespace("plain")  # lost …
+    settled(pinecone["src"])
 
     restored = runner.invoke(app, ["import", str(tmp_path / "exp" / "plain.parquet"), str(spec), "--to-source"])
 
     assert restored.exit_code == 0, restored.output  # … and restored
+    settled(pinecone["src"])
     assert_exact(read_all(pinecone["src"], "plain"), data["plain"])
     assert pinecone["dst"].namespaces() == {}
 
@@ -389,6 +409,7 @@ def test_cli_import_overwrite_shows_what_it_replaces_and_needs_yes(
     other = Record("only-in-target", [1.0] * DIM, {})
     pinecone["dst"].upsert("b", [old, other])
     pinecone["dst"].upsert("c", [other])
+    settled(pinecone["dst"])
     overwrite = ["import", str(tmp_path / "exp"), str(spec), "--overwrite"]
 
     refused = runner.invoke(app, overwrite)  # no terminal, no --yes
@@ -399,6 +420,7 @@ def test_cli_import_overwrite_shows_what_it_replaces_and_needs_yes(
     assert "Traceback" not in refused.output
     assert refused.stderr.startswith("error: import --overwrite replaces 1 stored vectors in 1 namespaces of ")
     assert "pass --yes" in refused.stderr and "nothing was written" in refused.stderr
+    settled(pinecone["dst"])
     assert pinecone["dst"].namespaces() == {"b": 2, "c": 1}  # not even the empty namespace "a" was written
     assert_exact(read_all(pinecone["dst"], "b"), [old, other])
 
@@ -406,6 +428,7 @@ def test_cli_import_overwrite_shows_what_it_replaces_and_needs_yes(
 
     assert confirmed.exit_code == 0, confirmed.output
     assert "b: 1 of its 2 stored vectors would be replaced" in confirmed.stdout
+    settled(pinecone["dst"])  # its reads lag the import's writes
     assert pinecone["dst"].namespaces() == {"a": 4, "b": 3, "c": 1}
     assert_exact(read_all(pinecone["dst"], "b"), [*data["b"], other])
 
@@ -413,6 +436,7 @@ def test_cli_import_overwrite_shows_what_it_replaces_and_needs_yes(
 
     assert disjoint.exit_code == 0, disjoint.output
     assert "c: 0 of its 1 stored vectors would be replaced by a.parquet (4 vectors)" in disjoint.stdout
+    settled(pinecone["dst"])  # its reads lag the import's writes
     assert pinecone["dst"].namespaces() == {"a": 4, "b": 3, "c": 5}
 
 
@@ -523,6 +547,7 @@ def test_erasing_every_row_of_a_backup_removes_only_what_nsmigrate_wrote_there(
 
     src = stores["src"]
     src.upsert("mine", [Record(f"m-{i}", [0.1 * (i + 1)] * DIM, {"creator_id": "a.1"}) for i in range(3)])
+    settled(src)
     directory = tmp_path / "exp"
     export_namespaces(src, ["mine"], directory)
     (directory / "NOTES.txt").write_text("restore test on Friday\n")

@@ -27,6 +27,7 @@ from nsmigrate.workers.steps import syncing
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import Job, RecordingDispatcher, copied_job, make_records, make_spec
+from tests.settling import settle
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_CUTOVER_CLEANUP_PINECONE_KEY"
@@ -117,6 +118,7 @@ def test_a_rollback_keeps_the_copies_the_applications_read_until_reads_go_back(
     assert refused["action"] == "refused", refused
     assert f"reads of job {cut_over.job_id} are 100 % new" in refused["reason"]
     assert f"`nsmigrate cutover set {cut_over.job_id} --reads old`" in refused["reason"]
+    settle(cut_over.spec.source, cut_over.spec.target)  # the counts lag the restore's writes
     assert cut_over.target.namespaces().get("alpha") == 5  # the copies the applications read
     assert cut_over.source.namespaces().get("alpha") == 5  # the originals, written back if they were cleaned
 

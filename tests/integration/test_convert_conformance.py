@@ -144,6 +144,7 @@ def test_a_conversion_is_a_snapshot_of_every_namespace_holding_records(
     model = described(control_api, source, DOCS)
     assert model["status"] == {"ready": True, "state": "Ready"} and model["tags"] == {"team": "search"}
     assert set(model["schema"]["fields"]) == {"embedding", "chunk_text"}
+    source.settle(DOCS)  # the converted documents are one write, read after the lag
     fetched = documents(source, DOCS, "a", "fetch", {"ids": ["a1", "late"]}).json()["documents"]
     assert fetched == {"a1": {"_id": "a1", "embedding": [1.0, 1.0, 0.0, 0.0], "chunk_text": "text 1", "i": 1.0}}
     stats = httpx.post(f"{source.host(DOCS)}/describe_index_stats", json={}, headers=HEADERS, timeout=10).json()

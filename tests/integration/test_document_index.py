@@ -95,12 +95,14 @@ def test_the_sdk_lists_configures_and_deletes_a_document_index(pc: Pinecone, san
         pc.indexes.delete(DOCS, timeout=-1)
     pc.indexes.configure(DOCS, deletion_protection="disabled")
     pc.indexes.delete(DOCS, timeout=-1)
+    sandbox.settle()
     assert DOCS not in sandbox.names()
 
 
 def test_upsert_fetch_and_replace(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = docs_index(pc, sandbox)
     assert idx.documents.upsert(namespace="news", documents=ARTICLES).upserted_count == 4
+    sandbox.settle()
     fetched = idx.documents.fetch(namespace="news", ids=["a1", "b2", "missing"])
     assert set(fetched.documents) == {"a1", "b2"} and fetched.namespace == "news"
     a1 = fetched.documents["a1"].to_dict()
@@ -110,6 +112,7 @@ def test_upsert_fetch_and_replace(pc: Pinecone, sandbox: PineconeSandbox) -> Non
 
     # An upsert replaces the whole document: fields it does not carry are gone.
     idx.documents.upsert(namespace="news", documents=[article("a1", [0, 0, 0, 1], "rewritten")])
+    sandbox.settle()
     again = idx.documents.fetch(namespace="news", ids=["a1"], include_fields=["body", "topic"]).documents["a1"]
     assert again.to_dict() == {"_id": "a1", "body": "rewritten"}
     assert sandbox.stats(DOCS)["namespaces"] == {"news": 4}
@@ -117,14 +120,17 @@ def test_upsert_fetch_and_replace(pc: Pinecone, sandbox: PineconeSandbox) -> Non
 
 def test_writes_answer_202_and_reads_200_with_the_namespace(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     upserted = raw(sandbox, "/namespaces/__default__/documents/upsert", {"documents": ARTICLES[:2]})
+    sandbox.settle()
     assert (upserted.status_code, upserted.json()) == (202, {"upserted_count": 2})
     listed = raw(sandbox, "/namespaces/__default__/documents/list", {})
     assert listed.status_code == 200
     assert listed.json() == {"documents": [{"_id": "a1"}, {"_id": "a2"}], "namespace": "__default__",
                              "usage": {"read_units": 1}}  # fmt: skip
     updated = raw(sandbox, "/namespaces/__default__/documents/update", {"documents": [{"_id": "a1", "year": 1}]})
+    sandbox.settle()
     assert (updated.status_code, updated.json()) == (202, {})
     deleted = raw(sandbox, "/namespaces/__default__/documents/delete", {"filter": {"year": {"$gte": 2021}}})
+    sandbox.settle()
     assert (deleted.status_code, deleted.json()) == (202, {"matched_records": 1})
     assert sandbox.count(DOCS, "") == 1
 
@@ -155,6 +161,7 @@ def test_one_bad_document_refuses_the_whole_request(pc: Pinecone, sandbox: Pinec
         ({"documents": [ARTICLES[0], ARTICLES[0]]}, "appears twice"),
     ]:
         refused = raw(sandbox, "/namespaces/news/documents/upsert", body)
+        sandbox.settle()
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"]["code"] == "INVALID_ARGUMENT" and message in refused.json()["error"]["message"]
     assert sandbox.count(DOCS) == 0
@@ -173,6 +180,7 @@ def test_list_and_fetch_by_filter_page(pc: Pinecone, sandbox: PineconeSandbox) -
     idx.documents.upsert(
         namespace="p", documents=[article(f"doc-{i:03}", [1, i, 0, 0], f"text {i}", even=i % 2 == 0) for i in range(25)]
     )
+    sandbox.settle()
     first = raw(sandbox, "/namespaces/p/documents/list", {"limit": 10, "prefix": "doc-0"})
     assert [d["_id"] for d in first.json()["documents"]] == [f"doc-{i:03}" for i in range(10)]
     token = first.json()["pagination"]["next"]
@@ -200,6 +208,7 @@ def test_list_and_fetch_by_filter_page(pc: Pinecone, sandbox: PineconeSandbox) -
 def test_search_by_dense_sparse_and_text(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = docs_index(pc, sandbox)
     idx.documents.upsert(namespace="news", documents=ARTICLES)
+    sandbox.settle()
 
     dense = {"type": "dense_vector", "fields": ["embedding"], "values": [1, 0.05, 0, 0]}
     found = idx.documents.search(namespace="news", score_by=[dense], top_k=2)
@@ -225,6 +234,7 @@ def test_search_by_dense_sparse_and_text(pc: Pinecone, sandbox: PineconeSandbox)
 def test_search_filters(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = docs_index(pc, sandbox)
     idx.documents.upsert(namespace="news", documents=ARTICLES)
+    sandbox.settle()
     dense = {"type": "dense_vector", "fields": ["embedding"], "values": [1, 0, 0, 0]}
 
     def ids(flt: dict[str, Any]) -> list[str]:
@@ -247,12 +257,14 @@ def test_search_filters(pc: Pinecone, sandbox: PineconeSandbox) -> None:
             idx.documents.search(namespace="news", score_by=[dense], top_k=10, filter=flt)
         assert caught.value.status_code == 400 and message in str(caught.value)
     refused = raw(sandbox, "/namespaces/news/documents/delete", {"filter": {"body": {"$match_any": "fox"}}})
+    sandbox.settle()
     assert refused.status_code == 400 and "only supported in search" in refused.text
     assert sandbox.count(DOCS, "news") == 4
 
 
 def test_bad_searches_are_refused(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     docs_index(pc, sandbox).documents.upsert(namespace="news", documents=ARTICLES)
+    sandbox.settle()
     dense = {"type": "dense_vector", "fields": ["embedding"], "values": [1, 0, 0, 0]}
     for body, message in [
         ({"score_by": [dense], "top_k": 0}, "top_k"),
@@ -269,15 +281,18 @@ def test_bad_searches_are_refused(pc: Pinecone, sandbox: PineconeSandbox) -> Non
 def test_update_by_id_and_by_filter(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = docs_index(pc, sandbox)
     idx.documents.upsert(namespace="news", documents=ARTICLES)
+    sandbox.settle()
     idx.documents.update(
         namespace="news",
         documents=[{"_id": "a1", "topic": "foxes", "_remove_fields": ["title"]}, {"_id": "nope", "topic": "x"}],
     )
+    sandbox.settle()
     a1 = idx.documents.fetch(namespace="news", ids=["a1"]).documents["a1"].to_dict()
     assert a1["topic"] == "foxes" and "title" not in a1 and a1["body"] == ARTICLES[0]["body"]
     assert sandbox.count(DOCS, "news") == 4  # the update of a missing document had no effect
 
     matched = idx.documents.update(namespace="news", filter={"topic": "tech"}, set_fields={"archived": True})
+    sandbox.settle()
     assert matched.matched_records == 2
     archived = idx.documents.fetch(namespace="news", filter={"archived": True}).documents
     assert sorted(archived) == ["b1", "b2"]
@@ -289,6 +304,7 @@ def test_update_by_id_and_by_filter(pc: Pinecone, sandbox: PineconeSandbox) -> N
         ({"documents": [{"_id": "a1"}], "filter": {"topic": "tech"}, "set_fields": {"x": 1}}, "either documents"),
     ]:
         refused = raw(sandbox, "/namespaces/news/documents/update", body)
+        sandbox.settle()
         assert refused.status_code == 400 and message in refused.json()["error"]["message"], refused.text
     assert idx.documents.fetch(namespace="news", ids=["a1"]).documents["a1"].to_dict()["topic"] == "foxes"
 
@@ -296,18 +312,24 @@ def test_update_by_id_and_by_filter(pc: Pinecone, sandbox: PineconeSandbox) -> N
 def test_delete_by_ids_filter_and_all(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = docs_index(pc, sandbox)
     idx.documents.upsert(namespace="news", documents=ARTICLES)
+    sandbox.settle()
     idx.documents.delete(namespace="news", ids=["a1"])
+    sandbox.settle()
     assert idx.documents.delete(namespace="news", filter={"topic": "animals"}).matched_records == 1
+    sandbox.settle()
     assert sorted(d.id for d in idx.documents.list(namespace="news")) == ["b1", "b2"]
     refused = raw(sandbox, "/namespaces/news/documents/delete", {"ids": ["b1"], "delete_all": True})
+    sandbox.settle()
     assert refused.status_code == 400 and "Exactly one of ids, filter or delete_all" in refused.text
     idx.documents.delete(namespace="news", delete_all=True)
+    sandbox.settle()
     assert sandbox.count(DOCS, "news") == 0
 
 
 def test_the_wrong_api_is_refused_both_ways(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = docs_index(pc, sandbox)
     idx.documents.upsert(namespace="news", documents=ARTICLES)
+    sandbox.settle()
     for call in (
         lambda: idx.upsert(vectors=[("v1", [1, 0, 0, 0])], namespace="news"),
         lambda: idx.query(vector=[1, 0, 0, 0], top_k=1, namespace="news"),
@@ -340,6 +362,7 @@ def test_the_wrong_api_is_refused_both_ways(pc: Pinecone, sandbox: PineconeSandb
 def test_documents_read_through_an_alias_and_refuse_writes_to_it(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = docs_index(pc, sandbox)
     idx.documents.upsert(namespace="news-v2", documents=ARTICLES)
+    sandbox.settle()
     made = httpx.post(
         sandbox.host(DOCS) + "/namespace-aliases",
         json={"name": "news", "target_namespace": "news-v2"},

@@ -44,6 +44,7 @@ from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.backup.exporting import export_namespaces
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.integration.test_verify_cleanup import URL_ENV, RecordingDispatcher, copied_job, make_records, make_spec
+from tests.settling import settle
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_ERASE_COPY_PINECONE_KEY"
@@ -108,6 +109,7 @@ def shared_namespace(ctx: WorkerContext, spec: JobSpec) -> None:
     ctx.store(spec.source).upsert(
         "public", make_records(3, prefix="m", creator_id="a.1") + make_records(3, prefix="o", seed=1, creator_id="a.10")
     )
+    settle(spec.source)  # the application's, written long before
 
 
 # ----------------------------------------------------------------------------- a copy asks before it writes
@@ -225,6 +227,7 @@ def twin_copied_and_cleaned(ctx: WorkerContext, spec: JobSpec) -> int:
     data, twin = {"t1": make_records(3, prefix="m")}, {"t1": ("a.1", "t1")}
     job = copied_job(ctx, spec, data, targets={"t1": "creator_a.1_twin_t1"}, pairs=twin, started=True)
     ctx.store(spec.source).delete("t1", ["m-000", "m-001", "m-002"])
+    settle(spec.source, spec.target)  # a cleanup waits for its deletes; both long done
     return job.job_id
 
 
@@ -304,6 +307,7 @@ def test_an_archive_imported_after_an_erasure_writes_none_of_the_creators_record
         ],
     )
     source.upsert("creator_a.1_twin_t1", make_records(2, prefix="n", seed=2))  # their namespace: no metadata needed
+    settle(spec.source)  # exported long after it was written
     export_namespaces(source, ["public", "creator_a.1_twin_t1"], tmp_path / "archive")
     erase_job = erased(ctx, Subject("a.1"))
     spec_path = tmp_path / "spec.yaml"
@@ -318,6 +322,7 @@ def test_an_archive_imported_after_an_erasure_writes_none_of_the_creators_record
     assert "held back 6 record(s) of creator 'a.1'" in output and f"erased by erasure job {erase_job}" in output
     assert all(f"'{i}'" in output for i in ("m-000", "m-002", "l-000", "n-000", "n-001"))
     assert "'o-000'" not in output and "erase --lift --creator a.1" in output
+    settle(spec.target)  # the counts below lag the import's writes
     target = ctx.store(spec.target)
     assert target.namespaces().get("public") == 3 and target.namespaces().get("creator_a.1_twin_t1", 0) == 0
     assert sorted(r.id for r in target.fetch("public", ["m-000", "l-000", "o-000"])) == ["o-000"]
@@ -336,6 +341,7 @@ def test_an_archive_imported_after_an_erasure_writes_none_of_the_creators_record
 
     assert again.exit_code == 0, again.output
     assert "erased by erasure job" not in again.output
+    settle(spec.target)
     assert target.namespaces().get("public") == 7 and target.namespaces().get("creator_a.1_twin_t1") == 2
     [line] = jobs_erasure_ledger.ledger(ctx.db, "a.1")
     assert line["lift_reason"] == "court order" and line["receipt"] == {"verified": True}

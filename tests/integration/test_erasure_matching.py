@@ -21,6 +21,7 @@ from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate.workers.stores.base import iter_all_ids
 from tests.integration import test_verify_cleanup as verify_cleanup
 from tests.integration.test_verify_cleanup import copied_job, make_records, make_spec
+from tests.settling import settle
 
 # The fixtures of verification's tests: two pgvector tables, or two indexes of the local data plane, and a context.
 sandbox_indexes, store_specs, ctx = verify_cleanup.sandbox_indexes, verify_cleanup.store_specs, verify_cleanup.ctx
@@ -48,6 +49,7 @@ def test_an_erasure_takes_a_vector_whose_id_is_in_a_list_and_checks_it_gone_by_t
         "public",
         [Record(id_, r.values, {"creator_id": owner}) for (id_, owner), r in zip(OWNERS.items(), records, strict=True)],
     )
+    settle(spec.source, spec.target)  # the application's and the copy's, long before the erasure
     if store_specs[0]["kind"] == "pinecone":  # the service's own filter reads the records so
         index = Pinecone(api_key="pcsk-erase-match").Index(host=store_specs[0]["host"])
         matched = index.query(vector=records[0].values, top_k=10, namespace="public", filter={"creator_id": "zz9"})
@@ -83,6 +85,7 @@ def test_a_record_rewritten_as_another_creators_after_the_listing_is_kept(
     for start in range(0, len(records), FETCH_MAX_IDS):
         chunk = records[start : start + FETCH_MAX_IDS]
         source.upsert("public", [Record(r.id, r.values, {"creator_id": owners[r.id]}) for r in chunk])
+    settle(spec.source, spec.target)  # the application's and the copy's, long before the erasure
     by_id = {r.id: r for r in records}
     [*_, rewritten] = [by_id[i] for i in iter_all_ids(source, "public") if owners.get(i) == "zz9"]  # in the last chunk
     plan = erasing.plan_erasure(ctx.db, "zz9", None, open_retrying_store)

@@ -36,6 +36,7 @@ from tests.integration.test_erasure_and_copies import (
     shared_namespace,
 )
 from tests.integration.test_verify_cleanup import URL_ENV, make_records, make_spec
+from tests.settling import settle
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_ERASE_PATHS_PINECONE_KEY"
@@ -129,6 +130,7 @@ def test_each_write_path_offered_an_erased_creators_records_writes_none_of_them_
     written = copying.copy_batch(ctx, batch_id)
 
     target = ctx.store(spec.target)
+    settle(spec.target)  # a document index's fetch lags the copy's writes
     assert written == 3
     assert target.fetch("public_copy", theirs) == []
     assert sorted(r.id for r in target.fetch("public_copy", others)) == others
@@ -168,6 +170,7 @@ def test_a_sync_after_an_erasure_copies_the_rest_and_holds_theirs_back(
     changed: a.10's new vectors, none of a.1's, and the run verifies."""
     spec = pinecone_spec(sandbox, monkeypatch)
     ctx.store(spec.source).upsert("public", make_records(2, prefix="k", creator_id="a.10"))
+    settle(spec.source)  # the application's, written long before
     batch_id = a_copy_job(ctx, spec, "public", "public_copy", ["k-000", "k-001"])
     assert copying.copy_batch(ctx, batch_id) == 2
     run_id = jobs_batches.run_of_batch(ctx.db, batch_id)

@@ -14,8 +14,9 @@ import pytest
 from openapi_core import OpenAPI
 from pinecone import Pinecone
 
+from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
 from nsmigrate_sandbox.embedding import IntegratedEmbed
-from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import DOCUMENT_LAG_S, VECTOR_LAG_S, Faults, IndexSpec, PineconeSandbox
 from tests.integration.openapi_checks import DATA_HOST_URL, checked_call, load_api, sdk_headers
 from tests.polling import wait_until
 
@@ -83,6 +84,7 @@ def test_a_records_search_names_the_namespace_that_served_it(data_api: OpenAPI, 
     text_host = sandbox.host("fresh-text")
     headers = {**V2026_07, "Content-Type": "application/x-ndjson"}
     httpx.post(text_host + "/records/namespaces/docs/upsert", content=rows, headers=headers, timeout=10)
+    sandbox.settle("fresh-text")
     body = {"query": {"inputs": {"text": "apples"}, "top_k": 1}}
     found = call_2026_07(data_api, sandbox, "POST", "/records/namespaces/docs/search", body=body, index="fresh-text")
     assert found["namespace"] == "docs" and [h["_id"] for h in found["result"]["hits"]] == ["d1"]
@@ -169,6 +171,7 @@ def test_lsns_that_skip_or_are_not_sent_on_request(sandbox: PineconeSandbox) -> 
     server sends them; the tool must be tested against both."""
     sandbox.set_faults("fresh-sl", Faults(lsns="skipping"))
     assert [lsns(upsert(sandbox, [i]))["x-pinecone-request-lsn"] for i in ("k1", "k2")] == ["2", "4"]
+    sandbox.settle()
     assert lsns(send(sandbox, "GET", "/vectors/list", params={"namespace": "ns"}))["x-pinecone-lsn-reconciled"] == "4"
     sandbox.set_faults("fresh-sl", Faults(lsns="none"))
     assert lsns(upsert(sandbox, ["k3"])) == {}
@@ -195,9 +198,41 @@ def test_the_sdk_reads_the_lsns(sandbox: PineconeSandbox) -> None:
 
 
 def test_the_lag_is_a_constructor_option_checked_like_every_fault() -> None:
-    assert PineconeSandbox([IndexSpec("lagged", 2)], freshness_lag_s=7.5).faults("lagged").freshness_lag_s == 7.5
+    assert PineconeSandbox([IndexSpec("lagged", 2)], freshness_lag_s=7.5).service("lagged").faults.lag_s == 7.5
     with pytest.raises(ValueError, match="freshness_lag_s"):
         Faults(freshness_lag_s=-1)
+    with pytest.raises(ValueError, match="freshness_lag_s"):
+        PineconeSandbox([IndexSpec("lagged", 2)], freshness_lag_s=-1)
+
+
+def test_reads_lag_writes_by_the_services_lag_unless_told_otherwise() -> None:
+    """Reads lagging writes is the service's behaviour, not a fault: an index whose faults set no lag keeps the
+    sandbox's lag, and a sandbox told none keeps Pinecone's (a document index's minute)."""
+    documents = DocumentSchema(DenseField("embedding", 2, "cosine"))
+    vector, document = IndexSpec("vectors", 2), IndexSpec("documents", 2, documents=documents)
+    service = PineconeSandbox([vector, document])
+    assert service.service("vectors").faults.lag_s == VECTOR_LAG_S > 0
+    assert service.service("documents").faults.lag_s == DOCUMENT_LAG_S
+    told = PineconeSandbox([vector, document], freshness_lag_s=0.5)
+    assert [told.service(name).faults.lag_s for name in ("vectors", "documents")] == [0.5, 0.5]
+    told.set_faults("vectors", Faults(freshness_lag_s=0))  # a lag set on the index wins
+    told.set_faults("documents", Faults(latency_ms=1))  # faults that set none keep the sandbox's
+    assert [told.service(name).faults.lag_s for name in ("vectors", "documents")] == [0, 0.5]
+    assert told.faults("documents").freshness_lag_s is None  # as set; ``GET /_sandbox/faults`` answers the same
+
+
+def test_a_write_reaches_the_reads_of_a_default_sandbox_after_the_services_lag() -> None:
+    with PineconeSandbox([IndexSpec("lagged", 4)]).start() as sandbox:
+        written_at = time.monotonic()
+        upsert(sandbox, ["w1"], index="lagged")
+        assert listed(sandbox, index="lagged") == []  # the write is not visible to list yet
+        fetched = send(sandbox, "GET", "/vectors/fetch", "lagged", params={"ids": "w1", "namespace": "ns"})
+        assert list(fetched.json()["vectors"]) == ["w1"]  # a vector fetch reads the latest state
+        assert wait_until(lambda: listed(sandbox, index="lagged"), what="the write listed", timeout_s=10) == ["w1"]
+        assert time.monotonic() - written_at >= VECTOR_LAG_S
+        upsert(sandbox, ["w2"], index="lagged")
+        sandbox.settle("lagged")  # what a test's setup does instead of waiting
+        assert listed(sandbox, index="lagged") == ["w1", "w2"]
 
 
 def test_a_document_search_and_a_document_fetch_lag_writes(sandbox: PineconeSandbox) -> None:

@@ -51,6 +51,7 @@ def test_records_are_embedded_kept_as_fields_and_found_by_their_text(sandbox: Pi
     fetched = idx.fetch(ids=["r7"], namespace="docs").vectors["r7"]
     assert fetched.metadata == {"chunk_text": "harbor lantern note 7", "n": 7, "kind": "memo"}
     assert len(fetched.values) == 384
+    sandbox.settle()  # searches lag writes
     hits = idx.search(namespace="docs", top_k=3, inputs={"text": "harbor lantern note 7"}).result.hits
     assert hits[0].id == "r7" and hits[0].fields["kind"] == "memo"
     only_text = idx.search(namespace="docs", top_k=1, id="r3", fields=["chunk_text"]).result.hits
@@ -113,6 +114,7 @@ def test_embedding_tokens_per_minute_are_limited_with_retry_after(sandbox: Pinec
 def test_search_records_answers_as_the_reference_spec_says(apis: dict[str, OpenAPI], sandbox: PineconeSandbox) -> None:
     data_api = apis["data"]
     index(sandbox).upsert_records(namespace="docs", records=records(4))
+    sandbox.settle()  # searches lag writes
     base = sandbox.host("texts")
     body = {"query": {"inputs": {"text": "orbit note 3"}, "top_k": 2}, "fields": ["chunk_text"]}
     got = call(data_api, base, DATA_HOST_URL, "POST", "/records/namespaces/docs/search", body=body)

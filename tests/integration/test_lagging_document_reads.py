@@ -69,6 +69,7 @@ def test_a_document_rewritten_as_another_creators_just_before_the_erasure_is_kep
     store = ctx.store(spec)
     theirs = make_records(3, prefix="m", creator_id="a.1")
     store.upsert("public", [*theirs, *make_records(2, prefix="o", seed=1, creator_id="a.10")])
+    sandbox.settle("docs-src")  # the application's, long before the erasure
     sandbox.set_faults("docs-src", Faults(freshness_lag_s=LAG_S))
     given = Record(theirs[0].id, theirs[0].values, {**theirs[0].metadata, "creator_id": "a.10"})
     plan = erasing.plan_erasure(ctx.db, "a.1", None, open_retrying_store, extra_stores=[spec])

@@ -83,6 +83,7 @@ def test_a_targeted_namespace_emptied_by_its_writes_stays_a_namespace(sandbox: P
     alias(sandbox, "live", "old")
     assert rest(sandbox, "POST", "/vectors/delete", json={"namespace": "old", "ids": ["o0", "o1"]})[0] == 200
     assert rest(sandbox, "POST", "/vectors/delete", json={"namespace": "old", "deleteAll": True})[0] == 200
+    sandbox.settle()  # the count lags the deletes
     assert rest(sandbox, "GET", "/namespaces/old")[1] == {"name": "old", "record_count": "0"}  # 2026-07: a string
     # Repointed away, the namespace can go.
     rest(sandbox, "PATCH", "/namespace-aliases/live", json={"target_namespace": "new"})

@@ -26,6 +26,7 @@ from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.postgrest import PostgrestStandIn
 from tests.integration.test_erasure_and_copies import Dispatcher
+from tests.settling import settle
 
 DIM = 4
 KEY = "sandbox-service-key"
@@ -136,6 +137,7 @@ def test_vectors_without_metadata_are_filed_by_their_owner_row_then_under_the_cr
     [batch] = jobs_pages.add_batches(ctx.db, run.id, [sorted(DEFAULT)], None, listing_done=True).batch_ids
     assert copying.copy_batch(ctx, batch) == 5
 
+    settle(spec.target)  # the namespaces' list lags the copy's writes
     target = ctx.store(spec.target)
     landed = {ns: sorted(r.id for r in target.fetch(ns, sorted(DEFAULT))) for ns in target.namespaces()}
     assert landed == {

@@ -57,6 +57,7 @@ def seeded(sandbox: PineconeSandbox) -> None:
     ]
     documents.append({"_id": "s1", "embedding": [0, 0, 1, 0], "keywords": {"indices": [3], "values": [0.5]}})
     load_documents(sandbox.service("conf-docs"), "ns", documents)
+    sandbox.settle("conf-docs")  # the tests read what was there before them
 
 
 #: One request checked against the 2026-07 spec.

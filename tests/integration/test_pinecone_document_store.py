@@ -61,6 +61,7 @@ def test_records_go_in_as_documents_and_come_back_equal(store: PineconeDocumentS
     records = [record(i, tags=["a", "b"], creator="c1") for i in range(12)]
     assert store.upsert("twin-a", records) == 12
     assert store.upsert("", [record(99)]) == 1  # the default namespace, named __default__ on the wire
+    sandbox.settle()  # a document fetch lags writes
     assert store.fetch("twin-a", ["rec-003", "rec-000", "nope", "rec-003"]) == [records[3], records[0]]
     assert store.fetch("", ["rec-099"]) == [record(99)]
     stored = sandbox.service(INDEX).store.fetch("twin-a", ["rec-001"])["rec-001"]
@@ -77,9 +78,11 @@ def test_records_go_in_as_documents_and_come_back_equal(store: PineconeDocumentS
     assert [i for i, _ in nearest] == ["rec-011", "rec-010", "rec-009"] and nearest[0][1] == 11.0
 
     store.delete("twin-a", ["rec-000", "rec-001", "missing"])
+    sandbox.settle()
     assert store.count("twin-a") == 10
     store.delete_namespace("twin-a")
     store.delete_namespace("never-there")
+    sandbox.settle()
     assert store.namespaces() == {"": 1}
 
 

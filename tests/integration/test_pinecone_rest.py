@@ -136,11 +136,13 @@ def test_every_request_of_the_store_and_every_answer_match_the_reference(
         assert store.upsert("", records[:1]) == 1
         assert [r.id for r in store.fetch("ns", ["id-1", "nope", "id-3"])] == ["id-1", "id-3"]
         assert store.fetch("ns", ["id-2"])[0].metadata == {"n": 2, "tag": "x"}
+        sandbox.settle()  # counts lag writes
         assert store.count("ns") == 5
         assert store.namespaces() == {"": 1, "ns": 5}
         assert store.dimension() == DIM and store.metric() == "cosine"
         assert store.query("ns", [1.0, 4.0, 0.5, 0.25], 1) == ["id-4"]
         store.delete("ns", ["id-0"])
+    sandbox.settle()  # listings lag writes
     first = serverless.list_ids("ns", limit=2)
     rest = serverless.list_ids("ns", limit=100, token=first.next_token)
     assert first.ids + rest.ids == ["id-1", "id-2", "id-3", "id-4"] and rest.next_token is None
@@ -148,10 +150,12 @@ def test_every_request_of_the_store_and_every_answer_match_the_reference(
     assert serverless.can_list() and not pod.can_list()
     serverless.delete_namespace("ns")  # DELETE /namespaces/ns
     pod.delete_namespace("ns")  # a pod refuses /namespaces: emptied with deleteAll
+    sandbox.settle()
     assert serverless.namespaces() == pod.namespaces() == {"": 1}
 
     text = store_of(sandbox, "rest-text", records=TextRecords(text_from="body", field="chunk_text"))
     assert text.upsert("docs", [Record("d1", [], {"chunk_text": "apples and pears", "lang": "en"})]) == 1
+    sandbox.settle()  # searches lag writes
     assert text.search_text("docs", "apples", 1) == ["d1"]
 
     paths = {(request.method, request.url.path) for request, _ in wire.seen}
@@ -180,6 +184,7 @@ def test_namespaces_of_any_spelling_reach_the_server_as_one_path_segment(
     odd = [".", "..", "a/b", "a b?c=d", "%41", "x" * 300]
     for n, namespace in enumerate(odd):
         store.upsert(namespace, [Record(f"v{n}", [1.0, 0.0, 0.0, float(n)], {})])
+    sandbox.settle()  # counts lag writes
     for namespace in odd:
         assert store.count(namespace) == 1, namespace
     store.delete_namespace("a/b")

@@ -185,6 +185,7 @@ def test_a_query_near_float32s_limits_is_scored(pc: Pinecone, sandbox: PineconeS
 def test_query_by_id_and_without_payload(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = index(pc, sandbox)
     idx.upsert(vectors=[("x", unit(1, 0, 0, 0), {"k": 1}), ("y", unit(1, 1, 0, 0)), ("z", unit(0, 0, 0, 1))])
+    sandbox.settle()  # queries lag writes
     result = idx.query(id="x", top_k=2)
     assert [m.id for m in result.matches] == ["x", "y"]
     assert result.matches[0].score == pytest.approx(1.0, abs=1e-6)
@@ -449,6 +450,7 @@ def test_describing_a_namespace_counts_against_the_index_stats_limit_not_fetch(
     sandbox.set_faults("seeds-serverless", Faults(stats_rps_per_index=2, fetch_rps_per_index=1, retry_after_s=0.25))
     idx = index(pc, sandbox, "seeds-serverless", retries=False)
     idx.upsert(vectors=[("a", [1, 0, 0, 0])], namespace="ns")
+    sandbox.settle()  # the namespace's description lags the write
     idx.fetch(ids=["a"], namespace="ns")  # fetch's own window: the stats below are not refused for it
     idx.describe_index_stats()
     idx.describe_namespace(namespace="ns")
@@ -891,6 +893,7 @@ def test_concurrent_writers(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     for t in threads:
         t.join(timeout=20)
     assert sandbox.count("seeds-pod") == 8 * 5 * 20
+    sandbox.settle()  # the counts lag writes
     assert index(pc, sandbox).describe_index_stats().total_vector_count == 800
 
 
@@ -996,5 +999,6 @@ def test_values_upserted_as_text_are_fetched_and_queried_as_float32(pc: Pinecone
     assert np.asarray(got, dtype=np.float32).tolist() == expected.tolist()  # what Pinecone returns: float32 values
     assert got[0] == 0.12345679  # in float32's shortest form, not the digits sent
     idx = index(pc, sandbox)
+    sandbox.settle()  # queries lag writes
     match = idx.query(vector=precise, top_k=1, namespace="text-f32", include_values=True).matches[0]
     assert match.id == "p" and np.asarray(match.values, dtype=np.float32).tolist() == expected.tolist()

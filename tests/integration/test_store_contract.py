@@ -23,6 +23,7 @@ from nsmigrate.workers.stores.pinecone.store import PineconeStore
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.settling import settle
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
@@ -89,6 +90,12 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     pg.close()
 
 
+def settled(store: Store) -> None:
+    """Wait out the reads' lag after the test's writes, where the store has one (a Pinecone index's)."""
+    if isinstance(store, PineconeStore):
+        settle(store.spec)
+
+
 # --- the contract ---------------------------------------------------------------------------------------------------
 
 
@@ -101,12 +108,14 @@ def test_satisfies_the_protocol(store: Store) -> None:
 def test_upsert_then_fetch_round_trips_values_and_metadata(store: Store) -> None:
     records = make_records(25)
     assert store.upsert("ns1", records) == 25
+    settled(store)  # a document fetch lags too
 
     wanted = [r.id for r in records[::-1]] + ["missing-id"]
     assert_same_records(store.fetch("ns1", wanted), records[::-1])
 
     changed = [Record(r.id, [v * 2 for v in r.values], {"n": -1}) for r in records[:3]]
     store.upsert("ns1", changed)
+    settled(store)
     assert_same_records(store.fetch("ns1", [r.id for r in changed]), changed)
     assert store.count("ns1") == 25
 
@@ -115,6 +124,7 @@ def test_list_ids_pages_cover_every_id_exactly_once(store: Store) -> None:
     records = make_records(237)
     for start in range(0, len(records), 100):
         store.upsert("paged", records[start : start + 100])
+    settled(store)
 
     for page_size in (100, 7):
         listed: list[str] = []
@@ -138,6 +148,7 @@ def test_count_and_namespaces(store: Store) -> None:
     store.upsert("alpha", make_records(3, "a"))
     store.upsert("beta", make_records(5, "b"))
     store.upsert(ODD_NAMESPACE, make_records(2, "o"))
+    settled(store)
 
     assert store.namespaces() == {"alpha": 3, "beta": 5, ODD_NAMESPACE: 2}
     assert store.count("beta") == 5
@@ -151,6 +162,7 @@ def test_delete_removes_only_those_ids(store: Store) -> None:
 
     # More ids than one Pinecone request takes (1,000): the adapter splits.
     store.delete("d", ["id-0001", "id-0003", "not-there"] + [f"ghost-{i}" for i in range(1_500)])
+    settled(store)
 
     assert store.count("d") == 8
     assert {r.id for r in store.fetch("d", [r.id for r in records])} == {r.id for r in records} - {"id-0001", "id-0003"}
@@ -163,6 +175,7 @@ def test_delete_namespace_removes_it_and_nothing_else(store: Store) -> None:
 
     store.delete_namespace("gone")
     store.delete_namespace("never-written")  # harmless
+    settled(store)
 
     assert store.namespaces() == {"kept": 2}
     assert store.count("gone") == 0
@@ -173,10 +186,12 @@ def test_delete_namespace_if_empty_keeps_a_namespace_that_holds_a_vector(store: 
     store.upsert("held", make_records(1))
     store.upsert("emptied", make_records(2))
     store.delete("emptied", ["id-0000", "id-0001"])
+    settled(store)  # its callers prove the listing complete first (an LSN probe)
 
     assert store.delete_namespace_if_empty("held") is False
     assert store.delete_namespace_if_empty("emptied") is True
     assert store.delete_namespace_if_empty("never-written") is True
+    settled(store)
 
     assert store.namespaces() == {"held": 1}
     assert [r.id for r in store.fetch("held", ["id-0000"])] == ["id-0000"]
@@ -185,6 +200,7 @@ def test_delete_namespace_if_empty_keeps_a_namespace_that_holds_a_vector(store: 
 def test_query_returns_the_nearest_id_first(store: Store) -> None:
     records = make_records(30)
     store.upsert("q", records)
+    settled(store)
     target = records[17]
 
     ids = store.query("q", [v + 1e-3 for v in target.values], top_k=5)
@@ -197,6 +213,7 @@ def test_default_namespace_is_the_empty_string(store: Store) -> None:
     records = make_records(12, "def")
     store.upsert("", records)
     store.upsert("other", make_records(1))
+    settled(store)
 
     assert store.namespaces() == {"": 12, "other": 1}
     assert store.count("") == 12
@@ -205,6 +222,7 @@ def test_default_namespace_is_the_empty_string(store: Store) -> None:
     assert store.query("", records[4].values, top_k=1) == [records[4].id]
 
     store.delete_namespace("")
+    settled(store)
 
     assert store.namespaces() == {"other": 1}
 
@@ -278,6 +296,7 @@ def test_pinecone_call_with_retry_gets_through_random_429s(
         call_with_retry(pinecone_store.upsert, "r", make_records(10, f"c{chunk}"), policy=policy)
 
     sandbox.set_faults("contract", Faults())
+    sandbox.settle()  # counts lag writes
     assert pinecone_store.count("r") == 50
     assert waits and all(w >= 0.01 for w in waits)
 
@@ -292,6 +311,7 @@ def test_pinecone_delete_namespace_falls_back_when_the_endpoint_is_off(
     by_host = PineconeStore(PineconeStoreSpec(host=sandbox.host("contract"), api_key_env=KEY_ENV))
 
     by_host.delete_namespace("fallback")
+    sandbox.settle()  # the namespaces' counts lag writes
 
     assert pinecone_store.namespaces() == {"kept": 1}
     by_host.close()
@@ -307,6 +327,7 @@ def test_pinecone_by_host_needs_no_control_plane(sandbox: PineconeSandbox, monke
 
     assert isinstance(store, PineconeStore)
     assert store.upsert("h", make_records(2)) == 2
+    sandbox.settle()  # counts lag writes
     assert store.count("h") == 2
 
 

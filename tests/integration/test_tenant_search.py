@@ -42,6 +42,7 @@ def store(
         inner = PgvectorStore(PgvectorStoreSpec(layout="single_table", table="apps", dimension=4), database_url)
     for ns, rows in DATA.items():
         inner.upsert(ns, [Record(i, v, {"ns": ns}) for i, v in rows])
+    sandbox.settle()  # the application wrote them long before the searches
     store = GuardedStore(inner)
     yield store
     store.close()

@@ -41,6 +41,7 @@ from nsmigrate.workers.stores.base import Store
 from nsmigrate.workers.transfer.chunking import chunks
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.seed import application_rows, create_application_table
+from tests.settling import settle
 
 DIM = 8
 URL_ENV = "NSMIGRATE_TEST_VERIFY_PG_URL"
@@ -74,6 +75,13 @@ def make_records(n: int, prefix: str = "v", seed: int = 0, **metadata: Any) -> l
 
 
 # ---------------------------------------------------------------------------------------------------------- stores
+
+
+@pytest.fixture(scope="module")
+def sandbox_lag_s() -> float:
+    """No lag yet: these tests write in the middle of a step (a hook, a thread) and expect the step's next read to
+    see it; each must first say when its write becomes visible (``PineconeSandbox.settle``) to run at the lag."""
+    return 0.0
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +169,7 @@ def copied_job(
     for ns, records in data.items():
         for part in chunks(records, UPSERT_MAX_VECTORS):
             source.upsert(ns, part)
+    settle(spec.source)  # written by the application long before the job
     plan = Plan(
         runs=[
             NamespacePlan(ns, targets[ns], len(records), 1, *(pairs or {}).get(ns, (None, None)))
@@ -198,6 +207,8 @@ def copied_job(
             ctx.db, batch_id, vectors=len(records), missing=0, nbytes=0, targets=sorted(routed), max_in_flight=1
         )
         assert follows.copied
+    # What verification awaits by the LSNs a copy batch records (none here: tests/integration/test_lagging_reads.py).
+    settle(spec.target)
     return job
 
 
@@ -291,6 +302,7 @@ def test_a_vector_written_to_the_source_after_the_copy_fails_verification(
 ) -> None:
     job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)})
     job.source.upsert("alpha", make_records(1, prefix="late"))
+    settle(job.spec.source)  # a lag before the verification: its listing shows the write
 
     report = job.verify()
 
@@ -312,6 +324,7 @@ def test_a_source_still_written_during_verification_fails_at_once_instead_of_wai
             written.extend(make_records(1, prefix="live"))
             job.source.upsert("alpha", written)
             job.target.upsert("alpha", written)
+            settle(job.spec.source, job.spec.target)  # landed before the count reads it
         return count(self, ns)
 
     monkeypatch.setattr(verifying._Verifier, "_count", dual_write_before_the_first_count)
@@ -437,6 +450,7 @@ def test_cleanup_after_the_source_changed_is_refused_and_deletes_nothing(
     job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(10)})
     assert job.verify()["passed"]
     job.source.upsert("alpha", make_records(1, prefix="late"))
+    settle(job.spec.source)  # before the cleanup was asked for
 
     assert job.cleanup(dry_run=True)["action"] == "refused"
     result = job.cleanup()

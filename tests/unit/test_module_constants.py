@@ -36,7 +36,6 @@ WORKING: dict[str, str] = {
     "cli/demo/cutover.py:READ_PAUSE_S": "the demo application's pace of reads",
     "cli/demo/cutover_aliases.py:TOP_K": "matches a search through an alias compares before and after its repoint",
     "cli/demo/harness.py:JOB_TIMEOUT_S": "how long a demo watches its job",
-    "cli/demo/documents.py:FRESHNESS_LAG_S": "the demo data plane's read lag (issue 42: at least 5 s)",
     "cli/demo/documents.py:TOP_K": "how many documents the demo's search shows and compares with the source's",
     "orchestrator/planning/document_checks.py:SAMPLE_IDS": "records read per namespace for their keys: one page",
     "orchestrator/records/documents.py:SHOWN_KEYS": "how many refused keys one message names",
