@@ -3,7 +3,7 @@ namespace run's records as import files to object storage (``workers.stores.impo
 ``import_write_threads`` namespaces at once, their fetches within the spec's read budget), starts Pinecone's
 import of the job's directory, and asks after it, sending itself again while Pinecone is busy and showing its
 progress in the job's phase (``importing 42%``). When the import completed, the runs become ``copied`` with the
-counts the index reports and are verified like any run (``workers.steps.verifying``: counts, ids, contents, after
+records their files hold and are verified like any run (``workers.steps.verifying``: counts, ids, contents, after
 waiting for lagging reads), and the job's files are removed (unless ``import.keep_files``).
 
 Each step may be taken again safely: a run's files are written again from scratch (its directory emptied first)
@@ -128,7 +128,9 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
         )
         return "wait"
     if decided.action == "imported":
-        counts = target.namespaces()
+        # Each run copied what its files hold: the index's counts lag the import as its reads lag any write.
+        runs_now = jobs_and_runs.runs_of(ctx.db, job_id)
+        counts = {run.target_namespace or run.source_namespace: run.copied for run in runs_now}
         detail = {"import_id": import_id, "records_imported": status.records}
         runs = jobs_phase.collection_restored(ctx.db, job_id, counts, phase=ImportPhase.IMPORTED, **detail)
         for run in jobs_and_runs.runs_of(ctx.db, job_id):
