@@ -201,7 +201,15 @@ def _export_creator(
         loaded = load_spec(spec) if spec is not None else None
         extra = [loaded.source, loaded.target] if loaded is not None else []
         plan = plan_erasure(
-            database, creator, twin, open_store, extra, [], skip_store, batch_lifetime_s=conf.visibility_timeout_s
+            database,
+            creator,
+            twin,
+            open_store,
+            extra,
+            [],
+            skip_store,
+            batch_lifetime_s=conf.visibility_timeout_s,
+            settle_timeout_s=conf.erasure_settle_timeout_s,
         )
     except NsmigrateError as e:
         raise fail(str(e)) from e

@@ -144,6 +144,7 @@ def erase(
             list(backup_dir or []),
             skip_store,
             batch_lifetime_s=conf.visibility_timeout_s,
+            settle_timeout_s=conf.erasure_settle_timeout_s,
         )
         _print_plan(plan)
         if plan.unreadable:
@@ -181,7 +182,14 @@ def erase_everywhere(
 ) -> dict[str, Any]:
     """What `erase --creator C [--twin T] --yes` does, for callers in the CLI (the demo): plan, print, run the
     erasure job to its end and return its receipt (also written to ``receipt_path``)."""
-    plan = plan_erasure(database, creator_id, twin_id, open_store, batch_lifetime_s=conf.visibility_timeout_s)
+    plan = plan_erasure(
+        database,
+        creator_id,
+        twin_id,
+        open_store,
+        batch_lifetime_s=conf.visibility_timeout_s,
+        settle_timeout_s=conf.erasure_settle_timeout_s,
+    )
     _print_plan(plan)
     if plan.unreadable:
         raise fail("cannot read every store: " + "; ".join(plan.unreadable), 1)

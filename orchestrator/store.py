@@ -51,6 +51,9 @@ class Capabilities:
     #: ``fetch`` lags writes as the lagging reads do: a document index applies writes asynchronously (202), and its
     #: fetch answers the LSN it reflects.
     fetch_lags: bool = False
+    #: Its listing, queries and counts lag writes (Pinecone): a read that must show every write made before now
+    #: waits for them first (``workers.steps.freshness.reads_now``), e.g. a sync's or a verification's source listing.
+    reads_lag: bool = False
     #: A delete takes the records it names from the index's ``rate.delete_records_per_s`` (Pinecone limits the
     #: records deleted a second, beside the requests).
     deletes_counted_by_record: bool = False

@@ -269,6 +269,7 @@ def known_runs(
                     source_key_field=sources.get("key_field", "source_id") if sources else None,
                     override=routing.get("override_creator") is not None,
                     source_key=source_key,
+                    target_key=key_of_json(spec.get("target")),
                     job_id=run.job_id,
                     writing=(run.job_id not in cancelled and run.state not in ROLLBACK_READY_STATES)
                     or run.id in in_flight,

@@ -136,6 +136,9 @@ class KnownRun:
     #: The source store's identity as its spec gives it (``store_identity.spec_identity``): labels are not unique
     #: (one pgvector prefix in two databases), identities are.
     source_key: str = ""
+    #: The target store's identity, likewise: where the run's copies were written (an erasure awaits the reads of
+    #: those namespaces, which a store's lagging namespace listing may not show yet).
+    target_key: str = ""
     #: Its job, and whether the run may still write into its target (its copy has not ended and its job is not
     #: cancelled, or a batch of it is still being copied): an erasure then would be undone by the copy after its
     #: places were checked empty.

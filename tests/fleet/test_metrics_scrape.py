@@ -126,8 +126,8 @@ def test_worker_and_exporter_count_what_a_job_with_429s_did(
     # No series per namespace: the namespaces copied leave a handful of series, none naming a namespace.
     ours = [labels for name, series in fleet.items() if name.startswith("nsmigrate_") for labels, _ in series]
     assert not {value for labels in ours for value in labels.values()} & set(names)
-    if pool == "threads":
-        assert len(ours) < NAMESPACES
+    if pool == "threads":  # a label per namespace would give one metric a series for each of the 200
+        assert max(len(series) for name, series in fleet.items() if name.startswith("nsmigrate_")) < NAMESPACES
 
     if pool == "prefork":
         return  # the exporter and the job page read the job table alone, whatever the pool: looked at once (threads)

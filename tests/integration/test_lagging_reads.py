@@ -16,7 +16,7 @@ from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps import cleaning, freshness, rollback, verifying
+from nsmigrate.workers.steps import cleaning, freshness, rollback, syncing, verifying
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores.base import Record
 from nsmigrate.workers.stores.guarded import GuardedStore
@@ -157,6 +157,39 @@ def verified_run(ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pyte
     run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(20))
     assert verifying.verify_run(ctx, run_id)["passed"]
     return run_id
+
+
+def test_verification_lists_the_source_once_its_reads_show_the_applications_last_write(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The application writes the source right after the copy: the source's listing lags and would not show the new
+    id, and a verification on its word would pass with the id never copied. It lists once the source's reads show
+    every write made before it (an LSN probe), so the id is counted and found missing in the target."""
+    run_id = copy_namespace(ctx, lag_spec(sandbox, monkeypatch), sandbox, make_records(20))
+    sandbox.set_faults("lag-src", Faults(freshness_lag_s=LAG_S))
+    [late] = make_records(1, prefix="late")
+    ctx.store(lag_spec(sandbox, monkeypatch).source).upsert("alpha", [late])
+
+    report = verifying.verify_run(ctx, run_id)
+
+    assert not report["passed"] and report["source_count"] == 21, report
+    assert jobs_and_runs.get_run(ctx.db, run_id).state == RunState.VERIFY_FAILED
+
+
+def test_a_sync_right_after_the_applications_write_copies_it(
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A final sync before a cut-over, moments after the application's last write to the source: the scan's listing
+    would not show that write yet, and the cut-over would leave it behind. The scan lists once the source's reads
+    show it."""
+    run_id = verified_run(ctx, sandbox, monkeypatch)
+    sandbox.set_faults("lag-src", Faults(freshness_lag_s=LAG_S))
+    [late] = make_records(1, prefix="late")
+    ctx.store(lag_spec(sandbox, monkeypatch).source).upsert("alpha", [late])
+
+    result = syncing.sync_run(ctx, run_id, actor="tester")
+
+    assert result["action"] == "synced" and result["new"] == 1 and result["batches"] == 1, result
 
 
 def test_cleanup_drops_the_namespace_it_emptied_once_the_sources_reads_show_it(

@@ -59,7 +59,7 @@ def test_a_pinecone_store_declares_what_its_spec_makes_it(
 
     assert isinstance(store, Store)
     # Pinecone limits the records deleted a second whatever the spec: every Pinecone store counts them.
-    assert store.capabilities == dataclasses.replace(declared, deletes_counted_by_record=True)
+    assert store.capabilities == dataclasses.replace(declared, deletes_counted_by_record=True, reads_lag=True)
 
 
 def test_pgvector_stores_declare_their_pages_and_tables() -> None:

@@ -127,10 +127,12 @@ def plan_erasure(
     backup_dirs: list[Path] | None = None,
     skip_stores: list[str] | None = None,
     batch_lifetime_s: float = DEFAULTS.visibility_timeout_s,
+    settle_timeout_s: float = DEFAULTS.erasure_settle_timeout_s,
 ) -> ErasurePlan:
     """Every place the job table (plus ``extra_stores``, ``backup_dirs``) knows that holds the subject's data, with
     counts; ``skip_stores``: store labels left out (a store that is gone for good), named in the receipt;
-    ``batch_lifetime_s``: the ``visibility_timeout_s`` setting (``jobs_erasure.known_runs``). Reads only. Raises
+    ``batch_lifetime_s``: the ``visibility_timeout_s`` setting (``jobs_erasure.known_runs``); ``settle_timeout_s``:
+    the ``erasure_settle_timeout_s`` setting (``_copies_not_listed_yet``). Reads only (and waits for reads). Raises
     PlanError for an id that cannot be a creator or twin id."""
     runs, stores, manifests = jobs_erasure.known_runs(db, batch_lifetime_s)
     registry = registry_of(runs)
@@ -155,7 +157,7 @@ def plan_erasure(
     shown = _shown_names(found)
     for identity, (store, spec, keys) in sorted(found.items(), key=lambda item: shown[item[0]]):
         try:
-            _plan_store(plan, store, spec, keys, shown[identity], registry, runs)
+            _plan_store(plan, store, spec, keys, shown[identity], registry, runs, settle_timeout_s)
         except NsmigrateError as e:
             plan.unreadable.append(f"{shown[identity]}: {e.message}")
     directories = {Path(m).parent for m in manifests} | set(backup_dirs or [])
@@ -190,8 +192,10 @@ def _plan_store(
     shown: str,
     registry: Registry,
     runs: list[KnownRun],
+    settle_timeout_s: float,
 ) -> None:
     inventory = store.namespaces()
+    inventory.update(_copies_not_listed_yet(store, keys, inventory, plan.subject, registry, runs, settle_timeout_s))
     found = places_in_store(store.name, inventory, plan.subject, registry, runs, store_keys=keys)
     spec_json = spec.model_dump(mode="json")
     for ns in found.whole:
@@ -200,6 +204,50 @@ def _plan_store(
         plan.places.append(_place(PlaceKind.RECORDS, shown, spec_json, ns, len(subject_ids(store, ns, plan.subject))))
     plan.ambiguous.extend(f"{shown}: {name}" for name in found.ambiguous)
     plan.places.extend(retired_table_places(store, spec_json, shown, plan.subject, registry, runs, keys))
+
+
+def _copies_not_listed_yet(
+    store: Store,
+    keys: set[str],
+    listed: dict[str, int],
+    subject: Subject,
+    registry: Registry,
+    runs: list[KnownRun],
+    timeout_s: float,
+) -> dict[str, int]:
+    """The namespaces nsmigrate's copies wrote in ``store`` (the job table's runs into it, ``keys``) that would be
+    places of the erasure but its namespace listing does not show, with their counts once the store's reads reflect
+    every write before now. A listing lags writes: a copy made right before the erasure is not in it yet, and a plan
+    on its word alone would leave that copy whole and call the erasure verified.
+
+    Awaited by LSN (``freshness.reads_now``) where the store tells one; a pod index tells none, so its listing is
+    polled until it shows them all, for at most ``timeout_s`` (the ``erasure_settle_timeout_s`` setting): one that
+    never shows is taken as gone (a rollback, a cleanup or an earlier erasure dropped it).
+
+    Raises:
+        StoreError: the reads did not reach the LSN in time (the caller names the store as not read).
+    """
+    written = {ns for run in runs if run.target_key in keys and run.copied for ns in run.target_namespaces}
+    if not written - set(listed):
+        return {}
+    wanted = places_in_store(store.name, sorted(written - set(listed)), subject, registry, runs, store_keys=keys)
+    unproved: set[str] = set()
+    for ns in wanted.whole + wanted.search:
+        wait = freshness.reads_now(store, ns, timeout_s, side="erased")
+        if wait is None:
+            unproved.add(ns)
+        elif wait.reason is not None:
+            raise StoreError(wait.reason, hint="erase again once the index has caught up")
+    counts = store.namespaces()
+
+    def all_listed() -> bool:
+        counts.clear()
+        counts.update(store.namespaces())
+        return unproved <= set(counts)
+
+    if unproved and not unproved <= set(counts):
+        freshness.await_reads(store, "", lsn=None, shows=all_listed, timeout_s=timeout_s, side="erased")
+    return {ns: counts[ns] for ns in wanted.whole + wanted.search if counts.get(ns)}
 
 
 def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | None, planned: int) -> dict[str, Any]:

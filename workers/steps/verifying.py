@@ -226,6 +226,10 @@ class _Verifier:
 
     def run(self) -> None:
         ns = self.run_.source_namespace
+        if self.source.capabilities.reads_lag:  # a listing that lags would miss what the application just wrote
+            wait = freshness.reads_now(self.source, ns, self.checks.freshness_timeout_s, side="source")
+            if wait is not None and wait.reason is not None:
+                self.report.reads_behind.append(wait.reason)
         ids = list_all_ids(self.source, ns)
         self.report.source_count = len(ids)
         self.report.enumeration = self.source.capabilities.enumeration

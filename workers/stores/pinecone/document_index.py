@@ -68,7 +68,7 @@ class PineconeDocumentStore(PineconeStore):
         # A document index is serverless: it lists, by prefix too; it has no integrated text search. Its writes are
         # applied asynchronously: fetch shows them once its reads do.
         self.capabilities = Capabilities(
-            lists=True, lists_by_prefix=True, fetch_lags=True, deletes_counted_by_record=True
+            lists=True, lists_by_prefix=True, fetch_lags=True, deletes_counted_by_record=True, reads_lag=True
         )
         self.catalogue = None
         self.sweeper = None

@@ -143,6 +143,7 @@ class PineconeStore(StoreDefaults):
             lists_by_prefix=spec.enumerate.mode == "list",
             text_search=spec.records is not None,
             deletes_counted_by_record=True,
+            reads_lag=True,
         )
         self._is_pod: bool | None = None  # known once an index name was resolved on the control plane
         self._written = WrittenLsns()  # what this process's writes were answered (``written_lsns``)
