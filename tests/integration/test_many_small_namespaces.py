@@ -28,17 +28,11 @@ from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import verifying
 from nsmigrate.workers.steps.latency import LATENCY_RUNS
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from tests.settling import settle
 
 DIM = 4
 KEY_ENV = "NSMIGRATE_TEST_MANY_PINECONE_KEY"
 THREADS = 8
-
-
-@pytest.fixture(scope="module")
-def sandbox_lag_s() -> float:
-    """No lag yet: these tests write in the middle of a step (a hook, a thread) and expect the step's next read to
-    see it; each must first say when its write becomes visible (``PineconeSandbox.settle``) to run at the lag."""
-    return 0.0
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +127,7 @@ def test_many_small_namespaces_are_all_verified_and_spoiled_copies_fail(
     target.upsert("ns003", route_records([Record("r3-0", [9.0, 9.0, 9.0, 9.0], {"k": 3})], route)["ns003"])
     target.delete("ns004", ["r4-0"])
     target.upsert("ns004", [Record("r4-stray", [1.0, 2.0, 3.0, 4.0], {"k": 4})])  # count right, ids wrong
+    settle(spec.target)  # spoiled long before the verification
 
     reports = verify_all(ctx, runs)
 

@@ -78,13 +78,6 @@ def make_records(n: int, prefix: str = "v", seed: int = 0, **metadata: Any) -> l
 
 
 @pytest.fixture(scope="module")
-def sandbox_lag_s() -> float:
-    """No lag yet: these tests write in the middle of a step (a hook, a thread) and expect the step's next read to
-    see it; each must first say when its write becomes visible (``PineconeSandbox.settle``) to run at the lag."""
-    return 0.0
-
-
-@pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
     return [IndexSpec("src", DIM), IndexSpec("dst", DIM)]
 
@@ -345,6 +338,7 @@ def test_a_source_still_written_during_verification_fails_at_once_instead_of_wai
 def test_extra_vector_in_an_unshared_target_fails(ctx: WorkerContext, store_specs: tuple) -> None:
     job = copied_job(ctx, make_spec(store_specs), {"alpha": make_records(30)})
     job.target.upsert("alpha", make_records(1, prefix="stray"))
+    settle(job.spec.target)  # written by someone else long before the verification
 
     report = job.verify()
 
@@ -656,6 +650,7 @@ def test_propagated_deletes_keep_the_copies_of_ids_a_cleanup_under_way_deleted(
             run, _ = jobs_verdicts.start_cleanup(ctx.db, run_id)  # what cleaning._delete does, up to its first chunk
             proof = cleaning._proof(ctx, run, job.spec, source, first_chunk, delete=True)
             assert proof.proven == first_chunk
+            settle(job.spec.source)  # deleted a lag before the sync's listing: it shows them gone
         return list_source(source, namespace)
 
     monkeypatch.setattr(syncing, "list_all_ids", listed_while_a_cleanup_deletes)
@@ -744,6 +739,7 @@ def test_a_job_cancelled_while_its_cleanup_deletes_stops_the_cleanup_which_keeps
         ctx, store_specs, lambda job: jobs_and_runs.cancel_job(ctx.db, job.job_id, actor="B")
     )
 
+    settle(job.spec.source)  # the count lags the cleanup's deletes
     deleted = TWO_CHUNKS - job.source.count("alpha")
     assert deleted == PROOF_CHUNK_IDS, deleted  # the first chunk only
     assert result["action"] == "stopped" and result["count"] == deleted, result
@@ -784,6 +780,7 @@ def test_a_cleanup_does_not_end_cleaned_over_source_writes_it_did_not_copy(
     written: list[str] = []
 
     def the_application_writes(job: Job) -> None:
+        settle(job.spec.source)  # a lag after the first chunk's delete: the application's listing shows it
         listed = set(verifying.list_all_ids(job.source, "alpha"))
         gone = next(r for r in make_records(TWO_CHUNKS) if r.id not in listed)
         changed = Record(gone.id, [v + 1 for v in gone.values], gone.metadata)
@@ -812,6 +809,7 @@ def test_propagated_deletes_stop_when_the_source_vanishes_while_the_sync_lists_i
 
     def b_drops_the_source_after_the_first_page(source: Any, namespace: str) -> list[str]:
         job.source.delete_namespace("alpha")
+        settle(job.spec.source)  # dropped a lag before the listing's next page
         return first_page.ids + list_source(source, namespace)  # the rest of the listing: nothing any more
 
     monkeypatch.setattr(syncing, "list_all_ids", b_drops_the_source_after_the_first_page)
