@@ -28,7 +28,7 @@ LAG_S = 3.0
 
 @pytest.fixture(scope="module")
 def sandbox_indexes() -> list[IndexSpec]:
-    return [IndexSpec("erase-lag", DIM)]
+    return [IndexSpec("erase-lag", DIM), IndexSpec("erase-lag-pod", DIM, kind="pod")]
 
 
 def test_a_record_written_just_before_the_erasure_is_never_left_under_a_verified_receipt(
@@ -89,30 +89,34 @@ def test_where_no_listing_can_be_shown_complete_an_erasure_polls_its_check_and_s
     assert len(store.fetch(lsns, [r.id for r in shared[3:]])) == 2  # b.10's records kept
 
 
+@pytest.mark.parametrize(("index", "creator"), [("erase-lag", "c.1"), ("erase-lag-pod", "p.1")])
 def test_a_copy_made_right_before_the_erasure_is_erased_though_no_listing_shows_it_yet(
-    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+    ctx: WorkerContext, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch, index: str, creator: str
 ) -> None:
-    """nsmigrate copied twin t1 of c.1 into its own namespace moments before the erasure: the index's namespace
-    listing lags and does not show it yet. The plan finds it in the job table, waits for the index's reads by LSN
-    and erases it; a plan on the listing's word alone would leave the copy whole under a verified receipt."""
+    """nsmigrate copied twin t1 of a creator into its own namespace moments before the erasure: the index's namespace
+    listing lags and does not show it yet. The plan finds it in the job table and waits for the index's reads (by
+    LSN; a pod tells none, so until its listing shows it), and the copy is erased; a plan on the listing's word alone
+    would leave the copy whole under a verified receipt."""
     monkeypatch.setenv(KEY_ENV, "pcsk-erase-lag-test")
-    store = {"kind": "pinecone", "host": sandbox.host("erase-lag"), "api_key_env": KEY_ENV}
-    sandbox.set_faults("erase-lag", Faults(freshness_lag_s=LAG_S))
+    store = {"kind": "pinecone", "host": sandbox.host(index), "api_key_env": KEY_ENV}
+    sandbox.set_faults(index, Faults(freshness_lag_s=LAG_S))
     spec = make_spec((store, store))
-    copy = "creator_c.1_twin_t1"
+    copy, source_ns = f"creator_{creator}_twin_t1", f"{creator}-t1"
     records = make_records(3, prefix="c")
-    copied_job(ctx, spec, {"c-t1": records}, targets={"c-t1": copy}, pairs={"c-t1": ("c.1", "t1")}, settled=False)
+    copied_job(
+        ctx, spec, {source_ns: records}, targets={source_ns: copy}, pairs={source_ns: (creator, "t1")}, settled=False
+    )
     target = ctx.store(spec.target)
     assert copy not in target.namespaces()  # the listing has not caught up with the copy
 
-    plan = erasing.plan_erasure(ctx.db, "c.1", None, open_retrying_store)
+    plan = erasing.plan_erasure(ctx.db, creator, None, open_retrying_store)
 
     [planned] = [p for p in plan.places if p["namespace"] == copy]
     assert planned["kind"] == "namespace" and planned["planned"] == len(records)
-    erase_job = jobs_erasure.create_erasure(ctx.db, "erase-c.1", plan.spec("tester"), plan.places)
+    erase_job = jobs_erasure.create_erasure(ctx.db, f"erase-{creator}", plan.spec("tester"), plan.places)
     for place in jobs_erasure.places_of(ctx.db, erase_job):
         erasing.erase_place(ctx, place.id)
     receipt = jobs_erasure.erasure_receipt(ctx.db, erase_job)
     assert receipt is not None and receipt["verified"], receipt
     assert target.fetch(copy, [r.id for r in records]) == []
-    assert target.fetch("c-t1", [r.id for r in records]) == []  # the twin's source namespace, theirs too
+    assert target.fetch(source_ns, [r.id for r in records]) == []  # the twin's source namespace, theirs too
