@@ -27,6 +27,7 @@ from nsmigrate.orchestrator.planning.prepared import Prepared
 from nsmigrate.orchestrator.planning.selection import select_namespaces
 from nsmigrate.orchestrator.records.namespaces import display_namespace, parse_namespace_arg
 from nsmigrate.orchestrator.spec.jobspec import load_spec
+from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.stores.backup.exporting import export_namespaces
 from nsmigrate.workers.stores.backup.importing import close_store, import_targets, prepare_import
 from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, ImportTarget
@@ -45,8 +46,12 @@ def backup_directory(base: str | Path, job_name: str) -> Path:
     return Path(base) / f"{job_name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def export_with_progress(store: Any, counts: dict[str, int], directory: Path) -> list[Any]:
-    """Export the namespaces of ``counts`` (namespace → vectors expected) into ``directory``, a bar per namespace."""
+def export_with_progress(
+    store: Any, counts: dict[str, int], directory: Path, *, freshness_timeout_s: float, again: str
+) -> list[Any]:
+    """Export the namespaces of ``counts`` (namespace → vectors expected) into ``directory``, a bar per namespace;
+    each listed once its reads show every write before it (at most ``freshness_timeout_s``; ``again``: the command
+    to run again when they do not)."""
     with bars() as progress:
         tasks = {
             ns: progress.add_task(f"export {display_namespace(ns)[:40]}", total=max(n, 1)) for ns, n in counts.items()
@@ -55,7 +60,8 @@ def export_with_progress(store: Any, counts: dict[str, int], directory: Path) ->
         def advance(ns: str, done: int) -> None:
             progress.update(tasks[ns], completed=done, total=max(counts[ns], done, 1))
 
-        results = export_namespaces(store, list(counts), directory, progress=advance)
+        settle = freshness.awaiting_reads(store, freshness_timeout_s, again=again)
+        results = export_namespaces(store, list(counts), directory, progress=advance, before_listing=settle)
     table = Table(title=f"exported {store.name} → {directory}")
     for col in ("namespace", "file", "vectors", "MB"):
         table.add_column(col, justify="right" if col in ("vectors", "MB") else "left")
@@ -74,7 +80,11 @@ def backup_sources(prepared: Prepared) -> dict[str, Any]:
     console.print(f"backup: exporting {len(prepared.plan.runs)} source namespaces to {directory}")
     try:
         results = export_with_progress(
-            store, {r.source_namespace: r.vector_count for r in prepared.plan.runs}, directory
+            store,
+            {r.source_namespace: r.vector_count for r in prepared.plan.runs},
+            directory,
+            freshness_timeout_s=spec.verify.freshness_timeout_s,
+            again="run",
         )
     except (NsmigrateError, OSError) as e:
         raise fail(f"the pre-migration backup failed, so the job was not started (nothing was enqueued): {e}", 1) from e
@@ -173,7 +183,13 @@ def export_cmd(
         else:
             wanted = select_namespaces(job_spec, Inventory(label=store.name, dimension=0, namespaces=available))
         directory = out if out is not None else backup_directory(job_spec.backup.directory, job_spec.name)
-        results = export_with_progress(store, {ns: available.get(ns, 0) for ns in wanted}, directory)
+        results = export_with_progress(
+            store,
+            {ns: available.get(ns, 0) for ns in wanted},
+            directory,
+            freshness_timeout_s=job_spec.verify.freshness_timeout_s,
+            again="export",
+        )
     except NsmigrateError as e:
         raise fail(str(e)) from e
     finally:
@@ -217,7 +233,11 @@ def _export_creator(
         database.dispose()
     if not any(p["kind"] in ("namespace", "records") for p in plan.places) and not plan.unreadable:
         raise fail(f"nothing of {plan.subject.label} in any store the job table knows; nothing exported", 1)
-    export_creator(plan, out if out is not None else default_directory(creator, twin))
+    export_creator(
+        plan,
+        out if out is not None else default_directory(creator, twin),
+        settle_timeout_s=conf.erasure_settle_timeout_s,
+    )
 
 
 def record_export(database_url: str | None, manifest: Path, results: Sequence[Any]) -> None:

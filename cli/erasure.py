@@ -169,7 +169,9 @@ def erase(
                 raise fail("erase deletes data for good: pass --yes to confirm (or --dry-run to see what it would do)")
             typer.confirm(f"Delete {plan.subject.label}'s data from these {len(plan.places)} places?", abort=True)
         if export_first is not None:
-            exported = export_creator(plan, export_first, after="; nothing was deleted")
+            exported = export_creator(
+                plan, export_first, settle_timeout_s=conf.erasure_settle_timeout_s, after="; nothing was deleted"
+            )
             plan.exported_first = {"directory": str(export_first.resolve()), "count": exported["count"]}
         job_id = _start(database, conf, plan)
     receipt = finish(database, job_id, timeout_s, receipt_path)

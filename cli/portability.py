@@ -28,10 +28,12 @@ def default_directory(creator_id: str, twin_id: str | None) -> Path:
     return Path("exports") / f"{who}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
 
-def export_creator(plan: ErasurePlan, directory: Path, *, exit_code: int = 1, after: str = "") -> dict[str, Any]:
+def export_creator(
+    plan: ErasurePlan, directory: Path, *, settle_timeout_s: float, exit_code: int = 1, after: str = ""
+) -> dict[str, Any]:
     """Export ``plan``'s subject's data into ``directory``, a bar per namespace, and print what went where; the
     manifest. A failure is one message (``after`` says what did not happen because of it) and exit ``exit_code``,
-    with nothing left in ``directory``."""
+    with nothing left in ``directory``. ``settle_timeout_s``: the ``erasure_settle_timeout_s`` setting."""
     try:
         with bars() as progress:
             tasks: dict[str, Any] = {}
@@ -41,7 +43,9 @@ def export_creator(plan: ErasurePlan, directory: Path, *, exit_code: int = 1, af
                     tasks[ns] = progress.add_task(f"export {display_namespace(ns)[:40]}", total=None)
                 progress.update(tasks[ns], completed=done)
 
-            manifest = export_subject(plan, open_store, directory, progress=advance, close=close_store)
+            manifest = export_subject(
+                plan, open_store, directory, progress=advance, close=close_store, settle_timeout_s=settle_timeout_s
+            )
     except (NsmigrateError, OSError) as e:
         raise fail(f"the export of {plan.subject.label}'s data failed: {e}{after}", exit_code) from e
     table = Table("store", "namespace", "scope", "records", "file", title=f"{plan.subject.label}'s data → {directory}")

@@ -81,9 +81,16 @@ def run(options: DemoOptions) -> int:
 
 def _archive(spec_file: Path, directory: Path) -> Path:
     """Every namespace of the spec's target exported to ``directory``: an operator's archive."""
-    store = backup_store(load_spec(spec_file).target)
+    spec = load_spec(spec_file)
+    store = backup_store(spec.target)
     try:
-        export_with_progress(store, store.namespaces(), directory)
+        export_with_progress(
+            store,
+            store.namespaces(),
+            directory,
+            freshness_timeout_s=spec.verify.freshness_timeout_s,
+            again="demo erase",
+        )
     finally:
         close_store(store)
     return directory

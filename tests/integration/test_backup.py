@@ -373,6 +373,27 @@ def test_cli_export_then_import(pinecone: dict[str, GuardedStore], sandbox: Pine
 
 
 @pytest.mark.usefixtures("job_table")
+def test_cli_export_right_after_a_write_holds_it(
+    pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
+) -> None:
+    """The index's listing lags writes: a record written a moment before the export is not listed yet. The export
+    lists each namespace once its reads show every write before it (an LSN probe), so the file holds the record."""
+    seed_store(pinecone["src"], {"plain": 3})
+    sandbox.set_faults("src", Faults(freshness_lag_s=3.0))
+    [late] = make_records(1, "late", seed=9)
+    pinecone["src"].upsert("plain", [late])
+
+    result = CliRunner().invoke(
+        app, ["export", str(write_spec(tmp_path, sandbox)), "-n", "plain", "--out", str(tmp_path / "exp")]
+    )
+
+    assert result.exit_code == 0, result.output
+    [entry] = json.loads((tmp_path / "exp" / MANIFEST_NAME).read_text())["namespaces"]
+    assert entry["count"] == 4
+    assert late.id in pq.read_table(tmp_path / "exp" / entry["file"]).column("id").to_pylist()
+
+
+@pytest.mark.usefixtures("job_table")
 def test_cli_export_of_named_namespaces_and_restore_to_source(
     pinecone: dict[str, GuardedStore], sandbox: PineconeSandbox, tmp_path: Path
 ) -> None:

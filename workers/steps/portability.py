@@ -22,7 +22,9 @@ from typing import Any
 
 from nsmigrate.orchestrator.errors import BackupError
 from nsmigrate.orchestrator.models import PlaceKind
+from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.stores import store_spec_from_json
+from nsmigrate.workers.steps import freshness
 from nsmigrate.workers.steps.erasing import ErasurePlan
 from nsmigrate.workers.stores.backup.exporting import export_namespaces, unused_directory
 from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, Progress
@@ -39,9 +41,11 @@ def export_subject(
     *,
     progress: Progress | None = None,
     close: Callable[[Store], None] = lambda store: None,
+    settle_timeout_s: float = DEFAULTS.erasure_settle_timeout_s,
 ) -> dict[str, Any]:
     """Export what ``plan``'s subject owns (its ``namespace`` and ``records`` places) into ``directory``; returns
-    the manifest (also written to ``directory/portability.json``).
+    the manifest (also written to ``directory/portability.json``). Each namespace is listed once its reads show
+    every write before it, waited for at most ``settle_timeout_s`` (the ``erasure_settle_timeout_s`` setting).
 
     Raises:
         BackupError: a store of the plan could not be read (nothing is exported then: a partial export would look
@@ -72,7 +76,8 @@ def export_subject(
             try:
                 namespaces = sorted(entry["whole"]) + sorted(entry["records"])
                 keep = {ns: (lambda r: owns(r.metadata, r.id)) for ns in entry["records"]}
-                results = export_namespaces(store, namespaces, sub, progress=progress, keep=keep)
+                settle = freshness.awaiting_reads(store, settle_timeout_s, again="erase --export-first")
+                results = export_namespaces(store, namespaces, sub, progress=progress, keep=keep, before_listing=settle)
             finally:
                 close(store)
             stores.append(

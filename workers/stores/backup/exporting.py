@@ -143,10 +143,13 @@ def export_namespaces(
     *,
     progress: Progress | None = None,
     keep: Mapping[str, Callable[[Record], bool]] | None = None,
+    before_listing: Callable[[str], object] | None = None,
 ) -> list[ExportResult]:
     """Export each namespace to its own file in ``directory`` (see ``file_name_for``), then write ``manifest.json``.
 
     ``keep``: per namespace, which of its records are written (see ``export_namespace``); others are written whole.
+    ``before_listing``: called with each namespace before it is listed (``workers.steps.freshness.awaiting_reads``:
+    a lagging index's reads awaited, so a record written a moment before is in the file).
     ``directory`` must not exist yet or be empty: a backup never overwrites or mixes with another. If an export
     fails, the files this call wrote are removed again (and the directory, if it made it), so a directory with a
     manifest is always a complete export.
@@ -167,6 +170,8 @@ def export_namespaces(
     try:
         for ns, name in zip(namespaces, names, strict=True):
             only = (keep or {}).get(ns)
+            if before_listing is not None:
+                before_listing(ns)
             results.append(export_namespace(store, ns, directory / name, progress=progress, keep=only))
         manifest = {
             "format": FORMAT,
