@@ -191,13 +191,15 @@ def test_handing_a_spec_to_the_fleet_loads_no_settings_nor_redis_py(tmp_path: Pa
 def test_bash_completes_commands_and_options_from_the_installed_script_without_loading_every_command(
     tmp_path: Path,
 ) -> None:
-    # `nsmigrate --install-completion bash` writes the script `--show-completion bash` prints and sources it from
+    # `nsmigrate --install-completion` (in bash) writes the script `--show-completion` prints and sources it from
     # ~/.bashrc; a real bash then completes through the `nsmigrate` on its PATH. Naming the commands loads none of
     # their modules (the root lists them from its table); completing one's options loads that one.
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    # Run from a bash (not exec'd by it: two commands), as a user does: the flag detects the shell it runs in from its
+    # parent processes, which under a test runner may hold no shell at all.
     installed = subprocess.run(
-        [str(bin_dir / "nsmigrate"), "--install-completion", "bash"], env=env, capture_output=True, text=True
+        ["bash", "-c", 'nsmigrate --install-completion; exit "$?"'], env=env, capture_output=True, text=True
     )
     assert installed.returncode == 0, installed.stderr
     assert "source" in (tmp_path / ".bashrc").read_text()

@@ -40,7 +40,7 @@ from nsmigrate.workers.transfer.ratelimit import (
     stats_scope,
     write_scope,
 )
-from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
+from nsmigrate_sandbox.pinecone_server import SERVERLESS_LIMITS, Faults, IndexSpec, PineconeSandbox
 
 DIM = 8
 KEY_ENV = "NSMIGRATE_TEST_PINECONE_KEY"
@@ -279,7 +279,10 @@ def test_deletes_under_the_default_budget_stay_within_pinecones_records_limit(
     stats = sandbox.stats("guarded")
     assert stats["rate_limited"]["delete_records"] == 0
     assert stats["requests"]["delete"] == 12
-    assert stats["max_admitted_per_second"]["delete_records_per_index"] <= RateBudget().delete_records_per_s
+    # Pinecone's limit, not the budget: the budget's window is 1 s + rate_guard_s at the client, and a request held
+    # up longer than the guard on a loaded machine reaches the server in the next window's second.
+    peak = stats["max_admitted_per_second"]["delete_records_per_index"]
+    assert peak <= SERVERLESS_LIMITS["delete_records_per_s_per_index"], peak
     assert all(store.count(ns) == 0 for ns in namespaces)
 
 
