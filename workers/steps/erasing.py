@@ -229,17 +229,18 @@ def _copies_not_listed_yet(
     """
     if not store.capabilities.reads_lag:  # pgvector: its listing is current
         return {}
-    written = {ns for run in runs if run.target_key in keys and run.copied for ns in run.target_namespaces}
-    if not written - set(listed):
+    unlisted = {ns for run in runs if run.target_key in keys and run.copied for ns in run.target_namespaces}
+    unlisted -= set(listed)
+    if not unlisted:
         return {}
-    wanted = places_in_store(store.name, sorted(written - set(listed)), subject, registry, runs, store_keys=keys)
+    wanted = places_in_store(store.name, sorted(unlisted), subject, registry, runs, store_keys=keys)
     unproved: set[str] = set()
     for ns in wanted.whole + wanted.search:
         wait = freshness.reads_now(store, ns, timeout_s, side="erased")
         if wait is None:
             unproved.add(ns)
         elif wait.reason is not None:
-            raise StoreError(wait.reason, hint="erase again once the index has caught up")
+            raise StoreError(wait.reason, hint="run `nsmigrate erase` again once the index has caught up")
     counts = store.namespaces()
 
     def all_listed() -> bool:

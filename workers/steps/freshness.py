@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal, cast
 
 import redis
@@ -191,22 +192,21 @@ def reads_now(store: Store, ns: str, timeout_s: float, *, side: str = "target") 
     return await_reads(store, ns, lsn=probe - 1, shows=None, timeout_s=timeout_s, side=side)
 
 
-def awaiting_reads(store: Store, timeout_s: float, *, again: str) -> Callable[[str], None] | None:
-    """For a store whose listing lags writes (``Capabilities.reads_lag``): a call that waits until a namespace's
-    reads show every write answered before it (``reads_now``), for an export to list it then, so a record written a
-    moment before is in the file; None for a store whose reads do not lag.
+def require_reads_now(store: Store, ns: str, timeout_s: float, *, side: str, again: str) -> None:
+    """``reads_now``, for a read that must not go on behind: raises StoreError naming the bound when the reads do not
+    get there within ``timeout_s`` (``again``: the command to run again then)."""
+    wait = reads_now(store, ns, timeout_s, side=side)
+    if wait is not None and wait.reason is not None:
+        raise StoreError(wait.reason, hint=f"run `nsmigrate {again}` again once the index has caught up")
 
-    The call raises StoreError naming the bound when the reads do not get there within ``timeout_s`` (``again``:
-    the command to run again then)."""
+
+def awaiting_reads(store: Store, timeout_s: float, *, again: str) -> Callable[[str], None] | None:
+    """For a store whose listing lags writes (``Capabilities.reads_lag``): ``require_reads_now`` of a namespace, for
+    an export to list it then, so a record written a moment before is in the file; None for a store whose reads do
+    not lag."""
     if not store.capabilities.reads_lag:
         return None
-
-    def await_namespace(ns: str) -> None:
-        wait = reads_now(store, ns, timeout_s, side="exported")
-        if wait is not None and wait.reason is not None:
-            raise StoreError(wait.reason, hint=f"run `nsmigrate {again}` again once the index has caught up")
-
-    return await_namespace
+    return partial(require_reads_now, store, timeout_s=timeout_s, side="exported", again=again)
 
 
 def _probe_lsn(store: Store, ns: str) -> int | None:

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from nsmigrate.orchestrator.cutover import published
-from nsmigrate.orchestrator.errors import StateError, StoreError
+from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import batches as jobs_batches
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
@@ -189,9 +189,7 @@ def _scan(ctx: WorkerContext, run: NamespaceRun, spec: JobSpec, source: Store, t
     for store, names, side in ((source, [run.source_namespace], "source"), (target, namespaces, "target")):
         if store.capabilities.fetch_lags or (side == "source" and store.capabilities.reads_lag):
             for ns in names:
-                wait = freshness.reads_now(store, ns, spec.verify.freshness_timeout_s, side=side)
-                if wait is not None and wait.reason is not None:
-                    raise StoreError(wait.reason, hint="run `nsmigrate sync` again once the index has caught up")
+                freshness.require_reads_now(store, ns, spec.verify.freshness_timeout_s, side=side, again="sync")
     ids = list_all_ids(source, run.source_namespace)
     delta = Delta()
     present: set[str] = set()  # source ids the target holds (fetch does not lag, or was awaited)
