@@ -228,6 +228,7 @@ def test_sync_and_rollback_of_a_copy_into_a_document_index_with_sparse_values(
         vectors=[{"id": i, "values": v.tolist(), "metadata": m, "sparse_values": s} for i, v, m, s in records],
         namespace="ns",
     )
+    stack.pinecone.settle()  # written by the application long before the job
     stack.start_worker("list,copy,verify", 4, pool="threads")
     spec = {
         "name": "hybrid-to-documents",
