@@ -20,7 +20,7 @@ from nsmigrate.cli.waits import Pace, settled
 from nsmigrate.orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
 from nsmigrate.orchestrator.progress import JobProgress
 from nsmigrate.orchestrator.records.namespaces import display_namespace
-from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary
+from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary, RunStatus
 from nsmigrate.orchestrator.states import RunState, strategy_of_phase
 
 #: Run states in which more batches may still be listed.
@@ -242,6 +242,14 @@ def failed_batches_text(summary: JobSummary) -> str:
     return f"{n} batch{'es' if n != 1 else ''} failed in {m} namespace{'s' if m != 1 else ''}"
 
 
+def _note(run: RunStatus) -> str:
+    """A run's verdict, or, while batches of it have failed, the error they failed with: a sync's failed batch is
+    what to look at, not the verification it came to repair."""
+    if run.last_error and (run.failed or run.batches.failed):
+        return run.last_error
+    return run.verification or run.last_error or ""
+
+
 def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> None:
     """The job's table of namespaces, with at most ``rows`` of them (None: all): a job of thousands of namespaces
     then shows the count of each state and the namespaces to look at first, failed ones, then unfinished ones. A
@@ -252,13 +260,12 @@ def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> No
     for col in ("source namespace", "state", "copied/source", "failed ids", "verification / last error"):
         table.add_column(col)
     for r in summary.runs:
-        note = r.verification or r.last_error or ""
         table.add_row(
             plain(display_namespace(r.source_namespace)),
             r.state,
             f"{r.copied}/{r.source_count}",
             str(r.failed),
-            plain(note[:120]),
+            plain(_note(r)[:120]),
         )
     console.print(table)
     if len(summary.runs) < summary.namespaces:

