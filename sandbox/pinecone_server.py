@@ -209,7 +209,7 @@ class IndexSpec:
 #: Pinecone's serverless per-second limits (docs "Rate limits": they "apply to serverless indexes only"): upsert,
 #: update and delete requests 100 and query 100 per namespace; fetch 100, list 200 and describe_index_stats 100 per
 #: index; 5,000 deleted records per namespace and per index; 50 MB upserted per namespace; updates and deletes by
-#: metadata 5 per namespace and 500 per index.
+#: metadata 5 per namespace and 500 per index; 2,000 query read units per index.
 SERVERLESS_LIMITS: Mapping[str, Any] = MappingProxyType(
     {
         "write_rps_per_namespace": 100,
@@ -222,8 +222,16 @@ SERVERLESS_LIMITS: Mapping[str, Any] = MappingProxyType(
         "write_mb_per_s_per_namespace": 50,
         "by_metadata_rps_per_namespace": 5,
         "by_metadata_rps_per_index": 500,
+        "query_read_units_per_s_per_index": 2_000,
     }
 )
+
+#: What a query costs (Pinecone docs, "Understanding cost"): 1 read unit per GB of the namespace it searches, at least
+#: a quarter of one. The windows count quarters, so every cost is a whole number of them.
+QUERY_MIN_READ_UNITS = 0.25
+QUARTERS_PER_READ_UNIT = 4
+#: Bytes a stored record weighs toward its namespace's size: its dense values as 32-bit floats.
+BYTES_PER_VALUE = 4
 
 #: How long the service's reads lag its writes (``sandbox.freshness``): a vector index's "slight delay" (the docs give
 #: no figure; a second here), and a document index's "approximately one minute".
@@ -256,6 +264,9 @@ class Faults:
     - ``by_metadata_rps_per_namespace`` / ``_per_index``: updates by metadata, and deletes by metadata, each kind
       admitted per sliding 1-second window (a metadata filter instead of ids), beside the write limit; ``None`` =
       the service's.
+    - ``query_read_units_per_s_per_index``: read units the queries of an index (vector queries, records and
+      document searches) take per sliding 1-second window, beside the per-namespace query limit; each takes 1 per GB
+      of the namespace it searches, at least 0.25 (:func:`query_read_units`); ``None`` = the service's.
     - ``retry_after_s``: the ``Retry-After`` value sent; ``None`` = whole seconds until the window frees a slot
       (at least 1, as HTTP wants). The SDK parses it as a float, so fractions work and keep tests fast.
     - ``error_rate_429`` / ``error_rate_5xx``: fraction of data-plane requests answered 429 / ``status_5xx`` at random
@@ -295,6 +306,7 @@ class Faults:
     write_mb_per_s_per_namespace: int | None = None
     by_metadata_rps_per_namespace: int | None = None
     by_metadata_rps_per_index: int | None = None
+    query_read_units_per_s_per_index: int | None = None
     retry_after_s: float | None = None
     error_rate_429: float = 0.0
     error_rate_5xx: float = 0.0
@@ -1016,6 +1028,8 @@ _DELETE_OPS = frozenset({"delete", "delete_documents"})
 #: The scope of the bytes upserts send (Pinecone: upsert size per second per namespace).
 _WRITE_BYTES = "write_bytes"
 _UPSERT_OPS = frozenset({"upsert", "upsert_records", "upsert_documents"})
+#: The scope of the read units queries take (Pinecone: per index, beside the query requests per namespace).
+_QUERY_READ_UNITS = "query_read_units"
 #: Updates and deletes by metadata (a filter instead of ids): Pinecone limits each kind per namespace and per index.
 _BY_METADATA = {
     "update": "update_by_metadata",
@@ -1043,6 +1057,8 @@ class _Check(NamedTuple):
         where = "index" if self.namespace is None else f"namespace '{_display_name(self.namespace)}'"
         if self.scope == _WRITE_BYTES:
             what, limit = "upsert size", f"{(self.limit or 0) // 1_000_000} MB"
+        elif self.scope == _QUERY_READ_UNITS:
+            what, limit = "query read units", str((self.limit or 0) // QUARTERS_PER_READ_UNIT)
         else:
             what = "delete records" if self.scope == _DELETE_RECORDS else f"{self.scope.replace('_', ' ')} requests"
             limit = str(self.limit)
@@ -1050,6 +1066,15 @@ class _Check(NamedTuple):
             f"Request failed. You've reached the max {what} per second ({limit}) for this {where}. "
             "Retry after the Retry-After interval."
         )
+
+
+def query_read_units(records: int, dimension: int) -> float:
+    """Read units of one query of a namespace of ``records`` records of ``dimension`` values."""
+    return max(QUERY_MIN_READ_UNITS, records * max(dimension, 1) * BYTES_PER_VALUE / 1e9)
+
+
+def _quarters(read_units: float) -> int:
+    return math.ceil(read_units * QUARTERS_PER_READ_UNIT)
 
 
 def _deleted_records(op: str, payload: Any) -> int:
@@ -1155,7 +1180,8 @@ class FaultState:
                 0,
             )
             self._rate_limited = dict.fromkeys(
-                [*_SCOPE_LIMIT, _DELETE_RECORDS, _WRITE_BYTES, *sorted(set(_BY_METADATA.values()))], 0
+                [*_SCOPE_LIMIT, _DELETE_RECORDS, _WRITE_BYTES, _QUERY_READ_UNITS, *sorted(set(_BY_METADATA.values()))],
+                0,
             )
             self._in_flight = self._in_flight if keep_limits else 0
             self._max_in_flight = self._in_flight
@@ -1250,11 +1276,18 @@ class FaultState:
             return _Refusal(self.faults.status_5xx, "Service unavailable (sandbox fault injection: a refused id)")
 
     def admit(
-        self, op: str, namespace: str, records: int = 0, nbytes: int = 0, by_metadata: str | None = None
+        self,
+        op: str,
+        namespace: str,
+        records: int = 0,
+        nbytes: int = 0,
+        by_metadata: str | None = None,
+        read_units: float = 0.0,
     ) -> _Refusal | None:
         """Count this request against its rate scope, a delete's ``records`` against the deleted-records limits, an
-        upsert's ``nbytes`` against the upsert-size limit and an update or delete by metadata against its kind's
-        limits (``by_metadata``: its scope); a 429 refusal, admitting nothing, when one of those windows is full."""
+        upsert's ``nbytes`` against the upsert-size limit, an update or delete by metadata against its kind's
+        limits (``by_metadata``: its scope) and a query's ``read_units`` against the index's; a 429 refusal,
+        admitting nothing, when one of those windows is full."""
         faults = self.effective
         checks: list[_Check] = []
         if op in _SCOPES:
@@ -1269,6 +1302,10 @@ class FaultState:
         if nbytes:
             megabytes = faults.write_mb_per_s_per_namespace
             checks.append(_Check(_WRITE_BYTES, namespace, None if megabytes is None else megabytes * 1_000_000, nbytes))
+        if read_units:
+            units = faults.query_read_units_per_s_per_index
+            limit = None if units is None else units * QUARTERS_PER_READ_UNIT
+            checks.append(_Check(_QUERY_READ_UNITS, None, limit, _quarters(read_units)))
         now = time.monotonic()
         with self._lock:
             windows = [self._windows.setdefault((check.scope, check.namespace), _Window()) for check in checks]
@@ -1303,6 +1340,7 @@ class FaultState:
                 "delete_records_per_namespace": {},
                 "delete_records_per_index": 0,
                 "write_bytes_per_namespace": {},
+                "query_read_units_per_index": 0,
                 **{
                     f"{scope}_per_{where}": {} if where == "namespace" else 0
                     for scope in sorted(set(_BY_METADATA.values()))
@@ -1312,7 +1350,9 @@ class FaultState:
             for (scope, namespace), window in self._windows.items():
                 # The request scopes have a name each; the others, one per namespace and one per index.
                 name = _SCOPE_STAT.get(scope) or f"{scope}_per_{'index' if namespace is None else 'namespace'}"
-                if namespace is None:
+                if scope == _QUERY_READ_UNITS:
+                    peaks[name] = window.peak / QUARTERS_PER_READ_UNIT
+                elif namespace is None:
                     peaks[name] = window.peak
                 else:
                     peaks[name][_display_name(namespace)] = window.peak
@@ -1435,7 +1475,8 @@ class IndexService:
             self.faults.delay(scope_ns)  # with latency_namespaces: once an alias resolved, the namespace serving it
             nbytes = len(body) if op in _UPSERT_OPS else 0
             by_metadata = _by_metadata_scope(op, payload)
-            refusal = self.faults.admit(op, scope_ns, _deleted_records(op, payload), nbytes, by_metadata)
+            read_units = self.query_read_units(scope_ns) if _SCOPES.get(op, ("",))[0] == "query" else 0.0
+            refusal = self.faults.admit(op, scope_ns, _deleted_records(op, payload), nbytes, by_metadata, read_units)
             if refusal is not None:
                 raise refusal
             if op == "upsert" and len(body) > MAX_REQUEST_BYTES:
@@ -1486,6 +1527,13 @@ class IndexService:
         if any(p == key[1] for _, p in self._routes):
             raise _Refusal(405, f"Method {method} not allowed on {path}")
         raise _Refusal(404, f"Not Found: {path}")
+
+    def query_read_units(self, namespace: str) -> float:
+        """What one query of ``namespace`` costs, by the size it has as stored."""
+        with self.store.lock:
+            ns = self.store.namespaces.get(namespace)
+            records = len(ns.records) if ns is not None else 0
+        return query_read_units(records, self.spec.dimension)
 
     @staticmethod
     def _scope_namespace(op: str, payload: Any, query: dict[str, list[str]]) -> str:
@@ -1647,7 +1695,7 @@ class IndexService:
         return {
             "matches": [_match_json(i, s, r, include_values, include_metadata) for i, s, r in matches],
             "namespace": namespace,
-            "usage": {"readUnits": 5},
+            "usage": {"readUnits": math.ceil(self.query_read_units(namespace))},
         }
 
     def _query_vector(self, body: dict[str, Any], namespace: str) -> np.ndarray | None:

@@ -28,6 +28,7 @@ from pinecone import (
     ServiceError,
 )
 
+from nsmigrate_sandbox import pinecone_server
 from nsmigrate_sandbox.pinecone_server import (
     Faults,
     IndexSpec,
@@ -465,6 +466,7 @@ def test_describing_a_namespace_counts_against_the_index_stats_limit_not_fetch(
         "stats": 1,
         "delete_records": 0,
         "write_bytes": 0,
+        "query_read_units": 0,
         "delete_by_metadata": 0,
         "update_by_metadata": 0,
     }
@@ -542,11 +544,35 @@ def test_updates_and_deletes_by_metadata_are_limited_each_kind_apart(pc: Pinecon
     assert stats["max_admitted_per_second"]["update_by_metadata_per_index"] == 3
 
 
-def test_the_serverless_limits_hold_deletes_upserted_bytes_and_writes_by_metadata() -> None:
+def test_queries_are_limited_by_the_read_units_they_take_per_index(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    """Pinecone limits the read units an index's queries take a second, beside the queries per namespace: a query
+    takes 1 per GB of the namespace it searches, at least 0.25, so 4 queries of small namespaces fill 1 unit."""
+    sandbox.set_faults("seeds-serverless", Faults(query_read_units_per_s_per_index=1, retry_after_s=0.25))
+    idx = index(pc, sandbox, "seeds-serverless", retries=False)
+    for ns in ("a", "b"):
+        idx.upsert(vectors=[("v", [1, 0, 0, 0])], namespace=ns)
+    replies = [idx.query(vector=[1, 0, 0, 0], top_k=1, namespace=ns) for ns in ("a", "a", "b", "b")]
+    assert [r.usage.read_units for r in replies] == [1] * 4  # a quarter, answered as a whole unit
+    with pytest.raises(RateLimitError) as caught:
+        idx.query(vector=[1, 0, 0, 0], top_k=1, namespace="c")  # another namespace, the same index's window
+    assert caught.value.status_code == 429 and caught.value.retry_after == 0.25
+    assert "max query read units per second (1) for this index" in str(caught.value.body)
+    stats = sandbox.stats("seeds-serverless")
+    assert stats["rate_limited"]["query_read_units"] == 1
+    assert stats["max_admitted_per_second"]["query_read_units_per_index"] == 1.0
+
+
+def test_a_query_takes_read_units_by_the_size_of_its_namespace() -> None:
+    assert pinecone_server.query_read_units(0, 1_536) == pinecone_server.query_read_units(10, 4) == 0.25
+    assert pinecone_server.query_read_units(1_000_000, 1_536) == pytest.approx(6.144)  # 6.1 GB of float32 values
+
+
+def test_the_serverless_limits_hold_deletes_upserted_bytes_writes_by_metadata_and_query_units() -> None:
     limits = Faults.pinecone_serverless_limits()
     assert limits.delete_records_per_s_per_namespace == limits.delete_records_per_s_per_index == 5_000
     assert limits.write_mb_per_s_per_namespace == 50
     assert (limits.by_metadata_rps_per_namespace, limits.by_metadata_rps_per_index) == (5, 500)
+    assert limits.query_read_units_per_s_per_index == 2_000
 
 
 def test_a_serverless_index_keeps_the_service_limits_unless_told_otherwise(

@@ -30,6 +30,7 @@ def test_rates_match_the_servers_and_the_default_budget_stays_under_them() -> No
     assert served.delete_records_per_s_per_index == limits.DELETE_MAX_RECORDS_PER_S_PER_INDEX
     assert served.delete_records_per_s_per_namespace == limits.DELETE_MAX_RECORDS_PER_S_PER_INDEX
     assert served.write_mb_per_s_per_namespace == limits.WRITE_MAX_MB_PER_S_PER_NAMESPACE
+    assert server.QUERY_MIN_READ_UNITS == limits.QUERY_MIN_READ_UNITS
     budget = RateBudget()
     assert budget.read_rps < limits.READ_MAX_REQUESTS_PER_S_PER_INDEX
     assert budget.list_rps < limits.LIST_MAX_REQUESTS_PER_S_PER_INDEX
