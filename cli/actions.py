@@ -32,6 +32,7 @@ from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.states import RunState
 from nsmigrate.workers.steps.cleaning import CLEANED_ALREADY, UNDER_WAY, cleanup_run
+from nsmigrate.workers.steps.late_namespaces import late_namespaces, late_namespaces_problem
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.steps.syncing import sync_runs
 
@@ -267,7 +268,8 @@ def sync(
     redis_url: RedisOpt = None,
 ) -> None:
     """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
-    again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes).
+    again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes), and
+    so are source namespaces the job's selection takes that it has no run for (made after its plan).
 
     A job that was cancelled or rolled back is refused (exit 1)."""
     if allow_vanished_source and not propagate_deletes:
@@ -288,8 +290,9 @@ def sync(
             f"Delete from the target of job {job_id} the ids its source no longer has ({len(runs)} namespaces)?",
             abort=True,
         )
+    ctx = worker_context(resolved)
     results = sync_runs(
-        worker_context(resolved),
+        ctx,
         [r.id for r in runs],
         threads=resolved.sync_threads,
         propagate_deletes=propagate_deletes,
@@ -318,6 +321,9 @@ def sync(
         console.print(line, soft_wrap=True)
     if dry_run:
         console.print("dry run: nothing was copied or deleted")
+    late = late_namespaces(ctx, job_id) if ns is None else []
+    if late:
+        console.print(f"[yellow]warning[/]: {escape(late_namespaces_problem(job_id, late))}", soft_wrap=True)
     if wait and not dry_run and refused < len(runs):
         code = watch_until_settled(database, job_id, resolved.redis_url)
         raise typer.Exit(code or (1 if refused else 0))

@@ -4,6 +4,7 @@ source and target are one store. Pure: no I/O here."""
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import replace
 
 from nsmigrate.orchestrator.errors import PlanError
@@ -34,6 +35,16 @@ def normalized(inventory: Inventory) -> Inventory:
     return replace(inventory, namespaces=counts)
 
 
+def matching(spec: JobSpec, namespaces: Iterable[str]) -> list[str]:
+    """The namespaces of ``namespaces`` that the spec's include takes and its exclude leaves, sorted (the default
+    namespace first); none is no error here."""
+    include = [parse_namespace_arg(p) for p in spec.namespaces.include]
+    exclude = [parse_namespace_arg(p) for p in spec.namespaces.exclude]
+    return sorted(
+        ns for ns in namespaces if any(_matches(ns, p) for p in include) and not any(_matches(ns, p) for p in exclude)
+    )
+
+
 def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
     """The source namespaces the spec selects, sorted (the default namespace first).
 
@@ -42,7 +53,6 @@ def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
             is selected at all.
     """
     include = [parse_namespace_arg(p) for p in spec.namespaces.include]
-    exclude = [parse_namespace_arg(p) for p in spec.namespaces.exclude]
     available = sorted(source.namespaces)
     unknown = [p for p in include if not _is_glob(p) and p not in source.namespaces]
     if unknown:
@@ -59,9 +69,7 @@ def select_namespaces(spec: JobSpec, source: Inventory) -> list[str]:
             "'abc*' to select whatever matches",
             source=source.label,
         )
-    selected = [
-        ns for ns in available if any(_matches(ns, p) for p in include) and not any(_matches(ns, p) for p in exclude)
-    ]
+    selected = matching(spec, available)
     if not selected:
         raise PlanError(
             f"no namespace of {source.label} is selected by include {spec.namespaces.include} "

@@ -298,6 +298,28 @@ def test_the_check_passes_on_a_healthy_target_and_fails_on_a_slow_or_erroring_on
     assert [r["passed"] for r in reports] == [True, False, False]
 
 
+def test_a_source_namespace_made_after_the_plan_is_named_by_sync_and_fails_the_check(app_stack: AppStack) -> None:
+    """A namespace the application starts after the job was planned is in no run: a sync copies runs only, so a
+    cut-over would serve nothing of it. The final sync names it, and the load check, which gates every step toward
+    the target, fails on it."""
+    stack, _ = app_stack
+    _, job_id = migrated(stack, cutover=GENEROUS)
+    code, before = check(stack, job_id)
+    assert code == 0 and before["late_namespaces"] == [], before["problems"]
+
+    index(stack, "src").upsert(vectors=[("late-1", [0.5] * DIM, {"n": 9})], namespace="ns9")
+    stack.pinecone.settle("src")  # the listing shows the new namespace (within the lag it cannot: see the manual)
+    synced = cli(stack, "sync", str(job_id), "--wait")
+
+    assert synced.exit_code == 0, synced.output
+    warning = re.search(r"warning: 1 source namespace\(s\) that job \d+'s selection takes have no run", synced.output)
+    assert warning and "ns9; reads moved to the target would find nothing there" in synced.output, synced.output
+    code, after = check(stack, job_id)
+    assert code == 1 and after["late_namespaces"] == ["ns9"], after
+    assert [p for p in after["problems"] if "have no run in it" in p and "ns9" in p], after["problems"]
+    assert "ns9" not in stack.pinecone.snapshot("dst")  # named, not copied: nothing was written for it
+
+
 def test_the_check_detects_a_target_answering_differently(app_stack: AppStack) -> None:
     stack, _ = app_stack
     _, job_id = migrated(stack, cutover=GENEROUS)

@@ -20,7 +20,7 @@ from nsmigrate.orchestrator.planning.id_checks import (
 )
 from nsmigrate.orchestrator.planning.plan import ROUTED, Inventory, NamespacePlan
 from nsmigrate.orchestrator.planning.planner import make_plan
-from nsmigrate.orchestrator.planning.selection import select_namespaces
+from nsmigrate.orchestrator.planning.selection import matching, select_namespaces
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 
 T1, T2, T3 = "11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222", "t3"
@@ -290,6 +290,12 @@ def test_unknown_dimension_target_is_a_warning() -> None:
 
 def test_select_namespaces_sorted_default_first() -> None:
     assert select_namespaces(make_spec(), inv({"b": 1, "": 1, "a": 1})) == ["", "a", "b"]
+
+
+def test_matching_takes_the_selection_of_any_names_and_none_is_no_error() -> None:
+    spec = make_spec(namespaces={"include": ["twin-*", "__default__"], "exclude": ["twin-9*"]})
+    assert matching(spec, ["twin-2", "other", "twin-91", "", "twin-1"]) == ["", "twin-1", "twin-2"]
+    assert matching(spec, ["other"]) == []
 
 
 # --- shared targets and id collisions ----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ namespace the job wrote to (the cold query: the first of this check to that name
 slow the pace), each also sent to the source; last, the application's filtered queries replayed on both sides
 (``workers.steps.cutover_filters``). Stores are queried as an application does, through the SDK with its own
 retries and no rate budget of nsmigrate's: an error here is an error the application would see. The verdict is
-``orchestrator.cutover.rules``'s.
+``orchestrator.cutover.rules``'s, and a source namespace the job's selection takes that it has no run for fails it
+(``workers.steps.late_namespaces``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from nsmigrate.orchestrator.spec.jobspec import Cutover, JobSpec
 from nsmigrate.orchestrator.verification.query_timing import latency_figures, time_call
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.cutover_filters import replay
+from nsmigrate.workers.steps.late_namespaces import late_namespaces, late_namespaces_problem
 from nsmigrate.workers.stores.base import Store
 
 #: Source vectors drawn per namespace as queries (one page of ids).
@@ -96,7 +98,11 @@ def check_job(
         "filters": {k: v for k, v in filters.items() if k != "problems"},
         "elapsed_s": round(max((r["ended_s"] for r in paced), default=0.0), 2),
     }
+    late = late_namespaces(ctx, job_id)
+    figures["late_namespaces"] = late[:COLD_SHOWN]
     problems = check_problems(figures, limits) + filters["problems"]
+    if late:
+        problems.append(late_namespaces_problem(job_id, late))
     return {**figures, "passed": not problems, "problems": problems}
 
 
