@@ -338,8 +338,10 @@ def check(
     last, the application's filtered queries (--queries FILE, and the ones its DualWriteIndex recorded) replayed on
     both sides, naming every query whose filtered answers differ. Reports P50/P95/P99, the cold queries (the slowest
     by name), the error rate and the top-k agreement of target and source; exit code 0 only when all are within the
-    spec's `cutover` limits (defaults: P95 100 ms, P99 200 ms, cold 500 ms, errors 1 %, agreement 0.9) and no
-    filtered query differs. Only reads; the report is kept in the job table (`cutover_check` event)."""
+    spec's `cutover` limits (defaults: P95 100 ms, P99 200 ms, cold 500 ms, errors 1 %, agreement 0.9), no
+    filtered query differs and the source has no namespace the job's selection takes that the job has no run for
+    (made after its plan: reads moved to the target would find nothing of it). Only reads; the report is kept in the
+    job table (`cutover_check` event)."""
     sample_queries = _file_queries(queries_file)  # bad input exits 2 before anything is read
     ctx, job_id = _migrate_job(job, database_url, redis_url)
     limits = jobs_and_runs.job_spec(ctx.db, job_id).cutover
