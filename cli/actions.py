@@ -29,7 +29,7 @@ from nsmigrate.cli.render import job_reader, watch_job, watch_until_settled, wok
 from nsmigrate.orchestrator import launch, recovery
 from nsmigrate.orchestrator.actor import default_actor
 from nsmigrate.orchestrator.jobs import jobs_and_runs
-from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.records.namespaces import display_namespace, shown_namespaces
 from nsmigrate.orchestrator.states import RunState
 from nsmigrate.workers.steps.cleaning import CLEANED_ALREADY, UNDER_WAY, cleanup_run
 from nsmigrate.workers.steps.late_namespaces import late_namespaces, late_namespaces_problem
@@ -263,17 +263,28 @@ def sync(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only scan: show what would be copied and deleted; change nothing.")
     ] = False,
+    new_namespaces: Annotated[
+        bool,
+        typer.Option(
+            "--new-namespaces",
+            help="Also add to JOB the source namespaces its selection takes that it has no run for (made after its "
+            "plan), planned and checked as `run` plans, then copied and verified; without it they are only named.",
+        ),
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the copy and the verification after it.")] = False,
     database_url: DatabaseOpt = None,
     redis_url: RedisOpt = None,
 ) -> None:
     """Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify
     again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes), and
-    so are source namespaces the job's selection takes that it has no run for (made after its plan).
+    so are source namespaces the job's selection takes that it has no run for (made after its plan;
+    --new-namespaces adds them).
 
     A job that was cancelled or rolled back is refused (exit 1)."""
     if allow_vanished_source and not propagate_deletes:
         raise fail("--allow-vanished-source only applies with --propagate-deletes; nothing was changed")
+    if new_namespaces and namespace is not None:
+        raise fail("--new-namespaces works on the whole job: leave out --namespace; nothing was changed")
     resolved, database, job_id, ns = job_context(job, namespace, database_url, redis_url)
     jobs_and_runs.refuse_stopped(database, job_id, "sync")  # each namespace's sync asks again as it starts
     runs = jobs_and_runs.runs_of(database, job_id, ns)
@@ -322,12 +333,32 @@ def sync(
     if dry_run:
         console.print("dry run: nothing was copied or deleted")
     late = late_namespaces(ctx, job_id) if ns is None else []
-    if late:
+    if late and new_namespaces and not dry_run:
+        _add_late(resolved, database, job_id, late)
+    elif late:
         console.print(f"[yellow]warning[/]: {escape(late_namespaces_problem(job_id, late))}", soft_wrap=True)
     if wait and not dry_run and refused < len(runs):
         code = watch_until_settled(database, job_id, resolved.redis_url)
         raise typer.Exit(code or (1 if refused else 0))
     raise typer.Exit(1 if refused else 0)
+
+
+def _add_late(resolved: Any, database: Any, job_id: int, late: list[str]) -> None:
+    """`sync --new-namespaces`: ``late`` planned into job ``job_id``, their work sent (``orchestrator.late_runs``)."""
+    from nsmigrate.cli.fleet import dispatcher, open_store
+    from nsmigrate.orchestrator.late_runs import add_late_namespaces
+
+    prepared = add_late_namespaces(
+        database, dispatcher(resolved), job_id, late, open_store, actor=default_actor(), settings=resolved
+    )
+    plan = prepared.plan
+    console.print(
+        f"added to job {job_id} {len(plan.runs)} namespace(s) made after its plan ({plan.total_vectors} vectors): "
+        f"{escape(shown_namespaces(r.source_namespace for r in plan.runs))}",
+        soft_wrap=True,
+    )
+    for warning in prepared.plan.warnings:
+        console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
 
 
 @app.command()

@@ -84,7 +84,8 @@ COMMANDS: dict[str, Entry] = {
         "nsmigrate.cli.actions",
         "Copy what appeared or changed in the source since JOB copied it (writes during the migration), then verify "
         "again. Run it right before cutting over; ids deleted in the source are reported (see --propagate-deletes), "
-        "and so are source namespaces the job's selection takes that it has no run for (made after its plan).",
+        "and so are source namespaces the job's selection takes that it has no run for (made after its plan; "
+        "--new-namespaces adds them).",
     ),
     "rollback": Entry(
         "nsmigrate.cli.actions",

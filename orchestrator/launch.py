@@ -166,7 +166,7 @@ def prepare(
     return _prepare(spec, open_store, spec_dir, open_control, marks, None, settings)
 
 
-class _Starting:
+class Starting:
     """How ``start_or_resume`` starts a job while planning's per-namespace checks go on (``_prepare``): the job is
     written once the job-wide checks passed, with the namespaces still to be checked ``checking``, and the others'
     work is sent at once; each checked namespace is then sent, or refused, as its check ends."""
@@ -226,10 +226,10 @@ def _prepare(
     spec_dir: Path | None,
     open_control: ControlOpener | None,
     marks: dict[str, float] | None,
-    starting: _Starting | None,
+    starting: Starting | None,
     settings: Settings,
 ) -> Prepared:
-    """``prepare``; with ``starting``, the job starts as soon as the job-wide checks pass (see ``_Starting``)."""
+    """``prepare``; with ``starting``, the job starts as soon as the job-wide checks pass (see ``Starting``)."""
     marks = {"spec_parsed": time.time(), **(marks or {})}
     spec = _absolute_catalogue(spec, spec_dir)
     source = open_store(spec.source)
@@ -306,7 +306,13 @@ def _prepare(
     return replace(prepared, plan=replace(plan, routes=routes)) if routes else prepared
 
 
-def _started(prepared: Prepared, starting: _Starting | None, checking: Collection[str]) -> Prepared:
+def prepare_and_start(spec: JobSpec, open_store: StoreOpener, starting: Starting, settings: Settings) -> Prepared:
+    """Plan ``spec`` (whose catalogue paths are absolute: a stored spec) and hand it to ``starting`` as ``_prepare``
+    does for a new job: a ``Starting`` that writes elsewhere (``orchestrator.late_runs``) takes the same checks."""
+    return _prepare(spec, open_store, None, None, None, starting, settings)
+
+
+def _started(prepared: Prepared, starting: Starting | None, checking: Collection[str]) -> Prepared:
     if starting is not None:
         starting.start(prepared, checking)
     return prepared
@@ -317,7 +323,7 @@ def _checked_as_read(
     plan: Plan,
     needs_check: list[str],
     reading: dict[str, Future[list[str] | RoutedIds]],
-    starting: _Starting,
+    starting: Starting,
 ) -> dict[str, list[str] | RoutedIds]:
     """Each namespace of ``needs_check`` judged (``id_checks.namespace_refusals``) as soon as the ids it needs were
     read, and sent or refused (``starting.checked``); a read that failed refuses the namespaces that needed it.
@@ -491,7 +497,7 @@ def start_or_resume(
             f"there is no unfinished job named {spec.name!r} to resume; nothing was started",
             hint="`nsmigrate jobs` lists the jobs; run without --resume to start a new one with this spec",
         )
-    starting = _Starting(db, dispatcher, actor, before_write, settings)
+    starting = Starting(db, dispatcher, actor, before_write, settings)
     prepared = _prepare(spec, open_store, spec_dir, open_control, marks, starting, settings)
     return Started(starting.job_id, prepared=prepared, refused=starting.refused)
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from nsmigrate.orchestrator.errors import JobStopped, NotFound
+from nsmigrate.orchestrator.errors import JobStopped, NotFound, StateError
 from nsmigrate.orchestrator.jobs.database import Database, _get_job, _get_run, _rowcount, add_event, default_actor
 from nsmigrate.orchestrator.jobs.lifecycle import FINAL_RUN_STATES, OPEN_RUN_STATES
 from nsmigrate.orchestrator.jobs.tables import _JOB_CREATED, _jobs, _runs
@@ -25,6 +25,7 @@ from nsmigrate.orchestrator.models import (
     RunState,
     utcnow,
 )
+from nsmigrate.orchestrator.records.namespaces import shown_namespaces
 
 if TYPE_CHECKING:  # reading the job table (status, jobs) needs neither the planner nor the spec's pydantic models
     from nsmigrate.orchestrator.planning.plan import Plan
@@ -116,29 +117,7 @@ def create_job(
         )
         s.add(job)
         s.flush()
-        # One INSERT … SELECT from arrays per ``ROWS_PER_INSERT`` runs: its text is the same whatever the rows, so it
-        # is compiled once per process, where a multi-row VALUES of thousands of parameters took SQLAlchemy and
-        # psycopg ~0.5 ms of CPU a namespace to build (``bench/README.md``); and no object per namespace, so the
-        # orchestrator's memory does not grow with them.
-        for start in range(0, len(plan.runs), ROWS_PER_INSERT):
-            runs = plan.runs[start : start + ROWS_PER_INSERT]
-            s.execute(
-                _INSERT_RUNS,
-                {
-                    "job_id": job.id,
-                    "source_store": source_label,
-                    "target_store": target_label,
-                    "routed": dict(plan.twins),
-                    "each_source_namespaces": [p.source_namespace for p in runs],
-                    "each_target_namespaces": [p.target_namespace for p in runs],
-                    "each_creator_ids": [p.creator_id for p in runs],
-                    "each_twin_ids": [p.twin_id for p in runs],
-                    "each_source_counts": [p.vector_count for p in runs],
-                    "each_states": [
-                        (RunState.CHECKING if p.source_namespace in checking else RunState.PENDING).value for p in runs
-                    ],
-                },
-            )
+        _insert_runs(s, job.id, plan, source_label, target_label, checking)
         detail: dict[str, Any] = {"kind": str(kind), "namespaces": len(plan.runs), "vectors": plan.total_vectors}
         if planning:
             detail["planning"] = planning
@@ -146,6 +125,80 @@ def create_job(
             detail["warnings"] = list(plan.warnings)
         add_event(s, "job_created", actor, job.id, **detail)
         return job.id
+
+
+def _insert_runs(
+    s: Session, job_id: int, plan: Plan, source_label: str, target_label: str, checking: Collection[str]
+) -> None:
+    # One INSERT … SELECT from arrays per ``ROWS_PER_INSERT`` runs: its text is the same whatever the rows, so it is
+    # compiled once per process, where a multi-row VALUES of thousands of parameters took SQLAlchemy and psycopg
+    # ~0.5 ms of CPU a namespace to build (``bench/README.md``); and no object per namespace, so the orchestrator's
+    # memory does not grow with them.
+    for start in range(0, len(plan.runs), ROWS_PER_INSERT):
+        runs = plan.runs[start : start + ROWS_PER_INSERT]
+        s.execute(
+            _INSERT_RUNS,
+            {
+                "job_id": job_id,
+                "source_store": source_label,
+                "target_store": target_label,
+                "routed": dict(plan.twins),
+                "each_source_namespaces": [p.source_namespace for p in runs],
+                "each_target_namespaces": [p.target_namespace for p in runs],
+                "each_creator_ids": [p.creator_id for p in runs],
+                "each_twin_ids": [p.twin_id for p in runs],
+                "each_source_counts": [p.vector_count for p in runs],
+                "each_states": [
+                    (RunState.CHECKING if p.source_namespace in checking else RunState.PENDING).value for p in runs
+                ],
+            },
+        )
+
+
+def add_runs(
+    db: Database,
+    job_id: int,
+    plan: Plan,
+    *,
+    source_label: str,
+    target_label: str,
+    actor: str | None = None,
+    checking: Collection[str] = (),
+    recheck: Callable[[Session], None] | None = None,
+) -> None:
+    """Write one run per planned namespace into job ``job_id`` (source namespaces made after its plan:
+    ``orchestrator.late_runs``) and set the job running again. ``checking`` and ``recheck``: ``create_job``'s.
+
+    Raises:
+        JobStopped: the job was cancelled or rolled back.
+        StateError: a planned namespace has a run in the job already (added meanwhile); nothing is written.
+    """
+    actor = actor or default_actor()
+    names = [p.source_namespace for p in plan.runs]
+    with db.transaction() as s:
+        if recheck is not None:
+            s.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": JOB_CREATION_LOCK})
+            recheck(s)
+        _refuse_stopped(s, job_id, "adding namespaces")
+        held = s.scalars(
+            sa.select(_runs.c.source_namespace).where(_runs.c.job_id == job_id, _runs.c.source_namespace.in_(names))
+        ).all()
+        if held:
+            raise StateError(
+                f"job {job_id} has a run of {shown_namespaces(held)} already (added meanwhile); nothing was changed",
+                job_id=job_id,
+            )
+        _insert_runs(s, job_id, plan, source_label, target_label, checking)
+        s.execute(sa.update(Job).where(Job.id == job_id).values(state=JobState.RUNNING))
+        add_event(
+            s,
+            "namespaces_added",
+            actor,
+            job_id,
+            namespaces=len(names),
+            names=shown_namespaces(names),
+            vectors=plan.total_vectors,
+        )
 
 
 def create_action_job(

@@ -298,12 +298,14 @@ def test_the_check_passes_on_a_healthy_target_and_fails_on_a_slow_or_erroring_on
     assert [r["passed"] for r in reports] == [True, False, False]
 
 
-def test_a_source_namespace_made_after_the_plan_is_named_by_sync_and_fails_the_check(app_stack: AppStack) -> None:
+def test_a_source_namespace_made_after_the_plan_fails_the_check_until_sync_adds_it_to_the_job(
+    app_stack: AppStack,
+) -> None:
     """A namespace the application starts after the job was planned is in no run: a sync copies runs only, so a
     cut-over would serve nothing of it. The final sync names it, and the load check, which gates every step toward
-    the target, fails on it."""
+    the target, fails on it; `sync --new-namespaces` plans it into the job, which copies and verifies it."""
     stack, _ = app_stack
-    _, job_id = migrated(stack, cutover=GENEROUS)
+    db, job_id = migrated(stack, cutover=GENEROUS)
     code, before = check(stack, job_id)
     assert code == 0 and before["late_namespaces"] == [], before["problems"]
 
@@ -318,6 +320,37 @@ def test_a_source_namespace_made_after_the_plan_is_named_by_sync_and_fails_the_c
     assert code == 1 and after["late_namespaces"] == ["ns9"], after
     assert [p for p in after["problems"] if "have no run in it" in p and "ns9" in p], after["problems"]
     assert "ns9" not in stack.pinecone.snapshot("dst")  # named, not copied: nothing was written for it
+
+    both = cli(stack, "sync", str(job_id), "--namespace", "ns0", "--new-namespaces")
+    assert both.exit_code == 2 and "--new-namespaces works on the whole job" in both.output, both.output
+    added = cli(stack, "sync", str(job_id), "--new-namespaces", "--wait")
+
+    assert added.exit_code == 0, added.output
+    assert f"added to job {job_id} 1 namespace(s) made after its plan (1 vectors): ns9" in added.output, added.output
+    assert "warning" not in added.output, added.output
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    assert_target_is_the_source(stack)
+    code, report = check(stack, job_id)
+    assert code == 0 and report["late_namespaces"] == [], report["problems"]
+    assert [e["detail"]["names"] for e in events(db, job_id, "namespaces_added")] == ["ns9"]
+
+
+def test_a_late_namespace_the_plan_refuses_is_not_added_and_nothing_is_written(app_stack: AppStack) -> None:
+    """`sync --new-namespaces` plans with every check of a new plan: a late source namespace whose target namespace
+    already holds someone else's vectors is refused, and the job, the job table and the target stay as they were."""
+    stack, _ = app_stack
+    db, job_id = migrated(stack, cutover=GENEROUS)
+    index(stack, "src").upsert(vectors=[("late-1", [0.5] * DIM, {"n": 8})], namespace="ns8")
+    index(stack, "dst").upsert(vectors=[("theirs", [0.25] * DIM, {"by": "another app"})], namespace="ns8")
+    stack.pinecone.settle()
+    runs_before = len(jobs_and_runs.runs_of(db, job_id))
+
+    refused = cli(stack, "sync", str(job_id), "--new-namespaces")
+
+    assert refused.exit_code != 0, refused.output
+    assert "target namespace(s) already hold vectors" in refused.output and "ns8 (1 vectors)" in refused.output
+    assert len(jobs_and_runs.runs_of(db, job_id)) == runs_before and not events(db, job_id, "namespaces_added")
+    assert sorted(stack.pinecone.snapshot("dst")["ns8"]) == ["theirs"]
 
 
 def test_the_check_detects_a_target_answering_differently(app_stack: AppStack) -> None:
@@ -527,6 +560,7 @@ def test_each_sides_reads_errors_and_empty_answers_are_prometheus_metrics_of_the
     _, job_id = migrated(stack, cutover=STEPPING)
     walk_to(stack, job_id, 50)  # ns0 reads the new index, ns1 the old
     index(stack, "dst").delete(delete_all=True, namespace="ns1")  # its copy is gone: the new side answers nothing
+    stack.pinecone.settle("dst")  # once its reads show the delete (a query right after it may still find the copy)
     app = dual_writer(stack, job_id, compare_share=1.0)
     vector = np.random.default_rng(8).random(DIM).tolist()
 

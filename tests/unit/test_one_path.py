@@ -39,10 +39,13 @@ CALLERS = _callers()
 
 def test_only_start_or_resume_writes_a_migrate_job_or_chooses_between_a_new_one_and_the_unfinished_one() -> None:
     assert CALLERS["create_job"] == {"orchestrator/launch.py::launch"}
-    # ``_Starting.start``, which ``start_or_resume`` drives: the job is written once the job-wide checks passed
+    # ``Starting.start``, which ``start_or_resume`` drives: the job is written once the job-wide checks passed
     assert CALLERS["launch"] == {"orchestrator/launch.py::start"}
-    assert CALLERS["_Starting"] == {"orchestrator/launch.py::start_or_resume"}
+    assert CALLERS["Starting"] == {"orchestrator/launch.py::start_or_resume"}
     assert CALLERS["latest_unfinished_job"] == {"orchestrator/launch.py::start_or_resume"}
+    # Runs of namespaces made after a job's plan are written into it once planned with the same checks.
+    assert CALLERS["add_runs"] == {"orchestrator/late_runs.py::start"}
+    assert CALLERS["prepare_and_start"] == {"orchestrator/late_runs.py::add_late_namespaces"}
 
 
 def test_the_command_the_fleets_plan_server_and_the_demos_start_a_job_through_the_same_function() -> None:

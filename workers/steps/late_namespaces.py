@@ -1,7 +1,8 @@
 """Source namespaces a job's selection takes now that no run of the job holds: made after its plan, or within the lag
 of the listing it planned from (Pinecone's namespace listing lags writes, and no probe can await a namespace it does
 not show yet). A sync copies the job's runs only, so reads moved to the target would find none of these: `sync` names
-them and `cutover check` fails on them, each with what to do. Reads only.
+them (and with ``--new-namespaces`` adds them to the job: ``orchestrator.late_runs``) and `cutover check` fails on
+them, each with what to do. Reads only.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ def late_namespaces_problem(job_id: int, late: list[str]) -> str:
     """What ``late`` means for a cut-over of ``job_id``, and what to do."""
     return (
         f"{len(late)} source namespace(s) that job {job_id}'s selection takes have no run in it (made after its plan): "
-        f"{shown_namespaces(late)}; reads moved to the target would find nothing there. Copy them with a job of "
-        "their own (the same spec with namespaces.include naming them, `nsmigrate run SPEC --new`), or leave them "
-        "out of the selection (namespaces.exclude)"
+        f"{shown_namespaces(late)}; reads moved to the target would find nothing there. Copy them into the job with "
+        f"`nsmigrate sync {job_id} --new-namespaces`, or leave them out of its selection (namespaces.exclude)"
     )
