@@ -334,7 +334,7 @@ def sync(
         console.print("dry run: nothing was copied or deleted")
     late = late_namespaces(ctx, job_id) if ns is None else []
     if late and new_namespaces and not dry_run:
-        _add_late(resolved, database, job_id, late)
+        _add_late(ctx, database, job_id, late)
     elif late:
         console.print(f"[yellow]warning[/]: {escape(late_namespaces_problem(job_id, late))}", soft_wrap=True)
     if wait and not dry_run and refused < len(runs):
@@ -343,13 +343,15 @@ def sync(
     raise typer.Exit(1 if refused else 0)
 
 
-def _add_late(resolved: Any, database: Any, job_id: int, late: list[str]) -> None:
-    """`sync --new-namespaces`: ``late`` planned into job ``job_id``, their work sent (``orchestrator.late_runs``)."""
+def _add_late(ctx: Any, database: Any, job_id: int, late: list[str]) -> None:
+    """`sync --new-namespaces`: ``late`` planned into job ``job_id``, their work sent (``orchestrator.late_runs``),
+    and the cut-over published again if its applications follow it, so that they dual-write these too."""
     from nsmigrate.cli.fleet import dispatcher, open_store
+    from nsmigrate.orchestrator.cutover import published
     from nsmigrate.orchestrator.late_runs import add_late_namespaces
 
     prepared = add_late_namespaces(
-        database, dispatcher(resolved), job_id, late, open_store, actor=default_actor(), settings=resolved
+        database, dispatcher(ctx.settings), job_id, late, open_store, actor=default_actor(), settings=ctx.settings
     )
     plan = prepared.plan
     console.print(
@@ -359,6 +361,8 @@ def _add_late(resolved: Any, database: Any, job_id: int, late: list[str]) -> Non
     )
     for warning in prepared.plan.warnings:
         console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
+    if published.publish_if_followed(database, ctx.redis, job_id):
+        console.print(f"job {job_id}: published again: its applications' DualWriteIndex dual-writes these too")
 
 
 @app.command()

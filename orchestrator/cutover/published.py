@@ -120,6 +120,15 @@ def publish(db: Database, redis: Any, job_id: int) -> dict[str, Any]:
     return head
 
 
+def publish_if_followed(db: Database, redis: Any, job_id: int) -> bool:
+    """``publish`` again when job ``job_id``'s cut-over was published before (its applications follow it: runs
+    added to the job are then dual-written too); whether it was."""
+    if not redis.exists(cutover_key(job_id, "layout")):
+        return False
+    publish(db, redis, job_id)
+    return True
+
+
 def _default_limits() -> dict[str, Any]:
     from nsmigrate.orchestrator.spec.jobspec import Cutover
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from pinecone import Pinecone
 from prometheus_client import REGISTRY
 
@@ -26,6 +27,7 @@ from nsmigrate.orchestrator.cutover.rules import ROLLOUT_STEPS
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
+from nsmigrate.orchestrator.messaging.task_names import cutover_key
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.orchestrator.settings import load_settings
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
@@ -321,13 +323,16 @@ def test_a_source_namespace_made_after_the_plan_fails_the_check_until_sync_adds_
     assert [p for p in after["problems"] if "have no run in it" in p and "ns9" in p], after["problems"]
     assert "ns9" not in stack.pinecone.snapshot("dst")  # named, not copied: nothing was written for it
 
+    publish(stack, job_id)  # the applications follow the job: once added, ns9 is dual-written too
     both = cli(stack, "sync", str(job_id), "--namespace", "ns0", "--new-namespaces")
     assert both.exit_code == 2 and "--new-namespaces works on the whole job" in both.output, both.output
     added = cli(stack, "sync", str(job_id), "--new-namespaces", "--wait")
 
     assert added.exit_code == 0, added.output
     assert f"added to job {job_id} 1 namespace(s) made after its plan (1 vectors): ns9" in added.output, added.output
-    assert "warning" not in added.output, added.output
+    assert "warning" not in added.output and "published again" in added.output, added.output
+    layout = json.loads(redis.Redis.from_url(stack.redis_url).get(cutover_key(job_id, "layout")))
+    assert "ns9" in json.dumps(layout), layout
     assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
     assert_target_is_the_source(stack)
     code, report = check(stack, job_id)
