@@ -8,13 +8,17 @@ them, each with what to do. Reads only.
 from __future__ import annotations
 
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.models import JobKind
 from nsmigrate.orchestrator.planning.selection import matching
 from nsmigrate.orchestrator.records.namespaces import parse_namespace_arg, shown_namespaces
 from nsmigrate.workers.context import WorkerContext
 
 
 def late_namespaces(ctx: WorkerContext, job_id: int) -> list[str]:
-    """The source namespaces ``job_id``'s selection takes now that none of its runs holds, sorted."""
+    """The source namespaces ``job_id``'s selection takes now that none of its runs holds, sorted (none for a job
+    that is not a migration: a rollback's or an erasure's runs are not a selection)."""
+    if jobs_and_runs.find_job(ctx.db, job_id).kind != JobKind.MIGRATE:
+        return []
     spec = jobs_and_runs.job_spec(ctx.db, job_id)
     runs = jobs_and_runs.runs_of(ctx.db, job_id)
     source = ctx.guarded(spec.source, spec.rate)
