@@ -19,18 +19,9 @@ from nsmigrate.orchestrator.jobs import crossing_jobs, jobs_and_runs
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.messaging.dispatch import Dispatcher
 from nsmigrate.orchestrator.planning.prepared import Prepared
-from nsmigrate.orchestrator.records.namespaces import display_namespace
+from nsmigrate.orchestrator.planning.selection import exact_pattern
 from nsmigrate.orchestrator.settings import DEFAULTS, Settings
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
-
-#: Characters a name is matched by literally in an include glob only when put in brackets (``fnmatch``).
-_GLOB_CHARS = "*?["
-
-
-def exact_pattern(namespace: str) -> str:
-    """An include entry that selects ``namespace`` alone, whatever characters it has (``__default__`` for "")."""
-    shown = display_namespace(namespace)
-    return "".join(f"[{c}]" if c in _GLOB_CHARS else c for c in shown)
 
 
 def narrowed(spec: JobSpec, namespaces: Collection[str]) -> JobSpec:

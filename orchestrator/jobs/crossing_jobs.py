@@ -55,7 +55,7 @@ def check_shared_targets(session: Session, spec: JobSpec, plan: Plan) -> None:
     )
     rows = session.execute(copying).all()
     others = [
-        crossings.OpenRun(job_id, name, other or {}, source, frozenset(_wrote_into(target, written)), True)
+        crossings.OpenRun(job_id, name, other or {}, source, frozenset(wrote_into(target, written)), True)
         for job_id, name, other, source, target, written in rows
     ]
     crossings.check_shared_targets(spec, plan, others)
@@ -89,7 +89,7 @@ def _crossing_runs(db: Database, spec: JobSpec, plan: Plan, resumed_by_run: bool
 _RUN_DONE = [RunState.CLEANED, RunState.CANCELLED]
 
 
-def _wrote_into(target: str | None, written: list[str] | None) -> set[str]:
+def wrote_into(target: str | None, written: list[str] | None) -> set[str]:
     """The namespaces a run writes into: its fixed target, and those it wrote (routed: several)."""
     return {*(written or []), *([target] if target is not None else [])}
 
@@ -155,7 +155,7 @@ def open_runs_crossing(
             )
         )
     for job_id, source, target, written, state in rows:
-        wrote = _wrote_into(target, written)
+        wrote = wrote_into(target, written)
         if source in targets or wrote & {*sources, *targets}:
             name, spec = jobs[job_id]
             found.append((job_id, name, spec, source, wrote, state))

@@ -35,6 +35,11 @@ def normalized(inventory: Inventory) -> Inventory:
     return replace(inventory, namespaces=counts)
 
 
+def exact_pattern(namespace: str) -> str:
+    """An include entry that selects ``namespace`` alone, whatever characters it has (``__default__`` for "")."""
+    return "".join(f"[{c}]" if c in _GLOB_CHARS else c for c in display_namespace(namespace))
+
+
 def matching(spec: JobSpec, namespaces: Iterable[str]) -> list[str]:
     """The namespaces of ``namespaces`` that the spec's include takes and its exclude leaves, sorted (the default
     namespace first); none is no error here."""

@@ -3,8 +3,8 @@ after its plan, each selected alone whatever characters its name has."""
 
 from __future__ import annotations
 
-from nsmigrate.orchestrator.late_runs import exact_pattern, narrowed
-from nsmigrate.orchestrator.planning.selection import matching
+from nsmigrate.orchestrator.late_runs import narrowed
+from nsmigrate.orchestrator.planning.selection import exact_pattern, matching
 from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
 
 NAMES = ["a*b", "a-b", "ab", "q?", "qq", "[x]", "x", ""]

@@ -8,6 +8,7 @@ them, each with what to do. Reads only.
 from __future__ import annotations
 
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs.crossing_jobs import wrote_into
 from nsmigrate.orchestrator.models import JobKind
 from nsmigrate.orchestrator.planning.selection import matching
 from nsmigrate.orchestrator.records.namespaces import parse_namespace_arg, shown_namespaces
@@ -25,8 +26,7 @@ def late_namespaces(ctx: WorkerContext, job_id: int) -> list[str]:
     held = {r.source_namespace for r in runs}
     if source.identity() == ctx.guarded(spec.target, spec.rate).identity():
         # A refactor inside one store: the namespaces the job wrote are its copies, not new sources.
-        held.update(ns for r in runs for ns in ([r.target_namespace] if r.target_namespace is not None else []))
-        held.update(ns for r in runs for ns in r.target_namespaces or [])
+        held.update(ns for r in runs for ns in wrote_into(r.target_namespace, r.target_namespaces))
     listed = (parse_namespace_arg(ns) for ns in source.namespaces())
     return [ns for ns in matching(spec, listed) if ns not in held]
 
