@@ -6,7 +6,7 @@ Cleanup, sync's scan and rollback run inline (the user sees each result); re-que
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -35,6 +35,9 @@ from nsmigrate.workers.steps.cleaning import CLEANED_ALREADY, UNDER_WAY, cleanup
 from nsmigrate.workers.steps.late_namespaces import late_namespaces, late_namespaces_problem
 from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.steps.syncing import sync_runs
+
+if TYPE_CHECKING:
+    from nsmigrate.orchestrator.planning.prepared import Prepared
 
 app = typer.Typer(add_completion=False)
 
@@ -268,7 +271,8 @@ def sync(
         typer.Option(
             "--new-namespaces",
             help="Also add to JOB the source namespaces its selection takes that it has no run for (made after its "
-            "plan), planned and checked as `run` plans, then copied and verified; without it they are only named.",
+            "plan), planned and checked as `run` plans (and backed up first if the spec asks), then copied and "
+            "verified; without it they are only named.",
         ),
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the copy and the verification after it.")] = False,
@@ -344,14 +348,32 @@ def sync(
 
 
 def _add_late(ctx: Any, database: Any, job_id: int, late: list[str]) -> None:
-    """`sync --new-namespaces`: ``late`` planned into job ``job_id``, their work sent (``orchestrator.late_runs``),
-    and the cut-over published again if its applications follow it, so that they dual-write these too."""
+    """`sync --new-namespaces`: ``late`` planned into job ``job_id``, exported first when the spec asks for a backup
+    (as `run` exports the namespaces it plans; a failed backup adds nothing), their work sent
+    (``orchestrator.late_runs``), and the cut-over published again if its applications follow it, so that they
+    dual-write these too."""
     from nsmigrate.cli.fleet import dispatcher, open_store
     from nsmigrate.orchestrator.cutover import published
     from nsmigrate.orchestrator.late_runs import add_late_namespaces
 
+    def backup_first(prepared: Prepared) -> list[tuple[str, dict[str, Any]]]:
+        if not prepared.spec.backup.enabled:
+            return []
+        from nsmigrate.cli.backup import backup_sources  # pyarrow and the export machinery only for a backup
+
+        return [
+            ("backup_written", backup_sources(prepared, unless_done="the new namespaces were not added to the job"))
+        ]
+
     prepared = add_late_namespaces(
-        database, dispatcher(ctx.settings), job_id, late, open_store, actor=default_actor(), settings=ctx.settings
+        database,
+        dispatcher(ctx.settings),
+        job_id,
+        late,
+        open_store,
+        actor=default_actor(),
+        before_write=backup_first,
+        settings=ctx.settings,
     )
     plan = prepared.plan
     console.print(

@@ -71,9 +71,12 @@ def export_with_progress(
     return results
 
 
-def backup_sources(prepared: Prepared) -> dict[str, Any]:
-    """The pre-migration backup of ``run`` (spec ``backup.enabled``): every planned source namespace exported to
-    ``backup.directory/<job name>-<UTC timestamp>/``. Returns the audit event's detail. Exits 1 if it fails."""
+def backup_sources(
+    prepared: Prepared, *, unless_done: str = "the job was not started (nothing was enqueued)"
+) -> dict[str, Any]:
+    """The pre-migration backup of ``run`` (spec ``backup.enabled``), and of `sync --new-namespaces`: every planned
+    source namespace exported to ``backup.directory/<job name>-<UTC timestamp>/``. Returns the audit event's detail.
+    Exits 1 if it fails, saying what was therefore not done (``unless_done``)."""
     spec = prepared.spec
     directory = backup_directory(spec.backup.directory, spec.name)
     store = backup_store(spec.source)
@@ -87,7 +90,7 @@ def backup_sources(prepared: Prepared) -> dict[str, Any]:
             again="run",
         )
     except (NsmigrateError, OSError) as e:
-        raise fail(f"the pre-migration backup failed, so the job was not started (nothing was enqueued): {e}", 1) from e
+        raise fail(f"the pre-migration backup failed, so {unless_done}: {e}", 1) from e
     finally:
         close_store(store)
     manifest = (directory / MANIFEST_NAME).resolve()

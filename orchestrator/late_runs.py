@@ -5,7 +5,8 @@ They are planned as `run` plans a job, with the job's stored spec narrowed to th
 non-empty target namespace, another job writing into one, ids that collide or are too long), then written into the
 job (``jobs_and_runs.add_runs``) and sent to the fleet; the job is running again until they are verified, so the
 cut-over's rails wait for them as for any run. Only a `strategy: fleet` job takes namespaces in: the other
-strategies copy a whole index at once. The spec's backup and target creation are not done again (the index exists).
+strategies copy a whole index at once. The spec's backup (``before_write``: the command's) covers them as `run`'s
+covers the planned ones, before anything is written; the target index exists, so it is not created again.
 """
 
 from __future__ import annotations
@@ -37,9 +38,15 @@ class _Adding(launch.Starting):
     """``launch.Starting`` that writes the plan's runs into job ``job_id`` instead of a new job."""
 
     def __init__(
-        self, db: jobs_database.Database, dispatcher: Dispatcher, job_id: int, actor: str | None, settings: Settings
+        self,
+        db: jobs_database.Database,
+        dispatcher: Dispatcher,
+        job_id: int,
+        actor: str | None,
+        before_write: launch.BeforeWrite | None,
+        settings: Settings,
     ) -> None:
-        super().__init__(db, dispatcher, actor, None, settings)
+        super().__init__(db, dispatcher, actor, before_write, settings)
         self.job_id = job_id
 
     def start(self, prepared: Prepared, checking: Collection[str]) -> None:
@@ -47,6 +54,7 @@ class _Adding(launch.Starting):
         prepared.plan.warnings.extend(
             crossing_jobs.crossings_of(self.db, prepared.spec, prepared.plan, resumed_by_run=True)
         )
+        events = self.before_write(prepared) if self.before_write is not None else []
 
         def recheck(session: Any) -> None:
             crossing_jobs.check_shared_targets(session, prepared.spec, prepared.plan)
@@ -61,6 +69,7 @@ class _Adding(launch.Starting):
             checking=checking,
             recheck=recheck,
         )
+        self.record(events)
         ready = [r.source_namespace for r in prepared.plan.runs if r.source_namespace not in checking]
         if ready:
             launch.send_work(self.db, self.dispatcher, self.job_id, prepared.spec, ready, settings=self.settings)
@@ -74,9 +83,12 @@ def add_late_namespaces(
     open_store: launch.StoreOpener,
     *,
     actor: str | None = None,
+    before_write: launch.BeforeWrite | None = None,
     settings: Settings = DEFAULTS,
 ) -> Prepared:
     """Plan ``namespaces`` of job ``job_id``'s source, write their runs into it and send their work; the plan.
+    ``before_write``: as `run`'s (``launch.BeforeWrite``), between the plan's checks and the runs' rows; a failure
+    there adds nothing.
 
     Raises:
         StateError: the job's strategy copies a whole index (not `fleet`).
@@ -91,5 +103,5 @@ def add_late_namespaces(
             hint="copy the new namespaces with a job of their own (namespaces.include naming them, strategy: fleet)",
             job_id=job_id,
         )
-    adding = _Adding(db, dispatcher, job_id, actor, settings)
+    adding = _Adding(db, dispatcher, job_id, actor, before_write, settings)
     return launch.prepare_and_start(narrowed(spec, namespaces), open_store, adding, settings)

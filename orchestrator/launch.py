@@ -201,6 +201,10 @@ class Starting:
             settings=self.settings,
             recheck=recheck,
         )
+        self.record(events)
+
+    def record(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """The audit events of what ``before_write`` did, written once the job's rows are."""
         for action, detail in events:
             jobs_and_runs.record_event(self.db, action, self.actor or default_actor(), self.job_id, **detail)
 

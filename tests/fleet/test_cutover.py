@@ -13,9 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import redis
 from pinecone import Pinecone
@@ -35,6 +37,7 @@ from nsmigrate.orchestrator.tenancy.tenant_guard import Match
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.syncing import sync_run
 from nsmigrate.workers.stores import open_store
+from nsmigrate.workers.stores.backup.parquet import MANIFEST_NAME, file_name_for
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.fleet.test_sync_rollback import DIM, cli, events, load_small, reverify, small_spec, states, wait_final
@@ -356,6 +359,44 @@ def test_a_late_namespace_the_plan_refuses_is_not_added_and_nothing_is_written(a
     assert "target namespace(s) already hold vectors" in refused.output and "ns8 (1 vectors)" in refused.output
     assert len(jobs_and_runs.runs_of(db, job_id)) == runs_before and not events(db, job_id, "namespaces_added")
     assert sorted(stack.pinecone.snapshot("dst")["ns8"]) == ["theirs"]
+
+
+def test_a_late_namespace_of_a_job_that_backs_up_is_exported_before_it_is_added(
+    app_stack: AppStack, tmp_path: Path
+) -> None:
+    """With `backup.enabled`, `run` exports each planned source namespace before the job is written; a namespace
+    `sync --new-namespaces` adds is exported the same way before its run is written, and recorded for erasures to
+    search. An export that fails adds nothing."""
+    stack, _ = app_stack
+    backups = tmp_path / "backups"
+    db, job_id = migrated(stack, cutover=GENEROUS, backup={"enabled": True, "directory": str(backups)})
+    late = [("late-1", [0.5] * DIM, {"n": 7}), ("late-2", [0.25] * DIM, {"n": 7})]
+    index(stack, "src").upsert(vectors=late, namespace="ns7")
+    stack.pinecone.settle("src")
+    runs_before = len(jobs_and_runs.runs_of(db, job_id))
+    backups.write_text("a file where the backups' directory goes")
+
+    failed = cli(stack, "sync", str(job_id), "--new-namespaces")
+
+    assert failed.exit_code == 1, failed.output
+    assert "backup failed, so the new namespaces were not added to the job" in failed.output, failed.output
+    assert len(jobs_and_runs.runs_of(db, job_id)) == runs_before and not events(db, job_id, "namespaces_added")
+    assert "ns7" not in stack.pinecone.snapshot("dst")
+
+    wait_final(db, job_id)  # the sync's part that went through: the job's runs verified again
+    backups.unlink()
+    added = cli(stack, "sync", str(job_id), "--new-namespaces", "--wait")
+
+    assert added.exit_code == 0, added.output
+    (directory,) = backups.iterdir()
+    manifest = directory / MANIFEST_NAME
+    listed = json.loads(manifest.read_text())["namespaces"]
+    assert [(e["namespace"], e["count"]) for e in listed] == [("ns7", 2)], listed
+    assert sorted(pq.read_table(directory / file_name_for("ns7")).column("id").to_pylist()) == ["late-1", "late-2"]
+    [written] = events(db, job_id, "backup_written")
+    assert written["detail"] == {"manifest": str(manifest.resolve()), "namespaces": 1, "vectors": 2}
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    assert sorted(stack.pinecone.snapshot("dst")["ns7"]) == ["late-1", "late-2"]
 
 
 def test_the_check_detects_a_target_answering_differently(app_stack: AppStack) -> None:
