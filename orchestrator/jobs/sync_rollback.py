@@ -4,9 +4,11 @@ remove what a migration wrote). The store work lives in ``workers.steps.syncing`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import StateError, WrongJobKind
@@ -55,12 +57,12 @@ def sync_refusal(db: Database, run_id: int) -> str | None:
 def propagate_refusal(db: Database, run_id: int) -> str | None:
     """Why ``sync --propagate-deletes`` may not delete from the target of ``run_id`` the ids its source lacks, or
     None: a cleanup deleted source ids (or is deleting them) whose copies this would delete, so an id missing from the
-    source may be one whose target copy is now the only one. That cleanup is the run's own, or another migrate job's
-    of the same source namespace into the same target namespace (a job run again with ``--new``: both wrote the same
-    copies). Asked again after each read of the source, right before its delete: a cleanup whose deletes that read saw
-    had started (``cleaning``, under the run's row lock) before it."""
-    from nsmigrate.orchestrator.spec.store_identity import key_of_json
-
+    source may be one whose target copy is now the only one. That cleanup is the run's own, or another migrate run's
+    that writes into one of its target namespaces too (a merge, a routing, a job run again with ``--new``: an id
+    absent here may be that run's copy). Another source store writing there refuses as well: its ids cannot be read
+    to tell its copies from stale ones (``workers.steps.syncing`` spares those of this store's other namespaces).
+    Asked again after each read of the source, right before its delete: a cleanup whose deletes that read saw had
+    started (``cleaning``, under the run's row lock) before it."""
     with db.transaction() as s:
         run = _get_run(s, run_id)
         if run.state in (RunState.CLEANING, RunState.CLEANED):
@@ -78,29 +80,74 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
                 "a cleanup of this namespace stopped part-way (its job cancelled, or its worker lost) and may have "
                 "deleted source ids: their copies may be the only ones left, so --propagate-deletes is off here"
             )
-        spec = s.scalar(sa.select(Job.spec).where(Job.id == run.job_id)) or {}
-        stores = (key_of_json(spec.get("source")), key_of_json(spec.get("target")))
-        targets = set(_target_names(run))
-        others = s.execute(
-            sa.select(NamespaceRun, Job.spec)
-            .join(Job, Job.id == NamespaceRun.job_id)
-            .where(
-                NamespaceRun.source_namespace == run.source_namespace,
-                NamespaceRun.id != run.id,
-                Job.kind == JobKind.MIGRATE,
-            )
-            .order_by(NamespaceRun.id)
-        )
-        for other, other_spec in others:
-            deleting = other.source_may_be_deleted
-            same = (key_of_json((other_spec or {}).get("source")), key_of_json((other_spec or {}).get("target")))
-            if deleting and same == stores and targets & set(_target_names(other)):
-                return (
-                    f"a cleanup of job {other.job_id} deleted (or is deleting) this source namespace's ids, and their "
-                    "copies in the target are the ones this job wrote too: they may be the only ones left, so "
-                    "--propagate-deletes is off here"
-                )
+        for target_namespace in _target_names(run):
+            for other in _other_writers(s, run, target_namespace):
+                if other.source_may_be_deleted and other.source_namespace == run.source_namespace:
+                    return (
+                        f"a cleanup of job {other.job_id} deleted (or is deleting) this source namespace's ids, and "
+                        "their copies in the target are the ones this job wrote too: they may be the only ones left, "
+                        "so --propagate-deletes is off here"
+                    )
+                if other.source_may_be_deleted:
+                    return (
+                        f"a cleanup of source namespace {other.source_namespace!r} (job {other.job_id}), which writes "
+                        f"into target namespace {target_namespace!r} too, deleted (or is deleting) its ids: an id this "
+                        "source lacks may be its copy, now the only one, so --propagate-deletes is off here"
+                    )
+                if not other.same_source:
+                    return (
+                        f"job {other.job_id} writes into target namespace {target_namespace!r} too, from another "
+                        "source store: an id this source lacks may be its copy, so --propagate-deletes is off here"
+                    )
         return None
+
+
+@dataclass(frozen=True)
+class OtherWriter:
+    """Another migrate run that writes a target namespace a run writes (a merge, a routing, another job)."""
+
+    job_id: int
+    source_namespace: str
+    #: Its source is the same store as the run's, so ``source_namespace`` can be read with the run's source.
+    same_source: bool
+    #: A cleanup deleted (or may have deleted) its source ids: a copy it wrote may be the only one left.
+    source_may_be_deleted: bool
+
+
+def other_writers(db: Database, run_id: int, target_namespace: str) -> list[OtherWriter]:
+    """The other migrate runs, of any job into the same target store, that write ``target_namespace`` too."""
+    with db.transaction() as s:
+        return _other_writers(s, _get_run(s, run_id), target_namespace)
+
+
+def _other_writers(s: Session, run: NamespaceRun, target_namespace: str) -> list[OtherWriter]:
+    from nsmigrate.orchestrator.spec.store_identity import key_of_json
+
+    spec = s.scalar(sa.select(Job.spec).where(Job.id == run.job_id)) or {}
+    source, target = key_of_json(spec.get("source")), key_of_json(spec.get("target"))
+    rows = s.execute(
+        sa.select(NamespaceRun, Job.spec)
+        .join(Job, Job.id == NamespaceRun.job_id)
+        .where(
+            NamespaceRun.id != run.id,
+            Job.kind == JobKind.MIGRATE,
+            sa.or_(
+                NamespaceRun.target_namespace == target_namespace,
+                NamespaceRun.target_namespaces.op("@>")(sa.type_coerce([target_namespace], JSONB)),
+            ),
+        )
+        .order_by(NamespaceRun.id)
+    )
+    return [
+        OtherWriter(
+            other.job_id,
+            other.source_namespace,
+            key_of_json((other_spec or {}).get("source")) == source,
+            other.source_may_be_deleted or bool(other.deleted_by_cleanup),
+        )
+        for other, other_spec in rows
+        if target_namespace in _target_names(other) and key_of_json((other_spec or {}).get("target")) == target
+    ]
 
 
 def _target_names(run: NamespaceRun) -> list[str]:

@@ -242,6 +242,45 @@ def test_live_writes_fail_verification_and_sync_copies_exactly_the_new_and_chang
     }
 
 
+def test_propagated_deletes_keep_what_another_source_merged_into_the_namespace_holds(
+    stack: Stack, ctx: WorkerContext
+) -> None:
+    """ns0 and ns1 merged into one target namespace. A record the application moved from ns0 to ns1 (same id) is
+    gone from ns0, but its copy there is ns1's: `--propagate-deletes` of ns0 keeps it and deletes only what neither
+    source holds. Once ns1's cleanup deleted its source, an id ns0 lacks may be ns1's only copy: refused."""
+    load_small(stack)
+    merge = {"mode": "explicit", "map": {"ns0": "merged", "ns1": "merged"}}
+    db, _, job_id = start_job(stack, small_spec(stack, routing=merge, cleanup={"mode": "manual"}))
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    values, metadata = stack.pinecone.snapshot("src")["ns0"]["v0-0000"]
+    stack.pinecone.load("src", "ns1", [("v0-0000", values.tolist(), metadata)])
+    stack.pinecone.service("src").store.delete("ns0", ["v0-0000", "v0-0001"])  # moved, and deleted
+    stack.pinecone.settle("src")
+    runs = {r.source_namespace: r.id for r in jobs_and_runs.runs_of(db, job_id)}
+
+    result = sync_run(ctx, runs["ns0"], propagate_deletes=True, actor="tester")
+
+    assert result["action"] == "synced" and result["deleted_in_source"] == 2, result
+    assert result["deleted"] == 1 and result["kept_present"] == 1, result
+    merged = stack.pinecone.snapshot("dst")["merged"]
+    assert "v0-0000" in merged and "v0-0001" not in merged and len(merged) == 119
+
+    wait_final(db, job_id)
+    sync_run(ctx, runs["ns1"], actor="tester")  # ns1's copy of the moved record, then its source cleaned up
+    wait_final(db, job_id)
+    cleaned = cleaning.cleanup_run(ctx, runs["ns1"], actor="tester")
+    assert cleaned["action"] == "deleted" and stack.pinecone.count("src", "ns1") == 0, cleaned
+    stack.pinecone.service("src").store.delete("ns0", ["v0-0002"])
+    stack.pinecone.settle("src")
+
+    refused = sync_run(ctx, runs["ns0"], propagate_deletes=True, actor="tester")
+
+    assert refused["action"] == "refused", refused
+    assert "a cleanup of source namespace 'ns1'" in refused["reason"] and "'merged'" in refused["reason"], refused
+    merged = stack.pinecone.snapshot("dst")["merged"]
+    assert {"v0-0000", "v0-0002"} <= set(merged) and len(merged) == 119
+
+
 def test_sync_repairs_silently_dropped_writes(stack: Stack, ctx: WorkerContext) -> None:
     load_small(stack)
     # Upserts acknowledge everything but store 90 %: only verification can tell.

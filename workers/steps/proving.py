@@ -172,12 +172,14 @@ def delete_absent(
     target_namespace: str,
     ids: Sequence[str],
     refusal: Callable[[], str | None] = lambda: None,
+    spared: Callable[[list[str]], set[str]] = lambda absent: set(),
 ) -> tuple[int, int, str | None]:
     """Delete from ``target_namespace`` those of ``ids`` that ``source_namespace`` does not hold now (fetched
     again right before each chunk's delete, both namespaces held meanwhile): what ``sync --propagate-deletes``
     deletes. An id written back to the
     source since the scan is kept. ``refusal`` is asked after each fetch, before its delete: why an absence may not
-    be propagated now (a cleanup deleted from the source, so the target holds the only copies), or None.
+    be propagated now (a cleanup deleted from the source, so the target holds the only copies), or None. ``spared``,
+    asked then too, names the absent ids to keep all the same (another source's copies in a shared namespace).
 
     Returns:
         ``(deleted, kept, why the deletes stopped before the end or None)``.
@@ -193,6 +195,9 @@ def delete_absent(
                 stop = refusal()
                 if stop is not None:
                     return deleted, kept, stop
+                kept_too = spared(absent)
+                absent = [i for i in absent if i not in kept_too]
+            if absent:
                 target.delete(target_namespace, absent)
         deleted += len(absent)
         kept += len(chunk) - len(absent)

@@ -24,7 +24,9 @@ one) unless ``allow_vanished_source`` says so, at the start and again right befo
 while the scan listed it makes every id after the page it had reached look deleted). And it refuses a run whose
 cleanup already deleted part of its source or is under way (those ids are gone on purpose; their copies are the
 only ones left), asked again right before each delete: a cleanup another operator starts while the sync scans is
-seen there (``jobs_sync_rollback.propagate_refusal``).
+seen there (``jobs_sync_rollback.propagate_refusal``). A target namespace other source namespaces write into too is
+shared: an id one of them holds now is its copy and kept (``_other_sources_copies``), and one of them cleaned up, or
+one of another source store, refuses as this run's own cleanup does.
 
 Known limit: a record whose routing changed (its twin id metadata was edited) is copied to its new namespace, but
 its old copy is found as stale only if the record is gone from the source, not when it still exists elsewhere.
@@ -35,6 +37,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from nsmigrate.orchestrator.cutover import published
@@ -254,13 +257,40 @@ def _delete_stale(
     deleted = kept = 0
     for ns, ids in delta.stale.items():
         with target.written_lsns() as answered:
-            d, k, stopped = delete_absent(source, run.source_namespace, target, ns, ids, refusal)
+            d, k, stopped = delete_absent(
+                source,
+                run.source_namespace,
+                target,
+                ns,
+                ids,
+                refusal,
+                partial(_other_sources_copies, ctx, run, ns, source),
+            )
         deleted, kept = deleted + d, kept + k
         if d:
             _await_deletes(ctx, run, target, ns, set(ids), k, answered.get(ns))
         if stopped is not None:
             return deleted, kept, stopped
     return deleted, kept, None
+
+
+def _other_sources_copies(
+    ctx: WorkerContext, run: NamespaceRun, target_namespace: str, source: Store, absent: list[str]
+) -> set[str]:
+    """Of ``absent`` (ids of ``target_namespace`` this run's source lacks now), those another source namespace that
+    writes there too holds now (a merge, a routing, a job run again): their copies are that namespace's, not stale.
+    Asked right before each delete, under its hold, after ``propagate_refusal``, which refuses outright where such a
+    namespace is another store's (unreadable here) or lost ids to a cleanup."""
+    spared: set[str] = set()
+    for other in jobs_sync_rollback.other_writers(ctx.db, run.id, target_namespace):
+        if other.same_source and len(spared) < len(absent):
+            left = [i for i in absent if i not in spared]
+            spared.update(
+                r.id for chunk in chunks(left, FETCH_MAX_IDS) for r in source.fetch(other.source_namespace, chunk)
+            )
+    if spared:
+        log.info("sync of run %s keeps %d ids of %r: other sources' copies", run.id, len(spared), target_namespace)
+    return spared
 
 
 def _await_deletes(
