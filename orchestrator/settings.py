@@ -17,10 +17,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nsmigrate.orchestrator.connections.keys import DEFAULT_ALLOWED_KEY_VARS
 from nsmigrate.orchestrator.connections.redis_urls import credentials_in_userinfo
+from nsmigrate.orchestrator.redaction import password_problem
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NSMIGRATE_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: pydantic's own text of a refused value repeats it, and a URL holds a password.
+    model_config = SettingsConfigDict(
+        env_prefix="NSMIGRATE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = Field(
         "postgresql+psycopg://postgres@127.0.0.1:5432/nsmigrate",
@@ -175,10 +179,23 @@ class Settings(BaseSettings):
     flower_user: str = Field("admin", description="Flower basic-auth user.")
     flower_password_env: str = Field("NSMIGRATE_FLOWER_PASSWORD", description="Env var holding Flower's password.")
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_password_readable(cls, url: str) -> str:
+        """Refused when a raw character cuts its password short (the URL is never repeated)."""
+        problem = password_problem(url)
+        if problem is not None:
+            raise ValueError(f"the job table's URL cannot be read: {problem}")
+        return url
+
     @field_validator("redis_url")
     @classmethod
     def _redis_credentials_in_userinfo(cls, url: str) -> str:
-        """A ``?password=`` (or ``?username=``) moved into the user info, where kombu reads it too."""
+        """A ``?password=`` (or ``?username=``) moved into the user info, where kombu reads it too; refused when a raw
+        character cuts its password short (redis-py would show a piece of it as the port)."""
+        problem = password_problem(url)
+        if problem is not None:
+            raise ValueError(f"the Redis URL cannot be read: {problem}")
         return credentials_in_userinfo(url)
 
 

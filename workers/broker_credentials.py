@@ -117,18 +117,28 @@ def refusal(url: str, exc: BaseException, command: tuple[str, ...] | None = None
 
 
 def check(url: str) -> str | None:
-    """``refusal`` when Redis at ``url`` refuses the URL's credentials or one of ``FLEET_COMMANDS`` to them; None when
-    it accepts them all, and when it cannot be reached (down: the caller waits for it as before)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+    """``refusal`` when Redis at ``url`` refuses the URL's credentials or one of ``FLEET_COMMANDS`` to them, and what
+    is wrong with ``url`` when redis-py cannot read it; None when Redis accepts them all, and when it cannot be
+    reached (down: the caller waits for it as before)."""
+    client: redis.Redis | None = None
     try:
+        # Inside the try: redis-py's error about a URL it cannot read may quote a piece of its password.
+        client = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
         client.ping()
         refused = _refused_command(client)
     except REFUSALS as e:
         return refusal(url, e)
     except (redis.RedisError, OSError):
         return None
+    except (ValueError, TypeError) as e:
+        return (
+            f"NSMIGRATE_REDIS_URL: redis-py cannot read the URL {redact_url(url)} ({type(e).__name__}: "
+            f"{scrub((str(e).splitlines() or [''])[0][:200], url)}) — set NSMIGRATE_REDIS_URL (or --redis-url) to a "
+            "URL like redis://[user]:PASSWORD@host:6379/0, the password's special characters percent-encoded"
+        )
     finally:
-        client.close()
+        if client is not None:
+            client.close()
     return None if refused is None else refusal(url, refused[1], refused[0])
 
 

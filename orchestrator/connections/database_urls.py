@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from nsmigrate.orchestrator.connections.liveness import find_dead_connections
 from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.redaction import password_problem, scrub
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -28,14 +29,32 @@ def sqlalchemy_url(url: str) -> str:
 def engine_of(url: str, env_var: str, **options: Any) -> sa.Engine:
     """An engine of ``url`` (read from ``env_var``), whose pool replaces a dead connection as it is checked out
     (``liveness``); raises ``SpecError`` naming ``env_var`` when it is not a database URL SQLAlchemy can read."""
+    hint = (
+        "set it to a URL like postgresql+psycopg://user:password@host:5432/dbname (quote a password's special "
+        "characters, e.g. @ as %40)"
+    )
+    problem = password_problem(url)  # SQLAlchemy would take the password's tail for the host
+    if problem is not None:
+        raise SpecError(
+            f"environment variable {env_var} does not hold a database URL SQLAlchemy can read: {problem}", hint=hint
+        )
     try:
         return find_dead_connections(sa.create_engine(sqlalchemy_url(url), **options))
     except (sa.exc.ArgumentError, ValueError, TypeError) as e:
         raise SpecError(
             f"environment variable {env_var} does not hold a database URL SQLAlchemy can read ({type(e).__name__})",
-            hint="set it to a URL like postgresql+psycopg://user:password@host:5432/dbname (quote a password's "
-            "special characters, e.g. @ as %40)",
+            hint=hint,
         ) from None  # not chained: the parser's message quotes parts of the URL
+
+
+def error_text(e: BaseException, url: str | None) -> str:
+    """What to show of a database error ``e`` about ``url``: the driver's first line, ``url``'s secrets hidden
+    (``scrub``). SQLAlchemy's own str() carries the statement and its parameters (whole vectors), and the driver's
+    line may show parts of the URL (a password's tail as the host)."""
+    orig = getattr(e, "orig", None) or e
+    text = str(orig).strip().splitlines()
+    first = (text[0] if text else type(orig).__name__)[:500]
+    return scrub(first, url) if url else first
 
 
 class KeptEngines:

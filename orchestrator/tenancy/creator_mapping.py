@@ -304,7 +304,7 @@ def load_sources(
         )
 
         url = _env(table.database_url_env, "routing.sources.database_url_env")
-        rows = _postgres_rows(engine_of(url, table.database_url_env), table.table, columns)
+        rows = _postgres_rows(engine_of(url, table.database_url_env), url, table.table, columns)
     else:
         rows = supabase_rows(
             table.url_env, table.key_env, table.table, columns, "routing.sources", SUPABASE_PAGE_ROWS, policy
@@ -312,8 +312,11 @@ def load_sources(
     return {str(r[columns[0]]): str(r[columns[1]]) for r in rows if r.get(columns[0]) and r.get(columns[1])}
 
 
-def _postgres_rows(engine: Any, name: str, columns: tuple[str, str]) -> list[dict[str, Any]]:
+def _postgres_rows(engine: Any, url: str, name: str, columns: tuple[str, str]) -> list[dict[str, Any]]:
+    """The rows of table ``name`` of the database at ``url`` (``engine``'s), whose errors are scrubbed against it."""
     import sqlalchemy as sa
+
+    from nsmigrate.orchestrator.connections.database_urls import error_text
 
     try:
         with engine.connect() as conn:
@@ -321,7 +324,7 @@ def _postgres_rows(engine: Any, name: str, columns: tuple[str, str]) -> list[dic
             return [dict(zip(columns, row, strict=True)) for row in result]
     except sa.exc.SQLAlchemyError as e:
         raise SpecError(
-            f"cannot read the sources table {name!r}: {type(e).__name__}: {str(e).splitlines()[0]}",
+            f"cannot read the sources table {name!r}: {type(e).__name__}: {error_text(e, url)}",
             hint="check routing.sources.table / columns and the database URL's permissions",
             table=name,
         ) from e

@@ -51,6 +51,16 @@ def test_a_url_is_shown_without_its_secrets(url: str, shown: str) -> None:
             "postgresql://app:s3cret@db:x/jobs",
             ["s3cret"],
         ),
+        (  # SQLAlchemy's host of a raw "@", shown alone by a message that names it
+            "host 'pQ7zr2' unknown, user catalog, password Xk9",
+            "postgresql+psycopg://catalog:Xk9@pQ7zr2@127.0.0.1:5432/app",
+            ["pQ7zr2", "Xk9"],
+        ),
+        (  # urllib's port of a raw "/" (redis-py's from_url)
+            "Port could not be cast to integer value as 'Xk9'",
+            "redis://nsm:Xk9/pQ7zr2@127.0.0.1:6379/0",
+            ["Xk9"],
+        ),
         ("invalid password 's3cret' for broker", "redis://broker/0?password=s3cret", ["s3cret"]),
         ("bad dsn: password=s3cret", "host=db password=s3cret", ["s3cret"]),
     ],
@@ -60,6 +70,12 @@ def test_an_error_about_a_url_loses_every_secret_of_it(text: str, url: str, secr
 
     assert all(secret not in shown for secret in secrets), shown
     assert "***" in shown
+
+
+def test_a_short_piece_of_a_password_is_hidden_only_as_a_whole_word() -> None:
+    shown = scrub("postgresql at 127.0.0.1 said p is wrong", "postgresql://app:p@ss@127.0.0.1/jobs")
+
+    assert shown == "postgresql at 127.0.0.1 said *** is wrong"
 
 
 @pytest.mark.parametrize(

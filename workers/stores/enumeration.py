@@ -95,6 +95,7 @@ class PostgresCatalogue:
     def __init__(self, catalogue: IdCatalogue) -> None:
         self.catalogue = catalogue
         self._engine: Any = None
+        self._url: str | None = None  # the errors about it are scrubbed against it
         self._lock = threading.Lock()
 
     def _connect(self) -> Any:
@@ -105,11 +106,14 @@ class PostgresCatalogue:
                 )
 
                 env_var = self.catalogue.database_url_env
-                self._engine = engine_of(_env(env_var, "database_url_env"), env_var)
+                self._url = _env(env_var, "database_url_env")
+                self._engine = engine_of(self._url, env_var)
             return self._engine
 
     def ids_after(self, namespace: str, after: str | None, limit: int) -> list[str]:
         import sqlalchemy as sa
+
+        from nsmigrate.orchestrator.connections.database_urls import error_text
 
         c = self.catalogue
         # Identifiers were checked by the spec (lower-case SQL names); values are bound parameters.
@@ -123,11 +127,14 @@ class PostgresCatalogue:
         try:
             with self._connect().connect() as conn:
                 rows = [str(r[0]) for r in conn.execute(sa.text(sql), params)]
+        # The driver's line, scrubbed: it goes to the run's last error, its events, the log and Flower.
         except sa.exc.OperationalError as e:
-            raise RetryableError(f"the id catalogue table {c.table!r} could not be read: {e}") from e
+            raise RetryableError(
+                f"the id catalogue table {c.table!r} could not be read: {type(e).__name__}: {error_text(e, self._url)}"
+            ) from e
         except sa.exc.SQLAlchemyError as e:
             raise StoreError(
-                f"the id catalogue table {c.table!r} could not be read: {e}",
+                f"the id catalogue table {c.table!r} could not be read: {type(e).__name__}: {error_text(e, self._url)}",
                 hint=f"check enumerate.catalogue (table, namespace_column, id_column) and {c.database_url_env}",
             ) from e
         return rows

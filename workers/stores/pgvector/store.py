@@ -32,10 +32,9 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from nsmigrate.orchestrator.connections.database_urls import KeptEngines, engine_of
+from nsmigrate.orchestrator.connections.database_urls import KeptEngines, engine_of, error_text
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import PG_IDENTIFIER_MAX_BYTES
-from nsmigrate.orchestrator.redaction import scrub
 from nsmigrate.orchestrator.spec.store_identity import pgvector_identity
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec
 from nsmigrate.workers.stores.base import Capabilities, IdPage, Record, StoreDefaults
@@ -61,15 +60,6 @@ def namespace_table_name(prefix: str, namespace: str) -> str:
     room = PG_IDENTIFIER_MAX_BYTES - len(prefix) - 1 - 2 - _HASH_LEN
     slug = slug[: max(room, 0)].rstrip("_")
     return f"{prefix}_{slug}__{digest}" if slug else f"{prefix}__{digest}"
-
-
-def _db_message(e: BaseException, url: str | None) -> str:
-    # SQLAlchemy's own str() carries the statement and its parameters (whole vectors); the driver's first line is
-    # the useful part, and it may show parts of the URL.
-    orig = getattr(e, "orig", None) or e
-    text = str(orig).strip().splitlines()
-    first = (text[0] if text else type(orig).__name__)[:500]
-    return scrub(first, url) if url else first
 
 
 def is_undefined_table(e: BaseException) -> bool:
@@ -142,11 +132,11 @@ class PgvectorStore(StoreDefaults):
             raise
         except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as e:
             raise RetryableError(
-                f"pgvector {op} failed: {_db_message(e, self._shown_url)}", store=self.name, op=op, namespace=namespace
+                f"pgvector {op} failed: {error_text(e, self._shown_url)}", store=self.name, op=op, namespace=namespace
             ) from e
         except sa.exc.SQLAlchemyError as e:
             raise StoreError(
-                f"pgvector {op} refused: {_db_message(e, self._shown_url)}", store=self.name, op=op, namespace=namespace
+                f"pgvector {op} refused: {error_text(e, self._shown_url)}", store=self.name, op=op, namespace=namespace
             ) from e
 
     def identity(self) -> str:
