@@ -71,14 +71,13 @@ def compare_id_sets(expected: set[str], actual: set[str], cap: int = ID_CAP) -> 
 
 def _same_value(a: Any, b: Any) -> bool:
     """Metadata equality as the stores keep it: Pinecone returns every number as a float (3 → 3.0), so numbers
-    compare by value; but a bool is not a number here (``True == 1`` must not hide a changed type), and two integers
-    compare exactly (a JSON integer in a pgvector JSONB: above 2**53 two of them share one float)."""
+    compare by value; but a bool is not a number here (``True == 1`` must not hide a changed type), and numbers
+    compare exactly (a JSON integer in a pgvector JSONB: above 2**53 two of them share one float, and a float copy
+    of it is another number). Python compares an int with a float exactly, without rounding the int."""
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
-    if isinstance(a, int) and isinstance(b, int):
-        return a == b
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return float(a) == float(b)
+        return a == b
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):

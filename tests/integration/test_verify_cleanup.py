@@ -995,6 +995,29 @@ def test_a_cleanup_refuses_a_copy_whose_integer_differs_where_doubles_cannot_tel
     assert job.source.count("alpha") == 6
 
 
+def test_a_pinecone_copy_of_an_integer_beyond_its_floats_is_no_copy(
+    ctx: WorkerContext, database_url: str, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pgvector JSONB keeps 2**53 + 1 exactly; Pinecone keeps every number as a float64, so its copy holds 2**53.
+    # The original is the only record of that id: verification fails and cleanup deletes nothing.
+    monkeypatch.setenv(URL_ENV, database_url)
+    monkeypatch.setenv(KEY_ENV, "pcsk-verify-test")
+    source = {"kind": "pgvector", "layout": "table_per_namespace", "database_url_env": URL_ENV, "dimension": DIM}
+    target = {"kind": "pinecone", "host": sandbox.host("dst"), "api_key_env": KEY_ENV}
+    records = [Record(r.id, r.values, {"message_id": 2**53 + i}) for i, r in enumerate(make_records(4))]
+    job = copied_job(ctx, make_spec(({**source, "table": "src"}, target)), {"alpha": records})
+    [copy] = job.target.fetch("alpha", ["v-001"])
+    assert copy.metadata["message_id"] == float(2**53)  # what Pinecone holds of 2**53 + 1
+
+    report = job.verify()
+    result = job.cleanup()
+
+    assert not report["passed"] and report["content_mismatch_count"] == 2, report
+    assert "metadata key 'message_id': expected 9007199254740993, got 9007199254740992.0" in str(report), report
+    assert result["action"] == "refused" and "verify_failed" in result["reason"], result
+    assert job.source.count("alpha") == 4
+
+
 # ------------------------------------------------------------------------ a tolerance too loose to prove a copy
 
 

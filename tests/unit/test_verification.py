@@ -40,6 +40,15 @@ def test_two_integers_compare_exactly_where_one_float_holds_both() -> None:
     assert compare_metadata({"n": 3}, {"n": 3.0}) is None  # Pinecone returns every number as a float
 
 
+def test_an_integer_its_float_copy_cannot_hold_is_no_copy() -> None:
+    # Pinecone keeps 2**53 + 1 as the float 2**53: rounding the integer too would call that copy equal.
+    assert (
+        compare_metadata({"n": 2**53 + 1}, {"n": float(2**53 + 1)})
+        == "metadata key 'n': expected 9007199254740993, got 9007199254740992.0"
+    )
+    assert compare_metadata({"n": 2**53}, {"n": float(2**53)}) is None
+
+
 def _f32_next(x: float) -> float:
     """The next float32 after ``x``: the smallest change a float32 store can show."""
     return float(np.nextafter(np.float32(x), np.float32(np.inf)))
