@@ -24,8 +24,12 @@ UPSERT_MAX_BYTES = 2_000_000
 #: models' batch size); the 2 MB request limit applies too.
 UPSERT_RECORDS_MAX = 96
 
-#: Characters per record id (Pinecone docs, "Identifier limits": a record id is at most 512 characters).
+#: Characters per record id (Pinecone docs, "Identifier limits": a record id is at most 512 characters). They must be
+#: ASCII without NUL (API 2026-07 ``Vector.id``: ``^[\x01-\x7F]+$``).
 RECORD_ID_MAX_CHARS = 512
+#: A dense vector needs one value at least this large in magnitude, or it is refused as only zeros (API 2026-07
+#: ``Vector.values``).
+DENSE_VALUE_MIN_MAGNITUDE = 1e-8
 #: Bytes per document field name of a document index (API 2026-07, db_control ``CreateIndexSchema``: ≤ 64 bytes).
 DOCUMENT_FIELD_MAX_BYTES = 64
 #: How a document field name may not start (Documents API 2026-07: ``_`` and ``$`` are reserved).

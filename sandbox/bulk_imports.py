@@ -51,9 +51,11 @@ from nsmigrate_sandbox.pinecone_server import (
     IMPORT_OPS,
     MAX_ID_LENGTH,
     _bad,
+    _dense_values,
     _Record,
     _Refusal,
     _sparse_values,
+    is_ascii_name,
     validate_metadata,
 )
 
@@ -406,13 +408,14 @@ class BulkImports:
         sparse = table.column("sparse_values").to_pylist() if "sparse_values" in columns else [None] * len(ids)
         dimension = self.service.spec.dimension
         for vector_id, vector, meta, sparse_values in zip(ids, values, metadata, sparse, strict=True):
-            if not isinstance(vector_id, str) or not 0 < len(vector_id) <= MAX_ID_LENGTH or not vector_id.isascii():
-                yield f"id {vector_id!r} is not 1 to {MAX_ID_LENGTH} ASCII characters"
+            if not (isinstance(vector_id, str) and 0 < len(vector_id) <= MAX_ID_LENGTH and is_ascii_name(vector_id)):
+                yield f"id {vector_id!r} is not 1 to {MAX_ID_LENGTH} ASCII characters without NUL"
                 continue
             if vector is None or len(vector) != dimension or any(v is None for v in vector):
                 yield f"vector {vector_id!r} has {len(vector or [])} values; the index has dimension {dimension}"
                 continue
             try:
+                dense = _dense_values(np.asarray(vector, dtype=np.float32), "Vector")
                 parsed = orjson.loads(meta) if meta is not None else None
                 checked = validate_metadata(parsed)
                 sparse_checked = _sparse_values(
@@ -422,7 +425,7 @@ class BulkImports:
             except (ValueError, _Refusal) as e:
                 yield f"vector {vector_id!r}: {getattr(e, 'message', e)}"
                 continue
-            yield vector_id, _Record(np.asarray(vector, dtype=np.float32), checked, sparse_checked)
+            yield vector_id, _Record(dense, checked, sparse_checked)
 
 
 def _documents(service: IndexService, body: bytes, key: str) -> Iterator[tuple[str, _Record] | str]:

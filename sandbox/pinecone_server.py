@@ -126,6 +126,9 @@ MAX_LIST_LIMIT = 100
 MAX_TOP_K = 10_000
 MAX_TOP_K_WITH_DATA = 1000  # topK when includeValues or includeMetadata is set
 MAX_FETCH_BY_METADATA_LIMIT = 10_000
+MAX_SPARSE_VALUES = 2048  # indices (and values) of one SparseValues
+#: A dense vector needs one value at least this large in magnitude (Vector.values): else it is "only zeros".
+MIN_DENSE_MAGNITUDE = 1e-8
 OVERSIZE_STATUS = 400  # see the module docstring: 400 INVALID_ARGUMENT, or 413 as the SDK's docs expect
 #: What a pod index answers for the serverless-only endpoints (see the module docstring).
 POD_REFUSAL_STATUS = 404
@@ -488,6 +491,8 @@ def validate_metadata(metadata: Any) -> dict[str, Any] | None:
     if not isinstance(metadata, dict):
         raise _bad(f"Metadata must be a JSON object, got {type(metadata).__name__}")
     for key, value in metadata.items():
+        if key.startswith("$"):
+            raise _bad(f"Metadata field name '{key}' may not begin with '$', which is reserved for filter operators")
         check_metadata_value(key, value)
     size = len(orjson.dumps(metadata))
     if size > MAX_METADATA_BYTES:
@@ -712,9 +717,43 @@ _DIGITS_AS_9 = bytes.maketrans(b"0123456789", b"9" * 10)
 _TOO_MANY_DIGITS = b"9" * 39
 
 
+def _dense_values(values: np.ndarray, what: str) -> np.ndarray:
+    """*values* unless Pinecone refuses them as only zeros (upsert and update; a query vector may be all zeros)."""
+    if not values.size or float(np.abs(values).max()) < np.float32(MIN_DENSE_MAGNITUDE):
+        raise _bad(
+            f"{what} values must contain at least one value with a magnitude of {MIN_DENSE_MAGNITUDE:g} or greater: "
+            "a vector of only zeros is not accepted"
+        )
+    return values
+
+
+#: Number tokens of an upsert's text read to find a value that is not zero, before it is decoded whole.
+_LEADING_TOKENS = 4
+
+
+def _leads_with_a_value(text: bytes) -> bool:
+    """Whether one of the first few numbers of a JSON array of numbers (checked: nothing else is in it) is at least
+    ``MIN_DENSE_MAGNITUDE`` in magnitude. Embeddings almost always show one at once, so the whole text is decoded
+    (``_dense_values``) only for the rare vector whose first values are all (near) zero."""
+    start = 1
+    for _ in range(_LEADING_TOKENS):
+        end = text.find(b",", start)
+        token = text[start:end] if end >= 0 else text[start : text.rfind(b"]")]
+        try:
+            if abs(float(token)) >= MIN_DENSE_MAGNITUDE:
+                return True
+        except ValueError:  # not a plain number after all: decoded whole
+            return False
+        if end < 0:
+            return False
+        start = end + 1
+    return False
+
+
 def _checked_vector_text(text: bytes, dimension: int, what: str) -> bytes | np.ndarray:
-    """Values given as JSON text (the upsert fast path): the same checks as ``_as_vector`` without decoding them, when
-    the text is plainly an array of ordinary numbers. Anything else goes through ``_as_vector``, with its messages.
+    """Values given as JSON text (the upsert fast path): the same checks as ``_as_vector`` and ``_dense_values``
+    without decoding them, when the text is plainly an array of ordinary numbers, one of the first few not zero.
+    Anything else goes through ``_as_vector`` and ``_dense_values``, with their messages.
 
     The JSON parser already vouched for the syntax, so an array in which no other kind of value starts holds only
     numbers. Every check is a byte search or a translate (never a regex over the whole text, nor numpy, which costs
@@ -722,12 +761,13 @@ def _checked_vector_text(text: bytes, dimension: int, what: str) -> bytes | np.n
     """
     body = text[1:]
     if text[:1] != b"[" or any(marker in body for marker in _NOT_A_NUMBER):
-        return _as_vector(_parse_json(text), dimension, what)
+        return _dense_values(_as_vector(_parse_json(text), dimension, what), what)
     count = text.count(b",") + 1 if text.strip(b"[] \t\r\n") else 0
     if count != dimension:
         raise _bad(f"{what} dimension {count} does not match the dimension of the index {dimension}")
-    if _has_exponent_not_negative(text) or _TOO_MANY_DIGITS in text.translate(_DIGITS_AS_9):
-        return _as_vector(_parse_json(text), dimension, what)  # may overflow float32: decode and see
+    overflows = _has_exponent_not_negative(text) or _TOO_MANY_DIGITS in text.translate(_DIGITS_AS_9)
+    if overflows or not _leads_with_a_value(text):  # may overflow float32, or be only zeros: decode and see
+        return _dense_values(_as_vector(_parse_json(text), dimension, what), what)
     return text
 
 
@@ -743,11 +783,18 @@ def _has_exponent_not_negative(text: bytes) -> bool:
     return False
 
 
+def is_ascii_name(value: str) -> bool:
+    """Whether *value* holds only what an id or a namespace name may (``^[\\x01-\\x7F]*$``): ASCII, no NUL."""
+    return value.isascii() and "\x00" not in value
+
+
 def _valid_id(value: Any, what: str = "Vector id") -> str:
     if not isinstance(value, str) or not value:
         raise _bad(f"{what} must be a non-empty string")
     if len(value) > MAX_ID_LENGTH:
         raise _bad(f"{what} length {len(value)} exceeds the maximum length of {MAX_ID_LENGTH} characters")
+    if not is_ascii_name(value):
+        raise _bad(f"{what} {value[:80]!r} must be 1-{MAX_ID_LENGTH} ASCII characters, without NUL")
     return value
 
 
@@ -1628,7 +1675,7 @@ class IndexService:
         if isinstance(raw, msgspec.Raw):
             values = _checked_vector_text(bytes(raw), self.spec.dimension, "Vector")
         else:
-            values = _as_vector(raw, self.spec.dimension, "Vector")
+            values = _dense_values(_as_vector(raw, self.spec.dimension, "Vector"), "Vector")
         sparse = _sparse_values(vector.get("sparseValues"), self.spec.metric)
         return vector_id, _Record(values, validate_metadata(vector.get("metadata")), sparse)
 
@@ -1671,6 +1718,8 @@ class IndexService:
         namespace = _namespace_name(_one(query, "namespace"))
         limit = _int_in(_one(query, "limit") or MAX_LIST_LIMIT, "limit", 1, MAX_LIST_LIMIT)
         prefix = _one(query, "prefix") or ""
+        if len(prefix) > MAX_ID_LENGTH or not is_ascii_name(prefix):
+            raise _bad(f"prefix {prefix[:80]!r} must be at most {MAX_ID_LENGTH} ASCII characters, without NUL")
         ids, token = self.store.list_ids(namespace, prefix, _one(query, "paginationToken") or None, limit)
         reply: dict[str, Any] = {"vectors": [{"id": i} for i in ids], "namespace": namespace, "usage": {"readUnits": 1}}
         if token:
@@ -1745,7 +1794,9 @@ class IndexService:
         if body.get("values") is not None:
             if flt is not None:
                 raise _bad("Update by metadata request does not support updating vector values.")
-            values = _as_vector(body["values"], self.spec.dimension, "Vector")
+            values = _dense_values(_as_vector(body["values"], self.spec.dimension, "Vector"), "Vector")
+        if flt is not None and body.get("sparseValues") is not None:
+            raise _bad("Update by metadata request does not support updating sparse vector values.")
         if has_id:
             sparse = _sparse_values(body.get("sparseValues"), self.spec.metric)
             self.store.update(namespace, [_valid_id(body["id"])], values, set_metadata, sparse)
@@ -1821,6 +1872,8 @@ class IndexService:
         name = body.get("name")
         if not isinstance(name, str) or not name or name == DEFAULT_NAMESPACE_NAME:
             raise _bad("name must be a non-empty namespace name other than __default__")
+        if len(name) > MAX_ID_LENGTH or not is_ascii_name(name):
+            raise _bad(f"name {name[:80]!r} must be 1-{MAX_ID_LENGTH} ASCII characters, without NUL")
         if not self.store.create_namespace(name):
             raise _Refusal(409, f"Namespace '{name}' already exists")
         return self._namespace_json(name, 0)
@@ -1854,9 +1907,11 @@ def _sparse_values(sparse: Any, metric: str) -> dict[str, Any] | None:
         raise _bad("sparse values must have the same length as sparse indices")
     if any(isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < 2**32 for i in indices):
         raise _bad("sparse indices must be unsigned 32-bit integers")
+    if not 0 < len(indices) <= MAX_SPARSE_VALUES:
+        raise _bad(f"sparseValues must hold 1 to {MAX_SPARSE_VALUES} indices and values, got {len(indices)}")
     if len(set(indices)) != len(indices):
         raise _bad("sparse indices must be unique")
-    as_float32 = _as_vector(values, len(values), "Sparse") if values else np.empty(0, np.float32)
+    as_float32 = _as_vector(values, len(values), "Sparse")
     return {"indices": list(indices), "values": as_float32.tolist()}
 
 
@@ -2222,8 +2277,13 @@ class PineconeSandbox:
             array = np.asarray(values, dtype=np.float32)
             if array.shape != (dimension,):
                 raise ValueError(f"vector {vector_id!r} has shape {array.shape}; index {name!r} wants ({dimension},)")
-            if not isinstance(vector_id, str) or not 0 < len(vector_id) <= MAX_ID_LENGTH:
-                raise ValueError(f"vector id must be a string of 1..{MAX_ID_LENGTH} characters, got {vector_id!r}")
+            if not (isinstance(vector_id, str) and 0 < len(vector_id) <= MAX_ID_LENGTH and is_ascii_name(vector_id)):
+                raise ValueError(f"vector id must be 1..{MAX_ID_LENGTH} ASCII characters, no NUL, got {vector_id!r}")
+            # What the service could never hold is not seeded either.
+            if not np.abs(array).max() >= np.float32(MIN_DENSE_MAGNITUDE):
+                raise ValueError(f"vector {vector_id!r} holds only zeros, which Pinecone refuses")
+            if metadata is not None and any(key.startswith("$") for key in metadata):
+                raise ValueError(f"vector {vector_id!r} has a metadata key starting with '$', which Pinecone refuses")
             return vector_id, _Record(array, dict(metadata) if metadata is not None else None)
 
         return service.store.put(_namespace_name(namespace), (convert(r) for r in records), at_once=True)

@@ -1,6 +1,6 @@
 """Ids two sources could both write into one target namespace: which target namespaces are shared and which sources
 must have their ids listed (that is I/O, done by ``orchestrator.launch``), then the judgement of the listed ids
-(collisions, and ids too long for a Pinecone target). Pure: no I/O here."""
+(collisions, and ids a Pinecone target cannot hold: too long, not ASCII, with NUL). Pure: no I/O here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.limits import RECORD_ID_MAX_CHARS
 from nsmigrate.orchestrator.planning.plan import NamespacePlan, Plan
 from nsmigrate.orchestrator.records.namespaces import PUBLIC, display_namespace, shown_namespaces
+from nsmigrate.orchestrator.records.vectors import pinecone_id_problem
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.spec.stores import PineconeStoreSpec
 
@@ -60,31 +61,27 @@ def _too_long(spec: JobSpec, ids: Mapping[str, IdListing]) -> list[tuple[str, st
     if not isinstance(spec.target, PineconeStoreSpec):
         return []
     return [
-        (
-            ns,
-            f"source namespace {display_namespace(ns)!r}: id "
-            + (repr(i) if len(i) <= 40 else f"{i[:40]!r}…")
-            + f" is {len(i)} characters",
-        )
+        (ns, f"source namespace {display_namespace(ns)!r}: id {repr(i) if len(i) <= 40 else f'{i[:40]!r}…'} {problem}")
         for ns, listing in ids.items()
         for i in listing
-        if len(i) > RECORD_ID_MAX_CHARS
+        if (problem := pinecone_id_problem(i)) is not None
     ]
 
 
 def _too_long_message(problems: Sequence[str]) -> str:
     return (
-        f"{len(problems)} ids are longer than a Pinecone record id may be (at most {RECORD_ID_MAX_CHARS} "
-        f"characters): {'; '.join(problems[:10])}{'; …' if len(problems) > 10 else ''}"
+        f"{len(problems)} ids cannot be Pinecone record ids (at most {RECORD_ID_MAX_CHARS} ASCII characters, no "
+        f"NUL): {'; '.join(problems[:10])}{'; …' if len(problems) > 10 else ''}"
     )
 
 
-_TOO_LONG_HINT = "shorten those ids in the source (or leave their namespaces out), then plan again"
+_TOO_LONG_HINT = "shorten or rename those ids in the source (or leave their namespaces out), then plan again"
 
 
 def check_id_lengths(spec: JobSpec, ids: Mapping[str, IdListing]) -> None:
     """PlanError naming the listed ids (source namespace → ids, as for ``check_id_collisions``) a Pinecone target
-    cannot hold: longer than ``RECORD_ID_MAX_CHARS``. Only where the plan reads ids; the copy checks the rest."""
+    cannot hold: longer than ``RECORD_ID_MAX_CHARS``, not ASCII or with NUL. Only where the plan reads ids; the copy
+    checks the rest."""
     too_long = [text for _, text in _too_long(spec, ids)]
     if too_long:
         raise PlanError(_too_long_message(too_long), hint=_TOO_LONG_HINT, target=spec.target.label)

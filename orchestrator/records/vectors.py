@@ -8,6 +8,8 @@ from typing import Any, overload
 
 import orjson
 
+from nsmigrate.orchestrator.limits import RECORD_ID_MAX_CHARS
+
 DEFAULT_NAMESPACE = ""  # Pinecone reports it as "__default__"; nsmigrate always uses ""
 
 
@@ -167,3 +169,14 @@ class IdPage:
     ids: list[str]
     next_token: str | None
     reconciled_lsn: int | None = None
+
+
+def pinecone_id_problem(record_id: str) -> str | None:
+    """What makes ``record_id`` one a Pinecone index refuses, as "is …" / "has …" text, or None when it may hold it."""
+    if len(record_id) > RECORD_ID_MAX_CHARS:
+        return f"is {len(record_id)} characters (at most {RECORD_ID_MAX_CHARS})"
+    if not record_id.isascii():
+        return "has a non-ASCII character (Pinecone takes ASCII ids only)"
+    if "\x00" in record_id:
+        return "has a NUL character (Pinecone refuses it in ids)"
+    return None

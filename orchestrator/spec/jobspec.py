@@ -520,6 +520,13 @@ def parse_spec(data: dict[str, Any], origin: str = "") -> JobSpec:
         spec = JobSpec.model_validate(data)
     except ValidationError as e:
         raise SpecError(_format_errors(e, origin)) from e
+    reserved = [key for key in spec.enrich.constants if key.startswith("$")] if spec.target.kind == "pinecone" else []
+    if reserved:
+        # For a new spec only, as below: a job already written loads as it was (its upserts name the key instead).
+        raise SpecError(
+            f"invalid job spec {origin}:\n  enrich.constants: key {', '.join(map(repr, reserved))} starts with '$', "
+            "which Pinecone reserves for filter operators and refuses as a metadata key; rename it"
+        )
     unchecked = spec.cleanup_unchecked
     if spec.cleanup.mode != "never" and unchecked:
         # Checked here, for a new spec, and not by the model: a job already written loads as it was, and its

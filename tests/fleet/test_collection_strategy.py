@@ -110,7 +110,7 @@ def test_a_pod_index_moves_through_a_collection_and_is_verified(stack: Stack) ->
 
     # The same verification fails when the copy is not what the source holds.
     index = Pinecone(api_key=SANDBOX_API_KEY).Index(host=sandbox.host(NEW))
-    index.upsert(vectors=[("intruder", [0.0] * DIM)], namespace="twin-b")
+    index.upsert(vectors=[("intruder", [1.0] * DIM)], namespace="twin-b")
     index.upsert(vectors=[("twin-a-3", [9.0] * DIM, {"i": 3, "tags": ["x", "twin-a"]})], namespace="twin-a")
     index.delete(ids=["d-0"], namespace="")
     sandbox.settle(NEW)  # changed before the verification was asked for: its reads show it

@@ -50,6 +50,7 @@ def make_records(n: int, prefix: str, seed: int) -> list[Record]:
     rng = np.random.default_rng(seed)
     values = rng.normal(size=(n, DIM)) * 10.0 ** rng.integers(-30, 30, size=(n, 1))  # wide exponents
     values[0, :3] = [1 / 3, -0.0, 3.4e38]  # not representable / negative zero / near float32 max
+    values[:, -1] = rng.uniform(1, 2, size=n)  # Pinecone refuses a vector whose values are all below 1e-8
     return [
         Record(
             id=f"{prefix}-{i:05d}",

@@ -227,6 +227,20 @@ def test_a_bad_record_aborts_the_import_unless_told_to_continue(
     assert sandbox.count("imp", "ns2") == 3
 
 
+def test_an_import_refuses_the_records_an_upsert_refuses(
+    data_api: OpenAPI, sandbox: PineconeSandbox, storage: ObjectStorage
+) -> None:
+    # The import is no way around the vectors API's rules: an id with a NUL, values all zero, a '$' key.
+    put(storage, "strict/ns/0.parquet", parquet([*rows("s", 2), ("nul\x00id", [1.0, 0.0, 0.0, 0.0], None)]))
+    put(storage, "strict/ns/1.parquet", parquet([("zero", [0.0] * 4, None), ("op", [1.0] * 4, {"$in": "x"})]))
+
+    done = run_import(data_api, sandbox, storage, "strict", errorMode={"onError": "continue"})
+
+    assert done["status"] == "Completed" and done["recordsImported"] == 2, done
+    assert done["validationResult"] == {"importSuccesses": 2, "importErrors": 3}, done
+    assert sandbox.count("imp", "ns") == 2
+
+
 def test_a_document_index_imports_jsonl(data_api: OpenAPI, sandbox: PineconeSandbox, storage: ObjectStorage) -> None:
     lines = [json.dumps({"_id": f"doc{i}", "embedding": [1, i, 0, 0], "genre": "x"}) for i in range(6)]
     put(storage, "docs/shelf/0.jsonl", ("\n".join(lines) + "\n").encode())

@@ -395,6 +395,111 @@ def test_limits_the_sdk_checks_first_are_also_refused_by_the_server(
     assert fragment in response.json()["message"]
 
 
+SPARSE = {"indices": [1], "values": [0.5]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "fragment"),
+    [
+        # Ids: ^[\x01-\x7F]+$ wherever one is given (Vector.id, fetch ids, DeleteRequest.ids, query id, update id).
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "caf\u00e9", "values": [1, 0, 0, 0]}]}, "ASCII"),
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "a\u0000b", "values": [1, 0, 0, 0]}]}, "without NUL"),
+        ("GET", "/vectors/fetch?ids=%C3%A9", None, "ASCII"),
+        ("GET", "/vectors/fetch?ids=a%00b", None, "without NUL"),
+        ("POST", "/vectors/delete", {"ids": ["ok", "\u00e9"]}, "ASCII"),
+        ("POST", "/query", {"topK": 1, "id": "\u00e9"}, "ASCII"),
+        ("POST", "/vectors/update", {"id": "\u00e9", "setMetadata": {"a": "b"}}, "ASCII"),
+        # Dense values: one of magnitude 1e-8 at least, on upsert and on update.
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "z", "values": [0, 0, 0, 0]}]}, "only zeros"),
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "z", "values": [1e-9, -1e-9, 0, 9e-9]}]}, "only zeros"),
+        ("POST", "/vectors/update", {"id": "z", "values": [0, 0, 0, 0]}, "only zeros"),
+        # Metadata field names may not begin with $.
+        ("POST", "/vectors/upsert", {"vectors": [{"id": "m", "values": [1, 0, 0, 0], "metadata": {"$in": 1}}]}, "'$'"),
+        ("POST", "/vectors/update", {"id": "m", "setMetadata": {"$set": "x"}}, "'$'"),
+        # SparseValues: 1 to 2048 indices and values; not on an update by filter.
+        (
+            "POST",
+            "/vectors/upsert",
+            {"vectors": [{"id": "s", "values": [1, 0, 0, 0], "sparseValues": {"indices": [], "values": []}}]},
+            "1 to 2048",
+        ),
+        (
+            "POST",
+            "/vectors/upsert",
+            {
+                "vectors": [
+                    {
+                        "id": "s",
+                        "values": [1, 0, 0, 0],
+                        "sparseValues": {"indices": list(range(2049)), "values": [0.5] * 2049},
+                    }
+                ]
+            },
+            "1 to 2048",
+        ),
+        ("POST", "/vectors/update", {"id": "s", "sparseValues": {"indices": [], "values": []}}, "1 to 2048"),
+        ("POST", "/vectors/update", {"filter": {"g": "x"}, "sparseValues": SPARSE}, "sparse vector values"),
+        # Namespace names and list prefixes: ASCII without NUL, at most 512.
+        ("POST", "/namespaces", {"name": "caf\u00e9"}, "ASCII"),
+        ("POST", "/namespaces", {"name": "a\u0000b"}, "without NUL"),
+        ("POST", "/namespaces", {"name": "n" * 513}, "512"),
+        ("GET", "/vectors/list?prefix=%C3%A9", None, "ASCII"),
+        ("GET", "/vectors/list?prefix=a%00", None, "without NUL"),
+        ("GET", "/vectors/list?prefix=" + "p" * 513, None, "512"),
+    ],
+)
+def test_what_the_reference_refuses_of_ids_values_keys_sparse_values_and_names(
+    sandbox: PineconeSandbox, method: str, path: str, body: Any, fragment: str
+) -> None:
+    sandbox.load("seeds-serverless", "", [("z", [1, 0, 0, 0], None), ("m", [1, 0, 0, 0], None)])
+    with raw(sandbox, "seeds-serverless") as client:
+        response = client.request(method, path, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == 3
+    assert fragment in response.json()["message"]
+    snapshot = sandbox.snapshot("seeds-serverless")
+    assert set(snapshot) == {""} and set(snapshot[""]) == {"z", "m"}  # nothing written, nothing created
+    assert snapshot[""]["z"][0].tolist() == [1, 0, 0, 0] and snapshot[""]["m"][1] is None
+
+
+def test_what_the_reference_accepts_next_to_those_refusals(pc: Pinecone, sandbox: PineconeSandbox) -> None:
+    idx = index(pc, sandbox, "seeds-serverless")
+    tiny = [0.0, 0.0, 0.0, 1e-8]  # the smallest magnitude that counts
+    idx.upsert(vectors=[("tiny", tiny, {"_x": "u", "a$": "d", "": "empty", "caf\u00e9": "key"})], namespace="ok")
+    wide_sparse = {"indices": list(range(2048)), "values": [0.5] * 2048}
+    idx.upsert(vectors=[{"id": "\x01~", "values": [1, 0, 0, 0], "sparse_values": wide_sparse}], namespace="ok")
+    idx.update(id="tiny", values=[0, -1e-8, 0, 0], namespace="ok")
+    idx.update(id="tiny", sparse_values={"indices": [7], "values": [0.25]}, namespace="ok")
+    sandbox.settle("seeds-serverless")
+    got = idx.fetch(ids=["tiny", "\x01~"], namespace="ok").vectors
+    assert got["tiny"].metadata == {"_x": "u", "a$": "d", "": "empty", "caf\u00e9": "key"}
+    assert got["tiny"].values == pytest.approx([0, -1e-8, 0, 0])
+    assert len(got["\x01~"].sparse_values.indices) == 2048
+    assert [v.id for v in idx.list_paginated(prefix="\x01", namespace="ok").vectors] == ["\x01~"]
+    assert idx.query(vector=[0, 0, 0, 0], top_k=1, namespace="ok").matches is not None  # a query vector may be zero
+
+
+def test_an_upsert_fast_path_finds_zeros_and_values_past_its_first_numbers(sandbox: PineconeSandbox) -> None:
+    """Upserted text is read number by number for a value that counts only at its start: a vector whose first
+    numbers are zero is decoded whole, refused when every value is, kept as sent when a later one counts."""
+    zeros = "[" + ", ".join(["0.0"] * 3071 + ["0.000000001"]) + "]"
+    late = "[" + ", ".join(["0"] * 3071 + ["-2.5e-3"]) + "]"
+    with raw(sandbox, "wide") as client:
+        refused = client.post("/vectors/upsert", content='{"vectors": [{"id": "z", "values": ' + zeros + "}]}")
+        kept = client.post("/vectors/upsert", content='{"vectors": [{"id": "l", "values": ' + late + "}]}")
+    assert refused.status_code == 400 and "only zeros" in refused.json()["message"]
+    assert kept.status_code == 200, kept.text
+    assert set(sandbox.snapshot("wide")[""]) == {"l"}
+    assert sandbox.snapshot("wide")[""]["l"][0][-1] == np.float32(-2.5e-3)
+
+
+def test_the_seeding_backdoor_holds_nothing_the_service_would_refuse(sandbox: PineconeSandbox) -> None:
+    for record in (("caf\u00e9", [1, 0, 0, 0], None), ("z", [0, 0, 0, 0], None), ("m", [1, 0, 0, 0], {"$a": 1})):
+        with pytest.raises(ValueError):
+            sandbox.load("seeds-pod", "seeded", [record])
+    assert sandbox.count("seeds-pod", "seeded") == 0
+
+
 def test_sdk_refuses_some_limits_itself(pc: Pinecone, sandbox: PineconeSandbox) -> None:
     idx = index(pc, sandbox)
     with pytest.raises(PineconeValueError):

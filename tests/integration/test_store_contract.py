@@ -12,7 +12,7 @@ import pytest
 
 from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.records.documents import DocumentFields
-from nsmigrate.orchestrator.records.vectors import JsonValues
+from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues
 from nsmigrate.orchestrator.retry_policy import call_with_retry, retrying
 from nsmigrate.orchestrator.spec.stores import PgvectorStoreSpec, PineconeStoreSpec
 from nsmigrate.workers.stores import open_store
@@ -20,6 +20,7 @@ from nsmigrate.workers.stores.base import Record, Store, iter_all_ids
 from nsmigrate.workers.stores.pgvector.store import PgvectorStore, namespace_table_name
 from nsmigrate.workers.stores.pinecone.document_index import PineconeDocumentStore
 from nsmigrate.workers.stores.pinecone.store import PineconeStore
+from nsmigrate.workers.stores.pinecone.wire import over_limits
 from nsmigrate_sandbox.document_schema import DenseField, DocumentSchema
 from nsmigrate_sandbox.documents import document_index
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
@@ -480,3 +481,48 @@ def test_records_over_pinecones_limits_are_refused_by_id_and_nothing_is_written(
     assert "id 'fat-metadata' has 41011 bytes of metadata (at most 40960)" in message
     assert "'fine'" not in message  # only the offending ids are named
     assert pinecone_store.count("limits") == 0
+
+
+def _binary(values: list[float]) -> BinaryValues:
+    """Values as a pgvector table sends them in binary: uint16 dimension, uint16 unused, big-endian float32s."""
+    return BinaryValues(len(values).to_bytes(2, "big") + b"\0\0" + np.asarray(values, dtype=">f4").tobytes())
+
+
+def test_records_pinecone_refuses_for_their_id_keys_or_zero_values_are_named_and_nothing_is_written(
+    pinecone_store: PineconeStore,
+) -> None:
+    # Each of these a pgvector source can hold; Pinecone refuses the whole upsert, naming none of them.
+    fine = Record("fine", [1.0] * DIM, {"a": 1, "a$": "x", "_b": "y"})
+    near_zero = Record("tiny-but-enough", [0.0] * (DIM - 1) + [1e-8], {})
+    records = [
+        fine,
+        near_zero,
+        Record("caf\u00e9", [1.0] * DIM, {}),
+        Record("nul\x00id", [1.0] * DIM, {}),
+        Record("dollar", [1.0] * DIM, {"$in": "x", "ok": 1, "$eq": 2}),
+        Record("zeros", [0.0] * DIM, {}),
+        Record("almost-zeros", [1e-9, -1e-9] + [0.0] * (DIM - 2), {}),
+        Record("zeros-binary", _binary([0.0] * DIM), {}),
+    ]
+
+    with pytest.raises(StoreError) as refused:
+        pinecone_store.upsert("rules", records)
+
+    message = str(refused.value)
+    assert "6 records exceed Pinecone's limits" in message, message
+    assert "id 'café' has a non-ASCII character" in message
+    assert "id 'nul\\x00id' has a NUL character" in message
+    assert "id 'dollar' has metadata key(s) '$in', '$eq' starting with '$'" in message
+    for name in ("zeros", "almost-zeros", "zeros-binary"):
+        assert f"id {name!r} has only zeros as values" in message
+    assert "'fine'" not in message and "tiny-but-enough" not in message
+    assert "ASCII" in refused.value.hint and "'$'" in refused.value.hint and "zero" in refused.value.hint
+    assert pinecone_store.count("rules") == 0
+    # What it names is what Pinecone refuses: the rest is written.
+    assert pinecone_store.upsert("rules", [fine, near_zero, Record("bin", _binary([0.0] * (DIM - 1) + [0.5]))]) == 3
+
+
+def test_values_fetched_from_pinecone_are_never_read_for_zeros() -> None:
+    # Pinecone holds no vector of only zeros; decoding fetched values would cost every copy. Not even JSON: not read.
+    assert over_limits([Record("fetched", JsonValues(b"not json at all"), {})]) == []
+    assert over_limits([Record("zeros", [0.0] * DIM, {})], dense=False) == []  # a text record sends no values

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsmigrate.orchestrator.errors import PlanError
+from nsmigrate.orchestrator.errors import PlanError, SpecError
 from nsmigrate.orchestrator.planning.costs import estimate
 from nsmigrate.orchestrator.planning.id_checks import (
     check_id_collisions,
@@ -496,6 +496,41 @@ def test_ids_the_plan_reads_are_checked_against_pinecones_id_length() -> None:
     assert "at most 512" in message and "ok-1" not in message
     check_id_lengths(make_spec(target={"kind": "pgvector", "table": "emb", "dimension": DIM}), listed)  # no limit
     check_id_lengths(make_spec(), {"a": ["x" * 512]})  # at the limit
+
+
+def test_ids_the_plan_reads_are_checked_for_what_pinecone_takes_in_an_id() -> None:
+    """A pgvector table holds any text as an id; Pinecone takes 1-512 ASCII characters without NUL."""
+    pg_source = {"kind": "pgvector", "table": "emb", "dimension": DIM}
+    listed = {"a": ["ok-1", "caf\u00e9"], "b": {"nul\x00id": "b", "ok-2": "b"}, "c": ["~\x01\x7f"]}
+
+    with pytest.raises(PlanError) as refused:
+        check_id_lengths(make_spec(source=pg_source), listed)
+
+    message = str(refused.value)
+    assert message.startswith("2 ids cannot be Pinecone record ids (at most 512 ASCII characters, no NUL)"), message
+    assert "source namespace 'a': id 'café' has a non-ASCII character" in message
+    assert "source namespace 'b': id 'nul\\x00id' has a NUL character" in message
+    assert "ok-" not in message and "'c'" not in message
+    assert "rename" in refused.value.hint
+    pg_target = {"kind": "pgvector", "table": "emb2", "dimension": DIM}
+    check_id_lengths(make_spec(source=pg_source, target=pg_target), listed)  # a table takes them
+    plan = make_plan(make_spec(**SHARED), SHARED_SOURCE, EMPTY_TARGET, {})
+    refusals = namespace_refusals(make_spec(**SHARED), plan, {"x": ["1"], "y": ["2"], "z": ["\u00e9"]}, ["x", "z"])
+    assert set(refusals) == {"z"} and "non-ASCII" in refusals["z"] and "rename" in refusals["z"]
+
+
+@pytest.mark.parametrize("target_kind", ["pinecone", "pgvector"])
+def test_an_enrichment_constant_pinecone_would_refuse_as_a_key_is_refused_by_the_spec(target_kind: str) -> None:
+    target = {"kind": "pinecone", "index": "dst"} if target_kind == "pinecone" else {"kind": "pgvector", "table": "t"}
+    enrich = {"constants": {"$source": "old", "ok$": 1, "_fine": True}}
+    if target_kind == "pgvector":
+        assert make_spec(target=target, enrich=enrich).enrich.constants["$source"] == "old"  # a table takes it
+        return
+    with pytest.raises(SpecError) as refused:
+        make_spec(target=target, enrich=enrich)
+    assert "enrich.constants: key '$source' starts with '$'" in str(refused.value)
+    assert "'ok$'" not in str(refused.value)
+    assert make_spec(enrich={"constants": {"ok$": 1, "_fine": True}}).enrich.constants == {"ok$": 1, "_fine": True}
 
 
 def test_a_pod_left_on_list_is_refused_naming_catalogue_and_sweep() -> None:

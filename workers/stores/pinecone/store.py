@@ -375,7 +375,8 @@ class PineconeStore(StoreDefaults):
         self._refuse(
             over_limits(records),
             "records exceed Pinecone's limits",
-            "shorten those ids or trim their metadata in the source, then `nsmigrate retry`",
+            "fix those records in the source (ids: at most 512 ASCII characters; metadata: at most 40 KB, no key "
+            "starting with '$'; values: not all zero), then `nsmigrate retry`",
             namespace,
         )
         with self._errors("upsert", namespace):
@@ -401,9 +402,10 @@ class PineconeStore(StoreDefaults):
         field = self.spec.records.field
         blank = [r.id for r in records if not isinstance(r.metadata.get(field), str) or not r.metadata[field].strip()]
         self._refuse(
-            over_limits(records) + [f"id {_shown_id(i)} has no text in field {field!r}" for i in blank],
+            over_limits(records, dense=False) + [f"id {_shown_id(i)} has no text in field {field!r}" for i in blank],
             "text records cannot be written",
-            "shorten ids or trim fields in the source; a record needs its text (target.records.text_from)",
+            "fix ids (at most 512 ASCII characters) or fields (at most 40 KB, none starting with '$') in the source; "
+            "a record needs its text (target.records.text_from)",
             namespace,
         )
         rows = [{**r.metadata, "_id": r.id} for r in records]

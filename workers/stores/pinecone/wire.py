@@ -13,10 +13,10 @@ import orjson
 
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.orchestrator.limits import (
-    RECORD_ID_MAX_CHARS,
+    DENSE_VALUE_MIN_MAGNITUDE,
     RECORD_METADATA_MAX_BYTES,
 )
-from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues
+from nsmigrate.orchestrator.records.vectors import BinaryValues, JsonValues, SparseValues, pinecone_id_problem
 from nsmigrate.workers.stores.base import Record
 
 
@@ -151,14 +151,39 @@ def _shown_id(record_id: str) -> str:
     return repr(record_id) if len(record_id) <= 40 else f"{record_id[:40]!r}…"
 
 
-def over_limits(records: Sequence[Record]) -> list[str]:
-    """One line per record a Pinecone index would refuse: an id over ``RECORD_ID_MAX_CHARS`` characters, metadata
-    over ``RECORD_METADATA_MAX_BYTES`` bytes as JSON (how Pinecone measures it)."""
+def _only_zeros(values: Sequence[float]) -> bool:
+    """Whether dense ``values`` are all below ``DENSE_VALUE_MIN_MAGNITUDE`` in magnitude. Values fetched from Pinecone
+    (``JsonValues``) are never read: it holds no such vector, and decoding them would cost every copy."""
+    if isinstance(values, JsonValues) or not len(values):
+        return False
+    if isinstance(values, BinaryValues):
+        import numpy as np  # only for a pgvector source's values
+
+        floats = np.frombuffer(values.binary, dtype=">f4", count=len(values), offset=4)
+        # As float32s: each goes out as its shortest decimal, at least 1e-8 exactly when the float32 is.
+        return not bool((np.abs(floats) >= np.float32(DENSE_VALUE_MIN_MAGNITUDE)).any())
+    return not any(abs(v) >= DENSE_VALUE_MIN_MAGNITUDE for v in values)  # stops at the first value that counts
+
+
+def over_limits(records: Sequence[Record], dense: bool = True) -> list[str]:
+    """One line per record a Pinecone index would refuse: an id over ``RECORD_ID_MAX_CHARS`` characters or not ASCII
+    (or holding NUL), metadata over ``RECORD_METADATA_MAX_BYTES`` bytes as JSON (how Pinecone measures it) or with a
+    key starting with ``$`` (reserved for filter operators) and, when ``dense`` values are sent, values all zero."""
     problems = []
     for r in records:
-        if len(r.id) > RECORD_ID_MAX_CHARS:
-            problems.append(f"id {_shown_id(r.id)} is {len(r.id)} characters (at most {RECORD_ID_MAX_CHARS})")
+        id_problem = pinecone_id_problem(r.id)
+        if id_problem is not None:
+            problems.append(f"id {_shown_id(r.id)} {id_problem}")
         size = len(orjson.dumps(dict(r.metadata))) if r.metadata else 0
         if size > RECORD_METADATA_MAX_BYTES:
             problems.append(f"id {_shown_id(r.id)} has {size} bytes of metadata (at most {RECORD_METADATA_MAX_BYTES})")
+        reserved = [key for key in r.metadata if key.startswith("$")] if r.metadata else []
+        if reserved:
+            keys = ", ".join(repr(key) for key in reserved[:5])
+            problems.append(f"id {_shown_id(r.id)} has metadata key(s) {keys} starting with '$' (reserved by Pinecone)")
+        if dense and _only_zeros(r.values):
+            problems.append(
+                f"id {_shown_id(r.id)} has only zeros as values (Pinecone needs one of magnitude "
+                f"{DENSE_VALUE_MIN_MAGNITUDE:g} or more)"
+            )
     return problems
