@@ -175,9 +175,9 @@ def restore_record(target: Record, target_namespace: str, ctx: RouteContext) -> 
         ``(record, problem)``: ``problem`` is None when the forward rule maps the rebuilt record back onto exactly
         ``target`` (same namespace, same metadata), else why the rebuild cannot be trusted.
 
-    Known limit: a key the enrichment *overwrote* (an original ``creator_id``, ``migrated_from`` or constant key)
-    comes back without its old value; that is unknowable from the target. Originals that still exist are never
-    rebuilt, so this only matters after cleanup.
+    A key the enrichment *overwrote* (an original ``creator_id``, ``migrated_from`` or constant key) would come back
+    without its old value, unknowable from the target; but originals that still exist are never rebuilt, and cleanup
+    keeps every original with such a value (``proof.replaced_values``).
     """
     added = enrichment_keys(target_namespace, ctx)
     metadata = {k: v for k, v in (target.metadata or {}).items() if k not in added}

@@ -18,7 +18,13 @@ from typing import Any
 from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, target_of
-from nsmigrate.orchestrator.verification.comparisons import ID_CAP, MISMATCH_CAP, Comparer, compare_record
+from nsmigrate.orchestrator.verification.comparisons import (
+    ID_CAP,
+    MISMATCH_CAP,
+    Comparer,
+    compare_metadata,
+    compare_record,
+)
 
 
 def judge_copy(
@@ -83,12 +89,33 @@ class Proof:
         }
 
 
+def replaced_values(original: Record, target_namespace: str, ctx: RouteContext) -> str | None:
+    """Why deleting ``original`` would lose a metadata value: the copy's enrichment (creator fields,
+    ``migrated_from``, a constant) replaced one the original holds with another, so the original is its only record;
+    None when it replaced none."""
+    expected = expected_metadata(original, target_namespace, ctx)
+    replaced = [
+        key
+        for key, value in original.metadata.items()
+        if key in expected and compare_metadata({key: value}, {key: expected[key]}) is not None
+    ]
+    if not replaced:
+        return None
+    shown = ", ".join(repr(key) for key in replaced[:5])
+    return (
+        f"its metadata {shown} hold(s) other values than the job's enrichment wrote into the copy: the original is "
+        "their only record (leave those keys out of `enrich`, or rename them in the source, then copy again)"
+    )
+
+
 def prove_copies(
     originals: Sequence[Record],
     found: Mapping[str, Sequence[Record]],
     ctx: RouteContext,
     tolerance: float,
     compare: Comparer | None = None,
+    *,
+    deleting_originals: bool = False,
 ) -> Proof:
     """Judge one chunk: an id is proven when its copy exists where the routing sends it and equals the original now.
 
@@ -98,6 +125,8 @@ def prove_copies(
             routing drops (``unresolved: drop-with-report``): it was never copied, and is never deleted.
         found: target namespace → the records fetched there now for the chunk's ids.
         ctx, tolerance, compare: as ``judge_copy``.
+        deleting_originals: the originals are what is deleted (a cleanup): one whose metadata values the enrichment
+            replaced in the copy is refused too (``replaced_values``); a rollback keeps them, so they prove its copy.
     """
     by_ns = {ns: {r.id: r for r in records} for ns, records in found.items()}
     proof = Proof()
@@ -109,6 +138,8 @@ def prove_copies(
             continue
         if ns is None:
             continue
+        if reason is None and deleting_originals:
+            reason = replaced_values(original, ns, ctx)
         if reason is None:
             proof.proven.append(original.id)
         else:

@@ -995,6 +995,23 @@ def test_a_cleanup_refuses_a_copy_whose_integer_differs_where_doubles_cannot_tel
     assert job.source.count("alpha") == 6
 
 
+def test_a_cleanup_keeps_an_original_whose_metadata_values_the_enrichment_replaced(
+    ctx: WorkerContext, store_specs: tuple
+) -> None:
+    # Data copied once before: each record holds the migrated_from its first copy wrote. This job's enrichment writes
+    # its own into the copy, as asked, and verification passes; the original is then the only record of the first.
+    records = make_records(4)
+    records[1] = Record(records[1].id, records[1].values, {**records[1].metadata, "migrated_from": "legacy/alpha"})
+    job = copied_job(ctx, make_spec(store_specs), {"alpha": records})
+    assert job.verify()["passed"]
+
+    result = job.cleanup()
+
+    assert result["action"] == "refused" and result["refused_ids"] == ["v-001"], result
+    assert "its metadata 'migrated_from' hold(s) other values" in result["reason"], result
+    assert job.source.count("alpha") == 4  # a refused namespace keeps every original
+
+
 def test_a_pinecone_copy_of_an_integer_beyond_its_floats_is_no_copy(
     ctx: WorkerContext, database_url: str, sandbox: PineconeSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,6 +52,21 @@ def test_a_copy_without_its_enrichment_or_in_another_namespace_is_not_a_proof() 
     assert prove_copies([original], {"elsewhere": route_records([original], route)[T1]}, route, 1e-6).proven == []
 
 
+def test_an_original_whose_values_the_enrichment_replaced_proves_its_copy_but_is_not_deleted() -> None:
+    # The copy is as the job makes it (verification passes, a rollback may delete it), but the original holds
+    # values the copy does not: another creator id and schema. Deleting it (cleanup) would lose them.
+    route = ctx()
+    originals = [rec("kept", creator_id="someone", schema=1, text="a"), rec("same", creator_id="a.1", schema=2)]
+    copies = route_records(originals, route)[T1]
+
+    assert prove_copies(originals, {T1: copies}, route, 1e-6).proven == ["kept", "same"]
+    cleanup = prove_copies(originals, {T1: copies}, route, 1e-6, deleting_originals=True)
+
+    assert cleanup.proven == ["same"] and cleanup.refused_count == 1
+    reason = cleanup.refused[0]["reason"]
+    assert "its metadata 'creator_id', 'schema' hold(s) other values" in reason and T1 in reason, reason
+
+
 def test_an_unroutable_original_is_refused_and_an_absent_one_is_neither() -> None:
     route = ctx(target=None)  # routed by twin id metadata
     proof = prove_copies([rec("orphan", twin_id="nobody")], {}, route, 1e-6)

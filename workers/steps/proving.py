@@ -87,7 +87,10 @@ def delete_proven(
             originals = [r for r in originals if r.id not in kept]
         by_ns, _unroutable = route_source(originals, route)  # prove_copies refuses the unroutable ones
         found = {ns: target.fetch(ns, routed) for ns, routed in by_ns.items()}
-        return originals, prove_copies(originals, found, route, spec.verify.tolerance, compare), by_ns
+        proof = prove_copies(
+            originals, found, route, spec.verify.tolerance, compare, deleting_originals=delete_from != "target"
+        )
+        return originals, proof, by_ns
 
     for chunk in chunks(ids, PROOF_CHUNK_IDS):
         if stop is not None and stop():
