@@ -54,6 +54,9 @@ _FAMILY = {
     "json": "json",
     "jsonb": "json",
 }
+#: Pairs of one family whose copy would change a value without an error: a double rounded to a real (a copy inside
+#: Postgres casts it, and its verification casts the source the same way, so nothing else would tell).
+_NARROWING = {("double precision", "real")}
 #: Set on a record whose row holds NULL in ``metadata``: a record with no other keys would otherwise come back as
 #: ``{}``. Every other NULL column is simply left out (a column a record does not mention is NULL).
 NULL_METADATA_KEY = "nsmigrate_metadata_null"
@@ -121,7 +124,7 @@ def carry_problems(table: str, source: Sequence[TableColumn], target: Sequence[T
         there = have.get(column.name)
         if there is None:
             problems.append(f"table {table} has no column {column.name} ({column.sql_type})")
-        elif there.family != column.family:
+        elif there.family != column.family or (column.base_type, there.base_type) in _NARROWING:
             problems.append(
                 f"table {table} column {column.name} is {there.sql_type}, the source's is {column.sql_type}"
             )

@@ -116,6 +116,15 @@ def test_what_a_target_table_cannot_hold_is_named_column_by_column() -> None:
     ]
 
 
+def test_a_real_column_cannot_hold_a_double_column_as_it_is() -> None:
+    # Both are floats, but a double rounded to a real is another number, and the copy's cast says nothing.
+    doubles, reals = [TableColumn("confidence", "double precision")], [TableColumn("confidence", "real")]
+    assert pgvector_rows.carry_problems("embeddings_beta", doubles, reals) == [
+        "table embeddings_beta column confidence is real, the source's is double precision"
+    ]
+    assert pgvector_rows.carry_problems("embeddings_beta", reals, doubles) == []  # every real is a double
+
+
 def test_a_target_row_keeping_an_integer_equals_a_pinecone_source_that_could_not_say_so() -> None:
     # Pinecone keeps every number as a float; the application's table may keep it as an integer (a dual write, a
     # sync): equal. The other way, a row's integer that came back a float is a change the comparison names.
