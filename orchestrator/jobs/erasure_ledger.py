@@ -20,6 +20,18 @@ from nsmigrate.orchestrator.jobs.database import Database, add_event, default_ac
 from nsmigrate.orchestrator.models import ErasureEntry, Job, JobState, utcnow
 from nsmigrate.orchestrator.records.namespaces import SHOWN
 
+#: What a line keeps of its erasure's spec: the subject (``tenancy.erasure.Subject.to_json``), so every write path
+#: recognises its records as the erasure did, those the owners table names by id too.
+SUBJECT_KEYS = (
+    "creator_id",
+    "twin_id",
+    "twins",
+    "source_keys",
+    "source_key_fields",
+    "owned_ids",
+    "creator_fields",
+    "twin_fields",
+)
 #: Ids a ``write_held_back`` event names (the count is always whole).
 EVENT_IDS = 100
 
@@ -31,9 +43,7 @@ def enter(s: Session, job_id: int, spec: dict[str, Any]) -> None:
             job_id=job_id,
             creator_id=spec["creator_id"],
             twin_id=spec.get("twin_id"),
-            subject={
-                k: spec[k] for k in ("creator_id", "twin_id", "twins", "source_keys", "source_key_fields") if k in spec
-            },
+            subject={k: spec[k] for k in SUBJECT_KEYS if k in spec},
         )
     )
 

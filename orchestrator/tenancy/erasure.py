@@ -32,6 +32,16 @@ from nsmigrate.orchestrator.routing.route import (
     target_of,
 )
 
+#: The keys nsmigrate's copies name a vector's creator and twin by (``enrich.creator_fields``); a source's may be
+#: others (``routing.creator_id_field``, ``routing.twin_id_field``), added per subject.
+CREATOR_FIELDS = frozenset({"creator_id"})
+TWIN_FIELDS = frozenset({"twin_id"})
+
+
+def named_by(metadata: Mapping[str, Any], fields: Iterable[str]) -> frozenset[str]:
+    """The ids the values of ``fields`` in ``metadata`` name (``id_texts`` of each: a list names each element)."""
+    return frozenset().union(*(id_texts(metadata.get(f)) for f in fields))
+
 
 @dataclass(frozen=True)
 class Subject:
@@ -39,7 +49,9 @@ class Subject:
 
     ``twins``: every twin of the creator nsmigrate knows (the job table's runs and routing tables), so that a vector
     carrying only ``twin_id`` is still found; ``source_keys``: sources-table keys that route to those twins;
-    ``owned_ids``: vector ids the owners table (``routing.owners``) gives them, for vectors without metadata.
+    ``owned_ids``: vector ids the owners table (``routing.owners``) gives them, for vectors without metadata;
+    ``creator_fields``, ``twin_fields``: the metadata keys that name a vector's creator and twin (the copies'
+    ``creator_id`` and ``twin_id``, and the sources' keys a job's routing read them from: ``routing.*_field``).
     """
 
     creator_id: str
@@ -48,6 +60,8 @@ class Subject:
     source_keys: frozenset[str] = frozenset()
     source_key_fields: frozenset[str] = frozenset()
     owned_ids: frozenset[str] = frozenset()
+    creator_fields: frozenset[str] = CREATOR_FIELDS
+    twin_fields: frozenset[str] = TWIN_FIELDS
 
     def __post_init__(self) -> None:
         validate_identifier("creator_id", self.creator_id)
@@ -66,8 +80,8 @@ class Subject:
         the check that it went. A record whose metadata names no creator and no twin is theirs too when the owners
         table gives them its id (``record_id``), as the copy routed it."""
         meta = metadata or {}
-        creators = id_texts(meta.get("creator_id"))
-        twins = id_texts(meta.get("twin_id"))
+        creators = named_by(meta, self.creator_fields)
+        twins = named_by(meta, self.twin_fields)
         if record_id is not None and record_id in self.owned_ids and not creators and not twins:
             return True
         if creators and self.creator_id not in creators:
@@ -104,6 +118,8 @@ class Subject:
             "source_keys": sorted(self.source_keys),
             "source_key_fields": sorted(self.source_key_fields),
             "owned_ids": sorted(self.owned_ids),
+            "creator_fields": sorted(self.creator_fields),
+            "twin_fields": sorted(self.twin_fields),
         }
 
     @classmethod
@@ -115,6 +131,8 @@ class Subject:
             source_keys=frozenset(data.get("source_keys") or ()),
             source_key_fields=frozenset(data.get("source_key_fields") or ()),
             owned_ids=frozenset(data.get("owned_ids") or ()),
+            creator_fields=frozenset(data.get("creator_fields") or CREATOR_FIELDS),
+            twin_fields=frozenset(data.get("twin_fields") or TWIN_FIELDS),
         )
 
 
@@ -148,6 +166,10 @@ class KnownRun:
     #: saw (``copied_since``), as a copy that ran in between may have written where the plan did not look.
     run_id: int = 0
     copied: int = 0
+    #: The metadata keys its routing read a vector's creator and twin from (``routing.creator_id_field``,
+    #: ``routing.twin_id_field``).
+    creator_id_field: str = "creator_id"
+    twin_id_field: str = "twin_id"
 
 
 def registry_of(runs: Iterable[KnownRun]) -> Registry:
@@ -187,6 +209,9 @@ def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -
     twins: set[str] = set()
     keys: set[str] = set()
     fields: set[str] = set()
+    # Every job's keys, an override's too: a source keeps its own names, whoever its copies were filed under.
+    creator_fields = CREATOR_FIELDS | {run.creator_id_field for run in runs}
+    twin_fields = TWIN_FIELDS | {run.twin_id_field for run in runs}
     for run in runs:
         if run.override:
             continue
@@ -213,7 +238,16 @@ def subject_of(creator_id: str, twin_id: str | None, runs: Sequence[KnownRun]) -
             for k, t in split_routing_table(run.routing_table)[1].items()
             if t == twin_id and k in keys
         }
-    return Subject(creator_id, twin_id, frozenset(twins), frozenset(keys), frozenset(fields), frozenset(owned))
+    return Subject(
+        creator_id,
+        twin_id,
+        frozenset(twins),
+        frozenset(keys),
+        frozenset(fields),
+        frozenset(owned),
+        frozenset(creator_fields),
+        frozenset(twin_fields),
+    )
 
 
 def _carries(run: KnownRun, subject: Subject, namespaces: Collection[str]) -> bool:
@@ -277,24 +311,18 @@ def erased_records(
     its ids name (an index by creator, twin and sources key), so the erasures of many creators cost a write a few
     lookups per record. Each record is counted once, for the first erasure that owns it."""
     by_value: dict[str, list[int]] = {}  # a creator, twin or sources key → the erasures (positions) it may name
-    fields: set[str] = set()
+    fields: set[str] = set(CREATOR_FIELDS | TWIN_FIELDS)
     for at, (_, subject) in enumerate(erasures):
         for value in {subject.creator_id, *subject.twins, *subject.source_keys, *subject.owned_ids} | (
             {subject.twin_id} if subject.twin_id else set()
         ):
             by_value.setdefault(value, []).append(at)
-        fields |= subject.source_key_fields
+        fields |= subject.source_key_fields | subject.creator_fields | subject.twin_fields
     found: dict[int, list[str]] = {}
     for pair, records in writes:
         for record in records:
             meta = record.metadata or {}
-            named: set[str | None] = {
-                *pair,
-                record.id,
-                *id_texts(meta.get("creator_id")),
-                *id_texts(meta.get("twin_id")),
-            }
-            named.update(*(id_texts(meta.get(f)) for f in fields))
+            named: set[str | None] = {*pair, record.id, *named_by(meta, fields)}
             for at in sorted({at for value in named if value is not None for at in by_value.get(value, ())}):
                 subject = erasures[at][1]
                 if subject.owns_pair(*pair) or subject.owns_record(meta, record.id):

@@ -403,6 +403,17 @@ def test_lifting_an_erasure_is_exact_needs_a_reason_and_waits_for_the_erasure(
     assert jobs_erasure_ledger.erasure_subjects(ctx.db) == []
 
 
+def test_the_ledger_keeps_the_whole_subject_for_every_write_path(ctx: WorkerContext) -> None:
+    # Vectors without metadata the owners table gave the creator, and a source's own twin key: a write path (an
+    # import, a dual write, a copy) must know them as the erasure did, or it writes them back.
+    subject = Subject("a.1", owned_ids=frozenset({"bare-1"}), twin_fields=frozenset({"twin_id", "twinId"}))
+    erase_job = erased(ctx, subject)
+
+    assert jobs_erasure_ledger.erasure_subjects(ctx.db) == [(erase_job, subject)]
+    [(_, kept)] = jobs_erasure_ledger.erasure_subjects(ctx.db)
+    assert kept.owns_record({}, "bare-1") and kept.owns_record({"twinId": "t1"}) is False  # t1 is no twin of theirs
+
+
 def test_an_older_job_tables_erasures_enter_the_ledger_when_its_schema_is_brought_up_to_date(
     ctx: WorkerContext,
 ) -> None:

@@ -3,6 +3,7 @@ whatever the ids look like; pure, no services."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -165,6 +166,21 @@ def test_a_test_creators_copy_is_theirs_to_erase_and_the_originals_are_not() -> 
     # Erasing a.1 takes the copy of their twin too: it is their data under another name.
     owner = places_in_store("src", names, subject_of("a.1", None, runs), registry_of(runs), runs)
     assert owner.whole == ["creator_a.1_twin_t1", "creator_sainath.no.1_twin_t1", "uuid-1"]
+
+
+def test_a_source_that_names_twins_and_creators_under_its_own_keys_is_read_by_them() -> None:
+    # A job routed the default namespace by `routing.twin_id_field: twinId` (and creators by `owner`): its source's
+    # vectors carry those keys, never `twin_id`, and are the creator's all the same.
+    renamed = KnownRun("src", "", "dst", (), None, None, routing_table({"t1": "a.1"}), None, creator_id_field="owner")
+    renamed = dataclasses.replace(renamed, twin_id_field="twinId")
+    subject = subject_of("a.1", None, [*RUNS, renamed])
+
+    assert subject.owns_record({"twinId": "t1"}) and subject.owns_record({"owner": "a.1"})
+    assert subject.owns_record({"twin_id": "t1"})  # the copies' own key still counts
+    assert not subject.owns_record({"twinId": "t10"}) and not subject.owns_record({"owner": "a.10", "twinId": "t1"})
+    assert Subject.from_json(subject.to_json()) == subject  # as the erasure ledger keeps it
+    written = [SimpleNamespace(id="x", metadata={"twinId": "t1"})]
+    assert erased_in([(9, subject)], [((None, None), written)]) == (9, subject, ["x"])  # a copy holds it back
 
 
 def test_a_copy_of_an_erased_subjects_records_is_found_whatever_else_was_erased() -> None:
