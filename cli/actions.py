@@ -337,12 +337,15 @@ def sync(
     if dry_run:
         console.print("dry run: nothing was copied or deleted")
     late = late_namespaces(ctx, job_id) if ns is None else []
-    if late and new_namespaces and not dry_run:
+    adding = bool(late and new_namespaces and not dry_run)
+    if adding:
         _add_late(ctx, database, job_id, late)
     elif late:
         console.print(f"[yellow]warning[/]: {escape(late_namespaces_problem(job_id, late))}", soft_wrap=True)
     if wait and not dry_run and refused < len(runs):
         code = watch_until_settled(database, job_id, resolved.redis_url)
+        if adding and not code:
+            _publish_verified(ctx, database, job_id)
         raise typer.Exit(code or (1 if refused else 0))
     raise typer.Exit(1 if refused else 0)
 
@@ -384,7 +387,19 @@ def _add_late(ctx: Any, database: Any, job_id: int, late: list[str]) -> None:
     for warning in prepared.plan.warnings:
         console.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
     if published.publish_if_followed(database, ctx.redis, job_id):
-        console.print(f"job {job_id}: published again: its applications' DualWriteIndex dual-writes these too")
+        console.print(
+            f"job {job_id}: published again: its applications' DualWriteIndex dual-writes these too (their reads "
+            "stay old until their copies are verified)"
+        )
+
+
+def _publish_verified(ctx: Any, database: Any, job_id: int) -> None:
+    """Once the namespaces `--new-namespaces` added are verified, publish the cut-over again (if its applications
+    follow it): their reads were kept old until their copies passed, and follow the rollout from now on."""
+    from nsmigrate.orchestrator.cutover import published
+
+    if published.publish_if_followed(database, ctx.redis, job_id):
+        console.print(f"job {job_id}: published again: reads of the added namespaces follow the rollout now")
 
 
 @app.command()

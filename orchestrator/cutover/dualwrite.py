@@ -73,6 +73,8 @@ class _Run:
     target_namespaces: tuple[str, ...]
     creator_id: str | None
     twin_id: str | None
+    #: Its copy passed verification: reads may go to it (``published.readable``; a layout without it: yes).
+    readable: bool = True
 
 
 class RolloutReader:
@@ -175,6 +177,7 @@ class DualWriteIndex:
                 tuple(r.get("target_namespaces") or ()),
                 r.get("creator_id"),
                 r.get("twin_id"),
+                r.get("readable", True),
             )
             for r in layout["runs"]
         }
@@ -245,7 +248,7 @@ class DualWriteIndex:
         """Whether a read of ``namespace`` goes to the new index now."""
         percent = int(self._current()["percent"])
         run = self._runs.get(_stored(namespace))
-        return run is not None and run.target_namespace is not None and reads_new(run.source_namespace, percent)
+        return _reads_target(run) is not None and reads_new(_stored(namespace), percent)
 
     def query(self, *, namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:
         """``query`` of the index the rollout picks for ``namespace`` (in the new index: the job's target of it)."""
@@ -274,8 +277,7 @@ class DualWriteIndex:
         head = self._current()
         self._maybe_report(head)
         ns = _stored(namespace)
-        run = self._runs.get(ns)
-        target = run.target_namespace if run is not None else None  # None: not the job's, or routed per record
+        target = _reads_target(self._runs.get(ns))
         on_new = target is not None and reads_new(ns, int(head["percent"]))
         side, index, read_ns = (
             ("new", self.new, target) if on_new and target is not None else ("old", self.old, namespace)
@@ -424,6 +426,12 @@ class StoreIndex:
     def query(self, *, vector: list[float], top_k: int, namespace: str = DEFAULT_NAMESPACE) -> QueryAnswer:
         ns = _stored(namespace)
         return QueryAnswer([Match(id_, score, ns) for id_, score in self.store.query_scored(ns, vector, top_k)])
+
+
+def _reads_target(run: _Run | None) -> str | None:
+    """The namespace of the new index that reads of ``run``'s source namespace may go to: None when it is not the
+    job's, is routed per record, or its copy has not passed verification (reads stay old)."""
+    return run.target_namespace if run is not None and run.readable else None
 
 
 def _stored(namespace: str) -> str:

@@ -36,6 +36,7 @@ from nsmigrate.orchestrator.jobs.database import Database, add_event
 from nsmigrate.orchestrator.jobs.erasure_ledger import erasure_subjects
 from nsmigrate.orchestrator.messaging.task_names import ERASURE_LEDGER_KEY, cutover_key, lock_key
 from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
+from nsmigrate.orchestrator.states import PASSED_RUN_STATES
 
 #: How long a publisher may hold a document's lock (seconds): a few job-table reads and one Redis write.
 PUBLISH_LOCK_S = 30
@@ -56,6 +57,12 @@ def _version(value: Any) -> str:
     return hashlib.sha256(_dumps(value).encode()).hexdigest()[:16]
 
 
+def readable(run: NamespaceRun) -> bool:
+    """Whether reads may go to ``run``'s copy: its last verification passed. A run added after the rollout began
+    (``sync --new-namespaces``) is read from the old side until it has, and one that failed since goes back there."""
+    return run.state in PASSED_RUN_STATES or bool((run.verification or {}).get("passed"))
+
+
 def layout_of(job_id: int, spec: Mapping[str, Any], runs: Sequence[NamespaceRun]) -> dict[str, Any]:
     """The layout document of a job: its spec and runs as an application needs them, with their version."""
     body = {
@@ -70,6 +77,7 @@ def layout_of(job_id: int, spec: Mapping[str, Any], runs: Sequence[NamespaceRun]
                 "creator_id": r.creator_id,
                 "twin_id": r.twin_id,
                 "routing_table": r.routing_table,
+                "readable": readable(r),
             }
             for r in runs
         ],

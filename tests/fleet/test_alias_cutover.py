@@ -23,6 +23,7 @@ from nsmigrate.cli.main import app
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import NamespaceRun, RunState
+from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate_sandbox.pinecone_server import IndexSpec
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
@@ -262,6 +263,22 @@ def all_new(stack: Stack, **cutover: Any) -> tuple[jobs_database.Database, int]:
         assert step.exit_code == 0, step.output
     assert served(stack) == {f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}
     return db, job_id
+
+
+def test_a_namespace_whose_copy_is_not_verified_keeps_its_alias_on_the_old_namespace(stack: Stack) -> None:
+    # Reads are 100 % new when a namespace joins the job (`sync --new-namespaces`): its copy is still to be made, so
+    # its alias serves the old namespace until it is verified; the others stay on their copies.
+    db, job_id = all_new(stack)
+    stack.pinecone.load("one", "ns3", [("late-0", [0.5] * DIM, {"n": 3})])
+    late = Plan(
+        runs=[NamespacePlan("ns3", "v2-ns3", 1, 1, None, None)], estimate=Estimate(0, 0, 0, 0, 0, 0.0), twins={}
+    )
+    jobs_and_runs.add_runs(db, job_id, late, source_label="one", target_label="one")
+
+    made = cli(stack, "cutover", "aliases", str(job_id))
+
+    assert made.exit_code == 0, made.output
+    assert alias_targets(stack) == {"live.ns3": "ns3", **{f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}}
 
 
 def test_a_breach_whose_aliases_cannot_all_move_back_says_how_to_finish_it(stack: Stack) -> None:

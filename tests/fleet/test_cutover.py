@@ -334,8 +334,9 @@ def test_a_source_namespace_made_after_the_plan_fails_the_check_until_sync_adds_
     assert added.exit_code == 0, added.output
     assert f"added to job {job_id} 1 namespace(s) made after its plan (1 vectors): ns9" in added.output, added.output
     assert "warning" not in added.output and "published again" in added.output, added.output
+    assert "reads of the added namespaces follow the rollout now" in added.output, added.output
     layout = json.loads(redis.Redis.from_url(stack.redis_url).get(cutover_key(job_id, "layout")))
-    assert "ns9" in json.dumps(layout), layout
+    assert [r["readable"] for r in layout["runs"] if r["source_namespace"] == "ns9"] == [True], layout
     assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
     assert_target_is_the_source(stack)
     code, report = check(stack, job_id)

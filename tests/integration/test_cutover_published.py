@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis as redis_lib
+import sqlalchemy as sa
 
 from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
@@ -18,6 +19,7 @@ from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.messaging.task_names import ERASURE_LEDGER_KEY, cutover_key
+from nsmigrate.orchestrator.models import NamespaceRun, RunState
 from nsmigrate.orchestrator.planning.plan import Estimate, NamespacePlan, Plan
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
@@ -55,17 +57,28 @@ def ctx(job_table_url: str, redis_url: str, worker_context: Callable[..., Worker
     return worker_context(job_table_url, redis_url)
 
 
-@pytest.fixture
-def job_id(ctx: WorkerContext) -> int:
-    """A migrate job of namespaces a → a-new, b → b-new and the default namespace into the new index's default one,
-    published for its applications."""
-    spec = parse_spec(SPEC)
-    plan = Plan(
-        runs=[NamespacePlan(ns, f"{ns}-new", 1, 1, None, None) for ns in ("a", "b")] + [NamespacePlan("", "", 1, 1)],
+def plan_of(*namespaces: str) -> Plan:
+    return Plan(
+        runs=[NamespacePlan(ns, f"{ns}-new" if ns else "", 1, 1, None, None) for ns in namespaces],
         estimate=Estimate(0, 0, 0, 0, 0, 0.0),
         twins={},
     )
-    job_id = jobs_and_runs.create_job(ctx.db, spec, plan, source_label="old", target_label="new")
+
+
+def verified(ctx: WorkerContext, job_id: int) -> None:
+    """Every run of the job verified, as `cutover set` asks before reads move (the copy itself is not this file's)."""
+    with ctx.db.transaction() as s:
+        s.execute(sa.update(NamespaceRun).where(NamespaceRun.job_id == job_id).values(state=RunState.VERIFIED))
+
+
+@pytest.fixture
+def job_id(ctx: WorkerContext) -> int:
+    """A verified migrate job of namespaces a → a-new, b → b-new and the default namespace into the new index's
+    default one, published for its applications."""
+    job_id = jobs_and_runs.create_job(
+        ctx.db, parse_spec(SPEC), plan_of("a", "b", ""), source_label="old", target_label="new"
+    )
+    verified(ctx, job_id)
     published.publish(ctx.db, ctx.redis, job_id)
     return job_id
 
@@ -85,6 +98,26 @@ def test_reads_follow_each_published_step_and_nothing_else(ctx: WorkerContext, j
     wrapper.query(vector=[0.1], top_k=1, namespace="a")
 
     assert old.calls == [("query", "a"), ("query", "a")] and new.calls == [("query", "a-new")]
+
+
+def test_a_namespace_added_during_the_rollout_is_read_old_until_its_copy_is_verified(
+    ctx: WorkerContext, job_id: int
+) -> None:
+    # `sync --new-namespaces` at 100 % new: the new run is published at once (its dual writes must reach the
+    # target), but its copy is still under way, so its reads stay where the application had them.
+    wrapper, old, new = app(ctx, job_id, compare_share=0)
+    rollout_rows.set_rollout(ctx.db, job_id, 100, "tester")
+    jobs_and_runs.add_runs(ctx.db, job_id, plan_of("c"), source_label="old", target_label="new")
+    published.publish(ctx.db, ctx.redis, job_id)
+
+    wrapper.query(vector=[0.1], top_k=1, namespace="c")
+    wrapper.upsert(vectors=[("v1", [0.1])], namespace="c")
+    assert not wrapper.reads_new("c") and wrapper.reads_new("a")
+    verified(ctx, job_id)
+    published.publish(ctx.db, ctx.redis, job_id)
+    wrapper.query(vector=[0.1], top_k=1, namespace="c")
+
+    assert old.calls == [("query", "c"), ("upsert", "c")] and new.calls == [("upsert", "c-new"), ("query", "c-new")]
 
 
 def test_the_default_namespace_reads_its_copy_once_its_step_came(ctx: WorkerContext, job_id: int) -> None:

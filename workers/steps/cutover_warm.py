@@ -12,13 +12,14 @@ from typing import Any
 
 from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover.aliases import moved_by
+from nsmigrate.orchestrator.cutover.published import readable
 from nsmigrate.orchestrator.cutover.rules import reads_new
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps.alias_cutover import job_routes
+from nsmigrate.workers.steps.alias_cutover import job_routes, ready_routes
 from nsmigrate.workers.steps.cutover_check import timed_query
 
 #: Queries sent to each namespace warmed: the first is the cold one, the last what the step's first reads will see.
@@ -27,9 +28,13 @@ WARM_QUERIES = 3
 
 def moving(ctx: WorkerContext, spec: JobSpec, job_id: int, before: int, after: int) -> list[NamespaceRun]:
     """The job's runs whose reads a step from ``before`` to ``after`` % new moves to the target."""
-    runs = [r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.target_namespace is not None and r.copied > 0]
+    runs = [
+        r
+        for r in jobs_and_runs.runs_of(ctx.db, job_id)
+        if r.target_namespace is not None and r.copied > 0 and readable(r)
+    ]
     if spec.cutover.aliases is not None:
-        routes, _ = job_routes(ctx, job_id)
+        routes = ready_routes(ctx, job_id, job_routes(ctx, job_id)[0])
         moved = moved_by(routes, after) - moved_by(routes, before)
         sources = {r.old for r in routes if r.name in moved}
     else:

@@ -30,13 +30,14 @@ from nsmigrate.orchestrator.cutover.breach import (
     fallback_percent,
     window_figures,
 )
+from nsmigrate.orchestrator.cutover.published import readable
 from nsmigrate.orchestrator.cutover.read_metrics import ROLLBACKS, ReadLog, set_limits
 from nsmigrate.orchestrator.cutover.rules import reads_new
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.spec.jobspec import Cutover, JobSpec
 from nsmigrate.workers.context import WorkerContext
-from nsmigrate.workers.steps.alias_cutover import job_routes, point_aliases
+from nsmigrate.workers.steps.alias_cutover import job_routes, point_aliases, ready_routes
 from nsmigrate.workers.steps.cutover_check import job_queries, timed_query
 
 
@@ -164,9 +165,9 @@ def _window(
 
 def _probes(ctx: WorkerContext, spec: JobSpec, job_id: int, percent: int) -> list[Probe]:
     """The reads to make at ``percent``: each run the step reads new, its vectors, by the name the application reads."""
-    runs = {r.source_namespace: r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.copied > 0}
+    runs = {r.source_namespace: r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.copied > 0 and readable(r)}
     if spec.cutover.aliases is not None:
-        routes, _ = job_routes(ctx, job_id)
+        routes = ready_routes(ctx, job_id, job_routes(ctx, job_id)[0])
         moved = moved_by(routes, percent)
         read_as = {r.old: r.name for r in routes if r.name in moved}
     else:
