@@ -89,15 +89,21 @@ class Proof:
         }
 
 
+#: The key of nsmigrate's own lineage on every copy (``enrich.migrated_from``).
+LINEAGE_KEY = "migrated_from"
+
+
 def replaced_values(original: Record, target_namespace: str, ctx: RouteContext) -> str | None:
-    """Why deleting ``original`` would lose a metadata value: the copy's enrichment (creator fields,
-    ``migrated_from``, a constant) replaced one the original holds with another, so the original is its only record;
-    None when it replaced none."""
+    """Why deleting ``original`` would lose a metadata value: the copy's enrichment (its creator fields, a constant)
+    replaced one the original holds with another, so the original is its only record; None when it replaced none.
+    ``migrated_from`` is nsmigrate's own lineage: an earlier copy's gives way to this one's (data copied again)."""
     expected = expected_metadata(original, target_namespace, ctx)
     replaced = [
         key
         for key, value in original.metadata.items()
-        if key in expected and compare_metadata({key: value}, {key: expected[key]}) is not None
+        if key in expected
+        and key != LINEAGE_KEY
+        and compare_metadata({key: value}, {key: expected[key]}) is not None
     ]
     if not replaced:
         return None

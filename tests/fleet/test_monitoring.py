@@ -89,7 +89,7 @@ def test_prometheus_scrapes_a_worker_and_the_exporter_and_alertmanager_gets_a_fa
     stack: Stack,
 ) -> None:
     ports = {name: free_port() for name in ("worker", "prometheus", "alertmanager")}
-    stack.pinecone.load(SOURCE, "docs", [(f"d{i}", [0.1 * i] * 8, {"i": i}) for i in range(20)])
+    stack.pinecone.load(SOURCE, "docs", [(f"d{i}", [0.1 * (i + 1)] * 8, {"i": i}) for i in range(20)])
     stack.pinecone.set_faults(TARGET, Faults(drop_fraction=0.5))  # answered, half not stored: verification fails
     stack.start_worker("list,copy,verify", 2, pool="threads", args=("--metrics-port", str(ports["worker"])))
     ports["exporter"] = stack.serve("metrics", wait=False, NSMIGRATE_FLOWER_PASSWORD="pages")

@@ -81,7 +81,7 @@ def test_every_id_is_batched_once_and_copied_including_those_no_prefix_reaches(s
     ids = [f"doc-{n}#chunk-{n % 3}" for n in range(SPLIT_MIN_IDS + 1500)]
     # Past the first page: characters the first page never showed (the rest chain finds them), and "doc-1", which
     # equals a prefix the split may choose.
-    ids += ["doc-1", "ünïcödé-1", "中文-2", "😀-3", "Zebra"]
+    ids += ["doc-1", "~tilde-1", "{brace}-2", "|bar|-3", "Zebra"]  # ASCII only: Pinecone's ids are
     load(stack, ids)
     stack.start_worker("list,copy,verify", 8, pool="threads")
 

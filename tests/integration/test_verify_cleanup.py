@@ -998,17 +998,18 @@ def test_a_cleanup_refuses_a_copy_whose_integer_differs_where_doubles_cannot_tel
 def test_a_cleanup_keeps_an_original_whose_metadata_values_the_enrichment_replaced(
     ctx: WorkerContext, store_specs: tuple
 ) -> None:
-    # Data copied once before: each record holds the migrated_from its first copy wrote. This job's enrichment writes
-    # its own into the copy, as asked, and verification passes; the original is then the only record of the first.
-    records = make_records(4)
-    records[1] = Record(records[1].id, records[1].values, {**records[1].metadata, "migrated_from": "legacy/alpha"})
-    job = copied_job(ctx, make_spec(store_specs), {"alpha": records})
+    # The application's own `tier` on one record; this job's enrichment writes its constant there, as asked, and
+    # verification passes. The original is then the only record of its tier. (An earlier copy's `migrated_from`
+    # is nsmigrate's lineage, not the application's: it gives way to this copy's.)
+    records = make_records(4, migrated_from="legacy/alpha")
+    records[1] = Record(records[1].id, records[1].values, {**records[1].metadata, "tier": "silver"})
+    job = copied_job(ctx, make_spec(store_specs, enrich={"constants": {"tier": "gold"}}), {"alpha": records})
     assert job.verify()["passed"]
 
     result = job.cleanup()
 
     assert result["action"] == "refused" and result["refused_ids"] == ["v-001"], result
-    assert "its metadata 'migrated_from' hold(s) other values" in result["reason"], result
+    assert "its metadata 'tier' hold(s) other values" in result["reason"], result
     assert job.source.count("alpha") == 4  # a refused namespace keeps every original
 
 
