@@ -101,9 +101,7 @@ def replaced_values(original: Record, target_namespace: str, ctx: RouteContext) 
     replaced = [
         key
         for key, value in original.metadata.items()
-        if key in expected
-        and key != LINEAGE_KEY
-        and compare_metadata({key: value}, {key: expected[key]}) is not None
+        if key in expected and key != LINEAGE_KEY and compare_metadata({key: value}, {key: expected[key]}) is not None
     ]
     if not replaced:
         return None
