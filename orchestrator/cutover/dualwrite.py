@@ -230,17 +230,39 @@ class DualWriteIndex:
         return answer
 
     def delete(self, ids: Iterable[str], namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:
-        """Delete from the old index, then from every namespace the job writes this namespace's ids to."""
+        """Delete from the old index, then from the new where the job copies these ids: the namespace's target or,
+        routed per record, where each one routes (its record read from the old index before its delete: the copy
+        may not have written that namespace yet, and another namespace's record of the same id is not this one)."""
         self._current()
         ids = list(ids)
-        answer = self.old.delete(ids=ids, namespace=namespace, **kwargs)
         ns = _stored(namespace)
+        run = self._runs.get(ns)
+        homes: dict[str, list[str]] | Exception = {}
+        if run is not None and run.target_namespace is None and ids:
+            try:
+                homes = self._homes(ns, self.old.fetch(ids=ids, namespace=namespace))
+            except Exception as e:  # unread: the new side's copies stay, filed below
+                homes = e
+        answer = self.old.delete(ids=ids, namespace=namespace, **kwargs)
         try:
-            for target in self._targets(ns):
+            if isinstance(homes, Exception):
+                raise homes
+            for target in self._targets(ns) if run is None or run.target_namespace is not None else ():
                 self.new.delete(ids=ids, namespace=target)
+            for target, routed in homes.items():
+                self.new.delete(ids=routed, namespace=target)
         except Exception as e:
             self._failed(ns, "delete", ids, e)
         return answer
+
+    def _homes(self, namespace: str, fetched: Any) -> dict[str, list[str]]:
+        """Target namespace → the ids of the records ``fetched`` (an answer of the old index's ``fetch``) that the
+        job routes there."""
+        vectors = getattr(fetched, "vectors", fetched)  # the SDK's FetchResponse, or a StoreIndex's mapping
+        records = [Record(str(i), [], dict(_field(v, "metadata") or {})) for i, v in vectors.items()]
+        return {
+            target: [r.id for r in routed] for target, routed in route_records(records, self._route(namespace)).items()
+        }
 
     # ------------------------------------------------------------------------------------------------------ reads
 
@@ -437,6 +459,11 @@ def _reads_target(run: _Run | None) -> str | None:
 def _stored(namespace: str) -> str:
     """The job table's name of a namespace (the SDK also calls the default one ``__default__``)."""
     return DEFAULT_NAMESPACE if namespace == "__default__" else namespace
+
+
+def _field(vector: Any, name: str) -> Any:
+    """A field of a fetched vector: the SDK's object or a mapping (a ``StoreIndex``'s ``Record`` has it too)."""
+    return vector.get(name) if isinstance(vector, Mapping) else getattr(vector, name, None)
 
 
 def _record(vector: Any) -> Record:

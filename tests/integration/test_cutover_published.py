@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,10 +34,17 @@ SPEC = {
 
 
 class Side:
-    """One of the application's indexes: answers a query with one match, and keeps what it was asked."""
+    """One of the application's indexes: answers a query with one match, a fetch with the metadata of ``held``
+    (id → metadata), and keeps what it was asked (``deleted``: each delete's namespace and ids)."""
 
-    def __init__(self, name: str, fail_writes: bool = False) -> None:
+    def __init__(self, name: str, fail_writes: bool = False, held: dict[str, dict[str, Any]] | None = None) -> None:
         self.name, self.fail_writes, self.calls = name, fail_writes, list[tuple[str, str]]()
+        self.held, self.deleted = held or {}, list[tuple[str, list[str]]]()
+
+    def fetch(self, ids: Any, namespace: str) -> SimpleNamespace:
+        """As the SDK answers: ``.vectors``, id → a vector with ``.metadata``."""
+        self.calls.append(("fetch", namespace))
+        return SimpleNamespace(vectors={i: SimpleNamespace(id=i, metadata=self.held[i]) for i in ids if i in self.held})
 
     def upsert(self, vectors: Any, namespace: str) -> dict[str, int]:
         self.calls.append(("upsert", namespace))
@@ -46,6 +54,7 @@ class Side:
 
     def delete(self, ids: Any, namespace: str) -> None:
         self.calls.append(("delete", namespace))
+        self.deleted.append((namespace, list(ids)))
 
     def query(self, namespace: str, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(("query", namespace))
@@ -62,6 +71,15 @@ def plan_of(*namespaces: str) -> Plan:
         runs=[NamespacePlan(ns, f"{ns}-new" if ns else "", 1, 1, None, None) for ns in namespaces],
         estimate=Estimate(0, 0, 0, 0, 0, 0.0),
         twins={},
+    )
+
+
+def plan_of_routed(namespace: str) -> Plan:
+    """One run of ``namespace`` routed per record (no target namespace of its own)."""
+    return Plan(
+        runs=[NamespacePlan(namespace, None, 3, 1, None, None)],
+        estimate=Estimate(0, 0, 0, 0, 0, 0.0),
+        twins={"t1": "c1", "t2": "c2"},
     )
 
 
@@ -118,6 +136,28 @@ def test_a_namespace_added_during_the_rollout_is_read_old_until_its_copy_is_veri
     wrapper.query(vector=[0.1], top_k=1, namespace="c")
 
     assert old.calls == [("query", "c"), ("upsert", "c")] and new.calls == [("upsert", "c-new"), ("query", "c-new")]
+
+
+def test_a_delete_in_a_namespace_routed_per_record_reaches_where_each_record_went(ctx: WorkerContext) -> None:
+    # The default namespace routed by twin: published before the copy wrote any of its namespaces, so only the
+    # records themselves say where their copies go; each id is deleted there, and nowhere else.
+    routed = {
+        **SPEC,
+        "routing": {"mode": "creator", "creators": {"source": "inline", "twins": {"t1": "c1", "t2": "c2"}}},
+    }
+    job_id = jobs_and_runs.create_job(
+        ctx.db, parse_spec(routed), plan_of_routed(""), source_label="old", target_label="new"
+    )
+    published.publish(ctx.db, ctx.redis, job_id)
+    old = Side("old", held={"v1": {"twin_id": "t1"}, "v2": {"twin_id": "t2"}, "v3": {"twin_id": "t1"}})
+    new = Side("new")
+    wrapper = DualWriteIndex(old=old, new=new, job_id=job_id, redis=ctx.redis, max_age_s=0)
+
+    wrapper.delete(ids=["v1", "v2", "v3", "never-there"], namespace="")
+
+    assert old.deleted == [("", ["v1", "v2", "v3", "never-there"])]
+    assert new.deleted == [("creator_c1_twin_t1", ["v1", "v3"]), ("creator_c2_twin_t2", ["v2"])]
+    assert [e for e in jobs_status.events_of(ctx.db, job_id) if e["action"] == "dual_write_failed"] == []
 
 
 def test_the_default_namespace_reads_its_copy_once_its_step_came(ctx: WorkerContext, job_id: int) -> None:
