@@ -269,6 +269,7 @@ def known_runs(
                     source_key_field=sources.get("key_field", "source_id") if sources else None,
                     creator_id_field=routing.get("creator_id_field") or "creator_id",
                     twin_id_field=routing.get("twin_id_field") or "twin_id",
+                    override_creator=routing.get("override_creator"),
                     override=routing.get("override_creator") is not None,
                     source_key=source_key,
                     target_key=key_of_json(spec.get("target")),

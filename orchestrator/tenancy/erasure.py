@@ -170,6 +170,8 @@ class KnownRun:
     #: ``routing.twin_id_field``).
     creator_id_field: str = "creator_id"
     twin_id_field: str = "twin_id"
+    #: The creator every twin of its job was filed under (``routing.override_creator``), when one was.
+    override_creator: str | None = None
 
 
 def registry_of(runs: Iterable[KnownRun]) -> Registry:
@@ -181,7 +183,10 @@ def registry_of(runs: Iterable[KnownRun]) -> Registry:
     for run in runs:
         if run.creator_id and run.twin_id:
             pairs.add((run.creator_id, run.twin_id))
-        pairs.update((c, t) for t, c in split_routing_table(run.routing_table)[0].items())
+        routed = split_routing_table(run.routing_table)[0]
+        pairs.update((c, t) for t, c in routed.items())
+        if run.override_creator:  # the twins a routed run filed under the test creator: names it built too
+            pairs.update((run.override_creator, t) for t in routed)
         if run.creator_id:
             creators.add(run.creator_id)
     registry = Registry()
@@ -402,13 +407,18 @@ def places_in_store(
     ambiguous = sorted(set(ambiguous) | (disputed & set(names)))
     copies = {n for n in names if n in registry and _copy_of_their_twin(registry.meaning(n), subject)}
     whole = [n for n in names if n in set(mine) | theirs_sources | copies]
+    # A test creator's own namespace holds the vectors of every creator its job routed there by creator id.
+    overrides = {run.override_creator for run in runs if run.override_creator}
     search = [
         n
         for n in names
         if n not in whole
         and n not in ambiguous
         and n not in others_sources
-        and registry.meaning(n).kind in ("public", "other")
+        and (
+            registry.meaning(n).kind in ("public", "other")
+            or (registry.meaning(n).kind == "creator" and registry.meaning(n).creator_id in overrides)
+        )
     ]
     return StorePlaces(whole, search, ambiguous)
 

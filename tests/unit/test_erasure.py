@@ -183,6 +183,22 @@ def test_a_source_that_names_twins_and_creators_under_its_own_keys_is_read_by_th
     assert erased_in([(9, subject)], [((None, None), written)]) == (9, subject, ["x"])  # a copy holds it back
 
 
+def test_what_a_routed_job_filed_under_a_test_creator_is_found_when_its_owner_is_erased() -> None:
+    # The default namespace routed with override_creator: t1's vectors went to the test creator's twin namespace,
+    # and a vector naming only its creator (a.1) to the test creator's own namespace. No per-twin run registered
+    # either name, and the test creator's namespace is another creator's by its name.
+    routed = dataclasses.replace(
+        run("", None, None, routing_table({"t1": "a.1", "t10": "a.10"})), override=True, override_creator="sainath.no.1"
+    )
+    runs = [*RUNS, routed]
+    names = ["", "creator_sainath.no.1", "creator_sainath.no.1_twin_t1", "creator_sainath.no.1_twin_t10"]
+
+    found = places_in_store("dst", names, subject_of("a.1", None, runs), registry_of(runs), runs)
+
+    assert found.whole == ["creator_sainath.no.1_twin_t1"]  # a copy of their twin, whole (a.10's is not theirs)
+    assert found.search == ["", "creator_sainath.no.1"]  # their vectors among the test creator's, by metadata
+
+
 def test_a_copy_of_an_erased_subjects_records_is_found_whatever_else_was_erased() -> None:
     """``erased_in``: each record against the erasures its ids name, among many; a.10 is never taken for a.1."""
     a1 = subject_of("a.1", None, RUNS)
