@@ -173,8 +173,13 @@ _targets = (
     .render_derived("t")
 )
 _target_names = sa.select(_targets.c.value.collate("C").label("name")).distinct().subquery("names")
+# jsonb_agg of no rows is NULL, not []: a run whose batches have written nothing yet (all their ids deleted from the
+# source before the fetch) keeps its empty list.
 _TARGETS_WITH_BATCH = sa.select(
-    sa.func.jsonb_agg(aggregate_order_by(_target_names.c.name, _target_names.c.name))
+    sa.func.coalesce(
+        sa.func.jsonb_agg(aggregate_order_by(_target_names.c.name, _target_names.c.name)),
+        sa.cast(sa.literal("[]"), JSONB),
+    )
 ).scalar_subquery()
 #: A finished batch counted on its run's row, from the finishing call's parameters.
 _COUNTED: dict[str, Any] = {

@@ -99,6 +99,22 @@ def test_the_last_two_batches_finishing_together_move_their_run_to_copied_exactl
     assert (run.state, run.copied) == (RunState.COPIED, 2)
 
 
+def test_a_batch_that_wrote_nothing_finishes_its_run_with_no_target_namespace(db: jobs_database.Database) -> None:
+    """A small namespace's only batch whose ids the application deleted before the fetch writes nothing: the run
+    has no target namespace yet, and the batch adds none. It finishes the run (before, the run's list of target
+    namespaces came out NULL, refused by its column, and the batch failed)."""
+    _, [run_id] = a_job(db)
+    assert jobs_pages.start_listing(db, run_id) is not None
+    [batch_id] = jobs_pages.add_batches(db, run_id, [["gone"]], None, listing_done=True).batch_ids
+    assert jobs_batches.start_batch(db, batch_id, "w") is not None
+
+    after = jobs_batches.finish_batch(db, batch_id, vectors=0, missing=1, nbytes=0, targets=[], max_in_flight=8)
+
+    assert after == COPIED
+    run = jobs_and_runs.get_run(db, run_id)
+    assert (run.state, run.copied, run.target_namespaces) == (RunState.COPIED, 0, [])
+
+
 def test_a_batch_finishing_as_the_last_page_lands_leaves_the_run_to_the_pages_batch(
     db: jobs_database.Database,
 ) -> None:
