@@ -54,9 +54,10 @@ _FAMILY = {
     "json": "json",
     "jsonb": "json",
 }
-#: Pairs of one family whose copy would change a value without an error: a double rounded to a real (a copy inside
-#: Postgres casts it, and its verification casts the source the same way, so nothing else would tell).
-_NARROWING = {("double precision", "real")}
+#: Pairs of one family whose copy would change a value without an error (a copy inside Postgres casts it, and its
+#: verification casts the source the same way, so nothing else would tell): a double rounded to a real, a timestamp
+#: with its zone turned into the session's wall time without one.
+_NARROWING = {("double precision", "real"), ("timestamp with time zone", "timestamp without time zone")}
 #: Set on a record whose row holds NULL in ``metadata``: a record with no other keys would otherwise come back as
 #: ``{}``. Every other NULL column is simply left out (a column a record does not mention is NULL).
 NULL_METADATA_KEY = "nsmigrate_metadata_null"

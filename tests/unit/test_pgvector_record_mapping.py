@@ -123,6 +123,12 @@ def test_a_real_column_cannot_hold_a_double_column_as_it_is() -> None:
         "table embeddings_beta column confidence is real, the source's is double precision"
     ]
     assert pgvector_rows.carry_problems("embeddings_beta", reals, doubles) == []  # every real is a double
+    zoned = [TableColumn("seen_at", "timestamp with time zone")]
+    naive = [TableColumn("seen_at", "timestamp without time zone")]  # as Postgres's format_type() names them
+    assert pgvector_rows.carry_problems("embeddings_beta", zoned, naive) == [
+        "table embeddings_beta column seen_at is timestamp without time zone, the source's is timestamp with time zone"
+    ]
+    assert pgvector_rows.carry_problems("embeddings_beta", naive, zoned) == []
 
 
 def test_a_target_row_keeping_an_integer_equals_a_pinecone_source_that_could_not_say_so() -> None:
