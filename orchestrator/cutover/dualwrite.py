@@ -247,10 +247,9 @@ class DualWriteIndex:
         try:
             if isinstance(homes, Exception):
                 raise homes
-            for target in self._targets(ns) if run is None or run.target_namespace is not None else ():
-                self.new.delete(ids=ids, namespace=target)
-            for target, routed in homes.items():
-                self.new.delete(ids=routed, namespace=target)
+            fixed = run is None or run.target_namespace is not None
+            for target, targeted in ({t: ids for t in self._targets(ns)} if fixed else homes).items():
+                self.new.delete(ids=targeted, namespace=target)
         except Exception as e:
             self._failed(ns, "delete", ids, e)
         return answer

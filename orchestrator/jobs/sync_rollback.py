@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import StateError, WrongJobKind
@@ -80,25 +80,25 @@ def propagate_refusal(db: Database, run_id: int) -> str | None:
                 "a cleanup of this namespace stopped part-way (its job cancelled, or its worker lost) and may have "
                 "deleted source ids: their copies may be the only ones left, so --propagate-deletes is off here"
             )
-        for target_namespace in _target_names(run):
-            for other in _other_writers(s, run, target_namespace):
-                if other.source_may_be_deleted and other.source_namespace == run.source_namespace:
-                    return (
-                        f"a cleanup of job {other.job_id} deleted (or is deleting) this source namespace's ids, and "
-                        "their copies in the target are the ones this job wrote too: they may be the only ones left, "
-                        "so --propagate-deletes is off here"
-                    )
-                if other.source_may_be_deleted:
-                    return (
-                        f"a cleanup of source namespace {other.source_namespace!r} (job {other.job_id}), which writes "
-                        f"into target namespace {target_namespace!r} too, deleted (or is deleting) its ids: an id this "
-                        "source lacks may be its copy, now the only one, so --propagate-deletes is off here"
-                    )
-                if not other.same_source:
-                    return (
-                        f"job {other.job_id} writes into target namespace {target_namespace!r} too, from another "
-                        "source store: an id this source lacks may be its copy, so --propagate-deletes is off here"
-                    )
+        # One statement for all of its target namespaces: a routed run may write hundreds, asked before each delete.
+        for other in _other_writers(s, run, _target_names(run)):
+            if other.source_may_be_deleted and other.source_namespace == run.source_namespace:
+                return (
+                    f"a cleanup of job {other.job_id} deleted (or is deleting) this source namespace's ids, and "
+                    "their copies in the target are the ones this job wrote too: they may be the only ones left, "
+                    "so --propagate-deletes is off here"
+                )
+            if other.source_may_be_deleted:
+                return (
+                    f"a cleanup of source namespace {other.source_namespace!r} (job {other.job_id}), which writes "
+                    f"into target namespace {other.shared!r} too, deleted (or is deleting) its ids: an id this "
+                    "source lacks may be its copy, now the only one, so --propagate-deletes is off here"
+                )
+            if not other.same_source:
+                return (
+                    f"job {other.job_id} writes into target namespace {other.shared!r} too, from another "
+                    "source store: an id this source lacks may be its copy, so --propagate-deletes is off here"
+                )
         return None
 
 
@@ -108,6 +108,8 @@ class OtherWriter:
 
     job_id: int
     source_namespace: str
+    #: The first of the run's target namespaces it writes too.
+    shared: str
     #: Its source is the same store as the run's, so ``source_namespace`` can be read with the run's source.
     same_source: bool
     #: A cleanup deleted (or may have deleted) its source ids: a copy it wrote may be the only one left.
@@ -117,12 +119,15 @@ class OtherWriter:
 def other_writers(db: Database, run_id: int, target_namespace: str) -> list[OtherWriter]:
     """The other migrate runs, of any job into the same target store, that write ``target_namespace`` too."""
     with db.transaction() as s:
-        return _other_writers(s, _get_run(s, run_id), target_namespace)
+        return _other_writers(s, _get_run(s, run_id), [target_namespace])
 
 
-def _other_writers(s: Session, run: NamespaceRun, target_namespace: str) -> list[OtherWriter]:
+def _other_writers(s: Session, run: NamespaceRun, namespaces: Sequence[str]) -> list[OtherWriter]:
+    """The other migrate runs into ``run``'s target store that write one of ``namespaces`` too."""
     from nsmigrate.orchestrator.spec.store_identity import key_of_json
 
+    if not namespaces:
+        return []
     spec = s.scalar(sa.select(Job.spec).where(Job.id == run.job_id)) or {}
     source, target = key_of_json(spec.get("source")), key_of_json(spec.get("target"))
     rows = s.execute(
@@ -132,22 +137,28 @@ def _other_writers(s: Session, run: NamespaceRun, target_namespace: str) -> list
             NamespaceRun.id != run.id,
             Job.kind == JobKind.MIGRATE,
             sa.or_(
-                NamespaceRun.target_namespace == target_namespace,
-                NamespaceRun.target_namespaces.op("@>")(sa.type_coerce([target_namespace], JSONB)),
+                NamespaceRun.target_namespace.in_(namespaces),
+                NamespaceRun.target_namespaces.op("?|")(sa.cast(list(namespaces), ARRAY(sa.Text))),
             ),
         )
         .order_by(NamespaceRun.id)
     )
-    return [
-        OtherWriter(
-            other.job_id,
-            other.source_namespace,
-            key_of_json((other_spec or {}).get("source")) == source,
-            other.source_may_be_deleted or bool(other.deleted_by_cleanup),
-        )
-        for other, other_spec in rows
-        if target_namespace in _target_names(other) and key_of_json((other_spec or {}).get("target")) == target
-    ]
+    writers = []
+    for other, other_spec in rows:
+        # The statement matched either column; which one a run writes is the other's choice (``_target_names``).
+        theirs = set(_target_names(other))
+        shared = [ns for ns in namespaces if ns in theirs]
+        if shared and key_of_json((other_spec or {}).get("target")) == target:
+            writers.append(
+                OtherWriter(
+                    other.job_id,
+                    other.source_namespace,
+                    shared[0],
+                    key_of_json((other_spec or {}).get("source")) == source,
+                    other.source_may_be_deleted or bool(other.deleted_by_cleanup),
+                )
+            )
+    return writers
 
 
 def _target_names(run: NamespaceRun) -> list[str]:

@@ -8,12 +8,14 @@ neither of its namespaces (another application's), or a name a namespace has, is
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from nsmigrate.orchestrator.cutover.aliases import AliasRoute, alias_routes, stray_aliases, targets_at
 from nsmigrate.orchestrator.cutover.published import readable
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.models import NamespaceRun
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps.alias_guard import alias_calls
 
@@ -45,10 +47,11 @@ def job_routes(ctx: WorkerContext, job_id: int) -> tuple[list[AliasRoute], list[
         raise StateError(str(e), job_id=job_id) from e
 
 
-def ready_routes(ctx: WorkerContext, job_id: int, routes: list[AliasRoute]) -> list[AliasRoute]:
-    """Of ``routes``, those whose copy passed verification (``published.readable``): the step moves only these; a
-    namespace added since the rollout began (``sync --new-namespaces``) is read where it was until it has."""
-    ready = {r.source_namespace for r in jobs_and_runs.runs_of(ctx.db, job_id) if readable(r)}
+def ready_routes(routes: list[AliasRoute], runs: Iterable[NamespaceRun]) -> list[AliasRoute]:
+    """Of ``routes``, those whose copy passed verification (``published.readable``; ``runs``: the job's): a step
+    moves only these; a namespace added since the rollout began (``sync --new-namespaces``) is read where it was until
+    it has."""
+    ready = {r.source_namespace for r in runs if readable(r)}
     return [r for r in routes if r.old in ready]
 
 
@@ -80,7 +83,9 @@ def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome
             hint="choose another cutover.aliases template in a new job, or delete the aliases no one reads",
             job_id=job_id,
         )
-    targets = {r.name: r.old for r in routes} | targets_at(ready_routes(ctx, job_id, routes), percent)
+    targets = {r.name: r.old for r in routes} | targets_at(
+        ready_routes(routes, jobs_and_runs.runs_of(ctx.db, job_id)), percent
+    )
     outcome = AliasOutcome(targets=targets, unaliased=unaliased, routes=routes)
     for name, namespace in outcome.targets.items():
         if name not in existing:

@@ -12,7 +12,6 @@ from typing import Any
 
 from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover.aliases import moved_by
-from nsmigrate.orchestrator.cutover.published import readable
 from nsmigrate.orchestrator.cutover.rules import reads_new
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.models import NamespaceRun
@@ -28,13 +27,10 @@ WARM_QUERIES = 3
 
 def moving(ctx: WorkerContext, spec: JobSpec, job_id: int, before: int, after: int) -> list[NamespaceRun]:
     """The job's runs whose reads a step from ``before`` to ``after`` % new moves to the target."""
-    runs = [
-        r
-        for r in jobs_and_runs.runs_of(ctx.db, job_id)
-        if r.target_namespace is not None and r.copied > 0 and readable(r)
-    ]
+    every = jobs_and_runs.runs_of(ctx.db, job_id)
+    runs = [r for r in every if r.target_namespace is not None and r.copied > 0 and published.readable(r)]
     if spec.cutover.aliases is not None:
-        routes = ready_routes(ctx, job_id, job_routes(ctx, job_id)[0])
+        routes = ready_routes(job_routes(ctx, job_id)[0], every)
         moved = moved_by(routes, after) - moved_by(routes, before)
         sources = {r.old for r in routes if r.name in moved}
     else:

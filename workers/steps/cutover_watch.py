@@ -30,7 +30,6 @@ from nsmigrate.orchestrator.cutover.breach import (
     fallback_percent,
     window_figures,
 )
-from nsmigrate.orchestrator.cutover.published import readable
 from nsmigrate.orchestrator.cutover.read_metrics import ROLLBACKS, ReadLog, set_limits
 from nsmigrate.orchestrator.cutover.rules import reads_new
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError
@@ -165,9 +164,10 @@ def _window(
 
 def _probes(ctx: WorkerContext, spec: JobSpec, job_id: int, percent: int) -> list[Probe]:
     """The reads to make at ``percent``: each run the step reads new, its vectors, by the name the application reads."""
-    runs = {r.source_namespace: r for r in jobs_and_runs.runs_of(ctx.db, job_id) if r.copied > 0 and readable(r)}
+    every = jobs_and_runs.runs_of(ctx.db, job_id)
+    runs = {r.source_namespace: r for r in every if r.copied > 0 and published.readable(r)}
     if spec.cutover.aliases is not None:
-        routes = ready_routes(ctx, job_id, job_routes(ctx, job_id)[0])
+        routes = ready_routes(job_routes(ctx, job_id)[0], every)
         moved = moved_by(routes, percent)
         read_as = {r.old: r.name for r in routes if r.name in moved}
     else:

@@ -48,6 +48,8 @@ from nsmigrate.orchestrator.limits import (
     FETCH_MAX_IDS,
     LIST_MAX_PAGE_IDS,
     NAMESPACE_MAX_CHARS,
+    RECORD_ID_MAX_CHARS,
+    RECORD_METADATA_MAX_BYTES,
 )
 from nsmigrate.orchestrator.records.vectors import JsonValues
 from nsmigrate.orchestrator.spec.store_identity import pinecone_host_identity
@@ -375,8 +377,9 @@ class PineconeStore(StoreDefaults):
         self._refuse(
             over_limits(records),
             "records exceed Pinecone's limits",
-            "fix those records in the source (ids: at most 512 ASCII characters; metadata: at most 40 KB, no key "
-            "starting with '$'; values: not all zero), then `nsmigrate retry`",
+            f"fix those records in the source (ids: at most {RECORD_ID_MAX_CHARS} ASCII characters; metadata: at "
+            f"most {RECORD_METADATA_MAX_BYTES} bytes, no key starting with '$'; values: not all zero), then "
+            "`nsmigrate retry`",
             namespace,
         )
         with self._errors("upsert", namespace):
@@ -404,8 +407,8 @@ class PineconeStore(StoreDefaults):
         self._refuse(
             over_limits(records, dense=False) + [f"id {_shown_id(i)} has no text in field {field!r}" for i in blank],
             "text records cannot be written",
-            "fix ids (at most 512 ASCII characters) or fields (at most 40 KB, none starting with '$') in the source; "
-            "a record needs its text (target.records.text_from)",
+            f"fix ids (at most {RECORD_ID_MAX_CHARS} ASCII characters) or fields (at most {RECORD_METADATA_MAX_BYTES} "
+            "bytes, none starting with '$') in the source; a record needs its text (target.records.text_from)",
             namespace,
         )
         rows = [{**r.metadata, "_id": r.id} for r in records]
