@@ -13,9 +13,12 @@ publishes it in Redis (``orchestrator.cutover.following``; ``nsmigrate cutover p
 
 Writes go to the old index first (its failure is the application's, as without the wrapper), then to where the job
 copies that namespace, with the metadata the copy adds (the job's own routing, ``orchestrator.routing.route``), so the
-new side holds what ``verify`` expects. A failed new-side write is never raised: it is sent to the fleet, filed as a
-``dual_write_failed`` event, ``nsmigrate sync`` copies it and ``cleanup`` waits for that sync. Records of an erased
-creator or twin are written to neither side (the erasure ledger, asked before each write).
+new side holds what ``verify`` expects. A failed new-side write is not raised: it is sent to the fleet, filed as a
+``dual_write_failed`` event, ``nsmigrate sync`` copies it and ``cleanup`` waits for that sync. Once a cleanup of the
+namespace has started, no sync can follow it, so a new-side failure is raised to the application, which retries the
+write as it would without the wrapper; once the namespace is cleaned, only the new index is written (the old one would
+only be filled again). Records of an erased creator or twin are written to neither side (the erasure ledger, asked
+before each write).
 
 Reads go to the new index for the namespaces the rollout's percentage selects (``cutover.reads_new``: by namespace,
 so a tenant sees one store at a time), read at most every ``max_age_s`` seconds, so one ``cutover set`` (or the
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nsmigrate.orchestrator.cutover.following import Follower
+from nsmigrate.orchestrator.cutover.published import CLEANED, ROLLOUT_MAX_AGE_S
 from nsmigrate.orchestrator.cutover.read_metrics import ReadLog, set_limits
 from nsmigrate.orchestrator.cutover.rules import reads_new
 from nsmigrate.orchestrator.jobs.erasure_ledger import HeldBack
@@ -48,8 +52,6 @@ from nsmigrate.orchestrator.tenancy.tenant_guard import Match
 
 log = logging.getLogger(__name__)
 
-#: How stale the rollout an application reads may be, at most (seconds).
-ROLLOUT_MAX_AGE_S = 2.0
 #: The share of reads also sent to the other side to compare, by default.
 COMPARE_SHARE = 0.1
 #: Threads that send the comparing reads and the reports, and how many of those may wait at once (more are skipped:
@@ -75,6 +77,8 @@ class _Run:
     twin_id: str | None
     #: Its copy passed verification: reads may go to it (``published.readable``; a layout without it: yes).
     readable: bool = True
+    #: How far a cleanup of its source went: None, ``cleaning`` or ``cleaned`` (``published.cleanup_stage``).
+    cleanup: str | None = None
 
 
 class RolloutReader:
@@ -114,7 +118,8 @@ class DualWriteIndex:
         job_id: the migration job whose namespaces, routing and rollout apply.
         redis_url: the fleet's Redis (``NSMIGRATE_REDIS_URL``; a user that may read the job's published cut-over
             and append to what it sends is enough: the manual's "Cut-over"); or pass ``redis`` (a redis-py client).
-        max_age_s: how stale the rollout may be (default 2 s).
+        max_age_s: how stale the rollout may be (at most and by default 2 s: a cleanup waits that long for every
+            application to follow its start).
         compare_share: the share of reads also sent to the other side, to compare (0 to 1; default 0.1).
 
     Raises:
@@ -139,6 +144,11 @@ class DualWriteIndex:
                     "fleet's NSMIGRATE_REDIS_URL) or redis"
                 )
             redis = _redis_client(redis_url)
+        if not 0 <= max_age_s <= ROLLOUT_MAX_AGE_S:
+            raise ValueError(
+                f"max_age_s {max_age_s}: give 0 to {ROLLOUT_MAX_AGE_S} s; a cleanup waits that long for every "
+                "application to follow its start before it looks at the source for the last time"
+            )
         if not 0 <= compare_share <= 1:
             raise ValueError(f"compare_share {compare_share}: give a share between 0 and 1")
         self.old, self.new, self.job_id = old, new, job_id
@@ -178,6 +188,7 @@ class DualWriteIndex:
                 r.get("creator_id"),
                 r.get("twin_id"),
                 r.get("readable", True),
+                r.get("cleanup"),
             )
             for r in layout["runs"]
         }
@@ -202,7 +213,8 @@ class DualWriteIndex:
     def upsert(self, vectors: Iterable[Any], namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:
         """Upsert to the old index, then the same records, routed and enriched as the job copies them, to the new.
         Records of a creator or twin in the erasure ledger are written to neither (``held_back`` names them, as
-        does a ``write_held_back`` event of their erasure); None when nothing was left to write."""
+        does a ``write_held_back`` event of their erasure); None when nothing was left to write. A namespace whose
+        source a cleanup deleted is written to the new index only, which then answers."""
         self._current()
         vectors = list(vectors)
         ns = _stored(namespace)
@@ -212,7 +224,7 @@ class DualWriteIndex:
         records = ledger.keep(ns, given, (run.creator_id, run.twin_id) if run else None)
         kept = {r.id for r in records}
         answer = None
-        if records:
+        if records and not _cleaned(run):
             old = [v for v, r in zip(vectors, given, strict=True) if r.id in kept]
             answer = self.old.upsert(vectors=old, namespace=namespace, **kwargs)
         ids = [r.id for r in records]
@@ -220,19 +232,23 @@ class DualWriteIndex:
             for target, routed in route_records(records, self._route(ns)).items():
                 routed = ledger.keep(target, routed)
                 if routed:
-                    self.new.upsert(vectors=[_wire(r) for r in routed], namespace=target)
-        except Exception as e:  # any failure of the new side: sent for sync, never raised to the application
-            self._failed(ns, "upsert", ids, e)
-        self.held_back = ledger.sentences()
-        if self.held_back:
-            log.warning("dual write to %r: %s", namespace, "; ".join(self.held_back))
-            self.follower.held_back(ledger.lines(), ns)
+                    written = self.new.upsert(vectors=[_wire(r) for r in routed], namespace=target)
+                    answer = written if _cleaned(run) else answer
+        except Exception as e:  # a failure of the new side: sent for sync, or the application's once none can follow
+            self._failed(run, ns, "upsert", ids, e)
+        finally:
+            self.held_back = ledger.sentences()
+            if self.held_back:
+                log.warning("dual write to %r: %s", namespace, "; ".join(self.held_back))
+                self.follower.held_back(ledger.lines(), ns)
         return answer
 
     def delete(self, ids: Iterable[str], namespace: str = DEFAULT_NAMESPACE, **kwargs: Any) -> Any:
         """Delete from the old index, then from the new where the job copies these ids: the namespace's target or,
         routed per record, where each one routes (its record read from the old index before its delete: the copy
-        may not have written that namespace yet, and another namespace's record of the same id is not this one)."""
+        may not have written that namespace yet, and another namespace's record of the same id is not this one). A
+        namespace whose source a cleanup deleted is deleted from the new index only (records routed per record are
+        then found there, in the run's target namespaces), which then answers."""
         self._current()
         ids = list(ids)
         ns = _stored(namespace)
@@ -240,18 +256,23 @@ class DualWriteIndex:
         homes: dict[str, list[str]] | Exception = {}
         if run is not None and run.target_namespace is None and ids:
             try:
-                homes = self._homes(ns, self.old.fetch(ids=ids, namespace=namespace))
+                homes = (
+                    self._homes_in_new(ns, ids, run)
+                    if _cleaned(run)
+                    else self._homes(ns, self.old.fetch(ids=ids, namespace=namespace))
+                )
             except Exception as e:  # unread: the new side's copies stay, filed below
                 homes = e
-        answer = self.old.delete(ids=ids, namespace=namespace, **kwargs)
+        answer = None if _cleaned(run) else self.old.delete(ids=ids, namespace=namespace, **kwargs)
         try:
             if isinstance(homes, Exception):
                 raise homes
             fixed = run is None or run.target_namespace is not None
             for target, targeted in ({t: ids for t in self._targets(ns)} if fixed else homes).items():
-                self.new.delete(ids=targeted, namespace=target)
+                deleted = self.new.delete(ids=targeted, namespace=target)
+                answer = deleted if _cleaned(run) else answer
         except Exception as e:
-            self._failed(ns, "delete", ids, e)
+            self._failed(run, ns, "delete", ids, e)
         return answer
 
     def _homes(self, namespace: str, fetched: Any) -> dict[str, list[str]]:
@@ -262,6 +283,16 @@ class DualWriteIndex:
         return {
             target: [r.id for r in routed] for target, routed in route_records(records, self._route(namespace)).items()
         }
+
+    def _homes_in_new(self, namespace: str, ids: list[str], run: _Run) -> dict[str, list[str]]:
+        """Target namespace → the ids of a cleaned run's records that the new index holds there and the job routes
+        there (its source, where they were read before, is gone)."""
+        homes: dict[str, list[str]] = {}
+        for target in run.target_namespaces:
+            found = self._homes(namespace, self.new.fetch(ids=ids, namespace=target)).get(target)
+            if found:
+                homes[target] = found
+        return homes
 
     # ------------------------------------------------------------------------------------------------------ reads
 
@@ -377,8 +408,11 @@ class DualWriteIndex:
             return [run.target_namespace]
         return list(run.target_namespaces)
 
-    def _failed(self, namespace: str, operation: str, ids: list[str], error: Exception) -> None:
-        run = self._runs.get(namespace)
+    def _failed(self, run: _Run | None, namespace: str, operation: str, ids: list[str], error: Exception) -> None:
+        """A write the new index did not take: raised to the application once a cleanup of the namespace started
+        (no sync can copy it after that cleanup's last look at the source), else sent to the fleet for ``sync``."""
+        if run is not None and run.cleanup is not None:
+            raise error
         log.warning(
             "dual write (%s of %d ids to %r) failed on the new index: %s", operation, len(ids), namespace, error
         )
@@ -453,6 +487,11 @@ def _reads_target(run: _Run | None) -> str | None:
     """The namespace of the new index that reads of ``run``'s source namespace may go to: None when it is not the
     job's, is routed per record, or its copy has not passed verification (reads stay old)."""
     return run.target_namespace if run is not None and run.readable else None
+
+
+def _cleaned(run: _Run | None) -> bool:
+    """Whether a cleanup deleted ``run``'s source: the new index alone holds its namespace's records."""
+    return run is not None and run.cleanup == CLEANED
 
 
 def _stored(namespace: str) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,7 +37,16 @@ from nsmigrate.orchestrator.jobs.database import Database, add_event
 from nsmigrate.orchestrator.jobs.erasure_ledger import erasure_subjects
 from nsmigrate.orchestrator.messaging.task_names import ERASURE_LEDGER_KEY, cutover_key, lock_key
 from nsmigrate.orchestrator.models import Event, Job, NamespaceRun, utcnow
-from nsmigrate.orchestrator.states import PASSED_RUN_STATES
+from nsmigrate.orchestrator.states import PASSED_RUN_STATES, RunState
+
+#: How stale an application's rollout may be (``DualWriteIndex``'s ``max_age_s``, at most this): reads follow a
+#: ``cutover set`` within it, and every write follows a cleanup's start within it.
+ROLLOUT_MAX_AGE_S = 2.0
+#: Beyond that, how long a dual write already under way may still be sending its old side (seconds): a cleanup looks at
+#: its source for the last time only once every write has either landed there or follows the cleanup.
+WRITE_UNDER_WAY_S = 1.0
+#: The run's cleanup stages as its layout names them (``cleanup_stage``).
+CLEANING, CLEANED = "cleaning", "cleaned"
 
 #: How long a publisher may hold a document's lock (seconds): a few job-table reads and one Redis write.
 PUBLISH_LOCK_S = 30
@@ -63,6 +73,16 @@ def readable(run: NamespaceRun) -> bool:
     return run.state in PASSED_RUN_STATES or bool((run.verification or {}).get("passed"))
 
 
+def cleanup_stage(run: NamespaceRun) -> str | None:
+    """How far a cleanup of ``run``'s source went, as its applications' writes must know: ``cleaning`` (deleting now),
+    ``cleaned`` (gone: no ``sync`` can copy from it any more), or None. A write the new index refuses is then raised
+    to the application instead of filed for a sync, and a cleaned source is not written at all
+    (``orchestrator.cutover.dualwrite``)."""
+    if run.state == RunState.CLEANED:
+        return CLEANED
+    return CLEANING if run.state == RunState.CLEANING else None
+
+
 def layout_of(job_id: int, spec: Mapping[str, Any], runs: Sequence[NamespaceRun]) -> dict[str, Any]:
     """The layout document of a job: its spec and runs as an application needs them, with their version."""
     body = {
@@ -78,6 +98,7 @@ def layout_of(job_id: int, spec: Mapping[str, Any], runs: Sequence[NamespaceRun]
                 "twin_id": r.twin_id,
                 "routing_table": r.routing_table,
                 "readable": readable(r),
+                "cleanup": cleanup_stage(r),
             }
             for r in runs
         ],
@@ -135,6 +156,19 @@ def publish_if_followed(db: Database, redis: Any, job_id: int) -> bool:
         return False
     publish(db, redis, job_id)
     return True
+
+
+def publish_if_followed_at(db: Database, redis: Any, job_id: int) -> float | None:
+    """``publish_if_followed``, and when (``time.monotonic``): None when no application follows the job."""
+    return time.monotonic() if publish_if_followed(db, redis, job_id) else None
+
+
+def await_writers(published_at: float | None) -> None:
+    """Wait until every application follows what was published at ``published_at`` (a cleanup's start) and every
+    dual write begun before it has written its old side: a write that comes later raises to its application what
+    the new index refuses, never filed for a sync that cannot follow the cleanup."""
+    if published_at is not None:
+        time.sleep(max(0.0, published_at + ROLLOUT_MAX_AGE_S + WRITE_UNDER_WAY_S - time.monotonic()))
 
 
 def _default_limits() -> dict[str, Any]:

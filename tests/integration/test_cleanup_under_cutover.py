@@ -10,6 +10,7 @@ that are gone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
+from nsmigrate.orchestrator.cutover import published
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
+from nsmigrate.orchestrator.cutover.dualwrite import DualWriteIndex, StoreIndex
 from nsmigrate.orchestrator.errors import StateError
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
+from nsmigrate.orchestrator.messaging.task_names import cutover_key
 from nsmigrate.orchestrator.models import RunState
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import syncing
@@ -127,3 +131,37 @@ def test_a_rollback_keeps_the_copies_the_applications_read_until_reads_go_back(
 
     assert done["action"] == "rolled_back", done
     assert "alpha" not in cut_over.target.namespaces() and cut_over.source.namespaces().get("alpha") == 5
+
+
+def test_a_cleanup_tells_the_applications_before_its_last_look_at_the_source_and_once_done(
+    ctx: WorkerContext, cut_over: Job, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dual write the new index refuses after the cleanup's last listing could never be synced: the applications
+    learn that the cleanup started before that listing (they raise such a failure instead of filing it), and once
+    it is done they write the new index alone (the old namespace is not filled again)."""
+    published.publish(ctx.db, ctx.redis, cut_over.job_id)  # the applications follow the cut-over
+
+    def stage() -> str | None:
+        layout = json.loads(ctx.redis.get(cutover_key(cut_over.job_id, "layout")))
+        return next(r["cleanup"] for r in layout["runs"] if r["source_namespace"] == "alpha")
+
+    at_last_look: list[tuple[float | None, str | None]] = []
+    await_writers = published.await_writers
+
+    def recorded(published_at: float | None) -> None:
+        at_last_look.append((published_at, stage()))
+        await_writers(published_at)
+
+    monkeypatch.setattr(published, "await_writers", recorded)
+
+    assert cut_over.cleanup(decommission_now=True)["action"] == "deleted"
+
+    assert len(at_last_look) == 1 and at_last_look[0][0] is not None and at_last_look[0][1] == "cleaning"
+    assert stage() == "cleaned"
+    wrapper = DualWriteIndex(
+        old=StoreIndex(cut_over.source), new=StoreIndex(cut_over.target), job_id=cut_over.job_id, redis=ctx.redis
+    )
+    wrapper.upsert(vectors=[("v-late", [0.5] * DIM)], namespace="alpha")
+    settle(cut_over.spec.source, cut_over.spec.target)
+    assert "alpha" not in cut_over.source.namespaces()
+    assert cut_over.target.namespaces().get("alpha") == 6

@@ -54,6 +54,8 @@ class Side:
 
     def delete(self, ids: Any, namespace: str) -> None:
         self.calls.append(("delete", namespace))
+        if self.fail_writes:
+            raise RuntimeError(f"{self.name} refused the delete")
         self.deleted.append((namespace, list(ids)))
 
     def query(self, namespace: str, **kwargs: Any) -> dict[str, Any]:
@@ -158,6 +160,76 @@ def test_a_delete_in_a_namespace_routed_per_record_reaches_where_each_record_wen
     assert old.deleted == [("", ["v1", "v2", "v3", "never-there"])]
     assert new.deleted == [("creator_c1_twin_t1", ["v1", "v3"]), ("creator_c2_twin_t2", ["v2"])]
     assert [e for e in jobs_status.events_of(ctx.db, job_id) if e["action"] == "dual_write_failed"] == []
+
+
+def cleanup_at(ctx: WorkerContext, job_id: int, state: RunState, **values: Any) -> None:
+    """The job's runs at a cleanup's ``state`` (with ``values``), published as a cleanup publishes it."""
+    with ctx.db.transaction() as s:
+        s.execute(sa.update(NamespaceRun).where(NamespaceRun.job_id == job_id).values(state=state, **values))
+    published.publish(ctx.db, ctx.redis, job_id)
+
+
+def filed_failures(ctx: WorkerContext, job_id: int) -> list[dict[str, Any]]:
+    published.file_writes(ctx.db, ctx.redis, job_id)
+    return [e for e in jobs_status.events_of(ctx.db, job_id) if e["action"] == "dual_write_failed"]
+
+
+@pytest.mark.parametrize("operation", ["upsert", "delete"])
+def test_once_a_cleanup_started_the_new_index_refusing_a_write_is_the_applications_failure(
+    ctx: WorkerContext, job_id: int, operation: str
+) -> None:
+    # A cleanup's last look at the source may come before this write's old side: a sync could not follow it.
+    wrapper, old, new = app(ctx, job_id, new=Side("new", fail_writes=True))
+    cleanup_at(ctx, job_id, RunState.CLEANING)
+    write = getattr(wrapper, operation)
+
+    with pytest.raises(RuntimeError, match="new refused the"):
+        write(vectors=[("v1", [0.1])], namespace="a") if operation == "upsert" else write(ids=["v1"], namespace="a")
+
+    assert old.calls == [(operation, "a")] and new.calls == [(operation, "a-new")]  # the old side first, as always
+    assert filed_failures(ctx, job_id) == []
+
+
+def test_a_cleaned_namespace_is_written_to_the_new_index_only(ctx: WorkerContext, job_id: int) -> None:
+    wrapper, old, new = app(ctx, job_id)
+    cleanup_at(ctx, job_id, RunState.CLEANED)
+
+    answer = wrapper.upsert(vectors=[("v1", [0.1])], namespace="a")
+    wrapper.delete(ids=["v1"], namespace="a")
+    new.fail_writes = True
+    with pytest.raises(RuntimeError, match="new refused the write"):
+        wrapper.upsert(vectors=[("v2", [0.1])], namespace="a")
+
+    assert answer == {"upserted_count": 1}  # the new index's answer
+    assert old.calls == [] and new.calls == [("upsert", "a-new"), ("delete", "a-new"), ("upsert", "a-new")]
+    assert filed_failures(ctx, job_id) == []
+
+
+def test_a_delete_in_a_cleaned_namespace_routed_per_record_finds_each_record_in_the_new_index(
+    ctx: WorkerContext,
+) -> None:
+    routed = {
+        **SPEC,
+        "routing": {"mode": "creator", "creators": {"source": "inline", "twins": {"t1": "c1", "t2": "c2"}}},
+    }
+    job_id = jobs_and_runs.create_job(
+        ctx.db, parse_spec(routed), plan_of_routed(""), source_label="old", target_label="new"
+    )
+    homes = ["creator_c1_twin_t1", "creator_c2_twin_t2"]
+    cleanup_at(ctx, job_id, RunState.CLEANED, target_namespaces=homes)
+    old = Side("old")
+    new = Side("new", held={"v1": {"twin_id": "t1"}, "v2": {"twin_id": "t2"}})  # fetched alike in each namespace
+    wrapper = DualWriteIndex(old=old, new=new, job_id=job_id, redis=ctx.redis, max_age_s=0)
+
+    wrapper.delete(ids=["v1", "v2", "never-there"], namespace="")
+
+    assert old.calls == []  # its source is gone: not read, not written
+    assert new.deleted == [("creator_c1_twin_t1", ["v1"]), ("creator_c2_twin_t2", ["v2"])]
+
+
+def test_an_application_may_not_follow_later_than_a_cleanup_waits(ctx: WorkerContext, job_id: int) -> None:
+    with pytest.raises(ValueError, match=r"max_age_s 5: give 0 to 2\.0 s"):
+        DualWriteIndex(old=Side("old"), new=Side("new"), job_id=job_id, redis=ctx.redis, max_age_s=5)
 
 
 def test_the_default_namespace_reads_its_copy_once_its_step_came(ctx: WorkerContext, job_id: int) -> None:

@@ -86,7 +86,8 @@ WORKING: dict[str, str] = {
     "workers/stores/pinecone/http11.py:_JOINED_BODY_MAX": "a request body sent with its head in one write",
     "workers/stores/pinecone/http11.py:_READ_BUFFER": "a connection's read buffer: an answer's head and small bodies",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
-    "orchestrator/cutover/dualwrite.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
+    "orchestrator/cutover/published.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
+    "orchestrator/cutover/published.py:WRITE_UNDER_WAY_S": "a cleanup's wait for a dual write sent on the old layout",
     "orchestrator/cutover/dualwrite.py:COMPARE_SHARE": "the default of DualWriteIndex's compare_share (a parameter)",
     "orchestrator/cutover/dualwrite.py:COMPARE_THREADS": "an application's threads that compare and report",
     "orchestrator/cutover/dualwrite.py:COMPARE_IN_FLIGHT": "bounds an application's comparing reads waiting at once",

@@ -45,6 +45,12 @@ died (killed, its host lost) leaves the run ``cleaning`` with part of its source
 ``nsmigrate cleanup``) waits out that lock (``cleanup_lock_ttl_s``) and takes the run up as a cleanup stopped part-way
 (``cleanup_taken_up``): every id left proved, the source's fingerprint no longer asked.
 
+Under a cut-over its applications follow (``DualWriteIndex``), the cleanup publishes the run's stage as it starts
+deleting and once it is cleaned (``published.cleanup_stage``): from then on a dual write the new index refuses is
+raised to the application, which retries it, instead of filed for a sync that can no longer follow. The last listing
+waits until every application follows the start and every write begun before it landed
+(``published.ROLLOUT_MAX_AGE_S`` + ``WRITE_UNDER_WAY_S``), so a write filed for sync reaches the source before it.
+
 `nsmigrate cancel` stops a cleanup under way before its next chunk (a rollback may follow, deleting the copies this
 cleanup proves); the run stays cancelled with what it deleted counted, or, when its cleanup never said (its host
 lost), marked as one whose source may be deleted (``NamespaceRun.source_may_be_deleted``).
@@ -406,6 +412,14 @@ def _delete(
         jobs_verdicts.abort_cleanup(ctx.db, run.id, gate, actor, back_to=verdict)
         return _result(run, "refused", 0, gate)
     earlier = run.deleted_by_cleanup  # deleted by a cleanup of this run that stopped part-way
+    try:
+        told_at = published.publish_if_followed_at(ctx.db, ctx.redis, run.job_id)
+    except Exception as e:  # Redis: the applications' writes would not learn that no sync can follow them
+        reason = (
+            f"could not publish the cleanup's start to the job's applications ({type(e).__name__}); run cleanup again"
+        )
+        jobs_verdicts.abort_cleanup(ctx.db, run.id, reason, actor, back_to=verdict)
+        return _result(run, "refused", 0, reason)
 
     def cancelled() -> bool:
         # `nsmigrate cancel` stops the runs of its job, this one too: once cancelled, a rollback may delete the copies
@@ -468,6 +482,7 @@ def _delete(
             # while it was deleted: a new id, or one deleted and written again. Without an equal copy it would be
             # stranded there (a cleaned run is not synced): the run goes back to verify_failed for sync instead.
             kept = set(ids).difference(proof.proven)
+            published.await_writers(told_at)
             left, complete = _listed_after(source, ns, proof.proven, spec, deletes_answered.get(ns))
             late = _proof(ctx, run, spec, source, [i for i in left if i not in kept], delete=False)
             if late.refused_count:
@@ -507,6 +522,10 @@ def _delete(
         detail[CLEANUP_WORKER_LOST] = True  # the count is this cleanup's: what the dead one deleted is unknown
     jobs_verdicts.finish_cleanup(ctx.db, run.id, detail, actor)
     log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
+    try:
+        published.publish_if_followed_at(ctx.db, ctx.redis, run.job_id)
+    except Exception as e:  # they still raise what the new index refuses; the next publication tells them
+        log.warning("could not publish that run %s is cleaned to its applications: %s", run.id, type(e).__name__)
     return _result(run, "deleted", deleted)
 
 
