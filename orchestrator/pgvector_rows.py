@@ -58,6 +58,17 @@ _FAMILY = {
 #: verification casts the source the same way, so nothing else would tell): a double rounded to a real, a timestamp
 #: with its zone turned into the session's wall time without one.
 _NARROWING = {("double precision", "real"), ("timestamp with time zone", "timestamp without time zone")}
+#: Types whose modifier is a precision the insert's cast rounds to, silently: fractional seconds, a numeric's scale.
+_PRECISE = frozenset(
+    {
+        "numeric",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "time without time zone",
+        "time with time zone",
+        "interval",
+    }
+)
 #: Set on a record whose row holds NULL in ``metadata``: a record with no other keys would otherwise come back as
 #: ``{}``. Every other NULL column is simply left out (a column a record does not mention is NULL).
 NULL_METADATA_KEY = "nsmigrate_metadata_null"
@@ -125,11 +136,34 @@ def carry_problems(table: str, source: Sequence[TableColumn], target: Sequence[T
         there = have.get(column.name)
         if there is None:
             problems.append(f"table {table} has no column {column.name} ({column.sql_type})")
-        elif there.family != column.family or (column.base_type, there.base_type) in _NARROWING:
+        elif (
+            there.family != column.family or (column.base_type, there.base_type) in _NARROWING or _rounds(column, there)
+        ):
             problems.append(
                 f"table {table} column {column.name} is {there.sql_type}, the source's is {column.sql_type}"
             )
     return problems
+
+
+def _rounds(source: TableColumn, target: TableColumn) -> bool:
+    """Whether ``target``, of ``source``'s own type, keeps less of its precision (``timestamp(0)`` of a
+    ``timestamp``, ``numeric(10,2)`` of a ``numeric(10,4)`` or of an unbounded ``numeric``)."""
+    if source.base_type != target.base_type or source.base_type not in _PRECISE:
+        return False
+    kept, given = _modifier(target.sql_type), _modifier(source.sql_type)
+    if kept is None:
+        return False  # the target's default: unbounded (numeric), or the most a time holds (6 digits)
+    if given is None:
+        return True
+    if source.base_type == "numeric":  # (precision, scale): digits after the point, and before it
+        return kept[1] < given[1] or kept[0] - kept[1] < given[0] - given[1]
+    return kept[0] < given[0]
+
+
+def _modifier(sql_type: str) -> tuple[int, int] | None:
+    """A type's ``(p)`` or ``(p,s)`` as (p, s) (s 0 when absent), or None when it has none."""
+    found = re.search(r"\((\d+)(?:,(\d+))?\)", sql_type)
+    return (int(found.group(1)), int(found.group(2) or 0)) if found else None
 
 
 def same_database(source: Any, target: Any, environ: Mapping[str, str]) -> bool:

@@ -9,12 +9,14 @@ reading, and a copy's verification must name any single column changed in the ta
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from nsmigrate.orchestrator.errors import PlanError
 from nsmigrate.orchestrator.pgvector_layout import MappingError, VectorIndex, quote
 from nsmigrate.orchestrator.pgvector_rows import INT_KEYS_KEY
 from nsmigrate.orchestrator.records.vectors import Record
@@ -175,6 +177,30 @@ def test_pgvector_copy_move_legacy_carry_every_awkward_column_into_the_ddls_tabl
             conn.rollback()
         assert checked.differing == {CHUNK_ID: f"{column} differs"}, column
         assert not checked.verified
+
+
+@pytest.mark.parametrize(
+    ("column", "narrower"),
+    [("created_at", "timestamp(0) without time zone"), ("semantic_density", "numeric(10,2)")],
+)
+def test_a_move_into_a_table_keeping_less_precision_is_refused_and_renames_nothing(
+    pg: sa.Engine, column: str, narrower: str
+) -> None:
+    # The insert's cast would round the value, and verification would cast the source the same way: equal.
+    awkward_table(pg, "embeddings_alpha", user_columns=False)
+    with pg.begin() as conn:
+        if column == "semantic_density":  # a numeric of the source's, with more digits than the target keeps
+            conn.exec_driver_sql("ALTER TABLE embeddings_alpha ALTER COLUMN semantic_density TYPE numeric(10,4)")
+        conn.exec_driver_sql("UPDATE embeddings_alpha SET semantic_density = 0.1234")
+        create_application_table(conn, "embeddings_beta", DIM, [])
+        conn.exec_driver_sql(f"ALTER TABLE embeddings_beta ALTER COLUMN {column} TYPE {narrower}")
+
+    with pytest.raises(PlanError, match=f"table embeddings_beta column {column} is {re.escape(narrower)}"):
+        table_copies.move_namespace(pg, "embeddings", "alpha", "beta", vector_index=VectorIndex())
+
+    with pg.connect() as conn:
+        assert pgnamespaces.exists(conn, "embeddings_alpha")
+        assert conn.exec_driver_sql("SELECT count(*) FROM embeddings_beta").scalar() == 0
 
 
 def _result(copied: table_copies.CopyResult) -> table_copies.CopyResult:
