@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from nsmigrate.cli.main import app
+from nsmigrate.orchestrator.errors import RetryableError
 from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import erasure as jobs_erasure
 from nsmigrate.orchestrator.jobs import jobs_and_runs
@@ -30,9 +32,13 @@ from nsmigrate.orchestrator.planning.import_strategy import BYTES_PER_VALUE, REC
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
+from nsmigrate.workers.context import WorkerContext
+from nsmigrate.workers.steps import bulk_import, verifying
+from nsmigrate.workers.stores.pinecone.bulk_imports import BulkImports
 from nsmigrate_sandbox.pinecone_server import Faults, IndexSpec, PineconeSandbox
 from nsmigrate_sandbox.stack import SANDBOX_API_KEY, Stack
 from tests.polling import wait_for_job, wait_until
+from tests.sent_tasks import SentTasks
 from tests.service_fixtures import ObjectStorage
 
 DIM = 8
@@ -518,3 +524,52 @@ def test_a_resume_while_the_files_are_written_neither_rewrites_them_nor_imports_
     keys = object_storage.object_keys(directory)
     assert [k for k in keys if "/alpha/" in k] == [f"{directory}/alpha/part-0000{i}.parquet" for i in range(3)]
     assert sandbox.snapshot("dst").keys() == sandbox.snapshot("src").keys()
+
+
+def test_a_start_whose_answer_was_lost_is_taken_up_not_started_again(
+    stack: Stack,
+    object_storage: ObjectStorage,
+    worker_context: Callable[..., WorkerContext],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pinecone started the import but its answer was lost (a 502 from a gateway, a read timeout): the step sent
+    again finds that import and takes it up. It started a second one of the same files, which Pinecone failed
+    ("Namespace … already exists"), and ended the runs of a complete import `list_failed`. Steps played in this
+    process, the local data plane real."""
+    sandbox = stack.pinecone
+    load_source(sandbox)
+    object_storage.configure(sandbox, "dst", pace_s=0.2)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", object_storage.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", object_storage.secret_access_key)
+    assert nsmigrate(stack, object_storage, "run", write_spec(stack, object_storage)).exit_code == 0  # no worker
+    real_start = BulkImports.start
+    lost: list[str] = []
+
+    def start_answer_lost(self: BulkImports, uri: str, **kwargs: Any) -> str:
+        started = real_start(self, uri, **kwargs)  # the data plane starts it, then the answer is lost
+        if lost:
+            return started
+        lost.append(started)
+        raise RetryableError("Pinecone start_import: 502 Bad Gateway", status=502)
+
+    monkeypatch.setattr(BulkImports, "start", start_answer_lost)
+    ctx = worker_context(stack.database_url, stack.redis_url, dispatcher=SentTasks())
+    job_id = int(jobs_status.list_jobs(ctx.db)[0]["job_id"])
+
+    assert bulk_import.step(ctx, job_id) == "wait"  # no answer: sent again
+    assert bulk_import.step(ctx, job_id, 1) == "start"
+    listed = sandbox.service("dst").imports.list(None, {}, None)["data"]
+    assert [m["id"] for m in listed] == lost, listed
+    events = jobs_status.events_of(ctx.db, job_id)
+    assert [e["detail"]["import_id"] for e in events if e["action"] == "import_started"] == lost
+
+    wait_until(lambda: bulk_import.step(ctx, job_id) == "imported", what="the import taken up", timeout_s=60)
+    assert isinstance(ctx.dispatcher, SentTasks)
+    for kind, run_id in ctx.dispatcher.sent:
+        if kind == "verify":
+            verifying.verify_run(ctx, run_id)
+    runs = jobs_and_runs.runs_of(ctx.db, job_id)
+    assert {r.source_namespace: (r.state, r.copied) for r in runs} == {
+        ns: ("verified", n) for ns, n in NAMESPACES.items()
+    }
+    assert len(sandbox.service("dst").imports.list(None, {}, None)["data"]) == 1

@@ -8,7 +8,8 @@ waiting for lagging reads), and the job's files are removed (unless ``import.kee
 
 Each step may be taken again safely: a run's files are written again from scratch (its directory emptied first)
 until it is recorded written; an import is started once per attempt (its id is in the job's ``import_started``
-event), and started anew only after it failed and the job was retried (``nsmigrate retry``). Records of a creator
+event; one of the job's files Pinecone holds already, not failed nor cancelled, is taken up instead of starting
+another), and started anew only after it failed and the job was retried (``nsmigrate retry``). Records of a creator
 an erasure erases are never written: they are left out of the files and named, and the rest is imported.
 """
 
@@ -113,9 +114,16 @@ def _take_step(ctx: WorkerContext, spec: JobSpec, job_id: int, phase: str | None
         jobs_phase.enter_phase(ctx.db, job_id, ImportPhase.WRITING, uri=uri)
         _write(ctx, spec, job_id, target)
     if decided.action in ("write", "start"):
-        new_id = imports.start(
-            uri, integration_id=spec.bulk_import.integration_id, error_mode=spec.bulk_import.error_mode
-        )
+        # Pinecone may hold an import of these files this job never recorded (the answer to its start lost, the
+        # worker stopped before the record): it is this attempt's, as a second would fail on the namespaces it made.
+        found = imports.live(uri)
+        if found is not None:
+            log.info("import job %s: taking up Pinecone's import %s of %s, started before", job_id, found.id, uri)
+            new_id = found.id
+        else:
+            new_id = imports.start(
+                uri, integration_id=spec.bulk_import.integration_id, error_mode=spec.bulk_import.error_mode
+            )
         jobs_and_runs.record_event(ctx.db, "import_started", ctx.worker_name, job_id, import_id=new_id, uri=uri)
         jobs_phase.enter_phase(ctx.db, job_id, progress_phase(0), import_id=new_id, uri=uri)
         ctx.dispatcher.import_step(job_id, polls=0, countdown_s=poll_delay_s(0), chain=step_chain.current())

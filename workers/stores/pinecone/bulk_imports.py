@@ -1,6 +1,7 @@
-"""Bulk imports of one Pinecone index (API 2026-07, ``/bulk/imports`` on the index host): start one, describe it,
-cancel it. Through the store's own data-plane client (``workers.stores.pinecone.rest``), as the namespace aliases
-are; errors as every Pinecone call's (``access.pinecone_errors``: 429/5xx retryable, other refusals ``StoreError``).
+"""Bulk imports of one Pinecone index (API 2026-07, ``/bulk/imports`` on the index host): start one, find one
+already started, describe it, cancel it. Through the store's own data-plane client (``workers.stores.pinecone.rest``),
+as the namespace aliases are; errors as every Pinecone call's (``access.pinecone_errors``: 429/5xx retryable, other
+refusals ``StoreError``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,21 @@ class _Model(msgspec.Struct, rename="camel"):
     percent_complete: float | None = None
     records_imported: int | None = None
     error: str | None = None
+    created_at: str = ""
+
+
+class _Pagination(msgspec.Struct):
+    next: str | None = None
+
+
+class _Listed(msgspec.Struct):
+    data: list[_Model] = []
+    pagination: _Pagination | None = None
 
 
 _STARTED = msgspec.json.Decoder(_Started)
 _MODEL = msgspec.json.Decoder(_Model)
+_LISTED = msgspec.json.Decoder(_Listed)
 
 
 @dataclass(frozen=True)
@@ -63,9 +75,22 @@ class BulkImports:
     def describe(self, import_id: str) -> ImportStatus:
         with self._errors("describe_import"):
             model = _MODEL.decode(self._plane().get(f"/bulk/imports/{path_segment(import_id)}"))
-        return ImportStatus(
-            model.id, model.uri, model.status, model.percent_complete or 0.0, model.records_imported or 0, model.error
-        )
+        return _status(model)
+
+    def live(self, uri: str) -> ImportStatus | None:
+        """The newest import of ``uri`` that neither failed nor was cancelled (GET /bulk/imports, every page), or
+        None: one started by a request whose answer never came back."""
+        found: list[_Model] = []
+        token: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": 100, **({"paginationToken": token} if token else {})}
+            with self._errors("list_imports"):
+                page = _LISTED.decode(self._plane().get("/bulk/imports", params))
+            found += [m for m in page.data if m.uri == uri and m.status not in ("Failed", "Cancelled")]
+            token = page.pagination.next if page.pagination else None
+            if not token:
+                break
+        return _status(max(found, key=lambda m: m.created_at)) if found else None
 
     def cancel(self, import_id: str) -> None:
         with self._errors("cancel_import"):
@@ -82,3 +107,9 @@ class BulkImports:
                 raise StoreError(
                     f"Pinecone {op} answered something that is not its response: {e}", store=self.label
                 ) from e
+
+
+def _status(model: _Model) -> ImportStatus:
+    return ImportStatus(
+        model.id, model.uri, model.status, model.percent_complete or 0.0, model.records_imported or 0, model.error
+    )
