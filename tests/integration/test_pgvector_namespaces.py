@@ -316,6 +316,28 @@ def test_legacy_goes_to_embeddings_default_with_a_backup(pg: sa.Engine) -> None:
     assert again.exit_code == 2 and "no legacy table" in again.output
 
 
+@pytest.mark.parametrize("writer", ["copy", "create", "store"])
+def test_no_default_table_is_made_that_would_hide_the_legacy_one(pg: sa.Engine, writer: str) -> None:
+    # The legacy table is the default namespace until `pgvector legacy` moves it: an embeddings_default made beside
+    # it would be read instead, and every legacy row would vanish from the namespace (`legacy` refused for good).
+    load_legacy(pg, 3)
+    load("docs", 2)
+    if writer == "store":
+        with pytest.raises(StoreError, match="the default namespace is the legacy table embeddings"):
+            store().upsert("", records(1, seed=9))
+    else:
+        refused = nsmigrate(
+            "pgvector",
+            *(["copy", "docs", "default"] if writer == "copy" else ["create", "default", "--dimension", str(DIM)]),
+        )
+        assert refused.exit_code != 0 and "the default namespace is the legacy table embeddings" in refused.output
+
+    assert "embeddings_default" not in tables(pg)
+    assert store().namespaces() == {"": 3, "docs": 2}
+    moved = nsmigrate("pgvector", "legacy", "--yes", "--json")
+    assert moved.exit_code == 0 and json.loads(moved.output)["target_rows"] == 3, moved.output
+
+
 # --- the documented store -----------------------------------------------------------------------------------------
 
 

@@ -132,12 +132,20 @@ def count_rows(conn: sa.Connection, tables: Mapping[str, str]) -> dict[str, int]
 
 
 def create_namespace(
-    conn: sa.Connection, prefix: str, namespace: str, dimension: int, index: pgvector_layout.VectorIndex | None = None
+    conn: sa.Connection,
+    prefix: str,
+    namespace: str,
+    dimension: int,
+    index: pgvector_layout.VectorIndex | None = None,
+    *,
+    from_legacy: bool = False,
 ) -> tuple[str, bool]:
     """Create the namespace's table of the application's layout if missing (safe against concurrent workers); returns
     the table and whether it was created. With ``index`` its four documented indexes come at once, as the
     application's DDL makes them; without, after the load (``build_indexes``: an ivfflat index built on an empty
-    table has no lists worth the name, and a bulk load is faster without indexes)."""
+    table has no lists worth the name, and a bulk load is faster without indexes). The default namespace's table is
+    refused while the legacy ``{prefix}`` table holds that namespace (it would hide every legacy row from then on),
+    unless ``from_legacy``: the legacy table's own rows are what is copied into it."""
     table = pgvector_layout.table_of(prefix, namespace)
     conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": table})
     if exists(conn, table):
@@ -149,6 +157,13 @@ def create_namespace(
                 namespace=namespace,
             )
         return table, False
+    if namespace == "" and not from_legacy and read_table(conn, prefix, "") == prefix:
+        raise StoreError(
+            f"the default namespace is the legacy table {prefix}: a new {table} would hide its rows from every "
+            "reader of the default namespace",
+            hint="migrate it first (`nsmigrate pgvector legacy`), or write another namespace; nothing was created",
+            namespace=namespace,
+        )
     if problem := pgvector_layout.layout_names_problem(prefix, namespace):
         raise PlanError(problem, hint="choose a shorter namespace; nothing was created", namespace=namespace)
     conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))

@@ -67,7 +67,7 @@ def prepare_target(
     the source's own columns it lacks), else checked; returns it and the columns carried. Raises ``PlanError``
     naming each column the existing table cannot hold."""
     dimension = dimension_of(conn, source) or 0
-    table, created = create_namespace(conn, prefix, namespace, dimension)
+    table, created = create_namespace(conn, prefix, namespace, dimension, from_legacy=source == prefix)
     columns = carried_columns(conn, source, row_numbers=row_numbers)
     if created:
         have = columns_of(conn, table)
