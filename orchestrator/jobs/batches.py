@@ -133,8 +133,12 @@ _START_BATCH = (
         _run_of_batch.c.listing_done,
         _run_of_batch.c.batches_total,
         erasure_ledger.LEDGER_KEY.label("ledger_key"),
+        # The state before this statement (its snapshot): a failed batch started again leaves the run's failed count.
+        sa.select(_batches.c.state).where(_batches.c.id == sa.bindparam("batch_id")).scalar_subquery().label("was"),
     )
 )
+_FAILED_LESS = sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer))
+_UNCOUNT_FAILED = sa.update(_runs).where(_runs.c.id == sa.bindparam("run_id")).values(failed=_FAILED_LESS)
 # Finishing a batch is one autocommit statement, so that no row lock waits on the worker between two round trips: a
 # worker host cut off there would hold its run's row (and with it every other batch of the run, its lister and the
 # sweep for stalled runs) until Postgres ends its session (``IDLE_IN_TRANSACTION_S``, a minute). It marks the batch
@@ -245,7 +249,7 @@ _FINISH_FAILED_BATCH = (
     sa.update(_runs)
     .add_cte(_MARK_FAILED_DONE)
     .where(_runs.c.id == _MARK_FAILED_DONE.c.run_id)
-    .values(**_COUNTED, failed=sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer)))
+    .values(**_COUNTED, failed=_FAILED_LESS)
     .returning(_runs.c.id)
 )
 
@@ -301,6 +305,8 @@ def start_batch(db: Database, batch_id: int, worker: str, *, redelivered: bool =
             if conn.execute(_BATCH_EXISTS, {"batch_id": batch_id}).scalar() is None:
                 raise NotFound(f"batch {batch_id} does not exist", batch_id=batch_id)
             return None
+        if row.was == BatchState.FAILED:  # a message sent before it failed: it leaves the failed count, as on retry
+            conn.execute(_UNCOUNT_FAILED, {"run_id": row.run_id, "ids_failed": len(row.ids)})
     return _work_of(db, row, batch_id, row.run_id, row.ids)
 
 

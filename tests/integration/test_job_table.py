@@ -436,6 +436,29 @@ def test_the_hot_statements_compiled_ahead_change_nothing_and_are_found_compiled
         assert result.context.cache_hit == conn.dialect.CACHE_HIT
 
 
+def test_a_failed_batch_started_again_by_an_older_message_leaves_the_failed_count(db: jobs_database.Database) -> None:
+    # A message sent before the batch failed (a duplicate `resume` sent, a redelivery) starts it again: its ids must
+    # leave the run's failed count, or its finish leaves them counted failed, and a second failure counts them twice.
+    _, [run_id] = a_job(db)
+    assert jobs_pages.start_listing(db, run_id) is not None
+    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True).batch_ids
+
+    def failed() -> int:
+        return jobs_and_runs.get_run(db, run_id).failed
+
+    assert jobs_batches.start_batch(db, batch_id, "w") is not None
+    jobs_batches.fail_batch(db, batch_id, "503", "w")
+    assert failed() == 2
+    assert jobs_batches.start_batch(db, batch_id, "w") is not None  # the older message
+    assert failed() == 0
+    jobs_batches.fail_batch(db, batch_id, "503 again", "w")
+    assert failed() == 2
+    assert jobs_batches.start_batch(db, batch_id, "w") is not None
+    jobs_batches.finish_batch(db, batch_id, vectors=2, missing=0, nbytes=8, targets=["ns0"], max_in_flight=4)
+    run = jobs_and_runs.get_run(db, run_id)
+    assert (run.state, run.copied, run.failed) == ("copied", 2, 0)
+
+
 def test_a_redelivery_that_finds_its_batch_running_counts_a_lost_attempt_until_retry(
     db: jobs_database.Database,
 ) -> None:
