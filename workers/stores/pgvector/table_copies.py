@@ -87,15 +87,18 @@ def _enriched(metadata: str, extra: str = ":extra") -> str:
     )
 
 
-def _insert_select(source: str, target: str, columns: Sequence[str], where: str, tail: str = "") -> str:
+def _insert_select(
+    source: str, target: str, columns: Sequence[str], where: str, tail: str = "", *, overwrite: bool = True
+) -> str:
     listed = ", ".join(quote(c) for c in columns)
     picked = ", ".join(
         _enriched("s.metadata") if c == pgvector_layout.METADATA_COLUMN else f"s.{quote(c)}" for c in columns
     )
     updates = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c != ID_COLUMN)
+    conflict = f"DO UPDATE SET {updates}" if overwrite else "DO NOTHING"
     return (
         f"INSERT INTO {quote(target)} ({listed}) SELECT {picked} FROM {quote(source)} s WHERE {where} {tail} "
-        f"ON CONFLICT ({ID_COLUMN}) DO UPDATE SET {updates}"
+        f"ON CONFLICT ({ID_COLUMN}) {conflict}"
     )
 
 
@@ -495,7 +498,22 @@ def transfer(
     with engine.begin() as conn:
         result.indexes = build_indexes(conn, target_table, vector_index)
     with engine.connect() as conn:
-        return compare_tables(conn, source_table, target_table, result)
+        compare_tables(conn, source_table, target_table, result)
+    if result.missing:  # rows the cursor passed: the application wrote them below it while the copy ran
+        result.copied += copy_missing(engine, source_table, target_table, result.columns)
+        with engine.connect() as conn:
+            compare_tables(conn, source_table, target_table, result)
+    return result
+
+
+def copy_missing(engine: sa.Engine, source: str, target: str, columns: Sequence[str]) -> int:
+    """Copy every row of ``source`` that ``target`` lacks, in one transaction: ``copy_table``'s ``chunk_id`` cursor
+    never reads below the largest id it copied, so a row the application wrote there is sent only here. A row held
+    otherwise is left as it is (which side changed is unknown: the comparison reports it). Returns the rows copied."""
+    absent = f"NOT EXISTS (SELECT 1 FROM {quote(target)} t WHERE t.{ID_COLUMN} = s.{ID_COLUMN})"
+    sql = _insert_select(source, target, columns, absent, overwrite=False)
+    with engine.begin() as conn:
+        return int(_one(conn, f"WITH c AS ({sql} RETURNING 1) SELECT count(*) FROM c", extra="{}"))
 
 
 def _counted_source(conn: sa.Connection, result: CopyResult) -> CopyResult:
