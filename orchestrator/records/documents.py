@@ -96,6 +96,7 @@ def key_problems(keys: Iterable[str], fields: DocumentFields) -> dict[str, str]:
     for key in keys:
         written.setdefault(fields.field_of(key), []).append(key)
     problems: dict[str, str] = {}
+    renamed_onto = {name: key for key, name in fields.renames if name != key}
     for key in keys:
         name = fields.field_of(key)
         if name.startswith(DOCUMENT_RESERVED_PREFIXES):
@@ -105,6 +106,8 @@ def key_problems(keys: Iterable[str], fields: DocumentFields) -> dict[str, str]:
             problems[key] = f"{name!r} is the index's {kind} field"
         elif len(written[name]) > 1:
             problems[key] = f"{sorted(written[name])} would all be written as field {name!r}"
+        elif name == key and key in renamed_onto:  # read back, the field is taken for the renamed key
+            problems[key] = f"field {key!r} is where {renamed_onto[key]!r} is renamed to: it would come back as that"
     return problems
 
 
@@ -150,9 +153,10 @@ def document_problems(record: Record, fields: DocumentFields) -> list[str]:
     problems = []
     if not record.id.isascii() or not 1 <= len(record.id) <= RECORD_ID_MAX_CHARS:
         problems.append(f"its id is not 1-{RECORD_ID_MAX_CHARS} ASCII characters")
-    keys = refused_keys(record.metadata, fields)
-    if keys:
-        problems.append(f"metadata keys {keys} cannot be document fields (reserved: '_…', '$…', the vector fields)")
+    refused = key_problems(record.metadata, fields)
+    if refused:
+        why = "; ".join(f"{k!r}: {reason}" for k, reason in refused.items())
+        problems.append(f"metadata keys {list(refused)} cannot be document fields ({why})")
     if fields.dense is None and len(record.values):
         problems.append("the index has no dense_vector field for its values")
     if record.sparse_values is not None and fields.sparse is None:

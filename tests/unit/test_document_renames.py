@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from nsmigrate.orchestrator.errors import PlanError, SpecError
 from nsmigrate.orchestrator.records.documents import (
     DocumentFields,
+    document_problems,
     from_document,
     key_problems,
     refuse_keys,
@@ -64,6 +65,20 @@ def test_a_rename_onto_a_key_that_is_kept_is_refused_for_both() -> None:
 
     assert set(problems) == {"_source", "source"}
     assert "would all be written as field 'source'" in problems["source"]
+
+
+def test_a_key_named_as_another_keys_rename_is_refused_where_it_is_alone() -> None:
+    # Written as field 'source', it would be read back as '_source': verification, a cleanup's proof and a rollback
+    # would see another record. Refused in each record that holds it, not only where a sample holds both keys.
+    fields = DocumentFields.of(DocumentMapping(rename={"_source": "source"}))
+    record = Record("r1", [1.0], {"source": "web"})
+
+    assert from_document(to_document(record, fields, [1.0]), fields).metadata == {"_source": "web"}  # the loss
+    assert key_problems(["source"], fields) == {
+        "source": "field 'source' is where '_source' is renamed to: it would come back as that"
+    }
+    assert "'source': field 'source' is where '_source' is renamed to" in document_problems(record, fields)[0]
+    assert key_problems(["_source"], fields) == {}
 
 
 def test_the_plan_refusal_names_every_key_and_the_rename_that_fixes_them() -> None:
