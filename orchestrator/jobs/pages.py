@@ -81,6 +81,9 @@ _PAGE_UPDATE = (
         _runs.c.id == sa.bindparam("run_id"),
         _runs.c.listing_done.is_(False),
         _runs.c.list_token.is_not_distinct_from(sa.bindparam("listed_from")),
+        # Another lister of the run (two after a Redis restart lost their lock) failed it for good: `retry` lists it
+        # again from this token. A page recorded now would leave it list_failed with listing done, stuck after retry.
+        _runs.c.state != RunState.LIST_FAILED,
     )
     .values(
         batches_total=_runs.c.batches_total + sa.bindparam("n_batches"),

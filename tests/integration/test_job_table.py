@@ -242,6 +242,26 @@ def test_a_page_read_before_its_run_started_is_recorded_only_while_the_run_may_b
         assert [batch.run_id for batch in batches] == [run_id]
 
 
+def test_a_page_of_a_run_another_lister_failed_for_good_is_not_recorded_and_retry_lists_it(
+    db: jobs_database.Database,
+) -> None:
+    # Two listers of one run (a Redis restart lost their lock): one fails for good, the other lists the last page.
+    # Recorded, the run was list_failed with its listing done: after `retry` it stayed `listing` for good.
+    job_id, [run_id] = a_job(db)
+    assert jobs_pages.start_listing(db, run_id) is not None
+    assert jobs_pages.fail_listing(db, run_id, "403 from the source")
+
+    with pytest.raises(StateError, match="is list_failed: it is not listed any more"):
+        jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True)
+
+    run = jobs_and_runs.get_run(db, run_id)
+    assert (run.state, run.listing_done, run.batches_total) == ("list_failed", False, 0)
+    assert jobs_pages.requeue_failed_listers(db, job_id) == [(run_id, "ns0")]
+    assert jobs_pages.start_listing(db, run_id) is not None  # listed again from its token
+    jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True)
+    assert jobs_and_runs.get_run(db, run_id).state == "copying"
+
+
 def test_a_job_of_many_namespaces_is_written_in_one_insert_of_its_runs(db: jobs_database.Database) -> None:
     """One statement for the runs, not an executemany (which sends a statement per row), and the same statement
     whatever their number: compiled once, not a parameter per column and row."""
