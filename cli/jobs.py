@@ -114,7 +114,7 @@ def report(job: JobArg, namespace: NamespaceOpt = None, database_url: DatabaseOp
 
 @app.command("jobs")
 def list_jobs(
-    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
     as_json: Annotated[
         bool, typer.Option("--json", help="A JSON array, newest first: job_id, name, kind, state, created_at.")
     ] = False,

@@ -293,6 +293,19 @@ class Reembed(_Model):
         default="fail", description="A source record without text: fail verification (fail) or accept it (skip)."
     )
 
+    @field_validator("embedder")
+    @classmethod
+    def _shipped_or_a_path(cls, name: str) -> str:
+        # Caught here, not by the first batch: a misspelt name would fail every batch after the job was written.
+        if ":" not in name and name not in SHIPPED_EMBEDDERS:
+            shipped = ", ".join(SHIPPED_EMBEDDERS)
+            raise ValueError(f"no embedder named {name!r}: use {shipped}, or a dotted path package.module:factory")
+        return name
+
+
+#: The embedders nsmigrate ships (``workers.transfer.embedders``); any other is named ``package.module:factory``.
+SHIPPED_EMBEDDERS = ("hashing",)
+
 
 #: The most a batch between two of the application's tables may hold, and its size unless the spec sets one: its rows
 #: pass as they are, one COPY or INSERT … SELECT whatever its size, while every batch costs the job table, a message

@@ -32,6 +32,7 @@ from nsmigrate.orchestrator.planning.import_strategy import BYTES_PER_VALUE, REC
 from nsmigrate.orchestrator.settings import DEFAULTS
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.orchestrator.tenancy.erasure import Subject
+from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import bulk_import, verifying
 from nsmigrate.workers.stores.pinecone.bulk_imports import BulkImports
@@ -556,7 +557,9 @@ def test_a_start_whose_answer_was_lost_is_taken_up_not_started_again(
     ctx = worker_context(stack.database_url, stack.redis_url, dispatcher=SentTasks())
     job_id = int(jobs_status.list_jobs(ctx.db)[0]["job_id"])
 
-    assert bulk_import.step(ctx, job_id) == "wait"  # no answer: sent again
+    with tally.counting() as counts:  # what Flower shows of the step: its writing threads' reads too
+        assert bulk_import.step(ctx, job_id) == "wait"  # no answer: sent again
+    assert counts.requests >= 2 * len(NAMESPACES), counts.result()  # a list and a fetch at least, each namespace
     assert bulk_import.step(ctx, job_id, 1) == "start"
     listed = sandbox.service("dst").imports.list(None, {}, None)["data"]
     assert [m["id"] for m in listed] == lost, listed

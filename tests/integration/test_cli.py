@@ -244,6 +244,14 @@ def test_status_of_an_unknown_job_says_how_to_find_jobs(cli: Cli) -> None:
     assert "no job '4242'" in message and "`nsmigrate jobs` lists the jobs" in message
 
 
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_jobs_refuses_a_limit_below_one_naming_the_option(cli: Cli, limit: str) -> None:
+    result = cli("jobs", "--limit", limit)  # -1 reached Postgres's LIMIT: a traceback
+
+    assert result.exit_code == 2 and "Invalid value for '--limit'" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_cleanup_without_yes_and_no_tty_refuses(cli: Cli) -> None:
     job_id = run_job(cli, cleanup={"mode": "manual"})
 

@@ -23,9 +23,14 @@ from nsmigrate.orchestrator.routing.text import (
     split_by_text,
     text_fields,
 )
-from nsmigrate.orchestrator.spec.jobspec import JobSpec, parse_spec
+from nsmigrate.orchestrator.spec.jobspec import SHIPPED_EMBEDDERS, JobSpec, parse_spec
 from nsmigrate.orchestrator.verification.comparisons import Report, text_search_summary
-from nsmigrate.workers.transfer.embedders import HashingEmbedder, open_embedder, register_embedder
+from nsmigrate.workers.transfer.embedders import (
+    HashingEmbedder,
+    open_embedder,
+    register_embedder,
+    registered_embedders,
+)
 from nsmigrate.workers.transfer.text_writes import for_target, records_per_request, tokens_of
 from nsmigrate_sandbox.embedding import model_tokens
 
@@ -126,6 +131,8 @@ def test_the_text_search_passes_at_the_minimum_hit_rate(found: list[bool], passe
         ({"create": {"dimension": 16}}, {"reembed": {"dimension": 8}}, "differs from reembed.dimension 8"),
         ({}, {"source": {"kind": "pinecone", "index": "src", **INTEGRATED}}, "only a target is written as text"),
         (INTEGRATED, {"strategy": "collection", "enrich": {}}, "target.records and reembed need `fleet`"),
+        # misspelt, it failed each batch once the job was written
+        ({}, {"reembed": {"dimension": 8, "embedder": "hashng"}}, "no embedder named 'hashng': use hashing, or a"),
     ],
 )
 def test_text_specs_that_cannot_work_are_refused(target: dict[str, Any], fields: dict[str, Any], message: str) -> None:
@@ -227,6 +234,7 @@ def test_embedders_are_found_by_name_or_dotted_path_and_must_have_the_asked_dime
         open_embedder("nope", 12)
     with pytest.raises(SpecError, match="cannot be loaded"):
         open_embedder("no_such_module:make", 12)
+    assert set(SHIPPED_EMBEDDERS) <= set(registered_embedders())  # what a spec accepts by name, each one here
     register_embedder("fixed-8", lambda _dimension: HashingEmbedder(8))
     with pytest.raises(SpecError, match="makes 8-dimension vectors, the spec asks for 12"):
         open_embedder("fixed-8", 12)

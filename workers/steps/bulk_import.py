@@ -40,6 +40,7 @@ from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.routing.route import RouteContext, route_context, route_records
 from nsmigrate.orchestrator.spec.jobspec import JobSpec
 from nsmigrate.orchestrator.states import LISTABLE_RUN_STATES, ImportPhase, phase_name
+from nsmigrate.workers import tally
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.retry import INFRASTRUCTURE_ERRORS
 from nsmigrate.workers.steps import step_chain
@@ -213,7 +214,8 @@ def _write(ctx: WorkerContext, spec: JobSpec, job_id: int, target: PineconeStore
         for run in runs:
             write_run(run)
         return
-    with ThreadPoolExecutor(threads, thread_name_prefix=f"import-{job_id}") as pool:
+    # The task's tally counts its threads' fetches too (Flower shows a step's requests and 429s).
+    with ThreadPoolExecutor(threads, f"import-{job_id}", initializer=tally.adopt, initargs=(tally.current(),)) as pool:
         pending = [pool.submit(write_run, run) for run in runs]
         try:
             for future in as_completed(pending):
