@@ -286,6 +286,9 @@ class Faults:
       /namespaces`` and ``/namespaces/{ns}``) are off by ``stats_offset`` (a view that settled on a wrong number),
       or, reading after reading, alternately one more than the namespace holds and its count (a count that never
       settles). Pinecone's counts are eventually consistent; the sandbox's are exact unless told otherwise.
+    - ``stats_new_namespace_lag_s``: a namespace the other lagging reads show appears in those counts only this many
+      seconds later (2026-07's ``NamespaceSummary.vectorCount``: "updates to this field may lag behind updates to the
+      underlying index and corresponding query results").
     - ``freshness_lag_s``: each write becomes visible to ``list``, ``query``, records search and the counts this many
       seconds after it was answered (a vector ``fetch`` sees it at once, a document fetch lags), as Pinecone's reads
       lag its writes (``sandbox.freshness``). Not a fault: the real service's behaviour. ``None`` = the sandbox's lag
@@ -321,6 +324,7 @@ class Faults:
     embed_tokens_per_min: int | None = None
     stats_offset: int = 0
     stats_flicker: bool = False
+    stats_new_namespace_lag_s: float = 0.0
     freshness_lag_s: float | None = None
     lsns: str = "contiguous"
     seed: int = 0
@@ -340,6 +344,8 @@ class Faults:
                 raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
         if isinstance(self.stats_offset, bool) or not isinstance(self.stats_offset, int):
             raise ValueError(f"stats_offset must be an integer, got {self.stats_offset!r}")
+        if not self.stats_new_namespace_lag_s >= 0:
+            raise ValueError("stats_new_namespace_lag_s must be >= 0")
         for name in ("error_rate_429", "error_rate_5xx", "drop_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
@@ -1183,11 +1189,15 @@ class FaultState:
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str | None], _Window] = {}  # each rate scope's admissions in the last second
         self._in_flight = 0
+        self._first_counted: dict[str, float] = {}  # namespace → when the counts first held it
         self.configure(faults or Faults())
         self.reset_stats()
 
-    def configure(self, faults: Faults) -> None:
+    def configure(self, faults: Faults, counted: Iterable[str] = ()) -> None:
+        """Take ``faults``; ``counted``: the namespaces the index's counts hold now, there long since for
+        ``stats_new_namespace_lag_s``."""
         with self._lock:
+            self._first_counted = dict.fromkeys(counted, -math.inf)
             self.faults = faults  # as given (``GET /_sandbox/faults``)
             self.effective = faults.for_index(self.spec, self.default_lag_s)  # what the index keeps
             self._error_rng = random.Random(faults.seed)
@@ -1254,6 +1264,15 @@ class FaultState:
                 return self.faults.stats_offset
             self._stats_readings += 1
             return self.faults.stats_offset + self._stats_readings % 2
+
+    def stats_shown(self, counts: dict[str, int]) -> dict[str, int]:
+        """``counts`` without the namespaces first counted less than ``stats_new_namespace_lag_s`` ago."""
+        lag_s, now = self.faults.stats_new_namespace_lag_s, time.monotonic()
+        with self._lock:
+            for gone in set(self._first_counted).difference(counts):
+                del self._first_counted[gone]
+            first = {n: self._first_counted.setdefault(n, now) for n in counts}
+        return {n: c for n, c in counts.items() if now - first[n] >= lag_s} if lag_s else counts
 
     def count_request(self, op: str) -> None:
         now = time.time()
@@ -1607,7 +1626,7 @@ class IndexService:
                     faults = Faults.from_dict(payload)
                 except (TypeError, ValueError) as exc:
                     raise _bad(str(exc)) from exc
-                self.faults.configure(faults)
+                self.faults.configure(faults, self.store.counts())
                 return _Reply(200, faults.to_dict())
             if path == "/_sandbox/object-storage" and method == "POST":
                 from nsmigrate_sandbox.bulk_imports import ObjectStorage
@@ -1825,7 +1844,7 @@ class IndexService:
         }
 
     def _skewed(self, counts: dict[str, int]) -> dict[str, int]:
-        skew = self.faults.stats_skew()
+        counts, skew = self.faults.stats_shown(counts), self.faults.stats_skew()
         return {n: max(0, c + skew) for n, c in counts.items()} if skew else counts
 
     def _namespace_json(self, namespace: str, count: int) -> dict[str, Any]:
@@ -2232,7 +2251,8 @@ class PineconeSandbox:
 
     def set_faults(self, name: str, faults: Faults) -> None:
         """Replace *name*'s faults (same as ``POST /_sandbox/faults``); also reseeds the fault RNGs."""
-        self.service(name).faults.configure(faults)
+        service = self.service(name)
+        service.faults.configure(faults, service.store.counts())
 
     def set_object_storage(self, name: str | None, storage: dict[str, Any]) -> None:
         """Where index ``name``'s bulk imports read from (``sandbox.bulk_imports.ObjectStorage``'s fields); ``name``

@@ -250,7 +250,14 @@ def _copies_not_listed_yet(
 
     if unproved and not unproved <= set(counts):
         freshness.await_reads(store, "", lsn=None, shows=all_listed, timeout_s=timeout_s, side="erased")
-    return {ns: counts[ns] for ns in wanted.whole + wanted.search if counts.get(ns)}
+    found = {ns: counts[ns] for ns in wanted.whole + wanted.search if counts.get(ns)}
+    for ns in set(wanted.whole + wanted.search) - set(found) - unproved:
+        # Its reads reflect every write before now, but the counts may lag them further (2026-07's vectorCount):
+        # its own listing says whether it holds anything (at least a page of it, then).
+        page = store.list_ids(ns)
+        if page.ids:
+            found[ns] = len(page.ids)
+    return found
 
 
 def _place(kind: PlaceKind, store: str, spec: dict[str, Any] | None, ns: str | None, planned: int) -> dict[str, Any]:
