@@ -174,8 +174,13 @@ def render_job(
     )
     failed = (
         f'<p id="failed-batches" class="{"failed" if summary.failed_batches else ""}">Failed batches: '
-        f"{summary.failed_batches:,} in {summary.failed_batch_namespaces:,} namespaces "
-        f"(<code>nsmigrate retry {summary.job_id}</code> re-runs them)</p>"
+        f"{summary.failed_batches:,} in {summary.failed_batch_namespaces:,} namespaces"
+        + (
+            ""
+            if summary.state == JobState.CANCELLED
+            else f" (<code>nsmigrate retry {summary.job_id}</code> re-runs them)"
+        )
+        + "</p>"
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">{reload}

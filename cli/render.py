@@ -21,7 +21,7 @@ from nsmigrate.orchestrator.planning.summary import TEXT_COLUMNS, PlanSummary
 from nsmigrate.orchestrator.progress import JobProgress
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.orchestrator.snapshot import JobStatus, JobSummary, RunStatus
-from nsmigrate.orchestrator.states import RunState, strategy_of_phase
+from nsmigrate.orchestrator.states import JobState, RunState, strategy_of_phase
 
 #: Run states in which more batches may still be listed.
 LISTING_STATES = frozenset({RunState.PENDING, RunState.LISTING})
@@ -279,7 +279,8 @@ def print_summary(status: JobStatus | JobSummary, rows: int | None = None) -> No
         console.print(
             f"{failed_batches_text(summary)} (`nsmigrate status {summary.job_id} --json` lists them with their errors)"
         )
-    if t.failed or summary.failed_batches:
+    stopped = summary.state == JobState.CANCELLED  # cancelled or rolled back: `retry` refuses it, so no hint to it
+    if (t.failed or summary.failed_batches) and not stopped:
         console.print(f"re-run the failed batches with `nsmigrate retry {summary.job_id}`")
-    if summary.states.get(RunState.LIST_FAILED):
+    if summary.states.get(RunState.LIST_FAILED) and not stopped:
         console.print(f"list the failed namespaces again with `nsmigrate retry {summary.job_id}` once fixed")

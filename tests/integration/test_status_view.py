@@ -173,6 +173,10 @@ def test_a_cancelled_runs_queued_batches_are_shown_cancelled_never_queued(databa
     runs = {r["run_id"]: r for r in orjson.loads(shown.stdout_bytes)["runs"]}
     assert runs[run_a]["batches"] == status[run_a].batches.as_dict()
     assert runs[run_b]["batches"] == status[run_b].batches.as_dict()
+    # its failed batch is shown, but not `retry`, which refuses a cancelled job
+    told = CliRunner().invoke(app, ["status", str(job_id), "--database-url", database_url], env={"COLUMNS": "200"})
+    assert told.exit_code == 0 and "1 in failed batches" in told.stdout, told.output
+    assert "nsmigrate retry" not in told.stdout
 
 
 def job_in_every_state(db: jobs_database.Database) -> int:

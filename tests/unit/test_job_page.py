@@ -75,6 +75,8 @@ def test_a_cancelled_runs_batches_that_never_ran_are_shown_cancelled() -> None:
 
     assert '<td class="num">0/1/1/0 (3 cancelled)</td>' in page
     assert page.count("cancelled)") == 1  # the other run has none
+    assert "Failed batches: 1 in 1 namespaces</p>" in page  # and no `retry`, which refuses a cancelled job
+    assert "nsmigrate retry" in render_job(summary(JobState.RUNNING, (cancelled,)), EVENTS)
 
 
 def test_a_finished_jobs_page_does_not_reload() -> None:
