@@ -348,9 +348,12 @@ FROM job
 JOB_BY_NAME_SQL = "SELECT id FROM jobs WHERE name = %(name)s ORDER BY id DESC LIMIT 1"
 
 #: The newest ``%(limit)s`` jobs (``nsmigrate jobs``).
+# ``created_at`` in UTC whatever the session's TimeZone (a server's own, or the URL's ``options``): it is shown as UTC.
 JOBS_SQL = """
 SELECT coalesce(json_agg(json_build_array(id, name, kind, state, created_at) ORDER BY id DESC), '[]')::text
-FROM (SELECT id, name, kind, state, created_at FROM jobs ORDER BY id DESC LIMIT %(limit)s) j
+FROM (SELECT id, name, kind, state,
+             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') AS created_at
+      FROM jobs ORDER BY id DESC LIMIT %(limit)s) j
 """
 
 

@@ -5,6 +5,7 @@ of ``orchestrator.snapshot`` run over the engine, ``read_status``), and the audi
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -91,6 +92,11 @@ def verdicts_of(db: Database, run_ids: Collection[int]) -> list[RunVerdict]:
     return read_status(db, lambda execute: read_verdicts(execute, run_ids))
 
 
+def _utc(at: datetime) -> str:
+    """``at`` in UTC, ISO 8601 (the session's TimeZone may be another: what is shown is UTC)."""
+    return at.astimezone(UTC).isoformat()
+
+
 def list_jobs(db: Database, limit: int = 20) -> list[dict[str, Any]]:
     """The newest ``limit`` jobs, newest first (``snapshot.JOBS_SQL``)."""
     return read_status(db, lambda execute: read_jobs(execute, limit))
@@ -126,7 +132,7 @@ def events_of(db: Database, job_id: int, last: int | None = None) -> list[dict[s
     query = query.order_by(Event.id) if last is None else query.order_by(Event.id.desc()).limit(last)
     with db.transaction() as s:
         events = [
-            {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "run_id": e.run_id, "detail": e.detail}
+            {"at": _utc(e.at), "actor": e.actor, "action": e.action, "run_id": e.run_id, "detail": e.detail}
             for e in s.scalars(query)
         ]
     return events if last is None else events[::-1]

@@ -4,6 +4,7 @@ what the full rows said."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import orjson
@@ -323,6 +324,30 @@ def test_jobs_lists_the_newest_first_as_the_engine_reads_them(database_url: str)
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("│ ")]
     assert [(r[1], r[3]) for r in rows] == [(str(second), "every-state"), (str(first), "every-state")]
     assert rows[0][9] == listed[0]["created_at"][:19]
+
+
+def test_jobs_and_events_show_utc_whatever_the_sessions_time_zone(database_url: str) -> None:
+    # The job page labels these times UTC; a server set to another zone rendered them in its own, offset cut.
+    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        name = conn.exec_driver_sql("SELECT current_database()").scalar()
+        conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET TimeZone = 'America/New_York'")
+    admin.dispose()
+    db = jobs_database.Database(database_url)
+    job_id = job_in_every_state(db)
+    with db.transaction() as s:
+        assert s.execute(sa.text("SHOW TimeZone")).scalar() == "America/New_York"
+        created = s.execute(sa.text("SELECT created_at FROM jobs WHERE id = :j"), {"j": job_id}).scalar()
+    utc = created.astimezone(UTC).isoformat(timespec="seconds")[:19]
+
+    [listed] = [j for j in jobs_status.list_jobs(db, 5) if j["job_id"] == job_id]
+    events = jobs_status.events_of(db, job_id)
+    db.dispose()
+    shown = CliRunner().invoke(app, ["jobs", "--database-url", database_url], env={"COLUMNS": "200"})
+
+    assert listed["created_at"][:19] == utc and listed["created_at"].endswith("+00:00")
+    assert events and all(e["at"].endswith("+00:00") for e in events)
+    assert shown.exit_code == 0 and utc in shown.stdout, shown.output
 
 
 def test_status_and_jobs_given_the_job_tables_url_read_no_other_setting(
