@@ -281,6 +281,30 @@ def test_a_namespace_whose_copy_is_not_verified_keeps_its_alias_on_the_old_names
     assert alias_targets(stack) == {"live.ns3": "ns3", **{f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}}
 
 
+@pytest.mark.parametrize("when", ["reads all new", "before any alias"])
+def test_an_alias_never_serves_a_source_a_cleanup_deleted_from(stack: Stack, when: str) -> None:
+    # A cleanup that deleted part of ns1 and then found ids written meanwhile leaves its run verify_failed with its
+    # deletes counted. `cutover aliases` (safe to repeat) sent ns1's alias back to the half-deleted source; and a
+    # cleanup made before any alias (cleanup.mode auto) had each alias made on its emptied source.
+    db, job_id = all_new(stack) if when == "reads all new" else in_place(stack)
+    first = next(r for r in jobs_and_runs.runs_of(db, job_id) if r.source_namespace == "ns1")
+    rest(stack, "POST", "/vectors/delete", {"ids": [f"v1-{i:03d}" for i in range(5)], "namespace": "ns1"})
+    with db.transaction() as s:
+        s.execute(
+            sa.update(NamespaceRun)
+            .where(NamespaceRun.id == first.id)
+            .values(state=RunState.VERIFY_FAILED, cleanup={"deleted_count": 5}, verification={"passed": False})
+        )
+
+    made = cli(stack, "cutover", "aliases", str(job_id))
+
+    assert made.exit_code == 0, made.output
+    assert alias_targets(stack)["live.ns1"] == "v2-ns1"
+    copies = {f"live.{ns}": f"v2-{ns}" for ns in NAMESPACES}
+    others = {f"live.{ns}": ns for ns in NAMESPACES if ns != "ns1"}
+    assert alias_targets(stack) == (copies if when == "reads all new" else {**others, "live.ns1": "v2-ns1"})
+
+
 def test_a_breach_whose_aliases_cannot_all_move_back_says_how_to_finish_it(stack: Stack) -> None:
     """Reads are 100 % new when the new side breaches, and Pinecone refuses every alias repoint: the watch says reads
     did not go back, that some aliases may have, and the command that moves the rest; run once the service answers,

@@ -56,7 +56,8 @@ def ready_routes(routes: list[AliasRoute], runs: Iterable[NamespaceRun]) -> list
 
 
 def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome:
-    """Point job ``job_id``'s aliases where ``percent`` % new says (creating the missing ones).
+    """Point job ``job_id``'s aliases where ``percent`` % new says (creating the missing ones); an alias of a source
+    a cleanup deleted from serves its copy at any step.
 
     Raises:
         StateError: the job has no aliases, or one of its alias names is taken (nothing changed).
@@ -83,9 +84,13 @@ def point_aliases(ctx: WorkerContext, job_id: int, percent: int) -> AliasOutcome
             hint="choose another cutover.aliases template in a new job, or delete the aliases no one reads",
             job_id=job_id,
         )
-    targets = {r.name: r.old for r in routes} | targets_at(
-        ready_routes(routes, jobs_and_runs.runs_of(ctx.db, job_id)), percent
-    )
+    runs = jobs_and_runs.runs_of(ctx.db, job_id)
+    targets = {r.name: r.old for r in routes} | targets_at(ready_routes(routes, runs), percent)
+    # A source a cleanup deleted from (or is deleting) is never read again: its alias serves the copy, whatever the
+    # step and the copy's verdict (ids written during the cleanup may have failed it; they are in the copy too, or
+    # kept in the source for `sync`).
+    emptied = {r.source_namespace for r in runs if r.source_may_be_deleted}
+    targets |= {r.name: r.new for r in routes if r.old in emptied}
     outcome = AliasOutcome(targets=targets, unaliased=unaliased, routes=routes)
     for name, namespace in outcome.targets.items():
         if name not in existing:
