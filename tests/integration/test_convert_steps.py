@@ -20,13 +20,14 @@ from typer.testing import CliRunner
 from nsmigrate.cli.fleet import open_control
 from nsmigrate.cli.main import app
 from nsmigrate.orchestrator import launch, recovery
-from nsmigrate.orchestrator.errors import ConversionFailed
+from nsmigrate.orchestrator.errors import ConversionFailed, StateError
 from nsmigrate.orchestrator.jobs import conversion as jobs_conversion
 from nsmigrate.orchestrator.jobs import jobs_and_runs
 from nsmigrate.orchestrator.jobs import status as jobs_status
 from nsmigrate.orchestrator.spec.jobspec import parse_spec
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import cleaning, converting, copying, verifying
+from nsmigrate.workers.steps.rollback import rollback_job
 from nsmigrate.workers.stores import open_retrying_store
 from nsmigrate_sandbox.pinecone_server import IndexSpec, PineconeSandbox
 from tests.polling import until_raised, wait_until
@@ -186,6 +187,13 @@ def test_cleanup_of_the_source_waits_for_verification_and_proves_each_copy(
     assert (done["action"], done["count"]) == ("deleted", NAMESPACES["a"])
     assert source.count(SOURCE, "a") == 0 and source.count(DOCS, "a") == NAMESPACES["a"]  # the copy stays
     assert source.count(SOURCE, "b") == NAMESPACES["b"]  # only what was asked
+
+    # No batch row names the ids Pinecone converted, which a rollback restores from: it restored none and said
+    # `rolled_back`, the copies then the only ones. It is refused, changing nothing.
+    with pytest.raises(StateError, match="a rollback cannot restore them; nothing was restored or deleted"):
+        rollback_job(ctx, job_id, actor="tester")
+    assert source.count(SOURCE, "a") == 0 and source.count(DOCS, "a") == NAMESPACES["a"]
+    assert {r.state for r in jobs_and_runs.runs_of(ctx.db, job_id)} == {"cleaned", "verified"}
 
 
 def test_a_plan_below_standard_fails_the_step_with_pinecones_words_and_retry_goes_on(

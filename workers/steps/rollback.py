@@ -322,6 +322,18 @@ def rollback_job(
             job_id=forward_job_id,
         )
     forward_runs = jobs_and_runs.runs_of(ctx.db, forward_job_id)
+    unrecorded = sorted(r.source_namespace for r in forward_runs if r.source_may_be_deleted)
+    if rb.spec.strategy in ("convert", "import") and unrecorded:
+        # Pinecone wrote those copies (a conversion, a bulk import): no batch row names their ids, which is what a
+        # rollback restores from, so it would restore none and report the job rolled back.
+        raise StateError(
+            f"job {forward_job_id} (strategy {rb.spec.strategy}) was copied by Pinecone, and a cleanup deleted source "
+            f"ids of {len(unrecorded)} namespace(s) ({', '.join(map(repr, unrecorded[:5]))}): the job table names "
+            "none of their copies' ids, so a rollback cannot restore them; nothing was restored or deleted",
+            hint="restore the sources from the job's backup (`nsmigrate import`), or copy the target namespaces "
+            "back with a job of their own",
+            job_id=forward_job_id,
+        )
     originals = {r.source_namespace for r in forward_runs}
     clash = sorted(ns for r in forward_runs for ns in _targets_of(r) if ns in originals)
     spec = rb.spec
