@@ -109,6 +109,12 @@ class RolloutReader:
     def percent(self) -> int:
         return int(self.head()["percent"])
 
+    def fresh(self) -> dict[str, Any]:
+        """The rollout read now, whatever ``max_age_s`` allows."""
+        with self._lock:
+            self._read_at = float("-inf")
+        return self.head()
+
 
 class DualWriteIndex:
     """An old and a new index behind one Pinecone-shaped object, for the duration of job ``job_id``'s cut-over.
@@ -411,6 +417,13 @@ class DualWriteIndex:
     def _failed(self, run: _Run | None, namespace: str, operation: str, ids: list[str], error: Exception) -> None:
         """A write the new index did not take: raised to the application once a cleanup of the namespace started
         (no sync can copy it after that cleanup's last look at the source), else sent to the fleet for ``sync``."""
+        if run is not None and run.cleanup is None:
+            # A cleanup may have started while this write was under way (its old side slow): asked again now, so a
+            # failure no sync could follow is raised, not filed. A cleanup published later looks at the source later.
+            head = self.rollout.fresh()
+            if head["layout"] != self._layout_version:
+                self._load(head)
+            run = self._runs.get(namespace, run)
         if run is not None and run.cleanup is not None:
             raise error
         log.warning(

@@ -165,3 +165,17 @@ def test_a_cleanup_tells_the_applications_before_its_last_look_at_the_source_and
     settle(cut_over.spec.source, cut_over.spec.target)
     assert "alpha" not in cut_over.source.namespaces()
     assert cut_over.target.namespaces().get("alpha") == 6
+
+
+def test_a_cleanup_refused_after_it_told_the_applications_tells_them_again(ctx: WorkerContext, cut_over: Job) -> None:
+    """Refused once it had published its start (the source changed since verification), the run is back to a
+    verdict: its applications must file what the new index refuses again, for `sync`, not raise it for ever."""
+    published.publish(ctx.db, ctx.redis, cut_over.job_id)
+    cut_over.source.upsert("alpha", make_records(1, prefix="late"))
+    settle(cut_over.spec.source)
+
+    result = cut_over.cleanup(decommission_now=True)
+
+    assert result["action"] == "refused" and "changed" in result["reason"], result
+    layout = json.loads(ctx.redis.get(cutover_key(cut_over.job_id, "layout")))
+    assert [r["cleanup"] for r in layout["runs"] if r["source_namespace"] == "alpha"] == [None]

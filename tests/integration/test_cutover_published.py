@@ -190,6 +190,20 @@ def test_once_a_cleanup_started_the_new_index_refusing_a_write_is_the_applicatio
     assert filed_failures(ctx, job_id) == []
 
 
+def test_a_write_under_way_as_a_cleanup_starts_raises_what_the_new_index_refuses(
+    ctx: WorkerContext, job_id: int
+) -> None:
+    # The layout is read at most every max_age_s: this write read it before the cleanup began, and its new side failed
+    # after (its old side slow). Asked again then, the failure is raised: no sync could follow it.
+    wrapper = DualWriteIndex(old=Side("old"), new=Side("new", fail_writes=True), job_id=job_id, redis=ctx.redis)
+    cleanup_at(ctx, job_id, RunState.CLEANING)
+
+    with pytest.raises(RuntimeError, match="new refused the write"):
+        wrapper.upsert(vectors=[("v1", [0.1])], namespace="a")
+
+    assert filed_failures(ctx, job_id) == []
+
+
 def test_a_cleaned_namespace_is_written_to_the_new_index_only(ctx: WorkerContext, job_id: int) -> None:
     wrapper, old, new = app(ctx, job_id)
     cleanup_at(ctx, job_id, RunState.CLEANED)

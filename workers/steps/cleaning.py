@@ -326,6 +326,7 @@ def _cleanup(
             # waiting for its cleanups (`run --wait` under `cleanup.mode: auto`) reads it at once.
             jobs_and_runs.maybe_finish_job(ctx.db, run.job_id)
             next_steps.run_settled(ctx, run.job_id, run.id)
+            _tell_applications(ctx, run.job_id)
 
 
 def _proof(
@@ -522,11 +523,16 @@ def _delete(
         detail[CLEANUP_WORKER_LOST] = True  # the count is this cleanup's: what the dead one deleted is unknown
     jobs_verdicts.finish_cleanup(ctx.db, run.id, detail, actor)
     log.info("deleted source namespace %r of run %s (%d vectors)", display_namespace(ns), run.id, deleted)
-    try:
-        published.publish_if_followed_at(ctx.db, ctx.redis, run.job_id)
-    except Exception as e:  # they still raise what the new index refuses; the next publication tells them
-        log.warning("could not publish that run %s is cleaned to its applications: %s", run.id, type(e).__name__)
     return _result(run, "deleted", deleted)
+
+
+def _tell_applications(ctx: WorkerContext, job_id: int) -> None:
+    """Publish the job's layout again when applications follow it: a run cleaned, or back to a verdict after a
+    refusal or a stop (its writes filed for sync again)."""
+    try:
+        published.publish_if_followed(ctx.db, ctx.redis, job_id)
+    except Exception as e:  # until the next publication they raise what the new index refuses, never lose it
+        log.warning("could not publish job %s's runs to its applications: %s", job_id, type(e).__name__)
 
 
 def _fetch_current(source: Store, ns: str, spec: JobSpec) -> None:
