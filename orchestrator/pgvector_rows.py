@@ -58,6 +58,8 @@ _FAMILY = {
 #: verification casts the source the same way, so nothing else would tell): a double rounded to a real, a timestamp
 #: with its zone turned into the session's wall time without one.
 _NARROWING = {("double precision", "real"), ("timestamp with time zone", "timestamp without time zone")}
+#: A time type's fractional digits when its type names none (the most it holds).
+_TIME_DIGITS = 6
 #: Types whose modifier is a precision the insert's cast rounds to, silently: fractional seconds, a numeric's scale.
 _PRECISE = frozenset(
     {
@@ -151,13 +153,12 @@ def _rounds(source: TableColumn, target: TableColumn) -> bool:
     if source.base_type != target.base_type or source.base_type not in _PRECISE:
         return False
     kept, given = _modifier(target.sql_type), _modifier(source.sql_type)
-    if kept is None:
-        return False  # the target's default: unbounded (numeric), or the most a time holds (6 digits)
-    if given is None:
-        return True
-    if source.base_type == "numeric":  # (precision, scale): digits after the point, and before it
+    if source.base_type == "numeric":  # (precision, scale): digits after the point, and before it; none: unbounded
+        if kept is None or given is None:
+            return kept is not None
         return kept[1] < given[1] or kept[0] - kept[1] < given[0] - given[1]
-    return kept[0] < given[0]
+    # A time's fractional digits: none given is the most it holds, 6.
+    return (kept or (_TIME_DIGITS, 0))[0] < (given or (_TIME_DIGITS, 0))[0]
 
 
 def _modifier(sql_type: str) -> tuple[int, int] | None:

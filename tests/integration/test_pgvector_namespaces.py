@@ -262,6 +262,9 @@ def test_a_copy_takes_a_row_the_application_wrote_behind_its_cursor(pg: sa.Engin
     report = json.loads(result.output)
     assert result.exit_code == 0 and report["verified"] and report["copied"] == 1, result.output
     assert s.fetch("beta", [early.id]) == s.fetch("alpha", [early.id])
+    with pg.connect() as conn:  # the application's next row takes a row number after every copied one
+        next_id = "SELECT nextval(pg_get_serial_sequence('embeddings_beta', 'id')) > max(id) FROM embeddings_beta"
+        assert conn.execute(sa.text(next_id)).scalar()
 
 
 def test_copy_commits_as_many_rows_a_transaction_as_the_setting_says(

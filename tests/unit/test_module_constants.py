@@ -86,6 +86,7 @@ WORKING: dict[str, str] = {
     "workers/stores/pinecone/http11.py:_JOINED_BODY_MAX": "a request body sent with its head in one write",
     "workers/stores/pinecone/http11.py:_READ_BUFFER": "a connection's read buffer: an answer's head and small bodies",
     # a protocol or a format: both sides must agree, so no one installation may change it alone
+    "orchestrator/pgvector_rows.py:_TIME_DIGITS": "Postgres's most fractional digits of a time type: its default",
     "orchestrator/cutover/published.py:ROLLOUT_MAX_AGE_S": "the documented promise: reads follow a rollout in 2 s",
     "orchestrator/cutover/published.py:WRITE_UNDER_WAY_S": "a cleanup's wait for a dual write sent on the old layout",
     "orchestrator/cutover/dualwrite.py:COMPARE_SHARE": "the default of DualWriteIndex's compare_share (a parameter)",

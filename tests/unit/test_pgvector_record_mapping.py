@@ -129,6 +129,9 @@ def test_a_real_column_cannot_hold_a_double_column_as_it_is() -> None:
         "table embeddings_beta column seen_at is timestamp without time zone, the source's is timestamp with time zone"
     ]
     assert pgvector_rows.carry_problems("embeddings_beta", naive, zoned) == []
+    six = [TableColumn("seen_at", "timestamp(6) without time zone")]  # a time's default precision: nothing rounds
+    assert pgvector_rows.carry_problems("embeddings_beta", naive, six) == []
+    assert pgvector_rows.carry_problems("embeddings_beta", six, naive) == []
 
 
 def test_a_target_row_keeping_an_integer_equals_a_pinecone_source_that_could_not_say_so() -> None:

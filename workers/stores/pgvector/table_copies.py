@@ -501,6 +501,7 @@ def transfer(
         compare_tables(conn, source_table, target_table, result)
     if result.missing:  # rows the cursor passed: the application wrote them below it while the copy ran
         result.copied += copy_missing(engine, source_table, target_table, result.columns)
+        _continue_row_numbers(engine, target_table, result.columns)  # theirs may be the largest row numbers
         with engine.connect() as conn:
             compare_tables(conn, source_table, target_table, result)
     return result
