@@ -29,6 +29,7 @@ from nsmigrate.orchestrator.errors import RetryableError, StoreError
 from nsmigrate.orchestrator.limits import ALIAS_LIST_MAX_PAGE
 from nsmigrate.orchestrator.records.namespaces import display_namespace
 from nsmigrate.workers.stores.pinecone.rest import DataPlane, DataPlaneError, path_segment
+from nsmigrate.workers.stores.pinecone.wire import Pagination
 
 #: How Pinecone names the default namespace as a target; nsmigrate calls it "".
 _DEFAULT = "__default__"
@@ -44,13 +45,9 @@ class _Alias(msgspec.Struct):
     updated_at: str = ""
 
 
-class _Pagination(msgspec.Struct):
-    next: str | None = None
-
-
 class _ListReply(msgspec.Struct):
     namespace_aliases: list[_Alias] = []
-    pagination: _Pagination | None = None
+    pagination: Pagination | None = None
 
 
 _ALIAS = msgspec.json.Decoder(_Alias)

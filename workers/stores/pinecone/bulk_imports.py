@@ -14,6 +14,7 @@ import msgspec
 
 from nsmigrate.orchestrator.errors import StoreError
 from nsmigrate.workers.stores.pinecone.rest import DataPlane, path_segment
+from nsmigrate.workers.stores.pinecone.wire import Pagination
 
 
 class _Started(msgspec.Struct):
@@ -30,13 +31,9 @@ class _Model(msgspec.Struct, rename="camel"):
     created_at: str = ""
 
 
-class _Pagination(msgspec.Struct):
-    next: str | None = None
-
-
 class _Listed(msgspec.Struct):
     data: list[_Model] = []
-    pagination: _Pagination | None = None
+    pagination: Pagination | None = None
 
 
 _STARTED = msgspec.json.Decoder(_Started)

@@ -24,7 +24,9 @@ class _ListedId(msgspec.Struct):
     id: str
 
 
-class _Pagination(msgspec.Struct):
+class Pagination(msgspec.Struct):
+    """The ``pagination`` of a Pinecone list answer (ids, aliases, imports): the next page's token, if any."""
+
     next: str | None = None
 
 
@@ -32,7 +34,7 @@ class _ListReply(msgspec.Struct):
     """What a ``list`` request answers, of it what nsmigrate reads (``usage`` and ``namespace`` are ignored)."""
 
     vectors: list[_ListedId] = []
-    pagination: _Pagination | None = None
+    pagination: Pagination | None = None
 
 
 _LIST_REPLY = msgspec.json.Decoder(_ListReply)
