@@ -30,8 +30,8 @@ from nsmigrate.orchestrator.states import (  # noqa: F401  (re-exported: where t
 # 2: namespace_runs.last_error (a lister that failed for good); 3: jobs.phase (collection strategy); 4: erase_places;
 # 5: batches.ids packed into bytea (``orchestrator.packed_ids``), was a JSONB array; ix_batches_unfinished;
 # 6: ix_runs_job_target, ix_runs_job_creator, ix_runs_job_state; 7: erasure_ledger; 8: batches.lost_attempts;
-# 9: metadata values older reports quoted, described instead (``_describe_quoted_metadata``)
-SCHEMA_VERSION = 9
+# 9: metadata values older reports quoted, described instead (``_describe_quoted_metadata``); 10: held_metadata
+SCHEMA_VERSION = 10
 
 
 def utcnow() -> datetime:
@@ -172,6 +172,18 @@ class Batch(Base):
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class HeldMetadata(Base):
+    """What an original held under keys the copy's enrichment writes (``proof.held_enrichment``), recorded by a
+    cleanup right before it deleted that original: in the copy those keys hold the enrichment's values, and a rollback
+    rebuilding the original from it would strip them (``delta.restore_record``). A row only for such an original."""
+
+    __tablename__ = "held_metadata"
+
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("namespace_runs.id"), primary_key=True)
+    record_id: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    held: Mapped[dict[str, Any]]
 
 
 class Event(Base):

@@ -3,12 +3,13 @@ remove what a migration wrote). The store work lives in ``workers.steps.syncing`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from nsmigrate.orchestrator.errors import StateError, WrongJobKind
@@ -16,7 +17,7 @@ from nsmigrate.orchestrator.jobs.database import Database, _get_job, _get_run, _
 from nsmigrate.orchestrator.jobs.jobs_and_runs import stopped_reason
 from nsmigrate.orchestrator.jobs.lifecycle import ROLLBACK_READY_STATES, SYNCABLE_RUN_STATES
 from nsmigrate.orchestrator.jobs.verdicts import _cleaned, _record_judgement
-from nsmigrate.orchestrator.models import Batch, Job, JobKind, JobState, NamespaceRun, RunState
+from nsmigrate.orchestrator.models import Batch, HeldMetadata, Job, JobKind, JobState, NamespaceRun, RunState
 
 
 def written_ids(db: Database, run_id: int) -> list[str]:
@@ -25,6 +26,27 @@ def written_ids(db: Database, run_id: int) -> list[str]:
     with db.transaction() as s:
         rows = s.scalars(sa.select(Batch.ids).where(Batch.run_id == run_id, Batch.attempts > 0).order_by(Batch.seq))
         return list(dict.fromkeys(i for ids in rows for i in ids))
+
+
+def record_held_metadata(db: Database, run_id: int, held: Mapping[str, Mapping[str, Any]]) -> None:
+    """Record, before a cleanup deletes them, what originals held under keys the enrichment writes (id → values)."""
+    rows = [{"run_id": run_id, "record_id": id_, "held": dict(values)} for id_, values in held.items()]
+    insert = pg_insert(HeldMetadata).values(rows)
+    key = [HeldMetadata.run_id, HeldMetadata.record_id]
+    with db.transaction() as s:
+        s.execute(insert.on_conflict_do_update(index_elements=key, set_={"held": insert.excluded.held}))
+
+
+def held_metadata(db: Database, run_id: int, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What a cleanup of ``run_id`` recorded of ``ids`` (``record_held_metadata``): id → key → the original's value."""
+    if not ids:
+        return {}
+    where = (HeldMetadata.run_id == run_id, HeldMetadata.record_id.in_(ids))
+    with db.transaction() as s:
+        return {
+            record_id: held
+            for record_id, held in s.execute(sa.select(HeldMetadata.record_id, HeldMetadata.held).where(*where))
+        }
 
 
 def _sync_refusal(s: Session, run: NamespaceRun) -> str | None:

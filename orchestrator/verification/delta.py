@@ -166,21 +166,25 @@ def enrichment_keys(target_namespace: str, ctx: RouteContext) -> set[str]:
     return set(expected_metadata(Record("", [], {}), target_namespace, ctx))
 
 
-def restore_record(target: Record, target_namespace: str, ctx: RouteContext) -> tuple[Record, str | None]:
+def restore_record(
+    target: Record, target_namespace: str, ctx: RouteContext, held: Mapping[str, Any] | None = None
+) -> tuple[Record, str | None]:
     """The original a target record was copied from, rebuilt from the target: its metadata without the keys the
-    enrichment added; for a record routed one by one into a twin namespace, with the twin id field it was routed by
-    (routing proves the original had it: ``twin_id_field == <twin of the namespace>``).
+    enrichment added, but for the values ``held`` gives (the original's own under such keys, as the cleanup that
+    deleted it recorded them: ``proof.held_enrichment``); for a record routed one by one into a twin namespace, with
+    the twin id field it was routed by (routing proves the original had it: ``twin_id_field == <twin of the
+    namespace>``).
 
     Returns:
         ``(record, problem)``: ``problem`` is None when the forward rule maps the rebuilt record back onto exactly
         ``target`` (same namespace, same metadata), else why the rebuild cannot be trusted.
 
-    A key the enrichment *overwrote* (an original ``creator_id``, ``migrated_from`` or constant key) would come back
-    without its old value, unknowable from the target; but originals that still exist are never rebuilt, and cleanup
-    keeps every original with such a value (``proof.replaced_values``).
+    A value the enrichment *overwrote* (an original ``creator_id`` or constant key) is unknowable from the target; but
+    originals that still exist are never rebuilt, and cleanup keeps every original with such a value
+    (``proof.replaced_values``) but for an earlier copy's ``migrated_from``, which ``held`` gives back.
     """
     added = enrichment_keys(target_namespace, ctx)
-    metadata = {k: v for k, v in (target.metadata or {}).items() if k not in added}
+    metadata = {k: v for k, v in (target.metadata or {}).items() if k not in added} | dict(held or {})
     parsed = parse_namespace(target_namespace)
     if ctx.target_namespace is None and parsed.kind == "twin" and parsed.twin_id is not None:
         metadata[ctx.twin_id_field] = parsed.twin_id
@@ -298,6 +302,7 @@ def plan_restore(
     targets: Mapping[str, tuple[str, Record]],
     ctx: RouteContext,
     tolerance: float,
+    held: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> RestoreCheck:
     """Judge the originals of one chunk of ids the forward job wrote.
 
@@ -307,6 +312,7 @@ def plan_restore(
         targets: id → (target namespace, record) where a target still holds it.
         ctx: the forward run's routing context.
         tolerance: largest allowed |Δ| per value.
+        held: id → what its original held under the enrichment's keys, as its cleanup recorded it (``restore_record``).
     """
     check = RestoreCheck()
     for id_ in ids:
@@ -321,7 +327,7 @@ def plan_restore(
         ns, target = targets[id_]
         check.found_in.setdefault(ns, []).append(id_)
         if original is None:
-            rebuilt, problem = restore_record(target, ns, ctx)
+            rebuilt, problem = restore_record(target, ns, ctx, (held or {}).get(id_))
             if problem is None:
                 check.restore_count += 1
                 check.to_restore.append(rebuilt)

@@ -67,6 +67,9 @@ class Proof:
     #: Proven ids whose delete failed without saying it was not applied (a timeout, a reset, retries run out): the
     #: store may have deleted them, so they count as deleted wherever that decides what is safe.
     maybe_deleted: list[str] = field(default_factory=list)
+    #: Of one chunk's proven originals, what those holding keys the enrichment writes held there (id → key → value):
+    #: their copies cannot show it, so a cleanup records it for a rollback (``held_enrichment``).
+    held: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def refuse(self, id_: str, reason: str) -> None:
         self.refused_count += 1
@@ -112,6 +115,13 @@ def replaced_values(original: Record, target_namespace: str, ctx: RouteContext) 
     )
 
 
+def held_enrichment(original: Record, added: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``original`` holds under the keys of ``added`` (what the enrichment writes into its copy): a value equal
+    to the enrichment's, or an earlier copy's lineage (``replaced_values`` lets it go). A rollback rebuilding the
+    original from its copy strips every added key (``delta.restore_record``) but these, given back their values."""
+    return {k: original.metadata[k] for k in sorted(original.metadata.keys() & added.keys())}
+
+
 def prove_copies(
     originals: Sequence[Record],
     found: Mapping[str, Sequence[Record]],
@@ -131,9 +141,11 @@ def prove_copies(
         ctx, tolerance, compare: as ``judge_copy``.
         deleting_originals: the originals are what is deleted (a cleanup): one whose metadata values the enrichment
             replaced in the copy is refused too (``replaced_values``); a rollback keeps them, so they prove its copy.
+            What a proven one held under the keys the enrichment writes is in ``Proof.held``.
     """
     by_ns = {ns: {r.id: r for r in records} for ns, records in found.items()}
     proof = Proof()
+    added_in: dict[str, dict[str, Any]] = {}  # target namespace → what the enrichment writes there
     for original in originals:
         try:
             ns, reason = judge_copy(original, by_ns, ctx, tolerance, compare)
@@ -146,6 +158,11 @@ def prove_copies(
             reason = replaced_values(original, ns, ctx)
         if reason is None:
             proof.proven.append(original.id)
+            if deleting_originals:
+                if ns not in added_in:
+                    added_in[ns] = expected_metadata(Record("", [], {}), ns, ctx)
+                if held := held_enrichment(original, added_in[ns]):
+                    proof.held[original.id] = held
         else:
             proof.refuse(original.id, f"{reason} (target namespace {ns!r})")
     return proof

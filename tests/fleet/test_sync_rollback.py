@@ -386,6 +386,31 @@ def test_rollback_after_cleanup_restores_the_originals_exactly_from_the_targets(
     assert [e["detail"]["count"] for e in events(db, result["rollback_job_id"], "originals_restored")]
 
 
+def test_rollback_after_cleanup_gives_back_what_the_originals_held_under_the_keys_the_enrichment_writes(
+    stack: Stack, ctx: WorkerContext
+) -> None:
+    seed = small_seed()
+    # Originals that already hold what the copy's enrichment writes (their creator, their twin, a constant), with
+    # its values, or an earlier copy's lineage: their copies look the same as the others'; only the cleanup, which
+    # sees both, can tell them apart.
+    for ns, records in seed.namespaces.items():
+        for i, (id_, values, metadata) in enumerate(records):
+            twin = ns or metadata["twin_id"]
+            creator = {"creator_id": seed.twins[twin], "twin_id": twin}
+            held = [creator, {"twin_id": twin}, {"team": "search"}, {"migrated_from": "legacy/earlier"}, {}]
+            records[i] = (id_, values, {**metadata, **held[i % len(held)]})
+    db, job_id, before = migrated(stack, seed, cleanup={"mode": "manual"}, enrich={"constants": {"team": "search"}})
+    for run in jobs_and_runs.runs_of(db, job_id):
+        assert cleaning.cleanup_run(ctx, run.id, actor="tester")["action"] == "deleted"
+    assert sorted(stack.pinecone.snapshot(ONE)) == creator_namespaces(stack.pinecone.snapshot(ONE))
+
+    result = rollback_job(ctx, job_id, actor="tester")
+
+    assert result["action"] == "rolled_back", result
+    assert sum(r["restored"] for r in result["runs"]) == seed.total
+    assert_same(stack.pinecone.snapshot(ONE), before)  # every key each original held, and none it did not
+
+
 def test_rollback_refuses_when_the_originals_cannot_be_verified_and_deletes_nothing(
     stack: Stack, ctx: WorkerContext
 ) -> None:

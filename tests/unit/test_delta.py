@@ -18,6 +18,7 @@ from nsmigrate.orchestrator.verification.delta import (
     plan_restore,
     restore_record,
 )
+from nsmigrate.orchestrator.verification.proof import prove_copies
 
 TWINS = {"t1": "a.1", "t2": "a.10"}
 T1 = "creator_a.1_twin_t1"
@@ -206,3 +207,27 @@ def test_an_original_kept_with_a_key_the_enrichment_overwrote_is_still_equal() -
 )
 def test_namespace_disposal(listed: list[str], written: list[str], expected: tuple[bool, list[str], list[str]]) -> None:
     assert namespace_disposal(listed, written) == expected
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["text", "creator_id", "twin_id", "schema", "migrated_from"]),
+        st.sampled_from(["a", "a.1", "t1", 2, "seeds/t1"]),
+        max_size=5,
+    ),
+    st.sampled_from([None, T1]),
+)
+def test_an_original_holding_what_the_enrichment_writes_round_trips_with_the_keys_its_cleanup_recorded(
+    metadata: dict[str, Any], target: str | None
+) -> None:
+    route = ctx(target)
+    original = rec("v", **{**metadata, **({"twin_id": "t1"} if target is None else {})})
+    [(ns, [copy])] = copied([original], route).items()
+    proof = prove_copies([original], {ns: [copy]}, route, 1e-6, deleting_originals=True)
+    if not proof.proven:  # a value the enrichment replaced: the cleanup keeps that original, nothing to rebuild
+        assert proof.refused_count == 1
+        return
+
+    rebuilt, problem = restore_record(copy, ns, route, proof.held.get("v", ()))
+
+    assert problem is None and rebuilt == original

@@ -55,12 +55,12 @@ waits until every application follows the start and every write begun before it 
 cleanup proves); the run stays cancelled with what it deleted counted, or, when its cleanup never said (its host
 lost), marked as one whose source may be deleted (``NamespaceRun.source_may_be_deleted``).
 
-A delete stopped part-way (a store error, or a chunk refused in the second pass) records how many ids went (the
-run's cleanup field, ``NamespaceRun.deleted_by_cleanup``), a chunk whose delete got no answer included: it may have
-been applied (``Proof.maybe_deleted``). Their copies are now the only ones: ``sync
---propagate-deletes`` refuses that run, and its verification can no longer pass (the source lacks them), so
-``nsmigrate cleanup`` takes it up again from either verdict, proving every id left; ``sync`` first repairs the ids a
-refusal named.
+A delete stopped part-way (a store error, a chunk refused in the second pass) records how many ids went
+(``NamespaceRun.deleted_by_cleanup``), a chunk whose delete got no answer included (``Proof.maybe_deleted``). Their
+copies are the only ones now: ``sync --propagate-deletes`` refuses the run, and its verification cannot pass (the
+source lacks them), so ``nsmigrate cleanup`` takes it up again from either verdict, proving every id left; ``sync``
+first repairs the ids a refusal named. Before each delete, the originals holding a key the enrichment writes, with
+its value, are recorded (``HeldMetadata``): their copies cannot show it was theirs; a rollback restores it.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ from nsmigrate.orchestrator.cutover.rollout import cleanup_refusal
 from nsmigrate.orchestrator.errors import NsmigrateError, StateError, StopAsked, StoreError
 from nsmigrate.orchestrator.jobs import erasure_ledger as jobs_erasure_ledger
 from nsmigrate.orchestrator.jobs import jobs_and_runs
+from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.messaging.task_names import lock_key
 from nsmigrate.orchestrator.models import CLEANUP_WORKER_LOST, NamespaceRun, RunState
@@ -118,16 +119,8 @@ def _result(run: NamespaceRun, action: str, count: int, reason: str | None = Non
 
 def _refuse(ctx: WorkerContext, run: NamespaceRun, reason: str, actor: str, *, dry_run: bool) -> dict[str, Any]:
     """A refusal that changes no state: audit it and say why."""
-    jobs_and_runs.record_event(
-        ctx.db,
-        "cleanup_refused",
-        actor,
-        run.job_id,
-        run.id,
-        namespace=run.source_namespace,
-        reason=reason,
-        dry_run=dry_run,
-    )
+    detail = {"namespace": run.source_namespace, "reason": reason, "dry_run": dry_run}
+    jobs_and_runs.record_event(ctx.db, "cleanup_refused", actor, run.job_id, run.id, **detail)
     # Info, not a warning: whoever asked reports the refusal (the command's line per namespace, the task's result),
     # and a command has no logging set up, so Python would print a warning to its terminal a second time.
     log.info("cleanup of run %s refused: %s", run.id, reason)
@@ -358,6 +351,7 @@ def _proof(
         stop=stop,
         held=lambda records: held_back_ids(erasures, records, route),
         whole_chunks=whole_chunks,
+        record_held=lambda held: jobs_sync_rollback.record_held_metadata(ctx.db, run.id, held),
     )
 
 

@@ -8,18 +8,18 @@ for a routed run, the ``target_namespaces`` it wrote) holds the copies; its done
    original that exists must be what the forward copy made its target from (same values; ``expected_metadata(original)``
    = target metadata). Any that differ → refused, nothing written.
 2. **restore** the originals that are missing (cleanup deleted them): rebuilt from the target without the enrichment
-   keys (``delta.restore_record``) and upserted into the original namespace. An original that still exists is never
-   overwritten, so a rollback before cleanup copies nothing.
+   keys (``delta.restore_record``) but what its cleanup found them holding there (``HeldMetadata``), and upserted into
+   the original namespace. An original that still exists is never overwritten, so a rollback before cleanup copies
+   nothing.
 3. **verify** every original again; anything missing or different → refused, nothing deleted.
 4. **delete** the targets: the forward runs are claimed (``jobs_sync_rollback.claim_forward_runs``: unchanged since
-step 1, then
-   cancelled, so no cleanup/sync of the forward job can follow), then the ids this job wrote are deleted from each
-   target namespace, each chunk proved right before its delete (``workers.steps.proving``: the original exists and its
-   copy equals it *now*, in the namespace deleted from; an id whose original changed, routes elsewhere or went away
-   since step 3 is kept and the rollback ends refused, naming it). A namespace that held nothing but this job's ids
-   and is empty afterwards is dropped, a Pinecone one only on a listing shown complete (``freshness.complete_listing``:
-   a lagging listing hides an application's write for as long as reads lag, and the drop would take its only copy; a
-   pod's is left in place); others' ids are kept (reported).
+   step 1, then cancelled, so no cleanup/sync of the forward job can follow), then the ids this job wrote are deleted
+   from each target namespace, each chunk proved right before its delete (``workers.steps.proving``: the original
+   exists and its copy equals it *now*, in the namespace deleted from; an id whose original changed, routes elsewhere
+   or went away since step 3 is kept and the rollback ends refused, naming it). A namespace that held nothing but this
+   job's ids and is empty afterwards is dropped, a Pinecone one only on a listing shown complete
+   (``freshness.complete_listing``: a lagging listing hides an application's write for as long as reads lag, and the
+   drop would take its only copy; a pod's is left in place); others' ids are kept (reported).
 
 While a namespace alias of the target resolves to one of the copies, the rollback is refused before anything is done
 (its readers would find the namespace emptied: ``workers.steps.alias_guard``), and asked again right before step 4.
@@ -140,7 +140,8 @@ class _Rollback:
                 for record in self.target.fetch(ns, remaining):
                     targets.setdefault(record.id, (ns, record))
             originals = {r.id: r for r in self.source.fetch(run.source_namespace, chunk)}
-            found = plan_restore(chunk, originals, targets, route, self.spec.verify.tolerance)
+            held = jobs_sync_rollback.held_metadata(self.ctx.db, run.id, [i for i in chunk if i not in originals])
+            found = plan_restore(chunk, originals, targets, route, self.spec.verify.tolerance, held)
             if restore and found.to_restore:
                 self._write_back(run, found.to_restore)
             total.add(found)
