@@ -82,7 +82,14 @@ _BATCH_EXISTS = sa.select(_batches.c.id).where(_batches.c.id == sa.bindparam("ba
 # done or the run cancelled. Batch before run, as `finish_batch` locks them. A redelivered message that finds its
 # batch still `running` counts a lost attempt: the worker that had it died before it ended the batch (an out-of-memory
 # kill, SIGKILL, a host lost); Celery's retry after an outage is a new message, never counted.
-_batch_to_start = sa.select(_batches.c.run_id).where(_batches.c.id == sa.bindparam("batch_id")).with_for_update()
+# The batch's state is read where its row is locked: a delivery that failed it while this one waited for the row is
+# seen there (the statement's snapshot, taken before the wait, still shows it running).
+_batch_to_start = (
+    sa.select(_batches.c.run_id, _batches.c.state)
+    .where(_batches.c.id == sa.bindparam("batch_id"))
+    .with_for_update()
+    .cte("batch_to_start")
+)
 #: What a copy needs of its batch's run, beside the run's id and state.
 _RUN_FOR_COPY = (
     _runs.c.job_id,
@@ -95,7 +102,7 @@ _RUN_FOR_COPY = (
 )
 _run_of_batch = (
     sa.select(_runs.c.id, _runs.c.state, _runs.c.listing_done, _runs.c.batches_total, *_RUN_FOR_COPY)
-    .where(_runs.c.id == _batch_to_start.scalar_subquery())
+    .where(_runs.c.id == sa.select(_batch_to_start.c.run_id).scalar_subquery())
     .with_for_update(read=True)
     .cte("run_of_batch")
 )
@@ -105,6 +112,7 @@ _START_BATCH = (
         _batches.c.id == sa.bindparam("batch_id"),
         _batches.c.state != BatchState.DONE,
         _batches.c.run_id == _run_of_batch.c.id,
+        _batches.c.run_id == _batch_to_start.c.run_id,
         _run_of_batch.c.state != RunState.CANCELLED,
     )
     .values(
@@ -133,8 +141,8 @@ _START_BATCH = (
         _run_of_batch.c.listing_done,
         _run_of_batch.c.batches_total,
         erasure_ledger.LEDGER_KEY.label("ledger_key"),
-        # The state before this statement (its snapshot): a failed batch started again leaves the run's failed count.
-        sa.select(_batches.c.state).where(_batches.c.id == sa.bindparam("batch_id")).scalar_subquery().label("was"),
+        # The state before this start: a failed batch started again leaves the run's failed count.
+        _batch_to_start.c.state.label("was"),
     )
 )
 _FAILED_LESS = sa.func.greatest(0, _runs.c.failed - sa.bindparam("ids_failed", type_=sa.Integer))

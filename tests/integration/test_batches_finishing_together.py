@@ -164,3 +164,29 @@ def test_a_batch_finishing_alone_moves_its_run_on_in_its_one_statement(db: jobs_
     assert outcome == jobs_batches.AfterBatch(copied=True, wake_lister=False, stuck=False)
     assert [sql for thread, sql in statements if thread == finisher] == ["WITH"]
     assert jobs_and_runs.get_run(db, run_id).state == RunState.COPIED
+
+
+def test_a_start_waiting_on_a_failure_that_commits_meanwhile_takes_its_ids_off_the_failed_count(
+    db: jobs_database.Database,
+) -> None:
+    # Another delivery fails the batch, committing while this start waits for the batch's row: the start must judge
+    # the state it finds once it holds the row (failed: its ids leave the failed count), not the one it began with.
+    _, [run_id] = a_job(db)
+    assert jobs_pages.start_listing(db, run_id) is not None
+    [batch_id] = jobs_pages.add_batches(db, run_id, [["a", "b"]], None, listing_done=True).batch_ids
+    assert jobs_batches.start_batch(db, batch_id, "w1") is not None
+    failing = db.engine.connect()
+    failing.begin()
+    failing.execute(sa.text("UPDATE batches SET state = 'failed' WHERE id = :b"), {"b": batch_id})  # as fail_batch
+    failing.execute(sa.text("UPDATE namespace_runs SET failed = failed + 2 WHERE id = :r"), {"r": run_id})
+
+    waiting = Waiting(db)
+    waiting.start("start", lambda: jobs_batches.start_batch(db, batch_id, "w2"))
+    failing.commit()
+    failing.close()
+
+    assert waiting.join()["start"] is not None
+    assert jobs_and_runs.get_run(db, run_id).failed == 0  # started again: its ids are not failed any more
+    jobs_batches.finish_batch(db, batch_id, vectors=2, missing=0, nbytes=8, targets=["ns0"], max_in_flight=4)
+    run = jobs_and_runs.get_run(db, run_id)
+    assert (run.state, run.copied, run.failed) == (RunState.COPIED, 2, 0)
