@@ -299,7 +299,7 @@ class RestoreCheck:
 def plan_restore(
     ids: Iterable[str],
     originals: Mapping[str, Record],
-    targets: Mapping[str, tuple[str, Record]],
+    targets: Mapping[str, Sequence[tuple[str, Record]]],
     ctx: RouteContext,
     tolerance: float,
     held: Mapping[str, Mapping[str, Any]] | None = None,
@@ -309,7 +309,7 @@ def plan_restore(
     Parameters:
         ids: the chunk of written ids (from the forward run's done batches).
         originals: id → record as the original (forward source) namespace holds it now.
-        targets: id → (target namespace, record) where a target still holds it.
+        targets: id → every (target namespace, record) where a target still holds it.
         ctx: the forward run's routing context.
         tolerance: largest allowed |Δ| per value.
         held: id → what its original held under the enrichment's keys, as its cleanup recorded it (``restore_record``).
@@ -324,10 +324,18 @@ def plan_restore(
             else:
                 check.only_original += 1
             continue
-        ns, target = targets[id_]
-        check.found_in.setdefault(ns, []).append(id_)
+        copies = targets[id_]
+        for ns, _ in copies:
+            check.found_in.setdefault(ns, []).append(id_)
         if original is None:
+            ns, target = copies[0]
             rebuilt, problem = restore_record(target, ns, ctx, (held or {}).get(id_))
+            if len(copies) > 1:  # re-routed since its copy, and synced: each rebuilds an original, one outdated
+                names = ", ".join(repr(n) for n, _ in copies)
+                problem = (
+                    f"copies in {len(copies)} namespaces ({names}): which one is its original's latest is unknown; "
+                    "delete the outdated one, then run rollback again"
+                )
             if problem is None:
                 check.restore_count += 1
                 check.to_restore.append(rebuilt)
@@ -343,6 +351,7 @@ def plan_restore(
         except PlanError as e:
             reason: str | None = f"the original cannot be routed any more: {e.message}"
         else:
+            ns, target = next(((n, r) for n, r in copies if n == routed), copies[0])
             reason = (
                 f"the original now routes to {routed!r}, its copy is in {ns!r}"
                 if routed != ns

@@ -411,6 +411,28 @@ def test_rollback_after_cleanup_gives_back_what_the_originals_held_under_the_key
     assert_same(stack.pinecone.snapshot(ONE), before)  # every key each original held, and none it did not
 
 
+def test_rollback_after_cleanup_restores_no_outdated_original_of_a_record_rerouted_since_its_copy(
+    stack: Stack, ctx: WorkerContext
+) -> None:
+    seed = small_seed()
+    db, job_id, _ = migrated(stack, seed, cleanup={"mode": "manual"})
+    # A record moves to another twin (its twin_id edited, its text too) and is synced there: its first copy stays in
+    # the old twin's namespace, as sync leaves it.
+    id_, values, metadata = seed.namespaces[""][0]
+    moved = {**metadata, "twin_id": next(t for t in seed.twins if t != metadata["twin_id"]), "text": "edited"}
+    stack.pinecone.load(ONE, "", [(id_, values, moved)])
+    [default_run] = jobs_and_runs.runs_of(db, job_id, "")
+    assert sync_run(ctx, default_run.id, actor="tester")["to_copy"] == 1
+    assert set(states(wait_final(db, job_id)).values()) == {RunState.VERIFIED}
+    for run in jobs_and_runs.runs_of(db, job_id):
+        assert cleaning.cleanup_run(ctx, run.id, actor="tester")["action"] == "deleted"
+
+    result = rollback_job(ctx, job_id, actor="tester")
+
+    assert result["action"] == "refused" and "copies in 2 namespaces" in result["reason"], result
+    assert stack.pinecone.snapshot(ONE).get("", {}).get(id_, (None, None))[1] in (None, moved)  # never the old text
+
+
 def test_rollback_refuses_when_the_originals_cannot_be_verified_and_deletes_nothing(
     stack: Stack, ctx: WorkerContext
 ) -> None:

@@ -171,8 +171,8 @@ def test_restore_of_any_copied_record_round_trips(metadata: dict[str, Any], targ
 def test_plan_restore_judges_each_written_id() -> None:
     route = ctx()
     originals = [rec("equal", text="a"), rec("missing", text="b"), rec("differs", text="c")]
-    targets = {r.id: (T1, r) for r in copied(originals, route)[T1]}
-    targets["differs"] = (T1, copied([rec("differs", text="edited after cut-over")], route)[T1][0])
+    targets = {r.id: [(T1, r)] for r in copied(originals, route)[T1]}
+    targets["differs"] = [(T1, copied([rec("differs", text="edited after cut-over")], route)[T1][0])]
     present = {"equal": originals[0], "differs": originals[2], "only-original": rec("only-original")}
 
     check = plan_restore(["equal", "missing", "differs", "only-original", "absent"], present, targets, route, 1e-6)
@@ -191,10 +191,24 @@ def test_an_original_kept_with_a_key_the_enrichment_overwrote_is_still_equal() -
     original = rec("v", text="a", creator_id="legacy")  # the copy overwrote creator_id; the original is still right
     [target] = copied([original], route)[T1]
 
-    check = plan_restore(["v"], {"v": original}, {"v": (T1, target)}, route, 1e-6)
+    check = plan_restore(["v"], {"v": original}, {"v": [(T1, target)]}, route, 1e-6)
 
     assert check.passed and check.equal == 1
     assert expected_metadata(original, T1, route) == target.metadata
+
+
+def test_a_record_rerouted_since_its_copy_is_judged_by_the_copy_it_routes_to_and_never_rebuilt_from_either() -> None:
+    # Its twin id was edited after the copy and synced: a copy in the old twin's namespace and one in the new one's.
+    route = ctx(None)
+    before, now = rec("v", text="a", twin_id="t1"), rec("v", text="b", twin_id="t2")
+    copies = [(T1, copied([before], route)[T1][0]), (T2, copied([now], route)[T2][0])]
+
+    kept = plan_restore(["v"], {"v": now}, {"v": copies}, route, 1e-6)
+    cleaned = plan_restore(["v"], {}, {"v": copies}, route, 1e-6)
+
+    assert kept.passed and kept.equal == 1 and kept.found_in == {T1: ["v"], T2: ["v"]}
+    assert not cleaned.passed and not cleaned.to_restore and cleaned.unrestorable_count == 1
+    assert "copies in 2 namespaces" in cleaned.unrestorable[0]["reason"]
 
 
 @pytest.mark.parametrize(

@@ -132,13 +132,12 @@ class _Rollback:
         namespaces = _targets_of(run)
         total = RestoreCheck()
         for chunk in chunks(jobs_sync_rollback.written_ids(self.ctx.db, run.id), FETCH_MAX_IDS):
-            targets: dict[str, tuple[str, Record]] = {}
-            for ns in namespaces:  # a routed run's ids are spread over its namespaces: look where not found yet
-                remaining = [i for i in chunk if i not in targets]
-                if not remaining:
-                    break
-                for record in self.target.fetch(ns, remaining):
-                    targets.setdefault(record.id, (ns, record))
+            # A routed run's ids are spread over its namespaces, and a record re-routed since its copy (its twin id
+            # edited, then synced) has a copy in each: every namespace is looked in.
+            targets: dict[str, list[tuple[str, Record]]] = {}
+            for ns in namespaces:
+                for record in self.target.fetch(ns, chunk):
+                    targets.setdefault(record.id, []).append((ns, record))
             originals = {r.id: r for r in self.source.fetch(run.source_namespace, chunk)}
             held = jobs_sync_rollback.held_metadata(self.ctx.db, run.id, [i for i in chunk if i not in originals])
             found = plan_restore(chunk, originals, targets, route, self.spec.verify.tolerance, held)
