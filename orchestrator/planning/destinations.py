@@ -86,9 +86,12 @@ def route_namespaces(
     return routes
 
 
-def routed_targets(spec: JobSpec, twins: Mapping[str, str]) -> Callable[[str], bool]:
-    """Whether a routed run may write into a namespace: the twin namespaces its records can be sent to, any
-    creator-wide namespace (routed by creator id), the review namespace, or public."""
+def routed_targets(
+    spec: JobSpec, twins: Mapping[str, str], owners: Mapping[str, tuple[str, str | None]] | None = None
+) -> Callable[[str], bool]:
+    """Whether a routed run may write into a namespace: the twin namespaces its records can be sent to (the mapping's
+    and the owners table's pairs), any creator-wide namespace (routed by creator id), the review namespace, or
+    public."""
     override = spec.routing.override_creator
     fixed = {PUBLIC, spec.routing.review_namespace}
     if override is not None:
@@ -99,6 +102,7 @@ def routed_targets(spec: JobSpec, twins: Mapping[str, str]) -> Callable[[str], b
 
         return may_write
     mapped = {twin_namespace(c, t) for t, c in twins.items()}
+    mapped |= {twin_namespace(c, t) for c, t in (owners or {}).values() if t is not None}
     return lambda ns: ns in fixed or ns in mapped or parse_namespace(ns).kind == "creator"
 
 

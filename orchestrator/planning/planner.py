@@ -107,7 +107,7 @@ def make_plan(
         if spec.routing.override_creator is not None:
             pairs = {t: spec.routing.override_creator for t in pairs}
         Registry(pairs, set(pairs.values())).check()
-    may_route_to = routed_targets(spec, twins) if routed_present else None
+    may_route_to = routed_targets(spec, twins, owners) if routed_present else None
     if target is not None:
         check_targets(spec, runs, target, one_store, selected, may_route_to)
         check_alias_names(runs, target, may_route_to)

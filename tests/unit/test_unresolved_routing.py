@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nsmigrate.orchestrator.errors import SpecError
+from nsmigrate.orchestrator.errors import PlanError, SpecError
 from nsmigrate.orchestrator.planning.plan import Inventory
 from nsmigrate.orchestrator.planning.planner import make_plan
 from nsmigrate.orchestrator.planning.summary import route_lines
@@ -159,6 +159,16 @@ def test_the_owners_table_travels_in_the_runs_routing_table_and_is_not_a_twin() 
     table = routing_table({"t1": "a.1"}, {"s": "t1"}, OWNERS)
     assert split_routing_table(table) == ({"t1": "a.1"}, {"s": "t1"})
     assert owners_of(table) == OWNERS
+
+
+def test_a_twin_namespace_only_the_owners_table_routes_to_is_checked_as_a_target_like_the_mappings() -> None:
+    # ``bare-9`` goes to creator_c.9_twin_t9 by its owners row alone (t9 is not in the mapping): that namespace
+    # already holding vectors is refused as any target that does, or the copy would replace an id both hold.
+    job = mapped(owners={"table": "vector_owners"})
+    target = Inventory("dst", 1, {"creator_c.9_twin_t9": 5})
+
+    with pytest.raises(PlanError, match=r"already hold vectors in dst: creator_c.9_twin_t9 \(5 vectors\)"):
+        make_plan(job, Inventory("src", 1, {"": 3}), target, MAPPED["twins"], None, {"bare-9": ("c.9", "t9")})
 
 
 def test_the_plan_says_how_many_go_to_the_creator_given_and_why() -> None:
