@@ -74,21 +74,18 @@ class BatchWork:
 
 
 # A copy's two transitions run on the tables with statements built once, like the lister's (see `_START_LISTING`).
-_IDS_OF_BATCH = sa.select(_batches.c.ids).where(_batches.c.id == sa.bindparam("batch_id"))
-_BATCH_EXISTS = sa.select(_batches.c.id).where(_batches.c.id == sa.bindparam("batch_id"))
+_THE_BATCH = _batches.c.id == sa.bindparam("batch_id")
+_IDS_OF_BATCH = sa.select(_batches.c.ids).where(_THE_BATCH)
+_BATCH_EXISTS = sa.select(_batches.c.id).where(_THE_BATCH)
 # Starting a batch is one statement, so one round trip: it locks the batch, then its run (FOR SHARE: a concurrent
 # cancel_job, an UPDATE of that row, either waits for the start or commits first and is seen, so no batch starts
 # after `cancel` returned; batches of one run still start side by side), and marks the batch running unless it is
 # done or the run cancelled. Batch before run, as `finish_batch` locks them. A redelivered message that finds its
 # batch still `running` counts a lost attempt: the worker that had it died before it ended the batch (an out-of-memory
-# kill, SIGKILL, a host lost); Celery's retry after an outage is a new message, never counted.
-# The batch's state is read where its row is locked: a delivery that failed it while this one waited for the row is
-# seen there (the statement's snapshot, taken before the wait, still shows it running).
+# kill, SIGKILL, a host lost); Celery's retry after an outage is a new message, never counted. Its state before is read
+# where its row is locked: the statement's snapshot predates the wait, and a failure committed meanwhile.
 _batch_to_start = (
-    sa.select(_batches.c.run_id, _batches.c.state)
-    .where(_batches.c.id == sa.bindparam("batch_id"))
-    .with_for_update()
-    .cte("batch_to_start")
+    sa.select(_batches.c.run_id, _batches.c.state).where(_THE_BATCH).with_for_update().cte("batch_to_start")
 )
 #: What a copy needs of its batch's run, beside the run's id and state.
 _RUN_FOR_COPY = (
@@ -443,14 +440,8 @@ def fail_batch(db: Database, batch_id: int, error: str, actor: str | None = None
     re-queues it."""
     with db.single_statement() as conn:
         ids = conn.execute(_IDS_OF_BATCH, {"batch_id": batch_id}).scalar_one()
-        params = {
-            "batch_id": batch_id,
-            "error_text": error[:2000],
-            "ids_failed": len(ids),
-            "actor": actor or default_actor(),
-            "now": utcnow(),
-        }
-        conn.execute(_FAIL_BATCH, params)
+        params = {"batch_id": batch_id, "error_text": error[:2000], "ids_failed": len(ids), "now": utcnow()}
+        conn.execute(_FAIL_BATCH, {**params, "actor": actor or default_actor()})
 
 
 def maybe_mark_copied(db: Database, run_id: int) -> bool:
