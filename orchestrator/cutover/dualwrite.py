@@ -17,8 +17,8 @@ new side holds what ``verify`` expects. A failed new-side write is not raised: i
 ``dual_write_failed`` event, ``nsmigrate sync`` copies it and ``cleanup`` waits for that sync. Once a cleanup of the
 namespace has started, no sync can follow it, so a new-side failure is raised to the application, which retries the
 write as it would without the wrapper; once the namespace is cleaned, only the new index is written (the old one would
-only be filled again). Records of an erased creator or twin are written to neither side (the erasure ledger, asked
-before each write).
+only be filled again), but for a delete routed per record: it also reaches the records the routing drops, kept there.
+Records of an erased creator or twin are written to neither side (the erasure ledger, asked before each write).
 
 Reads go to the new index for the namespaces the rollout's percentage selects (``cutover.reads_new``: by namespace,
 so a tenant sees one store at a time), read at most every ``max_age_s`` seconds, so one ``cutover set`` (or the
@@ -253,8 +253,9 @@ class DualWriteIndex:
         """Delete from the old index, then from the new where the job copies these ids: the namespace's target or,
         routed per record, where each one routes (its record read from the old index before its delete: the copy
         may not have written that namespace yet, and another namespace's record of the same id is not this one). A
-        namespace whose source a cleanup deleted is deleted from the new index only (records routed per record are
-        then found there, in the run's target namespaces), which then answers."""
+        namespace whose source a cleanup deleted is deleted from the new index (records routed per record are then
+        found there, in the run's target namespaces), which then answers; routed per record, also from the old index,
+        which keeps the records the routing drops (``_delete_left_behind``)."""
         self._current()
         ids = list(ids)
         ns = _stored(namespace)
@@ -269,7 +270,11 @@ class DualWriteIndex:
                 )
             except Exception as e:  # unread: the new side's copies stay, filed below
                 homes = e
-        answer = None if _cleaned(run) else self.old.delete(ids=ids, namespace=namespace, **kwargs)
+        answer = None
+        if not _cleaned(run):
+            answer = self.old.delete(ids=ids, namespace=namespace, **kwargs)
+        elif run is not None and run.target_namespace is None and ids:
+            self._delete_left_behind(ids, namespace, **kwargs)
         try:
             if isinstance(homes, Exception):
                 raise homes
@@ -280,6 +285,17 @@ class DualWriteIndex:
         except Exception as e:
             self._failed(run, ns, "delete", ids, e)
         return answer
+
+    def _delete_left_behind(self, ids: list[str], namespace: str, **kwargs: Any) -> None:
+        """Delete ``ids`` from a cleaned namespace routed per record: its cleanup kept there the records the routing
+        drops (never copied), and the application's delete must reach them. Not the application's failure when it
+        fails: the namespace may be dropped, or the old index gone, once the cut-over is over."""
+        try:
+            self.old.delete(ids=ids, namespace=namespace, **kwargs)
+        except Exception as e:
+            log.warning(
+                "dual write: delete of %d ids left in cleaned namespace %r failed: %s", len(ids), namespace, _error(e)
+            )
 
     def _homes(self, namespace: str, fetched: Any) -> dict[str, list[str]]:
         """Target namespace → the ids of the records ``fetched`` (an answer of the old index's ``fetch``) that the

@@ -237,8 +237,13 @@ def test_a_delete_in_a_cleaned_namespace_routed_per_record_finds_each_record_in_
 
     wrapper.delete(ids=["v1", "v2", "never-there"], namespace="")
 
-    assert old.calls == []  # its source is gone: not read, not written
+    # Not read, and deleted from only for what its cleanup kept there: the records the routing drops, never copied.
+    assert old.calls == [("delete", "")] and old.deleted == [("", ["v1", "v2", "never-there"])]
     assert new.deleted == [("creator_c1_twin_t1", ["v1"]), ("creator_c2_twin_t2", ["v2"])]
+
+    old.fail_writes = True  # the old namespace dropped, or the old index gone: not the application's failure
+    wrapper.delete(ids=["v1"], namespace="")
+    assert new.deleted[-1] == ("creator_c1_twin_t1", ["v1"])
 
 
 def test_an_application_may_not_follow_later_than_a_cleanup_waits(ctx: WorkerContext, job_id: int) -> None:
