@@ -28,13 +28,23 @@ def written_ids(db: Database, run_id: int) -> list[str]:
         return list(dict.fromkeys(i for ids in rows for i in ids))
 
 
-def record_held_metadata(db: Database, run_id: int, held: Mapping[str, Mapping[str, Any]]) -> None:
-    """Record, before a cleanup deletes them, what originals held under keys the enrichment writes (id → values)."""
-    rows = [{"run_id": run_id, "record_id": id_, "held": dict(values)} for id_, values in held.items()]
-    insert = pg_insert(HeldMetadata).values(rows)
-    key = [HeldMetadata.run_id, HeldMetadata.record_id]
+def record_held_metadata(db: Database, run_id: int, ids: Sequence[str], held: Mapping[str, Mapping[str, Any]]) -> None:
+    """Record, before a cleanup deletes ``ids``, what those in ``held`` hold under keys the enrichment writes (id →
+    values), and that the others hold nothing there: a row an earlier cleanup left of one of them (its delete did not
+    happen, and the record was written again since) no longer applies."""
     with db.transaction() as s:
-        s.execute(insert.on_conflict_do_update(index_elements=key, set_={"held": insert.excluded.held}))
+        holding_nothing = [i for i in ids if i not in held]
+        if holding_nothing:
+            s.execute(
+                sa.delete(HeldMetadata).where(
+                    HeldMetadata.run_id == run_id, HeldMetadata.record_id.in_(holding_nothing)
+                )
+            )
+        if held:
+            rows = [{"run_id": run_id, "record_id": id_, "held": dict(values)} for id_, values in held.items()]
+            insert = pg_insert(HeldMetadata).values(rows)
+            key = [HeldMetadata.run_id, HeldMetadata.record_id]
+            s.execute(insert.on_conflict_do_update(index_elements=key, set_={"held": insert.excluded.held}))
 
 
 def held_metadata(db: Database, run_id: int, ids: Sequence[str]) -> dict[str, dict[str, Any]]:

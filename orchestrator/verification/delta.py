@@ -325,17 +325,10 @@ def plan_restore(
                 check.only_original += 1
             continue
         copies = targets[id_]
-        for ns, _ in copies:
-            check.found_in.setdefault(ns, []).append(id_)
         if original is None:
-            ns, target = copies[0]
-            rebuilt, problem = restore_record(target, ns, ctx, (held or {}).get(id_))
-            if len(copies) > 1:  # re-routed since its copy, and synced: each rebuilds an original, one outdated
-                names = ", ".join(repr(n) for n, _ in copies)
-                problem = (
-                    f"copies in {len(copies)} namespaces ({names}): which one is its original's latest is unknown; "
-                    "delete the outdated one, then run rollback again"
-                )
+            rebuilt, problem, homes = _rebuild(copies, ctx, (held or {}).get(id_))
+            for ns in homes:
+                check.found_in.setdefault(ns, []).append(id_)
             if problem is None:
                 check.restore_count += 1
                 check.to_restore.append(rebuilt)
@@ -350,6 +343,7 @@ def plan_restore(
             routed = target_of(original, ctx)
         except PlanError as e:
             reason: str | None = f"the original cannot be routed any more: {e.message}"
+            ns = copies[0][0]
         else:
             ns, target = next(((n, r) for n, r in copies if n == routed), copies[0])
             reason = (
@@ -357,6 +351,7 @@ def plan_restore(
                 if routed != ns
                 else compare_record(original, target, expected_metadata(original, ns, ctx), tolerance)
             )
+        check.found_in.setdefault(ns, []).append(id_)  # the copy it is judged by: the one a rollback deletes
         if reason is None:
             check.equal += 1
         else:
@@ -364,6 +359,27 @@ def plan_restore(
             if len(check.mismatches) < MISMATCH_CAP:
                 check.mismatches.append({"id": id_, "reason": reason})
     return check
+
+
+def _rebuild(
+    copies: Sequence[tuple[str, Record]], ctx: RouteContext, held: Mapping[str, Any] | None
+) -> tuple[Record, str | None, list[str]]:
+    """The original of a missing id rebuilt from its copies (``restore_record``): from the one copy that rebuilds one
+    the forward rule maps back onto it, and the namespaces of the copies it was judged by. Two that do are two
+    candidates (a record re-routed since its copy, then synced; or another source namespace's record of the same id
+    whose copy this rule maps back too): which one is the original's latest is unknown, and none is rebuilt."""
+    rebuilt = [(ns, *restore_record(copy, ns, ctx, held)) for ns, copy in copies]
+    fitting = [(ns, record) for ns, record, problem in rebuilt if problem is None]
+    if len(fitting) == 1:
+        return fitting[0][1], None, [fitting[0][0]]
+    if not fitting:
+        return rebuilt[0][1], rebuilt[0][2], [rebuilt[0][0]]
+    names = ", ".join(repr(ns) for ns, _ in fitting)
+    problem = (
+        f"copies in {len(fitting)} namespaces ({names}) each rebuild an original: one is outdated (a record re-routed "
+        "since its copy) or another source namespace's record of the same id; none is rebuilt: restore it by hand"
+    )
+    return fitting[0][1], problem, [ns for ns, _ in fitting]
 
 
 def namespace_disposal(listed: Iterable[str], written_here: Iterable[str]) -> tuple[bool, list[str], list[str]]:

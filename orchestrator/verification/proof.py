@@ -67,8 +67,8 @@ class Proof:
     #: Proven ids whose delete failed without saying it was not applied (a timeout, a reset, retries run out): the
     #: store may have deleted them, so they count as deleted wherever that decides what is safe.
     maybe_deleted: list[str] = field(default_factory=list)
-    #: Of one chunk's proven originals, what those holding keys the enrichment writes held there (id → key → value):
-    #: their copies cannot show it, so a cleanup records it for a rollback (``held_enrichment``).
+    #: Of one chunk's proven originals, what those holding keys the enrichment writes (or takes away) held there
+    #: (id → key → value): their copies cannot show it, so a cleanup records it for a rollback (``held_enrichment``).
     held: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def refuse(self, id_: str, reason: str) -> None:
@@ -115,11 +115,13 @@ def replaced_values(original: Record, target_namespace: str, ctx: RouteContext) 
     )
 
 
-def held_enrichment(original: Record, added: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``original`` holds under the keys of ``added`` (what the enrichment writes into its copy): a value equal
-    to the enrichment's, or an earlier copy's lineage (``replaced_values`` lets it go). A rollback rebuilding the
-    original from its copy strips every added key (``delta.restore_record``) but these, given back their values."""
-    return {k: original.metadata[k] for k in sorted(original.metadata.keys() & added.keys())}
+def held_enrichment(original: Record, added: Mapping[str, Any], expected: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``original`` holds that its copy cannot show: its values under the keys of ``added`` (what the enrichment
+    writes into every copy: a value equal to the enrichment's, or an earlier copy's lineage, which ``replaced_values``
+    lets go), and the keys the enrichment took away (``expected``, its copy's metadata, lacks them: a NULL metadata's
+    mark in a pgvector table). A rollback rebuilding the original from its copy (``delta.restore_record``) strips
+    every added key but these, and gives them back."""
+    return {k: v for k, v in sorted(original.metadata.items()) if k in added or k not in expected}
 
 
 def prove_copies(
@@ -161,7 +163,7 @@ def prove_copies(
             if deleting_originals:
                 if ns not in added_in:
                     added_in[ns] = expected_metadata(Record("", [], {}), ns, ctx)
-                if held := held_enrichment(original, added_in[ns]):
+                if held := held_enrichment(original, added_in[ns], expected_metadata(original, ns, ctx)):
                     proof.held[original.id] = held
         else:
             proof.refuse(original.id, f"{reason} (target namespace {ns!r})")

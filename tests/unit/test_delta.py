@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nsmigrate.orchestrator.pgvector_rows import NULL_METADATA_KEY
 from nsmigrate.orchestrator.records.vectors import Record
 from nsmigrate.orchestrator.routing.route import RouteContext, expected_metadata, route_records
 from nsmigrate.orchestrator.spec.jobspec import Enrichment
@@ -206,9 +207,22 @@ def test_a_record_rerouted_since_its_copy_is_judged_by_the_copy_it_routes_to_and
     kept = plan_restore(["v"], {"v": now}, {"v": copies}, route, 1e-6)
     cleaned = plan_restore(["v"], {}, {"v": copies}, route, 1e-6)
 
-    assert kept.passed and kept.equal == 1 and kept.found_in == {T1: ["v"], T2: ["v"]}
+    assert kept.passed and kept.equal == 1 and kept.found_in == {T2: ["v"]}  # where it routes: what is deleted
     assert not cleaned.passed and not cleaned.to_restore and cleaned.unrestorable_count == 1
     assert "copies in 2 namespaces" in cleaned.unrestorable[0]["reason"]
+
+
+def test_a_missing_original_is_rebuilt_from_its_own_copy_beside_another_sources_record_of_its_id() -> None:
+    # Two source namespaces may each hold "v" when their copies go to different namespaces: the routed run's "v"
+    # (into T1) and namespace t2's "v" (into T2, marked migrated from t2). Only the first rebuilds this run's.
+    route = ctx(None)
+    ours = rec("v", text="a", twin_id="t1")
+    theirs = copied([rec("v", text="b")], ctx(T2, source_namespace="t2"))[T2][0]
+    copies = [(T1, copied([ours], route)[T1][0]), (T2, theirs)]
+
+    check = plan_restore(["v"], {}, {"v": copies}, route, 1e-6)
+
+    assert not check.unrestorable and check.to_restore == [ours] and check.found_in == {T1: ["v"]}
 
 
 @pytest.mark.parametrize(
@@ -245,3 +259,16 @@ def test_an_original_holding_what_the_enrichment_writes_round_trips_with_the_key
     rebuilt, problem = restore_record(copy, ns, route, proof.held.get("v", ()))
 
     assert problem is None and rebuilt == original
+
+
+def test_a_null_metadata_the_copy_filled_with_its_enrichment_comes_back_null() -> None:
+    # Into the application's pgvector tables a NULL metadata the enrichment writes to is NULL no more: its mark goes.
+    route = ctx(target_folds_null_metadata=True)
+    original = rec("v", **{NULL_METADATA_KEY: True})
+    [copy] = copied([original], route)[T1]
+    proof = prove_copies([original], {T1: [copy]}, route, 1e-6, deleting_originals=True)
+
+    rebuilt, problem = restore_record(copy, T1, route, proof.held.get("v"))
+
+    assert NULL_METADATA_KEY not in copy.metadata
+    assert proof.proven == ["v"] and problem is None and rebuilt == original

@@ -351,7 +351,7 @@ def _proof(
         stop=stop,
         held=lambda records: held_back_ids(erasures, records, route),
         whole_chunks=whole_chunks,
-        record_held=lambda held: jobs_sync_rollback.record_held_metadata(ctx.db, run.id, held),
+        record_held=lambda ids, held: jobs_sync_rollback.record_held_metadata(ctx.db, run.id, ids, held),
     )
 
 

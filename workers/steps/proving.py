@@ -51,7 +51,7 @@ def delete_proven(
     stop: Callable[[], bool] | None = None,
     held: Callable[[Sequence[Record]], set[str]] | None = None,
     whole_chunks: bool = False,
-    record_held: Callable[[Mapping[str, Mapping[str, Any]]], None] | None = None,
+    record_held: Callable[[Sequence[str], Mapping[str, Mapping[str, Any]]], None] | None = None,
 ) -> Proof:
     """Prove ``ids`` chunk by chunk and delete the proven ones right after their chunk was proved.
 
@@ -69,8 +69,8 @@ def delete_proven(
             and are neither proven nor refused, as an id the routing drops.
         whole_chunks: a chunk with a refused id deletes none of its ids (they are not returned as proven either):
             for ids that fit one chunk, the proof pass and the delete in one, leaving all of them or none.
-        record_held: given, before each delete from the source, what the originals about to go hold under keys the
-            enrichment writes (``Proof.held``): kept, a rollback restores them whole.
+        record_held: given, before each delete from the source, the ids about to go and what those holding keys the
+            enrichment writes hold there (``Proof.held``): kept, a rollback restores them whole.
 
     Returns:
         The ``Proof`` of every chunk: ``proven`` ids are the ones deleted (or, with ``delete_from=None``, that
@@ -136,9 +136,9 @@ def delete_proven(
                 proof.proven = [id_ for id_ in proof.proven if id_ not in elsewhere]
             if whole_chunks and proof.refused_count:
                 proof.proven = []
-            going = {i: proof.held[i] for i in proof.proven if i in proof.held}
-            if going and record_held is not None and delete_from == "source":
-                record_held(going)  # before the originals go: after, nothing could tell their keys from added ones
+            if proof.proven and record_held is not None and delete_from == "source":
+                # Before the originals go: after, nothing could tell their keys from added ones.
+                record_held(proof.proven, {i: proof.held[i] for i in proof.proven if i in proof.held})
             try:
                 if proof.proven and versions is not None:
                     deleted = set(deleting_from[0].delete_unchanged(deleting_from[1], _as_proved(proof, versions)))

@@ -36,6 +36,7 @@ through ``ctx.guarded`` (fleet-wide rate budgets per scope, retries).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from nsmigrate.orchestrator.cutover import rollout as rollout_rows
@@ -50,7 +51,7 @@ from nsmigrate.orchestrator.records.vectors import DEFAULT_NAMESPACE, Record
 from nsmigrate.orchestrator.routing.route import RouteContext, run_route_context
 from nsmigrate.orchestrator.spec.jobspec import DELETION_MAX_TOLERANCE, JobSpec
 from nsmigrate.orchestrator.tenancy.erasure import erased_in
-from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore
+from nsmigrate.orchestrator.verification.delta import RestoreCheck, namespace_disposal, plan_restore, route_source
 from nsmigrate.orchestrator.verification.proof import Proof, refusal
 from nsmigrate.workers.context import WorkerContext
 from nsmigrate.workers.steps import freshness
@@ -132,19 +133,34 @@ class _Rollback:
         namespaces = _targets_of(run)
         total = RestoreCheck()
         for chunk in chunks(jobs_sync_rollback.written_ids(self.ctx.db, run.id), FETCH_MAX_IDS):
-            # A routed run's ids are spread over its namespaces, and a record re-routed since its copy (its twin id
-            # edited, then synced) has a copy in each: every namespace is looked in.
-            targets: dict[str, list[tuple[str, Record]]] = {}
-            for ns in namespaces:
-                for record in self.target.fetch(ns, chunk):
-                    targets.setdefault(record.id, []).append((ns, record))
             originals = {r.id: r for r in self.source.fetch(run.source_namespace, chunk)}
+            routed, _ = route_source(list(originals.values()), route)
+            targets = self._copies(namespaces, chunk, {i: ns for ns, ids in routed.items() for i in ids})
             held = jobs_sync_rollback.held_metadata(self.ctx.db, run.id, [i for i in chunk if i not in originals])
             found = plan_restore(chunk, originals, targets, route, self.spec.verify.tolerance, held)
             if restore and found.to_restore:
                 self._write_back(run, found.to_restore)
             total.add(found)
         return total
+
+    def _copies(
+        self, namespaces: list[str], chunk: Sequence[str], home: dict[str, str]
+    ) -> dict[str, list[tuple[str, Record]]]:
+        """Id → each (target namespace, copy) of ``chunk`` in the run's namespaces. An id whose original routes to a
+        namespace (``home``) is looked for there, and elsewhere only when not found there; one without (its original
+        gone, or unroutable) in every namespace: a record re-routed since its copy, then synced, has a copy in two."""
+        targets: dict[str, list[tuple[str, Record]]] = {}
+
+        def look(ns: str, ids: list[str]) -> None:
+            for record in self.target.fetch(ns, ids) if ids else []:
+                targets.setdefault(record.id, []).append((ns, record))
+
+        for ns in namespaces:
+            look(ns, [i for i in chunk if home.get(i, ns) == ns])
+        astray = [i for i in chunk if i in home and i not in targets]
+        for ns in namespaces if astray else []:
+            look(ns, [i for i in astray if home[i] != ns])
+        return targets
 
     def _await_reads(self, ns: str, by_run: dict[int, set[str]]) -> None:
         """Wait until the target's lagging reads of ``ns`` reflect the copies (``workers.steps.freshness``: by the LSN
