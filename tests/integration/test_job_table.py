@@ -23,6 +23,7 @@ from nsmigrate.orchestrator.jobs import database as jobs_database
 from nsmigrate.orchestrator.jobs import jobs_and_runs, pages
 from nsmigrate.orchestrator.jobs import pages as jobs_pages
 from nsmigrate.orchestrator.jobs import status as jobs_status
+from nsmigrate.orchestrator.jobs import sync_rollback as jobs_sync_rollback
 from nsmigrate.orchestrator.jobs import verdicts as jobs_verdicts
 from nsmigrate.orchestrator.models import SCHEMA_VERSION, Base, Batch, NamespaceRun, ensure_schema
 from nsmigrate.orchestrator.planning.plan import ROUTED, Estimate, NamespacePlan, Plan
@@ -506,3 +507,17 @@ def test_a_redelivery_that_finds_its_batch_running_counts_a_lost_attempt_until_r
     assert jobs_batches.requeue_failed(db, job_id) == [(run_id, batch_id)]
     assert start(redelivered=True) == 0
     assert start(redelivered=True) == 1
+
+
+def test_a_cleanup_that_finds_an_original_holding_nothing_now_clears_what_an_earlier_one_recorded(
+    db: jobs_database.Database,
+) -> None:
+    # An earlier cleanup recorded "x" holding an old lineage, but did not delete it (written since its proof); the
+    # next one deletes "x" as it is now, holding nothing: a rollback must not give the old value back.
+    _, [run_id] = a_job(db)
+    jobs_sync_rollback.record_held_metadata(db, run_id, ["x", "y"], {"x": {"migrated_from": "legacy/ns"}})
+    assert jobs_sync_rollback.held_metadata(db, run_id, ["x", "y"]) == {"x": {"migrated_from": "legacy/ns"}}
+
+    jobs_sync_rollback.record_held_metadata(db, run_id, ["x"], {})
+
+    assert jobs_sync_rollback.held_metadata(db, run_id, ["x", "y"]) == {}
