@@ -261,7 +261,7 @@ def known_runs(
                     source_namespace=run.source_namespace,
                     target_store=run.target_store,
                     target_namespaces=tuple(
-                        run.target_namespaces or ([run.target_namespace] if run.target_namespace else [])
+                        run.target_namespaces or ([run.target_namespace] if run.target_namespace is not None else [])
                     ),
                     creator_id=run.creator_id,
                     twin_id=run.twin_id,
